@@ -1,0 +1,78 @@
+/* The backend interface: a table of function pointers, one per op in ops.def
+ * plus memory management. CPU, CUDA and Vulkan each fill the whole table; a
+ * NULL entry is a gap that the op tests report by name.
+ *
+ * Calling contract: ops may run asynchronously (GPU backends enqueue them);
+ * download() and synchronize() wait for all work enqueued before them. A
+ * failing call returns a status with kiln_last_error() set. */
+#ifndef KILN_BACKEND_H
+#define KILN_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kiln.h"
+#include "ops.h"
+#include "tensor.h"
+
+typedef struct kiln_backend kiln_backend;
+
+typedef struct kiln_backend_ops {
+    /* Device memory. alloc returns KILN_ERR_OUT_OF_MEMORY naming the bytes
+     * asked for. */
+    kiln_status (*buffer_alloc)(kiln_backend *be, size_t bytes, kiln_buffer **out);
+    void (*buffer_free)(kiln_backend *be, kiln_buffer *buf);
+
+    /* Makes read-only weight bytes that live in host memory (an mmap of a
+     * checkpoint) usable by ops. The CPU backend wraps them without copying;
+     * GPU backends copy them to the device once. `host` must outlive the
+     * returned buffer on the CPU backend. */
+    kiln_status (*weights_place)(kiln_backend *be, const void *host, size_t bytes, kiln_buffer **out);
+
+    /* Copies bytes between host memory and a tensor's place in its buffer. */
+    kiln_status (*upload)(kiln_backend *be, const kiln_tensor *dst, const void *src, size_t bytes);
+    kiln_status (*download)(kiln_backend *be, const kiln_tensor *src, void *dst, size_t bytes);
+
+    /* Waits for every enqueued op. */
+    kiln_status (*synchronize)(kiln_backend *be);
+
+    void (*destroy)(kiln_backend *be);
+
+#define KILN_OP(name, nsrc, doc)                                                   \
+    kiln_status (*name)(kiln_backend *be, const kiln_##name##_params *p,            \
+                        const kiln_tensor *const *src, kiln_tensor *dst);
+#include "ops.def"
+#undef KILN_OP
+} kiln_backend_ops;
+
+typedef enum kiln_backend_kind {
+    KILN_BACKEND_CPU,
+    KILN_BACKEND_VULKAN,
+    KILN_BACKEND_CUDA,
+} kiln_backend_kind;
+
+struct kiln_backend {
+    const kiln_backend_ops *ops;
+    kiln_backend_kind kind;
+    const char *name;  /* "cpu", "vulkan", "cuda" */
+    char device_name[256];
+    int threads;       /* CPU worker threads (CPU backend) */
+    void *impl;        /* the backend's own state */
+};
+
+typedef struct kiln_backend_options {
+    int threads; /* CPU: worker threads, 0 = all cores */
+    int device;  /* GPU: device index, -1 = pick (discrete first) */
+} kiln_backend_options;
+
+/* Creates a backend. Backends that were not built, or that find no device at
+ * run time, return KILN_ERR_UNSUPPORTED with a message saying which. */
+kiln_status kiln_backend_cpu_create(const kiln_backend_options *opt, kiln_backend **out);
+kiln_status kiln_backend_vulkan_create(const kiln_backend_options *opt, kiln_backend **out);
+kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backend **out);
+
+/* By name: "cpu", "vulkan", "cuda", or "auto" (CUDA, then Vulkan, then CPU). */
+kiln_status kiln_backend_create(const char *name, const kiln_backend_options *opt, kiln_backend **out);
+void kiln_backend_free(kiln_backend *be);
+
+#endif

@@ -1,0 +1,165 @@
+/* The CPU backend: host buffers, weights used in place from the checkpoint's
+ * mmap, and each op routed to its implementation. */
+#include "cpu_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "status.h"
+
+static kiln_status cpu_buffer_alloc(kiln_backend *be, size_t bytes, kiln_buffer **out)
+{
+    (void)be;
+    kiln_buffer *b = calloc(1, sizeof *b);
+    void *mem = NULL;
+    if (b && posix_memalign(&mem, 64, bytes ? bytes : 64) != 0) mem = NULL;
+    if (!b || !mem) {
+        free(b);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %zu bytes", bytes);
+    }
+    b->base = mem;
+    b->size = bytes;
+    b->owned = 1;
+    *out = b;
+    return KILN_OK;
+}
+
+static void cpu_buffer_free(kiln_backend *be, kiln_buffer *b)
+{
+    (void)be;
+    if (!b) return;
+    if (b->owned) free(b->base);
+    free(b);
+}
+
+static kiln_status cpu_weights_place(kiln_backend *be, const void *host, size_t bytes, kiln_buffer **out)
+{
+    (void)be;
+    kiln_buffer *b = calloc(1, sizeof *b);
+    if (!b) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    b->base = (void *)host; /* read only: no op writes to a weight */
+    b->size = bytes;
+    *out = b;
+    return KILN_OK;
+}
+
+static kiln_status cpu_upload(kiln_backend *be, const kiln_tensor *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    memcpy(cpu_ptr(dst), src, bytes);
+    return KILN_OK;
+}
+
+static kiln_status cpu_download(kiln_backend *be, const kiln_tensor *src, void *dst, size_t bytes)
+{
+    (void)be;
+    memcpy(dst, cpu_ptr(src), bytes);
+    return KILN_OK;
+}
+
+static kiln_status cpu_synchronize(kiln_backend *be)
+{
+    (void)be;
+    return KILN_OK;
+}
+
+static void cpu_destroy(kiln_backend *be) { free(be); }
+
+#define SRC(i) cpu_ptr(src[i])
+#define OUT cpu_ptr(dst)
+
+static kiln_status cpu_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
+                              kiln_tensor *dst)
+{
+    (void)be;
+    cpu_ref_matmul(p, SRC(0), cpu_weight(src[1]), cpu_weight(p->has_bias ? src[2] : NULL), OUT);
+    return KILN_OK;
+}
+
+static kiln_status cpu_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
+                              kiln_tensor *dst)
+{
+    (void)be;
+    cpu_ref_conv2d(p, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT);
+    return KILN_OK;
+}
+
+static kiln_status cpu_group_norm(kiln_backend *be, const kiln_group_norm_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    (void)be;
+    cpu_ref_group_norm(p, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT);
+    return KILN_OK;
+}
+
+static kiln_status cpu_layer_norm(kiln_backend *be, const kiln_layer_norm_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    (void)be;
+    cpu_ref_layer_norm(p, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT);
+    return KILN_OK;
+}
+
+static kiln_status cpu_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
+                                 kiln_tensor *dst)
+{
+    (void)be;
+    float *scores = malloc((size_t)p->Tk * sizeof *scores);
+    if (!scores) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu attention: out of host memory");
+    cpu_ref_attention(p, SRC(0), SRC(1), SRC(2), OUT, scores);
+    free(scores);
+    return KILN_OK;
+}
+
+/* Ops whose fast path is the reference loop itself: memory-bound, one pass. */
+#define CPU_SIMPLE_OP(name, ...)                                                                 \
+    static kiln_status cpu_##name(kiln_backend *be, const kiln_##name##_params *p,              \
+                                  const kiln_tensor *const *src, kiln_tensor *dst)              \
+    {                                                                                            \
+        (void)be;                                                                                \
+        cpu_ref_##name(p, __VA_ARGS__);                                                          \
+        return KILN_OK;                                                                          \
+    }
+CPU_SIMPLE_OP(softmax, SRC(0), OUT)
+CPU_SIMPLE_OP(silu, SRC(0), OUT)
+CPU_SIMPLE_OP(gelu, SRC(0), OUT)
+CPU_SIMPLE_OP(quick_gelu, SRC(0), OUT)
+CPU_SIMPLE_OP(geglu, SRC(0), OUT)
+CPU_SIMPLE_OP(add, SRC(0), SRC(1), OUT)
+CPU_SIMPLE_OP(mul, SRC(0), SRC(1), OUT)
+CPU_SIMPLE_OP(scale, SRC(0), OUT)
+CPU_SIMPLE_OP(add_channel_bias, SRC(0), SRC(1), OUT)
+CPU_SIMPLE_OP(concat_channels, SRC(0), SRC(1), OUT)
+CPU_SIMPLE_OP(upsample_nearest2x, SRC(0), OUT)
+CPU_SIMPLE_OP(timestep_embedding, SRC(0), OUT)
+CPU_SIMPLE_OP(transpose, SRC(0), OUT)
+CPU_SIMPLE_OP(embedding, SRC(0), cpu_weight(src[1]), OUT)
+
+static const kiln_backend_ops cpu_ops = {
+    .buffer_alloc = cpu_buffer_alloc,
+    .buffer_free = cpu_buffer_free,
+    .weights_place = cpu_weights_place,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .synchronize = cpu_synchronize,
+    .destroy = cpu_destroy,
+#define KILN_OP(name, nsrc, doc) .name = cpu_##name,
+#include "ops.def"
+#undef KILN_OP
+};
+
+kiln_status kiln_backend_cpu_create(const kiln_backend_options *opt, kiln_backend **out)
+{
+    kiln_backend *be = calloc(1, sizeof *be);
+    if (!be) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    be->ops = &cpu_ops;
+    be->kind = KILN_BACKEND_CPU;
+    be->name = "cpu";
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    be->threads = opt && opt->threads > 0 ? opt->threads : (int)(cores > 0 ? cores : 1);
+    snprintf(be->device_name, sizeof be->device_name, "host CPU, %d threads", be->threads);
+    *out = be;
+    return KILN_OK;
+}

@@ -1,0 +1,230 @@
+#include "cpu_ref.h"
+
+#include <math.h>
+
+static inline float wload(kiln_weight_ptr w, size_t i) { return kiln_load_f32(w.data, w.dtype, i); }
+
+// x (M,K) @ w (N,K)^T + bias (N) -> y (M,N)
+void cpu_ref_matmul(const kiln_matmul_params *p, const float *x, kiln_weight_ptr w, kiln_weight_ptr bias, float *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        for (int n = 0; n < p->N; n++) {
+            float acc = p->has_bias ? wload(bias, (size_t)n) : 0.0f;
+            for (int k = 0; k < p->K; k++) acc += x[(size_t)m * p->K + k] * wload(w, (size_t)n * p->K + k);
+            y[(size_t)m * p->N + n] = acc;
+        }
+    }
+}
+
+// x (N,C,H,W) * w (O,C,KH,KW) + bias (O) -> y (N,O,OH,OW), zero padding
+void cpu_ref_conv2d(const kiln_conv2d_params *p, const float *x, kiln_weight_ptr w, kiln_weight_ptr bias, float *y)
+{
+    for (int n = 0; n < p->N; n++)
+        for (int o = 0; o < p->O; o++)
+            for (int oy = 0; oy < p->OH; oy++)
+                for (int ox = 0; ox < p->OW; ox++) {
+                    float acc = wload(bias, (size_t)o);
+                    for (int c = 0; c < p->C; c++)
+                        for (int ky = 0; ky < p->KH; ky++) {
+                            int iy = oy * p->stride - p->pad + ky;
+                            if (iy < 0 || iy >= p->H) continue;
+                            for (int kx = 0; kx < p->KW; kx++) {
+                                int ix = ox * p->stride - p->pad + kx;
+                                if (ix < 0 || ix >= p->W) continue;
+                                acc += x[(((size_t)n * p->C + c) * p->H + iy) * p->W + ix] *
+                                       wload(w, (((size_t)o * p->C + c) * p->KH + ky) * p->KW + kx);
+                            }
+                        }
+                    y[(((size_t)n * p->O + o) * p->OH + oy) * p->OW + ox] = acc;
+                }
+}
+
+static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+
+// x (N,C,HW): mean and variance over each group of C/groups channels
+void cpu_ref_group_norm(const kiln_group_norm_params *p, const float *x, kiln_weight_ptr gamma,
+                        kiln_weight_ptr beta, float *y)
+{
+    int cpg = p->C / p->groups;
+    size_t group_size = (size_t)cpg * p->HW;
+    for (int n = 0; n < p->N; n++)
+        for (int g = 0; g < p->groups; g++) {
+            size_t base = ((size_t)n * p->C + (size_t)g * cpg) * p->HW;
+            double sum = 0.0, sumsq = 0.0;
+            for (size_t i = 0; i < group_size; i++) sum += x[base + i];
+            double mean = sum / (double)group_size;
+            for (size_t i = 0; i < group_size; i++) sumsq += (x[base + i] - mean) * (x[base + i] - mean);
+            float rstd = (float)(1.0 / sqrt(sumsq / (double)group_size + p->eps));
+            for (int c = 0; c < cpg; c++) {
+                int ch = g * cpg + c;
+                float ga = wload(gamma, (size_t)ch), be = wload(beta, (size_t)ch);
+                for (int i = 0; i < p->HW; i++) {
+                    size_t at = base + (size_t)c * p->HW + i;
+                    float v = ((float)(x[at] - mean)) * rstd * ga + be;
+                    y[at] = p->silu ? silu(v) : v;
+                }
+            }
+        }
+}
+
+// x (M,D) normalised over D
+void cpu_ref_layer_norm(const kiln_layer_norm_params *p, const float *x, kiln_weight_ptr gamma,
+                        kiln_weight_ptr beta, float *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const float *row = x + (size_t)m * p->D;
+        double sum = 0.0, sumsq = 0.0;
+        for (int d = 0; d < p->D; d++) sum += row[d];
+        double mean = sum / p->D;
+        for (int d = 0; d < p->D; d++) sumsq += (row[d] - mean) * (row[d] - mean);
+        float rstd = (float)(1.0 / sqrt(sumsq / p->D + p->eps));
+        for (int d = 0; d < p->D; d++)
+            y[(size_t)m * p->D + d] = (float)(row[d] - mean) * rstd * wload(gamma, (size_t)d) + wload(beta, (size_t)d);
+    }
+}
+
+// q (B,Tq,H*D), k v (B,Tk,H*D): one query row at a time; s is scratch of Tk floats
+void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v, float *o,
+                       float *s)
+{
+    size_t row = (size_t)p->H * p->D;
+    for (int b = 0; b < p->B; b++)
+        for (int h = 0; h < p->H; h++)
+            for (int i = 0; i < p->Tq; i++) {
+                const float *qi = q + ((size_t)b * p->Tq + i) * row + (size_t)h * p->D;
+                int tk = p->causal ? i + 1 : p->Tk;
+                float mx = -INFINITY;
+                for (int j = 0; j < tk; j++) {
+                    const float *kj = k + ((size_t)b * p->Tk + j) * row + (size_t)h * p->D;
+                    float dot = 0.0f;
+                    for (int d = 0; d < p->D; d++) dot += qi[d] * kj[d];
+                    s[j] = dot * p->scale;
+                    if (s[j] > mx) mx = s[j];
+                }
+                float denom = 0.0f;
+                for (int j = 0; j < tk; j++) {
+                    s[j] = expf(s[j] - mx);
+                    denom += s[j];
+                }
+                float *oi = o + ((size_t)b * p->Tq + i) * row + (size_t)h * p->D;
+                for (int d = 0; d < p->D; d++) {
+                    float acc = 0.0f;
+                    for (int j = 0; j < tk; j++) acc += s[j] * v[((size_t)b * p->Tk + j) * row + (size_t)h * p->D + d];
+                    oi[d] = acc / denom;
+                }
+            }
+}
+
+void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const float *r = x + (size_t)m * p->N;
+        float *out = y + (size_t)m * p->N;
+        float mx = -INFINITY, denom = 0.0f;
+        for (int n = 0; n < p->N; n++) mx = r[n] > mx ? r[n] : mx;
+        for (int n = 0; n < p->N; n++) denom += (out[n] = expf(r[n] - mx));
+        for (int n = 0; n < p->N; n++) out[n] /= denom;
+    }
+}
+
+static inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2)); }
+
+void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = silu(x[i]);
+}
+
+void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);
+}
+
+void cpu_ref_quick_gelu(const kiln_quick_gelu_params *p, const float *x, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+// x (M,2N): value half first, gate half second (diffusers' GEGLU chunk order)
+void cpu_ref_geglu(const kiln_geglu_params *p, const float *x, float *y)
+{
+    for (int m = 0; m < p->M; m++)
+        for (int n = 0; n < p->N; n++) {
+            const float *r = x + (size_t)m * 2 * p->N;
+            y[(size_t)m * p->N + n] = r[n] * gelu(r[p->N + n]);
+        }
+}
+
+void cpu_ref_add(const kiln_add_params *p, const float *a, const float *b, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = a[i] + b[i];
+}
+
+void cpu_ref_mul(const kiln_mul_params *p, const float *a, const float *b, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = a[i] * b[i];
+}
+
+void cpu_ref_scale(const kiln_scale_params *p, const float *a, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = a[i] * p->s;
+}
+
+void cpu_ref_add_channel_bias(const kiln_add_channel_bias_params *p, const float *x, const float *b, float *y)
+{
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->C; c++)
+            for (int i = 0; i < p->HW; i++) {
+                size_t at = ((size_t)n * p->C + c) * p->HW + i;
+                y[at] = x[at] + b[(size_t)n * p->C + c];
+            }
+}
+
+void cpu_ref_concat_channels(const kiln_concat_channels_params *p, const float *a, const float *b, float *y)
+{
+    size_t sa = (size_t)p->Ca * p->HW, sb = (size_t)p->Cb * p->HW;
+    for (int n = 0; n < p->N; n++) {
+        for (size_t i = 0; i < sa; i++) y[n * (sa + sb) + i] = a[n * sa + i];
+        for (size_t i = 0; i < sb; i++) y[n * (sa + sb) + sa + i] = b[n * sb + i];
+    }
+}
+
+void cpu_ref_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const float *x, float *y)
+{
+    int OW = 2 * p->W, OH = 2 * p->H;
+    for (int nc = 0; nc < p->N * p->C; nc++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                y[((size_t)nc * OH + oy) * OW + ox] = x[((size_t)nc * p->H + oy / 2) * p->W + ox / 2];
+}
+
+// freq_i = exp(-ln(max_period) * i / (half - freq_shift)); emb = [sin | cos](t * freq)
+void cpu_ref_timestep_embedding(const kiln_timestep_embedding_params *p, const float *t, float *y)
+{
+    int half = p->dim / 2;
+    for (int n = 0; n < p->N; n++)
+        for (int i = 0; i < half; i++) {
+            float freq = expf(-logf(p->max_period) * (float)i / ((float)half - p->freq_shift));
+            float arg = t[n] * freq;
+            float *row = y + (size_t)n * p->dim;
+            row[p->flip_sin_to_cos ? i : half + i] = cosf(arg);
+            row[p->flip_sin_to_cos ? half + i : i] = sinf(arg);
+        }
+}
+
+void cpu_ref_transpose(const kiln_transpose_params *p, const float *x, float *y)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int r = 0; r < p->R; r++)
+            for (int c = 0; c < p->C; c++)
+                y[((size_t)b * p->C + c) * p->R + r] = x[((size_t)b * p->R + r) * p->C + c];
+}
+
+// ids outside [0, V) are clamped: a kernel must not read out of bounds, and
+// the tokenizer never produces them
+void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_weight_ptr table, float *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        int id = ids[m] < 0 ? 0 : ids[m] >= p->V ? p->V - 1 : ids[m];
+        for (int d = 0; d < p->D; d++) y[(size_t)m * p->D + d] = wload(table, (size_t)id * p->D + d);
+    }
+}

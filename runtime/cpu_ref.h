@@ -1,0 +1,39 @@
+/* The CPU reference: one plain loop per op in ops.def, written for clarity,
+ * not speed. The CPU backend's fast paths and every GPU backend are tested
+ * against these. Activations are f32 pointers; weights are (pointer, dtype)
+ * pairs widened element by element. */
+#ifndef KILN_CPU_REF_H
+#define KILN_CPU_REF_H
+
+#include "ops.h"
+
+typedef struct kiln_weight_ptr {
+    const void *data;
+    kiln_dtype dtype;
+} kiln_weight_ptr;
+
+void cpu_ref_matmul(const kiln_matmul_params *p, const float *x, kiln_weight_ptr w, kiln_weight_ptr bias, float *y);
+void cpu_ref_conv2d(const kiln_conv2d_params *p, const float *x, kiln_weight_ptr w, kiln_weight_ptr bias, float *y);
+void cpu_ref_group_norm(const kiln_group_norm_params *p, const float *x, kiln_weight_ptr gamma,
+                        kiln_weight_ptr beta, float *y);
+void cpu_ref_layer_norm(const kiln_layer_norm_params *p, const float *x, kiln_weight_ptr gamma,
+                        kiln_weight_ptr beta, float *y);
+/* s: scratch of Tk floats */
+void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v, float *o,
+                       float *s);
+void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y);
+void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y);
+void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y);
+void cpu_ref_quick_gelu(const kiln_quick_gelu_params *p, const float *x, float *y);
+void cpu_ref_geglu(const kiln_geglu_params *p, const float *x, float *y);
+void cpu_ref_add(const kiln_add_params *p, const float *a, const float *b, float *y);
+void cpu_ref_mul(const kiln_mul_params *p, const float *a, const float *b, float *y);
+void cpu_ref_scale(const kiln_scale_params *p, const float *a, float *y);
+void cpu_ref_add_channel_bias(const kiln_add_channel_bias_params *p, const float *x, const float *b, float *y);
+void cpu_ref_concat_channels(const kiln_concat_channels_params *p, const float *a, const float *b, float *y);
+void cpu_ref_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const float *x, float *y);
+void cpu_ref_timestep_embedding(const kiln_timestep_embedding_params *p, const float *t, float *y);
+void cpu_ref_transpose(const kiln_transpose_params *p, const float *x, float *y);
+void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_weight_ptr table, float *y);
+
+#endif

@@ -1,0 +1,240 @@
+#include "ops.h"
+
+#include "status.h"
+
+const char *const kiln_op_names[KILN_OP_COUNT] = {
+#define KILN_OP(name, nsrc, doc) #name,
+#include "ops.def"
+#undef KILN_OP
+};
+
+const int kiln_op_nsrc[KILN_OP_COUNT] = {
+#define KILN_OP(name, nsrc, doc) nsrc,
+#include "ops.def"
+#undef KILN_OP
+};
+
+static bool is_weight_dtype(kiln_dtype d)
+{
+    return d == KILN_F32 || d == KILN_F16 || d == KILN_BF16 || d == KILN_F8_E4M3 || d == KILN_F8_E5M2;
+}
+
+/* One operand: present, of the expected element count, and an activation
+ * (f32) or a weight (any float storage). */
+static kiln_status check_operand(const char *op, const char *what, const kiln_tensor *t, int64_t numel,
+                                 bool weight)
+{
+    if (!t) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %s is missing", op, what);
+    if (weight ? !is_weight_dtype(t->dtype) : t->dtype != KILN_F32)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %s has dtype %s", op, what, kiln_dtype_name(t->dtype));
+    if (kiln_tensor_numel(t) != numel)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %s has %lld elements, the parameters say %lld", op, what,
+                         (long long)kiln_tensor_numel(t), (long long)numel);
+    return KILN_OK;
+}
+
+static kiln_status check_positive(const char *op, int n, const int32_t *dims)
+{
+    for (int i = 0; i < n; i++)
+        if (dims[i] <= 0) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: dimension %d is %d", op, i, dims[i]);
+    return KILN_OK;
+}
+
+#define ACT(what, t, n) TRY(check_operand(op, what, t, n, false))
+#define WEIGHT(what, t, n) TRY(check_operand(op, what, t, n, true))
+#define POSITIVE(...) TRY(check_positive(op, sizeof((int32_t[]){__VA_ARGS__}) / 4, (int32_t[]){__VA_ARGS__}))
+
+kiln_status kiln_check_matmul(const kiln_matmul_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "matmul";
+    POSITIVE(p->M, p->N, p->K);
+    ACT("x", src[0], (int64_t)p->M * p->K);
+    WEIGHT("w", src[1], (int64_t)p->N * p->K);
+    if (p->has_bias) WEIGHT("bias", src[2], p->N);
+    ACT("y", dst, (int64_t)p->M * p->N);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_conv2d(const kiln_conv2d_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "conv2d";
+    POSITIVE(p->N, p->C, p->H, p->W, p->O, p->KH, p->KW, p->stride, p->OH, p->OW);
+    if (p->pad < 0) return kiln_fail(KILN_ERR_INVALID_ARG, "conv2d: negative padding");
+    if (p->OH != (p->H + 2 * p->pad - p->KH) / p->stride + 1 || p->OW != (p->W + 2 * p->pad - p->KW) / p->stride + 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "conv2d: output %dx%d does not follow from input %dx%d", p->OH,
+                         p->OW, p->H, p->W);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    WEIGHT("w", src[1], (int64_t)p->O * p->C * p->KH * p->KW);
+    WEIGHT("bias", src[2], p->O);
+    ACT("y", dst, (int64_t)p->N * p->O * p->OH * p->OW);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_group_norm(const kiln_group_norm_params *p, const kiln_tensor *const *src,
+                                  const kiln_tensor *dst)
+{
+    const char *op = "group_norm";
+    POSITIVE(p->N, p->C, p->HW, p->groups);
+    if (p->C % p->groups) return kiln_fail(KILN_ERR_INVALID_ARG, "group_norm: %d channels in %d groups", p->C, p->groups);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->HW);
+    WEIGHT("gamma", src[1], p->C);
+    WEIGHT("beta", src[2], p->C);
+    ACT("y", dst, (int64_t)p->N * p->C * p->HW);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_layer_norm(const kiln_layer_norm_params *p, const kiln_tensor *const *src,
+                                  const kiln_tensor *dst)
+{
+    const char *op = "layer_norm";
+    POSITIVE(p->M, p->D);
+    ACT("x", src[0], (int64_t)p->M * p->D);
+    WEIGHT("gamma", src[1], p->D);
+    WEIGHT("beta", src[2], p->D);
+    ACT("y", dst, (int64_t)p->M * p->D);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_attention(const kiln_attention_params *p, const kiln_tensor *const *src,
+                                 const kiln_tensor *dst)
+{
+    const char *op = "attention";
+    POSITIVE(p->B, p->H, p->Tq, p->Tk, p->D);
+    if (p->causal && p->Tq != p->Tk) return kiln_fail(KILN_ERR_INVALID_ARG, "attention: causal needs Tq == Tk");
+    ACT("q", src[0], (int64_t)p->B * p->Tq * p->H * p->D);
+    ACT("k", src[1], (int64_t)p->B * p->Tk * p->H * p->D);
+    ACT("v", src[2], (int64_t)p->B * p->Tk * p->H * p->D);
+    ACT("o", dst, (int64_t)p->B * p->Tq * p->H * p->D);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_softmax(const kiln_softmax_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "softmax";
+    POSITIVE(p->M, p->N);
+    ACT("x", src[0], (int64_t)p->M * p->N);
+    ACT("y", dst, (int64_t)p->M * p->N);
+    return KILN_OK;
+}
+
+static kiln_status check_unary(const char *op, int32_t n, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    POSITIVE(n);
+    ACT("x", src[0], n);
+    ACT("y", dst, n);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_silu(const kiln_silu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    return check_unary("silu", p->n, src, dst);
+}
+
+kiln_status kiln_check_gelu(const kiln_gelu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    return check_unary("gelu", p->n, src, dst);
+}
+
+kiln_status kiln_check_quick_gelu(const kiln_quick_gelu_params *p, const kiln_tensor *const *src,
+                                  const kiln_tensor *dst)
+{
+    return check_unary("quick_gelu", p->n, src, dst);
+}
+
+kiln_status kiln_check_scale(const kiln_scale_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    return check_unary("scale", p->n, src, dst);
+}
+
+kiln_status kiln_check_geglu(const kiln_geglu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "geglu";
+    POSITIVE(p->M, p->N);
+    ACT("x", src[0], (int64_t)p->M * 2 * p->N);
+    ACT("y", dst, (int64_t)p->M * p->N);
+    return KILN_OK;
+}
+
+static kiln_status check_binary(const char *op, int32_t n, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    POSITIVE(n);
+    ACT("a", src[0], n);
+    ACT("b", src[1], n);
+    ACT("y", dst, n);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_add(const kiln_add_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    return check_binary("add", p->n, src, dst);
+}
+
+kiln_status kiln_check_mul(const kiln_mul_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    return check_binary("mul", p->n, src, dst);
+}
+
+kiln_status kiln_check_add_channel_bias(const kiln_add_channel_bias_params *p, const kiln_tensor *const *src,
+                                        const kiln_tensor *dst)
+{
+    const char *op = "add_channel_bias";
+    POSITIVE(p->N, p->C, p->HW);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->HW);
+    ACT("b", src[1], (int64_t)p->N * p->C);
+    ACT("y", dst, (int64_t)p->N * p->C * p->HW);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_concat_channels(const kiln_concat_channels_params *p, const kiln_tensor *const *src,
+                                       const kiln_tensor *dst)
+{
+    const char *op = "concat_channels";
+    POSITIVE(p->N, p->Ca, p->Cb, p->HW);
+    ACT("a", src[0], (int64_t)p->N * p->Ca * p->HW);
+    ACT("b", src[1], (int64_t)p->N * p->Cb * p->HW);
+    ACT("y", dst, (int64_t)p->N * (p->Ca + p->Cb) * p->HW);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const kiln_tensor *const *src,
+                                          const kiln_tensor *dst)
+{
+    const char *op = "upsample_nearest2x";
+    POSITIVE(p->N, p->C, p->H, p->W);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    ACT("y", dst, (int64_t)p->N * p->C * p->H * p->W * 4);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_timestep_embedding(const kiln_timestep_embedding_params *p, const kiln_tensor *const *src,
+                                          const kiln_tensor *dst)
+{
+    const char *op = "timestep_embedding";
+    POSITIVE(p->N, p->dim);
+    if (p->dim % 2) return kiln_fail(KILN_ERR_INVALID_ARG, "timestep_embedding: odd dim %d", p->dim);
+    ACT("t", src[0], p->N);
+    ACT("y", dst, (int64_t)p->N * p->dim);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_transpose(const kiln_transpose_params *p, const kiln_tensor *const *src,
+                                 const kiln_tensor *dst)
+{
+    const char *op = "transpose";
+    POSITIVE(p->B, p->R, p->C);
+    ACT("x", src[0], (int64_t)p->B * p->R * p->C);
+    ACT("y", dst, (int64_t)p->B * p->R * p->C);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_embedding(const kiln_embedding_params *p, const kiln_tensor *const *src,
+                                 const kiln_tensor *dst)
+{
+    const char *op = "embedding";
+    POSITIVE(p->M, p->V, p->D);
+    if (!src[0] || src[0]->dtype != KILN_I32 || kiln_tensor_numel(src[0]) != p->M)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "embedding: ids must be %d i32 values", p->M);
+    WEIGHT("table", src[1], (int64_t)p->V * p->D);
+    ACT("y", dst, (int64_t)p->M * p->D);
+    return KILN_OK;
+}

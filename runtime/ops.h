@@ -1,0 +1,79 @@
+/* Parameter structs for every op in ops.def, and the checked dispatch.
+ *
+ * Dimensions are spelled out in each struct (rather than read off tensors in
+ * every kernel) so GPU push constants can mirror the struct field by field;
+ * kiln_op_check() verifies once, for every backend, that the tensors handed
+ * to an op agree with its parameters. All fields are 32-bit so the structs
+ * have the same layout as the GLSL push-constant blocks. */
+#ifndef KILN_OPS_H
+#define KILN_OPS_H
+
+#include <stdint.h>
+
+#include "kiln.h"
+#include "tensor.h"
+
+typedef struct kiln_matmul_params { int32_t M, N, K, has_bias; } kiln_matmul_params;
+
+typedef struct kiln_conv2d_params {
+    int32_t N, C, H, W;   /* input */
+    int32_t O, KH, KW;    /* filters */
+    int32_t stride, pad;  /* same in both directions */
+    int32_t OH, OW;       /* output: (H + 2 pad - KH) / stride + 1 */
+} kiln_conv2d_params;
+
+typedef struct kiln_group_norm_params {
+    int32_t N, C, HW, groups;
+    float eps;
+    int32_t silu; /* apply SiLU to the normalised output */
+} kiln_group_norm_params;
+
+typedef struct kiln_layer_norm_params { int32_t M, D; float eps; } kiln_layer_norm_params;
+
+typedef struct kiln_attention_params {
+    int32_t B, H, Tq, Tk, D;
+    float scale;    /* usually 1/sqrt(D) */
+    int32_t causal; /* query i sees keys 0..i (CLIP) */
+} kiln_attention_params;
+
+typedef struct kiln_softmax_params { int32_t M, N; } kiln_softmax_params;
+typedef struct kiln_silu_params { int32_t n; } kiln_silu_params;
+typedef struct kiln_gelu_params { int32_t n; } kiln_gelu_params;
+typedef struct kiln_quick_gelu_params { int32_t n; } kiln_quick_gelu_params;
+typedef struct kiln_geglu_params { int32_t M, N; } kiln_geglu_params;
+typedef struct kiln_add_params { int32_t n; } kiln_add_params;
+typedef struct kiln_mul_params { int32_t n; } kiln_mul_params;
+typedef struct kiln_scale_params { int32_t n; float s; } kiln_scale_params;
+typedef struct kiln_add_channel_bias_params { int32_t N, C, HW; } kiln_add_channel_bias_params;
+typedef struct kiln_concat_channels_params { int32_t N, Ca, Cb, HW; } kiln_concat_channels_params;
+typedef struct kiln_upsample_nearest2x_params { int32_t N, C, H, W; } kiln_upsample_nearest2x_params;
+
+typedef struct kiln_timestep_embedding_params {
+    int32_t N, dim;
+    int32_t flip_sin_to_cos; /* SD's UNet: cos half first */
+    float freq_shift;        /* diffusers' downscale_freq_shift (0 for SD) */
+    float max_period;        /* 10000 */
+} kiln_timestep_embedding_params;
+
+typedef struct kiln_transpose_params { int32_t B, R, C; } kiln_transpose_params;
+typedef struct kiln_embedding_params { int32_t M, V, D; } kiln_embedding_params;
+
+typedef enum kiln_op_id {
+#define KILN_OP(name, nsrc, doc) KILN_OP_##name,
+#include "ops.def"
+#undef KILN_OP
+    KILN_OP_COUNT
+} kiln_op_id;
+
+extern const char *const kiln_op_names[KILN_OP_COUNT];
+extern const int kiln_op_nsrc[KILN_OP_COUNT];
+
+/* Checks that src/dst element counts and dtypes agree with the parameters.
+ * Returns KILN_ERR_INVALID_ARG naming the op and the operand at fault. */
+#define KILN_OP(name, nsrc, doc)                                              \
+    kiln_status kiln_check_##name(const kiln_##name##_params *p,              \
+                                  const kiln_tensor *const *src, const kiln_tensor *dst);
+#include "ops.def"
+#undef KILN_OP
+
+#endif

@@ -1,0 +1,48 @@
+#include "status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char last_error[2048];
+
+const char *kiln_last_error(void) { return last_error; }
+
+const char *kiln_status_name(kiln_status status)
+{
+    switch (status) {
+    case KILN_OK: return "KILN_OK";
+    case KILN_ERR_INVALID_ARG: return "KILN_ERR_INVALID_ARG";
+    case KILN_ERR_IO: return "KILN_ERR_IO";
+    case KILN_ERR_FORMAT: return "KILN_ERR_FORMAT";
+    case KILN_ERR_MODEL: return "KILN_ERR_MODEL";
+    case KILN_ERR_OUT_OF_MEMORY: return "KILN_ERR_OUT_OF_MEMORY";
+    case KILN_ERR_UNSUPPORTED: return "KILN_ERR_UNSUPPORTED";
+    case KILN_ERR_BACKEND: return "KILN_ERR_BACKEND";
+    }
+    return "KILN_ERR_UNKNOWN";
+}
+
+kiln_status kiln_fail(kiln_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+kiln_status kiln_fail_context(kiln_status code, const char *fmt, ...)
+{
+    char old[sizeof last_error];
+    char prefix[512];
+    memcpy(old, last_error, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    return code;
+}
+
+void kiln_clear_error(void) { last_error[0] = '\0'; }

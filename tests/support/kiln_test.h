@@ -1,0 +1,38 @@
+/* Shared helpers for kiln's cmocka tests. */
+#ifndef KILN_TEST_H
+#define KILN_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "kiln.h"
+
+/* The exit code that ctest reports as "skipped" (SKIP_RETURN_CODE). */
+#define KILN_TEST_SKIP 77
+
+/* ||a - b|| / ||b|| in float64; NaN anywhere gives +inf so it never passes. */
+double kiln_rel_l2(const float *a, const float *b, size_t n);
+
+/* Fails the current test with kiln_last_error() when st is not KILN_OK. */
+#define assert_kiln_ok(st)                                                                    \
+    do {                                                                                      \
+        kiln_status st_ = (st);                                                               \
+        if (st_ != KILN_OK) fail_msg("%s: %s", kiln_status_name(st_), kiln_last_error());    \
+    } while (0)
+
+/* Fails unless rel_l2(a, b) <= tol, printing the error and the tolerance. */
+#define assert_rel_l2_le(a, b, n, tol)                                                        \
+    do {                                                                                      \
+        double e_ = kiln_rel_l2((a), (b), (n));                                               \
+        if (!(e_ <= (tol))) fail_msg("%s: relative L2 %.3g > %.3g", #a, e_, (double)(tol));   \
+        else print_message("  %-40s rel L2 %.3g (<= %.3g)\n", #a, e_, (double)(tol));         \
+    } while (0)
+
+/* Path under tests/data ("diffusers/unet.safetensors" -> absolute path). */
+const char *kiln_test_data(const char *relative);
+
+#endif
