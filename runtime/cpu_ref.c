@@ -1,6 +1,7 @@
 #include "cpu_ref.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 static inline float wload(kiln_weight_ptr w, size_t i) { return kiln_load_f32(w.data, w.dtype, i); }
 
@@ -186,6 +187,18 @@ void cpu_ref_concat_channels(const kiln_concat_channels_params *p, const float *
         for (size_t i = 0; i < sa; i++) y[n * (sa + sb) + i] = a[n * sa + i];
         for (size_t i = 0; i < sb; i++) y[n * (sa + sb) + sa + i] = b[n * sb + i];
     }
+}
+
+void cpu_ref_pad2d(const kiln_pad2d_params *p, const float *x, float *y)
+{
+    int OH = p->top + p->H + p->bottom, OW = p->left + p->W + p->right;
+    for (int nc = 0; nc < p->N * p->C; nc++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                int iy = oy - p->top, ix = ox - p->left;
+                bool inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
+                y[((size_t)nc * OH + oy) * OW + ox] = inside ? x[((size_t)nc * p->H + iy) * p->W + ix] : 0.0f;
+            }
 }
 
 void cpu_ref_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const float *x, float *y)

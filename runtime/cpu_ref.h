@@ -31,6 +31,7 @@ void cpu_ref_mul(const kiln_mul_params *p, const float *a, const float *b, float
 void cpu_ref_scale(const kiln_scale_params *p, const float *a, float *y);
 void cpu_ref_add_channel_bias(const kiln_add_channel_bias_params *p, const float *x, const float *b, float *y);
 void cpu_ref_concat_channels(const kiln_concat_channels_params *p, const float *a, const float *b, float *y);
+void cpu_ref_pad2d(const kiln_pad2d_params *p, const float *x, float *y);
 void cpu_ref_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const float *x, float *y);
 void cpu_ref_timestep_embedding(const kiln_timestep_embedding_params *p, const float *t, float *y);
 void cpu_ref_transpose(const kiln_transpose_params *p, const float *x, float *y);

@@ -196,6 +196,17 @@ kiln_status kiln_check_concat_channels(const kiln_concat_channels_params *p, con
     return KILN_OK;
 }
 
+kiln_status kiln_check_pad2d(const kiln_pad2d_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "pad2d";
+    POSITIVE(p->N, p->C, p->H, p->W);
+    if (p->top < 0 || p->bottom < 0 || p->left < 0 || p->right < 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "pad2d: negative padding");
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    ACT("y", dst, (int64_t)p->N * p->C * (p->top + p->H + p->bottom) * (p->left + p->W + p->right));
+    return KILN_OK;
+}
+
 kiln_status kiln_check_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const kiln_tensor *const *src,
                                           const kiln_tensor *dst)
 {

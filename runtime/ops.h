@@ -46,6 +46,8 @@ typedef struct kiln_mul_params { int32_t n; } kiln_mul_params;
 typedef struct kiln_scale_params { int32_t n; float s; } kiln_scale_params;
 typedef struct kiln_add_channel_bias_params { int32_t N, C, HW; } kiln_add_channel_bias_params;
 typedef struct kiln_concat_channels_params { int32_t N, Ca, Cb, HW; } kiln_concat_channels_params;
+/* The VAE encoder's downsampling pads only bottom and right before a stride-2 conv. */
+typedef struct kiln_pad2d_params { int32_t N, C, H, W, top, bottom, left, right; } kiln_pad2d_params;
 typedef struct kiln_upsample_nearest2x_params { int32_t N, C, H, W; } kiln_upsample_nearest2x_params;
 
 typedef struct kiln_timestep_embedding_params {
