@@ -1,0 +1,140 @@
+#include "clip.h"
+
+#include <stdio.h>
+
+#include "status.h"
+
+#define PREFIX "cond_stage_model.transformer.text_model"
+
+static const clip_config clip_vit_l14 = {"clip-vit-l14", 49408, 77, 768, 12, 12, 3072};
+static const clip_config clip_tiny_test = {"clip-tiny-test", 49408, 77, 32, 2, 4, 37};
+
+const clip_config *const kiln_clip_configs[] = {&clip_vit_l14, &clip_tiny_test, NULL};
+
+static bool has_layer(const kiln_checkpoint *ck, int i)
+{
+    char name[256];
+    snprintf(name, sizeof name, PREFIX ".encoder.layers.%d.layer_norm1.weight", i);
+    return kiln_checkpoint_find(ck, name) != NULL;
+}
+
+const clip_config *kiln_clip_detect(const kiln_checkpoint *ck)
+{
+    const kiln_st_tensor *tok = kiln_checkpoint_find(ck, PREFIX ".embeddings.token_embedding.weight");
+    const kiln_st_tensor *fc1 = kiln_checkpoint_find(ck, PREFIX ".encoder.layers.0.mlp.fc1.weight");
+    if (!tok || !fc1 || tok->ndim != 2 || fc1->ndim != 2) return NULL;
+    for (int c = 0; kiln_clip_configs[c]; c++) {
+        const clip_config *cfg = kiln_clip_configs[c];
+        if (tok->shape[0] == cfg->vocab && tok->shape[1] == cfg->hidden && fc1->shape[0] == cfg->mlp &&
+            has_layer(ck, cfg->layers - 1) && !has_layer(ck, cfg->layers))
+            return cfg;
+    }
+    return NULL;
+}
+
+static kiln_status bind_layer(kiln_weights *w, const clip_config *cfg, int i, clip_layer_weights *l)
+{
+    char p[256];
+    int D = cfg->hidden, F = cfg->mlp;
+    snprintf(p, sizeof p, PREFIX ".encoder.layers.%d", i);
+    TRY(KILN_BIND(w, &l->ln1_w, p, "layer_norm1.weight", D));
+    TRY(KILN_BIND(w, &l->ln1_b, p, "layer_norm1.bias", D));
+    TRY(KILN_BIND(w, &l->q_w, p, "self_attn.q_proj.weight", D, D));
+    TRY(KILN_BIND(w, &l->q_b, p, "self_attn.q_proj.bias", D));
+    TRY(KILN_BIND(w, &l->k_w, p, "self_attn.k_proj.weight", D, D));
+    TRY(KILN_BIND(w, &l->k_b, p, "self_attn.k_proj.bias", D));
+    TRY(KILN_BIND(w, &l->v_w, p, "self_attn.v_proj.weight", D, D));
+    TRY(KILN_BIND(w, &l->v_b, p, "self_attn.v_proj.bias", D));
+    TRY(KILN_BIND(w, &l->o_w, p, "self_attn.out_proj.weight", D, D));
+    TRY(KILN_BIND(w, &l->o_b, p, "self_attn.out_proj.bias", D));
+    TRY(KILN_BIND(w, &l->ln2_w, p, "layer_norm2.weight", D));
+    TRY(KILN_BIND(w, &l->ln2_b, p, "layer_norm2.bias", D));
+    TRY(KILN_BIND(w, &l->fc1_w, p, "mlp.fc1.weight", F, D));
+    TRY(KILN_BIND(w, &l->fc1_b, p, "mlp.fc1.bias", F));
+    TRY(KILN_BIND(w, &l->fc2_w, p, "mlp.fc2.weight", D, F));
+    TRY(KILN_BIND(w, &l->fc2_b, p, "mlp.fc2.bias", D));
+    return KILN_OK;
+}
+
+kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, kiln_clip *clip)
+{
+    *clip = (kiln_clip){.config = cfg};
+    if (cfg->layers > CLIP_MAX_LAYERS) return kiln_fail(KILN_ERR_UNSUPPORTED, "clip: %d layers", cfg->layers);
+    TRY(KILN_BIND(w, &clip->token_embedding, PREFIX, "embeddings.token_embedding.weight", cfg->vocab, cfg->hidden));
+    TRY(KILN_BIND(w, &clip->position_embedding, PREFIX, "embeddings.position_embedding.weight", cfg->positions,
+                  cfg->hidden));
+    for (int i = 0; i < cfg->layers; i++) TRY(bind_layer(w, cfg, i, &clip->layer[i]));
+    TRY(KILN_BIND(w, &clip->final_ln_w, PREFIX, "final_layer_norm.weight", cfg->hidden));
+    TRY(KILN_BIND(w, &clip->final_ln_b, PREFIX, "final_layer_norm.bias", cfg->hidden));
+    return KILN_OK;
+}
+
+/* *x = *x + delta, releasing both inputs. */
+static kiln_status residual(kiln_graph *g, tensor **x, tensor *delta)
+{
+    tensor *sum;
+    TRY(nn_add(g, *x, delta, &sum));
+    kiln_graph_release(g, delta);
+    nn_drop(g, x);
+    *x = sum;
+    return KILN_OK;
+}
+
+// x (B,T,D) -> x + attention(ln1 x) -> + mlp(ln2 x), causal as CLIP's text tower is
+static kiln_status encoder_layer(kiln_graph *g, const clip_config *cfg, const clip_layer_weights *l, tensor **x)
+{
+    tensor *n, *q, *k, *v, *o, *d, *h, *a;
+    TRY(nn_layer_norm(g, *x, l->ln1_w, l->ln1_b, 1e-5f, &n));
+    TRY(nn_linear(g, n, l->q_w, l->q_b, &q));
+    TRY(nn_linear(g, n, l->k_w, l->k_b, &k));
+    TRY(nn_linear(g, n, l->v_w, l->v_b, &v));
+    nn_drop(g, &n);
+    TRY(nn_attention(g, q, k, v, cfg->heads, true, &o));
+    nn_drop(g, &q);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    TRY(nn_linear(g, o, l->o_w, l->o_b, &d));
+    nn_drop(g, &o);
+    TRY(residual(g, x, d));
+
+    TRY(nn_layer_norm(g, *x, l->ln2_w, l->ln2_b, 1e-5f, &n));
+    TRY(nn_linear(g, n, l->fc1_w, l->fc1_b, &h)); // (B,T,F)
+    nn_drop(g, &n);
+    TRY(nn_quick_gelu(g, h, &a));
+    nn_drop(g, &h);
+    TRY(nn_linear(g, a, l->fc2_w, l->fc2_b, &d));
+    nn_drop(g, &a);
+    return residual(g, x, d);
+}
+
+kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out)
+{
+    const clip_config *cfg = clip->config;
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    if (skip < 1 || skip > cfg->layers)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "--clip-skip %d: this text encoder has %d layers", skip, cfg->layers);
+    if (T > cfg->positions)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "clip: %lld tokens, at most %d", (long long)T, cfg->positions);
+
+    /* positions 0..T-1 for every sequence of the batch, looked up like tokens */
+    int32_t pos_ids[B * T];
+    for (int64_t i = 0; i < B * T; i++) pos_ids[i] = (int32_t)(i % T);
+    tensor *pos_idx, *tok, *pos, *sum, *x;
+    TRY(kiln_graph_input(g, &pos_idx, KILN_I32, 1, (int64_t[]){B * T}, pos_ids));
+    TRY(nn_embedding(g, ids, clip->token_embedding, &tok));
+    TRY(nn_embedding(g, pos_idx, clip->position_embedding, &pos));
+    nn_drop(g, &pos_idx);
+    TRY(nn_add(g, tok, pos, &sum));
+    nn_drop(g, &tok);
+    nn_drop(g, &pos);
+    x = sum;
+    x->ndim = 3; /* (B*T, D) viewed as (B, T, D) */
+    x->shape[0] = B;
+    x->shape[1] = T;
+    x->shape[2] = cfg->hidden;
+
+    for (int i = 0; i < cfg->layers - (skip - 1); i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
+    TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
+    nn_drop(g, &x);
+    return KILN_OK;
+}

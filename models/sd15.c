@@ -1,0 +1,96 @@
+/* Stable Diffusion 1.x UNets as layer tables: the real SD 1.5 (320/640/1280,
+ * attention on three levels, 8 heads of 40/80/160) and the small
+ * random-weight test model used by the parity goldens (32/64, attention on
+ * the first level, 8 heads of 4). Channels are literal per row, as the
+ * checkpoint's shapes are. */
+#include "unet.h"
+
+#define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+enum { POP = 1, PUSH = 1 };
+
+// (N,4,h,w) latents; context (N,77,768)
+static const unet_layer sd15_layers[] = {
+    {UNET_CONV_IN, "input_blocks.0.0", 4, 320, 0, PUSH, "conv_in"},
+    {UNET_RESBLOCK, "input_blocks.1.0", 320, 320, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.1.1", 320, 320, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.2.0", 320, 320, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.2.1", 320, 320, 0, PUSH, NULL},
+    {UNET_DOWNSAMPLE, "input_blocks.3.0", 320, 320, 0, PUSH, "down_blocks.0"},
+    {UNET_RESBLOCK, "input_blocks.4.0", 320, 640, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.4.1", 640, 640, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.5.0", 640, 640, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.5.1", 640, 640, 0, PUSH, NULL},
+    {UNET_DOWNSAMPLE, "input_blocks.6.0", 640, 640, 0, PUSH, "down_blocks.1"},
+    {UNET_RESBLOCK, "input_blocks.7.0", 640, 1280, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.7.1", 1280, 1280, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.8.0", 1280, 1280, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.8.1", 1280, 1280, 0, PUSH, NULL},
+    {UNET_DOWNSAMPLE, "input_blocks.9.0", 1280, 1280, 0, PUSH, "down_blocks.2"},
+    {UNET_RESBLOCK, "input_blocks.10.0", 1280, 1280, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.11.0", 1280, 1280, 0, PUSH, "down_blocks.3"},
+    {UNET_RESBLOCK, "middle_block.0", 1280, 1280, 0, 0, NULL},
+    {UNET_TRANSFORMER, "middle_block.1", 1280, 1280, 0, 0, NULL},
+    {UNET_RESBLOCK, "middle_block.2", 1280, 1280, 0, 0, "mid_block"},
+    {UNET_RESBLOCK, "output_blocks.0.0", 2560, 1280, POP, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.1.0", 2560, 1280, POP, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.2.0", 2560, 1280, POP, 0, NULL},
+    {UNET_UPSAMPLE, "output_blocks.2.1", 1280, 1280, 0, 0, "up_blocks.0"},
+    {UNET_RESBLOCK, "output_blocks.3.0", 2560, 1280, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.3.1", 1280, 1280, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.4.0", 2560, 1280, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.4.1", 1280, 1280, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.5.0", 1920, 1280, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.5.1", 1280, 1280, 0, 0, NULL},
+    {UNET_UPSAMPLE, "output_blocks.5.2", 1280, 1280, 0, 0, "up_blocks.1"},
+    {UNET_RESBLOCK, "output_blocks.6.0", 1920, 640, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.6.1", 640, 640, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.7.0", 1280, 640, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.7.1", 640, 640, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.8.0", 960, 640, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.8.1", 640, 640, 0, 0, NULL},
+    {UNET_UPSAMPLE, "output_blocks.8.2", 640, 640, 0, 0, "up_blocks.2"},
+    {UNET_RESBLOCK, "output_blocks.9.0", 960, 320, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.9.1", 320, 320, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.10.0", 640, 320, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.10.1", 320, 320, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.11.0", 640, 320, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.11.1", 320, 320, 0, 0, "up_blocks.3"},
+};
+
+static const unet_config sd15 = {
+    .name = "sd15", .in_channels = 4, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
+    .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
+};
+
+// the goldens' tiny UNet: (N,4,h,w) latents; context (N,77,32)
+static const unet_layer sd15_tiny_test_layers[] = {
+    {UNET_CONV_IN, "input_blocks.0.0", 4, 32, 0, PUSH, "conv_in"},
+    {UNET_RESBLOCK, "input_blocks.1.0", 32, 32, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.1.1", 32, 32, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.2.0", 32, 32, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.2.1", 32, 32, 0, PUSH, NULL},
+    {UNET_DOWNSAMPLE, "input_blocks.3.0", 32, 32, 0, PUSH, "down_blocks.0"},
+    {UNET_RESBLOCK, "input_blocks.4.0", 32, 64, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.5.0", 64, 64, 0, PUSH, "down_blocks.1"},
+    {UNET_RESBLOCK, "middle_block.0", 64, 64, 0, 0, NULL},
+    {UNET_TRANSFORMER, "middle_block.1", 64, 64, 0, 0, NULL},
+    {UNET_RESBLOCK, "middle_block.2", 64, 64, 0, 0, "mid_block"},
+    {UNET_RESBLOCK, "output_blocks.0.0", 128, 64, POP, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.1.0", 128, 64, POP, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.2.0", 96, 64, POP, 0, NULL},
+    {UNET_UPSAMPLE, "output_blocks.2.1", 64, 64, 0, 0, "up_blocks.0"},
+    {UNET_RESBLOCK, "output_blocks.3.0", 96, 32, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.3.1", 32, 32, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.4.0", 64, 32, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.4.1", 32, 32, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.5.0", 64, 32, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.5.1", 32, 32, 0, 0, "up_blocks.1"},
+};
+
+static const unet_config sd15_tiny_test = {
+    .name = "sd15-tiny-test", .in_channels = 4, .out_channels = 4, .model_channels = 32, .time_embed_dim = 128,
+    .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
+};
+
+const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_tiny_test, NULL};

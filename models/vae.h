@@ -1,0 +1,56 @@
+/* The SD VAE (AutoencoderKL, LDM naming under `first_stage_model.`): a
+ * config of per-level channels; encoder and decoder are walked level by
+ * level from it. */
+#ifndef KILN_MODELS_VAE_H
+#define KILN_MODELS_VAE_H
+
+#include "blocks.h"
+
+#define VAE_MAX_LEVELS 6
+#define VAE_MAX_BLOCKS 4
+
+typedef struct vae_config {
+    const char *name;
+    int levels;
+    int channels[VAE_MAX_LEVELS]; /* per level, outermost first */
+    int layers_per_block;         /* encoder ResBlocks per level; the decoder has one more */
+    int latent_channels;
+    float scaling_factor;
+} vae_config;
+
+typedef struct vae_level {
+    kiln_resblock block[VAE_MAX_BLOCKS];
+    const tensor *sample_w, *sample_b; /* down/upsample conv, NULL on the last/first level */
+} vae_level;
+
+typedef struct vae_half {
+    const tensor *conv_in_w, *conv_in_b;
+    vae_level level[VAE_MAX_LEVELS];
+    kiln_resblock mid1, mid2;
+    kiln_vae_attention mid_attn;
+    const tensor *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;
+} vae_half;
+
+typedef struct kiln_vae {
+    const vae_config *config;
+    vae_half enc, dec;
+    const tensor *quant_w, *quant_b;           /* (2L,2L,1,1) */
+    const tensor *post_quant_w, *post_quant_b; /* (L,L,1,1) */
+    bool has_encoder;
+} kiln_vae;
+
+extern const vae_config *const kiln_vae_configs[];
+
+const vae_config *kiln_vae_detect(const kiln_checkpoint *ck);
+/* Binds the decoder, and the encoder when the checkpoint has it. */
+kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, kiln_vae *vae);
+
+// z (N,L,h,w) unscaled latent -> *image (N,3,h*f,w*f) in [-1,1] (not clamped)
+kiln_status kiln_vae_decode(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image);
+// image (N,3,H,W) in [-1,1] -> *moments (N,2L,H/f,W/f): mean then log variance
+kiln_status kiln_vae_encode(kiln_graph *g, const kiln_vae *vae, const tensor *image, tensor **moments);
+
+/* The spatial factor between pixels and latents: 2^(levels-1). */
+int kiln_vae_factor(const vae_config *cfg);
+
+#endif

@@ -1,0 +1,228 @@
+#include "blocks.h"
+
+#include <stdio.h>
+
+#include "status.h"
+
+#define GROUPS 32
+
+kiln_status kiln_resblock_bind_unet(kiln_weights *w, const char *prefix, int in_ch, int out_ch, int temb_dim,
+                                    kiln_resblock *rb)
+{
+    *rb = (kiln_resblock){.in_ch = in_ch, .out_ch = out_ch, .eps = 1e-5f};
+    TRY(KILN_BIND(w, &rb->norm1_w, prefix, "in_layers.0.weight", in_ch));
+    TRY(KILN_BIND(w, &rb->norm1_b, prefix, "in_layers.0.bias", in_ch));
+    TRY(KILN_BIND(w, &rb->conv1_w, prefix, "in_layers.2.weight", out_ch, in_ch, 3, 3));
+    TRY(KILN_BIND(w, &rb->conv1_b, prefix, "in_layers.2.bias", out_ch));
+    TRY(KILN_BIND(w, &rb->emb_w, prefix, "emb_layers.1.weight", out_ch, temb_dim));
+    TRY(KILN_BIND(w, &rb->emb_b, prefix, "emb_layers.1.bias", out_ch));
+    TRY(KILN_BIND(w, &rb->norm2_w, prefix, "out_layers.0.weight", out_ch));
+    TRY(KILN_BIND(w, &rb->norm2_b, prefix, "out_layers.0.bias", out_ch));
+    TRY(KILN_BIND(w, &rb->conv2_w, prefix, "out_layers.3.weight", out_ch, out_ch, 3, 3));
+    TRY(KILN_BIND(w, &rb->conv2_b, prefix, "out_layers.3.bias", out_ch));
+    if (in_ch != out_ch) {
+        TRY(KILN_BIND(w, &rb->skip_w, prefix, "skip_connection.weight", out_ch, in_ch, 1, 1));
+        TRY(KILN_BIND(w, &rb->skip_b, prefix, "skip_connection.bias", out_ch));
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_resblock_bind_vae(kiln_weights *w, const char *prefix, int in_ch, int out_ch, kiln_resblock *rb)
+{
+    *rb = (kiln_resblock){.in_ch = in_ch, .out_ch = out_ch, .eps = 1e-6f};
+    TRY(KILN_BIND(w, &rb->norm1_w, prefix, "norm1.weight", in_ch));
+    TRY(KILN_BIND(w, &rb->norm1_b, prefix, "norm1.bias", in_ch));
+    TRY(KILN_BIND(w, &rb->conv1_w, prefix, "conv1.weight", out_ch, in_ch, 3, 3));
+    TRY(KILN_BIND(w, &rb->conv1_b, prefix, "conv1.bias", out_ch));
+    TRY(KILN_BIND(w, &rb->norm2_w, prefix, "norm2.weight", out_ch));
+    TRY(KILN_BIND(w, &rb->norm2_b, prefix, "norm2.bias", out_ch));
+    TRY(KILN_BIND(w, &rb->conv2_w, prefix, "conv2.weight", out_ch, out_ch, 3, 3));
+    TRY(KILN_BIND(w, &rb->conv2_b, prefix, "conv2.bias", out_ch));
+    if (in_ch != out_ch) {
+        TRY(KILN_BIND(w, &rb->skip_w, prefix, "nin_shortcut.weight", out_ch, in_ch, 1, 1));
+        TRY(KILN_BIND(w, &rb->skip_b, prefix, "nin_shortcut.bias", out_ch));
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_resblock_forward(kiln_graph *g, const kiln_resblock *rb, const tensor *x, const tensor *emb_silu,
+                                  tensor **y)
+{
+    tensor *h, *t;
+    TRY(nn_group_norm(g, x, rb->norm1_w, rb->norm1_b, GROUPS, rb->eps, true, &t));
+    TRY(nn_conv2d(g, t, rb->conv1_w, rb->conv1_b, 1, 1, &h));
+    nn_drop(g, &t);
+    if (rb->emb_w) {
+        tensor *e, *he;
+        TRY(nn_linear(g, emb_silu, rb->emb_w, rb->emb_b, &e)); // (N,out)
+        TRY(nn_add_channel_bias(g, h, e, &he));
+        nn_drop(g, &e);
+        nn_drop(g, &h);
+        h = he;
+    }
+    TRY(nn_group_norm(g, h, rb->norm2_w, rb->norm2_b, GROUPS, rb->eps, true, &t));
+    nn_drop(g, &h);
+    TRY(nn_conv2d(g, t, rb->conv2_w, rb->conv2_b, 1, 1, &h));
+    nn_drop(g, &t);
+    if (rb->skip_w) {
+        tensor *s;
+        TRY(nn_conv2d(g, x, rb->skip_w, rb->skip_b, 1, 0, &s));
+        TRY(nn_add(g, s, h, y));
+        nn_drop(g, &s);
+    } else {
+        TRY(nn_add(g, x, h, y));
+    }
+    nn_drop(g, &h);
+    return KILN_OK;
+}
+
+static kiln_status attention_bind(kiln_weights *w, const char *prefix, int channels, int context_dim,
+                                  kiln_attention_weights *a)
+{
+    TRY(KILN_BIND(w, &a->q_w, prefix, "to_q.weight", channels, channels));
+    TRY(KILN_BIND(w, &a->k_w, prefix, "to_k.weight", channels, context_dim));
+    TRY(KILN_BIND(w, &a->v_w, prefix, "to_v.weight", channels, context_dim));
+    TRY(KILN_BIND(w, &a->out_w, prefix, "to_out.0.weight", channels, channels));
+    TRY(KILN_BIND(w, &a->out_b, prefix, "to_out.0.bias", channels));
+    return KILN_OK;
+}
+
+kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
+                                          int context_dim, kiln_spatial_transformer *st)
+{
+    char block[512];
+    int C = channels;
+    *st = (kiln_spatial_transformer){.channels = C, .heads = heads, .context_dim = context_dim};
+    TRY(KILN_BIND(w, &st->norm_w, prefix, "norm.weight", C));
+    TRY(KILN_BIND(w, &st->norm_b, prefix, "norm.bias", C));
+    TRY(KILN_BIND(w, &st->proj_in_w, prefix, "proj_in.weight", C, C, 1, 1));
+    TRY(KILN_BIND(w, &st->proj_in_b, prefix, "proj_in.bias", C));
+    TRY(KILN_BIND(w, &st->proj_out_w, prefix, "proj_out.weight", C, C, 1, 1));
+    TRY(KILN_BIND(w, &st->proj_out_b, prefix, "proj_out.bias", C));
+    snprintf(block, sizeof block, "%s.transformer_blocks.0", prefix);
+    TRY(KILN_BIND(w, &st->norm1_w, block, "norm1.weight", C));
+    TRY(KILN_BIND(w, &st->norm1_b, block, "norm1.bias", C));
+    TRY(KILN_BIND(w, &st->norm2_w, block, "norm2.weight", C));
+    TRY(KILN_BIND(w, &st->norm2_b, block, "norm2.bias", C));
+    TRY(KILN_BIND(w, &st->norm3_w, block, "norm3.weight", C));
+    TRY(KILN_BIND(w, &st->norm3_b, block, "norm3.bias", C));
+    char attn[600];
+    snprintf(attn, sizeof attn, "%s.attn1", block);
+    TRY(attention_bind(w, attn, C, C, &st->attn1));
+    snprintf(attn, sizeof attn, "%s.attn2", block);
+    TRY(attention_bind(w, attn, C, context_dim, &st->attn2));
+    TRY(KILN_BIND(w, &st->ff_in_w, block, "ff.net.0.proj.weight", 8 * C, C));
+    TRY(KILN_BIND(w, &st->ff_in_b, block, "ff.net.0.proj.bias", 8 * C));
+    TRY(KILN_BIND(w, &st->ff_out_w, block, "ff.net.2.weight", C, 4 * C));
+    TRY(KILN_BIND(w, &st->ff_out_b, block, "ff.net.2.bias", C));
+    return KILN_OK;
+}
+
+// x (N,T,C) normalised, context (N,S,ctx) -> *y (N,T,C) = multi-head attention
+static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
+                                     const tensor *context, int heads, tensor **y)
+{
+    tensor *q, *k, *v, *o;
+    TRY(nn_linear(g, x, a->q_w, NULL, &q));
+    TRY(nn_linear(g, context, a->k_w, NULL, &k));
+    TRY(nn_linear(g, context, a->v_w, NULL, &v));
+    TRY(nn_attention(g, q, k, v, heads, false, &o));
+    nn_drop(g, &q);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    TRY(nn_linear(g, o, a->out_w, a->out_b, y));
+    nn_drop(g, &o);
+    return KILN_OK;
+}
+
+/* *h = *h + f(norm(*h)): the pre-norm residual step of a transformer block. */
+static kiln_status add_into(kiln_graph *g, tensor **h, tensor *delta)
+{
+    tensor *sum;
+    TRY(nn_add(g, *h, delta, &sum));
+    kiln_graph_release(g, delta);
+    nn_drop(g, h);
+    *h = sum;
+    return KILN_OK;
+}
+
+kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
+                                             const tensor *context, tensor **y)
+{
+    int64_t H = x->shape[2], W = x->shape[3];
+    tensor *t, *p, *h, *n, *d;
+    TRY(nn_group_norm(g, x, st->norm_w, st->norm_b, GROUPS, 1e-6f, false, &t));
+    TRY(nn_conv2d(g, t, st->proj_in_w, st->proj_in_b, 1, 0, &p));
+    nn_drop(g, &t);
+    TRY(nn_image_to_tokens(g, p, &h)); // (N,HW,C)
+    nn_drop(g, &p);
+
+    TRY(nn_layer_norm(g, h, st->norm1_w, st->norm1_b, 1e-5f, &n));
+    TRY(attention_forward(g, &st->attn1, n, n, st->heads, &d));
+    nn_drop(g, &n);
+    TRY(add_into(g, &h, d));
+
+    TRY(nn_layer_norm(g, h, st->norm2_w, st->norm2_b, 1e-5f, &n));
+    TRY(attention_forward(g, &st->attn2, n, context, st->heads, &d));
+    nn_drop(g, &n);
+    TRY(add_into(g, &h, d));
+
+    tensor *ff, *gated;
+    TRY(nn_layer_norm(g, h, st->norm3_w, st->norm3_b, 1e-5f, &n));
+    TRY(nn_linear(g, n, st->ff_in_w, st->ff_in_b, &ff)); // (N,HW,8C)
+    nn_drop(g, &n);
+    TRY(nn_geglu(g, ff, &gated)); // (N,HW,4C)
+    nn_drop(g, &ff);
+    TRY(nn_linear(g, gated, st->ff_out_w, st->ff_out_b, &d));
+    nn_drop(g, &gated);
+    TRY(add_into(g, &h, d));
+
+    TRY(nn_tokens_to_image(g, h, H, W, &t));
+    nn_drop(g, &h);
+    TRY(nn_conv2d(g, t, st->proj_out_w, st->proj_out_b, 1, 0, &p));
+    nn_drop(g, &t);
+    TRY(nn_add(g, p, x, y));
+    nn_drop(g, &p);
+    return KILN_OK;
+}
+
+kiln_status kiln_vae_attention_bind(kiln_weights *w, const char *prefix, int channels, kiln_vae_attention *at)
+{
+    int C = channels;
+    *at = (kiln_vae_attention){.channels = C};
+    TRY(KILN_BIND(w, &at->norm_w, prefix, "norm.weight", C));
+    TRY(KILN_BIND(w, &at->norm_b, prefix, "norm.bias", C));
+    TRY(KILN_BIND(w, &at->q_w, prefix, "q.weight", C, C, 1, 1));
+    TRY(KILN_BIND(w, &at->q_b, prefix, "q.bias", C));
+    TRY(KILN_BIND(w, &at->k_w, prefix, "k.weight", C, C, 1, 1));
+    TRY(KILN_BIND(w, &at->k_b, prefix, "k.bias", C));
+    TRY(KILN_BIND(w, &at->v_w, prefix, "v.weight", C, C, 1, 1));
+    TRY(KILN_BIND(w, &at->v_b, prefix, "v.bias", C));
+    TRY(KILN_BIND(w, &at->proj_w, prefix, "proj_out.weight", C, C, 1, 1));
+    TRY(KILN_BIND(w, &at->proj_b, prefix, "proj_out.bias", C));
+    return KILN_OK;
+}
+
+kiln_status kiln_vae_attention_forward(kiln_graph *g, const kiln_vae_attention *at, const tensor *x, tensor **y)
+{
+    int64_t H = x->shape[2], W = x->shape[3];
+    tensor *n, *tok, *q, *k, *v, *o, *p, *img;
+    TRY(nn_group_norm(g, x, at->norm_w, at->norm_b, GROUPS, 1e-6f, false, &n));
+    TRY(nn_image_to_tokens(g, n, &tok)); // (N,HW,C): the 1x1 convs become linears
+    nn_drop(g, &n);
+    TRY(nn_linear(g, tok, at->q_w, at->q_b, &q));
+    TRY(nn_linear(g, tok, at->k_w, at->k_b, &k));
+    TRY(nn_linear(g, tok, at->v_w, at->v_b, &v));
+    nn_drop(g, &tok);
+    TRY(nn_attention(g, q, k, v, 1, false, &o));
+    nn_drop(g, &q);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    TRY(nn_linear(g, o, at->proj_w, at->proj_b, &p));
+    nn_drop(g, &o);
+    TRY(nn_tokens_to_image(g, p, H, W, &img));
+    nn_drop(g, &p);
+    TRY(nn_add(g, img, x, y));
+    nn_drop(g, &img);
+    return KILN_OK;
+}

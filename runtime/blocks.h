@@ -1,0 +1,64 @@
+/* Composite blocks, written once and shared by every model that has them:
+ * the residual block (UNet with a time embedding, VAE without), the spatial
+ * transformer (self-attention, cross-attention, GEGLU feed-forward), the VAE's
+ * single-head attention, and the down/upsamplers. Each has a bind function per
+ * checkpoint naming scheme and one forward. */
+#ifndef KILN_BLOCKS_H
+#define KILN_BLOCKS_H
+
+#include "nn.h"
+#include "weights.h"
+
+typedef struct kiln_resblock {
+    int in_ch, out_ch;
+    float eps;
+    const tensor *norm1_w, *norm1_b, *conv1_w, *conv1_b; /* (in) (in) (out,in,3,3) (out) */
+    const tensor *emb_w, *emb_b;                         /* (out,temb) (out), NULL in the VAE */
+    const tensor *norm2_w, *norm2_b, *conv2_w, *conv2_b; /* (out) (out) (out,out,3,3) (out) */
+    const tensor *skip_w, *skip_b;                       /* (out,in,1,1) (out), NULL if in == out */
+} kiln_resblock;
+
+/* UNet ResBlock: `<prefix>.in_layers.0`, `.emb_layers.1`, `.out_layers.3`, `.skip_connection`. */
+kiln_status kiln_resblock_bind_unet(kiln_weights *w, const char *prefix, int in_ch, int out_ch, int temb_dim,
+                                    kiln_resblock *rb);
+/* VAE ResnetBlock: `<prefix>.norm1`, `.conv1`, `.norm2`, `.conv2`, `.nin_shortcut`. */
+kiln_status kiln_resblock_bind_vae(kiln_weights *w, const char *prefix, int in_ch, int out_ch, kiln_resblock *rb);
+// x (N,in,H,W), emb_silu (N,temb) or NULL -> *y (N,out,H,W); x is not released
+kiln_status kiln_resblock_forward(kiln_graph *g, const kiln_resblock *rb, const tensor *x, const tensor *emb_silu,
+                                  tensor **y);
+
+typedef struct kiln_attention_weights {
+    const tensor *q_w, *k_w, *v_w, *out_w, *out_b; /* (C,C) (C,ctx) (C,ctx) (C,C) (C) */
+} kiln_attention_weights;
+
+typedef struct kiln_spatial_transformer {
+    int channels, heads, context_dim;
+    const tensor *norm_w, *norm_b;         /* (C) */
+    const tensor *proj_in_w, *proj_in_b;   /* (C,C,1,1) (C) */
+    const tensor *norm1_w, *norm1_b, *norm2_w, *norm2_b, *norm3_w, *norm3_b;
+    kiln_attention_weights attn1, attn2;
+    const tensor *ff_in_w, *ff_in_b;       /* (8C,C) (8C): GEGLU value and gate */
+    const tensor *ff_out_w, *ff_out_b;     /* (C,4C) (C) */
+    const tensor *proj_out_w, *proj_out_b; /* (C,C,1,1) (C) */
+} kiln_spatial_transformer;
+
+/* SpatialTransformer with one BasicTransformerBlock: `<prefix>.norm`,
+ * `.proj_in`, `.transformer_blocks.0.{attn1,attn2,ff,norm1..3}`, `.proj_out`. */
+kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
+                                          int context_dim, kiln_spatial_transformer *st);
+// x (N,C,H,W), context (N,T,ctx) -> *y (N,C,H,W); x is not released
+kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
+                                             const tensor *context, tensor **y);
+
+typedef struct kiln_vae_attention {
+    int channels;
+    const tensor *norm_w, *norm_b;
+    const tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *proj_w, *proj_b; /* (C,C,1,1) (C) */
+} kiln_vae_attention;
+
+/* AttnBlock: `<prefix>.norm`, `.q`, `.k`, `.v`, `.proj_out`. */
+kiln_status kiln_vae_attention_bind(kiln_weights *w, const char *prefix, int channels, kiln_vae_attention *at);
+// x (N,C,H,W) -> *y, single-head self-attention over H*W positions plus x
+kiln_status kiln_vae_attention_forward(kiln_graph *g, const kiln_vae_attention *at, const tensor *x, tensor **y);
+
+#endif

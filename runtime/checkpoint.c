@@ -1,0 +1,307 @@
+/* Opening checkpoints and mapping their names to the canonical (original
+ * single-file) scheme. */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "status.h"
+
+typedef struct named_tensor {
+    char *name; /* canonical */
+    const kiln_st_tensor *tensor;
+} named_tensor;
+
+#define MAX_FILES 4
+
+struct kiln_checkpoint {
+    char *path;
+    kiln_st_file *files[MAX_FILES];
+    int nfiles;
+    named_tensor *names; /* sorted by name; only for mapped layouts */
+    size_t nnames, cap;
+};
+
+const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const named_tensor *)a)->name, ((const named_tensor *)b)->name);
+}
+
+const kiln_st_tensor *kiln_checkpoint_find(const kiln_checkpoint *ck, const char *name)
+{
+    if (!ck->names) return kiln_st_find(ck->files[0], name);
+    named_tensor key = {.name = (char *)name};
+    named_tensor *hit = bsearch(&key, ck->names, ck->nnames, sizeof key, by_name);
+    return hit ? hit->tensor : NULL;
+}
+
+size_t kiln_checkpoint_count(const kiln_checkpoint *ck)
+{
+    return ck->names ? ck->nnames : kiln_st_count(ck->files[0]);
+}
+
+const kiln_st_tensor *kiln_checkpoint_at(const kiln_checkpoint *ck, size_t i, const char **name)
+{
+    const kiln_st_tensor *t = ck->names ? ck->names[i].tensor : kiln_st_at(ck->files[0], i);
+    *name = ck->names ? ck->names[i].name : t->name;
+    return t;
+}
+
+bool kiln_checkpoint_has_prefix(const kiln_checkpoint *ck, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i < kiln_checkpoint_count(ck); i++) {
+        const char *name;
+        kiln_checkpoint_at(ck, i, &name);
+        if (strncmp(name, prefix, len) == 0) return true;
+    }
+    return false;
+}
+
+const char *kiln_checkpoint_metadata(const kiln_checkpoint *ck, const char *key)
+{
+    return kiln_st_metadata(ck->files[0], key);
+}
+
+void kiln_checkpoint_close(kiln_checkpoint *ck)
+{
+    if (!ck) return;
+    for (size_t i = 0; i < ck->nnames; i++) free(ck->names[i].name);
+    free(ck->names);
+    for (int i = 0; i < ck->nfiles; i++) kiln_st_close(ck->files[i]);
+    free(ck->path);
+    free(ck);
+}
+
+static kiln_status add_name(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t)
+{
+    if (ck->nnames == ck->cap) {
+        size_t cap = ck->cap ? 2 * ck->cap : 1024;
+        named_tensor *n = realloc(ck->names, cap * sizeof *n);
+        if (!n) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+        ck->names = n;
+        ck->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    ck->names[ck->nnames++] = (named_tensor){copy, t};
+    return KILN_OK;
+}
+
+/* ---- diffusers folder layout -> canonical names ------------------------ */
+
+/* Replaces the first `from` in `s` (in place, s has room for 512 bytes). */
+static void replace_once(char *s, const char *from, const char *to)
+{
+    char *at = strstr(s, from);
+    if (!at) return;
+    char tail[512];
+    snprintf(tail, sizeof tail, "%s", at + strlen(from));
+    snprintf(at, 512 - (size_t)(at - s), "%s%s", to, tail);
+}
+
+/* ResNet and attention internals shared by the UNet and the VAE. */
+static void rename_unet_resnet_parts(char *s)
+{
+    replace_once(s, ".norm1.", ".in_layers.0.");
+    replace_once(s, ".conv1.", ".in_layers.2.");
+    replace_once(s, ".time_emb_proj.", ".emb_layers.1.");
+    replace_once(s, ".norm2.", ".out_layers.0.");
+    replace_once(s, ".conv2.", ".out_layers.3.");
+    replace_once(s, ".conv_shortcut.", ".skip_connection.");
+}
+
+typedef struct unet_layout {
+    int layers_per_block; /* resnets per down block */
+    bool up_has_attention[8];
+} unet_layout;
+
+/* UNet2DConditionModel names -> `model.diffusion_model.*`. False when the
+ * name has no counterpart (it is then reported as unexpected). */
+static bool map_unet_name(const char *in, const unet_layout *lay, char *out, size_t size)
+{
+    int L = lay->layers_per_block, i, j, n = 0;
+    char s[512];
+    if (sscanf(in, "down_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n) {
+        snprintf(s, sizeof s, "input_blocks.%d.0.%s", 1 + i * (L + 1) + j, in + n);
+        rename_unet_resnet_parts(s);
+    } else if (sscanf(in, "down_blocks.%d.attentions.%d.%n", &i, &j, &n) == 2 && n) {
+        snprintf(s, sizeof s, "input_blocks.%d.1.%s", 1 + i * (L + 1) + j, in + n);
+    } else if (sscanf(in, "down_blocks.%d.downsamplers.0.conv.%n", &i, &n) == 1 && n) {
+        snprintf(s, sizeof s, "input_blocks.%d.0.op.%s", (i + 1) * (L + 1), in + n);
+    } else if (sscanf(in, "mid_block.resnets.%d.%n", &j, &n) == 1 && n) {
+        snprintf(s, sizeof s, "middle_block.%d.%s", 2 * j, in + n);
+        rename_unet_resnet_parts(s);
+    } else if (sscanf(in, "mid_block.attentions.0.%n", &n) == 0 && n) {
+        snprintf(s, sizeof s, "middle_block.1.%s", in + n);
+    } else if (sscanf(in, "up_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n) {
+        snprintf(s, sizeof s, "output_blocks.%d.0.%s", i * (L + 1) + j, in + n);
+        rename_unet_resnet_parts(s);
+    } else if (sscanf(in, "up_blocks.%d.attentions.%d.%n", &i, &j, &n) == 2 && n) {
+        snprintf(s, sizeof s, "output_blocks.%d.1.%s", i * (L + 1) + j, in + n);
+    } else if (sscanf(in, "up_blocks.%d.upsamplers.0.conv.%n", &i, &n) == 1 && n) {
+        bool attn = i < 8 && lay->up_has_attention[i];
+        snprintf(s, sizeof s, "output_blocks.%d.%d.conv.%s", i * (L + 1) + L, attn ? 2 : 1, in + n);
+    } else if (sscanf(in, "conv_in.%n", &n) == 0 && n) {
+        snprintf(s, sizeof s, "input_blocks.0.0.%s", in + n);
+    } else if (sscanf(in, "time_embedding.linear_%d.%n", &i, &n) == 1 && n) {
+        snprintf(s, sizeof s, "time_embed.%d.%s", i == 1 ? 0 : 2, in + n);
+    } else if (sscanf(in, "conv_norm_out.%n", &n) == 0 && n) {
+        snprintf(s, sizeof s, "out.0.%s", in + n);
+    } else if (sscanf(in, "conv_out.%n", &n) == 0 && n) {
+        snprintf(s, sizeof s, "out.2.%s", in + n);
+    } else {
+        return false;
+    }
+    return snprintf(out, size, "model.diffusion_model.%s", s) < (int)size;
+}
+
+/* AutoencoderKL names -> `first_stage_model.*`; `levels` = up blocks. */
+static bool map_vae_name(const char *in, int levels, char *out, size_t size)
+{
+    int i, j, n = 0;
+    char half[16], s[512];
+    if (sscanf(in, "%15[a-z]%n", half, &n) != 1 || (strcmp(half, "encoder") && strcmp(half, "decoder"))) {
+        if (strncmp(in, "quant_conv.", 11) && strncmp(in, "post_quant_conv.", 16)) return false;
+        return snprintf(out, size, "first_stage_model.%s", in) < (int)size;
+    }
+    const char *p = in + n; /* ".down_blocks..." */
+    if (sscanf(p, ".down_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n)
+        snprintf(s, sizeof s, "%s.down.%d.block.%d.%s", half, i, j, p + n);
+    else if (sscanf(p, ".down_blocks.%d.downsamplers.0.conv.%n", &i, &n) == 1 && n)
+        snprintf(s, sizeof s, "%s.down.%d.downsample.conv.%s", half, i, p + n);
+    else if (sscanf(p, ".up_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n)
+        snprintf(s, sizeof s, "%s.up.%d.block.%d.%s", half, levels - 1 - i, j, p + n);
+    else if (sscanf(p, ".up_blocks.%d.upsamplers.0.conv.%n", &i, &n) == 1 && n)
+        snprintf(s, sizeof s, "%s.up.%d.upsample.conv.%s", half, levels - 1 - i, p + n);
+    else if (sscanf(p, ".mid_block.resnets.%d.%n", &j, &n) == 1 && n)
+        snprintf(s, sizeof s, "%s.mid.block_%d.%s", half, j + 1, p + n);
+    else if (sscanf(p, ".mid_block.attentions.0.%n", &n) == 0 && n) {
+        static const char *const attn_names[][2] = {
+            {"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."}, {"to_out.0.", "proj_out."},
+            {"query.", "q."}, {"key.", "k."}, {"value.", "v."}, {"proj_attn.", "proj_out."},
+        };
+        const char *part = p + n;
+        const char *mapped = NULL;
+        size_t used = 0;
+        for (size_t k = 0; k < sizeof attn_names / sizeof attn_names[0]; k++) {
+            size_t len = strlen(attn_names[k][0]);
+            if (strncmp(part, attn_names[k][0], len) == 0) {
+                mapped = attn_names[k][1];
+                used = len;
+                break;
+            }
+        }
+        if (!mapped) return false;
+        snprintf(s, sizeof s, "%s.mid.attn_1.%s%s", half, mapped, part + used);
+    } else if (sscanf(p, ".conv_norm_out.%n", &n) == 0 && n)
+        snprintf(s, sizeof s, "%s.norm_out.%s", half, p + n);
+    else if (strncmp(p, ".conv_in.", 9) == 0 || strncmp(p, ".conv_out.", 10) == 0)
+        snprintf(s, sizeof s, "%s%s", half, p);
+    else
+        return false;
+    replace_once(s, ".conv_shortcut.", ".nin_shortcut.");
+    return snprintf(out, size, "first_stage_model.%s", s) < (int)size;
+}
+
+static kiln_status open_part(kiln_checkpoint *ck, const char *dir, const char *part, kiln_st_file **out)
+{
+    char path[4096];
+    const char *names[] = {"diffusion_pytorch_model.safetensors", "model.safetensors"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s/%s", dir, part, names[i]);
+        struct stat st;
+        if (stat(path, &st) == 0) {
+            TRY(kiln_st_open(path, out));
+            ck->files[ck->nfiles++] = *out;
+            return KILN_OK;
+        }
+    }
+    return kiln_fail(KILN_ERR_MODEL, "%s: diffusers folder has no %s/diffusion_pytorch_model.safetensors or %s/model.safetensors",
+                     dir, part, part);
+}
+
+static kiln_status map_part(kiln_checkpoint *ck, const kiln_st_file *f, const char *part, const unet_layout *lay,
+                            int vae_levels)
+{
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        char name[512];
+        bool ok;
+        if (strcmp(part, "unet") == 0)
+            ok = map_unet_name(t->name, lay, name, sizeof name);
+        else if (strcmp(part, "vae") == 0)
+            ok = map_vae_name(t->name, vae_levels, name, sizeof name);
+        else
+            ok = snprintf(name, sizeof name, "cond_stage_model.transformer.%s", t->name) < (int)sizeof name;
+        if (!ok) continue; /* extra tensors (position_ids, EMA) are tolerated, as in single files */
+        TRY(add_name(ck, name, t));
+    }
+    return KILN_OK;
+}
+
+/* Largest i such that some name in f starts with fmt(i). */
+static int count_indexed(const kiln_st_file *f, const char *fmt)
+{
+    int best = -1;
+    for (size_t k = 0; k < kiln_st_count(f); k++) {
+        int i, n = 0;
+        if (sscanf(kiln_st_at(f, k)->name, fmt, &i, &n) == 1 && n && i > best) best = i;
+    }
+    return best + 1;
+}
+
+static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
+{
+    kiln_st_file *unet, *vae, *text;
+    TRY(open_part(ck, dir, "unet", &unet));
+    TRY(open_part(ck, dir, "vae", &vae));
+    TRY(open_part(ck, dir, "text_encoder", &text));
+    unet_layout lay = {.layers_per_block = count_indexed(unet, "down_blocks.0.resnets.%d.%n")};
+    for (int i = 0; i < 8; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "up_blocks.%d.attentions.", i);
+        for (size_t k = 0; k < kiln_st_count(unet) && !lay.up_has_attention[i]; k++)
+            lay.up_has_attention[i] = strncmp(kiln_st_at(unet, k)->name, prefix, strlen(prefix)) == 0;
+    }
+    int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
+    TRY(map_part(ck, unet, "unet", &lay, vae_levels));
+    TRY(map_part(ck, vae, "vae", &lay, vae_levels));
+    TRY(map_part(ck, text, "text_encoder", &lay, vae_levels));
+    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
+    for (size_t i = 1; i < ck->nnames; i++)
+        if (strcmp(ck->names[i - 1].name, ck->names[i].name) == 0)
+            return kiln_fail(KILN_ERR_MODEL, "%s: two tensors map to '%s'", dir, ck->names[i].name);
+    return KILN_OK;
+}
+
+kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return kiln_fail(KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    kiln_checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->path = strdup(path))) {
+        free(ck);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    }
+    kiln_status status;
+    if (S_ISDIR(st.st_mode)) {
+        status = open_diffusers(ck, path);
+    } else {
+        status = kiln_st_open(path, &ck->files[0]);
+        if (status == KILN_OK) ck->nfiles = 1;
+    }
+    if (status != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        return status;
+    }
+    *out = ck;
+    return KILN_OK;
+}

@@ -1,0 +1,30 @@
+/* A checkpoint: the tensors of one model, under canonical names.
+ *
+ * Canonical names are the original single-file names that ComfyUI and A1111
+ * users have (`model.diffusion_model.*`, `first_stage_model.*`,
+ * `cond_stage_model.transformer.text_model.*`). A single .safetensors file in
+ * that layout is used as is; a diffusers folder (unet/, vae/, text_encoder/)
+ * is mapped to those names by rename rules at open. */
+#ifndef KILN_CHECKPOINT_H
+#define KILN_CHECKPOINT_H
+
+#include "safetensors.h"
+
+typedef struct kiln_checkpoint kiln_checkpoint;
+
+/* Opens a single-file checkpoint or a diffusers folder. */
+kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out);
+void kiln_checkpoint_close(kiln_checkpoint *ck);
+
+const char *kiln_checkpoint_path(const kiln_checkpoint *ck);
+/* NULL when the checkpoint has no tensor of that canonical name. */
+const kiln_st_tensor *kiln_checkpoint_find(const kiln_checkpoint *ck, const char *name);
+/* Iteration over every tensor, with its canonical name. */
+size_t kiln_checkpoint_count(const kiln_checkpoint *ck);
+const kiln_st_tensor *kiln_checkpoint_at(const kiln_checkpoint *ck, size_t i, const char **name);
+/* True when some tensor's canonical name starts with prefix. */
+bool kiln_checkpoint_has_prefix(const kiln_checkpoint *ck, const char *prefix);
+/* A `__metadata__` value of the (first) file, NULL when absent. */
+const char *kiln_checkpoint_metadata(const kiln_checkpoint *ck, const char *key);
+
+#endif

@@ -1,0 +1,44 @@
+/* A loaded Stable Diffusion model: the checkpoint, its detected family and
+ * variant, and its three parts bound on one backend. */
+#ifndef KILN_MODEL_H
+#define KILN_MODEL_H
+
+#include "../models/clip.h"
+#include "../models/unet.h"
+#include "../models/vae.h"
+
+typedef enum kiln_variant {
+    KILN_VARIANT_TXT2IMG,        /* 4 input channels */
+    KILN_VARIANT_INPAINT,        /* 9: latent + mask + masked-image latent */
+    KILN_VARIANT_INSTRUCT_PIX2PIX, /* 8: latent + image latent */
+} kiln_variant;
+
+typedef struct kiln_model_info {
+    const char *family;       /* "sd1" */
+    kiln_variant variant;
+    const char *unet_name, *clip_name, *vae_name;
+    kiln_dtype unet_dtype;    /* storage dtype of the UNet's weights */
+    int64_t unet_params, clip_params, vae_params;
+} kiln_model_info;
+
+typedef struct kiln_model {
+    kiln_checkpoint *checkpoint;
+    kiln_weights *weights;
+    kiln_model_info info;
+    kiln_clip clip;
+    kiln_unet unet;
+    kiln_vae vae;
+} kiln_model;
+
+/* Inspects a checkpoint without binding: family, variant, dtypes, parameter
+ * counts. Refuses LoRA files, VAE-only files and unknown architectures with a
+ * message saying which. */
+kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info);
+
+/* Opens `path` (file or diffusers folder) and binds every part on `be`. */
+kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out);
+void kiln_model_free(kiln_model *m);
+
+const char *kiln_variant_name(kiln_variant v);
+
+#endif

@@ -1,0 +1,163 @@
+#include "nn.h"
+
+#include <math.h>
+
+#include "status.h"
+
+/* The last dim, and the product of the others. */
+static int64_t last_dim(const tensor *t) { return t->shape[t->ndim - 1]; }
+static int64_t rows(const tensor *t) { return kiln_tensor_numel(t) / last_dim(t); }
+
+static kiln_status new_like(kiln_graph *g, const tensor *x, tensor **y)
+{
+    return kiln_graph_tensor(g, y, x->ndim, x->shape);
+}
+
+kiln_status nn_conv2d(kiln_graph *g, const tensor *x, const tensor *w, const tensor *b, int stride, int pad,
+                      tensor **y)
+{
+    kiln_conv2d_params p = {
+        .N = (int32_t)x->shape[0], .C = (int32_t)x->shape[1], .H = (int32_t)x->shape[2], .W = (int32_t)x->shape[3],
+        .O = (int32_t)w->shape[0], .KH = (int32_t)w->shape[2], .KW = (int32_t)w->shape[3],
+        .stride = stride, .pad = pad,
+    };
+    p.OH = (p.H + 2 * pad - p.KH) / stride + 1;
+    p.OW = (p.W + 2 * pad - p.KW) / stride + 1;
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.O, p.OH, p.OW}));
+    return kiln_run_conv2d(g, &p, (const tensor *[]){x, w, b}, *y);
+}
+
+kiln_status nn_linear(kiln_graph *g, const tensor *x, const tensor *w, const tensor *b, tensor **y)
+{
+    kiln_matmul_params p = {.M = (int32_t)rows(x), .N = (int32_t)w->shape[0], .K = (int32_t)last_dim(x),
+                            .has_bias = b != NULL};
+    int64_t shape[KILN_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = p.N;
+    TRY(kiln_graph_tensor(g, y, x->ndim, shape));
+    return kiln_run_matmul(g, &p, (const tensor *[]){x, w, b}, *y);
+}
+
+kiln_status nn_group_norm(kiln_graph *g, const tensor *x, const tensor *gamma, const tensor *beta, int groups,
+                          float eps, bool silu, tensor **y)
+{
+    int64_t C = x->shape[1];
+    kiln_group_norm_params p = {.N = (int32_t)x->shape[0], .C = (int32_t)C,
+                                .HW = (int32_t)(kiln_tensor_numel(x) / (x->shape[0] * C)), .groups = groups,
+                                .eps = eps, .silu = silu};
+    TRY(new_like(g, x, y));
+    return kiln_run_group_norm(g, &p, (const tensor *[]){x, gamma, beta}, *y);
+}
+
+kiln_status nn_layer_norm(kiln_graph *g, const tensor *x, const tensor *gamma, const tensor *beta, float eps,
+                          tensor **y)
+{
+    kiln_layer_norm_params p = {.M = (int32_t)rows(x), .D = (int32_t)last_dim(x), .eps = eps};
+    TRY(new_like(g, x, y));
+    return kiln_run_layer_norm(g, &p, (const tensor *[]){x, gamma, beta}, *y);
+}
+
+kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, int heads, bool causal,
+                         tensor **o)
+{
+    int64_t D = last_dim(q) / heads;
+    kiln_attention_params p = {.B = (int32_t)q->shape[0], .H = heads, .Tq = (int32_t)q->shape[1],
+                               .Tk = (int32_t)k->shape[1], .D = (int32_t)D, .scale = 1.0f / sqrtf((float)D),
+                               .causal = causal};
+    TRY(new_like(g, q, o));
+    return kiln_run_attention(g, &p, (const tensor *[]){q, k, v}, *o);
+}
+
+kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
+{
+    TRY(new_like(g, a, y));
+    return kiln_run_add(g, &(kiln_add_params){(int32_t)kiln_tensor_numel(a)}, (const tensor *[]){a, b}, *y);
+}
+
+kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_silu(g, &(kiln_silu_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_quick_gelu(g, &(kiln_quick_gelu_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x},
+                               *y);
+}
+
+kiln_status nn_geglu(kiln_graph *g, const tensor *x, tensor **y)
+{
+    kiln_geglu_params p = {.M = (int32_t)rows(x), .N = (int32_t)(last_dim(x) / 2)};
+    int64_t shape[KILN_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = p.N;
+    TRY(kiln_graph_tensor(g, y, x->ndim, shape));
+    return kiln_run_geglu(g, &p, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_add_channel_bias(kiln_graph *g, const tensor *x, const tensor *b, tensor **y)
+{
+    kiln_add_channel_bias_params p = {.N = (int32_t)x->shape[0], .C = (int32_t)x->shape[1],
+                                      .HW = (int32_t)(x->shape[2] * x->shape[3])};
+    TRY(new_like(g, x, y));
+    return kiln_run_add_channel_bias(g, &p, (const tensor *[]){x, b}, *y);
+}
+
+kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
+{
+    kiln_concat_channels_params p = {.N = (int32_t)a->shape[0], .Ca = (int32_t)a->shape[1],
+                                     .Cb = (int32_t)b->shape[1], .HW = (int32_t)(a->shape[2] * a->shape[3])};
+    if (b->shape[2] != a->shape[2] || b->shape[3] != a->shape[3])
+        return kiln_fail(KILN_ERR_INVALID_ARG, "concat: %lldx%lld and %lldx%lld images", (long long)a->shape[2],
+                         (long long)a->shape[3], (long long)b->shape[2], (long long)b->shape[3]);
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.Ca + p.Cb, a->shape[2], a->shape[3]}));
+    return kiln_run_concat_channels(g, &p, (const tensor *[]){a, b}, *y);
+}
+
+kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, tensor **y)
+{
+    kiln_upsample_nearest2x_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2],
+                                        (int32_t)x->shape[3]};
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, 2 * p.H, 2 * p.W}));
+    return kiln_run_upsample_nearest2x(g, &p, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int left, int right, tensor **y)
+{
+    kiln_pad2d_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2], (int32_t)x->shape[3],
+                           top, bottom, left, right};
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, top + p.H + bottom, left + p.W + right}));
+    return kiln_run_pad2d(g, &p, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y)
+{
+    kiln_transpose_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)(x->shape[2] * x->shape[3])};
+    TRY(kiln_graph_tensor(g, y, 3, (int64_t[]){p.B, p.C, p.R}));
+    return kiln_run_transpose(g, &p, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_tokens_to_image(kiln_graph *g, const tensor *x, int64_t H, int64_t W, tensor **y)
+{
+    kiln_transpose_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2]};
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.B, p.C, H, W}));
+    return kiln_run_transpose(g, &p, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_timestep_embedding(kiln_graph *g, const tensor *t, int dim, tensor **y)
+{
+    kiln_timestep_embedding_params p = {.N = (int32_t)kiln_tensor_numel(t), .dim = dim, .flip_sin_to_cos = 1,
+                                        .freq_shift = 0.0f, .max_period = 10000.0f};
+    TRY(kiln_graph_tensor(g, y, 2, (int64_t[]){p.N, dim}));
+    return kiln_run_timestep_embedding(g, &p, (const tensor *[]){t}, *y);
+}
+
+kiln_status nn_embedding(kiln_graph *g, const tensor *ids, const tensor *table, tensor **y)
+{
+    kiln_embedding_params p = {.M = (int32_t)kiln_tensor_numel(ids), .V = (int32_t)table->shape[0],
+                               .D = (int32_t)table->shape[1]};
+    TRY(kiln_graph_tensor(g, y, 2, (int64_t[]){p.M, p.D}));
+    return kiln_run_embedding(g, &p, (const tensor *[]){ids, table}, *y);
+}

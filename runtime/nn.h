@@ -1,0 +1,53 @@
+/* Layers as one call each on a kiln_graph: they derive the op parameters from
+ * the tensors' shapes, allocate the output activation and run the op. Model
+ * code reads as a flat list of these, llm.c style. Activations are NCHW
+ * (N C H W) for images and (B T D) for token sequences. */
+#ifndef KILN_NN_H
+#define KILN_NN_H
+
+#include "graph.h"
+
+typedef kiln_tensor tensor;
+
+// x (N,C,H,W) * w (O,C,K,K) + b (O) -> *y (N,O,OH,OW)
+kiln_status nn_conv2d(kiln_graph *g, const tensor *x, const tensor *w, const tensor *b, int stride, int pad,
+                      tensor **y);
+// x (..., K) @ w (N,K)^T + b (N) -> *y (..., N); b may be NULL
+kiln_status nn_linear(kiln_graph *g, const tensor *x, const tensor *w, const tensor *b, tensor **y);
+// x (N,C,...) -> *y, normalised over groups of channels, SiLU after if silu
+kiln_status nn_group_norm(kiln_graph *g, const tensor *x, const tensor *gamma, const tensor *beta, int groups,
+                          float eps, bool silu, tensor **y);
+// x (..., D) -> *y normalised over D
+kiln_status nn_layer_norm(kiln_graph *g, const tensor *x, const tensor *gamma, const tensor *beta, float eps,
+                          tensor **y);
+// q (B,Tq,H*D), k v (B,Tk,H*D) -> *o (B,Tq,H*D)
+kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, int heads, bool causal,
+                         tensor **o);
+// elementwise a + b -> *y (same shape as a)
+kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
+kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y);
+kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y);
+// x (..., 2N) -> *y (..., N)
+kiln_status nn_geglu(kiln_graph *g, const tensor *x, tensor **y);
+// x (N,C,H,W) + b (N,C) -> *y
+kiln_status nn_add_channel_bias(kiln_graph *g, const tensor *x, const tensor *b, tensor **y);
+// a (N,Ca,H,W), b (N,Cb,H,W) -> *y (N,Ca+Cb,H,W)
+kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
+kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, tensor **y);
+kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int left, int right, tensor **y);
+// x (N,C,H,W) -> *y (N,H*W,C), and back with nn_tokens_to_image
+kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y);
+kiln_status nn_tokens_to_image(kiln_graph *g, const tensor *x, int64_t H, int64_t W, tensor **y);
+// t (N) -> *y (N,dim), SD's sinusoidal embedding
+kiln_status nn_timestep_embedding(kiln_graph *g, const tensor *t, int dim, tensor **y);
+// ids (M) i32, table (V,D) -> *y (M,D)
+kiln_status nn_embedding(kiln_graph *g, const tensor *ids, const tensor *table, tensor **y);
+
+/* Releases *t and sets it to NULL: the usual end of an activation's life. */
+static inline void nn_drop(kiln_graph *g, tensor **t)
+{
+    kiln_graph_release(g, *t);
+    *t = NULL;
+}
+
+#endif

@@ -1,0 +1,112 @@
+#include "weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "status.h"
+
+/* Bound tensors live in chunks so pointers handed out stay valid. */
+#define CHUNK 256
+
+typedef struct chunk {
+    kiln_tensor tensors[CHUNK];
+    int used;
+    struct chunk *next;
+} chunk;
+
+struct kiln_weights {
+    kiln_backend *be;
+    const kiln_checkpoint *ck;
+    chunk *chunks;
+    size_t bytes;
+};
+
+kiln_status kiln_weights_create(kiln_backend *be, const kiln_checkpoint *ck, kiln_weights **out)
+{
+    kiln_weights *w = calloc(1, sizeof *w);
+    if (!w) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "weights: out of host memory");
+    w->be = be;
+    w->ck = ck;
+    *out = w;
+    return KILN_OK;
+}
+
+void kiln_weights_free(kiln_weights *w)
+{
+    if (!w) return;
+    for (chunk *c = w->chunks, *next; c; c = next) {
+        next = c->next;
+        for (int i = 0; i < c->used; i++) w->be->ops->buffer_free(w->be, c->tensors[i].buffer);
+        free(c);
+    }
+    free(w);
+}
+
+size_t kiln_weights_bytes(const kiln_weights *w) { return w->bytes; }
+kiln_backend *kiln_weights_backend(const kiln_weights *w) { return w->be; }
+const kiln_checkpoint *kiln_weights_checkpoint(const kiln_weights *w) { return w->ck; }
+
+/* Shapes agree when their dims other than 1 are the same, in order: a 1x1
+ * conv kernel (O,C,1,1) is the same weight as a linear (O,C). */
+static bool same_squeezed_shape(int na, const int64_t *a, int nb, const int64_t *b)
+{
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < na && a[i] == 1) i++;
+        while (j < nb && b[j] == 1) j++;
+        if (i == na || j == nb) return i == na && j == nb;
+        if (a[i++] != b[j++]) return false;
+    }
+}
+
+static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    kiln_tensor t = {.ndim = ndim};
+    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
+    kiln_shape_str(&t, buf, size);
+}
+
+kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const int64_t *shape,
+                              const kiln_tensor **out)
+{
+    const kiln_st_tensor *st = kiln_checkpoint_find(w->ck, name);
+    if (!st)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' is missing", kiln_checkpoint_path(w->ck), name);
+    if (!same_squeezed_shape(st->ndim, st->shape, ndim, shape)) {
+        char have[96], want[96];
+        format_shape(have, sizeof have, st->ndim, st->shape);
+        format_shape(want, sizeof want, ndim, shape);
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has shape %s, the model expects %s",
+                         kiln_checkpoint_path(w->ck), name, have, want);
+    }
+    switch (st->dtype) {
+    case KILN_F32: case KILN_F16: case KILN_BF16: case KILN_F8_E4M3: case KILN_F8_E5M2: break;
+    default:
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has dtype %s, not a float type",
+                         kiln_checkpoint_path(w->ck), name, kiln_dtype_name(st->dtype));
+    }
+    if (!w->chunks || w->chunks->used == CHUNK) {
+        chunk *c = calloc(1, sizeof *c);
+        if (!c) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "weights: out of host memory");
+        c->next = w->chunks;
+        w->chunks = c;
+    }
+    kiln_tensor *t = &w->chunks->tensors[w->chunks->used];
+    *t = (kiln_tensor){.dtype = st->dtype, .ndim = ndim};
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    kiln_status status = w->be->ops->weights_place(w->be, st->data, st->nbytes, &t->buffer);
+    if (status != KILN_OK) return kiln_fail_context(status, "placing '%s'", name);
+    w->chunks->used++;
+    w->bytes += st->nbytes;
+    *out = t;
+    return KILN_OK;
+}
+
+kiln_status kiln_weights_bind_at(kiln_weights *w, const kiln_tensor **out, const char *prefix, const char *suffix,
+                                 int ndim, const int64_t *shape)
+{
+    char name[512];
+    if (snprintf(name, sizeof name, "%s.%s", prefix, suffix) >= (int)sizeof name)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "weight name too long: %s.%s", prefix, suffix);
+    return kiln_weights_bind(w, name, ndim, shape, out);
+}
