@@ -70,39 +70,36 @@ static void cpu_destroy(kiln_backend *be) { free(be); }
 #define SRC(i) cpu_ptr(src[i])
 #define OUT cpu_ptr(dst)
 
-static kiln_status cpu_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
-                              kiln_tensor *dst)
-{
-    (void)be;
-    cpu_ref_matmul(p, SRC(0), cpu_weight(src[1]), cpu_weight(p->has_bias ? src[2] : NULL), OUT);
-    return KILN_OK;
-}
+/* The reference table: every op is its plain loop from cpu_ref.c. */
+#define REF_OP(name, ...)                                                                        \
+    static kiln_status ref_##name(kiln_backend *be, const kiln_##name##_params *p,              \
+                                  const kiln_tensor *const *src, kiln_tensor *dst)              \
+    {                                                                                            \
+        (void)be;                                                                                \
+        cpu_ref_##name(p, __VA_ARGS__);                                                          \
+        return KILN_OK;                                                                          \
+    }
+REF_OP(matmul, SRC(0), cpu_weight(src[1]), cpu_weight(p->has_bias ? src[2] : NULL), OUT)
+REF_OP(conv2d, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+REF_OP(group_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+REF_OP(layer_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+REF_OP(softmax, SRC(0), OUT)
+REF_OP(silu, SRC(0), OUT)
+REF_OP(gelu, SRC(0), OUT)
+REF_OP(quick_gelu, SRC(0), OUT)
+REF_OP(geglu, SRC(0), OUT)
+REF_OP(add, SRC(0), SRC(1), OUT)
+REF_OP(mul, SRC(0), SRC(1), OUT)
+REF_OP(scale, SRC(0), OUT)
+REF_OP(add_channel_bias, SRC(0), SRC(1), OUT)
+REF_OP(concat_channels, SRC(0), SRC(1), OUT)
+REF_OP(upsample_nearest2x, SRC(0), OUT)
+REF_OP(timestep_embedding, SRC(0), OUT)
+REF_OP(transpose, SRC(0), OUT)
+REF_OP(embedding, SRC(0), cpu_weight(src[1]), OUT)
+REF_OP(pad2d, SRC(0), OUT)
 
-static kiln_status cpu_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
-                              kiln_tensor *dst)
-{
-    (void)be;
-    cpu_ref_conv2d(p, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT);
-    return KILN_OK;
-}
-
-static kiln_status cpu_group_norm(kiln_backend *be, const kiln_group_norm_params *p, const kiln_tensor *const *src,
-                                  kiln_tensor *dst)
-{
-    (void)be;
-    cpu_ref_group_norm(p, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT);
-    return KILN_OK;
-}
-
-static kiln_status cpu_layer_norm(kiln_backend *be, const kiln_layer_norm_params *p, const kiln_tensor *const *src,
-                                  kiln_tensor *dst)
-{
-    (void)be;
-    cpu_ref_layer_norm(p, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT);
-    return KILN_OK;
-}
-
-static kiln_status cpu_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
+static kiln_status ref_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
 {
     (void)be;
@@ -113,30 +110,18 @@ static kiln_status cpu_attention(kiln_backend *be, const kiln_attention_params *
     return KILN_OK;
 }
 
-/* Ops whose fast path is the reference loop itself: memory-bound, one pass. */
-#define CPU_SIMPLE_OP(name, ...)                                                                 \
-    static kiln_status cpu_##name(kiln_backend *be, const kiln_##name##_params *p,              \
-                                  const kiln_tensor *const *src, kiln_tensor *dst)              \
-    {                                                                                            \
-        (void)be;                                                                                \
-        cpu_ref_##name(p, __VA_ARGS__);                                                          \
-        return KILN_OK;                                                                          \
-    }
-CPU_SIMPLE_OP(softmax, SRC(0), OUT)
-CPU_SIMPLE_OP(silu, SRC(0), OUT)
-CPU_SIMPLE_OP(gelu, SRC(0), OUT)
-CPU_SIMPLE_OP(quick_gelu, SRC(0), OUT)
-CPU_SIMPLE_OP(geglu, SRC(0), OUT)
-CPU_SIMPLE_OP(add, SRC(0), SRC(1), OUT)
-CPU_SIMPLE_OP(mul, SRC(0), SRC(1), OUT)
-CPU_SIMPLE_OP(scale, SRC(0), OUT)
-CPU_SIMPLE_OP(add_channel_bias, SRC(0), SRC(1), OUT)
-CPU_SIMPLE_OP(concat_channels, SRC(0), SRC(1), OUT)
-CPU_SIMPLE_OP(pad2d, SRC(0), OUT)
-CPU_SIMPLE_OP(upsample_nearest2x, SRC(0), OUT)
-CPU_SIMPLE_OP(timestep_embedding, SRC(0), OUT)
-CPU_SIMPLE_OP(transpose, SRC(0), OUT)
-CPU_SIMPLE_OP(embedding, SRC(0), cpu_weight(src[1]), OUT)
+static const kiln_backend_ops cpu_reference_ops = {
+    .buffer_alloc = cpu_buffer_alloc,
+    .buffer_free = cpu_buffer_free,
+    .weights_place = cpu_weights_place,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .synchronize = cpu_synchronize,
+    .destroy = cpu_destroy,
+#define KILN_OP(name, nsrc, doc) .name = ref_##name,
+#include "ops.def"
+#undef KILN_OP
+};
 
 static const kiln_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,
@@ -146,21 +131,31 @@ static const kiln_backend_ops cpu_ops = {
     .download = cpu_download,
     .synchronize = cpu_synchronize,
     .destroy = cpu_destroy,
-#define KILN_OP(name, nsrc, doc) .name = cpu_##name,
+#define KILN_OP(name, nsrc, doc) .name = ref_##name,
 #include "ops.def"
 #undef KILN_OP
 };
 
-kiln_status kiln_backend_cpu_create(const kiln_backend_options *opt, kiln_backend **out)
+static kiln_status create(const kiln_backend_options *opt, const kiln_backend_ops *ops, kiln_backend **out)
 {
     kiln_backend *be = calloc(1, sizeof *be);
     if (!be) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
-    be->ops = &cpu_ops;
+    be->ops = ops;
     be->kind = KILN_BACKEND_CPU;
-    be->name = "cpu";
+    be->name = ops == &cpu_ops ? "cpu" : "cpu-reference";
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     be->threads = opt && opt->threads > 0 ? opt->threads : (int)(cores > 0 ? cores : 1);
     snprintf(be->device_name, sizeof be->device_name, "host CPU, %d threads", be->threads);
     *out = be;
     return KILN_OK;
+}
+
+kiln_status kiln_backend_cpu_create(const kiln_backend_options *opt, kiln_backend **out)
+{
+    return create(opt, &cpu_ops, out);
+}
+
+kiln_status kiln_backend_cpu_reference_create(const kiln_backend_options *opt, kiln_backend **out)
+{
+    return create(opt, &cpu_reference_ops, out);
 }

@@ -1,0 +1,243 @@
+#include "op_ref64.h"
+
+#include <math.h>
+#include <stddef.h>
+
+// x (M,K) @ w (N,K)^T + bias (N) -> y (M,N)
+void kiln_ref64_matmul(const kiln_matmul_params *p, const double *x, const double *w, const double *bias,
+                       double *y)
+{
+    for (int m = 0; m < p->M; m++)
+        for (int n = 0; n < p->N; n++) {
+            const double *xr = x + (size_t)m * p->K, *wr = w + (size_t)n * p->K;
+            double acc = bias ? bias[n] : 0.0;
+            for (int k = 0; k < p->K; k++) acc += xr[k] * wr[k];
+            y[(size_t)m * p->N + n] = acc;
+        }
+}
+
+// x (N,C,H,W) * w (O,C,KH,KW) + bias (O) -> y (N,O,OH,OW), zero padding.
+// Each filter tap adds w * (shifted input plane) to the output plane, so the
+// innermost loop runs along an output row (fast enough to keep the suite short).
+void kiln_ref64_conv2d(const kiln_conv2d_params *p, const double *x, const double *w, const double *bias,
+                       double *y)
+{
+    for (int n = 0; n < p->N; n++)
+        for (int o = 0; o < p->O; o++) {
+            double *plane = y + ((size_t)n * p->O + o) * p->OH * p->OW; /* (OH,OW) */
+            for (size_t i = 0; i < (size_t)p->OH * p->OW; i++) plane[i] = bias[o];
+            for (int c = 0; c < p->C; c++) {
+                const double *in = x + ((size_t)n * p->C + c) * p->H * p->W; /* (H,W) */
+                for (int ky = 0; ky < p->KH; ky++)
+                    for (int kx = 0; kx < p->KW; kx++) {
+                        double wv = w[(((size_t)o * p->C + c) * p->KH + ky) * p->KW + kx];
+                        for (int oy = 0; oy < p->OH; oy++) {
+                            int iy = oy * p->stride - p->pad + ky;
+                            if (iy < 0 || iy >= p->H) continue;
+                            for (int ox = 0; ox < p->OW; ox++) {
+                                int ix = ox * p->stride - p->pad + kx;
+                                if (ix >= 0 && ix < p->W) plane[(size_t)oy * p->OW + ox] += wv * in[(size_t)iy * p->W + ix];
+                            }
+                        }
+                    }
+            }
+        }
+}
+
+static double silu(double v) { return v / (1.0 + exp(-v)); }
+static double gelu(double v) { return 0.5 * v * (1.0 + erf(v / sqrt(2.0))); }
+
+// x (N,C,HW): biased variance over each group of C/groups channels
+void kiln_ref64_group_norm(const kiln_group_norm_params *p, const double *x, const double *gamma,
+                           const double *beta, double *y)
+{
+    int cpg = p->C / p->groups;
+    size_t count = (size_t)cpg * p->HW;
+    for (int n = 0; n < p->N; n++)
+        for (int g = 0; g < p->groups; g++) {
+            size_t base = ((size_t)n * p->C + (size_t)g * cpg) * p->HW;
+            double sum = 0.0, sq = 0.0;
+            for (size_t i = 0; i < count; i++) sum += x[base + i];
+            double mean = sum / (double)count;
+            for (size_t i = 0; i < count; i++) sq += (x[base + i] - mean) * (x[base + i] - mean);
+            double rstd = 1.0 / sqrt(sq / (double)count + p->eps);
+            for (int c = 0; c < cpg; c++) {
+                int ch = g * cpg + c;
+                for (int i = 0; i < p->HW; i++) {
+                    size_t at = base + (size_t)c * p->HW + i;
+                    double v = (x[at] - mean) * rstd * gamma[ch] + beta[ch];
+                    y[at] = p->silu ? silu(v) : v;
+                }
+            }
+        }
+}
+
+// x (M,D) normalised over D with the biased variance
+void kiln_ref64_layer_norm(const kiln_layer_norm_params *p, const double *x, const double *gamma,
+                           const double *beta, double *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const double *row = x + (size_t)m * p->D;
+        double sum = 0.0, sq = 0.0;
+        for (int d = 0; d < p->D; d++) sum += row[d];
+        double mean = sum / p->D;
+        for (int d = 0; d < p->D; d++) sq += (row[d] - mean) * (row[d] - mean);
+        double rstd = 1.0 / sqrt(sq / p->D + p->eps);
+        for (int d = 0; d < p->D; d++) y[(size_t)m * p->D + d] = (row[d] - mean) * rstd * gamma[d] + beta[d];
+    }
+}
+
+// q (B,Tq,H*D), k v (B,Tk,H*D) -> o (B,Tq,H*D); causal: query i sees keys 0..i
+void kiln_ref64_attention(const kiln_attention_params *p, const double *q, const double *k, const double *v,
+                          double *o, double *s)
+{
+    size_t row = (size_t)p->H * p->D;
+    for (int b = 0; b < p->B; b++)
+        for (int h = 0; h < p->H; h++)
+            for (int i = 0; i < p->Tq; i++) {
+                const double *qi = q + ((size_t)b * p->Tq + i) * row + (size_t)h * p->D;
+                int keys = p->causal ? i + 1 : p->Tk;
+                double mx = -INFINITY, denom = 0.0;
+                for (int j = 0; j < keys; j++) {
+                    const double *kj = k + ((size_t)b * p->Tk + j) * row + (size_t)h * p->D;
+                    double dot = 0.0;
+                    for (int d = 0; d < p->D; d++) dot += qi[d] * kj[d];
+                    s[j] = dot * p->scale;
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j < keys; j++) denom += (s[j] = exp(s[j] - mx));
+                double *oi = o + ((size_t)b * p->Tq + i) * row + (size_t)h * p->D;
+                for (int d = 0; d < p->D; d++) oi[d] = 0.0;
+                for (int j = 0; j < keys; j++) {
+                    const double *vj = v + ((size_t)b * p->Tk + j) * row + (size_t)h * p->D;
+                    for (int d = 0; d < p->D; d++) oi[d] += s[j] * vj[d];
+                }
+                for (int d = 0; d < p->D; d++) oi[d] /= denom;
+            }
+}
+
+void kiln_ref64_softmax(const kiln_softmax_params *p, const double *x, double *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const double *r = x + (size_t)m * p->N;
+        double *out = y + (size_t)m * p->N;
+        double mx = -INFINITY, denom = 0.0;
+        for (int n = 0; n < p->N; n++) mx = fmax(mx, r[n]);
+        for (int n = 0; n < p->N; n++) denom += (out[n] = exp(r[n] - mx));
+        for (int n = 0; n < p->N; n++) out[n] /= denom;
+    }
+}
+
+void kiln_ref64_silu(const kiln_silu_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = silu(x[i]);
+}
+
+void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);
+}
+
+void kiln_ref64_quick_gelu(const kiln_quick_gelu_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = x[i] / (1.0 + exp(-1.702 * x[i]));
+}
+
+// x (M,2N): the value half first, the gate half second
+void kiln_ref64_geglu(const kiln_geglu_params *p, const double *x, double *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const double *r = x + (size_t)m * 2 * p->N;
+        for (int n = 0; n < p->N; n++) y[(size_t)m * p->N + n] = r[n] * gelu(r[p->N + n]);
+    }
+}
+
+void kiln_ref64_add(const kiln_add_params *p, const double *a, const double *b, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = a[i] + b[i];
+}
+
+void kiln_ref64_mul(const kiln_mul_params *p, const double *a, const double *b, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = a[i] * b[i];
+}
+
+void kiln_ref64_scale(const kiln_scale_params *p, const double *a, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = a[i] * p->s;
+}
+
+// x (N,C,HW) + b (N,C)
+void kiln_ref64_add_channel_bias(const kiln_add_channel_bias_params *p, const double *x, const double *b,
+                                 double *y)
+{
+    for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
+        for (int i = 0; i < p->HW; i++) y[nc * p->HW + i] = x[nc * p->HW + i] + b[nc];
+}
+
+// a (N,Ca,HW), b (N,Cb,HW) -> y (N,Ca+Cb,HW)
+void kiln_ref64_concat_channels(const kiln_concat_channels_params *p, const double *a, const double *b,
+                                double *y)
+{
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->Ca + p->Cb; c++)
+            for (int i = 0; i < p->HW; i++) {
+                double v = c < p->Ca ? a[((size_t)n * p->Ca + c) * p->HW + i]
+                                     : b[((size_t)n * p->Cb + (c - p->Ca)) * p->HW + i];
+                y[((size_t)n * (p->Ca + p->Cb) + c) * p->HW + i] = v;
+            }
+}
+
+void kiln_ref64_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const double *x, double *y)
+{
+    for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
+        for (int oy = 0; oy < 2 * p->H; oy++)
+            for (int ox = 0; ox < 2 * p->W; ox++)
+                y[(nc * 2 * p->H + oy) * 2 * p->W + ox] = x[(nc * p->H + oy / 2) * p->W + ox / 2];
+}
+
+// y[n] = [sin | cos](t[n] * freq) or [cos | sin] when flipped,
+// freq_i = max_period^(-i / (half - freq_shift))
+void kiln_ref64_timestep_embedding(const kiln_timestep_embedding_params *p, const double *t, double *y)
+{
+    int half = p->dim / 2;
+    for (int n = 0; n < p->N; n++) {
+        double *row = y + (size_t)n * p->dim;
+        double *first = row, *second = row + half; /* [sin | cos] */
+        if (p->flip_sin_to_cos) first = row + half, second = row;
+        for (int i = 0; i < half; i++) {
+            double arg = t[n] * exp(-log((double)p->max_period) * i / (half - (double)p->freq_shift));
+            first[i] = sin(arg);
+            second[i] = cos(arg);
+        }
+    }
+}
+
+// x (B,R,C) -> y (B,C,R)
+void kiln_ref64_transpose(const kiln_transpose_params *p, const double *x, double *y)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int c = 0; c < p->C; c++)
+            for (int r = 0; r < p->R; r++)
+                y[((size_t)b * p->C + c) * p->R + r] = x[((size_t)b * p->R + r) * p->C + c];
+}
+
+// ids (M) in [0, V), table (V,D) -> y (M,D)
+void kiln_ref64_embedding(const kiln_embedding_params *p, const int32_t *ids, const double *table, double *y)
+{
+    for (int m = 0; m < p->M; m++)
+        for (int d = 0; d < p->D; d++) y[(size_t)m * p->D + d] = table[(size_t)ids[m] * p->D + d];
+}
+
+// x (N,C,H,W) -> y (N,C,top+H+bottom,left+W+right)
+void kiln_ref64_pad2d(const kiln_pad2d_params *p, const double *x, double *y)
+{
+    int OH = p->top + p->H + p->bottom, OW = p->left + p->W + p->right;
+    for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                int iy = oy - p->top, ix = ox - p->left;
+                int inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
+                y[(nc * OH + oy) * OW + ox] = inside ? x[(nc * p->H + iy) * p->W + ix] : 0.0;
+            }
+}
