@@ -106,6 +106,10 @@ static void replace_once(char *s, const char *from, const char *to)
     snprintf(at, 512 - (size_t)(at - s), "%s%s", to, tail);
 }
 
+/* sscanf with a trailing %n: true when the whole pattern matched. `*n` is
+ * reset first so a match never relies on an earlier attempt's position. */
+#define MATCHES(str, fmt, nconv, ...) (*n_ = 0, sscanf((str), fmt, __VA_ARGS__) == (nconv) && *n_)
+
 /* ResNet and attention internals shared by the UNet and the VAE. */
 static void rename_unet_resnet_parts(char *s)
 {
@@ -126,35 +130,35 @@ typedef struct unet_layout {
  * name has no counterpart (it is then reported as unexpected). */
 static bool map_unet_name(const char *in, const unet_layout *lay, char *out, size_t size)
 {
-    int L = lay->layers_per_block, i, j, n = 0;
+    int L = lay->layers_per_block, i, j, n = 0, *n_ = &n;
     char s[512];
-    if (sscanf(in, "down_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n) {
+    if (MATCHES(in, "down_blocks.%d.resnets.%d.%n", 2, &i, &j, &n)) {
         snprintf(s, sizeof s, "input_blocks.%d.0.%s", 1 + i * (L + 1) + j, in + n);
         rename_unet_resnet_parts(s);
-    } else if (sscanf(in, "down_blocks.%d.attentions.%d.%n", &i, &j, &n) == 2 && n) {
+    } else if (MATCHES(in, "down_blocks.%d.attentions.%d.%n", 2, &i, &j, &n)) {
         snprintf(s, sizeof s, "input_blocks.%d.1.%s", 1 + i * (L + 1) + j, in + n);
-    } else if (sscanf(in, "down_blocks.%d.downsamplers.0.conv.%n", &i, &n) == 1 && n) {
+    } else if (MATCHES(in, "down_blocks.%d.downsamplers.0.conv.%n", 1, &i, &n)) {
         snprintf(s, sizeof s, "input_blocks.%d.0.op.%s", (i + 1) * (L + 1), in + n);
-    } else if (sscanf(in, "mid_block.resnets.%d.%n", &j, &n) == 1 && n) {
+    } else if (MATCHES(in, "mid_block.resnets.%d.%n", 1, &j, &n)) {
         snprintf(s, sizeof s, "middle_block.%d.%s", 2 * j, in + n);
         rename_unet_resnet_parts(s);
-    } else if (sscanf(in, "mid_block.attentions.0.%n", &n) == 0 && n) {
+    } else if (MATCHES(in, "mid_block.attentions.0.%n", 0, &n)) {
         snprintf(s, sizeof s, "middle_block.1.%s", in + n);
-    } else if (sscanf(in, "up_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n) {
+    } else if (MATCHES(in, "up_blocks.%d.resnets.%d.%n", 2, &i, &j, &n)) {
         snprintf(s, sizeof s, "output_blocks.%d.0.%s", i * (L + 1) + j, in + n);
         rename_unet_resnet_parts(s);
-    } else if (sscanf(in, "up_blocks.%d.attentions.%d.%n", &i, &j, &n) == 2 && n) {
+    } else if (MATCHES(in, "up_blocks.%d.attentions.%d.%n", 2, &i, &j, &n)) {
         snprintf(s, sizeof s, "output_blocks.%d.1.%s", i * (L + 1) + j, in + n);
-    } else if (sscanf(in, "up_blocks.%d.upsamplers.0.conv.%n", &i, &n) == 1 && n) {
+    } else if (MATCHES(in, "up_blocks.%d.upsamplers.0.conv.%n", 1, &i, &n)) {
         bool attn = i < 8 && lay->up_has_attention[i];
         snprintf(s, sizeof s, "output_blocks.%d.%d.conv.%s", i * (L + 1) + L, attn ? 2 : 1, in + n);
-    } else if (sscanf(in, "conv_in.%n", &n) == 0 && n) {
+    } else if (MATCHES(in, "conv_in.%n", 0, &n)) {
         snprintf(s, sizeof s, "input_blocks.0.0.%s", in + n);
-    } else if (sscanf(in, "time_embedding.linear_%d.%n", &i, &n) == 1 && n) {
+    } else if (MATCHES(in, "time_embedding.linear_%d.%n", 1, &i, &n)) {
         snprintf(s, sizeof s, "time_embed.%d.%s", i == 1 ? 0 : 2, in + n);
-    } else if (sscanf(in, "conv_norm_out.%n", &n) == 0 && n) {
+    } else if (MATCHES(in, "conv_norm_out.%n", 0, &n)) {
         snprintf(s, sizeof s, "out.0.%s", in + n);
-    } else if (sscanf(in, "conv_out.%n", &n) == 0 && n) {
+    } else if (MATCHES(in, "conv_out.%n", 0, &n)) {
         snprintf(s, sizeof s, "out.2.%s", in + n);
     } else {
         return false;
@@ -165,24 +169,24 @@ static bool map_unet_name(const char *in, const unet_layout *lay, char *out, siz
 /* AutoencoderKL names -> `first_stage_model.*`; `levels` = up blocks. */
 static bool map_vae_name(const char *in, int levels, char *out, size_t size)
 {
-    int i, j, n = 0;
+    int i, j, n = 0, *n_ = &n;
     char half[16], s[512];
     if (sscanf(in, "%15[a-z]%n", half, &n) != 1 || (strcmp(half, "encoder") && strcmp(half, "decoder"))) {
         if (strncmp(in, "quant_conv.", 11) && strncmp(in, "post_quant_conv.", 16)) return false;
         return snprintf(out, size, "first_stage_model.%s", in) < (int)size;
     }
     const char *p = in + n; /* ".down_blocks..." */
-    if (sscanf(p, ".down_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n)
+    if (MATCHES(p, ".down_blocks.%d.resnets.%d.%n", 2, &i, &j, &n))
         snprintf(s, sizeof s, "%s.down.%d.block.%d.%s", half, i, j, p + n);
-    else if (sscanf(p, ".down_blocks.%d.downsamplers.0.conv.%n", &i, &n) == 1 && n)
+    else if (MATCHES(p, ".down_blocks.%d.downsamplers.0.conv.%n", 1, &i, &n))
         snprintf(s, sizeof s, "%s.down.%d.downsample.conv.%s", half, i, p + n);
-    else if (sscanf(p, ".up_blocks.%d.resnets.%d.%n", &i, &j, &n) == 2 && n)
+    else if (MATCHES(p, ".up_blocks.%d.resnets.%d.%n", 2, &i, &j, &n))
         snprintf(s, sizeof s, "%s.up.%d.block.%d.%s", half, levels - 1 - i, j, p + n);
-    else if (sscanf(p, ".up_blocks.%d.upsamplers.0.conv.%n", &i, &n) == 1 && n)
+    else if (MATCHES(p, ".up_blocks.%d.upsamplers.0.conv.%n", 1, &i, &n))
         snprintf(s, sizeof s, "%s.up.%d.upsample.conv.%s", half, levels - 1 - i, p + n);
-    else if (sscanf(p, ".mid_block.resnets.%d.%n", &j, &n) == 1 && n)
+    else if (MATCHES(p, ".mid_block.resnets.%d.%n", 1, &j, &n))
         snprintf(s, sizeof s, "%s.mid.block_%d.%s", half, j + 1, p + n);
-    else if (sscanf(p, ".mid_block.attentions.0.%n", &n) == 0 && n) {
+    else if (MATCHES(p, ".mid_block.attentions.0.%n", 0, &n)) {
         static const char *const attn_names[][2] = {
             {"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."}, {"to_out.0.", "proj_out."},
             {"query.", "q."}, {"key.", "k."}, {"value.", "v."}, {"proj_attn.", "proj_out."},
@@ -200,7 +204,7 @@ static bool map_vae_name(const char *in, int levels, char *out, size_t size)
         }
         if (!mapped) return false;
         snprintf(s, sizeof s, "%s.mid.attn_1.%s%s", half, mapped, part + used);
-    } else if (sscanf(p, ".conv_norm_out.%n", &n) == 0 && n)
+    } else if (MATCHES(p, ".conv_norm_out.%n", 0, &n))
         snprintf(s, sizeof s, "%s.norm_out.%s", half, p + n);
     else if (strncmp(p, ".conv_in.", 9) == 0 || strncmp(p, ".conv_out.", 10) == 0)
         snprintf(s, sizeof s, "%s%s", half, p);

@@ -1,0 +1,223 @@
+/* bench: how fast kiln runs a model's parts on a backend.
+ *
+ *   bench --model FILE --width W --height H --steps N --backend cpu [--threads T] [--json]
+ *
+ * Times loading, the text encoder (one 77-token batch of 2: prompt and
+ * negative), N UNet steps at batch 2 (what CFG costs per step), and one VAE
+ * decode; reports peak resident memory, the activation arena and per-op
+ * totals. Nothing is compared here: peers are run side by side by the
+ * scripts in bench/ and the ratios written to bench/RESULTS.md. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "model.h"
+#include "status.h"
+
+typedef struct bench_options {
+    const char *model, *backend;
+    int width, height, steps, threads, device;
+    bool json;
+} bench_options;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+static size_t peak_rss_bytes(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (size_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+typedef struct bench_ctx {
+    const kiln_model *m;
+    int latent_h, latent_w;
+    float *latent;  /* (2,4,h,w) */
+    float *context; /* (2,77,D) */
+    float t[2];
+    int32_t ids[2 * 77];
+} bench_ctx;
+
+static kiln_status text_fn(kiln_graph *g, void *ctx)
+{
+    bench_ctx *b = ctx;
+    tensor *ids, *out;
+    TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){2, 77}, b->ids));
+    TRY(kiln_clip_forward(g, &b->m->clip, ids, 1, &out));
+    return kiln_graph_output(g, out, b->context, kiln_tensor_nbytes(out));
+}
+
+static kiln_status unet_fn(kiln_graph *g, void *ctx)
+{
+    bench_ctx *b = ctx;
+    const unet_config *cfg = b->m->unet.config;
+    tensor *x, *t, *c, *eps;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){2, cfg->in_channels, b->latent_h, b->latent_w}, b->latent));
+    TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){2}, b->t));
+    TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){2, 77, cfg->context_dim}, b->context));
+    TRY(kiln_unet_forward(g, &b->m->unet, x, t, c, NULL, NULL, &eps));
+    return kiln_graph_output(g, eps, b->latent, kiln_tensor_nbytes(eps));
+}
+
+static kiln_status decode_fn(kiln_graph *g, void *ctx)
+{
+    bench_ctx *b = ctx;
+    tensor *z, *img;
+    TRY(kiln_graph_input(g, &z, KILN_F32, 4, (int64_t[]){1, b->m->vae.config->latent_channels, b->latent_h, b->latent_w},
+                         b->latent));
+    TRY(kiln_vae_decode(g, &b->m->vae, z, &img));
+    return KILN_OK;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
+                "             [--threads T] [--device N] [--json]\n");
+}
+
+static int parse(int argc, char **argv, bench_options *o)
+{
+    *o = (bench_options){.backend = "cpu", .width = 512, .height = 512, .steps = 4, .device = -1};
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'},   {"width", required_argument, 0, 'W'},
+        {"height", required_argument, 0, 'H'},  {"steps", required_argument, 0, 's'},
+        {"backend", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
+        {"device", required_argument, 0, 'd'},  {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'W': o->width = atoi(optarg); break;
+        case 'H': o->height = atoi(optarg); break;
+        case 's': o->steps = atoi(optarg); break;
+        case 'b': o->backend = optarg; break;
+        case 't': o->threads = atoi(optarg); break;
+        case 'd': o->device = atoi(optarg); break;
+        case 'j': o->json = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!o->model) {
+        fprintf(stderr, "bench: --model is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (o->width < 8 || o->height < 8 || o->width > 4096 || o->height > 4096 || o->steps < 1 || o->steps > 1000) {
+        fprintf(stderr, "bench: --width/--height must be 8..4096 and --steps 1..1000\n");
+        return 2;
+    }
+    return 0;
+}
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, kiln_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    bench_options o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+
+    kiln_backend *be;
+    kiln_backend_options bo = {.threads = o.threads, .device = o.device};
+    if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
+
+    double t0 = now_ms();
+    kiln_model *m;
+    if (kiln_model_load(o.model, be, &m) != KILN_OK) return fail("--model");
+    double load_ms = now_ms() - t0;
+
+    int f = kiln_vae_factor(m->vae.config);
+    if (o.width % f || o.height % f) {
+        fprintf(stderr, "bench: --width/--height must be multiples of %d for this model\n", f);
+        return 2;
+    }
+    bench_ctx b = {.m = m, .latent_h = o.height / f, .latent_w = o.width / f, .t = {999.0f, 999.0f}};
+    size_t latent_n = (size_t)2 * m->unet.config->in_channels * b.latent_h * b.latent_w;
+    b.latent = calloc(latent_n, sizeof(float));
+    b.context = calloc((size_t)2 * 77 * m->clip.config->hidden, sizeof(float));
+    for (size_t i = 0; i < latent_n; i++) b.latent[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    for (int i = 0; i < 2 * 77; i++) b.ids[i] = 49407; /* pad */
+    b.ids[0] = b.ids[77] = 49406;                       /* BOS; row 0 "a photograph", row 1 empty */
+    b.ids[1] = 320;
+    b.ids[2] = 8853;
+
+    kiln_op_stats stats = {0};
+    kiln_graph *g;
+    if (kiln_graph_create(be, &g) != KILN_OK) return fail("graph");
+    t0 = now_ms();
+    if (kiln_graph_run(g, text_fn, &b) != KILN_OK) return fail("text encoder");
+    double text_ms = now_ms() - t0;
+
+    kiln_graph_profile(g, &stats);
+    t0 = now_ms();
+    for (int s = 0; s < o.steps; s++)
+        if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
+    double unet_s = (now_ms() - t0) / 1e3 / o.steps;
+    size_t unet_arena = kiln_graph_arena_bytes(g);
+    kiln_graph_profile(g, NULL);
+
+    kiln_graph *gd;
+    if (kiln_graph_create(be, &gd) != KILN_OK) return fail("graph");
+    t0 = now_ms();
+    if (kiln_graph_run(gd, decode_fn, &b) != KILN_OK) return fail("vae decode");
+    double vae_ms = now_ms() - t0;
+    size_t vae_arena = kiln_graph_arena_bytes(gd);
+
+    const char *precision = "f32 compute, weights as stored";
+    if (o.json) {
+        printf("{\"model\":\"%s\",\"unet\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
+               "\"width\":%d,\"height\":%d,\"steps\":%d,\"batch\":2,\"precision\":\"%s\",\"weights_dtype\":\"%s\","
+               "\"load_ms\":%.1f,\"text_encoder_ms\":%.1f,\"unet_s_per_step\":%.4f,\"it_per_s\":%.4f,"
+               "\"vae_decode_ms\":%.1f,\"peak_rss_bytes\":%zu,\"unet_arena_bytes\":%zu,\"vae_arena_bytes\":%zu,"
+               "\"weight_bytes\":%zu,\"ops\":{",
+               o.model, m->unet.config->name, be->name, be->device_name, be->threads, o.width, o.height, o.steps,
+               precision, kiln_dtype_name(m->info.unet_dtype), load_ms, text_ms, unet_s, 1.0 / unet_s, vae_ms,
+               peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights));
+        bool first = true;
+        for (int i = 0; i < KILN_OP_COUNT; i++) {
+            if (!stats.calls[i]) continue;
+            printf("%s\"%s\":{\"calls\":%ld,\"ms\":%.2f}", first ? "" : ",", kiln_op_names[i], stats.calls[i],
+                   1e3 * stats.seconds[i]);
+            first = false;
+        }
+        printf("}}\n");
+    } else {
+        printf("model          %s (%s, %s weights)\n", o.model, m->unet.config->name,
+               kiln_dtype_name(m->info.unet_dtype));
+        printf("backend        %s: %s (%s)\n", be->name, be->device_name, precision);
+        printf("size           %dx%d, batch 2 (CFG), %d steps\n", o.width, o.height, o.steps);
+        printf("load           %10.1f ms\n", load_ms);
+        printf("text encoder   %10.1f ms\n", text_ms);
+        printf("unet           %10.3f s/step  (%.3f it/s)\n", unet_s, 1.0 / unet_s);
+        printf("vae decode     %10.1f ms\n", vae_ms);
+        printf("peak RSS       %10.1f MiB\n", peak_rss_bytes() / 1048576.0);
+        printf("unet arena     %10.1f MiB\n", unet_arena / 1048576.0);
+        printf("\nper op (UNet steps, synchronised)\n");
+        for (int i = 0; i < KILN_OP_COUNT; i++)
+            if (stats.calls[i])
+                printf("  %-20s %6ld calls %10.1f ms  %5.1f%%\n", kiln_op_names[i], stats.calls[i],
+                       1e3 * stats.seconds[i], 100.0 * stats.seconds[i] / (unet_s * o.steps));
+    }
+    kiln_graph_free(g);
+    kiln_graph_free(gd);
+    free(b.latent);
+    free(b.context);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    return 0;
+}

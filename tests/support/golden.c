@@ -1,0 +1,29 @@
+#include "golden.h"
+
+#include <stdlib.h>
+
+#include "kiln_test.h"
+
+kiln_st_file *golden_open(const char *relative_path)
+{
+    kiln_st_file *f = NULL;
+    assert_kiln_ok(kiln_st_open(kiln_test_data(relative_path), &f));
+    return f;
+}
+
+golden golden_read(kiln_st_file *f, const char *name)
+{
+    golden g = {0};
+    const kiln_st_tensor *t = kiln_st_find(f, name);
+    if (!t) fail_msg("%s: no golden tensor '%s'", kiln_st_path(f), name);
+    assert_kiln_ok(kiln_st_read_f32(f, name, &g.data, &g.count));
+    g.ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) g.shape[i] = t->shape[i];
+    return g;
+}
+
+void golden_free(golden *g)
+{
+    free(g->data);
+    g->data = NULL;
+}

@@ -1,0 +1,21 @@
+/* Reading golden tensors for parity tests. */
+#ifndef KILN_TEST_GOLDEN_H
+#define KILN_TEST_GOLDEN_H
+
+#include <stddef.h>
+
+#include "safetensors.h"
+
+/* A golden tensor widened to f32; `count` elements. Fails the test if absent. */
+typedef struct golden {
+    float *data;
+    size_t count;
+    int ndim;
+    int64_t shape[4];
+} golden;
+
+kiln_st_file *golden_open(const char *relative_path);
+golden golden_read(kiln_st_file *f, const char *name);
+void golden_free(golden *g);
+
+#endif

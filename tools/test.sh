@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds kiln and runs the whole test suite: unit and parity tests, the
+# Vulkan suite on whatever Vulkan device exists (lavapipe without a GPU), CUDA
+# tests where a GPU exists (skipped otherwise), the slow full-size tests, and
+# the unit tests again under AddressSanitizer/UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/deps.sh --test
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+KILN_SLOW=1 ctest --test-dir build --output-on-failure -j1
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON -DKILN_CUDA=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -L unit -j1
