@@ -12,6 +12,7 @@ import re
 import torch
 from safetensors.torch import load_file, save_file
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."
@@ -141,8 +142,84 @@ def check_against_goldens(goldens):
     return not (missing or extra or differ)
 
 
+def metadata(scaling_factor, description):
+    """safetensors __metadata__ (all strings): what a loader cannot infer from keys and shapes."""
+    import models
+
+    return {
+        "modelspec.title": "kiln-shapes",
+        "description": description,
+        "vae_scaling_factor": f"{scaling_factor:.6f}",
+        "prediction_type": "epsilon",
+        "noise_schedule": f"scaled_linear beta_start={models.BETA_START} beta_end={models.BETA_END} "
+                          f"timesteps={models.NUM_TRAIN_TIMESTEPS}",
+        "unet_attention_heads": str(models.UNET_CONFIG["attention_head_dim"]),
+        "text_encoder_attention_heads": str(models.CLIP_CONFIG["num_attention_heads"]),
+        "unet_config": json.dumps(models.UNET_CONFIG),
+        "vae_config": json.dumps(models.VAE_CONFIG),
+        "text_encoder_config": json.dumps(models.CLIP_CONFIG),
+    }
+
+
+def load_checkpoint(path):
+    """models/kiln-shapes.safetensors -> (unet, vae, text_encoder, tokenizer, scaling_factor), float32."""
+    from safetensors import safe_open
+
+    import models
+
+    with safe_open(path, "pt") as fh:
+        meta = fh.metadata()
+    original = {k: v.float() for k, v in load_file(path).items()}
+    unet, vae, text = models.build_unet(), models.build_vae(), models.build_text_encoder()
+    levels = len(models.VAE_CONFIG["block_out_channels"])
+    u, v, t = from_original(original, unet.state_dict().keys(), models.UNET_CONFIG,
+                            {n: p.shape for n, p in vae.state_dict().items()}, levels, text.state_dict().keys())
+    unet.load_state_dict(u)
+    vae.load_state_dict(v)
+    text.load_state_dict(t, strict=False)  # position_ids is a buffer the checkpoint does not carry
+    used = len(u) + len(v) + len(t)
+    if used != len(original):
+        raise ValueError(f"{path}: {len(original) - used} tensors not used by the model")
+    return unet.eval(), vae.eval(), text.eval(), models.load_tokenizer(), float(meta["vae_scaling_factor"])
+
+
+DESCRIPTION = ("kiln-shapes: a small Stable Diffusion 1.x-architecture model trained by kiln on synthetic "
+               "64x64 scenes of one circle, square or triangle (red, yellow, green, blue; small or large; "
+               "top left/top right/bottom left/bottom right/center) on a flat background of another of those "
+               "colours. Captions like 'a small red circle at the top left on a blue background'.")
+
+
+def export(out_path):
+    """Writes the trained stages (work/) as one f16 original-layout file and checks it reloads exactly."""
+    import models
+
+    vae_state = torch.load(os.path.join(models.WORK, "vae_final.pt"))
+    unet_state = torch.load(os.path.join(models.WORK, "unet_final.pt"))
+    text_sd = {k: v for k, v in unet_state["text_encoder"].items() if not k.endswith("position_ids")}
+    original = to_original(unet_state["unet"], models.UNET_CONFIG, vae_state["state_dict"],
+                           len(models.VAE_CONFIG["block_out_channels"]), text_sd)
+    original = {k: v.detach().to(torch.float16).contiguous() for k, v in sorted(original.items())}
+    scaling = vae_state["scaling_factor"]
+    save_file(original, out_path, metadata=metadata(scaling, DESCRIPTION))
+    print(f"wrote {out_path}: {len(original)} tensors, {os.path.getsize(out_path)} bytes, scaling {scaling:.6f}")
+
+    # Reload through the inverse mapping: every diffusers weight must equal the f16 rounding of the trained one.
+    unet, vae, text, _, scaling_back = load_checkpoint(out_path)
+    trained = [(unet, unet_state["unet"]), (vae, vae_state["state_dict"]), (text, text_sd)]
+    for module, sd in trained:
+        loaded = module.state_dict()
+        for name, value in sd.items():
+            if not torch.equal(loaded[name], value.to(torch.float16).float()):
+                raise ValueError(f"reloaded {name} differs from the trained weight")
+    print(f"reload check: all {len(original)} tensors round-trip; scaling factor {scaling_back:.6f}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--check-goldens", default="/work/shared/goldens")
+    ap.add_argument("--out", default=os.path.join(REPO, "models", "kiln-shapes.safetensors"))
+    ap.add_argument("--goldens", default="/work/shared/goldens",
+                    help="check the key mapping against the goldens' tiny model in both layouts, if present")
     args = ap.parse_args()
-    raise SystemExit(0 if check_against_goldens(args.check_goldens) else 1)
+    if os.path.isdir(args.goldens) and not check_against_goldens(args.goldens):
+        raise SystemExit("key mapping disagrees with the goldens' original-layout file")
+    export(args.out)

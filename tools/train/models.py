@@ -10,7 +10,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORK = os.path.join(HERE, "work")
+WORK = os.environ.get("KILN_TRAIN_WORK", os.path.join(HERE, "work"))  # where stages keep their state
 TOKENIZER_DIR = os.path.join(HERE, "tokenizer")
 
 VAE_CONFIG = dict(

@@ -1,0 +1,134 @@
+"""Stages 2+3: encode the scene set with the trained VAE, then train the text encoder and UNet jointly.
+
+SD 1.x objective: eps-prediction under the scaled-linear schedule (1000 steps), uniform timesteps,
+10% of captions replaced by the empty prompt so classifier-free guidance works. The exported weights
+are an exponential moving average. Resumable: rerun the same command.
+Output: work/unet_final.pt {"unet", "text_encoder" (EMA state dicts), "seconds", "steps"}.
+"""
+import argparse
+import copy
+import os
+
+import numpy as np
+import torch
+
+import dataset
+import models
+from common import Timer, latest_checkpoint, save_checkpoint, setup_cpu
+
+SEED = 2000
+CAPTION_DROPOUT = 0.1
+
+
+@torch.no_grad()
+def encode_scene_set(count):
+    """work/latents.pt: posterior mean/std of `count` scenes (made once, reused on resume)."""
+    path = os.path.join(models.WORK, "latents.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    vae_state = torch.load(os.path.join(models.WORK, "vae_final.pt"))
+    vae = models.build_vae()
+    vae.load_state_dict(vae_state["state_dict"])
+    vae.eval()
+    images, scenes = dataset.make_examples(SEED, count)
+    means, stds = [], []
+    for i in range(0, count, 256):
+        post = vae.encode(torch.from_numpy(dataset.to_tensor_range(images[i:i + 256]))).latent_dist
+        means.append(post.mean)
+        stds.append(post.std)
+    data = {"mean": torch.cat(means), "std": torch.cat(stds), "scenes": scenes,
+            "scaling_factor": vae_state["scaling_factor"]}
+    torch.save(data, path)
+    return data
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--scenes", type=int, default=16000)
+    ap.add_argument("--save-every", type=int, default=100)
+    args = ap.parse_args()
+    setup_cpu()
+
+    timer = Timer()
+    data = encode_scene_set(args.scenes)
+    scaling = data["scaling_factor"]
+    tokenizer = models.load_tokenizer()
+    empty_ids = models.tokenize(tokenizer, [""])[0]
+
+    torch.manual_seed(SEED)
+    unet = models.build_unet()
+    text_encoder = models.build_text_encoder()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.Adam(params, lr=args.lr)
+    ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text_encoder)
+    step = 0
+    ckpt = latest_checkpoint("unet")
+    if ckpt:
+        state = torch.load(ckpt)
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        ema_unet.load_state_dict(state["ema_unet"])
+        ema_text.load_state_dict(state["ema_text"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        timer = Timer(state["seconds"])
+        print(f"resuming from {ckpt}")
+    ema_params = list(ema_unet.parameters()) + list(ema_text.parameters())
+    acp = models.alphas_cumprod().float()
+
+    def checkpoint():
+        save_checkpoint("unet", step, {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                                       "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
+                                       "optimizer": opt.state_dict(), "step": step, "seconds": timer.total()})
+
+    unet.train()
+    text_encoder.train()
+    running = 0.0
+    while step < args.steps:
+        rng = np.random.default_rng(SEED * 1_000_003 + step)  # batch depends only on the step: resumable
+        idx = rng.integers(0, len(data["scenes"]), args.batch)
+        captions = [dataset.training_caption(data["scenes"][i], rng) for i in idx]
+        ids = models.tokenize(tokenizer, captions)
+        drop = torch.from_numpy(rng.random(args.batch) < CAPTION_DROPOUT)
+        ids[drop] = empty_ids
+        g = torch.Generator().manual_seed(SEED + step)
+        idx_t = torch.from_numpy(idx)
+        z = (data["mean"][idx_t] + data["std"][idx_t] * torch.randn(data["mean"][idx_t].shape, generator=g)) * scaling
+        t = torch.randint(0, models.NUM_TRAIN_TIMESTEPS, (args.batch,), generator=g)
+        eps = torch.randn(z.shape, generator=g)
+        a = acp[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * z + (1.0 - a).sqrt() * eps
+
+        lr = args.lr * min(1.0, (step + 1) / 200)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        pred = unet(noisy, t, text_encoder(ids)[0]).sample
+        loss = torch.nn.functional.mse_loss(pred, eps)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_mul_(ema_params, decay)
+            torch._foreach_add_(ema_params, params, alpha=1.0 - decay)
+        running += loss.item()
+        if step % 25 == 0:
+            print(f"unet step {step} loss {running / 25:.4f} lr {lr:.1e} {timer.total():.0f}s", flush=True)
+            running = 0.0
+        if step % args.save_every == 0 or step == args.steps:
+            checkpoint()
+
+    torch.save({"unet": ema_unet.state_dict(), "text_encoder": ema_text.state_dict(),
+                "seconds": timer.total(), "steps": step, "scaling_factor": scaling},
+               os.path.join(models.WORK, "unet_final.pt"))
+    print(f"done: {step} steps, {timer.total():.0f}s")
+
+
+if __name__ == "__main__":
+    main()
