@@ -1,0 +1,190 @@
+#include "parity.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "golden.h"
+#include "kiln_test.h"
+#include "model.h"
+#include "status.h"
+
+static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
+{
+    kiln_model *m = NULL;
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, be));
+    assert_kiln_ok(kiln_model_load(fx->path, *be, &m));
+    return m;
+}
+
+/* ---- CLIP ---- */
+
+typedef struct clip_run {
+    const kiln_model *m;
+    const int32_t *ids;
+    int skip;
+    float *out;
+    size_t out_count;
+} clip_run;
+
+static kiln_status clip_fn(kiln_graph *g, void *ctx)
+{
+    clip_run *r = ctx;
+    tensor *ids, *out;
+    TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){2, 77}, r->ids));
+    TRY(kiln_clip_forward(g, &r->m->clip, ids, r->skip, &out));
+    return kiln_graph_output(g, out, r->out, r->out_count * sizeof(float));
+}
+
+void parity_check_clip(const parity_fixture *fx, const char *golden_path)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_st_file *f = golden_open(golden_path);
+    golden ids = golden_read(f, "input_ids");
+    int32_t ids32[2 * 77];
+    for (int i = 0; i < 2 * 77; i++) ids32[i] = (int32_t)ids.data[i];
+    const char *names[2] = {"last_hidden_state", "clip_skip2"};
+    for (int skip = 1; skip <= 2; skip++) {
+        golden want = golden_read(f, names[skip - 1]);
+        clip_run r = {m, ids32, skip, calloc(want.count, sizeof(float)), want.count};
+        kiln_graph *g;
+        assert_kiln_ok(kiln_graph_create(be, &g));
+        assert_kiln_ok(kiln_graph_run(g, clip_fn, &r));
+        assert_rel_l2_le(r.out, want.data, want.count, fx->tol);
+        kiln_graph_free(g);
+        free(r.out);
+        golden_free(&want);
+    }
+    golden_free(&ids);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- UNet ---- */
+
+typedef struct unet_run {
+    const kiln_model *m;
+    kiln_st_file *goldens;
+    double tol;
+    float *out;
+    int probes;
+} unet_run;
+
+static kiln_status unet_probe(void *ctx, const char *block, kiln_graph *g, const tensor *t)
+{
+    unet_run *r = ctx;
+    if (kiln_graph_planning(g)) return KILN_OK;
+    char name[96];
+    snprintf(name, sizeof name, "x.%s", block);
+    golden want = golden_read(r->goldens, name);
+    assert_int_equal(want.count, kiln_tensor_numel(t));
+    float *have = malloc(want.count * sizeof(float));
+    TRY(kiln_graph_output(g, t, have, want.count * sizeof(float)));
+    print_message("  block %-16s", block);
+    assert_rel_l2_le(have, want.data, want.count, r->tol);
+    free(have);
+    golden_free(&want);
+    r->probes++;
+    return KILN_OK;
+}
+
+static kiln_status unet_fn(kiln_graph *g, void *ctx)
+{
+    unet_run *r = ctx;
+    golden x = golden_read(r->goldens, "sample"), t = golden_read(r->goldens, "timesteps"),
+           c = golden_read(r->goldens, "encoder_hidden_states");
+    tensor *xt, *tt, *ct, *eps;
+    TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
+    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
+    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, unet_probe, r, &eps));
+    TRY(kiln_graph_output(g, eps, r->out, x.count * sizeof(float)));
+    golden_free(&x);
+    golden_free(&t);
+    golden_free(&c);
+    return KILN_OK;
+}
+
+void parity_check_unet(const parity_fixture *fx, const char *golden_path)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    unet_run r = {m, golden_open(golden_path), fx->tol, NULL, 0};
+    golden want = golden_read(r.goldens, "noise_pred");
+    r.out = calloc(want.count, sizeof(float));
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, unet_fn, &r));
+    assert_true(r.probes >= 5);
+    assert_rel_l2_le(r.out, want.data, want.count, fx->tol);
+    kiln_graph_free(g);
+    free(r.out);
+    golden_free(&want);
+    kiln_st_close(r.goldens);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- VAE ---- */
+
+typedef struct vae_run {
+    const kiln_model *m;
+    const golden *in;
+    bool encode;
+    float *out;
+    size_t out_count;
+} vae_run;
+
+static kiln_status vae_fn(kiln_graph *g, void *ctx)
+{
+    vae_run *r = ctx;
+    tensor *x, *y;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, r->in->shape, r->in->data));
+    if (r->encode)
+        TRY(kiln_vae_encode(g, &r->m->vae, x, &y));
+    else
+        TRY(kiln_vae_decode(g, &r->m->vae, x, &y));
+    if ((size_t)kiln_tensor_numel(y) != r->out_count)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vae output has %lld elements, golden %zu",
+                         (long long)kiln_tensor_numel(y), r->out_count);
+    return kiln_graph_output(g, y, r->out, r->out_count * sizeof(float));
+}
+
+static void vae_case(kiln_backend *be, const kiln_model *m, const golden *in, bool encode, float *out, size_t count)
+{
+    vae_run r = {m, in, encode, out, count};
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, vae_fn, &r));
+    kiln_graph_free(g);
+}
+
+void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_st_file *f = golden_open(golden_path);
+    for (int i = 0; i < ndecodes; i++) {
+        golden z = golden_read(f, decodes[i][0]), want = golden_read(f, decodes[i][1]);
+        float *out = calloc(want.count, sizeof(float));
+        vae_case(be, m, &z, false, out, want.count);
+        assert_rel_l2_le(out, want.data, want.count, fx->tol);
+        free(out);
+        golden_free(&z);
+        golden_free(&want);
+    }
+    golden img = golden_read(f, "enc.image"), mean = golden_read(f, "enc.mean"), logvar = golden_read(f, "enc.logvar");
+    float *moments = calloc(2 * mean.count, sizeof(float));
+    vae_case(be, m, &img, true, moments, 2 * mean.count);
+    /* moments are (1, 2L, h, w): the first L channels are the mean */
+    assert_rel_l2_le(moments, mean.data, mean.count, fx->tol);
+    assert_rel_l2_le(moments + mean.count, logvar.data, logvar.count, fx->tol);
+    free(moments);
+    golden_free(&img);
+    golden_free(&mean);
+    golden_free(&logvar);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}

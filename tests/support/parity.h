@@ -1,0 +1,20 @@
+/* Parity checks shared by the tiny-model and full-size tests: run a model's
+ * CLIP, UNet (with every named block's output) and VAE on a backend and
+ * compare with upstream goldens by relative L2 error. */
+#ifndef KILN_TEST_PARITY_H
+#define KILN_TEST_PARITY_H
+
+typedef struct parity_fixture {
+    const char *path;    /* checkpoint file or diffusers folder */
+    double tol;          /* relative L2 bound */
+    const char *backend; /* NULL = "cpu" */
+} parity_fixture;
+
+/* golden: input_ids, last_hidden_state, clip_skip2 */
+void parity_check_clip(const parity_fixture *fx, const char *golden_path);
+/* golden: sample, timesteps, encoder_hidden_states, noise_pred, x.<block> */
+void parity_check_unet(const parity_fixture *fx, const char *golden_path);
+/* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
+void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
+
+#endif
