@@ -1,5 +1,11 @@
 /* The CPU backend: host buffers, weights used in place from the checkpoint's
- * mmap, and each op routed to its implementation. */
+ * mmap, and two op tables: the fast paths (cpu_matmul.c, cpu_conv2d.c,
+ * cpu_attention.c, cpu_norm.c, cpu_elementwise.c) and the plain loops of
+ * cpu_ref.c they are tested against.
+ *
+ * Threads: our pool runs every op, and each GEMM is a single-threaded sgemm
+ * call made from one of its threads, so OpenBLAS is told to use one thread;
+ * a BLAS without openblas_set_num_threads is called as it is. */
 #include "cpu_backend.h"
 
 #include <stdio.h>
@@ -8,6 +14,9 @@
 #include <unistd.h>
 
 #include "status.h"
+
+/* Weak: present when the BLAS is OpenBLAS, NULL otherwise. */
+extern void openblas_set_num_threads(int threads) __attribute__((weak));
 
 static kiln_status cpu_buffer_alloc(kiln_backend *be, size_t bytes, kiln_buffer **out)
 {
@@ -65,7 +74,46 @@ static kiln_status cpu_synchronize(kiln_backend *be)
     return KILN_OK;
 }
 
-static void cpu_destroy(kiln_backend *be) { free(be); }
+kiln_status cpu_scratch_reserve(cpu_state *s, size_t shared, size_t local)
+{
+    if (shared > s->shared_cap) {
+        free(s->shared);
+        s->shared_cap = 0;
+        if (posix_memalign((void **)&s->shared, 64, shared * sizeof(float)) != 0) {
+            s->shared = NULL;
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %zu bytes of scratch", shared * sizeof(float));
+        }
+        s->shared_cap = shared;
+    }
+    if (local > s->local_cap) {
+        for (int t = 0; t < s->threads; t++) {
+            free(s->local[t]);
+            s->local[t] = NULL;
+        }
+        s->local_cap = 0;
+        for (int t = 0; t < s->threads; t++)
+            if (posix_memalign((void **)&s->local[t], 64, local * sizeof(float)) != 0) {
+                s->local[t] = NULL;
+                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: cannot allocate %d x %zu bytes of thread scratch",
+                                 s->threads, local * sizeof(float));
+            }
+        s->local_cap = local;
+    }
+    return KILN_OK;
+}
+
+static void cpu_destroy(kiln_backend *be)
+{
+    cpu_state *s = be->impl;
+    if (s) {
+        cpu_pool_free(s->pool);
+        free(s->shared);
+        for (int t = 0; s->local && t < s->threads; t++) free(s->local[t]);
+        free(s->local);
+        free(s);
+    }
+    free(be);
+}
 
 #define SRC(i) cpu_ptr(src[i])
 #define OUT cpu_ptr(dst)
@@ -123,6 +171,49 @@ static const kiln_backend_ops cpu_reference_ops = {
 #undef KILN_OP
 };
 
+/* The fast table: the op's fast path on the backend's state. */
+#define FAST_OP(name, ...)                                                                       \
+    static kiln_status fast_##name(kiln_backend *be, const kiln_##name##_params *p,             \
+                                   const kiln_tensor *const *src, kiln_tensor *dst)             \
+    {                                                                                            \
+        return cpu_##name(be->impl, p, __VA_ARGS__);                                             \
+    }
+#define FAST_VOID_OP(name, ...)                                                                  \
+    static kiln_status fast_##name(kiln_backend *be, const kiln_##name##_params *p,             \
+                                   const kiln_tensor *const *src, kiln_tensor *dst)             \
+    {                                                                                            \
+        cpu_##name(be->impl, p, __VA_ARGS__);                                                    \
+        return KILN_OK;                                                                          \
+    }
+FAST_OP(matmul, SRC(0), cpu_weight(src[1]), cpu_weight(p->has_bias ? src[2] : NULL), OUT)
+FAST_OP(conv2d, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+FAST_OP(attention, SRC(0), SRC(1), SRC(2), OUT)
+FAST_OP(layer_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+FAST_VOID_OP(group_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+FAST_VOID_OP(softmax, SRC(0), OUT)
+FAST_VOID_OP(silu, SRC(0), OUT)
+FAST_VOID_OP(gelu, SRC(0), OUT)
+FAST_VOID_OP(quick_gelu, SRC(0), OUT)
+FAST_VOID_OP(geglu, SRC(0), OUT)
+FAST_VOID_OP(add, SRC(0), SRC(1), OUT)
+FAST_VOID_OP(mul, SRC(0), SRC(1), OUT)
+FAST_VOID_OP(scale, SRC(0), OUT)
+FAST_VOID_OP(add_channel_bias, SRC(0), SRC(1), OUT)
+FAST_VOID_OP(concat_channels, SRC(0), SRC(1), OUT)
+FAST_VOID_OP(upsample_nearest2x, SRC(0), OUT)
+FAST_VOID_OP(transpose, SRC(0), OUT)
+
+/* Tiny ops whose plain loop is all there is to do. */
+#define SAME_AS_REF(name)                                                                        \
+    static kiln_status fast_##name(kiln_backend *be, const kiln_##name##_params *p,             \
+                                   const kiln_tensor *const *src, kiln_tensor *dst)             \
+    {                                                                                            \
+        return ref_##name(be, p, src, dst);                                                      \
+    }
+SAME_AS_REF(timestep_embedding)
+SAME_AS_REF(embedding)
+SAME_AS_REF(pad2d)
+
 static const kiln_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
@@ -131,7 +222,7 @@ static const kiln_backend_ops cpu_ops = {
     .download = cpu_download,
     .synchronize = cpu_synchronize,
     .destroy = cpu_destroy,
-#define KILN_OP(name, nsrc, doc) .name = ref_##name,
+#define KILN_OP(name, nsrc, doc) .name = fast_##name,
 #include "ops.def"
 #undef KILN_OP
 };
@@ -139,13 +230,28 @@ static const kiln_backend_ops cpu_ops = {
 static kiln_status create(const kiln_backend_options *opt, const kiln_backend_ops *ops, kiln_backend **out)
 {
     kiln_backend *be = calloc(1, sizeof *be);
-    if (!be) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    cpu_state *s = calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be);
+        free(s);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    }
     be->ops = ops;
     be->kind = KILN_BACKEND_CPU;
     be->name = ops == &cpu_ops ? "cpu" : "cpu-reference";
+    be->impl = s;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     be->threads = opt && opt->threads > 0 ? opt->threads : (int)(cores > 0 ? cores : 1);
     snprintf(be->device_name, sizeof be->device_name, "host CPU, %d threads", be->threads);
+    s->threads = be->threads;
+    s->local = calloc((size_t)s->threads, sizeof *s->local);
+    kiln_status st = s->local ? cpu_pool_create(s->threads, &s->pool)
+                              : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    if (st != KILN_OK) {
+        cpu_destroy(be);
+        return st;
+    }
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
     *out = be;
     return KILN_OK;
 }

@@ -1,0 +1,117 @@
+/* matmul on the CPU: OpenBLAS sgemm, threaded by our pool over column ranges
+ * of the output (rows of the weight). Weights stored as f16/bf16/fp8 are
+ * widened a tile of rows at a time into the thread's scratch, so no more than
+ * one tile per thread is ever held in f32. */
+#include <cblas.h>
+#include <string.h>
+
+#include "cpu_backend.h"
+#include "cpu_simd.h"
+#include "status.h"
+
+void cpu_widen(float *dst, kiln_weight_ptr w, size_t first, size_t n)
+{
+    size_t i = 0;
+    switch (w.dtype) {
+    case KILN_F32: memcpy(dst, (const float *)w.data + first, n * sizeof *dst); return;
+    case KILN_F16: {
+        const uint16_t *src = (const uint16_t *)w.data + first;
+#if defined(KILN_CPU_AVX2) && defined(__F16C__)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+        for (; i < n; i++) dst[i] = kiln_f16_to_f32(src[i]);
+        return;
+    }
+    case KILN_BF16: {
+        const uint16_t *src = (const uint16_t *)w.data + first;
+#ifdef KILN_CPU_AVX2
+        for (; i + 8 <= n; i += 8) {
+            __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+        }
+#endif
+        for (; i < n; i++) dst[i] = kiln_bf16_to_f32(src[i]);
+        return;
+    }
+    case KILN_F8_E4M3:
+    case KILN_F8_E5M2: { /* 256 possible values: a table beats decoding each */
+        float table[256];
+        for (int b = 0; b < 256; b++) {
+            uint8_t byte = (uint8_t)b;
+            table[b] = kiln_load_f32(&byte, w.dtype, 0);
+        }
+        const uint8_t *src = (const uint8_t *)w.data + first;
+        for (; i < n; i++) dst[i] = table[src[i]];
+        return;
+    }
+    default:
+        for (; i < n; i++) dst[i] = kiln_load_f32(w.data, w.dtype, first + i);
+        return;
+    }
+}
+
+/* Weight rows widened per tile: up to 4 MiB of f32 per thread. Narrower
+ * tiles make sgemm re-pack x once per tile, which costs more than the tile
+ * saves once M reaches the thousands of UNet tokens. */
+#define TILE_FLOATS (1 << 20)
+#define COLUMN_ALIGN 16
+
+typedef struct matmul_job {
+    const kiln_matmul_params *p;
+    const float *x;       /* (M,K) */
+    kiln_weight_ptr w;    /* (N,K) */
+    kiln_weight_ptr bias; /* (N) or none */
+    float *y;             /* (M,N) */
+    cpu_state *s;
+    int64_t part_cols;    /* output columns per part */
+    int64_t tile_rows;    /* weight rows widened at a time */
+} matmul_job;
+
+static void matmul_part(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    const matmul_job *j = ctx;
+    const kiln_matmul_params *p = j->p;
+    float *bias = j->s->local[worker];      /* (part_cols) */
+    float *tile = bias + j->part_cols;      /* (tile_rows,K) */
+    for (int64_t part = begin; part < end; part++) {
+        int64_t n0 = part * j->part_cols, n1 = n0 + j->part_cols < p->N ? n0 + j->part_cols : p->N;
+        if (p->has_bias) cpu_widen(bias, j->bias, (size_t)n0, (size_t)(n1 - n0));
+        int64_t step = j->w.dtype == KILN_F32 ? n1 - n0 : j->tile_rows;
+        for (int64_t t0 = n0; t0 < n1; t0 += step) {
+            int rows = (int)(t0 + step < n1 ? step : n1 - t0);
+            const float *wt = (const float *)j->w.data + (size_t)t0 * p->K;
+            if (j->w.dtype != KILN_F32) {
+                cpu_widen(tile, j->w, (size_t)t0 * p->K, (size_t)rows * p->K);
+                wt = tile;
+            }
+            float beta = 0.0f;
+            if (p->has_bias) { /* y starts as the bias, sgemm adds to it */
+                for (int m = 0; m < p->M; m++)
+                    memcpy(j->y + (size_t)m * p->N + t0, bias + (t0 - n0), (size_t)rows * sizeof *bias);
+                beta = 1.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->M, rows, p->K, 1.0f, j->x, p->K, wt, p->K, beta,
+                        j->y + t0, p->N);
+        }
+    }
+}
+
+// x (M,K) @ w (N,K)^T + bias (N) -> y (M,N)
+kiln_status cpu_matmul(cpu_state *s, const kiln_matmul_params *p, const float *x, kiln_weight_ptr w,
+                       kiln_weight_ptr bias, float *y)
+{
+    matmul_job j = {.p = p, .x = x, .w = w, .bias = bias, .y = y, .s = s};
+    j.tile_rows = TILE_FLOATS / p->K;
+    if (j.tile_rows < COLUMN_ALIGN) j.tile_rows = COLUMN_ALIGN;
+    if (j.tile_rows > p->N) j.tile_rows = p->N;
+    /* one part per thread, unless the product is too small to share */
+    double flops = 2.0 * p->M * p->N * p->K;
+    int64_t parts = flops < 2e6 ? 1 : s->threads;
+    j.part_cols = (p->N + parts - 1) / parts;
+    j.part_cols = (j.part_cols + COLUMN_ALIGN - 1) / COLUMN_ALIGN * COLUMN_ALIGN;
+    parts = (p->N + j.part_cols - 1) / j.part_cols;
+    size_t tile = w.dtype == KILN_F32 ? 0 : (size_t)j.tile_rows * p->K;
+    TRY(cpu_scratch_reserve(s, 0, (size_t)j.part_cols + tile));
+    cpu_parallel_for(s->pool, parts, 1, matmul_part, &j);
+    return KILN_OK;
+}
