@@ -63,6 +63,10 @@ struct kiln_backend {
 typedef struct kiln_backend_options {
     int threads; /* CPU: worker threads, 0 = all cores */
     int device;  /* GPU: device index, -1 = pick (discrete first) */
+    /* GPU arithmetic for matmul, conv2d and attention: KILN_F32 (the zero
+     * default) matches the CPU reference to 1e-5; KILN_F16 or KILN_BF16 runs
+     * them on tensor cores with f32 accumulation (about 1e-2). */
+    kiln_dtype compute;
 } kiln_backend_options;
 
 /* Creates a backend. Backends that were not built, or that find no device at

@@ -1,0 +1,40 @@
+/* The denoiser the samplers call: an eps-prediction UNet wrapped in
+ * ComfyUI's model sampling (input scaled by 1/sqrt(sigma^2+1), sigma mapped
+ * to the nearest training timestep, x0 = x - sigma * eps) and classifier-free
+ * guidance in x0 space (uncond + (cond - uncond) * cfg), with one UNet batch
+ * of [uncond x B, cond x B] per call. */
+#ifndef KILN_DENOISER_H
+#define KILN_DENOISER_H
+
+#include "model.h"
+#include "schedule.h"
+
+#define KILN_MAX_BATCH 64
+
+typedef struct kiln_denoiser {
+    const kiln_model *model;
+    kiln_graph *graph;
+    int batch;            /* B images */
+    int channels, h, w;   /* latent (B,C,h,w) */
+    float cfg;
+    const float *context; /* (2B,T,D): B uncond rows then B cond rows; cond only when cfg == 1 */
+    int tokens;           /* T */
+    const kiln_model_sampling *sampling;
+    int unet_calls;       /* counted, for progress and tests */
+    /* per call: the UNet batch and its inputs */
+    int rows;             /* 2B with guidance, B without */
+    float *unet_in, *unet_eps; /* (rows,C,h,w) */
+    float timesteps[2 * KILN_MAX_BATCH];
+} kiln_denoiser;
+
+/* `context` rows as described above; it must outlive the denoiser. The graph
+ * is the denoiser's own (its arena is planned on the first call). */
+kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln_model_sampling *sampling,
+                               int batch, int h, int w, float cfg, const float *context, int tokens);
+void kiln_denoiser_free(kiln_denoiser *d);
+
+/* kiln_denoise_fn for the samplers: x (B,C,h,w) at noise level sigma ->
+ * denoised (B,C,h,w). */
+kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *denoised);
+
+#endif

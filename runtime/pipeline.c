@@ -1,0 +1,159 @@
+#include "pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+void kiln_conditioning_free(kiln_conditioning *c)
+{
+    free(c->data);
+    c->data = NULL;
+}
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* Appends `c` repeated to `tokens` rows, `copies` times, at *dst. */
+static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, int copies)
+{
+    size_t row = (size_t)c->dim;
+    for (int b = 0; b < copies; b++)
+        for (int t = 0; t < tokens; t++, dst += row) memcpy(dst, c->data + (size_t)(t % c->tokens) * row, row * sizeof(float));
+    return dst;
+}
+
+kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                         const kiln_conditioning *negative, float **latent)
+{
+    const vae_config *vae = m->vae.config;
+    int C = m->unet.config->in_channels;
+    if (positive->dim != m->unet.config->context_dim || negative->dim != positive->dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "conditioning width %d does not match the UNet's %d", positive->dim,
+                         m->unet.config->context_dim);
+    if (job->steps < 1 || job->steps > 10000) return kiln_fail(KILN_ERR_INVALID_ARG, "--steps %d: must be 1..10000", job->steps);
+    if (!(job->denoise > 0.0 && job->denoise <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "--denoise %g: must be in (0, 1]", job->denoise);
+
+    kiln_model_sampling ms;
+    TRY(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    float *sigmas = NULL;
+    size_t nsigmas = 0;
+    TRY(kiln_ksampler_sigmas(&ms, job->scheduler, kiln_sampler_discards_penultimate_sigma(job->sampler), job->steps,
+                             job->denoise, &sigmas, &nsigmas));
+
+    size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
+    /* ComfyUI repeats conditionings of different lengths to their least common multiple */
+    int tokens = positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
+    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL;
+    float *context = malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float));
+    kiln_status st = KILN_OK;
+    if (!noise || !x || !context) {
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+        goto done;
+    }
+    if (job->noise) {
+        memcpy(noise, job->noise, n * sizeof(float));
+    } else {
+        kiln_rng rng;
+        kiln_rng_seed(&rng, job->seed);
+        kiln_rng_randn(&rng, noise, n);
+    }
+    if (job->init_latent) { /* a LATENT enters the model multiplied by the VAE's scale */
+        if (!(scaled = malloc(n * sizeof(float)))) {
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) scaled[i] = job->init_latent[i] * vae->scaling_factor;
+    }
+    kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
+    put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
+
+    kiln_denoiser d;
+    st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
+    if (st != KILN_OK) goto done;
+    kiln_sample_args args;
+    kiln_sample_args_init(&args);
+    args.sampler = job->sampler;
+    args.sigmas = sigmas;
+    args.nsigmas = nsigmas;
+    args.n = n;
+    args.denoise = kiln_denoiser_call;
+    args.denoise_ctx = &d;
+    args.seed = job->seed;
+    args.progress = job->progress;
+    args.progress_ctx = job->progress_ctx;
+    st = kiln_sample(&args, x);
+    kiln_denoiser_free(&d);
+    if (st != KILN_OK) goto done;
+    for (size_t i = 0; i < n; i++) x[i] /= vae->scaling_factor;
+    *latent = x;
+    x = NULL;
+done:
+    free(sigmas);
+    free(noise);
+    free(x);
+    free(scaled);
+    free(context);
+    return st;
+}
+
+typedef struct vae_job {
+    const kiln_model *m;
+    const float *in;
+    int64_t in_shape[4];
+    bool encode;
+    float *out;
+    size_t out_count;
+} vae_job;
+
+static kiln_status vae_fn(kiln_graph *g, void *ctx)
+{
+    vae_job *j = ctx;
+    tensor *x, *y;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, j->in_shape, j->in));
+    if (j->encode)
+        TRY(kiln_vae_encode(g, &j->m->vae, x, &y));
+    else
+        TRY(kiln_vae_decode(g, &j->m->vae, x, &y));
+    /* encoding yields mean and log variance; ComfyUI's VAEEncode keeps the mean */
+    if (kiln_graph_planning(g)) return KILN_OK;
+    int64_t N = y->shape[0], per = kiln_tensor_numel(y) / N, keep = j->encode ? per / 2 : per;
+    float *all = malloc((size_t)kiln_tensor_nbytes(y));
+    if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vae: out of host memory");
+    kiln_status st = kiln_graph_output(g, y, all, kiln_tensor_nbytes(y));
+    for (int64_t b = 0; st == KILN_OK && b < N; b++) memcpy(j->out + b * keep, all + b * per, (size_t)keep * sizeof(float));
+    free(all);
+    return st;
+}
+
+static kiln_status run_vae(const kiln_model *m, vae_job *j)
+{
+    kiln_graph *g;
+    if (!(j->out = malloc(j->out_count * sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vae: out of host memory");
+    TRY(kiln_graph_create(kiln_weights_backend(m->weights), &g));
+    kiln_status st = kiln_graph_run(g, vae_fn, j);
+    kiln_graph_free(g);
+    if (st != KILN_OK) {
+        free(j->out);
+        j->out = NULL;
+    }
+    return st;
+}
+
+kiln_status kiln_vae_decode_latent(const kiln_model *m, const float *latent, int batch, int h, int w, float **image)
+{
+    int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
+    vae_job j = {m, latent, {batch, L, h, w}, false, NULL, (size_t)batch * 3 * h * f * w * f};
+    TRY(run_vae(m, &j));
+    *image = j.out;
+    return KILN_OK;
+}
+
+kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent)
+{
+    int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
+    vae_job j = {m, image, {batch, 3, H, W}, true, NULL, (size_t)batch * L * (H / f) * (W / f)};
+    TRY(run_vae(m, &j));
+    *latent = j.out;
+    return KILN_OK;
+}

@@ -1,0 +1,60 @@
+/* txt2img and img2img as ComfyUI runs them:
+ * CLIPTextEncode x2 -> EmptyLatentImage or VAEEncode -> KSampler -> VAEDecode.
+ *
+ * Each stage owns its output and hands it forward; the stages are public so
+ * tests and frontends can enter at any of them. */
+#ifndef KILN_PIPELINE_H
+#define KILN_PIPELINE_H
+
+#include <stdint.h>
+
+#include "denoiser.h"
+#include "model.h"
+#include "sampler.h"
+#include "schedule.h"
+
+typedef struct kiln_tokenizer kiln_tokenizer;
+
+/* A prompt encoded for the UNet: (1, tokens, D), tokens = 77 x windows. */
+typedef struct kiln_conditioning {
+    float *data;
+    int tokens, dim;
+} kiln_conditioning;
+
+void kiln_conditioning_free(kiln_conditioning *c);
+
+/* CLIPTextEncode: ComfyUI's weighted-prompt parsing, 75-token windows, clip
+ * skip, and per-token weights applied as z_empty + (z - z_empty) * w. */
+kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
+                               kiln_conditioning *out);
+
+typedef struct kiln_sampling_job {
+    kiln_sampler sampler;
+    kiln_scheduler scheduler;
+    int steps;
+    float cfg;
+    double denoise;      /* 1 for txt2img */
+    uint64_t seed;
+    int batch;
+    int latent_h, latent_w;
+    const float *noise;  /* (B,4,h,w) unit-variance noise; NULL: torch.randn from seed */
+    const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
+    kiln_progress_fn progress;
+    void *progress_ctx;
+} kiln_sampling_job;
+
+/* KSampler: from the conditionings (of possibly different lengths: the
+ * shorter is repeated to a common length, as ComfyUI does) to the unscaled
+ * LATENT (B,4,h,w) that VAEDecode takes; `*latent` is malloc'd. */
+kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                         const kiln_conditioning *negative, float **latent);
+
+/* VAEDecode: latent (B,4,h,w) -> image (B,3,h*f,w*f) floats in [-1,1]
+ * (unclamped); `*image` is malloc'd. */
+kiln_status kiln_vae_decode_latent(const kiln_model *m, const float *latent, int batch, int h, int w, float **image);
+
+/* VAEEncode: image (B,3,H,W) in [-1,1] -> latent mean (B,4,H/f,W/f),
+ * unscaled; `*latent` is malloc'd. */
+kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent);
+
+#endif
