@@ -1,0 +1,68 @@
+// Device helpers shared by every kernels/*.cu: widening stored weights to
+// f32, narrowing to the compute type, warp and block reductions.
+#pragma once
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include "cuda_backend.h"
+
+#define CUDA_WARP 32
+#define CUDA_FULL_MASK 0xffffffffu
+
+// Element i of a weight stored as dtype, widened exactly to f32 (the device
+// twin of kiln_load_f32 in tensor.h, for the float storage types).
+__device__ __forceinline__ float load_weight(const void *w, kiln_dtype dtype, size_t i)
+{
+    switch (dtype) {
+    case KILN_F16: return __half2float(__ushort_as_half(((const unsigned short *)w)[i]));
+    case KILN_BF16: return __uint_as_float((unsigned)((const unsigned short *)w)[i] << 16);
+    case KILN_F8_E4M3:
+        return __half2float(__half(__nv_cvt_fp8_to_halfraw(((const __nv_fp8_storage_t *)w)[i], __NV_E4M3)));
+    case KILN_F8_E5M2:
+        return __half2float(__half(__nv_cvt_fp8_to_halfraw(((const __nv_fp8_storage_t *)w)[i], __NV_E5M2)));
+    default: return ((const float *)w)[i];
+    }
+}
+
+// f32 -> the element type a kernel computes in (round to nearest even).
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int off = CUDA_WARP / 2; off > 0; off /= 2) v += __shfl_xor_sync(CUDA_FULL_MASK, v, off);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int off = CUDA_WARP / 2; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(CUDA_FULL_MASK, v, off));
+    return v;
+}
+
+// Sum over the whole block, returned to every thread. `partial` is shared
+// scratch of one float per warp; the block size is a multiple of 32.
+__device__ __forceinline__ float block_sum(float v, float *partial)
+{
+    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    int nwarps = blockDim.x / CUDA_WARP;
+    v = warp_sum(v);
+    __syncthreads(); // partial may still be read from a previous call
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < nwarps; w++) total += partial[w];
+    return total;
+}
+
+static inline unsigned cuda_blocks(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }

@@ -1,0 +1,301 @@
+// Elementwise and data-movement ops: activations, add/mul/scale, channel
+// bias, concat, pad, upsample, timestep embedding, transpose, embedding.
+// Each mirrors its loop in runtime/cpu_ref.c with the same float expressions,
+// so results agree to rounding. All are memory-bound: one thread per output
+// element in a grid-stride loop.
+#include "cuda_common.cuh"
+
+#define EW_THREADS 256
+#define EW_MAX_BLOCKS (1u << 20) // grid-stride past this
+
+static unsigned ew_blocks(int64_t n)
+{
+    unsigned b = cuda_blocks(n, EW_THREADS);
+    return b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS;
+}
+
+#define GRID_STRIDE(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
+__device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
+__device__ __forceinline__ float quick_gelu_f(float v) { return v / (1.0f + expf(-1.702f * v)); }
+
+struct silu_op { __device__ float operator()(float v) const { return silu_f(v); } };
+struct gelu_op { __device__ float operator()(float v) const { return gelu_f(v); } };
+struct quick_gelu_op { __device__ float operator()(float v) const { return quick_gelu_f(v); } };
+struct scale_op {
+    float s;
+    __device__ float operator()(float v) const { return v * s; }
+};
+struct add_op { __device__ float operator()(float a, float b) const { return a + b; } };
+struct mul_op { __device__ float operator()(float a, float b) const { return a * b; } };
+
+template <typename Op> __global__ void unary_kernel(const float *x, float *y, int64_t n, Op op)
+{
+    GRID_STRIDE(i, n) y[i] = op(x[i]);
+}
+
+template <typename Op> __global__ void binary_kernel(const float *a, const float *b, float *y, int64_t n, Op op)
+{
+    GRID_STRIDE(i, n) y[i] = op(a[i], b[i]);
+}
+
+// x (M,2N): value half first, gate half second -> y (M,N)
+__global__ void geglu_kernel(const float *x, float *y, int M, int N)
+{
+    GRID_STRIDE(i, (int64_t)M * N)
+    {
+        int64_t m = i / N, n = i % N;
+        const float *row = x + m * 2 * N;
+        y[i] = row[n] * gelu_f(row[N + n]);
+    }
+}
+
+// x (N,C,HW) + b (N,C) -> y (N,C,HW)
+__global__ void add_channel_bias_kernel(const float *x, const float *b, float *y, int N, int C, int HW)
+{
+    GRID_STRIDE(i, (int64_t)N * C * HW) y[i] = x[i] + b[i / HW];
+}
+
+// a (N,Ca,HW), b (N,Cb,HW) -> y (N,Ca+Cb,HW)
+__global__ void concat_channels_kernel(const float *a, const float *b, float *y, int N, int Ca, int Cb, int HW)
+{
+    int64_t sa = (int64_t)Ca * HW, sb = (int64_t)Cb * HW;
+    GRID_STRIDE(i, (int64_t)N * (sa + sb))
+    {
+        int64_t n = i / (sa + sb), r = i % (sa + sb);
+        y[i] = r < sa ? a[n * sa + r] : b[n * sb + (r - sa)];
+    }
+}
+
+// x (N,C,H,W) -> y (N,C,top+H+bottom,left+W+right)
+__global__ void pad2d_kernel(const float *x, float *y, kiln_pad2d_params p)
+{
+    int OH = p.top + p.H + p.bottom, OW = p.left + p.W + p.right;
+    GRID_STRIDE(i, (int64_t)p.N * p.C * OH * OW)
+    {
+        int ox = (int)(i % OW), oy = (int)(i / OW % OH);
+        int64_t nc = i / ((int64_t)OW * OH);
+        int iy = oy - p.top, ix = ox - p.left;
+        bool inside = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+        y[i] = inside ? x[(nc * p.H + iy) * p.W + ix] : 0.0f;
+    }
+}
+
+// x (N,C,H,W) -> y (N,C,2H,2W)
+__global__ void upsample_nearest2x_kernel(const float *x, float *y, int NC, int H, int W)
+{
+    int OH = 2 * H, OW = 2 * W;
+    GRID_STRIDE(i, (int64_t)NC * OH * OW)
+    {
+        int ox = (int)(i % OW), oy = (int)(i / OW % OH);
+        int64_t nc = i / ((int64_t)OW * OH);
+        y[i] = x[(nc * H + oy / 2) * W + ox / 2];
+    }
+}
+
+// t (N) -> y (N,dim); one thread per (n, frequency), writing its cos and sin
+__global__ void timestep_embedding_kernel(const float *t, float *y, kiln_timestep_embedding_params p)
+{
+    int half = p.dim / 2;
+    GRID_STRIDE(j, (int64_t)p.N * half)
+    {
+        int n = (int)(j / half), i = (int)(j % half);
+        float freq = expf(-logf(p.max_period) * (float)i / ((float)half - p.freq_shift));
+        float arg = t[n] * freq;
+        float *row = y + (int64_t)n * p.dim;
+        row[p.flip_sin_to_cos ? i : half + i] = cosf(arg);
+        row[p.flip_sin_to_cos ? half + i : i] = sinf(arg);
+    }
+}
+
+#define TRANSPOSE_TILE 32
+#define TRANSPOSE_ROWS 8 // threads per tile column: each moves TILE/ROWS elements
+
+// x (B,R,C) -> y (B,C,R) through a shared tile, so reads and writes are both
+// coalesced; the +1 column keeps the transposed reads off one bank.
+__global__ void transpose_kernel(const float *x, float *y, int B, int R, int C)
+{
+    __shared__ float tile[TRANSPOSE_TILE][TRANSPOSE_TILE + 1];
+    int r0 = blockIdx.x * TRANSPOSE_TILE, c0 = blockIdx.y * TRANSPOSE_TILE;
+    for (int b = blockIdx.z; b < B; b += gridDim.z) {
+        const float *xb = x + (int64_t)b * R * C;
+        float *yb = y + (int64_t)b * R * C;
+        for (int k = threadIdx.y; k < TRANSPOSE_TILE; k += TRANSPOSE_ROWS) {
+            int r = r0 + k, c = c0 + threadIdx.x;
+            if (r < R && c < C) tile[k][threadIdx.x] = xb[(int64_t)r * C + c];
+        }
+        __syncthreads();
+        for (int k = threadIdx.y; k < TRANSPOSE_TILE; k += TRANSPOSE_ROWS) {
+            int c = c0 + k, r = r0 + threadIdx.x;
+            if (r < R && c < C) yb[(int64_t)c * R + r] = tile[threadIdx.x][k];
+        }
+        __syncthreads(); // the tile is refilled for the next batch
+    }
+}
+
+// ids (M) i32, table (V,D) any float storage -> y (M,D); ids clamped to [0, V)
+__global__ void embedding_kernel(const int32_t *ids, const void *table, kiln_dtype dtype, float *y, int M, int V,
+                                 int D)
+{
+    GRID_STRIDE(i, (int64_t)M * D)
+    {
+        int m = (int)(i / D), d = (int)(i % D);
+        int id = ids[m] < 0 ? 0 : ids[m] >= V ? V - 1 : ids[m];
+        y[i] = load_weight(table, dtype, (size_t)id * D + d);
+    }
+}
+
+// ---- adapters: the vtable entries
+
+#define SRC(i) ((const float *)cuda_ptr(src[i]))
+#define OUT ((float *)cuda_ptr(dst))
+
+template <typename Op>
+static kiln_status launch_unary(kiln_backend *be, const kiln_tensor *const *src, kiln_tensor *dst, int64_t n, Op op)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    unary_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, n, op);
+    CUDA_TRY_LAUNCH("unary_kernel");
+    return KILN_OK;
+}
+
+template <typename Op>
+static kiln_status launch_binary(kiln_backend *be, const kiln_tensor *const *src, kiln_tensor *dst, int64_t n, Op op)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    binary_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), SRC(1), OUT, n, op);
+    CUDA_TRY_LAUNCH("binary_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_silu(kiln_backend *be, const kiln_silu_params *p, const kiln_tensor *const *src,
+                                 kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, silu_op{});
+}
+
+extern "C" kiln_status cuda_gelu(kiln_backend *be, const kiln_gelu_params *p, const kiln_tensor *const *src,
+                                 kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, gelu_op{});
+}
+
+extern "C" kiln_status cuda_quick_gelu(kiln_backend *be, const kiln_quick_gelu_params *p,
+                                       const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, quick_gelu_op{});
+}
+
+extern "C" kiln_status cuda_scale(kiln_backend *be, const kiln_scale_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, scale_op{p->s});
+}
+
+extern "C" kiln_status cuda_add(kiln_backend *be, const kiln_add_params *p, const kiln_tensor *const *src,
+                                kiln_tensor *dst)
+{
+    return launch_binary(be, src, dst, p->n, add_op{});
+}
+
+extern "C" kiln_status cuda_mul(kiln_backend *be, const kiln_mul_params *p, const kiln_tensor *const *src,
+                                kiln_tensor *dst)
+{
+    return launch_binary(be, src, dst, p->n, mul_op{});
+}
+
+extern "C" kiln_status cuda_geglu(kiln_backend *be, const kiln_geglu_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    geglu_kernel<<<ew_blocks((int64_t)p->M * p->N), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, p->M, p->N);
+    CUDA_TRY_LAUNCH("geglu_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_add_channel_bias(kiln_backend *be, const kiln_add_channel_bias_params *p,
+                                             const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * p->HW;
+    add_channel_bias_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), SRC(1), OUT, p->N, p->C, p->HW);
+    CUDA_TRY_LAUNCH("add_channel_bias_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_concat_channels(kiln_backend *be, const kiln_concat_channels_params *p,
+                                            const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * (p->Ca + p->Cb) * p->HW;
+    concat_channels_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), SRC(1), OUT, p->N, p->Ca, p->Cb,
+                                                                        p->HW);
+    CUDA_TRY_LAUNCH("concat_channels_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_pad2d(kiln_backend *be, const kiln_pad2d_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * (p->top + p->H + p->bottom) * (p->left + p->W + p->right);
+    pad2d_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p);
+    CUDA_TRY_LAUNCH("pad2d_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_upsample_nearest2x(kiln_backend *be, const kiln_upsample_nearest2x_params *p,
+                                               const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * p->H * p->W * 4;
+    upsample_nearest2x_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, p->N * p->C, p->H, p->W);
+    CUDA_TRY_LAUNCH("upsample_nearest2x_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_timestep_embedding(kiln_backend *be, const kiln_timestep_embedding_params *p,
+                                               const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * (p->dim / 2);
+    timestep_embedding_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p);
+    CUDA_TRY_LAUNCH("timestep_embedding_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_transpose(kiln_backend *be, const kiln_transpose_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    // R on x (no practical limit), C on y (up to 65535 tiles), batches on z
+    dim3 grid(cuda_blocks(p->R, TRANSPOSE_TILE), cuda_blocks(p->C, TRANSPOSE_TILE), p->B < 65535 ? p->B : 65535);
+    if (grid.y > 65535)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda transpose: %d columns exceed the grid (%d at most)", p->C,
+                         65535 * TRANSPOSE_TILE);
+    transpose_kernel<<<grid, dim3(TRANSPOSE_TILE, TRANSPOSE_ROWS), 0, s->stream>>>(SRC(0), OUT, p->B, p->R, p->C);
+    CUDA_TRY_LAUNCH("transpose_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_embedding(kiln_backend *be, const kiln_embedding_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    embedding_kernel<<<ew_blocks((int64_t)p->M * p->D), EW_THREADS, 0, s->stream>>>(
+        (const int32_t *)cuda_ptr(src[0]), cuda_ptr(src[1]), src[1]->dtype, OUT, p->M, p->V, p->D);
+    CUDA_TRY_LAUNCH("embedding_kernel");
+    return KILN_OK;
+}
