@@ -285,16 +285,38 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
     return KILN_OK;
 }
 
+static kiln_status checkpoint_new(const char *label, kiln_checkpoint **out)
+{
+    kiln_checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->path = strdup(label))) {
+        free(ck);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    }
+    *out = ck;
+    return KILN_OK;
+}
+
+kiln_status kiln_checkpoint_open_memory(const void *data, size_t size, const char *label, kiln_checkpoint **out)
+{
+    kiln_checkpoint *ck = NULL;
+    TRY(checkpoint_new(label, &ck));
+    kiln_status status = kiln_st_open_memory(data, size, label, &ck->files[0]);
+    if (status != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        return status;
+    }
+    ck->nfiles = 1;
+    *out = ck;
+    return KILN_OK;
+}
+
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
 {
     struct stat st;
     if (stat(path, &st) != 0)
         return kiln_fail(KILN_ERR_IO, "%s: %s", path, strerror(errno));
-    kiln_checkpoint *ck = calloc(1, sizeof *ck);
-    if (!ck || !(ck->path = strdup(path))) {
-        free(ck);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
-    }
+    kiln_checkpoint *ck = NULL;
+    TRY(checkpoint_new(path, &ck));
     kiln_status status;
     if (S_ISDIR(st.st_mode)) {
         status = open_diffusers(ck, path);

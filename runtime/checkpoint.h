@@ -14,6 +14,9 @@ typedef struct kiln_checkpoint kiln_checkpoint;
 
 /* Opens a single-file checkpoint or a diffusers folder. */
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out);
+/* Opens a single-file checkpoint held in memory (the embedded default
+ * model); `data` must outlive the checkpoint, `label` names it in errors. */
+kiln_status kiln_checkpoint_open_memory(const void *data, size_t size, const char *label, kiln_checkpoint **out);
 void kiln_checkpoint_close(kiln_checkpoint *ck);
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck);

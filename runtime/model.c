@@ -92,12 +92,15 @@ void kiln_model_free(kiln_model *m)
     free(m);
 }
 
-kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out)
+kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, kiln_model **out)
 {
     kiln_model *m = calloc(1, sizeof *m);
-    if (!m) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "model: out of host memory");
-    kiln_status st = kiln_checkpoint_open(path, &m->checkpoint);
-    if (st == KILN_OK) st = kiln_model_inspect(m->checkpoint, &m->info);
+    if (!m) {
+        kiln_checkpoint_close(ck);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "model: out of host memory");
+    }
+    m->checkpoint = ck;
+    kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
     if (st == KILN_OK) st = kiln_weights_create(be, m->checkpoint, &m->weights);
     if (st == KILN_OK) st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint), &m->clip);
     if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
@@ -108,4 +111,11 @@ kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out
     }
     *out = m;
     return KILN_OK;
+}
+
+kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out)
+{
+    kiln_checkpoint *ck;
+    TRY(kiln_checkpoint_open(path, &ck));
+    return kiln_model_load_checkpoint(ck, be, out);
 }

@@ -37,6 +37,12 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
 
 /* Opens `path` (file or diffusers folder) and binds every part on `be`. */
 kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out);
+/* The same for a checkpoint already opened; the model takes it over (and
+ * closes it, also on failure). */
+kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, kiln_model **out);
+/* The model embedded in libkiln (kiln-shapes); KILN_ERR_UNSUPPORTED when this
+ * build has none. */
+kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out);
 void kiln_model_free(kiln_model *m);
 
 const char *kiln_variant_name(kiln_variant v);
