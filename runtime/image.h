@@ -1,0 +1,94 @@
+/* Images: 8-bit RGB pixels in memory, PNG and JPEG files on disk, and
+ * ComfyUI's rules for turning the VAE's float tensors into pixels and back.
+ *
+ * Loading follows ComfyUI's LoadImage node (Pillow underneath): the EXIF
+ * orientation is applied, then the image becomes plain RGB — palette
+ * expanded, gray replicated, alpha dropped (not composited). Saving follows
+ * SaveImage: an 8-bit RGB PNG with text chunks, zlib level 4. */
+#ifndef KILN_IMAGE_H
+#define KILN_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln.h"
+
+/* Larger sides are refused before any pixel memory is allocated (a 33-byte
+ * PNG header can claim 2^31 x 2^31 pixels). 16384 is far above what any
+ * diffusion model outputs and caps one image at 768 MiB. */
+#define KILN_IMAGE_MAX_SIDE 16384
+
+typedef struct kiln_image {
+    int width, height;
+    int channels;    /* always 3: R, G, B */
+    uint8_t *pixels; /* (height, width, 3) row-major, owned */
+} kiln_image;
+
+/* Allocates a zeroed width x height RGB image. */
+kiln_status kiln_image_alloc(kiln_image *img, int width, int height);
+/* Frees the pixels and zeroes *img; safe on a zeroed or already freed image. */
+void kiln_image_free(kiln_image *img);
+
+/* Reads a PNG or JPEG file into *out (which it allocates), recognised by its
+ * first bytes, never by its name:
+ *  - PNG of any bit depth and colour type; 16-bit samples keep their high
+ *    byte (what Pillow does for RGB); the first frame of an animated PNG;
+ *  - JPEG baseline or progressive, gray, YCbCr or Adobe CMYK;
+ *  - the EXIF orientation (JPEG APP1, PNG eXIf) is applied as Pillow's
+ *    ImageOps.exif_transpose does.
+ * Errors, each naming the file: KILN_ERR_IO (missing, unreadable, a
+ * directory), KILN_ERR_FORMAT (empty, truncated, corrupt, not an image),
+ * KILN_ERR_UNSUPPORTED (GIF, WebP and other formats; a side over
+ * KILN_IMAGE_MAX_SIDE). */
+kiln_status kiln_image_load(const char *path, kiln_image *out);
+/* The same for a file already in memory; `label` names it in errors. */
+kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out);
+
+/* A PNG text chunk. Keys are 1-79 printable ASCII characters; values are
+ * UTF-8 and are written as tEXt when plain ASCII, as iTXt otherwise. */
+typedef struct kiln_png_text {
+    const char *key, *value;
+} kiln_png_text;
+
+/* Writes img as an 8-bit RGB PNG with `ntext` text chunks ahead of the pixel
+ * data. The file appears at `path` only once complete: it is written to
+ * `path.tmp-<pid>`, flushed to disk, then renamed; on any error the temporary
+ * file is removed and `path` is untouched. */
+kiln_status kiln_image_save_png(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext);
+
+/* ComfyUI's VAEDecode: a decoder output in [-1, 1] -> [0, 1], in float32 as
+ * torch.clamp((x + 1) / 2, 0, 1) computes it (NaN stays NaN). */
+static inline float kiln_image_unit_from_decoded(float x)
+{
+    float v = (x + 1.0f) / 2.0f;
+    if (v < 0.0f) return 0.0f;
+    if (v > 1.0f) return 1.0f;
+    return v;
+}
+
+/* ComfyUI's SaveImage: np.clip(255. * v, 0, 255).astype(np.uint8), which
+ * truncates (0.99999 -> 254). NaN gives 0, as numpy's cast does on x86. */
+static inline uint8_t kiln_image_u8_from_unit(float v)
+{
+    float s = 255.0f * v;
+    if (!(s > 0.0f)) return 0;
+    if (s >= 255.0f) return 255;
+    return (uint8_t)s;
+}
+
+/* One image of a VAE decoder output, x (3, H, W) in [-1, 1], to pixels by
+ * the two rules above. For image n of a batch pass x + n * 3 * H * W. */
+kiln_status kiln_image_from_decoded(const float *x, int height, int width, kiln_image *out);
+
+/* Pixels to the VAE encoder's input x (3, H, W) in [-1, 1], as LoadImage
+ * (u8 / 255 in float32) and the VAE's process_input (* 2 - 1) compute it. */
+void kiln_image_to_encoder_input(const kiln_image *img, float *x);
+
+/* ComfyUI's VAEEncode crop: each side is cut down to a multiple of
+ * `multiple` (the VAE's downscale factor: 8 for SD, 2 for the tiny test VAE),
+ * dropping (side % multiple) / 2 rows or columns at the start and the rest at
+ * the end. *out is a new image; out may equal img, which is then replaced.
+ * A side shorter than `multiple` is KILN_ERR_INVALID_ARG. */
+kiln_status kiln_image_crop_to_multiple(const kiln_image *img, int multiple, kiln_image *out);
+
+#endif
