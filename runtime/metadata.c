@@ -1,0 +1,344 @@
+#include "metadata.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "status.h"
+
+/* ComfyUI name -> A1111 label. A1111's samplers (sd_samplers_kdiffusion.py,
+ * sd_samplers_timesteps.py, sd_samplers_lcm.py) and schedules
+ * (sd_schedulers.py) as of v1.10. ComfyUI's ddim_uniform is A1111's "DDIM"
+ * schedule (the same spacing); its ddim sampler is A1111's DDIM sampler. */
+static const char *const sampler_labels[][2] = {
+    {"euler", "Euler"},
+    {"euler_ancestral", "Euler a"},
+    {"heun", "Heun"},
+    {"dpm_2", "DPM2"},
+    {"dpm_2_ancestral", "DPM2 a"},
+    {"lms", "LMS"},
+    {"dpm_fast", "DPM fast"},
+    {"dpm_adaptive", "DPM adaptive"},
+    {"dpmpp_2s_ancestral", "DPM++ 2S a"},
+    {"dpmpp_sde", "DPM++ SDE"},
+    {"dpmpp_2m", "DPM++ 2M"},
+    {"dpmpp_2m_sde", "DPM++ 2M SDE"},
+    {"dpmpp_2m_sde_heun", "DPM++ 2M SDE Heun"},
+    {"dpmpp_3m_sde", "DPM++ 3M SDE"},
+    {"ddim", "DDIM"},
+    {"uni_pc", "UniPC"},
+    {"lcm", "LCM"},
+};
+
+static const char *const scheduler_labels[][2] = {
+    {"normal", "Normal"},
+    {"karras", "Karras"},
+    {"exponential", "Exponential"},
+    {"sgm_uniform", "SGM Uniform"},
+    {"simple", "Simple"},
+    {"ddim_uniform", "DDIM"},
+    {"beta", "Beta"},
+    {"kl_optimal", "KL Optimal"},
+};
+
+static const char *lookup_label(const char *const (*table)[2], size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(table[i][0], name) == 0) return table[i][1];
+    return name;
+}
+
+const char *kiln_metadata_sampler_label(const char *sampler)
+{
+    return lookup_label(sampler_labels, sizeof sampler_labels / sizeof sampler_labels[0], sampler);
+}
+
+const char *kiln_metadata_scheduler_label(const char *scheduler)
+{
+    return lookup_label(scheduler_labels, sizeof scheduler_labels / sizeof scheduler_labels[0], scheduler);
+}
+
+static kiln_status check_run(const kiln_run_info *run)
+{
+    const char *missing = !run->model ? "model" : !run->prompt ? "prompt" : !run->sampler ? "sampler"
+                        : !run->scheduler ? "scheduler" : !run->version ? "version" : NULL;
+    if (missing) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: no %s given", missing);
+    if (run->steps < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: steps %d", run->steps);
+    if (run->width < 1 || run->height < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: size %dx%d", run->width, run->height);
+    if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
+    if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
+    if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
+    if (!(run->denoise > 0.0 && run->denoise <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: denoise %g, not in (0, 1]", run->denoise);
+    return KILN_OK;
+}
+
+/* The file name in a path: ComfyUI's ckpt_name / image inputs. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* ---- A1111 infotext ------------------------------------------------------ */
+
+/* A growing string; after an allocation failure it stays failed and empty. */
+typedef struct text_buf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} text_buf;
+
+static void put_bytes(text_buf *b, const char *s, size_t n)
+{
+    if (b->failed) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown) {
+            b->failed = true;
+            return;
+        }
+        b->data = grown, b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void put(text_buf *b, const char *s) { put_bytes(b, s, strlen(s)); }
+
+__attribute__((format(printf, 2, 3))) static void put_format(text_buf *b, const char *fmt, ...)
+{
+    char small[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof small) put_bytes(b, small, (size_t)n);
+    else b->failed = true; /* only short numeric fields are formatted */
+}
+
+/* A1111's quote(): a value holding ',', ':' or a newline becomes a JSON
+ * string (json.dumps with ensure_ascii=False, so UTF-8 passes through). */
+static void put_value(text_buf *b, const char *v)
+{
+    if (!strpbrk(v, ",:\n")) {
+        put(b, v);
+        return;
+    }
+    put(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        switch (*p) {
+        case '"': put(b, "\\\""); break;
+        case '\\': put(b, "\\\\"); break;
+        case '\n': put(b, "\\n"); break;
+        case '\r': put(b, "\\r"); break;
+        case '\t': put(b, "\\t"); break;
+        case '\b': put(b, "\\b"); break;
+        case '\f': put(b, "\\f"); break;
+        default:
+            if (*p < 0x20) put_format(b, "\\u%04x", *p);
+            else put_bytes(b, (const char *)p, 1);
+        }
+    }
+    put(b, "\"");
+}
+
+/* A number as A1111's UI passes it on: integral values without a fraction
+ * ("CFG scale: 7"), others in the shortest form that reads back exactly. */
+static void put_number(text_buf *b, double v)
+{
+    if (v == floor(v) && fabs(v) < 1e15) {
+        put_format(b, "%.0f", v);
+        return;
+    }
+    char s[32];
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(s, sizeof s, "%.*g", precision, v);
+        if (strtod(s, NULL) == v) break;
+    }
+    put(b, s);
+}
+
+/* Python's str.strip() over ASCII: what A1111 does to the finished text. */
+static bool is_py_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
+
+kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, char **out)
+{
+    *out = NULL;
+    TRY(check_run(run));
+    if (batch_index < 0 || batch_index >= run->batch_size)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch index %d of a batch of %d", batch_index,
+                         run->batch_size);
+    /* A1111's Model is the checkpoint's file name without extension. */
+    const char *model = base_name(run->model);
+    const char *dot = strrchr(model, '.');
+    size_t model_len = dot && dot != model ? (size_t)(dot - model) : strlen(model);
+    char *model_name = strndup(model, model_len);
+    if (!model_name) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "run metadata: out of memory");
+
+    text_buf b = {0};
+    put(&b, run->prompt);
+    if (run->negative_prompt && run->negative_prompt[0]) {
+        put(&b, "\nNegative prompt: ");
+        put(&b, run->negative_prompt);
+    }
+    put_format(&b, "\nSteps: %d, Sampler: ", run->steps);
+    put_value(&b, kiln_metadata_sampler_label(run->sampler));
+    put(&b, ", Schedule type: ");
+    put_value(&b, kiln_metadata_scheduler_label(run->scheduler));
+    put(&b, ", CFG scale: ");
+    put_number(&b, run->cfg);
+    put_format(&b, ", Seed: %" PRIu64 ", Size: %dx%d, Model: ", run->seed, run->width, run->height);
+    put_value(&b, model_name);
+    /* A whole batch shares one seed (ComfyUI's noise), so the position is
+     * needed to find an image again; A1111 used these fields before v1.0. */
+    if (run->batch_size > 1) put_format(&b, ", Batch size: %d, Batch pos: %d", run->batch_size, batch_index);
+    if (run->init_image || run->denoise != 1.0) {
+        put(&b, ", Denoising strength: ");
+        put_number(&b, run->denoise);
+    }
+    if (run->clip_skip > 1) put_format(&b, ", Clip skip: %d", run->clip_skip);
+    put(&b, ", RNG: CPU, Version: ");
+    char version[128];
+    snprintf(version, sizeof version, "kiln %s", run->version);
+    put_value(&b, version);
+    free(model_name);
+
+    if (b.failed) {
+        free(b.data);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "run metadata: out of memory");
+    }
+    size_t start = 0, end = b.len;
+    while (start < end && is_py_space(b.data[start])) start++;
+    while (end > start && is_py_space(b.data[end - 1])) end--;
+    memmove(b.data, b.data + start, end - start);
+    b.data[end - start] = '\0';
+    *out = b.data;
+    return KILN_OK;
+}
+
+/* ---- ComfyUI prompt ------------------------------------------------------ */
+
+/* Builds into a cJSON tree; any failed allocation makes `failed` true. */
+typedef struct graph {
+    cJSON *root;
+    bool failed;
+} graph;
+
+static cJSON *check(graph *g, cJSON *item)
+{
+    if (!item) g->failed = true;
+    return item;
+}
+
+/* Adds node `id` of `class_type` and returns its "inputs" object. */
+static cJSON *add_node(graph *g, const char *id, const char *class_type)
+{
+    cJSON *node = check(g, cJSON_AddObjectToObject(g->root, id));
+    check(g, cJSON_AddStringToObject(node, "class_type", class_type));
+    return check(g, cJSON_AddObjectToObject(node, "inputs"));
+}
+
+static void add_link(graph *g, cJSON *inputs, const char *name, const char *node_id, int output)
+{
+    cJSON *link = check(g, cJSON_AddArrayToObject(inputs, name));
+    if (link && !cJSON_AddItemToArray(link, check(g, cJSON_CreateString(node_id)))) g->failed = true;
+    if (link && !cJSON_AddItemToArray(link, check(g, cJSON_CreateNumber(output)))) g->failed = true;
+}
+
+static void add_string(graph *g, cJSON *inputs, const char *name, const char *value)
+{
+    check(g, cJSON_AddStringToObject(inputs, name, value));
+}
+
+static void add_number(graph *g, cJSON *inputs, const char *name, double value)
+{
+    check(g, cJSON_AddNumberToObject(inputs, name, value));
+}
+
+kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
+{
+    *out = NULL;
+    TRY(check_run(run));
+    graph g = {.root = cJSON_CreateObject()};
+    check(&g, g.root);
+    bool img2img = run->init_image != NULL;
+    /* The text encoders take CLIPSetLastLayer's CLIP, else the checkpoint's. */
+    const char *clip = run->clip_skip > 1 ? "10" : "4";
+    int clip_output = run->clip_skip > 1 ? 0 : 1;
+    const char *latent = img2img ? (run->batch_size > 1 ? "13" : "12") : "5";
+
+    cJSON *in = add_node(&g, "3", "KSampler");
+    /* Seeds run to 2^64 - 1; a double would round them. */
+    char seed[24];
+    snprintf(seed, sizeof seed, "%" PRIu64, run->seed);
+    check(&g, cJSON_AddRawToObject(in, "seed", seed));
+    add_number(&g, in, "steps", run->steps);
+    add_number(&g, in, "cfg", run->cfg);
+    add_string(&g, in, "sampler_name", run->sampler);
+    add_string(&g, in, "scheduler", run->scheduler);
+    add_number(&g, in, "denoise", run->denoise);
+    add_link(&g, in, "model", "4", 0);
+    add_link(&g, in, "positive", "6", 0);
+    add_link(&g, in, "negative", "7", 0);
+    add_link(&g, in, "latent_image", latent, 0);
+
+    in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
+    add_string(&g, in, "ckpt_name", base_name(run->model));
+
+    if (!img2img) {
+        in = add_node(&g, "5", "EmptyLatentImage");
+        add_number(&g, in, "width", run->width);
+        add_number(&g, in, "height", run->height);
+        add_number(&g, in, "batch_size", run->batch_size);
+    }
+
+    in = add_node(&g, "6", "CLIPTextEncode");
+    add_string(&g, in, "text", run->prompt);
+    add_link(&g, in, "clip", clip, clip_output);
+    in = add_node(&g, "7", "CLIPTextEncode");
+    add_string(&g, in, "text", run->negative_prompt ? run->negative_prompt : "");
+    add_link(&g, in, "clip", clip, clip_output);
+
+    in = add_node(&g, "8", "VAEDecode");
+    add_link(&g, in, "samples", "3", 0);
+    add_link(&g, in, "vae", "4", 2);
+
+    in = add_node(&g, "9", "SaveImage");
+    add_string(&g, in, "filename_prefix", "kiln");
+    add_link(&g, in, "images", "8", 0);
+
+    if (run->clip_skip > 1) {
+        in = add_node(&g, "10", "CLIPSetLastLayer");
+        add_number(&g, in, "stop_at_clip_layer", -run->clip_skip);
+        add_link(&g, in, "clip", "4", 1);
+    }
+    if (img2img) {
+        in = add_node(&g, "11", "LoadImage");
+        add_string(&g, in, "image", base_name(run->init_image));
+        in = add_node(&g, "12", "VAEEncode");
+        add_link(&g, in, "pixels", "11", 0);
+        add_link(&g, in, "vae", "4", 2);
+        if (run->batch_size > 1) {
+            in = add_node(&g, "13", "RepeatLatentBatch");
+            add_link(&g, in, "samples", "12", 0);
+            add_number(&g, in, "amount", run->batch_size);
+        }
+    }
+
+    char *json = g.failed ? NULL : cJSON_PrintUnformatted(g.root);
+    cJSON_Delete(g.root);
+    if (!json) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "run metadata: out of memory building the prompt JSON");
+    *out = json;
+    return KILN_OK;
+}

@@ -1,0 +1,59 @@
+/* The PNG text that says how an image was made, in the two forms people's
+ * tools read:
+ *  - `parameters`: AUTOMATIC1111's infotext, shown by its PNG Info tab, by
+ *    Civitai and by most image browsers;
+ *  - `prompt`: a ComfyUI API-format workflow equivalent to the run, which
+ *    ComfyUI loads when the image is dropped on it.
+ * Sampler and scheduler names are ComfyUI's throughout. */
+#ifndef KILN_METADATA_H
+#define KILN_METADATA_H
+
+#include <stdint.h>
+
+#include "kiln.h"
+
+typedef struct kiln_run_info {
+    const char *model;           /* checkpoint path or file name; only its base name is recorded */
+    const char *prompt;          /* UTF-8 */
+    const char *negative_prompt; /* NULL or "" for none */
+    int steps;
+    const char *sampler;   /* ComfyUI name: "euler", "dpmpp_2m", ... */
+    const char *scheduler; /* ComfyUI name: "normal", "karras", ... */
+    double cfg;
+    uint64_t seed;
+    int width, height; /* of the output image, in pixels */
+    int batch_size;
+    int clip_skip;          /* 1 = the last CLIP layer (no skip), 2 = the one before, ... */
+    double denoise;         /* in (0, 1]; 1 for txt2img */
+    const char *init_image; /* img2img source image (path or name), NULL for txt2img */
+    const char *version;    /* kiln's version, "0.1.0" */
+} kiln_run_info;
+
+/* A1111's infotext for image `batch_index` of the run, in A1111's field
+ * order with its display names for sampler and schedule, e.g.
+ *   a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler, Schedule type:
+ *   Normal, CFG scale: 7, Seed: 42, Size: 512x512, Model: sd15, RNG: CPU,
+ *   Version: kiln 0.1.0
+ * Fields that do not apply are left out: "Negative prompt" when empty,
+ * "Batch size"/"Batch pos" for a single image, "Denoising strength" at
+ * denoise 1 without an init image, "Clip skip" at 1. "RNG: CPU" is always
+ * there: kiln draws noise as torch's CPU generator does. Values holding ',',
+ * ':' or a newline are JSON-quoted, as A1111 does. *out is malloc'd; free() it. */
+kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, char **out);
+
+/* The ComfyUI API-format prompt (compact JSON) for the run. Node ids follow
+ * ComfyUI's default workflow: "3" KSampler, "4" CheckpointLoaderSimple,
+ * "5" EmptyLatentImage, "6"/"7" CLIPTextEncode (positive/negative),
+ * "8" VAEDecode, "9" SaveImage; then "10" CLIPSetLastLayer (clip skip > 1),
+ * "11" LoadImage and "12" VAEEncode (img2img, in place of "5"), and
+ * "13" RepeatLatentBatch (img2img with a batch over 1). Links are
+ * ["node id", output index]. The seed is written as an exact integer.
+ * *out is malloc'd; free() it. */
+kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);
+
+/* A1111's display name for a ComfyUI sampler ("euler_ancestral" -> "Euler a")
+ * or scheduler ("karras" -> "Karras"); names A1111 lacks come back as given. */
+const char *kiln_metadata_sampler_label(const char *sampler);
+const char *kiln_metadata_scheduler_label(const char *scheduler);
+
+#endif

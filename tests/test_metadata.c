@@ -1,0 +1,354 @@
+/* The PNG metadata: A1111's infotext against literal strings in its format,
+ * and the ComfyUI prompt checked as a graph (every link lands on an existing
+ * node's output of the type the input wants) and against ComfyUI's default
+ * workflow. */
+#include "kiln_test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "metadata.h"
+
+static kiln_run_info txt2img(void)
+{
+    return (kiln_run_info){
+        .model = "/models/checkpoints/v1-5-pruned-emaonly.safetensors",
+        .prompt = "a red circle on a blue background",
+        .negative_prompt = "blurry",
+        .steps = 20,
+        .sampler = "euler",
+        .scheduler = "normal",
+        .cfg = 7.0,
+        .seed = 42,
+        .width = 512,
+        .height = 512,
+        .batch_size = 1,
+        .clip_skip = 1,
+        .denoise = 1.0,
+        .init_image = NULL,
+        .version = "0.1.0",
+    };
+}
+
+static kiln_run_info img2img(void)
+{
+    kiln_run_info run = txt2img();
+    run.model = "sd15/my, model.ckpt";
+    run.sampler = "dpmpp_2m";
+    run.scheduler = "karras";
+    run.cfg = 7.5;
+    run.seed = UINT64_MAX;
+    run.width = 768;
+    run.height = 512;
+    run.batch_size = 2;
+    run.clip_skip = 2;
+    run.denoise = 0.6;
+    run.init_image = "/data/in/cat photo.png";
+    return run;
+}
+
+static void assert_parameters(const kiln_run_info *run, int batch_index, const char *expect)
+{
+    char *text;
+    assert_kiln_ok(kiln_metadata_parameters(run, batch_index, &text));
+    assert_string_equal(text, expect);
+    free(text);
+}
+
+static void parameters_txt2img(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, RNG: CPU, Version: kiln 0.1.0");
+
+    /* No negative prompt, no line; an empty prompt is stripped away as A1111 does. */
+    run.negative_prompt = "";
+    run.prompt = "";
+    run.sampler = "euler_ancestral";
+    run.scheduler = "sgm_uniform";
+    run.cfg = 4.25;
+    assert_parameters(&run, 0,
+                      "Steps: 20, Sampler: Euler a, Schedule type: SGM Uniform, CFG scale: 4.25, Seed: 42, "
+                      "Size: 512x512, Model: v1-5-pruned-emaonly, RNG: CPU, Version: kiln 0.1.0");
+}
+
+static void parameters_img2img(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img();
+    /* The comma in the model name makes A1111 quote it. */
+    assert_parameters(&run, 1,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, "
+                      "Seed: 18446744073709551615, Size: 768x512, Model: \"my, model\", Batch size: 2, Batch pos: 1, "
+                      "Denoising strength: 0.6, Clip skip: 2, RNG: CPU, Version: kiln 0.1.0");
+
+    /* Quoting escapes as json.dumps(ensure_ascii=False) does; UTF-8 passes. */
+    run.model = "x:\"caf\xc3\xa9\"\\\t.safetensors";
+    run.sampler = "res_multistep"; /* no A1111 name: kept as given */
+    run.batch_size = 1;
+    run.clip_skip = 1;
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: res_multistep, Schedule type: Karras, CFG scale: 7.5, "
+                      "Seed: 18446744073709551615, Size: 768x512, Model: \"x:\\\"caf\xc3\xa9\\\"\\\\\\t\", "
+                      "Denoising strength: 0.6, RNG: CPU, Version: kiln 0.1.0");
+}
+
+static void labels_follow_a1111(void **state)
+{
+    (void)state;
+    const char *samplers[][2] = {
+        {"euler", "Euler"},         {"euler_ancestral", "Euler a"}, {"heun", "Heun"},
+        {"dpm_2", "DPM2"},          {"dpm_2_ancestral", "DPM2 a"},  {"lms", "LMS"},
+        {"dpmpp_2s_ancestral", "DPM++ 2S a"}, {"dpmpp_sde", "DPM++ SDE"}, {"dpmpp_2m", "DPM++ 2M"},
+        {"dpmpp_2m_sde", "DPM++ 2M SDE"}, {"dpmpp_3m_sde", "DPM++ 3M SDE"}, {"ddim", "DDIM"},
+        {"uni_pc", "UniPC"},        {"lcm", "LCM"},                 {"deis", "deis"},
+    };
+    for (size_t i = 0; i < sizeof samplers / sizeof samplers[0]; i++)
+        assert_string_equal(kiln_metadata_sampler_label(samplers[i][0]), samplers[i][1]);
+    const char *schedulers[][2] = {
+        {"normal", "Normal"}, {"karras", "Karras"}, {"exponential", "Exponential"}, {"sgm_uniform", "SGM Uniform"},
+        {"simple", "Simple"}, {"ddim_uniform", "DDIM"}, {"beta", "Beta"}, {"kl_optimal", "KL Optimal"},
+        {"linear_quadratic", "linear_quadratic"},
+    };
+    for (size_t i = 0; i < sizeof schedulers / sizeof schedulers[0]; i++)
+        assert_string_equal(kiln_metadata_scheduler_label(schedulers[i][0]), schedulers[i][1]);
+}
+
+static void bad_runs_are_refused(void **state)
+{
+    (void)state;
+    char *text = (char *)"untouched";
+    kiln_run_info run = txt2img();
+    run.sampler = NULL;
+    assert_int_equal(kiln_metadata_parameters(&run, 0, &text), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "sampler"));
+    assert_null(text);
+    assert_int_equal(kiln_metadata_prompt(&run, &text), KILN_ERR_INVALID_ARG);
+    run = txt2img();
+    run.denoise = 0.0;
+    assert_int_equal(kiln_metadata_prompt(&run, &text), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "denoise"));
+    run = txt2img();
+    assert_int_equal(kiln_metadata_parameters(&run, 1, &text), KILN_ERR_INVALID_ARG); /* batch of 1 */
+}
+
+/* ---- the ComfyUI prompt as a graph ------------------------------------------ */
+
+/* What ComfyUI's nodes output, in order, and the type each linked input takes. */
+static const struct { const char *class_type; const char *outputs[3]; } node_outputs[] = {
+    {"CheckpointLoaderSimple", {"MODEL", "CLIP", "VAE"}},
+    {"CLIPSetLastLayer", {"CLIP"}},
+    {"CLIPTextEncode", {"CONDITIONING"}},
+    {"EmptyLatentImage", {"LATENT"}},
+    {"LoadImage", {"IMAGE", "MASK"}},
+    {"VAEEncode", {"LATENT"}},
+    {"RepeatLatentBatch", {"LATENT"}},
+    {"KSampler", {"LATENT"}},
+    {"VAEDecode", {"IMAGE"}},
+    {"SaveImage", {NULL}},
+};
+
+static const struct { const char *input, *type; } input_types[] = {
+    {"model", "MODEL"},    {"clip", "CLIP"},     {"positive", "CONDITIONING"}, {"negative", "CONDITIONING"},
+    {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
+};
+
+static const char *output_type(const char *class_type, int index)
+{
+    for (size_t i = 0; i < sizeof node_outputs / sizeof node_outputs[0]; i++)
+        if (strcmp(node_outputs[i].class_type, class_type) == 0)
+            return index >= 0 && index < 3 ? node_outputs[i].outputs[index] : NULL;
+    fail_msg("unknown class_type %s", class_type);
+    return NULL;
+}
+
+/* Every node has a known class_type and inputs; every array input is a
+ * link ["id", n] to an existing node whose output n has the input's type. */
+static void assert_valid_graph(const cJSON *root)
+{
+    assert_true(cJSON_IsObject(root));
+    const cJSON *node;
+    cJSON_ArrayForEach(node, root)
+    {
+        const cJSON *class_type = cJSON_GetObjectItemCaseSensitive(node, "class_type");
+        const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(node, "inputs");
+        assert_true(cJSON_IsString(class_type));
+        assert_true(cJSON_IsObject(inputs));
+        output_type(class_type->valuestring, 0);
+        const cJSON *input;
+        cJSON_ArrayForEach(input, inputs)
+        {
+            if (!cJSON_IsArray(input)) continue;
+            assert_int_equal(cJSON_GetArraySize(input), 2);
+            const cJSON *id = cJSON_GetArrayItem(input, 0), *slot = cJSON_GetArrayItem(input, 1);
+            assert_true(cJSON_IsString(id));
+            assert_true(cJSON_IsNumber(slot));
+            const cJSON *source = cJSON_GetObjectItemCaseSensitive(root, id->valuestring);
+            if (!source)
+                fail_msg("node %s input %s links to missing node %s", node->string, input->string, id->valuestring);
+            const char *source_class = cJSON_GetObjectItemCaseSensitive(source, "class_type")->valuestring;
+            const char *type = output_type(source_class, slot->valueint);
+            const char *want = NULL;
+            for (size_t i = 0; i < sizeof input_types / sizeof input_types[0]; i++)
+                if (strcmp(input_types[i].input, input->string) == 0) want = input_types[i].type;
+            if (!want || !type || strcmp(type, want) != 0)
+                fail_msg("node %s (%s) input %s <- %s output %d (%s), wants %s", node->string,
+                         class_type->valuestring, input->string, source_class, slot->valueint, type ? type : "none",
+                         want ? want : "?");
+        }
+    }
+}
+
+static const cJSON *inputs_of(const cJSON *root, const char *id, const char *class_type)
+{
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(root, id);
+    if (!node) fail_msg("no node %s", id);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(node, "class_type")->valuestring, class_type);
+    return cJSON_GetObjectItemCaseSensitive(node, "inputs");
+}
+
+static void assert_link(const cJSON *inputs, const char *name, const char *id, int slot)
+{
+    const cJSON *link = cJSON_GetObjectItemCaseSensitive(inputs, name);
+    if (!cJSON_IsArray(link)) fail_msg("input %s is not a link", name);
+    assert_string_equal(cJSON_GetArrayItem(link, 0)->valuestring, id);
+    assert_int_equal(cJSON_GetArrayItem(link, 1)->valueint, slot);
+}
+
+static const char *string_input(const cJSON *inputs, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(inputs, name);
+    if (!cJSON_IsString(v)) fail_msg("input %s is not a string", name);
+    return v->valuestring;
+}
+
+static double number_input(const cJSON *inputs, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(inputs, name);
+    if (!cJSON_IsNumber(v)) fail_msg("input %s is not a number", name);
+    return v->valuedouble;
+}
+
+/* Parses the prompt and checks it is a valid graph with exactly `nodes`. */
+static cJSON *prompt_graph(const kiln_run_info *run, char **json, const char *nodes)
+{
+    assert_kiln_ok(kiln_metadata_prompt(run, json));
+    cJSON *root = cJSON_Parse(*json);
+    if (!root) fail_msg("not JSON: %s", *json);
+    assert_valid_graph(root);
+    char ids[64] = "";
+    const cJSON *node;
+    cJSON_ArrayForEach(node, root)
+    {
+        strcat(ids, node->string);
+        strcat(ids, " ");
+    }
+    assert_string_equal(ids, nodes);
+    return root;
+}
+
+/* ComfyUI's default workflow (script_examples/basic_api_example.py): the
+ * same ids, classes and links. */
+static void prompt_txt2img_is_the_default_workflow(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 ");
+    const cJSON *in = inputs_of(root, "3", "KSampler");
+    assert_link(in, "model", "4", 0);
+    assert_link(in, "positive", "6", 0);
+    assert_link(in, "negative", "7", 0);
+    assert_link(in, "latent_image", "5", 0);
+    assert_true(number_input(in, "seed") == 42);
+    assert_true(number_input(in, "steps") == 20);
+    assert_true(number_input(in, "cfg") == 7.0);
+    assert_true(number_input(in, "denoise") == 1.0);
+    assert_string_equal(string_input(in, "sampler_name"), "euler");
+    assert_string_equal(string_input(in, "scheduler"), "normal");
+    in = inputs_of(root, "4", "CheckpointLoaderSimple");
+    assert_string_equal(string_input(in, "ckpt_name"), "v1-5-pruned-emaonly.safetensors");
+    in = inputs_of(root, "5", "EmptyLatentImage");
+    assert_true(number_input(in, "width") == 512 && number_input(in, "height") == 512);
+    assert_true(number_input(in, "batch_size") == 1);
+    in = inputs_of(root, "6", "CLIPTextEncode");
+    assert_string_equal(string_input(in, "text"), "a red circle on a blue background");
+    assert_link(in, "clip", "4", 1);
+    in = inputs_of(root, "7", "CLIPTextEncode");
+    assert_string_equal(string_input(in, "text"), "blurry");
+    assert_link(in, "clip", "4", 1);
+    in = inputs_of(root, "8", "VAEDecode");
+    assert_link(in, "samples", "3", 0);
+    assert_link(in, "vae", "4", 2);
+    in = inputs_of(root, "9", "SaveImage");
+    assert_link(in, "images", "8", 0);
+    assert_true(strlen(string_input(in, "filename_prefix")) > 0);
+    cJSON_Delete(root);
+    free(json);
+}
+
+static void prompt_img2img_with_clip_skip(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img();
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 11 12 13 ");
+    /* The seed is exact in the text, beyond a double's 53 bits. */
+    assert_non_null(strstr(json, "\"seed\":18446744073709551615"));
+    const cJSON *in = inputs_of(root, "3", "KSampler");
+    assert_link(in, "latent_image", "13", 0);
+    assert_true(number_input(in, "denoise") == 0.6);
+    assert_true(number_input(in, "cfg") == 7.5);
+    assert_string_equal(string_input(in, "sampler_name"), "dpmpp_2m");
+    assert_string_equal(string_input(in, "scheduler"), "karras");
+    assert_string_equal(string_input(inputs_of(root, "4", "CheckpointLoaderSimple"), "ckpt_name"), "my, model.ckpt");
+    in = inputs_of(root, "10", "CLIPSetLastLayer");
+    assert_true(number_input(in, "stop_at_clip_layer") == -2);
+    assert_link(in, "clip", "4", 1);
+    assert_link(inputs_of(root, "6", "CLIPTextEncode"), "clip", "10", 0);
+    assert_link(inputs_of(root, "7", "CLIPTextEncode"), "clip", "10", 0);
+    assert_string_equal(string_input(inputs_of(root, "11", "LoadImage"), "image"), "cat photo.png");
+    in = inputs_of(root, "12", "VAEEncode");
+    assert_link(in, "pixels", "11", 0);
+    assert_link(in, "vae", "4", 2);
+    in = inputs_of(root, "13", "RepeatLatentBatch");
+    assert_link(in, "samples", "12", 0);
+    assert_true(number_input(in, "amount") == 2);
+    cJSON_Delete(root);
+    free(json);
+
+    /* A single image needs no RepeatLatentBatch; no clip skip, no CLIPSetLastLayer. */
+    run.batch_size = 1;
+    run.clip_skip = 1;
+    run.negative_prompt = NULL;
+    run.prompt = "quote \" and \\ and\nnewline, caf\xc3\xa9";
+    root = prompt_graph(&run, &json, "3 4 6 7 8 9 11 12 ");
+    assert_link(inputs_of(root, "3", "KSampler"), "latent_image", "12", 0);
+    assert_string_equal(string_input(inputs_of(root, "6", "CLIPTextEncode"), "text"), run.prompt);
+    assert_string_equal(string_input(inputs_of(root, "7", "CLIPTextEncode"), "text"), "");
+    cJSON_Delete(root);
+    free(json);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parameters_txt2img),
+        cmocka_unit_test(parameters_img2img),
+        cmocka_unit_test(labels_follow_a1111),
+        cmocka_unit_test(bad_runs_are_refused),
+        cmocka_unit_test(prompt_txt2img_is_the_default_workflow),
+        cmocka_unit_test(prompt_img2img_with_clip_skip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
