@@ -44,7 +44,7 @@ def main():
     keep("full/unet.safetensors", "full/unet.safetensors",
          {"sample", "timesteps", "encoder_hidden_states", "noise_pred", "x.conv_in", "x.down_blocks.0",
           "x.down_blocks.1", "x.down_blocks.2", "x.down_blocks.3", "x.mid_block", "x.up_blocks.0",
-          "x.up_blocks.1"})
+          "x.up_blocks.1", "x.up_blocks.2", "x.up_blocks.3"})
     keep("full/vae.safetensors", "full/vae.safetensors", {"dec.z", "dec.image", "enc.image", "enc.mean", "enc.logvar"})
 
 

@@ -1,0 +1,38 @@
+/* Full-size SD 1.5 parity (slow): kiln on the hash-initialised checkpoint
+ * against diffusers' outputs on the same file — CLIP-L last layer and clip
+ * skip 2, the UNet at a 32x32 latent with every block, VAE decode 32x32 ->
+ * 256x256 and encode. The goldens were computed in f32 from the F16 weights,
+ * as kiln computes, so the f32 bound of 1e-4 applies. */
+#include "kiln_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "full_checkpoint.h"
+#include "parity.h"
+
+static parity_fixture full = {NULL, 1e-4, NULL};
+static const char *const decodes[][2] = {{"dec.z", "dec.image"}};
+
+static void clip_full(void **s) { (void)s; parity_check_clip(&full, "full/clip_text.safetensors"); }
+static void unet_full(void **s) { (void)s; parity_check_unet(&full, "full/unet.safetensors"); }
+static void vae_full(void **s) { (void)s; parity_check_vae(&full, "full/vae.safetensors", decodes, 1); }
+
+int main(void)
+{
+    if (!getenv("KILN_SLOW")) {
+        printf("skipped: full-size SD 1.5 parity runs with KILN_SLOW=1 (tools/test.sh sets it)\n");
+        return KILN_TEST_SKIP;
+    }
+    full.path = kiln_test_full_checkpoint();
+    if (!full.path) {
+        printf("cannot make the full-size checkpoint: %s\n", kiln_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(clip_full),
+        cmocka_unit_test(unet_full),
+        cmocka_unit_test(vae_full),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
