@@ -63,8 +63,9 @@ typedef struct matmul_job {
     kiln_weight_ptr bias; /* (N) or none */
     float *y;             /* (M,N) */
     cpu_state *s;
-    int64_t part_cols;    /* output columns per part */
-    int64_t tile_rows;    /* weight rows widened at a time */
+    int64_t part_cols, col_parts; /* output columns per part, and parts across them */
+    int64_t part_rows;            /* output rows per part */
+    int64_t tile_rows;            /* weight rows widened at a time */
 } matmul_job;
 
 static void matmul_part(void *ctx, int64_t begin, int64_t end, int worker)
@@ -74,7 +75,8 @@ static void matmul_part(void *ctx, int64_t begin, int64_t end, int worker)
     float *bias = j->s->local[worker];      /* (part_cols) */
     float *tile = bias + j->part_cols;      /* (tile_rows,K) */
     for (int64_t part = begin; part < end; part++) {
-        int64_t n0 = part * j->part_cols, n1 = n0 + j->part_cols < p->N ? n0 + j->part_cols : p->N;
+        int64_t n0 = part % j->col_parts * j->part_cols, n1 = n0 + j->part_cols < p->N ? n0 + j->part_cols : p->N;
+        int64_t m0 = part / j->col_parts * j->part_rows, m1 = m0 + j->part_rows < p->M ? m0 + j->part_rows : p->M;
         if (p->has_bias) cpu_widen(bias, j->bias, (size_t)n0, (size_t)(n1 - n0));
         int64_t step = j->w.dtype == KILN_F32 ? n1 - n0 : j->tile_rows;
         for (int64_t t0 = n0; t0 < n1; t0 += step) {
@@ -86,12 +88,12 @@ static void matmul_part(void *ctx, int64_t begin, int64_t end, int worker)
             }
             float beta = 0.0f;
             if (p->has_bias) { /* y starts as the bias, sgemm adds to it */
-                for (int m = 0; m < p->M; m++)
+                for (int64_t m = m0; m < m1; m++)
                     memcpy(j->y + (size_t)m * p->N + t0, bias + (t0 - n0), (size_t)rows * sizeof *bias);
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->M, rows, p->K, 1.0f, j->x, p->K, wt, p->K, beta,
-                        j->y + t0, p->N);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 - m0), rows, p->K, 1.0f,
+                        j->x + (size_t)m0 * p->K, p->K, wt, p->K, beta, j->y + (size_t)m0 * p->N + t0, p->N);
         }
     }
 }
@@ -104,12 +106,21 @@ kiln_status cpu_matmul(cpu_state *s, const kiln_matmul_params *p, const float *x
     j.tile_rows = TILE_FLOATS / p->K;
     if (j.tile_rows < COLUMN_ALIGN) j.tile_rows = COLUMN_ALIGN;
     if (j.tile_rows > p->N) j.tile_rows = p->N;
-    /* one part per thread, unless the product is too small to share */
+    /* one part per thread, unless the product is too small to share: split
+     * the columns, or the rows when the output is too narrow for that (a
+     * projection to a few channels over thousands of tokens) */
     double flops = 2.0 * p->M * p->N * p->K;
     int64_t parts = flops < 2e6 ? 1 : s->threads;
-    j.part_cols = (p->N + parts - 1) / parts;
-    j.part_cols = (j.part_cols + COLUMN_ALIGN - 1) / COLUMN_ALIGN * COLUMN_ALIGN;
-    parts = (p->N + j.part_cols - 1) / j.part_cols;
+    j.part_cols = p->N;
+    j.part_rows = p->M;
+    if (p->N >= 2 * COLUMN_ALIGN * parts) {
+        j.part_cols = (p->N + parts - 1) / parts;
+        j.part_cols = (j.part_cols + COLUMN_ALIGN - 1) / COLUMN_ALIGN * COLUMN_ALIGN;
+    } else {
+        j.part_rows = (p->M + parts - 1) / parts;
+    }
+    j.col_parts = (p->N + j.part_cols - 1) / j.part_cols;
+    parts = j.col_parts * ((p->M + j.part_rows - 1) / j.part_rows);
     size_t tile = w.dtype == KILN_F32 ? 0 : (size_t)j.tile_rows * p->K;
     TRY(cpu_scratch_reserve(s, 0, (size_t)j.part_cols + tile));
     cpu_parallel_for(s->pool, parts, 1, matmul_part, &j);

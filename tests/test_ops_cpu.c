@@ -122,6 +122,7 @@ static int failures_with_silu(kiln_status (*silu)(kiln_backend *, const kiln_sil
 static void suite_fails_broken_backends(void **state)
 {
     (void)state;
+    print_message("  the silu runs below must fail:\n");
     int cases = failures_with_silu(NULL); /* every silu case fails: no op */
     assert_true(cases >= 2);
     assert_int_equal(failures_with_silu(silu_writes_nothing), cases);

@@ -47,6 +47,7 @@ static const op_case op_cases[] = {
     MATMUL(77, 640, 1024, 0),   /* SD2's OpenCLIP context */
     MATMUL(32, 5120, 640, 1),   /* GEGLU proj at 640 */
     MATMUL(19, 3072, 768, 1),   /* CLIP-L MLP */
+    MATMUL(600, 4, 320, 1),     /* narrow output over many tokens */
     MATMUL(7, 5, 13, 1),
     MATMUL(33, 17, 65, 0),
 
