@@ -1,0 +1,951 @@
+/* ComfyUI's samplers over a denoiser callback.
+ *
+ * Each sampler is one function over x (n) with scratch buffers carved from
+ * one workspace. Per-step scalars (step sizes, exponential-integrator
+ * coefficients) are computed in double from the float32 sigmas; elementwise
+ * updates are float32 in the same order of operations as ComfyUI's tensor
+ * expressions, so results agree with it to float32 rounding. uni_pc is the
+ * exception that proves the rule: ComfyUI evaluates its noise-schedule
+ * functions in float32 in a way that is visibly inexact at the final
+ * sigma (0.001), so those are reproduced operation by operation. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+#define WORKSPACE_BUFFERS 8 /* the most any sampler needs (uni_pc) */
+
+typedef struct sampler_run {
+    const kiln_sample_args *args;
+    const float *sigmas; /* (steps + 1) */
+    int steps;
+    size_t n;
+    kiln_noise_fn noise;
+    void *noise_ctx;
+    kiln_rng default_rng; /* the noise source when args->noise is NULL */
+} sampler_run;
+
+static kiln_status denoise(sampler_run *r, const float *x, float sigma, float *denoised)
+{
+    return r->args->denoise(r->args->denoise_ctx, x, sigma, denoised);
+}
+
+static kiln_status draw_noise(sampler_run *r, float sigma, float sigma_next, float *noise)
+{
+    return r->noise(r->noise_ctx, sigma, sigma_next, noise, r->n);
+}
+
+static kiln_status report(sampler_run *r, int step, const float *denoised)
+{
+    if (!r->args->progress) return KILN_OK;
+    return r->args->progress(r->args->progress_ctx, step, r->steps, denoised);
+}
+
+kiln_status kiln_noise_from_rng(void *rng, float sigma, float sigma_next, float *noise, size_t n)
+{
+    (void)sigma;
+    (void)sigma_next;
+    kiln_rng_randn(rng, noise, n);
+    return KILN_OK;
+}
+
+/* x += d * dt with d = (x - denoised) / sigma: one Euler step in sigma. */
+static void euler_update(float *x, const float *denoised, float sigma, float dt, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        float d = (x[j] - denoised[j]) / sigma;
+        x[j] = x[j] + d * dt;
+    }
+}
+
+/* x += noise * scale */
+static void add_noise(float *x, const float *noise, float scale, size_t n)
+{
+    for (size_t j = 0; j < n; j++) x[j] = x[j] + noise[j] * scale;
+}
+
+/* k-diffusion's get_ancestral_step: the deterministic target sigma_down and
+ * the noise sigma_up that together land on sigma_to. */
+static void ancestral_step(double sigma_from, double sigma_to, double eta, double *sigma_down, double *sigma_up)
+{
+    if (eta == 0.0) {
+        *sigma_down = sigma_to;
+        *sigma_up = 0.0;
+        return;
+    }
+    double up = eta * sqrt(sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) /
+                           (sigma_from * sigma_from));
+    if (up > sigma_to) up = sigma_to;
+    *sigma_up = up;
+    *sigma_down = sqrt(sigma_to * sigma_to - up * up);
+}
+
+/* exp of the midpoint of log a and log b, as torch's float32 lerp(w = 0.5). */
+static float log_midpoint(float a, float b)
+{
+    float log_a = logf(a), log_b = logf(b);
+    float half_span = (log_b - log_a) * 0.5f;
+    return expf(log_b - half_span);
+}
+
+static kiln_status sample_euler(sampler_run *r, float *x, float *ws)
+{
+    float *denoised = ws;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        euler_update(x, denoised, sigma, sigma_next - sigma, r->n);
+    }
+    return KILN_OK;
+}
+
+static kiln_status sample_euler_ancestral(sampler_run *r, float *x, float *ws)
+{
+    float *denoised = ws, *noise = ws + r->n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        double down, up;
+        ancestral_step(sigma, sigma_next, r->args->eta, &down, &up);
+        TRY(report(r, i, denoised));
+        if (down == 0.0) {
+            memcpy(x, denoised, r->n * sizeof *x);
+            continue;
+        }
+        euler_update(x, denoised, sigma, (float)(down - sigma), r->n);
+        TRY(draw_noise(r, sigma, sigma_next, noise));
+        add_noise(x, noise, r->args->s_noise * (float)up, r->n);
+    }
+    return KILN_OK;
+}
+
+/* Heun: Euler to sigma_next, then the trapezoid of the two slopes (plain
+ * Euler on the last step to 0). */
+static kiln_status sample_heun(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        float dt = sigma_next - sigma;
+        if (sigma_next == 0.0f) {
+            euler_update(x, denoised, sigma, dt, n);
+            continue;
+        }
+        for (size_t j = 0; j < n; j++) {
+            float d = (x[j] - denoised[j]) / sigma;
+            x_2[j] = x[j] + d * dt;
+        }
+        TRY(denoise(r, x_2, sigma_next, denoised_2));
+        for (size_t j = 0; j < n; j++) {
+            float d = (x[j] - denoised[j]) / sigma;
+            float d_2 = (x_2[j] - denoised_2[j]) / sigma_next;
+            float d_prime = (d + d_2) / 2.0f;
+            x[j] = x[j] + d_prime * dt;
+        }
+    }
+    return KILN_OK;
+}
+
+/* DPM-Solver-2 step from sigma to sigma_to: the slope at the log-midpoint
+ * carries x the whole way. */
+static kiln_status dpm_2_step(sampler_run *r, float *x, const float *denoised, float sigma, float sigma_to,
+                              float *x_2, float *denoised_2)
+{
+    float sigma_mid = log_midpoint(sigma, sigma_to);
+    float dt_1 = sigma_mid - sigma, dt_2 = sigma_to - sigma;
+    for (size_t j = 0; j < r->n; j++) {
+        float d = (x[j] - denoised[j]) / sigma;
+        x_2[j] = x[j] + d * dt_1;
+    }
+    TRY(denoise(r, x_2, sigma_mid, denoised_2));
+    for (size_t j = 0; j < r->n; j++) {
+        float d_2 = (x_2[j] - denoised_2[j]) / sigma_mid;
+        x[j] = x[j] + d_2 * dt_2;
+    }
+    return KILN_OK;
+}
+
+static kiln_status sample_dpm_2(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) euler_update(x, denoised, sigma, sigma_next - sigma, n);
+        else TRY(dpm_2_step(r, x, denoised, sigma, sigma_next, x_2, denoised_2));
+    }
+    return KILN_OK;
+}
+
+static kiln_status sample_dpm_2_ancestral(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        double down, up;
+        ancestral_step(sigma, sigma_next, r->args->eta, &down, &up);
+        TRY(report(r, i, denoised));
+        if (down == 0.0) {
+            euler_update(x, denoised, sigma, (float)(down - sigma), n);
+            continue;
+        }
+        TRY(dpm_2_step(r, x, denoised, sigma, (float)down, x_2, denoised_2));
+        TRY(draw_noise(r, sigma, sigma_next, noise));
+        add_noise(x, noise, r->args->s_noise * (float)up, n);
+    }
+    return KILN_OK;
+}
+
+/* The LMS coefficient: the integral over [t[i], t[i+1]] of the Lagrange
+ * basis polynomial of node i - j among nodes i, i-1, ..., i-order+1.
+ * Three-point Gauss–Legendre is exact for these polynomials (degree <= 3),
+ * as scipy's quad is in ComfyUI. */
+static double lms_coefficient(const float *t, int order, int i, int j)
+{
+    static const double nodes[3] = {-0.7745966692414834, 0.0, 0.7745966692414834};
+    static const double weights[3] = {5.0 / 9.0, 8.0 / 9.0, 5.0 / 9.0};
+    double a = t[i], b = t[i + 1];
+    double sum = 0.0;
+    for (int q = 0; q < 3; q++) {
+        double tau = 0.5 * (a + b) + 0.5 * (b - a) * nodes[q];
+        double basis = 1.0;
+        for (int k = 0; k < order; k++) {
+            if (k == j) continue;
+            basis *= (tau - t[i - k]) / ((double)t[i - j] - t[i - k]);
+        }
+        sum += weights[q] * basis;
+    }
+    return 0.5 * (b - a) * sum;
+}
+
+/* Linear multistep (order 4) over the slopes of the last steps. */
+static kiln_status sample_lms(sampler_run *r, float *x, float *ws)
+{
+    enum { ORDER = 4 };
+    size_t n = r->n;
+    float *denoised = ws;
+    float *slopes[ORDER]; /* slopes[0] is the newest slope d (n) */
+    for (int k = 0; k < ORDER; k++) slopes[k] = ws + (size_t)(1 + k) * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        float *oldest = slopes[ORDER - 1];
+        memmove(slopes + 1, slopes, (ORDER - 1) * sizeof *slopes);
+        slopes[0] = oldest;
+        for (size_t j = 0; j < n; j++) slopes[0][j] = (x[j] - denoised[j]) / sigma;
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+            continue;
+        }
+        int order = i + 1 < ORDER ? i + 1 : ORDER;
+        float coeff[ORDER];
+        for (int k = 0; k < order; k++) coeff[k] = (float)lms_coefficient(r->sigmas, order, i, k);
+        for (size_t j = 0; j < n; j++) {
+            float sum = coeff[0] * slopes[0][j];
+            for (int k = 1; k < order; k++) sum = sum + coeff[k] * slopes[k][j];
+            x[j] = x[j] + sum;
+        }
+    }
+    return KILN_OK;
+}
+
+/* DPM-Solver++(2S) ancestral: a midpoint evaluation in log-sigma, then
+ * ancestral noise. */
+static kiln_status sample_dpmpp_2s_ancestral(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        double down, up;
+        ancestral_step(sigma, sigma_next, r->args->eta, &down, &up);
+        TRY(report(r, i, denoised));
+        if (down == 0.0) {
+            euler_update(x, denoised, sigma, (float)(down - sigma), n);
+        } else {
+            double t = -log((double)sigma), t_next = -log(down);
+            double h = t_next - t;
+            double s = t + 0.5 * h;
+            float ratio_mid = (float)(exp(-s) / sigma), coeff_mid = (float)expm1(-0.5 * h);
+            for (size_t j = 0; j < n; j++) x_2[j] = ratio_mid * x[j] - coeff_mid * denoised[j];
+            TRY(denoise(r, x_2, (float)exp(-s), denoised_2));
+            float ratio = (float)(down / sigma), coeff = (float)expm1(-h);
+            for (size_t j = 0; j < n; j++) x[j] = ratio * x[j] - coeff * denoised_2[j];
+        }
+        if (sigma_next > 0.0f) {
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            add_noise(x, noise, r->args->s_noise * (float)up, n);
+        }
+    }
+    return KILN_OK;
+}
+
+/* DPM-Solver++ SDE (r = 1/2): an ancestral half step in log-sigma to
+ * sigma_s, then the full step from a blend of both x0 predictions, each with
+ * Brownian noise. Eps models have alpha = 1 throughout. */
+static kiln_status sample_dpmpp_sde(sampler_run *r, float *x, float *ws)
+{
+    const double ratio_r = 0.5, fac = 1.0 / (2.0 * ratio_r);
+    size_t n = r->n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    double eta = r->args->eta, s_noise = r->args->s_noise;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+            continue;
+        }
+        double lambda_s = -log((double)sigma), lambda_t = -log((double)sigma_next);
+        double h = lambda_t - lambda_s;
+        float sigma_s = (float)exp(-(lambda_s + ratio_r * h));
+
+        double down, up;
+        ancestral_step(sigma, sigma_s, eta, &down, &up);
+        double h_ = -log(down) - lambda_s;
+        float keep = (float)exp(-h_), take = (float)-expm1(-h_);
+        for (size_t j = 0; j < n; j++) x_2[j] = keep * x[j] + take * denoised[j];
+        if (eta > 0.0 && s_noise > 0.0) {
+            TRY(draw_noise(r, sigma, sigma_s, noise));
+            add_noise(x_2, noise, (float)(s_noise * up), n);
+        }
+        TRY(denoise(r, x_2, sigma_s, denoised_2));
+
+        ancestral_step(sigma, sigma_next, eta, &down, &up);
+        h_ = -log(down) - lambda_s;
+        keep = (float)exp(-h_);
+        take = (float)-expm1(-h_);
+        float w_1 = (float)(1.0 - fac), w_2 = (float)fac;
+        for (size_t j = 0; j < n; j++) {
+            float blend = w_1 * denoised[j] + w_2 * denoised_2[j];
+            x[j] = keep * x[j] + take * blend;
+        }
+        if (eta > 0.0 && s_noise > 0.0) {
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            add_noise(x, noise, (float)(s_noise * up), n);
+        }
+    }
+    return KILN_OK;
+}
+
+/* DPM-Solver++(2M): second order from the previous step's x0 prediction. */
+static kiln_status sample_dpmpp_2m(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *old_denoised = ws + n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        double t = -log((double)sigma), t_next = -log((double)sigma_next);
+        double h = t_next - t;
+        float ratio = (float)((double)sigma_next / sigma), coeff = (float)expm1(-h);
+        if (i == 0 || sigma_next == 0.0f) {
+            for (size_t j = 0; j < n; j++) x[j] = ratio * x[j] - coeff * denoised[j];
+        } else {
+            double h_last = t + log((double)r->sigmas[i - 1]);
+            double half_inv_r = 1.0 / (2.0 * (h_last / h));
+            float w_new = (float)(1.0 + half_inv_r), w_old = (float)half_inv_r;
+            for (size_t j = 0; j < n; j++) {
+                float denoised_d = w_new * denoised[j] - w_old * old_denoised[j];
+                x[j] = ratio * x[j] - coeff * denoised_d;
+            }
+        }
+        float *swap = old_denoised;
+        old_denoised = denoised;
+        denoised = swap;
+    }
+    return KILN_OK;
+}
+
+/* DPM-Solver++(2M) SDE (midpoint) and (3M) SDE: the exponential-integrator
+ * step with eta-scaled noise, corrected by the last one or two x0
+ * predictions. `max_order` is 2 or 3. */
+static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *ws, int max_order)
+{
+    size_t n = r->n;
+    float *denoised = ws, *denoised_1 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    double eta = r->args->eta, s_noise = r->args->s_noise;
+    double h = 0.0, h_1 = 0.0, h_2 = 0.0;
+    int history = 0; /* x0 predictions from earlier steps in denoised_1, denoised_2 */
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+        } else {
+            h = log((double)sigma) - log((double)sigma_next);
+            double h_eta = h * (eta + 1.0);
+            float keep = (float)((double)sigma_next / sigma * exp(-h * eta));
+            float take = (float)-expm1(-h_eta);
+            for (size_t j = 0; j < n; j++) x[j] = keep * x[j] + take * denoised[j];
+            double phi_2 = expm1(-h_eta) / h_eta + 1.0;
+            if (max_order == 3 && history >= 2) {
+                double r0 = h_1 / h, r1 = h_2 / h;
+                double phi_3 = phi_2 / h_eta - 0.5;
+                float r0f = (float)r0, r1f = (float)r1, r01 = (float)(r0 + r1);
+                float c_1 = (float)phi_2, c_2 = (float)phi_3;
+                for (size_t j = 0; j < n; j++) {
+                    float d1_0 = (denoised[j] - denoised_1[j]) / r0f;
+                    float d1_1 = (denoised_1[j] - denoised_2[j]) / r1f;
+                    float d1 = d1_0 + (d1_0 - d1_1) * r0f / r01;
+                    float d2 = (d1_0 - d1_1) / r01;
+                    x[j] = x[j] + c_1 * d1 - c_2 * d2;
+                }
+            } else if (max_order == 3 && history >= 1) {
+                float rf = (float)(h_1 / h), c = (float)phi_2;
+                for (size_t j = 0; j < n; j++) {
+                    float d = (denoised[j] - denoised_1[j]) / rf;
+                    x[j] = x[j] + c * d;
+                }
+            } else if (history >= 1) {
+                /* midpoint */
+                float c = (float)(0.5 * -expm1(-h_eta) * (1.0 / (h_1 / h)));
+                for (size_t j = 0; j < n; j++) x[j] = x[j] + c * (denoised[j] - denoised_1[j]);
+            }
+            if (eta > 0.0 && s_noise > 0.0) {
+                TRY(draw_noise(r, sigma, sigma_next, noise));
+                add_noise(x, noise, (float)(sigma_next * sqrt(-expm1(-2.0 * h * eta)) * s_noise), n);
+            }
+        }
+        float *oldest = denoised_2;
+        denoised_2 = denoised_1;
+        denoised_1 = denoised;
+        denoised = oldest;
+        h_2 = h_1;
+        h_1 = h;
+        history++;
+    }
+    return KILN_OK;
+}
+
+/* LCM: jump to the x0 prediction, then renoise to the next sigma. */
+static kiln_status sample_lcm(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *noise = ws + n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        memcpy(x, denoised, n * sizeof *x);
+        if (sigma_next > 0.0f) {
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            float scale = sigma_next * r->args->s_noise;
+            for (size_t j = 0; j < n; j++) {
+                float scaled = noise[j] * scale;
+                x[j] = scaled + x[j];
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+/* Improved PNDM: Adams–Bashforth up to order 4 on the slopes, fixed
+ * coefficients. `slopes` are the previous slopes, newest first. */
+static kiln_status sample_ipndm(sampler_run *r, float *x, float *ws)
+{
+    enum { MAX_ORDER = 4 };
+    size_t n = r->n;
+    float *denoised = ws, *d_cur = ws + n;
+    float *slopes[MAX_ORDER - 1];
+    for (int k = 0; k < MAX_ORDER - 1; k++) slopes[k] = ws + (size_t)(2 + k) * n;
+    for (int i = 0; i < r->steps; i++) {
+        float t_cur = r->sigmas[i], t_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, t_cur, denoised));
+        TRY(report(r, i, denoised));
+        for (size_t j = 0; j < n; j++) d_cur[j] = (x[j] - denoised[j]) / t_cur;
+        int order = i + 1 < MAX_ORDER ? i + 1 : MAX_ORDER;
+        float dt = t_next - t_cur;
+        if (t_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+        } else {
+            const float *b1 = slopes[0], *b2 = slopes[1], *b3 = slopes[2];
+            for (size_t j = 0; j < n; j++) {
+                float combo;
+                switch (order) {
+                case 1: x[j] = x[j] + dt * d_cur[j]; continue;
+                case 2: combo = (dt * (3.0f * d_cur[j] - b1[j])) / 2.0f; break;
+                case 3: combo = (dt * (23.0f * d_cur[j] - 16.0f * b1[j] + 5.0f * b2[j])) / 12.0f; break;
+                default:
+                    combo = (dt * (55.0f * d_cur[j] - 59.0f * b1[j] + 37.0f * b2[j] - 9.0f * b3[j])) / 24.0f;
+                    break;
+                }
+                x[j] = x[j] + combo;
+            }
+        }
+        float *oldest = slopes[MAX_ORDER - 2];
+        memmove(slopes + 1, slopes, (MAX_ORDER - 2) * sizeof *slopes);
+        slopes[0] = d_cur;
+        d_cur = oldest;
+    }
+    return KILN_OK;
+}
+
+/* DEIS ("tab", order 3) coefficients for every step: sigmas are mapped to
+ * the time of a fixed VP SDE (sigma_min 0.002, sigma_max 80, epsilon
+ * 1e-3), and each coefficient is the Riemann sum over 10,000 points of that
+ * SDE's integrand times a Lagrange basis polynomial, as ComfyUI computes it.
+ * coeff (steps x 3): coeff[3i + j] weighs the slope of step i - j. */
+static void deis_coefficients(const float *sigmas, int steps, double *coeff, double *t)
+{
+    enum { MAX_ORDER = 3, POINTS = 10000 };
+    const double eps_s = 1e-3, vp_sigma_min = 0.002, vp_sigma_max = 80.0;
+    double beta_d = 2.0 * (log(vp_sigma_min * vp_sigma_min + 1.0) / eps_s - log(vp_sigma_max * vp_sigma_max + 1.0)) /
+                    (eps_s - 1.0);
+    double beta_min = log(vp_sigma_max * vp_sigma_max + 1.0) - 0.5 * beta_d;
+    double beta_0 = beta_min, beta_1 = beta_d + beta_min;
+    for (int i = 0; i <= steps; i++) {
+        double s = sigmas[i];
+        t[i] = (sqrt(beta_min * beta_min + 2.0 * beta_d * log(s * s + 1.0)) - beta_min) / beta_d;
+    }
+    for (int i = 0; i < steps; i++) {
+        int order = i + 1 < MAX_ORDER ? i + 1 : MAX_ORDER;
+        for (int j = 0; j < MAX_ORDER; j++) coeff[3 * i + j] = 0.0;
+        if (order == 1) continue;
+        double t_cur = t[i], t_next = t[i + 1];
+        double dtau = (t_next - t_cur) / POINTS;
+        double spacing = (t_next - t_cur) / (POINTS - 1);
+        for (int q = 0; q < POINTS; q++) {
+            double tau = t_cur + spacing * q;
+            double log_alpha = -0.5 * tau * tau * (beta_1 - beta_0) - tau * beta_0;
+            double alpha = exp(log_alpha);
+            double d_log_alpha = -(tau * (beta_1 - beta_0) + beta_0);
+            double integrand = -0.5 * d_log_alpha / sqrt(alpha * (1.0 - alpha));
+            for (int j = 0; j < order; j++) {
+                double poly = 1.0;
+                for (int k = 0; k < order; k++) {
+                    if (k == j) continue;
+                    poly *= (tau - t[i - k]) / (t[i - j] - t[i - k]);
+                }
+                coeff[3 * i + j] += integrand * poly;
+            }
+        }
+        for (int j = 0; j < order; j++) coeff[3 * i + j] *= dtau;
+    }
+}
+
+static kiln_status sample_deis(sampler_run *r, float *x, float *ws)
+{
+    enum { MAX_ORDER = 3 };
+    size_t n = r->n;
+    float *denoised = ws, *d_cur = ws + n;
+    float *slopes[MAX_ORDER - 1] = {ws + 2 * n, ws + 3 * n};
+    double *coeff = malloc(((size_t)r->steps * MAX_ORDER + (size_t)r->steps + 1) * sizeof *coeff);
+    if (!coeff) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "deis: coefficients for %d steps", r->steps);
+    deis_coefficients(r->sigmas, r->steps, coeff, coeff + (size_t)r->steps * MAX_ORDER);
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < r->steps && st == KILN_OK; i++) {
+        float t_cur = r->sigmas[i], t_next = r->sigmas[i + 1];
+        if ((st = denoise(r, x, t_cur, denoised)) != KILN_OK) break;
+        if ((st = report(r, i, denoised)) != KILN_OK) break;
+        for (size_t j = 0; j < n; j++) d_cur[j] = (x[j] - denoised[j]) / t_cur;
+        int order = i + 1 < MAX_ORDER ? i + 1 : MAX_ORDER;
+        if (t_next <= 0.0f) order = 1;
+        float c0 = (float)coeff[3 * i], c1 = (float)coeff[3 * i + 1], c2 = (float)coeff[3 * i + 2];
+        float dt = t_next - t_cur;
+        for (size_t j = 0; j < n; j++) {
+            if (order == 1) x[j] = x[j] + dt * d_cur[j];
+            else if (order == 2) x[j] = x[j] + c0 * d_cur[j] + c1 * slopes[0][j];
+            else x[j] = x[j] + c0 * d_cur[j] + c1 * slopes[0][j] + c2 * slopes[1][j];
+        }
+        float *oldest = slopes[MAX_ORDER - 2];
+        slopes[1] = slopes[0];
+        slopes[0] = d_cur;
+        d_cur = oldest;
+    }
+    free(coeff);
+    return st;
+}
+
+/* uni_pc works on the variance-preserving latent x_vp = x / sqrt(sigma^2 + 1)
+ * with ComfyUI's float32 schedule functions of sigma. */
+static float vp_log_alpha(float sigma)
+{
+    float var = sigma * sigma + 1.0f;
+    return 0.5f * logf(1.0f / var);
+}
+
+static float vp_alpha(float sigma) { return expf(vp_log_alpha(sigma)); }
+
+static float vp_std(float sigma) { return sqrtf(1.0f - expf(2.0f * vp_log_alpha(sigma))); }
+
+/* log(alpha / std): -log sigma in exact arithmetic, not in float32 near 0 */
+static float vp_lambda(float sigma)
+{
+    float log_alpha = vp_log_alpha(sigma);
+    float log_std = 0.5f * logf(1.0f - expf(2.0f * log_alpha));
+    return log_alpha - log_std;
+}
+
+/* The data prediction at (x_vp, sigma), through the eps the denoiser
+ * implies, as ComfyUI's uni_pc wrapper computes it. */
+static kiln_status unipc_x0(sampler_run *r, const float *x_vp, float sigma, float *x_k, float *x0)
+{
+    size_t n = r->n;
+    float scale = sqrtf(sigma * sigma + 1.0f);
+    for (size_t j = 0; j < n; j++) x_k[j] = x_vp[j] * scale;
+    TRY(denoise(r, x_k, sigma, x0));
+    float std = vp_std(sigma), alpha = vp_alpha(sigma);
+    for (size_t j = 0; j < n; j++) {
+        float eps = (x_k[j] - x0[j]) / sigma;
+        x0[j] = (x_vp[j] - std * eps) / alpha;
+    }
+    return KILN_OK;
+}
+
+/* Solves the k x k system a y = b (k <= 3) by Gaussian elimination with
+ * partial pivoting; a is row-major and is overwritten. */
+static void solve_small(double *a, double *b, int k)
+{
+    for (int col = 0; col < k; col++) {
+        int pivot = col;
+        for (int row = col + 1; row < k; row++)
+            if (fabs(a[row * k + col]) > fabs(a[pivot * k + col])) pivot = row;
+        for (int c = 0; c < k; c++) {
+            double tmp = a[col * k + c];
+            a[col * k + c] = a[pivot * k + c];
+            a[pivot * k + c] = tmp;
+        }
+        double tmp = b[col];
+        b[col] = b[pivot];
+        b[pivot] = tmp;
+        for (int row = col + 1; row < k; row++) {
+            double f = a[row * k + col] / a[col * k + col];
+            for (int c = col; c < k; c++) a[row * k + c] -= f * a[col * k + c];
+            b[row] -= f * b[col];
+        }
+    }
+    for (int row = k - 1; row >= 0; row--) {
+        for (int c = row + 1; c < k; c++) b[row] -= a[row * k + c] * b[c];
+        b[row] /= a[row * k + row];
+    }
+}
+
+enum { UNIPC_MAX_ORDER = 3 };
+
+typedef struct unipc_state {
+    float *model_prev[UNIPC_MAX_ORDER]; /* (n) x0 predictions, oldest first */
+    float t_prev[UNIPC_MAX_ORDER];      /* their sigmas */
+    int count;                          /* how many are filled */
+    float *x_t_, *d1s[UNIPC_MAX_ORDER - 1], *x_k, *model_t; /* (n) scratch */
+} unipc_state;
+
+/* One UniPC bh1 step of `order` from the newest stored point to sigma t:
+ * predictor from the stored x0 predictions, then (if use_corrector) a model
+ * call at t and the corrector. x (n) is updated in place; *evaluated tells
+ * whether model_t now holds the x0 prediction at t. */
+static kiln_status unipc_update(sampler_run *r, unipc_state *u, float *x, float t, int order, bool use_corrector,
+                                bool *evaluated)
+{
+    size_t n = r->n;
+    int newest = u->count - 1;
+    float t_prev_0 = u->t_prev[newest];
+    const float *model_prev_0 = u->model_prev[newest];
+    float lambda_prev_0 = vp_lambda(t_prev_0), lambda_t = vp_lambda(t);
+    float sigma_prev_0 = vp_std(t_prev_0), sigma_t = vp_std(t);
+    float alpha_t = expf(vp_log_alpha(t));
+    float h = lambda_t - lambda_prev_0;
+
+    float rks[UNIPC_MAX_ORDER];
+    for (int i = 1; i < order; i++) {
+        float rk = (vp_lambda(u->t_prev[newest - i]) - lambda_prev_0) / h;
+        rks[i - 1] = rk;
+        const float *model_prev_i = u->model_prev[newest - i];
+        for (size_t j = 0; j < n; j++) u->d1s[i - 1][j] = (model_prev_i[j] - model_prev_0[j]) / rk;
+    }
+    rks[order - 1] = 1.0f;
+
+    float hh = -h; /* data prediction */
+    float h_phi_1 = expm1f(hh);
+    float h_phi_k = h_phi_1 / hh - 1.0f;
+    float b_h = hh; /* bh1: B(h) = h */
+    double rmat[UNIPC_MAX_ORDER * UNIPC_MAX_ORDER], bvec[UNIPC_MAX_ORDER];
+    int factorial = 1;
+    for (int i = 1; i <= order; i++) {
+        for (int k = 0; k < order; k++) {
+            float power = i == 1 ? 1.0f : i == 2 ? rks[k] : rks[k] * rks[k];
+            rmat[(i - 1) * order + k] = power;
+        }
+        bvec[i - 1] = h_phi_k * (float)factorial / b_h;
+        factorial *= i + 1;
+        h_phi_k = h_phi_k / hh - (float)(1.0 / factorial);
+    }
+
+    float rhos_p[UNIPC_MAX_ORDER] = {0.5f}, rhos_c[UNIPC_MAX_ORDER] = {0.5f};
+    if (order > 2) {
+        /* predictor: the leading (order - 1) block of the system */
+        double a[UNIPC_MAX_ORDER * UNIPC_MAX_ORDER], b[UNIPC_MAX_ORDER];
+        int k = order - 1;
+        for (int row = 0; row < k; row++) {
+            for (int c = 0; c < k; c++) a[row * k + c] = rmat[row * order + c];
+            b[row] = bvec[row];
+        }
+        solve_small(a, b, k);
+        for (int c = 0; c < k; c++) rhos_p[c] = (float)b[c];
+    }
+    if (use_corrector && order > 1) {
+        solve_small(rmat, bvec, order);
+        for (int c = 0; c < order; c++) rhos_c[c] = (float)bvec[c];
+    }
+
+    float keep = sigma_t / sigma_prev_0, take = alpha_t * h_phi_1, step = alpha_t * b_h;
+    for (size_t j = 0; j < n; j++) {
+        float base = keep * x[j] - take * model_prev_0[j];
+        u->x_t_[j] = base;
+        float pred = 0.0f;
+        for (int k = 0; k < order - 1; k++) pred = k ? pred + rhos_p[k] * u->d1s[k][j] : rhos_p[k] * u->d1s[k][j];
+        x[j] = order > 1 ? base - step * pred : base;
+    }
+    *evaluated = false;
+    if (!use_corrector) return KILN_OK;
+    TRY(unipc_x0(r, x, t, u->x_k, u->model_t));
+    *evaluated = true;
+    float rho_t = rhos_c[order - 1];
+    for (size_t j = 0; j < n; j++) {
+        float corr = 0.0f;
+        for (int k = 0; k < order - 1; k++) corr = k ? corr + rhos_c[k] * u->d1s[k][j] : rhos_c[k] * u->d1s[k][j];
+        float d1_t = u->model_t[j] - model_prev_0[j];
+        x[j] = u->x_t_[j] - step * (corr + rho_t * d1_t);
+    }
+    return KILN_OK;
+}
+
+/* Stores the x0 prediction at sigma t as the newest point, dropping the
+ * oldest once `order` are kept. The buffer of the dropped one is reused. */
+static void unipc_push(unipc_state *u, int order, float t, float **model)
+{
+    if (u->count == order) {
+        float *oldest = u->model_prev[0];
+        memmove(u->model_prev, u->model_prev + 1, (size_t)(order - 1) * sizeof *u->model_prev);
+        memmove(u->t_prev, u->t_prev + 1, (size_t)(order - 1) * sizeof *u->t_prev);
+        u->count--;
+        u->model_prev[u->count] = *model;
+        *model = oldest;
+    } else {
+        float *spare = u->model_prev[u->count];
+        u->model_prev[u->count] = *model;
+        *model = spare;
+    }
+    u->t_prev[u->count] = t;
+    u->count++;
+}
+
+/* UniPC (bh1) multistep as ComfyUI runs it: order min(3, steps - 1), lower
+ * orders for the first and last steps, no corrector on the final step, and
+ * a final sigma of 0 replaced by 0.001. */
+static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    int steps = r->steps;
+    int order = steps - 1 < UNIPC_MAX_ORDER ? steps - 1 : UNIPC_MAX_ORDER;
+    unipc_state u = {.count = 0};
+    for (int k = 0; k < UNIPC_MAX_ORDER; k++) u.model_prev[k] = ws + (size_t)k * n;
+    u.x_t_ = ws + 3 * n;
+    u.d1s[0] = ws + 4 * n;
+    u.d1s[1] = ws + 5 * n;
+    u.x_k = ws + 6 * n;
+    u.model_t = ws + 7 * n;
+    float t_last = r->sigmas[steps] == 0.0f ? 0.001f : r->sigmas[steps];
+#define UNIPC_T(i) ((i) == steps ? t_last : r->sigmas[i])
+
+    float t0 = r->sigmas[0];
+    float start_scale = sqrtf(1.0f + t0 * t0);
+    for (size_t j = 0; j < n; j++) x[j] = x[j] / start_scale;
+
+    for (int step_index = 0; step_index < steps; step_index++) {
+        bool evaluated;
+        if (step_index == 0) {
+            TRY(unipc_x0(r, x, t0, u.x_k, u.model_t));
+            unipc_push(&u, UNIPC_MAX_ORDER, t0, &u.model_t);
+        } else if (step_index < order) {
+            float t = UNIPC_T(step_index);
+            TRY(unipc_update(r, &u, x, t, step_index, true, &evaluated));
+            if (!evaluated) TRY(unipc_x0(r, x, t, u.x_k, u.model_t));
+            unipc_push(&u, UNIPC_MAX_ORDER, t, &u.model_t);
+        } else {
+            int last = step_index == steps - 1 ? steps : step_index;
+            for (int step = step_index; step <= last; step++) {
+                float t = UNIPC_T(step);
+                int step_order = steps + 1 - step < order ? steps + 1 - step : order;
+                TRY(unipc_update(r, &u, x, t, step_order, step != steps, &evaluated));
+                if (step < steps) {
+                    if (!evaluated) TRY(unipc_x0(r, x, t, u.x_k, u.model_t));
+                    unipc_push(&u, order, t, &u.model_t);
+                } else {
+                    /* the final point needs no x0 prediction, only its place */
+                    u.t_prev[u.count - 1] = t;
+                }
+            }
+        }
+        TRY(report(r, step_index, u.model_prev[u.count - 1]));
+    }
+#undef UNIPC_T
+    float end_alpha = vp_alpha(t_last);
+    for (size_t j = 0; j < n; j++) x[j] = x[j] / end_alpha;
+    return KILN_OK;
+}
+
+static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
+    [KILN_SAMPLER_EULER] = "euler",
+    [KILN_SAMPLER_EULER_ANCESTRAL] = "euler_ancestral",
+    [KILN_SAMPLER_HEUN] = "heun",
+    [KILN_SAMPLER_DPM_2] = "dpm_2",
+    [KILN_SAMPLER_DPM_2_ANCESTRAL] = "dpm_2_ancestral",
+    [KILN_SAMPLER_LMS] = "lms",
+    [KILN_SAMPLER_DPMPP_2S_ANCESTRAL] = "dpmpp_2s_ancestral",
+    [KILN_SAMPLER_DPMPP_SDE] = "dpmpp_sde",
+    [KILN_SAMPLER_DPMPP_2M] = "dpmpp_2m",
+    [KILN_SAMPLER_DPMPP_2M_SDE] = "dpmpp_2m_sde",
+    [KILN_SAMPLER_DPMPP_3M_SDE] = "dpmpp_3m_sde",
+    [KILN_SAMPLER_LCM] = "lcm",
+    [KILN_SAMPLER_IPNDM] = "ipndm",
+    [KILN_SAMPLER_DEIS] = "deis",
+    [KILN_SAMPLER_DDIM] = "ddim",
+    [KILN_SAMPLER_UNI_PC] = "uni_pc",
+};
+
+/* ComfyUI v0.3.64 samplers kiln does not implement yet. */
+static const char *const comfyui_only_samplers[] = {
+    "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2", "dpm_fast", "dpm_adaptive",
+    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde_gpu", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu", "ddpm", "ipndm_v",
+    "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
+    "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver",
+    "sa_solver_pece", "uni_pc_bh2",
+};
+
+const char *kiln_sampler_name(kiln_sampler sampler)
+{
+    return (unsigned)sampler < KILN_SAMPLER_COUNT ? sampler_names[sampler] : NULL;
+}
+
+kiln_status kiln_sampler_from_name(const char *name, kiln_sampler *out)
+{
+    char valid[512] = "";
+    for (int s = 0; s < KILN_SAMPLER_COUNT; s++) {
+        if (name && strcmp(name, sampler_names[s]) == 0) {
+            *out = (kiln_sampler)s;
+            return KILN_OK;
+        }
+        strcat(valid, s ? ", " : "");
+        strcat(valid, sampler_names[s]);
+    }
+    for (size_t i = 0; name && i < sizeof comfyui_only_samplers / sizeof *comfyui_only_samplers; i++)
+        if (strcmp(name, comfyui_only_samplers[i]) == 0)
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "sampler \"%s\" is not implemented in kiln (valid: %s)", name,
+                             valid);
+    return kiln_fail(KILN_ERR_INVALID_ARG, "unknown sampler \"%s\" (valid: %s)", name ? name : "(null)", valid);
+}
+
+kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler)
+{
+    switch (sampler) {
+    case KILN_SAMPLER_EULER_ANCESTRAL:
+    case KILN_SAMPLER_DPM_2_ANCESTRAL:
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
+    case KILN_SAMPLER_LCM: return KILN_SAMPLER_NOISE_ANCESTRAL;
+    case KILN_SAMPLER_DPMPP_SDE:
+    case KILN_SAMPLER_DPMPP_2M_SDE:
+    case KILN_SAMPLER_DPMPP_3M_SDE: return KILN_SAMPLER_NOISE_BROWNIAN;
+    default: return KILN_SAMPLER_NOISE_NONE;
+    }
+}
+
+bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler)
+{
+    return sampler == KILN_SAMPLER_DPM_2 || sampler == KILN_SAMPLER_DPM_2_ANCESTRAL || sampler == KILN_SAMPLER_UNI_PC;
+}
+
+void kiln_sample_args_init(kiln_sample_args *args)
+{
+    memset(args, 0, sizeof *args);
+    args->eta = 1.0f;
+    args->s_noise = 1.0f;
+}
+
+kiln_status kiln_sample(const kiln_sample_args *args, float *x)
+{
+    const char *name = kiln_sampler_name(args->sampler);
+    if (!name) return kiln_fail(KILN_ERR_INVALID_ARG, "sample: no sampler with id %d", (int)args->sampler);
+    if (!args->denoise) return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: no denoiser callback", name);
+    if (args->n == 0 || !x) return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: empty latent", name);
+    if (args->nsigmas == 0 || !args->sigmas) return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: no sigmas", name);
+    for (size_t i = 0; i < args->nsigmas; i++) {
+        float s = args->sigmas[i];
+        bool last = i + 1 == args->nsigmas;
+        if (!isfinite(s) || s < 0.0f || (!last && s == 0.0f))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: sigma %zu is %g (need finite, > 0 before the last)",
+                             name, i, (double)s);
+    }
+    if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
+                         (double)args->eta, (double)args->s_noise);
+    if (args->nsigmas == 1) return KILN_OK; /* nothing to walk, as in ComfyUI */
+
+    sampler_run r = {.args = args, .sigmas = args->sigmas, .steps = (int)(args->nsigmas - 1), .n = args->n};
+    r.noise = args->noise;
+    r.noise_ctx = args->noise_ctx;
+    if (!r.noise) {
+        kiln_rng_seed(&r.default_rng, args->seed);
+        r.noise = kiln_noise_from_rng;
+        r.noise_ctx = &r.default_rng;
+    }
+    float *ws = malloc(WORKSPACE_BUFFERS * args->n * sizeof *ws);
+    if (!ws) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sample %s: workspace of %d x %zu floats", name,
+                              WORKSPACE_BUFFERS, args->n);
+    kiln_status st = KILN_OK;
+    switch (args->sampler) {
+    case KILN_SAMPLER_EULER:
+    case KILN_SAMPLER_DDIM: st = sample_euler(&r, x, ws); break;
+    case KILN_SAMPLER_EULER_ANCESTRAL: st = sample_euler_ancestral(&r, x, ws); break;
+    case KILN_SAMPLER_HEUN: st = sample_heun(&r, x, ws); break;
+    case KILN_SAMPLER_DPM_2: st = sample_dpm_2(&r, x, ws); break;
+    case KILN_SAMPLER_DPM_2_ANCESTRAL: st = sample_dpm_2_ancestral(&r, x, ws); break;
+    case KILN_SAMPLER_LMS: st = sample_lms(&r, x, ws); break;
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL: st = sample_dpmpp_2s_ancestral(&r, x, ws); break;
+    case KILN_SAMPLER_DPMPP_SDE: st = sample_dpmpp_sde(&r, x, ws); break;
+    case KILN_SAMPLER_DPMPP_2M: st = sample_dpmpp_2m(&r, x, ws); break;
+    case KILN_SAMPLER_DPMPP_2M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 2); break;
+    case KILN_SAMPLER_DPMPP_3M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 3); break;
+    case KILN_SAMPLER_LCM: st = sample_lcm(&r, x, ws); break;
+    case KILN_SAMPLER_IPNDM: st = sample_ipndm(&r, x, ws); break;
+    case KILN_SAMPLER_DEIS: st = sample_deis(&r, x, ws); break;
+    case KILN_SAMPLER_UNI_PC: st = sample_uni_pc(&r, x, ws); break;
+    case KILN_SAMPLER_COUNT: break;
+    }
+    free(ws);
+    return st;
+}
+
+void kiln_sampler_start_x(const kiln_model_sampling *ms, float sigma0, const float *noise, const float *latent,
+                          float *x, size_t n)
+{
+    double sigma_max = kiln_sigma_max(ms);
+    bool max_denoise = fabs(sigma_max - sigma0) <= 1e-5 * fmax(fabs(sigma_max), fabs((double)sigma0)) ||
+                       sigma0 > sigma_max;
+    float scale = sigma0;
+    if (max_denoise) {
+        float variance = 1.0f + sigma0 * sigma0;
+        scale = sqrtf(variance);
+    }
+    for (size_t j = 0; j < n; j++) {
+        float scaled = noise[j] * scale;
+        x[j] = latent ? scaled + latent[j] : scaled;
+    }
+}

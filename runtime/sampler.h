@@ -1,0 +1,115 @@
+/* Samplers: walk a latent down a list of sigmas with ComfyUI's names and
+ * math (comfy/k_diffusion/sampling.py, comfy/extra_samplers/uni_pc.py,
+ * v0.3.64 defaults: eta 1, s_noise 1, dpmpp_sde r = 1/2, dpmpp_2m_sde
+ * midpoint, lms order 4, ipndm order 4, deis order 3 "tab", uni_pc bh1).
+ *
+ * The latent is x in k-diffusion form (x = x0 + sigma * eps, n floats, the
+ * whole batch). The model is behind a denoiser callback that returns the x0
+ * prediction for (x, sigma); classifier-free guidance, the timestep lookup
+ * and the input scaling 1/sqrt(sigma^2 + 1) all live in that callback. */
+#ifndef KILN_SAMPLER_H
+#define KILN_SAMPLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln.h"
+#include "rng.h"
+#include "schedule.h"
+
+/* x (n) at noise level sigma -> denoised (n), the model's x0 prediction. */
+typedef kiln_status (*kiln_denoise_fn)(void *ctx, const float *x, float sigma, float *denoised);
+
+/* Fills noise (n) with standard normal noise for the step from sigma to
+ * sigma_next (ancestral samplers, lcm: a fresh draw; SDE samplers: the
+ * Brownian increment over [sigma_next, sigma] divided by its standard
+ * deviation). */
+typedef kiln_status (*kiln_noise_fn)(void *ctx, float sigma, float sigma_next, float *noise, size_t n);
+
+/* Called once per step (0 <= step < total) with that step's x0 prediction
+ * (n); a status other than KILN_OK stops sampling and is returned. */
+typedef kiln_status (*kiln_progress_fn)(void *ctx, int step, int total, const float *denoised);
+
+typedef enum kiln_sampler {
+    KILN_SAMPLER_EULER,
+    KILN_SAMPLER_EULER_ANCESTRAL,
+    KILN_SAMPLER_HEUN,
+    KILN_SAMPLER_DPM_2,
+    KILN_SAMPLER_DPM_2_ANCESTRAL,
+    KILN_SAMPLER_LMS,
+    KILN_SAMPLER_DPMPP_2S_ANCESTRAL,
+    KILN_SAMPLER_DPMPP_SDE,
+    KILN_SAMPLER_DPMPP_2M,
+    KILN_SAMPLER_DPMPP_2M_SDE,
+    KILN_SAMPLER_DPMPP_3M_SDE,
+    KILN_SAMPLER_LCM,
+    KILN_SAMPLER_IPNDM,
+    KILN_SAMPLER_DEIS,
+    KILN_SAMPLER_DDIM,   /* ComfyUI's ddim is euler (it differs only when inpainting) */
+    KILN_SAMPLER_UNI_PC, /* UniPC bh1, order 3, data prediction */
+    KILN_SAMPLER_COUNT
+} kiln_sampler;
+
+/* What a sampler draws noise for. */
+typedef enum kiln_sampler_noise {
+    KILN_SAMPLER_NOISE_NONE,      /* deterministic */
+    KILN_SAMPLER_NOISE_ANCESTRAL, /* one independent randn(x.shape) per call */
+    KILN_SAMPLER_NOISE_BROWNIAN,  /* Brownian increments (ComfyUI: a torchsde BrownianTree) */
+} kiln_sampler_noise;
+
+/* "dpmpp_2m" -> KILN_SAMPLER_DPMPP_2M. Errors: KILN_ERR_UNSUPPORTED for a
+ * ComfyUI sampler kiln does not have yet, KILN_ERR_INVALID_ARG for a name
+ * ComfyUI does not have either; both messages list the valid names. */
+kiln_status kiln_sampler_from_name(const char *name, kiln_sampler *out);
+/* The ComfyUI name; NULL for a value out of range. */
+const char *kiln_sampler_name(kiln_sampler sampler);
+kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler);
+/* dpm_2, dpm_2_ancestral and uni_pc get a schedule one step longer with its
+ * second-to-last sigma dropped (pass this to kiln_ksampler_sigmas). */
+bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler);
+
+typedef struct kiln_sample_args {
+    kiln_sampler sampler;
+    const float *sigmas;        /* (nsigmas) descending noise levels, normally ending in 0 */
+    size_t nsigmas;
+    size_t n;                   /* latent elements, whole batch */
+    kiln_denoise_fn denoise;    /* required */
+    void *denoise_ctx;
+    /* Noise for ancestral and SDE samplers. NULL: a torch CPU generator
+     * seeded with `seed`, one randn(n) per call, which is exactly ComfyUI's
+     * default_noise_sampler for the ancestral samplers and lcm. For the SDE
+     * samplers ComfyUI uses torchsde's BrownianTree instead, which kiln does
+     * not reproduce: the default then gives the same distribution but not
+     * ComfyUI's draws. */
+    kiln_noise_fn noise;
+    void *noise_ctx;
+    uint64_t seed;
+    kiln_progress_fn progress;  /* may be NULL */
+    void *progress_ctx;
+    float eta;                  /* ancestral / SDE noise amount (default 1; 0 = deterministic) */
+    float s_noise;              /* scale of the added noise (default 1) */
+} kiln_sample_args;
+
+/* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1. */
+void kiln_sample_args_init(kiln_sample_args *args);
+
+/* Runs the sampler: x (n) holds the start latent on entry (see
+ * kiln_sampler_start_x) and the final latent on return. Errors:
+ * KILN_ERR_INVALID_ARG for a missing callback, n == 0, no sigmas, or a
+ * non-finite or non-positive sigma before the last; KILN_ERR_OUT_OF_MEMORY;
+ * and whatever a callback returns. */
+kiln_status kiln_sample(const kiln_sample_args *args, float *x);
+
+/* A kiln_noise_fn drawing torch.randn(n) from the kiln_rng passed as ctx. */
+kiln_status kiln_noise_from_rng(void *rng, float sigma, float sigma_next, float *noise, size_t n);
+
+/* KSampler's start latent: x = noise * sqrt(1 + sigma0^2) + latent when
+ * sigma0 reaches the model's sigma_max (within a relative 1e-5, i.e. txt2img
+ * at denoise 1), otherwise x = noise * sigma0 + latent. `latent` (n) is in
+ * model space (a VAE latent times its scale factor, 0.18215 for SD 1.x);
+ * NULL means zeros (an empty latent). Float32 arithmetic as ComfyUI's. */
+void kiln_sampler_start_x(const kiln_model_sampling *ms, float sigma0, const float *noise, const float *latent,
+                          float *x, size_t n);
+
+#endif

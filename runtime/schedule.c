@@ -1,0 +1,348 @@
+/* The discrete sigma table and ComfyUI's schedulers.
+ *
+ * ComfyUI computes schedules with a mix of Python doubles and float32
+ * tensors; each scheduler below keeps its precision where it matters (the
+ * float32 timestep interpolation, the Python-double index arithmetic that
+ * picks table entries) so the sigmas agree to float32 rounding. */
+#include "schedule.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+#define T_LAST (KILN_TRAIN_TIMESTEPS - 1)
+
+kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_start, double linear_end)
+{
+    if (!(linear_start > 0.0 && linear_start < linear_end && linear_end < 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: need 0 < linear_start (%g) < linear_end (%g) < 1",
+                         linear_start, linear_end);
+    /* betas = linspace(sqrt(start), sqrt(end), 1000)^2 in float64 */
+    double root_start = sqrt(linear_start), root_end = sqrt(linear_end);
+    double step = (root_end - root_start) / T_LAST;
+    double alphas_cumprod = 1.0;
+    for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
+        double root = t < KILN_TRAIN_TIMESTEPS / 2 ? root_start + step * t : root_end - step * (T_LAST - t);
+        alphas_cumprod *= 1.0 - root * root;
+        double sigma = sqrt((1.0 - alphas_cumprod) / alphas_cumprod);
+        ms->sigmas[t] = (float)sigma;
+        ms->log_sigmas[t] = (float)log(sigma);
+    }
+    return KILN_OK;
+}
+
+int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
+{
+    float log_sigma = logf(sigma);
+    int best = 0;
+    float best_dist = fabsf(log_sigma - ms->log_sigmas[0]);
+    for (int t = 1; t < KILN_TRAIN_TIMESTEPS; t++) {
+        float dist = fabsf(log_sigma - ms->log_sigmas[t]);
+        if (dist < best_dist) {
+            best_dist = dist;
+            best = t;
+        }
+    }
+    return best;
+}
+
+float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
+{
+    t = fminf(fmaxf(t, 0.0f), (float)T_LAST);
+    int low = (int)floorf(t), high = (int)ceilf(t);
+    float w = t - floorf(t);
+    float from_low = (1.0f - w) * ms->log_sigmas[low];
+    float from_high = w * ms->log_sigmas[high];
+    return expf(from_low + from_high);
+}
+
+/* torch.linspace(start, end, n) in float32: the first half counts up from
+ * start, the second half down from end. */
+static void linspace_f32(float start, float end, int n, float *out)
+{
+    if (n == 1) {
+        out[0] = start;
+        return;
+    }
+    float step = (end - start) / (float)(n - 1);
+    for (int i = 0; i < n; i++) {
+        if (i < n / 2) {
+            float offset = step * (float)i;
+            out[i] = start + offset;
+        } else {
+            float offset = step * (float)(n - 1 - i);
+            out[i] = end - offset;
+        }
+    }
+}
+
+/* normal and sgm_uniform: timesteps evenly spaced from 999 down to 0 (sgm
+ * leaves out the final 0 and spaces steps + 1 points), each mapped to its
+ * interpolated sigma. (ComfyUI also handles a table whose sigma_min is 0; a
+ * linear-beta table never has one.) */
+static void schedule_normal(const kiln_model_sampling *ms, int steps, bool sgm, float *sigmas)
+{
+    float start = (float)kiln_sigma_to_timestep(ms, kiln_sigma_max(ms));
+    float end = (float)kiln_sigma_to_timestep(ms, kiln_sigma_min(ms));
+    linspace_f32(start, end, sgm ? steps + 1 : steps, sigmas); /* timesteps, mapped in place */
+    for (int i = 0; i < steps; i++) sigmas[i] = kiln_timestep_to_sigma(ms, sigmas[i]);
+    sigmas[steps] = 0.0f;
+}
+
+/* Karras et al. (2022): sigma^(1/7) linear from sigma_max to sigma_min. */
+static void schedule_karras(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    const double rho = 7.0;
+    double min_inv_rho = pow((double)kiln_sigma_min(ms), 1.0 / rho);
+    double max_inv_rho = pow((double)kiln_sigma_max(ms), 1.0 / rho);
+    float span = (float)(min_inv_rho - max_inv_rho);
+    linspace_f32(0.0f, 1.0f, steps, sigmas); /* the ramp, mapped in place */
+    for (int i = 0; i < steps; i++) {
+        float along = sigmas[i] * span;
+        sigmas[i] = powf(along + (float)max_inv_rho, (float)rho);
+    }
+    sigmas[steps] = 0.0f;
+}
+
+/* log sigma linear from sigma_max to sigma_min. */
+static void schedule_exponential(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    linspace_f32((float)log((double)kiln_sigma_max(ms)), (float)log((double)kiln_sigma_min(ms)), steps, sigmas);
+    for (int i = 0; i < steps; i++) sigmas[i] = expf(sigmas[i]);
+    sigmas[steps] = 0.0f;
+}
+
+/* Every (1000 / steps)-th table entry from the top, the stride in Python
+ * doubles and truncated. */
+static void schedule_simple(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    double stride = (double)KILN_TRAIN_TIMESTEPS / steps;
+    for (int i = 0; i < steps; i++) sigmas[i] = ms->sigmas[T_LAST - (int)(i * stride)];
+    sigmas[steps] = 0.0f;
+}
+
+/* Table entries 1, 1 + k, 1 + 2k, ... below 1000 with k = 1000 // steps,
+ * reversed, then 0: the count is whatever that walk gives, not always
+ * steps + 1. Returns the count. */
+static size_t schedule_ddim_uniform(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    int stride = KILN_TRAIN_TIMESTEPS / steps;
+    if (stride < 1) stride = 1;
+    size_t count = 0;
+    for (int t = 1; t < KILN_TRAIN_TIMESTEPS; t += stride) count++;
+    size_t i = 0;
+    for (int t = 1; t < KILN_TRAIN_TIMESTEPS; t += stride) sigmas[count - 1 - i++] = ms->sigmas[t];
+    sigmas[count] = 0.0f;
+    return count + 1;
+}
+
+/* ln B(a, b) */
+static double log_beta_fn(double a, double b) { return lgamma(a) + lgamma(b) - lgamma(a + b); }
+
+/* The continued fraction of the regularized incomplete beta function,
+ * I_x(a, b) = x^a (1-x)^b / (a B(a, b)) * cf, evaluated with the modified
+ * Lentz method. Converges quickly for x < (a + 1) / (a + b + 2). */
+static double incomplete_beta_cf(double a, double b, double x)
+{
+    const double tiny = 1e-300;
+    double c = 1.0;
+    double d = 1.0 - (a + b) * x / (a + 1.0);
+    d = 1.0 / (fabs(d) < tiny ? tiny : d);
+    double cf = d;
+    for (int m = 1; m <= 500; m++) {
+        for (int odd = 0; odd < 2; odd++) {
+            double coeff = odd ? -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))
+                               : m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
+            d = 1.0 + coeff * d;
+            d = 1.0 / (fabs(d) < tiny ? tiny : d);
+            c = 1.0 + coeff / c;
+            if (fabs(c) < tiny) c = tiny;
+            double delta = c * d;
+            cf *= delta;
+            if (odd && fabs(delta - 1.0) < 1e-16) return cf;
+        }
+    }
+    return cf;
+}
+
+/* The regularized incomplete beta function I_x(a, b). */
+static double incomplete_beta(double a, double b, double x)
+{
+    if (x <= 0.0) return 0.0;
+    if (x >= 1.0) return 1.0;
+    double log_front = a * log(x) + b * log1p(-x) - log_beta_fn(a, b);
+    if (x < (a + 1.0) / (a + b + 2.0)) return exp(log_front) * incomplete_beta_cf(a, b, x) / a;
+    return 1.0 - exp(log_front) * incomplete_beta_cf(b, a, 1.0 - x) / b;
+}
+
+/* The inverse of I_x(a, b) in x (scipy.stats.beta.ppf): Newton steps on the
+ * incomplete beta, kept inside a shrinking bracket by bisection, to full
+ * double precision. */
+static double incomplete_beta_inverse(double a, double b, double p)
+{
+    if (p <= 0.0) return 0.0;
+    if (p >= 1.0) return 1.0;
+    /* a symmetric distribution's median is exactly 1/2; iterating would land
+     * an ulp off, which the beta scheduler's rint(0.5 * 999) would turn into
+     * the wrong timestep */
+    if (a == b && p == 0.5) return 0.5;
+    double lo = 0.0, hi = 1.0, x = 0.5;
+    double log_norm = log_beta_fn(a, b);
+    for (int iter = 0; iter < 300; iter++) {
+        double err = incomplete_beta(a, b, x) - p;
+        if (err == 0.0) return x;
+        if (err < 0.0) lo = x;
+        else hi = x;
+        double density = exp((a - 1.0) * log(x) + (b - 1.0) * log1p(-x) - log_norm);
+        double next = x - err / density;
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        if (fabs(next - x) <= 1e-17 + 2e-16 * fabs(x) || hi - lo <= 4e-16 * fabs(x)) return next;
+        x = next;
+    }
+    return x;
+}
+
+/* Timesteps at the Beta(0.6, 0.6) quantiles of 1, 1 - 1/steps, ...,
+ * rounded to the table; repeats of the previous timestep are skipped, so
+ * there may be fewer than steps + 1 sigmas. Returns the count. */
+static size_t schedule_beta(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    const double alpha = 0.6, beta = 0.6;
+    double spacing = 1.0 / steps;
+    size_t count = 0;
+    double last_t = -1.0;
+    for (int i = 0; i < steps; i++) {
+        double t = rint(incomplete_beta_inverse(alpha, beta, 1.0 - i * spacing) * T_LAST);
+        if (t != last_t) sigmas[count++] = ms->sigmas[(int)t];
+        last_t = t;
+    }
+    sigmas[count++] = 0.0f;
+    return count;
+}
+
+/* Mochi's schedule: 1 - sigma/sigma_max linear up to 0.025 over the first
+ * half of the steps, then quadratic to 1; Python doubles, then float32. */
+static void schedule_linear_quadratic(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    const double threshold = 0.025;
+    if (steps == 1) {
+        sigmas[0] = kiln_sigma_max(ms);
+        sigmas[1] = 0.0f;
+        return;
+    }
+    int linear_steps = steps / 2;
+    int quadratic_steps = steps - linear_steps;
+    double step_diff = linear_steps - threshold * steps;
+    double quadratic_coef = step_diff / (double)(linear_steps * quadratic_steps * quadratic_steps);
+    double linear_coef = threshold / linear_steps - 2 * step_diff / (double)(quadratic_steps * quadratic_steps);
+    double constant = quadratic_coef * (double)(linear_steps * linear_steps);
+    for (int i = 0; i <= steps; i++) {
+        double unit; /* 1 - sigma / sigma_max */
+        if (i == steps) unit = 1.0;
+        else if (i < linear_steps) unit = i * threshold / linear_steps;
+        else unit = quadratic_coef * (double)(i * i) + linear_coef * i + constant;
+        sigmas[i] = (float)(1.0 - unit) * kiln_sigma_max(ms);
+    }
+}
+
+/* Align Your Steps' KL-optimal schedule: atan(sigma) linear from sigma_max
+ * to sigma_min. */
+static void schedule_kl_optimal(const kiln_model_sampling *ms, int steps, float *sigmas)
+{
+    float atan_min = (float)atan((double)kiln_sigma_min(ms));
+    float atan_max = (float)atan((double)kiln_sigma_max(ms));
+    for (int i = 0; i < steps; i++) {
+        float frac = (float)i / (float)(steps - 1);
+        float toward_min = frac * atan_min;
+        float toward_max = (1.0f - frac) * atan_max;
+        sigmas[i] = tanf(toward_min + toward_max);
+    }
+    sigmas[steps] = 0.0f;
+}
+
+static const char *const scheduler_names[KILN_SCHEDULER_COUNT] = {
+    [KILN_SCHEDULER_SIMPLE] = "simple",
+    [KILN_SCHEDULER_SGM_UNIFORM] = "sgm_uniform",
+    [KILN_SCHEDULER_KARRAS] = "karras",
+    [KILN_SCHEDULER_EXPONENTIAL] = "exponential",
+    [KILN_SCHEDULER_DDIM_UNIFORM] = "ddim_uniform",
+    [KILN_SCHEDULER_BETA] = "beta",
+    [KILN_SCHEDULER_NORMAL] = "normal",
+    [KILN_SCHEDULER_LINEAR_QUADRATIC] = "linear_quadratic",
+    [KILN_SCHEDULER_KL_OPTIMAL] = "kl_optimal",
+};
+
+const char *kiln_scheduler_name(kiln_scheduler scheduler)
+{
+    return (unsigned)scheduler < KILN_SCHEDULER_COUNT ? scheduler_names[scheduler] : NULL;
+}
+
+kiln_status kiln_scheduler_from_name(const char *name, kiln_scheduler *out)
+{
+    char valid[256] = "";
+    for (int s = 0; s < KILN_SCHEDULER_COUNT; s++) {
+        if (name && strcmp(name, scheduler_names[s]) == 0) {
+            *out = (kiln_scheduler)s;
+            return KILN_OK;
+        }
+        strcat(valid, s ? ", " : "");
+        strcat(valid, scheduler_names[s]);
+    }
+    return kiln_fail(KILN_ERR_INVALID_ARG, "unknown scheduler \"%s\" (valid: %s)", name ? name : "(null)", valid);
+}
+
+kiln_status kiln_scheduler_sigmas(const kiln_model_sampling *ms, kiln_scheduler scheduler, int steps,
+                                  float **sigmas, size_t *count)
+{
+    if ((unsigned)scheduler >= KILN_SCHEDULER_COUNT)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "scheduler: no scheduler with id %d", (int)scheduler);
+    int min_steps = scheduler == KILN_SCHEDULER_KL_OPTIMAL ? 2 : 1;
+    if (steps < min_steps || steps > 100000)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "scheduler %s: steps %d out of range [%d, 100000]",
+                         scheduler_names[scheduler], steps, min_steps);
+    /* ddim_uniform can give up to one sigma per table entry, more than steps + 1 */
+    size_t capacity = (size_t)steps + 1 > KILN_TRAIN_TIMESTEPS + 1 ? (size_t)steps + 1 : KILN_TRAIN_TIMESTEPS + 1;
+    float *out = malloc(capacity * sizeof *out);
+    if (!out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "scheduler %s: %zu sigmas", scheduler_names[scheduler], capacity);
+    size_t n = (size_t)steps + 1;
+    switch (scheduler) {
+    case KILN_SCHEDULER_SIMPLE: schedule_simple(ms, steps, out); break;
+    case KILN_SCHEDULER_SGM_UNIFORM: schedule_normal(ms, steps, true, out); break;
+    case KILN_SCHEDULER_KARRAS: schedule_karras(ms, steps, out); break;
+    case KILN_SCHEDULER_EXPONENTIAL: schedule_exponential(ms, steps, out); break;
+    case KILN_SCHEDULER_DDIM_UNIFORM: n = schedule_ddim_uniform(ms, steps, out); break;
+    case KILN_SCHEDULER_BETA: n = schedule_beta(ms, steps, out); break;
+    case KILN_SCHEDULER_NORMAL: schedule_normal(ms, steps, false, out); break;
+    case KILN_SCHEDULER_LINEAR_QUADRATIC: schedule_linear_quadratic(ms, steps, out); break;
+    case KILN_SCHEDULER_KL_OPTIMAL: schedule_kl_optimal(ms, steps, out); break;
+    case KILN_SCHEDULER_COUNT: break;
+    }
+    *sigmas = out;
+    *count = n;
+    return KILN_OK;
+}
+
+kiln_status kiln_ksampler_sigmas(const kiln_model_sampling *ms, kiln_scheduler scheduler, bool discard_penultimate,
+                                 int steps, double denoise, float **sigmas, size_t *count)
+{
+    if (steps < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "sampling: steps must be at least 1 (got %d)", steps);
+    if (!(denoise > 0.0 && denoise <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sampling: denoise must be in (0, 1] (got %g)", denoise);
+    /* ComfyUI treats denoise above 0.9999 as a full schedule */
+    int schedule_steps = denoise > 0.9999 ? steps : (int)(steps / denoise);
+    if (discard_penultimate) schedule_steps += 1;
+    float *all;
+    size_t n;
+    TRY(kiln_scheduler_sigmas(ms, scheduler, schedule_steps, &all, &n));
+    if (discard_penultimate && n >= 2) {
+        all[n - 2] = all[n - 1];
+        n -= 1;
+    }
+    size_t keep = denoise > 0.9999 || n < (size_t)steps + 1 ? n : (size_t)steps + 1;
+    memmove(all, all + (n - keep), keep * sizeof *all);
+    *sigmas = all;
+    *count = keep;
+    return KILN_OK;
+}

@@ -1,0 +1,295 @@
+/* Samplers against ComfyUI without the model: a mock denoiser replays the
+ * golden run's UNet calls. For call k it checks that the sampler asks at the
+ * same point (x / sqrt(sigma^2 + 1) equals the golden UNet input, and sigma
+ * maps to the golden timestep) and answers x - sigma * eps_k with the
+ * golden guided eps, so every x update the sampler makes is its own and
+ * shows up in the next call's input and in the final latent. */
+#include "kiln_test.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+#include "sampler.h"
+#include "schedule.h"
+#include "status.h"
+
+#define SEED 42
+#define TOLERANCE 1e-5
+
+static kiln_model_sampling sd15;
+static kiln_st_file *data;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (kiln_model_sampling_init(&sd15, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END) != KILN_OK) return -1;
+    return kiln_st_open(kiln_test_data("comfyui/samplers.safetensors"), &data) == KILN_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kiln_st_close(data);
+    return 0;
+}
+
+static float *read_tensor(const char *run, const char *field, size_t *count)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", run, field);
+    float *v = NULL;
+    assert_kiln_ok(kiln_st_read_f32(data, name, &v, count));
+    return v;
+}
+
+typedef struct replay {
+    const char *run;
+    size_t n;          /* latent floats (B x 4 x 8 x 8) */
+    float *eps, *xc, *t;
+    size_t calls, call; /* golden UNet calls, calls made so far */
+    double worst_input;
+    float *draws, *draw_sigmas;
+    size_t ndraws, draw;
+    int progress_calls;
+} replay;
+
+static kiln_status replay_denoise(void *ctx, const float *x, float sigma, float *denoised)
+{
+    replay *r = ctx;
+    if (r->call >= r->calls) fail_msg("%s: more than the %zu UNet calls ComfyUI made", r->run, r->calls);
+    const float *eps = r->eps + r->call * r->n, *xc = r->xc + r->call * r->n;
+    int t = kiln_sigma_to_timestep(&sd15, sigma);
+    if (t != (int)r->t[r->call])
+        fail_msg("%s: call %zu at sigma %.7g (timestep %d), ComfyUI's was timestep %d", r->run, r->call,
+                 (double)sigma, t, (int)r->t[r->call]);
+    float *input = malloc(r->n * sizeof *input);
+    assert_non_null(input);
+    float c_in = 1.0f / sqrtf(sigma * sigma + 1.0f);
+    for (size_t j = 0; j < r->n; j++) input[j] = x[j] * c_in;
+    double err = kiln_rel_l2(input, xc, r->n);
+    free(input);
+    if (!(err <= TOLERANCE)) fail_msg("%s: call %zu input rel L2 %.3g from ComfyUI's", r->run, r->call, err);
+    if (err > r->worst_input) r->worst_input = err;
+    for (size_t j = 0; j < r->n; j++) denoised[j] = x[j] - eps[j] * sigma;
+    r->call++;
+    return KILN_OK;
+}
+
+/* Hands out the golden Brownian draws in order, checking the interval. */
+static kiln_status replay_noise(void *ctx, float sigma, float sigma_next, float *noise, size_t n)
+{
+    replay *r = ctx;
+    if (r->draw >= r->ndraws) fail_msg("%s: more than the %zu noise draws ComfyUI made", r->run, r->ndraws);
+    const float *want = r->draw_sigmas + 2 * r->draw;
+    if (fabsf(sigma - want[0]) > 1e-6f * want[0] || fabsf(sigma_next - want[1]) > 1e-6f * want[1])
+        fail_msg("%s: draw %zu for (%g, %g), ComfyUI's was for (%g, %g)", r->run, r->draw, (double)sigma,
+                 (double)sigma_next, (double)want[0], (double)want[1]);
+    assert_int_equal(n, r->n);
+    memcpy(noise, r->draws + r->draw * n, n * sizeof *noise);
+    r->draw++;
+    return KILN_OK;
+}
+
+static kiln_status count_progress(void *ctx, int step, int total, const float *denoised)
+{
+    replay *r = ctx;
+    assert_int_equal(step, r->progress_calls);
+    assert_non_null(denoised);
+    (void)total;
+    r->progress_calls++;
+    return KILN_OK;
+}
+
+/* Replays golden run `run` with `sampler` (and eta) and checks the final
+ * latent. */
+static void replay_run(const char *run, kiln_sampler sampler, float eta)
+{
+    replay r = {.run = run};
+    size_t nsigmas, n_init, n_final, n_eps, n_xc, n_t;
+    float *sigmas = read_tensor(run, "sigmas", &nsigmas);
+    float *x = read_tensor(run, "x_init", &n_init);
+    float *x_final = read_tensor(run, "x_final", &n_final);
+    r.eps = read_tensor(run, "eps", &n_eps);
+    r.xc = read_tensor(run, "xc", &n_xc);
+    r.t = read_tensor(run, "t", &n_t);
+    r.n = n_init;
+    r.calls = n_t;
+    assert_int_equal(n_eps, r.calls * r.n);
+    assert_int_equal(n_xc, r.calls * r.n);
+
+    kiln_sample_args args;
+    kiln_sample_args_init(&args);
+    args.sampler = sampler;
+    args.sigmas = sigmas;
+    args.nsigmas = nsigmas;
+    args.n = r.n;
+    args.denoise = replay_denoise;
+    args.denoise_ctx = &r;
+    args.seed = SEED;
+    args.eta = eta;
+    args.progress = count_progress;
+    args.progress_ctx = &r;
+    if (kiln_sampler_noise_kind(sampler) == KILN_SAMPLER_NOISE_BROWNIAN && eta > 0.0f) {
+        size_t n_draws, n_draw_sigmas;
+        r.draws = read_tensor(run, "noise_draws", &n_draws);
+        r.draw_sigmas = read_tensor(run, "noise_sigmas", &n_draw_sigmas);
+        r.ndraws = n_draw_sigmas / 2;
+        assert_int_equal(n_draws, r.ndraws * r.n);
+        args.noise = replay_noise;
+        args.noise_ctx = &r;
+    }
+    assert_kiln_ok(kiln_sample(&args, x));
+
+    if (r.call != r.calls) fail_msg("%s: %zu UNet calls, ComfyUI made %zu", run, r.call, r.calls);
+    if (r.draw != r.ndraws) fail_msg("%s: %zu noise draws, ComfyUI made %zu", run, r.draw, r.ndraws);
+    assert_int_equal(r.progress_calls, (int)nsigmas - 1);
+    double err = kiln_rel_l2(x, x_final, r.n);
+    print_message("  %-38s %-18s eta %g: %2zu calls, inputs rel L2 <= %.2g, x_final rel L2 %.2g\n", run,
+                  kiln_sampler_name(sampler), (double)eta, r.calls, r.worst_input, err);
+    if (!(err <= TOLERANCE)) fail_msg("%s: x_final rel L2 %.3g > %g", run, err, TOLERANCE);
+    free(sigmas);
+    free(x);
+    free(x_final);
+    free(r.eps);
+    free(r.xc);
+    free(r.t);
+    free(r.draws);
+    free(r.draw_sigmas);
+}
+
+/* Every sampler run in the data (16 samplers x normal, two img2img). The
+ * ancestral samplers and lcm use the default noise: a torch generator
+ * seeded with the seed, as ComfyUI's default_noise_sampler. */
+static void every_sampler_matches_comfyui(void **state)
+{
+    (void)state;
+    int runs = 0;
+    for (size_t i = 0; i < kiln_st_count(data); i++) {
+        const char *name = kiln_st_at(data, i)->name;
+        size_t len = strlen(name);
+        if (len < 5 || strcmp(name + len - 4, ".eps") != 0) continue;
+        char run[128], key[160];
+        snprintf(run, sizeof run, "%.*s", (int)(len - 4), name);
+        snprintf(key, sizeof key, "%s.settings", run);
+        cJSON *settings = cJSON_Parse(kiln_st_metadata(data, key));
+        assert_non_null(settings);
+        kiln_sampler sampler;
+        assert_kiln_ok(kiln_sampler_from_name(cJSON_GetObjectItem(settings, "sampler_name")->valuestring, &sampler));
+        cJSON_Delete(settings);
+        replay_run(run, sampler, 1.0f);
+        runs++;
+    }
+    assert_int_equal(runs, 18);
+}
+
+/* With eta = 0 the DPM-Solver++(2M) SDE is the deterministic 2M solver:
+ * replaying the dpmpp_2m run must give its result, with no noise drawn. */
+static void dpmpp_2m_sde_without_noise_is_dpmpp_2m(void **state)
+{
+    (void)state;
+    replay_run("txt2img_dpmpp_2m_normal_s8", KILN_SAMPLER_DPMPP_2M_SDE, 0.0f);
+}
+
+/* KSampler's start latent, bit for bit: txt2img at sigma_max scales the noise
+ * by sqrt(1 + sigma^2); img2img at a lower sigma scales by sigma and adds the
+ * VAE latent times 0.18215. */
+static void start_x_matches_comfyui(void **state)
+{
+    (void)state;
+    const char *modes[] = {"txt2img", "img2img"};
+    const char *runs[] = {"txt2img_euler_normal_s8", "img2img_d0.6_euler_normal_s8"};
+    for (int m = 0; m < 2; m++) {
+        size_t n, n_init, nsigmas, n_latent;
+        float *noise = read_tensor(modes[m], "noise", &n);
+        float *want = read_tensor(modes[m], "x_init", &n_init);
+        float *sigmas = read_tensor(runs[m], "sigmas", &nsigmas);
+        float *latent = NULL;
+        if (m == 1) {
+            latent = read_tensor(modes[m], "latent_in", &n_latent);
+            for (size_t j = 0; j < n_latent; j++) latent[j] = latent[j] * 0.18215f;
+        }
+        float *x = malloc(n * sizeof *x);
+        assert_non_null(x);
+        kiln_sampler_start_x(&sd15, sigmas[0], noise, latent, x, n);
+        for (size_t j = 0; j < n; j++)
+            if (x[j] != want[j]) fail_msg("%s start x[%zu] = %.9g, ComfyUI %.9g", modes[m], j, (double)x[j],
+                                          (double)want[j]);
+        free(noise);
+        free(want);
+        free(sigmas);
+        free(latent);
+        free(x);
+    }
+}
+
+static kiln_status zero_denoise(void *ctx, const float *x, float sigma, float *denoised)
+{
+    (void)ctx;
+    (void)x;
+    (void)sigma;
+    denoised[0] = 0.0f;
+    return KILN_OK;
+}
+
+static kiln_status stop_at_step_2(void *ctx, int step, int total, const float *denoised)
+{
+    (void)ctx;
+    (void)total;
+    (void)denoised;
+    if (step == 2) return kiln_fail(KILN_ERR_INVALID_ARG, "cancelled at step 2");
+    return KILN_OK;
+}
+
+static void bad_arguments_are_errors(void **state)
+{
+    (void)state;
+    kiln_sampler sampler;
+    assert_int_equal(kiln_sampler_from_name("euler_a", &sampler), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "\"euler_a\""));
+    assert_non_null(strstr(kiln_last_error(), "euler_ancestral"));
+    assert_int_equal(kiln_sampler_from_name("dpm_adaptive", &sampler), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "not implemented"));
+    for (int s = 0; s < KILN_SAMPLER_COUNT; s++) {
+        assert_kiln_ok(kiln_sampler_from_name(kiln_sampler_name((kiln_sampler)s), &sampler));
+        assert_int_equal(sampler, s);
+    }
+
+    float sigmas[4] = {2.0f, 1.0f, 0.5f, 0.0f}, x[1] = {1.0f};
+    kiln_sample_args args;
+    kiln_sample_args_init(&args);
+    args.sigmas = sigmas;
+    args.nsigmas = 4;
+    args.n = 1;
+    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG); /* no denoiser */
+    assert_non_null(strstr(kiln_last_error(), "denoiser"));
+    args.denoise = zero_denoise;
+    sigmas[1] = NAN;
+    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "sigma 1"));
+    sigmas[1] = 0.0f;
+    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
+    sigmas[1] = 1.0f;
+    args.progress = stop_at_step_2;
+    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "cancelled at step 2"));
+    /* euler to a zero x0 prediction halves x, then halves it again, then lands on 0 */
+    args.progress = NULL;
+    x[0] = 1.0f;
+    assert_kiln_ok(kiln_sample(&args, x));
+    assert_float_equal(x[0], 0.0f, 0.0f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(start_x_matches_comfyui),
+        cmocka_unit_test(every_sampler_matches_comfyui),
+        cmocka_unit_test(dpmpp_2m_sde_without_noise_is_dpmpp_2m),
+        cmocka_unit_test(bad_arguments_are_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
