@@ -3,12 +3,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prompt.h"
 #include "status.h"
+#include "tokenizer.h"
 
 void kiln_conditioning_free(kiln_conditioning *c)
 {
     free(c->data);
     c->data = NULL;
+}
+
+typedef struct clip_job {
+    const kiln_model *m;
+    const int32_t *ids; /* (rows, 77) */
+    int rows, skip;
+    float *out;         /* (rows, 77, D) */
+} clip_job;
+
+static kiln_status clip_fn(kiln_graph *g, void *ctx)
+{
+    clip_job *j = ctx;
+    tensor *ids, *z;
+    TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){j->rows, KILN_CLIP_CONTEXT}, j->ids));
+    TRY(kiln_clip_forward(g, &j->m->clip, ids, j->skip, &z));
+    return kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z));
+}
+
+kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
+                               kiln_conditioning *out)
+{
+    kiln_prompt_tokens pt = {0};
+    TRY(kiln_prompt_tokenize(tok, text, &pt));
+    const int T = KILN_CLIP_CONTEXT, D = m->clip.config->hidden;
+    /* one CLIP batch: every window, then the empty prompt when weights need it */
+    int rows = pt.n_windows + (pt.weighted ? 1 : 0);
+    int32_t *ids = malloc((size_t)rows * T * sizeof *ids);
+    float *z = malloc((size_t)rows * T * D * sizeof *z);
+    kiln_status st = KILN_OK;
+    if (!ids || !z) {
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+        goto done;
+    }
+    memcpy(ids, pt.ids, (size_t)pt.n_windows * T * sizeof *ids);
+    if (pt.weighted) {
+        int32_t *empty = ids + (size_t)pt.n_windows * T;
+        empty[0] = KILN_CLIP_BOS;
+        for (int t = 1; t < T; t++) empty[t] = KILN_CLIP_EOS;
+    }
+    kiln_graph *g;
+    if ((st = kiln_graph_create(kiln_weights_backend(m->weights), &g)) != KILN_OK) goto done;
+    clip_job j = {m, ids, rows, clip_skip, z};
+    st = kiln_graph_run(g, clip_fn, &j);
+    kiln_graph_free(g);
+    if (st != KILN_OK) goto done;
+    if (pt.weighted) { /* ComfyUI: z_empty + (z - z_empty) * w for each token weighted != 1 */
+        const float *z_empty = z + (size_t)pt.n_windows * T * D;
+        for (int w = 0; w < pt.n_windows; w++)
+            for (int t = 0; t < T; t++) {
+                float weight = (float)pt.weights[w][t];
+                if (pt.weights[w][t] == 1.0) continue;
+                float *row = z + ((size_t)w * T + t) * D;
+                for (int d = 0; d < D; d++) row[d] = (row[d] - z_empty[(size_t)t * D + d]) * weight + z_empty[(size_t)t * D + d];
+            }
+    }
+    *out = (kiln_conditioning){z, pt.n_windows * T, D};
+    z = NULL;
+done:
+    free(ids);
+    free(z);
+    kiln_prompt_tokens_free(&pt);
+    return st;
 }
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }

@@ -1,6 +1,8 @@
 /* End to end against ComfyUI: for every recorded run (samplers x schedulers,
- * img2img at denoise 0.6), kiln's KSampler from the same conditionings and
- * noise gives the same LATENT, and its VAEDecode + SaveImage the same pixels.
+ * img2img at denoise 0.6, a long and a weighted prompt, clip skip 2), kiln's
+ * CLIPTextEncode gives the same conditionings from the prompt text, its
+ * KSampler from the same conditionings and noise the same LATENT, and its
+ * VAEDecode + SaveImage the same pixels.
  * The tiny model runs in f32 on the CPU, as ComfyUI did. */
 #include "kiln_test.h"
 
@@ -12,17 +14,19 @@
 #include "golden.h"
 #include "image.h"
 #include "pipeline.h"
+#include "tokenizer.h"
 
 /* The bound for f32 final latents. */
 #define LATENT_TOL 1e-4
 
 static kiln_backend *backend;
 static kiln_model *model;
+static kiln_tokenizer *tokenizer;
 
 static int setup(void **state)
 {
     (void)state;
-    if (kiln_backend_cpu_create(NULL, &backend) != KILN_OK) return -1;
+    if (kiln_backend_cpu_create(NULL, &backend) != KILN_OK || kiln_tokenizer_create(&tokenizer) != KILN_OK) return -1;
     return kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), backend, &model) == KILN_OK ? 0 : -1;
 }
 
@@ -31,6 +35,7 @@ static int teardown(void **state)
     (void)state;
     kiln_model_free(model);
     kiln_backend_free(backend);
+    kiln_tokenizer_free(tokenizer);
     return 0;
 }
 
@@ -68,10 +73,20 @@ static void check_run(const char *file)
     job.noise = noise.data;
     job.init_latent = init.data;
     kiln_conditioning pos = conditioning(f, "positive.cond"), neg = conditioning(f, "negative.cond");
+    print_message("%-40s", file);
+    int clip_skip = atoi(meta(f, "clip_skip"));
+    const char *texts[2] = {meta(f, "positive_prompt"), meta(f, "negative_prompt")};
+    const kiln_conditioning *want_cond[2] = {&pos, &neg};
+    for (int i = 0; i < 2; i++) {
+        kiln_conditioning c;
+        assert_kiln_ok(kiln_encode_prompt(model, tokenizer, texts[i], clip_skip, &c));
+        assert_int_equal(c.tokens, want_cond[i]->tokens);
+        assert_rel_l2_le(c.data, want_cond[i]->data, (size_t)c.tokens * c.dim, LATENT_TOL);
+        kiln_conditioning_free(&c);
+    }
 
     float *latent = NULL, *decoded = NULL;
     assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
-    print_message("%-40s", file);
     assert_rel_l2_le(latent, want.data, want.count, LATENT_TOL);
 
     assert_kiln_ok(kiln_vae_decode_latent(model, latent, job.batch, job.latent_h, job.latent_w, &decoded));

@@ -1,6 +1,6 @@
 """Extracts, from ComfyUI's recorded runs in ../shared/goldens/comfyui/runs
 (ComfyUI v0.3.64 on the tiny SD 1.x model, PyTorch CPU float32), what kiln's
-end-to-end KSampler test needs: the two conditionings, the initial noise, the
+end-to-end KSampler test needs: the prompts and the two conditionings, the initial noise, the
 img2img input latent, the unscaled LATENT out and the saved uint8 image, with
 the run's settings as metadata. Samplers whose noise comes from torchsde's
 Brownian tree (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) are left out: kiln does
@@ -29,7 +29,9 @@ def main():
         keep = {k: t[k] for k in ["positive.cond", "negative.cond", "noise", "latent_out", "image_uint8"]}
         if meta["mode"] == "img2img":
             keep["latent_in"] = t["latent_in"]
-        info = {k: str(meta[k]) for k in ["sampler_name", "scheduler", "steps", "cfg", "seed", "denoise", "batch_size"]}
+        info = {k: str(meta[k]) for k in ["sampler_name", "scheduler", "steps", "cfg", "seed", "denoise", "batch_size",
+                                          "positive_prompt", "negative_prompt"]}
+        info["clip_skip"] = str(-meta["clip_set_last_layer"] if meta["clip_set_last_layer"] else 1)
         save_file(keep, os.path.join(OUT, meta["run_id"] + ".safetensors"), metadata=info)
 
 
