@@ -1,0 +1,429 @@
+/* gen: text (and an optional image) in, PNG files out.
+ *
+ *   gen --prompt "a red circle on a blue background" --output out.png
+ *
+ * With no --model, kiln's embedded default model (kiln-shapes) is used. Every
+ * flag is listed by `gen --help` and in the README. Output files appear only
+ * when complete; on any error gen exits non-zero and writes nothing. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "metadata.h"
+#include "pipeline.h"
+#include "status.h"
+#include "tokenizer.h"
+
+#define KILN_VERSION "0.1.0"
+
+typedef struct gen_options {
+    const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
+    const char *init_image, *init_noise, *save_latent, *info;
+    int width, height, steps, batch, clip_skip, threads, device;
+    double cfg, denoise;
+    uint64_t seed;
+    bool seed_given, size_given, json;
+} gen_options;
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: gen --prompt TEXT [options] --output OUT.png\n"
+            "       gen --info MODEL\n"
+            "\n"
+            "  --model PATH           checkpoint (.safetensors, single-file layout) or diffusers folder;\n"
+            "                         default: the embedded kiln-shapes model\n"
+            "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
+            "  --negative-prompt TEXT\n"
+            "  --width W --height H   pixels (default 512, or the model's native size)\n"
+            "  --steps N              sampling steps (default 20)\n"
+            "  --cfg S                classifier-free guidance scale (default 7)\n"
+            "  --sampler NAME         ComfyUI sampler: euler euler_ancestral heun dpm_2 dpm_2_ancestral lms\n"
+            "                         dpmpp_2s_ancestral dpmpp_sde dpmpp_2m dpmpp_2m_sde dpmpp_3m_sde ddim\n"
+            "                         uni_pc lcm ipndm deis (default euler)\n"
+            "  --scheduler NAME       normal karras exponential sgm_uniform simple ddim_uniform beta\n"
+            "                         linear_quadratic kl_optimal (default normal)\n"
+            "  --seed N               noise seed, as ComfyUI's (default: random, printed)\n"
+            "  --batch B              images per run; B > 1 writes OUT_00001.png, OUT_00002.png, ...\n"
+            "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2\n"
+            "  --init-image FILE      img2img source (PNG or JPEG)\n"
+            "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
+            "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
+            "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
+            "  --backend NAME         cpu, vulkan, cuda or auto (default cpu)\n"
+            "  --device N             GPU index (default: first discrete GPU)\n"
+            "  --threads T            CPU threads (default: all cores)\n"
+            "  --json                 print one JSON line: files written, seed, timings\n"
+            "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n");
+}
+
+static int bad_flag(const char *flag, const char *value, const char *why)
+{
+    fprintf(stderr, "gen: %s %s: %s\n", flag, value, why);
+    return 2;
+}
+
+static bool parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !isfinite(v) || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static int parse(int argc, char **argv, gen_options *o)
+{
+    *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
+                       .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
+                       .negative = ""};
+    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE };
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
+        {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
+        {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
+        {"steps", required_argument, 0, 's'},         {"cfg", required_argument, 0, 'c'},
+        {"sampler", required_argument, 0, 'S'},       {"scheduler", required_argument, 0, 'K'},
+        {"seed", required_argument, 0, 'r'},          {"batch", required_argument, 0, 'b'},
+        {"clip-skip", required_argument, 0, O_CLIP_SKIP}, {"denoise", required_argument, 0, 'd'},
+        {"init-image", required_argument, 0, O_INIT_IMAGE}, {"init-noise", required_argument, 0, O_INIT_NOISE},
+        {"save-latent", required_argument, 0, O_SAVE_LATENT}, {"backend", required_argument, 0, 'B'},
+        {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case O_NEG: o->negative = optarg; break;
+        case 'o': o->output = optarg; break;
+        case 'W':
+            if (!parse_int(optarg, 8, 4096, &o->width)) return bad_flag("--width", optarg, "must be 8..4096");
+            o->size_given = true;
+            break;
+        case 'H':
+            if (!parse_int(optarg, 8, 4096, &o->height)) return bad_flag("--height", optarg, "must be 8..4096");
+            o->size_given = true;
+            break;
+        case 's': if (!parse_int(optarg, 1, 10000, &o->steps)) return bad_flag("--steps", optarg, "must be 1..10000"); break;
+        case 'c': if (!parse_double(optarg, 0, 100, &o->cfg)) return bad_flag("--cfg", optarg, "must be 0..100"); break;
+        case 'S': o->sampler = optarg; break;
+        case 'K': o->scheduler = optarg; break;
+        case 'r': {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (errno || *end || end == optarg || optarg[0] == '-')
+                return bad_flag("--seed", optarg, "must be a non-negative integer below 2^64");
+            o->seed = v;
+            o->seed_given = true;
+            break;
+        }
+        case 'b': if (!parse_int(optarg, 1, KILN_MAX_BATCH, &o->batch)) return bad_flag("--batch", optarg, "must be 1..64"); break;
+        case O_CLIP_SKIP: if (!parse_int(optarg, 1, 24, &o->clip_skip)) return bad_flag("--clip-skip", optarg, "must be 1..24"); break;
+        case 'd':
+            if (!parse_double(optarg, 1e-4, 1, &o->denoise)) return bad_flag("--denoise", optarg, "must be in (0, 1]");
+            break;
+        case O_INIT_IMAGE: o->init_image = optarg; break;
+        case O_INIT_NOISE: o->init_noise = optarg; break;
+        case O_SAVE_LATENT: o->save_latent = optarg; break;
+        case 'B': o->backend = optarg; break;
+        case O_DEVICE: if (!parse_int(optarg, 0, 64, &o->device)) return bad_flag("--device", optarg, "must be 0..64"); break;
+        case 't': if (!parse_int(optarg, 1, 1024, &o->threads)) return bad_flag("--threads", optarg, "must be 1..1024"); break;
+        case O_JSON: o->json = true; break;
+        case O_INFO: o->info = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default:
+            fprintf(stderr, "gen: unknown or incomplete flag '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gen: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (o->info) return 0;
+    if (!o->prompt) {
+        fprintf(stderr, "gen: --prompt is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!o->output) {
+        fprintf(stderr, "gen: --output is required\n");
+        return 2;
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- progress on stderr: a bar on a terminal, plain lines otherwise ---- */
+
+typedef struct progress {
+    double start;
+    bool tty, quiet;
+} progress;
+
+static kiln_status show_progress(void *ctx, int step, int total, const float *denoised)
+{
+    (void)denoised;
+    progress *p = ctx;
+    if (p->quiet) return KILN_OK;
+    int done = step + 1;
+    double elapsed = now_s() - p->start, rate = done / elapsed, eta = (total - done) / rate;
+    if (p->tty) {
+        char bar[31];
+        int fill = done * 30 / total;
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = '\0';
+        fprintf(stderr, "\rsampling [%s] %d/%d  %.2f it/s  ETA %.0fs ", bar, done, total, rate, eta);
+        if (done == total) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "step %d/%d %.2f it/s eta %.1fs\n", done, total, rate, eta);
+    }
+    return KILN_OK;
+}
+
+/* ---- the run ---- */
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "gen: %s: %s\n", what, kiln_last_error());
+    return 1;
+}
+
+static void output_name(const char *output, int index, int batch, char *buf, size_t size)
+{
+    if (batch == 1) {
+        snprintf(buf, size, "%s", output);
+        return;
+    }
+    const char *dot = strrchr(output, '.');
+    const char *slash = strrchr(output, '/');
+    if (!dot || (slash && dot < slash)) dot = output + strlen(output);
+    snprintf(buf, size, "%.*s_%05d%s", (int)(dot - output), output, index + 1, dot);
+}
+
+static int print_info(const char *path)
+{
+    kiln_checkpoint *ck;
+    if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
+    kiln_model_info info;
+    if (kiln_model_inspect(ck, &info) != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        return fail("--info");
+    }
+    printf("model        %s\n", path);
+    printf("family       %s (%s)\n", info.family, kiln_variant_name(info.variant));
+    printf("unet         %s, %.1f M parameters, %s\n", info.unet_name, info.unet_params / 1e6,
+           kiln_dtype_name(info.unet_dtype));
+    printf("text encoder %s, %.1f M parameters\n", info.clip_name, info.clip_params / 1e6);
+    printf("vae          %s, %.1f M parameters\n", info.vae_name, info.vae_params / 1e6);
+    kiln_checkpoint_close(ck);
+    return 0;
+}
+
+/* Loads --init-noise: tensor 'noise' of exactly the latent's shape. */
+static int load_noise(const char *path, const int64_t shape[4], float **out)
+{
+    kiln_st_file *f;
+    if (kiln_st_open(path, &f) != KILN_OK) return fail("--init-noise");
+    const kiln_st_tensor *t = kiln_st_find(f, "noise");
+    int rc = 0;
+    if (!t) {
+        fprintf(stderr, "gen: --init-noise %s: no tensor 'noise'\n", path);
+        rc = 1;
+    } else if (t->ndim != 4 || t->shape[0] != shape[0] || t->shape[1] != shape[1] || t->shape[2] != shape[2] ||
+               t->shape[3] != shape[3]) {
+        fprintf(stderr, "gen: --init-noise %s: 'noise' must have shape [%lld, %lld, %lld, %lld]\n", path,
+                (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3]);
+        rc = 1;
+    } else {
+        size_t count;
+        if (kiln_st_read_f32(f, "noise", out, &count) != KILN_OK) rc = fail("--init-noise");
+    }
+    kiln_st_close(f);
+    return rc;
+}
+
+/* --init-image: loaded, cropped to the VAE's multiple, encoded to an
+ * unscaled latent repeated over the batch. */
+static int encode_init_image(const kiln_model *m, gen_options *o, float **latent)
+{
+    kiln_image img;
+    if (kiln_image_load(o->init_image, &img) != KILN_OK) return fail("--init-image");
+    int f = kiln_vae_factor(m->vae.config);
+    if (kiln_image_crop_to_multiple(&img, f, &img) != KILN_OK) {
+        kiln_image_free(&img);
+        return fail("--init-image");
+    }
+    if (o->size_given && (img.width != o->width || img.height != o->height))
+        fprintf(stderr, "gen: note: --init-image is %dx%d; --width/--height are ignored\n", img.width, img.height);
+    o->width = img.width;
+    o->height = img.height;
+    float *pixels = malloc((size_t)3 * img.width * img.height * sizeof(float)), *one = NULL;
+    if (!pixels) {
+        kiln_image_free(&img);
+        fprintf(stderr, "gen: out of memory\n");
+        return 1;
+    }
+    kiln_image_to_encoder_input(&img, pixels);
+    kiln_status st = kiln_vae_encode_image(m, pixels, 1, img.height, img.width, &one);
+    free(pixels);
+    kiln_image_free(&img);
+    if (st != KILN_OK) return fail("--init-image");
+    size_t per = (size_t)m->vae.config->latent_channels * (o->height / f) * (o->width / f);
+    *latent = malloc(per * o->batch * sizeof(float));
+    if (!*latent) {
+        free(one);
+        fprintf(stderr, "gen: out of memory\n");
+        return 1;
+    }
+    for (int b = 0; b < o->batch; b++) memcpy(*latent + b * per, one, per * sizeof(float));
+    free(one);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    gen_options o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    if (o.info) return print_info(o.info);
+
+    kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch};
+    if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
+    if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
+    if (!o.seed_given && getrandom(&o.seed, sizeof o.seed, 0) != sizeof o.seed) o.seed = (uint64_t)time(NULL);
+    job.seed = o.seed;
+
+    double t_start = now_s();
+    kiln_backend *be;
+    kiln_backend_options bo = {.threads = o.threads, .device = o.device};
+    if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
+    kiln_model *m;
+    kiln_status st = o.model ? kiln_model_load(o.model, be, &m) : kiln_model_load_default(be, &m);
+    if (st != KILN_OK) return fail("--model");
+    if (!o.size_given && !o.init_image) {
+        const char *native = kiln_checkpoint_metadata(m->checkpoint, "kiln.resolution");
+        if (native && atoi(native) >= 8) o.width = o.height = atoi(native);
+    }
+    const char *model_name = o.model ? o.model : "kiln-shapes.safetensors";
+    int f = kiln_vae_factor(m->vae.config);
+    double t_loaded = now_s();
+
+    float *init_latent = NULL, *noise = NULL;
+    if (o.init_image && (rc = encode_init_image(m, &o, &init_latent))) return rc;
+    if (o.width % f || o.height % f) {
+        fprintf(stderr, "gen: --width/--height %dx%d: must be multiples of %d for this model\n", o.width, o.height, f);
+        return 2;
+    }
+    job.latent_h = o.height / f;
+    job.latent_w = o.width / f;
+    job.init_latent = init_latent;
+    int64_t latent_shape[4] = {o.batch, m->unet.config->in_channels, job.latent_h, job.latent_w};
+    if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
+    job.noise = noise;
+
+    kiln_tokenizer *tok;
+    if (kiln_tokenizer_create(&tok) != KILN_OK) return fail("tokenizer");
+    kiln_conditioning pos, neg;
+    if (kiln_encode_prompt(m, tok, o.prompt, o.clip_skip, &pos) != KILN_OK) return fail("--prompt");
+    if (kiln_encode_prompt(m, tok, o.negative, o.clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
+    double t_text = now_s();
+
+    progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
+    job.progress = show_progress;
+    job.progress_ctx = &prog;
+    float *latent = NULL, *decoded = NULL;
+    if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
+    double t_sampled = now_s();
+    if (kiln_vae_decode_latent(m, latent, o.batch, job.latent_h, job.latent_w, &decoded) != KILN_OK)
+        return fail("VAE decode");
+    double t_decoded = now_s();
+
+    if (o.save_latent) {
+        kiln_st_entry e = {"latent", KILN_F32, 4, {latent_shape[0], latent_shape[1], latent_shape[2], latent_shape[3]},
+                           latent};
+        if (kiln_st_write(o.save_latent, &e, 1, NULL, 0) != KILN_OK) return fail("--save-latent");
+    }
+
+    kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
+                         .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
+                         .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
+                         .denoise = o.denoise, .init_image = o.init_image, .version = KILN_VERSION};
+    char *workflow;
+    if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
+    char names[KILN_MAX_BATCH][4096];
+    for (int b = 0; b < o.batch; b++) {
+        kiln_image img;
+        char *parameters;
+        output_name(o.output, b, o.batch, names[b], sizeof names[b]);
+        if (kiln_image_from_decoded(decoded + (size_t)b * 3 * o.width * o.height, o.height, o.width, &img) != KILN_OK)
+            return fail("image");
+        if (kiln_metadata_parameters(&run, b, &parameters) != KILN_OK) return fail("metadata");
+        kiln_png_text text[2] = {{"parameters", parameters}, {"prompt", workflow}};
+        st = kiln_image_save_png(names[b], &img, text, 2);
+        free(parameters);
+        kiln_image_free(&img);
+        if (st != KILN_OK) return fail("--output");
+    }
+    double t_end = now_s();
+
+    if (o.json) {
+        printf("{\"files\":[");
+        for (int b = 0; b < o.batch; b++) {
+            printf("%s\"", b ? "," : "");
+            for (const char *c = names[b]; *c; c++) /* JSON string escaping */
+                (*c == '"' || *c == '\\') ? printf("\\%c", *c) : (unsigned char)*c < 0x20 ? printf("\\u%04x", *c) : putchar(*c);
+            printf("\"");
+        }
+        printf("],\"seed\":%" PRIu64 ",\"width\":%d,\"height\":%d,\"steps\":%d,\"backend\":\"%s\","
+               "\"load_s\":%.3f,\"text_encoder_s\":%.3f,\"sampling_s\":%.3f,\"it_per_s\":%.3f,\"vae_decode_s\":%.3f,"
+               "\"total_s\":%.3f}\n",
+               o.seed, o.width, o.height, o.steps, be->name, t_loaded - t_start, t_text - t_loaded,
+               t_sampled - t_text, o.steps / (t_sampled - t_text), t_decoded - t_sampled, t_end - t_start);
+    } else {
+        fprintf(stderr, "gen: wrote %s%s (seed %" PRIu64 ", %.1fs)\n", names[0], o.batch > 1 ? " ..." : "", o.seed,
+                t_end - t_start);
+    }
+    free(workflow);
+    free(latent);
+    free(decoded);
+    free(noise);
+    free(init_latent);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    return 0;
+}
