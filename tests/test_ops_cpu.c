@@ -53,6 +53,20 @@ static void cpu_fp8_weights_matmul(void **state)
     run_suite(cpu_backend(), KILN_F8_E5M2, "matmul");
 }
 
+/* Pools of one thread (every op inline) and of more threads than this
+ * machine's cores, with an odd count, partition the heavy ops differently. */
+static void cpu_other_thread_counts(void **state)
+{
+    (void)state;
+    const char *const heavy[] = {"matmul", "conv2d", "attention", "group_norm"};
+    for (int threads = 1; threads <= 3; threads += 2)
+        for (size_t i = 0; i < sizeof heavy / sizeof heavy[0]; i++) {
+            kiln_backend *be = NULL;
+            assert_kiln_ok(kiln_backend_cpu_create(&(kiln_backend_options){.threads = threads}, &be));
+            run_suite(be, KILN_F16, heavy[i]);
+        }
+}
+
 static void reference_loops_match_float64(void **state)
 {
     (void)state;
@@ -147,6 +161,7 @@ int main(void)
         cmocka_unit_test(cpu_f16_weights),
         cmocka_unit_test(cpu_bf16_weights),
         cmocka_unit_test(cpu_fp8_weights_matmul),
+        cmocka_unit_test(cpu_other_thread_counts),
         cmocka_unit_test(reference_loops_match_float64),
         cmocka_unit_test(reference_loops_widen_f16),
         cmocka_unit_test(suite_fails_broken_backends),
