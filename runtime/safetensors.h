@@ -28,7 +28,10 @@ typedef struct kiln_st_tensor {
 typedef struct kiln_st_file kiln_st_file;
 
 /* Opens and validates `path`. Errors: KILN_ERR_IO (cannot open/map, a
- * directory, empty), KILN_ERR_FORMAT (anything wrong in the header). */
+ * directory, empty), KILN_ERR_FORMAT (anything wrong in the header),
+ * KILN_ERR_UNSUPPORTED (a well-formed file with a dtype kiln lacks, such as
+ * F64 or BOOL, or a tensor of more than KILN_MAX_DIMS dims). Gaps between
+ * tensors and bytes after the last one are allowed. */
 kiln_status kiln_st_open(const char *path, kiln_st_file **out);
 /* Validates an in-memory image of a file (used by open and by the fuzzer);
  * `data` must outlive the result. `label` names it in errors. */
@@ -45,7 +48,12 @@ const kiln_st_tensor *kiln_st_find(const kiln_st_file *f, const char *name);
 const char *kiln_st_metadata(const kiln_st_file *f, const char *key);
 
 /* Writing. Tensors are given as (name, dtype, shape, bytes); the file appears
- * at `path` only once complete (written to path.tmp-<pid>, then renamed). */
+ * at `path` only once complete (written to path.tmp-<pid>, then renamed; the
+ * temporary file is removed on any failure). The layout is the reference
+ * writer's (safetensors.serialize): compact JSON, `__metadata__` first, tensors
+ * laid out widest dtype first then by name (so each starts aligned to its
+ * element size), the header padded with spaces to a multiple of 8 bytes.
+ * Metadata keys keep the given order (the reference writer's is arbitrary). */
 typedef struct kiln_st_entry {
     const char *name;
     kiln_dtype dtype;
@@ -60,6 +68,15 @@ typedef struct kiln_st_meta {
 
 kiln_status kiln_st_write(const char *path, const kiln_st_entry *entries, size_t n, const kiln_st_meta *meta,
                           size_t nmeta);
+
+/* Produces the `nbytes` bytes of entries[index] into dst. */
+typedef kiln_status (*kiln_st_fill_fn)(void *ctx, size_t index, void *dst, size_t nbytes);
+
+/* kiln_st_write for tensors made on demand (a file larger than memory): each
+ * entry's `data` is ignored and `fill` is called once per non-empty tensor,
+ * in file order, with a buffer the size of the largest tensor. */
+kiln_status kiln_st_write_fill(const char *path, const kiln_st_entry *entries, size_t n, const kiln_st_meta *meta,
+                               size_t nmeta, kiln_st_fill_fn fill, void *ctx);
 
 /* Reads a tensor as f32 into a new malloc'd array (any float/int dtype is
  * widened). The caller frees it. Errors name the file and tensor. */
