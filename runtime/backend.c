@@ -15,7 +15,7 @@ kiln_status kiln_backend_create(const char *name, const kiln_backend_options *op
         kiln_clear_error();
         return kiln_backend_cpu_create(opt, out);
     }
-    return kiln_fail(KILN_ERR_INVALID_ARG, "--backend: unknown backend '%s' (cpu, vulkan, cuda, auto)", name);
+    return kiln_fail(KILN_ERR_INVALID_ARG, "unknown backend '%s' (cpu, vulkan, cuda, auto)", name);
 }
 
 void kiln_backend_free(kiln_backend *be)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# gen on bad input: each case exits non-zero, says what is wrong (naming the
+# file, tensor or flag), and leaves no output file behind.
+# Usage: gen_errors.sh BIN_DIR DATA_DIR
+set -u
+bin=$1 data=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+tiny=$data/tiny/sd15_tiny_ldm_fp32.safetensors
+failures=0
+
+# expect_error "what" "pattern in stderr" gen-args...
+expect_error() {
+    local what=$1 pattern=$2
+    shift 2
+    local out=$tmp/out.png
+    rm -f "$out"
+    "$bin/gen" "$@" --output "$out" >"$tmp/stdout" 2>"$tmp/stderr"
+    local rc=$?
+    if [[ $rc -eq 0 ]]; then
+        echo "FAIL $what: exit 0"; failures=$((failures + 1)); return
+    fi
+    if [[ $rc -ge 128 ]]; then
+        echo "FAIL $what: crashed (exit $rc)"; failures=$((failures + 1)); return
+    fi
+    if ! grep -q -- "$pattern" "$tmp/stderr"; then
+        echo "FAIL $what: stderr lacks '$pattern':"; cat "$tmp/stderr"; failures=$((failures + 1)); return
+    fi
+    if compgen -G "$tmp/out*" >/dev/null; then
+        echo "FAIL $what: left $(ls "$tmp"/out*)"; failures=$((failures + 1)); return
+    fi
+    echo "ok   $what: $(head -c 160 "$tmp/stderr" | head -n 1)"
+}
+
+head -c 1000 "$tiny" >"$tmp/truncated.safetensors"
+: >"$tmp/empty.safetensors"
+mkdir -p "$tmp/notamodel"
+python3 - "$tmp" <<'PY' 2>/dev/null || printf 'skip python fixtures\n'
+import json, struct, sys
+d = sys.argv[1]
+def write(name, tensors):
+    header, blob = {}, b""
+    for key, (shape, data) in tensors.items():
+        header[key] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(data)]}
+        blob += data
+    h = json.dumps(header).encode()
+    open(f"{d}/{name}", "wb").write(struct.pack("<Q", len(h)) + h + blob)
+write("lora.safetensors", {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": ([4, 1], b"\0" * 16)})
+write("vae.safetensors", {"decoder.conv_in.weight": ([1], b"\0" * 4)})
+PY
+
+expect_error "unknown sampler" "--sampler" --model "$tiny" --prompt x --sampler euler_b
+expect_error "unknown scheduler" "--scheduler" --model "$tiny" --prompt x --scheduler fancy
+expect_error "steps out of range" "--steps" --model "$tiny" --prompt x --steps 0
+expect_error "width out of range" "--width" --model "$tiny" --prompt x --width 100000
+expect_error "size not a multiple" "multiples of 2" --model "$tiny" --prompt x --width 17 --height 16
+expect_error "denoise out of range" "--denoise" --model "$tiny" --prompt x --denoise 1.5
+expect_error "bad seed" "--seed" --model "$tiny" --prompt x --seed -3
+expect_error "unknown flag" "unknown" --model "$tiny" --prompt x --frobnicate
+expect_error "missing prompt" "--prompt" --model "$tiny"
+expect_error "unknown backend" "--backend" --model "$tiny" --prompt x --backend metal
+expect_error "missing model" "nosuch.safetensors" --model "$tmp/nosuch.safetensors" --prompt x
+expect_error "empty model" "empty.safetensors" --model "$tmp/empty.safetensors" --prompt x
+expect_error "truncated model" "truncated.safetensors" --model "$tmp/truncated.safetensors" --prompt x
+expect_error "directory that is no model" "notamodel" --model "$tmp/notamodel" --prompt x
+if [[ -f $tmp/lora.safetensors ]]; then
+    expect_error "LoRA given as model" "LoRA" --model "$tmp/lora.safetensors" --prompt x
+    expect_error "VAE given as model" "VAE" --model "$tmp/vae.safetensors" --prompt x
+fi
+expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
+expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
+    --init-noise "$data/tiny/unet.safetensors"
+expect_error "malformed safetensors corpus file" "header_past_end" --model "$data/safetensors_bad/header_past_end.safetensors" --prompt x
+
+# an output path in a missing directory: an error naming it, nothing written
+if "$bin/gen" --model "$tiny" --prompt x --width 16 --height 16 --steps 1 --output "$tmp/missing/out.png" \
+        2>"$tmp/stderr"; then
+    echo "FAIL unwritable output: exit 0"; failures=$((failures + 1))
+elif ! grep -q "missing/out.png" "$tmp/stderr"; then
+    echo "FAIL unwritable output: stderr does not name the file"; cat "$tmp/stderr"; failures=$((failures + 1))
+else
+    echo "ok   unwritable output: $(head -n 1 "$tmp/stderr")"
+fi
+
+[[ $failures -eq 0 ]] || { echo "$failures failures"; exit 1; }

@@ -1,0 +1,128 @@
+/* The gen tool end to end, as a user runs it: a ComfyUI seed reproduces
+ * ComfyUI's image (txt2img_euler_normal_s8: seed 42, batch 2, 8 steps, cfg 5),
+ * the LATENT it saves is ComfyUI's, and the PNGs carry the `parameters` and
+ * `prompt` text chunks. Also VAEEncode of ComfyUI's img2img input images. */
+#include "kiln_test.h"
+
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "golden.h"
+#include "image.h"
+#include "pipeline.h"
+
+static char tmpdir[] = "/tmp/kiln-gen-XXXXXX";
+
+/* Reads a PNG text chunk's value into buf ("" when absent). */
+static void read_png_text(const char *path, const char *key, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png))) fail_msg("%s: libpng error", path);
+    png_init_io(png, f);
+    png_read_info(png, info);
+    png_textp text;
+    int n = png_get_text(png, info, &text, NULL);
+    for (int i = 0; i < n; i++)
+        if (strcmp(text[i].key, key) == 0) snprintf(buf, size, "%s", text[i].text);
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(f);
+}
+
+static void seed_reproduces_comfyui(void **state)
+{
+    (void)state;
+    char cmd[4096], out[512], latent_path[512];
+    snprintf(out, sizeof out, "%s/img.png", tmpdir);
+    snprintf(latent_path, sizeof latent_path, "%s/latent.safetensors", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/gen --model %s --prompt 'a red circle on a blue background' --negative-prompt blurry "
+             "--width 16 --height 16 --steps 8 --cfg 5 --sampler euler --scheduler normal --seed 42 --batch 2 "
+             "--save-latent %s --output %s --json > %s/gen.json",
+             KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), latent_path, out, tmpdir);
+    assert_int_equal(system(cmd), 0);
+
+    kiln_st_file *want = golden_open("comfyui_e2e/txt2img_euler_normal_s8.safetensors");
+    golden want_latent = golden_read(want, "latent_out"), want_pixels = golden_read(want, "image_uint8");
+    kiln_st_file *have;
+    assert_kiln_ok(kiln_st_open(latent_path, &have));
+    golden have_latent = golden_read(have, "latent");
+    assert_int_equal(have_latent.count, want_latent.count);
+    assert_rel_l2_le(have_latent.data, want_latent.data, want_latent.count, 1e-4);
+
+    for (int b = 0; b < 2; b++) {
+        char name[600];
+        snprintf(name, sizeof name, "%s/img_%05d.png", tmpdir, b + 1);
+        kiln_image img;
+        assert_kiln_ok(kiln_image_load(name, &img));
+        assert_int_equal(img.width, 16);
+        int worst = 0;
+        for (int i = 0; i < 16 * 16 * 3; i++) {
+            int d = abs((int)img.pixels[i] - (int)want_pixels.data[b * 16 * 16 * 3 + i]);
+            worst = d > worst ? d : worst;
+        }
+        assert_true(worst <= 1);
+        kiln_image_free(&img);
+        char text[8192];
+        read_png_text(name, "parameters", text, sizeof text);
+        assert_non_null(strstr(text, "Seed: 42"));
+        assert_non_null(strstr(text, "Negative prompt: blurry"));
+        read_png_text(name, "prompt", text, sizeof text);
+        assert_non_null(strstr(text, "\"KSampler\""));
+    }
+    golden_free(&want_latent);
+    golden_free(&want_pixels);
+    golden_free(&have_latent);
+    kiln_st_close(want);
+    kiln_st_close(have);
+}
+
+/* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
+static void vae_encode_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
+    kiln_st_file *f = golden_open("comfyui_e2e/img2img_input.st");
+    golden u8 = golden_read(f, "image_uint8"), want = golden_read(f, "latent");
+    int B = (int)u8.shape[0], H = (int)u8.shape[1], W = (int)u8.shape[2];
+    float *x = malloc((size_t)B * 3 * H * W * sizeof(float)), *latent;
+    for (int b = 0; b < B; b++) {
+        kiln_image img;
+        assert_kiln_ok(kiln_image_alloc(&img, W, H));
+        for (int i = 0; i < H * W * 3; i++) img.pixels[i] = (uint8_t)u8.data[(size_t)b * H * W * 3 + i];
+        kiln_image_to_encoder_input(&img, x + (size_t)b * 3 * H * W);
+        kiln_image_free(&img);
+    }
+    assert_kiln_ok(kiln_vae_encode_image(m, x, B, H, W, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    free(x);
+    free(latent);
+    golden_free(&u8);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(seed_reproduces_comfyui),
+        cmocka_unit_test(vae_encode_matches_comfyui),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) rc = rc ? rc : 1;
+    return rc;
+}
