@@ -8,8 +8,9 @@
 
 static const clip_config clip_vit_l14 = {"clip-vit-l14", 49408, 77, 768, 12, 12, 3072};
 static const clip_config clip_tiny_test = {"clip-tiny-test", 49408, 77, 32, 2, 4, 37};
+static const clip_config clip_kiln_shapes = {"clip-kiln-shapes", 49408, 77, 64, 2, 4, 256};
 
-const clip_config *const kiln_clip_configs[] = {&clip_vit_l14, &clip_tiny_test, NULL};
+const clip_config *const kiln_clip_configs[] = {&clip_vit_l14, &clip_tiny_test, &clip_kiln_shapes, NULL};
 
 static bool has_layer(const kiln_checkpoint *ck, int i)
 {

@@ -1,8 +1,9 @@
 /* Stable Diffusion 1.x UNets as layer tables: the real SD 1.5 (320/640/1280,
  * attention on three levels, 8 heads of 40/80/160) and the small
  * random-weight test model used by the parity goldens (32/64, attention on
- * the first level, 8 heads of 4). Channels are literal per row, as the
- * checkpoint's shapes are. */
+ * the first level, 8 heads of 4), and kiln-shapes, kiln's own embedded model
+ * (64/64/96, attention on two levels, 8 heads of 8). Channels are literal per
+ * row, as the checkpoint's shapes are. */
 #include "unet.h"
 
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
@@ -93,4 +94,46 @@ static const unet_config sd15_tiny_test = {
     .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
 };
 
-const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_tiny_test, NULL};
+// kiln-shapes, the embedded default model (tools/train): (N,4,h,w); context (N,77,64)
+static const unet_layer kiln_shapes_layers[] = {
+    {UNET_CONV_IN, "input_blocks.0.0", 4, 64, 0, PUSH, "conv_in"},
+    {UNET_RESBLOCK, "input_blocks.1.0", 64, 64, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.1.1", 64, 64, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.2.0", 64, 64, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.2.1", 64, 64, 0, PUSH, NULL},
+    {UNET_DOWNSAMPLE, "input_blocks.3.0", 64, 64, 0, PUSH, "down_blocks.0"},
+    {UNET_RESBLOCK, "input_blocks.4.0", 64, 64, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.4.1", 64, 64, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.5.0", 64, 64, 0, 0, NULL},
+    {UNET_TRANSFORMER, "input_blocks.5.1", 64, 64, 0, PUSH, NULL},
+    {UNET_DOWNSAMPLE, "input_blocks.6.0", 64, 64, 0, PUSH, "down_blocks.1"},
+    {UNET_RESBLOCK, "input_blocks.7.0", 64, 96, 0, PUSH, NULL},
+    {UNET_RESBLOCK, "input_blocks.8.0", 96, 96, 0, PUSH, "down_blocks.2"},
+    {UNET_RESBLOCK, "middle_block.0", 96, 96, 0, 0, NULL},
+    {UNET_TRANSFORMER, "middle_block.1", 96, 96, 0, 0, NULL},
+    {UNET_RESBLOCK, "middle_block.2", 96, 96, 0, 0, "mid_block"},
+    {UNET_RESBLOCK, "output_blocks.0.0", 192, 96, POP, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.1.0", 192, 96, POP, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.2.0", 160, 96, POP, 0, NULL},
+    {UNET_UPSAMPLE, "output_blocks.2.1", 96, 96, 0, 0, "up_blocks.0"},
+    {UNET_RESBLOCK, "output_blocks.3.0", 160, 64, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.3.1", 64, 64, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.4.0", 128, 64, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.4.1", 64, 64, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.5.0", 128, 64, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.5.1", 64, 64, 0, 0, NULL},
+    {UNET_UPSAMPLE, "output_blocks.5.2", 64, 64, 0, 0, "up_blocks.1"},
+    {UNET_RESBLOCK, "output_blocks.6.0", 128, 64, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.6.1", 64, 64, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.7.0", 128, 64, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.7.1", 64, 64, 0, 0, NULL},
+    {UNET_RESBLOCK, "output_blocks.8.0", 128, 64, POP, 0, NULL},
+    {UNET_TRANSFORMER, "output_blocks.8.1", 64, 64, 0, 0, "up_blocks.2"},
+};
+
+static const unet_config kiln_shapes = {
+    .name = "kiln-shapes", .in_channels = 4, .out_channels = 4, .model_channels = 64, .time_embed_dim = 256,
+    .context_dim = 64, .heads = 8, .layers = kiln_shapes_layers, .nlayers = COUNT(kiln_shapes_layers),
+};
+
+const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_tiny_test, &kiln_shapes, NULL};

@@ -1,6 +1,7 @@
 #include "vae.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "status.h"
 
@@ -8,8 +9,10 @@
 
 static const vae_config vae_sd = {"sd-vae", 4, {128, 256, 512, 512}, 2, 4, 0.18215f};
 static const vae_config vae_tiny_test = {"vae-tiny-test", 2, {32, 64}, 1, 4, 0.18215f};
+/* kiln-shapes records its measured latent scale in its metadata */
+static const vae_config vae_kiln_shapes = {"vae-kiln-shapes", 4, {32, 32, 64, 64}, 1, 4, 0.18215f};
 
-const vae_config *const kiln_vae_configs[] = {&vae_sd, &vae_tiny_test, NULL};
+const vae_config *const kiln_vae_configs[] = {&vae_sd, &vae_tiny_test, &vae_kiln_shapes, NULL};
 
 int kiln_vae_factor(const vae_config *cfg) { return 1 << (cfg->levels - 1); }
 
@@ -99,7 +102,17 @@ static kiln_status bind_encoder(kiln_weights *w, const vae_config *cfg, vae_half
 
 kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, kiln_vae *vae)
 {
-    *vae = (kiln_vae){.config = cfg};
+    *vae = (kiln_vae){.config = cfg, .scaling_factor = cfg->scaling_factor};
+    /* a trained-here model records the scale it measured on its latents */
+    const char *scale = kiln_checkpoint_metadata(kiln_weights_checkpoint(w), "vae_scaling_factor");
+    if (scale) {
+        char *end;
+        float v = strtof(scale, &end);
+        if (*end || !(v > 0.0f && v < 100.0f))
+            return kiln_fail(KILN_ERR_MODEL, "%s: metadata vae_scaling_factor '%s' is not a positive number",
+                             kiln_checkpoint_path(kiln_weights_checkpoint(w)), scale);
+        vae->scaling_factor = v;
+    }
     int L = cfg->latent_channels;
     TRY(bind_conv(w, PREFIX ".post_quant_conv", L, L, 1, &vae->post_quant_w, &vae->post_quant_b));
     TRY(bind_decoder(w, cfg, &vae->dec));

@@ -37,6 +37,7 @@ typedef struct kiln_vae {
     const tensor *quant_w, *quant_b;           /* (2L,2L,1,1) */
     const tensor *post_quant_w, *post_quant_b; /* (L,L,1,1) */
     bool has_encoder;
+    float scaling_factor; /* the config's, or the checkpoint's `vae_scaling_factor` metadata */
 } kiln_vae;
 
 extern const vae_config *const kiln_vae_configs[];

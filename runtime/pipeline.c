@@ -89,7 +89,6 @@ static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, i
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
-    const vae_config *vae = m->vae.config;
     int C = m->unet.config->in_channels;
     if (positive->dim != m->unet.config->context_dim || negative->dim != positive->dim)
         return kiln_fail(KILN_ERR_INVALID_ARG, "conditioning width %d does not match the UNet's %d", positive->dim,
@@ -127,7 +126,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
             st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
             goto done;
         }
-        for (size_t i = 0; i < n; i++) scaled[i] = job->init_latent[i] * vae->scaling_factor;
+        for (size_t i = 0; i < n; i++) scaled[i] = job->init_latent[i] * m->vae.scaling_factor;
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
     put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
@@ -149,7 +148,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     st = kiln_sample(&args, x);
     kiln_denoiser_free(&d);
     if (st != KILN_OK) goto done;
-    for (size_t i = 0; i < n; i++) x[i] /= vae->scaling_factor;
+    for (size_t i = 0; i < n; i++) x[i] /= m->vae.scaling_factor;
     *latent = x;
     x = NULL;
 done:
