@@ -3,8 +3,9 @@
  * The calling thread works too: a pool of `threads` has threads - 1 workers.
  * cpu_parallel_for splits [0, n) into chunks of `grain` items that the
  * threads take in turn (so uneven chunks, such as causal attention rows,
- * balance themselves) and returns when all are done. Tasks must not call
- * cpu_parallel_for themselves, and one pool serves one caller at a time. */
+ * balance themselves) and returns when all are done. Workers still asleep
+ * when the caller has taken the last chunk are not waited for. Tasks must not
+ * call cpu_parallel_for themselves, and one pool serves one caller at a time. */
 #ifndef KILN_CPU_THREADS_H
 #define KILN_CPU_THREADS_H
 
