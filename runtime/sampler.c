@@ -4,16 +4,18 @@
  * one workspace. Per-step scalars (step sizes, exponential-integrator
  * coefficients) are computed in double from the float32 sigmas; elementwise
  * updates are float32 in the same order of operations as ComfyUI's tensor
- * expressions, so results agree with it to float32 rounding. uni_pc is the
- * exception that proves the rule: ComfyUI evaluates its noise-schedule
- * functions in float32 in a way that is visibly inexact at the final
- * sigma (0.001), so those are reproduced operation by operation. */
+ * expressions, so results agree with it to float32 rounding. Two places
+ * follow ComfyUI's float32 scalars operation by operation instead, because
+ * a last-bit difference there is not small: uni_pc's noise-schedule
+ * functions (visibly inexact at its final sigma, 0.001) and dpmpp_sde's
+ * half-step sigma (a point the Brownian tree rounds to 6 decimals). */
 #include "sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "brownian.h"
 #include "status.h"
 
 #define WORKSPACE_BUFFERS 8 /* the most any sampler needs (uni_pc) */
@@ -25,7 +27,8 @@ typedef struct sampler_run {
     size_t n;
     kiln_noise_fn noise;
     void *noise_ctx;
-    kiln_rng default_rng; /* the noise source when args->noise is NULL */
+    kiln_rng default_rng;          /* ancestral noise when args->noise is NULL */
+    kiln_brownian_tree default_tree; /* SDE noise when args->noise is NULL */
 } sampler_run;
 
 static kiln_status denoise(sampler_run *r, const float *x, float sigma, float *denoised)
@@ -310,9 +313,13 @@ static kiln_status sample_dpmpp_sde(sampler_run *r, float *x, float *ws)
             memcpy(x, denoised, n * sizeof *x);
             continue;
         }
-        double lambda_s = -log((double)sigma), lambda_t = -log((double)sigma_next);
-        double h = lambda_t - lambda_s;
-        float sigma_s = (float)exp(-(lambda_s + ratio_r * h));
+        double lambda_s = -log((double)sigma);
+        /* the half-step sigma in float32 as ComfyUI has it: it is a point
+         * the Brownian tree rounds to 6 decimals, so its last bit matters */
+        float lambda_s_f = -logf(sigma), lambda_t_f = -logf(sigma_next);
+        float h_f = lambda_t_f - lambda_s_f;
+        float half_h_f = (float)ratio_r * h_f;
+        float sigma_s = expf(-(lambda_s_f + half_h_f));
 
         double down, up;
         ancestral_step(sigma, sigma_s, eta, &down, &up);
@@ -901,14 +908,28 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     sampler_run r = {.args = args, .sigmas = args->sigmas, .steps = (int)(args->nsigmas - 1), .n = args->n};
     r.noise = args->noise;
     r.noise_ctx = args->noise_ctx;
-    if (!r.noise) {
+    bool own_tree = false;
+    if (!r.noise && kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_BROWNIAN) {
+        float sigma_min = INFINITY, sigma_max = 0.0f;
+        for (size_t i = 0; i < args->nsigmas; i++) {
+            if (args->sigmas[i] > 0.0f && args->sigmas[i] < sigma_min) sigma_min = args->sigmas[i];
+            if (args->sigmas[i] > sigma_max) sigma_max = args->sigmas[i];
+        }
+        TRY(kiln_brownian_tree_init(&r.default_tree, args->seed, sigma_min, sigma_max, args->n));
+        own_tree = true;
+        r.noise = kiln_brownian_tree_noise;
+        r.noise_ctx = &r.default_tree;
+    } else if (!r.noise) {
         kiln_rng_seed(&r.default_rng, args->seed);
         r.noise = kiln_noise_from_rng;
         r.noise_ctx = &r.default_rng;
     }
     float *ws = malloc(WORKSPACE_BUFFERS * args->n * sizeof *ws);
-    if (!ws) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sample %s: workspace of %d x %zu floats", name,
-                              WORKSPACE_BUFFERS, args->n);
+    if (!ws) {
+        if (own_tree) kiln_brownian_tree_free(&r.default_tree);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sample %s: workspace of %d x %zu floats", name, WORKSPACE_BUFFERS,
+                         args->n);
+    }
     kiln_status st = KILN_OK;
     switch (args->sampler) {
     case KILN_SAMPLER_EULER:
@@ -930,6 +951,7 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_COUNT: break;
     }
     free(ws);
+    if (own_tree) kiln_brownian_tree_free(&r.default_tree);
     return st;
 }
 

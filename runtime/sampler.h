@@ -76,12 +76,11 @@ typedef struct kiln_sample_args {
     size_t n;                   /* latent elements, whole batch */
     kiln_denoise_fn denoise;    /* required */
     void *denoise_ctx;
-    /* Noise for ancestral and SDE samplers. NULL: a torch CPU generator
-     * seeded with `seed`, one randn(n) per call, which is exactly ComfyUI's
-     * default_noise_sampler for the ancestral samplers and lcm. For the SDE
-     * samplers ComfyUI uses torchsde's BrownianTree instead, which kiln does
-     * not reproduce: the default then gives the same distribution but not
-     * ComfyUI's draws. */
+    /* Noise for ancestral and SDE samplers. NULL gives ComfyUI's defaults
+     * for `seed`, bit for bit: for the ancestral samplers and lcm a torch CPU
+     * generator seeded with it, one randn(n) per call (default_noise_sampler);
+     * for the SDE samplers torchsde's BrownianTree over the schedule's
+     * smallest positive and largest sigma (see brownian.h). */
     kiln_noise_fn noise;
     void *noise_ctx;
     uint64_t seed;

@@ -52,8 +52,6 @@ typedef struct replay {
     float *eps, *xc, *t;
     size_t calls, call; /* golden UNet calls, calls made so far */
     double worst_input;
-    float *draws, *draw_sigmas;
-    size_t ndraws, draw;
     int progress_calls;
 } replay;
 
@@ -79,21 +77,6 @@ static kiln_status replay_denoise(void *ctx, const float *x, float sigma, float 
     return KILN_OK;
 }
 
-/* Hands out the golden Brownian draws in order, checking the interval. */
-static kiln_status replay_noise(void *ctx, float sigma, float sigma_next, float *noise, size_t n)
-{
-    replay *r = ctx;
-    if (r->draw >= r->ndraws) fail_msg("%s: more than the %zu noise draws ComfyUI made", r->run, r->ndraws);
-    const float *want = r->draw_sigmas + 2 * r->draw;
-    if (fabsf(sigma - want[0]) > 1e-6f * want[0] || fabsf(sigma_next - want[1]) > 1e-6f * want[1])
-        fail_msg("%s: draw %zu for (%g, %g), ComfyUI's was for (%g, %g)", r->run, r->draw, (double)sigma,
-                 (double)sigma_next, (double)want[0], (double)want[1]);
-    assert_int_equal(n, r->n);
-    memcpy(noise, r->draws + r->draw * n, n * sizeof *noise);
-    r->draw++;
-    return KILN_OK;
-}
-
 static kiln_status count_progress(void *ctx, int step, int total, const float *denoised)
 {
     replay *r = ctx;
@@ -104,8 +87,8 @@ static kiln_status count_progress(void *ctx, int step, int total, const float *d
     return KILN_OK;
 }
 
-/* Replays golden run `run` with `sampler` (and eta) and checks the final
- * latent. */
+/* Replays golden run `run` with `sampler` (and eta) and checks every model
+ * input and the final latent. */
 static void replay_run(const char *run, kiln_sampler sampler, float eta)
 {
     replay r = {.run = run};
@@ -133,19 +116,9 @@ static void replay_run(const char *run, kiln_sampler sampler, float eta)
     args.eta = eta;
     args.progress = count_progress;
     args.progress_ctx = &r;
-    if (kiln_sampler_noise_kind(sampler) == KILN_SAMPLER_NOISE_BROWNIAN && eta > 0.0f) {
-        size_t n_draws, n_draw_sigmas;
-        r.draws = read_tensor(run, "noise_draws", &n_draws);
-        r.draw_sigmas = read_tensor(run, "noise_sigmas", &n_draw_sigmas);
-        r.ndraws = n_draw_sigmas / 2;
-        assert_int_equal(n_draws, r.ndraws * r.n);
-        args.noise = replay_noise;
-        args.noise_ctx = &r;
-    }
     assert_kiln_ok(kiln_sample(&args, x));
 
     if (r.call != r.calls) fail_msg("%s: %zu UNet calls, ComfyUI made %zu", run, r.call, r.calls);
-    if (r.draw != r.ndraws) fail_msg("%s: %zu noise draws, ComfyUI made %zu", run, r.draw, r.ndraws);
     assert_int_equal(r.progress_calls, (int)nsigmas - 1);
     double err = kiln_rel_l2(x, x_final, r.n);
     print_message("  %-38s %-18s eta %g: %2zu calls, inputs rel L2 <= %.2g, x_final rel L2 %.2g\n", run,
@@ -157,13 +130,11 @@ static void replay_run(const char *run, kiln_sampler sampler, float eta)
     free(r.eps);
     free(r.xc);
     free(r.t);
-    free(r.draws);
-    free(r.draw_sigmas);
 }
 
-/* Every sampler run in the data (16 samplers x normal, two img2img). The
- * ancestral samplers and lcm use the default noise: a torch generator
- * seeded with the seed, as ComfyUI's default_noise_sampler. */
+/* Every sampler run in the data (16 samplers x normal, two img2img), with
+ * the default noise for the seed: a torch generator for the ancestral
+ * samplers and lcm, torchsde's Brownian tree for the SDE samplers. */
 static void every_sampler_matches_comfyui(void **state)
 {
     (void)state;

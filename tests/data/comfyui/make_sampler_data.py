@@ -15,10 +15,10 @@ samplers.safetensors, per run id of runs/*.safetensors:
   and for the sampler runs (16 samplers x normal, img2img euler and
   dpmpp_2m_karras):
   (tensors of more than two dims are stored as [dim0, rest]: kiln reads at most 4)
-  <run>.x_init [B,4,8,8]     the start latent (B = 2 for the ancestral
-                             samplers, which draw noise for the whole batch;
-                             B = 1, the first image, for the rest, whose math
-                             is per element)
+  <run>.x_init [B,4,8,8]     the start latent (B = 2 for the ancestral and
+                             SDE samplers, which draw noise for the whole
+                             batch; B = 1, the first image, for the rest,
+                             whose math is per element)
   <run>.eps [calls,B,4,8,8]  every UNet call's classifier-free-guided eps,
                              eps_u + (eps_c - eps_u) * cfg, computed in float64
   <run>.xc [calls,B,4,8,8]   every UNet call's input x / sqrt(sigma^2 + 1)
@@ -106,7 +106,7 @@ def sampler_file(meta):
         sampler = settings["sampler_name"]
         if "samplers_x_normal" not in settings["groups"] and settings["mode"] != "img2img":
             continue
-        batch = 2 if sampler in ANCESTRAL else 1
+        batch = 2 if sampler in ANCESTRAL or sampler in SDE else 1
         # calc_cond_batch puts uncond first: unet.cond_or_uncond rows are [1, 0]
         assert (d["unet.cond_or_uncond"] == np.array([1, 0])).all(), run
         eps = d["unet.eps"].astype(np.float64)
