@@ -17,4 +17,14 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
+/* The bound for f32 final latents. */
+#define PARITY_LATENT_TOL 1e-4
+
+typedef struct kiln_model kiln_model;
+typedef struct kiln_tokenizer kiln_tokenizer;
+
+/* One recorded ComfyUI run (tests/data/comfyui_e2e/FILE): conditionings from
+ * the prompt text, the LATENT from the recorded noise, pixels within 1 level. */
+void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer, const char *file);
+
 #endif

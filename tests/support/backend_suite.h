@@ -1,0 +1,19 @@
+/* Running the model-level checks on a GPU backend: creating it, and deciding
+ * whether its absence is a skip (a machine without that device) or a
+ * failure (CI, where the Vulkan suite must run on lavapipe). */
+#ifndef KILN_TEST_BACKEND_SUITE_H
+#define KILN_TEST_BACKEND_SUITE_H
+
+#include <stdbool.h>
+
+/* True when `name` can be created here. Otherwise prints why and sets
+ * *exit_code: KILN_TEST_SKIP, or 1 when `required_env` is set in the
+ * environment (e.g. "CI" or "KILN_REQUIRE_VULKAN"). */
+bool backend_available(const char *name, const char *const required_env[], int *exit_code);
+
+/* Model parity on `backend` with the CPU's tolerances: the tiny model's CLIP,
+ * UNet (every block, f32 and f16 weights) and VAE against diffusers, and one
+ * txt2img run against ComfyUI. Returns the test's exit code. */
+int parity_gpu_main(const char *backend, const char *const required_env[]);
+
+#endif
