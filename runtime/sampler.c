@@ -653,6 +653,15 @@ typedef struct unipc_state {
     float *x_t_, *d1s[UNIPC_MAX_ORDER - 1], *x_k, *model_t; /* (n) scratch */
 } unipc_state;
 
+/* sum_k rhos[k] * D1_k at element j over the first `count` (>= 1) stored
+ * differences, accumulated in ComfyUI's einsum order */
+static float weighted_differences(const unipc_state *u, const float *rhos, int count, size_t j)
+{
+    float sum = rhos[0] * u->d1s[0][j];
+    for (int k = 1; k < count; k++) sum = sum + rhos[k] * u->d1s[k][j];
+    return sum;
+}
+
 /* One UniPC bh1 step of `order` from the newest stored point to sigma t:
  * predictor from the stored x0 predictions, then (if use_corrector) a model
  * call at t and the corrector. x (n) is updated in place; *evaluated tells
@@ -715,9 +724,7 @@ static kiln_status unipc_update(sampler_run *r, unipc_state *u, float *x, float 
     for (size_t j = 0; j < n; j++) {
         float base = keep * x[j] - take * model_prev_0[j];
         u->x_t_[j] = base;
-        float pred = 0.0f;
-        for (int k = 0; k < order - 1; k++) pred = k ? pred + rhos_p[k] * u->d1s[k][j] : rhos_p[k] * u->d1s[k][j];
-        x[j] = order > 1 ? base - step * pred : base;
+        x[j] = order > 1 ? base - step * weighted_differences(u, rhos_p, order - 1, j) : base;
     }
     *evaluated = false;
     if (!use_corrector) return KILN_OK;
@@ -725,8 +732,7 @@ static kiln_status unipc_update(sampler_run *r, unipc_state *u, float *x, float 
     *evaluated = true;
     float rho_t = rhos_c[order - 1];
     for (size_t j = 0; j < n; j++) {
-        float corr = 0.0f;
-        for (int k = 0; k < order - 1; k++) corr = k ? corr + rhos_c[k] * u->d1s[k][j] : rhos_c[k] * u->d1s[k][j];
+        float corr = order > 1 ? weighted_differences(u, rhos_c, order - 1, j) : 0.0f;
         float d1_t = u->model_t[j] - model_prev_0[j];
         x[j] = u->x_t_[j] - step * (corr + rho_t * d1_t);
     }
@@ -755,7 +761,8 @@ static void unipc_push(unipc_state *u, int order, float t, float **model)
 
 /* UniPC (bh1) multistep as ComfyUI runs it: order min(3, steps - 1), lower
  * orders for the first and last steps, no corrector on the final step, and
- * a final sigma of 0 replaced by 0.001. */
+ * a final sigma of 0 replaced by 0.001. (With a single step that order is 0
+ * and ComfyUI makes no update at all; so does this.) */
 static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws)
 {
     size_t n = r->n;
@@ -769,7 +776,6 @@ static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws)
     u.x_k = ws + 6 * n;
     u.model_t = ws + 7 * n;
     float t_last = r->sigmas[steps] == 0.0f ? 0.001f : r->sigmas[steps];
-#define UNIPC_T(i) ((i) == steps ? t_last : r->sigmas[i])
 
     float t0 = r->sigmas[0];
     float start_scale = sqrtf(1.0f + t0 * t0);
@@ -781,14 +787,14 @@ static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws)
             TRY(unipc_x0(r, x, t0, u.x_k, u.model_t));
             unipc_push(&u, UNIPC_MAX_ORDER, t0, &u.model_t);
         } else if (step_index < order) {
-            float t = UNIPC_T(step_index);
+            float t = r->sigmas[step_index]; /* step_index < order <= steps - 1 */
             TRY(unipc_update(r, &u, x, t, step_index, true, &evaluated));
             if (!evaluated) TRY(unipc_x0(r, x, t, u.x_k, u.model_t));
             unipc_push(&u, UNIPC_MAX_ORDER, t, &u.model_t);
         } else {
             int last = step_index == steps - 1 ? steps : step_index;
             for (int step = step_index; step <= last; step++) {
-                float t = UNIPC_T(step);
+                float t = step == steps ? t_last : r->sigmas[step];
                 int step_order = steps + 1 - step < order ? steps + 1 - step : order;
                 TRY(unipc_update(r, &u, x, t, step_order, step != steps, &evaluated));
                 if (step < steps) {
@@ -802,7 +808,6 @@ static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws)
         }
         TRY(report(r, step_index, u.model_prev[u.count - 1]));
     }
-#undef UNIPC_T
     float end_alpha = vp_alpha(t_last);
     for (size_t j = 0; j < n; j++) x[j] = x[j] / end_alpha;
     return KILN_OK;
@@ -893,6 +898,8 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     if (!args->denoise) return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: no denoiser callback", name);
     if (args->n == 0 || !x) return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: empty latent", name);
     if (args->nsigmas == 0 || !args->sigmas) return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: no sigmas", name);
+    if (args->nsigmas > 1000001)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: %zu sigmas (at most 1000001)", name, args->nsigmas);
     for (size_t i = 0; i < args->nsigmas; i++) {
         float s = args->sigmas[i];
         bool last = i + 1 == args->nsigmas;
