@@ -27,7 +27,7 @@ typedef struct sampler_run {
     size_t n;
     kiln_noise_fn noise;
     void *noise_ctx;
-    kiln_rng default_rng;          /* ancestral noise when args->noise is NULL */
+    kiln_rng default_rng;            /* ancestral noise when args->noise is NULL */
     kiln_brownian_tree default_tree; /* SDE noise when args->noise is NULL */
 } sampler_run;
 
