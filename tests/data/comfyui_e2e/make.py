@@ -2,10 +2,8 @@
 (ComfyUI v0.3.64 on the tiny SD 1.x model, PyTorch CPU float32), what kiln's
 end-to-end KSampler test needs: the prompts and the two conditionings, the initial noise, the
 img2img input latent, the unscaled LATENT out and the saved uint8 image, with
-the run's settings as metadata. Samplers whose noise comes from torchsde's
-Brownian tree (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) are left out: kiln does
-not reproduce that tree, and their math is checked with the recorded draws by
-test_sampler.
+the run's settings as metadata. Every run is kept, the SDE samplers too:
+kiln reproduces torchsde's Brownian tree.
 
 Run from the repository root: python3 tests/data/comfyui_e2e/make.py
 """
@@ -17,14 +15,11 @@ from safetensors.numpy import load_file, save_file
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 OUT = "tests/data/comfyui_e2e"
-BROWNIAN = {"dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"}
 
 
 def main():
     for path in sorted(glob.glob(os.path.join(SHARED, "comfyui/runs/*.json"))):
         meta = json.load(open(path))
-        if meta["sampler_name"] in BROWNIAN:
-            continue
         t = load_file(path[:-5] + ".safetensors")
         keep = {k: t[k] for k in ["positive.cond", "negative.cond", "noise", "latent_out", "image_uint8"]}
         if meta["mode"] == "img2img":
