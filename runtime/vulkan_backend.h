@@ -1,0 +1,159 @@
+/* The Vulkan backend's internals, shared by its files:
+ *   vulkan_device.c    loading Vulkan (volk), picking and opening a device
+ *   vulkan_memory.c    the device memory arena, staging uploads and downloads
+ *   vulkan_commands.c  command recording, barriers, submission, pipelines
+ *   vulkan_ops.c       one dispatch per op in ops.def, and the vtable
+ *
+ * Operands reach shaders as buffer device addresses in push constants (see
+ * shaders/common.glsl), so there are no descriptor sets: a dispatch is a
+ * pipeline bind, a push and a dispatch, and no operand is bounded by
+ * maxStorageBufferRange. Ops are recorded into a command buffer and
+ * submitted in batches; download() and synchronize() wait for them. */
+#ifndef KILN_VULKAN_BACKEND_H
+#define KILN_VULKAN_BACKEND_H
+
+#include <stdbool.h>
+
+#include <volk.h>
+
+#include "backend.h"
+#include "vulkan_shaders.h"
+
+/* Records "file:line: call: VkResult" and returns KILN_ERR_OUT_OF_MEMORY for
+ * the out-of-memory results, KILN_ERR_BACKEND for the others. */
+kiln_status kiln_vk_fail_result(VkResult result, const char *file, int line, const char *call);
+#define VK_TRY(call)                                                                         \
+    do {                                                                                     \
+        VkResult vk_try_ = (call);                                                           \
+        if (vk_try_ != VK_SUCCESS) return kiln_vk_fail_result(vk_try_, __FILE__, __LINE__, #call); \
+    } while (0)
+
+/* A free stretch of a block. */
+typedef struct kiln_vk_span {
+    VkDeviceSize offset, size;
+} kiln_vk_span;
+
+/* One device memory allocation with one buffer over all of it; the arena
+ * hands out pieces of blocks. */
+typedef struct kiln_vk_block {
+    VkDeviceMemory memory;
+    VkBuffer buffer;
+    VkDeviceAddress address;
+    VkDeviceSize size;
+    VkDeviceSize used;
+    kiln_vk_span *free; /* sorted by offset, never adjacent */
+    int nfree, cap;
+} kiln_vk_block;
+
+struct kiln_buffer {
+    kiln_vk_block *block;
+    VkDeviceSize offset; /* in the block */
+    VkDeviceSize size;
+    VkDeviceAddress address; /* block->address + offset */
+};
+
+/* A command buffer with its fence; two alternate so the host records one
+ * while the device runs the other. */
+typedef struct kiln_vk_slot {
+    VkCommandBuffer cmd;
+    VkFence fence;
+    bool in_flight;
+} kiln_vk_slot;
+
+/* Device memory touched since the last barrier. */
+typedef struct kiln_vk_range {
+    VkDeviceAddress lo, hi;
+} kiln_vk_range;
+#define KILN_VK_TRACKED 32
+
+typedef struct kiln_vk_pipeline {
+    kiln_vk_shader shader;
+    uint32_t spec[3]; /* specialization constants 0..2, unused ones 0 */
+    VkPipeline pipeline;
+} kiln_vk_pipeline;
+
+typedef struct kiln_vk {
+    VkInstance instance;
+    VkPhysicalDevice physical;
+    VkDevice device;
+    struct VolkDeviceTable fn; /* device-level entry points of this device */
+    VkQueue queue;
+    uint32_t queue_family;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties memory_props;
+    VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
+    bool f16_storage;            /* storageBuffer16BitAccess enabled */
+
+    /* the arena */
+    uint32_t device_type_index; /* memory type of blocks, or UINT32_MAX until the first */
+    kiln_vk_block **blocks;
+    int nblocks, blocks_cap;
+
+    /* host-visible staging ring for uploads and downloads; space is reclaimed
+     * when all submitted work has finished */
+    VkBuffer staging;
+    VkDeviceMemory staging_memory;
+    unsigned char *staging_map;
+    VkDeviceSize staging_size, staging_head;
+
+    VkCommandPool command_pool;
+    kiln_vk_slot slots[2];
+    int current;   /* the slot being recorded */
+    bool recording;
+    int batch;     /* commands recorded in the current slot */
+    bool barrier_first; /* a new command buffer: put a barrier before its first command */
+    kiln_vk_range reads[KILN_VK_TRACKED], writes[KILN_VK_TRACKED];
+    int nreads, nwrites;
+
+    VkPipelineLayout pipeline_layout; /* no descriptor sets, 128 bytes of push constants */
+    VkShaderModule modules[KILN_VK_SHADER_COUNT];
+    kiln_vk_pipeline *pipelines;
+    int npipelines, pipelines_cap;
+} kiln_vk;
+
+static inline kiln_vk *kiln_vk_of(kiln_backend *be) { return (kiln_vk *)be->impl; }
+
+/* vulkan_device.c: the vtable's destroy entry. */
+void kiln_vk_destroy(kiln_backend *be);
+
+/* vulkan_memory.c: the backend's memory entry points. */
+kiln_status kiln_vk_buffer_alloc(kiln_backend *be, size_t bytes, kiln_buffer **out);
+void kiln_vk_buffer_free(kiln_backend *be, kiln_buffer *buf);
+kiln_status kiln_vk_weights_place(kiln_backend *be, const void *host, size_t bytes, kiln_buffer **out);
+kiln_status kiln_vk_upload(kiln_backend *be, const kiln_tensor *dst, const void *src, size_t bytes);
+kiln_status kiln_vk_download(kiln_backend *be, const kiln_tensor *src, void *dst, size_t bytes);
+kiln_status kiln_vk_staging_init(kiln_vk *vk);
+/* Frees every block and the staging buffer (the device must be idle). */
+void kiln_vk_memory_release(kiln_vk *vk);
+
+/* vulkan_commands.c */
+kiln_status kiln_vk_commands_init(kiln_vk *vk);
+void kiln_vk_commands_release(kiln_vk *vk);
+/* The command buffer being recorded, begun if none is. */
+kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out);
+/* Puts a barrier before the next command if it reads memory written, or
+ * writes memory read or written, since the last barrier. */
+void kiln_vk_order_access(kiln_vk *vk, VkCommandBuffer cmd, const kiln_vk_range *reads, int nreads,
+                          kiln_vk_range write);
+/* Hands the recorded commands to the queue without waiting. */
+kiln_status kiln_vk_submit(kiln_vk *vk);
+/* Submits and waits for everything submitted; staging space is free after. */
+kiln_status kiln_vk_finish(kiln_vk *vk);
+
+/* One compute dispatch: its shader variant, specialization constants, push
+ * constants, grid, and the tensors it reads and writes (for barriers). */
+typedef struct kiln_vk_dispatch {
+    kiln_vk_shader shader;
+    uint32_t spec[3];
+    const void *push;
+    uint32_t push_bytes;
+    uint32_t groups[3];
+    const kiln_tensor *reads[3]; /* NULL where unused */
+    const kiln_tensor *write;
+} kiln_vk_dispatch;
+kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d);
+
+/* vulkan_ops.c: the vtable. */
+extern const kiln_backend_ops kiln_vk_backend_ops;
+
+#endif

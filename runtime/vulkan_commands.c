@@ -1,0 +1,230 @@
+/* Recording and submitting work: command buffers, the barriers between
+ * dependent commands, and compute pipelines built on first use.
+ *
+ * Ops and copies are recorded into the current command buffer. Every
+ * BATCH_COMMANDS commands it is submitted without waiting and recording goes
+ * on in the other one, so the device starts while the host is still
+ * recording a model step; download() and synchronize() submit and wait. */
+#include "vulkan_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "status.h"
+
+#define BATCH_COMMANDS 256
+#define PUSH_BYTES 128 /* the least maxPushConstantsSize Vulkan guarantees */
+
+kiln_status kiln_vk_commands_init(kiln_vk *vk)
+{
+    VkCommandPoolCreateInfo pool = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = vk->queue_family,
+    };
+    VK_TRY(vk->fn.vkCreateCommandPool(vk->device, &pool, NULL, &vk->command_pool));
+    VkCommandBufferAllocateInfo alloc = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = vk->command_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VkFenceCreateInfo fence = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    for (int i = 0; i < 2; i++) {
+        VK_TRY(vk->fn.vkAllocateCommandBuffers(vk->device, &alloc, &vk->slots[i].cmd));
+        VK_TRY(vk->fn.vkCreateFence(vk->device, &fence, NULL, &vk->slots[i].fence));
+    }
+    VkPushConstantRange push = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = PUSH_BYTES};
+    VkPipelineLayoutCreateInfo layout = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &push,
+    };
+    VK_TRY(vk->fn.vkCreatePipelineLayout(vk->device, &layout, NULL, &vk->pipeline_layout));
+    return KILN_OK;
+}
+
+void kiln_vk_commands_release(kiln_vk *vk)
+{
+    for (int i = 0; i < vk->npipelines; i++) vk->fn.vkDestroyPipeline(vk->device, vk->pipelines[i].pipeline, NULL);
+    free(vk->pipelines);
+    for (int i = 0; i < KILN_VK_SHADER_COUNT; i++) vk->fn.vkDestroyShaderModule(vk->device, vk->modules[i], NULL);
+    vk->fn.vkDestroyPipelineLayout(vk->device, vk->pipeline_layout, NULL);
+    for (int i = 0; i < 2; i++) vk->fn.vkDestroyFence(vk->device, vk->slots[i].fence, NULL);
+    vk->fn.vkDestroyCommandPool(vk->device, vk->command_pool, NULL);
+}
+
+kiln_status kiln_vk_submit(kiln_vk *vk)
+{
+    if (!vk->recording) return KILN_OK;
+    kiln_vk_slot *slot = &vk->slots[vk->current];
+    vk->recording = false;
+    VK_TRY(vk->fn.vkEndCommandBuffer(slot->cmd));
+    VkSubmitInfo submit = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &slot->cmd,
+    };
+    VK_TRY(vk->fn.vkQueueSubmit(vk->queue, 1, &submit, slot->fence));
+    slot->in_flight = true;
+    vk->current ^= 1;
+    return KILN_OK;
+}
+
+static kiln_status slot_wait(kiln_vk *vk, kiln_vk_slot *slot)
+{
+    if (!slot->in_flight) return KILN_OK;
+    VK_TRY(vk->fn.vkWaitForFences(vk->device, 1, &slot->fence, VK_TRUE, UINT64_MAX));
+    VK_TRY(vk->fn.vkResetFences(vk->device, 1, &slot->fence));
+    slot->in_flight = false;
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_finish(kiln_vk *vk)
+{
+    TRY(kiln_vk_submit(vk));
+    /* the older submission first */
+    TRY(slot_wait(vk, &vk->slots[vk->current]));
+    TRY(slot_wait(vk, &vk->slots[vk->current ^ 1]));
+    vk->staging_head = 0;
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out)
+{
+    if (vk->recording && vk->batch >= BATCH_COMMANDS) TRY(kiln_vk_submit(vk));
+    kiln_vk_slot *slot = &vk->slots[vk->current];
+    if (!vk->recording) {
+        TRY(slot_wait(vk, slot));
+        VK_TRY(vk->fn.vkResetCommandBuffer(slot->cmd, 0));
+        VkCommandBufferBeginInfo begin = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+        };
+        VK_TRY(vk->fn.vkBeginCommandBuffer(slot->cmd, &begin));
+        vk->recording = true;
+        vk->batch = 0;
+        /* Commands of earlier submissions may still be running: a barrier
+         * orders this buffer's first command after all of them. */
+        vk->barrier_first = true;
+    }
+    *out = slot->cmd;
+    return KILN_OK;
+}
+
+static bool overlaps_any(kiln_vk_range r, const kiln_vk_range *set, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (r.lo < set[i].hi && set[i].lo < r.hi) return true;
+    return false;
+}
+
+void kiln_vk_order_access(kiln_vk *vk, VkCommandBuffer cmd, const kiln_vk_range *reads, int nreads,
+                          kiln_vk_range write)
+{
+    bool writes = write.hi > write.lo;
+    bool hazard = vk->barrier_first || vk->nreads + nreads > KILN_VK_TRACKED || vk->nwrites + 1 > KILN_VK_TRACKED;
+    for (int i = 0; i < nreads && !hazard; i++) hazard = overlaps_any(reads[i], vk->writes, vk->nwrites);
+    if (writes && !hazard)
+        hazard = overlaps_any(write, vk->writes, vk->nwrites) || overlaps_any(write, vk->reads, vk->nreads);
+    if (hazard) {
+        /* One global barrier for compute and transfer alike: SD's ops are
+         * few and large, so finer barriers would buy nothing. */
+        VkMemoryBarrier barrier = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                             VK_ACCESS_TRANSFER_WRITE_BIT,
+        };
+        VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+        vk->fn.vkCmdPipelineBarrier(cmd, stages, stages, 0, 1, &barrier, 0, NULL, 0, NULL);
+        vk->nreads = vk->nwrites = 0;
+        vk->barrier_first = false;
+    }
+    for (int i = 0; i < nreads; i++) vk->reads[vk->nreads++] = reads[i];
+    if (writes) vk->writes[vk->nwrites++] = write;
+    vk->batch++;
+}
+
+static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline *out)
+{
+    for (int i = 0; i < vk->npipelines; i++) {
+        const kiln_vk_pipeline *p = &vk->pipelines[i];
+        if (p->shader == shader && p->spec[0] == spec[0] && p->spec[1] == spec[1] && p->spec[2] == spec[2]) {
+            *out = p->pipeline;
+            return KILN_OK;
+        }
+    }
+    if (!vk->modules[shader]) {
+        VkShaderModuleCreateInfo info = {
+            .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+            .codeSize = kiln_vk_shaders[shader].bytes,
+            .pCode = kiln_vk_shaders[shader].code,
+        };
+        VK_TRY(vk->fn.vkCreateShaderModule(vk->device, &info, NULL, &vk->modules[shader]));
+    }
+    if (vk->npipelines == vk->pipelines_cap) {
+        int cap = vk->pipelines_cap ? vk->pipelines_cap * 2 : 32;
+        kiln_vk_pipeline *grown = realloc(vk->pipelines, (size_t)cap * sizeof *grown);
+        if (!grown) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+        vk->pipelines = grown;
+        vk->pipelines_cap = cap;
+    }
+    /* Constants a shader does not declare are ignored by the driver. */
+    static const VkSpecializationMapEntry entries[3] = {{0, 0, 4}, {1, 4, 4}, {2, 8, 4}};
+    VkSpecializationInfo spec_info = {
+        .mapEntryCount = 3,
+        .pMapEntries = entries,
+        .dataSize = 3 * sizeof(uint32_t),
+        .pData = spec,
+    };
+    VkComputePipelineCreateInfo info = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = vk->modules[shader],
+                .pName = "main",
+                .pSpecializationInfo = &spec_info,
+            },
+        .layout = vk->pipeline_layout,
+    };
+    VkPipeline pipeline;
+    VkResult r = vk->fn.vkCreateComputePipelines(vk->device, VK_NULL_HANDLE, 1, &info, NULL, &pipeline);
+    if (r != VK_SUCCESS) {
+        kiln_vk_fail_result(r, __FILE__, __LINE__, "vkCreateComputePipelines");
+        return kiln_fail_context(KILN_ERR_BACKEND, "vulkan: building shader %s", kiln_vk_shaders[shader].name);
+    }
+    vk->pipelines[vk->npipelines++] = (kiln_vk_pipeline){shader, {spec[0], spec[1], spec[2]}, pipeline};
+    *out = pipeline;
+    return KILN_OK;
+}
+
+static kiln_vk_range tensor_range(const kiln_tensor *t)
+{
+    VkDeviceAddress lo = t->buffer->address + t->offset;
+    return (kiln_vk_range){lo, lo + kiln_tensor_nbytes(t)};
+}
+
+kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d)
+{
+    for (int i = 0; i < 3; i++)
+        if (d->groups[i] == 0 || d->groups[i] > vk->props.limits.maxComputeWorkGroupCount[i])
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: %s needs %u workgroups along %c; %s allows 1 to %u",
+                             kiln_vk_shaders[d->shader].name, d->groups[i], "xyz"[i], vk->props.deviceName,
+                             vk->props.limits.maxComputeWorkGroupCount[i]);
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    TRY(pipeline_get(vk, d->shader, d->spec, &pipeline));
+    VkCommandBuffer cmd;
+    TRY(kiln_vk_recording(vk, &cmd));
+    kiln_vk_range reads[3];
+    int nreads = 0;
+    for (int i = 0; i < 3; i++)
+        if (d->reads[i]) reads[nreads++] = tensor_range(d->reads[i]);
+    kiln_vk_order_access(vk, cmd, reads, nreads, tensor_range(d->write));
+    vk->fn.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+    vk->fn.vkCmdPushConstants(cmd, vk->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_bytes, d->push);
+    vk->fn.vkCmdDispatch(cmd, d->groups[0], d->groups[1], d->groups[2]);
+    return KILN_OK;
+}

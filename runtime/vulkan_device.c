@@ -1,0 +1,292 @@
+/* Loading Vulkan at run time, picking a device and opening it.
+ *
+ * libkiln does not link libvulkan: volk finds the loader with dlopen when a
+ * Vulkan backend is created, so a machine without Vulkan gets a clear
+ * KILN_ERR_UNSUPPORTED here and every other backend still works. */
+#include "vulkan_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+static const char *result_name(VkResult r)
+{
+    switch (r) {
+    case VK_SUCCESS: return "VK_SUCCESS";
+    case VK_NOT_READY: return "VK_NOT_READY";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_INCOMPLETE: return "VK_INCOMPLETE";
+    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_MEMORY_MAP_FAILED: return "VK_ERROR_MEMORY_MAP_FAILED";
+    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
+    case VK_ERROR_INVALID_SHADER_NV: return "VK_ERROR_INVALID_SHADER_NV";
+    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    default: return "VkResult";
+    }
+}
+
+kiln_status kiln_vk_fail_result(VkResult result, const char *file, int line, const char *call)
+{
+    bool memory = result == VK_ERROR_OUT_OF_HOST_MEMORY || result == VK_ERROR_OUT_OF_DEVICE_MEMORY;
+    return kiln_fail(memory ? KILN_ERR_OUT_OF_MEMORY : KILN_ERR_BACKEND, "vulkan: %s:%d: %s: %s (%d)", file, line,
+                     call, result_name(result), (int)result);
+}
+
+static const char *device_type_name(VkPhysicalDeviceType type)
+{
+    switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "CPU";
+    default: return "other";
+    }
+}
+
+/* Lower is preferred when no device index is given. */
+static int device_type_rank(VkPhysicalDeviceType type)
+{
+    switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 0;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 1;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 3;
+    default: return 4;
+    }
+}
+
+/* What kiln needs of a device, and what it found. */
+typedef struct device_caps {
+    VkPhysicalDeviceProperties props;
+    uint32_t queue_family;
+    bool f16_storage;
+    const char *missing; /* NULL when usable */
+} device_caps;
+
+static void device_query(VkPhysicalDevice pd, device_caps *caps)
+{
+    memset(caps, 0, sizeof *caps);
+    vkGetPhysicalDeviceProperties(pd, &caps->props);
+    if (caps->props.apiVersion < VK_API_VERSION_1_2) {
+        caps->missing = "Vulkan 1.2";
+        return;
+    }
+    uint32_t nfamilies = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &nfamilies, NULL);
+    VkQueueFamilyProperties families[16];
+    if (nfamilies > 16) nfamilies = 16;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &nfamilies, families);
+    caps->queue_family = UINT32_MAX;
+    for (uint32_t i = 0; i < nfamilies && caps->queue_family == UINT32_MAX; i++)
+        if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) caps->queue_family = i;
+    if (caps->queue_family == UINT32_MAX) {
+        caps->missing = "a compute queue";
+        return;
+    }
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+    VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+                                            .pNext = &f12};
+    VkPhysicalDeviceFeatures2 f = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
+    vkGetPhysicalDeviceFeatures2(pd, &f);
+    if (!f12.bufferDeviceAddress) {
+        caps->missing = "the bufferDeviceAddress feature";
+        return;
+    }
+    /* KILN_VULKAN_NO_F16_STORAGE=1 takes the path of devices without 16-bit
+     * storage (f16 weights read from 32-bit words), so it can be tested. */
+    const char *no_f16 = getenv("KILN_VULKAN_NO_F16_STORAGE");
+    caps->f16_storage = f11.storageBuffer16BitAccess && !(no_f16 && strcmp(no_f16, "1") == 0);
+}
+
+/* Lists the devices as "0: name (type), 1: ..." for error messages. */
+static void describe_devices(VkPhysicalDevice *pds, uint32_t n, char *buf, size_t size)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < n && at < size; i++) {
+        VkPhysicalDeviceProperties props;
+        vkGetPhysicalDeviceProperties(pds[i], &props);
+        int w = snprintf(buf + at, size - at, "%s%u: %s (%s)", i ? ", " : "", i, props.deviceName,
+                         device_type_name(props.deviceType));
+        if (w < 0) break;
+        at += (size_t)w;
+    }
+}
+
+/* Index `wanted` as enumerated, or with -1 the first usable device of the
+ * best type: discrete GPU, integrated GPU, virtual GPU, CPU (lavapipe). */
+static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice *out, device_caps *caps)
+{
+    uint32_t n = 0;
+    VK_TRY(vkEnumeratePhysicalDevices(instance, &n, NULL));
+    if (n == 0)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: the Vulkan loader found no device (install a driver, "
+                                               "e.g. mesa-vulkan-drivers for the lavapipe CPU device)");
+    VkPhysicalDevice pds[16];
+    if (n > 16) n = 16;
+    VkResult r = vkEnumeratePhysicalDevices(instance, &n, pds);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) VK_TRY(r);
+    char list[1024];
+    describe_devices(pds, n, list, sizeof list);
+
+    if (wanted >= 0) {
+        if ((uint32_t)wanted >= n)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: --device %d: no such device (%u found: %s)", wanted, n,
+                             list);
+        device_query(pds[wanted], caps);
+        if (caps->missing)
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: --device %d (%s) lacks %s, which kiln needs", wanted,
+                             caps->props.deviceName, caps->missing);
+        *out = pds[wanted];
+        return KILN_OK;
+    }
+    int best = -1, best_rank = 0;
+    device_caps best_caps = {0};
+    for (uint32_t i = 0; i < n; i++) {
+        device_caps c;
+        device_query(pds[i], &c);
+        int rank = device_type_rank(c.props.deviceType);
+        if (!c.missing && (best < 0 || rank < best_rank)) {
+            best = (int)i;
+            best_rank = rank;
+            best_caps = c;
+        }
+    }
+    if (best < 0)
+        return kiln_fail(KILN_ERR_UNSUPPORTED,
+                         "vulkan: no usable device (each lacks Vulkan 1.2, a compute queue or bufferDeviceAddress): %s",
+                         list);
+    *out = pds[best];
+    *caps = best_caps;
+    return KILN_OK;
+}
+
+static kiln_status instance_create(VkInstance *out)
+{
+    static bool loaded = false;
+    if (!loaded) {
+        if (volkInitialize() != VK_SUCCESS)
+            return kiln_fail(KILN_ERR_UNSUPPORTED,
+                             "vulkan: no Vulkan loader (libvulkan.so.1) on this machine; install one and a driver "
+                             "(Debian: libvulkan1 and mesa-vulkan-drivers) or use --backend cpu");
+        loaded = true;
+    }
+    if (volkGetInstanceVersion() < VK_API_VERSION_1_2)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: the Vulkan loader is older than 1.2");
+    VkApplicationInfo app = {
+        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+        .pApplicationName = "kiln",
+        .pEngineName = "kiln",
+        .apiVersion = VK_API_VERSION_1_2,
+    };
+    VkInstanceCreateInfo info = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
+    VkResult r = vkCreateInstance(&info, NULL, out);
+    if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: no Vulkan 1.2 driver is installed (vkCreateInstance: "
+                                               "VK_ERROR_INCOMPATIBLE_DRIVER)");
+    VK_TRY(r);
+    volkLoadInstanceOnly(*out);
+    return KILN_OK;
+}
+
+static kiln_status device_open(kiln_vk *vk, const device_caps *caps)
+{
+    float priority = 1.0f;
+    VkDeviceQueueCreateInfo queue = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+        .queueFamilyIndex = caps->queue_family,
+        .queueCount = 1,
+        .pQueuePriorities = &priority,
+    };
+    VkPhysicalDeviceVulkan12Features f12 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+        .bufferDeviceAddress = VK_TRUE,
+    };
+    VkPhysicalDeviceVulkan11Features f11 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+        .pNext = &f12,
+        .storageBuffer16BitAccess = caps->f16_storage ? VK_TRUE : VK_FALSE,
+    };
+    VkDeviceCreateInfo info = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .pNext = &f11,
+        .queueCreateInfoCount = 1,
+        .pQueueCreateInfos = &queue,
+    };
+    VK_TRY(vkCreateDevice(vk->physical, &info, NULL, &vk->device));
+    volkLoadDeviceTable(&vk->fn, vk->device);
+    vk->fn.vkGetDeviceQueue(vk->device, caps->queue_family, 0, &vk->queue);
+    vk->queue_family = caps->queue_family;
+    vk->props = caps->props;
+    vk->f16_storage = caps->f16_storage;
+    vkGetPhysicalDeviceMemoryProperties(vk->physical, &vk->memory_props);
+    VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
+    vkGetPhysicalDeviceProperties2(vk->physical, &p2);
+    vk->max_allocation = m3.maxMemoryAllocationSize;
+    vk->device_type_index = UINT32_MAX;
+    return KILN_OK;
+}
+
+void kiln_vk_destroy(kiln_backend *be)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    if (vk) {
+        if (vk->device) {
+            vk->fn.vkDeviceWaitIdle(vk->device);
+            kiln_vk_commands_release(vk);
+            kiln_vk_memory_release(vk);
+            vk->fn.vkDestroyDevice(vk->device, NULL);
+        }
+        if (vk->instance) vkDestroyInstance(vk->instance, NULL);
+        free(vk);
+    }
+    free(be);
+}
+
+static kiln_status vk_open(kiln_backend *be, int wanted)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    TRY(instance_create(&vk->instance));
+    device_caps caps;
+    TRY(device_pick(vk->instance, wanted, &vk->physical, &caps));
+    TRY(device_open(vk, &caps));
+    snprintf(be->device_name, sizeof be->device_name, "%.200s (%s, Vulkan %u.%u%s)", caps.props.deviceName,
+             device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
+             VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage");
+    TRY(kiln_vk_commands_init(vk));
+    TRY(kiln_vk_staging_init(vk));
+    return KILN_OK;
+}
+
+kiln_status kiln_backend_vulkan_create(const kiln_backend_options *opt, kiln_backend **out)
+{
+    *out = NULL;
+    kiln_backend *be = calloc(1, sizeof *be);
+    kiln_vk *vk = calloc(1, sizeof *vk);
+    if (!be || !vk) {
+        free(be);
+        free(vk);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+    }
+    be->ops = &kiln_vk_backend_ops;
+    be->kind = KILN_BACKEND_VULKAN;
+    be->name = "vulkan";
+    be->impl = vk;
+    kiln_status st = vk_open(be, opt ? opt->device : -1);
+    if (st != KILN_OK) {
+        kiln_vk_destroy(be);
+        return st;
+    }
+    *out = be;
+    return KILN_OK;
+}

@@ -1,0 +1,460 @@
+/* Every op in ops.def as one compute dispatch, and the backend's vtable.
+ *
+ * Each op fills its shader's push constants: the operands' device addresses
+ * first (8-byte fields, so neither C nor GLSL pads anywhere), then the op's
+ * kiln_<op>_params struct as is, then per-operand extras (where a weight's
+ * first element sits in its 32-bit word, the storage type of small weight
+ * vectors). Each struct below mirrors the push_constant block of the shader
+ * named beside it. */
+#include "vulkan_backend.h"
+
+#include <math.h>
+
+#include "status.h"
+
+_Static_assert(KILN_F32 == 0 && KILN_F16 == 1 && KILN_BF16 == 2 && KILN_F8_E4M3 == 3 && KILN_F8_E5M2 == 4,
+               "shaders/weights.glsl numbers weight dtypes as kiln_dtype does");
+
+/* A weight operand as shaders read it (shaders/weights.glsl): its address
+ * rounded down to 4 bytes, the elements that rounding skipped, its dtype. */
+typedef struct weight_arg {
+    VkDeviceAddress address;
+    uint32_t first;
+    uint32_t dtype;
+} weight_arg;
+
+static kiln_status weight(const char *op, const char *what, const kiln_tensor *t, weight_arg *out)
+{
+    size_t esize = kiln_dtype_size(t->dtype);
+    if (t->offset % esize)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan %s: %s (%s) sits at byte offset %zu, not a multiple of %zu", op,
+                         what, kiln_dtype_name(t->dtype), t->offset, esize);
+    VkDeviceAddress at = t->buffer->address + t->offset;
+    out->address = at & ~(VkDeviceAddress)3;
+    out->first = (uint32_t)((at & 3) / esize);
+    out->dtype = (uint32_t)t->dtype;
+    return KILN_OK;
+}
+
+/* f32 activations and i32 ids: 4-byte aligned addresses. */
+static kiln_status act(const char *op, const kiln_tensor *t, VkDeviceAddress *out)
+{
+    if (t->offset % 4)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan %s: an operand sits at byte offset %zu, not a multiple of 4",
+                         op, t->offset);
+    *out = t->buffer->address + t->offset;
+    return KILN_OK;
+}
+
+/* The variant of a weight-reading op (matmul, conv2d, embedding) for its main
+ * weight's dtype; variants follow the op's f32 one in cmake/shaders.cmake's
+ * order: f32, f16, f16p, bf16, f8e4m3, f8e5m2. */
+static kiln_vk_shader weight_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_dtype dtype)
+{
+    switch (dtype) {
+    case KILN_F16: return f32_variant + (vk->f16_storage ? 1 : 2);
+    case KILN_BF16: return f32_variant + 3;
+    case KILN_F8_E4M3: return f32_variant + 4;
+    case KILN_F8_E5M2: return f32_variant + 5;
+    default: return f32_variant;
+    }
+}
+_Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
+                   KILN_VK_SHADER_CONV2D_F8E5M2 - KILN_VK_SHADER_CONV2D_F32 == 5 &&
+                   KILN_VK_SHADER_EMBEDDING_F8E5M2 - KILN_VK_SHADER_EMBEDDING_F32 == 5 &&
+                   KILN_VK_SHADER_MATMUL_F16P - KILN_VK_SHADER_MATMUL_F32 == 2,
+               "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
+
+/* A grid of `count` workgroups in flat order (shaders/common.glsl). */
+static void grid_flat(uint64_t count, uint32_t groups[3])
+{
+    groups[0] = (uint32_t)(count < 65535 ? count : 65535);
+    groups[1] = (uint32_t)((count + groups[0] - 1) / groups[0]);
+    groups[2] = 1;
+}
+
+static uint32_t ceil_div(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) / b); }
+
+static kiln_status run(kiln_backend *be, kiln_vk_shader shader, const void *push, uint32_t push_bytes,
+                       uint32_t gx, uint32_t gy, uint32_t gz, const kiln_tensor *const *src, int nsrc,
+                       const kiln_tensor *dst)
+{
+    kiln_vk_dispatch d = {
+        .shader = shader,
+        .push = push,
+        .push_bytes = push_bytes,
+        .groups = {gx, gy, gz},
+        .write = dst,
+    };
+    for (int i = 0; i < nsrc; i++) d.reads[i] = src[i];
+    return kiln_vk_dispatch_record(kiln_vk_of(be), &d);
+}
+
+/* One invocation per element, 256 to a workgroup. */
+static kiln_status run_elementwise(kiln_backend *be, kiln_vk_shader shader, const void *push, uint32_t push_bytes,
+                                   uint64_t elements, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
+{
+    uint32_t g[3];
+    grid_flat(ceil_div(elements, 256), g);
+    return run(be, shader, push, push_bytes, g[0], g[1], g[2], src, nsrc, dst);
+}
+
+/* matmul.comp */
+typedef struct matmul_push {
+    VkDeviceAddress x, w, bias, y;
+    kiln_matmul_params p;
+    uint32_t w_first, bias_first, bias_dtype;
+} matmul_push;
+
+static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
+                             kiln_tensor *dst)
+{
+    matmul_push push = {.p = *p};
+    weight_arg w = {0}, bias = {0};
+    TRY(act("matmul", src[0], &push.x));
+    TRY(weight("matmul", "w", src[1], &w));
+    if (p->has_bias) TRY(weight("matmul", "bias", src[2], &bias));
+    TRY(act("matmul", dst, &push.y));
+    push.w = w.address;
+    push.w_first = w.first;
+    push.bias = bias.address;
+    push.bias_first = bias.first;
+    push.bias_dtype = bias.dtype;
+    kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, src[1]->dtype);
+    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, 64), ceil_div((uint64_t)p->M, 64), 1, src,
+               p->has_bias ? 3 : 2, dst);
+}
+
+/* conv2d.comp */
+typedef struct conv2d_push {
+    VkDeviceAddress x, w, bias, y;
+    kiln_conv2d_params p;
+    uint32_t w_first, bias_first, bias_dtype;
+} conv2d_push;
+
+static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
+                             kiln_tensor *dst)
+{
+    conv2d_push push = {.p = *p};
+    weight_arg w = {0}, bias = {0};
+    TRY(act("conv2d", src[0], &push.x));
+    TRY(weight("conv2d", "w", src[1], &w));
+    TRY(weight("conv2d", "bias", src[2], &bias));
+    TRY(act("conv2d", dst, &push.y));
+    push.w = w.address;
+    push.w_first = w.first;
+    push.bias = bias.address;
+    push.bias_first = bias.first;
+    push.bias_dtype = bias.dtype;
+    kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, src[1]->dtype);
+    uint64_t pixels = (uint64_t)p->N * p->OH * p->OW;
+    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, 64), ceil_div(pixels, 64), 1, src, 3, dst);
+}
+
+/* group_norm.comp and layer_norm.comp */
+typedef struct group_norm_push {
+    VkDeviceAddress x, gamma, beta, y;
+    kiln_group_norm_params p;
+    uint32_t gamma_first, beta_first, gamma_dtype, beta_dtype;
+} group_norm_push;
+
+static kiln_status vk_group_norm(kiln_backend *be, const kiln_group_norm_params *p, const kiln_tensor *const *src,
+                                 kiln_tensor *dst)
+{
+    group_norm_push push = {.p = *p};
+    weight_arg gamma = {0}, beta = {0};
+    TRY(act("group_norm", src[0], &push.x));
+    TRY(weight("group_norm", "gamma", src[1], &gamma));
+    TRY(weight("group_norm", "beta", src[2], &beta));
+    TRY(act("group_norm", dst, &push.y));
+    push.gamma = gamma.address;
+    push.beta = beta.address;
+    push.gamma_first = gamma.first;
+    push.beta_first = beta.first;
+    push.gamma_dtype = gamma.dtype;
+    push.beta_dtype = beta.dtype;
+    uint32_t g[3];
+    grid_flat((uint64_t)p->N * p->groups, g);
+    return run(be, KILN_VK_SHADER_GROUP_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
+}
+
+typedef struct layer_norm_push {
+    VkDeviceAddress x, gamma, beta, y;
+    kiln_layer_norm_params p;
+    uint32_t gamma_first, beta_first, gamma_dtype, beta_dtype;
+} layer_norm_push;
+
+static kiln_status vk_layer_norm(kiln_backend *be, const kiln_layer_norm_params *p, const kiln_tensor *const *src,
+                                 kiln_tensor *dst)
+{
+    layer_norm_push push = {.p = *p};
+    weight_arg gamma = {0}, beta = {0};
+    TRY(act("layer_norm", src[0], &push.x));
+    TRY(weight("layer_norm", "gamma", src[1], &gamma));
+    TRY(weight("layer_norm", "beta", src[2], &beta));
+    TRY(act("layer_norm", dst, &push.y));
+    push.gamma = gamma.address;
+    push.beta = beta.address;
+    push.gamma_first = gamma.first;
+    push.beta_first = beta.first;
+    push.gamma_dtype = gamma.dtype;
+    push.beta_dtype = beta.dtype;
+    uint32_t g[3];
+    grid_flat((uint64_t)p->M, g);
+    return run(be, KILN_VK_SHADER_LAYER_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
+}
+
+/* attention.comp */
+typedef struct attention_push {
+    VkDeviceAddress q, k, v, o;
+    kiln_attention_params p;
+} attention_push;
+
+/* The largest query and key tiles (rows, cols) whose shared memory fits the
+ * device, as attention.comp lays it out: the query rows, one K/V tile with a
+ * row stride of D + 1, the score tile, and three floats per row. Keys are
+ * halved first, down to the query rows' count. */
+static kiln_status attention_tiles(const kiln_vk *vk, uint32_t d, uint32_t *rows, uint32_t *cols)
+{
+    uint32_t budget = vk->props.limits.maxComputeSharedMemorySize;
+    uint32_t r = 32, c = 32;
+    for (;;) {
+        uint64_t floats = (uint64_t)(r + c) * (d + 1) + (uint64_t)r * c + 3u * r;
+        if (floats * 4 <= budget) break;
+        if (r == 1 && c == 1)
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan attention: head dim %u needs more than the %u bytes of "
+                                                   "shared memory %s has", d, budget, vk->props.deviceName);
+        if (c >= r && c > 1) c /= 2;
+        else r /= 2;
+    }
+    *rows = r;
+    *cols = c;
+    return KILN_OK;
+}
+
+static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
+                                kiln_tensor *dst)
+{
+    attention_push push = {.p = *p};
+    TRY(act("attention", src[0], &push.q));
+    TRY(act("attention", src[1], &push.k));
+    TRY(act("attention", src[2], &push.v));
+    TRY(act("attention", dst, &push.o));
+    uint32_t rows = 0, cols = 0;
+    TRY(attention_tiles(kiln_vk_of(be), (uint32_t)p->D, &rows, &cols));
+    kiln_vk_dispatch d = {
+        .shader = KILN_VK_SHADER_ATTENTION,
+        .spec = {(uint32_t)p->D, rows, cols},
+        .push = &push,
+        .push_bytes = sizeof push,
+        .groups = {ceil_div((uint64_t)p->Tq, rows), (uint32_t)(p->B * p->H), 1},
+        .reads = {src[0], src[1], src[2]},
+        .write = dst,
+    };
+    return kiln_vk_dispatch_record(kiln_vk_of(be), &d);
+}
+
+/* softmax.comp */
+typedef struct softmax_push {
+    VkDeviceAddress x, y;
+    kiln_softmax_params p;
+} softmax_push;
+
+static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, const kiln_tensor *const *src,
+                              kiln_tensor *dst)
+{
+    softmax_push push = {.p = *p};
+    TRY(act("softmax", src[0], &push.x));
+    TRY(act("softmax", dst, &push.y));
+    uint32_t g[3];
+    grid_flat((uint64_t)p->M, g);
+    return run(be, KILN_VK_SHADER_SOFTMAX, &push, sizeof push, g[0], g[1], g[2], src, 1, dst);
+}
+
+/* unary.comp: x, y and the op's params (n, and s for scale). */
+#define UNARY_OP(name, shader)                                                                   \
+    typedef struct name##_push {                                                                 \
+        VkDeviceAddress x, y;                                                                    \
+        kiln_##name##_params p;                                                                  \
+    } name##_push;                                                                               \
+    static kiln_status vk_##name(kiln_backend *be, const kiln_##name##_params *p,                \
+                                 const kiln_tensor *const *src, kiln_tensor *dst)                \
+    {                                                                                            \
+        name##_push push = {.p = *p};                                                            \
+        TRY(act(#name, src[0], &push.x));                                                        \
+        TRY(act(#name, dst, &push.y));                                                           \
+        return run_elementwise(be, shader, &push, sizeof push, (uint64_t)p->n, src, 1, dst);     \
+    }
+UNARY_OP(silu, KILN_VK_SHADER_SILU)
+UNARY_OP(gelu, KILN_VK_SHADER_GELU)
+UNARY_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU)
+UNARY_OP(scale, KILN_VK_SHADER_SCALE)
+
+/* binary.comp */
+#define BINARY_OP(name, shader)                                                                  \
+    typedef struct name##_push {                                                                 \
+        VkDeviceAddress a, b, y;                                                                 \
+        kiln_##name##_params p;                                                                  \
+    } name##_push;                                                                               \
+    static kiln_status vk_##name(kiln_backend *be, const kiln_##name##_params *p,                \
+                                 const kiln_tensor *const *src, kiln_tensor *dst)                \
+    {                                                                                            \
+        name##_push push = {.p = *p};                                                            \
+        TRY(act(#name, src[0], &push.a));                                                        \
+        TRY(act(#name, src[1], &push.b));                                                        \
+        TRY(act(#name, dst, &push.y));                                                           \
+        return run_elementwise(be, shader, &push, sizeof push, (uint64_t)p->n, src, 2, dst);     \
+    }
+BINARY_OP(add, KILN_VK_SHADER_ADD)
+BINARY_OP(mul, KILN_VK_SHADER_MUL)
+
+/* geglu.comp */
+typedef struct geglu_push {
+    VkDeviceAddress x, y;
+    kiln_geglu_params p;
+} geglu_push;
+
+static kiln_status vk_geglu(kiln_backend *be, const kiln_geglu_params *p, const kiln_tensor *const *src,
+                            kiln_tensor *dst)
+{
+    geglu_push push = {.p = *p};
+    TRY(act("geglu", src[0], &push.x));
+    TRY(act("geglu", dst, &push.y));
+    return run_elementwise(be, KILN_VK_SHADER_GEGLU, &push, sizeof push, (uint64_t)p->M * p->N, src, 1, dst);
+}
+
+/* add_channel_bias.comp */
+typedef struct add_channel_bias_push {
+    VkDeviceAddress x, b, y;
+    kiln_add_channel_bias_params p;
+} add_channel_bias_push;
+
+static kiln_status vk_add_channel_bias(kiln_backend *be, const kiln_add_channel_bias_params *p,
+                                       const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    add_channel_bias_push push = {.p = *p};
+    TRY(act("add_channel_bias", src[0], &push.x));
+    TRY(act("add_channel_bias", src[1], &push.b));
+    TRY(act("add_channel_bias", dst, &push.y));
+    return run_elementwise(be, KILN_VK_SHADER_ADD_CHANNEL_BIAS, &push, sizeof push, (uint64_t)p->N * p->C * p->HW,
+                           src, 2, dst);
+}
+
+/* concat_channels.comp */
+typedef struct concat_channels_push {
+    VkDeviceAddress a, b, y;
+    kiln_concat_channels_params p;
+} concat_channels_push;
+
+static kiln_status vk_concat_channels(kiln_backend *be, const kiln_concat_channels_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    concat_channels_push push = {.p = *p};
+    TRY(act("concat_channels", src[0], &push.a));
+    TRY(act("concat_channels", src[1], &push.b));
+    TRY(act("concat_channels", dst, &push.y));
+    return run_elementwise(be, KILN_VK_SHADER_CONCAT_CHANNELS, &push, sizeof push,
+                           (uint64_t)p->N * (p->Ca + p->Cb) * p->HW, src, 2, dst);
+}
+
+/* pad2d.comp */
+typedef struct pad2d_push {
+    VkDeviceAddress x, y;
+    kiln_pad2d_params p;
+} pad2d_push;
+
+static kiln_status vk_pad2d(kiln_backend *be, const kiln_pad2d_params *p, const kiln_tensor *const *src,
+                            kiln_tensor *dst)
+{
+    pad2d_push push = {.p = *p};
+    TRY(act("pad2d", src[0], &push.x));
+    TRY(act("pad2d", dst, &push.y));
+    uint64_t out = (uint64_t)p->N * p->C * (p->top + p->H + p->bottom) * (p->left + p->W + p->right);
+    return run_elementwise(be, KILN_VK_SHADER_PAD2D, &push, sizeof push, out, src, 1, dst);
+}
+
+/* upsample_nearest2x.comp */
+typedef struct upsample_nearest2x_push {
+    VkDeviceAddress x, y;
+    kiln_upsample_nearest2x_params p;
+} upsample_nearest2x_push;
+
+static kiln_status vk_upsample_nearest2x(kiln_backend *be, const kiln_upsample_nearest2x_params *p,
+                                         const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    upsample_nearest2x_push push = {.p = *p};
+    TRY(act("upsample_nearest2x", src[0], &push.x));
+    TRY(act("upsample_nearest2x", dst, &push.y));
+    return run_elementwise(be, KILN_VK_SHADER_UPSAMPLE_NEAREST2X, &push, sizeof push,
+                           (uint64_t)p->N * p->C * 4 * p->H * p->W, src, 1, dst);
+}
+
+/* timestep_embedding.comp */
+typedef struct timestep_embedding_push {
+    VkDeviceAddress t, y;
+    kiln_timestep_embedding_params p;
+    float log_max_period;
+} timestep_embedding_push;
+
+static kiln_status vk_timestep_embedding(kiln_backend *be, const kiln_timestep_embedding_params *p,
+                                         const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    timestep_embedding_push push = {.p = *p, .log_max_period = (float)log((double)p->max_period)};
+    TRY(act("timestep_embedding", src[0], &push.t));
+    TRY(act("timestep_embedding", dst, &push.y));
+    /* one invocation per (n, frequency), writing its sin and cos */
+    return run_elementwise(be, KILN_VK_SHADER_TIMESTEP_EMBEDDING, &push, sizeof push, (uint64_t)p->N * (p->dim / 2),
+                           src, 1, dst);
+}
+
+/* transpose.comp */
+typedef struct transpose_push {
+    VkDeviceAddress x, y;
+    kiln_transpose_params p;
+} transpose_push;
+
+static kiln_status vk_transpose(kiln_backend *be, const kiln_transpose_params *p, const kiln_tensor *const *src,
+                                kiln_tensor *dst)
+{
+    transpose_push push = {.p = *p};
+    TRY(act("transpose", src[0], &push.x));
+    TRY(act("transpose", dst, &push.y));
+    return run(be, KILN_VK_SHADER_TRANSPOSE, &push, sizeof push, ceil_div((uint64_t)p->C, 32),
+               ceil_div((uint64_t)p->R, 32), (uint32_t)p->B, src, 1, dst);
+}
+
+/* embedding.comp */
+typedef struct embedding_push {
+    VkDeviceAddress ids, table, y;
+    kiln_embedding_params p;
+    uint32_t table_first;
+} embedding_push;
+
+static kiln_status vk_embedding(kiln_backend *be, const kiln_embedding_params *p, const kiln_tensor *const *src,
+                                kiln_tensor *dst)
+{
+    embedding_push push = {.p = *p};
+    weight_arg table = {0};
+    TRY(act("embedding", src[0], &push.ids));
+    TRY(weight("embedding", "table", src[1], &table));
+    TRY(act("embedding", dst, &push.y));
+    push.table = table.address;
+    push.table_first = table.first;
+    kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_EMBEDDING_F32, src[1]->dtype);
+    return run_elementwise(be, shader, &push, sizeof push, (uint64_t)p->M * p->D, src, 2, dst);
+}
+
+static kiln_status vk_synchronize(kiln_backend *be) { return kiln_vk_finish(kiln_vk_of(be)); }
+
+const kiln_backend_ops kiln_vk_backend_ops = {
+    .buffer_alloc = kiln_vk_buffer_alloc,
+    .buffer_free = kiln_vk_buffer_free,
+    .weights_place = kiln_vk_weights_place,
+    .upload = kiln_vk_upload,
+    .download = kiln_vk_download,
+    .synchronize = vk_synchronize,
+    .destroy = kiln_vk_destroy,
+#define KILN_OP(name, nsrc, doc) .name = vk_##name,
+#include "ops.def"
+#undef KILN_OP
+};

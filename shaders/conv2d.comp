@@ -1,0 +1,61 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+#include "weights.glsl"
+
+// x (N,C,H,W) * w (O,C,KH,KW) + bias (O) -> y (N,O,OH,OW), zero padding.
+// An implicit GEMM: rows are output pixels m = (n, oy, ox), columns output
+// channels o, and the reduction runs over k = (c, ky, kx), reading x where
+// an im2col matrix would hold it without ever building that matrix.
+layout(push_constant) uniform conv2d_push {
+    f32_ref x;
+    weight_ref w;
+    word_ref bias;
+    f32_ref y;
+    int N, C, H, W;  // kiln_conv2d_params
+    int O, KH, KW;
+    int stride, pad;
+    int OH, OW;
+    uint w_first, bias_first; // see load_packed
+    uint bias_dtype;
+} pc;
+
+const bool A_ALONG_M = true;
+const bool C_ALONG_M = true;
+
+// Per A-load slot: where the row's image starts in x and the input
+// coordinates of its kernel window's top-left corner.
+uint row_image[4];
+int row_iy0[4], row_ix0[4];
+
+void a_row_setup(uint slot, uint m)
+{
+    uint ohw = uint(pc.OH * pc.OW);
+    uint n = m / ohw, p = m % ohw;
+    row_image[slot] = n * uint(pc.C * pc.H * pc.W);
+    row_iy0[slot] = int(p / uint(pc.OW)) * pc.stride - pc.pad;
+    row_ix0[slot] = int(p % uint(pc.OW)) * pc.stride - pc.pad;
+}
+
+float load_a(uint slot, uint m, uint k)
+{
+    uint taps = uint(pc.KH * pc.KW);
+    uint c = k / taps, tap = k % taps;
+    int iy = row_iy0[slot] + int(tap / uint(pc.KW));
+    int ix = row_ix0[slot] + int(tap % uint(pc.KW));
+    if (iy < 0 || iy >= pc.H || ix < 0 || ix >= pc.W) return 0.0;
+    return pc.x.v[row_image[slot] + (c * uint(pc.H) + uint(iy)) * uint(pc.W) + uint(ix)];
+}
+
+float load_b(uint o, uint k) { return load_weight(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
+
+void store_c(uint m, uint o, float v)
+{
+    uint ohw = uint(pc.OH * pc.OW);
+    uint n = m / ohw, p = m % ohw;
+    pc.y.v[(n * uint(pc.O) + o) * ohw + p] = v + load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o);
+}
+
+#include "gemm.glsl"
+
+void main() { gemm_tile(uint(pc.N * pc.OH * pc.OW), uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }

@@ -1,0 +1,32 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+#include "weights.glsl"
+
+// x (M,K) @ w (N,K)^T + bias (N) -> y (M,N); w stored as the variant's
+// W_DTYPE (or f16 with W_F16_STORAGE), bias as bias_dtype.
+layout(push_constant) uniform matmul_push {
+    f32_ref x;
+    weight_ref w;
+    word_ref bias;
+    f32_ref y;
+    int M, N, K, has_bias; // kiln_matmul_params
+    uint w_first, bias_first; // see load_packed
+    uint bias_dtype;
+} pc;
+
+const bool A_ALONG_M = false;
+const bool C_ALONG_M = false;
+
+void a_row_setup(uint slot, uint m) {}
+float load_a(uint slot, uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
+float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
+void store_c(uint m, uint n, float v)
+{
+    if (pc.has_bias != 0) v += load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n);
+    pc.y.v[m * uint(pc.N) + n] = v;
+}
+
+#include "gemm.glsl"
+
+void main() { gemm_tile(uint(pc.M), uint(pc.N), uint(pc.K)); }

@@ -1,0 +1,46 @@
+// Reading weights stored as f32, f16, bf16 or fp8, widened to f32.
+//
+// Weight storage types, numbered as kiln_dtype in runtime/tensor.h (the host
+// checks that the numbers agree).
+const uint DTYPE_F32 = 0u;
+const uint DTYPE_F16 = 1u;
+const uint DTYPE_BF16 = 2u;
+const uint DTYPE_F8_E4M3 = 3u;
+const uint DTYPE_F8_E5M2 = 4u;
+
+// fp8 e4m3fn: bias 7, no infinities, 0x7f/0xff are NaN.
+float f8e4m3_to_f32(uint b)
+{
+    uint sign = (b & 0x80u) << 24;
+    uint e = (b >> 3) & 0xfu;
+    uint m = b & 7u;
+    if (e == 15u && m == 7u) return uintBitsToFloat(sign | 0x7fc00000u);
+    if (e == 0u) return uintBitsToFloat(sign | floatBitsToUint(float(m) * (1.0 / 512.0)));
+    return uintBitsToFloat(sign | ((e + 120u) << 23) | (m << 20));
+}
+
+// Element i of a weight held in 32-bit words. 16- and 8-bit elements sit
+// little-endian in their word, element 0 in the low bits. The host passes the
+// weight's address rounded down to 4 bytes and adds the elements skipped by
+// the rounding to i (the "_first" push constants).
+float load_packed(word_ref w, uint dtype, uint i)
+{
+    if (dtype == DTYPE_F32) return uintBitsToFloat(w.v[i]);
+    if (dtype == DTYPE_F16 || dtype == DTYPE_BF16) {
+        uint bits = (w.v[i >> 1] >> ((i & 1u) * 16u)) & 0xffffu;
+        return dtype == DTYPE_F16 ? unpackHalf2x16(bits).x : uintBitsToFloat(bits << 16);
+    }
+    uint bits = (w.v[i >> 2] >> ((i & 3u) * 8u)) & 0xffu;
+    return dtype == DTYPE_F8_E4M3 ? f8e4m3_to_f32(bits) : unpackHalf2x16(bits << 8).x;
+}
+
+// The op's main weight (matmul/conv2d filters, the embedding table): its
+// storage type is fixed per shader variant (cmake/shaders.cmake), so the
+// branches above fold away. W_F16_STORAGE reads f16 through 16-bit storage.
+#if defined(W_F16_STORAGE)
+layout(buffer_reference, std430, buffer_reference_align = 2) readonly buffer weight_ref { float16_t v[]; };
+float load_weight(weight_ref w, uint i) { return float(w.v[i]); }
+#elif defined(W_DTYPE)
+#define weight_ref word_ref
+float load_weight(word_ref w, uint i) { return load_packed(w, W_DTYPE, i); }
+#endif

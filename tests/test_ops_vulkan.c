@@ -1,0 +1,104 @@
+/* The Vulkan backend against float64: every op in ops.def through the shared
+ * op suite (tests/support/op_suite.h), for each weight storage type. All
+ * arithmetic is f32 and f16/bf16/fp8 weights are widened exactly, so every
+ * pass is held to 1e-5.
+ *
+ * With no Vulkan device (no loader, no driver, no usable device) the test
+ * prints why and exits 77 (skipped), except in CI (CI=1) or with
+ * KILN_REQUIRE_VULKAN=1, where a missing device is a failure: CI installs
+ * lavapipe, so a skip there would hide a broken backend. */
+#include "kiln_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "op_suite.h"
+
+#define TOL 1e-5
+
+static void run_suite(kiln_dtype weights, const char *only_op)
+{
+    kiln_backend *be;
+    kiln_backend_options opt = {.device = -1};
+    assert_kiln_ok(kiln_backend_vulkan_create(&opt, &be));
+    print_message("vulkan, %s weights, tol %g on %s\n", kiln_dtype_name(weights), TOL, be->device_name);
+    int failures = kiln_op_suite_run(be, weights, TOL, only_op);
+    kiln_backend_free(be);
+    assert_int_equal(failures, 0);
+}
+
+static void f32_weights(void **state)
+{
+    (void)state;
+    run_suite(KILN_F32, NULL);
+}
+
+static void f16_weights(void **state)
+{
+    (void)state;
+    run_suite(KILN_F16, NULL);
+}
+
+static void bf16_weights(void **state)
+{
+    (void)state;
+    run_suite(KILN_BF16, NULL);
+}
+
+/* Only the ops whose main weight has per-dtype shader variants: the small
+ * weight vectors (bias, gamma, beta) share one loader, covered above. */
+static void fp8_weights(void **state)
+{
+    (void)state;
+    static const char *const ops[] = {"matmul", "conv2d", "embedding"};
+    for (int i = 0; i < 3; i++) {
+        run_suite(KILN_F8_E4M3, ops[i]);
+        run_suite(KILN_F8_E5M2, ops[i]);
+    }
+}
+
+/* Devices without 16-bit storage read f16 weights from 32-bit words. */
+static void f16_weights_without_16bit_storage(void **state)
+{
+    (void)state;
+    setenv("KILN_VULKAN_NO_F16_STORAGE", "1", 1);
+    static const char *const ops[] = {"matmul", "conv2d", "embedding"};
+    for (int i = 0; i < 3; i++) run_suite(KILN_F16, ops[i]);
+    unsetenv("KILN_VULKAN_NO_F16_STORAGE");
+}
+
+static bool env_is(const char *name, const char *value)
+{
+    const char *v = getenv(name);
+    return v && strcmp(v, value) == 0;
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    kiln_backend *probe;
+    kiln_status st = kiln_backend_vulkan_create(NULL, &probe);
+    if (st != KILN_OK) {
+        bool required = env_is("CI", "1") || env_is("CI", "true") || env_is("KILN_REQUIRE_VULKAN", "1");
+        if (st == KILN_ERR_UNSUPPORTED && !required) {
+            printf("test_ops_vulkan: skipped: %s\n", kiln_last_error());
+            return KILN_TEST_SKIP;
+        }
+        fprintf(stderr, "test_ops_vulkan: cannot open a Vulkan device%s: %s: %s\n",
+                required ? " (required here: CI or KILN_REQUIRE_VULKAN is set)" : "", kiln_status_name(st),
+                kiln_last_error());
+        return 1;
+    }
+    kiln_backend_free(probe);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(f32_weights),
+        cmocka_unit_test(f16_weights),
+        cmocka_unit_test(bf16_weights),
+        cmocka_unit_test(fp8_weights),
+        cmocka_unit_test(f16_weights_without_16bit_storage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
