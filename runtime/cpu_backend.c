@@ -242,7 +242,9 @@ static kiln_status create(const kiln_backend_options *opt, const kiln_backend_op
     be->impl = s;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     be->threads = opt && opt->threads > 0 ? opt->threads : (int)(cores > 0 ? cores : 1);
-    snprintf(be->device_name, sizeof be->device_name, "host CPU, %d threads", be->threads);
+    if (ops == &cpu_reference_ops) be->threads = 1; /* plain loops run on the caller's thread */
+    snprintf(be->device_name, sizeof be->device_name, "host CPU, %d thread%s", be->threads,
+             be->threads == 1 ? "" : "s");
     s->threads = be->threads;
     s->local = calloc((size_t)s->threads, sizeof *s->local);
     kiln_status st = s->local ? cpu_pool_create(s->threads, &s->pool)
