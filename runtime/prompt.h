@@ -1,0 +1,60 @@
+/* ComfyUI's prompt handling for SD 1.x CLIP (comfy/sd1_clip.py, ComfyUI
+ * 0.3.64): weight syntax, then 77-id windows of token ids and weights.
+ *
+ * Weights: "(text)" multiplies the weight around it by 1.1 (so "((a))" is
+ * 1.21), "(text:1.3)" sets 1.3 whatever surrounds it (the number after the
+ * last ':' that is not the first character; Python's float() syntax), and a
+ * number that does not parse keeps the x1.1 and the ':' text. "\(" and "\)"
+ * are literal parentheses; square brackets and braces are plain text.
+ * Unbalanced parentheses are read as ComfyUI reads them (a stray ')' makes
+ * what follows plain text).
+ *
+ * Windows: each weighted segment is tokenized on its own (a text after
+ * " embedding:" or "\nembedding:" starts a new piece). A piece of fewer than
+ * 8 tokens that does not fit in what is left of the current 75-token window
+ * moves whole to the next one (the window is closed with EOS and padded with
+ * EOS); a longer piece fills the window and goes on in the next. Every window
+ * is BOS, up to 75 tokens, EOS, EOS padding: 77 ids.
+ *
+ * Textual-inversion embeddings are not supported: "embedding:NAME" is treated
+ * as ComfyUI treats an embedding file it cannot find (NAME is dropped with a
+ * warning, the words after it stay) and counted in skipped_embeddings. */
+#ifndef KILN_PROMPT_H
+#define KILN_PROMPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln.h"
+#include "tokenizer.h"
+
+typedef struct kiln_prompt_segment {
+    char *text;    /* UTF-8; "\(" and "\)" already read as "(" and ")" */
+    double weight;
+} kiln_prompt_segment;
+
+/* Splits a prompt into weighted segments, in order (ComfyUI's
+ * token_weights(escape_important(prompt), 1.0), then unescape_important).
+ * `*segments` is malloc'd; free with kiln_prompt_segments_free. Errors:
+ * KILN_ERR_INVALID_ARG (not UTF-8; parentheses nested deeper than
+ * KILN_PROMPT_MAX_NESTING), KILN_ERR_OUT_OF_MEMORY. */
+#define KILN_PROMPT_MAX_NESTING 900
+kiln_status kiln_prompt_parse(const char *prompt, kiln_prompt_segment **segments, size_t *count);
+void kiln_prompt_segments_free(kiln_prompt_segment *segments, size_t count);
+
+typedef struct kiln_prompt_tokens {
+    int n_windows;                        /* >= 1 */
+    int32_t (*ids)[KILN_CLIP_CONTEXT];    /* (n_windows, 77) */
+    double (*weights)[KILN_CLIP_CONTEXT]; /* (n_windows, 77); 1 at BOS, EOS and padding */
+    bool weighted;                        /* some weight != 1: encoding needs z_empty */
+    int skipped_embeddings;               /* "embedding:NAME" names left out */
+} kiln_prompt_tokens;
+
+/* SDTokenizer.tokenize_with_weights for SD 1.x. Free the result with
+ * kiln_prompt_tokens_free (also safe on a zeroed struct). Errors as for
+ * kiln_prompt_parse and kiln_tokenizer_encode. */
+kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, kiln_prompt_tokens *out);
+void kiln_prompt_tokens_free(kiln_prompt_tokens *t);
+
+#endif
