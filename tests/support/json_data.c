@@ -1,0 +1,57 @@
+#include "json_data.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kiln_test.h"
+
+cJSON *json_data_load(const char *relative)
+{
+    const char *path = kiln_test_data(relative);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)size + 1);
+    assert_non_null(text);
+    size_t got = fread(text, 1, (size_t)size, f);
+    fclose(f);
+    text[got] = 0;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) fail_msg("%s: not valid JSON", path);
+    return root;
+}
+
+const cJSON *json_data_get(const cJSON *obj, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!item) fail_msg("JSON test data: no member '%s'", key);
+    return item;
+}
+
+const char *json_data_string(const cJSON *obj, const char *key)
+{
+    const cJSON *item = json_data_get(obj, key);
+    if (!cJSON_IsString(item)) fail_msg("JSON test data: '%s' is not a string", key);
+    return item->valuestring;
+}
+
+int32_t *json_data_ints(const cJSON *obj, const char *key, size_t *count)
+{
+    const cJSON *arr = json_data_get(obj, key);
+    if (!cJSON_IsArray(arr)) fail_msg("JSON test data: '%s' is not an array", key);
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    int32_t *out = malloc((n ? n : 1) * sizeof *out);
+    assert_non_null(out);
+    size_t i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr)
+    {
+        if (!cJSON_IsNumber(v)) fail_msg("JSON test data: '%s'[%zu] is not a number", key, i);
+        out[i++] = (int32_t)v->valuedouble;
+    }
+    *count = n;
+    return out;
+}
