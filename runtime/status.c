@@ -41,7 +41,15 @@ kiln_status kiln_fail_context(kiln_status code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    /* "prefix: old", the old message cut short when the two do not fit */
+    size_t used = strlen(prefix);
+    if (used > sizeof last_error - 3) used = sizeof last_error - 3;
+    memcpy(last_error, prefix, used);
+    memcpy(last_error + used, ": ", 2);
+    used += 2;
+    size_t len = strnlen(old, sizeof last_error - 1 - used);
+    memcpy(last_error + used, old, len);
+    last_error[used + len] = '\0';
     return code;
 }
 
