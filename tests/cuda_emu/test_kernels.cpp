@@ -1,0 +1,266 @@
+// kiln's CUDA kernels, through their adapters (the backend's vtable
+// entries), on the emulator, against the CPU reference loops in cpu_ref.c:
+// every op but matmul (cuBLASLt cannot run here), in f32 compute at 1e-5 and
+// f16/bf16 compute at 1e-2, at small shapes with ragged tiles, every weight
+// dtype, the tensor-core attention head dims and the f32 fallbacks.
+// Outputs start as NaN, so an element a kernel leaves unwritten fails.
+#include "emu.h"
+
+#include <vector>
+
+extern "C" {
+#include "cpu_ref.h"
+#include "cuda_backend.h"
+}
+
+// ---- the host side of runtime/cuda_backend.c that the adapters call
+extern "C" kiln_status cuda_enter(kiln_backend *be, cuda_state **out)
+{
+    *out = cuda_state_of(be);
+    return KILN_OK;
+}
+extern "C" kiln_status cuda_fail(cudaError_t err, const char *call, const char *file, int line)
+{
+    return kiln_fail(KILN_ERR_BACKEND, "%s:%d: %s: %d", file, line, call, err);
+}
+extern "C" kiln_status cuda_scratch(cuda_state *s, size_t bytes, void **out)
+{
+    free(s->scratch);
+    s->scratch = malloc(bytes);
+    *out = s->scratch;
+    return KILN_OK;
+}
+// a copy of runtime/cuda_backend.c's rule
+extern "C" kiln_dtype cuda_gemm_type(const cuda_state *s, kiln_dtype weight)
+{
+    if (s->compute == KILN_F32) return KILN_F32;
+    if (weight == KILN_F16 || weight == KILN_BF16) return weight;
+    return s->compute;
+}
+
+// ---- helpers
+static uint64_t rng = 88172645463325252ull;
+static float urand()
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+struct buf {
+    kiln_buffer b;
+    kiln_tensor t;
+    std::vector<unsigned char> host;
+};
+
+static buf *make(kiln_dtype dt, int64_t n, bool random = true)
+{
+    buf *x = new buf();
+    x->host.resize((size_t)n * kiln_dtype_size(dt) + 1);
+    x->b.dev = x->host.data();
+    x->b.size = (size_t)n * kiln_dtype_size(dt);
+    x->t = kiln_tensor{dt, 1, {n, 0, 0, 0}, &x->b, 0};
+    for (int64_t i = 0; i < n; i++) {
+        float v = random ? urand() : NAN;
+        switch (dt) {
+        case KILN_F32: ((float *)x->b.dev)[i] = v; break;
+        case KILN_F16: ((uint16_t *)x->b.dev)[i] = kiln_f32_to_f16(v); break;
+        case KILN_BF16: ((uint16_t *)x->b.dev)[i] = kiln_f32_to_bf16(v); break;
+        case KILN_F8_E4M3: { urand(); uint8_t b8 = (uint8_t)(rng >> 40); if ((b8 & 0x7f) >= 0x70) b8 &= 0x3f; ((uint8_t *)x->b.dev)[i] = b8; break; }
+        default: break;
+        }
+    }
+    return x;
+}
+static float *F(buf *x) { return (float *)x->b.dev; }
+static kiln_weight_ptr W(buf *x) { return kiln_weight_ptr{x->b.dev, x->t.dtype}; }
+
+static int failures, passes;
+static void compare(const char *what, const float *got, const float *want, int64_t n, double tol)
+{
+    double num = 0, den = 0;
+    bool nan = false;
+    for (int64_t i = 0; i < n; i++) {
+        if (std::isnan(got[i]) || std::isnan(want[i])) nan = true;
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    double err = nan ? INFINITY : den ? sqrt(num / den) : sqrt(num);
+    bool ok = err <= tol;
+    (ok ? passes : failures)++;
+    printf("%-60s rel L2 %.3g %s\n", what, err, ok ? "ok" : "FAIL");
+}
+
+static kiln_backend be_f32, be_f16, be_bf16;
+static cuda_state st_f32, st_f16, st_bf16;
+
+static void check(kiln_status st)
+{
+    if (st != KILN_OK) { printf("status %d: %s\n", st, kiln_last_error()); failures++; }
+}
+
+// ---- tests
+static void test_elementwise()
+{
+    int n = 1000;
+    buf *x = make(KILN_F32, n), *x2 = make(KILN_F32, n), *y = make(KILN_F32, n, false);
+    std::vector<float> want(n);
+    const kiln_tensor *s1[] = {&x->t}, *s2[] = {&x->t, &x2->t};
+    kiln_silu_params ps = {n};
+    check(cuda_silu(&be_f32, &ps, s1, &y->t)); cpu_ref_silu(&ps, F(x), want.data()); compare("silu", F(y), want.data(), n, 1e-6);
+    kiln_gelu_params pg = {n};
+    check(cuda_gelu(&be_f32, &pg, s1, &y->t)); cpu_ref_gelu(&pg, F(x), want.data()); compare("gelu", F(y), want.data(), n, 1e-6);
+    kiln_quick_gelu_params pq = {n};
+    check(cuda_quick_gelu(&be_f32, &pq, s1, &y->t)); cpu_ref_quick_gelu(&pq, F(x), want.data()); compare("quick_gelu", F(y), want.data(), n, 1e-6);
+    kiln_scale_params psc = {n, 0.37f};
+    check(cuda_scale(&be_f32, &psc, s1, &y->t)); cpu_ref_scale(&psc, F(x), want.data()); compare("scale", F(y), want.data(), n, 0);
+    kiln_add_params pa = {n};
+    check(cuda_add(&be_f32, &pa, s2, &y->t)); cpu_ref_add(&pa, F(x), F(x2), want.data()); compare("add", F(y), want.data(), n, 0);
+    kiln_mul_params pm = {n};
+    check(cuda_mul(&be_f32, &pm, s2, &y->t)); cpu_ref_mul(&pm, F(x), F(x2), want.data()); compare("mul", F(y), want.data(), n, 0);
+
+    { kiln_geglu_params p = {7, 33}; buf *a = make(KILN_F32, 7 * 66), *o = make(KILN_F32, 7 * 33, false);
+      std::vector<float> w(7 * 33); const kiln_tensor *s[] = {&a->t};
+      check(cuda_geglu(&be_f32, &p, s, &o->t)); cpu_ref_geglu(&p, F(a), w.data()); compare("geglu", F(o), w.data(), 7 * 33, 1e-6); }
+    { kiln_add_channel_bias_params p = {2, 5, 37}; buf *a = make(KILN_F32, 370), *b = make(KILN_F32, 10), *o = make(KILN_F32, 370, false);
+      std::vector<float> w(370); const kiln_tensor *s[] = {&a->t, &b->t};
+      check(cuda_add_channel_bias(&be_f32, &p, s, &o->t)); cpu_ref_add_channel_bias(&p, F(a), F(b), w.data()); compare("add_channel_bias", F(o), w.data(), 370, 0); }
+    { kiln_concat_channels_params p = {2, 3, 4, 29}; buf *a = make(KILN_F32, 2 * 3 * 29), *b = make(KILN_F32, 2 * 4 * 29), *o = make(KILN_F32, 2 * 7 * 29, false);
+      std::vector<float> w(2 * 7 * 29); const kiln_tensor *s[] = {&a->t, &b->t};
+      check(cuda_concat_channels(&be_f32, &p, s, &o->t)); cpu_ref_concat_channels(&p, F(a), F(b), w.data()); compare("concat", F(o), w.data(), 2 * 7 * 29, 0); }
+    { kiln_pad2d_params p = {2, 3, 5, 7, 1, 2, 0, 1}; int64_t on = 2 * 3 * 8 * 8; buf *a = make(KILN_F32, 2 * 3 * 35), *o = make(KILN_F32, on, false);
+      std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
+      check(cuda_pad2d(&be_f32, &p, s, &o->t)); cpu_ref_pad2d(&p, F(a), w.data()); compare("pad2d", F(o), w.data(), on, 0); }
+    { kiln_upsample_nearest2x_params p = {2, 3, 5, 7}; int64_t on = 2 * 3 * 10 * 14; buf *a = make(KILN_F32, 2 * 3 * 35), *o = make(KILN_F32, on, false);
+      std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
+      check(cuda_upsample_nearest2x(&be_f32, &p, s, &o->t)); cpu_ref_upsample_nearest2x(&p, F(a), w.data()); compare("upsample", F(o), w.data(), on, 0); }
+    for (int flip = 0; flip < 2; flip++) {
+        kiln_timestep_embedding_params p = {3, 320, flip, flip ? 0.0f : 1.0f, 10000.0f};
+        buf *t = make(KILN_F32, 3), *o = make(KILN_F32, 960, false);
+        F(t)[0] = 999; F(t)[1] = 500; F(t)[2] = 1.5f;
+        std::vector<float> w(960); const kiln_tensor *s[] = {&t->t};
+        check(cuda_timestep_embedding(&be_f32, &p, s, &o->t)); cpu_ref_timestep_embedding(&p, F(t), w.data());
+        compare(flip ? "timestep flip" : "timestep shift", F(o), w.data(), 960, 1e-6);
+    }
+    { kiln_transpose_params p = {3, 37, 45}; int64_t nn = 3 * 37 * 45; buf *a = make(KILN_F32, nn), *o = make(KILN_F32, nn, false);
+      std::vector<float> w(nn); const kiln_tensor *s[] = {&a->t};
+      check(cuda_transpose(&be_f32, &p, s, &o->t)); cpu_ref_transpose(&p, F(a), w.data()); compare("transpose", F(o), w.data(), nn, 0); }
+    for (kiln_dtype dt : {KILN_F32, KILN_F16, KILN_BF16, KILN_F8_E4M3}) {
+        kiln_embedding_params p = {9, 50, 33}; buf *ids = make(KILN_I32, 9), *tab = make(dt, 50 * 33), *o = make(KILN_F32, 9 * 33, false);
+        int32_t idv[9] = {0, 49, -3, 60, 7, 7, 12, 48, 1}; memcpy(ids->b.dev, idv, sizeof idv);
+        std::vector<float> w(9 * 33); const kiln_tensor *s[] = {&ids->t, &tab->t};
+        check(cuda_embedding(&be_f32, &p, s, &o->t)); cpu_ref_embedding(&p, idv, W(tab), w.data());
+        char name[64]; snprintf(name, sizeof name, "embedding %s", kiln_dtype_name(dt));
+        compare(name, F(o), w.data(), 9 * 33, 0);
+    }
+}
+
+static void test_norm()
+{
+    struct { int N, C, HW, G, silu; } gn[] = {{2, 64, 37, 32, 1}, {1, 320, 64, 32, 0}, {1, 32, 5000, 32, 1}, {2, 128, 300, 32, 1}};
+    for (auto &c : gn) {
+        kiln_group_norm_params p = {c.N, c.C, c.HW, c.G, 1e-5f, c.silu};
+        int64_t n = (int64_t)c.N * c.C * c.HW;
+        buf *x = make(KILN_F32, n), *ga = make(KILN_F16, c.C), *be = make(KILN_F32, c.C), *o = make(KILN_F32, n, false);
+        for (int64_t i = 0; i < n; i++) F(x)[i] = F(x)[i] * 3 + 0.5f;
+        std::vector<float> w(n); const kiln_tensor *s[] = {&x->t, &ga->t, &be->t};
+        check(cuda_group_norm(&be_f32, &p, s, &o->t)); cpu_ref_group_norm(&p, F(x), W(ga), W(be), w.data());
+        char name[64]; snprintf(name, sizeof name, "group_norm %d,%d,%d silu %d", c.N, c.C, c.HW, c.silu);
+        compare(name, F(o), w.data(), n, 1e-5);
+    }
+    for (int D : {320, 77, 1280}) {
+        kiln_layer_norm_params p = {9, D, 1e-5f};
+        buf *x = make(KILN_F32, 9 * D), *ga = make(KILN_BF16, D), *be = make(KILN_F16, D), *o = make(KILN_F32, 9 * D, false);
+        std::vector<float> w(9 * D); const kiln_tensor *s[] = {&x->t, &ga->t, &be->t};
+        check(cuda_layer_norm(&be_f32, &p, s, &o->t)); cpu_ref_layer_norm(&p, F(x), W(ga), W(be), w.data());
+        char name[64]; snprintf(name, sizeof name, "layer_norm D=%d", D);
+        compare(name, F(o), w.data(), 9 * D, 1e-5);
+    }
+    { kiln_softmax_params p = {5, 77}; buf *x = make(KILN_F32, 5 * 77), *o = make(KILN_F32, 5 * 77, false);
+      for (int i = 0; i < 385; i++) F(x)[i] *= 10;
+      std::vector<float> w(385); const kiln_tensor *s[] = {&x->t};
+      check(cuda_softmax(&be_f32, &p, s, &o->t)); cpu_ref_softmax(&p, F(x), w.data()); compare("softmax", F(o), w.data(), 385, 1e-6); }
+}
+
+static void attention_case(kiln_backend *be, int B, int H, int Tq, int Tk, int D, int causal, double tol)
+{
+    kiln_attention_params p = {B, H, Tq, Tk, D, 1.0f / sqrtf((float)D), causal};
+    int64_t nq = (int64_t)B * Tq * H * D, nk = (int64_t)B * Tk * H * D;
+    buf *q = make(KILN_F32, nq), *k = make(KILN_F32, nk), *v = make(KILN_F32, nk), *o = make(KILN_F32, nq, false);
+    for (int64_t i = 0; i < nq; i++) F(q)[i] *= 2;
+    std::vector<float> w(nq), sc(Tk);
+    const kiln_tensor *s[] = {&q->t, &k->t, &v->t};
+    check(cuda_attention(be, &p, s, &o->t));
+    cpu_ref_attention(&p, F(q), F(k), F(v), w.data(), sc.data());
+    char name[128];
+    snprintf(name, sizeof name, "attention %s B%d H%d Tq%d Tk%d D%d%s", kiln_dtype_name(cuda_state_of(be)->compute), B, H,
+             Tq, Tk, D, causal ? " causal" : "");
+    compare(name, F(o), w.data(), nq, tol);
+}
+
+static void test_attention()
+{
+    for (int D : {40, 64, 80, 128, 160}) attention_case(&be_f32, 2, 3, 37, 45, D, 0, 1e-5);
+    attention_case(&be_f32, 1, 1, 33, 40, 512, 0, 1e-5);
+    attention_case(&be_f32, 1, 2, 77, 77, 64, 1, 1e-5);
+    attention_case(&be_f32, 1, 2, 20, 20, 8, 1, 1e-5);
+    attention_case(&be_f32, 2, 1, 9, 3, 24, 0, 1e-5);
+    for (kiln_backend *be : {&be_f16, &be_bf16}) {
+        for (int D : {40, 64, 80, 128, 160}) attention_case(be, 2, 2, 70, 77, D, 0, 1e-2);
+        attention_case(be, 1, 1, 130, 100, 80, 0, 1e-2);
+        attention_case(be, 1, 2, 77, 77, 64, 1, 1e-2); // causal: the f32 path
+        attention_case(be, 1, 1, 33, 40, 512, 0, 1e-2);
+    }
+}
+
+static void conv_case(kiln_backend *be, kiln_dtype wdt, int N, int C, int H, int Wd, int O, int KH, int stride, int pad,
+                      double tol)
+{
+    int OH = (H + 2 * pad - KH) / stride + 1, OW = (Wd + 2 * pad - KH) / stride + 1;
+    kiln_conv2d_params p = {N, C, H, Wd, O, KH, KH, stride, pad, OH, OW};
+    int64_t nx = (int64_t)N * C * H * Wd, ny = (int64_t)N * O * OH * OW;
+    buf *x = make(KILN_F32, nx), *w = make(wdt, (int64_t)O * C * KH * KH), *b = make(wdt, O), *y = make(KILN_F32, ny, false);
+    std::vector<float> want(ny);
+    const kiln_tensor *s[] = {&x->t, &w->t, &b->t};
+    check(cuda_conv2d(be, &p, s, &y->t));
+    cpu_ref_conv2d(&p, F(x), W(w), W(b), want.data());
+    char name[128];
+    snprintf(name, sizeof name, "conv %s w%s %d,%d,%dx%d ->%d k%d s%d p%d", kiln_dtype_name(cuda_state_of(be)->compute),
+             kiln_dtype_name(wdt), N, C, H, Wd, O, KH, stride, pad);
+    compare(name, F(y), want.data(), ny, tol);
+}
+
+static void test_conv()
+{
+    for (kiln_dtype wdt : {KILN_F32, KILN_F16, KILN_BF16, KILN_F8_E4M3}) {
+        conv_case(&be_f32, wdt, 2, 5, 9, 11, 7, 3, 1, 1, 1e-5);
+        conv_case(&be_f32, wdt, 1, 70, 9, 11, 70, 3, 1, 1, 1e-5);
+        conv_case(&be_f32, wdt, 1, 33, 13, 9, 65, 3, 2, 0, 1e-5);
+        conv_case(&be_f32, wdt, 2, 40, 7, 10, 20, 1, 1, 0, 1e-5);
+    }
+    for (kiln_backend *be : {&be_f16, &be_bf16})
+        for (kiln_dtype wdt : {KILN_F32, KILN_F16, KILN_BF16, KILN_F8_E4M3}) {
+            conv_case(be, wdt, 2, 5, 9, 11, 7, 3, 1, 1, 1e-2);
+            conv_case(be, wdt, 1, 70, 9, 11, 70, 3, 1, 1, 1e-2);
+            conv_case(be, wdt, 1, 33, 13, 9, 65, 3, 2, 1, 1e-2);
+            conv_case(be, wdt, 2, 40, 7, 10, 20, 1, 1, 0, 1e-2);
+        }
+}
+
+int main()
+{
+    cuda_state *sts[] = {&st_f32, &st_f16, &st_bf16};
+    kiln_backend *bes[] = {&be_f32, &be_f16, &be_bf16};
+    kiln_dtype cts[] = {KILN_F32, KILN_F16, KILN_BF16};
+    for (int i = 0; i < 3; i++) {
+        sts[i]->compute = cts[i];
+        sts[i]->smem_optin = 101376;
+        bes[i]->impl = sts[i];
+    }
+    test_elementwise();
+    test_norm();
+    test_attention();
+    test_conv();
+    printf("%d passed, %d failed\n", passes, failures);
+    return failures != 0;
+}
