@@ -85,7 +85,6 @@ typedef struct kiln_vk {
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
 
     /* the arena */
-    uint32_t device_type_index; /* memory type of blocks, or UINT32_MAX until the first */
     kiln_vk_block **blocks;
     int nblocks, blocks_cap;
 

@@ -233,7 +233,6 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps)
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
     vkGetPhysicalDeviceProperties2(vk->physical, &p2);
     vk->max_allocation = m3.maxMemoryAllocationSize;
-    vk->device_type_index = UINT32_MAX;
     return KILN_OK;
 }
 
