@@ -27,6 +27,7 @@
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
+    kiln_text_cleaning cleaning;
     int width, height, steps, batch, clip_skip, threads, device;
     double cfg, denoise;
     uint64_t seed;
@@ -54,6 +55,8 @@ static void usage(FILE *to)
             "  --seed N               noise seed, as ComfyUI's (default: random, printed)\n"
             "  --batch B              images per run; B > 1 writes OUT_00001.png, OUT_00002.png, ...\n"
             "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2\n"
+            "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
+            "                         HTML entities and curly quotes kept)\n"
             "  --init-image FILE      img2img source (PNG or JPEG)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
@@ -95,8 +98,8 @@ static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
-                       .negative = ""};
-    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE };
+                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY};
+    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -109,6 +112,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"save-latent", required_argument, 0, O_SAVE_LATENT}, {"backend", required_argument, 0, 'B'},
         {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
+        {"text-cleaning", required_argument, 0, O_CLEANING},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
     };
     int c;
@@ -153,6 +157,11 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_DEVICE: if (!parse_int(optarg, 0, 64, &o->device)) return bad_flag("--device", optarg, "must be 0..64"); break;
         case 't': if (!parse_int(optarg, 1, 1024, &o->threads)) return bad_flag("--threads", optarg, "must be 1..1024"); break;
         case O_JSON: o->json = true; break;
+        case O_CLEANING:
+            if (strcmp(optarg, "clip") == 0) o->cleaning = KILN_TEXT_CLEAN_FTFY;
+            else if (strcmp(optarg, "comfyui") == 0) o->cleaning = KILN_TEXT_CLEAN_BASIC;
+            else return bad_flag("--text-cleaning", optarg, "must be clip or comfyui");
+            break;
         case O_INFO: o->info = optarg; break;
         case 'h': usage(stdout); exit(0);
         default:
@@ -354,7 +363,7 @@ int main(int argc, char **argv)
     job.noise = noise;
 
     kiln_tokenizer *tok;
-    if (kiln_tokenizer_create(&tok) != KILN_OK) return fail("tokenizer");
+    if (kiln_tokenizer_create_with(o.cleaning, &tok) != KILN_OK) return fail("tokenizer");
     kiln_conditioning pos, neg;
     if (kiln_encode_prompt(m, tok, o.prompt, o.clip_skip, &pos) != KILN_OK) return fail("--prompt");
     if (kiln_encode_prompt(m, tok, o.negative, o.clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
