@@ -108,10 +108,7 @@ static int parse(int argc, char **argv, bench_options *o)
         case 'd': o->device = atoi(optarg); break;
         case 'j': o->json = true; break;
         case 'c':
-            if (strcmp(optarg, "f32") == 0) o->compute = KILN_F32;
-            else if (strcmp(optarg, "f16") == 0) o->compute = KILN_F16;
-            else if (strcmp(optarg, "bf16") == 0) o->compute = KILN_BF16;
-            else {
+            if (!kiln_compute_from_name(optarg, &o->compute)) {
                 fprintf(stderr, "bench: --compute %s: must be f32, f16 or bf16\n", optarg);
                 return 2;
             }

@@ -18,6 +18,19 @@ kiln_status kiln_backend_create(const char *name, const kiln_backend_options *op
     return kiln_fail(KILN_ERR_INVALID_ARG, "unknown backend '%s' (cpu, vulkan, cuda, auto)", name);
 }
 
+bool kiln_compute_from_name(const char *name, kiln_dtype *out)
+{
+    static const struct { const char *name; kiln_dtype dtype; } names[] = {
+        {"f32", KILN_F32}, {"f16", KILN_F16}, {"bf16", KILN_BF16}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].dtype;
+            return true;
+        }
+    }
+    return false;
+}
+
 void kiln_backend_free(kiln_backend *be)
 {
     if (be) be->ops->destroy(be);

@@ -79,4 +79,8 @@ kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backe
 kiln_status kiln_backend_create(const char *name, const kiln_backend_options *opt, kiln_backend **out);
 void kiln_backend_free(kiln_backend *be);
 
+/* "f32", "f16", "bf16" -> the compute dtype of kiln_backend_options; false
+ * for anything else. */
+bool kiln_compute_from_name(const char *name, kiln_dtype *out);
+
 #endif

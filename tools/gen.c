@@ -28,6 +28,7 @@ typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
     kiln_text_cleaning cleaning;
+    kiln_dtype compute;
     int width, height, steps, batch, clip_skip, threads, device;
     double cfg, denoise;
     uint64_t seed;
@@ -63,6 +64,7 @@ static void usage(FILE *to)
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
             "  --backend NAME         cpu, vulkan, cuda or auto (default cpu)\n"
             "  --device N             GPU index (default: first discrete GPU)\n"
+            "  --compute P            GPU arithmetic: f32 (default), f16 or bf16 (tensor cores, f32 accumulate)\n"
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
             "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n");
@@ -99,7 +101,7 @@ static int parse(int argc, char **argv, gen_options *o)
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY};
-    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING };
+    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -112,7 +114,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"save-latent", required_argument, 0, O_SAVE_LATENT}, {"backend", required_argument, 0, 'B'},
         {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
-        {"text-cleaning", required_argument, 0, O_CLEANING},
+        {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
     };
     int c;
@@ -157,6 +159,9 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_DEVICE: if (!parse_int(optarg, 0, 64, &o->device)) return bad_flag("--device", optarg, "must be 0..64"); break;
         case 't': if (!parse_int(optarg, 1, 1024, &o->threads)) return bad_flag("--threads", optarg, "must be 1..1024"); break;
         case O_JSON: o->json = true; break;
+        case O_COMPUTE:
+            if (!kiln_compute_from_name(optarg, &o->compute)) return bad_flag("--compute", optarg, "must be f32, f16 or bf16");
+            break;
         case O_CLEANING:
             if (strcmp(optarg, "clip") == 0) o->cleaning = KILN_TEXT_CLEAN_FTFY;
             else if (strcmp(optarg, "comfyui") == 0) o->cleaning = KILN_TEXT_CLEAN_BASIC;
@@ -336,7 +341,7 @@ int main(int argc, char **argv)
 
     double t_start = now_s();
     kiln_backend *be;
-    kiln_backend_options bo = {.threads = o.threads, .device = o.device};
+    kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute};
     if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
     kiln_model *m;
     kiln_status st = o.model ? kiln_model_load(o.model, be, &m) : kiln_model_load_default(be, &m);
