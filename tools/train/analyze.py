@@ -2,16 +2,20 @@
 
 The analysis (kiln's C functional test mirrors it exactly; keep them in step):
 1. background colour = per-channel median of the pixels in the 2-pixel frame around the border;
-2. shape mask = pixels whose RGB distance (0-255 units) from that colour exceeds MASK_DISTANCE;
-   fewer than MIN_PIXELS mask pixels means no shape was drawn;
+2. shape mask = pixels whose RGB distance (0-255 units) from that colour exceeds MASK_DISTANCE, then
+   only its largest 4-connected component (stray specks elsewhere do not count; ties go to the
+   component met first in row-major order); fewer than MIN_PIXELS pixels means no shape was drawn;
 3. colours are named by hue: HSV hue (degrees) of the mean RGB of the mask (shape) and of the
    background colour, each given the palette colour whose hue is nearest on the circle;
 4. position from the mask's centroid (cx, cy) in pixel units (pixel centres at +0.5): "center" when
    |cx - 32| < CENTER_RADIUS and |cy - 32| < CENTER_RADIUS, otherwise top/bottom by cy < 32 and
    left/right by cx < 32;
-5. bounding box of the mask (inclusive pixel extents w, h); fill = mask pixels / (w * h):
-   fill < TRIANGLE_BELOW -> triangle (ideal 0.5), fill < CIRCLE_BELOW -> circle (ideal pi/4 = 0.785),
-   otherwise square (ideal 1.0);
+5. bounding box of the mask (inclusive pixel rows y0..y1, columns x0..x1; w, h its extents);
+   fill = mask pixels / (w * h); drop = (cy - (y0 + y1 + 1) / 2) / h, how far the centroid sits below
+   the box's middle (an upright triangle's is 1/6, a circle's or square's 0). Triangle when
+   drop > TRIANGLE_DROP or fill < TRIANGLE_FILL (ideal 0.5); else circle when fill < CIRCLE_BELOW
+   (ideal pi/4 = 0.785); else square (ideal 1.0). The drop tells blurred small triangles, whose fill
+   creeps up towards a circle's, from circles;
 6. size: "large" when max(w, h) >= LARGE_FROM pixels (ideal extents ~26 large, ~14 small).
 A generated image agrees with its prompt when shape, colour and background all match, and so do the
 position and size when the prompt names them.
@@ -28,9 +32,10 @@ import dataset
 MASK_DISTANCE = 80.0
 MIN_PIXELS = 20
 CENTER_RADIUS = 8.0
-TRIANGLE_BELOW = 0.66
-CIRCLE_BELOW = 0.89
-LARGE_FROM = 20
+TRIANGLE_DROP = 0.05
+TRIANGLE_FILL = 0.66
+CIRCLE_BELOW = 0.875
+LARGE_FROM = 19
 
 
 def hue_degrees(rgb):
@@ -46,6 +51,30 @@ def hue_name(rgb):
     return min(PALETTE_HUES, key=lambda n: min(abs(h - PALETTE_HUES[n]), 360.0 - abs(h - PALETTE_HUES[n])))
 
 
+def largest_component(mask):
+    """The largest 4-connected component of a boolean mask (first found in row-major order on ties)."""
+    n_rows, n_cols = mask.shape
+    label = np.zeros(mask.shape, np.int32)
+    best, best_size, current = 0, 0, 0
+    for y0 in range(n_rows):
+        for x0 in range(n_cols):
+            if not mask[y0, x0] or label[y0, x0]:
+                continue
+            current += 1
+            label[y0, x0] = current
+            stack, size = [(y0, x0)], 0
+            while stack:
+                y, x = stack.pop()
+                size += 1
+                for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                    if 0 <= ny < n_rows and 0 <= nx < n_cols and mask[ny, nx] and not label[ny, nx]:
+                        label[ny, nx] = current
+                        stack.append((ny, nx))
+            if size > best_size:
+                best, best_size = current, size
+    return label == best if best else mask
+
+
 def analyze(image):
     """image uint8 [64, 64, 3] -> dict of what it shows (shape None when nothing stands out)."""
     f = image.astype(np.float64)
@@ -53,7 +82,7 @@ def analyze(image):
     frame = np.ones((n, n), bool)
     frame[2:n - 2, 2:n - 2] = False
     background = np.median(f[frame], axis=0)
-    mask = np.sqrt(((f - background) ** 2).sum(axis=2)) > MASK_DISTANCE
+    mask = largest_component(np.sqrt(((f - background) ** 2).sum(axis=2)) > MASK_DISTANCE)
     result = {"background": hue_name(background), "background_rgb": background.round(1).tolist(),
               "pixels": int(mask.sum())}
     if mask.sum() < MIN_PIXELS:
@@ -63,16 +92,19 @@ def analyze(image):
     cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
     w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
     fill = mask.sum() / float(w * h)
+    drop = (cy - (ys.min() + ys.max() + 1) / 2.0) / h
     colour_rgb = f[mask].mean(axis=0)
     if abs(cx - n / 2) < CENTER_RADIUS and abs(cy - n / 2) < CENTER_RADIUS:
         position = "center"
     else:
         position = ("top" if cy < n / 2 else "bottom") + " " + ("left" if cx < n / 2 else "right")
     result.update({
-        "shape": "triangle" if fill < TRIANGLE_BELOW else "circle" if fill < CIRCLE_BELOW else "square",
+        "shape": ("triangle" if drop > TRIANGLE_DROP or fill < TRIANGLE_FILL
+                  else "circle" if fill < CIRCLE_BELOW else "square"),
         "colour": hue_name(colour_rgb), "colour_rgb": colour_rgb.round(1).tolist(),
         "position": position, "size": "large" if max(w, h) >= LARGE_FROM else "small",
         "centroid": [round(cx, 2), round(cy, 2)], "bbox_wh": [int(w), int(h)], "fill": round(fill, 3),
+        "drop": round(drop, 3),
     })
     return result
 
@@ -171,7 +203,7 @@ def main():
         ok, wrong = agrees(case, found)
         agreed += ok
         print(f"{'ok  ' if ok else 'MISS'} seed {case['seed']} '{case['prompt']}' wrong={wrong} "
-              f"found={ {k: found.get(k) for k in ('shape', 'colour', 'background', 'position', 'size', 'fill')} }")
+              f"found={ {k: found.get(k) for k in ('shape', 'colour', 'background', 'position', 'size', 'fill', 'drop')} }")
         images.append(image)
         labels.append(wrap(case["prompt"]) + [f"seed {case['seed']}: " + ("ok" if ok else "MISS " + ",".join(wrong))])
         results.append(dict(case, found=found, agrees=ok))
