@@ -151,7 +151,7 @@ def grid(images, labels, path, columns=5):
     """Saves a captioned grid of the images (each scaled 2x)."""
     from PIL import Image, ImageDraw
 
-    tile_w, tile_h = 200, 128 + 40
+    tile_w, tile_h = 200, 128 + 54
     rows = (len(images) + columns - 1) // columns
     canvas = Image.new("RGB", (columns * tile_w, rows * tile_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
