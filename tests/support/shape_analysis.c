@@ -9,9 +9,10 @@
 #define MASK_DISTANCE 80.0
 #define MIN_PIXELS 20
 #define CENTER_RADIUS 8.0
-#define TRIANGLE_BELOW 0.66
-#define CIRCLE_BELOW 0.89
-#define LARGE_FROM 20
+#define TRIANGLE_DROP 0.05
+#define TRIANGLE_FILL 0.66
+#define CIRCLE_BELOW 0.875
+#define LARGE_FROM 19
 
 const char *const shape_colour_names[SHAPE_COLOURS] = {"red", "yellow", "green", "blue"};
 static const double palette[SHAPE_COLOURS][3] = {{220, 30, 30}, {235, 210, 30}, {30, 180, 40}, {30, 60, 220}};
@@ -125,7 +126,10 @@ shape_scene shape_analyze(const kiln_image *img)
     double cx = sx / count + 0.5, cy = sy / count + 0.5;
     int w = x1 - x0 + 1, h = y1 - y0 + 1;
     double fill = count / (double)(w * h);
-    s.shape = fill < TRIANGLE_BELOW ? "triangle" : fill < CIRCLE_BELOW ? "circle" : "square";
+    /* how far the centroid sits below the box's middle: a blurred small
+     * triangle can fill its box like a circle, but its weight is low */
+    double drop = (cy - (y0 + y1 + 1) / 2.0) / h;
+    s.shape = drop > TRIANGLE_DROP || fill < TRIANGLE_FILL ? "triangle" : fill < CIRCLE_BELOW ? "circle" : "square";
     s.colour = hue_name(rgb);
     if (fabs(cx - n / 2.0) < CENTER_RADIUS && fabs(cy - n / 2.0) < CENTER_RADIUS)
         s.position = "center";

@@ -37,7 +37,7 @@ def main():
         latent, image, image_uint8 = sample.decode(vae, x, scaling)
         tensors.update({
             f"p{p}.cond_ids": ids[0], f"p{p}.cond": cond, f"p{p}.noise": noise, f"p{p}.x_init": record["x_init"],
-            f"p{p}.steps.t": torch.stack(record["t"]), f"p{p}.steps.eps": torch.stack(record["eps"]),
+            f"p{p}.steps.t": torch.stack(record["t"]), f"p{p}.steps.eps": torch.stack(record["eps"]).flatten(0, 1),  # (steps x [uncond, cond], 4, h, w)
             f"p{p}.x_final": x, f"p{p}.latent_out": latent, f"p{p}.image_uint8": image_uint8,
         })
         print(f"p{p}: seed {case['seed']} '{case['prompt']}' -> {analyze.analyze(image_uint8[0].numpy())}")
