@@ -347,8 +347,11 @@ int main(int argc, char **argv)
     kiln_status st = o.model ? kiln_model_load(o.model, be, &m) : kiln_model_load_default(be, &m);
     if (st != KILN_OK) return fail("--model");
     if (!o.size_given && !o.init_image) {
-        const char *native = kiln_checkpoint_metadata(m->checkpoint, "kiln.resolution");
-        if (native && atoi(native) >= 8) o.width = o.height = atoi(native);
+        /* the size the model was trained at, when its file says (modelspec's "WxH") */
+        const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
+        int w, h;
+        if (native && sscanf(native, "%dx%d", &w, &h) == 2 && w >= 8 && h >= 8 && w <= 4096 && h <= 4096)
+            o.width = w, o.height = h;
     }
     const char *model_name = o.model ? o.model : "kiln-shapes.safetensors";
     int f = kiln_vae_factor(m->vae.config);

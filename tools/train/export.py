@@ -148,6 +148,7 @@ def metadata(scaling_factor, description):
 
     return {
         "modelspec.title": "kiln-shapes",
+        "modelspec.resolution": "64x64",  # what gen uses when no --width/--height is given
         "description": description,
         "vae_scaling_factor": f"{scaling_factor:.6f}",
         "prediction_type": "epsilon",
