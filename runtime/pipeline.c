@@ -29,6 +29,16 @@ static kiln_status clip_fn(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z));
 }
 
+kiln_status kiln_clip_encode_ids(const kiln_model *m, const int32_t *ids, int rows, int clip_skip, float *out)
+{
+    kiln_graph *g;
+    TRY(kiln_graph_create(kiln_weights_backend(m->weights), &g));
+    clip_job j = {m, ids, rows, clip_skip, out};
+    kiln_status st = kiln_graph_run(g, clip_fn, &j);
+    kiln_graph_free(g);
+    return st;
+}
+
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out)
 {
@@ -50,12 +60,7 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
         empty[0] = KILN_CLIP_BOS;
         for (int t = 1; t < T; t++) empty[t] = KILN_CLIP_EOS;
     }
-    kiln_graph *g;
-    if ((st = kiln_graph_create(kiln_weights_backend(m->weights), &g)) != KILN_OK) goto done;
-    clip_job j = {m, ids, rows, clip_skip, z};
-    st = kiln_graph_run(g, clip_fn, &j);
-    kiln_graph_free(g);
-    if (st != KILN_OK) goto done;
+    if ((st = kiln_clip_encode_ids(m, ids, rows, clip_skip, z)) != KILN_OK) goto done;
     if (pt.weighted) { /* ComfyUI: z_empty + (z - z_empty) * w for each token weighted != 1 */
         const float *z_empty = z + (size_t)pt.n_windows * T * D;
         for (int w = 0; w < pt.n_windows; w++)
@@ -164,7 +169,7 @@ typedef struct vae_job {
     const kiln_model *m;
     const float *in;
     int64_t in_shape[4];
-    bool encode;
+    bool encode, mean_only;
     float *out;
     size_t out_count;
 } vae_job;
@@ -180,7 +185,9 @@ static kiln_status vae_fn(kiln_graph *g, void *ctx)
         TRY(kiln_vae_decode(g, &j->m->vae, x, &y));
     /* encoding yields mean and log variance; ComfyUI's VAEEncode keeps the mean */
     if (kiln_graph_planning(g)) return KILN_OK;
-    int64_t N = y->shape[0], per = kiln_tensor_numel(y) / N, keep = j->encode ? per / 2 : per;
+    int64_t N = y->shape[0], per = kiln_tensor_numel(y) / N, keep = j->mean_only ? per / 2 : per;
+    if ((size_t)(N * keep) != j->out_count)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vae: output of %lld values, expected %zu", (long long)(N * keep), j->out_count);
     float *all = malloc((size_t)kiln_tensor_nbytes(y));
     if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vae: out of host memory");
     kiln_status st = kiln_graph_output(g, y, all, kiln_tensor_nbytes(y));
@@ -206,17 +213,28 @@ static kiln_status run_vae(const kiln_model *m, vae_job *j)
 kiln_status kiln_vae_decode_latent(const kiln_model *m, const float *latent, int batch, int h, int w, float **image)
 {
     int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
-    vae_job j = {m, latent, {batch, L, h, w}, false, NULL, (size_t)batch * 3 * h * f * w * f};
+    vae_job j = {m, latent, {batch, L, h, w}, false, false, NULL, (size_t)batch * 3 * h * f * w * f};
     TRY(run_vae(m, &j));
     *image = j.out;
     return KILN_OK;
 }
 
-kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent)
+static kiln_status encode(const kiln_model *m, const float *image, int batch, int H, int W, bool mean_only, float **out)
 {
     int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
-    vae_job j = {m, image, {batch, 3, H, W}, true, NULL, (size_t)batch * L * (H / f) * (W / f)};
+    vae_job j = {m, image, {batch, 3, H, W}, true, mean_only, NULL,
+                 (size_t)batch * (mean_only ? L : 2 * L) * (H / f) * (W / f)};
     TRY(run_vae(m, &j));
-    *latent = j.out;
+    *out = j.out;
     return KILN_OK;
+}
+
+kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent)
+{
+    return encode(m, image, batch, H, W, true, latent);
+}
+
+kiln_status kiln_vae_encode_moments(const kiln_model *m, const float *image, int batch, int H, int W, float **moments)
+{
+    return encode(m, image, batch, H, W, false, moments);
 }

@@ -23,6 +23,9 @@ typedef struct kiln_conditioning {
 
 void kiln_conditioning_free(kiln_conditioning *c);
 
+/* The text encoder on token ids (rows, 77) -> out (rows, 77, D). */
+kiln_status kiln_clip_encode_ids(const kiln_model *m, const int32_t *ids, int rows, int clip_skip, float *out);
+
 /* CLIPTextEncode: ComfyUI's weighted-prompt parsing, 75-token windows, clip
  * skip, and per-token weights applied as z_empty + (z - z_empty) * w. */
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
@@ -56,5 +59,7 @@ kiln_status kiln_vae_decode_latent(const kiln_model *m, const float *latent, int
 /* VAEEncode: image (B,3,H,W) in [-1,1] -> latent mean (B,4,H/f,W/f),
  * unscaled; `*latent` is malloc'd. */
 kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent);
+/* The encoder's whole output: (B,2L,H/f,W/f), mean then log variance. */
+kiln_status kiln_vae_encode_moments(const kiln_model *m, const float *image, int batch, int H, int W, float **moments);
 
 #endif

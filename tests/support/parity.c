@@ -22,23 +22,6 @@ static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
 
 /* ---- CLIP ---- */
 
-typedef struct clip_run {
-    const kiln_model *m;
-    const int32_t *ids;
-    int skip;
-    float *out;
-    size_t out_count;
-} clip_run;
-
-static kiln_status clip_fn(kiln_graph *g, void *ctx)
-{
-    clip_run *r = ctx;
-    tensor *ids, *out;
-    TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){2, 77}, r->ids));
-    TRY(kiln_clip_forward(g, &r->m->clip, ids, r->skip, &out));
-    return kiln_graph_output(g, out, r->out, r->out_count * sizeof(float));
-}
-
 void parity_check_clip(const parity_fixture *fx, const char *golden_path)
 {
     kiln_backend *be;
@@ -50,13 +33,10 @@ void parity_check_clip(const parity_fixture *fx, const char *golden_path)
     const char *names[2] = {"last_hidden_state", "clip_skip2"};
     for (int skip = 1; skip <= 2; skip++) {
         golden want = golden_read(f, names[skip - 1]);
-        clip_run r = {m, ids32, skip, calloc(want.count, sizeof(float)), want.count};
-        kiln_graph *g;
-        assert_kiln_ok(kiln_graph_create(be, &g));
-        assert_kiln_ok(kiln_graph_run(g, clip_fn, &r));
-        assert_rel_l2_le(r.out, want.data, want.count, fx->tol);
-        kiln_graph_free(g);
-        free(r.out);
+        float *out = calloc(want.count, sizeof(float));
+        assert_kiln_ok(kiln_clip_encode_ids(m, ids32, 2, skip, out));
+        assert_rel_l2_le(out, want.data, want.count, fx->tol);
+        free(out);
         golden_free(&want);
     }
     golden_free(&ids);
@@ -132,38 +112,6 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path)
 
 /* ---- VAE ---- */
 
-typedef struct vae_run {
-    const kiln_model *m;
-    const golden *in;
-    bool encode;
-    float *out;
-    size_t out_count;
-} vae_run;
-
-static kiln_status vae_fn(kiln_graph *g, void *ctx)
-{
-    vae_run *r = ctx;
-    tensor *x, *y;
-    TRY(kiln_graph_input(g, &x, KILN_F32, 4, r->in->shape, r->in->data));
-    if (r->encode)
-        TRY(kiln_vae_encode(g, &r->m->vae, x, &y));
-    else
-        TRY(kiln_vae_decode(g, &r->m->vae, x, &y));
-    if ((size_t)kiln_tensor_numel(y) != r->out_count)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "vae output has %lld elements, golden %zu",
-                         (long long)kiln_tensor_numel(y), r->out_count);
-    return kiln_graph_output(g, y, r->out, r->out_count * sizeof(float));
-}
-
-static void vae_case(kiln_backend *be, const kiln_model *m, const golden *in, bool encode, float *out, size_t count)
-{
-    vae_run r = {m, in, encode, out, count};
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_graph_run(g, vae_fn, &r));
-    kiln_graph_free(g);
-}
-
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes)
 {
     kiln_backend *be;
@@ -171,16 +119,16 @@ void parity_check_vae(const parity_fixture *fx, const char *golden_path, const c
     kiln_st_file *f = golden_open(golden_path);
     for (int i = 0; i < ndecodes; i++) {
         golden z = golden_read(f, decodes[i][0]), want = golden_read(f, decodes[i][1]);
-        float *out = calloc(want.count, sizeof(float));
-        vae_case(be, m, &z, false, out, want.count);
+        float *out;
+        assert_kiln_ok(kiln_vae_decode_latent(m, z.data, (int)z.shape[0], (int)z.shape[2], (int)z.shape[3], &out));
         assert_rel_l2_le(out, want.data, want.count, fx->tol);
         free(out);
         golden_free(&z);
         golden_free(&want);
     }
     golden img = golden_read(f, "enc.image"), mean = golden_read(f, "enc.mean"), logvar = golden_read(f, "enc.logvar");
-    float *moments = calloc(2 * mean.count, sizeof(float));
-    vae_case(be, m, &img, true, moments, 2 * mean.count);
+    float *moments;
+    assert_kiln_ok(kiln_vae_encode_moments(m, img.data, (int)img.shape[0], (int)img.shape[2], (int)img.shape[3], &moments));
     /* moments are (1, 2L, h, w): the first L channels are the mean */
     assert_rel_l2_le(moments, mean.data, mean.count, fx->tol);
     assert_rel_l2_le(moments + mean.count, logvar.data, logvar.count, fx->tol);
