@@ -210,26 +210,19 @@ typedef struct attention_push {
     kiln_attention_params p;
 } attention_push;
 
-/* The largest query and key tiles (rows, cols) whose shared memory fits the
- * device, as attention.comp lays it out: the query rows, one K/V tile with a
- * row stride of D + 1, the score tile, and three floats per row. Keys are
- * halved first, down to the query rows' count. */
-static kiln_status attention_tiles(const kiln_vk *vk, uint32_t d, uint32_t *rows, uint32_t *cols)
+/* attention.comp's key tile for head dim d: the most keys, up to 32, whose
+ * K/V tile (keys, d) and score tile (keys, 128 rows) fit the device's shared
+ * memory. */
+static kiln_status attention_cols(const kiln_vk *vk, uint32_t d, uint32_t *cols)
 {
     uint32_t budget = vk->props.limits.maxComputeSharedMemorySize;
-    uint32_t r = 32, c = 32;
-    for (;;) {
-        uint64_t floats = (uint64_t)(r + c) * (d + 1) + (uint64_t)r * c + 3u * r;
-        if (floats * 4 <= budget) break;
-        if (r == 1 && c == 1)
-            return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan attention: head dim %u needs more than the %u bytes of "
-                                                   "shared memory %s has", d, budget, vk->props.deviceName);
-        if (c >= r && c > 1) c /= 2;
-        else r /= 2;
-    }
-    *rows = r;
-    *cols = c;
-    return KILN_OK;
+    for (uint32_t c = 32; c >= 1; c /= 2)
+        if ((uint64_t)c * (d + 128) * 4 <= budget) {
+            *cols = c;
+            return KILN_OK;
+        }
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan attention: head dim %u needs more than the %u bytes of shared "
+                                           "memory %s has", d, budget, vk->props.deviceName);
 }
 
 static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
@@ -240,14 +233,14 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     TRY(act("attention", src[1], &push.k));
     TRY(act("attention", src[2], &push.v));
     TRY(act("attention", dst, &push.o));
-    uint32_t rows = 0, cols = 0;
-    TRY(attention_tiles(kiln_vk_of(be), (uint32_t)p->D, &rows, &cols));
+    uint32_t cols = 0;
+    TRY(attention_cols(kiln_vk_of(be), (uint32_t)p->D, &cols));
     kiln_vk_dispatch d = {
         .shader = KILN_VK_SHADER_ATTENTION,
-        .spec = {(uint32_t)p->D, rows, cols},
+        .spec = {(uint32_t)p->D, cols},
         .push = &push,
         .push_bytes = sizeof push,
-        .groups = {ceil_div((uint64_t)p->Tq, rows), (uint32_t)(p->B * p->H), 1},
+        .groups = {ceil_div((uint64_t)p->Tq, 128), (uint32_t)(p->B * p->H), 1},
         .reads = {src[0], src[1], src[2]},
         .write = dst,
     };

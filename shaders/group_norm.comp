@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 #include "weights.glsl"
 #include "activations.glsl"
@@ -10,7 +11,11 @@
 // One workgroup per (image, group): the cpg channels of a group are
 // contiguous in x, cpg * HW values. Two passes (mean, then the squared
 // deviations) as the reference does, rather than E[x^2] - E[x]^2.
+// Each loop iteration takes UNROLL elements per invocation: a VAE group at
+// 1024x1024 holds 4M values, and lavapipe ends a shader's loops after 65535
+// iterations in all.
 layout(local_size_x = WG_SIZE) in;
+const uint UNROLL = 4;
 
 layout(push_constant) uniform group_norm_push {
     f32_ref x;
@@ -35,14 +40,20 @@ void main()
     uint base = group * count;
 
     float partial = 0.0;
-    for (uint i = t; i < count; i += WG_SIZE) partial += pc.x.v[base + i];
+    for (uint i0 = 0; i0 < count; i0 += WG_SIZE * UNROLL)
+        [[unroll]] for (uint u = 0; u < UNROLL; u++) {
+            uint i = i0 + u * WG_SIZE + t;
+            if (i < count) partial += pc.x.v[base + i];
+        }
     float mean = workgroup_sum(partial) / float(count);
 
     partial = 0.0;
-    for (uint i = t; i < count; i += WG_SIZE) {
-        float d = pc.x.v[base + i] - mean;
-        partial += d * d;
-    }
+    for (uint i0 = 0; i0 < count; i0 += WG_SIZE * UNROLL)
+        [[unroll]] for (uint u = 0; u < UNROLL; u++) {
+            uint i = i0 + u * WG_SIZE + t;
+            float d = i < count ? pc.x.v[base + i] - mean : 0.0;
+            partial += d * d;
+        }
     float rstd = inversesqrt(workgroup_sum(partial) / float(count) + pc.eps);
 
     uint first_channel = (group % uint(pc.groups)) * cpg;
@@ -50,10 +61,13 @@ void main()
         uint ch = first_channel + c;
         float ga = load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + ch);
         float be = load_packed(pc.beta, pc.beta_dtype, pc.beta_first + ch);
-        for (uint i = t; i < hw; i += WG_SIZE) {
-            uint at = base + c * hw + i;
-            float v = (pc.x.v[at] - mean) * rstd * ga + be;
-            pc.y.v[at] = pc.silu != 0 ? silu(v) : v;
-        }
+        for (uint i0 = 0; i0 < hw; i0 += WG_SIZE * UNROLL)
+            [[unroll]] for (uint u = 0; u < UNROLL; u++) {
+                uint i = i0 + u * WG_SIZE + t;
+                if (i >= hw) break;
+                uint at = base + c * hw + i;
+                float v = (pc.x.v[at] - mean) * rstd * ga + be;
+                pc.y.v[at] = pc.silu != 0 ? silu(v) : v;
+            }
     }
 }

@@ -2,11 +2,12 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "weights.glsl"
-#define WG_SIZE 256
+#define WG_SIZE 64
 #include "reduce.glsl"
 
 // x (M,D), gamma (D), beta (D) -> y (M,D), normalised over D.
-// One workgroup per row, two passes as in group_norm.comp.
+// One workgroup of 64 per row (rows are 320 to 1280 wide in SD), two passes
+// as in group_norm.comp.
 layout(local_size_x = WG_SIZE) in;
 
 layout(push_constant) uniform layer_norm_push {

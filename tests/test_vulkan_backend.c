@@ -8,6 +8,7 @@
  * KILN_REQUIRE_VULKAN=1, as test_ops_vulkan does. */
 #include "kiln_test.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,90 @@ static void dependent_op_chain_is_ordered(void **state)
     kiln_backend_free(be);
 }
 
+/* Uploads host arrays to fresh buffers on `be`, runs one op, downloads y. */
+typedef kiln_status (*op_fn)(kiln_backend *be, const void *params, const kiln_tensor *const *src, kiln_tensor *dst);
+
+static void run_on(kiln_backend *be, op_fn op, const void *params, int nsrc, float *const *host, const size_t *count,
+                   float *y, size_t ny)
+{
+    kiln_buffer *bufs[4];
+    kiln_tensor t[4];
+    for (int i = 0; i <= nsrc; i++) {
+        size_t n = i < nsrc ? count[i] : ny;
+        assert_kiln_ok(be->ops->buffer_alloc(be, n * 4, &bufs[i]));
+        t[i] = f32_view(bufs[i], 0, (int64_t)n);
+        if (i < nsrc) assert_kiln_ok(be->ops->upload(be, &t[i], host[i], n * 4));
+    }
+    const kiln_tensor *src[3] = {&t[0], nsrc > 1 ? &t[1] : NULL, nsrc > 2 ? &t[2] : NULL};
+    assert_kiln_ok(op(be, params, src, &t[nsrc]));
+    assert_kiln_ok(be->ops->download(be, &t[nsrc], y, ny * 4));
+    for (int i = 0; i <= nsrc; i++) be->ops->buffer_free(be, bufs[i]);
+}
+
+static float *random_floats(size_t n, uint64_t seed, float lo, float hi)
+{
+    float *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = lo + (hi - lo) * (float)(seed >> 40) / (float)(1 << 24);
+    }
+    return v;
+}
+
+static kiln_status attention_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return be->ops->attention(be, p, src, dst);
+}
+
+static kiln_status group_norm_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return be->ops->group_norm(be, p, src, dst);
+}
+
+/* Sizes past the op suite's: 4096 keys (SD at 512x512, the VAE's 512-wide
+ * head) and a 8M-value norm group. Besides their arithmetic, they check that
+ * shader loops stay under lavapipe's cap of 65535 iterations per run, past
+ * which llvmpipe silently ends them. The CPU backend is the reference (the
+ * op suite holds it to float64). */
+static void long_loops_match_the_cpu(void **state)
+{
+    (void)state;
+    kiln_backend *vk = open_vulkan(), *cpu = NULL;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
+    static const int shapes[][3] = {{130, 4096, 64}, {40, 4096, 512}, {3, 20000, 40}}; /* Tq, Tk, D */
+    for (int s = 0; s < 3; s++) {
+        int tq = shapes[s][0], tk = shapes[s][1], d = shapes[s][2];
+        kiln_attention_params p = {1, 1, tq, tk, d, 1.0f / sqrtf((float)d), 0};
+        size_t count[3] = {(size_t)tq * d, (size_t)tk * d, (size_t)tk * d};
+        float *host[3] = {random_floats(count[0], 1, -3, 3), random_floats(count[1], 2, -3, 3),
+                          random_floats(count[2], 3, -1, 1)};
+        float *got = malloc(count[0] * 4), *want = malloc(count[0] * 4);
+        run_on(vk, attention_op, &p, 3, host, count, got, count[0]);
+        run_on(cpu, attention_op, &p, 3, host, count, want, count[0]);
+        print_message("  attention Tq %d Tk %d D %d\n", tq, tk, d);
+        assert_rel_l2_le(got, want, count[0], 1e-5);
+        for (int i = 0; i < 3; i++) free(host[i]);
+        free(got);
+        free(want);
+    }
+    {
+        kiln_group_norm_params p = {1, 4, 2 << 20, 1, 1e-6f, 1};
+        size_t n = (size_t)4 * (2 << 20), count[3] = {n, 4, 4};
+        float *host[3] = {random_floats(n, 4, -2, 3), random_floats(4, 5, 0.5f, 1.5f), random_floats(4, 6, -1, 1)};
+        float *got = malloc(n * 4), *want = malloc(n * 4);
+        run_on(vk, group_norm_op, &p, 3, host, count, got, n);
+        run_on(cpu, group_norm_op, &p, 3, host, count, want, n);
+        print_message("  group_norm of one 8M-value group\n");
+        assert_rel_l2_le(got, want, n, 1e-5);
+        for (int i = 0; i < 3; i++) free(host[i]);
+        free(got);
+        free(want);
+    }
+    kiln_backend_free(cpu);
+    kiln_backend_free(vk);
+}
+
 /* Freeing every buffer and allocating again reuses the arena; a block that
  * empties is given back while its neighbours' contents survive. */
 static void arena_reuse_keeps_contents(void **state)
@@ -238,6 +323,7 @@ int main(void)
         cmocka_unit_test(large_transfers_round_trip),
         cmocka_unit_test(dependent_op_chain_is_ordered),
         cmocka_unit_test(arena_reuse_keeps_contents),
+        cmocka_unit_test(long_loops_match_the_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
