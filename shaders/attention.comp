@@ -56,7 +56,8 @@ void main()
     const float neg_inf = -1.0 / 0.0;
     uint tq = uint(pc.Tq), tk = uint(pc.Tk);
     uint i0 = gl_WorkGroupID.x * ROWS;
-    uint i = i0 + gl_LocalInvocationID.x; // this invocation's query
+    uint lane = gl_LocalInvocationID.x;
+    uint i = i0 + lane; // this invocation's query
     uint b = gl_WorkGroupID.y / uint(pc.H), h = gl_WorkGroupID.y % uint(pc.H);
     uint row_stride = uint(pc.H) * HEAD_DIM;
     uint q_base = b * tq * row_stride + h * HEAD_DIM; // + i * row_stride + d
@@ -75,7 +76,6 @@ void main()
         stage(pc.k, kv_base, j0, tk, row_stride);
         barrier();
 
-        uint lane = gl_LocalInvocationID.x;
         float tile_max = neg_inf;
         for (uint c = 0; c < COLS; c++) {
             float s = 0.0;
