@@ -151,54 +151,57 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
     return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, 64), ceil_div(pixels, 64), 1, src, 3, dst);
 }
 
-/* group_norm.comp and layer_norm.comp */
-typedef struct group_norm_push {
+/* group_norm.comp and layer_norm.comp: the same operands around each op's
+ * parameters (x, gamma, beta, y; then where and how gamma and beta are stored) */
+typedef struct norm_addresses {
     VkDeviceAddress x, gamma, beta, y;
-    kiln_group_norm_params p;
+} norm_addresses;
+
+typedef struct norm_weights {
     uint32_t gamma_first, beta_first, gamma_dtype, beta_dtype;
+} norm_weights;
+
+static kiln_status norm_operands(const char *op, const kiln_tensor *const *src, const kiln_tensor *dst,
+                                 norm_addresses *a, norm_weights *w)
+{
+    weight_arg gamma = {0}, beta = {0};
+    TRY(act(op, src[0], &a->x));
+    TRY(weight(op, "gamma", src[1], &gamma));
+    TRY(weight(op, "beta", src[2], &beta));
+    TRY(act(op, dst, &a->y));
+    a->gamma = gamma.address;
+    a->beta = beta.address;
+    *w = (norm_weights){gamma.first, beta.first, gamma.dtype, beta.dtype};
+    return KILN_OK;
+}
+
+typedef struct group_norm_push {
+    norm_addresses a;
+    kiln_group_norm_params p;
+    norm_weights w;
 } group_norm_push;
 
 static kiln_status vk_group_norm(kiln_backend *be, const kiln_group_norm_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
 {
     group_norm_push push = {.p = *p};
-    weight_arg gamma = {0}, beta = {0};
-    TRY(act("group_norm", src[0], &push.x));
-    TRY(weight("group_norm", "gamma", src[1], &gamma));
-    TRY(weight("group_norm", "beta", src[2], &beta));
-    TRY(act("group_norm", dst, &push.y));
-    push.gamma = gamma.address;
-    push.beta = beta.address;
-    push.gamma_first = gamma.first;
-    push.beta_first = beta.first;
-    push.gamma_dtype = gamma.dtype;
-    push.beta_dtype = beta.dtype;
+    TRY(norm_operands("group_norm", src, dst, &push.a, &push.w));
     uint32_t g[3];
     grid_flat((uint64_t)p->N * p->groups, g);
     return run(be, KILN_VK_SHADER_GROUP_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
 }
 
 typedef struct layer_norm_push {
-    VkDeviceAddress x, gamma, beta, y;
+    norm_addresses a;
     kiln_layer_norm_params p;
-    uint32_t gamma_first, beta_first, gamma_dtype, beta_dtype;
+    norm_weights w;
 } layer_norm_push;
 
 static kiln_status vk_layer_norm(kiln_backend *be, const kiln_layer_norm_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
 {
     layer_norm_push push = {.p = *p};
-    weight_arg gamma = {0}, beta = {0};
-    TRY(act("layer_norm", src[0], &push.x));
-    TRY(weight("layer_norm", "gamma", src[1], &gamma));
-    TRY(weight("layer_norm", "beta", src[2], &beta));
-    TRY(act("layer_norm", dst, &push.y));
-    push.gamma = gamma.address;
-    push.beta = beta.address;
-    push.gamma_first = gamma.first;
-    push.beta_first = beta.first;
-    push.gamma_dtype = gamma.dtype;
-    push.beta_dtype = beta.dtype;
+    TRY(norm_operands("layer_norm", src, dst, &push.a, &push.w));
     uint32_t g[3];
     grid_flat((uint64_t)p->M, g);
     return run(be, KILN_VK_SHADER_LAYER_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
