@@ -8,6 +8,8 @@
  * KILN_REQUIRE_VULKAN=1, as test_ops_vulkan does. */
 #include "kiln_test.h"
 
+#include "backend_suite.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,30 +291,12 @@ static void arena_reuse_keeps_contents(void **state)
     kiln_backend_free(be);
 }
 
-static bool env_is(const char *name, const char *value)
-{
-    const char *v = getenv(name);
-    return v && strcmp(v, value) == 0;
-}
-
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    kiln_backend *probe;
-    kiln_status st = kiln_backend_vulkan_create(NULL, &probe);
-    if (st != KILN_OK) {
-        bool required = env_is("CI", "1") || env_is("CI", "true") || env_is("KILN_REQUIRE_VULKAN", "1");
-        if (st == KILN_ERR_UNSUPPORTED && !required) {
-            printf("test_vulkan_backend: skipped: %s\n", kiln_last_error());
-            return KILN_TEST_SKIP;
-        }
-        fprintf(stderr, "test_vulkan_backend: cannot open a Vulkan device%s: %s: %s\n",
-                required ? " (required here: CI or KILN_REQUIRE_VULKAN is set)" : "", kiln_status_name(st),
-                kiln_last_error());
-        return 1;
-    }
-    printf("test_vulkan_backend on %s\n", probe->device_name);
-    kiln_backend_free(probe);
+    static const char *const required[] = {"CI", "KILN_REQUIRE_VULKAN", NULL};
+    int rc;
+    if (!backend_available("vulkan", required, &rc)) return rc;
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(device_index_out_of_range_names_it),
