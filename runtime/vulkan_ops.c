@@ -99,53 +99,58 @@ static kiln_status run_elementwise(kiln_backend *be, kiln_vk_shader shader, cons
     return run(be, shader, push, push_bytes, g[0], g[1], g[2], src, nsrc, dst);
 }
 
-/* matmul.comp */
-typedef struct matmul_push {
+/* matmul.comp and conv2d.comp: the same operands around each op's parameters
+ * (x, w, bias, y; then where w and bias start and how bias is stored). The
+ * weight's dtype picks the shader variant instead. */
+typedef struct gemm_addresses {
     VkDeviceAddress x, w, bias, y;
-    kiln_matmul_params p;
+} gemm_addresses;
+
+typedef struct gemm_weights {
     uint32_t w_first, bias_first, bias_dtype;
+} gemm_weights;
+
+static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, bool has_bias, const kiln_tensor *dst,
+                                 gemm_addresses *a, gemm_weights *g)
+{
+    weight_arg w = {0}, bias = {0};
+    TRY(act(op, src[0], &a->x));
+    TRY(weight(op, "w", src[1], &w));
+    if (has_bias) TRY(weight(op, "bias", src[2], &bias));
+    TRY(act(op, dst, &a->y));
+    a->w = w.address;
+    a->bias = bias.address;
+    *g = (gemm_weights){w.first, bias.first, bias.dtype};
+    return KILN_OK;
+}
+
+typedef struct matmul_push {
+    gemm_addresses a;
+    kiln_matmul_params p;
+    gemm_weights w;
 } matmul_push;
 
 static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
                              kiln_tensor *dst)
 {
     matmul_push push = {.p = *p};
-    weight_arg w = {0}, bias = {0};
-    TRY(act("matmul", src[0], &push.x));
-    TRY(weight("matmul", "w", src[1], &w));
-    if (p->has_bias) TRY(weight("matmul", "bias", src[2], &bias));
-    TRY(act("matmul", dst, &push.y));
-    push.w = w.address;
-    push.w_first = w.first;
-    push.bias = bias.address;
-    push.bias_first = bias.first;
-    push.bias_dtype = bias.dtype;
+    TRY(gemm_operands("matmul", src, p->has_bias, dst, &push.a, &push.w));
     kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, src[1]->dtype);
     return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, 64), ceil_div((uint64_t)p->M, 64), 1, src,
                p->has_bias ? 3 : 2, dst);
 }
 
-/* conv2d.comp */
 typedef struct conv2d_push {
-    VkDeviceAddress x, w, bias, y;
+    gemm_addresses a;
     kiln_conv2d_params p;
-    uint32_t w_first, bias_first, bias_dtype;
+    gemm_weights w;
 } conv2d_push;
 
 static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
                              kiln_tensor *dst)
 {
     conv2d_push push = {.p = *p};
-    weight_arg w = {0}, bias = {0};
-    TRY(act("conv2d", src[0], &push.x));
-    TRY(weight("conv2d", "w", src[1], &w));
-    TRY(weight("conv2d", "bias", src[2], &bias));
-    TRY(act("conv2d", dst, &push.y));
-    push.w = w.address;
-    push.w_first = w.first;
-    push.bias = bias.address;
-    push.bias_first = bias.first;
-    push.bias_dtype = bias.dtype;
+    TRY(gemm_operands("conv2d", src, true, dst, &push.a, &push.w));
     kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, src[1]->dtype);
     uint64_t pixels = (uint64_t)p->N * p->OH * p->OW;
     return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, 64), ceil_div(pixels, 64), 1, src, 3, dst);
