@@ -1,6 +1,7 @@
 #include "clip.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "status.h"
 
@@ -118,10 +119,13 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip: %lld tokens, at most %d", (long long)T, cfg->positions);
 
     /* positions 0..T-1 for every sequence of the batch, looked up like tokens */
-    int32_t pos_ids[B * T];
+    int32_t *pos_ids = malloc((size_t)(B * T) * sizeof *pos_ids);
+    if (!pos_ids) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "clip: out of host memory");
     for (int64_t i = 0; i < B * T; i++) pos_ids[i] = (int32_t)(i % T);
     tensor *pos_idx, *tok, *pos, *sum, *x;
-    TRY(kiln_graph_input(g, &pos_idx, KILN_I32, 1, (int64_t[]){B * T}, pos_ids));
+    kiln_status st = kiln_graph_input(g, &pos_idx, KILN_I32, 1, (int64_t[]){B * T}, pos_ids);
+    free(pos_ids);
+    TRY(st);
     TRY(nn_embedding(g, ids, clip->token_embedding, &tok));
     TRY(nn_embedding(g, pos_idx, clip->position_embedding, &pos));
     nn_drop(g, &pos_idx);

@@ -29,7 +29,9 @@ typedef struct kiln_backend_ops {
      * returned buffer on the CPU backend. */
     kiln_status (*weights_place)(kiln_backend *be, const void *host, size_t bytes, kiln_buffer **out);
 
-    /* Copies bytes between host memory and a tensor's place in its buffer. */
+    /* Copies bytes between host memory and a tensor's place in its buffer.
+     * upload may return before the device copy is done, but it has read
+     * `src` by then: the caller may reuse or free it at once. */
     kiln_status (*upload)(kiln_backend *be, const kiln_tensor *dst, const void *src, size_t bytes);
     kiln_status (*download)(kiln_backend *be, const kiln_tensor *src, void *dst, size_t bytes);
 
