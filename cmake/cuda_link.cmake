@@ -3,16 +3,19 @@
 # targets directly.
 #
 # Kernels are built as real code for Ampere (sm_80, sm_86), Ada (sm_89) and
-# Hopper (sm_90), plus sm_90 PTX so newer GPUs can JIT them. cuBLASLt does
+# Hopper (sm_90), plus sm_90 PTX so newer GPUs can JIT them; KILN_CUDA_ARCHS
+# narrows that for a build meant for one card (e.g. "90-real"). cuBLASLt does
 # the linears; convolution is our own implicit GEMM, so cuDNN is not linked.
 if(NOT KILN_CUDA)
   return()
 endif()
 
 find_package(CUDAToolkit REQUIRED)
+set(KILN_CUDA_ARCHS "80-real;86-real;89-real;90-real;90-virtual" CACHE STRING
+  "CUDA architectures the kernels are built for")
 
 set_target_properties(kiln_objects PROPERTIES
-  CUDA_ARCHITECTURES "80-real;86-real;89-real;90-real;90-virtual"
+  CUDA_ARCHITECTURES "${KILN_CUDA_ARCHS}"
   CUDA_STANDARD 17
   CUDA_STANDARD_REQUIRED ON)
 # Host code inside .cu files gets the same warnings as the C sources. No
