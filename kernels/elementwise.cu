@@ -52,6 +52,27 @@ __global__ void geglu_kernel(const float *x, float *y, int M, int N)
     }
 }
 
+// Any float storage type -> T: the operand prologue of cuda_gemm's callers.
+template <typename T> __global__ void convert_kernel(const void *src, kiln_dtype dtype, T *dst, int64_t n)
+{
+    GRID_STRIDE(i, n) dst[i] = from_f32<T>(load_weight(src, dtype, (size_t)i));
+}
+
+extern "C" kiln_status cuda_convert(cuda_state *s, const void *src, kiln_dtype src_dtype, void *dst,
+                                    kiln_dtype dst_dtype, int64_t n)
+{
+    switch (dst_dtype) {
+    case KILN_F16: convert_kernel<__half><<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(src, src_dtype, (__half *)dst, n); break;
+    case KILN_BF16:
+        convert_kernel<__nv_bfloat16><<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(src, src_dtype,
+                                                                                  (__nv_bfloat16 *)dst, n);
+        break;
+    default: convert_kernel<float><<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(src, src_dtype, (float *)dst, n); break;
+    }
+    CUDA_TRY_LAUNCH("convert_kernel");
+    return KILN_OK;
+}
+
 // x (N,C,HW) + b (N,C) -> y (N,C,HW)
 __global__ void add_channel_bias_kernel(const float *x, const float *b, float *y, int N, int C, int HW)
 {

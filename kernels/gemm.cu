@@ -1,5 +1,6 @@
-// matmul (the linear layers): y (M,N) = x (M,K) @ w (N,K)^T + bias (N),
-// through cuBLASLt with the bias added in its epilogue.
+// cuda_gemm, the one cuBLASLt call behind matmul here and conv2d in conv.cu,
+// and matmul (the linear layers): y (M,N) = x (M,K) @ w (N,K)^T + bias (N)
+// with the bias added in cuBLASLt's epilogue.
 //
 // cuBLASLt wants both operands in one type, so a prologue pass on the stream
 // converts what does not match the compute type (cuda_gemm_type):
@@ -22,7 +23,9 @@
 #define GEMM_ALIGN 256
 
 struct cuda_gemm_plan {
-    int M, N, K;
+    int m, n, k;           // column-major D (m x n) = op(A) (m x k) B (k x n)
+    int ldd;               // D's leading dimension (>= m)
+    int a_transposed;      // op(A) = A^T, A stored k x m
     kiln_dtype type;       // of A and B
     int has_bias;          // 1: bias epilogue; 0: plain (bias, if any, added after)
     uint32_t align_a, align_b, align_d;
@@ -31,14 +34,7 @@ struct cuda_gemm_plan {
     cublasLtMatmulAlgo_t algo;
 };
 
-// ---- prologue and fallback kernels
-
-// Converts n elements of any float storage type to T.
-template <typename T> __global__ void convert_kernel(const void *src, kiln_dtype dtype, T *dst, int64_t n)
-{
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = from_f32<T>(load_weight(src, dtype, (size_t)i));
-}
+// ---- fallback kernel
 
 // y (M,N) += bias (N): only when no cuBLASLt kernel takes the bias epilogue.
 __global__ void add_row_bias_kernel(float *y, const float *bias, int M, int N)
@@ -52,23 +48,6 @@ static unsigned pass_blocks(int64_t n)
 {
     unsigned b = cuda_blocks(n, 256);
     return b < (1u << 20) ? b : (1u << 20);
-}
-
-static kiln_status convert(cuda_state *s, const void *src, kiln_dtype src_dtype, void *dst, kiln_dtype dst_dtype,
-                           int64_t n)
-{
-    switch (dst_dtype) {
-    case KILN_F16:
-        convert_kernel<__half><<<pass_blocks(n), 256, 0, s->stream>>>(src, src_dtype, (__half *)dst, n);
-        break;
-    case KILN_BF16:
-        convert_kernel<__nv_bfloat16><<<pass_blocks(n), 256, 0, s->stream>>>(src, src_dtype,
-                                                                            (__nv_bfloat16 *)dst, n);
-        break;
-    default: convert_kernel<float><<<pass_blocks(n), 256, 0, s->stream>>>(src, src_dtype, (float *)dst, n); break;
-    }
-    CUDA_TRY_LAUNCH("convert_kernel");
-    return KILN_OK;
 }
 
 // ---- plans
@@ -110,7 +89,7 @@ static kiln_status plan_build(cuda_state *s, cuda_gemm_plan *pl, const void *bia
 {
     cudaDataType_t t = cuda_type(pl->type);
     CUBLAS_TRY(cublasLtMatmulDescCreate(&pl->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
+    cublasOperation_t trans = pl->a_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, no_trans = CUBLAS_OP_N;
     CUBLAS_TRY(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof trans));
     CUBLAS_TRY(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof no_trans));
     if (pl->has_bias) {
@@ -118,9 +97,12 @@ static kiln_status plan_build(cuda_state *s, cuda_gemm_plan *pl, const void *bia
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     }
-    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->a, t, (uint64_t)pl->K, (uint64_t)pl->N, pl->K));
-    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->b, t, (uint64_t)pl->K, (uint64_t)pl->M, pl->K));
-    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->d, CUDA_R_32F, (uint64_t)pl->N, (uint64_t)pl->M, pl->N));
+    if (pl->a_transposed)
+        CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->a, t, (uint64_t)pl->k, (uint64_t)pl->m, pl->k));
+    else
+        CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->a, t, (uint64_t)pl->m, (uint64_t)pl->k, pl->m));
+    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->b, t, (uint64_t)pl->k, (uint64_t)pl->n, pl->k));
+    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->d, CUDA_R_32F, (uint64_t)pl->m, (uint64_t)pl->n, pl->ldd));
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
@@ -158,7 +140,9 @@ static kiln_status plan_get(cuda_state *s, const cuda_gemm_plan *key, const void
 {
     for (int i = 0; i < s->nplans; i++) {
         cuda_gemm_plan *pl = &s->plans[i];
-        if (pl->M == key->M && pl->N == key->N && pl->K == key->K && pl->type == key->type &&
+        if (pl->m == key->m && pl->n == key->n && pl->k == key->k && pl->ldd == key->ldd &&
+            pl->a_transposed == key->a_transposed &&
+            pl->type == key->type &&
             pl->has_bias == key->has_bias && pl->align_a == key->align_a && pl->align_b == key->align_b &&
             pl->align_d == key->align_d) {
             *out = pl;
@@ -190,6 +174,45 @@ static kiln_status plan_get(cuda_state *s, const cuda_gemm_plan *key, const void
 
 static size_t round_up(size_t n) { return (n + GEMM_ALIGN - 1) / GEMM_ALIGN * GEMM_ALIGN; }
 
+extern "C" kiln_status cuda_gemm(cuda_state *s, kiln_dtype type, bool a_transposed, int m, int n, int k,
+                                 const void *a, const void *b, float *d, int ldd, const float *bias)
+{
+    cuda_gemm_plan key = {};
+    key.ldd = ldd;
+    key.m = m;
+    key.n = n;
+    key.k = k;
+    key.a_transposed = a_transposed;
+    key.type = type;
+    key.has_bias = bias != NULL;
+    key.align_a = alignment_of(a);
+    key.align_b = alignment_of(b);
+    key.align_d = alignment_of(d);
+    cuda_gemm_plan *plan;
+    TRY(plan_get(s, &key, bias, &plan));
+    bool bias_after = false;
+    if (!plan && bias) { // no kernel with the bias epilogue: plain GEMM, then a bias pass
+        key.has_bias = 0;
+        TRY(plan_get(s, &key, NULL, &plan));
+        bias_after = true;
+    }
+    if (!plan)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: cuBLASLt has no algorithm for %d x %d x %d%s in %s", m, n,
+                         k, a_transposed ? " (A transposed)" : "", kiln_dtype_name(type));
+
+    if (plan->has_bias)
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_TRY(cublasLtMatmul(s->lt, plan->op, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d, plan->d,
+                              &plan->algo, s->lt_workspace, s->lt_workspace_bytes, s->stream));
+    if (bias_after) {
+        if (ldd != m) return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: bias pass needs a dense output");
+        add_row_bias_kernel<<<pass_blocks((int64_t)m * n), 256, 0, s->stream>>>(d, bias, n, m);
+        CUDA_TRY_LAUNCH("add_row_bias_kernel");
+    }
+    return KILN_OK;
+}
+
 extern "C" kiln_status cuda_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
                                    kiln_tensor *dst)
 {
@@ -208,49 +231,19 @@ extern "C" kiln_status cuda_matmul(kiln_backend *be, const kiln_matmul_params *p
     if (x_bytes + w_bytes + b_bytes) TRY(cuda_scratch(s, x_bytes + w_bytes + b_bytes, (void **)&scratch));
 
     const void *x = cuda_ptr(src[0]), *w = cuda_ptr(src[1]);
-    float *bias = NULL, *y = (float *)cuda_ptr(dst);
+    float *bias = NULL;
     if (convert_x) {
-        TRY(convert(s, x, KILN_F32, scratch, type, (int64_t)p->M * p->K));
+        TRY(cuda_convert(s, x, KILN_F32, scratch, type, (int64_t)p->M * p->K));
         x = scratch;
     }
     if (convert_w) {
-        TRY(convert(s, w, src[1]->dtype, scratch + x_bytes, type, (int64_t)p->N * p->K));
+        TRY(cuda_convert(s, w, src[1]->dtype, scratch + x_bytes, type, (int64_t)p->N * p->K));
         w = scratch + x_bytes;
     }
     if (p->has_bias) {
         bias = (float *)(scratch + x_bytes + w_bytes);
-        TRY(convert(s, cuda_ptr(src[2]), src[2]->dtype, bias, KILN_F32, p->N));
+        TRY(cuda_convert(s, cuda_ptr(src[2]), src[2]->dtype, bias, KILN_F32, p->N));
     }
-
-    cuda_gemm_plan key = {};
-    key.M = p->M;
-    key.N = p->N;
-    key.K = p->K;
-    key.type = type;
-    key.has_bias = p->has_bias;
-    key.align_a = alignment_of(w);
-    key.align_b = alignment_of(x);
-    key.align_d = alignment_of(y);
-    cuda_gemm_plan *plan;
-    TRY(plan_get(s, &key, bias, &plan));
-    bool bias_after = false;
-    if (!plan && p->has_bias) { // no kernel with the bias epilogue: plain GEMM, then a bias pass
-        key.has_bias = 0;
-        TRY(plan_get(s, &key, NULL, &plan));
-        bias_after = true;
-    }
-    if (!plan)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda matmul: cuBLASLt has no algorithm for (%d,%d)x(%d,%d)^T in %s",
-                         p->M, p->K, p->N, p->K, kiln_dtype_name(type));
-
-    if (plan->has_bias)
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_TRY(cublasLtMatmul(s->lt, plan->op, &alpha, w, plan->a, x, plan->b, &beta, y, plan->d, y, plan->d,
-                              &plan->algo, s->lt_workspace, s->lt_workspace_bytes, s->stream));
-    if (bias_after) {
-        add_row_bias_kernel<<<pass_blocks((int64_t)p->M * p->N), 256, 0, s->stream>>>(y, bias, p->M, p->N);
-        CUDA_TRY_LAUNCH("add_row_bias_kernel");
-    }
-    return KILN_OK;
+    // y^T (N x M) = w (stored K x N, transposed) . x^T (K x M)
+    return cuda_gemm(s, type, true, p->N, p->M, p->K, w, x, (float *)cuda_ptr(dst), p->N, bias);
 }

@@ -89,8 +89,20 @@ kiln_status cuda_scratch(cuda_state *s, size_t bytes, void **out);
  * backend's half type for f32 and fp8 weights (fp8 widens exactly to f16). */
 kiln_dtype cuda_gemm_type(const cuda_state *s, kiln_dtype weight);
 
-/* kernels/gemm.cu: frees the cached cuBLASLt plans. */
+/* kernels/gemm.cu: column-major D (m x n, ld ldd, f32) = op(A) (m x k) . B
+ * (k x n), both operands of `type` (cuda_gemm_type's answer). A is stored
+ * k x m (ld k) when a_transposed, else m x k (ld m); B is stored k x n (ld k).
+ * bias (m f32 values, or NULL; needs ldd == m) is added to every column.
+ * Plans are cached per shape; uses no op scratch. */
+kiln_status cuda_gemm(cuda_state *s, kiln_dtype type, bool a_transposed, int m, int n, int k, const void *a,
+                      const void *b, float *d, int ldd, const float *bias);
+/* Frees the cached cuBLASLt plans. */
 void cuda_gemm_plans_free(cuda_state *s);
+
+/* kernels/elementwise.cu: n elements of any float storage type to f32, f16 or
+ * bf16 (round to nearest even), enqueued on the stream. */
+kiln_status cuda_convert(cuda_state *s, const void *src, kiln_dtype src_dtype, void *dst, kiln_dtype dst_dtype,
+                         int64_t n);
 
 /* The vtable entries, one per op in ops.def, in the kernels folder. */
 #define KILN_OP(name, nsrc, doc)                                                      \

@@ -21,9 +21,10 @@ inc=(-I "$emu/include" -I "$work" -I "$src/runtime" -I "$src/runtime/include")
 for c in cpu_ref status tensor; do
     gcc -std=c17 -O1 -g -D_GNU_SOURCE -ffp-contract=off "${san[@]}" "${inc[@]}" -c "$src/runtime/$c.c" -o "$work/$c.o"
 done
+# a 4 KiB column budget makes conv2d split images into 256-pixel chunks
 for f in "$work"/elementwise.cpp "$work"/norm.cpp "$work"/attention.cpp "$work"/conv.cpp "$emu/emu.cpp" \
          "$emu/test_kernels.cpp"; do
-    g++ -std=c++17 -O1 -g -ffp-contract=off -Wall -Wno-unknown-pragmas "${san[@]}" "${inc[@]}" \
+    g++ -std=c++17 -O1 -g -ffp-contract=off -Wall -Wno-unknown-pragmas -DCONV_COL_BYTES=4096 "${san[@]}" "${inc[@]}" \
         -c "$f" -o "$work/$(basename "$f" .cpp).o"
 done
 g++ "${san[@]}" "$work"/*.o -lm -o "$work/test_kernels"

@@ -1,6 +1,7 @@
 // kiln's CUDA kernels, through their adapters (the backend's vtable
 // entries), on the emulator, against the CPU reference loops in cpu_ref.c:
-// every op but matmul (cuBLASLt cannot run here), in f32 compute at 1e-5 and
+// every op but matmul (cuBLASLt cannot run here, so conv2d's GEMM is the
+// float64 loop below standing in for cuda_gemm), in f32 compute at 1e-5 and
 // f16/bf16 compute at 1e-2, at small shapes with ragged tiles, every weight
 // dtype, the tensor-core attention head dims and the f32 fallbacks.
 // Outputs start as NaN, so an element a kernel leaves unwritten fails.
@@ -36,6 +37,22 @@ extern "C" kiln_dtype cuda_gemm_type(const cuda_state *s, kiln_dtype weight)
     if (s->compute == KILN_F32) return KILN_F32;
     if (weight == KILN_F16 || weight == KILN_BF16) return weight;
     return s->compute;
+}
+
+// cuda_gemm (kernels/gemm.cu, cuBLASLt) as a float64 loop over its contract
+extern "C" kiln_status cuda_gemm(cuda_state *, kiln_dtype type, bool a_transposed, int m, int n, int k, const void *a,
+                                 const void *b, float *d, int ldd, const float *bias)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double acc = 0.0;
+            for (int l = 0; l < k; l++) {
+                size_t ia = a_transposed ? (size_t)i * k + l : (size_t)l * m + i;
+                acc += (double)kiln_load_f32(a, type, ia) * kiln_load_f32(b, type, (size_t)j * k + l);
+            }
+            d[(size_t)j * ldd + i] = (float)acc + (bias ? bias[i] : 0.0f);
+        }
+    return KILN_OK;
 }
 
 // ---- helpers
@@ -237,6 +254,7 @@ static void test_conv()
         conv_case(&be_f32, wdt, 1, 70, 9, 11, 70, 3, 1, 1, 1e-5);
         conv_case(&be_f32, wdt, 1, 33, 13, 9, 65, 3, 2, 0, 1e-5);
         conv_case(&be_f32, wdt, 2, 40, 7, 10, 20, 1, 1, 0, 1e-5);
+        conv_case(&be_f32, wdt, 2, 3, 23, 21, 5, 3, 1, 1, 1e-5); // 483 pixels: two column chunks
     }
     for (kiln_backend *be : {&be_f16, &be_bf16})
         for (kiln_dtype wdt : {KILN_F32, KILN_F16, KILN_BF16, KILN_F8_E4M3}) {
@@ -244,6 +262,7 @@ static void test_conv()
             conv_case(be, wdt, 1, 70, 9, 11, 70, 3, 1, 1, 1e-2);
             conv_case(be, wdt, 1, 33, 13, 9, 65, 3, 2, 1, 1e-2);
             conv_case(be, wdt, 2, 40, 7, 10, 20, 1, 1, 0, 1e-2);
+            conv_case(be, wdt, 2, 3, 23, 21, 5, 3, 1, 1, 1e-2);
         }
 }
 
