@@ -6,18 +6,16 @@
 //   attention_rows_kernel   f32 throughout, any head dim up to 512, causal or
 //                           not: the exact path (f32 mode), VAE (D = 512) and
 //                           CLIP (causal). One warp per query row.
-//   attention_wmma_kernel   tensor cores (WMMA 16x16x16, f16 or bf16 inputs,
-//                           f32 accumulation) for D = 40, 64, 80, 128, 160,
-//                           non-causal; used in f16/bf16 mode. D is padded only
-//                           to the next multiple of 16 (40 -> 48), the mma's K.
+//   attention_mma_kernel    tensor cores (mma.sync m16n8k16, f16 or bf16
+//                           inputs, f32 accumulation) for D = 40, 64, 80, 128,
+//                           160, non-causal; used in f16/bf16 mode. D is padded
+//                           only to the next multiple of 16 (40 -> 48), the
+//                           mma's K step.
 //
 // Layout: q (B,Tq,H*D), k and v (B,Tk,H*D), o (B,Tq,H*D); head h of row t
 // lives at [(b*T + t)*H*D + h*D, +D).
-#include <mma.h>
-
 #include "cuda_common.cuh"
-
-using namespace nvcuda;
+#include "mma_16816.cuh"
 
 // ---- f32 path
 
@@ -120,183 +118,202 @@ static kiln_status launch_rows(cuda_state *s, const kiln_attention_params *p, co
     return KILN_OK;
 }
 
-// ---- tensor-core path
+// ---- tensor-core path (FlashAttention-2's scheme on mma.sync m16n8k16)
+//
+// A block of FA_WARPS warps takes FA_ROWS query rows; each warp owns 16 of
+// them and keeps everything per row in registers: its Q fragments, the scores
+// of the current FA_KEYS-key tile (8 n-tiles of 8 keys), and the output
+// accumulators (DP/8 n-tiles). The layout of mma_16816.cuh puts rows g and
+// g+8 of every accumulator in lane g*4+t, so row max and sum need only the
+// four lanes of a group, the rescale by exp(m_old - m_new) is a multiply in
+// place, and the probabilities are already laid out as the A operand of P.V.
+// K tiles sit in shared memory row-major (key, d) and V tiles transposed
+// (d, key), so both B operands are single 32-bit loads.
 
-#define WMMA_M 16
-#define TC_WARPS 4                  // each warp owns 16 query rows
-#define TC_ROWS (TC_WARPS * WMMA_M) // 64 query rows per block
-#define TC_KEYS 32                  // keys per tile: one per lane in the softmax
+#define FA_WARPS 4
+#define FA_ROWS (FA_WARPS * 16) // query rows per block
+#define FA_KEYS 64              // keys per tile
 
-// Shared-memory plan for head dim D (padded to DP). Row strides are padded
-// (+8 halves, +4 floats) off multiples of 128 bytes to spread banks, and stay
-// multiples of 16 bytes as WMMA requires; every array starts 32-byte aligned.
-template <int D, typename T> struct tc_layout {
-    static constexpr int DP = (D + 15) / 16 * 16;
-    static constexpr int LD_QK = DP + 8;      // q_s, k_s, v_s (T)
-    static constexpr int LD_S = TC_KEYS + 4;  // s_s (float)
-    static constexpr int LD_P = TC_KEYS + 8;  // p_s (T)
-    static constexpr int LD_O = DP + 4;       // o_s (float)
-    static constexpr size_t Q = 0;
-    static constexpr size_t K = Q + sizeof(T) * TC_ROWS * LD_QK;
-    static constexpr size_t V = K + sizeof(T) * TC_KEYS * LD_QK;
-    static constexpr size_t S = V + sizeof(T) * TC_KEYS * LD_QK;
-    static constexpr size_t P = S + sizeof(float) * TC_ROWS * LD_S;
-    static constexpr size_t O = P + sizeof(T) * TC_ROWS * LD_P;
-    static constexpr size_t M = O + sizeof(float) * TC_ROWS * LD_O; // row max
-    static constexpr size_t L = M + sizeof(float) * TC_ROWS;        // row denominator
-    static constexpr size_t BYTES = L + sizeof(float) * TC_ROWS;
-    static_assert(K % 32 == 0 && V % 32 == 0 && S % 32 == 0 && P % 32 == 0 && O % 32 == 0, "WMMA alignment");
+template <int D> struct fa_layout {
+    static constexpr int DP = (D + 15) / 16 * 16; // the mma's K step is 16
+    static constexpr int LD_QK = DP + 8;          // q_s, k_s row stride (elements): rows land 16 bytes apart in banks
+    static constexpr int LD_VT = FA_KEYS + 8;     // vt_s row stride
+    template <typename T> static constexpr size_t bytes()
+    {
+        return sizeof(T) * ((size_t)FA_ROWS * LD_QK + (size_t)FA_KEYS * LD_QK + (size_t)DP * LD_VT);
+    }
 };
 
-// Loads rows [r0, r0+nrows) of one head of x (B,T,H*D) as T into dst
-// (nrows, ld), zero past T and past D.
-template <int D, typename T>
-__device__ void tc_load_rows(T *dst, int ld, int nrows, const float *x, int T_len, int64_t row, int r0)
+// Rows [r0, r0 + nrows) of one head of x (B,T,H*D) as T, two elements at a
+// time (D is even), zero past T and past D; transposed stores (d, row) when
+// TRANSPOSE.
+template <int D, typename T, bool TRANSPOSE>
+__device__ __forceinline__ void fa_load(T *dst, int ld, int nrows, const float *x, int T_len, int64_t row, int r0)
 {
-    constexpr int DP = tc_layout<D, T>::DP;
-    for (int e = threadIdx.x; e < nrows * DP; e += blockDim.x) {
-        int r = e / DP, d = e % DP;
-        float val = r0 + r < T_len && d < D ? x[(int64_t)(r0 + r) * row + d] : 0.0f;
-        dst[r * ld + d] = from_f32<T>(val);
+    constexpr int DP = fa_layout<D>::DP;
+    for (int e = threadIdx.x; e < nrows * DP / 2; e += blockDim.x) {
+        int r = e / (DP / 2), d = e % (DP / 2) * 2;
+        float2 val = make_float2(0.0f, 0.0f);
+        if (r0 + r < T_len && d < D) val = *(const float2 *)(x + (int64_t)(r0 + r) * row + d);
+        if (TRANSPOSE) {
+            dst[d * ld + r] = from_f32<T>(val.x);
+            dst[(d + 1) * ld + r] = from_f32<T>(val.y);
+        } else {
+            *(uint32_t *)(dst + r * ld + d) = pack2<T>(val.x, val.y);
+        }
     }
 }
 
 template <int D, typename T>
-__global__ void __launch_bounds__(TC_WARPS *CUDA_WARP)
-    attention_wmma_kernel(const float *q, const float *k, const float *v, float *o, kiln_attention_params p)
+__global__ void __launch_bounds__(FA_WARPS *CUDA_WARP)
+    attention_mma_kernel(const float *q, const float *k, const float *v, float *o, kiln_attention_params p)
 {
-    using L = tc_layout<D, T>;
-    constexpr int DP = L::DP;
-    extern __shared__ __align__(128) unsigned char tc_smem[];
-    T *q_s = (T *)(tc_smem + L::Q);         // (TC_ROWS, LD_QK)
-    T *k_s = (T *)(tc_smem + L::K);         // (TC_KEYS, LD_QK)
-    T *v_s = (T *)(tc_smem + L::V);         // (TC_KEYS, LD_QK)
-    float *s_s = (float *)(tc_smem + L::S); // (TC_ROWS, LD_S) raw scores
-    T *p_s = (T *)(tc_smem + L::P);         // (TC_ROWS, LD_P) probabilities
-    float *o_s = (float *)(tc_smem + L::O); // (TC_ROWS, LD_O) unnormalised output
-    float *m_s = (float *)(tc_smem + L::M); // (TC_ROWS) running max
-    float *l_s = (float *)(tc_smem + L::L); // (TC_ROWS) running denominator
+    using L = fa_layout<D>;
+    constexpr int DP = L::DP, KSTEPS = DP / 16, DTILES = DP / 8;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    T *q_s = (T *)fa_smem;                 // (FA_ROWS, LD_QK)
+    T *k_s = q_s + FA_ROWS * L::LD_QK;     // (FA_KEYS, LD_QK)
+    T *vt_s = k_s + FA_KEYS * L::LD_QK;    // (DP, LD_VT)
 
-    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
-    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * TC_ROWS;
-    int64_t row = (int64_t)p.H * D;
+    const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP, g = lane / 4, t = lane % 4;
+    const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FA_ROWS, w0 = warp * 16;
+    const int64_t row = (int64_t)p.H * D;
     const float *qb = q + (int64_t)b * p.Tq * row + (int64_t)h * D;
     const float *kb = k + (int64_t)b * p.Tk * row + (int64_t)h * D;
     const float *vb = v + (int64_t)b * p.Tk * row + (int64_t)h * D;
-    int w0 = warp * WMMA_M; // this warp's first row in the block
+    // exp(x) = exp2(x * log2 e): the scale and log2 e fold into one multiply
+    const float scale_log2 = p.scale * 1.4426950408889634f;
 
-    tc_load_rows<D, T>(q_s, L::LD_QK, TC_ROWS, qb, p.Tq, row, q0);
-    for (int e = lane; e < WMMA_M * DP; e += CUDA_WARP) o_s[(w0 + e / DP) * L::LD_O + e % DP] = 0.0f;
-    if (lane < WMMA_M) {
-        m_s[w0 + lane] = -INFINITY;
-        l_s[w0 + lane] = 0.0f;
+    fa_load<D, T, false>(q_s, L::LD_QK, FA_ROWS, qb, p.Tq, row, q0);
+    __syncthreads();
+    uint32_t qf[KSTEPS][4];
+#pragma unroll
+    for (int ks = 0; ks < KSTEPS; ks++) {
+        const T *base = q_s + (w0 + g) * L::LD_QK + ks * 16 + 2 * t;
+        qf[ks][0] = *(const uint32_t *)base;
+        qf[ks][1] = *(const uint32_t *)(base + 8 * L::LD_QK);
+        qf[ks][2] = *(const uint32_t *)(base + 8);
+        qf[ks][3] = *(const uint32_t *)(base + 8 * L::LD_QK + 8);
     }
 
-    for (int j0 = 0; j0 < p.Tk; j0 += TC_KEYS) {
-        __syncthreads(); // q_s ready / every warp is done with the previous k_s, v_s
-        tc_load_rows<D, T>(k_s, L::LD_QK, TC_KEYS, kb, p.Tk, row, j0);
-        tc_load_rows<D, T>(v_s, L::LD_QK, TC_KEYS, vb, p.Tk, row, j0);
+    float acc[DTILES][4];
+#pragma unroll
+    for (int dt = 0; dt < DTILES; dt++) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // rows g and g+8 (l: this lane's share)
+
+    for (int j0 = 0; j0 < p.Tk; j0 += FA_KEYS) {
+        __syncthreads(); // every warp is done with the previous tile
+        fa_load<D, T, false>(k_s, L::LD_QK, FA_KEYS, kb, p.Tk, row, j0);
+        fa_load<D, T, true>(vt_s, L::LD_VT, FA_KEYS, vb, p.Tk, row, j0);
         __syncthreads();
 
-        // S (16, TC_KEYS) = Q_w (16, DP) K^T: K rows read as a column-major B
-        for (int nt = 0; nt < TC_KEYS / 16; nt++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_frag;
-            wmma::fill_fragment(s_frag, 0.0f);
-            for (int kt = 0; kt < DP / 16; kt++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bk;
-                wmma::load_matrix_sync(a, q_s + w0 * L::LD_QK + kt * 16, L::LD_QK);
-                wmma::load_matrix_sync(bk, k_s + nt * 16 * L::LD_QK + kt * 16, L::LD_QK);
-                wmma::mma_sync(s_frag, a, bk, s_frag);
+        // S (16 x FA_KEYS) = Q_w K^T; B[d][key] = k_s[key][d]
+        float sc[FA_KEYS / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < FA_KEYS / 8; nt++) {
+            sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < KSTEPS; ks++) {
+                const T *base = k_s + (nt * 8 + g) * L::LD_QK + ks * 16 + 2 * t;
+                uint32_t bk[2] = {*(const uint32_t *)base, *(const uint32_t *)(base + 8)};
+                mma_16816<T>(sc[nt], qf[ks], bk);
             }
-            wmma::store_matrix_sync(s_s + w0 * L::LD_S + nt * 16, s_frag, L::LD_S, wmma::mem_row_major);
         }
-        __syncwarp();
 
-        // online softmax over this tile, one row at a time, lane = key
-        for (int r = w0; r < w0 + WMMA_M; r++) {
-            int j = j0 + lane;
-            float sv = j < p.Tk ? s_s[r * L::LD_S + lane] * p.scale : -INFINITY;
-            float m_old = m_s[r];
-            // finite: the first tile always holds key 0
-            float m_new = fmaxf(m_old, warp_max(sv));
-            float pj = expf(sv - m_new);
-            float corr = expf(m_old - m_new);
-            float tile_sum = warp_sum(pj);
-            p_s[r * L::LD_P + lane] = from_f32<T>(pj);
-            for (int d = lane; d < DP; d += CUDA_WARP) o_s[r * L::LD_O + d] *= corr;
-            __syncwarp(); // every lane has read m_s[r] before lane 0 moves it
-            if (lane == 0) {
-                m_s[r] = m_new;
-                l_s[r] = l_s[r] * corr + tile_sum;
+        // online softmax, in the log2 domain; keys past Tk score -inf
+        float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < FA_KEYS / 8; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int j = j0 + nt * 8 + 2 * t + i % 2;
+                sc[nt][i] = j < p.Tk ? sc[nt][i] * scale_log2 : -INFINITY;
+                tile_max[i / 2] = fmaxf(tile_max[i / 2], sc[nt][i]);
             }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(CUDA_FULL_MASK, tile_max[r], 1));
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(CUDA_FULL_MASK, tile_max[r], 2));
+            float m_new = fmaxf(m[r], tile_max[r]); // finite: key j0 < Tk is in every tile
+            corr[r] = exp2f(m[r] - m_new);          // 0 on the first tile (m = -inf)
+            m[r] = m_new;
+            l[r] *= corr[r];
         }
-        __syncwarp();
+        uint32_t pf[FA_KEYS / 16][4]; // probabilities as the A operand of P.V
+#pragma unroll
+        for (int nt = 0; nt < FA_KEYS / 8; nt++) {
+            float p0 = exp2f(sc[nt][0] - m[0]), p1 = exp2f(sc[nt][1] - m[0]);
+            float p2 = exp2f(sc[nt][2] - m[1]), p3 = exp2f(sc[nt][3] - m[1]);
+            l[0] += p0 + p1;
+            l[1] += p2 + p3;
+            pf[nt / 2][(nt % 2) * 2] = pack2<T>(p0, p1);
+            pf[nt / 2][(nt % 2) * 2 + 1] = pack2<T>(p2, p3);
+        }
 
-        // O_w (16, DP) += P_w (16, TC_KEYS) V (TC_KEYS, DP)
-        for (int nt = 0; nt < DP / 16; nt++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> o_frag;
-            wmma::load_matrix_sync(o_frag, o_s + w0 * L::LD_O + nt * 16, L::LD_O, wmma::mem_row_major);
-            for (int kt = 0; kt < TC_KEYS / 16; kt++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bv;
-                wmma::load_matrix_sync(a, p_s + w0 * L::LD_P + kt * 16, L::LD_P);
-                wmma::load_matrix_sync(bv, v_s + kt * 16 * L::LD_QK + nt * 16, L::LD_QK);
-                wmma::mma_sync(o_frag, a, bv, o_frag);
+        // O_w (16 x DP) = O_w * corr + P (16 x FA_KEYS) V (FA_KEYS x DP); B[key][d] = vt_s[d][key]
+#pragma unroll
+        for (int dt = 0; dt < DTILES; dt++) {
+            acc[dt][0] *= corr[0];
+            acc[dt][1] *= corr[0];
+            acc[dt][2] *= corr[1];
+            acc[dt][3] *= corr[1];
+#pragma unroll
+            for (int kk = 0; kk < FA_KEYS / 16; kk++) {
+                const T *base = vt_s + (dt * 8 + g) * L::LD_VT + kk * 16 + 2 * t;
+                uint32_t bv[2] = {*(const uint32_t *)base, *(const uint32_t *)(base + 8)};
+                mma_16816<T>(acc[dt], pf[kk], bv);
             }
-            wmma::store_matrix_sync(o_s + w0 * L::LD_O + nt * 16, o_frag, L::LD_O, wmma::mem_row_major);
         }
-        __syncwarp();
     }
 
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(CUDA_FULL_MASK, l[r], 1);
+        l[r] += __shfl_xor_sync(CUDA_FULL_MASK, l[r], 2);
+    }
     float *ob = o + (int64_t)b * p.Tq * row + (int64_t)h * D;
-    for (int e = lane; e < WMMA_M * D; e += CUDA_WARP) {
-        int r = w0 + e / D, d = e % D;
-        if (q0 + r < p.Tq) ob[(int64_t)(q0 + r) * row + d] = o_s[r * L::LD_O + d] / l_s[r];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int qi = q0 + w0 + g + 8 * r;
+        if (qi >= p.Tq) continue;
+#pragma unroll
+        for (int dt = 0; dt < DTILES; dt++) {
+            int d = dt * 8 + 2 * t;
+            if (d < D) *(float2 *)(ob + (int64_t)qi * row + d) = make_float2(acc[dt][2 * r] / l[r], acc[dt][2 * r + 1] / l[r]);
+        }
     }
 }
 
 template <int D, typename T>
-static kiln_status launch_wmma(cuda_state *s, const kiln_attention_params *p, const float *q, const float *k,
-                               const float *v, float *o)
+static kiln_status launch_mma(cuda_state *s, const kiln_attention_params *p, const float *q, const float *k,
+                              const float *v, float *o)
 {
-    size_t smem = tc_layout<D, T>::BYTES;
-    CUDA_TRY(cudaFuncSetAttribute(attention_wmma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)smem));
-    dim3 grid(cuda_blocks(p->Tq, TC_ROWS), p->H, p->B);
-    attention_wmma_kernel<D, T><<<grid, TC_WARPS * CUDA_WARP, smem, s->stream>>>(q, k, v, o, *p);
-    CUDA_TRY_LAUNCH("attention_wmma_kernel");
+    size_t smem = fa_layout<D>::template bytes<T>();
+    CUDA_TRY(cudaFuncSetAttribute(attention_mma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid(cuda_blocks(p->Tq, FA_ROWS), p->H, p->B);
+    attention_mma_kernel<D, T><<<grid, FA_WARPS * CUDA_WARP, smem, s->stream>>>(q, k, v, o, *p);
+    CUDA_TRY_LAUNCH("attention_mma_kernel");
     return KILN_OK;
 }
 
 template <typename T>
-static kiln_status launch_wmma_for_dim(cuda_state *s, const kiln_attention_params *p, const float *q,
-                                       const float *k, const float *v, float *o)
+static kiln_status launch_mma_for_dim(cuda_state *s, const kiln_attention_params *p, const float *q, const float *k,
+                                      const float *v, float *o)
 {
     switch (p->D) {
-    case 40: return launch_wmma<40, T>(s, p, q, k, v, o);
-    case 64: return launch_wmma<64, T>(s, p, q, k, v, o);
-    case 80: return launch_wmma<80, T>(s, p, q, k, v, o);
-    case 128: return launch_wmma<128, T>(s, p, q, k, v, o);
-    case 160: return launch_wmma<160, T>(s, p, q, k, v, o);
+    case 40: return launch_mma<40, T>(s, p, q, k, v, o);
+    case 64: return launch_mma<64, T>(s, p, q, k, v, o);
+    case 80: return launch_mma<80, T>(s, p, q, k, v, o);
+    case 128: return launch_mma<128, T>(s, p, q, k, v, o);
+    case 160: return launch_mma<160, T>(s, p, q, k, v, o);
     }
     return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda attention: no tensor-core kernel for head dim %d", p->D);
 }
 
-// Shared memory of the tensor-core kernel for head dim D, 0 if it has none
-// (f16 and bf16 plans are the same size). D = 160 needs about 98 KiB, just
-// inside the 99 KiB that sm_86/sm_89 blocks may opt into.
-static size_t tc_smem_bytes(int D)
-{
-    switch (D) {
-    case 40: return tc_layout<40, __half>::BYTES;
-    case 64: return tc_layout<64, __half>::BYTES;
-    case 80: return tc_layout<80, __half>::BYTES;
-    case 128: return tc_layout<128, __half>::BYTES;
-    case 160: return tc_layout<160, __half>::BYTES;
-    }
-    return 0;
-}
+// Whether the tensor-core kernel has a variant for head dim D (f16 and bf16
+// use the same shared memory: about 66 KiB at D = 160).
+static bool mma_head_dim(int D) { return D == 40 || D == 64 || D == 80 || D == 128 || D == 160; }
 
 extern "C" kiln_status cuda_attention(kiln_backend *be, const kiln_attention_params *p,
                                       const kiln_tensor *const *src, kiln_tensor *dst)
@@ -309,10 +326,9 @@ extern "C" kiln_status cuda_attention(kiln_backend *be, const kiln_attention_par
                 *v = (const float *)cuda_ptr(src[2]);
     float *o = (float *)cuda_ptr(dst);
 
-    size_t tc_smem = tc_smem_bytes(p->D);
-    if (s->compute != KILN_F32 && !p->causal && tc_smem && tc_smem <= (size_t)s->smem_optin) {
-        if (s->compute == KILN_BF16) return launch_wmma_for_dim<__nv_bfloat16>(s, p, q, k, v, o);
-        return launch_wmma_for_dim<__half>(s, p, q, k, v, o);
+    if (s->compute != KILN_F32 && !p->causal && mma_head_dim(p->D)) {
+        if (s->compute == KILN_BF16) return launch_mma_for_dim<__nv_bfloat16>(s, p, q, k, v, o);
+        return launch_mma_for_dim<__half>(s, p, q, k, v, o);
     }
 
     if (p->D > ROWS_MAX_D)

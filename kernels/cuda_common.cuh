@@ -38,6 +38,17 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// Two values as T packed in 32 bits, the first in the low half: one register
+// of a tensor-core fragment (mma_16816.cuh).
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi)
+{
+    T a = from_f32<T>(lo), b = from_f32<T>(hi);
+    unsigned short ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    return (uint32_t)ua | (uint32_t)ub << 16;
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
     for (int off = CUDA_WARP / 2; off > 0; off /= 2) v += __shfl_xor_sync(CUDA_FULL_MASK, v, off);

@@ -30,7 +30,7 @@ struct emu_thread {
     uint3 tid;
 };
 
-static const size_t STACK = 256 * 1024; // a thread's stack: kernels keep small frames, WMMA fragments 1 KiB each
+static const size_t STACK = 256 * 1024; // a thread's stack: kernels keep small frames
 static std::vector<emu_thread> threads;
 static std::vector<char *> stacks;
 static ucontext_t sched_ctx;
@@ -57,6 +57,37 @@ float emu_shfl(float v, int src)
     float r = shfl_slot[warp][src];
     yield(AT_WARP);
     return r;
+}
+
+// mma.sync m16n8k16 (kernels/mma_16816.cuh): register i of lane l is
+// a_slot[warp][l][i]; element (r, k) of A sits in lane (r % 8) * 4 + (k % 8) / 2,
+// register (r >= 8) + 2 (k >= 8), half k % 2; element (k, n) of B in lane
+// n * 4 + (k % 8) / 2, register (k >= 8), half k % 2.
+static uint32_t a_slot[32][32][4], b_slot[32][32][2];
+
+static float half_of(uint32_t reg, int hi, bool bf16)
+{
+    uint16_t bits = (uint16_t)(hi ? reg >> 16 : reg & 0xffff);
+    return bf16 ? kiln_bf16_to_f32(bits) : kiln_f16_to_f32(bits);
+}
+
+void emu_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16)
+{
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    memcpy(a_slot[warp][lane], a, sizeof a_slot[0][0]);
+    memcpy(b_slot[warp][lane], b, sizeof b_slot[0][0]);
+    yield(AT_WARP);
+    for (int i = 0; i < 4; i++) {
+        int r = g + 8 * (i / 2), n = 2 * t + i % 2;
+        float acc = d[i];
+        for (int k = 0; k < 16; k++) {
+            float av = half_of(a_slot[warp][(r % 8) * 4 + (k % 8) / 2][(r >= 8) + 2 * (k >= 8)], k % 2, bf16);
+            float bv = half_of(b_slot[warp][n * 4 + (k % 8) / 2][k >= 8], k % 2, bf16);
+            acc += av * bv;
+        }
+        d[i] = acc;
+    }
+    yield(AT_WARP); // every lane has read the slots before any posts again
 }
 
 static void trampoline()

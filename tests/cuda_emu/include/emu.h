@@ -1,9 +1,8 @@
 // A small CUDA-on-CPU emulator, enough to run kiln's kernels for correctness
 // (see ../README.md): the blocks of a launch run one after another; a
 // block's threads are ucontext coroutines that switch only at __syncthreads,
-// __syncwarp, shuffles and WMMA calls, which are barriers of the block or of
-// the warp. WMMA fragments hold the whole 16x16 tile in every lane, and their
-// loads and stores check WMMA's alignment rules. It stands in for every CUDA
+// __syncwarp, shuffles and tensor-core mma calls (mma_16816.cuh here), which
+// are barriers of the block or of the warp. It stands in for every CUDA
 // header that kernels/ and runtime/cuda_backend.h include.
 #pragma once
 #include <cmath>
@@ -14,6 +13,7 @@
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <type_traits>
 #include <math.h>
 #include <string.h>
 
@@ -33,6 +33,8 @@ using std::min;
 #define __shared__ static
 
 struct uint3 { unsigned x, y, z; };
+struct alignas(8) float2 { float x, y; };
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -77,10 +79,6 @@ inline __half_raw __nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t v, __nv_fp8_interpr
     float f = k == __NV_E4M3 ? kiln_f8e4m3_to_f32(v) : kiln_f8e5m2_to_f32(v);
     return __half_raw{kiln_f32_to_f16(f)};
 }
-inline float emu_float(float v) { return v; }
-inline float emu_float(__half v) { return kiln_f16_to_f32(v.x); }
-inline float emu_float(__nv_bfloat16 v) { return kiln_bf16_to_f32(v.x); }
-
 // Barriers and shuffles (emu.cpp). A shuffle is a warp barrier.
 void __syncthreads();
 void __syncwarp(unsigned mask = 0xffffffffu);
@@ -89,8 +87,8 @@ float emu_shfl(float v, int src_lane);
 inline float __shfl_sync(unsigned, float v, int src) { return emu_shfl(v, src); }
 inline float __shfl_xor_sync(unsigned, float v, int m) { return emu_shfl(v, (int)(threadIdx.x % 32) ^ m); }
 
-// Reports a broken CUDA rule (misaligned WMMA pointer, deadlock, too much
-// shared memory, a bad launch) and aborts.
+// Reports a broken CUDA rule (deadlock, too much shared memory, a bad launch)
+// and aborts.
 void emu_fail(const char *fmt, ...);
 void emu_run(const std::function<void()> &body, dim3 grid, dim3 block, size_t smem);
 template <class F> void emu_launch(F f, dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = 0)
@@ -98,67 +96,3 @@ template <class F> void emu_launch(F f, dim3 grid, dim3 block, size_t smem = 0, 
     emu_run(std::function<void()>(f), grid, block, smem);
 }
 
-namespace nvcuda {
-namespace wmma {
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment { float v[16][16]; };
-
-template <class T> inline void check(const T *p, unsigned ldm, const char *what)
-{
-    if ((uintptr_t)p % 32) emu_fail("wmma %s: pointer %p not 32-byte aligned", what, (const void *)p);
-    if ((ldm * sizeof(T)) % 16) emu_fail("wmma %s: ldm %u x %zu bytes not a multiple of 16", what, ldm, sizeof(T));
-}
-
-template <class U, class T, class L> void fill_fragment(fragment<U, 16, 16, 16, T, L> &f, float x)
-{
-    for (auto &r : f.v) for (float &e : r) e = x;
-}
-template <class T> void load_matrix_sync(fragment<matrix_a, 16, 16, 16, T, row_major> &f, const T *p, unsigned ldm)
-{
-    emu_warp_barrier(); check(p, ldm, "load a");
-    for (int r = 0; r < 16; r++) for (int c = 0; c < 16; c++) f.v[r][c] = emu_float(p[r * ldm + c]);
-}
-template <class T> void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, row_major> &f, const T *p, unsigned ldm)
-{
-    emu_warp_barrier(); check(p, ldm, "load b");
-    for (int r = 0; r < 16; r++) for (int c = 0; c < 16; c++) f.v[r][c] = emu_float(p[r * ldm + c]);
-}
-template <class T> void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, col_major> &f, const T *p, unsigned ldm)
-{
-    emu_warp_barrier(); check(p, ldm, "load b col");
-    for (int r = 0; r < 16; r++) for (int c = 0; c < 16; c++) f.v[r][c] = emu_float(p[c * ldm + r]);
-}
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l)
-{
-    emu_warp_barrier(); check(p, ldm, "load acc");
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) f.v[r][c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
-}
-inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l)
-{
-    emu_warp_barrier(); check(p, ldm, "store");
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.v[r][c];
-    emu_warp_barrier(); // every lane writes the same values; keep them in step
-}
-template <class T, class LA, class LB>
-void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, T, LA> &a,
-              const fragment<matrix_b, 16, 16, 16, T, LB> &b, const fragment<accumulator, 16, 16, 16, float> &c)
-{
-    emu_warp_barrier();
-    float out[16][16];
-    for (int r = 0; r < 16; r++)
-        for (int n = 0; n < 16; n++) {
-            float acc = c.v[r][n];
-            for (int k = 0; k < 16; k++) acc += a.v[r][k] * b.v[k][n];
-            out[r][n] = acc;
-        }
-    memcpy(d.v, out, sizeof out);
-}
-} // namespace wmma
-} // namespace nvcuda

@@ -1,2 +1,0 @@
-/* Stand-in for the CUDA header of this name: see ../README.md. */
-#include "emu.h"
