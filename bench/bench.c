@@ -1,6 +1,6 @@
 /* bench: how fast kiln runs a model's parts on a backend.
  *
- *   bench --model FILE --width W --height H --steps N --backend cpu [--threads T] [--json]
+ *   bench --model FILE --width W --height H --steps N --backend cpu [--threads T] [--no-replay] [--json]
  *
  * Times loading, the text encoder (one 77-token batch of 2: prompt and
  * negative), N UNet steps at batch 2 (what CFG costs per step), and one VAE
@@ -21,7 +21,7 @@ typedef struct bench_options {
     const char *model, *backend;
     kiln_dtype compute;
     int width, height, steps, threads, device;
-    bool json;
+    bool json, no_replay;
 } bench_options;
 
 static double now_ms(void)
@@ -81,8 +81,9 @@ static kiln_status decode_fn(kiln_graph *g, void *ctx)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
-                "             [--compute f32|f16|bf16] [--threads T] [--device N] [--json]\n"
-                "  --compute  GPU arithmetic for matmul/conv/attention (default f32; f16/bf16 use tensor cores)\n");
+                "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
+                "  --compute    GPU arithmetic for matmul/conv/attention (default f32; f16/bf16 use tensor cores)\n"
+                "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n");
 }
 
 static int parse(int argc, char **argv, bench_options *o)
@@ -93,7 +94,7 @@ static int parse(int argc, char **argv, bench_options *o)
         {"height", required_argument, 0, 'H'},  {"steps", required_argument, 0, 's'},
         {"backend", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"device", required_argument, 0, 'd'},  {"json", no_argument, 0, 'j'},
-        {"compute", required_argument, 0, 'c'},
+        {"compute", required_argument, 0, 'c'}, {"no-replay", no_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     int c;
@@ -107,6 +108,7 @@ static int parse(int argc, char **argv, bench_options *o)
         case 't': o->threads = atoi(optarg); break;
         case 'd': o->device = atoi(optarg); break;
         case 'j': o->json = true; break;
+        case 'r': o->no_replay = true; break;
         case 'c':
             if (!kiln_compute_from_name(optarg, &o->compute)) {
                 fprintf(stderr, "bench: --compute %s: must be f32, f16 or bf16\n", optarg);
@@ -172,10 +174,14 @@ int main(int argc, char **argv)
     if (kiln_graph_run(g, text_fn, &b) != KILN_OK) return fail("text encoder");
     double text_ms = now_ms() - t0;
 
-    /* a warm-up step (plans the arena, lets GPU backends build pipelines), the
-     * timed steps, then one step synchronised after every op for the per-op
-     * breakdown: the sync would distort a GPU's step time */
-    if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
+    /* two warm-up steps (the first plans the arena and lets GPU backends build
+     * pipelines and caches, the second records the step where the backend
+     * replays), the timed steps, then one step synchronised after every op for
+     * the per-op breakdown: the sync would distort a GPU's step time */
+    bool replayed = !o.no_replay && be->ops->record_begin;
+    kiln_graph_set_replay(g, replayed);
+    for (int s = 0; s < 2; s++)
+        if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
     t0 = now_ms();
     for (int s = 0; s < o.steps; s++)
         if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
@@ -202,10 +208,10 @@ int main(int argc, char **argv)
                "\"width\":%d,\"height\":%d,\"steps\":%d,\"batch\":2,\"precision\":\"%s\",\"weights_dtype\":\"%s\","
                "\"load_ms\":%.1f,\"text_encoder_ms\":%.1f,\"unet_s_per_step\":%.4f,\"it_per_s\":%.4f,"
                "\"vae_decode_ms\":%.1f,\"peak_rss_bytes\":%zu,\"unet_arena_bytes\":%zu,\"vae_arena_bytes\":%zu,"
-               "\"weight_bytes\":%zu,\"ops\":{",
+               "\"weight_bytes\":%zu,\"replayed\":%s,\"ops\":{",
                o.model, m->unet.config->name, be->name, be->device_name, be->threads, o.width, o.height, o.steps,
                precision, kiln_dtype_name(m->info.unet_dtype), load_ms, text_ms, unet_s, 1.0 / unet_s, vae_ms,
-               peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights));
+               peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights), replayed ? "true" : "false");
         bool first = true;
         for (int i = 0; i < KILN_OP_COUNT; i++) {
             if (!stats.calls[i]) continue;
@@ -221,7 +227,8 @@ int main(int argc, char **argv)
         printf("size           %dx%d, batch 2 (CFG), %d steps\n", o.width, o.height, o.steps);
         printf("load           %10.1f ms\n", load_ms);
         printf("text encoder   %10.1f ms\n", text_ms);
-        printf("unet           %10.3f s/step  (%.3f it/s)\n", unet_s, 1.0 / unet_s);
+        printf("unet           %10.3f s/step  (%.3f it/s%s)\n", unet_s, 1.0 / unet_s,
+               replayed ? ", each step replayed from a recording" : "");
         printf("vae decode     %10.1f ms\n", vae_ms);
         printf("peak RSS       %10.1f MiB\n", peak_rss_bytes() / 1048576.0);
         printf("unet arena     %10.1f MiB\n", unet_arena / 1048576.0);

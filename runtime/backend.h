@@ -16,6 +16,7 @@
 #include "tensor.h"
 
 typedef struct kiln_backend kiln_backend;
+typedef struct kiln_recording kiln_recording; /* a backend's replayable op sequence */
 
 typedef struct kiln_backend_ops {
     /* Device memory. alloc returns KILN_ERR_OUT_OF_MEMORY naming the bytes
@@ -37,6 +38,17 @@ typedef struct kiln_backend_ops {
 
     /* Waits for every enqueued op. */
     kiln_status (*synchronize)(kiln_backend *be);
+
+    /* Optional (NULL where a backend has none): ops enqueued between
+     * record_begin and record_end are recorded instead of run, and replay
+     * enqueues the recording again, with the same operands, for a fraction
+     * of the launch cost (CUDA: a stream capture into a CUDA graph). Nothing
+     * but ops may come in between. record_end with out == NULL discards the
+     * recording, reporting nothing (the path after a failed op). */
+    kiln_status (*record_begin)(kiln_backend *be);
+    kiln_status (*record_end)(kiln_backend *be, kiln_recording **out);
+    kiln_status (*replay)(kiln_backend *be, kiln_recording *rec);
+    void (*recording_free)(kiln_backend *be, kiln_recording *rec);
 
     void (*destroy)(kiln_backend *be);
 

@@ -35,7 +35,14 @@ kiln_status cuda_scratch(cuda_state *s, size_t bytes, void **out)
     if (bytes > s->scratch_bytes) {
         /* ops already enqueued may still read the old region */
         CUDA_TRY(cudaStreamSynchronize(s->stream));
-        if (s->scratch) CUDA_TRY(cudaFree(s->scratch));
+        if (s->scratch && s->recordings) {
+            void **grown_list = realloc(s->retired, (size_t)(s->nretired + 1) * sizeof *grown_list);
+            if (!grown_list) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+            s->retired = grown_list;
+            s->retired[s->nretired++] = s->scratch;
+        } else if (s->scratch) {
+            CUDA_TRY(cudaFree(s->scratch));
+        }
         s->scratch = NULL;
         s->scratch_bytes = 0;
         size_t grown = bytes + bytes / 4; /* a little headroom against creeping sizes */
@@ -134,6 +141,77 @@ static kiln_status cuda_synchronize(kiln_backend *be)
     return KILN_OK;
 }
 
+/* ---- recording: a stream capture into a CUDA graph, replayed with one launch */
+
+struct kiln_recording {
+    cudaGraphExec_t exec;
+};
+
+static void free_retired(cuda_state *s)
+{
+    for (int i = 0; i < s->nretired; i++) cudaFree(s->retired[i]);
+    free(s->retired);
+    s->retired = NULL;
+    s->nretired = 0;
+}
+
+static kiln_status cuda_record_begin(kiln_backend *be)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    /* relaxed: the ops' cudaFuncSetAttribute calls are not stream work */
+    CUDA_TRY(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeRelaxed));
+    return KILN_OK;
+}
+
+static kiln_status cuda_record_end(kiln_backend *be, kiln_recording **out)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    cudaGraph_t graph = NULL;
+    cudaError_t err = cudaStreamEndCapture(s->stream, &graph);
+    if (!out) { /* discarding after a failed op: keep that op's message */
+        if (graph) cudaGraphDestroy(graph);
+        (void)cudaGetLastError();
+        return KILN_OK;
+    }
+    *out = NULL;
+    if (err != cudaSuccess) return cuda_fail(err, "cudaStreamEndCapture", __FILE__, __LINE__);
+    kiln_recording *rec = calloc(1, sizeof *rec);
+    if (!rec) {
+        cudaGraphDestroy(graph);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    }
+    err = cudaGraphInstantiate(&rec->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (err != cudaSuccess) {
+        free(rec);
+        return cuda_fail(err, "cudaGraphInstantiate", __FILE__, __LINE__);
+    }
+    s->recordings++;
+    *out = rec;
+    return KILN_OK;
+}
+
+static kiln_status cuda_replay(kiln_backend *be, kiln_recording *rec)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    CUDA_TRY(cudaGraphLaunch(rec->exec, s->stream));
+    return KILN_OK;
+}
+
+static void cuda_recording_free(kiln_backend *be, kiln_recording *rec)
+{
+    if (!rec) return;
+    cuda_state *s = cuda_state_of(be);
+    cudaSetDevice(s->device);
+    cudaStreamSynchronize(s->stream); /* a replay may still be running */
+    cudaGraphExecDestroy(rec->exec);
+    free(rec);
+    if (--s->recordings == 0) free_retired(s);
+}
+
 /* Also tears down a half-built backend: every handle is checked first. */
 static void cuda_destroy(kiln_backend *be)
 {
@@ -145,6 +223,7 @@ static void cuda_destroy(kiln_backend *be)
         if (s->lt) cublasLtDestroy(s->lt);
         cudaFree(s->lt_workspace);
         cudaFree(s->scratch);
+        free_retired(s);
         if (s->stream) cudaStreamDestroy(s->stream);
         free(s);
     }
@@ -158,6 +237,10 @@ static const kiln_backend_ops cuda_ops = {
     .upload = cuda_upload,
     .download = cuda_download,
     .synchronize = cuda_synchronize,
+    .record_begin = cuda_record_begin,
+    .record_end = cuda_record_end,
+    .replay = cuda_replay,
+    .recording_free = cuda_recording_free,
     .destroy = cuda_destroy,
 #define KILN_OP(name, nsrc, doc) .name = cuda_##name,
 #include "ops.def"

@@ -47,6 +47,11 @@ typedef struct cuda_state {
      * capture must come after one warm-up run. */
     void *scratch;
     size_t scratch_bytes;
+    /* Live recordings (CUDA graphs) hold scratch pointers, so while any
+     * exists a grown-out scratch region is retired here, not freed. */
+    int recordings;
+    void **retired;
+    int nretired;
 } cuda_state;
 
 static inline cuda_state *cuda_state_of(kiln_backend *be) { return (cuda_state *)be->impl; }

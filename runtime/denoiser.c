@@ -24,7 +24,9 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
         kiln_denoiser_free(d);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
     }
-    return kiln_graph_create(m->weights ? kiln_weights_backend(m->weights) : NULL, &d->graph);
+    TRY(kiln_graph_create(m->weights ? kiln_weights_backend(m->weights) : NULL, &d->graph));
+    kiln_graph_set_replay(d->graph, true); /* every step runs the same ops */
+    return KILN_OK;
 }
 
 void kiln_denoiser_free(kiln_denoiser *d)

@@ -1,5 +1,6 @@
 #include "graph.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -15,10 +16,28 @@ typedef struct lifetime {
     int start, end;
 } lifetime;
 
+/* What a call of the forward function does (kiln_graph_run). */
+typedef enum pass_kind {
+    PASS_PLAN,    /* check shapes, record lifetimes, hash the ops */
+    PASS_RUN,     /* everything */
+    PASS_INPUTS,  /* uploads only */
+    PASS_OPS,     /* ops only (being recorded) */
+    PASS_OUTPUTS, /* downloads only */
+} pass_kind;
+
+#define FNV_OFFSET 14695981039346656037ull
+#define FNV_PRIME 1099511628211ull
+
 struct kiln_graph {
     kiln_backend *be;
-    bool planning;
+    pass_kind pass;
+    bool planning; /* PASS_PLAN: tensors get lifetimes, not memory */
     kiln_op_stats *stats;
+
+    bool replay;            /* kiln_graph_set_replay */
+    uint64_t op_hash;       /* of the planning pass's ops and operands */
+    uint64_t ran_hash;      /* of the last run that went through, 0 if none */
+    kiln_recording *recording; /* of the ops whose hash is ran_hash */
 
     lifetime *lives; /* one per allocation, in allocation order */
     int nlives, cap_lives;
@@ -47,9 +66,16 @@ static void free_pass_tensors(kiln_graph *g)
     g->ntensors = 0;
 }
 
+static void drop_recording(kiln_graph *g)
+{
+    if (g->recording) g->be->ops->recording_free(g->be, g->recording);
+    g->recording = NULL;
+}
+
 void kiln_graph_free(kiln_graph *g)
 {
     if (!g) return;
+    drop_recording(g);
     free_pass_tensors(g);
     free(g->tensors);
     free(g->lives);
@@ -58,7 +84,12 @@ void kiln_graph_free(kiln_graph *g)
 }
 
 kiln_backend *kiln_graph_backend(kiln_graph *g) { return g->be; }
-bool kiln_graph_planning(const kiln_graph *g) { return g->planning; }
+bool kiln_graph_no_outputs(const kiln_graph *g) { return g->pass != PASS_RUN && g->pass != PASS_OUTPUTS; }
+void kiln_graph_set_replay(kiln_graph *g, bool on)
+{
+    g->replay = on;
+    if (!on) drop_recording(g);
+}
 size_t kiln_graph_arena_bytes(const kiln_graph *g) { return g->arena_bytes; }
 void kiln_graph_profile(kiln_graph *g, kiln_op_stats *stats) { g->stats = stats; }
 
@@ -115,11 +146,18 @@ static kiln_status run_pass(kiln_graph *g, kiln_graph_fn fn, void *ctx)
     return st;
 }
 
+static kiln_status run_as(kiln_graph *g, pass_kind pass, kiln_graph_fn fn, void *ctx)
+{
+    g->pass = pass;
+    return run_pass(g, fn, ctx);
+}
+
 kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx)
 {
     g->planning = true;
     g->nlives = 0;
-    kiln_status st = run_pass(g, fn, ctx);
+    g->op_hash = FNV_OFFSET;
+    kiln_status st = run_as(g, PASS_PLAN, fn, ctx);
     g->planning = false;
     if (st != KILN_OK) return st;
     for (int i = 0; i < g->nlives; i++)
@@ -128,13 +166,38 @@ kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx)
     size_t need = plan_offsets(g->lives, g->nlives);
     if (need == SIZE_MAX) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "graph: out of host memory while planning");
     if (need > g->arena_bytes || !g->arena) {
+        drop_recording(g); /* it points into the old arena */
+        g->ran_hash = 0;
         if (g->arena) g->be->ops->buffer_free(g->be, g->arena);
         g->arena = NULL;
         g->arena_bytes = 0;
         TRY(g->be->ops->buffer_alloc(g->be, need ? need : ARENA_ALIGN, &g->arena));
         g->arena_bytes = need;
     }
-    return run_pass(g, fn, ctx);
+
+    /* A plain run unless these exact ops went through last time: that first
+     * run also grows every scratch buffer and cache the ops use, which a
+     * recording must not do. */
+    const kiln_backend_ops *ops = g->be->ops;
+    bool recordable = g->replay && ops->record_begin && !g->stats;
+    if (!recordable || g->op_hash != g->ran_hash) {
+        drop_recording(g);
+        st = run_as(g, PASS_RUN, fn, ctx);
+        g->ran_hash = st == KILN_OK ? g->op_hash : 0;
+        return st;
+    }
+    TRY(run_as(g, PASS_INPUTS, fn, ctx));
+    if (!g->recording) {
+        TRY(ops->record_begin(g->be));
+        st = run_as(g, PASS_OPS, fn, ctx);
+        if (st != KILN_OK) {
+            ops->record_end(g->be, NULL);
+            return st;
+        }
+        TRY(ops->record_end(g->be, &g->recording));
+    }
+    TRY(ops->replay(g->be, g->recording));
+    return run_as(g, PASS_OUTPUTS, fn, ctx);
 }
 
 static kiln_status track(kiln_graph *g, kiln_tensor *t)
@@ -198,13 +261,13 @@ kiln_status kiln_graph_input(kiln_graph *g, kiln_tensor **out, kiln_dtype dtype,
     (*out)->dtype = dtype;
     if (kiln_dtype_size(dtype) > kiln_dtype_size(KILN_F32))
         return kiln_fail(KILN_ERR_INVALID_ARG, "graph: input dtype %s wider than f32", kiln_dtype_name(dtype));
-    if (g->planning) return KILN_OK;
+    if (g->pass != PASS_RUN && g->pass != PASS_INPUTS) return KILN_OK;
     return g->be->ops->upload(g->be, *out, host, kiln_tensor_nbytes(*out));
 }
 
 kiln_status kiln_graph_output(kiln_graph *g, const kiln_tensor *t, void *host, size_t bytes)
 {
-    if (g->planning) return KILN_OK;
+    if (kiln_graph_no_outputs(g)) return KILN_OK;
     if (bytes != kiln_tensor_nbytes(t))
         return kiln_fail(KILN_ERR_INVALID_ARG, "graph: output of %zu bytes read into %zu", kiln_tensor_nbytes(t), bytes);
     return g->be->ops->download(g->be, t, host, bytes);
@@ -217,6 +280,36 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * FNV_PRIME;
+    return h;
+}
+
+/* Folds one op into the planning pass's hash: its id, its parameters (all
+ * 32-bit fields, so no padding bytes) and every operand's place, type and
+ * shape. Equal hashes on two runs mean a recording of one replays the other. */
+static void hash_op(kiln_graph *g, int op, const void *params, size_t params_bytes, const kiln_tensor *const *src,
+                    int nsrc, const kiln_tensor *dst)
+{
+    uint64_t h = fnv(g->op_hash, &op, sizeof op);
+    h = fnv(h, params, params_bytes);
+    for (int i = 0; i <= nsrc; i++) {
+        const kiln_tensor *t = i < nsrc ? src[i] : dst;
+        if (!t) {
+            h = fnv(h, "-", 1);
+            continue;
+        }
+        h = fnv(h, &t->buffer, sizeof t->buffer);
+        h = fnv(h, &t->offset, sizeof t->offset);
+        h = fnv(h, &t->dtype, sizeof t->dtype);
+        h = fnv(h, &t->ndim, sizeof t->ndim);
+        h = fnv(h, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
+    }
+    g->op_hash = h;
+}
+
 /* Out of line because the dispatch macro's parameter is called `name`. */
 static const char *backend_label(const kiln_graph *g) { return g->be->name; }
 
@@ -225,7 +318,11 @@ static const char *backend_label(const kiln_graph *g) { return g->be->name; }
                                 const kiln_tensor *const *src, kiln_tensor *dst)           \
     {                                                                                      \
         TRY(kiln_check_##name(p, src, dst));                                               \
-        if (g->planning) return KILN_OK;                                                   \
+        if (g->pass == PASS_PLAN) {                                                        \
+            hash_op(g, KILN_OP_##name, p, sizeof *p, src, nsrc, dst);                      \
+            return KILN_OK;                                                                \
+        }                                                                                  \
+        if (g->pass != PASS_RUN && g->pass != PASS_OPS) return KILN_OK;                    \
         if (!g->be->ops->name)                                                             \
             return kiln_fail(KILN_ERR_UNSUPPORTED, "backend %s has no op " #name, backend_label(g)); \
         double t0 = g->stats ? now_seconds() : 0.0;                                        \

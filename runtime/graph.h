@@ -5,7 +5,14 @@
  * and every activation allocation/release is recorded, then for real. Between
  * the passes the arena planner gives each activation an offset so that
  * activations whose lifetimes do not overlap share memory; the arena's size is
- * the peak activation memory, known before any op runs. */
+ * the peak activation memory, known before any op runs.
+ *
+ * A graph set to replay (kiln_graph_set_replay) on a backend that records
+ * (CUDA) goes further when a run issues exactly the ops of the run before it,
+ * operands included, as every step of a sampler does: the ops are recorded
+ * once and replayed from then on. Such a run calls fn three times after
+ * planning: one pass that only uploads the inputs, the replay (recording
+ * first if needed), and one pass that only copies outputs back. */
 #ifndef KILN_GRAPH_H
 #define KILN_GRAPH_H
 
@@ -27,8 +34,13 @@ void kiln_graph_free(kiln_graph *g);
 typedef kiln_status (*kiln_graph_fn)(kiln_graph *g, void *ctx);
 kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx);
 
+/* Record and replay repeated runs where the backend can (off by default). */
+void kiln_graph_set_replay(kiln_graph *g, bool on);
+
 kiln_backend *kiln_graph_backend(kiln_graph *g);
-bool kiln_graph_planning(const kiln_graph *g);
+/* True in passes that copy no outputs back (planning, and the input and op
+ * passes of a replayed run): host work on outputs is skipped then. */
+bool kiln_graph_no_outputs(const kiln_graph *g);
 /* Bytes of the activation arena planned by the last run. */
 size_t kiln_graph_arena_bytes(const kiln_graph *g);
 
@@ -46,7 +58,8 @@ kiln_status kiln_graph_input(kiln_graph *g, kiln_tensor **out, kiln_dtype dtype,
 /* Copies an activation to host memory (skipped while planning). */
 kiln_status kiln_graph_output(kiln_graph *g, const kiln_tensor *t, void *host, size_t bytes);
 
-/* Checked op dispatch: kiln_run_conv2d(g, &params, (const kiln_tensor *[]){x, w, b}, y). */
+/* Checked op dispatch: kiln_run_conv2d(g, &params, (const kiln_tensor *[]){x, w, b}, y).
+ * src holds the op's nsrc operands (ops.def), NULL for an absent optional one. */
 #define KILN_OP(name, nsrc, doc)                                                      \
     kiln_status kiln_run_##name(kiln_graph *g, const kiln_##name##_params *p,          \
                                 const kiln_tensor *const *src, kiln_tensor *dst);

@@ -184,7 +184,7 @@ static kiln_status vae_fn(kiln_graph *g, void *ctx)
     else
         TRY(kiln_vae_decode(g, &j->m->vae, x, &y));
     /* encoding yields mean and log variance; ComfyUI's VAEEncode keeps the mean */
-    if (kiln_graph_planning(g)) return KILN_OK;
+    if (kiln_graph_no_outputs(g)) return KILN_OK;
     int64_t N = y->shape[0], per = kiln_tensor_numel(y) / N, keep = j->mean_only ? per / 2 : per;
     if ((size_t)(N * keep) != j->out_count)
         return kiln_fail(KILN_ERR_INVALID_ARG, "vae: output of %lld values, expected %zu", (long long)(N * keep), j->out_count);

@@ -58,7 +58,7 @@ typedef struct unet_run {
 static kiln_status unet_probe(void *ctx, const char *block, kiln_graph *g, const tensor *t)
 {
     unet_run *r = ctx;
-    if (kiln_graph_planning(g)) return KILN_OK;
+    if (kiln_graph_no_outputs(g)) return KILN_OK;
     char name[96];
     snprintf(name, sizeof name, "x.%s", block);
     golden want = golden_read(r->goldens, name);
