@@ -111,13 +111,19 @@ mkdir -p "$build"
 [ -s "$ckpt" ] || "$bin/make_sd15_hashinit" "$ckpt" >/dev/null || { echo "device.sh: no checkpoint" >&2; exit 1; }
 ls -l "$ckpt"
 
-bench() { # NAME BACKEND COMPUTE
+bench() { # NAME BACKEND COMPUTE [BENCH FLAGS]
     say "kiln bench $1 ($steps steps)"
     timeout 150 "$bin/bench" --model "$ckpt" --width 512 --height 512 --steps "$steps" --backend "$2" --compute "$3" \
-        --json >"$results/$1.json" 2>"$results/$1.err" || { tail -n 5 "$results/$1.err"; status=1; }
+        "${@:4}" --json >"$results/$1.json" 2>"$results/$1.err" || { tail -n 5 "$results/$1.err"; status=1; }
 }
 bench kiln_cuda_f16 cuda f16
+bench kiln_cuda_f16_noreplay cuda f16 --no-replay
 bench kiln_cuda_f32 cuda f32
+
+if [ -x "$bin/bench_ops" ]; then
+    say "bench_ops (cuda f16)"
+    timeout 120 "$bin/bench_ops" --backend cuda --compute f16 2>&1 | tee "$results/bench_ops.txt"
+fi
 
 say "diffusers bench (fp16, SDPA, $steps steps)"
 PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$ckpt" --steps "$steps" \
@@ -153,15 +159,16 @@ def load(name):
 
 print(f"GPU, driver, memory : {open(os.path.join(results, 'gpu.txt')).read().strip()}")
 print(f"memcheck            : {memcheck}")
-rows = [("kiln cuda f16", load("kiln_cuda_f16.json")), ("kiln cuda f32", load("kiln_cuda_f32.json")),
+rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
+        ("kiln cuda f16 no graph", load("kiln_cuda_f16_noreplay.json")), ("kiln cuda f32", load("kiln_cuda_f32.json")),
         ("kiln vulkan f32", load("kiln_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
 peer = rows[-1][1]
 print("SD 1.5 UNet, 512x512, batch 2 (CFG)")
 # diffusers: torch's peak allocation; kiln: weights + activation arena (+ a few MiB of scratch)
-print(f"{'runner':<22}{'it/s':>9}{'x diffusers':>13}{'device MiB':>12}  precision")
+print(f"{'runner':<24}{'it/s':>9}{'x diffusers':>13}{'device MiB':>12}  precision")
 for name, r in rows:
     if r is None:
-        print(f"{name:<22}{'failed':>9}")
+        print(f"{name:<24}{'failed':>9}")
         continue
     its = r.get("it_per_s", 0.0)
     ratio = f"{its / peer['it_per_s']:.2f}" if peer and peer.get("it_per_s") else "-"
@@ -169,7 +176,7 @@ for name, r in rows:
         dev = f"{r['peak_device_bytes'] / 2**20:.0f}"
     else:
         dev = f"~{(r.get('weight_bytes', 0) + r.get('unet_arena_bytes', 0)) / 2**20:.0f}"
-    print(f"{name:<22}{its:>9.2f}{ratio:>13}{dev:>12}  {r.get('precision', '')}")
+    print(f"{name:<24}{its:>9.2f}{ratio:>13}{dev:>12}  {r.get('precision', '')}")
     ops = r.get("ops")
     if ops:
         top = sorted(ops.items(), key=lambda kv: -kv[1]["ms"])[:6]

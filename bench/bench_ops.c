@@ -1,0 +1,194 @@
+/* bench_ops: single kernels on a backend, against their own ceilings.
+ *
+ *   bench_ops [--backend cuda] [--compute f16] [--device N] [--reps 20]
+ *
+ * Prints one line per case:
+ *   attention at SD 1.5's shapes scaled to the same work for every head dim
+ *     (B = 2, T = 4096 queries and keys, H*D = 640), in TFLOP/s (4 B H T^2 D
+ *     multiply-adds counted as 2 flops each); the issue asks head dims 80 and
+ *     160 to reach 70% of 64 and 128;
+ *   group norm + SiLU at the UNet's largest activation (2 x 320 x 64 x 64) in
+ *     GB/s, next to `scale` on the same tensor, a plain read-once write-once
+ *     pass: the copy bandwidth ceiling of this backend's elementwise path.
+ * Each case runs once to warm up, then `reps` times between two synchronises;
+ * the time is the mean. Inputs are random (never zeros: see bench/RESULTS.md). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "status.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A device f32 tensor of n elements filled with values in [-1, 1). */
+static kiln_status random_tensor(kiln_backend *be, int64_t n, int ndim, const int64_t *shape, kiln_tensor *t)
+{
+    *t = (kiln_tensor){.dtype = KILN_F32, .ndim = ndim};
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    TRY(be->ops->buffer_alloc(be, (size_t)n * sizeof(float), &t->buffer));
+    float *host = malloc((size_t)n * sizeof(float));
+    if (!host) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "bench_ops: out of host memory");
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
+    for (int64_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        host[i] = (float)(x >> 40) / (float)(1 << 23) - 1.0f;
+    }
+    kiln_status st = be->ops->upload(be, t, host, (size_t)n * sizeof(float));
+    free(host);
+    return st;
+}
+
+typedef kiln_status (*case_fn)(kiln_backend *be, void *ctx);
+
+/* Mean seconds of one call of fn after a warm-up. */
+static kiln_status time_case(kiln_backend *be, case_fn fn, void *ctx, int reps, double *seconds)
+{
+    TRY(fn(be, ctx));
+    TRY(be->ops->synchronize(be));
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++) TRY(fn(be, ctx));
+    TRY(be->ops->synchronize(be));
+    *seconds = (now_s() - t0) / reps;
+    return KILN_OK;
+}
+
+typedef struct attention_case {
+    kiln_attention_params p;
+    kiln_tensor q, k, v, o;
+} attention_case;
+
+static kiln_status run_attention(kiln_backend *be, void *ctx)
+{
+    attention_case *c = ctx;
+    return be->ops->attention(be, &c->p, (const kiln_tensor *[]){&c->q, &c->k, &c->v}, &c->o);
+}
+
+typedef struct norm_case {
+    kiln_group_norm_params gn;
+    kiln_scale_params sc;
+    kiln_tensor x, gamma, beta, y;
+} norm_case;
+
+static kiln_status run_group_norm(kiln_backend *be, void *ctx)
+{
+    norm_case *c = ctx;
+    return be->ops->group_norm(be, &c->gn, (const kiln_tensor *[]){&c->x, &c->gamma, &c->beta}, &c->y);
+}
+
+static kiln_status run_scale(kiln_backend *be, void *ctx)
+{
+    norm_case *c = ctx;
+    return be->ops->scale(be, &c->sc, (const kiln_tensor *[]){&c->x}, &c->y);
+}
+
+static void free_tensors(kiln_backend *be, kiln_tensor *const *ts, int n)
+{
+    for (int i = 0; i < n; i++) be->ops->buffer_free(be, ts[i]->buffer);
+}
+
+static kiln_status bench_attention(kiln_backend *be, int reps)
+{
+    const int B = 2, T = 4096, width = 640;
+    const int dims[] = {40, 64, 80, 128, 160};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        int D = dims[i], H = width / D;
+        attention_case c = {.p = {B, H, T, T, D, 1.0f / sqrtf((float)D), 0}};
+        int64_t shape[3] = {B, T, (int64_t)H * D}, n = (int64_t)B * T * H * D;
+        TRY(random_tensor(be, n, 3, shape, &c.q));
+        TRY(random_tensor(be, n, 3, shape, &c.k));
+        TRY(random_tensor(be, n, 3, shape, &c.v));
+        TRY(random_tensor(be, n, 3, shape, &c.o));
+        double s = 0.0;
+        kiln_status st = time_case(be, run_attention, &c, reps, &s);
+        free_tensors(be, (kiln_tensor *const[]){&c.q, &c.k, &c.v, &c.o}, 4);
+        TRY(st);
+        double flops = 4.0 * B * H * (double)T * T * D;
+        printf("attention  B %d H %2d T %d D %3d  %8.3f ms  %7.1f TFLOP/s\n", B, H, T, D, 1e3 * s, flops / s / 1e12);
+    }
+    return KILN_OK;
+}
+
+static kiln_status bench_group_norm(kiln_backend *be, int reps)
+{
+    const int N = 2, C = 320, HW = 64 * 64;
+    int64_t n = (int64_t)N * C * HW, shape[3] = {N, C, HW}, cshape[1] = {C};
+    norm_case c = {.gn = {N, C, HW, 32, 1e-5f, 1}, .sc = {(int32_t)n, 0.5f}};
+    TRY(random_tensor(be, n, 3, shape, &c.x));
+    TRY(random_tensor(be, C, 1, cshape, &c.gamma));
+    TRY(random_tensor(be, C, 1, cshape, &c.beta));
+    TRY(random_tensor(be, n, 3, shape, &c.y));
+    double gn_s = 0.0, copy_s = 0.0;
+    kiln_status st = time_case(be, run_group_norm, &c, reps, &gn_s);
+    if (st == KILN_OK) {
+        kiln_tensor flat_x = c.x, flat_y = c.y; /* scale sees the same bytes as one vector */
+        flat_x.ndim = flat_y.ndim = 1;
+        flat_x.shape[0] = flat_y.shape[0] = n;
+        norm_case flat = c;
+        flat.x = flat_x;
+        flat.y = flat_y;
+        st = time_case(be, run_scale, &flat, reps, &copy_s);
+    }
+    free_tensors(be, (kiln_tensor *const[]){&c.x, &c.gamma, &c.beta, &c.y}, 4);
+    TRY(st);
+    double bytes = 2.0 * n * sizeof(float); /* read x once, write y once */
+    printf("group_norm+silu %d x %d x %d  %8.3f ms  %7.1f GB/s  (%.0f%% of the copy pass)\n", N, C, HW, 1e3 * gn_s,
+           bytes / gn_s / 1e9, 100.0 * copy_s / gn_s);
+    printf("copy (scale)    %d x %d x %d  %8.3f ms  %7.1f GB/s\n", N, C, HW, 1e3 * copy_s, bytes / copy_s / 1e9);
+    return KILN_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *backend = "cuda";
+    kiln_backend_options bo = {.device = -1, .compute = KILN_F16};
+    int reps = 20;
+    static const struct option longs[] = {
+        {"backend", required_argument, 0, 'b'}, {"compute", required_argument, 0, 'c'},
+        {"device", required_argument, 0, 'd'},  {"reps", required_argument, 0, 'r'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'b': backend = optarg; break;
+        case 'c':
+            if (!kiln_compute_from_name(optarg, &bo.compute)) {
+                fprintf(stderr, "bench_ops: --compute %s: must be f32, f16 or bf16\n", optarg);
+                return 2;
+            }
+            break;
+        case 'd': bo.device = atoi(optarg); break;
+        case 'r': reps = atoi(optarg); break;
+        default:
+            fprintf(stderr, "usage: bench_ops [--backend cuda|vulkan|cpu] [--compute f32|f16|bf16] [--device N] [--reps R]\n");
+            return 2;
+        }
+    }
+    if (reps < 1) {
+        fprintf(stderr, "bench_ops: --reps must be at least 1\n");
+        return 2;
+    }
+    kiln_backend *be;
+    if (kiln_backend_create(backend, &bo, &be) != KILN_OK) {
+        fprintf(stderr, "bench_ops: --backend %s: %s\n", backend, kiln_last_error());
+        return 1;
+    }
+    printf("bench_ops: %s, %s, compute %s, %d reps\n", be->name, be->device_name, kiln_dtype_name(bo.compute), reps);
+    kiln_status st = bench_attention(be, reps);
+    if (st == KILN_OK) st = bench_group_norm(be, reps);
+    kiln_backend_free(be);
+    if (st != KILN_OK) {
+        fprintf(stderr, "bench_ops: %s\n", kiln_last_error());
+        return 1;
+    }
+    return 0;
+}
