@@ -11,7 +11,8 @@
 #
 # Usage: bench/device.sh [RESULTS_DIR]     (default: build-gpu/results; $OUT if set)
 # Environment: STEPS (default 20), BUILD (default build-gpu), JOBS (default nproc),
-#              KILN_PREBUILT (a folder of prebuilt test and bench binaries).
+#              KILN_PREBUILT (a folder of prebuilt test and bench binaries),
+#              SKIP_VULKAN=1 (leave out the Vulkan tests and bench).
 #
 # On a machine that cannot reach a package registry, bring what is missing:
 #   - Debian packages (the runtime libraries kiln links, the Vulkan loader and
@@ -129,8 +130,10 @@ say "diffusers bench (fp16, SDPA, $steps steps)"
 PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$ckpt" --steps "$steps" \
     >"$results/diffusers.json" 2>"$results/diffusers.err" || { tail -n 20 "$results/diffusers.err"; status=1; }
 
-for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done
-[ -x "$bin/test_ops_vulkan" ] && bench kiln_vulkan vulkan f32
+if [ -z "${SKIP_VULKAN:-}" ]; then
+    for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done
+    [ -x "$bin/test_ops_vulkan" ] && bench kiln_vulkan vulkan f32
+fi
 
 memcheck="not installed"
 if command -v compute-sanitizer >/dev/null; then

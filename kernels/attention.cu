@@ -14,6 +14,7 @@
 //
 // Layout: q (B,Tq,H*D), k and v (B,Tk,H*D), o (B,Tq,H*D); head h of row t
 // lives at [(b*T + t)*H*D + h*D, +D).
+#include "cp_async.cuh"
 #include "cuda_common.cuh"
 #include "mma_16816.cuh"
 
@@ -120,92 +121,133 @@ static kiln_status launch_rows(cuda_state *s, const kiln_attention_params *p, co
 
 // ---- tensor-core path (FlashAttention-2's scheme on mma.sync m16n8k16)
 //
-// A block of FA_WARPS warps takes FA_ROWS query rows; each warp owns 16 of
-// them and keeps everything per row in registers: its Q fragments, the scores
-// of the current FA_KEYS-key tile (8 n-tiles of 8 keys), and the output
-// accumulators (DP/8 n-tiles). The layout of mma_16816.cuh puts rows g and
-// g+8 of every accumulator in lane g*4+t, so row max and sum need only the
-// four lanes of a group, the rescale by exp(m_old - m_new) is a multiply in
-// place, and the probabilities are already laid out as the A operand of P.V.
-// K tiles sit in shared memory row-major (key, d) and V tiles transposed
-// (d, key), so both B operands are single 32-bit loads.
+// A pack pass first writes q, k and v per (batch, head) in the compute type,
+// head dim padded with zeros to DP (a multiple of 16, the mma's K step) and
+// keys padded to whole tiles: q and k as (T, DP) rows, v transposed as
+// (DP, Tk_pad), so that every tile the main kernel needs is a block of whole
+// 16-byte chunks, copied to shared memory with cp.async while the previous
+// tile is being computed (two stages).
+//
+// In the main kernel a block of FA_WARPS warps takes FA_ROWS query rows; each
+// warp owns 16 of them and keeps everything per row in registers: its Q
+// fragments, the scores of the current FA_KEYS-key tile (8 n-tiles of 8 keys)
+// and the output accumulators (DP/8 n-tiles). The layout of mma_16816.cuh
+// puts rows g and g+8 of every accumulator in lane g*4+t, so row max and sum
+// need only the four lanes of a group, the rescale by exp(m_old - m_new) is a
+// multiply in place, and the probabilities are already laid out as the A
+// operand of P.V. K rows (key, d) and V^T rows (d, key) make both B operands
+// single 32-bit shared loads.
 
-#define FA_WARPS 4
+#define FA_WARPS 8
 #define FA_ROWS (FA_WARPS * 16) // query rows per block
 #define FA_KEYS 64              // keys per tile
+#define FA_THREADS (FA_WARPS * CUDA_WARP)
 
 template <int D> struct fa_layout {
-    static constexpr int DP = (D + 15) / 16 * 16; // the mma's K step is 16
-    static constexpr int LD_QK = DP + 8;          // q_s, k_s row stride (elements): rows land 16 bytes apart in banks
-    static constexpr int LD_VT = FA_KEYS + 8;     // vt_s row stride
-    template <typename T> static constexpr size_t bytes()
-    {
-        return sizeof(T) * ((size_t)FA_ROWS * LD_QK + (size_t)FA_KEYS * LD_QK + (size_t)DP * LD_VT);
-    }
+    static constexpr int DP = (D + 15) / 16 * 16;
+    static constexpr int LD_K = DP + 8;       // k_s row stride: rows 16 bytes apart in the banks
+    static constexpr int LD_VT = FA_KEYS + 8; // vt_s row stride
+    static constexpr int STAGE = FA_KEYS * LD_K + DP * LD_VT; // elements per stage
+    template <typename T> static constexpr size_t bytes() { return sizeof(T) * 2 * (size_t)STAGE; }
 };
 
-// Rows [r0, r0 + nrows) of one head of x (B,T,H*D) as T, two elements at a
-// time (D is even), zero past T and past D; transposed stores (d, row) when
-// TRANSPOSE.
-template <int D, typename T, bool TRANSPOSE>
-__device__ __forceinline__ void fa_load(T *dst, int ld, int nrows, const float *x, int T_len, int64_t row, int r0)
+static int64_t round_up_to(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// x (B,T,H*D) f32 -> packed (B,H,T_pad,DP) in T, zeros past T and past D.
+template <typename T>
+__global__ void attention_pack_rows_kernel(const float *x, T *out, int B, int H, int T_len, int T_pad, int D, int DP)
 {
-    constexpr int DP = fa_layout<D>::DP;
-    for (int e = threadIdx.x; e < nrows * DP / 2; e += blockDim.x) {
-        int r = e / (DP / 2), d = e % (DP / 2) * 2;
-        float2 val = make_float2(0.0f, 0.0f);
-        if (r0 + r < T_len && d < D) val = *(const float2 *)(x + (int64_t)(r0 + r) * row + d);
-        if (TRANSPOSE) {
-            dst[d * ld + r] = from_f32<T>(val.x);
-            dst[(d + 1) * ld + r] = from_f32<T>(val.y);
-        } else {
-            *(uint32_t *)(dst + r * ld + d) = pack2<T>(val.x, val.y);
-        }
+    int64_t n = (int64_t)B * H * T_pad * DP;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int d = (int)(i % DP);
+        int64_t r = i / DP;
+        int t = (int)(r % T_pad);
+        int64_t bh = r / T_pad;
+        int h = (int)(bh % H), b = (int)(bh / H);
+        float v = t < T_len && d < D ? x[((int64_t)b * T_len + t) * H * D + (int64_t)h * D + d] : 0.0f;
+        out[i] = from_f32<T>(v);
     }
 }
 
+// v (B,T,H*D) f32 -> packed transposed (B,H,DP,T_pad) in T, zeros past T and D.
+template <typename T>
+__global__ void attention_pack_cols_kernel(const float *x, T *out, int B, int H, int T_len, int T_pad, int D, int DP)
+{
+    int64_t n = (int64_t)B * H * DP * T_pad;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int t = (int)(i % T_pad);
+        int64_t r = i / T_pad;
+        int d = (int)(r % DP);
+        int64_t bh = r / DP;
+        int h = (int)(bh % H), b = (int)(bh / H);
+        float v = t < T_len && d < D ? x[((int64_t)b * T_len + t) * H * D + (int64_t)h * D + d] : 0.0f;
+        out[i] = from_f32<T>(v);
+    }
+}
+
+// Issues the copies of key tile j0 (K rows and V^T columns) into one stage.
 template <int D, typename T>
-__global__ void __launch_bounds__(FA_WARPS *CUDA_WARP)
-    attention_mma_kernel(const float *q, const float *k, const float *v, float *o, kiln_attention_params p)
+__device__ __forceinline__ void fa_load_tile(T *k_s, T *vt_s, const T *kh, const T *vt, int Tk_pad, int j0)
+{
+    using L = fa_layout<D>;
+    constexpr int DP = L::DP, K_CHUNKS = DP / 8, V_CHUNKS = FA_KEYS / 8;
+    for (int e = threadIdx.x; e < FA_KEYS * K_CHUNKS; e += FA_THREADS) {
+        int r = e / K_CHUNKS, c = e % K_CHUNKS;
+        cp_async_16(k_s + r * L::LD_K + c * 8, kh + (int64_t)(j0 + r) * DP + c * 8);
+    }
+    for (int e = threadIdx.x; e < DP * V_CHUNKS; e += FA_THREADS) {
+        int d = e / V_CHUNKS, c = e % V_CHUNKS;
+        cp_async_16(vt_s + d * L::LD_VT + c * 8, vt + (int64_t)d * Tk_pad + j0 + c * 8);
+    }
+}
+
+// Two blocks per SM where the head dim leaves registers for it.
+template <int D, typename T>
+__global__ void __launch_bounds__(FA_THREADS, D <= 80 ? 2 : 1)
+    attention_mma_kernel(const T *qh, const T *kh, const T *vt, float *o, kiln_attention_params p, int Tk_pad)
 {
     using L = fa_layout<D>;
     constexpr int DP = L::DP, KSTEPS = DP / 16, DTILES = DP / 8;
     extern __shared__ __align__(16) unsigned char fa_smem[];
-    T *q_s = (T *)fa_smem;                 // (FA_ROWS, LD_QK)
-    T *k_s = q_s + FA_ROWS * L::LD_QK;     // (FA_KEYS, LD_QK)
-    T *vt_s = k_s + FA_KEYS * L::LD_QK;    // (DP, LD_VT)
+    T *const stages = (T *)fa_smem; // two of L::STAGE: k_s (FA_KEYS, LD_K), then vt_s (DP, LD_VT)
 
     const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP, g = lane / 4, t = lane % 4;
-    const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FA_ROWS, w0 = warp * 16;
-    const int64_t row = (int64_t)p.H * D;
-    const float *qb = q + (int64_t)b * p.Tq * row + (int64_t)h * D;
-    const float *kb = k + (int64_t)b * p.Tk * row + (int64_t)h * D;
-    const float *vb = v + (int64_t)b * p.Tk * row + (int64_t)h * D;
+    const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FA_ROWS + warp * 16;
+    const int64_t bh = (int64_t)b * p.H + h;
+    const T *qb = qh + bh * p.Tq * DP, *kb = kh + bh * Tk_pad * DP, *vb = vt + bh * DP * Tk_pad;
     // exp(x) = exp2(x * log2 e): the scale and log2 e fold into one multiply
     const float scale_log2 = p.scale * 1.4426950408889634f;
+    const int ntiles = Tk_pad / FA_KEYS;
 
-    fa_load<D, T, false>(q_s, L::LD_QK, FA_ROWS, qb, p.Tq, row, q0);
-    __syncthreads();
+    fa_load_tile<D, T>(stages, stages + FA_KEYS * L::LD_K, kb, vb, Tk_pad, 0);
+    cp_async_commit();
+
+    // this warp's Q fragments, straight from the packed rows
     uint32_t qf[KSTEPS][4];
+    const uint32_t zero = 0;
 #pragma unroll
-    for (int ks = 0; ks < KSTEPS; ks++) {
-        const T *base = q_s + (w0 + g) * L::LD_QK + ks * 16 + 2 * t;
-        qf[ks][0] = *(const uint32_t *)base;
-        qf[ks][1] = *(const uint32_t *)(base + 8 * L::LD_QK);
-        qf[ks][2] = *(const uint32_t *)(base + 8);
-        qf[ks][3] = *(const uint32_t *)(base + 8 * L::LD_QK + 8);
-    }
+    for (int ks = 0; ks < KSTEPS; ks++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int r = q0 + g + 8 * (i % 2), d = ks * 16 + 2 * t + 8 * (i / 2);
+            qf[ks][i] = r < p.Tq ? *(const uint32_t *)(qb + (int64_t)r * DP + d) : zero;
+        }
 
     float acc[DTILES][4];
 #pragma unroll
     for (int dt = 0; dt < DTILES; dt++) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // rows g and g+8 (l: this lane's share)
 
-    for (int j0 = 0; j0 < p.Tk; j0 += FA_KEYS) {
-        __syncthreads(); // every warp is done with the previous tile
-        fa_load<D, T, false>(k_s, L::LD_QK, FA_KEYS, kb, p.Tk, row, j0);
-        fa_load<D, T, true>(vt_s, L::LD_VT, FA_KEYS, vb, p.Tk, row, j0);
-        __syncthreads();
+    for (int tile = 0; tile < ntiles; tile++) {
+        const int j0 = tile * FA_KEYS;
+        if (tile + 1 < ntiles) {
+            T *next = stages + ((tile + 1) % 2) * L::STAGE;
+            fa_load_tile<D, T>(next, next + FA_KEYS * L::LD_K, kb, vb, Tk_pad, j0 + FA_KEYS);
+        }
+        cp_async_commit(); // possibly empty: one group per iteration keeps the count simple
+        cp_async_wait<1>(); // this tile's group has landed (for this thread) ...
+        __syncthreads();    // ... and for every thread
+        const T *k_s = stages + (tile % 2) * L::STAGE, *vt_s = k_s + FA_KEYS * L::LD_K;
 
         // S (16 x FA_KEYS) = Q_w K^T; B[d][key] = k_s[key][d]
         float sc[FA_KEYS / 8][4];
@@ -214,21 +256,23 @@ __global__ void __launch_bounds__(FA_WARPS *CUDA_WARP)
             sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
 #pragma unroll
             for (int ks = 0; ks < KSTEPS; ks++) {
-                const T *base = k_s + (nt * 8 + g) * L::LD_QK + ks * 16 + 2 * t;
+                const T *base = k_s + (nt * 8 + g) * L::LD_K + ks * 16 + 2 * t;
                 uint32_t bk[2] = {*(const uint32_t *)base, *(const uint32_t *)(base + 8)};
                 mma_16816<T>(sc[nt], qf[ks], bk);
             }
         }
 
-        // online softmax, in the log2 domain; keys past Tk score -inf
+        // online softmax in the log2 domain; padding keys (past Tk) score -inf
+        const bool ragged = j0 + FA_KEYS > p.Tk;
         float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt++)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                int j = j0 + nt * 8 + 2 * t + i % 2;
-                sc[nt][i] = j < p.Tk ? sc[nt][i] * scale_log2 : -INFINITY;
-                tile_max[i / 2] = fmaxf(tile_max[i / 2], sc[nt][i]);
+                float sv = sc[nt][i] * scale_log2;
+                if (ragged && j0 + nt * 8 + 2 * t + i % 2 >= p.Tk) sv = -INFINITY;
+                sc[nt][i] = sv;
+                tile_max[i / 2] = fmaxf(tile_max[i / 2], sv);
             }
         float corr[2];
 #pragma unroll
@@ -265,6 +309,7 @@ __global__ void __launch_bounds__(FA_WARPS *CUDA_WARP)
                 mma_16816<T>(acc[dt], pf[kk], bv);
             }
         }
+        __syncthreads(); // every warp is done with this stage before it is refilled
     }
 
 #pragma unroll
@@ -272,10 +317,11 @@ __global__ void __launch_bounds__(FA_WARPS *CUDA_WARP)
         l[r] += __shfl_xor_sync(CUDA_FULL_MASK, l[r], 1);
         l[r] += __shfl_xor_sync(CUDA_FULL_MASK, l[r], 2);
     }
+    const int64_t row = (int64_t)p.H * D;
     float *ob = o + (int64_t)b * p.Tq * row + (int64_t)h * D;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        int qi = q0 + w0 + g + 8 * r;
+        int qi = q0 + g + 8 * r;
         if (qi >= p.Tq) continue;
 #pragma unroll
         for (int dt = 0; dt < DTILES; dt++) {
@@ -285,14 +331,38 @@ __global__ void __launch_bounds__(FA_WARPS *CUDA_WARP)
     }
 }
 
+static unsigned pack_blocks(int64_t n)
+{
+    unsigned b = cuda_blocks(n, 256);
+    return b < (1u << 20) ? b : (1u << 20);
+}
+
 template <int D, typename T>
 static kiln_status launch_mma(cuda_state *s, const kiln_attention_params *p, const float *q, const float *k,
                               const float *v, float *o)
 {
+    constexpr int DP = fa_layout<D>::DP;
+    const int Tk_pad = (int)round_up_to(p->Tk, FA_KEYS);
+    const int64_t bh = (int64_t)p->B * p->H;
+    const size_t q_bytes = (size_t)round_up_to(bh * p->Tq * DP * (int64_t)sizeof(T), 256);
+    const size_t kv_bytes = (size_t)round_up_to(bh * Tk_pad * DP * (int64_t)sizeof(T), 256);
+    char *scratch;
+    TRY(cuda_scratch(s, q_bytes + 2 * kv_bytes, (void **)&scratch));
+    T *qh = (T *)scratch, *kh = (T *)(scratch + q_bytes), *vt = (T *)(scratch + q_bytes + kv_bytes);
+    attention_pack_rows_kernel<T><<<pack_blocks(bh * p->Tq * DP), 256, 0, s->stream>>>(q, qh, p->B, p->H, p->Tq, p->Tq,
+                                                                                   D, DP);
+    CUDA_TRY_LAUNCH("attention_pack_rows_kernel");
+    attention_pack_rows_kernel<T><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(k, kh, p->B, p->H, p->Tk,
+                                                                                   Tk_pad, D, DP);
+    CUDA_TRY_LAUNCH("attention_pack_rows_kernel");
+    attention_pack_cols_kernel<T><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(v, vt, p->B, p->H, p->Tk,
+                                                                                   Tk_pad, D, DP);
+    CUDA_TRY_LAUNCH("attention_pack_cols_kernel");
+
     size_t smem = fa_layout<D>::template bytes<T>();
     CUDA_TRY(cudaFuncSetAttribute(attention_mma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(cuda_blocks(p->Tq, FA_ROWS), p->H, p->B);
-    attention_mma_kernel<D, T><<<grid, FA_WARPS * CUDA_WARP, smem, s->stream>>>(q, k, v, o, *p);
+    attention_mma_kernel<D, T><<<grid, FA_THREADS, smem, s->stream>>>(qh, kh, vt, o, *p, Tk_pad);
     CUDA_TRY_LAUNCH("attention_mma_kernel");
     return KILN_OK;
 }
@@ -312,7 +382,7 @@ static kiln_status launch_mma_for_dim(cuda_state *s, const kiln_attention_params
 }
 
 // Whether the tensor-core kernel has a variant for head dim D (f16 and bf16
-// use the same shared memory: about 66 KiB at D = 160).
+// use the same shared memory: about 89 KiB at D = 160).
 static bool mma_head_dim(int D) { return D == 40 || D == 64 || D == 80 || D == 128 || D == 160; }
 
 extern "C" kiln_status cuda_attention(kiln_backend *be, const kiln_attention_params *p,

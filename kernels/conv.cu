@@ -1,4 +1,5 @@
-// conv2d as im2col + one tensor-core GEMM per image (cuda_gemm, cuBLASLt).
+// conv2d as im2col + tensor-core GEMMs (cuda_gemm, cuBLASLt), the images of
+// a batch in one strided-batch launch so that small layers still fill the GPU.
 //
 // For image n, with P = OH*OW output pixels and K = C*KH*KW taps:
 //   col[k][p] = x[n][c][oy*stride - pad + ky][ox*stride - pad + kx] (0 outside),
@@ -7,10 +8,11 @@
 // In cuBLASLt's column-major terms y[n] is a P x O matrix (ld P), col a P x K
 // one (ld P) and w a K x O one (ld K): D = A . B with nothing transposed.
 //
-// The column matrix is built in pixel chunks that fit CONV_COL_BYTES, so a VAE
-// decode at 1024x1024 (K = 2304, P = 1M) needs no gigabytes of scratch; the
-// GEMM of a chunk writes its P-range of y through ld = P. Weights that are not
-// already in the compute type are converted once per call into scratch.
+// The column matrices (one per image) are built in pixel chunks that fit
+// CONV_COL_BYTES together, so a VAE decode at 1024x1024 (K = 2304, P = 1M)
+// needs no gigabytes of scratch; the GEMM of a chunk writes its P-range of y
+// through ld = P. Weights that are not already in the compute type are
+// converted once per call into scratch.
 #include "cuda_common.cuh"
 
 #ifndef CONV_COL_BYTES // tests/cuda_emu shrinks it to exercise the chunking
@@ -79,12 +81,13 @@ extern "C" kiln_status cuda_conv2d(kiln_backend *be, const kiln_conv2d_params *p
     const kiln_dtype type = cuda_gemm_type(s, src[1]->dtype);
     const size_t es = kiln_dtype_size(type);
 
-    // chunk of pixels per GEMM: the whole image if its column matrix fits
-    int64_t pc = (int64_t)(CONV_COL_BYTES / ((size_t)K * es)) / CONV_ALIGN * CONV_ALIGN;
+    // chunk of pixels per GEMM: the whole image if the batch's column matrices fit
+    int64_t pc = (int64_t)(CONV_COL_BYTES / ((size_t)K * es * p->N)) / CONV_ALIGN * CONV_ALIGN;
     if (pc < CONV_ALIGN) pc = CONV_ALIGN;
     if (pc > P) pc = P;
     const bool convert_w = src[1]->dtype != type;
-    size_t col_bytes = align_up((size_t)K * pc * es), w_bytes = convert_w ? align_up((size_t)p->O * K * es) : 0;
+    const size_t col_image = align_up((size_t)K * pc * es); // one image's chunk
+    size_t col_bytes = col_image * p->N, w_bytes = convert_w ? align_up((size_t)p->O * K * es) : 0;
     char *scratch;
     TRY(cuda_scratch(s, col_bytes + w_bytes, (void **)&scratch));
 
@@ -95,18 +98,31 @@ extern "C" kiln_status cuda_conv2d(kiln_backend *be, const kiln_conv2d_params *p
     }
     const float *x = (const float *)cuda_ptr(src[0]);
     float *y = (float *)cuda_ptr(dst);
-    for (int n = 0; n < p->N; n++) {
-        const float *xn = x + (int64_t)n * p->C * p->H * p->W;
-        float *yn = y + (int64_t)n * p->O * P;
-        for (int64_t p0 = 0; p0 < P; p0 += pc) {
-            int len = (int)(P - p0 < pc ? P - p0 : pc);
+    for (int64_t p0 = 0; p0 < P; p0 += pc) {
+        int len = (int)(P - p0 < pc ? P - p0 : pc);
+        for (int n = 0; n < p->N; n++) {
+            const float *xn = x + (int64_t)n * p->C * p->H * p->W;
+            char *col = scratch + n * col_image;
             switch (type) {
-            case KILN_F16: TRY(im2col<__half>(s, xn, scratch, p, p0, len, K)); break;
-            case KILN_BF16: TRY(im2col<__nv_bfloat16>(s, xn, scratch, p, p0, len, K)); break;
-            default: TRY(im2col<float>(s, xn, scratch, p, p0, len, K)); break;
+            case KILN_F16: TRY(im2col<__half>(s, xn, col, p, p0, len, K)); break;
+            case KILN_BF16: TRY(im2col<__nv_bfloat16>(s, xn, col, p, p0, len, K)); break;
+            default: TRY(im2col<float>(s, xn, col, p, p0, len, K)); break;
             }
-            TRY(cuda_gemm(s, type, false, len, p->O, K, scratch, w, yn + p0, (int)P, NULL));
         }
+        cuda_gemm_args g = {};
+        g.type = type;
+        g.m = len;
+        g.n = p->O;
+        g.k = K;
+        g.ldd = (int)P;
+        g.a = scratch;
+        g.b = w;
+        g.d = y + p0;
+        g.batch = p->N;
+        g.stride_a = (int64_t)(col_image / es);
+        g.stride_b = 0;
+        g.stride_d = (int64_t)p->O * P;
+        TRY(cuda_gemm(s, &g));
     }
     int64_t rows = (int64_t)p->N * p->O;
     dim3 grid(capped(cuda_blocks(P, IM2COL_THREADS), 1u << 16), capped(rows, 65535));

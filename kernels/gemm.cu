@@ -25,6 +25,8 @@
 struct cuda_gemm_plan {
     int m, n, k;           // column-major D (m x n) = op(A) (m x k) B (k x n)
     int ldd;               // D's leading dimension (>= m)
+    int batch;             // products in one launch
+    int64_t stride_a, stride_b, stride_d; // elements between them
     int a_transposed;      // op(A) = A^T, A stored k x m
     kiln_dtype type;       // of A and B
     int has_bias;          // 1: bias epilogue; 0: plain (bias, if any, added after)
@@ -59,10 +61,10 @@ static cudaDataType_t cuda_type(kiln_dtype t)
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
 // heuristics otherwise assume 256 and pick kernels that fault on less.
-static uint32_t alignment_of(const void *ptr)
+static uint32_t alignment_of(uintptr_t address)
 {
     uint32_t a = GEMM_ALIGN;
-    while (a > 1 && (uintptr_t)ptr % a) a /= 2;
+    while (a > 1 && address % a) a /= 2;
     return a;
 }
 
@@ -103,6 +105,16 @@ static kiln_status plan_build(cuda_state *s, cuda_gemm_plan *pl, const void *bia
         CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->a, t, (uint64_t)pl->m, (uint64_t)pl->k, pl->m));
     CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->b, t, (uint64_t)pl->k, (uint64_t)pl->n, pl->k));
     CUBLAS_TRY(cublasLtMatrixLayoutCreate(&pl->d, CUDA_R_32F, (uint64_t)pl->m, (uint64_t)pl->n, pl->ldd));
+    if (pl->batch > 1) {
+        cublasLtMatrixLayout_t layouts[3] = {pl->a, pl->b, pl->d};
+        int64_t strides[3] = {pl->stride_a, pl->stride_b, pl->stride_d};
+        for (int i = 0; i < 3; i++) {
+            CUBLAS_TRY(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &pl->batch,
+                                                        sizeof pl->batch));
+            CUBLAS_TRY(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                        &strides[i], sizeof strides[i]));
+        }
+    }
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
@@ -140,7 +152,8 @@ static kiln_status plan_get(cuda_state *s, const cuda_gemm_plan *key, const void
 {
     for (int i = 0; i < s->nplans; i++) {
         cuda_gemm_plan *pl = &s->plans[i];
-        if (pl->m == key->m && pl->n == key->n && pl->k == key->k && pl->ldd == key->ldd &&
+        if (pl->m == key->m && pl->n == key->n && pl->k == key->k && pl->ldd == key->ldd && pl->batch == key->batch &&
+            pl->stride_a == key->stride_a && pl->stride_b == key->stride_b && pl->stride_d == key->stride_d &&
             pl->a_transposed == key->a_transposed &&
             pl->type == key->type &&
             pl->has_bias == key->has_bias && pl->align_a == key->align_a && pl->align_b == key->align_b &&
@@ -174,40 +187,60 @@ static kiln_status plan_get(cuda_state *s, const cuda_gemm_plan *key, const void
 
 static size_t round_up(size_t n) { return (n + GEMM_ALIGN - 1) / GEMM_ALIGN * GEMM_ALIGN; }
 
-extern "C" kiln_status cuda_gemm(cuda_state *s, kiln_dtype type, bool a_transposed, int m, int n, int k,
-                                 const void *a, const void *b, float *d, int ldd, const float *bias)
+extern "C" kiln_status cuda_gemm(cuda_state *s, const cuda_gemm_args *g)
 {
+    const size_t es = kiln_dtype_size(g->type);
     cuda_gemm_plan key = {};
-    key.ldd = ldd;
-    key.m = m;
-    key.n = n;
-    key.k = k;
-    key.a_transposed = a_transposed;
-    key.type = type;
-    key.has_bias = bias != NULL;
-    key.align_a = alignment_of(a);
-    key.align_b = alignment_of(b);
-    key.align_d = alignment_of(d);
+    key.m = g->m;
+    key.n = g->n;
+    key.k = g->k;
+    key.ldd = g->ldd;
+    key.a_transposed = g->a_transposed;
+    key.type = g->type;
+    key.has_bias = g->bias != NULL;
+    key.batch = g->batch > 1 ? g->batch : 1;
+    if (key.batch > 1) {
+        key.stride_a = g->stride_a;
+        key.stride_b = g->stride_b;
+        key.stride_d = g->stride_d;
+    }
+    // the alignment every product of a batch keeps: address | stride in bytes
+    key.align_a = alignment_of((uintptr_t)g->a | (uintptr_t)(key.stride_a * es));
+    key.align_b = alignment_of((uintptr_t)g->b | (uintptr_t)(key.stride_b * es));
+    key.align_d = alignment_of((uintptr_t)g->d | (uintptr_t)(key.stride_d * sizeof(float)));
     cuda_gemm_plan *plan;
-    TRY(plan_get(s, &key, bias, &plan));
+    TRY(plan_get(s, &key, g->bias, &plan));
+    if (!plan && key.batch > 1) { // no strided-batch kernel: one product at a time
+        cuda_gemm_args one = *g;
+        one.batch = 1;
+        for (int i = 0; i < g->batch; i++) {
+            one.a = (const char *)g->a + i * g->stride_a * es;
+            one.b = (const char *)g->b + i * g->stride_b * es;
+            one.d = g->d + i * g->stride_d;
+            TRY(cuda_gemm(s, &one));
+        }
+        return KILN_OK;
+    }
     bool bias_after = false;
-    if (!plan && bias) { // no kernel with the bias epilogue: plain GEMM, then a bias pass
+    if (!plan && g->bias) { // no kernel with the bias epilogue: plain GEMM, then a bias pass
         key.has_bias = 0;
         TRY(plan_get(s, &key, NULL, &plan));
         bias_after = true;
     }
     if (!plan)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: cuBLASLt has no algorithm for %d x %d x %d%s in %s", m, n,
-                         k, a_transposed ? " (A transposed)" : "", kiln_dtype_name(type));
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: cuBLASLt has no algorithm for %d x %d x %d%s in %s", g->m,
+                         g->n, g->k, g->a_transposed ? " (A transposed)" : "", kiln_dtype_name(g->type));
 
     if (plan->has_bias)
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias,
+                                                  sizeof g->bias));
     const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_TRY(cublasLtMatmul(s->lt, plan->op, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d, plan->d,
-                              &plan->algo, s->lt_workspace, s->lt_workspace_bytes, s->stream));
+    CUBLAS_TRY(cublasLtMatmul(s->lt, plan->op, &alpha, g->a, plan->a, g->b, plan->b, &beta, g->d, plan->d, g->d,
+                              plan->d, &plan->algo, s->lt_workspace, s->lt_workspace_bytes, s->stream));
     if (bias_after) {
-        if (ldd != m) return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: bias pass needs a dense output");
-        add_row_bias_kernel<<<pass_blocks((int64_t)m * n), 256, 0, s->stream>>>(d, bias, n, m);
+        if (g->ldd != g->m || key.batch > 1)
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: bias pass needs one dense output");
+        add_row_bias_kernel<<<pass_blocks((int64_t)g->m * g->n), 256, 0, s->stream>>>(g->d, g->bias, g->n, g->m);
         CUDA_TRY_LAUNCH("add_row_bias_kernel");
     }
     return KILN_OK;
@@ -245,5 +278,17 @@ extern "C" kiln_status cuda_matmul(kiln_backend *be, const kiln_matmul_params *p
         TRY(cuda_convert(s, cuda_ptr(src[2]), src[2]->dtype, bias, KILN_F32, p->N));
     }
     // y^T (N x M) = w (stored K x N, transposed) . x^T (K x M)
-    return cuda_gemm(s, type, true, p->N, p->M, p->K, w, x, (float *)cuda_ptr(dst), p->N, bias);
+    cuda_gemm_args g = {};
+    g.type = type;
+    g.a_transposed = true;
+    g.m = p->N;
+    g.n = p->M;
+    g.k = p->K;
+    g.ldd = p->N;
+    g.a = w;
+    g.b = x;
+    g.d = (float *)cuda_ptr(dst);
+    g.bias = bias;
+    g.batch = 1;
+    return cuda_gemm(s, &g);
 }

@@ -4,33 +4,80 @@
 // against the spread.
 #include "cuda_common.cuh"
 
-// x (N,C,HW): one block per (group, n). Group sizes in SD are 10-40 channels
-// times HW, i.e. 10^4-10^6 elements, so each thread strides over many.
-__global__ void group_norm_kernel(const float *x, const void *gamma, const void *beta, kiln_dtype gamma_dtype,
-                                  kiln_dtype beta_dtype, float *y, kiln_group_norm_params p)
+// Group norm over x (N,C,HW) in two launches, so that a SD group norm (2 x 32
+// groups of 10^4-10^6 elements) spreads over hundreds of blocks instead of 64:
+//   group_norm_stats_kernel  one block per slice of GN_SLICE elements of a
+//                            group: the slice's mean and sum of squared
+//                            deviations from it (two passes over the slice,
+//                            the second from cache);
+//   group_norm_apply_kernel  the same blocks again: each merges its group's
+//                            slice statistics (the pairwise-variance identity:
+//                            M2 = sum M2_i + n_i (mean_i - mean)^2), then
+//                            normalises its slice, SiLU fused.
+#define GN_SLICE 4096
+#define GN_THREADS 256
+
+struct gn_slice {
+    int64_t start;
+    int len;
+    const float *x; // the slice's first element
+    int64_t group;  // n * groups + g
+};
+
+__device__ __forceinline__ gn_slice gn_locate(const float *x, const kiln_group_norm_params &p)
 {
-    __shared__ float partial[32];
-    int g = blockIdx.x, n = blockIdx.y;
-    int cpg = p.C / p.groups;
-    int64_t group_size = (int64_t)cpg * p.HW;
-    int64_t base = ((int64_t)n * p.C + (int64_t)g * cpg) * p.HW;
-    const float *xg = x + base;
-    float *yg = y + base;
+    int64_t group_size = (int64_t)(p.C / p.groups) * p.HW;
+    gn_slice sl;
+    sl.group = (int64_t)blockIdx.z * p.groups + blockIdx.y;
+    sl.start = (int64_t)blockIdx.x * GN_SLICE;
+    sl.len = (int)min((int64_t)GN_SLICE, group_size - sl.start);
+    sl.x = x + sl.group * group_size + sl.start; // groups are contiguous in (N,C,HW)
+    return sl;
+}
 
+__global__ void __launch_bounds__(GN_THREADS)
+    group_norm_stats_kernel(const float *x, float2 *partials, kiln_group_norm_params p)
+{
+    __shared__ float scratch[32];
+    gn_slice sl = gn_locate(x, p);
     float sum = 0.0f;
-    for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) sum += xg[i];
-    float mean = block_sum(sum, partial) / (float)group_size;
-
-    float sumsq = 0.0f;
-    for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) {
-        float d = xg[i] - mean;
-        sumsq += d * d;
+    for (int i = threadIdx.x; i < sl.len; i += blockDim.x) sum += sl.x[i];
+    float mean = block_sum(sum, scratch) / (float)sl.len;
+    float m2 = 0.0f;
+    for (int i = threadIdx.x; i < sl.len; i += blockDim.x) {
+        float d = sl.x[i] - mean;
+        m2 += d * d;
     }
-    float rstd = 1.0f / sqrtf(block_sum(sumsq, partial) / (float)group_size + p.eps);
+    m2 = block_sum(m2, scratch);
+    if (threadIdx.x == 0) partials[sl.group * gridDim.x + blockIdx.x] = make_float2(mean, m2);
+}
 
-    for (int64_t i = threadIdx.x; i < group_size; i += blockDim.x) {
-        int ch = g * cpg + (int)(i / p.HW);
-        float v = (xg[i] - mean) * rstd * load_weight(gamma, gamma_dtype, ch) + load_weight(beta, beta_dtype, ch);
+__global__ void __launch_bounds__(GN_THREADS)
+    group_norm_apply_kernel(const float *x, const float2 *partials, const void *gamma, const void *beta,
+                            kiln_dtype gamma_dtype, kiln_dtype beta_dtype, float *y, kiln_group_norm_params p)
+{
+    __shared__ float scratch[32];
+    gn_slice sl = gn_locate(x, p);
+    const int64_t group_size = (int64_t)(p.C / p.groups) * p.HW;
+    const float2 *part = partials + sl.group * gridDim.x;
+    // slice s holds min(GN_SLICE, group_size - s * GN_SLICE) elements
+    float wsum = 0.0f;
+    for (int s = threadIdx.x; s < (int)gridDim.x; s += blockDim.x)
+        wsum += (float)min((int64_t)GN_SLICE, group_size - (int64_t)s * GN_SLICE) * part[s].x;
+    float mean = block_sum(wsum, scratch) / (float)group_size;
+    float m2 = 0.0f;
+    for (int s = threadIdx.x; s < (int)gridDim.x; s += blockDim.x) {
+        float d = part[s].x - mean;
+        m2 += part[s].y + (float)min((int64_t)GN_SLICE, group_size - (int64_t)s * GN_SLICE) * d * d;
+    }
+    float rstd = 1.0f / sqrtf(block_sum(m2, scratch) / (float)group_size + p.eps);
+
+    const int cpg = p.C / p.groups;
+    const int64_t ch0 = (int64_t)blockIdx.y * cpg; // the group's first channel
+    float *yg = y + (sl.x - x);
+    for (int i = threadIdx.x; i < sl.len; i += blockDim.x) {
+        int ch = (int)(ch0 + (sl.start + i) / p.HW);
+        float v = (sl.x[i] - mean) * rstd * load_weight(gamma, gamma_dtype, ch) + load_weight(beta, beta_dtype, ch);
         yg[i] = p.silu ? v / (1.0f + expf(-v)) : v;
     }
 }
@@ -76,26 +123,26 @@ __global__ void softmax_kernel(const float *x, float *y, int M, int N)
     for (int n = lane; n < N; n += CUDA_WARP) out[n] = expf(row[n] - mx) / denom;
 }
 
-// Enough threads to cover a group several times over, few enough that the
-// 32-128 blocks of a SD group norm each keep their SM's memory pipes busy.
-static int group_norm_threads(int64_t group_size)
-{
-    if (group_size >= 32768) return 1024;
-    if (group_size >= 4096) return 512;
-    return 128;
-}
-
 extern "C" kiln_status cuda_group_norm(kiln_backend *be, const kiln_group_norm_params *p,
                                        const kiln_tensor *const *src, kiln_tensor *dst)
 {
     cuda_state *s;
     TRY(cuda_enter(be, &s));
-    if (p->N > 65535) return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda group_norm: batch %d > 65535", p->N);
-    int threads = group_norm_threads((int64_t)(p->C / p->groups) * p->HW);
-    group_norm_kernel<<<dim3(p->groups, p->N), threads, 0, s->stream>>>(
-        (const float *)cuda_ptr(src[0]), cuda_ptr(src[1]), cuda_ptr(src[2]), src[1]->dtype, src[2]->dtype,
-        (float *)cuda_ptr(dst), *p);
-    CUDA_TRY_LAUNCH("group_norm_kernel");
+    int64_t group_size = (int64_t)(p->C / p->groups) * p->HW;
+    int64_t slices = (group_size + GN_SLICE - 1) / GN_SLICE;
+    if (p->N > 65535 || p->groups > 65535 || slices > INT32_MAX)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda group_norm: batch %d x %d groups of %lld elements too large",
+                         p->N, p->groups, (long long)group_size);
+    float2 *partials;
+    TRY(cuda_scratch(s, (size_t)p->N * p->groups * slices * sizeof(float2), (void **)&partials));
+    dim3 grid((unsigned)slices, (unsigned)p->groups, (unsigned)p->N);
+    const float *x = (const float *)cuda_ptr(src[0]);
+    group_norm_stats_kernel<<<grid, GN_THREADS, 0, s->stream>>>(x, partials, *p);
+    CUDA_TRY_LAUNCH("group_norm_stats_kernel");
+    group_norm_apply_kernel<<<grid, GN_THREADS, 0, s->stream>>>(x, partials, cuda_ptr(src[1]), cuda_ptr(src[2]),
+                                                                src[1]->dtype, src[2]->dtype, (float *)cuda_ptr(dst),
+                                                                *p);
+    CUDA_TRY_LAUNCH("group_norm_apply_kernel");
     return KILN_OK;
 }
 

@@ -97,10 +97,21 @@ kiln_dtype cuda_gemm_type(const cuda_state *s, kiln_dtype weight);
 /* kernels/gemm.cu: column-major D (m x n, ld ldd, f32) = op(A) (m x k) . B
  * (k x n), both operands of `type` (cuda_gemm_type's answer). A is stored
  * k x m (ld k) when a_transposed, else m x k (ld m); B is stored k x n (ld k).
- * bias (m f32 values, or NULL; needs ldd == m) is added to every column.
+ * bias (m f32 values, or NULL; needs ldd == m and batch 1) is added to every
+ * column. batch > 1 repeats the product with each operand advanced by its
+ * stride (elements; 0 reuses it), in one launch where cuBLASLt allows.
  * Plans are cached per shape; uses no op scratch. */
-kiln_status cuda_gemm(cuda_state *s, kiln_dtype type, bool a_transposed, int m, int n, int k, const void *a,
-                      const void *b, float *d, int ldd, const float *bias);
+typedef struct cuda_gemm_args {
+    kiln_dtype type;
+    bool a_transposed;
+    int m, n, k, ldd;
+    const void *a, *b;
+    float *d;
+    const float *bias;
+    int batch;
+    int64_t stride_a, stride_b, stride_d;
+} cuda_gemm_args;
+kiln_status cuda_gemm(cuda_state *s, const cuda_gemm_args *g);
 /* Frees the cached cuBLASLt plans. */
 void cuda_gemm_plans_free(cuda_state *s);
 

@@ -40,18 +40,22 @@ extern "C" kiln_dtype cuda_gemm_type(const cuda_state *s, kiln_dtype weight)
 }
 
 // cuda_gemm (kernels/gemm.cu, cuBLASLt) as a float64 loop over its contract
-extern "C" kiln_status cuda_gemm(cuda_state *, kiln_dtype type, bool a_transposed, int m, int n, int k, const void *a,
-                                 const void *b, float *d, int ldd, const float *bias)
+extern "C" kiln_status cuda_gemm(cuda_state *, const cuda_gemm_args *g)
 {
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            double acc = 0.0;
-            for (int l = 0; l < k; l++) {
-                size_t ia = a_transposed ? (size_t)i * k + l : (size_t)l * m + i;
-                acc += (double)kiln_load_f32(a, type, ia) * kiln_load_f32(b, type, (size_t)j * k + l);
+    size_t es = kiln_dtype_size(g->type);
+    for (int bi = 0; bi < (g->batch > 1 ? g->batch : 1); bi++) {
+        const char *a = (const char *)g->a + bi * g->stride_a * es, *b = (const char *)g->b + bi * g->stride_b * es;
+        float *d = g->d + bi * g->stride_d;
+        for (int j = 0; j < g->n; j++)
+            for (int i = 0; i < g->m; i++) {
+                double acc = 0.0;
+                for (int l = 0; l < g->k; l++) {
+                    size_t ia = g->a_transposed ? (size_t)i * g->k + l : (size_t)l * g->m + i;
+                    acc += (double)kiln_load_f32(a, g->type, ia) * kiln_load_f32(b, g->type, (size_t)j * g->k + l);
+                }
+                d[(size_t)j * g->ldd + i] = (float)acc + (g->bias ? g->bias[i] : 0.0f);
             }
-            d[(size_t)j * ldd + i] = (float)acc + (bias ? bias[i] : 0.0f);
-        }
+    }
     return KILN_OK;
 }
 
@@ -174,7 +178,7 @@ static void test_elementwise()
 
 static void test_norm()
 {
-    struct { int N, C, HW, G, silu; } gn[] = {{2, 64, 37, 32, 1}, {1, 320, 64, 32, 0}, {1, 32, 5000, 32, 1}, {2, 128, 300, 32, 1}};
+    struct { int N, C, HW, G, silu; } gn[] = {{2, 64, 37, 32, 1}, {1, 320, 64, 32, 0}, {1, 32, 5000, 32, 1}, {2, 128, 300, 32, 1}, {1, 64, 3000, 8, 0}};
     for (auto &c : gn) {
         kiln_group_norm_params p = {c.N, c.C, c.HW, c.G, 1e-5f, c.silu};
         int64_t n = (int64_t)c.N * c.C * c.HW;
@@ -225,6 +229,7 @@ static void test_attention()
     for (kiln_backend *be : {&be_f16, &be_bf16}) {
         for (int D : {40, 64, 80, 128, 160}) attention_case(be, 2, 2, 70, 77, D, 0, 1e-2);
         attention_case(be, 1, 1, 130, 100, 80, 0, 1e-2);
+        attention_case(be, 1, 2, 150, 200, 40, 0, 1e-2); // two query blocks, four key tiles
         attention_case(be, 1, 2, 77, 77, 64, 1, 1e-2); // causal: the f32 path
         attention_case(be, 1, 1, 33, 40, 512, 0, 1e-2);
     }
