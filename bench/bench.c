@@ -21,7 +21,7 @@ typedef struct bench_options {
     const char *model, *backend;
     kiln_dtype compute;
     int width, height, steps, threads, device;
-    bool json, no_replay;
+    bool json, no_replay, compute_set;
 } bench_options;
 
 static double now_ms(void)
@@ -82,7 +82,8 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
                 "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
-                "  --compute    GPU arithmetic for matmul/conv/attention (default f32; f16/bf16 use tensor cores)\n"
+                "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda, f32 elsewhere;\n"
+                "               f16/bf16 use tensor cores)\n"
                 "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n");
 }
 
@@ -114,6 +115,7 @@ static int parse(int argc, char **argv, bench_options *o)
                 fprintf(stderr, "bench: --compute %s: must be f32, f16 or bf16\n", optarg);
                 return 2;
             }
+            o->compute_set = true;
             break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return 2;
@@ -144,7 +146,8 @@ int main(int argc, char **argv)
     if (rc) return rc;
 
     kiln_backend *be;
-    kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute};
+    kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute,
+                               .compute_auto = !o.compute_set};
     if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
 
     double t0 = now_ms();
@@ -200,8 +203,8 @@ int main(int argc, char **argv)
     double vae_ms = now_ms() - t0;
     size_t vae_arena = kiln_graph_arena_bytes(gd);
 
-    const char *precision = o.compute == KILN_F16    ? "f16 compute (f32 accumulate), weights as stored"
-                            : o.compute == KILN_BF16 ? "bf16 compute (f32 accumulate), weights as stored"
+    const char *precision = be->compute == KILN_F16    ? "f16 compute (f32 accumulate), weights as stored"
+                            : be->compute == KILN_BF16 ? "bf16 compute (f32 accumulate), weights as stored"
                                                      : "f32 compute, weights as stored";
     if (o.json) {
         printf("{\"model\":\"%s\",\"unet\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"

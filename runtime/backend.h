@@ -71,6 +71,7 @@ struct kiln_backend {
     const char *name;  /* "cpu", "vulkan", "cuda" */
     char device_name[256];
     int threads;       /* CPU worker threads (CPU backend) */
+    kiln_dtype compute; /* what matmul, conv2d and attention compute in (backend_options) */
     void *impl;        /* the backend's own state */
 };
 
@@ -81,6 +82,10 @@ typedef struct kiln_backend_options {
      * default) matches the CPU reference to 1e-5; KILN_F16 or KILN_BF16 runs
      * them on tensor cores with f32 accumulation (about 1e-2). */
     kiln_dtype compute;
+    /* Let the backend choose instead: f16 on CUDA, whose tensor cores are
+     * the point of it (diffusers and ComfyUI run fp16 there too), f32
+     * elsewhere. The choice is in kiln_backend.compute. */
+    bool compute_auto;
 } kiln_backend_options;
 
 /* Creates a backend. Backends that were not built, or that find no device at

@@ -238,6 +238,7 @@ static kiln_status create(const kiln_backend_options *opt, const kiln_backend_op
     }
     be->ops = ops;
     be->kind = KILN_BACKEND_CPU;
+    be->compute = KILN_F32;
     be->name = ops == &cpu_ops ? "cpu" : "cpu-reference";
     be->impl = s;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

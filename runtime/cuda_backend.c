@@ -281,7 +281,7 @@ kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backe
     if (device >= count)
         return kiln_fail(KILN_ERR_INVALID_ARG, "--device %d: this machine has %d CUDA device%s", device, count,
                          count == 1 ? "" : "s");
-    kiln_dtype compute = opt ? opt->compute : KILN_F32;
+    kiln_dtype compute = !opt ? KILN_F32 : opt->compute_auto ? KILN_F16 : opt->compute;
     if (compute != KILN_F32 && compute != KILN_F16 && compute != KILN_BF16)
         return kiln_fail(KILN_ERR_INVALID_ARG, "cuda: compute type %s (use F32, F16 or BF16)",
                          kiln_dtype_name(compute));
@@ -295,6 +295,7 @@ kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backe
     }
     be->ops = &cuda_ops;
     be->kind = KILN_BACKEND_CUDA;
+    be->compute = compute;
     be->name = "cuda";
     be->impl = s;
     s->device = device;

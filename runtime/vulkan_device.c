@@ -280,6 +280,7 @@ kiln_status kiln_backend_vulkan_create(const kiln_backend_options *opt, kiln_bac
     be->ops = &kiln_vk_backend_ops;
     be->kind = KILN_BACKEND_VULKAN;
     be->name = "vulkan";
+    be->compute = KILN_F32; /* the shaders compute in f32 whatever was asked (f16 compute: not yet) */
     be->impl = vk;
     kiln_status st = vk_open(be, opt ? opt->device : -1);
     if (st != KILN_OK) {

@@ -29,6 +29,7 @@ typedef struct gen_options {
     const char *init_image, *init_noise, *save_latent, *info;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
+    bool compute_set; /* --compute given; else the backend chooses */
     int width, height, steps, batch, clip_skip, threads, device;
     double cfg, denoise;
     uint64_t seed;
@@ -64,7 +65,8 @@ static void usage(FILE *to)
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
             "  --backend NAME         cpu, vulkan, cuda or auto (default cpu)\n"
             "  --device N             GPU index (default: first discrete GPU)\n"
-            "  --compute P            GPU arithmetic: f32 (default), f16 or bf16 (tensor cores, f32 accumulate)\n"
+            "  --compute P            GPU arithmetic: f32, f16 or bf16 (tensor cores, f32 accumulate);\n"
+            "                         default f16 on cuda, f32 elsewhere\n"
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
             "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n");
@@ -161,6 +163,7 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_JSON: o->json = true; break;
         case O_COMPUTE:
             if (!kiln_compute_from_name(optarg, &o->compute)) return bad_flag("--compute", optarg, "must be f32, f16 or bf16");
+            o->compute_set = true;
             break;
         case O_CLEANING:
             if (strcmp(optarg, "clip") == 0) o->cleaning = KILN_TEXT_CLEAN_FTFY;
@@ -341,7 +344,8 @@ int main(int argc, char **argv)
 
     double t_start = now_s();
     kiln_backend *be;
-    kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute};
+    kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute,
+                               .compute_auto = !o.compute_set};
     if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
     kiln_model *m;
     kiln_status st = o.model ? kiln_model_load(o.model, be, &m) : kiln_model_load_default(be, &m);
@@ -424,9 +428,9 @@ int main(int argc, char **argv)
             printf("\"");
         }
         printf("],\"seed\":%" PRIu64 ",\"width\":%d,\"height\":%d,\"steps\":%d,\"backend\":\"%s\","
-               "\"load_s\":%.3f,\"text_encoder_s\":%.3f,\"sampling_s\":%.3f,\"it_per_s\":%.3f,\"vae_decode_s\":%.3f,"
+               "\"compute\":\"%s\",\"load_s\":%.3f,\"text_encoder_s\":%.3f,\"sampling_s\":%.3f,\"it_per_s\":%.3f,\"vae_decode_s\":%.3f,"
                "\"total_s\":%.3f}\n",
-               o.seed, o.width, o.height, o.steps, be->name, t_loaded - t_start, t_text - t_loaded,
+               o.seed, o.width, o.height, o.steps, be->name, kiln_dtype_name(be->compute), t_loaded - t_start, t_text - t_loaded,
                t_sampled - t_text, o.steps / (t_sampled - t_text), t_decoded - t_sampled, t_end - t_start);
     } else {
         fprintf(stderr, "gen: wrote %s%s (seed %" PRIu64 ", %.1fs)\n", names[0], o.batch > 1 ? " ..." : "", o.seed,
