@@ -38,6 +38,7 @@ struct kiln_graph {
     uint64_t op_hash;       /* of the planning pass's ops and operands */
     uint64_t ran_hash;      /* of the last run that went through, 0 if none */
     kiln_recording *recording; /* of the ops whose hash is ran_hash */
+    long replays;
 
     lifetime *lives; /* one per allocation, in allocation order */
     int nlives, cap_lives;
@@ -85,6 +86,7 @@ void kiln_graph_free(kiln_graph *g)
 
 kiln_backend *kiln_graph_backend(kiln_graph *g) { return g->be; }
 bool kiln_graph_no_outputs(const kiln_graph *g) { return g->pass != PASS_RUN && g->pass != PASS_OUTPUTS; }
+long kiln_graph_replays(const kiln_graph *g) { return g->replays; }
 void kiln_graph_set_replay(kiln_graph *g, bool on)
 {
     g->replay = on;
@@ -197,6 +199,7 @@ kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx)
         TRY(ops->record_end(g->be, &g->recording));
     }
     TRY(ops->replay(g->be, g->recording));
+    g->replays++;
     return run_as(g, PASS_OUTPUTS, fn, ctx);
 }
 

@@ -36,6 +36,8 @@ kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx);
 
 /* Record and replay repeated runs where the backend can (off by default). */
 void kiln_graph_set_replay(kiln_graph *g, bool on);
+/* How many runs so far were replays of a recording. */
+long kiln_graph_replays(const kiln_graph *g);
 
 kiln_backend *kiln_graph_backend(kiln_graph *g);
 /* True in passes that copy no outputs back (planning, and the input and op

@@ -101,6 +101,9 @@ typedef struct kiln_vk {
     bool recording;
     int batch;     /* commands recorded in the current slot */
     bool barrier_first; /* a new command buffer: put a barrier before its first command */
+    VkCommandBuffer record_cmd; /* between record_begin and record_end: ops go here */
+    VkFence replay_fence;       /* of the last replay's submission */
+    bool replay_in_flight;
     kiln_vk_range reads[KILN_VK_TRACKED], writes[KILN_VK_TRACKED];
     int nreads, nwrites;
 
@@ -138,6 +141,12 @@ void kiln_vk_order_access(kiln_vk *vk, VkCommandBuffer cmd, const kiln_vk_range 
 kiln_status kiln_vk_submit(kiln_vk *vk);
 /* Submits and waits for everything submitted; staging space is free after. */
 kiln_status kiln_vk_finish(kiln_vk *vk);
+/* The vtable's recording entries: a recording is one command buffer holding
+ * a whole run of ops (a UNet step), submitted again by each replay. */
+kiln_status kiln_vk_record_begin(kiln_backend *be);
+kiln_status kiln_vk_record_end(kiln_backend *be, kiln_recording **out);
+kiln_status kiln_vk_replay(kiln_backend *be, kiln_recording *rec);
+void kiln_vk_recording_free(kiln_backend *be, kiln_recording *rec);
 
 /* One compute dispatch: its shader variant, specialization constants, push
  * constants, grid, and the tensors it reads and writes (for barriers). */

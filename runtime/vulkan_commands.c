@@ -4,7 +4,13 @@
  * Ops and copies are recorded into the current command buffer. Every
  * BATCH_COMMANDS commands it is submitted without waiting and recording goes
  * on in the other one, so the device starts while the host is still
- * recording a model step; download() and synchronize() submit and wait. */
+ * recording a model step; download() and synchronize() submit and wait.
+ *
+ * A recording (kiln_graph's replay of a repeated run) is a command buffer of
+ * its own, begun after everything before it was submitted and never split:
+ * each replay submits it again after the pending commands (the step's
+ * uploads). Its first command is a barrier, as in every command buffer, so it
+ * runs after earlier submissions, and the buffer after it starts with one too. */
 #include "vulkan_backend.h"
 
 #include <stdio.h>
@@ -34,6 +40,7 @@ kiln_status kiln_vk_commands_init(kiln_vk *vk)
         VK_TRY(vk->fn.vkAllocateCommandBuffers(vk->device, &alloc, &vk->slots[i].cmd));
         VK_TRY(vk->fn.vkCreateFence(vk->device, &fence, NULL, &vk->slots[i].fence));
     }
+    VK_TRY(vk->fn.vkCreateFence(vk->device, &fence, NULL, &vk->replay_fence));
     VkPushConstantRange push = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = PUSH_BYTES};
     VkPipelineLayoutCreateInfo layout = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
@@ -51,6 +58,7 @@ void kiln_vk_commands_release(kiln_vk *vk)
     for (int i = 0; i < KILN_VK_SHADER_COUNT; i++) vk->fn.vkDestroyShaderModule(vk->device, vk->modules[i], NULL);
     vk->fn.vkDestroyPipelineLayout(vk->device, vk->pipeline_layout, NULL);
     for (int i = 0; i < 2; i++) vk->fn.vkDestroyFence(vk->device, vk->slots[i].fence, NULL);
+    vk->fn.vkDestroyFence(vk->device, vk->replay_fence, NULL);
     vk->fn.vkDestroyCommandPool(vk->device, vk->command_pool, NULL);
 }
 
@@ -80,18 +88,40 @@ static kiln_status slot_wait(kiln_vk *vk, kiln_vk_slot *slot)
     return KILN_OK;
 }
 
+static kiln_status replay_wait(kiln_vk *vk)
+{
+    if (!vk->replay_in_flight) return KILN_OK;
+    VK_TRY(vk->fn.vkWaitForFences(vk->device, 1, &vk->replay_fence, VK_TRUE, UINT64_MAX));
+    VK_TRY(vk->fn.vkResetFences(vk->device, 1, &vk->replay_fence));
+    vk->replay_in_flight = false;
+    return KILN_OK;
+}
+
 kiln_status kiln_vk_finish(kiln_vk *vk)
 {
     TRY(kiln_vk_submit(vk));
     /* the older submission first */
     TRY(slot_wait(vk, &vk->slots[vk->current]));
     TRY(slot_wait(vk, &vk->slots[vk->current ^ 1]));
+    TRY(replay_wait(vk));
     vk->staging_head = 0;
     return KILN_OK;
 }
 
+/* A fresh command buffer's hazard state: nothing tracked, a barrier first. */
+static void start_tracking(kiln_vk *vk)
+{
+    vk->batch = 0;
+    vk->nreads = vk->nwrites = 0;
+    vk->barrier_first = true;
+}
+
 kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out)
 {
+    if (vk->record_cmd) {
+        *out = vk->record_cmd;
+        return KILN_OK;
+    }
     if (vk->recording && vk->batch >= BATCH_COMMANDS) TRY(kiln_vk_submit(vk));
     kiln_vk_slot *slot = &vk->slots[vk->current];
     if (!vk->recording) {
@@ -103,10 +133,9 @@ kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out)
         };
         VK_TRY(vk->fn.vkBeginCommandBuffer(slot->cmd, &begin));
         vk->recording = true;
-        vk->batch = 0;
         /* Commands of earlier submissions may still be running: a barrier
          * orders this buffer's first command after all of them. */
-        vk->barrier_first = true;
+        start_tracking(vk);
     }
     *out = slot->cmd;
     return KILN_OK;
@@ -227,4 +256,74 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d)
     vk->fn.vkCmdPushConstants(cmd, vk->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_bytes, d->push);
     vk->fn.vkCmdDispatch(cmd, d->groups[0], d->groups[1], d->groups[2]);
     return KILN_OK;
+}
+
+struct kiln_recording {
+    VkCommandBuffer cmd;
+};
+
+kiln_status kiln_vk_record_begin(kiln_backend *be)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    TRY(kiln_vk_submit(vk)); /* what came before is not part of the recording */
+    VkCommandBufferAllocateInfo alloc = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = vk->command_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VkCommandBuffer cmd;
+    VK_TRY(vk->fn.vkAllocateCommandBuffers(vk->device, &alloc, &cmd));
+    VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    VkResult r = vk->fn.vkBeginCommandBuffer(cmd, &begin);
+    if (r != VK_SUCCESS) {
+        vk->fn.vkFreeCommandBuffers(vk->device, vk->command_pool, 1, &cmd);
+        return kiln_vk_fail_result(r, __FILE__, __LINE__, "vkBeginCommandBuffer");
+    }
+    vk->record_cmd = cmd;
+    start_tracking(vk);
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_record_end(kiln_backend *be, kiln_recording **out)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    VkCommandBuffer cmd = vk->record_cmd;
+    vk->record_cmd = VK_NULL_HANDLE;
+    VkResult r = vk->fn.vkEndCommandBuffer(cmd);
+    kiln_recording *rec = out && r == VK_SUCCESS ? calloc(1, sizeof *rec) : NULL;
+    if (!rec) {
+        vk->fn.vkFreeCommandBuffers(vk->device, vk->command_pool, 1, &cmd);
+        if (!out) return KILN_OK; /* discarding after a failed op: keep its message */
+        *out = NULL;
+        if (r != VK_SUCCESS) return kiln_vk_fail_result(r, __FILE__, __LINE__, "vkEndCommandBuffer");
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+    }
+    rec->cmd = cmd;
+    *out = rec;
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_replay(kiln_backend *be, kiln_recording *rec)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    TRY(kiln_vk_submit(vk)); /* this step's uploads go first */
+    TRY(replay_wait(vk));    /* one replay in flight at a time: the buffer is not simultaneous-use */
+    VkSubmitInfo submit = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &rec->cmd,
+    };
+    VK_TRY(vk->fn.vkQueueSubmit(vk->queue, 1, &submit, vk->replay_fence));
+    vk->replay_in_flight = true;
+    return KILN_OK;
+}
+
+void kiln_vk_recording_free(kiln_backend *be, kiln_recording *rec)
+{
+    if (!rec) return;
+    kiln_vk *vk = kiln_vk_of(be);
+    (void)replay_wait(vk); /* the buffer may be executing */
+    vk->fn.vkFreeCommandBuffers(vk->device, vk->command_pool, 1, &rec->cmd);
+    free(rec);
 }

@@ -454,6 +454,10 @@ const kiln_backend_ops kiln_vk_backend_ops = {
     .upload = kiln_vk_upload,
     .download = kiln_vk_download,
     .synchronize = vk_synchronize,
+    .record_begin = kiln_vk_record_begin,
+    .record_end = kiln_vk_record_end,
+    .replay = kiln_vk_replay,
+    .recording_free = kiln_vk_recording_free,
     .destroy = kiln_vk_destroy,
 #define KILN_OP(name, nsrc, doc) .name = vk_##name,
 #include "ops.def"

@@ -2,7 +2,8 @@
  * driver, a device index out of range, an allocation too large, operands
  * out of bounds), transfers larger than the staging ring arrive intact, and
  * long chains of dependent ops, spread over several command buffer
- * submissions, are ordered by their barriers.
+ * submissions, are ordered by their barriers, and a recorded run replays
+ * with each run's new inputs.
  *
  * Skips (exit 77) without a Vulkan device, except in CI (CI=1) or with
  * KILN_REQUIRE_VULKAN=1, as test_ops_vulkan does. */
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "graph.h"
+#include "status.h"
 
 static kiln_backend *open_vulkan(void)
 {
@@ -180,6 +183,51 @@ static void dependent_op_chain_is_ordered(void **state)
     kiln_backend_free(be);
 }
 
+/* A run of 300 dependent adds (more commands than one normal submission
+ * holds): y = x + 300. */
+enum { CHAIN_N = 1000, CHAIN_ADDS = 300 };
+typedef struct chain_run { float in[CHAIN_N], ones[CHAIN_N], out[CHAIN_N]; } chain_run;
+
+static kiln_status add_chain(kiln_graph *g, void *ctx)
+{
+    chain_run *c = ctx;
+    int64_t shape[1] = {CHAIN_N};
+    kiln_tensor *x, *ones;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 1, shape, c->in));
+    TRY(kiln_graph_input(g, &ones, KILN_F32, 1, shape, c->ones));
+    for (int i = 0; i < CHAIN_ADDS; i++) {
+        kiln_tensor *y;
+        TRY(kiln_graph_tensor(g, &y, 1, shape));
+        TRY(kiln_run_add(g, &(kiln_add_params){CHAIN_N}, (const kiln_tensor *[]){x, ones}, y));
+        kiln_graph_release(g, x);
+        x = y;
+    }
+    return kiln_graph_output(g, x, c->out, sizeof c->out);
+}
+
+/* The first run warms up, the second records and replays, the rest replay:
+ * each must see its own input. */
+static void replayed_runs_see_new_inputs(void **state)
+{
+    (void)state;
+    kiln_backend *be = open_vulkan();
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    kiln_graph_set_replay(g, true);
+    static chain_run c;
+    for (int i = 0; i < CHAIN_N; i++) c.ones[i] = 1.0f;
+    for (int run = 0; run < 4; run++) {
+        for (int i = 0; i < CHAIN_N; i++) c.in[i] = (float)(run * 1000 + i % 13);
+        assert_kiln_ok(kiln_graph_run(g, add_chain, &c));
+        for (int i = 0; i < CHAIN_N; i++)
+            if (c.out[i] != c.in[i] + CHAIN_ADDS)
+                fail_msg("run %d, element %d is %g, expected %g", run, i, c.out[i], c.in[i] + CHAIN_ADDS);
+    }
+    assert_int_equal(kiln_graph_replays(g), 3);
+    kiln_graph_free(g);
+    kiln_backend_free(be);
+}
+
 /* Uploads host arrays to fresh buffers on `be`, runs one op, downloads y. */
 typedef kiln_status (*op_fn)(kiln_backend *be, const void *params, const kiln_tensor *const *src, kiln_tensor *dst);
 
@@ -306,6 +354,7 @@ int main(void)
         cmocka_unit_test(misaligned_operand_is_an_error),
         cmocka_unit_test(large_transfers_round_trip),
         cmocka_unit_test(dependent_op_chain_is_ordered),
+        cmocka_unit_test(replayed_runs_see_new_inputs),
         cmocka_unit_test(arena_reuse_keeps_contents),
         cmocka_unit_test(long_loops_match_the_cpu),
     };
