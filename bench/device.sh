@@ -12,7 +12,8 @@
 # Usage: bench/device.sh [RESULTS_DIR]     (default: build-gpu/results; $OUT if set)
 # Environment: STEPS (default 20), BUILD (default build-gpu), JOBS (default nproc),
 #              KILN_PREBUILT (a folder of prebuilt test and bench binaries),
-#              SKIP_VULKAN=1 (leave out the Vulkan tests and bench).
+#              SKIP_VULKAN=1 (leave out the Vulkan tests and bench),
+#              SKIP_MEMCHECK=1 (leave out compute-sanitizer).
 #
 # On a machine that cannot reach a package registry, bring what is missing:
 #   - Debian packages (the runtime libraries kiln links, the Vulkan loader and
@@ -132,11 +133,18 @@ PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$c
 
 if [ -z "${SKIP_VULKAN:-}" ]; then
     for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done
-    [ -x "$bin/test_ops_vulkan" ] && bench kiln_vulkan vulkan f32
+    if [ -x "$bin/test_ops_vulkan" ]; then
+        [ -x "$bin/bench_ops" ] && timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+            tee "$results/bench_ops_vulkan.txt"
+        bench kiln_vulkan vulkan f32
+        bench kiln_vulkan_f16 vulkan f16 # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix
+    fi
 fi
 
 memcheck="not installed"
-if command -v compute-sanitizer >/dev/null; then
+if [ -n "${SKIP_MEMCHECK:-}" ]; then
+    memcheck="not run (SKIP_MEMCHECK)"
+elif command -v compute-sanitizer >/dev/null; then
     say "compute-sanitizer memcheck on test_ops_cuda"
     if timeout 200 compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/test_ops_cuda" >"$results/memcheck.log" 2>&1; then
         memcheck="clean"
@@ -164,7 +172,8 @@ print(f"GPU, driver, memory : {open(os.path.join(results, 'gpu.txt')).read().str
 print(f"memcheck            : {memcheck}")
 rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln cuda f16 no graph", load("kiln_cuda_f16_noreplay.json")), ("kiln cuda f32", load("kiln_cuda_f32.json")),
-        ("kiln vulkan f32", load("kiln_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
+        ("kiln vulkan f32", load("kiln_vulkan.json")), ("kiln vulkan f16", load("kiln_vulkan_f16.json")),
+        ("diffusers fp16 SDPA", load("diffusers.json"))]
 peer = rows[-1][1]
 print("SD 1.5 UNet, 512x512, batch 2 (CFG)")
 # diffusers: torch's peak allocation; kiln: weights + activation arena (+ a few MiB of scratch)

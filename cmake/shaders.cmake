@@ -11,7 +11,8 @@
 
 set(kiln_shader_variants "")
 macro(kiln_shader name source)
-  list(APPEND kiln_shader_variants "${name}|${source}|${ARGN}")
+  string(REPLACE ";" "," kiln_shader_defs "${ARGN}") # one list item per variant
+  list(APPEND kiln_shader_variants "${name}|${source}|${kiln_shader_defs}")
 endmacro()
 
 # Weight-reading ops, one variant per storage type of their main weight:
@@ -25,6 +26,11 @@ foreach(op matmul conv2d embedding)
   kiln_shader(${op}_f8e4m3 ${op}.comp W_DTYPE=3)
   kiln_shader(${op}_f8e5m2 ${op}.comp W_DTYPE=4)
 endforeach()
+
+# Tensor-core GEMMs (shaders/gemm_coopmat.glsl) for f16 weights, used on
+# devices with VK_NV_cooperative_matrix when f16 compute is asked for.
+kiln_shader(matmul_coopmat_f16 matmul.comp W_F16_STORAGE GEMM_COOPMAT)
+kiln_shader(conv2d_coopmat_f16 conv2d.comp W_F16_STORAGE GEMM_COOPMAT)
 
 kiln_shader(group_norm         group_norm.comp)
 kiln_shader(layer_norm         layer_norm.comp)
@@ -62,6 +68,7 @@ function(kiln_add_shaders target)
     set(defines "")
     if(nfields GREATER 2)
       list(GET fields 2 defs)
+      string(REPLACE "," ";" defs "${defs}")
       foreach(def ${defs})
         list(APPEND defines -D${def})
       endforeach()

@@ -83,6 +83,7 @@ typedef struct kiln_vk {
     VkPhysicalDeviceMemoryProperties memory_props;
     VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
+    bool coopmat;                /* f16 compute: tensor-core GEMMs (VK_NV_cooperative_matrix) */
 
     /* the arena */
     kiln_vk_block **blocks;

@@ -69,8 +69,57 @@ typedef struct device_caps {
     VkPhysicalDeviceProperties props;
     uint32_t queue_family;
     bool f16_storage;
+    bool coopmat; /* VK_NV_cooperative_matrix with what gemm_coopmat.glsl needs */
     const char *missing; /* NULL when usable */
 } device_caps;
+
+static bool has_extension(VkPhysicalDevice pd, const char *name)
+{
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkExtensionProperties *exts = malloc(n * sizeof *exts);
+    bool found = false;
+    if (exts && vkEnumerateDeviceExtensionProperties(pd, NULL, &n, exts) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++) found = strcmp(exts[i].extensionName, name) == 0;
+    free(exts);
+    return found;
+}
+
+/* Tensor-core GEMMs (shaders/gemm_coopmat.glsl): NVIDIA's cooperative
+ * matrices with 16x16x16 f16 operands and f32 accumulators per 32-wide
+ * subgroup, f16 shader arithmetic and 16-bit storage. KILN_VULKAN_NO_COOPMAT=1
+ * turns the path off (to compare against the f32 GEMM on the same device). */
+static bool coopmat_usable(VkPhysicalDevice pd, bool f16_storage, bool shader_f16)
+{
+    const char *off = getenv("KILN_VULKAN_NO_COOPMAT");
+    if ((off && strcmp(off, "1") == 0) || !f16_storage || !shader_f16 ||
+        !has_extension(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+        return false;
+    VkPhysicalDeviceSubgroupProperties sub = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    if (sub.subgroupSize != 32 || p2.properties.limits.maxComputeSharedMemorySize < 29 * 1024) return false;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceFeatures2 f = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm};
+    vkGetPhysicalDeviceFeatures2(pd, &f);
+    if (!cm.cooperativeMatrix) return false;
+    uint32_t n = 0;
+    if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkCooperativeMatrixPropertiesNV *props = calloc(n, sizeof *props);
+    if (!props) return false;
+    for (uint32_t i = 0; i < n; i++) props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    bool found = false;
+    if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++) {
+            const VkCooperativeMatrixPropertiesNV *p = &props[i];
+            found = p->MSize == 16 && p->NSize == 16 && p->KSize == 16 && p->AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                    p->BType == VK_COMPONENT_TYPE_FLOAT16_NV && p->CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                    p->DType == VK_COMPONENT_TYPE_FLOAT32_NV && p->scope == VK_SCOPE_SUBGROUP_NV;
+        }
+    free(props);
+    return found;
+}
 
 static void device_query(VkPhysicalDevice pd, device_caps *caps)
 {
@@ -105,6 +154,7 @@ static void device_query(VkPhysicalDevice pd, device_caps *caps)
      * storage (f16 weights read from 32-bit words), so it can be tested. */
     const char *no_f16 = getenv("KILN_VULKAN_NO_F16_STORAGE");
     caps->f16_storage = f11.storageBuffer16BitAccess && !(no_f16 && strcmp(no_f16, "1") == 0);
+    caps->coopmat = coopmat_usable(pd, caps->f16_storage, f12.shaderFloat16);
 }
 
 /* Lists the devices as "0: name (type), 1: ..." for error messages. */
@@ -198,7 +248,8 @@ static kiln_status instance_create(VkInstance *out)
     return KILN_OK;
 }
 
-static kiln_status device_open(kiln_vk *vk, const device_caps *caps)
+/* use_coopmat: the device has tensor-core GEMMs and f16 compute was asked for. */
+static kiln_status device_open(kiln_vk *vk, const device_caps *caps, bool use_coopmat)
 {
     float priority = 1.0f;
     VkDeviceQueueCreateInfo queue = {
@@ -207,20 +258,29 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps)
         .queueCount = 1,
         .pQueuePriorities = &priority,
     };
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+        .cooperativeMatrix = VK_TRUE,
+    };
     VkPhysicalDeviceVulkan12Features f12 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+        .pNext = use_coopmat ? &cm : NULL,
         .bufferDeviceAddress = VK_TRUE,
+        .shaderFloat16 = use_coopmat ? VK_TRUE : VK_FALSE,
     };
     VkPhysicalDeviceVulkan11Features f11 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
         .pNext = &f12,
         .storageBuffer16BitAccess = caps->f16_storage ? VK_TRUE : VK_FALSE,
     };
+    const char *coopmat_ext = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
     VkDeviceCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &f11,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &queue,
+        .enabledExtensionCount = use_coopmat ? 1 : 0,
+        .ppEnabledExtensionNames = use_coopmat ? &coopmat_ext : NULL,
     };
     VK_TRY(vkCreateDevice(vk->physical, &info, NULL, &vk->device));
     volkLoadDeviceTable(&vk->fn, vk->device);
@@ -228,6 +288,7 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps)
     vk->queue_family = caps->queue_family;
     vk->props = caps->props;
     vk->f16_storage = caps->f16_storage;
+    vk->coopmat = use_coopmat;
     vkGetPhysicalDeviceMemoryProperties(vk->physical, &vk->memory_props);
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
@@ -252,16 +313,21 @@ void kiln_vk_destroy(kiln_backend *be)
     free(be);
 }
 
-static kiln_status vk_open(kiln_backend *be, int wanted)
+static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
 {
     kiln_vk *vk = kiln_vk_of(be);
     TRY(instance_create(&vk->instance));
     device_caps caps;
-    TRY(device_pick(vk->instance, wanted, &vk->physical, &caps));
-    TRY(device_open(vk, &caps));
-    snprintf(be->device_name, sizeof be->device_name, "%.200s (%s, Vulkan %u.%u%s)", caps.props.deviceName,
+    TRY(device_pick(vk->instance, opt ? opt->device : -1, &vk->physical, &caps));
+    /* f16 compute exists only as the tensor-core GEMM: asked for (or left to
+     * the backend) on a device without it, the shaders compute in f32 */
+    bool want_f16 = opt && (opt->compute_auto || opt->compute == KILN_F16);
+    TRY(device_open(vk, &caps, caps.coopmat && want_f16));
+    be->compute = vk->coopmat ? KILN_F16 : KILN_F32;
+    snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
-             VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage");
+             VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage",
+             vk->coopmat ? ", cooperative matrix" : "");
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));
     return KILN_OK;
@@ -280,9 +346,8 @@ kiln_status kiln_backend_vulkan_create(const kiln_backend_options *opt, kiln_bac
     be->ops = &kiln_vk_backend_ops;
     be->kind = KILN_BACKEND_VULKAN;
     be->name = "vulkan";
-    be->compute = KILN_F32; /* the shaders compute in f32 whatever was asked (f16 compute: not yet) */
     be->impl = vk;
-    kiln_status st = vk_open(be, opt ? opt->device : -1);
+    kiln_status st = vk_open(be, opt);
     if (st != KILN_OK) {
         kiln_vk_destroy(be);
         return st;

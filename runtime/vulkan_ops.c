@@ -65,6 +65,20 @@ _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
                    KILN_VK_SHADER_MATMUL_F16P - KILN_VK_SHADER_MATMUL_F32 == 2,
                "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
 
+/* matmul's or conv2d's shader and its square tile (shaders/gemm.glsl): the
+ * tensor-core variant for f16 weights where the device has it (f16 compute),
+ * else the f32 GEMM for the weight's dtype. */
+static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
+                                   kiln_dtype dtype, uint32_t *tile)
+{
+    if (vk->coopmat && dtype == KILN_F16) {
+        *tile = 128;
+        return coopmat_f16;
+    }
+    *tile = 64;
+    return weight_variant(vk, f32_variant, dtype);
+}
+
 /* A grid of `count` workgroups in flat order (shaders/common.glsl). */
 static void grid_flat(uint64_t count, uint32_t groups[3])
 {
@@ -135,9 +149,11 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
 {
     matmul_push push = {.p = *p};
     TRY(gemm_operands("matmul", src, p->has_bias, dst, &push.a, &push.w));
-    kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, src[1]->dtype);
-    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, 64), ceil_div((uint64_t)p->M, 64), 1, src,
-               p->has_bias ? 3 : 2, dst);
+    uint32_t tile = 64;
+    kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
+                                         src[1]->dtype, &tile);
+    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, tile), ceil_div((uint64_t)p->M, tile), 1,
+               src, p->has_bias ? 3 : 2, dst);
 }
 
 typedef struct conv2d_push {
@@ -151,9 +167,12 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
 {
     conv2d_push push = {.p = *p};
     TRY(gemm_operands("conv2d", src, true, dst, &push.a, &push.w));
-    kiln_vk_shader shader = weight_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, src[1]->dtype);
+    uint32_t tile = 64;
+    kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
+                                         src[1]->dtype, &tile);
     uint64_t pixels = (uint64_t)p->N * p->OH * p->OW;
-    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, 64), ceil_div(pixels, 64), 1, src, 3, dst);
+    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, tile), ceil_div(pixels, tile), 1, src, 3,
+               dst);
 }
 
 /* group_norm.comp and layer_norm.comp: the same operands around each op's

@@ -20,13 +20,14 @@ layout(push_constant) uniform conv2d_push {
     uint bias_dtype;
 } pc;
 
-const bool A_ALONG_M = true;
-const bool C_ALONG_M = true;
+#define A_ALONG_M true
+#define C_ALONG_M true
+#include "gemm.glsl"
 
 // Per A-load slot: where the row's image starts in x and the input
 // coordinates of its kernel window's top-left corner.
-uint row_image[4];
-int row_iy0[4], row_ix0[4];
+uint row_image[LOADS];
+int row_iy0[LOADS], row_ix0[LOADS];
 
 void a_row_setup(uint slot, uint m)
 {
@@ -55,7 +56,5 @@ void store_c(uint m, uint o, float v)
     uint n = m / ohw, p = m % ohw;
     pc.y.v[(n * uint(pc.O) + o) * ohw + p] = v + load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o);
 }
-
-#include "gemm.glsl"
 
 void main() { gemm_tile(uint(pc.N * pc.OH * pc.OW), uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }

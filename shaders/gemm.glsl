@@ -1,25 +1,37 @@
 // The tiled GEMM under matmul.comp and conv2d.comp:
 //   C (M,N) = A (M,K) B (N,K)^T, accumulated in f32.
-// A workgroup of 256 computes a 64x64 tile of C, stepping through K by 16
-// with both 64x16 operand tiles staged in shared memory; each invocation
-// keeps a 4x4 block of C in registers (rows tm + 16 i, columns tn + 16 j, so
-// neighbouring invocations read neighbouring shared words).
+// Two implementations behind one interface:
+//   - this file's (the default): a workgroup of 256 computes a 64x64 tile of
+//     C, stepping through K by 16 with both 64x16 operand tiles staged in
+//     shared memory as f32; each invocation keeps a 4x4 block of C in
+//     registers (rows tm + 16 i, columns tn + 16 j, so neighbouring
+//     invocations read neighbouring shared words). Exact f32 arithmetic.
+//   - gemm_coopmat.glsl (GEMM_COOPMAT defined): 128x128 tiles on tensor cores
+//     through VK_NV_cooperative_matrix, operands rounded to f16.
 //
 // The including shader defines, before including this file:
-//   const bool A_ALONG_M  neighbouring invocations load neighbouring rows of A
-//                         (conv: adjacent output pixels read adjacent input)
-//                         rather than neighbouring k (matmul: x rows are
-//                         K-contiguous)
-//   const bool C_ALONG_M  neighbouring invocations own neighbouring rows of C
-//                         (conv writes NCHW) rather than columns (matmul)
+//   A_ALONG_M  true if neighbouring invocations should load neighbouring rows
+//              of A (conv: adjacent output pixels read adjacent input) rather
+//              than neighbouring k (matmul: x rows are K-contiguous)
+//   C_ALONG_M  true if neighbouring invocations should own neighbouring rows
+//              of C (conv writes NCHW) rather than columns (matmul)
+// and after it, these (declared below), then calls gemm_tile(M, N, K) with
+// the grid (ceil(N/BN), ceil(M/BM)):
 //   void a_row_setup(uint slot, uint m)     once per tile for each of an
-//                         invocation's 4 A-load slots (a slot keeps its row
-//                         for the whole K loop), so per-row index work is
+//                         invocation's LOADS A-load slots (a slot keeps its
+//                         row for the whole K loop), so per-row index work is
 //                         done once
 //   float load_a(uint slot, uint m, uint k) m < M, k < K
 //   float load_b(uint n, uint k)            n < N, k < K
 //   void store_c(uint m, uint n, float v)
-// and calls gemm_tile(M, N, K) with the grid (ceil(N/64), ceil(M/64)).
+void a_row_setup(uint slot, uint m);
+float load_a(uint slot, uint m, uint k);
+float load_b(uint n, uint k);
+void store_c(uint m, uint n, float v);
+
+#ifdef GEMM_COOPMAT
+#include "gemm_coopmat.glsl"
+#else
 const uint BM = 64, BN = 64, BK = 16;
 const uint THREADS = 256;
 const uint LOADS = BM * BK / THREADS; // per invocation and tile, for A and for B
@@ -76,3 +88,4 @@ void gemm_tile(uint M, uint N, uint K)
             if (m < M && n < N) store_c(m, n, acc[i][j]);
         }
 }
+#endif

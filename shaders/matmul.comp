@@ -15,8 +15,9 @@ layout(push_constant) uniform matmul_push {
     uint bias_dtype;
 } pc;
 
-const bool A_ALONG_M = false;
-const bool C_ALONG_M = false;
+#define A_ALONG_M false
+#define C_ALONG_M false
+#include "gemm.glsl"
 
 void a_row_setup(uint slot, uint m) {}
 float load_a(uint slot, uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
@@ -26,7 +27,5 @@ void store_c(uint m, uint n, float v)
     if (pc.has_bias != 0) v += load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n);
     pc.y.v[m * uint(pc.N) + n] = v;
 }
-
-#include "gemm.glsl"
 
 void main() { gemm_tile(uint(pc.M), uint(pc.N), uint(pc.K)); }
