@@ -153,32 +153,19 @@ template <int D> struct fa_layout {
 
 static int64_t round_up_to(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// x (B,T,H*D) f32 -> packed (B,H,T_pad,DP) in T, zeros past T and past D.
-template <typename T>
-__global__ void attention_pack_rows_kernel(const float *x, T *out, int B, int H, int T_len, int T_pad, int D, int DP)
+// x (B,T,H*D) f32 -> packed in T per (batch, head), zeros past T and past D:
+// rows (T_pad, DP), or with TRANSPOSE columns (DP, T_pad).
+template <typename T, bool TRANSPOSE>
+__global__ void attention_pack_kernel(const float *x, T *out, int B, int H, int T_len, int T_pad, int D, int DP)
 {
+    const int inner = TRANSPOSE ? T_pad : DP, outer = TRANSPOSE ? DP : T_pad;
     int64_t n = (int64_t)B * H * T_pad * DP;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        int d = (int)(i % DP);
-        int64_t r = i / DP;
-        int t = (int)(r % T_pad);
-        int64_t bh = r / T_pad;
-        int h = (int)(bh % H), b = (int)(bh / H);
-        float v = t < T_len && d < D ? x[((int64_t)b * T_len + t) * H * D + (int64_t)h * D + d] : 0.0f;
-        out[i] = from_f32<T>(v);
-    }
-}
-
-// v (B,T,H*D) f32 -> packed transposed (B,H,DP,T_pad) in T, zeros past T and D.
-template <typename T>
-__global__ void attention_pack_cols_kernel(const float *x, T *out, int B, int H, int T_len, int T_pad, int D, int DP)
-{
-    int64_t n = (int64_t)B * H * DP * T_pad;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        int t = (int)(i % T_pad);
-        int64_t r = i / T_pad;
-        int d = (int)(r % DP);
-        int64_t bh = r / DP;
+        int j = (int)(i % inner);
+        int64_t r = i / inner;
+        int k = (int)(r % outer);
+        int64_t bh = r / outer;
+        int t = TRANSPOSE ? j : k, d = TRANSPOSE ? k : j;
         int h = (int)(bh % H), b = (int)(bh / H);
         float v = t < T_len && d < D ? x[((int64_t)b * T_len + t) * H * D + (int64_t)h * D + d] : 0.0f;
         out[i] = from_f32<T>(v);
@@ -349,15 +336,15 @@ static kiln_status launch_mma(cuda_state *s, const kiln_attention_params *p, con
     char *scratch;
     TRY(cuda_scratch(s, q_bytes + 2 * kv_bytes, (void **)&scratch));
     T *qh = (T *)scratch, *kh = (T *)(scratch + q_bytes), *vt = (T *)(scratch + q_bytes + kv_bytes);
-    attention_pack_rows_kernel<T><<<pack_blocks(bh * p->Tq * DP), 256, 0, s->stream>>>(q, qh, p->B, p->H, p->Tq, p->Tq,
-                                                                                   D, DP);
-    CUDA_TRY_LAUNCH("attention_pack_rows_kernel");
-    attention_pack_rows_kernel<T><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(k, kh, p->B, p->H, p->Tk,
-                                                                                   Tk_pad, D, DP);
-    CUDA_TRY_LAUNCH("attention_pack_rows_kernel");
-    attention_pack_cols_kernel<T><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(v, vt, p->B, p->H, p->Tk,
-                                                                                   Tk_pad, D, DP);
-    CUDA_TRY_LAUNCH("attention_pack_cols_kernel");
+    attention_pack_kernel<T, false><<<pack_blocks(bh * p->Tq * DP), 256, 0, s->stream>>>(q, qh, p->B, p->H, p->Tq,
+                                                                                       p->Tq, D, DP);
+    CUDA_TRY_LAUNCH("attention_pack_kernel");
+    attention_pack_kernel<T, false><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(k, kh, p->B, p->H, p->Tk,
+                                                                                       Tk_pad, D, DP);
+    CUDA_TRY_LAUNCH("attention_pack_kernel");
+    attention_pack_kernel<T, true><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(v, vt, p->B, p->H, p->Tk,
+                                                                                      Tk_pad, D, DP);
+    CUDA_TRY_LAUNCH("attention_pack_kernel");
 
     size_t smem = fa_layout<D>::template bytes<T>();
     CUDA_TRY(cudaFuncSetAttribute(attention_mma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

@@ -62,18 +62,24 @@ void kiln_vk_commands_release(kiln_vk *vk)
     vk->fn.vkDestroyCommandPool(vk->device, vk->command_pool, NULL);
 }
 
+static kiln_status submit_one(kiln_vk *vk, VkCommandBuffer cmd, VkFence fence)
+{
+    VkSubmitInfo submit = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &cmd,
+    };
+    VK_TRY(vk->fn.vkQueueSubmit(vk->queue, 1, &submit, fence));
+    return KILN_OK;
+}
+
 kiln_status kiln_vk_submit(kiln_vk *vk)
 {
     if (!vk->recording) return KILN_OK;
     kiln_vk_slot *slot = &vk->slots[vk->current];
     vk->recording = false;
     VK_TRY(vk->fn.vkEndCommandBuffer(slot->cmd));
-    VkSubmitInfo submit = {
-        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-        .commandBufferCount = 1,
-        .pCommandBuffers = &slot->cmd,
-    };
-    VK_TRY(vk->fn.vkQueueSubmit(vk->queue, 1, &submit, slot->fence));
+    TRY(submit_one(vk, slot->cmd, slot->fence));
     slot->in_flight = true;
     vk->current ^= 1;
     return KILN_OK;
@@ -309,12 +315,7 @@ kiln_status kiln_vk_replay(kiln_backend *be, kiln_recording *rec)
     kiln_vk *vk = kiln_vk_of(be);
     TRY(kiln_vk_submit(vk)); /* this step's uploads go first */
     TRY(replay_wait(vk));    /* one replay in flight at a time: the buffer is not simultaneous-use */
-    VkSubmitInfo submit = {
-        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-        .commandBufferCount = 1,
-        .pCommandBuffers = &rec->cmd,
-    };
-    VK_TRY(vk->fn.vkQueueSubmit(vk->queue, 1, &submit, vk->replay_fence));
+    TRY(submit_one(vk, rec->cmd, vk->replay_fence));
     vk->replay_in_flight = true;
     return KILN_OK;
 }
