@@ -4,8 +4,8 @@
  * - The image analysis (tests/support/shape_analysis.c) reads 40 rendered
  *   training scenes exactly as tools/train/analyze.py does.
  * - 25 fixed (prompt, seed) pairs spanning shapes, colours, backgrounds,
- *   positions and sizes are generated on the CPU backend and analysed (see
- *   pictures_follow_prompts for what is held to the 90% bar).
+ *   positions and sizes are generated on the CPU backend and analysed: at
+ *   least 90% must show everything their prompt names.
  * - For three pairs, kiln's final latent matches diffusers' on the same
  *   checkpoint, noise and settings (relative L2 <= 1e-4). */
 #include "kiln_test.h"
@@ -135,38 +135,29 @@ static void eval_cases(eval_case *cases)
     cases[24] = (eval_case){{"circle", "red", "blue", NULL, NULL}, "a red circle on a blue background", 42};
 }
 
-/* The issue's bar is 90% of pairs agreeing on everything their prompt
- * names. The model embedded now has not learned position words (about chance,
- * see models/kiln-shapes.md): this test holds it to 90% on shape, colour,
- * background and size, and reports position without holding it to a bar
- * until a retrained model learns it; set KILN_SHAPES_REQUIRE_POSITION=1 to
- * apply the full bar (as for a candidate from KILN_SHAPES_MODEL). */
+/* The issue's bar: 90% of pairs agree on everything their prompt names
+ * (shape, colour, background, and position and size where named). */
 static void pictures_follow_prompts(void **state)
 {
     (void)state;
     eval_case cases[EVAL_CASES];
     eval_cases(cases);
-    int agree = 0, agree_without_position = 0;
+    int agree = 0;
     for (int i = 0; i < EVAL_CASES; i++) {
         float *latent;
         kiln_image img;
         generate(cases[i].prompt, cases[i].seed, &latent, &img);
         shape_scene found = shape_analyze(&img);
-        shape_scene want_no_position = cases[i].want;
-        want_no_position.position = NULL;
-        char why[256], why_np[256];
+        char why[256];
         bool ok = shape_agrees(&cases[i].want, &found, why, sizeof why);
         agree += ok;
-        agree_without_position += shape_agrees(&want_no_position, &found, why_np, sizeof why_np);
         print_message("  %-4s seed %-5llu %-62s %s\n", ok ? "ok" : "MISS", (unsigned long long)cases[i].seed,
                       cases[i].prompt, why);
         free(latent);
         kiln_image_free(&img);
     }
-    print_message("  %d/%d pictures agree with their prompts; %d/%d leaving position aside\n", agree, EVAL_CASES,
-                  agree_without_position, EVAL_CASES);
-    assert_true(agree_without_position * 10 >= EVAL_CASES * 9);
-    if (getenv("KILN_SHAPES_REQUIRE_POSITION")) assert_true(agree * 10 >= EVAL_CASES * 9);
+    print_message("  %d/%d pictures agree with their prompts\n", agree, EVAL_CASES);
+    assert_true(agree * 10 >= EVAL_CASES * 9);
 }
 
 /* diffusers on the same f16 checkpoint (tools/train/make_goldens.py): the

@@ -89,9 +89,9 @@ def caption(scene, with_size=True, with_position=True):
     return " ".join(words)
 
 
-def training_caption(scene, rng):
-    """A caption that sometimes leaves out size and/or position, so short prompts work too."""
-    return caption(scene, with_size=rng.random() < 0.7, with_position=rng.random() < 0.8)
+def training_caption(scene, rng, size_drop=0.3, position_drop=0.2):
+    """A caption that leaves out the size / position with these probabilities, so short prompts work too."""
+    return caption(scene, with_size=rng.random() < 1.0 - size_drop, with_position=rng.random() < 1.0 - position_drop)
 
 
 def make_examples(seed, count):

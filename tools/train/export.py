@@ -190,12 +190,12 @@ DESCRIPTION = ("kiln-shapes: a small Stable Diffusion 1.x-architecture model tra
                "colours. Captions like 'a small red circle at the top left on a blue background'.")
 
 
-def export(out_path):
+def export(out_path, unet_path=None):
     """Writes the trained stages (work/) as one f16 original-layout file and checks it reloads exactly."""
     import models
 
     vae_state = torch.load(os.path.join(models.WORK, "vae_final.pt"))
-    unet_state = torch.load(os.path.join(models.WORK, "unet_final.pt"))
+    unet_state = torch.load(unet_path or os.path.join(models.WORK, "unet_final.pt"))
     text_sd = {k: v for k, v in unet_state["text_encoder"].items() if not k.endswith("position_ids")}
     original = to_original(unet_state["unet"], models.UNET_CONFIG, vae_state["state_dict"],
                            len(models.VAE_CONFIG["block_out_channels"]), text_sd)
@@ -220,7 +220,8 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=os.path.join(REPO, "models", "kiln-shapes.safetensors"))
     ap.add_argument("--goldens", default="/work/shared/goldens",
                     help="check the key mapping against the goldens' tiny model in both layouts, if present")
+    ap.add_argument("--unet", default=None, help="UNet + text encoder stage to export (default work/unet_final.pt)")
     args = ap.parse_args()
     if os.path.isdir(args.goldens) and not check_against_goldens(args.goldens):
         raise SystemExit("key mapping disagrees with the goldens' original-layout file")
-    export(args.out)
+    export(args.out, args.unet)
