@@ -151,8 +151,6 @@ template <int D> struct fa_layout {
     template <typename T> static constexpr size_t bytes() { return sizeof(T) * 2 * (size_t)STAGE; }
 };
 
-static int64_t round_up_to(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
-
 // x (B,T,H*D) f32 -> packed in T per (batch, head), zeros past T and past D:
 // rows (T_pad, DP), or with TRANSPOSE columns (DP, T_pad).
 template <typename T, bool TRANSPOSE>
@@ -160,7 +158,8 @@ __global__ void attention_pack_kernel(const float *x, T *out, int B, int H, int 
 {
     const int inner = TRANSPOSE ? T_pad : DP, outer = TRANSPOSE ? DP : T_pad;
     int64_t n = (int64_t)B * H * T_pad * DP;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n)
+    {
         int j = (int)(i % inner);
         int64_t r = i / inner;
         int k = (int)(r % outer);
@@ -318,31 +317,25 @@ __global__ void __launch_bounds__(FA_THREADS, D <= 80 ? 2 : 1)
     }
 }
 
-static unsigned pack_blocks(int64_t n)
-{
-    unsigned b = cuda_blocks(n, 256);
-    return b < (1u << 20) ? b : (1u << 20);
-}
-
 template <int D, typename T>
 static kiln_status launch_mma(cuda_state *s, const kiln_attention_params *p, const float *q, const float *k,
                               const float *v, float *o)
 {
     constexpr int DP = fa_layout<D>::DP;
-    const int Tk_pad = (int)round_up_to(p->Tk, FA_KEYS);
+    const int Tk_pad = (int)cuda_round_up(p->Tk, FA_KEYS);
     const int64_t bh = (int64_t)p->B * p->H;
-    const size_t q_bytes = (size_t)round_up_to(bh * p->Tq * DP * (int64_t)sizeof(T), 256);
-    const size_t kv_bytes = (size_t)round_up_to(bh * Tk_pad * DP * (int64_t)sizeof(T), 256);
+    const size_t q_bytes = (size_t)cuda_round_up(bh * p->Tq * DP * (int64_t)sizeof(T), 256);
+    const size_t kv_bytes = (size_t)cuda_round_up(bh * Tk_pad * DP * (int64_t)sizeof(T), 256);
     char *scratch;
     TRY(cuda_scratch(s, q_bytes + 2 * kv_bytes, (void **)&scratch));
     T *qh = (T *)scratch, *kh = (T *)(scratch + q_bytes), *vt = (T *)(scratch + q_bytes + kv_bytes);
-    attention_pack_kernel<T, false><<<pack_blocks(bh * p->Tq * DP), 256, 0, s->stream>>>(q, qh, p->B, p->H, p->Tq,
+    attention_pack_kernel<T, false><<<cuda_stride_blocks(bh * p->Tq * DP, 256), 256, 0, s->stream>>>(q, qh, p->B, p->H, p->Tq,
                                                                                        p->Tq, D, DP);
     CUDA_TRY_LAUNCH("attention_pack_kernel");
-    attention_pack_kernel<T, false><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(k, kh, p->B, p->H, p->Tk,
+    attention_pack_kernel<T, false><<<cuda_stride_blocks(bh * Tk_pad * DP, 256), 256, 0, s->stream>>>(k, kh, p->B, p->H, p->Tk,
                                                                                        Tk_pad, D, DP);
     CUDA_TRY_LAUNCH("attention_pack_kernel");
-    attention_pack_kernel<T, true><<<pack_blocks(bh * Tk_pad * DP), 256, 0, s->stream>>>(v, vt, p->B, p->H, p->Tk,
+    attention_pack_kernel<T, true><<<cuda_stride_blocks(bh * Tk_pad * DP, 256), 256, 0, s->stream>>>(v, vt, p->B, p->H, p->Tk,
                                                                                       Tk_pad, D, DP);
     CUDA_TRY_LAUNCH("attention_pack_kernel");
 

@@ -66,7 +66,7 @@ static kiln_status im2col(cuda_state *s, const float *x, void *col, const kiln_c
     return KILN_OK;
 }
 
-static size_t align_up(size_t n) { return (n + CONV_ALIGN - 1) / CONV_ALIGN * CONV_ALIGN; }
+static size_t align_up(size_t n) { return (size_t)cuda_round_up((int64_t)n, CONV_ALIGN); }
 
 extern "C" kiln_status cuda_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
                                    kiln_tensor *dst)

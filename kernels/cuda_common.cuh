@@ -77,3 +77,17 @@ __device__ __forceinline__ float block_sum(float v, float *partial)
 }
 
 static inline unsigned cuda_blocks(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+// Blocks of `threads` for a grid-stride loop over n elements: enough to cover
+// them once, at most 2^20 (the loop strides over the rest).
+static inline unsigned cuda_stride_blocks(int64_t n, int threads)
+{
+    unsigned b = cuda_blocks(n, threads);
+    return b < (1u << 20) ? b : (1u << 20);
+}
+
+// n rounded up to a multiple of m.
+static inline int64_t cuda_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+#define GRID_STRIDE(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)

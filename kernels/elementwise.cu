@@ -6,16 +6,8 @@
 #include "cuda_common.cuh"
 
 #define EW_THREADS 256
-#define EW_MAX_BLOCKS (1u << 20) // grid-stride past this
 
-static unsigned ew_blocks(int64_t n)
-{
-    unsigned b = cuda_blocks(n, EW_THREADS);
-    return b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS;
-}
-
-#define GRID_STRIDE(i, n) \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+static unsigned ew_blocks(int64_t n) { return cuda_stride_blocks(n, EW_THREADS); }
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }

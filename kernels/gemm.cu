@@ -41,15 +41,7 @@ struct cuda_gemm_plan {
 // y (M,N) += bias (N): only when no cuBLASLt kernel takes the bias epilogue.
 __global__ void add_row_bias_kernel(float *y, const float *bias, int M, int N)
 {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (int64_t)M * N;
-         i += (int64_t)gridDim.x * blockDim.x)
-        y[i] += bias[i % N];
-}
-
-static unsigned pass_blocks(int64_t n)
-{
-    unsigned b = cuda_blocks(n, 256);
-    return b < (1u << 20) ? b : (1u << 20);
+    GRID_STRIDE(i, (int64_t)M * N) y[i] += bias[i % N];
 }
 
 // ---- plans
@@ -185,7 +177,7 @@ static kiln_status plan_get(cuda_state *s, const cuda_gemm_plan *key, const void
     return KILN_OK;
 }
 
-static size_t round_up(size_t n) { return (n + GEMM_ALIGN - 1) / GEMM_ALIGN * GEMM_ALIGN; }
+static size_t round_up(size_t n) { return (size_t)cuda_round_up((int64_t)n, GEMM_ALIGN); }
 
 extern "C" kiln_status cuda_gemm(cuda_state *s, const cuda_gemm_args *g)
 {
@@ -240,7 +232,7 @@ extern "C" kiln_status cuda_gemm(cuda_state *s, const cuda_gemm_args *g)
     if (bias_after) {
         if (g->ldd != g->m || key.batch > 1)
             return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda gemm: bias pass needs one dense output");
-        add_row_bias_kernel<<<pass_blocks((int64_t)g->m * g->n), 256, 0, s->stream>>>(g->d, g->bias, g->n, g->m);
+        add_row_bias_kernel<<<cuda_stride_blocks((int64_t)g->m * g->n, 256), 256, 0, s->stream>>>(g->d, g->bias, g->n, g->m);
         CUDA_TRY_LAUNCH("add_row_bias_kernel");
     }
     return KILN_OK;
