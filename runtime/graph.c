@@ -30,8 +30,7 @@ typedef enum pass_kind {
 
 struct kiln_graph {
     kiln_backend *be;
-    pass_kind pass;
-    bool planning; /* PASS_PLAN: tensors get lifetimes, not memory */
+    pass_kind pass; /* PASS_PLAN: tensors get lifetimes, not memory */
     kiln_op_stats *stats;
 
     bool replay;            /* kiln_graph_set_replay */
@@ -156,11 +155,9 @@ static kiln_status run_as(kiln_graph *g, pass_kind pass, kiln_graph_fn fn, void 
 
 kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx)
 {
-    g->planning = true;
     g->nlives = 0;
     g->op_hash = FNV_OFFSET;
     kiln_status st = run_as(g, PASS_PLAN, fn, ctx);
-    g->planning = false;
     if (st != KILN_OK) return st;
     for (int i = 0; i < g->nlives; i++)
         if (g->lives[i].end < 0) g->lives[i].end = g->clock + 1; /* never released */
@@ -229,7 +226,7 @@ kiln_status kiln_graph_tensor(kiln_graph *g, kiln_tensor **out, int ndim, const 
     if (st != KILN_OK) { free(t); return st; }
     size_t bytes = (kiln_tensor_nbytes(t) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 
-    if (g->planning) {
+    if (g->pass == PASS_PLAN) {
         if (g->nlives == g->cap_lives) {
             int cap = g->cap_lives ? 2 * g->cap_lives : 256;
             lifetime *n = realloc(g->lives, (size_t)cap * sizeof *n);
@@ -253,7 +250,7 @@ kiln_status kiln_graph_tensor(kiln_graph *g, kiln_tensor **out, int ndim, const 
 void kiln_graph_release(kiln_graph *g, kiln_tensor *t)
 {
     if (!t) return;
-    if (g->planning) g->lives[t->offset].end = g->clock;
+    if (g->pass == PASS_PLAN) g->lives[t->offset].end = g->clock;
     g->clock++;
 }
 
