@@ -28,9 +28,13 @@ foreach(op matmul conv2d embedding)
 endforeach()
 
 # Tensor-core GEMMs (shaders/gemm_coopmat.glsl) for f16 weights, used on
-# devices with VK_NV_cooperative_matrix when f16 compute is asked for.
-kiln_shader(matmul_coopmat_f16 matmul.comp W_F16_STORAGE GEMM_COOPMAT)
-kiln_shader(conv2d_coopmat_f16 conv2d.comp W_F16_STORAGE GEMM_COOPMAT)
+# devices with VK_NV_cooperative_matrix when f16 compute is asked for; the
+# _emu variants run the same tiles on emulated matrices (shaders/coopmat.glsl)
+# so that lavapipe tests them.
+kiln_shader(matmul_coopmat_f16     matmul.comp W_F16_STORAGE GEMM_COOPMAT)
+kiln_shader(matmul_coopmat_emu_f16 matmul.comp W_F16_STORAGE GEMM_COOPMAT COOPMAT_EMULATED)
+kiln_shader(conv2d_coopmat_f16     conv2d.comp W_F16_STORAGE GEMM_COOPMAT)
+kiln_shader(conv2d_coopmat_emu_f16 conv2d.comp W_F16_STORAGE GEMM_COOPMAT COOPMAT_EMULATED)
 
 kiln_shader(group_norm         group_norm.comp)
 kiln_shader(layer_norm         layer_norm.comp)

@@ -72,6 +72,17 @@ typedef struct kiln_vk_pipeline {
     VkPipeline pipeline;
 } kiln_vk_pipeline;
 
+/* The most shared memory any tensor-core shader uses (gemm_coopmat.glsl:
+ * 28 KiB); lavapipe offers exactly this much. */
+#define KILN_VK_COOPMAT_SHARED_BYTES (32 * 1024)
+
+/* How f16 compute's tensor-core shaders (shaders/coopmat.glsl) run. */
+typedef enum kiln_vk_coopmat {
+    KILN_VK_COOPMAT_NONE,     /* no f16 compute: f32 shaders */
+    KILN_VK_COOPMAT_NV,       /* VK_NV_cooperative_matrix */
+    KILN_VK_COOPMAT_EMULATED, /* the same shaders on plain GLSL matrices, for tests */
+} kiln_vk_coopmat;
+
 typedef struct kiln_vk {
     VkInstance instance;
     VkPhysicalDevice physical;
@@ -83,7 +94,7 @@ typedef struct kiln_vk {
     VkPhysicalDeviceMemoryProperties memory_props;
     VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
-    bool coopmat;                /* f16 compute: tensor-core GEMMs (VK_NV_cooperative_matrix) */
+    kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
 
     /* the arena */
     kiln_vk_block **blocks;

@@ -69,7 +69,7 @@ typedef struct device_caps {
     VkPhysicalDeviceProperties props;
     uint32_t queue_family;
     bool f16_storage;
-    bool coopmat; /* VK_NV_cooperative_matrix with what gemm_coopmat.glsl needs */
+    kiln_vk_coopmat coopmat; /* what f16 compute would run on */
     const char *missing; /* NULL when usable */
 } device_caps;
 
@@ -85,20 +85,20 @@ static bool has_extension(VkPhysicalDevice pd, const char *name)
     return found;
 }
 
-/* Tensor-core GEMMs (shaders/gemm_coopmat.glsl): NVIDIA's cooperative
- * matrices with 16x16x16 f16 operands and f32 accumulators per 32-wide
- * subgroup, f16 shader arithmetic and 16-bit storage. KILN_VULKAN_NO_COOPMAT=1
- * turns the path off (to compare against the f32 GEMM on the same device). */
-static bool coopmat_usable(VkPhysicalDevice pd, bool f16_storage, bool shader_f16)
+static bool env_is_1(const char *name)
 {
-    const char *off = getenv("KILN_VULKAN_NO_COOPMAT");
-    if ((off && strcmp(off, "1") == 0) || !f16_storage || !shader_f16 ||
-        !has_extension(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+    const char *v = getenv(name);
+    return v && strcmp(v, "1") == 0;
+}
+
+/* NVIDIA's cooperative matrices as the tensor-core shaders use them
+ * (shaders/coopmat.glsl): 16x16x16 f16 operands and f32 accumulators per
+ * 32-wide subgroup. */
+static bool nv_coopmat_usable(VkPhysicalDevice pd, uint32_t subgroup_size)
+{
+    if (!has_extension(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !vkGetPhysicalDeviceCooperativeMatrixPropertiesNV ||
+        subgroup_size != 32)
         return false;
-    VkPhysicalDeviceSubgroupProperties sub = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
-    vkGetPhysicalDeviceProperties2(pd, &p2);
-    if (sub.subgroupSize != 32 || p2.properties.limits.maxComputeSharedMemorySize < 29 * 1024) return false;
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
     VkPhysicalDeviceFeatures2 f = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm};
@@ -119,6 +119,22 @@ static bool coopmat_usable(VkPhysicalDevice pd, bool f16_storage, bool shader_f1
         }
     free(props);
     return found;
+}
+
+/* f16 compute needs the tensor-core shaders' shared memory, f16 shader
+ * arithmetic and 16-bit storage, and cooperative matrices: NVIDIA's, or with
+ * KILN_VULKAN_EMULATE_COOPMAT=1 on a device without them, emulated ones (slow;
+ * it lets lavapipe test the shaders). KILN_VULKAN_NO_COOPMAT=1 turns f16
+ * compute off (to compare against the f32 shaders on the same device). */
+static kiln_vk_coopmat coopmat_kind(VkPhysicalDevice pd, bool f16_storage, bool shader_f16)
+{
+    if (env_is_1("KILN_VULKAN_NO_COOPMAT") || !f16_storage || !shader_f16) return KILN_VK_COOPMAT_NONE;
+    VkPhysicalDeviceSubgroupProperties sub = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    if (p2.properties.limits.maxComputeSharedMemorySize < KILN_VK_COOPMAT_SHARED_BYTES) return KILN_VK_COOPMAT_NONE;
+    if (nv_coopmat_usable(pd, sub.subgroupSize)) return KILN_VK_COOPMAT_NV;
+    return env_is_1("KILN_VULKAN_EMULATE_COOPMAT") ? KILN_VK_COOPMAT_EMULATED : KILN_VK_COOPMAT_NONE;
 }
 
 static void device_query(VkPhysicalDevice pd, device_caps *caps)
@@ -152,9 +168,8 @@ static void device_query(VkPhysicalDevice pd, device_caps *caps)
     }
     /* KILN_VULKAN_NO_F16_STORAGE=1 takes the path of devices without 16-bit
      * storage (f16 weights read from 32-bit words), so it can be tested. */
-    const char *no_f16 = getenv("KILN_VULKAN_NO_F16_STORAGE");
-    caps->f16_storage = f11.storageBuffer16BitAccess && !(no_f16 && strcmp(no_f16, "1") == 0);
-    caps->coopmat = coopmat_usable(pd, caps->f16_storage, f12.shaderFloat16);
+    caps->f16_storage = f11.storageBuffer16BitAccess && !env_is_1("KILN_VULKAN_NO_F16_STORAGE");
+    caps->coopmat = coopmat_kind(pd, caps->f16_storage, f12.shaderFloat16);
 }
 
 /* Lists the devices as "0: name (type), 1: ..." for error messages. */
@@ -248,9 +263,10 @@ static kiln_status instance_create(VkInstance *out)
     return KILN_OK;
 }
 
-/* use_coopmat: the device has tensor-core GEMMs and f16 compute was asked for. */
-static kiln_status device_open(kiln_vk *vk, const device_caps *caps, bool use_coopmat)
+/* coopmat: what f16 compute runs on, NONE where it was not asked for. */
+static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coopmat coopmat)
 {
+    bool nv = coopmat == KILN_VK_COOPMAT_NV;
     float priority = 1.0f;
     VkDeviceQueueCreateInfo queue = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
@@ -264,9 +280,9 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, bool use_co
     };
     VkPhysicalDeviceVulkan12Features f12 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-        .pNext = use_coopmat ? &cm : NULL,
+        .pNext = nv ? &cm : NULL,
         .bufferDeviceAddress = VK_TRUE,
-        .shaderFloat16 = use_coopmat ? VK_TRUE : VK_FALSE,
+        .shaderFloat16 = coopmat != KILN_VK_COOPMAT_NONE ? VK_TRUE : VK_FALSE,
     };
     VkPhysicalDeviceVulkan11Features f11 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
@@ -279,8 +295,8 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, bool use_co
         .pNext = &f11,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &queue,
-        .enabledExtensionCount = use_coopmat ? 1 : 0,
-        .ppEnabledExtensionNames = use_coopmat ? &coopmat_ext : NULL,
+        .enabledExtensionCount = nv ? 1 : 0,
+        .ppEnabledExtensionNames = nv ? &coopmat_ext : NULL,
     };
     VK_TRY(vkCreateDevice(vk->physical, &info, NULL, &vk->device));
     volkLoadDeviceTable(&vk->fn, vk->device);
@@ -288,7 +304,7 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, bool use_co
     vk->queue_family = caps->queue_family;
     vk->props = caps->props;
     vk->f16_storage = caps->f16_storage;
-    vk->coopmat = use_coopmat;
+    vk->coopmat = coopmat;
     vkGetPhysicalDeviceMemoryProperties(vk->physical, &vk->memory_props);
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
@@ -324,12 +340,13 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * GEMM is still the slower one (SD 1.5 at 512x512: 4.6 it/s against 6.2,
      * bench/RESULTS.md). Asked for on a device without it, f32 too. */
     bool want_f16 = opt && !opt->compute_auto && opt->compute == KILN_F16;
-    TRY(device_open(vk, &caps, caps.coopmat && want_f16));
-    be->compute = vk->coopmat ? KILN_F16 : KILN_F32;
+    TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
+    be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
+    static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix"};
     snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage",
-             vk->coopmat ? ", cooperative matrix" : "");
+             coopmat_names[vk->coopmat]);
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));
     return KILN_OK;

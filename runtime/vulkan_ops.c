@@ -59,21 +59,25 @@ static kiln_vk_shader weight_variant(const kiln_vk *vk, kiln_vk_shader f32_varia
     default: return f32_variant;
     }
 }
+_Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1,
+               "each emulated tensor-core variant follows its real one in cmake/shaders.cmake");
 _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
                    KILN_VK_SHADER_CONV2D_F8E5M2 - KILN_VK_SHADER_CONV2D_F32 == 5 &&
                    KILN_VK_SHADER_EMBEDDING_F8E5M2 - KILN_VK_SHADER_EMBEDDING_F32 == 5 &&
                    KILN_VK_SHADER_MATMUL_F16P - KILN_VK_SHADER_MATMUL_F32 == 2,
                "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
 
-/* matmul's or conv2d's shader and its square tile (shaders/gemm.glsl): the
- * tensor-core variant for f16 weights where the device has it (f16 compute),
- * else the f32 GEMM for the weight's dtype. */
+/* matmul's or conv2d's shader and its square tile (shaders/gemm.glsl): in
+ * f16 compute with f16 weights the tensor-core variant (its emulated twin
+ * follows it in cmake/shaders.cmake), else the f32 GEMM for the weight's
+ * dtype. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                    kiln_dtype dtype, uint32_t *tile)
 {
-    if (vk->coopmat && dtype == KILN_F16) {
+    if (vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16) {
         *tile = 128;
-        return coopmat_f16;
+        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     }
     *tile = 64;
     return weight_variant(vk, f32_variant, dtype);

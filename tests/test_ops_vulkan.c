@@ -1,10 +1,10 @@
 /* The Vulkan backend against float64: every op in ops.def through the shared
  * op suite (tests/support/op_suite.h), for each weight storage type. In f32
  * compute all arithmetic is f32 and f16/bf16/fp8 weights are widened exactly,
- * so every pass is held to 1e-5. f16 compute (tensor-core GEMMs through
- * VK_NV_cooperative_matrix, on devices that have it) rounds the GEMM
- * operands to f16 and is held to 1e-2, as CUDA's f16 compute is; where the
- * device lacks it that case is skipped, saying so.
+ * so every pass is held to 1e-5. f16 compute (tensor-core shaders through
+ * VK_NV_cooperative_matrix, emulated where the device lacks it) rounds the
+ * GEMM operands to f16 and is held to 1e-2, as CUDA's f16 compute is; a
+ * device without f16 arithmetic or 16-bit storage skips that case, saying so.
  *
  * With no Vulkan device (no loader, no driver, no usable device) the test
  * prints why and exits 77 (skipped), except in CI (CI=1) or with
@@ -31,7 +31,7 @@ static void run_suite_in(kiln_dtype compute, kiln_dtype weights, const char *onl
     kiln_backend_options opt = {.device = -1, .compute = compute};
     assert_kiln_ok(kiln_backend_vulkan_create(&opt, &be));
     if (be->compute != compute) {
-        print_message("%s has no tensor-core GEMM (VK_NV_cooperative_matrix): %s compute not run\n",
+        print_message("%s lacks f16 arithmetic or 16-bit storage for the tensor-core shaders: %s compute not run\n",
                       be->device_name, kiln_dtype_name(compute));
         kiln_backend_free(be);
         skip();
@@ -85,11 +85,15 @@ static void f16_weights_without_16bit_storage(void **state)
     unsetenv("KILN_VULKAN_NO_F16_STORAGE");
 }
 
-/* The tensor-core GEMMs take f16 weights; the rest of the suite runs too. */
+/* The tensor-core shaders take f16 weights; the rest of the suite runs too.
+ * On a device without cooperative matrices (lavapipe) the same shaders run on
+ * emulated ones, so their tiling is tested everywhere. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F16, NULL, HALF_TOL);
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
 }
 
 int main(void)

@@ -1,0 +1,102 @@
+// 16x16 matrices shared by a subgroup of 32 (tensor cores), the handful of
+// operations kiln's tensor-core shaders use, in two implementations:
+//   - VK_NV_cooperative_matrix (the default), on NVIDIA's driver;
+//   - COOPMAT_EMULATED: the same operations in plain GLSL, so that CI checks
+//     the shaders' tiling on lavapipe, which has no cooperative matrices
+//     (KILN_VULKAN_EMULATE_COOPMAT=1, runtime/vulkan_device.c). It follows
+//     the extension's definitions of load, store and multiply-add, not its
+//     speed.
+//
+//   cm_a, cm_b, cm_acc     A (16x16 f16), B (16x16 f16), accumulator (f32)
+//   cm_acc cm_zero()
+//   CM_LOAD_A(a, array, offset, stride)
+//       A(i, k) = array[offset + i * stride + k]
+//   CM_LOAD_B(b, array, offset, stride, col_major)
+//       B(k, j) = array[offset + k * stride + j], or with col_major
+//       array[offset + j * stride + k]
+//   cm_acc cm_mul_add(a, b, c)              c + A B
+//   CM_STORE(c, array, offset, stride)      array[offset + i * stride + j] = C(i, j)
+//   CM_SUBGROUP, CM_LANE                     this invocation's subgroup and lane (0..31)
+//   cm_subgroup_sync()                       a subgroup's stores to shared memory are
+//                                            visible to all its lanes
+// array is a shared array (f16 for loads, f32 for stores); offsets and strides
+// count its elements. Emulated, cm_subgroup_sync is a workgroup barrier, so
+// every call of it must be in control flow uniform across the workgroup; the
+// workgroup size must be a multiple of 32.
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_control_flow_attributes : require
+
+#ifndef COOPMAT_EMULATED
+#extension GL_NV_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+
+#define cm_a fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define cm_b fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define cm_acc fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+cm_acc cm_zero() { return cm_acc(0.0); }
+#define CM_LOAD_A(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
+#define CM_LOAD_B(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
+#define cm_mul_add(a, b, c) coopMatMulAddNV(a, b, c)
+#define CM_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
+#define CM_SUBGROUP gl_SubgroupID
+#define CM_LANE gl_SubgroupInvocationID
+void cm_subgroup_sync()
+{
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+}
+
+#else
+// Lane l holds what it needs for its 2x4 block of C: rows 2 (l / 4) + {0, 1},
+// columns 4 (l % 4) + {0..3}; of A those two rows, of B those four columns.
+struct cm_a {
+    float v[2 * 16];
+};
+struct cm_b {
+    float v[16 * 4];
+};
+struct cm_acc {
+    float v[2 * 4];
+};
+#define CM_SUBGROUP (gl_LocalInvocationIndex / 32u)
+#define CM_LANE (gl_LocalInvocationIndex % 32u)
+uint cm_row0() { return 2u * (CM_LANE / 4u); }
+uint cm_col0() { return 4u * (CM_LANE % 4u); }
+
+cm_acc cm_zero()
+{
+    cm_acc c;
+    [[unroll]] for (uint e = 0; e < 8u; e++) c.v[e] = 0.0;
+    return c;
+}
+
+#define CM_LOAD_A(a, array, offset, stride)                                                      \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
+        [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
+            a.v[cm_i * 16u + cm_k] = float(array[(offset) + (cm_row0() + cm_i) * (stride) + cm_k])
+
+#define CM_LOAD_B(b, array, offset, stride, col_major)                                            \
+    [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \
+        [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
+            b.v[cm_k * 4u + cm_j] = float(array[(offset) + ((col_major) ? (cm_col0() + cm_j) * (stride) + cm_k \
+                                                                        : cm_k * (stride) + cm_col0() + cm_j)])
+
+cm_acc cm_mul_add(cm_a a, cm_b b, cm_acc c)
+{
+    [[unroll]] for (uint i = 0; i < 2u; i++)
+        [[unroll]] for (uint j = 0; j < 4u; j++) {
+            float s = c.v[i * 4u + j];
+            [[unroll]] for (uint k = 0; k < 16u; k++) s = fma(a.v[i * 16u + k], b.v[k * 4u + j], s);
+            c.v[i * 4u + j] = s;
+        }
+    return c;
+}
+
+#define CM_STORE(c, array, offset, stride)                                                        \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
+        [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
+            array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * 4u + cm_j]
+
+void cm_subgroup_sync() { barrier(); }
+#endif
