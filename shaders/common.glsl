@@ -12,6 +12,9 @@
 
 // Activations: f32, 4-byte aligned.
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer f32_ref { float v[]; };
+// 16-byte views for vector loads, where the host has checked the alignment.
+layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer vec4_ref { vec4 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer uvec4_ref { uvec4 v[]; };
 // Token ids for embedding.
 layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer i32_ref { int v[]; };
 // Any weight read as 32-bit words (weights.glsl unpacks 16- and 8-bit types).

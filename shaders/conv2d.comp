@@ -18,10 +18,11 @@ layout(push_constant) uniform conv2d_push {
     int OH, OW;
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
+    uint rows_aligned; // w rows start on 16 bytes (gemm_coopmat.glsl)
 } pc;
 
-#define A_ALONG_M true
-#define C_ALONG_M true
+#define A_ALONG_M
+#define C_ALONG_M
 #include "gemm.glsl"
 
 // Per A-load slot: where the row's image starts in x and the input
@@ -38,17 +39,32 @@ void a_row_setup(uint slot, uint m)
     row_ix0[slot] = int(p % uint(pc.OW)) * pc.stride - pc.pad;
 }
 
-float load_a(uint slot, uint m, uint k)
+// Per k (set by a_k_setup): its input channel's offset within an image and
+// its tap's offsets from the window's top-left corner.
+uint k_channel;
+int k_dy, k_dx;
+
+void a_k_setup(uint k)
 {
     uint taps = uint(pc.KH * pc.KW);
-    uint c = k / taps, tap = k % taps;
-    int iy = row_iy0[slot] + int(tap / uint(pc.KW));
-    int ix = row_ix0[slot] + int(tap % uint(pc.KW));
+    uint tap = k % taps;
+    k_channel = (k / taps) * uint(pc.H * pc.W);
+    k_dy = int(tap / uint(pc.KW));
+    k_dx = int(tap % uint(pc.KW));
+}
+
+float load_a(uint slot, uint m, uint k)
+{
+    int iy = row_iy0[slot] + k_dy, ix = row_ix0[slot] + k_dx;
     if (iy < 0 || iy >= pc.H || ix < 0 || ix >= pc.W) return 0.0;
-    return pc.x.v[row_image[slot] + (c * uint(pc.H) + uint(iy)) * uint(pc.W) + uint(ix)];
+    return pc.x.v[row_image[slot] + k_channel + uint(iy) * uint(pc.W) + uint(ix)];
 }
 
 float load_b(uint o, uint k) { return load_weight(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
+#ifdef GEMM_COOPMAT
+bool rows_aligned() { return pc.rows_aligned != 0; }
+uvec4 load_b8(uint o, uint k) { return load_weight8(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
+#endif
 
 void store_c(uint m, uint o, float v)
 {

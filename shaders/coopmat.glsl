@@ -11,6 +11,8 @@
 //   cm_acc cm_zero()
 //   CM_LOAD_A(a, array, offset, stride)
 //       A(i, k) = array[offset + i * stride + k]
+//   CM_LOAD_A_K_MAJOR(a, array, offset, stride)
+//       A(i, k) = array[offset + k * stride + i]
 //   CM_LOAD_B(b, array, offset, stride, col_major)
 //       B(k, j) = array[offset + k * stride + j], or with col_major
 //       array[offset + j * stride + k]
@@ -36,6 +38,7 @@
 #define cm_acc fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 cm_acc cm_zero() { return cm_acc(0.0); }
 #define CM_LOAD_A(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
+#define CM_LOAD_A_K_MAJOR(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, true)
 #define CM_LOAD_B(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
 #define cm_mul_add(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
@@ -75,6 +78,11 @@ cm_acc cm_zero()
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
         [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
             a.v[cm_i * 16u + cm_k] = float(array[(offset) + (cm_row0() + cm_i) * (stride) + cm_k])
+
+#define CM_LOAD_A_K_MAJOR(a, array, offset, stride)                                              \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
+        [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
+            a.v[cm_i * 16u + cm_k] = float(array[(offset) + cm_k * (stride) + cm_row0() + cm_i])
 
 #define CM_LOAD_B(b, array, offset, stride, col_major)                                            \
     [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \

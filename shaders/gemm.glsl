@@ -7,27 +7,42 @@
 //     registers (rows tm + 16 i, columns tn + 16 j, so neighbouring
 //     invocations read neighbouring shared words). Exact f32 arithmetic.
 //   - gemm_coopmat.glsl (GEMM_COOPMAT defined): 128x128 tiles on tensor cores
-//     through VK_NV_cooperative_matrix, operands rounded to f16.
+//     (shaders/coopmat.glsl), operands rounded to f16; it has hooks of its own
+//     for vector loads, listed there.
 //
-// The including shader defines, before including this file:
-//   A_ALONG_M  true if neighbouring invocations should load neighbouring rows
-//              of A (conv: adjacent output pixels read adjacent input) rather
+// The including shader defines (or not), before including this file:
+//   A_ALONG_M  neighbouring invocations should load neighbouring rows of A
+//              (conv: adjacent output pixels read adjacent input) rather
 //              than neighbouring k (matmul: x rows are K-contiguous)
-//   C_ALONG_M  true if neighbouring invocations should own neighbouring rows
-//              of C (conv writes NCHW) rather than columns (matmul)
+//   C_ALONG_M  neighbouring invocations should own neighbouring rows of C
+//              (conv writes NCHW) rather than columns (matmul)
 // and after it, these (declared below), then calls gemm_tile(M, N, K) with
 // the grid (ceil(N/BN), ceil(M/BM)):
 //   void a_row_setup(uint slot, uint m)     once per tile for each of an
 //                         invocation's LOADS A-load slots (a slot keeps its
 //                         row for the whole K loop), so per-row index work is
 //                         done once
+//   void a_k_setup(uint k)                  before the load_a calls of one k
+//                         (k < K), so per-k index work is done once for them
 //   float load_a(uint slot, uint m, uint k) m < M, k < K
 //   float load_b(uint n, uint k)            n < N, k < K
 //   void store_c(uint m, uint n, float v)
 void a_row_setup(uint slot, uint m);
+void a_k_setup(uint k);
 float load_a(uint slot, uint m, uint k);
 float load_b(uint n, uint k);
 void store_c(uint m, uint n, float v);
+
+#ifdef A_ALONG_M
+const bool a_along_m = true;
+#else
+const bool a_along_m = false;
+#endif
+#ifdef C_ALONG_M
+const bool c_along_m = true;
+#else
+const bool c_along_m = false;
+#endif
 
 #ifdef GEMM_COOPMAT
 #include "gemm_coopmat.glsl"
@@ -41,15 +56,15 @@ layout(local_size_x = THREADS) in;
 shared float a_tile[BK][BM + 1]; // +1: the k-major stores hit distinct banks
 shared float b_tile[BK][BN + 1];
 
-uint a_tile_row(uint e) { return A_ALONG_M ? e % BM : e / BK; }
-uint a_tile_k(uint e) { return A_ALONG_M ? e / BM : e % BK; }
+uint a_tile_row(uint e) { return a_along_m ? e % BM : e / BK; }
+uint a_tile_k(uint e) { return a_along_m ? e / BM : e % BK; }
 
 void gemm_tile(uint M, uint N, uint K)
 {
     uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
-    uint tm = C_ALONG_M ? t % 16 : t / 16;
-    uint tn = C_ALONG_M ? t / 16 : t % 16;
+    uint tm = c_along_m ? t % 16 : t / 16;
+    uint tn = c_along_m ? t / 16 : t % 16;
 
     for (uint slot = 0; slot < LOADS; slot++) {
         uint m = m0 + a_tile_row(t + THREADS * slot);
@@ -65,7 +80,12 @@ void gemm_tile(uint M, uint N, uint K)
             uint e = t + THREADS * slot;
             uint am = a_tile_row(e), ak = a_tile_k(e);
             uint m = m0 + am, k = k0 + ak;
-            a_tile[ak][am] = m < M && k < K ? load_a(slot, m, k) : 0.0;
+            float av = 0.0;
+            if (m < M && k < K) {
+                a_k_setup(k);
+                av = load_a(slot, m, k);
+            }
+            a_tile[ak][am] = av;
             uint bn = e / BK, bk = e % BK;
             uint n = n0 + bn;
             k = k0 + bk;

@@ -1,59 +1,118 @@
 // gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 256
 // invocations in 8 subgroups of 32 computes a 128x128 tile of C, stepping
-// through K by 32. Operand tiles are staged in shared memory as f16 (A rows
-// along K, B rows along K, so B is loaded column-major); subgroup s owns the
-// 32x64 block at rows 32 (s % 4), columns 64 (s / 4): 2 x 4 accumulators of
-// 16x16 in f32. While a K step is multiplied, the next one's operands are on
-// their way from memory into registers, so the loads' latency hides behind
-// the tensor-core work instead of stalling every subgroup at the barrier.
+// through K by 32. Operand tiles are staged in shared memory as f16; subgroup
+// s owns the 32x64 block at rows 32 (s % 4), columns 64 (s / 4): 2 x 4
+// accumulators of 16x16 in f32.
+//
+// Memory, not the tensor cores, is what such a tile waits on, so:
+//   - while a K step is multiplied, the next one's operands are on their way
+//     into registers (a_next, b_next);
+//   - each invocation loads a run of 16 neighbouring elements: 16 k of one
+//     row of B, and of A 16 k of one row (A along K) or 16 rows at one k (A
+//     along M, conv), so per-row and per-k index work is done once per run,
+//     not per element; where rows are 16-byte aligned (rows_aligned()) the
+//     runs along K are read as vectors;
+//   - A along M is staged k-major so a run lands in consecutive shared words.
 // Every loop over fragments or load slots is unrolled: fragments and
 // prefetched values indexed by a run-time counter would live in memory.
+//
+// Hooks beyond gemm.glsl's, for this implementation only:
+//   bool rows_aligned()      uniform: B's rows (and A's, along K) start on
+//                            16 bytes and K % 8 == 0
+//   uvec4 load_b8(n, k)      B[n][k..k+7] as packed f16, if rows_aligned()
+//   vec4 load_a4(m, k)       A[m][k..k+3], if rows_aligned() (A along K only)
+// and a_row_setup's slots are the 16 rows of an A-along-M run (slot 0 only
+// along K).
+//
 // The host uses this only on devices that report 16x16x16 f16 x f16 + f32
 // subgroup matrices and 32-wide subgroups (or emulates them, see
 // coopmat.glsl), and only where the user asked for f16 compute.
 #include "coopmat.glsl"
 
+bool rows_aligned();
+uvec4 load_b8(uint n, uint k);
+#ifndef A_ALONG_M
+vec4 load_a4(uint m, uint k);
+#endif
+
 const uint BM = 128, BN = 128, BK = 32;
 const uint THREADS = 256;
-const uint LOADS = BM * BK / THREADS; // per invocation and tile, for A and for B
-const uint LD = BK + 8;               // f16 row stride: 80 bytes, a multiple of 16
+const uint LOADS = 16;    // run length: BM * BK / THREADS, for A and for B
+const uint LD = BK + 8;   // row-major f16 stride: 80 bytes, a multiple of 16
+const uint LDM = BM + 8;  // k-major f16 stride of A along M: 272 bytes
 
 layout(local_size_x = THREADS) in;
 
+#ifdef A_ALONG_M
+shared float16_t a_tile[BK * LDM]; // (k, m)
+#else
 shared float16_t a_tile[BM * LD]; // (m, k)
-shared float16_t b_tile[BN * LD]; // (n, k)
-shared float c_stage[8 * 256];    // one 16x16 f32 block per subgroup, on the way out
+#endif
+shared float16_t b_tile[BN * LD];                          // (n, k)
+shared float c_stage[8 * 256]; // one 16x16 f32 block per subgroup, on the way out
 
-uint a_tile_row(uint e) { return A_ALONG_M ? e % BM : e / BK; }
-uint a_tile_k(uint e) { return A_ALONG_M ? e / BM : e % BK; }
-
-// One K step's operands for this invocation, read from memory as f16.
 float16_t a_next[LOADS], b_next[LOADS];
+
+// This invocation's runs: B row n0 + b_row(), k from k0 + b_k(); A (along K)
+// row m0 + b_row(), k from k0 + b_k(); A (along M) rows m0 + a_m() + i at
+// k0 + a_k().
+uint b_row() { return gl_LocalInvocationID.x / 2u; }
+uint b_k() { return (gl_LocalInvocationID.x % 2u) * LOADS; }
+uint a_m() { return (gl_LocalInvocationID.x % 8u) * LOADS; }
+uint a_k() { return gl_LocalInvocationID.x / 8u; }
+
+void unpack8(uvec4 h, uint at, inout float16_t v[LOADS])
+{
+    [[unroll]] for (uint w = 0; w < 4u; w++) {
+        f16vec2 pair = unpackFloat2x16(h[w]);
+        v[at + 2u * w] = pair.x;
+        v[at + 2u * w + 1u] = pair.y;
+    }
+}
 
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
-    uint t = gl_LocalInvocationID.x;
-    [[unroll]] for (uint slot = 0; slot < LOADS; slot++) {
-        uint e = t + THREADS * slot;
-        uint m = m0 + a_tile_row(e), k = k0 + a_tile_k(e);
-        a_next[slot] = float16_t(m < M && k < K ? load_a(slot, m, k) : 0.0);
-        uint n = n0 + e / BK;
-        k = k0 + e % BK;
-        b_next[slot] = float16_t(n < N && k < K ? load_b(n, k) : 0.0);
+    bool vector = rows_aligned();
+    uint n = n0 + b_row(), kb = k0 + b_k();
+    if (vector && n < N && kb + LOADS <= K) {
+        unpack8(load_b8(n, kb), 0u, b_next);
+        unpack8(load_b8(n, kb + 8u), 8u, b_next);
+    } else {
+        [[unroll]] for (uint i = 0; i < LOADS; i++)
+            b_next[i] = float16_t(n < N && kb + i < K ? load_b(n, kb + i) : 0.0);
     }
+
+#ifdef A_ALONG_M
+    uint k = k0 + a_k(), m = m0 + a_m();
+    if (k < K) a_k_setup(k);
+    [[unroll]] for (uint i = 0; i < LOADS; i++)
+        a_next[i] = float16_t(m + i < M && k < K ? load_a(i, m + i, k) : 0.0);
+#else
+    uint m = m0 + b_row();
+    if (vector && m < M && kb + LOADS <= K) {
+        [[unroll]] for (uint q = 0; q < LOADS / 4u; q++) {
+            vec4 x = load_a4(m, kb + 4u * q);
+            [[unroll]] for (uint c = 0; c < 4u; c++) a_next[4u * q + c] = float16_t(x[c]);
+        }
+    } else {
+        [[unroll]] for (uint i = 0; i < LOADS; i++)
+            a_next[i] = float16_t(m < M && kb + i < K ? load_a(0, m, kb + i) : 0.0);
+    }
+#endif
 }
 
 void gemm_tile(uint M, uint N, uint K)
 {
-    uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint sg = CM_SUBGROUP, lane = CM_LANE;
     uint sm = (sg % 4u) * 32u, sn = (sg / 4u) * 64u;
 
-    [[unroll]] for (uint slot = 0; slot < LOADS; slot++) {
-        uint m = m0 + a_tile_row(t + THREADS * slot);
-        if (m < M) a_row_setup(slot, m);
-    }
+#ifdef A_ALONG_M
+    [[unroll]] for (uint i = 0; i < LOADS; i++)
+        if (m0 + a_m() + i < M) a_row_setup(i, m0 + a_m() + i);
+#else
+    if (m0 + b_row() < M) a_row_setup(0, m0 + b_row());
+#endif
 
     cm_acc acc[2][4];
     [[unroll]] for (uint i = 0; i < 2; i++)
@@ -61,17 +120,26 @@ void gemm_tile(uint M, uint N, uint K)
 
     fetch(M, N, K, m0, n0, 0);
     for (uint k0 = 0; k0 < K; k0 += BK) {
-        [[unroll]] for (uint slot = 0; slot < LOADS; slot++) {
-            uint e = t + THREADS * slot;
-            a_tile[a_tile_row(e) * LD + a_tile_k(e)] = a_next[slot];
-            b_tile[(e / BK) * LD + e % BK] = b_next[slot];
+        [[unroll]] for (uint i = 0; i < LOADS; i++) {
+            b_tile[b_row() * LD + b_k() + i] = b_next[i];
+#ifdef A_ALONG_M
+            a_tile[a_k() * LDM + a_m() + i] = a_next[i];
+#else
+            a_tile[b_row() * LD + b_k() + i] = a_next[i];
+#endif
         }
         barrier();
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
         [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {
             cm_a a[2];
             cm_b b[4];
-            [[unroll]] for (uint i = 0; i < 2; i++) CM_LOAD_A(a[i], a_tile, (sm + 16 * i) * LD + kk, LD);
+            [[unroll]] for (uint i = 0; i < 2; i++) {
+#ifdef A_ALONG_M
+                CM_LOAD_A_K_MAJOR(a[i], a_tile, kk * LDM + sm + 16 * i, LDM);
+#else
+                CM_LOAD_A(a[i], a_tile, (sm + 16 * i) * LD + kk, LD);
+#endif
+            }
             [[unroll]] for (uint j = 0; j < 4; j++) CM_LOAD_B(b[j], b_tile, (sn + 16 * j) * LD + kk, LD, true);
             [[unroll]] for (uint i = 0; i < 2; i++)
                 [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = cm_mul_add(a[i], b[j], acc[i][j]);

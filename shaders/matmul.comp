@@ -13,15 +13,20 @@ layout(push_constant) uniform matmul_push {
     int M, N, K, has_bias; // kiln_matmul_params
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
+    uint rows_aligned; // x and w rows start on 16 bytes (gemm_coopmat.glsl)
 } pc;
 
-#define A_ALONG_M false
-#define C_ALONG_M false
 #include "gemm.glsl"
 
 void a_row_setup(uint slot, uint m) {}
+void a_k_setup(uint k) {}
 float load_a(uint slot, uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
 float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
+#ifdef GEMM_COOPMAT
+bool rows_aligned() { return pc.rows_aligned != 0; }
+vec4 load_a4(uint m, uint k) { return vec4_ref(pc.x).v[(m * uint(pc.K) + k) / 4u]; }
+uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, pc.w_first + n * uint(pc.K) + k); }
+#endif
 void store_c(uint m, uint n, float v)
 {
     if (pc.has_bias != 0) v += load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n);

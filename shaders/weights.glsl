@@ -40,6 +40,8 @@ float load_packed(word_ref w, uint dtype, uint i)
 #if defined(W_F16_STORAGE)
 layout(buffer_reference, std430, buffer_reference_align = 2) readonly buffer weight_ref { float16_t v[]; };
 float load_weight(weight_ref w, uint i) { return float(w.v[i]); }
+// Elements i..i+7 as packed f16, i a multiple of 8 and w 16-byte aligned.
+uvec4 load_weight8(weight_ref w, uint i) { return uvec4_ref(w).v[i / 8u]; }
 #elif defined(W_DTYPE)
 #define weight_ref word_ref
 float load_weight(word_ref w, uint i) { return load_packed(w, W_DTYPE, i); }
