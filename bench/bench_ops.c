@@ -3,6 +3,8 @@
  *   bench_ops [--backend cuda] [--compute f16] [--device N] [--reps 20]
  *
  * Prints one line per case:
+ *   matmul and 3x3 conv2d at SD 1.5's UNet shapes with f16 weights, in
+ *     TFLOP/s (2 M N K);
  *   attention at SD 1.5's shapes scaled to the same work for every head dim
  *     (B = 2, T = 4096 queries and keys, H*D = 640), in TFLOP/s (4 B H T^2 D
  *     multiply-adds counted as 2 flops each); the issue asks head dims 80 and
@@ -29,22 +31,32 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A device f32 tensor of n elements filled with values in [-1, 1). */
-static kiln_status random_tensor(kiln_backend *be, int64_t n, int ndim, const int64_t *shape, kiln_tensor *t)
+/* A device tensor of n elements (f32, or f16 for weights) filled with values
+ * in [-1, 1). */
+static kiln_status random_tensor_of(kiln_backend *be, kiln_dtype dtype, int64_t n, int ndim, const int64_t *shape,
+                                    kiln_tensor *t)
 {
-    *t = (kiln_tensor){.dtype = KILN_F32, .ndim = ndim};
+    *t = (kiln_tensor){.dtype = dtype, .ndim = ndim};
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    TRY(be->ops->buffer_alloc(be, (size_t)n * sizeof(float), &t->buffer));
-    float *host = malloc((size_t)n * sizeof(float));
+    size_t esize = kiln_dtype_size(dtype), bytes = (size_t)n * esize;
+    TRY(be->ops->buffer_alloc(be, bytes, &t->buffer));
+    unsigned char *host = malloc(bytes);
     if (!host) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "bench_ops: out of host memory");
     uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
     for (int64_t i = 0; i < n; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        host[i] = (float)(x >> 40) / (float)(1 << 23) - 1.0f;
+        float v = (float)(x >> 40) / (float)(1 << 23) - 1.0f;
+        if (dtype == KILN_F16) ((uint16_t *)host)[i] = kiln_f32_to_f16(v);
+        else ((float *)host)[i] = v;
     }
-    kiln_status st = be->ops->upload(be, t, host, (size_t)n * sizeof(float));
+    kiln_status st = be->ops->upload(be, t, host, bytes);
     free(host);
     return st;
+}
+
+static kiln_status random_tensor(kiln_backend *be, int64_t n, int ndim, const int64_t *shape, kiln_tensor *t)
+{
+    return random_tensor_of(be, KILN_F32, n, ndim, shape, t);
 }
 
 typedef kiln_status (*case_fn)(kiln_backend *be, void *ctx);
@@ -90,6 +102,24 @@ static kiln_status run_scale(kiln_backend *be, void *ctx)
     return be->ops->scale(be, &c->sc, (const kiln_tensor *[]){&c->x}, &c->y);
 }
 
+typedef struct gemm_case {
+    kiln_matmul_params mm;
+    kiln_conv2d_params conv;
+    kiln_tensor x, w, bias, y;
+} gemm_case;
+
+static kiln_status run_matmul(kiln_backend *be, void *ctx)
+{
+    gemm_case *c = ctx;
+    return be->ops->matmul(be, &c->mm, (const kiln_tensor *[]){&c->x, &c->w, &c->bias}, &c->y);
+}
+
+static kiln_status run_conv2d(kiln_backend *be, void *ctx)
+{
+    gemm_case *c = ctx;
+    return be->ops->conv2d(be, &c->conv, (const kiln_tensor *[]){&c->x, &c->w, &c->bias}, &c->y);
+}
+
 static void free_tensors(kiln_backend *be, kiln_tensor *const *ts, int n)
 {
     for (int i = 0; i < n; i++) be->ops->buffer_free(be, ts[i]->buffer);
@@ -113,6 +143,59 @@ static kiln_status bench_attention(kiln_backend *be, int reps)
         TRY(st);
         double flops = 4.0 * B * H * (double)T * T * D;
         printf("attention  B %d H %2d T %d D %3d  %8.3f ms  %7.1f TFLOP/s\n", B, H, T, D, 1e3 * s, flops / s / 1e12);
+    }
+    return KILN_OK;
+}
+
+/* One GEMM case with f16 weights and an f32 bias: x (x_elems), w (w_elems),
+ * y (y_elems); 2 M N K flops. */
+static kiln_status time_gemm(kiln_backend *be, case_fn fn, gemm_case *c, int64_t x_elems, int64_t w_elems,
+                             int64_t y_elems, int64_t bias_elems, int reps, double *seconds)
+{
+    TRY(random_tensor(be, x_elems, 1, &x_elems, &c->x));
+    TRY(random_tensor_of(be, KILN_F16, w_elems, 1, &w_elems, &c->w));
+    TRY(random_tensor(be, bias_elems, 1, &bias_elems, &c->bias));
+    TRY(random_tensor(be, y_elems, 1, &y_elems, &c->y));
+    kiln_status st = time_case(be, fn, c, reps, seconds);
+    free_tensors(be, (kiln_tensor *const[]){&c->x, &c->w, &c->bias, &c->y}, 4);
+    return st;
+}
+
+/* The UNet's GEMMs at SD 1.5's 512x512 shapes with CFG (batch 2): the
+ * projections and feed-forward of the 64x64 level's transformer, and 3x3
+ * convolutions at the top and bottom levels (the bottom one has few output
+ * pixels, so few tiles). */
+static kiln_status bench_gemm(kiln_backend *be, int reps)
+{
+    static const kiln_matmul_params matmuls[] = {
+        {8192, 320, 320, 1},   /* attention projections */
+        {8192, 2560, 320, 1},  /* GEGLU projection */
+        {8192, 320, 1280, 1},  /* feed-forward output */
+    };
+    for (size_t i = 0; i < sizeof matmuls / sizeof matmuls[0]; i++) {
+        gemm_case c = {.mm = matmuls[i]};
+        const kiln_matmul_params *p = &c.mm;
+        double s = 0.0;
+        TRY(time_gemm(be, run_matmul, &c, (int64_t)p->M * p->K, (int64_t)p->N * p->K, (int64_t)p->M * p->N, p->N,
+                      reps, &s));
+        double flops = 2.0 * p->M * p->N * (double)p->K;
+        printf("matmul     M %5d N %4d K %4d         %8.3f ms  %7.1f TFLOP/s\n", p->M, p->N, p->K, 1e3 * s,
+               flops / s / 1e12);
+    }
+    static const kiln_conv2d_params convs[] = {
+        {2, 320, 64, 64, 320, 3, 3, 1, 1, 64, 64},
+        {2, 1280, 8, 8, 1280, 3, 3, 1, 1, 8, 8},
+    };
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        gemm_case c = {.conv = convs[i]};
+        const kiln_conv2d_params *p = &c.conv;
+        int64_t k = (int64_t)p->C * p->KH * p->KW, pixels = (int64_t)p->N * p->OH * p->OW;
+        double s = 0.0;
+        TRY(time_gemm(be, run_conv2d, &c, (int64_t)p->N * p->C * p->H * p->W, p->O * k, pixels * p->O, p->O, reps,
+                      &s));
+        double flops = 2.0 * pixels * p->O * (double)k;
+        printf("conv2d 3x3 N %d C %4d %2dx%-2d -> %4d  %8.3f ms  %7.1f TFLOP/s\n", p->N, p->C, p->H, p->W, p->O,
+               1e3 * s, flops / s / 1e12);
     }
     return KILN_OK;
 }
@@ -182,8 +265,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ops: --backend %s: %s\n", backend, kiln_last_error());
         return 1;
     }
-    printf("bench_ops: %s, %s, compute %s, %d reps\n", be->name, be->device_name, kiln_dtype_name(bo.compute), reps);
-    kiln_status st = bench_attention(be, reps);
+    printf("bench_ops: %s, %s, compute %s, %d reps\n", be->name, be->device_name, kiln_dtype_name(be->compute), reps);
+    kiln_status st = bench_gemm(be, reps);
+    if (st == KILN_OK) st = bench_attention(be, reps);
     if (st == KILN_OK) st = bench_group_norm(be, reps);
     kiln_backend_free(be);
     if (st != KILN_OK) {
