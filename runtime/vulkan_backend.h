@@ -95,6 +95,7 @@ typedef struct kiln_vk {
     VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
+    uint32_t coopmat_tile;       /* tensor-core GEMM tile forced by KILN_VULKAN_GEMM_TILE, 0: per GEMM */
 
     /* the arena */
     kiln_vk_block **blocks;

@@ -59,29 +59,42 @@ static kiln_vk_shader weight_variant(const kiln_vk *vk, kiln_vk_shader f32_varia
     default: return f32_variant;
     }
 }
-_Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1,
-               "each emulated tensor-core variant follows its real one in cmake/shaders.cmake");
 _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
                    KILN_VK_SHADER_CONV2D_F8E5M2 - KILN_VK_SHADER_CONV2D_F32 == 5 &&
                    KILN_VK_SHADER_EMBEDDING_F8E5M2 - KILN_VK_SHADER_EMBEDDING_F32 == 5 &&
                    KILN_VK_SHADER_MATMUL_F16P - KILN_VK_SHADER_MATMUL_F32 == 2,
                "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
 
-/* matmul's or conv2d's shader and its square tile (shaders/gemm.glsl): in
- * f16 compute with f16 weights the tensor-core variant (its emulated twin
- * follows it in cmake/shaders.cmake), else the f32 GEMM for the weight's
- * dtype. */
+/* The tensor-core GEMM's 128x128 tile does twice the work per byte staged
+ * of the 64x64 one, but a GEMM with few 128x128 tiles leaves much of a GPU
+ * idle (the UNet's 16x16 and 8x8 levels: 40 and 10 tiles at batch 2), so
+ * below this many the 64x64 tile is used. A first guess from an H100's 132
+ * SMs, not yet tuned on a GPU. */
+#define COOPMAT_LARGE_TILES_MIN 128
+
+/* matmul's or conv2d's shader and its square tile (shaders/gemm.glsl) for an
+ * M x N output: in f16 compute with f16 weights a tensor-core variant (after
+ * the 128x128 one come its emulated twin, then the 64x64 pair, in
+ * cmake/shaders.cmake; KILN_VULKAN_GEMM_TILE picks the size for tests), else
+ * the f32 GEMM for the weight's dtype. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
-                                   kiln_dtype dtype, uint32_t *tile)
+                                   kiln_dtype dtype, uint64_t M, uint64_t N, uint32_t *tile)
 {
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16) {
-        *tile = 128;
-        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+        uint64_t large_tiles = ((M + 127) / 128) * ((N + 127) / 128);
+        *tile = vk->coopmat_tile ? vk->coopmat_tile : large_tiles >= COOPMAT_LARGE_TILES_MIN ? 128 : 64;
+        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (*tile == 64 ? 2 : 0);
     }
     *tile = 64;
     return weight_variant(vk, f32_variant, dtype);
 }
+_Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
+                   KILN_VK_SHADER_MATMUL_COOPMAT64_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
+                   KILN_VK_SHADER_MATMUL_COOPMAT64_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 3 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT64_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 2 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT64_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 3,
+               "tensor-core GEMM variants are listed in cmake/shaders.cmake in gemm_variant's order");
 
 /* A grid of `count` workgroups in flat order (shaders/common.glsl). */
 static void grid_flat(uint64_t count, uint32_t groups[3])
@@ -166,7 +179,7 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     push.w.rows_aligned = rows_aligned(&push.a, &push.w, (uint64_t)p->K, true);
     uint32_t tile = 64;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
-                                         src[1]->dtype, &tile);
+                                         src[1]->dtype, (uint64_t)p->M, (uint64_t)p->N, &tile);
     return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, tile), ceil_div((uint64_t)p->M, tile), 1,
                src, p->has_bias ? 3 : 2, dst);
 }
@@ -184,9 +197,9 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
     TRY(gemm_operands("conv2d", src, true, dst, &push.a, &push.w));
     push.w.rows_aligned = rows_aligned(&push.a, &push.w, (uint64_t)p->C * p->KH * p->KW, false);
     uint32_t tile = 64;
-    kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
-                                         src[1]->dtype, &tile);
     uint64_t pixels = (uint64_t)p->N * p->OH * p->OW;
+    kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
+                                         src[1]->dtype, pixels, (uint64_t)p->O, &tile);
     return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, tile), ceil_div(pixels, tile), 1, src, 3,
                dst);
 }

@@ -1,8 +1,11 @@
-// gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 256
-// invocations in 8 subgroups of 32 computes a 128x128 tile of C, stepping
-// through K by 32. Operand tiles are staged in shared memory as f16; subgroup
-// s owns the 32x64 block at rows 32 (s % 4), columns 64 (s / 4): 2 x 4
-// accumulators of 16x16 in f32.
+// gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup computes
+// a TILE x TILE block of C, stepping through K by 32, with TILE (64 or 128,
+// a define) picked by the host so that small GEMMs still get enough
+// workgroups to fill the device. 128: 256 invocations in 8 subgroups of 32,
+// subgroup s owning the 32x64 block at rows 32 (s % 4), columns 64 (s / 4),
+// 2 x 4 accumulators of 16x16 in f32; 64: 128 invocations in 4 subgroups,
+// 32x32 blocks, 2 x 2 accumulators. Operand tiles are staged in shared
+// memory as f16.
 //
 // Memory, not the tensor cores, is what such a tile waits on, so:
 //   - while a K step is multiplied, the next one's operands are on their way
@@ -35,9 +38,11 @@ uvec4 load_b8(uint n, uint k);
 vec4 load_a4(uint m, uint k);
 #endif
 
-const uint BM = 128, BN = 128, BK = 32;
-const uint THREADS = 256;
-const uint LOADS = 16;    // run length: BM * BK / THREADS, for A and for B
+const uint BM = TILE, BN = TILE, BK = 32;
+const uint THREADS = 2 * TILE;
+const uint LOADS = 16;        // run length: BM * BK / THREADS, for A and for B
+const uint SUBGROUPS_M = BM / 32u, SUBGROUPS = THREADS / 32u;
+const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators across a subgroup's block
 const uint LD = BK + 8;   // row-major f16 stride: 80 bytes, a multiple of 16
 const uint LDM = BM + 8;  // k-major f16 stride of A along M: 272 bytes
 
@@ -49,7 +54,7 @@ shared float16_t a_tile[BK * LDM]; // (k, m)
 shared float16_t a_tile[BM * LD]; // (m, k)
 #endif
 shared float16_t b_tile[BN * LD];                          // (n, k)
-shared float c_stage[8 * 256]; // one 16x16 f32 block per subgroup, on the way out
+shared float c_stage[SUBGROUPS * 256]; // one 16x16 f32 block per subgroup, on the way out
 
 float16_t a_next[LOADS], b_next[LOADS];
 
@@ -58,8 +63,8 @@ float16_t a_next[LOADS], b_next[LOADS];
 // k0 + a_k().
 uint b_row() { return gl_LocalInvocationID.x / 2u; }
 uint b_k() { return (gl_LocalInvocationID.x % 2u) * LOADS; }
-uint a_m() { return (gl_LocalInvocationID.x % 8u) * LOADS; }
-uint a_k() { return gl_LocalInvocationID.x / 8u; }
+uint a_m() { return (gl_LocalInvocationID.x % (BM / LOADS)) * LOADS; }
+uint a_k() { return gl_LocalInvocationID.x / (BM / LOADS); }
 
 void unpack8(uvec4 h, uint at, inout float16_t v[LOADS])
 {
@@ -105,7 +110,7 @@ void gemm_tile(uint M, uint N, uint K)
 {
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint sg = CM_SUBGROUP, lane = CM_LANE;
-    uint sm = (sg % 4u) * 32u, sn = (sg / 4u) * 64u;
+    uint sm = (sg % SUBGROUPS_M) * 32u, sn = (sg / SUBGROUPS_M) * FRAGS_N * 16u;
 
 #ifdef A_ALONG_M
     [[unroll]] for (uint i = 0; i < LOADS; i++)
@@ -114,9 +119,9 @@ void gemm_tile(uint M, uint N, uint K)
     if (m0 + b_row() < M) a_row_setup(0, m0 + b_row());
 #endif
 
-    cm_acc acc[2][4];
+    cm_acc acc[2][FRAGS_N];
     [[unroll]] for (uint i = 0; i < 2; i++)
-        [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = cm_zero();
+        [[unroll]] for (uint j = 0; j < FRAGS_N; j++) acc[i][j] = cm_zero();
 
     fetch(M, N, K, m0, n0, 0);
     for (uint k0 = 0; k0 < K; k0 += BK) {
@@ -132,7 +137,7 @@ void gemm_tile(uint M, uint N, uint K)
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
         [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {
             cm_a a[2];
-            cm_b b[4];
+            cm_b b[FRAGS_N];
             [[unroll]] for (uint i = 0; i < 2; i++) {
 #ifdef A_ALONG_M
                 CM_LOAD_A_K_MAJOR(a[i], a_tile, kk * LDM + sm + 16 * i, LDM);
@@ -140,16 +145,16 @@ void gemm_tile(uint M, uint N, uint K)
                 CM_LOAD_A(a[i], a_tile, (sm + 16 * i) * LD + kk, LD);
 #endif
             }
-            [[unroll]] for (uint j = 0; j < 4; j++) CM_LOAD_B(b[j], b_tile, (sn + 16 * j) * LD + kk, LD, true);
+            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B(b[j], b_tile, (sn + 16 * j) * LD + kk, LD, true);
             [[unroll]] for (uint i = 0; i < 2; i++)
-                [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = cm_mul_add(a[i], b[j], acc[i][j]);
+                [[unroll]] for (uint j = 0; j < FRAGS_N; j++) acc[i][j] = cm_mul_add(a[i], b[j], acc[i][j]);
         }
         barrier(); // the tiles are read before the next step overwrites them
     }
 
     // each 16x16 block through this subgroup's staging area, 8 values a lane
     [[unroll]] for (uint i = 0; i < 2; i++)
-        [[unroll]] for (uint j = 0; j < 4; j++) {
+        [[unroll]] for (uint j = 0; j < FRAGS_N; j++) {
             CM_STORE(acc[i][j], c_stage, sg * 256u, 16);
             cm_subgroup_sync();
             for (uint e = lane; e < 256u; e += 32u) {
