@@ -52,17 +52,6 @@ mkdir -p "$results"
 peak_mib() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
 load1() { awk '{ print $1 }' /proc/loadavg; }
 
-# sd.cpp's sampling progress bar ("|===...| k/N - X s/it", or it/s below one
-# second): prints "warm_mean all_mean", seconds per step (warm is all
-# when there is only one step)
-sdcpp_steps() {
-    tr '\r' '\n' <"$1" | grep -a -oE '\|[=> ]+\| [0-9]+/[0-9]+ - [0-9.]+(s/it|it/s)' | sed 's/^.*| //' |
-        awk '{ split($1, k, "/"); v = $3; sub(/(s\/it|it\/s)$/, "", v);
-               s = ($3 ~ /it\/s$/) ? 1 / v : v;
-               all += s; n++; if (k[1] > 1) { warm += s; w++ } }
-             END { if (n) printf "%.3f %.3f\n", w ? warm / w : all / n, all / n }'
-}
-
 echo "machine: $(lscpu | awk -F': +' '/Model name/ { print $2; exit }'), $(nproc) CPUs," \
     "$(free -g | awk '/Mem:/ { print $2 }') GiB" | tee "$results/machine.txt"
 echo "kiln $(git -C "$root" rev-parse --short HEAD); sd.cpp: $("$sd_cli" --version 2>&1 | head -n 1)${SDCPP_ARGS:+ (sd-cli $SDCPP_ARGS)}" |
@@ -91,7 +80,7 @@ for size in $sizes; do
             "${sdcpp_args[@]}" -o "$results/sdcpp_$tag.png" >"$results/sdcpp_$tag.log" 2>&1 ||
             { echo "cpu_vs_sdcpp.sh: sd-cli failed, see $results/sdcpp_$tag.log" >&2; exit 1; }
         after=$(load1)
-        read -r warm all < <(sdcpp_steps "$results/sdcpp_$tag.log") ||
+        read -r warm all < <("$root/bench/sdcpp_steps.sh" "$results/sdcpp_$tag.log") ||
             { echo "cpu_vs_sdcpp.sh: no sampling steps in $results/sdcpp_$tag.log" >&2; exit 1; }
         printf '%s\t%s\tsd.cpp\t%s\t%s\t%s\t%s\t%s\n' "$size" "$round" "$warm" "$all" \
             "$(peak_mib "$results/sdcpp_$tag.time")" "$before" "$after" | tee -a "$table"

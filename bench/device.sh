@@ -4,8 +4,9 @@
 #      or use binaries built elsewhere (KILN_PREBUILT=DIR holding them);
 #   2. the CUDA and Vulkan op and parity test programs, and the CUDA op tests
 #      under compute-sanitizer memcheck when it is installed (last: it is slow);
-#   3. `bench --backend cuda` (f16 and f32 compute), `bench --backend vulkan`
-#      and PyTorch/diffusers (bench/diffusers_bench.py) side by side on the same
+#   3. `bench --backend cuda` (f16 and f32 compute), `bench --backend vulkan`,
+#      PyTorch/diffusers (bench/diffusers_bench.py) and, where a build of it is
+#      given, stable-diffusion.cpp's Vulkan sd-cli, side by side on the same
 #      full-size random SD 1.5 checkpoint, 512x512, batch 2 (CFG), printing a
 #      short table last.
 #
@@ -13,7 +14,9 @@
 # Environment: STEPS (default 20), BUILD (default build-gpu), JOBS (default nproc),
 #              KILN_PREBUILT (a folder of prebuilt test and bench binaries),
 #              SKIP_VULKAN=1 (leave out the Vulkan tests and bench),
-#              SKIP_MEMCHECK=1 (leave out compute-sanitizer).
+#              SKIP_MEMCHECK=1 (leave out compute-sanitizer),
+#              SDCPP_VULKAN (an sd.cpp sd-cli built with -DSD_VULKAN=ON, built
+#              outside this repository; default $bin/sd-cli-vulkan if there).
 #
 # On a machine that cannot reach a package registry, bring what is missing:
 #   - Debian packages (the runtime libraries kiln links, the Vulkan loader and
@@ -139,6 +142,19 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         bench kiln_vulkan vulkan f32
         bench kiln_vulkan_f16 vulkan f16 # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix
     fi
+    # sd.cpp's step is also cond + uncond (two batch-1 UNet runs), so its
+    # steps per second compare with kiln's it/s.
+    sdcpp=${SDCPP_VULKAN:-$bin/sd-cli-vulkan}
+    if [ -x "$sdcpp" ]; then
+        say "stable-diffusion.cpp vulkan ($steps steps)"
+        timeout 300 "$sdcpp" -m "$ckpt" -p "a photograph" --sampling-method euler --cfg-scale 7 -W 512 -H 512 \
+            --steps "$steps" -s 42 -o "$results/sdcpp_vulkan.png" >"$results/sdcpp_vulkan.log" 2>&1 ||
+            { tail -n 10 "$results/sdcpp_vulkan.log"; status=1; }
+        if read -r warm _ < <(bench/sdcpp_steps.sh "$results/sdcpp_vulkan.log"); then
+            python3 -c "import json, sys; print(json.dumps({'it_per_s': 1 / float(sys.argv[1]), 'precision': 'sd.cpp default'}))" \
+                "$warm" >"$results/sdcpp_vulkan.json"
+        fi
+    fi
 fi
 
 memcheck="not installed"
@@ -173,7 +189,7 @@ print(f"memcheck            : {memcheck}")
 rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln cuda f16 no graph", load("kiln_cuda_f16_noreplay.json")), ("kiln cuda f32", load("kiln_cuda_f32.json")),
         ("kiln vulkan f32", load("kiln_vulkan.json")), ("kiln vulkan f16", load("kiln_vulkan_f16.json")),
-        ("diffusers fp16 SDPA", load("diffusers.json"))]
+        ("sd.cpp vulkan", load("sdcpp_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
 peer = rows[-1][1]
 print("SD 1.5 UNet, 512x512, batch 2 (CFG)")
 # diffusers: torch's peak allocation; kiln: weights + activation arena (+ a few MiB of scratch)
