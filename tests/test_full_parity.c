@@ -11,7 +11,7 @@
 #include "full_checkpoint.h"
 #include "parity.h"
 
-static parity_fixture full = {NULL, 1e-4, NULL};
+static parity_fixture full = {.tol = 1e-4};
 static const char *const decodes[][2] = {{"dec.z", "dec.image"}};
 
 static void clip_full(void **s) { (void)s; parity_check_clip(&full, "full/clip_text.safetensors"); }

@@ -17,9 +17,9 @@
  * the design sets for reduced precision. */
 #define TOL_F16 1e-2
 
-static const parity_fixture single_f32 = {KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", TOL_F32, NULL};
-static const parity_fixture diffusers_f32 = {KILN_TEST_DATA "/tiny/sd15_tiny_diffusers", TOL_F32, NULL};
-static const parity_fixture single_f16 = {KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp16.safetensors", TOL_F16, NULL};
+static const parity_fixture single_f32 = {.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", .tol = TOL_F32};
+static const parity_fixture diffusers_f32 = {.path = KILN_TEST_DATA "/tiny/sd15_tiny_diffusers", .tol = TOL_F32};
+static const parity_fixture single_f16 = {.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp16.safetensors", .tol = TOL_F16};
 
 #define CLIP "tiny/clip_text.safetensors"
 #define UNET "tiny/unet.safetensors"

@@ -31,9 +31,10 @@ bool backend_available(const char *name, const char *const required_env[], int *
 
 /* ---- the model-level suite on a GPU backend ---- */
 
-static parity_fixture gpu_f32 = {KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", 1e-4, NULL};
-/* f16 weights are widened exactly by the GPU kernels: the bound of the CPU f16 test */
-static parity_fixture gpu_f16 = {KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp16.safetensors", 1e-2, NULL};
+static parity_fixture gpu_f32 = {.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", .tol = 1e-4};
+/* f16 weights in f16 compute (tensor cores): the bound of the CPU f16 test */
+static parity_fixture gpu_f16 = {.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp16.safetensors", .tol = 1e-2,
+                                 .f16_compute = true};
 static const char *const gpu_decodes[][2] = {{"dec8.z", "dec8.image"}, {"dec32.z", "dec32.image"}};
 
 static void clip_f32(void **s) { (void)s; parity_check_clip(&gpu_f32, "tiny/clip_text.safetensors"); }

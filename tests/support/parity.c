@@ -15,7 +15,8 @@
 static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
 {
     kiln_model *m = NULL;
-    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, be));
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, be));
     assert_kiln_ok(kiln_model_load(fx->path, *be, &m));
     return m;
 }

@@ -4,10 +4,13 @@
 #ifndef KILN_TEST_PARITY_H
 #define KILN_TEST_PARITY_H
 
+#include <stdbool.h>
+
 typedef struct parity_fixture {
     const char *path;    /* checkpoint file or diffusers folder */
     double tol;          /* relative L2 bound */
     const char *backend; /* NULL = "cpu" */
+    bool f16_compute;    /* ask the backend for f16 compute (else it chooses) */
 } parity_fixture;
 
 /* golden: input_ids, last_hidden_state, clip_skip2 */
