@@ -281,26 +281,53 @@ static kiln_status attention_cols(const kiln_vk *vk, uint32_t d, uint32_t *cols)
                                            "memory %s has", d, budget, vk->props.deviceName);
 }
 
+/* attention_coopmat.comp's shared memory for head dim d, the sum in its
+ * header: a 32-key K/V tile in f16 (d padded to a multiple of 16, each row
+ * by 8 more), f32 scores and f16 probabilities for 64 query rows, the rows'
+ * softmax state. */
+static uint32_t attention_coopmat_shared_bytes(uint32_t d)
+{
+    const uint32_t cols = 32, rows = 64;
+    uint32_t padded = (d + 15) / 16 * 16;
+    return cols * (padded + 8) * 2 + rows * (cols + 4) * 4 + rows * (cols + 8) * 2 + (128 + 128 + rows) * 4;
+}
+_Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 1,
+               "the emulated tensor-core attention follows its real one in cmake/shaders.cmake");
+
+/* In f16 compute, attention runs on tensor cores (attention_coopmat.comp,
+ * 64 query rows a workgroup) for every head dim whose tiles fit the shared
+ * memory the tensor-core shaders may use: up to 256, so every UNet and CLIP
+ * head dim. Larger ones (the VAE's single 512-wide head) take attention.comp
+ * in f32, as all attention does in f32 compute. */
 static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                 kiln_tensor *dst)
 {
+    kiln_vk *vk = kiln_vk_of(be);
     attention_push push = {.p = *p};
     TRY(act("attention", src[0], &push.q));
     TRY(act("attention", src[1], &push.k));
     TRY(act("attention", src[2], &push.v));
     TRY(act("attention", dst, &push.o));
-    uint32_t cols = 0;
-    TRY(attention_cols(kiln_vk_of(be), (uint32_t)p->D, &cols));
+    uint32_t head_dim = (uint32_t)p->D, rows = 128; /* query rows per workgroup */
     kiln_vk_dispatch d = {
         .shader = KILN_VK_SHADER_ATTENTION,
-        .spec = {(uint32_t)p->D, cols},
+        .spec = {head_dim},
         .push = &push,
         .push_bytes = sizeof push,
-        .groups = {ceil_div((uint64_t)p->Tq, 128), (uint32_t)(p->B * p->H), 1},
         .reads = {src[0], src[1], src[2]},
         .write = dst,
     };
-    return kiln_vk_dispatch_record(kiln_vk_of(be), &d);
+    if (vk->coopmat != KILN_VK_COOPMAT_NONE &&
+        attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES) {
+        d.shader = KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+        rows = 64;
+    } else {
+        TRY(attention_cols(vk, head_dim, &d.spec[1]));
+    }
+    d.groups[0] = ceil_div((uint64_t)p->Tq, rows);
+    d.groups[1] = (uint32_t)(p->B * p->H);
+    d.groups[2] = 1;
+    return kiln_vk_dispatch_record(vk, &d);
 }
 
 /* softmax.comp */
