@@ -72,8 +72,9 @@ typedef struct kiln_vk_pipeline {
     VkPipeline pipeline;
 } kiln_vk_pipeline;
 
-/* The most shared memory any tensor-core shader uses (gemm_coopmat.glsl:
- * 28 KiB); lavapipe offers exactly this much. */
+/* The shared memory the tensor-core shaders may use (gemm_coopmat.glsl
+ * takes 28 KiB, attention_coopmat.comp up to 31.75 KiB at head dim 256);
+ * lavapipe offers exactly this much. */
 #define KILN_VK_COOPMAT_SHARED_BYTES (32 * 1024)
 
 /* How f16 compute's tensor-core shaders (shaders/coopmat.glsl) run. */

@@ -295,10 +295,14 @@ _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENT
                "the emulated tensor-core attention follows its real one in cmake/shaders.cmake");
 
 /* In f16 compute, attention runs on tensor cores (attention_coopmat.comp,
- * 64 query rows a workgroup) for every head dim whose tiles fit the shared
- * memory the tensor-core shaders may use: up to 256, so every UNet and CLIP
- * head dim. Larger ones (the VAE's single 512-wide head) take attention.comp
- * in f32, as all attention does in f32 compute. */
+ * 64 query rows a workgroup) for head dims from 16 up to the largest whose
+ * tiles fit the shared memory the tensor-core shaders may use (256): every
+ * real UNet and CLIP head dim. Others take attention.comp in f32, as all
+ * attention does in f32 compute: the VAE's single 512-wide head, and head
+ * dims under 16, which padding to the 16-wide fragments would mostly waste
+ * (only tiny test models have them; their random weights give logits large
+ * enough that f16 queries and keys, not the kernel, set the error). */
+#define ATTENTION_COOPMAT_MIN_HEAD_DIM 16
 static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                 kiln_tensor *dst)
 {
@@ -317,7 +321,7 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
         .reads = {src[0], src[1], src[2]},
         .write = dst,
     };
-    if (vk->coopmat != KILN_VK_COOPMAT_NONE &&
+    if (vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM &&
         attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES) {
         d.shader = KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
         rows = 64;

@@ -95,6 +95,7 @@ static const op_case op_cases[] = {
     ATTENTION(1, 2, 200, 200, 64, 1),
     ATTENTION(1, 3, 70, 70, 24, 1),
     ATTENTION(1, 2, 33, 5, 8, 0),
+    ATTENTION(1, 2, 3, 1, 16, 0),       /* a single key, and fewer queries than a tile */
     ATTENTION(1, 1, 1, 1, 4, 0),
 
     {KILN_OP_softmax, .p.softmax = {616, 77}, 8.0f},
