@@ -25,18 +25,18 @@ layout(push_constant) uniform conv2d_push {
 #define C_ALONG_M
 #include "gemm.glsl"
 
-// Per A-load slot: where the row's image starts in x and the input
-// coordinates of its kernel window's top-left corner.
-uint row_image[LOADS];
-int row_iy0[LOADS], row_ix0[LOADS];
+// Per row of the tile (a_row_setup): where its image starts in x and the
+// input coordinates of its kernel window's top-left corner.
+shared uint row_image[BM];
+shared int row_iy0[BM], row_ix0[BM];
 
-void a_row_setup(uint slot, uint m)
+void a_row_setup(uint m)
 {
     uint ohw = uint(pc.OH * pc.OW);
-    uint n = m / ohw, p = m % ohw;
-    row_image[slot] = n * uint(pc.C * pc.H * pc.W);
-    row_iy0[slot] = int(p / uint(pc.OW)) * pc.stride - pc.pad;
-    row_ix0[slot] = int(p % uint(pc.OW)) * pc.stride - pc.pad;
+    uint n = m / ohw, p = m % ohw, r = m % BM;
+    row_image[r] = n * uint(pc.C * pc.H * pc.W);
+    row_iy0[r] = int(p / uint(pc.OW)) * pc.stride - pc.pad;
+    row_ix0[r] = int(p % uint(pc.OW)) * pc.stride - pc.pad;
 }
 
 // Per k (set by a_k_setup): its input channel's offset within an image and
@@ -53,11 +53,12 @@ void a_k_setup(uint k)
     k_dx = int(tap % uint(pc.KW));
 }
 
-float load_a(uint slot, uint m, uint k)
+float load_a(uint m, uint k)
 {
-    int iy = row_iy0[slot] + k_dy, ix = row_ix0[slot] + k_dx;
+    uint r = m % BM;
+    int iy = row_iy0[r] + k_dy, ix = row_ix0[r] + k_dx;
     if (iy < 0 || iy >= pc.H || ix < 0 || ix >= pc.W) return 0.0;
-    return pc.x.v[row_image[slot] + k_channel + uint(iy) * uint(pc.W) + uint(ix)];
+    return pc.x.v[row_image[r] + k_channel + uint(iy) * uint(pc.W) + uint(ix)];
 }
 
 float load_b(uint o, uint k) { return load_weight(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }

@@ -1,14 +1,20 @@
 // The tiled GEMM under matmul.comp and conv2d.comp:
 //   C (M,N) = A (M,K) B (N,K)^T, accumulated in f32.
 // Two implementations behind one interface:
-//   - this file's (the default): a workgroup of 256 computes a 64x64 tile of
-//     C, stepping through K by 16 with both 64x16 operand tiles staged in
-//     shared memory as f32; each invocation keeps a 4x4 block of C in
-//     registers (rows tm + 16 i, columns tn + 16 j, so neighbouring
-//     invocations read neighbouring shared words). Exact f32 arithmetic.
-//   - gemm_coopmat.glsl (GEMM_COOPMAT defined): 128x128 tiles on tensor cores
+//   - this file's (the default): a workgroup of 64 computes a 64x64 tile of
+//     C, stepping through K by 16 with both operand tiles staged k-major in
+//     shared memory as f32. Each invocation keeps an 8x8 block of C in
+//     registers, rows 4 tm + {0..3} and 32 + 4 tm + {0..3}, columns likewise
+//     from tn: its operands for one k are four vec4 reads of shared memory
+//     for 64 FMAs (a 4x4 block needs two reads per four FMAs, and shared
+//     memory, not arithmetic, sets the pace). Exact f32 arithmetic.
+//   - gemm_coopmat.glsl (GEMM_COOPMAT defined): tiles on tensor cores
 //     (shaders/coopmat.glsl), operands rounded to f16; it has hooks of its own
 //     for vector loads, listed there.
+// Both load the same way: each invocation reads runs of 16 elements (16 k of
+// one row of B and, along K, of A; 16 rows of A at one k along M), so index
+// work is done per run, not per element, and the next K step's runs are on
+// their way into registers while this one is multiplied.
 //
 // The including shader defines (or not), before including this file:
 //   A_ALONG_M  neighbouring invocations should load neighbouring rows of A
@@ -18,94 +24,102 @@
 //              (conv writes NCHW) rather than columns (matmul)
 // and after it, these (declared below), then calls gemm_tile(M, N, K) with
 // the grid (ceil(N/BN), ceil(M/BM)):
-//   void a_row_setup(uint slot, uint m)     once per tile for each of an
-//                         invocation's LOADS A-load slots (a slot keeps its
-//                         row for the whole K loop), so per-row index work is
-//                         done once
-//   void a_k_setup(uint k)                  before the load_a calls of one k
-//                         (k < K), so per-k index work is done once for them
-//   float load_a(uint slot, uint m, uint k) m < M, k < K
-//   float load_b(uint n, uint k)            n < N, k < K
+//   void a_row_setup(uint m)     once per tile for each of its rows m < M, by
+//                                one invocation, before a barrier: per-row
+//                                index work, kept in shared memory (row m of
+//                                the tile is m % BM)
+//   void a_k_setup(uint k)       before the load_a calls of one k (k < K) in
+//                                an invocation: per-k index work
+//   float load_a(uint m, uint k) m < M, k < K
+//   float load_b(uint n, uint k) n < N, k < K
 //   void store_c(uint m, uint n, float v)
-void a_row_setup(uint slot, uint m);
+#extension GL_EXT_control_flow_attributes : require
+
+void a_row_setup(uint m);
 void a_k_setup(uint k);
-float load_a(uint slot, uint m, uint k);
+float load_a(uint m, uint k);
 float load_b(uint n, uint k);
 void store_c(uint m, uint n, float v);
-
-#ifdef A_ALONG_M
-const bool a_along_m = true;
-#else
-const bool a_along_m = false;
-#endif
-#ifdef C_ALONG_M
-const bool c_along_m = true;
-#else
-const bool c_along_m = false;
-#endif
 
 #ifdef GEMM_COOPMAT
 #include "gemm_coopmat.glsl"
 #else
 const uint BM = 64, BN = 64, BK = 16;
-const uint THREADS = 256;
-const uint LOADS = BM * BK / THREADS; // per invocation and tile, for A and for B
+const uint THREADS = 64;
+const uint LOADS = 16;        // run length: BM * BK / THREADS
+const uint LDV = BM / 4 + 1;  // vec4s per k: the +1 spreads a run's stores over banks
 
 layout(local_size_x = THREADS) in;
 
-shared float a_tile[BK][BM + 1]; // +1: the k-major stores hit distinct banks
-shared float b_tile[BK][BN + 1];
+shared vec4 a_tile[BK * LDV]; // (k, m)
+shared vec4 b_tile[BK * LDV]; // (k, n)
 
-uint a_tile_row(uint e) { return a_along_m ? e % BM : e / BK; }
-uint a_tile_k(uint e) { return a_along_m ? e / BM : e % BK; }
+float a_next[LOADS], b_next[LOADS];
+
+// Runs: B row n0 + t, k from k0; A along K row m0 + t, k from k0; A along M
+// rows m0 + 16 (t % 4) + i at k0 + t / 4.
+void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
+{
+    uint t = gl_LocalInvocationID.x;
+    uint n = n0 + t;
+    [[unroll]] for (uint i = 0; i < LOADS; i++) b_next[i] = n < N && k0 + i < K ? load_b(n, k0 + i) : 0.0;
+#ifdef A_ALONG_M
+    uint k = k0 + t / 4u, m = m0 + (t % 4u) * LOADS;
+    if (k < K) a_k_setup(k);
+    [[unroll]] for (uint i = 0; i < LOADS; i++) a_next[i] = m + i < M && k < K ? load_a(m + i, k) : 0.0;
+#else
+    uint m = m0 + t;
+    [[unroll]] for (uint i = 0; i < LOADS; i++) a_next[i] = m < M && k0 + i < K ? load_a(m, k0 + i) : 0.0;
+#endif
+}
 
 void gemm_tile(uint M, uint N, uint K)
 {
     uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
-    uint tm = c_along_m ? t % 16 : t / 16;
-    uint tn = c_along_m ? t / 16 : t % 16;
+#ifdef C_ALONG_M
+    uint tm = t % 8u, tn = t / 8u;
+#else
+    uint tm = t / 8u, tn = t % 8u;
+#endif
 
-    for (uint slot = 0; slot < LOADS; slot++) {
-        uint m = m0 + a_tile_row(t + THREADS * slot);
-        if (m < M) a_row_setup(slot, m);
-    }
+    for (uint r = t; r < BM; r += THREADS)
+        if (m0 + r < M) a_row_setup(m0 + r);
+    barrier();
 
-    float acc[4][4];
-    for (uint i = 0; i < 4; i++)
-        for (uint j = 0; j < 4; j++) acc[i][j] = 0.0;
+    vec4 acc[8][2]; // row (i < 4 ? 4 tm + i : 32 + 4 tm + i - 4), columns 4 tn + 32 j + {0..3}
+    [[unroll]] for (uint i = 0; i < 8; i++) acc[i][0] = acc[i][1] = vec4(0.0);
 
+    fetch(M, N, K, m0, n0, 0);
     for (uint k0 = 0; k0 < K; k0 += BK) {
-        for (uint slot = 0; slot < LOADS; slot++) {
-            uint e = t + THREADS * slot;
-            uint am = a_tile_row(e), ak = a_tile_k(e);
-            uint m = m0 + am, k = k0 + ak;
-            float av = 0.0;
-            if (m < M && k < K) {
-                a_k_setup(k);
-                av = load_a(slot, m, k);
+        [[unroll]] for (uint i = 0; i < LOADS; i++) b_tile[i * LDV + t / 4u][t % 4u] = b_next[i];
+#ifdef A_ALONG_M
+        [[unroll]] for (uint q = 0; q < LOADS / 4u; q++)
+            a_tile[(t / 4u) * LDV + (t % 4u) * 4u + q] =
+                vec4(a_next[4u * q], a_next[4u * q + 1u], a_next[4u * q + 2u], a_next[4u * q + 3u]);
+#else
+        [[unroll]] for (uint i = 0; i < LOADS; i++) a_tile[i * LDV + t / 4u][t % 4u] = a_next[i];
+#endif
+        barrier();
+        if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
+        [[unroll]] for (uint kk = 0; kk < BK; kk++) {
+            vec4 a0 = a_tile[kk * LDV + tm], a1 = a_tile[kk * LDV + 8u + tm];
+            vec4 b0 = b_tile[kk * LDV + tn], b1 = b_tile[kk * LDV + 8u + tn];
+            [[unroll]] for (uint i = 0; i < 4; i++) {
+                acc[i][0] = fma(vec4(a0[i]), b0, acc[i][0]);
+                acc[i][1] = fma(vec4(a0[i]), b1, acc[i][1]);
+                acc[4 + i][0] = fma(vec4(a1[i]), b0, acc[4 + i][0]);
+                acc[4 + i][1] = fma(vec4(a1[i]), b1, acc[4 + i][1]);
             }
-            a_tile[ak][am] = av;
-            uint bn = e / BK, bk = e % BK;
-            uint n = n0 + bn;
-            k = k0 + bk;
-            b_tile[bk][bn] = n < N && k < K ? load_b(n, k) : 0.0;
         }
-        barrier();
-        for (uint kk = 0; kk < BK; kk++) {
-            float a[4], b[4];
-            for (uint i = 0; i < 4; i++) a[i] = a_tile[kk][tm + 16 * i];
-            for (uint j = 0; j < 4; j++) b[j] = b_tile[kk][tn + 16 * j];
-            for (uint i = 0; i < 4; i++)
-                for (uint j = 0; j < 4; j++) acc[i][j] = fma(a[i], b[j], acc[i][j]);
-        }
-        barrier();
+        barrier(); // the tiles are read before the next step overwrites them
     }
 
-    for (uint i = 0; i < 4; i++)
-        for (uint j = 0; j < 4; j++) {
-            uint m = m0 + tm + 16 * i, n = n0 + tn + 16 * j;
-            if (m < M && n < N) store_c(m, n, acc[i][j]);
-        }
+    [[unroll]] for (uint i = 0; i < 8; i++)
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            [[unroll]] for (uint c = 0; c < 4; c++) {
+                uint m = m0 + (i < 4 ? 4u * tm + i : 32u + 4u * tm + i - 4u), n = n0 + 4u * tn + 32u * j + c;
+                if (m < M && n < N) store_c(m, n, acc[i][j][c]);
+            }
 }
 #endif

@@ -24,8 +24,6 @@
 //                            16 bytes and K % 8 == 0
 //   uvec4 load_b8(n, k)      B[n][k..k+7] as packed f16, if rows_aligned()
 //   vec4 load_a4(m, k)       A[m][k..k+3], if rows_aligned() (A along K only)
-// and a_row_setup's slots are the 16 rows of an A-along-M run (slot 0 only
-// along K).
 //
 // The host uses this only on devices that report 16x16x16 f16 x f16 + f32
 // subgroup matrices and 32-wide subgroups (or emulates them, see
@@ -91,7 +89,7 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
     uint k = k0 + a_k(), m = m0 + a_m();
     if (k < K) a_k_setup(k);
     [[unroll]] for (uint i = 0; i < LOADS; i++)
-        a_next[i] = float16_t(m + i < M && k < K ? load_a(i, m + i, k) : 0.0);
+        a_next[i] = float16_t(m + i < M && k < K ? load_a(m + i, k) : 0.0);
 #else
     uint m = m0 + b_row();
     if (vector && m < M && kb + LOADS <= K) {
@@ -101,7 +99,7 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
         }
     } else {
         [[unroll]] for (uint i = 0; i < LOADS; i++)
-            a_next[i] = float16_t(m < M && kb + i < K ? load_a(0, m, kb + i) : 0.0);
+            a_next[i] = float16_t(m < M && kb + i < K ? load_a(m, kb + i) : 0.0);
     }
 #endif
 }
@@ -112,12 +110,9 @@ void gemm_tile(uint M, uint N, uint K)
     uint sg = CM_SUBGROUP, lane = CM_LANE;
     uint sm = (sg % SUBGROUPS_M) * 32u, sn = (sg / SUBGROUPS_M) * FRAGS_N * 16u;
 
-#ifdef A_ALONG_M
-    [[unroll]] for (uint i = 0; i < LOADS; i++)
-        if (m0 + a_m() + i < M) a_row_setup(i, m0 + a_m() + i);
-#else
-    if (m0 + b_row() < M) a_row_setup(0, m0 + b_row());
-#endif
+    for (uint r = gl_LocalInvocationID.x; r < BM; r += THREADS)
+        if (m0 + r < M) a_row_setup(m0 + r);
+    barrier();
 
     cm_acc acc[2][FRAGS_N];
     [[unroll]] for (uint i = 0; i < 2; i++)

@@ -18,9 +18,9 @@ layout(push_constant) uniform matmul_push {
 
 #include "gemm.glsl"
 
-void a_row_setup(uint slot, uint m) {}
+void a_row_setup(uint m) {}
 void a_k_setup(uint k) {}
-float load_a(uint slot, uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
+float load_a(uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
 float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
 #ifdef GEMM_COOPMAT
 bool rows_aligned() { return pc.rows_aligned != 0; }
