@@ -2,7 +2,9 @@
 # KILN_VULKAN is on:
 #   - the list of compute shader variants (below, one line each),
 #   - kiln_add_shaders(target): compiles every variant to SPIR-V with
-#     glslangValidator at build time, embeds the words as C arrays, and adds
+#     glslangValidator at build time, runs the SPIR-V validator on it (the
+#     tensor-core variants never run in CI, so this is their check beyond
+#     the compiler's), embeds the words as C arrays, and adds
 #     volk (the run-time Vulkan loader, compiled from Debian's
 #     libvulkan-volk-dev) to the library, so libkiln never links libvulkan.
 #
@@ -87,7 +89,7 @@ function(kiln_add_shaders target)
     endif()
     add_custom_command(
       OUTPUT ${out_dir}/${name}.h
-      COMMAND ${GLSLANG_VALIDATOR} -V --target-env vulkan1.2 ${defines} --vn kiln_spv_${name}
+      COMMAND ${GLSLANG_VALIDATOR} -V --target-env vulkan1.2 --spirv-val ${defines} --vn kiln_spv_${name}
               -o ${out_dir}/${name}.h ${src_dir}/${source}
       DEPENDS ${src_dir}/${source} ${heads}
       COMMENT "SPIR-V ${name} (${source} ${defines})"
