@@ -72,6 +72,21 @@ static void no_driver_is_unsupported(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A test switch with a value it does not take is an error naming it, not a
+ * silent default. */
+static void bad_gemm_tile_switch_names_it(void **state)
+{
+    (void)state;
+    setenv("KILN_VULKAN_GEMM_TILE", "96", 1);
+    kiln_backend *be = NULL;
+    kiln_status st = kiln_backend_vulkan_create(NULL, &be);
+    unsetenv("KILN_VULKAN_GEMM_TILE");
+    print_message("  %s: %s\n", kiln_status_name(st), kiln_last_error());
+    assert_int_equal(st, KILN_ERR_INVALID_ARG);
+    assert_null(be);
+    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_GEMM_TILE=96"));
+}
+
 static void oversize_allocation_names_the_bytes(void **state)
 {
     (void)state;
@@ -349,6 +364,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(device_index_out_of_range_names_it),
         cmocka_unit_test(no_driver_is_unsupported),
+        cmocka_unit_test(bad_gemm_tile_switch_names_it),
         cmocka_unit_test(oversize_allocation_names_the_bytes),
         cmocka_unit_test(transfers_out_of_bounds_are_errors),
         cmocka_unit_test(misaligned_operand_is_an_error),
