@@ -335,10 +335,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     TRY(instance_create(&vk->instance));
     device_caps caps;
     TRY(device_pick(vk->instance, opt ? opt->device : -1, &vk->physical, &caps));
-    /* f16 compute exists only as the tensor-core GEMM, and only when asked
-     * for: left to the backend it is f32, because on an H100 the tensor-core
-     * GEMM is still the slower one (SD 1.5 at 512x512: 4.6 it/s against 6.2,
-     * bench/RESULTS.md). Asked for on a device without it, f32 too. */
+    /* f16 compute exists only as the tensor-core shaders, and only when
+     * asked for: left to the backend it is f32 until they are measured faster
+     * than the f32 shaders (their first version was not: SD 1.5 at 512x512
+     * on an H100, 4.6 it/s against 6.2, bench/RESULTS.md). Asked for on a
+     * device without them, f32 too. */
     bool want_f16 = opt && !opt->compute_auto && opt->compute == KILN_F16;
     /* KILN_VULKAN_GEMM_TILE=64|128 fixes the tensor-core GEMM's tile, so
      * tests can run both sizes on small shapes. */
