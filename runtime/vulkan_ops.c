@@ -267,13 +267,13 @@ typedef struct attention_push {
 } attention_push;
 
 /* attention.comp's key tile for head dim d: the most keys, up to 32, whose
- * K/V tile (keys, d) and score tile (keys, 128 rows) fit the device's shared
- * memory. */
+ * K/V tile (keys, d padded to a multiple of 4) and score tile (keys, 128
+ * rows) fit the device's shared memory. */
 static kiln_status attention_cols(const kiln_vk *vk, uint32_t d, uint32_t *cols)
 {
-    uint32_t budget = vk->props.limits.maxComputeSharedMemorySize;
+    uint32_t budget = vk->props.limits.maxComputeSharedMemorySize, padded = (d + 3) / 4 * 4;
     for (uint32_t c = 32; c >= 1; c /= 2)
-        if ((uint64_t)c * (d + 128) * 4 <= budget) {
+        if ((uint64_t)c * (padded + 128) * 4 <= budget) {
             *cols = c;
             return KILN_OK;
         }

@@ -16,6 +16,11 @@
 // time, so those reads are broadcasts, and no step waits on a reduction
 // across invocations.
 //
+// Rows of K, V, q and the output are handled as vec4s (the head dim padded
+// with zeros to a multiple of 4): a key's element read from shared memory
+// serves every invocation at once, so shared reads, not FMAs, bound the
+// loop, and one vec4 read feeds four FMAs where a float fed one.
+//
 // HEAD_DIM and COLS are specialization constants: one pipeline per head
 // dim, with the largest key tile whose shared memory fits the device
 // (vulkan_ops.c, attention_cols). Loops over the head dim are unrolled, so q
@@ -27,6 +32,7 @@ layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint HEAD_DIM = 64;
 layout(constant_id = 1) const uint COLS = 32; // keys per tile
 const uint ROWS = 128;
+const uint D4 = (HEAD_DIM + 3u) / 4u; // vec4s per row
 
 layout(push_constant) uniform attention_push {
     f32_ref q;
@@ -38,16 +44,16 @@ layout(push_constant) uniform attention_push {
     int causal;
 } pc;
 
-shared float kv_tile[COLS * HEAD_DIM]; // keys, then values: (COLS, HEAD_DIM)
-shared float p_tile[COLS * ROWS];      // scores, then probabilities: (COLS, ROWS)
+shared vec4 kv_tile[COLS * D4];   // keys, then values: (COLS, D4)
+shared float p_tile[COLS * ROWS]; // scores, then probabilities: (COLS, ROWS)
 
 void stage(f32_ref src, uint base, uint j0, uint tk, uint row_stride)
 {
-    [[unroll]] for (uint r = 0; r < (COLS * HEAD_DIM + ROWS - 1) / ROWS; r++) {
+    [[unroll]] for (uint r = 0; r < (COLS * D4 * 4u + ROWS - 1) / ROWS; r++) {
         uint e = gl_LocalInvocationID.x + ROWS * r;
-        uint c = e / HEAD_DIM, d = e % HEAD_DIM;
+        uint c = e / (D4 * 4u), d = e % (D4 * 4u);
         uint j = j0 + c;
-        if (e < COLS * HEAD_DIM) kv_tile[e] = j < tk ? src.v[base + j * row_stride + d] : 0.0;
+        if (e < COLS * D4 * 4u) kv_tile[c * D4 + d / 4u][d % 4u] = j < tk && d < HEAD_DIM ? src.v[base + j * row_stride + d] : 0.0;
     }
 }
 
@@ -63,10 +69,13 @@ void main()
     uint q_base = b * tq * row_stride + h * HEAD_DIM; // + i * row_stride + d
     uint kv_base = b * tk * row_stride + h * HEAD_DIM;
 
-    float q[HEAD_DIM], acc[HEAD_DIM];
-    [[unroll]] for (uint d = 0; d < HEAD_DIM; d++) {
-        q[d] = i < tq ? pc.q.v[q_base + i * row_stride + d] * pc.scale : 0.0;
-        acc[d] = 0.0;
+    vec4 q[D4], acc[D4];
+    [[unroll]] for (uint dd = 0; dd < D4; dd++) {
+        [[unroll]] for (uint c = 0; c < 4u; c++) {
+            uint d = 4u * dd + c;
+            q[dd][c] = i < tq && d < HEAD_DIM ? pc.q.v[q_base + i * row_stride + d] * pc.scale : 0.0;
+        }
+        acc[dd] = vec4(0.0);
     }
     float run_max = neg_inf, run_sum = 0.0;
 
@@ -78,8 +87,9 @@ void main()
 
         float tile_max = neg_inf;
         for (uint c = 0; c < COLS; c++) {
-            float s = 0.0;
-            [[unroll]] for (uint d = 0; d < HEAD_DIM; d++) s = fma(q[d], kv_tile[c * HEAD_DIM + d], s);
+            vec4 s4 = vec4(0.0);
+            [[unroll]] for (uint dd = 0; dd < D4; dd++) s4 = fma(q[dd], kv_tile[c * D4 + dd], s4);
+            float s = (s4.x + s4.y) + (s4.z + s4.w);
             uint j = j0 + c;
             s = j < tk && (pc.causal == 0 || j <= i) ? s : neg_inf;
             p_tile[c * ROWS + lane] = s;
@@ -98,17 +108,17 @@ void main()
         }
         run_max = new_max;
         run_sum = run_sum * rescale + tile_sum;
-        [[unroll]] for (uint d = 0; d < HEAD_DIM; d++) acc[d] *= rescale;
+        [[unroll]] for (uint dd = 0; dd < D4; dd++) acc[dd] *= rescale;
 
         barrier(); // keys read
         stage(pc.v, kv_base, j0, tk, row_stride);
         barrier();
         for (uint c = 0; c < COLS; c++) {
             float prob = p_tile[c * ROWS + lane];
-            [[unroll]] for (uint d = 0; d < HEAD_DIM; d++) acc[d] = fma(prob, kv_tile[c * HEAD_DIM + d], acc[d]);
+            [[unroll]] for (uint dd = 0; dd < D4; dd++) acc[dd] = fma(vec4(prob), kv_tile[c * D4 + dd], acc[dd]);
         }
     }
 
     if (i < tq)
-        [[unroll]] for (uint d = 0; d < HEAD_DIM; d++) pc.o.v[q_base + i * row_stride + d] = acc[d] / run_sum;
+        [[unroll]] for (uint d = 0; d < HEAD_DIM; d++) pc.o.v[q_base + i * row_stride + d] = acc[d / 4u][d % 4u] / run_sum;
 }
