@@ -39,8 +39,8 @@ void a_row_setup(uint m)
     row_ix0[r] = int(p % uint(pc.OW)) * pc.stride - pc.pad;
 }
 
-// Per k (set by a_k_setup): its input channel's offset within an image and
-// its tap's offsets from the window's top-left corner.
+// Per k (set by a_k_setup, advanced by a_k_step): its input channel's offset
+// within an image and its tap's offsets from the window's top-left corner.
 uint k_channel;
 int k_dy, k_dx;
 
@@ -51,6 +51,16 @@ void a_k_setup(uint k)
     k_channel = (k / taps) * uint(pc.H * pc.W);
     k_dy = int(tap / uint(pc.KW));
     k_dx = int(tap % uint(pc.KW));
+}
+
+// k runs over (c, ky, kx) with kx fastest.
+void a_k_step()
+{
+    if (++k_dx < pc.KW) return;
+    k_dx = 0;
+    if (++k_dy < pc.KH) return;
+    k_dy = 0;
+    k_channel += uint(pc.H * pc.W);
 }
 
 float load_a(uint m, uint k)

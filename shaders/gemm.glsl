@@ -11,10 +11,10 @@
 //   - gemm_coopmat.glsl (GEMM_COOPMAT defined): tiles on tensor cores
 //     (shaders/coopmat.glsl), operands rounded to f16; it has hooks of its own
 //     for vector loads, listed there.
-// Both load the same way: each invocation reads runs of 16 elements (16 k of
-// one row of B and, along K, of A; 16 rows of A at one k along M), so index
-// work is done per run, not per element, and the next K step's runs are on
-// their way into registers while this one is multiplied.
+// Both load alike: neighbouring invocations read neighbouring memory; along
+// M (conv) an invocation owns one row and a run of 16 consecutive k, so the
+// conv's index work is done per run, not per element; and the next K step's
+// operands are on their way into registers while this one is multiplied.
 //
 // The including shader defines (or not), before including this file:
 //   A_ALONG_M  neighbouring invocations should load neighbouring rows of A
@@ -30,6 +30,8 @@
 //                                the tile is m % BM)
 //   void a_k_setup(uint k)       before the load_a calls of one k (k < K) in
 //                                an invocation: per-k index work
+//   void a_k_step()              the same for k + 1 (k + 1 < K), from the
+//                                state a_k_setup(k) or a_k_step left
 //   float load_a(uint m, uint k) m < M, k < K
 //   float load_b(uint n, uint k) n < N, k < K
 //   void store_c(uint m, uint n, float v)
@@ -37,6 +39,7 @@
 
 void a_row_setup(uint m);
 void a_k_setup(uint k);
+void a_k_step();
 float load_a(uint m, uint k);
 float load_b(uint n, uint k);
 void store_c(uint m, uint n, float v);
@@ -46,7 +49,7 @@ void store_c(uint m, uint n, float v);
 #else
 const uint BM = 64, BN = 64, BK = 16;
 const uint THREADS = 64;
-const uint LOADS = 16;        // run length: BM * BK / THREADS
+const uint LOADS = 16;        // per invocation and K step, of A and of B: BM * BK / THREADS
 const uint LDV = BM / 4 + 1;  // vec4s per k: the +1 spreads a run's stores over banks
 
 layout(local_size_x = THREADS) in;
@@ -56,20 +59,28 @@ shared vec4 b_tile[BK * LDV]; // (k, n)
 
 float a_next[LOADS], b_next[LOADS];
 
-// Runs: B row n0 + t, k from k0; A along K row m0 + t, k from k0; A along M
-// rows m0 + 16 (t % 4) + i at k0 + t / 4.
+// B and A along K: an invocation reads k0 + t % 16 of rows t / 16 + 4 i, so
+// 16 neighbouring invocations read 16 neighbouring k of one row. A along M:
+// row m0 + t (THREADS == BM) at k0 .. k0 + 15.
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
-    uint t = gl_LocalInvocationID.x;
-    uint n = n0 + t;
-    [[unroll]] for (uint i = 0; i < LOADS; i++) b_next[i] = n < N && k0 + i < K ? load_b(n, k0 + i) : 0.0;
+    uint t = gl_LocalInvocationID.x, k = k0 + t % BK;
+    [[unroll]] for (uint i = 0; i < LOADS; i++) {
+        uint n = n0 + t / BK + (THREADS / BK) * i;
+        b_next[i] = n < N && k < K ? load_b(n, k) : 0.0;
+    }
 #ifdef A_ALONG_M
-    uint k = k0 + t / 4u, m = m0 + (t % 4u) * LOADS;
-    if (k < K) a_k_setup(k);
-    [[unroll]] for (uint i = 0; i < LOADS; i++) a_next[i] = m + i < M && k < K ? load_a(m + i, k) : 0.0;
-#else
     uint m = m0 + t;
-    [[unroll]] for (uint i = 0; i < LOADS; i++) a_next[i] = m < M && k0 + i < K ? load_a(m, k0 + i) : 0.0;
+    if (k0 < K) a_k_setup(k0);
+    [[unroll]] for (uint i = 0; i < LOADS; i++) {
+        a_next[i] = m < M && k0 + i < K ? load_a(m, k0 + i) : 0.0;
+        if (i + 1u < LOADS && k0 + i + 1u < K) a_k_step();
+    }
+#else
+    [[unroll]] for (uint i = 0; i < LOADS; i++) {
+        uint m = m0 + t / BK + (THREADS / BK) * i;
+        a_next[i] = m < M && k < K ? load_a(m, k) : 0.0;
+    }
 #endif
 }
 
@@ -92,14 +103,15 @@ void gemm_tile(uint M, uint N, uint K)
 
     fetch(M, N, K, m0, n0, 0);
     for (uint k0 = 0; k0 < K; k0 += BK) {
-        [[unroll]] for (uint i = 0; i < LOADS; i++) b_tile[i * LDV + t / 4u][t % 4u] = b_next[i];
+        [[unroll]] for (uint i = 0; i < LOADS; i++) {
+            uint row = t / BK + (THREADS / BK) * i; // of B, and of A along K
+            b_tile[(t % BK) * LDV + row / 4u][row % 4u] = b_next[i];
 #ifdef A_ALONG_M
-        [[unroll]] for (uint q = 0; q < LOADS / 4u; q++)
-            a_tile[(t / 4u) * LDV + (t % 4u) * 4u + q] =
-                vec4(a_next[4u * q], a_next[4u * q + 1u], a_next[4u * q + 2u], a_next[4u * q + 3u]);
+            a_tile[i * LDV + t / 4u][t % 4u] = a_next[i];
 #else
-        [[unroll]] for (uint i = 0; i < LOADS; i++) a_tile[i * LDV + t / 4u][t % 4u] = a_next[i];
+            a_tile[(t % BK) * LDV + row / 4u][row % 4u] = a_next[i];
 #endif
+        }
         barrier();
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
         [[unroll]] for (uint kk = 0; kk < BK; kk++) {

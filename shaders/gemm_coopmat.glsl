@@ -10,12 +10,12 @@
 // Memory, not the tensor cores, is what such a tile waits on, so:
 //   - while a K step is multiplied, the next one's operands are on their way
 //     into registers (a_next, b_next);
-//   - each invocation loads a run of 16 neighbouring elements: 16 k of one
-//     row of B, and of A 16 k of one row (A along K) or 16 rows at one k (A
-//     along M, conv), so per-row and per-k index work is done once per run,
-//     not per element; where rows are 16-byte aligned (rows_aligned()) the
-//     runs along K are read as vectors;
-//   - A along M is staged k-major so a run lands in consecutive shared words.
+//   - neighbouring invocations read neighbouring memory (see fetch), where
+//     rows are 16-byte aligned (rows_aligned()) as 16-byte vectors;
+//   - conv's index work is done once per row of the tile and once per run
+//     of 16 k, not per element;
+//   - A along M is staged k-major, so a subgroup's stores of 32 pixels at
+//     one k land in consecutive shared words.
 // Every loop over fragments or load slots is unrolled: fragments and
 // prefetched values indexed by a run-time counter would live in memory.
 //
@@ -56,50 +56,56 @@ shared float c_stage[SUBGROUPS * 256]; // one 16x16 f32 block per subgroup, on t
 
 float16_t a_next[LOADS], b_next[LOADS];
 
-// This invocation's runs: B row n0 + b_row(), k from k0 + b_k(); A (along K)
-// row m0 + b_row(), k from k0 + b_k(); A (along M) rows m0 + a_m() + i at
-// k0 + a_k().
-uint b_row() { return gl_LocalInvocationID.x / 2u; }
-uint b_k() { return (gl_LocalInvocationID.x % 2u) * LOADS; }
-uint a_m() { return (gl_LocalInvocationID.x % (BM / LOADS)) * LOADS; }
-uint a_k() { return gl_LocalInvocationID.x / (BM / LOADS); }
-
-void unpack8(uvec4 h, uint at, inout float16_t v[LOADS])
-{
-    [[unroll]] for (uint w = 0; w < 4u; w++) {
-        f16vec2 pair = unpackFloat2x16(h[w]);
-        v[at + 2u * w] = pair.x;
-        v[at + 2u * w + 1u] = pair.y;
-    }
-}
+// Who loads what: neighbouring invocations read neighbouring memory.
+//   B and A along K: rows are 32 k long; an invocation reads chunks of 8 (B,
+//   f16: 16 bytes) or 4 (A, f32: 16 bytes) k in rows r0 + i * stride, with
+//   r0, the chunk and the stride from its index, so a subgroup reads whole
+//   rows.
+//   A along M: an invocation owns one row (output pixel) m0 + t % BM and a
+//   run of 16 consecutive k from k0 + 16 (t / BM): a subgroup reads 32
+//   neighbouring pixels at each k, and the conv's k index work is one
+//   a_k_setup and 15 a_k_steps per run.
+const uint B_CHUNKS = BK / 8u, B_ROW_STEP = THREADS / B_CHUNKS; // 2 rows each
+const uint A_CHUNKS = BK / 4u, A_ROW_STEP = THREADS / A_CHUNKS; // 4 rows each
 
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
+    uint t = gl_LocalInvocationID.x;
     bool vector = rows_aligned();
-    uint n = n0 + b_row(), kb = k0 + b_k();
-    if (vector && n < N && kb + LOADS <= K) {
-        unpack8(load_b8(n, kb), 0u, b_next);
-        unpack8(load_b8(n, kb + 8u), 8u, b_next);
-    } else {
-        [[unroll]] for (uint i = 0; i < LOADS; i++)
-            b_next[i] = float16_t(n < N && kb + i < K ? load_b(n, kb + i) : 0.0);
+    uint kb = k0 + 8u * (t % B_CHUNKS);
+    [[unroll]] for (uint q = 0; q < LOADS / 8u; q++) {
+        uint n = n0 + t / B_CHUNKS + B_ROW_STEP * q;
+        if (vector && n < N && kb + 8u <= K) {
+            uvec4 h = load_b8(n, kb);
+            [[unroll]] for (uint w = 0; w < 4u; w++) {
+                f16vec2 pair = unpackFloat2x16(h[w]);
+                b_next[8u * q + 2u * w] = pair.x;
+                b_next[8u * q + 2u * w + 1u] = pair.y;
+            }
+        } else {
+            [[unroll]] for (uint j = 0; j < 8u; j++)
+                b_next[8u * q + j] = float16_t(n < N && kb + j < K ? load_b(n, kb + j) : 0.0);
+        }
     }
 
 #ifdef A_ALONG_M
-    uint k = k0 + a_k(), m = m0 + a_m();
+    uint m = m0 + t % BM, k = k0 + LOADS * (t / BM);
     if (k < K) a_k_setup(k);
-    [[unroll]] for (uint i = 0; i < LOADS; i++)
-        a_next[i] = float16_t(m + i < M && k < K ? load_a(m + i, k) : 0.0);
+    [[unroll]] for (uint i = 0; i < LOADS; i++) {
+        a_next[i] = float16_t(m < M && k + i < K ? load_a(m, k + i) : 0.0);
+        if (i + 1u < LOADS && k + i + 1u < K) a_k_step();
+    }
 #else
-    uint m = m0 + b_row();
-    if (vector && m < M && kb + LOADS <= K) {
-        [[unroll]] for (uint q = 0; q < LOADS / 4u; q++) {
-            vec4 x = load_a4(m, kb + 4u * q);
-            [[unroll]] for (uint c = 0; c < 4u; c++) a_next[4u * q + c] = float16_t(x[c]);
+    uint ka = k0 + 4u * (t % A_CHUNKS);
+    [[unroll]] for (uint q = 0; q < LOADS / 4u; q++) {
+        uint m = m0 + t / A_CHUNKS + A_ROW_STEP * q;
+        if (vector && m < M && ka + 4u <= K) {
+            vec4 x = load_a4(m, ka);
+            [[unroll]] for (uint j = 0; j < 4u; j++) a_next[4u * q + j] = float16_t(x[j]);
+        } else {
+            [[unroll]] for (uint j = 0; j < 4u; j++)
+                a_next[4u * q + j] = float16_t(m < M && ka + j < K ? load_a(m, ka + j) : 0.0);
         }
-    } else {
-        [[unroll]] for (uint i = 0; i < LOADS; i++)
-            a_next[i] = float16_t(m < M && kb + i < K ? load_a(m, kb + i) : 0.0);
     }
 #endif
 }
@@ -120,14 +126,17 @@ void gemm_tile(uint M, uint N, uint K)
 
     fetch(M, N, K, m0, n0, 0);
     for (uint k0 = 0; k0 < K; k0 += BK) {
-        [[unroll]] for (uint i = 0; i < LOADS; i++) {
-            b_tile[b_row() * LD + b_k() + i] = b_next[i];
+        uint t = gl_LocalInvocationID.x;
+        [[unroll]] for (uint q = 0; q < LOADS / 8u; q++)
+            [[unroll]] for (uint j = 0; j < 8u; j++)
+                b_tile[(t / B_CHUNKS + B_ROW_STEP * q) * LD + 8u * (t % B_CHUNKS) + j] = b_next[8u * q + j];
 #ifdef A_ALONG_M
-            a_tile[a_k() * LDM + a_m() + i] = a_next[i];
+        [[unroll]] for (uint i = 0; i < LOADS; i++) a_tile[(LOADS * (t / BM) + i) * LDM + t % BM] = a_next[i];
 #else
-            a_tile[b_row() * LD + b_k() + i] = a_next[i];
+        [[unroll]] for (uint q = 0; q < LOADS / 4u; q++)
+            [[unroll]] for (uint j = 0; j < 4u; j++)
+                a_tile[(t / A_CHUNKS + A_ROW_STEP * q) * LD + 4u * (t % A_CHUNKS) + j] = a_next[4u * q + j];
 #endif
-        }
         barrier();
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
         [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {

@@ -20,6 +20,7 @@ layout(push_constant) uniform matmul_push {
 
 void a_row_setup(uint m) {}
 void a_k_setup(uint k) {}
+void a_k_step() {}
 float load_a(uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
 float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
 #ifdef GEMM_COOPMAT
