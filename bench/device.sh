@@ -137,8 +137,12 @@ PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$c
 if [ -z "${SKIP_VULKAN:-}" ]; then
     for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done
     if [ -x "$bin/test_ops_vulkan" ]; then
-        [ -x "$bin/bench_ops" ] && timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
-            tee "$results/bench_ops_vulkan.txt"
+        if [ -x "$bin/bench_ops" ]; then
+            for compute in f32 f16; do
+                timeout 120 "$bin/bench_ops" --backend vulkan --compute $compute --reps 5 2>&1 |
+                    tee "$results/bench_ops_vulkan_$compute.txt"
+            done
+        fi
         bench kiln_vulkan vulkan f32
         bench kiln_vulkan_f16 vulkan f16 # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix
     fi
