@@ -50,7 +50,7 @@ void store_c(uint m, uint n, float v);
 const uint BM = 64, BN = 64, BK = 16;
 const uint THREADS = 64;
 const uint LOADS = 16;        // per invocation and K step, of A and of B: BM * BK / THREADS
-const uint LDV = BM / 4 + 1;  // vec4s per k: the +1 spreads a run's stores over banks
+const uint LDV = BM / 4 + 1;  // vec4s per k: the +1 spreads stores down a column (16 k) over banks
 
 layout(local_size_x = THREADS) in;
 
