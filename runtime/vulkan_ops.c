@@ -139,20 +139,14 @@ typedef struct gemm_addresses {
 
 typedef struct gemm_weights {
     uint32_t w_first, bias_first, bias_dtype;
-    uint32_t rows_aligned; /* see rows_aligned below */
+    uint32_t rows_aligned; /* the tensor-core GEMM may read rows of w (and of
+                              x, when they run along K) as 16-byte vectors */
 } gemm_weights;
 
-/* Whether the tensor-core GEMM may read rows of w (and of x, when x's rows
- * run along K) as 16-byte vectors (shaders/gemm_coopmat.glsl). */
-static uint32_t rows_aligned(const gemm_addresses *a, const gemm_weights *g, uint64_t K, bool x_along_k)
-{
-    bool w_ok = g->w_first == 0 && a->w % 16 == 0;
-    bool x_ok = !x_along_k || a->x % 16 == 0;
-    return w_ok && x_ok && K % 8 == 0;
-}
-
+/* The operands of a GEMM with reduction length K; x_along_k: x's rows run
+ * along K (matmul), not along M (conv). */
 static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, bool has_bias, const kiln_tensor *dst,
-                                 gemm_addresses *a, gemm_weights *g)
+                                 uint64_t K, bool x_along_k, gemm_addresses *a, gemm_weights *g)
 {
     weight_arg w = {0}, bias = {0};
     TRY(act(op, src[0], &a->x));
@@ -161,7 +155,8 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
     TRY(act(op, dst, &a->y));
     a->w = w.address;
     a->bias = bias.address;
-    *g = (gemm_weights){w.first, bias.first, bias.dtype, 0};
+    bool rows_aligned = w.first == 0 && a->w % 16 == 0 && (!x_along_k || a->x % 16 == 0) && K % 8 == 0;
+    *g = (gemm_weights){w.first, bias.first, bias.dtype, rows_aligned};
     return KILN_OK;
 }
 
@@ -175,9 +170,8 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
                              kiln_tensor *dst)
 {
     matmul_push push = {.p = *p};
-    TRY(gemm_operands("matmul", src, p->has_bias, dst, &push.a, &push.w));
-    push.w.rows_aligned = rows_aligned(&push.a, &push.w, (uint64_t)p->K, true);
-    uint32_t tile = 64;
+    TRY(gemm_operands("matmul", src, p->has_bias, dst, (uint64_t)p->K, true, &push.a, &push.w));
+    uint32_t tile;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
                                          src[1]->dtype, (uint64_t)p->M, (uint64_t)p->N, &tile);
     return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, tile), ceil_div((uint64_t)p->M, tile), 1,
@@ -194,9 +188,8 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
                              kiln_tensor *dst)
 {
     conv2d_push push = {.p = *p};
-    TRY(gemm_operands("conv2d", src, true, dst, &push.a, &push.w));
-    push.w.rows_aligned = rows_aligned(&push.a, &push.w, (uint64_t)p->C * p->KH * p->KW, false);
-    uint32_t tile = 64;
+    TRY(gemm_operands("conv2d", src, true, dst, (uint64_t)p->C * p->KH * p->KW, false, &push.a, &push.w));
+    uint32_t tile;
     uint64_t pixels = (uint64_t)p->N * p->OH * p->OW;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
                                          src[1]->dtype, pixels, (uint64_t)p->O, &tile);

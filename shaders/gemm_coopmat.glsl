@@ -38,7 +38,7 @@ vec4 load_a4(uint m, uint k);
 
 const uint BM = TILE, BN = TILE, BK = 32;
 const uint THREADS = 2 * TILE;
-const uint LOADS = 16;        // run length: BM * BK / THREADS, for A and for B
+const uint LOADS = 16;        // per invocation and K step, of A and of B: BM * BK / THREADS
 const uint SUBGROUPS_M = BM / 32u, SUBGROUPS = THREADS / 32u;
 const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators across a subgroup's block
 const uint LD = BK + 8;   // row-major f16 stride: 80 bytes, a multiple of 16
@@ -112,11 +112,12 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 
 void gemm_tile(uint M, uint N, uint K)
 {
+    uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint sg = CM_SUBGROUP, lane = CM_LANE;
     uint sm = (sg % SUBGROUPS_M) * 32u, sn = (sg / SUBGROUPS_M) * FRAGS_N * 16u;
 
-    for (uint r = gl_LocalInvocationID.x; r < BM; r += THREADS)
+    for (uint r = t; r < BM; r += THREADS)
         if (m0 + r < M) a_row_setup(m0 + r);
     barrier();
 
@@ -126,7 +127,6 @@ void gemm_tile(uint M, uint N, uint K)
 
     fetch(M, N, K, m0, n0, 0);
     for (uint k0 = 0; k0 < K; k0 += BK) {
-        uint t = gl_LocalInvocationID.x;
         [[unroll]] for (uint q = 0; q < LOADS / 8u; q++)
             [[unroll]] for (uint j = 0; j < 8u; j++)
                 b_tile[(t / B_CHUNKS + B_ROW_STEP * q) * LD + 8u * (t % B_CHUNKS) + j] = b_next[8u * q + j];
