@@ -96,11 +96,15 @@ typedef struct kiln_vk {
     VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
-    uint32_t coopmat_tile;       /* tensor-core GEMM tile forced by KILN_VULKAN_GEMM_TILE, 0: per GEMM */
+    bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
 
     /* the arena */
     kiln_vk_block **blocks;
     int nblocks, blocks_cap;
+    /* ops' scratch space (kiln_vk_scratch): the last is current, the others
+     * outgrown but kept for the recordings that use them */
+    kiln_buffer **scratch;
+    int nscratch;
 
     /* host-visible staging ring for uploads and downloads; space is reclaimed
      * when all submitted work has finished */
@@ -139,6 +143,10 @@ kiln_status kiln_vk_weights_place(kiln_backend *be, const void *host, size_t byt
 kiln_status kiln_vk_upload(kiln_backend *be, const kiln_tensor *dst, const void *src, size_t bytes);
 kiln_status kiln_vk_download(kiln_backend *be, const kiln_tensor *src, void *dst, size_t bytes);
 kiln_status kiln_vk_staging_init(kiln_vk *vk);
+/* At least `bytes` of device memory for an op's intermediate results, as a
+ * flat f32 tensor. The same memory serves every op that asks (barriers order
+ * them like any operands), so it holds nothing from one op to the next. */
+kiln_status kiln_vk_scratch(kiln_backend *be, size_t bytes, kiln_tensor *out);
 /* Frees every block and the staging buffer (the device must be idle). */
 void kiln_vk_memory_release(kiln_vk *vk);
 

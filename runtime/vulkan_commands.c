@@ -181,6 +181,52 @@ void kiln_vk_order_access(kiln_vk *vk, VkCommandBuffer cmd, const kiln_vk_range 
     vk->batch++;
 }
 
+/* KILN_VULKAN_SHADER_DIR=DIR: a variant's SPIR-V is read from DIR/NAME.spv
+ * where that file exists, else the embedded one is used. For trying shader
+ * changes on a GPU with binaries built elsewhere; the driver checks the code
+ * as it checks the embedded SPIR-V. */
+static kiln_status spirv_override(kiln_vk_shader shader, uint32_t **code, size_t *bytes)
+{
+    *code = NULL;
+    const char *dir = getenv("KILN_VULKAN_SHADER_DIR");
+    if (!dir || !*dir) return KILN_OK;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s.spv", dir, kiln_vk_shaders[shader].name) >= (int)sizeof path)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "KILN_VULKAN_SHADER_DIR: path too long: %s", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return KILN_OK;
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    uint32_t *words = size > 0 && size % 4 == 0 ? malloc((size_t)size) : NULL;
+    bool ok = words && fseek(f, 0, SEEK_SET) == 0 && fread(words, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok || words[0] != 0x07230203u) {
+        free(words);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "KILN_VULKAN_SHADER_DIR: %s is not a SPIR-V module", path);
+    }
+    *code = words;
+    *bytes = (size_t)size;
+    return KILN_OK;
+}
+
+static kiln_status module_create(kiln_vk *vk, kiln_vk_shader shader)
+{
+    uint32_t *override;
+    size_t bytes;
+    kiln_status st = spirv_override(shader, &override, &bytes);
+    if (st != KILN_OK) return st;
+    VkShaderModuleCreateInfo info = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = override ? bytes : kiln_vk_shaders[shader].bytes,
+        .pCode = override ? override : kiln_vk_shaders[shader].code,
+    };
+    VkResult r = vk->fn.vkCreateShaderModule(vk->device, &info, NULL, &vk->modules[shader]);
+    free(override);
+    if (r != VK_SUCCESS)
+        return kiln_fail(KILN_ERR_BACKEND, "vulkan: the driver rejected shader %s (VkResult %d)",
+                         kiln_vk_shaders[shader].name, (int)r);
+    return KILN_OK;
+}
+
 static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline *out)
 {
     for (int i = 0; i < vk->npipelines; i++) {
@@ -191,12 +237,8 @@ static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32
         }
     }
     if (!vk->modules[shader]) {
-        VkShaderModuleCreateInfo info = {
-            .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-            .codeSize = kiln_vk_shaders[shader].bytes,
-            .pCode = kiln_vk_shaders[shader].code,
-        };
-        VK_TRY(vk->fn.vkCreateShaderModule(vk->device, &info, NULL, &vk->modules[shader]));
+        kiln_status st = module_create(vk, shader);
+        if (st != KILN_OK) return st;
     }
     if (vk->npipelines == vk->pipelines_cap) {
         int cap = vk->pipelines_cap ? vk->pipelines_cap * 2 : 32;

@@ -341,14 +341,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * on an H100, 4.6 it/s against 6.2, bench/RESULTS.md). Asked for on a
      * device without them, f32 too. */
     bool want_f16 = opt && !opt->compute_auto && opt->compute == KILN_F16;
-    /* KILN_VULKAN_GEMM_TILE=64|128 fixes the tensor-core GEMM's tile, so
-     * tests can run both sizes on small shapes. */
-    const char *tile = getenv("KILN_VULKAN_GEMM_TILE");
-    if (tile && *tile) {
-        if (strcmp(tile, "64") != 0 && strcmp(tile, "128") != 0)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_GEMM_TILE=%s: must be 64 or 128", tile);
-        vk->coopmat_tile = (uint32_t)atoi(tile);
-    }
+    vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix"};

@@ -264,8 +264,29 @@ kiln_status kiln_vk_staging_init(kiln_vk *vk)
     return KILN_OK;
 }
 
+kiln_status kiln_vk_scratch(kiln_backend *be, size_t bytes, kiln_tensor *out)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    kiln_buffer *cur = vk->nscratch ? vk->scratch[vk->nscratch - 1] : NULL;
+    if (!cur || cur->size < bytes) {
+        /* The outgrown buffer stays: commands recorded for replay hold its
+         * address. Growth by a quarter keeps such leftovers few. */
+        kiln_buffer **grown = realloc(vk->scratch, (size_t)(vk->nscratch + 1) * sizeof *grown);
+        if (!grown) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+        vk->scratch = grown;
+        TRY(kiln_vk_buffer_alloc(be, bytes + bytes / 4, &cur));
+        vk->scratch[vk->nscratch++] = cur;
+    }
+    *out = (kiln_tensor){.dtype = KILN_F32, .ndim = 1, .shape = {(int64_t)(bytes / 4)}, .buffer = cur};
+    return KILN_OK;
+}
+
 void kiln_vk_memory_release(kiln_vk *vk)
 {
+    for (int i = 0; i < vk->nscratch; i++) free(vk->scratch[i]); /* their blocks go below */
+    free(vk->scratch);
+    vk->scratch = NULL;
+    vk->nscratch = 0;
     for (int i = 0; i < vk->nblocks; i++) block_destroy(vk, vk->blocks[i]);
     free(vk->blocks);
     vk->blocks = NULL;

@@ -65,36 +65,25 @@ _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
                    KILN_VK_SHADER_MATMUL_F16P - KILN_VK_SHADER_MATMUL_F32 == 2,
                "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
 
-/* The tensor-core GEMM's 128x128 tile does twice the work per byte staged
- * of the 64x64 one, but a GEMM with few 128x128 tiles leaves much of a GPU
- * idle (the UNet's 16x16 and 8x8 levels: 40 and 10 tiles at batch 2), so
- * below this many the 64x64 tile is used. A first guess from an H100's 132
- * SMs, not yet tuned on a GPU. */
-#define COOPMAT_LARGE_TILES_MIN 128
-
-/* matmul's or conv2d's shader and its square tile (shaders/gemm.glsl) for an
- * M x N output: in f16 compute with f16 weights a tensor-core variant (after
- * the 128x128 one come its emulated twin, then the 64x64 pair, in
- * cmake/shaders.cmake; KILN_VULKAN_GEMM_TILE picks the size for tests), else
- * the f32 GEMM for the weight's dtype. */
+/* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size:
+ * in f16 compute with f16 weights the tensor-core variant (its emulated twin
+ * follows it in cmake/shaders.cmake), else the f32 GEMM for the weight's
+ * dtype. Both compute 64x64 tiles of C. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
-                                   kiln_dtype dtype, uint64_t M, uint64_t N, uint32_t *tile)
+                                   kiln_dtype dtype, uint32_t *threads)
 {
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16) {
-        uint64_t large_tiles = ((M + 127) / 128) * ((N + 127) / 128);
-        *tile = vk->coopmat_tile ? vk->coopmat_tile : large_tiles >= COOPMAT_LARGE_TILES_MIN ? 128 : 64;
-        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (*tile == 64 ? 2 : 0);
+        *threads = 128;
+        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     }
-    *tile = 64;
+    *threads = 64;
     return weight_variant(vk, f32_variant, dtype);
 }
 _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
-                   KILN_VK_SHADER_MATMUL_COOPMAT64_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
-                   KILN_VK_SHADER_MATMUL_COOPMAT64_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 3 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT64_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 2 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT64_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 3,
+                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1,
                "tensor-core GEMM variants are listed in cmake/shaders.cmake in gemm_variant's order");
+
+#define GEMM_TILE 64
 
 /* A grid of `count` workgroups in flat order (shaders/common.glsl). */
 static void grid_flat(uint64_t count, uint32_t groups[3])
@@ -160,10 +149,57 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
     return KILN_OK;
 }
 
+/* Split K (shaders/gemm.glsl): a GEMM with fewer than SPLIT_WORKGROUPS / 2
+ * tiles of C leaves most of a GPU's cores idle (the UNet's 8x8 level at
+ * batch 2: 40 tiles of 64x64, each walking K = 11520), so its K is split
+ * into shares of at least SPLIT_MIN_K, towards SPLIT_WORKGROUPS workgroups
+ * in all, summed by a second dispatch. SPLIT_WORKGROUPS: two workgroups for
+ * each of an H100's or H200's 132 SMs. */
+#define SPLIT_WORKGROUPS 256
+#define SPLIT_MIN_K 512
+
+/* The last push constants of matmul.comp and conv2d.comp. */
+typedef struct gemm_split {
+    VkDeviceAddress partial; /* splits x M x N f32 partial sums */
+    uint32_t splits, k_chunk, split_pass;
+} gemm_split;
+
+/* Records a GEMM of M x N outputs and reduction length K: one dispatch, or
+ * two split along K. push (push_bytes) holds the op's push constants, ending
+ * with *split, which this fills in. src: x, w and (nsrc 3) bias. */
+static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t threads, void *push,
+                            uint32_t push_bytes, gemm_split *split, uint64_t M, uint64_t N, uint64_t K,
+                            const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
+{
+    uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, GEMM_TILE);
+    uint64_t tiles = (uint64_t)gx * gy, splits = 1;
+    if (kiln_vk_of(be)->split_k && tiles < SPLIT_WORKGROUPS / 2 && K >= 2 * SPLIT_MIN_K) {
+        splits = (SPLIT_WORKGROUPS + tiles - 1) / tiles;
+        if (splits > K / SPLIT_MIN_K) splits = K / SPLIT_MIN_K;
+    }
+    /* shares are whole K steps of either GEMM (16 or 32) */
+    uint64_t k_chunk = (K + splits - 1) / splits;
+    k_chunk = (k_chunk + 31) / 32 * 32;
+    splits = (K + k_chunk - 1) / k_chunk;
+    *split = (gemm_split){.splits = (uint32_t)splits, .k_chunk = (uint32_t)k_chunk};
+    if (splits == 1) return run(be, shader, push, push_bytes, gx, gy, 1, src, nsrc, dst);
+
+    kiln_tensor partial;
+    TRY(kiln_vk_scratch(be, (size_t)(splits * M * N * sizeof(float)), &partial));
+    split->partial = partial.buffer->address;
+    TRY(run(be, shader, push, push_bytes, gx, gy, (uint32_t)splits, src, nsrc, &partial));
+    split->split_pass = 1;
+    uint32_t g[3];
+    grid_flat(ceil_div(M * N, threads), g);
+    const kiln_tensor *sums[2] = {&partial, nsrc > 2 ? src[2] : NULL};
+    return run(be, shader, push, push_bytes, g[0], g[1], g[2], sums, nsrc > 2 ? 2 : 1, dst);
+}
+
 typedef struct matmul_push {
     gemm_addresses a;
     kiln_matmul_params p;
     gemm_weights w;
+    gemm_split split;
 } matmul_push;
 
 static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
@@ -171,30 +207,31 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
 {
     matmul_push push = {.p = *p};
     TRY(gemm_operands("matmul", src, p->has_bias, dst, (uint64_t)p->K, true, &push.a, &push.w));
-    uint32_t tile;
+    uint32_t threads;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
-                                         src[1]->dtype, (uint64_t)p->M, (uint64_t)p->N, &tile);
-    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->N, tile), ceil_div((uint64_t)p->M, tile), 1,
-               src, p->has_bias ? 3 : 2, dst);
+                                         src[1]->dtype, &threads);
+    return run_gemm(be, shader, threads, &push, sizeof push, &push.split, (uint64_t)p->M, (uint64_t)p->N,
+                    (uint64_t)p->K, src, p->has_bias ? 3 : 2, dst);
 }
 
 typedef struct conv2d_push {
     gemm_addresses a;
     kiln_conv2d_params p;
     gemm_weights w;
+    gemm_split split;
 } conv2d_push;
+_Static_assert(sizeof(conv2d_push) <= 128, "push constants beyond the 128 bytes every device has");
 
 static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
                              kiln_tensor *dst)
 {
     conv2d_push push = {.p = *p};
     TRY(gemm_operands("conv2d", src, true, dst, (uint64_t)p->C * p->KH * p->KW, false, &push.a, &push.w));
-    uint32_t tile;
-    uint64_t pixels = (uint64_t)p->N * p->OH * p->OW;
+    uint32_t threads;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
-                                         src[1]->dtype, pixels, (uint64_t)p->O, &tile);
-    return run(be, shader, &push, sizeof push, ceil_div((uint64_t)p->O, tile), ceil_div(pixels, tile), 1, src, 3,
-               dst);
+                                         src[1]->dtype, &threads);
+    return run_gemm(be, shader, threads, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW,
+                    (uint64_t)p->O, (uint64_t)p->C * p->KH * p->KW, src, 3, dst);
 }
 
 /* group_norm.comp and layer_norm.comp: the same operands around each op's

@@ -19,6 +19,8 @@ layout(push_constant) uniform conv2d_push {
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
     uint rows_aligned; // w rows start on 16 bytes (gemm_coopmat.glsl)
+    f32_ref partial; // gemm_split: see gemm.glsl
+    uint splits, k_chunk, split_pass;
 } pc;
 
 #define A_ALONG_M
@@ -84,4 +86,4 @@ void store_c(uint m, uint o, float v)
     pc.y.v[(n * uint(pc.O) + o) * ohw + p] = v + load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o);
 }
 
-void main() { gemm_tile(uint(pc.N * pc.OH * pc.OW), uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }
+void main() { gemm_main(uint(pc.N * pc.OH * pc.OW), uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }

@@ -16,6 +16,10 @@
 //   CM_LOAD_B(b, array, offset, stride, col_major)
 //       B(k, j) = array[offset + k * stride + j], or with col_major
 //       array[offset + j * stride + k]
+//   CM_LOAD_A_V(a, array, offset, stride), CM_LOAD_B_V(b, array, offset, stride, col_major)
+//       the same from an array of uvec4 (8 f16 each, lowest first): offset
+//       and stride count uvec4s, the 16 elements of a row (A) or column
+//       (col_major B) are two neighbouring uvec4s
 //   cm_acc cm_mul_add(a, b, c)              c + A B
 //   CM_STORE(c, array, offset, stride)      array[offset + i * stride + j] = C(i, j)
 //   CM_SUBGROUP, CM_LANE                     this invocation's subgroup and lane (0..31)
@@ -40,6 +44,8 @@ cm_acc cm_zero() { return cm_acc(0.0); }
 #define CM_LOAD_A(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
 #define CM_LOAD_A_K_MAJOR(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, true)
 #define CM_LOAD_B(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
+#define CM_LOAD_A_V(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
+#define CM_LOAD_B_V(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
 #define cm_mul_add(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
 #define CM_SUBGROUP gl_SubgroupID
@@ -89,6 +95,20 @@ cm_acc cm_zero()
         [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
             b.v[cm_k * 4u + cm_j] = float(array[(offset) + ((col_major) ? (cm_col0() + cm_j) * (stride) + cm_k \
                                                                         : cm_k * (stride) + cm_col0() + cm_j)])
+
+// Element e (counting f16) of an array of uvec4.
+#define CM_HALF_V(array, e) unpackHalf2x16(array[(e) / 8u][((e) % 8u) / 2u])[(e) % 2u]
+
+#define CM_LOAD_A_V(a, array, offset, stride)                                                    \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
+        [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
+            a.v[cm_i * 16u + cm_k] = CM_HALF_V(array, ((offset) + (cm_row0() + cm_i) * (stride)) * 8u + cm_k)
+
+#define CM_LOAD_B_V(b, array, offset, stride, col_major)                                          \
+    [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \
+        [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
+            b.v[cm_k * 4u + cm_j] = CM_HALF_V(array, (col_major) ? ((offset) + (cm_col0() + cm_j) * (stride)) * 8u + cm_k \
+                                                                 : ((offset) + cm_k * (stride)) * 8u + cm_col0() + cm_j)
 
 cm_acc cm_mul_add(cm_a a, cm_b b, cm_acc c)
 {

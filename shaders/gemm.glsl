@@ -22,8 +22,9 @@
 //              than neighbouring k (matmul: x rows are K-contiguous)
 //   C_ALONG_M  neighbouring invocations should own neighbouring rows of C
 //              (conv writes NCHW) rather than columns (matmul)
-// and after it, these (declared below), then calls gemm_tile(M, N, K) with
-// the grid (ceil(N/BN), ceil(M/BM)):
+// Its push constants (pc) end with the fields of runtime/vulkan_ops.c's
+// gemm_split (partial, splits, k_chunk, split_pass); it defines these
+// (declared below) after including this file, then calls gemm_main(M, N, K):
 //   void a_row_setup(uint m)     once per tile for each of its rows m < M, by
 //                                one invocation, before a barrier: per-row
 //                                index work, kept in shared memory (row m of
@@ -35,6 +36,16 @@
 //   float load_a(uint m, uint k) m < M, k < K
 //   float load_b(uint n, uint k) n < N, k < K
 //   void store_c(uint m, uint n, float v)
+//
+// Split K. A GEMM with few tiles of C and a long K (the UNet's 8x8 and 16x16
+// levels) would leave most of a GPU idle while a few workgroups walk all of
+// K, so the host may run it in two dispatches of the same shader:
+//   split_pass 0, grid (ceil(N/BN), ceil(M/BM), splits): workgroup z sums
+//       k in [z k_chunk, (z + 1) k_chunk) into partial[z] (f32, M x N);
+//   split_pass 1, one invocation per element of C (flat grid of THREADS):
+//       the splits summed in order (the result does not depend on timing)
+//       and handed to store_c.
+// With splits == 1 the single dispatch sums all of K through store_c.
 #extension GL_EXT_control_flow_attributes : require
 
 void a_row_setup(uint m);
@@ -43,6 +54,26 @@ void a_k_step();
 float load_a(uint m, uint k);
 float load_b(uint n, uint k);
 void store_c(uint m, uint n, float v);
+
+// Where split z keeps C(m, n): along M where neighbouring invocations own
+// neighbouring rows (C_ALONG_M), so split_pass 1 reads and writes runs.
+uint partial_index(uint M, uint N, uint z, uint m, uint n)
+{
+#ifdef C_ALONG_M
+    return (z * N + n) * M + m;
+#else
+    return (z * M + m) * N + n;
+#endif
+}
+
+// An element of this workgroup's sum over its share of K.
+void emit(uint M, uint N, uint m, uint n, float v)
+{
+    if (pc.splits > 1u)
+        pc.partial.v[partial_index(M, N, gl_WorkGroupID.z, m, n)] = v;
+    else
+        store_c(m, n, v);
+}
 
 #ifdef GEMM_COOPMAT
 #include "gemm_coopmat.glsl"
@@ -62,6 +93,7 @@ float a_next[LOADS], b_next[LOADS];
 // B and A along K: an invocation reads k0 + t % 16 of rows t / 16 + 4 i, so
 // 16 neighbouring invocations read 16 neighbouring k of one row. A along M:
 // row m0 + t (THREADS == BM) at k0 .. k0 + 15.
+// K here and in gemm_tile is the end of this workgroup's share of K.
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
     uint t = gl_LocalInvocationID.x, k = k0 + t % BK;
@@ -84,7 +116,7 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 #endif
 }
 
-void gemm_tile(uint M, uint N, uint K)
+void gemm_tile(uint M, uint N, uint k_begin, uint K)
 {
     uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
@@ -101,8 +133,8 @@ void gemm_tile(uint M, uint N, uint K)
     vec4 acc[8][2]; // row (i < 4 ? 4 tm + i : 32 + 4 tm + i - 4), columns 4 tn + 32 j + {0..3}
     [[unroll]] for (uint i = 0; i < 8; i++) acc[i][0] = acc[i][1] = vec4(0.0);
 
-    fetch(M, N, K, m0, n0, 0);
-    for (uint k0 = 0; k0 < K; k0 += BK) {
+    fetch(M, N, K, m0, n0, k_begin);
+    for (uint k0 = k_begin; k0 < K; k0 += BK) {
         [[unroll]] for (uint i = 0; i < LOADS; i++) {
             uint row = t / BK + (THREADS / BK) * i; // of B, and of A along K
             b_tile[(t % BK) * LDV + row / 4u][row % 4u] = b_next[i];
@@ -131,7 +163,26 @@ void gemm_tile(uint M, uint N, uint K)
         [[unroll]] for (uint j = 0; j < 2; j++)
             [[unroll]] for (uint c = 0; c < 4; c++) {
                 uint m = m0 + (i < 4 ? 4u * tm + i : 32u + 4u * tm + i - 4u), n = n0 + 4u * tn + 32u * j + c;
-                if (m < M && n < N) store_c(m, n, acc[i][j][c]);
+                if (m < M && n < N) emit(M, N, m, n, acc[i][j][c]);
             }
 }
 #endif
+
+void gemm_main(uint M, uint N, uint K)
+{
+    if (pc.split_pass == 0u) {
+        uint k_begin = gl_WorkGroupID.z * pc.k_chunk;
+        gemm_tile(M, N, k_begin, pc.splits > 1u ? min(K, k_begin + pc.k_chunk) : K);
+        return;
+    }
+    uint e = flat_group_index() * THREADS + gl_LocalInvocationID.x;
+    if (e >= M * N) return;
+#ifdef C_ALONG_M
+    uint m = e % M, n = e / M;
+#else
+    uint m = e / N, n = e % N;
+#endif
+    float sum = 0.0;
+    for (uint z = 0; z < pc.splits; z++) sum += pc.partial.v[partial_index(M, N, z, m, n)];
+    store_c(m, n, sum);
+}

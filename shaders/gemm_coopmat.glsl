@@ -1,21 +1,20 @@
-// gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup computes
-// a TILE x TILE block of C, stepping through K by 32, with TILE (64 or 128,
-// a define) picked by the host so that small GEMMs still get enough
-// workgroups to fill the device. 128: 256 invocations in 8 subgroups of 32,
-// subgroup s owning the 32x64 block at rows 32 (s % 4), columns 64 (s / 4),
-// 2 x 4 accumulators of 16x16 in f32; 64: 128 invocations in 4 subgroups,
-// 32x32 blocks, 2 x 2 accumulators. Operand tiles are staged in shared
-// memory as f16.
+// gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 4
+// subgroups of 32 computes a 64x64 block of C, stepping through K by 32; each
+// subgroup owns a 32x32 block in 2 x 2 accumulators of 16x16 in f32. Operand
+// tiles are staged in shared memory as f16. (128x128 tiles of 8 subgroups
+// measured slower on an H200 at every SD 1.5 shape, bench/RESULTS.md.)
 //
-// Memory, not the tensor cores, is what such a tile waits on, so:
+// On an H200 the driver's multiply-adds themselves set this shader's pace
+// (about 30 TFLOP/s with every load taken out, bench/RESULTS.md); the loads
+// are arranged so as not to add to it:
 //   - while a K step is multiplied, the next one's operands are on their way
 //     into registers (a_next, b_next);
-//   - neighbouring invocations read neighbouring memory (see fetch), where
-//     rows are 16-byte aligned (rows_aligned()) as 16-byte vectors;
+//   - operands move as 16-byte vectors of 8 f16 from registers to shared
+//     memory, and from memory too where rows are 16-byte aligned
+//     (rows_aligned());
+//   - neighbouring invocations read neighbouring memory (see fetch);
 //   - conv's index work is done once per row of the tile and once per run
-//     of 16 k, not per element;
-//   - A along M is staged k-major, so a subgroup's stores of 32 pixels at
-//     one k land in consecutive shared words.
+//     of 16 k, not per element.
 // Every loop over fragments or load slots is unrolled: fragments and
 // prefetched values indexed by a run-time counter would live in memory.
 //
@@ -36,81 +35,84 @@ uvec4 load_b8(uint n, uint k);
 vec4 load_a4(uint m, uint k);
 #endif
 
-const uint BM = TILE, BN = TILE, BK = 32;
-const uint THREADS = 2 * TILE;
-const uint LOADS = 16;        // per invocation and K step, of A and of B: BM * BK / THREADS
+const uint BM = 64, BN = 64, BK = 32;
+const uint THREADS = 128;
 const uint SUBGROUPS_M = BM / 32u, SUBGROUPS = THREADS / 32u;
 const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators across a subgroup's block
-const uint LD = BK + 8;   // row-major f16 stride: 80 bytes, a multiple of 16
-const uint LDM = BM + 8;  // k-major f16 stride of A along M: 272 bytes
+const uint ROW_CHUNKS = BK / 8u;   // uvec4s of 8 f16 in a tile row of K
+const uint LDV = ROW_CHUNKS + 1u;  // tile row stride in uvec4s: 80 bytes, so 8 rows of 16 bytes hit 8 bank groups
+const uint CHUNKS = BM * ROW_CHUNKS / THREADS; // per invocation and K step, of A and of B
+const uint RUN = 8u * CHUNKS;      // A along M: consecutive k an invocation loads
 
 layout(local_size_x = THREADS) in;
 
-#ifdef A_ALONG_M
-shared float16_t a_tile[BK * LDM]; // (k, m)
-#else
-shared float16_t a_tile[BM * LD]; // (m, k)
-#endif
-shared float16_t b_tile[BN * LD];                          // (n, k)
+shared uvec4 a_tile[BM * LDV]; // (m, k)
+shared uvec4 b_tile[BN * LDV]; // (n, k)
 shared float c_stage[SUBGROUPS * 256]; // one 16x16 f32 block per subgroup, on the way out
 
-float16_t a_next[LOADS], b_next[LOADS];
+uvec4 a_next[CHUNKS], b_next[CHUNKS];
+
+uvec4 pack_f16(vec4 lo, vec4 hi)
+{
+    return uvec4(packFloat2x16(f16vec2(lo.xy)), packFloat2x16(f16vec2(lo.zw)), packFloat2x16(f16vec2(hi.xy)),
+                 packFloat2x16(f16vec2(hi.zw)));
+}
 
 // Who loads what: neighbouring invocations read neighbouring memory.
-//   B and A along K: rows are 32 k long; an invocation reads chunks of 8 (B,
-//   f16: 16 bytes) or 4 (A, f32: 16 bytes) k in rows r0 + i * stride, with
-//   r0, the chunk and the stride from its index, so a subgroup reads whole
-//   rows.
+//   B and A along K: chunk c = t + THREADS q is row c / ROW_CHUNKS, k from
+//   8 (c % ROW_CHUNKS): four neighbouring invocations read one row's 32 k.
 //   A along M: an invocation owns one row (output pixel) m0 + t % BM and a
-//   run of 16 consecutive k from k0 + 16 (t / BM): a subgroup reads 32
-//   neighbouring pixels at each k, and the conv's k index work is one
-//   a_k_setup and 15 a_k_steps per run.
-const uint B_CHUNKS = BK / 8u, B_ROW_STEP = THREADS / B_CHUNKS; // 2 rows each
-const uint A_CHUNKS = BK / 4u, A_ROW_STEP = THREADS / A_CHUNKS; // 4 rows each
-
+//   run of RUN consecutive k: a subgroup reads 32 neighbouring pixels at
+//   each k, and the conv's k index work is one a_k_setup and RUN - 1
+//   a_k_steps per run.
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
     uint t = gl_LocalInvocationID.x;
     bool vector = rows_aligned();
-    uint kb = k0 + 8u * (t % B_CHUNKS);
-    [[unroll]] for (uint q = 0; q < LOADS / 8u; q++) {
-        uint n = n0 + t / B_CHUNKS + B_ROW_STEP * q;
-        if (vector && n < N && kb + 8u <= K) {
-            uvec4 h = load_b8(n, kb);
-            [[unroll]] for (uint w = 0; w < 4u; w++) {
-                f16vec2 pair = unpackFloat2x16(h[w]);
-                b_next[8u * q + 2u * w] = pair.x;
-                b_next[8u * q + 2u * w + 1u] = pair.y;
-            }
+    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
+        uint c = t + THREADS * q;
+        uint n = n0 + c / ROW_CHUNKS, k = k0 + 8u * (c % ROW_CHUNKS);
+        if (vector && n < N && k + 8u <= K) {
+            b_next[q] = load_b8(n, k);
         } else {
-            [[unroll]] for (uint j = 0; j < 8u; j++)
-                b_next[8u * q + j] = float16_t(n < N && kb + j < K ? load_b(n, kb + j) : 0.0);
+            float v[8];
+            [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = n < N && k + j < K ? load_b(n, k + j) : 0.0;
+            b_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
         }
     }
 
 #ifdef A_ALONG_M
-    uint m = m0 + t % BM, k = k0 + LOADS * (t / BM);
+    uint m = m0 + t % BM, k = k0 + RUN * (t / BM);
     if (k < K) a_k_setup(k);
-    [[unroll]] for (uint i = 0; i < LOADS; i++) {
-        a_next[i] = float16_t(m < M && k + i < K ? load_a(m, k + i) : 0.0);
-        if (i + 1u < LOADS && k + i + 1u < K) a_k_step();
+    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
+        float v[8];
+        [[unroll]] for (uint j = 0; j < 8u; j++) {
+            uint i = 8u * q + j;
+            v[j] = m < M && k + i < K ? load_a(m, k + i) : 0.0;
+            if (i + 1u < RUN && k + i + 1u < K) a_k_step();
+        }
+        a_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
     }
 #else
-    uint ka = k0 + 4u * (t % A_CHUNKS);
-    [[unroll]] for (uint q = 0; q < LOADS / 4u; q++) {
-        uint m = m0 + t / A_CHUNKS + A_ROW_STEP * q;
-        if (vector && m < M && ka + 4u <= K) {
-            vec4 x = load_a4(m, ka);
-            [[unroll]] for (uint j = 0; j < 4u; j++) a_next[4u * q + j] = float16_t(x[j]);
+    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
+        uint c = t + THREADS * q;
+        uint m = m0 + c / ROW_CHUNKS, k = k0 + 8u * (c % ROW_CHUNKS);
+        vec4 lo, hi;
+        if (vector && m < M && k + 8u <= K) {
+            lo = load_a4(m, k);
+            hi = load_a4(m, k + 4u);
         } else {
-            [[unroll]] for (uint j = 0; j < 4u; j++)
-                a_next[4u * q + j] = float16_t(m < M && ka + j < K ? load_a(m, ka + j) : 0.0);
+            float v[8];
+            [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = m < M && k + j < K ? load_a(m, k + j) : 0.0;
+            lo = vec4(v[0], v[1], v[2], v[3]);
+            hi = vec4(v[4], v[5], v[6], v[7]);
         }
+        a_next[q] = pack_f16(lo, hi);
     }
 #endif
 }
 
-void gemm_tile(uint M, uint N, uint K)
+void gemm_tile(uint M, uint N, uint k_begin, uint K)
 {
     uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
@@ -125,31 +127,24 @@ void gemm_tile(uint M, uint N, uint K)
     [[unroll]] for (uint i = 0; i < 2; i++)
         [[unroll]] for (uint j = 0; j < FRAGS_N; j++) acc[i][j] = cm_zero();
 
-    fetch(M, N, K, m0, n0, 0);
-    for (uint k0 = 0; k0 < K; k0 += BK) {
-        [[unroll]] for (uint q = 0; q < LOADS / 8u; q++)
-            [[unroll]] for (uint j = 0; j < 8u; j++)
-                b_tile[(t / B_CHUNKS + B_ROW_STEP * q) * LD + 8u * (t % B_CHUNKS) + j] = b_next[8u * q + j];
+    fetch(M, N, K, m0, n0, k_begin);
+    for (uint k0 = k_begin; k0 < K; k0 += BK) {
+        [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
+            uint c = t + THREADS * q;
+            b_tile[(c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = b_next[q];
 #ifdef A_ALONG_M
-        [[unroll]] for (uint i = 0; i < LOADS; i++) a_tile[(LOADS * (t / BM) + i) * LDM + t % BM] = a_next[i];
+            a_tile[(t % BM) * LDV + CHUNKS * (t / BM) + q] = a_next[q];
 #else
-        [[unroll]] for (uint q = 0; q < LOADS / 4u; q++)
-            [[unroll]] for (uint j = 0; j < 4u; j++)
-                a_tile[(t / A_CHUNKS + A_ROW_STEP * q) * LD + 4u * (t % A_CHUNKS) + j] = a_next[4u * q + j];
+            a_tile[(c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = a_next[q];
 #endif
+        }
         barrier();
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
-        [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {
+        [[unroll]] for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {
             cm_a a[2];
             cm_b b[FRAGS_N];
-            [[unroll]] for (uint i = 0; i < 2; i++) {
-#ifdef A_ALONG_M
-                CM_LOAD_A_K_MAJOR(a[i], a_tile, kk * LDM + sm + 16 * i, LDM);
-#else
-                CM_LOAD_A(a[i], a_tile, (sm + 16 * i) * LD + kk, LD);
-#endif
-            }
-            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B(b[j], b_tile, (sn + 16 * j) * LD + kk, LD, true);
+            [[unroll]] for (uint i = 0; i < 2; i++) CM_LOAD_A_V(a[i], a_tile, (sm + 16 * i) * LDV + kk, LDV);
+            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B_V(b[j], b_tile, (sn + 16 * j) * LDV + kk, LDV, true);
             [[unroll]] for (uint i = 0; i < 2; i++)
                 [[unroll]] for (uint j = 0; j < FRAGS_N; j++) acc[i][j] = cm_mul_add(a[i], b[j], acc[i][j]);
         }
@@ -163,7 +158,7 @@ void gemm_tile(uint M, uint N, uint K)
             cm_subgroup_sync();
             for (uint e = lane; e < 256u; e += 32u) {
                 uint m = m0 + sm + 16 * i + e / 16u, n = n0 + sn + 16 * j + e % 16u;
-                if (m < M && n < N) store_c(m, n, c_stage[sg * 256u + e]);
+                if (m < M && n < N) emit(M, N, m, n, c_stage[sg * 256u + e]);
             }
             cm_subgroup_sync(); // every lane has read the block before the next one lands
         }

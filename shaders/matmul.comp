@@ -14,6 +14,8 @@ layout(push_constant) uniform matmul_push {
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
     uint rows_aligned; // x and w rows start on 16 bytes (gemm_coopmat.glsl)
+    f32_ref partial; // gemm_split: see gemm.glsl
+    uint splits, k_chunk, split_pass;
 } pc;
 
 #include "gemm.glsl"
@@ -34,4 +36,4 @@ void store_c(uint m, uint n, float v)
     pc.y.v[m * uint(pc.N) + n] = v;
 }
 
-void main() { gemm_tile(uint(pc.M), uint(pc.N), uint(pc.K)); }
+void main() { gemm_main(uint(pc.M), uint(pc.N), uint(pc.K)); }

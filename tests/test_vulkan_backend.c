@@ -21,6 +21,7 @@
 #include "backend.h"
 #include "graph.h"
 #include "status.h"
+#include "vulkan_shaders.h"
 
 static kiln_backend *open_vulkan(void)
 {
@@ -72,19 +73,58 @@ static void no_driver_is_unsupported(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* A test switch with a value it does not take is an error naming it, not a
- * silent default. */
-static void bad_gemm_tile_switch_names_it(void **state)
+/* x + y on the device, for the shader-directory tests: the status of the
+ * add, and the result where it ran. */
+static kiln_status device_add(const float x[4], const float y[4], float out[4])
+{
+    kiln_backend *be = open_vulkan();
+    kiln_buffer *buf;
+    assert_kiln_ok(be->ops->buffer_alloc(be, 12 * sizeof(float), &buf));
+    kiln_tensor a = f32_view(buf, 0, 4), b = f32_view(buf, 16, 4), c = f32_view(buf, 32, 4);
+    assert_kiln_ok(be->ops->upload(be, &a, x, 16));
+    assert_kiln_ok(be->ops->upload(be, &b, y, 16));
+    kiln_status st = be->ops->add(be, &(kiln_add_params){4}, (const kiln_tensor *[]){&a, &b}, &c);
+    if (st == KILN_OK) st = be->ops->download(be, &c, out, 16);
+    be->ops->buffer_free(be, buf);
+    kiln_backend_free(be);
+    return st;
+}
+
+static void write_file(const char *path, const void *data, size_t bytes)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, bytes, f), bytes);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* KILN_VULKAN_SHADER_DIR: a NAME.spv there replaces the embedded variant
+ * (here mul's SPIR-V as add.spv, so the add multiplies); a file that is no
+ * SPIR-V module is an error naming it. */
+static void shader_dir_replaces_embedded_spirv(void **state)
 {
     (void)state;
-    setenv("KILN_VULKAN_GEMM_TILE", "96", 1);
-    kiln_backend *be = NULL;
-    kiln_status st = kiln_backend_vulkan_create(NULL, &be);
-    unsetenv("KILN_VULKAN_GEMM_TILE");
-    print_message("  %s: %s\n", kiln_status_name(st), kiln_last_error());
-    assert_int_equal(st, KILN_ERR_INVALID_ARG);
-    assert_null(be);
-    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_GEMM_TILE=96"));
+    char dir[] = "/tmp/kiln_spv_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/add.spv", dir);
+    const kiln_vk_spirv *mul = &kiln_vk_shaders[KILN_VK_SHADER_MUL];
+    write_file(path, mul->code, mul->bytes);
+    setenv("KILN_VULKAN_SHADER_DIR", dir, 1);
+    const float x[4] = {1, 2, 3, 4}, y[4] = {5, 6, 7, 8};
+    float out[4];
+    kiln_status st = device_add(x, y, out);
+    write_file(path, "not spir-v", 10);
+    kiln_status bad = device_add(x, y, out);
+    char why[512];
+    snprintf(why, sizeof why, "%s", kiln_last_error());
+    unsetenv("KILN_VULKAN_SHADER_DIR");
+    remove(path);
+    rmdir(dir);
+    assert_kiln_ok(st);
+    for (int i = 0; i < 4; i++) assert_float_equal(out[i], x[i] * y[i], 0.0f);
+    print_message("  %s: %s\n", kiln_status_name(bad), why);
+    assert_int_equal(bad, KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(why, path));
 }
 
 static void oversize_allocation_names_the_bytes(void **state)
@@ -364,7 +404,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(device_index_out_of_range_names_it),
         cmocka_unit_test(no_driver_is_unsupported),
-        cmocka_unit_test(bad_gemm_tile_switch_names_it),
+        cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(oversize_allocation_names_the_bytes),
         cmocka_unit_test(transfers_out_of_bounds_are_errors),
         cmocka_unit_test(misaligned_operand_is_an_error),
