@@ -36,13 +36,23 @@ jobs=${JOBS:-$(nproc)}
 mkdir -p "$results"
 cd "$root" || exit 1
 
-say() { printf '\n== %s (%s s)\n' "$*" "$SECONDS"; }
+say() {
+    printf '\n== %s (%s s)\n' "$*" "$SECONDS"
+    printf '%s|%s\n' "$(date '+%Y/%m/%d %H:%M:%S.%3N')" "$*" >>"$results/phases.txt"
+}
 status=0
+: >"$results/phases.txt"
 
 say "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$results/gpu.txt" ||
     { echo "device.sh: nvidia-smi found no GPU" >&2; exit 1; }
 command -v nvcc >/dev/null && nvcc --version | tail -n 1
+# The GPU's clocks through the whole run, summarised per phase at the end:
+# whether Vulkan work runs at the clocks CUDA work gets.
+nvidia-smi --query-gpu=timestamp,pstate,clocks.sm,clocks.mem,power.draw --format=csv,noheader,nounits -lms 200 \
+    >"$results/clocks.csv" 2>/dev/null &
+sampler=$!
+trap 'kill $sampler 2>/dev/null' EXIT
 lscpu | grep -m1 "Model name"
 
 if compgen -G ".devdeps/*.deb" >/dev/null; then
@@ -139,6 +149,7 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
     if [ -x "$bin/test_ops_vulkan" ]; then
         if [ -x "$bin/bench_ops" ]; then
             for compute in f32 f16; do
+                say "bench_ops (vulkan $compute)"
                 timeout 120 "$bin/bench_ops" --backend vulkan --compute $compute --reps 5 2>&1 |
                     tee "$results/bench_ops_vulkan_$compute.txt"
             done
@@ -176,6 +187,7 @@ elif command -v compute-sanitizer >/dev/null; then
 fi
 
 say "summary"
+kill $sampler 2>/dev/null
 for t in "${!outcome[@]}"; do printf '%-22s %s\n' "$t" "${outcome[$t]}"; done | sort
 python3 - "$results" "$memcheck" <<'PY'
 import json, os, sys
@@ -213,5 +225,25 @@ for name, r in rows:
     if ops:
         top = sorted(ops.items(), key=lambda kv: -kv[1]["ms"])[:6]
         print("    per op ms (profiled step): " + ", ".join(f"{k} {v['ms']:.1f}" for k, v in top))
+
+# GPU clocks per phase: median SM and memory clock (MHz) of the samples taken
+# while it ran, and the performance states seen.
+from datetime import datetime
+from statistics import median
+stamp = lambda t: datetime.strptime(t.strip(), "%Y/%m/%d %H:%M:%S.%f")
+try:
+    phases = [(stamp(t), name) for t, name in (l.rstrip("\n").split("|", 1) for l in open(os.path.join(results, "phases.txt")))]
+    samples = [[f.strip() for f in l.split(",")] for l in open(os.path.join(results, "clocks.csv"))]
+    samples = [(stamp(f[0]), f[1], float(f[2]), float(f[3])) for f in samples if len(f) >= 4 and f[2].replace(".", "").isdigit()]
+except (OSError, ValueError):
+    phases, samples = [], []
+if phases and samples:
+    print("GPU clocks per phase (median SM / memory MHz, performance states):")
+    for i, (start, name) in enumerate(phases):
+        end = phases[i + 1][0] if i + 1 < len(phases) else samples[-1][0]
+        s = [x for x in samples if start <= x[0] < end]
+        if s:
+            states = ",".join(sorted({x[1] for x in s}))
+            print(f"    {name[:40]:<40} {median(x[2] for x in s):6.0f} / {median(x[3] for x in s):5.0f}  {states}")
 PY
 exit $status

@@ -335,12 +335,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     TRY(instance_create(&vk->instance));
     device_caps caps;
     TRY(device_pick(vk->instance, opt ? opt->device : -1, &vk->physical, &caps));
-    /* f16 compute exists only as the tensor-core shaders, and only when
-     * asked for: left to the backend it is f32 until they are measured faster
-     * than the f32 shaders (their first version was not: SD 1.5 at 512x512
-     * on an H100, 4.6 it/s against 6.2, bench/RESULTS.md). Asked for on a
-     * device without them, f32 too. */
-    bool want_f16 = opt && !opt->compute_auto && opt->compute == KILN_F16;
+    /* f16 compute exists only as the tensor-core shaders. Left to the
+     * backend it is f16 where the driver has them (SD 1.5 at 512x512 on an
+     * H200: 11.8 it/s against 6.3 in f32, bench/RESULTS.md), as on CUDA, and
+     * never the emulated ones; asked for on a device without them, f32. */
+    bool want_f16 = opt && (opt->compute_auto ? caps.coopmat == KILN_VK_COOPMAT_NV : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
