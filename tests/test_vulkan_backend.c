@@ -314,6 +314,89 @@ static float *random_floats(size_t n, uint64_t seed, float lo, float hi)
     return v;
 }
 
+static kiln_status matmul_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return be->ops->matmul(be, p, src, dst);
+}
+
+/* A matmul short enough in M and N to be split along K (vulkan_ops.c,
+ * run_gemm), so its partial sums go through the backend's scratch memory. */
+enum { SPLIT_M = 2, SPLIT_N = 64, SPLIT_K = 2048 };
+typedef struct split_run { float x[SPLIT_M * SPLIT_K], w[SPLIT_N * SPLIT_K], y[SPLIT_M * SPLIT_N]; } split_run;
+
+static kiln_status split_matmul(kiln_graph *g, void *ctx)
+{
+    split_run *c = ctx;
+    kiln_tensor *x, *w, *y;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 2, (const int64_t[]){SPLIT_M, SPLIT_K}, c->x));
+    TRY(kiln_graph_input(g, &w, KILN_F32, 2, (const int64_t[]){SPLIT_N, SPLIT_K}, c->w));
+    TRY(kiln_graph_tensor(g, &y, 2, (const int64_t[]){SPLIT_M, SPLIT_N}));
+    TRY(kiln_run_matmul(g, &(kiln_matmul_params){SPLIT_M, SPLIT_N, SPLIT_K, 0}, (const kiln_tensor *[]){x, w, NULL}, y));
+    return kiln_graph_output(g, y, c->y, sizeof c->y);
+}
+
+static void split_reference(const split_run *c, float *y)
+{
+    for (int m = 0; m < SPLIT_M; m++)
+        for (int n = 0; n < SPLIT_N; n++) {
+            double sum = 0;
+            for (int k = 0; k < SPLIT_K; k++) sum += (double)c->x[m * SPLIT_K + k] * c->w[n * SPLIT_K + k];
+            y[m * SPLIT_N + n] = (float)sum;
+        }
+}
+
+/* A recorded run keeps the scratch memory it was recorded with: after a
+ * larger split GEMM has grown the scratch and a new buffer has been
+ * allocated (where freed scratch would land), replays still give the right
+ * result and leave that buffer alone. */
+static void split_k_replays_after_scratch_grows(void **state)
+{
+    (void)state;
+    kiln_backend *be = open_vulkan();
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    kiln_graph_set_replay(g, true);
+    static split_run c;
+    float *w = random_floats(SPLIT_N * SPLIT_K, 7, -1, 1);
+    memcpy(c.w, w, sizeof c.w);
+    free(w);
+    float want[SPLIT_M * SPLIT_N];
+    enum { BIG_M = 64, BIG_N = 64, BIG_K = 8192, SENTINEL = 4096 };
+    kiln_buffer *sentinel = NULL;
+    float *fill = random_floats(SENTINEL, 11, -1, 1);
+    for (int run = 0; run < 4; run++) {
+        float *x = random_floats(SPLIT_M * SPLIT_K, 100 + (uint64_t)run, -1, 1);
+        memcpy(c.x, x, sizeof c.x);
+        free(x);
+        assert_kiln_ok(kiln_graph_run(g, split_matmul, &c));
+        split_reference(&c, want);
+        assert_rel_l2_le(c.y, want, SPLIT_M * SPLIT_N, 1e-5);
+        if (run == 1) {
+            /* grow the scratch with a larger split GEMM outside the graph */
+            float *bx = random_floats(BIG_M * BIG_K, 21, -1, 1), *bw = random_floats(BIG_N * BIG_K, 22, -1, 1);
+            float *by = malloc(BIG_M * BIG_N * sizeof *by);
+            assert_non_null(by);
+            run_on(be, matmul_op, &(kiln_matmul_params){BIG_M, BIG_N, BIG_K, 0}, 2, (float *const[]){bx, bw},
+                   (const size_t[]){BIG_M * BIG_K, BIG_N * BIG_K}, by, BIG_M * BIG_N);
+            free(bx);
+            free(bw);
+            free(by);
+            assert_kiln_ok(be->ops->buffer_alloc(be, SENTINEL * sizeof(float), &sentinel));
+            kiln_tensor t = f32_view(sentinel, 0, SENTINEL);
+            assert_kiln_ok(be->ops->upload(be, &t, fill, SENTINEL * sizeof(float)));
+        }
+    }
+    assert_int_equal(kiln_graph_replays(g), 3);
+    float back[SENTINEL];
+    kiln_tensor t = f32_view(sentinel, 0, SENTINEL);
+    assert_kiln_ok(be->ops->download(be, &t, back, sizeof back));
+    assert_memory_equal(back, fill, sizeof back);
+    free(fill);
+    be->ops->buffer_free(be, sentinel);
+    kiln_graph_free(g);
+    kiln_backend_free(be);
+}
+
 static kiln_status attention_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
 {
     return be->ops->attention(be, p, src, dst);
@@ -411,6 +494,7 @@ int main(void)
         cmocka_unit_test(large_transfers_round_trip),
         cmocka_unit_test(dependent_op_chain_is_ordered),
         cmocka_unit_test(replayed_runs_see_new_inputs),
+        cmocka_unit_test(split_k_replays_after_scratch_grows),
         cmocka_unit_test(arena_reuse_keeps_contents),
         cmocka_unit_test(long_loops_match_the_cpu),
     };
