@@ -170,6 +170,7 @@ kiln_status kiln_vk_record_end(kiln_backend *be, kiln_recording **out);
 kiln_status kiln_vk_replay(kiln_backend *be, kiln_recording *rec);
 void kiln_vk_recording_free(kiln_backend *be, kiln_recording *rec);
 
+#define KILN_VK_DISPATCH_READS 4
 /* One compute dispatch: its shader variant, specialization constants, push
  * constants, grid, and the tensors it reads and writes (for barriers). */
 typedef struct kiln_vk_dispatch {
@@ -178,7 +179,7 @@ typedef struct kiln_vk_dispatch {
     const void *push;
     uint32_t push_bytes;
     uint32_t groups[3];
-    const kiln_tensor *reads[3]; /* NULL where unused */
+    const kiln_tensor *reads[KILN_VK_DISPATCH_READS]; /* NULL where unused */
     const kiln_tensor *write;
 } kiln_vk_dispatch;
 kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d);

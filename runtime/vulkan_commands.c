@@ -295,9 +295,9 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d)
     TRY(pipeline_get(vk, d->shader, d->spec, &pipeline));
     VkCommandBuffer cmd;
     TRY(kiln_vk_recording(vk, &cmd));
-    kiln_vk_range reads[3];
+    kiln_vk_range reads[KILN_VK_DISPATCH_READS];
     int nreads = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < KILN_VK_DISPATCH_READS; i++)
         if (d->reads[i]) reads[nreads++] = tensor_range(d->reads[i]);
     kiln_vk_order_access(vk, cmd, reads, nreads, tensor_range(d->write));
     vk->fn.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);

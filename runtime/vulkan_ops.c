@@ -262,16 +262,29 @@ typedef struct group_norm_push {
     norm_addresses a;
     kiln_group_norm_params p;
     norm_weights w;
+    VkDeviceAddress stats; /* per slice: mean, sum of squared deviations */
+    uint32_t pass;
 } group_norm_push;
 
+#define GN_SLICE 4096 /* shaders/group_norm.comp's SLICE */
+
+/* Two dispatches over (slices, groups, N): slice statistics, then merge and
+ * normalise (shaders/group_norm.comp). */
 static kiln_status vk_group_norm(kiln_backend *be, const kiln_group_norm_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
 {
     group_norm_push push = {.p = *p};
     TRY(norm_operands("group_norm", src, dst, &push.a, &push.w));
-    uint32_t g[3];
-    grid_flat((uint64_t)p->N * p->groups, g);
-    return run(be, KILN_VK_SHADER_GROUP_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
+    uint64_t group_size = (uint64_t)(p->C / p->groups) * p->HW;
+    uint32_t slices = ceil_div(group_size, GN_SLICE);
+    kiln_tensor stats;
+    TRY(kiln_vk_scratch(be, (size_t)p->N * p->groups * slices * 2 * sizeof(float), &stats));
+    push.stats = stats.buffer->address;
+    TRY(run(be, KILN_VK_SHADER_GROUP_NORM, &push, sizeof push, slices, (uint32_t)p->groups, (uint32_t)p->N, src, 1,
+            &stats));
+    push.pass = 1;
+    return run(be, KILN_VK_SHADER_GROUP_NORM, &push, sizeof push, slices, (uint32_t)p->groups, (uint32_t)p->N,
+               (const kiln_tensor *[]){src[0], &stats, src[1], src[2]}, 4, dst);
 }
 
 typedef struct layer_norm_push {

@@ -1,6 +1,5 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 #include "weights.glsl"
 #include "activations.glsl"
@@ -8,14 +7,18 @@
 #include "reduce.glsl"
 
 // x (N,C,HW), gamma (C), beta (C) -> y (N,C,HW); SiLU after if silu.
-// One workgroup per (image, group): the cpg channels of a group are
-// contiguous in x, cpg * HW values. Two passes (mean, then the squared
-// deviations) as the reference does, rather than E[x^2] - E[x]^2.
-// Each loop iteration takes UNROLL elements per invocation: a VAE group at
-// 1024x1024 holds 4M values, and lavapipe ends a shader's loops after 65535
-// iterations in all.
+// A group's cpg channels are contiguous in x: cpg * HW values, 10^4 to 10^7
+// in SD. One workgroup per group would leave a GPU mostly idle (2 x 32
+// groups), so each group is cut into slices of SLICE values and the host
+// runs this shader twice over the grid (slices, groups, N), as the CUDA
+// backend does (kernels/norm.cu):
+//   pass 0: each slice's mean and sum of squared deviations from it (two
+//           passes over the slice, as the reference takes two over the
+//           group, rather than E[x^2] - E[x]^2), into stats;
+//   pass 1: each workgroup merges its group's slice statistics
+//           (M2 = sum M2_s + n_s (mean_s - mean)^2) and normalises its slice.
 layout(local_size_x = WG_SIZE) in;
-const uint UNROLL = 4;
+const uint SLICE = 4096; // runtime/vulkan_ops.c's GN_SLICE
 
 layout(push_constant) uniform group_norm_push {
     f32_ref x;
@@ -27,47 +30,55 @@ layout(push_constant) uniform group_norm_push {
     int silu;
     uint gamma_first, beta_first; // see load_packed
     uint gamma_dtype, beta_dtype;
+    f32_ref stats; // per slice: mean, then sum of squared deviations
+    uint pass;
 } pc;
+
+uint slice_len(uint group_size, uint s) { return min(SLICE, group_size - s * SLICE); }
 
 void main()
 {
-    uint group = flat_group_index(); // n * groups + g
-    if (group >= uint(pc.N * pc.groups)) return;
     uint t = gl_LocalInvocationID.x;
-    uint cpg = uint(pc.C / pc.groups);
-    uint hw = uint(pc.HW);
-    uint count = cpg * hw;
-    uint base = group * count;
+    uint slices = gl_NumWorkGroups.x, s = gl_WorkGroupID.x;
+    uint group = gl_WorkGroupID.z * uint(pc.groups) + gl_WorkGroupID.y; // n * groups + g
+    uint hw = uint(pc.HW), cpg = uint(pc.C / pc.groups);
+    uint group_size = cpg * hw;
+    uint start = s * SLICE, len = slice_len(group_size, s);
+    uint base = group * group_size + start;
 
-    float partial = 0.0;
-    for (uint i0 = 0; i0 < count; i0 += WG_SIZE * UNROLL)
-        [[unroll]] for (uint u = 0; u < UNROLL; u++) {
-            uint i = i0 + u * WG_SIZE + t;
-            if (i < count) partial += pc.x.v[base + i];
+    if (pc.pass == 0u) {
+        float sum = 0.0;
+        for (uint i = t; i < len; i += WG_SIZE) sum += pc.x.v[base + i];
+        float mean = workgroup_sum(sum) / float(len);
+        float m2 = 0.0;
+        for (uint i = t; i < len; i += WG_SIZE) {
+            float d = pc.x.v[base + i] - mean;
+            m2 += d * d;
         }
-    float mean = workgroup_sum(partial) / float(count);
+        m2 = workgroup_sum(m2);
+        if (t == 0u) {
+            pc.stats.v[2u * (group * slices + s)] = mean;
+            pc.stats.v[2u * (group * slices + s) + 1u] = m2;
+        }
+        return;
+    }
 
-    partial = 0.0;
-    for (uint i0 = 0; i0 < count; i0 += WG_SIZE * UNROLL)
-        [[unroll]] for (uint u = 0; u < UNROLL; u++) {
-            uint i = i0 + u * WG_SIZE + t;
-            float d = i < count ? pc.x.v[base + i] - mean : 0.0;
-            partial += d * d;
-        }
-    float rstd = inversesqrt(workgroup_sum(partial) / float(count) + pc.eps);
+    uint first = group * slices;
+    float weighted = 0.0;
+    for (uint j = t; j < slices; j += WG_SIZE) weighted += float(slice_len(group_size, j)) * pc.stats.v[2u * (first + j)];
+    float mean = workgroup_sum(weighted) / float(group_size);
+    float m2 = 0.0;
+    for (uint j = t; j < slices; j += WG_SIZE) {
+        float d = pc.stats.v[2u * (first + j)] - mean;
+        m2 += pc.stats.v[2u * (first + j) + 1u] + float(slice_len(group_size, j)) * d * d;
+    }
+    float rstd = inversesqrt(workgroup_sum(m2) / float(group_size) + pc.eps);
 
     uint first_channel = (group % uint(pc.groups)) * cpg;
-    for (uint c = 0; c < cpg; c++) {
-        uint ch = first_channel + c;
-        float ga = load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + ch);
-        float be = load_packed(pc.beta, pc.beta_dtype, pc.beta_first + ch);
-        for (uint i0 = 0; i0 < hw; i0 += WG_SIZE * UNROLL)
-            [[unroll]] for (uint u = 0; u < UNROLL; u++) {
-                uint i = i0 + u * WG_SIZE + t;
-                if (i >= hw) break;
-                uint at = base + c * hw + i;
-                float v = (pc.x.v[at] - mean) * rstd * ga + be;
-                pc.y.v[at] = pc.silu != 0 ? silu(v) : v;
-            }
+    for (uint i = t; i < len; i += WG_SIZE) {
+        uint ch = first_channel + (start + i) / hw;
+        float v = (pc.x.v[base + i] - mean) * rstd * load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + ch) +
+                  load_packed(pc.beta, pc.beta_dtype, pc.beta_first + ch);
+        pc.y.v[base + i] = pc.silu != 0 ? silu(v) : v;
     }
 }

@@ -75,6 +75,7 @@ static const op_case op_cases[] = {
     GROUP_NORM(1, 128, 33 * 31, 32, 1e-6f, 1), /* VAE */
     GROUP_NORM(1, 512, 64 * 64, 32, 1e-6f, 0), /* VAE mid-block at a 64x64 latent */
     GROUP_NORM(1, 6, 7, 3, 1e-5f, 1),
+    GROUP_NORM(2, 64, 40 * 25, 8, 1e-5f, 1), /* groups of 8000: the GPU backends' slices of 4096, the last short */
 
     LAYER_NORM(512, 320),
     LAYER_NORM(154, 768),
