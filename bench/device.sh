@@ -156,6 +156,13 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         fi
         bench kiln_vulkan vulkan f32
         bench kiln_vulkan_f16 vulkan f16 # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix
+        # the GEMMs on each multiply shape (the default is the driver's
+        # preference); a driver without 16x8x16 makes the second fail, which
+        # is no failure of kiln's
+        KILN_VULKAN_COOPMAT_N=16 bench kiln_vulkan_f16_n16 vulkan f16
+        kept=$status
+        KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
+        status=$kept
     fi
     # sd.cpp's step is also cond + uncond (two batch-1 UNet runs), so its
     # steps per second compare with kiln's it/s.
@@ -205,6 +212,8 @@ print(f"memcheck            : {memcheck}")
 rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln cuda f16 no graph", load("kiln_cuda_f16_noreplay.json")), ("kiln cuda f32", load("kiln_cuda_f32.json")),
         ("kiln vulkan f32", load("kiln_vulkan.json")), ("kiln vulkan f16", load("kiln_vulkan_f16.json")),
+        ("kiln vulkan f16 16x16x16", load("kiln_vulkan_f16_n16.json")),
+        ("kiln vulkan f16 16x8x16", load("kiln_vulkan_f16_n8.json")),
         ("sd.cpp vulkan", load("sdcpp_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
 peer = rows[-1][1]
 print("SD 1.5 UNet, 512x512, batch 2 (CFG)")

@@ -30,13 +30,15 @@ foreach(op matmul conv2d embedding)
 endforeach()
 
 # Tensor-core GEMMs (shaders/gemm_coopmat.glsl) for f16 weights, used on
-# devices with VK_NV_cooperative_matrix when f16 compute is asked for; the
-# _emu variants run the same tiles on emulated matrices (shaders/coopmat.glsl)
-# so that lavapipe tests them. Each emulated variant follows its real one
-# (runtime/vulkan_ops.c's gemm_variant counts on it).
+# devices with VK_NV_cooperative_matrix in f16 compute, on 16x16x16
+# multiplies or (_n8) 16x8x16 ones; the _emu variants run the same tiles on
+# emulated matrices (shaders/coopmat.glsl) so that lavapipe tests them.
+# Listed in the order runtime/vulkan_ops.c's gemm_variant counts on.
 foreach(op matmul conv2d)
-  kiln_shader(${op}_coopmat_f16     ${op}.comp W_F16_STORAGE GEMM_COOPMAT)
-  kiln_shader(${op}_coopmat_emu_f16 ${op}.comp W_F16_STORAGE GEMM_COOPMAT COOPMAT_EMULATED)
+  kiln_shader(${op}_coopmat_f16        ${op}.comp W_F16_STORAGE GEMM_COOPMAT)
+  kiln_shader(${op}_coopmat_emu_f16    ${op}.comp W_F16_STORAGE GEMM_COOPMAT COOPMAT_EMULATED)
+  kiln_shader(${op}_coopmat_n8_f16     ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8)
+  kiln_shader(${op}_coopmat_n8_emu_f16 ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 COOPMAT_EMULATED)
 endforeach()
 
 # f16 compute's attention on tensor cores (FlashAttention-2 order), and its

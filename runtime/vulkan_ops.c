@@ -66,21 +66,26 @@ _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
                "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
 
 /* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size:
- * in f16 compute with f16 weights the tensor-core variant (its emulated twin
- * follows it in cmake/shaders.cmake), else the f32 GEMM for the weight's
+ * in f16 compute with f16 weights the tensor-core variant for the device's
+ * multiply shape (after the 16x16x16 one in cmake/shaders.cmake come its
+ * emulated twin, then the 16x8x16 pair), else the f32 GEMM for the weight's
  * dtype. Both compute 64x64 tiles of C. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                    kiln_dtype dtype, uint32_t *threads)
 {
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16) {
         *threads = 128;
-        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (vk->coopmat_n == 8 ? 2 : 0);
     }
     *threads = 64;
     return weight_variant(vk, f32_variant, dtype);
 }
 _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1,
+                   KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
+                   KILN_VK_SHADER_MATMUL_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 3 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_N8_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 2 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 3,
                "tensor-core GEMM variants are listed in cmake/shaders.cmake in gemm_variant's order");
 
 #define GEMM_TILE 64

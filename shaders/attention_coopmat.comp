@@ -126,11 +126,12 @@ void main()
         stage(pc.k, kv_base, j0, tk, row_stride);
         barrier();
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
-            cm_acc scores = cm_zero();
+            cm_acc scores;
+            CM_ZERO(scores);
             FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) {
                 cm_b keys;
                 CM_LOAD_B(keys, kv_tile, n * 16u * KV_LD + kd * 16u, KV_LD, true);
-                scores = cm_mul_add(q_frag[kd], keys, scores);
+                CM_MUL_ADD(scores, q_frag[kd], keys);
             }
             CM_STORE(scores, s_stage, s_base + n * 16u, S_LD);
         }
@@ -173,11 +174,12 @@ void main()
         FRAGMENT_LOOP for (uint c0 = 0; c0 < KD; c0 += KEY_BLOCKS) {
             [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
                 if (c0 + n < KD) {
-                    cm_acc pv = cm_zero();
+                    cm_acc pv;
+                    CM_ZERO(pv);
                     [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++) {
                         cm_b values;
                         CM_LOAD_B(values, kv_tile, kb * 16u * KV_LD + (c0 + n) * 16u, KV_LD, false);
-                        pv = cm_mul_add(probs[kb], values, pv);
+                        CM_MUL_ADD(pv, probs[kb], values);
                     }
                     CM_STORE(pv, s_stage, s_base + n * 16u, S_LD);
                 }

@@ -6,13 +6,15 @@
 //     (KILN_VULKAN_EMULATE_COOPMAT=1, runtime/vulkan_device.c). It follows
 //     the extension's definitions of load, store and multiply-add, not its
 //     speed.
+// B and the accumulator are built from CM_PARTS parts of 16 x CM_N (CM_N 16,
+// or 8 where the driver prefers 16x8x16 multiplies: a define, see
+// runtime/vulkan_device.c); the code that splits a 16x16 operation into parts
+// is shared by both implementations, so the emulated runs test it too.
 //
 //   cm_a, cm_b, cm_acc     A (16x16 f16), B (16x16 f16), accumulator (f32)
-//   cm_acc cm_zero()
+//   CM_ZERO(c)                              c = 0
 //   CM_LOAD_A(a, array, offset, stride)
 //       A(i, k) = array[offset + i * stride + k]
-//   CM_LOAD_A_K_MAJOR(a, array, offset, stride)
-//       A(i, k) = array[offset + k * stride + i]
 //   CM_LOAD_B(b, array, offset, stride, col_major)
 //       B(k, j) = array[offset + k * stride + j], or with col_major
 //       array[offset + j * stride + k]
@@ -20,17 +22,23 @@
 //       the same from an array of uvec4 (8 f16 each, lowest first): offset
 //       and stride count uvec4s, the 16 elements of a row (A) or column
 //       (col_major B) are two neighbouring uvec4s
-//   cm_acc cm_mul_add(a, b, c)              c + A B
+//   CM_MUL_ADD(c, a, b)                     c += A B
 //   CM_STORE(c, array, offset, stride)      array[offset + i * stride + j] = C(i, j)
 //   CM_SUBGROUP, CM_LANE                     this invocation's subgroup and lane (0..31)
 //   cm_subgroup_sync()                       a subgroup's stores to shared memory are
 //                                            visible to all its lanes
-// array is a shared array (f16 for loads, f32 for stores); offsets and strides
-// count its elements. Emulated, cm_subgroup_sync is a workgroup barrier, so
-// every call of it must be in control flow uniform across the workgroup; the
-// workgroup size must be a multiple of 32.
+// array is a shared array (f16 or uvec4 for loads, f32 for stores); offsets
+// and strides count its elements. The macros are statements. Emulated,
+// cm_subgroup_sync is a workgroup barrier, so every call of it must be in
+// control flow uniform across the workgroup; the workgroup size must be a
+// multiple of 32.
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_EXT_control_flow_attributes : require
+
+#ifndef CM_N
+#define CM_N 16
+#endif
+const uint CM_PARTS = 16u / CM_N;
 
 #ifndef COOPMAT_EMULATED
 #extension GL_NV_cooperative_matrix : require
@@ -38,16 +46,15 @@
 #extension GL_KHR_shader_subgroup_basic : require
 
 #define cm_a fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define cm_b fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define cm_acc fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-cm_acc cm_zero() { return cm_acc(0.0); }
+#define cm_part_b fcoopmatNV<16, gl_ScopeSubgroup, 16, CM_N>
+#define cm_part_acc fcoopmatNV<32, gl_ScopeSubgroup, 16, CM_N>
+#define CM_PART_ZERO(c) c = cm_part_acc(0.0)
 #define CM_LOAD_A(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
-#define CM_LOAD_A_K_MAJOR(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, true)
-#define CM_LOAD_B(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
 #define CM_LOAD_A_V(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
-#define CM_LOAD_B_V(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
-#define cm_mul_add(a, b, c) coopMatMulAddNV(a, b, c)
-#define CM_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
+#define CM_PART_LOAD_B(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
+#define CM_PART_LOAD_B_V(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
+#define CM_PART_MUL_ADD(c, a, b) c = coopMatMulAddNV(a, b, c)
+#define CM_PART_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
 #define CM_SUBGROUP gl_SubgroupID
 #define CM_LANE gl_SubgroupInvocationID
 void cm_subgroup_sync()
@@ -57,44 +64,37 @@ void cm_subgroup_sync()
 }
 
 #else
-// Lane l holds what it needs for its 2x4 block of C: rows 2 (l / 4) + {0, 1},
-// columns 4 (l % 4) + {0..3}; of A those two rows, of B those four columns.
+// Lane l holds what it needs for its 2 x CM_W block of a part of C: rows
+// 2 (l / 4) + {0, 1}, columns CM_W (l % 4) + {0 .. CM_W - 1}; of A those two
+// rows, of B those columns.
+const uint CM_W = CM_N / 4u;
 struct cm_a {
     float v[2 * 16];
 };
-struct cm_b {
-    float v[16 * 4];
+struct cm_part_b {
+    float v[16 * CM_W];
 };
-struct cm_acc {
-    float v[2 * 4];
+struct cm_part_acc {
+    float v[2 * CM_W];
 };
 #define CM_SUBGROUP (gl_LocalInvocationIndex / 32u)
 #define CM_LANE (gl_LocalInvocationIndex % 32u)
 uint cm_row0() { return 2u * (CM_LANE / 4u); }
-uint cm_col0() { return 4u * (CM_LANE % 4u); }
+uint cm_col0() { return CM_W * (CM_LANE % 4u); }
 
-cm_acc cm_zero()
-{
-    cm_acc c;
-    [[unroll]] for (uint e = 0; e < 8u; e++) c.v[e] = 0.0;
-    return c;
-}
+#define CM_PART_ZERO(c)                                                                           \
+    [[unroll]] for (uint cm_e = 0; cm_e < 2u * CM_W; cm_e++) c.v[cm_e] = 0.0
 
 #define CM_LOAD_A(a, array, offset, stride)                                                      \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
         [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
             a.v[cm_i * 16u + cm_k] = float(array[(offset) + (cm_row0() + cm_i) * (stride) + cm_k])
 
-#define CM_LOAD_A_K_MAJOR(a, array, offset, stride)                                              \
-    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
-        [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
-            a.v[cm_i * 16u + cm_k] = float(array[(offset) + cm_k * (stride) + cm_row0() + cm_i])
-
-#define CM_LOAD_B(b, array, offset, stride, col_major)                                            \
+#define CM_PART_LOAD_B(b, array, offset, stride, col_major)                                       \
     [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \
-        [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
-            b.v[cm_k * 4u + cm_j] = float(array[(offset) + ((col_major) ? (cm_col0() + cm_j) * (stride) + cm_k \
-                                                                        : cm_k * (stride) + cm_col0() + cm_j)])
+        [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
+            b.v[cm_k * CM_W + cm_j] = float(array[(offset) + ((col_major) ? (cm_col0() + cm_j) * (stride) + cm_k \
+                                                                          : cm_k * (stride) + cm_col0() + cm_j)])
 
 // Element e (counting f16) of an array of uvec4.
 #define CM_HALF_V(array, e) unpackHalf2x16(array[(e) / 8u][((e) % 8u) / 2u])[(e) % 2u]
@@ -104,27 +104,43 @@ cm_acc cm_zero()
         [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
             a.v[cm_i * 16u + cm_k] = CM_HALF_V(array, ((offset) + (cm_row0() + cm_i) * (stride)) * 8u + cm_k)
 
-#define CM_LOAD_B_V(b, array, offset, stride, col_major)                                          \
+#define CM_PART_LOAD_B_V(b, array, offset, stride, col_major)                                     \
     [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \
-        [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
-            b.v[cm_k * 4u + cm_j] = CM_HALF_V(array, (col_major) ? ((offset) + (cm_col0() + cm_j) * (stride)) * 8u + cm_k \
-                                                                 : ((offset) + cm_k * (stride)) * 8u + cm_col0() + cm_j)
+        [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
+            b.v[cm_k * CM_W + cm_j] = CM_HALF_V(array, (col_major) ? ((offset) + (cm_col0() + cm_j) * (stride)) * 8u + cm_k \
+                                                                   : ((offset) + cm_k * (stride)) * 8u + cm_col0() + cm_j)
 
-cm_acc cm_mul_add(cm_a a, cm_b b, cm_acc c)
+cm_part_acc cm_part_mul_add(cm_a a, cm_part_b b, cm_part_acc c)
 {
     [[unroll]] for (uint i = 0; i < 2u; i++)
-        [[unroll]] for (uint j = 0; j < 4u; j++) {
-            float s = c.v[i * 4u + j];
-            [[unroll]] for (uint k = 0; k < 16u; k++) s = fma(a.v[i * 16u + k], b.v[k * 4u + j], s);
-            c.v[i * 4u + j] = s;
+        [[unroll]] for (uint j = 0; j < CM_W; j++) {
+            float s = c.v[i * CM_W + j];
+            [[unroll]] for (uint k = 0; k < 16u; k++) s = fma(a.v[i * 16u + k], b.v[k * CM_W + j], s);
+            c.v[i * CM_W + j] = s;
         }
     return c;
 }
+#define CM_PART_MUL_ADD(c, a, b) c = cm_part_mul_add(a, b, c)
 
-#define CM_STORE(c, array, offset, stride)                                                        \
+#define CM_PART_STORE(c, array, offset, stride)                                                   \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
-        [[unroll]] for (uint cm_j = 0; cm_j < 4u; cm_j++)                                         \
-            array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * 4u + cm_j]
+        [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
+            array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * CM_W + cm_j]
 
 void cm_subgroup_sync() { barrier(); }
 #endif
+
+// The 16x16 operations, part by part: part p of B and C holds columns
+// CM_N p .. CM_N (p + 1) - 1.
+#define cm_b cm_part_b[CM_PARTS]
+#define cm_acc cm_part_acc[CM_PARTS]
+#define CM_ZERO(c) [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_ZERO(c[cm_p])
+#define CM_LOAD_B(b, array, offset, stride, col_major)                                            \
+    [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++)                                       \
+        CM_PART_LOAD_B(b[cm_p], array, (offset) + cm_p * CM_N * ((col_major) ? (stride) : 1u), stride, col_major)
+#define CM_LOAD_B_V(b, array, offset, stride, col_major)                                          \
+    [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++)                                       \
+        CM_PART_LOAD_B_V(b[cm_p], array, (offset) + cm_p * ((col_major) ? CM_N * (stride) : CM_N / 8u), stride, col_major)
+#define CM_MUL_ADD(c, a, b) [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_MUL_ADD(c[cm_p], a, b[cm_p])
+#define CM_STORE(c, array, offset, stride)                                                        \
+    [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_STORE(c[cm_p], array, (offset) + cm_p * CM_N, stride)

@@ -125,7 +125,7 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
 
     cm_acc acc[2][FRAGS_N];
     [[unroll]] for (uint i = 0; i < 2; i++)
-        [[unroll]] for (uint j = 0; j < FRAGS_N; j++) acc[i][j] = cm_zero();
+        [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_ZERO(acc[i][j]);
 
     fetch(M, N, K, m0, n0, k_begin);
     for (uint k0 = k_begin; k0 < K; k0 += BK) {
@@ -146,7 +146,7 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
             [[unroll]] for (uint i = 0; i < 2; i++) CM_LOAD_A_V(a[i], a_tile, (sm + 16 * i) * LDV + kk, LDV);
             [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B_V(b[j], b_tile, (sn + 16 * j) * LDV + kk, LDV, true);
             [[unroll]] for (uint i = 0; i < 2; i++)
-                [[unroll]] for (uint j = 0; j < FRAGS_N; j++) acc[i][j] = cm_mul_add(a[i], b[j], acc[i][j]);
+                [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_MUL_ADD(acc[i][j], a[i], b[j]);
         }
         barrier(); // the tiles are read before the next step overwrites them
     }

@@ -89,12 +89,25 @@ static void f16_weights_without_16bit_storage(void **state)
  * On a device without cooperative matrices (lavapipe) the same shaders run on
  * emulated ones, so their tiling is tested everywhere. Like every run of the
  * suite this covers both GEMM paths: the suite's GEMMs with K >= 1024 have few
- * enough tiles to be split along K (vulkan_ops.c, run_gemm), the others not. */
+ * enough tiles to be split along K (vulkan_ops.c, run_gemm), the others not.
+ * The GEMMs run again on 16x8x16 multiplies (KILN_VULKAN_COOPMAT_N=8, where
+ * a real device lists them). */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F16, NULL, HALF_TOL);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    setenv("KILN_VULKAN_COOPMAT_N", "8", 1);
+    if (kiln_backend_vulkan_create(&opt, &be) == KILN_OK) {
+        kiln_backend_free(be);
+        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
+        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+    } else {
+        print_message("  no 16x8x16 pass: %s\n", kiln_last_error());
+    }
+    unsetenv("KILN_VULKAN_COOPMAT_N");
     unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
 }
 

@@ -73,6 +73,21 @@ static void no_driver_is_unsupported(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A test switch with a value it does not take is an error naming it, not a
+ * silent default. */
+static void bad_coopmat_shape_switch_names_it(void **state)
+{
+    (void)state;
+    setenv("KILN_VULKAN_COOPMAT_N", "12", 1);
+    kiln_backend *be = NULL;
+    kiln_status st = kiln_backend_vulkan_create(NULL, &be);
+    unsetenv("KILN_VULKAN_COOPMAT_N");
+    print_message("  %s: %s\n", kiln_status_name(st), kiln_last_error());
+    assert_int_equal(st, KILN_ERR_INVALID_ARG);
+    assert_null(be);
+    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_COOPMAT_N=12"));
+}
+
 /* x + y on the device, for the shader-directory tests: the status of the
  * add, and the result where it ran. */
 static kiln_status device_add(const float x[4], const float y[4], float out[4])
@@ -487,6 +502,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(device_index_out_of_range_names_it),
         cmocka_unit_test(no_driver_is_unsupported),
+        cmocka_unit_test(bad_coopmat_shape_switch_names_it),
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(oversize_allocation_names_the_bytes),
         cmocka_unit_test(transfers_out_of_bounds_are_errors),
