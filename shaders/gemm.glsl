@@ -37,9 +37,10 @@
 //   float load_b(uint n, uint k) n < N, k < K
 //   void store_c(uint m, uint n, float v)
 //
-// Split K. A GEMM with few tiles of C and a long K (the UNet's 8x8 and 16x16
-// levels) would leave most of a GPU idle while a few workgroups walk all of
-// K, so the host may run it in two dispatches of the same shader:
+// Split K. A GEMM with few tiles of C and a long K (the UNet's 8x8 level:
+// 40 tiles at batch 2, K up to 23040) would leave most of a GPU idle while a
+// few workgroups walk all of K, so the host may run it in two dispatches of
+// the same shader:
 //   split_pass 0, grid (ceil(N/BN), ceil(M/BM), splits): workgroup z sums
 //       k in [z k_chunk, (z + 1) k_chunk) into partial[z] (f32, M x N);
 //   split_pass 1, one invocation per element of C (flat grid of THREADS):
