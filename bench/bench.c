@@ -82,8 +82,8 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
                 "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
-                "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda, f32 elsewhere;\n"
-                "               f16/bf16 use tensor cores)\n"
+                "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda and on vulkan\n"
+                "               with cooperative matrices, f32 elsewhere; f16/bf16 use tensor cores)\n"
                 "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n");
 }
 

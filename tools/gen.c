@@ -66,7 +66,8 @@ static void usage(FILE *to)
             "  --backend NAME         cpu, vulkan, cuda or auto (default cpu)\n"
             "  --device N             GPU index (default: first discrete GPU)\n"
             "  --compute P            GPU arithmetic: f32, f16 or bf16 (tensor cores, f32 accumulate);\n"
-            "                         default f16 on cuda, f32 elsewhere\n"
+            "                         default f16 on cuda and on vulkan with cooperative matrices,\n"
+            "                         f32 elsewhere\n"
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
             "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n");
