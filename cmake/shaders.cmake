@@ -41,10 +41,13 @@ foreach(op matmul conv2d)
   kiln_shader(${op}_coopmat_n8_emu_f16 ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 COOPMAT_EMULATED)
 endforeach()
 
-# f16 compute's attention on tensor cores (FlashAttention-2 order), and its
-# emulated twin; head dims it does not take use the f32 attention below.
-kiln_shader(attention_coopmat_f16     attention_coopmat.comp)
-kiln_shader(attention_coopmat_emu_f16 attention_coopmat.comp COOPMAT_EMULATED)
+# f16 compute's attention on tensor cores (FlashAttention-2 order), on either
+# multiply shape as the GEMMs, each with its emulated twin, in vk_attention's
+# order; head dims it does not take use the f32 attention below.
+kiln_shader(attention_coopmat_f16        attention_coopmat.comp)
+kiln_shader(attention_coopmat_emu_f16    attention_coopmat.comp COOPMAT_EMULATED)
+kiln_shader(attention_coopmat_n8_f16     attention_coopmat.comp CM_N=8)
+kiln_shader(attention_coopmat_n8_emu_f16 attention_coopmat.comp CM_N=8 COOPMAT_EMULATED)
 
 kiln_shader(group_norm         group_norm.comp)
 kiln_shader(layer_norm         layer_norm.comp)

@@ -373,7 +373,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage",
-             coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? ", GEMMs on 16x8x16" : "");
+             coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "");
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));
     return KILN_OK;

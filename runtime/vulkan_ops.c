@@ -339,8 +339,10 @@ static uint32_t attention_coopmat_shared_bytes(uint32_t d)
     uint32_t padded = (d + 15) / 16 * 16;
     return cols * (padded + 8) * 2 + rows * (cols + 4) * 4 + rows * (cols + 8) * 2 + (128 + 128 + rows) * 4;
 }
-_Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 1,
-               "the emulated tensor-core attention follows its real one in cmake/shaders.cmake");
+_Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 1 &&
+                   KILN_VK_SHADER_ATTENTION_COOPMAT_N8_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 2 &&
+                   KILN_VK_SHADER_ATTENTION_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 3,
+               "the tensor-core attention's variants are listed in cmake/shaders.cmake in vk_attention's order");
 
 /* In f16 compute, attention runs on tensor cores (attention_coopmat.comp,
  * 64 query rows a workgroup) for head dims from 16 up to the largest whose
@@ -371,7 +373,8 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     };
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM &&
         attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES) {
-        d.shader = KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+        d.shader = KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) +
+                   (vk->coopmat_n == 8 ? 2 : 0);
         rows = 64;
     } else {
         TRY(attention_cols(vk, head_dim, &d.spec[1]));

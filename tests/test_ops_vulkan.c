@@ -85,27 +85,37 @@ static void f16_weights_without_16bit_storage(void **state)
     unsetenv("KILN_VULKAN_NO_F16_STORAGE");
 }
 
+/* The tensor-core shaders run on 16x16x16 multiplies or 16x8x16 ones
+ * (KILN_VULKAN_COOPMAT_N); this sets the switch to 8 where the device takes
+ * it (every emulating one; a real one that lists the shape) and says so. */
+static bool use_16x8x16(void)
+{
+    setenv("KILN_VULKAN_COOPMAT_N", "8", 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    if (kiln_backend_vulkan_create(&opt, &be) == KILN_OK) {
+        kiln_backend_free(be);
+        return true;
+    }
+    print_message("  no 16x8x16 pass: %s\n", kiln_last_error());
+    unsetenv("KILN_VULKAN_COOPMAT_N");
+    return false;
+}
+
 /* The tensor-core shaders take f16 weights; the rest of the suite runs too.
  * On a device without cooperative matrices (lavapipe) the same shaders run on
  * emulated ones, so their tiling is tested everywhere. Like every run of the
  * suite this covers both GEMM paths: the suite's GEMMs with K >= 1024 have few
  * enough tiles to be split along K (vulkan_ops.c, run_gemm), the others not.
- * The GEMMs run again on 16x8x16 multiplies (KILN_VULKAN_COOPMAT_N=8, where
- * a real device lists them). */
+ * The GEMMs run again on 16x8x16 multiplies. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F16, NULL, HALF_TOL);
-    kiln_backend *be = NULL;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    setenv("KILN_VULKAN_COOPMAT_N", "8", 1);
-    if (kiln_backend_vulkan_create(&opt, &be) == KILN_OK) {
-        kiln_backend_free(be);
+    if (use_16x8x16()) {
         run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
         run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-    } else {
-        print_message("  no 16x8x16 pass: %s\n", kiln_last_error());
     }
     unsetenv("KILN_VULKAN_COOPMAT_N");
     unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
@@ -113,12 +123,15 @@ static void f16_compute_f16_weights(void **state)
 
 /* Attention has no weight operand, so the case above leaves it to the f32
  * run; here it runs in f16 compute: head dims up to 256 on the tensor-core
- * attention (emulated on lavapipe), the VAE's 512 on the f32 shader. */
+ * attention (emulated on lavapipe), on both multiply shapes, the VAE's 512 on
+ * the f32 shader. */
 static void f16_compute_attention(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    if (use_16x8x16()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    unsetenv("KILN_VULKAN_COOPMAT_N");
     unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
 }
 
