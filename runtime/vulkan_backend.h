@@ -96,7 +96,7 @@ typedef struct kiln_vk {
     VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
-    uint32_t coopmat_n;          /* their GEMMs multiply 16x16x16 or 16x8x16 (shaders/coopmat.glsl's CM_N) */
+    uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
 
     /* the arena */

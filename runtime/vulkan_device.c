@@ -70,7 +70,7 @@ typedef struct device_caps {
     uint32_t queue_family;
     bool f16_storage;
     kiln_vk_coopmat coopmat; /* what f16 compute would run on */
-    uint32_t coopmat_n;      /* with it, the N of the GEMMs' multiplies: 16 or 8 */
+    uint32_t coopmat_n;      /* with it, the N of its multiplies: 16 or 8 */
     bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies */
     const char *missing; /* NULL when usable */
 } device_caps;
@@ -95,9 +95,9 @@ static bool env_is_1(const char *name)
 
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
  * (shaders/coopmat.glsl): f16 operands and f32 accumulators per 32-wide
- * subgroup, 16x16x16, and for the GEMMs 16x8x16 where the driver lists that
- * first: the extension lists its shapes in the driver's order of preference.
- * Returns the GEMMs' N (16 or 8), or 0 where there is no 16x16x16. */
+ * subgroup, 16x16x16, or 16x8x16 where the driver lists that first: the
+ * extension lists its shapes in the driver's order of preference. Returns
+ * the N to use (16 or 8), or 0 where there is no 16x16x16. */
 static uint32_t nv_coopmat_n(VkPhysicalDevice pd, uint32_t subgroup_size, bool *lists_n8)
 {
     *lists_n8 = false;
@@ -357,7 +357,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     bool want_f16 = opt && (opt->compute_auto ? caps.coopmat == KILN_VK_COOPMAT_NV : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
     /* KILN_VULKAN_COOPMAT_N=16|8 overrides the driver's preferred shape for
-     * the GEMMs' multiplies, to compare the two (8 only where listed). */
+     * the tensor-core multiplies, to compare the two (8 only where listed). */
     const char *n = getenv("KILN_VULKAN_COOPMAT_N");
     if (n && *n) {
         if (strcmp(n, "16") != 0 && strcmp(n, "8") != 0)
