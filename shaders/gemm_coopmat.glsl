@@ -4,9 +4,9 @@
 // tiles are staged in shared memory as f16. (128x128 tiles of 8 subgroups
 // measured slower on an H200 at every SD 1.5 shape, bench/RESULTS.md.)
 //
-// On an H200 the driver's multiply-adds themselves set this shader's pace
-// (about 30 TFLOP/s with every load taken out, bench/RESULTS.md); the loads
-// are arranged so as not to add to it:
+// On an H200 the driver's 16x16x16 multiply-adds themselves set this
+// shader's pace (about 30 TFLOP/s with every load taken out,
+// bench/RESULTS.md); the loads are arranged so as not to add to it:
 //   - while a K step is multiplied, the next one's operands are on their way
 //     into registers (a_next, b_next);
 //   - operands move as 16-byte vectors of 8 f16 from registers to shared
@@ -26,7 +26,7 @@
 //
 // The host uses this only on devices that report 16x16x16 f16 x f16 + f32
 // subgroup matrices and 32-wide subgroups (or emulates them, see
-// coopmat.glsl), and only where the user asked for f16 compute.
+// coopmat.glsl), and only in f16 compute.
 #include "coopmat.glsl"
 
 bool rows_aligned();
