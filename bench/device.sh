@@ -156,9 +156,9 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         fi
         bench kiln_vulkan vulkan f32
         bench kiln_vulkan_f16 vulkan f16 # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix
-        # the GEMMs on each multiply shape (the default is the driver's
-        # preference); a driver without 16x8x16 makes the second fail, which
-        # is no failure of kiln's
+        # the tensor-core shaders on each multiply shape (16x16x16 is the
+        # default); a driver without 16x8x16 makes the second fail, which is
+        # no failure of kiln's
         KILN_VULKAN_COOPMAT_N=16 bench kiln_vulkan_f16_n16 vulkan f16
         kept=$status
         KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16

@@ -70,8 +70,7 @@ typedef struct device_caps {
     uint32_t queue_family;
     bool f16_storage;
     kiln_vk_coopmat coopmat; /* what f16 compute would run on */
-    uint32_t coopmat_n;      /* with it, the N of its multiplies: 16 or 8 */
-    bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies */
+    bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies too */
     const char *missing; /* NULL when usable */
 } device_caps;
 
@@ -95,39 +94,36 @@ static bool env_is_1(const char *name)
 
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
  * (shaders/coopmat.glsl): f16 operands and f32 accumulators per 32-wide
- * subgroup, 16x16x16, or 16x8x16 where the driver lists that first: the
- * extension lists its shapes in the driver's order of preference. Returns
- * the N to use (16 or 8), or 0 where there is no 16x16x16. */
-static uint32_t nv_coopmat_n(VkPhysicalDevice pd, uint32_t subgroup_size, bool *lists_n8)
+ * subgroup, 16x16x16; and whether the driver also has 16x8x16 (the shape of
+ * the hardware's mma.m16n8k16, KILN_VULKAN_COOPMAT_N=8). */
+static bool nv_coopmat_usable(VkPhysicalDevice pd, uint32_t subgroup_size, bool *lists_n8)
 {
     *lists_n8 = false;
     if (!has_extension(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !vkGetPhysicalDeviceCooperativeMatrixPropertiesNV ||
         subgroup_size != 32)
-        return 0;
+        return false;
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
     VkPhysicalDeviceFeatures2 f = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm};
     vkGetPhysicalDeviceFeatures2(pd, &f);
-    if (!cm.cooperativeMatrix) return 0;
+    if (!cm.cooperativeMatrix) return false;
     uint32_t n = 0;
-    if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, NULL) != VK_SUCCESS || n == 0) return 0;
+    if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, NULL) != VK_SUCCESS || n == 0) return false;
     VkCooperativeMatrixPropertiesNV *props = calloc(n, sizeof *props);
-    if (!props) return 0;
+    if (!props) return false;
     for (uint32_t i = 0; i < n; i++) props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
-    int first16 = -1, first8 = -1;
+    bool found = false;
     if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, props) == VK_SUCCESS)
         for (uint32_t i = 0; i < n; i++) {
             const VkCooperativeMatrixPropertiesNV *p = &props[i];
             bool ours = p->MSize == 16 && p->KSize == 16 && p->AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
                         p->BType == VK_COMPONENT_TYPE_FLOAT16_NV && p->CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
                         p->DType == VK_COMPONENT_TYPE_FLOAT32_NV && p->scope == VK_SCOPE_SUBGROUP_NV;
-            if (ours && p->NSize == 16 && first16 < 0) first16 = (int)i;
-            if (ours && p->NSize == 8 && first8 < 0) first8 = (int)i;
+            found |= ours && p->NSize == 16;
+            *lists_n8 |= ours && p->NSize == 8;
         }
     free(props);
-    *lists_n8 = first8 >= 0;
-    if (first16 < 0) return 0;
-    return first8 >= 0 && first8 < first16 ? 8 : 16;
+    return found;
 }
 
 /* f16 compute needs the tensor-core shaders' shared memory, f16 shader
@@ -137,17 +133,12 @@ static uint32_t nv_coopmat_n(VkPhysicalDevice pd, uint32_t subgroup_size, bool *
  * compute off (to compare against the f32 shaders on the same device). */
 static kiln_vk_coopmat coopmat_kind(VkPhysicalDevice pd, bool f16_storage, bool shader_f16, device_caps *caps)
 {
-    caps->coopmat_n = 16;
     if (env_is_1("KILN_VULKAN_NO_COOPMAT") || !f16_storage || !shader_f16) return KILN_VK_COOPMAT_NONE;
     VkPhysicalDeviceSubgroupProperties sub = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
     vkGetPhysicalDeviceProperties2(pd, &p2);
     if (p2.properties.limits.maxComputeSharedMemorySize < KILN_VK_COOPMAT_SHARED_BYTES) return KILN_VK_COOPMAT_NONE;
-    uint32_t n = nv_coopmat_n(pd, sub.subgroupSize, &caps->coopmat_lists_n8);
-    if (n) {
-        caps->coopmat_n = n;
-        return KILN_VK_COOPMAT_NV;
-    }
+    if (nv_coopmat_usable(pd, sub.subgroupSize, &caps->coopmat_lists_n8)) return KILN_VK_COOPMAT_NV;
     return env_is_1("KILN_VULKAN_EMULATE_COOPMAT") ? KILN_VK_COOPMAT_EMULATED : KILN_VK_COOPMAT_NONE;
 }
 
@@ -319,7 +310,6 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
     vk->props = caps->props;
     vk->f16_storage = caps->f16_storage;
     vk->coopmat = coopmat;
-    vk->coopmat_n = caps->coopmat_n;
     vkGetPhysicalDeviceMemoryProperties(vk->physical, &vk->memory_props);
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
@@ -356,18 +346,21 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * never the emulated ones; asked for on a device without them, f32. */
     bool want_f16 = opt && (opt->compute_auto ? caps.coopmat == KILN_VK_COOPMAT_NV : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
-    /* KILN_VULKAN_COOPMAT_N=16|8 overrides the driver's preferred shape for
-     * the tensor-core multiplies, to compare the two (8 only where listed). */
+    /* KILN_VULKAN_COOPMAT_N=8: the tensor-core shaders multiply 16x8x16
+     * blocks instead of 16x16x16 (only where the driver lists them). Not the
+     * default until a GPU has measured it (bench/RESULTS.md). */
     const char *n = getenv("KILN_VULKAN_COOPMAT_N");
+    uint32_t coopmat_n = 16;
     if (n && *n) {
         if (strcmp(n, "16") != 0 && strcmp(n, "8") != 0)
             return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_COOPMAT_N=%s: must be 16 or 8", n);
-        caps.coopmat_n = (uint32_t)atoi(n);
-        if (caps.coopmat == KILN_VK_COOPMAT_NV && caps.coopmat_n == 8 && !caps.coopmat_lists_n8)
+        coopmat_n = (uint32_t)atoi(n);
+        if (caps.coopmat == KILN_VK_COOPMAT_NV && coopmat_n == 8 && !caps.coopmat_lists_n8)
             return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: KILN_VULKAN_COOPMAT_N=8: %s lists no 16x8x16 f16 multiply",
                              caps.props.deviceName);
     }
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
+    vk->coopmat_n = coopmat_n;
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix"};
     snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s%s)", caps.props.deviceName,

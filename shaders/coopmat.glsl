@@ -7,9 +7,10 @@
 //     the extension's definitions of load, store and multiply-add, not its
 //     speed.
 // B and the accumulator are built from CM_PARTS parts of 16 x CM_N (CM_N 16,
-// or 8 where the driver prefers 16x8x16 multiplies: a define, see
-// runtime/vulkan_device.c); the code that splits a 16x16 operation into parts
-// is shared by both implementations, so the emulated runs test it too.
+// or 8 for 16x8x16 multiplies, the shape of the hardware's mma.m16n8k16: a
+// define, KILN_VULKAN_COOPMAT_N in runtime/vulkan_device.c); the code that
+// splits a 16x16 operation into parts is shared by both implementations, so
+// the emulated runs test it too.
 //
 //   cm_a, cm_b, cm_acc     A (16x16 f16), B (16x16 f16), accumulator (f32)
 //   CM_ZERO(c)                              c = 0
