@@ -314,14 +314,20 @@ typedef struct attention_push {
     kiln_attention_params p;
 } attention_push;
 
-/* attention.comp's key tile for head dim d: the most keys, up to 32, whose
- * K/V tile (keys, d padded to a multiple of 4) and score tile (keys, 128
- * rows) fit the device's shared memory. */
-static kiln_status attention_cols(const kiln_vk *vk, uint32_t d, uint32_t *cols)
+/* attention.comp's shape for head dim d: how many invocations share a query
+ * row (split: the fewest, a power of two, that leave each at most 16 vec4s of
+ * the head dim to keep in registers), and the most keys per tile, up to 32,
+ * whose shared memory fits the device: the K/V tile (keys, d padded to a
+ * multiple of 4), a score per key and invocation (128), and with split > 1 a
+ * probability per key and row. */
+static kiln_status attention_shape(const kiln_vk *vk, uint32_t d, uint32_t *cols, uint32_t *split)
 {
     uint32_t budget = vk->props.limits.maxComputeSharedMemorySize, padded = (d + 3) / 4 * 4;
+    *split = 1;
+    while (*split < 8 && (padded / 4 + *split - 1) / *split > 16) *split *= 2;
+    uint32_t per_key = padded * 4 + 128 * 4 + (*split > 1 ? 128 / *split : 1) * 4;
     for (uint32_t c = 32; c >= 1; c /= 2)
-        if ((uint64_t)c * (padded + 128) * 4 <= budget) {
+        if ((uint64_t)c * per_key <= budget) {
             *cols = c;
             return KILN_OK;
         }
@@ -362,7 +368,7 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     TRY(act("attention", src[1], &push.k));
     TRY(act("attention", src[2], &push.v));
     TRY(act("attention", dst, &push.o));
-    uint32_t head_dim = (uint32_t)p->D, rows = 128; /* query rows per workgroup */
+    uint32_t head_dim = (uint32_t)p->D, rows; /* query rows per workgroup */
     kiln_vk_dispatch d = {
         .shader = KILN_VK_SHADER_ATTENTION,
         .spec = {head_dim},
@@ -377,7 +383,8 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
                    (vk->coopmat_n == 8 ? 2 : 0);
         rows = 64;
     } else {
-        TRY(attention_cols(vk, head_dim, &d.spec[1]));
+        TRY(attention_shape(vk, head_dim, &d.spec[1], &d.spec[2]));
+        rows = 128 / d.spec[2];
     }
     d.groups[0] = ceil_div((uint64_t)p->Tq, rows);
     d.groups[1] = (uint32_t)(p->B * p->H);
