@@ -17,11 +17,12 @@
 //
 // SPLIT (1, 2, 4 or 8, the host's choice) keeps a slice at 16 vec4s or
 // fewer: query and output in registers take 2 D floats per invocation, and
-// past about 128 they spill (on an H200, 19 TFLOP/s at head dims 40 and 64
-// against 3 to 6 at 80 to 160 with SPLIT 1). With SPLIT > 1 each invocation
-// writes its partial scores for the tile to p_tile, and after a barrier each
-// sums its row's partials in the same order, so all SPLIT compute the same
-// scores; part 0 writes the row's probabilities to prob_tile.
+// past 128 an H200 showed what spills look like (19 TFLOP/s at head dims 40
+// and 64 against 3 to 6 at 80 to 160 with SPLIT 1). With SPLIT > 1 each
+// invocation writes its partial scores for the tile to p_tile, and after a
+// barrier each sums its row's partials in the same order, so all SPLIT
+// compute the same scores; part 0 writes the row's probabilities to
+// prob_tile.
 //
 // Rows of K, V, q and the output are handled as vec4s (the head dim padded
 // with zeros to a multiple of 4): a key's element read from shared memory
