@@ -15,6 +15,7 @@
 #              KILN_PREBUILT (a folder of prebuilt test and bench binaries),
 #              SKIP_VULKAN=1 (leave out the Vulkan tests and bench),
 #              SKIP_MEMCHECK=1 (leave out compute-sanitizer),
+#              SKIP_DIFFUSERS=1 (leave out the PyTorch/diffusers bench),
 #              SDCPP_VULKAN (an sd.cpp sd-cli built with -DSD_VULKAN=ON, built
 #              outside this repository; default $bin/sd-cli-vulkan if there).
 #
@@ -140,9 +141,11 @@ if [ -x "$bin/bench_ops" ]; then
     timeout 120 "$bin/bench_ops" --backend cuda --compute f16 2>&1 | tee "$results/bench_ops.txt"
 fi
 
-say "diffusers bench (fp16, SDPA, $steps steps)"
-PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$ckpt" --steps "$steps" \
-    >"$results/diffusers.json" 2>"$results/diffusers.err" || { tail -n 20 "$results/diffusers.err"; status=1; }
+if [ -z "${SKIP_DIFFUSERS:-}" ]; then
+    say "diffusers bench (fp16, SDPA, $steps steps)"
+    PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$ckpt" --steps "$steps" \
+        >"$results/diffusers.json" 2>"$results/diffusers.err" || { tail -n 20 "$results/diffusers.err"; status=1; }
+fi
 
 if [ -z "${SKIP_VULKAN:-}" ]; then
     for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done

@@ -25,6 +25,10 @@
 //       (col_major B) are two neighbouring uvec4s
 //   CM_MUL_ADD(c, a, b)                     c += A B
 //   CM_STORE(c, array, offset, stride)      array[offset + i * stride + j] = C(i, j)
+//   CM_STORE_V(c, array, offset, stride, col_major)
+//       the same into an array of uvec4 (4 f32 each, lowest first) with
+//       offset and stride counting uvec4s, or with col_major C(i, j) at f32
+//       4 offset + 4 j stride + i
 //   CM_SUBGROUP, CM_LANE                     this invocation's subgroup and lane (0..31)
 //   cm_subgroup_sync()                       a subgroup's stores to shared memory are
 //                                            visible to all its lanes
@@ -56,6 +60,7 @@ const uint CM_PARTS = 16u / CM_N;
 #define CM_PART_LOAD_B_V(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
 #define CM_PART_MUL_ADD(c, a, b) c = coopMatMulAddNV(a, b, c)
 #define CM_PART_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
+#define CM_PART_STORE_V(c, array, offset, stride, col_major) coopMatStoreNV(c, array, offset, stride, col_major)
 #define CM_SUBGROUP gl_SubgroupID
 #define CM_LANE gl_SubgroupInvocationID
 void cm_subgroup_sync()
@@ -128,6 +133,14 @@ cm_part_acc cm_part_mul_add(cm_a a, cm_part_b b, cm_part_acc c)
         [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
             array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * CM_W + cm_j]
 
+#define CM_PART_STORE_V(c, array, offset, stride, col_major)                                      \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
+        [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++) {                                     \
+            uint cm_e = 4u * (offset) + ((col_major) ? (cm_col0() + cm_j) * 4u * (stride) + cm_row0() + cm_i \
+                                                     : (cm_row0() + cm_i) * 4u * (stride) + cm_col0() + cm_j); \
+            array[cm_e / 4u][cm_e % 4u] = floatBitsToUint(c.v[cm_i * CM_W + cm_j]);               \
+        }
+
 void cm_subgroup_sync() { barrier(); }
 #endif
 
@@ -145,3 +158,6 @@ void cm_subgroup_sync() { barrier(); }
 #define CM_MUL_ADD(c, a, b) [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_MUL_ADD(c[cm_p], a, b[cm_p])
 #define CM_STORE(c, array, offset, stride)                                                        \
     [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_STORE(c[cm_p], array, (offset) + cm_p * CM_N, stride)
+#define CM_STORE_V(c, array, offset, stride, col_major)                                           \
+    [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++)                                       \
+        CM_PART_STORE_V(c[cm_p], array, (offset) + cm_p * ((col_major) ? CM_N * (stride) : CM_N / 4u), stride, col_major)

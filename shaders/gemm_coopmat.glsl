@@ -1,12 +1,11 @@
 // gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 4
 // subgroups of 32 computes a 64x64 block of C, stepping through K by 32; each
 // subgroup owns a 32x32 block in 2 x 2 accumulators of 16x16 in f32. Operand
-// tiles are staged in shared memory as f16. (128x128 tiles of 8 subgroups
-// measured slower on an H200 at every SD 1.5 shape, bench/RESULTS.md.)
+// tiles are staged in shared memory as f16.
 //
-// On an H200 the driver's 16x16x16 multiply-adds themselves set this
-// shader's pace (about 30 TFLOP/s with every load taken out,
-// bench/RESULTS.md); the loads are arranged so as not to add to it:
+// On an H200 the driver's multiply-adds are not what limits this shader (a
+// loop of nothing else runs at 390-570 TFLOP/s, as fast as mma.sync under
+// CUDA: bench/RESULTS.md); getting operands in and results out is. So:
 //   - while a K step is multiplied, the next one's operands are on their way
 //     into registers (a_next, b_next);
 //   - operands move as 16-byte vectors of 8 f16 from registers to shared
@@ -14,7 +13,10 @@
 //     (rows_aligned());
 //   - neighbouring invocations read neighbouring memory (see fetch);
 //   - conv's index work is done once per row of the tile and once per run
-//     of 16 k, not per element.
+//     of 16 k, not per element;
+//   - shared memory is kept to 10 KB a workgroup, the results staged in the
+//     operand tiles' memory (with a separate 17 KB staging area convs ran
+//     at half the speed on an H200, presumably fewer workgroups at a time).
 // Every loop over fragments or load slots is unrolled: fragments and
 // prefetched values indexed by a run-time counter would live in memory.
 //
@@ -46,9 +48,15 @@ const uint RUN = 8u * CHUNKS;      // A along M: consecutive k an invocation loa
 
 layout(local_size_x = THREADS) in;
 
-shared uvec4 a_tile[BM * LDV]; // (m, k)
-shared uvec4 b_tile[BN * LDV]; // (n, k)
-shared float c_stage[SUBGROUPS * 256]; // one 16x16 f32 block per subgroup, on the way out
+// The operand tiles, (m, k) from A_TILE and (n, k) from B_TILE, in one
+// array: after the K loop the same memory stages the finished tile on its
+// way out, half of it at a time, HALF lines of LDC4 uvec4s (4 f32 each).
+// Lines are rows of C, or columns with C_ALONG_M, so that neighbouring
+// invocations write neighbouring memory; 17 uvec4s start each line 16 bytes
+// further along the banks. A workgroup so needs 10 KB of shared memory.
+shared uvec4 tiles[(BM + BN) * LDV];
+const uint A_TILE = 0u, B_TILE = BM * LDV;
+const uint HALF = BM / 2u, LDC4 = BN / 4u + 1u; // BM == BN
 
 uvec4 a_next[CHUNKS], b_next[CHUNKS];
 
@@ -116,7 +124,7 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
 {
     uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
-    uint sg = CM_SUBGROUP, lane = CM_LANE;
+    uint sg = CM_SUBGROUP;
     uint sm = (sg % SUBGROUPS_M) * 32u, sn = (sg / SUBGROUPS_M) * FRAGS_N * 16u;
 
     for (uint r = t; r < BM; r += THREADS)
@@ -131,11 +139,11 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
     for (uint k0 = k_begin; k0 < K; k0 += BK) {
         [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
             uint c = t + THREADS * q;
-            b_tile[(c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = b_next[q];
+            tiles[B_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = b_next[q];
 #ifdef A_ALONG_M
-            a_tile[(t % BM) * LDV + CHUNKS * (t / BM) + q] = a_next[q];
+            tiles[A_TILE + (t % BM) * LDV + CHUNKS * (t / BM) + q] = a_next[q];
 #else
-            a_tile[(c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = a_next[q];
+            tiles[A_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = a_next[q];
 #endif
         }
         barrier();
@@ -143,23 +151,41 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
         [[unroll]] for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {
             cm_a a[2];
             cm_b b[FRAGS_N];
-            [[unroll]] for (uint i = 0; i < 2; i++) CM_LOAD_A_V(a[i], a_tile, (sm + 16 * i) * LDV + kk, LDV);
-            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B_V(b[j], b_tile, (sn + 16 * j) * LDV + kk, LDV, true);
+            [[unroll]] for (uint i = 0; i < 2; i++) CM_LOAD_A_V(a[i], tiles, A_TILE + (sm + 16 * i) * LDV + kk, LDV);
+            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B_V(b[j], tiles, B_TILE + (sn + 16 * j) * LDV + kk, LDV, true);
             [[unroll]] for (uint i = 0; i < 2; i++)
                 [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_MUL_ADD(acc[i][j], a[i], b[j]);
         }
         barrier(); // the tiles are read before the next step overwrites them
     }
 
-    // each 16x16 block through this subgroup's staging area, 8 values a lane
-    [[unroll]] for (uint i = 0; i < 2; i++)
-        [[unroll]] for (uint j = 0; j < FRAGS_N; j++) {
-            CM_STORE(acc[i][j], c_stage, sg * 256u, 16);
-            cm_subgroup_sync();
-            for (uint e = lane; e < 256u; e += 32u) {
-                uint m = m0 + sm + 16 * i + e / 16u, n = n0 + sn + 16 * j + e % 16u;
-                if (m < M && n < N) emit(M, N, m, n, c_stage[sg * 256u + e]);
-            }
-            cm_subgroup_sync(); // every lane has read the block before the next one lands
+    // Out through shared memory, half the tile at a time (the operand tiles
+    // were read by the loop's last barrier): the subgroups holding that half
+    // store their blocks, then every invocation writes neighbouring elements
+    // of its lines. (Per subgroup, block by block with a sync between, the
+    // H200 ran matmuls at a third to half this speed: bench/RESULTS.md.)
+#ifdef C_ALONG_M
+    const bool col_major = true;
+    uint mine = sn; // this subgroup's first line
+#else
+    const bool col_major = false;
+    uint mine = sm;
+#endif
+    [[unroll]] for (uint h = 0; h < 2u; h++) {
+        if (h > 0u) barrier(); // the first half is out of shared memory
+        if (mine / HALF == h)
+            [[unroll]] for (uint i = 0; i < 2; i++)
+                [[unroll]] for (uint j = 0; j < FRAGS_N; j++) {
+                    uint r = sm + 16u * i, c = sn + 16u * j; // the block's first row and column in the tile
+                    uint line = (col_major ? c : r) - h * HALF, at = col_major ? r : c;
+                    CM_STORE_V(acc[i][j], tiles, line * LDC4 + at / 4u, LDC4, col_major);
+                }
+        barrier();
+        for (uint e = t; e < HALF * BN; e += THREADS) {
+            uint line = e / BN, at = e % BN;
+            float v = uintBitsToFloat(tiles[line * LDC4 + at / 4u][at % 4u]);
+            uint m = m0 + (col_major ? at : h * HALF + line), n = n0 + (col_major ? h * HALF + line : at);
+            if (m < M && n < N) emit(M, N, m, n, v);
         }
+    }
 }
