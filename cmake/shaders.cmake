@@ -32,13 +32,16 @@ endforeach()
 # Tensor-core GEMMs (shaders/gemm_coopmat.glsl) for f16 weights, used on
 # devices with VK_NV_cooperative_matrix in f16 compute, on 16x16x16
 # multiplies or (_n8) 16x8x16 ones; the _emu variants run the same tiles on
-# emulated matrices (shaders/coopmat.glsl) so that lavapipe tests them.
-# Listed in the order runtime/vulkan_ops.c's gemm_variant counts on.
+# emulated matrices (shaders/coopmat.glsl) so that lavapipe tests them; the
+# _khr variants are the _n8 ones rewritten for VK_KHR_cooperative_matrix
+# (KHR_REWRITE: tools/build/spirv_khr_coopmat.c, as glslang 12 has no KHR
+# matrices). Listed in the order runtime/vulkan_ops.c's gemm_variant counts on.
 foreach(op matmul conv2d)
   kiln_shader(${op}_coopmat_f16        ${op}.comp W_F16_STORAGE GEMM_COOPMAT)
   kiln_shader(${op}_coopmat_emu_f16    ${op}.comp W_F16_STORAGE GEMM_COOPMAT COOPMAT_EMULATED)
   kiln_shader(${op}_coopmat_n8_f16     ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8)
   kiln_shader(${op}_coopmat_n8_emu_f16 ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 COOPMAT_EMULATED)
+  kiln_shader(${op}_coopmat_khr_f16    ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 KHR_REWRITE)
 endforeach()
 
 # f16 compute's attention on tensor cores (FlashAttention-2 order), on either
@@ -48,6 +51,7 @@ kiln_shader(attention_coopmat_f16        attention_coopmat.comp)
 kiln_shader(attention_coopmat_emu_f16    attention_coopmat.comp COOPMAT_EMULATED)
 kiln_shader(attention_coopmat_n8_f16     attention_coopmat.comp CM_N=8)
 kiln_shader(attention_coopmat_n8_emu_f16 attention_coopmat.comp CM_N=8 COOPMAT_EMULATED)
+kiln_shader(attention_coopmat_khr_f16    attention_coopmat.comp CM_N=8 KHR_REWRITE)
 
 kiln_shader(group_norm         group_norm.comp)
 kiln_shader(layer_norm         layer_norm.comp)
@@ -73,6 +77,8 @@ function(kiln_add_shaders target)
   file(MAKE_DIRECTORY ${out_dir})
   file(GLOB heads CONFIGURE_DEPENDS ${src_dir}/*.glsl)
 
+  add_executable(spirv_khr_coopmat ${CMAKE_SOURCE_DIR}/tools/build/spirv_khr_coopmat.c)
+
   set(headers "")
   set(includes "")
   set(enum_items "")
@@ -83,20 +89,38 @@ function(kiln_add_shaders target)
     list(GET fields 1 source)
     list(LENGTH fields nfields)
     set(defines "")
+    set(khr_rewrite OFF)
     if(nfields GREATER 2)
       list(GET fields 2 defs)
       string(REPLACE "," ";" defs "${defs}")
       foreach(def ${defs})
-        list(APPEND defines -D${def})
+        if(def STREQUAL "KHR_REWRITE")
+          set(khr_rewrite ON)
+        else()
+          list(APPEND defines -D${def})
+        endif()
       endforeach()
     endif()
-    add_custom_command(
-      OUTPUT ${out_dir}/${name}.h
-      COMMAND ${GLSLANG_VALIDATOR} -V --target-env vulkan1.2 --spirv-val ${defines} --vn kiln_spv_${name}
-              -o ${out_dir}/${name}.h ${src_dir}/${source}
-      DEPENDS ${src_dir}/${source} ${heads}
-      COMMENT "SPIR-V ${name} (${source} ${defines})"
-      VERBATIM)
+    if(khr_rewrite)
+      # compiled for VK_NV_cooperative_matrix, then rewritten (its SPIR-V
+      # validator predates the KHR instructions: the NV module is validated)
+      add_custom_command(
+        OUTPUT ${out_dir}/${name}.h
+        COMMAND ${GLSLANG_VALIDATOR} -V --target-env vulkan1.2 --spirv-val ${defines}
+                -o ${out_dir}/${name}.nv.spv ${src_dir}/${source}
+        COMMAND spirv_khr_coopmat ${out_dir}/${name}.nv.spv ${out_dir}/${name}.h kiln_spv_${name}
+        DEPENDS ${src_dir}/${source} ${heads} spirv_khr_coopmat
+        COMMENT "SPIR-V ${name} (${source} ${defines}, rewritten for VK_KHR_cooperative_matrix)"
+        VERBATIM)
+    else()
+      add_custom_command(
+        OUTPUT ${out_dir}/${name}.h
+        COMMAND ${GLSLANG_VALIDATOR} -V --target-env vulkan1.2 --spirv-val ${defines} --vn kiln_spv_${name}
+                -o ${out_dir}/${name}.h ${src_dir}/${source}
+        DEPENDS ${src_dir}/${source} ${heads}
+        COMMENT "SPIR-V ${name} (${source} ${defines})"
+        VERBATIM)
+    endif()
     string(TOUPPER ${name} upper)
     list(APPEND headers ${out_dir}/${name}.h)
     string(APPEND includes "#include \"${name}.h\"\n")

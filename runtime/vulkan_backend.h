@@ -73,7 +73,7 @@ typedef struct kiln_vk_pipeline {
 } kiln_vk_pipeline;
 
 /* The shared memory the tensor-core shaders may use (gemm_coopmat.glsl
- * takes 28 KiB, attention_coopmat.comp up to 31.75 KiB at head dim 256);
+ * takes 11 KiB, attention_coopmat.comp up to 31.75 KiB at head dim 256);
  * lavapipe offers exactly this much. */
 #define KILN_VK_COOPMAT_SHARED_BYTES (32 * 1024)
 
@@ -82,6 +82,7 @@ typedef enum kiln_vk_coopmat {
     KILN_VK_COOPMAT_NONE,     /* no f16 compute: f32 shaders */
     KILN_VK_COOPMAT_NV,       /* VK_NV_cooperative_matrix */
     KILN_VK_COOPMAT_EMULATED, /* the same shaders on plain GLSL matrices, for tests */
+    KILN_VK_COOPMAT_KHR,      /* VK_KHR_cooperative_matrix: the 16x8x16 shaders rewritten for it */
 } kiln_vk_coopmat;
 
 typedef struct kiln_vk {

@@ -70,7 +70,8 @@ typedef struct device_caps {
     uint32_t queue_family;
     bool f16_storage;
     kiln_vk_coopmat coopmat; /* what f16 compute would run on */
-    bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies too */
+    bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies too (NV) */
+    bool khr_usable;         /* VK_KHR_cooperative_matrix with what the _khr variants need */
     const char *missing; /* NULL when usable */
 } device_caps;
 
@@ -126,23 +127,86 @@ static bool nv_coopmat_usable(VkPhysicalDevice pd, uint32_t subgroup_size, bool 
     return found;
 }
 
+/* VK_KHR_cooperative_matrix is newer than Debian 12's Vulkan headers
+ * (1.3.239): the parts kiln uses, as the Vulkan registry defines them. */
+#ifndef VK_KHR_cooperative_matrix
+#define VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME "VK_KHR_cooperative_matrix"
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR ((VkStructureType)1000506000)
+#define VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR ((VkStructureType)1000506001)
+typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrix;
+    VkBool32 cooperativeMatrixRobustBufferAccess;
+} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
+typedef struct VkCooperativeMatrixPropertiesKHR {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize, NSize, KSize;
+    VkComponentTypeNV AType, BType, CType, ResultType; /* the KHR enums have the NV values */
+    VkBool32 saturatingAccumulation;
+    VkScopeNV scope;
+} VkCooperativeMatrixPropertiesKHR;
+typedef VkResult(VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(VkPhysicalDevice, uint32_t *,
+                                                                                    VkCooperativeMatrixPropertiesKHR *);
+#endif
+
+/* The same through VK_KHR_cooperative_matrix, for the _khr shader variants:
+ * those are the 16x8x16 ones (cmake/shaders.cmake), so that is the shape
+ * it must list. */
+static bool khr_coopmat_usable(VkInstance instance, VkPhysicalDevice pd, uint32_t subgroup_size)
+{
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get_properties =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)vkGetInstanceProcAddr(
+            instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+    if (!has_extension(pd, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) || !get_properties || subgroup_size != 32)
+        return false;
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
+    VkPhysicalDeviceFeatures2 f = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm};
+    vkGetPhysicalDeviceFeatures2(pd, &f);
+    if (!cm.cooperativeMatrix) return false;
+    uint32_t n = 0;
+    if (get_properties(pd, &n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkCooperativeMatrixPropertiesKHR *props = calloc(n, sizeof *props);
+    if (!props) return false;
+    for (uint32_t i = 0; i < n; i++) props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
+    bool found = false;
+    if (get_properties(pd, &n, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++) {
+            const VkCooperativeMatrixPropertiesKHR *p = &props[i];
+            found |= p->MSize == 16 && p->NSize == 8 && p->KSize == 16 && p->AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                     p->BType == VK_COMPONENT_TYPE_FLOAT16_NV && p->CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                     p->ResultType == VK_COMPONENT_TYPE_FLOAT32_NV && p->scope == VK_SCOPE_SUBGROUP_NV &&
+                     !p->saturatingAccumulation;
+        }
+    free(props);
+    return found;
+}
+
 /* f16 compute needs the tensor-core shaders' shared memory, f16 shader
- * arithmetic and 16-bit storage, and cooperative matrices: NVIDIA's, or with
- * KILN_VULKAN_EMULATE_COOPMAT=1 on a device without them, emulated ones (slow;
- * it lets lavapipe test the shaders). KILN_VULKAN_NO_COOPMAT=1 turns f16
- * compute off (to compare against the f32 shaders on the same device). */
-static kiln_vk_coopmat coopmat_kind(VkPhysicalDevice pd, bool f16_storage, bool shader_f16, device_caps *caps)
+ * arithmetic and 16-bit storage, and cooperative matrices: NVIDIA's
+ * extension (measured, bench/RESULTS.md), else the KHR one (or with
+ * KILN_VULKAN_COOPMAT_KHR=1 the KHR one first), or with
+ * KILN_VULKAN_EMULATE_COOPMAT=1 on a device without either, emulated ones
+ * (slow; it lets lavapipe test the shaders). KILN_VULKAN_NO_COOPMAT=1 turns
+ * f16 compute off (to compare against the f32 shaders on the same device). */
+static kiln_vk_coopmat coopmat_kind(VkInstance instance, VkPhysicalDevice pd, bool f16_storage, bool shader_f16,
+                                    device_caps *caps)
 {
     if (env_is_1("KILN_VULKAN_NO_COOPMAT") || !f16_storage || !shader_f16) return KILN_VK_COOPMAT_NONE;
     VkPhysicalDeviceSubgroupProperties sub = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
     vkGetPhysicalDeviceProperties2(pd, &p2);
     if (p2.properties.limits.maxComputeSharedMemorySize < KILN_VK_COOPMAT_SHARED_BYTES) return KILN_VK_COOPMAT_NONE;
+    caps->khr_usable = khr_coopmat_usable(instance, pd, sub.subgroupSize);
+    if (caps->khr_usable && env_is_1("KILN_VULKAN_COOPMAT_KHR")) return KILN_VK_COOPMAT_KHR;
     if (nv_coopmat_usable(pd, sub.subgroupSize, &caps->coopmat_lists_n8)) return KILN_VK_COOPMAT_NV;
+    if (caps->khr_usable) return KILN_VK_COOPMAT_KHR;
     return env_is_1("KILN_VULKAN_EMULATE_COOPMAT") ? KILN_VK_COOPMAT_EMULATED : KILN_VK_COOPMAT_NONE;
 }
 
-static void device_query(VkPhysicalDevice pd, device_caps *caps)
+static void device_query(VkInstance instance, VkPhysicalDevice pd, device_caps *caps)
 {
     memset(caps, 0, sizeof *caps);
     vkGetPhysicalDeviceProperties(pd, &caps->props);
@@ -174,7 +238,7 @@ static void device_query(VkPhysicalDevice pd, device_caps *caps)
     /* KILN_VULKAN_NO_F16_STORAGE=1 takes the path of devices without 16-bit
      * storage (f16 weights read from 32-bit words), so it can be tested. */
     caps->f16_storage = f11.storageBuffer16BitAccess && !env_is_1("KILN_VULKAN_NO_F16_STORAGE");
-    caps->coopmat = coopmat_kind(pd, caps->f16_storage, f12.shaderFloat16, caps);
+    caps->coopmat = coopmat_kind(instance, pd, caps->f16_storage, f12.shaderFloat16, caps);
 }
 
 /* Lists the devices as "0: name (type), 1: ..." for error messages. */
@@ -212,7 +276,7 @@ static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice
         if ((uint32_t)wanted >= n)
             return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: --device %d: no such device (%u found: %s)", wanted, n,
                              list);
-        device_query(pds[wanted], caps);
+        device_query(instance, pds[wanted], caps);
         if (caps->missing)
             return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: --device %d (%s) lacks %s, which kiln needs", wanted,
                              caps->props.deviceName, caps->missing);
@@ -223,7 +287,7 @@ static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice
     device_caps best_caps = {0};
     for (uint32_t i = 0; i < n; i++) {
         device_caps c;
-        device_query(pds[i], &c);
+        device_query(instance, pds[i], &c);
         int rank = device_type_rank(c.props.deviceType);
         if (!c.missing && (best < 0 || rank < best_rank)) {
             best = (int)i;
@@ -271,7 +335,7 @@ static kiln_status instance_create(VkInstance *out)
 /* coopmat: what f16 compute runs on, NONE where it was not asked for. */
 static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coopmat coopmat)
 {
-    bool nv = coopmat == KILN_VK_COOPMAT_NV;
+    bool nv = coopmat == KILN_VK_COOPMAT_NV, khr = coopmat == KILN_VK_COOPMAT_KHR;
     float priority = 1.0f;
     VkDeviceQueueCreateInfo queue = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
@@ -279,13 +343,17 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
         .queueCount = 1,
         .pQueuePriorities = &priority,
     };
-    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm_nv = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+        .cooperativeMatrix = VK_TRUE,
+    };
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm_khr = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
         .cooperativeMatrix = VK_TRUE,
     };
     VkPhysicalDeviceVulkan12Features f12 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-        .pNext = nv ? &cm : NULL,
+        .pNext = nv ? (void *)&cm_nv : khr ? (void *)&cm_khr : NULL,
         .bufferDeviceAddress = VK_TRUE,
         .shaderFloat16 = coopmat != KILN_VK_COOPMAT_NONE ? VK_TRUE : VK_FALSE,
     };
@@ -294,14 +362,14 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
         .pNext = &f12,
         .storageBuffer16BitAccess = caps->f16_storage ? VK_TRUE : VK_FALSE,
     };
-    const char *coopmat_ext = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    const char *coopmat_ext = nv ? VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME : VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
     VkDeviceCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &f11,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &queue,
-        .enabledExtensionCount = nv ? 1 : 0,
-        .ppEnabledExtensionNames = nv ? &coopmat_ext : NULL,
+        .enabledExtensionCount = nv || khr ? 1 : 0,
+        .ppEnabledExtensionNames = nv || khr ? &coopmat_ext : NULL,
     };
     VK_TRY(vkCreateDevice(vk->physical, &info, NULL, &vk->device));
     volkLoadDeviceTable(&vk->fn, vk->device);
@@ -344,13 +412,20 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * backend it is f16 where the driver has them (SD 1.5 at 512x512 on an
      * H200: 11.8 it/s against 6.3 in f32, bench/RESULTS.md), as on CUDA, and
      * never the emulated ones; asked for on a device without them, f32. */
-    bool want_f16 = opt && (opt->compute_auto ? caps.coopmat == KILN_VK_COOPMAT_NV : opt->compute == KILN_F16);
+    bool tensor_cores = caps.coopmat == KILN_VK_COOPMAT_NV || caps.coopmat == KILN_VK_COOPMAT_KHR;
+    bool want_f16 = opt && (opt->compute_auto ? tensor_cores : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
+    if (env_is_1("KILN_VULKAN_COOPMAT_KHR") && !caps.khr_usable)
+        return kiln_fail(KILN_ERR_UNSUPPORTED,
+                         "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "
+                         "multiplies into f32 on 32-wide subgroups",
+                         caps.props.deviceName);
     /* KILN_VULKAN_COOPMAT_N=8: the tensor-core shaders multiply 16x8x16
-     * blocks instead of 16x16x16 (only where the driver lists them). Not the
-     * default until a GPU has measured it (bench/RESULTS.md). */
+     * blocks instead of 16x16x16 (only where the driver lists them; on an
+     * H200 both ran at the same speed, bench/RESULTS.md). The KHR variants
+     * exist only as 16x8x16 (cmake/shaders.cmake). */
     const char *n = getenv("KILN_VULKAN_COOPMAT_N");
-    uint32_t coopmat_n = 16;
+    uint32_t coopmat_n = caps.coopmat == KILN_VK_COOPMAT_KHR ? 8 : 16;
     if (n && *n) {
         if (strcmp(n, "16") != 0 && strcmp(n, "8") != 0)
             return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_COOPMAT_N=%s: must be 16 or 8", n);
@@ -358,11 +433,17 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         if (caps.coopmat == KILN_VK_COOPMAT_NV && coopmat_n == 8 && !caps.coopmat_lists_n8)
             return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: KILN_VULKAN_COOPMAT_N=8: %s lists no 16x8x16 f16 multiply",
                              caps.props.deviceName);
+        if (caps.coopmat == KILN_VK_COOPMAT_KHR && coopmat_n == 16)
+            return kiln_fail(KILN_ERR_UNSUPPORTED,
+                             "vulkan: KILN_VULKAN_COOPMAT_N=16: through VK_KHR_cooperative_matrix kiln multiplies "
+                             "16x8x16 blocks only (%s)",
+                             caps.props.deviceName);
     }
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     vk->coopmat_n = coopmat_n;
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
-    static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix"};
+    static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
+                                                ", cooperative matrix (KHR)"};
     snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage",

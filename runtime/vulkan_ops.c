@@ -70,12 +70,21 @@ _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
  * multiply shape (after the 16x16x16 one in cmake/shaders.cmake come its
  * emulated twin, then the 16x8x16 pair), else the f32 GEMM for the weight's
  * dtype. Both compute 64x64 tiles of C. */
+/* A tensor-core shader's variants follow its base (16x16x16, NV) in the
+ * table as: emulated, 16x8x16, 16x8x16 emulated, 16x8x16 KHR
+ * (cmake/shaders.cmake); which of them this device runs. */
+static kiln_vk_shader coopmat_variant(const kiln_vk *vk, kiln_vk_shader base)
+{
+    if (vk->coopmat == KILN_VK_COOPMAT_KHR) return base + 4;
+    return base + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (vk->coopmat_n == 8 ? 2 : 0);
+}
+
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                    kiln_dtype dtype, uint32_t *threads)
 {
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16) {
         *threads = 128;
-        return coopmat_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (vk->coopmat_n == 8 ? 2 : 0);
+        return coopmat_variant(vk, coopmat_f16);
     }
     *threads = 64;
     return weight_variant(vk, f32_variant, dtype);
@@ -83,9 +92,11 @@ static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant
 _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 3 &&
+                   KILN_VK_SHADER_MATMUL_COOPMAT_KHR_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 4 &&
                    KILN_VK_SHADER_CONV2D_COOPMAT_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_CONV2D_COOPMAT_N8_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 2 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 3,
+                   KILN_VK_SHADER_CONV2D_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 3 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_KHR_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 4,
                "tensor-core GEMM variants are listed in cmake/shaders.cmake in gemm_variant's order");
 
 #define GEMM_TILE 64
@@ -347,7 +358,8 @@ static uint32_t attention_coopmat_shared_bytes(uint32_t d)
 }
 _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_ATTENTION_COOPMAT_N8_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 2 &&
-                   KILN_VK_SHADER_ATTENTION_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 3,
+                   KILN_VK_SHADER_ATTENTION_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 3 &&
+                   KILN_VK_SHADER_ATTENTION_COOPMAT_KHR_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 4,
                "the tensor-core attention's variants are listed in cmake/shaders.cmake in vk_attention's order");
 
 /* In f16 compute, attention runs on tensor cores (attention_coopmat.comp,
@@ -379,8 +391,7 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     };
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM &&
         attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES) {
-        d.shader = KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) +
-                   (vk->coopmat_n == 8 ? 2 : 0);
+        d.shader = coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
         rows = 64;
     } else {
         TRY(attention_shape(vk, head_dim, &d.spec[1], &d.spec[2]));

@@ -102,12 +102,30 @@ static bool use_16x8x16(void)
     return false;
 }
 
+/* Where the device has VK_KHR_cooperative_matrix, the tensor-core shaders
+ * rewritten for it (the _khr variants) run too: this sets the switch to
+ * them where the device takes it and says so where not (lavapipe, and every
+ * GPU without the extension). */
+static bool use_khr(void)
+{
+    setenv("KILN_VULKAN_COOPMAT_KHR", "1", 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    if (kiln_backend_vulkan_create(&opt, &be) == KILN_OK) {
+        kiln_backend_free(be);
+        return true;
+    }
+    print_message("  no VK_KHR_cooperative_matrix pass: %s\n", kiln_last_error());
+    unsetenv("KILN_VULKAN_COOPMAT_KHR");
+    return false;
+}
+
 /* The tensor-core shaders take f16 weights; the rest of the suite runs too.
  * On a device without cooperative matrices (lavapipe) the same shaders run on
  * emulated ones, so their tiling is tested everywhere. Like every run of the
  * suite this covers both GEMM paths: the suite's GEMMs with K >= 1024 have few
  * enough tiles to be split along K (vulkan_ops.c, run_gemm), the others not.
- * The GEMMs run again on 16x8x16 multiplies. */
+ * The GEMMs run again on 16x8x16 multiplies, and through the KHR extension. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
@@ -118,13 +136,18 @@ static void f16_compute_f16_weights(void **state)
         run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
     }
     unsetenv("KILN_VULKAN_COOPMAT_N");
+    if (use_khr()) {
+        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
+        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+    }
+    unsetenv("KILN_VULKAN_COOPMAT_KHR");
     unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
 }
 
 /* Attention has no weight operand, so the case above leaves it to the f32
  * run; here it runs in f16 compute: head dims up to 256 on the tensor-core
- * attention (emulated on lavapipe), on both multiply shapes, the VAE's 512 on
- * the f32 shader. */
+ * attention (emulated on lavapipe), on both multiply shapes and through the
+ * KHR extension where the device has it, the VAE's 512 on the f32 shader. */
 static void f16_compute_attention(void **state)
 {
     (void)state;
@@ -132,6 +155,8 @@ static void f16_compute_attention(void **state)
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
     if (use_16x8x16()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
     unsetenv("KILN_VULKAN_COOPMAT_N");
+    if (use_khr()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    unsetenv("KILN_VULKAN_COOPMAT_KHR");
     unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
 }
 

@@ -90,6 +90,30 @@ static void bad_coopmat_shape_switch_names_it(void **state)
     assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_COOPMAT_N=12"));
 }
 
+/* KILN_VULKAN_COOPMAT_KHR=1 on a device without VK_KHR_cooperative_matrix
+ * (lavapipe, and GPUs without it) is an error naming the switch and the
+ * device; where the device has it, the backend says it runs on it. */
+static void khr_switch_names_what_is_missing(void **state)
+{
+    (void)state;
+    setenv("KILN_VULKAN_COOPMAT_KHR", "1", 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    kiln_status st = kiln_backend_vulkan_create(&opt, &be);
+    unsetenv("KILN_VULKAN_COOPMAT_KHR");
+    if (st == KILN_OK) {
+        print_message("  %s\n", be->device_name);
+        assert_non_null(strstr(be->device_name, "cooperative matrix (KHR) on 16x8x16"));
+        kiln_backend_free(be);
+        return;
+    }
+    print_message("  %s: %s\n", kiln_status_name(st), kiln_last_error());
+    assert_int_equal(st, KILN_ERR_UNSUPPORTED);
+    assert_null(be);
+    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_COOPMAT_KHR=1"));
+    assert_non_null(strstr(kiln_last_error(), "VK_KHR_cooperative_matrix"));
+}
+
 #ifdef KILN_TEST_SPIRV_TABLE
 /* x + y on the device, for the shader-directory tests: the status of the
  * add, and the result where it ran. */
@@ -507,6 +531,7 @@ int main(void)
         cmocka_unit_test(device_index_out_of_range_names_it),
         cmocka_unit_test(no_driver_is_unsupported),
         cmocka_unit_test(bad_coopmat_shape_switch_names_it),
+        cmocka_unit_test(khr_switch_names_what_is_missing),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
 #endif
