@@ -16,6 +16,9 @@
 #              SKIP_VULKAN=1 (leave out the Vulkan tests and bench),
 #              SKIP_MEMCHECK=1 (leave out compute-sanitizer),
 #              SKIP_DIFFUSERS=1 (leave out the PyTorch/diffusers bench),
+#              SHADER_VARIANTS (a folder from bench/shader_variants.sh: each
+#              variant's model parity, bench_ops GEMM rows and Vulkan f16
+#              bench, loaded into the same binaries with KILN_VULKAN_SHADER_DIR),
 #              SDCPP_VULKAN (an sd.cpp sd-cli built with -DSD_VULKAN=ON, built
 #              outside this repository; default $bin/sd-cli-vulkan if there).
 #
@@ -166,6 +169,19 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         kept=$status
         KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
         status=$kept
+        for dir in ${SHADER_VARIANTS:+"$SHADER_VARIANTS"/*/}; do
+            v=$(basename "$dir")
+            say "shader variant $v"
+            if KILN_VULKAN_SHADER_DIR=$dir timeout 150 "$bin/test_parity_vulkan" >"$results/variant_${v}_parity.log" 2>&1; then
+                outcome[variant $v parity]=passed
+            else
+                outcome[variant $v parity]="FAILED (see variant_${v}_parity.log)"
+                status=1
+            fi
+            KILN_VULKAN_SHADER_DIR=$dir timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+                grep -E "matmul|conv2d" | tee "$results/variant_${v}_bench_ops.txt"
+            KILN_VULKAN_SHADER_DIR=$dir bench "kiln_vulkan_f16_variant_$v" vulkan f16
+        done
     fi
     # sd.cpp's step is also cond + uncond (two batch-1 UNet runs), so its
     # steps per second compare with kiln's it/s.
@@ -217,6 +233,8 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln vulkan f32", load("kiln_vulkan.json")), ("kiln vulkan f16", load("kiln_vulkan_f16.json")),
         ("kiln vulkan f16 16x16x16", load("kiln_vulkan_f16_n16.json")),
         ("kiln vulkan f16 16x8x16", load("kiln_vulkan_f16_n8.json")),
+        *[(f"kiln vulkan f16 {f[24:-5]}", load(f)) for f in sorted(os.listdir(results))
+          if f.startswith("kiln_vulkan_f16_variant_") and f.endswith(".json")],
         ("sd.cpp vulkan", load("sdcpp_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
 peer = rows[-1][1]
 print("SD 1.5 UNet, 512x512, batch 2 (CFG)")

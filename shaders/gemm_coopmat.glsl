@@ -37,12 +37,25 @@ uvec4 load_b8(uint n, uint k);
 vec4 load_a4(uint m, uint k);
 #endif
 
-const uint BM = 64, BN = 64, BK = 32;
-const uint THREADS = 128;
+// K step and workgroup size: the defaults are what the H200 measured;
+// GEMM_BK (32 or 64) and GEMM_THREADS (128 or 256: 4 or 8 subgroups sharing
+// the tile) may be defined to try others without editing this file
+// (bench/shader_variants.sh builds such variants for KILN_VULKAN_SHADER_DIR).
+#ifndef GEMM_BK
+#define GEMM_BK 32
+#endif
+#ifndef GEMM_THREADS
+#define GEMM_THREADS 128
+#endif
+#if (GEMM_BK != 32 && GEMM_BK != 64) || (GEMM_THREADS != 128 && GEMM_THREADS != 256)
+#error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256"
+#endif
+const uint BM = 64, BN = 64, BK = GEMM_BK;
+const uint THREADS = GEMM_THREADS;
 const uint SUBGROUPS_M = BM / 32u, SUBGROUPS = THREADS / 32u;
 const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators across a subgroup's block
 const uint ROW_CHUNKS = BK / 8u;   // uvec4s of 8 f16 in a tile row of K
-const uint LDV = ROW_CHUNKS + 1u;  // tile row stride in uvec4s: 80 bytes, so 8 rows of 16 bytes hit 8 bank groups
+const uint LDV = ROW_CHUNKS + 1u;  // tile row stride in uvec4s (80 or 144 bytes), so 8 rows of 16 bytes hit 8 bank groups
 const uint CHUNKS = BM * ROW_CHUNKS / THREADS; // per invocation and K step, of A and of B
 const uint RUN = 8u * CHUNKS;      // A along M: consecutive k an invocation loads
 
@@ -53,7 +66,8 @@ layout(local_size_x = THREADS) in;
 // way out, half of it at a time, HALF lines of LDC4 uvec4s (4 f32 each).
 // Lines are rows of C, or columns with C_ALONG_M, so that neighbouring
 // invocations write neighbouring memory; 17 uvec4s start each line 16 bytes
-// further along the banks. A workgroup so needs 10 KB of shared memory.
+// further along the banks. A workgroup so needs 10 KB of shared memory (18
+// with a K step of 64).
 shared uvec4 tiles[(BM + BN) * LDV];
 const uint A_TILE = 0u, B_TILE = BM * LDV;
 const uint HALF = BM / 2u, LDC4 = BN / 4u + 1u; // BM == BN
