@@ -165,7 +165,10 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         # the tensor-core shaders on each multiply shape (16x16x16 is the
         # default); a driver without 16x8x16 makes the second fail, which is
         # no failure of kiln's
-        KILN_VULKAN_COOPMAT_N=16 bench kiln_vulkan_f16_n16 vulkan f16
+        # (this repeat of the default also lists every pipeline's registers and
+        # shared memory as the driver reports them, in pipelines.txt)
+        KILN_VULKAN_PIPELINE_STATS=1 KILN_VULKAN_COOPMAT_N=16 bench kiln_vulkan_f16_n16 vulkan f16
+        grep "pipeline" "$results/kiln_vulkan_f16_n16.err" >"$results/pipelines.txt" || true
         kept=$status
         KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
         status=$kept

@@ -227,6 +227,37 @@ static kiln_status module_create(kiln_vk *vk, kiln_vk_shader shader)
     return KILN_OK;
 }
 
+/* One line per pipeline on stderr (KILN_VULKAN_PIPELINE_STATS=1): the
+ * driver's statistics of its first executable, "name=value" as it names them. */
+static void print_pipeline_stats(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline pipeline)
+{
+    VkPipelineExecutableInfoKHR exe = {.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR, .pipeline = pipeline};
+    VkPipelineExecutableStatisticKHR stats[32];
+    uint32_t n = 32;
+    for (uint32_t i = 0; i < n; i++)
+        stats[i] = (VkPipelineExecutableStatisticKHR){.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR};
+    VkResult r = vk->fn.vkGetPipelineExecutableStatisticsKHR(vk->device, &exe, &n, stats);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+        fprintf(stderr, "kiln vulkan pipeline %s: no statistics (%d)\n", kiln_vk_shaders[shader].name, (int)r);
+        return;
+    }
+    fprintf(stderr, "kiln vulkan pipeline %s [%u %u %u]:", kiln_vk_shaders[shader].name, spec[0], spec[1], spec[2]);
+    for (uint32_t i = 0; i < n; i++) {
+        const VkPipelineExecutableStatisticKHR *s = &stats[i];
+        switch (s->format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: fprintf(stderr, " %s=%u;", s->name, s->value.b32); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+            fprintf(stderr, " %s=%lld;", s->name, (long long)s->value.i64);
+            break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+            fprintf(stderr, " %s=%llu;", s->name, (unsigned long long)s->value.u64);
+            break;
+        default: fprintf(stderr, " %s=%g;", s->name, s->value.f64); break;
+        }
+    }
+    fputc('\n', stderr);
+}
+
 static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline *out)
 {
     for (int i = 0; i < vk->npipelines; i++) {
@@ -257,6 +288,7 @@ static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32
     };
     VkComputePipelineCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .flags = vk->pipeline_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
         .stage =
             {
                 .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -273,6 +305,7 @@ static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32
         kiln_vk_fail_result(r, __FILE__, __LINE__, "vkCreateComputePipelines");
         return kiln_fail_context(KILN_ERR_BACKEND, "vulkan: building shader %s", kiln_vk_shaders[shader].name);
     }
+    if (vk->pipeline_stats) print_pipeline_stats(vk, shader, spec, pipeline);
     vk->pipelines[vk->npipelines++] = (kiln_vk_pipeline){shader, {spec[0], spec[1], spec[2]}, pipeline};
     *out = pipeline;
     return KILN_OK;

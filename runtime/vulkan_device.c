@@ -362,14 +362,35 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
         .pNext = &f12,
         .storageBuffer16BitAccess = caps->f16_storage ? VK_TRUE : VK_FALSE,
     };
-    const char *coopmat_ext = nv ? VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME : VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    /* KILN_VULKAN_PIPELINE_STATS=1: the driver's statistics of every
+     * pipeline kiln builds (registers, shared memory: what decides how many
+     * workgroups share a multiprocessor), on stderr, where it reports them */
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR stats = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR,
+        .pNext = f12.pNext,
+        .pipelineExecutableInfo = VK_TRUE,
+    };
+    const char *extensions[2];
+    uint32_t nextensions = 0;
+    if (nv || khr)
+        extensions[nextensions++] = nv ? VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME : VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (env_is_1("KILN_VULKAN_PIPELINE_STATS")) {
+        if (has_extension(vk->physical, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
+            extensions[nextensions++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+            f12.pNext = &stats;
+            vk->pipeline_stats = true;
+        } else {
+            fprintf(stderr, "kiln: KILN_VULKAN_PIPELINE_STATS: %s does not report pipeline statistics (no %s)\n",
+                    caps->props.deviceName, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+        }
+    }
     VkDeviceCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &f11,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &queue,
-        .enabledExtensionCount = nv || khr ? 1 : 0,
-        .ppEnabledExtensionNames = nv || khr ? &coopmat_ext : NULL,
+        .enabledExtensionCount = nextensions,
+        .ppEnabledExtensionNames = nextensions ? extensions : NULL,
     };
     VK_TRY(vkCreateDevice(vk->physical, &info, NULL, &vk->device));
     volkLoadDeviceTable(&vk->fn, vk->device);

@@ -140,6 +140,37 @@ static void write_file(const char *path, const void *data, size_t bytes)
     assert_int_equal(fclose(f), 0);
 }
 
+/* KILN_VULKAN_PIPELINE_STATS=1: a line of the driver's statistics for each
+ * pipeline built, or where the driver reports none (lavapipe) one note that
+ * says so; either way ops run as without it. */
+static void pipeline_stats_switch_reports_or_says_why_not(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/kiln_stats_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    setenv("KILN_VULKAN_PIPELINE_STATS", "1", 1);
+    float x[4] = {1, 2, 3, 4}, y[4] = {10, 20, 30, 40}, out[4] = {0};
+    kiln_status st = device_add(x, y, out);
+    unsetenv("KILN_VULKAN_PIPELINE_STATS");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char text[4096] = {0};
+    ssize_t got = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(got > 0);
+    print_message("  %s", text);
+    assert_kiln_ok(st);
+    for (int i = 0; i < 4; i++) assert_float_equal(out[i], x[i] + y[i], 0.0f);
+    assert_true(strstr(text, "kiln vulkan pipeline add [") || strstr(text, "does not report pipeline statistics"));
+}
+
 /* KILN_VULKAN_SHADER_DIR: a NAME.spv there replaces the embedded variant
  * (here mul's SPIR-V as add.spv, so the add multiplies); a file that is no
  * SPIR-V module is an error naming it. */
@@ -534,6 +565,7 @@ int main(void)
         cmocka_unit_test(khr_switch_names_what_is_missing),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
+        cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
 #endif
         cmocka_unit_test(oversize_allocation_names_the_bytes),
         cmocka_unit_test(transfers_out_of_bounds_are_errors),
