@@ -85,40 +85,28 @@ static void f16_weights_without_16bit_storage(void **state)
     unsetenv("KILN_VULKAN_NO_F16_STORAGE");
 }
 
-/* The tensor-core shaders run on 16x16x16 multiplies or 16x8x16 ones
- * (KILN_VULKAN_COOPMAT_N); this sets the switch to 8 where the device takes
- * it (every emulating one; a real one that lists the shape) and says so. */
-static bool use_16x8x16(void)
+/* Sets a switch of the tensor-core shaders where the device takes it in f16
+ * compute, or says why not and leaves it unset: whether the pass it guards
+ * runs. The switches: KILN_VULKAN_COOPMAT_N=8, 16x8x16 multiplies (every
+ * emulating device; a real one that lists the shape), and
+ * KILN_VULKAN_COOPMAT_KHR=1, the shaders rewritten for
+ * VK_KHR_cooperative_matrix (not lavapipe, nor a GPU without it). */
+static bool use_switch(const char *name, const char *value, const char *pass)
 {
-    setenv("KILN_VULKAN_COOPMAT_N", "8", 1);
+    setenv(name, value, 1);
     kiln_backend *be = NULL;
     kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
     if (kiln_backend_vulkan_create(&opt, &be) == KILN_OK) {
         kiln_backend_free(be);
         return true;
     }
-    print_message("  no 16x8x16 pass: %s\n", kiln_last_error());
-    unsetenv("KILN_VULKAN_COOPMAT_N");
+    print_message("  no %s pass: %s\n", pass, kiln_last_error());
+    unsetenv(name);
     return false;
 }
 
-/* Where the device has VK_KHR_cooperative_matrix, the tensor-core shaders
- * rewritten for it (the _khr variants) run too: this sets the switch to
- * them where the device takes it and says so where not (lavapipe, and every
- * GPU without the extension). */
-static bool use_khr(void)
-{
-    setenv("KILN_VULKAN_COOPMAT_KHR", "1", 1);
-    kiln_backend *be = NULL;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    if (kiln_backend_vulkan_create(&opt, &be) == KILN_OK) {
-        kiln_backend_free(be);
-        return true;
-    }
-    print_message("  no VK_KHR_cooperative_matrix pass: %s\n", kiln_last_error());
-    unsetenv("KILN_VULKAN_COOPMAT_KHR");
-    return false;
-}
+static bool use_16x8x16(void) { return use_switch("KILN_VULKAN_COOPMAT_N", "8", "16x8x16"); }
+static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "VK_KHR_cooperative_matrix"); }
 
 /* The tensor-core shaders take f16 weights; the rest of the suite runs too.
  * On a device without cooperative matrices (lavapipe) the same shaders run on
