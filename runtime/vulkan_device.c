@@ -432,15 +432,15 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     /* f16 compute exists only as the tensor-core shaders. Left to the
      * backend it is f16 where the driver has them (SD 1.5 at 512x512 on an
      * H200: 15.9 it/s against 6.4 in f32, bench/RESULTS.md), as on CUDA, and
-     * never the emulated ones; asked for on a device without them, f32. */
-    /* The KHR shaders are the default only on request until a GPU has run
-     * the op suite on them (bench/RESULTS.md); asked for f16 compute, a
-     * device with only the KHR extension runs them. */
-    bool tensor_cores = caps.coopmat == KILN_VK_COOPMAT_NV ||
-                        (caps.coopmat == KILN_VK_COOPMAT_KHR && env_is_1("KILN_VULKAN_COOPMAT_KHR"));
+     * never the emulated ones; asked for on a device without them, f32. The
+     * KHR shaders are the default only on request until a GPU has run the op
+     * suite on them; asked for f16 compute, a device with only the KHR
+     * extension runs them. */
+    bool khr_asked = env_is_1("KILN_VULKAN_COOPMAT_KHR");
+    bool tensor_cores = caps.coopmat == KILN_VK_COOPMAT_NV || (caps.coopmat == KILN_VK_COOPMAT_KHR && khr_asked);
     bool want_f16 = opt && (opt->compute_auto ? tensor_cores : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
-    if (env_is_1("KILN_VULKAN_COOPMAT_KHR") && !caps.khr_usable)
+    if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "
                          "multiplies into f32 on 32-wide subgroups",

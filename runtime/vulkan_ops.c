@@ -65,11 +65,6 @@ _Static_assert(KILN_VK_SHADER_MATMUL_F8E5M2 - KILN_VK_SHADER_MATMUL_F32 == 5 &&
                    KILN_VK_SHADER_MATMUL_F16P - KILN_VK_SHADER_MATMUL_F32 == 2,
                "weight variants are listed in cmake/shaders.cmake in weight_variant's order");
 
-/* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size:
- * in f16 compute with f16 weights the tensor-core variant for the device's
- * multiply shape (after the 16x16x16 one in cmake/shaders.cmake come its
- * emulated twin, then the 16x8x16 pair), else the f32 GEMM for the weight's
- * dtype. Both compute 64x64 tiles of C. */
 /* A tensor-core shader's variants follow its base (16x16x16, NV) in the
  * table as: emulated, 16x8x16, 16x8x16 emulated, 16x8x16 KHR
  * (cmake/shaders.cmake); which of them this device runs. */
@@ -79,6 +74,9 @@ static kiln_vk_shader coopmat_variant(const kiln_vk *vk, kiln_vk_shader base)
     return base + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (vk->coopmat_n == 8 ? 2 : 0);
 }
 
+/* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size:
+ * in f16 compute with f16 weights the tensor-core variant this device runs,
+ * else the f32 GEMM for the weight's dtype. Both compute 64x64 tiles of C. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                    kiln_dtype dtype, uint32_t *threads)
 {
