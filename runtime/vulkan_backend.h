@@ -99,6 +99,7 @@ typedef struct kiln_vk {
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
+    size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
     bool pipeline_stats;         /* KILN_VULKAN_PIPELINE_STATS=1 on a driver that reports them */
 
     /* the arena */

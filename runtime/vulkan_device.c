@@ -5,6 +5,8 @@
  * KILN_ERR_UNSUPPORTED here and every other backend still works. */
 #include "vulkan_backend.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,24 @@ static bool env_is_1(const char *name)
 {
     const char *v = getenv(name);
     return v && strcmp(v, "1") == 0;
+}
+
+/* The tensor-core conv builds its column matrix (vulkan_ops.c) in row
+ * ranges of at most this many bytes: 64 MiB as CUDA's conv, or
+ * KILN_VULKAN_CONV_COL_BYTES (less memory, more dispatches; the tests set it
+ * low to run many ranges). */
+static kiln_status conv_col_bytes(size_t *out)
+{
+    *out = (size_t)64 << 20;
+    const char *v = getenv("KILN_VULKAN_CONV_COL_BYTES");
+    if (!v) return KILN_OK;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-' || n == 0 || n > SIZE_MAX)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_CONV_COL_BYTES=%s: not a positive byte count", v);
+    *out = (size_t)n;
+    return KILN_OK;
 }
 
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
@@ -440,6 +460,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     bool tensor_cores = caps.coopmat == KILN_VK_COOPMAT_NV || (caps.coopmat == KILN_VK_COOPMAT_KHR && khr_asked);
     bool want_f16 = opt && (opt->compute_auto ? tensor_cores : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
+    TRY(conv_col_bytes(&vk->conv_col_bytes));
     if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "

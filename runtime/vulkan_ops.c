@@ -74,13 +74,20 @@ static kiln_vk_shader coopmat_variant(const kiln_vk *vk, kiln_vk_shader base)
     return base + (vk->coopmat == KILN_VK_COOPMAT_EMULATED) + (vk->coopmat_n == 8 ? 2 : 0);
 }
 
+/* Whether a GEMM with weights of this dtype runs on the tensor-core shaders:
+ * in f16 compute, with f16 weights. */
+static bool on_tensor_cores(const kiln_vk *vk, kiln_dtype dtype)
+{
+    return vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16;
+}
+
 /* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size:
- * in f16 compute with f16 weights the tensor-core variant this device runs,
- * else the f32 GEMM for the weight's dtype. Both compute 64x64 tiles of C. */
+ * the tensor-core variant this device runs, or the f32 GEMM for the weight's
+ * dtype. Both compute 64x64 tiles of C. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                    kiln_dtype dtype, uint32_t *threads)
 {
-    if (vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16) {
+    if (on_tensor_cores(vk, dtype)) {
         *threads = 128;
         return coopmat_variant(vk, coopmat_f16);
     }
@@ -180,10 +187,12 @@ typedef struct gemm_split {
 
 /* Records a GEMM of M x N outputs and reduction length K: one dispatch, or
  * two split along K. push (push_bytes) holds the op's push constants, ending
- * with *split, which this fills in. src: x, w and (nsrc 3) bias. */
+ * with *split, which this fills in. src: x, w and (nsrc 3) bias. The split
+ * sums go to scratch after the first scratch_used bytes (a multiple of 16),
+ * which the caller's operands occupy. */
 static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t threads, void *push,
                             uint32_t push_bytes, gemm_split *split, uint64_t M, uint64_t N, uint64_t K,
-                            const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
+                            size_t scratch_used, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
 {
     uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, GEMM_TILE);
     uint64_t tiles = (uint64_t)gx * gy, splits = 1;
@@ -198,9 +207,14 @@ static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t th
     *split = (gemm_split){.splits = (uint32_t)splits, .k_chunk = (uint32_t)k_chunk};
     if (splits == 1) return run(be, shader, push, push_bytes, gx, gy, 1, src, nsrc, dst);
 
+    /* Should this grow the scratch, the caller's operands stay where they
+     * are, in the outgrown buffer, which is kept (kiln_vk_scratch). */
+    size_t partial_bytes = (size_t)(splits * M * N * sizeof(float));
     kiln_tensor partial;
-    TRY(kiln_vk_scratch(be, (size_t)(splits * M * N * sizeof(float)), &partial));
-    split->partial = partial.buffer->address;
+    TRY(kiln_vk_scratch(be, scratch_used + partial_bytes, &partial));
+    partial.offset = scratch_used;
+    partial.shape[0] = (int64_t)(partial_bytes / sizeof(float));
+    split->partial = partial.buffer->address + scratch_used;
     TRY(run(be, shader, push, push_bytes, gx, gy, (uint32_t)splits, src, nsrc, &partial));
     split->split_pass = 1;
     uint32_t g[3];
@@ -225,27 +239,74 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
                                          src[1]->dtype, &threads);
     return run_gemm(be, shader, threads, &push, sizeof push, &push.split, (uint64_t)p->M, (uint64_t)p->N,
-                    (uint64_t)p->K, src, p->has_bias ? 3 : 2, dst);
+                    (uint64_t)p->K, 0, src, p->has_bias ? 3 : 2, dst);
 }
 
 typedef struct conv2d_push {
-    gemm_addresses a;
+    gemm_addresses a; /* x: the column matrix, on tensor cores */
     kiln_conv2d_params p;
     gemm_weights w;
+    uint32_t m_first, m_count; /* on tensor cores: the output pixels of the column matrix's rows */
     gemm_split split;
 } conv2d_push;
 _Static_assert(sizeof(conv2d_push) <= 128, "push constants beyond the 128 bytes every device has");
+
+/* shaders/im2col.comp */
+typedef struct im2col_push {
+    VkDeviceAddress x, col;
+    kiln_conv2d_params p;
+    uint32_t m_first, rows, k_stride;
+} im2col_push;
+
+/* The tensor-core conv: im2col.comp builds an f16 column matrix for as many
+ * output pixels as vk->conv_col_bytes holds (whole GEMM tiles of them), the
+ * GEMM multiplies it by w into those pixels of y, and so on through all of
+ * them. */
+static kiln_status conv2d_by_columns(kiln_backend *be, conv2d_push *push, kiln_vk_shader shader, uint32_t threads,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    const kiln_conv2d_params *p = &push->p;
+    uint64_t K = (uint64_t)p->C * p->KH * p->KW, k_stride = (K + 7) / 8 * 8;
+    uint64_t M = (uint64_t)p->N * p->OH * p->OW, O = (uint64_t)p->O;
+    /* whole tiles, at least one; indices into the matrix stay 32-bit, and its
+     * rows of tiles within a grid's 65535 */
+    uint64_t rows = kiln_vk_of(be)->conv_col_bytes / (k_stride * sizeof(uint16_t));
+    if (rows > UINT32_MAX / k_stride) rows = UINT32_MAX / k_stride;
+    if (rows > 65535 * (uint64_t)GEMM_TILE) rows = 65535 * (uint64_t)GEMM_TILE;
+    rows = rows / GEMM_TILE * GEMM_TILE;
+    if (rows < GEMM_TILE) rows = GEMM_TILE;
+    if (rows > M) rows = M;
+
+    size_t col_bytes = (size_t)(rows * k_stride * sizeof(uint16_t));
+    kiln_tensor col;
+    TRY(kiln_vk_scratch(be, col_bytes, &col));
+    col.shape[0] = (int64_t)(col_bytes / sizeof(float));
+    im2col_push im = {.x = push->a.x, .col = col.buffer->address, .p = *p, .k_stride = (uint32_t)k_stride};
+    push->a.x = col.buffer->address;
+    const kiln_tensor *operands[3] = {&col, src[1], src[2]};
+    for (uint64_t m0 = 0; m0 < M; m0 += rows) {
+        uint64_t n = M - m0 < rows ? M - m0 : rows;
+        im.m_first = push->m_first = (uint32_t)m0;
+        im.rows = push->m_count = (uint32_t)n;
+        TRY(run(be, KILN_VK_SHADER_IM2COL_F16, &im, sizeof im, ceil_div(k_stride, GEMM_TILE), ceil_div(n, GEMM_TILE),
+                1, src, 1, &col));
+        TRY(run_gemm(be, shader, threads, push, sizeof *push, &push->split, n, O, K, col_bytes, operands, 3, dst));
+    }
+    return KILN_OK;
+}
 
 static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, const kiln_tensor *const *src,
                              kiln_tensor *dst)
 {
     conv2d_push push = {.p = *p};
-    TRY(gemm_operands("conv2d", src, true, dst, (uint64_t)p->C * p->KH * p->KW, false, &push.a, &push.w));
+    uint64_t K = (uint64_t)p->C * p->KH * p->KW;
+    TRY(gemm_operands("conv2d", src, true, dst, K, false, &push.a, &push.w));
     uint32_t threads;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
                                          src[1]->dtype, &threads);
+    if (on_tensor_cores(kiln_vk_of(be), src[1]->dtype)) return conv2d_by_columns(be, &push, shader, threads, src, dst);
     return run_gemm(be, shader, threads, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW,
-                    (uint64_t)p->O, (uint64_t)p->C * p->KH * p->KW, src, 3, dst);
+                    (uint64_t)p->O, K, 0, src, 3, dst);
 }
 
 /* group_norm.comp and layer_norm.comp: the same operands around each op's

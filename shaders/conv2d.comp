@@ -4,9 +4,16 @@
 #include "weights.glsl"
 
 // x (N,C,H,W) * w (O,C,KH,KW) + bias (O) -> y (N,O,OH,OW), zero padding.
-// An implicit GEMM: rows are output pixels m = (n, oy, ox), columns output
-// channels o, and the reduction runs over k = (c, ky, kx), reading x where
-// an im2col matrix would hold it without ever building that matrix.
+// A GEMM whose rows are output pixels m = (n, oy, ox), columns output
+// channels o, and whose reduction runs over k = (c, ky, kx):
+//   - the f32 GEMM (gemm.glsl) is an implicit one: it reads x where an im2col
+//     matrix would hold it, without ever building that matrix;
+//   - the tensor-core GEMM (GEMM_COOPMAT) reads a column matrix that
+//     im2col.comp built in f16 for rows [m_first, m_first + M) (the host
+//     works through a large conv in such row ranges; x holds the column
+//     matrix's address then): its rows run along K and are 16-byte aligned,
+//     so it loads them as it loads weights, 8 f16 at a time, where gathering
+//     f32 pixels one k at a time held it to half a matmul's speed.
 layout(push_constant) uniform conv2d_push {
     f32_ref x;
     weight_ref w;
@@ -19,14 +26,28 @@ layout(push_constant) uniform conv2d_push {
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
     uint rows_aligned; // w rows start on 16 bytes (gemm_coopmat.glsl)
+    uint m_first, m_count; // the tensor-core GEMM's output pixels (the column matrix's rows)
     f32_ref partial; // gemm_split: see gemm.glsl
     uint splits, k_chunk, split_pass;
 } pc;
 
+#ifdef GEMM_COOPMAT
+#define A_F16
+#else
 #define A_ALONG_M
+#endif
 #define C_ALONG_M
 #include "gemm.glsl"
 
+#ifdef GEMM_COOPMAT
+// The column matrix: f16 rows of K rounded up to 8, zero beyond K.
+uint col_index(uint m, uint k) { return m * ((uint(pc.C * pc.KH * pc.KW) + 7u) & ~7u) + k; }
+
+float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), col_index(m, k)); }
+uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), col_index(m, k)); }
+bool rows_aligned() { return pc.rows_aligned != 0; }
+uvec4 load_b8(uint o, uint k) { return load_weight8(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
+#else
 // Per row of the tile (a_row_setup): where its image starts in x and the
 // input coordinates of its kernel window's top-left corner.
 shared uint row_image[BM];
@@ -72,18 +93,20 @@ float load_a(uint m, uint k)
     if (iy < 0 || iy >= pc.H || ix < 0 || ix >= pc.W) return 0.0;
     return pc.x.v[row_image[r] + k_channel + uint(iy) * uint(pc.W) + uint(ix)];
 }
+#endif
 
 float load_b(uint o, uint k) { return load_weight(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
-#ifdef GEMM_COOPMAT
-bool rows_aligned() { return pc.rows_aligned != 0; }
-uvec4 load_b8(uint o, uint k) { return load_weight8(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
-#endif
 
 void store_c(uint m, uint o, float v)
 {
+    m += pc.m_first;
     uint ohw = uint(pc.OH * pc.OW);
     uint n = m / ohw, p = m % ohw;
     pc.y.v[(n * uint(pc.O) + o) * ohw + p] = v + load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o);
 }
 
+#ifdef GEMM_COOPMAT
+void main() { gemm_main(pc.m_count, uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }
+#else
 void main() { gemm_main(uint(pc.N * pc.OH * pc.OW), uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }
+#endif

@@ -10,16 +10,18 @@
 //     memory, not arithmetic, sets the pace). Exact f32 arithmetic.
 //   - gemm_coopmat.glsl (GEMM_COOPMAT defined): tiles on tensor cores
 //     (shaders/coopmat.glsl), operands rounded to f16; it has hooks of its own
-//     for vector loads, listed there.
+//     for vector loads, listed there, and reads A along K only.
 // Both load alike: neighbouring invocations read neighbouring memory; along
-// M (conv) an invocation owns one row and a run of 16 consecutive k, so the
-// conv's index work is done per run, not per element; and the next K step's
-// operands are on their way into registers while this one is multiplied.
+// M (this file's conv) an invocation owns one row and a run of 16
+// consecutive k, so the conv's index work is done per run, not per element;
+// and the next K step's operands are on their way into registers while this
+// one is multiplied.
 //
 // The including shader defines (or not), before including this file:
 //   A_ALONG_M  neighbouring invocations should load neighbouring rows of A
-//              (conv: adjacent output pixels read adjacent input) rather
-//              than neighbouring k (matmul: x rows are K-contiguous)
+//              (the implicit conv: adjacent output pixels read adjacent
+//              input) rather than neighbouring k (matmul: x rows are
+//              K-contiguous); this file's GEMM only
 //   C_ALONG_M  neighbouring invocations should own neighbouring rows of C
 //              (conv writes NCHW) rather than columns (matmul)
 // Its push constants (pc) end with the fields of runtime/vulkan_ops.c's

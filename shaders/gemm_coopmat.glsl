@@ -12,8 +12,8 @@
 //     memory, and from memory too where rows are 16-byte aligned
 //     (rows_aligned());
 //   - neighbouring invocations read neighbouring memory (see fetch);
-//   - conv's index work is done once per row of the tile and once per run
-//     of 16 k, not per element;
+//   - a conv's operand A is a column matrix built beforehand in f16
+//     (conv2d.comp), not gathered here a pixel at a time;
 //   - shared memory is kept to 10 KB a workgroup, the results staged in the
 //     operand tiles' memory (with a separate 17 KB staging area convs ran
 //     at half the speed on an H200, presumably fewer workgroups at a time).
@@ -21,19 +21,28 @@
 // prefetched values indexed by a run-time counter would live in memory.
 //
 // Hooks beyond gemm.glsl's, for this implementation only:
-//   bool rows_aligned()      uniform: B's rows (and A's, along K) start on
-//                            16 bytes and K % 8 == 0
+//   bool rows_aligned()      uniform: B's rows and A's start on 16 bytes
+//                            and K % 8 == 0
 //   uvec4 load_b8(n, k)      B[n][k..k+7] as packed f16, if rows_aligned()
-//   vec4 load_a4(m, k)       A[m][k..k+3], if rows_aligned() (A along K only)
+//   vec4 load_a4(m, k)       A[m][k..k+3], if rows_aligned()
+//   uvec4 load_a8(m, k)      instead, where A_F16 is defined: A in f16,
+//                            A[m][k..k+7] packed, if rows_aligned()
+// A runs along K here (A_ALONG_M is the f32 GEMM's), so a_row_setup,
+// a_k_setup and a_k_step go uncalled.
 //
 // The host uses this only on devices that report 16x16x16 f16 x f16 + f32
 // subgroup matrices and 32-wide subgroups (or emulates them, see
 // coopmat.glsl), and only in f16 compute.
 #include "coopmat.glsl"
 
+#ifdef A_ALONG_M
+#error "gemm_coopmat.glsl reads A along K"
+#endif
 bool rows_aligned();
 uvec4 load_b8(uint n, uint k);
-#ifndef A_ALONG_M
+#ifdef A_F16
+uvec4 load_a8(uint m, uint k);
+#else
 vec4 load_a4(uint m, uint k);
 #endif
 
@@ -57,7 +66,6 @@ const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators acros
 const uint ROW_CHUNKS = BK / 8u;   // uvec4s of 8 f16 in a tile row of K
 const uint LDV = ROW_CHUNKS + 1u;  // tile row stride in uvec4s (80 or 144 bytes), so 8 rows of 16 bytes hit 8 bank groups
 const uint CHUNKS = BM * ROW_CHUNKS / THREADS; // per invocation and K step, of A and of B
-const uint RUN = 8u * CHUNKS;      // A along M: consecutive k an invocation loads
 
 layout(local_size_x = THREADS) in;
 
@@ -80,13 +88,9 @@ uvec4 pack_f16(vec4 lo, vec4 hi)
                  packFloat2x16(f16vec2(hi.zw)));
 }
 
-// Who loads what: neighbouring invocations read neighbouring memory.
-//   B and A along K: chunk c = t + THREADS q is row c / ROW_CHUNKS, k from
-//   8 (c % ROW_CHUNKS): four neighbouring invocations read one row's 32 k.
-//   A along M: an invocation owns one row (output pixel) m0 + t % BM and a
-//   run of RUN consecutive k: a subgroup reads 32 neighbouring pixels at
-//   each k, and the conv's k index work is one a_k_setup and RUN - 1
-//   a_k_steps per run.
+// Who loads what: neighbouring invocations read neighbouring memory. Chunk
+// c = t + THREADS q of either operand is row c / ROW_CHUNKS, k from
+// 8 (c % ROW_CHUNKS): four neighbouring invocations read one row's 32 k.
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
     uint t = gl_LocalInvocationID.x;
@@ -102,36 +106,21 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
             b_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
         }
     }
-
-#ifdef A_ALONG_M
-    uint m = m0 + t % BM, k = k0 + RUN * (t / BM);
-    if (k < K) a_k_setup(k);
-    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
-        float v[8];
-        [[unroll]] for (uint j = 0; j < 8u; j++) {
-            uint i = 8u * q + j;
-            v[j] = m < M && k + i < K ? load_a(m, k + i) : 0.0;
-            if (i + 1u < RUN && k + i + 1u < K) a_k_step();
-        }
-        a_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
-    }
-#else
     [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
         uint c = t + THREADS * q;
         uint m = m0 + c / ROW_CHUNKS, k = k0 + 8u * (c % ROW_CHUNKS);
-        vec4 lo, hi;
         if (vector && m < M && k + 8u <= K) {
-            lo = load_a4(m, k);
-            hi = load_a4(m, k + 4u);
+#ifdef A_F16
+            a_next[q] = load_a8(m, k);
+#else
+            a_next[q] = pack_f16(load_a4(m, k), load_a4(m, k + 4u));
+#endif
         } else {
             float v[8];
             [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = m < M && k + j < K ? load_a(m, k + j) : 0.0;
-            lo = vec4(v[0], v[1], v[2], v[3]);
-            hi = vec4(v[4], v[5], v[6], v[7]);
+            a_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
         }
-        a_next[q] = pack_f16(lo, hi);
     }
-#endif
 }
 
 void gemm_tile(uint M, uint N, uint k_begin, uint K)
@@ -140,10 +129,6 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
     uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint sg = CM_SUBGROUP;
     uint sm = (sg % SUBGROUPS_M) * 32u, sn = (sg / SUBGROUPS_M) * FRAGS_N * 16u;
-
-    for (uint r = t; r < BM; r += THREADS)
-        if (m0 + r < M) a_row_setup(m0 + r);
-    barrier();
 
     cm_acc acc[2][FRAGS_N];
     [[unroll]] for (uint i = 0; i < 2; i++)
@@ -154,11 +139,7 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
         [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
             uint c = t + THREADS * q;
             tiles[B_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = b_next[q];
-#ifdef A_ALONG_M
-            tiles[A_TILE + (t % BM) * LDV + CHUNKS * (t / BM) + q] = a_next[q];
-#else
             tiles[A_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = a_next[q];
-#endif
         }
         barrier();
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);

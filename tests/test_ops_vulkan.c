@@ -113,12 +113,18 @@ static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "V
  * emulated ones, so their tiling is tested everywhere. Like every run of the
  * suite this covers both GEMM paths: the suite's GEMMs with K >= 1024 have few
  * enough tiles to be split along K (vulkan_ops.c, run_gemm), the others not.
- * The GEMMs run again on 16x8x16 multiplies, and through the KHR extension. */
+ * The convs run again with their column matrices (vulkan_ops.c,
+ * conv2d_by_columns) cut to one 64-pixel tile of rows at a time, so most
+ * cases go through several row ranges, the last one short. The GEMMs run
+ * again on 16x8x16 multiplies, and through the KHR extension. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F16, NULL, HALF_TOL);
+    setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
+    run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+    unsetenv("KILN_VULKAN_CONV_COL_BYTES");
     if (use_16x8x16()) {
         run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
         run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);

@@ -114,6 +114,25 @@ static void khr_switch_names_what_is_missing(void **state)
     assert_non_null(strstr(kiln_last_error(), "VK_KHR_cooperative_matrix"));
 }
 
+/* KILN_VULKAN_CONV_COL_BYTES takes a positive byte count; anything else is
+ * an error naming it, not a silent default. */
+static void conv_col_bytes_switch_rejects_junk(void **state)
+{
+    (void)state;
+    static const char *const junk[] = {"abc", "0", "-5", "64M", ""};
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+        setenv("KILN_VULKAN_CONV_COL_BYTES", junk[i], 1);
+        kiln_backend *be = NULL;
+        kiln_backend_options opt = {.device = -1};
+        kiln_status st = kiln_backend_vulkan_create(&opt, &be);
+        unsetenv("KILN_VULKAN_CONV_COL_BYTES");
+        print_message("  \"%s\": %s\n", junk[i], kiln_last_error());
+        assert_int_equal(st, KILN_ERR_INVALID_ARG);
+        assert_null(be);
+        assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_CONV_COL_BYTES"));
+    }
+}
+
 #ifdef KILN_TEST_SPIRV_TABLE
 /* x + y on the device, for the shader-directory tests: the status of the
  * add, and the result where it ran. */
@@ -563,6 +582,7 @@ int main(void)
         cmocka_unit_test(no_driver_is_unsupported),
         cmocka_unit_test(bad_coopmat_shape_switch_names_it),
         cmocka_unit_test(khr_switch_names_what_is_missing),
+        cmocka_unit_test(conv_col_bytes_switch_rejects_junk),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
