@@ -140,6 +140,14 @@ static kiln_status run_elementwise(kiln_backend *be, kiln_vk_shader shader, cons
     return run(be, shader, push, push_bytes, g[0], g[1], g[2], src, nsrc, dst);
 }
 
+/* Four elements an invocation (shaders/elementwise.glsl: vec4s where the
+ * operands are aligned). */
+static kiln_status run_elementwise4(kiln_backend *be, kiln_vk_shader shader, const void *push, uint32_t push_bytes,
+                                    uint64_t elements, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
+{
+    return run_elementwise(be, shader, push, push_bytes, (elements + 3) / 4, src, nsrc, dst);
+}
+
 /* matmul.comp and conv2d.comp: the same operands around each op's parameters
  * (x, w, bias, y; then where w and bias start and how bias is stored). The
  * weight's dtype picks the shader variant instead. */
@@ -491,7 +499,7 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
         name##_push push = {.p = *p};                                                            \
         TRY(act(#name, src[0], &push.x));                                                        \
         TRY(act(#name, dst, &push.y));                                                           \
-        return run_elementwise(be, shader, &push, sizeof push, (uint64_t)p->n, src, 1, dst);     \
+        return run_elementwise4(be, shader, &push, sizeof push, (uint64_t)p->n, src, 1, dst);    \
     }
 UNARY_OP(silu, KILN_VK_SHADER_SILU)
 UNARY_OP(gelu, KILN_VK_SHADER_GELU)
@@ -511,7 +519,7 @@ UNARY_OP(scale, KILN_VK_SHADER_SCALE)
         TRY(act(#name, src[0], &push.a));                                                        \
         TRY(act(#name, src[1], &push.b));                                                        \
         TRY(act(#name, dst, &push.y));                                                           \
-        return run_elementwise(be, shader, &push, sizeof push, (uint64_t)p->n, src, 2, dst);     \
+        return run_elementwise4(be, shader, &push, sizeof push, (uint64_t)p->n, src, 2, dst);    \
     }
 BINARY_OP(add, KILN_VK_SHADER_ADD)
 BINARY_OP(mul, KILN_VK_SHADER_MUL)
@@ -528,7 +536,7 @@ static kiln_status vk_geglu(kiln_backend *be, const kiln_geglu_params *p, const 
     geglu_push push = {.p = *p};
     TRY(act("geglu", src[0], &push.x));
     TRY(act("geglu", dst, &push.y));
-    return run_elementwise(be, KILN_VK_SHADER_GEGLU, &push, sizeof push, (uint64_t)p->M * p->N, src, 1, dst);
+    return run_elementwise4(be, KILN_VK_SHADER_GEGLU, &push, sizeof push, (uint64_t)p->M * p->N, src, 1, dst);
 }
 
 /* add_channel_bias.comp */
@@ -544,8 +552,8 @@ static kiln_status vk_add_channel_bias(kiln_backend *be, const kiln_add_channel_
     TRY(act("add_channel_bias", src[0], &push.x));
     TRY(act("add_channel_bias", src[1], &push.b));
     TRY(act("add_channel_bias", dst, &push.y));
-    return run_elementwise(be, KILN_VK_SHADER_ADD_CHANNEL_BIAS, &push, sizeof push, (uint64_t)p->N * p->C * p->HW,
-                           src, 2, dst);
+    return run_elementwise4(be, KILN_VK_SHADER_ADD_CHANNEL_BIAS, &push, sizeof push, (uint64_t)p->N * p->C * p->HW,
+                            src, 2, dst);
 }
 
 /* concat_channels.comp */

@@ -2,11 +2,10 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "activations.glsl"
+#include "elementwise.glsl"
 
 // x (M,2N) -> y (M,N) = x[:, :N] * gelu(x[:, N:]): value half first, gate
 // half second, as diffusers' GEGLU chunks its projection.
-layout(local_size_x = 256) in;
-
 layout(push_constant) uniform geglu_push {
     f32_ref x;
     f32_ref y;
@@ -15,10 +14,17 @@ layout(push_constant) uniform geglu_push {
 
 void main()
 {
-    uint i = flat_group_index() * 256 + gl_LocalInvocationID.x;
-    uint n_count = uint(pc.N);
-    if (i >= uint(pc.M) * n_count) return;
-    uint m = i / n_count, n = i % n_count;
-    uint row = m * 2 * n_count;
-    pc.y.v[i] = pc.x.v[row + n] * gelu(pc.x.v[row + n_count + n]);
+    uint i = first_of_four(), cols = uint(pc.N), count = uint(pc.M) * cols;
+    if (i >= count) return;
+    // four elements of one row (N % 4 == 0), its value and gate halves 16-byte aligned
+    if (i + 4u <= count && cols % 4u == 0u && aligned16(pc.x) && aligned16(pc.y)) {
+        uint m = i / cols, n = i % cols, row = m * 2u * cols;
+        vec4 value = vec4_ref(pc.x).v[(row + n) / 4u], gate = vec4_ref(pc.x).v[(row + cols + n) / 4u];
+        vec4_out_ref(pc.y).v[i / 4u] = value * vec4(gelu(gate.x), gelu(gate.y), gelu(gate.z), gelu(gate.w));
+        return;
+    }
+    for (uint j = i; j < min(i + 4u, count); j++) {
+        uint m = j / cols, n = j % cols, row = m * 2u * cols;
+        pc.y.v[j] = pc.x.v[row + n] * gelu(pc.x.v[row + cols + n]);
+    }
 }

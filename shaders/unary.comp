@@ -2,11 +2,10 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "activations.glsl"
+#include "elementwise.glsl"
 
 // x (n) -> y (n) for one pointwise op, chosen per variant: OP_SILU, OP_GELU,
 // OP_QUICK_GELU or OP_SCALE. y may be x.
-layout(local_size_x = 256) in;
-
 layout(push_constant) uniform unary_push {
     f32_ref x;
     f32_ref y;
@@ -16,18 +15,27 @@ layout(push_constant) uniform unary_push {
 #endif
 } pc;
 
+float op(float v)
+{
+#if defined(OP_SILU)
+    return silu(v);
+#elif defined(OP_GELU)
+    return gelu(v);
+#elif defined(OP_QUICK_GELU)
+    return quick_gelu(v);
+#elif defined(OP_SCALE)
+    return v * pc.s;
+#endif
+}
+
 void main()
 {
-    uint i = flat_group_index() * 256 + gl_LocalInvocationID.x;
-    if (i >= uint(pc.n)) return;
-    float v = pc.x.v[i];
-#if defined(OP_SILU)
-    pc.y.v[i] = silu(v);
-#elif defined(OP_GELU)
-    pc.y.v[i] = gelu(v);
-#elif defined(OP_QUICK_GELU)
-    pc.y.v[i] = quick_gelu(v);
-#elif defined(OP_SCALE)
-    pc.y.v[i] = v * pc.s;
-#endif
+    uint i = first_of_four(), n = uint(pc.n);
+    if (i >= n) return;
+    if (i + 4u <= n && aligned16(pc.x) && aligned16(pc.y)) {
+        vec4 v = vec4_ref(pc.x).v[i / 4u];
+        vec4_out_ref(pc.y).v[i / 4u] = vec4(op(v.x), op(v.y), op(v.z), op(v.w));
+        return;
+    }
+    for (uint j = i; j < min(i + 4u, n); j++) pc.y.v[j] = op(pc.x.v[j]);
 }

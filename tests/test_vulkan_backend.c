@@ -376,24 +376,37 @@ static void replayed_runs_see_new_inputs(void **state)
     kiln_backend_free(be);
 }
 
-/* Uploads host arrays to fresh buffers on `be`, runs one op, downloads y. */
+/* Uploads host arrays to fresh buffers on `be`, runs one op on them (y
+ * poisoned with NaN first), downloads y; operand i (y last) at byte
+ * offset[i] of its buffer, or all at 0. */
 typedef kiln_status (*op_fn)(kiln_backend *be, const void *params, const kiln_tensor *const *src, kiln_tensor *dst);
 
-static void run_on(kiln_backend *be, op_fn op, const void *params, int nsrc, float *const *host, const size_t *count,
-                   float *y, size_t ny)
+static void run_at(kiln_backend *be, op_fn op, const void *params, int nsrc, float *const *host, const size_t *count,
+                   float *y, size_t ny, const size_t *offset)
 {
     kiln_buffer *bufs[4];
     kiln_tensor t[4];
     for (int i = 0; i <= nsrc; i++) {
-        size_t n = i < nsrc ? count[i] : ny;
-        assert_kiln_ok(be->ops->buffer_alloc(be, n * 4, &bufs[i]));
-        t[i] = f32_view(bufs[i], 0, (int64_t)n);
+        size_t n = i < nsrc ? count[i] : ny, at = offset ? offset[i] : 0;
+        assert_kiln_ok(be->ops->buffer_alloc(be, at + n * 4, &bufs[i]));
+        t[i] = f32_view(bufs[i], at, (int64_t)n);
         if (i < nsrc) assert_kiln_ok(be->ops->upload(be, &t[i], host[i], n * 4));
     }
+    float *poison = malloc(ny * 4); /* NaN: an element the op leaves unwritten fails */
+    assert_non_null(poison);
+    memset(poison, 0xff, ny * 4);
+    assert_kiln_ok(be->ops->upload(be, &t[nsrc], poison, ny * 4));
+    free(poison);
     const kiln_tensor *src[3] = {&t[0], nsrc > 1 ? &t[1] : NULL, nsrc > 2 ? &t[2] : NULL};
     assert_kiln_ok(op(be, params, src, &t[nsrc]));
     assert_kiln_ok(be->ops->download(be, &t[nsrc], y, ny * 4));
     for (int i = 0; i <= nsrc; i++) be->ops->buffer_free(be, bufs[i]);
+}
+
+static void run_on(kiln_backend *be, op_fn op, const void *params, int nsrc, float *const *host, const size_t *count,
+                   float *y, size_t ny)
+{
+    run_at(be, op, params, nsrc, host, count, y, ny, NULL);
 }
 
 static float *random_floats(size_t n, uint64_t seed, float lo, float hi)
@@ -543,6 +556,79 @@ static void long_loops_match_the_cpu(void **state)
     kiln_backend_free(vk);
 }
 
+static kiln_status add_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return be->ops->add(be, p, src, dst);
+}
+
+static kiln_status gelu_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return be->ops->gelu(be, p, src, dst);
+}
+
+static kiln_status add_channel_bias_op(kiln_backend *be, const void *p, const kiln_tensor *const *src,
+                                       kiln_tensor *dst)
+{
+    return be->ops->add_channel_bias(be, p, src, dst);
+}
+
+static kiln_status geglu_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return be->ops->geglu(be, p, src, dst);
+}
+
+/* The elementwise shaders take four elements an invocation, as one vec4
+ * where every operand is 16-byte aligned and as floats where one is not
+ * (shaders/elementwise.glsl): each of add, gelu, add_channel_bias and geglu
+ * with its operands aligned, all misaligned, and mixed, on sizes with a tail
+ * short of four (and a geglu whose rows are not whole vec4s), against the
+ * CPU backend. (lavapipe reads misaligned vec4s as well as aligned ones, so
+ * here this checks the results of both paths, not the choice between them,
+ * which matters on GPUs.) */
+static void elementwise_ops_at_every_alignment(void **state)
+{
+    (void)state;
+    kiln_backend *vk = open_vulkan(), *cpu = NULL;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
+    static const size_t offsets[][4] = {{0, 0, 0, 0}, {4, 4, 0, 4}, {12, 12, 0, 12}, {8, 0, 0, 0}, {0, 8, 0, 0}, {0, 0, 0, 4}};
+    kiln_add_params add = {1030};
+    kiln_gelu_params gelu = {1030};
+    kiln_add_channel_bias_params bias = {2, 5, 103};
+    kiln_geglu_params geglu[2] = {{6, 20}, {5, 22}};
+    struct {
+        const char *name;
+        op_fn op;
+        const void *params;
+        int nsrc;
+        size_t count[2], ny;
+    } cases[] = {
+        {"add", add_op, &add, 2, {1030, 1030}, 1030},
+        {"gelu", gelu_op, &gelu, 1, {1030}, 1030},
+        {"add_channel_bias", add_channel_bias_op, &bias, 2, {1030, 10}, 1030},
+        {"geglu 6x20", geglu_op, &geglu[0], 1, {240}, 120},
+        {"geglu 5x22", geglu_op, &geglu[1], 1, {220}, 110},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        float *host[2] = {random_floats(cases[c].count[0], 7, -4, 4), random_floats(cases[c].count[1] + 1, 8, -4, 4)};
+        float *want = malloc(cases[c].ny * 4), *got = malloc(cases[c].ny * 4);
+        run_on(cpu, cases[c].op, cases[c].params, cases[c].nsrc, host, cases[c].count, want, cases[c].ny);
+        for (size_t o = 0; o < sizeof offsets / sizeof *offsets; o++) {
+            size_t at[4] = {0};
+            for (int i = 0; i <= cases[c].nsrc; i++) at[i] = offsets[o][i < cases[c].nsrc ? i : 3];
+            print_message("  %s, operands at byte offsets %zu %zu, output at %zu\n", cases[c].name, at[0],
+                          cases[c].nsrc > 1 ? at[1] : 0, at[cases[c].nsrc]);
+            run_at(vk, cases[c].op, cases[c].params, cases[c].nsrc, host, cases[c].count, got, cases[c].ny, at);
+            assert_rel_l2_le(got, want, cases[c].ny, 1e-6);
+        }
+        free(host[0]);
+        free(host[1]);
+        free(want);
+        free(got);
+    }
+    kiln_backend_free(cpu);
+    kiln_backend_free(vk);
+}
+
 /* Freeing every buffer and allocating again reuses the arena; a block that
  * empties is given back while its neighbours' contents survive. */
 static void arena_reuse_keeps_contents(void **state)
@@ -596,6 +682,7 @@ int main(void)
         cmocka_unit_test(split_k_replays_after_scratch_grows),
         cmocka_unit_test(arena_reuse_keeps_contents),
         cmocka_unit_test(long_loops_match_the_cpu),
+        cmocka_unit_test(elementwise_ops_at_every_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
