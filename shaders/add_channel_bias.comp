@@ -17,10 +17,8 @@ void main()
 {
     uint i = first_of_four(), hw = uint(pc.HW), n = uint(pc.N * pc.C) * hw;
     if (i >= n) return;
-    if (i + 4u <= n && aligned16(pc.x) && aligned16(pc.y)) {
-        vec4 bias = vec4(pc.b.v[i / hw], pc.b.v[(i + 1u) / hw], pc.b.v[(i + 2u) / hw], pc.b.v[(i + 3u) / hw]);
-        vec4_out_ref(pc.y).v[i / 4u] = vec4_ref(pc.x).v[i / 4u] + bias;
-        return;
-    }
-    for (uint j = i; j < min(i + 4u, n); j++) pc.y.v[j] = pc.x.v[j] + pc.b.v[j / hw];
+    bool vector = aligned16(pc.x) && aligned16(pc.y);
+    vec4 bias;
+    for (uint c = 0; c < 4u; c++) bias[c] = pc.b.v[min(i + c, n - 1u) / hw];
+    store4(pc.y, vector, i, n - i, load4(pc.x, vector, i, n - i) + bias);
 }

@@ -12,19 +12,15 @@ layout(push_constant) uniform binary_push {
     int n; // kiln_add_params / kiln_mul_params
 } pc;
 
-#if defined(OP_ADD)
-#define OP(a, b) ((a) + (b))
-#elif defined(OP_MUL)
-#define OP(a, b) ((a) * (b))
-#endif
-
 void main()
 {
     uint i = first_of_four(), n = uint(pc.n);
     if (i >= n) return;
-    if (i + 4u <= n && aligned16(pc.a) && aligned16(pc.b) && aligned16(pc.y)) {
-        vec4_out_ref(pc.y).v[i / 4u] = OP(vec4_ref(pc.a).v[i / 4u], vec4_ref(pc.b).v[i / 4u]);
-        return;
-    }
-    for (uint j = i; j < min(i + 4u, n); j++) pc.y.v[j] = OP(pc.a.v[j], pc.b.v[j]);
+    bool vector = aligned16(pc.a) && aligned16(pc.b) && aligned16(pc.y);
+    vec4 a = load4(pc.a, vector, i, n - i), b = load4(pc.b, vector, i, n - i);
+#if defined(OP_ADD)
+    store4(pc.y, vector, i, n - i, a + b);
+#elif defined(OP_MUL)
+    store4(pc.y, vector, i, n - i, a * b);
+#endif
 }

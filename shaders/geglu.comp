@@ -16,15 +16,15 @@ void main()
 {
     uint i = first_of_four(), cols = uint(pc.N), count = uint(pc.M) * cols;
     if (i >= count) return;
-    // four elements of one row (N % 4 == 0), its value and gate halves 16-byte aligned
-    if (i + 4u <= count && cols % 4u == 0u && aligned16(pc.x) && aligned16(pc.y)) {
-        uint m = i / cols, n = i % cols, row = m * 2u * cols;
-        vec4 value = vec4_ref(pc.x).v[(row + n) / 4u], gate = vec4_ref(pc.x).v[(row + cols + n) / 4u];
-        vec4_out_ref(pc.y).v[i / 4u] = value * vec4(gelu(gate.x), gelu(gate.y), gelu(gate.z), gelu(gate.w));
+    // four elements of one row, its value and gate halves 16-byte aligned
+    if (cols % 4u == 0u && aligned16(pc.x) && aligned16(pc.y)) {
+        uint row = (i / cols) * 2u * cols, n = i % cols;
+        vec4 value = load4(pc.x, true, row + n, 4u), gate = load4(pc.x, true, row + cols + n, 4u);
+        store4(pc.y, true, i, 4u, value * vec4(gelu(gate.x), gelu(gate.y), gelu(gate.z), gelu(gate.w)));
         return;
     }
     for (uint j = i; j < min(i + 4u, count); j++) {
-        uint m = j / cols, n = j % cols, row = m * 2u * cols;
+        uint row = (j / cols) * 2u * cols, n = j % cols;
         pc.y.v[j] = pc.x.v[row + n] * gelu(pc.x.v[row + cols + n]);
     }
 }

@@ -3,6 +3,7 @@
 #include "common.glsl"
 #include "weights.glsl"
 #include "activations.glsl"
+#include "vec4_io.glsl"
 #define WG_SIZE 256
 #include "reduce.glsl"
 
@@ -46,14 +47,18 @@ void main()
     uint start = s * SLICE, len = slice_len(group_size, s);
     uint base = group * group_size + start;
 
+    // Four values an invocation at a time (vec4_io.glsl), as vec4s where x
+    // and y are aligned and a channel's values (and so each slice) start on
+    // a multiple of four.
+    bool vector = hw % 4u == 0u && aligned16(pc.x) && aligned16(pc.y);
     if (pc.pass == 0u) {
         float sum = 0.0;
-        for (uint i = t; i < len; i += WG_SIZE) sum += pc.x.v[base + i];
+        for (uint i = 4u * t; i < len; i += 4u * WG_SIZE) sum += dot(load4(pc.x, vector, base + i, len - i), vec4(1.0));
         float mean = workgroup_sum(sum) / float(len);
         float m2 = 0.0;
-        for (uint i = t; i < len; i += WG_SIZE) {
-            float d = pc.x.v[base + i] - mean;
-            m2 += d * d;
+        for (uint i = 4u * t; i < len; i += 4u * WG_SIZE) {
+            vec4 d = (load4(pc.x, vector, base + i, len - i) - mean) * present4(len - i);
+            m2 += dot(d, d);
         }
         m2 = workgroup_sum(m2);
         if (t == 0u) {
@@ -75,10 +80,14 @@ void main()
     float rstd = inversesqrt(workgroup_sum(m2) / float(group_size) + pc.eps);
 
     uint first_channel = (group % uint(pc.groups)) * cpg;
-    for (uint i = t; i < len; i += WG_SIZE) {
-        uint ch = first_channel + (start + i) / hw;
-        float v = (pc.x.v[base + i] - mean) * rstd * load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + ch) +
-                  load_packed(pc.beta, pc.beta_dtype, pc.beta_first + ch);
-        pc.y.v[base + i] = pc.silu != 0 ? silu(v) : v;
+    for (uint i = 4u * t; i < len; i += 4u * WG_SIZE) {
+        vec4 v = load4(pc.x, vector, base + i, len - i);
+        for (uint c = 0; c < 4u; c++) {
+            uint ch = first_channel + min(start + i + c, group_size - 1u) / hw;
+            v[c] = (v[c] - mean) * rstd * load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + ch) +
+                   load_packed(pc.beta, pc.beta_dtype, pc.beta_first + ch);
+            if (pc.silu != 0) v[c] = silu(v[c]);
+        }
+        store4(pc.y, vector, base + i, len - i, v);
     }
 }

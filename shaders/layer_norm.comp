@@ -2,6 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "weights.glsl"
+#include "vec4_io.glsl"
 #define WG_SIZE 64
 #include "reduce.glsl"
 
@@ -29,20 +30,27 @@ void main()
     uint d_count = uint(pc.D);
     uint base = m * d_count;
 
+    // four values an invocation at a time (vec4_io.glsl)
+    bool vector = d_count % 4u == 0u && aligned16(pc.x) && aligned16(pc.y);
     float partial = 0.0;
-    for (uint d = t; d < d_count; d += WG_SIZE) partial += pc.x.v[base + d];
+    for (uint d = 4u * t; d < d_count; d += 4u * WG_SIZE)
+        partial += dot(load4(pc.x, vector, base + d, d_count - d), vec4(1.0));
     float mean = workgroup_sum(partial) / float(d_count);
 
     partial = 0.0;
-    for (uint d = t; d < d_count; d += WG_SIZE) {
-        float dev = pc.x.v[base + d] - mean;
-        partial += dev * dev;
+    for (uint d = 4u * t; d < d_count; d += 4u * WG_SIZE) {
+        vec4 dev = (load4(pc.x, vector, base + d, d_count - d) - mean) * present4(d_count - d);
+        partial += dot(dev, dev);
     }
     float rstd = inversesqrt(workgroup_sum(partial) / float(d_count) + pc.eps);
 
-    for (uint d = t; d < d_count; d += WG_SIZE) {
-        float ga = load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + d);
-        float be = load_packed(pc.beta, pc.beta_dtype, pc.beta_first + d);
-        pc.y.v[base + d] = (pc.x.v[base + d] - mean) * rstd * ga + be;
+    for (uint d = 4u * t; d < d_count; d += 4u * WG_SIZE) {
+        vec4 v = load4(pc.x, vector, base + d, d_count - d);
+        for (uint c = 0; c < 4u; c++) {
+            uint at = min(d + c, d_count - 1u);
+            v[c] = (v[c] - mean) * rstd * load_packed(pc.gamma, pc.gamma_dtype, pc.gamma_first + at) +
+                   load_packed(pc.beta, pc.beta_dtype, pc.beta_first + at);
+        }
+        store4(pc.y, vector, base + d, d_count - d, v);
     }
 }

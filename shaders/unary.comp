@@ -32,10 +32,7 @@ void main()
 {
     uint i = first_of_four(), n = uint(pc.n);
     if (i >= n) return;
-    if (i + 4u <= n && aligned16(pc.x) && aligned16(pc.y)) {
-        vec4 v = vec4_ref(pc.x).v[i / 4u];
-        vec4_out_ref(pc.y).v[i / 4u] = vec4(op(v.x), op(v.y), op(v.z), op(v.w));
-        return;
-    }
-    for (uint j = i; j < min(i + 4u, n); j++) pc.y.v[j] = op(pc.x.v[j]);
+    bool vector = aligned16(pc.x) && aligned16(pc.y);
+    vec4 v = load4(pc.x, vector, i, n - i);
+    store4(pc.y, vector, i, n - i, vec4(op(v.x), op(v.y), op(v.z), op(v.w)));
 }
