@@ -459,6 +459,7 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     if (vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM &&
         attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES) {
         d.shader = coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
+        d.spec[1] = head_dim % 4 == 0 && push.q % 16 == 0 && push.k % 16 == 0 && push.v % 16 == 0; /* VEC4_ROWS */
         rows = 64;
     } else {
         TRY(attention_shape(vk, head_dim, &d.spec[1], &d.spec[2]));

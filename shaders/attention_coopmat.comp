@@ -2,6 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "coopmat.glsl"
+#include "vec4_io.glsl" // load4
 
 // q (B,Tq,H*D), k (B,Tk,H*D), v (B,Tk,H*D) -> o (B,Tq,H*D),
 // o = softmax(q k^T * scale) v for each head, keys j <= i only if causal:
@@ -51,6 +52,7 @@
 
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint HEAD_DIM = 64;
+layout(constant_id = 1) const bool VEC4_ROWS = false; // see stage
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
 const uint KD = DP / 16u; // 16-wide head-dim chunks
 const uint ROWS = 64;     // queries per workgroup, 16 per subgroup
@@ -79,8 +81,23 @@ shared float row_scale[ROWS];           // exp(old max - new max) per row; at th
 
 // Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand into
 // kv_tile as f16; rows past `rows` and columns past HEAD_DIM are zeros.
+// Read as vec4s where the host found the head dim a multiple of 4 (every SD
+// head dim) and q, k and v 16-byte aligned (their heads' rows then are too),
+// a specialization constant, so that each pipeline carries one way of
+// loading.
 void stage(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
 {
+    if (VEC4_ROWS) {
+        const uint QUADS = DP / 4u; // per row; COLS * QUADS is a multiple of 128
+        [[unroll]] for (uint r = 0; r < COLS * QUADS / 128u; r++) {
+            uint e = gl_LocalInvocationID.x + 128u * r;
+            uint c = e / QUADS, d = 4u * (e % QUADS);
+            uint j = row0 + c;
+            vec4 v = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
+            [[unroll]] for (uint x = 0; x < 4u; x++) kv_tile[c * KV_LD + d + x] = float16_t(v[x]);
+        }
+        return;
+    }
     [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {
         uint e = gl_LocalInvocationID.x + 128u * r;
         uint c = e / DP, d = e % DP;

@@ -96,6 +96,7 @@ static const op_case op_cases[] = {
     ATTENTION(1, 2, 200, 200, 64, 1),
     ATTENTION(1, 2, 150, 150, 100, 1), /* Vulkan's f32 shader splits this head dim unevenly over 2 invocations */
     ATTENTION(1, 3, 70, 70, 24, 1),
+    ATTENTION(1, 2, 40, 40, 18, 0),     /* head dim not a multiple of 4: Vulkan's tensor-core attention reads floats */
     ATTENTION(1, 2, 33, 5, 8, 0),
     ATTENTION(1, 2, 3, 1, 16, 0),       /* a single key, and fewer queries than a tile */
     ATTENTION(1, 1, 1, 1, 4, 0),
