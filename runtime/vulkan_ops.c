@@ -636,8 +636,8 @@ static kiln_status vk_transpose(kiln_backend *be, const kiln_transpose_params *p
     transpose_push push = {.p = *p};
     TRY(act("transpose", src[0], &push.x));
     TRY(act("transpose", dst, &push.y));
-    return run(be, KILN_VK_SHADER_TRANSPOSE, &push, sizeof push, ceil_div((uint64_t)p->C, 32),
-               ceil_div((uint64_t)p->R, 32), (uint32_t)p->B, src, 1, dst);
+    return run(be, KILN_VK_SHADER_TRANSPOSE, &push, sizeof push, ceil_div((uint64_t)p->C, 64),
+               ceil_div((uint64_t)p->R, 64), (uint32_t)p->B, src, 1, dst);
 }
 
 /* embedding.comp */
