@@ -97,13 +97,28 @@ float load_a(uint m, uint k)
 
 float load_b(uint o, uint k) { return load_weight(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
 
-void store_c(uint m, uint o, float v)
+// y's index of output pixel m (of this range) in channel o.
+uint y_index(uint m, uint o)
 {
-    m += pc.m_first;
     uint ohw = uint(pc.OH * pc.OW);
-    uint n = m / ohw, p = m % ohw;
-    pc.y.v[(n * uint(pc.O) + o) * ohw + p] = v + load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o);
+    m += pc.m_first;
+    return ((m / ohw) * uint(pc.O) + o) * ohw + m % ohw;
 }
+
+float bias(uint o) { return load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o); }
+void store_c(uint m, uint o, float v) { pc.y.v[y_index(m, o)] = v + bias(o); }
+#ifdef GEMM_COOPMAT
+// Pixels m..m+3 of channel o: neighbours in y where an image's pixels come in
+// fours (m_first and m are multiples of 4, so the four share an image).
+void store_c4(uint m, uint o, vec4 v, uint count)
+{
+    if (uint(pc.OH * pc.OW) % 4u == 0u && aligned16(pc.y)) {
+        store4(pc.y, true, y_index(m, o), count, v + bias(o));
+        return;
+    }
+    for (uint c = 0; c < count; c++) store_c(m + c, o, v[c]);
+}
+#endif
 
 #ifdef GEMM_COOPMAT
 void main() { gemm_main(pc.m_count, uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }

@@ -21,6 +21,10 @@
 // prefetched values indexed by a run-time counter would live in memory.
 //
 // Hooks beyond gemm.glsl's, for this implementation only:
+//   void store_c4(m, n, v, count)
+//                            store_c for C(m, n..n+3), or with C_ALONG_M
+//                            C(m..m+3, n), of which the first `count` exist:
+//                            the finished tile leaves four elements at a time
 //   bool rows_aligned()      uniform: B's rows and A's start on 16 bytes
 //                            and K % 8 == 0
 //   uvec4 load_b8(n, k)      B[n][k..k+7] as packed f16, if rows_aligned()
@@ -34,12 +38,14 @@
 // subgroup matrices and 32-wide subgroups (or emulates them, see
 // coopmat.glsl), and only in f16 compute.
 #include "coopmat.glsl"
+#include "vec4_io.glsl"
 
 #ifdef A_ALONG_M
 #error "gemm_coopmat.glsl reads A along K"
 #endif
 bool rows_aligned();
 uvec4 load_b8(uint n, uint k);
+void store_c4(uint m, uint n, vec4 v, uint count);
 #ifdef A_F16
 uvec4 load_a8(uint m, uint k);
 #else
@@ -81,6 +87,22 @@ const uint A_TILE = 0u, B_TILE = BM * LDV;
 const uint HALF = BM / 2u, LDC4 = BN / 4u + 1u; // BM == BN
 
 uvec4 a_next[CHUNKS], b_next[CHUNKS];
+
+// emit for four elements along a line of C (see tiles): C(m, n..n+3), or
+// C(m..m+3, n) with C_ALONG_M, of which the first `count` exist.
+void emit4(uint M, uint N, uint m, uint n, vec4 v, uint count)
+{
+    if (pc.splits == 1u) {
+        store_c4(m, n, v, count);
+        return;
+    }
+#ifdef C_ALONG_M
+    bool vector = M % 4u == 0u && aligned16(pc.partial); // partial_index runs along M
+#else
+    bool vector = N % 4u == 0u && aligned16(pc.partial);
+#endif
+    store4(pc.partial, vector, partial_index(M, N, gl_WorkGroupID.z, m, n), count, v);
+}
 
 uvec4 pack_f16(vec4 lo, vec4 hi)
 {
@@ -156,9 +178,10 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
 
     // Out through shared memory, half the tile at a time (the operand tiles
     // were read by the loop's last barrier): the subgroups holding that half
-    // store their blocks, then every invocation writes neighbouring elements
-    // of its lines. (Per subgroup, block by block with a sync between, the
-    // H200 ran matmuls at a third to half this speed: bench/RESULTS.md.)
+    // store their blocks, then neighbouring invocations write neighbouring
+    // runs of four elements of a line. (Per subgroup, block by block with a
+    // sync between, the H200 ran matmuls at a third to half this speed:
+    // bench/RESULTS.md.)
 #ifdef C_ALONG_M
     const bool col_major = true;
     uint mine = sn; // this subgroup's first line
@@ -176,11 +199,11 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
                     CM_STORE_V(acc[i][j], tiles, line * LDC4 + at / 4u, LDC4, col_major);
                 }
         barrier();
-        for (uint e = t; e < HALF * BN; e += THREADS) {
+        for (uint e = 4u * t; e < HALF * BN; e += 4u * THREADS) {
             uint line = e / BN, at = e % BN;
-            float v = uintBitsToFloat(tiles[line * LDC4 + at / 4u][at % 4u]);
+            vec4 v = uintBitsToFloat(tiles[line * LDC4 + at / 4u]);
             uint m = m0 + (col_major ? at : h * HALF + line), n = n0 + (col_major ? h * HALF + line : at);
-            if (m < M && n < N) emit(M, N, m, n, v);
+            if (m < M && n < N) emit4(M, N, m, n, v, min(4u, col_major ? M - m : N - n));
         }
     }
 }

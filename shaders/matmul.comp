@@ -30,10 +30,14 @@ bool rows_aligned() { return pc.rows_aligned != 0; }
 vec4 load_a4(uint m, uint k) { return vec4_ref(pc.x).v[(m * uint(pc.K) + k) / 4u]; }
 uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, pc.w_first + n * uint(pc.K) + k); }
 #endif
-void store_c(uint m, uint n, float v)
+float bias(uint n) { return pc.has_bias != 0 ? load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n) : 0.0; }
+void store_c(uint m, uint n, float v) { pc.y.v[m * uint(pc.N) + n] = v + bias(n); }
+#ifdef GEMM_COOPMAT
+void store_c4(uint m, uint n, vec4 v, uint count)
 {
-    if (pc.has_bias != 0) v += load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n);
-    pc.y.v[m * uint(pc.N) + n] = v;
+    for (uint c = 0; c < count; c++) v[c] += bias(n + c);
+    store4(pc.y, uint(pc.N) % 4u == 0u && aligned16(pc.y), m * uint(pc.N) + n, count, v);
 }
+#endif
 
 void main() { gemm_main(uint(pc.M), uint(pc.N), uint(pc.K)); }
