@@ -570,8 +570,8 @@ static kiln_status vk_concat_channels(kiln_backend *be, const kiln_concat_channe
     TRY(act("concat_channels", src[0], &push.a));
     TRY(act("concat_channels", src[1], &push.b));
     TRY(act("concat_channels", dst, &push.y));
-    return run_elementwise(be, KILN_VK_SHADER_CONCAT_CHANNELS, &push, sizeof push,
-                           (uint64_t)p->N * (p->Ca + p->Cb) * p->HW, src, 2, dst);
+    return run_elementwise4(be, KILN_VK_SHADER_CONCAT_CHANNELS, &push, sizeof push,
+                            (uint64_t)p->N * (p->Ca + p->Cb) * p->HW, src, 2, dst);
 }
 
 /* pad2d.comp */
@@ -602,8 +602,8 @@ static kiln_status vk_upsample_nearest2x(kiln_backend *be, const kiln_upsample_n
     upsample_nearest2x_push push = {.p = *p};
     TRY(act("upsample_nearest2x", src[0], &push.x));
     TRY(act("upsample_nearest2x", dst, &push.y));
-    return run_elementwise(be, KILN_VK_SHADER_UPSAMPLE_NEAREST2X, &push, sizeof push,
-                           (uint64_t)p->N * p->C * 4 * p->H * p->W, src, 1, dst);
+    return run_elementwise4(be, KILN_VK_SHADER_UPSAMPLE_NEAREST2X, &push, sizeof push,
+                            (uint64_t)p->N * p->C * 4 * p->H * p->W, src, 1, dst);
 }
 
 /* timestep_embedding.comp */

@@ -124,8 +124,10 @@ static const op_case op_cases[] = {
     {KILN_OP_add_channel_bias, .p.add_channel_bias = {1, 7, 5}},
     {KILN_OP_concat_channels, .p.concat_channels = {2, 640, 320, 9 * 7}},
     {KILN_OP_concat_channels, .p.concat_channels = {1, 3, 5, 7}},
+    {KILN_OP_concat_channels, .p.concat_channels = {2, 64, 32, 12}}, /* HW a multiple of 4: GPU vector paths */
     {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {2, 1280, 4, 3}},
     {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 3, 5, 7}},
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 16, 5, 6}}, /* even W: GPU vector paths */
     /* sin/cos of t * freq with t up to 1000: float32 rounding of the
      * argument alone moves the result by ~1000 * 2^-24 (~6e-5) */
     {KILN_OP_timestep_embedding, .p.timestep_embedding = {16, 320, 1, 0.0f, 10000.0f}, 500.0f, 500.0f, 1e-4},
