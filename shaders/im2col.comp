@@ -33,12 +33,23 @@ layout(push_constant) uniform im2col_push {
 
 const uint TILE = 64u;
 shared float block[TILE * (TILE + 1u)]; // (m, k); +1: a column of 32 m touches 32 banks
+// Per k of the block, worked out once rather than per element: its input
+// channel's offset within an image and its tap's offsets in the window.
+shared uint k_plane[TILE];
+shared int k_dy[TILE], k_dx[TILE];
 
 void main()
 {
     uint t = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.y * TILE, k0 = gl_WorkGroupID.x * TILE;
     uint K = uint(pc.C * pc.KH * pc.KW), taps = uint(pc.KH * pc.KW);
+    if (t < TILE) {
+        uint k = k0 + t, tap = k % taps;
+        k_plane[t] = (k / taps) * uint(pc.H * pc.W);
+        k_dy[t] = int(tap / uint(pc.KW));
+        k_dx[t] = int(tap % uint(pc.KW));
+    }
+    barrier();
 
     uint r = t % TILE; // this invocation's pixel in the block
     uint m = pc.m_first + m0 + r, ohw = uint(pc.OH * pc.OW);
@@ -50,10 +61,9 @@ void main()
         uint k = k0 + j;
         float v = 0.0;
         if (pixel && k < K) {
-            uint tap = k % taps;
-            int iy = iy0 + int(tap / uint(pc.KW)), ix = ix0 + int(tap % uint(pc.KW));
+            int iy = iy0 + k_dy[j], ix = ix0 + k_dx[j];
             if (iy >= 0 && iy < pc.H && ix >= 0 && ix < pc.W)
-                v = pc.x.v[image + (k / taps) * uint(pc.H * pc.W) + uint(iy) * uint(pc.W) + uint(ix)];
+                v = pc.x.v[image + k_plane[j] + uint(iy) * uint(pc.W) + uint(ix)];
         }
         block[r * (TILE + 1u) + j] = v;
     }
