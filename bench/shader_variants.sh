@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds variants of the tensor-core GEMM shaders (shaders/gemm_coopmat.glsl's
-# GEMM_BK and GEMM_THREADS) from the current sources, one folder each, for
+# GEMM_BK, GEMM_THREADS and GEMM_STAGES) from the current sources, one folder each, for
 # KILN_VULKAN_SHADER_DIR: what bench/device.sh measures side by side with the
 # built-in shaders when given SHADER_VARIANTS=OUT_DIR. Each folder holds
 # matmul and conv2d on both multiply shapes and their emulated twins, so that
@@ -33,3 +33,5 @@ variant() { # NAME, then defines
 variant bk64 -DGEMM_BK=64
 variant t256 -DGEMM_THREADS=256
 variant t256_bk64 -DGEMM_THREADS=256 -DGEMM_BK=64
+variant s2 -DGEMM_STAGES=2
+variant t256_s2 -DGEMM_THREADS=256 -DGEMM_STAGES=2

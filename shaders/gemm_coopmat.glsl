@@ -52,21 +52,28 @@ uvec4 load_a8(uint m, uint k);
 vec4 load_a4(uint m, uint k);
 #endif
 
-// K step and workgroup size: the defaults are what the H200 measured;
-// GEMM_BK (32 or 64) and GEMM_THREADS (128 or 256: 4 or 8 subgroups sharing
-// the tile) may be defined to try others without editing this file
-// (bench/shader_variants.sh builds such variants for KILN_VULKAN_SHADER_DIR).
+// K step, workgroup size and shared-memory stages: the defaults are what the
+// H200 measured; GEMM_BK (32 or 64), GEMM_THREADS (128 or 256: 4 or 8
+// subgroups sharing the tile) and GEMM_STAGES (1, or 2: the next K step's
+// operands go into a second set of tiles while this one's are multiplied, one
+// barrier a step instead of two, twice the shared memory) may be defined to
+// try others without editing this file (bench/shader_variants.sh builds such
+// variants for KILN_VULKAN_SHADER_DIR).
 #ifndef GEMM_BK
 #define GEMM_BK 32
 #endif
 #ifndef GEMM_THREADS
 #define GEMM_THREADS 128
 #endif
-#if (GEMM_BK != 32 && GEMM_BK != 64) || (GEMM_THREADS != 128 && GEMM_THREADS != 256)
-#error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256"
+#ifndef GEMM_STAGES
+#define GEMM_STAGES 1
+#endif
+#if (GEMM_BK != 32 && GEMM_BK != 64) || (GEMM_THREADS != 128 && GEMM_THREADS != 256) || \
+    (GEMM_STAGES != 1 && GEMM_STAGES != 2)
+#error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256, GEMM_STAGES 1 or 2"
 #endif
 const uint BM = 64, BN = 64, BK = GEMM_BK;
-const uint THREADS = GEMM_THREADS;
+const uint THREADS = GEMM_THREADS, STAGES = GEMM_STAGES;
 const uint SUBGROUPS_M = BM / 32u, SUBGROUPS = THREADS / 32u;
 const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators across a subgroup's block
 const uint ROW_CHUNKS = BK / 8u;   // uvec4s of 8 f16 in a tile row of K
@@ -75,16 +82,18 @@ const uint CHUNKS = BM * ROW_CHUNKS / THREADS; // per invocation and K step, of 
 
 layout(local_size_x = THREADS) in;
 
-// The operand tiles, (m, k) from A_TILE and (n, k) from B_TILE, in one
-// array: after the K loop the same memory stages the finished tile on its
-// way out, half of it at a time, HALF lines of LDC4 uvec4s (4 f32 each).
-// Lines are rows of C, or columns with C_ALONG_M, so that neighbouring
-// invocations write neighbouring memory; 17 uvec4s start each line 16 bytes
-// further along the banks. A workgroup so needs 10 KB of shared memory (18
-// with a K step of 64).
-shared uvec4 tiles[(BM + BN) * LDV];
-const uint A_TILE = 0u, B_TILE = BM * LDV;
-const uint HALF = BM / 2u, LDC4 = BN / 4u + 1u; // BM == BN
+// The operand tiles of each stage, (m, k) from A_TILE and (n, k) from
+// B_TILE, in one array: after the K loop the same memory stages the finished
+// tile on its way out, in PARTS pieces of LINES lines of LDC4 uvec4s (4 f32
+// each): half of it at a time where one stage of K steps of 32 leaves no room
+// for the whole. Lines are rows of C, or columns with C_ALONG_M, so that
+// neighbouring invocations write neighbouring memory; 17 uvec4s start each
+// line 16 bytes further along the banks. A workgroup so needs 10 KB of
+// shared memory (18 with a K step of 64, 20 with two stages).
+const uint A_TILE = 0u, B_TILE = BM * LDV, STAGE = (BM + BN) * LDV;
+shared uvec4 tiles[STAGES * STAGE];
+const uint LDC4 = BN / 4u + 1u; // lines of BN elements, or BM with C_ALONG_M: BM == BN
+const uint PARTS = BM * LDC4 <= STAGES * STAGE ? 1u : 2u, LINES = BM / PARTS;
 
 uvec4 a_next[CHUNKS], b_next[CHUNKS];
 
@@ -145,6 +154,17 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
     }
 }
 
+// The operands fetch() left in registers into the stage at `stage`.
+void stash(uint stage)
+{
+    uint t = gl_LocalInvocationID.x;
+    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
+        uint c = t + THREADS * q, at = (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS;
+        tiles[stage + B_TILE + at] = b_next[q];
+        tiles[stage + A_TILE + at] = a_next[q];
+    }
+}
+
 void gemm_tile(uint M, uint N, uint k_begin, uint K)
 {
     uint t = gl_LocalInvocationID.x;
@@ -157,27 +177,33 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
         [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_ZERO(acc[i][j]);
 
     fetch(M, N, K, m0, n0, k_begin);
+    stash(0u);
+    barrier();
+    uint stage = 0u; // the stage being multiplied, times STAGE
     for (uint k0 = k_begin; k0 < K; k0 += BK) {
-        [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
-            uint c = t + THREADS * q;
-            tiles[B_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = b_next[q];
-            tiles[A_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = a_next[q];
-        }
-        barrier();
-        if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
+        bool more = k0 + BK < K;
+        if (more) fetch(M, N, K, m0, n0, k0 + BK);
         [[unroll]] for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {
             cm_a a[2];
             cm_b b[FRAGS_N];
-            [[unroll]] for (uint i = 0; i < 2; i++) CM_LOAD_A_V(a[i], tiles, A_TILE + (sm + 16 * i) * LDV + kk, LDV);
-            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_LOAD_B_V(b[j], tiles, B_TILE + (sn + 16 * j) * LDV + kk, LDV, true);
+            [[unroll]] for (uint i = 0; i < 2; i++)
+                CM_LOAD_A_V(a[i], tiles, stage + A_TILE + (sm + 16 * i) * LDV + kk, LDV);
+            [[unroll]] for (uint j = 0; j < FRAGS_N; j++)
+                CM_LOAD_B_V(b[j], tiles, stage + B_TILE + (sn + 16 * j) * LDV + kk, LDV, true);
             [[unroll]] for (uint i = 0; i < 2; i++)
                 [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_MUL_ADD(acc[i][j], a[i], b[j]);
         }
-        barrier(); // the tiles are read before the next step overwrites them
+        // One stage: its tiles are read before the next step's overwrite
+        // them. Two: the other stage was read in the previous step, before
+        // the barrier that ended it.
+        if (STAGES == 1u) barrier();
+        stage = (stage + STAGE) % (STAGES * STAGE);
+        if (more) stash(stage);
+        barrier(); // the next step's tiles are in (and, last, this step's read)
     }
 
-    // Out through shared memory, half the tile at a time (the operand tiles
-    // were read by the loop's last barrier): the subgroups holding that half
+    // Out through shared memory, PARTS pieces of the tile (the operand tiles
+    // were read by the loop's last barrier): the subgroups holding a piece
     // store their blocks, then neighbouring invocations write neighbouring
     // runs of four elements of a line. (Per subgroup, block by block with a
     // sync between, the H200 ran matmuls at a third to half this speed:
@@ -189,20 +215,20 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
     const bool col_major = false;
     uint mine = sm;
 #endif
-    [[unroll]] for (uint h = 0; h < 2u; h++) {
-        if (h > 0u) barrier(); // the first half is out of shared memory
-        if (mine / HALF == h)
+    [[unroll]] for (uint h = 0; h < PARTS; h++) {
+        if (h > 0u) barrier(); // the previous piece is out of shared memory
+        if (mine / LINES == h)
             [[unroll]] for (uint i = 0; i < 2; i++)
                 [[unroll]] for (uint j = 0; j < FRAGS_N; j++) {
                     uint r = sm + 16u * i, c = sn + 16u * j; // the block's first row and column in the tile
-                    uint line = (col_major ? c : r) - h * HALF, at = col_major ? r : c;
+                    uint line = (col_major ? c : r) - h * LINES, at = col_major ? r : c;
                     CM_STORE_V(acc[i][j], tiles, line * LDC4 + at / 4u, LDC4, col_major);
                 }
         barrier();
-        for (uint e = 4u * t; e < HALF * BN; e += 4u * THREADS) {
+        for (uint e = 4u * t; e < LINES * BN; e += 4u * THREADS) {
             uint line = e / BN, at = e % BN;
             vec4 v = uintBitsToFloat(tiles[line * LDC4 + at / 4u]);
-            uint m = m0 + (col_major ? at : h * HALF + line), n = n0 + (col_major ? h * HALF + line : at);
+            uint m = m0 + (col_major ? at : h * LINES + line), n = n0 + (col_major ? h * LINES + line : at);
             if (m < M && n < N) emit4(M, N, m, n, v, min(4u, col_major ? M - m : N - n));
         }
     }
