@@ -180,11 +180,14 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
 
 /* Split K (shaders/gemm.glsl): a GEMM with fewer than SPLIT_WORKGROUPS / 2
  * tiles of C leaves most of a GPU's cores idle (the UNet's 8x8 level at
- * batch 2: 40 tiles of 64x64, each walking K = 11520), so its K is split
- * into shares of at least SPLIT_MIN_K, towards SPLIT_WORKGROUPS workgroups
- * in all, summed by a second dispatch. SPLIT_WORKGROUPS: two workgroups for
- * each of an H100's or H200's 132 SMs. */
-#define SPLIT_WORKGROUPS 256
+ * batch 2: 40 tiles of 64x64, each walking K = 11520; its 16x16 level: 160
+ * tiles, K up to 11520), so its K is split into shares of at least
+ * SPLIT_MIN_K, towards SPLIT_WORKGROUPS workgroups in all, summed by a
+ * second dispatch. SPLIT_WORKGROUPS: what an H100 or H200 holds at once,
+ * 4 tensor-core GEMM workgroups on each of 132 SMs (their 105 registers an
+ * invocation allow 4 of 128 invocations, bench/RESULTS.md); at 160 tiles
+ * most SMs would hold one, 4 warps, too few to hide memory latency. */
+#define SPLIT_WORKGROUPS (4 * 132)
 #define SPLIT_MIN_K 512
 
 /* The last push constants of matmul.comp and conv2d.comp. */
