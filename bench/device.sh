@@ -19,6 +19,9 @@
 #              SHADER_VARIANTS (a folder from bench/shader_variants.sh: each
 #              variant's model parity, bench_ops GEMM rows and Vulkan f16
 #              bench, loaded into the same binaries with KILN_VULKAN_SHADER_DIR),
+#              BASELINE_BIN (a folder with an earlier commit's bench and
+#              bench_ops, and COMMIT naming it: its Vulkan f16 bench and
+#              bench_ops beside this build's, for a before/after in one run),
 #              SDCPP_VULKAN (an sd.cpp sd-cli built with -DSD_VULKAN=ON, built
 #              outside this repository; default $bin/sd-cli-vulkan if there).
 #
@@ -172,6 +175,12 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         kept=$status
         KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
         status=$kept
+        if [ -n "${BASELINE_BIN:-}" ]; then
+            say "baseline build $(cat "$BASELINE_BIN/COMMIT" 2>/dev/null || echo "(no COMMIT file)")"
+            timeout 120 "$BASELINE_BIN/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+                tee "$results/baseline_bench_ops_vulkan_f16.txt"
+            bin=$BASELINE_BIN bench kiln_vulkan_f16_baseline vulkan f16
+        fi
         for dir in ${SHADER_VARIANTS:+"$SHADER_VARIANTS"/*/}; do
             v=$(basename "$dir")
             say "shader variant $v"
@@ -236,6 +245,8 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln vulkan f32", load("kiln_vulkan.json")), ("kiln vulkan f16", load("kiln_vulkan_f16.json")),
         ("kiln vulkan f16 16x16x16", load("kiln_vulkan_f16_n16.json")),
         ("kiln vulkan f16 16x8x16", load("kiln_vulkan_f16_n8.json")),
+        *([("kiln vulkan f16 baseline", load("kiln_vulkan_f16_baseline.json"))]
+          if os.path.exists(os.path.join(results, "kiln_vulkan_f16_baseline.json")) else []),
         *[(f"kiln vulkan f16 {f[24:-5]}", load(f)) for f in sorted(os.listdir(results))
           if f.startswith("kiln_vulkan_f16_variant_") and f.endswith(".json")],
         ("sd.cpp vulkan", load("sdcpp_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
