@@ -84,18 +84,38 @@ shared float row_scale[ROWS];           // exp(old max - new max) per row; at th
 // Read as vec4s where the host found the head dim a multiple of 4 (every SD
 // head dim) and q, k and v 16-byte aligned (their heads' rows then are too),
 // a specialization constant, so that each pipeline carries one way of
-// loading.
+// loading. Read so, a tile's rows can also be on their way from memory
+// (fetch_rows, into registers) while the previous tile is worked on, and
+// stored later (put_rows): the key loop fetches V before the scores and the
+// next tile's K before P V.
+const uint QUADS = DP / 4u;                  // per row
+const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile (COLS * QUADS is a multiple of 128)
+vec4 rows_next[QUAD_LOADS];
+
+void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
+{
+    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
+        uint e = gl_LocalInvocationID.x + 128u * r;
+        uint c = e / QUADS, d = 4u * (e % QUADS);
+        uint j = row0 + c;
+        rows_next[r] = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
+    }
+}
+
+void put_rows()
+{
+    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
+        uint e = gl_LocalInvocationID.x + 128u * r;
+        uint c = e / QUADS, d = 4u * (e % QUADS);
+        [[unroll]] for (uint x = 0; x < 4u; x++) kv_tile[c * KV_LD + d + x] = float16_t(rows_next[r][x]);
+    }
+}
+
 void stage(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
 {
     if (VEC4_ROWS) {
-        const uint QUADS = DP / 4u; // per row; COLS * QUADS is a multiple of 128
-        [[unroll]] for (uint r = 0; r < COLS * QUADS / 128u; r++) {
-            uint e = gl_LocalInvocationID.x + 128u * r;
-            uint c = e / QUADS, d = 4u * (e % QUADS);
-            uint j = row0 + c;
-            vec4 v = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
-            [[unroll]] for (uint x = 0; x < 4u; x++) kv_tile[c * KV_LD + d + x] = float16_t(v[x]);
-        }
+        fetch_rows(src, base, row0, rows, row_stride);
+        put_rows();
         return;
     }
     [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {
@@ -138,10 +158,15 @@ void main()
     [[unroll]] for (uint e = 0; e < KD * 8u; e++) acc[e] = 0.0;
 
     uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
+    if (VEC4_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
     for (uint j0 = 0; j0 < key_end; j0 += COLS) {
         barrier(); // the queries or the previous tile's values are read
-        stage(pc.k, kv_base, j0, tk, row_stride);
+        if (VEC4_ROWS)
+            put_rows();
+        else
+            stage(pc.k, kv_base, j0, tk, row_stride);
         barrier();
+        if (VEC4_ROWS) fetch_rows(pc.v, kv_base, j0, tk, row_stride);
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
             cm_acc scores;
             CM_ZERO(scores);
@@ -181,8 +206,12 @@ void main()
         run_max = new_max;
 
         barrier(); // every subgroup has read the keys
-        stage(pc.v, kv_base, j0, tk, row_stride);
+        if (VEC4_ROWS)
+            put_rows();
+        else
+            stage(pc.v, kv_base, j0, tk, row_stride);
         barrier();
+        if (VEC4_ROWS && j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
         cm_a probs[KEY_BLOCKS];
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) CM_LOAD_A(probs[n], p_tile, p_base + n * 16u, P_LD);
         float lane_scale[8]; // of this lane's output rows
