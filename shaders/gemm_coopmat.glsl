@@ -16,7 +16,10 @@
 //     (conv2d.comp), not gathered here a pixel at a time;
 //   - shared memory is kept to 10 KB a workgroup, the results staged in the
 //     operand tiles' memory (with a separate 17 KB staging area convs ran
-//     at half the speed on an H200, presumably fewer workgroups at a time).
+//     at half the speed on an H200 and matmuls did not: likely the convs'
+//     gather, since gone, losing L1 cache to shared memory; GEMM_STAGES=2,
+//     20 KB, is there to find out);
+//   - the finished tile leaves four elements at a time (store_c4).
 // Every loop over fragments or load slots is unrolled: fragments and
 // prefetched values indexed by a run-time counter would live in memory.
 //
