@@ -229,7 +229,7 @@ static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t th
     TRY(run(be, shader, push, push_bytes, gx, gy, (uint32_t)splits, src, nsrc, &partial));
     split->split_pass = 1;
     uint32_t g[3];
-    grid_flat(ceil_div(M * N, threads), g);
+    grid_flat(ceil_div((M * N + 3) / 4, threads), g); /* four elements an invocation */
     const kiln_tensor *sums[2] = {&partial, nsrc > 2 ? src[2] : NULL};
     return run(be, shader, push, push_bytes, g[0], g[1], g[2], sums, nsrc > 2 ? 2 : 1, dst);
 }

@@ -107,7 +107,6 @@ uint y_index(uint m, uint o)
 
 float bias(uint o) { return load_packed(pc.bias, pc.bias_dtype, pc.bias_first + o); }
 void store_c(uint m, uint o, float v) { pc.y.v[y_index(m, o)] = v + bias(o); }
-#ifdef GEMM_COOPMAT
 // Pixels m..m+3 of channel o: neighbours in y where an image's pixels come in
 // fours (m_first and m are multiples of 4, so the four share an image).
 void store_c4(uint m, uint o, vec4 v, uint count)
@@ -118,7 +117,6 @@ void store_c4(uint m, uint o, vec4 v, uint count)
     }
     for (uint c = 0; c < count; c++) store_c(m + c, o, v[c]);
 }
-#endif
 
 #ifdef GEMM_COOPMAT
 void main() { gemm_main(pc.m_count, uint(pc.O), uint(pc.C * pc.KH * pc.KW)); }

@@ -38,6 +38,10 @@
 //   float load_a(uint m, uint k) m < M, k < K
 //   float load_b(uint n, uint k) n < N, k < K
 //   void store_c(uint m, uint n, float v)
+//   void store_c4(uint m, uint n, vec4 v, uint count)
+//                                store_c for C(m, n..n+3), or with C_ALONG_M
+//                                C(m..m+3, n), of which the first `count`
+//                                exist (vec4_io.glsl's store4 serves)
 //
 // Split K. A GEMM with few tiles of C and a long K (the UNet's 8x8 level:
 // 40 tiles at batch 2, K up to 23040) would leave most of a GPU idle while a
@@ -45,11 +49,13 @@
 // the same shader:
 //   split_pass 0, grid (ceil(N/BN), ceil(M/BM), splits): workgroup z sums
 //       k in [z k_chunk, (z + 1) k_chunk) into partial[z] (f32, M x N);
-//   split_pass 1, one invocation per element of C (flat grid of THREADS):
-//       the splits summed in order (the result does not depend on timing)
-//       and handed to store_c.
+//   split_pass 1, one invocation per four elements of C (flat grid of
+//       THREADS): the splits summed in order (the result does not depend on
+//       timing) and handed to store_c4, or store_c where lines of C (see
+//       partial_index) are not whole fours.
 // With splits == 1 the single dispatch sums all of K through store_c.
 #extension GL_EXT_control_flow_attributes : require
+#include "vec4_io.glsl"
 
 void a_row_setup(uint m);
 void a_k_setup(uint k);
@@ -57,6 +63,16 @@ void a_k_step();
 float load_a(uint m, uint k);
 float load_b(uint n, uint k);
 void store_c(uint m, uint n, float v);
+void store_c4(uint m, uint n, vec4 v, uint count);
+
+// Element e of C in the order split z keeps it: its row and column.
+#ifdef C_ALONG_M
+#define C_INDEX_M(e) ((e) % M)
+#define C_INDEX_N(e) ((e) / M)
+#else
+#define C_INDEX_M(e) ((e) / N)
+#define C_INDEX_N(e) ((e) % N)
+#endif
 
 // Where split z keeps C(m, n): along M where neighbouring invocations own
 // neighbouring rows (C_ALONG_M), so split_pass 1 reads and writes runs.
@@ -178,14 +194,24 @@ void gemm_main(uint M, uint N, uint K)
         gemm_tile(M, N, k_begin, pc.splits > 1u ? min(K, k_begin + pc.k_chunk) : K);
         return;
     }
-    uint e = flat_group_index() * THREADS + gl_LocalInvocationID.x;
+    uint e = 4u * (flat_group_index() * THREADS + gl_LocalInvocationID.x);
     if (e >= M * N) return;
 #ifdef C_ALONG_M
-    uint m = e % M, n = e / M;
+    uint line = M; // elements e.. run along a column of C
 #else
-    uint m = e / N, n = e % N;
+    uint line = N;
 #endif
-    float sum = 0.0;
-    for (uint z = 0; z < pc.splits; z++) sum += pc.partial.v[partial_index(M, N, z, m, n)];
-    store_c(m, n, sum);
+    if (line % 4u == 0u) { // e..e+3 on one line, and all there
+        uint m = C_INDEX_M(e), n = C_INDEX_N(e);
+        vec4 sum = vec4(0.0);
+        bool vector = aligned16(pc.partial);
+        for (uint z = 0; z < pc.splits; z++) sum += load4(pc.partial, vector, partial_index(M, N, z, m, n), 4u);
+        store_c4(m, n, sum, 4u);
+        return;
+    }
+    for (uint j = e; j < min(e + 4u, M * N); j++) {
+        float sum = 0.0;
+        for (uint z = 0; z < pc.splits; z++) sum += pc.partial.v[partial_index(M, N, z, C_INDEX_M(j), C_INDEX_N(j))];
+        store_c(C_INDEX_M(j), C_INDEX_N(j), sum);
+    }
 }

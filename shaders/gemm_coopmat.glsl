@@ -24,10 +24,6 @@
 // prefetched values indexed by a run-time counter would live in memory.
 //
 // Hooks beyond gemm.glsl's, for this implementation only:
-//   void store_c4(m, n, v, count)
-//                            store_c for C(m, n..n+3), or with C_ALONG_M
-//                            C(m..m+3, n), of which the first `count` exist:
-//                            the finished tile leaves four elements at a time
 //   bool rows_aligned()      uniform: B's rows and A's start on 16 bytes
 //                            and K % 8 == 0
 //   uvec4 load_b8(n, k)      B[n][k..k+7] as packed f16, if rows_aligned()
@@ -41,14 +37,12 @@
 // subgroup matrices and 32-wide subgroups (or emulates them, see
 // coopmat.glsl), and only in f16 compute.
 #include "coopmat.glsl"
-#include "vec4_io.glsl"
 
 #ifdef A_ALONG_M
 #error "gemm_coopmat.glsl reads A along K"
 #endif
 bool rows_aligned();
 uvec4 load_b8(uint n, uint k);
-void store_c4(uint m, uint n, vec4 v, uint count);
 #ifdef A_F16
 uvec4 load_a8(uint m, uint k);
 #else

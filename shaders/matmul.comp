@@ -32,12 +32,10 @@ uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, pc.w_first + n * uint(
 #endif
 float bias(uint n) { return pc.has_bias != 0 ? load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n) : 0.0; }
 void store_c(uint m, uint n, float v) { pc.y.v[m * uint(pc.N) + n] = v + bias(n); }
-#ifdef GEMM_COOPMAT
 void store_c4(uint m, uint n, vec4 v, uint count)
 {
     for (uint c = 0; c < count; c++) v[c] += bias(n + c);
     store4(pc.y, uint(pc.N) % 4u == 0u && aligned16(pc.y), m * uint(pc.N) + n, count, v);
 }
-#endif
 
 void main() { gemm_main(uint(pc.M), uint(pc.N), uint(pc.K)); }
