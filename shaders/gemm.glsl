@@ -53,7 +53,7 @@
 //       THREADS): the splits summed in order (the result does not depend on
 //       timing) and handed to store_c4, or store_c where lines of C (see
 //       partial_index) are not whole fours.
-// With splits == 1 the single dispatch sums all of K through store_c.
+// With splits == 1 the single dispatch sums all of K through store_c4.
 #extension GL_EXT_control_flow_attributes : require
 #include "vec4_io.glsl"
 
@@ -85,13 +85,21 @@ uint partial_index(uint M, uint N, uint z, uint m, uint n)
 #endif
 }
 
-// An element of this workgroup's sum over its share of K.
-void emit(uint M, uint N, uint m, uint n, float v)
+// Four elements of this workgroup's sum over its share of K, along a line
+// of C: C(m, n..n+3), or C(m..m+3, n) with C_ALONG_M, of which the first
+// `count` exist.
+void emit4(uint M, uint N, uint m, uint n, vec4 v, uint count)
 {
-    if (pc.splits > 1u)
-        pc.partial.v[partial_index(M, N, gl_WorkGroupID.z, m, n)] = v;
-    else
-        store_c(m, n, v);
+    if (pc.splits == 1u) {
+        store_c4(m, n, v, count);
+        return;
+    }
+#ifdef C_ALONG_M
+    bool vector = M % 4u == 0u && aligned16(pc.partial); // partial_index runs along M
+#else
+    bool vector = N % 4u == 0u && aligned16(pc.partial);
+#endif
+    store4(pc.partial, vector, partial_index(M, N, gl_WorkGroupID.z, m, n), count, v);
 }
 
 #ifdef GEMM_COOPMAT
@@ -178,12 +186,23 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
         barrier(); // the tiles are read before the next step overwrites them
     }
 
-    [[unroll]] for (uint i = 0; i < 8; i++)
+    // Out four elements at a time: an invocation's acc[i][j] is C(m, n..n+3),
+    // and acc[4 h .. 4 h + 3][j][c] is C(m..m+3, n), the runs of C_ALONG_M.
+#ifdef C_ALONG_M
+    [[unroll]] for (uint h = 0; h < 2; h++)
         [[unroll]] for (uint j = 0; j < 2; j++)
             [[unroll]] for (uint c = 0; c < 4; c++) {
-                uint m = m0 + (i < 4 ? 4u * tm + i : 32u + 4u * tm + i - 4u), n = n0 + 4u * tn + 32u * j + c;
-                if (m < M && n < N) emit(M, N, m, n, acc[i][j][c]);
+                uint m = m0 + 32u * h + 4u * tm, n = n0 + 4u * tn + 32u * j + c;
+                vec4 v = vec4(acc[4 * h][j][c], acc[4 * h + 1][j][c], acc[4 * h + 2][j][c], acc[4 * h + 3][j][c]);
+                if (m < M && n < N) emit4(M, N, m, n, v, min(4u, M - m));
             }
+#else
+    [[unroll]] for (uint i = 0; i < 8; i++)
+        [[unroll]] for (uint j = 0; j < 2; j++) {
+            uint m = m0 + (i < 4 ? 4u * tm + i : 32u + 4u * tm + i - 4u), n = n0 + 4u * tn + 32u * j;
+            if (m < M && n < N) emit4(M, N, m, n, acc[i][j], min(4u, N - n));
+        }
+#endif
 }
 #endif
 

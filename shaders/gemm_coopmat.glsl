@@ -94,22 +94,6 @@ const uint PARTS = BM * LDC4 <= STAGES * STAGE ? 1u : 2u, LINES = BM / PARTS;
 
 uvec4 a_next[CHUNKS], b_next[CHUNKS];
 
-// emit for four elements along a line of C (see tiles): C(m, n..n+3), or
-// C(m..m+3, n) with C_ALONG_M, of which the first `count` exist.
-void emit4(uint M, uint N, uint m, uint n, vec4 v, uint count)
-{
-    if (pc.splits == 1u) {
-        store_c4(m, n, v, count);
-        return;
-    }
-#ifdef C_ALONG_M
-    bool vector = M % 4u == 0u && aligned16(pc.partial); // partial_index runs along M
-#else
-    bool vector = N % 4u == 0u && aligned16(pc.partial);
-#endif
-    store4(pc.partial, vector, partial_index(M, N, gl_WorkGroupID.z, m, n), count, v);
-}
-
 uvec4 pack_f16(vec4 lo, vec4 hi)
 {
     return uvec4(packFloat2x16(f16vec2(lo.xy)), packFloat2x16(f16vec2(lo.zw)), packFloat2x16(f16vec2(hi.xy)),
