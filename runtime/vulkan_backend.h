@@ -100,6 +100,7 @@ typedef struct kiln_vk {
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
+    uint32_t multiprocessors;    /* SMs, where NVIDIA's driver says (VK_NV_shader_sm_builtins); else 0 */
     bool pipeline_stats;         /* KILN_VULKAN_PIPELINE_STATS=1 on a driver that reports them */
 
     /* the arena */

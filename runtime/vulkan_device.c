@@ -89,6 +89,19 @@ static bool has_extension(VkPhysicalDevice pd, const char *name)
     return found;
 }
 
+/* The device's multiprocessor count where NVIDIA's driver reports it
+ * (VK_NV_shader_sm_builtins; a property query needs the extension listed,
+ * not enabled), else 0. */
+static uint32_t multiprocessor_count(VkPhysicalDevice pd)
+{
+    if (!has_extension(pd, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME)) return 0;
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV sm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sm};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    return sm.shaderSMCount;
+}
+
 static bool env_is_1(const char *name)
 {
     const char *v = getenv(name);
@@ -460,6 +473,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     bool tensor_cores = caps.coopmat == KILN_VK_COOPMAT_NV || (caps.coopmat == KILN_VK_COOPMAT_KHR && khr_asked);
     bool want_f16 = opt && (opt->compute_auto ? tensor_cores : opt->compute == KILN_F16);
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
+    vk->multiprocessors = multiprocessor_count(vk->physical);
     TRY(conv_col_bytes(&vk->conv_col_bytes));
     if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
@@ -490,9 +504,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};
-    snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s%s)", caps.props.deviceName,
+    char sms[32] = "";
+    if (vk->multiprocessors) snprintf(sms, sizeof sms, ", %u SMs", vk->multiprocessors);
+    snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
-             VK_API_VERSION_MINOR(caps.props.apiVersion), vk->f16_storage ? "" : ", no 16-bit storage",
+             VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
              coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "");
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));

@@ -178,16 +178,21 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
     return KILN_OK;
 }
 
-/* Split K (shaders/gemm.glsl): a GEMM with fewer than SPLIT_WORKGROUPS / 2
+/* Split K (shaders/gemm.glsl): a GEMM with fewer than split_workgroups() / 2
  * tiles of C leaves most of a GPU's cores idle (the UNet's 8x8 level at
  * batch 2: 40 tiles of 64x64, each walking K = 11520; its 16x16 level: 160
  * tiles, K up to 11520), so its K is split into shares of at least
- * SPLIT_MIN_K, towards SPLIT_WORKGROUPS workgroups in all, summed by a
- * second dispatch. SPLIT_WORKGROUPS: what an H100 or H200 holds at once,
- * 4 tensor-core GEMM workgroups on each of 132 SMs (their 105 registers an
- * invocation allow 4 of 128 invocations, bench/RESULTS.md); at 160 tiles
- * most SMs would hold one, 4 warps, too few to hide memory latency. */
-#define SPLIT_WORKGROUPS (4 * 132)
+ * SPLIT_MIN_K, towards split_workgroups() in all, summed by a second
+ * dispatch. That is what the GPU holds at once: 4 tensor-core GEMM
+ * workgroups on each SM (their 105 registers an invocation allow 4 of 128
+ * invocations on an H200, bench/RESULTS.md), with the SM count where the
+ * driver gives it, else an H100's or H200's 132. At the 16x16 level's 160
+ * tiles most of their SMs would otherwise hold one workgroup, 4 warps, too
+ * few to hide memory latency. */
+static uint64_t split_workgroups(const kiln_vk *vk)
+{
+    return 4 * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);
+}
 #define SPLIT_MIN_K 512
 
 /* The last push constants of matmul.comp and conv2d.comp. */
@@ -207,8 +212,9 @@ static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t th
 {
     uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, GEMM_TILE);
     uint64_t tiles = (uint64_t)gx * gy, splits = 1;
-    if (kiln_vk_of(be)->split_k && tiles < SPLIT_WORKGROUPS / 2 && K >= 2 * SPLIT_MIN_K) {
-        splits = (SPLIT_WORKGROUPS + tiles - 1) / tiles;
+    uint64_t target = split_workgroups(kiln_vk_of(be));
+    if (kiln_vk_of(be)->split_k && tiles < target / 2 && K >= 2 * SPLIT_MIN_K) {
+        splits = (target + tiles - 1) / tiles;
         if (splits > K / SPLIT_MIN_K) splits = K / SPLIT_MIN_K;
     }
     /* shares are whole K steps of either GEMM (16 or 32) */
