@@ -25,7 +25,7 @@ layout(push_constant) uniform conv2d_push {
     int OH, OW;
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
-    uint rows_aligned; // w rows start on 16 bytes (gemm_coopmat.glsl)
+    uint rows_aligned; // w rows start on 16 bytes, K % 8 == 0 (gemm.glsl)
     uint m_first, m_count; // the tensor-core GEMM's output pixels (the column matrix's rows)
     f32_ref partial; // gemm_split: see gemm.glsl
     uint splits, k_chunk, split_pass;
@@ -45,9 +45,9 @@ uint col_index(uint m, uint k) { return m * ((uint(pc.C * pc.KH * pc.KW) + 7u) &
 
 float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), col_index(m, k)); }
 uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), col_index(m, k)); }
-bool rows_aligned() { return pc.rows_aligned != 0; }
 uvec4 load_b8(uint o, uint k) { return load_weight8(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
 #else
+vec4 load_b4(uint o, uint k) { return load_weight4(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
 // Per row of the tile (a_row_setup): where its image starts in x and the
 // input coordinates of its kernel window's top-left corner.
 shared uint row_image[BM];
@@ -95,6 +95,7 @@ float load_a(uint m, uint k)
 }
 #endif
 
+bool rows_aligned() { return pc.rows_aligned != 0; }
 float load_b(uint o, uint k) { return load_weight(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
 
 // y's index of output pixel m (of this range) in channel o.

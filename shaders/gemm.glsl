@@ -108,6 +108,7 @@ void emit4(uint M, uint N, uint m, uint n, vec4 v, uint count)
 const uint BM = 64, BN = 64, BK = 16;
 const uint THREADS = 64;
 const uint LOADS = 16;        // per invocation and K step, of A and of B: BM * BK / THREADS
+const uint QUADS = LOADS / 4u; // the same in runs of 4 k (B, and A along K)
 const uint LDV = BM / 4 + 1;  // vec4s per k: the +1 spreads stores down a column (16 k) over banks
 
 layout(local_size_x = THREADS) in;
@@ -115,18 +116,43 @@ layout(local_size_x = THREADS) in;
 shared vec4 a_tile[BK * LDV]; // (k, m)
 shared vec4 b_tile[BK * LDV]; // (k, n)
 
-float a_next[LOADS], b_next[LOADS];
+// Hooks of this implementation, beside the interface above:
+//   bool rows_aligned()      uniform: w's rows (and x's, along K) start on 16
+//                            bytes, K % 8 == 0
+//   vec4 load_b4(n, k)       B[n][k..k+3], if rows_aligned()
+//   vec4 load_a4(m, k)       A[m][k..k+3], if rows_aligned() (A along K)
+bool rows_aligned();
+vec4 load_b4(uint n, uint k);
+#ifndef A_ALONG_M
+vec4 load_a4(uint m, uint k);
+#endif
 
-// B and A along K: an invocation reads k0 + t % 16 of rows t / 16 + 4 i, so
-// 16 neighbouring invocations read 16 neighbouring k of one row. A along M:
-// row m0 + t (THREADS == BM) at k0 .. k0 + 15.
+vec4 b_next[QUADS];
+#ifdef A_ALONG_M
+float a_next[LOADS];
+#else
+vec4 a_next[QUADS];
+#endif
+
+// Row `row`'s k .. k + 3 of B (load4 load_b4, load1 load_b) or of A along
+// K (load_a4, load_a), zero past `rows` and K: one vector load where
+// rows_aligned(), whose K % 8 == 0 keeps the four within the row.
+#define FETCH4(v, load4, load1, row, rows, k, K)                                                    \
+    if (rows_aligned() && (row) < (rows) && (k) + 4u <= (K))                                        \
+        v = load4(row, k);                                                                          \
+    else                                                                                            \
+        [[unroll]] for (uint c = 0; c < 4u; c++) v[c] = (row) < (rows) && (k) + c < (K) ? load1(row, (k) + c) : 0.0;
+
+// B and A along K: an invocation reads k0 + 4 (t % 4) .. + 3 of rows t / 4
+// + 16 i, so 4 neighbouring invocations read 16 neighbouring k of one row.
+// A along M: row m0 + t (THREADS == BM) at k0 .. k0 + 15.
 // K here and in gemm_tile is the end of this workgroup's share of K.
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
-    uint t = gl_LocalInvocationID.x, k = k0 + t % BK;
-    [[unroll]] for (uint i = 0; i < LOADS; i++) {
-        uint n = n0 + t / BK + (THREADS / BK) * i;
-        b_next[i] = n < N && k < K ? load_b(n, k) : 0.0;
+    uint t = gl_LocalInvocationID.x, kq = k0 + 4u * (t % 4u);
+    [[unroll]] for (uint i = 0; i < QUADS; i++) {
+        uint n = n0 + t / 4u + 16u * i;
+        FETCH4(b_next[i], load_b4, load_b, n, N, kq, K)
     }
 #ifdef A_ALONG_M
     uint m = m0 + t;
@@ -136,9 +162,9 @@ void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
         if (i + 1u < LOADS && k0 + i + 1u < K) a_k_step();
     }
 #else
-    [[unroll]] for (uint i = 0; i < LOADS; i++) {
-        uint m = m0 + t / BK + (THREADS / BK) * i;
-        a_next[i] = m < M && k < K ? load_a(m, k) : 0.0;
+    [[unroll]] for (uint i = 0; i < QUADS; i++) {
+        uint m = m0 + t / 4u + 16u * i;
+        FETCH4(a_next[i], load_a4, load_a, m, M, kq, K)
     }
 #endif
 }
@@ -162,15 +188,17 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
 
     fetch(M, N, K, m0, n0, k_begin);
     for (uint k0 = k_begin; k0 < K; k0 += BK) {
-        [[unroll]] for (uint i = 0; i < LOADS; i++) {
-            uint row = t / BK + (THREADS / BK) * i; // of B, and of A along K
-            b_tile[(t % BK) * LDV + row / 4u][row % 4u] = b_next[i];
-#ifdef A_ALONG_M
-            a_tile[i * LDV + t / 4u][t % 4u] = a_next[i];
-#else
-            a_tile[(t % BK) * LDV + row / 4u][row % 4u] = a_next[i];
+        [[unroll]] for (uint i = 0; i < QUADS; i++)
+            [[unroll]] for (uint c = 0; c < 4u; c++) {
+                uint row = t / 4u + 16u * i, k = 4u * (t % 4u) + c; // of B, and of A along K
+                b_tile[k * LDV + row / 4u][row % 4u] = b_next[i][c];
+#ifndef A_ALONG_M
+                a_tile[k * LDV + row / 4u][row % 4u] = a_next[i][c];
 #endif
-        }
+            }
+#ifdef A_ALONG_M
+        [[unroll]] for (uint i = 0; i < LOADS; i++) a_tile[i * LDV + t / 4u][t % 4u] = a_next[i];
+#endif
         barrier();
         if (k0 + BK < K) fetch(M, N, K, m0, n0, k0 + BK);
         [[unroll]] for (uint kk = 0; kk < BK; kk++) {

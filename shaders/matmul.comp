@@ -13,7 +13,7 @@ layout(push_constant) uniform matmul_push {
     int M, N, K, has_bias; // kiln_matmul_params
     uint w_first, bias_first; // see load_packed
     uint bias_dtype;
-    uint rows_aligned; // x and w rows start on 16 bytes (gemm_coopmat.glsl)
+    uint rows_aligned; // x and w rows start on 16 bytes, K % 8 == 0 (gemm.glsl)
     f32_ref partial; // gemm_split: see gemm.glsl
     uint splits, k_chunk, split_pass;
 } pc;
@@ -25,10 +25,12 @@ void a_k_setup(uint k) {}
 void a_k_step() {}
 float load_a(uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
 float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
-#ifdef GEMM_COOPMAT
 bool rows_aligned() { return pc.rows_aligned != 0; }
 vec4 load_a4(uint m, uint k) { return vec4_ref(pc.x).v[(m * uint(pc.K) + k) / 4u]; }
+#ifdef GEMM_COOPMAT
 uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, pc.w_first + n * uint(pc.K) + k); }
+#else
+vec4 load_b4(uint n, uint k) { return load_weight4(pc.w, pc.w_first + n * uint(pc.K) + k); }
 #endif
 float bias(uint n) { return pc.has_bias != 0 ? load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n) : 0.0; }
 void store_c(uint m, uint n, float v) { pc.y.v[m * uint(pc.N) + n] = v + bias(n); }

@@ -42,7 +42,26 @@ layout(buffer_reference, std430, buffer_reference_align = 2) readonly buffer wei
 float load_weight(weight_ref w, uint i) { return float(w.v[i]); }
 // Elements i..i+7 as packed f16, i a multiple of 8 and w 16-byte aligned.
 uvec4 load_weight8(weight_ref w, uint i) { return uvec4_ref(w).v[i / 8u]; }
+#define WEIGHT4_DTYPE DTYPE_F16
 #elif defined(W_DTYPE)
 #define weight_ref word_ref
 float load_weight(word_ref w, uint i) { return load_packed(w, W_DTYPE, i); }
+#define WEIGHT4_DTYPE W_DTYPE
+#endif
+
+#ifdef WEIGHT4_DTYPE
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer uvec2_ref { uvec2 v[]; };
+
+// Elements i..i+3, i a multiple of 4 and w aligned to four elements (16
+// bytes for f32): one load of 16, 8 or 4 bytes rather than four.
+vec4 load_weight4(weight_ref w, uint i)
+{
+    if (WEIGHT4_DTYPE == DTYPE_F32) return vec4_ref(w).v[i / 4u];
+    if (WEIGHT4_DTYPE == DTYPE_F16 || WEIGHT4_DTYPE == DTYPE_BF16) {
+        uvec2 u = uvec2_ref(w).v[i / 4u];
+        if (WEIGHT4_DTYPE == DTYPE_F16) return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+        return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
+    }
+    return vec4(load_weight(w, i), load_weight(w, i + 1u), load_weight(w, i + 2u), load_weight(w, i + 3u));
+}
 #endif
