@@ -5,7 +5,7 @@
 # built-in shaders when given SHADER_VARIANTS=OUT_DIR. Each folder holds
 # matmul and conv2d on both multiply shapes and their emulated twins, so that
 # lavapipe can check a variant before a GPU times it:
-#   KILN_VULKAN_SHADER_DIR=OUT_DIR/bk64 build/bin/test_ops_vulkan
+#   KILN_VULKAN_SHADER_DIR=OUT_DIR/bk32 build/bin/test_ops_vulkan
 # (the suite's tensor-core passes run emulated there).
 # Usage: bench/shader_variants.sh OUT_DIR
 set -euo pipefail
@@ -30,8 +30,8 @@ variant() { # NAME, then defines
     done
     echo "$dir: $*"
 }
-variant bk64 -DGEMM_BK=64
-variant t256 -DGEMM_THREADS=256
-variant t256_bk64 -DGEMM_THREADS=256 -DGEMM_BK=64
-variant s2 -DGEMM_STAGES=2
-variant t256_s2 -DGEMM_THREADS=256 -DGEMM_STAGES=2
+variant bk32 -DGEMM_BK=32
+variant t128 -DGEMM_THREADS=128
+variant t128_bk32 -DGEMM_THREADS=128 -DGEMM_BK=32
+variant s2_bk32 -DGEMM_STAGES=2 -DGEMM_BK=32
+variant t128_s2_bk32 -DGEMM_THREADS=128 -DGEMM_STAGES=2 -DGEMM_BK=32

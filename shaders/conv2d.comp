@@ -116,7 +116,8 @@ void store_c4(uint m, uint o, vec4 v, uint count)
         store4(pc.y, true, y_index(m, o), count, v + bias(o));
         return;
     }
-    for (uint c = 0; c < count; c++) store_c(m + c, o, v[c]);
+    [[unroll]] for (uint c = 0; c < 4u; c++)
+        if (c < count) store_c(m + c, o, v[c]);
 }
 
 #ifdef GEMM_COOPMAT

@@ -1,7 +1,8 @@
-// gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 4
-// subgroups of 32 computes a 64x64 block of C, stepping through K by 32; each
-// subgroup owns a 32x32 block in 2 x 2 accumulators of 16x16 in f32. Operand
-// tiles are staged in shared memory as f16.
+// gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 8
+// subgroups of 32 computes a 64x64 block of C, stepping through K by 64; each
+// subgroup owns a 32x16 block in 2 x 1 accumulators of 16x16 in f32 (4
+// subgroups, 32x32 blocks in 2 x 2, with GEMM_THREADS=128). Operand tiles
+// are staged in shared memory as f16.
 //
 // On an H200 the driver's multiply-adds are not what limits this shader (a
 // loop of nothing else runs at 390-570 TFLOP/s, as fast as mma.sync under
@@ -14,11 +15,10 @@
 //   - neighbouring invocations read neighbouring memory (see fetch);
 //   - a conv's operand A is a column matrix built beforehand in f16
 //     (conv2d.comp), not gathered here a pixel at a time;
-//   - shared memory is kept to 10 KB a workgroup, the results staged in the
-//     operand tiles' memory (with a separate 17 KB staging area convs ran
-//     at half the speed on an H200 and matmuls did not: likely the convs'
-//     gather, since gone, losing L1 cache to shared memory; GEMM_STAGES=2,
-//     20 KB, is there to find out);
+//   - shared memory is kept to 18 KB a workgroup, the results staged in the
+//     operand tiles' memory (with a separate 17 KB staging area, convs that
+//     gathered their operand A a pixel at a time ran at half the speed on an
+//     H200 and matmuls did not);
 //   - the finished tile leaves four elements at a time (store_c4).
 // Every loop over fragments or load slots is unrolled: fragments and
 // prefetched values indexed by a run-time counter would live in memory.
@@ -50,17 +50,19 @@ vec4 load_a4(uint m, uint k);
 #endif
 
 // K step, workgroup size and shared-memory stages: the defaults are what the
-// H200 measured; GEMM_BK (32 or 64), GEMM_THREADS (128 or 256: 4 or 8
-// subgroups sharing the tile) and GEMM_STAGES (1, or 2: the next K step's
-// operands go into a second set of tiles while this one's are multiplied, one
-// barrier a step instead of two, twice the shared memory) may be defined to
-// try others without editing this file (bench/shader_variants.sh builds such
-// variants for KILN_VULKAN_SHADER_DIR).
+// H200 ran fastest (the whole SD 1.5 UNet 8% faster than with a K step of
+// 32 and 4 subgroups, 4% faster than 8 subgroups with 32: bench/RESULTS.md);
+// GEMM_BK (32 or 64), GEMM_THREADS (128 or 256: 4 or 8 subgroups sharing the
+// tile) and GEMM_STAGES (1, or 2: the next K step's operands go into a
+// second set of tiles while this one's are multiplied, one barrier a step
+// instead of two, twice the shared memory; slower on the H200) may be
+// defined to try others without editing this file (bench/shader_variants.sh
+// builds such variants for KILN_VULKAN_SHADER_DIR).
 #ifndef GEMM_BK
-#define GEMM_BK 32
+#define GEMM_BK 64
 #endif
 #ifndef GEMM_THREADS
-#define GEMM_THREADS 128
+#define GEMM_THREADS 256
 #endif
 #ifndef GEMM_STAGES
 #define GEMM_STAGES 1
@@ -68,6 +70,9 @@ vec4 load_a4(uint m, uint k);
 #if (GEMM_BK != 32 && GEMM_BK != 64) || (GEMM_THREADS != 128 && GEMM_THREADS != 256) || \
     (GEMM_STAGES != 1 && GEMM_STAGES != 2)
 #error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256, GEMM_STAGES 1 or 2"
+#endif
+#if GEMM_STAGES == 2 && GEMM_BK == 64
+#error "gemm_coopmat.glsl: two stages of K steps of 64 take 36 KB of shared memory, over the 32 KB kiln asks of a device"
 #endif
 const uint BM = 64, BN = 64, BK = GEMM_BK;
 const uint THREADS = GEMM_THREADS, STAGES = GEMM_STAGES;
@@ -85,8 +90,8 @@ layout(local_size_x = THREADS) in;
 // each): half of it at a time where one stage of K steps of 32 leaves no room
 // for the whole. Lines are rows of C, or columns with C_ALONG_M, so that
 // neighbouring invocations write neighbouring memory; 17 uvec4s start each
-// line 16 bytes further along the banks. A workgroup so needs 10 KB of
-// shared memory (18 with a K step of 64, 20 with two stages).
+// line 16 bytes further along the banks. A workgroup so needs 18 KB of
+// shared memory (10 with a K step of 32, 20 with two such stages).
 const uint A_TILE = 0u, B_TILE = BM * LDV, STAGE = (BM + BN) * LDV;
 shared uvec4 tiles[STAGES * STAGE];
 const uint LDC4 = BN / 4u + 1u; // lines of BN elements, or BM with C_ALONG_M: BM == BN

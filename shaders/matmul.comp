@@ -36,7 +36,8 @@ float bias(uint n) { return pc.has_bias != 0 ? load_packed(pc.bias, pc.bias_dtyp
 void store_c(uint m, uint n, float v) { pc.y.v[m * uint(pc.N) + n] = v + bias(n); }
 void store_c4(uint m, uint n, vec4 v, uint count)
 {
-    for (uint c = 0; c < count; c++) v[c] += bias(n + c);
+    [[unroll]] for (uint c = 0; c < 4u; c++)
+        if (c < count) v[c] += bias(n + c);
     store4(pc.y, uint(pc.N) % 4u == 0u && aligned16(pc.y), m * uint(pc.N) + n, count, v);
 }
 
