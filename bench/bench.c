@@ -211,10 +211,11 @@ int main(int argc, char **argv)
                "\"width\":%d,\"height\":%d,\"steps\":%d,\"batch\":2,\"precision\":\"%s\",\"weights_dtype\":\"%s\","
                "\"load_ms\":%.1f,\"text_encoder_ms\":%.1f,\"unet_s_per_step\":%.4f,\"it_per_s\":%.4f,"
                "\"vae_decode_ms\":%.1f,\"peak_rss_bytes\":%zu,\"unet_arena_bytes\":%zu,\"vae_arena_bytes\":%zu,"
-               "\"weight_bytes\":%zu,\"replayed\":%s,\"ops\":{",
+               "\"weight_bytes\":%zu,\"replayed\":%s,\"op_timing\":\"%s\",\"ops\":{",
                o.model, m->unet.config->name, be->name, be->device_name, be->threads, o.width, o.height, o.steps,
                precision, kiln_dtype_name(m->info.unet_dtype), load_ms, text_ms, unet_s, 1.0 / unet_s, vae_ms,
-               peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights), replayed ? "true" : "false");
+               peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights), replayed ? "true" : "false",
+               stats.device_time ? "device" : "host");
         bool first = true;
         for (int i = 0; i < KILN_OP_COUNT; i++) {
             if (!stats.calls[i]) continue;
@@ -235,7 +236,8 @@ int main(int argc, char **argv)
         printf("vae decode     %10.1f ms\n", vae_ms);
         printf("peak RSS       %10.1f MiB\n", peak_rss_bytes() / 1048576.0);
         printf("unet arena     %10.1f MiB\n", unet_arena / 1048576.0);
-        printf("\nper op (one UNet step, synchronised after every op: %.3f s)\n", profiled_s);
+        printf("\nper op (one UNet step, synchronised after every op: %.3f s; %s)\n", profiled_s,
+               stats.device_time ? "each op timed by the device" : "each op timed on the host, with its wait");
         for (int i = 0; i < KILN_OP_COUNT; i++)
             if (stats.calls[i])
                 printf("  %-20s %6ld calls %10.1f ms  %5.1f%%\n", kiln_op_names[i], stats.calls[i],

@@ -39,6 +39,14 @@ typedef struct kiln_backend_ops {
     /* Waits for every enqueued op. */
     kiln_status (*synchronize)(kiln_backend *be);
 
+    /* Optional, for profiling (kiln_graph_profile): the device's own time of
+     * the ops enqueued between time_begin and time_end, which waits for them.
+     * Timing on the host instead, around a wait for each op, adds a launch
+     * and a wake-up to every op: on a GPU that doubled a UNet step's total.
+     * time_end leaves *seconds negative where the device cannot time. */
+    kiln_status (*time_begin)(kiln_backend *be);
+    kiln_status (*time_end)(kiln_backend *be, double *seconds);
+
     /* Optional (NULL where a backend has none): ops enqueued between
      * record_begin and record_end are recorded instead of run, and replay
      * enqueues the recording again, with the same operands, for a fraction

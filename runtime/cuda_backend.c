@@ -141,6 +141,29 @@ static kiln_status cuda_synchronize(kiln_backend *be)
     return KILN_OK;
 }
 
+/* Profiling: events on the stream around the ops between. */
+static kiln_status cuda_time_begin(kiln_backend *be)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    for (int i = 0; i < 2; i++)
+        if (!s->timer[i]) CUDA_TRY(cudaEventCreate(&s->timer[i]));
+    CUDA_TRY(cudaEventRecord(s->timer[0], s->stream));
+    return KILN_OK;
+}
+
+static kiln_status cuda_time_end(kiln_backend *be, double *seconds)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    CUDA_TRY(cudaEventRecord(s->timer[1], s->stream));
+    CUDA_TRY(cudaEventSynchronize(s->timer[1]));
+    float ms = 0.0f;
+    CUDA_TRY(cudaEventElapsedTime(&ms, s->timer[0], s->timer[1]));
+    *seconds = 1e-3 * ms;
+    return KILN_OK;
+}
+
 /* ---- recording: a stream capture into a CUDA graph, replayed with one launch */
 
 struct kiln_recording {
@@ -224,6 +247,8 @@ static void cuda_destroy(kiln_backend *be)
         cudaFree(s->lt_workspace);
         cudaFree(s->scratch);
         free_retired(s);
+        for (int i = 0; i < 2; i++)
+            if (s->timer[i]) cudaEventDestroy(s->timer[i]);
         if (s->stream) cudaStreamDestroy(s->stream);
         free(s);
     }
@@ -237,6 +262,8 @@ static const kiln_backend_ops cuda_ops = {
     .upload = cuda_upload,
     .download = cuda_download,
     .synchronize = cuda_synchronize,
+    .time_begin = cuda_time_begin,
+    .time_end = cuda_time_end,
     .record_begin = cuda_record_begin,
     .record_end = cuda_record_end,
     .replay = cuda_replay,

@@ -35,6 +35,7 @@ typedef struct cuda_state {
     kiln_dtype compute;   /* KILN_F32, KILN_F16 or KILN_BF16 (backend.h) */
     cudaStream_t stream;  /* every op and copy is ordered on this one stream */
     int smem_optin;       /* bytes of dynamic shared memory a block may opt into */
+    cudaEvent_t timer[2]; /* time_begin/time_end's events, made on first use */
 
     cublasLtHandle_t lt;
     void *lt_workspace; /* cuBLASLt's split-K and similar scratch */

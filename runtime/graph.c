@@ -280,6 +280,27 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Profiling one op: the device's time where the backend measures it, else
+ * the host's from t0 over the op and a wait for it. */
+static kiln_status op_time_begin(kiln_graph *g, double *t0)
+{
+    *t0 = now_seconds();
+    return g->be->ops->time_begin ? g->be->ops->time_begin(g->be) : KILN_OK;
+}
+
+static kiln_status op_time_end(kiln_graph *g, kiln_op_id op, double t0)
+{
+    double seconds = -1.0;
+    if (g->be->ops->time_end)
+        TRY(g->be->ops->time_end(g->be, &seconds));
+    else
+        TRY(g->be->ops->synchronize(g->be));
+    g->stats->device_time = seconds >= 0.0;
+    g->stats->seconds[op] += seconds >= 0.0 ? seconds : now_seconds() - t0;
+    g->stats->calls[op]++;
+    return KILN_OK;
+}
+
 static uint64_t fnv(uint64_t h, const void *data, size_t n)
 {
     const unsigned char *b = data;
@@ -325,14 +346,10 @@ static const char *backend_label(const kiln_graph *g) { return g->be->name; }
         if (g->pass != PASS_RUN && g->pass != PASS_OPS) return KILN_OK;                    \
         if (!g->be->ops->name)                                                             \
             return kiln_fail(KILN_ERR_UNSUPPORTED, "backend %s has no op " #name, backend_label(g)); \
-        double t0 = g->stats ? now_seconds() : 0.0;                                        \
+        double t0 = 0.0;                                                                   \
+        if (g->stats) TRY(op_time_begin(g, &t0));                                          \
         TRY(g->be->ops->name(g->be, p, src, dst));                                         \
-        if (g->stats) {                                                                    \
-            TRY(g->be->ops->synchronize(g->be));                                           \
-            g->stats->seconds[KILN_OP_##name] += now_seconds() - t0;                       \
-            g->stats->calls[KILN_OP_##name]++;                                             \
-        }                                                                                  \
-        return KILN_OK;                                                                    \
+        return g->stats ? op_time_end(g, KILN_OP_##name, t0) : KILN_OK;                    \
     }
 #include "ops.def"
 #undef KILN_OP

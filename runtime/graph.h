@@ -23,8 +23,9 @@
 typedef struct kiln_graph kiln_graph;
 
 typedef struct kiln_op_stats {
-    double seconds[KILN_OP_COUNT]; /* wall time per op, when profiling */
+    double seconds[KILN_OP_COUNT]; /* time per op, when profiling */
     long calls[KILN_OP_COUNT];
+    bool device_time; /* the seconds are the device's own timing (backend time_end), not the host's */
 } kiln_op_stats;
 
 kiln_status kiln_graph_create(kiln_backend *be, kiln_graph **out);

@@ -92,6 +92,7 @@ typedef struct kiln_vk {
     struct VolkDeviceTable fn; /* device-level entry points of this device */
     VkQueue queue;
     uint32_t queue_family;
+    uint32_t timestamp_bits;     /* the queue's timestampValidBits (0: it cannot time) */
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memory_props;
     VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
@@ -129,6 +130,8 @@ typedef struct kiln_vk {
     bool replay_in_flight;
     kiln_vk_range reads[KILN_VK_TRACKED], writes[KILN_VK_TRACKED];
     int nreads, nwrites;
+
+    VkQueryPool timer; /* two timestamps for time_begin/time_end, made on first use */
 
     VkPipelineLayout pipeline_layout; /* no descriptor sets, 128 bytes of push constants */
     VkShaderModule modules[KILN_VK_SHADER_COUNT];
@@ -174,6 +177,9 @@ kiln_status kiln_vk_record_begin(kiln_backend *be);
 kiln_status kiln_vk_record_end(kiln_backend *be, kiln_recording **out);
 kiln_status kiln_vk_replay(kiln_backend *be, kiln_recording *rec);
 void kiln_vk_recording_free(kiln_backend *be, kiln_recording *rec);
+/* The vtable's time_begin/time_end: timestamp queries around the ops. */
+kiln_status kiln_vk_time_begin(kiln_backend *be);
+kiln_status kiln_vk_time_end(kiln_backend *be, double *seconds);
 
 #define KILN_VK_DISPATCH_READS 4
 /* One compute dispatch: its shader variant, specialization constants, push

@@ -57,6 +57,7 @@ void kiln_vk_commands_release(kiln_vk *vk)
     free(vk->pipelines);
     for (int i = 0; i < KILN_VK_SHADER_COUNT; i++) vk->fn.vkDestroyShaderModule(vk->device, vk->modules[i], NULL);
     vk->fn.vkDestroyPipelineLayout(vk->device, vk->pipeline_layout, NULL);
+    if (vk->timer) vk->fn.vkDestroyQueryPool(vk->device, vk->timer, NULL);
     for (int i = 0; i < 2; i++) vk->fn.vkDestroyFence(vk->device, vk->slots[i].fence, NULL);
     vk->fn.vkDestroyFence(vk->device, vk->replay_fence, NULL);
     vk->fn.vkDestroyCommandPool(vk->device, vk->command_pool, NULL);
@@ -144,6 +145,46 @@ kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out)
         start_tracking(vk);
     }
     *out = slot->cmd;
+    return KILN_OK;
+}
+
+/* Profiling: a timestamp before and after the ops between, each written once
+ * every command before it has run (BOTTOM_OF_PIPE), so the difference is their
+ * device time, without the submission and fence wait host timing adds. */
+kiln_status kiln_vk_time_begin(kiln_backend *be)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    if (!vk->timestamp_bits) return KILN_OK;
+    if (vk->record_cmd) return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: ops are timed only outside a recording");
+    if (!vk->timer) {
+        VkQueryPoolCreateInfo info = {
+            .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+            .queryType = VK_QUERY_TYPE_TIMESTAMP,
+            .queryCount = 2,
+        };
+        VK_TRY(vk->fn.vkCreateQueryPool(vk->device, &info, NULL, &vk->timer));
+    }
+    VkCommandBuffer cmd;
+    TRY(kiln_vk_recording(vk, &cmd));
+    vk->fn.vkCmdResetQueryPool(cmd, vk->timer, 0, 2);
+    vk->fn.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->timer, 0);
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_time_end(kiln_backend *be, double *seconds)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    *seconds = -1.0;
+    if (!vk->timestamp_bits) return kiln_vk_finish(vk);
+    VkCommandBuffer cmd;
+    TRY(kiln_vk_recording(vk, &cmd));
+    vk->fn.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vk->timer, 1);
+    TRY(kiln_vk_finish(vk));
+    uint64_t stamps[2];
+    VK_TRY(vk->fn.vkGetQueryPoolResults(vk->device, vk->timer, 0, 2, sizeof stamps, stamps, sizeof stamps[0],
+                                        VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+    uint64_t mask = vk->timestamp_bits >= 64 ? UINT64_MAX : ((uint64_t)1 << vk->timestamp_bits) - 1;
+    *seconds = (double)((stamps[1] - stamps[0]) & mask) * vk->props.limits.timestampPeriod * 1e-9;
     return KILN_OK;
 }
 

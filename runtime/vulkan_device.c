@@ -70,6 +70,7 @@ static int device_type_rank(VkPhysicalDeviceType type)
 typedef struct device_caps {
     VkPhysicalDeviceProperties props;
     uint32_t queue_family;
+    uint32_t timestamp_bits; /* the queue's timestampValidBits: 0, no timestamps */
     bool f16_storage;
     kiln_vk_coopmat coopmat; /* what f16 compute would run on */
     bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies too (NV) */
@@ -254,7 +255,10 @@ static void device_query(VkInstance instance, VkPhysicalDevice pd, device_caps *
     vkGetPhysicalDeviceQueueFamilyProperties(pd, &nfamilies, families);
     caps->queue_family = UINT32_MAX;
     for (uint32_t i = 0; i < nfamilies && caps->queue_family == UINT32_MAX; i++)
-        if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) caps->queue_family = i;
+        if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) {
+            caps->queue_family = i;
+            caps->timestamp_bits = families[i].timestampValidBits;
+        }
     if (caps->queue_family == UINT32_MAX) {
         caps->missing = "a compute queue";
         return;
@@ -429,6 +433,7 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
     volkLoadDeviceTable(&vk->fn, vk->device);
     vk->fn.vkGetDeviceQueue(vk->device, caps->queue_family, 0, &vk->queue);
     vk->queue_family = caps->queue_family;
+    vk->timestamp_bits = caps->timestamp_bits;
     vk->props = caps->props;
     vk->f16_storage = caps->f16_storage;
     vk->coopmat = coopmat;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_suite.h"
 #include "graph.h"
 #include "status.h"
 
@@ -226,12 +227,23 @@ static void shape_mismatch_is_an_error(void **state)
     assert_non_null(strstr(kiln_last_error(), "scale: y"));
 }
 
+/* Profiling on the CPU backend, which has no device clock: host time. */
+static void profiled_cpu_run_is_timed_on_the_host(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &be));
+    check_profiled_run(be, false);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arena_reuses_released_memory),
         cmocka_unit_test(repeated_runs_are_replayed),
         cmocka_unit_test(shape_mismatch_is_an_error),
+        cmocka_unit_test(profiled_cpu_run_is_timed_on_the_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

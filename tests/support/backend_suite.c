@@ -2,8 +2,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "backend.h"
+#include "graph.h"
 #include "kiln_test.h"
 #include "model.h"
 #include "parity.h"
@@ -57,6 +59,81 @@ static void txt2img_run(void **s)
     kiln_backend_free(be);
 }
 
+/* ---- profiling ---- */
+
+enum { PROFILED_N = 1 << 20 };
+typedef struct profiled_ctx { float *in, *out; } profiled_ctx;
+
+/* y = 2 (2x + x): scale, add, scale on 4 MB tensors */
+static kiln_status profiled_fn(kiln_graph *g, void *ctx)
+{
+    profiled_ctx *c = ctx;
+    int64_t shape[1] = {PROFILED_N};
+    kiln_tensor *x, *a, *b, *y;
+    kiln_status st;
+    if ((st = kiln_graph_input(g, &x, KILN_F32, 1, shape, c->in)) != KILN_OK) return st;
+    if ((st = kiln_graph_tensor(g, &a, 1, shape)) != KILN_OK) return st;
+    if ((st = kiln_run_scale(g, &(kiln_scale_params){PROFILED_N, 2.0f}, (const kiln_tensor *[]){x}, a))) return st;
+    if ((st = kiln_graph_tensor(g, &b, 1, shape)) != KILN_OK) return st;
+    if ((st = kiln_run_add(g, &(kiln_add_params){PROFILED_N}, (const kiln_tensor *[]){a, x}, b))) return st;
+    if ((st = kiln_graph_tensor(g, &y, 1, shape)) != KILN_OK) return st;
+    if ((st = kiln_run_scale(g, &(kiln_scale_params){PROFILED_N, 2.0f}, (const kiln_tensor *[]){b}, y))) return st;
+    return kiln_graph_output(g, y, c->out, (size_t)PROFILED_N * sizeof *c->out);
+}
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void check_profiled_run(kiln_backend *be, bool device_time)
+{
+    profiled_ctx c = {malloc(PROFILED_N * sizeof(float)), malloc(PROFILED_N * sizeof(float))};
+    assert_non_null(c.in);
+    assert_non_null(c.out);
+    for (int i = 0; i < PROFILED_N; i++) c.in[i] = (float)(i % 1000) - 500.0f;
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, profiled_fn, &c)); /* plans the arena, builds pipelines */
+
+    kiln_op_stats stats = {0};
+    kiln_graph_profile(g, &stats);
+    for (int i = 0; i < PROFILED_N; i++) c.out[i] = -1.0f;
+    double t0 = wall_seconds();
+    assert_kiln_ok(kiln_graph_run(g, profiled_fn, &c));
+    double wall = wall_seconds() - t0;
+    kiln_graph_profile(g, NULL);
+    for (int i = 0; i < PROFILED_N; i++) assert_float_equal(c.out[i], 6.0f * c.in[i], 0.0f);
+
+    assert_int_equal(stats.device_time, device_time);
+    double total = 0.0;
+    for (int op = 0; op < KILN_OP_COUNT; op++) {
+        long expect = op == KILN_OP_scale ? 2 : op == KILN_OP_add ? 1 : 0;
+        assert_int_equal(stats.calls[op], expect);
+        if (expect) assert_true(stats.seconds[op] > 0.0);
+        else assert_true(stats.seconds[op] == 0.0);
+        total += stats.seconds[op];
+    }
+    printf("profiled on %s: scale x2 %.3f ms, add %.3f ms, run %.3f ms (%s time)\n", be->name,
+           1e3 * stats.seconds[KILN_OP_scale], 1e3 * stats.seconds[KILN_OP_add], 1e3 * wall,
+           device_time ? "device" : "host");
+    assert_true(total <= wall);
+    kiln_graph_free(g);
+    free(c.in);
+    free(c.out);
+}
+
+static void ops_timed_by_the_device(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
+    check_profiled_run(be, true);
+    kiln_backend_free(be);
+}
+
 int parity_gpu_main(const char *backend, const char *const required_env[])
 {
     int rc;
@@ -64,7 +141,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     gpu_f32.backend = gpu_f16.backend = backend;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
-        cmocka_unit_test(unet_f16), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(unet_f16), cmocka_unit_test(txt2img_run), cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,4 +16,11 @@ bool backend_available(const char *name, const char *const required_env[], int *
  * txt2img run against ComfyUI. Returns the test's exit code. */
 int parity_gpu_main(const char *backend, const char *const required_env[]);
 
+struct kiln_backend;
+/* A profiled graph run (kiln_graph_profile) on `be`: the ops counted, each
+ * given a time, all of them together no longer than the run took on the
+ * host, timed by the device where `device_time` (GPU backends) and on the
+ * host otherwise; and the profiled run computing what an unprofiled one did. */
+void check_profiled_run(struct kiln_backend *be, bool device_time);
+
 #endif
