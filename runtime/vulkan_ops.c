@@ -81,14 +81,16 @@ static bool on_tensor_cores(const kiln_vk *vk, kiln_dtype dtype)
     return vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16;
 }
 
-/* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size:
- * the tensor-core variant this device runs, or the f32 GEMM for the weight's
+/* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size
+ * (gemm_coopmat.glsl's GEMM_THREADS; the split-K sums stride over C, so a
+ * variant of another size from KILN_VULKAN_SHADER_DIR still covers it): the
+ * tensor-core variant this device runs, or the f32 GEMM for the weight's
  * dtype. Both compute 64x64 tiles of C. */
 static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                    kiln_dtype dtype, uint32_t *threads)
 {
     if (on_tensor_cores(vk, dtype)) {
-        *threads = 128;
+        *threads = 256;
         return coopmat_variant(vk, coopmat_f16);
     }
     *threads = 64;

@@ -49,10 +49,10 @@
 // the same shader:
 //   split_pass 0, grid (ceil(N/BN), ceil(M/BM), splits): workgroup z sums
 //       k in [z k_chunk, (z + 1) k_chunk) into partial[z] (f32, M x N);
-//   split_pass 1, one invocation per four elements of C (flat grid of
-//       THREADS): the splits summed in order (the result does not depend on
-//       timing) and handed to store_c4, or store_c where lines of C (see
-//       partial_index) are not whole fours.
+//   split_pass 1, four elements of C an invocation (a flat grid, striding
+//       over C where it is smaller): the splits summed in order (the result
+//       does not depend on timing) and handed to store_c4, or store_c where
+//       lines of C (see partial_index) are not whole fours.
 // With splits == 1 the single dispatch sums all of K through store_c4.
 #extension GL_EXT_control_flow_attributes : require
 #include "vec4_io.glsl"
@@ -241,24 +241,28 @@ void gemm_main(uint M, uint N, uint K)
         gemm_tile(M, N, k_begin, pc.splits > 1u ? min(K, k_begin + pc.k_chunk) : K);
         return;
     }
-    uint e = 4u * (flat_group_index() * THREADS + gl_LocalInvocationID.x);
-    if (e >= M * N) return;
 #ifdef C_ALONG_M
     uint line = M; // elements e.. run along a column of C
 #else
     uint line = N;
 #endif
-    if (line % 4u == 0u) { // e..e+3 on one line, and all there
-        uint m = C_INDEX_M(e), n = C_INDEX_N(e);
-        vec4 sum = vec4(0.0);
-        bool vector = aligned16(pc.partial);
-        for (uint z = 0; z < pc.splits; z++) sum += load4(pc.partial, vector, partial_index(M, N, z, m, n), 4u);
-        store_c4(m, n, sum, 4u);
-        return;
-    }
-    for (uint j = e; j < min(e + 4u, M * N); j++) {
-        float sum = 0.0;
-        for (uint z = 0; z < pc.splits; z++) sum += pc.partial.v[partial_index(M, N, z, C_INDEX_M(j), C_INDEX_N(j))];
-        store_c(C_INDEX_M(j), C_INDEX_N(j), sum);
+    // Grid-stride, so that C is covered whatever workgroup size the host
+    // sized the grid for (a variant from KILN_VULKAN_SHADER_DIR may differ).
+    uint stride = 4u * THREADS * gl_NumWorkGroups.x * gl_NumWorkGroups.y;
+    for (uint e = 4u * (flat_group_index() * THREADS + gl_LocalInvocationID.x); e < M * N; e += stride) {
+        if (line % 4u == 0u) { // e..e+3 on one line, and all there
+            uint m = C_INDEX_M(e), n = C_INDEX_N(e);
+            vec4 sum = vec4(0.0);
+            bool vector = aligned16(pc.partial);
+            for (uint z = 0; z < pc.splits; z++) sum += load4(pc.partial, vector, partial_index(M, N, z, m, n), 4u);
+            store_c4(m, n, sum, 4u);
+            continue;
+        }
+        for (uint j = e; j < min(e + 4u, M * N); j++) {
+            float sum = 0.0;
+            for (uint z = 0; z < pc.splits; z++)
+                sum += pc.partial.v[partial_index(M, N, z, C_INDEX_M(j), C_INDEX_N(j))];
+            store_c(C_INDEX_M(j), C_INDEX_N(j), sum);
+        }
     }
 }

@@ -107,7 +107,7 @@ uvec4 pack_f16(vec4 lo, vec4 hi)
 
 // Who loads what: neighbouring invocations read neighbouring memory. Chunk
 // c = t + THREADS q of either operand is row c / ROW_CHUNKS, k from
-// 8 (c % ROW_CHUNKS): four neighbouring invocations read one row's 32 k.
+// 8 (c % ROW_CHUNKS): ROW_CHUNKS neighbouring invocations read one row's BK k.
 void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
 {
     uint t = gl_LocalInvocationID.x;
