@@ -23,6 +23,7 @@
 //       the same from an array of uvec4 (8 f16 each, lowest first): offset
 //       and stride count uvec4s, the 16 elements of a row (A) or column
 //       (col_major B) are two neighbouring uvec4s
+//   CM_LOAD_C(c, array, offset, stride)     C(i, j) = array[offset + i * stride + j], from f32
 //   CM_MUL_ADD(c, a, b)                     c += A B
 //   CM_STORE(c, array, offset, stride)      array[offset + i * stride + j] = C(i, j)
 //   CM_STORE_V(c, array, offset, stride, col_major)
@@ -58,6 +59,7 @@ const uint CM_PARTS = 16u / CM_N;
 #define CM_LOAD_A_V(a, array, offset, stride) coopMatLoadNV(a, array, offset, stride, false)
 #define CM_PART_LOAD_B(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
 #define CM_PART_LOAD_B_V(b, array, offset, stride, col_major) coopMatLoadNV(b, array, offset, stride, col_major)
+#define CM_PART_LOAD_C(c, array, offset, stride) coopMatLoadNV(c, array, offset, stride, false)
 #define CM_PART_MUL_ADD(c, a, b) c = coopMatMulAddNV(a, b, c)
 #define CM_PART_STORE(c, array, offset, stride) coopMatStoreNV(c, array, offset, stride, false)
 #define CM_PART_STORE_V(c, array, offset, stride, col_major) coopMatStoreNV(c, array, offset, stride, col_major)
@@ -133,6 +135,11 @@ cm_part_acc cm_part_mul_add(cm_a a, cm_part_b b, cm_part_acc c)
         [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
             array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * CM_W + cm_j]
 
+#define CM_PART_LOAD_C(c, array, offset, stride)                                                  \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
+        [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
+            c.v[cm_i * CM_W + cm_j] = array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j]
+
 #define CM_PART_STORE_V(c, array, offset, stride, col_major)                                      \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
         [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++) {                                     \
@@ -158,6 +165,8 @@ void cm_subgroup_sync() { barrier(); }
 #define CM_MUL_ADD(c, a, b) [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_MUL_ADD(c[cm_p], a, b[cm_p])
 #define CM_STORE(c, array, offset, stride)                                                        \
     [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_STORE(c[cm_p], array, (offset) + cm_p * CM_N, stride)
+#define CM_LOAD_C(c, array, offset, stride)                                                       \
+    [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++) CM_PART_LOAD_C(c[cm_p], array, (offset) + cm_p * CM_N, stride)
 #define CM_STORE_V(c, array, offset, stride, col_major)                                           \
     [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++)                                       \
         CM_PART_STORE_V(c[cm_p], array, (offset) + cm_p * ((col_major) ? CM_N * (stride) : CM_N / 4u), stride, col_major)

@@ -556,6 +556,55 @@ static void long_loops_match_the_cpu(void **state)
     kiln_backend_free(vk);
 }
 
+/* The tensor-core attention rescales a row's output only when a key tile
+ * raises the row's max by more than its margin (attention_coopmat.comp).
+ * Rows here see their scores fall, stay level, or rise by 1.9, 5.7, 15 or 30 a
+ * tile, so some tiles rescale, some rows run a tile or two under a stale
+ * max, and some never move it; with causal masking too. q, k and v hold
+ * values f16 represents exactly, so the CPU's f32 attention is the
+ * reference to f16's bound. Emulated matrices where the device has none. */
+static void attention_rescales_rows_whose_max_grows(void **state)
+{
+    (void)state;
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    kiln_backend *vk = NULL, *cpu = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_vulkan_create(&opt, &vk));
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    assert_int_equal(vk->compute, KILN_F16);
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
+    enum { H = 2, TQ = 67, TK = 261, D = 40 };
+    static const float slope[] = {-1.0f, 0.0f, 0.125f, 0.375f, 1.0f, 2.0f};
+    size_t count[3] = {(size_t)TQ * H * D, (size_t)TK * H * D, (size_t)TK * H * D};
+    float *q = calloc(count[0], 4), *k = calloc(count[1], 4), *v = malloc(count[2] * 4);
+    for (int i = 0; i < TQ; i++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < 8; d++) q[((size_t)i * H + h) * D + d] = slope[(i + h) % 6];
+    for (int j = 0; j < TK; j++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < D; d++) {
+                size_t at = ((size_t)j * H + h) * D + d;
+                if (d < 8) k[at] = 12.0f * (float)(j / 32) + 0.5f * (float)(j % 7);
+                v[at] = 0.25f * (float)((j * 7 + d * 3 + h) % 17 - 8);
+            }
+    float *host[3] = {q, k, v};
+    float *got = malloc(count[0] * 4), *want = malloc(count[0] * 4);
+    for (int causal = 0; causal < 2; causal++) {
+        kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
+        run_on(vk, attention_op, &p, 3, host, count, got, count[0]);
+        run_on(cpu, attention_op, &p, 3, host, count, want, count[0]);
+        print_message("  %s\n", causal ? "causal" : "not causal");
+        assert_rel_l2_le(got, want, count[0], 1e-2);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(got);
+    free(want);
+    kiln_backend_free(cpu);
+    kiln_backend_free(vk);
+}
+
 static kiln_status add_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
 {
     return be->ops->add(be, p, src, dst);
@@ -669,6 +718,7 @@ int main(void)
         cmocka_unit_test(bad_coopmat_shape_switch_names_it),
         cmocka_unit_test(khr_switch_names_what_is_missing),
         cmocka_unit_test(conv_col_bytes_switch_rejects_junk),
+        cmocka_unit_test(attention_rescales_rows_whose_max_grows),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
