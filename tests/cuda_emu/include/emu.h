@@ -47,6 +47,7 @@ extern void *emu_dyn_smem;
 typedef int cudaError_t;
 enum { cudaSuccess = 0 };
 typedef void *cudaStream_t;
+typedef void *cudaEvent_t; /* cuda_state holds two; the adapters never use them */
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 extern cudaError_t emu_last_error;
 extern int emu_smem_attr;
