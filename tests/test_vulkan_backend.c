@@ -376,11 +376,21 @@ static void replayed_runs_see_new_inputs(void **state)
     kiln_backend_free(be);
 }
 
+typedef kiln_status (*op_fn)(kiln_backend *be, const void *params, const kiln_tensor *const *src, kiln_tensor *dst);
+
+/* NAME_op: the backend's op NAME as an op_fn. */
+#define KILN_OP(name, nsrc, doc)                                                                       \
+    static inline kiln_status name##_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, \
+                                        kiln_tensor *dst)                                              \
+    {                                                                                                  \
+        return be->ops->name(be, p, src, dst);                                                         \
+    }
+#include "ops.def"
+#undef KILN_OP
+
 /* Uploads host arrays to fresh buffers on `be`, runs one op on them (y
  * poisoned with NaN first), downloads y; operand i (y last) at byte
  * offset[i] of its buffer, or all at 0. */
-typedef kiln_status (*op_fn)(kiln_backend *be, const void *params, const kiln_tensor *const *src, kiln_tensor *dst);
-
 static void run_at(kiln_backend *be, op_fn op, const void *params, int nsrc, float *const *host, const size_t *count,
                    float *y, size_t ny, const size_t *offset)
 {
@@ -409,6 +419,21 @@ static void run_on(kiln_backend *be, op_fn op, const void *params, int nsrc, flo
     run_at(be, op, params, nsrc, host, count, y, ny, NULL);
 }
 
+/* One op on the Vulkan backend and on the CPU backend, the reference: the
+ * relative L2 distance of the results at most tol. */
+static void assert_op_matches_cpu(kiln_backend *vk, kiln_backend *cpu, op_fn op, const void *params, int nsrc,
+                                  float *const *host, const size_t *count, size_t ny, double tol)
+{
+    float *got = malloc(ny * 4), *want = malloc(ny * 4);
+    assert_non_null(got);
+    assert_non_null(want);
+    run_on(vk, op, params, nsrc, host, count, got, ny);
+    run_on(cpu, op, params, nsrc, host, count, want, ny);
+    assert_rel_l2_le(got, want, ny, tol);
+    free(got);
+    free(want);
+}
+
 static float *random_floats(size_t n, uint64_t seed, float lo, float hi)
 {
     float *v = malloc(n * sizeof *v);
@@ -418,11 +443,6 @@ static float *random_floats(size_t n, uint64_t seed, float lo, float hi)
         v[i] = lo + (hi - lo) * (float)(seed >> 40) / (float)(1 << 24);
     }
     return v;
-}
-
-static kiln_status matmul_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
-{
-    return be->ops->matmul(be, p, src, dst);
 }
 
 /* A matmul short enough in M and N to be split along K (vulkan_ops.c,
@@ -503,16 +523,6 @@ static void split_k_replays_after_scratch_grows(void **state)
     kiln_backend_free(be);
 }
 
-static kiln_status attention_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
-{
-    return be->ops->attention(be, p, src, dst);
-}
-
-static kiln_status group_norm_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
-{
-    return be->ops->group_norm(be, p, src, dst);
-}
-
 /* Sizes past the op suite's: 4096 keys (SD at 512x512, the VAE's 512-wide
  * head) and a 8M-value norm group. Besides their arithmetic, they check that
  * shader loops stay under lavapipe's cap of 65535 iterations per run, past
@@ -530,27 +540,17 @@ static void long_loops_match_the_cpu(void **state)
         size_t count[3] = {(size_t)tq * d, (size_t)tk * d, (size_t)tk * d};
         float *host[3] = {random_floats(count[0], 1, -3, 3), random_floats(count[1], 2, -3, 3),
                           random_floats(count[2], 3, -1, 1)};
-        float *got = malloc(count[0] * 4), *want = malloc(count[0] * 4);
-        run_on(vk, attention_op, &p, 3, host, count, got, count[0]);
-        run_on(cpu, attention_op, &p, 3, host, count, want, count[0]);
         print_message("  attention Tq %d Tk %d D %d\n", tq, tk, d);
-        assert_rel_l2_le(got, want, count[0], 1e-5);
+        assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-5);
         for (int i = 0; i < 3; i++) free(host[i]);
-        free(got);
-        free(want);
     }
     {
         kiln_group_norm_params p = {1, 4, 2 << 20, 1, 1e-6f, 1};
         size_t n = (size_t)4 * (2 << 20), count[3] = {n, 4, 4};
         float *host[3] = {random_floats(n, 4, -2, 3), random_floats(4, 5, 0.5f, 1.5f), random_floats(4, 6, -1, 1)};
-        float *got = malloc(n * 4), *want = malloc(n * 4);
-        run_on(vk, group_norm_op, &p, 3, host, count, got, n);
-        run_on(cpu, group_norm_op, &p, 3, host, count, want, n);
         print_message("  group_norm of one 8M-value group\n");
-        assert_rel_l2_le(got, want, n, 1e-5);
+        assert_op_matches_cpu(vk, cpu, group_norm_op, &p, 3, host, count, n, 1e-5);
         for (int i = 0; i < 3; i++) free(host[i]);
-        free(got);
-        free(want);
     }
     kiln_backend_free(cpu);
     kiln_backend_free(vk);
@@ -588,42 +588,16 @@ static void attention_rescales_rows_whose_max_grows(void **state)
                 v[at] = 0.25f * (float)((j * 7 + d * 3 + h) % 17 - 8);
             }
     float *host[3] = {q, k, v};
-    float *got = malloc(count[0] * 4), *want = malloc(count[0] * 4);
     for (int causal = 0; causal < 2; causal++) {
         kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
-        run_on(vk, attention_op, &p, 3, host, count, got, count[0]);
-        run_on(cpu, attention_op, &p, 3, host, count, want, count[0]);
         print_message("  %s\n", causal ? "causal" : "not causal");
-        assert_rel_l2_le(got, want, count[0], 1e-2);
+        assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-2);
     }
     free(q);
     free(k);
     free(v);
-    free(got);
-    free(want);
     kiln_backend_free(cpu);
     kiln_backend_free(vk);
-}
-
-static kiln_status add_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
-{
-    return be->ops->add(be, p, src, dst);
-}
-
-static kiln_status gelu_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
-{
-    return be->ops->gelu(be, p, src, dst);
-}
-
-static kiln_status add_channel_bias_op(kiln_backend *be, const void *p, const kiln_tensor *const *src,
-                                       kiln_tensor *dst)
-{
-    return be->ops->add_channel_bias(be, p, src, dst);
-}
-
-static kiln_status geglu_op(kiln_backend *be, const void *p, const kiln_tensor *const *src, kiln_tensor *dst)
-{
-    return be->ops->geglu(be, p, src, dst);
 }
 
 /* The elementwise shaders take four elements an invocation, as one vec4
