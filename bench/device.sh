@@ -268,7 +268,8 @@ for name, r in rows:
     ops = r.get("ops")
     if ops:
         top = sorted(ops.items(), key=lambda kv: -kv[1]["ms"])[:6]
-        print("    per op ms (profiled step): " + ", ".join(f"{k} {v['ms']:.1f}" for k, v in top))
+        clock = "device-timed" if r.get("op_timing") == "device" else "host-timed"
+        print(f"    per op ms ({clock} step): " + ", ".join(f"{k} {v['ms']:.1f}" for k, v in top))
 
 # GPU clocks per phase: median SM and memory clock (MHz) of the samples taken
 # while it ran, and the performance states seen.
