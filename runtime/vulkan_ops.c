@@ -185,12 +185,12 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
  * batch 2: 40 tiles of 64x64, each walking K = 11520; its 16x16 level: 160
  * tiles, K up to 11520), so its K is split into shares of at least
  * SPLIT_MIN_K, towards split_workgroups() in all, summed by a second
- * dispatch. That is what the GPU holds at once: 4 tensor-core GEMM
- * workgroups on each SM (their 105 registers an invocation allow 4 of 128
- * invocations on an H200, bench/RESULTS.md), with the SM count where the
- * driver gives it, else an H100's or H200's 132. At the 16x16 level's 160
- * tiles most of their SMs would otherwise hold one workgroup, 4 warps, too
- * few to hide memory latency. */
+ * dispatch: 4 workgroups on each SM, with the SM count where the driver
+ * gives it, else an H100's or H200's 132. (Chosen when the tensor-core GEMM
+ * had 128 invocations of 105 registers, 4 to an SM of an H200; its 256 of 88
+ * now fit 2, so this is two waves, as measured in bench/RESULTS.md.) At the
+ * 16x16 level's 160 tiles most SMs would otherwise hold one workgroup, too
+ * few warps to hide memory latency. */
 static uint64_t split_workgroups(const kiln_vk *vk)
 {
     return 4 * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);

@@ -249,11 +249,11 @@ void gemm_main(uint M, uint N, uint K)
     // Grid-stride, so that C is covered whatever workgroup size the host
     // sized the grid for (a variant from KILN_VULKAN_SHADER_DIR may differ).
     uint stride = 4u * THREADS * gl_NumWorkGroups.x * gl_NumWorkGroups.y;
+    bool vector = aligned16(pc.partial);
     for (uint e = 4u * (flat_group_index() * THREADS + gl_LocalInvocationID.x); e < M * N; e += stride) {
         if (line % 4u == 0u) { // e..e+3 on one line, and all there
             uint m = C_INDEX_M(e), n = C_INDEX_N(e);
             vec4 sum = vec4(0.0);
-            bool vector = aligned16(pc.partial);
             for (uint z = 0; z < pc.splits; z++) sum += load4(pc.partial, vector, partial_index(M, N, z, m, n), 4u);
             store_c4(m, n, sum, 4u);
             continue;
