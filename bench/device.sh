@@ -175,6 +175,12 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         kept=$status
         KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
         status=$kept
+        # the tensor-core attention with its softmax through shared memory,
+        # as before attention_registers.comp (its bench_ops rows beside the
+        # default's in bench_ops_vulkan_f16.txt)
+        KILN_VULKAN_NO_REGISTER_SOFTMAX=1 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+            grep attention | tee "$results/bench_ops_vulkan_f16_shared_softmax.txt"
+        KILN_VULKAN_NO_REGISTER_SOFTMAX=1 bench kiln_vulkan_f16_shared_softmax vulkan f16
         if [ -n "${BASELINE_BIN:-}" ]; then
             say "baseline build $(cat "$BASELINE_BIN/COMMIT" 2>/dev/null || echo "(no COMMIT file)")"
             timeout 120 "$BASELINE_BIN/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |

@@ -75,6 +75,7 @@ typedef struct device_caps {
     kiln_vk_coopmat coopmat; /* what f16 compute would run on */
     bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies too (NV) */
     bool khr_usable;         /* VK_KHR_cooperative_matrix with what the _khr variants need */
+    bool quad_reductions;    /* clustered subgroup operations in compute shaders */
     const char *missing; /* NULL when usable */
 } device_caps;
 
@@ -233,6 +234,8 @@ static kiln_vk_coopmat coopmat_kind(VkInstance instance, VkPhysicalDevice pd, bo
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
     vkGetPhysicalDeviceProperties2(pd, &p2);
     if (p2.properties.limits.maxComputeSharedMemorySize < KILN_VK_COOPMAT_SHARED_BYTES) return KILN_VK_COOPMAT_NONE;
+    caps->quad_reductions = (sub.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT) &&
+                            (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT);
     caps->khr_usable = khr_coopmat_usable(instance, pd, sub.subgroupSize);
     if (caps->khr_usable && env_is_1("KILN_VULKAN_COOPMAT_KHR")) return KILN_VK_COOPMAT_KHR;
     if (nv_coopmat_usable(pd, sub.subgroupSize, &caps->coopmat_lists_n8)) return KILN_VK_COOPMAT_NV;
@@ -506,6 +509,14 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     }
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     vk->coopmat_n = coopmat_n;
+    /* The tensor-core attention with its softmax in registers
+     * (attention_registers.comp) needs NVIDIA's extension, 16x16x16
+     * multiplies and clustered subgroup operations, or their emulation;
+     * KILN_VULKAN_NO_REGISTER_SOFTMAX=1 runs attention_coopmat.comp instead,
+     * to compare the two. */
+    vk->register_softmax = coopmat_n == 16 && !env_is_1("KILN_VULKAN_NO_REGISTER_SOFTMAX") &&
+                           ((vk->coopmat == KILN_VK_COOPMAT_NV && caps.quad_reductions) ||
+                            vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};

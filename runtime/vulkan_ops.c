@@ -440,11 +440,25 @@ _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENT
                    KILN_VK_SHADER_ATTENTION_COOPMAT_KHR_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 4,
                "the tensor-core attention's variants are listed in cmake/shaders.cmake in vk_attention's order");
 
-/* In f16 compute, attention runs on tensor cores (attention_coopmat.comp,
- * 64 query rows a workgroup) for head dims from 16 up to the largest whose
- * tiles fit the shared memory the tensor-core shaders may use (256): every
- * real UNet and CLIP head dim. Others take attention.comp in f32, as all
- * attention does in f32 compute: the VAE's single 512-wide head, and head
+/* attention_registers.comp's shared memory for head dim d, the sum in its
+ * header: K and V tiles in f16 of 64 keys up to head dim 64 and 32 above,
+ * the accumulators' row and column numbers, and the emulation's scratch
+ * (counted everywhere, so that lavapipe runs the head dims a GPU does). */
+static uint32_t attention_registers_shared_bytes(uint32_t d)
+{
+    uint32_t padded = (d + 15) / 16 * 16, cols = padded <= 64 ? 64 : 32;
+    return 2 * cols * (padded + 8) * 2 + 2 * 256 * 4 + (4 * 256 + 128) * 4;
+}
+_Static_assert(KILN_VK_SHADER_ATTENTION_REGISTERS_EMU_F16 == KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + 1,
+               "attention_registers' emulated twin follows it in cmake/shaders.cmake");
+
+/* In f16 compute, attention runs on tensor cores, 64 query rows a
+ * workgroup, for head dims from 16 up to the largest whose tiles fit the
+ * shared memory the tensor-core shaders may use: with its softmax in
+ * registers (attention_registers.comp) where the device allows
+ * (register_softmax) up to head dim 192, else through shared memory
+ * (attention_coopmat.comp) up to 256; every real UNet and CLIP head dim.
+ * Others take attention.comp in f32, as all attention does in f32 compute: the VAE's single 512-wide head, and head
  * dims under 16, which padding to the 16-wide fragments would mostly waste
  * (only tiny test models have them; their random weights give logits large
  * enough that f16 queries and keys, not the kernel, set the error). */
@@ -467,9 +481,12 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
         .reads = {src[0], src[1], src[2]},
         .write = dst,
     };
-    if (vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM &&
-        attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES) {
-        d.shader = coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
+    bool tensor_cores = vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM;
+    bool in_registers = tensor_cores && vk->register_softmax &&
+                        attention_registers_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES;
+    if (in_registers || (tensor_cores && attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES)) {
+        d.shader = in_registers ? KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED)
+                                : coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
         d.spec[1] = head_dim % 4 == 0 && push.q % 16 == 0 && push.k % 16 == 0 && push.v % 16 == 0; /* VEC4_ROWS */
         rows = 64;
     } else {

@@ -73,8 +73,10 @@ void cm_subgroup_sync()
 
 #else
 // Lane l holds what it needs for its 2 x CM_W block of a part of C: rows
-// 2 (l / 4) + {0, 1}, columns CM_W (l % 4) + {0 .. CM_W - 1}; of A those two
-// rows, of B those columns.
+// l / 4 and l / 4 + 8, columns CM_W (l % 4) + {0 .. CM_W - 1}; of A those
+// two rows, of B those columns. The rows are those NVIDIA's mma.m16n8k16
+// gives a lane, so the register softmax (CM_ROW_OPS, below) runs here as it
+// does on the GPU.
 const uint CM_W = CM_N / 4u;
 struct cm_a {
     float v[2 * 16];
@@ -87,7 +89,7 @@ struct cm_part_acc {
 };
 #define CM_SUBGROUP (gl_LocalInvocationIndex / 32u)
 #define CM_LANE (gl_LocalInvocationIndex % 32u)
-uint cm_row0() { return 2u * (CM_LANE / 4u); }
+uint cm_row(uint i) { return CM_LANE / 4u + 8u * i; }
 uint cm_col0() { return CM_W * (CM_LANE % 4u); }
 
 #define CM_PART_ZERO(c)                                                                           \
@@ -96,7 +98,7 @@ uint cm_col0() { return CM_W * (CM_LANE % 4u); }
 #define CM_LOAD_A(a, array, offset, stride)                                                      \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
         [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
-            a.v[cm_i * 16u + cm_k] = float(array[(offset) + (cm_row0() + cm_i) * (stride) + cm_k])
+            a.v[cm_i * 16u + cm_k] = float(array[(offset) + cm_row(cm_i) * (stride) + cm_k])
 
 #define CM_PART_LOAD_B(b, array, offset, stride, col_major)                                       \
     [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \
@@ -110,7 +112,7 @@ uint cm_col0() { return CM_W * (CM_LANE % 4u); }
 #define CM_LOAD_A_V(a, array, offset, stride)                                                    \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                            \
         [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                       \
-            a.v[cm_i * 16u + cm_k] = CM_HALF_V(array, ((offset) + (cm_row0() + cm_i) * (stride)) * 8u + cm_k)
+            a.v[cm_i * 16u + cm_k] = CM_HALF_V(array, ((offset) + cm_row(cm_i) * (stride)) * 8u + cm_k)
 
 #define CM_PART_LOAD_B_V(b, array, offset, stride, col_major)                                     \
     [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                            \
@@ -133,18 +135,18 @@ cm_part_acc cm_part_mul_add(cm_a a, cm_part_b b, cm_part_acc c)
 #define CM_PART_STORE(c, array, offset, stride)                                                   \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
         [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
-            array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * CM_W + cm_j]
+            array[(offset) + cm_row(cm_i) * (stride) + cm_col0() + cm_j] = c.v[cm_i * CM_W + cm_j]
 
 #define CM_PART_LOAD_C(c, array, offset, stride)                                                  \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
         [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++)                                       \
-            c.v[cm_i * CM_W + cm_j] = array[(offset) + (cm_row0() + cm_i) * (stride) + cm_col0() + cm_j]
+            c.v[cm_i * CM_W + cm_j] = array[(offset) + cm_row(cm_i) * (stride) + cm_col0() + cm_j]
 
 #define CM_PART_STORE_V(c, array, offset, stride, col_major)                                      \
     [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
         [[unroll]] for (uint cm_j = 0; cm_j < CM_W; cm_j++) {                                     \
-            uint cm_e = 4u * (offset) + ((col_major) ? (cm_col0() + cm_j) * 4u * (stride) + cm_row0() + cm_i \
-                                                     : (cm_row0() + cm_i) * 4u * (stride) + cm_col0() + cm_j); \
+            uint cm_e = 4u * (offset) + ((col_major) ? (cm_col0() + cm_j) * 4u * (stride) + cm_row(cm_i) \
+                                                     : cm_row(cm_i) * 4u * (stride) + cm_col0() + cm_j); \
             array[cm_e / 4u][cm_e % 4u] = floatBitsToUint(c.v[cm_i * CM_W + cm_j]);               \
         }
 
@@ -170,3 +172,65 @@ void cm_subgroup_sync() { barrier(); }
 #define CM_STORE_V(c, array, offset, stride, col_major)                                           \
     [[unroll]] for (uint cm_p = 0; cm_p < CM_PARTS; cm_p++)                                       \
         CM_PART_STORE_V(c[cm_p], array, (offset) + cm_p * ((col_major) ? CM_N * (stride) : CM_N / 4u), stride, col_major)
+
+// A 16x16 accumulator's elements in registers, for a shader that defines
+// CM_ROW_OPS (its workgroup size) and multiplies 16x16x16 (CM_N 16). Lane l
+// holds CM_ACC_LENGTH(c) elements of c, element e being CM_ACC_AT(c, e);
+// which row and column that is, the lane learns by loading a matrix of row
+// (column) numbers with CM_LOAD_C (every accumulator has the same layout).
+// Row reductions also need each row's elements held by the four lanes of one
+// quad, lanes 4 q .. 4 q + 3 with q = row % 8: NVIDIA's layout (the
+// hardware's mma.m16n8k16), which the emulation copies; a shader using
+// cm_quad_* checks it.
+//   CM_ACC_LENGTH(c), CM_ACC_AT(c, e)
+//   cm_quad_max(x), cm_quad_sum(x)   x reduced over this lane's quad
+//   CM_TO_A(a, c)                    a = c rounded to f16, as an A operand
+// Emulated, all three of the last go through shared memory with workgroup
+// barriers: workgroup-uniform control flow only.
+#ifdef CM_ROW_OPS
+#if CM_N != 16
+#error "coopmat.glsl: CM_ROW_OPS needs 16x16 accumulators (CM_N 16)"
+#endif
+#ifndef COOPMAT_EMULATED
+#extension GL_KHR_shader_subgroup_clustered : require
+#define CM_ACC_LENGTH(c) uint(c[0].length())
+#define CM_ACC_AT(c, e) c[0][e]
+float cm_quad_max(float x) { return subgroupClusteredMax(x, 4u); }
+float cm_quad_sum(float x) { return subgroupClusteredAdd(x, 4u); }
+// NVIDIA's accumulator and A layouts hold the same elements in each lane, so
+// this is a conversion in registers.
+#define CM_TO_A(a, c) a = cm_a(c[0])
+#else
+#define CM_ACC_LENGTH(c) (2u * CM_W)
+#define CM_ACC_AT(c, e) c[0].v[e]
+shared float cm_quad_scratch[CM_ROW_OPS];
+shared float cm_to_a_scratch[CM_ROW_OPS / 32u * 256u]; // a 16x16 matrix per subgroup
+
+// This invocation's quad's four values of x.
+vec4 cm_quad(float x)
+{
+    barrier(); // the previous call's values are read
+    cm_quad_scratch[gl_LocalInvocationIndex] = x;
+    barrier();
+    uint q = gl_LocalInvocationIndex & ~3u;
+    return vec4(cm_quad_scratch[q], cm_quad_scratch[q + 1u], cm_quad_scratch[q + 2u], cm_quad_scratch[q + 3u]);
+}
+float cm_quad_max(float x)
+{
+    vec4 v = cm_quad(x);
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+float cm_quad_sum(float x)
+{
+    vec4 v = cm_quad(x);
+    return (v.x + v.y) + (v.z + v.w);
+}
+#define CM_TO_A(a, c)                                                                             \
+    CM_STORE(c, cm_to_a_scratch, CM_SUBGROUP * 256u, 16u);                                        \
+    cm_subgroup_sync();                                                                           \
+    [[unroll]] for (uint cm_i = 0; cm_i < 2u; cm_i++)                                             \
+        [[unroll]] for (uint cm_k = 0; cm_k < 16u; cm_k++)                                        \
+            a.v[cm_i * 16u + cm_k] = float(float16_t(cm_to_a_scratch[CM_SUBGROUP * 256u + cm_row(cm_i) * 16u + cm_k])); \
+    cm_subgroup_sync()
+#endif
+#endif

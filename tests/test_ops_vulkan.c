@@ -140,13 +140,17 @@ static void f16_compute_f16_weights(void **state)
 
 /* Attention has no weight operand, so the case above leaves it to the f32
  * run; here it runs in f16 compute: head dims up to 256 on the tensor-core
- * attention (emulated on lavapipe), on both multiply shapes and through the
+ * attentions (emulated on lavapipe), with the softmax in registers (up to
+ * 192) and through shared memory, on both multiply shapes and through the
  * KHR extension where the device has it, the VAE's 512 on the f32 shader. */
 static void f16_compute_attention(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    setenv("KILN_VULKAN_NO_REGISTER_SOFTMAX", "1", 1);
+    run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    unsetenv("KILN_VULKAN_NO_REGISTER_SOFTMAX");
     if (use_16x8x16()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
     unsetenv("KILN_VULKAN_COOPMAT_N");
     if (use_khr()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);

@@ -556,22 +556,19 @@ static void long_loops_match_the_cpu(void **state)
     kiln_backend_free(vk);
 }
 
-/* The tensor-core attention rescales a row's output only when a key tile
- * raises the row's max by more than its margin (attention_coopmat.comp).
- * Rows here see their scores fall, stay level, or rise by 1.9, 5.7, 15 or 30 a
- * tile, so some tiles rescale, some rows run a tile or two under a stale
- * max, and some never move it; with causal masking too. q, k and v hold
+/* Both tensor-core attentions keep a running max per row and rescale the
+ * row's output when a key tile raises it: attention_registers.comp on every
+ * tile, in registers; attention_coopmat.comp only past its margin, through
+ * shared memory (KILN_VULKAN_NO_REGISTER_SOFTMAX=1). Rows here see their
+ * scores fall, stay level, or rise by 1.9, 5.7, 15 or 30 every 32 keys, so
+ * some tiles rescale, some rows run a tile or two under a stale max, and
+ * some never move it; with causal masking too. q, k and v hold
  * values f16 represents exactly, so the CPU's f32 attention is the
  * reference to f16's bound. Emulated matrices where the device has none. */
 static void attention_rescales_rows_whose_max_grows(void **state)
 {
     (void)state;
-    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-    kiln_backend *vk = NULL, *cpu = NULL;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    assert_kiln_ok(kiln_backend_vulkan_create(&opt, &vk));
-    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
-    assert_int_equal(vk->compute, KILN_F16);
+    kiln_backend *cpu = NULL;
     assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
     enum { H = 2, TQ = 67, TK = 261, D = 40 };
     static const float slope[] = {-1.0f, 0.0f, 0.125f, 0.375f, 1.0f, 2.0f};
@@ -588,16 +585,27 @@ static void attention_rescales_rows_whose_max_grows(void **state)
                 v[at] = 0.25f * (float)((j * 7 + d * 3 + h) % 17 - 8);
             }
     float *host[3] = {q, k, v};
-    for (int causal = 0; causal < 2; causal++) {
-        kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
-        print_message("  %s\n", causal ? "causal" : "not causal");
-        assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-2);
+    for (int in_registers = 1; in_registers >= 0; in_registers--) {
+        setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+        if (!in_registers) setenv("KILN_VULKAN_NO_REGISTER_SOFTMAX", "1", 1);
+        kiln_backend *vk = NULL;
+        kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+        assert_kiln_ok(kiln_backend_vulkan_create(&opt, &vk));
+        unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+        unsetenv("KILN_VULKAN_NO_REGISTER_SOFTMAX");
+        assert_int_equal(vk->compute, KILN_F16);
+        for (int causal = 0; causal < 2; causal++) {
+            kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
+            print_message("  softmax in %s, %s\n", in_registers ? "registers" : "shared memory",
+                          causal ? "causal" : "not causal");
+            assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-2);
+        }
+        kiln_backend_free(vk);
     }
     free(q);
     free(k);
     free(v);
     kiln_backend_free(cpu);
-    kiln_backend_free(vk);
 }
 
 /* The elementwise shaders take four elements an invocation, as one vec4

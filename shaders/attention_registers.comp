@@ -1,0 +1,240 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+#define CM_ROW_OPS 128
+#include "coopmat.glsl"
+#include "vec4_io.glsl" // load4
+
+// q (B,Tq,H*D), k (B,Tk,H*D), v (B,Tk,H*D) -> o (B,Tq,H*D),
+// o = softmax(q k^T * scale) v for each head, keys j <= i only if causal:
+// attention_coopmat.comp's operation with the softmax in registers, as
+// FlashAttention-2 does it in CUDA. That shader takes every tile of scores
+// out to shared memory and back, because a cooperative matrix does not say
+// which of its elements a lane holds; here each lane learns that once, by
+// loading matrices of row and column numbers (coopmat.glsl, CM_ROW_OPS), and
+// then scales, masks and exponentiates its own elements, reduces rows over
+// its quad, rescales the output fragments element by element, and turns the
+// scores' fragments into P's A operands without leaving registers. Shared
+// memory holds only K and V, and a key tile costs two barriers.
+//
+// That needs NVIDIA's layout (each row's elements in one quad) and 16x16x16
+// multiplies through VK_NV_cooperative_matrix, whose matrices may change
+// from accumulator to operand; the host runs attention_coopmat.comp
+// elsewhere (16x8x16, the KHR extension) and for head dims whose tiles do
+// not fit here (attention_registers_shared_bytes in vulkan_ops.c). Should a
+// driver's layout differ, every output is NaN rather than quietly wrong.
+//
+// A workgroup of 4 subgroups owns 64 query rows of one (b, h), subgroup s
+// rows 16 s .. 16 s + 15, their queries rounded to f16 and held as A
+// fragments; the head dim is padded with zeros to DP, a multiple of 16. Keys
+// go by in tiles of COLS, 64 up to head dim 64 and 32 above (registers: the
+// next tile's K or V is fetched into them while this one is multiplied).
+// Per tile: K into shared memory, S = Q K^T in accumulators, the online
+// softmax on them (row max and sum over the quad), the output so far scaled
+// by exp(old max - new max), V into shared memory, O += P V.
+// Shared bytes: K and V 2 * COLS * (DP + 8) * 2, row and column numbers
+// 2048 (emulated, 4096 + 512 more: coopmat.glsl's scratch): 16384 for head
+// dim 40 (22528 emulated), 23552 for 160 (28160).
+#ifdef COOPMAT_EMULATED
+#define FRAGMENT_LOOP [[dont_unroll]] // as attention_coopmat.comp, for lavapipe's compile time
+#else
+#define FRAGMENT_LOOP [[unroll]]
+#endif
+
+layout(local_size_x = 128) in;
+layout(constant_id = 0) const uint HEAD_DIM = 64;
+layout(constant_id = 1) const bool VEC4_ROWS = false; // see stage
+const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
+const uint KD = DP / 16u; // 16-wide head-dim chunks
+const uint ROWS = 64;     // queries per workgroup, 16 per subgroup
+const uint COLS = DP <= 64u ? 64u : 32u; // keys per tile
+const uint KEY_BLOCKS = COLS / 16u;
+const uint KV_LD = DP + 8u; // f16 row stride, a multiple of 16 bytes
+
+layout(push_constant) uniform attention_push {
+    f32_ref q;
+    f32_ref k;
+    f32_ref v;
+    f32_ref o;
+    int B, H, Tq, Tk, D; // kiln_attention_params (D == HEAD_DIM)
+    float scale;
+    int causal;
+} pc;
+
+shared float16_t k_tile[COLS * KV_LD]; // (COLS, DP): queries at the start, then keys
+shared float16_t v_tile[COLS * KV_LD];
+shared float numbers[2 * 256];         // row, then column, of each element of a 16x16 matrix
+
+// Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand into a
+// tile as f16; rows past `rows` and columns past HEAD_DIM are zeros. Read
+// as vec4s where the host found the head dim a multiple of 4 and q, k and v
+// 16-byte aligned (a specialization constant), and then in two halves:
+// fetch_rows into registers, put_rows into the tile later, so that the
+// next operand is on its way while this one is multiplied.
+const uint QUADS = DP / 4u;                  // vec4s per row
+const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile (a whole number: COLS * DP is a multiple of 512)
+vec4 rows_next[QUAD_LOADS];
+
+void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
+{
+    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
+        uint e = gl_LocalInvocationID.x + 128u * r;
+        uint c = e / QUADS, d = 4u * (e % QUADS);
+        uint j = row0 + c;
+        rows_next[r] = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
+    }
+}
+
+#define PUT_ROWS(tile)                                                                            \
+    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {                                            \
+        uint e = gl_LocalInvocationID.x + 128u * r;                                               \
+        uint c = e / QUADS, d = 4u * (e % QUADS);                                                 \
+        [[unroll]] for (uint x = 0; x < 4u; x++) tile[c * KV_LD + d + x] = float16_t(rows_next[r][x]); \
+    }
+
+// Without vec4 rows: element by element, straight into the tile.
+#define STAGE(tile, src, base, row0, rows, row_stride)                                            \
+    [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {                                      \
+        uint e = gl_LocalInvocationID.x + 128u * r;                                               \
+        uint c = e / DP, d = e % DP;                                                              \
+        uint j = (row0) + c;                                                                      \
+        tile[c * KV_LD + d] = float16_t(j < (rows) && d < HEAD_DIM ? src.v[(base) + j * (row_stride) + d] : 0.0); \
+    }
+
+void main()
+{
+    const float neg_inf = -1.0 / 0.0;
+    uint tq = uint(pc.Tq), tk = uint(pc.Tk);
+    uint sg = CM_SUBGROUP, lane = CM_LANE;
+    uint i0 = gl_WorkGroupID.x * ROWS;
+    uint b = gl_WorkGroupID.y / uint(pc.H), h = gl_WorkGroupID.y % uint(pc.H);
+    uint row_stride = uint(pc.H) * HEAD_DIM;
+    uint q_base = b * tq * row_stride + h * HEAD_DIM; // + i * row_stride + d
+    uint kv_base = b * tk * row_stride + h * HEAD_DIM;
+
+    // Which row and column of an accumulator each of this lane's elements
+    // is, and whether each row lies in one quad (the layout this needs).
+    for (uint e = gl_LocalInvocationIndex; e < 256u; e += 128u) {
+        numbers[e] = float(e / 16u);
+        numbers[256u + e] = float(e % 16u);
+    }
+    barrier();
+    cm_acc row_of, col_of;
+    CM_LOAD_C(row_of, numbers, 0u, 16u);
+    CM_LOAD_C(col_of, numbers, 256u, 16u);
+    bool quad_layout = true;
+    [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(row_of); e++)
+        quad_layout = quad_layout && uint(CM_ACC_AT(row_of, e)) % 8u == lane / 4u;
+
+    // Queries, COLS rows at a time through k_tile.
+    cm_a q_frag[KD];
+    [[unroll]] for (uint r0 = 0; r0 < ROWS; r0 += COLS) {
+        barrier(); // the previous rows are loaded
+        STAGE(k_tile, pc.q, q_base, i0 + r0, tq, row_stride);
+        barrier();
+        if (sg * 16u >= r0 && sg * 16u < r0 + COLS)
+            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+                CM_LOAD_A(q_frag[kd], k_tile, (sg * 16u - r0) * KV_LD + kd * 16u, KV_LD);
+    }
+    barrier(); // the queries are read before keys take their place
+
+    // The softmax state of this lane's two rows, 16 sg + lane / 4 (low) and
+    // that + 8 (high), which its quad shares.
+    float max_lo = neg_inf, max_hi = neg_inf, sum_lo = 0.0, sum_hi = 0.0;
+    cm_acc out_frag[KD];
+    FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) CM_ZERO(out_frag[kd]);
+
+    uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
+    if (VEC4_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
+    for (uint j0 = 0; j0 < key_end; j0 += COLS) {
+        // Every subgroup multiplied the previous keys before the barrier
+        // that put the previous values in: k_tile is free.
+        if (VEC4_ROWS) {
+            PUT_ROWS(k_tile);
+            fetch_rows(pc.v, kv_base, j0, tk, row_stride);
+        } else {
+            STAGE(k_tile, pc.k, kv_base, j0, tk, row_stride);
+        }
+        barrier();
+
+        cm_acc s[KEY_BLOCKS];
+        [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
+            CM_ZERO(s[n]);
+            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) {
+                cm_b keys;
+                CM_LOAD_B(keys, k_tile, n * 16u * KV_LD + kd * 16u, KV_LD, true);
+                CM_MUL_ADD(s[n], q_frag[kd], keys);
+            }
+        }
+
+        // Scale and mask (only a tile past the keys' end or a causal one has
+        // anything to mask), and this tile's max of each row.
+        bool masking = j0 + COLS > tk || pc.causal != 0;
+        float tile_lo = neg_inf, tile_hi = neg_inf;
+        [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
+            [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(s[n]); e++) {
+                float x = CM_ACC_AT(s[n], e) * pc.scale;
+                uint row = uint(CM_ACC_AT(row_of, e));
+                if (masking) {
+                    uint j = j0 + 16u * n + uint(CM_ACC_AT(col_of, e)), i = i0 + sg * 16u + row;
+                    if (j >= tk || (pc.causal != 0 && j > i)) x = neg_inf;
+                }
+                CM_ACC_AT(s[n], e) = x;
+                bool hi = row >= 8u;
+                tile_lo = hi ? tile_lo : max(tile_lo, x);
+                tile_hi = hi ? max(tile_hi, x) : tile_hi;
+            }
+        // Key 0 is in the first tile and visible to every row, so from then
+        // on a row's max is finite; the guards keep exp from -inf - -inf.
+        float new_lo = max(max_lo, cm_quad_max(tile_lo)), new_hi = max(max_hi, cm_quad_max(tile_hi));
+        float rescale_lo = max_lo == neg_inf ? 0.0 : exp(max_lo - new_lo);
+        float rescale_hi = max_hi == neg_inf ? 0.0 : exp(max_hi - new_hi);
+        max_lo = new_lo;
+        max_hi = new_hi;
+        float part_lo = 0.0, part_hi = 0.0;
+        [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
+            [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(s[n]); e++) {
+                float x = CM_ACC_AT(s[n], e);
+                bool hi = CM_ACC_AT(row_of, e) >= 8.0;
+                float p = x == neg_inf ? 0.0 : exp(x - (hi ? new_hi : new_lo));
+                CM_ACC_AT(s[n], e) = p;
+                part_lo += hi ? 0.0 : p;
+                part_hi += hi ? p : 0.0;
+            }
+        sum_lo = sum_lo * rescale_lo + cm_quad_sum(part_lo);
+        sum_hi = sum_hi * rescale_hi + cm_quad_sum(part_hi);
+        FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+            [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(out_frag[kd]); e++)
+                CM_ACC_AT(out_frag[kd], e) *= CM_ACC_AT(row_of, e) >= 8.0 ? rescale_hi : rescale_lo;
+        cm_a probs[KEY_BLOCKS];
+        [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) { CM_TO_A(probs[n], s[n]); }
+
+        // Every subgroup multiplied the previous values before this tile's
+        // first barrier: v_tile is free.
+        if (VEC4_ROWS) {
+            PUT_ROWS(v_tile);
+            if (j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
+        } else {
+            STAGE(v_tile, pc.v, kv_base, j0, tk, row_stride);
+        }
+        barrier();
+        FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+            [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++) {
+                cm_b values;
+                CM_LOAD_B(values, v_tile, kb * 16u * KV_LD + kd * 16u, KV_LD, false);
+                CM_MUL_ADD(out_frag[kd], probs[kb], values);
+            }
+    }
+
+    // Divided by the row sums, straight from registers: a quad writes runs
+    // of neighbouring columns of its rows.
+    const float nan = uintBitsToFloat(0x7fc00000u);
+    float inv_lo = quad_layout ? 1.0 / sum_lo : nan, inv_hi = quad_layout ? 1.0 / sum_hi : nan;
+    FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+        [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(out_frag[kd]); e++) {
+            uint row = uint(CM_ACC_AT(row_of, e));
+            uint qi = i0 + sg * 16u + row, d = kd * 16u + uint(CM_ACC_AT(col_of, e));
+            if (qi < tq && d < HEAD_DIM)
+                pc.o.v[q_base + qi * row_stride + d] = CM_ACC_AT(out_frag[kd], e) * (row >= 8u ? inv_hi : inv_lo);
+        }
+}
