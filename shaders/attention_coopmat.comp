@@ -11,7 +11,7 @@
 //
 // A workgroup of 4 subgroups owns 64 query rows of one (b, h); subgroup s
 // owns rows 16 s .. 16 s + 15 and holds their queries, rounded to f16, as
-// A fragments for the whole key loop. The head dim is padded with zeros to
+// A fragments for the whole key loop (attention_tiles.glsl). The head dim is padded with zeros to
 // DP, a multiple of 16. Keys go by in tiles of COLS; per tile:
 //   - K is staged in shared memory as f16 (key rows, so it is the B operand
 //     column-major) and S = Q K^T lands, in f32, in the subgroup's staging
@@ -39,43 +39,21 @@
 // here (vulkan_ops.c, attention_coopmat_shared_bytes, which mirrors this
 // sum).
 //
-// Every loop over fragments, output registers or a tile's keys is unrolled
-// once HEAD_DIM is known: fragments indexed by a run-time counter would live
-// in memory. Emulated, the loops over the head dim's chunks (FRAGMENT_LOOP)
-// stay loops: unrolled, with the queries' fragments live across every
-// barrier, lavapipe took 150 s to compile head dim 160 (2 to 4 s as loops).
-// Lavapipe also ends a shader's loops after 65535 iterations in all: about
+// Lavapipe ends a shader's loops after 65535 iterations in all: about
 // 2.5 DP / 16 + 1 per key tile, so Tk up to about 80000 at head dim 160 when
 // emulated. cm_subgroup_sync is called in workgroup-uniform control flow
 // only (the emulation makes it a workgroup barrier).
-#ifdef COOPMAT_EMULATED
-#define FRAGMENT_LOOP [[dont_unroll]]
-#else
-#define FRAGMENT_LOOP [[unroll]]
-#endif
-
-layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint HEAD_DIM = 64;
-layout(constant_id = 1) const bool VEC4_ROWS = false; // see stage
+layout(constant_id = 1) const bool VEC4_ROWS = false;
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
 const uint KD = DP / 16u; // 16-wide head-dim chunks
-const uint ROWS = 64;     // queries per workgroup, 16 per subgroup
 const uint COLS = 32;     // keys per tile
 const uint KEY_BLOCKS = COLS / 16u;
 const uint KV_LD = DP + 8u;  // f16 row strides, multiples of 16 bytes
 const uint P_LD = COLS + 8u;
 const uint S_LD = COLS + 4u; // f32: holds a 16-column chunk of the output too
 const float RESCALE_MARGIN = 8.0; // exp(8) = 2981: probabilities stay far below f16's 65504
-
-layout(push_constant) uniform attention_push {
-    f32_ref q;
-    f32_ref k;
-    f32_ref v;
-    f32_ref o;
-    int B, H, Tq, Tk, D; // kiln_attention_params (D == HEAD_DIM)
-    float scale;
-    int causal;
-} pc;
+#include "attention_tiles.glsl"
 
 shared float16_t kv_tile[COLS * KV_LD]; // (COLS, DP): queries at the start, then keys, then values
 shared float s_stage[ROWS * S_LD];      // (ROWS, COLS): scores, then chunks of P V; subgroup s owns 16 rows
@@ -85,75 +63,16 @@ shared float half_sum[128];             // and sum of probabilities
 shared float row_scale[ROWS];           // exp(old max - new max) per row; at the end 1 / sum
 shared uint rescale_any[2];             // a tile must rescale some row's output (by tile parity)
 
-// Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand into
-// kv_tile as f16; rows past `rows` and columns past HEAD_DIM are zeros.
-// Read as vec4s where the host found the head dim a multiple of 4 (every SD
-// head dim) and q, k and v 16-byte aligned (their heads' rows then are too),
-// a specialization constant, so that each pipeline carries one way of
-// loading. Read so, a tile's rows can also be on their way from memory
-// (fetch_rows, into registers) while the previous tile is worked on, and
-// stored later (put_rows): the key loop fetches V before the scores and the
-// next tile's K before P V.
-const uint QUADS = DP / 4u;                  // per row
-const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile (COLS * QUADS is a multiple of 128)
-vec4 rows_next[QUAD_LOADS];
-
-void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
-{
-    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
-        uint e = gl_LocalInvocationID.x + 128u * r;
-        uint c = e / QUADS, d = 4u * (e % QUADS);
-        uint j = row0 + c;
-        rows_next[r] = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
-    }
-}
-
-void put_rows()
-{
-    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
-        uint e = gl_LocalInvocationID.x + 128u * r;
-        uint c = e / QUADS, d = 4u * (e % QUADS);
-        [[unroll]] for (uint x = 0; x < 4u; x++) kv_tile[c * KV_LD + d + x] = float16_t(rows_next[r][x]);
-    }
-}
-
-void stage(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
-{
-    if (VEC4_ROWS) {
-        fetch_rows(src, base, row0, rows, row_stride);
-        put_rows();
-        return;
-    }
-    [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {
-        uint e = gl_LocalInvocationID.x + 128u * r;
-        uint c = e / DP, d = e % DP;
-        uint j = row0 + c;
-        kv_tile[c * KV_LD + d] = float16_t(j < rows && d < HEAD_DIM ? src.v[base + j * row_stride + d] : 0.0);
-    }
-}
-
 void main()
 {
     const float neg_inf = -1.0 / 0.0;
     uint tq = uint(pc.Tq), tk = uint(pc.Tk);
     uint sg = CM_SUBGROUP, lane = CM_LANE;
-    uint i0 = gl_WorkGroupID.x * ROWS;
-    uint b = gl_WorkGroupID.y / uint(pc.H), h = gl_WorkGroupID.y % uint(pc.H);
-    uint row_stride = uint(pc.H) * HEAD_DIM;
-    uint q_base = b * tq * row_stride + h * HEAD_DIM; // + i * row_stride + d
-    uint kv_base = b * tk * row_stride + h * HEAD_DIM;
+    place_workgroup();
     uint s_base = sg * 16u * S_LD, p_base = sg * 16u * P_LD;
 
-    // Queries, COLS rows at a time through kv_tile.
     cm_a q_frag[KD];
-    [[unroll]] for (uint r0 = 0; r0 < ROWS; r0 += COLS) {
-        barrier(); // the previous rows are loaded
-        stage(pc.q, q_base, i0 + r0, tq, row_stride);
-        barrier();
-        if (sg * 16u >= r0 && sg * 16u < r0 + COLS)
-            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
-                CM_LOAD_A(q_frag[kd], kv_tile, (sg * 16u - r0) * KV_LD + kd * 16u, KV_LD);
-    }
+    LOAD_QUERIES(q_frag, kv_tile, q_base, i0, tq, row_stride, sg);
 
     // Softmax state of row r: both of its lanes keep it.
     uint r = lane % 16u, side = lane / 16u;
@@ -166,11 +85,12 @@ void main()
     uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
     if (VEC4_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
     for (uint j0 = 0; j0 < key_end; j0 += COLS) {
-        barrier(); // the queries or the previous tile's values are read
-        if (VEC4_ROWS)
-            put_rows();
-        else
-            stage(pc.k, kv_base, j0, tk, row_stride);
+        barrier(); // the previous tile's values are read
+        if (VEC4_ROWS) {
+            PUT_ROWS(kv_tile);
+        } else {
+            STAGE(kv_tile, pc.k, kv_base, j0, tk, row_stride);
+        }
         barrier();
         if (VEC4_ROWS) fetch_rows(pc.v, kv_base, j0, tk, row_stride);
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
@@ -237,10 +157,11 @@ void main()
                 cm_subgroup_sync(); // read before the next chunk lands
             }
         }
-        if (VEC4_ROWS)
-            put_rows();
-        else
-            stage(pc.v, kv_base, j0, tk, row_stride);
+        if (VEC4_ROWS) {
+            PUT_ROWS(kv_tile);
+        } else {
+            STAGE(kv_tile, pc.v, kv_base, j0, tk, row_stride);
+        }
         barrier();
         if (VEC4_ROWS && j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
         cm_a probs[KEY_BLOCKS];

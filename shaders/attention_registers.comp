@@ -26,91 +26,35 @@
 //
 // A workgroup of 4 subgroups owns 64 query rows of one (b, h), subgroup s
 // rows 16 s .. 16 s + 15, their queries rounded to f16 and held as A
-// fragments; the head dim is padded with zeros to DP, a multiple of 16. Keys
-// go by in tiles of COLS, 64 up to head dim 64 and 32 above (registers: the
-// next tile's K or V is fetched into them while this one is multiplied).
+// fragments (attention_tiles.glsl); the head dim is padded with zeros to
+// DP, a multiple of 16. Keys go by in tiles of COLS, 64 up to head dim 64
+// and 32 above (registers: the next tile's K or V is fetched into them while
+// this one is multiplied).
 // Per tile: K into shared memory, S = Q K^T in accumulators, the online
 // softmax on them (row max and sum over the quad), the output so far scaled
 // by exp(old max - new max), V into shared memory, O += P V.
 // Shared bytes: K and V 2 * COLS * (DP + 8) * 2, row and column numbers
 // 2048 (emulated, 4096 + 512 more: coopmat.glsl's scratch): 16384 for head
 // dim 40 (22528 emulated), 23552 for 160 (28160).
-#ifdef COOPMAT_EMULATED
-#define FRAGMENT_LOOP [[dont_unroll]] // as attention_coopmat.comp, for lavapipe's compile time
-#else
-#define FRAGMENT_LOOP [[unroll]]
-#endif
-
-layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint HEAD_DIM = 64;
-layout(constant_id = 1) const bool VEC4_ROWS = false; // see stage
+layout(constant_id = 1) const bool VEC4_ROWS = false;
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
 const uint KD = DP / 16u; // 16-wide head-dim chunks
-const uint ROWS = 64;     // queries per workgroup, 16 per subgroup
 const uint COLS = DP <= 64u ? 64u : 32u; // keys per tile
 const uint KEY_BLOCKS = COLS / 16u;
 const uint KV_LD = DP + 8u; // f16 row stride, a multiple of 16 bytes
-
-layout(push_constant) uniform attention_push {
-    f32_ref q;
-    f32_ref k;
-    f32_ref v;
-    f32_ref o;
-    int B, H, Tq, Tk, D; // kiln_attention_params (D == HEAD_DIM)
-    float scale;
-    int causal;
-} pc;
+#include "attention_tiles.glsl"
 
 shared float16_t k_tile[COLS * KV_LD]; // (COLS, DP): queries at the start, then keys
 shared float16_t v_tile[COLS * KV_LD];
 shared float numbers[2 * 256];         // row, then column, of each element of a 16x16 matrix
-
-// Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand into a
-// tile as f16; rows past `rows` and columns past HEAD_DIM are zeros. Read
-// as vec4s where the host found the head dim a multiple of 4 and q, k and v
-// 16-byte aligned (a specialization constant), and then in two halves:
-// fetch_rows into registers, put_rows into the tile later, so that the
-// next operand is on its way while this one is multiplied.
-const uint QUADS = DP / 4u;                  // vec4s per row
-const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile (a whole number: COLS * DP is a multiple of 512)
-vec4 rows_next[QUAD_LOADS];
-
-void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
-{
-    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
-        uint e = gl_LocalInvocationID.x + 128u * r;
-        uint c = e / QUADS, d = 4u * (e % QUADS);
-        uint j = row0 + c;
-        rows_next[r] = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
-    }
-}
-
-#define PUT_ROWS(tile)                                                                            \
-    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {                                            \
-        uint e = gl_LocalInvocationID.x + 128u * r;                                               \
-        uint c = e / QUADS, d = 4u * (e % QUADS);                                                 \
-        [[unroll]] for (uint x = 0; x < 4u; x++) tile[c * KV_LD + d + x] = float16_t(rows_next[r][x]); \
-    }
-
-// Without vec4 rows: element by element, straight into the tile.
-#define STAGE(tile, src, base, row0, rows, row_stride)                                            \
-    [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {                                      \
-        uint e = gl_LocalInvocationID.x + 128u * r;                                               \
-        uint c = e / DP, d = e % DP;                                                              \
-        uint j = (row0) + c;                                                                      \
-        tile[c * KV_LD + d] = float16_t(j < (rows) && d < HEAD_DIM ? src.v[(base) + j * (row_stride) + d] : 0.0); \
-    }
 
 void main()
 {
     const float neg_inf = -1.0 / 0.0;
     uint tq = uint(pc.Tq), tk = uint(pc.Tk);
     uint sg = CM_SUBGROUP, lane = CM_LANE;
-    uint i0 = gl_WorkGroupID.x * ROWS;
-    uint b = gl_WorkGroupID.y / uint(pc.H), h = gl_WorkGroupID.y % uint(pc.H);
-    uint row_stride = uint(pc.H) * HEAD_DIM;
-    uint q_base = b * tq * row_stride + h * HEAD_DIM; // + i * row_stride + d
-    uint kv_base = b * tk * row_stride + h * HEAD_DIM;
+    place_workgroup();
 
     // Which row and column of an accumulator each of this lane's elements
     // is, and whether each row lies in one quad (the layout this needs).
@@ -126,17 +70,8 @@ void main()
     [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(row_of); e++)
         quad_layout = quad_layout && uint(CM_ACC_AT(row_of, e)) % 8u == lane / 4u;
 
-    // Queries, COLS rows at a time through k_tile.
     cm_a q_frag[KD];
-    [[unroll]] for (uint r0 = 0; r0 < ROWS; r0 += COLS) {
-        barrier(); // the previous rows are loaded
-        STAGE(k_tile, pc.q, q_base, i0 + r0, tq, row_stride);
-        barrier();
-        if (sg * 16u >= r0 && sg * 16u < r0 + COLS)
-            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
-                CM_LOAD_A(q_frag[kd], k_tile, (sg * 16u - r0) * KV_LD + kd * 16u, KV_LD);
-    }
-    barrier(); // the queries are read before keys take their place
+    LOAD_QUERIES(q_frag, k_tile, q_base, i0, tq, row_stride, sg);
 
     // The softmax state of this lane's two rows, 16 sg + lane / 4 (low) and
     // that + 8 (high), which its quad shares.

@@ -1,0 +1,107 @@
+// What the tensor-core attentions (attention_coopmat.comp, with the softmax
+// through shared memory, and attention_registers.comp, in registers) share:
+// their operands, a workgroup of 4 subgroups owning 64 query rows of one
+// (b, h), and the moving of rows of Q, K and V into f16 tiles in shared
+// memory. The including shader defines, before this:
+//   HEAD_DIM, VEC4_ROWS  specialization constants 0 and 1 (the head dim;
+//                        whether the host found q, k and v 16-byte aligned
+//                        and the head dim a multiple of 4)
+//   DP                   the head dim padded to a multiple of 16
+//   COLS                 rows a tile takes, so that COLS * DP is a multiple
+//                        of 512
+//   KV_LD                a tile's row stride in f16, a multiple of 8
+// A tile is a shared float16_t array of COLS rows; rows of the source past
+// `rows` and columns past HEAD_DIM go in as zeros.
+//
+// Every loop over fragments, output registers or a tile's keys is unrolled
+// once HEAD_DIM is known: fragments indexed by a run-time counter would live
+// in memory. Emulated, the loops over the head dim's chunks (FRAGMENT_LOOP)
+// stay loops: unrolled, with the queries' fragments live across every
+// barrier, lavapipe took 150 s to compile head dim 160 (2 to 4 s as loops).
+#ifdef COOPMAT_EMULATED
+#define FRAGMENT_LOOP [[dont_unroll]]
+#else
+#define FRAGMENT_LOOP [[unroll]]
+#endif
+
+layout(local_size_x = 128) in;
+const uint ROWS = 64; // queries per workgroup, 16 per subgroup
+
+layout(push_constant) uniform attention_push {
+    f32_ref q;
+    f32_ref k;
+    f32_ref v;
+    f32_ref o;
+    int B, H, Tq, Tk, D; // kiln_attention_params (D == HEAD_DIM)
+    float scale;
+    int causal;
+} pc;
+
+// This workgroup's place: query rows from i0 of one head of one batch
+// element, whose rows are row_stride floats apart in every operand; its
+// queries and output start at q_base, its keys and values at kv_base.
+uint i0, row_stride, q_base, kv_base;
+void place_workgroup()
+{
+    uint b = gl_WorkGroupID.y / uint(pc.H), h = gl_WorkGroupID.y % uint(pc.H);
+    i0 = gl_WorkGroupID.x * ROWS;
+    row_stride = uint(pc.H) * HEAD_DIM;
+    q_base = b * uint(pc.Tq) * row_stride + h * HEAD_DIM;
+    kv_base = b * uint(pc.Tk) * row_stride + h * HEAD_DIM;
+}
+
+// With VEC4_ROWS, rows are read as vec4s in two halves: fetch_rows into
+// registers, PUT_ROWS into a tile later, so that the next operand is on its
+// way from memory while this one is multiplied. Each pipeline carries one
+// way of loading.
+const uint QUADS = DP / 4u;                  // vec4s per row
+const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile
+vec4 rows_next[QUAD_LOADS];
+
+// Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand that
+// starts at `base`, rows `row_stride` floats apart.
+void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
+{
+    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
+        uint e = gl_LocalInvocationID.x + 128u * r;
+        uint c = e / QUADS, d = 4u * (e % QUADS);
+        uint j = row0 + c;
+        rows_next[r] = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
+    }
+}
+
+// (Macros: GLSL passes no shared array to a function.)
+#define PUT_ROWS(tile)                                                                            \
+    [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {                                            \
+        uint e = gl_LocalInvocationID.x + 128u * r;                                               \
+        uint c = e / QUADS, d = 4u * (e % QUADS);                                                 \
+        [[unroll]] for (uint x = 0; x < 4u; x++) tile[c * KV_LD + d + x] = float16_t(rows_next[r][x]); \
+    }
+
+// The same rows in one go, as vec4s or else element by element.
+#define STAGE(tile, src, base, row0, rows, row_stride)                                            \
+    if (VEC4_ROWS) {                                                                              \
+        fetch_rows(src, base, row0, rows, row_stride);                                            \
+        PUT_ROWS(tile);                                                                           \
+    } else {                                                                                      \
+        [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {                                  \
+            uint e = gl_LocalInvocationID.x + 128u * r;                                           \
+            uint c = e / DP, d = e % DP;                                                          \
+            uint j = (row0) + c;                                                                  \
+            tile[c * KV_LD + d] = float16_t(j < (rows) && d < HEAD_DIM ? src.v[(base) + j * (row_stride) + d] : 0.0); \
+        }                                                                                         \
+    }
+
+// Subgroup sg's 16 query rows of the workgroup's 64 from row i0, as A
+// fragments (cm_a q_frag[DP / 16]), COLS rows at a time through `tile`;
+// the tile is free again when this is done.
+#define LOAD_QUERIES(q_frag, tile, q_base, i0, tq, row_stride, sg)                                \
+    [[unroll]] for (uint r0 = 0; r0 < ROWS; r0 += COLS) {                                         \
+        barrier(); /* the previous rows are loaded */                                             \
+        STAGE(tile, pc.q, q_base, (i0) + r0, tq, row_stride);                                     \
+        barrier();                                                                                \
+        if ((sg) * 16u >= r0 && (sg) * 16u < r0 + COLS)                                           \
+            FRAGMENT_LOOP for (uint kd = 0; kd < DP / 16u; kd++)                                  \
+                CM_LOAD_A(q_frag[kd], tile, ((sg) * 16u - r0) * KV_LD + kd * 16u, KV_LD);          \
+    }                                                                                             \
+    barrier()
