@@ -32,7 +32,9 @@
 // this one is multiplied).
 // Per tile: K into shared memory, S = Q K^T in accumulators, the online
 // softmax on them (row max and sum over the quad), the output so far scaled
-// by exp(old max - new max), V into shared memory, O += P V.
+// by exp(old max - new max), V into shared memory, O += P V. Scores are
+// kept in base 2 (scaled by log2(e) with the score scale), so that each
+// exponential is one exp2, the hardware's, with no multiply before it.
 // Shared bytes: K and V 2 * COLS * (DP + 8) * 2, row and column numbers
 // 2048 (emulated, 4096 + 512 more: coopmat.glsl's scratch): 16384 for head
 // dim 40 (22528 emulated), 23552 for 160 (28160).
@@ -76,6 +78,7 @@ void main()
     // The softmax state of this lane's two rows, 16 sg + lane / 4 (low) and
     // that + 8 (high), which its quad shares.
     float max_lo = neg_inf, max_hi = neg_inf, sum_lo = 0.0, sum_hi = 0.0;
+    float scale_log2 = pc.scale * 1.4426950408889634; // log2(e)
     cm_acc out_frag[KD];
     FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) CM_ZERO(out_frag[kd]);
 
@@ -108,7 +111,7 @@ void main()
         float tile_lo = neg_inf, tile_hi = neg_inf;
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
             [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(s[n]); e++) {
-                float x = CM_ACC_AT(s[n], e) * pc.scale;
+                float x = CM_ACC_AT(s[n], e) * scale_log2;
                 uint row = uint(CM_ACC_AT(row_of, e));
                 if (masking) {
                     uint j = j0 + 16u * n + uint(CM_ACC_AT(col_of, e)), i = i0 + sg * 16u + row;
@@ -122,8 +125,8 @@ void main()
         // Key 0 is in the first tile and visible to every row, so from then
         // on a row's max is finite; the guards keep exp from -inf - -inf.
         float new_lo = max(max_lo, cm_quad_max(tile_lo)), new_hi = max(max_hi, cm_quad_max(tile_hi));
-        float rescale_lo = max_lo == neg_inf ? 0.0 : exp(max_lo - new_lo);
-        float rescale_hi = max_hi == neg_inf ? 0.0 : exp(max_hi - new_hi);
+        float rescale_lo = max_lo == neg_inf ? 0.0 : exp2(max_lo - new_lo);
+        float rescale_hi = max_hi == neg_inf ? 0.0 : exp2(max_hi - new_hi);
         max_lo = new_lo;
         max_hi = new_hi;
         float part_lo = 0.0, part_hi = 0.0;
@@ -131,7 +134,7 @@ void main()
             [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(s[n]); e++) {
                 float x = CM_ACC_AT(s[n], e);
                 bool hi = CM_ACC_AT(row_of, e) >= 8.0;
-                float p = x == neg_inf ? 0.0 : exp(x - (hi ? new_hi : new_lo));
+                float p = x == neg_inf ? 0.0 : exp2(x - (hi ? new_hi : new_lo));
                 CM_ACC_AT(s[n], e) = p;
                 part_lo += hi ? 0.0 : p;
                 part_hi += hi ? p : 0.0;
