@@ -442,12 +442,13 @@ _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENT
 
 /* attention_registers.comp's shared memory for head dim d, the sum in its
  * header: K and V tiles in f16 of 64 keys up to head dim 64 and 32 above,
- * the accumulators' row and column numbers, and the emulation's scratch
+ * the operands of the accumulators' row and column numbers, and the
+ * emulation's scratch
  * (counted everywhere, so that lavapipe runs the head dims a GPU does). */
 static uint32_t attention_registers_shared_bytes(uint32_t d)
 {
     uint32_t padded = (d + 15) / 16 * 16, cols = padded <= 64 ? 64 : 32;
-    return 2 * cols * (padded + 8) * 2 + 2 * 256 * 4 + (4 * 256 + 128) * 4;
+    return 2 * cols * (padded + 8) * 2 + 3 * 256 * 2 + (4 * 256 + 128) * 4;
 }
 _Static_assert(KILN_VK_SHADER_ATTENTION_REGISTERS_EMU_F16 == KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + 1,
                "attention_registers' emulated twin follows it in cmake/shaders.cmake");

@@ -10,8 +10,9 @@
 // attention_coopmat.comp's operation with the softmax in registers, as
 // FlashAttention-2 does it in CUDA. That shader takes every tile of scores
 // out to shared memory and back, because a cooperative matrix does not say
-// which of its elements a lane holds; here each lane learns that once, by
-// loading matrices of row and column numbers (coopmat.glsl, CM_ROW_OPS), and
+// which of its elements a lane holds; here each lane learns that once, from
+// products whose elements are their own row and column numbers
+// (coopmat.glsl, CM_ROW_OPS), and
 // then scales, masks and exponentiates its own elements, reduces rows over
 // its quad, rescales the output fragments element by element, and turns the
 // scores' fragments into P's A operands without leaving registers. Shared
@@ -35,9 +36,9 @@
 // by exp(old max - new max), V into shared memory, O += P V. Scores are
 // kept in base 2 (scaled by log2(e) with the score scale), so that each
 // exponential is one exp2, the hardware's, with no multiply before it.
-// Shared bytes: K and V 2 * COLS * (DP + 8) * 2, row and column numbers
-// 2048 (emulated, 4096 + 512 more: coopmat.glsl's scratch): 16384 for head
-// dim 40 (22528 emulated), 23552 for 160 (28160).
+// Shared bytes: K and V 2 * COLS * (DP + 8) * 2, the operands of the row
+// and column numbers 1536 (emulated, 4096 + 512 more: coopmat.glsl's
+// scratch): 15872 for head dim 40 (20480 emulated), 23040 for 160 (27648).
 layout(constant_id = 0) const uint HEAD_DIM = 64;
 layout(constant_id = 1) const bool VEC4_ROWS = false;
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
@@ -49,7 +50,7 @@ const uint KV_LD = DP + 8u; // f16 row stride, a multiple of 16 bytes
 
 shared float16_t k_tile[COLS * KV_LD]; // (COLS, DP): queries at the start, then keys
 shared float16_t v_tile[COLS * KV_LD];
-shared float numbers[2 * 256];         // row, then column, of each element of a 16x16 matrix
+shared float16_t numbers[3 * 256];     // 16x16 matrices of ones, of row / 16 and of column / 16
 
 void main()
 {
@@ -59,15 +60,29 @@ void main()
     place_workgroup();
 
     // Which row and column of an accumulator each of this lane's elements
-    // is, and whether each row lies in one quad (the layout this needs).
+    // is, and whether each row lies in one quad (the layout this needs):
+    // (row / 16) ones = row and ones (column / 16) = column, exact in f16
+    // and f32, come out of a multiply-add as the scores and the output do,
+    // so they are laid out as the driver lays out products.
     for (uint e = gl_LocalInvocationIndex; e < 256u; e += 128u) {
-        numbers[e] = float(e / 16u);
-        numbers[256u + e] = float(e % 16u);
+        numbers[e] = float16_t(1.0);
+        numbers[256u + e] = float16_t(float(e / 16u) / 16.0);
+        numbers[512u + e] = float16_t(float(e % 16u) / 16.0);
     }
     barrier();
     cm_acc row_of, col_of;
-    CM_LOAD_C(row_of, numbers, 0u, 16u);
-    CM_LOAD_C(col_of, numbers, 256u, 16u);
+    {
+        cm_a ones_a, rows_a;
+        cm_b ones_b, cols_b;
+        CM_LOAD_A(ones_a, numbers, 0u, 16u);
+        CM_LOAD_A(rows_a, numbers, 256u, 16u);
+        CM_LOAD_B(ones_b, numbers, 0u, 16u, false);
+        CM_LOAD_B(cols_b, numbers, 512u, 16u, false);
+        CM_ZERO(row_of);
+        CM_ZERO(col_of);
+        CM_MUL_ADD(row_of, rows_a, ones_b);
+        CM_MUL_ADD(col_of, ones_a, cols_b);
+    }
     bool quad_layout = true;
     [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(row_of); e++)
         quad_layout = quad_layout && uint(CM_ACC_AT(row_of, e)) % 8u == lane / 4u;

@@ -176,8 +176,8 @@ void cm_subgroup_sync() { barrier(); }
 // A 16x16 accumulator's elements in registers, for a shader that defines
 // CM_ROW_OPS (its workgroup size) and multiplies 16x16x16 (CM_N 16). Lane l
 // holds CM_ACC_LENGTH(c) elements of c, element e being CM_ACC_AT(c, e);
-// which row and column that is, the lane learns by loading a matrix of row
-// (column) numbers with CM_LOAD_C (every accumulator has the same layout).
+// which row and column that is, the lane learns from a product whose
+// elements are their row (column) numbers (attention_registers.comp).
 // Row reductions also need each row's elements held by the four lanes of one
 // quad, lanes 4 q .. 4 q + 3 with q = row % 8: NVIDIA's layout (the
 // hardware's mma.m16n8k16), which the emulation copies; a shader using
