@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds variants of the tensor-core GEMM shaders (shaders/gemm_coopmat.glsl's
-# GEMM_BK, GEMM_THREADS and GEMM_STAGES) from the current sources, one folder each, for
+# GEMM_BK, GEMM_THREADS, GEMM_STAGES and GEMM_PREFETCH) from the current sources, one folder each, for
 # KILN_VULKAN_SHADER_DIR: what bench/device.sh measures side by side with the
 # built-in shaders when given SHADER_VARIANTS=OUT_DIR. Each folder holds
 # matmul and conv2d on both multiply shapes and their emulated twins, so that
@@ -35,3 +35,5 @@ variant t128 -DGEMM_THREADS=128
 variant t128_bk32 -DGEMM_THREADS=128 -DGEMM_BK=32
 variant s2_bk32 -DGEMM_STAGES=2 -DGEMM_BK=32
 variant t128_s2_bk32 -DGEMM_THREADS=128 -DGEMM_STAGES=2 -DGEMM_BK=32
+variant pf2 -DGEMM_PREFETCH=2
+variant pf2_bk32 -DGEMM_PREFETCH=2 -DGEMM_BK=32

@@ -55,7 +55,10 @@ vec4 load_a4(uint m, uint k);
 // GEMM_BK (32 or 64), GEMM_THREADS (128 or 256: 4 or 8 subgroups sharing the
 // tile) and GEMM_STAGES (1, or 2: the next K step's operands go into a
 // second set of tiles while this one's are multiplied, one barrier a step
-// instead of two, twice the shared memory; slower on the H200) may be
+// instead of two, twice the shared memory; slower on the H200) and
+// GEMM_PREFETCH (1, or 2: operands are loaded two K steps ahead, into a
+// second set of registers, so that each load has two steps' multiplies to
+// arrive in; 16 more registers with K steps of 64, not yet timed) may be
 // defined to try others without editing this file (bench/shader_variants.sh
 // builds such variants for KILN_VULKAN_SHADER_DIR).
 #ifndef GEMM_BK
@@ -67,9 +70,15 @@ vec4 load_a4(uint m, uint k);
 #ifndef GEMM_STAGES
 #define GEMM_STAGES 1
 #endif
+#ifndef GEMM_PREFETCH
+#define GEMM_PREFETCH 1
+#endif
 #if (GEMM_BK != 32 && GEMM_BK != 64) || (GEMM_THREADS != 128 && GEMM_THREADS != 256) || \
     (GEMM_STAGES != 1 && GEMM_STAGES != 2)
 #error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256, GEMM_STAGES 1 or 2"
+#endif
+#if (GEMM_PREFETCH != 1 && GEMM_PREFETCH != 2) || (GEMM_PREFETCH == 2 && GEMM_STAGES != 1)
+#error "gemm_coopmat.glsl: GEMM_PREFETCH must be 1 or 2, and 2 with one stage"
 #endif
 #if GEMM_STAGES == 2 && GEMM_BK == 64
 #error "gemm_coopmat.glsl: two stages of K steps of 64 take 36 KB of shared memory, over the 32 KB kiln asks of a device"
@@ -97,7 +106,12 @@ shared uvec4 tiles[STAGES * STAGE];
 const uint LDC4 = BN / 4u + 1u; // lines of BN elements, or BM with C_ALONG_M: BM == BN
 const uint PARTS = BM * LDC4 <= STAGES * STAGE ? 1u : 2u, LINES = BM / PARTS;
 
+// The operands of K steps on their way from memory: the next one's, and
+// with GEMM_PREFETCH 2 the one after it too.
 uvec4 a_next[CHUNKS], b_next[CHUNKS];
+#if GEMM_PREFETCH == 2
+uvec4 a_later[CHUNKS], b_later[CHUNKS];
+#endif
 
 uvec4 pack_f16(vec4 lo, vec4 hi)
 {
@@ -105,51 +119,69 @@ uvec4 pack_f16(vec4 lo, vec4 hi)
                  packFloat2x16(f16vec2(hi.zw)));
 }
 
-// Who loads what: neighbouring invocations read neighbouring memory. Chunk
-// c = t + THREADS q of either operand is row c / ROW_CHUNKS, k from
-// 8 (c % ROW_CHUNKS): ROW_CHUNKS neighbouring invocations read one row's BK k.
-void fetch(uint M, uint N, uint K, uint m0, uint n0, uint k0)
+// B[n][k..k+7] and A[m][k..k+7] as 8 f16, zeros past N (M) and K: one
+// 16-byte load where `vector` (rows_aligned()) and the chunk is whole.
+uvec4 fetch_b8(uint N, uint K, uint n, uint k, bool vector)
 {
-    uint t = gl_LocalInvocationID.x;
-    bool vector = rows_aligned();
-    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
-        uint c = t + THREADS * q;
-        uint n = n0 + c / ROW_CHUNKS, k = k0 + 8u * (c % ROW_CHUNKS);
-        if (vector && n < N && k + 8u <= K) {
-            b_next[q] = load_b8(n, k);
-        } else {
-            float v[8];
-            [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = n < N && k + j < K ? load_b(n, k + j) : 0.0;
-            b_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
-        }
-    }
-    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
-        uint c = t + THREADS * q;
-        uint m = m0 + c / ROW_CHUNKS, k = k0 + 8u * (c % ROW_CHUNKS);
-        if (vector && m < M && k + 8u <= K) {
-#ifdef A_F16
-            a_next[q] = load_a8(m, k);
-#else
-            a_next[q] = pack_f16(load_a4(m, k), load_a4(m, k + 4u));
-#endif
-        } else {
-            float v[8];
-            [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = m < M && k + j < K ? load_a(m, k + j) : 0.0;
-            a_next[q] = pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
-        }
-    }
+    if (vector && n < N && k + 8u <= K) return load_b8(n, k);
+    float v[8];
+    [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = n < N && k + j < K ? load_b(n, k + j) : 0.0;
+    return pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
 }
 
-// The operands fetch() left in registers into the stage at `stage`.
-void stash(uint stage)
+uvec4 fetch_a8(uint M, uint K, uint m, uint k, bool vector)
 {
-    uint t = gl_LocalInvocationID.x;
-    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {
-        uint c = t + THREADS * q, at = (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS;
-        tiles[stage + B_TILE + at] = b_next[q];
-        tiles[stage + A_TILE + at] = a_next[q];
+    if (vector && m < M && k + 8u <= K) {
+#ifdef A_F16
+        return load_a8(m, k);
+#else
+        return pack_f16(load_a4(m, k), load_a4(m, k + 4u));
+#endif
     }
+    float v[8];
+    [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = m < M && k + j < K ? load_a(m, k + j) : 0.0;
+    return pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
 }
+
+// The K step from k0 into registers a_regs and b_regs (macros, as the
+// register sets are named, not indexed: an array of them indexed by a
+// run-time counter would live in memory). Who loads what: neighbouring
+// invocations read neighbouring memory. Chunk c = t + THREADS q of either
+// operand is row c / ROW_CHUNKS, k from 8 (c % ROW_CHUNKS): ROW_CHUNKS
+// neighbouring invocations read one row's BK k.
+#define FETCH(a_regs, b_regs, M, N, K, m0, n0, k0)                                                \
+    {                                                                                             \
+        [[unroll]] for (uint q = 0; q < CHUNKS; q++) {                                            \
+            uint c = gl_LocalInvocationID.x + THREADS * q;                                        \
+            b_regs[q] = fetch_b8(N, K, (n0) + c / ROW_CHUNKS, (k0) + 8u * (c % ROW_CHUNKS), rows_aligned()); \
+        }                                                                                         \
+        [[unroll]] for (uint q = 0; q < CHUNKS; q++) {                                            \
+            uint c = gl_LocalInvocationID.x + THREADS * q;                                        \
+            a_regs[q] = fetch_a8(M, K, (m0) + c / ROW_CHUNKS, (k0) + 8u * (c % ROW_CHUNKS), rows_aligned()); \
+        }                                                                                         \
+    }
+
+// Registers a_regs and b_regs into the stage at `stage`.
+#define STASH(stage, a_regs, b_regs)                                                              \
+    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {                                                \
+        uint c = gl_LocalInvocationID.x + THREADS * q, at = (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS; \
+        tiles[(stage) + B_TILE + at] = b_regs[q];                                                 \
+        tiles[(stage) + A_TILE + at] = a_regs[q];                                                 \
+    }
+
+// acc += the stage's A tile rows sm.. times its B tile columns sn.. (the
+// subgroup's block).
+#define MULTIPLY(acc, stage, sm, sn)                                                              \
+    [[unroll]] for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {                                      \
+        cm_a a[2];                                                                                \
+        cm_b b[FRAGS_N];                                                                          \
+        [[unroll]] for (uint i = 0; i < 2; i++)                                                   \
+            CM_LOAD_A_V(a[i], tiles, (stage) + A_TILE + ((sm) + 16 * i) * LDV + kk, LDV);         \
+        [[unroll]] for (uint j = 0; j < FRAGS_N; j++)                                             \
+            CM_LOAD_B_V(b[j], tiles, (stage) + B_TILE + ((sn) + 16 * j) * LDV + kk, LDV, true);   \
+        [[unroll]] for (uint i = 0; i < 2; i++)                                                   \
+            [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_MUL_ADD(acc[i][j], a[i], b[j]);     \
+    }
 
 void gemm_tile(uint M, uint N, uint k_begin, uint K)
 {
@@ -162,31 +194,45 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
     [[unroll]] for (uint i = 0; i < 2; i++)
         [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_ZERO(acc[i][j]);
 
-    fetch(M, N, K, m0, n0, k_begin);
-    stash(0u);
+    FETCH(a_next, b_next, M, N, K, m0, n0, k_begin);
+    STASH(0u, a_next, b_next);
     barrier();
+#if GEMM_PREFETCH == 1
     uint stage = 0u; // the stage being multiplied, times STAGE
     for (uint k0 = k_begin; k0 < K; k0 += BK) {
         bool more = k0 + BK < K;
-        if (more) fetch(M, N, K, m0, n0, k0 + BK);
-        [[unroll]] for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {
-            cm_a a[2];
-            cm_b b[FRAGS_N];
-            [[unroll]] for (uint i = 0; i < 2; i++)
-                CM_LOAD_A_V(a[i], tiles, stage + A_TILE + (sm + 16 * i) * LDV + kk, LDV);
-            [[unroll]] for (uint j = 0; j < FRAGS_N; j++)
-                CM_LOAD_B_V(b[j], tiles, stage + B_TILE + (sn + 16 * j) * LDV + kk, LDV, true);
-            [[unroll]] for (uint i = 0; i < 2; i++)
-                [[unroll]] for (uint j = 0; j < FRAGS_N; j++) CM_MUL_ADD(acc[i][j], a[i], b[j]);
-        }
+        if (more) FETCH(a_next, b_next, M, N, K, m0, n0, k0 + BK);
+        MULTIPLY(acc, stage, sm, sn);
         // One stage: its tiles are read before the next step's overwrite
         // them. Two: the other stage was read in the previous step, before
         // the barrier that ended it.
         if (STAGES == 1u) barrier();
         stage = (stage + STAGE) % (STAGES * STAGE);
-        if (more) stash(stage);
+        if (more) STASH(stage, a_next, b_next);
         barrier(); // the next step's tiles are in (and, last, this step's read)
     }
+#else
+    // Two steps ahead: each load has two steps' multiplies to arrive in,
+    // where it has one above. The register sets take turns, so the loop goes
+    // two steps a turn; at its top the tiles hold step k0, a_next step
+    // k0 + BK and a_later step k0 + 2 BK.
+    if (k_begin + BK < K) FETCH(a_next, b_next, M, N, K, m0, n0, k_begin + BK);
+    if (k_begin + 2u * BK < K) FETCH(a_later, b_later, M, N, K, m0, n0, k_begin + 2u * BK);
+    for (uint k0 = k_begin; k0 < K; k0 += 2u * BK) {
+        MULTIPLY(acc, 0u, sm, sn);
+        barrier(); // the tiles are read
+        if (k0 + BK >= K) break;
+        STASH(0u, a_next, b_next);
+        if (k0 + 3u * BK < K) FETCH(a_next, b_next, M, N, K, m0, n0, k0 + 3u * BK);
+        barrier(); // step k0 + BK is in
+        MULTIPLY(acc, 0u, sm, sn);
+        barrier();
+        if (k0 + 2u * BK >= K) break;
+        STASH(0u, a_later, b_later);
+        if (k0 + 4u * BK < K) FETCH(a_later, b_later, M, N, K, m0, n0, k0 + 4u * BK);
+        barrier(); // step k0 + 2 BK is in
+    }
+#endif
 
     // Out through shared memory, PARTS pieces of the tile (the operand tiles
     // were read by the loop's last barrier): the subgroups holding a piece
