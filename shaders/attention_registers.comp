@@ -138,7 +138,7 @@ void main()
                 tile_hi = hi ? max(tile_hi, x) : tile_hi;
             }
         // Key 0 is in the first tile and visible to every row, so from then
-        // on a row's max is finite; the guards keep exp from -inf - -inf.
+        // on a row's max is finite; the guards keep exp2 from -inf - -inf.
         float new_lo = max(max_lo, cm_quad_max(tile_lo)), new_hi = max(max_hi, cm_quad_max(tile_hi));
         float rescale_lo = max_lo == neg_inf ? 0.0 : exp2(max_lo - new_lo);
         float rescale_hi = max_hi == neg_inf ? 0.0 : exp2(max_hi - new_hi);
