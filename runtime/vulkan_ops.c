@@ -443,8 +443,8 @@ _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENT
 /* attention_registers.comp's shared memory for head dim d, the sum in its
  * header: K and V tiles in f16 of 64 keys up to head dim 64 and 32 above,
  * the operands of the accumulators' row and column numbers, and the
- * emulation's scratch
- * (counted everywhere, so that lavapipe runs the head dims a GPU does). */
+ * emulation's scratch (counted everywhere, so that lavapipe runs the head
+ * dims a GPU does). */
 static uint32_t attention_registers_shared_bytes(uint32_t d)
 {
     uint32_t padded = (d + 15) / 16 * 16, cols = padded <= 64 ? 64 : 32;
@@ -459,10 +459,11 @@ _Static_assert(KILN_VK_SHADER_ATTENTION_REGISTERS_EMU_F16 == KILN_VK_SHADER_ATTE
  * registers (attention_registers.comp) where the device allows
  * (register_softmax) up to head dim 192, else through shared memory
  * (attention_coopmat.comp) up to 256; every real UNet and CLIP head dim.
- * Others take attention.comp in f32, as all attention does in f32 compute: the VAE's single 512-wide head, and head
- * dims under 16, which padding to the 16-wide fragments would mostly waste
- * (only tiny test models have them; their random weights give logits large
- * enough that f16 queries and keys, not the kernel, set the error). */
+ * Others take attention.comp in f32, as all attention does in f32 compute:
+ * the VAE's single 512-wide head, and head dims under 16, which padding to
+ * the 16-wide fragments would mostly waste (only tiny test models have
+ * them; their random weights give logits large enough that f16 queries and
+ * keys, not the kernel, set the error). */
 #define ATTENTION_COOPMAT_MIN_HEAD_DIM 16
 static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                 kiln_tensor *dst)
