@@ -215,22 +215,21 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
     // Two steps ahead: each load has two steps' multiplies to arrive in,
     // where it has one above. The register sets take turns, so the loop goes
     // two steps a turn; at its top the tiles hold step k0, a_next step
-    // k0 + BK and a_later step k0 + 2 BK.
+    // k0 + BK and a_later step k0 + 2 BK. A step: multiply the tiles (step
+    // k), then refill them from the set holding k + BK, and that set with
+    // k + 3 BK.
+#define STEP(a_regs, b_regs, k)                                                                   \
+    MULTIPLY(acc, 0u, sm, sn);                                                                    \
+    barrier(); /* the tiles are read */                                                           \
+    if ((k) + BK >= K) break;                                                                     \
+    STASH(0u, a_regs, b_regs);                                                                    \
+    if ((k) + 3u * BK < K) FETCH(a_regs, b_regs, M, N, K, m0, n0, (k) + 3u * BK);                 \
+    barrier() /* step k + BK is in */
     if (k_begin + BK < K) FETCH(a_next, b_next, M, N, K, m0, n0, k_begin + BK);
     if (k_begin + 2u * BK < K) FETCH(a_later, b_later, M, N, K, m0, n0, k_begin + 2u * BK);
     for (uint k0 = k_begin; k0 < K; k0 += 2u * BK) {
-        MULTIPLY(acc, 0u, sm, sn);
-        barrier(); // the tiles are read
-        if (k0 + BK >= K) break;
-        STASH(0u, a_next, b_next);
-        if (k0 + 3u * BK < K) FETCH(a_next, b_next, M, N, K, m0, n0, k0 + 3u * BK);
-        barrier(); // step k0 + BK is in
-        MULTIPLY(acc, 0u, sm, sn);
-        barrier();
-        if (k0 + 2u * BK >= K) break;
-        STASH(0u, a_later, b_later);
-        if (k0 + 4u * BK < K) FETCH(a_later, b_later, M, N, K, m0, n0, k0 + 4u * BK);
-        barrier(); // step k0 + 2 BK is in
+        STEP(a_next, b_next, k0);
+        STEP(a_later, b_later, k0 + BK);
     }
 #endif
 
