@@ -56,9 +56,13 @@ kiln_shader(attention_coopmat_n8_f16     attention_coopmat.comp CM_N=8)
 kiln_shader(attention_coopmat_n8_emu_f16 attention_coopmat.comp CM_N=8 COOPMAT_EMULATED)
 kiln_shader(attention_coopmat_khr_f16    attention_coopmat.comp CM_N=8 KHR_REWRITE)
 # The same with its softmax in registers, where NVIDIA's extension (or the
-# emulation) multiplies 16x16x16 (runtime/vulkan_device.c, register_softmax).
+# emulation) multiplies 16x16x16 and lays products out as it needs, which
+# coopmat_layout checks on the device (runtime/vulkan_device.c,
+# register_softmax).
 kiln_shader(attention_registers_f16     attention_registers.comp)
 kiln_shader(attention_registers_emu_f16 attention_registers.comp COOPMAT_EMULATED)
+kiln_shader(coopmat_layout_f16          coopmat_layout.comp)
+kiln_shader(coopmat_layout_emu_f16      coopmat_layout.comp COOPMAT_EMULATED)
 
 kiln_shader(group_norm         group_norm.comp)
 kiln_shader(layer_norm         layer_norm.comp)

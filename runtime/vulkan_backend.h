@@ -99,7 +99,7 @@ typedef struct kiln_vk {
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
-    bool register_softmax;       /* attention_registers.comp is usable (vulkan_device.c) */
+    bool register_softmax;       /* attention_registers.comp is usable and checked (vulkan_device.c) */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
     uint32_t multiprocessors;    /* SMs, where NVIDIA's driver says (VK_NV_shader_sm_builtins); else 0 */
@@ -198,5 +198,9 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d);
 
 /* vulkan_ops.c: the vtable. */
 extern const kiln_backend_ops kiln_vk_backend_ops;
+/* Whether this device's tensor-core shaders lay a 16x16 product out with
+ * every row in one quad of lanes, as attention_registers.comp needs:
+ * shaders/coopmat_layout.comp, run once. */
+kiln_status kiln_vk_products_in_quads(kiln_backend *be, bool *quads);
 
 #endif

@@ -511,23 +511,26 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->coopmat_n = coopmat_n;
     /* The tensor-core attention with its softmax in registers
      * (attention_registers.comp) needs NVIDIA's extension, 16x16x16
-     * multiplies and clustered subgroup operations, or their emulation;
-     * KILN_VULKAN_NO_REGISTER_SOFTMAX=1 runs attention_coopmat.comp instead,
-     * to compare the two. */
-    vk->register_softmax = coopmat_n == 16 && !env_is_1("KILN_VULKAN_NO_REGISTER_SOFTMAX") &&
-                           ((vk->coopmat == KILN_VK_COOPMAT_NV && caps.quad_reductions) ||
-                            vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+     * multiplies and clustered subgroup operations, or their emulation,
+     * and products laid out with each row in one quad of lanes, which is
+     * checked on the device below; KILN_VULKAN_NO_REGISTER_SOFTMAX=1 runs
+     * attention_coopmat.comp instead, to compare the two. */
+    bool register_softmax = coopmat_n == 16 && !env_is_1("KILN_VULKAN_NO_REGISTER_SOFTMAX") &&
+                            ((vk->coopmat == KILN_VK_COOPMAT_NV && caps.quad_reductions) ||
+                             vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+    TRY(kiln_vk_commands_init(vk));
+    TRY(kiln_vk_staging_init(vk));
+    if (register_softmax) TRY(kiln_vk_products_in_quads(be, &vk->register_softmax));
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};
     char sms[32] = "";
     if (vk->multiprocessors) snprintf(sms, sizeof sms, ", %u SMs", vk->multiprocessors);
-    snprintf(be->device_name, sizeof be->device_name, "%.180s (%s, Vulkan %u.%u%s%s%s%s)", caps.props.deviceName,
+    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
-             coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "");
-    TRY(kiln_vk_commands_init(vk));
-    TRY(kiln_vk_staging_init(vk));
+             coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "",
+             vk->register_softmax ? ", softmax in registers" : "");
     return KILN_OK;
 }
 

@@ -450,8 +450,34 @@ static uint32_t attention_registers_shared_bytes(uint32_t d)
     uint32_t padded = (d + 15) / 16 * 16, cols = padded <= 64 ? 64 : 32;
     return 2 * cols * (padded + 8) * 2 + 3 * 256 * 2 + (4 * 256 + 128) * 4;
 }
-_Static_assert(KILN_VK_SHADER_ATTENTION_REGISTERS_EMU_F16 == KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + 1,
-               "attention_registers' emulated twin follows it in cmake/shaders.cmake");
+_Static_assert(KILN_VK_SHADER_ATTENTION_REGISTERS_EMU_F16 == KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + 1 &&
+                   KILN_VK_SHADER_COOPMAT_LAYOUT_EMU_F16 == KILN_VK_SHADER_COOPMAT_LAYOUT_F16 + 1,
+               "emulated twins follow their shaders in cmake/shaders.cmake");
+
+/* One subgroup of shaders/coopmat_layout.comp; its 32 lanes' verdicts read back. */
+kiln_status kiln_vk_products_in_quads(kiln_backend *be, bool *quads)
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    float flags[32];
+    kiln_buffer *buf = NULL;
+    TRY(kiln_vk_buffer_alloc(be, sizeof flags, &buf));
+    kiln_tensor t = {.dtype = KILN_F32, .ndim = 1, .shape = {32}, .buffer = buf};
+    VkDeviceAddress at = buf->address;
+    kiln_vk_dispatch d = {
+        .shader = KILN_VK_SHADER_COOPMAT_LAYOUT_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED),
+        .push = &at,
+        .push_bytes = sizeof at,
+        .groups = {1, 1, 1},
+        .write = &t,
+    };
+    kiln_status st = kiln_vk_dispatch_record(vk, &d);
+    if (st == KILN_OK) st = kiln_vk_download(be, &t, flags, sizeof flags);
+    kiln_vk_buffer_free(be, buf);
+    TRY(st);
+    *quads = true;
+    for (int i = 0; i < 32; i++) *quads = *quads && flags[i] == 1.0f;
+    return KILN_OK;
+}
 
 /* In f16 compute, attention runs on tensor cores, 64 query rows a
  * workgroup, for head dims from 16 up to the largest whose tiles fit the

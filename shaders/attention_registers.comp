@@ -18,12 +18,12 @@
 // scores' fragments into P's A operands without leaving registers. Shared
 // memory holds only K and V, and a key tile costs two barriers.
 //
-// That needs NVIDIA's layout (each row's elements in one quad) and 16x16x16
-// multiplies through VK_NV_cooperative_matrix, whose matrices may change
-// from accumulator to operand; the host runs attention_coopmat.comp
-// elsewhere (16x8x16, the KHR extension) and for head dims whose tiles do
-// not fit here (attention_registers_shared_bytes in vulkan_ops.c). Should a
-// driver's layout differ, every output is NaN rather than quietly wrong.
+// That needs NVIDIA's layout (each row's elements in one quad), which the
+// host checks on the device when it opens it, and 16x16x16 multiplies
+// through VK_NV_cooperative_matrix, whose matrices may change from
+// accumulator to operand; the host runs attention_coopmat.comp elsewhere
+// (another layout, 16x8x16, the KHR extension) and for head dims whose
+// tiles do not fit here (attention_registers_shared_bytes in vulkan_ops.c).
 //
 // A workgroup of 4 subgroups owns 64 query rows of one (b, h), subgroup s
 // rows 16 s .. 16 s + 15, their queries rounded to f16 and held as A
@@ -36,8 +36,8 @@
 // by exp(old max - new max), V into shared memory, O += P V. Scores are
 // kept in base 2 (scaled by log2(e) with the score scale), so that each
 // exponential is one exp2, the hardware's, with no multiply before it.
-// Shared bytes: K and V 2 * COLS * (DP + 8) * 2, the operands of the row
-// and column numbers 1536 (emulated, 4096 + 512 more: coopmat.glsl's
+// Shared bytes: K and V 2 * COLS * (DP + 8) * 2, and coopmat.glsl's 1536
+// for the row and column numbers (emulated, 4096 + 512 more for its
 // scratch): 15872 for head dim 40 (20480 emulated), 23040 for 160 (27648).
 layout(constant_id = 0) const uint HEAD_DIM = 64;
 layout(constant_id = 1) const bool VEC4_ROWS = false;
@@ -50,42 +50,19 @@ const uint KV_LD = DP + 8u; // f16 row stride, a multiple of 16 bytes
 
 shared float16_t k_tile[COLS * KV_LD]; // (COLS, DP): queries at the start, then keys
 shared float16_t v_tile[COLS * KV_LD];
-shared float16_t numbers[3 * 256];     // 16x16 matrices of ones, of row / 16 and of column / 16
 
 void main()
 {
     const float neg_inf = -1.0 / 0.0;
     uint tq = uint(pc.Tq), tk = uint(pc.Tk);
-    uint sg = CM_SUBGROUP, lane = CM_LANE;
+    uint sg = CM_SUBGROUP;
     place_workgroup();
 
-    // Which row and column of an accumulator each of this lane's elements
-    // is, and whether each row lies in one quad (the layout this needs):
-    // (row / 16) ones = row and ones (column / 16) = column, exact in f16
-    // and f32, come out of a multiply-add as the scores and the output do,
-    // so they are laid out as the driver lays out products.
-    for (uint e = gl_LocalInvocationIndex; e < 256u; e += 128u) {
-        numbers[e] = float16_t(1.0);
-        numbers[256u + e] = float16_t(float(e / 16u) / 16.0);
-        numbers[512u + e] = float16_t(float(e % 16u) / 16.0);
-    }
+    // Which row and column of an accumulator each of this lane's elements is.
+    cm_numbers_fill();
     barrier();
     cm_acc row_of, col_of;
-    {
-        cm_a ones_a, rows_a;
-        cm_b ones_b, cols_b;
-        CM_LOAD_A(ones_a, numbers, 0u, 16u);
-        CM_LOAD_A(rows_a, numbers, 256u, 16u);
-        CM_LOAD_B(ones_b, numbers, 0u, 16u, false);
-        CM_LOAD_B(cols_b, numbers, 512u, 16u, false);
-        CM_ZERO(row_of);
-        CM_ZERO(col_of);
-        CM_MUL_ADD(row_of, rows_a, ones_b);
-        CM_MUL_ADD(col_of, ones_a, cols_b);
-    }
-    bool quad_layout = true;
-    [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(row_of); e++)
-        quad_layout = quad_layout && uint(CM_ACC_AT(row_of, e)) % 8u == lane / 4u;
+    CM_ELEMENT_NUMBERS(row_of, col_of);
 
     cm_a q_frag[KD];
     LOAD_QUERIES(q_frag, k_tile, q_base, i0, tq, row_stride, sg);
@@ -181,8 +158,7 @@ void main()
 
     // Divided by the row sums, straight from registers: a quad writes runs
     // of neighbouring columns of its rows.
-    const float nan = uintBitsToFloat(0x7fc00000u);
-    float inv_lo = quad_layout ? 1.0 / sum_lo : nan, inv_hi = quad_layout ? 1.0 / sum_hi : nan;
+    float inv_lo = 1.0 / sum_lo, inv_hi = 1.0 / sum_hi;
     FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
         [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(out_frag[kd]); e++) {
             uint row = uint(CM_ACC_AT(row_of, e));

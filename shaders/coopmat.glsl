@@ -89,7 +89,13 @@ struct cm_part_acc {
 };
 #define CM_SUBGROUP (gl_LocalInvocationIndex / 32u)
 #define CM_LANE (gl_LocalInvocationIndex % 32u)
+#ifndef CM_EMULATED_PAIRED_ROWS
 uint cm_row(uint i) { return CM_LANE / 4u + 8u * i; }
+#else
+// Another layout, rows 2 (l / 4) + {0, 1}, for the test that checks the host
+// notices a layout whose rows are not in quads (tests/CMakeLists.txt).
+uint cm_row(uint i) { return 2u * (CM_LANE / 4u) + i; }
+#endif
 uint cm_col0() { return CM_W * (CM_LANE % 4u); }
 
 #define CM_PART_ZERO(c)                                                                           \
@@ -175,22 +181,50 @@ void cm_subgroup_sync() { barrier(); }
 
 // A 16x16 accumulator's elements in registers, for a shader that defines
 // CM_ROW_OPS (its workgroup size) and multiplies 16x16x16 (CM_N 16). Lane l
-// holds CM_ACC_LENGTH(c) elements of c, element e being CM_ACC_AT(c, e);
-// which row and column that is, the lane learns from a product whose
-// elements are their row (column) numbers (attention_registers.comp).
-// Row reductions also need each row's elements held by the four lanes of one
-// quad, lanes 4 q .. 4 q + 3 with q = row % 8: NVIDIA's layout (the
-// hardware's mma.m16n8k16), which the emulation copies; a shader using
-// cm_quad_* checks it.
+// holds CM_ACC_LENGTH(c) elements of c, element e being CM_ACC_AT(c, e).
+// Which row and column each is, the lane learns from products whose
+// elements are their own row and column numbers, (row / 16) x ones and
+// ones x (column / 16), exact in f16 and f32, so laid out as the driver
+// lays out every product. Row reductions also need each row's elements held
+// by the four lanes of one quad, lanes 4 q .. 4 q + 3 with q = row % 8:
+// NVIDIA's layout (the hardware's mma.m16n8k16), which the emulation
+// copies; the host checks it on the device (coopmat_layout.comp) before it
+// runs a shader that relies on it.
+//   cm_numbers_fill()                 once, by the workgroup, then a barrier
+//   CM_ELEMENT_NUMBERS(row_of, col_of)
+//                                     cm_acc row_of, col_of: each element's
+//                                     row and column, as floats
 //   CM_ACC_LENGTH(c), CM_ACC_AT(c, e)
-//   cm_quad_max(x), cm_quad_sum(x)   x reduced over this lane's quad
-//   CM_TO_A(a, c)                    a = c rounded to f16, as an A operand
-// Emulated, all three of the last go through shared memory with workgroup
+//   cm_quad_max(x), cm_quad_sum(x)    x reduced over this lane's quad
+//   CM_TO_A(a, c)                     a = c rounded to f16, as an A operand
+// Emulated, the last three go through shared memory with workgroup
 // barriers: workgroup-uniform control flow only.
 #ifdef CM_ROW_OPS
 #if CM_N != 16
 #error "coopmat.glsl: CM_ROW_OPS needs 16x16 accumulators (CM_N 16)"
 #endif
+shared float16_t cm_numbers[3 * 256]; // 16x16 matrices of ones, of row / 16 and of column / 16
+void cm_numbers_fill()
+{
+    for (uint e = gl_LocalInvocationIndex; e < 256u; e += CM_ROW_OPS) {
+        cm_numbers[e] = float16_t(1.0);
+        cm_numbers[256u + e] = float16_t(float(e / 16u) / 16.0);
+        cm_numbers[512u + e] = float16_t(float(e % 16u) / 16.0);
+    }
+}
+#define CM_ELEMENT_NUMBERS(row_of, col_of)                                                        \
+    {                                                                                             \
+        cm_a cm_ones_a, cm_rows_a;                                                                \
+        cm_b cm_ones_b, cm_cols_b;                                                                \
+        CM_LOAD_A(cm_ones_a, cm_numbers, 0u, 16u);                                                \
+        CM_LOAD_A(cm_rows_a, cm_numbers, 256u, 16u);                                              \
+        CM_LOAD_B(cm_ones_b, cm_numbers, 0u, 16u, false);                                         \
+        CM_LOAD_B(cm_cols_b, cm_numbers, 512u, 16u, false);                                       \
+        CM_ZERO(row_of);                                                                          \
+        CM_ZERO(col_of);                                                                          \
+        CM_MUL_ADD(row_of, cm_rows_a, cm_ones_b);                                                 \
+        CM_MUL_ADD(col_of, cm_ones_a, cm_cols_b);                                                 \
+    }
 #ifndef COOPMAT_EMULATED
 #extension GL_KHR_shader_subgroup_clustered : require
 #define CM_ACC_LENGTH(c) uint(c[0].length())

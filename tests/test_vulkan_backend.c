@@ -608,6 +608,44 @@ static void attention_rescales_rows_whose_max_grows(void **state)
     kiln_backend_free(cpu);
 }
 
+/* The register softmax (attention_registers.comp) needs products laid out
+ * with each row's elements in one quad of lanes; the host checks that on
+ * the device when it opens it. Emulated matrices have that layout, so the
+ * device says it runs the softmax in registers; with the check built for
+ * emulated matrices of another layout (rows in pairs: tests/CMakeLists.txt)
+ * it must not, and attention, now through shared memory, still matches the
+ * CPU. */
+static void register_softmax_only_where_rows_are_in_quads(void **state)
+{
+    (void)state;
+    kiln_backend *cpu = NULL;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
+    enum { T = 70, D = 40 };
+    size_t count[3] = {(size_t)T * D, (size_t)T * D, (size_t)T * D};
+    float *host[3] = {random_floats(count[0], 7, -2, 2), random_floats(count[1], 8, -2, 2),
+                      random_floats(count[2], 9, -1, 1)};
+    kiln_attention_params p = {1, 1, T, T, D, 1.0f / sqrtf((float)D), 0};
+    for (int quads = 1; quads >= 0; quads--) {
+        setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+        if (!quads) setenv("KILN_VULKAN_SHADER_DIR", KILN_BINARY_DIR "/tests/paired_rows", 1);
+        kiln_backend *vk = NULL;
+        kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+        kiln_status st = kiln_backend_vulkan_create(&opt, &vk);
+        unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+        unsetenv("KILN_VULKAN_SHADER_DIR");
+        assert_kiln_ok(st);
+        print_message("  %s\n", vk->device_name);
+        if (quads)
+            assert_non_null(strstr(vk->device_name, "softmax in registers"));
+        else
+            assert_null(strstr(vk->device_name, "softmax in registers"));
+        assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-2);
+        kiln_backend_free(vk);
+    }
+    for (int i = 0; i < 3; i++) free(host[i]);
+    kiln_backend_free(cpu);
+}
+
 /* The elementwise shaders take four elements an invocation, as one vec4
  * where every operand is 16-byte aligned and as floats where one is not
  * (shaders/elementwise.glsl): each of add, gelu, add_channel_bias and geglu
@@ -701,6 +739,7 @@ int main(void)
         cmocka_unit_test(khr_switch_names_what_is_missing),
         cmocka_unit_test(conv_col_bytes_switch_rejects_junk),
         cmocka_unit_test(attention_rescales_rows_whose_max_grows),
+        cmocka_unit_test(register_softmax_only_where_rows_are_in_quads),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
