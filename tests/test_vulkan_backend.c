@@ -33,6 +33,23 @@ static kiln_backend *open_vulkan(void)
     return be;
 }
 
+/* The backend in f16 compute, on emulated cooperative matrices where the
+ * device has none, with the switch `name` set to `value` while it opens
+ * (name NULL: none). */
+static kiln_backend *open_tensor_cores(const char *name, const char *value)
+{
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    if (name) setenv(name, value, 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    kiln_status st = kiln_backend_vulkan_create(&opt, &be);
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    if (name) unsetenv(name);
+    assert_kiln_ok(st);
+    assert_int_equal(be->compute, KILN_F16);
+    return be;
+}
+
 static kiln_tensor f32_view(kiln_buffer *buf, size_t offset, int64_t n)
 {
     return (kiln_tensor){.dtype = KILN_F32, .ndim = 1, .shape = {n}, .buffer = buf, .offset = offset};
@@ -586,14 +603,7 @@ static void attention_rescales_rows_whose_max_grows(void **state)
             }
     float *host[3] = {q, k, v};
     for (int in_registers = 1; in_registers >= 0; in_registers--) {
-        setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-        if (!in_registers) setenv("KILN_VULKAN_NO_REGISTER_SOFTMAX", "1", 1);
-        kiln_backend *vk = NULL;
-        kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-        assert_kiln_ok(kiln_backend_vulkan_create(&opt, &vk));
-        unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
-        unsetenv("KILN_VULKAN_NO_REGISTER_SOFTMAX");
-        assert_int_equal(vk->compute, KILN_F16);
+        kiln_backend *vk = open_tensor_cores(in_registers ? NULL : "KILN_VULKAN_NO_REGISTER_SOFTMAX", "1");
         for (int causal = 0; causal < 2; causal++) {
             kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
             print_message("  softmax in %s, %s\n", in_registers ? "registers" : "shared memory",
@@ -626,14 +636,8 @@ static void register_softmax_only_where_rows_are_in_quads(void **state)
                       random_floats(count[2], 9, -1, 1)};
     kiln_attention_params p = {1, 1, T, T, D, 1.0f / sqrtf((float)D), 0};
     for (int quads = 1; quads >= 0; quads--) {
-        setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-        if (!quads) setenv("KILN_VULKAN_SHADER_DIR", KILN_BINARY_DIR "/tests/paired_rows", 1);
-        kiln_backend *vk = NULL;
-        kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-        kiln_status st = kiln_backend_vulkan_create(&opt, &vk);
-        unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
-        unsetenv("KILN_VULKAN_SHADER_DIR");
-        assert_kiln_ok(st);
+        kiln_backend *vk =
+            open_tensor_cores(quads ? NULL : "KILN_VULKAN_SHADER_DIR", KILN_BINARY_DIR "/tests/paired_rows");
         print_message("  %s\n", vk->device_name);
         if (quads)
             assert_non_null(strstr(vk->device_name, "softmax in registers"));
