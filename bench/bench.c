@@ -1,12 +1,14 @@
 /* bench: how fast kiln runs a model's parts on a backend.
  *
  *   bench --model FILE --width W --height H --steps N --backend cpu [--threads T] [--no-replay] [--json]
+ *         [--trace FILE]
  *
  * Times loading, the text encoder (one 77-token batch of 2: prompt and
  * negative), N UNet steps at batch 2 (what CFG costs per step), and one VAE
  * decode; reports peak resident memory, the activation arena and per-op
  * totals. Nothing is compared here: peers are run side by side by the
  * scripts in bench/ and the ratios written to bench/RESULTS.md. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,7 @@
 #include "status.h"
 
 typedef struct bench_options {
-    const char *model, *backend;
+    const char *model, *backend, *trace;
     kiln_dtype compute;
     int width, height, steps, threads, device;
     bool json, no_replay, compute_set;
@@ -82,9 +84,12 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
                 "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
+                "             [--trace FILE]\n"
                 "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda and on vulkan\n"
                 "               with cooperative matrices, f32 elsewhere; f16/bf16 use tensor cores)\n"
-                "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n");
+                "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n"
+                "  --trace      write the profiled step op by op to FILE: name, ms, operand types and shapes\n"
+                "               (bench/compare_traces.py sets two such files side by side)\n");
 }
 
 static int parse(int argc, char **argv, bench_options *o)
@@ -96,7 +101,8 @@ static int parse(int argc, char **argv, bench_options *o)
         {"backend", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"device", required_argument, 0, 'd'},  {"json", no_argument, 0, 'j'},
         {"compute", required_argument, 0, 'c'}, {"no-replay", no_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"trace", required_argument, 0, 'T'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -110,6 +116,7 @@ static int parse(int argc, char **argv, bench_options *o)
         case 'd': o->device = atoi(optarg); break;
         case 'j': o->json = true; break;
         case 'r': o->no_replay = true; break;
+        case 'T': o->trace = optarg; break;
         case 'c':
             if (!kiln_compute_from_name(optarg, &o->compute)) {
                 fprintf(stderr, "bench: --compute %s: must be f32, f16 or bf16\n", optarg);
@@ -190,11 +197,24 @@ int main(int argc, char **argv)
     double unet_s = (now_ms() - t0) / 1e3 / o.steps;
     bool replayed = kiln_graph_replays(g) >= o.steps; /* every timed step */
     size_t unet_arena = kiln_graph_arena_bytes(g);
+    if (o.trace && !(stats.trace = fopen(o.trace, "w"))) {
+        fprintf(stderr, "bench: --trace %s: cannot write: %s\n", o.trace, strerror(errno));
+        return 1;
+    }
     kiln_graph_profile(g, &stats);
     t0 = now_ms();
-    if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
+    kiln_status st = kiln_graph_run(g, unet_fn, &b);
     double profiled_s = (now_ms() - t0) / 1e3;
     kiln_graph_profile(g, NULL);
+    if (stats.trace && fclose(stats.trace) != 0 && st == KILN_OK) {
+        fprintf(stderr, "bench: --trace %s: cannot write: %s\n", o.trace, strerror(errno));
+        remove(o.trace);
+        return 1;
+    }
+    if (st != KILN_OK) {
+        if (o.trace) remove(o.trace); /* no half a step */
+        return fail("unet");
+    }
 
     kiln_graph *gd;
     if (kiln_graph_create(be, &gd) != KILN_OK) return fail("graph");

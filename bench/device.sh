@@ -138,7 +138,7 @@ bench() { # NAME BACKEND COMPUTE [BENCH FLAGS]
     timeout 150 "$bin/bench" --model "$ckpt" --width 512 --height 512 --steps "$steps" --backend "$2" --compute "$3" \
         "${@:4}" --json >"$results/$1.json" 2>"$results/$1.err" || { tail -n 5 "$results/$1.err"; status=1; }
 }
-bench kiln_cuda_f16 cuda f16
+bench kiln_cuda_f16 cuda f16 --trace "$results/kiln_cuda_f16.trace"
 bench kiln_cuda_f16_noreplay cuda f16 --no-replay
 bench kiln_cuda_f32 cuda f32
 
@@ -164,7 +164,14 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
             done
         fi
         bench kiln_vulkan vulkan f32
-        bench kiln_vulkan_f16 vulkan f16 # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix
+        # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix; its
+        # profiled step op by op beside CUDA's, where the gap is by shape
+        bench kiln_vulkan_f16 vulkan f16 --trace "$results/kiln_vulkan_f16.trace"
+        if [ -s "$results/kiln_cuda_f16.trace" ] && [ -s "$results/kiln_vulkan_f16.trace" ]; then
+            say "op by op: A = kiln cuda f16, B = kiln vulkan f16"
+            python3 bench/compare_traces.py "$results/kiln_cuda_f16.trace" "$results/kiln_vulkan_f16.trace" --top 40 |
+                tee "$results/cuda_vs_vulkan_f16_ops.txt" || status=1
+        fi
         # the tensor-core shaders on each multiply shape (16x16x16 is the
         # default); a driver without 16x8x16 makes the second fail, which is
         # no failure of kiln's

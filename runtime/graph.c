@@ -288,7 +288,19 @@ static kiln_status op_time_begin(kiln_graph *g, double *t0)
     return g->be->ops->time_begin ? g->be->ops->time_begin(g->be) : KILN_OK;
 }
 
-static kiln_status op_time_end(kiln_graph *g, kiln_op_id op, double t0)
+static void trace_tensor(FILE *f, const char *before, const kiln_tensor *t)
+{
+    fputs(before, f);
+    if (!t) {
+        fputc('-', f);
+        return;
+    }
+    fprintf(f, "%s:", kiln_dtype_name(t->dtype));
+    for (int d = 0; d < t->ndim; d++) fprintf(f, d ? "x%lld" : "%lld", (long long)t->shape[d]);
+}
+
+static kiln_status op_time_end(kiln_graph *g, kiln_op_id op, double t0, const kiln_tensor *const *src, int nsrc,
+                               const kiln_tensor *dst)
 {
     double seconds = -1.0;
     if (g->be->ops->time_end)
@@ -296,8 +308,16 @@ static kiln_status op_time_end(kiln_graph *g, kiln_op_id op, double t0)
     else
         TRY(g->be->ops->synchronize(g->be));
     g->stats->device_time = seconds >= 0.0;
-    g->stats->seconds[op] += seconds >= 0.0 ? seconds : now_seconds() - t0;
+    if (seconds < 0.0) seconds = now_seconds() - t0;
+    g->stats->seconds[op] += seconds;
     g->stats->calls[op]++;
+    FILE *f = g->stats->trace;
+    if (f) {
+        fprintf(f, "%s\t%.4f\t", kiln_op_names[op], 1e3 * seconds);
+        for (int i = 0; i < nsrc; i++) trace_tensor(f, i ? " " : "", src[i]);
+        trace_tensor(f, " -> ", dst);
+        fputc('\n', f);
+    }
     return KILN_OK;
 }
 
@@ -349,7 +369,7 @@ static const char *backend_label(const kiln_graph *g) { return g->be->name; }
         double t0 = 0.0;                                                                   \
         if (g->stats) TRY(op_time_begin(g, &t0));                                          \
         TRY(g->be->ops->name(g->be, p, src, dst));                                         \
-        return g->stats ? op_time_end(g, KILN_OP_##name, t0) : KILN_OK;                    \
+        return g->stats ? op_time_end(g, KILN_OP_##name, t0, src, nsrc, dst) : KILN_OK;      \
     }
 #include "ops.def"
 #undef KILN_OP

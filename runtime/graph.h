@@ -17,6 +17,7 @@
 #define KILN_GRAPH_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "backend.h"
 
@@ -26,6 +27,11 @@ typedef struct kiln_op_stats {
     double seconds[KILN_OP_COUNT]; /* time per op, when profiling */
     long calls[KILN_OP_COUNT];
     bool device_time; /* the seconds are the device's own timing (backend time_end), not the host's */
+    /* Where set, a line for every op as it is timed, tab-separated: op name,
+     * milliseconds, operands and result as dtype:shape ("f16:320x320x3x3",
+     * "-" for an absent operand), so that two backends' runs of one graph can
+     * be compared op by op (bench --trace, bench/compare_traces.py). */
+    FILE *trace;
 } kiln_op_stats;
 
 kiln_status kiln_graph_create(kiln_backend *be, kiln_graph **out);
