@@ -44,8 +44,10 @@ foreach(op matmul conv2d)
   kiln_shader(${op}_coopmat_khr_f16    ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 KHR_REWRITE)
 endforeach()
 
-# The tensor-core conv's f16 column matrix (shaders/im2col.comp).
+# The tensor-core conv's f16 column matrix (shaders/im2col.comp), and the
+# tensor-core matmul's f16 copy of x (shaders/f16_copy.comp).
 kiln_shader(im2col_f16 im2col.comp)
+kiln_shader(f16_copy   f16_copy.comp)
 
 # f16 compute's attention on tensor cores (FlashAttention-2 order), on either
 # multiply shape as the GEMMs, each with its emulated twin, in vk_attention's

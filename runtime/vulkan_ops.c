@@ -249,6 +249,12 @@ typedef struct matmul_push {
     gemm_split split;
 } matmul_push;
 
+/* shaders/f16_copy.comp */
+typedef struct f16_copy_push {
+    VkDeviceAddress x, y;
+    uint32_t n;
+} f16_copy_push;
+
 static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
                              kiln_tensor *dst)
 {
@@ -257,8 +263,24 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     uint32_t threads;
     kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
                                          src[1]->dtype, &threads);
-    return run_gemm(be, shader, threads, &push, sizeof push, &push.split, (uint64_t)p->M, (uint64_t)p->N,
-                    (uint64_t)p->K, 0, src, p->has_bias ? 3 : 2, dst);
+    uint64_t M = (uint64_t)p->M, N = (uint64_t)p->N, K = (uint64_t)p->K;
+    int nsrc = p->has_bias ? 3 : 2;
+    if (!on_tensor_cores(kiln_vk_of(be), src[1]->dtype))
+        return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, 0, src, nsrc, dst);
+
+    /* The tensor-core GEMM reads an f16 copy of x, in scratch (split-K sums
+     * after it); whole runs of four elements, 16-byte aligned. */
+    uint64_t n = M * K;
+    size_t copy_bytes = (size_t)((n + 7) / 8 * 16);
+    kiln_tensor copy;
+    TRY(kiln_vk_scratch(be, copy_bytes, &copy));
+    copy.shape[0] = (int64_t)(copy_bytes / sizeof(float));
+    f16_copy_push narrow = {.x = push.a.x, .y = copy.buffer->address, .n = (uint32_t)n};
+    TRY(run_elementwise4(be, KILN_VK_SHADER_F16_COPY, &narrow, sizeof narrow, n, src, 1, &copy));
+    push.a.x = copy.buffer->address;
+    push.w.rows_aligned = push.w.w_first == 0 && push.a.w % 16 == 0 && K % 8 == 0;
+    const kiln_tensor *operands[3] = {&copy, src[1], nsrc > 2 ? src[2] : NULL};
+    return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, copy_bytes, operands, nsrc, dst);
 }
 
 typedef struct conv2d_push {

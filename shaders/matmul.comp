@@ -4,7 +4,9 @@
 #include "weights.glsl"
 
 // x (M,K) @ w (N,K)^T + bias (N) -> y (M,N); w stored as the variant's
-// W_DTYPE (or f16 with W_F16_STORAGE), bias as bias_dtype.
+// W_DTYPE (or f16 with W_F16_STORAGE), bias as bias_dtype. The tensor-core
+// GEMM (GEMM_COOPMAT) reads an f16 copy of x (f16_copy.comp; x holds its
+// address then), 8 f16 at a time as it reads w.
 layout(push_constant) uniform matmul_push {
     f32_ref x;
     weight_ref w;
@@ -18,18 +20,23 @@ layout(push_constant) uniform matmul_push {
     uint splits, k_chunk, split_pass;
 } pc;
 
+#ifdef GEMM_COOPMAT
+#define A_F16
+#endif
 #include "gemm.glsl"
 
 void a_row_setup(uint m) {}
 void a_k_setup(uint k) {}
 void a_k_step() {}
-float load_a(uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
 float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
 bool rows_aligned() { return pc.rows_aligned != 0; }
-vec4 load_a4(uint m, uint k) { return vec4_ref(pc.x).v[(m * uint(pc.K) + k) / 4u]; }
 #ifdef GEMM_COOPMAT
+float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), m * uint(pc.K) + k); }
+uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), m * uint(pc.K) + k); }
 uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, pc.w_first + n * uint(pc.K) + k); }
 #else
+float load_a(uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
+vec4 load_a4(uint m, uint k) { return vec4_ref(pc.x).v[(m * uint(pc.K) + k) / 4u]; }
 vec4 load_b4(uint n, uint k) { return load_weight4(pc.w, pc.w_first + n * uint(pc.K) + k); }
 #endif
 float bias(uint n) { return pc.has_bias != 0 ? load_packed(pc.bias, pc.bias_dtype, pc.bias_first + n) : 0.0; }
