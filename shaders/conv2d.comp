@@ -31,9 +31,7 @@ layout(push_constant) uniform conv2d_push {
     uint splits, k_chunk, split_pass;
 } pc;
 
-#ifdef GEMM_COOPMAT
-#define A_F16
-#else
+#ifndef GEMM_COOPMAT
 #define A_ALONG_M
 #endif
 #define C_ALONG_M

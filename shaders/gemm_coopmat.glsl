@@ -13,8 +13,10 @@
 //     memory, and from memory too where rows are 16-byte aligned
 //     (rows_aligned());
 //   - neighbouring invocations read neighbouring memory (see fetch);
-//   - a conv's operand A is a column matrix built beforehand in f16
-//     (conv2d.comp), not gathered here a pixel at a time;
+//   - operand A is f16 in memory, built beforehand: a conv's column matrix
+//     (im2col.comp) rather than pixels gathered here one at a time, a
+//     matmul's x copied once (f16_copy.comp) rather than read in f32 once
+//     per column of tiles;
 //   - shared memory is kept to 18 KB a workgroup, the results staged in the
 //     operand tiles' memory (with a separate 17 KB staging area, convs that
 //     gathered their operand A a pixel at a time ran at half the speed on an
@@ -27,9 +29,7 @@
 //   bool rows_aligned()      uniform: B's rows and A's start on 16 bytes
 //                            and K % 8 == 0
 //   uvec4 load_b8(n, k)      B[n][k..k+7] as packed f16, if rows_aligned()
-//   vec4 load_a4(m, k)       A[m][k..k+3], if rows_aligned()
-//   uvec4 load_a8(m, k)      instead, where A_F16 is defined: A in f16,
-//                            A[m][k..k+7] packed, if rows_aligned()
+//   uvec4 load_a8(m, k)      A[m][k..k+7] as packed f16, if rows_aligned()
 // A runs along K here (A_ALONG_M is the f32 GEMM's), so a_row_setup,
 // a_k_setup and a_k_step go uncalled.
 //
@@ -43,11 +43,7 @@
 #endif
 bool rows_aligned();
 uvec4 load_b8(uint n, uint k);
-#ifdef A_F16
 uvec4 load_a8(uint m, uint k);
-#else
-vec4 load_a4(uint m, uint k);
-#endif
 
 // K step, workgroup size and shared-memory stages: the defaults are what the
 // H200 ran fastest (the whole SD 1.5 UNet 8% faster than with a K step of
@@ -131,13 +127,7 @@ uvec4 fetch_b8(uint N, uint K, uint n, uint k, bool vector)
 
 uvec4 fetch_a8(uint M, uint K, uint m, uint k, bool vector)
 {
-    if (vector && m < M && k + 8u <= K) {
-#ifdef A_F16
-        return load_a8(m, k);
-#else
-        return pack_f16(load_a4(m, k), load_a4(m, k + 4u));
-#endif
-    }
+    if (vector && m < M && k + 8u <= K) return load_a8(m, k);
     float v[8];
     [[unroll]] for (uint j = 0; j < 8u; j++) v[j] = m < M && k + j < K ? load_a(m, k + j) : 0.0;
     return pack_f16(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));

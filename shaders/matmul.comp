@@ -20,9 +20,6 @@ layout(push_constant) uniform matmul_push {
     uint splits, k_chunk, split_pass;
 } pc;
 
-#ifdef GEMM_COOPMAT
-#define A_F16
-#endif
 #include "gemm.glsl"
 
 void a_row_setup(uint m) {}
