@@ -131,6 +131,16 @@ typedef struct kiln_vk {
     bool replay_in_flight;
     kiln_vk_range reads[KILN_VK_TRACKED], writes[KILN_VK_TRACKED];
     int nreads, nwrites;
+    /* The last f16 copy of a tensor-core matmul's x (vulkan_ops.c), which
+     * the next matmul of the same x uses again (a transformer block's q, k
+     * and v projections share one) while no command has written x or the
+     * copy since; forgotten with the tracking at every new command buffer,
+     * as what ran between buffers (a replay) is not tracked. */
+    struct {
+        bool valid;
+        kiln_vk_range of, at; /* x, and the copy in scratch */
+        kiln_tensor copy;
+    } f16_copy;
 
     VkQueryPool timer; /* two timestamps for time_begin/time_end, made on first use */
 
@@ -154,7 +164,8 @@ kiln_status kiln_vk_download(kiln_backend *be, const kiln_tensor *src, void *dst
 kiln_status kiln_vk_staging_init(kiln_vk *vk);
 /* At least `bytes` of device memory for an op's intermediate results, as a
  * flat f32 tensor. The same memory serves every op that asks (barriers order
- * them like any operands), so it holds nothing from one op to the next. */
+ * them like any operands), so it holds nothing from one op to the next
+ * (but for kiln_vk.f16_copy, which watches for writes over it). */
 kiln_status kiln_vk_scratch(kiln_backend *be, size_t bytes, kiln_tensor *out);
 /* Frees every block and the staging buffer (the device must be idle). */
 void kiln_vk_memory_release(kiln_vk *vk);
@@ -164,6 +175,8 @@ kiln_status kiln_vk_commands_init(kiln_vk *vk);
 void kiln_vk_commands_release(kiln_vk *vk);
 /* The command buffer being recorded, begun if none is. */
 kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out);
+/* The device memory a tensor spans. */
+kiln_vk_range kiln_vk_tensor_range(const kiln_tensor *t);
 /* Puts a barrier before the next command if it reads memory written, or
  * writes memory read or written, since the last barrier. */
 void kiln_vk_order_access(kiln_vk *vk, VkCommandBuffer cmd, const kiln_vk_range *reads, int nreads,

@@ -121,6 +121,7 @@ static void start_tracking(kiln_vk *vk)
     vk->batch = 0;
     vk->nreads = vk->nwrites = 0;
     vk->barrier_first = true;
+    vk->f16_copy.valid = false;
 }
 
 kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out)
@@ -219,6 +220,9 @@ void kiln_vk_order_access(kiln_vk *vk, VkCommandBuffer cmd, const kiln_vk_range 
     }
     for (int i = 0; i < nreads; i++) vk->reads[vk->nreads++] = reads[i];
     if (writes) vk->writes[vk->nwrites++] = write;
+    if (writes && vk->f16_copy.valid &&
+        (overlaps_any(write, &vk->f16_copy.of, 1) || overlaps_any(write, &vk->f16_copy.at, 1)))
+        vk->f16_copy.valid = false;
     vk->batch++;
 }
 
@@ -352,7 +356,7 @@ static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32
     return KILN_OK;
 }
 
-static kiln_vk_range tensor_range(const kiln_tensor *t)
+kiln_vk_range kiln_vk_tensor_range(const kiln_tensor *t)
 {
     VkDeviceAddress lo = t->buffer->address + t->offset;
     return (kiln_vk_range){lo, lo + kiln_tensor_nbytes(t)};
@@ -372,8 +376,8 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d)
     kiln_vk_range reads[KILN_VK_DISPATCH_READS];
     int nreads = 0;
     for (int i = 0; i < KILN_VK_DISPATCH_READS; i++)
-        if (d->reads[i]) reads[nreads++] = tensor_range(d->reads[i]);
-    kiln_vk_order_access(vk, cmd, reads, nreads, tensor_range(d->write));
+        if (d->reads[i]) reads[nreads++] = kiln_vk_tensor_range(d->reads[i]);
+    kiln_vk_order_access(vk, cmd, reads, nreads, kiln_vk_tensor_range(d->write));
     vk->fn.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
     vk->fn.vkCmdPushConstants(cmd, vk->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_bytes, d->push);
     vk->fn.vkCmdDispatch(cmd, d->groups[0], d->groups[1], d->groups[2]);

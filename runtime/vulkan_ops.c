@@ -269,17 +269,27 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
         return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, 0, src, nsrc, dst);
 
     /* The tensor-core GEMM reads an f16 copy of x, in scratch (split-K sums
-     * after it); whole runs of four elements, 16-byte aligned. */
+     * after it); whole runs of four elements, 16-byte aligned. The copy the
+     * last matmul made serves while it still holds this x. */
+    kiln_vk *vk = kiln_vk_of(be);
     uint64_t n = M * K;
     size_t copy_bytes = (size_t)((n + 7) / 8 * 16);
-    kiln_tensor copy;
-    TRY(kiln_vk_scratch(be, copy_bytes, &copy));
-    copy.shape[0] = (int64_t)(copy_bytes / sizeof(float));
-    f16_copy_push narrow = {.x = push.a.x, .y = copy.buffer->address, .n = (uint32_t)n};
-    TRY(run_elementwise4(be, KILN_VK_SHADER_F16_COPY, &narrow, sizeof narrow, n, src, 1, &copy));
-    push.a.x = copy.buffer->address;
+    kiln_vk_range of = {push.a.x, push.a.x + n * sizeof(float)};
+    if (!vk->f16_copy.valid || vk->f16_copy.of.lo != of.lo || vk->f16_copy.of.hi != of.hi) {
+        kiln_tensor copy;
+        TRY(kiln_vk_scratch(be, copy_bytes, &copy));
+        copy.shape[0] = (int64_t)(copy_bytes / sizeof(float));
+        f16_copy_push narrow = {.x = push.a.x, .y = copy.buffer->address, .n = (uint32_t)n};
+        TRY(run_elementwise4(be, KILN_VK_SHADER_F16_COPY, &narrow, sizeof narrow, n, src, 1, &copy));
+        vk->f16_copy.valid = true;
+        vk->f16_copy.of = of;
+        vk->f16_copy.at = kiln_vk_tensor_range(&copy);
+        vk->f16_copy.copy = copy;
+    }
+    const kiln_tensor *copy = &vk->f16_copy.copy;
+    push.a.x = copy->buffer->address + copy->offset;
     push.w.rows_aligned = push.w.w_first == 0 && push.a.w % 16 == 0 && K % 8 == 0;
-    const kiln_tensor *operands[3] = {&copy, src[1], nsrc > 2 ? src[2] : NULL};
+    const kiln_tensor *operands[3] = {copy, src[1], nsrc > 2 ? src[2] : NULL};
     return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, copy_bytes, operands, nsrc, dst);
 }
 

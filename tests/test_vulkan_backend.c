@@ -618,6 +618,103 @@ static void attention_rescales_rows_whose_max_grows(void **state)
     kiln_backend_free(cpu);
 }
 
+/* The tensor-core matmul reads an f16 copy of x, and a matmul of the same x
+ * as the last one uses that copy again. It must not once x has been written
+ * (by an op, by an upload) or the copy overwritten (a conv's column matrix
+ * lands in the same scratch memory): each case reads a changed x, so a
+ * stale copy gives the old product. The reference is float64 over the
+ * f16-rounded operands the tensor cores see. */
+enum { COPY_M = 96, COPY_N = 80, COPY_K = 136 };
+
+static void f16_matmul_reference(const float *x, const uint16_t *w, double x_scale, float *y)
+{
+    for (int m = 0; m < COPY_M; m++)
+        for (int n = 0; n < COPY_N; n++) {
+            double sum = 0;
+            for (int k = 0; k < COPY_K; k++)
+                sum += (double)kiln_f16_to_f32(kiln_f32_to_f16((float)(x_scale * x[m * COPY_K + k]))) *
+                       kiln_f16_to_f32(w[n * COPY_K + k]);
+            y[m * COPY_N + n] = (float)sum;
+        }
+}
+
+static void f16_copy_of_x_is_not_used_stale(void **state)
+{
+    (void)state;
+    kiln_backend *be = open_tensor_cores(NULL, NULL);
+    enum { XN = COPY_M * COPY_K, YN = COPY_M * COPY_N, WN = COPY_N * COPY_K };
+    float *x = random_floats(XN, 31, -1, 1), *x2 = random_floats(XN, 32, -1, 1);
+    uint16_t *w[2];
+    kiln_buffer *wbuf[2], *act, *img;
+    kiln_tensor wt[2];
+    for (int i = 0; i < 2; i++) {
+        float *f = random_floats(WN, 40 + (uint64_t)i, -1, 1);
+        w[i] = malloc(WN * sizeof *w[i]);
+        assert_non_null(w[i]);
+        for (int j = 0; j < WN; j++) w[i][j] = kiln_f32_to_f16(f[j]);
+        free(f);
+        assert_kiln_ok(be->ops->weights_place(be, w[i], WN * sizeof *w[i], &wbuf[i]));
+        wt[i] = (kiln_tensor){.dtype = KILN_F16, .ndim = 2, .shape = {COPY_N, COPY_K}, .buffer = wbuf[i]};
+    }
+    enum { STEPS = 5 };
+    assert_kiln_ok(be->ops->buffer_alloc(be, (XN + STEPS * YN) * sizeof(float), &act));
+    kiln_tensor xt = f32_view(act, 0, XN), yt[STEPS];
+    for (int i = 0; i < STEPS; i++) yt[i] = f32_view(act, (XN + (size_t)i * YN) * sizeof(float), YN);
+    kiln_matmul_params mm = {COPY_M, COPY_N, COPY_K, 0};
+    float *got = malloc(YN * sizeof *got), *want = malloc(YN * sizeof *want);
+    assert_non_null(got);
+    assert_non_null(want);
+    /* a 3x3 conv big enough that its column matrix covers the copy */
+    kiln_conv2d_params cp = {1, 16, 32, 32, 16, 3, 3, 1, 1, 32, 32};
+    enum { IMG = 16 * 32 * 32, CW = 16 * 16 * 9 };
+    uint16_t cw[CW + 16] = {0};
+    kiln_buffer *cwbuf;
+    assert_kiln_ok(be->ops->weights_place(be, cw, sizeof cw, &cwbuf));
+    kiln_tensor cwt = {.dtype = KILN_F16, .ndim = 4, .shape = {16, 16, 3, 3}, .buffer = cwbuf};
+    kiln_tensor cbt = {.dtype = KILN_F16, .ndim = 1, .shape = {16}, .buffer = cwbuf, .offset = CW * 2};
+    assert_kiln_ok(be->ops->buffer_alloc(be, 2 * IMG * sizeof(float), &img));
+    kiln_tensor it = f32_view(img, 0, IMG), ot = f32_view(img, IMG * sizeof(float), IMG);
+    float *ones = malloc(IMG * sizeof *ones);
+    assert_non_null(ones);
+    for (int i = 0; i < IMG; i++) ones[i] = 1.0f;
+    assert_kiln_ok(be->ops->upload(be, &it, ones, IMG * sizeof *ones));
+    /* once first, so that the scratch is already this large and later
+     * column matrices land in the buffer that holds the copy */
+    assert_kiln_ok(be->ops->conv2d(be, &cp, (const kiln_tensor *[]){&it, &cwt, &cbt}, &ot));
+
+    assert_kiln_ok(be->ops->upload(be, &xt, x, XN * sizeof *x));
+    /* all in one command buffer (a download would end it, and the copy
+     * with it), results read back after */
+    static const char *const steps[STEPS] = {"x w0", "x w1 (the same copy)", "after x *= 2 in place: x w0",
+                                             "after a conv through scratch: x w1", "after an upload into x: x w0"};
+    for (int step = 0; step < STEPS; step++) {
+        if (step == 2) assert_kiln_ok(be->ops->scale(be, &(kiln_scale_params){XN, 2.0f}, (const kiln_tensor *[]){&xt}, &xt));
+        if (step == 3)
+            assert_kiln_ok(be->ops->conv2d(be, &cp, (const kiln_tensor *[]){&it, &cwt, &cbt}, &ot));
+        if (step == 4) assert_kiln_ok(be->ops->upload(be, &xt, x2, XN * sizeof *x2));
+        assert_kiln_ok(be->ops->matmul(be, &mm, (const kiln_tensor *[]){&xt, &wt[step % 2], NULL}, &yt[step]));
+    }
+    for (int step = 0; step < STEPS; step++) {
+        assert_kiln_ok(be->ops->download(be, &yt[step], got, YN * sizeof *got));
+        f16_matmul_reference(step == 4 ? x2 : x, w[step % 2], step == 2 || step == 3 ? 2.0 : 1.0, want);
+        print_message("  %s\n", steps[step]);
+        assert_rel_l2_le(got, want, YN, 1e-4);
+    }
+    free(got);
+    free(want);
+    free(ones);
+    free(x);
+    free(x2);
+    for (int i = 0; i < 2; i++) {
+        be->ops->buffer_free(be, wbuf[i]);
+        free(w[i]);
+    }
+    be->ops->buffer_free(be, cwbuf);
+    be->ops->buffer_free(be, img);
+    be->ops->buffer_free(be, act);
+    kiln_backend_free(be);
+}
+
 /* The register softmax (attention_registers.comp) needs products laid out
  * with each row's elements in one quad of lanes; the host checks that on
  * the device when it opens it. Emulated matrices have that layout, so the
@@ -744,6 +841,7 @@ int main(void)
         cmocka_unit_test(conv_col_bytes_switch_rejects_junk),
         cmocka_unit_test(attention_rescales_rows_whose_max_grows),
         cmocka_unit_test(register_softmax_only_where_rows_are_in_quads),
+        cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
