@@ -255,6 +255,22 @@ typedef struct f16_copy_push {
     uint32_t n;
 } f16_copy_push;
 
+/* Bytes of an f16 copy of n elements: whole runs of four, to 16 bytes. */
+static size_t f16_copy_bytes(uint64_t n) { return (size_t)((n + 7) / 8 * 16); }
+
+/* Records an f16 copy of x's n first elements into scratch from byte `at`
+ * (a multiple of 16): *copy views it. */
+static kiln_status f16_copy(kiln_backend *be, const kiln_tensor *x, uint64_t n, const kiln_tensor *scratch, size_t at,
+                            kiln_tensor *copy)
+{
+    *copy = *scratch;
+    copy->offset = scratch->offset + at;
+    copy->shape[0] = (int64_t)(f16_copy_bytes(n) / sizeof(float));
+    f16_copy_push push = {.y = copy->buffer->address + copy->offset, .n = (uint32_t)n};
+    TRY(act("f16 copy", x, &push.x));
+    return run_elementwise4(be, KILN_VK_SHADER_F16_COPY, &push, sizeof push, n, &x, 1, copy);
+}
+
 static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
                              kiln_tensor *dst)
 {
@@ -273,14 +289,12 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
      * last matmul made serves while it still holds this x. */
     kiln_vk *vk = kiln_vk_of(be);
     uint64_t n = M * K;
-    size_t copy_bytes = (size_t)((n + 7) / 8 * 16);
+    size_t copy_bytes = f16_copy_bytes(n);
     kiln_vk_range of = {push.a.x, push.a.x + n * sizeof(float)};
     if (!vk->f16_copy.valid || vk->f16_copy.of.lo != of.lo || vk->f16_copy.of.hi != of.hi) {
-        kiln_tensor copy;
-        TRY(kiln_vk_scratch(be, copy_bytes, &copy));
-        copy.shape[0] = (int64_t)(copy_bytes / sizeof(float));
-        f16_copy_push narrow = {.x = push.a.x, .y = copy.buffer->address, .n = (uint32_t)n};
-        TRY(run_elementwise4(be, KILN_VK_SHADER_F16_COPY, &narrow, sizeof narrow, n, src, 1, &copy));
+        kiln_tensor scratch, copy;
+        TRY(kiln_vk_scratch(be, copy_bytes, &scratch));
+        TRY(f16_copy(be, src[0], n, &scratch, 0, &copy));
         vk->f16_copy.valid = true;
         vk->f16_copy.of = of;
         vk->f16_copy.at = kiln_vk_tensor_range(&copy);
@@ -544,10 +558,23 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     bool tensor_cores = vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM;
     bool in_registers = tensor_cores && vk->register_softmax &&
                         attention_registers_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES;
+    kiln_tensor copies[3];
     if (in_registers || (tensor_cores && attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES)) {
         d.shader = in_registers ? KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED)
                                 : coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
-        d.spec[1] = head_dim % 4 == 0 && push.q % 16 == 0 && push.k % 16 == 0 && push.v % 16 == 0; /* VEC4_ROWS */
+        /* f16 copies of q, k and v, one after another in scratch
+         * (attention_tiles.glsl) */
+        uint64_t hd = (uint64_t)p->H * p->D, q_n = (uint64_t)p->B * p->Tq * hd, kv_n = (uint64_t)p->B * p->Tk * hd;
+        size_t at[3] = {0, f16_copy_bytes(q_n), f16_copy_bytes(q_n) + f16_copy_bytes(kv_n)};
+        kiln_tensor scratch;
+        TRY(kiln_vk_scratch(be, at[2] + f16_copy_bytes(kv_n), &scratch));
+        VkDeviceAddress *address[3] = {&push.q, &push.k, &push.v};
+        for (int i = 0; i < 3; i++) {
+            TRY(f16_copy(be, src[i], i ? kv_n : q_n, &scratch, at[i], &copies[i]));
+            *address[i] = copies[i].buffer->address + copies[i].offset;
+            d.reads[i] = &copies[i];
+        }
+        d.spec[1] = head_dim % 4 == 0; /* QUAD_ROWS */
         rows = 64;
     } else {
         TRY(attention_shape(vk, head_dim, &d.spec[1], &d.spec[2]));

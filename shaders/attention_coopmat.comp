@@ -2,7 +2,6 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "coopmat.glsl"
-#include "vec4_io.glsl" // load4
 
 // q (B,Tq,H*D), k (B,Tk,H*D), v (B,Tk,H*D) -> o (B,Tq,H*D),
 // o = softmax(q k^T * scale) v for each head, keys j <= i only if causal:
@@ -44,7 +43,7 @@
 // emulated. cm_subgroup_sync is called in workgroup-uniform control flow
 // only (the emulation makes it a workgroup barrier).
 layout(constant_id = 0) const uint HEAD_DIM = 64;
-layout(constant_id = 1) const bool VEC4_ROWS = false;
+layout(constant_id = 1) const bool QUAD_ROWS = false;
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
 const uint KD = DP / 16u; // 16-wide head-dim chunks
 const uint COLS = 32;     // keys per tile
@@ -83,16 +82,16 @@ void main()
     if (gl_LocalInvocationIndex == 0u) rescale_any[0] = 0u;
 
     uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
-    if (VEC4_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
+    if (QUAD_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
     for (uint j0 = 0; j0 < key_end; j0 += COLS) {
         barrier(); // the previous tile's values are read
-        if (VEC4_ROWS) {
+        if (QUAD_ROWS) {
             PUT_ROWS(kv_tile);
         } else {
             STAGE(kv_tile, pc.k, kv_base, j0, tk, row_stride);
         }
         barrier();
-        if (VEC4_ROWS) fetch_rows(pc.v, kv_base, j0, tk, row_stride);
+        if (QUAD_ROWS) fetch_rows(pc.v, kv_base, j0, tk, row_stride);
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
             cm_acc scores;
             CM_ZERO(scores);
@@ -157,13 +156,13 @@ void main()
                 cm_subgroup_sync(); // read before the next chunk lands
             }
         }
-        if (VEC4_ROWS) {
+        if (QUAD_ROWS) {
             PUT_ROWS(kv_tile);
         } else {
             STAGE(kv_tile, pc.v, kv_base, j0, tk, row_stride);
         }
         barrier();
-        if (VEC4_ROWS && j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
+        if (QUAD_ROWS && j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
         cm_a probs[KEY_BLOCKS];
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) CM_LOAD_A(probs[n], p_tile, p_base + n * 16u, P_LD);
         FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)

@@ -3,7 +3,6 @@
 #include "common.glsl"
 #define CM_ROW_OPS 128
 #include "coopmat.glsl"
-#include "vec4_io.glsl" // load4
 
 // q (B,Tq,H*D), k (B,Tk,H*D), v (B,Tk,H*D) -> o (B,Tq,H*D),
 // o = softmax(q k^T * scale) v for each head, keys j <= i only if causal:
@@ -40,7 +39,7 @@
 // for the row and column numbers (emulated, 4096 + 512 more for its
 // scratch): 15872 for head dim 40 (20480 emulated), 23040 for 160 (27648).
 layout(constant_id = 0) const uint HEAD_DIM = 64;
-layout(constant_id = 1) const bool VEC4_ROWS = false;
+layout(constant_id = 1) const bool QUAD_ROWS = false;
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;
 const uint KD = DP / 16u; // 16-wide head-dim chunks
 const uint COLS = DP <= 64u ? 64u : 32u; // keys per tile
@@ -75,11 +74,11 @@ void main()
     FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) CM_ZERO(out_frag[kd]);
 
     uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
-    if (VEC4_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
+    if (QUAD_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
     for (uint j0 = 0; j0 < key_end; j0 += COLS) {
         // Every subgroup multiplied the previous keys before the barrier
         // that put the previous values in: k_tile is free.
-        if (VEC4_ROWS) {
+        if (QUAD_ROWS) {
             PUT_ROWS(k_tile);
             fetch_rows(pc.v, kv_base, j0, tk, row_stride);
         } else {
@@ -141,7 +140,7 @@ void main()
 
         // Every subgroup multiplied the previous values before this tile's
         // first barrier: v_tile is free.
-        if (VEC4_ROWS) {
+        if (QUAD_ROWS) {
             PUT_ROWS(v_tile);
             if (j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
         } else {

@@ -2,10 +2,14 @@
 // through shared memory, and attention_registers.comp, in registers) share:
 // their operands, a workgroup of 4 subgroups owning 64 query rows of one
 // (b, h), and the moving of rows of Q, K and V into f16 tiles in shared
-// memory. The including shader defines, before this:
-//   HEAD_DIM, VEC4_ROWS  specialization constants 0 and 1 (the head dim;
-//                        whether the host found q, k and v 16-byte aligned
-//                        and the head dim a multiple of 4)
+// memory. Q, K and V arrive as f16 copies the host made (f16_copy.comp), as
+// CUDA's attention packs them before its kernel: every workgroup of a head
+// reads all of its K and V, so in f16 that traffic halves, and the copies'
+// rows need no conversion on the way into the tiles. The including shader
+// defines, before this:
+//   HEAD_DIM, QUAD_ROWS  specialization constants 0 and 1 (the head dim;
+//                        whether it is a multiple of 4, so that rows are
+//                        read four f16, 8 bytes, at a time)
 //   DP                   the head dim padded to a multiple of 16
 //   COLS                 rows a tile takes, so that COLS * DP is a multiple
 //                        of 512
@@ -27,10 +31,14 @@
 layout(local_size_x = 128) in;
 const uint ROWS = 64; // queries per workgroup, 16 per subgroup
 
+#extension GL_EXT_shader_16bit_storage : require
+layout(buffer_reference, std430, buffer_reference_align = 2) readonly buffer f16_ref { float16_t v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer f16x4_ref { uvec2 v[]; };
+
 layout(push_constant) uniform attention_push {
-    f32_ref q;
-    f32_ref k;
-    f32_ref v;
+    f16_ref q; // the f16 copies
+    f16_ref k;
+    f16_ref v;
     f32_ref o;
     int B, H, Tq, Tk, D; // kiln_attention_params (D == HEAD_DIM)
     float scale;
@@ -38,7 +46,7 @@ layout(push_constant) uniform attention_push {
 } pc;
 
 // This workgroup's place: query rows from i0 of one head of one batch
-// element, whose rows are row_stride floats apart in every operand; its
+// element, whose rows are row_stride elements apart in every operand; its
 // queries and output start at q_base, its keys and values at kv_base.
 uint i0, row_stride, q_base, kv_base;
 void place_workgroup()
@@ -50,23 +58,23 @@ void place_workgroup()
     kv_base = b * uint(pc.Tk) * row_stride + h * HEAD_DIM;
 }
 
-// With VEC4_ROWS, rows are read as vec4s in two halves: fetch_rows into
-// registers, PUT_ROWS into a tile later, so that the next operand is on its
-// way from memory while this one is multiplied. Each pipeline carries one
-// way of loading.
-const uint QUADS = DP / 4u;                  // vec4s per row
+// With QUAD_ROWS, rows are read four f16 at a time in two halves:
+// fetch_rows into registers, PUT_ROWS into a tile later, so that the next
+// operand is on its way from memory while this one is multiplied. Each
+// pipeline carries one way of loading.
+const uint QUADS = DP / 4u;                  // runs of four per row
 const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile
-vec4 rows_next[QUAD_LOADS];
+uvec2 rows_next[QUAD_LOADS];
 
 // Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand that
-// starts at `base`, rows `row_stride` floats apart.
-void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
+// starts at `base`, rows `row_stride` elements apart.
+void fetch_rows(f16_ref src, uint base, uint row0, uint rows, uint row_stride)
 {
     [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
         uint e = gl_LocalInvocationID.x + 128u * r;
         uint c = e / QUADS, d = 4u * (e % QUADS);
         uint j = row0 + c;
-        rows_next[r] = j < rows && d < HEAD_DIM ? load4(src, true, base + j * row_stride + d, 4u) : vec4(0.0);
+        rows_next[r] = j < rows && d < HEAD_DIM ? f16x4_ref(src).v[(base + j * row_stride + d) / 4u] : uvec2(0u);
     }
 }
 
@@ -74,13 +82,17 @@ void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
 #define PUT_ROWS(tile)                                                                            \
     [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {                                            \
         uint e = gl_LocalInvocationID.x + 128u * r;                                               \
-        uint c = e / QUADS, d = 4u * (e % QUADS);                                                 \
-        [[unroll]] for (uint x = 0; x < 4u; x++) tile[c * KV_LD + d + x] = float16_t(rows_next[r][x]); \
+        uint at = (e / QUADS) * KV_LD + 4u * (e % QUADS);                                         \
+        f16vec2 lo = unpackFloat2x16(rows_next[r].x), hi = unpackFloat2x16(rows_next[r].y);       \
+        tile[at] = lo.x;                                                                          \
+        tile[at + 1u] = lo.y;                                                                     \
+        tile[at + 2u] = hi.x;                                                                     \
+        tile[at + 3u] = hi.y;                                                                     \
     }
 
-// The same rows in one go, as vec4s or else element by element.
+// The same rows in one go, four at a time or else element by element.
 #define STAGE(tile, src, base, row0, rows, row_stride)                                            \
-    if (VEC4_ROWS) {                                                                              \
+    if (QUAD_ROWS) {                                                                              \
         fetch_rows(src, base, row0, rows, row_stride);                                            \
         PUT_ROWS(tile);                                                                           \
     } else {                                                                                      \
@@ -88,7 +100,7 @@ void fetch_rows(f32_ref src, uint base, uint row0, uint rows, uint row_stride)
             uint e = gl_LocalInvocationID.x + 128u * r;                                           \
             uint c = e / DP, d = e % DP;                                                          \
             uint j = (row0) + c;                                                                  \
-            tile[c * KV_LD + d] = float16_t(j < (rows) && d < HEAD_DIM ? src.v[(base) + j * (row_stride) + d] : 0.0); \
+            tile[c * KV_LD + d] = j < (rows) && d < HEAD_DIM ? src.v[(base) + j * (row_stride) + d] : float16_t(0.0); \
         }                                                                                         \
     }
 
