@@ -180,22 +180,61 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
     return KILN_OK;
 }
 
-/* Split K (shaders/gemm.glsl): a GEMM with fewer than split_workgroups() / 2
- * tiles of C leaves most of a GPU's cores idle (the UNet's 8x8 level at
- * batch 2: 40 tiles of 64x64, each walking K = 11520; its 16x16 level: 160
- * tiles, K up to 11520), so its K is split into shares of at least
- * SPLIT_MIN_K, towards split_workgroups() in all, summed by a second
- * dispatch: 4 workgroups on each SM, with the SM count where the driver
- * gives it, else an H100's or H200's 132. (Chosen when the tensor-core GEMM
- * had 128 invocations of 105 registers, 4 to an SM of an H200; its 256 of 88
- * now fit 2, so this is two waves, as measured in bench/RESULTS.md.) At the
- * 16x16 level's 160 tiles most SMs would otherwise hold one workgroup, too
- * few warps to hide memory latency. */
-static uint64_t split_workgroups(const kiln_vk *vk)
-{
-    return 4 * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);
-}
+/* Split K (shaders/gemm.glsl): a GEMM may run its reduction in s shares,
+ * each a workgroup per tile of C, their partial sums added by a second
+ * dispatch; s is chosen by an estimate of the time in "wave steps". The GPU
+ * runs S workgroups at once (per multiprocessor, 2 of the tensor-core
+ * GEMM's 256 invocations, 4 of the f32 GEMM's 64: what their registers
+ * allow on an H200, 88 and about 200 an invocation; the SM count from
+ * NVIDIA's driver, else an H100's or H200's 132). A workgroup takes about
+ * as long for a K step of 64 whether its wave is full or not (the GEMMs are
+ * latency-bound: bench/RESULTS.md), so T tiles in s shares of K take
+ * ceil(T s / S) waves of K / s / 64 steps, plus TILE_STEPS for a tile's
+ * first load and its epilogue; shares cost their partial sums, written and
+ * read back (2 s M N floats), at SUM_BYTES_PER_STEP (an H200's ~3 TB/s
+ * over the ~2.3 us of a wave step at 60 TFLOP/s), and a dispatch. Shares
+ * are at least SPLIT_MIN_K long, and a split must promise SPLIT_GAIN of
+ * the whole K's time: a last wave's few workgroups, alone on their
+ * multiprocessors, run somewhat faster than the estimate has them. So the
+ * UNet's 32x32 level (320 tiles, K up to 17280) splits into 4 where its
+ * second wave was a fifth full, its 16x16 level's 3x3 convs into 3, not 4,
+ * and GEMMs whose split would add a wave (K 1280 at 160 tiles) stay whole.
+ * (Before, GEMMs split only below 2 S tiles, towards 4 S workgroups.) */
 #define SPLIT_MIN_K 512
+#define SPLIT_MAX 32
+#define TILE_STEPS 2.0
+#define SUM_BYTES_PER_STEP 7e6
+#define SPLIT_GAIN 0.9
+
+static uint64_t concurrent_workgroups(const kiln_vk *vk, uint32_t threads)
+{
+    return (threads >= 256 ? 2 : 4) * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);
+}
+
+/* K rounded up to whole shares of a multiple of 32 (a K step of either
+ * GEMM divides it) for s shares; the shares that then remain. */
+static uint64_t share_of_k(uint64_t K, uint64_t s, uint64_t *shares)
+{
+    uint64_t chunk = ((K + s - 1) / s + 31) / 32 * 32;
+    *shares = (K + chunk - 1) / chunk;
+    return chunk;
+}
+
+static uint64_t split_k(const kiln_vk *vk, uint32_t threads, uint64_t tiles, uint64_t M, uint64_t N, uint64_t K)
+{
+    uint64_t slots = concurrent_workgroups(vk, threads), best = 1;
+    double best_time = 0.0;
+    for (uint64_t s = 1; s <= (vk->split_k ? SPLIT_MAX : 1) && (s == 1 || K / s >= SPLIT_MIN_K); s++) {
+        uint64_t shares, chunk = share_of_k(K, s, &shares);
+        if (shares != s) continue; /* rounding left fewer: counted at that s */
+        double waves = (double)((tiles * s + slots - 1) / slots);
+        double time = waves * ((double)chunk / 64.0 + TILE_STEPS);
+        if (s > 1) time += 2.0 * (double)s * (double)(M * N) * sizeof(float) / SUM_BYTES_PER_STEP + 1.0;
+        if (s == 1) best_time = SPLIT_GAIN * time;
+        else if (time < best_time) best = s, best_time = time;
+    }
+    return best;
+}
 
 /* The last push constants of matmul.comp and conv2d.comp. */
 typedef struct gemm_split {
@@ -213,16 +252,7 @@ static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t th
                             size_t scratch_used, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
 {
     uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, GEMM_TILE);
-    uint64_t tiles = (uint64_t)gx * gy, splits = 1;
-    uint64_t target = split_workgroups(kiln_vk_of(be));
-    if (kiln_vk_of(be)->split_k && tiles < target / 2 && K >= 2 * SPLIT_MIN_K) {
-        splits = (target + tiles - 1) / tiles;
-        if (splits > K / SPLIT_MIN_K) splits = K / SPLIT_MIN_K;
-    }
-    /* shares are whole K steps of either GEMM (16 or 32) */
-    uint64_t k_chunk = (K + splits - 1) / splits;
-    k_chunk = (k_chunk + 31) / 32 * 32;
-    splits = (K + k_chunk - 1) / k_chunk;
+    uint64_t splits, k_chunk = share_of_k(K, split_k(kiln_vk_of(be), threads, (uint64_t)gx * gy, M, N, K), &splits);
     *split = (gemm_split){.splits = (uint32_t)splits, .k_chunk = (uint32_t)k_chunk};
     if (splits == 1) return run(be, shader, push, push_bytes, gx, gy, 1, src, nsrc, dst);
 
