@@ -52,9 +52,11 @@ uvec4 load_a8(uint m, uint k);
 // tile) and GEMM_STAGES (1, or 2: the next K step's operands go into a
 // second set of tiles while this one's are multiplied, one barrier a step
 // instead of two, twice the shared memory; slower on the H200) and
-// GEMM_PREFETCH (1, or 2: operands are loaded two K steps ahead, into a
-// second set of registers, so that each load has two steps' multiplies to
-// arrive in; 16 more registers with K steps of 64, not yet timed) may be
+// GEMM_PREFETCH (1, 2 or 3: operands are loaded that many K steps ahead,
+// into as many sets of registers, so that each load has that many steps'
+// multiplies to arrive in; 16 more registers a set with K steps of 64, not
+// yet timed: the H200's GEMMs ran at a K step of 64 a workgroup every ~1 us,
+// about a load's round trip, where their multiplies take a fraction) may be
 // defined to try others without editing this file (bench/shader_variants.sh
 // builds such variants for KILN_VULKAN_SHADER_DIR).
 #ifndef GEMM_BK
@@ -73,8 +75,8 @@ uvec4 load_a8(uint m, uint k);
     (GEMM_STAGES != 1 && GEMM_STAGES != 2)
 #error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256, GEMM_STAGES 1 or 2"
 #endif
-#if (GEMM_PREFETCH != 1 && GEMM_PREFETCH != 2) || (GEMM_PREFETCH == 2 && GEMM_STAGES != 1)
-#error "gemm_coopmat.glsl: GEMM_PREFETCH must be 1 or 2, and 2 with one stage"
+#if GEMM_PREFETCH < 1 || GEMM_PREFETCH > 3 || (GEMM_PREFETCH > 1 && GEMM_STAGES != 1)
+#error "gemm_coopmat.glsl: GEMM_PREFETCH must be 1, 2 or 3, and more than 1 with one stage"
 #endif
 #if GEMM_STAGES == 2 && GEMM_BK == 64
 #error "gemm_coopmat.glsl: two stages of K steps of 64 take 36 KB of shared memory, over the 32 KB kiln asks of a device"
@@ -103,10 +105,13 @@ const uint LDC4 = BN / 4u + 1u; // lines of BN elements, or BM with C_ALONG_M: B
 const uint PARTS = BM * LDC4 <= STAGES * STAGE ? 1u : 2u, LINES = BM / PARTS;
 
 // The operands of K steps on their way from memory: the next one's, and
-// with GEMM_PREFETCH 2 the one after it too.
+// with GEMM_PREFETCH 2 or 3 the one or two after it too.
 uvec4 a_next[CHUNKS], b_next[CHUNKS];
-#if GEMM_PREFETCH == 2
+#if GEMM_PREFETCH >= 2
 uvec4 a_later[CHUNKS], b_later[CHUNKS];
+#endif
+#if GEMM_PREFETCH == 3
+uvec4 a_last[CHUNKS], b_last[CHUNKS];
 #endif
 
 uvec4 pack_f16(vec4 lo, vec4 hi)
@@ -202,24 +207,31 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
         barrier(); // the next step's tiles are in (and, last, this step's read)
     }
 #else
-    // Two steps ahead: each load has two steps' multiplies to arrive in,
-    // where it has one above. The register sets take turns, so the loop goes
-    // two steps a turn; at its top the tiles hold step k0, a_next step
-    // k0 + BK and a_later step k0 + 2 BK. A step: multiply the tiles (step
-    // k), then refill them from the set holding k + BK, and that set with
-    // k + 3 BK.
+    // P = GEMM_PREFETCH steps ahead: each load has P steps' multiplies to
+    // arrive in, where it has one above. The register sets take turns, so
+    // the loop goes P steps a turn; at its top the tiles hold step k0,
+    // a_next step k0 + BK, a_later k0 + 2 BK (and a_last k0 + 3 BK). A
+    // step: multiply the tiles (step k), then refill them from the set
+    // holding k + BK, and that set with k + (P + 1) BK.
+    const uint AHEAD = GEMM_PREFETCH;
 #define STEP(a_regs, b_regs, k)                                                                   \
     MULTIPLY(acc, 0u, sm, sn);                                                                    \
     barrier(); /* the tiles are read */                                                           \
     if ((k) + BK >= K) break;                                                                     \
     STASH(0u, a_regs, b_regs);                                                                    \
-    if ((k) + 3u * BK < K) FETCH(a_regs, b_regs, M, N, K, m0, n0, (k) + 3u * BK);                 \
+    if ((k) + (AHEAD + 1u) * BK < K) FETCH(a_regs, b_regs, M, N, K, m0, n0, (k) + (AHEAD + 1u) * BK); \
     barrier() /* step k + BK is in */
     if (k_begin + BK < K) FETCH(a_next, b_next, M, N, K, m0, n0, k_begin + BK);
     if (k_begin + 2u * BK < K) FETCH(a_later, b_later, M, N, K, m0, n0, k_begin + 2u * BK);
-    for (uint k0 = k_begin; k0 < K; k0 += 2u * BK) {
+#if GEMM_PREFETCH == 3
+    if (k_begin + 3u * BK < K) FETCH(a_last, b_last, M, N, K, m0, n0, k_begin + 3u * BK);
+#endif
+    for (uint k0 = k_begin; k0 < K; k0 += AHEAD * BK) {
         STEP(a_next, b_next, k0);
         STEP(a_later, b_later, k0 + BK);
+#if GEMM_PREFETCH == 3
+        STEP(a_last, b_last, k0 + 2u * BK);
+#endif
     }
 #endif
 
