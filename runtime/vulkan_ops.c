@@ -199,7 +199,10 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
  * UNet's 32x32 level (320 tiles, K up to 17280) splits into 4 where its
  * second wave was a fifth full, its 16x16 level's 3x3 convs into 3, not 4,
  * and GEMMs whose split would add a wave (K 1280 at 160 tiles) stay whole.
- * (Before, GEMMs split only below 2 S tiles, towards 4 S workgroups.) */
+ * (Before, GEMMs split only below 2 S tiles, towards 4 S workgroups.) The
+ * estimate puts session 7's bench_ops times on the H200 at 1.6 to 2.2 us a
+ * wave step for five shapes, from 1 to 20 waves and whole or in 14 shares
+ * (bench/RESULTS.md). */
 #define SPLIT_MIN_K 512
 #define SPLIT_MAX 32
 #define TILE_STEPS 2.0
