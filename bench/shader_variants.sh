@@ -35,7 +35,7 @@ variant t128 -DGEMM_THREADS=128
 variant t128_bk32 -DGEMM_THREADS=128 -DGEMM_BK=32
 variant s2_bk32 -DGEMM_STAGES=2 -DGEMM_BK=32
 variant t128_s2_bk32 -DGEMM_THREADS=128 -DGEMM_STAGES=2 -DGEMM_BK=32
-variant pf2 -DGEMM_PREFETCH=2
+# (loading 2 and 3 K steps ahead at K steps of 64 is built in:
+# KILN_VULKAN_GEMM_PREFETCH)
 variant pf2_bk32 -DGEMM_PREFETCH=2 -DGEMM_BK=32
-variant pf3 -DGEMM_PREFETCH=3
 variant pf3_bk32 -DGEMM_PREFETCH=3 -DGEMM_BK=32

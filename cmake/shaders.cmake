@@ -36,12 +36,23 @@ endforeach()
 # _khr variants are the _n8 ones rewritten for VK_KHR_cooperative_matrix
 # (KHR_REWRITE: tools/build/spirv_khr_coopmat.c, as glslang 12 has no KHR
 # matrices). Listed in the order runtime/vulkan_ops.c's gemm_variant counts on.
-foreach(op matmul conv2d)
-  kiln_shader(${op}_coopmat_f16        ${op}.comp W_F16_STORAGE GEMM_COOPMAT)
-  kiln_shader(${op}_coopmat_emu_f16    ${op}.comp W_F16_STORAGE GEMM_COOPMAT COOPMAT_EMULATED)
-  kiln_shader(${op}_coopmat_n8_f16     ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8)
-  kiln_shader(${op}_coopmat_n8_emu_f16 ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 COOPMAT_EMULATED)
-  kiln_shader(${op}_coopmat_khr_f16    ${op}.comp W_F16_STORAGE GEMM_COOPMAT CM_N=8 KHR_REWRITE)
+# Each comes three times, loading operands 1, 2 and 3 K steps ahead
+# (gemm_coopmat.glsl's GEMM_PREFETCH: _pf2, _pf3), which the device picks
+# from when it opens (runtime/vulkan_device.c, gemm_prefetch).
+foreach(ahead 1 2 3)
+  if(ahead EQUAL 1)
+    set(pf "")
+  else()
+    set(pf "pf${ahead}_")
+  endif()
+  foreach(op matmul conv2d)
+    set(defs W_F16_STORAGE GEMM_COOPMAT GEMM_PREFETCH=${ahead})
+    kiln_shader(${op}_coopmat_${pf}f16        ${op}.comp ${defs})
+    kiln_shader(${op}_coopmat_${pf}emu_f16    ${op}.comp ${defs} COOPMAT_EMULATED)
+    kiln_shader(${op}_coopmat_${pf}n8_f16     ${op}.comp ${defs} CM_N=8)
+    kiln_shader(${op}_coopmat_${pf}n8_emu_f16 ${op}.comp ${defs} CM_N=8 COOPMAT_EMULATED)
+    kiln_shader(${op}_coopmat_${pf}khr_f16    ${op}.comp ${defs} CM_N=8 KHR_REWRITE)
+  endforeach()
 endforeach()
 
 # The tensor-core conv's f16 column matrix (shaders/im2col.comp), and the

@@ -101,6 +101,8 @@ typedef struct kiln_vk {
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
     bool register_softmax;       /* attention_registers.comp is usable and checked (vulkan_device.c) */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
+    uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
+    bool gemm_prefetch_tuned;    /* ... as timed on this device when it opened */
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
     uint32_t multiprocessors;    /* SMs, where NVIDIA's driver says (VK_NV_shader_sm_builtins); else 0 */
     bool pipeline_stats;         /* KILN_VULKAN_PIPELINE_STATS=1 on a driver that reports them */
@@ -211,6 +213,11 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d);
 
 /* vulkan_ops.c: the vtable. */
 extern const kiln_backend_ops kiln_vk_backend_ops;
+/* Times the tensor-core matmul at each of the nshapes {M, N, K} with
+ * operands loaded 1, 2 and 3 K steps ahead and sets vk->gemm_prefetch to
+ * the fastest over all of them (device timestamps; a device without them
+ * keeps what it had); seconds, if not NULL, gets each one's total. */
+kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3]);
 /* Whether this device's tensor-core shaders lay a 16x16 product out with
  * every row in one quad of lanes, as attention_registers.comp needs:
  * shaders/coopmat_layout.comp, run once. */

@@ -128,6 +128,25 @@ static kiln_status conv_col_bytes(size_t *out)
     return KILN_OK;
 }
 
+/* How many K steps ahead the tensor-core GEMMs load their operands
+ * (gemm_coopmat.glsl's GEMM_PREFETCH). KILN_VULKAN_GEMM_PREFETCH=1, 2 or 3
+ * sets it; else a GPU with tensor cores times all three when it opens, on
+ * the SD 1.5 UNet's two kinds of GEMM (8192 x 2560 x 320, the feed-forward
+ * input: 5 K steps over 5120 tiles; 2048 x 640 x 5760, its 32x32 level's
+ * convs: a long K over few tiles), and keeps the fastest; emulated matrices
+ * (lavapipe) and CPU devices keep 1. 0: to be timed. */
+static kiln_status gemm_prefetch_setting(uint32_t *out)
+{
+    *out = 0;
+    const char *v = getenv("KILN_VULKAN_GEMM_PREFETCH");
+    if (!v || !*v) return KILN_OK;
+    if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0 && strcmp(v, "3") != 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_GEMM_PREFETCH=%s: must be 1, 2 or 3", v);
+    *out = (uint32_t)atoi(v);
+    return KILN_OK;
+}
+static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {2048, 640, 5760}};
+
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
  * (shaders/coopmat.glsl): f16 operands and f32 accumulators per 32-wide
  * subgroup, 16x16x16; and whether the driver also has 16x8x16 (the shape of
@@ -483,6 +502,8 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
     vk->multiprocessors = multiprocessor_count(vk->physical);
     TRY(conv_col_bytes(&vk->conv_col_bytes));
+    uint32_t gemm_prefetch;
+    TRY(gemm_prefetch_setting(&gemm_prefetch));
     if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "
@@ -521,16 +542,24 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));
     if (register_softmax) TRY(kiln_vk_products_in_quads(be, &vk->register_softmax));
+    vk->gemm_prefetch = gemm_prefetch ? gemm_prefetch : 1;
+    if (!gemm_prefetch && (vk->coopmat == KILN_VK_COOPMAT_NV || vk->coopmat == KILN_VK_COOPMAT_KHR) &&
+        caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU)
+        TRY(kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, NULL));
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};
     char sms[32] = "";
     if (vk->multiprocessors) snprintf(sms, sizeof sms, ", %u SMs", vk->multiprocessors);
-    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s)", caps.props.deviceName,
+    char ahead[48] = "";
+    if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_prefetch_tuned))
+        snprintf(ahead, sizeof ahead, ", GEMM loads %u K step%s ahead%s", vk->gemm_prefetch,
+                 vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_prefetch_tuned ? " (timed)" : "");
+    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
              coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "",
-             vk->register_softmax ? ", softmax in registers" : "");
+             vk->register_softmax ? ", softmax in registers" : "", ahead);
     return KILN_OK;
 }
 

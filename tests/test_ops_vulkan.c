@@ -116,7 +116,8 @@ static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "V
  * The convs run again with their column matrices (vulkan_ops.c,
  * conv2d_by_columns) cut to one 64-pixel tile of rows at a time, so most
  * cases go through several row ranges, the last one short. The GEMMs run
- * again on 16x8x16 multiplies, and through the KHR extension. */
+ * again loading their operands 2 and 3 K steps ahead, on 16x8x16
+ * multiplies, and through the KHR extension. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
@@ -125,6 +126,12 @@ static void f16_compute_f16_weights(void **state)
     setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
     run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
     unsetenv("KILN_VULKAN_CONV_COL_BYTES");
+    for (int ahead = 2; ahead <= 3; ahead++) {
+        setenv("KILN_VULKAN_GEMM_PREFETCH", ahead == 2 ? "2" : "3", 1);
+        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
+        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+    }
+    unsetenv("KILN_VULKAN_GEMM_PREFETCH");
     if (use_16x8x16()) {
         run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
         run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);

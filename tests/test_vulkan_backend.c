@@ -24,6 +24,9 @@
 #ifdef KILN_TEST_SPIRV_TABLE /* built with the Vulkan backend */
 #include "vulkan_shaders.h"
 #endif
+#ifdef KILN_TEST_VULKAN_INTERNALS
+#include "vulkan_backend.h"
+#endif
 
 static kiln_backend *open_vulkan(void)
 {
@@ -715,6 +718,84 @@ static void f16_copy_of_x_is_not_used_stale(void **state)
     kiln_backend_free(be);
 }
 
+/* One tensor-core matmul (f16 weights) of the COPY_ shape on be, against
+ * float64 over the f16-rounded operands. */
+static void tensor_core_matmul_matches(kiln_backend *be)
+{
+    enum { XN = COPY_M * COPY_K, YN = COPY_M * COPY_N, WN = COPY_N * COPY_K };
+    float *x = random_floats(XN, 51, -1, 1), *wf = random_floats(WN, 52, -1, 1);
+    float *got = malloc(YN * sizeof *got), *want = malloc(YN * sizeof *want);
+    uint16_t *w = malloc(WN * sizeof *w);
+    assert_non_null(got);
+    assert_non_null(want);
+    assert_non_null(w);
+    for (int i = 0; i < WN; i++) w[i] = kiln_f32_to_f16(wf[i]);
+    kiln_buffer *wbuf, *act;
+    assert_kiln_ok(be->ops->weights_place(be, w, WN * sizeof *w, &wbuf));
+    assert_kiln_ok(be->ops->buffer_alloc(be, (XN + YN) * sizeof(float), &act));
+    kiln_tensor wt = {.dtype = KILN_F16, .ndim = 2, .shape = {COPY_N, COPY_K}, .buffer = wbuf};
+    kiln_tensor xt = f32_view(act, 0, XN), yt = f32_view(act, XN * sizeof(float), YN);
+    assert_kiln_ok(be->ops->upload(be, &xt, x, XN * sizeof *x));
+    kiln_matmul_params mm = {COPY_M, COPY_N, COPY_K, 0};
+    assert_kiln_ok(be->ops->matmul(be, &mm, (const kiln_tensor *[]){&xt, &wt, NULL}, &yt));
+    assert_kiln_ok(be->ops->download(be, &yt, got, YN * sizeof *got));
+    f16_matmul_reference(x, w, 1.0, want);
+    assert_rel_l2_le(got, want, YN, 1e-4);
+    be->ops->buffer_free(be, act);
+    be->ops->buffer_free(be, wbuf);
+    free(x);
+    free(wf);
+    free(w);
+    free(got);
+    free(want);
+}
+
+/* KILN_VULKAN_GEMM_PREFETCH picks the tensor-core GEMMs that load their
+ * operands 1, 2 or 3 K steps ahead (the device name says which), and
+ * anything else is refused by name. Where it is unset, a GPU times the
+ * three when it opens; that timing, run here on small shapes, keeps the
+ * fastest and leaves the GEMMs computing right. */
+static void gemm_prefetch_switch_and_timing(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"GEMM loads 2 K steps ahead", "GEMM loads 3 K steps ahead"};
+    for (int ahead = 2; ahead <= 3; ahead++) {
+        kiln_backend *be = open_tensor_cores("KILN_VULKAN_GEMM_PREFETCH", ahead == 2 ? "2" : "3");
+        print_message("  %s\n", be->device_name);
+        assert_non_null(strstr(be->device_name, names[ahead - 2]));
+        tensor_core_matmul_matches(be);
+        kiln_backend_free(be);
+    }
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    setenv("KILN_VULKAN_GEMM_PREFETCH", "4", 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_int_equal(kiln_backend_vulkan_create(&opt, &be), KILN_ERR_INVALID_ARG);
+    unsetenv("KILN_VULKAN_GEMM_PREFETCH");
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    assert_null(be);
+    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_GEMM_PREFETCH=4"));
+    print_message("  %s\n", kiln_last_error());
+#ifdef KILN_TEST_VULKAN_INTERNALS
+    be = open_tensor_cores(NULL, NULL);
+    kiln_vk *vk = kiln_vk_of(be);
+    assert_int_equal(vk->gemm_prefetch, 1); /* emulated matrices are not timed when the device opens */
+    assert_false(vk->gemm_prefetch_tuned);
+    static const uint32_t shapes[][3] = {{128, 128, 1024}, {192, 64, 320}};
+    double seconds[3] = {-1, -1, -1};
+    assert_kiln_ok(kiln_vk_tune_gemm_prefetch(be, shapes, 2, seconds));
+    print_message("  1, 2, 3 K steps ahead: %.2f, %.2f, %.2f ms; kept %u\n", 1e3 * seconds[0], 1e3 * seconds[1],
+                  1e3 * seconds[2], vk->gemm_prefetch);
+    assert_true(vk->gemm_prefetch_tuned);
+    for (int i = 0; i < 3; i++) {
+        assert_true(seconds[i] > 0.0);
+        assert_true(seconds[vk->gemm_prefetch - 1] <= seconds[i]);
+    }
+    tensor_core_matmul_matches(be);
+    kiln_backend_free(be);
+#endif
+}
+
 /* The register softmax (attention_registers.comp) needs products laid out
  * with each row's elements in one quad of lanes; the host checks that on
  * the device when it opens it. Emulated matrices have that layout, so the
@@ -842,6 +923,7 @@ int main(void)
         cmocka_unit_test(attention_rescales_rows_whose_max_grows),
         cmocka_unit_test(register_softmax_only_where_rows_are_in_quads),
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
+        cmocka_unit_test(gemm_prefetch_switch_and_timing),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
