@@ -99,7 +99,8 @@ typedef struct kiln_vk {
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
-    bool register_softmax;       /* attention_registers.comp is usable and checked (vulkan_device.c) */
+    bool register_softmax;       /* attention runs attention_registers.comp (usable, checked: vulkan_device.c) */
+    bool register_softmax_tuned; /* ... or not, as timed on this device when it opened */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
     uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
     bool gemm_prefetch_tuned;    /* ... as timed on this device when it opened */
@@ -213,11 +214,18 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d);
 
 /* vulkan_ops.c: the vtable. */
 extern const kiln_backend_ops kiln_vk_backend_ops;
-/* Times the tensor-core matmul at each of the nshapes {M, N, K} with
- * operands loaded 1, 2 and 3 K steps ahead and sets vk->gemm_prefetch to
- * the fastest over all of them (device timestamps; a device without them
- * keeps what it had); seconds, if not NULL, gets each one's total. */
+
+/* vulkan_tuning.c: alternatives timed on the device (a device without
+ * timestamps keeps what it had). Times the tensor-core matmul at each of the
+ * nshapes {M, N, K} with operands loaded 1, 2 and 3 K steps ahead and keeps
+ * the fastest in vk->gemm_prefetch; seconds, if not NULL, gets each one's
+ * total. */
 kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3]);
+/* Where vk->register_softmax is set, times the tensor-core attention at each
+ * of the nshapes {B, H, T, D} (self-attention) with its softmax through
+ * shared memory and in registers and keeps the faster; seconds, if not
+ * NULL, gets their totals in that order. */
+kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2]);
 /* Whether this device's tensor-core shaders lay a 16x16 product out with
  * every row in one quad of lanes, as attention_registers.comp needs:
  * shaders/coopmat_layout.comp, run once. */

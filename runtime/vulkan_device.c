@@ -147,6 +147,23 @@ static kiln_status gemm_prefetch_setting(uint32_t *out)
 }
 static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {2048, 640, 5760}};
 
+/* Whether the tensor-core attention keeps its softmax in registers, where
+ * it can (below): KILN_VULKAN_REGISTER_SOFTMAX=1 or 0 says; else a GPU
+ * times both on the SD 1.5 UNet's self-attention at its two finest levels
+ * (4096 queries and keys, 8 heads of 40; 1024, 8 of 80) and keeps the
+ * faster, and emulated matrices keep registers. -1: to be timed. */
+static kiln_status register_softmax_setting(int *out)
+{
+    *out = -1;
+    const char *v = getenv("KILN_VULKAN_REGISTER_SOFTMAX");
+    if (!v || !*v) return KILN_OK;
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_REGISTER_SOFTMAX=%s: must be 0 or 1", v);
+    *out = v[0] == '1';
+    return KILN_OK;
+}
+static const uint32_t attention_tuning_shapes[][4] = {{2, 8, 4096, 40}, {2, 8, 1024, 80}};
+
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
  * (shaders/coopmat.glsl): f16 operands and f32 accumulators per 32-wide
  * subgroup, 16x16x16; and whether the driver also has 16x8x16 (the shape of
@@ -504,6 +521,8 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     TRY(conv_col_bytes(&vk->conv_col_bytes));
     uint32_t gemm_prefetch;
     TRY(gemm_prefetch_setting(&gemm_prefetch));
+    int softmax_in_registers;
+    TRY(register_softmax_setting(&softmax_in_registers));
     if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "
@@ -534,18 +553,20 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * (attention_registers.comp) needs NVIDIA's extension, 16x16x16
      * multiplies and clustered subgroup operations, or their emulation,
      * and products laid out with each row in one quad of lanes, which is
-     * checked on the device below; KILN_VULKAN_NO_REGISTER_SOFTMAX=1 runs
-     * attention_coopmat.comp instead, to compare the two. */
-    bool register_softmax = coopmat_n == 16 && !env_is_1("KILN_VULKAN_NO_REGISTER_SOFTMAX") &&
+     * checked on the device below; elsewhere, or with
+     * KILN_VULKAN_REGISTER_SOFTMAX=0, attention_coopmat.comp runs. */
+    bool register_softmax = coopmat_n == 16 && softmax_in_registers != 0 &&
                             ((vk->coopmat == KILN_VK_COOPMAT_NV && caps.quad_reductions) ||
                              vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));
     if (register_softmax) TRY(kiln_vk_products_in_quads(be, &vk->register_softmax));
+    /* What is left to timing (vulkan_tuning.c), on a GPU with tensor cores. */
+    bool timed = (vk->coopmat == KILN_VK_COOPMAT_NV || vk->coopmat == KILN_VK_COOPMAT_KHR) &&
+                 caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
     vk->gemm_prefetch = gemm_prefetch ? gemm_prefetch : 1;
-    if (!gemm_prefetch && (vk->coopmat == KILN_VK_COOPMAT_NV || vk->coopmat == KILN_VK_COOPMAT_KHR) &&
-        caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU)
-        TRY(kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, NULL));
+    if (timed && !gemm_prefetch) TRY(kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, NULL));
+    if (timed && softmax_in_registers < 0) TRY(kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, NULL));
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};
@@ -555,11 +576,12 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_prefetch_tuned))
         snprintf(ahead, sizeof ahead, ", GEMM loads %u K step%s ahead%s", vk->gemm_prefetch,
                  vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_prefetch_tuned ? " (timed)" : "");
-    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s)", caps.props.deviceName,
+    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
              coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "",
-             vk->register_softmax ? ", softmax in registers" : "", ahead);
+             vk->register_softmax ? ", softmax in registers" : vk->register_softmax_tuned ? ", softmax in shared memory" : "",
+             vk->register_softmax_tuned ? " (timed)" : "", ahead);
     return KILN_OK;
 }
 

@@ -9,7 +9,6 @@
 #include "vulkan_backend.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 #include "status.h"
 
@@ -346,77 +345,6 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     push.w.rows_aligned = push.w.w_first == 0 && push.a.w % 16 == 0 && K % 8 == 0;
     const kiln_tensor *operands[3] = {copy, src[1], nsrc > 2 ? src[2] : NULL};
     return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, copy_bytes, operands, nsrc, dst);
-}
-
-/* Whichever of the tensor-core GEMMs, loading operands 1, 2 or 3 K steps
- * ahead, a device runs fastest is not known before it runs them (more
- * steps ahead hide more of a load's latency, and take more registers, which
- * may leave room for fewer workgroups), so the device times them when it
- * opens (vulkan_device.c): each of the shapes after a warm-up, the fastest
- * of three runs, all shapes together deciding. Operands hold arbitrary
- * values, never zeros (zeros ran faster on an H200: bench/RESULTS.md). */
-kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3])
-{
-    kiln_vk *vk = kiln_vk_of(be);
-    if (!vk->timestamp_bits || vk->coopmat == KILN_VK_COOPMAT_NONE) return KILN_OK;
-    uint64_t x_n = 0, w_n = 0, y_n = 0;
-    for (int i = 0; i < nshapes; i++) {
-        uint64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
-        x_n = M * K > x_n ? M * K : x_n;
-        w_n = N * K > w_n ? N * K : w_n;
-        y_n = M * N > y_n ? M * N : y_n;
-    }
-    float *x_host = malloc(x_n * sizeof *x_host);
-    uint16_t *w_host = malloc(w_n * sizeof *w_host);
-    kiln_buffer *xb = NULL, *wb = NULL, *yb = NULL;
-    kiln_status st = x_host && w_host ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
-    uint32_t bits = 0x2545f491u;
-    for (uint64_t i = 0; st == KILN_OK && i < x_n; i++) {
-        bits ^= bits << 13, bits ^= bits >> 17, bits ^= bits << 5;
-        x_host[i] = (float)(bits >> 8) / (float)(1u << 24) - 0.5f;
-        if (i < w_n) w_host[i] = kiln_f32_to_f16(x_host[i] * 0.0625f);
-    }
-    for (uint64_t i = x_n; st == KILN_OK && i < w_n; i++) w_host[i] = kiln_f32_to_f16(0.03125f);
-    if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, x_n * sizeof(float), &xb);
-    if (st == KILN_OK) st = kiln_vk_weights_place(be, w_host, w_n * sizeof *w_host, &wb);
-    if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, y_n * sizeof(float), &yb);
-    kiln_tensor x = {.dtype = KILN_F32, .ndim = 1, .shape = {(int64_t)x_n}, .buffer = xb};
-    if (st == KILN_OK) st = kiln_vk_upload(be, &x, x_host, x_n * sizeof(float));
-    uint32_t kept = vk->gemm_prefetch, best = kept;
-    double best_seconds = 0.0;
-    for (uint32_t ahead = 1; st == KILN_OK && ahead <= 3; ahead++) {
-        vk->gemm_prefetch = ahead;
-        double total = 0.0;
-        for (int i = 0; st == KILN_OK && i < nshapes; i++) {
-            kiln_matmul_params p = {(int32_t)shapes[i][0], (int32_t)shapes[i][1], (int32_t)shapes[i][2], 0};
-            kiln_tensor xs = {.dtype = KILN_F32, .ndim = 2, .shape = {p.M, p.K}, .buffer = xb};
-            kiln_tensor ws = {.dtype = KILN_F16, .ndim = 2, .shape = {p.N, p.K}, .buffer = wb};
-            kiln_tensor ys = {.dtype = KILN_F32, .ndim = 2, .shape = {p.M, p.N}, .buffer = yb};
-            const kiln_tensor *src[3] = {&xs, &ws, NULL};
-            double fastest = -1.0;
-            st = vk_matmul(be, &p, src, &ys); /* warm-up: builds the pipeline */
-            for (int rep = 0; st == KILN_OK && rep < 3; rep++) {
-                double seconds = -1.0;
-                st = kiln_vk_time_begin(be);
-                if (st == KILN_OK) st = vk_matmul(be, &p, src, &ys);
-                if (st == KILN_OK) st = kiln_vk_time_end(be, &seconds);
-                if (fastest < 0.0 || seconds < fastest) fastest = seconds;
-            }
-            total += fastest;
-        }
-        if (seconds) seconds[ahead - 1] = total;
-        if (st == KILN_OK && (ahead == 1 || total < best_seconds)) best = ahead, best_seconds = total;
-    }
-    vk->gemm_prefetch = st == KILN_OK ? best : kept;
-    vk->gemm_prefetch_tuned = st == KILN_OK;
-    if (st == KILN_OK) st = kiln_vk_finish(vk);
-    vk->f16_copy.valid = false; /* its x goes */
-    if (xb) kiln_vk_buffer_free(be, xb);
-    if (wb) kiln_vk_buffer_free(be, wb);
-    if (yb) kiln_vk_buffer_free(be, yb);
-    free(x_host);
-    free(w_host);
-    return st;
 }
 
 typedef struct conv2d_push {

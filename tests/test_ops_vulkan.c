@@ -155,9 +155,9 @@ static void f16_compute_attention(void **state)
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
-    setenv("KILN_VULKAN_NO_REGISTER_SOFTMAX", "1", 1);
+    setenv("KILN_VULKAN_REGISTER_SOFTMAX", "0", 1);
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
-    unsetenv("KILN_VULKAN_NO_REGISTER_SOFTMAX");
+    unsetenv("KILN_VULKAN_REGISTER_SOFTMAX");
     if (use_16x8x16()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
     unsetenv("KILN_VULKAN_COOPMAT_N");
     if (use_khr()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);

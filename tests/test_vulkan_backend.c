@@ -579,7 +579,7 @@ static void long_loops_match_the_cpu(void **state)
 /* Both tensor-core attentions keep a running max per row and rescale the
  * row's output when a key tile raises it: attention_registers.comp on every
  * tile, in registers; attention_coopmat.comp only past its margin, through
- * shared memory (KILN_VULKAN_NO_REGISTER_SOFTMAX=1). Rows here see their
+ * shared memory (KILN_VULKAN_REGISTER_SOFTMAX=0). Rows here see their
  * scores fall, stay level, or rise by 1.9, 5.7, 15 or 30 every 32 keys, so
  * some tiles rescale, some rows run a tile or two under a stale max, and
  * some never move it; with causal masking too. q, k and v hold
@@ -606,7 +606,7 @@ static void attention_rescales_rows_whose_max_grows(void **state)
             }
     float *host[3] = {q, k, v};
     for (int in_registers = 1; in_registers >= 0; in_registers--) {
-        kiln_backend *vk = open_tensor_cores(in_registers ? NULL : "KILN_VULKAN_NO_REGISTER_SOFTMAX", "1");
+        kiln_backend *vk = open_tensor_cores(in_registers ? NULL : "KILN_VULKAN_REGISTER_SOFTMAX", "0");
         for (int causal = 0; causal < 2; causal++) {
             kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
             print_message("  softmax in %s, %s\n", in_registers ? "registers" : "shared memory",
@@ -796,6 +796,52 @@ static void gemm_prefetch_switch_and_timing(void **state)
 #endif
 }
 
+/* KILN_VULKAN_REGISTER_SOFTMAX takes 0 or 1 and nothing else; unset, a GPU
+ * times the attention with its softmax in registers and through shared
+ * memory when it opens. That timing, run here on small shapes, keeps the
+ * faster (the device name says so) and attention still matches the CPU. */
+static void register_softmax_switch_and_timing(void **state)
+{
+    (void)state;
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    setenv("KILN_VULKAN_REGISTER_SOFTMAX", "yes", 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_int_equal(kiln_backend_vulkan_create(&opt, &be), KILN_ERR_INVALID_ARG);
+    unsetenv("KILN_VULKAN_REGISTER_SOFTMAX");
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    assert_null(be);
+    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_REGISTER_SOFTMAX=yes"));
+    print_message("  %s\n", kiln_last_error());
+#ifdef KILN_TEST_VULKAN_INTERNALS
+    be = open_tensor_cores(NULL, NULL);
+    kiln_vk *vk = kiln_vk_of(be);
+    assert_true(vk->register_softmax); /* emulated: registers, untimed */
+    assert_false(vk->register_softmax_tuned);
+    static const uint32_t shapes[][4] = {{1, 2, 128, 40}, {1, 1, 96, 80}};
+    double seconds[2] = {-1, -1};
+    assert_kiln_ok(kiln_vk_tune_register_softmax(be, shapes, 2, seconds));
+    print_message("  shared memory %.2f ms, registers %.2f ms: %s\n", 1e3 * seconds[0], 1e3 * seconds[1],
+                  vk->register_softmax ? "registers" : "shared memory");
+    assert_true(vk->register_softmax_tuned);
+    assert_true(seconds[0] > 0.0 && seconds[1] > 0.0);
+    assert_true(seconds[vk->register_softmax] <= seconds[!vk->register_softmax]);
+    kiln_backend *cpu = NULL;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
+    enum { H = 2, T = 70, D = 40 };
+    size_t count[3] = {T * H * D, T * H * D, T * H * D};
+    float *q = random_floats(count[0], 61, -1, 1), *k = random_floats(count[1], 62, -1, 1);
+    float *v = random_floats(count[2], 63, -1, 1);
+    kiln_attention_params p = {1, H, T, T, D, 1.0f / sqrtf((float)D), 0};
+    assert_op_matches_cpu(be, cpu, attention_op, &p, 3, (float *const[]){q, k, v}, count, count[0], 1e-2);
+    free(q);
+    free(k);
+    free(v);
+    kiln_backend_free(cpu);
+    kiln_backend_free(be);
+#endif
+}
+
 /* The register softmax (attention_registers.comp) needs products laid out
  * with each row's elements in one quad of lanes; the host checks that on
  * the device when it opens it. Emulated matrices have that layout, so the
@@ -924,6 +970,7 @@ int main(void)
         cmocka_unit_test(register_softmax_only_where_rows_are_in_quads),
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
         cmocka_unit_test(gemm_prefetch_switch_and_timing),
+        cmocka_unit_test(register_softmax_switch_and_timing),
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
