@@ -188,6 +188,7 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         KILN_VULKAN_REGISTER_SOFTMAX=0 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
             grep attention | tee "$results/bench_ops_vulkan_f16_shared_softmax.txt"
         KILN_VULKAN_REGISTER_SOFTMAX=0 bench kiln_vulkan_f16_shared_softmax vulkan f16
+        KILN_VULKAN_REGISTER_SOFTMAX=1 bench kiln_vulkan_f16_register_softmax vulkan f16
         # the tensor-core GEMMs loading operands 1, 2 and 3 K steps ahead,
         # beside the default, which times them when the device opens (its
         # choice is in the device name of kiln_vulkan_f16.json)
@@ -265,6 +266,7 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln vulkan f16 16x16x16", load("kiln_vulkan_f16_n16.json")),
         ("kiln vulkan f16 16x8x16", load("kiln_vulkan_f16_n8.json")),
         ("kiln vulkan f16 smem softmax", load("kiln_vulkan_f16_shared_softmax.json")),
+        ("kiln vulkan f16 reg softmax", load("kiln_vulkan_f16_register_softmax.json")),
         *[(f"kiln vulkan f16 {a} ahead", load(f"kiln_vulkan_f16_prefetch{a}.json")) for a in (1, 2, 3)],
         *([("kiln vulkan f16 baseline", load("kiln_vulkan_f16_baseline.json"))]
           if os.path.exists(os.path.join(results, "kiln_vulkan_f16_baseline.json")) else []),
