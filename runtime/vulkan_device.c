@@ -128,40 +128,38 @@ static kiln_status conv_col_bytes(size_t *out)
     return KILN_OK;
 }
 
-/* How many K steps ahead the tensor-core GEMMs load their operands
- * (gemm_coopmat.glsl's GEMM_PREFETCH). KILN_VULKAN_GEMM_PREFETCH=1, 2 or 3
- * sets it; else a GPU with tensor cores times all three when it opens, on
- * the SD 1.5 UNet's two kinds of GEMM (8192 x 2560 x 320, the feed-forward
- * input: 5 K steps over 5120 tiles; 2048 x 640 x 5760, its 32x32 level's
- * convs: a long K over few tiles), and keeps the fastest; emulated matrices
- * (lavapipe) and CPU devices keep 1. 0: to be timed. */
-static kiln_status gemm_prefetch_setting(uint32_t *out)
-{
-    *out = 0;
-    const char *v = getenv("KILN_VULKAN_GEMM_PREFETCH");
-    if (!v || !*v) return KILN_OK;
-    if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0 && strcmp(v, "3") != 0)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_GEMM_PREFETCH=%s: must be 1, 2 or 3", v);
-    *out = (uint32_t)atoi(v);
-    return KILN_OK;
-}
-static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {2048, 640, 5760}};
-
-/* Whether the tensor-core attention keeps its softmax in registers, where
- * it can (below): KILN_VULKAN_REGISTER_SOFTMAX=1 or 0 says; else a GPU
- * times both on the SD 1.5 UNet's self-attention at its two finest levels
- * (4096 queries and keys, 8 heads of 40; 1024, 8 of 80) and keeps the
- * faster, and emulated matrices keep registers. -1: to be timed. */
-static kiln_status register_softmax_setting(int *out)
+/* A switch taking one digit of `allowed` ("123": 1, 2 or 3); -1 where it
+ * is unset, and anything else an error naming it. */
+static kiln_status digit_switch(const char *name, const char *allowed, int *out)
 {
     *out = -1;
-    const char *v = getenv("KILN_VULKAN_REGISTER_SOFTMAX");
+    const char *v = getenv(name);
     if (!v || !*v) return KILN_OK;
-    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_REGISTER_SOFTMAX=%s: must be 0 or 1", v);
-    *out = v[0] == '1';
-    return KILN_OK;
+    if (!v[1] && strchr(allowed, v[0])) {
+        *out = v[0] - '0';
+        return KILN_OK;
+    }
+    char choices[32] = "";
+    size_t n = strlen(allowed);
+    for (size_t i = 0; i < n && i < 8; i++)
+        snprintf(choices + strlen(choices), sizeof choices - strlen(choices), "%s%c",
+                 i == 0 ? "" : i + 1 == n ? " or " : ", ", allowed[i]);
+    return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: %s=%s: must be %s", name, v, choices);
 }
+
+/* Left to timing on a GPU with tensor cores (vulkan_tuning.c), unless set:
+ *   KILN_VULKAN_GEMM_PREFETCH=1|2|3: how many K steps ahead the
+ *   tensor-core GEMMs load their operands, timed on the SD 1.5 UNet's two
+ *   kinds of GEMM (8192 x 2560 x 320, the feed-forward input: 5 K steps
+ *   over 5120 tiles; 2048 x 640 x 5760, like its 32x32 level's convs: a
+ *   long K over few tiles);
+ *   KILN_VULKAN_REGISTER_SOFTMAX=0|1: whether the tensor-core attention
+ *   keeps its softmax in registers where it can (below), timed on the
+ *   UNet's self-attention at its two finest levels (4096 queries and keys,
+ *   8 heads of 40; 1024, 8 of 80).
+ * Emulated matrices (lavapipe) and CPU devices are not timed: they load
+ * 1 step ahead and keep the softmax in registers. */
+static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {2048, 640, 5760}};
 static const uint32_t attention_tuning_shapes[][4] = {{2, 8, 4096, 40}, {2, 8, 1024, 80}};
 
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
@@ -519,10 +517,9 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
     vk->multiprocessors = multiprocessor_count(vk->physical);
     TRY(conv_col_bytes(&vk->conv_col_bytes));
-    uint32_t gemm_prefetch;
-    TRY(gemm_prefetch_setting(&gemm_prefetch));
-    int softmax_in_registers;
-    TRY(register_softmax_setting(&softmax_in_registers));
+    int gemm_prefetch, softmax_in_registers;
+    TRY(digit_switch("KILN_VULKAN_GEMM_PREFETCH", "123", &gemm_prefetch));
+    TRY(digit_switch("KILN_VULKAN_REGISTER_SOFTMAX", "01", &softmax_in_registers));
     if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "
@@ -564,8 +561,8 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     /* What is left to timing (vulkan_tuning.c), on a GPU with tensor cores. */
     bool timed = (vk->coopmat == KILN_VK_COOPMAT_NV || vk->coopmat == KILN_VK_COOPMAT_KHR) &&
                  caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
-    vk->gemm_prefetch = gemm_prefetch ? gemm_prefetch : 1;
-    if (timed && !gemm_prefetch) TRY(kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, NULL));
+    vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
+    if (timed && gemm_prefetch < 0) TRY(kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, NULL));
     if (timed && softmax_in_registers < 0) TRY(kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, NULL));
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
