@@ -95,19 +95,30 @@ static void no_driver_is_unsupported(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* A test switch with a value it does not take is an error naming it, not a
- * silent default. */
+/* Opening the backend (in f16 compute, on emulated matrices where the
+ * device has none) with the switch `name` set to a value it does not take
+ * is an error naming both, not a silent default. */
+static void assert_switch_refused(const char *name, const char *value)
+{
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    setenv(name, value, 1);
+    kiln_backend *be = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    kiln_status st = kiln_backend_vulkan_create(&opt, &be);
+    unsetenv(name);
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    print_message("  \"%s\": %s: %s\n", value, kiln_status_name(st), kiln_last_error());
+    assert_int_equal(st, KILN_ERR_INVALID_ARG);
+    assert_null(be);
+    char named[128];
+    snprintf(named, sizeof named, "%s=%s", name, value);
+    assert_non_null(strstr(kiln_last_error(), named));
+}
+
 static void bad_coopmat_shape_switch_names_it(void **state)
 {
     (void)state;
-    setenv("KILN_VULKAN_COOPMAT_N", "12", 1);
-    kiln_backend *be = NULL;
-    kiln_status st = kiln_backend_vulkan_create(NULL, &be);
-    unsetenv("KILN_VULKAN_COOPMAT_N");
-    print_message("  %s: %s\n", kiln_status_name(st), kiln_last_error());
-    assert_int_equal(st, KILN_ERR_INVALID_ARG);
-    assert_null(be);
-    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_COOPMAT_N=12"));
+    assert_switch_refused("KILN_VULKAN_COOPMAT_N", "12");
 }
 
 /* KILN_VULKAN_COOPMAT_KHR=1 on a device without VK_KHR_cooperative_matrix
@@ -140,17 +151,7 @@ static void conv_col_bytes_switch_rejects_junk(void **state)
 {
     (void)state;
     static const char *const junk[] = {"abc", "0", "-5", "64M", ""};
-    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
-        setenv("KILN_VULKAN_CONV_COL_BYTES", junk[i], 1);
-        kiln_backend *be = NULL;
-        kiln_backend_options opt = {.device = -1};
-        kiln_status st = kiln_backend_vulkan_create(&opt, &be);
-        unsetenv("KILN_VULKAN_CONV_COL_BYTES");
-        print_message("  \"%s\": %s\n", junk[i], kiln_last_error());
-        assert_int_equal(st, KILN_ERR_INVALID_ARG);
-        assert_null(be);
-        assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_CONV_COL_BYTES"));
-    }
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) assert_switch_refused("KILN_VULKAN_CONV_COL_BYTES", junk[i]);
 }
 
 #ifdef KILN_TEST_SPIRV_TABLE
@@ -766,18 +767,10 @@ static void gemm_prefetch_switch_and_timing(void **state)
         tensor_core_matmul_matches(be);
         kiln_backend_free(be);
     }
-    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-    setenv("KILN_VULKAN_GEMM_PREFETCH", "4", 1);
-    kiln_backend *be = NULL;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    assert_int_equal(kiln_backend_vulkan_create(&opt, &be), KILN_ERR_INVALID_ARG);
-    unsetenv("KILN_VULKAN_GEMM_PREFETCH");
-    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
-    assert_null(be);
-    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_GEMM_PREFETCH=4"));
-    print_message("  %s\n", kiln_last_error());
+    assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "4");
+    assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "12");
 #ifdef KILN_TEST_VULKAN_INTERNALS
-    be = open_tensor_cores(NULL, NULL);
+    kiln_backend *be = open_tensor_cores(NULL, NULL);
     kiln_vk *vk = kiln_vk_of(be);
     assert_int_equal(vk->gemm_prefetch, 1); /* emulated matrices are not timed when the device opens */
     assert_false(vk->gemm_prefetch_tuned);
@@ -803,18 +796,9 @@ static void gemm_prefetch_switch_and_timing(void **state)
 static void register_softmax_switch_and_timing(void **state)
 {
     (void)state;
-    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-    setenv("KILN_VULKAN_REGISTER_SOFTMAX", "yes", 1);
-    kiln_backend *be = NULL;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    assert_int_equal(kiln_backend_vulkan_create(&opt, &be), KILN_ERR_INVALID_ARG);
-    unsetenv("KILN_VULKAN_REGISTER_SOFTMAX");
-    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
-    assert_null(be);
-    assert_non_null(strstr(kiln_last_error(), "KILN_VULKAN_REGISTER_SOFTMAX=yes"));
-    print_message("  %s\n", kiln_last_error());
+    assert_switch_refused("KILN_VULKAN_REGISTER_SOFTMAX", "yes");
 #ifdef KILN_TEST_VULKAN_INTERNALS
-    be = open_tensor_cores(NULL, NULL);
+    kiln_backend *be = open_tensor_cores(NULL, NULL);
     kiln_vk *vk = kiln_vk_of(be);
     assert_true(vk->register_softmax); /* emulated: registers, untimed */
     assert_false(vk->register_softmax_tuned);
