@@ -204,15 +204,15 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         for dir in ${SHADER_VARIANTS:+"$SHADER_VARIANTS"/*/}; do
             v=$(basename "$dir")
             say "shader variant $v"
-            if KILN_VULKAN_SHADER_DIR=$dir timeout 150 "$bin/test_parity_vulkan" >"$results/variant_${v}_parity.log" 2>&1; then
+            if KILN_VULKAN_GEMM_PREFETCH=1 KILN_VULKAN_SHADER_DIR=$dir timeout 150 "$bin/test_parity_vulkan" >"$results/variant_${v}_parity.log" 2>&1; then
                 outcome[variant $v parity]=passed
             else
                 outcome[variant $v parity]="FAILED (see variant_${v}_parity.log)"
                 status=1
             fi
-            KILN_VULKAN_SHADER_DIR=$dir timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+            KILN_VULKAN_GEMM_PREFETCH=1 KILN_VULKAN_SHADER_DIR=$dir timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
                 grep -E "matmul|conv2d" | tee "$results/variant_${v}_bench_ops.txt"
-            KILN_VULKAN_SHADER_DIR=$dir bench "kiln_vulkan_f16_variant_$v" vulkan f16
+            KILN_VULKAN_GEMM_PREFETCH=1 KILN_VULKAN_SHADER_DIR=$dir bench "kiln_vulkan_f16_variant_$v" vulkan f16
         done
     fi
     # sd.cpp's step is also cond + uncond (two batch-1 UNet runs), so its
