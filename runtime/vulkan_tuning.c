@@ -12,7 +12,9 @@
  * then three times timed by the device; the fastest of the three counts,
  * and the alternative with the least time over all shapes wins. Operands
  * hold arbitrary values, never zeros (zeros ran faster on an H200:
- * bench/RESULTS.md). A device without timestamps keeps what it had. */
+ * bench/RESULTS.md). A device without timestamps keeps what it had, and so
+ * does one where the timing fails (say, short of memory for its operands:
+ * the device opens all the same, vulkan_device.c). */
 #include "vulkan_backend.h"
 
 #include <stdlib.h>
@@ -76,12 +78,14 @@ static kiln_status attention_op(kiln_backend *be, const void *p, const kiln_tens
     return be->ops->attention(be, p, src, dst);
 }
 
-/* Ends a tuning run: a finished queue, the buffers freed, and no f16 copy
- * of a freed x left to reuse (vulkan_ops.c, vk_matmul). */
+/* Ends a tuning run, also one that failed: what it recorded finished
+ * before its buffers are freed, and no f16 copy of a freed x left to reuse
+ * (vulkan_ops.c, vk_matmul). */
 static kiln_status tuning_done(kiln_backend *be, kiln_status st, kiln_buffer *const *buffers, int n)
 {
     kiln_vk *vk = kiln_vk_of(be);
-    if (st == KILN_OK) st = kiln_vk_finish(vk);
+    kiln_status finished = kiln_vk_finish(vk);
+    if (st == KILN_OK) st = finished;
     vk->f16_copy.valid = false;
     for (int i = 0; i < n; i++)
         if (buffers[i]) kiln_vk_buffer_free(be, buffers[i]);
