@@ -194,8 +194,8 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
  * GEMM's 256 invocations, 4 of the f32 GEMM's 64: what their registers
  * allow on an H200, 88 and about 200 an invocation; the SM count from
  * NVIDIA's driver, else an H100's or H200's 132). A workgroup takes about
- * as long for a K step of 64 whether its wave is full or not (the GEMMs are
- * latency-bound: bench/RESULTS.md), so T tiles in s shares of K take
+ * as long for a K step of 64 whether its wave is full or not (the GEMMs
+ * wait mostly on their loads: bench/RESULTS.md), so T tiles in s shares of K take
  * ceil(T s / S) waves of K / s / 64 steps, plus TILE_STEPS for a tile's
  * first load and its epilogue; shares cost their partial sums, written and
  * read back (2 s M N floats), at SUM_BYTES_PER_STEP (an H200's ~3 TB/s
