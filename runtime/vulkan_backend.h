@@ -70,7 +70,10 @@ typedef struct kiln_vk_pipeline {
     kiln_vk_shader shader;
     uint32_t spec[3]; /* specialization constants 0..2, unused ones 0 */
     VkPipeline pipeline;
+    uint32_t registers; /* an invocation's, as the driver reports them; 0: not known */
 } kiln_vk_pipeline;
+
+#define KILN_VK_VENDOR_NVIDIA 0x10de
 
 /* The shared memory the tensor-core shaders may use (gemm_coopmat.glsl
  * takes 11 KiB, attention_coopmat.comp up to 31.75 KiB at head dim 256);
@@ -107,6 +110,7 @@ typedef struct kiln_vk {
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
     uint32_t multiprocessors;    /* SMs, where NVIDIA's driver says (VK_NV_shader_sm_builtins); else 0 */
     bool pipeline_stats;         /* KILN_VULKAN_PIPELINE_STATS=1 on a driver that reports them */
+    bool pipeline_registers;     /* pipelines' register counts are read (NVIDIA, vulkan_commands.c) */
 
     /* the arena */
     kiln_vk_block **blocks;
@@ -178,6 +182,14 @@ kiln_status kiln_vk_commands_init(kiln_vk *vk);
 void kiln_vk_commands_release(kiln_vk *vk);
 /* The command buffer being recorded, begun if none is. */
 kiln_status kiln_vk_recording(kiln_vk *vk, VkCommandBuffer *out);
+/* The registers an invocation of a pipeline takes, as the driver reports
+ * them (vk->pipeline_registers), building the pipeline if it is not yet
+ * built; 0 where they are not known. */
+kiln_status kiln_vk_pipeline_registers(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], uint32_t *registers);
+/* How many workgroups of `threads` invocations of `registers` registers
+ * each fit on an NVIDIA SM: 64K registers, given out a warp at a time in
+ * units of 256 (8 an invocation), at most 64 warps and 32 workgroups. */
+uint32_t kiln_vk_nvidia_workgroups_per_sm(uint32_t registers, uint32_t threads);
 /* The device memory a tensor spans. */
 kiln_vk_range kiln_vk_tensor_range(const kiln_tensor *t);
 /* Puts a barrier before the next command if it reads memory written, or

@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "status.h"
 
@@ -272,10 +273,14 @@ static kiln_status module_create(kiln_vk *vk, kiln_vk_shader shader)
     return KILN_OK;
 }
 
-/* One line per pipeline on stderr (KILN_VULKAN_PIPELINE_STATS=1): the
- * driver's statistics of its first executable, "name=value" as it names them. */
-static void print_pipeline_stats(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline pipeline)
+/* The driver's statistics of a pipeline's first executable: its register
+ * count ("Register Count", as NVIDIA's driver names it) into *registers,
+ * and with KILN_VULKAN_PIPELINE_STATS=1 one line on stderr of every
+ * statistic, "name=value" as the driver names them. */
+static void read_pipeline_stats(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline pipeline,
+                                uint32_t *registers)
 {
+    *registers = 0;
     VkPipelineExecutableInfoKHR exe = {.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR, .pipeline = pipeline};
     VkPipelineExecutableStatisticKHR stats[32];
     uint32_t n = 32;
@@ -283,9 +288,15 @@ static void print_pipeline_stats(kiln_vk *vk, kiln_vk_shader shader, const uint3
         stats[i] = (VkPipelineExecutableStatisticKHR){.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR};
     VkResult r = vk->fn.vkGetPipelineExecutableStatisticsKHR(vk->device, &exe, &n, stats);
     if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
-        fprintf(stderr, "kiln vulkan pipeline %s: no statistics (%d)\n", kiln_vk_shaders[shader].name, (int)r);
+        if (vk->pipeline_stats)
+            fprintf(stderr, "kiln vulkan pipeline %s: no statistics (%d)\n", kiln_vk_shaders[shader].name, (int)r);
         return;
     }
+    for (uint32_t i = 0; i < n; i++)
+        if (strcmp(stats[i].name, "Register Count") == 0 &&
+            stats[i].format == VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR)
+            *registers = (uint32_t)stats[i].value.u64;
+    if (!vk->pipeline_stats) return;
     fprintf(stderr, "kiln vulkan pipeline %s [%u %u %u]:", kiln_vk_shaders[shader].name, spec[0], spec[1], spec[2]);
     for (uint32_t i = 0; i < n; i++) {
         const VkPipelineExecutableStatisticKHR *s = &stats[i];
@@ -303,12 +314,12 @@ static void print_pipeline_stats(kiln_vk *vk, kiln_vk_shader shader, const uint3
     fputc('\n', stderr);
 }
 
-static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], VkPipeline *out)
+static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], const kiln_vk_pipeline **out)
 {
     for (int i = 0; i < vk->npipelines; i++) {
         const kiln_vk_pipeline *p = &vk->pipelines[i];
         if (p->shader == shader && p->spec[0] == spec[0] && p->spec[1] == spec[1] && p->spec[2] == spec[2]) {
-            *out = p->pipeline;
+            *out = p;
             return KILN_OK;
         }
     }
@@ -333,7 +344,7 @@ static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32
     };
     VkComputePipelineCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .flags = vk->pipeline_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
+        .flags = vk->pipeline_stats || vk->pipeline_registers ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
         .stage =
             {
                 .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -350,9 +361,18 @@ static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32
         kiln_vk_fail_result(r, __FILE__, __LINE__, "vkCreateComputePipelines");
         return kiln_fail_context(KILN_ERR_BACKEND, "vulkan: building shader %s", kiln_vk_shaders[shader].name);
     }
-    if (vk->pipeline_stats) print_pipeline_stats(vk, shader, spec, pipeline);
-    vk->pipelines[vk->npipelines++] = (kiln_vk_pipeline){shader, {spec[0], spec[1], spec[2]}, pipeline};
-    *out = pipeline;
+    uint32_t registers = 0;
+    if (vk->pipeline_stats || vk->pipeline_registers) read_pipeline_stats(vk, shader, spec, pipeline, &registers);
+    vk->pipelines[vk->npipelines] = (kiln_vk_pipeline){shader, {spec[0], spec[1], spec[2]}, pipeline, registers};
+    *out = &vk->pipelines[vk->npipelines++];
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_pipeline_registers(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], uint32_t *registers)
+{
+    const kiln_vk_pipeline *p;
+    TRY(pipeline_get(vk, shader, spec, &p));
+    *registers = p->registers;
     return KILN_OK;
 }
 
@@ -369,8 +389,9 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d)
             return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: %s needs %u workgroups along %c; %s allows 1 to %u",
                              kiln_vk_shaders[d->shader].name, d->groups[i], "xyz"[i], vk->props.deviceName,
                              vk->props.limits.maxComputeWorkGroupCount[i]);
-    VkPipeline pipeline = VK_NULL_HANDLE;
-    TRY(pipeline_get(vk, d->shader, d->spec, &pipeline));
+    const kiln_vk_pipeline *built;
+    TRY(pipeline_get(vk, d->shader, d->spec, &built));
+    VkPipeline pipeline = built->pipeline;
     VkCommandBuffer cmd;
     TRY(kiln_vk_recording(vk, &cmd));
     kiln_vk_range reads[KILN_VK_DISPATCH_READS];

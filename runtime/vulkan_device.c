@@ -448,15 +448,19 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
     uint32_t nextensions = 0;
     if (nv || khr)
         extensions[nextensions++] = nv ? VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME : VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
-    if (env_is_1("KILN_VULKAN_PIPELINE_STATS")) {
-        if (has_extension(vk->physical, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
-            extensions[nextensions++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
-            f12.pNext = &stats;
-            vk->pipeline_stats = true;
-        } else {
-            fprintf(stderr, "kiln: KILN_VULKAN_PIPELINE_STATS: %s does not report pipeline statistics (no %s)\n",
-                    caps->props.deviceName, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
-        }
+    /* NVIDIA's driver reports each pipeline's registers, and NVIDIA's
+     * register file (64K an SM) is what decides how many GEMM workgroups
+     * share an SM, which the split-K estimate counts (vulkan_ops.c) */
+    bool executables = has_extension(vk->physical, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    bool print = env_is_1("KILN_VULKAN_PIPELINE_STATS");
+    if (executables && (print || caps->props.vendorID == KILN_VK_VENDOR_NVIDIA)) {
+        extensions[nextensions++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+        f12.pNext = &stats;
+        vk->pipeline_stats = print;
+        vk->pipeline_registers = caps->props.vendorID == KILN_VK_VENDOR_NVIDIA;
+    } else if (print) {
+        fprintf(stderr, "kiln: KILN_VULKAN_PIPELINE_STATS: %s does not report pipeline statistics (no %s)\n",
+                caps->props.deviceName, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
     }
     VkDeviceCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,

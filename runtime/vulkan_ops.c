@@ -190,10 +190,11 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
 /* Split K (shaders/gemm.glsl): a GEMM may run its reduction in s shares,
  * each a workgroup per tile of C, their partial sums added by a second
  * dispatch; s is chosen by an estimate of the time in "wave steps". The GPU
- * runs S workgroups at once (per multiprocessor, 2 of the tensor-core
- * GEMM's 256 invocations, 4 of the f32 GEMM's 64: what their registers
- * allow on an H200, 88 and about 200 an invocation; the SM count from
- * NVIDIA's driver, else an H100's or H200's 132). A workgroup takes about
+ * runs S workgroups at once (per multiprocessor, what the GEMM's registers
+ * allow where NVIDIA's driver reports them, else 2 of the tensor-core
+ * GEMM's 256 invocations and 4 of the f32 GEMM's 64, as their 88 and about
+ * 200 registers allowed on an H200; the SM count from NVIDIA's driver,
+ * else an H100's or H200's 132). A workgroup takes about
  * as long for a K step of 64 whether its wave is full or not (the GEMMs
  * wait mostly on their loads: bench/RESULTS.md), so T tiles in s shares of K take
  * ceil(T s / S) waves of K / s / 64 steps, plus TILE_STEPS for a tile's
@@ -216,9 +217,27 @@ static kiln_status gemm_operands(const char *op, const kiln_tensor *const *src, 
 #define SUM_BYTES_PER_STEP 7e6
 #define SPLIT_GAIN 0.9
 
-static uint64_t concurrent_workgroups(const kiln_vk *vk, uint32_t threads)
+uint32_t kiln_vk_nvidia_workgroups_per_sm(uint32_t registers, uint32_t threads)
 {
-    return (threads >= 256 ? 2 : 4) * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);
+    uint32_t per_warp = (registers + 7) / 8 * 8 * 32, warps = (threads + 31) / 32;
+    uint32_t fit = 65536 / (per_warp * warps), by_warps = 64 / warps;
+    fit = fit < by_warps ? fit : by_warps;
+    fit = fit < 32 ? fit : 32;
+    return fit ? fit : 1;
+}
+
+/* Where NVIDIA's driver reports the GEMM pipeline's registers, how many of
+ * its workgroups fit an SM follows from them (the H200's 88 registers: 2 of
+ * 256; 80 or fewer would fit 3); elsewhere 2 of the tensor-core GEMM's 256
+ * invocations, 4 of the f32 GEMM's 64. */
+static kiln_status concurrent_workgroups(kiln_vk *vk, kiln_vk_shader shader, uint32_t threads, uint64_t *slots)
+{
+    uint32_t registers = 0, per_sm = threads >= 256 ? 2 : 4;
+    static const uint32_t no_spec[3] = {0, 0, 0};
+    if (vk->pipeline_registers) TRY(kiln_vk_pipeline_registers(vk, shader, no_spec, &registers));
+    if (registers) per_sm = kiln_vk_nvidia_workgroups_per_sm(registers, threads);
+    *slots = per_sm * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);
+    return KILN_OK;
 }
 
 /* K rounded up to whole shares of a multiple of 32 (a K step of either
@@ -230,9 +249,11 @@ static uint64_t share_of_k(uint64_t K, uint64_t s, uint64_t *shares)
     return chunk;
 }
 
-static uint64_t split_k(const kiln_vk *vk, uint32_t threads, uint64_t tiles, uint64_t M, uint64_t N, uint64_t K)
+static kiln_status split_k(kiln_vk *vk, kiln_vk_shader shader, uint32_t threads, uint64_t tiles, uint64_t M,
+                           uint64_t N, uint64_t K, uint64_t *splits)
 {
-    uint64_t slots = concurrent_workgroups(vk, threads), best = 1;
+    uint64_t slots, best = 1;
+    TRY(concurrent_workgroups(vk, shader, threads, &slots));
     double best_time = 0.0;
     for (uint64_t s = 1; s <= (vk->split_k ? SPLIT_MAX : 1) && (s == 1 || K / s >= SPLIT_MIN_K); s++) {
         uint64_t shares, chunk = share_of_k(K, s, &shares);
@@ -243,7 +264,8 @@ static uint64_t split_k(const kiln_vk *vk, uint32_t threads, uint64_t tiles, uin
         if (s == 1) best_time = SPLIT_GAIN * time;
         else if (time < best_time) best = s, best_time = time;
     }
-    return best;
+    *splits = best;
+    return KILN_OK;
 }
 
 /* The last push constants of matmul.comp and conv2d.comp. */
@@ -262,7 +284,9 @@ static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t th
                             size_t scratch_used, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
 {
     uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, GEMM_TILE);
-    uint64_t splits, k_chunk = share_of_k(K, split_k(kiln_vk_of(be), threads, (uint64_t)gx * gy, M, N, K), &splits);
+    uint64_t shares, splits;
+    TRY(split_k(kiln_vk_of(be), shader, threads, (uint64_t)gx * gy, M, N, K, &shares));
+    uint64_t k_chunk = share_of_k(K, shares, &splits);
     *split = (gemm_split){.splits = (uint32_t)splits, .k_chunk = (uint32_t)k_chunk};
     if (splits == 1) return run(be, shader, push, push_bytes, gx, gy, 1, src, nsrc, dst);
 

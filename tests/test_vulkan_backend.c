@@ -789,6 +789,27 @@ static void gemm_prefetch_switch_and_timing(void **state)
 #endif
 }
 
+#ifdef KILN_TEST_VULKAN_INTERNALS
+/* The split-K estimate's workgroups an SM from a pipeline's registers, as
+ * NVIDIA's occupancy rules give them (64K registers an SM, allocated 256 a
+ * warp, at most 64 warps and 32 workgroups): the H200's tensor-core GEMM at
+ * 88 registers fits 2 of 256 invocations, at 80 it would fit 3; session 7's
+ * 128x128 tile at 150 fit 1; the f32 GEMM's 64 invocations at 205 fit 4. */
+static void workgroups_an_sm_follow_nvidia_occupancy(void **state)
+{
+    (void)state;
+    static const uint32_t cases[][3] = {
+        {88, 256, 2}, {80, 256, 3}, {81, 256, 2}, {128, 256, 2}, {129, 256, 1}, {150, 256, 1},
+        {205, 64, 4}, {32, 256, 8}, {16, 32, 32}, {255, 1024, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint32_t got = kiln_vk_nvidia_workgroups_per_sm(cases[i][0], cases[i][1]);
+        print_message("  %u registers x %u invocations: %u an SM\n", cases[i][0], cases[i][1], got);
+        assert_int_equal(got, cases[i][2]);
+    }
+}
+#endif
+
 /* KILN_VULKAN_REGISTER_SOFTMAX takes 0 or 1 and nothing else; unset, a GPU
  * times the attention with its softmax in registers and through shared
  * memory when it opens. That timing, run here on small shapes, keeps the
@@ -955,6 +976,9 @@ int main(void)
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
         cmocka_unit_test(gemm_prefetch_switch_and_timing),
         cmocka_unit_test(register_softmax_switch_and_timing),
+#ifdef KILN_TEST_VULKAN_INTERNALS
+        cmocka_unit_test(workgroups_an_sm_follow_nvidia_occupancy),
+#endif
 #ifdef KILN_TEST_SPIRV_TABLE
         cmocka_unit_test(shader_dir_replaces_embedded_spirv),
         cmocka_unit_test(pipeline_stats_switch_reports_or_says_why_not),
