@@ -314,6 +314,8 @@ static void read_pipeline_stats(kiln_vk *vk, kiln_vk_shader shader, const uint32
     fputc('\n', stderr);
 }
 
+/* The pipeline of a shader with these specialization constants, built on
+ * first use; *out stays valid until the next pipeline is built. */
 static kiln_status pipeline_get(kiln_vk *vk, kiln_vk_shader shader, const uint32_t spec[3], const kiln_vk_pipeline **out)
 {
     for (int i = 0; i < vk->npipelines; i++) {
