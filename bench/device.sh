@@ -178,7 +178,7 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         # (this repeat of the default also lists every pipeline's registers and
         # shared memory as the driver reports them, in pipelines.txt)
         KILN_VULKAN_PIPELINE_STATS=1 KILN_VULKAN_COOPMAT_N=16 bench kiln_vulkan_f16_n16 vulkan f16
-        grep "pipeline" "$results/kiln_vulkan_f16_n16.err" >"$results/pipelines.txt" || true
+        grep -E "pipeline|timing" "$results/kiln_vulkan_f16_n16.err" >"$results/pipelines.txt" || true
         kept=$status
         KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
         status=$kept

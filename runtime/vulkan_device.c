@@ -567,9 +567,18 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                  caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
     /* a timing that fails leaves the defaults and no "(timed)" in the
-     * device name; the device is no less usable */
-    if (timed && gemm_prefetch < 0) (void)kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, NULL);
-    if (timed && softmax_in_registers < 0) (void)kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, NULL);
+     * device name; the device is no less usable. With
+     * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
+    double gemm_seconds[3] = {0}, softmax_seconds[2] = {0};
+    if (timed && gemm_prefetch < 0) (void)kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, gemm_seconds);
+    if (timed && softmax_in_registers < 0)
+        (void)kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, softmax_seconds);
+    if (vk->pipeline_stats && vk->gemm_prefetch_tuned)
+        fprintf(stderr, "kiln vulkan timing: GEMM loads 1, 2, 3 K steps ahead: %.3f, %.3f, %.3f ms; kept %u\n",
+                1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], vk->gemm_prefetch);
+    if (vk->pipeline_stats && vk->register_softmax_tuned)
+        fprintf(stderr, "kiln vulkan timing: softmax in shared memory, in registers: %.3f, %.3f ms; kept %s\n",
+                1e3 * softmax_seconds[0], 1e3 * softmax_seconds[1], vk->register_softmax ? "registers" : "shared memory");
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};
