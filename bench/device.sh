@@ -23,13 +23,15 @@
 #              bench_ops, and COMMIT naming it: its Vulkan f16 bench and
 #              bench_ops beside this build's, for a before/after in one run),
 #              SDCPP_VULKAN (an sd.cpp sd-cli built with -DSD_VULKAN=ON, built
-#              outside this repository; default $bin/sd-cli-vulkan if there).
+#              outside this repository; default $bin/sd-cli-vulkan if there,
+#              else the cyllama-vulkan wheel's if it is among the wheels).
 #
 # On a machine that cannot reach a package registry, bring what is missing:
 #   - Debian packages (the runtime libraries kiln links, the Vulkan loader and
 #     glvnd for NVIDIA's Vulkan driver; -dev packages too to build there) as .deb
 #     files in .devdeps/: they are unpacked into /tmp/kiln-deps, never over /;
-#   - diffusers (and its own dependencies) as wheels in .whl/: installed with
+#   - diffusers (and its own dependencies) as wheels in .whl/, and
+#     cyllama-vulkan for stable-diffusion.cpp's Vulkan build: installed with
 #     pip --no-index into /tmp/site.
 # Every step's log lands in RESULTS_DIR; a failing build stops the script, a
 # failing test is reported in the table and makes the exit status non-zero.
@@ -215,19 +217,40 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
             KILN_VULKAN_GEMM_PREFETCH=1 KILN_VULKAN_SHADER_DIR=$dir bench "kiln_vulkan_f16_variant_$v" vulkan f16
         done
     fi
-    # sd.cpp's step is also cond + uncond (two batch-1 UNet runs), so its
-    # steps per second compare with kiln's it/s.
+    # stable-diffusion.cpp's Vulkan build: an sd-cli given in SDCPP_VULKAN,
+    # else the one inside the cyllama-vulkan wheel (PyPI; its ggml has the
+    # KHR and NV cooperative-matrix shaders) through that wheel's CLI, which
+    # takes sd-cli's flags but --sampler for --sampling-method. Its default,
+    # then with flash attention in the UNet (--diffusion-fa). sd.cpp's step
+    # is also cond + uncond (two batch-1 UNet runs), so its steps per second
+    # compare with kiln's it/s.
     sdcpp=${SDCPP_VULKAN:-$bin/sd-cli-vulkan}
     if [ -x "$sdcpp" ]; then
-        say "stable-diffusion.cpp vulkan ($steps steps)"
-        timeout 300 "$sdcpp" -m "$ckpt" -p "a photograph" --sampling-method euler --cfg-scale 7 -W 512 -H 512 \
-            --steps "$steps" -s 42 -o "$results/sdcpp_vulkan.png" >"$results/sdcpp_vulkan.log" 2>&1 ||
-            { tail -n 10 "$results/sdcpp_vulkan.log"; status=1; }
-        if read -r warm _ < <(bench/sdcpp_steps.sh "$results/sdcpp_vulkan.log"); then
-            python3 -c "import json, sys; print(json.dumps({'it_per_s': 1 / float(sys.argv[1]), 'precision': 'sd.cpp default'}))" \
-                "$warm" >"$results/sdcpp_vulkan.json"
-        fi
+        sdcpp_cmd=("$sdcpp" --sampling-method)
+    elif python3 -c "import cyllama.sd" 2>/dev/null; then
+        sdcpp_cmd=(python3 -m cyllama.sd txt2img --sampler)
+    else
+        sdcpp_cmd=()
     fi
+    for fa in "" --diffusion-fa; do
+        [ ${#sdcpp_cmd[@]} -gt 0 ] || break
+        name=sdcpp_vulkan${fa:+_fa}
+        say "stable-diffusion.cpp vulkan ${fa:+with flash attention }($steps steps)"
+        timeout 300 "${sdcpp_cmd[@]}" euler -m "$ckpt" -p "a photograph" --cfg-scale 7 -W 512 -H 512 \
+            --steps "$steps" -s 42 $fa -o "$results/$name.png" >"$results/$name.log" 2>&1 ||
+            { tail -n 10 "$results/$name.log"; status=1; }
+        # ggml goes on on the CPU when it finds no Vulkan device: no number then
+        if ! grep -q "ggml_vulkan: Found [1-9]" "$results/$name.log"; then
+            echo "device.sh: stable-diffusion.cpp found no Vulkan device (see $name.log)" >&2
+            status=1
+            continue
+        fi
+        grep -m2 "ggml_vulkan: " "$results/$name.log"
+        if read -r warm _ < <(bench/sdcpp_steps.sh "$results/$name.log"); then
+            python3 -c "import json, sys; print(json.dumps({'it_per_s': 1 / float(sys.argv[1]), 'precision': sys.argv[2]}))" \
+                "$warm" "sd.cpp default${fa:+, flash attention}" >"$results/$name.json"
+        fi
+    done
 fi
 
 memcheck="not installed"
@@ -272,7 +295,8 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
           if os.path.exists(os.path.join(results, "kiln_vulkan_f16_baseline.json")) else []),
         *[(f"kiln vulkan f16 {f[24:-5]}", load(f)) for f in sorted(os.listdir(results))
           if f.startswith("kiln_vulkan_f16_variant_") and f.endswith(".json")],
-        ("sd.cpp vulkan", load("sdcpp_vulkan.json")), ("diffusers fp16 SDPA", load("diffusers.json"))]
+        ("sd.cpp vulkan", load("sdcpp_vulkan.json")), ("sd.cpp vulkan fa", load("sdcpp_vulkan_fa.json")),
+        ("diffusers fp16 SDPA", load("diffusers.json"))]
 peer = rows[-1][1]
 print("SD 1.5 UNet, 512x512, batch 2 (CFG)")
 # diffusers: torch's peak allocation; kiln: weights + activation arena (+ a few MiB of scratch)
