@@ -104,7 +104,8 @@ typedef struct kiln_vk {
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
     bool register_softmax;       /* attention runs attention_registers.comp (usable, checked: vulkan_device.c) */
     bool register_softmax_tuned; /* ... or not, as timed on this device when it opened */
-    bool split_k;                /* GEMMs may split K (vulkan_ops.c); off with KILN_VULKAN_NO_SPLIT_K=1 */
+    bool split_k;                /* GEMMs may split K (vulkan_ops.c); KILN_VULKAN_SPLIT_K=0|1 */
+    bool split_k_tuned;          /* ... as timed on this device when it opened */
     uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
     bool gemm_prefetch_tuned;    /* ... as timed on this device when it opened */
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
@@ -238,6 +239,10 @@ kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes
  * shared memory and in registers and keeps the faster; seconds, if not
  * NULL, gets their totals in that order. */
 kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2]);
+/* Times the matmul at each of the nshapes {M, N, K} whole and split along K
+ * as vulkan_ops.c estimates best, and keeps splitting only if that was no
+ * slower (vk->split_k); seconds, if not NULL, gets the totals in that order. */
+kiln_status kiln_vk_tune_split_k(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[2]);
 /* Whether this device's tensor-core shaders lay a 16x16 product out with
  * every row in one quad of lanes, as attention_registers.comp needs:
  * shaders/coopmat_layout.comp, run once. */

@@ -156,10 +156,16 @@ static kiln_status digit_switch(const char *name, const char *allowed, int *out)
  *   KILN_VULKAN_REGISTER_SOFTMAX=0|1: whether the tensor-core attention
  *   keeps its softmax in registers where it can (below), timed on the
  *   UNet's self-attention at its two finest levels (4096 queries and keys,
- *   8 heads of 40; 1024, 8 of 80).
- * Emulated matrices (lavapipe) and CPU devices are not timed: they load
- * 1 step ahead and keep the softmax in registers. */
+ *   8 heads of 40; 1024, 8 of 80);
+ *   KILN_VULKAN_SPLIT_K=0|1: whether GEMMs with few output tiles and a long
+ *   K split it as vulkan_ops.c estimates best, timed on the UNet's 32x32
+ *   and 16x16 levels' 3x3 convs (2048 x 640 x 5760, 512 x 1280 x 11520),
+ *   which the estimate splits into 4 and 3.
+ * Emulated matrices (lavapipe), CPU devices and f32 compute are not timed:
+ * they load 1 step ahead, keep the softmax in registers and split K as
+ * estimated. */
 static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {2048, 640, 5760}};
+static const uint32_t split_tuning_shapes[][3] = {{2048, 640, 5760}, {512, 1280, 11520}};
 static const uint32_t attention_tuning_shapes[][4] = {{2, 8, 4096, 40}, {2, 8, 1024, 80}};
 
 /* NVIDIA's cooperative matrices as the tensor-core shaders use them
@@ -518,12 +524,13 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     bool khr_asked = env_is_1("KILN_VULKAN_COOPMAT_KHR");
     bool tensor_cores = caps.coopmat == KILN_VK_COOPMAT_NV || (caps.coopmat == KILN_VK_COOPMAT_KHR && khr_asked);
     bool want_f16 = opt && (opt->compute_auto ? tensor_cores : opt->compute == KILN_F16);
-    vk->split_k = !env_is_1("KILN_VULKAN_NO_SPLIT_K");
     vk->multiprocessors = multiprocessor_count(vk->physical);
     TRY(conv_col_bytes(&vk->conv_col_bytes));
-    int gemm_prefetch, softmax_in_registers;
+    int gemm_prefetch, softmax_in_registers, split;
     TRY(digit_switch("KILN_VULKAN_GEMM_PREFETCH", "123", &gemm_prefetch));
     TRY(digit_switch("KILN_VULKAN_REGISTER_SOFTMAX", "01", &softmax_in_registers));
+    TRY(digit_switch("KILN_VULKAN_SPLIT_K", "01", &split));
+    vk->split_k = split != 0;
     if (khr_asked && !caps.khr_usable)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: KILN_VULKAN_COOPMAT_KHR=1: %s has no VK_KHR_cooperative_matrix with 16x8x16 f16 "
@@ -569,16 +576,20 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
-    double gemm_seconds[3] = {0}, softmax_seconds[2] = {0};
+    double gemm_seconds[3] = {0}, softmax_seconds[2] = {0}, split_seconds[2] = {0};
     if (timed && gemm_prefetch < 0) (void)kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, gemm_seconds);
     if (timed && softmax_in_registers < 0)
         (void)kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, softmax_seconds);
+    if (timed && split < 0) (void)kiln_vk_tune_split_k(be, split_tuning_shapes, 2, split_seconds);
     if (vk->pipeline_stats && vk->gemm_prefetch_tuned)
         fprintf(stderr, "kiln vulkan timing: GEMM loads 1, 2, 3 K steps ahead: %.3f, %.3f, %.3f ms; kept %u\n",
                 1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], vk->gemm_prefetch);
     if (vk->pipeline_stats && vk->register_softmax_tuned)
         fprintf(stderr, "kiln vulkan timing: softmax in shared memory, in registers: %.3f, %.3f ms; kept %s\n",
                 1e3 * softmax_seconds[0], 1e3 * softmax_seconds[1], vk->register_softmax ? "registers" : "shared memory");
+    if (vk->pipeline_stats && vk->split_k_tuned)
+        fprintf(stderr, "kiln vulkan timing: GEMMs whole, K split as estimated: %.3f, %.3f ms; kept %s\n",
+                1e3 * split_seconds[0], 1e3 * split_seconds[1], vk->split_k ? "split" : "whole");
     be->compute = vk->coopmat != KILN_VK_COOPMAT_NONE ? KILN_F16 : KILN_F32;
     static const char *const coopmat_names[] = {"", ", cooperative matrix", ", emulated cooperative matrix",
                                                 ", cooperative matrix (KHR)"};
@@ -588,12 +599,13 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_prefetch_tuned))
         snprintf(ahead, sizeof ahead, ", GEMM loads %u K step%s ahead%s", vk->gemm_prefetch,
                  vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_prefetch_tuned ? " (timed)" : "");
-    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s)", caps.props.deviceName,
+    const char *split_name = !vk->split_k ? ", K never split" : vk->split_k_tuned ? ", K split" : "";
+    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
              coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "",
              vk->register_softmax ? ", softmax in registers" : vk->register_softmax_tuned ? ", softmax in shared memory" : "",
-             vk->register_softmax_tuned ? " (timed)" : "", ahead);
+             vk->register_softmax_tuned ? " (timed)" : "", ahead, split_name, vk->split_k_tuned ? " (timed)" : "");
     return KILN_OK;
 }
 

@@ -7,7 +7,10 @@
  *     (vk->gemm_prefetch: 1, 2 or 3);
  *   - whether the tensor-core attention keeps its softmax in registers
  *     (attention_registers.comp) or takes it through shared memory
- *     (attention_coopmat.comp) (vk->register_softmax).
+ *     (attention_coopmat.comp) (vk->register_softmax);
+ *   - whether GEMMs split K as the estimate in vulkan_ops.c has it, or never
+ *     (vk->split_k): the estimate's constants were fitted on one GPU, an
+ *     H200, and a GPU whose waves or memory differ may not gain from it.
  * Each alternative runs each shape once to warm up (building its pipeline),
  * then three times timed by the device; the fastest of the three counts,
  * and the alternative with the least time over all shapes wins. Operands
@@ -92,10 +95,10 @@ static kiln_status tuning_done(kiln_backend *be, kiln_status st, kiln_buffer *co
     return st;
 }
 
-kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3])
+/* Operands for matmuls of every shape (M, N, K) in `shapes`: x, w (f16) and
+ * y, each as large as the largest shape needs. */
+static kiln_status gemm_buffers(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *buf[3])
 {
-    kiln_vk *vk = kiln_vk_of(be);
-    if (!vk->timestamp_bits || vk->coopmat == KILN_VK_COOPMAT_NONE) return KILN_OK;
     uint64_t x_n = 0, w_n = 0, y_n = 0;
     for (int i = 0; i < nshapes; i++) {
         uint64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
@@ -103,29 +106,62 @@ kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes
         w_n = N * K > w_n ? N * K : w_n;
         y_n = M * N > y_n ? M * N : y_n;
     }
+    TRY(random_buffer(be, x_n, KILN_F32, 1.0f, &buf[0]));
+    TRY(random_buffer(be, w_n, KILN_F16, 0.0625f, &buf[1]));
+    return kiln_vk_buffer_alloc(be, (size_t)y_n * sizeof(float), &buf[2]);
+}
+
+/* The time of a matmul of each shape, summed, as the backend now runs it. */
+static kiln_status time_matmuls(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *const buf[3],
+                                double *total)
+{
+    *total = 0.0;
+    for (int i = 0; i < nshapes; i++) {
+        kiln_matmul_params p = {(int32_t)shapes[i][0], (int32_t)shapes[i][1], (int32_t)shapes[i][2], 0};
+        kiln_tensor x = {.dtype = KILN_F32, .ndim = 2, .shape = {p.M, p.K}, .buffer = buf[0]};
+        kiln_tensor w = {.dtype = KILN_F16, .ndim = 2, .shape = {p.N, p.K}, .buffer = buf[1]};
+        kiln_tensor y = {.dtype = KILN_F32, .ndim = 2, .shape = {p.M, p.N}, .buffer = buf[2]};
+        double s = 0.0;
+        TRY(fastest_run(be, matmul_op, &p, (const kiln_tensor *[]){&x, &w, NULL}, &y, &s));
+        *total += s;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3])
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    if (!vk->timestamp_bits || vk->coopmat == KILN_VK_COOPMAT_NONE) return KILN_OK;
     kiln_buffer *buf[3] = {NULL, NULL, NULL}; /* x, w, y */
-    kiln_status st = random_buffer(be, x_n, KILN_F32, 1.0f, &buf[0]);
-    if (st == KILN_OK) st = random_buffer(be, w_n, KILN_F16, 0.0625f, &buf[1]);
-    if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, (size_t)y_n * sizeof(float), &buf[2]);
+    kiln_status st = gemm_buffers(be, shapes, nshapes, buf);
     uint32_t kept = vk->gemm_prefetch, best = kept;
     double best_total = 0.0;
     for (uint32_t ahead = 1; st == KILN_OK && ahead <= 3; ahead++) {
         vk->gemm_prefetch = ahead;
         double total = 0.0;
-        for (int i = 0; st == KILN_OK && i < nshapes; i++) {
-            kiln_matmul_params p = {(int32_t)shapes[i][0], (int32_t)shapes[i][1], (int32_t)shapes[i][2], 0};
-            kiln_tensor x = {.dtype = KILN_F32, .ndim = 2, .shape = {p.M, p.K}, .buffer = buf[0]};
-            kiln_tensor w = {.dtype = KILN_F16, .ndim = 2, .shape = {p.N, p.K}, .buffer = buf[1]};
-            kiln_tensor y = {.dtype = KILN_F32, .ndim = 2, .shape = {p.M, p.N}, .buffer = buf[2]};
-            double s = 0.0;
-            st = fastest_run(be, matmul_op, &p, (const kiln_tensor *[]){&x, &w, NULL}, &y, &s);
-            total += s;
-        }
+        st = time_matmuls(be, shapes, nshapes, buf, &total);
         if (seconds) seconds[ahead - 1] = total;
         if (st == KILN_OK && (ahead == 1 || total < best_total)) best = ahead, best_total = total;
     }
     vk->gemm_prefetch = st == KILN_OK ? best : kept;
     vk->gemm_prefetch_tuned = st == KILN_OK;
+    return tuning_done(be, st, buf, 3);
+}
+
+kiln_status kiln_vk_tune_split_k(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[2])
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    if (!vk->timestamp_bits) return KILN_OK;
+    kiln_buffer *buf[3] = {NULL, NULL, NULL}; /* x, w, y */
+    kiln_status st = gemm_buffers(be, shapes, nshapes, buf);
+    double total[2] = {0.0, 0.0}; /* whole, split as estimated */
+    for (int split = 0; st == KILN_OK && split <= 1; split++) {
+        vk->split_k = split;
+        st = time_matmuls(be, shapes, nshapes, buf, &total[split]);
+    }
+    if (seconds) seconds[0] = total[0], seconds[1] = total[1];
+    vk->split_k = st != KILN_OK || total[1] <= total[0];
+    vk->split_k_tuned = st == KILN_OK;
     return tuning_done(be, st, buf, 3);
 }
 

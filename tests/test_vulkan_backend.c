@@ -789,6 +789,40 @@ static void gemm_prefetch_switch_and_timing(void **state)
 #endif
 }
 
+/* KILN_VULKAN_SPLIT_K takes 0 (GEMMs never split K, which the device name
+ * says) or 1 and nothing else; unset, a GPU times GEMMs whole and split as
+ * estimated when it opens. That timing, run here on shapes the estimate
+ * splits (one or two output tiles, K of 1536 and 2048), keeps the faster
+ * and the matmul still matches. */
+static void split_k_switch_and_timing(void **state)
+{
+    (void)state;
+    assert_switch_refused("KILN_VULKAN_SPLIT_K", "2");
+    assert_switch_refused("KILN_VULKAN_SPLIT_K", "no");
+    kiln_backend *whole = open_tensor_cores("KILN_VULKAN_SPLIT_K", "0");
+    print_message("  %s\n", whole->device_name);
+    assert_non_null(strstr(whole->device_name, "K never split"));
+    tensor_core_matmul_matches(whole);
+    kiln_backend_free(whole);
+#ifdef KILN_TEST_VULKAN_INTERNALS
+    kiln_backend *be = open_tensor_cores(NULL, NULL);
+    kiln_vk *vk = kiln_vk_of(be);
+    assert_true(vk->split_k); /* emulated: split as estimated, untimed */
+    assert_false(vk->split_k_tuned);
+    assert_null(strstr(be->device_name, "split"));
+    static const uint32_t shapes[][3] = {{64, 64, 2048}, {64, 128, 1536}};
+    double seconds[2] = {-1, -1};
+    assert_kiln_ok(kiln_vk_tune_split_k(be, shapes, 2, seconds));
+    print_message("  whole %.2f ms, split %.2f ms: %s\n", 1e3 * seconds[0], 1e3 * seconds[1],
+                  vk->split_k ? "split" : "whole");
+    assert_true(vk->split_k_tuned);
+    assert_true(seconds[0] > 0.0 && seconds[1] > 0.0);
+    assert_true(seconds[vk->split_k] <= seconds[!vk->split_k]);
+    tensor_core_matmul_matches(be);
+    kiln_backend_free(be);
+#endif
+}
+
 #ifdef KILN_TEST_VULKAN_INTERNALS
 /* The split-K estimate's workgroups an SM from a pipeline's registers, as
  * NVIDIA's occupancy rules give them (64K registers an SM, allocated 256 a
@@ -976,6 +1010,7 @@ int main(void)
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
         cmocka_unit_test(gemm_prefetch_switch_and_timing),
         cmocka_unit_test(register_softmax_switch_and_timing),
+        cmocka_unit_test(split_k_switch_and_timing),
 #ifdef KILN_TEST_VULKAN_INTERNALS
         cmocka_unit_test(workgroups_an_sm_follow_nvidia_occupancy),
 #endif
