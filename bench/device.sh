@@ -197,6 +197,11 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         for ahead in 1 2 3; do
             KILN_VULKAN_GEMM_PREFETCH=$ahead bench kiln_vulkan_f16_prefetch$ahead vulkan f16
         done
+        # GEMMs never splitting K, and splitting it as estimated, beside the
+        # default, which times the two when the device opens
+        for split in 0 1; do
+            KILN_VULKAN_SPLIT_K=$split bench kiln_vulkan_f16_split$split vulkan f16
+        done
         if [ -n "${BASELINE_BIN:-}" ]; then
             say "baseline build $(cat "$BASELINE_BIN/COMMIT" 2>/dev/null || echo "(no COMMIT file)")"
             timeout 120 "$BASELINE_BIN/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
@@ -291,6 +296,8 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln vulkan f16 smem softmax", load("kiln_vulkan_f16_shared_softmax.json")),
         ("kiln vulkan f16 reg softmax", load("kiln_vulkan_f16_register_softmax.json")),
         *[(f"kiln vulkan f16 {a} ahead", load(f"kiln_vulkan_f16_prefetch{a}.json")) for a in (1, 2, 3)],
+        ("kiln vulkan f16 K whole", load("kiln_vulkan_f16_split0.json")),
+        ("kiln vulkan f16 K split", load("kiln_vulkan_f16_split1.json")),
         *([("kiln vulkan f16 baseline", load("kiln_vulkan_f16_baseline.json"))]
           if os.path.exists(os.path.join(results, "kiln_vulkan_f16_baseline.json")) else []),
         *[(f"kiln vulkan f16 {f[24:-5]}", load(f)) for f in sorted(os.listdir(results))
