@@ -789,6 +789,19 @@ static void gemm_prefetch_switch_and_timing(void **state)
 #endif
 }
 
+#ifdef KILN_TEST_VULKAN_INTERNALS
+/* What a timing of two alternatives leaves: both timed, the faster kept
+ * (kept: 0 or 1, the index into seconds and names), and marked as timed. */
+static void assert_faster_kept(const double seconds[2], bool kept, bool tuned, const char *const names[2])
+{
+    print_message("  %s %.2f ms, %s %.2f ms: kept %s\n", names[0], 1e3 * seconds[0], names[1], 1e3 * seconds[1],
+                  names[kept]);
+    assert_true(tuned);
+    assert_true(seconds[0] > 0.0 && seconds[1] > 0.0);
+    assert_true(seconds[kept] <= seconds[!kept]);
+}
+#endif
+
 /* KILN_VULKAN_SPLIT_K takes 0 (GEMMs never split K, which the device name
  * says) or 1 and nothing else; unset, a GPU times GEMMs whole and split as
  * estimated when it opens. That timing, run here on shapes the estimate
@@ -813,11 +826,7 @@ static void split_k_switch_and_timing(void **state)
     static const uint32_t shapes[][3] = {{64, 64, 2048}, {64, 128, 1536}};
     double seconds[2] = {-1, -1};
     assert_kiln_ok(kiln_vk_tune_split_k(be, shapes, 2, seconds));
-    print_message("  whole %.2f ms, split %.2f ms: %s\n", 1e3 * seconds[0], 1e3 * seconds[1],
-                  vk->split_k ? "split" : "whole");
-    assert_true(vk->split_k_tuned);
-    assert_true(seconds[0] > 0.0 && seconds[1] > 0.0);
-    assert_true(seconds[vk->split_k] <= seconds[!vk->split_k]);
+    assert_faster_kept(seconds, vk->split_k, vk->split_k_tuned, (const char *const[]){"whole", "split"});
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
 #endif
@@ -860,11 +869,8 @@ static void register_softmax_switch_and_timing(void **state)
     static const uint32_t shapes[][4] = {{1, 2, 128, 40}, {1, 1, 96, 80}};
     double seconds[2] = {-1, -1};
     assert_kiln_ok(kiln_vk_tune_register_softmax(be, shapes, 2, seconds));
-    print_message("  shared memory %.2f ms, registers %.2f ms: %s\n", 1e3 * seconds[0], 1e3 * seconds[1],
-                  vk->register_softmax ? "registers" : "shared memory");
-    assert_true(vk->register_softmax_tuned);
-    assert_true(seconds[0] > 0.0 && seconds[1] > 0.0);
-    assert_true(seconds[vk->register_softmax] <= seconds[!vk->register_softmax]);
+    assert_faster_kept(seconds, vk->register_softmax, vk->register_softmax_tuned,
+                       (const char *const[]){"shared memory", "registers"});
     kiln_backend *cpu = NULL;
     assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
     enum { H = 2, T = 70, D = 40 };
