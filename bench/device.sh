@@ -242,15 +242,16 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         name=sdcpp_vulkan${fa:+_fa}
         say "stable-diffusion.cpp vulkan ${fa:+with flash attention }($steps steps)"
         timeout 300 "${sdcpp_cmd[@]}" euler -m "$ckpt" -p "a photograph" --cfg-scale 7 -W 512 -H 512 \
-            --steps "$steps" -s 42 $fa -o "$results/$name.png" >"$results/$name.log" 2>&1 ||
+            --steps "$steps" -s 42 -v $fa -o "$results/$name.png" >"$results/$name.log" 2>&1 ||
             { tail -n 10 "$results/$name.log"; status=1; }
-        # ggml goes on on the CPU when it finds no Vulkan device: no number then
-        if ! grep -q "ggml_vulkan: Found [1-9]" "$results/$name.log"; then
+        # ggml goes on on the CPU when it finds no Vulkan device: no number
+        # then (-v has sd.cpp name the backend it initialises)
+        if ! grep -q "Initializing backend: Vulkan" "$results/$name.log"; then
             echo "device.sh: stable-diffusion.cpp found no Vulkan device (see $name.log)" >&2
             status=1
             continue
         fi
-        grep -m2 "ggml_vulkan: " "$results/$name.log"
+        grep -m2 -a "ggml_vulkan: " "$results/$name.log"
         if read -r warm _ < <(bench/sdcpp_steps.sh "$results/$name.log"); then
             python3 -c "import json, sys; print(json.dumps({'it_per_s': 1 / float(sys.argv[1]), 'precision': sys.argv[2]}))" \
                 "$warm" "sd.cpp default${fa:+, flash attention}" >"$results/$name.json"
