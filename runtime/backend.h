@@ -102,6 +102,23 @@ kiln_status kiln_backend_cpu_create(const kiln_backend_options *opt, kiln_backen
 kiln_status kiln_backend_vulkan_create(const kiln_backend_options *opt, kiln_backend **out);
 kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backend **out);
 
+/* A device a GPU backend can run on, by the index that
+ * kiln_backend_options.device takes (`gen --list-devices`). */
+typedef struct kiln_device_info {
+    char name[256];
+    char details[256]; /* its kind and memory, and what kiln would compute there or what it lacks */
+    bool usable;
+    bool preferred; /* the one a backend takes when given no index */
+} kiln_device_info;
+
+#define KILN_MAX_DEVICES 16
+
+/* The devices of a GPU backend, the first max of them; *count gets how many.
+ * KILN_ERR_UNSUPPORTED, saying why, where the backend was not built or
+ * cannot see any (no loader, no driver, no device). */
+kiln_status kiln_backend_vulkan_devices(kiln_device_info *out, int max, int *count);
+kiln_status kiln_backend_cuda_devices(kiln_device_info *out, int max, int *count);
+
 /* By name: "cpu", "vulkan", "cuda", or "auto" (CUDA, then Vulkan, then CPU). */
 kiln_status kiln_backend_create(const char *name, const kiln_backend_options *opt, kiln_backend **out);
 void kiln_backend_free(kiln_backend *be);

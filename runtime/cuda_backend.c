@@ -292,16 +292,43 @@ static kiln_status cuda_init(kiln_backend *be, cuda_state *s)
     return KILN_OK;
 }
 
-kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backend **out)
+/* How many CUDA devices there are; an error where there are none. */
+static kiln_status device_count(int *count)
 {
-    *out = NULL;
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
+    *count = 0;
+    cudaError_t err = cudaGetDeviceCount(count);
     if (err != cudaSuccess) {
         (void)cudaGetLastError();
         return kiln_fail(KILN_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount: %s", cudaGetErrorString(err));
     }
-    if (count == 0) return kiln_fail(KILN_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount found none");
+    if (*count == 0) return kiln_fail(KILN_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount found none");
+    return KILN_OK;
+}
+
+kiln_status kiln_backend_cuda_devices(kiln_device_info *out, int max, int *count)
+{
+    int n;
+    *count = 0;
+    TRY(device_count(&n));
+    for (int i = 0; i < n && i < max; i++) {
+        struct cudaDeviceProp prop;
+        CUDA_TRY(cudaGetDeviceProperties(&prop, i));
+        kiln_device_info *info = &out[i];
+        snprintf(info->name, sizeof info->name, "%s", prop.name);
+        info->usable = prop.major >= 8; /* as cuda_init requires */
+        info->preferred = i == 0;       /* as kiln_backend_cuda_create picks */
+        snprintf(info->details, sizeof info->details, "sm_%d%d, %.1f GiB%s", prop.major, prop.minor,
+                 (double)prop.totalGlobalMem / (1 << 30), info->usable ? "" : "; kiln's kernels need sm_80 or newer");
+        *count = i + 1;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_backend_cuda_create(const kiln_backend_options *opt, kiln_backend **out)
+{
+    *out = NULL;
+    int count;
+    TRY(device_count(&count));
 
     /* CUDA numbers devices fastest first by default, so "pick" takes 0. */
     int device = opt && opt->device >= 0 ? opt->device : 0;

@@ -336,19 +336,46 @@ static void describe_devices(VkPhysicalDevice *pds, uint32_t n, char *buf, size_
     }
 }
 
+/* The first usable device of the best type among pds[0..n), and its caps
+ * (if caps is not NULL); -1 where none is usable. */
+static int preferred_device(VkInstance instance, VkPhysicalDevice *pds, uint32_t n, device_caps *caps)
+{
+    int best = -1, best_rank = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        device_caps c;
+        device_query(instance, pds[i], &c);
+        int rank = device_type_rank(c.props.deviceType);
+        if (!c.missing && (best < 0 || rank < best_rank)) {
+            best = (int)i;
+            best_rank = rank;
+            if (caps) *caps = c;
+        }
+    }
+    return best;
+}
+
 /* Index `wanted` as enumerated, or with -1 the first usable device of the
  * best type: discrete GPU, integrated GPU, virtual GPU, CPU (lavapipe). */
-static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice *out, device_caps *caps)
+/* The instance's devices, the first KILN_MAX_DEVICES of them; an error
+ * where there are none. */
+static kiln_status enumerate_devices(VkInstance instance, VkPhysicalDevice pds[KILN_MAX_DEVICES], uint32_t *n)
 {
-    uint32_t n = 0;
-    VK_TRY(vkEnumeratePhysicalDevices(instance, &n, NULL));
-    if (n == 0)
+    *n = 0;
+    VK_TRY(vkEnumeratePhysicalDevices(instance, n, NULL));
+    if (*n == 0)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan: the Vulkan loader found no device (install a driver, "
                                                "e.g. mesa-vulkan-drivers for the lavapipe CPU device)");
-    VkPhysicalDevice pds[16];
-    if (n > 16) n = 16;
-    VkResult r = vkEnumeratePhysicalDevices(instance, &n, pds);
+    if (*n > KILN_MAX_DEVICES) *n = KILN_MAX_DEVICES;
+    VkResult r = vkEnumeratePhysicalDevices(instance, n, pds);
     if (r != VK_SUCCESS && r != VK_INCOMPLETE) VK_TRY(r);
+    return KILN_OK;
+}
+
+static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice *out, device_caps *caps)
+{
+    uint32_t n;
+    VkPhysicalDevice pds[KILN_MAX_DEVICES];
+    TRY(enumerate_devices(instance, pds, &n));
     char list[1024];
     describe_devices(pds, n, list, sizeof list);
 
@@ -363,24 +390,12 @@ static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice
         *out = pds[wanted];
         return KILN_OK;
     }
-    int best = -1, best_rank = 0;
-    device_caps best_caps = {0};
-    for (uint32_t i = 0; i < n; i++) {
-        device_caps c;
-        device_query(instance, pds[i], &c);
-        int rank = device_type_rank(c.props.deviceType);
-        if (!c.missing && (best < 0 || rank < best_rank)) {
-            best = (int)i;
-            best_rank = rank;
-            best_caps = c;
-        }
-    }
+    int best = preferred_device(instance, pds, n, caps);
     if (best < 0)
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "vulkan: no usable device (each lacks Vulkan 1.2, a compute queue or bufferDeviceAddress): %s",
                          list);
     *out = pds[best];
-    *caps = best_caps;
     return KILN_OK;
 }
 
@@ -607,6 +622,57 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
              vk->register_softmax ? ", softmax in registers" : vk->register_softmax_tuned ? ", softmax in shared memory" : "",
              vk->register_softmax_tuned ? " (timed)" : "", ahead, split_name, vk->split_k_tuned ? " (timed)" : "");
     return KILN_OK;
+}
+
+/* The largest device-local memory heap, in bytes. */
+static VkDeviceSize device_memory(VkPhysicalDevice pd)
+{
+    VkPhysicalDeviceMemoryProperties mem;
+    vkGetPhysicalDeviceMemoryProperties(pd, &mem);
+    VkDeviceSize largest = 0;
+    for (uint32_t i = 0; i < mem.memoryHeapCount; i++)
+        if ((mem.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && mem.memoryHeaps[i].size > largest)
+            largest = mem.memoryHeaps[i].size;
+    return largest;
+}
+
+static void describe_device(VkInstance instance, VkPhysicalDevice pd, kiln_device_info *info)
+{
+    device_caps c;
+    device_query(instance, pd, &c);
+    snprintf(info->name, sizeof info->name, "%s", c.props.deviceName);
+    info->usable = c.missing == NULL;
+    /* what --compute auto would run (kiln_backend_vulkan_create) */
+    const char *compute = c.missing ? ""
+                          : c.coopmat == KILN_VK_COOPMAT_NV ? "; f16 compute on NVIDIA's cooperative matrices"
+                          : c.coopmat == KILN_VK_COOPMAT_KHR
+                              ? "; f32 compute (f16 on KHR cooperative matrices with --compute f16)"
+                              : "; f32 compute (no cooperative matrices kiln can use)";
+    int at = snprintf(info->details, sizeof info->details, "%s, Vulkan %u.%u, %.1f GiB%s",
+                      device_type_name(c.props.deviceType), VK_API_VERSION_MAJOR(c.props.apiVersion),
+                      VK_API_VERSION_MINOR(c.props.apiVersion), (double)device_memory(pd) / (1 << 30), compute);
+    if (c.missing && at > 0 && (size_t)at < sizeof info->details)
+        snprintf(info->details + at, sizeof info->details - (size_t)at, "; lacks %s, which kiln needs", c.missing);
+}
+
+kiln_status kiln_backend_vulkan_devices(kiln_device_info *out, int max, int *count)
+{
+    *count = 0;
+    VkInstance instance;
+    TRY(instance_create(&instance));
+    uint32_t n;
+    VkPhysicalDevice pds[KILN_MAX_DEVICES];
+    kiln_status st = enumerate_devices(instance, pds, &n);
+    if (st == KILN_OK) {
+        int preferred = preferred_device(instance, pds, n, NULL);
+        for (uint32_t i = 0; i < n && (int)i < max; i++) {
+            describe_device(instance, pds[i], &out[i]);
+            out[i].preferred = (int)i == preferred;
+            *count = (int)i + 1;
+        }
+    }
+    vkDestroyInstance(instance, NULL);
+    return st;
 }
 
 kiln_status kiln_backend_vulkan_create(const kiln_backend_options *opt, kiln_backend **out)

@@ -71,6 +71,42 @@ static void device_index_out_of_range_names_it(void **state)
     assert_non_null(strstr(kiln_last_error(), "0: ")); /* lists the devices there are */
 }
 
+/* The listing (gen --list-devices) names each device by its index, and
+ * marks as the default exactly the one the backend opens when given none;
+ * each listed index opens that device. */
+static void devices_are_listed_by_index(void **state)
+{
+    (void)state;
+    kiln_device_info info[KILN_MAX_DEVICES];
+    int n = -1;
+    assert_kiln_ok(kiln_backend_vulkan_devices(info, KILN_MAX_DEVICES, &n));
+    assert_true(n >= 1);
+    int preferred = -1;
+    for (int i = 0; i < n; i++) {
+        print_message("  %d: %s: %s%s\n", i, info[i].name, info[i].details, info[i].preferred ? " (default)" : "");
+        assert_true(info[i].name[0] != '\0');
+        assert_non_null(strstr(info[i].details, "Vulkan 1."));
+        if (info[i].preferred) {
+            assert_int_equal(preferred, -1);
+            assert_true(info[i].usable);
+            preferred = i;
+        }
+        if (!info[i].usable) continue;
+        kiln_backend *be = NULL;
+        assert_kiln_ok(kiln_backend_vulkan_create(&(kiln_backend_options){.device = i}, &be));
+        assert_int_equal(strncmp(be->device_name, info[i].name, strlen(info[i].name)), 0);
+        kiln_backend_free(be);
+    }
+    assert_true(preferred >= 0);
+    kiln_backend *be = NULL;
+    assert_kiln_ok(kiln_backend_vulkan_create(&(kiln_backend_options){.device = -1}, &be));
+    assert_int_equal(strncmp(be->device_name, info[preferred].name, strlen(info[preferred].name)), 0);
+    kiln_backend_free(be);
+    int none = -1;
+    assert_kiln_ok(kiln_backend_vulkan_devices(info, 0, &none)); /* room for none: none filled in */
+    assert_int_equal(none, 0);
+}
+
 /* With the loader pointed at no driver, creation fails cleanly with
  * KILN_ERR_UNSUPPORTED. Run in a child: the loader reads VK_ICD_FILENAMES
  * and VK_DRIVER_FILES when an instance is created, and this process keeps its
@@ -86,8 +122,13 @@ static void no_driver_is_unsupported(void **state)
         kiln_backend *be = NULL;
         kiln_status st = kiln_backend_vulkan_create(NULL, &be);
         printf("  child: %s: %s\n", kiln_status_name(st), kiln_last_error());
+        bool refused = st == KILN_ERR_UNSUPPORTED && be == NULL && strstr(kiln_last_error(), "vulkan: ");
+        kiln_device_info info[2];
+        int count = -1;
+        st = kiln_backend_vulkan_devices(info, 2, &count);
+        printf("  child, listing: %s: %s\n", kiln_status_name(st), kiln_last_error());
         fflush(stdout);
-        _exit(st == KILN_ERR_UNSUPPORTED && be == NULL && strstr(kiln_last_error(), "vulkan: ") ? 0 : 1);
+        _exit(refused && st == KILN_ERR_UNSUPPORTED && count == 0 ? 0 : 1);
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -1007,6 +1048,7 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(device_index_out_of_range_names_it),
+        cmocka_unit_test(devices_are_listed_by_index),
         cmocka_unit_test(no_driver_is_unsupported),
         cmocka_unit_test(bad_coopmat_shape_switch_names_it),
         cmocka_unit_test(khr_switch_names_what_is_missing),

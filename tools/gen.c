@@ -33,7 +33,7 @@ typedef struct gen_options {
     int width, height, steps, batch, clip_skip, threads, device;
     double cfg, denoise;
     uint64_t seed;
-    bool seed_given, size_given, json;
+    bool seed_given, size_given, json, list_devices;
 } gen_options;
 
 static void usage(FILE *to)
@@ -41,6 +41,7 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: gen --prompt TEXT [options] --output OUT.png\n"
             "       gen --info MODEL\n"
+            "       gen --list-devices\n"
             "\n"
             "  --model PATH           checkpoint (.safetensors, single-file layout) or diffusers folder;\n"
             "                         default: the embedded kiln-shapes model\n"
@@ -64,13 +65,14 @@ static void usage(FILE *to)
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
             "  --backend NAME         cpu, vulkan, cuda or auto (default cpu)\n"
-            "  --device N             GPU index (default: first discrete GPU)\n"
+            "  --device N             GPU index (default: first discrete GPU; see --list-devices)\n"
             "  --compute P            GPU arithmetic: f32, f16 or bf16 (tensor cores, f32 accumulate);\n"
             "                         default f16 on cuda and on vulkan with cooperative matrices,\n"
             "                         f32 elsewhere\n"
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
-            "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n");
+            "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n"
+            "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n");
 }
 
 static int bad_flag(const char *flag, const char *value, const char *why)
@@ -104,7 +106,8 @@ static int parse(int argc, char **argv, gen_options *o)
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY};
-    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE };
+    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
+           O_LIST_DEVICES };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -118,7 +121,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+        {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     int c;
     opterr = 0;
@@ -172,6 +176,7 @@ static int parse(int argc, char **argv, gen_options *o)
             else return bad_flag("--text-cleaning", optarg, "must be clip or comfyui");
             break;
         case O_INFO: o->info = optarg; break;
+        case O_LIST_DEVICES: o->list_devices = true; break;
         case 'h': usage(stdout); exit(0);
         default:
             fprintf(stderr, "gen: unknown or incomplete flag '%s'\n", argv[optind - 1]);
@@ -183,7 +188,7 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (o->info) return 0;
+    if (o->info || o->list_devices) return 0;
     if (!o->prompt) {
         fprintf(stderr, "gen: --prompt is required\n");
         usage(stderr);
@@ -248,6 +253,31 @@ static void output_name(const char *output, int index, int batch, char *buf, siz
     const char *slash = strrchr(output, '/');
     if (!dot || (slash && dot < slash)) dot = output + strlen(output);
     snprintf(buf, size, "%.*s_%05d%s", (int)(dot - output), output, index + 1, dot);
+}
+
+/* --list-devices: the CPU, then each GPU backend's devices by the index
+ * --device takes, marking the one taken without it; a backend that sees none
+ * says why. */
+static int list_devices(void)
+{
+    static const struct {
+        const char *name;
+        kiln_status (*devices)(kiln_device_info *out, int max, int *count);
+    } gpus[] = {{"vulkan", kiln_backend_vulkan_devices}, {"cuda", kiln_backend_cuda_devices}};
+    printf("cpu: %ld cores\n", sysconf(_SC_NPROCESSORS_ONLN));
+    for (size_t b = 0; b < sizeof gpus / sizeof *gpus; b++) {
+        kiln_device_info info[KILN_MAX_DEVICES];
+        int n;
+        if (gpus[b].devices(info, KILN_MAX_DEVICES, &n) != KILN_OK) {
+            printf("%s: none (%s)\n", gpus[b].name, kiln_last_error());
+            kiln_clear_error();
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            printf("%s %d: %s: %s%s\n", gpus[b].name, i, info[i].name, info[i].details,
+                   info[i].preferred ? " (the default)" : "");
+    }
+    return 0;
 }
 
 static int print_info(const char *path)
@@ -336,6 +366,7 @@ int main(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
     if (o.info) return print_info(o.info);
+    if (o.list_devices) return list_devices();
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch};
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
