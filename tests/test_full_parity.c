@@ -5,9 +5,6 @@
  * as kiln computes, so the f32 bound of 1e-4 applies. */
 #include "kiln_test.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "full_checkpoint.h"
 #include "parity.h"
 
@@ -20,15 +17,8 @@ static void vae_full(void **s) { (void)s; parity_check_vae(&full, "full/vae.safe
 
 int main(void)
 {
-    if (!getenv("KILN_SLOW")) {
-        printf("skipped: full-size SD 1.5 parity runs with KILN_SLOW=1 (tools/test.sh sets it)\n");
-        return KILN_TEST_SKIP;
-    }
-    full.path = kiln_test_full_checkpoint();
-    if (!full.path) {
-        printf("cannot make the full-size checkpoint: %s\n", kiln_last_error());
-        return 1;
-    }
+    int rc;
+    if (!(full.path = kiln_test_slow_checkpoint(&rc))) return rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_full),
         cmocka_unit_test(unet_full),

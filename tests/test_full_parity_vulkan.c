@@ -9,7 +9,6 @@
  * Vulkan device is a failure. */
 #include "kiln_test.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend_suite.h"
@@ -27,19 +26,11 @@ static void unet_full_f16(void **s) { (void)s; parity_check_unet(&full_f16, "ful
 
 int main(void)
 {
-    if (!getenv("KILN_SLOW")) {
-        printf("skipped: full-size SD 1.5 parity runs with KILN_SLOW=1 (tools/test.sh sets it)\n");
-        return KILN_TEST_SKIP;
-    }
     static const char *const required[] = {"CI", "KILN_REQUIRE_VULKAN", NULL};
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     int rc;
+    if (!(full_f32.path = full_f16.path = kiln_test_slow_checkpoint(&rc))) return rc;
     if (!backend_available("vulkan", required, &rc)) return rc;
-    full_f32.path = full_f16.path = kiln_test_full_checkpoint();
-    if (!full_f32.path) {
-        printf("cannot make the full-size checkpoint: %s\n", kiln_last_error());
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_full),
         cmocka_unit_test(unet_full),

@@ -8,8 +8,10 @@
 #ifndef KILN_FULL_CHECKPOINT_H
 #define KILN_FULL_CHECKPOINT_H
 
-/* The checkpoint's path, creating it on first use; NULL (with the reason on
- * stderr) when it cannot be made. */
-const char *kiln_test_full_checkpoint(void);
+/* For a slow test's main: the checkpoint's path, creating it on first use,
+ * or NULL with *exit_code set to what main should return: KILN_TEST_SKIP
+ * (saying so) without KILN_SLOW=1, 1 (the reason on stderr) where the
+ * checkpoint cannot be made. */
+const char *kiln_test_slow_checkpoint(int *exit_code);
 
 #endif
