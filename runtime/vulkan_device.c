@@ -354,8 +354,6 @@ static int preferred_device(VkInstance instance, VkPhysicalDevice *pds, uint32_t
     return best;
 }
 
-/* Index `wanted` as enumerated, or with -1 the first usable device of the
- * best type: discrete GPU, integrated GPU, virtual GPU, CPU (lavapipe). */
 /* The instance's devices, the first KILN_MAX_DEVICES of them; an error
  * where there are none. */
 static kiln_status enumerate_devices(VkInstance instance, VkPhysicalDevice pds[KILN_MAX_DEVICES], uint32_t *n)
@@ -371,6 +369,8 @@ static kiln_status enumerate_devices(VkInstance instance, VkPhysicalDevice pds[K
     return KILN_OK;
 }
 
+/* Index `wanted` as enumerated, or with -1 the first usable device of the
+ * best type: discrete GPU, integrated GPU, virtual GPU, CPU (lavapipe). */
 static kiln_status device_pick(VkInstance instance, int wanted, VkPhysicalDevice *out, device_caps *caps)
 {
     uint32_t n;
