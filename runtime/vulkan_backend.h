@@ -229,20 +229,22 @@ kiln_status kiln_vk_dispatch_record(kiln_vk *vk, const kiln_vk_dispatch *d);
 extern const kiln_backend_ops kiln_vk_backend_ops;
 
 /* vulkan_tuning.c: alternatives timed on the device (a device without
- * timestamps keeps what it had). Times the tensor-core matmul at each of the
- * nshapes {M, N, K} with operands loaded 1, 2 and 3 K steps ahead and keeps
- * the fastest in vk->gemm_prefetch; seconds, if not NULL, gets each one's
- * total. */
-kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3]);
+ * timestamps keeps what it had). The GEMM choices, on one set of operands:
+ * the tensor-core matmul at each of the nprefetch {M, N, K} with operands
+ * loaded 1, 2 and 3 K steps ahead, the fastest kept in vk->gemm_prefetch
+ * (prefetch_seconds, if not NULL, gets each one's total); then the matmul
+ * at each of the nsplit shapes whole and split along K as vulkan_ops.c
+ * estimates best, splitting kept only if that was no slower (vk->split_k;
+ * split_seconds, if not NULL, gets the totals in that order). Either count
+ * may be 0, which leaves that choice as it was. */
+kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*prefetch_shapes)[3], int nprefetch,
+                               double prefetch_seconds[3], const uint32_t (*split_shapes)[3], int nsplit,
+                               double split_seconds[2]);
 /* Where vk->register_softmax is set, times the tensor-core attention at each
  * of the nshapes {B, H, T, D} (self-attention) with its softmax through
  * shared memory and in registers and keeps the faster; seconds, if not
  * NULL, gets their totals in that order. */
 kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2]);
-/* Times the matmul at each of the nshapes {M, N, K} whole and split along K
- * as vulkan_ops.c estimates best, and keeps splitting only if that was no
- * slower (vk->split_k); seconds, if not NULL, gets the totals in that order. */
-kiln_status kiln_vk_tune_split_k(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[2]);
 /* Whether this device's tensor-core shaders lay a 16x16 product out with
  * every row in one quad of lanes, as attention_registers.comp needs:
  * shaders/coopmat_layout.comp, run once. */

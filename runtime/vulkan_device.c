@@ -592,10 +592,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
     double gemm_seconds[3] = {0}, softmax_seconds[2] = {0}, split_seconds[2] = {0};
-    if (timed && gemm_prefetch < 0) (void)kiln_vk_tune_gemm_prefetch(be, gemm_tuning_shapes, 2, gemm_seconds);
+    if (timed)
+        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 ? 2 : 0, gemm_seconds, split_tuning_shapes,
+                                 split < 0 ? 2 : 0, split_seconds);
     if (timed && softmax_in_registers < 0)
         (void)kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, softmax_seconds);
-    if (timed && split < 0) (void)kiln_vk_tune_split_k(be, split_tuning_shapes, 2, split_seconds);
     if (vk->pipeline_stats && vk->gemm_prefetch_tuned)
         fprintf(stderr, "kiln vulkan timing: GEMM loads 1, 2, 3 K steps ahead: %.3f, %.3f, %.3f ms; kept %u\n",
                 1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], vk->gemm_prefetch);

@@ -95,20 +95,16 @@ static kiln_status tuning_done(kiln_backend *be, kiln_status st, kiln_buffer *co
     return st;
 }
 
-/* Operands for matmuls of every shape (M, N, K) in `shapes`: x, w (f16) and
- * y, each as large as the largest shape needs. */
-static kiln_status gemm_buffers(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *buf[3])
+/* Grows the sizes of a matmul's x, w and y (n[0..2], in elements) to hold
+ * every shape (M, N, K) in `shapes`. */
+static void gemm_sizes(const uint32_t (*shapes)[3], int nshapes, uint64_t n[3])
 {
-    uint64_t x_n = 0, w_n = 0, y_n = 0;
     for (int i = 0; i < nshapes; i++) {
         uint64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
-        x_n = M * K > x_n ? M * K : x_n;
-        w_n = N * K > w_n ? N * K : w_n;
-        y_n = M * N > y_n ? M * N : y_n;
+        n[0] = M * K > n[0] ? M * K : n[0];
+        n[1] = N * K > n[1] ? N * K : n[1];
+        n[2] = M * N > n[2] ? M * N : n[2];
     }
-    TRY(random_buffer(be, x_n, KILN_F32, 1.0f, &buf[0]));
-    TRY(random_buffer(be, w_n, KILN_F16, 0.0625f, &buf[1]));
-    return kiln_vk_buffer_alloc(be, (size_t)y_n * sizeof(float), &buf[2]);
 }
 
 /* The time of a matmul of each shape, summed, as the backend now runs it. */
@@ -128,12 +124,12 @@ static kiln_status time_matmuls(kiln_backend *be, const uint32_t (*shapes)[3], i
     return KILN_OK;
 }
 
-kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[3])
+/* Operands 1, 2 and 3 K steps ahead; the fastest kept. */
+static kiln_status tune_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *const buf[3],
+                                 double seconds[3])
 {
     kiln_vk *vk = kiln_vk_of(be);
-    if (!vk->timestamp_bits || vk->coopmat == KILN_VK_COOPMAT_NONE) return KILN_OK;
-    kiln_buffer *buf[3] = {NULL, NULL, NULL}; /* x, w, y */
-    kiln_status st = gemm_buffers(be, shapes, nshapes, buf);
+    kiln_status st = KILN_OK;
     uint32_t kept = vk->gemm_prefetch, best = kept;
     double best_total = 0.0;
     for (uint32_t ahead = 1; st == KILN_OK && ahead <= 3; ahead++) {
@@ -145,15 +141,15 @@ kiln_status kiln_vk_tune_gemm_prefetch(kiln_backend *be, const uint32_t (*shapes
     }
     vk->gemm_prefetch = st == KILN_OK ? best : kept;
     vk->gemm_prefetch_tuned = st == KILN_OK;
-    return tuning_done(be, st, buf, 3);
+    return st;
 }
 
-kiln_status kiln_vk_tune_split_k(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, double seconds[2])
+/* K whole and split as estimated; splitting kept unless it was slower. */
+static kiln_status tune_split(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *const buf[3],
+                              double seconds[2])
 {
     kiln_vk *vk = kiln_vk_of(be);
-    if (!vk->timestamp_bits) return KILN_OK;
-    kiln_buffer *buf[3] = {NULL, NULL, NULL}; /* x, w, y */
-    kiln_status st = gemm_buffers(be, shapes, nshapes, buf);
+    kiln_status st = KILN_OK;
     double total[2] = {0.0, 0.0}; /* whole, split as estimated */
     for (int split = 0; st == KILN_OK && split <= 1; split++) {
         vk->split_k = split;
@@ -162,7 +158,30 @@ kiln_status kiln_vk_tune_split_k(kiln_backend *be, const uint32_t (*shapes)[3], 
     if (seconds) seconds[0] = total[0], seconds[1] = total[1];
     vk->split_k = st != KILN_OK || total[1] <= total[0];
     vk->split_k_tuned = st == KILN_OK;
-    return tuning_done(be, st, buf, 3);
+    return st;
+}
+
+kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*prefetch_shapes)[3], int nprefetch,
+                               double prefetch_seconds[3], const uint32_t (*split_shapes)[3], int nsplit,
+                               double split_seconds[2])
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    if (!vk->timestamp_bits) return KILN_OK;
+    if (vk->coopmat == KILN_VK_COOPMAT_NONE) nprefetch = 0;
+    if (nprefetch == 0 && nsplit == 0) return KILN_OK;
+    /* one set of operands, as large as the largest shape of either */
+    uint64_t n[3] = {0, 0, 0};
+    gemm_sizes(prefetch_shapes, nprefetch, n);
+    gemm_sizes(split_shapes, nsplit, n);
+    kiln_buffer *buf[3] = {NULL, NULL, NULL}; /* x, w, y */
+    kiln_status st = random_buffer(be, n[0], KILN_F32, 1.0f, &buf[0]);
+    if (st == KILN_OK) st = random_buffer(be, n[1], KILN_F16, 0.0625f, &buf[1]);
+    if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, (size_t)n[2] * sizeof(float), &buf[2]);
+    /* a prefetch timing that fails leaves the split one to try */
+    kiln_status prefetch_st = st, split_st = st;
+    if (st == KILN_OK && nprefetch) prefetch_st = tune_prefetch(be, prefetch_shapes, nprefetch, buf, prefetch_seconds);
+    if (st == KILN_OK && nsplit) split_st = tune_split(be, split_shapes, nsplit, buf, split_seconds);
+    return tuning_done(be, prefetch_st != KILN_OK ? prefetch_st : split_st, buf, 3);
 }
 
 kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2])

@@ -817,7 +817,7 @@ static void gemm_prefetch_switch_and_timing(void **state)
     assert_false(vk->gemm_prefetch_tuned);
     static const uint32_t shapes[][3] = {{128, 128, 1024}, {192, 64, 320}};
     double seconds[3] = {-1, -1, -1};
-    assert_kiln_ok(kiln_vk_tune_gemm_prefetch(be, shapes, 2, seconds));
+    assert_kiln_ok(kiln_vk_tune_gemms(be, shapes, 2, seconds, NULL, 0, NULL));
     print_message("  1, 2, 3 K steps ahead: %.2f, %.2f, %.2f ms; kept %u\n", 1e3 * seconds[0], 1e3 * seconds[1],
                   1e3 * seconds[2], vk->gemm_prefetch);
     assert_true(vk->gemm_prefetch_tuned);
@@ -866,7 +866,8 @@ static void split_k_switch_and_timing(void **state)
     assert_null(strstr(be->device_name, "split"));
     static const uint32_t shapes[][3] = {{64, 64, 2048}, {64, 128, 1536}};
     double seconds[2] = {-1, -1};
-    assert_kiln_ok(kiln_vk_tune_split_k(be, shapes, 2, seconds));
+    assert_kiln_ok(kiln_vk_tune_gemms(be, NULL, 0, NULL, shapes, 2, seconds));
+    assert_false(vk->gemm_prefetch_tuned); /* no prefetch shapes: that choice left as it was */
     assert_faster_kept(seconds, vk->split_k, vk->split_k_tuned, (const char *const[]){"whole", "split"});
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
