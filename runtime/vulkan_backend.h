@@ -104,6 +104,9 @@ typedef struct kiln_vk {
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
     bool register_softmax;       /* attention runs attention_registers.comp (usable, checked: vulkan_device.c) */
     bool register_softmax_tuned; /* ... or not, as timed on this device when it opened */
+    bool shared_softmax;         /* attention_coopmat.comp may run (where the registers' one does not) */
+    bool register_softmax_failed; /* these two missed the check when the device opened (vulkan_tuning.c) */
+    bool shared_softmax_failed;
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); KILN_VULKAN_SPLIT_K=0|1 */
     bool split_k_tuned;          /* ... as timed on this device when it opened */
     uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
@@ -245,6 +248,14 @@ kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*prefetch_shape
  * shared memory and in registers and keeps the faster; seconds, if not
  * NULL, gets their totals in that order. */
 kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2]);
+/* Runs each tensor-core attention this device may run (the softmax in
+ * registers where vk->register_softmax is set, through shared memory where
+ * vk->shared_softmax is) on small cases against the CPU's reference, and
+ * takes away the one whose relative L2 error exceeds tolerance (or is not
+ * finite): attention then runs the other, or attention.comp in f32
+ * (vk_attention). errors, if not NULL, gets each one's worst error in that
+ * order (0 where it did not run). */
+kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[2]);
 /* Whether this device's tensor-core shaders lay a 16x16 product out with
  * every row in one quad of lanes, as attention_registers.comp needs:
  * shaders/coopmat_layout.comp, run once. */

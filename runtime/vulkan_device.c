@@ -577,7 +577,8 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * multiplies and clustered subgroup operations, or their emulation,
      * and products laid out with each row in one quad of lanes, which is
      * checked on the device below; elsewhere, or with
-     * KILN_VULKAN_REGISTER_SOFTMAX=0, attention_coopmat.comp runs. */
+     * KILN_VULKAN_REGISTER_SOFTMAX=0, attention_coopmat.comp runs. On a GPU
+     * each runs only if it passes the check below. */
     bool register_softmax = coopmat_n == 16 && softmax_in_registers != 0 &&
                             ((vk->coopmat == KILN_VK_COOPMAT_NV && caps.quad_reductions) ||
                              vk->coopmat == KILN_VK_COOPMAT_EMULATED);
@@ -587,6 +588,15 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     /* What is left to timing (vulkan_tuning.c), on a GPU with tensor cores. */
     bool timed = (vk->coopmat == KILN_VK_COOPMAT_NV || vk->coopmat == KILN_VK_COOPMAT_KHR) &&
                  caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
+    /* Before any timing, a GPU's tensor-core attentions must compute right
+     * on it, to the op suite's f16 tolerance (vulkan_tuning.c); emulated
+     * matrices are what CI's op suite checks instead. */
+    vk->shared_softmax = vk->coopmat != KILN_VK_COOPMAT_NONE;
+    double check_errors[2] = {0.0, 0.0};
+    if (timed) TRY(kiln_vk_check_attentions(be, 1e-2, check_errors));
+    if (vk->pipeline_stats && timed)
+        fprintf(stderr, "kiln vulkan check: attention error, softmax in shared memory %.2g, in registers %.2g\n",
+                check_errors[0], check_errors[1]);
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
@@ -616,12 +626,17 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         snprintf(ahead, sizeof ahead, ", GEMM loads %u K step%s ahead%s", vk->gemm_prefetch,
                  vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_prefetch_tuned ? " (timed)" : "");
     const char *split_name = !vk->split_k ? ", K never split" : vk->split_k_tuned ? ", K split" : "";
-    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s%s%s)", caps.props.deviceName,
+    const char *failed = vk->register_softmax_failed && vk->shared_softmax_failed
+                             ? ", both tensor-core attentions failed their check"
+                         : vk->register_softmax_failed ? ", softmax in registers failed its check"
+                         : vk->shared_softmax_failed   ? ", softmax in shared memory failed its check"
+                                                       : "";
+    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
              coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "",
              vk->register_softmax ? ", softmax in registers" : vk->register_softmax_tuned ? ", softmax in shared memory" : "",
-             vk->register_softmax_tuned ? " (timed)" : "", ahead, split_name, vk->split_k_tuned ? " (timed)" : "");
+             vk->register_softmax_tuned ? " (timed)" : "", failed, ahead, split_name, vk->split_k_tuned ? " (timed)" : "");
     return KILN_OK;
 }
 

@@ -595,7 +595,9 @@ kiln_status kiln_vk_products_in_quads(kiln_backend *be, bool *quads)
  * registers (attention_registers.comp) where the device allows
  * (register_softmax) up to head dim 192, else through shared memory
  * (attention_coopmat.comp) up to 256; every real UNet and CLIP head dim.
- * Others take attention.comp in f32, as all attention does in f32 compute:
+ * Others take attention.comp in f32, as all attention does in f32 compute,
+ * and so does every head dim on a GPU where neither tensor-core attention
+ * passed its check (kiln_vk_check_attentions):
  * the VAE's single 512-wide head, and head dims under 16, which padding to
  * the 16-wide fragments would mostly waste (only tiny test models have
  * them; their random weights give logits large enough that f16 queries and
@@ -622,8 +624,10 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     bool tensor_cores = vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM;
     bool in_registers = tensor_cores && vk->register_softmax &&
                         attention_registers_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES;
+    bool in_shared = tensor_cores && vk->shared_softmax &&
+                     attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES;
     kiln_tensor copies[3];
-    if (in_registers || (tensor_cores && attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES)) {
+    if (in_registers || in_shared) {
         d.shader = in_registers ? KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED)
                                 : coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
         /* f16 copies of q, k and v, one after another in scratch

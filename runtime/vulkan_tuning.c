@@ -1,4 +1,9 @@
-/* Choices the Vulkan backend leaves to the device: where it has correct
+/* Choices the Vulkan backend leaves to the device. First, whether its
+ * tensor-core attentions compute right there at all: each runs a small case
+ * against the CPU's reference when a GPU opens, and one that misses is not
+ * run on it (an H100 gave NaN from attention_coopmat.comp where lavapipe's
+ * emulated matrices, and the other attention, gave the right values:
+ * bench/RESULTS.md). Then, where it has correct
  * alternatives whose speed depends on the GPU (how many registers the driver
  * gives a shader, how many workgroups then share a multiprocessor, how long
  * a load takes), it times them when the device opens (vulkan_device.c) and
@@ -20,8 +25,10 @@
  * the device opens all the same, vulkan_device.c). */
 #include "vulkan_backend.h"
 
+#include <math.h>
 #include <stdlib.h>
 
+#include "cpu_ref.h"
 #include "status.h"
 
 /* A device buffer of n elements (f32, or f16 for weights) of values in
@@ -187,7 +194,7 @@ kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*prefetch_shape
 kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2])
 {
     kiln_vk *vk = kiln_vk_of(be);
-    if (!vk->timestamp_bits || !vk->register_softmax) return KILN_OK;
+    if (!vk->timestamp_bits || !vk->register_softmax || !vk->shared_softmax) return KILN_OK;
     uint64_t n = 0;
     for (int i = 0; i < nshapes; i++) {
         uint64_t elements = (uint64_t)shapes[i][0] * shapes[i][1] * shapes[i][2] * shapes[i][3];
@@ -216,5 +223,81 @@ kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*sha
     if (seconds) seconds[0] = total[0], seconds[1] = total[1];
     vk->register_softmax = st != KILN_OK || total[1] <= total[0];
     vk->register_softmax_tuned = st == KILN_OK;
+    return tuning_done(be, st, buf, 4);
+}
+
+/* The relative L2 distance of got from want; NaN or infinity anywhere makes
+ * it infinite. */
+static double rel_l2(const float *got, const float *want, size_t n)
+{
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return INFINITY;
+        double d = (double)got[i] - want[i];
+        diff += d * d;
+        norm += (double)want[i] * want[i];
+    }
+    return sqrt(diff / (norm > 0.0 ? norm : 1.0));
+}
+
+/* Values in [-scale, scale) that f16 holds exactly (multiples of 1/64), so
+ * that the tensor cores' f16 operands are the reference's. */
+static void exact_f16_values(float *x, size_t n, uint32_t seed, float scale)
+{
+    uint32_t bits = 0x9e3779b9u ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        bits ^= bits << 13, bits ^= bits >> 17, bits ^= bits << 5;
+        x[i] = scale * (float)((int)(bits >> 20) - 2048) / 2048.0f;
+        x[i] = roundf(x[i] * 64.0f) / 64.0f;
+    }
+}
+
+kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[2])
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    /* self-attention of 80 and 72 rows, {B, H, T, D}: a partial second
+     * workgroup of queries, partial key tiles of 32 and 64, head dims
+     * padded (40 to 48) and not, and scores spread enough (q and k up to 2)
+     * that later key tiles raise rows' maxima */
+    static const int shapes[][4] = {{1, 2, 80, 40}, {1, 1, 72, 80}};
+    enum { MOST = 1 * 2 * 80 * 40 }; /* the largest B T H D of the two */
+    float *host = malloc((size_t)5 * MOST * sizeof(float) + 80 * sizeof(float));
+    if (!host) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+    float *q = host, *k = q + MOST, *v = k + MOST, *want = v + MOST, *got = want + MOST, *scores = got + MOST;
+    kiln_buffer *buf[4] = {NULL, NULL, NULL, NULL}; /* q, k, v, o */
+    kiln_status st = KILN_OK;
+    for (int i = 0; st == KILN_OK && i < 4; i++) st = kiln_vk_buffer_alloc(be, MOST * sizeof(float), &buf[i]);
+    bool allowed[2] = {vk->shared_softmax, vk->register_softmax}; /* through shared memory, in registers */
+    double worst[2] = {0.0, 0.0};
+    for (int s = 0; st == KILN_OK && s < 2; s++) {
+        kiln_attention_params p = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][2], shapes[s][3], 0.0f, 0};
+        p.scale = 1.0f / sqrtf((float)p.D);
+        size_t n = (size_t)p.B * p.Tq * p.H * p.D;
+        exact_f16_values(q, n, 1u + (uint32_t)s, 2.0f);
+        exact_f16_values(k, n, 11u + (uint32_t)s, 2.0f);
+        exact_f16_values(v, n, 21u + (uint32_t)s, 1.0f);
+        cpu_ref_attention(&p, q, k, v, want, scores);
+        kiln_tensor t[4];
+        for (int j = 0; j < 4; j++)
+            t[j] = (kiln_tensor){.dtype = KILN_F32, .ndim = 3, .shape = {p.B, p.Tq, (int64_t)p.H * p.D}, .buffer = buf[j]};
+        for (int j = 0; st == KILN_OK && j < 3; j++) st = kiln_vk_upload(be, &t[j], (const float *[]){q, k, v}[j], n * 4);
+        for (int in_registers = 0; st == KILN_OK && in_registers <= 1; in_registers++) {
+            if (!allowed[in_registers]) continue;
+            vk->shared_softmax = !in_registers;
+            vk->register_softmax = in_registers;
+            st = attention_op(be, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2]}, &t[3]);
+            if (st == KILN_OK) st = kiln_vk_download(be, &t[3], got, n * 4);
+            double e = st == KILN_OK ? rel_l2(got, want, n) : INFINITY;
+            worst[in_registers] = e > worst[in_registers] ? e : worst[in_registers];
+        }
+    }
+    bool *kept[2] = {&vk->shared_softmax, &vk->register_softmax};
+    bool *failed[2] = {&vk->shared_softmax_failed, &vk->register_softmax_failed};
+    for (int i = 0; i < 2; i++) {
+        *kept[i] = allowed[i] && st == KILN_OK && worst[i] <= tolerance;
+        if (allowed[i]) *failed[i] = !*kept[i];
+    }
+    if (errors) errors[0] = worst[0], errors[1] = worst[1];
+    free(host);
     return tuning_done(be, st, buf, 4);
 }

@@ -165,12 +165,15 @@ static void f16_compute_attention(void **state)
     unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
 }
 
-int main(void)
+/* An argument runs only the tests whose names match it (cmocka's pattern:
+ * `*` and `?`), to check one case on a GPU without the whole suite. */
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     static const char *const required[] = {"CI", "KILN_REQUIRE_VULKAN", NULL};
     int rc;
     if (!backend_available("vulkan", required, &rc)) return rc;
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(f32_weights),
