@@ -542,7 +542,7 @@ static uint32_t attention_coopmat_shared_bytes(uint32_t d)
 {
     const uint32_t cols = 32, rows = 64;
     uint32_t padded = (d + 15) / 16 * 16;
-    return cols * (padded + 8) * 2 + rows * (cols + 4) * 4 + rows * (cols + 8) * 2 + (128 + 128 + rows + 2) * 4;
+    return cols * (padded + 8) * 2 + rows * (cols + 4) * 4 + rows * (cols + 8) * 2 + (128 + 128 + rows) * 4;
 }
 _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_ATTENTION_COOPMAT_N8_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 2 &&

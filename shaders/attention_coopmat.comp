@@ -18,23 +18,25 @@
 //   - softmax runs online on S in f32 (scale, mask, running max and sum);
 //     lanes r and r + 16 take the two halves of row r's keys and trade their
 //     maxima and sums through shared memory. P is written as f16;
-//   - V replaces K in shared memory and P V is added to the output, held in
-//     f32 accumulator fragments for the whole key loop.
-// A tile that raises a row's max must rescale the row's output so far,
-// which a fragment cannot do by rows: it goes out through the staging area,
-// is scaled there and loaded back. That happens only when a tile's max
-// exceeds the row's by more than RESCALE_MARGIN (FlashAttention-3's
-// conditional rescaling): otherwise the row keeps its max, and the tile's
-// probabilities, exp(s - max) <= exp(RESCALE_MARGIN), still fit f16 with its
-// full precision. So after the first tiles P V goes straight into the
-// fragments, where it used to pass through shared memory on every tile.
+//   - V replaces K in shared memory and P V is computed 16 head-dim columns
+//     at a time. The output stays in f32 registers, 8 elements a lane per
+//     16-column chunk (rows lane / 16 + 2 e, column lane % 16), because a
+//     tile that raises a row's max must rescale that row, which a matrix
+//     fragment cannot do; each chunk of P V passes through the staging area
+//     and is added after the rescale.
+// (Keeping the output in accumulator fragments instead, rescaled through
+// shared memory only when a tile raised a row's max by more than 8, ran
+// slower on an H100, 11.9 against 6.9 ms of attention a UNet step; and
+// with the flag that said whether a tile must rescale, a shared uint array,
+// the H100's driver gave NaN and wrong rows, even in a build where nothing
+// read the flag: bench/RESULTS.md, session 12.)
 // The score scale is applied to S in f32, not folded into the f16 queries.
 //
 // COLS is 32 for every head dim: a 64-key tile's f32 scores alone would
 // take half of the 32 KiB of shared memory the tensor-core shaders may use
 // (KILN_VK_COOPMAT_SHARED_BYTES). Shared bytes: K/V 32 (DP + 8) * 2, scores
-// 64 * 36 * 4, probabilities 64 * 40 * 2, row state 1288: 19208 for head dim
-// 40, 26376 for 160, 32520 for 256, the largest head dim the host sends
+// 64 * 36 * 4, probabilities 64 * 40 * 2, row state 1280: 19200 for head dim
+// 40, 26368 for 160, 32512 for 256, the largest head dim the host sends
 // here (vulkan_ops.c, attention_coopmat_shared_bytes, which mirrors this
 // sum).
 //
@@ -50,8 +52,7 @@ const uint COLS = 32;     // keys per tile
 const uint KEY_BLOCKS = COLS / 16u;
 const uint KV_LD = DP + 8u;  // f16 row strides, multiples of 16 bytes
 const uint P_LD = COLS + 8u;
-const uint S_LD = COLS + 4u; // f32: holds a 16-column chunk of the output too
-const float RESCALE_MARGIN = 8.0; // exp(8) = 2981: probabilities stay far below f16's 65504
+const uint S_LD = COLS + 4u; // f32: holds COLS / 16 chunks of P V too
 #include "attention_tiles.glsl"
 
 shared float16_t kv_tile[COLS * KV_LD]; // (COLS, DP): queries at the start, then keys, then values
@@ -60,7 +61,6 @@ shared float16_t p_tile[ROWS * P_LD];   // (ROWS, COLS): probabilities
 shared float half_max[128];             // per invocation: its half of a row's tile max
 shared float half_sum[128];             // and sum of probabilities
 shared float row_scale[ROWS];           // exp(old max - new max) per row; at the end 1 / sum
-shared uint rescale_any[2];             // a tile must rescale some row's output (by tile parity)
 
 void main()
 {
@@ -77,9 +77,9 @@ void main()
     uint r = lane % 16u, side = lane / 16u;
     uint i = i0 + sg * 16u + r;
     float run_max = neg_inf, run_sum = 0.0;
-    cm_acc out_frag[KD];
-    FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) CM_ZERO(out_frag[kd]);
-    if (gl_LocalInvocationIndex == 0u) rescale_any[0] = 0u;
+    // Output: chunk c, element e is row lane / 16 + 2 e, column 16 c + lane % 16.
+    float acc[KD * 8u];
+    [[unroll]] for (uint e = 0; e < KD * 8u; e++) acc[e] = 0.0;
 
     uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
     if (QUAD_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
@@ -114,14 +114,10 @@ void main()
         }
         half_max[sg * 32u + lane] = half_tile_max;
         cm_subgroup_sync();
-        // The row's max moves only past the margin. Key 0 is in the first
-        // tile and visible to every row, so after it run_max is finite; the
-        // guards keep exp away from -inf - -inf. Before that the row's
-        // output is zero and needs no rescale.
-        float tile_max = max(half_tile_max, half_max[sg * 32u + (lane ^ 16u)]);
-        bool raise = tile_max > run_max + RESCALE_MARGIN;
-        float new_max = raise ? tile_max : run_max;
-        float rescale = !raise ? 1.0 : run_max == neg_inf ? 0.0 : exp(run_max - new_max);
+        // Key 0 is in the first tile and visible to every row, so after it
+        // run_max is finite; the guards keep exp away from -inf - -inf.
+        float new_max = max(run_max, max(half_tile_max, half_max[sg * 32u + (lane ^ 16u)]));
+        float rescale = run_max == neg_inf ? 0.0 : exp(run_max - new_max);
         float half_tile_sum = 0.0;
         [[unroll]] for (uint c = 0; c < COLS / 2u; c++) {
             float prob = s[c] == neg_inf ? 0.0 : exp(s[c] - new_max);
@@ -129,33 +125,12 @@ void main()
             half_tile_sum += prob;
         }
         half_sum[sg * 32u + lane] = half_tile_sum;
-        uint parity = (j0 / COLS) % 2u;
-        if (side == 0u) {
-            row_scale[sg * 16u + r] = rescale;
-            if (raise && run_max != neg_inf) atomicOr(rescale_any[parity], 1u);
-        }
+        if (side == 0u) row_scale[sg * 16u + r] = rescale;
         cm_subgroup_sync();
         run_sum = run_sum * rescale + half_tile_sum + half_sum[sg * 32u + (lane ^ 16u)];
         run_max = new_max;
 
-        barrier(); // every subgroup has read the keys, and flagged its rows
-        // Workgroup-uniform, as the emulated subgroup syncs below need. The
-        // other tile parity's flag is free: read in the previous tile, set
-        // again only after the next barrier.
-        bool rescale_out = rescale_any[parity] != 0u;
-        if (gl_LocalInvocationIndex == 0u) rescale_any[parity ^ 1u] = 0u;
-        if (rescale_out) {
-            float lane_scale[8]; // of the rows this lane scales: lane / 16 + 2 e
-            [[unroll]] for (uint e = 0; e < 8u; e++) lane_scale[e] = row_scale[sg * 16u + lane / 16u + 2u * e];
-            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) {
-                CM_STORE(out_frag[kd], s_stage, s_base, S_LD);
-                cm_subgroup_sync();
-                [[unroll]] for (uint e = 0; e < 8u; e++) s_stage[s_base + (lane / 16u + 2u * e) * S_LD + lane % 16u] *= lane_scale[e];
-                cm_subgroup_sync();
-                CM_LOAD_C(out_frag[kd], s_stage, s_base, S_LD);
-                cm_subgroup_sync(); // read before the next chunk lands
-            }
-        }
+        barrier(); // every subgroup has read the keys
         if (QUAD_ROWS) {
             PUT_ROWS(kv_tile);
         } else {
@@ -165,27 +140,42 @@ void main()
         if (QUAD_ROWS && j0 + COLS < key_end) fetch_rows(pc.k, kv_base, j0 + COLS, tk, row_stride);
         cm_a probs[KEY_BLOCKS];
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) CM_LOAD_A(probs[n], p_tile, p_base + n * 16u, P_LD);
-        FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
-            [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++) {
-                cm_b values;
-                CM_LOAD_B(values, kv_tile, kb * 16u * KV_LD + kd * 16u, KV_LD, false);
-                CM_MUL_ADD(out_frag[kd], probs[kb], values);
-            }
+        float lane_scale[8]; // of this lane's output rows
+        [[unroll]] for (uint e = 0; e < 8u; e++) lane_scale[e] = row_scale[sg * 16u + lane / 16u + 2u * e];
+        // P V, as many 16-column chunks at a time as the staging area holds
+        FRAGMENT_LOOP for (uint c0 = 0; c0 < KD; c0 += KEY_BLOCKS) {
+            [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
+                if (c0 + n < KD) {
+                    cm_acc pv;
+                    CM_ZERO(pv);
+                    [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++) {
+                        cm_b values;
+                        CM_LOAD_B(values, kv_tile, kb * 16u * KV_LD + (c0 + n) * 16u, KV_LD, false);
+                        CM_MUL_ADD(pv, probs[kb], values);
+                    }
+                    CM_STORE(pv, s_stage, s_base + n * 16u, S_LD);
+                }
+            cm_subgroup_sync();
+            [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
+                if (c0 + n < KD)
+                    [[unroll]] for (uint e = 0; e < 8u; e++) {
+                        uint at = s_base + (lane / 16u + 2u * e) * S_LD + n * 16u + lane % 16u;
+                        acc[(c0 + n) * 8u + e] = fma(acc[(c0 + n) * 8u + e], lane_scale[e], s_stage[at]);
+                    }
+            cm_subgroup_sync(); // read before the next chunks land
+        }
     }
 
-    // Out through the staging area, a 16-column chunk at a time, divided by
-    // the row sums: rows lane / 16 + 2 e, column lane % 16 of each chunk.
+    // Out, divided by the row sums.
     if (side == 0u) row_scale[sg * 16u + r] = 1.0 / run_sum;
     cm_subgroup_sync();
-    FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) {
-        CM_STORE(out_frag[kd], s_stage, s_base, S_LD);
-        cm_subgroup_sync();
-        [[unroll]] for (uint e = 0; e < 8u; e++) {
-            uint row = lane / 16u + 2u * e;
-            uint qi = i0 + sg * 16u + row, d = kd * 16u + lane % 16u;
-            if (qi < tq && d < HEAD_DIM)
-                pc.o.v[q_base + qi * row_stride + d] = s_stage[s_base + row * S_LD + lane % 16u] * row_scale[sg * 16u + row];
+    [[unroll]] for (uint e = 0; e < 8u; e++) {
+        uint row = lane / 16u + 2u * e;
+        uint qi = i0 + sg * 16u + row;
+        float inv_sum = row_scale[sg * 16u + row];
+        [[unroll]] for (uint c = 0; c < KD; c++) {
+            uint d = c * 16u + lane % 16u;
+            if (qi < tq && d < HEAD_DIM) pc.o.v[q_base + qi * row_stride + d] = acc[c * 8u + e] * inv_sum;
         }
-        cm_subgroup_sync(); // read before the next chunk lands
     }
 }

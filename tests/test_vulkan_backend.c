@@ -623,9 +623,9 @@ static void long_loops_match_the_cpu(void **state)
 }
 
 /* Both tensor-core attentions keep a running max per row and rescale the
- * row's output when a key tile raises it: attention_registers.comp on every
- * tile, in registers; attention_coopmat.comp only past its margin, through
- * shared memory (KILN_VULKAN_REGISTER_SOFTMAX=0). Rows here see their
+ * row's output when a key tile raises it: attention_registers.comp in
+ * registers, attention_coopmat.comp (KILN_VULKAN_REGISTER_SOFTMAX=0) with
+ * its scores through shared memory. Rows here see their
  * scores fall, stay level, or rise by 1.9, 5.7, 15 or 30 every 32 keys, so
  * some tiles rescale, some rows run a tile or two under a stale max, and
  * some never move it; with causal masking too. q, k and v hold
