@@ -511,6 +511,23 @@ static float *random_floats(size_t n, uint64_t seed, float lo, float hi)
     return v;
 }
 
+/* Self-attention-shaped attention (B 1; Tq queries, Tk keys, `heads` heads of
+ * head dim d) on vk against the CPU backend within tol: q and k random in
+ * [-qk, qk), v in [-1, 1), from seeds seed .. seed + 2. */
+static void assert_attention_matches_cpu(kiln_backend *vk, int heads, int tq, int tk, int d, float qk, uint64_t seed,
+                                         double tol)
+{
+    kiln_backend *cpu = NULL;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
+    kiln_attention_params p = {1, heads, tq, tk, d, 1.0f / sqrtf((float)d), 0};
+    size_t count[3] = {(size_t)tq * heads * d, (size_t)tk * heads * d, (size_t)tk * heads * d};
+    float *host[3] = {random_floats(count[0], seed, -qk, qk), random_floats(count[1], seed + 1, -qk, qk),
+                      random_floats(count[2], seed + 2, -1, 1)};
+    assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], tol);
+    for (int i = 0; i < 3; i++) free(host[i]);
+    kiln_backend_free(cpu);
+}
+
 /* A matmul short enough in M and N to be split along K (vulkan_ops.c,
  * run_gemm), so its partial sums go through the backend's scratch memory. */
 enum { SPLIT_M = 2, SPLIT_N = 64, SPLIT_K = 2048 };
@@ -602,13 +619,8 @@ static void long_loops_match_the_cpu(void **state)
     static const int shapes[][3] = {{130, 4096, 64}, {40, 4096, 512}, {3, 20000, 40}}; /* Tq, Tk, D */
     for (int s = 0; s < 3; s++) {
         int tq = shapes[s][0], tk = shapes[s][1], d = shapes[s][2];
-        kiln_attention_params p = {1, 1, tq, tk, d, 1.0f / sqrtf((float)d), 0};
-        size_t count[3] = {(size_t)tq * d, (size_t)tk * d, (size_t)tk * d};
-        float *host[3] = {random_floats(count[0], 1, -3, 3), random_floats(count[1], 2, -3, 3),
-                          random_floats(count[2], 3, -1, 1)};
         print_message("  attention Tq %d Tk %d D %d\n", tq, tk, d);
-        assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-5);
-        for (int i = 0; i < 3; i++) free(host[i]);
+        assert_attention_matches_cpu(vk, 1, tq, tk, d, 3.0f, 1, 1e-5);
     }
     {
         kiln_group_norm_params p = {1, 4, 2 << 20, 1, 1e-6f, 1};
@@ -945,18 +957,7 @@ static void register_softmax_switch_and_timing(void **state)
     } else {
         print_message("  %s: one tensor-core attention here, nothing to time\n", be->device_name);
     }
-    kiln_backend *cpu = NULL;
-    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
-    enum { H = 2, T = 70, D = 40 };
-    size_t count[3] = {T * H * D, T * H * D, T * H * D};
-    float *q = random_floats(count[0], 61, -1, 1), *k = random_floats(count[1], 62, -1, 1);
-    float *v = random_floats(count[2], 63, -1, 1);
-    kiln_attention_params p = {1, H, T, T, D, 1.0f / sqrtf((float)D), 0};
-    assert_op_matches_cpu(be, cpu, attention_op, &p, 3, (float *const[]){q, k, v}, count, count[0], 1e-2);
-    free(q);
-    free(k);
-    free(v);
-    kiln_backend_free(cpu);
+    assert_attention_matches_cpu(be, 2, 70, 70, 40, 1.0f, 61, 1e-2);
     kiln_backend_free(be);
 #endif
 }
@@ -995,20 +996,11 @@ static void attention_check_takes_away_what_misses(void **state)
         if (still[i]) assert_true(!*kept[i] && *failed[i]);
     kiln_backend_free(be);
 
-    kiln_backend *cpu = NULL;
-    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
-    enum { T = 70, D = 40 };
-    size_t count[3] = {(size_t)T * D, (size_t)T * D, (size_t)T * D};
-    float *host[3] = {random_floats(count[0], 17, -2, 2), random_floats(count[1], 18, -2, 2),
-                      random_floats(count[2], 19, -1, 1)};
-    kiln_attention_params p = {1, 1, T, T, D, 1.0f / sqrtf((float)D), 0};
     be = open_tensor_cores(NULL, NULL);
     vk = kiln_vk_of(be);
     vk->register_softmax = vk->shared_softmax = false; /* as a failed check leaves them */
-    assert_op_matches_cpu(be, cpu, attention_op, &p, 3, host, count, count[0], 1e-5);
+    assert_attention_matches_cpu(be, 1, 70, 70, 40, 2.0f, 17, 1e-5);
     kiln_backend_free(be);
-    for (int i = 0; i < 3; i++) free(host[i]);
-    kiln_backend_free(cpu);
 }
 #endif
 
@@ -1024,13 +1016,6 @@ static void attention_check_takes_away_what_misses(void **state)
 static void register_softmax_only_where_rows_are_in_quads(void **state)
 {
     (void)state;
-    kiln_backend *cpu = NULL;
-    assert_kiln_ok(kiln_backend_cpu_create(NULL, &cpu));
-    enum { T = 70, D = 40 };
-    size_t count[3] = {(size_t)T * D, (size_t)T * D, (size_t)T * D};
-    float *host[3] = {random_floats(count[0], 7, -2, 2), random_floats(count[1], 8, -2, 2),
-                      random_floats(count[2], 9, -1, 1)};
-    kiln_attention_params p = {1, 1, T, T, D, 1.0f / sqrtf((float)D), 0};
     for (int quads = 1; quads >= 0; quads--) {
         kiln_backend *vk =
             open_tensor_cores(quads ? NULL : "KILN_VULKAN_SHADER_DIR", KILN_BINARY_DIR "/tests/paired_rows");
@@ -1042,12 +1027,10 @@ static void register_softmax_only_where_rows_are_in_quads(void **state)
             assert_non_null(strstr(vk->device_name, "softmax in registers"));
         else
             assert_null(strstr(vk->device_name, "softmax in registers"));
-        assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-2);
+        assert_attention_matches_cpu(vk, 1, 70, 70, 40, 2.0f, 7, 1e-2);
         kiln_backend_free(vk);
         if (native) break;
     }
-    for (int i = 0; i < 3; i++) free(host[i]);
-    kiln_backend_free(cpu);
 }
 
 /* The elementwise shaders take four elements an invocation, as one vec4
