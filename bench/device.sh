@@ -191,12 +191,17 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
             grep attention | tee "$results/bench_ops_vulkan_f16_shared_softmax.txt"
         KILN_VULKAN_REGISTER_SOFTMAX=0 bench kiln_vulkan_f16_shared_softmax vulkan f16
         KILN_VULKAN_REGISTER_SOFTMAX=1 bench kiln_vulkan_f16_register_softmax vulkan f16
-        # the tensor-core GEMMs loading operands 1, 2 and 3 K steps ahead,
-        # beside the default, which times them when the device opens (its
-        # choice is in the device name of kiln_vulkan_f16.json)
+        # the tensor-core GEMMs on 64x64 tiles loading operands 1, 2 and 3 K
+        # steps ahead, and on 128x64 tiles, beside the default, which times
+        # them when the device opens (its choice is in the device name of
+        # kiln_vulkan_f16.json); the tall tiles' bench_ops rows beside the
+        # default's in bench_ops_vulkan_f16.txt
         for ahead in 1 2 3; do
             KILN_VULKAN_GEMM_PREFETCH=$ahead bench kiln_vulkan_f16_prefetch$ahead vulkan f16
         done
+        KILN_VULKAN_GEMM_ROWS=128 bench kiln_vulkan_f16_rows128 vulkan f16
+        KILN_VULKAN_GEMM_ROWS=128 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+            grep -E "matmul|conv" | tee "$results/bench_ops_vulkan_f16_rows128.txt"
         # GEMMs never splitting K, and splitting it as estimated, beside the
         # default, which times the two when the device opens
         for split in 0 1; do

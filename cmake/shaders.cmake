@@ -36,17 +36,23 @@ endforeach()
 # _khr variants are the _n8 ones rewritten for VK_KHR_cooperative_matrix
 # (KHR_REWRITE: tools/build/spirv_khr_coopmat.c, as glslang 12 has no KHR
 # matrices). Listed in the order runtime/vulkan_ops.c's gemm_variant counts on.
-# Each comes three times, loading operands 1, 2 and 3 K steps ahead
-# (gemm_coopmat.glsl's GEMM_PREFETCH: _pf2, _pf3), which the device picks
-# from when it opens (runtime/vulkan_device.c, gemm_prefetch).
-foreach(ahead 1 2 3)
-  if(ahead EQUAL 1)
+# Each comes four times: on tiles of 64x64 loading operands 1, 2 and 3 K
+# steps ahead (gemm_coopmat.glsl's GEMM_PREFETCH: _pf2, _pf3), and on tiles
+# of 128x64 loading 1 ahead (GEMM_BM: _m128), which the device picks from
+# when it opens (runtime/vulkan_tuning.c).
+foreach(kind 1 2 3 m128)
+  if(kind STREQUAL "m128")
+    set(pf "m128_")
+    set(tile GEMM_PREFETCH=1 GEMM_BM=128)
+  elseif(kind EQUAL 1)
     set(pf "")
+    set(tile GEMM_PREFETCH=1)
   else()
-    set(pf "pf${ahead}_")
+    set(pf "pf${kind}_")
+    set(tile GEMM_PREFETCH=${kind})
   endif()
   foreach(op matmul conv2d)
-    set(defs W_F16_STORAGE GEMM_COOPMAT GEMM_PREFETCH=${ahead})
+    set(defs W_F16_STORAGE GEMM_COOPMAT ${tile})
     kiln_shader(${op}_coopmat_${pf}f16        ${op}.comp ${defs})
     kiln_shader(${op}_coopmat_${pf}emu_f16    ${op}.comp ${defs} COOPMAT_EMULATED)
     kiln_shader(${op}_coopmat_${pf}n8_f16     ${op}.comp ${defs} CM_N=8)

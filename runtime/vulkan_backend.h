@@ -110,7 +110,8 @@ typedef struct kiln_vk {
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); KILN_VULKAN_SPLIT_K=0|1 */
     bool split_k_tuned;          /* ... as timed on this device when it opened */
     uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
-    bool gemm_prefetch_tuned;    /* ... as timed on this device when it opened */
+    uint32_t gemm_rows;          /* ... into tiles of C of 64 or (loading 1 ahead) 128 rows by 64 columns */
+    bool gemm_tuned;             /* these two as timed on this device when it opened */
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
     uint32_t multiprocessors;    /* SMs, where NVIDIA's driver says (VK_NV_shader_sm_builtins); else 0 */
     bool pipeline_stats;         /* KILN_VULKAN_PIPELINE_STATS=1 on a driver that reports them */
@@ -233,16 +234,21 @@ extern const kiln_backend_ops kiln_vk_backend_ops;
 
 /* vulkan_tuning.c: alternatives timed on the device (a device without
  * timestamps keeps what it had). The GEMM choices, on one set of operands:
- * the tensor-core matmul at each of the nprefetch {M, N, K} with operands
- * loaded 1, 2 and 3 K steps ahead, the fastest kept in vk->gemm_prefetch
- * (prefetch_seconds, if not NULL, gets each one's total); then the matmul
- * at each of the nsplit shapes whole and split along K as vulkan_ops.c
- * estimates best, splitting kept only if that was no slower (vk->split_k;
- * split_seconds, if not NULL, gets the totals in that order). Either count
- * may be 0, which leaves that choice as it was. */
-kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*prefetch_shapes)[3], int nprefetch,
-                               double prefetch_seconds[3], const uint32_t (*split_shapes)[3], int nsplit,
-                               double split_seconds[2]);
+ * the tensor-core matmul at each of the ntile {M, N, K} in each of
+ * KILN_VK_GEMM_KERNELS ways (kiln_vk_gemm_kernels), the fastest kept in
+ * vk->gemm_prefetch and vk->gemm_rows (tile_seconds, if not NULL, gets
+ * each one's total in that order); then the matmul at each of the nsplit
+ * shapes whole and split along K as vulkan_ops.c estimates best, splitting
+ * kept only if that was no slower (vk->split_k; split_seconds, if not NULL,
+ * gets the totals in that order). Either count may be 0, which leaves that
+ * choice as it was. */
+#define KILN_VK_GEMM_KERNELS 4
+extern const struct kiln_vk_gemm_kernel {
+    uint32_t prefetch, rows;
+} kiln_vk_gemm_kernels[KILN_VK_GEMM_KERNELS];
+kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*tile_shapes)[3], int ntile,
+                               double tile_seconds[KILN_VK_GEMM_KERNELS], const uint32_t (*split_shapes)[3],
+                               int nsplit, double split_seconds[2]);
 /* Where vk->register_softmax is set, times the tensor-core attention at each
  * of the nshapes {B, H, T, D} (self-attention) with its softmax through
  * shared memory and in registers and keeps the faster; seconds, if not

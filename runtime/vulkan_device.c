@@ -148,11 +148,13 @@ static kiln_status digit_switch(const char *name, const char *allowed, int *out)
 }
 
 /* Left to timing on a GPU with tensor cores (vulkan_tuning.c), unless set:
- *   KILN_VULKAN_GEMM_PREFETCH=1|2|3: how many K steps ahead the
- *   tensor-core GEMMs load their operands, timed on the SD 1.5 UNet's two
- *   kinds of GEMM (8192 x 2560 x 320, the feed-forward input: 5 K steps
- *   over 5120 tiles; 2048 x 640 x 5760, like its 32x32 level's convs: a
- *   long K over few tiles);
+ *   KILN_VULKAN_GEMM_PREFETCH=1|2|3 and KILN_VULKAN_GEMM_ROWS=64|128: how
+ *   many K steps ahead the tensor-core GEMMs load their operands and how
+ *   many rows their tiles of C have (setting either leaves the other at its
+ *   default, 1 or 64, untimed), timed on the SD 1.5 UNet's kinds of GEMM
+ *   (8192 x 2560 x 320, the feed-forward input: 5 K steps over 5120 tiles;
+ *   8192 x 320 x 2880, its 64x64 level's 3x3 convs; 2048 x 640 x 5760,
+ *   like its 32x32 level's: a long K over few tiles);
  *   KILN_VULKAN_REGISTER_SOFTMAX=0|1: whether the tensor-core attention
  *   keeps its softmax in registers where it can (below), timed on the
  *   UNet's self-attention at its two finest levels (4096 queries and keys,
@@ -164,7 +166,7 @@ static kiln_status digit_switch(const char *name, const char *allowed, int *out)
  * Emulated matrices (lavapipe), CPU devices and f32 compute are not timed:
  * they load 1 step ahead, keep the softmax in registers and split K as
  * estimated. */
-static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {2048, 640, 5760}};
+static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {8192, 320, 2880}, {2048, 640, 5760}};
 static const uint32_t split_tuning_shapes[][3] = {{2048, 640, 5760}, {512, 1280, 11520}};
 static const uint32_t attention_tuning_shapes[][4] = {{2, 8, 4096, 40}, {2, 8, 1024, 80}};
 
@@ -543,6 +545,16 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     TRY(conv_col_bytes(&vk->conv_col_bytes));
     int gemm_prefetch, softmax_in_registers, split;
     TRY(digit_switch("KILN_VULKAN_GEMM_PREFETCH", "123", &gemm_prefetch));
+    const char *rows = getenv("KILN_VULKAN_GEMM_ROWS");
+    bool rows_set = rows && *rows;
+    if (rows_set && strcmp(rows, "64") != 0 && strcmp(rows, "128") != 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_GEMM_ROWS=%s: must be 64 or 128", rows);
+    vk->gemm_rows = rows_set ? (uint32_t)atoi(rows) : 64;
+    if (vk->gemm_rows == 128 && gemm_prefetch > 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG,
+                         "vulkan: KILN_VULKAN_GEMM_PREFETCH=%d with KILN_VULKAN_GEMM_ROWS=128: tiles of 128 rows load "
+                         "1 K step ahead only",
+                         gemm_prefetch);
     TRY(digit_switch("KILN_VULKAN_REGISTER_SOFTMAX", "01", &softmax_in_registers));
     TRY(digit_switch("KILN_VULKAN_SPLIT_K", "01", &split));
     vk->split_k = split != 0;
@@ -601,15 +613,18 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
-    double gemm_seconds[3] = {0}, softmax_seconds[2] = {0}, split_seconds[2] = {0};
+    double gemm_seconds[KILN_VK_GEMM_KERNELS] = {0}, softmax_seconds[2] = {0}, split_seconds[2] = {0};
     if (timed)
-        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 ? 2 : 0, gemm_seconds, split_tuning_shapes,
-                                 split < 0 ? 2 : 0, split_seconds);
+        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !rows_set ? 3 : 0, gemm_seconds,
+                                 split_tuning_shapes, split < 0 ? 2 : 0, split_seconds);
     if (timed && softmax_in_registers < 0)
         (void)kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, softmax_seconds);
-    if (vk->pipeline_stats && vk->gemm_prefetch_tuned)
-        fprintf(stderr, "kiln vulkan timing: GEMM loads 1, 2, 3 K steps ahead: %.3f, %.3f, %.3f ms; kept %u\n",
-                1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], vk->gemm_prefetch);
+    if (vk->pipeline_stats && vk->gemm_tuned)
+        fprintf(stderr,
+                "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.3f, %.3f, "
+                "%.3f, %.3f ms; kept %ux64 loading %u\n",
+                1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], 1e3 * gemm_seconds[3],
+                vk->gemm_rows, vk->gemm_prefetch);
     if (vk->pipeline_stats && vk->register_softmax_tuned)
         fprintf(stderr, "kiln vulkan timing: softmax in shared memory, in registers: %.3f, %.3f ms; kept %s\n",
                 1e3 * softmax_seconds[0], 1e3 * softmax_seconds[1], vk->register_softmax ? "registers" : "shared memory");
@@ -621,10 +636,10 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                                                 ", cooperative matrix (KHR)"};
     char sms[32] = "";
     if (vk->multiprocessors) snprintf(sms, sizeof sms, ", %u SMs", vk->multiprocessors);
-    char ahead[48] = "";
-    if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_prefetch_tuned))
-        snprintf(ahead, sizeof ahead, ", GEMM loads %u K step%s ahead%s", vk->gemm_prefetch,
-                 vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_prefetch_tuned ? " (timed)" : "");
+    char ahead[64] = "";
+    if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_rows != 64 || vk->gemm_tuned))
+        snprintf(ahead, sizeof ahead, ", GEMM %sloads %u K step%s ahead%s", vk->gemm_rows == 128 ? "tiles 128x64, " : "",
+                 vk->gemm_prefetch, vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_tuned ? " (timed)" : "");
     const char *split_name = !vk->split_k ? ", K never split" : vk->split_k_tuned ? ", K split" : "";
     const char *failed = vk->register_softmax_failed && vk->shared_softmax_failed
                              ? ", both tensor-core attentions failed their check"

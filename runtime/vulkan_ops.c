@@ -81,22 +81,25 @@ static bool on_tensor_cores(const kiln_vk *vk, kiln_dtype dtype)
     return vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16;
 }
 
-/* matmul's or conv2d's shader (shaders/gemm.glsl) and its workgroup size
- * (gemm_coopmat.glsl's GEMM_THREADS; the split-K sums stride over C, so a
- * variant of another size from KILN_VULKAN_SHADER_DIR still covers it): the
- * tensor-core variant this device runs, loading operands as many K steps
- * ahead as vk->gemm_prefetch says, or the f32 GEMM for the weight's dtype.
- * Both compute 64x64 tiles of C. coopmat_f16: the op's first tensor-core
- * variant; those loading 2 and 3 steps ahead follow, 10 and 20 on. */
-static kiln_vk_shader gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
-                                   kiln_dtype dtype, uint32_t *threads)
+/* matmul's or conv2d's shader (shaders/gemm.glsl) as a GEMM runs it. */
+typedef struct gemm_kernel {
+    kiln_vk_shader shader;
+    uint32_t threads; /* its workgroup size (gemm_coopmat.glsl's GEMM_THREADS; the split-K sums stride over
+                         C, so a variant of another size from KILN_VULKAN_SHADER_DIR still covers it) */
+    uint32_t rows;    /* of C in its tiles, of 64 columns each */
+} gemm_kernel;
+
+/* The tensor-core variant this device runs, on tiles of vk->gemm_rows rows
+ * loading operands as many K steps ahead as vk->gemm_prefetch says, or the
+ * f32 GEMM (64x64 tiles) for the weight's dtype. coopmat_f16: the op's
+ * first tensor-core variant; those loading 2 and 3 steps ahead follow, 10
+ * and 20 on, and those of 128 rows 30 on. */
+static gemm_kernel gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
+                                kiln_dtype dtype)
 {
-    if (on_tensor_cores(vk, dtype)) {
-        *threads = 256;
-        return coopmat_variant(vk, coopmat_f16 + 10 * (vk->gemm_prefetch - 1));
-    }
-    *threads = 64;
-    return weight_variant(vk, f32_variant, dtype);
+    if (!on_tensor_cores(vk, dtype)) return (gemm_kernel){weight_variant(vk, f32_variant, dtype), 64, 64};
+    if (vk->gemm_rows == 128) return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 30), 256, 128};
+    return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 10 * (vk->gemm_prefetch - 1)), 256, 64};
 }
 _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
@@ -110,9 +113,12 @@ _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_CO
                    KILN_VK_SHADER_MATMUL_COOPMAT_PF2_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 10 &&
                    KILN_VK_SHADER_CONV2D_COOPMAT_PF2_KHR_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 14 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_PF3_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 20 &&
-                   KILN_VK_SHADER_CONV2D_COOPMAT_PF3_KHR_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 24,
+                   KILN_VK_SHADER_CONV2D_COOPMAT_PF3_KHR_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 24 &&
+                   KILN_VK_SHADER_MATMUL_COOPMAT_M128_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 30 &&
+                   KILN_VK_SHADER_CONV2D_COOPMAT_M128_KHR_F16 == KILN_VK_SHADER_CONV2D_COOPMAT_F16 + 34,
                "tensor-core GEMM variants are listed in cmake/shaders.cmake in gemm_variant's order");
 
+/* Columns of C in a GEMM's tiles; also the side of im2col.comp's blocks. */
 #define GEMM_TILE 64
 
 /* A grid of `count` workgroups in flat order (shaders/common.glsl). */
@@ -230,12 +236,12 @@ uint32_t kiln_vk_nvidia_workgroups_per_sm(uint32_t registers, uint32_t threads)
  * its workgroups fit an SM follows from them (the H200's 88 registers: 2 of
  * 256; 80 or fewer would fit 3); elsewhere 2 of the tensor-core GEMM's 256
  * invocations, 4 of the f32 GEMM's 64. */
-static kiln_status concurrent_workgroups(kiln_vk *vk, kiln_vk_shader shader, uint32_t threads, uint64_t *slots)
+static kiln_status concurrent_workgroups(kiln_vk *vk, const gemm_kernel *k, uint64_t *slots)
 {
-    uint32_t registers = 0, per_sm = threads >= 256 ? 2 : 4;
+    uint32_t registers = 0, per_sm = k->threads >= 256 ? 2 : 4;
     static const uint32_t no_spec[3] = {0, 0, 0};
-    if (vk->pipeline_registers) TRY(kiln_vk_pipeline_registers(vk, shader, no_spec, &registers));
-    if (registers) per_sm = kiln_vk_nvidia_workgroups_per_sm(registers, threads);
+    if (vk->pipeline_registers) TRY(kiln_vk_pipeline_registers(vk, k->shader, no_spec, &registers));
+    if (registers) per_sm = kiln_vk_nvidia_workgroups_per_sm(registers, k->threads);
     *slots = per_sm * (uint64_t)(vk->multiprocessors ? vk->multiprocessors : 132);
     return KILN_OK;
 }
@@ -249,11 +255,11 @@ static uint64_t share_of_k(uint64_t K, uint64_t s, uint64_t *shares)
     return chunk;
 }
 
-static kiln_status split_k(kiln_vk *vk, kiln_vk_shader shader, uint32_t threads, uint64_t tiles, uint64_t M,
-                           uint64_t N, uint64_t K, uint64_t *splits)
+static kiln_status split_k(kiln_vk *vk, const gemm_kernel *k, uint64_t tiles, uint64_t M, uint64_t N, uint64_t K,
+                           uint64_t *splits)
 {
     uint64_t slots, best = 1;
-    TRY(concurrent_workgroups(vk, shader, threads, &slots));
+    TRY(concurrent_workgroups(vk, k, &slots));
     double best_time = 0.0;
     for (uint64_t s = 1; s <= (vk->split_k ? SPLIT_MAX : 1) && (s == 1 || K / s >= SPLIT_MIN_K); s++) {
         uint64_t shares, chunk = share_of_k(K, s, &shares);
@@ -279,16 +285,16 @@ typedef struct gemm_split {
  * with *split, which this fills in. src: x, w and (nsrc 3) bias. The split
  * sums go to scratch after the first scratch_used bytes (a multiple of 16),
  * which the caller's operands occupy. */
-static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t threads, void *push,
-                            uint32_t push_bytes, gemm_split *split, uint64_t M, uint64_t N, uint64_t K,
-                            size_t scratch_used, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
+static kiln_status run_gemm(kiln_backend *be, const gemm_kernel *k, void *push, uint32_t push_bytes,
+                            gemm_split *split, uint64_t M, uint64_t N, uint64_t K, size_t scratch_used,
+                            const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
 {
-    uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, GEMM_TILE);
+    uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, k->rows);
     uint64_t shares, splits;
-    TRY(split_k(kiln_vk_of(be), shader, threads, (uint64_t)gx * gy, M, N, K, &shares));
+    TRY(split_k(kiln_vk_of(be), k, (uint64_t)gx * gy, M, N, K, &shares));
     uint64_t k_chunk = share_of_k(K, shares, &splits);
     *split = (gemm_split){.splits = (uint32_t)splits, .k_chunk = (uint32_t)k_chunk};
-    if (splits == 1) return run(be, shader, push, push_bytes, gx, gy, 1, src, nsrc, dst);
+    if (splits == 1) return run(be, k->shader, push, push_bytes, gx, gy, 1, src, nsrc, dst);
 
     /* Should this grow the scratch, the caller's operands stay where they
      * are, in the outgrown buffer, which is kept (kiln_vk_scratch). */
@@ -298,12 +304,12 @@ static kiln_status run_gemm(kiln_backend *be, kiln_vk_shader shader, uint32_t th
     partial.offset = scratch_used;
     partial.shape[0] = (int64_t)(partial_bytes / sizeof(float));
     split->partial = partial.buffer->address + scratch_used;
-    TRY(run(be, shader, push, push_bytes, gx, gy, (uint32_t)splits, src, nsrc, &partial));
+    TRY(run(be, k->shader, push, push_bytes, gx, gy, (uint32_t)splits, src, nsrc, &partial));
     split->split_pass = 1;
     uint32_t g[3];
-    grid_flat(ceil_div((M * N + 3) / 4, threads), g); /* four elements an invocation */
+    grid_flat(ceil_div((M * N + 3) / 4, k->threads), g); /* four elements an invocation */
     const kiln_tensor *sums[2] = {&partial, nsrc > 2 ? src[2] : NULL};
-    return run(be, shader, push, push_bytes, g[0], g[1], g[2], sums, nsrc > 2 ? 2 : 1, dst);
+    return run(be, k->shader, push, push_bytes, g[0], g[1], g[2], sums, nsrc > 2 ? 2 : 1, dst);
 }
 
 typedef struct matmul_push {
@@ -340,13 +346,12 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
 {
     matmul_push push = {.p = *p};
     TRY(gemm_operands("matmul", src, p->has_bias, dst, (uint64_t)p->K, true, &push.a, &push.w));
-    uint32_t threads;
-    kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
-                                         src[1]->dtype, &threads);
+    gemm_kernel k = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
+                                 src[1]->dtype);
     uint64_t M = (uint64_t)p->M, N = (uint64_t)p->N, K = (uint64_t)p->K;
     int nsrc = p->has_bias ? 3 : 2;
     if (!on_tensor_cores(kiln_vk_of(be), src[1]->dtype))
-        return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, 0, src, nsrc, dst);
+        return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, 0, src, nsrc, dst);
 
     /* The tensor-core GEMM reads an f16 copy of x, in scratch (split-K sums
      * after it); whole runs of four elements, 16-byte aligned. The copy the
@@ -368,7 +373,7 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     push.a.x = copy->buffer->address + copy->offset;
     push.w.rows_aligned = push.w.w_first == 0 && push.a.w % 16 == 0 && K % 8 == 0;
     const kiln_tensor *operands[3] = {copy, src[1], nsrc > 2 ? src[2] : NULL};
-    return run_gemm(be, shader, threads, &push, sizeof push, &push.split, M, N, K, copy_bytes, operands, nsrc, dst);
+    return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, copy_bytes, operands, nsrc, dst);
 }
 
 typedef struct conv2d_push {
@@ -391,19 +396,19 @@ typedef struct im2col_push {
  * output pixels as vk->conv_col_bytes holds (whole GEMM tiles of them), the
  * GEMM multiplies it by w into those pixels of y, and so on through all of
  * them. */
-static kiln_status conv2d_by_columns(kiln_backend *be, conv2d_push *push, kiln_vk_shader shader, uint32_t threads,
+static kiln_status conv2d_by_columns(kiln_backend *be, conv2d_push *push, const gemm_kernel *k,
                                      const kiln_tensor *const *src, kiln_tensor *dst)
 {
     const kiln_conv2d_params *p = &push->p;
     uint64_t K = (uint64_t)p->C * p->KH * p->KW, k_stride = (K + 7) / 8 * 8;
     uint64_t M = (uint64_t)p->N * p->OH * p->OW, O = (uint64_t)p->O;
     /* whole tiles, at least one; indices into the matrix stay 32-bit, and its
-     * rows of tiles within a grid's 65535 */
+     * rows of im2col's blocks within a grid's 65535 */
     uint64_t rows = kiln_vk_of(be)->conv_col_bytes / (k_stride * sizeof(uint16_t));
     if (rows > UINT32_MAX / k_stride) rows = UINT32_MAX / k_stride;
     if (rows > 65535 * (uint64_t)GEMM_TILE) rows = 65535 * (uint64_t)GEMM_TILE;
-    rows = rows / GEMM_TILE * GEMM_TILE;
-    if (rows < GEMM_TILE) rows = GEMM_TILE;
+    rows = rows / k->rows * k->rows;
+    if (rows < k->rows) rows = k->rows;
     if (rows > M) rows = M;
 
     size_t col_bytes = (size_t)(rows * k_stride * sizeof(uint16_t));
@@ -419,7 +424,7 @@ static kiln_status conv2d_by_columns(kiln_backend *be, conv2d_push *push, kiln_v
         im.rows = push->m_count = (uint32_t)n;
         TRY(run(be, KILN_VK_SHADER_IM2COL_F16, &im, sizeof im, ceil_div(k_stride, GEMM_TILE), ceil_div(n, GEMM_TILE),
                 1, src, 1, &col));
-        TRY(run_gemm(be, shader, threads, push, sizeof *push, &push->split, n, O, K, col_bytes, operands, 3, dst));
+        TRY(run_gemm(be, k, push, sizeof *push, &push->split, n, O, K, col_bytes, operands, 3, dst));
     }
     return KILN_OK;
 }
@@ -430,11 +435,10 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
     conv2d_push push = {.p = *p};
     uint64_t K = (uint64_t)p->C * p->KH * p->KW;
     TRY(gemm_operands("conv2d", src, true, dst, K, false, &push.a, &push.w));
-    uint32_t threads;
-    kiln_vk_shader shader = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
-                                         src[1]->dtype, &threads);
-    if (on_tensor_cores(kiln_vk_of(be), src[1]->dtype)) return conv2d_by_columns(be, &push, shader, threads, src, dst);
-    return run_gemm(be, shader, threads, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW,
+    gemm_kernel k = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
+                                 src[1]->dtype);
+    if (on_tensor_cores(kiln_vk_of(be), src[1]->dtype)) return conv2d_by_columns(be, &push, &k, src, dst);
+    return run_gemm(be, &k, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW,
                     (uint64_t)p->O, K, 0, src, 3, dst);
 }
 

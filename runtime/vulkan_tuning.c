@@ -8,8 +8,9 @@
  * gives a shader, how many workgroups then share a multiprocessor, how long
  * a load takes), it times them when the device opens (vulkan_device.c) and
  * keeps the fastest, as cuDNN's benchmark mode does:
- *   - how many K steps ahead the tensor-core GEMMs load their operands
- *     (vk->gemm_prefetch: 1, 2 or 3);
+ *   - how the tensor-core GEMMs tile C and how many K steps ahead they
+ *     load their operands (vk->gemm_rows, vk->gemm_prefetch: 64x64 tiles
+ *     loading 1, 2 or 3 ahead, or 128x64 loading 1 ahead);
  *   - whether the tensor-core attention keeps its softmax in registers
  *     (attention_registers.comp) or takes it through shared memory
  *     (attention_coopmat.comp) (vk->register_softmax);
@@ -131,23 +132,29 @@ static kiln_status time_matmuls(kiln_backend *be, const uint32_t (*shapes)[3], i
     return KILN_OK;
 }
 
-/* Operands 1, 2 and 3 K steps ahead; the fastest kept. */
-static kiln_status tune_prefetch(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *const buf[3],
-                                 double seconds[3])
+const struct kiln_vk_gemm_kernel kiln_vk_gemm_kernels[KILN_VK_GEMM_KERNELS] = {
+    {1, 64}, {2, 64}, {3, 64}, {1, 128}};
+
+/* Each way of kiln_vk_gemm_kernels; the fastest kept. */
+static kiln_status tune_tiles(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *const buf[3],
+                              double seconds[KILN_VK_GEMM_KERNELS])
 {
     kiln_vk *vk = kiln_vk_of(be);
     kiln_status st = KILN_OK;
-    uint32_t kept = vk->gemm_prefetch, best = kept;
+    struct kiln_vk_gemm_kernel kept = {vk->gemm_prefetch, vk->gemm_rows}, best = kept;
     double best_total = 0.0;
-    for (uint32_t ahead = 1; st == KILN_OK && ahead <= 3; ahead++) {
-        vk->gemm_prefetch = ahead;
+    for (int i = 0; st == KILN_OK && i < KILN_VK_GEMM_KERNELS; i++) {
+        vk->gemm_prefetch = kiln_vk_gemm_kernels[i].prefetch;
+        vk->gemm_rows = kiln_vk_gemm_kernels[i].rows;
         double total = 0.0;
         st = time_matmuls(be, shapes, nshapes, buf, &total);
-        if (seconds) seconds[ahead - 1] = total;
-        if (st == KILN_OK && (ahead == 1 || total < best_total)) best = ahead, best_total = total;
+        if (seconds) seconds[i] = total;
+        if (st == KILN_OK && (i == 0 || total < best_total)) best = kiln_vk_gemm_kernels[i], best_total = total;
     }
-    vk->gemm_prefetch = st == KILN_OK ? best : kept;
-    vk->gemm_prefetch_tuned = st == KILN_OK;
+    if (st != KILN_OK) best = kept;
+    vk->gemm_prefetch = best.prefetch;
+    vk->gemm_rows = best.rows;
+    vk->gemm_tuned = st == KILN_OK;
     return st;
 }
 
@@ -168,27 +175,27 @@ static kiln_status tune_split(kiln_backend *be, const uint32_t (*shapes)[3], int
     return st;
 }
 
-kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*prefetch_shapes)[3], int nprefetch,
-                               double prefetch_seconds[3], const uint32_t (*split_shapes)[3], int nsplit,
-                               double split_seconds[2])
+kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*tile_shapes)[3], int ntile,
+                               double tile_seconds[KILN_VK_GEMM_KERNELS], const uint32_t (*split_shapes)[3],
+                               int nsplit, double split_seconds[2])
 {
     kiln_vk *vk = kiln_vk_of(be);
     if (!vk->timestamp_bits) return KILN_OK;
-    if (vk->coopmat == KILN_VK_COOPMAT_NONE) nprefetch = 0;
-    if (nprefetch == 0 && nsplit == 0) return KILN_OK;
+    if (vk->coopmat == KILN_VK_COOPMAT_NONE) ntile = 0;
+    if (ntile == 0 && nsplit == 0) return KILN_OK;
     /* one set of operands, as large as the largest shape of either */
     uint64_t n[3] = {0, 0, 0};
-    gemm_sizes(prefetch_shapes, nprefetch, n);
+    gemm_sizes(tile_shapes, ntile, n);
     gemm_sizes(split_shapes, nsplit, n);
     kiln_buffer *buf[3] = {NULL, NULL, NULL}; /* x, w, y */
     kiln_status st = random_buffer(be, n[0], KILN_F32, 1.0f, &buf[0]);
     if (st == KILN_OK) st = random_buffer(be, n[1], KILN_F16, 0.0625f, &buf[1]);
     if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, (size_t)n[2] * sizeof(float), &buf[2]);
-    /* a prefetch timing that fails leaves the split one to try */
-    kiln_status prefetch_st = st, split_st = st;
-    if (st == KILN_OK && nprefetch) prefetch_st = tune_prefetch(be, prefetch_shapes, nprefetch, buf, prefetch_seconds);
+    /* a tile timing that fails leaves the split one to try */
+    kiln_status tile_st = st, split_st = st;
+    if (st == KILN_OK && ntile) tile_st = tune_tiles(be, tile_shapes, ntile, buf, tile_seconds);
     if (st == KILN_OK && nsplit) split_st = tune_split(be, split_shapes, nsplit, buf, split_seconds);
-    return tuning_done(be, prefetch_st != KILN_OK ? prefetch_st : split_st, buf, 3);
+    return tuning_done(be, tile_st != KILN_OK ? tile_st : split_st, buf, 3);
 }
 
 kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2])

@@ -1,8 +1,11 @@
 // gemm.glsl's interface on tensor cores (coopmat.glsl): a workgroup of 8
 // subgroups of 32 computes a 64x64 block of C, stepping through K by 64; each
 // subgroup owns a 32x16 block in 2 x 1 accumulators of 16x16 in f32 (4
-// subgroups, 32x32 blocks in 2 x 2, with GEMM_THREADS=128). Operand tiles
-// are staged in shared memory as f16.
+// subgroups, 32x32 blocks in 2 x 2, with GEMM_THREADS=128). With
+// GEMM_BM=128 the block is 128x64 and each of the 8 subgroups owns 32x32:
+// per K step, a quarter fewer operand bytes read for each multiply-add, for
+// 16 more accumulator and 8 more prefetch registers an invocation. Operand
+// tiles are staged in shared memory as f16.
 //
 // On an H200 the driver's multiply-adds are not what limits this shader (a
 // loop of nothing else runs at 390-570 TFLOP/s, as fast as mma.sync under
@@ -71,6 +74,9 @@ uvec4 load_a8(uint m, uint k);
 #ifndef GEMM_PREFETCH
 #define GEMM_PREFETCH 1
 #endif
+#ifndef GEMM_BM
+#define GEMM_BM 64
+#endif
 #if (GEMM_BK != 32 && GEMM_BK != 64) || (GEMM_THREADS != 128 && GEMM_THREADS != 256) || \
     (GEMM_STAGES != 1 && GEMM_STAGES != 2)
 #error "gemm_coopmat.glsl: GEMM_BK must be 32 or 64, GEMM_THREADS 128 or 256, GEMM_STAGES 1 or 2"
@@ -81,37 +87,48 @@ uvec4 load_a8(uint m, uint k);
 #if GEMM_STAGES == 2 && GEMM_BK == 64
 #error "gemm_coopmat.glsl: two stages of K steps of 64 take 36 KB of shared memory, over the 32 KB kiln asks of a device"
 #endif
-const uint BM = 64, BN = 64, BK = GEMM_BK;
+#if GEMM_BM != 64 && (GEMM_BM != 128 || GEMM_THREADS != 256 || GEMM_BK != 64 || GEMM_STAGES != 1)
+#error "gemm_coopmat.glsl: GEMM_BM must be 64, or 128 with 256 invocations, K steps of 64 and one stage"
+#endif
+const uint BM = GEMM_BM, BN = 64, BK = GEMM_BK;
 const uint THREADS = GEMM_THREADS, STAGES = GEMM_STAGES;
 const uint SUBGROUPS_M = BM / 32u, SUBGROUPS = THREADS / 32u;
 const uint FRAGS_N = BN / (SUBGROUPS / SUBGROUPS_M) / 16u; // accumulators across a subgroup's block
 const uint ROW_CHUNKS = BK / 8u;   // uvec4s of 8 f16 in a tile row of K
 const uint LDV = ROW_CHUNKS + 1u;  // tile row stride in uvec4s (80 or 144 bytes), so 8 rows of 16 bytes hit 8 bank groups
-const uint CHUNKS = BM * ROW_CHUNKS / THREADS; // per invocation and K step, of A and of B
+// per invocation and K step: of A, of B
+const uint CHUNKS_A = BM * ROW_CHUNKS / THREADS, CHUNKS_B = BN * ROW_CHUNKS / THREADS;
 
 layout(local_size_x = THREADS) in;
 
 // The operand tiles of each stage, (m, k) from A_TILE and (n, k) from
 // B_TILE, in one array: after the K loop the same memory stages the finished
 // tile on its way out, in PARTS pieces of LINES lines of LDC4 uvec4s (4 f32
-// each): half of it at a time where one stage of K steps of 32 leaves no room
-// for the whole. Lines are rows of C, or columns with C_ALONG_M, so that
-// neighbouring invocations write neighbouring memory; 17 uvec4s start each
+// each): half of it at a time where the operand tiles leave no room for the
+// whole (one stage of K steps of 32, or 128 rows). Lines are rows of C, or
+// columns with C_ALONG_M, so that neighbouring invocations write
+// neighbouring memory; one uvec4 more than a line's elements starts each
 // line 16 bytes further along the banks. A workgroup so needs 18 KB of
-// shared memory (10 with a K step of 32, 20 with two such stages).
+// shared memory (10 with a K step of 32, 20 with two such stages, 27 with
+// 128 rows).
 const uint A_TILE = 0u, B_TILE = BM * LDV, STAGE = (BM + BN) * LDV;
 shared uvec4 tiles[STAGES * STAGE];
-const uint LDC4 = BN / 4u + 1u; // lines of BN elements, or BM with C_ALONG_M: BM == BN
-const uint PARTS = BM * LDC4 <= STAGES * STAGE ? 1u : 2u, LINES = BM / PARTS;
+#ifdef C_ALONG_M
+const uint LINE = BM, ALL_LINES = BN; // elements in a line; lines in the tile
+#else
+const uint LINE = BN, ALL_LINES = BM;
+#endif
+const uint LDC4 = LINE / 4u + 1u;
+const uint PARTS = ALL_LINES * LDC4 <= STAGES * STAGE ? 1u : 2u, LINES = ALL_LINES / PARTS;
 
 // The operands of K steps on their way from memory: the next one's, and
 // with GEMM_PREFETCH 2 or 3 the one or two after it too.
-uvec4 a_next[CHUNKS], b_next[CHUNKS];
+uvec4 a_next[CHUNKS_A], b_next[CHUNKS_B];
 #if GEMM_PREFETCH >= 2
-uvec4 a_later[CHUNKS], b_later[CHUNKS];
+uvec4 a_later[CHUNKS_A], b_later[CHUNKS_B];
 #endif
 #if GEMM_PREFETCH == 3
-uvec4 a_last[CHUNKS], b_last[CHUNKS];
+uvec4 a_last[CHUNKS_A], b_last[CHUNKS_B];
 #endif
 
 uvec4 pack_f16(vec4 lo, vec4 hi)
@@ -146,11 +163,11 @@ uvec4 fetch_a8(uint M, uint K, uint m, uint k, bool vector)
 // neighbouring invocations read one row's BK k.
 #define FETCH(a_regs, b_regs, M, N, K, m0, n0, k0)                                                \
     {                                                                                             \
-        [[unroll]] for (uint q = 0; q < CHUNKS; q++) {                                            \
+        [[unroll]] for (uint q = 0; q < CHUNKS_B; q++) {                                          \
             uint c = gl_LocalInvocationID.x + THREADS * q;                                        \
             b_regs[q] = fetch_b8(N, K, (n0) + c / ROW_CHUNKS, (k0) + 8u * (c % ROW_CHUNKS), rows_aligned()); \
         }                                                                                         \
-        [[unroll]] for (uint q = 0; q < CHUNKS; q++) {                                            \
+        [[unroll]] for (uint q = 0; q < CHUNKS_A; q++) {                                          \
             uint c = gl_LocalInvocationID.x + THREADS * q;                                        \
             a_regs[q] = fetch_a8(M, K, (m0) + c / ROW_CHUNKS, (k0) + 8u * (c % ROW_CHUNKS), rows_aligned()); \
         }                                                                                         \
@@ -158,10 +175,15 @@ uvec4 fetch_a8(uint M, uint K, uint m, uint k, bool vector)
 
 // Registers a_regs and b_regs into the stage at `stage`.
 #define STASH(stage, a_regs, b_regs)                                                              \
-    [[unroll]] for (uint q = 0; q < CHUNKS; q++) {                                                \
-        uint c = gl_LocalInvocationID.x + THREADS * q, at = (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS; \
-        tiles[(stage) + B_TILE + at] = b_regs[q];                                                 \
-        tiles[(stage) + A_TILE + at] = a_regs[q];                                                 \
+    {                                                                                             \
+        [[unroll]] for (uint q = 0; q < CHUNKS_B; q++) {                                          \
+            uint c = gl_LocalInvocationID.x + THREADS * q;                                        \
+            tiles[(stage) + B_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = b_regs[q];        \
+        }                                                                                         \
+        [[unroll]] for (uint q = 0; q < CHUNKS_A; q++) {                                          \
+            uint c = gl_LocalInvocationID.x + THREADS * q;                                        \
+            tiles[(stage) + A_TILE + (c / ROW_CHUNKS) * LDV + c % ROW_CHUNKS] = a_regs[q];        \
+        }                                                                                         \
     }
 
 // acc += the stage's A tile rows sm.. times its B tile columns sn.. (the
@@ -258,8 +280,8 @@ void gemm_tile(uint M, uint N, uint k_begin, uint K)
                     CM_STORE_V(acc[i][j], tiles, line * LDC4 + at / 4u, LDC4, col_major);
                 }
         barrier();
-        for (uint e = 4u * t; e < LINES * BN; e += 4u * THREADS) {
-            uint line = e / BN, at = e % BN;
+        for (uint e = 4u * t; e < LINES * LINE; e += 4u * THREADS) {
+            uint line = e / LINE, at = e % LINE;
             vec4 v = uintBitsToFloat(tiles[line * LDC4 + at / 4u]);
             uint m = m0 + (col_major ? at : h * LINES + line), n = n0 + (col_major ? h * LINES + line : at);
             if (m < M && n < N) emit4(M, N, m, n, v, min(4u, col_major ? M - m : N - n));

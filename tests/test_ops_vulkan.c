@@ -116,8 +116,9 @@ static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "V
  * The convs run again with their column matrices (vulkan_ops.c,
  * conv2d_by_columns) cut to one 64-pixel tile of rows at a time, so most
  * cases go through several row ranges, the last one short. The GEMMs run
- * again loading their operands 2 and 3 K steps ahead, on 16x8x16
- * multiplies, and through the KHR extension. */
+ * again loading their operands 2 and 3 K steps ahead, on tiles of 128 rows
+ * (the convs also a tile of rows at a time), on 16x8x16 multiplies (on
+ * either tile), and through the KHR extension. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
@@ -132,9 +133,20 @@ static void f16_compute_f16_weights(void **state)
         run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
     }
     unsetenv("KILN_VULKAN_GEMM_PREFETCH");
+    setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
+    run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
+    run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+    setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
+    run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+    unsetenv("KILN_VULKAN_CONV_COL_BYTES");
+    unsetenv("KILN_VULKAN_GEMM_ROWS");
     if (use_16x8x16()) {
         run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
         run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+        setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
+        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
+        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
+        unsetenv("KILN_VULKAN_GEMM_ROWS");
     }
     unsetenv("KILN_VULKAN_COOPMAT_N");
     if (use_khr()) {

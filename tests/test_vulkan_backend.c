@@ -809,41 +809,60 @@ static void tensor_core_matmul_matches(kiln_backend *be)
 }
 
 /* KILN_VULKAN_GEMM_PREFETCH picks the tensor-core GEMMs that load their
- * operands 1, 2 or 3 K steps ahead (the device name says which), and
- * anything else is refused by name. Where it is unset, a GPU times the
- * three when it opens; that timing, run here on small shapes, keeps the
- * fastest and leaves the GEMMs computing right. */
-static void gemm_prefetch_switch_and_timing(void **state)
+ * operands 1, 2 or 3 K steps ahead, and KILN_VULKAN_GEMM_ROWS those that
+ * tile C in 64 or 128 rows (the device name says which), and anything else
+ * is refused by name, as are 128 rows loading more than 1 ahead. Where both
+ * are unset, a GPU times the four kinds when it opens; that timing, run
+ * here on small shapes, keeps the fastest and leaves the GEMMs computing
+ * right. */
+static void gemm_tile_switches_and_timing(void **state)
 {
     (void)state;
-    static const char *const names[] = {"GEMM loads 2 K steps ahead", "GEMM loads 3 K steps ahead"};
-    for (int ahead = 2; ahead <= 3; ahead++) {
-        kiln_backend *be = open_tensor_cores("KILN_VULKAN_GEMM_PREFETCH", ahead == 2 ? "2" : "3");
+    static const struct {
+        const char *name, *value, *says;
+    } forced[] = {{"KILN_VULKAN_GEMM_PREFETCH", "2", "GEMM loads 2 K steps ahead"},
+                  {"KILN_VULKAN_GEMM_PREFETCH", "3", "GEMM loads 3 K steps ahead"},
+                  {"KILN_VULKAN_GEMM_ROWS", "128", "GEMM tiles 128x64, loads 1 K step ahead"}};
+    for (size_t i = 0; i < sizeof forced / sizeof forced[0]; i++) {
+        kiln_backend *be = open_tensor_cores(forced[i].name, forced[i].value);
         print_message("  %s\n", be->device_name);
-        assert_non_null(strstr(be->device_name, names[ahead - 2]));
+        assert_non_null(strstr(be->device_name, forced[i].says));
         tensor_core_matmul_matches(be);
         kiln_backend_free(be);
     }
     assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "4");
     assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "12");
+    assert_switch_refused("KILN_VULKAN_GEMM_ROWS", "96");
+    assert_switch_refused("KILN_VULKAN_GEMM_ROWS", "128x");
+    setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
+    assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "2");
+    unsetenv("KILN_VULKAN_GEMM_ROWS");
 #ifdef KILN_TEST_VULKAN_INTERNALS
     kiln_backend *be = open_tensor_cores(NULL, NULL);
     kiln_vk *vk = kiln_vk_of(be);
     if (emulated(be)) {
-        assert_int_equal(vk->gemm_prefetch, 1); /* emulated matrices are not timed when the device opens */
-        assert_false(vk->gemm_prefetch_tuned);
+        /* emulated matrices are not timed when the device opens */
+        assert_int_equal(vk->gemm_prefetch, 1);
+        assert_int_equal(vk->gemm_rows, 64);
+        assert_false(vk->gemm_tuned);
     } else {
-        assert_true(vk->gemm_prefetch_tuned); /* a GPU's are */
+        assert_true(vk->gemm_tuned); /* a GPU's are */
     }
     static const uint32_t shapes[][3] = {{128, 128, 1024}, {192, 64, 320}};
-    double seconds[3] = {-1, -1, -1};
+    double seconds[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1};
     assert_kiln_ok(kiln_vk_tune_gemms(be, shapes, 2, seconds, NULL, 0, NULL));
-    print_message("  1, 2, 3 K steps ahead: %.2f, %.2f, %.2f ms; kept %u\n", 1e3 * seconds[0], 1e3 * seconds[1],
-                  1e3 * seconds[2], vk->gemm_prefetch);
-    assert_true(vk->gemm_prefetch_tuned);
-    for (int i = 0; i < 3; i++) {
+    int kept = -1;
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
+        if (kiln_vk_gemm_kernels[i].prefetch == vk->gemm_prefetch && kiln_vk_gemm_kernels[i].rows == vk->gemm_rows)
+            kept = i;
+    print_message("  64x64 tiles 1, 2, 3 K steps ahead, 128x64 1 ahead: %.2f, %.2f, %.2f, %.2f ms; kept %ux64 %u ahead\n",
+                  1e3 * seconds[0], 1e3 * seconds[1], 1e3 * seconds[2], 1e3 * seconds[3], vk->gemm_rows,
+                  vk->gemm_prefetch);
+    assert_true(vk->gemm_tuned);
+    assert_true(kept >= 0);
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
         assert_true(seconds[i] > 0.0);
-        assert_true(seconds[vk->gemm_prefetch - 1] <= seconds[i]);
+        assert_true(seconds[kept] <= seconds[i]);
     }
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
@@ -889,14 +908,15 @@ static void split_k_switch_and_timing(void **state)
         assert_true(vk->split_k_tuned); /* timed when the GPU opened */
         assert_non_null(strstr(be->device_name, vk->split_k ? "K split" : "K never split"));
     }
-    uint32_t prefetch = vk->gemm_prefetch;
-    bool prefetch_tuned = vk->gemm_prefetch_tuned;
+    uint32_t prefetch = vk->gemm_prefetch, rows = vk->gemm_rows;
+    bool tiles_tuned = vk->gemm_tuned;
     static const uint32_t shapes[][3] = {{64, 64, 2048}, {64, 128, 1536}};
     double seconds[2] = {-1, -1};
     assert_kiln_ok(kiln_vk_tune_gemms(be, NULL, 0, NULL, shapes, 2, seconds));
-    /* no prefetch shapes: that choice left as it was */
+    /* no tile shapes: that choice left as it was */
     assert_int_equal(vk->gemm_prefetch, prefetch);
-    assert_true(vk->gemm_prefetch_tuned == prefetch_tuned);
+    assert_int_equal(vk->gemm_rows, rows);
+    assert_true(vk->gemm_tuned == tiles_tuned);
     assert_faster_kept(seconds, vk->split_k, vk->split_k_tuned, (const char *const[]){"whole", "split"});
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
@@ -1135,7 +1155,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(attention_check_takes_away_what_misses),
 #endif
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
-        cmocka_unit_test(gemm_prefetch_switch_and_timing),
+        cmocka_unit_test(gemm_tile_switches_and_timing),
         cmocka_unit_test(register_softmax_switch_and_timing),
         cmocka_unit_test(split_k_switch_and_timing),
 #ifdef KILN_TEST_VULKAN_INTERNALS
