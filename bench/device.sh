@@ -191,6 +191,10 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
             grep attention | tee "$results/bench_ops_vulkan_f16_shared_softmax.txt"
         KILN_VULKAN_REGISTER_SOFTMAX=0 bench kiln_vulkan_f16_shared_softmax vulkan f16
         KILN_VULKAN_REGISTER_SOFTMAX=1 bench kiln_vulkan_f16_register_softmax vulkan f16
+        # ... and in registers on 128 query rows a workgroup
+        KILN_VULKAN_ATTENTION_ROWS=128 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+            grep attention | tee "$results/bench_ops_vulkan_f16_attention_rows128.txt"
+        KILN_VULKAN_ATTENTION_ROWS=128 bench kiln_vulkan_f16_attention_rows128 vulkan f16
         # the tensor-core GEMMs on 64x64 tiles loading operands 1, 2 and 3 K
         # steps ahead, and on 128x64 tiles, beside the default, which times
         # them when the device opens (its choice is in the device name of

@@ -80,6 +80,10 @@ kiln_shader(attention_coopmat_khr_f16    attention_coopmat.comp CM_N=8 KHR_REWRI
 # register_softmax).
 kiln_shader(attention_registers_f16     attention_registers.comp)
 kiln_shader(attention_registers_emu_f16 attention_registers.comp COOPMAT_EMULATED)
+# ... and on 128 query rows a workgroup (8 subgroups), timed against it
+# when a GPU opens (runtime/vulkan_tuning.c).
+kiln_shader(attention_registers_r128_f16     attention_registers.comp ATTENTION_SUBGROUPS=8)
+kiln_shader(attention_registers_r128_emu_f16 attention_registers.comp ATTENTION_SUBGROUPS=8 COOPMAT_EMULATED)
 kiln_shader(coopmat_layout_f16          coopmat_layout.comp)
 kiln_shader(coopmat_layout_emu_f16      coopmat_layout.comp COOPMAT_EMULATED)
 

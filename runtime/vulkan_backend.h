@@ -88,6 +88,16 @@ typedef enum kiln_vk_coopmat {
     KILN_VK_COOPMAT_KHR,      /* VK_KHR_cooperative_matrix: the 16x8x16 shaders rewritten for it */
 } kiln_vk_coopmat;
 
+/* f16 compute's tensor-core attentions (vulkan_ops.c, vk_attention), in
+ * the order of preference: of those a device may run, the last whose
+ * shared memory a head dim fits runs it. */
+typedef enum kiln_vk_attention {
+    KILN_VK_ATTENTION_SHARED,        /* attention_coopmat.comp: the softmax through shared memory */
+    KILN_VK_ATTENTION_REGISTERS,     /* attention_registers.comp: the softmax in registers, 64 query rows */
+    KILN_VK_ATTENTION_REGISTERS_128, /* ... on 128 query rows a workgroup */
+    KILN_VK_ATTENTIONS
+} kiln_vk_attention;
+
 typedef struct kiln_vk {
     VkInstance instance;
     VkPhysicalDevice physical;
@@ -102,11 +112,9 @@ typedef struct kiln_vk {
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
-    bool register_softmax;       /* attention runs attention_registers.comp (usable, checked: vulkan_device.c) */
-    bool register_softmax_tuned; /* ... or not, as timed on this device when it opened */
-    bool shared_softmax;         /* attention_coopmat.comp may run (where the registers' one does not) */
-    bool register_softmax_failed; /* these two missed the check when the device opened (vulkan_tuning.c) */
-    bool shared_softmax_failed;
+    bool attention[KILN_VK_ATTENTIONS];        /* which tensor-core attentions may run (vulkan_device.c) */
+    bool attention_failed[KILN_VK_ATTENTIONS]; /* ... missed the check when the device opened (vulkan_tuning.c) */
+    bool attention_tuned;                      /* ... as timed on this device when it opened */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); KILN_VULKAN_SPLIT_K=0|1 */
     bool split_k_tuned;          /* ... as timed on this device when it opened */
     uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
@@ -249,19 +257,20 @@ extern const struct kiln_vk_gemm_kernel {
 kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*tile_shapes)[3], int ntile,
                                double tile_seconds[KILN_VK_GEMM_KERNELS], const uint32_t (*split_shapes)[3],
                                int nsplit, double split_seconds[2]);
-/* Where vk->register_softmax is set, times the tensor-core attention at each
- * of the nshapes {B, H, T, D} (self-attention) with its softmax through
- * shared memory and in registers and keeps the faster; seconds, if not
- * NULL, gets their totals in that order. */
-kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2]);
-/* Runs each tensor-core attention this device may run (the softmax in
- * registers where vk->register_softmax is set, through shared memory where
- * vk->shared_softmax is) on small cases against the CPU's reference, and
- * takes away the one whose relative L2 error exceeds tolerance (or is not
- * finite): attention then runs the other, or attention.comp in f32
- * (vk_attention). errors, if not NULL, gets each one's worst error in that
+/* Where more than one tensor-core attention may run (vk->attention), times
+ * each at each of the nshapes {B, H, T, D} (self-attention) and leaves the
+ * fastest the one preferred (those after it no longer allowed; those before
+ * it stay, for the head dims it does not fit); seconds, if not NULL, gets
+ * their totals in kiln_vk_attention's order (0 where one did not run). */
+kiln_status kiln_vk_tune_attentions(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes,
+                                    double seconds[KILN_VK_ATTENTIONS]);
+/* Runs each tensor-core attention this device may run (vk->attention) on
+ * small cases against the CPU's reference, and takes away (marked failed)
+ * the one whose relative L2 error exceeds tolerance (or is not finite):
+ * attention then runs another, or attention.comp in f32 (vk_attention).
+ * errors, if not NULL, gets each one's worst error in kiln_vk_attention's
  * order (0 where it did not run). */
-kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[2]);
+kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[KILN_VK_ATTENTIONS]);
 /* Whether this device's tensor-core shaders lay a 16x16 product out with
  * every row in one quad of lanes, as attention_registers.comp needs:
  * shaders/coopmat_layout.comp, run once. */

@@ -147,6 +147,19 @@ static kiln_status digit_switch(const char *name, const char *allowed, int *out)
     return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: %s=%s: must be %s", name, v, choices);
 }
 
+/* A switch taking 64 or 128 (rows of a tile); 0 where it is unset, and
+ * anything else an error naming it. */
+static kiln_status rows_switch(const char *name, uint32_t *rows)
+{
+    *rows = 0;
+    const char *v = getenv(name);
+    if (!v || !*v) return KILN_OK;
+    if (strcmp(v, "64") != 0 && strcmp(v, "128") != 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: %s=%s: must be 64 or 128", name, v);
+    *rows = (uint32_t)atoi(v);
+    return KILN_OK;
+}
+
 /* Left to timing on a GPU with tensor cores (vulkan_tuning.c), unless set:
  *   KILN_VULKAN_GEMM_PREFETCH=1|2|3 and KILN_VULKAN_GEMM_ROWS=64|128: how
  *   many K steps ahead the tensor-core GEMMs load their operands and how
@@ -155,17 +168,19 @@ static kiln_status digit_switch(const char *name, const char *allowed, int *out)
  *   (8192 x 2560 x 320, the feed-forward input: 5 K steps over 5120 tiles;
  *   8192 x 320 x 2880, its 64x64 level's 3x3 convs; 2048 x 640 x 5760,
  *   like its 32x32 level's: a long K over few tiles);
- *   KILN_VULKAN_REGISTER_SOFTMAX=0|1: whether the tensor-core attention
- *   keeps its softmax in registers where it can (below), timed on the
- *   UNet's self-attention at its two finest levels (4096 queries and keys,
- *   8 heads of 40; 1024, 8 of 80);
+ *   KILN_VULKAN_REGISTER_SOFTMAX=0|1 and KILN_VULKAN_ATTENTION_ROWS=64|128:
+ *   whether the tensor-core attention keeps its softmax in registers where
+ *   it can (below), and on how many query rows a workgroup (setting either
+ *   leaves the other at its default, registers or 64, untimed), timed on
+ *   the UNet's self-attention at its two finest levels (4096 queries and
+ *   keys, 8 heads of 40; 1024, 8 of 80);
  *   KILN_VULKAN_SPLIT_K=0|1: whether GEMMs with few output tiles and a long
  *   K split it as vulkan_ops.c estimates best, timed on the UNet's 32x32
  *   and 16x16 levels' 3x3 convs (2048 x 640 x 5760, 512 x 1280 x 11520),
  *   which the estimate splits into 4 and 3.
  * Emulated matrices (lavapipe), CPU devices and f32 compute are not timed:
- * they load 1 step ahead, keep the softmax in registers and split K as
- * estimated. */
+ * they tile C in 64x64, load 1 step ahead, keep the softmax in registers on
+ * 64 rows and split K as estimated. */
 static const uint32_t gemm_tuning_shapes[][3] = {{8192, 2560, 320}, {8192, 320, 2880}, {2048, 640, 5760}};
 static const uint32_t split_tuning_shapes[][3] = {{2048, 640, 5760}, {512, 1280, 11520}};
 static const uint32_t attention_tuning_shapes[][4] = {{2, 8, 4096, 40}, {2, 8, 1024, 80}};
@@ -545,17 +560,20 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     TRY(conv_col_bytes(&vk->conv_col_bytes));
     int gemm_prefetch, softmax_in_registers, split;
     TRY(digit_switch("KILN_VULKAN_GEMM_PREFETCH", "123", &gemm_prefetch));
-    const char *rows = getenv("KILN_VULKAN_GEMM_ROWS");
-    bool rows_set = rows && *rows;
-    if (rows_set && strcmp(rows, "64") != 0 && strcmp(rows, "128") != 0)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "vulkan: KILN_VULKAN_GEMM_ROWS=%s: must be 64 or 128", rows);
-    vk->gemm_rows = rows_set ? (uint32_t)atoi(rows) : 64;
-    if (vk->gemm_rows == 128 && gemm_prefetch > 1)
+    uint32_t gemm_rows, attention_rows;
+    TRY(rows_switch("KILN_VULKAN_GEMM_ROWS", &gemm_rows));
+    vk->gemm_rows = gemm_rows ? gemm_rows : 64;
+    if (gemm_rows == 128 && gemm_prefetch > 1)
         return kiln_fail(KILN_ERR_INVALID_ARG,
                          "vulkan: KILN_VULKAN_GEMM_PREFETCH=%d with KILN_VULKAN_GEMM_ROWS=128: tiles of 128 rows load "
                          "1 K step ahead only",
                          gemm_prefetch);
     TRY(digit_switch("KILN_VULKAN_REGISTER_SOFTMAX", "01", &softmax_in_registers));
+    TRY(rows_switch("KILN_VULKAN_ATTENTION_ROWS", &attention_rows));
+    if (attention_rows == 128 && softmax_in_registers == 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG,
+                         "vulkan: KILN_VULKAN_ATTENTION_ROWS=128 with KILN_VULKAN_REGISTER_SOFTMAX=0: only the softmax "
+                         "in registers runs on 128 query rows");
     TRY(digit_switch("KILN_VULKAN_SPLIT_K", "01", &split));
     vk->split_k = split != 0;
     if (khr_asked && !caps.khr_usable)
@@ -589,45 +607,60 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * multiplies and clustered subgroup operations, or their emulation,
      * and products laid out with each row in one quad of lanes, which is
      * checked on the device below; elsewhere, or with
-     * KILN_VULKAN_REGISTER_SOFTMAX=0, attention_coopmat.comp runs. On a GPU
-     * each runs only if it passes the check below. */
+     * KILN_VULKAN_REGISTER_SOFTMAX=0, attention_coopmat.comp runs. On 128
+     * query rows a workgroup it runs where asked (KILN_VULKAN_ATTENTION_ROWS)
+     * or where a GPU's timing below prefers it. On a GPU each runs only if it
+     * passes the check below. */
     bool register_softmax = coopmat_n == 16 && softmax_in_registers != 0 &&
                             ((vk->coopmat == KILN_VK_COOPMAT_NV && caps.quad_reductions) ||
                              vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     TRY(kiln_vk_commands_init(vk));
     TRY(kiln_vk_staging_init(vk));
-    if (register_softmax) TRY(kiln_vk_products_in_quads(be, &vk->register_softmax));
+    bool quads = false;
+    if (register_softmax) TRY(kiln_vk_products_in_quads(be, &quads));
     /* What is left to timing (vulkan_tuning.c), on a GPU with tensor cores. */
     bool timed = (vk->coopmat == KILN_VK_COOPMAT_NV || vk->coopmat == KILN_VK_COOPMAT_KHR) &&
                  caps.props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU;
+    bool attention_timed = timed && softmax_in_registers < 0 && !attention_rows;
+    vk->attention[KILN_VK_ATTENTION_SHARED] = vk->coopmat != KILN_VK_COOPMAT_NONE;
+    vk->attention[KILN_VK_ATTENTION_REGISTERS] = quads && attention_rows != 128;
+    vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = quads && (attention_rows == 128 || attention_timed);
     /* Before any timing, a GPU's tensor-core attentions must compute right
      * on it, to the op suite's f16 tolerance (vulkan_tuning.c); emulated
      * matrices are what CI's op suite checks instead. */
-    vk->shared_softmax = vk->coopmat != KILN_VK_COOPMAT_NONE;
-    double check_errors[2] = {0.0, 0.0};
+    double check_errors[KILN_VK_ATTENTIONS] = {0};
     if (timed) TRY(kiln_vk_check_attentions(be, 1e-2, check_errors));
     if (vk->pipeline_stats && timed)
-        fprintf(stderr, "kiln vulkan check: attention error, softmax in shared memory %.2g, in registers %.2g\n",
-                check_errors[0], check_errors[1]);
+        fprintf(stderr,
+                "kiln vulkan check: attention error, softmax in shared memory %.2g, in registers %.2g, in registers "
+                "on 128 rows %.2g\n",
+                check_errors[0], check_errors[1], check_errors[2]);
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
-    double gemm_seconds[KILN_VK_GEMM_KERNELS] = {0}, softmax_seconds[2] = {0}, split_seconds[2] = {0};
+    double gemm_seconds[KILN_VK_GEMM_KERNELS] = {0}, attention_seconds[KILN_VK_ATTENTIONS] = {0}, split_seconds[2] = {0};
     if (timed)
-        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !rows_set ? 3 : 0, gemm_seconds,
+        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !gemm_rows ? 3 : 0, gemm_seconds,
                                  split_tuning_shapes, split < 0 ? 2 : 0, split_seconds);
-    if (timed && softmax_in_registers < 0)
-        (void)kiln_vk_tune_register_softmax(be, attention_tuning_shapes, 2, softmax_seconds);
+    if (attention_timed) (void)kiln_vk_tune_attentions(be, attention_tuning_shapes, 2, attention_seconds);
     if (vk->pipeline_stats && vk->gemm_tuned)
         fprintf(stderr,
                 "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.3f, %.3f, "
                 "%.3f, %.3f ms; kept %ux64 loading %u\n",
                 1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], 1e3 * gemm_seconds[3],
                 vk->gemm_rows, vk->gemm_prefetch);
-    if (vk->pipeline_stats && vk->register_softmax_tuned)
-        fprintf(stderr, "kiln vulkan timing: softmax in shared memory, in registers: %.3f, %.3f ms; kept %s\n",
-                1e3 * softmax_seconds[0], 1e3 * softmax_seconds[1], vk->register_softmax ? "registers" : "shared memory");
+    static const char *const attention_names[] = {"softmax in shared memory", "softmax in registers",
+                                                  "softmax in registers on 128 rows"};
+    int attention = -1; /* the one preferred */
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
+        if (vk->attention[a]) attention = a;
+    if (vk->pipeline_stats && vk->attention_tuned)
+        fprintf(stderr,
+                "kiln vulkan timing: attention with its softmax in shared memory, in registers, in registers on 128 "
+                "rows: %.3f, %.3f, %.3f ms; kept %s\n",
+                1e3 * attention_seconds[0], 1e3 * attention_seconds[1], 1e3 * attention_seconds[2],
+                attention_names[attention]);
     if (vk->pipeline_stats && vk->split_k_tuned)
         fprintf(stderr, "kiln vulkan timing: GEMMs whole, K split as estimated: %.3f, %.3f ms; kept %s\n",
                 1e3 * split_seconds[0], 1e3 * split_seconds[1], vk->split_k ? "split" : "whole");
@@ -641,17 +674,20 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         snprintf(ahead, sizeof ahead, ", GEMM %sloads %u K step%s ahead%s", vk->gemm_rows == 128 ? "tiles 128x64, " : "",
                  vk->gemm_prefetch, vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_tuned ? " (timed)" : "");
     const char *split_name = !vk->split_k ? ", K never split" : vk->split_k_tuned ? ", K split" : "";
-    const char *failed = vk->register_softmax_failed && vk->shared_softmax_failed
-                             ? ", both tensor-core attentions failed their check"
-                         : vk->register_softmax_failed ? ", softmax in registers failed its check"
-                         : vk->shared_softmax_failed   ? ", softmax in shared memory failed its check"
-                                                       : "";
-    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s%s%s%s)", caps.props.deviceName,
+    char failed[160] = "";
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
+        if (vk->attention_failed[a])
+            snprintf(failed + strlen(failed), sizeof failed - strlen(failed), ", %s failed its check",
+                     attention_names[a]);
+    char preferred[64] = "";
+    if (attention > KILN_VK_ATTENTION_SHARED || vk->attention_tuned)
+        snprintf(preferred, sizeof preferred, ", %s%s", attention_names[attention],
+                 vk->attention_tuned ? " (timed)" : "");
+    snprintf(be->device_name, sizeof be->device_name, "%.150s (%s, Vulkan %u.%u%s%s%s%s%s%s%s%s%s)", caps.props.deviceName,
              device_type_name(caps.props.deviceType), VK_API_VERSION_MAJOR(caps.props.apiVersion),
              VK_API_VERSION_MINOR(caps.props.apiVersion), sms, vk->f16_storage ? "" : ", no 16-bit storage",
-             coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "",
-             vk->register_softmax ? ", softmax in registers" : vk->register_softmax_tuned ? ", softmax in shared memory" : "",
-             vk->register_softmax_tuned ? " (timed)" : "", failed, ahead, split_name, vk->split_k_tuned ? " (timed)" : "");
+             coopmat_names[vk->coopmat], vk->coopmat && vk->coopmat_n == 8 ? " on 16x8x16" : "", preferred, failed,
+             ahead, split_name, vk->split_k_tuned ? " (timed)" : "");
     return KILN_OK;
 }
 

@@ -554,19 +554,36 @@ _Static_assert(KILN_VK_SHADER_ATTENTION_COOPMAT_EMU_F16 == KILN_VK_SHADER_ATTENT
                    KILN_VK_SHADER_ATTENTION_COOPMAT_KHR_F16 == KILN_VK_SHADER_ATTENTION_COOPMAT_F16 + 4,
                "the tensor-core attention's variants are listed in cmake/shaders.cmake in vk_attention's order");
 
-/* attention_registers.comp's shared memory for head dim d, the sum in its
- * header: K and V tiles in f16 of 64 keys up to head dim 64 and 32 above,
- * the operands of the accumulators' row and column numbers, and the
- * emulation's scratch (counted everywhere, so that lavapipe runs the head
- * dims a GPU does). */
-static uint32_t attention_registers_shared_bytes(uint32_t d)
+/* attention_registers.comp's shared memory for head dim d on `rows` query
+ * rows a workgroup (16 a subgroup), the sum in its header: K and V tiles in
+ * f16 of 64 keys up to head dim 64 and 32 above, the operands of the
+ * accumulators' row and column numbers, and the emulation's scratch, a
+ * 16x16 matrix a subgroup and a float an invocation (counted everywhere, so
+ * that lavapipe runs the head dims a GPU does). */
+static uint32_t attention_registers_shared_bytes(uint32_t d, uint32_t rows)
 {
     uint32_t padded = (d + 15) / 16 * 16, cols = padded <= 64 ? 64 : 32;
-    return 2 * cols * (padded + 8) * 2 + 3 * 256 * 2 + (4 * 256 + 128) * 4;
+    return 2 * cols * (padded + 8) * 2 + 3 * 256 * 2 + (rows / 16 * 256 + rows * 2) * 4;
 }
 _Static_assert(KILN_VK_SHADER_ATTENTION_REGISTERS_EMU_F16 == KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + 1 &&
+                   KILN_VK_SHADER_ATTENTION_REGISTERS_R128_EMU_F16 == KILN_VK_SHADER_ATTENTION_REGISTERS_R128_F16 + 1 &&
                    KILN_VK_SHADER_COOPMAT_LAYOUT_EMU_F16 == KILN_VK_SHADER_COOPMAT_LAYOUT_F16 + 1,
                "emulated twins follow their shaders in cmake/shaders.cmake");
+
+/* Tensor-core attention a's shader on this device, its query rows a
+ * workgroup, and its shared memory at head dim d. */
+static kiln_vk_shader tensor_core_attention(const kiln_vk *vk, kiln_vk_attention a, uint32_t d, uint32_t *rows,
+                                            uint32_t *shared_bytes)
+{
+    bool emu = vk->coopmat == KILN_VK_COOPMAT_EMULATED;
+    *rows = a == KILN_VK_ATTENTION_REGISTERS_128 ? 128 : 64;
+    if (a == KILN_VK_ATTENTION_SHARED) {
+        *shared_bytes = attention_coopmat_shared_bytes(d);
+        return coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
+    }
+    *shared_bytes = attention_registers_shared_bytes(d, *rows);
+    return (*rows == 128 ? KILN_VK_SHADER_ATTENTION_REGISTERS_R128_F16 : KILN_VK_SHADER_ATTENTION_REGISTERS_F16) + emu;
+}
 
 /* One subgroup of shaders/coopmat_layout.comp; its 32 lanes' verdicts read back. */
 kiln_status kiln_vk_products_in_quads(kiln_backend *be, bool *quads)
@@ -593,11 +610,11 @@ kiln_status kiln_vk_products_in_quads(kiln_backend *be, bool *quads)
     return KILN_OK;
 }
 
-/* In f16 compute, attention runs on tensor cores, 64 query rows a
- * workgroup, for head dims from 16 up to the largest whose tiles fit the
- * shared memory the tensor-core shaders may use: with its softmax in
- * registers (attention_registers.comp) where the device allows
- * (register_softmax) up to head dim 192, else through shared memory
+/* In f16 compute, attention runs on tensor cores for head dims from 16 up
+ * to the largest whose tiles fit the shared memory the tensor-core shaders
+ * may use: with its softmax in registers (attention_registers.comp) where
+ * the device allows (vk->attention), on 128 query rows a workgroup up to
+ * head dim 160 or on 64 up to 192, else through shared memory
  * (attention_coopmat.comp) up to 256; every real UNet and CLIP head dim.
  * Others take attention.comp in f32, as all attention does in f32 compute,
  * and so does every head dim on a GPU where neither tensor-core attention
@@ -616,7 +633,7 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     TRY(act("attention", src[1], &push.k));
     TRY(act("attention", src[2], &push.v));
     TRY(act("attention", dst, &push.o));
-    uint32_t head_dim = (uint32_t)p->D, rows; /* query rows per workgroup */
+    uint32_t head_dim = (uint32_t)p->D, rows = 0; /* query rows per workgroup */
     kiln_vk_dispatch d = {
         .shader = KILN_VK_SHADER_ATTENTION,
         .spec = {head_dim},
@@ -626,14 +643,13 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
         .write = dst,
     };
     bool tensor_cores = vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM;
-    bool in_registers = tensor_cores && vk->register_softmax &&
-                        attention_registers_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES;
-    bool in_shared = tensor_cores && vk->shared_softmax &&
-                     attention_coopmat_shared_bytes(head_dim) <= KILN_VK_COOPMAT_SHARED_BYTES;
+    for (int a = KILN_VK_ATTENTIONS - 1; tensor_cores && !rows && a >= 0; a--) {
+        uint32_t shared_bytes, a_rows;
+        kiln_vk_shader shader = tensor_core_attention(vk, (kiln_vk_attention)a, head_dim, &a_rows, &shared_bytes);
+        if (vk->attention[a] && shared_bytes <= KILN_VK_COOPMAT_SHARED_BYTES) d.shader = shader, rows = a_rows;
+    }
     kiln_tensor copies[3];
-    if (in_registers || in_shared) {
-        d.shader = in_registers ? KILN_VK_SHADER_ATTENTION_REGISTERS_F16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED)
-                                : coopmat_variant(vk, KILN_VK_SHADER_ATTENTION_COOPMAT_F16);
+    if (rows) {
         /* f16 copies of q, k and v, one after another in scratch
          * (attention_tiles.glsl) */
         uint64_t hd = (uint64_t)p->H * p->D, q_n = (uint64_t)p->B * p->Tq * hd, kv_n = (uint64_t)p->B * p->Tk * hd;
@@ -647,7 +663,6 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
             d.reads[i] = &copies[i];
         }
         d.spec[1] = head_dim % 4 == 0; /* QUAD_ROWS */
-        rows = 64;
     } else {
         TRY(attention_shape(vk, head_dim, &d.spec[1], &d.spec[2]));
         rows = 128 / d.spec[2];

@@ -11,9 +11,9 @@
  *   - how the tensor-core GEMMs tile C and how many K steps ahead they
  *     load their operands (vk->gemm_rows, vk->gemm_prefetch: 64x64 tiles
  *     loading 1, 2 or 3 ahead, or 128x64 loading 1 ahead);
- *   - whether the tensor-core attention keeps its softmax in registers
- *     (attention_registers.comp) or takes it through shared memory
- *     (attention_coopmat.comp) (vk->register_softmax);
+ *   - which tensor-core attention runs (vk->attention): the softmax
+ *     through shared memory (attention_coopmat.comp), or in registers
+ *     (attention_registers.comp) on 64 or 128 query rows a workgroup;
  *   - whether GEMMs split K as the estimate in vulkan_ops.c has it, or never
  *     (vk->split_k): the estimate's constants were fitted on one GPU, an
  *     H200, and a GPU whose waves or memory differ may not gain from it.
@@ -198,10 +198,24 @@ kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*tile_shapes)[3
     return tuning_done(be, tile_st != KILN_OK ? tile_st : split_st, buf, 3);
 }
 
-kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes, double seconds[2])
+/* Tensor-core attention a alone allowed; vk->attention put back by the caller. */
+static void only_attention(kiln_vk *vk, int a)
+{
+    for (int i = 0; i < KILN_VK_ATTENTIONS; i++) vk->attention[i] = i == a;
+}
+
+kiln_status kiln_vk_tune_attentions(kiln_backend *be, const uint32_t (*shapes)[4], int nshapes,
+                                    double seconds[KILN_VK_ATTENTIONS])
 {
     kiln_vk *vk = kiln_vk_of(be);
-    if (!vk->timestamp_bits || !vk->register_softmax || !vk->shared_softmax) return KILN_OK;
+    bool allowed[KILN_VK_ATTENTIONS];
+    int nallowed = 0;
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) {
+        allowed[a] = vk->attention[a];
+        nallowed += allowed[a];
+        if (seconds) seconds[a] = 0.0;
+    }
+    if (!vk->timestamp_bits || nallowed < 2) return KILN_OK;
     uint64_t n = 0;
     for (int i = 0; i < nshapes; i++) {
         uint64_t elements = (uint64_t)shapes[i][0] * shapes[i][1] * shapes[i][2] * shapes[i][3];
@@ -211,9 +225,12 @@ kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*sha
     kiln_status st = KILN_OK;
     for (int i = 0; st == KILN_OK && i < 3; i++) st = random_buffer(be, n, KILN_F32, 1.0f, &buf[i]);
     if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, (size_t)n * sizeof(float), &buf[3]);
-    double total[2] = {0.0, 0.0}; /* through shared memory, in registers */
-    for (int in_registers = 0; st == KILN_OK && in_registers <= 1; in_registers++) {
-        vk->register_softmax = in_registers;
+    int best = -1;
+    double best_total = 0.0;
+    for (int a = 0; st == KILN_OK && a < KILN_VK_ATTENTIONS; a++) {
+        if (!allowed[a]) continue;
+        only_attention(vk, a);
+        double total = 0.0;
         for (int i = 0; st == KILN_OK && i < nshapes; i++) {
             const uint32_t *sh = shapes[i];
             kiln_attention_params p = {(int32_t)sh[0], (int32_t)sh[1], (int32_t)sh[2], (int32_t)sh[2], (int32_t)sh[3],
@@ -224,12 +241,15 @@ kiln_status kiln_vk_tune_register_softmax(kiln_backend *be, const uint32_t (*sha
                                      .buffer = buf[j]};
             double s = 0.0;
             st = fastest_run(be, attention_op, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2]}, &t[3], &s);
-            total[in_registers] += s;
+            total += s;
         }
+        if (seconds) seconds[a] = total;
+        if (best < 0 || total < best_total) best = a, best_total = total;
     }
-    if (seconds) seconds[0] = total[0], seconds[1] = total[1];
-    vk->register_softmax = st != KILN_OK || total[1] <= total[0];
-    vk->register_softmax_tuned = st == KILN_OK;
+    /* the fastest preferred: those after it go; a timing that failed
+     * leaves them all */
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) vk->attention[a] = allowed[a] && (st != KILN_OK || a <= best);
+    vk->attention_tuned = st == KILN_OK;
     return tuning_done(be, st, buf, 4);
 }
 
@@ -259,23 +279,24 @@ static void exact_f16_values(float *x, size_t n, uint32_t seed, float scale)
     }
 }
 
-kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[2])
+kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[KILN_VK_ATTENTIONS])
 {
     kiln_vk *vk = kiln_vk_of(be);
-    /* self-attention of 80 and 72 rows, {B, H, T, D}: a partial second
-     * workgroup of queries, partial key tiles of 32 and 64, head dims
-     * padded (40 to 48) and not, and scores spread enough (q and k up to 2)
-     * that later key tiles raise rows' maxima */
-    static const int shapes[][4] = {{1, 2, 80, 40}, {1, 1, 72, 80}};
-    enum { MOST = 1 * 2 * 80 * 40 }; /* the largest B T H D of the two */
-    float *host = malloc((size_t)5 * MOST * sizeof(float) + 80 * sizeof(float));
+    /* self-attention of 136 and 72 rows, {B, H, T, D}: a partial last
+     * workgroup of 64 or 128 queries, partial key tiles of 32 and 64, head
+     * dims padded (40 to 48) and not, and scores spread enough (q and k up
+     * to 2) that later key tiles raise rows' maxima */
+    static const int shapes[][4] = {{1, 2, 136, 40}, {1, 1, 72, 80}};
+    enum { MOST = 1 * 2 * 136 * 40, LONGEST = 136 }; /* the largest B T H D and T of the two */
+    float *host = malloc((size_t)5 * MOST * sizeof(float) + LONGEST * sizeof(float));
     if (!host) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
     float *q = host, *k = q + MOST, *v = k + MOST, *want = v + MOST, *got = want + MOST, *scores = got + MOST;
     kiln_buffer *buf[4] = {NULL, NULL, NULL, NULL}; /* q, k, v, o */
     kiln_status st = KILN_OK;
     for (int i = 0; st == KILN_OK && i < 4; i++) st = kiln_vk_buffer_alloc(be, MOST * sizeof(float), &buf[i]);
-    bool allowed[2] = {vk->shared_softmax, vk->register_softmax}; /* through shared memory, in registers */
-    double worst[2] = {0.0, 0.0};
+    bool allowed[KILN_VK_ATTENTIONS];
+    double worst[KILN_VK_ATTENTIONS];
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) allowed[a] = vk->attention[a], worst[a] = 0.0;
     for (int s = 0; st == KILN_OK && s < 2; s++) {
         kiln_attention_params p = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][2], shapes[s][3], 0.0f, 0};
         p.scale = 1.0f / sqrtf((float)p.D);
@@ -288,23 +309,20 @@ kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double 
         for (int j = 0; j < 4; j++)
             t[j] = (kiln_tensor){.dtype = KILN_F32, .ndim = 3, .shape = {p.B, p.Tq, (int64_t)p.H * p.D}, .buffer = buf[j]};
         for (int j = 0; st == KILN_OK && j < 3; j++) st = kiln_vk_upload(be, &t[j], (const float *[]){q, k, v}[j], n * 4);
-        for (int in_registers = 0; st == KILN_OK && in_registers <= 1; in_registers++) {
-            if (!allowed[in_registers]) continue;
-            vk->shared_softmax = !in_registers;
-            vk->register_softmax = in_registers;
+        for (int a = 0; st == KILN_OK && a < KILN_VK_ATTENTIONS; a++) {
+            if (!allowed[a]) continue;
+            only_attention(vk, a);
             st = attention_op(be, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2]}, &t[3]);
             if (st == KILN_OK) st = kiln_vk_download(be, &t[3], got, n * 4);
             double e = st == KILN_OK ? rel_l2(got, want, n) : INFINITY;
-            worst[in_registers] = e > worst[in_registers] ? e : worst[in_registers];
+            worst[a] = e > worst[a] ? e : worst[a];
         }
     }
-    bool *kept[2] = {&vk->shared_softmax, &vk->register_softmax};
-    bool *failed[2] = {&vk->shared_softmax_failed, &vk->register_softmax_failed};
-    for (int i = 0; i < 2; i++) {
-        *kept[i] = allowed[i] && st == KILN_OK && worst[i] <= tolerance;
-        if (allowed[i]) *failed[i] = !*kept[i];
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) {
+        vk->attention[a] = allowed[a] && st == KILN_OK && worst[a] <= tolerance;
+        if (allowed[a]) vk->attention_failed[a] = !vk->attention[a];
+        if (errors) errors[a] = worst[a];
     }
-    if (errors) errors[0] = worst[0], errors[1] = worst[1];
     free(host);
     return tuning_done(be, st, buf, 4);
 }

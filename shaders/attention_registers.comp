@@ -1,7 +1,10 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
-#define CM_ROW_OPS 128
+#ifndef ATTENTION_SUBGROUPS
+#define ATTENTION_SUBGROUPS 4
+#endif
+#define CM_ROW_OPS (32 * ATTENTION_SUBGROUPS)
 #include "coopmat.glsl"
 
 // q (B,Tq,H*D), k (B,Tk,H*D), v (B,Tk,H*D) -> o (B,Tq,H*D),
@@ -24,7 +27,9 @@
 // (another layout, 16x8x16, the KHR extension) and for head dims whose
 // tiles do not fit here (attention_registers_shared_bytes in vulkan_ops.c).
 //
-// A workgroup of 4 subgroups owns 64 query rows of one (b, h), subgroup s
+// A workgroup of 4 subgroups owns 64 query rows of one (b, h) (with
+// ATTENTION_SUBGROUPS=8, 128 rows: every K and V tile serves twice the
+// queries, as in kernels/attention.cu; the host times the two), subgroup s
 // rows 16 s .. 16 s + 15, their queries rounded to f16 and held as A
 // fragments (attention_tiles.glsl); the head dim is padded with zeros to
 // DP, a multiple of 16. Keys go by in tiles of COLS, 64 up to head dim 64
@@ -37,7 +42,8 @@
 // exponential is one exp2, the hardware's, with no multiply before it.
 // Shared bytes: K and V 2 * COLS * (DP + 8) * 2, and coopmat.glsl's 1536
 // for the row and column numbers (emulated, 4096 + 512 more for its
-// scratch): 15872 for head dim 40 (20480 emulated), 23040 for 160 (27648).
+// scratch, twice that with 8 subgroups): 15872 for head dim 40 (20480
+// emulated), 23040 for 160 (27648).
 layout(constant_id = 0) const uint HEAD_DIM = 64;
 layout(constant_id = 1) const bool QUAD_ROWS = false;
 const uint DP = (HEAD_DIM + 15u) / 16u * 16u;

@@ -1,7 +1,8 @@
 // What the tensor-core attentions (attention_coopmat.comp, with the softmax
 // through shared memory, and attention_registers.comp, in registers) share:
-// their operands, a workgroup of 4 subgroups owning 64 query rows of one
-// (b, h), and the moving of rows of Q, K and V into f16 tiles in shared
+// their operands, a workgroup of ATTENTION_SUBGROUPS subgroups (4, or 8
+// for attention_registers.comp's variant of 128 rows) owning 16 query rows
+// each of one (b, h), and the moving of rows of Q, K and V into f16 tiles in shared
 // memory. Q, K and V arrive as f16 copies the host made (f16_copy.comp), as
 // CUDA's attention packs them before its kernel: every workgroup of a head
 // reads all of its K and V, so in f16 that traffic halves, and the copies'
@@ -28,8 +29,12 @@
 #define FRAGMENT_LOOP [[unroll]]
 #endif
 
-layout(local_size_x = 128) in;
-const uint ROWS = 64; // queries per workgroup, 16 per subgroup
+#ifndef ATTENTION_SUBGROUPS
+#define ATTENTION_SUBGROUPS 4
+#endif
+const uint THREADS = 32u * ATTENTION_SUBGROUPS;
+layout(local_size_x = THREADS) in;
+const uint ROWS = 16u * ATTENTION_SUBGROUPS; // queries per workgroup, 16 per subgroup
 
 #extension GL_EXT_shader_16bit_storage : require
 layout(buffer_reference, std430, buffer_reference_align = 2) readonly buffer f16_ref { float16_t v[]; };
@@ -62,8 +67,11 @@ void place_workgroup()
 // fetch_rows into registers, PUT_ROWS into a tile later, so that the next
 // operand is on its way from memory while this one is multiplied. Each
 // pipeline carries one way of loading.
-const uint QUADS = DP / 4u;                  // runs of four per row
-const uint QUAD_LOADS = COLS * QUADS / 128u; // per invocation and tile
+const uint QUADS = DP / 4u; // runs of four per row
+// per invocation and tile, the last one by only some where THREADS does not
+// divide a tile's runs (COLS * DP is a multiple of 512: one of 256 does)
+const uint QUAD_LOADS = (COLS * QUADS + THREADS - 1u) / THREADS;
+const bool QUADS_WHOLE = COLS * QUADS % THREADS == 0u;
 uvec2 rows_next[QUAD_LOADS];
 
 // Rows row0 .. row0 + COLS - 1 of one head of a (T, H*D) operand that
@@ -71,17 +79,20 @@ uvec2 rows_next[QUAD_LOADS];
 void fetch_rows(f16_ref src, uint base, uint row0, uint rows, uint row_stride)
 {
     [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {
-        uint e = gl_LocalInvocationID.x + 128u * r;
+        uint e = gl_LocalInvocationID.x + THREADS * r;
         uint c = e / QUADS, d = 4u * (e % QUADS);
         uint j = row0 + c;
-        rows_next[r] = j < rows && d < HEAD_DIM ? f16x4_ref(src).v[(base + j * row_stride + d) / 4u] : uvec2(0u);
+        bool in_tile = QUADS_WHOLE || e < COLS * QUADS;
+        rows_next[r] = in_tile && j < rows && d < HEAD_DIM ? f16x4_ref(src).v[(base + j * row_stride + d) / 4u]
+                                                          : uvec2(0u);
     }
 }
 
 // (Macros: GLSL passes no shared array to a function.)
 #define PUT_ROWS(tile)                                                                            \
     [[unroll]] for (uint r = 0; r < QUAD_LOADS; r++) {                                            \
-        uint e = gl_LocalInvocationID.x + 128u * r;                                               \
+        uint e = gl_LocalInvocationID.x + THREADS * r;                                            \
+        if (!QUADS_WHOLE && e >= COLS * QUADS) break;                                             \
         uint at = (e / QUADS) * KV_LD + 4u * (e % QUADS);                                         \
         f16vec2 lo = unpackFloat2x16(rows_next[r].x), hi = unpackFloat2x16(rows_next[r].y);       \
         tile[at] = lo.x;                                                                          \
@@ -96,15 +107,15 @@ void fetch_rows(f16_ref src, uint base, uint row0, uint rows, uint row_stride)
         fetch_rows(src, base, row0, rows, row_stride);                                            \
         PUT_ROWS(tile);                                                                           \
     } else {                                                                                      \
-        [[unroll]] for (uint r = 0; r < COLS * DP / 128u; r++) {                                  \
-            uint e = gl_LocalInvocationID.x + 128u * r;                                           \
+        [[unroll]] for (uint r = 0; r < COLS * DP / THREADS; r++) {                               \
+            uint e = gl_LocalInvocationID.x + THREADS * r;                                        \
             uint c = e / DP, d = e % DP;                                                          \
             uint j = (row0) + c;                                                                  \
             tile[c * KV_LD + d] = j < (rows) && d < HEAD_DIM ? src.v[(base) + j * (row_stride) + d] : float16_t(0.0); \
         }                                                                                         \
     }
 
-// Subgroup sg's 16 query rows of the workgroup's 64 from row i0, as A
+// Subgroup sg's 16 query rows of the workgroup's ROWS from row i0, as A
 // fragments (cm_a q_frag[DP / 16]), COLS rows at a time through `tile`;
 // the tile is free again when this is done.
 #define LOAD_QUERIES(q_frag, tile, q_base, i0, tq, row_stride, sg)                                \

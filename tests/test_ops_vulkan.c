@@ -160,13 +160,17 @@ static void f16_compute_f16_weights(void **state)
 /* Attention has no weight operand, so the case above leaves it to the f32
  * run; here it runs in f16 compute: head dims up to 256 on the tensor-core
  * attentions (emulated on lavapipe), with the softmax in registers (up to
- * 192) and through shared memory, on both multiply shapes and through the
- * KHR extension where the device has it, the VAE's 512 on the f32 shader. */
+ * 192; on 128 query rows a workgroup up to 160) and through shared memory,
+ * on both multiply shapes and through the KHR extension where the device
+ * has it, the VAE's 512 on the f32 shader. */
 static void f16_compute_attention(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    setenv("KILN_VULKAN_ATTENTION_ROWS", "128", 1);
+    run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    unsetenv("KILN_VULKAN_ATTENTION_ROWS");
     setenv("KILN_VULKAN_REGISTER_SOFTMAX", "0", 1);
     run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
     unsetenv("KILN_VULKAN_REGISTER_SOFTMAX");

@@ -634,10 +634,11 @@ static void long_loops_match_the_cpu(void **state)
     kiln_backend_free(vk);
 }
 
-/* Both tensor-core attentions keep a running max per row and rescale the
+/* The tensor-core attentions keep a running max per row and rescale the
  * row's output when a key tile raises it: attention_registers.comp in
- * registers, attention_coopmat.comp (KILN_VULKAN_REGISTER_SOFTMAX=0) with
- * its scores through shared memory. Rows here see their
+ * registers (on 64 and on 128 query rows), attention_coopmat.comp
+ * (KILN_VULKAN_REGISTER_SOFTMAX=0) with its scores through shared memory.
+ * Rows here see their
  * scores fall, stay level, or rise by 1.9, 5.7, 15 or 30 every 32 keys, so
  * some tiles rescale, some rows run a tile or two under a stale max, and
  * some never move it; with causal masking too. q, k and v hold
@@ -663,12 +664,16 @@ static void attention_rescales_rows_whose_max_grows(void **state)
                 v[at] = 0.25f * (float)((j * 7 + d * 3 + h) % 17 - 8);
             }
     float *host[3] = {q, k, v};
-    for (int in_registers = 1; in_registers >= 0; in_registers--) {
-        kiln_backend *vk = open_tensor_cores(in_registers ? NULL : "KILN_VULKAN_REGISTER_SOFTMAX", "0");
+    static const struct {
+        const char *name, *value, *says;
+    } attentions[] = {{NULL, NULL, "registers"},
+                      {"KILN_VULKAN_ATTENTION_ROWS", "128", "registers on 128 rows"},
+                      {"KILN_VULKAN_REGISTER_SOFTMAX", "0", "shared memory"}};
+    for (size_t a = 0; a < sizeof attentions / sizeof attentions[0]; a++) {
+        kiln_backend *vk = open_tensor_cores(attentions[a].name, attentions[a].value);
         for (int causal = 0; causal < 2; causal++) {
             kiln_attention_params p = {1, H, TQ, TK, D, 1.0f / sqrtf((float)D), causal};
-            print_message("  softmax in %s, %s\n", in_registers ? "registers" : "shared memory",
-                          causal ? "causal" : "not causal");
+            print_message("  softmax in %s, %s\n", attentions[a].says, causal ? "causal" : "not causal");
             assert_op_matches_cpu(vk, cpu, attention_op, &p, 3, host, count, count[0], 1e-2);
         }
         kiln_backend_free(vk);
@@ -808,6 +813,27 @@ static void tensor_core_matmul_matches(kiln_backend *be)
     free(want);
 }
 
+#ifdef KILN_TEST_VULKAN_INTERNALS
+/* What a timing of n alternatives leaves: each that ran (ran NULL: all)
+ * timed, the fastest kept (kept: the index into seconds and names), and
+ * marked as timed. */
+static void assert_fastest_kept(const double *seconds, int n, const bool *ran, int kept, bool tuned,
+                                const char *const *names)
+{
+    for (int i = 0; i < n; i++)
+        if (!ran || ran[i]) print_message("  %s %.2f ms\n", names[i], 1e3 * seconds[i]);
+    assert_true(kept >= 0 && kept < n);
+    print_message("  kept %s\n", names[kept]);
+    assert_true(tuned);
+    assert_true(!ran || ran[kept]);
+    for (int i = 0; i < n; i++)
+        if (!ran || ran[i]) {
+            assert_true(seconds[i] > 0.0);
+            assert_true(seconds[kept] <= seconds[i]);
+        }
+}
+#endif
+
 /* KILN_VULKAN_GEMM_PREFETCH picks the tensor-core GEMMs that load their
  * operands 1, 2 or 3 K steps ahead, and KILN_VULKAN_GEMM_ROWS those that
  * tile C in 64 or 128 rows (the device name says which), and anything else
@@ -855,32 +881,14 @@ static void gemm_tile_switches_and_timing(void **state)
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
         if (kiln_vk_gemm_kernels[i].prefetch == vk->gemm_prefetch && kiln_vk_gemm_kernels[i].rows == vk->gemm_rows)
             kept = i;
-    print_message("  64x64 tiles 1, 2, 3 K steps ahead, 128x64 1 ahead: %.2f, %.2f, %.2f, %.2f ms; kept %ux64 %u ahead\n",
-                  1e3 * seconds[0], 1e3 * seconds[1], 1e3 * seconds[2], 1e3 * seconds[3], vk->gemm_rows,
-                  vk->gemm_prefetch);
-    assert_true(vk->gemm_tuned);
-    assert_true(kept >= 0);
-    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
-        assert_true(seconds[i] > 0.0);
-        assert_true(seconds[kept] <= seconds[i]);
-    }
+    static const char *const names[KILN_VK_GEMM_KERNELS] = {"64x64, 1 K step ahead", "64x64, 2 ahead",
+                                                            "64x64, 3 ahead", "128x64, 1 ahead"};
+    assert_fastest_kept(seconds, KILN_VK_GEMM_KERNELS, NULL, kept, vk->gemm_tuned, names);
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
 #endif
 }
 
-#ifdef KILN_TEST_VULKAN_INTERNALS
-/* What a timing of two alternatives leaves: both timed, the faster kept
- * (kept: 0 or 1, the index into seconds and names), and marked as timed. */
-static void assert_faster_kept(const double seconds[2], bool kept, bool tuned, const char *const names[2])
-{
-    print_message("  %s %.2f ms, %s %.2f ms: kept %s\n", names[0], 1e3 * seconds[0], names[1], 1e3 * seconds[1],
-                  names[kept]);
-    assert_true(tuned);
-    assert_true(seconds[0] > 0.0 && seconds[1] > 0.0);
-    assert_true(seconds[kept] <= seconds[!kept]);
-}
-#endif
 
 /* KILN_VULKAN_SPLIT_K takes 0 (GEMMs never split K, which the device name
  * says) or 1 and nothing else; unset, a GPU times GEMMs whole and split as
@@ -917,7 +925,7 @@ static void split_k_switch_and_timing(void **state)
     assert_int_equal(vk->gemm_prefetch, prefetch);
     assert_int_equal(vk->gemm_rows, rows);
     assert_true(vk->gemm_tuned == tiles_tuned);
-    assert_faster_kept(seconds, vk->split_k, vk->split_k_tuned, (const char *const[]){"whole", "split"});
+    assert_fastest_kept(seconds, 2, NULL, vk->split_k, vk->split_k_tuned, (const char *const[]){"whole", "split"});
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
 #endif
@@ -944,36 +952,62 @@ static void workgroups_an_sm_follow_nvidia_occupancy(void **state)
 }
 #endif
 
-/* KILN_VULKAN_REGISTER_SOFTMAX takes 0 or 1 and nothing else; unset, a GPU
- * times the attention with its softmax in registers and through shared
- * memory when it opens. That timing, run here on small shapes, keeps the
- * faster (the device name says so) and attention still matches the CPU. */
-static void register_softmax_switch_and_timing(void **state)
+/* KILN_VULKAN_REGISTER_SOFTMAX takes 0 or 1, KILN_VULKAN_ATTENTION_ROWS 64
+ * or 128 (the softmax in registers only), and nothing else. On 128 query
+ * rows a workgroup attention matches the CPU, with partial workgroups, at
+ * head dims of 64 keys a tile (40) and of 32 (80), and at one too wide for
+ * 128 rows, which runs on 64 (176). Unset, a GPU times the tensor-core
+ * attentions when it opens; that timing, run here on small shapes, keeps
+ * the fastest preferred and attention still matches the CPU. */
+static void attention_switches_and_timing(void **state)
 {
     (void)state;
     assert_switch_refused("KILN_VULKAN_REGISTER_SOFTMAX", "yes");
+    assert_switch_refused("KILN_VULKAN_ATTENTION_ROWS", "32");
+    setenv("KILN_VULKAN_REGISTER_SOFTMAX", "0", 1);
+    assert_switch_refused("KILN_VULKAN_ATTENTION_ROWS", "128");
+    unsetenv("KILN_VULKAN_REGISTER_SOFTMAX");
+    kiln_backend *tall = open_tensor_cores("KILN_VULKAN_ATTENTION_ROWS", "128");
+    print_message("  %s\n", tall->device_name);
+    assert_non_null(strstr(tall->device_name, "softmax in registers on 128 rows"));
+    assert_attention_matches_cpu(tall, 2, 200, 150, 40, 1.0f, 62, 1e-2);
+    assert_attention_matches_cpu(tall, 1, 130, 90, 80, 1.0f, 63, 1e-2);
+    assert_attention_matches_cpu(tall, 1, 70, 40, 176, 1.0f, 64, 1e-2);
+    kiln_backend_free(tall);
 #ifdef KILN_TEST_VULKAN_INTERNALS
     kiln_backend *be = open_tensor_cores(NULL, NULL);
     kiln_vk *vk = kiln_vk_of(be);
-    bool both = true;
+    bool *may = vk->attention;
     if (emulated(be)) {
-        assert_true(vk->register_softmax); /* registers, untimed */
-        assert_false(vk->register_softmax_tuned);
+        /* untimed: the softmax in registers on 64 rows, the shared memory's
+         * where that does not fit */
+        assert_true(may[KILN_VK_ATTENTION_SHARED] && may[KILN_VK_ATTENTION_REGISTERS]);
+        assert_false(may[KILN_VK_ATTENTION_REGISTERS_128]);
+        assert_false(vk->attention_tuned);
+        may[KILN_VK_ATTENTION_REGISTERS_128] = true; /* all three to time below */
     } else {
-        /* A GPU timed the two when it opened wherever both may run there
-         * (each passed its check: kiln_vk_check_attentions); the timing
-         * below needs the registers' one allowed again. */
-        bool registers = vk->register_softmax || vk->register_softmax_tuned;
-        assert_true(vk->register_softmax_tuned == (registers && vk->shared_softmax));
-        both = vk->register_softmax_tuned;
-        vk->register_softmax = registers;
+        /* A GPU timed those that passed their check when it opened, where
+         * more than one did; the timing below has them all allowed again. */
+        int passed = 0;
+        for (int a = 0; a < KILN_VK_ATTENTIONS; a++) {
+            may[a] = may[a] || (vk->attention_tuned && !vk->attention_failed[a]);
+            passed += may[a];
+        }
+        assert_true(vk->attention_tuned == (passed > 1));
     }
-    if (both) {
+    bool ran[KILN_VK_ATTENTIONS];
+    int nran = 0;
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) ran[a] = may[a], nran += may[a];
+    if (nran > 1) {
         static const uint32_t shapes[][4] = {{1, 2, 128, 40}, {1, 1, 96, 80}};
-        double seconds[2] = {-1, -1};
-        assert_kiln_ok(kiln_vk_tune_register_softmax(be, shapes, 2, seconds));
-        assert_faster_kept(seconds, vk->register_softmax, vk->register_softmax_tuned,
-                           (const char *const[]){"shared memory", "registers"});
+        double seconds[KILN_VK_ATTENTIONS] = {-1, -1, -1};
+        assert_kiln_ok(kiln_vk_tune_attentions(be, shapes, 2, seconds));
+        int kept = -1; /* the one preferred now */
+        for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
+            if (may[a]) kept = a;
+        for (int a = 0; a < kept; a++) assert_true(may[a] == ran[a]); /* the fallbacks stay */
+        assert_fastest_kept(seconds, KILN_VK_ATTENTIONS, ran, kept, vk->attention_tuned,
+                            (const char *const[]){"shared memory", "registers", "registers on 128 rows"});
     } else {
         print_message("  %s: one tensor-core attention here, nothing to time\n", be->device_name);
     }
@@ -987,38 +1021,44 @@ static void register_softmax_switch_and_timing(void **state)
  * runs none that misses (an H100 gave NaN from the shared-memory one). The
  * check again: each one the device runs is kept exactly where its error,
  * above zero (f16 operands), is within tolerance, and on emulated matrices
- * both are; against a tolerance of zero each misses and is taken away,
- * marked failed (the device name says so); attention then falls back to
- * the f32 shader, which still matches the CPU. */
+ * all three are; against a tolerance of zero each misses and is taken
+ * away, marked failed (the device name says so); attention then falls back
+ * to the f32 shader, which still matches the CPU. */
 static void attention_check_takes_away_what_misses(void **state)
 {
     (void)state;
     kiln_backend *be = open_tensor_cores(NULL, NULL);
     kiln_vk *vk = kiln_vk_of(be);
     print_message("  %s\n", be->device_name);
-    if (emulated(be)) assert_true(vk->register_softmax && vk->shared_softmax); /* not checked when it opened */
-    bool *kept[2] = {&vk->shared_softmax, &vk->register_softmax};
-    bool *failed[2] = {&vk->shared_softmax_failed, &vk->register_softmax_failed};
-    bool ran[2] = {vk->shared_softmax, vk->register_softmax};
-    double errors[2] = {-1, -1};
+    bool *kept = vk->attention, *failed = vk->attention_failed;
+    if (emulated(be)) kept[KILN_VK_ATTENTION_REGISTERS_128] = true; /* untimed, so not allowed: checked here too */
+    bool ran[KILN_VK_ATTENTIONS];
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) ran[a] = kept[a];
+    if (emulated(be))
+        for (int a = 0; a < KILN_VK_ATTENTIONS; a++) assert_true(ran[a]); /* not checked when it opened */
+    double errors[KILN_VK_ATTENTIONS] = {-1, -1, -1};
     assert_kiln_ok(kiln_vk_check_attentions(be, 1e-2, errors));
-    print_message("  errors: softmax in shared memory %.2g, in registers %.2g\n", errors[0], errors[1]);
-    for (int i = 0; i < 2; i++)
-        if (ran[i]) {
-            assert_true(errors[i] > 0.0);
-            assert_true(*kept[i] == (errors[i] <= 1e-2));
-            assert_true(*failed[i] == !*kept[i]);
+    print_message("  errors: softmax in shared memory %.2g, in registers %.2g, in registers on 128 rows %.2g\n",
+                  errors[0], errors[1], errors[2]);
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
+        if (ran[a]) {
+            assert_true(errors[a] > 0.0);
+            assert_true(kept[a] == (errors[a] <= 1e-2));
+            assert_true(failed[a] == !kept[a]);
         }
-    if (emulated(be)) assert_true(vk->register_softmax && vk->shared_softmax);
-    bool still[2] = {vk->shared_softmax, vk->register_softmax};
+    bool still[KILN_VK_ATTENTIONS];
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) {
+        if (emulated(be)) assert_true(kept[a]);
+        still[a] = kept[a];
+    }
     assert_kiln_ok(kiln_vk_check_attentions(be, 0.0, errors));
-    for (int i = 0; i < 2; i++)
-        if (still[i]) assert_true(!*kept[i] && *failed[i]);
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
+        if (still[a]) assert_true(!kept[a] && failed[a]);
     kiln_backend_free(be);
 
     be = open_tensor_cores(NULL, NULL);
     vk = kiln_vk_of(be);
-    vk->register_softmax = vk->shared_softmax = false; /* as a failed check leaves them */
+    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) vk->attention[a] = false; /* as a failed check leaves them */
     assert_attention_matches_cpu(be, 1, 70, 70, 40, 2.0f, 17, 1e-5);
     kiln_backend_free(be);
 }
@@ -1156,7 +1196,7 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
         cmocka_unit_test(gemm_tile_switches_and_timing),
-        cmocka_unit_test(register_softmax_switch_and_timing),
+        cmocka_unit_test(attention_switches_and_timing),
         cmocka_unit_test(split_k_switch_and_timing),
 #ifdef KILN_TEST_VULKAN_INTERNALS
         cmocka_unit_test(workgroups_an_sm_follow_nvidia_occupancy),
