@@ -77,7 +77,7 @@ struct kiln_backend {
     const kiln_backend_ops *ops;
     kiln_backend_kind kind;
     const char *name;  /* "cpu", "vulkan", "cuda" */
-    char device_name[384];
+    char device_name[768];
     int threads;       /* CPU worker threads (CPU backend) */
     kiln_dtype compute; /* what matmul, conv2d and attention compute in (backend_options) */
     void *impl;        /* the backend's own state */
