@@ -644,6 +644,10 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !gemm_rows ? 3 : 0, gemm_seconds,
                                  split_tuning_shapes, split < 0 ? 2 : 0, split_seconds);
     if (attention_timed) (void)kiln_vk_tune_attentions(be, attention_tuning_shapes, 2, attention_seconds);
+    /* untimed (the timing failed), 128 rows only where nothing else passed its check */
+    if (attention_timed && !vk->attention_tuned &&
+        (vk->attention[KILN_VK_ATTENTION_SHARED] || vk->attention[KILN_VK_ATTENTION_REGISTERS]))
+        vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = false;
     if (vk->pipeline_stats && vk->gemm_tuned)
         fprintf(stderr,
                 "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.3f, %.3f, "
