@@ -88,6 +88,9 @@ typedef enum kiln_vk_coopmat {
     KILN_VK_COOPMAT_KHR,      /* VK_KHR_cooperative_matrix: the 16x8x16 shaders rewritten for it */
 } kiln_vk_coopmat;
 
+/* Kinds of tensor-core GEMM: kiln_vk_gemm_kernels (vulkan_tuning.c). */
+#define KILN_VK_GEMM_KERNELS 4
+
 /* f16 compute's tensor-core attentions (vulkan_ops.c, vk_attention), in
  * the order of preference: of those a device may run, the last whose
  * shared memory a head dim fits runs it. */
@@ -120,6 +123,8 @@ typedef struct kiln_vk {
     uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
     uint32_t gemm_rows;          /* ... into tiles of C of 64 or (loading 1 ahead) 128 rows by 64 columns */
     bool gemm_tuned;             /* these two as timed on this device when it opened */
+    bool gemm_allowed[KILN_VK_GEMM_KERNELS]; /* which of kiln_vk_gemm_kernels may run; where none may, */
+    bool gemm_failed[KILN_VK_GEMM_KERNELS];  /* all having missed the check at open, GEMMs run in f32 */
     size_t conv_col_bytes;       /* the tensor-core conv's column matrix at most (vulkan_ops.c) */
     uint32_t multiprocessors;    /* SMs, where NVIDIA's driver says (VK_NV_shader_sm_builtins); else 0 */
     bool pipeline_stats;         /* KILN_VULKAN_PIPELINE_STATS=1 on a driver that reports them */
@@ -250,13 +255,22 @@ extern const kiln_backend_ops kiln_vk_backend_ops;
  * kept only if that was no slower (vk->split_k; split_seconds, if not NULL,
  * gets the totals in that order). Either count may be 0, which leaves that
  * choice as it was. */
-#define KILN_VK_GEMM_KERNELS 4
 extern const struct kiln_vk_gemm_kernel {
     uint32_t prefetch, rows;
 } kiln_vk_gemm_kernels[KILN_VK_GEMM_KERNELS];
+/* The index in kiln_vk_gemm_kernels of the kind vk->gemm_prefetch and
+ * vk->gemm_rows name. */
+int kiln_vk_gemm_kind(const kiln_vk *vk);
 kiln_status kiln_vk_tune_gemms(kiln_backend *be, const uint32_t (*tile_shapes)[3], int ntile,
                                double tile_seconds[KILN_VK_GEMM_KERNELS], const uint32_t (*split_shapes)[3],
                                int nsplit, double split_seconds[2]);
+/* Runs each tensor-core GEMM kind this device may run (vk->gemm_allowed)
+ * on small matmuls and a conv against the CPU's reference, and takes away
+ * (marked failed) the one whose relative L2 error exceeds tolerance (or is
+ * not finite); where that was the kind in use, the first one left takes
+ * over. errors, if not NULL, gets each one's worst error in
+ * kiln_vk_gemm_kernels' order (0 where it did not run). */
+kiln_status kiln_vk_check_gemms(kiln_backend *be, double tolerance, double errors[KILN_VK_GEMM_KERNELS]);
 /* Where more than one tensor-core attention may run (vk->attention), times
  * each at each of the nshapes {B, H, T, D} (self-attention) and leaves the
  * fastest the one preferred (those after it no longer allowed; those before

@@ -636,6 +636,16 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                 "on 128 rows %.2g\n",
                 check_errors[0], check_errors[1], check_errors[2]);
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
+    /* ... and so must its tensor-core GEMMs, every kind (a forced one that
+     * misses gives way to one that passed) */
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) vk->gemm_allowed[i] = true;
+    double gemm_errors[KILN_VK_GEMM_KERNELS] = {0};
+    if (timed) TRY(kiln_vk_check_gemms(be, 1e-2, gemm_errors));
+    if (vk->pipeline_stats && timed)
+        fprintf(stderr,
+                "kiln vulkan check: GEMM error, tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.2g, "
+                "%.2g, %.2g, %.2g\n",
+                gemm_errors[0], gemm_errors[1], gemm_errors[2], gemm_errors[3]);
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
@@ -678,11 +688,17 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         snprintf(ahead, sizeof ahead, ", GEMM %sloads %u K step%s ahead%s", vk->gemm_rows == 128 ? "tiles 128x64, " : "",
                  vk->gemm_prefetch, vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_tuned ? " (timed)" : "");
     const char *split_name = !vk->split_k ? ", K never split" : vk->split_k_tuned ? ", K split" : "";
-    char failed[160] = "";
+    static const char *const gemm_names[KILN_VK_GEMM_KERNELS] = {
+        "GEMM on 64x64 tiles loading 1 K step ahead", "GEMM loading 2 ahead", "GEMM loading 3 ahead",
+        "GEMM on 128x64 tiles"};
+    char failed[320] = "";
     for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
         if (vk->attention_failed[a])
             snprintf(failed + strlen(failed), sizeof failed - strlen(failed), ", %s failed its check",
                      attention_names[a]);
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
+        if (vk->gemm_failed[i])
+            snprintf(failed + strlen(failed), sizeof failed - strlen(failed), ", %s failed its check", gemm_names[i]);
     char preferred[64] = "";
     if (attention > KILN_VK_ATTENTION_SHARED || vk->attention_tuned)
         snprintf(preferred, sizeof preferred, ", %s%s", attention_names[attention],

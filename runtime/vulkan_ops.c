@@ -75,10 +75,11 @@ static kiln_vk_shader coopmat_variant(const kiln_vk *vk, kiln_vk_shader base)
 }
 
 /* Whether a GEMM with weights of this dtype runs on the tensor-core shaders:
- * in f16 compute, with f16 weights. */
+ * in f16 compute, with f16 weights, where the kind in use passed its check
+ * (kiln_vk_check_gemms). */
 static bool on_tensor_cores(const kiln_vk *vk, kiln_dtype dtype)
 {
-    return vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16;
+    return vk->coopmat != KILN_VK_COOPMAT_NONE && dtype == KILN_F16 && vk->gemm_allowed[kiln_vk_gemm_kind(vk)];
 }
 
 /* matmul's or conv2d's shader (shaders/gemm.glsl) as a GEMM runs it. */

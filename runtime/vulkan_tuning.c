@@ -32,29 +32,41 @@
 #include "cpu_ref.h"
 #include "status.h"
 
-/* A device buffer of n elements (f32, or f16 for weights) of values in
- * [-scale, scale), placed as the op will read them: weights through
- * weights_place, activations uploaded. */
+/* Arbitrary values in [-scale, scale), most of which f16 does not hold
+ * exactly (so that the tensor cores' rounding of them leaves an error above
+ * zero against an f32 reference). */
+static void arbitrary_values(float *x, size_t n, uint32_t seed, float scale)
+{
+    uint32_t bits = 0x2545f491u ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        bits ^= bits << 13, bits ^= bits >> 17, bits ^= bits << 5;
+        x[i] = scale * ((float)(bits >> 8) / (float)(1u << 23) - 1.0f);
+    }
+}
+
+/* A device buffer of n elements (f32, or f16 for weights) of arbitrary
+ * values in [-scale, scale), placed as the op will read them: weights
+ * through weights_place, activations uploaded. */
 static kiln_status random_buffer(kiln_backend *be, uint64_t n, kiln_dtype dtype, float scale, kiln_buffer **out)
 {
     *out = NULL;
-    size_t esize = kiln_dtype_size(dtype);
-    void *host = malloc((size_t)n * esize);
+    float *host = malloc((size_t)n * sizeof(float));
     if (!host) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
-    uint32_t bits = 0x2545f491u ^ (uint32_t)n;
-    for (uint64_t i = 0; i < n; i++) {
-        bits ^= bits << 13, bits ^= bits >> 17, bits ^= bits << 5;
-        float v = scale * ((float)(bits >> 8) / (float)(1u << 23) - 1.0f);
-        if (dtype == KILN_F16) ((uint16_t *)host)[i] = kiln_f32_to_f16(v);
-        else ((float *)host)[i] = v;
-    }
+    arbitrary_values(host, (size_t)n, (uint32_t)n, scale);
     kiln_status st;
     if (dtype == KILN_F16) {
-        st = kiln_vk_weights_place(be, host, (size_t)n * esize, out);
+        uint16_t *half = malloc((size_t)n * sizeof(uint16_t));
+        if (!half) {
+            free(host);
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+        }
+        for (uint64_t i = 0; i < n; i++) half[i] = kiln_f32_to_f16(host[i]);
+        st = kiln_vk_weights_place(be, half, (size_t)n * sizeof(uint16_t), out);
+        free(half);
     } else {
-        st = kiln_vk_buffer_alloc(be, (size_t)n * esize, out);
+        st = kiln_vk_buffer_alloc(be, (size_t)n * sizeof(float), out);
         kiln_tensor t = {.dtype = dtype, .ndim = 1, .shape = {(int64_t)n}, .buffer = *out};
-        if (st == KILN_OK) st = kiln_vk_upload(be, &t, host, (size_t)n * esize);
+        if (st == KILN_OK) st = kiln_vk_upload(be, &t, host, (size_t)n * sizeof(float));
     }
     free(host);
     return st;
@@ -135,7 +147,15 @@ static kiln_status time_matmuls(kiln_backend *be, const uint32_t (*shapes)[3], i
 const struct kiln_vk_gemm_kernel kiln_vk_gemm_kernels[KILN_VK_GEMM_KERNELS] = {
     {1, 64}, {2, 64}, {3, 64}, {1, 128}};
 
-/* Each way of kiln_vk_gemm_kernels; the fastest kept. */
+int kiln_vk_gemm_kind(const kiln_vk *vk)
+{
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
+        if (kiln_vk_gemm_kernels[i].prefetch == vk->gemm_prefetch && kiln_vk_gemm_kernels[i].rows == vk->gemm_rows)
+            return i;
+    return 0;
+}
+
+/* Each way of kiln_vk_gemm_kernels allowed here; the fastest kept. */
 static kiln_status tune_tiles(kiln_backend *be, const uint32_t (*shapes)[3], int nshapes, kiln_buffer *const buf[3],
                               double seconds[KILN_VK_GEMM_KERNELS])
 {
@@ -143,13 +163,17 @@ static kiln_status tune_tiles(kiln_backend *be, const uint32_t (*shapes)[3], int
     kiln_status st = KILN_OK;
     struct kiln_vk_gemm_kernel kept = {vk->gemm_prefetch, vk->gemm_rows}, best = kept;
     double best_total = 0.0;
+    bool timed_one = false;
     for (int i = 0; st == KILN_OK && i < KILN_VK_GEMM_KERNELS; i++) {
+        if (seconds) seconds[i] = 0.0;
+        if (!vk->gemm_allowed[i]) continue;
         vk->gemm_prefetch = kiln_vk_gemm_kernels[i].prefetch;
         vk->gemm_rows = kiln_vk_gemm_kernels[i].rows;
         double total = 0.0;
         st = time_matmuls(be, shapes, nshapes, buf, &total);
         if (seconds) seconds[i] = total;
-        if (st == KILN_OK && (i == 0 || total < best_total)) best = kiln_vk_gemm_kernels[i], best_total = total;
+        if (st == KILN_OK && (!timed_one || total < best_total)) best = kiln_vk_gemm_kernels[i], best_total = total;
+        timed_one = true;
     }
     if (st != KILN_OK) best = kept;
     vk->gemm_prefetch = best.prefetch;
@@ -324,5 +348,107 @@ kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double 
         if (errors) errors[a] = worst[a];
     }
     free(host);
+    return tuning_done(be, st, buf, 4);
+}
+
+/* One of kiln_vk_check_gemms' cases on the device (matmul, or conv where
+ * conv is not NULL), its output into got. */
+typedef struct gemm_case {
+    kiln_matmul_params mm;
+    kiln_conv2d_params conv; /* N == 0: a matmul */
+} gemm_case;
+
+static kiln_status run_gemm_case(kiln_backend *be, const gemm_case *c, kiln_buffer *const buf[4], float *got,
+                                 size_t n)
+{
+    kiln_tensor x = {.dtype = KILN_F32, .ndim = 1, .buffer = buf[0]};
+    kiln_tensor w = {.dtype = KILN_F16, .ndim = 1, .buffer = buf[1]};
+    kiln_tensor bias = {.dtype = KILN_F16, .ndim = 1, .buffer = buf[2]};
+    kiln_tensor y = {.dtype = KILN_F32, .ndim = 1, .shape = {(int64_t)n}, .buffer = buf[3]};
+    const kiln_tensor *src[3] = {&x, &w, &bias};
+    if (c->conv.N) {
+        const kiln_conv2d_params *p = &c->conv;
+        x.shape[0] = (int64_t)p->N * p->C * p->H * p->W;
+        w.shape[0] = (int64_t)p->O * p->C * p->KH * p->KW;
+        bias.shape[0] = p->O;
+        TRY(be->ops->conv2d(be, p, src, &y));
+    } else {
+        x.shape[0] = (int64_t)c->mm.M * c->mm.K;
+        w.shape[0] = (int64_t)c->mm.N * c->mm.K;
+        bias.shape[0] = c->mm.N;
+        if (!c->mm.has_bias) src[2] = NULL;
+        TRY(be->ops->matmul(be, &c->mm, src, &y));
+    }
+    return kiln_vk_download(be, &y, got, n * sizeof(float));
+}
+
+kiln_status kiln_vk_check_gemms(kiln_backend *be, double tolerance, double errors[KILN_VK_GEMM_KERNELS])
+{
+    kiln_vk *vk = kiln_vk_of(be);
+    /* Partial tiles of 64 and 128 rows and of 64 columns, K steps of 64
+     * with a partial last one, rows of 16 bytes (vector loads) and not
+     * (K 2052), a K split into shares (few tiles, a long K), a bias, and a
+     * 3x3 conv: its column matrix and its output along M. */
+    static const gemm_case cases[] = {
+        {.mm = {200, 136, 328, 1}},
+        {.mm = {64, 72, 2052, 0}},
+        {.conv = {1, 24, 18, 18, 40, 3, 3, 1, 1, 18, 18}},
+    };
+    enum { X = 64 * 2052, W = 72 * 2052, B = 136, Y = 200 * 136 }; /* the most of each the cases take */
+    float *host = malloc((size_t)(X + W + B + 2 * Y) * sizeof(float));
+    uint16_t *w16 = malloc((size_t)(W + B) * sizeof(uint16_t));
+    if (!host || !w16) {
+        free(host);
+        free(w16);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+    }
+    float *x = host, *wf = x + X, *want = wf + W + B, *got = want + Y;
+    arbitrary_values(x, X, 1, 1.0f);
+    arbitrary_values(wf, W + B, 2, 0.0625f);
+    for (size_t i = 0; i < (size_t)(W + B); i++) w16[i] = kiln_f32_to_f16(wf[i]);
+    kiln_weight_ptr w = {w16, KILN_F16}, bias = {w16 + W, KILN_F16};
+    kiln_buffer *buf[4] = {NULL, NULL, NULL, NULL}; /* x, w, bias, y */
+    kiln_status st = kiln_vk_buffer_alloc(be, X * sizeof(float), &buf[0]);
+    kiln_tensor xt = {.dtype = KILN_F32, .ndim = 1, .shape = {X}, .buffer = buf[0]};
+    if (st == KILN_OK) st = kiln_vk_upload(be, &xt, x, X * sizeof(float));
+    if (st == KILN_OK) st = kiln_vk_weights_place(be, w16, W * sizeof(uint16_t), &buf[1]);
+    if (st == KILN_OK) st = kiln_vk_weights_place(be, w16 + W, B * sizeof(uint16_t), &buf[2]);
+    if (st == KILN_OK) st = kiln_vk_buffer_alloc(be, Y * sizeof(float), &buf[3]);
+    int kind = kiln_vk_gemm_kind(vk);
+    bool allowed[KILN_VK_GEMM_KERNELS];
+    double worst[KILN_VK_GEMM_KERNELS];
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) allowed[i] = vk->gemm_allowed[i], worst[i] = 0.0;
+    for (size_t c = 0; st == KILN_OK && c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n;
+        if (cases[c].conv.N) {
+            const kiln_conv2d_params *p = &cases[c].conv;
+            n = (size_t)p->N * p->O * p->OH * p->OW;
+            cpu_ref_conv2d(p, x, w, bias, want);
+        } else {
+            n = (size_t)cases[c].mm.M * cases[c].mm.N;
+            cpu_ref_matmul(&cases[c].mm, x, w, bias, want);
+        }
+        for (int i = 0; st == KILN_OK && i < KILN_VK_GEMM_KERNELS; i++) {
+            if (!allowed[i]) continue;
+            vk->gemm_prefetch = kiln_vk_gemm_kernels[i].prefetch;
+            vk->gemm_rows = kiln_vk_gemm_kernels[i].rows;
+            st = run_gemm_case(be, &cases[c], buf, got, n);
+            double e = st == KILN_OK ? rel_l2(got, want, n) : INFINITY;
+            worst[i] = e > worst[i] ? e : worst[i];
+        }
+    }
+    int first = -1;
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
+        vk->gemm_allowed[i] = allowed[i] && st == KILN_OK && worst[i] <= tolerance;
+        if (allowed[i]) vk->gemm_failed[i] = !vk->gemm_allowed[i];
+        if (vk->gemm_allowed[i] && first < 0) first = i;
+        if (errors) errors[i] = worst[i];
+    }
+    /* the kind in use stays where it passed; else the first that did */
+    if (!vk->gemm_allowed[kind] && first >= 0) kind = first;
+    vk->gemm_prefetch = kiln_vk_gemm_kernels[kind].prefetch;
+    vk->gemm_rows = kiln_vk_gemm_kernels[kind].rows;
+    free(host);
+    free(w16);
     return tuning_done(be, st, buf, 4);
 }

@@ -692,14 +692,16 @@ static void attention_rescales_rows_whose_max_grows(void **state)
  * f16-rounded operands the tensor cores see. */
 enum { COPY_M = 96, COPY_N = 80, COPY_K = 136 };
 
-static void f16_matmul_reference(const float *x, const uint16_t *w, double x_scale, float *y)
+static void f16_matmul_reference(const float *x, const uint16_t *w, double x_scale, bool x_in_f16, float *y)
 {
     for (int m = 0; m < COPY_M; m++)
         for (int n = 0; n < COPY_N; n++) {
             double sum = 0;
-            for (int k = 0; k < COPY_K; k++)
-                sum += (double)kiln_f16_to_f32(kiln_f32_to_f16((float)(x_scale * x[m * COPY_K + k]))) *
+            for (int k = 0; k < COPY_K; k++) {
+                float xk = (float)(x_scale * x[m * COPY_K + k]);
+                sum += (double)(x_in_f16 ? kiln_f16_to_f32(kiln_f32_to_f16(xk)) : xk) *
                        kiln_f16_to_f32(w[n * COPY_K + k]);
+            }
             y[m * COPY_N + n] = (float)sum;
         }
 }
@@ -762,7 +764,7 @@ static void f16_copy_of_x_is_not_used_stale(void **state)
     }
     for (int step = 0; step < STEPS; step++) {
         assert_kiln_ok(be->ops->download(be, &yt[step], got, YN * sizeof *got));
-        f16_matmul_reference(step == 4 ? x2 : x, w[step % 2], step == 2 || step == 3 ? 2.0 : 1.0, want);
+        f16_matmul_reference(step == 4 ? x2 : x, w[step % 2], step == 2 || step == 3 ? 2.0 : 1.0, true, want);
         print_message("  %s\n", steps[step]);
         assert_rel_l2_le(got, want, YN, 1e-4);
     }
@@ -781,9 +783,10 @@ static void f16_copy_of_x_is_not_used_stale(void **state)
     kiln_backend_free(be);
 }
 
-/* One tensor-core matmul (f16 weights) of the COPY_ shape on be, against
- * float64 over the f16-rounded operands. */
-static void tensor_core_matmul_matches(kiln_backend *be)
+/* The relative L2 error of one matmul with f16 weights of the COPY_ shape
+ * on be against float64 over its operands, x rounded to f16 (as the tensor
+ * cores see it) or not (as the f32 GEMM does). */
+static double f16_weight_matmul_error(kiln_backend *be, bool x_in_f16)
 {
     enum { XN = COPY_M * COPY_K, YN = COPY_M * COPY_N, WN = COPY_N * COPY_K };
     float *x = random_floats(XN, 51, -1, 1), *wf = random_floats(WN, 52, -1, 1);
@@ -802,8 +805,8 @@ static void tensor_core_matmul_matches(kiln_backend *be)
     kiln_matmul_params mm = {COPY_M, COPY_N, COPY_K, 0};
     assert_kiln_ok(be->ops->matmul(be, &mm, (const kiln_tensor *[]){&xt, &wt, NULL}, &yt));
     assert_kiln_ok(be->ops->download(be, &yt, got, YN * sizeof *got));
-    f16_matmul_reference(x, w, 1.0, want);
-    assert_rel_l2_le(got, want, YN, 1e-4);
+    f16_matmul_reference(x, w, 1.0, x_in_f16, want);
+    double error = kiln_rel_l2(got, want, YN);
     be->ops->buffer_free(be, act);
     be->ops->buffer_free(be, wbuf);
     free(x);
@@ -811,6 +814,15 @@ static void tensor_core_matmul_matches(kiln_backend *be)
     free(w);
     free(got);
     free(want);
+    return error;
+}
+
+/* One tensor-core matmul on be matches. */
+static void tensor_core_matmul_matches(kiln_backend *be)
+{
+    double error = f16_weight_matmul_error(be, true);
+    print_message("  tensor-core matmul: rel L2 %.2g (<= 1e-4)\n", error);
+    assert_true(error <= 1e-4);
 }
 
 #ifdef KILN_TEST_VULKAN_INTERNALS
@@ -1064,6 +1076,49 @@ static void attention_check_takes_away_what_misses(void **state)
 }
 #endif
 
+#ifdef KILN_TEST_VULKAN_INTERNALS
+/* A GPU checks its tensor-core GEMMs (all four kinds) against the CPU when
+ * it opens, as it does its attentions. The check again: each kind is kept
+ * exactly where its error, above zero (x rounded to f16) but within f16's
+ * tolerance, passes, and on emulated matrices all do; against a tolerance
+ * of zero all miss, are marked failed, and GEMMs with f16 weights then run
+ * the f32 shaders: the matmul's error against x unrounded falls from the
+ * tensor cores' (rounding x) to f32's. */
+static void gemm_check_takes_away_what_misses(void **state)
+{
+    (void)state;
+    kiln_backend *be = open_tensor_cores(NULL, NULL);
+    kiln_vk *vk = kiln_vk_of(be);
+    bool ran[KILN_VK_GEMM_KERNELS];
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
+        ran[i] = vk->gemm_allowed[i];
+        if (emulated(be)) assert_true(ran[i]); /* not checked when it opened */
+    }
+    double errors[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1};
+    assert_kiln_ok(kiln_vk_check_gemms(be, 1e-2, errors));
+    print_message("  errors: 64x64 1, 2, 3 K steps ahead, 128x64: %.2g, %.2g, %.2g, %.2g\n", errors[0], errors[1],
+                  errors[2], errors[3]);
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
+        if (ran[i]) {
+            assert_true(errors[i] > 0.0);
+            assert_true(vk->gemm_allowed[i] == (errors[i] <= 1e-2));
+            assert_true(vk->gemm_failed[i] == !vk->gemm_allowed[i]);
+            if (emulated(be)) assert_true(vk->gemm_allowed[i]);
+        }
+    assert_true(vk->gemm_allowed[kiln_vk_gemm_kind(vk)]); /* the kind in use passed */
+    double tensor_cores = f16_weight_matmul_error(be, false);
+    assert_kiln_ok(kiln_vk_check_gemms(be, 0.0, errors));
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
+        if (ran[i]) assert_true(!vk->gemm_allowed[i] && vk->gemm_failed[i]);
+    double f32 = f16_weight_matmul_error(be, false);
+    print_message("  matmul against x unrounded: on tensor cores %.2g, after the check took them away %.2g\n",
+                  tensor_cores, f32);
+    assert_true(tensor_cores > 1e-5);
+    assert_true(f32 <= 1e-6);
+    kiln_backend_free(be);
+}
+#endif
+
 /* The register softmax (attention_registers.comp) needs products laid out
  * with each row's elements in one quad of lanes; the host checks that on
  * the device when it opens it. Emulated matrices have that layout, so the
@@ -1196,6 +1251,9 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test(f16_copy_of_x_is_not_used_stale),
         cmocka_unit_test(gemm_tile_switches_and_timing),
+#ifdef KILN_TEST_VULKAN_INTERNALS
+        cmocka_unit_test(gemm_check_takes_away_what_misses),
+#endif
         cmocka_unit_test(attention_switches_and_timing),
         cmocka_unit_test(split_k_switch_and_timing),
 #ifdef KILN_TEST_VULKAN_INTERNALS
