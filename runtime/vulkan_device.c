@@ -625,27 +625,23 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->attention[KILN_VK_ATTENTION_SHARED] = vk->coopmat != KILN_VK_COOPMAT_NONE;
     vk->attention[KILN_VK_ATTENTION_REGISTERS] = quads && attention_rows != 128;
     vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = quads && (attention_rows == 128 || attention_timed);
-    /* Before any timing, a GPU's tensor-core attentions must compute right
-     * on it, to the op suite's f16 tolerance (vulkan_tuning.c); emulated
-     * matrices are what CI's op suite checks instead. */
-    double check_errors[KILN_VK_ATTENTIONS] = {0};
-    if (timed) TRY(kiln_vk_check_attentions(be, 1e-2, check_errors));
-    if (vk->pipeline_stats && timed)
-        fprintf(stderr,
-                "kiln vulkan check: attention error, softmax in shared memory %.2g, in registers %.2g, in registers "
-                "on 128 rows %.2g\n",
-                check_errors[0], check_errors[1], check_errors[2]);
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
-    /* ... and so must its tensor-core GEMMs, every kind (a forced one that
-     * misses gives way to one that passed) */
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) vk->gemm_allowed[i] = true;
-    double gemm_errors[KILN_VK_GEMM_KERNELS] = {0};
+    /* Before any timing, a GPU's tensor-core attentions and GEMMs (every
+     * kind: a forced one that misses gives way to one that passed) must
+     * compute right on it, to the op suite's f16 tolerance
+     * (vulkan_tuning.c); emulated matrices are what CI's op suite checks
+     * instead. */
+    double check_errors[KILN_VK_ATTENTIONS] = {0}, gemm_errors[KILN_VK_GEMM_KERNELS] = {0};
+    if (timed) TRY(kiln_vk_check_attentions(be, 1e-2, check_errors));
     if (timed) TRY(kiln_vk_check_gemms(be, 1e-2, gemm_errors));
     if (vk->pipeline_stats && timed)
         fprintf(stderr,
-                "kiln vulkan check: GEMM error, tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.2g, "
+                "kiln vulkan check: attention error, softmax in shared memory %.2g, in registers %.2g, in registers "
+                "on 128 rows %.2g; GEMM error, tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.2g, "
                 "%.2g, %.2g, %.2g\n",
-                gemm_errors[0], gemm_errors[1], gemm_errors[2], gemm_errors[3]);
+                check_errors[0], check_errors[1], check_errors[2], gemm_errors[0], gemm_errors[1], gemm_errors[2],
+                gemm_errors[3]);
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
