@@ -178,7 +178,7 @@ static kiln_status tune_tiles(kiln_backend *be, const uint32_t (*shapes)[3], int
     if (st != KILN_OK) best = kept;
     vk->gemm_prefetch = best.prefetch;
     vk->gemm_rows = best.rows;
-    vk->gemm_tuned = st == KILN_OK;
+    vk->gemm_tuned = st == KILN_OK && timed_one;
     return st;
 }
 

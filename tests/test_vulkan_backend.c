@@ -1029,6 +1029,21 @@ static void attention_switches_and_timing(void **state)
 }
 
 #ifdef KILN_TEST_VULKAN_INTERNALS
+/* What a check at open (kiln_vk_check_attentions, kiln_vk_check_gemms) of
+ * n alternatives leaves: each that ran has an error above zero (f16
+ * operands), is kept exactly where that is within tol, and is marked failed
+ * where not. */
+static void assert_check_kept(int n, const bool *ran, const double *errors, double tol, const bool *kept,
+                              const bool *failed)
+{
+    for (int i = 0; i < n; i++)
+        if (ran[i]) {
+            assert_true(errors[i] > 0.0);
+            assert_true(kept[i] == (errors[i] <= tol));
+            assert_true(failed[i] == !kept[i]);
+        }
+}
+
 /* A GPU checks its tensor-core attentions against the CPU when it opens and
  * runs none that misses (an H100 gave NaN from the shared-memory one). The
  * check again: each one the device runs is kept exactly where its error,
@@ -1052,12 +1067,7 @@ static void attention_check_takes_away_what_misses(void **state)
     assert_kiln_ok(kiln_vk_check_attentions(be, 1e-2, errors));
     print_message("  errors: softmax in shared memory %.2g, in registers %.2g, in registers on 128 rows %.2g\n",
                   errors[0], errors[1], errors[2]);
-    for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
-        if (ran[a]) {
-            assert_true(errors[a] > 0.0);
-            assert_true(kept[a] == (errors[a] <= 1e-2));
-            assert_true(failed[a] == !kept[a]);
-        }
+    assert_check_kept(KILN_VK_ATTENTIONS, ran, errors, 1e-2, kept, failed);
     bool still[KILN_VK_ATTENTIONS];
     for (int a = 0; a < KILN_VK_ATTENTIONS; a++) {
         if (emulated(be)) assert_true(kept[a]);
@@ -1098,13 +1108,9 @@ static void gemm_check_takes_away_what_misses(void **state)
     assert_kiln_ok(kiln_vk_check_gemms(be, 1e-2, errors));
     print_message("  errors: 64x64 1, 2, 3 K steps ahead, 128x64: %.2g, %.2g, %.2g, %.2g\n", errors[0], errors[1],
                   errors[2], errors[3]);
+    assert_check_kept(KILN_VK_GEMM_KERNELS, ran, errors, 1e-2, vk->gemm_allowed, vk->gemm_failed);
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
-        if (ran[i]) {
-            assert_true(errors[i] > 0.0);
-            assert_true(vk->gemm_allowed[i] == (errors[i] <= 1e-2));
-            assert_true(vk->gemm_failed[i] == !vk->gemm_allowed[i]);
-            if (emulated(be)) assert_true(vk->gemm_allowed[i]);
-        }
+        if (emulated(be)) assert_true(vk->gemm_allowed[i]);
     assert_true(vk->gemm_allowed[kiln_vk_gemm_kind(vk)]); /* the kind in use passed */
     double tensor_cores = f16_weight_matmul_error(be, false);
     assert_kiln_ok(kiln_vk_check_gemms(be, 0.0, errors));
