@@ -303,6 +303,19 @@ static void exact_f16_values(float *x, size_t n, uint32_t seed, float scale)
     }
 }
 
+/* What a check of n alternatives leaves: each that ran (ran) kept where
+ * the run finished (ok) and its worst error is within tolerance, else
+ * marked failed; errors, if not NULL, gets the worst errors. */
+static void keep_what_passed(int n, const bool *ran, const double *worst, bool ok, double tolerance, bool *kept,
+                             bool *failed, double *errors)
+{
+    for (int i = 0; i < n; i++) {
+        kept[i] = ran[i] && ok && worst[i] <= tolerance;
+        if (ran[i]) failed[i] = !kept[i];
+        if (errors) errors[i] = worst[i];
+    }
+}
+
 kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double errors[KILN_VK_ATTENTIONS])
 {
     kiln_vk *vk = kiln_vk_of(be);
@@ -342,11 +355,8 @@ kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double 
             worst[a] = e > worst[a] ? e : worst[a];
         }
     }
-    for (int a = 0; a < KILN_VK_ATTENTIONS; a++) {
-        vk->attention[a] = allowed[a] && st == KILN_OK && worst[a] <= tolerance;
-        if (allowed[a]) vk->attention_failed[a] = !vk->attention[a];
-        if (errors) errors[a] = worst[a];
-    }
+    keep_what_passed(KILN_VK_ATTENTIONS, allowed, worst, st == KILN_OK, tolerance, vk->attention, vk->attention_failed,
+                     errors);
     free(host);
     return tuning_done(be, st, buf, 4);
 }
@@ -437,15 +447,12 @@ kiln_status kiln_vk_check_gemms(kiln_backend *be, double tolerance, double error
             worst[i] = e > worst[i] ? e : worst[i];
         }
     }
-    int first = -1;
-    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
-        vk->gemm_allowed[i] = allowed[i] && st == KILN_OK && worst[i] <= tolerance;
-        if (allowed[i]) vk->gemm_failed[i] = !vk->gemm_allowed[i];
-        if (vk->gemm_allowed[i] && first < 0) first = i;
-        if (errors) errors[i] = worst[i];
-    }
+    keep_what_passed(KILN_VK_GEMM_KERNELS, allowed, worst, st == KILN_OK, tolerance, vk->gemm_allowed, vk->gemm_failed,
+                     errors);
     /* the kind in use stays where it passed; else the first that did */
-    if (!vk->gemm_allowed[kind] && first >= 0) kind = first;
+    int first = 0;
+    while (first < KILN_VK_GEMM_KERNELS && !vk->gemm_allowed[first]) first++;
+    if (!vk->gemm_allowed[kind] && first < KILN_VK_GEMM_KERNELS) kind = first;
     vk->gemm_prefetch = kiln_vk_gemm_kernels[kind].prefetch;
     vk->gemm_rows = kiln_vk_gemm_kernels[kind].rows;
     free(host);
