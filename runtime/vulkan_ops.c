@@ -88,6 +88,7 @@ typedef struct gemm_kernel {
     uint32_t threads; /* its workgroup size (gemm_coopmat.glsl's GEMM_THREADS; the split-K sums stride over
                          C, so a variant of another size from KILN_VULKAN_SHADER_DIR still covers it) */
     uint32_t rows;    /* of C in its tiles, of 64 columns each */
+    bool tensor_cores; /* a tensor-core variant (on_tensor_cores) */
 } gemm_kernel;
 
 /* The tensor-core variant this device runs, on tiles of vk->gemm_rows rows
@@ -98,9 +99,9 @@ typedef struct gemm_kernel {
 static gemm_kernel gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
                                 kiln_dtype dtype)
 {
-    if (!on_tensor_cores(vk, dtype)) return (gemm_kernel){weight_variant(vk, f32_variant, dtype), 64, 64};
-    if (vk->gemm_rows == 128) return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 30), 256, 128};
-    return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 10 * (vk->gemm_prefetch - 1)), 256, 64};
+    if (!on_tensor_cores(vk, dtype)) return (gemm_kernel){weight_variant(vk, f32_variant, dtype), 64, 64, false};
+    if (vk->gemm_rows == 128) return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 30), 256, 128, true};
+    return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 10 * (vk->gemm_prefetch - 1)), 256, 64, true};
 }
 _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
@@ -351,7 +352,7 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
                                  src[1]->dtype);
     uint64_t M = (uint64_t)p->M, N = (uint64_t)p->N, K = (uint64_t)p->K;
     int nsrc = p->has_bias ? 3 : 2;
-    if (!on_tensor_cores(kiln_vk_of(be), src[1]->dtype))
+    if (!k.tensor_cores)
         return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, 0, src, nsrc, dst);
 
     /* The tensor-core GEMM reads an f16 copy of x, in scratch (split-K sums
@@ -438,7 +439,7 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
     TRY(gemm_operands("conv2d", src, true, dst, K, false, &push.a, &push.w));
     gemm_kernel k = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
                                  src[1]->dtype);
-    if (on_tensor_cores(kiln_vk_of(be), src[1]->dtype)) return conv2d_by_columns(be, &push, &k, src, dst);
+    if (k.tensor_cores) return conv2d_by_columns(be, &push, &k, src, dst);
     return run_gemm(be, &k, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW,
                     (uint64_t)p->O, K, 0, src, 3, dst);
 }
