@@ -109,6 +109,7 @@ typedef struct kiln_device_info {
     char details[256]; /* its kind and memory, and what kiln would compute there or what it lacks */
     bool usable;
     bool preferred; /* the one a backend takes when given no index */
+    bool cpu;       /* a CPU implementing the API (lavapipe), not a GPU */
 } kiln_device_info;
 
 #define KILN_MAX_DEVICES 16

@@ -317,6 +317,7 @@ kiln_status kiln_backend_cuda_devices(kiln_device_info *out, int max, int *count
         snprintf(info->name, sizeof info->name, "%s", prop.name);
         info->usable = prop.major >= 8; /* as cuda_init requires */
         info->preferred = i == 0;       /* as kiln_backend_cuda_create picks */
+        info->cpu = false;
         snprintf(info->details, sizeof info->details, "sm_%d%d, %.1f GiB%s", prop.major, prop.minor,
                  (double)prop.totalGlobalMem / (1 << 30), info->usable ? "" : "; kiln's kernels need sm_80 or newer");
         *count = i + 1;

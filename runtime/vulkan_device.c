@@ -725,6 +725,7 @@ static void describe_device(VkInstance instance, VkPhysicalDevice pd, kiln_devic
     device_query(instance, pd, &c);
     snprintf(info->name, sizeof info->name, "%s", c.props.deviceName);
     info->usable = c.missing == NULL;
+    info->cpu = c.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     /* what --compute auto would run (kiln_backend_vulkan_create) */
     const char *compute = c.missing ? ""
                           : c.coopmat == KILN_VK_COOPMAT_NV ? "; f16 compute on NVIDIA's cooperative matrices"

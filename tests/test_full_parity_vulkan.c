@@ -16,7 +16,6 @@
 #include "kiln_test.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "backend.h"
 #include "backend_suite.h"
@@ -36,7 +35,7 @@ static bool default_device_is_cpu(void)
     int n = 0;
     if (kiln_backend_vulkan_devices(devices, KILN_MAX_DEVICES, &n) != KILN_OK) return false;
     for (int i = 0; i < n && i < KILN_MAX_DEVICES; i++)
-        if (devices[i].preferred) return strncmp(devices[i].details, "CPU,", 4) == 0;
+        if (devices[i].preferred) return devices[i].cpu;
     return false;
 }
 
