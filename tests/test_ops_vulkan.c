@@ -45,19 +45,19 @@ static void run_suite_in(kiln_dtype compute, kiln_dtype weights, const char *onl
 
 static void run_suite(kiln_dtype weights, const char *only_op) { run_suite_in(KILN_F32, weights, only_op, TOL); }
 
-static void f32_weights(void **state)
+static void f32_compute_f32_weights(void **state)
 {
     (void)state;
     run_suite(KILN_F32, NULL);
 }
 
-static void f16_weights(void **state)
+static void f32_compute_f16_weights(void **state)
 {
     (void)state;
     run_suite(KILN_F16, NULL);
 }
 
-static void bf16_weights(void **state)
+static void f32_compute_bf16_weights(void **state)
 {
     (void)state;
     run_suite(KILN_BF16, NULL);
@@ -65,7 +65,7 @@ static void bf16_weights(void **state)
 
 /* Only the ops whose main weight has per-dtype shader variants: the small
  * weight vectors (bias, gamma, beta) share one loader, covered above. */
-static void fp8_weights(void **state)
+static void f32_compute_fp8_weights(void **state)
 {
     (void)state;
     static const char *const ops[] = {"matmul", "conv2d", "embedding"};
@@ -76,7 +76,7 @@ static void fp8_weights(void **state)
 }
 
 /* Devices without 16-bit storage read f16 weights from 32-bit words. */
-static void f16_weights_without_16bit_storage(void **state)
+static void f32_compute_f16_weights_without_16bit_storage(void **state)
 {
     (void)state;
     setenv("KILN_VULKAN_NO_F16_STORAGE", "1", 1);
@@ -85,9 +85,24 @@ static void f16_weights_without_16bit_storage(void **state)
     unsetenv("KILN_VULKAN_NO_F16_STORAGE");
 }
 
+/* The f16-compute tests below run the tensor-core shaders, on emulated
+ * matrices where the device has none (lavapipe), so their tiling is tested
+ * everywhere. Each sets KILN_VULKAN_EMULATE_COOPMAT for its own runs and
+ * clears every switch it set before it returns. */
+static void emulate_where_needed(void) { setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1); }
+
+static void clear_switches(void)
+{
+    static const char *const names[] = {"KILN_VULKAN_EMULATE_COOPMAT", "KILN_VULKAN_COOPMAT_N",
+                                        "KILN_VULKAN_COOPMAT_KHR",     "KILN_VULKAN_GEMM_PREFETCH",
+                                        "KILN_VULKAN_GEMM_ROWS",       "KILN_VULKAN_CONV_COL_BYTES",
+                                        "KILN_VULKAN_ATTENTION_ROWS",  "KILN_VULKAN_REGISTER_SOFTMAX"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unsetenv(names[i]);
+}
+
 /* Sets a switch of the tensor-core shaders where the device takes it in f16
  * compute, or says why not and leaves it unset: whether the pass it guards
- * runs. The switches: KILN_VULKAN_COOPMAT_N=8, 16x8x16 multiplies (every
+ * can run. The switches: KILN_VULKAN_COOPMAT_N=8, 16x8x16 multiplies (every
  * emulating device; a real one that lists the shape), and
  * KILN_VULKAN_COOPMAT_KHR=1, the shaders rewritten for
  * VK_KHR_cooperative_matrix (not lavapipe, nor a GPU without it). */
@@ -100,7 +115,7 @@ static bool use_switch(const char *name, const char *value, const char *pass)
         kiln_backend_free(be);
         return true;
     }
-    print_message("  no %s pass: %s\n", pass, kiln_last_error());
+    print_message("no %s pass: %s\n", pass, kiln_last_error());
     unsetenv(name);
     return false;
 }
@@ -108,57 +123,90 @@ static bool use_switch(const char *name, const char *value, const char *pass)
 static bool use_16x8x16(void) { return use_switch("KILN_VULKAN_COOPMAT_N", "8", "16x8x16"); }
 static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "VK_KHR_cooperative_matrix"); }
 
-/* The tensor-core shaders take f16 weights; the rest of the suite runs too.
- * On a device without cooperative matrices (lavapipe) the same shaders run on
- * emulated ones, so their tiling is tested everywhere. Like every run of the
- * suite this covers both GEMM paths: the suite's GEMMs with K >= 1024 have few
- * enough tiles to be split along K (vulkan_ops.c, run_gemm), the others not.
- * The convs run again with their column matrices (vulkan_ops.c,
- * conv2d_by_columns) cut to one 64-pixel tile of rows at a time, so most
- * cases go through several row ranges, the last one short. The GEMMs run
- * again loading their operands 2 and 3 K steps ahead, on tiles of 128 rows
- * (the convs also a tile of rows at a time), on 16x8x16 multiplies (on
- * either tile), and through the KHR extension. */
+/* For a test that is only that pass: skipped, saying why, where the device
+ * does not take the switch. */
+static void require(bool switch_taken)
+{
+    if (switch_taken) return;
+    clear_switches();
+    skip();
+}
+
+static void run_f16(kiln_dtype weights, const char *only_op) { run_suite_in(KILN_F16, weights, only_op, HALF_TOL); }
+
+/* The GEMMs with f16 weights, matmul and conv2d (so also the tensor-core
+ * GEMM variants bench/shader_variants.sh builds, which tests/cli runs
+ * through this test and the 16x8x16 one), with the rest of the suite. Like
+ * every run of the suite this covers both GEMM paths: the suite's GEMMs
+ * with K >= 1024 have few enough tiles to be split along K (vulkan_ops.c,
+ * run_gemm), the others not. The convs run again with their column
+ * matrices (vulkan_ops.c, conv2d_by_columns) cut to one 64-pixel tile of
+ * rows at a time, so most cases go through several row ranges, the last one
+ * short. */
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
-    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-    run_suite_in(KILN_F16, KILN_F16, NULL, HALF_TOL);
+    emulate_where_needed();
+    run_f16(KILN_F16, NULL);
     setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
-    run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-    unsetenv("KILN_VULKAN_CONV_COL_BYTES");
-    for (int ahead = 2; ahead <= 3; ahead++) {
-        setenv("KILN_VULKAN_GEMM_PREFETCH", ahead == 2 ? "2" : "3", 1);
-        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
-        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-    }
-    unsetenv("KILN_VULKAN_GEMM_PREFETCH");
-    setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
-    run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
-    run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-    setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
-    run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-    unsetenv("KILN_VULKAN_CONV_COL_BYTES");
-    unsetenv("KILN_VULKAN_GEMM_ROWS");
-    if (use_16x8x16()) {
-        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
-        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-        setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
-        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
-        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-        unsetenv("KILN_VULKAN_GEMM_ROWS");
-    }
-    unsetenv("KILN_VULKAN_COOPMAT_N");
-    if (use_khr()) {
-        run_suite_in(KILN_F16, KILN_F16, "matmul", HALF_TOL);
-        run_suite_in(KILN_F16, KILN_F16, "conv2d", HALF_TOL);
-    }
-    unsetenv("KILN_VULKAN_COOPMAT_KHR");
-    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    run_f16(KILN_F16, "conv2d");
+    clear_switches();
 }
 
-/* Attention has no weight operand, so the case above leaves it to the f32
- * run; here it runs in f16 compute: head dims up to 256 on the tensor-core
+/* The GEMMs loading their operands 2 and 3 K steps ahead. */
+static void f16_compute_f16_weights_loaded_ahead(void **state)
+{
+    (void)state;
+    emulate_where_needed();
+    for (int ahead = 2; ahead <= 3; ahead++) {
+        setenv("KILN_VULKAN_GEMM_PREFETCH", ahead == 2 ? "2" : "3", 1);
+        run_f16(KILN_F16, "matmul");
+        run_f16(KILN_F16, "conv2d");
+    }
+    clear_switches();
+}
+
+/* The GEMMs on tiles of 128 rows (the convs also a tile of rows at a
+ * time), on either multiply shape. */
+static void f16_compute_f16_weights_on_128_rows(void **state)
+{
+    (void)state;
+    emulate_where_needed();
+    setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
+    run_f16(KILN_F16, "matmul");
+    run_f16(KILN_F16, "conv2d");
+    setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
+    run_f16(KILN_F16, "conv2d");
+    unsetenv("KILN_VULKAN_CONV_COL_BYTES");
+    if (use_16x8x16()) {
+        run_f16(KILN_F16, "matmul");
+        run_f16(KILN_F16, "conv2d");
+    }
+    clear_switches();
+}
+
+static void f16_compute_f16_weights_on_16x8x16(void **state)
+{
+    (void)state;
+    emulate_where_needed();
+    require(use_16x8x16());
+    run_f16(KILN_F16, "matmul");
+    run_f16(KILN_F16, "conv2d");
+    clear_switches();
+}
+
+static void f16_compute_f16_weights_through_khr(void **state)
+{
+    (void)state;
+    emulate_where_needed();
+    require(use_khr());
+    run_f16(KILN_F16, "matmul");
+    run_f16(KILN_F16, "conv2d");
+    clear_switches();
+}
+
+/* Attention has no weight operand, so the tests above leave it to the f32
+ * runs; here it runs in f16 compute: head dims up to 256 on the tensor-core
  * attentions (emulated on lavapipe), with the softmax in registers (up to
  * 192; on 128 query rows a workgroup up to 160) and through shared memory,
  * on both multiply shapes and through the KHR extension where the device
@@ -166,23 +214,52 @@ static void f16_compute_f16_weights(void **state)
 static void f16_compute_attention(void **state)
 {
     (void)state;
-    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
-    run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
+    emulate_where_needed();
+    run_f16(KILN_F32, "attention");
+    clear_switches();
+}
+
+static void f16_compute_attention_on_128_rows(void **state)
+{
+    (void)state;
+    emulate_where_needed();
     setenv("KILN_VULKAN_ATTENTION_ROWS", "128", 1);
-    run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
-    unsetenv("KILN_VULKAN_ATTENTION_ROWS");
+    run_f16(KILN_F32, "attention");
+    clear_switches();
+}
+
+static void f16_compute_attention_softmax_in_shared_memory(void **state)
+{
+    (void)state;
+    emulate_where_needed();
     setenv("KILN_VULKAN_REGISTER_SOFTMAX", "0", 1);
-    run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
-    unsetenv("KILN_VULKAN_REGISTER_SOFTMAX");
-    if (use_16x8x16()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
-    unsetenv("KILN_VULKAN_COOPMAT_N");
-    if (use_khr()) run_suite_in(KILN_F16, KILN_F32, "attention", HALF_TOL);
-    unsetenv("KILN_VULKAN_COOPMAT_KHR");
-    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    run_f16(KILN_F32, "attention");
+    clear_switches();
+}
+
+static void f16_compute_attention_on_16x8x16(void **state)
+{
+    (void)state;
+    emulate_where_needed();
+    require(use_16x8x16());
+    run_f16(KILN_F32, "attention");
+    clear_switches();
+}
+
+static void f16_compute_attention_through_khr(void **state)
+{
+    (void)state;
+    emulate_where_needed();
+    require(use_khr());
+    run_f16(KILN_F32, "attention");
+    clear_switches();
 }
 
 /* An argument runs only the tests whose names match it (cmocka's pattern:
- * `*` and `?`), to check one case on a GPU without the whole suite. */
+ * `*` and `?`), to check one case on a GPU without the whole suite. ctest
+ * runs this program three times by name, f32_compute_*,
+ * f16_compute_f16_weights* and f16_compute_attention*
+ * (tests/CMakeLists.txt): a test named otherwise would not run there. */
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -192,13 +269,21 @@ int main(int argc, char **argv)
     if (argc > 1) cmocka_set_test_filter(argv[1]);
 
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(f32_weights),
-        cmocka_unit_test(f16_weights),
-        cmocka_unit_test(bf16_weights),
-        cmocka_unit_test(fp8_weights),
-        cmocka_unit_test(f16_weights_without_16bit_storage),
+        cmocka_unit_test(f32_compute_f32_weights),
+        cmocka_unit_test(f32_compute_f16_weights),
+        cmocka_unit_test(f32_compute_bf16_weights),
+        cmocka_unit_test(f32_compute_fp8_weights),
+        cmocka_unit_test(f32_compute_f16_weights_without_16bit_storage),
         cmocka_unit_test(f16_compute_f16_weights),
+        cmocka_unit_test(f16_compute_f16_weights_loaded_ahead),
+        cmocka_unit_test(f16_compute_f16_weights_on_128_rows),
+        cmocka_unit_test(f16_compute_f16_weights_on_16x8x16),
+        cmocka_unit_test(f16_compute_f16_weights_through_khr),
         cmocka_unit_test(f16_compute_attention),
+        cmocka_unit_test(f16_compute_attention_on_128_rows),
+        cmocka_unit_test(f16_compute_attention_softmax_in_shared_memory),
+        cmocka_unit_test(f16_compute_attention_on_16x8x16),
+        cmocka_unit_test(f16_compute_attention_through_khr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
