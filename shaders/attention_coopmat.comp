@@ -95,7 +95,7 @@ void main()
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
             cm_acc scores;
             CM_ZERO(scores);
-            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) {
+            CM_LOOP for (uint kd = 0; kd < KD; kd++) {
                 cm_b keys;
                 CM_LOAD_B(keys, kv_tile, n * 16u * KV_LD + kd * 16u, KV_LD, true);
                 CM_MUL_ADD(scores, q_frag[kd], keys);
@@ -143,7 +143,7 @@ void main()
         float lane_scale[8]; // of this lane's output rows
         [[unroll]] for (uint e = 0; e < 8u; e++) lane_scale[e] = row_scale[sg * 16u + lane / 16u + 2u * e];
         // P V, as many 16-column chunks at a time as the staging area holds
-        FRAGMENT_LOOP for (uint c0 = 0; c0 < KD; c0 += KEY_BLOCKS) {
+        CM_LOOP for (uint c0 = 0; c0 < KD; c0 += KEY_BLOCKS) {
             [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++)
                 if (c0 + n < KD) {
                     cm_acc pv;

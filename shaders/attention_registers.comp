@@ -77,7 +77,7 @@ void main()
     float max_lo = neg_inf, max_hi = neg_inf, sum_lo = 0.0, sum_hi = 0.0;
     float scale_log2 = pc.scale * 1.4426950408889634; // log2(e)
     cm_acc out_frag[KD];
-    FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) CM_ZERO(out_frag[kd]);
+    CM_LOOP for (uint kd = 0; kd < KD; kd++) CM_ZERO(out_frag[kd]);
 
     uint key_end = pc.causal != 0 ? min(tk, i0 + ROWS) : tk;
     if (QUAD_ROWS) fetch_rows(pc.k, kv_base, 0u, tk, row_stride);
@@ -95,7 +95,7 @@ void main()
         cm_acc s[KEY_BLOCKS];
         [[unroll]] for (uint n = 0; n < KEY_BLOCKS; n++) {
             CM_ZERO(s[n]);
-            FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++) {
+            CM_LOOP for (uint kd = 0; kd < KD; kd++) {
                 cm_b keys;
                 CM_LOAD_B(keys, k_tile, n * 16u * KV_LD + kd * 16u, KV_LD, true);
                 CM_MUL_ADD(s[n], q_frag[kd], keys);
@@ -138,7 +138,7 @@ void main()
             }
         sum_lo = sum_lo * rescale_lo + cm_quad_sum(part_lo);
         sum_hi = sum_hi * rescale_hi + cm_quad_sum(part_hi);
-        FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+        CM_LOOP for (uint kd = 0; kd < KD; kd++)
             [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(out_frag[kd]); e++)
                 CM_ACC_AT(out_frag[kd], e) *= CM_ACC_AT(row_of, e) >= 8.0 ? rescale_hi : rescale_lo;
         cm_a probs[KEY_BLOCKS];
@@ -153,7 +153,7 @@ void main()
             STAGE(v_tile, pc.v, kv_base, j0, tk, row_stride);
         }
         barrier();
-        FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+        CM_LOOP for (uint kd = 0; kd < KD; kd++)
             [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++) {
                 cm_b values;
                 CM_LOAD_B(values, v_tile, kb * 16u * KV_LD + kd * 16u, KV_LD, false);
@@ -164,7 +164,7 @@ void main()
     // Divided by the row sums, straight from registers: a quad writes runs
     // of neighbouring columns of its rows.
     float inv_lo = 1.0 / sum_lo, inv_hi = 1.0 / sum_hi;
-    FRAGMENT_LOOP for (uint kd = 0; kd < KD; kd++)
+    CM_LOOP for (uint kd = 0; kd < KD; kd++)
         [[unroll]] for (uint e = 0; e < CM_ACC_LENGTH(out_frag[kd]); e++) {
             uint row = uint(CM_ACC_AT(row_of, e));
             uint qi = i0 + sg * 16u + row, d = kd * 16u + uint(CM_ACC_AT(col_of, e));

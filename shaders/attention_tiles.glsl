@@ -20,14 +20,8 @@
 //
 // Every loop over fragments, output registers or a tile's keys is unrolled
 // once HEAD_DIM is known: fragments indexed by a run-time counter would live
-// in memory. Emulated, the loops over the head dim's chunks (FRAGMENT_LOOP)
-// stay loops: unrolled, with the queries' fragments live across every
-// barrier, lavapipe took 150 s to compile head dim 160 (2 to 4 s as loops).
-#ifdef COOPMAT_EMULATED
-#define FRAGMENT_LOOP [[dont_unroll]]
-#else
-#define FRAGMENT_LOOP [[unroll]]
-#endif
+// in memory. Emulated, the loops over the head dim's chunks (CM_LOOP,
+// coopmat.glsl) stay loops.
 
 #ifndef ATTENTION_SUBGROUPS
 #define ATTENTION_SUBGROUPS 4
@@ -124,7 +118,7 @@ void fetch_rows(f16_ref src, uint base, uint row0, uint rows, uint row_stride)
         STAGE(tile, pc.q, q_base, (i0) + r0, tq, row_stride);                                     \
         barrier();                                                                                \
         if ((sg) * 16u >= r0 && (sg) * 16u < r0 + COLS)                                           \
-            FRAGMENT_LOOP for (uint kd = 0; kd < DP / 16u; kd++)                                  \
+            CM_LOOP for (uint kd = 0; kd < DP / 16u; kd++)                                        \
                 CM_LOAD_A(q_frag[kd], tile, ((sg) * 16u - r0) * KV_LD + kd * 16u, KV_LD);          \
     }                                                                                             \
     barrier()

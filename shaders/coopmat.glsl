@@ -33,6 +33,8 @@
 //   CM_SUBGROUP, CM_LANE                     this invocation's subgroup and lane (0..31)
 //   cm_subgroup_sync()                       a subgroup's stores to shared memory are
 //                                            visible to all its lanes
+//   CM_LOOP for (...)                        a loop whose iterations are whole matrix
+//                                            operations (a head dim's chunks, a K step's)
 // array is a shared array (f16 or uvec4 for loads, f32 for stores); offsets
 // and strides count its elements. The macros are statements. Emulated,
 // cm_subgroup_sync is a workgroup barrier, so every call of it must be in
@@ -43,6 +45,16 @@
 
 #ifndef CM_N
 #define CM_N 16
+#endif
+
+// On a device CM_LOOP is unrolled: fragments indexed by a run-time counter
+// would live in memory. Emulated it stays a loop: lavapipe's compile time
+// grows steeply with unrolled emulated operations (attention at head dim
+// 160 took 150 s unrolled, 2 to 4 s as a loop).
+#ifdef COOPMAT_EMULATED
+#define CM_LOOP [[dont_unroll]]
+#else
+#define CM_LOOP [[unroll]]
 #endif
 const uint CM_PARTS = 16u / CM_N;
 

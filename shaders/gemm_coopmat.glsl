@@ -26,7 +26,8 @@
 //     H200 and matmuls did not);
 //   - the finished tile leaves four elements at a time (store_c4).
 // Every loop over fragments or load slots is unrolled: fragments and
-// prefetched values indexed by a run-time counter would live in memory.
+// prefetched values indexed by a run-time counter would live in memory
+// (emulated, the loop over a K step's chunks stays a loop: CM_LOOP).
 //
 // Hooks beyond gemm.glsl's, for this implementation only:
 //   bool rows_aligned()      uniform: B's rows and A's start on 16 bytes
@@ -187,9 +188,9 @@ uvec4 fetch_a8(uint M, uint K, uint m, uint k, bool vector)
     }
 
 // acc += the stage's A tile rows sm.. times its B tile columns sn.. (the
-// subgroup's block).
+// subgroup's block), 16 k at a time (CM_LOOP: emulated, a loop).
 #define MULTIPLY(acc, stage, sm, sn)                                                              \
-    [[unroll]] for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {                                      \
+    CM_LOOP for (uint kk = 0; kk < ROW_CHUNKS; kk += 2) {                                         \
         cm_a a[2];                                                                                \
         cm_b b[FRAGS_N];                                                                          \
         [[unroll]] for (uint i = 0; i < 2; i++)                                                   \
