@@ -87,18 +87,27 @@ static void f32_compute_f16_weights_without_16bit_storage(void **state)
 
 /* The f16-compute tests below run the tensor-core shaders, on emulated
  * matrices where the device has none (lavapipe), so their tiling is tested
- * everywhere. Each sets KILN_VULKAN_EMULATE_COOPMAT for its own runs and
- * clears every switch it set before it returns. */
-static void emulate_where_needed(void) { setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1); }
-
-static void clear_switches(void)
+ * everywhere: their setup sets KILN_VULKAN_EMULATE_COOPMAT, and their
+ * teardown clears it and every switch a test sets, also after a failure. */
+static int emulate_where_needed(void **state)
 {
+    (void)state;
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    return 0;
+}
+
+static int clear_switches(void **state)
+{
+    (void)state;
     static const char *const names[] = {"KILN_VULKAN_EMULATE_COOPMAT", "KILN_VULKAN_COOPMAT_N",
                                         "KILN_VULKAN_COOPMAT_KHR",     "KILN_VULKAN_GEMM_PREFETCH",
                                         "KILN_VULKAN_GEMM_ROWS",       "KILN_VULKAN_CONV_COL_BYTES",
                                         "KILN_VULKAN_ATTENTION_ROWS",  "KILN_VULKAN_REGISTER_SOFTMAX"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unsetenv(names[i]);
+    return 0;
 }
+
+#define F16_TEST(test) cmocka_unit_test_setup_teardown(test, emulate_where_needed, clear_switches)
 
 /* Sets a switch of the tensor-core shaders where the device takes it in f16
  * compute, or says why not and leaves it unset: whether the pass it guards
@@ -127,9 +136,7 @@ static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "V
  * does not take the switch. */
 static void require(bool switch_taken)
 {
-    if (switch_taken) return;
-    clear_switches();
-    skip();
+    if (!switch_taken) skip();
 }
 
 static void run_f16(kiln_dtype weights, const char *only_op) { run_suite_in(KILN_F16, weights, only_op, HALF_TOL); }
@@ -146,24 +153,20 @@ static void run_f16(kiln_dtype weights, const char *only_op) { run_suite_in(KILN
 static void f16_compute_f16_weights(void **state)
 {
     (void)state;
-    emulate_where_needed();
     run_f16(KILN_F16, NULL);
     setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
     run_f16(KILN_F16, "conv2d");
-    clear_switches();
 }
 
 /* The GEMMs loading their operands 2 and 3 K steps ahead. */
 static void f16_compute_f16_weights_loaded_ahead(void **state)
 {
     (void)state;
-    emulate_where_needed();
     for (int ahead = 2; ahead <= 3; ahead++) {
         setenv("KILN_VULKAN_GEMM_PREFETCH", ahead == 2 ? "2" : "3", 1);
         run_f16(KILN_F16, "matmul");
         run_f16(KILN_F16, "conv2d");
     }
-    clear_switches();
 }
 
 /* The GEMMs on tiles of 128 rows (the convs also a tile of rows at a
@@ -171,7 +174,6 @@ static void f16_compute_f16_weights_loaded_ahead(void **state)
 static void f16_compute_f16_weights_on_128_rows(void **state)
 {
     (void)state;
-    emulate_where_needed();
     setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
     run_f16(KILN_F16, "matmul");
     run_f16(KILN_F16, "conv2d");
@@ -182,27 +184,22 @@ static void f16_compute_f16_weights_on_128_rows(void **state)
         run_f16(KILN_F16, "matmul");
         run_f16(KILN_F16, "conv2d");
     }
-    clear_switches();
 }
 
 static void f16_compute_f16_weights_on_16x8x16(void **state)
 {
     (void)state;
-    emulate_where_needed();
     require(use_16x8x16());
     run_f16(KILN_F16, "matmul");
     run_f16(KILN_F16, "conv2d");
-    clear_switches();
 }
 
 static void f16_compute_f16_weights_through_khr(void **state)
 {
     (void)state;
-    emulate_where_needed();
     require(use_khr());
     run_f16(KILN_F16, "matmul");
     run_f16(KILN_F16, "conv2d");
-    clear_switches();
 }
 
 /* Attention has no weight operand, so the tests above leave it to the f32
@@ -214,45 +211,35 @@ static void f16_compute_f16_weights_through_khr(void **state)
 static void f16_compute_attention(void **state)
 {
     (void)state;
-    emulate_where_needed();
     run_f16(KILN_F32, "attention");
-    clear_switches();
 }
 
 static void f16_compute_attention_on_128_rows(void **state)
 {
     (void)state;
-    emulate_where_needed();
     setenv("KILN_VULKAN_ATTENTION_ROWS", "128", 1);
     run_f16(KILN_F32, "attention");
-    clear_switches();
 }
 
 static void f16_compute_attention_softmax_in_shared_memory(void **state)
 {
     (void)state;
-    emulate_where_needed();
     setenv("KILN_VULKAN_REGISTER_SOFTMAX", "0", 1);
     run_f16(KILN_F32, "attention");
-    clear_switches();
 }
 
 static void f16_compute_attention_on_16x8x16(void **state)
 {
     (void)state;
-    emulate_where_needed();
     require(use_16x8x16());
     run_f16(KILN_F32, "attention");
-    clear_switches();
 }
 
 static void f16_compute_attention_through_khr(void **state)
 {
     (void)state;
-    emulate_where_needed();
     require(use_khr());
     run_f16(KILN_F32, "attention");
-    clear_switches();
 }
 
 /* An argument runs only the tests whose names match it (cmocka's pattern:
@@ -274,16 +261,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(f32_compute_bf16_weights),
         cmocka_unit_test(f32_compute_fp8_weights),
         cmocka_unit_test(f32_compute_f16_weights_without_16bit_storage),
-        cmocka_unit_test(f16_compute_f16_weights),
-        cmocka_unit_test(f16_compute_f16_weights_loaded_ahead),
-        cmocka_unit_test(f16_compute_f16_weights_on_128_rows),
-        cmocka_unit_test(f16_compute_f16_weights_on_16x8x16),
-        cmocka_unit_test(f16_compute_f16_weights_through_khr),
-        cmocka_unit_test(f16_compute_attention),
-        cmocka_unit_test(f16_compute_attention_on_128_rows),
-        cmocka_unit_test(f16_compute_attention_softmax_in_shared_memory),
-        cmocka_unit_test(f16_compute_attention_on_16x8x16),
-        cmocka_unit_test(f16_compute_attention_through_khr),
+        F16_TEST(f16_compute_f16_weights),
+        F16_TEST(f16_compute_f16_weights_loaded_ahead),
+        F16_TEST(f16_compute_f16_weights_on_128_rows),
+        F16_TEST(f16_compute_f16_weights_on_16x8x16),
+        F16_TEST(f16_compute_f16_weights_through_khr),
+        F16_TEST(f16_compute_attention),
+        F16_TEST(f16_compute_attention_on_128_rows),
+        F16_TEST(f16_compute_attention_softmax_in_shared_memory),
+        F16_TEST(f16_compute_attention_on_16x8x16),
+        F16_TEST(f16_compute_attention_through_khr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
