@@ -61,6 +61,17 @@ foreach(kind 1 2 3 m128)
   endforeach()
 endforeach()
 
+# Whole tiles of 128x64 on workgroup-scope matrices (shaders/gemm_workgroup.glsl,
+# VK_NV_cooperative_matrix2), rewritten for VK_KHR_cooperative_matrix as the
+# _khr variants are (the NV module stays beside the header, for
+# tests/test_spirv_khr.c), and their emulated twins: timed against the
+# tiles above where a GPU lists such matrices (runtime/vulkan_tuning.c).
+foreach(op matmul conv2d)
+  set(defs W_F16_STORAGE GEMM_COOPMAT GEMM_WORKGROUP)
+  kiln_shader(${op}_workgroup_f16     ${op}.comp ${defs} KHR_REWRITE)
+  kiln_shader(${op}_workgroup_emu_f16 ${op}.comp ${defs} COOPMAT_EMULATED)
+endforeach()
+
 # The tensor-core conv's f16 column matrix (shaders/im2col.comp), and the
 # tensor-core matmul's f16 copy of x (shaders/f16_copy.comp).
 kiln_shader(im2col_f16 im2col.comp)

@@ -88,8 +88,12 @@ typedef enum kiln_vk_coopmat {
     KILN_VK_COOPMAT_KHR,      /* VK_KHR_cooperative_matrix: the 16x8x16 shaders rewritten for it */
 } kiln_vk_coopmat;
 
+/* ... and shaders/gemm_workgroup.glsl: its accumulator staged on its way
+ * out (64 lines of 68 f32), beside what the driver reserves. */
+#define KILN_VK_WORKGROUP_GEMM_SHARED_BYTES (64 * 68 * 4)
+
 /* Kinds of tensor-core GEMM: kiln_vk_gemm_kernels (vulkan_tuning.c). */
-#define KILN_VK_GEMM_KERNELS 4
+#define KILN_VK_GEMM_KERNELS 5
 
 /* f16 compute's tensor-core attentions (vulkan_ops.c, vk_attention), in
  * the order of preference: of those a device may run, the last whose
@@ -115,13 +119,15 @@ typedef struct kiln_vk {
     bool f16_storage;            /* storageBuffer16BitAccess enabled */
     kiln_vk_coopmat coopmat;     /* f16 compute: tensor-core shaders, real or emulated */
     uint32_t coopmat_n;          /* they multiply 16x16x16 or 16x8x16 blocks (shaders/coopmat.glsl's CM_N) */
+    bool workgroup_matrices;     /* VK_NV_cooperative_matrix2's workgroup scope enabled (gemm_workgroup.glsl) */
     bool attention[KILN_VK_ATTENTIONS];        /* which tensor-core attentions may run (vulkan_device.c) */
     bool attention_failed[KILN_VK_ATTENTIONS]; /* ... missed the check when the device opened (vulkan_tuning.c) */
     bool attention_tuned;                      /* ... as timed on this device when it opened */
     bool split_k;                /* GEMMs may split K (vulkan_ops.c); KILN_VULKAN_SPLIT_K=0|1 */
     bool split_k_tuned;          /* ... as timed on this device when it opened */
-    uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c) */
-    uint32_t gemm_rows;          /* ... into tiles of C of 64 or (loading 1 ahead) 128 rows by 64 columns */
+    uint32_t gemm_prefetch;      /* the tensor-core GEMMs load operands 1, 2 or 3 K steps ahead (vulkan_device.c), */
+    uint32_t gemm_rows;          /* ... into tiles of C of 64 or (loading 1 ahead) 128 rows by 64 columns; */
+                                 /* 0 ahead: 128 rows on workgroup-scope matrices, the driver's to load */
     bool gemm_tuned;             /* these two as timed on this device when it opened */
     bool gemm_allowed[KILN_VK_GEMM_KERNELS]; /* which of kiln_vk_gemm_kernels may run; where none may, */
     bool gemm_failed[KILN_VK_GEMM_KERNELS];  /* all having missed the check at open, GEMMs run in f32 */
@@ -256,8 +262,9 @@ extern const kiln_backend_ops kiln_vk_backend_ops;
  * gets the totals in that order). Either count may be 0, which leaves that
  * choice as it was. */
 extern const struct kiln_vk_gemm_kernel {
-    uint32_t prefetch, rows;
+    uint32_t prefetch, rows; /* prefetch 0: gemm_workgroup.glsl */
 } kiln_vk_gemm_kernels[KILN_VK_GEMM_KERNELS];
+#define KILN_VK_GEMM_WORKGROUP 4 /* its index there */
 /* The index in kiln_vk_gemm_kernels of the kind vk->gemm_prefetch and
  * vk->gemm_rows name. */
 int kiln_vk_gemm_kind(const kiln_vk *vk);

@@ -75,6 +75,7 @@ typedef struct device_caps {
     kiln_vk_coopmat coopmat; /* what f16 compute would run on */
     bool coopmat_lists_n8;   /* the driver has 16x8x16 multiplies too (NV) */
     bool khr_usable;         /* VK_KHR_cooperative_matrix with what the _khr variants need */
+    bool workgroup_matrices; /* VK_NV_cooperative_matrix2 with what the _workgroup variants need */
     bool quad_reductions;    /* clustered subgroup operations in compute shaders */
     const char *missing; /* NULL when usable */
 } device_caps;
@@ -164,7 +165,10 @@ static kiln_status rows_switch(const char *name, uint32_t *rows)
  *   KILN_VULKAN_GEMM_PREFETCH=1|2|3 and KILN_VULKAN_GEMM_ROWS=64|128: how
  *   many K steps ahead the tensor-core GEMMs load their operands and how
  *   many rows their tiles of C have (setting either leaves the other at its
- *   default, 1 or 64, untimed), timed on the SD 1.5 UNet's kinds of GEMM
+ *   default, 1 or 64, untimed), and KILN_VULKAN_GEMM_WORKGROUP=0|1: whether
+ *   they run on VK_NV_cooperative_matrix2's workgroup-scope matrices where
+ *   the driver has them (1: always, emulated too; 0: never), all timed on
+ *   the SD 1.5 UNet's kinds of GEMM
  *   (8192 x 2560 x 320, the feed-forward input: 5 K steps over 5120 tiles;
  *   8192 x 320 x 2880, its 64x64 level's 3x3 convs; 2048 x 640 x 5760,
  *   like its 32x32 level's: a long K over few tiles);
@@ -276,6 +280,92 @@ static bool khr_coopmat_usable(VkInstance instance, VkPhysicalDevice pd, uint32_
     return found;
 }
 
+/* VK_NV_cooperative_matrix2 is newer than Debian 12's Vulkan headers too. */
+#ifndef VK_NV_cooperative_matrix2
+#define VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME "VK_NV_cooperative_matrix2"
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV ((VkStructureType)1000593000)
+#define VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV ((VkStructureType)1000593001)
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV ((VkStructureType)1000593002)
+typedef struct VkPhysicalDeviceCooperativeMatrix2FeaturesNV {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrixWorkgroupScope;
+    VkBool32 cooperativeMatrixFlexibleDimensions;
+    VkBool32 cooperativeMatrixReductions;
+    VkBool32 cooperativeMatrixConversions;
+    VkBool32 cooperativeMatrixPerElementOperations;
+    VkBool32 cooperativeMatrixTensorAddressing;
+    VkBool32 cooperativeMatrixBlockLoads;
+} VkPhysicalDeviceCooperativeMatrix2FeaturesNV;
+typedef struct VkPhysicalDeviceCooperativeMatrix2PropertiesNV {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t cooperativeMatrixWorkgroupScopeMaxWorkgroupSize;
+    uint32_t cooperativeMatrixFlexibleDimensionsMaxDimension;
+    uint32_t cooperativeMatrixWorkgroupScopeReservedSharedMemory;
+} VkPhysicalDeviceCooperativeMatrix2PropertiesNV;
+typedef struct VkCooperativeMatrixFlexibleDimensionsPropertiesNV {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MGranularity, NGranularity, KGranularity;
+    VkComponentTypeNV AType, BType, CType, ResultType;
+    VkBool32 saturatingAccumulation;
+    VkScopeNV scope;
+    uint32_t workgroupInvocations;
+} VkCooperativeMatrixFlexibleDimensionsPropertiesNV;
+typedef VkResult(VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV)(
+    VkPhysicalDevice, uint32_t *, VkCooperativeMatrixFlexibleDimensionsPropertiesNV *);
+#endif
+
+/* Workgroup-scope matrices for shaders/gemm_workgroup.glsl: its A (64x32
+ * f16), B (32x64 f16) and accumulator (64x64 f32) as flexible dimensions
+ * of a workgroup of 256, beside its own shared memory and what the driver
+ * reserves for staging. Its SPIR-V is KHR's, so that extension too. */
+static bool workgroup_matrices_usable(VkInstance instance, VkPhysicalDevice pd, uint32_t max_shared)
+{
+    PFN_vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV get_flexible =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV)vkGetInstanceProcAddr(
+            instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
+    if (!get_flexible || !has_extension(pd, VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME) ||
+        !has_extension(pd, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME))
+        return false;
+    VkPhysicalDeviceCooperativeMatrix2FeaturesNV cm2 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV};
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR, .pNext = &cm2};
+    VkPhysicalDeviceFeatures2 f = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &cm};
+    vkGetPhysicalDeviceFeatures2(pd, &f);
+    if (!cm.cooperativeMatrix || !cm2.cooperativeMatrixWorkgroupScope || !cm2.cooperativeMatrixFlexibleDimensions)
+        return false;
+    VkPhysicalDeviceCooperativeMatrix2PropertiesNV limits = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &limits};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    if (limits.cooperativeMatrixWorkgroupScopeMaxWorkgroupSize < 256 ||
+        limits.cooperativeMatrixFlexibleDimensionsMaxDimension < 64 ||
+        (uint64_t)limits.cooperativeMatrixWorkgroupScopeReservedSharedMemory + KILN_VK_WORKGROUP_GEMM_SHARED_BYTES >
+            max_shared)
+        return false;
+    uint32_t n = 0;
+    if (get_flexible(pd, &n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkCooperativeMatrixFlexibleDimensionsPropertiesNV *props = calloc(n, sizeof *props);
+    if (!props) return false;
+    for (uint32_t i = 0; i < n; i++)
+        props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV;
+    bool found = false;
+    if (get_flexible(pd, &n, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++) {
+            const VkCooperativeMatrixFlexibleDimensionsPropertiesNV *p = &props[i];
+            found |= p->AType == VK_COMPONENT_TYPE_FLOAT16_NV && p->BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                     p->CType == VK_COMPONENT_TYPE_FLOAT32_NV && p->ResultType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                     !p->saturatingAccumulation && p->scope == VK_SCOPE_WORKGROUP_NV &&
+                     p->workgroupInvocations == 256 && p->MGranularity && 64 % p->MGranularity == 0 &&
+                     p->NGranularity && 64 % p->NGranularity == 0 && p->KGranularity && 32 % p->KGranularity == 0;
+        }
+    free(props);
+    return found;
+}
+
 /* f16 compute needs the tensor-core shaders' shared memory, f16 shader
  * arithmetic and 16-bit storage, and cooperative matrices: NVIDIA's
  * extension (measured, bench/RESULTS.md), else the KHR one (or with
@@ -294,6 +384,8 @@ static kiln_vk_coopmat coopmat_kind(VkInstance instance, VkPhysicalDevice pd, bo
     caps->quad_reductions = (sub.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT) &&
                             (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT);
     caps->khr_usable = khr_coopmat_usable(instance, pd, sub.subgroupSize);
+    caps->workgroup_matrices =
+        workgroup_matrices_usable(instance, pd, p2.properties.limits.maxComputeSharedMemorySize);
     if (caps->khr_usable && env_is_1("KILN_VULKAN_COOPMAT_KHR")) return KILN_VK_COOPMAT_KHR;
     if (nv_coopmat_usable(pd, sub.subgroupSize, &caps->coopmat_lists_n8)) return KILN_VK_COOPMAT_NV;
     if (caps->khr_usable) return KILN_VK_COOPMAT_KHR;
@@ -463,6 +555,18 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
         .cooperativeMatrix = VK_TRUE,
     };
+    /* workgroup-scope matrices (gemm_workgroup.glsl), KHR's types, beside
+     * either extension's subgroup ones */
+    bool workgroup = (nv || khr) && caps->workgroup_matrices;
+    VkPhysicalDeviceCooperativeMatrix2FeaturesNV cm2 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV,
+        .cooperativeMatrixWorkgroupScope = VK_TRUE,
+        .cooperativeMatrixFlexibleDimensions = VK_TRUE,
+    };
+    if (workgroup) {
+        cm_khr.pNext = &cm2;
+        if (nv) cm_nv.pNext = &cm_khr;
+    }
     VkPhysicalDeviceVulkan12Features f12 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
         .pNext = nv ? (void *)&cm_nv : khr ? (void *)&cm_khr : NULL,
@@ -482,10 +586,11 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
         .pNext = f12.pNext,
         .pipelineExecutableInfo = VK_TRUE,
     };
-    const char *extensions[2];
+    const char *extensions[4];
     uint32_t nextensions = 0;
-    if (nv || khr)
-        extensions[nextensions++] = nv ? VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME : VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (nv) extensions[nextensions++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (khr || workgroup) extensions[nextensions++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (workgroup) extensions[nextensions++] = VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME;
     /* NVIDIA's driver reports each pipeline's registers, and NVIDIA's
      * register file (64K an SM) is what decides how many GEMM workgroups
      * share an SM, which the split-K estimate counts (vulkan_ops.c) */
@@ -516,6 +621,7 @@ static kiln_status device_open(kiln_vk *vk, const device_caps *caps, kiln_vk_coo
     vk->props = caps->props;
     vk->f16_storage = caps->f16_storage;
     vk->coopmat = coopmat;
+    vk->workgroup_matrices = workgroup;
     vkGetPhysicalDeviceMemoryProperties(vk->physical, &vk->memory_props);
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
@@ -568,6 +674,12 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                          "vulkan: KILN_VULKAN_GEMM_PREFETCH=%d with KILN_VULKAN_GEMM_ROWS=128: tiles of 128 rows load "
                          "1 K step ahead only",
                          gemm_prefetch);
+    int workgroup_gemm;
+    TRY(digit_switch("KILN_VULKAN_GEMM_WORKGROUP", "01", &workgroup_gemm));
+    if (workgroup_gemm == 1 && (gemm_prefetch > 0 || gemm_rows))
+        return kiln_fail(KILN_ERR_INVALID_ARG,
+                         "vulkan: KILN_VULKAN_GEMM_WORKGROUP=1 with KILN_VULKAN_GEMM_PREFETCH or KILN_VULKAN_GEMM_ROWS: "
+                         "the workgroup-scope GEMM has 128-row tiles and leaves loading to the driver");
     TRY(digit_switch("KILN_VULKAN_REGISTER_SOFTMAX", "01", &softmax_in_registers));
     TRY(rows_switch("KILN_VULKAN_ATTENTION_ROWS", &attention_rows));
     if (attention_rows == 128 && softmax_in_registers == 0)
@@ -600,6 +712,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                              "16x8x16 blocks only (%s)",
                              caps.props.deviceName);
     }
+    if (workgroup_gemm == 1 && !(want_f16 && (caps.workgroup_matrices || caps.coopmat == KILN_VK_COOPMAT_EMULATED)))
+        return kiln_fail(KILN_ERR_UNSUPPORTED,
+                         "vulkan: KILN_VULKAN_GEMM_WORKGROUP=1: %s%s has no VK_NV_cooperative_matrix2 with "
+                         "workgroup-scope f16 matrices (64x32, 32x64, 64x64 into f32) for workgroups of 256",
+                         caps.props.deviceName, want_f16 ? "" : " runs in f32 here, or");
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     vk->coopmat_n = coopmat_n;
     /* The tensor-core attention with its softmax in registers
@@ -627,6 +744,13 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = quads && (attention_rows == 128 || attention_timed);
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) vk->gemm_allowed[i] = true;
+    /* The workgroup-scope GEMM where the driver has the matrices (timed
+     * below like the others), or emulated where asked for; never with
+     * KILN_VULKAN_GEMM_WORKGROUP=0. */
+    vk->gemm_allowed[KILN_VK_GEMM_WORKGROUP] =
+        workgroup_gemm != 0 &&
+        (vk->workgroup_matrices || (workgroup_gemm == 1 && vk->coopmat == KILN_VK_COOPMAT_EMULATED));
+    if (workgroup_gemm == 1) vk->gemm_prefetch = 0, vk->gemm_rows = 128;
     /* Before any timing, a GPU's tensor-core attentions and GEMMs (every
      * kind: a forced one that misses gives way to one that passed) must
      * compute right on it, to the op suite's f16 tolerance
@@ -638,16 +762,17 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     if (vk->pipeline_stats && timed)
         fprintf(stderr,
                 "kiln vulkan check: attention error, softmax in shared memory %.2g, in registers %.2g, in registers "
-                "on 128 rows %.2g; GEMM error, tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.2g, "
-                "%.2g, %.2g, %.2g\n",
+                "on 128 rows %.2g; GEMM error, tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1, "
+                "workgroup-scope matrices: %.2g, %.2g, %.2g, %.2g, %.2g\n",
                 check_errors[0], check_errors[1], check_errors[2], gemm_errors[0], gemm_errors[1], gemm_errors[2],
-                gemm_errors[3]);
+                gemm_errors[3], gemm_errors[4]);
     /* a timing that fails leaves the defaults and no "(timed)" in the
      * device name; the device is no less usable. With
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
     double gemm_seconds[KILN_VK_GEMM_KERNELS] = {0}, attention_seconds[KILN_VK_ATTENTIONS] = {0}, split_seconds[2] = {0};
     if (timed)
-        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !gemm_rows ? 3 : 0, gemm_seconds,
+        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !gemm_rows && workgroup_gemm < 0 ? 3 : 0,
+                                 gemm_seconds,
                                  split_tuning_shapes, split < 0 ? 2 : 0, split_seconds);
     if (attention_timed) (void)kiln_vk_tune_attentions(be, attention_tuning_shapes, 2, attention_seconds);
     /* untimed (the timing failed), 128 rows only where nothing else passed its check */
@@ -656,10 +781,10 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = false;
     if (vk->pipeline_stats && vk->gemm_tuned)
         fprintf(stderr,
-                "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.3f, %.3f, "
-                "%.3f, %.3f ms; kept %ux64 loading %u\n",
+                "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1, workgroup-scope "
+                "matrices: %.3f, %.3f, %.3f, %.3f, %.3f ms; kept %ux64 loading %u (0: the driver)\n",
                 1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], 1e3 * gemm_seconds[3],
-                vk->gemm_rows, vk->gemm_prefetch);
+                1e3 * gemm_seconds[4], vk->gemm_rows, vk->gemm_prefetch);
     static const char *const attention_names[] = {"softmax in shared memory", "softmax in registers",
                                                   "softmax in registers on 128 rows"};
     int attention = -1; /* the one preferred */
@@ -679,14 +804,16 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                                                 ", cooperative matrix (KHR)"};
     char sms[32] = "";
     if (vk->multiprocessors) snprintf(sms, sizeof sms, ", %u SMs", vk->multiprocessors);
-    char ahead[64] = "";
-    if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_rows != 64 || vk->gemm_tuned))
+    char ahead[80] = "";
+    if (vk->coopmat && vk->gemm_prefetch == 0)
+        snprintf(ahead, sizeof ahead, ", GEMM on workgroup-scope matrices%s", vk->gemm_tuned ? " (timed)" : "");
+    else if (vk->coopmat && (vk->gemm_prefetch > 1 || vk->gemm_rows != 64 || vk->gemm_tuned))
         snprintf(ahead, sizeof ahead, ", GEMM %sloads %u K step%s ahead%s", vk->gemm_rows == 128 ? "tiles 128x64, " : "",
                  vk->gemm_prefetch, vk->gemm_prefetch > 1 ? "s" : "", vk->gemm_tuned ? " (timed)" : "");
     const char *split_name = !vk->split_k ? ", K never split" : vk->split_k_tuned ? ", K split" : "";
     static const char *const gemm_names[KILN_VK_GEMM_KERNELS] = {
         "GEMM on 64x64 tiles loading 1 K step ahead", "GEMM loading 2 ahead", "GEMM loading 3 ahead",
-        "GEMM on 128x64 tiles"};
+        "GEMM on 128x64 tiles", "GEMM on workgroup-scope matrices"};
     char failed[320] = "";
     for (int a = 0; a < KILN_VK_ATTENTIONS; a++)
         if (vk->attention_failed[a])

@@ -89,20 +89,34 @@ typedef struct gemm_kernel {
                          C, so a variant of another size from KILN_VULKAN_SHADER_DIR still covers it) */
     uint32_t rows;    /* of C in its tiles, of 64 columns each */
     bool tensor_cores; /* a tensor-core variant (on_tensor_cores) */
+    bool whole_tiles;  /* it runs only GEMMs of whole tiles (gemm_workgroup.glsl: see run_gemm), */
+    kiln_vk_shader other_tiles; /* ... the others on this tensor-core variant of 64x64 tiles */
 } gemm_kernel;
 
 /* The tensor-core variant this device runs, on tiles of vk->gemm_rows rows
- * loading operands as many K steps ahead as vk->gemm_prefetch says, or the
- * f32 GEMM (64x64 tiles) for the weight's dtype. coopmat_f16: the op's
- * first tensor-core variant; those loading 2 and 3 steps ahead follow, 10
- * and 20 on, and those of 128 rows 30 on. */
+ * loading operands as many K steps ahead as vk->gemm_prefetch says (0: on
+ * workgroup-scope matrices, workgroup_f16 or its emulated twin after it),
+ * or the f32 GEMM (64x64 tiles) for the weight's dtype. coopmat_f16: the
+ * op's first tensor-core variant; those loading 2 and 3 steps ahead
+ * follow, 10 and 20 on, and those of 128 rows 30 on. */
 static gemm_kernel gemm_variant(const kiln_vk *vk, kiln_vk_shader f32_variant, kiln_vk_shader coopmat_f16,
-                                kiln_dtype dtype)
+                                kiln_vk_shader workgroup_f16, kiln_dtype dtype)
 {
-    if (!on_tensor_cores(vk, dtype)) return (gemm_kernel){weight_variant(vk, f32_variant, dtype), 64, 64, false};
-    if (vk->gemm_rows == 128) return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 30), 256, 128, true};
-    return (gemm_kernel){coopmat_variant(vk, coopmat_f16 + 10 * (vk->gemm_prefetch - 1)), 256, 64, true};
+    if (!on_tensor_cores(vk, dtype))
+        return (gemm_kernel){.shader = weight_variant(vk, f32_variant, dtype), .threads = 64, .rows = 64};
+    if (vk->gemm_prefetch == 0)
+        return (gemm_kernel){.shader = workgroup_f16 + (vk->coopmat == KILN_VK_COOPMAT_EMULATED), .threads = 256,
+                             .rows = 128, .tensor_cores = true, .whole_tiles = true,
+                             .other_tiles = coopmat_variant(vk, coopmat_f16)};
+    if (vk->gemm_rows == 128)
+        return (gemm_kernel){
+            .shader = coopmat_variant(vk, coopmat_f16 + 30), .threads = 256, .rows = 128, .tensor_cores = true};
+    return (gemm_kernel){.shader = coopmat_variant(vk, coopmat_f16 + 10 * (vk->gemm_prefetch - 1)), .threads = 256,
+                         .rows = 64, .tensor_cores = true};
 }
+_Static_assert(KILN_VK_SHADER_MATMUL_WORKGROUP_EMU_F16 == KILN_VK_SHADER_MATMUL_WORKGROUP_F16 + 1 &&
+                   KILN_VK_SHADER_CONV2D_WORKGROUP_EMU_F16 == KILN_VK_SHADER_CONV2D_WORKGROUP_F16 + 1,
+               "workgroup-scope GEMM variants are listed in cmake/shaders.cmake with their emulated twins next");
 _Static_assert(KILN_VK_SHADER_MATMUL_COOPMAT_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 1 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 2 &&
                    KILN_VK_SHADER_MATMUL_COOPMAT_N8_EMU_F16 == KILN_VK_SHADER_MATMUL_COOPMAT_F16 + 3 &&
@@ -286,11 +300,18 @@ typedef struct gemm_split {
  * two split along K. push (push_bytes) holds the op's push constants, ending
  * with *split, which this fills in. src: x, w and (nsrc 3) bias. The split
  * sums go to scratch after the first scratch_used bytes (a multiple of 16),
- * which the caller's operands occupy. */
+ * which the caller's operands occupy. rows_aligned: A's and B's rows start
+ * on 16 bytes. */
 static kiln_status run_gemm(kiln_backend *be, const gemm_kernel *k, void *push, uint32_t push_bytes,
-                            gemm_split *split, uint64_t M, uint64_t N, uint64_t K, size_t scratch_used,
-                            const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
+                            gemm_split *split, uint64_t M, uint64_t N, uint64_t K, bool rows_aligned,
+                            size_t scratch_used, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst)
 {
+    /* gemm_workgroup.glsl's loads are not clamped: whole tiles, whole K
+     * steps of 32 (a split's shares are multiples of 32, share_of_k) */
+    if (k->whole_tiles && (M % k->rows || N % GEMM_TILE || K % 32 || !rows_aligned)) {
+        gemm_kernel tiles = {.shader = k->other_tiles, .threads = 256, .rows = GEMM_TILE, .tensor_cores = true};
+        return run_gemm(be, &tiles, push, push_bytes, split, M, N, K, rows_aligned, scratch_used, src, nsrc, dst);
+    }
     uint32_t gx = ceil_div(N, GEMM_TILE), gy = ceil_div(M, k->rows);
     uint64_t shares, splits;
     TRY(split_k(kiln_vk_of(be), k, (uint64_t)gx * gy, M, N, K, &shares));
@@ -349,11 +370,11 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     matmul_push push = {.p = *p};
     TRY(gemm_operands("matmul", src, p->has_bias, dst, (uint64_t)p->K, true, &push.a, &push.w));
     gemm_kernel k = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_MATMUL_F32, KILN_VK_SHADER_MATMUL_COOPMAT_F16,
-                                 src[1]->dtype);
+                                 KILN_VK_SHADER_MATMUL_WORKGROUP_F16, src[1]->dtype);
     uint64_t M = (uint64_t)p->M, N = (uint64_t)p->N, K = (uint64_t)p->K;
     int nsrc = p->has_bias ? 3 : 2;
     if (!k.tensor_cores)
-        return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, 0, src, nsrc, dst);
+        return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, push.w.rows_aligned, 0, src, nsrc, dst);
 
     /* The tensor-core GEMM reads an f16 copy of x, in scratch (split-K sums
      * after it); whole runs of four elements, 16-byte aligned. The copy the
@@ -375,7 +396,8 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     push.a.x = copy->buffer->address + copy->offset;
     push.w.rows_aligned = push.w.w_first == 0 && push.a.w % 16 == 0 && K % 8 == 0;
     const kiln_tensor *operands[3] = {copy, src[1], nsrc > 2 ? src[2] : NULL};
-    return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, copy_bytes, operands, nsrc, dst);
+    return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, push.w.rows_aligned, copy_bytes, operands, nsrc,
+                    dst);
 }
 
 typedef struct conv2d_push {
@@ -426,7 +448,8 @@ static kiln_status conv2d_by_columns(kiln_backend *be, conv2d_push *push, const 
         im.rows = push->m_count = (uint32_t)n;
         TRY(run(be, KILN_VK_SHADER_IM2COL_F16, &im, sizeof im, ceil_div(k_stride, GEMM_TILE), ceil_div(n, GEMM_TILE),
                 1, src, 1, &col));
-        TRY(run_gemm(be, k, push, sizeof *push, &push->split, n, O, K, col_bytes, operands, 3, dst));
+        TRY(run_gemm(be, k, push, sizeof *push, &push->split, n, O, K, push->w.rows_aligned, col_bytes, operands, 3,
+                     dst));
     }
     return KILN_OK;
 }
@@ -438,10 +461,10 @@ static kiln_status vk_conv2d(kiln_backend *be, const kiln_conv2d_params *p, cons
     uint64_t K = (uint64_t)p->C * p->KH * p->KW;
     TRY(gemm_operands("conv2d", src, true, dst, K, false, &push.a, &push.w));
     gemm_kernel k = gemm_variant(kiln_vk_of(be), KILN_VK_SHADER_CONV2D_F32, KILN_VK_SHADER_CONV2D_COOPMAT_F16,
-                                 src[1]->dtype);
+                                 KILN_VK_SHADER_CONV2D_WORKGROUP_F16, src[1]->dtype);
     if (k.tensor_cores) return conv2d_by_columns(be, &push, &k, src, dst);
-    return run_gemm(be, &k, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW,
-                    (uint64_t)p->O, K, 0, src, 3, dst);
+    return run_gemm(be, &k, &push, sizeof push, &push.split, (uint64_t)p->N * p->OH * p->OW, (uint64_t)p->O, K,
+                    push.w.rows_aligned, 0, src, 3, dst);
 }
 
 /* group_norm.comp and layer_norm.comp: the same operands around each op's

@@ -10,7 +10,9 @@
  * keeps the fastest, as cuDNN's benchmark mode does:
  *   - how the tensor-core GEMMs tile C and how many K steps ahead they
  *     load their operands (vk->gemm_rows, vk->gemm_prefetch: 64x64 tiles
- *     loading 1, 2 or 3 ahead, or 128x64 loading 1 ahead);
+ *     loading 1, 2 or 3 ahead, 128x64 loading 1 ahead, or where the driver
+ *     has VK_NV_cooperative_matrix2, 128x64 on workgroup-scope matrices
+ *     whose loads it stages itself);
  *   - which tensor-core attention runs (vk->attention): the softmax
  *     through shared memory (attention_coopmat.comp), or in registers
  *     (attention_registers.comp) on 64 or 128 query rows a workgroup;
@@ -145,7 +147,7 @@ static kiln_status time_matmuls(kiln_backend *be, const uint32_t (*shapes)[3], i
 }
 
 const struct kiln_vk_gemm_kernel kiln_vk_gemm_kernels[KILN_VK_GEMM_KERNELS] = {
-    {1, 64}, {2, 64}, {3, 64}, {1, 128}};
+    {1, 64}, {2, 64}, {3, 64}, {1, 128}, {0, 128}};
 
 int kiln_vk_gemm_kind(const kiln_vk *vk)
 {
@@ -398,13 +400,17 @@ kiln_status kiln_vk_check_gemms(kiln_backend *be, double tolerance, double error
     /* Partial tiles of 64 and 128 rows and of 64 columns, K steps of 64
      * with a partial last one, rows of 16 bytes (vector loads) and not
      * (K 2052), a K split into shares (few tiles, a long K), a bias, and a
-     * 3x3 conv: its column matrix and its output along M. */
+     * 3x3 conv: its column matrix and its output along M; then a matmul and
+     * a conv of whole 128x64 tiles and K steps of 32, which the
+     * workgroup-scope GEMM takes (the others go to 64x64 tiles there). */
     static const gemm_case cases[] = {
         {.mm = {200, 136, 328, 1}},
         {.mm = {64, 72, 2052, 0}},
         {.conv = {1, 24, 18, 18, 40, 3, 3, 1, 1, 18, 18}},
+        {.mm = {256, 128, 352, 1}},
+        {.conv = {1, 32, 16, 16, 64, 3, 3, 1, 1, 16, 16}},
     };
-    enum { X = 64 * 2052, W = 72 * 2052, B = 136, Y = 200 * 136 }; /* the most of each the cases take */
+    enum { X = 64 * 2052, W = 72 * 2052, B = 136, Y = 256 * 128 }; /* the most of each the cases take */
     float *host = malloc((size_t)(X + W + B + 2 * Y) * sizeof(float));
     uint16_t *w16 = malloc((size_t)(W + B) * sizeof(uint16_t));
     if (!host || !w16) {

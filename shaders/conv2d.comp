@@ -38,12 +38,19 @@ layout(push_constant) uniform conv2d_push {
 #include "gemm.glsl"
 
 #ifdef GEMM_COOPMAT
-// The column matrix: f16 rows of K rounded up to 8, zero beyond K.
-uint col_index(uint m, uint k) { return m * ((uint(pc.C * pc.KH * pc.KW) + 7u) & ~7u) + k; }
+// The column matrix: f16 rows of K rounded up to 8 (its stride), zero beyond K.
+uint a_stride() { return (uint(pc.C * pc.KH * pc.KW) + 7u) & ~7u; }
+uint b_stride() { return uint(pc.C * pc.KH * pc.KW); }
+uint a_index(uint m, uint k) { return m * a_stride() + k; }
+uint b_index(uint o, uint k) { return pc.w_first + o * b_stride() + k; }
 
-float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), col_index(m, k)); }
-uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), col_index(m, k)); }
-uvec4 load_b8(uint o, uint k) { return load_weight8(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
+float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), a_index(m, k)); }
+uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), a_index(m, k)); }
+uvec4 load_b8(uint o, uint k) { return load_weight8(pc.w, b_index(o, k)); }
+#ifdef GEMM_WORKGROUP
+f16_rows a_rows() { return f16_rows(pc.x); }
+f16_rows b_rows() { return f16_rows(pc.w); }
+#endif
 #else
 vec4 load_b4(uint o, uint k) { return load_weight4(pc.w, pc.w_first + o * uint(pc.C * pc.KH * pc.KW) + k); }
 // Per row of the tile (a_row_setup): where its image starts in x and the

@@ -1,6 +1,6 @@
 // The tiled GEMM under matmul.comp and conv2d.comp:
 //   C (M,N) = A (M,K) B (N,K)^T, accumulated in f32.
-// Two implementations behind one interface:
+// Three implementations behind one interface:
 //   - this file's (the default): a workgroup of 64 computes a 64x64 tile of
 //     C, stepping through K by 16 with both operand tiles staged k-major in
 //     shared memory as f32. Each invocation keeps an 8x8 block of C in
@@ -10,7 +10,10 @@
 //     memory, not arithmetic, sets the pace). Exact f32 arithmetic.
 //   - gemm_coopmat.glsl (GEMM_COOPMAT defined): tiles on tensor cores
 //     (shaders/coopmat.glsl), operands rounded to f16; it has hooks of its own
-//     for vector loads, listed there, and reads A along K only.
+//     for vector loads, listed there, and reads A along K only;
+//   - gemm_workgroup.glsl (GEMM_COOPMAT and GEMM_WORKGROUP): whole tiles on
+//     tensor cores through workgroup-scope matrices, A along K, hooks of its
+//     own for where the operands' rows are.
 // Both load alike: neighbouring invocations read neighbouring memory; along
 // M (this file's conv) an invocation owns one row and a run of 16
 // consecutive k, so the conv's index work is done per run, not per element;
@@ -102,7 +105,9 @@ void emit4(uint M, uint N, uint m, uint n, vec4 v, uint count)
     store4(pc.partial, vector, partial_index(M, N, gl_WorkGroupID.z, m, n), count, v);
 }
 
-#ifdef GEMM_COOPMAT
+#if defined(GEMM_WORKGROUP)
+#include "gemm_workgroup.glsl"
+#elif defined(GEMM_COOPMAT)
 #include "gemm_coopmat.glsl"
 #else
 const uint BM = 64, BN = 64, BK = 16;

@@ -28,9 +28,17 @@ void a_k_step() {}
 float load_b(uint n, uint k) { return load_weight(pc.w, pc.w_first + n * uint(pc.K) + k); }
 bool rows_aligned() { return pc.rows_aligned != 0; }
 #ifdef GEMM_COOPMAT
-float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), m * uint(pc.K) + k); }
-uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), m * uint(pc.K) + k); }
-uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, pc.w_first + n * uint(pc.K) + k); }
+uint a_index(uint m, uint k) { return m * uint(pc.K) + k; }
+uint b_index(uint n, uint k) { return pc.w_first + n * uint(pc.K) + k; }
+float load_a(uint m, uint k) { return load_weight(weight_ref(pc.x), a_index(m, k)); }
+uvec4 load_a8(uint m, uint k) { return load_weight8(weight_ref(pc.x), a_index(m, k)); }
+uvec4 load_b8(uint n, uint k) { return load_weight8(pc.w, b_index(n, k)); }
+#ifdef GEMM_WORKGROUP
+f16_rows a_rows() { return f16_rows(pc.x); }
+f16_rows b_rows() { return f16_rows(pc.w); }
+uint a_stride() { return uint(pc.K); }
+uint b_stride() { return uint(pc.K); }
+#endif
 #else
 float load_a(uint m, uint k) { return pc.x.v[m * uint(pc.K) + k]; }
 vec4 load_a4(uint m, uint k) { return vec4_ref(pc.x).v[(m * uint(pc.K) + k) / 4u]; }

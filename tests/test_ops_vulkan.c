@@ -102,7 +102,8 @@ static int clear_switches(void **state)
     static const char *const names[] = {"KILN_VULKAN_EMULATE_COOPMAT", "KILN_VULKAN_COOPMAT_N",
                                         "KILN_VULKAN_COOPMAT_KHR",     "KILN_VULKAN_GEMM_PREFETCH",
                                         "KILN_VULKAN_GEMM_ROWS",       "KILN_VULKAN_CONV_COL_BYTES",
-                                        "KILN_VULKAN_ATTENTION_ROWS",  "KILN_VULKAN_REGISTER_SOFTMAX"};
+                                        "KILN_VULKAN_ATTENTION_ROWS",  "KILN_VULKAN_REGISTER_SOFTMAX",
+                                        "KILN_VULKAN_GEMM_WORKGROUP"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unsetenv(names[i]);
     return 0;
 }
@@ -114,7 +115,9 @@ static int clear_switches(void **state)
  * can run. The switches: KILN_VULKAN_COOPMAT_N=8, 16x8x16 multiplies (every
  * emulating device; a real one that lists the shape), and
  * KILN_VULKAN_COOPMAT_KHR=1, the shaders rewritten for
- * VK_KHR_cooperative_matrix (not lavapipe, nor a GPU without it). */
+ * VK_KHR_cooperative_matrix (not lavapipe, nor a GPU without it), and
+ * KILN_VULKAN_GEMM_WORKGROUP=1, the GEMM on workgroup-scope matrices
+ * (emulated, or a GPU with VK_NV_cooperative_matrix2). */
 static bool use_switch(const char *name, const char *value, const char *pass)
 {
     setenv(name, value, 1);
@@ -131,6 +134,10 @@ static bool use_switch(const char *name, const char *value, const char *pass)
 
 static bool use_16x8x16(void) { return use_switch("KILN_VULKAN_COOPMAT_N", "8", "16x8x16"); }
 static bool use_khr(void) { return use_switch("KILN_VULKAN_COOPMAT_KHR", "1", "VK_KHR_cooperative_matrix"); }
+static bool use_workgroup_matrices(void)
+{
+    return use_switch("KILN_VULKAN_GEMM_WORKGROUP", "1", "workgroup-scope matrix");
+}
 
 /* For a test that is only that pass: skipped, saying why, where the device
  * does not take the switch. */
@@ -184,6 +191,19 @@ static void f16_compute_f16_weights_on_128_rows(void **state)
         run_f16(KILN_F16, "matmul");
         run_f16(KILN_F16, "conv2d");
     }
+}
+
+/* The GEMMs on workgroup-scope matrices, which take GEMMs of whole 128x64
+ * tiles (the suite's 256-row matmuls; its convs only with their column
+ * matrices cut to a tile of rows at a time, all row ranges but the last
+ * whole) and send the rest to 64x64 tiles. */
+static void f16_compute_f16_weights_on_workgroup_matrices(void **state)
+{
+    (void)state;
+    require(use_workgroup_matrices());
+    run_f16(KILN_F16, "matmul");
+    setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
+    run_f16(KILN_F16, "conv2d");
 }
 
 static void f16_compute_f16_weights_on_16x8x16(void **state)
@@ -264,6 +284,7 @@ int main(int argc, char **argv)
         F16_TEST(f16_compute_f16_weights),
         F16_TEST(f16_compute_f16_weights_loaded_ahead),
         F16_TEST(f16_compute_f16_weights_on_128_rows),
+        F16_TEST(f16_compute_f16_weights_on_workgroup_matrices),
         F16_TEST(f16_compute_f16_weights_on_16x8x16),
         F16_TEST(f16_compute_f16_weights_through_khr),
         F16_TEST(f16_compute_attention),

@@ -1,6 +1,8 @@
 /* The shader variants for VK_KHR_cooperative_matrix (the _khr ones, written
  * at build time by tools/build/spirv_khr_coopmat.c from the 16x8x16 NV
- * modules) against those NV modules, both from the embedded table. No GPU
+ * modules, and the _workgroup ones, of workgroup-scope matrices) against
+ * those NV modules: from the embedded table, or for the _workgroup ones
+ * (whose NV modules no device runs) as the build left them beside it. No GPU
  * here has the KHR extension (lavapipe has no cooperative matrices) and
  * Debian's SPIR-V validator predates it, so this is their check: walking
  * both modules side by side, every instruction is the NV one, word for word,
@@ -54,11 +56,12 @@ static long constant_value(const module *m, uint32_t id)
     return -1;
 }
 
-static void check_pair(kiln_vk_shader nv_shader, kiln_vk_shader khr_shader)
+/* Every matrix type of both modules has this scope (SPIR-V's Subgroup 3,
+ * Workgroup 2). */
+static void check_pair(module nv, kiln_vk_shader khr_shader, long scope)
 {
-    module nv = table_module(nv_shader), khr = table_module(khr_shader);
-    print_message("  %s -> %s: %zu -> %zu words\n", kiln_vk_shaders[nv_shader].name, kiln_vk_shaders[khr_shader].name,
-                  nv.n, khr.n);
+    module khr = table_module(khr_shader);
+    print_message("  -> %s: %zu -> %zu words\n", kiln_vk_shaders[khr_shader].name, nv.n, khr.n);
     assert_true(nv.n > 5 && khr.n > 5);
     assert_int_equal(khr.w[0], 0x07230203u);
     for (int k = 0; k < 5; k++)
@@ -97,6 +100,7 @@ static void check_pair(kiln_vk_shader nv_shader, kiln_vk_shader khr_shader)
             assert_int_equal(bop, NV_TYPE - NV_TO_KHR);
             assert_int_equal(blen, alen + 1);
             assert_memory_equal(a + 1, b + 1, (alen - 1) * 4);
+            assert_int_equal(constant_value(&khr, b[3]), scope);
             use[b[1]] = constant_value(&khr, b[alen]);
             assert_in_range(use[b[1]], 0, 2);
             rewritten++;
@@ -150,14 +154,44 @@ static void check_pair(kiln_vk_shader nv_shader, kiln_vk_shader khr_shader)
 static void khr_variants_match_their_nv_modules(void **state)
 {
     (void)state;
-    check_pair(KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16, KILN_VK_SHADER_MATMUL_COOPMAT_KHR_F16);
-    check_pair(KILN_VK_SHADER_CONV2D_COOPMAT_N8_F16, KILN_VK_SHADER_CONV2D_COOPMAT_KHR_F16);
-    check_pair(KILN_VK_SHADER_ATTENTION_COOPMAT_N8_F16, KILN_VK_SHADER_ATTENTION_COOPMAT_KHR_F16);
+    check_pair(table_module(KILN_VK_SHADER_MATMUL_COOPMAT_N8_F16), KILN_VK_SHADER_MATMUL_COOPMAT_KHR_F16, 3);
+    check_pair(table_module(KILN_VK_SHADER_CONV2D_COOPMAT_N8_F16), KILN_VK_SHADER_CONV2D_COOPMAT_KHR_F16, 3);
+    check_pair(table_module(KILN_VK_SHADER_ATTENTION_COOPMAT_N8_F16), KILN_VK_SHADER_ATTENTION_COOPMAT_KHR_F16, 3);
+}
+
+/* The NV module the build compiled for a rewritten variant (cmake/shaders.cmake). */
+static module built_nv_module(kiln_vk_shader s, uint32_t **words)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shaders/%s.nv.spv", KILN_BINARY_DIR, kiln_vk_shaders[s].name);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s: cannot open (the build writes it beside the shader table)", path);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long bytes = ftell(f);
+    assert_true(bytes > 20 && bytes % 4 == 0);
+    rewind(f);
+    *words = malloc((size_t)bytes);
+    assert_non_null(*words);
+    assert_int_equal(fread(*words, 1, (size_t)bytes, f), (size_t)bytes);
+    fclose(f);
+    return (module){*words, (size_t)bytes / 4};
+}
+
+static void workgroup_variants_match_their_nv_modules(void **state)
+{
+    (void)state;
+    static const kiln_vk_shader variants[] = {KILN_VK_SHADER_MATMUL_WORKGROUP_F16, KILN_VK_SHADER_CONV2D_WORKGROUP_F16};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        uint32_t *words;
+        check_pair(built_nv_module(variants[v], &words), variants[v], 2);
+        free(words);
+    }
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(khr_variants_match_their_nv_modules)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(khr_variants_match_their_nv_modules),
+                                       cmocka_unit_test(workgroup_variants_match_their_nv_modules)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #else

@@ -847,10 +847,12 @@ static void assert_fastest_kept(const double *seconds, int n, const bool *ran, i
 #endif
 
 /* KILN_VULKAN_GEMM_PREFETCH picks the tensor-core GEMMs that load their
- * operands 1, 2 or 3 K steps ahead, and KILN_VULKAN_GEMM_ROWS those that
- * tile C in 64 or 128 rows (the device name says which), and anything else
- * is refused by name, as are 128 rows loading more than 1 ahead. Where both
- * are unset, a GPU times the four kinds when it opens; that timing, run
+ * operands 1, 2 or 3 K steps ahead, KILN_VULKAN_GEMM_ROWS those that tile
+ * C in 64 or 128 rows, KILN_VULKAN_GEMM_WORKGROUP=1 those on workgroup-scope
+ * matrices (the device name says which), and anything else is refused by
+ * name, as are 128 rows loading more than 1 ahead and workgroup-scope
+ * matrices with either of the others. Where all are unset, a GPU times the
+ * kinds it has when it opens; that timing, run
  * here on small shapes, keeps the fastest and leaves the GEMMs computing
  * right. */
 static void gemm_tile_switches_and_timing(void **state)
@@ -874,7 +876,29 @@ static void gemm_tile_switches_and_timing(void **state)
     assert_switch_refused("KILN_VULKAN_GEMM_ROWS", "128x");
     setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
     assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "2");
+    assert_switch_refused("KILN_VULKAN_GEMM_WORKGROUP", "1");
     unsetenv("KILN_VULKAN_GEMM_ROWS");
+    assert_switch_refused("KILN_VULKAN_GEMM_WORKGROUP", "2");
+    /* KILN_VULKAN_GEMM_WORKGROUP=1: emulated here; on a GPU only where its
+     * driver has the matrices, which a refusal must name (a 96-row matmul
+     * then runs on 64x64 tiles: whole 128-row tiles only) */
+    setenv("KILN_VULKAN_EMULATE_COOPMAT", "1", 1);
+    setenv("KILN_VULKAN_GEMM_WORKGROUP", "1", 1);
+    kiln_backend *workgroup = NULL;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    kiln_status st = kiln_backend_vulkan_create(&opt, &workgroup);
+    unsetenv("KILN_VULKAN_GEMM_WORKGROUP");
+    unsetenv("KILN_VULKAN_EMULATE_COOPMAT");
+    if (st == KILN_ERR_UNSUPPORTED) {
+        print_message("  KILN_VULKAN_GEMM_WORKGROUP=1 refused: %s\n", kiln_last_error());
+        assert_non_null(strstr(kiln_last_error(), "VK_NV_cooperative_matrix2"));
+    } else {
+        assert_kiln_ok(st);
+        print_message("  %s\n", workgroup->device_name);
+        assert_non_null(strstr(workgroup->device_name, "GEMM on workgroup-scope matrices"));
+        tensor_core_matmul_matches(workgroup);
+        kiln_backend_free(workgroup);
+    }
 #ifdef KILN_TEST_VULKAN_INTERNALS
     kiln_backend *be = open_tensor_cores(NULL, NULL);
     kiln_vk *vk = kiln_vk_of(be);
@@ -887,15 +911,17 @@ static void gemm_tile_switches_and_timing(void **state)
         assert_true(vk->gemm_tuned); /* a GPU's are */
     }
     static const uint32_t shapes[][3] = {{128, 128, 1024}, {192, 64, 320}};
-    double seconds[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1};
+    double seconds[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1, -1};
+    bool ran[KILN_VK_GEMM_KERNELS];
+    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) ran[i] = vk->gemm_allowed[i];
     assert_kiln_ok(kiln_vk_tune_gemms(be, shapes, 2, seconds, NULL, 0, NULL));
     int kept = -1;
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
         if (kiln_vk_gemm_kernels[i].prefetch == vk->gemm_prefetch && kiln_vk_gemm_kernels[i].rows == vk->gemm_rows)
             kept = i;
-    static const char *const names[KILN_VK_GEMM_KERNELS] = {"64x64, 1 K step ahead", "64x64, 2 ahead",
-                                                            "64x64, 3 ahead", "128x64, 1 ahead"};
-    assert_fastest_kept(seconds, KILN_VK_GEMM_KERNELS, NULL, kept, vk->gemm_tuned, names);
+    static const char *const names[KILN_VK_GEMM_KERNELS] = {
+        "64x64, 1 K step ahead", "64x64, 2 ahead", "64x64, 3 ahead", "128x64, 1 ahead", "128x64, workgroup-scope"};
+    assert_fastest_kept(seconds, KILN_VK_GEMM_KERNELS, ran, kept, vk->gemm_tuned, names);
     tensor_core_matmul_matches(be);
     kiln_backend_free(be);
 #endif
@@ -1087,10 +1113,11 @@ static void attention_check_takes_away_what_misses(void **state)
 #endif
 
 #ifdef KILN_TEST_VULKAN_INTERNALS
-/* A GPU checks its tensor-core GEMMs (all four kinds) against the CPU when
- * it opens, as it does its attentions. The check again: each kind is kept
- * exactly where its error, above zero (x rounded to f16) but within f16's
- * tolerance, passes, and on emulated matrices all do; against a tolerance
+/* A GPU checks its tensor-core GEMMs (every kind it has) against the CPU
+ * when it opens, as it does its attentions. The check again: each kind is
+ * kept exactly where its error, above zero (x rounded to f16) but within
+ * f16's tolerance, passes, and on emulated matrices all five do (the
+ * workgroup-scope GEMM emulated as asked for, and in use); against a tolerance
  * of zero all miss, are marked failed, and GEMMs with f16 weights then run
  * the f32 shaders: the matmul's error against x unrounded falls from the
  * tensor cores' (rounding x) to f32's. */
@@ -1098,16 +1125,21 @@ static void gemm_check_takes_away_what_misses(void **state)
 {
     (void)state;
     kiln_backend *be = open_tensor_cores(NULL, NULL);
+    if (emulated(be)) {
+        kiln_backend_free(be);
+        be = open_tensor_cores("KILN_VULKAN_GEMM_WORKGROUP", "1");
+        assert_int_equal(kiln_vk_of(be)->gemm_prefetch, 0);
+    }
     kiln_vk *vk = kiln_vk_of(be);
     bool ran[KILN_VK_GEMM_KERNELS];
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
         ran[i] = vk->gemm_allowed[i];
         if (emulated(be)) assert_true(ran[i]); /* not checked when it opened */
     }
-    double errors[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1};
+    double errors[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1, -1};
     assert_kiln_ok(kiln_vk_check_gemms(be, 1e-2, errors));
-    print_message("  errors: 64x64 1, 2, 3 K steps ahead, 128x64: %.2g, %.2g, %.2g, %.2g\n", errors[0], errors[1],
-                  errors[2], errors[3]);
+    print_message("  errors: 64x64 1, 2, 3 K steps ahead, 128x64, 128x64 workgroup-scope: %.2g, %.2g, %.2g, %.2g, %.2g\n",
+                  errors[0], errors[1], errors[2], errors[3], errors[4]);
     assert_check_kept(KILN_VK_GEMM_KERNELS, ran, errors, 1e-2, vk->gemm_allowed, vk->gemm_failed);
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
         if (emulated(be)) assert_true(vk->gemm_allowed[i]);
