@@ -206,6 +206,14 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         KILN_VULKAN_GEMM_ROWS=128 bench kiln_vulkan_f16_rows128 vulkan f16
         KILN_VULKAN_GEMM_ROWS=128 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
             grep -E "matmul|conv" | tee "$results/bench_ops_vulkan_f16_rows128.txt"
+        # ... and on VK_NV_cooperative_matrix2's workgroup-scope matrices
+        # (gemm_workgroup.glsl); a driver without them refuses the switch,
+        # which is no failure of kiln's
+        kept=$status
+        KILN_VULKAN_GEMM_WORKGROUP=1 bench kiln_vulkan_f16_workgroup vulkan f16
+        KILN_VULKAN_GEMM_WORKGROUP=1 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+            grep -E "matmul|conv|vulkan" | tee "$results/bench_ops_vulkan_f16_workgroup.txt"
+        status=$kept
         # GEMMs never splitting K, and splitting it as estimated, beside the
         # default, which times the two when the device opens
         for split in 0 1; do

@@ -29,6 +29,7 @@
 #include "vulkan_backend.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cpu_ref.h"
@@ -445,11 +446,16 @@ kiln_status kiln_vk_check_gemms(kiln_backend *be, double tolerance, double error
             cpu_ref_matmul(&cases[c].mm, x, w, bias, want);
         }
         for (int i = 0; st == KILN_OK && i < KILN_VK_GEMM_KERNELS; i++) {
-            if (!allowed[i]) continue;
+            if (!allowed[i] || worst[i] == INFINITY) continue;
             vk->gemm_prefetch = kiln_vk_gemm_kernels[i].prefetch;
             vk->gemm_rows = kiln_vk_gemm_kernels[i].rows;
-            st = run_gemm_case(be, &cases[c], buf, got, n);
-            double e = st == KILN_OK ? rel_l2(got, want, n) : INFINITY;
+            /* A kind whose pipeline the driver will not build (the
+             * workgroup-scope GEMM is the newest thing kiln asks of one)
+             * misses the check, and the device stays usable without it. */
+            kiln_status ran = run_gemm_case(be, &cases[c], buf, got, n);
+            double e = ran == KILN_OK ? rel_l2(got, want, n) : INFINITY;
+            if (ran != KILN_OK && vk->pipeline_stats)
+                fprintf(stderr, "kiln vulkan check: GEMM kind %d did not run: %s\n", i, kiln_last_error());
             worst[i] = e > worst[i] ? e : worst[i];
         }
     }

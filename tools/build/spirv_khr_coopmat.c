@@ -13,7 +13,9 @@
  *     in. A type used two ways cannot be rewritten by retyping instructions
  *     and is an error: 16x16x16 multiplies take A and B of the same NV type
  *     (f16, 16x16), so kiln rewrites its 16x8x16 variants, whose A (16x16),
- *     B (16x8) and accumulator (f32) types are three.
+ *     B (16x8) and accumulator (f32) types are three, and its GEMM on
+ *     workgroup-scope matrices (A 64x32, B 32x64: the NV types take any
+ *     scope, which the rewrite keeps).
  *   - loads and stores take the layout (row or column major) as the id of
  *     an integer constant, before the stride, where NV takes a boolean id
  *     after it.
