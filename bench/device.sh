@@ -13,6 +13,12 @@
 # Usage: bench/device.sh [RESULTS_DIR]     (default: build-gpu/results; $OUT if set)
 # Environment: STEPS (default 20), BUILD (default build-gpu), JOBS (default nproc),
 #              KILN_PREBUILT (a folder of prebuilt test and bench binaries),
+#              FOCUS=vulkan-f16 (only what issue 4's speed target needs, for a
+#              short device lease: the Vulkan backend tests and f16 GEMM op
+#              passes, kiln CUDA f16 and Vulkan f16 side by side with their
+#              op-by-op traces, the pipeline statistics, and Vulkan f16 with
+#              each choice not yet run on a GPU forced: 128x64 tiles,
+#              128-row attention, workgroup-scope matrices),
 #              SKIP_VULKAN=1 (leave out the Vulkan tests and bench),
 #              SKIP_MEMCHECK=1 (leave out compute-sanitizer),
 #              SKIP_DIFFUSERS=1 (leave out the PyTorch/diffusers bench),
@@ -41,6 +47,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 results=${1:-${OUT:-$root/build-gpu/results}}
 build=${BUILD:-$root/build-gpu}
 steps=${STEPS:-20}
+focus=${FOCUS:-}
+case $focus in "" | vulkan-f16) ;; *) echo "device.sh: FOCUS=$focus: must be vulkan-f16 or unset" >&2; exit 2 ;; esac
+full() { [ -z "$focus" ]; } # the whole check, not FOCUS's part of it
 jobs=${JOBS:-$(nproc)}
 mkdir -p "$results"
 cd "$root" || exit 1
@@ -111,13 +120,14 @@ else
     echo "built: CUDA ON, Vulkan $vulkan"
 fi
 
-# One test program: passed (0), skipped (77: counted as not run) or FAILED.
+# One test program (and its arguments): passed (0), skipped (77: counted as
+# not run) or FAILED.
 declare -A outcome
 run_test() {
     local name=$1
     [ -x "$bin/$name" ] || return 0
-    say "$name"
-    timeout 150 "$bin/$name" >"$results/$name.log" 2>&1
+    say "$*"
+    timeout 150 "$bin/$name" "${@:2}" >"$results/$name.log" 2>&1
     local rc=$?
     case $rc in
         0) outcome[$name]=passed ;;
@@ -127,7 +137,7 @@ run_test() {
     grep -E "^\[  (PASSED|FAILED|  OK|ERROR|SKIPPED) " "$results/$name.log" | grep -v "  OK" | tail -n 8
     echo "${outcome[$name]}"
 }
-for t in test_ops_cuda test_parity_cuda; do run_test $t; done
+full && for t in test_ops_cuda test_parity_cuda; do run_test $t; done
 
 say "checkpoint"
 ckpt=$build/sd15_hashinit.safetensors # where tests/support/full_checkpoint.c also looks
@@ -141,31 +151,36 @@ bench() { # NAME BACKEND COMPUTE [BENCH FLAGS]
         "${@:4}" --json >"$results/$1.json" 2>"$results/$1.err" || { tail -n 5 "$results/$1.err"; status=1; }
 }
 bench kiln_cuda_f16 cuda f16 --trace "$results/kiln_cuda_f16.trace"
-bench kiln_cuda_f16_noreplay cuda f16 --no-replay
-bench kiln_cuda_f32 cuda f32
+full && bench kiln_cuda_f16_noreplay cuda f16 --no-replay
+full && bench kiln_cuda_f32 cuda f32
 
-if [ -x "$bin/bench_ops" ]; then
+if full && [ -x "$bin/bench_ops" ]; then
     say "bench_ops (cuda f16)"
     timeout 120 "$bin/bench_ops" --backend cuda --compute f16 2>&1 | tee "$results/bench_ops.txt"
 fi
 
-if [ -z "${SKIP_DIFFUSERS:-}" ]; then
+if full && [ -z "${SKIP_DIFFUSERS:-}" ]; then
     say "diffusers bench (fp16, SDPA, $steps steps)"
     PYTHONUNBUFFERED=1 timeout 180 python3 bench/diffusers_bench.py --checkpoint "$ckpt" --steps "$steps" \
         >"$results/diffusers.json" 2>"$results/diffusers.err" || { tail -n 20 "$results/diffusers.err"; status=1; }
 fi
 
 if [ -z "${SKIP_VULKAN:-}" ]; then
-    for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done
+    if full; then
+        for t in test_ops_vulkan test_parity_vulkan test_vulkan_backend; do run_test $t; done
+    else
+        run_test test_ops_vulkan 'f16_compute_f16_weights*'
+        run_test test_vulkan_backend
+    fi
     if [ -x "$bin/test_ops_vulkan" ]; then
         if [ -x "$bin/bench_ops" ]; then
-            for compute in f32 f16; do
+            for compute in $(full && echo f32) f16; do
                 say "bench_ops (vulkan $compute)"
                 timeout 120 "$bin/bench_ops" --backend vulkan --compute $compute --reps 5 2>&1 |
                     tee "$results/bench_ops_vulkan_$compute.txt"
             done
         fi
-        bench kiln_vulkan vulkan f32
+        full && bench kiln_vulkan vulkan f32
         # tensor-core GEMMs where the driver has VK_NV_cooperative_matrix; its
         # profiled step op by op beside CUDA's, where the gap is by shape
         bench kiln_vulkan_f16 vulkan f16 --trace "$results/kiln_vulkan_f16.trace"
@@ -182,15 +197,17 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         KILN_VULKAN_PIPELINE_STATS=1 KILN_VULKAN_COOPMAT_N=16 bench kiln_vulkan_f16_n16 vulkan f16
         grep -E "pipeline|timing" "$results/kiln_vulkan_f16_n16.err" >"$results/pipelines.txt" || true
         kept=$status
-        KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
+        full && KILN_VULKAN_COOPMAT_N=8 bench kiln_vulkan_f16_n8 vulkan f16
         status=$kept
         # the tensor-core attention with its softmax through shared memory,
         # as before attention_registers.comp (its bench_ops rows beside the
         # default's in bench_ops_vulkan_f16.txt)
-        KILN_VULKAN_REGISTER_SOFTMAX=0 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
-            grep attention | tee "$results/bench_ops_vulkan_f16_shared_softmax.txt"
-        KILN_VULKAN_REGISTER_SOFTMAX=0 bench kiln_vulkan_f16_shared_softmax vulkan f16
-        KILN_VULKAN_REGISTER_SOFTMAX=1 bench kiln_vulkan_f16_register_softmax vulkan f16
+        if full; then
+            KILN_VULKAN_REGISTER_SOFTMAX=0 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
+                grep attention | tee "$results/bench_ops_vulkan_f16_shared_softmax.txt"
+            KILN_VULKAN_REGISTER_SOFTMAX=0 bench kiln_vulkan_f16_shared_softmax vulkan f16
+            KILN_VULKAN_REGISTER_SOFTMAX=1 bench kiln_vulkan_f16_register_softmax vulkan f16
+        fi
         # ... and in registers on 128 query rows a workgroup
         KILN_VULKAN_ATTENTION_ROWS=128 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
             grep attention | tee "$results/bench_ops_vulkan_f16_attention_rows128.txt"
@@ -200,7 +217,7 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         # them when the device opens (its choice is in the device name of
         # kiln_vulkan_f16.json); the tall tiles' bench_ops rows beside the
         # default's in bench_ops_vulkan_f16.txt
-        for ahead in 1 2 3; do
+        for ahead in $(full && echo 1 2 3); do
             KILN_VULKAN_GEMM_PREFETCH=$ahead bench kiln_vulkan_f16_prefetch$ahead vulkan f16
         done
         KILN_VULKAN_GEMM_ROWS=128 bench kiln_vulkan_f16_rows128 vulkan f16
@@ -216,7 +233,7 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         status=$kept
         # GEMMs never splitting K, and splitting it as estimated, beside the
         # default, which times the two when the device opens
-        for split in 0 1; do
+        for split in $(full && echo 0 1); do
             KILN_VULKAN_SPLIT_K=$split bench kiln_vulkan_f16_split$split vulkan f16
         done
         if [ -n "${BASELINE_BIN:-}" ]; then
@@ -255,7 +272,7 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         sdcpp_cmd=()
     fi
     for fa in "" --diffusion-fa; do
-        [ ${#sdcpp_cmd[@]} -gt 0 ] || break
+        full && [ ${#sdcpp_cmd[@]} -gt 0 ] || break
         name=sdcpp_vulkan${fa:+_fa}
         say "stable-diffusion.cpp vulkan ${fa:+with flash attention }($steps steps)"
         timeout 300 "${sdcpp_cmd[@]}" euler -m "$ckpt" -p "a photograph" --cfg-scale 7 -W 512 -H 512 \
@@ -277,8 +294,8 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
 fi
 
 memcheck="not installed"
-if [ -n "${SKIP_MEMCHECK:-}" ]; then
-    memcheck="not run (SKIP_MEMCHECK)"
+if [ -n "${SKIP_MEMCHECK:-}" ] || ! full; then
+    memcheck="not run (SKIP_MEMCHECK or FOCUS)"
 elif command -v compute-sanitizer >/dev/null; then
     say "compute-sanitizer memcheck on test_ops_cuda"
     if timeout 200 compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/test_ops_cuda" >"$results/memcheck.log" 2>&1; then
@@ -314,6 +331,9 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln vulkan f16 smem softmax", load("kiln_vulkan_f16_shared_softmax.json")),
         ("kiln vulkan f16 reg softmax", load("kiln_vulkan_f16_register_softmax.json")),
         *[(f"kiln vulkan f16 {a} ahead", load(f"kiln_vulkan_f16_prefetch{a}.json")) for a in (1, 2, 3)],
+        ("kiln vulkan f16 128x64", load("kiln_vulkan_f16_rows128.json")),
+        ("kiln vulkan f16 att128", load("kiln_vulkan_f16_attention_rows128.json")),
+        ("kiln vulkan f16 workgroup", load("kiln_vulkan_f16_workgroup.json")),
         ("kiln vulkan f16 K whole", load("kiln_vulkan_f16_split0.json")),
         ("kiln vulkan f16 K split", load("kiln_vulkan_f16_split1.json")),
         *([("kiln vulkan f16 baseline", load("kiln_vulkan_f16_baseline.json"))]
@@ -328,7 +348,7 @@ print("SD 1.5 UNet, 512x512, batch 2 (CFG)")
 print(f"{'runner':<24}{'it/s':>9}{'x diffusers':>13}{'device MiB':>12}  precision")
 for name, r in rows:
     if r is None:
-        print(f"{name:<24}{'failed':>9}")
+        print(f"{name:<24}{'-':>9}  (not run, or failed: see its .err)")
         continue
     its = r.get("it_per_s", 0.0)
     ratio = f"{its / peer['it_per_s']:.2f}" if peer and peer.get("it_per_s") else "-"
@@ -342,6 +362,13 @@ for name, r in rows:
         top = sorted(ops.items(), key=lambda kv: -kv[1]["ms"])[:6]
         clock = "device-timed" if r.get("op_timing") == "device" else "host-timed"
         print(f"    per op ms ({clock} step): " + ", ".join(f"{k} {v['ms']:.1f}" for k, v in top))
+
+# issue 4's ratio: each Vulkan f16 run against kiln CUDA f16 of this run
+cuda = rows[0][1]
+if cuda and cuda.get("it_per_s"):
+    print("x kiln cuda f16 (target >= 0.80): " + ", ".join(
+        f"{name[len('kiln vulkan '):]} {r['it_per_s'] / cuda['it_per_s']:.2f}" for name, r in rows
+        if r and name.startswith("kiln vulkan f16") and r.get("it_per_s")))
 
 # GPU clocks per phase: median SM and memory clock (MHz) of the samples taken
 # while it ran, and the performance states seen.
