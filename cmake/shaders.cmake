@@ -64,8 +64,8 @@ endforeach()
 # Whole tiles of 128x64 on workgroup-scope matrices (shaders/gemm_workgroup.glsl,
 # VK_NV_cooperative_matrix2), rewritten for VK_KHR_cooperative_matrix as the
 # _khr variants are (the NV module stays beside the header, for
-# tests/test_spirv_khr.c), and their emulated twins: timed against the
-# tiles above where a GPU lists such matrices (runtime/vulkan_tuning.c).
+# tests/test_spirv_khr.c), and their emulated twins; where asked for
+# (KILN_VULKAN_GEMM_WORKGROUP=1, runtime/vulkan_device.c).
 foreach(op matmul conv2d)
   set(defs W_F16_STORAGE GEMM_COOPMAT GEMM_WORKGROUP)
   kiln_shader(${op}_workgroup_f16     ${op}.comp ${defs} KHR_REWRITE)

@@ -165,10 +165,7 @@ static kiln_status rows_switch(const char *name, uint32_t *rows)
  *   KILN_VULKAN_GEMM_PREFETCH=1|2|3 and KILN_VULKAN_GEMM_ROWS=64|128: how
  *   many K steps ahead the tensor-core GEMMs load their operands and how
  *   many rows their tiles of C have (setting either leaves the other at its
- *   default, 1 or 64, untimed), and KILN_VULKAN_GEMM_WORKGROUP=0|1: whether
- *   they run on VK_NV_cooperative_matrix2's workgroup-scope matrices where
- *   the driver has them (1: always, emulated too; 0: never), all timed on
- *   the SD 1.5 UNet's kinds of GEMM
+ *   default, 1 or 64, untimed), timed on the SD 1.5 UNet's kinds of GEMM
  *   (8192 x 2560 x 320, the feed-forward input: 5 K steps over 5120 tiles;
  *   8192 x 320 x 2880, its 64x64 level's 3x3 convs; 2048 x 640 x 5760,
  *   like its 32x32 level's: a long K over few tiles);
@@ -674,6 +671,9 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                          "vulkan: KILN_VULKAN_GEMM_PREFETCH=%d with KILN_VULKAN_GEMM_ROWS=128: tiles of 128 rows load "
                          "1 K step ahead only",
                          gemm_prefetch);
+    /* KILN_VULKAN_GEMM_WORKGROUP=1: the GEMMs on VK_NV_cooperative_matrix2's
+     * workgroup-scope matrices (gemm_workgroup.glsl; emulated with
+     * KILN_VULKAN_EMULATE_COOPMAT=1), not timed; 0 or unset: not (below) */
     int workgroup_gemm;
     TRY(digit_switch("KILN_VULKAN_GEMM_WORKGROUP", "01", &workgroup_gemm));
     if (workgroup_gemm == 1 && (gemm_prefetch > 0 || gemm_rows))
@@ -717,6 +717,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                          "vulkan: KILN_VULKAN_GEMM_WORKGROUP=1: %s%s has no VK_NV_cooperative_matrix2 with "
                          "workgroup-scope f16 matrices (64x32, 32x64, 64x64 into f32) for workgroups of 256",
                          caps.props.deviceName, want_f16 ? "" : " runs in f32 here, or");
+    /* Until a GPU has run it (as with the KHR shaders before), the
+     * workgroup-scope GEMM runs only where asked for: its SPIR-V is the
+     * newest thing kiln gives a driver, and a driver that crashed building
+     * it would take every default run with it. */
+    caps.workgroup_matrices = caps.workgroup_matrices && workgroup_gemm == 1;
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     vk->coopmat_n = coopmat_n;
     /* The tensor-core attention with its softmax in registers
@@ -744,12 +749,10 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = quads && (attention_rows == 128 || attention_timed);
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) vk->gemm_allowed[i] = true;
-    /* The workgroup-scope GEMM where the driver has the matrices (timed
-     * below like the others), or emulated where asked for; never with
-     * KILN_VULKAN_GEMM_WORKGROUP=0. */
+    /* The workgroup-scope GEMM where asked for (above), checked below like
+     * the others */
     vk->gemm_allowed[KILN_VK_GEMM_WORKGROUP] =
-        workgroup_gemm != 0 &&
-        (vk->workgroup_matrices || (workgroup_gemm == 1 && vk->coopmat == KILN_VK_COOPMAT_EMULATED));
+        workgroup_gemm == 1 && (vk->workgroup_matrices || vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     if (workgroup_gemm == 1) vk->gemm_prefetch = 0, vk->gemm_rows = 128;
     /* Before any timing, a GPU's tensor-core attentions and GEMMs (every
      * kind: a forced one that misses gives way to one that passed) must
@@ -771,7 +774,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * KILN_VULKAN_PIPELINE_STATS=1 the times go to stderr too. */
     double gemm_seconds[KILN_VK_GEMM_KERNELS] = {0}, attention_seconds[KILN_VK_ATTENTIONS] = {0}, split_seconds[2] = {0};
     if (timed)
-        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !gemm_rows && workgroup_gemm < 0 ? 3 : 0,
+        (void)kiln_vk_tune_gemms(be, gemm_tuning_shapes, gemm_prefetch < 0 && !gemm_rows && workgroup_gemm != 1 ? 3 : 0,
                                  gemm_seconds,
                                  split_tuning_shapes, split < 0 ? 2 : 0, split_seconds);
     if (attention_timed) (void)kiln_vk_tune_attentions(be, attention_tuning_shapes, 2, attention_seconds);

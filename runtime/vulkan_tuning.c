@@ -10,9 +10,9 @@
  * keeps the fastest, as cuDNN's benchmark mode does:
  *   - how the tensor-core GEMMs tile C and how many K steps ahead they
  *     load their operands (vk->gemm_rows, vk->gemm_prefetch: 64x64 tiles
- *     loading 1, 2 or 3 ahead, 128x64 loading 1 ahead, or where the driver
- *     has VK_NV_cooperative_matrix2, 128x64 on workgroup-scope matrices
- *     whose loads it stages itself);
+ *     loading 1, 2 or 3 ahead, or 128x64 loading 1 ahead; a fifth kind,
+ *     128x64 on VK_NV_cooperative_matrix2's workgroup-scope matrices, is
+ *     checked like them but runs only where asked for);
  *   - which tensor-core attention runs (vk->attention): the softmax
  *     through shared memory (attention_coopmat.comp), or in registers
  *     (attention_registers.comp) on 64 or 128 query rows a workgroup;

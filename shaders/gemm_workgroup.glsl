@@ -6,8 +6,9 @@
 // the driver's to decide: on NVIDIA's that is what VK_NV_cooperative_matrix2
 // adds over gemm_coopmat.glsl's subgroup matrices, whose loads kiln stages
 // itself and which reached a third of cuBLASLt's rate on an H100
-// (bench/RESULTS.md). The host times it against gemm_coopmat.glsl's tiles
-// when a GPU opens (runtime/vulkan_tuning.c).
+// (bench/RESULTS.md). Not yet run on a GPU: the host runs it only where
+// asked for (KILN_VULKAN_GEMM_WORKGROUP=1, runtime/vulkan_device.c), after
+// checking it against the CPU when the device opens.
 //
 // Whole tiles only: M a multiple of 128, N of 64, K (and each split's
 // share) of 32, A's and B's rows starting on 16 bytes (rows_aligned()):
