@@ -867,6 +867,9 @@ static void describe_device(VkInstance instance, VkPhysicalDevice pd, kiln_devic
                       VK_API_VERSION_MINOR(c.props.apiVersion), (double)device_memory(pd) / (1 << 30), compute);
     if (c.missing && at > 0 && (size_t)at < sizeof info->details)
         snprintf(info->details + at, sizeof info->details - (size_t)at, "; lacks %s, which kiln needs", c.missing);
+    else if (c.workgroup_matrices && at > 0 && (size_t)at < sizeof info->details)
+        snprintf(info->details + at, sizeof info->details - (size_t)at,
+                 "; workgroup-scope matrices for KILN_VULKAN_GEMM_WORKGROUP=1");
 }
 
 kiln_status kiln_backend_vulkan_devices(kiln_device_info *out, int max, int *count)
