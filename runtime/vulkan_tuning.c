@@ -445,7 +445,7 @@ kiln_status kiln_vk_check_gemms(kiln_backend *be, double tolerance, double error
             n = (size_t)cases[c].mm.M * cases[c].mm.N;
             cpu_ref_matmul(&cases[c].mm, x, w, bias, want);
         }
-        for (int i = 0; st == KILN_OK && i < KILN_VK_GEMM_KERNELS; i++) {
+        for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) {
             if (!allowed[i] || worst[i] == INFINITY) continue;
             vk->gemm_prefetch = kiln_vk_gemm_kernels[i].prefetch;
             vk->gemm_rows = kiln_vk_gemm_kernels[i].rows;
