@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -214,21 +215,20 @@ static kiln_status decode_png(const uint8_t *data, size_t size, const char *labe
 
 /* ---- JPEG ---------------------------------------------------------------- */
 
-typedef struct jpeg_job {
-    struct jpeg_decompress_struct cinfo; /* first: the error handlers find the job through it */
+/* Where libjpeg's error handlers (found through client_data) report to:
+ * libjpeg reports errors by longjmp, like libpng. */
+typedef struct jpeg_trap {
     struct jpeg_error_mgr err;
     jmp_buf jump;
     char message[JMSG_LENGTH_MAX];
     int damage; /* a warning that means lost data, 0 if none */
-    uint8_t *cmyk_row; /* (width * 4) */
-    kiln_image img;
-} jpeg_job;
+} jpeg_trap;
 
 static void jpeg_on_error(j_common_ptr cinfo)
 {
-    jpeg_job *job = (jpeg_job *)cinfo;
-    cinfo->err->format_message(cinfo, job->message);
-    longjmp(job->jump, 1);
+    jpeg_trap *trap = cinfo->client_data;
+    cinfo->err->format_message(cinfo, trap->message);
+    longjmp(trap->jump, 1);
 }
 
 /* libjpeg goes on after a warning; most are harmless (extra bytes before a
@@ -236,13 +236,29 @@ static void jpeg_on_error(j_common_ptr cinfo)
  * made up. */
 static void jpeg_on_message(j_common_ptr cinfo, int level)
 {
-    jpeg_job *job = (jpeg_job *)cinfo;
+    jpeg_trap *trap = cinfo->client_data;
     int code = cinfo->err->msg_code;
-    if (level < 0 && !job->damage && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER)) {
-        job->damage = code;
-        cinfo->err->format_message(cinfo, job->message);
+    if (level < 0 && !trap->damage && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER)) {
+        trap->damage = code;
+        cinfo->err->format_message(cinfo, trap->message);
     }
 }
+
+/* Both directions' setup: errors jump to trap->jump. */
+static struct jpeg_error_mgr *jpeg_trap_errors(jpeg_trap *trap)
+{
+    jpeg_std_error(&trap->err);
+    trap->err.error_exit = jpeg_on_error;
+    trap->err.emit_message = jpeg_on_message;
+    return &trap->err;
+}
+
+typedef struct jpeg_job {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_trap trap;
+    uint8_t *cmyk_row; /* (width * 4) */
+    kiln_image img;
+} jpeg_job;
 
 /* Adobe CMYK JPEGs store inverted ink; Pillow reads them as "CMYK;I" and
  * converts with R = (255 - K) - C (255 - K) / 255 rounded, its MULDIV255. */
@@ -283,7 +299,8 @@ static kiln_status jpeg_read_pixels(jpeg_job *job, const uint8_t *data, size_t s
         }
     }
     jpeg_finish_decompress(cinfo);
-    if (job->damage) return kiln_fail(KILN_ERR_FORMAT, "%s: bad JPEG: %s (truncated?)", label, job->message);
+    if (job->trap.damage)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: bad JPEG: %s (truncated?)", label, job->trap.message);
     return apply_orientation(&job->img, orientation);
 }
 
@@ -291,12 +308,11 @@ static kiln_status decode_jpeg(const uint8_t *data, size_t size, const char *lab
 {
     jpeg_job *job = calloc(1, sizeof *job);
     if (!job) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
-    job->cinfo.err = jpeg_std_error(&job->err);
-    job->err.error_exit = jpeg_on_error;
-    job->err.emit_message = jpeg_on_message;
+    job->cinfo.err = jpeg_trap_errors(&job->trap);
+    job->cinfo.client_data = &job->trap;
     kiln_status st;
-    if (setjmp(job->jump)) {
-        st = kiln_fail(KILN_ERR_FORMAT, "%s: bad JPEG: %s", label, job->message);
+    if (setjmp(job->trap.jump)) {
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: bad JPEG: %s", label, job->trap.message);
     } else {
         jpeg_create_decompress(&job->cinfo);
         st = jpeg_read_pixels(job, data, size, label);
@@ -450,8 +466,153 @@ static kiln_status write_png(FILE *f, const char *path, const kiln_image *img, c
     return st;
 }
 
-kiln_status kiln_image_save_png(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext)
+/* ---- JPEG writing -------------------------------------------------------- */
+
+/* Appends code point c to out as UTF-16BE. */
+static size_t put_utf16be(uint8_t *out, uint32_t c)
 {
+    if (c >= 0x10000) {
+        c -= 0x10000;
+        uint32_t hi = 0xd800 + (c >> 10), lo = 0xdc00 + (c & 0x3ff);
+        out[0] = (uint8_t)(hi >> 8), out[1] = (uint8_t)hi, out[2] = (uint8_t)(lo >> 8), out[3] = (uint8_t)lo;
+        return 4;
+    }
+    out[0] = (uint8_t)(c >> 8), out[1] = (uint8_t)c;
+    return 2;
+}
+
+/* The next code point of UTF-8 text at *s, advancing *s; a malformed
+ * sequence gives U+FFFD and one byte. */
+static uint32_t next_utf8(const unsigned char **s)
+{
+    const unsigned char *p = *s;
+    int len = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    uint32_t c = len == 1 ? p[0] : len == 2 ? p[0] & 0x1fu : len == 3 ? p[0] & 0x0fu : p[0] & 0x07u;
+    for (int i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) len = 0; /* also stops at the terminating 0 */
+        if (!len) break;
+        c = c << 6 | (p[i] & 0x3fu);
+    }
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000}; /* no overlong forms */
+    if (!len || c < least[len] || c > 0x10ffff || (c >= 0xd800 && c < 0xe000)) {
+        *s = p + 1;
+        return 0xfffd;
+    }
+    *s = p + len;
+    return c;
+}
+
+/* The EXIF block (APP1: "Exif\0\0" and a little-endian TIFF structure) that
+ * holds `text` as the Exif IFD's UserComment (tag 0x9286), where A1111 and
+ * the tools that read its JPEGs look for the generation parameters: the
+ * character code "ASCII\0\0\0" and the bytes, or, for other text,
+ * "UNICODE\0" and UTF-16 big-endian as piexif writes it. IFD0 holds only
+ * the pointer to the Exif IFD. */
+static kiln_status exif_user_comment(const char *text, const char *path, uint8_t **out, size_t *size)
+{
+    enum { HEAD = 6 + 44, CODE = 8, MAX_APP1 = 65533 };
+    size_t n = strlen(text), payload = is_ascii(text) ? n : 4 * n; /* UTF-16 is at most 4 bytes a UTF-8 byte */
+    uint8_t *b = malloc(HEAD + CODE + payload);
+    if (!b) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    size_t used = 0;
+    if (is_ascii(text)) {
+        memcpy(b + HEAD, "ASCII\0\0\0", CODE);
+        memcpy(b + HEAD + CODE, text, n);
+        used = n;
+    } else {
+        memcpy(b + HEAD, "UNICODE\0", CODE);
+        for (const unsigned char *s = (const unsigned char *)text; *s;) used += put_utf16be(b + HEAD + CODE + used, next_utf8(&s));
+    }
+    size_t count = CODE + used;
+    if (HEAD + count > MAX_APP1) {
+        free(b);
+        return kiln_fail(KILN_ERR_INVALID_ARG,
+                         "%s: the parameters text (%zu bytes) does not fit a JPEG's 64 KB EXIF block; write a .png",
+                         path, n);
+    }
+    static const uint8_t head[HEAD] = {
+        'E', 'x', 'i', 'f', 0, 0,
+        'I', 'I', 42, 0, 8, 0, 0, 0,                     /* TIFF header, IFD0 at 8 */
+        1, 0, 0x69, 0x87, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0, /* IFD0: ExifIFD (LONG) at 26 */
+        0, 0, 0, 0,                                      /* no IFD1 */
+        1, 0, 0x86, 0x92, 7, 0, 0, 0, 0, 0, 44, 0, 0, 0, /* Exif IFD: UserComment (UNDEFINED) at 44 */
+        0, 0, 0, 0,
+    };
+    memcpy(b, head, HEAD);
+    for (int i = 0; i < 4; i++) b[6 + 32 + i] = (uint8_t)(count >> (8 * i)); /* UserComment's count */
+    *out = b;
+    *size = HEAD + count;
+    return KILN_OK;
+}
+
+typedef struct jpeg_write_job {
+    struct jpeg_compress_struct cinfo;
+    jpeg_trap trap;
+} jpeg_write_job;
+
+static void jpeg_write_all(jpeg_write_job *job, FILE *f, const kiln_image *img, const uint8_t *exif, size_t exif_size)
+{
+    struct jpeg_compress_struct *cinfo = &job->cinfo;
+    jpeg_create_compress(cinfo);
+    jpeg_stdio_dest(cinfo, f);
+    cinfo->image_width = (JDIMENSION)img->width;
+    cinfo->image_height = (JDIMENSION)img->height;
+    cinfo->input_components = 3;
+    cinfo->in_color_space = JCS_RGB;
+    jpeg_set_defaults(cinfo);
+    jpeg_set_quality(cinfo, KILN_JPEG_QUALITY, TRUE);
+    jpeg_start_compress(cinfo, TRUE);
+    if (exif) jpeg_write_marker(cinfo, JPEG_APP0 + 1, exif, (unsigned)exif_size);
+    while (cinfo->next_scanline < cinfo->image_height) {
+        JSAMPROW row = img->pixels + (size_t)cinfo->next_scanline * img->width * 3;
+        jpeg_write_scanlines(cinfo, &row, 1);
+    }
+    jpeg_finish_compress(cinfo);
+}
+
+/* ---- Saving -------------------------------------------------------------- */
+
+kiln_image_format kiln_image_format_of(const char *path)
+{
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash)) return KILN_IMAGE_UNKNOWN;
+    if (strcasecmp(dot, ".png") == 0) return KILN_IMAGE_PNG;
+    if (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0) return KILN_IMAGE_JPEG;
+    return KILN_IMAGE_UNKNOWN;
+}
+
+/* Writes the whole file in `format` to an open file; errors name `path`. */
+static kiln_status write_image(FILE *f, const char *path, kiln_image_format format, const kiln_image *img,
+                               const kiln_png_text *text, size_t ntext)
+{
+    if (format == KILN_IMAGE_PNG) return write_png(f, path, img, text, ntext);
+    const char *parameters = NULL;
+    for (size_t i = 0; i < ntext; i++)
+        if (strcmp(text[i].key, "parameters") == 0) parameters = text[i].value;
+    uint8_t *exif = NULL;
+    size_t exif_size = 0;
+    if (parameters) TRY(exif_user_comment(parameters, path, &exif, &exif_size));
+    jpeg_write_job *job = calloc(1, sizeof *job);
+    kiln_status st = KILN_OK;
+    if (!job) {
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    } else {
+        job->cinfo.err = jpeg_trap_errors(&job->trap);
+        job->cinfo.client_data = &job->trap;
+        if (setjmp(job->trap.jump)) st = kiln_fail(KILN_ERR_IO, "%s: writing JPEG: %s", path, job->trap.message);
+        else jpeg_write_all(job, f, img, exif, exif_size);
+        jpeg_destroy_compress(&job->cinfo);
+    }
+    free(job);
+    free(exif);
+    return st;
+}
+
+kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext)
+{
+    kiln_image_format format = kiln_image_format_of(path);
+    if (format == KILN_IMAGE_UNKNOWN)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: kiln writes .png, .jpg and .jpeg files; name it so", path);
     if (!img->pixels || img->channels != 3 || img->width < 1 || img->height < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: not an RGB image (%dx%d, %d channels)", path, img->width,
                          img->height, img->channels);
@@ -461,7 +622,7 @@ kiln_status kiln_image_save_png(const char *path, const kiln_image *img, const k
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return kiln_fail(KILN_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    kiln_status st = write_png(f, path, img, text, ntext);
+    kiln_status st = write_image(f, path, format, img, text, ntext);
     /* fsync before rename: after a crash the name shows either the old file
      * or the whole new one, never a prefix. */
     if (st == KILN_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))

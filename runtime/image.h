@@ -4,7 +4,7 @@
  * Loading follows ComfyUI's LoadImage node (Pillow underneath): the EXIF
  * orientation is applied, then the image becomes plain RGB — palette
  * expanded, gray replicated, alpha dropped (not composited). Saving follows
- * SaveImage: an 8-bit RGB PNG with text chunks, zlib level 4. */
+ * SaveImage: an 8-bit RGB PNG with text chunks, zlib level 4 (or a JPEG). */
 #ifndef KILN_IMAGE_H
 #define KILN_IMAGE_H
 
@@ -50,11 +50,24 @@ typedef struct kiln_png_text {
     const char *key, *value;
 } kiln_png_text;
 
-/* Writes img as an 8-bit RGB PNG with `ntext` text chunks ahead of the pixel
- * data. The file appears at `path` only once complete: it is written to
+/* The file format a name asks for, by its extension (any case): .png, or
+ * .jpg / .jpeg; anything else is KILN_IMAGE_UNKNOWN. */
+typedef enum kiln_image_format { KILN_IMAGE_UNKNOWN, KILN_IMAGE_PNG, KILN_IMAGE_JPEG } kiln_image_format;
+kiln_image_format kiln_image_format_of(const char *path);
+
+/* JPEG quality when saving; what sd.cpp's and A1111's users pick for keeps. */
+#define KILN_JPEG_QUALITY 95
+
+/* Writes img in the format its name asks for (kiln_image_format_of;
+ * KILN_ERR_UNSUPPORTED for any other name):
+ *  - PNG: 8-bit RGB with `ntext` text chunks ahead of the pixel data;
+ *  - JPEG: baseline, quality KILN_JPEG_QUALITY, 4:2:0; of the texts only
+ *    "parameters" is kept, as EXIF UserComment where A1111's PNG Info and
+ *    the sites that read its JPEGs find it (a ComfyUI workflow needs a PNG).
+ * The file appears at `path` only once complete: it is written to
  * `path.tmp-<pid>`, flushed to disk, then renamed; on any error the temporary
  * file is removed and `path` is untouched. */
-kiln_status kiln_image_save_png(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext);
+kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext);
 
 /* ComfyUI's VAEDecode: a decoder output in [-1, 1] -> [0, 1], in float32 as
  * torch.clamp((x + 1) / 2, 0, 1) computes it (NaN stays NaN). */

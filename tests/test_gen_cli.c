@@ -1,9 +1,11 @@
 /* The gen tool end to end, as a user runs it: a ComfyUI seed reproduces
  * ComfyUI's image (txt2img_euler_normal_s8: seed 42, batch 2, 8 steps, cfg 5),
  * the LATENT it saves is ComfyUI's, and the PNGs carry the `parameters` and
- * `prompt` text chunks. Also VAEEncode of ComfyUI's img2img input images. */
+ * `prompt` text chunks; a .jpg output is the same picture with its parameters
+ * in EXIF. Also VAEEncode of ComfyUI's img2img input images. */
 #include "kiln_test.h"
 
+#include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,52 @@ static void seed_reproduces_comfyui(void **state)
     kiln_st_close(have);
 }
 
+/* --output NAME.jpg: the same picture as the PNG of the same run, as a JPEG
+ * carrying the parameters in EXIF (the layout itself is test_image's). */
+static void jpeg_output(void **state)
+{
+    (void)state;
+    kiln_image img[2];
+    for (int i = 0; i < 2; i++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "%s/bin/gen --model %s --prompt 'a red circle' --width 16 --height 16 --steps 4 --seed 7 "
+                 "--output %s/same.%s 2> /dev/null",
+                 KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), tmpdir, i ? "jpg" : "png");
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/same.%s", tmpdir, i ? "jpg" : "png");
+        assert_kiln_ok(kiln_image_load(cmd, &img[i]));
+        if (i) {
+            FILE *f = fopen(cmd, "rb");
+            assert_non_null(f);
+            uint8_t head[3], file[65536];
+            size_t n = fread(file, 1, sizeof file, f);
+            fclose(f);
+            memcpy(head, file, 3);
+            assert_memory_equal(head, "\xff\xd8\xff", 3);
+            const char want[] = "ASCII\0\0\0a red circle\nSteps: 4,";
+            assert_non_null(memmem(file, n, want, sizeof want - 1));
+            assert_non_null(memmem(file, n, "Seed: 7,", 8));
+        }
+    }
+    assert_int_equal(img[1].width, 16);
+    assert_int_equal(img[1].height, 16);
+    /* Compared in luma: the random-weight model paints noise, whose colour
+     * JPEG's 4:2:0 chroma halves away (a mean error near 20 in RGB). */
+    double total = 0.0;
+    for (int i = 0; i < 16 * 16; i++) {
+        double luma[2];
+        for (int k = 0; k < 2; k++) {
+            const uint8_t *p = img[k].pixels + 3 * i;
+            luma[k] = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+        }
+        total += fabs(luma[0] - luma[1]);
+    }
+    assert_true(total / (16 * 16) <= 3.0);
+    kiln_image_free(&img[0]);
+    kiln_image_free(&img[1]);
+}
+
 /* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
 static void vae_encode_matches_comfyui(void **state)
 {
@@ -118,6 +166,7 @@ int main(void)
     if (!mkdtemp(tmpdir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seed_reproduces_comfyui),
+        cmocka_unit_test(jpeg_output),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -218,7 +218,7 @@ static void png_round_trip(void **state)
     fill_pattern(&img);
     const kiln_png_text text[] = {{"parameters", ascii_value}, {"prompt", utf8_value}, {"empty", ""}};
     const char *path = tmp_path("round trip.png");
-    assert_kiln_ok(kiln_image_save_png(path, &img, text, 3));
+    assert_kiln_ok(kiln_image_save(path, &img, text, 3));
     assert_no_temporaries();
     assert_kiln_ok(kiln_image_load(path, &back));
     assert_int_equal(back.width, 13);
@@ -228,11 +228,101 @@ static void png_round_trip(void **state)
 
     /* Saving again replaces the file whole. */
     img.pixels[0] ^= 0xff;
-    assert_kiln_ok(kiln_image_save_png(path, &img, NULL, 0));
+    assert_kiln_ok(kiln_image_save(path, &img, NULL, 0));
     kiln_image_free(&back);
     assert_kiln_ok(kiln_image_load(path, &back));
     assert_memory_equal(back.pixels, img.pixels, 13 * 7 * 3);
     kiln_image_free(&back);
+    kiln_image_free(&img);
+}
+
+/* The UserComment of a JPEG's EXIF block, walked by hand from the markers
+ * (little-endian TIFF, as kiln writes it): its 8-byte character code into
+ * code, its text (the rest) into *text; fails the test where there is none. */
+static void jpeg_user_comment(const uint8_t *f, size_t n, char code[8], const uint8_t **text, size_t *len)
+{
+    assert_true(n > 4 && f[0] == 0xff && f[1] == 0xd8);
+    for (size_t at = 2; at + 4 <= n && f[at] == 0xff && f[at + 1] != 0xda;) {
+        size_t seg = (size_t)f[at + 2] << 8 | f[at + 3];
+        const uint8_t *t = f + at + 4 + 6;
+        if (f[at + 1] == 0xe1 && seg >= 8 && memcmp(f + at + 4, "Exif\0\0", 6) == 0) {
+            assert_memory_equal(t, "II*\0", 4);
+#define U16(p) ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8)
+#define U32(p) (U16(p) | U16((p) + 2) << 16)
+            const uint8_t *ifd0 = t + U32(t + 4), *exif = NULL;
+            for (uint32_t i = 0; i < U16(ifd0); i++)
+                if (U16(ifd0 + 2 + 12 * i) == 0x8769) exif = t + U32(ifd0 + 2 + 12 * i + 8);
+            assert_non_null(exif);
+            for (uint32_t i = 0; i < U16(exif); i++) {
+                const uint8_t *e = exif + 2 + 12 * i;
+                if (U16(e) != 0x9286) continue;
+                assert_int_equal(U16(e + 2), 7); /* UNDEFINED */
+                assert_true(U32(e + 4) >= 8 && U32(e + 8) + U32(e + 4) <= seg - 2 - 6);
+                memcpy(code, t + U32(e + 8), 8);
+                *text = t + U32(e + 8) + 8;
+                *len = U32(e + 4) - 8;
+                return;
+            }
+#undef U16
+#undef U32
+        }
+        at += 2 + seg;
+    }
+    fail_msg("no EXIF UserComment");
+}
+
+static void jpeg_round_trip(void **state)
+{
+    (void)state;
+    kiln_image img, back;
+    assert_kiln_ok(kiln_image_alloc(&img, 64, 48));
+    for (int y = 0; y < 48; y++)
+        for (int x = 0; x < 64; x++) {
+            uint8_t *p = img.pixels + ((size_t)y * 64 + x) * 3;
+            p[0] = (uint8_t)(4 * x), p[1] = (uint8_t)(5 * y), p[2] = (uint8_t)(96 + x + y);
+        }
+    /* "parameters" with a character outside the BMP: a surrogate pair in UTF-16 */
+    const char *params = "caf\xc3\xa9 \xe2\x98\x95 \xf0\x9f\x8c\xa7\nSteps: 20";
+    const uint8_t want_utf16[] = {0, 'c', 0, 'a', 0, 'f', 0, 0xe9, 0, ' ', 0x26, 0x15, 0, ' ',
+                                  0xd8, 0x3c, 0xdf, 0x27, 0, '\n', 0, 'S', 0, 't', 0, 'e', 0, 'p',
+                                  0, 's', 0, ':', 0, ' ', 0, '2', 0, '0'};
+    const kiln_png_text text[] = {{"parameters", params}, {"prompt", utf8_value}};
+    const char *path = tmp_path("round trip.JPG");
+    assert_kiln_ok(kiln_image_save(path, &img, text, 2));
+    assert_no_temporaries();
+    assert_kiln_ok(kiln_image_load(path, &back));
+    assert_int_equal(back.width, 64);
+    assert_int_equal(back.height, 48);
+    long total = 0;
+    int worst = 0;
+    for (size_t i = 0; i < (size_t)64 * 48 * 3; i++) {
+        int d = abs((int)back.pixels[i] - (int)img.pixels[i]);
+        total += d;
+        worst = d > worst ? d : worst;
+    }
+    assert_true(total <= (long)64 * 48 * 3); /* a mean error of at most 1 */
+    assert_true(worst <= 8);
+    kiln_image_free(&back);
+
+    size_t n, len;
+    uint8_t *file = slurp(path, &n);
+    char code[8];
+    const uint8_t *comment;
+    jpeg_user_comment(file, n, code, &comment, &len);
+    assert_memory_equal(code, "UNICODE\0", 8);
+    assert_int_equal(len, sizeof want_utf16);
+    assert_memory_equal(comment, want_utf16, sizeof want_utf16);
+    free(file);
+
+    /* plain ASCII stays ASCII */
+    const kiln_png_text ascii[] = {{"parameters", ascii_value}};
+    assert_kiln_ok(kiln_image_save(tmp_path("ascii.jpeg"), &img, ascii, 1));
+    file = slurp(tmp_path("ascii.jpeg"), &n);
+    jpeg_user_comment(file, n, code, &comment, &len);
+    assert_memory_equal(code, "ASCII\0\0\0", 8);
+    assert_int_equal(len, strlen(ascii_value));
+    assert_memory_equal(comment, ascii_value, len);
+    free(file);
     kiln_image_free(&img);
 }
 
@@ -244,17 +334,17 @@ static void failed_save_leaves_no_file(void **state)
 
     /* A folder that does not exist. */
     const char *missing = tmp_path("no such folder/out.png");
-    assert_int_equal(kiln_image_save_png(missing, &img, NULL, 0), KILN_ERR_IO);
+    assert_int_equal(kiln_image_save(missing, &img, NULL, 0), KILN_ERR_IO);
     assert_non_null(strstr(kiln_last_error(), missing));
 
     /* A bad key fails before anything is written; the old file stays. */
     const char *path = tmp_path("keep.png");
     SPIT_LITERAL(path, "old");
     const kiln_png_text bad[] = {{"", "value"}};
-    assert_int_equal(kiln_image_save_png(path, &img, bad, 1), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_image_save(path, &img, bad, 1), KILN_ERR_INVALID_ARG);
     const kiln_png_text long_key[] = {
         {"a key that is far longer than the seventy-nine characters a PNG keyword may have", "v"}};
-    assert_int_equal(kiln_image_save_png(path, &img, long_key, 1), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_image_save(path, &img, long_key, 1), KILN_ERR_INVALID_ARG);
     size_t n;
     uint8_t *old = slurp(path, &n);
     assert_int_equal(n, 3);
@@ -264,12 +354,30 @@ static void failed_save_leaves_no_file(void **state)
     /* The rename fails (a folder is in the way): the temporary file goes. */
     const char *blocked = tmp_path("blocked.png");
     assert_int_equal(mkdir(blocked, 0700), 0);
-    assert_int_equal(kiln_image_save_png(blocked, &img, NULL, 0), KILN_ERR_IO);
+    assert_int_equal(kiln_image_save(blocked, &img, NULL, 0), KILN_ERR_IO);
     assert_non_null(strstr(kiln_last_error(), blocked));
     assert_no_temporaries();
 
     kiln_image bad_img = {.width = 4, .height = 4, .channels = 4, .pixels = img.pixels};
-    assert_int_equal(kiln_image_save_png(path, &bad_img, NULL, 0), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_image_save(path, &bad_img, NULL, 0), KILN_ERR_INVALID_ARG);
+
+    /* A name that asks for no format kiln writes: nothing is written. */
+    const char *webp = tmp_path("out.webp");
+    assert_int_equal(kiln_image_save(webp, &img, NULL, 0), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), webp));
+    assert_int_equal(access(webp, F_OK), -1);
+    assert_int_equal(kiln_image_save(tmp_path("no extension"), &img, NULL, 0), KILN_ERR_UNSUPPORTED);
+
+    /* Parameters too long for a JPEG's EXIF block: an error, no file. */
+    char *huge = malloc(70000);
+    memset(huge, 'a', 69999);
+    huge[69999] = '\0';
+    const kiln_png_text too_long[] = {{"parameters", huge}};
+    assert_int_equal(kiln_image_save(tmp_path("huge.jpg"), &img, too_long, 1), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "EXIF"));
+    assert_int_equal(access(tmp_path("huge.jpg"), F_OK), -1);
+    assert_no_temporaries();
+    free(huge);
     kiln_image_free(&img);
 }
 
@@ -519,6 +627,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(decodes_like_pillow),
         cmocka_unit_test(png_round_trip),
+        cmocka_unit_test(jpeg_round_trip),
         cmocka_unit_test(failed_save_leaves_no_file),
         cmocka_unit_test(bad_files_are_named_errors),
         cmocka_unit_test(damaged_files_fail_cleanly),

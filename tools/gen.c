@@ -1,4 +1,4 @@
-/* gen: text (and an optional image) in, PNG files out.
+/* gen: text (and an optional image) in, PNG or JPEG files out.
  *
  *   gen --prompt "a red circle on a blue background" --output out.png
  *
@@ -9,10 +9,12 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,7 +41,7 @@ typedef struct gen_options {
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: gen --prompt TEXT [options] --output OUT.png\n"
+            "usage: gen --prompt TEXT [options] --output OUT.png|OUT.jpg\n"
             "       gen --info MODEL\n"
             "       gen --list-devices\n"
             "\n"
@@ -98,6 +100,31 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
     double v = strtod(s, &end);
     if (errno || *end || end == s || !isfinite(v) || v < lo || v > hi) return false;
     *out = v;
+    return true;
+}
+
+/* Whether a file can be written at path: its folder exists and takes new
+ * files, and path is no folder. Checked before any work, so that a long run
+ * does not end in "cannot create". */
+static bool destination_ok(const char *flag, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    struct stat st;
+    const char *why = NULL;
+    if (stat(dir, &st) != 0) why = strerror(errno);
+    else if (!S_ISDIR(st.st_mode)) why = "not a folder";
+    else if (access(dir, W_OK | X_OK) != 0) why = strerror(errno);
+    if (why) {
+        fprintf(stderr, "gen: %s %s: cannot write in %s: %s\n", flag, path, dir, why);
+        return false;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "gen: %s %s: is a folder\n", flag, path);
+        return false;
+    }
     return true;
 }
 
@@ -198,6 +225,12 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --output is required\n");
         return 2;
     }
+    if (kiln_image_format_of(o->output) == KILN_IMAGE_UNKNOWN) {
+        fprintf(stderr, "gen: --output %s: name a .png, .jpg or .jpeg file\n", o->output);
+        return 2;
+    }
+    if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
+        return 2;
     return 0;
 }
 
@@ -444,7 +477,7 @@ int main(int argc, char **argv)
             return fail("image");
         if (kiln_metadata_parameters(&run, b, &parameters) != KILN_OK) return fail("metadata");
         kiln_png_text text[2] = {{"parameters", parameters}, {"prompt", workflow}};
-        st = kiln_image_save_png(names[b], &img, text, 2);
+        st = kiln_image_save(names[b], &img, text, 2);
         free(parameters);
         kiln_image_free(&img);
         if (st != KILN_OK) return fail("--output");

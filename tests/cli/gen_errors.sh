@@ -72,14 +72,30 @@ expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --wi
     --init-noise "$data/tiny/unet.safetensors"
 expect_error "malformed safetensors corpus file" "header_past_end" --model "$data/safetensors_bad/header_past_end.safetensors" --prompt x
 
-# an output path in a missing directory: an error naming it, nothing written
-if "$bin/gen" --model "$tiny" --prompt x --width 16 --height 16 --steps 1 --output "$tmp/missing/out.png" \
-        2>"$tmp/stderr"; then
-    echo "FAIL unwritable output: exit 0"; failures=$((failures + 1))
-elif ! grep -q "missing/out.png" "$tmp/stderr"; then
-    echo "FAIL unwritable output: stderr does not name the file"; cat "$tmp/stderr"; failures=$((failures + 1))
-else
-    echo "ok   unwritable output: $(head -n 1 "$tmp/stderr")"
-fi
+# bad destinations: refused before the model loads or sampling starts (no
+# "step" line), with an error naming the path, and nothing written
+expect_refused() {
+    local what=$1 pattern=$2
+    shift 2
+    if "$bin/gen" --model "$tiny" --prompt x --width 16 --height 16 --steps 1 "$@" >"$tmp/stdout" 2>"$tmp/stderr"; then
+        echo "FAIL $what: exit 0"; failures=$((failures + 1))
+    elif ! grep -q -- "$pattern" "$tmp/stderr"; then
+        echo "FAIL $what: stderr lacks '$pattern':"; cat "$tmp/stderr"; failures=$((failures + 1))
+    elif grep -q "^step\|sampling" "$tmp/stderr"; then
+        echo "FAIL $what: refused only after sampling:"; cat "$tmp/stderr"; failures=$((failures + 1))
+    elif compgen -G "$tmp/out*" >/dev/null || compgen -G "$tmp/latent*" >/dev/null; then
+        echo "FAIL $what: left a file"; failures=$((failures + 1))
+    else
+        echo "ok   $what: $(head -n 1 "$tmp/stderr")"
+    fi
+}
+expect_refused "output in a missing folder" "missing/out.png" --output "$tmp/missing/out.png"
+expect_refused "output under a file" "truncated.safetensors/out.png: cannot write" \
+    --output "$tmp/truncated.safetensors/out.png"
+mkdir -p "$tmp/folder.png"
+expect_refused "output that is a folder" "folder.png: is a folder" --output "$tmp/folder.png"
+expect_refused "output of no image format" "out.webp: name a .png, .jpg or .jpeg" --output "$tmp/out.webp"
+expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
+    --save-latent "$tmp/missing/latent.safetensors"
 
 [[ $failures -eq 0 ]] || { echo "$failures failures"; exit 1; }
