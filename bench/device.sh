@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, for a machine with an NVIDIA GPU:
 #   1. configure and build kiln with CUDA (and Vulkan when its SDK is there),
-#      or use binaries built elsewhere (KILN_PREBUILT=DIR holding them);
+#      or use binaries built elsewhere (KILN_PREBUILT=DIR holding them, or
+#      their programs.tar.xz as bench/device_prep.sh packs them);
 #   2. the CUDA and Vulkan op and parity test programs, and the CUDA op tests
 #      under compute-sanitizer memcheck when it is installed (last: it is slow);
 #   3. `bench --backend cuda` (f16 and f32 compute), `bench --backend vulkan`,
@@ -93,7 +94,6 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
     [ -z "${VK_DRIVER_FILES:-}" ] && [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
 done
 echo "Vulkan driver: ${VK_DRIVER_FILES:-loader default}"
-[ -n "${KILN_PREBUILT:-}" ] && ldd "$KILN_PREBUILT/test_ops_cuda" | grep "not found"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -101,6 +101,12 @@ fi
 
 if [ -n "${KILN_PREBUILT:-}" ]; then
     bin=$(cd "$KILN_PREBUILT" && pwd)
+    if [ -e "$bin/programs.tar.xz" ]; then # as bench/device_prep.sh packs them
+        mkdir -p /tmp/kiln-prebuilt && tar -C /tmp/kiln-prebuilt -xJf "$bin/programs.tar.xz" || exit 1
+        cp "$bin/COMMIT" /tmp/kiln-prebuilt/ 2>/dev/null
+        bin=/tmp/kiln-prebuilt
+    fi
+    ldd "$bin/test_ops_cuda" | grep "not found" # a library neither the machine nor .devdeps has
     # tests find their data through the source path they were built in
     data=$(strings "$bin/test_parity_cuda" | grep -m1 -o '/[^ ]*/tests/data' || true)
     if [ -n "$data" ] && [ ! -e "$data" ]; then mkdir -p "$(dirname "${data%/tests/data}")" && ln -s "$root" "${data%/tests/data}"; fi
