@@ -19,7 +19,8 @@
 #              passes, kiln CUDA f16 and Vulkan f16 side by side with their
 #              op-by-op traces, the pipeline statistics, and Vulkan f16 with
 #              each choice not yet run on a GPU forced: 128x64 tiles,
-#              128-row attention, workgroup-scope matrices),
+#              128-row attention, workgroup-scope matrices (forced, and
+#              timed at open beside the other GEMM kinds)),
 #              SKIP_VULKAN=1 (leave out the Vulkan tests and bench),
 #              SKIP_MEMCHECK=1 (leave out compute-sanitizer),
 #              SKIP_DIFFUSERS=1 (leave out the PyTorch/diffusers bench),
@@ -236,6 +237,10 @@ if [ -z "${SKIP_VULKAN:-}" ]; then
         KILN_VULKAN_GEMM_WORKGROUP=1 bench kiln_vulkan_f16_workgroup vulkan f16
         KILN_VULKAN_GEMM_WORKGROUP=1 timeout 120 "$bin/bench_ops" --backend vulkan --compute f16 --reps 5 2>&1 |
             grep -E "matmul|conv|vulkan" | tee "$results/bench_ops_vulkan_f16_workgroup.txt"
+        # ... and timed at open beside the other kinds, as it would be by
+        # default (the times and the kind kept in the .err)
+        KILN_VULKAN_PIPELINE_STATS=1 KILN_VULKAN_GEMM_WORKGROUP=2 bench kiln_vulkan_f16_workgroup_timed vulkan f16
+        grep -E "timing|check" "$results/kiln_vulkan_f16_workgroup_timed.err" || true
         status=$kept
         # GEMMs never splitting K, and splitting it as estimated, beside the
         # default, which times the two when the device opens
@@ -340,6 +345,7 @@ rows = [("kiln cuda f16", load("kiln_cuda_f16.json")),
         ("kiln vulkan f16 128x64", load("kiln_vulkan_f16_rows128.json")),
         ("kiln vulkan f16 att128", load("kiln_vulkan_f16_attention_rows128.json")),
         ("kiln vulkan f16 workgroup", load("kiln_vulkan_f16_workgroup.json")),
+        ("kiln vulkan f16 wg timed", load("kiln_vulkan_f16_workgroup_timed.json")),
         ("kiln vulkan f16 K whole", load("kiln_vulkan_f16_split0.json")),
         ("kiln vulkan f16 K split", load("kiln_vulkan_f16_split1.json")),
         *([("kiln vulkan f16 baseline", load("kiln_vulkan_f16_baseline.json"))]

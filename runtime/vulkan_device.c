@@ -673,13 +673,16 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
                          gemm_prefetch);
     /* KILN_VULKAN_GEMM_WORKGROUP=1: the GEMMs on VK_NV_cooperative_matrix2's
      * workgroup-scope matrices (gemm_workgroup.glsl; emulated with
-     * KILN_VULKAN_EMULATE_COOPMAT=1), not timed; 0 or unset: not (below) */
+     * KILN_VULKAN_EMULATE_COOPMAT=1), not timed; 2: timed at open with the
+     * other kinds where the driver has the matrices; 0 or unset: not (below) */
     int workgroup_gemm;
-    TRY(digit_switch("KILN_VULKAN_GEMM_WORKGROUP", "01", &workgroup_gemm));
-    if (workgroup_gemm == 1 && (gemm_prefetch > 0 || gemm_rows))
+    TRY(digit_switch("KILN_VULKAN_GEMM_WORKGROUP", "012", &workgroup_gemm));
+    if (workgroup_gemm >= 1 && (gemm_prefetch > 0 || gemm_rows))
         return kiln_fail(KILN_ERR_INVALID_ARG,
-                         "vulkan: KILN_VULKAN_GEMM_WORKGROUP=1 with KILN_VULKAN_GEMM_PREFETCH or KILN_VULKAN_GEMM_ROWS: "
-                         "the workgroup-scope GEMM has 128-row tiles and leaves loading to the driver");
+                         "vulkan: KILN_VULKAN_GEMM_WORKGROUP=%d with KILN_VULKAN_GEMM_PREFETCH or "
+                         "KILN_VULKAN_GEMM_ROWS: the workgroup-scope GEMM has 128-row tiles and leaves loading to the "
+                         "driver",
+                         workgroup_gemm);
     TRY(digit_switch("KILN_VULKAN_REGISTER_SOFTMAX", "01", &softmax_in_registers));
     TRY(rows_switch("KILN_VULKAN_ATTENTION_ROWS", &attention_rows));
     if (attention_rows == 128 && softmax_in_registers == 0)
@@ -721,7 +724,7 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
      * workgroup-scope GEMM runs only where asked for: its SPIR-V is the
      * newest thing kiln gives a driver, and a driver that crashed building
      * it would take every default run with it. */
-    caps.workgroup_matrices = caps.workgroup_matrices && workgroup_gemm == 1;
+    caps.workgroup_matrices = caps.workgroup_matrices && workgroup_gemm >= 1;
     TRY(device_open(vk, &caps, want_f16 ? caps.coopmat : KILN_VK_COOPMAT_NONE));
     vk->coopmat_n = coopmat_n;
     /* The tensor-core attention with its softmax in registers
@@ -750,9 +753,9 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
     vk->gemm_prefetch = gemm_prefetch > 0 ? (uint32_t)gemm_prefetch : 1;
     for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) vk->gemm_allowed[i] = true;
     /* The workgroup-scope GEMM where asked for (above), checked below like
-     * the others */
+     * the others, and with 2 timed like them */
     vk->gemm_allowed[KILN_VK_GEMM_WORKGROUP] =
-        workgroup_gemm == 1 && (vk->workgroup_matrices || vk->coopmat == KILN_VK_COOPMAT_EMULATED);
+        workgroup_gemm >= 1 && (vk->workgroup_matrices || vk->coopmat == KILN_VK_COOPMAT_EMULATED);
     if (workgroup_gemm == 1) vk->gemm_prefetch = 0, vk->gemm_rows = 128;
     /* Before any timing, a GPU's tensor-core attentions and GEMMs (every
      * kind: a forced one that misses gives way to one that passed) must
@@ -784,10 +787,11 @@ static kiln_status vk_open(kiln_backend *be, const kiln_backend_options *opt)
         vk->attention[KILN_VK_ATTENTION_REGISTERS_128] = false;
     if (vk->pipeline_stats && vk->gemm_tuned)
         fprintf(stderr,
-                "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1: %.3f, %.3f, "
-                "%.3f, %.3f ms; kept %ux64 loading %u\n",
+                "kiln vulkan timing: GEMM tiles 64x64 loading 1, 2, 3 K steps ahead, 128x64 loading 1, on "
+                "workgroup-scope matrices (0: not timed): %.3f, %.3f, %.3f, %.3f, %.3f ms; kept %ux64 loading %u "
+                "(0: the driver)\n",
                 1e3 * gemm_seconds[0], 1e3 * gemm_seconds[1], 1e3 * gemm_seconds[2], 1e3 * gemm_seconds[3],
-                vk->gemm_rows, vk->gemm_prefetch);
+                1e3 * gemm_seconds[4], vk->gemm_rows, vk->gemm_prefetch);
     static const char *const attention_names[] = {"softmax in shared memory", "softmax in registers",
                                                   "softmax in registers on 128 rows"};
     int attention = -1; /* the one preferred */
@@ -869,7 +873,7 @@ static void describe_device(VkInstance instance, VkPhysicalDevice pd, kiln_devic
         snprintf(info->details + at, sizeof info->details - (size_t)at, "; lacks %s, which kiln needs", c.missing);
     else if (c.workgroup_matrices && at > 0 && (size_t)at < sizeof info->details)
         snprintf(info->details + at, sizeof info->details - (size_t)at,
-                 "; workgroup-scope matrices for KILN_VULKAN_GEMM_WORKGROUP=1");
+                 "; workgroup-scope matrices for KILN_VULKAN_GEMM_WORKGROUP=1 or 2");
 }
 
 kiln_status kiln_backend_vulkan_devices(kiln_device_info *out, int max, int *count)

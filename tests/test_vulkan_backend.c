@@ -854,7 +854,7 @@ static void assert_fastest_kept(const double *seconds, int n, const bool *ran, i
  * matrices with either of the others. Where all are unset, a GPU times the
  * kinds it has when it opens; that timing, run
  * here on small shapes, keeps the fastest and leaves the GEMMs computing
- * right. */
+ * right ... */
 static void gemm_tile_switches_and_timing(void **state)
 {
     (void)state;
@@ -877,8 +877,9 @@ static void gemm_tile_switches_and_timing(void **state)
     setenv("KILN_VULKAN_GEMM_ROWS", "128", 1);
     assert_switch_refused("KILN_VULKAN_GEMM_PREFETCH", "2");
     assert_switch_refused("KILN_VULKAN_GEMM_WORKGROUP", "1");
-    unsetenv("KILN_VULKAN_GEMM_ROWS");
     assert_switch_refused("KILN_VULKAN_GEMM_WORKGROUP", "2");
+    unsetenv("KILN_VULKAN_GEMM_ROWS");
+    assert_switch_refused("KILN_VULKAN_GEMM_WORKGROUP", "3");
     /* KILN_VULKAN_GEMM_WORKGROUP=1: emulated here; on a GPU only where its
      * driver has the matrices, which a refusal must name (a 96-row matmul
      * then runs on 64x64 tiles: whole 128-row tiles only) */
@@ -900,30 +901,37 @@ static void gemm_tile_switches_and_timing(void **state)
         kiln_backend_free(workgroup);
     }
 #ifdef KILN_TEST_VULKAN_INTERNALS
-    kiln_backend *be = open_tensor_cores(NULL, NULL);
-    kiln_vk *vk = kiln_vk_of(be);
-    if (emulated(be)) {
-        /* emulated matrices are not timed when the device opens */
-        assert_int_equal(vk->gemm_prefetch, 1);
-        assert_int_equal(vk->gemm_rows, 64);
-        assert_false(vk->gemm_tuned);
-    } else {
-        assert_true(vk->gemm_tuned); /* a GPU's are */
+    /* ... the second time with KILN_VULKAN_GEMM_WORKGROUP=2, which lets the
+     * workgroup-scope GEMM into that timing (emulated here: allowed, but
+     * like every kind on a CPU not timed when the device opens) */
+    for (int with_workgroup = 0; with_workgroup <= 1; with_workgroup++) {
+        kiln_backend *be = with_workgroup ? open_tensor_cores("KILN_VULKAN_GEMM_WORKGROUP", "2")
+                                          : open_tensor_cores(NULL, NULL);
+        kiln_vk *vk = kiln_vk_of(be);
+        if (emulated(be)) {
+            /* emulated matrices are not timed when the device opens */
+            assert_int_equal(vk->gemm_prefetch, 1);
+            assert_int_equal(vk->gemm_rows, 64);
+            assert_false(vk->gemm_tuned);
+            assert_int_equal(vk->gemm_allowed[KILN_VK_GEMM_WORKGROUP], with_workgroup);
+        } else {
+            assert_true(vk->gemm_tuned); /* a GPU's are */
+        }
+        static const uint32_t shapes[][3] = {{128, 128, 1024}, {192, 64, 320}};
+        double seconds[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1, -1};
+        bool ran[KILN_VK_GEMM_KERNELS];
+        for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) ran[i] = vk->gemm_allowed[i];
+        assert_kiln_ok(kiln_vk_tune_gemms(be, shapes, 2, seconds, NULL, 0, NULL));
+        int kept = -1;
+        for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
+            if (kiln_vk_gemm_kernels[i].prefetch == vk->gemm_prefetch && kiln_vk_gemm_kernels[i].rows == vk->gemm_rows)
+                kept = i;
+        static const char *const names[KILN_VK_GEMM_KERNELS] = {
+            "64x64, 1 K step ahead", "64x64, 2 ahead", "64x64, 3 ahead", "128x64, 1 ahead", "128x64, workgroup-scope"};
+        assert_fastest_kept(seconds, KILN_VK_GEMM_KERNELS, ran, kept, vk->gemm_tuned, names);
+        tensor_core_matmul_matches(be);
+        kiln_backend_free(be);
     }
-    static const uint32_t shapes[][3] = {{128, 128, 1024}, {192, 64, 320}};
-    double seconds[KILN_VK_GEMM_KERNELS] = {-1, -1, -1, -1, -1};
-    bool ran[KILN_VK_GEMM_KERNELS];
-    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++) ran[i] = vk->gemm_allowed[i];
-    assert_kiln_ok(kiln_vk_tune_gemms(be, shapes, 2, seconds, NULL, 0, NULL));
-    int kept = -1;
-    for (int i = 0; i < KILN_VK_GEMM_KERNELS; i++)
-        if (kiln_vk_gemm_kernels[i].prefetch == vk->gemm_prefetch && kiln_vk_gemm_kernels[i].rows == vk->gemm_rows)
-            kept = i;
-    static const char *const names[KILN_VK_GEMM_KERNELS] = {
-        "64x64, 1 K step ahead", "64x64, 2 ahead", "64x64, 3 ahead", "128x64, 1 ahead", "128x64, workgroup-scope"};
-    assert_fastest_kept(seconds, KILN_VK_GEMM_KERNELS, ran, kept, vk->gemm_tuned, names);
-    tensor_core_matmul_matches(be);
-    kiln_backend_free(be);
 #endif
 }
 
