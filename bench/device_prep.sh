@@ -4,7 +4,7 @@
 # binaries built here.
 #   1. builds, in build-device/, the programs device.sh runs, for Hopper
 #      (sm_90) and any x86-64 CPU (KILN_NATIVE=OFF), and packs them stripped
-#      into .devbin/programs.tar.xz (a third of their size: device.sh unpacks
+#      into .devbin/programs.tar.xz (a seventh of their size: device.sh unpacks
 #      it), with .devbin/COMMIT naming what they were built from;
 #   2. downloads into .devdeps/ the Debian packages of the shared libraries
 #      they load that a bare device machine may lack (the Vulkan loader,
