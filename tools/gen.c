@@ -45,6 +45,8 @@ static void usage(FILE *to)
             "       gen --info MODEL\n"
             "       gen --list-devices\n"
             "\n"
+            "  --output FILE          .png (ComfyUI workflow and A1111 parameters inside) or .jpg/.jpeg\n"
+            "                         (quality 95, parameters in EXIF)\n"
             "  --model PATH           checkpoint (.safetensors, single-file layout) or diffusers folder;\n"
             "                         default: the embedded kiln-shapes model\n"
             "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
