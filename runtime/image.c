@@ -511,7 +511,7 @@ static uint32_t next_utf8(const unsigned char **s)
 static kiln_status exif_user_comment(const char *text, const char *path, uint8_t **out, size_t *size)
 {
     enum { HEAD = 6 + 44, CODE = 8, MAX_APP1 = 65533 };
-    size_t n = strlen(text), payload = is_ascii(text) ? n : 4 * n; /* UTF-16 is at most 4 bytes a UTF-8 byte */
+    size_t n = strlen(text), payload = 2 * n; /* UTF-16 takes at most 2 bytes a UTF-8 byte (or bad byte) */
     uint8_t *b = malloc(HEAD + CODE + payload);
     if (!b) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     size_t used = 0;
@@ -521,7 +521,8 @@ static kiln_status exif_user_comment(const char *text, const char *path, uint8_t
         used = n;
     } else {
         memcpy(b + HEAD, "UNICODE\0", CODE);
-        for (const unsigned char *s = (const unsigned char *)text; *s;) used += put_utf16be(b + HEAD + CODE + used, next_utf8(&s));
+        for (const unsigned char *s = (const unsigned char *)text; *s;)
+            used += put_utf16be(b + HEAD + CODE + used, next_utf8(&s));
     }
     size_t count = CODE + used;
     if (HEAD + count > MAX_APP1) {
