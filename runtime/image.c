@@ -573,10 +573,15 @@ static void jpeg_write_all(jpeg_write_job *job, FILE *f, const kiln_image *img, 
 
 /* ---- Saving -------------------------------------------------------------- */
 
-kiln_image_format kiln_image_format_of(const char *path)
+const char *kiln_image_extension(const char *path)
 {
     const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
-    if (!dot || (slash && dot < slash)) return KILN_IMAGE_UNKNOWN;
+    return !dot || (slash && dot < slash) ? path + strlen(path) : dot;
+}
+
+kiln_image_format kiln_image_format_of(const char *path)
+{
+    const char *dot = kiln_image_extension(path);
     if (strcasecmp(dot, ".png") == 0) return KILN_IMAGE_PNG;
     if (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0) return KILN_IMAGE_JPEG;
     return KILN_IMAGE_UNKNOWN;

@@ -54,6 +54,9 @@ typedef struct kiln_png_text {
  * .jpg / .jpeg; anything else is KILN_IMAGE_UNKNOWN. */
 typedef enum kiln_image_format { KILN_IMAGE_UNKNOWN, KILN_IMAGE_PNG, KILN_IMAGE_JPEG } kiln_image_format;
 kiln_image_format kiln_image_format_of(const char *path);
+/* Where a file name's extension starts: its last '.' after the last '/', or
+ * the end of the name where it has none. */
+const char *kiln_image_extension(const char *path);
 
 /* JPEG quality when saving; what sd.cpp's and A1111's users pick for keeps. */
 #define KILN_JPEG_QUALITY 95

@@ -284,9 +284,7 @@ static void output_name(const char *output, int index, int batch, char *buf, siz
         snprintf(buf, size, "%s", output);
         return;
     }
-    const char *dot = strrchr(output, '.');
-    const char *slash = strrchr(output, '/');
-    if (!dot || (slash && dot < slash)) dot = output + strlen(output);
+    const char *dot = kiln_image_extension(output);
     snprintf(buf, size, "%.*s_%05d%s", (int)(dot - output), output, index + 1, dot);
 }
 
