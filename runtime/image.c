@@ -511,11 +511,12 @@ static uint32_t next_utf8(const unsigned char **s)
 static kiln_status exif_user_comment(const char *text, const char *path, uint8_t **out, size_t *size)
 {
     enum { HEAD = 6 + 44, CODE = 8, MAX_APP1 = 65533 };
+    bool ascii = is_ascii(text);
     size_t n = strlen(text), payload = 2 * n; /* UTF-16 takes at most 2 bytes a UTF-8 byte (or bad byte) */
     uint8_t *b = malloc(HEAD + CODE + payload);
     if (!b) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     size_t used = 0;
-    if (is_ascii(text)) {
+    if (ascii) {
         memcpy(b + HEAD, "ASCII\0\0\0", CODE);
         memcpy(b + HEAD + CODE, text, n);
         used = n;
