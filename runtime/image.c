@@ -14,6 +14,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <utf8proc.h>
 
 #include "status.h"
 
@@ -481,27 +482,6 @@ static size_t put_utf16be(uint8_t *out, uint32_t c)
     return 2;
 }
 
-/* The next code point of UTF-8 text at *s, advancing *s; a malformed
- * sequence gives U+FFFD and one byte. */
-static uint32_t next_utf8(const unsigned char **s)
-{
-    const unsigned char *p = *s;
-    int len = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
-    uint32_t c = len == 1 ? p[0] : len == 2 ? p[0] & 0x1fu : len == 3 ? p[0] & 0x0fu : p[0] & 0x07u;
-    for (int i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) len = 0; /* also stops at the terminating 0 */
-        if (!len) break;
-        c = c << 6 | (p[i] & 0x3fu);
-    }
-    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000}; /* no overlong forms */
-    if (!len || c < least[len] || c > 0x10ffff || (c >= 0xd800 && c < 0xe000)) {
-        *s = p + 1;
-        return 0xfffd;
-    }
-    *s = p + len;
-    return c;
-}
-
 /* The EXIF block (APP1: "Exif\0\0" and a little-endian TIFF structure) that
  * holds `text` as the Exif IFD's UserComment (tag 0x9286), where A1111 and
  * the tools that read its JPEGs look for the generation parameters: the
@@ -522,8 +502,14 @@ static kiln_status exif_user_comment(const char *text, const char *path, uint8_t
         used = n;
     } else {
         memcpy(b + HEAD, "UNICODE\0", CODE);
-        for (const unsigned char *s = (const unsigned char *)text; *s;)
-            used += put_utf16be(b + HEAD + CODE + used, next_utf8(&s));
+        /* a malformed byte becomes U+FFFD */
+        for (size_t i = 0; i < n;) {
+            utf8proc_int32_t c;
+            utf8proc_ssize_t len = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(n - i), &c);
+            if (len < 1) c = 0xfffd, len = 1;
+            used += put_utf16be(b + HEAD + CODE + used, (uint32_t)c);
+            i += (size_t)len;
+        }
     }
     size_t count = CODE + used;
     if (HEAD + count > MAX_APP1) {
