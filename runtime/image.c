@@ -533,12 +533,15 @@ static kiln_status exif_user_comment(const char *text, const char *path, uint8_t
     return KILN_OK;
 }
 
+/* On the heap, like png_write_job: what the longjmp must not lose. */
 typedef struct jpeg_write_job {
     struct jpeg_compress_struct cinfo;
     jpeg_trap trap;
+    uint8_t *exif; /* APP1, or NULL */
+    size_t exif_size;
 } jpeg_write_job;
 
-static void jpeg_write_all(jpeg_write_job *job, FILE *f, const kiln_image *img, const uint8_t *exif, size_t exif_size)
+static void jpeg_write_all(jpeg_write_job *job, FILE *f, const kiln_image *img)
 {
     struct jpeg_compress_struct *cinfo = &job->cinfo;
     jpeg_create_compress(cinfo);
@@ -550,7 +553,7 @@ static void jpeg_write_all(jpeg_write_job *job, FILE *f, const kiln_image *img, 
     jpeg_set_defaults(cinfo);
     jpeg_set_quality(cinfo, KILN_JPEG_QUALITY, TRUE);
     jpeg_start_compress(cinfo, TRUE);
-    if (exif) jpeg_write_marker(cinfo, JPEG_APP0 + 1, exif, (unsigned)exif_size);
+    if (job->exif) jpeg_write_marker(cinfo, JPEG_APP0 + 1, job->exif, (unsigned)job->exif_size);
     while (cinfo->next_scanline < cinfo->image_height) {
         JSAMPROW row = img->pixels + (size_t)cinfo->next_scanline * img->width * 3;
         jpeg_write_scanlines(cinfo, &row, 1);
@@ -574,30 +577,26 @@ kiln_image_format kiln_image_format_of(const char *path)
     return KILN_IMAGE_UNKNOWN;
 }
 
-/* Writes the whole file in `format` to an open file; errors name `path`. */
-static kiln_status write_image(FILE *f, const char *path, kiln_image_format format, const kiln_image *img,
-                               const kiln_png_text *text, size_t ntext)
+/* Writes the whole JPEG to an open file, the "parameters" text (if any) as
+ * EXIF; errors name `path`. */
+static kiln_status write_jpeg(FILE *f, const char *path, const kiln_image *img, const kiln_png_text *text,
+                              size_t ntext)
 {
-    if (format == KILN_IMAGE_PNG) return write_png(f, path, img, text, ntext);
-    const char *parameters = NULL;
-    for (size_t i = 0; i < ntext; i++)
-        if (strcmp(text[i].key, "parameters") == 0) parameters = text[i].value;
-    uint8_t *exif = NULL;
-    size_t exif_size = 0;
-    if (parameters) TRY(exif_user_comment(parameters, path, &exif, &exif_size));
     jpeg_write_job *job = calloc(1, sizeof *job);
+    if (!job) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     kiln_status st = KILN_OK;
-    if (!job) {
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    } else {
+    for (size_t i = 0; i < ntext && st == KILN_OK && !job->exif; i++) /* the first "parameters" */
+        if (strcmp(text[i].key, "parameters") == 0)
+            st = exif_user_comment(text[i].value, path, &job->exif, &job->exif_size);
+    if (st == KILN_OK) {
         job->cinfo.err = jpeg_trap_errors(&job->trap);
         job->cinfo.client_data = &job->trap;
         if (setjmp(job->trap.jump)) st = kiln_fail(KILN_ERR_IO, "%s: writing JPEG: %s", path, job->trap.message);
-        else jpeg_write_all(job, f, img, exif, exif_size);
+        else jpeg_write_all(job, f, img);
         jpeg_destroy_compress(&job->cinfo);
     }
+    free(job->exif);
     free(job);
-    free(exif);
     return st;
 }
 
@@ -615,7 +614,8 @@ kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return kiln_fail(KILN_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    kiln_status st = write_image(f, path, format, img, text, ntext);
+    kiln_status st = format == KILN_IMAGE_PNG ? write_png(f, path, img, text, ntext)
+                                              : write_jpeg(f, path, img, text, ntext);
     /* fsync before rename: after a crash the name shows either the old file
      * or the whole new one, never a prefix. */
     if (st == KILN_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
