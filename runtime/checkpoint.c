@@ -14,6 +14,7 @@
 typedef struct named_tensor {
     char *name; /* canonical */
     const kiln_st_tensor *tensor;
+    kiln_st_tensor *replaced; /* the checkpoint's own copy (merged LoRA weights), or NULL */
 } named_tensor;
 
 #define MAX_FILES 4
@@ -69,10 +70,20 @@ const char *kiln_checkpoint_metadata(const kiln_checkpoint *ck, const char *key)
     return kiln_st_metadata(ck->files[0], key);
 }
 
+static void free_replaced(kiln_st_tensor *t)
+{
+    if (!t) return;
+    free((void *)t->data);
+    free(t);
+}
+
 void kiln_checkpoint_close(kiln_checkpoint *ck)
 {
     if (!ck) return;
-    for (size_t i = 0; i < ck->nnames; i++) free(ck->names[i].name);
+    for (size_t i = 0; i < ck->nnames; i++) {
+        free(ck->names[i].name);
+        free_replaced(ck->names[i].replaced);
+    }
     free(ck->names);
     for (int i = 0; i < ck->nfiles; i++) kiln_st_close(ck->files[i]);
     free(ck->path);
@@ -90,7 +101,7 @@ static kiln_status add_name(kiln_checkpoint *ck, const char *name, const kiln_st
     }
     char *copy = strdup(name);
     if (!copy) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
-    ck->names[ck->nnames++] = (named_tensor){copy, t};
+    ck->names[ck->nnames++] = (named_tensor){copy, t, NULL};
     return KILN_OK;
 }
 
@@ -330,4 +341,60 @@ kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
     }
     *out = ck;
     return KILN_OK;
+}
+
+/* ---- replacing tensors (merged LoRA weights) ----------------------------- */
+
+/* A single file is read through its own index until a tensor is replaced;
+ * from then on through a sorted table of names, like a mapped layout. */
+static kiln_status index_names(kiln_checkpoint *ck)
+{
+    if (ck->names) return KILN_OK;
+    const kiln_st_file *f = ck->files[0];
+    for (size_t i = 0; i < kiln_st_count(f); i++) TRY(add_name(ck, kiln_st_at(f, i)->name, kiln_st_at(f, i)));
+    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
+    return KILN_OK;
+}
+
+kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_dtype dtype, void *data)
+{
+    kiln_status status = index_names(ck);
+    named_tensor key = {.name = (char *)name};
+    named_tensor *hit = status == KILN_OK ? bsearch(&key, ck->names, ck->nnames, sizeof key, by_name) : NULL;
+    kiln_st_tensor *t = hit ? malloc(sizeof *t) : NULL;
+    if (!t) {
+        free(data);
+        if (status != KILN_OK) return status;
+        return hit ? kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory")
+                   : kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' is missing", ck->path, name);
+    }
+    *t = *hit->tensor;
+    t->dtype = dtype;
+    t->data = data;
+    t->nbytes = kiln_dtype_size(dtype);
+    for (int d = 0; d < t->ndim; d++) t->nbytes *= (size_t)t->shape[d];
+    free_replaced(hit->replaced);
+    hit->replaced = t;
+    hit->tensor = t;
+    return KILN_OK;
+}
+
+/* ---- diffusers UNet names for a checkpoint in canonical names ------------ */
+
+bool kiln_checkpoint_unet_name(const kiln_checkpoint *ck, const char *diffusers, char *out, size_t size)
+{
+    unet_layout lay = {0};
+    char name[128];
+    /* the first down block's resnets come before its downsampler */
+    for (int i = 1; i < 16 && !lay.layers_per_block; i++) {
+        snprintf(name, sizeof name, "model.diffusion_model.input_blocks.%d.0.op.weight", i);
+        if (kiln_checkpoint_find(ck, name)) lay.layers_per_block = i - 1;
+    }
+    if (!lay.layers_per_block) return false;
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "model.diffusion_model.output_blocks.%d.1.norm.weight",
+                 i * (lay.layers_per_block + 1));
+        lay.up_has_attention[i] = kiln_checkpoint_find(ck, name) != NULL;
+    }
+    return map_unet_name(diffusers, &lay, out, size);
 }

@@ -30,4 +30,15 @@ bool kiln_checkpoint_has_prefix(const kiln_checkpoint *ck, const char *prefix);
 /* A `__metadata__` value of the (first) file, NULL when absent. */
 const char *kiln_checkpoint_metadata(const kiln_checkpoint *ck, const char *key);
 
+/* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
+ * the same shape in `dtype`. The checkpoint takes `data` over, also on
+ * failure, and frees it at close. Merged LoRA weights live this way, so every
+ * backend binds them as it binds the file's own tensors. */
+kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_dtype dtype, void *data);
+
+/* The canonical name of a diffusers UNet2DConditionModel tensor
+ * (`down_blocks.0.resnets.1.conv1.weight`) in ck's UNet, whose block layout is
+ * read off ck's own names. False when it has no counterpart. */
+bool kiln_checkpoint_unet_name(const kiln_checkpoint *ck, const char *diffusers, char *out, size_t size);
+
 #endif

@@ -10,19 +10,23 @@
 KILN_EMBED_FILE(kiln_default_model, KILN_DEFAULT_MODEL_FILE);
 extern const unsigned char kiln_default_model[], kiln_default_model_end[];
 
-kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out)
+kiln_status kiln_default_checkpoint_open(kiln_checkpoint **out)
 {
-    kiln_checkpoint *ck;
-    TRY(kiln_checkpoint_open_memory(kiln_default_model, (size_t)(kiln_default_model_end - kiln_default_model),
-                                    "kiln-shapes (embedded)", &ck));
-    return kiln_model_load_checkpoint(ck, be, out);
+    return kiln_checkpoint_open_memory(kiln_default_model, (size_t)(kiln_default_model_end - kiln_default_model),
+                                       "kiln-shapes (embedded)", out);
 }
 #else
-kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out)
+kiln_status kiln_default_checkpoint_open(kiln_checkpoint **out)
 {
-    (void)be;
     *out = NULL;
     return kiln_fail(KILN_ERR_UNSUPPORTED, "this kiln was built without the embedded default model "
                                            "(models/kiln-shapes.safetensors was missing): pass --model");
 }
 #endif
+
+kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out)
+{
+    kiln_checkpoint *ck;
+    TRY(kiln_default_checkpoint_open(&ck));
+    return kiln_model_load_checkpoint(ck, be, out);
+}

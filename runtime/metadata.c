@@ -75,6 +75,10 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
+    if (run->nloras < 0 || (run->nloras && !run->loras))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d LoRAs without their list", run->nloras);
+    for (int i = 0; i < run->nloras; i++)
+        if (!run->loras[i].path) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: LoRA %d has no path", i);
     if (!(run->denoise > 0.0 && run->denoise <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: denoise %g, not in (0, 1]", run->denoise);
     return KILN_OK;
@@ -169,6 +173,14 @@ static void put_number(text_buf *b, double v)
     put(b, s);
 }
 
+/* A path's file name without its extension, malloc'd. */
+static char *stem_name(const char *path)
+{
+    const char *name = base_name(path);
+    const char *dot = strrchr(name, '.');
+    return strndup(name, dot && dot != name ? (size_t)(dot - name) : strlen(name));
+}
+
 /* Python's str.strip() over ASCII: what A1111 does to the finished text. */
 static bool is_py_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
 
@@ -180,14 +192,29 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch index %d of a batch of %d", batch_index,
                          run->batch_size);
     /* A1111's Model is the checkpoint's file name without extension. */
-    const char *model = base_name(run->model);
-    const char *dot = strrchr(model, '.');
-    size_t model_len = dot && dot != model ? (size_t)(dot - model) : strlen(model);
-    char *model_name = strndup(model, model_len);
+    char *model_name = stem_name(run->model);
     if (!model_name) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "run metadata: out of memory");
 
     text_buf b = {0};
     put(&b, run->prompt);
+    for (int i = 0; i < run->nloras; i++) {
+        const kiln_lora *l = &run->loras[i];
+        char *name = stem_name(l->path);
+        put(&b, " <lora:");
+        put(&b, name ? name : "");
+        b.failed |= !name;
+        free(name);
+        if (l->unet_strength == l->clip_strength) {
+            put(&b, ":");
+            put_number(&b, l->unet_strength);
+        } else {
+            put(&b, ":te=");
+            put_number(&b, l->clip_strength);
+            put(&b, ":unet=");
+            put_number(&b, l->unet_strength);
+        }
+        put(&b, ">");
+    }
     if (run->negative_prompt && run->negative_prompt[0]) {
         put(&b, "\nNegative prompt: ");
         put(&b, run->negative_prompt);
@@ -273,8 +300,12 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     graph g = {.root = cJSON_CreateObject()};
     check(&g, g.root);
     bool img2img = run->init_image != NULL;
-    /* The text encoders take CLIPSetLastLayer's CLIP, else the checkpoint's. */
-    const char *clip = run->clip_skip > 1 ? "10" : "4";
+    /* LoraLoaders "14", "15", ... take the model and CLIP from the one before;
+     * the last one's are what KSampler and the text encoders use. */
+    char model[16] = "4";
+    if (run->nloras) snprintf(model, sizeof model, "%d", 13 + run->nloras);
+    /* The text encoders take CLIPSetLastLayer's CLIP, else the model's. */
+    const char *clip = run->clip_skip > 1 ? "10" : model;
     int clip_output = run->clip_skip > 1 ? 0 : 1;
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : "12") : "5";
 
@@ -288,7 +319,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_string(&g, in, "sampler_name", run->sampler);
     add_string(&g, in, "scheduler", run->scheduler);
     add_number(&g, in, "denoise", run->denoise);
-    add_link(&g, in, "model", "4", 0);
+    add_link(&g, in, "model", model, 0);
     add_link(&g, in, "positive", "6", 0);
     add_link(&g, in, "negative", "7", 0);
     add_link(&g, in, "latent_image", latent, 0);
@@ -321,7 +352,18 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (run->clip_skip > 1) {
         in = add_node(&g, "10", "CLIPSetLastLayer");
         add_number(&g, in, "stop_at_clip_layer", -run->clip_skip);
-        add_link(&g, in, "clip", "4", 1);
+        add_link(&g, in, "clip", model, 1);
+    }
+    for (int i = 0; i < run->nloras; i++) {
+        char id[16], from[16] = "4";
+        snprintf(id, sizeof id, "%d", 14 + i);
+        if (i) snprintf(from, sizeof from, "%d", 13 + i);
+        in = add_node(&g, id, "LoraLoader");
+        add_string(&g, in, "lora_name", base_name(run->loras[i].path));
+        add_number(&g, in, "strength_model", run->loras[i].unet_strength);
+        add_number(&g, in, "strength_clip", run->loras[i].clip_strength);
+        add_link(&g, in, "model", from, 0);
+        add_link(&g, in, "clip", from, 1);
     }
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "kiln.h"
+#include "lora.h"
 
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
@@ -26,6 +27,8 @@ typedef struct kiln_run_info {
     int clip_skip;          /* 1 = the last CLIP layer (no skip), 2 = the one before, ... */
     double denoise;         /* in (0, 1]; 1 for txt2img */
     const char *init_image; /* img2img source image (path or name), NULL for txt2img */
+    const kiln_lora *loras; /* merged into the model, in order; paths recorded by base name */
+    int nloras;
     const char *version;    /* kiln's version, "0.1.0" */
 } kiln_run_info;
 
@@ -37,7 +40,9 @@ typedef struct kiln_run_info {
  * Fields that do not apply are left out: "Negative prompt" when empty,
  * "Batch size"/"Batch pos" for a single image, "Denoising strength" at
  * denoise 1 without an init image, "Clip skip" at 1. "RNG: CPU" is always
- * there: kiln draws noise as torch's CPU generator does. Values holding ',',
+ * there: kiln draws noise as torch's CPU generator does. Each LoRA is added
+ * to the prompt as A1111 writes it, `<lora:NAME:S>` (`<lora:NAME:te=C:unet=S>`
+ * when the strengths differ), NAME the file name without extension. Values holding ',',
  * ':' or a newline are JSON-quoted, as A1111 does. *out is malloc'd; free() it. */
 kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, char **out);
 
@@ -46,7 +51,8 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * "5" EmptyLatentImage, "6"/"7" CLIPTextEncode (positive/negative),
  * "8" VAEDecode, "9" SaveImage; then "10" CLIPSetLastLayer (clip skip > 1),
  * "11" LoadImage and "12" VAEEncode (img2img, in place of "5"), and
- * "13" RepeatLatentBatch (img2img with a batch over 1). Links are
+ * "13" RepeatLatentBatch (img2img with a batch over 1), and from "14" on one
+ * LoraLoader per LoRA, chained between the checkpoint and its users. Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

@@ -92,7 +92,8 @@ void kiln_model_free(kiln_model *m)
     free(m);
 }
 
-kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, kiln_model **out)
+kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *loras, int nloras, kiln_lora_stats *stats,
+                                       kiln_backend *be, kiln_model **out)
 {
     kiln_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -101,6 +102,7 @@ kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, ki
     }
     m->checkpoint = ck;
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
+    for (int i = 0; i < nloras && st == KILN_OK; i++) st = kiln_lora_merge(m->checkpoint, &loras[i], &stats[i]);
     if (st == KILN_OK) st = kiln_weights_create(be, m->checkpoint, &m->weights);
     if (st == KILN_OK) st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint), &m->clip);
     if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
@@ -111,6 +113,11 @@ kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, ki
     }
     *out = m;
     return KILN_OK;
+}
+
+kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, kiln_model **out)
+{
+    return kiln_model_load_with_loras(ck, NULL, 0, NULL, be, out);
 }
 
 kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out)

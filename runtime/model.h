@@ -6,6 +6,7 @@
 #include "../models/clip.h"
 #include "../models/unet.h"
 #include "../models/vae.h"
+#include "lora.h"
 
 typedef enum kiln_variant {
     KILN_VARIANT_TXT2IMG,        /* 4 input channels */
@@ -40,6 +41,13 @@ kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out
 /* The same for a checkpoint already opened; the model takes it over (and
  * closes it, also on failure). */
 kiln_status kiln_model_load_checkpoint(kiln_checkpoint *ck, kiln_backend *be, kiln_model **out);
+/* The same with LoRAs merged into the weights first, in order (each one on
+ * what the ones before it made); stats[i] says what loras[i] changed. */
+kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *loras, int nloras, kiln_lora_stats *stats,
+                                       kiln_backend *be, kiln_model **out);
+/* Opens the checkpoint embedded in libkiln (kiln-shapes); KILN_ERR_UNSUPPORTED
+ * when this build has none. */
+kiln_status kiln_default_checkpoint_open(kiln_checkpoint **out);
 /* The model embedded in libkiln (kiln-shapes); KILN_ERR_UNSUPPORTED when this
  * build has none. */
 kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out);

@@ -25,6 +25,7 @@
 #include "tokenizer.h"
 
 #define KILN_VERSION "0.1.0"
+#define MAX_LORAS 16
 
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
@@ -36,6 +37,8 @@ typedef struct gen_options {
     double cfg, denoise;
     uint64_t seed;
     bool seed_given, size_given, json, list_devices;
+    kiln_lora loras[MAX_LORAS];
+    int nloras;
 } gen_options;
 
 static void usage(FILE *to)
@@ -49,6 +52,8 @@ static void usage(FILE *to)
             "                         (quality 95, parameters in EXIF)\n"
             "  --model PATH           checkpoint (.safetensors, single-file layout) or diffusers folder;\n"
             "                         default: the embedded kiln-shapes model\n"
+            "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
+            "                         strength C (default 1, C = S); repeatable\n"
             "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
             "  --negative-prompt TEXT\n"
             "  --width W --height H   pixels (default 512, or the model's native size)\n"
@@ -105,6 +110,27 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
     return true;
 }
 
+/* --lora FILE[:S[:C]]: the strengths are the trailing fields that read as
+ * numbers, so a file name may hold ':' itself. */
+static int parse_lora(char *arg, kiln_lora *out)
+{
+    double strength[2];
+    int n = 0;
+    char *colon;
+    while (n < 2 && (colon = strrchr(arg, ':')) && colon != arg) {
+        double v;
+        if (!parse_double(colon + 1, -100, 100, &v)) break;
+        strength[n++] = v;
+        *colon = '\0';
+    }
+    /* read right to left: with two, the first read is the text encoder's */
+    out->path = arg;
+    out->unet_strength = n == 0 ? 1.0 : strength[n - 1];
+    out->clip_strength = n == 2 ? strength[0] : out->unet_strength;
+    if (access(arg, R_OK) != 0) return bad_flag("--lora", arg, strerror(errno));
+    return 0;
+}
+
 /* Whether a file can be written at path: its folder exists and takes new
  * files, and path is no folder. Checked before any work, so that a long run
  * does not end in "cannot create". */
@@ -136,7 +162,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
-           O_LIST_DEVICES };
+           O_LIST_DEVICES, O_LORA };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -150,7 +176,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
-        {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"help", no_argument, 0, 'h'},
+        {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
@@ -206,6 +233,12 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_INFO: o->info = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
+        case O_LORA: {
+            if (o->nloras == MAX_LORAS) return bad_flag("--lora", optarg, "at most 16 LoRAs");
+            int rc = parse_lora(optarg, &o->loras[o->nloras++]);
+            if (rc) return rc;
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         default:
             fprintf(stderr, "gen: unknown or incomplete flag '%s'\n", argv[optind - 1]);
@@ -412,9 +445,17 @@ int main(int argc, char **argv)
     kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute,
                                .compute_auto = !o.compute_set};
     if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
-    kiln_model *m;
-    kiln_status st = o.model ? kiln_model_load(o.model, be, &m) : kiln_model_load_default(be, &m);
+    kiln_checkpoint *ck;
+    kiln_status st = o.model ? kiln_checkpoint_open(o.model, &ck) : kiln_default_checkpoint_open(&ck);
     if (st != KILN_OK) return fail("--model");
+    kiln_model *m;
+    kiln_lora_stats lora_stats[MAX_LORAS];
+    if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
+        return fail(o.nloras ? "loading the model and LoRAs" : "--model");
+    for (int i = 0; i < o.nloras; i++)
+        fprintf(stderr, "gen: LoRA %s: %d UNet and %d text encoder weights merged (strength %g, %g)\n",
+                o.loras[i].path, lora_stats[i].unet_modules, lora_stats[i].clip_modules,
+                o.loras[i].unet_strength, o.loras[i].clip_strength);
     if (!o.size_given && !o.init_image) {
         /* the size the model was trained at, when its file says (modelspec's "WxH") */
         const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
@@ -465,7 +506,8 @@ int main(int argc, char **argv)
     kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
-                         .denoise = o.denoise, .init_image = o.init_image, .version = KILN_VERSION};
+                         .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
+                         .version = KILN_VERSION};
     char *workflow;
     if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
     char names[KILN_MAX_BATCH][4096];

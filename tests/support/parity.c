@@ -17,7 +17,11 @@ static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
     kiln_model *m = NULL;
     kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
     assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, be));
-    assert_kiln_ok(kiln_model_load(fx->path, *be, &m));
+    kiln_checkpoint *ck;
+    kiln_lora_stats stats[8];
+    assert_true(fx->nloras <= 8);
+    assert_kiln_ok(kiln_checkpoint_open(fx->path, &ck));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, fx->loras, fx->nloras, stats, *be, &m));
     return m;
 }
 

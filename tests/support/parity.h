@@ -6,11 +6,15 @@
 
 #include <stdbool.h>
 
+#include "lora.h"
+
 typedef struct parity_fixture {
     const char *path;    /* checkpoint file or diffusers folder */
     double tol;          /* relative L2 bound */
     const char *backend; /* NULL = "cpu" */
     bool f16_compute;    /* ask the backend for f16 compute (else it chooses) */
+    const kiln_lora *loras; /* merged at load, in order */
+    int nloras;
 } parity_fixture;
 
 /* golden: input_ids, last_hidden_state, clip_skip2 */

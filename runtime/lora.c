@@ -1,0 +1,363 @@
+#include "lora.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+#include "tensor.h"
+
+/* ---- a module's tensors --------------------------------------------------- */
+
+typedef enum part {
+    PART_DOWN, PART_UP, PART_ALPHA,                   /* LoRA, LoCon */
+    PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B, /* LoHa */
+    PART_COUNT
+} part;
+
+/* Tensor name endings, each writer's spelling of the same part. */
+static const struct {
+    const char *suffix;
+    part part;
+} part_suffixes[] = {
+    {".lora_down.weight", PART_DOWN},         {".lora_up.weight", PART_UP},             /* kohya */
+    {".lora_A.weight", PART_DOWN},            {".lora_B.weight", PART_UP},              /* PEFT */
+    {".lora.down.weight", PART_DOWN},         {".lora.up.weight", PART_UP},             /* diffusers */
+    {".lora_linear_layer.down.weight", PART_DOWN}, {".lora_linear_layer.up.weight", PART_UP},
+    {".alpha", PART_ALPHA},
+    {".hada_w1_a", PART_HADA_W1_A},           {".hada_w1_b", PART_HADA_W1_B},
+    {".hada_w2_a", PART_HADA_W2_A},           {".hada_w2_b", PART_HADA_W2_B},
+};
+
+/* Parts of module kinds kiln does not merge, named in the refusal. */
+static const struct {
+    const char *suffix, *kind;
+} refused_suffixes[] = {
+    {".lora_mid.weight", "Tucker-decomposed LoCon"}, {".hada_t1", "Tucker-decomposed LoHa"},
+    {".hada_t2", "Tucker-decomposed LoHa"},          {".lokr_w1", "LoKr"},
+    {".lokr_w1_a", "LoKr"},                          {".lokr_w2", "LoKr"},
+    {".lokr_w2_a", "LoKr"},                          {".dora_scale", "DoRA"},
+    {".diff", "full-weight difference"},             {".diff_b", "bias difference"},
+};
+
+typedef struct module {
+    char name[256]; /* the tensor names' common stem */
+    const kiln_st_tensor *parts[PART_COUNT];
+} module;
+
+static bool ends_with(const char *s, const char *suffix, size_t *stem)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    if (n <= m || strcmp(s + n - m, suffix) != 0) return false;
+    *stem = n - m;
+    return true;
+}
+
+static int by_module_name(const void *a, const void *b)
+{
+    return strcmp(((const module *)a)->name, ((const module *)b)->name);
+}
+
+/* Groups the file's tensors into modules, sorted by name. */
+static kiln_status read_modules(const kiln_st_file *f, module **out, size_t *count)
+{
+    const char *path = kiln_st_path(f);
+    size_t n = kiln_st_count(f), used = 0;
+    module *mods = calloc(n ? n : 1, sizeof *mods);
+    if (!mods) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        size_t stem = 0, k;
+        for (k = 0; k < sizeof refused_suffixes / sizeof *refused_suffixes; k++)
+            if (ends_with(t->name, refused_suffixes[k].suffix, &stem)) {
+                free(mods);
+                return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor '%s' belongs to a %s module, which kiln cannot merge",
+                                 path, t->name, refused_suffixes[k].kind);
+            }
+        for (k = 0; k < sizeof part_suffixes / sizeof *part_suffixes; k++)
+            if (ends_with(t->name, part_suffixes[k].suffix, &stem)) break;
+        if (k == sizeof part_suffixes / sizeof *part_suffixes || stem >= sizeof mods->name) {
+            free(mods);
+            if (strncmp(t->name, "model.diffusion_model.", 22) == 0 || strncmp(t->name, "first_stage_model.", 18) == 0 ||
+                strncmp(t->name, "cond_stage_model.", 17) == 0)
+                return kiln_fail(KILN_ERR_FORMAT, "%s is a checkpoint, not a LoRA (tensor '%s')", path, t->name);
+            return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is no part of a LoRA, LoCon or LoHa module", path,
+                             t->name);
+        }
+        module *m = NULL;
+        for (size_t j = used; j-- > 0 && !m;) /* a module's parts are usually neighbours */
+            if (strlen(mods[j].name) == stem && strncmp(mods[j].name, t->name, stem) == 0) m = &mods[j];
+        if (!m) {
+            m = &mods[used++];
+            memcpy(m->name, t->name, stem);
+        }
+        m->parts[part_suffixes[k].part] = t;
+    }
+    qsort(mods, used, sizeof *mods, by_module_name);
+    *out = mods;
+    *count = used;
+    return KILN_OK;
+}
+
+/* ---- module names -> canonical weight names -------------------------------- */
+
+/* kohya writes a module path with its dots turned into underscores; these are
+ * the path components that have underscores of their own (the UNet's in both
+ * naming schemes, CLIP's), so the dots can be put back. */
+static const char *const words_with_underscores[] = {
+    "down_blocks", "up_blocks", "mid_block", "transformer_blocks", "proj_in", "proj_out", "to_q", "to_k", "to_v",
+    "to_out", "time_emb_proj", "conv_shortcut", "conv_in", "conv_out", "conv_norm_out", "time_embedding",
+    "linear_1", "linear_2", "input_blocks", "middle_block", "output_blocks", "in_layers", "out_layers",
+    "emb_layers", "skip_connection", "time_embed", "text_model", "self_attn", "q_proj", "k_proj", "v_proj",
+    "out_proj", "final_layer_norm", "layer_norm1", "layer_norm2", "token_embedding", "position_embedding",
+};
+
+static bool underscores_to_dots(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    while (*in) {
+        size_t len = 0;
+        for (size_t k = 0; k < sizeof words_with_underscores / sizeof *words_with_underscores; k++) {
+            size_t n = strlen(words_with_underscores[k]);
+            if (n > len && strncmp(in, words_with_underscores[k], n) == 0 && (in[n] == '_' || in[n] == '\0')) len = n;
+        }
+        if (!len) len = strcspn(in, "_");
+        if (o + len + 2 > size) return false;
+        memcpy(out + o, in, len);
+        o += len;
+        in += len;
+        if (*in == '_') {
+            out[o++] = '.';
+            in++;
+        }
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* The original-layout UNet blocks, as against diffusers' down_blocks etc. */
+static bool is_original_unet_name(const char *dotted)
+{
+    static const char *const starts[] = {"input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "out."};
+    for (size_t k = 0; k < sizeof starts / sizeof *starts; k++)
+        if (strncmp(dotted, starts[k], strlen(starts[k])) == 0) return true;
+    return false;
+}
+
+/* The canonical weight a module updates; *clip tells which strength applies. */
+static bool target_weight(const kiln_checkpoint *ck, const char *module_name, char *out, size_t size, bool *clip)
+{
+    static const struct {
+        const char *prefix;
+        bool underscored, clip;
+    } prefixes[] = {
+        {"lora_unet_", true, false},   {"lora_te_", true, true},           /* kohya, LyCORIS */
+        {"unet.", false, false},       {"text_encoder.", false, true},     /* diffusers, PEFT */
+        {"diffusion_model.", false, false},                                 /* ComfyUI */
+    };
+    for (size_t k = 0; k < sizeof prefixes / sizeof *prefixes; k++) {
+        size_t n = strlen(prefixes[k].prefix);
+        if (strncmp(module_name, prefixes[k].prefix, n) != 0) continue;
+        char dotted[300], weight[320];
+        if (prefixes[k].underscored) {
+            if (!underscores_to_dots(module_name + n, dotted, sizeof dotted)) return false;
+        } else if (snprintf(dotted, sizeof dotted, "%s", module_name + n) >= (int)sizeof dotted) {
+            return false;
+        }
+        *clip = prefixes[k].clip;
+        if (*clip) return snprintf(out, size, "cond_stage_model.transformer.%s.weight", dotted) < (int)size;
+        if (is_original_unet_name(dotted))
+            return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
+        snprintf(weight, sizeof weight, "%s.weight", dotted);
+        return kiln_checkpoint_unet_name(ck, weight, out, size);
+    }
+    return false;
+}
+
+/* ---- the update ------------------------------------------------------------- */
+
+static int64_t numel(const kiln_st_tensor *t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    return n;
+}
+
+/* A factor read as a (rows, numel/rows) f32 matrix: conv factors
+ * (r, C, kh, kw) and (O, r, 1, 1) flatten to the GEMM they stand for. */
+typedef struct factor {
+    float *data;
+    int rows, cols;
+} factor;
+
+static kiln_status read_factor(const char *path, const module *m, part p, factor *out)
+{
+    const kiln_st_tensor *t = m->parts[p];
+    int64_t n = numel(t);
+    if (t->ndim < 2 || t->shape[0] <= 0 || n <= 0 || n / t->shape[0] > INT32_MAX || t->shape[0] > INT32_MAX)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is not a matrix or conv kernel", path, t->name);
+    switch (t->dtype) {
+    case KILN_F32: case KILN_F16: case KILN_BF16: break;
+    default:
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has dtype %s, not f32, f16 or bf16", path, t->name,
+                         kiln_dtype_name(t->dtype));
+    }
+    out->rows = (int)t->shape[0];
+    out->cols = (int)(n / t->shape[0]);
+    out->data = malloc((size_t)n * sizeof(float));
+    if (!out->data) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", path, t->name);
+    kiln_convert_to_f32(out->data, t->data, t->dtype, (size_t)n);
+    return KILN_OK;
+}
+
+/* A LoRA's rank-r update is up (O, r) @ down (r, C·kh·kw); LoHa's is the
+ * elementwise product of two such products. */
+typedef struct update {
+    factor f[4]; /* up, down [, second up, second down] */
+    int nfactors;
+    int rank;    /* what alpha is divided by: down's rows (LoHa: w1_b's) */
+} update;
+
+static void update_free(update *u)
+{
+    for (int i = 0; i < u->nfactors; i++) free(u->f[i].data);
+}
+
+static kiln_status read_update(const char *path, const module *m, update *u)
+{
+    static const part lora[] = {PART_UP, PART_DOWN}, loha[] = {PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B};
+    static const char *const lora_names[] = {"up (lora_up, lora_B)", "down (lora_down, lora_A)"},
+                             *const loha_names[] = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"};
+    bool is_loha = m->parts[PART_HADA_W1_A] || m->parts[PART_HADA_W1_B] || m->parts[PART_HADA_W2_A] ||
+                   m->parts[PART_HADA_W2_B];
+    const part *parts = is_loha ? loha : lora;
+    int nparts = is_loha ? 4 : 2;
+    *u = (update){0};
+    for (int i = 0; i < nparts; i++) {
+        if (!m->parts[parts[i]])
+            return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s' lacks its %s factor", path, m->name,
+                             (is_loha ? loha_names : lora_names)[i]);
+        TRY(read_factor(path, m, parts[i], &u->f[u->nfactors]));
+        u->nfactors++;
+    }
+    for (int i = 0; i < nparts; i += 2)
+        if (u->f[i].cols != u->f[i + 1].rows || u->f[i].rows != u->f[0].rows || u->f[i + 1].cols != u->f[1].cols)
+            return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its factors' shapes do not chain", path, m->name);
+    u->rank = u->f[1].rows;
+    return KILN_OK;
+}
+
+/* alpha / rank, with alpha = rank when the file has none (PEFT, diffusers). */
+static kiln_status update_scale(const char *path, const module *m, int rank, float *scale)
+{
+    const kiln_st_tensor *alpha = m->parts[PART_ALPHA];
+    *scale = 1.0f;
+    if (!alpha) return KILN_OK;
+    if (numel(alpha) != 1 || (alpha->dtype != KILN_F32 && alpha->dtype != KILN_F16 && alpha->dtype != KILN_BF16))
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is not one float", path, alpha->name);
+    *scale = kiln_load_f32(alpha->data, alpha->dtype, 0) / (float)rank;
+    return KILN_OK;
+}
+
+/* W (O, K) += s * up @ down, or for LoHa s * (up1 @ down1) ⊙ (up2 @ down2). */
+static kiln_status add_update(float *w, const update *u, float s)
+{
+    const factor *f = u->f;
+    int O = f[0].rows, K = f[1].cols;
+    if (u->nfactors == 2) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, K, f[0].cols, s, f[0].data, f[0].cols, f[1].data, K,
+                    1.0f, w, K);
+        return KILN_OK;
+    }
+    float *a = malloc(2 * (size_t)O * (size_t)K * sizeof(float));
+    if (!a) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LoHa: out of host memory");
+    float *b = a + (size_t)O * K;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, K, f[0].cols, 1.0f, f[0].data, f[0].cols, f[1].data, K,
+                0.0f, a, K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, K, f[2].cols, 1.0f, f[2].data, f[2].cols, f[3].data, K,
+                0.0f, b, K);
+    for (size_t i = 0; i < (size_t)O * K; i++) w[i] += s * a[i] * b[i];
+    free(a);
+    return KILN_OK;
+}
+
+/* Narrows the merged f32 weight to the weight's storage type; fp8 weights are
+ * kept in f16 rather than rounding the update away. */
+static kiln_dtype merged_dtype(kiln_dtype stored)
+{
+    return stored == KILN_F8_E4M3 || stored == KILN_F8_E5M2 ? KILN_F16 : stored;
+}
+
+/* Takes w over; returns the weight in `dtype`, or NULL when out of memory. */
+static void *narrow(float *w, size_t n, kiln_dtype dtype)
+{
+    if (dtype == KILN_F32) return w;
+    uint16_t *h = malloc(n * sizeof *h);
+    for (size_t i = 0; h && i < n; i++) h[i] = dtype == KILN_F16 ? kiln_f32_to_f16(w[i]) : kiln_f32_to_bf16(w[i]);
+    free(w);
+    return h;
+}
+
+static kiln_status merge_module(kiln_checkpoint *ck, const char *path, const module *m, const char *target,
+                                float strength)
+{
+    const kiln_st_tensor *weight = kiln_checkpoint_find(ck, target);
+    if (!weight)
+        return kiln_fail(KILN_ERR_MODEL, "%s: module '%s' updates '%s', which %s lacks (a LoRA for another base model?)",
+                         path, m->name, target, kiln_checkpoint_path(ck));
+    update u;
+    kiln_status status = read_update(path, m, &u);
+    float scale = 1.0f;
+    if (status == KILN_OK) status = update_scale(path, m, u.rank, &scale);
+    int64_t n = numel(weight);
+    if (status == KILN_OK && (weight->shape[0] != u.f[0].rows || n != (int64_t)u.f[0].rows * u.f[1].cols)) {
+        char have[96];
+        kiln_tensor shape = {.ndim = weight->ndim};
+        memcpy(shape.shape, weight->shape, sizeof weight->shape);
+        kiln_shape_str(&shape, have, sizeof have);
+        status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' makes a %dx%d update for '%s', which is %s in %s "
+                           "(a LoRA for another base model?)", path, m->name, u.f[0].rows, u.f[1].cols, target, have,
+                           kiln_checkpoint_path(ck));
+    }
+    float *w = status == KILN_OK ? malloc((size_t)n * sizeof(float)) : NULL;
+    if (status == KILN_OK && !w) status = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
+    if (status == KILN_OK) {
+        kiln_convert_to_f32(w, weight->data, weight->dtype, (size_t)n);
+        status = add_update(w, &u, strength * scale);
+    }
+    update_free(&u);
+    if (status != KILN_OK) {
+        free(w);
+        return status;
+    }
+    kiln_dtype dtype = merged_dtype(weight->dtype);
+    void *merged = narrow(w, (size_t)n, dtype);
+    if (!merged) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
+    return kiln_checkpoint_replace(ck, target, dtype, merged);
+}
+
+kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora *lora, kiln_lora_stats *stats)
+{
+    kiln_st_file *f;
+    TRY(kiln_st_open(lora->path, &f));
+    module *mods = NULL;
+    size_t count = 0;
+    kiln_status status = read_modules(f, &mods, &count);
+    if (status == KILN_OK && count == 0) status = kiln_fail(KILN_ERR_FORMAT, "%s: no LoRA modules in the file", lora->path);
+    *stats = (kiln_lora_stats){0};
+    for (size_t i = 0; i < count && status == KILN_OK; i++) {
+        char target[320];
+        bool clip = false;
+        if (!target_weight(ck, mods[i].name, target, sizeof target, &clip)) {
+            status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
+                               lora->path, mods[i].name, kiln_checkpoint_path(ck));
+            break;
+        }
+        status = merge_module(ck, lora->path, &mods[i], target, (float)(clip ? lora->clip_strength : lora->unet_strength));
+        *(clip ? &stats->clip_modules : &stats->unet_modules) += 1;
+    }
+    free(mods);
+    kiln_st_close(f);
+    return status;
+}

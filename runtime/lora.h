@@ -1,0 +1,31 @@
+/* LoRA, LoCon and LoHa files merged into a checkpoint's weights at load.
+ *
+ * Each module of the file names one weight of the model and holds a low-rank
+ * update; merging adds strength * (alpha / rank) * update to that weight
+ * once, so sampling with a LoRA costs exactly what sampling without it does.
+ * Files from kohya's sd-scripts and LyCORIS (`lora_unet_*`, `lora_te_*`, in
+ * diffusers or original block names), diffusers and PEFT (`unet.*`,
+ * `text_encoder.*`) and ComfyUI (`diffusion_model.*`) are read. */
+#ifndef KILN_LORA_H
+#define KILN_LORA_H
+
+#include "checkpoint.h"
+
+/* One LoRA to merge, as ComfyUI's LoraLoader takes it. */
+typedef struct kiln_lora {
+    const char *path;
+    double unet_strength; /* strength_model */
+    double clip_strength; /* strength_clip */
+} kiln_lora;
+
+typedef struct kiln_lora_stats {
+    int unet_modules, clip_modules; /* weights changed */
+} kiln_lora_stats;
+
+/* Merges the LoRA at lora->path into ck's weights. A module whose weight the
+ * model lacks or has in another shape (a LoRA for another base model) fails
+ * the merge with the module's name, as does a module kind kiln cannot merge
+ * (LoKr, DoRA, Tucker-decomposed). */
+kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora *lora, kiln_lora_stats *stats);
+
+#endif
