@@ -2,7 +2,8 @@
  * ComfyUI's image (txt2img_euler_normal_s8: seed 42, batch 2, 8 steps, cfg 5),
  * the LATENT it saves is ComfyUI's, and the PNGs carry the `parameters` and
  * `prompt` text chunks; a .jpg output is the same picture with its parameters
- * in EXIF. Also VAEEncode of ComfyUI's img2img input images. */
+ * in EXIF; --lora changes the run as its strength says and is recorded. Also
+ * VAEEncode of ComfyUI's img2img input images. */
 #include "kiln_test.h"
 
 #include <math.h>
@@ -131,6 +132,50 @@ static void jpeg_output(void **state)
     kiln_image_free(&img[1]);
 }
 
+/* gen --lora: strength 0 is the plain model to the bit, 0.75 another picture
+ * (the merge itself is test_lora's), and the PNG says which LoRA made it. */
+static void lora_run(void **state)
+{
+    (void)state;
+    const char *strengths[3] = {NULL, "0", "0.75"};
+    float *latent[3];
+    size_t count[3];
+    for (int i = 0; i < 3; i++) {
+        char cmd[4096], lora[1024] = "";
+        if (strengths[i])
+            snprintf(lora, sizeof lora, "--lora %s:%s", kiln_test_data("lora/kohya_locon.safetensors"), strengths[i]);
+        snprintf(cmd, sizeof cmd,
+                 "%s/bin/gen --model %s %s --prompt 'a red circle' --width 16 --height 16 --steps 2 --seed 3 "
+                 "--output %s/lora%d.png --save-latent %s/lora%d.safetensors 2> %s/lora%d.log",
+                 KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), lora, tmpdir, i, tmpdir, i,
+                 tmpdir, i);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/lora%d.safetensors", tmpdir, i);
+        kiln_st_file *f;
+        assert_kiln_ok(kiln_st_open(cmd, &f));
+        assert_kiln_ok(kiln_st_read_f32(f, "latent", &latent[i], &count[i]));
+        assert_int_equal(count[i], count[0]);
+        kiln_st_close(f);
+    }
+    assert_memory_equal(latent[0], latent[1], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 0.05);
+    char text[8192], path[512];
+    snprintf(path, sizeof path, "%s/lora2.png", tmpdir);
+    read_png_text(path, "parameters", text, sizeof text);
+    assert_non_null(strstr(text, "a red circle <lora:kohya_locon:0.75>\nSteps: 2,"));
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"class_type\":\"LoraLoader\",\"inputs\":{\"lora_name\":\"kohya_locon.safetensors\","
+                                 "\"strength_model\":0.75,\"strength_clip\":0.75"));
+    snprintf(path, sizeof path, "%s/lora2.log", tmpdir);
+    FILE *log = fopen(path, "r");
+    assert_non_null(log);
+    size_t n = fread(text, 1, sizeof text - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    assert_non_null(strstr(text, "kohya_locon.safetensors: 43 UNet and 12 text encoder weights merged"));
+    for (int i = 0; i < 3; i++) free(latent[i]);
+}
+
 /* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
 static void vae_encode_matches_comfyui(void **state)
 {
@@ -167,6 +212,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seed_reproduces_comfyui),
         cmocka_unit_test(jpeg_output),
+        cmocka_unit_test(lora_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

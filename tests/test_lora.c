@@ -205,6 +205,60 @@ static void loha_matches_float64(void **s)
     scratch_close(&sc);
 }
 
+/* One module spelled as each writer spells it changes the same weight alike. */
+static void every_layout_names_the_same_weight(void **s)
+{
+    (void)s;
+    static const char *const spellings[][3] = {
+        {"lora_unet_output_blocks_4_1_proj_out.lora_down.weight", "lora_unet_output_blocks_4_1_proj_out.lora_up.weight",
+         "lora_unet_output_blocks_4_1_proj_out.alpha"},
+        {"lora_unet_up_blocks_1_attentions_1_proj_out.lora_down.weight",
+         "lora_unet_up_blocks_1_attentions_1_proj_out.lora_up.weight", "lora_unet_up_blocks_1_attentions_1_proj_out.alpha"},
+        {"unet.up_blocks.1.attentions.1.proj_out.lora_A.weight", "unet.up_blocks.1.attentions.1.proj_out.lora_B.weight",
+         "unet.up_blocks.1.attentions.1.proj_out.alpha"},
+        {"unet.up_blocks.1.attentions.1.proj_out.lora.down.weight", "unet.up_blocks.1.attentions.1.proj_out.lora.up.weight",
+         "unet.up_blocks.1.attentions.1.proj_out.alpha"},
+        {"diffusion_model.output_blocks.4.1.proj_out.lora_down.weight",
+         "diffusion_model.output_blocks.4.1.proj_out.lora_up.weight", "diffusion_model.output_blocks.4.1.proj_out.alpha"},
+    };
+    const char *target = "model.diffusion_model.output_blocks.4.1.proj_out.weight";
+    float *down = random_matrix(2 * 32, 5), *up = random_matrix(32 * 2, 6), alpha = 3.0f;
+    float *first = NULL;
+    for (size_t k = 0; k < sizeof spellings / sizeof *spellings; k++) {
+        scratch sc;
+        scratch_open(&sc);
+        kiln_st_entry e[3] = {{spellings[k][0], KILN_F32, 4, {2, 32, 1, 1}, down},
+                              {spellings[k][1], KILN_F32, 4, {32, 2, 1, 1}, up},
+                              {spellings[k][2], KILN_F32, 0, {0}, &alpha}};
+        assert_kiln_ok(kiln_st_write(sc.path, e, 3, NULL, 0));
+        kiln_checkpoint *ck;
+        assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &ck));
+        kiln_lora lora = {sc.path, 1.0, 1.0};
+        kiln_lora_stats stats;
+        assert_kiln_ok(kiln_lora_merge(ck, &lora, &stats));
+        assert_int_equal(stats.unet_modules, 1);
+        const kiln_st_tensor *w = kiln_checkpoint_find(ck, target);
+        if (!first) {
+            first = malloc(w->nbytes);
+            memcpy(first, w->data, w->nbytes);
+            /* the update is there: element (0, 0) of up (32, 2) @ down (2, 32) times alpha/rank 1.5 */
+            double update = 1.5 * ((double)up[0] * down[0] + (double)up[1] * down[32]);
+            kiln_checkpoint *plain;
+            assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &plain));
+            double before = ((const float *)kiln_checkpoint_find(plain, target)->data)[0];
+            assert_float_equal(((const float *)w->data)[0], before + update, 1e-6);
+            kiln_checkpoint_close(plain);
+        } else if (memcmp(first, w->data, w->nbytes) != 0) {
+            fail_msg("%s changes %s otherwise than %s", spellings[k][0], target, spellings[0][0]);
+        }
+        kiln_checkpoint_close(ck);
+        scratch_close(&sc);
+    }
+    free(first);
+    free(down);
+    free(up);
+}
+
 /* ---- refusals ---------------------------------------------------------------- */
 
 /* Writes the tensors, merges the file into the tiny model and expects `code`
@@ -269,7 +323,7 @@ static void refuses_broken_files(void **s)
 static void refuses_module_kinds_it_cannot_merge(void **s)
 {
     (void)s;
-    static float w[64];
+    static float w[32 * 4];
     kiln_st_entry lokr[] = {{TO_Q ".lokr_w1", KILN_F32, 2, {4, 4}, w}, {TO_Q ".lokr_w2", KILN_F32, 2, {8, 8}, w}};
     expect_refusal(lokr, 2, KILN_ERR_UNSUPPORTED, "LoKr");
     kiln_st_entry dora[] = {{TO_Q ".lora_down.weight", KILN_F32, 2, {4, 32}, w},
@@ -301,6 +355,7 @@ int main(void)
         cmocka_unit_test(strengths_apart),
         cmocka_unit_test(stacked),
         cmocka_unit_test(loha_matches_float64),
+        cmocka_unit_test(every_layout_names_the_same_weight),
         cmocka_unit_test(refuses_other_base_models),
         cmocka_unit_test(refuses_broken_files),
         cmocka_unit_test(refuses_module_kinds_it_cannot_merge),

@@ -103,6 +103,26 @@ static void parameters_img2img(void **state)
                       "Denoising strength: 0.6, RNG: CPU, Version: kiln 0.1.0");
 }
 
+static const kiln_lora two_loras[] = {
+    {"/loras/detail tweaker.safetensors", 0.8, 0.8},
+    {"style.v2.safetensors", 1.0, 0.5},
+};
+
+/* A1111 writes the LoRAs it used into the prompt; equal strengths as one
+ * multiplier, else te= and unet=. */
+static void parameters_with_loras(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    run.loras = two_loras;
+    run.nloras = 2;
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background <lora:detail tweaker:0.8> <lora:style.v2:te=0.5:unet=1>\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, RNG: CPU, Version: kiln 0.1.0");
+}
+
 static void labels_follow_a1111(void **state)
 {
     (void)state;
@@ -156,6 +176,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"KSampler", {"LATENT"}},
     {"VAEDecode", {"IMAGE"}},
     {"SaveImage", {NULL}},
+    {"LoraLoader", {"MODEL", "CLIP"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
@@ -340,6 +361,44 @@ static void prompt_img2img_with_clip_skip(void **state)
     free(json);
 }
 
+/* LoraLoaders chain from the checkpoint; KSampler takes the last one's model,
+ * CLIPSetLastLayer (or the text encoders) its CLIP. */
+static void prompt_with_loras(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img();
+    run.loras = two_loras;
+    run.nloras = 2;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 14 15 11 12 13 ");
+    const cJSON *in = inputs_of(root, "14", "LoraLoader");
+    assert_string_equal(string_input(in, "lora_name"), "detail tweaker.safetensors");
+    assert_true(number_input(in, "strength_model") == 0.8 && number_input(in, "strength_clip") == 0.8);
+    assert_link(in, "model", "4", 0);
+    assert_link(in, "clip", "4", 1);
+    in = inputs_of(root, "15", "LoraLoader");
+    assert_string_equal(string_input(in, "lora_name"), "style.v2.safetensors");
+    assert_true(number_input(in, "strength_model") == 1.0 && number_input(in, "strength_clip") == 0.5);
+    assert_link(in, "model", "14", 0);
+    assert_link(in, "clip", "14", 1);
+    assert_link(inputs_of(root, "3", "KSampler"), "model", "15", 0);
+    assert_link(inputs_of(root, "10", "CLIPSetLastLayer"), "clip", "15", 1);
+    assert_link(inputs_of(root, "12", "VAEEncode"), "vae", "4", 2);
+    assert_link(inputs_of(root, "8", "VAEDecode"), "vae", "4", 2);
+    cJSON_Delete(root);
+    free(json);
+
+    run = txt2img();
+    run.loras = two_loras;
+    run.nloras = 1;
+    root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 14 ");
+    assert_link(inputs_of(root, "6", "CLIPTextEncode"), "clip", "14", 1);
+    assert_link(inputs_of(root, "7", "CLIPTextEncode"), "clip", "14", 1);
+    assert_link(inputs_of(root, "3", "KSampler"), "model", "14", 0);
+    cJSON_Delete(root);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +408,8 @@ int main(void)
         cmocka_unit_test(bad_runs_are_refused),
         cmocka_unit_test(prompt_txt2img_is_the_default_workflow),
         cmocka_unit_test(prompt_img2img_with_clip_skip),
+        cmocka_unit_test(parameters_with_loras),
+        cmocka_unit_test(prompt_with_loras),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,11 @@ if [[ -f $tmp/lora.safetensors ]]; then
     expect_error "LoRA given as model" "LoRA" --model "$tmp/lora.safetensors" --prompt x
     expect_error "VAE given as model" "VAE" --model "$tmp/vae.safetensors" --prompt x
 fi
+if [[ -f $tmp/lora.safetensors ]]; then
+    expect_error "LoRA without its down factor" "lacks its down" --model "$tiny" --prompt x --lora "$tmp/lora.safetensors"
+fi
+expect_error "checkpoint given as LoRA" "sd15_tiny_ldm_fp16.safetensors is a checkpoint, not a LoRA" --model "$tiny" \
+    --prompt x --lora "$data/tiny/sd15_tiny_ldm_fp16.safetensors:0.5"
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"
@@ -95,6 +100,8 @@ expect_refused "output under a file" "truncated.safetensors/out.png: cannot writ
 mkdir -p "$tmp/folder.png"
 expect_refused "output that is a folder" "folder.png: is a folder" --output "$tmp/folder.png"
 expect_refused "output of no image format" "out.webp: name a .png, .jpg or .jpeg" --output "$tmp/out.webp"
+expect_refused "missing LoRA" "--lora $tmp/nosuch.safetensors: No such file" --output "$tmp/out.png" \
+    --lora "$tmp/nosuch.safetensors:0.8"
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 
