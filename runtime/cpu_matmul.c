@@ -11,43 +11,7 @@
 
 void cpu_widen(float *dst, kiln_weight_ptr w, size_t first, size_t n)
 {
-    size_t i = 0;
-    switch (w.dtype) {
-    case KILN_F32: memcpy(dst, (const float *)w.data + first, n * sizeof *dst); return;
-    case KILN_F16: {
-        const uint16_t *src = (const uint16_t *)w.data + first;
-#if defined(KILN_CPU_AVX2) && defined(__F16C__)
-        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-#endif
-        for (; i < n; i++) dst[i] = kiln_f16_to_f32(src[i]);
-        return;
-    }
-    case KILN_BF16: {
-        const uint16_t *src = (const uint16_t *)w.data + first;
-#ifdef KILN_CPU_AVX2
-        for (; i + 8 <= n; i += 8) {
-            __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
-            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
-        }
-#endif
-        for (; i < n; i++) dst[i] = kiln_bf16_to_f32(src[i]);
-        return;
-    }
-    case KILN_F8_E4M3:
-    case KILN_F8_E5M2: { /* 256 possible values: a table beats decoding each */
-        float table[256];
-        for (int b = 0; b < 256; b++) {
-            uint8_t byte = (uint8_t)b;
-            table[b] = kiln_load_f32(&byte, w.dtype, 0);
-        }
-        const uint8_t *src = (const uint8_t *)w.data + first;
-        for (; i < n; i++) dst[i] = table[src[i]];
-        return;
-    }
-    default:
-        for (; i < n; i++) dst[i] = kiln_load_f32(w.data, w.dtype, first + i);
-        return;
-    }
+    kiln_convert_to_f32(dst, (const char *)w.data + first * kiln_dtype_size(w.dtype), w.dtype, n);
 }
 
 /* Weight rows widened per tile: up to 4 MiB of f32 per thread. Narrower

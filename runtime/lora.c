@@ -294,7 +294,7 @@ static void *narrow(float *w, size_t n, kiln_dtype dtype)
 {
     if (dtype == KILN_F32) return w;
     uint16_t *h = malloc(n * sizeof *h);
-    for (size_t i = 0; h && i < n; i++) h[i] = dtype == KILN_F16 ? kiln_f32_to_f16(w[i]) : kiln_f32_to_bf16(w[i]);
+    if (h) kiln_convert_from_f32(h, w, dtype, n);
     free(w);
     return h;
 }

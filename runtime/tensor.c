@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 
+#include "cpu_simd.h"
+
 static const struct { const char *name; size_t size; } dtype_info[KILN_DTYPE_COUNT] = {
     [KILN_F32] = {"F32", 4},    [KILN_F16] = {"F16", 2},         [KILN_BF16] = {"BF16", 2},
     [KILN_F8_E4M3] = {"F8_E4M3", 1}, [KILN_F8_E5M2] = {"F8_E5M2", 1}, [KILN_I32] = {"I32", 4},
@@ -43,9 +45,61 @@ const char *kiln_shape_str(const kiln_tensor *t, char *buf, size_t size)
 
 void kiln_convert_to_f32(float *dst, const void *src, kiln_dtype dtype, size_t n)
 {
-    if (dtype == KILN_F32) {
-        memcpy(dst, src, n * sizeof *dst);
+    size_t i = 0;
+    switch (dtype) {
+    case KILN_F32: memcpy(dst, src, n * sizeof *dst); return;
+    case KILN_F16: {
+        const uint16_t *h = src;
+#if defined(KILN_CPU_AVX2) && defined(__F16C__)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+#endif
+        for (; i < n; i++) dst[i] = kiln_f16_to_f32(h[i]);
         return;
     }
-    for (size_t i = 0; i < n; i++) dst[i] = kiln_load_f32(src, dtype, i);
+    case KILN_BF16: {
+        const uint16_t *b = src;
+#ifdef KILN_CPU_AVX2
+        for (; i + 8 <= n; i += 8) {
+            __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+        }
+#endif
+        for (; i < n; i++) dst[i] = kiln_bf16_to_f32(b[i]);
+        return;
+    }
+    case KILN_F8_E4M3:
+    case KILN_F8_E5M2: { /* 256 possible values: a table beats decoding each */
+        float table[256];
+        for (int v = 0; v < 256; v++) {
+            uint8_t byte = (uint8_t)v;
+            table[v] = kiln_load_f32(&byte, dtype, 0);
+        }
+        const uint8_t *q = src;
+        for (; i < n; i++) dst[i] = table[q[i]];
+        return;
+    }
+    default:
+        for (; i < n; i++) dst[i] = kiln_load_f32(src, dtype, i);
+        return;
+    }
+}
+
+void kiln_convert_from_f32(void *dst, const float *src, kiln_dtype dtype, size_t n)
+{
+    size_t i = 0;
+    uint16_t *h = dst;
+    switch (dtype) {
+    case KILN_F32: memcpy(dst, src, n * sizeof *src); return;
+    case KILN_F16:
+#if defined(KILN_CPU_AVX2) && defined(__F16C__)
+        for (; i + 8 <= n; i += 8)
+            _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+        for (; i < n; i++) h[i] = kiln_f32_to_f16(src[i]);
+        return;
+    case KILN_BF16:
+        for (; i < n; i++) h[i] = kiln_f32_to_bf16(src[i]);
+        return;
+    default: return;
+    }
 }
