@@ -44,6 +44,17 @@ static void unet_f32(void **s) { (void)s; parity_check_unet(&gpu_f32, "tiny/unet
 static void vae_f32(void **s) { (void)s; parity_check_vae(&gpu_f32, "tiny/vae.safetensors", gpu_decodes, 2); }
 static void unet_f16(void **s) { (void)s; parity_check_unet(&gpu_f16, "tiny/unet.safetensors"); }
 
+/* A LoRA merged at load reaches the device's copy of the weights. */
+static void unet_f32_lora(void **s)
+{
+    (void)s;
+    const kiln_lora lora = {KILN_TEST_DATA "/lora/kohya_locon.safetensors", 0.75, 0.75};
+    parity_fixture fx = gpu_f32;
+    fx.loras = &lora;
+    fx.nloras = 1;
+    parity_check_unet(&fx, "lora/kohya_locon.golden.safetensors");
+}
+
 static void txt2img_run(void **s)
 {
     (void)s;
@@ -141,7 +152,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     gpu_f32.backend = gpu_f16.backend = backend;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
-        cmocka_unit_test(unet_f16), cmocka_unit_test(txt2img_run), cmocka_unit_test(ops_timed_by_the_device),
+        cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
