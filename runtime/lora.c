@@ -1,6 +1,7 @@
 #include "lora.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,27 +146,29 @@ static bool is_original_unet_name(const char *dotted)
     return false;
 }
 
+/* Module name prefixes: the writer's naming, and which part of the model. */
+static const struct {
+    const char *prefix;
+    bool underscored, clip;
+} module_prefixes[] = {
+    {"lora_unet_", true, false},   {"lora_te_", true, true},           /* kohya, LyCORIS */
+    {"unet.", false, false},       {"text_encoder.", false, true},     /* diffusers, PEFT */
+    {"diffusion_model.", false, false},                                 /* ComfyUI */
+};
+
 /* The canonical weight a module updates; *clip tells which strength applies. */
 static bool target_weight(const kiln_checkpoint *ck, const char *module_name, char *out, size_t size, bool *clip)
 {
-    static const struct {
-        const char *prefix;
-        bool underscored, clip;
-    } prefixes[] = {
-        {"lora_unet_", true, false},   {"lora_te_", true, true},           /* kohya, LyCORIS */
-        {"unet.", false, false},       {"text_encoder.", false, true},     /* diffusers, PEFT */
-        {"diffusion_model.", false, false},                                 /* ComfyUI */
-    };
-    for (size_t k = 0; k < sizeof prefixes / sizeof *prefixes; k++) {
-        size_t n = strlen(prefixes[k].prefix);
-        if (strncmp(module_name, prefixes[k].prefix, n) != 0) continue;
+    for (size_t k = 0; k < sizeof module_prefixes / sizeof *module_prefixes; k++) {
+        size_t n = strlen(module_prefixes[k].prefix);
+        if (strncmp(module_name, module_prefixes[k].prefix, n) != 0) continue;
         char dotted[300], weight[320];
-        if (prefixes[k].underscored) {
+        if (module_prefixes[k].underscored) {
             if (!underscores_to_dots(module_name + n, dotted, sizeof dotted)) return false;
         } else if (snprintf(dotted, sizeof dotted, "%s", module_name + n) >= (int)sizeof dotted) {
             return false;
         }
-        *clip = prefixes[k].clip;
+        *clip = module_prefixes[k].clip;
         if (*clip) return snprintf(out, size, "cond_stage_model.transformer.%s.weight", dotted) < (int)size;
         if (is_original_unet_name(dotted))
             return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
@@ -335,6 +338,60 @@ static kiln_status merge_module(kiln_checkpoint *ck, const char *path, const mod
     void *merged = narrow(w, (size_t)n, dtype);
     if (!merged) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
     return kiln_checkpoint_replace(ck, target, dtype, merged);
+}
+
+/* Which model part a module updates, by its name's prefix; false for none. */
+static bool module_part(const char *name, bool *clip)
+{
+    for (size_t k = 0; k < sizeof module_prefixes / sizeof *module_prefixes; k++)
+        if (strncmp(name, module_prefixes[k].prefix, strlen(module_prefixes[k].prefix)) == 0) {
+            *clip = module_prefixes[k].clip;
+            return true;
+        }
+    return false;
+}
+
+kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
+{
+    *info = (kiln_lora_info){.min_rank = INT32_MAX, .min_alpha = INFINITY, .max_alpha = -INFINITY};
+    kiln_st_file *f;
+    TRY(kiln_st_open(path, &f));
+    module *mods = NULL;
+    size_t count = 0;
+    kiln_status status = read_modules(f, &mods, &count);
+    if (status == KILN_OK && count == 0) status = kiln_fail(KILN_ERR_FORMAT, "%s: no LoRA modules in the file", path);
+    for (size_t i = 0; i < count && status == KILN_OK; i++) {
+        const module *m = &mods[i];
+        bool clip = false;
+        if (!module_part(m->name, &clip)) {
+            status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no part of an SD 1.x model", path, m->name);
+            break;
+        }
+        update u;
+        status = read_update(path, m, &u);
+        float scale = 1.0f;
+        if (status == KILN_OK) status = update_scale(path, m, u.rank, &scale);
+        if (status == KILN_OK) {
+            const kiln_st_tensor *down = m->parts[PART_DOWN];
+            *(clip ? &info->clip_modules : &info->unet_modules) += 1;
+            if (u.nfactors == 4) info->loha++;
+            else if (down->ndim == 4 && down->shape[2] * down->shape[3] > 1) info->locon++;
+            else info->lora++;
+            if (u.rank < info->min_rank) info->min_rank = u.rank;
+            if (u.rank > info->max_rank) info->max_rank = u.rank;
+            if (m->parts[PART_ALPHA]) {
+                float alpha = scale * (float)u.rank;
+                info->alphas++;
+                if (alpha < info->min_alpha) info->min_alpha = alpha;
+                if (alpha > info->max_alpha) info->max_alpha = alpha;
+            }
+            if (clip && !info->text_width) info->text_width = u.f[1].cols < u.f[0].rows ? u.f[1].cols : u.f[0].rows;
+        }
+        update_free(&u);
+    }
+    free(mods);
+    kiln_st_close(f);
+    return status;
 }
 
 kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora *lora, kiln_lora_stats *stats)

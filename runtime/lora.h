@@ -22,6 +22,20 @@ typedef struct kiln_lora_stats {
     int unet_modules, clip_modules; /* weights changed */
 } kiln_lora_stats;
 
+/* What a LoRA file holds, for `gen --info`. */
+typedef struct kiln_lora_info {
+    int unet_modules, clip_modules;
+    int lora, locon, loha;       /* modules of each kind: LoCon = LoRA on a kh x kw > 1 convolution */
+    int min_rank, max_rank;
+    float min_alpha, max_alpha;  /* over the modules that give one */
+    int alphas;                  /* modules with an alpha */
+    int text_width;              /* the text encoder's hidden size its modules imply (768: SD 1.x), 0 if none */
+} kiln_lora_info;
+
+/* Reads the file's modules without merging them anywhere. Errors as
+ * kiln_lora_merge's for the file itself. */
+kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info);
+
 /* Merges the LoRA at lora->path into ck's weights. A module whose weight the
  * model lacks or has in another shape (a LoRA for another base model) fails
  * the merge with the module's name, as does a module kind kiln cannot merge

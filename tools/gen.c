@@ -45,7 +45,7 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: gen --prompt TEXT [options] --output OUT.png|OUT.jpg\n"
-            "       gen --info MODEL\n"
+            "       gen --info MODEL|LORA\n"
             "       gen --list-devices\n"
             "\n"
             "  --output FILE          .png (ComfyUI workflow and A1111 parameters inside) or .jpg/.jpeg\n"
@@ -80,7 +80,8 @@ static void usage(FILE *to)
             "                         f32 elsewhere\n"
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
-            "  --info MODEL           describe a checkpoint (family, variant, dtypes, parameters) and exit\n"
+            "  --info FILE            describe a checkpoint (family, variant, dtypes, parameters) or a LoRA\n"
+            "                         (modules, ranks, base model) and exit\n"
             "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n");
 }
 
@@ -346,8 +347,41 @@ static int list_devices(void)
     return 0;
 }
 
+/* --info on a LoRA file: its modules, ranks, and the base model its
+ * trainer recorded (kohya's ss_* metadata). */
+static void print_lora_info(const char *path, const kiln_lora_info *info)
+{
+    printf("lora         %s\n", path);
+    printf("modules      %d: %d UNet, %d text encoder (LoRA %d, LoCon %d, LoHa %d)\n",
+           info->unet_modules + info->clip_modules, info->unet_modules, info->clip_modules, info->lora, info->locon,
+           info->loha);
+    if (info->min_rank == info->max_rank) printf("rank         %d", info->min_rank);
+    else printf("rank         %d to %d", info->min_rank, info->max_rank);
+    if (!info->alphas) printf(", no alpha (scale 1)\n");
+    else if (info->min_alpha == info->max_alpha) printf(", alpha %g\n", (double)info->min_alpha);
+    else printf(", alpha %g to %g\n", (double)info->min_alpha, (double)info->max_alpha);
+    if (info->text_width)
+        printf("text width   %d%s\n", info->text_width,
+               info->text_width == 768 ? " (SD 1.x)" : info->text_width == 1024 ? " (SD 2.x)" : "");
+    kiln_st_file *f;
+    if (kiln_st_open(path, &f) != KILN_OK) return;
+    static const char *const keys[][2] = {{"ss_base_model_version", "base"}, {"ss_sd_model_name", "trained on"},
+                                          {"ss_network_module", "network"}};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        const char *v = kiln_st_metadata(f, keys[k][0]);
+        if (v) printf("%-12s %s\n", keys[k][1], v);
+    }
+    kiln_st_close(f);
+}
+
 static int print_info(const char *path)
 {
+    struct stat st;
+    kiln_lora_info lora;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && kiln_lora_inspect(path, &lora) == KILN_OK) {
+        print_lora_info(path, &lora);
+        return 0;
+    }
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
     kiln_model_info info;

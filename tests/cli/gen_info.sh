@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# gen --info on a checkpoint (single file, diffusers folder) and on LoRA files:
+# what it prints against what the files are (tests/data/tiny, tests/data/lora).
+# Usage: gen_info.sh BIN_DIR DATA_DIR
+set -u
+bin=$1 data=$2
+failures=0
+
+# expect_info FILE line...: every given line appears in gen --info FILE's output
+expect_info() {
+    local file=$1
+    shift
+    local out
+    if ! out=$("$bin/gen" --info "$file" 2>&1); then
+        echo "FAIL --info $file: exit non-zero: $out"; failures=$((failures + 1)); return
+    fi
+    for line in "$@"; do
+        if ! grep -qxF -- "$line" <<<"$out"; then
+            echo "FAIL --info $file: no line '$line' in:"; echo "$out"; failures=$((failures + 1)); return
+        fi
+    done
+    echo "ok   --info $(basename "$file")"
+}
+
+expect_info "$data/tiny/sd15_tiny_ldm_fp16.safetensors" "family       sd1 (txt2img)" \
+    "unet         sd15-tiny-test, 1.1 M parameters, F16" "text encoder clip-tiny-test, 1.6 M parameters" \
+    "vae          vae-tiny-test, 0.7 M parameters"
+expect_info "$data/tiny/sd15_tiny_diffusers" "unet         sd15-tiny-test, 1.1 M parameters, F32"
+# kohya_locon: 36 attention/projection modules in 3 transformers and 7 convolutions
+# (5 of them 3x3) in the UNet, 12 text encoder linears; rank 4, alphas 2 and one 1
+expect_info "$data/lora/kohya_locon.safetensors" \
+    "modules      55: 43 UNet, 12 text encoder (LoRA 50, LoCon 5, LoHa 0)" "rank         4, alpha 1 to 2" \
+    "text width   32"
+expect_info "$data/lora/diffusers.safetensors" \
+    "modules      68: 60 UNet, 8 text encoder (LoRA 68, LoCon 0, LoHa 0)" "rank         4, no alpha (scale 1)"
+
+if "$bin/gen" --info "$data/tiny/unet.safetensors" >/dev/null 2>&1; then
+    echo "FAIL --info on a golden file: exit 0"; failures=$((failures + 1))
+else
+    echo "ok   --info on a file that is neither refused"
+fi
+[[ $failures -eq 0 ]] || { echo "$failures failures"; exit 1; }
