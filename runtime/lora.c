@@ -40,6 +40,7 @@ static const struct {
     {".lokr_w1_a", "LoKr"},                          {".lokr_w2", "LoKr"},
     {".lokr_w2_a", "LoKr"},                          {".dora_scale", "DoRA"},
     {".diff", "full-weight difference"},             {".diff_b", "bias difference"},
+    {".w_norm", "norm-layer"},                       {".b_norm", "norm-layer"},
 };
 
 typedef struct module {
