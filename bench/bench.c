@@ -66,7 +66,7 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){2, cfg->in_channels, b->latent_h, b->latent_w}, b->latent));
     TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){2}, b->t));
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){2, 77, cfg->context_dim}, b->context));
-    TRY(kiln_unet_forward(g, &b->m->unet, x, t, c, NULL, NULL, &eps));
+    TRY(kiln_unet_forward(g, &b->m->unet, x, t, c, NULL, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, b->latent, kiln_tensor_nbytes(eps));
 }
 

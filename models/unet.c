@@ -7,13 +7,13 @@
 
 #include "status.h"
 
-#define PREFIX "model.diffusion_model"
-#define MAX_SKIPS 32
+#define PREFIX KILN_UNET_ROOT
 
-static kiln_status bind_row(kiln_weights *w, const unet_config *cfg, const unet_layer *l, unet_row *row)
+kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_config *cfg, const unet_layer *l,
+                               unet_row *row)
 {
     char prefix[256];
-    snprintf(prefix, sizeof prefix, PREFIX ".%s", l->prefix);
+    snprintf(prefix, sizeof prefix, "%s.%s", root, l->prefix);
     row->layer = l;
     switch (l->kind) {
     case UNET_CONV_IN:
@@ -33,18 +33,24 @@ static kiln_status bind_row(kiln_weights *w, const unet_config *cfg, const unet_
     return kiln_fail(KILN_ERR_INVALID_ARG, "unet: bad layer kind in row %s", l->prefix);
 }
 
+kiln_status kiln_unet_bind_time_embedding(kiln_weights *w, const char *root, const unet_config *cfg,
+                                          unet_time_embedding *te)
+{
+    int mc = cfg->model_channels, dim = cfg->time_embed_dim;
+    TRY(KILN_BIND(w, &te->w1, root, "time_embed.0.weight", dim, mc));
+    TRY(KILN_BIND(w, &te->b1, root, "time_embed.0.bias", dim));
+    TRY(KILN_BIND(w, &te->w2, root, "time_embed.2.weight", dim, dim));
+    return KILN_BIND(w, &te->b2, root, "time_embed.2.bias", dim);
+}
+
 kiln_status kiln_unet_bind(kiln_weights *w, const unet_config *cfg, kiln_unet *unet)
 {
     *unet = (kiln_unet){.config = cfg};
     unet->rows = calloc((size_t)cfg->nlayers, sizeof *unet->rows);
     if (!unet->rows) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "unet: out of host memory");
-    int mc = cfg->model_channels, te = cfg->time_embed_dim;
     const int last_ch = cfg->layers[cfg->nlayers - 1].out_ch;
-    TRY(KILN_BIND(w, &unet->time1_w, PREFIX, "time_embed.0.weight", te, mc));
-    TRY(KILN_BIND(w, &unet->time1_b, PREFIX, "time_embed.0.bias", te));
-    TRY(KILN_BIND(w, &unet->time2_w, PREFIX, "time_embed.2.weight", te, te));
-    TRY(KILN_BIND(w, &unet->time2_b, PREFIX, "time_embed.2.bias", te));
-    for (int i = 0; i < cfg->nlayers; i++) TRY(bind_row(w, cfg, &cfg->layers[i], &unet->rows[i]));
+    TRY(kiln_unet_bind_time_embedding(w, PREFIX, cfg, &unet->time));
+    for (int i = 0; i < cfg->nlayers; i++) TRY(kiln_unet_bind_row(w, PREFIX, cfg, &cfg->layers[i], &unet->rows[i]));
     TRY(KILN_BIND(w, &unet->out_norm_w, PREFIX, "out.0.weight", last_ch));
     TRY(KILN_BIND(w, &unet->out_norm_b, PREFIX, "out.0.bias", last_ch));
     TRY(KILN_BIND(w, &unet->out_w, PREFIX, "out.2.weight", cfg->out_channels, last_ch, 3, 3));
@@ -58,24 +64,33 @@ void kiln_unet_release(kiln_unet *unet)
     unet->rows = NULL;
 }
 
-const unet_config *kiln_unet_detect(const kiln_checkpoint *ck)
+int kiln_unet_encoder_rows(const unet_config *cfg)
+{
+    int n = 0;
+    while (n < cfg->nlayers && !cfg->layers[n].concat_skip) n++;
+    return n;
+}
+
+const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *root, bool encoder_only)
 {
     for (int c = 0; kiln_unet_configs[c]; c++) {
         const unet_config *cfg = kiln_unet_configs[c];
         /* The first conv, the time embedding and the last row fix the widths;
-         * the deepest input block and the output head fix the depth. */
-        const unet_layer *first = &cfg->layers[0], *last = &cfg->layers[cfg->nlayers - 1];
+         * the deepest row (input, middle or output block) fixes the depth. */
+        int nrows = encoder_only ? kiln_unet_encoder_rows(cfg) : cfg->nlayers;
+        const unet_layer *first = &cfg->layers[0], *last = &cfg->layers[nrows - 1];
         char name[256];
-        snprintf(name, sizeof name, PREFIX ".%s.weight", first->prefix);
+        snprintf(name, sizeof name, "%s.%s.weight", root, first->prefix);
         const kiln_st_tensor *conv_in = kiln_checkpoint_find(ck, name);
-        const kiln_st_tensor *time = kiln_checkpoint_find(ck, PREFIX ".time_embed.0.weight");
-        snprintf(name, sizeof name, PREFIX ".%s.%s", last->prefix,
+        snprintf(name, sizeof name, "%s.time_embed.0.weight", root);
+        const kiln_st_tensor *time = kiln_checkpoint_find(ck, name);
+        snprintf(name, sizeof name, "%s.%s.%s", root, last->prefix,
                  last->kind == UNET_TRANSFORMER ? "proj_out.bias" : "in_layers.0.bias");
         const kiln_st_tensor *tail = kiln_checkpoint_find(ck, name);
         const kiln_st_tensor *ctx = NULL;
-        for (int i = 0; i < cfg->nlayers && !ctx; i++) {
+        for (int i = 0; i < nrows && !ctx; i++) {
             if (cfg->layers[i].kind != UNET_TRANSFORMER) continue;
-            snprintf(name, sizeof name, PREFIX ".%s.transformer_blocks.0.attn2.to_k.weight", cfg->layers[i].prefix);
+            snprintf(name, sizeof name, "%s.%s.transformer_blocks.0.attn2.to_k.weight", root, cfg->layers[i].prefix);
             ctx = kiln_checkpoint_find(ck, name);
             if (!ctx) break;
         }
@@ -87,24 +102,55 @@ const unet_config *kiln_unet_detect(const kiln_checkpoint *ck)
     return NULL;
 }
 
-kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const tensor *t,
-                              const tensor *context, kiln_unet_probe probe, void *probe_ctx, tensor **eps)
+const unet_config *kiln_unet_detect(const kiln_checkpoint *ck) { return kiln_unet_detect_at(ck, PREFIX, false); }
+
+kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embedding *te, const unet_config *cfg,
+                                             const tensor *t, tensor **emb_silu)
 {
-    const unet_config *cfg = unet->config;
-    tensor *temb, *e1, *e1s, *e2, *emb_silu;
+    tensor *temb, *e1, *e1s, *e2;
     TRY(nn_timestep_embedding(g, t, cfg->model_channels, &temb));
-    TRY(nn_linear(g, temb, unet->time1_w, unet->time1_b, &e1));
+    TRY(nn_linear(g, temb, te->w1, te->b1, &e1));
     nn_drop(g, &temb);
     TRY(nn_silu(g, e1, &e1s));
     nn_drop(g, &e1);
-    TRY(nn_linear(g, e1s, unet->time2_w, unet->time2_b, &e2));
+    TRY(nn_linear(g, e1s, te->w2, te->b2, &e2));
     nn_drop(g, &e1s);
     /* every ResBlock applies SiLU to the embedding first: do it once */
-    TRY(nn_silu(g, e2, &emb_silu));
+    TRY(nn_silu(g, e2, emb_silu));
     nn_drop(g, &e2);
+    return KILN_OK;
+}
 
-    tensor *skips[MAX_SKIPS];
-    int nskips = 0;
+kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
+                                  const tensor *context, tensor **out)
+{
+    switch (row->layer->kind) {
+    case UNET_CONV_IN: return nn_conv2d(g, in, row->conv_w, row->conv_b, 1, 1, out);
+    case UNET_RESBLOCK: return kiln_resblock_forward(g, &row->res, in, emb_silu, out);
+    case UNET_TRANSFORMER: return kiln_spatial_transformer_forward(g, &row->attn, in, context, out);
+    case UNET_DOWNSAMPLE: return nn_conv2d(g, in, row->conv_w, row->conv_b, 2, 1, out);
+    case UNET_UPSAMPLE: {
+        tensor *up;
+        TRY(nn_upsample_nearest2x(g, in, &up));
+        kiln_status st = nn_conv2d(g, up, row->conv_w, row->conv_b, 1, 1, out);
+        nn_drop(g, &up);
+        return st;
+    }
+    }
+    return kiln_fail(KILN_ERR_INVALID_ARG, "unet: bad layer kind in row %s", row->layer->prefix);
+}
+
+kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const tensor *t,
+                              const tensor *context, const kiln_unet_control *control, kiln_unet_probe probe,
+                              void *probe_ctx, tensor **eps)
+{
+    const unet_config *cfg = unet->config;
+    tensor *emb_silu;
+    TRY(kiln_unet_time_embedding_forward(g, &unet->time, cfg, t, &emb_silu));
+
+    const int encoder_rows = kiln_unet_encoder_rows(cfg);
+    tensor *skips[KILN_UNET_MAX_SKIPS];
+    int nskips = 0, pushed = 0;
     tensor *h = NULL;      /* NULL until conv_in: the input x is not ours to release */
     bool h_shared = false; /* h is also on the skip stack, which releases it when popped */
     for (int i = 0; i < cfg->nlayers; i++) {
@@ -120,32 +166,37 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
             if (skip == h) h_shared = false, h = NULL; /* released just now */
             in = cat;
         }
-        switch (l->kind) {
-        case UNET_CONV_IN: TRY(nn_conv2d(g, in, row->conv_w, row->conv_b, 1, 1, &out)); break;
-        case UNET_RESBLOCK: TRY(kiln_resblock_forward(g, &row->res, in, emb_silu, &out)); break;
-        case UNET_TRANSFORMER: TRY(kiln_spatial_transformer_forward(g, &row->attn, in, context, &out)); break;
-        case UNET_DOWNSAMPLE: TRY(nn_conv2d(g, in, row->conv_w, row->conv_b, 2, 1, &out)); break;
-        case UNET_UPSAMPLE: {
-            tensor *up;
-            TRY(nn_upsample_nearest2x(g, in, &up));
-            TRY(nn_conv2d(g, up, row->conv_w, row->conv_b, 1, 1, &out));
-            nn_drop(g, &up);
-            break;
-        }
-        }
+        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, &out));
         if (cat) nn_drop(g, &cat);
         if (h && !h_shared) nn_drop(g, &h);
         h = out;
         h_shared = false;
+        if (control && i == encoder_rows - 1) { /* the middle block's output */
+            TRY(nn_add(g, h, control->mid, &out));
+            nn_drop(g, &h);
+            h = out;
+        }
         if (l->push_skip) {
-            if (nskips == MAX_SKIPS) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack full", cfg->name);
-            skips[nskips++] = h;
-            h_shared = true;
+            if (nskips == KILN_UNET_MAX_SKIPS) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack full", cfg->name);
+            /* a ControlNet's residual goes onto the skip, not into the encoder's path */
+            if (control) {
+                if (pushed == control->nskips)
+                    return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d ControlNet residuals for more skips", cfg->name,
+                                     control->nskips);
+                TRY(nn_add(g, h, control->skips[pushed], &skips[nskips++]));
+            } else {
+                skips[nskips++] = h;
+                h_shared = true;
+            }
+            pushed++;
         }
         if (probe && l->block_name) TRY(probe(probe_ctx, l->block_name, g, h));
     }
     nn_drop(g, &emb_silu);
     if (nskips) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d skips left over", cfg->name, nskips);
+    if (control && pushed != control->nskips)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d ControlNet residuals for %d skips", cfg->name,
+                         control->nskips, pushed);
 
     tensor *n, *o;
     TRY(nn_group_norm(g, h, unet->out_norm_w, unet->out_norm_b, 32, 1e-5f, true, &n));

@@ -44,27 +44,63 @@ typedef struct unet_row {
     const tensor *conv_w, *conv_b; /* conv in / downsample / upsample */
 } unet_row;
 
+/* The timestep embedding MLP: (temb,mc) (temb) (temb,temb) (temb). */
+typedef struct unet_time_embedding {
+    const tensor *w1, *b1, *w2, *b2;
+} unet_time_embedding;
+
 typedef struct kiln_unet {
     const unet_config *config;
-    const tensor *time1_w, *time1_b, *time2_w, *time2_b; /* (temb,mc) (temb) (temb,temb) (temb) */
+    unet_time_embedding time;
     const tensor *out_norm_w, *out_norm_b, *out_w, *out_b;
     unet_row *rows;
 } kiln_unet;
+
+#define KILN_UNET_ROOT "model.diffusion_model"
+#define KILN_UNET_MAX_SKIPS 32
 
 /* The UNet configurations kiln knows, matched against a checkpoint's shapes. */
 extern const unet_config *const kiln_unet_configs[];
 
 /* Picks the config whose shapes the checkpoint has (NULL if none). */
 const unet_config *kiln_unet_detect(const kiln_checkpoint *ck);
+/* The same under another root; with encoder_only, for a table's encoder
+ * rows alone (a ControlNet's copy under "control_model"). */
+const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *root, bool encoder_only);
+/* Rows before the first that pops a skip: the input and middle blocks. */
+int kiln_unet_encoder_rows(const unet_config *cfg);
 kiln_status kiln_unet_bind(kiln_weights *w, const unet_config *cfg, kiln_unet *unet);
 void kiln_unet_release(kiln_unet *unet);
+
+/* The pieces a ControlNet shares with the UNet it copies, bound under its own
+ * root. */
+kiln_status kiln_unet_bind_time_embedding(kiln_weights *w, const char *root, const unet_config *cfg,
+                                          unet_time_embedding *te);
+kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_config *cfg, const unet_layer *l,
+                               unet_row *row);
+// t (N) -> *emb_silu (N,temb): the embedding with the SiLU every ResBlock applies first
+kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embedding *te, const unet_config *cfg,
+                                             const tensor *t, tensor **emb_silu);
+kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
+                                  const tensor *context, tensor **out);
+
+/* ControlNet residuals for one UNet call: one per skip the encoder pushes, in
+ * push order, added to the skip the decoder gets; and one added to the middle
+ * block's output. */
+typedef struct kiln_unet_control {
+    tensor *skips[KILN_UNET_MAX_SKIPS];
+    int nskips;
+    tensor *mid;
+} kiln_unet_control;
 
 /* Called with each named block's output when set (parity tests locate a
  * mismatch with it). */
 typedef kiln_status (*kiln_unet_probe)(void *ctx, const char *block_name, kiln_graph *g, const tensor *t);
 
-// x (N,in,H,W), t (N) timesteps, context (N,T,ctx) -> *eps (N,out,H,W)
+// x (N,in,H,W), t (N) timesteps, context (N,T,ctx) -> *eps (N,out,H,W); control
+// NULL for none (its tensors stay the caller's)
 kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const tensor *t,
-                              const tensor *context, kiln_unet_probe probe, void *probe_ctx, tensor **eps);
+                              const tensor *context, const kiln_unet_control *control, kiln_unet_probe probe,
+                              void *probe_ctx, tensor **eps);
 
 #endif

@@ -137,9 +137,10 @@ typedef struct unet_layout {
     bool up_has_attention[8];
 } unet_layout;
 
-/* UNet2DConditionModel names -> `model.diffusion_model.*`. False when the
+/* UNet2DConditionModel names -> `<root>.*` (root "model.diffusion_model", or
+ * "control_model" for a ControlNet's copy of the encoder). False when the
  * name has no counterpart (it is then reported as unexpected). */
-static bool map_unet_name(const char *in, const unet_layout *lay, char *out, size_t size)
+static bool map_unet_name(const char *in, const unet_layout *lay, const char *root, char *out, size_t size)
 {
     int L = lay->layers_per_block, i, j, n = 0, *n_ = &n;
     char s[512];
@@ -174,7 +175,7 @@ static bool map_unet_name(const char *in, const unet_layout *lay, char *out, siz
     } else {
         return false;
     }
-    return snprintf(out, size, "model.diffusion_model.%s", s) < (int)size;
+    return snprintf(out, size, "%s.%s", root, s) < (int)size;
 }
 
 /* AutoencoderKL names -> `first_stage_model.*`; `levels` = up blocks. */
@@ -250,7 +251,7 @@ static kiln_status map_part(kiln_checkpoint *ck, const kiln_st_file *f, const ch
         char name[512];
         bool ok;
         if (strcmp(part, "unet") == 0)
-            ok = map_unet_name(t->name, lay, name, sizeof name);
+            ok = map_unet_name(t->name, lay, "model.diffusion_model", name, sizeof name);
         else if (strcmp(part, "vae") == 0)
             ok = map_vae_name(t->name, vae_levels, name, sizeof name);
         else
@@ -343,6 +344,51 @@ kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
     return KILN_OK;
 }
 
+/* ---- ControlNet files ---------------------------------------------------- */
+
+/* ControlNetModel names -> `control_model.*`: the hint encoder, the zero
+ * convolutions, and the encoder as the UNet's. */
+static bool map_controlnet_name(const char *in, const unet_layout *lay, char *out, size_t size)
+{
+    int i, n = 0, *n_ = &n;
+    if (MATCHES(in, "controlnet_cond_embedding.conv_in.%n", 0, &n))
+        return snprintf(out, size, "control_model.input_hint_block.0.%s", in + n) < (int)size;
+    if (MATCHES(in, "controlnet_cond_embedding.blocks.%d.%n", 1, &i, &n))
+        return snprintf(out, size, "control_model.input_hint_block.%d.%s", 2 + 2 * i, in + n) < (int)size;
+    if (MATCHES(in, "controlnet_cond_embedding.conv_out.%n", 0, &n))
+        return snprintf(out, size, "control_model.input_hint_block.14.%s", in + n) < (int)size;
+    if (MATCHES(in, "controlnet_down_blocks.%d.%n", 1, &i, &n))
+        return snprintf(out, size, "control_model.zero_convs.%d.0.%s", i, in + n) < (int)size;
+    if (MATCHES(in, "controlnet_mid_block.%n", 0, &n))
+        return snprintf(out, size, "control_model.middle_block_out.0.%s", in + n) < (int)size;
+    return map_unet_name(in, lay, "control_model", out, size);
+}
+
+kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **out)
+{
+    TRY(kiln_checkpoint_open(path, out));
+    kiln_checkpoint *ck = *out;
+    if (ck->names || kiln_checkpoint_find(ck, "control_model.input_hint_block.0.weight")) return KILN_OK;
+    const kiln_st_file *f = ck->files[0];
+    bool diffusers = kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight") != NULL;
+    if (!diffusers && !kiln_st_find(f, "input_hint_block.0.weight")) return KILN_OK; /* refused by the caller */
+    unet_layout lay = {.layers_per_block = count_indexed(f, "down_blocks.0.resnets.%d.%n")};
+    kiln_status status = KILN_OK;
+    for (size_t i = 0; i < kiln_st_count(f) && status == KILN_OK; i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        char name[512];
+        bool ok = diffusers ? map_controlnet_name(t->name, &lay, name, sizeof name)
+                            : snprintf(name, sizeof name, "control_model.%s", t->name) < (int)sizeof name;
+        if (ok) status = add_name(ck, name, t);
+    }
+    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
+    if (status != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        *out = NULL;
+    }
+    return status;
+}
+
 /* ---- replacing tensors (merged LoRA weights) ----------------------------- */
 
 /* A single file is read through its own index until a tensor is replaced;
@@ -396,5 +442,5 @@ bool kiln_checkpoint_unet_name(const kiln_checkpoint *ck, const char *diffusers,
                  i * (lay.layers_per_block + 1));
         lay.up_has_attention[i] = kiln_checkpoint_find(ck, name) != NULL;
     }
-    return map_unet_name(diffusers, &lay, out, size);
+    return map_unet_name(diffusers, &lay, "model.diffusion_model", out, size);
 }

@@ -17,6 +17,10 @@ kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out);
 /* Opens a single-file checkpoint held in memory (the embedded default
  * model); `data` must outlive the checkpoint, `label` names it in errors. */
 kiln_status kiln_checkpoint_open_memory(const void *data, size_t size, const char *label, kiln_checkpoint **out);
+/* Opens a ControlNet file: original names under `control_model.` as they
+ * are, original names without the prefix and diffusers' ControlNetModel
+ * names mapped to them. */
+kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **out);
 void kiln_checkpoint_close(kiln_checkpoint *ck);
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck);

@@ -49,7 +49,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     const float *context = d->context;
     if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
-    TRY(kiln_unet_forward(g, &m->unet, x, t, c, NULL, NULL, &eps));
+    TRY(kiln_unet_forward(g, &m->unet, x, t, c, NULL, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, d->unet_eps, kiln_tensor_nbytes(eps));
 }
 

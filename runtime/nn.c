@@ -74,6 +74,12 @@ kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
     return kiln_run_add(g, &(kiln_add_params){(int32_t)kiln_tensor_numel(a)}, (const tensor *[]){a, b}, *y);
 }
 
+kiln_status nn_scale(kiln_graph *g, const tensor *a, float s, tensor **y)
+{
+    TRY(new_like(g, a, y));
+    return kiln_run_scale(g, &(kiln_scale_params){(int32_t)kiln_tensor_numel(a), s}, (const tensor *[]){a}, *y);
+}
+
 kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y)
 {
     TRY(new_like(g, x, y));

@@ -25,6 +25,8 @@ kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const 
                          tensor **o);
 // elementwise a + b -> *y (same shape as a)
 kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
+// a * s -> *y
+kiln_status nn_scale(kiln_graph *g, const tensor *a, float s, tensor **y);
 kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y);
 // x (..., 2N) -> *y (..., N)

@@ -55,6 +55,12 @@ static void unet_f32_lora(void **s)
     parity_check_unet(&fx, "lora/kohya_locon.golden.safetensors");
 }
 
+static void controlnet_f32(void **s)
+{
+    (void)s;
+    parity_check_controlnet(&gpu_f32, "controlnet/tiny_ldm.safetensors", "controlnet/golden.safetensors");
+}
+
 static void txt2img_run(void **s)
 {
     (void)s;
@@ -152,7 +158,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     gpu_f32.backend = gpu_f16.backend = backend;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
-        cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
+        cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

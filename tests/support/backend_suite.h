@@ -12,8 +12,9 @@
 bool backend_available(const char *name, const char *const required_env[], int *exit_code);
 
 /* Model parity on `backend` with the CPU's tolerances: the tiny model's CLIP,
- * UNet (every block, f32 and f16 weights, and f32 with a LoRA merged) and VAE
- * against diffusers, and one txt2img run against ComfyUI. Returns the test's exit code. */
+ * UNet (every block, f32 and f16 weights, and f32 with a LoRA merged), a
+ * ControlNet's residuals and the UNet with them, and VAE against diffusers,
+ * and one txt2img run against ComfyUI. Returns the test's exit code. */
 int parity_gpu_main(const char *backend, const char *const required_env[]);
 
 struct kiln_backend;

@@ -9,6 +9,7 @@
 #include "pipeline.h"
 #include "tokenizer.h"
 #include "kiln_test.h"
+#include "controlnet.h"
 #include "model.h"
 #include "status.h"
 
@@ -87,7 +88,7 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
     TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
     TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, unet_probe, r, &eps));
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, NULL, unet_probe, r, &eps));
     TRY(kiln_graph_output(g, eps, r->out, x.count * sizeof(float)));
     golden_free(&x);
     golden_free(&t);
@@ -111,6 +112,85 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path)
     free(r.out);
     golden_free(&want);
     kiln_st_close(r.goldens);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- ControlNet ---- */
+
+typedef struct controlnet_run {
+    const kiln_model *m;
+    const kiln_controlnet *cn;
+    kiln_st_file *goldens;
+    double tol;
+    float *out;
+} controlnet_run;
+
+/* Compares a graph tensor with golden `name` (on the run that has outputs). */
+static kiln_status check_tensor(kiln_graph *g, kiln_st_file *goldens, const char *name, const tensor *t, double tol)
+{
+    if (kiln_graph_no_outputs(g)) return KILN_OK;
+    golden want = golden_read(goldens, name);
+    assert_int_equal(want.count, kiln_tensor_numel(t));
+    float *have = malloc(want.count * sizeof(float));
+    TRY(kiln_graph_output(g, t, have, want.count * sizeof(float)));
+    print_message("  %-14s", name);
+    assert_rel_l2_le(have, want.data, want.count, tol);
+    free(have);
+    golden_free(&want);
+    return KILN_OK;
+}
+
+static kiln_status controlnet_fn(kiln_graph *g, void *ctx)
+{
+    controlnet_run *r = ctx;
+    golden x = golden_read(r->goldens, "sample"), t = golden_read(r->goldens, "timesteps"),
+           c = golden_read(r->goldens, "encoder_hidden_states"), hint = golden_read(r->goldens, "hint"),
+           scale = golden_read(r->goldens, "scale");
+    tensor *xt, *tt, *ct, *ht, *eps;
+    TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
+    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
+    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
+    TRY(kiln_graph_input(g, &ht, KILN_F32, 4, hint.shape, hint.data));
+    kiln_unet_control control;
+    TRY(kiln_controlnet_forward(g, r->cn, xt, ht, tt, ct, scale.data[0], &control));
+    for (int i = 0; i < control.nskips; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "residual.%d", i);
+        TRY(check_tensor(g, r->goldens, name, control.skips[i], r->tol));
+    }
+    TRY(check_tensor(g, r->goldens, "residual.mid", control.mid, r->tol));
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, &control, NULL, NULL, &eps));
+    for (int i = 0; i < control.nskips; i++) kiln_graph_release(g, control.skips[i]);
+    kiln_graph_release(g, control.mid);
+    TRY(kiln_graph_output(g, eps, r->out, x.count * sizeof(float)));
+    golden_free(&x);
+    golden_free(&t);
+    golden_free(&c);
+    golden_free(&hint);
+    golden_free(&scale);
+    return KILN_OK;
+}
+
+void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_controlnet *cn;
+    const char *path = controlnet_path[0] == '/' ? controlnet_path : kiln_test_data(controlnet_path);
+    assert_kiln_ok(kiln_controlnet_load(path, &m->unet, be, &cn));
+    controlnet_run r = {m, cn, golden_open(golden_path), fx->tol, NULL};
+    golden want = golden_read(r.goldens, "noise_pred");
+    r.out = calloc(want.count, sizeof(float));
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, controlnet_fn, &r));
+    assert_rel_l2_le(r.out, want.data, want.count, fx->tol);
+    kiln_graph_free(g);
+    free(r.out);
+    golden_free(&want);
+    kiln_st_close(r.goldens);
+    kiln_controlnet_free(cn);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

@@ -21,6 +21,10 @@ typedef struct parity_fixture {
 void parity_check_clip(const parity_fixture *fx, const char *golden_path);
 /* golden: sample, timesteps, encoder_hidden_states, noise_pred, x.<block> */
 void parity_check_unet(const parity_fixture *fx, const char *golden_path);
+/* golden: sample, timesteps, encoder_hidden_states, hint, scale; residual.N,
+ * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
+ * controlnet_path absolute or under tests/data */
+void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 

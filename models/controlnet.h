@@ -1,0 +1,44 @@
+/* ControlNet for the SD 1.x UNet: a trained copy of the UNet's encoder (its
+ * input and middle blocks: the same layer table under `control_model.`),
+ * fed the latent plus a hint image encoded to latent size. Its output at
+ * every skip point and after the middle block passes through a 1x1 "zero"
+ * convolution, is scaled by the strength, and is added to the UNet's skips
+ * and middle (kiln_unet_control), as ComfyUI's Apply ControlNet does.
+ *
+ * Checkpoint names are the original ones (`control_model.input_hint_block.0`,
+ * `control_model.zero_convs.0.0`, `control_model.middle_block_out.0`, ...);
+ * files without the `control_model.` prefix and diffusers' ControlNetModel
+ * files are mapped to them when opened (kiln_controlnet_open). */
+#ifndef KILN_MODELS_CONTROLNET_H
+#define KILN_MODELS_CONTROLNET_H
+
+#include "unet.h"
+
+#define KILN_CONTROLNET_ROOT "control_model"
+/* The hint encoder: 8 convolutions, SiLU between, three of stride 2. */
+#define KILN_CONTROLNET_HINT_CONVS 8
+
+typedef struct kiln_controlnet {
+    kiln_checkpoint *checkpoint;
+    kiln_weights *weights;
+    const unet_config *config; /* the UNet table whose encoder rows it copies */
+    int nrows;
+    unet_time_embedding time;
+    unet_row *rows;
+    const tensor *hint_w[KILN_CONTROLNET_HINT_CONVS], *hint_b[KILN_CONTROLNET_HINT_CONVS];
+    const tensor *zero_w[KILN_UNET_MAX_SKIPS], *zero_b[KILN_UNET_MAX_SKIPS];
+    int nzero;                 /* one per skip the encoder pushes */
+    const tensor *mid_w, *mid_b;
+} kiln_controlnet;
+
+/* Opens a ControlNet file (either layout) and binds it on be, for the UNet
+ * `unet` (a ControlNet for another base model is refused, naming both). */
+kiln_status kiln_controlnet_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out);
+void kiln_controlnet_free(kiln_controlnet *cn);
+
+// x (N,4,h,w), hint (N,3,8h,8w) in [0,1], t (N), context (N,T,D) -> out's
+// residuals, each times strength (released by the caller)
+kiln_status kiln_controlnet_forward(kiln_graph *g, const kiln_controlnet *cn, const tensor *x, const tensor *hint,
+                                    const tensor *t, const tensor *context, float strength, kiln_unet_control *out);
+
+#endif

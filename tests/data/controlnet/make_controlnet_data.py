@@ -1,0 +1,138 @@
+"""Writes kiln's ControlNet test data: a small random ControlNet for the tiny
+SD 1.x model (tests/data/tiny) in both layouts people have, and what upstream
+diffusers computes with it.
+
+Origin: diffusers 0.27.2 on PyTorch (CPU, float32). The ControlNet is
+diffusers' ControlNetModel.from_unet(tiny UNet), its hint encoder 8-16-16-32
+wide, with every weight random
+(seeded; the zero convolutions too, so that residuals are not zero and the
+encoder is not the UNet's own). The original-layout file (`control_model.*`,
+as lllyasviel's and ComfyUI users' files) is checked against upstream's own
+converter (convert_from_ckpt.convert_ldm_unet_checkpoint), which must give
+back the diffusers weights exactly.
+
+  tiny_diffusers.safetensors  diffusers' names (save_pretrained)
+  tiny_ldm.safetensors        original names under `control_model.`
+  golden.safetensors          sample, timesteps, encoder_hidden_states (the
+      tiny UNet golden's inputs), hint (B,3,8h,8w) in [0,1], scale;
+      residual.N (ControlNet's down_block_res_samples, times scale),
+      residual.mid, and noise_pred: the tiny UNet with those residuals added.
+
+Run from the repository root with torch and diffusers installed and the
+project's shared goldens at ../shared/goldens:
+  python3 tests/data/controlnet/make_controlnet_data.py
+"""
+import os
+
+import numpy as np
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers.pipelines.stable_diffusion.convert_from_ckpt import convert_ldm_unet_checkpoint
+from safetensors.numpy import load_file
+from safetensors.torch import save_file
+
+SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
+MODEL = os.path.join(SHARED, "models", "sd15_tiny_diffusers")
+OUT = "tests/data/controlnet"
+SCALE = 0.8
+
+
+def original_names(sd, layers_per_block, up_attention):
+    """diffusers ControlNet names -> the original `control_model.` layout."""
+    out = {}
+    L = layers_per_block
+    for k, v in sd.items():
+        p = k.split(".")
+        if k.startswith("controlnet_cond_embedding."):
+            if p[1] == "conv_in":
+                n = f"input_hint_block.0.{p[2]}"
+            elif p[1] == "conv_out":
+                n = f"input_hint_block.14.{p[2]}"
+            else:
+                n = f"input_hint_block.{2 + 2 * int(p[2])}.{p[3]}"
+        elif k.startswith("controlnet_down_blocks."):
+            n = f"zero_convs.{p[1]}.0.{p[2]}"
+        elif k.startswith("controlnet_mid_block."):
+            n = f"middle_block_out.0.{p[1]}"
+        elif k.startswith("time_embedding."):
+            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
+        elif k.startswith("conv_in."):
+            n = f"input_blocks.0.0.{p[1]}"
+        elif k.startswith("down_blocks."):
+            i, kind = int(p[1]), p[2]
+            if kind == "downsamplers":
+                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
+            else:
+                j = int(p[3])
+                idx = 1 + i * (L + 1) + j
+                rest = ".".join(p[4:])
+                if kind == "resnets":
+                    n = f"input_blocks.{idx}.0.{resnet_part(rest)}"
+                else:
+                    n = f"input_blocks.{idx}.1.{rest}"
+        elif k.startswith("mid_block."):
+            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
+            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
+        else:
+            raise ValueError(k)
+        out["control_model." + n] = v
+    return out
+
+
+def resnet_part(rest):
+    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
+                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
+        if rest.startswith(a):
+            return b + rest[len(a):]
+    raise ValueError(rest)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(20261127)
+    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
+    # a narrower hint encoder than SD's (16, 32, 96, 256) keeps the files small;
+    # kiln reads the widths off the shapes
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32),
+                                           load_weights_from_unet=False).eval()
+    with torch.no_grad():
+        for name, p in controlnet.named_parameters():
+            # every weight random: the zero convolutions would give zero residuals
+            p.copy_(torch.randn_like(p) * (0.2 if p.ndim > 1 else 0.05))
+    sd = {k: v.contiguous() for k, v in controlnet.state_dict().items()}
+    save_file(sd, f"{OUT}/tiny_diffusers.safetensors")
+
+    cfg = dict(controlnet.config)
+    original = original_names(sd, cfg["layers_per_block"], None)
+    back = convert_ldm_unet_checkpoint(dict(original), cfg, controlnet=True)
+    assert set(back) == set(sd), sorted(set(back) ^ set(sd))
+    for k in sd:
+        assert torch.equal(back[k], sd[k]), k
+    save_file(original, f"{OUT}/tiny_ldm.safetensors")
+
+    inputs = load_file("tests/data/tiny/unet.safetensors")
+    sample = torch.from_numpy(inputs["sample"])
+    timesteps = torch.from_numpy(inputs["timesteps"])
+    context = torch.from_numpy(inputs["encoder_hidden_states"])
+    b, _, h, w = sample.shape
+    rng = np.random.default_rng(5)
+    hint = torch.from_numpy(rng.random((b, 3, 8 * h, 8 * w), dtype=np.float32))
+    golden = {"sample": sample, "timesteps": timesteps, "encoder_hidden_states": context, "hint": hint,
+              "scale": torch.tensor([SCALE])}
+    with torch.no_grad():
+        down, mid = controlnet(sample, timesteps, encoder_hidden_states=context, controlnet_cond=hint,
+                               conditioning_scale=SCALE, return_dict=False)
+        golden["noise_pred"] = unet(sample, timesteps, encoder_hidden_states=context,
+                                    down_block_additional_residuals=down,
+                                    mid_block_additional_residual=mid).sample
+    for i, r in enumerate(down):
+        golden[f"residual.{i}"] = r
+    golden["residual.mid"] = mid
+    save_file({k: v.contiguous() for k, v in golden.items()}, f"{OUT}/golden.safetensors")
+    plain = load_file("tests/data/tiny/unet.safetensors")["noise_pred"]
+    change = np.linalg.norm(golden["noise_pred"].numpy() - plain) / np.linalg.norm(plain)
+    print(f"{len(down)} residuals; the noise prediction moves by {change:.3f} (relative L2)")
+
+
+if __name__ == "__main__":
+    main()
