@@ -29,15 +29,47 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
     return KILN_OK;
 }
 
+/* ComfyUI's ModelSamplingDiscrete.percent_to_sigma. */
+static float percent_to_sigma(const kiln_model_sampling *ms, double percent)
+{
+    if (percent <= 0.0) return 999999999.9f;
+    if (percent >= 1.0) return 0.0f;
+    return kiln_timestep_to_sigma(ms, (float)((1.0 - percent) * 999.0));
+}
+
+kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control)
+{
+    if (!(control->start_percent >= 0.0 && control->start_percent <= control->end_percent &&
+          control->end_percent <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet start %g and end %g: must be 0 <= start <= end <= 1",
+                         control->start_percent, control->end_percent);
+    size_t per = (size_t)3 * 8 * d->h * 8 * d->w;
+    d->hint = malloc((size_t)d->rows * per * sizeof(float));
+    if (!d->hint) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the ControlNet hint");
+    for (int r = 0; r < d->rows; r++) memcpy(d->hint + r * per, control->hint, per * sizeof(float));
+    TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), &d->control_graph));
+    kiln_graph_set_replay(d->control_graph, true);
+    d->control = control;
+    d->control_sigma_hi = percent_to_sigma(d->sampling, control->start_percent);
+    d->control_sigma_lo = percent_to_sigma(d->sampling, control->end_percent);
+    return KILN_OK;
+}
+
 void kiln_denoiser_free(kiln_denoiser *d)
 {
     kiln_graph_free(d->graph);
+    kiln_graph_free(d->control_graph);
+    free(d->hint);
+    d->control_graph = NULL;
+    d->hint = NULL;
     free(d->unet_in);
     free(d->unet_eps);
     d->graph = NULL;
     d->unet_in = d->unet_eps = NULL;
 }
 
+/* One UNet call over the rows; with the ControlNet first when this is the
+ * control graph. */
 static kiln_status unet_step(kiln_graph *g, void *ctx)
 {
     kiln_denoiser *d = ctx;
@@ -49,7 +81,18 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     const float *context = d->context;
     if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
-    TRY(kiln_unet_forward(g, &m->unet, x, t, c, NULL, NULL, NULL, &eps));
+    kiln_unet_control residuals, *control = NULL;
+    if (g == d->control_graph) {
+        tensor *hint;
+        TRY(kiln_graph_input(g, &hint, KILN_F32, 4, (int64_t[]){d->rows, 3, 8 * d->h, 8 * d->w}, d->hint));
+        TRY(kiln_controlnet_forward(g, d->control->net, x, hint, t, c, d->control->strength, &residuals));
+        control = &residuals;
+    }
+    TRY(kiln_unet_forward(g, &m->unet, x, t, c, control, NULL, NULL, &eps));
+    if (control) {
+        for (int i = 0; i < control->nskips; i++) kiln_graph_release(g, control->skips[i]);
+        kiln_graph_release(g, control->mid);
+    }
     return kiln_graph_output(g, eps, d->unet_eps, kiln_tensor_nbytes(eps));
 }
 
@@ -63,8 +106,10 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     for (int copy = 0; copy < d->rows / d->batch; copy++)
         for (size_t i = 0; i < per_batch; i++) d->unet_in[copy * per_batch + i] = x[i] * in_scale;
 
-    TRY(kiln_graph_run(d->graph, unet_step, d));
+    bool controlled = d->control && sigma <= d->control_sigma_hi && sigma >= d->control_sigma_lo;
+    TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
     d->unet_calls++;
+    d->control_calls += controlled;
 
     /* x0 = x - sigma * eps per half, then guidance in x0 space */
     const float *eps_uncond = d->unet_eps, *eps_cond = d->unet_eps + (d->rows == d->batch ? 0 : per_batch);

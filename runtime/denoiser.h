@@ -6,10 +6,23 @@
 #ifndef KILN_DENOISER_H
 #define KILN_DENOISER_H
 
+#include "../models/controlnet.h"
 #include "model.h"
 #include "schedule.h"
 
 #define KILN_MAX_BATCH 64
+
+/* Apply ControlNet, as ComfyUI's ControlNetApplyAdvanced with the same
+ * ControlNet on the positive and the negative prompt: its residuals times
+ * strength join every UNet call whose sigma lies between the sigmas of
+ * end_percent and start_percent of the schedule (ModelSamplingDiscrete's
+ * percent_to_sigma). */
+typedef struct kiln_control {
+    const kiln_controlnet *net;
+    const float *hint; /* (1,3,8h,8w) in [0,1]: kiln_control_hint of the image */
+    float strength;
+    double start_percent, end_percent;
+} kiln_control;
 
 typedef struct kiln_denoiser {
     const kiln_model *model;
@@ -21,6 +34,11 @@ typedef struct kiln_denoiser {
     int tokens;           /* T */
     const kiln_model_sampling *sampling;
     int unet_calls;       /* counted, for progress and tests */
+    const kiln_control *control; /* NULL: none */
+    kiln_graph *control_graph;   /* the call with the ControlNet (the other graph: without) */
+    float *hint;                 /* the hint repeated over the rows */
+    float control_sigma_hi, control_sigma_lo; /* sigmas where the control applies */
+    int control_calls;           /* counted, for tests */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_eps; /* (rows,C,h,w) */
@@ -31,6 +49,8 @@ typedef struct kiln_denoiser {
  * is the denoiser's own (its arena is planned on the first call). */
 kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln_model_sampling *sampling,
                                int batch, int h, int w, float cfg, const float *context, int tokens);
+/* Adds a ControlNet to every call from here on; control must outlive d. */
+kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control);
 void kiln_denoiser_free(kiln_denoiser *d);
 
 /* kiln_denoise_fn for the samplers: x (B,C,h,w) at noise level sigma ->

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -639,11 +640,45 @@ kiln_status kiln_image_from_decoded(const float *x, int height, int width, kiln_
     return KILN_OK;
 }
 
-void kiln_image_to_encoder_input(const kiln_image *img, float *x)
+void kiln_image_to_unit(const kiln_image *img, float *x)
 {
     size_t plane = (size_t)img->height * (size_t)img->width;
     for (int c = 0; c < 3; c++)
-        for (size_t i = 0; i < plane; i++) x[c * plane + i] = (float)img->pixels[3 * i + c] / 255.0f * 2.0f - 1.0f;
+        for (size_t i = 0; i < plane; i++) x[c * plane + i] = (float)img->pixels[3 * i + c] / 255.0f;
+}
+
+void kiln_image_to_encoder_input(const kiln_image *img, float *x)
+{
+    kiln_image_to_unit(img, x);
+    for (size_t i = 0; i < (size_t)3 * img->height * img->width; i++) x[i] = x[i] * 2.0f - 1.0f;
+}
+
+/* torch's nearest-exact source index: floor((dst + 0.5) * in / out) in
+ * float32, clamped to the last pixel. */
+static int nearest_exact(int dst, int in, int out)
+{
+    float scale = (float)in / (float)out;
+    int src = (int)floorf(((float)dst + 0.5f) * scale);
+    return src < in - 1 ? src : in - 1;
+}
+
+kiln_status kiln_image_resize_center(const kiln_image *img, int width, int height, kiln_image *out)
+{
+    double old_aspect = (double)img->width / img->height, new_aspect = (double)width / height;
+    int x0 = 0, y0 = 0;
+    if (old_aspect > new_aspect) x0 = (int)nearbyint((img->width - img->width * (new_aspect / old_aspect)) / 2);
+    else if (old_aspect < new_aspect) y0 = (int)nearbyint((img->height - img->height * (old_aspect / new_aspect)) / 2);
+    int cw = img->width - 2 * x0, ch = img->height - 2 * y0;
+    if (cw < 1 || ch < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "image %dx%d cannot be fitted to %dx%d", img->width, img->height, width,
+                         height);
+    TRY(kiln_image_alloc(out, width, height));
+    for (int y = 0; y < height; y++) {
+        const uint8_t *row = img->pixels + (size_t)3 * img->width * (y0 + nearest_exact(y, ch, height));
+        for (int x = 0; x < width; x++)
+            memcpy(out->pixels + 3 * ((size_t)y * width + x), row + 3 * (x0 + nearest_exact(x, cw, width)), 3);
+    }
+    return KILN_OK;
 }
 
 kiln_status kiln_image_crop_to_multiple(const kiln_image *img, int multiple, kiln_image *out)

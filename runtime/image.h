@@ -96,9 +96,20 @@ static inline uint8_t kiln_image_u8_from_unit(float v)
  * the two rules above. For image n of a batch pass x + n * 3 * H * W. */
 kiln_status kiln_image_from_decoded(const float *x, int height, int width, kiln_image *out);
 
+/* Pixels to ComfyUI's IMAGE, x (3, H, W) in [0, 1]: u8 / 255 in float32, as
+ * LoadImage computes it. */
+void kiln_image_to_unit(const kiln_image *img, float *x);
+
 /* Pixels to the VAE encoder's input x (3, H, W) in [-1, 1], as LoadImage
- * (u8 / 255 in float32) and the VAE's process_input (* 2 - 1) compute it. */
+ * and the VAE's process_input (* 2 - 1) compute it. */
 void kiln_image_to_encoder_input(const kiln_image *img, float *x);
+
+/* ComfyUI's common_upscale with "nearest-exact" and crop "center", as it
+ * fits a ControlNet hint to the latent: the largest centred part of img with
+ * the target's aspect ratio (Python's round, half to even, for the margin),
+ * then each target pixel takes the source pixel under its centre. *out is a
+ * new image. */
+kiln_status kiln_image_resize_center(const kiln_image *img, int width, int height, kiln_image *out);
 
 /* ComfyUI's VAEEncode crop: each side is cut down to a multiple of
  * `multiple` (the VAE's downscale factor: 8 for SD, 2 for the tiny test VAE),

@@ -139,6 +139,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     kiln_denoiser d;
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
     if (st != KILN_OK) goto done;
+    if (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK) {
+        kiln_denoiser_free(&d);
+        goto done;
+    }
     kiln_sample_args args;
     kiln_sample_args_init(&args);
     args.sampler = job->sampler;
@@ -163,6 +167,16 @@ done:
     free(scaled);
     free(context);
     return st;
+}
+
+kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint)
+{
+    kiln_image fitted;
+    TRY(kiln_image_resize_center(img, 8 * latent_w, 8 * latent_h, &fitted));
+    *hint = malloc((size_t)3 * fitted.width * fitted.height * sizeof(float));
+    if (*hint) kiln_image_to_unit(&fitted, *hint);
+    kiln_image_free(&fitted);
+    return *hint ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
 }
 
 typedef struct vae_job {

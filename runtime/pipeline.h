@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "denoiser.h"
+#include "image.h"
 #include "model.h"
 #include "sampler.h"
 #include "schedule.h"
@@ -42,6 +43,7 @@ typedef struct kiln_sampling_job {
     int latent_h, latent_w;
     const float *noise;  /* (B,4,h,w) unit-variance noise; NULL: torch.randn from seed */
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
+    const kiln_control *control; /* Apply ControlNet; NULL: none */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;
@@ -51,6 +53,11 @@ typedef struct kiln_sampling_job {
  * LATENT (B,4,h,w) that VAEDecode takes; `*latent` is malloc'd. */
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent);
+
+/* A ControlNet hint from an image, as ComfyUI fits it to the latent:
+ * kiln_image_resize_center to 8 x (latent_w, latent_h), in [0,1] (3,8h,8w);
+ * *hint is malloc'd. */
+kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint);
 
 /* VAEDecode: latent (B,4,h,w) -> image (B,3,h*f,w*f) floats in [-1,1]
  * (unclamped); `*image` is malloc'd. */

@@ -12,6 +12,8 @@
 #include "kiln_test.h"
 
 #include "controlnet.h"
+#include "denoiser.h"
+#include "golden.h"
 #include "model.h"
 #include "parity.h"
 
@@ -64,6 +66,51 @@ static void f16_unet(void **s)
     parity_check_controlnet(&single_f16, "controlnet/tiny_ldm.safetensors", "controlnet/golden.safetensors");
 }
 
+/* One guided denoiser call with Apply ControlNet on both prompts against the
+ * golden's; with the control's range starting after this sigma, the call is
+ * the plain model's to the bit. */
+static void denoiser_call(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(single_f32.path, be, &m));
+    assert_kiln_ok(kiln_controlnet_load(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, be, &cn));
+    kiln_st_file *f = golden_open("controlnet/golden.safetensors");
+    golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
+           want = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),
+           hint = golden_read(f, "hint"), scale = golden_read(f, "scale");
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    assert_int_equal(kiln_sigma_to_timestep(&ms, sigma.data[0]), 500);
+    int h = (int)x.shape[2], w = (int)x.shape[3];
+    float *out[3];
+    /* no control; control over the whole schedule; control from 60 % on (sigma(t=500) is at about 50 %) */
+    const kiln_control whole = {cn, hint.data, scale.data[0], 0.0, 1.0}, late = {cn, hint.data, scale.data[0], 0.6, 1.0};
+    const kiln_control *controls[3] = {NULL, &whole, &late};
+    for (int i = 0; i < 3; i++) {
+        kiln_denoiser d;
+        assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, cfg.data[0], context.data, 77));
+        if (controls[i]) assert_kiln_ok(kiln_denoiser_set_control(&d, controls[i]));
+        out[i] = malloc(x.count * sizeof(float));
+        assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out[i]));
+        assert_int_equal(d.control_calls, i == 1);
+        kiln_denoiser_free(&d);
+    }
+    assert_rel_l2_le(out[1], want.data, want.count, TOL_F32);
+    assert_memory_equal(out[2], out[0], x.count * sizeof(float));
+    assert_true(kiln_rel_l2(out[0], out[1], x.count) > 0.05);
+    for (int i = 0; i < 3; i++) free(out[i]);
+    golden_free(&x), golden_free(&sigma), golden_free(&cfg), golden_free(&want), golden_free(&context);
+    golden_free(&hint), golden_free(&scale);
+    kiln_st_close(f);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 static void expect_refusal(const char *model, const char *path, const char *needle)
 {
     kiln_backend *be;
@@ -96,6 +143,7 @@ int main(void)
         cmocka_unit_test(diffusers_layout),
         cmocka_unit_test(original_layout_unprefixed),
         cmocka_unit_test(f16_unet),
+        cmocka_unit_test(denoiser_call),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

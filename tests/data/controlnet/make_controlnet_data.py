@@ -16,7 +16,12 @@ back the diffusers weights exactly.
   golden.safetensors          sample, timesteps, encoder_hidden_states (the
       tiny UNet golden's inputs), hint (B,3,8h,8w) in [0,1], scale;
       residual.N (ControlNet's down_block_res_samples, times scale),
-      residual.mid, and noise_pred: the tiny UNet with those residuals added.
+      residual.mid, and noise_pred: the tiny UNet with those residuals added;
+      denoise.*: one guided denoiser call as ComfyUI makes it with Apply
+      ControlNet on both prompts (x, sigma = the training sigma of t = 500,
+      cfg 7.5, rows 0 and 1 of the context as negative and positive, hint
+      row 0): c_in = 1/sqrt(sigma^2+1), x0 = x - sigma * eps per half, then
+      uncond + (cond - uncond) * cfg.
 
 Run from the repository root with torch and diffusers installed and the
 project's shared goldens at ../shared/goldens:
@@ -128,6 +133,25 @@ def main():
     for i, r in enumerate(down):
         golden[f"residual.{i}"] = r
     golden["residual.mid"] = mid
+
+    # one denoiser call: SD's scaled-linear betas, sigma at training step 500
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    sigma = ((1 - alphas_cumprod) / alphas_cumprod).sqrt().float()[500]
+    x = torch.from_numpy(rng.standard_normal((1, 4, h, w)).astype(np.float32)) * sigma
+    cfg = 7.5
+    xin = (x / (sigma ** 2 + 1).sqrt()).repeat(2, 1, 1, 1)
+    t = torch.tensor([500.0, 500.0])
+    with torch.no_grad():
+        down, mid = controlnet(xin, t, encoder_hidden_states=context, controlnet_cond=hint[:1].repeat(2, 1, 1, 1),
+                               conditioning_scale=SCALE, return_dict=False)
+        eps = unet(xin, t, encoder_hidden_states=context, down_block_additional_residuals=down,
+                   mid_block_additional_residual=mid).sample
+    uncond, cond = x - eps[0:1] * sigma, x - eps[1:2] * sigma
+    golden["denoise.x"] = x
+    golden["denoise.sigma"] = sigma.reshape(1)
+    golden["denoise.cfg"] = torch.tensor([cfg])
+    golden["denoise.out"] = uncond + (cond - uncond) * cfg
     save_file({k: v.contiguous() for k, v in golden.items()}, f"{OUT}/golden.safetensors")
     plain = load_file("tests/data/tiny/unet.safetensors")["noise_pred"]
     change = np.linalg.norm(golden["noise_pred"].numpy() - plain) / np.linalg.norm(plain)
