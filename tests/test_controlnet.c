@@ -16,6 +16,7 @@
 #include "golden.h"
 #include "model.h"
 #include "parity.h"
+#include "pipeline.h"
 
 #define TOL_F32 1e-4 /* as test_parity_tiny */
 #define TOL_F16 1e-2
@@ -111,6 +112,30 @@ static void denoiser_call(void **s)
     kiln_backend_free(be);
 }
 
+/* A hint image fitted to the latent as ComfyUI does: centre crop to the
+ * aspect ratio, then nearest-exact; wider and taller targets. */
+static void hint_fits_as_comfyui(void **s)
+{
+    (void)s;
+    kiln_image img;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &img));
+    kiln_st_file *f = golden_open("controlnet/golden.safetensors");
+    static const int sizes[][2] = {{64, 48}, {24, 64}};
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fit.%dx%d", sizes[i][0], sizes[i][1]);
+        golden want = golden_read(f, name);
+        float *hint;
+        assert_kiln_ok(kiln_control_hint(&img, sizes[i][1] / 8, sizes[i][0] / 8, &hint));
+        assert_int_equal(want.count, (size_t)3 * sizes[i][0] * sizes[i][1]);
+        assert_memory_equal(hint, want.data, want.count * sizeof(float));
+        free(hint);
+        golden_free(&want);
+    }
+    kiln_st_close(f);
+    kiln_image_free(&img);
+}
+
 static void expect_refusal(const char *model, const char *path, const char *needle)
 {
     kiln_backend *be;
@@ -144,6 +169,7 @@ int main(void)
         cmocka_unit_test(original_layout_unprefixed),
         cmocka_unit_test(f16_unet),
         cmocka_unit_test(denoiser_call),
+        cmocka_unit_test(hint_fits_as_comfyui),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

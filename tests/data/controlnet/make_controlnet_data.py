@@ -22,6 +22,9 @@ back the diffusers weights exactly.
       cfg 7.5, rows 0 and 1 of the context as negative and positive, hint
       row 0): c_in = 1/sqrt(sigma^2+1), x0 = x - sigma * eps per half, then
       uncond + (cond - uncond) * cfg.
+  hint_37x23.png, fit.WxH  a random 37x23 picture and what ComfyUI's
+      common_upscale(.., "nearest-exact", "center") makes of it at 64x48 and
+      24x64 (its crop rule, then torch's interpolate), as it fits a hint.
 
 Run from the repository root with torch and diffusers installed and the
 project's shared goldens at ../shared/goldens:
@@ -92,6 +95,19 @@ def resnet_part(rest):
     raise ValueError(rest)
 
 
+def comfy_fit(image, width, height):
+    """ComfyUI's common_upscale with nearest-exact and center crop, (1,3,H,W)."""
+    old_width, old_height = image.shape[-1], image.shape[-2]
+    old_aspect, new_aspect = old_width / old_height, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+    s = image.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
+    return torch.nn.functional.interpolate(s, size=(height, width), mode="nearest-exact")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(20261127)
@@ -152,6 +168,12 @@ def main():
     golden["denoise.sigma"] = sigma.reshape(1)
     golden["denoise.cfg"] = torch.tensor([cfg])
     golden["denoise.out"] = uncond + (cond - uncond) * cfg
+    from PIL import Image
+    pixels = rng.integers(0, 256, (23, 37, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(f"{OUT}/hint_37x23.png")
+    image = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    for width, height in [(64, 48), (24, 64)]:
+        golden[f"fit.{width}x{height}"] = comfy_fit(image, width, height)[0]
     save_file({k: v.contiguous() for k, v in golden.items()}, f"{OUT}/golden.safetensors")
     plain = load_file("tests/data/tiny/unet.safetensors")["noise_pred"]
     change = np.linalg.norm(golden["noise_pred"].numpy() - plain) / np.linalg.norm(plain)
