@@ -75,6 +75,8 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
+    if (run->controlnet && !run->control_image)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
     if (run->nloras < 0 || (run->nloras && !run->loras))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d LoRAs without their list", run->nloras);
     for (int i = 0; i < run->nloras; i++)
@@ -235,6 +237,23 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
         put_number(&b, run->denoise);
     }
     if (run->clip_skip > 1) put_format(&b, ", Clip skip: %d", run->clip_skip);
+    if (run->controlnet) {
+        char *name = stem_name(run->controlnet);
+        text_buf unit = {0};
+        put(&unit, "Module: none, Model: ");
+        put(&unit, name ? name : "");
+        put(&unit, ", Weight: ");
+        put_number(&unit, run->control_strength);
+        put(&unit, ", Resize Mode: Crop and Resize, Guidance Start: ");
+        put_number(&unit, run->control_start);
+        put(&unit, ", Guidance End: ");
+        put_number(&unit, run->control_end);
+        put(&b, ", ControlNet 0: ");
+        put_value(&b, unit.data ? unit.data : "");
+        b.failed |= !name || unit.failed;
+        free(name);
+        free(unit.data);
+    }
     put(&b, ", RNG: CPU, Version: ");
     char version[128];
     snprintf(version, sizeof version, "kiln %s", run->version);
@@ -320,8 +339,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_string(&g, in, "scheduler", run->scheduler);
     add_number(&g, in, "denoise", run->denoise);
     add_link(&g, in, "model", model, 0);
-    add_link(&g, in, "positive", "6", 0);
-    add_link(&g, in, "negative", "7", 0);
+    /* Apply ControlNet's outputs are the two conditionings, in order */
+    add_link(&g, in, "positive", run->controlnet ? "42" : "6", 0);
+    add_link(&g, in, "negative", run->controlnet ? "42" : "7", run->controlnet ? 1 : 0);
     add_link(&g, in, "latent_image", latent, 0);
 
     in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
@@ -364,6 +384,20 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "strength_clip", run->loras[i].clip_strength);
         add_link(&g, in, "model", from, 0);
         add_link(&g, in, "clip", from, 1);
+    }
+    if (run->controlnet) {
+        in = add_node(&g, "40", "ControlNetLoader");
+        add_string(&g, in, "control_net_name", base_name(run->controlnet));
+        in = add_node(&g, "41", "LoadImage");
+        add_string(&g, in, "image", base_name(run->control_image));
+        in = add_node(&g, "42", "ControlNetApplyAdvanced");
+        add_number(&g, in, "strength", run->control_strength);
+        add_number(&g, in, "start_percent", run->control_start);
+        add_number(&g, in, "end_percent", run->control_end);
+        add_link(&g, in, "positive", "6", 0);
+        add_link(&g, in, "negative", "7", 0);
+        add_link(&g, in, "control_net", "40", 0);
+        add_link(&g, in, "image", "41", 0);
     }
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");

@@ -29,6 +29,9 @@ typedef struct kiln_run_info {
     const char *init_image; /* img2img source image (path or name), NULL for txt2img */
     const kiln_lora *loras; /* merged into the model, in order; paths recorded by base name */
     int nloras;
+    const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
+    const char *control_image; /* its hint image's path */
+    double control_strength, control_start, control_end;
     const char *version;    /* kiln's version, "0.1.0" */
 } kiln_run_info;
 
@@ -42,7 +45,10 @@ typedef struct kiln_run_info {
  * denoise 1 without an init image, "Clip skip" at 1. "RNG: CPU" is always
  * there: kiln draws noise as torch's CPU generator does. Each LoRA is added
  * to the prompt as A1111 writes it, `<lora:NAME:S>` (`<lora:NAME:te=C:unet=S>`
- * when the strengths differ), NAME the file name without extension. Values holding ',',
+ * when the strengths differ), NAME the file name without extension. A
+ * ControlNet is recorded as A1111's ControlNet extension does, "ControlNet 0:
+ * "Module: none, Model: NAME, Weight: S, Resize Mode: Crop and Resize,
+ * Guidance Start: P, Guidance End: P"" after the size. Values holding ',',
  * ':' or a newline are JSON-quoted, as A1111 does. *out is malloc'd; free() it. */
 kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, char **out);
 
@@ -52,7 +58,9 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * "8" VAEDecode, "9" SaveImage; then "10" CLIPSetLastLayer (clip skip > 1),
  * "11" LoadImage and "12" VAEEncode (img2img, in place of "5"), and
  * "13" RepeatLatentBatch (img2img with a batch over 1), and from "14" on one
- * LoraLoader per LoRA, chained between the checkpoint and its users. Links are
+ * LoraLoader per LoRA, chained between the checkpoint and its users; with a
+ * ControlNet, "40" ControlNetLoader, "41" LoadImage (the hint) and "42"
+ * ControlNetApplyAdvanced between the text encoders and KSampler. Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

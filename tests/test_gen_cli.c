@@ -2,7 +2,8 @@
  * ComfyUI's image (txt2img_euler_normal_s8: seed 42, batch 2, 8 steps, cfg 5),
  * the LATENT it saves is ComfyUI's, and the PNGs carry the `parameters` and
  * `prompt` text chunks; a .jpg output is the same picture with its parameters
- * in EXIF; --lora changes the run as its strength says and is recorded. Also
+ * in EXIF; --lora and --controlnet change the run as their strengths and
+ * ranges say and are recorded. Also
  * VAEEncode of ComfyUI's img2img input images. */
 #include "kiln_test.h"
 
@@ -132,6 +133,26 @@ static void jpeg_output(void **state)
     kiln_image_free(&img[1]);
 }
 
+/* Runs gen on the tiny model with extra flags, saving the latent and the log;
+ * returns the latent (malloc'd) and its element count. */
+static float *gen_latent(const char *name, const char *flags, size_t *count)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/gen --model %s %s --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 5 "
+             "--output %s/%s.png --save-latent %s/%s.safetensors 2> %s/%s.log",
+             KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), flags, tmpdir, name, tmpdir, name,
+             tmpdir, name);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/%s.safetensors", tmpdir, name);
+    kiln_st_file *f;
+    float *latent;
+    assert_kiln_ok(kiln_st_open(cmd, &f));
+    assert_kiln_ok(kiln_st_read_f32(f, "latent", &latent, count));
+    kiln_st_close(f);
+    return latent;
+}
+
 /* gen --lora: strength 0 is the plain model to the bit, 0.75 another picture
  * (the merge itself is test_lora's), and the PNG says which LoRA made it. */
 static void lora_run(void **state)
@@ -141,28 +162,19 @@ static void lora_run(void **state)
     float *latent[3];
     size_t count[3];
     for (int i = 0; i < 3; i++) {
-        char cmd[4096], lora[1024] = "";
+        char flags[1024] = "", name[16];
         if (strengths[i])
-            snprintf(lora, sizeof lora, "--lora %s:%s", kiln_test_data("lora/kohya_locon.safetensors"), strengths[i]);
-        snprintf(cmd, sizeof cmd,
-                 "%s/bin/gen --model %s %s --prompt 'a red circle' --width 16 --height 16 --steps 2 --seed 3 "
-                 "--output %s/lora%d.png --save-latent %s/lora%d.safetensors 2> %s/lora%d.log",
-                 KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), lora, tmpdir, i, tmpdir, i,
-                 tmpdir, i);
-        assert_int_equal(system(cmd), 0);
-        snprintf(cmd, sizeof cmd, "%s/lora%d.safetensors", tmpdir, i);
-        kiln_st_file *f;
-        assert_kiln_ok(kiln_st_open(cmd, &f));
-        assert_kiln_ok(kiln_st_read_f32(f, "latent", &latent[i], &count[i]));
+            snprintf(flags, sizeof flags, "--lora %s/lora/kohya_locon.safetensors:%s", KILN_TEST_DATA, strengths[i]);
+        snprintf(name, sizeof name, "lora%d", i);
+        latent[i] = gen_latent(name, flags, &count[i]);
         assert_int_equal(count[i], count[0]);
-        kiln_st_close(f);
     }
     assert_memory_equal(latent[0], latent[1], count[0] * sizeof(float));
     assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 0.05);
     char text[8192], path[512];
     snprintf(path, sizeof path, "%s/lora2.png", tmpdir);
     read_png_text(path, "parameters", text, sizeof text);
-    assert_non_null(strstr(text, "a red circle <lora:kohya_locon:0.75>\nSteps: 2,"));
+    assert_non_null(strstr(text, "a red circle <lora:kohya_locon:0.75>\nSteps: 3,"));
     read_png_text(path, "prompt", text, sizeof text);
     assert_non_null(strstr(text, "\"class_type\":\"LoraLoader\",\"inputs\":{\"lora_name\":\"kohya_locon.safetensors\","
                                  "\"strength_model\":0.75,\"strength_clip\":0.75"));
@@ -174,6 +186,42 @@ static void lora_run(void **state)
     fclose(log);
     assert_non_null(strstr(text, "kohya_locon.safetensors: 43 UNet and 12 text encoder weights merged"));
     for (int i = 0; i < 3; i++) free(latent[i]);
+}
+
+/* gen --controlnet: strength 0, or a range no step falls in, is the plain
+ * model to the bit; the ControlNet over the whole run or its second half
+ * changes the picture, the two differently (the model itself is
+ * test_controlnet's); the PNG records it. */
+static void controlnet_run(void **state)
+{
+    (void)state;
+    char net[1024];
+    snprintf(net, sizeof net, "--controlnet %s/controlnet/tiny_ldm.safetensors --control-image %s/controlnet/hint_37x23.png",
+             KILN_TEST_DATA, KILN_TEST_DATA);
+    const char *extra[5] = {NULL, "--control-strength 0", "--control-start 1 --control-end 1", "", "--control-start 0.5"};
+    float *latent[5];
+    size_t count[5];
+    for (int i = 0; i < 5; i++) {
+        char flags[2048], name[16];
+        snprintf(flags, sizeof flags, "%s %s", extra[i] ? net : "", extra[i] ? extra[i] : "");
+        snprintf(name, sizeof name, "control%d", i);
+        latent[i] = gen_latent(name, flags, &count[i]);
+        assert_int_equal(count[i], count[0]);
+    }
+    assert_memory_equal(latent[1], latent[0], count[0] * sizeof(float));
+    assert_memory_equal(latent[2], latent[0], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[3], latent[0], count[0]) > 0.05);
+    assert_true(kiln_rel_l2(latent[4], latent[0], count[0]) > 0.01);
+    assert_true(kiln_rel_l2(latent[4], latent[3], count[0]) > 0.01);
+    char text[8192], path[512];
+    snprintf(path, sizeof path, "%s/control4.png", tmpdir);
+    read_png_text(path, "parameters", text, sizeof text);
+    assert_non_null(strstr(text, "ControlNet 0: \"Module: none, Model: tiny_ldm, Weight: 1, Resize Mode: Crop and Resize, "
+                                 "Guidance Start: 0.5, Guidance End: 1\""));
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"class_type\":\"ControlNetApplyAdvanced\",\"inputs\":{\"strength\":1,"
+                                 "\"start_percent\":0.5,\"end_percent\":1"));
+    for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
 /* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
@@ -213,6 +261,7 @@ int main(void)
         cmocka_unit_test(seed_reproduces_comfyui),
         cmocka_unit_test(jpeg_output),
         cmocka_unit_test(lora_run),
+        cmocka_unit_test(controlnet_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -177,11 +177,14 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"VAEDecode", {"IMAGE"}},
     {"SaveImage", {NULL}},
     {"LoraLoader", {"MODEL", "CLIP"}},
+    {"ControlNetLoader", {"CONTROL_NET"}},
+    {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
     {"model", "MODEL"},    {"clip", "CLIP"},     {"positive", "CONDITIONING"}, {"negative", "CONDITIONING"},
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
+    {"control_net", "CONTROL_NET"}, {"image", "IMAGE"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -399,6 +402,44 @@ static void prompt_with_loras(void **state)
     free(json);
 }
 
+/* Apply ControlNet: A1111's ControlNet extension field, and in the workflow
+ * the loader, the hint image and the node both conditionings pass through. */
+static void controlnet_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    run.controlnet = "/models/controlnet/control_v11p_sd15_canny.safetensors";
+    run.control_image = "edges/cat, edges.png";
+    run.control_strength = 0.85;
+    run.control_start = 0.1;
+    run.control_end = 0.75;
+    run.clip_skip = 2;
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, Clip skip: 2, ControlNet 0: \"Module: none, Model: "
+                      "control_v11p_sd15_canny, Weight: 0.85, Resize Mode: Crop and Resize, Guidance Start: 0.1, "
+                      "Guidance End: 0.75\", RNG: CPU, Version: kiln 0.1.0");
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 10 40 41 42 ");
+    const cJSON *in = inputs_of(root, "3", "KSampler");
+    assert_link(in, "positive", "42", 0);
+    assert_link(in, "negative", "42", 1);
+    assert_string_equal(string_input(inputs_of(root, "40", "ControlNetLoader"), "control_net_name"),
+                        "control_v11p_sd15_canny.safetensors");
+    assert_string_equal(string_input(inputs_of(root, "41", "LoadImage"), "image"), "cat, edges.png");
+    in = inputs_of(root, "42", "ControlNetApplyAdvanced");
+    assert_link(in, "positive", "6", 0);
+    assert_link(in, "negative", "7", 0);
+    assert_link(in, "control_net", "40", 0);
+    assert_link(in, "image", "41", 0);
+    assert_true(number_input(in, "strength") == 0.85);
+    assert_true(number_input(in, "start_percent") == 0.1 && number_input(in, "end_percent") == 0.75);
+    cJSON_Delete(root);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +451,7 @@ int main(void)
         cmocka_unit_test(prompt_img2img_with_clip_skip),
         cmocka_unit_test(parameters_with_loras),
         cmocka_unit_test(prompt_with_loras),
+        cmocka_unit_test(controlnet_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

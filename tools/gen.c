@@ -30,6 +30,8 @@
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
+    const char *controlnet, *control_image;
+    double control_strength, control_start, control_end;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
@@ -69,6 +71,11 @@ static void usage(FILE *to)
             "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
+            "  --controlnet FILE      a ControlNet (original or diffusers layout), applied to both prompts\n"
+            "  --control-image FILE   its hint (an edge map, depth map, pose, ...), fitted to the output size\n"
+            "  --control-strength S   residual strength (default 1)\n"
+            "  --control-start P --control-end P\n"
+            "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
             "  --init-image FILE      img2img source (PNG or JPEG)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
@@ -161,9 +168,10 @@ static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
-                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY};
+                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
+                       .control_end = 1.0};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
-           O_LIST_DEVICES, O_LORA };
+           O_LIST_DEVICES, O_LORA, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -178,6 +186,9 @@ static int parse(int argc, char **argv, gen_options *o)
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
         {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
+        {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
+        {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
+        {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -234,6 +245,18 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_INFO: o->info = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
+        case O_CONTROLNET: o->controlnet = optarg; break;
+        case O_CONTROL_IMAGE: o->control_image = optarg; break;
+        case O_CONTROL_STRENGTH:
+            if (!parse_double(optarg, 0, 10, &o->control_strength))
+                return bad_flag("--control-strength", optarg, "must be 0..10");
+            break;
+        case O_CONTROL_START:
+            if (!parse_double(optarg, 0, 1, &o->control_start)) return bad_flag("--control-start", optarg, "must be 0..1");
+            break;
+        case O_CONTROL_END:
+            if (!parse_double(optarg, 0, 1, &o->control_end)) return bad_flag("--control-end", optarg, "must be 0..1");
+            break;
         case O_LORA: {
             if (o->nloras == MAX_LORAS) return bad_flag("--lora", optarg, "at most 16 LoRAs");
             int rc = parse_lora(optarg, &o->loras[o->nloras++]);
@@ -265,6 +288,18 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --output %s: name a .png, .jpg or .jpeg file\n", o->output);
         return 2;
     }
+    if (!o->controlnet != !o->control_image) {
+        fprintf(stderr, "gen: %s needs %s\n", o->controlnet ? "--controlnet" : "--control-image",
+                o->controlnet ? "--control-image (the hint)" : "--controlnet (the model)");
+        return 2;
+    }
+    if (o->control_start > o->control_end) {
+        fprintf(stderr, "gen: --control-start %g is after --control-end %g\n", o->control_start, o->control_end);
+        return 2;
+    }
+    if (o->controlnet && access(o->controlnet, R_OK) != 0) return bad_flag("--controlnet", o->controlnet, strerror(errno));
+    if (o->control_image && access(o->control_image, R_OK) != 0)
+        return bad_flag("--control-image", o->control_image, strerror(errno));
     if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
         return 2;
     return 0;
@@ -509,6 +544,19 @@ int main(int argc, char **argv)
     }
     job.latent_h = o.height / f;
     job.latent_w = o.width / f;
+    kiln_controlnet *controlnet = NULL;
+    kiln_control control = {0};
+    float *hint = NULL;
+    if (o.controlnet) {
+        if (kiln_controlnet_load(o.controlnet, &m->unet, be, &controlnet) != KILN_OK) return fail("--controlnet");
+        kiln_image img;
+        if (kiln_image_load(o.control_image, &img) != KILN_OK) return fail("--control-image");
+        st = kiln_control_hint(&img, job.latent_h, job.latent_w, &hint);
+        kiln_image_free(&img);
+        if (st != KILN_OK) return fail("--control-image");
+        control = (kiln_control){controlnet, hint, (float)o.control_strength, o.control_start, o.control_end};
+        job.control = &control;
+    }
     job.init_latent = init_latent;
     int64_t latent_shape[4] = {o.batch, m->unet.config->in_channels, job.latent_h, job.latent_w};
     if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
@@ -541,7 +589,9 @@ int main(int argc, char **argv)
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
-                         .version = KILN_VERSION};
+                         .controlnet = o.controlnet, .control_image = o.control_image,
+                         .control_strength = o.control_strength, .control_start = o.control_start,
+                         .control_end = o.control_end, .version = KILN_VERSION};
     char *workflow;
     if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
     char names[KILN_MAX_BATCH][4096];
@@ -582,6 +632,8 @@ int main(int argc, char **argv)
     free(decoded);
     free(noise);
     free(init_latent);
+    free(hint);
+    kiln_controlnet_free(controlnet);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);

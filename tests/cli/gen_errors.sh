@@ -72,6 +72,13 @@ if [[ -f $tmp/lora.safetensors ]]; then
 fi
 expect_error "checkpoint given as LoRA" "sd15_tiny_ldm_fp16.safetensors is a checkpoint, not a LoRA" --model "$tiny" \
     --prompt x --lora "$data/tiny/sd15_tiny_ldm_fp16.safetensors:0.5"
+expect_error "ControlNet for another model" "a ControlNet for sd15-tiny-test, not for this model's UNet (kiln-shapes)" \
+    --prompt x --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png"
+expect_error "LoRA given as ControlNet" "kohya_locon.safetensors: no tensor 'input_hint_block.0.weight'" \
+    --model "$tiny" --prompt x --controlnet "$data/lora/kohya_locon.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png"
+expect_error "ControlNet hint that is no image" "tiny_ldm.safetensors" --model "$tiny" --prompt x \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/tiny_ldm.safetensors"
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"
@@ -102,6 +109,15 @@ expect_refused "output that is a folder" "folder.png: is a folder" --output "$tm
 expect_refused "output of no image format" "out.webp: name a .png, .jpg or .jpeg" --output "$tmp/out.webp"
 expect_refused "missing LoRA" "--lora $tmp/nosuch.safetensors: No such file" --output "$tmp/out.png" \
     --lora "$tmp/nosuch.safetensors:0.8"
+expect_refused "ControlNet without its hint" "--controlnet needs --control-image" --output "$tmp/out.png" \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors"
+expect_refused "hint without a ControlNet" "--control-image needs --controlnet" --output "$tmp/out.png" \
+    --control-image "$data/controlnet/hint_37x23.png"
+expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No such file" --output "$tmp/out.png" \
+    --controlnet "$tmp/nosuch.safetensors" --control-image "$data/controlnet/hint_37x23.png"
+expect_refused "control range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
+    --control-start 0.8 --control-end 0.2
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 
