@@ -37,6 +37,9 @@ static kiln_status refuse_non_model(const kiln_checkpoint *ck)
     const char *path = kiln_checkpoint_path(ck);
     if (kiln_checkpoint_has_prefix(ck, "lora_unet_") || kiln_checkpoint_has_prefix(ck, "lora_te_"))
         return kiln_fail(KILN_ERR_MODEL, "%s is a LoRA, not a whole model", path);
+    if (kiln_checkpoint_has_prefix(ck, "control_model.") || kiln_checkpoint_has_prefix(ck, "input_hint_block.") ||
+        kiln_checkpoint_has_prefix(ck, "controlnet_cond_embedding."))
+        return kiln_fail(KILN_ERR_MODEL, "%s is a ControlNet, not a whole model (give it to --controlnet)", path);
     if (kiln_checkpoint_has_prefix(ck, "decoder.") || kiln_checkpoint_has_prefix(ck, "encoder."))
         return kiln_fail(KILN_ERR_MODEL, "%s is a VAE, not a whole model", path);
     if (!kiln_checkpoint_has_prefix(ck, "model.diffusion_model."))

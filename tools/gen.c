@@ -47,7 +47,7 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: gen --prompt TEXT [options] --output OUT.png|OUT.jpg\n"
-            "       gen --info MODEL|LORA\n"
+            "       gen --info MODEL|LORA|CONTROLNET\n"
             "       gen --list-devices\n"
             "\n"
             "  --output FILE          .png (ComfyUI workflow and A1111 parameters inside) or .jpg/.jpeg\n"
@@ -87,8 +87,8 @@ static void usage(FILE *to)
             "                         f32 elsewhere\n"
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
-            "  --info FILE            describe a checkpoint (family, variant, dtypes, parameters) or a LoRA\n"
-            "                         (modules, ranks, base model) and exit\n"
+            "  --info FILE            describe a checkpoint (family, variant, dtypes, parameters), a LoRA\n"
+            "                         (modules, ranks, base model) or a ControlNet (its UNet) and exit\n"
             "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n");
 }
 
@@ -409,6 +409,21 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
     kiln_st_close(f);
 }
 
+/* --info on a ControlNet file: which UNet's encoder it copies. */
+static bool print_controlnet_info(const char *path)
+{
+    kiln_checkpoint *ck;
+    if (kiln_checkpoint_open_controlnet(path, &ck) != KILN_OK) return false;
+    const kiln_st_tensor *hint = kiln_checkpoint_find(ck, KILN_CONTROLNET_ROOT ".input_hint_block.0.weight");
+    const unet_config *cfg = hint ? kiln_unet_detect_at(ck, KILN_CONTROLNET_ROOT, true) : NULL;
+    if (hint) {
+        printf("controlnet   %s\n", path);
+        printf("for unet     %s\n", cfg ? cfg->name : "none kiln knows");
+    }
+    kiln_checkpoint_close(ck);
+    return hint != NULL;
+}
+
 static int print_info(const char *path)
 {
     struct stat st;
@@ -417,6 +432,7 @@ static int print_info(const char *path)
         print_lora_info(path, &lora);
         return 0;
     }
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && print_controlnet_info(path)) return 0;
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
     kiln_model_info info;

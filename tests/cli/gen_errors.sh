@@ -79,6 +79,8 @@ expect_error "LoRA given as ControlNet" "kohya_locon.safetensors: no tensor 'inp
     --control-image "$data/controlnet/hint_37x23.png"
 expect_error "ControlNet hint that is no image" "tiny_ldm.safetensors" --model "$tiny" --prompt x \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/tiny_ldm.safetensors"
+expect_error "ControlNet given as model" "tiny_ldm.safetensors is a ControlNet, not a whole model" \
+    --model "$data/controlnet/tiny_ldm.safetensors" --prompt x
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gen --info on a checkpoint (single file, diffusers folder) and on LoRA files:
+# gen --info on a checkpoint (single file, diffusers folder), LoRA and ControlNet files:
 # what it prints against what the files are (tests/data/tiny, tests/data/lora).
 # Usage: gen_info.sh BIN_DIR DATA_DIR
 set -u
@@ -33,6 +33,9 @@ expect_info "$data/lora/kohya_locon.safetensors" \
     "text width   32"
 expect_info "$data/lora/diffusers.safetensors" \
     "modules      68: 60 UNet, 8 text encoder (LoRA 68, LoCon 0, LoHa 0)" "rank         4, no alpha (scale 1)"
+
+expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tiny-test"
+expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
 
 if "$bin/gen" --info "$data/tiny/unet.safetensors" >/dev/null 2>&1; then
     echo "FAIL --info on a golden file: exit 0"; failures=$((failures + 1))
