@@ -3,7 +3,8 @@
  * random-weight test model used by the parity goldens (32/64, attention on
  * the first level, 8 heads of 4), and kiln-shapes, kiln's own embedded model
  * (64/64/96, attention on two levels, 8 heads of 8). Channels are literal per
- * row, as the checkpoint's shapes are. */
+ * row, as the checkpoint's shapes are. An inpainting UNet is the same table
+ * with 9 input channels. */
 #include "unet.h"
 
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
@@ -64,6 +65,12 @@ static const unet_config sd15 = {
     .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
 };
 
+// SD 1.5 inpainting: the latent, the mask and the masked image's latent in
+static const unet_config sd15_inpaint = {
+    .name = "sd15-inpaint", .in_channels = 9, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
+    .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
+};
+
 // the goldens' tiny UNet: (N,4,h,w) latents; context (N,77,32)
 static const unet_layer sd15_tiny_test_layers[] = {
     {UNET_CONV_IN, "input_blocks.0.0", 4, 32, 0, PUSH, "conv_in"},
@@ -92,6 +99,13 @@ static const unet_layer sd15_tiny_test_layers[] = {
 static const unet_config sd15_tiny_test = {
     .name = "sd15-tiny-test", .in_channels = 4, .out_channels = 4, .model_channels = 32, .time_embed_dim = 128,
     .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
+};
+
+// the tiny model with an inpainting UNet's input (tests/data/inpaint)
+static const unet_config sd15_tiny_test_inpaint = {
+    .name = "sd15-tiny-test-inpaint", .in_channels = 9, .out_channels = 4, .model_channels = 32,
+    .time_embed_dim = 128, .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers,
+    .nlayers = COUNT(sd15_tiny_test_layers),
 };
 
 // kiln-shapes, the embedded default model (tools/train): (N,4,h,w); context (N,77,64)
@@ -136,4 +150,5 @@ static const unet_config kiln_shapes = {
     .context_dim = 64, .heads = 8, .layers = kiln_shapes_layers, .nlayers = COUNT(kiln_shapes_layers),
 };
 
-const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_tiny_test, &kiln_shapes, NULL};
+const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_inpaint, &sd15_tiny_test, &sd15_tiny_test_inpaint,
+                                                &kiln_shapes, NULL};

@@ -16,8 +16,8 @@ kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_con
     snprintf(prefix, sizeof prefix, "%s.%s", root, l->prefix);
     row->layer = l;
     switch (l->kind) {
-    case UNET_CONV_IN:
-        TRY(KILN_BIND(w, &row->conv_w, prefix, "weight", l->out_ch, l->in_ch, 3, 3));
+    case UNET_CONV_IN: /* the config's input width: a table serves the txt2img and inpaint UNets alike */
+        TRY(KILN_BIND(w, &row->conv_w, prefix, "weight", l->out_ch, cfg->in_channels, 3, 3));
         return KILN_BIND(w, &row->conv_b, prefix, "bias", l->out_ch);
     case UNET_RESBLOCK:
         return kiln_resblock_bind_unet(w, prefix, l->in_ch, l->out_ch, cfg->time_embed_dim, &row->res);

@@ -20,7 +20,7 @@ typedef enum unet_layer_kind {
 typedef struct unet_layer {
     unet_layer_kind kind;
     const char *prefix; /* e.g. "input_blocks.1.1" */
-    int in_ch, out_ch;
+    int in_ch, out_ch;  /* conv_in's in_ch is the config's in_channels */
     int concat_skip;    /* pop the skip stack and concatenate before this row */
     int push_skip;      /* push this row's output on the skip stack */
     const char *block_name; /* diffusers-style name of the block this row ends ("down_blocks.0"), or NULL */
@@ -28,7 +28,7 @@ typedef struct unet_layer {
 
 typedef struct unet_config {
     const char *name;         /* "sd15", "sd15-tiny-test", ... */
-    int in_channels, out_channels;
+    int in_channels, out_channels; /* in: 4 latent channels (+ 5 for inpainting: mask and masked image) */
     int model_channels;       /* timestep embedding width */
     int time_embed_dim;       /* 4 x model_channels */
     int context_dim;          /* text encoder hidden size */

@@ -14,11 +14,12 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
 {
     if (batch < 1 || batch > KILN_MAX_BATCH)
         return kiln_fail(KILN_ERR_INVALID_ARG, "--batch %d: must be 1..%d", batch, KILN_MAX_BATCH);
-    *d = (kiln_denoiser){.model = m, .batch = batch, .channels = m->unet.config->in_channels, .h = h, .w = w,
-                         .cfg = cfg, .context = context, .tokens = tokens, .sampling = sampling};
+    *d = (kiln_denoiser){.model = m, .batch = batch, .channels = m->unet.config->out_channels, .h = h, .w = w,
+                         .unet_channels = m->unet.config->in_channels, .cfg = cfg, .context = context,
+                         .tokens = tokens, .sampling = sampling};
     d->rows = uses_guidance(cfg) ? 2 * batch : batch;
     size_t n = (size_t)d->rows * d->channels * h * w;
-    d->unet_in = malloc(n * sizeof(float));
+    d->unet_in = malloc((size_t)d->rows * d->unet_channels * h * w * sizeof(float));
     d->unet_eps = malloc(n * sizeof(float));
     if (!d->unet_in || !d->unet_eps) {
         kiln_denoiser_free(d);
@@ -35,6 +36,14 @@ static float percent_to_sigma(const kiln_model_sampling *ms, double percent)
     if (percent <= 0.0) return 999999999.9f;
     if (percent >= 1.0) return 0.0f;
     return kiln_timestep_to_sigma(ms, (float)((1.0 - percent) * 999.0));
+}
+
+kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint)
+{
+    d->blended = malloc((size_t)d->batch * d->channels * d->h * d->w * sizeof(float));
+    if (!d->blended) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
+    d->inpaint = inpaint;
+    return KILN_OK;
 }
 
 kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control)
@@ -60,8 +69,9 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->graph);
     kiln_graph_free(d->control_graph);
     free(d->hint);
+    free(d->blended);
     d->control_graph = NULL;
-    d->hint = NULL;
+    d->hint = d->blended = NULL;
     free(d->unet_in);
     free(d->unet_eps);
     d->graph = NULL;
@@ -75,7 +85,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     kiln_denoiser *d = ctx;
     const kiln_model *m = d->model;
     tensor *x, *t, *c, *eps;
-    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){d->rows, d->channels, d->h, d->w}, d->unet_in));
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){d->rows, d->unet_channels, d->h, d->w}, d->unet_in));
     TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){d->rows}, d->timesteps));
     /* without guidance only the cond rows (the second half) are used */
     const float *context = d->context;
@@ -96,15 +106,39 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_eps, kiln_tensor_nbytes(eps));
 }
 
+/* The UNet's input rows: x scaled by c_in, then for an inpainting UNet the
+ * rounded mask and the latent image. */
+static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
+{
+    size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
+    for (int r = 0; r < d->rows; r++) {
+        int b = r % d->batch;
+        float *row = d->unet_in + (size_t)r * d->unet_channels * plane;
+        for (size_t i = 0; i < latent; i++) row[i] = x[b * latent + i] * in_scale;
+        if (d->unet_channels == d->channels) continue;
+        for (size_t i = 0; i < plane; i++) row[latent + i] = nearbyintf(d->inpaint->mask[i]);
+        memcpy(row + latent + plane, d->inpaint->latent + b * latent, latent * sizeof(float));
+    }
+}
+
 kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *denoised)
 {
     kiln_denoiser *d = ctx;
-    size_t per_batch = (size_t)d->batch * d->channels * d->h * d->w;
+    size_t per_batch = (size_t)d->batch * d->channels * d->h * d->w, plane = (size_t)d->h * d->w;
+    if (d->unet_channels != d->channels && !d->inpaint)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "an inpainting model needs an image and a mask (--init-image, --mask)");
+    const kiln_inpaint_mask *in = d->inpaint;
+    if (in) { /* the kept part: the latent image renoised to this sigma */
+        for (size_t i = 0; i < per_batch; i++) {
+            float m = in->mask[i % plane];
+            d->blended[i] = x[i] * m + (in->latent[i] + in->noise[i] * sigma) * (1.0f - m);
+        }
+        x = d->blended;
+    }
     float in_scale = 1.0f / sqrtf(sigma * sigma + 1.0f);
     float timestep = (float)kiln_sigma_to_timestep(d->sampling, sigma);
     for (int r = 0; r < d->rows; r++) d->timesteps[r] = timestep;
-    for (int copy = 0; copy < d->rows / d->batch; copy++)
-        for (size_t i = 0; i < per_batch; i++) d->unet_in[copy * per_batch + i] = x[i] * in_scale;
+    fill_unet_input(d, x, in_scale);
 
     bool controlled = d->control && sigma <= d->control_sigma_hi && sigma >= d->control_sigma_lo;
     TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
@@ -121,6 +155,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
             float uncond = x[i] - eps_uncond[i] * sigma;
             denoised[i] = uncond + (cond - uncond) * d->cfg;
         }
+        if (in) denoised[i] = denoised[i] * in->mask[i % plane] + in->latent[i] * (1.0f - in->mask[i % plane]);
     }
     return KILN_OK;
 }

@@ -24,11 +24,22 @@ typedef struct kiln_control {
     double start_percent, end_percent;
 } kiln_control;
 
+/* Inpainting as ComfyUI's KSamplerX0Inpaint: where the mask is 0 the latent
+ * image is kept (renoised to each call's sigma going in, restored coming
+ * out); an inpainting UNet also gets the rounded mask and the latent image
+ * as 5 extra input channels (BaseModel.concat_cond). */
+typedef struct kiln_inpaint_mask {
+    const float *mask;   /* (h,w) at latent size, in [0,1]: 1 repaints */
+    const float *latent; /* (B,C,h,w) the latent image, VAE-scaled */
+    const float *noise;  /* (B,C,h,w) the sampling noise (unit variance) */
+} kiln_inpaint_mask;
+
 typedef struct kiln_denoiser {
     const kiln_model *model;
     kiln_graph *graph;
     int batch;            /* B images */
     int channels, h, w;   /* latent (B,C,h,w) */
+    int unet_channels;    /* C, or C + 5 for an inpainting UNet */
     float cfg;
     const float *context; /* (2B,T,D): B uncond rows then B cond rows; cond only when cfg == 1 */
     int tokens;           /* T */
@@ -39,6 +50,8 @@ typedef struct kiln_denoiser {
     float *hint;                 /* the hint repeated over the rows */
     float control_sigma_hi, control_sigma_lo; /* sigmas where the control applies */
     int control_calls;           /* counted, for tests */
+    const kiln_inpaint_mask *inpaint; /* NULL: none */
+    float *blended;              /* (B,C,h,w) x with the kept part put back */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_eps; /* (rows,C,h,w) */
@@ -49,6 +62,9 @@ typedef struct kiln_denoiser {
  * is the denoiser's own (its arena is planned on the first call). */
 kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln_model_sampling *sampling,
                                int batch, int h, int w, float cfg, const float *context, int tokens);
+/* Inpaints from here on; inpaint must outlive d. An inpainting UNet (C + 5
+ * input channels) cannot run without it. */
+kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint);
 /* Adds a ControlNet to every call from here on; control must outlive d. */
 kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control);
 void kiln_denoiser_free(kiln_denoiser *d);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inpaint.h"
 #include "prompt.h"
 #include "status.h"
 #include "tokenizer.h"
@@ -94,7 +95,7 @@ static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, i
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
-    int C = m->unet.config->in_channels;
+    int C = m->unet.config->out_channels;
     if (positive->dim != m->unet.config->context_dim || negative->dim != positive->dim)
         return kiln_fail(KILN_ERR_INVALID_ARG, "conditioning width %d does not match the UNet's %d", positive->dim,
                          m->unet.config->context_dim);
@@ -112,7 +113,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     /* ComfyUI repeats conditionings of different lengths to their least common multiple */
     int tokens = positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
-    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL;
+    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;
+    size_t plane = (size_t)job->latent_h * job->latent_w;
     float *context = malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float));
     kiln_status st = KILN_OK;
     if (!noise || !x || !context) {
@@ -126,12 +128,20 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         kiln_rng_seed(&rng, job->seed);
         kiln_rng_randn(&rng, noise, n);
     }
-    if (job->init_latent) { /* a LATENT enters the model multiplied by the VAE's scale */
-        if (!(scaled = malloc(n * sizeof(float)))) {
+    const kiln_inpaint *inpaint = job->inpaint;
+    if (inpaint && (job->init_latent || inpaint->h != job->latent_h || inpaint->w != job->latent_w)) {
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the inpainting latent is %dx%d, the job %dx%d", inpaint->w,
+                       inpaint->h, job->latent_w, job->latent_h);
+        goto done;
+    }
+    if (job->init_latent || inpaint) { /* a LATENT enters the model multiplied by the VAE's scale */
+        if (!(scaled = malloc(n * sizeof(float))) || (inpaint && !(mask = malloc(plane * sizeof(float))))) {
             st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
             goto done;
         }
-        for (size_t i = 0; i < n; i++) scaled[i] = job->init_latent[i] * m->vae.scaling_factor;
+        for (size_t i = 0; i < n; i++) /* an inpainting latent is one image, repeated over the batch */
+            scaled[i] = (inpaint ? inpaint->latent[i % (n / job->batch)] : job->init_latent[i]) * m->vae.scaling_factor;
+        if (inpaint) kiln_inpaint_mask_resize(inpaint, job->latent_h, job->latent_w, mask);
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
     put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
@@ -139,7 +149,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     kiln_denoiser d;
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
     if (st != KILN_OK) goto done;
-    if (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK) {
+    kiln_inpaint_mask blend = {mask, scaled, noise};
+    if ((inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
+        (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;
     }
@@ -165,6 +177,7 @@ done:
     free(noise);
     free(x);
     free(scaled);
+    free(mask);
     free(context);
     return st;
 }

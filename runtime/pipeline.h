@@ -44,6 +44,7 @@ typedef struct kiln_sampling_job {
     const float *noise;  /* (B,4,h,w) unit-variance noise; NULL: torch.randn from seed */
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
     const kiln_control *control; /* Apply ControlNet; NULL: none */
+    const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

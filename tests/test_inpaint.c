@@ -1,0 +1,218 @@
+/* Inpainting on the tiny SD 1.x model against tests/data/inpaint (made by
+ * make_inpaint_data.py: diffusers' models, ComfyUI's steps around them):
+ * an inpainting UNet (the tiny UNet with a 9-channel conv_in) against
+ * diffusers; VAEEncodeForInpaint (inpainting UNet) and VAEEncode +
+ * SetLatentNoiseMask (plain UNet) of an image and a soft-edged mask; one
+ * guided sampler call of each, as KSamplerX0Inpaint makes it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln_test.h"
+
+#include "denoiser.h"
+#include "golden.h"
+#include "inpaint.h"
+#include "model.h"
+#include "pipeline.h"
+#include "status.h"
+
+#define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
+#define PLAIN KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors"
+
+static char inpaint_model[64];
+
+/* The tiny checkpoint with the golden's 9-channel conv_in: what an
+ * inpainting checkpoint of the tiny model looks like. */
+static int write_inpaint_model(void **state)
+{
+    (void)state;
+    static char dir[] = "/tmp/kiln_inpaint_XXXXXX";
+    if (!mkdtemp(dir)) return -1;
+    snprintf(inpaint_model, sizeof inpaint_model, "%s/tiny_inpaint.safetensors", dir);
+    kiln_st_file *plain, *goldens;
+    if (kiln_st_open(PLAIN, &plain) != KILN_OK ||
+        kiln_st_open(KILN_TEST_DATA "/inpaint/golden.safetensors", &goldens) != KILN_OK)
+        return -1;
+    size_t n = kiln_st_count(plain);
+    kiln_st_entry *e = calloc(n, sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_st_at(plain, i);
+        if (strcmp(t->name, "model.diffusion_model.input_blocks.0.0.weight") == 0)
+            t = kiln_st_find(goldens, "conv_in.weight");
+        e[i] = (kiln_st_entry){kiln_st_at(plain, i)->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
+    }
+    kiln_status st = kiln_st_write(inpaint_model, e, n, NULL, 0);
+    free(e);
+    kiln_st_close(plain);
+    kiln_st_close(goldens);
+    return st == KILN_OK ? 0 : -1;
+}
+
+static int remove_inpaint_model(void **state)
+{
+    (void)state;
+    unlink(inpaint_model);
+    *strrchr(inpaint_model, '/') = '\0';
+    rmdir(inpaint_model);
+    return 0;
+}
+
+typedef struct unet9_run {
+    const kiln_model *m;
+    kiln_st_file *f;
+    float *out;
+    size_t count;
+} unet9_run;
+
+static kiln_status unet9_fn(kiln_graph *g, void *ctx)
+{
+    unet9_run *r = ctx;
+    golden x = golden_read(r->f, "unet9.sample"), t = golden_read(r->f, "unet9.timesteps"),
+           c = golden_read(r->f, "unet9.encoder_hidden_states");
+    tensor *xt, *tt, *ct, *eps;
+    TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
+    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
+    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, NULL, NULL, NULL, &eps));
+    TRY(kiln_graph_output(g, eps, r->out, r->count * sizeof(float)));
+    golden_free(&x), golden_free(&t), golden_free(&c);
+    return KILN_OK;
+}
+
+static void load(const char *path, kiln_backend **be, kiln_model **m)
+{
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, be));
+    assert_kiln_ok(kiln_model_load(path, *be, m));
+}
+
+static void inpainting_unet(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    load(inpaint_model, &be, &m);
+    assert_int_equal(m->info.variant, KILN_VARIANT_INPAINT);
+    assert_string_equal(m->unet.config->name, "sd15-tiny-test-inpaint");
+    unet9_run r = {m, golden_open("inpaint/golden.safetensors"), NULL, 0};
+    golden want = golden_read(r.f, "unet9.noise_pred");
+    r.count = want.count;
+    r.out = calloc(want.count, sizeof(float));
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, unet9_fn, &r));
+    assert_rel_l2_le(r.out, want.data, want.count, TOL);
+    kiln_graph_free(g);
+    free(r.out);
+    golden_free(&want);
+    kiln_st_close(r.f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* The encode, then one guided call on the golden's latent, noise and x. */
+static void check_inpaint(const char *model_path, const char *name, int mask_h, int mask_w)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    load(model_path, &be, &m);
+    kiln_image img, mask;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &img));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &mask));
+    kiln_inpaint in;
+    assert_kiln_ok(kiln_inpaint_encode(m, &img, &mask, &in));
+    kiln_st_file *f = golden_open("inpaint/golden.safetensors");
+    char key[64];
+#define READ(var, part) snprintf(key, sizeof key, "%s." part, name), var = golden_read(f, key)
+    golden want_mask, want_latent, x, noise, sigma, cfg, want, context;
+    READ(want_mask, "noise_mask");
+    READ(want_latent, "latent");
+    READ(x, "x");
+    READ(noise, "noise");
+    READ(sigma, "sigma");
+    READ(cfg, "cfg");
+    READ(want, "out");
+#undef READ
+    context = golden_read(f, "unet9.encoder_hidden_states");
+    assert_int_equal(in.mask_h, mask_h);
+    assert_int_equal(in.mask_w, mask_w);
+    assert_int_equal(want_mask.count, (size_t)mask_h * mask_w);
+    assert_memory_equal(in.noise_mask, want_mask.data, want_mask.count * sizeof(float));
+    assert_int_equal(in.h, (int)want_latent.shape[2]);
+    assert_int_equal(in.w, (int)want_latent.shape[3]);
+    assert_rel_l2_le(in.latent, want_latent.data, want_latent.count, TOL);
+
+    /* the sampler's call, from the golden's latent so that only it is tested */
+    memcpy(in.latent, want_latent.data, want_latent.count * sizeof(float));
+    size_t plane = (size_t)in.h * in.w;
+    float *blend_mask = malloc(plane * sizeof(float)), *scaled = malloc(x.count * sizeof(float));
+    float *out = malloc(x.count * sizeof(float));
+    kiln_inpaint_mask_resize(&in, in.h, in.w, blend_mask);
+    for (size_t i = 0; i < x.count; i++) scaled[i] = in.latent[i] * m->vae.scaling_factor;
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    kiln_denoiser d;
+    kiln_inpaint_mask blend = {blend_mask, scaled, noise.data};
+    assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, in.h, in.w, cfg.data[0], context.data, 77));
+    assert_kiln_ok(kiln_denoiser_set_inpaint(&d, &blend));
+    assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out));
+    kiln_denoiser_free(&d);
+    assert_rel_l2_le(out, want.data, want.count, TOL);
+
+    free(blend_mask), free(scaled), free(out);
+    golden_free(&want_mask), golden_free(&want_latent), golden_free(&x), golden_free(&noise);
+    golden_free(&sigma), golden_free(&cfg), golden_free(&want), golden_free(&context);
+    kiln_st_close(f);
+    kiln_inpaint_free(&in);
+    kiln_image_free(&img);
+    kiln_image_free(&mask);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* VAEEncodeForInpaint: masked pixels grey, the mask rounded and grown, over
+ * the cropped 20x16 image */
+static void inpainting_model(void **state)
+{
+    (void)state;
+    check_inpaint(inpaint_model, "inpaint", 16, 20);
+}
+
+/* VAEEncode + SetLatentNoiseMask: the mask as given, 20x17 */
+static void plain_model_with_noise_mask(void **state)
+{
+    (void)state;
+    check_inpaint(PLAIN, "noise_mask", 17, 20);
+}
+
+/* An inpainting UNet has nothing to run on without the image and mask. */
+static void inpainting_model_needs_a_mask(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    load(inpaint_model, &be, &m);
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    float context[77 * 32] = {0}, x[4 * 4 * 4] = {0}, out[4 * 4 * 4];
+    kiln_denoiser d;
+    assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, 4, 4, 1.0f, context, 77));
+    assert_int_equal(kiln_denoiser_call(&d, x, 1.0f, out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "--mask"));
+    kiln_denoiser_free(&d);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(inpainting_unet),
+        cmocka_unit_test(inpainting_model),
+        cmocka_unit_test(plain_model_with_noise_mask),
+        cmocka_unit_test(inpainting_model_needs_a_mask),
+    };
+    return cmocka_run_group_tests(tests, write_inpaint_model, remove_inpaint_model);
+}
