@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "inpaint.h"
 #include "status.h"
 
 /* ComfyUI name -> A1111 label. A1111's samplers (sd_samplers_kdiffusion.py,
@@ -75,6 +76,8 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
+    if (run->mask && !run->init_image)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask without its image");
     if (run->controlnet && !run->control_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
     if (run->nloras < 0 || (run->nloras && !run->loras))
@@ -326,7 +329,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     /* The text encoders take CLIPSetLastLayer's CLIP, else the model's. */
     const char *clip = run->clip_skip > 1 ? "10" : model;
     int clip_output = run->clip_skip > 1 ? 0 : 1;
-    const char *latent = img2img ? (run->batch_size > 1 ? "13" : "12") : "5";
+    /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
+     * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
+    const char *encoded = run->mask && run->inpaint_model ? "51" : "12";
+    const char *masked = run->mask && !run->inpaint_model ? "52" : encoded;
+    const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
 
     cJSON *in = add_node(&g, "3", "KSampler");
     /* Seeds run to 2^64 - 1; a double would round them. */
@@ -402,12 +409,25 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");
         add_string(&g, in, "image", base_name(run->init_image));
-        in = add_node(&g, "12", "VAEEncode");
+        in = add_node(&g, encoded, run->mask && run->inpaint_model ? "VAEEncodeForInpaint" : "VAEEncode");
         add_link(&g, in, "pixels", "11", 0);
         add_link(&g, in, "vae", "4", 2);
+        if (run->mask) {
+            if (run->inpaint_model) {
+                add_link(&g, in, "mask", "50", 0);
+                add_number(&g, in, "grow_mask_by", KILN_INPAINT_GROW);
+            } else {
+                in = add_node(&g, "52", "SetLatentNoiseMask");
+                add_link(&g, in, "samples", "12", 0);
+                add_link(&g, in, "mask", "50", 0);
+            }
+            in = add_node(&g, "50", "LoadImageMask");
+            add_string(&g, in, "image", base_name(run->mask));
+            add_string(&g, in, "channel", "red");
+        }
         if (run->batch_size > 1) {
             in = add_node(&g, "13", "RepeatLatentBatch");
-            add_link(&g, in, "samples", "12", 0);
+            add_link(&g, in, "samples", masked, 0);
             add_number(&g, in, "amount", run->batch_size);
         }
     }

@@ -8,6 +8,7 @@
 #ifndef KILN_METADATA_H
 #define KILN_METADATA_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kiln.h"
@@ -29,6 +30,8 @@ typedef struct kiln_run_info {
     const char *init_image; /* img2img source image (path or name), NULL for txt2img */
     const kiln_lora *loras; /* merged into the model, in order; paths recorded by base name */
     int nloras;
+    const char *mask;          /* inpainting: the mask image (with init_image), NULL for none */
+    bool inpaint_model;        /* the UNet is an inpainting one (VAEEncodeForInpaint, else SetLatentNoiseMask) */
     const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
     const char *control_image; /* its hint image's path */
     double control_strength, control_start, control_end;
@@ -60,7 +63,10 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * "13" RepeatLatentBatch (img2img with a batch over 1), and from "14" on one
  * LoraLoader per LoRA, chained between the checkpoint and its users; with a
  * ControlNet, "40" ControlNetLoader, "41" LoadImage (the hint) and "42"
- * ControlNetApplyAdvanced between the text encoders and KSampler. Links are
+ * ControlNetApplyAdvanced between the text encoders and KSampler; with a
+ * mask, "50" LoadImageMask (red channel) and either "51" VAEEncodeForInpaint
+ * (an inpainting model, in place of "12") or "52" SetLatentNoiseMask after
+ * "12". Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

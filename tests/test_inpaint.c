@@ -14,51 +14,13 @@
 #include "denoiser.h"
 #include "golden.h"
 #include "inpaint.h"
+#include "inpaint_model.h"
 #include "model.h"
 #include "pipeline.h"
 #include "status.h"
 
 #define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
 #define PLAIN KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors"
-
-static char inpaint_model[64];
-
-/* The tiny checkpoint with the golden's 9-channel conv_in: what an
- * inpainting checkpoint of the tiny model looks like. */
-static int write_inpaint_model(void **state)
-{
-    (void)state;
-    static char dir[] = "/tmp/kiln_inpaint_XXXXXX";
-    if (!mkdtemp(dir)) return -1;
-    snprintf(inpaint_model, sizeof inpaint_model, "%s/tiny_inpaint.safetensors", dir);
-    kiln_st_file *plain, *goldens;
-    if (kiln_st_open(PLAIN, &plain) != KILN_OK ||
-        kiln_st_open(KILN_TEST_DATA "/inpaint/golden.safetensors", &goldens) != KILN_OK)
-        return -1;
-    size_t n = kiln_st_count(plain);
-    kiln_st_entry *e = calloc(n, sizeof *e);
-    for (size_t i = 0; i < n; i++) {
-        const kiln_st_tensor *t = kiln_st_at(plain, i);
-        if (strcmp(t->name, "model.diffusion_model.input_blocks.0.0.weight") == 0)
-            t = kiln_st_find(goldens, "conv_in.weight");
-        e[i] = (kiln_st_entry){kiln_st_at(plain, i)->name, t->dtype, t->ndim, {0}, t->data};
-        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
-    }
-    kiln_status st = kiln_st_write(inpaint_model, e, n, NULL, 0);
-    free(e);
-    kiln_st_close(plain);
-    kiln_st_close(goldens);
-    return st == KILN_OK ? 0 : -1;
-}
-
-static int remove_inpaint_model(void **state)
-{
-    (void)state;
-    unlink(inpaint_model);
-    *strrchr(inpaint_model, '/') = '\0';
-    rmdir(inpaint_model);
-    return 0;
-}
 
 typedef struct unet9_run {
     const kiln_model *m;
@@ -93,7 +55,7 @@ static void inpainting_unet(void **state)
     (void)state;
     kiln_backend *be;
     kiln_model *m;
-    load(inpaint_model, &be, &m);
+    load(tiny_inpaint_model(), &be, &m);
     assert_int_equal(m->info.variant, KILN_VARIANT_INPAINT);
     assert_string_equal(m->unet.config->name, "sd15-tiny-test-inpaint");
     unet9_run r = {m, golden_open("inpaint/golden.safetensors"), NULL, 0};
@@ -177,7 +139,7 @@ static void check_inpaint(const char *model_path, const char *name, int mask_h, 
 static void inpainting_model(void **state)
 {
     (void)state;
-    check_inpaint(inpaint_model, "inpaint", 16, 20);
+    check_inpaint(tiny_inpaint_model(), "inpaint", 16, 20);
 }
 
 /* VAEEncode + SetLatentNoiseMask: the mask as given, 20x17 */
@@ -193,7 +155,7 @@ static void inpainting_model_needs_a_mask(void **state)
     (void)state;
     kiln_backend *be;
     kiln_model *m;
-    load(inpaint_model, &be, &m);
+    load(tiny_inpaint_model(), &be, &m);
     kiln_model_sampling ms;
     assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
     float context[77 * 32] = {0}, x[4 * 4 * 4] = {0}, out[4 * 4 * 4];
@@ -214,5 +176,5 @@ int main(void)
         cmocka_unit_test(plain_model_with_noise_mask),
         cmocka_unit_test(inpainting_model_needs_a_mask),
     };
-    return cmocka_run_group_tests(tests, write_inpaint_model, remove_inpaint_model);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -178,13 +178,16 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"SaveImage", {NULL}},
     {"LoraLoader", {"MODEL", "CLIP"}},
     {"ControlNetLoader", {"CONTROL_NET"}},
+    {"LoadImageMask", {"MASK"}},
+    {"VAEEncodeForInpaint", {"LATENT"}},
+    {"SetLatentNoiseMask", {"LATENT"}},
     {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
     {"model", "MODEL"},    {"clip", "CLIP"},     {"positive", "CONDITIONING"}, {"negative", "CONDITIONING"},
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
-    {"control_net", "CONTROL_NET"}, {"image", "IMAGE"},
+    {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -440,6 +443,40 @@ static void controlnet_recorded(void **state)
     free(json);
 }
 
+/* A mask: VAEEncodeForInpaint for an inpainting model, VAEEncode and
+ * SetLatentNoiseMask for another, both before RepeatLatentBatch. */
+static void inpainting_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img(); /* batch 2, clip skip 2 */
+    run.mask = "/masks/cat mask.png";
+    run.inpaint_model = true;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 11 51 50 13 ");
+    const cJSON *in = inputs_of(root, "51", "VAEEncodeForInpaint");
+    assert_link(in, "pixels", "11", 0);
+    assert_link(in, "vae", "4", 2);
+    assert_link(in, "mask", "50", 0);
+    assert_true(number_input(in, "grow_mask_by") == 6);
+    in = inputs_of(root, "50", "LoadImageMask");
+    assert_string_equal(string_input(in, "image"), "cat mask.png");
+    assert_string_equal(string_input(in, "channel"), "red");
+    assert_link(inputs_of(root, "13", "RepeatLatentBatch"), "samples", "51", 0);
+    assert_link(inputs_of(root, "3", "KSampler"), "latent_image", "13", 0);
+    cJSON_Delete(root);
+    free(json);
+
+    run.inpaint_model = false;
+    run.batch_size = 1;
+    root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 11 12 52 50 ");
+    in = inputs_of(root, "52", "SetLatentNoiseMask");
+    assert_link(in, "samples", "12", 0);
+    assert_link(in, "mask", "50", 0);
+    assert_link(inputs_of(root, "3", "KSampler"), "latent_image", "52", 0);
+    cJSON_Delete(root);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +489,7 @@ int main(void)
         cmocka_unit_test(parameters_with_loras),
         cmocka_unit_test(prompt_with_loras),
         cmocka_unit_test(controlnet_recorded),
+        cmocka_unit_test(inpainting_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

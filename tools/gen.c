@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "image.h"
+#include "inpaint.h"
 #include "metadata.h"
 #include "pipeline.h"
 #include "status.h"
@@ -30,7 +31,7 @@
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
-    const char *controlnet, *control_image;
+    const char *controlnet, *control_image, *mask;
     double control_strength, control_start, control_end;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
@@ -77,6 +78,8 @@ static void usage(FILE *to)
             "  --control-start P --control-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
             "  --init-image FILE      img2img source (PNG or JPEG)\n"
+            "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
+            "                         (an inpainting model's way, or any model's with --denoise)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
@@ -171,7 +174,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
                        .control_end = 1.0};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
-           O_LIST_DEVICES, O_LORA, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_LIST_DEVICES, O_LORA, O_MASK, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -186,6 +189,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
         {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
+        {"mask", required_argument, 0, O_MASK},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
@@ -245,6 +249,7 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_INFO: o->info = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
+        case O_MASK: o->mask = optarg; break;
         case O_CONTROLNET: o->controlnet = optarg; break;
         case O_CONTROL_IMAGE: o->control_image = optarg; break;
         case O_CONTROL_STRENGTH:
@@ -288,6 +293,11 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --output %s: name a .png, .jpg or .jpeg file\n", o->output);
         return 2;
     }
+    if (o->mask && !o->init_image) {
+        fprintf(stderr, "gen: --mask needs --init-image (the picture to inpaint)\n");
+        return 2;
+    }
+    if (o->mask && access(o->mask, R_OK) != 0) return bad_flag("--mask", o->mask, strerror(errno));
     if (!o->controlnet != !o->control_image) {
         fprintf(stderr, "gen: %s needs %s\n", o->controlnet ? "--controlnet" : "--control-image",
                 o->controlnet ? "--control-image (the hint)" : "--controlnet (the model)");
@@ -553,7 +563,29 @@ int main(int argc, char **argv)
     double t_loaded = now_s();
 
     float *init_latent = NULL, *noise = NULL;
-    if (o.init_image && (rc = encode_init_image(m, &o, &init_latent))) return rc;
+    kiln_inpaint inpaint = {0};
+    bool inpaint_unet = m->unet.config->in_channels != m->unet.config->out_channels;
+    if (inpaint_unet && !o.mask) {
+        fprintf(stderr, "gen: %s is an inpainting model: give it --init-image and --mask\n", model_name);
+        return 2;
+    }
+    if (o.mask) {
+        kiln_image img, mask;
+        if (kiln_image_load(o.init_image, &img) != KILN_OK) return fail("--init-image");
+        if (kiln_image_load(o.mask, &mask) != KILN_OK) return fail("--mask");
+        st = kiln_inpaint_encode(m, &img, &mask, &inpaint);
+        kiln_image_free(&img);
+        kiln_image_free(&mask);
+        if (st != KILN_OK) return fail("--mask");
+        if (o.size_given && (inpaint.width != o.width || inpaint.height != o.height))
+            fprintf(stderr, "gen: note: --init-image is %dx%d; --width/--height are ignored\n", inpaint.width,
+                    inpaint.height);
+        o.width = inpaint.width;
+        o.height = inpaint.height;
+        job.inpaint = &inpaint;
+    } else if (o.init_image && (rc = encode_init_image(m, &o, &init_latent))) {
+        return rc;
+    }
     if (o.width % f || o.height % f) {
         fprintf(stderr, "gen: --width/--height %dx%d: must be multiples of %d for this model\n", o.width, o.height, f);
         return 2;
@@ -574,7 +606,7 @@ int main(int argc, char **argv)
         job.control = &control;
     }
     job.init_latent = init_latent;
-    int64_t latent_shape[4] = {o.batch, m->unet.config->in_channels, job.latent_h, job.latent_w};
+    int64_t latent_shape[4] = {o.batch, m->unet.config->out_channels, job.latent_h, job.latent_w};
     if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
     job.noise = noise;
 
@@ -605,6 +637,7 @@ int main(int argc, char **argv)
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
+                         .mask = o.mask, .inpaint_model = inpaint_unet,
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
                          .control_end = o.control_end, .version = KILN_VERSION};
@@ -649,6 +682,7 @@ int main(int argc, char **argv)
     free(noise);
     free(init_latent);
     free(hint);
+    kiln_inpaint_free(&inpaint);
     kiln_controlnet_free(controlnet);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

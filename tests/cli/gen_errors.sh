@@ -120,6 +120,10 @@ expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No su
 expect_refused "control range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
     --control-start 0.8 --control-end 0.2
+expect_refused "mask without an image" "--mask needs --init-image" --output "$tmp/out.png" \
+    --mask "$data/inpaint/mask_20x17.png"
+expect_refused "missing mask" "--mask $tmp/nosuch.png: No such file" --output "$tmp/out.png" \
+    --init-image "$data/inpaint/image_20x17.png" --mask "$tmp/nosuch.png"
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 
