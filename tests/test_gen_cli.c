@@ -41,6 +41,16 @@ static void read_png_text(const char *path, const char *key, char *buf, size_t s
     fclose(f);
 }
 
+/* A text file (gen's log) into buf, cut to size - 1 bytes. */
+static void read_text(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
 static void seed_reproduces_comfyui(void **state)
 {
     (void)state;
@@ -181,11 +191,7 @@ static void lora_run(void **state)
     assert_non_null(strstr(text, "\"class_type\":\"LoraLoader\",\"inputs\":{\"lora_name\":\"kohya_locon.safetensors\","
                                  "\"strength_model\":0.75,\"strength_clip\":0.75"));
     snprintf(path, sizeof path, "%s/lora2.log", tmpdir);
-    FILE *log = fopen(path, "r");
-    assert_non_null(log);
-    size_t n = fread(text, 1, sizeof text - 1, log);
-    text[n] = '\0';
-    fclose(log);
+    read_text(path, text, sizeof text);
     assert_non_null(strstr(text, "kohya_locon.safetensors: 43 UNet and 12 text encoder weights merged"));
     for (int i = 0; i < 3; i++) free(latent[i]);
 }
@@ -291,11 +297,7 @@ static void inpaint_model_run(void **state)
              KILN_BINARY_DIR, tiny_inpaint_model(), tmpdir, tmpdir);
     assert_int_not_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/inpaint9b.log", tmpdir);
-    FILE *log = fopen(cmd, "r");
-    assert_non_null(log);
-    size_t n = fread(text, 1, sizeof text - 1, log);
-    text[n] = '\0';
-    fclose(log);
+    read_text(cmd, text, sizeof text);
     assert_non_null(strstr(text, "is an inpainting model: give it --init-image and --mask"));
     snprintf(cmd, sizeof cmd, "%s/inpaint9b.png", tmpdir);
     assert_int_not_equal(access(cmd, F_OK), 0);
