@@ -417,8 +417,7 @@ kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_
     *t = *hit->tensor;
     t->dtype = dtype;
     t->data = data;
-    t->nbytes = kiln_dtype_size(dtype);
-    for (int d = 0; d < t->ndim; d++) t->nbytes *= (size_t)t->shape[d];
+    t->nbytes = kiln_dtype_size(dtype) * (size_t)kiln_st_numel(t);
     free_replaced(hit->replaced);
     hit->replaced = t;
     hit->tensor = t;

@@ -148,45 +148,46 @@ static bool is_original_unet_name(const char *dotted)
 }
 
 /* Module name prefixes: the writer's naming, and which part of the model. */
-static const struct {
+typedef struct module_prefix {
     const char *prefix;
     bool underscored, clip;
-} module_prefixes[] = {
+} module_prefix;
+
+static const module_prefix module_prefixes[] = {
     {"lora_unet_", true, false},   {"lora_te_", true, true},           /* kohya, LyCORIS */
     {"unet.", false, false},       {"text_encoder.", false, true},     /* diffusers, PEFT */
     {"diffusion_model.", false, false},                                 /* ComfyUI */
 };
 
+/* The prefix a module's name starts with, NULL for none kiln knows. */
+static const module_prefix *find_prefix(const char *module_name)
+{
+    for (size_t k = 0; k < sizeof module_prefixes / sizeof *module_prefixes; k++)
+        if (strncmp(module_name, module_prefixes[k].prefix, strlen(module_prefixes[k].prefix)) == 0)
+            return &module_prefixes[k];
+    return NULL;
+}
+
 /* The canonical weight a module updates; *clip tells which strength applies. */
 static bool target_weight(const kiln_checkpoint *ck, const char *module_name, char *out, size_t size, bool *clip)
 {
-    for (size_t k = 0; k < sizeof module_prefixes / sizeof *module_prefixes; k++) {
-        size_t n = strlen(module_prefixes[k].prefix);
-        if (strncmp(module_name, module_prefixes[k].prefix, n) != 0) continue;
-        char dotted[300], weight[320];
-        if (module_prefixes[k].underscored) {
-            if (!underscores_to_dots(module_name + n, dotted, sizeof dotted)) return false;
-        } else if (snprintf(dotted, sizeof dotted, "%s", module_name + n) >= (int)sizeof dotted) {
-            return false;
-        }
-        *clip = module_prefixes[k].clip;
-        if (*clip) return snprintf(out, size, "cond_stage_model.transformer.%s.weight", dotted) < (int)size;
-        if (is_original_unet_name(dotted))
-            return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
-        snprintf(weight, sizeof weight, "%s.weight", dotted);
-        return kiln_checkpoint_unet_name(ck, weight, out, size);
+    const module_prefix *p = find_prefix(module_name);
+    if (!p) return false;
+    const char *rest = module_name + strlen(p->prefix);
+    char dotted[300], weight[320];
+    if (p->underscored) {
+        if (!underscores_to_dots(rest, dotted, sizeof dotted)) return false;
+    } else if (snprintf(dotted, sizeof dotted, "%s", rest) >= (int)sizeof dotted) {
+        return false;
     }
-    return false;
+    *clip = p->clip;
+    if (*clip) return snprintf(out, size, "cond_stage_model.transformer.%s.weight", dotted) < (int)size;
+    if (is_original_unet_name(dotted)) return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
+    snprintf(weight, sizeof weight, "%s.weight", dotted);
+    return kiln_checkpoint_unet_name(ck, weight, out, size);
 }
 
 /* ---- the update ------------------------------------------------------------- */
-
-static int64_t numel(const kiln_st_tensor *t)
-{
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
-    return n;
-}
 
 /* A factor read as a (rows, numel/rows) f32 matrix: conv factors
  * (r, C, kh, kw) and (O, r, 1, 1) flatten to the GEMM they stand for. */
@@ -198,7 +199,7 @@ typedef struct factor {
 static kiln_status read_factor(const char *path, const module *m, part p, factor *out)
 {
     const kiln_st_tensor *t = m->parts[p];
-    int64_t n = numel(t);
+    int64_t n = kiln_st_numel(t);
     if (t->ndim < 2 || t->shape[0] <= 0 || n <= 0 || n / t->shape[0] > INT32_MAX || t->shape[0] > INT32_MAX)
         return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is not a matrix or conv kernel", path, t->name);
     switch (t->dtype) {
@@ -258,7 +259,7 @@ static kiln_status update_scale(const char *path, const module *m, int rank, flo
     const kiln_st_tensor *alpha = m->parts[PART_ALPHA];
     *scale = 1.0f;
     if (!alpha) return KILN_OK;
-    if (numel(alpha) != 1 || (alpha->dtype != KILN_F32 && alpha->dtype != KILN_F16 && alpha->dtype != KILN_BF16))
+    if (kiln_st_numel(alpha) != 1 || (alpha->dtype != KILN_F32 && alpha->dtype != KILN_F16 && alpha->dtype != KILN_BF16))
         return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is not one float", path, alpha->name);
     *scale = kiln_load_f32(alpha->data, alpha->dtype, 0) / (float)rank;
     return KILN_OK;
@@ -314,7 +315,7 @@ static kiln_status merge_module(kiln_checkpoint *ck, const char *path, const mod
     kiln_status status = read_update(path, m, &u);
     float scale = 1.0f;
     if (status == KILN_OK) status = update_scale(path, m, u.rank, &scale);
-    int64_t n = numel(weight);
+    int64_t n = kiln_st_numel(weight);
     if (status == KILN_OK && (weight->shape[0] != u.f[0].rows || n != (int64_t)u.f[0].rows * u.f[1].cols)) {
         char have[96];
         kiln_tensor shape = {.ndim = weight->ndim};
@@ -341,17 +342,6 @@ static kiln_status merge_module(kiln_checkpoint *ck, const char *path, const mod
     return kiln_checkpoint_replace(ck, target, dtype, merged);
 }
 
-/* Which model part a module updates, by its name's prefix; false for none. */
-static bool module_part(const char *name, bool *clip)
-{
-    for (size_t k = 0; k < sizeof module_prefixes / sizeof *module_prefixes; k++)
-        if (strncmp(name, module_prefixes[k].prefix, strlen(module_prefixes[k].prefix)) == 0) {
-            *clip = module_prefixes[k].clip;
-            return true;
-        }
-    return false;
-}
-
 kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
 {
     *info = (kiln_lora_info){.min_rank = INT32_MAX, .min_alpha = INFINITY, .max_alpha = -INFINITY};
@@ -363,11 +353,12 @@ kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
     if (status == KILN_OK && count == 0) status = kiln_fail(KILN_ERR_FORMAT, "%s: no LoRA modules in the file", path);
     for (size_t i = 0; i < count && status == KILN_OK; i++) {
         const module *m = &mods[i];
-        bool clip = false;
-        if (!module_part(m->name, &clip)) {
+        const module_prefix *prefix = find_prefix(m->name);
+        if (!prefix) {
             status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no part of an SD 1.x model", path, m->name);
             break;
         }
+        bool clip = prefix->clip;
         update u;
         status = read_update(path, m, &u);
         float scale = 1.0f;

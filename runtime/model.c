@@ -24,9 +24,7 @@ static int64_t count_params(const kiln_checkpoint *ck, const char *prefix)
         const char *name;
         const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
         if (strncmp(name, prefix, len) != 0) continue;
-        int64_t n = 1;
-        for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
-        total += n;
+        total += kiln_st_numel(t);
     }
     return total;
 }

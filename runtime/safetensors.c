@@ -435,6 +435,13 @@ size_t kiln_st_count(const kiln_st_file *f) { return f->count; }
 
 const kiln_st_tensor *kiln_st_at(const kiln_st_file *f, size_t i) { return i < f->count ? &f->tensors[i] : NULL; }
 
+int64_t kiln_st_numel(const kiln_st_tensor *t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    return n;
+}
+
 const kiln_st_tensor *kiln_st_find(const kiln_st_file *f, const char *name)
 {
     size_t s = name_slot(f, name);

@@ -44,6 +44,8 @@ size_t kiln_st_count(const kiln_st_file *f);
 const kiln_st_tensor *kiln_st_at(const kiln_st_file *f, size_t i);
 /* NULL when absent. Lookup is a hash, not a scan. */
 const kiln_st_tensor *kiln_st_find(const kiln_st_file *f, const char *name);
+/* Elements of t: the product of its shape (1 for a scalar). */
+int64_t kiln_st_numel(const kiln_st_tensor *t);
 /* A `__metadata__` value, NULL when absent. */
 const char *kiln_st_metadata(const kiln_st_file *f, const char *key);
 
