@@ -57,50 +57,60 @@ static void grow_mask(const float *mask, int h, int w, int g, float *out)
         }
 }
 
+/* VAEEncodeForInpaint's part: the mask stretched to the image and cut as the
+ * image was (rows from y0, columns from x0, H x W), the masked pixels set to
+ * grey, and the noise mask replaced by the grown one over the cut image. */
+static kiln_status grey_out_and_grow(kiln_inpaint *in, int image_w, int image_h, int y0, int x0, int H, int W,
+                                     float *pixels)
+{
+    float *part = malloc((size_t)image_w * image_h * sizeof(float)), *grown = malloc((size_t)H * W * sizeof(float));
+    if (!part || !grown) {
+        free(part);
+        free(grown);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
+    }
+    bilinear(in->noise_mask, in->mask_h, in->mask_w, part, image_h, image_w);
+    for (int y = 0; y < H; y++) /* in place: each row moves towards the start */
+        memmove(part + (size_t)y * W, part + (size_t)(y + y0) * image_w + x0, W * sizeof(float));
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < (size_t)H * W; i++) {
+            float *p = &pixels[c * (size_t)H * W + i];
+            *p = (*p - 0.5f) * (1.0f - nearbyintf(part[i])) + 0.5f;
+        }
+    grow_mask(part, H, W, KILN_INPAINT_GROW, grown);
+    free(part);
+    free(in->noise_mask);
+    in->noise_mask = grown;
+    in->mask_h = H, in->mask_w = W;
+    return KILN_OK;
+}
+
 kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_image *img, const kiln_image *mask, kiln_inpaint *out)
 {
-    *out = (kiln_inpaint){0};
+    *out = (kiln_inpaint){.mask_h = mask->height, .mask_w = mask->width};
     const int f = kiln_vae_factor(m->vae.config);
-    const bool inpaint_unet = m->unet.config->in_channels != m->unet.config->out_channels;
-    /* the mask as LoadImageMask gives it, then at the image's size */
-    size_t mask_n = (size_t)mask->width * mask->height, image_n = (size_t)img->width * img->height;
-    float *red = malloc(mask_n * sizeof(float)), *full = malloc(image_n * sizeof(float));
+    /* the mask as LoadImageMask gives it: what SetLatentNoiseMask keeps */
+    size_t mask_n = (size_t)mask->width * mask->height;
+    if (!(out->noise_mask = malloc(mask_n * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
+    for (size_t i = 0; i < mask_n; i++) out->noise_mask[i] = (float)mask->pixels[3 * i] / 255.0f;
     kiln_image cropped = {0};
-    kiln_status st = red && full ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
-    if (st == KILN_OK) {
-        for (size_t i = 0; i < mask_n; i++) red[i] = (float)mask->pixels[3 * i] / 255.0f;
-        bilinear(red, mask->height, mask->width, full, img->height, img->width);
-        st = kiln_image_crop_to_multiple(img, f, &cropped);
-    }
     float *pixels = NULL;
+    kiln_status st = kiln_image_crop_to_multiple(img, f, &cropped);
+    int H = cropped.height, W = cropped.width;
+    if (st == KILN_OK && !(pixels = malloc((size_t)3 * H * W * sizeof(float))))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
     if (st == KILN_OK) {
-        int H = cropped.height, W = cropped.width, y0 = (img->height % f) / 2, x0 = (img->width % f) / 2;
-        pixels = malloc((size_t)3 * H * W * sizeof(float));
-        out->noise_mask = malloc((inpaint_unet ? (size_t)H * W : mask_n) * sizeof(float));
-        if (!pixels || !out->noise_mask) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
-        if (st == KILN_OK) {
-            kiln_image_to_unit(&cropped, pixels);
-            if (inpaint_unet) { /* VAEEncodeForInpaint */
-                float *part = full; /* the mask over the cropped image, rows y0.., columns x0.. */
-                for (int y = 0; y < H; y++) memmove(part + (size_t)y * W, full + (size_t)(y + y0) * img->width + x0, W * sizeof(float));
-                for (int c = 0; c < 3; c++)
-                    for (size_t i = 0; i < (size_t)H * W; i++) {
-                        float *p = &pixels[c * (size_t)H * W + i];
-                        *p = (*p - 0.5f) * (1.0f - nearbyintf(part[i])) + 0.5f;
-                    }
-                grow_mask(part, H, W, KILN_INPAINT_GROW, out->noise_mask);
-                out->mask_h = H, out->mask_w = W;
-            } else { /* SetLatentNoiseMask keeps the mask as given */
-                memcpy(out->noise_mask, red, mask_n * sizeof(float));
-                out->mask_h = mask->height, out->mask_w = mask->width;
-            }
-            for (size_t i = 0; i < (size_t)3 * H * W; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
-            st = kiln_vae_encode_image(m, pixels, 1, H, W, &out->latent);
-            out->h = H / f, out->w = W / f, out->width = W, out->height = H;
-        }
+        kiln_image_to_unit(&cropped, pixels);
+        if (m->info.variant == KILN_VARIANT_INPAINT)
+            st = grey_out_and_grow(out, img->width, img->height, (img->height % f) / 2, (img->width % f) / 2, H, W,
+                                   pixels);
     }
-    free(red);
-    free(full);
+    if (st == KILN_OK) {
+        for (size_t i = 0; i < (size_t)3 * H * W; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
+        st = kiln_vae_encode_image(m, pixels, 1, H, W, &out->latent);
+        out->h = H / f, out->w = W / f, out->width = W, out->height = H;
+    }
     free(pixels);
     kiln_image_free(&cropped);
     if (st != KILN_OK) kiln_inpaint_free(out);

@@ -438,11 +438,12 @@ static int print_info(const char *path)
 {
     struct stat st;
     kiln_lora_info lora;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && kiln_lora_inspect(path, &lora) == KILN_OK) {
+    bool file = stat(path, &st) == 0 && S_ISREG(st.st_mode); /* LoRAs and ControlNets are single files */
+    if (file && kiln_lora_inspect(path, &lora) == KILN_OK) {
         print_lora_info(path, &lora);
         return 0;
     }
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && print_controlnet_info(path)) return 0;
+    if (file && print_controlnet_info(path)) return 0;
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
     kiln_model_info info;
@@ -483,6 +484,32 @@ static int load_noise(const char *path, const int64_t shape[4], float **out)
     return rc;
 }
 
+/* The init image's size (after the VAE's crop) becomes the output's. */
+static void take_image_size(gen_options *o, int width, int height)
+{
+    if (o->size_given && (width != o->width || height != o->height))
+        fprintf(stderr, "gen: note: --init-image is %dx%d; --width/--height are ignored\n", width, height);
+    o->width = width;
+    o->height = height;
+}
+
+/* --init-image with --mask: the latent and noise mask to inpaint. */
+static int encode_inpaint(const kiln_model *m, gen_options *o, kiln_inpaint *inpaint)
+{
+    kiln_image img, mask;
+    if (kiln_image_load(o->init_image, &img) != KILN_OK) return fail("--init-image");
+    if (kiln_image_load(o->mask, &mask) != KILN_OK) {
+        kiln_image_free(&img);
+        return fail("--mask");
+    }
+    kiln_status st = kiln_inpaint_encode(m, &img, &mask, inpaint);
+    kiln_image_free(&img);
+    kiln_image_free(&mask);
+    if (st != KILN_OK) return fail("--mask");
+    take_image_size(o, inpaint->width, inpaint->height);
+    return 0;
+}
+
 /* --init-image: loaded, cropped to the VAE's multiple, encoded to an
  * unscaled latent repeated over the batch. */
 static int encode_init_image(const kiln_model *m, gen_options *o, float **latent)
@@ -494,10 +521,7 @@ static int encode_init_image(const kiln_model *m, gen_options *o, float **latent
         kiln_image_free(&img);
         return fail("--init-image");
     }
-    if (o->size_given && (img.width != o->width || img.height != o->height))
-        fprintf(stderr, "gen: note: --init-image is %dx%d; --width/--height are ignored\n", img.width, img.height);
-    o->width = img.width;
-    o->height = img.height;
+    take_image_size(o, img.width, img.height);
     float *pixels = malloc((size_t)3 * img.width * img.height * sizeof(float)), *one = NULL;
     if (!pixels) {
         kiln_image_free(&img);
@@ -564,24 +588,13 @@ int main(int argc, char **argv)
 
     float *init_latent = NULL, *noise = NULL;
     kiln_inpaint inpaint = {0};
-    bool inpaint_unet = m->unet.config->in_channels != m->unet.config->out_channels;
+    bool inpaint_unet = m->info.variant == KILN_VARIANT_INPAINT;
     if (inpaint_unet && !o.mask) {
         fprintf(stderr, "gen: %s is an inpainting model: give it --init-image and --mask\n", model_name);
         return 2;
     }
     if (o.mask) {
-        kiln_image img, mask;
-        if (kiln_image_load(o.init_image, &img) != KILN_OK) return fail("--init-image");
-        if (kiln_image_load(o.mask, &mask) != KILN_OK) return fail("--mask");
-        st = kiln_inpaint_encode(m, &img, &mask, &inpaint);
-        kiln_image_free(&img);
-        kiln_image_free(&mask);
-        if (st != KILN_OK) return fail("--mask");
-        if (o.size_given && (inpaint.width != o.width || inpaint.height != o.height))
-            fprintf(stderr, "gen: note: --init-image is %dx%d; --width/--height are ignored\n", inpaint.width,
-                    inpaint.height);
-        o.width = inpaint.width;
-        o.height = inpaint.height;
+        if ((rc = encode_inpaint(m, &o, &inpaint))) return rc;
         job.inpaint = &inpaint;
     } else if (o.init_image && (rc = encode_init_image(m, &o, &init_latent))) {
         return rc;
