@@ -96,10 +96,9 @@ __global__ void pad2d_kernel(const float *x, float *y, kiln_pad2d_params p)
     }
 }
 
-// x (N,C,H,W) -> y (N,C,2H,2W)
-__global__ void upsample_nearest2x_kernel(const float *x, float *y, int NC, int H, int W)
+// x (N,C,H,W) -> y (N,C,OH,OW), y[i][j] = x[i/2][j/2]
+__global__ void upsample_nearest2x_kernel(const float *x, float *y, int NC, int H, int W, int OH, int OW)
 {
-    int OH = 2 * H, OW = 2 * W;
     GRID_STRIDE(i, (int64_t)NC * OH * OW)
     {
         int ox = (int)(i % OW), oy = (int)(i / OW % OH);
@@ -270,8 +269,9 @@ extern "C" kiln_status cuda_upsample_nearest2x(kiln_backend *be, const kiln_upsa
 {
     cuda_state *s;
     TRY(cuda_enter(be, &s));
-    int64_t n = (int64_t)p->N * p->C * p->H * p->W * 4;
-    upsample_nearest2x_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, p->N * p->C, p->H, p->W);
+    int64_t n = (int64_t)p->N * p->C * p->OH * p->OW;
+    upsample_nearest2x_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, p->N * p->C, p->H, p->W,
+                                                                           p->OH, p->OW);
     CUDA_TRY_LAUNCH("upsample_nearest2x_kernel");
     return KILN_OK;
 }

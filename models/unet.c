@@ -122,7 +122,7 @@ kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embe
 }
 
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
-                                  const tensor *context, tensor **out)
+                                  const tensor *context, const tensor *next_skip, tensor **out)
 {
     switch (row->layer->kind) {
     case UNET_CONV_IN: return nn_conv2d(g, in, row->conv_w, row->conv_b, 1, 1, out);
@@ -131,7 +131,7 @@ kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tens
     case UNET_DOWNSAMPLE: return nn_conv2d(g, in, row->conv_w, row->conv_b, 2, 1, out);
     case UNET_UPSAMPLE: {
         tensor *up;
-        TRY(nn_upsample_nearest2x(g, in, &up));
+        TRY(nn_upsample_nearest2x(g, in, next_skip, &up));
         kiln_status st = nn_conv2d(g, up, row->conv_w, row->conv_b, 1, 1, out);
         nn_drop(g, &up);
         return st;
@@ -166,7 +166,7 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
             if (skip == h) h_shared = false, h = NULL; /* released just now */
             in = cat;
         }
-        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, &out));
+        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, nskips ? skips[nskips - 1] : NULL, &out));
         if (cat) nn_drop(g, &cat);
         if (h && !h_shared) nn_drop(g, &h);
         h = out;

@@ -81,8 +81,11 @@ kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_con
 // t (N) -> *emb_silu (N,temb): the embedding with the SiLU every ResBlock applies first
 kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embedding *te, const unet_config *cfg,
                                              const tensor *t, tensor **emb_silu);
+/* next_skip: the skip the row after this one concatenates (NULL on the
+ * encoder side); an upsample takes its size, so that levels of odd size (a
+ * latent side not a multiple of 2^levels) come back to the size they had */
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
-                                  const tensor *context, tensor **out);
+                                  const tensor *context, const tensor *next_skip, tensor **out);
 
 /* ControlNet residuals for one UNet call: one per skip the encoder pushes, in
  * push order, added to the skip the decoder gets; and one added to the middle

@@ -171,7 +171,7 @@ kiln_status kiln_vae_decode(kiln_graph *g, const kiln_vae *vae, const tensor *z,
     for (int i = cfg->levels - 1; i >= 0; i--) {
         for (int j = 0; j <= cfg->layers_per_block; j++) TRY(resblock_step(g, &d->level[i].block[j], &x));
         if (i > 0) {
-            STEP(x, nn_upsample_nearest2x(g, x, &next_));
+            STEP(x, nn_upsample_nearest2x(g, x, NULL, &next_));
             STEP(x, nn_conv2d(g, x, d->level[i].sample_w, d->level[i].sample_b, 1, 1, &next_));
         }
     }

@@ -141,21 +141,27 @@ void cpu_concat_channels(cpu_state *s, const kiln_concat_channels_params *p, con
     parallel_spans(s, &(span_job){concat_rows, p, a, b, y}, (size_t)p->N * (p->Ca + p->Cb), (size_t)p->HW);
 }
 
-// input rows of x (N*C*H, W), each giving two output rows of 2W
+// output rows of y (N*C*OH, OW), the pairs from one input row written once
+// and copied
 static void upsample_rows(const span_job *j, size_t r0, size_t r1)
 {
-    size_t W = (size_t)((const kiln_upsample_nearest2x_params *)j->p)->W;
+    const kiln_upsample_nearest2x_params *p = j->p;
+    size_t W = (size_t)p->W, OH = (size_t)p->OH, OW = (size_t)p->OW;
     for (size_t r = r0; r < r1; r++) {
-        const float *in = j->a + r * W;
-        float *out = j->y + r * 4 * W;
-        for (size_t x = 0; x < W; x++) out[2 * x] = out[2 * x + 1] = in[x];
-        memcpy(out + 2 * W, out, 2 * W * sizeof *out);
+        size_t nc = r / OH, oy = r % OH;
+        float *out = j->y + r * OW;
+        if (oy % 2 && r > r0) {
+            memcpy(out, out - OW, OW * sizeof *out);
+            continue;
+        }
+        const float *in = j->a + (nc * (size_t)p->H + oy / 2) * W;
+        for (size_t x = 0; x < OW; x++) out[x] = in[x / 2];
     }
 }
 
 void cpu_upsample_nearest2x(cpu_state *s, const kiln_upsample_nearest2x_params *p, const float *x, float *y)
 {
-    parallel_spans(s, &(span_job){upsample_rows, p, x, NULL, y}, (size_t)p->N * p->C * p->H, 4 * (size_t)p->W);
+    parallel_spans(s, &(span_job){upsample_rows, p, x, NULL, y}, (size_t)p->N * p->C * p->OH, (size_t)p->OW);
 }
 
 // 32x32 tiles of x (B,R,C) -> y (B,C,R), so both sides are read and written

@@ -203,7 +203,7 @@ void cpu_ref_pad2d(const kiln_pad2d_params *p, const float *x, float *y)
 
 void cpu_ref_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const float *x, float *y)
 {
-    int OW = 2 * p->W, OH = 2 * p->H;
+    int OW = p->OW, OH = p->OH;
     for (int nc = 0; nc < p->N * p->C; nc++)
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++)

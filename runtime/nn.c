@@ -122,11 +122,12 @@ kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, 
     return kiln_run_concat_channels(g, &p, (const tensor *[]){a, b}, *y);
 }
 
-kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, tensor **y)
+kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, const tensor *like, tensor **y)
 {
     kiln_upsample_nearest2x_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2],
-                                        (int32_t)x->shape[3]};
-    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, 2 * p.H, 2 * p.W}));
+                                        (int32_t)x->shape[3], 2 * (int32_t)x->shape[2], 2 * (int32_t)x->shape[3]};
+    if (like) p.OH = (int32_t)like->shape[2], p.OW = (int32_t)like->shape[3];
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, p.OH, p.OW}));
     return kiln_run_upsample_nearest2x(g, &p, (const tensor *[]){x}, *y);
 }
 

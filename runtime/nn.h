@@ -35,7 +35,9 @@ kiln_status nn_geglu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_add_channel_bias(kiln_graph *g, const tensor *x, const tensor *b, tensor **y);
 // a (N,Ca,H,W), b (N,Cb,H,W) -> *y (N,Ca+Cb,H,W)
 kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
-kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, tensor **y);
+/* Twice the size, or, given `like` (N,*,OH,OW), that size: a UNet's skip of
+ * odd size, one less than twice. */
+kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, const tensor *like, tensor **y);
 kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int left, int right, tensor **y);
 // x (N,C,H,W) -> *y (N,H*W,C), and back with nn_tokens_to_image
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y);

@@ -212,8 +212,11 @@ kiln_status kiln_check_upsample_nearest2x(const kiln_upsample_nearest2x_params *
 {
     const char *op = "upsample_nearest2x";
     POSITIVE(p->N, p->C, p->H, p->W);
+    if ((p->OH != 2 * p->H && p->OH != 2 * p->H - 1) || (p->OW != 2 * p->W && p->OW != 2 * p->W - 1))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "upsample_nearest2x: %dx%d from %dx%d is not twice the size (or one less)",
+                         p->OW, p->OH, p->W, p->H);
     ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
-    ACT("y", dst, (int64_t)p->N * p->C * p->H * p->W * 4);
+    ACT("y", dst, (int64_t)p->N * p->C * p->OH * p->OW);
     return KILN_OK;
 }
 

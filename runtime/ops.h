@@ -48,7 +48,10 @@ typedef struct kiln_add_channel_bias_params { int32_t N, C, HW; } kiln_add_chann
 typedef struct kiln_concat_channels_params { int32_t N, Ca, Cb, HW; } kiln_concat_channels_params;
 /* The VAE encoder's downsampling pads only bottom and right before a stride-2 conv. */
 typedef struct kiln_pad2d_params { int32_t N, C, H, W, top, bottom, left, right; } kiln_pad2d_params;
-typedef struct kiln_upsample_nearest2x_params { int32_t N, C, H, W; } kiln_upsample_nearest2x_params;
+/* OH is 2H, or 2H - 1 where a UNet level of odd size gets its skip's size
+ * back: torch's nearest to that size takes row floor(i * H / OH), which is
+ * i / 2 for both (the same for OW). */
+typedef struct kiln_upsample_nearest2x_params { int32_t N, C, H, W, OH, OW; } kiln_upsample_nearest2x_params;
 
 typedef struct kiln_timestep_embedding_params {
     int32_t N, dim;

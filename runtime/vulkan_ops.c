@@ -830,7 +830,7 @@ static kiln_status vk_upsample_nearest2x(kiln_backend *be, const kiln_upsample_n
     TRY(act("upsample_nearest2x", src[0], &push.x));
     TRY(act("upsample_nearest2x", dst, &push.y));
     return run_elementwise4(be, KILN_VK_SHADER_UPSAMPLE_NEAREST2X, &push, sizeof push,
-                            (uint64_t)p->N * p->C * 4 * p->H * p->W, src, 1, dst);
+                            (uint64_t)p->N * p->C * p->OH * p->OW, src, 1, dst);
 }
 
 /* timestep_embedding.comp */

@@ -1,6 +1,6 @@
 /* Parity with upstream diffusers/transformers on the tiny random-weight SD 1.x
  * model: CLIP (last layer and clip skip 2), UNet noise prediction with every
- * block's output, VAE decode and encode — from the f32 single file, the
+ * block's output (also on a latent of odd size, 7x5), VAE decode and encode — from the f32 single file, the
  * diffusers folder, and the f16 single file. */
 #include "kiln_test.h"
 
@@ -23,6 +23,7 @@ static const parity_fixture single_f16 = {.path = KILN_TEST_DATA "/tiny/sd15_tin
 
 #define CLIP "tiny/clip_text.safetensors"
 #define UNET "tiny/unet.safetensors"
+#define UNET_ODD "tiny/unet_odd.safetensors"
 #define VAE "tiny/vae.safetensors"
 
 static const char *const tiny_decodes[][2] = {{"dec8.z", "dec8.image"}, {"dec32.z", "dec32.image"}};
@@ -33,6 +34,8 @@ static void clip_single_f16(void **s) { (void)s; parity_check_clip(&single_f16, 
 static void unet_single_f32(void **s) { (void)s; parity_check_unet(&single_f32, UNET); }
 static void unet_diffusers_f32(void **s) { (void)s; parity_check_unet(&diffusers_f32, UNET); }
 static void unet_single_f16(void **s) { (void)s; parity_check_unet(&single_f16, UNET); }
+static void unet_odd_f32(void **s) { (void)s; parity_check_unet(&single_f32, UNET_ODD); }
+static void unet_odd_f16(void **s) { (void)s; parity_check_unet(&single_f16, UNET_ODD); }
 static void vae_single_f32(void **s) { (void)s; parity_check_vae(&single_f32, VAE, tiny_decodes, 2); }
 static void vae_diffusers_f32(void **s) { (void)s; parity_check_vae(&diffusers_f32, VAE, tiny_decodes, 2); }
 static void vae_single_f16(void **s) { (void)s; parity_check_vae(&single_f16, VAE, tiny_decodes, 2); }
@@ -42,6 +45,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_single_f32),  cmocka_unit_test(clip_diffusers_f32), cmocka_unit_test(clip_single_f16),
         cmocka_unit_test(unet_single_f32),  cmocka_unit_test(unet_diffusers_f32), cmocka_unit_test(unet_single_f16),
+        cmocka_unit_test(unet_odd_f32),     cmocka_unit_test(unet_odd_f16),
         cmocka_unit_test(vae_single_f32),   cmocka_unit_test(vae_diffusers_f32),  cmocka_unit_test(vae_single_f16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

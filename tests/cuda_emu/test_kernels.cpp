@@ -152,7 +152,8 @@ static void test_elementwise()
     { kiln_pad2d_params p = {2, 3, 5, 7, 1, 2, 0, 1}; int64_t on = 2 * 3 * 8 * 8; buf *a = make(KILN_F32, 2 * 3 * 35), *o = make(KILN_F32, on, false);
       std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
       check(cuda_pad2d(&be_f32, &p, s, &o->t)); cpu_ref_pad2d(&p, F(a), w.data()); compare("pad2d", F(o), w.data(), on, 0); }
-    { kiln_upsample_nearest2x_params p = {2, 3, 5, 7}; int64_t on = 2 * 3 * 10 * 14; buf *a = make(KILN_F32, 2 * 3 * 35), *o = make(KILN_F32, on, false);
+    for (kiln_upsample_nearest2x_params p : {kiln_upsample_nearest2x_params{2, 3, 5, 7, 10, 14}, kiln_upsample_nearest2x_params{2, 3, 5, 7, 9, 13}}) {
+      int64_t on = 2 * 3 * p.OH * p.OW; buf *a = make(KILN_F32, 2 * 3 * 35), *o = make(KILN_F32, on, false);
       std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
       check(cuda_upsample_nearest2x(&be_f32, &p, s, &o->t)); cpu_ref_upsample_nearest2x(&p, F(a), w.data()); compare("upsample", F(o), w.data(), on, 0); }
     for (int flip = 0; flip < 2; flip++) {

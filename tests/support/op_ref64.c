@@ -190,10 +190,12 @@ void kiln_ref64_concat_channels(const kiln_concat_channels_params *p, const doub
 
 void kiln_ref64_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const double *x, double *y)
 {
+    /* torch's nearest to a size: source row floor(oy * H / OH) */
     for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
-        for (int oy = 0; oy < 2 * p->H; oy++)
-            for (int ox = 0; ox < 2 * p->W; ox++)
-                y[(nc * 2 * p->H + oy) * 2 * p->W + ox] = x[(nc * p->H + oy / 2) * p->W + ox / 2];
+        for (int oy = 0; oy < p->OH; oy++)
+            for (int ox = 0; ox < p->OW; ox++)
+                y[(nc * p->OH + oy) * p->OW + ox] =
+                    x[(nc * p->H + (size_t)oy * p->H / p->OH) * p->W + (size_t)ox * p->W / p->OW];
 }
 
 // y[n] = [sin | cos](t[n] * freq) or [cos | sin] when flipped,

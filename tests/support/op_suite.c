@@ -125,9 +125,13 @@ static const op_case op_cases[] = {
     {KILN_OP_concat_channels, .p.concat_channels = {2, 640, 320, 9 * 7}},
     {KILN_OP_concat_channels, .p.concat_channels = {1, 3, 5, 7}},
     {KILN_OP_concat_channels, .p.concat_channels = {2, 64, 32, 12}}, /* HW a multiple of 4: GPU vector paths */
-    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {2, 1280, 4, 3}},
-    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 3, 5, 7}},
-    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 16, 5, 6}}, /* even W: GPU vector paths */
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {2, 1280, 4, 3, 8, 6}},
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 3, 5, 7, 10, 14}},
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 16, 5, 6, 10, 12}}, /* OW % 4 == 0: GPU vector paths */
+    /* a UNet level of odd size: 2H - 1 rows, 2W - 1 columns, each alone and together */
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {2, 320, 5, 7, 9, 13}},
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 640, 9, 6, 17, 12}},
+    {KILN_OP_upsample_nearest2x, .p.upsample_nearest2x = {1, 8, 4, 5, 8, 9}},
     /* sin/cos of t * freq with t up to 1000: float32 rounding of the
      * argument alone moves the result by ~1000 * 2^-24 (~6e-5) */
     {KILN_OP_timestep_embedding, .p.timestep_embedding = {16, 320, 1, 0.0f, 10000.0f}, 500.0f, 500.0f, 1e-4},
@@ -287,8 +291,8 @@ static void describe(case_run *r)
     case KILN_OP_upsample_nearest2x: {
         const kiln_upsample_nearest2x_params *q = &p->upsample_nearest2x;
         r->src[0] = act("x", (size_t)q->N * q->C * q->H * q->W, lo, hi);
-        r->dst = act("y", r->src[0].count * 4, 0, 0);
-        snprintf(r->desc, cap, "[%d,%d,%d,%d]", q->N, q->C, q->H, q->W);
+        r->dst = act("y", (size_t)q->N * q->C * q->OH * q->OW, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d,%d]->%dx%d", q->N, q->C, q->H, q->W, q->OH, q->OW);
         break;
     }
     case KILN_OP_timestep_embedding: {
