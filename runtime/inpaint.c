@@ -1,6 +1,7 @@
 #include "inpaint.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,11 @@ void kiln_inpaint_free(kiln_inpaint *in)
     in->latent = in->noise_mask = NULL;
 }
 
+static kiln_status out_of_memory(void)
+{
+    return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
+}
+
 /* VAEEncodeForInpaint's grow: a g x g box of ones over the rounded mask,
  * padded by ceil((g - 1) / 2), clamped to 1 and cut back to the mask's size,
  * so each pixel becomes 1 when any pixel from `pad` above/left to g - 1 - pad
@@ -67,7 +73,7 @@ static kiln_status grey_out_and_grow(kiln_inpaint *in, int image_w, int image_h,
     if (!part || !grown) {
         free(part);
         free(grown);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
+        return out_of_memory();
     }
     bilinear(in->noise_mask, in->mask_h, in->mask_w, part, image_h, image_w);
     for (int y = 0; y < H; y++) /* in place: each row moves towards the start */
@@ -85,34 +91,114 @@ static kiln_status grey_out_and_grow(kiln_inpaint *in, int image_w, int image_h,
     return KILN_OK;
 }
 
-kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_image *img, const kiln_image *mask, kiln_inpaint *out)
+void kiln_inpaint_source_free(kiln_inpaint_source *src)
 {
-    *out = (kiln_inpaint){.mask_h = mask->height, .mask_w = mask->width};
-    const int f = kiln_vae_factor(m->vae.config);
-    /* the mask as LoadImageMask gives it: what SetLatentNoiseMask keeps */
+    free(src->pixels);
+    free(src->mask);
+    src->pixels = src->mask = NULL;
+}
+
+kiln_status kiln_inpaint_source_from_images(const kiln_image *img, const kiln_image *mask, kiln_inpaint_source *out)
+{
+    *out = (kiln_inpaint_source){.width = img->width, .height = img->height, .mask_w = mask->width,
+                                 .mask_h = mask->height};
     size_t mask_n = (size_t)mask->width * mask->height;
-    if (!(out->noise_mask = malloc(mask_n * sizeof(float))))
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
-    for (size_t i = 0; i < mask_n; i++) out->noise_mask[i] = (float)mask->pixels[3 * i] / 255.0f;
-    kiln_image cropped = {0};
-    float *pixels = NULL;
-    kiln_status st = kiln_image_crop_to_multiple(img, f, &cropped);
-    int H = cropped.height, W = cropped.width;
-    if (st == KILN_OK && !(pixels = malloc((size_t)3 * H * W * sizeof(float))))
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "inpaint: out of host memory");
-    if (st == KILN_OK) {
-        kiln_image_to_unit(&cropped, pixels);
-        if (m->info.variant == KILN_VARIANT_INPAINT)
-            st = grey_out_and_grow(out, img->width, img->height, (img->height % f) / 2, (img->width % f) / 2, H, W,
-                                   pixels);
+    out->pixels = malloc((size_t)3 * img->width * img->height * sizeof(float));
+    out->mask = malloc(mask_n * sizeof(float));
+    if (!out->pixels || !out->mask) {
+        kiln_inpaint_source_free(out);
+        return out_of_memory();
     }
+    kiln_image_to_unit(img, out->pixels);
+    for (size_t i = 0; i < mask_n; i++) out->mask[i] = (float)mask->pixels[3 * i] / 255.0f;
+    return KILN_OK;
+}
+
+kiln_status kiln_outpaint_source(const kiln_image *img, const kiln_outpaint *pad, kiln_inpaint_source *out)
+{
+    const int sides[4] = {pad->left, pad->top, pad->right, pad->bottom};
+    for (int i = 0; i < 4; i++)
+        if (sides[i] < 0 || sides[i] > KILN_OUTPAINT_MAX)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "outpaint: padding %d must be between 0 and %d", sides[i],
+                             KILN_OUTPAINT_MAX);
+    if (pad->feathering < 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "outpaint: feathering %d must not be negative", pad->feathering);
+    const int h = img->height, w = img->width;
+    const int H = h + pad->top + pad->bottom, W = w + pad->left + pad->right;
+    *out = (kiln_inpaint_source){.width = W, .height = H, .mask_w = W, .mask_h = H};
+    size_t plane = (size_t)W * H;
+    out->pixels = malloc(3 * plane * sizeof(float));
+    out->mask = malloc(plane * sizeof(float));
+    float *inside = malloc((size_t)3 * w * h * sizeof(float));
+    if (!out->pixels || !out->mask || !inside) {
+        free(inside);
+        kiln_inpaint_source_free(out);
+        return out_of_memory();
+    }
+    kiln_image_to_unit(img, inside);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                int iy = y - pad->top, ix = x - pad->left;
+                bool in = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                out->pixels[c * plane + (size_t)y * W + x] = in ? inside[((size_t)c * h + iy) * w + ix] : 0.5f;
+            }
+    free(inside);
+    /* the fade counts distances only to sides that were padded; ComfyUI
+     * computes v in double and stores v * v as a float */
+    const int F = pad->feathering;
+    const bool fade = F > 0 && 2 * F < h && 2 * F < w;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            int iy = y - pad->top, ix = x - pad->left;
+            float v = 1.0f;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+                int dt = pad->top ? iy : h, db = pad->bottom ? h - iy : h;
+                int dl = pad->left ? ix : w, dr = pad->right ? w - ix : w;
+                int d = dt < db ? dt : db;
+                if (dl < d) d = dl;
+                if (dr < d) d = dr;
+                double t = fade && d < F ? (double)(F - d) / F : 0.0;
+                v = (float)(t * t);
+            }
+            out->mask[(size_t)y * W + x] = v;
+        }
+    return KILN_OK;
+}
+
+kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_inpaint_source *src, kiln_inpaint *out)
+{
+    *out = (kiln_inpaint){.mask_h = src->mask_h, .mask_w = src->mask_w};
+    const int f = kiln_vae_factor(m->vae.config);
+    /* VAEEncode's crop to the VAE's multiple, centred */
+    const int H = src->height / f * f, W = src->width / f * f;
+    if (H == 0 || W == 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "inpaint: image %dx%d is smaller than the VAE's factor %d", src->width,
+                         src->height, f);
+    const int y0 = src->height % f / 2, x0 = src->width % f / 2;
+    size_t mask_n = (size_t)src->mask_w * src->mask_h, plane = (size_t)H * W;
+    /* the mask as given: what SetLatentNoiseMask keeps */
+    out->noise_mask = malloc(mask_n * sizeof(float));
+    float *pixels = malloc(3 * plane * sizeof(float));
+    if (!out->noise_mask || !pixels) {
+        free(pixels);
+        kiln_inpaint_free(out);
+        return out_of_memory();
+    }
+    memcpy(out->noise_mask, src->mask, mask_n * sizeof(float));
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < H; y++)
+            memcpy(pixels + c * plane + (size_t)y * W,
+                   src->pixels + ((size_t)c * src->height + y + y0) * src->width + x0, W * sizeof(float));
+    kiln_status st = KILN_OK;
+    if (m->info.variant == KILN_VARIANT_INPAINT)
+        st = grey_out_and_grow(out, src->width, src->height, y0, x0, H, W, pixels);
     if (st == KILN_OK) {
-        for (size_t i = 0; i < (size_t)3 * H * W; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
+        for (size_t i = 0; i < 3 * plane; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
         st = kiln_vae_encode_image(m, pixels, 1, H, W, &out->latent);
         out->h = H / f, out->w = W / f, out->width = W, out->height = H;
     }
     free(pixels);
-    kiln_image_free(&cropped);
     if (st != KILN_OK) kiln_inpaint_free(out);
     return st;
 }

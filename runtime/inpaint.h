@@ -1,4 +1,5 @@
-/* Inpainting inputs as ComfyUI makes them from an image and a mask.
+/* Inpainting inputs as ComfyUI makes them from an image and a mask, or
+ * from an image padded for outpainting (ImagePadForOutpaint).
  *
  * With an inpainting UNet (9 input channels) this is VAEEncodeForInpaint:
  * the masked pixels are set to grey before encoding and the mask is grown
@@ -12,7 +13,25 @@
 #include "image.h"
 #include "model.h"
 
-#define KILN_INPAINT_GROW 6 /* VAEEncodeForInpaint's grow_mask_by default */
+#define KILN_INPAINT_GROW 6         /* VAEEncodeForInpaint's grow_mask_by default */
+#define KILN_OUTPAINT_FEATHERING 40 /* ImagePadForOutpaint's feathering default */
+#define KILN_OUTPAINT_MAX 8192      /* ComfyUI's MAX_RESOLUTION, the most padding per side */
+
+/* A picture to repaint and its mask as ComfyUI's IMAGE and MASK hold them:
+ * floats in [0, 1], 1 in the mask repaints. */
+typedef struct kiln_inpaint_source {
+    float *pixels; /* (3, height, width) */
+    int width, height;
+    float *mask; /* (mask_h, mask_w) */
+    int mask_w, mask_h;
+} kiln_inpaint_source;
+
+/* ImagePadForOutpaint's inputs: pixels added on each side, and how far into
+ * the picture the mask fades out from each padded side. */
+typedef struct kiln_outpaint {
+    int left, top, right, bottom;
+    int feathering;
+} kiln_outpaint;
 
 typedef struct kiln_inpaint {
     float *latent;     /* (1,C,h,w) the image's unscaled VAE latent */
@@ -22,11 +41,21 @@ typedef struct kiln_inpaint {
     int width, height; /* the image's size after VAEEncode's crop */
 } kiln_inpaint;
 
-/* The mask is the red channel of `mask` (white repaints), as LoadImageMask
- * reads it with channel "red"; it is stretched to the image's size if it has
- * another. */
-kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_image *img, const kiln_image *mask,
-                                kiln_inpaint *out);
+/* The picture as LoadImage reads it and the mask as LoadImageMask with
+ * channel "red" (white repaints). */
+kiln_status kiln_inpaint_source_from_images(const kiln_image *img, const kiln_image *mask, kiln_inpaint_source *out);
+
+/* ImagePadForOutpaint: the picture on a grey (0.5) canvas grown by the pads,
+ * the mask 1 over the pads and, inside the picture, v * v with v = (F - d) /
+ * F where the distance d to the nearest padded side is below the feathering F
+ * (no fade when 2F is not below the picture's width and height). */
+kiln_status kiln_outpaint_source(const kiln_image *img, const kiln_outpaint *pad, kiln_inpaint_source *out);
+void kiln_inpaint_source_free(kiln_inpaint_source *src);
+
+/* VAEEncodeForInpaint or VAEEncode + SetLatentNoiseMask of `src`, by the
+ * model's variant; a mask of another size than the picture is stretched to
+ * it where the encode uses it. */
+kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_inpaint_source *src, kiln_inpaint *out);
 void kiln_inpaint_free(kiln_inpaint *in);
 
 /* The noise mask stretched to (h, w) as the sampler does: torch's bilinear

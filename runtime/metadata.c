@@ -76,8 +76,10 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
-    if (run->mask && !run->init_image)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask without its image");
+    if ((run->mask || run->outpaint) && !run->init_image)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
+    if (run->mask && run->outpaint)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
     if (run->controlnet && !run->control_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
     if (run->nloras < 0 || (run->nloras && !run->loras))
@@ -331,8 +333,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     int clip_output = run->clip_skip > 1 ? 0 : 1;
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
-    const char *encoded = run->mask && run->inpaint_model ? "51" : "12";
-    const char *masked = run->mask && !run->inpaint_model ? "52" : encoded;
+    const bool repaint = run->mask || run->outpaint;
+    const char *encoded = repaint && run->inpaint_model ? "51" : "12";
+    const char *masked = repaint && !run->inpaint_model ? "52" : encoded;
+    /* the picture and mask: LoadImage "11" and LoadImageMask "50", or both
+     * from ImagePadForOutpaint "53" */
+    const char *picture = run->outpaint ? "53" : "11", *mask = run->outpaint ? "53" : "50";
+    const int mask_output = run->outpaint ? 1 : 0;
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
 
     cJSON *in = add_node(&g, "3", "KSampler");
@@ -409,21 +416,32 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");
         add_string(&g, in, "image", base_name(run->init_image));
-        in = add_node(&g, encoded, run->mask && run->inpaint_model ? "VAEEncodeForInpaint" : "VAEEncode");
-        add_link(&g, in, "pixels", "11", 0);
+        in = add_node(&g, encoded, repaint && run->inpaint_model ? "VAEEncodeForInpaint" : "VAEEncode");
+        add_link(&g, in, "pixels", picture, 0);
         add_link(&g, in, "vae", "4", 2);
-        if (run->mask) {
+        if (repaint) {
             if (run->inpaint_model) {
-                add_link(&g, in, "mask", "50", 0);
+                add_link(&g, in, "mask", mask, mask_output);
                 add_number(&g, in, "grow_mask_by", KILN_INPAINT_GROW);
             } else {
                 in = add_node(&g, "52", "SetLatentNoiseMask");
                 add_link(&g, in, "samples", "12", 0);
-                add_link(&g, in, "mask", "50", 0);
+                add_link(&g, in, "mask", mask, mask_output);
             }
+        }
+        if (run->mask) {
             in = add_node(&g, "50", "LoadImageMask");
             add_string(&g, in, "image", base_name(run->mask));
             add_string(&g, in, "channel", "red");
+        }
+        if (run->outpaint) {
+            in = add_node(&g, "53", "ImagePadForOutpaint");
+            add_number(&g, in, "left", run->outpaint->left);
+            add_number(&g, in, "top", run->outpaint->top);
+            add_number(&g, in, "right", run->outpaint->right);
+            add_number(&g, in, "bottom", run->outpaint->bottom);
+            add_number(&g, in, "feathering", run->outpaint->feathering);
+            add_link(&g, in, "image", "11", 0);
         }
         if (run->batch_size > 1) {
             in = add_node(&g, "13", "RepeatLatentBatch");

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "kiln.h"
+#include "inpaint.h"
 #include "lora.h"
 
 typedef struct kiln_run_info {
@@ -31,6 +32,7 @@ typedef struct kiln_run_info {
     const kiln_lora *loras; /* merged into the model, in order; paths recorded by base name */
     int nloras;
     const char *mask;          /* inpainting: the mask image (with init_image), NULL for none */
+    const kiln_outpaint *outpaint; /* outpainting: the pads (with init_image, no mask), NULL for none */
     bool inpaint_model;        /* the UNet is an inpainting one (VAEEncodeForInpaint, else SetLatentNoiseMask) */
     const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
     const char *control_image; /* its hint image's path */
@@ -66,7 +68,8 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * ControlNetApplyAdvanced between the text encoders and KSampler; with a
  * mask, "50" LoadImageMask (red channel) and either "51" VAEEncodeForInpaint
  * (an inpainting model, in place of "12") or "52" SetLatentNoiseMask after
- * "12". Links are
+ * "12"; outpainting, "53" ImagePadForOutpaint after "11", giving the
+ * encoder its picture and "51"/"52" their mask in place of "50". Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

@@ -251,7 +251,10 @@ static void inpaint_run(void **state)
     assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &img));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &mask));
-    assert_kiln_ok(kiln_inpaint_encode(m, &img, &mask, &in));
+    kiln_inpaint_source src;
+    assert_kiln_ok(kiln_inpaint_source_from_images(&img, &mask, &src));
+    assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
+    kiln_inpaint_source_free(&src);
     size_t plane = (size_t)in.h * in.w;
     assert_int_equal(count, 4 * plane);
     float *blend = malloc(plane * sizeof(float));
@@ -277,9 +280,69 @@ static void inpaint_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen --outpaint on a plain model: the picture grown by the pads, 29x22
+ * cropped to 28x22; where ImagePadForOutpaint's mask, stretched over the
+ * latent, is 0 the result is the padded picture's latent, the pads were
+ * painted, and the workflow records the node. */
+static void outpaint_run(void **state)
+{
+    (void)state;
+    char flags[2048];
+    snprintf(flags, sizeof flags, "--init-image %s/inpaint/image_20x17.png --outpaint 6,0,3,5 --feathering 4 "
+             "--denoise 0.9", KILN_TEST_DATA);
+    size_t count;
+    float *latent = gen_latent("outpaint", flags, &count);
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_image img;
+    kiln_inpaint_source src;
+    kiln_inpaint in;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &img));
+    assert_kiln_ok(kiln_outpaint_source(&img, &(kiln_outpaint){6, 0, 3, 5, 4}, &src));
+    assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
+    size_t plane = (size_t)in.h * in.w;
+    assert_int_equal(in.w, 14);
+    assert_int_equal(in.h, 11);
+    assert_int_equal(count, 4 * plane);
+    float *blend = malloc(plane * sizeof(float));
+    kiln_inpaint_mask_resize(&in, in.h, in.w, blend);
+    double kept_err = 0, painted = 0;
+    int kept = 0, changed = 0;
+    for (size_t i = 0; i < count; i++) {
+        float mk = blend[i % plane];
+        if (mk == 0.0f) kept_err = fmax(kept_err, fabs(latent[i] - in.latent[i])), kept++;
+        if (mk == 1.0f) painted += fabs(latent[i] - in.latent[i]), changed++;
+    }
+    assert_true(kept > 0 && changed > 0);
+    print_message("  kept %d values within %.2g, painted %d by %.3g on average\n", kept, kept_err, changed,
+                  painted / changed);
+    assert_true(kept_err <= 1e-5);
+    assert_true(painted / changed > 0.05);
+    char path[4096], text[16384];
+    kiln_image out;
+    snprintf(path, sizeof path, "%s/outpaint.png", tmpdir);
+    assert_kiln_ok(kiln_image_load(path, &out));
+    assert_int_equal(out.width, 28);
+    assert_int_equal(out.height, 22);
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"class_type\":\"ImagePadForOutpaint\",\"inputs\":{\"left\":6,\"top\":0,"
+                                 "\"right\":3,\"bottom\":5,\"feathering\":4"));
+    free(blend);
+    free(latent);
+    kiln_image_free(&out);
+    kiln_inpaint_free(&in);
+    kiln_inpaint_source_free(&src);
+    kiln_image_free(&img);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* gen with an inpainting model runs end to end (VAEEncodeForInpaint, the
  * mask and image as extra UNet channels: test_inpaint checks the math) and
- * records VAEEncodeForInpaint; without --mask it is refused. */
+ * records VAEEncodeForInpaint, with --mask and with --outpaint; without
+ * either it is refused. */
 static void inpaint_model_run(void **state)
 {
     (void)state;
@@ -293,6 +356,19 @@ static void inpaint_model_run(void **state)
     char text[8192];
     read_png_text(cmd, "prompt", text, sizeof text);
     assert_non_null(strstr(text, "\"class_type\":\"VAEEncodeForInpaint\""));
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/gen --model %s --prompt x --init-image %s/inpaint/image_20x17.png --outpaint 4 --steps 2 "
+             "--output %s/outpaint9.png 2> /dev/null",
+             KILN_BINARY_DIR, tiny_inpaint_model(), KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/outpaint9.png", tmpdir);
+    kiln_image out;
+    assert_kiln_ok(kiln_image_load(cmd, &out));
+    assert_int_equal(out.width, 28); /* 20 + 8 */
+    assert_int_equal(out.height, 24); /* 17 + 8, cropped to the VAE's 2 */
+    kiln_image_free(&out);
+    read_png_text(cmd, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"mask\":[\"53\",1]"));
     snprintf(cmd, sizeof cmd, "%s/bin/gen --model %s --prompt x --output %s/inpaint9b.png 2> %s/inpaint9b.log",
              KILN_BINARY_DIR, tiny_inpaint_model(), tmpdir, tmpdir);
     assert_int_not_equal(system(cmd), 0);
@@ -343,6 +419,7 @@ int main(void)
         cmocka_unit_test(controlnet_run),
         cmocka_unit_test(inpaint_run),
         cmocka_unit_test(inpaint_model_run),
+        cmocka_unit_test(outpaint_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

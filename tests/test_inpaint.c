@@ -3,7 +3,8 @@
  * an inpainting UNet (the tiny UNet with a 9-channel conv_in) against
  * diffusers; VAEEncodeForInpaint (inpainting UNet) and VAEEncode +
  * SetLatentNoiseMask (plain UNet) of an image and a soft-edged mask; one
- * guided sampler call of each, as KSamplerX0Inpaint makes it. */
+ * guided sampler call of each, as KSamplerX0Inpaint makes it;
+ * ImagePadForOutpaint and both encodes of what it gives. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,11 @@ static void load(const char *path, kiln_backend **be, kiln_model **m)
     assert_kiln_ok(kiln_model_load(path, *be, m));
 }
 
+static void load_image(kiln_image *img)
+{
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", img));
+}
+
 static void inpainting_unet(void **state)
 {
     (void)state;
@@ -81,10 +87,13 @@ static void check_inpaint(const char *model_path, const char *name, int mask_h, 
     kiln_model *m;
     load(model_path, &be, &m);
     kiln_image img, mask;
-    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &img));
+    load_image(&img);
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &mask));
+    kiln_inpaint_source src;
     kiln_inpaint in;
-    assert_kiln_ok(kiln_inpaint_encode(m, &img, &mask, &in));
+    assert_kiln_ok(kiln_inpaint_source_from_images(&img, &mask, &src));
+    assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
+    kiln_inpaint_source_free(&src);
     kiln_st_file *f = golden_open("inpaint/golden.safetensors");
     char key[64];
 #define READ(var, part) snprintf(key, sizeof key, "%s." part, name), var = golden_read(f, key)
@@ -149,6 +158,91 @@ static void plain_model_with_noise_mask(void **state)
     check_inpaint(PLAIN, "noise_mask", 17, 20);
 }
 
+/* ImagePadForOutpaint to the bit: the grey canvas, the picture on it, and
+ * the mask's fade from padded sides only (and none when too wide). */
+static void outpaint_pad(void **state)
+{
+    (void)state;
+    kiln_image img;
+    load_image(&img);
+    kiln_st_file *f = golden_open("inpaint/golden.safetensors");
+    const struct {
+        kiln_outpaint pad;
+        const char *mask;
+    } cases[] = {
+        {{6, 0, 3, 5, 4}, "outpaint.mask"},
+        {{2, 2, 2, 2, 9}, "outpaint_even.mask"},
+        {{0, 4, 0, 0, 5}, "outpaint_top.mask"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln_inpaint_source src;
+        assert_kiln_ok(kiln_outpaint_source(&img, &cases[i].pad, &src));
+        golden want = golden_read(f, cases[i].mask);
+        assert_int_equal(src.height, (int)want.shape[0]);
+        assert_int_equal(src.width, (int)want.shape[1]);
+        assert_int_equal(src.mask_h, src.height);
+        assert_int_equal(src.mask_w, src.width);
+        assert_memory_equal(src.mask, want.data, want.count * sizeof(float));
+        golden_free(&want);
+        if (i == 0) {
+            want = golden_read(f, "outpaint.pixels");
+            assert_int_equal(want.count, (size_t)3 * src.width * src.height);
+            assert_memory_equal(src.pixels, want.data, want.count * sizeof(float));
+            golden_free(&want);
+        }
+        kiln_inpaint_source_free(&src);
+    }
+    kiln_inpaint_source src;
+    assert_int_equal(kiln_outpaint_source(&img, &(kiln_outpaint){-8, 0, 0, 0, 0}, &src), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "padding -8"));
+    assert_int_equal(kiln_outpaint_source(&img, &(kiln_outpaint){8, 0, 0, 0, -1}, &src), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "feathering -1"));
+    kiln_st_close(f);
+    kiln_image_free(&img);
+}
+
+/* The padded picture through VAEEncodeForInpaint (the 29 columns cropped
+ * to 28, the mask grown) and through VAEEncode + SetLatentNoiseMask. */
+static void check_outpaint_encode(const char *model_path, const char *name)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    load(model_path, &be, &m);
+    kiln_image img;
+    load_image(&img);
+    kiln_inpaint_source src;
+    kiln_inpaint in;
+    assert_kiln_ok(kiln_outpaint_source(&img, &(kiln_outpaint){6, 0, 3, 5, 4}, &src));
+    assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
+    kiln_st_file *f = golden_open("inpaint/golden.safetensors");
+    char key[64];
+    snprintf(key, sizeof key, "outpaint.%s.noise_mask", name);
+    golden want_mask = golden_read(f, key);
+    snprintf(key, sizeof key, "outpaint.%s.latent", name);
+    golden want_latent = golden_read(f, key);
+    assert_int_equal(in.mask_h, (int)want_mask.shape[2]);
+    assert_int_equal(in.mask_w, (int)want_mask.shape[3]);
+    assert_memory_equal(in.noise_mask, want_mask.data, want_mask.count * sizeof(float));
+    assert_int_equal(in.width, 28);
+    assert_int_equal(in.height, 22);
+    assert_int_equal((size_t)4 * in.h * in.w, want_latent.count);
+    assert_rel_l2_le(in.latent, want_latent.data, want_latent.count, TOL);
+    golden_free(&want_mask), golden_free(&want_latent);
+    kiln_st_close(f);
+    kiln_inpaint_free(&in);
+    kiln_inpaint_source_free(&src);
+    kiln_image_free(&img);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+static void outpaint_encode(void **state)
+{
+    (void)state;
+    check_outpaint_encode(tiny_inpaint_model(), "inpaint");
+    check_outpaint_encode(PLAIN, "noise_mask");
+}
+
 /* An inpainting UNet has nothing to run on without the image and mask. */
 static void inpainting_model_needs_a_mask(void **state)
 {
@@ -175,6 +269,8 @@ int main(void)
         cmocka_unit_test(inpainting_model),
         cmocka_unit_test(plain_model_with_noise_mask),
         cmocka_unit_test(inpainting_model_needs_a_mask),
+        cmocka_unit_test(outpaint_pad),
+        cmocka_unit_test(outpaint_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -181,6 +181,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"LoadImageMask", {"MASK"}},
     {"VAEEncodeForInpaint", {"LATENT"}},
     {"SetLatentNoiseMask", {"LATENT"}},
+    {"ImagePadForOutpaint", {"IMAGE", "MASK"}},
     {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
 };
 
@@ -477,6 +478,44 @@ static void inpainting_recorded(void **state)
     free(json);
 }
 
+/* Outpainting: ImagePadForOutpaint between LoadImage and the encoder, its
+ * picture to the encoder and its mask to VAEEncodeForInpaint or
+ * SetLatentNoiseMask; no LoadImageMask. A mask and an outpaint together
+ * are refused. */
+static void outpainting_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img();
+    run.batch_size = 1;
+    kiln_outpaint pad = {64, 0, 128, 32, 40};
+    run.outpaint = &pad;
+    run.inpaint_model = true;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 11 51 53 ");
+    const cJSON *in = inputs_of(root, "53", "ImagePadForOutpaint");
+    assert_link(in, "image", "11", 0);
+    assert_true(number_input(in, "left") == 64 && number_input(in, "top") == 0);
+    assert_true(number_input(in, "right") == 128 && number_input(in, "bottom") == 32);
+    assert_true(number_input(in, "feathering") == 40);
+    in = inputs_of(root, "51", "VAEEncodeForInpaint");
+    assert_link(in, "pixels", "53", 0);
+    assert_link(in, "mask", "53", 1);
+    assert_link(inputs_of(root, "3", "KSampler"), "latent_image", "51", 0);
+    cJSON_Delete(root);
+    free(json);
+
+    run.inpaint_model = false;
+    root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 11 12 52 53 ");
+    assert_link(inputs_of(root, "12", "VAEEncode"), "pixels", "53", 0);
+    assert_link(inputs_of(root, "52", "SetLatentNoiseMask"), "mask", "53", 1);
+    cJSON_Delete(root);
+    free(json);
+
+    run.mask = "m.png";
+    assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "both a mask and an outpaint"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +529,7 @@ int main(void)
         cmocka_unit_test(prompt_with_loras),
         cmocka_unit_test(controlnet_recorded),
         cmocka_unit_test(inpainting_recorded),
+        cmocka_unit_test(outpainting_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

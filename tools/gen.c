@@ -32,6 +32,8 @@ typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
     const char *controlnet, *control_image, *mask;
+    kiln_outpaint outpaint;
+    bool outpaint_given, feathering_given;
     double control_strength, control_start, control_end;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
@@ -80,6 +82,9 @@ static void usage(FILE *to)
             "  --init-image FILE      img2img source (PNG or JPEG)\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
             "                         (an inpainting model's way, or any model's with --denoise)\n"
+            "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
+            "                         and bottom (one number: every side) and paint the new part\n"
+            "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
@@ -142,6 +147,25 @@ static int parse_lora(char *arg, kiln_lora *out)
     return 0;
 }
 
+/* --outpaint L,T,R,B in ComfyUI's order, or one number for every side. */
+static int parse_outpaint(const char *arg, kiln_outpaint *out)
+{
+    const char *why = "must be LEFT,TOP,RIGHT,BOTTOM or one number, each 0..8192 pixels";
+    int side[4], n = 0;
+    char fields[64];
+    if (strlen(arg) >= sizeof fields) return bad_flag("--outpaint", arg, why);
+    strcpy(fields, arg);
+    for (char *field = fields, *next; field; field = next, n++) {
+        if ((next = strchr(field, ','))) *next++ = '\0';
+        if (n == 4 || !parse_int(field, 0, KILN_OUTPAINT_MAX, &side[n])) return bad_flag("--outpaint", arg, why);
+    }
+    if (n != 1 && n != 4) return bad_flag("--outpaint", arg, why);
+    if (n == 1) side[1] = side[2] = side[3] = side[0];
+    if (!(side[0] | side[1] | side[2] | side[3])) return bad_flag("--outpaint", arg, "pads nothing");
+    out->left = side[0], out->top = side[1], out->right = side[2], out->bottom = side[3];
+    return 0;
+}
+
 /* Whether a file can be written at path: its folder exists and takes new
  * files, and path is no folder. Checked before any work, so that a long run
  * does not end in "cannot create". */
@@ -172,9 +196,9 @@ static int parse(int argc, char **argv, gen_options *o)
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
-                       .control_end = 1.0};
+                       .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
-           O_LIST_DEVICES, O_LORA, O_MASK, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -189,7 +213,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
         {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
-        {"mask", required_argument, 0, O_MASK},
+        {"mask", required_argument, 0, O_MASK},       {"outpaint", required_argument, 0, O_OUTPAINT},
+        {"feathering", required_argument, 0, O_FEATHERING},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
@@ -250,6 +275,17 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_INFO: o->info = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
         case O_MASK: o->mask = optarg; break;
+        case O_OUTPAINT: {
+            int rc = parse_outpaint(optarg, &o->outpaint);
+            if (rc) return rc;
+            o->outpaint_given = true;
+            break;
+        }
+        case O_FEATHERING:
+            if (!parse_int(optarg, 0, KILN_OUTPAINT_MAX, &o->outpaint.feathering))
+                return bad_flag("--feathering", optarg, "must be 0..8192 pixels");
+            o->feathering_given = true;
+            break;
         case O_CONTROLNET: o->controlnet = optarg; break;
         case O_CONTROL_IMAGE: o->control_image = optarg; break;
         case O_CONTROL_STRENGTH:
@@ -295,6 +331,18 @@ static int parse(int argc, char **argv, gen_options *o)
     }
     if (o->mask && !o->init_image) {
         fprintf(stderr, "gen: --mask needs --init-image (the picture to inpaint)\n");
+        return 2;
+    }
+    if (o->outpaint_given && !o->init_image) {
+        fprintf(stderr, "gen: --outpaint needs --init-image (the picture to grow)\n");
+        return 2;
+    }
+    if (o->outpaint_given && o->mask) {
+        fprintf(stderr, "gen: --outpaint makes its own mask: give --mask or --outpaint, not both\n");
+        return 2;
+    }
+    if (o->feathering_given && !o->outpaint_given) {
+        fprintf(stderr, "gen: --feathering needs --outpaint\n");
         return 2;
     }
     if (o->mask && access(o->mask, R_OK) != 0) return bad_flag("--mask", o->mask, strerror(errno));
@@ -488,24 +536,36 @@ static int load_noise(const char *path, const int64_t shape[4], float **out)
 static void take_image_size(gen_options *o, int width, int height)
 {
     if (o->size_given && (width != o->width || height != o->height))
-        fprintf(stderr, "gen: note: --init-image is %dx%d; --width/--height are ignored\n", width, height);
+        fprintf(stderr, "gen: note: the output is %dx%d, from --init-image; --width/--height are ignored\n", width,
+                height);
     o->width = width;
     o->height = height;
 }
 
-/* --init-image with --mask: the latent and noise mask to inpaint. */
+/* --init-image with --mask or --outpaint: the latent and noise mask to
+ * inpaint. */
 static int encode_inpaint(const kiln_model *m, gen_options *o, kiln_inpaint *inpaint)
 {
     kiln_image img, mask;
     if (kiln_image_load(o->init_image, &img) != KILN_OK) return fail("--init-image");
-    if (kiln_image_load(o->mask, &mask) != KILN_OK) {
-        kiln_image_free(&img);
-        return fail("--mask");
+    kiln_inpaint_source src;
+    kiln_status st;
+    if (o->outpaint_given) {
+        st = kiln_outpaint_source(&img, &o->outpaint, &src);
+    } else {
+        if (kiln_image_load(o->mask, &mask) != KILN_OK) {
+            kiln_image_free(&img);
+            return fail("--mask");
+        }
+        st = kiln_inpaint_source_from_images(&img, &mask, &src);
+        kiln_image_free(&mask);
     }
-    kiln_status st = kiln_inpaint_encode(m, &img, &mask, inpaint);
     kiln_image_free(&img);
-    kiln_image_free(&mask);
-    if (st != KILN_OK) return fail("--mask");
+    if (st == KILN_OK) {
+        st = kiln_inpaint_encode(m, &src, inpaint);
+        kiln_inpaint_source_free(&src);
+    }
+    if (st != KILN_OK) return fail(o->outpaint_given ? "--outpaint" : "--mask");
     take_image_size(o, inpaint->width, inpaint->height);
     return 0;
 }
@@ -589,11 +649,11 @@ int main(int argc, char **argv)
     float *init_latent = NULL, *noise = NULL;
     kiln_inpaint inpaint = {0};
     bool inpaint_unet = m->info.variant == KILN_VARIANT_INPAINT;
-    if (inpaint_unet && !o.mask) {
-        fprintf(stderr, "gen: %s is an inpainting model: give it --init-image and --mask\n", model_name);
+    if (inpaint_unet && !o.mask && !o.outpaint_given) {
+        fprintf(stderr, "gen: %s is an inpainting model: give it --init-image and --mask or --outpaint\n", model_name);
         return 2;
     }
-    if (o.mask) {
+    if (o.mask || o.outpaint_given) {
         if ((rc = encode_inpaint(m, &o, &inpaint))) return rc;
         job.inpaint = &inpaint;
     } else if (o.init_image && (rc = encode_init_image(m, &o, &init_latent))) {
@@ -650,7 +710,8 @@ int main(int argc, char **argv)
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
-                         .mask = o.mask, .inpaint_model = inpaint_unet,
+                         .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
+                         .inpaint_model = inpaint_unet,
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
                          .control_end = o.control_end, .version = KILN_VERSION};

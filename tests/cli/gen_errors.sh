@@ -124,6 +124,22 @@ expect_refused "mask without an image" "--mask needs --init-image" --output "$tm
     --mask "$data/inpaint/mask_20x17.png"
 expect_refused "missing mask" "--mask $tmp/nosuch.png: No such file" --output "$tmp/out.png" \
     --init-image "$data/inpaint/image_20x17.png" --mask "$tmp/nosuch.png"
+img="$data/inpaint/image_20x17.png"
+expect_refused "outpaint without an image" "--outpaint needs --init-image" --output "$tmp/out.png" --outpaint 64
+expect_refused "outpaint and a mask" "give --mask or --outpaint, not both" --output "$tmp/out.png" \
+    --init-image "$img" --mask "$data/inpaint/mask_20x17.png" --outpaint 64
+expect_refused "outpaint of three sides" "--outpaint 8,8,8: must be LEFT,TOP,RIGHT,BOTTOM" --output "$tmp/out.png" \
+    --init-image "$img" --outpaint 8,8,8
+expect_refused "outpaint negative" "--outpaint 8,-8,8,8: must be" --output "$tmp/out.png" \
+    --init-image "$img" --outpaint 8,-8,8,8
+expect_refused "outpaint too wide" "--outpaint 9000: must be" --output "$tmp/out.png" --init-image "$img" --outpaint 9000
+expect_refused "outpaint trailing comma" "--outpaint 8,8,8,8,: must be" --output "$tmp/out.png" \
+    --init-image "$img" --outpaint 8,8,8,8,
+expect_refused "outpaint of nothing" "--outpaint 0: pads nothing" --output "$tmp/out.png" --init-image "$img" --outpaint 0
+expect_refused "feathering without outpaint" "--feathering needs --outpaint" --output "$tmp/out.png" \
+    --init-image "$img" --feathering 10
+expect_refused "feathering negative" "--feathering -1: must be 0..8192" --output "$tmp/out.png" \
+    --init-image "$img" --outpaint 8 --feathering -1
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 

@@ -20,6 +20,16 @@ interpolate, as those nodes call them.
                             .x, .noise, .sigma (t = 500), .cfg, .out
     noise_mask.*            VAEEncode + SetLatentNoiseMask with the plain UNet:
                             the same entries
+    outpaint.*              ImagePadForOutpaint (v0.3.x nodes.py; its rule
+                            vectorised here) of image_20x17 with left 6, top 0,
+                            right 3, bottom 5, feathering 4: .pixels (3,22,29),
+                            .mask (22,29); then VAEEncodeForInpaint of that with
+                            the 9-channel UNet (outpaint.inpaint.latent and
+                            .noise_mask) and VAEEncode + SetLatentNoiseMask with
+                            the plain one (outpaint.noise_mask.*)
+    outpaint_even.mask      all sides 2, feathering 9 (too wide to fade: 2 * 9
+                            is not below 17)
+    outpaint_top.mask       top 4 only, feathering 5
   The call's contexts are rows 0 (negative) and 1 (positive) of
   tests/data/tiny/unet.safetensors' encoder_hidden_states.
 
@@ -91,6 +101,27 @@ def encode_with_noise_mask(vae, pixels, mask):
     return encode(vae, pixels), mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
 
 
+def pad_for_outpaint(image, left, top, right, bottom, feathering):
+    """ImagePadForOutpaint's two outputs by its rule: the picture on a 0.5
+    canvas; the mask 1 outside the picture and, inside, ((F - d) / F)^2 (in
+    double, stored as float32) where d, the distance to the nearest padded
+    side (an unpadded side counts as the picture's full height or width), is
+    below F, provided 2F is below both the picture's height and width."""
+    _, h, w, c = image.shape
+    canvas = torch.full((1, h + top + bottom, w + left + right, c), 0.5, dtype=torch.float32)
+    canvas[:, top:top + h, left:left + w, :] = image
+    mask = np.ones((h + top + bottom, w + left + right), np.float32)
+    rows, cols = np.mgrid[0:h, 0:w]
+    d = np.minimum.reduce([rows if top else np.full_like(rows, h), h - rows if bottom else np.full_like(rows, h),
+                           cols if left else np.full_like(cols, w), w - cols if right else np.full_like(cols, w)])
+    inside = np.zeros((h, w), np.float32)
+    if 0 < feathering and 2 * feathering < h and 2 * feathering < w:
+        fade = d < feathering
+        inside[fade] = (((feathering - d[fade]) / feathering) ** 2).astype(np.float32)
+    mask[top:top + h, left:left + w] = inside
+    return canvas, torch.from_numpy(mask)[None]
+
+
 def encode(vae, pixels):
     with torch.no_grad():
         return vae.encode(pixels.movedim(-1, 1) * 2 - 1).latent_dist.mean
@@ -151,6 +182,13 @@ def main():
         golden[f"{name}.x"], golden[f"{name}.noise"] = x, noise
         golden[f"{name}.sigma"], golden[f"{name}.cfg"] = sigma.reshape(1), torch.tensor([7.5])
         golden[f"{name}.out"] = sampler_call(model, latent, noise_mask, x, noise, sigma, 7.5, context, concat)
+    padded, pad_mask = pad_for_outpaint(pixels, 6, 0, 3, 5, 4)
+    golden["outpaint.pixels"], golden["outpaint.mask"] = padded[0].movedim(-1, 0), pad_mask[0]
+    golden["outpaint.inpaint.latent"], golden["outpaint.inpaint.noise_mask"] = encode_for_inpaint(vae, padded, pad_mask)
+    golden["outpaint.noise_mask.latent"], golden["outpaint.noise_mask.noise_mask"] = \
+        encode_with_noise_mask(vae, padded, pad_mask)
+    golden["outpaint_even.mask"] = pad_for_outpaint(pixels, 2, 2, 2, 2, 9)[1][0]
+    golden["outpaint_top.mask"] = pad_for_outpaint(pixels, 0, 4, 0, 0, 5)[1][0]
     save_file({k: v.detach().clone().contiguous() for k, v in golden.items()}, f"{OUT}/golden.safetensors")
     print("latent", tuple(golden["inpaint.latent"].shape), "mask", tuple(golden["inpaint.noise_mask"].shape))
 
