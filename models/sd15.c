@@ -3,8 +3,8 @@
  * random-weight test model used by the parity goldens (32/64, attention on
  * the first level, 8 heads of 4), and kiln-shapes, kiln's own embedded model
  * (64/64/96, attention on two levels, 8 heads of 8). Channels are literal per
- * row, as the checkpoint's shapes are. An inpainting UNet is the same table
- * with 9 input channels. */
+ * row, as the checkpoint's shapes are. An inpainting UNet (9 input channels)
+ * or an InstructPix2Pix one (8) is the same table with a wider conv_in. */
 #include "unet.h"
 
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
@@ -69,6 +69,12 @@ static const unet_config sd15 = {
 static const unet_config sd15_inpaint = {
     .name = "sd15-inpaint", .in_channels = 9, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
     .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
+};
+
+// SD 1.5 InstructPix2Pix: the latent and the picture-to-edit's latent in
+static const unet_config sd15_ip2p = {
+    .name = "sd15-instruct-pix2pix", .in_channels = 8, .out_channels = 4, .model_channels = 320,
+    .time_embed_dim = 1280, .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
 };
 
 // the goldens' tiny UNet: (N,4,h,w) latents; context (N,77,32)
@@ -150,5 +156,12 @@ static const unet_config kiln_shapes = {
     .context_dim = 64, .heads = 8, .layers = kiln_shapes_layers, .nlayers = COUNT(kiln_shapes_layers),
 };
 
-const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_inpaint, &sd15_tiny_test, &sd15_tiny_test_inpaint,
-                                                &kiln_shapes, NULL};
+// ... and with an InstructPix2Pix UNet's input (tests/data/pix2pix)
+static const unet_config sd15_tiny_test_ip2p = {
+    .name = "sd15-tiny-test-instruct-pix2pix", .in_channels = 8, .out_channels = 4, .model_channels = 32,
+    .time_embed_dim = 128, .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers,
+    .nlayers = COUNT(sd15_tiny_test_layers),
+};
+
+const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_inpaint, &sd15_ip2p, &sd15_tiny_test,
+                                                &sd15_tiny_test_inpaint, &sd15_tiny_test_ip2p, &kiln_shapes, NULL};

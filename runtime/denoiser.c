@@ -40,9 +40,23 @@ static float percent_to_sigma(const kiln_model_sampling *ms, double percent)
 
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint)
 {
-    d->blended = malloc((size_t)d->batch * d->channels * d->h * d->w * sizeof(float));
+    size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
+    d->blended = malloc(d->batch * latent * sizeof(float));
     if (!d->blended) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
     d->inpaint = inpaint;
+    if (d->model->info.variant != KILN_VARIANT_INPAINT) return KILN_OK;
+    if (!(d->inpaint_concat = malloc((plane + latent) * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
+    for (size_t i = 0; i < plane; i++) d->inpaint_concat[i] = nearbyintf(inpaint->mask[i]);
+    memcpy(d->inpaint_concat + plane, inpaint->latent, latent * sizeof(float)); /* one image: the same in every row */
+    return kiln_denoiser_set_concat(d, d->inpaint_concat);
+}
+
+kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat)
+{
+    if (d->unet_channels == d->channels)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: the UNet takes no image channels besides the latent");
+    d->concat = concat;
     return KILN_OK;
 }
 
@@ -70,8 +84,9 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->control_graph);
     free(d->hint);
     free(d->blended);
+    free(d->inpaint_concat);
     d->control_graph = NULL;
-    d->hint = d->blended = NULL;
+    d->hint = d->blended = d->inpaint_concat = NULL;
     free(d->unet_in);
     free(d->unet_eps);
     d->graph = NULL;
@@ -106,18 +121,17 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_eps, kiln_tensor_nbytes(eps));
 }
 
-/* The UNet's input rows: x scaled by c_in, then for an inpainting UNet the
- * rounded mask and the latent image. */
+/* The UNet's input rows: x scaled by c_in, then the extra channels of a
+ * UNet that takes an image. */
 static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
 {
     size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
+    size_t extra = (size_t)(d->unet_channels - d->channels) * plane;
     for (int r = 0; r < d->rows; r++) {
         int b = r % d->batch;
         float *row = d->unet_in + (size_t)r * d->unet_channels * plane;
         for (size_t i = 0; i < latent; i++) row[i] = x[b * latent + i] * in_scale;
-        if (d->unet_channels == d->channels) continue;
-        for (size_t i = 0; i < plane; i++) row[latent + i] = nearbyintf(d->inpaint->mask[i]);
-        memcpy(row + latent + plane, d->inpaint->latent + b * latent, latent * sizeof(float));
+        if (extra) memcpy(row + latent, d->concat, extra * sizeof(float));
     }
 }
 
@@ -125,8 +139,10 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
 {
     kiln_denoiser *d = ctx;
     size_t per_batch = (size_t)d->batch * d->channels * d->h * d->w, plane = (size_t)d->h * d->w;
-    if (d->unet_channels != d->channels && !d->inpaint)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "an inpainting model needs an image and a mask (--init-image, --mask)");
+    if (d->unet_channels != d->channels && !d->concat)
+        return kiln_fail(KILN_ERR_INVALID_ARG, d->model->info.variant == KILN_VARIANT_INPAINT
+                                                   ? "an inpainting model needs an image and a mask (--init-image, --mask)"
+                                                   : "an InstructPix2Pix model needs the picture to edit (--init-image)");
     const kiln_inpaint_mask *in = d->inpaint;
     if (in) { /* the kept part: the latent image renoised to this sigma */
         for (size_t i = 0; i < per_batch; i++) {

@@ -27,7 +27,7 @@ typedef struct kiln_control {
 /* Inpainting as ComfyUI's KSamplerX0Inpaint: where the mask is 0 the latent
  * image is kept (renoised to each call's sigma going in, restored coming
  * out); an inpainting UNet also gets the rounded mask and the latent image
- * as 5 extra input channels (BaseModel.concat_cond). */
+ * as 5 extra input channels (SD 1.x's concat_cond). */
 typedef struct kiln_inpaint_mask {
     const float *mask;   /* (h,w) at latent size, in [0,1]: 1 repaints */
     const float *latent; /* (B,C,h,w) the latent image, VAE-scaled */
@@ -39,7 +39,7 @@ typedef struct kiln_denoiser {
     kiln_graph *graph;
     int batch;            /* B images */
     int channels, h, w;   /* latent (B,C,h,w) */
-    int unet_channels;    /* C, or C + 5 for an inpainting UNet */
+    int unet_channels;    /* C, or C + E for a UNet that also takes an image: E = 5 inpainting, C InstructPix2Pix */
     float cfg;
     const float *context; /* (2B,T,D): B uncond rows then B cond rows; cond only when cfg == 1 */
     int tokens;           /* T */
@@ -52,6 +52,8 @@ typedef struct kiln_denoiser {
     int control_calls;           /* counted, for tests */
     const kiln_inpaint_mask *inpaint; /* NULL: none */
     float *blended;              /* (B,C,h,w) x with the kept part put back */
+    const float *concat;         /* (E,h,w) the extra input channels, the same in every row; NULL: none */
+    float *inpaint_concat;       /* an inpainting UNet's: the rounded mask and the latent image */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_eps; /* (rows,C,h,w) */
@@ -65,6 +67,11 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
 /* Inpaints from here on; inpaint must outlive d. An inpainting UNet (C + 5
  * input channels) cannot run without it. */
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint);
+/* An InstructPix2Pix UNet's extra input, as SD 1.x's concat_cond gives it:
+ * the unscaled latent (C,h,w) of the picture to edit, in every row (ComfyUI's
+ * InstructPixToPixConditioning puts it on both prompts). It must outlive d;
+ * such a UNet cannot run without it. */
+kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
 /* Adds a ControlNet to every call from here on; control must outlive d. */
 kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control);
 void kiln_denoiser_free(kiln_denoiser *d);

@@ -80,6 +80,8 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
+    if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
     if (run->controlnet && !run->control_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
     if (run->nloras < 0 || (run->nloras && !run->loras))
@@ -333,14 +335,20 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     int clip_output = run->clip_skip > 1 ? 0 : 1;
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
-    const bool repaint = run->mask || run->outpaint;
-    const char *encoded = repaint && run->inpaint_model ? "51" : "12";
+    const bool repaint = run->mask || run->outpaint, pix2pix = run->instruct_pix2pix;
+    const char *encoded = pix2pix ? "54" : repaint && run->inpaint_model ? "51" : "12";
     const char *masked = repaint && !run->inpaint_model ? "52" : encoded;
+    const int masked_output = pix2pix ? 2 : 0; /* InstructPixToPixConditioning's third output is the latent */
+    /* the prompts: CLIPTextEncode, or ControlNetApplyAdvanced "42" after them,
+     * or InstructPixToPixConditioning "54" after those */
+    const char *prompts = pix2pix ? "54" : run->controlnet ? "42" : NULL;
+    const char *prompts_in = run->controlnet ? "42" : NULL; /* what "54" takes */
     /* the picture and mask: LoadImage "11" and LoadImageMask "50", or both
      * from ImagePadForOutpaint "53" */
     const char *picture = run->outpaint ? "53" : "11", *mask = run->outpaint ? "53" : "50";
     const int mask_output = run->outpaint ? 1 : 0;
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
+    const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
     cJSON *in = add_node(&g, "3", "KSampler");
     /* Seeds run to 2^64 - 1; a double would round them. */
@@ -354,9 +362,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_number(&g, in, "denoise", run->denoise);
     add_link(&g, in, "model", model, 0);
     /* Apply ControlNet's outputs are the two conditionings, in order */
-    add_link(&g, in, "positive", run->controlnet ? "42" : "6", 0);
-    add_link(&g, in, "negative", run->controlnet ? "42" : "7", run->controlnet ? 1 : 0);
-    add_link(&g, in, "latent_image", latent, 0);
+    add_link(&g, in, "positive", prompts ? prompts : "6", 0);
+    add_link(&g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
+    add_link(&g, in, "latent_image", latent, latent_output);
 
     in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
     add_string(&g, in, "ckpt_name", base_name(run->model));
@@ -416,7 +424,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");
         add_string(&g, in, "image", base_name(run->init_image));
-        in = add_node(&g, encoded, repaint && run->inpaint_model ? "VAEEncodeForInpaint" : "VAEEncode");
+        in = add_node(&g, encoded, pix2pix                            ? "InstructPixToPixConditioning"
+                                   : repaint && run->inpaint_model ? "VAEEncodeForInpaint"
+                                                                   : "VAEEncode");
+        if (pix2pix) {
+            add_link(&g, in, "positive", prompts_in ? prompts_in : "6", 0);
+            add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);
+        }
         add_link(&g, in, "pixels", picture, 0);
         add_link(&g, in, "vae", "4", 2);
         if (repaint) {
@@ -445,7 +459,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         }
         if (run->batch_size > 1) {
             in = add_node(&g, "13", "RepeatLatentBatch");
-            add_link(&g, in, "samples", masked, 0);
+            add_link(&g, in, "samples", masked, masked_output);
             add_number(&g, in, "amount", run->batch_size);
         }
     }

@@ -33,6 +33,7 @@ typedef struct kiln_run_info {
     int nloras;
     const char *mask;          /* inpainting: the mask image (with init_image), NULL for none */
     const kiln_outpaint *outpaint; /* outpainting: the pads (with init_image, no mask), NULL for none */
+    bool instruct_pix2pix;     /* init_image is the picture an InstructPix2Pix model edits */
     bool inpaint_model;        /* the UNet is an inpainting one (VAEEncodeForInpaint, else SetLatentNoiseMask) */
     const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
     const char *control_image; /* its hint image's path */
@@ -69,7 +70,10 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * mask, "50" LoadImageMask (red channel) and either "51" VAEEncodeForInpaint
  * (an inpainting model, in place of "12") or "52" SetLatentNoiseMask after
  * "12"; outpainting, "53" ImagePadForOutpaint after "11", giving the
- * encoder its picture and "51"/"52" their mask in place of "50". Links are
+ * encoder its picture and "51"/"52" their mask in place of "50"; with an
+ * InstructPix2Pix model, "54" InstructPixToPixConditioning between the
+ * conditionings and KSampler, giving it the prompts and the empty latent
+ * (no "12"). Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

@@ -63,9 +63,6 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
                          (long long)conv_in->shape[1]);
     }
     info->unet_dtype = conv_in->dtype;
-    if (info->variant == KILN_VARIANT_INSTRUCT_PIX2PIX)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD 1.x %s model; kiln runs txt2img and inpaint UNets so far",
-                         path, kiln_variant_name(info->variant));
     const unet_config *unet = kiln_unet_detect(ck);
     const clip_config *clip = kiln_clip_detect(ck);
     const vae_config *vae = kiln_vae_detect(ck);

@@ -134,6 +134,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                        inpaint->h, job->latent_w, job->latent_h);
         goto done;
     }
+    if (job->edit_latent && (job->init_latent || inpaint)) {
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: a picture to edit (InstructPix2Pix) with img2img or inpainting");
+        goto done;
+    }
     if (job->init_latent || inpaint) { /* a LATENT enters the model multiplied by the VAE's scale */
         if (!(scaled = malloc(n * sizeof(float))) || (inpaint && !(mask = malloc(plane * sizeof(float))))) {
             st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
@@ -151,6 +155,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if (st != KILN_OK) goto done;
     kiln_inpaint_mask blend = {mask, scaled, noise};
     if ((inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
+        (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
         (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;

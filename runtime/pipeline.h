@@ -45,6 +45,8 @@ typedef struct kiln_sampling_job {
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
     const kiln_control *control; /* Apply ControlNet; NULL: none */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
+    const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the
+                                 UNet with every call (the sampling starts from an empty latent); NULL: none */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

@@ -17,7 +17,7 @@
 #include "golden.h"
 #include "image.h"
 #include "inpaint.h"
-#include "inpaint_model.h"
+#include "tiny_variants.h"
 #include "pipeline.h"
 
 static char tmpdir[] = "/tmp/kiln-gen-XXXXXX";
@@ -379,6 +379,48 @@ static void inpaint_model_run(void **state)
     assert_int_not_equal(access(cmd, F_OK), 0);
 }
 
+/* gen with an InstructPix2Pix model: the picture is what the UNet sees at
+ * every step (another picture, another latent; the math is test_pix2pix's),
+ * the output takes its size, the workflow records
+ * InstructPixToPixConditioning; without a picture it is refused. */
+static void pix2pix_run(void **state)
+{
+    (void)state;
+    const char *pictures[2] = {"image_20x17.png", "mask_20x17.png"};
+    float *latent[2];
+    size_t count[2];
+    char cmd[4096], text[16384];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s/bin/gen --model %s --prompt 'make it red' --init-image %s/inpaint/%s --steps 2 --seed 3 "
+                 "--output %s/p2p%d.png --save-latent %s/p2p%d.safetensors 2> /dev/null",
+                 KILN_BINARY_DIR, tiny_pix2pix_model(), KILN_TEST_DATA, pictures[i], tmpdir, i, tmpdir, i);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/p2p%d.safetensors", tmpdir, i);
+        kiln_st_file *f;
+        assert_kiln_ok(kiln_st_open(cmd, &f));
+        assert_kiln_ok(kiln_st_read_f32(f, "latent", &latent[i], &count[i]));
+        kiln_st_close(f);
+    }
+    assert_int_equal(count[0], 4 * 8 * 10); /* 20x16 pixels */
+    assert_int_equal(count[1], count[0]);
+    double diff = 0;
+    for (size_t i = 0; i < count[0]; i++) diff += fabs(latent[0][i] - latent[1][i]);
+    assert_true(diff / count[0] > 1e-3);
+    snprintf(cmd, sizeof cmd, "%s/p2p0.png", tmpdir);
+    read_png_text(cmd, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"class_type\":\"InstructPixToPixConditioning\""));
+    assert_null(strstr(text, "\"VAEEncode\""));
+    snprintf(cmd, sizeof cmd, "%s/bin/gen --model %s --prompt x --output %s/p2p_none.png 2> %s/p2p_none.log",
+             KILN_BINARY_DIR, tiny_pix2pix_model(), tmpdir, tmpdir);
+    assert_int_not_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/p2p_none.log", tmpdir);
+    read_text(cmd, text, sizeof text);
+    assert_non_null(strstr(text, "is an InstructPix2Pix model: give it --init-image (the picture to edit)"));
+    free(latent[0]);
+    free(latent[1]);
+}
+
 /* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
 static void vae_encode_matches_comfyui(void **state)
 {
@@ -420,6 +462,7 @@ int main(void)
         cmocka_unit_test(inpaint_run),
         cmocka_unit_test(inpaint_model_run),
         cmocka_unit_test(outpaint_run),
+        cmocka_unit_test(pix2pix_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

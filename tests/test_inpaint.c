@@ -14,36 +14,15 @@
 
 #include "denoiser.h"
 #include "golden.h"
+#include "parity.h"
 #include "inpaint.h"
-#include "inpaint_model.h"
+#include "tiny_variants.h"
 #include "model.h"
 #include "pipeline.h"
 #include "status.h"
 
 #define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
 #define PLAIN KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors"
-
-typedef struct unet9_run {
-    const kiln_model *m;
-    kiln_st_file *f;
-    float *out;
-    size_t count;
-} unet9_run;
-
-static kiln_status unet9_fn(kiln_graph *g, void *ctx)
-{
-    unet9_run *r = ctx;
-    golden x = golden_read(r->f, "unet9.sample"), t = golden_read(r->f, "unet9.timesteps"),
-           c = golden_read(r->f, "unet9.encoder_hidden_states");
-    tensor *xt, *tt, *ct, *eps;
-    TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
-    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
-    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, NULL, NULL, NULL, &eps));
-    TRY(kiln_graph_output(g, eps, r->out, r->count * sizeof(float)));
-    golden_free(&x), golden_free(&t), golden_free(&c);
-    return KILN_OK;
-}
 
 static void load(const char *path, kiln_backend **be, kiln_model **m)
 {
@@ -64,20 +43,10 @@ static void inpainting_unet(void **state)
     load(tiny_inpaint_model(), &be, &m);
     assert_int_equal(m->info.variant, KILN_VARIANT_INPAINT);
     assert_string_equal(m->unet.config->name, "sd15-tiny-test-inpaint");
-    unet9_run r = {m, golden_open("inpaint/golden.safetensors"), NULL, 0};
-    golden want = golden_read(r.f, "unet9.noise_pred");
-    r.count = want.count;
-    r.out = calloc(want.count, sizeof(float));
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_graph_run(g, unet9_fn, &r));
-    assert_rel_l2_le(r.out, want.data, want.count, TOL);
-    kiln_graph_free(g);
-    free(r.out);
-    golden_free(&want);
-    kiln_st_close(r.f);
     kiln_model_free(m);
     kiln_backend_free(be);
+    parity_check_unet_output(&(parity_fixture){.path = tiny_inpaint_model(), .tol = TOL}, "inpaint/golden.safetensors",
+                             "unet9.");
 }
 
 /* The encode, then one guided call on the golden's latent, noise and x. */

@@ -182,6 +182,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"VAEEncodeForInpaint", {"LATENT"}},
     {"SetLatentNoiseMask", {"LATENT"}},
     {"ImagePadForOutpaint", {"IMAGE", "MASK"}},
+    {"InstructPixToPixConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
     {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
 };
 
@@ -516,6 +517,47 @@ static void outpainting_recorded(void **state)
     assert_non_null(strstr(kiln_last_error(), "both a mask and an outpaint"));
 }
 
+/* InstructPix2Pix: InstructPixToPixConditioning takes the prompts (after
+ * Apply ControlNet when there is one), the VAE and the picture, and gives
+ * KSampler the prompts and its latent (through RepeatLatentBatch for a
+ * batch); no VAEEncode. */
+static void pix2pix_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img(); /* batch 2 */
+    run.instruct_pix2pix = true;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 11 54 13 ");
+    const cJSON *in = inputs_of(root, "54", "InstructPixToPixConditioning");
+    assert_link(in, "positive", "6", 0);
+    assert_link(in, "negative", "7", 0);
+    assert_link(in, "pixels", "11", 0);
+    assert_link(in, "vae", "4", 2);
+    assert_link(inputs_of(root, "13", "RepeatLatentBatch"), "samples", "54", 2);
+    in = inputs_of(root, "3", "KSampler");
+    assert_link(in, "positive", "54", 0);
+    assert_link(in, "negative", "54", 1);
+    assert_link(in, "latent_image", "13", 0);
+    cJSON_Delete(root);
+    free(json);
+
+    run.batch_size = 1;
+    run.controlnet = "cn.safetensors";
+    run.control_image = "edges.png";
+    run.control_strength = 1, run.control_end = 1;
+    root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 40 41 42 11 54 ");
+    in = inputs_of(root, "54", "InstructPixToPixConditioning");
+    assert_link(in, "positive", "42", 0);
+    assert_link(in, "negative", "42", 1);
+    assert_link(inputs_of(root, "3", "KSampler"), "latent_image", "54", 2);
+    cJSON_Delete(root);
+    free(json);
+
+    run.mask = "m.png";
+    assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "InstructPix2Pix takes a picture and no mask"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +572,7 @@ int main(void)
         cmocka_unit_test(controlnet_recorded),
         cmocka_unit_test(inpainting_recorded),
         cmocka_unit_test(outpainting_recorded),
+        cmocka_unit_test(pix2pix_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

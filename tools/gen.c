@@ -79,7 +79,8 @@ static void usage(FILE *to)
             "  --control-strength S   residual strength (default 1)\n"
             "  --control-start P --control-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
-            "  --init-image FILE      img2img source (PNG or JPEG)\n"
+            "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
+            "                         picture to edit\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
             "                         (an inpainting model's way, or any model's with --denoise)\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
@@ -571,7 +572,7 @@ static int encode_inpaint(const kiln_model *m, gen_options *o, kiln_inpaint *inp
 }
 
 /* --init-image: loaded, cropped to the VAE's multiple, encoded to an
- * unscaled latent repeated over the batch. */
+ * unscaled latent (1,C,h,w). */
 static int encode_init_image(const kiln_model *m, gen_options *o, float **latent)
 {
     kiln_image img;
@@ -582,26 +583,29 @@ static int encode_init_image(const kiln_model *m, gen_options *o, float **latent
         return fail("--init-image");
     }
     take_image_size(o, img.width, img.height);
-    float *pixels = malloc((size_t)3 * img.width * img.height * sizeof(float)), *one = NULL;
+    float *pixels = malloc((size_t)3 * img.width * img.height * sizeof(float));
     if (!pixels) {
         kiln_image_free(&img);
         fprintf(stderr, "gen: out of memory\n");
         return 1;
     }
     kiln_image_to_encoder_input(&img, pixels);
-    kiln_status st = kiln_vae_encode_image(m, pixels, 1, img.height, img.width, &one);
+    kiln_status st = kiln_vae_encode_image(m, pixels, 1, img.height, img.width, latent);
     free(pixels);
     kiln_image_free(&img);
-    if (st != KILN_OK) return fail("--init-image");
+    return st == KILN_OK ? 0 : fail("--init-image");
+}
+
+/* img2img's LATENT: the one image's repeated over the batch. */
+static int repeat_over_batch(const kiln_model *m, const gen_options *o, const float *one, float **latent)
+{
+    int f = kiln_vae_factor(m->vae.config);
     size_t per = (size_t)m->vae.config->latent_channels * (o->height / f) * (o->width / f);
-    *latent = malloc(per * o->batch * sizeof(float));
-    if (!*latent) {
-        free(one);
+    if (!(*latent = malloc(per * o->batch * sizeof(float)))) {
         fprintf(stderr, "gen: out of memory\n");
         return 1;
     }
     for (int b = 0; b < o->batch; b++) memcpy(*latent + b * per, one, per * sizeof(float));
-    free(one);
     return 0;
 }
 
@@ -646,18 +650,27 @@ int main(int argc, char **argv)
     int f = kiln_vae_factor(m->vae.config);
     double t_loaded = now_s();
 
-    float *init_latent = NULL, *noise = NULL;
+    float *init_latent = NULL, *image_latent = NULL, *noise = NULL;
     kiln_inpaint inpaint = {0};
     bool inpaint_unet = m->info.variant == KILN_VARIANT_INPAINT;
+    bool pix2pix = m->info.variant == KILN_VARIANT_INSTRUCT_PIX2PIX;
     if (inpaint_unet && !o.mask && !o.outpaint_given) {
         fprintf(stderr, "gen: %s is an inpainting model: give it --init-image and --mask or --outpaint\n", model_name);
+        return 2;
+    }
+    if (pix2pix && (!o.init_image || o.mask || o.outpaint_given)) {
+        fprintf(stderr, "gen: %s is an InstructPix2Pix model: give it --init-image (the picture to edit) and no %s\n",
+                model_name, o.mask ? "--mask" : o.outpaint_given ? "--outpaint" : "mask");
         return 2;
     }
     if (o.mask || o.outpaint_given) {
         if ((rc = encode_inpaint(m, &o, &inpaint))) return rc;
         job.inpaint = &inpaint;
-    } else if (o.init_image && (rc = encode_init_image(m, &o, &init_latent))) {
-        return rc;
+    } else if (o.init_image) {
+        if ((rc = encode_init_image(m, &o, &image_latent))) return rc;
+        /* InstructPixToPixConditioning: the UNet gets the picture's latent; the sampling starts from an empty one */
+        if (pix2pix) job.edit_latent = image_latent;
+        else if ((rc = repeat_over_batch(m, &o, image_latent, &init_latent))) return rc;
     }
     if (o.width % f || o.height % f) {
         fprintf(stderr, "gen: --width/--height %dx%d: must be multiples of %d for this model\n", o.width, o.height, f);
@@ -711,7 +724,7 @@ int main(int argc, char **argv)
                          .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
-                         .inpaint_model = inpaint_unet,
+                         .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
                          .control_end = o.control_end, .version = KILN_VERSION};
@@ -755,6 +768,7 @@ int main(int argc, char **argv)
     free(decoded);
     free(noise);
     free(init_latent);
+    free(image_latent);
     free(hint);
     kiln_inpaint_free(&inpaint);
     kiln_controlnet_free(controlnet);

@@ -56,6 +56,8 @@ void parity_check_clip(const parity_fixture *fx, const char *golden_path)
 typedef struct unet_run {
     const kiln_model *m;
     kiln_st_file *goldens;
+    const char *prefix; /* of the golden's input and output names */
+    bool blocks;        /* compare every named block's output too */
     double tol;
     float *out;
     int probes;
@@ -79,34 +81,40 @@ static kiln_status unet_probe(void *ctx, const char *block, kiln_graph *g, const
     return KILN_OK;
 }
 
+static golden read_named(const unet_run *r, const char *name)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s%s", r->prefix, name);
+    return golden_read(r->goldens, key);
+}
+
 static kiln_status unet_fn(kiln_graph *g, void *ctx)
 {
     unet_run *r = ctx;
-    golden x = golden_read(r->goldens, "sample"), t = golden_read(r->goldens, "timesteps"),
-           c = golden_read(r->goldens, "encoder_hidden_states");
+    golden x = read_named(r, "sample"), t = read_named(r, "timesteps"), c = read_named(r, "encoder_hidden_states");
     tensor *xt, *tt, *ct, *eps;
     TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
     TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
     TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, NULL, unet_probe, r, &eps));
-    TRY(kiln_graph_output(g, eps, r->out, x.count * sizeof(float)));
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, NULL, r->blocks ? unet_probe : NULL, r, &eps));
+    TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
     golden_free(&x);
     golden_free(&t);
     golden_free(&c);
     return KILN_OK;
 }
 
-void parity_check_unet(const parity_fixture *fx, const char *golden_path)
+static void check_unet(const parity_fixture *fx, const char *golden_path, const char *prefix, bool blocks)
 {
     kiln_backend *be;
     kiln_model *m = load(fx, &be);
-    unet_run r = {m, golden_open(golden_path), fx->tol, NULL, 0};
-    golden want = golden_read(r.goldens, "noise_pred");
+    unet_run r = {m, golden_open(golden_path), prefix, blocks, fx->tol, NULL, 0};
+    golden want = read_named(&r, "noise_pred");
     r.out = calloc(want.count, sizeof(float));
     kiln_graph *g;
     assert_kiln_ok(kiln_graph_create(be, &g));
     assert_kiln_ok(kiln_graph_run(g, unet_fn, &r));
-    assert_true(r.probes >= 5);
+    if (blocks) assert_true(r.probes >= 5);
     assert_rel_l2_le(r.out, want.data, want.count, fx->tol);
     kiln_graph_free(g);
     free(r.out);
@@ -114,6 +122,13 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path)
     kiln_st_close(r.goldens);
     kiln_model_free(m);
     kiln_backend_free(be);
+}
+
+void parity_check_unet(const parity_fixture *fx, const char *golden_path) { check_unet(fx, golden_path, "", true); }
+
+void parity_check_unet_output(const parity_fixture *fx, const char *golden_path, const char *prefix)
+{
+    check_unet(fx, golden_path, prefix, false);
 }
 
 /* ---- ControlNet ---- */

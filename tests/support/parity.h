@@ -21,6 +21,9 @@ typedef struct parity_fixture {
 void parity_check_clip(const parity_fixture *fx, const char *golden_path);
 /* golden: sample, timesteps, encoder_hidden_states, noise_pred, x.<block> */
 void parity_check_unet(const parity_fixture *fx, const char *golden_path);
+/* The noise prediction alone, the golden's names after `prefix` ("unet9."):
+ * sample, timesteps, encoder_hidden_states, noise_pred. */
+void parity_check_unet_output(const parity_fixture *fx, const char *golden_path, const char *prefix);
 /* golden: sample, timesteps, encoder_hidden_states, hint, scale; residual.N,
  * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
  * controlnet_path absolute or under tests/data */
