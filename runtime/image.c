@@ -17,6 +17,7 @@
 #include <png.h>
 #include <utf8proc.h>
 
+#include "resample.h"
 #include "status.h"
 
 /* A file this large cannot hold a picture kiln accepts (the largest, raw,
@@ -653,15 +654,6 @@ void kiln_image_to_encoder_input(const kiln_image *img, float *x)
     for (size_t i = 0; i < (size_t)3 * img->height * img->width; i++) x[i] = x[i] * 2.0f - 1.0f;
 }
 
-/* torch's nearest-exact source index: floor((dst + 0.5) * in / out) in
- * float32, clamped to the last pixel. */
-static int nearest_exact(int dst, int in, int out)
-{
-    float scale = (float)in / (float)out;
-    int src = (int)floorf(((float)dst + 0.5f) * scale);
-    return src < in - 1 ? src : in - 1;
-}
-
 kiln_status kiln_image_resize_center(const kiln_image *img, int width, int height, kiln_image *out)
 {
     double old_aspect = (double)img->width / img->height, new_aspect = (double)width / height;
@@ -674,9 +666,9 @@ kiln_status kiln_image_resize_center(const kiln_image *img, int width, int heigh
                          height);
     TRY(kiln_image_alloc(out, width, height));
     for (int y = 0; y < height; y++) {
-        const uint8_t *row = img->pixels + (size_t)3 * img->width * (y0 + nearest_exact(y, ch, height));
+        const uint8_t *row = img->pixels + (size_t)3 * img->width * (y0 + kiln_nearest_exact_index(y, ch, height));
         for (int x = 0; x < width; x++)
-            memcpy(out->pixels + 3 * ((size_t)y * width + x), row + 3 * (x0 + nearest_exact(x, cw, width)), 3);
+            memcpy(out->pixels + 3 * ((size_t)y * width + x), row + 3 * (x0 + kiln_nearest_exact_index(x, cw, width)), 3);
     }
     return KILN_OK;
 }

@@ -6,32 +6,12 @@
 #include <string.h>
 
 #include "pipeline.h"
+#include "resample.h"
 #include "status.h"
-
-/* torch's upsample_bilinear2d (align_corners false) on one (sh, sw) plane:
- * each output pixel samples the source at (dst + 0.5) * scale - 0.5, clamped
- * at 0, between its two neighbours on each axis (float32 throughout). */
-static void bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw)
-{
-    float sy = (float)sh / (float)dh, sx = (float)sw / (float)dw;
-    for (int y = 0; y < dh; y++) {
-        float fy = fmaxf(((float)y + 0.5f) * sy - 0.5f, 0.0f);
-        int y0 = (int)fy, y1 = y0 + (y0 < sh - 1);
-        float ly = fy - (float)y0;
-        for (int x = 0; x < dw; x++) {
-            float fx = fmaxf(((float)x + 0.5f) * sx - 0.5f, 0.0f);
-            int x0 = (int)fx, x1 = x0 + (x0 < sw - 1);
-            float lx = fx - (float)x0;
-            dst[(size_t)y * dw + x] =
-                (1.0f - ly) * ((1.0f - lx) * src[(size_t)y0 * sw + x0] + lx * src[(size_t)y0 * sw + x1]) +
-                ly * ((1.0f - lx) * src[(size_t)y1 * sw + x0] + lx * src[(size_t)y1 * sw + x1]);
-        }
-    }
-}
 
 void kiln_inpaint_mask_resize(const kiln_inpaint *in, int h, int w, float *out)
 {
-    bilinear(in->noise_mask, in->mask_h, in->mask_w, out, h, w);
+    kiln_resample(in->noise_mask, 1, in->mask_h, in->mask_w, out, h, w, KILN_RESAMPLE_BILINEAR);
 }
 
 void kiln_inpaint_free(kiln_inpaint *in)
@@ -75,7 +55,7 @@ static kiln_status grey_out_and_grow(kiln_inpaint *in, int image_w, int image_h,
         free(grown);
         return out_of_memory();
     }
-    bilinear(in->noise_mask, in->mask_h, in->mask_w, part, image_h, image_w);
+    kiln_resample(in->noise_mask, 1, in->mask_h, in->mask_w, part, image_h, image_w, KILN_RESAMPLE_BILINEAR);
     for (int y = 0; y < H; y++) /* in place: each row moves towards the start */
         memmove(part + (size_t)y * W, part + (size_t)(y + y0) * image_w + x0, W * sizeof(float));
     for (int c = 0; c < 3; c++)

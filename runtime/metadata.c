@@ -80,6 +80,8 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
+    if (run->hires_scale && (run->init_image || !run->hires_method || run->hires_steps < 1))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hires fix needs txt2img, its method and steps");
     if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
     if (run->controlnet && !run->control_image)
@@ -239,11 +241,22 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
     /* A whole batch shares one seed (ComfyUI's noise), so the position is
      * needed to find an image again; A1111 used these fields before v1.0. */
     if (run->batch_size > 1) put_format(&b, ", Batch size: %d, Batch pos: %d", run->batch_size, batch_index);
-    if (run->init_image || run->denoise != 1.0) {
+    if (run->init_image || run->denoise != 1.0 || run->hires_scale) {
         put(&b, ", Denoising strength: ");
-        put_number(&b, run->denoise);
+        put_number(&b, run->hires_scale ? run->hires_denoise : run->denoise);
     }
     if (run->clip_skip > 1) put_format(&b, ", Clip skip: %d", run->clip_skip);
+    if (run->hires_scale) {
+        put(&b, ", Hires upscale: ");
+        put_number(&b, run->hires_scale);
+        if (run->hires_steps != run->steps) put_format(&b, ", Hires steps: %d", run->hires_steps);
+        put(&b, ", Hires upscaler: ");
+        put(&b, strcmp(run->hires_method, "bilinear") == 0 ? "Latent" : "Latent (");
+        if (strcmp(run->hires_method, "bilinear") != 0) {
+            put(&b, run->hires_method);
+            put(&b, ")");
+        }
+    }
     if (run->controlnet) {
         char *name = stem_name(run->controlnet);
         text_buf unit = {0};
@@ -319,6 +332,28 @@ static void add_number(graph *g, cJSON *inputs, const char *name, double value)
     check(g, cJSON_AddNumberToObject(inputs, name, value));
 }
 
+/* A KSampler node; `prompts` is the node giving both conditionings (Apply
+ * ControlNet's or InstructPixToPixConditioning's outputs 0 and 1), NULL for
+ * the text encoders "6" and "7". */
+static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int steps, double denoise,
+                         const char *model, const char *prompts, const char *latent, int latent_output)
+{
+    cJSON *in = add_node(g, id, "KSampler");
+    /* Seeds run to 2^64 - 1; a double would round them. */
+    char seed[24];
+    snprintf(seed, sizeof seed, "%" PRIu64, run->seed);
+    check(g, cJSON_AddRawToObject(in, "seed", seed));
+    add_number(g, in, "steps", steps);
+    add_number(g, in, "cfg", run->cfg);
+    add_string(g, in, "sampler_name", run->sampler);
+    add_string(g, in, "scheduler", run->scheduler);
+    add_number(g, in, "denoise", denoise);
+    add_link(g, in, "model", model, 0);
+    add_link(g, in, "positive", prompts ? prompts : "6", 0);
+    add_link(g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
+    add_link(g, in, "latent_image", latent, latent_output);
+}
+
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
 {
     *out = NULL;
@@ -350,21 +385,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    cJSON *in = add_node(&g, "3", "KSampler");
-    /* Seeds run to 2^64 - 1; a double would round them. */
-    char seed[24];
-    snprintf(seed, sizeof seed, "%" PRIu64, run->seed);
-    check(&g, cJSON_AddRawToObject(in, "seed", seed));
-    add_number(&g, in, "steps", run->steps);
-    add_number(&g, in, "cfg", run->cfg);
-    add_string(&g, in, "sampler_name", run->sampler);
-    add_string(&g, in, "scheduler", run->scheduler);
-    add_number(&g, in, "denoise", run->denoise);
-    add_link(&g, in, "model", model, 0);
-    /* Apply ControlNet's outputs are the two conditionings, in order */
-    add_link(&g, in, "positive", prompts ? prompts : "6", 0);
-    add_link(&g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
-    add_link(&g, in, "latent_image", latent, latent_output);
+    add_ksampler(&g, "3", run, run->steps, run->denoise, model, prompts, latent, latent_output);
+    cJSON *in;
 
     in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
     add_string(&g, in, "ckpt_name", base_name(run->model));
@@ -384,7 +406,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_link(&g, in, "clip", clip, clip_output);
 
     in = add_node(&g, "8", "VAEDecode");
-    add_link(&g, in, "samples", "3", 0);
+    add_link(&g, in, "samples", run->hires_scale ? "61" : "3", 0);
     add_link(&g, in, "vae", "4", 2);
 
     in = add_node(&g, "9", "SaveImage");
@@ -462,6 +484,14 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
             add_link(&g, in, "samples", masked, masked_output);
             add_number(&g, in, "amount", run->batch_size);
         }
+    }
+
+    if (run->hires_scale) {
+        in = add_node(&g, "60", "LatentUpscaleBy");
+        add_string(&g, in, "upscale_method", run->hires_method);
+        add_number(&g, in, "scale_by", run->hires_scale);
+        add_link(&g, in, "samples", "3", 0);
+        add_ksampler(&g, "61", run, run->hires_steps, run->hires_denoise, model, prompts, "60", 0);
     }
 
     char *json = g.failed ? NULL : cJSON_PrintUnformatted(g.root);

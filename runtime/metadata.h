@@ -38,6 +38,10 @@ typedef struct kiln_run_info {
     const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
     const char *control_image; /* its hint image's path */
     double control_strength, control_start, control_end;
+    double hires_scale;     /* hires fix: LatentUpscaleBy's scale then a second KSampler; 0 for none */
+    int hires_steps;
+    double hires_denoise;
+    const char *hires_method; /* ComfyUI's upscale_method: "nearest-exact", "bilinear", "bicubic" */
     const char *version;    /* kiln's version, "0.1.0" */
 } kiln_run_info;
 
@@ -54,7 +58,11 @@ typedef struct kiln_run_info {
  * when the strengths differ), NAME the file name without extension. A
  * ControlNet is recorded as A1111's ControlNet extension does, "ControlNet 0:
  * "Module: none, Model: NAME, Weight: S, Resize Mode: Crop and Resize,
- * Guidance Start: P, Guidance End: P"" after the size. Values holding ',',
+ * Guidance Start: P, Guidance End: P"" after the size. A hires fix is
+ * A1111's: "Denoising strength" its denoise, then "Hires upscale", "Hires
+ * steps" (when not the first pass's) and "Hires upscaler" ("Latent" for
+ * bilinear, "Latent (nearest-exact)", "Latent (bicubic)"); Size is the
+ * first pass's. Values holding ',',
  * ':' or a newline are JSON-quoted, as A1111 does. *out is malloc'd; free() it. */
 kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, char **out);
 
@@ -73,7 +81,8 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * encoder its picture and "51"/"52" their mask in place of "50"; with an
  * InstructPix2Pix model, "54" InstructPixToPixConditioning between the
  * conditionings and KSampler, giving it the prompts and the empty latent
- * (no "12"). Links are
+ * (no "12"); a hires fix, "60" LatentUpscaleBy after "3" and "61" KSampler
+ * after it, which VAEDecode takes. Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

@@ -19,6 +19,8 @@
 #include "inpaint.h"
 #include "tiny_variants.h"
 #include "pipeline.h"
+#include "resample.h"
+#include "tokenizer.h"
 
 static char tmpdir[] = "/tmp/kiln-gen-XXXXXX";
 
@@ -421,6 +423,54 @@ static void pix2pix_run(void **state)
     free(latent[1]);
 }
 
+/* gen --hires-scale is the plain run's latent, upscaled as LatentUpscaleBy
+ * (test_resample checks that against torch), sampled again from the same
+ * seed at the hires denoise and steps: here the second KSampler is called
+ * directly on gen's first-pass latent. */
+static void hires_run(void **state)
+{
+    (void)state;
+    size_t count[2];
+    float *first = gen_latent("hires0", "", &count[0]);
+    float *hires = gen_latent("hires1", "--hires-scale 1.5 --hires-steps 2 --hires-denoise 0.6 --hires-method bilinear",
+                              &count[1]);
+    assert_int_equal(count[0], 4 * 8 * 8);
+    assert_int_equal(count[1], 4 * 12 * 12);
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", 1, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 1, &neg));
+    float *upscaled, *want;
+    int h, w;
+    assert_kiln_ok(kiln_latent_upscale_by(first, 4, 8, 8, 1.5, KILN_RESAMPLE_BILINEAR, &upscaled, &h, &w));
+    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 2,
+                             .cfg = 7.0f, .denoise = 0.6, .seed = 5, .batch = 1, .latent_h = h, .latent_w = w,
+                             .init_latent = upscaled};
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
+    assert_rel_l2_le(hires, want, count[1], 1e-6);
+    char path[4096], text[16384];
+    kiln_image out;
+    snprintf(path, sizeof path, "%s/hires1.png", tmpdir);
+    assert_kiln_ok(kiln_image_load(path, &out));
+    assert_int_equal(out.width, 24);
+    assert_int_equal(out.height, 24);
+    read_png_text(path, "parameters", text, sizeof text);
+    assert_non_null(strstr(text, "Size: 16x16, Model: sd15_tiny_ldm_fp32, Denoising strength: 0.6, Hires upscale: 1.5, "
+                                 "Hires steps: 2, Hires upscaler: Latent,"));
+    kiln_image_free(&out);
+    free(want), free(upscaled), free(first), free(hires);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
 static void vae_encode_matches_comfyui(void **state)
 {
@@ -463,6 +513,7 @@ int main(void)
         cmocka_unit_test(inpaint_model_run),
         cmocka_unit_test(outpaint_run),
         cmocka_unit_test(pix2pix_run),
+        cmocka_unit_test(hires_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

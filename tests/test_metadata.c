@@ -183,6 +183,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"SetLatentNoiseMask", {"LATENT"}},
     {"ImagePadForOutpaint", {"IMAGE", "MASK"}},
     {"InstructPixToPixConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
+    {"LatentUpscaleBy", {"LATENT"}},
     {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
 };
 
@@ -558,6 +559,47 @@ static void pix2pix_recorded(void **state)
     assert_non_null(strstr(kiln_last_error(), "InstructPix2Pix takes a picture and no mask"));
 }
 
+/* A hires fix as A1111 writes it (the first pass's size; steps only when
+ * they differ) and as ComfyUI's two-pass workflow: LatentUpscaleBy after
+ * the first KSampler, a second KSampler with the same prompts and seed,
+ * VAEDecode after it. */
+static void hires_fix_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    run.hires_scale = 1.5, run.hires_steps = 12, run.hires_denoise = 0.55, run.hires_method = "nearest-exact";
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, Denoising strength: 0.55, Hires upscale: 1.5, Hires steps: 12, "
+                      "Hires upscaler: Latent (nearest-exact), RNG: CPU, Version: kiln 0.1.0");
+    run.hires_steps = 20, run.hires_method = "bilinear";
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, Denoising strength: 0.55, Hires upscale: 1.5, "
+                      "Hires upscaler: Latent, RNG: CPU, Version: kiln 0.1.0");
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 60 61 ");
+    const cJSON *in = inputs_of(root, "60", "LatentUpscaleBy");
+    assert_string_equal(string_input(in, "upscale_method"), "bilinear");
+    assert_true(number_input(in, "scale_by") == 1.5);
+    assert_link(in, "samples", "3", 0);
+    in = inputs_of(root, "61", "KSampler");
+    assert_link(in, "latent_image", "60", 0);
+    assert_link(in, "positive", "6", 0);
+    assert_link(in, "negative", "7", 0);
+    assert_true(number_input(in, "steps") == 20 && number_input(in, "denoise") == 0.55);
+    assert_link(inputs_of(root, "8", "VAEDecode"), "samples", "61", 0);
+    cJSON_Delete(root);
+    free(json);
+    run.init_image = "in.png";
+    assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "a hires fix needs txt2img"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -573,6 +615,7 @@ int main(void)
         cmocka_unit_test(inpainting_recorded),
         cmocka_unit_test(outpainting_recorded),
         cmocka_unit_test(pix2pix_recorded),
+        cmocka_unit_test(hires_fix_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

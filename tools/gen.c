@@ -22,6 +22,7 @@
 #include "inpaint.h"
 #include "metadata.h"
 #include "pipeline.h"
+#include "resample.h"
 #include "status.h"
 #include "tokenizer.h"
 
@@ -34,6 +35,10 @@ typedef struct gen_options {
     const char *controlnet, *control_image, *mask;
     kiln_outpaint outpaint;
     bool outpaint_given, feathering_given;
+    double hires_scale, hires_denoise; /* hires fix: 0 for none */
+    int hires_steps;                   /* 0: --steps */
+    kiln_resample_method hires_method;
+    bool hires_denoise_given, hires_method_given;
     double control_strength, control_start, control_end;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
@@ -86,6 +91,10 @@ static void usage(FILE *to)
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
             "                         and bottom (one number: every side) and paint the new part\n"
             "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
+            "  --hires-scale S        hires fix: upscale the latent by S (LatentUpscaleBy) and sample again\n"
+            "  --hires-denoise D      the second pass's denoise (default 0.5)\n"
+            "  --hires-steps N        the second pass's steps (default: --steps)\n"
+            "  --hires-method NAME    nearest-exact (default), bilinear or bicubic\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
@@ -197,9 +206,10 @@ static int parse(int argc, char **argv, gen_options *o)
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
-                       .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING};
+                       .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
-           O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -216,6 +226,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
         {"mask", required_argument, 0, O_MASK},       {"outpaint", required_argument, 0, O_OUTPAINT},
         {"feathering", required_argument, 0, O_FEATHERING},
+        {"hires-scale", required_argument, 0, O_HIRES_SCALE}, {"hires-denoise", required_argument, 0, O_HIRES_DENOISE},
+        {"hires-steps", required_argument, 0, O_HIRES_STEPS}, {"hires-method", required_argument, 0, O_HIRES_METHOD},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
@@ -287,6 +299,22 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag("--feathering", optarg, "must be 0..8192 pixels");
             o->feathering_given = true;
             break;
+        case O_HIRES_SCALE:
+            if (!parse_double(optarg, 0.1, 8, &o->hires_scale)) return bad_flag("--hires-scale", optarg, "must be 0.1..8");
+            break;
+        case O_HIRES_DENOISE:
+            if (!parse_double(optarg, 1e-4, 1, &o->hires_denoise))
+                return bad_flag("--hires-denoise", optarg, "must be in (0, 1]");
+            o->hires_denoise_given = true;
+            break;
+        case O_HIRES_STEPS:
+            if (!parse_int(optarg, 1, 10000, &o->hires_steps)) return bad_flag("--hires-steps", optarg, "must be 1..10000");
+            break;
+        case O_HIRES_METHOD:
+            if (!kiln_resample_from_name(optarg, &o->hires_method))
+                return bad_flag("--hires-method", optarg, "must be nearest-exact, bilinear or bicubic");
+            o->hires_method_given = true;
+            break;
         case O_CONTROLNET: o->controlnet = optarg; break;
         case O_CONTROL_IMAGE: o->control_image = optarg; break;
         case O_CONTROL_STRENGTH:
@@ -342,6 +370,15 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --outpaint makes its own mask: give --mask or --outpaint, not both\n");
         return 2;
     }
+    if ((o->hires_steps || o->hires_denoise_given || o->hires_method_given) && !o->hires_scale) {
+        fprintf(stderr, "gen: --hires-steps, --hires-denoise and --hires-method need --hires-scale\n");
+        return 2;
+    }
+    if (o->hires_scale && o->init_image) {
+        fprintf(stderr, "gen: --hires-scale is for txt2img: not with --init-image\n");
+        return 2;
+    }
+    if (!o->hires_steps) o->hires_steps = o->steps;
     if (o->feathering_given && !o->outpaint_given) {
         fprintf(stderr, "gen: --feathering needs --outpaint\n");
         return 2;
@@ -609,6 +646,44 @@ static int repeat_over_batch(const kiln_model *m, const gen_options *o, const fl
     return 0;
 }
 
+/* The hires fix's second pass, as LatentUpscaleBy and a second KSampler
+ * with the same prompts, seed and sampler: the latent upscaled, then sampled
+ * from at the hires denoise (a ControlNet's hint fitted to the new size). */
+static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *job, kiln_control *control,
+                      const kiln_conditioning *pos, const kiln_conditioning *neg, float **latent)
+{
+    int C = m->unet.config->out_channels, f = kiln_vae_factor(m->vae.config), h, w;
+    float *upscaled, *hint = NULL;
+    if (kiln_latent_upscale_by(*latent, o->batch * C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
+                               &upscaled, &h, &w) != KILN_OK)
+        return fail("--hires-scale");
+    fprintf(stderr, "gen: hires fix: %dx%d -> %dx%d, %d steps at denoise %g\n", o->width, o->height, w * f, h * f,
+            o->hires_steps, o->hires_denoise);
+    free(*latent);
+    *latent = NULL;
+    if (job->control) {
+        kiln_image img;
+        if (kiln_image_load(o->control_image, &img) != KILN_OK) return fail("--control-image");
+        kiln_status st = kiln_control_hint(&img, h, w, &hint);
+        kiln_image_free(&img);
+        if (st != KILN_OK) return fail("--control-image");
+        control->hint = hint;
+    }
+    job->steps = o->hires_steps;
+    job->denoise = o->hires_denoise;
+    job->init_latent = upscaled;
+    job->noise = NULL; /* --init-noise is the first pass's; this one draws from the seed, as KSampler does */
+    job->latent_h = h, job->latent_w = w;
+    ((progress *)job->progress_ctx)->start = now_s();
+    kiln_status st = kiln_ksample(m, job, pos, neg, latent);
+    free(upscaled);
+    free(hint);
+    control->hint = NULL;
+    if (st != KILN_OK) return fail("sampling (hires fix)");
+    o->width = w * f, o->height = h * f;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     gen_options o;
@@ -708,6 +783,9 @@ int main(int argc, char **argv)
     job.progress_ctx = &prog;
     float *latent = NULL, *decoded = NULL;
     if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
+    const int first_width = o.width, first_height = o.height;
+    if (o.hires_scale && (rc = hires_pass(m, &o, &job, &control, &pos, &neg, &latent))) return rc;
+    latent_shape[2] = job.latent_h, latent_shape[3] = job.latent_w;
     double t_sampled = now_s();
     if (kiln_vae_decode_latent(m, latent, o.batch, job.latent_h, job.latent_w, &decoded) != KILN_OK)
         return fail("VAE decode");
@@ -721,13 +799,16 @@ int main(int argc, char **argv)
 
     kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
-                         .width = o.width, .height = o.height, .batch_size = o.batch, .clip_skip = o.clip_skip,
+                         .width = first_width, .height = first_height, .batch_size = o.batch,
+                         .clip_skip = o.clip_skip,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
-                         .control_end = o.control_end, .version = KILN_VERSION};
+                         .control_end = o.control_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
+                         .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
+                         .version = KILN_VERSION};
     char *workflow;
     if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
     char names[KILN_MAX_BATCH][4096];
@@ -758,7 +839,8 @@ int main(int argc, char **argv)
                "\"compute\":\"%s\",\"load_s\":%.3f,\"text_encoder_s\":%.3f,\"sampling_s\":%.3f,\"it_per_s\":%.3f,\"vae_decode_s\":%.3f,"
                "\"total_s\":%.3f}\n",
                o.seed, o.width, o.height, o.steps, be->name, kiln_dtype_name(be->compute), t_loaded - t_start, t_text - t_loaded,
-               t_sampled - t_text, o.steps / (t_sampled - t_text), t_decoded - t_sampled, t_end - t_start);
+               t_sampled - t_text, (o.steps + (o.hires_scale ? o.hires_steps : 0)) / (t_sampled - t_text),
+               t_decoded - t_sampled, t_end - t_start);
     } else {
         fprintf(stderr, "gen: wrote %s%s (seed %" PRIu64 ", %.1fs)\n", names[0], o.batch > 1 ? " ..." : "", o.seed,
                 t_end - t_start);

@@ -140,6 +140,12 @@ expect_refused "feathering without outpaint" "--feathering needs --outpaint" --o
     --init-image "$img" --feathering 10
 expect_refused "feathering negative" "--feathering -1: must be 0..8192" --output "$tmp/out.png" \
     --init-image "$img" --outpaint 8 --feathering -1
+expect_refused "hires flag without a scale" "need --hires-scale" --output "$tmp/out.png" --hires-denoise 0.4
+expect_refused "hires on img2img" "--hires-scale is for txt2img" --output "$tmp/out.png" --init-image "$img" \
+    --hires-scale 2
+expect_refused "hires scale too large" "--hires-scale 9: must be 0.1..8" --output "$tmp/out.png" --hires-scale 9
+expect_refused "hires method unknown" "--hires-method lanczos: must be nearest-exact, bilinear or bicubic" \
+    --output "$tmp/out.png" --hires-scale 2 --hires-method lanczos
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 

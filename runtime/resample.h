@@ -1,0 +1,34 @@
+/* Resizing planes of floats as torch.nn.functional.interpolate does without
+ * align_corners or antialiasing, the way ComfyUI's common_upscale calls it
+ * for latents and masks; and LatentUpscaleBy on top of it. */
+#ifndef KILN_RESAMPLE_H
+#define KILN_RESAMPLE_H
+
+#include <stdbool.h>
+
+#include "status.h"
+
+typedef enum kiln_resample_method {
+    KILN_RESAMPLE_NEAREST_EXACT, /* the source pixel under each target pixel's centre */
+    KILN_RESAMPLE_BILINEAR,      /* two neighbours per axis */
+    KILN_RESAMPLE_BICUBIC,       /* four neighbours per axis, Keys' kernel with a = -0.75, edges clamped */
+} kiln_resample_method;
+
+/* ComfyUI's name ("nearest-exact", "bilinear", "bicubic"); false for others. */
+bool kiln_resample_from_name(const char *name, kiln_resample_method *out);
+const char *kiln_resample_name(kiln_resample_method m);
+
+/* torch's nearest-exact source index of target index `dst` (out targets
+ * over in sources): floor((dst + 0.5) * in / out), the scale in float32. */
+int kiln_nearest_exact_index(int dst, int in, int out);
+
+/* `planes` planes of (sh, sw) to (dh, dw), float32 arithmetic as torch's
+ * CPU kernels. */
+void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw, kiln_resample_method m);
+
+/* LatentUpscaleBy: the latent's (h, w) times `scale`, each rounded half to
+ * even (Python's round), resized with `m`; *out is malloc'd. */
+kiln_status kiln_latent_upscale_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
+                                   float **out, int *out_h, int *out_w);
+
+#endif
