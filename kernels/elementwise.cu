@@ -20,6 +20,10 @@ struct scale_op {
     float s;
     __device__ float operator()(float v) const { return v * s; }
 };
+struct leaky_relu_op {
+    float slope;
+    __device__ float operator()(float v) const { return v >= 0.0f ? v : v * slope; }
+};
 struct add_op { __device__ float operator()(float a, float b) const { return a + b; } };
 struct mul_op { __device__ float operator()(float a, float b) const { return a * b; } };
 
@@ -206,6 +210,12 @@ extern "C" kiln_status cuda_scale(kiln_backend *be, const kiln_scale_params *p, 
                                   kiln_tensor *dst)
 {
     return launch_unary(be, src, dst, p->n, scale_op{p->s});
+}
+
+extern "C" kiln_status cuda_leaky_relu(kiln_backend *be, const kiln_leaky_relu_params *p,
+                                       const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, leaky_relu_op{p->slope});
 }
 
 extern "C" kiln_status cuda_add(kiln_backend *be, const kiln_add_params *p, const kiln_tensor *const *src,

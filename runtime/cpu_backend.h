@@ -58,6 +58,7 @@ void cpu_geglu(cpu_state *s, const kiln_geglu_params *p, const float *x, float *
 void cpu_add(cpu_state *s, const kiln_add_params *p, const float *a, const float *b, float *y);
 void cpu_mul(cpu_state *s, const kiln_mul_params *p, const float *a, const float *b, float *y);
 void cpu_scale(cpu_state *s, const kiln_scale_params *p, const float *a, float *y);
+void cpu_leaky_relu(cpu_state *s, const kiln_leaky_relu_params *p, const float *x, float *y);
 void cpu_add_channel_bias(cpu_state *s, const kiln_add_channel_bias_params *p, const float *x, const float *b,
                           float *y);
 void cpu_concat_channels(cpu_state *s, const kiln_concat_channels_params *p, const float *a, const float *b,

@@ -63,6 +63,12 @@ static void scale_span(const span_job *j, size_t i0, size_t i1)
     for (size_t i = i0; i < i1; i++) j->y[i] = j->a[i] * s;
 }
 
+static void leaky_relu_span(const span_job *j, size_t i0, size_t i1)
+{
+    float slope = ((const kiln_leaky_relu_params *)j->p)->slope;
+    for (size_t i = i0; i < i1; i++) j->y[i] = j->a[i] >= 0.0f ? j->a[i] : j->a[i] * slope;
+}
+
 void cpu_silu(cpu_state *s, const kiln_silu_params *p, const float *x, float *y)
 {
     parallel_spans(s, &(span_job){silu_span, p, x, NULL, y}, (size_t)p->n, 1);
@@ -91,6 +97,11 @@ void cpu_mul(cpu_state *s, const kiln_mul_params *p, const float *a, const float
 void cpu_scale(cpu_state *s, const kiln_scale_params *p, const float *a, float *y)
 {
     parallel_spans(s, &(span_job){scale_span, p, a, NULL, y}, (size_t)p->n, 1);
+}
+
+void cpu_leaky_relu(cpu_state *s, const kiln_leaky_relu_params *p, const float *x, float *y)
+{
+    parallel_spans(s, &(span_job){leaky_relu_span, p, x, NULL, y}, (size_t)p->n, 1);
 }
 
 // rows of x (M,2N): the value half first, the gate half second

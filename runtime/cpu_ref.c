@@ -170,6 +170,11 @@ void cpu_ref_scale(const kiln_scale_params *p, const float *a, float *y)
     for (int i = 0; i < p->n; i++) y[i] = a[i] * p->s;
 }
 
+void cpu_ref_leaky_relu(const kiln_leaky_relu_params *p, const float *x, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = x[i] >= 0.0f ? x[i] : x[i] * p->slope;
+}
+
 void cpu_ref_add_channel_bias(const kiln_add_channel_bias_params *p, const float *x, const float *b, float *y)
 {
     for (int n = 0; n < p->N; n++)

@@ -29,6 +29,7 @@ void cpu_ref_geglu(const kiln_geglu_params *p, const float *x, float *y);
 void cpu_ref_add(const kiln_add_params *p, const float *a, const float *b, float *y);
 void cpu_ref_mul(const kiln_mul_params *p, const float *a, const float *b, float *y);
 void cpu_ref_scale(const kiln_scale_params *p, const float *a, float *y);
+void cpu_ref_leaky_relu(const kiln_leaky_relu_params *p, const float *x, float *y);
 void cpu_ref_add_channel_bias(const kiln_add_channel_bias_params *p, const float *x, const float *b, float *y);
 void cpu_ref_concat_channels(const kiln_concat_channels_params *p, const float *a, const float *b, float *y);
 void cpu_ref_pad2d(const kiln_pad2d_params *p, const float *x, float *y);

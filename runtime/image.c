@@ -631,14 +631,26 @@ kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_
 
 /* ---- Tensor conversions -------------------------------------------------- */
 
-kiln_status kiln_image_from_decoded(const float *x, int height, int width, kiln_image *out)
+static kiln_status from_planes(const float *x, int height, int width, bool decoded, kiln_image *out)
 {
     TRY(kiln_image_alloc(out, width, height));
     size_t plane = (size_t)height * (size_t)width;
     for (int c = 0; c < 3; c++)
-        for (size_t i = 0; i < plane; i++)
-            out->pixels[3 * i + c] = kiln_image_u8_from_unit(kiln_image_unit_from_decoded(x[c * plane + i]));
+        for (size_t i = 0; i < plane; i++) {
+            float v = x[c * plane + i];
+            out->pixels[3 * i + c] = kiln_image_u8_from_unit(decoded ? kiln_image_unit_from_decoded(v) : v);
+        }
     return KILN_OK;
+}
+
+kiln_status kiln_image_from_decoded(const float *x, int height, int width, kiln_image *out)
+{
+    return from_planes(x, height, width, true, out);
+}
+
+kiln_status kiln_image_from_unit(const float *x, int height, int width, kiln_image *out)
+{
+    return from_planes(x, height, width, false, out);
 }
 
 void kiln_image_to_unit(const kiln_image *img, float *x)

@@ -95,6 +95,9 @@ static inline uint8_t kiln_image_u8_from_unit(float v)
 /* One image of a VAE decoder output, x (3, H, W) in [-1, 1], to pixels by
  * the two rules above. For image n of a batch pass x + n * 3 * H * W. */
 kiln_status kiln_image_from_decoded(const float *x, int height, int width, kiln_image *out);
+/* The same from ComfyUI's IMAGE, x (3, H, W) in [0, 1] (an upscale model's
+ * output): SaveImage's rule alone. */
+kiln_status kiln_image_from_unit(const float *x, int height, int width, kiln_image *out);
 
 /* Pixels to ComfyUI's IMAGE, x (3, H, W) in [0, 1]: u8 / 255 in float32, as
  * LoadImage computes it. */

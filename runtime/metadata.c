@@ -274,6 +274,13 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
         free(name);
         free(unit.data);
     }
+    if (run->upscale_model) {
+        char *name = stem_name(run->upscale_model);
+        put_format(&b, ", Postprocess upscale by: %d, Postprocess upscaler: ", run->upscale_by);
+        put_value(&b, name ? name : "");
+        b.failed |= !name;
+        free(name);
+    }
     put(&b, ", RNG: CPU, Version: ");
     char version[128];
     snprintf(version, sizeof version, "kiln %s", run->version);
@@ -411,7 +418,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
 
     in = add_node(&g, "9", "SaveImage");
     add_string(&g, in, "filename_prefix", "kiln");
-    add_link(&g, in, "images", "8", 0);
+    add_link(&g, in, "images", run->upscale_model ? "71" : "8", 0);
 
     if (run->clip_skip > 1) {
         in = add_node(&g, "10", "CLIPSetLastLayer");
@@ -486,6 +493,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         }
     }
 
+    if (run->upscale_model) {
+        in = add_node(&g, "70", "UpscaleModelLoader");
+        add_string(&g, in, "model_name", base_name(run->upscale_model));
+        in = add_node(&g, "71", "ImageUpscaleWithModel");
+        add_link(&g, in, "upscale_model", "70", 0);
+        add_link(&g, in, "image", "8", 0);
+    }
     if (run->hires_scale) {
         in = add_node(&g, "60", "LatentUpscaleBy");
         add_string(&g, in, "upscale_method", run->hires_method);

@@ -42,6 +42,8 @@ typedef struct kiln_run_info {
     int hires_steps;
     double hires_denoise;
     const char *hires_method; /* ComfyUI's upscale_method: "nearest-exact", "bilinear", "bicubic" */
+    const char *upscale_model; /* ImageUpscaleWithModel after decoding: the model's path, NULL for none */
+    int upscale_by;            /* its scale */
     const char *version;    /* kiln's version, "0.1.0" */
 } kiln_run_info;
 
@@ -62,7 +64,8 @@ typedef struct kiln_run_info {
  * A1111's: "Denoising strength" its denoise, then "Hires upscale", "Hires
  * steps" (when not the first pass's) and "Hires upscaler" ("Latent" for
  * bilinear, "Latent (nearest-exact)", "Latent (bicubic)"); Size is the
- * first pass's. Values holding ',',
+ * first pass's. An upscale model is A1111's Extras: "Postprocess upscale
+ * by: S, Postprocess upscaler: NAME" at the end. Values holding ',',
  * ':' or a newline are JSON-quoted, as A1111 does. *out is malloc'd; free() it. */
 kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, char **out);
 
@@ -82,7 +85,9 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * InstructPix2Pix model, "54" InstructPixToPixConditioning between the
  * conditionings and KSampler, giving it the prompts and the empty latent
  * (no "12"); a hires fix, "60" LatentUpscaleBy after "3" and "61" KSampler
- * after it, which VAEDecode takes. Links are
+ * after it, which VAEDecode takes; an upscale model, "70"
+ * UpscaleModelLoader and "71" ImageUpscaleWithModel between VAEDecode and
+ * SaveImage. Links are
  * ["node id", output index]. The seed is written as an exact integer.
  * *out is malloc'd; free() it. */
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out);

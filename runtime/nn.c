@@ -86,6 +86,13 @@ kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y)
     return kiln_run_silu(g, &(kiln_silu_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_leaky_relu(kiln_graph *g, const tensor *x, float slope, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_leaky_relu(g, &(kiln_leaky_relu_params){(int32_t)kiln_tensor_numel(x), slope},
+                               (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y)
 {
     TRY(new_like(g, x, y));

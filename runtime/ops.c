@@ -146,6 +146,12 @@ kiln_status kiln_check_scale(const kiln_scale_params *p, const kiln_tensor *cons
     return check_unary("scale", p->n, src, dst);
 }
 
+kiln_status kiln_check_leaky_relu(const kiln_leaky_relu_params *p, const kiln_tensor *const *src,
+                                  const kiln_tensor *dst)
+{
+    return check_unary("leaky_relu", p->n, src, dst);
+}
+
 kiln_status kiln_check_geglu(const kiln_geglu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "geglu";

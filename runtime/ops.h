@@ -44,6 +44,7 @@ typedef struct kiln_geglu_params { int32_t M, N; } kiln_geglu_params;
 typedef struct kiln_add_params { int32_t n; } kiln_add_params;
 typedef struct kiln_mul_params { int32_t n; } kiln_mul_params;
 typedef struct kiln_scale_params { int32_t n; float s; } kiln_scale_params;
+typedef struct kiln_leaky_relu_params { int32_t n; float slope; } kiln_leaky_relu_params;
 typedef struct kiln_add_channel_bias_params { int32_t N, C, HW; } kiln_add_channel_bias_params;
 typedef struct kiln_concat_channels_params { int32_t N, Ca, Cb, HW; } kiln_concat_channels_params;
 /* The VAE encoder's downsampling pads only bottom and right before a stride-2 conv. */

@@ -715,7 +715,8 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
     return run(be, KILN_VK_SHADER_SOFTMAX, &push, sizeof push, g[0], g[1], g[2], src, 1, dst);
 }
 
-/* unary.comp: x, y and the op's params (n, and s for scale). */
+/* unary.comp: x, y and the op's params (n, and s for scale, slope for
+ * leaky_relu). */
 #define UNARY_OP(name, shader)                                                                   \
     typedef struct name##_push {                                                                 \
         VkDeviceAddress x, y;                                                                    \
@@ -733,6 +734,7 @@ UNARY_OP(silu, KILN_VK_SHADER_SILU)
 UNARY_OP(gelu, KILN_VK_SHADER_GELU)
 UNARY_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU)
 UNARY_OP(scale, KILN_VK_SHADER_SCALE)
+UNARY_OP(leaky_relu, KILN_VK_SHADER_LEAKY_RELU)
 
 /* binary.comp */
 #define BINARY_OP(name, shader)                                                                  \

@@ -5,13 +5,13 @@
 #include "elementwise.glsl"
 
 // x (n) -> y (n) for one pointwise op, chosen per variant: OP_SILU, OP_GELU,
-// OP_QUICK_GELU or OP_SCALE. y may be x.
+// OP_QUICK_GELU, OP_SCALE or OP_LEAKY_RELU. y may be x.
 layout(push_constant) uniform unary_push {
     f32_ref x;
     f32_ref y;
     int n; // kiln_<op>_params.n
-#ifdef OP_SCALE
-    float s; // kiln_scale_params.s
+#if defined(OP_SCALE) || defined(OP_LEAKY_RELU)
+    float s; // kiln_scale_params.s, kiln_leaky_relu_params.slope
 #endif
 } pc;
 
@@ -25,6 +25,8 @@ float op(float v)
     return quick_gelu(v);
 #elif defined(OP_SCALE)
     return v * pc.s;
+#elif defined(OP_LEAKY_RELU)
+    return v >= 0.0 ? v : v * pc.s;
 #endif
 }
 

@@ -20,6 +20,7 @@
 #include "tiny_variants.h"
 #include "pipeline.h"
 #include "resample.h"
+#include "esrgan.h"
 #include "tokenizer.h"
 
 static char tmpdir[] = "/tmp/kiln-gen-XXXXXX";
@@ -471,6 +472,44 @@ static void hires_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen --upscale-model: the picture gen decodes, through ImageUpscaleWithModel
+ * (test_upscale checks that against spandrel), saved 4x as large; here the
+ * same steps from gen's own latent, to the byte. */
+static void upscale_run(void **state)
+{
+    (void)state;
+    char flags[1024];
+    snprintf(flags, sizeof flags, "--upscale-model %s/upscale/rrdb_basicsr.safetensors", KILN_TEST_DATA);
+    size_t count;
+    float *latent = gen_latent("upscaled", flags, &count);
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_upscaler *u;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
+    assert_kiln_ok(kiln_upscaler_load(KILN_TEST_DATA "/upscale/rrdb_basicsr.safetensors", be, &u));
+    float *decoded, *up;
+    assert_kiln_ok(kiln_vae_decode_latent(m, latent, 1, 8, 8, &decoded));
+    for (int i = 0; i < 3 * 16 * 16; i++) decoded[i] = kiln_image_unit_from_decoded(decoded[i]);
+    assert_kiln_ok(kiln_upscale_image(u, decoded, 16, 16, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up));
+    kiln_image want, have;
+    assert_kiln_ok(kiln_image_from_unit(up, 64, 64, &want));
+    char path[4096], text[16384];
+    snprintf(path, sizeof path, "%s/upscaled.png", tmpdir);
+    assert_kiln_ok(kiln_image_load(path, &have));
+    assert_int_equal(have.width, 64);
+    assert_int_equal(have.height, 64);
+    assert_memory_equal(have.pixels, want.pixels, (size_t)3 * 64 * 64);
+    read_png_text(path, "parameters", text, sizeof text);
+    assert_non_null(strstr(text, "Postprocess upscale by: 4, Postprocess upscaler: rrdb_basicsr"));
+    kiln_image_free(&want);
+    kiln_image_free(&have);
+    free(up), free(decoded), free(latent);
+    kiln_upscaler_free(u);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* ComfyUI's VAEEncode of its img2img test images gives the recorded latents. */
 static void vae_encode_matches_comfyui(void **state)
 {
@@ -514,6 +553,7 @@ int main(void)
         cmocka_unit_test(outpaint_run),
         cmocka_unit_test(pix2pix_run),
         cmocka_unit_test(hires_run),
+        cmocka_unit_test(upscale_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -184,6 +184,8 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"ImagePadForOutpaint", {"IMAGE", "MASK"}},
     {"InstructPixToPixConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
     {"LatentUpscaleBy", {"LATENT"}},
+    {"UpscaleModelLoader", {"UPSCALE_MODEL"}},
+    {"ImageUpscaleWithModel", {"IMAGE"}},
     {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
 };
 
@@ -191,6 +193,7 @@ static const struct { const char *input, *type; } input_types[] = {
     {"model", "MODEL"},    {"clip", "CLIP"},     {"positive", "CONDITIONING"}, {"negative", "CONDITIONING"},
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
     {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
+    {"upscale_model", "UPSCALE_MODEL"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -600,6 +603,32 @@ static void hires_fix_recorded(void **state)
     assert_non_null(strstr(kiln_last_error(), "a hires fix needs txt2img"));
 }
 
+/* An upscale model: A1111's Extras fields, and UpscaleModelLoader and
+ * ImageUpscaleWithModel between VAEDecode and SaveImage. */
+static void upscale_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    run.upscale_model = "/models/upscale_models/4x-UltraSharp.safetensors";
+    run.upscale_by = 4;
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, Postprocess upscale by: 4, Postprocess upscaler: 4x-UltraSharp, "
+                      "RNG: CPU, Version: kiln 0.1.0");
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 70 71 ");
+    assert_string_equal(string_input(inputs_of(root, "70", "UpscaleModelLoader"), "model_name"),
+                        "4x-UltraSharp.safetensors");
+    const cJSON *in = inputs_of(root, "71", "ImageUpscaleWithModel");
+    assert_link(in, "upscale_model", "70", 0);
+    assert_link(in, "image", "8", 0);
+    assert_link(inputs_of(root, "9", "SaveImage"), "images", "71", 0);
+    cJSON_Delete(root);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +645,7 @@ int main(void)
         cmocka_unit_test(outpainting_recorded),
         cmocka_unit_test(pix2pix_recorded),
         cmocka_unit_test(hires_fix_recorded),
+        cmocka_unit_test(upscale_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

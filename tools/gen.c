@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "esrgan.h"
 #include "image.h"
 #include "inpaint.h"
 #include "metadata.h"
@@ -32,7 +33,7 @@
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
-    const char *controlnet, *control_image, *mask;
+    const char *controlnet, *control_image, *mask, *upscale_model;
     kiln_outpaint outpaint;
     bool outpaint_given, feathering_given;
     double hires_scale, hires_denoise; /* hires fix: 0 for none */
@@ -55,7 +56,7 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: gen --prompt TEXT [options] --output OUT.png|OUT.jpg\n"
-            "       gen --info MODEL|LORA|CONTROLNET\n"
+            "       gen --info MODEL|LORA|CONTROLNET|UPSCALER\n"
             "       gen --list-devices\n"
             "\n"
             "  --output FILE          .png (ComfyUI workflow and A1111 parameters inside) or .jpg/.jpeg\n"
@@ -95,6 +96,8 @@ static void usage(FILE *to)
             "  --hires-denoise D      the second pass's denoise (default 0.5)\n"
             "  --hires-steps N        the second pass's steps (default: --steps)\n"
             "  --hires-method NAME    nearest-exact (default), bilinear or bicubic\n"
+            "  --upscale-model FILE   upscale the decoded picture with an ESRGAN (RRDBNet x4) model,\n"
+            "                         .safetensors (ImageUpscaleWithModel)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
             "  --init-noise F         safetensors with tensor 'noise' (B,4,h,w), used instead of the seed\n"
             "  --save-latent F        write the final LATENT (tensor 'latent', what VAEDecode gets)\n"
@@ -209,7 +212,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
-           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -228,6 +231,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"feathering", required_argument, 0, O_FEATHERING},
         {"hires-scale", required_argument, 0, O_HIRES_SCALE}, {"hires-denoise", required_argument, 0, O_HIRES_DENOISE},
         {"hires-steps", required_argument, 0, O_HIRES_STEPS}, {"hires-method", required_argument, 0, O_HIRES_METHOD},
+        {"upscale-model", required_argument, 0, O_UPSCALE_MODEL},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
@@ -315,6 +319,7 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag("--hires-method", optarg, "must be nearest-exact, bilinear or bicubic");
             o->hires_method_given = true;
             break;
+        case O_UPSCALE_MODEL: o->upscale_model = optarg; break;
         case O_CONTROLNET: o->controlnet = optarg; break;
         case O_CONTROL_IMAGE: o->control_image = optarg; break;
         case O_CONTROL_STRENGTH:
@@ -383,6 +388,8 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --feathering needs --outpaint\n");
         return 2;
     }
+    if (o->upscale_model && access(o->upscale_model, R_OK) != 0)
+        return bad_flag("--upscale-model", o->upscale_model, strerror(errno));
     if (o->mask && access(o->mask, R_OK) != 0) return bad_flag("--mask", o->mask, strerror(errno));
     if (!o->controlnet != !o->control_image) {
         fprintf(stderr, "gen: %s needs %s\n", o->controlnet ? "--controlnet" : "--control-image",
@@ -520,6 +527,23 @@ static bool print_controlnet_info(const char *path)
     return hint != NULL;
 }
 
+static bool print_upscaler_info(const char *path)
+{
+    kiln_backend *be;
+    kiln_upscaler *u;
+    if (kiln_backend_create("cpu", NULL, &be) != KILN_OK) return false;
+    bool found = kiln_upscaler_load(path, be, &u) == KILN_OK;
+    if (found) {
+        char about[128];
+        kiln_upscaler_describe(u, about, sizeof about);
+        printf("upscaler     %s\n", path);
+        printf("network      %s\n", about);
+        kiln_upscaler_free(u);
+    }
+    kiln_backend_free(be);
+    return found;
+}
+
 static int print_info(const char *path)
 {
     struct stat st;
@@ -530,6 +554,7 @@ static int print_info(const char *path)
         return 0;
     }
     if (file && print_controlnet_info(path)) return 0;
+    if (file && print_upscaler_info(path)) return 0;
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
     kiln_model_info info;
@@ -646,6 +671,22 @@ static int repeat_over_batch(const kiln_model *m, const gen_options *o, const fl
     return 0;
 }
 
+/* ImageUpscaleWithModel on one decoded picture (VAEDecode's [0,1] first). */
+static kiln_status upscale(kiln_upscaler *u, const gen_options *o, const float *decoded, kiln_image *img)
+{
+    const int S = kiln_upscaler_scale(u);
+    size_t n = (size_t)3 * o->width * o->height;
+    float *unit = malloc(n * sizeof(float)), *up = NULL;
+    if (!unit) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscale: out of host memory");
+    for (size_t i = 0; i < n; i++) unit[i] = kiln_image_unit_from_decoded(decoded[i]);
+    fprintf(stderr, "gen: upscaling %dx%d -> %dx%d\n", o->width, o->height, S * o->width, S * o->height);
+    kiln_status st = kiln_upscale_image(u, unit, o->height, o->width, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up);
+    free(unit);
+    if (st == KILN_OK) st = kiln_image_from_unit(up, S * o->height, S * o->width, img);
+    free(up);
+    return st;
+}
+
 /* The hires fix's second pass, as LatentUpscaleBy and a second KSampler
  * with the same prompts, seed and sampler: the latent upscaled, then sampled
  * from at the hires denoise (a ControlNet's hint fitted to the new size). */
@@ -722,6 +763,13 @@ int main(int argc, char **argv)
             o.width = w, o.height = h;
     }
     const char *model_name = o.model ? o.model : "kiln-shapes.safetensors";
+    kiln_upscaler *upscaler = NULL;
+    if (o.upscale_model) {
+        if (kiln_upscaler_load(o.upscale_model, be, &upscaler) != KILN_OK) return fail("--upscale-model");
+        char about[128];
+        kiln_upscaler_describe(upscaler, about, sizeof about);
+        fprintf(stderr, "gen: upscale model %s: %s\n", o.upscale_model, about);
+    }
     int f = kiln_vae_factor(m->vae.config);
     double t_loaded = now_s();
 
@@ -808,6 +856,7 @@ int main(int argc, char **argv)
                          .control_strength = o.control_strength, .control_start = o.control_start,
                          .control_end = o.control_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
+                         .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
                          .version = KILN_VERSION};
     char *workflow;
     if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
@@ -816,14 +865,19 @@ int main(int argc, char **argv)
         kiln_image img;
         char *parameters;
         output_name(o.output, b, o.batch, names[b], sizeof names[b]);
-        if (kiln_image_from_decoded(decoded + (size_t)b * 3 * o.width * o.height, o.height, o.width, &img) != KILN_OK)
-            return fail("image");
+        const float *pixels = decoded + (size_t)b * 3 * o.width * o.height;
+        if (upscaler ? upscale(upscaler, &o, pixels, &img) : kiln_image_from_decoded(pixels, o.height, o.width, &img))
+            return fail(upscaler ? "--upscale-model" : "image");
         if (kiln_metadata_parameters(&run, b, &parameters) != KILN_OK) return fail("metadata");
         kiln_png_text text[2] = {{"parameters", parameters}, {"prompt", workflow}};
         st = kiln_image_save(names[b], &img, text, 2);
         free(parameters);
         kiln_image_free(&img);
         if (st != KILN_OK) return fail("--output");
+    }
+    if (upscaler) {
+        o.width *= kiln_upscaler_scale(upscaler);
+        o.height *= kiln_upscaler_scale(upscaler);
     }
     double t_end = now_s();
 
@@ -854,6 +908,7 @@ int main(int argc, char **argv)
     free(hint);
     kiln_inpaint_free(&inpaint);
     kiln_controlnet_free(controlnet);
+    kiln_upscaler_free(upscaler);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);

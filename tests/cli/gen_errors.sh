@@ -85,6 +85,10 @@ expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"
 expect_error "malformed safetensors corpus file" "header_past_end" --model "$data/safetensors_bad/header_past_end.safetensors" --prompt x
+expect_error "checkpoint as an upscale model" "not an ESRGAN (RRDBNet) upscale model" --model "$tiny" --prompt x \
+    --width 16 --height 16 --steps 1 --upscale-model "$tiny"
+touch "$tmp/4x.pth"
+expect_error "pickled upscale model" "4x.pth: a PyTorch pickle" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
 
 # bad destinations: refused before the model loads or sampling starts (no
 # "step" line), with an error naming the path, and nothing written
@@ -146,6 +150,8 @@ expect_refused "hires on img2img" "--hires-scale is for txt2img" --output "$tmp/
 expect_refused "hires scale too large" "--hires-scale 9: must be 0.1..8" --output "$tmp/out.png" --hires-scale 9
 expect_refused "hires method unknown" "--hires-method lanczos: must be nearest-exact, bilinear or bicubic" \
     --output "$tmp/out.png" --hires-scale 2 --hires-method lanczos
+expect_refused "missing upscale model" "--upscale-model $tmp/nosuch.safetensors: No such file" \
+    --output "$tmp/out.png" --upscale-model "$tmp/nosuch.safetensors"
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 

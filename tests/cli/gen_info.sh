@@ -36,6 +36,8 @@ expect_info "$data/lora/diffusers.safetensors" \
 
 expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
+expect_info "$data/upscale/rrdb_basicsr.safetensors" \
+    "network      RRDBNet x4 (BasicSR layout), 8 features, growth 32, 1 block"
 
 if "$bin/gen" --info "$data/tiny/unet.safetensors" >/dev/null 2>&1; then
     echo "FAIL --info on a golden file: exit 0"; failures=$((failures + 1))

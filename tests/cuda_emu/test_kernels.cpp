@@ -135,6 +135,8 @@ static void test_elementwise()
     check(cuda_quick_gelu(&be_f32, &pq, s1, &y->t)); cpu_ref_quick_gelu(&pq, F(x), want.data()); compare("quick_gelu", F(y), want.data(), n, 1e-6);
     kiln_scale_params psc = {n, 0.37f};
     check(cuda_scale(&be_f32, &psc, s1, &y->t)); cpu_ref_scale(&psc, F(x), want.data()); compare("scale", F(y), want.data(), n, 0);
+    kiln_leaky_relu_params plr = {n, 0.2f};
+    check(cuda_leaky_relu(&be_f32, &plr, s1, &y->t)); cpu_ref_leaky_relu(&plr, F(x), want.data()); compare("leaky_relu", F(y), want.data(), n, 0);
     kiln_add_params pa = {n};
     check(cuda_add(&be_f32, &pa, s2, &y->t)); cpu_ref_add(&pa, F(x), F(x2), want.data()); compare("add", F(y), want.data(), n, 0);
     kiln_mul_params pm = {n};

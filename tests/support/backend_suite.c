@@ -57,6 +57,13 @@ static void unet_f32_lora(void **s)
     parity_check_unet(&fx, "lora/kohya_locon.golden.safetensors");
 }
 
+/* ESRGAN: its LeakyReLUs, dense concatenations and 4x upsampling */
+static void upscaler_f32(void **s)
+{
+    (void)s;
+    parity_check_upscaler(&gpu_f32, "upscale/rrdb_basicsr.safetensors", "upscale/golden.safetensors");
+}
+
 static void controlnet_f32(void **s)
 {
     (void)s;
@@ -161,6 +168,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
+        cmocka_unit_test(upscaler_f32),
         cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };

@@ -167,6 +167,11 @@ void kiln_ref64_scale(const kiln_scale_params *p, const double *a, double *y)
     for (int i = 0; i < p->n; i++) y[i] = a[i] * p->s;
 }
 
+void kiln_ref64_leaky_relu(const kiln_leaky_relu_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = x[i] >= 0.0 ? x[i] : x[i] * p->slope;
+}
+
 // x (N,C,HW) + b (N,C)
 void kiln_ref64_add_channel_bias(const kiln_add_channel_bias_params *p, const double *x, const double *b,
                                  double *y)

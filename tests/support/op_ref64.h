@@ -29,6 +29,7 @@ void kiln_ref64_geglu(const kiln_geglu_params *p, const double *x, double *y);
 void kiln_ref64_add(const kiln_add_params *p, const double *a, const double *b, double *y);
 void kiln_ref64_mul(const kiln_mul_params *p, const double *a, const double *b, double *y);
 void kiln_ref64_scale(const kiln_scale_params *p, const double *a, double *y);
+void kiln_ref64_leaky_relu(const kiln_leaky_relu_params *p, const double *x, double *y);
 void kiln_ref64_add_channel_bias(const kiln_add_channel_bias_params *p, const double *x, const double *b,
                                  double *y);
 void kiln_ref64_concat_channels(const kiln_concat_channels_params *p, const double *a, const double *b,

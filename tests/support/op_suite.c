@@ -120,6 +120,8 @@ static const op_case op_cases[] = {
     {KILN_OP_mul, .p.mul = {7}},
     {KILN_OP_scale, .p.scale = {2 * 4 * 33 * 31, 0.18215f}},
     {KILN_OP_scale, .p.scale = {7, -3.0f}},
+    {KILN_OP_leaky_relu, .p.leaky_relu = {2 * 64 * 33 * 31, 0.2f}, 4.0f}, /* ESRGAN's features */
+    {KILN_OP_leaky_relu, .p.leaky_relu = {7, 0.2f}, 4.0f},
     {KILN_OP_add_channel_bias, .p.add_channel_bias = {2, 320, 17 * 15}},
     {KILN_OP_add_channel_bias, .p.add_channel_bias = {1, 7, 5}},
     {KILN_OP_concat_channels, .p.concat_channels = {2, 640, 320, 9 * 7}},
@@ -249,13 +251,15 @@ static void describe(case_run *r)
     case KILN_OP_silu:
     case KILN_OP_gelu:
     case KILN_OP_quick_gelu:
-    case KILN_OP_scale: {
+    case KILN_OP_scale:
+    case KILN_OP_leaky_relu: {
         int n = c->op == KILN_OP_silu ? p->silu.n : c->op == KILN_OP_gelu ? p->gelu.n
-              : c->op == KILN_OP_quick_gelu ? p->quick_gelu.n : p->scale.n;
+              : c->op == KILN_OP_quick_gelu ? p->quick_gelu.n : c->op == KILN_OP_scale ? p->scale.n : p->leaky_relu.n;
         r->src[0] = act("x", (size_t)n, lo, hi);
         r->dst = act("y", (size_t)n, 0, 0);
         snprintf(r->desc, cap, "n%d in [%g,%g]", n, lo, hi);
         if (c->op == KILN_OP_scale) snprintf(r->desc, cap, "n%d s %g", n, p->scale.s);
+        if (c->op == KILN_OP_leaky_relu) snprintf(r->desc, cap, "n%d slope %g", n, p->leaky_relu.slope);
         break;
     }
     case KILN_OP_geglu:
@@ -358,6 +362,7 @@ static kiln_status reference(const case_run *r, double *y)
     case KILN_OP_add: kiln_ref64_add(&p->add, s0, s1, y); break;
     case KILN_OP_mul: kiln_ref64_mul(&p->mul, s0, s1, y); break;
     case KILN_OP_scale: kiln_ref64_scale(&p->scale, s0, y); break;
+    case KILN_OP_leaky_relu: kiln_ref64_leaky_relu(&p->leaky_relu, s0, y); break;
     case KILN_OP_add_channel_bias: kiln_ref64_add_channel_bias(&p->add_channel_bias, s0, s1, y); break;
     case KILN_OP_concat_channels: kiln_ref64_concat_channels(&p->concat_channels, s0, s1, y); break;
     case KILN_OP_upsample_nearest2x: kiln_ref64_upsample_nearest2x(&p->upsample_nearest2x, s0, y); break;

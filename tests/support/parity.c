@@ -10,6 +10,7 @@
 #include "tokenizer.h"
 #include "kiln_test.h"
 #include "controlnet.h"
+#include "esrgan.h"
 #include "model.h"
 #include "status.h"
 
@@ -129,6 +130,56 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path) { chec
 void parity_check_unet_output(const parity_fixture *fx, const char *golden_path, const char *prefix)
 {
     check_unet(fx, golden_path, prefix, false);
+}
+
+/* ---- ESRGAN ---- */
+
+typedef struct upscale_run {
+    const kiln_upscaler *u;
+    const golden *image;
+    float *out;
+} upscale_run;
+
+static kiln_status upscale_fn(kiln_graph *g, void *ctx)
+{
+    upscale_run *r = ctx;
+    tensor *x, *y;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, r->image->shape, r->image->data));
+    TRY(kiln_upscaler_forward(g, r->u, x, &y));
+    return kiln_graph_output(g, y, r->out, kiln_tensor_nbytes(y));
+}
+
+void parity_check_upscaler(const parity_fixture *fx, const char *model_path, const char *golden_path)
+{
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
+    kiln_upscaler *u;
+    assert_kiln_ok(kiln_upscaler_load(kiln_test_data(model_path), be, &u));
+    kiln_st_file *f = golden_open(golden_path);
+    golden image = golden_read(f, "image"), raw = golden_read(f, "raw"), whole = golden_read(f, "whole"),
+           tiled = golden_read(f, "tiled");
+    upscale_run r = {u, &image, malloc(raw.count * sizeof(float))};
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, upscale_fn, &r));
+    kiln_graph_free(g);
+    print_message("  network ");
+    assert_rel_l2_le(r.out, raw.data, raw.count, fx->tol);
+    const int h = (int)image.shape[2], w = (int)image.shape[3];
+    float *out;
+    assert_kiln_ok(kiln_upscale_image(u, image.data, h, w, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &out));
+    print_message("  whole   ");
+    assert_rel_l2_le(out, whole.data, whole.count, fx->tol);
+    free(out);
+    assert_kiln_ok(kiln_upscale_image(u, image.data, h, w, 8, 2, &out));
+    print_message("  tiled   ");
+    assert_rel_l2_le(out, tiled.data, tiled.count, fx->tol);
+    free(out);
+    free(r.out);
+    golden_free(&image), golden_free(&raw), golden_free(&whole), golden_free(&tiled);
+    kiln_st_close(f);
+    kiln_upscaler_free(u);
+    kiln_backend_free(be);
 }
 
 /* ---- ControlNet ---- */

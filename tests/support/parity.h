@@ -28,6 +28,10 @@ void parity_check_unet_output(const parity_fixture *fx, const char *golden_path,
  * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
  * controlnet_path absolute or under tests/data */
 void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path);
+/* An ESRGAN upscale model (under tests/data) on the golden's "image": the
+ * network ("raw"), ImageUpscaleWithModel in one tile ("whole") and over
+ * 8-pixel tiles overlapping by 2 ("tiled"). */
+void parity_check_upscaler(const parity_fixture *fx, const char *model_path, const char *golden_path);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
