@@ -261,12 +261,8 @@ static kiln_status tile_fn(kiln_graph *g, void *ctx)
 
 static kiln_status run_tile(const kiln_upscaler *u, const float *in, int h, int w, float *out)
 {
-    kiln_graph *g;
-    TRY(kiln_graph_create(kiln_weights_backend(u->weights), &g));
     tile_run r = {u, in, out, h, w};
-    kiln_status st = kiln_graph_run(g, tile_fn, &r);
-    kiln_graph_free(g);
-    return st;
+    return kiln_graph_run_once(kiln_weights_backend(u->weights), tile_fn, &r);
 }
 
 /* The tile starts along one axis of n pixels: 0, step, 2 step, ... below

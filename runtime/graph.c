@@ -200,6 +200,15 @@ kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx)
     return run_as(g, PASS_OUTPUTS, fn, ctx);
 }
 
+kiln_status kiln_graph_run_once(kiln_backend *be, kiln_graph_fn fn, void *ctx)
+{
+    kiln_graph *g;
+    TRY(kiln_graph_create(be, &g));
+    kiln_status st = kiln_graph_run(g, fn, ctx);
+    kiln_graph_free(g);
+    return st;
+}
+
 static kiln_status track(kiln_graph *g, kiln_tensor *t)
 {
     if (g->ntensors == g->cap_tensors) {

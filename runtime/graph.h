@@ -40,6 +40,8 @@ void kiln_graph_free(kiln_graph *g);
 /* Runs fn(g, ctx) in planning mode, sizes the arena, then runs it for real. */
 typedef kiln_status (*kiln_graph_fn)(kiln_graph *g, void *ctx);
 kiln_status kiln_graph_run(kiln_graph *g, kiln_graph_fn fn, void *ctx);
+/* A graph for one run on be: created, run, freed. */
+kiln_status kiln_graph_run_once(kiln_backend *be, kiln_graph_fn fn, void *ctx);
 
 /* Record and replay repeated runs where the backend can (off by default). */
 void kiln_graph_set_replay(kiln_graph *g, bool on);

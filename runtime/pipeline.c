@@ -32,12 +32,8 @@ static kiln_status clip_fn(kiln_graph *g, void *ctx)
 
 kiln_status kiln_clip_encode_ids(const kiln_model *m, const int32_t *ids, int rows, int clip_skip, float *out)
 {
-    kiln_graph *g;
-    TRY(kiln_graph_create(kiln_weights_backend(m->weights), &g));
     clip_job j = {m, ids, rows, clip_skip, out};
-    kiln_status st = kiln_graph_run(g, clip_fn, &j);
-    kiln_graph_free(g);
-    return st;
+    return kiln_graph_run_once(kiln_weights_backend(m->weights), clip_fn, &j);
 }
 
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
@@ -230,11 +226,8 @@ static kiln_status vae_fn(kiln_graph *g, void *ctx)
 
 static kiln_status run_vae(const kiln_model *m, vae_job *j)
 {
-    kiln_graph *g;
     if (!(j->out = malloc(j->out_count * sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "vae: out of host memory");
-    TRY(kiln_graph_create(kiln_weights_backend(m->weights), &g));
-    kiln_status st = kiln_graph_run(g, vae_fn, j);
-    kiln_graph_free(g);
+    kiln_status st = kiln_graph_run_once(kiln_weights_backend(m->weights), vae_fn, j);
     if (st != KILN_OK) {
         free(j->out);
         j->out = NULL;

@@ -55,6 +55,19 @@ SCALING = 0.18215
 FACTOR = 2  # the tiny VAE's downscale
 
 
+def widened_unet(channels):
+    """The tiny UNet with a random conv_in of `channels` inputs (what an
+    inpainting or InstructPix2Pix checkpoint changes), drawn from torch's
+    global generator."""
+    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
+    old = unet.conv_in
+    unet.conv_in = torch.nn.Conv2d(channels, old.out_channels, 3, padding=1)
+    with torch.no_grad():
+        unet.conv_in.weight.copy_(torch.randn(old.out_channels, channels, 3, 3) * 0.2)
+        unet.conv_in.bias.copy_(old.bias)
+    return unet
+
+
 def make_pictures(rng):
     image = rng.integers(0, 256, (17, 20, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:17, 0:20]
@@ -150,12 +163,7 @@ def main():
     rng = np.random.default_rng(11)
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
     vae = AutoencoderKL.from_pretrained(MODEL, subfolder="vae").eval()
-    unet9 = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
-    old = unet9.conv_in
-    unet9.conv_in = torch.nn.Conv2d(9, old.out_channels, 3, padding=1)
-    with torch.no_grad():
-        unet9.conv_in.weight.copy_(torch.randn(old.out_channels, 9, 3, 3) * 0.2)
-        unet9.conv_in.bias.copy_(old.bias)
+    unet9 = widened_unet(9)
 
     golden = {"conv_in.weight": unet9.conv_in.weight.detach().clone()}
     inputs = load_file("tests/data/tiny/unet.safetensors")

@@ -19,30 +19,32 @@ plain two-way guidance), written out here with torch.
                        contexts are rows 0 (negative) and 1 (positive) of
                        tests/data/tiny/unet.safetensors' encoder_hidden_states
 
-Run from the repository root with torch, diffusers and pillow installed:
+Run from the repository root with torch, diffusers and pillow installed and
+the project's shared goldens at ../shared/goldens (the widened UNet is
+make_inpaint_data.py's):
   python3 tests/data/pix2pix/make_pix2pix_data.py
 """
+import os
+import sys
+
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL
 from PIL import Image
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
-MODEL = "tests/data/tiny/sd15_tiny_diffusers"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "inpaint"))
+from make_inpaint_data import MODEL, widened_unet  # noqa: E402
+
 OUT = "tests/data/pix2pix"
 FACTOR = 2  # the tiny VAE's downscale
 
 
 def main():
     torch.manual_seed(20261128)
-    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
+    unet = widened_unet(8)
     vae = AutoencoderKL.from_pretrained(MODEL, subfolder="vae").eval()
-    old = unet.conv_in
-    unet.conv_in = torch.nn.Conv2d(8, old.out_channels, 3, padding=1)
-    with torch.no_grad():
-        unet.conv_in.weight.copy_(torch.randn(old.out_channels, 8, 3, 3) * 0.2)
-        unet.conv_in.bias.copy_(old.bias)
     golden = {"conv_in.weight": unet.conv_in.weight.detach().clone()}
 
     inputs = load_file("tests/data/tiny/unet.safetensors")
