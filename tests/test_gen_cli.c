@@ -235,6 +235,28 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
+/* Where the noise mask, stretched over the latent, is 0 the sampled latent
+ * is the picture's own (to 1e-5); where it is 1 the sampler painted. */
+static void assert_kept_and_repainted(const float *latent, const kiln_inpaint *in)
+{
+    size_t plane = (size_t)in->h * in->w, count = 4 * plane;
+    float *blend = malloc(plane * sizeof(float));
+    kiln_inpaint_mask_resize(in, in->h, in->w, blend);
+    double kept_err = 0, repainted = 0;
+    int kept = 0, changed = 0;
+    for (size_t i = 0; i < count; i++) {
+        float mk = blend[i % plane];
+        if (mk == 0.0f) kept_err = fmax(kept_err, fabs(latent[i] - in->latent[i])), kept++;
+        if (mk == 1.0f) repainted += fabs(latent[i] - in->latent[i]), changed++;
+    }
+    free(blend);
+    assert_true(kept > 0 && changed > 0);
+    print_message("  kept %d values within %.2g, repainted %d by %.3g on average\n", kept, kept_err, changed,
+                  repainted / changed);
+    assert_true(kept_err <= 1e-5);
+    assert_true(repainted / changed > 0.05);
+}
+
 /* gen --init-image --mask on a plain model (VAEEncode + SetLatentNoiseMask):
  * where the mask, stretched over the latent, is 0 the result is the image's
  * own latent; where it is 1 the sampler repainted. */
@@ -258,23 +280,8 @@ static void inpaint_run(void **state)
     assert_kiln_ok(kiln_inpaint_source_from_images(&img, &mask, &src));
     assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
     kiln_inpaint_source_free(&src);
-    size_t plane = (size_t)in.h * in.w;
-    assert_int_equal(count, 4 * plane);
-    float *blend = malloc(plane * sizeof(float));
-    kiln_inpaint_mask_resize(&in, in.h, in.w, blend);
-    double kept_err = 0, repainted = 0;
-    int kept = 0, changed = 0;
-    for (size_t i = 0; i < count; i++) {
-        float mk = blend[i % plane];
-        if (mk == 0.0f) kept_err = fmax(kept_err, fabs(latent[i] - in.latent[i])), kept++;
-        if (mk == 1.0f) repainted += fabs(latent[i] - in.latent[i]), changed++;
-    }
-    assert_true(kept > 0 && changed > 0);
-    print_message("  kept %d values within %.2g, repainted %d by %.3g on average\n", kept, kept_err, changed,
-                  repainted / changed);
-    assert_true(kept_err <= 1e-5);
-    assert_true(repainted / changed > 0.05);
-    free(blend);
+    assert_int_equal(count, (size_t)4 * in.h * in.w);
+    assert_kept_and_repainted(latent, &in);
     free(latent);
     kiln_inpaint_free(&in);
     kiln_image_free(&img);
@@ -305,24 +312,10 @@ static void outpaint_run(void **state)
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &img));
     assert_kiln_ok(kiln_outpaint_source(&img, &(kiln_outpaint){6, 0, 3, 5, 4}, &src));
     assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
-    size_t plane = (size_t)in.h * in.w;
     assert_int_equal(in.w, 14);
     assert_int_equal(in.h, 11);
-    assert_int_equal(count, 4 * plane);
-    float *blend = malloc(plane * sizeof(float));
-    kiln_inpaint_mask_resize(&in, in.h, in.w, blend);
-    double kept_err = 0, painted = 0;
-    int kept = 0, changed = 0;
-    for (size_t i = 0; i < count; i++) {
-        float mk = blend[i % plane];
-        if (mk == 0.0f) kept_err = fmax(kept_err, fabs(latent[i] - in.latent[i])), kept++;
-        if (mk == 1.0f) painted += fabs(latent[i] - in.latent[i]), changed++;
-    }
-    assert_true(kept > 0 && changed > 0);
-    print_message("  kept %d values within %.2g, painted %d by %.3g on average\n", kept, kept_err, changed,
-                  painted / changed);
-    assert_true(kept_err <= 1e-5);
-    assert_true(painted / changed > 0.05);
+    assert_int_equal(count, (size_t)4 * in.h * in.w);
+    assert_kept_and_repainted(latent, &in);
     char path[4096], text[16384];
     kiln_image out;
     snprintf(path, sizeof path, "%s/outpaint.png", tmpdir);
@@ -332,7 +325,6 @@ static void outpaint_run(void **state)
     read_png_text(path, "prompt", text, sizeof text);
     assert_non_null(strstr(text, "\"class_type\":\"ImagePadForOutpaint\",\"inputs\":{\"left\":6,\"top\":0,"
                                  "\"right\":3,\"bottom\":5,\"feathering\":4"));
-    free(blend);
     free(latent);
     kiln_image_free(&out);
     kiln_inpaint_free(&in);
