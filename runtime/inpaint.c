@@ -116,14 +116,6 @@ kiln_status kiln_outpaint_source(const kiln_image *img, const kiln_outpaint *pad
         return out_of_memory();
     }
     kiln_image_to_unit(img, inside);
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++) {
-                int iy = y - pad->top, ix = x - pad->left;
-                bool in = iy >= 0 && iy < h && ix >= 0 && ix < w;
-                out->pixels[c * plane + (size_t)y * W + x] = in ? inside[((size_t)c * h + iy) * w + ix] : 0.5f;
-            }
-    free(inside);
     /* the fade counts distances only to sides that were padded; ComfyUI
      * computes v in double and stores v * v as a float */
     const int F = pad->feathering;
@@ -131,18 +123,22 @@ kiln_status kiln_outpaint_source(const kiln_image *img, const kiln_outpaint *pad
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             int iy = y - pad->top, ix = x - pad->left;
-            float v = 1.0f;
-            if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
-                int dt = pad->top ? iy : h, db = pad->bottom ? h - iy : h;
-                int dl = pad->left ? ix : w, dr = pad->right ? w - ix : w;
-                int d = dt < db ? dt : db;
-                if (dl < d) d = dl;
-                if (dr < d) d = dr;
-                double t = fade && d < F ? (double)(F - d) / F : 0.0;
-                v = (float)(t * t);
+            size_t at = (size_t)y * W + x;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) { /* a pad: grey, repainted */
+                for (int c = 0; c < 3; c++) out->pixels[c * plane + at] = 0.5f;
+                out->mask[at] = 1.0f;
+                continue;
             }
-            out->mask[(size_t)y * W + x] = v;
+            for (int c = 0; c < 3; c++) out->pixels[c * plane + at] = inside[((size_t)c * h + iy) * w + ix];
+            int dt = pad->top ? iy : h, db = pad->bottom ? h - iy : h;
+            int dl = pad->left ? ix : w, dr = pad->right ? w - ix : w;
+            int d = dt < db ? dt : db;
+            if (dl < d) d = dl;
+            if (dr < d) d = dr;
+            double t = fade && d < F ? (double)(F - d) / F : 0.0;
+            out->mask[at] = (float)(t * t);
         }
+    free(inside);
     return KILN_OK;
 }
 

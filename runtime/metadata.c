@@ -250,12 +250,9 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
         put(&b, ", Hires upscale: ");
         put_number(&b, run->hires_scale);
         if (run->hires_steps != run->steps) put_format(&b, ", Hires steps: %d", run->hires_steps);
-        put(&b, ", Hires upscaler: ");
-        put(&b, strcmp(run->hires_method, "bilinear") == 0 ? "Latent" : "Latent (");
-        if (strcmp(run->hires_method, "bilinear") != 0) {
-            put(&b, run->hires_method);
-            put(&b, ")");
-        }
+        /* A1111's plain "Latent" is bilinear; its other latent modes name the method */
+        if (strcmp(run->hires_method, "bilinear") == 0) put(&b, ", Hires upscaler: Latent");
+        else put_format(&b, ", Hires upscaler: Latent (%s)", run->hires_method);
     }
     if (run->controlnet) {
         char *name = stem_name(run->controlnet);

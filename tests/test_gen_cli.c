@@ -235,6 +235,22 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
+/* gen's output tmpdir/NAME.png: its size checked, its text chunk `key` read
+ * into text; its pixels kept in *img when img is not NULL. */
+static void check_output(const char *name, int width, int height, const char *key, char *text, size_t size,
+                         kiln_image *img)
+{
+    char path[4096];
+    kiln_image out;
+    snprintf(path, sizeof path, "%s/%s.png", tmpdir, name);
+    assert_kiln_ok(kiln_image_load(path, &out));
+    assert_int_equal(out.width, width);
+    assert_int_equal(out.height, height);
+    read_png_text(path, key, text, size);
+    if (img) *img = out;
+    else kiln_image_free(&out);
+}
+
 /* Where the noise mask, stretched over the latent, is 0 the sampled latent
  * is the picture's own (to 1e-5); where it is 1 the sampler painted. */
 static void assert_kept_and_repainted(const float *latent, const kiln_inpaint *in)
@@ -316,17 +332,11 @@ static void outpaint_run(void **state)
     assert_int_equal(in.h, 11);
     assert_int_equal(count, (size_t)4 * in.h * in.w);
     assert_kept_and_repainted(latent, &in);
-    char path[4096], text[16384];
-    kiln_image out;
-    snprintf(path, sizeof path, "%s/outpaint.png", tmpdir);
-    assert_kiln_ok(kiln_image_load(path, &out));
-    assert_int_equal(out.width, 28);
-    assert_int_equal(out.height, 22);
-    read_png_text(path, "prompt", text, sizeof text);
+    char text[16384];
+    check_output("outpaint", 28, 22, "prompt", text, sizeof text, NULL);
     assert_non_null(strstr(text, "\"class_type\":\"ImagePadForOutpaint\",\"inputs\":{\"left\":6,\"top\":0,"
                                  "\"right\":3,\"bottom\":5,\"feathering\":4"));
     free(latent);
-    kiln_image_free(&out);
     kiln_inpaint_free(&in);
     kiln_inpaint_source_free(&src);
     kiln_image_free(&img);
@@ -356,13 +366,8 @@ static void inpaint_model_run(void **state)
              "--output %s/outpaint9.png 2> /dev/null",
              KILN_BINARY_DIR, tiny_inpaint_model(), KILN_TEST_DATA, tmpdir);
     assert_int_equal(system(cmd), 0);
-    snprintf(cmd, sizeof cmd, "%s/outpaint9.png", tmpdir);
-    kiln_image out;
-    assert_kiln_ok(kiln_image_load(cmd, &out));
-    assert_int_equal(out.width, 28); /* 20 + 8 */
-    assert_int_equal(out.height, 24); /* 17 + 8, cropped to the VAE's 2 */
-    kiln_image_free(&out);
-    read_png_text(cmd, "prompt", text, sizeof text);
+    /* 20 + 8 by 17 + 8, cropped to the VAE's 2 */
+    check_output("outpaint9", 28, 24, "prompt", text, sizeof text, NULL);
     assert_non_null(strstr(text, "\"mask\":[\"53\",1]"));
     snprintf(cmd, sizeof cmd, "%s/bin/gen --model %s --prompt x --output %s/inpaint9b.png 2> %s/inpaint9b.log",
              KILN_BINARY_DIR, tiny_inpaint_model(), tmpdir, tmpdir);
@@ -446,16 +451,10 @@ static void hires_run(void **state)
                              .init_latent = upscaled};
     assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
     assert_rel_l2_le(hires, want, count[1], 1e-6);
-    char path[4096], text[16384];
-    kiln_image out;
-    snprintf(path, sizeof path, "%s/hires1.png", tmpdir);
-    assert_kiln_ok(kiln_image_load(path, &out));
-    assert_int_equal(out.width, 24);
-    assert_int_equal(out.height, 24);
-    read_png_text(path, "parameters", text, sizeof text);
+    char text[16384];
+    check_output("hires1", 24, 24, "parameters", text, sizeof text, NULL);
     assert_non_null(strstr(text, "Size: 16x16, Model: sd15_tiny_ldm_fp32, Denoising strength: 0.6, Hires upscale: 1.5, "
                                  "Hires steps: 2, Hires upscaler: Latent,"));
-    kiln_image_free(&out);
     free(want), free(upscaled), free(first), free(hires);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
@@ -486,13 +485,9 @@ static void upscale_run(void **state)
     assert_kiln_ok(kiln_upscale_image(u, decoded, 16, 16, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up));
     kiln_image want, have;
     assert_kiln_ok(kiln_image_from_unit(up, 64, 64, &want));
-    char path[4096], text[16384];
-    snprintf(path, sizeof path, "%s/upscaled.png", tmpdir);
-    assert_kiln_ok(kiln_image_load(path, &have));
-    assert_int_equal(have.width, 64);
-    assert_int_equal(have.height, 64);
+    char text[16384];
+    check_output("upscaled", 64, 64, "parameters", text, sizeof text, &have);
     assert_memory_equal(have.pixels, want.pixels, (size_t)3 * 64 * 64);
-    read_png_text(path, "parameters", text, sizeof text);
     assert_non_null(strstr(text, "Postprocess upscale by: 4, Postprocess upscaler: rrdb_basicsr"));
     kiln_image_free(&want);
     kiln_image_free(&have);
