@@ -54,7 +54,7 @@ static kiln_status text_fn(kiln_graph *g, void *ctx)
     bench_ctx *b = ctx;
     tensor *ids, *out;
     TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){2, 77}, b->ids));
-    TRY(kiln_clip_forward(g, &b->m->clip, ids, 1, &out));
+    TRY(kiln_clip_forward(g, &b->m->clip, ids, 0, &out));
     return kiln_graph_output(g, out, b->context, kiln_tensor_nbytes(out));
 }
 

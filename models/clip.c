@@ -2,16 +2,22 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "status.h"
+#include "tokenizer.h"
 
 #define PREFIX "cond_stage_model.transformer.text_model"
 
-static const clip_config clip_vit_l14 = {"clip-vit-l14", 49408, 77, 768, 12, 12, 3072};
-static const clip_config clip_tiny_test = {"clip-tiny-test", 49408, 77, 32, 2, 4, 37};
-static const clip_config clip_kiln_shapes = {"clip-kiln-shapes", 49408, 77, 64, 2, 4, 256};
+static const clip_config clip_vit_l14 = {"clip-vit-l14", "sd1", 49408, 77, 768, 12, 12, 3072, false, 1, KILN_CLIP_EOS};
+static const clip_config clip_tiny_test = {"clip-tiny-test", "sd1", 49408, 77, 32, 2, 4, 37, false, 1, KILN_CLIP_EOS};
+static const clip_config clip_kiln_shapes = {"clip-kiln-shapes", "sd1", 49408, 77, 64, 2, 4, 256, false, 1, KILN_CLIP_EOS};
+static const clip_config openclip_vit_h14 = {"openclip-vit-h14", "sd2", 49408, 77, 1024, 24, 16, 4096, true, 2, 0};
+// tests/data/sd2's tiny SD 2.x text tower
+static const clip_config openclip_tiny_test = {"openclip-tiny-test", "sd2", 49408, 77, 32, 3, 4, 64, true, 2, 0};
 
-const clip_config *const kiln_clip_configs[] = {&clip_vit_l14, &clip_tiny_test, &clip_kiln_shapes, NULL};
+const clip_config *const kiln_clip_configs[] = {&clip_vit_l14, &clip_tiny_test, &clip_kiln_shapes, &openclip_vit_h14,
+                                                &openclip_tiny_test, NULL};
 
 static bool has_layer(const kiln_checkpoint *ck, int i)
 {
@@ -20,15 +26,25 @@ static bool has_layer(const kiln_checkpoint *ck, int i)
     return kiln_checkpoint_find(ck, name) != NULL;
 }
 
-const clip_config *kiln_clip_detect(const kiln_checkpoint *ck)
+static int count_layers(const kiln_checkpoint *ck)
+{
+    int n = 0;
+    while (n < CLIP_MAX_LAYERS && has_layer(ck, n)) n++;
+    return n;
+}
+
+const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const char *family)
 {
     const kiln_st_tensor *tok = kiln_checkpoint_find(ck, PREFIX ".embeddings.token_embedding.weight");
     const kiln_st_tensor *fc1 = kiln_checkpoint_find(ck, PREFIX ".encoder.layers.0.mlp.fc1.weight");
     if (!tok || !fc1 || tok->ndim != 2 || fc1->ndim != 2) return NULL;
+    int layers = count_layers(ck);
     for (int c = 0; kiln_clip_configs[c]; c++) {
         const clip_config *cfg = kiln_clip_configs[c];
-        if (tok->shape[0] == cfg->vocab && tok->shape[1] == cfg->hidden && fc1->shape[0] == cfg->mlp &&
-            has_layer(ck, cfg->layers - 1) && !has_layer(ck, cfg->layers))
+        /* layers past the one the model reads may be missing (diffusers drops them) */
+        bool complete = layers == cfg->layers || (layers < cfg->layers && layers >= cfg->layers - cfg->default_skip + 1);
+        if (strcmp(cfg->family, family) == 0 && tok->shape[0] == cfg->vocab && tok->shape[1] == cfg->hidden &&
+            fc1->shape[0] == cfg->mlp && complete)
             return cfg;
     }
     return NULL;
@@ -60,12 +76,13 @@ static kiln_status bind_layer(kiln_weights *w, const clip_config *cfg, int i, cl
 
 kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, kiln_clip *clip)
 {
-    *clip = (kiln_clip){.config = cfg};
+    *clip = (kiln_clip){.config = cfg, .nlayers = count_layers(kiln_weights_checkpoint(w))};
     if (cfg->layers > CLIP_MAX_LAYERS) return kiln_fail(KILN_ERR_UNSUPPORTED, "clip: %d layers", cfg->layers);
+    if (clip->nlayers > cfg->layers) clip->nlayers = cfg->layers;
     TRY(KILN_BIND(w, &clip->token_embedding, PREFIX, "embeddings.token_embedding.weight", cfg->vocab, cfg->hidden));
     TRY(KILN_BIND(w, &clip->position_embedding, PREFIX, "embeddings.position_embedding.weight", cfg->positions,
                   cfg->hidden));
-    for (int i = 0; i < cfg->layers; i++) TRY(bind_layer(w, cfg, i, &clip->layer[i]));
+    for (int i = 0; i < clip->nlayers; i++) TRY(bind_layer(w, cfg, i, &clip->layer[i]));
     TRY(KILN_BIND(w, &clip->final_ln_w, PREFIX, "final_layer_norm.weight", cfg->hidden));
     TRY(KILN_BIND(w, &clip->final_ln_b, PREFIX, "final_layer_norm.bias", cfg->hidden));
     return KILN_OK;
@@ -102,7 +119,7 @@ static kiln_status encoder_layer(kiln_graph *g, const clip_config *cfg, const cl
     TRY(nn_layer_norm(g, *x, l->ln2_w, l->ln2_b, 1e-5f, &n));
     TRY(nn_linear(g, n, l->fc1_w, l->fc1_b, &h)); // (B,T,F)
     nn_drop(g, &n);
-    TRY(nn_quick_gelu(g, h, &a));
+    TRY(cfg->gelu ? nn_gelu(g, h, &a) : nn_quick_gelu(g, h, &a));
     nn_drop(g, &h);
     TRY(nn_linear(g, a, l->fc2_w, l->fc2_b, &d));
     nn_drop(g, &a);
@@ -113,8 +130,15 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
 {
     const clip_config *cfg = clip->config;
     int64_t B = ids->shape[0], T = ids->shape[1];
+    if (skip == 0) skip = cfg->default_skip;
     if (skip < 1 || skip > cfg->layers)
         return kiln_fail(KILN_ERR_INVALID_ARG, "--clip-skip %d: this text encoder has %d layers", skip, cfg->layers);
+    const int run = cfg->layers - (skip - 1);
+    if (run > clip->nlayers)
+        return kiln_fail(KILN_ERR_INVALID_ARG,
+                         "--clip-skip %d: this checkpoint's text encoder has %d of its %d layers (a diffusers folder "
+                         "leaves out those past the one the model reads)",
+                         skip, clip->nlayers, cfg->layers);
     if (T > cfg->positions)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip: %lld tokens, at most %d", (long long)T, cfg->positions);
 
@@ -138,7 +162,7 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     x->shape[1] = T;
     x->shape[2] = cfg->hidden;
 
-    for (int i = 0; i < cfg->layers - (skip - 1); i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
+    for (int i = 0; i < run; i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
     TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
     nn_drop(g, &x);
     return KILN_OK;

@@ -22,7 +22,9 @@ kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_con
     case UNET_RESBLOCK:
         return kiln_resblock_bind_unet(w, prefix, l->in_ch, l->out_ch, cfg->time_embed_dim, &row->res);
     case UNET_TRANSFORMER:
-        return kiln_spatial_transformer_bind(w, prefix, l->out_ch, cfg->heads, cfg->context_dim, &row->attn);
+        return kiln_spatial_transformer_bind(w, prefix, l->out_ch,
+                                             cfg->head_channels ? l->out_ch / cfg->head_channels : cfg->heads,
+                                             cfg->context_dim, &row->attn);
     case UNET_DOWNSAMPLE:
         TRY(KILN_BIND(w, &row->conv_w, prefix, "op.weight", l->out_ch, l->in_ch, 3, 3));
         return KILN_BIND(w, &row->conv_b, prefix, "op.bias", l->out_ch);
@@ -87,16 +89,20 @@ const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *ro
         snprintf(name, sizeof name, "%s.%s.%s", root, last->prefix,
                  last->kind == UNET_TRANSFORMER ? "proj_out.bias" : "in_layers.0.bias");
         const kiln_st_tensor *tail = kiln_checkpoint_find(ck, name);
-        const kiln_st_tensor *ctx = NULL;
+        const kiln_st_tensor *ctx = NULL, *proj_in = NULL;
         for (int i = 0; i < nrows && !ctx; i++) {
             if (cfg->layers[i].kind != UNET_TRANSFORMER) continue;
             snprintf(name, sizeof name, "%s.%s.transformer_blocks.0.attn2.to_k.weight", root, cfg->layers[i].prefix);
             ctx = kiln_checkpoint_find(ck, name);
-            if (!ctx) break;
+            snprintf(name, sizeof name, "%s.%s.proj_in.weight", root, cfg->layers[i].prefix);
+            proj_in = kiln_checkpoint_find(ck, name);
+            if (!ctx || !proj_in) break;
         }
-        if (!conv_in || !time || !tail || !ctx) continue;
+        if (!conv_in || !time || !tail || !ctx || !proj_in) continue;
         if (conv_in->shape[0] != first->out_ch || conv_in->shape[1] != cfg->in_channels) continue;
         if (time->shape[0] != cfg->time_embed_dim || ctx->shape[1] != cfg->context_dim) continue;
+        /* the same widths with linear projections are SD 2.x's layout */
+        if ((proj_in->ndim == 2) != cfg->linear_projection) continue;
         return cfg;
     }
     return NULL;

@@ -28,11 +28,14 @@ typedef struct unet_layer {
 
 typedef struct unet_config {
     const char *name;         /* "sd15", "sd15-tiny-test", ... */
+    const char *family;       /* "sd1", "sd2": which text encoders and defaults go with it */
     int in_channels, out_channels; /* in: 4 latent channels (+ 5 for inpainting: mask and masked image) */
     int model_channels;       /* timestep embedding width */
     int time_embed_dim;       /* 4 x model_channels */
     int context_dim;          /* text encoder hidden size */
-    int heads;                /* attention heads in every transformer */
+    int heads;                /* attention heads in every transformer (SD 1.x) ... */
+    int head_channels;        /* ... or, when set, heads of this width (SD 2.x: out_ch / 64 heads) */
+    bool linear_projection;   /* transformers' proj_in/proj_out are linears (SD 2.x), not 1x1 convs */
     const unet_layer *layers;
     int nlayers;
 } unet_config;

@@ -9,12 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "status.h"
 
 typedef struct named_tensor {
     char *name; /* canonical */
     const kiln_st_tensor *tensor;
     kiln_st_tensor *replaced; /* the checkpoint's own copy (merged LoRA weights), or NULL */
+    kiln_st_tensor *view;     /* a part of a file's tensor (OpenCLIP's fused q/k/v), or NULL */
 } named_tensor;
 
 #define MAX_FILES 4
@@ -25,6 +28,7 @@ struct kiln_checkpoint {
     int nfiles;
     named_tensor *names; /* sorted by name; only for mapped layouts */
     size_t nnames, cap;
+    char *prediction_type; /* a diffusers folder's scheduler_config.json says, or NULL */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -83,8 +87,10 @@ void kiln_checkpoint_close(kiln_checkpoint *ck)
     for (size_t i = 0; i < ck->nnames; i++) {
         free(ck->names[i].name);
         free_replaced(ck->names[i].replaced);
+        free(ck->names[i].view);
     }
     free(ck->names);
+    free(ck->prediction_type);
     for (int i = 0; i < ck->nfiles; i++) kiln_st_close(ck->files[i]);
     free(ck->path);
     free(ck);
@@ -101,7 +107,16 @@ static kiln_status add_name(kiln_checkpoint *ck, const char *name, const kiln_st
     }
     char *copy = strdup(name);
     if (!copy) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
-    ck->names[ck->nnames++] = (named_tensor){copy, t, NULL};
+    ck->names[ck->nnames++] = (named_tensor){copy, t, NULL, NULL};
+    return KILN_OK;
+}
+
+static kiln_status sort_names(kiln_checkpoint *ck)
+{
+    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
+    for (size_t i = 1; i < ck->nnames; i++)
+        if (strcmp(ck->names[i - 1].name, ck->names[i].name) == 0)
+            return kiln_fail(KILN_ERR_MODEL, "%s: two tensors map to '%s'", ck->path, ck->names[i].name);
     return KILN_OK;
 }
 
@@ -273,6 +288,30 @@ static int count_indexed(const kiln_st_file *f, const char *fmt)
     return best + 1;
 }
 
+/* scheduler/scheduler_config.json's prediction_type, where there is one: a
+ * folder without it (or with a config that does not parse) is left to the
+ * checks a single file gets. */
+static kiln_status read_prediction_type(kiln_checkpoint *ck, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return KILN_OK;
+    char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "prediction_type");
+    kiln_status st = KILN_OK;
+    if (cJSON_IsString(type) && !(ck->prediction_type = strdup(type->valuestring)))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    cJSON_Delete(root);
+    return st;
+}
+
+const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck) { return ck->prediction_type; }
+
 static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
 {
     kiln_st_file *unet, *vae, *text;
@@ -290,11 +329,84 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
     TRY(map_part(ck, unet, "unet", &lay, vae_levels));
     TRY(map_part(ck, vae, "vae", &lay, vae_levels));
     TRY(map_part(ck, text, "text_encoder", &lay, vae_levels));
-    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
-    for (size_t i = 1; i < ck->nnames; i++)
-        if (strcmp(ck->names[i - 1].name, ck->names[i].name) == 0)
-            return kiln_fail(KILN_ERR_MODEL, "%s: two tensors map to '%s'", dir, ck->names[i].name);
+    TRY(read_prediction_type(ck, dir));
+    return sort_names(ck);
+}
+
+/* ---- SD 2.x single files: OpenCLIP's text tower -> canonical names ------ */
+
+#define OPEN_CLIP "cond_stage_model.model."
+#define TEXT_MODEL "cond_stage_model.transformer.text_model."
+
+/* Rows [part/parts] of t under `name`: OpenCLIP stores q, k and v as one
+ * (3D,D) in_proj; each is a contiguous third of it, so no copy is made. */
+static kiln_status add_rows_view(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t, int part, int parts)
+{
+    if (t->ndim < 1 || t->shape[0] % parts)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has %lld rows, not %d equal parts", ck->path, t->name,
+                         t->ndim ? (long long)t->shape[0] : 0LL, parts);
+    kiln_st_tensor *v = malloc(sizeof *v);
+    if (!v) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    *v = *t;
+    v->shape[0] = t->shape[0] / parts;
+    v->nbytes = t->nbytes / (size_t)parts;
+    v->data = (const char *)t->data + (size_t)part * v->nbytes;
+    kiln_status st = add_name(ck, name, v);
+    if (st != KILN_OK) {
+        free(v);
+        return st;
+    }
+    ck->names[ck->nnames - 1].view = v;
+    v->name = ck->names[ck->nnames - 1].name;
     return KILN_OK;
+}
+
+/* One OpenCLIP tensor (name after OPEN_CLIP) under the transformers names the
+ * text encoder binds. Others (text_projection, logit_scale: unused by the
+ * text tower) keep their names. */
+static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t)
+{
+    static const char *const renames[][2] = {
+        {"ln_1.", "layer_norm1."},   {"ln_2.", "layer_norm2."},           {"mlp.c_fc.", "mlp.fc1."},
+        {"mlp.c_proj.", "mlp.fc2."}, {"attn.out_proj.", "self_attn.out_proj."},
+    };
+    const char *in = t->name + strlen(OPEN_CLIP);
+    char name[512];
+    int i, n = 0, *n_ = &n;
+    if (strcmp(in, "token_embedding.weight") == 0) return add_name(ck, TEXT_MODEL "embeddings.token_embedding.weight", t);
+    if (strcmp(in, "positional_embedding") == 0) return add_name(ck, TEXT_MODEL "embeddings.position_embedding.weight", t);
+    if (MATCHES(in, "ln_final.%n", 0, &n)) {
+        snprintf(name, sizeof name, TEXT_MODEL "final_layer_norm.%s", in + n);
+        return add_name(ck, name, t);
+    }
+    if (!MATCHES(in, "transformer.resblocks.%d.%n", 1, &i, &n)) return add_name(ck, t->name, t);
+    const char *rest = in + n, *part;
+    if ((part = strncmp(rest, "attn.in_proj_", 13) == 0 ? rest + 13 : NULL)) { /* "weight" or "bias" */
+        for (int k = 0; k < 3; k++) {
+            snprintf(name, sizeof name, TEXT_MODEL "encoder.layers.%d.self_attn.%c_proj.%s", i, "qkv"[k], part);
+            TRY(add_rows_view(ck, name, t, k, 3));
+        }
+        return KILN_OK;
+    }
+    for (size_t k = 0; k < sizeof renames / sizeof renames[0]; k++) {
+        size_t len = strlen(renames[k][0]);
+        if (strncmp(rest, renames[k][0], len) != 0) continue;
+        snprintf(name, sizeof name, TEXT_MODEL "encoder.layers.%d.%s%s", i, renames[k][1], rest + len);
+        return add_name(ck, name, t);
+    }
+    return add_name(ck, t->name, t);
+}
+
+/* An SD 2.x file names its text tower as OpenCLIP does; the rest stays. */
+static kiln_status map_single_file(kiln_checkpoint *ck)
+{
+    const kiln_st_file *f = ck->files[0];
+    if (!kiln_st_find(f, OPEN_CLIP "transformer.resblocks.0.ln_1.weight")) return KILN_OK;
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        TRY(strncmp(t->name, OPEN_CLIP, strlen(OPEN_CLIP)) == 0 ? map_open_clip_tensor(ck, t) : add_name(ck, t->name, t));
+    }
+    return sort_names(ck);
 }
 
 static kiln_status checkpoint_new(const char *label, kiln_checkpoint **out)
@@ -335,6 +447,7 @@ kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
     } else {
         status = kiln_st_open(path, &ck->files[0]);
         if (status == KILN_OK) ck->nfiles = 1;
+        if (status == KILN_OK) status = map_single_file(ck);
     }
     if (status != KILN_OK) {
         kiln_checkpoint_close(ck);
@@ -381,7 +494,7 @@ kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **
                             : snprintf(name, sizeof name, "control_model.%s", t->name) < (int)sizeof name;
         if (ok) status = add_name(ck, name, t);
     }
-    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
+    if (status == KILN_OK) status = sort_names(ck);
     if (status != KILN_OK) {
         kiln_checkpoint_close(ck);
         *out = NULL;

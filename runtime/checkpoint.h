@@ -3,8 +3,10 @@
  * Canonical names are the original single-file names that ComfyUI and A1111
  * users have (`model.diffusion_model.*`, `first_stage_model.*`,
  * `cond_stage_model.transformer.text_model.*`). A single .safetensors file in
- * that layout is used as is; a diffusers folder (unet/, vae/, text_encoder/)
- * is mapped to those names by rename rules at open. */
+ * that layout is used as is, but for an SD 2.x file's OpenCLIP text tower
+ * (`cond_stage_model.model.*`), whose names are mapped to transformers' and
+ * whose fused q/k/v are split into three views; a diffusers folder (unet/,
+ * vae/, text_encoder/) is mapped to those names by rename rules at open. */
 #ifndef KILN_CHECKPOINT_H
 #define KILN_CHECKPOINT_H
 
@@ -33,6 +35,9 @@ const kiln_st_tensor *kiln_checkpoint_at(const kiln_checkpoint *ck, size_t i, co
 bool kiln_checkpoint_has_prefix(const kiln_checkpoint *ck, const char *prefix);
 /* A `__metadata__` value of the (first) file, NULL when absent. */
 const char *kiln_checkpoint_metadata(const kiln_checkpoint *ck, const char *key);
+/* A diffusers folder's scheduler prediction_type ("epsilon", "v_prediction"),
+ * NULL for a single file or a folder that does not say. */
+const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on

@@ -20,8 +20,8 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
     d->rows = uses_guidance(cfg) ? 2 * batch : batch;
     size_t n = (size_t)d->rows * d->channels * h * w;
     d->unet_in = malloc((size_t)d->rows * d->unet_channels * h * w * sizeof(float));
-    d->unet_eps = malloc(n * sizeof(float));
-    if (!d->unet_in || !d->unet_eps) {
+    d->unet_out = malloc(n * sizeof(float));
+    if (!d->unet_in || !d->unet_out) {
         kiln_denoiser_free(d);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
     }
@@ -88,9 +88,9 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->control_graph = NULL;
     d->hint = d->blended = d->inpaint_concat = NULL;
     free(d->unet_in);
-    free(d->unet_eps);
+    free(d->unet_out);
     d->graph = NULL;
-    d->unet_in = d->unet_eps = NULL;
+    d->unet_in = d->unet_out = NULL;
 }
 
 /* One UNet call over the rows; with the ControlNet first when this is the
@@ -118,7 +118,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
         for (int i = 0; i < control->nskips; i++) kiln_graph_release(g, control->skips[i]);
         kiln_graph_release(g, control->mid);
     }
-    return kiln_graph_output(g, eps, d->unet_eps, kiln_tensor_nbytes(eps));
+    return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }
 
 /* The UNet's input rows: x scaled by c_in, then the extra channels of a
@@ -161,14 +161,18 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     d->unet_calls++;
     d->control_calls += controlled;
 
-    /* x0 = x - sigma * eps per half, then guidance in x0 space */
-    const float *eps_uncond = d->unet_eps, *eps_cond = d->unet_eps + (d->rows == d->batch ? 0 : per_batch);
+    /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps
+     * gives x - sigma eps, v gives x / (sigma^2+1) - v sigma / sqrt(sigma^2+1)),
+     * then guidance in x0 space */
+    bool v = d->model->info.prediction == KILN_PREDICTION_V;
+    float c_skip = v ? 1.0f / (sigma * sigma + 1.0f) : 1.0f, c_out = v ? -sigma * in_scale : -sigma;
+    const float *out_uncond = d->unet_out, *out_cond = d->unet_out + (d->rows == d->batch ? 0 : per_batch);
     for (size_t i = 0; i < per_batch; i++) {
-        float cond = x[i] - eps_cond[i] * sigma;
+        float cond = c_skip * x[i] + c_out * out_cond[i];
         if (d->rows == d->batch) {
             denoised[i] = cond;
         } else {
-            float uncond = x[i] - eps_uncond[i] * sigma;
+            float uncond = c_skip * x[i] + c_out * out_uncond[i];
             denoised[i] = uncond + (cond - uncond) * d->cfg;
         }
         if (in) denoised[i] = denoised[i] * in->mask[i % plane] + in->latent[i] * (1.0f - in->mask[i % plane]);

@@ -56,7 +56,7 @@ typedef struct kiln_denoiser {
     float *inpaint_concat;       /* an inpainting UNet's: the rounded mask and the latent image */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
-    float *unet_in, *unet_eps; /* (rows,C,h,w) */
+    float *unet_in, *unet_out; /* (rows,C,h,w) */
     float timesteps[2 * KILN_MAX_BATCH];
 } kiln_denoiser;
 

@@ -75,6 +75,8 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: size %dx%d", run->width, run->height);
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
+    if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v"))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
     if ((run->mask || run->outpaint) && !run->init_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
@@ -336,6 +338,11 @@ static void add_number(graph *g, cJSON *inputs, const char *name, double value)
     check(g, cJSON_AddNumberToObject(inputs, name, value));
 }
 
+static void add_bool(graph *g, cJSON *inputs, const char *name, bool value)
+{
+    check(g, cJSON_AddBoolToObject(inputs, name, value));
+}
+
 /* A KSampler node; `prompts` is the node giving both conditionings (Apply
  * ControlNet's or InstructPixToPixConditioning's outputs 0 and 1), NULL for
  * the text encoders "6" and "7". */
@@ -370,8 +377,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     char model[16] = "4";
     if (run->nloras) snprintf(model, sizeof model, "%d", 13 + run->nloras);
     /* The text encoders take CLIPSetLastLayer's CLIP, else the model's. */
-    const char *clip = run->clip_skip > 1 ? "10" : model;
-    int clip_output = run->clip_skip > 1 ? 0 : 1;
+    const bool set_last_layer = run->clip_skip != (run->model_clip_skip ? run->model_clip_skip : 1);
+    const char *clip = set_last_layer ? "10" : model;
+    int clip_output = set_last_layer ? 0 : 1;
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
     const bool repaint = run->mask || run->outpaint, pix2pix = run->instruct_pix2pix;
@@ -389,7 +397,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    add_ksampler(&g, "3", run, run->steps, run->denoise, model, prompts, latent, latent_output);
+    /* KSampler takes ModelSamplingDiscrete "80"'s model where the prediction was forced */
+    const char *sampled = run->prediction ? "80" : model;
+    add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     cJSON *in;
 
     in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
@@ -417,7 +427,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_string(&g, in, "filename_prefix", "kiln");
     add_link(&g, in, "images", run->upscale_model ? "71" : "8", 0);
 
-    if (run->clip_skip > 1) {
+    if (run->prediction) {
+        in = add_node(&g, "80", "ModelSamplingDiscrete");
+        add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
+        add_bool(&g, in, "zsnr", false);
+        add_link(&g, in, "model", model, 0);
+    }
+    if (set_last_layer) {
         in = add_node(&g, "10", "CLIPSetLastLayer");
         add_number(&g, in, "stop_at_clip_layer", -run->clip_skip);
         add_link(&g, in, "clip", model, 1);
@@ -502,7 +518,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "upscale_method", run->hires_method);
         add_number(&g, in, "scale_by", run->hires_scale);
         add_link(&g, in, "samples", "3", 0);
-        add_ksampler(&g, "61", run, run->hires_steps, run->hires_denoise, model, prompts, "60", 0);
+        add_ksampler(&g, "61", run, run->hires_steps, run->hires_denoise, sampled, prompts, "60", 0);
     }
 
     char *json = g.failed ? NULL : cJSON_PrintUnformatted(g.root);

@@ -27,6 +27,10 @@ typedef struct kiln_run_info {
     int width, height; /* of the output image, in pixels */
     int batch_size;
     int clip_skip;          /* 1 = the last CLIP layer (no skip), 2 = the one before, ... */
+    const char *prediction; /* "eps" or "v" where the run forced it (ModelSamplingDiscrete), NULL where the
+                               model's own was used */
+    int model_clip_skip;    /* the layer the model reads unless told (SD 2.x: 2); 0 reads as 1. The
+                               workflow has CLIPSetLastLayer where clip_skip differs from it */
     double denoise;         /* in (0, 1]; 1 for txt2img */
     const char *init_image; /* img2img source image (path or name), NULL for txt2img */
     const kiln_lora *loras; /* merged into the model, in order; paths recorded by base name */

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,50 @@ const char *kiln_variant_name(kiln_variant v)
     case KILN_VARIANT_INSTRUCT_PIX2PIX: return "instruct-pix2pix";
     }
     return "?";
+}
+
+const char *kiln_prediction_name(kiln_prediction p) { return p == KILN_PREDICTION_V ? "v" : "eps"; }
+
+/* Population standard deviation of a stored vector. */
+static double stored_std(const kiln_st_tensor *t)
+{
+    size_t n = (size_t)kiln_st_numel(t);
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = kiln_load_f32(t->data, t->dtype, i);
+        sum += v;
+        sq += v * v;
+    }
+    double mean = n ? sum / (double)n : 0;
+    return n ? sqrt(fmax(sq / (double)n - mean * mean, 0.0)) : 0;
+}
+
+/* ComfyUI's rules (model_detection.py, supported_models.py): a `v_pred`
+ * tensor, else a diffusers folder's scheduler config, else for an SD 2.x
+ * UNet of 4 input channels the spread of the last transformer's first norm
+ * bias (above 0.09 in the 768-v checkpoints, near 0 in the 512 ones); SD 1.x
+ * and the inpainting UNets predict the noise. */
+static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet, kiln_model_info *info)
+{
+    info->prediction = KILN_PREDICTION_EPS;
+    info->prediction_reason = "default";
+    const char *type = kiln_checkpoint_prediction_type(ck);
+    if (kiln_checkpoint_find(ck, "v_pred")) {
+        info->prediction = KILN_PREDICTION_V;
+        info->prediction_reason = "v_pred tensor";
+    } else if (type) {
+        info->prediction = strcmp(type, "v_prediction") == 0 ? KILN_PREDICTION_V : KILN_PREDICTION_EPS;
+        info->prediction_reason = "scheduler_config.json";
+    } else if (strcmp(unet->family, "sd2") == 0 && unet->in_channels == 4) {
+        const unet_layer *last = NULL;
+        for (int i = 0; i < unet->nlayers; i++)
+            if (unet->layers[i].kind == UNET_TRANSFORMER) last = &unet->layers[i];
+        char name[256];
+        snprintf(name, sizeof name, KILN_UNET_ROOT ".%s.transformer_blocks.0.norm1.bias", last->prefix);
+        const kiln_st_tensor *bias = kiln_checkpoint_find(ck, name);
+        if (bias && stored_std(bias) > 0.09) info->prediction = KILN_PREDICTION_V;
+        info->prediction_reason = "norm bias spread";
+    }
 }
 
 /* Parameters under a canonical prefix. */
@@ -49,7 +95,7 @@ static kiln_status refuse_non_model(const kiln_checkpoint *ck)
 kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
-    *info = (kiln_model_info){.family = "sd1"};
+    *info = (kiln_model_info){0};
     TRY(refuse_non_model(ck));
     const kiln_st_tensor *conv_in = kiln_checkpoint_find(ck, "model.diffusion_model.input_blocks.0.0.weight");
     if (!conv_in || conv_in->ndim != 4)
@@ -59,16 +105,20 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
     case 9: info->variant = KILN_VARIANT_INPAINT; break;
     case 8: info->variant = KILN_VARIANT_INSTRUCT_PIX2PIX; break;
     default:
-        return kiln_fail(KILN_ERR_MODEL, "%s: UNet with %lld input channels is no SD 1.x variant kiln knows", path,
-                         (long long)conv_in->shape[1]);
+        return kiln_fail(KILN_ERR_MODEL, "%s: UNet with %lld input channels is no SD 1.x/2.x variant kiln knows",
+                         path, (long long)conv_in->shape[1]);
     }
     info->unet_dtype = conv_in->dtype;
     const unet_config *unet = kiln_unet_detect(ck);
-    const clip_config *clip = kiln_clip_detect(ck);
+    if (!unet) return kiln_fail(KILN_ERR_MODEL, "%s: UNet shapes match no known SD 1.x/2.x layout", path);
+    info->family = unet->family;
+    const clip_config *clip = kiln_clip_detect(ck, unet->family);
     const vae_config *vae = kiln_vae_detect(ck);
-    if (!unet) return kiln_fail(KILN_ERR_MODEL, "%s: UNet shapes match no known SD 1.x layout", path);
-    if (!clip) return kiln_fail(KILN_ERR_MODEL, "%s: text encoder missing or of an unknown shape", path);
+    if (!clip)
+        return kiln_fail(KILN_ERR_MODEL, "%s: %s text encoder missing or of an unknown shape", path,
+                         strcmp(unet->family, "sd2") == 0 ? "OpenCLIP (SD 2.x)" : "CLIP (SD 1.x)");
     if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
+    detect_prediction(ck, unet, info);
     info->unet_name = unet->name;
     info->clip_name = clip->name;
     info->vae_name = vae->name;
@@ -102,7 +152,7 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
     for (int i = 0; i < nloras && st == KILN_OK; i++) st = kiln_lora_merge(m->checkpoint, &loras[i], &stats[i]);
     if (st == KILN_OK) st = kiln_weights_create(be, m->checkpoint, &m->weights);
-    if (st == KILN_OK) st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint), &m->clip);
+    if (st == KILN_OK) st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, m->info.family), &m->clip);
     if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
     if (st == KILN_OK) st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint), &m->vae);
     if (st != KILN_OK) {

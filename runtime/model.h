@@ -14,9 +14,17 @@ typedef enum kiln_variant {
     KILN_VARIANT_INSTRUCT_PIX2PIX, /* 8: latent + image latent */
 } kiln_variant;
 
+/* What the UNet predicts (ComfyUI's ModelSamplingDiscrete sampling types). */
+typedef enum kiln_prediction {
+    KILN_PREDICTION_EPS, /* the noise: SD 1.x, SD 2.x 512 */
+    KILN_PREDICTION_V,   /* v = alpha * noise - sigma * x0: SD 2.x 768 */
+} kiln_prediction;
+
 typedef struct kiln_model_info {
-    const char *family;       /* "sd1" */
+    const char *family;       /* "sd1", "sd2" */
     kiln_variant variant;
+    kiln_prediction prediction; /* as detected; the caller may override it before sampling */
+    const char *prediction_reason; /* what the detection went by */
     const char *unet_name, *clip_name, *vae_name;
     kiln_dtype unet_dtype;    /* storage dtype of the UNet's weights */
     int64_t unet_params, clip_params, vae_params;
@@ -54,5 +62,6 @@ kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out);
 void kiln_model_free(kiln_model *m);
 
 const char *kiln_variant_name(kiln_variant v);
+const char *kiln_prediction_name(kiln_prediction p); /* "eps", "v" */
 
 #endif

@@ -93,6 +93,12 @@ kiln_status nn_leaky_relu(kiln_graph *g, const tensor *x, float slope, tensor **
                                (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_gelu(kiln_graph *g, const tensor *x, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_gelu(g, &(kiln_gelu_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y)
 {
     TRY(new_like(g, x, y));

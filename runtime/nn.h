@@ -28,6 +28,7 @@ kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // a * s -> *y
 kiln_status nn_scale(kiln_graph *g, const tensor *a, float s, tensor **y);
 kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y);
+kiln_status nn_gelu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_leaky_relu(kiln_graph *g, const tensor *x, float slope, tensor **y);
 // x (..., 2N) -> *y (..., N)

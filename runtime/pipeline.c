@@ -40,7 +40,8 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
                                kiln_conditioning *out)
 {
     kiln_prompt_tokens pt = {0};
-    TRY(kiln_prompt_tokenize(tok, text, &pt));
+    const int32_t pad = m->clip.config->pad_id;
+    TRY(kiln_prompt_tokenize(tok, text, pad, &pt));
     const int T = KILN_CLIP_CONTEXT, D = m->clip.config->hidden;
     /* one CLIP batch: every window, then the empty prompt when weights need it */
     int rows = pt.n_windows + (pt.weighted ? 1 : 0);
@@ -55,7 +56,8 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
     if (pt.weighted) {
         int32_t *empty = ids + (size_t)pt.n_windows * T;
         empty[0] = KILN_CLIP_BOS;
-        for (int t = 1; t < T; t++) empty[t] = KILN_CLIP_EOS;
+        empty[1] = KILN_CLIP_EOS;
+        for (int t = 2; t < T; t++) empty[t] = pad;
     }
     if ((st = kiln_clip_encode_ids(m, ids, rows, clip_skip, z)) != KILN_OK) goto done;
     if (pt.weighted) { /* ComfyUI: z_empty + (z - z_empty) * w for each token weighted != 1 */

@@ -243,6 +243,7 @@ kiln_status kiln_prompt_parse(const char *prompt, kiln_prompt_segment **segments
 
 typedef struct window_builder {
     kiln_prompt_tokens *out;
+    int32_t pad_id;
     int cap;  /* windows allocated */
     int fill; /* ids in the last window */
 } window_builder;
@@ -274,10 +275,11 @@ static void put_token(window_builder *b, int32_t id, double weight)
     if (weight != 1.0) t->weighted = true;
 }
 
-/* EOS, then EOS as padding up to 77. */
+/* EOS, then padding up to 77. */
 static void close_window(window_builder *b)
 {
-    while (b->fill < KILN_CLIP_CONTEXT) put_token(b, KILN_CLIP_EOS, 1.0);
+    put_token(b, KILN_CLIP_EOS, 1.0);
+    while (b->fill < KILN_CLIP_CONTEXT) put_token(b, b->pad_id, 1.0);
 }
 
 /* Places one piece's tokens: whole into the current window if they fit, a
@@ -398,13 +400,14 @@ void kiln_prompt_tokens_free(kiln_prompt_tokens *t)
     memset(t, 0, sizeof *t);
 }
 
-kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, kiln_prompt_tokens *out)
+kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, int32_t pad_id,
+                                 kiln_prompt_tokens *out)
 {
     memset(out, 0, sizeof *out);
     kiln_prompt_segment *segs;
     size_t n;
     TRY(kiln_prompt_parse(prompt, &segs, &n));
-    window_builder b = {.out = out};
+    window_builder b = {.out = out, .pad_id = pad_id};
     kiln_status st = open_window(&b);
     for (size_t i = 0; i < n && st == KILN_OK; i++) st = place_segment(tok, &b, &segs[i]);
     kiln_prompt_segments_free(segs, n);

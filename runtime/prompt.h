@@ -1,5 +1,6 @@
-/* ComfyUI's prompt handling for SD 1.x CLIP (comfy/sd1_clip.py, ComfyUI
- * 0.3.64): weight syntax, then 77-id windows of token ids and weights.
+/* ComfyUI's prompt handling for SD 1.x and 2.x CLIP (comfy/sd1_clip.py,
+ * sd2_clip.py, ComfyUI 0.3.64): weight syntax, then 77-id windows of token
+ * ids and weights.
  *
  * Weights: "(text)" multiplies the weight around it by 1.1 (so "((a))" is
  * 1.21), "(text:1.3)" sets 1.3 whatever surrounds it (the number after the
@@ -12,9 +13,10 @@
  * Windows: each weighted segment is tokenized on its own (a text after
  * " embedding:" or "\nembedding:" starts a new piece). A piece of fewer than
  * 8 tokens that does not fit in what is left of the current 75-token window
- * moves whole to the next one (the window is closed with EOS and padded with
- * EOS); a longer piece fills the window and goes on in the next. Every window
- * is BOS, up to 75 tokens, EOS, EOS padding: 77 ids.
+ * moves whole to the next one (the window is closed with EOS and padded); a
+ * longer piece fills the window and goes on in the next. Every window is BOS,
+ * up to 75 tokens, EOS, padding: 77 ids. SD 1.x pads with EOS, SD 2.x with
+ * 0 (the text encoder's clip_config says which).
  *
  * Textual-inversion embeddings are not supported: "embedding:NAME" is treated
  * as ComfyUI treats an embedding file it cannot find (NAME is dropped with a
@@ -51,10 +53,11 @@ typedef struct kiln_prompt_tokens {
     int skipped_embeddings;               /* "embedding:NAME" names left out */
 } kiln_prompt_tokens;
 
-/* SDTokenizer.tokenize_with_weights for SD 1.x. Free the result with
- * kiln_prompt_tokens_free (also safe on a zeroed struct). Errors as for
- * kiln_prompt_parse and kiln_tokenizer_encode. */
-kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, kiln_prompt_tokens *out);
+/* SDTokenizer.tokenize_with_weights, windows padded with pad_id. Free the
+ * result with kiln_prompt_tokens_free (also safe on a zeroed struct). Errors
+ * as for kiln_prompt_parse and kiln_tokenizer_encode. */
+kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, int32_t pad_id,
+                                 kiln_prompt_tokens *out);
 void kiln_prompt_tokens_free(kiln_prompt_tokens *t);
 
 #endif

@@ -44,7 +44,8 @@ typedef struct gen_options {
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
-    int width, height, steps, batch, clip_skip, threads, device;
+    int width, height, steps, batch, clip_skip, threads, device; /* clip_skip 0: the model's own */
+    const char *prediction; /* --prediction eps|v; NULL: the model's own */
     double cfg, denoise;
     uint64_t seed;
     bool seed_given, size_given, json, list_devices;
@@ -77,7 +78,10 @@ static void usage(FILE *to)
             "                         linear_quadratic kl_optimal (default normal)\n"
             "  --seed N               noise seed, as ComfyUI's (default: random, printed)\n"
             "  --batch B              images per run; B > 1 writes OUT_00001.png, OUT_00002.png, ...\n"
-            "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2\n"
+            "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2 (default: the\n"
+            "                         model's own: 1 for SD 1.x, 2 for SD 2.x)\n"
+            "  --prediction P         what the UNet predicts: eps or v (ComfyUI's ModelSamplingDiscrete;\n"
+            "                         default: read off the checkpoint, see --info)\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
             "  --controlnet FILE      a ControlNet (original or diffusers layout), applied to both prompts\n"
@@ -207,12 +211,12 @@ static bool destination_ok(const char *flag, const char *path)
 static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
-                       .steps = 20, .batch = 1, .clip_skip = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
+                       .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
                        .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
-           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -231,7 +235,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"feathering", required_argument, 0, O_FEATHERING},
         {"hires-scale", required_argument, 0, O_HIRES_SCALE}, {"hires-denoise", required_argument, 0, O_HIRES_DENOISE},
         {"hires-steps", required_argument, 0, O_HIRES_STEPS}, {"hires-method", required_argument, 0, O_HIRES_METHOD},
-        {"upscale-model", required_argument, 0, O_UPSCALE_MODEL},
+        {"upscale-model", required_argument, 0, O_UPSCALE_MODEL}, {"prediction", required_argument, 0, O_PREDICTION},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
@@ -298,6 +302,10 @@ static int parse(int argc, char **argv, gen_options *o)
             o->outpaint_given = true;
             break;
         }
+        case O_PREDICTION:
+            if (strcmp(optarg, "eps") && strcmp(optarg, "v")) return bad_flag("--prediction", optarg, "must be eps or v");
+            o->prediction = optarg;
+            break;
         case O_FEATHERING:
             if (!parse_int(optarg, 0, KILN_OUTPAINT_MAX, &o->outpaint.feathering))
                 return bad_flag("--feathering", optarg, "must be 0..8192 pixels");
@@ -564,6 +572,7 @@ static int print_info(const char *path)
     }
     printf("model        %s\n", path);
     printf("family       %s (%s)\n", info.family, kiln_variant_name(info.variant));
+    printf("prediction   %s (%s)\n", kiln_prediction_name(info.prediction), info.prediction_reason);
     printf("unet         %s, %.1f M parameters, %s\n", info.unet_name, info.unet_params / 1e6,
            kiln_dtype_name(info.unet_dtype));
     printf("text encoder %s, %.1f M parameters\n", info.clip_name, info.clip_params / 1e6);
@@ -751,6 +760,8 @@ int main(int argc, char **argv)
     kiln_lora_stats lora_stats[MAX_LORAS];
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
         return fail(o.nloras ? "loading the model and LoRAs" : "--model");
+    if (o.prediction) m->info.prediction = strcmp(o.prediction, "v") == 0 ? KILN_PREDICTION_V : KILN_PREDICTION_EPS;
+    const int clip_skip = o.clip_skip ? o.clip_skip : m->clip.config->default_skip;
     for (int i = 0; i < o.nloras; i++)
         fprintf(stderr, "gen: LoRA %s: %d UNet and %d text encoder weights merged (strength %g, %g)\n",
                 o.loras[i].path, lora_stats[i].unet_modules, lora_stats[i].clip_modules,
@@ -822,8 +833,8 @@ int main(int argc, char **argv)
     kiln_tokenizer *tok;
     if (kiln_tokenizer_create_with(o.cleaning, &tok) != KILN_OK) return fail("tokenizer");
     kiln_conditioning pos, neg;
-    if (kiln_encode_prompt(m, tok, o.prompt, o.clip_skip, &pos) != KILN_OK) return fail("--prompt");
-    if (kiln_encode_prompt(m, tok, o.negative, o.clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
+    if (kiln_encode_prompt(m, tok, o.prompt, clip_skip, &pos) != KILN_OK) return fail("--prompt");
+    if (kiln_encode_prompt(m, tok, o.negative, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
     double t_text = now_s();
 
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
@@ -848,7 +859,8 @@ int main(int argc, char **argv)
     kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .width = first_width, .height = first_height, .batch_size = o.batch,
-                         .clip_skip = o.clip_skip,
+                         .clip_skip = clip_skip, .model_clip_skip = m->clip.config->default_skip,
+                         .prediction = o.prediction,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,

@@ -1,10 +1,14 @@
-/* Stable Diffusion 1.x UNets as layer tables: the real SD 1.5 (320/640/1280,
+/* Stable Diffusion UNets as layer tables: the real SD 1.5 (320/640/1280,
  * attention on three levels, 8 heads of 40/80/160) and the small
  * random-weight test model used by the parity goldens (32/64, attention on
  * the first level, 8 heads of 4), and kiln-shapes, kiln's own embedded model
  * (64/64/96, attention on two levels, 8 heads of 8). Channels are literal per
  * row, as the checkpoint's shapes are. An inpainting UNet (9 input channels)
- * or an InstructPix2Pix one (8) is the same table with a wider conv_in. */
+ * or an InstructPix2Pix one (8) is the same table with a wider conv_in.
+ *
+ * SD 2.x kept SD 1.5's rows: its UNets differ in the config alone (a 1024-wide
+ * OpenCLIP context, heads 64 channels wide, linear projections), so they
+ * share the tables. */
 #include "unet.h"
 
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
@@ -61,19 +65,19 @@ static const unet_layer sd15_layers[] = {
 };
 
 static const unet_config sd15 = {
-    .name = "sd15", .in_channels = 4, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
+    .name = "sd15", .family = "sd1", .in_channels = 4, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
     .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
 };
 
 // SD 1.5 inpainting: the latent, the mask and the masked image's latent in
 static const unet_config sd15_inpaint = {
-    .name = "sd15-inpaint", .in_channels = 9, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
+    .name = "sd15-inpaint", .family = "sd1", .in_channels = 9, .out_channels = 4, .model_channels = 320, .time_embed_dim = 1280,
     .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
 };
 
 // SD 1.5 InstructPix2Pix: the latent and the picture-to-edit's latent in
 static const unet_config sd15_ip2p = {
-    .name = "sd15-instruct-pix2pix", .in_channels = 8, .out_channels = 4, .model_channels = 320,
+    .name = "sd15-instruct-pix2pix", .family = "sd1", .in_channels = 8, .out_channels = 4, .model_channels = 320,
     .time_embed_dim = 1280, .context_dim = 768, .heads = 8, .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
 };
 
@@ -103,13 +107,13 @@ static const unet_layer sd15_tiny_test_layers[] = {
 };
 
 static const unet_config sd15_tiny_test = {
-    .name = "sd15-tiny-test", .in_channels = 4, .out_channels = 4, .model_channels = 32, .time_embed_dim = 128,
+    .name = "sd15-tiny-test", .family = "sd1", .in_channels = 4, .out_channels = 4, .model_channels = 32, .time_embed_dim = 128,
     .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
 };
 
 // the tiny model with an inpainting UNet's input (tests/data/inpaint)
 static const unet_config sd15_tiny_test_inpaint = {
-    .name = "sd15-tiny-test-inpaint", .in_channels = 9, .out_channels = 4, .model_channels = 32,
+    .name = "sd15-tiny-test-inpaint", .family = "sd1", .in_channels = 9, .out_channels = 4, .model_channels = 32,
     .time_embed_dim = 128, .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers,
     .nlayers = COUNT(sd15_tiny_test_layers),
 };
@@ -152,16 +156,39 @@ static const unet_layer kiln_shapes_layers[] = {
 };
 
 static const unet_config kiln_shapes = {
-    .name = "kiln-shapes", .in_channels = 4, .out_channels = 4, .model_channels = 64, .time_embed_dim = 256,
+    .name = "kiln-shapes", .family = "sd1", .in_channels = 4, .out_channels = 4, .model_channels = 64, .time_embed_dim = 256,
     .context_dim = 64, .heads = 8, .layers = kiln_shapes_layers, .nlayers = COUNT(kiln_shapes_layers),
 };
 
 // ... and with an InstructPix2Pix UNet's input (tests/data/pix2pix)
 static const unet_config sd15_tiny_test_ip2p = {
-    .name = "sd15-tiny-test-instruct-pix2pix", .in_channels = 8, .out_channels = 4, .model_channels = 32,
+    .name = "sd15-tiny-test-instruct-pix2pix", .family = "sd1", .in_channels = 8, .out_channels = 4, .model_channels = 32,
     .time_embed_dim = 128, .context_dim = 32, .heads = 8, .layers = sd15_tiny_test_layers,
     .nlayers = COUNT(sd15_tiny_test_layers),
 };
 
-const unet_config *const kiln_unet_configs[] = {&sd15, &sd15_inpaint, &sd15_ip2p, &sd15_tiny_test,
-                                                &sd15_tiny_test_inpaint, &sd15_tiny_test_ip2p, &kiln_shapes, NULL};
+// SD 2.0/2.1, 512 and 768 (v-prediction) alike: (N,4,h,w) latents; context (N,77,1024)
+static const unet_config sd2 = {
+    .name = "sd2", .family = "sd2", .in_channels = 4, .out_channels = 4, .model_channels = 320,
+    .time_embed_dim = 1280, .context_dim = 1024, .head_channels = 64, .linear_projection = true,
+    .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
+};
+
+// SD 2.0 inpainting
+static const unet_config sd2_inpaint = {
+    .name = "sd2-inpaint", .family = "sd2", .in_channels = 9, .out_channels = 4, .model_channels = 320,
+    .time_embed_dim = 1280, .context_dim = 1024, .head_channels = 64, .linear_projection = true,
+    .layers = sd15_layers, .nlayers = COUNT(sd15_layers),
+};
+
+// tests/data/sd2's tiny SD 2.x UNet: the tiny SD 1.x rows, heads 16 wide, context (N,77,32)
+static const unet_config sd2_tiny_test = {
+    .name = "sd2-tiny-test", .family = "sd2", .in_channels = 4, .out_channels = 4, .model_channels = 32,
+    .time_embed_dim = 128, .context_dim = 32, .head_channels = 16, .linear_projection = true,
+    .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
+};
+
+const unet_config *const kiln_unet_configs[] = {
+    &sd15, &sd15_inpaint, &sd15_ip2p, &sd15_tiny_test, &sd15_tiny_test_inpaint, &sd15_tiny_test_ip2p, &kiln_shapes,
+    &sd2, &sd2_inpaint, &sd2_tiny_test, NULL,
+};

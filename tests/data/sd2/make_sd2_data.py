@@ -1,0 +1,308 @@
+"""Writes kiln's SD 2.x test data: a small random model with SD 2.x's
+architecture (OpenCLIP text tower with GELU read at its penultimate layer,
+UNet with linear projections and a fixed head width, v-prediction) in the two
+layouts people have, and what upstream code computes with it.
+
+Origin: diffusers 0.27.2 and transformers 4.40 on PyTorch (CPU, float32).
+The UNet is diffusers' UNet2DConditionModel as SD 2.x configures it
+(use_linear_projection, upcast_attention, attention heads of 16 channels at
+every level: 2 heads at 32 channels, 4 at 64); the text encoder is
+transformers' CLIPTextModel with hidden_act "gelu" and 3 layers; the VAE is
+the tiny SD 1.x model's (SD 2.x kept SD 1.x's VAE). Every weight is random
+(seeded; the norms too) and rounded to float16, and both files store float16,
+so the float32 goldens below are exactly what the stored weights give.
+
+  tiny_sd2.safetensors  the original single-file layout of SD 2.x files:
+      `model.diffusion_model.*`, `first_stage_model.*` and OpenCLIP's
+      `cond_stage_model.model.*` (fused in_proj q/k/v, resblocks, ln_final,
+      text_projection). Checked against upstream's own converters
+      (convert_ldm_unet_checkpoint, convert_open_clip_checkpoint), which must
+      give back the diffusers weights exactly.
+  tiny_sd2_diffusers/   the diffusers folder layout, as diffusers ships SD 2.x:
+      the text encoder without its last layer (diffusers' SD 2.x pipelines
+      read the last hidden state), scheduler_config.json with
+      prediction_type "v_prediction".
+  golden.safetensors
+      input_ids (2,77): rows of tests/data/tiny/clip_text.safetensors padded
+        after EOS with 0, as ComfyUI's SD2 tokenizer pads;
+      last_hidden_state (the last layer through the final layer norm) and
+        clip_skip2 (the penultimate layer through it: what SD 2.x conditions
+        on, ComfyUI's SD2ClipHModel "penultimate");
+      sample, timesteps, encoder_hidden_states (clip_skip2), noise_pred (the
+        UNet's v) and x.<block>: every block's output;
+      run.*: a KSampler run restated from ComfyUI's code (model_sampling
+        V_PREDICTION, euler, normal scheduler, 4 steps, cfg 5, seed 42, one
+        8x8 latent): run.positive/run.negative the conditionings (rows 0 and 1
+        above), run.noise (torch.manual_seed(42) randn), run.sigmas,
+        run.denoised.N (each step's guided x0), run.latent_out (the final x
+        divided by 0.18215, what KSampler returns), run.image (VAEDecode of it,
+        (1,16,16,3) in [0,1]).
+
+Run from the repository root with torch, diffusers and transformers
+installed and the project's shared goldens at ../shared/goldens:
+  python3 tests/data/sd2/make_sd2_data.py
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_unet_checkpoint,
+                                                                   convert_open_clip_checkpoint)
+from safetensors.numpy import load_file
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel
+
+SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
+TINY = os.path.join(SHARED, "models")
+OUT = "tests/data/sd2"
+SCALING = 0.18215
+LAYERS_PER_BLOCK = 2
+
+UNET_CONFIG = dict(sample_size=8, in_channels=4, out_channels=4, down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+                   up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], block_out_channels=[32, 64],
+                   layers_per_block=LAYERS_PER_BLOCK, cross_attention_dim=32, attention_head_dim=[2, 4],
+                   use_linear_projection=True, upcast_attention=True, norm_num_groups=32, norm_eps=1e-5,
+                   act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
+CLIP_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=3,
+                   num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
+                   pad_token_id=1, bos_token_id=0, eos_token_id=2)
+SCHEDULER_CONFIG = {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+                    "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "v_prediction",
+                    "steps_offset": 1, "timestep_spacing": "leading"}
+BLOCKS = ["conv_in", "time_proj", "time_embedding", "down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0",
+          "up_blocks.1", "conv_norm_out", "conv_out"]
+
+
+def randomize(module):
+    """Every parameter random (norm scales around 1), rounded to float16."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            elif "norm" in name or name.endswith("bias"):
+                p.copy_(0.15 * torch.randn_like(p))
+            elif "embedding" in name:
+                p.copy_(0.5 * torch.randn_like(p))
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn_like(p) / fan_in ** 0.5)
+            p.copy_(p.half().float())
+
+
+def resnet_part(rest):
+    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
+                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
+        if rest.startswith(a):
+            return b + rest[len(a):]
+    raise ValueError(rest)
+
+
+def ldm_unet(sd):
+    """diffusers UNet names -> `model.diffusion_model.*` (the tiny layout:
+    down blocks 0 with attention and 1 without, up blocks mirrored)."""
+    L = LAYERS_PER_BLOCK
+    up_attention = [False, True]
+    out = {}
+    for k, v in sd.items():
+        p = k.split(".")
+        if p[0] == "time_embedding":
+            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
+        elif p[0] == "conv_in":
+            n = f"input_blocks.0.0.{p[1]}"
+        elif p[0] == "conv_norm_out":
+            n = f"out.0.{p[1]}"
+        elif p[0] == "conv_out":
+            n = f"out.2.{p[1]}"
+        elif p[0] == "down_blocks":
+            i, kind = int(p[1]), p[2]
+            if kind == "downsamplers":
+                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
+            else:
+                idx, rest = 1 + i * (L + 1) + int(p[3]), ".".join(p[4:])
+                n = f"input_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
+        elif p[0] == "mid_block":
+            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
+            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
+        elif p[0] == "up_blocks":
+            i, kind = int(p[1]), p[2]
+            if kind == "upsamplers":
+                n = f"output_blocks.{i * (L + 1) + L}.{2 if up_attention[i] else 1}.conv.{'.'.join(p[5:])}"
+            else:
+                idx, rest = i * (L + 1) + int(p[3]), ".".join(p[4:])
+                n = f"output_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
+        else:
+            raise ValueError(k)
+        out["model.diffusion_model." + n] = v
+    return out
+
+
+def open_clip(sd, layers):
+    """transformers CLIPTextModel names -> OpenCLIP's `cond_stage_model.model.*`
+    with q, k, v fused into in_proj as SD 2.x files store them."""
+    out = {}
+    prefix = "cond_stage_model.model."
+    out[prefix + "token_embedding.weight"] = sd["text_model.embeddings.token_embedding.weight"]
+    out[prefix + "positional_embedding"] = sd["text_model.embeddings.position_embedding.weight"]
+    out[prefix + "ln_final.weight"] = sd["text_model.final_layer_norm.weight"]
+    out[prefix + "ln_final.bias"] = sd["text_model.final_layer_norm.bias"]
+    for i in range(layers):
+        src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for a, b in [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"),
+                     ("mlp.fc2", "mlp.c_proj"), ("self_attn.out_proj", "attn.out_proj")]:
+            for part in ["weight", "bias"]:
+                out[f"{dst}{b}.{part}"] = sd[f"{src}{a}.{part}"]
+        for part in ["weight", "bias"]:
+            out[f"{dst}attn.in_proj_{part}"] = torch.cat([sd[f"{src}self_attn.{x}_proj.{part}"] for x in "qkv"])
+    # the projection and logit scale SD 2.x files carry; the text tower does not use them
+    out[prefix + "text_projection"] = torch.randn(32, 32).half().float()
+    out[prefix + "logit_scale"] = torch.tensor(4.6052)
+    return out
+
+
+def vae_weights():
+    """The tiny SD 1.x VAE, in both layouts."""
+    ldm = load_file(os.path.join(TINY, "sd15_tiny_ldm_fp32.safetensors"))
+    ldm = {k: torch.from_numpy(v).half().float() for k, v in ldm.items() if k.startswith("first_stage_model.")}
+    return ldm
+
+
+def check_equal(a, b, what):
+    assert a.keys() == b.keys(), (what, sorted(set(a) ^ set(b))[:8])
+    for k in a:
+        assert torch.equal(a[k].float(), b[k].float()), (what, k)
+
+
+def tokens_sd2(ids):
+    """ComfyUI's SD2 tokenizer pads with 0 after the first EOS."""
+    out = ids.copy()
+    for row in out:
+        end = int(np.argmax(row == 49407))
+        row[end + 1:] = 0
+    return out
+
+
+def comfy_normal_sigmas(steps):
+    """ComfyUI's ModelSamplingDiscrete and its "normal" scheduler."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
+    log_sigmas = sigmas.log()
+
+    def timestep(sigma):
+        return (sigma.log() - log_sigmas[:, None]).abs().argmin(dim=0).view(sigma.shape)
+
+    def sigma(t):
+        low, high = t.floor().long(), t.ceil().long()
+        w = t.frac()
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
+
+    start, end = timestep(sigmas[-1:]), timestep(sigmas[:1])
+    ts = torch.linspace(start.item(), end.item(), steps)
+    return torch.cat([torch.stack([sigma(t) for t in ts]), torch.zeros(1)]), timestep
+
+
+def main():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**UNET_CONFIG).eval()
+    randomize(unet)
+    te = CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG)).eval()
+    randomize(te)
+    vae_ldm = vae_weights()
+
+    # the single file, checked against upstream's converters
+    unet_sd = {k: v.clone() for k, v in unet.state_dict().items()}
+    te_sd = {k: v.clone() for k, v in te.state_dict().items() if k != "text_model.embeddings.position_ids"}
+    single = {**ldm_unet(unet_sd), **open_clip(te_sd, CLIP_CONFIG["num_hidden_layers"]), **vae_ldm}
+    back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
+    check_equal(back, unet_sd, "unet")
+    with tempfile.TemporaryDirectory() as d:
+        CLIPTextConfig(**CLIP_CONFIG).save_pretrained(d)
+        back = convert_open_clip_checkpoint(single, d, has_projection=True).state_dict()
+    back.pop("text_model.embeddings.position_ids", None)
+    back.pop("text_projection.weight")
+    check_equal(back, te_sd, "text encoder")
+    os.makedirs(OUT, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in single.items()}, f"{OUT}/tiny_sd2.safetensors")
+
+    # the diffusers folder: the text encoder's last layer dropped, v-prediction
+    folder = f"{OUT}/tiny_sd2_diffusers"
+    shutil.rmtree(folder, ignore_errors=True)
+    for part in ["unet", "vae", "text_encoder", "scheduler"]:
+        os.makedirs(f"{folder}/{part}")
+    save_file({k: v.half().contiguous() for k, v in unet_sd.items()}, f"{folder}/unet/diffusion_pytorch_model.safetensors")
+    json.dump({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, open(f"{folder}/unet/config.json", "w"), indent=1)
+    vae = AutoencoderKL.from_pretrained(os.path.join(TINY, "sd15_tiny_diffusers"), subfolder="vae").eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.copy_(p.half().float())
+    save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()},
+              f"{folder}/vae/diffusion_pytorch_model.safetensors")
+    shutil.copy(os.path.join(TINY, "sd15_tiny_diffusers", "vae", "config.json"), f"{folder}/vae/config.json")
+    dropped = dict(CLIP_CONFIG, num_hidden_layers=CLIP_CONFIG["num_hidden_layers"] - 1)
+    last = f"text_model.encoder.layers.{CLIP_CONFIG['num_hidden_layers'] - 1}."
+    save_file({k: v.half().contiguous() for k, v in te_sd.items() if not k.startswith(last)},
+              f"{folder}/text_encoder/model.safetensors")
+    json.dump({"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **dropped},
+              open(f"{folder}/text_encoder/config.json", "w"), indent=1)
+    json.dump(SCHEDULER_CONFIG, open(f"{folder}/scheduler/scheduler_config.json", "w"), indent=1)
+    json.dump({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+               "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+               "scheduler": ["diffusers", "EulerDiscreteScheduler"]}, open(f"{folder}/model_index.json", "w"), indent=1)
+
+    g = {}
+    ids = tokens_sd2(load_file("tests/data/tiny/clip_text.safetensors")["input_ids"])
+    g["input_ids"] = torch.from_numpy(ids)
+    with torch.no_grad():
+        out = te(g["input_ids"], output_hidden_states=True)
+        g["last_hidden_state"] = out.last_hidden_state
+        g["clip_skip2"] = te.text_model.final_layer_norm(out.hidden_states[-2])
+        # what the folder's 2-layer encoder gives is the same penultimate state
+        te2 = CLIPTextModel(CLIPTextConfig(**dropped)).eval()
+        te2.load_state_dict({k: v for k, v in te.state_dict().items() if not k.startswith(last)})
+        assert torch.allclose(te2(g["input_ids"]).last_hidden_state, g["clip_skip2"], atol=1e-6)
+
+    g["timesteps"] = torch.tensor([999.0, 500.0])
+    g["encoder_hidden_states"] = g["clip_skip2"]
+    g["sample"] = torch.randn(2, 4, 8, 8)
+
+    def hook(name):
+        def save(module, args, result):
+            g["x." + name] = (result[0] if isinstance(result, tuple) else result).detach().clone()
+        return save
+
+    handles = [unet.get_submodule(name).register_forward_hook(hook(name)) for name in BLOCKS]
+    with torch.no_grad():
+        g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"]).sample
+    for h in handles:
+        h.remove()
+
+    # KSampler: euler, normal, v-prediction, CFG in x0 space, on one latent
+    steps, cfg = 4, 5.0
+    sigmas, timestep = comfy_normal_sigmas(steps)
+    positive, negative = g["clip_skip2"][0:1], g["clip_skip2"][1:2]
+    noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
+    x = noise * (1.0 + sigmas[0] ** 2) ** 0.5  # max denoise: the empty latent is zero
+    g.update({"run.positive": positive, "run.negative": negative, "run.noise": noise, "run.sigmas": sigmas})
+    for i in range(steps):
+        s = sigmas[i]
+        with torch.no_grad():
+            v = unet(torch.cat([x, x]) / (s ** 2 + 1) ** 0.5, timestep(s.view(1)).float().repeat(2),
+                     encoder_hidden_states=torch.cat([negative, positive])).sample
+        x0 = x / (s ** 2 + 1) - v * s / (s ** 2 + 1) ** 0.5
+        denoised = x0[0:1] + (x0[1:2] - x0[0:1]) * cfg
+        g[f"run.denoised.{i}"] = denoised
+        x = x + (x - denoised) / s * (sigmas[i + 1] - s)
+    g["run.latent_out"] = x / SCALING
+    with torch.no_grad():
+        image = vae.decode(g["run.latent_out"]).sample
+    g["run.image"] = torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).permute(0, 2, 3, 1)
+    save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
+    print({k: tuple(v.shape) for k, v in g.items()})
+
+
+if __name__ == "__main__":
+    main()
