@@ -148,16 +148,15 @@ static void jpeg_output(void **state)
     kiln_image_free(&img[1]);
 }
 
-/* Runs gen on the tiny model with extra flags, saving the latent and the log;
- * returns the latent (malloc'd) and its element count. */
-static float *gen_latent(const char *name, const char *flags, size_t *count)
+/* Runs gen on a model under tests/data with extra flags, saving the latent
+ * and the log; returns the latent (malloc'd) and its element count. */
+static float *gen_model_latent(const char *model, const char *name, const char *flags, size_t *count)
 {
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "%s/bin/gen --model %s %s --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 5 "
              "--output %s/%s.png --save-latent %s/%s.safetensors 2> %s/%s.log",
-             KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), flags, tmpdir, name, tmpdir, name,
-             tmpdir, name);
+             KILN_BINARY_DIR, kiln_test_data(model), flags, tmpdir, name, tmpdir, name, tmpdir, name);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/%s.safetensors", tmpdir, name);
     kiln_st_file *f;
@@ -166,6 +165,12 @@ static float *gen_latent(const char *name, const char *flags, size_t *count)
     assert_kiln_ok(kiln_st_read_f32(f, "latent", &latent, count));
     kiln_st_close(f);
     return latent;
+}
+
+/* The same on the tiny SD 1.x model. */
+static float *gen_latent(const char *name, const char *flags, size_t *count)
+{
+    return gen_model_latent("tiny/sd15_tiny_ldm_fp32.safetensors", name, flags, count);
 }
 
 /* gen --lora: strength 0 is the plain model to the bit, 0.75 another picture
@@ -463,6 +468,57 @@ static void hires_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen on an SD 2.x model: its own text layer (the penultimate) and
+ * prediction (v) unless told, as the library samples them; --clip-skip 1
+ * and --prediction eps change the picture and are recorded as ComfyUI's
+ * CLIPSetLastLayer and ModelSamplingDiscrete. */
+static void sd2_run(void **state)
+{
+    (void)state;
+    const char *flags[3] = {"", "--clip-skip 1", "--prediction eps"};
+    float *latent[3];
+    size_t count[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "sd2_%d", i);
+        latent[i] = gen_model_latent("sd2/tiny_sd2.safetensors", name, flags[i], &count[i]);
+        assert_int_equal(count[i], 4 * 8 * 8);
+    }
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd2/tiny_sd2.safetensors"), be, &m));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", 2, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 2, &neg));
+    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
+                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8};
+    float *want;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
+    assert_rel_l2_le(latent[0], want, count[0], 1e-6);
+    assert_true(kiln_rel_l2(latent[1], latent[0], count[0]) > 0.01);
+    assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 0.05);
+    char text[16384];
+    check_output("sd2_0", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_null(strstr(text, "CLIPSetLastLayer"));
+    assert_null(strstr(text, "ModelSamplingDiscrete"));
+    check_output("sd2_1", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "\"class_type\":\"CLIPSetLastLayer\",\"inputs\":{\"stop_at_clip_layer\":-1,"));
+    check_output("sd2_2", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "\"class_type\":\"ModelSamplingDiscrete\",\"inputs\":{\"sampling\":\"eps\","
+                                 "\"zsnr\":false,\"model\":[\"4\",0]}"));
+    assert_non_null(strstr(text, "\"model\":[\"80\",0]"));
+    free(want);
+    for (int i = 0; i < 3; i++) free(latent[i]);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* gen --upscale-model: the picture gen decodes, through ImageUpscaleWithModel
  * (test_upscale checks that against spandrel), saved 4x as large; here the
  * same steps from gen's own latent, to the byte. */
@@ -541,6 +597,7 @@ int main(void)
         cmocka_unit_test(pix2pix_run),
         cmocka_unit_test(hires_run),
         cmocka_unit_test(upscale_run),
+        cmocka_unit_test(sd2_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -152,6 +152,9 @@ expect_refused "hires method unknown" "--hires-method lanczos: must be nearest-e
     --output "$tmp/out.png" --hires-scale 2 --hires-method lanczos
 expect_refused "missing upscale model" "--upscale-model $tmp/nosuch.safetensors: No such file" \
     --output "$tmp/out.png" --upscale-model "$tmp/nosuch.safetensors"
+expect_refused "prediction unknown" "--prediction x0: must be eps or v" --output "$tmp/out.png" --prediction x0
+expect_error "clip skip past a folder's last layer" "--clip-skip 1: this checkpoint's text encoder has 2 of its 3 layers" \
+    --model "$data/sd2/tiny_sd2_diffusers" --prompt a --width 16 --height 16 --steps 1 --clip-skip 1
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
     --save-latent "$tmp/missing/latent.safetensors"
 

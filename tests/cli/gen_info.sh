@@ -26,6 +26,11 @@ expect_info "$data/tiny/sd15_tiny_ldm_fp16.safetensors" "family       sd1 (txt2i
     "unet         sd15-tiny-test, 1.1 M parameters, F16" "text encoder clip-tiny-test, 1.6 M parameters" \
     "vae          vae-tiny-test, 0.7 M parameters"
 expect_info "$data/tiny/sd15_tiny_diffusers" "unet         sd15-tiny-test, 1.1 M parameters, F32"
+expect_info "$data/tiny/sd15_tiny_ldm_fp32.safetensors" "prediction   eps (default)"
+# SD 2.x: v-prediction read off the last transformer's norm bias (single file) or the scheduler config (folder)
+expect_info "$data/sd2/tiny_sd2.safetensors" "family       sd2 (txt2img)" "prediction   v (norm bias spread)" \
+    "unet         sd2-tiny-test, 1.1 M parameters, F16" "text encoder openclip-tiny-test, 1.6 M parameters"
+expect_info "$data/sd2/tiny_sd2_diffusers" "family       sd2 (txt2img)" "prediction   v (scheduler_config.json)"
 # kohya_locon: 36 attention/projection modules in 3 transformers and 7 convolutions
 # (5 of them 3x3) in the UNet, 12 text encoder linears; rank 4, alphas 2 and one 1
 expect_info "$data/lora/kohya_locon.safetensors" \
