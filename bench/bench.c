@@ -45,6 +45,7 @@ typedef struct bench_ctx {
     int latent_h, latent_w;
     float *latent;  /* (2,4,h,w) */
     float *context; /* (2,77,D) */
+    float *y;       /* (2,adm) SDXL's vector, zeros; NULL for other UNets */
     float t[2];
     int32_t ids[2 * 77];
 } bench_ctx;
@@ -54,7 +55,7 @@ static kiln_status text_fn(kiln_graph *g, void *ctx)
     bench_ctx *b = ctx;
     tensor *ids, *out;
     TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){2, 77}, b->ids));
-    TRY(kiln_clip_forward(g, &b->m->clip, ids, 0, &out));
+    TRY(kiln_clip_forward(g, &b->m->clips[0], ids, 0, &out, NULL)); /* the first tower times the text step */
     return kiln_graph_output(g, out, b->context, kiln_tensor_nbytes(out));
 }
 
@@ -66,7 +67,9 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){2, cfg->in_channels, b->latent_h, b->latent_w}, b->latent));
     TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){2}, b->t));
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){2, 77, cfg->context_dim}, b->context));
-    TRY(kiln_unet_forward(g, &b->m->unet, x, t, c, NULL, NULL, NULL, &eps));
+    tensor *y = NULL;
+    if (b->y) TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){2, cfg->adm_channels}, b->y));
+    TRY(kiln_unet_forward(g, &b->m->unet, x, &(kiln_unet_cond){t, c, y, NULL}, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, b->latent, kiln_tensor_nbytes(eps));
 }
 
@@ -170,7 +173,8 @@ int main(int argc, char **argv)
     bench_ctx b = {.m = m, .latent_h = o.height / f, .latent_w = o.width / f, .t = {999.0f, 999.0f}};
     size_t latent_n = (size_t)2 * m->unet.config->in_channels * b.latent_h * b.latent_w;
     b.latent = calloc(latent_n, sizeof(float));
-    b.context = calloc((size_t)2 * 77 * m->clip.config->hidden, sizeof(float));
+    b.context = calloc((size_t)2 * 77 * m->unet.config->context_dim, sizeof(float));
+    if (m->unet.config->adm_channels) b.y = calloc((size_t)2 * m->unet.config->adm_channels, sizeof(float));
     for (size_t i = 0; i < latent_n; i++) b.latent[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     for (int i = 0; i < 2 * 77; i++) b.ids[i] = 49407; /* pad */
     b.ids[0] = b.ids[77] = 49406;                       /* BOS; row 0 "a photograph", row 1 empty */
@@ -267,6 +271,7 @@ int main(int argc, char **argv)
     kiln_graph_free(gd);
     free(b.latent);
     free(b.context);
+    free(b.y);
     kiln_model_free(m);
     kiln_backend_free(be);
     return 0;

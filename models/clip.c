@@ -7,54 +7,75 @@
 #include "status.h"
 #include "tokenizer.h"
 
-#define PREFIX "cond_stage_model.transformer.text_model"
+static const clip_config clip_vit_l14 = {"clip-vit-l14", 49408, 77, 768, 12, 12, 3072, false};
+static const clip_config clip_tiny_test = {"clip-tiny-test", 49408, 77, 32, 2, 4, 37, false};
+static const clip_config clip_kiln_shapes = {"clip-kiln-shapes", 49408, 77, 64, 2, 4, 256, false};
+static const clip_config openclip_vit_h14 = {"openclip-vit-h14", 49408, 77, 1024, 24, 16, 4096, true};
+static const clip_config openclip_vit_bigg14 = {"openclip-vit-bigg14", 49408, 77, 1280, 32, 20, 5120, true};
+// the tiny SD 2.x and SDXL models' OpenCLIP towers (tests/data/sd2, sdxl)
+static const clip_config openclip_tiny_test = {"openclip-tiny-test", 49408, 77, 32, 3, 4, 64, true};
 
-static const clip_config clip_vit_l14 = {"clip-vit-l14", "sd1", 49408, 77, 768, 12, 12, 3072, false, 1, KILN_CLIP_EOS};
-static const clip_config clip_tiny_test = {"clip-tiny-test", "sd1", 49408, 77, 32, 2, 4, 37, false, 1, KILN_CLIP_EOS};
-static const clip_config clip_kiln_shapes = {"clip-kiln-shapes", "sd1", 49408, 77, 64, 2, 4, 256, false, 1, KILN_CLIP_EOS};
-static const clip_config openclip_vit_h14 = {"openclip-vit-h14", "sd2", 49408, 77, 1024, 24, 16, 4096, true, 2, 0};
-// tests/data/sd2's tiny SD 2.x text tower
-static const clip_config openclip_tiny_test = {"openclip-tiny-test", "sd2", 49408, 77, 32, 3, 4, 64, true, 2, 0};
+const clip_config *const kiln_clip_configs[] = {&clip_vit_l14,        &clip_tiny_test,     &clip_kiln_shapes,
+                                                &openclip_vit_h14,    &openclip_vit_bigg14, &openclip_tiny_test,
+                                                NULL};
 
-const clip_config *const kiln_clip_configs[] = {&clip_vit_l14, &clip_tiny_test, &clip_kiln_shapes, &openclip_vit_h14,
-                                                &openclip_tiny_test, NULL};
+#define SD_ROOT "cond_stage_model.transformer.text_model"
 
-static bool has_layer(const kiln_checkpoint *ck, int i)
+const clip_reading kiln_clip_sd1 = {.root = SD_ROOT, .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS};
+const clip_reading kiln_clip_sd2 = {.root = SD_ROOT, .gelu = true, .default_skip = 2, .final_norm = true, .pad_id = 0};
+/* ComfyUI's SDXLClipModel: both towers at layer -2 without the final norm */
+const clip_reading kiln_clip_sdxl_l = {.root = "conditioner.embedders.0.transformer.text_model", .default_skip = 2,
+                                       .pad_id = KILN_CLIP_EOS};
+const clip_reading kiln_clip_sdxl_g = {.root = "conditioner.embedders.1.transformer.text_model",
+                                       .projection = "conditioner.embedders.1.transformer.text_projection",
+                                       .open_clip_projection = "conditioner.embedders.1.model.text_projection",
+                                       .gelu = true, .default_skip = 2, .pad_id = 0};
+
+static bool has_layer(const kiln_checkpoint *ck, const char *root, int i)
 {
     char name[256];
-    snprintf(name, sizeof name, PREFIX ".encoder.layers.%d.layer_norm1.weight", i);
+    snprintf(name, sizeof name, "%s.encoder.layers.%d.layer_norm1.weight", root, i);
     return kiln_checkpoint_find(ck, name) != NULL;
 }
 
-static int count_layers(const kiln_checkpoint *ck)
+static int count_layers(const kiln_checkpoint *ck, const char *root)
 {
     int n = 0;
-    while (n < CLIP_MAX_LAYERS && has_layer(ck, n)) n++;
+    while (n < CLIP_MAX_LAYERS && has_layer(ck, root, n)) n++;
     return n;
 }
 
-const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const char *family)
+static const kiln_st_tensor *find_at(const kiln_checkpoint *ck, const char *root, const char *suffix)
 {
-    const kiln_st_tensor *tok = kiln_checkpoint_find(ck, PREFIX ".embeddings.token_embedding.weight");
-    const kiln_st_tensor *fc1 = kiln_checkpoint_find(ck, PREFIX ".encoder.layers.0.mlp.fc1.weight");
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", root, suffix);
+    return kiln_checkpoint_find(ck, name);
+}
+
+const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const clip_reading *reading)
+{
+    const kiln_st_tensor *tok = find_at(ck, reading->root, "embeddings.token_embedding.weight");
+    const kiln_st_tensor *fc1 = find_at(ck, reading->root, "encoder.layers.0.mlp.fc1.weight");
     if (!tok || !fc1 || tok->ndim != 2 || fc1->ndim != 2) return NULL;
-    int layers = count_layers(ck);
+    int layers = count_layers(ck, reading->root);
     for (int c = 0; kiln_clip_configs[c]; c++) {
         const clip_config *cfg = kiln_clip_configs[c];
         /* layers past the one the model reads may be missing (diffusers drops them) */
-        bool complete = layers == cfg->layers || (layers < cfg->layers && layers >= cfg->layers - cfg->default_skip + 1);
-        if (strcmp(cfg->family, family) == 0 && tok->shape[0] == cfg->vocab && tok->shape[1] == cfg->hidden &&
+        int needed = cfg->layers - reading->default_skip + 1;
+        bool complete = layers == cfg->layers || (layers < cfg->layers && layers >= needed);
+        if (cfg->gelu == reading->gelu && tok->shape[0] == cfg->vocab && tok->shape[1] == cfg->hidden &&
             fc1->shape[0] == cfg->mlp && complete)
             return cfg;
     }
     return NULL;
 }
 
-static kiln_status bind_layer(kiln_weights *w, const clip_config *cfg, int i, clip_layer_weights *l)
+static kiln_status bind_layer(kiln_weights *w, const clip_config *cfg, const char *root, int i,
+                              clip_layer_weights *l)
 {
     char p[256];
     int D = cfg->hidden, F = cfg->mlp;
-    snprintf(p, sizeof p, PREFIX ".encoder.layers.%d", i);
+    snprintf(p, sizeof p, "%s.encoder.layers.%d", root, i);
     TRY(KILN_BIND(w, &l->ln1_w, p, "layer_norm1.weight", D));
     TRY(KILN_BIND(w, &l->ln1_b, p, "layer_norm1.bias", D));
     TRY(KILN_BIND(w, &l->q_w, p, "self_attn.q_proj.weight", D, D));
@@ -74,18 +95,64 @@ static kiln_status bind_layer(kiln_weights *w, const clip_config *cfg, int i, cl
     return KILN_OK;
 }
 
-kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, kiln_clip *clip)
+/* The pooled output's projection, read on the host: (P,D) under
+ * transformers' name or (D,P) under OpenCLIP's. */
+static kiln_status find_projection(const kiln_checkpoint *ck, const clip_reading *reading, kiln_clip *clip)
 {
-    *clip = (kiln_clip){.config = cfg, .nlayers = count_layers(kiln_weights_checkpoint(w))};
+    if (!reading->projection) return KILN_OK;
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", reading->projection);
+    const kiln_st_tensor *p = kiln_checkpoint_find(ck, name);
+    if (!p && (p = kiln_checkpoint_find(ck, reading->open_clip_projection))) clip->projection_open_clip = true;
+    if (!p)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' is missing", kiln_checkpoint_path(ck),
+                         reading->open_clip_projection);
+    const int D = clip->config->hidden;
+    if (p->ndim != 2 || p->shape[clip->projection_open_clip ? 0 : 1] != D)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the text projection '%s' is not (%d,P) as OpenCLIP's or (P,%d)",
+                         kiln_checkpoint_path(ck), p->name, D, D);
+    if (p->dtype != KILN_F32 && p->dtype != KILN_F16 && p->dtype != KILN_BF16)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the text projection '%s' is %s", kiln_checkpoint_path(ck), p->name,
+                         kiln_dtype_name(p->dtype));
+    clip->projection = p;
+    clip->pooled_dim = (int)(clip->projection_open_clip ? p->shape[1] : p->shape[0]);
+    return KILN_OK;
+}
+
+kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, const clip_reading *reading, kiln_clip *clip)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const char *root = reading->root;
+    *clip = (kiln_clip){.config = cfg, .reading = reading, .nlayers = count_layers(ck, root)};
     if (cfg->layers > CLIP_MAX_LAYERS) return kiln_fail(KILN_ERR_UNSUPPORTED, "clip: %d layers", cfg->layers);
     if (clip->nlayers > cfg->layers) clip->nlayers = cfg->layers;
-    TRY(KILN_BIND(w, &clip->token_embedding, PREFIX, "embeddings.token_embedding.weight", cfg->vocab, cfg->hidden));
-    TRY(KILN_BIND(w, &clip->position_embedding, PREFIX, "embeddings.position_embedding.weight", cfg->positions,
+    TRY(KILN_BIND(w, &clip->token_embedding, root, "embeddings.token_embedding.weight", cfg->vocab, cfg->hidden));
+    TRY(KILN_BIND(w, &clip->position_embedding, root, "embeddings.position_embedding.weight", cfg->positions,
                   cfg->hidden));
-    for (int i = 0; i < clip->nlayers; i++) TRY(bind_layer(w, cfg, i, &clip->layer[i]));
-    TRY(KILN_BIND(w, &clip->final_ln_w, PREFIX, "final_layer_norm.weight", cfg->hidden));
-    TRY(KILN_BIND(w, &clip->final_ln_b, PREFIX, "final_layer_norm.bias", cfg->hidden));
-    return KILN_OK;
+    for (int i = 0; i < clip->nlayers; i++) TRY(bind_layer(w, cfg, root, i, &clip->layer[i]));
+    TRY(KILN_BIND(w, &clip->final_ln_w, root, "final_layer_norm.weight", cfg->hidden));
+    TRY(KILN_BIND(w, &clip->final_ln_b, root, "final_layer_norm.bias", cfg->hidden));
+    return find_projection(ck, reading, clip);
+}
+
+void kiln_clip_pool(const kiln_clip *clip, const int32_t *ids, const float *last, int rows, float *pooled)
+{
+    const int T = KILN_CLIP_CONTEXT, D = clip->config->hidden, P = clip->pooled_dim;
+    const kiln_st_tensor *p = clip->projection;
+    for (int r = 0; r < rows; r++) {
+        int eos = 0; /* the first of the highest id, as transformers' argmax */
+        for (int t = 1; t < T; t++)
+            if (ids[r * T + t] > ids[r * T + eos]) eos = t;
+        const float *h = last + ((size_t)r * T + eos) * D;
+        for (int o = 0; o < P; o++) {
+            double acc = 0;
+            for (int d = 0; d < D; d++) {
+                size_t at = clip->projection_open_clip ? (size_t)d * P + o : (size_t)o * D + d;
+                acc += (double)h[d] * kiln_load_f32(p->data, p->dtype, at);
+            }
+            pooled[(size_t)r * P + o] = (float)acc;
+        }
+    }
 }
 
 /* *x = *x + delta, releasing both inputs. */
@@ -126,15 +193,16 @@ static kiln_status encoder_layer(kiln_graph *g, const clip_config *cfg, const cl
     return residual(g, x, d);
 }
 
-kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out)
+kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out,
+                              tensor **last)
 {
     const clip_config *cfg = clip->config;
     int64_t B = ids->shape[0], T = ids->shape[1];
-    if (skip == 0) skip = cfg->default_skip;
+    if (skip == 0) skip = clip->reading->default_skip;
     if (skip < 1 || skip > cfg->layers)
         return kiln_fail(KILN_ERR_INVALID_ARG, "--clip-skip %d: this text encoder has %d layers", skip, cfg->layers);
     const int run = cfg->layers - (skip - 1);
-    if (run > clip->nlayers)
+    if (run > clip->nlayers || (last && clip->nlayers < cfg->layers))
         return kiln_fail(KILN_ERR_INVALID_ARG,
                          "--clip-skip %d: this checkpoint's text encoder has %d of its %d layers (a diffusers folder "
                          "leaves out those past the one the model reads)",
@@ -163,7 +231,12 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     x->shape[2] = cfg->hidden;
 
     for (int i = 0; i < run; i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
-    TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
+    if (clip->reading->final_norm) TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
+    else TRY(nn_scale(g, x, 1.0f, out)); /* a copy: x goes on through the layers below */
+    if (last) {
+        for (int i = run; i < cfg->layers; i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
+        TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, last));
+    }
     nn_drop(g, &x);
     return KILN_OK;
 }

@@ -1,9 +1,12 @@
 /* The CLIP text encoder as a config plus one encoder-layer block repeated:
- * OpenAI CLIP ViT-L/14's text tower in SD 1.x (quick GELU, read at its last
- * layer) and OpenCLIP ViT-H/14's in SD 2.x (GELU, read at its penultimate
- * layer, padded with 0). Checkpoint prefix
- * `cond_stage_model.transformer.text_model.`: SD 2.x files' OpenCLIP names
- * are mapped to it at open (checkpoint.c). */
+ * OpenAI CLIP ViT-L/14's text tower (quick GELU) and OpenCLIP's ViT-H/14 and
+ * ViT-bigG/14 (GELU). A model family reads its towers its own way (a
+ * clip_reading): SD 1.x the last layer through the final layer norm, SD 2.x
+ * the penultimate through it, padded with 0; SDXL both of its towers at the
+ * penultimate layer as they are, and the pooled, projected output of its
+ * OpenCLIP one. Towers are bound under transformers' names (`<root>.encoder.
+ * layers.N...`): OpenCLIP files' names are mapped to them at open
+ * (checkpoint.c). */
 #ifndef KILN_MODELS_CLIP_H
 #define KILN_MODELS_CLIP_H
 
@@ -13,12 +16,22 @@
 
 typedef struct clip_config {
     const char *name;
-    const char *family; /* the models it conditions: "sd1", "sd2" */
     int vocab, positions, hidden, layers, heads, mlp;
-    bool gelu;          /* GELU (erf) in the MLP; else quick GELU */
-    int default_skip;   /* the layer the model conditions on, counted from the last (1) */
-    int32_t pad_id;     /* the token that fills a window after its EOS */
+    bool gelu; /* GELU (erf) in the MLP: OpenCLIP's towers; else quick GELU */
 } clip_config;
+
+/* How a model family reads one of its text towers. */
+typedef struct clip_reading {
+    const char *root;  /* canonical prefix of the tower: "cond_stage_model.transformer.text_model" */
+    const char *projection;           /* the pooled output's projection: transformers' (P,D) `<this>.weight`, */
+    const char *open_clip_projection; /* or OpenCLIP's (D,P) tensor of this name; NULL both: no pooled output */
+    bool gelu;         /* which kind of tower */
+    int default_skip;  /* the layer the model conditions on, counted from the last (1) */
+    bool final_norm;   /* that layer through the final layer norm (SD 1.x/2.x) or as it is (SDXL) */
+    int32_t pad_id;    /* the token that fills a window after its EOS */
+} clip_reading;
+
+extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g;
 
 typedef struct clip_layer_weights {
     const tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;                  /* (D) */
@@ -28,22 +41,33 @@ typedef struct clip_layer_weights {
 
 typedef struct kiln_clip {
     const clip_config *config;
+    const clip_reading *reading;
     int nlayers; /* layers the checkpoint has: diffusers' SD 2.x folders drop the last one, which SD 2.x never reads */
     const tensor *token_embedding;    /* (V,D) */
     const tensor *position_embedding; /* (P,D) */
     clip_layer_weights layer[CLIP_MAX_LAYERS];
     const tensor *final_ln_w, *final_ln_b;
+    const kiln_st_tensor *projection; /* the pooled output's, read on the host; NULL: none */
+    bool projection_open_clip;        /* stored (D,P), as OpenCLIP multiplies; else (P,D) */
+    int pooled_dim;                   /* P, 0 without a projection */
 } kiln_clip;
 
 extern const clip_config *const kiln_clip_configs[];
 
-/* The config of `family` whose shapes the checkpoint's text encoder has. */
-const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const char *family);
-kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, kiln_clip *clip);
+/* The config whose shapes the checkpoint's tower under reading->root has. */
+const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const clip_reading *reading);
+kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, const clip_reading *reading, kiln_clip *clip);
 
-// ids (B,T) i32 -> *out (B,T,D): the output of layer (layers - skip + 1)
-// through the final layer norm; skip 1 = last layer, 2 = ComfyUI's
-// CLIPSetLastLayer -2, 0 = the model's own (config's default_skip).
-kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out);
+// ids (B,T) i32 -> *out (B,T,D): the output of layer (layers - skip + 1),
+// through the final layer norm where the reading says; skip 1 = last layer,
+// 2 = ComfyUI's CLIPSetLastLayer -2, 0 = the reading's default_skip. With
+// `last` not NULL, also the last layer through the final layer norm (what
+// the pooled output is taken from).
+kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out,
+                              tensor **last);
+
+/* The pooled output of each of `rows` sequences: the last layer's state at
+ * its first EOS (the highest id), times the projection -> pooled (rows,P). */
+void kiln_clip_pool(const kiln_clip *clip, const int32_t *ids, const float *last, int rows, float *pooled);
 
 #endif

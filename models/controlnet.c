@@ -126,7 +126,7 @@ static kiln_status zero_conv(kiln_graph *g, const tensor *h, const tensor *w, co
 }
 
 kiln_status kiln_controlnet_forward(kiln_graph *g, const kiln_controlnet *cn, const tensor *x, const tensor *hint,
-                                    const tensor *t, const tensor *context, float strength, kiln_unet_control *out)
+                                    const kiln_unet_cond *cond, float strength, kiln_unet_control *out)
 {
     *out = (kiln_unet_control){0};
     if (hint->ndim != 4 || hint->shape[0] != x->shape[0] || hint->shape[1] != 3 || hint->shape[2] != 8 * x->shape[2] ||
@@ -134,13 +134,13 @@ kiln_status kiln_controlnet_forward(kiln_graph *g, const kiln_controlnet *cn, co
         return kiln_fail(KILN_ERR_INVALID_ARG, "controlnet: the hint must be (%lld, 3, %lld, %lld), 8x the latent",
                          (long long)x->shape[0], (long long)(8 * x->shape[2]), (long long)(8 * x->shape[3]));
     tensor *emb_silu, *guide;
-    TRY(kiln_unet_time_embedding_forward(g, &cn->time, cn->config, t, &emb_silu));
+    TRY(kiln_unet_time_embedding_forward(g, &cn->time, cn->config, cond->t, cond->y, &emb_silu));
     TRY(encode_hint(g, cn, hint, &guide));
     tensor *h = NULL;
     for (int i = 0; i < cn->nrows; i++) {
         const unet_row *row = &cn->rows[i];
         tensor *y;
-        TRY(kiln_unet_row_forward(g, row, h ? h : x, emb_silu, context, NULL, &y));
+        TRY(kiln_unet_row_forward(g, row, h ? h : x, emb_silu, cond->context, NULL, &y));
         if (h) nn_drop(g, &h);
         h = y;
         if (i == 0) { /* the encoded hint joins after conv_in */

@@ -36,9 +36,9 @@ typedef struct kiln_controlnet {
 kiln_status kiln_controlnet_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out);
 void kiln_controlnet_free(kiln_controlnet *cn);
 
-// x (N,4,h,w), hint (N,3,8h,8w) in [0,1], t (N), context (N,T,D) -> out's
-// residuals, each times strength (released by the caller)
+// x (N,4,h,w), hint (N,3,8h,8w) in [0,1], the UNet call's cond (its control
+// unused) -> out's residuals, each times strength (released by the caller)
 kiln_status kiln_controlnet_forward(kiln_graph *g, const kiln_controlnet *cn, const tensor *x, const tensor *hint,
-                                    const tensor *t, const tensor *context, float strength, kiln_unet_control *out);
+                                    const kiln_unet_cond *cond, float strength, kiln_unet_control *out);
 
 #endif

@@ -24,7 +24,7 @@ kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_con
     case UNET_TRANSFORMER:
         return kiln_spatial_transformer_bind(w, prefix, l->out_ch,
                                              cfg->head_channels ? l->out_ch / cfg->head_channels : cfg->heads,
-                                             cfg->context_dim, &row->attn);
+                                             cfg->context_dim, l->depth, &row->attn);
     case UNET_DOWNSAMPLE:
         TRY(KILN_BIND(w, &row->conv_w, prefix, "op.weight", l->out_ch, l->in_ch, 3, 3));
         return KILN_BIND(w, &row->conv_b, prefix, "op.bias", l->out_ch);
@@ -42,7 +42,12 @@ kiln_status kiln_unet_bind_time_embedding(kiln_weights *w, const char *root, con
     TRY(KILN_BIND(w, &te->w1, root, "time_embed.0.weight", dim, mc));
     TRY(KILN_BIND(w, &te->b1, root, "time_embed.0.bias", dim));
     TRY(KILN_BIND(w, &te->w2, root, "time_embed.2.weight", dim, dim));
-    return KILN_BIND(w, &te->b2, root, "time_embed.2.bias", dim);
+    TRY(KILN_BIND(w, &te->b2, root, "time_embed.2.bias", dim));
+    if (!cfg->adm_channels) return KILN_OK;
+    TRY(KILN_BIND(w, &te->label_w1, root, "label_emb.0.0.weight", dim, cfg->adm_channels));
+    TRY(KILN_BIND(w, &te->label_b1, root, "label_emb.0.0.bias", dim));
+    TRY(KILN_BIND(w, &te->label_w2, root, "label_emb.0.2.weight", dim, dim));
+    return KILN_BIND(w, &te->label_b2, root, "label_emb.0.2.bias", dim);
 }
 
 kiln_status kiln_unet_bind(kiln_weights *w, const unet_config *cfg, kiln_unet *unet)
@@ -103,6 +108,10 @@ const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *ro
         if (time->shape[0] != cfg->time_embed_dim || ctx->shape[1] != cfg->context_dim) continue;
         /* the same widths with linear projections are SD 2.x's layout */
         if ((proj_in->ndim == 2) != cfg->linear_projection) continue;
+        snprintf(name, sizeof name, "%s.label_emb.0.0.weight", root);
+        const kiln_st_tensor *label = kiln_checkpoint_find(ck, name);
+        if (cfg->adm_channels ? !label || label->ndim != 2 || label->shape[1] != cfg->adm_channels : label != NULL)
+            continue;
         return cfg;
     }
     return NULL;
@@ -110,17 +119,37 @@ const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *ro
 
 const unet_config *kiln_unet_detect(const kiln_checkpoint *ck) { return kiln_unet_detect_at(ck, PREFIX, false); }
 
-kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embedding *te, const unet_config *cfg,
-                                             const tensor *t, tensor **emb_silu)
+/* in -> linear, SiLU, linear: the shape of both embedding MLPs */
+static kiln_status embedding_mlp(kiln_graph *g, const tensor *in, const tensor *w1, const tensor *b1, const tensor *w2,
+                                 const tensor *b2, tensor **out)
 {
-    tensor *temb, *e1, *e1s, *e2;
-    TRY(nn_timestep_embedding(g, t, cfg->model_channels, &temb));
-    TRY(nn_linear(g, temb, te->w1, te->b1, &e1));
-    nn_drop(g, &temb);
+    tensor *e1, *e1s;
+    TRY(nn_linear(g, in, w1, b1, &e1));
     TRY(nn_silu(g, e1, &e1s));
     nn_drop(g, &e1);
-    TRY(nn_linear(g, e1s, te->w2, te->b2, &e2));
+    TRY(nn_linear(g, e1s, w2, b2, out));
     nn_drop(g, &e1s);
+    return KILN_OK;
+}
+
+kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embedding *te, const unet_config *cfg,
+                                             const tensor *t, const tensor *y, tensor **emb_silu)
+{
+    tensor *temb, *e2;
+    if (!cfg->adm_channels != !y)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %s", cfg->name,
+                         y ? "takes no vector y" : "needs the vector y (pooled text and sizes)");
+    TRY(nn_timestep_embedding(g, t, cfg->model_channels, &temb));
+    TRY(embedding_mlp(g, temb, te->w1, te->b1, te->w2, te->b2, &e2));
+    nn_drop(g, &temb);
+    if (y) {
+        tensor *label, *sum;
+        TRY(embedding_mlp(g, y, te->label_w1, te->label_b1, te->label_w2, te->label_b2, &label));
+        TRY(nn_add(g, e2, label, &sum));
+        nn_drop(g, &label);
+        nn_drop(g, &e2);
+        e2 = sum;
+    }
     /* every ResBlock applies SiLU to the embedding first: do it once */
     TRY(nn_silu(g, e2, emb_silu));
     nn_drop(g, &e2);
@@ -146,13 +175,14 @@ kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tens
     return kiln_fail(KILN_ERR_INVALID_ARG, "unet: bad layer kind in row %s", row->layer->prefix);
 }
 
-kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const tensor *t,
-                              const tensor *context, const kiln_unet_control *control, kiln_unet_probe probe,
-                              void *probe_ctx, tensor **eps)
+kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const kiln_unet_cond *cond,
+                              kiln_unet_probe probe, void *probe_ctx, tensor **eps)
 {
     const unet_config *cfg = unet->config;
+    const tensor *context = cond->context;
+    const kiln_unet_control *control = cond->control;
     tensor *emb_silu;
-    TRY(kiln_unet_time_embedding_forward(g, &unet->time, cfg, t, &emb_silu));
+    TRY(kiln_unet_time_embedding_forward(g, &unet->time, cfg, cond->t, cond->y, &emb_silu));
 
     const int encoder_rows = kiln_unet_encoder_rows(cfg);
     tensor *skips[KILN_UNET_MAX_SKIPS];

@@ -1,4 +1,4 @@
-/* The UNet of Stable Diffusion 1.x/2.x as a static layer table.
+/* The UNet of Stable Diffusion 1.x/2.x/XL as a static layer table.
  *
  * One row per checkpoint block, with its literal key prefix under
  * `model.diffusion_model.`. The executor walks the rows in order: PUSH rows
@@ -24,6 +24,7 @@ typedef struct unet_layer {
     int concat_skip;    /* pop the skip stack and concatenate before this row */
     int push_skip;      /* push this row's output on the skip stack */
     const char *block_name; /* diffusers-style name of the block this row ends ("down_blocks.0"), or NULL */
+    int depth;          /* a transformer's blocks (1; SDXL's 2 or 10), 0 in other rows */
 } unet_layer;
 
 typedef struct unet_config {
@@ -36,6 +37,8 @@ typedef struct unet_config {
     int heads;                /* attention heads in every transformer (SD 1.x) ... */
     int head_channels;        /* ... or, when set, heads of this width (SD 2.x: out_ch / 64 heads) */
     bool linear_projection;   /* transformers' proj_in/proj_out are linears (SD 2.x), not 1x1 convs */
+    int adm_channels;         /* SDXL: width of the vector y (pooled text, sizes) whose MLP label_emb joins the
+                                 time embedding; 0: none */
     const unet_layer *layers;
     int nlayers;
 } unet_config;
@@ -47,9 +50,11 @@ typedef struct unet_row {
     const tensor *conv_w, *conv_b; /* conv in / downsample / upsample */
 } unet_row;
 
-/* The timestep embedding MLP: (temb,mc) (temb) (temb,temb) (temb). */
+/* The timestep embedding MLP: (temb,mc) (temb) (temb,temb) (temb), and
+ * SDXL's label_emb MLP on y beside it: (temb,adm) (temb) (temb,temb) (temb). */
 typedef struct unet_time_embedding {
     const tensor *w1, *b1, *w2, *b2;
+    const tensor *label_w1, *label_b1, *label_w2, *label_b2; /* NULL without adm */
 } unet_time_embedding;
 
 typedef struct kiln_unet {
@@ -81,9 +86,10 @@ kiln_status kiln_unet_bind_time_embedding(kiln_weights *w, const char *root, con
                                           unet_time_embedding *te);
 kiln_status kiln_unet_bind_row(kiln_weights *w, const char *root, const unet_config *cfg, const unet_layer *l,
                                unet_row *row);
-// t (N) -> *emb_silu (N,temb): the embedding with the SiLU every ResBlock applies first
+// t (N), y (N,adm) or NULL -> *emb_silu (N,temb): the embedding (plus label_emb(y)) with the
+// SiLU every ResBlock applies first
 kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embedding *te, const unet_config *cfg,
-                                             const tensor *t, tensor **emb_silu);
+                                             const tensor *t, const tensor *y, tensor **emb_silu);
 /* next_skip: the skip the row after this one concatenates (NULL on the
  * encoder side); an upsample takes its size, so that levels of odd size (a
  * latent side not a multiple of 2^levels) come back to the size they had */
@@ -103,10 +109,16 @@ typedef struct kiln_unet_control {
  * mismatch with it). */
 typedef kiln_status (*kiln_unet_probe)(void *ctx, const char *block_name, kiln_graph *g, const tensor *t);
 
-// x (N,in,H,W), t (N) timesteps, context (N,T,ctx) -> *eps (N,out,H,W); control
-// NULL for none (its tensors stay the caller's)
-kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const tensor *t,
-                              const tensor *context, const kiln_unet_control *control, kiln_unet_probe probe,
-                              void *probe_ctx, tensor **eps);
+/* What a UNet call takes besides the latent: t (N) timesteps, context
+ * (N,T,ctx), y (N,adm) for a UNet with adm_channels (else NULL), and control
+ * NULL for none (its tensors stay the caller's). */
+typedef struct kiln_unet_cond {
+    const tensor *t, *context, *y;
+    const kiln_unet_control *control;
+} kiln_unet_cond;
+
+// x (N,in,H,W) -> *eps (N,out,H,W)
+kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const kiln_unet_cond *cond,
+                              kiln_unet_probe probe, void *probe_ctx, tensor **eps);
 
 #endif

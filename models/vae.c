@@ -7,10 +7,10 @@
 
 #define PREFIX "first_stage_model"
 
-static const vae_config vae_sd = {"sd-vae", 4, {128, 256, 512, 512}, 2, 4, 0.18215f};
-static const vae_config vae_tiny_test = {"vae-tiny-test", 2, {32, 64}, 1, 4, 0.18215f};
+static const vae_config vae_sd = {"sd-vae", 4, {128, 256, 512, 512}, 2, 4};
+static const vae_config vae_tiny_test = {"vae-tiny-test", 2, {32, 64}, 1, 4};
 /* kiln-shapes records its measured latent scale in its metadata */
-static const vae_config vae_kiln_shapes = {"vae-kiln-shapes", 4, {32, 32, 64, 64}, 1, 4, 0.18215f};
+static const vae_config vae_kiln_shapes = {"vae-kiln-shapes", 4, {32, 32, 64, 64}, 1, 4};
 
 const vae_config *const kiln_vae_configs[] = {&vae_sd, &vae_tiny_test, &vae_kiln_shapes, NULL};
 
@@ -100,17 +100,17 @@ static kiln_status bind_encoder(kiln_weights *w, const vae_config *cfg, vae_half
     return bind_mid_and_out(w, "encoder", cfg, 2 * cfg->latent_channels, e);
 }
 
-kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, kiln_vae *vae)
+kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae)
 {
-    *vae = (kiln_vae){.config = cfg, .scaling_factor = cfg->scaling_factor};
+    *vae = (kiln_vae){.config = cfg, .scaling_factor = scale};
     /* a trained-here model records the scale it measured on its latents */
-    const char *scale = kiln_checkpoint_metadata(kiln_weights_checkpoint(w), "vae_scaling_factor");
-    if (scale) {
+    const char *recorded = kiln_checkpoint_metadata(kiln_weights_checkpoint(w), "vae_scaling_factor");
+    if (recorded) {
         char *end;
-        float v = strtof(scale, &end);
+        float v = strtof(recorded, &end);
         if (*end || !(v > 0.0f && v < 100.0f))
             return kiln_fail(KILN_ERR_MODEL, "%s: metadata vae_scaling_factor '%s' is not a positive number",
-                             kiln_checkpoint_path(kiln_weights_checkpoint(w)), scale);
+                             kiln_checkpoint_path(kiln_weights_checkpoint(w)), recorded);
         vae->scaling_factor = v;
     }
     int L = cfg->latent_channels;

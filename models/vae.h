@@ -15,7 +15,6 @@ typedef struct vae_config {
     int channels[VAE_MAX_LEVELS]; /* per level, outermost first */
     int layers_per_block;         /* encoder ResBlocks per level; the decoder has one more */
     int latent_channels;
-    float scaling_factor;
 } vae_config;
 
 typedef struct vae_level {
@@ -37,14 +36,16 @@ typedef struct kiln_vae {
     const tensor *quant_w, *quant_b;           /* (2L,2L,1,1) */
     const tensor *post_quant_w, *post_quant_b; /* (L,L,1,1) */
     bool has_encoder;
-    float scaling_factor; /* the config's, or the checkpoint's `vae_scaling_factor` metadata */
+    float scaling_factor; /* the model family's (SD 0.18215, SDXL 0.13025), or the checkpoint's
+                             `vae_scaling_factor` metadata */
 } kiln_vae;
 
 extern const vae_config *const kiln_vae_configs[];
 
 const vae_config *kiln_vae_detect(const kiln_checkpoint *ck);
-/* Binds the decoder, and the encoder when the checkpoint has it. */
-kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, kiln_vae *vae);
+/* Binds the decoder, and the encoder when the checkpoint has it; `scale`
+ * is the latent scale of the model family, unless the file records its own. */
+kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae);
 
 // z (N,L,h,w) unscaled latent -> *image (N,3,h*f,w*f) in [-1,1] (not clamped)
 kiln_status kiln_vae_decode(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image);

@@ -87,34 +87,44 @@ static kiln_status attention_bind(kiln_weights *w, const char *prefix, int chann
     return KILN_OK;
 }
 
-kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
-                                          int context_dim, kiln_spatial_transformer *st)
+static kiln_status transformer_block_bind(kiln_weights *w, const char *block, int C, int context_dim,
+                                          kiln_transformer_block *b)
 {
-    char block[512];
+    TRY(KILN_BIND(w, &b->norm1_w, block, "norm1.weight", C));
+    TRY(KILN_BIND(w, &b->norm1_b, block, "norm1.bias", C));
+    TRY(KILN_BIND(w, &b->norm2_w, block, "norm2.weight", C));
+    TRY(KILN_BIND(w, &b->norm2_b, block, "norm2.bias", C));
+    TRY(KILN_BIND(w, &b->norm3_w, block, "norm3.weight", C));
+    TRY(KILN_BIND(w, &b->norm3_b, block, "norm3.bias", C));
+    char attn[600];
+    snprintf(attn, sizeof attn, "%s.attn1", block);
+    TRY(attention_bind(w, attn, C, C, &b->attn1));
+    snprintf(attn, sizeof attn, "%s.attn2", block);
+    TRY(attention_bind(w, attn, C, context_dim, &b->attn2));
+    TRY(KILN_BIND(w, &b->ff_in_w, block, "ff.net.0.proj.weight", 8 * C, C));
+    TRY(KILN_BIND(w, &b->ff_in_b, block, "ff.net.0.proj.bias", 8 * C));
+    TRY(KILN_BIND(w, &b->ff_out_w, block, "ff.net.2.weight", C, 4 * C));
+    return KILN_BIND(w, &b->ff_out_b, block, "ff.net.2.bias", C);
+}
+
+kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
+                                          int context_dim, int depth, kiln_spatial_transformer *st)
+{
     int C = channels;
-    *st = (kiln_spatial_transformer){.channels = C, .heads = heads, .context_dim = context_dim};
+    if (depth < 1 || depth > KILN_MAX_TRANSFORMER_DEPTH)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: transformer depth %d", prefix, depth);
+    *st = (kiln_spatial_transformer){.channels = C, .heads = heads, .context_dim = context_dim, .depth = depth};
     TRY(KILN_BIND(w, &st->norm_w, prefix, "norm.weight", C));
     TRY(KILN_BIND(w, &st->norm_b, prefix, "norm.bias", C));
     TRY(KILN_BIND(w, &st->proj_in_w, prefix, "proj_in.weight", C, C, 1, 1));
     TRY(KILN_BIND(w, &st->proj_in_b, prefix, "proj_in.bias", C));
     TRY(KILN_BIND(w, &st->proj_out_w, prefix, "proj_out.weight", C, C, 1, 1));
     TRY(KILN_BIND(w, &st->proj_out_b, prefix, "proj_out.bias", C));
-    snprintf(block, sizeof block, "%s.transformer_blocks.0", prefix);
-    TRY(KILN_BIND(w, &st->norm1_w, block, "norm1.weight", C));
-    TRY(KILN_BIND(w, &st->norm1_b, block, "norm1.bias", C));
-    TRY(KILN_BIND(w, &st->norm2_w, block, "norm2.weight", C));
-    TRY(KILN_BIND(w, &st->norm2_b, block, "norm2.bias", C));
-    TRY(KILN_BIND(w, &st->norm3_w, block, "norm3.weight", C));
-    TRY(KILN_BIND(w, &st->norm3_b, block, "norm3.bias", C));
-    char attn[600];
-    snprintf(attn, sizeof attn, "%s.attn1", block);
-    TRY(attention_bind(w, attn, C, C, &st->attn1));
-    snprintf(attn, sizeof attn, "%s.attn2", block);
-    TRY(attention_bind(w, attn, C, context_dim, &st->attn2));
-    TRY(KILN_BIND(w, &st->ff_in_w, block, "ff.net.0.proj.weight", 8 * C, C));
-    TRY(KILN_BIND(w, &st->ff_in_b, block, "ff.net.0.proj.bias", 8 * C));
-    TRY(KILN_BIND(w, &st->ff_out_w, block, "ff.net.2.weight", C, 4 * C));
-    TRY(KILN_BIND(w, &st->ff_out_b, block, "ff.net.2.bias", C));
+    for (int i = 0; i < depth; i++) {
+        char block[512];
+        snprintf(block, sizeof block, "%s.transformer_blocks.%d", prefix, i);
+        TRY(transformer_block_bind(w, block, C, context_dim, &st->blocks[i]));
+    }
     return KILN_OK;
 }
 
@@ -146,37 +156,42 @@ static kiln_status add_into(kiln_graph *g, tensor **h, tensor *delta)
     return KILN_OK;
 }
 
+// *h (N,T,C) -> *h + attn1 -> + attn2 with the context -> + feed-forward, each on its pre-norm
+static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
+                                             const tensor *context, tensor **h)
+{
+    tensor *n, *d, *ff, *gated;
+    TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
+    TRY(attention_forward(g, &b->attn1, n, n, heads, &d));
+    nn_drop(g, &n);
+    TRY(add_into(g, h, d));
+
+    TRY(nn_layer_norm(g, *h, b->norm2_w, b->norm2_b, 1e-5f, &n));
+    TRY(attention_forward(g, &b->attn2, n, context, heads, &d));
+    nn_drop(g, &n);
+    TRY(add_into(g, h, d));
+
+    TRY(nn_layer_norm(g, *h, b->norm3_w, b->norm3_b, 1e-5f, &n));
+    TRY(nn_linear(g, n, b->ff_in_w, b->ff_in_b, &ff)); // (N,HW,8C)
+    nn_drop(g, &n);
+    TRY(nn_geglu(g, ff, &gated)); // (N,HW,4C)
+    nn_drop(g, &ff);
+    TRY(nn_linear(g, gated, b->ff_out_w, b->ff_out_b, &d));
+    nn_drop(g, &gated);
+    return add_into(g, h, d);
+}
+
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
                                              const tensor *context, tensor **y)
 {
     int64_t H = x->shape[2], W = x->shape[3];
-    tensor *t, *p, *h, *n, *d;
+    tensor *t, *p, *h;
     TRY(nn_group_norm(g, x, st->norm_w, st->norm_b, GROUPS, 1e-6f, false, &t));
     TRY(nn_conv2d(g, t, st->proj_in_w, st->proj_in_b, 1, 0, &p));
     nn_drop(g, &t);
     TRY(nn_image_to_tokens(g, p, &h)); // (N,HW,C)
     nn_drop(g, &p);
-
-    TRY(nn_layer_norm(g, h, st->norm1_w, st->norm1_b, 1e-5f, &n));
-    TRY(attention_forward(g, &st->attn1, n, n, st->heads, &d));
-    nn_drop(g, &n);
-    TRY(add_into(g, &h, d));
-
-    TRY(nn_layer_norm(g, h, st->norm2_w, st->norm2_b, 1e-5f, &n));
-    TRY(attention_forward(g, &st->attn2, n, context, st->heads, &d));
-    nn_drop(g, &n);
-    TRY(add_into(g, &h, d));
-
-    tensor *ff, *gated;
-    TRY(nn_layer_norm(g, h, st->norm3_w, st->norm3_b, 1e-5f, &n));
-    TRY(nn_linear(g, n, st->ff_in_w, st->ff_in_b, &ff)); // (N,HW,8C)
-    nn_drop(g, &n);
-    TRY(nn_geglu(g, ff, &gated)); // (N,HW,4C)
-    nn_drop(g, &ff);
-    TRY(nn_linear(g, gated, st->ff_out_w, st->ff_out_b, &d));
-    nn_drop(g, &gated);
-    TRY(add_into(g, &h, d));
-
+    for (int i = 0; i < st->depth; i++) TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, &h));
     TRY(nn_tokens_to_image(g, h, H, W, &t));
     nn_drop(g, &h);
     TRY(nn_conv2d(g, t, st->proj_out_w, st->proj_out_b, 1, 0, &p));

@@ -31,21 +31,29 @@ typedef struct kiln_attention_weights {
     const tensor *q_w, *k_w, *v_w, *out_w, *out_b; /* (C,C) (C,ctx) (C,ctx) (C,C) (C) */
 } kiln_attention_weights;
 
-typedef struct kiln_spatial_transformer {
-    int channels, heads, context_dim;
-    const tensor *norm_w, *norm_b;         /* (C) */
-    const tensor *proj_in_w, *proj_in_b;   /* (C,C,1,1) (C) */
-    const tensor *norm1_w, *norm1_b, *norm2_w, *norm2_b, *norm3_w, *norm3_b;
+/* One BasicTransformerBlock: self-attention, cross-attention, GEGLU feed-forward. */
+typedef struct kiln_transformer_block {
+    const tensor *norm1_w, *norm1_b, *norm2_w, *norm2_b, *norm3_w, *norm3_b; /* (C) */
     kiln_attention_weights attn1, attn2;
     const tensor *ff_in_w, *ff_in_b;       /* (8C,C) (8C): GEGLU value and gate */
     const tensor *ff_out_w, *ff_out_b;     /* (C,4C) (C) */
-    const tensor *proj_out_w, *proj_out_b; /* (C,C,1,1) (C) */
+} kiln_transformer_block;
+
+#define KILN_MAX_TRANSFORMER_DEPTH 16 /* SDXL's deepest: 10 */
+
+typedef struct kiln_spatial_transformer {
+    int channels, heads, context_dim, depth;
+    const tensor *norm_w, *norm_b;         /* (C) */
+    const tensor *proj_in_w, *proj_in_b;   /* (C,C,1,1) or (C,C) (C) */
+    kiln_transformer_block blocks[KILN_MAX_TRANSFORMER_DEPTH];
+    const tensor *proj_out_w, *proj_out_b; /* (C,C,1,1) or (C,C) (C) */
 } kiln_spatial_transformer;
 
-/* SpatialTransformer with one BasicTransformerBlock: `<prefix>.norm`,
- * `.proj_in`, `.transformer_blocks.0.{attn1,attn2,ff,norm1..3}`, `.proj_out`. */
+/* SpatialTransformer with `depth` BasicTransformerBlocks: `<prefix>.norm`,
+ * `.proj_in`, `.transformer_blocks.{0..depth-1}.{attn1,attn2,ff,norm1..3}`,
+ * `.proj_out`. */
 kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
-                                          int context_dim, kiln_spatial_transformer *st);
+                                          int context_dim, int depth, kiln_spatial_transformer *st);
 // x (N,C,H,W), context (N,T,ctx) -> *y (N,C,H,W); x is not released
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
                                              const tensor *context, tensor **y);

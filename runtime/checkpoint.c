@@ -183,6 +183,8 @@ static bool map_unet_name(const char *in, const unet_layout *lay, const char *ro
         snprintf(s, sizeof s, "input_blocks.0.0.%s", in + n);
     } else if (MATCHES(in, "time_embedding.linear_%d.%n", 1, &i, &n)) {
         snprintf(s, sizeof s, "time_embed.%d.%s", i == 1 ? 0 : 2, in + n);
+    } else if (MATCHES(in, "add_embedding.linear_%d.%n", 1, &i, &n)) { /* SDXL's y */
+        snprintf(s, sizeof s, "label_emb.0.%d.%s", i == 1 ? 0 : 2, in + n);
     } else if (MATCHES(in, "conv_norm_out.%n", 0, &n)) {
         snprintf(s, sizeof s, "out.0.%s", in + n);
     } else if (MATCHES(in, "conv_out.%n", 0, &n)) {
@@ -258,8 +260,9 @@ static kiln_status open_part(kiln_checkpoint *ck, const char *dir, const char *p
                      dir, part, part);
 }
 
+/* A part's names under the canonical ones; a text encoder's go under text_root. */
 static kiln_status map_part(kiln_checkpoint *ck, const kiln_st_file *f, const char *part, const unet_layout *lay,
-                            int vae_levels)
+                            int vae_levels, const char *text_root)
 {
     for (size_t i = 0; i < kiln_st_count(f); i++) {
         const kiln_st_tensor *t = kiln_st_at(f, i);
@@ -270,7 +273,7 @@ static kiln_status map_part(kiln_checkpoint *ck, const kiln_st_file *f, const ch
         else if (strcmp(part, "vae") == 0)
             ok = map_vae_name(t->name, vae_levels, name, sizeof name);
         else
-            ok = snprintf(name, sizeof name, "cond_stage_model.transformer.%s", t->name) < (int)sizeof name;
+            ok = snprintf(name, sizeof name, "%s%s", text_root, t->name) < (int)sizeof name;
         if (!ok) continue; /* extra tensors (position_ids, EMA) are tolerated, as in single files */
         TRY(add_name(ck, name, t));
     }
@@ -314,10 +317,14 @@ const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck) { return 
 
 static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
 {
-    kiln_st_file *unet, *vae, *text;
+    kiln_st_file *unet, *vae, *text, *text2 = NULL;
     TRY(open_part(ck, dir, "unet", &unet));
     TRY(open_part(ck, dir, "vae", &vae));
     TRY(open_part(ck, dir, "text_encoder", &text));
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/text_encoder_2", dir);
+    if (stat(path, &st) == 0) TRY(open_part(ck, dir, "text_encoder_2", &text2)); /* SDXL's OpenCLIP bigG */
     unet_layout lay = {.layers_per_block = count_indexed(unet, "down_blocks.0.resnets.%d.%n")};
     for (int i = 0; i < 8; i++) {
         char prefix[64];
@@ -326,17 +333,24 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
             lay.up_has_attention[i] = strncmp(kiln_st_at(unet, k)->name, prefix, strlen(prefix)) == 0;
     }
     int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
-    TRY(map_part(ck, unet, "unet", &lay, vae_levels));
-    TRY(map_part(ck, vae, "vae", &lay, vae_levels));
-    TRY(map_part(ck, text, "text_encoder", &lay, vae_levels));
+    TRY(map_part(ck, unet, "unet", &lay, vae_levels, NULL));
+    TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
+    /* SDXL's towers go where its single files have them */
+    TRY(map_part(ck, text, "text_encoder", &lay, vae_levels,
+                 text2 ? "conditioner.embedders.0.transformer." : "cond_stage_model.transformer."));
+    if (text2) TRY(map_part(ck, text2, "text_encoder_2", &lay, vae_levels, "conditioner.embedders.1.transformer."));
     TRY(read_prediction_type(ck, dir));
     return sort_names(ck);
 }
 
 /* ---- SD 2.x single files: OpenCLIP's text tower -> canonical names ------ */
 
-#define OPEN_CLIP "cond_stage_model.model."
-#define TEXT_MODEL "cond_stage_model.transformer.text_model."
+/* Where single files keep an OpenCLIP tower (SD 2.x's, SDXL's second) and
+ * where its transformers names go. */
+static const char *const open_clip_roots[][2] = {
+    {"cond_stage_model.model.", "cond_stage_model.transformer.text_model."},
+    {"conditioner.embedders.1.model.", "conditioner.embedders.1.transformer.text_model."},
+};
 
 /* Rows [part/parts] of t under `name`: OpenCLIP stores q, k and v as one
  * (3D,D) in_proj; each is a contiguous third of it, so no copy is made. */
@@ -361,29 +375,35 @@ static kiln_status add_rows_view(kiln_checkpoint *ck, const char *name, const ki
     return KILN_OK;
 }
 
-/* One OpenCLIP tensor (name after OPEN_CLIP) under the transformers names the
- * text encoder binds. Others (text_projection, logit_scale: unused by the
- * text tower) keep their names. */
-static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t)
+/* One OpenCLIP tensor (name after `from`) under the transformers names (after
+ * `to`) the text encoder binds. Others (text_projection, which SDXL reads
+ * as it is, and logit_scale) keep their names. */
+static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *from, const char *to)
 {
     static const char *const renames[][2] = {
         {"ln_1.", "layer_norm1."},   {"ln_2.", "layer_norm2."},           {"mlp.c_fc.", "mlp.fc1."},
         {"mlp.c_proj.", "mlp.fc2."}, {"attn.out_proj.", "self_attn.out_proj."},
     };
-    const char *in = t->name + strlen(OPEN_CLIP);
+    const char *in = t->name + strlen(from);
     char name[512];
     int i, n = 0, *n_ = &n;
-    if (strcmp(in, "token_embedding.weight") == 0) return add_name(ck, TEXT_MODEL "embeddings.token_embedding.weight", t);
-    if (strcmp(in, "positional_embedding") == 0) return add_name(ck, TEXT_MODEL "embeddings.position_embedding.weight", t);
+    if (strcmp(in, "token_embedding.weight") == 0) {
+        snprintf(name, sizeof name, "%sembeddings.token_embedding.weight", to);
+        return add_name(ck, name, t);
+    }
+    if (strcmp(in, "positional_embedding") == 0) {
+        snprintf(name, sizeof name, "%sembeddings.position_embedding.weight", to);
+        return add_name(ck, name, t);
+    }
     if (MATCHES(in, "ln_final.%n", 0, &n)) {
-        snprintf(name, sizeof name, TEXT_MODEL "final_layer_norm.%s", in + n);
+        snprintf(name, sizeof name, "%sfinal_layer_norm.%s", to, in + n);
         return add_name(ck, name, t);
     }
     if (!MATCHES(in, "transformer.resblocks.%d.%n", 1, &i, &n)) return add_name(ck, t->name, t);
     const char *rest = in + n, *part;
     if ((part = strncmp(rest, "attn.in_proj_", 13) == 0 ? rest + 13 : NULL)) { /* "weight" or "bias" */
         for (int k = 0; k < 3; k++) {
-            snprintf(name, sizeof name, TEXT_MODEL "encoder.layers.%d.self_attn.%c_proj.%s", i, "qkv"[k], part);
+            snprintf(name, sizeof name, "%sencoder.layers.%d.self_attn.%c_proj.%s", to, i, "qkv"[k], part);
             TRY(add_rows_view(ck, name, t, k, 3));
         }
         return KILN_OK;
@@ -391,20 +411,30 @@ static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tenso
     for (size_t k = 0; k < sizeof renames / sizeof renames[0]; k++) {
         size_t len = strlen(renames[k][0]);
         if (strncmp(rest, renames[k][0], len) != 0) continue;
-        snprintf(name, sizeof name, TEXT_MODEL "encoder.layers.%d.%s%s", i, renames[k][1], rest + len);
+        snprintf(name, sizeof name, "%sencoder.layers.%d.%s%s", to, i, renames[k][1], rest + len);
         return add_name(ck, name, t);
     }
     return add_name(ck, t->name, t);
 }
 
-/* An SD 2.x file names its text tower as OpenCLIP does; the rest stays. */
+/* SD 2.x and SDXL files name an OpenCLIP tower as OpenCLIP does; the rest stays. */
 static kiln_status map_single_file(kiln_checkpoint *ck)
 {
     const kiln_st_file *f = ck->files[0];
-    if (!kiln_st_find(f, OPEN_CLIP "transformer.resblocks.0.ln_1.weight")) return KILN_OK;
+    const size_t nroots = sizeof open_clip_roots / sizeof open_clip_roots[0];
+    bool any = false;
+    for (size_t r = 0; r < nroots; r++) {
+        char probe[128];
+        snprintf(probe, sizeof probe, "%stransformer.resblocks.0.ln_1.weight", open_clip_roots[r][0]);
+        any = any || kiln_st_find(f, probe);
+    }
+    if (!any) return KILN_OK;
     for (size_t i = 0; i < kiln_st_count(f); i++) {
         const kiln_st_tensor *t = kiln_st_at(f, i);
-        TRY(strncmp(t->name, OPEN_CLIP, strlen(OPEN_CLIP)) == 0 ? map_open_clip_tensor(ck, t) : add_name(ck, t->name, t));
+        size_t r = 0;
+        while (r < nroots && strncmp(t->name, open_clip_roots[r][0], strlen(open_clip_roots[r][0])) != 0) r++;
+        TRY(r < nroots ? map_open_clip_tensor(ck, t, open_clip_roots[r][0], open_clip_roots[r][1])
+                       : add_name(ck, t->name, t));
     }
     return sort_names(ck);
 }

@@ -107,13 +107,21 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
     kiln_unet_control residuals, *control = NULL;
+    kiln_unet_cond cond = {t, c, NULL, NULL};
+    if (d->adm) {
+        const int adm = m->unet.config->adm_channels;
+        tensor *y;
+        TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){d->rows, adm},
+                             d->adm + (d->rows == d->batch ? (size_t)d->batch * adm : 0)));
+        cond.y = y;
+    }
     if (g == d->control_graph) {
         tensor *hint;
         TRY(kiln_graph_input(g, &hint, KILN_F32, 4, (int64_t[]){d->rows, 3, 8 * d->h, 8 * d->w}, d->hint));
-        TRY(kiln_controlnet_forward(g, d->control->net, x, hint, t, c, d->control->strength, &residuals));
-        control = &residuals;
+        TRY(kiln_controlnet_forward(g, d->control->net, x, hint, &cond, d->control->strength, &residuals));
+        cond.control = control = &residuals;
     }
-    TRY(kiln_unet_forward(g, &m->unet, x, t, c, control, NULL, NULL, &eps));
+    TRY(kiln_unet_forward(g, &m->unet, x, &cond, NULL, NULL, &eps));
     if (control) {
         for (int i = 0; i < control->nskips; i++) kiln_graph_release(g, control->skips[i]);
         kiln_graph_release(g, control->mid);

@@ -1,6 +1,6 @@
-/* The denoiser the samplers call: an eps-prediction UNet wrapped in
- * ComfyUI's model sampling (input scaled by 1/sqrt(sigma^2+1), sigma mapped
- * to the nearest training timestep, x0 = x - sigma * eps) and classifier-free
+/* The denoiser the samplers call: a UNet wrapped in ComfyUI's model sampling
+ * (input scaled by 1/sqrt(sigma^2+1), sigma mapped to the nearest training
+ * timestep, x0 = x - sigma * eps, or the v-prediction form) and classifier-free
  * guidance in x0 space (uncond + (cond - uncond) * cfg), with one UNet batch
  * of [uncond x B, cond x B] per call. */
 #ifndef KILN_DENOISER_H
@@ -42,6 +42,7 @@ typedef struct kiln_denoiser {
     int unet_channels;    /* C, or C + E for a UNet that also takes an image: E = 5 inpainting, C InstructPix2Pix */
     float cfg;
     const float *context; /* (2B,T,D): B uncond rows then B cond rows; cond only when cfg == 1 */
+    const float *adm;     /* (2B,adm) SDXL's vector y, rows as context's; NULL for other UNets */
     int tokens;           /* T */
     const kiln_model_sampling *sampling;
     int unet_calls;       /* counted, for progress and tests */

@@ -19,6 +19,19 @@ const char *kiln_variant_name(kiln_variant v)
 
 const char *kiln_prediction_name(kiln_prediction p) { return p == KILN_PREDICTION_V ? "v" : "eps"; }
 
+static const kiln_family families[] = {
+    {"sd1", {&kiln_clip_sd1}, 1, 0.18215f},
+    {"sd2", {&kiln_clip_sd2}, 1, 0.18215f},
+    {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f},
+};
+
+static const kiln_family *family_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (strcmp(families[i].name, name) == 0) return &families[i];
+    return NULL;
+}
+
 /* Population standard deviation of a stored vector. */
 static double stored_std(const kiln_st_tensor *t)
 {
@@ -105,28 +118,36 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
     case 9: info->variant = KILN_VARIANT_INPAINT; break;
     case 8: info->variant = KILN_VARIANT_INSTRUCT_PIX2PIX; break;
     default:
-        return kiln_fail(KILN_ERR_MODEL, "%s: UNet with %lld input channels is no SD 1.x/2.x variant kiln knows",
+        return kiln_fail(KILN_ERR_MODEL, "%s: UNet with %lld input channels is no SD 1.x/2.x/XL variant kiln knows",
                          path, (long long)conv_in->shape[1]);
     }
     info->unet_dtype = conv_in->dtype;
     const unet_config *unet = kiln_unet_detect(ck);
-    if (!unet) return kiln_fail(KILN_ERR_MODEL, "%s: UNet shapes match no known SD 1.x/2.x layout", path);
-    info->family = unet->family;
-    const clip_config *clip = kiln_clip_detect(ck, unet->family);
+    if (!unet) return kiln_fail(KILN_ERR_MODEL, "%s: UNet shapes match no known SD 1.x/2.x/XL layout", path);
+    const kiln_family *family = family_named(unet->family);
+    info->family = family->name;
+    info->nclips = family->nclips;
+    for (int i = 0; i < family->nclips; i++) {
+        const clip_reading *r = family->clips[i];
+        const clip_config *clip = kiln_clip_detect(ck, r);
+        if (!clip)
+            return kiln_fail(KILN_ERR_MODEL, "%s: %s text encoder '%s.*' missing or of an unknown shape", path,
+                             r->gelu ? "OpenCLIP" : "CLIP", r->root);
+        info->clip_names[i] = clip->name;
+        static const char *const parts[] = {"encoder.", "embeddings.token_embedding.", "embeddings.position_embedding.",
+                                            "final_layer_norm."};
+        for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+            char prefix[256];
+            snprintf(prefix, sizeof prefix, "%s.%s", r->root, parts[p]);
+            info->clip_params[i] += count_params(ck, prefix);
+        }
+    }
     const vae_config *vae = kiln_vae_detect(ck);
-    if (!clip)
-        return kiln_fail(KILN_ERR_MODEL, "%s: %s text encoder missing or of an unknown shape", path,
-                         strcmp(unet->family, "sd2") == 0 ? "OpenCLIP (SD 2.x)" : "CLIP (SD 1.x)");
     if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
     detect_prediction(ck, unet, info);
     info->unet_name = unet->name;
-    info->clip_name = clip->name;
     info->vae_name = vae->name;
     info->unet_params = count_params(ck, "model.diffusion_model.");
-    info->clip_params = count_params(ck, "cond_stage_model.transformer.text_model.encoder.") +
-                        count_params(ck, "cond_stage_model.transformer.text_model.embeddings.t") +
-                        count_params(ck, "cond_stage_model.transformer.text_model.embeddings.position_embedding") +
-                        count_params(ck, "cond_stage_model.transformer.text_model.final_layer_norm.");
     info->vae_params = count_params(ck, "first_stage_model.");
     return KILN_OK;
 }
@@ -152,9 +173,14 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
     for (int i = 0; i < nloras && st == KILN_OK; i++) st = kiln_lora_merge(m->checkpoint, &loras[i], &stats[i]);
     if (st == KILN_OK) st = kiln_weights_create(be, m->checkpoint, &m->weights);
-    if (st == KILN_OK) st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, m->info.family), &m->clip);
+    if (st == KILN_OK) m->family = family_named(m->info.family);
+    for (int i = 0; st == KILN_OK && i < m->info.nclips; i++) {
+        const clip_reading *r = m->family->clips[i];
+        st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, r), r, &m->clips[i]);
+    }
     if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
-    if (st == KILN_OK) st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint), &m->vae);
+    if (st == KILN_OK)
+        st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint), m->family->latent_scale, &m->vae);
     if (st != KILN_OK) {
         kiln_model_free(m);
         return st;

@@ -20,21 +20,34 @@ typedef enum kiln_prediction {
     KILN_PREDICTION_V,   /* v = alpha * noise - sigma * x0: SD 2.x 768 */
 } kiln_prediction;
 
+#define KILN_MAX_TEXT_ENCODERS 2
+
+/* What a model family is made of besides its UNet. */
+typedef struct kiln_family {
+    const char *name;                                 /* "sd1", "sd2", "sdxl" */
+    const clip_reading *clips[KILN_MAX_TEXT_ENCODERS]; /* its text towers, in the order their outputs are joined */
+    int nclips;
+    float latent_scale;                               /* the VAE latent's scale into the UNet */
+} kiln_family;
+
 typedef struct kiln_model_info {
-    const char *family;       /* "sd1", "sd2" */
+    const char *family;       /* "sd1", "sd2", "sdxl" */
     kiln_variant variant;
     kiln_prediction prediction; /* as detected; the caller may override it before sampling */
     const char *prediction_reason; /* what the detection went by */
-    const char *unet_name, *clip_name, *vae_name;
+    const char *unet_name, *vae_name;
+    const char *clip_names[KILN_MAX_TEXT_ENCODERS];
+    int nclips;
     kiln_dtype unet_dtype;    /* storage dtype of the UNet's weights */
-    int64_t unet_params, clip_params, vae_params;
+    int64_t unet_params, clip_params[KILN_MAX_TEXT_ENCODERS], vae_params;
 } kiln_model_info;
 
 typedef struct kiln_model {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
     kiln_model_info info;
-    kiln_clip clip;
+    const kiln_family *family;
+    kiln_clip clips[KILN_MAX_TEXT_ENCODERS]; /* info.nclips of them */
     kiln_unet unet;
     kiln_vae vae;
 } kiln_model;

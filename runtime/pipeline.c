@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_ref.h"
 #include "inpaint.h"
 #include "prompt.h"
 #include "status.h"
@@ -11,75 +12,157 @@
 void kiln_conditioning_free(kiln_conditioning *c)
 {
     free(c->data);
-    c->data = NULL;
+    free(c->pooled);
+    c->data = c->pooled = NULL;
 }
 
 typedef struct clip_job {
-    const kiln_model *m;
+    const kiln_clip *clip;
     const int32_t *ids; /* (rows, 77) */
     int rows, skip;
     float *out;         /* (rows, 77, D) */
+    float *last;        /* (rows, 77, D) the last layer through the final norm, or NULL */
 } clip_job;
 
 static kiln_status clip_fn(kiln_graph *g, void *ctx)
 {
     clip_job *j = ctx;
-    tensor *ids, *z;
+    tensor *ids, *z, *last = NULL;
     TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){j->rows, KILN_CLIP_CONTEXT}, j->ids));
-    TRY(kiln_clip_forward(g, &j->m->clip, ids, j->skip, &z));
-    return kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z));
+    TRY(kiln_clip_forward(g, j->clip, ids, j->skip, &z, j->last ? &last : NULL));
+    TRY(kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z)));
+    return last ? kiln_graph_output(g, last, j->last, kiln_tensor_nbytes(last)) : KILN_OK;
 }
 
-kiln_status kiln_clip_encode_ids(const kiln_model *m, const int32_t *ids, int rows, int clip_skip, float *out)
+kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *ids, int rows, int clip_skip,
+                                 float *out, float *pooled)
 {
-    clip_job j = {m, ids, rows, clip_skip, out};
-    return kiln_graph_run_once(kiln_weights_backend(m->weights), clip_fn, &j);
+    if (which < 0 || which >= m->info.nclips)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %d: the model has %d", which, m->info.nclips);
+    const kiln_clip *clip = &m->clips[which];
+    if (pooled && !clip->projection)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %s has no pooled output", clip->config->name);
+    clip_job j = {clip, ids, rows, clip_skip, out, NULL};
+    if (pooled && !(j.last = malloc((size_t)rows * KILN_CLIP_CONTEXT * clip->config->hidden * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "text encoder: out of host memory");
+    kiln_status st = kiln_graph_run_once(kiln_weights_backend(m->weights), clip_fn, &j);
+    if (st == KILN_OK && pooled) kiln_clip_pool(clip, ids, j.last, rows, pooled);
+    free(j.last);
+    return st;
+}
+
+/* One tower's share of CLIPTextEncode: the windows (and the empty prompt
+ * when weights need it) in one batch, the weights applied, written into
+ * columns [offset, offset + D) of z_all (windows x 77 rows of `stride`). */
+static kiln_status encode_with(const kiln_model *m, int which, const kiln_prompt_tokens *pt, int clip_skip,
+                               float *z_all, int offset, int stride, float *pooled)
+{
+    const kiln_clip *clip = &m->clips[which];
+    const int T = KILN_CLIP_CONTEXT, D = clip->config->hidden;
+    const int32_t pad = clip->reading->pad_id;
+    int rows = pt->n_windows + (pt->weighted ? 1 : 0);
+    int32_t *ids = malloc((size_t)rows * T * sizeof *ids);
+    float *z = malloc((size_t)rows * T * D * sizeof *z), *pools = NULL;
+    kiln_status st = KILN_OK;
+    if (!ids || !z || (pooled && !(pools = malloc((size_t)rows * clip->pooled_dim * sizeof *pools)))) {
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+        goto done;
+    }
+    memcpy(ids, pt->ids, (size_t)pt->n_windows * T * sizeof *ids);
+    if (pt->weighted) { /* ComfyUI's gen_empty_tokens: BOS, EOS, padding */
+        int32_t *empty = ids + (size_t)pt->n_windows * T;
+        empty[0] = KILN_CLIP_BOS;
+        empty[1] = KILN_CLIP_EOS;
+        for (int t = 2; t < T; t++) empty[t] = pad;
+    }
+    if ((st = kiln_clip_encode_ids(m, which, ids, rows, clip_skip, z, pools)) != KILN_OK) goto done;
+    const float *z_empty = z + (size_t)pt->n_windows * T * D;
+    for (int w = 0; w < pt->n_windows; w++)
+        for (int t = 0; t < T; t++) {
+            float *row = z + ((size_t)w * T + t) * D, *dst = z_all + ((size_t)w * T + t) * stride + offset;
+            double weight = pt->weights[w][t];
+            /* ComfyUI: z_empty + (z - z_empty) * w for each token weighted != 1 */
+            for (int d = 0; d < D; d++)
+                dst[d] = weight == 1.0 ? row[d]
+                                       : (row[d] - z_empty[(size_t)t * D + d]) * (float)weight + z_empty[(size_t)t * D + d];
+        }
+    if (pooled) memcpy(pooled, pools, (size_t)clip->pooled_dim * sizeof *pooled); /* the first window's */
+done:
+    free(ids);
+    free(z);
+    free(pools);
+    return st;
 }
 
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out)
 {
-    kiln_prompt_tokens pt = {0};
-    const int32_t pad = m->clip.config->pad_id;
-    TRY(kiln_prompt_tokenize(tok, text, pad, &pt));
-    const int T = KILN_CLIP_CONTEXT, D = m->clip.config->hidden;
-    /* one CLIP batch: every window, then the empty prompt when weights need it */
-    int rows = pt.n_windows + (pt.weighted ? 1 : 0);
-    int32_t *ids = malloc((size_t)rows * T * sizeof *ids);
-    float *z = malloc((size_t)rows * T * D * sizeof *z);
+    *out = (kiln_conditioning){0};
+    int dim = 0, pooled_dim = 0;
+    for (int i = 0; i < m->info.nclips; i++) {
+        dim += m->clips[i].config->hidden;
+        pooled_dim += m->clips[i].pooled_dim;
+    }
     kiln_status st = KILN_OK;
-    if (!ids || !z) {
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
-        goto done;
+    for (int i = 0, offset = 0; i < m->info.nclips && st == KILN_OK; offset += m->clips[i].config->hidden, i++) {
+        kiln_prompt_tokens pt = {0};
+        if ((st = kiln_prompt_tokenize(tok, text, m->clips[i].reading->pad_id, &pt)) != KILN_OK) break;
+        if (!out->data) { /* every tower splits the prompt into the same windows */
+            out->tokens = pt.n_windows * KILN_CLIP_CONTEXT;
+            out->dim = dim;
+            out->data = malloc((size_t)out->tokens * dim * sizeof(float));
+            out->pooled_dim = pooled_dim;
+            if (pooled_dim) out->pooled = malloc((size_t)pooled_dim * sizeof(float));
+            if (!out->data || (pooled_dim && !out->pooled))
+                st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+        }
+        if (st == KILN_OK)
+            st = encode_with(m, i, &pt, clip_skip, out->data, offset, dim,
+                             m->clips[i].pooled_dim ? out->pooled : NULL);
+        kiln_prompt_tokens_free(&pt);
     }
-    memcpy(ids, pt.ids, (size_t)pt.n_windows * T * sizeof *ids);
-    if (pt.weighted) {
-        int32_t *empty = ids + (size_t)pt.n_windows * T;
-        empty[0] = KILN_CLIP_BOS;
-        empty[1] = KILN_CLIP_EOS;
-        for (int t = 2; t < T; t++) empty[t] = pad;
-    }
-    if ((st = kiln_clip_encode_ids(m, ids, rows, clip_skip, z)) != KILN_OK) goto done;
-    if (pt.weighted) { /* ComfyUI: z_empty + (z - z_empty) * w for each token weighted != 1 */
-        const float *z_empty = z + (size_t)pt.n_windows * T * D;
-        for (int w = 0; w < pt.n_windows; w++)
-            for (int t = 0; t < T; t++) {
-                float weight = (float)pt.weights[w][t];
-                if (pt.weights[w][t] == 1.0) continue;
-                float *row = z + ((size_t)w * T + t) * D;
-                for (int d = 0; d < D; d++) row[d] = (row[d] - z_empty[(size_t)t * D + d]) * weight + z_empty[(size_t)t * D + d];
-            }
-    }
-    *out = (kiln_conditioning){z, pt.n_windows * T, D};
-    z = NULL;
-done:
-    free(ids);
-    free(z);
-    kiln_prompt_tokens_free(&pt);
+    if (st != KILN_OK) kiln_conditioning_free(out);
     return st;
 }
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float sizes[6], float *y)
+{
+    const int adm = m->unet.config->adm_channels, P = c->pooled_dim, E = (adm - P) / 6;
+    if (!c->pooled || P >= adm || (adm - P) % 6 || E % 2)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "the UNet's vector y is %d wide; the conditioning's pooled output %d",
+                         adm, c->pooled ? P : 0);
+    memcpy(y, c->pooled, (size_t)P * sizeof *y);
+    kiln_timestep_embedding_params p = {.N = 6, .dim = E, .flip_sin_to_cos = 1, .freq_shift = 0.0f,
+                                        .max_period = 10000.0f};
+    cpu_ref_timestep_embedding(&p, sizes, y + P);
+    return KILN_OK;
+}
+
+/* The vector y of each UNet row, rows in the denoiser's order (B uncond, B
+ * cond), with the size 8 x the latent's and no crop: what ComfyUI's
+ * CLIPTextEncode leaves to the sampler (encode_model_conds). */
+static kiln_status build_adm(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                             const kiln_conditioning *negative, float **out)
+{
+    const int adm = m->unet.config->adm_channels;
+    *out = NULL;
+    if (!adm) return KILN_OK;
+    float *y = malloc((size_t)2 * job->batch * adm * sizeof *y);
+    if (!y) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    const float h = 8.0f * (float)job->latent_h, w = 8.0f * (float)job->latent_w;
+    const float sizes[6] = {h, w, 0.0f, 0.0f, h, w};
+    kiln_status st = KILN_OK;
+    for (int r = 0; r < 2 * job->batch && st == KILN_OK; r++)
+        st = kiln_adm_vector(m, r < job->batch ? negative : positive, sizes, y + (size_t)r * adm);
+    if (st != KILN_OK) {
+        free(y);
+        return st;
+    }
+    *out = y;
+    return KILN_OK;
+}
 
 /* Appends `c` repeated to `tokens` rows, `copies` times, at *dst. */
 static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, int copies)
@@ -111,7 +194,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     /* ComfyUI repeats conditionings of different lengths to their least common multiple */
     int tokens = positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
-    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;
+    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL, *adm = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
     float *context = malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float));
     kiln_status st = KILN_OK;
@@ -147,10 +230,12 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
     put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
+    if ((st = build_adm(m, job, positive, negative, &adm)) != KILN_OK) goto done;
 
     kiln_denoiser d;
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
     if (st != KILN_OK) goto done;
+    d.adm = adm;
     kiln_inpaint_mask blend = {mask, scaled, noise};
     if ((inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
@@ -182,6 +267,7 @@ done:
     free(scaled);
     free(mask);
     free(context);
+    free(adm);
     return st;
 }
 

@@ -16,21 +16,36 @@
 
 typedef struct kiln_tokenizer kiln_tokenizer;
 
-/* A prompt encoded for the UNet: (1, tokens, D), tokens = 77 x windows. */
+/* A prompt encoded for the UNet: (1, tokens, D), tokens = 77 x windows, the
+ * text towers' outputs side by side (SDXL: CLIP-L's 768 then OpenCLIP
+ * bigG's 1280); with a pooled output (SDXL), (1, pooled_dim) of it. */
 typedef struct kiln_conditioning {
     float *data;
     int tokens, dim;
+    float *pooled; /* NULL: none */
+    int pooled_dim;
 } kiln_conditioning;
 
 void kiln_conditioning_free(kiln_conditioning *c);
 
-/* The text encoder on token ids (rows, 77) -> out (rows, 77, D). */
-kiln_status kiln_clip_encode_ids(const kiln_model *m, const int32_t *ids, int rows, int clip_skip, float *out);
+/* Text tower `which` of the model on token ids (rows, 77) -> out (rows, 77,
+ * D); with `pooled` not NULL, also its pooled output (rows, P) (a tower
+ * with a projection: SDXL's second). */
+kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *ids, int rows, int clip_skip,
+                                 float *out, float *pooled);
 
 /* CLIPTextEncode: ComfyUI's weighted-prompt parsing, 75-token windows, clip
- * skip, and per-token weights applied as z_empty + (z - z_empty) * w. */
+ * skip, and per-token weights applied as z_empty + (z - z_empty) * w, for
+ * each of the model's text towers (each padded its own way); the pooled
+ * output is the first window's. */
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out);
+
+/* SDXL's vector y for one UNet row, as ComfyUI's SDXL.encode_adm makes it:
+ * the conditioning's pooled output, then the sinusoidal embeddings (cos
+ * half first) of sizes = {height, width, crop top, crop left, target height,
+ * target width} in pixels -> y (adm_channels). */
+kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float sizes[6], float *y);
 
 typedef struct kiln_sampling_job {
     kiln_sampler sampler;

@@ -519,6 +519,40 @@ static void sd2_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen on an SDXL model: the latent the library samples from the same
+ * prompts (both text towers, the pooled output and the size in y). */
+static void sdxl_run(void **state)
+{
+    (void)state;
+    size_t count;
+    float *latent = gen_model_latent("sdxl/tiny_sdxl.safetensors", "sdxl", "", &count);
+    assert_int_equal(count, 4 * 8 * 8);
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sdxl/tiny_sdxl.safetensors"), be, &m));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &neg));
+    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
+                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8};
+    float *want;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
+    assert_rel_l2_le(latent, want, count, 1e-6);
+    char text[16384];
+    check_output("sdxl", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_null(strstr(text, "CLIPSetLastLayer"));
+    free(want);
+    free(latent);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* gen --upscale-model: the picture gen decodes, through ImageUpscaleWithModel
  * (test_upscale checks that against spandrel), saved 4x as large; here the
  * same steps from gen's own latent, to the byte. */
@@ -598,6 +632,7 @@ int main(void)
         cmocka_unit_test(hires_run),
         cmocka_unit_test(upscale_run),
         cmocka_unit_test(sd2_run),
+        cmocka_unit_test(sdxl_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,7 +48,7 @@ static void detect_single_file(void **state)
     inspect(single_file(), &info);
     assert_string_equal(info.family, "sd2");
     assert_string_equal(info.unet_name, "sd2-tiny-test");
-    assert_string_equal(info.clip_name, "openclip-tiny-test");
+    assert_string_equal(info.clip_names[0], "openclip-tiny-test");
     /* the last transformer's norm1 bias is spread as in the 768-v files */
     assert_int_equal(info.prediction, KILN_PREDICTION_V);
     assert_string_equal(info.prediction_reason, "norm bias spread");
@@ -79,7 +79,7 @@ static void detect_folder(void **state)
     inspect(folder(), &info);
     assert_string_equal(info.family, "sd2");
     assert_string_equal(info.unet_name, "sd2-tiny-test");
-    assert_string_equal(info.clip_name, "openclip-tiny-test");
+    assert_string_equal(info.clip_names[0], "openclip-tiny-test");
     assert_int_equal(info.prediction, KILN_PREDICTION_V);
     assert_string_equal(info.prediction_reason, "scheduler_config.json");
 }
@@ -137,15 +137,15 @@ static void clip_folder(void **state)
     kiln_model *m;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(folder(), be, &m));
-    assert_int_equal(m->clip.nlayers, 2);
+    assert_int_equal(m->clips[0].nlayers, 2);
     kiln_st_file *f = golden_open(GOLDEN);
     golden ids = golden_read(f, "input_ids"), want = golden_read(f, "clip_skip2");
     int32_t ids32[2 * 77];
     for (int i = 0; i < 2 * 77; i++) ids32[i] = (int32_t)ids.data[i];
     float *out = calloc(want.count, sizeof(float));
-    assert_kiln_ok(kiln_clip_encode_ids(m, ids32, 2, 0, out));
+    assert_kiln_ok(kiln_clip_encode_ids(m, 0, ids32, 2, 0, out, NULL));
     assert_rel_l2_le(out, want.data, want.count, TOL);
-    assert_int_equal(kiln_clip_encode_ids(m, ids32, 2, 1, out), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_clip_encode_ids(m, 0, ids32, 2, 1, out, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "--clip-skip 1"));
     free(out);
     golden_free(&ids);

@@ -68,7 +68,7 @@ static void usage(FILE *to)
             "                         strength C (default 1, C = S); repeatable\n"
             "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
             "  --negative-prompt TEXT\n"
-            "  --width W --height H   pixels (default 512, or the model's native size)\n"
+            "  --width W --height H   pixels (default 512, SDXL 1024, or the model's native size)\n"
             "  --steps N              sampling steps (default 20)\n"
             "  --cfg S                classifier-free guidance scale (default 7)\n"
             "  --sampler NAME         ComfyUI sampler: euler euler_ancestral heun dpm_2 dpm_2_ancestral lms\n"
@@ -575,7 +575,8 @@ static int print_info(const char *path)
     printf("prediction   %s (%s)\n", kiln_prediction_name(info.prediction), info.prediction_reason);
     printf("unet         %s, %.1f M parameters, %s\n", info.unet_name, info.unet_params / 1e6,
            kiln_dtype_name(info.unet_dtype));
-    printf("text encoder %s, %.1f M parameters\n", info.clip_name, info.clip_params / 1e6);
+    for (int i = 0; i < info.nclips; i++)
+        printf("text encoder %s, %.1f M parameters\n", info.clip_names[i], info.clip_params[i] / 1e6);
     printf("vae          %s, %.1f M parameters\n", info.vae_name, info.vae_params / 1e6);
     kiln_checkpoint_close(ck);
     return 0;
@@ -761,13 +762,15 @@ int main(int argc, char **argv)
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
         return fail(o.nloras ? "loading the model and LoRAs" : "--model");
     if (o.prediction) m->info.prediction = strcmp(o.prediction, "v") == 0 ? KILN_PREDICTION_V : KILN_PREDICTION_EPS;
-    const int clip_skip = o.clip_skip ? o.clip_skip : m->clip.config->default_skip;
+    const int model_clip_skip = m->clips[0].reading->default_skip;
+    const int clip_skip = o.clip_skip ? o.clip_skip : model_clip_skip;
     for (int i = 0; i < o.nloras; i++)
         fprintf(stderr, "gen: LoRA %s: %d UNet and %d text encoder weights merged (strength %g, %g)\n",
                 o.loras[i].path, lora_stats[i].unet_modules, lora_stats[i].clip_modules,
                 o.loras[i].unet_strength, o.loras[i].clip_strength);
     if (!o.size_given && !o.init_image) {
-        /* the size the model was trained at, when its file says (modelspec's "WxH") */
+        /* the size the model was trained at: SDXL's 1024, or what its file says (modelspec's "WxH") */
+        if (strcmp(m->info.family, "sdxl") == 0) o.width = o.height = 1024;
         const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
         int w, h;
         if (native && sscanf(native, "%dx%d", &w, &h) == 2 && w >= 8 && h >= 8 && w <= 4096 && h <= 4096)
@@ -859,7 +862,7 @@ int main(int argc, char **argv)
     kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .width = first_width, .height = first_height, .batch_size = o.batch,
-                         .clip_skip = clip_skip, .model_clip_skip = m->clip.config->default_skip,
+                         .clip_skip = clip_skip, .model_clip_skip = model_clip_skip,
                          .prediction = o.prediction,
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,

@@ -31,6 +31,12 @@ expect_info "$data/tiny/sd15_tiny_ldm_fp32.safetensors" "prediction   eps (defau
 expect_info "$data/sd2/tiny_sd2.safetensors" "family       sd2 (txt2img)" "prediction   v (norm bias spread)" \
     "unet         sd2-tiny-test, 1.1 M parameters, F16" "text encoder openclip-tiny-test, 1.6 M parameters"
 expect_info "$data/sd2/tiny_sd2_diffusers" "family       sd2 (txt2img)" "prediction   v (scheduler_config.json)"
+# SDXL: two text towers, in both layouts
+expect_info "$data/sdxl/tiny_sdxl.safetensors" "family       sdxl (txt2img)" "prediction   eps (default)" \
+    "unet         sdxl-tiny-test, 2.0 M parameters, F16" "text encoder clip-tiny-test, 1.6 M parameters" \
+    "text encoder openclip-tiny-test, 1.6 M parameters"
+expect_info "$data/sdxl/tiny_sdxl_diffusers" "family       sdxl (txt2img)" \
+    "text encoder openclip-tiny-test, 1.6 M parameters"
 # kohya_locon: 36 attention/projection modules in 3 transformers and 7 convolutions
 # (5 of them 3x3) in the UNet, 12 text encoder linears; rank 4, alphas 2 and one 1
 expect_info "$data/lora/kohya_locon.safetensors" \

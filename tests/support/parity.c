@@ -41,7 +41,7 @@ void parity_check_clip(const parity_fixture *fx, const char *golden_path)
     for (int skip = 1; skip <= 2; skip++) {
         golden want = golden_read(f, names[skip - 1]);
         float *out = calloc(want.count, sizeof(float));
-        assert_kiln_ok(kiln_clip_encode_ids(m, ids32, 2, skip, out));
+        assert_kiln_ok(kiln_clip_encode_ids(m, 0, ids32, 2, skip, out, NULL));
         assert_rel_l2_le(out, want.data, want.count, fx->tol);
         free(out);
         golden_free(&want);
@@ -93,15 +93,22 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
 {
     unet_run *r = ctx;
     golden x = read_named(r, "sample"), t = read_named(r, "timesteps"), c = read_named(r, "encoder_hidden_states");
-    tensor *xt, *tt, *ct, *eps;
+    golden y = {0};
+    char y_name[96];
+    snprintf(y_name, sizeof y_name, "%sy", r->prefix);
+    if (kiln_st_find(r->goldens, y_name)) y = read_named(r, "y"); /* SDXL's vector */
+    tensor *xt, *tt, *ct, *yt = NULL, *eps;
     TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
     TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
     TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, NULL, r->blocks ? unet_probe : NULL, r, &eps));
+    if (y.data) TRY(kiln_graph_input(g, &yt, KILN_F32, 2, y.shape, y.data));
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, &(kiln_unet_cond){tt, ct, yt, NULL}, r->blocks ? unet_probe : NULL, r,
+                          &eps));
     TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
     golden_free(&x);
     golden_free(&t);
     golden_free(&c);
+    golden_free(&y);
     return KILN_OK;
 }
 
@@ -219,14 +226,16 @@ static kiln_status controlnet_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
     TRY(kiln_graph_input(g, &ht, KILN_F32, 4, hint.shape, hint.data));
     kiln_unet_control control;
-    TRY(kiln_controlnet_forward(g, r->cn, xt, ht, tt, ct, scale.data[0], &control));
+    kiln_unet_cond cond = {tt, ct, NULL, NULL};
+    TRY(kiln_controlnet_forward(g, r->cn, xt, ht, &cond, scale.data[0], &control));
     for (int i = 0; i < control.nskips; i++) {
         char name[32];
         snprintf(name, sizeof name, "residual.%d", i);
         TRY(check_tensor(g, r->goldens, name, control.skips[i], r->tol));
     }
     TRY(check_tensor(g, r->goldens, "residual.mid", control.mid, r->tol));
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, tt, ct, &control, NULL, NULL, &eps));
+    cond.control = &control;
+    TRY(kiln_unet_forward(g, &r->m->unet, xt, &cond, NULL, NULL, &eps));
     for (int i = 0; i < control.nskips; i++) kiln_graph_release(g, control.skips[i]);
     kiln_graph_release(g, control.mid);
     TRY(kiln_graph_output(g, eps, r->out, x.count * sizeof(float)));
@@ -295,7 +304,7 @@ void parity_check_vae(const parity_fixture *fx, const char *golden_path, const c
 static kiln_conditioning conditioning(kiln_st_file *f, const char *name)
 {
     golden g = golden_read(f, name);
-    return (kiln_conditioning){g.data, (int)g.shape[1], (int)g.shape[2]};
+    return (kiln_conditioning){g.data, (int)g.shape[1], (int)g.shape[2], NULL, 0};
 }
 
 static const char *meta(kiln_st_file *f, const char *key)

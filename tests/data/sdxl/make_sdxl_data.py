@@ -1,0 +1,399 @@
+"""Writes kiln's SDXL test data: a small random model with SDXL's architecture
+(two text encoders, CLIP ViT-L's and OpenCLIP bigG's, both read at their
+penultimate layer without the final layer norm and concatenated; a UNet whose
+first level has no attention, transformers of depth 2 below it, and an added
+embedding of the pooled text embedding and six size numbers; eps-prediction)
+in the two layouts people have, and what upstream code computes with it.
+
+Origin: diffusers 0.27.2 and transformers 4.40 on PyTorch (CPU, float32).
+The UNet is diffusers' UNet2DConditionModel as SDXL configures it, in small:
+DownBlock2D + CrossAttnDownBlock2D (32, 64 channels), transformer_layers_per_block
+[1, 2] (level 1, the mid block and up block 0 have transformers of depth 2),
+use_linear_projection, attention heads of 16 channels (4 at 64), cross-attention
+dim 64, addition_embed_type "text_time" with 8-wide sinusoidal embeddings of
+the six size numbers after the 32-wide pooled embedding (80 inputs). The text
+encoders are transformers' CLIPTextModel ("clip_l": hidden 32, 2 layers,
+quick_gelu, MLP 37) and CLIPTextModelWithProjection ("clip_g": hidden 32,
+3 layers, gelu, MLP 64, projection 32). The VAE is the tiny SD 1.x model's
+with SDXL's latent scaling factor 0.13025. Every weight is random (seeded; the
+norms too; the VAE's are the shared tiny ones) and rounded to float16, and
+both layouts store float16, so the float32 goldens below are exactly what the
+stored weights give.
+
+  tiny_sdxl.safetensors  the original single-file layout of SDXL files:
+      `model.diffusion_model.*` (input_blocks, middle_block, output_blocks,
+      time_embed, label_emb.0.0/label_emb.0.2 for the added embedding, out),
+      `conditioner.embedders.0.transformer.text_model.*` (clip_l, transformers
+      names), `conditioner.embedders.1.model.*` (clip_g in OpenCLIP names: fused
+      in_proj q/k/v, resblocks, ln_final, text_projection stored transposed as
+      OpenCLIP multiplies x @ text_projection, logit_scale) and
+      `first_stage_model.*`. Checked against upstream's own converters
+      (convert_ldm_unet_checkpoint, convert_ldm_clip_checkpoint,
+      convert_open_clip_checkpoint, convert_ldm_vae_checkpoint), which must
+      give back the diffusers/transformers weights exactly.
+  tiny_sdxl_diffusers/   the diffusers folder layout, as diffusers ships SDXL:
+      unet/, vae/ (scaling_factor 0.13025), text_encoder/ (clip_l),
+      text_encoder_2/ (clip_g with text_projection.weight), scheduler/
+      (EulerDiscreteScheduler, prediction_type "epsilon"), model_index.json;
+      its safetensors headers carry {"format": "pt"} as transformers and
+      diffusers write them (transformers' from_pretrained requires it).
+  golden.safetensors (float32, ids int64)
+      l.input_ids (2,77): the rows of tests/data/tiny/clip_text.safetensors as
+        they are (EOS padding: ComfyUI's SD1 tokenizer, which SDXL's clip_l
+        uses); g.input_ids: the same rows padded with 0 after the first EOS
+        (ComfyUI's SDXL clip_g tokenizer);
+      l.hidden (2,77,32), g.hidden (2,77,32): each encoder's penultimate
+        hidden state, hidden_states[-2], without the final layer norm (ComfyUI's
+        SDXLClipModel, layer_norm_hidden_state=False; diffusers' SDXL pipeline
+        reads the same); g.pooled (2,32): clip_g's text_embeds (the last layer
+        through the final layer norm at the first EOS, times the projection);
+      context (2,77,64): cat([l.hidden, g.hidden], -1);
+      sample (2,4,8,8), timesteps [999, 500], encoder_hidden_states (context),
+        text_embeds (g.pooled), time_ids (2,6) (height, width, crop_top,
+        crop_left, target_height, target_width), y (2,80): what the UNet's
+        add_embedding receives (text_embeds then the six flattened 8-wide
+        sinusoidal embeddings), noise_pred (the UNet's eps) and x.<block>:
+        every block's output (x.add_embedding: the added embedding's output,
+        before it is summed with x.time_embedding);
+      run.*: a KSampler run restated from ComfyUI's code (model_sampling EPS,
+        euler, normal scheduler, 4 steps, cfg 5, seed 42, one 8x8 latent):
+        run.positive/run.negative the contexts (rows 0 and 1 above) and
+        run.positive_pooled/run.negative_pooled their pooled embeddings; every
+        UNet call gets time_ids [64, 64, 0, 0, 64, 64] (ComfyUI's SDXL
+        encode_adm: width and height default to 8 x the latent's, crops 0,
+        targets the size); run.noise (torch.manual_seed(42) randn), run.sigmas,
+        run.denoised.N (each step's guided x0), run.latent_out (the final x
+        divided by 0.13025, what KSampler returns), run.image (VAEDecode of it,
+        (1,16,16,3) in [0,1]).
+
+Run from the repository root with torch, diffusers and transformers
+installed and the project's shared goldens at ../shared/goldens:
+  python3 tests/data/sdxl/make_sdxl_data.py
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_clip_checkpoint,
+                                                                   convert_ldm_unet_checkpoint,
+                                                                   convert_ldm_vae_checkpoint,
+                                                                   convert_open_clip_checkpoint)
+from safetensors.numpy import load_file
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
+TINY = os.path.join(SHARED, "models")
+OUT = "tests/data/sdxl"
+SCALING = 0.13025
+LAYERS_PER_BLOCK = 2
+TIME_DIM = 8
+
+UNET_CONFIG = dict(sample_size=8, in_channels=4, out_channels=4, down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+                   up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"], block_out_channels=[32, 64],
+                   layers_per_block=LAYERS_PER_BLOCK, transformer_layers_per_block=[1, 2], cross_attention_dim=64,
+                   attention_head_dim=[2, 4], use_linear_projection=True, addition_embed_type="text_time",
+                   addition_time_embed_dim=TIME_DIM, projection_class_embeddings_input_dim=32 + 6 * TIME_DIM,
+                   norm_num_groups=32, norm_eps=1e-5, act_fn="silu", flip_sin_to_cos=True, freq_shift=0)
+CLIP_L_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                     num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                     pad_token_id=1, bos_token_id=0, eos_token_id=2)
+CLIP_G_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=3,
+                     num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
+                     pad_token_id=1, bos_token_id=0, eos_token_id=2)
+SCHEDULER_CONFIG = {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+                    "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
+                    "steps_offset": 1, "timestep_spacing": "leading"}
+BLOCKS = ["conv_in", "time_proj", "time_embedding", "add_embedding", "down_blocks.0", "down_blocks.1", "mid_block",
+          "up_blocks.0", "up_blocks.1", "conv_norm_out", "conv_out"]
+# what transformers and diffusers write in their safetensors headers (transformers requires it)
+PT = {"format": "pt"}
+TIME_IDS = [[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [40.0, 56.0, 3.0, 5.0, 48.0, 72.0]]
+
+
+def randomize(module):
+    """Every parameter random (norm scales around 1), rounded to float16.
+    Lookup tables (token and position embeddings) get std 0.5; every other
+    weight, the UNet's time_embedding/add_embedding linears included, std
+    1/sqrt(fan_in) so that the added embedding stays of order 1."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            elif "norm" in name or name.endswith("bias"):
+                p.copy_(0.15 * torch.randn_like(p))
+            elif name.endswith(("token_embedding.weight", "position_embedding.weight")):
+                p.copy_(0.5 * torch.randn_like(p))
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn_like(p) / fan_in ** 0.5)
+            p.copy_(p.half().float())
+
+
+def resnet_part(rest):
+    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
+                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
+        if rest.startswith(a):
+            return b + rest[len(a):]
+    raise ValueError(rest)
+
+
+def ldm_unet(sd):
+    """diffusers UNet names -> `model.diffusion_model.*` (SDXL's layout in
+    small: down block 0 without attention, 1 with; up block 0 with, 1
+    without; the added embedding as label_emb.0)."""
+    L = LAYERS_PER_BLOCK
+    up_attention = [True, False]
+    out = {}
+    for k, v in sd.items():
+        p = k.split(".")
+        if p[0] == "time_embedding":
+            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
+        elif p[0] == "add_embedding":
+            n = f"label_emb.0.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
+        elif p[0] == "conv_in":
+            n = f"input_blocks.0.0.{p[1]}"
+        elif p[0] == "conv_norm_out":
+            n = f"out.0.{p[1]}"
+        elif p[0] == "conv_out":
+            n = f"out.2.{p[1]}"
+        elif p[0] == "down_blocks":
+            i, kind = int(p[1]), p[2]
+            if kind == "downsamplers":
+                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
+            else:
+                idx, rest = 1 + i * (L + 1) + int(p[3]), ".".join(p[4:])
+                n = f"input_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
+        elif p[0] == "mid_block":
+            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
+            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
+        elif p[0] == "up_blocks":
+            i, kind = int(p[1]), p[2]
+            if kind == "upsamplers":
+                n = f"output_blocks.{i * (L + 1) + L}.{2 if up_attention[i] else 1}.conv.{'.'.join(p[5:])}"
+            else:
+                idx, rest = i * (L + 1) + int(p[3]), ".".join(p[4:])
+                n = f"output_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
+        else:
+            raise ValueError(k)
+        out["model.diffusion_model." + n] = v
+    return out
+
+
+def open_clip(sd, layers):
+    """transformers CLIPTextModelWithProjection names -> OpenCLIP's
+    `conditioner.embedders.1.model.*` as SDXL files store clip_g: q, k, v fused
+    into in_proj, text_projection transposed (OpenCLIP computes x @ it)."""
+    out = {}
+    prefix = "conditioner.embedders.1.model."
+    out[prefix + "token_embedding.weight"] = sd["text_model.embeddings.token_embedding.weight"]
+    out[prefix + "positional_embedding"] = sd["text_model.embeddings.position_embedding.weight"]
+    out[prefix + "ln_final.weight"] = sd["text_model.final_layer_norm.weight"]
+    out[prefix + "ln_final.bias"] = sd["text_model.final_layer_norm.bias"]
+    for i in range(layers):
+        src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for a, b in [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"),
+                     ("mlp.fc2", "mlp.c_proj"), ("self_attn.out_proj", "attn.out_proj")]:
+            for part in ["weight", "bias"]:
+                out[f"{dst}{b}.{part}"] = sd[f"{src}{a}.{part}"]
+        for part in ["weight", "bias"]:
+            out[f"{dst}attn.in_proj_{part}"] = torch.cat([sd[f"{src}self_attn.{x}_proj.{part}"] for x in "qkv"])
+    out[prefix + "text_projection"] = sd["text_projection.weight"].t().contiguous()
+    # the logit scale SDXL files carry (log 100); the text tower does not use it
+    out[prefix + "logit_scale"] = torch.tensor(4.6052).half().float()
+    return out
+
+
+def vae_weights():
+    """The tiny SD 1.x VAE's single-file weights, rounded to float16."""
+    ldm = load_file(os.path.join(TINY, "sd15_tiny_ldm_fp32.safetensors"))
+    return {k: torch.from_numpy(v).half().float() for k, v in ldm.items() if k.startswith("first_stage_model.")}
+
+
+def check_equal(a, b, what):
+    assert a.keys() == b.keys(), (what, sorted(set(a) ^ set(b))[:8])
+    for k in a:
+        assert torch.equal(a[k].float(), b[k].float()), (what, k)
+
+
+def tokens_clip_g(ids):
+    """ComfyUI's SDXL clip_g tokenizer pads with 0 after the first EOS."""
+    out = ids.copy()
+    for row in out:
+        end = int(np.argmax(row == 49407))
+        row[end + 1:] = 0
+    return out
+
+
+def comfy_normal_sigmas(steps):
+    """ComfyUI's ModelSamplingDiscrete and its "normal" scheduler."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
+    log_sigmas = sigmas.log()
+
+    def timestep(sigma):
+        return (sigma.log() - log_sigmas[:, None]).abs().argmin(dim=0).view(sigma.shape)
+
+    def sigma(t):
+        low, high = t.floor().long(), t.ceil().long()
+        w = t.frac()
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
+
+    start, end = timestep(sigmas[-1:]), timestep(sigmas[:1])  # sigma_max -> 999, sigma_min -> 0
+    ts = torch.linspace(start.item(), end.item(), steps)
+    return torch.cat([torch.stack([sigma(t) for t in ts]), torch.zeros(1)]), timestep
+
+
+def state(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if k != "text_model.embeddings.position_ids"}
+
+
+def write_json(obj, path):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+
+
+def main():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**UNET_CONFIG).eval()
+    randomize(unet)
+    te_l = CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG)).eval()
+    randomize(te_l)
+    te_g = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_CONFIG)).eval()
+    randomize(te_g)
+    vae_ldm = vae_weights()
+    vae = AutoencoderKL.from_pretrained(os.path.join(TINY, "sd15_tiny_diffusers"), subfolder="vae").eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.copy_(p.half().float())
+
+    # the single file, checked against upstream's converters
+    unet_sd, l_sd, g_sd, vae_sd = state(unet), state(te_l), state(te_g), state(vae)
+    single = {**ldm_unet(unet_sd),
+              **{"conditioner.embedders.0.transformer." + k: v for k, v in l_sd.items()},
+              **open_clip(g_sd, CLIP_G_CONFIG["num_hidden_layers"]), **vae_ldm}
+    back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
+    check_equal(back, unet_sd, "unet")
+    fresh = CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG)).eval()
+    back = state(convert_ldm_clip_checkpoint(dict(single), text_encoder=fresh))
+    check_equal(back, l_sd, "clip_l")
+    with tempfile.TemporaryDirectory() as d:
+        CLIPTextConfig(**CLIP_G_CONFIG).save_pretrained(d)
+        back = state(convert_open_clip_checkpoint(dict(single), d, prefix="conditioner.embedders.1.model.",
+                                                  has_projection=True))
+    check_equal(back, g_sd, "clip_g")
+    back = convert_ldm_vae_checkpoint(dict(single), dict(vae.config))
+    check_equal(back, vae_sd, "vae")
+    os.makedirs(OUT, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in single.items()}, f"{OUT}/tiny_sdxl.safetensors")
+
+    # the diffusers folder
+    folder = f"{OUT}/tiny_sdxl_diffusers"
+    shutil.rmtree(folder, ignore_errors=True)
+    for part in ["unet", "vae", "text_encoder", "text_encoder_2", "scheduler"]:
+        os.makedirs(f"{folder}/{part}")
+    save_file({k: v.half().contiguous() for k, v in unet_sd.items()}, f"{folder}/unet/diffusion_pytorch_model.safetensors",
+              metadata=PT)
+    write_json({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, f"{folder}/unet/config.json")
+    save_file({k: v.half().contiguous() for k, v in vae_sd.items()}, f"{folder}/vae/diffusion_pytorch_model.safetensors",
+              metadata=PT)
+    with open(os.path.join(TINY, "sd15_tiny_diffusers", "vae", "config.json")) as f:
+        vae_config = json.load(f)
+    write_json(dict(vae_config, scaling_factor=SCALING), f"{folder}/vae/config.json")
+    save_file({k: v.half().contiguous() for k, v in l_sd.items()}, f"{folder}/text_encoder/model.safetensors",
+              metadata=PT)
+    write_json({"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **CLIP_L_CONFIG},
+               f"{folder}/text_encoder/config.json")
+    save_file({k: v.half().contiguous() for k, v in g_sd.items()}, f"{folder}/text_encoder_2/model.safetensors",
+              metadata=PT)
+    write_json({"architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model", **CLIP_G_CONFIG},
+               f"{folder}/text_encoder_2/config.json")
+    write_json(SCHEDULER_CONFIG, f"{folder}/scheduler/scheduler_config.json")
+    write_json({"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+                "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+                "scheduler": ["diffusers", "EulerDiscreteScheduler"]}, f"{folder}/model_index.json")
+    # the folder loads back to the same weights
+    check_equal(state(UNet2DConditionModel.from_pretrained(f"{folder}/unet")), unet_sd, "unet folder")
+    check_equal(state(CLIPTextModelWithProjection.from_pretrained(f"{folder}/text_encoder_2")), g_sd, "clip_g folder")
+
+    g = {}
+    l_ids = load_file("tests/data/tiny/clip_text.safetensors")["input_ids"]
+    g["l.input_ids"] = torch.from_numpy(l_ids.copy())
+    g["g.input_ids"] = torch.from_numpy(tokens_clip_g(l_ids))
+    with torch.no_grad():
+        out_l = te_l(g["l.input_ids"], output_hidden_states=True)
+        out_g = te_g(g["g.input_ids"], output_hidden_states=True)
+    g["l.hidden"] = out_l.hidden_states[-2]
+    g["g.hidden"] = out_g.hidden_states[-2]
+    g["g.pooled"] = out_g.text_embeds
+    # pooled: the last layer through the final layer norm at the first EOS, projected
+    eos = (g["g.input_ids"] == 49407).int().argmax(dim=-1)
+    pooled = te_g.text_model.final_layer_norm(out_g.hidden_states[-1])[torch.arange(2), eos]
+    assert torch.allclose(pooled @ te_g.text_projection.weight.t(), g["g.pooled"], atol=1e-6)
+    g["context"] = torch.cat([g["l.hidden"], g["g.hidden"]], dim=-1)
+
+    g["sample"] = torch.randn(2, 4, 8, 8)
+    g["timesteps"] = torch.tensor([999.0, 500.0])
+    g["encoder_hidden_states"] = g["context"]
+    g["text_embeds"] = g["g.pooled"]
+    g["time_ids"] = torch.tensor(TIME_IDS)
+
+    def hook(name):
+        def save(module, args, result):
+            g["x." + name] = (result[0] if isinstance(result, tuple) else result).detach().clone()
+        return save
+
+    def save_y(module, args, result):
+        g["y"] = args[0].detach().clone()
+
+    handles = [unet.get_submodule(name).register_forward_hook(hook(name)) for name in BLOCKS]
+    handles.append(unet.add_embedding.register_forward_hook(save_y))
+    with torch.no_grad():
+        g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"],
+                               added_cond_kwargs={"text_embeds": g["text_embeds"], "time_ids": g["time_ids"]}).sample
+    for h in handles:
+        h.remove()
+    # y restated as ComfyUI's SDXL encode_adm builds it (timestep_embedding: cos half, then sin half)
+    freqs = torch.exp(-np.log(10000.0) * torch.arange(TIME_DIM // 2, dtype=torch.float32) / (TIME_DIM // 2))
+    args = g["time_ids"].reshape(-1, 1) * freqs[None]
+    sizes = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).reshape(2, -1)
+    assert torch.allclose(g["y"], torch.cat([g["text_embeds"], sizes], dim=1), atol=1e-6)
+
+    # KSampler: euler, normal, eps-prediction, CFG in x0 space, on one latent
+    steps, cfg = 4, 5.0
+    sigmas, timestep = comfy_normal_sigmas(steps)
+    positive, negative = g["context"][0:1], g["context"][1:2]
+    positive_pooled, negative_pooled = g["g.pooled"][0:1], g["g.pooled"][1:2]
+    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]).repeat(2, 1)  # 8 x the 8x8 latent, crops 0
+    noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
+    x = noise * (1.0 + sigmas[0] ** 2) ** 0.5  # max denoise: the empty latent is zero
+    g.update({"run.positive": positive, "run.negative": negative, "run.positive_pooled": positive_pooled,
+              "run.negative_pooled": negative_pooled, "run.noise": noise, "run.sigmas": sigmas})
+    for i in range(steps):
+        s = sigmas[i]
+        xc = torch.cat([x, x])
+        with torch.no_grad():
+            eps = unet(xc / (s ** 2 + 1) ** 0.5, timestep(s.view(1)).float().repeat(2),
+                       encoder_hidden_states=torch.cat([negative, positive]),
+                       added_cond_kwargs={"text_embeds": torch.cat([negative_pooled, positive_pooled]),
+                                          "time_ids": time_ids}).sample
+        x0 = xc - eps * s
+        denoised = x0[0:1] + (x0[1:2] - x0[0:1]) * cfg
+        g[f"run.denoised.{i}"] = denoised
+        x = x + (x - denoised) / s * (sigmas[i + 1] - s)
+    g["run.latent_out"] = x / SCALING
+    with torch.no_grad():
+        image = vae.decode(g["run.latent_out"]).sample
+    g["run.image"] = torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).permute(0, 2, 3, 1)
+    save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
+    print({k: tuple(v.shape) for k, v in g.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+/* SDXL on the tiny SDXL model against tests/data/sdxl (made by
+ * make_sdxl_data.py: diffusers' and transformers' models, ComfyUI's KSampler
+ * steps around them), in the single-file and diffusers layouts: detection,
+ * both text towers at their penultimate layer without the final norm and
+ * the second's pooled, projected output, the UNet (transformers two blocks
+ * deep, the vector y through label_emb) with every block, CLIPTextEncode's
+ * conditioning and pooled output from the prompts, and a whole KSampler run
+ * with SDXL's size embeddings and latent scale. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_test.h"
+
+#include "golden.h"
+#include "model.h"
+#include "parity.h"
+#include "pipeline.h"
+#include "sampler.h"
+#include "status.h"
+#include "tokenizer.h"
+
+#define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
+#define GOLDEN "sdxl/golden.safetensors"
+
+static char path_buf[2][1024];
+static const char *model_path(int layout)
+{
+    snprintf(path_buf[layout], sizeof path_buf[layout], "%s",
+             kiln_test_data(layout ? "sdxl/tiny_sdxl_diffusers" : "sdxl/tiny_sdxl.safetensors"));
+    return path_buf[layout];
+}
+
+static void detect(void **state)
+{
+    (void)state;
+    for (int layout = 0; layout < 2; layout++) {
+        kiln_checkpoint *ck;
+        kiln_model_info info;
+        assert_kiln_ok(kiln_checkpoint_open(model_path(layout), &ck));
+        assert_kiln_ok(kiln_model_inspect(ck, &info));
+        assert_string_equal(info.family, "sdxl");
+        assert_string_equal(info.unet_name, "sdxl-tiny-test");
+        assert_int_equal(info.nclips, 2);
+        assert_string_equal(info.clip_names[0], "clip-tiny-test");
+        assert_string_equal(info.clip_names[1], "openclip-tiny-test");
+        assert_int_equal(info.prediction, KILN_PREDICTION_EPS);
+        kiln_checkpoint_close(ck);
+    }
+}
+
+static int32_t *read_ids(kiln_st_file *f, const char *name)
+{
+    golden g = golden_read(f, name);
+    int32_t *ids = malloc(g.count * sizeof *ids);
+    for (size_t i = 0; i < g.count; i++) ids[i] = (int32_t)g.data[i];
+    golden_free(&g);
+    return ids;
+}
+
+/* CLIP-L and OpenCLIP bigG's small twins: layer -2 as it is; bigG's pooled
+ * output (the last layer, normed, at EOS, projected). */
+static void text_towers(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden l = golden_read(f, "l.hidden"), g = golden_read(f, "g.hidden"), pooled = golden_read(f, "g.pooled");
+    int32_t *l_ids = read_ids(f, "l.input_ids"), *g_ids = read_ids(f, "g.input_ids");
+    for (int layout = 0; layout < 2; layout++) {
+        kiln_backend *be;
+        kiln_model *m;
+        assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+        assert_kiln_ok(kiln_model_load(model_path(layout), be, &m));
+        assert_int_equal(m->clips[1].pooled_dim, 32);
+        float *out = malloc(l.count * sizeof *out), *p = malloc(pooled.count * sizeof *p);
+        assert_kiln_ok(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, NULL));
+        assert_rel_l2_le(out, l.data, l.count, TOL);
+        assert_kiln_ok(kiln_clip_encode_ids(m, 1, g_ids, 2, 0, out, p));
+        assert_rel_l2_le(out, g.data, g.count, TOL);
+        assert_rel_l2_le(p, pooled.data, pooled.count, TOL);
+        /* CLIP-L has no projection to pool with */
+        assert_int_equal(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, p), KILN_ERR_INVALID_ARG);
+        free(out);
+        free(p);
+        kiln_model_free(m);
+        kiln_backend_free(be);
+    }
+    free(l_ids);
+    free(g_ids);
+    golden_free(&l);
+    golden_free(&g);
+    golden_free(&pooled);
+    kiln_st_close(f);
+}
+
+static void unet_single_file(void **state)
+{
+    (void)state;
+    parity_check_unet(&(parity_fixture){.path = model_path(0), .tol = TOL}, GOLDEN);
+}
+
+/* y for the golden's second row: its pooled output and sizes 40x56, crop
+ * (3, 5), target 48x72, as diffusers' add_embedding receives it. */
+static void adm_vector(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(model_path(0), be, &m));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden y = golden_read(f, "y"), pooled = golden_read(f, "g.pooled"), ids = golden_read(f, "time_ids");
+    const int adm = m->unet.config->adm_channels;
+    assert_int_equal(y.count, 2 * (size_t)adm);
+    kiln_conditioning c = {.pooled = pooled.data + 32, .pooled_dim = 32};
+    float sizes[6], have[80];
+    for (int i = 0; i < 6; i++) sizes[i] = ids.data[6 + i];
+    assert_kiln_ok(kiln_adm_vector(m, &c, sizes, have));
+    assert_rel_l2_le(have, y.data + adm, (size_t)adm, 1e-6);
+    golden_free(&y);
+    golden_free(&pooled);
+    golden_free(&ids);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+static void unet_folder(void **state)
+{
+    (void)state;
+    parity_check_unet(&(parity_fixture){.path = model_path(1), .tol = TOL}, GOLDEN);
+}
+
+/* CLIPTextEncode from the text, then KSampler (euler, normal, 4 steps, cfg
+ * 5, seed 42; y from the pooled outputs and the 64x64 size) and VAEDecode
+ * with SDXL's latent scale. */
+static void ksampler_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(model_path(0), be, &m));
+    assert_true(fabsf(m->vae.scaling_factor - 0.13025f) < 1e-7f);
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden want = golden_read(f, "run.latent_out"), image = golden_read(f, "run.image");
+    const char *prompts[2] = {"a photograph of an astronaut riding a horse", ""};
+    const char *names[2][2] = {{"run.positive", "run.positive_pooled"}, {"run.negative", "run.negative_pooled"}};
+    kiln_conditioning c[2];
+    for (int i = 0; i < 2; i++) {
+        assert_kiln_ok(kiln_encode_prompt(m, tok, prompts[i], 0, &c[i]));
+        golden z = golden_read(f, names[i][0]), p = golden_read(f, names[i][1]);
+        assert_int_equal((size_t)c[i].tokens * c[i].dim, z.count);
+        assert_int_equal(c[i].pooled_dim, (int)p.count);
+        assert_rel_l2_le(c[i].data, z.data, z.count, TOL);
+        assert_rel_l2_le(c[i].pooled, p.data, p.count, TOL);
+        golden_free(&z);
+        golden_free(&p);
+    }
+    kiln_sampling_job job = {.steps = 4, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
+                             .latent_w = 8};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent = NULL, *decoded = NULL;
+    assert_kiln_ok(kiln_ksample(m, &job, &c[0], &c[1], &latent));
+    assert_rel_l2_le(latent, want.data, want.count, TOL);
+    assert_kiln_ok(kiln_vae_decode_latent(m, latent, 1, 8, 8, &decoded));
+    const int H = 16, W = 16;
+    float *rgb = malloc((size_t)H * W * 3 * sizeof *rgb);
+    for (int ch = 0; ch < 3; ch++)
+        for (int i = 0; i < H * W; i++)
+            rgb[i * 3 + ch] = fminf(fmaxf((decoded[(size_t)ch * H * W + i] + 1.0f) / 2.0f, 0.0f), 1.0f);
+    assert_rel_l2_le(rgb, image.data, image.count, TOL);
+
+    /* without the pooled output the UNet's y cannot be made */
+    free(c[1].pooled);
+    c[1].pooled = NULL;
+    free(latent);
+    latent = NULL;
+    assert_int_equal(kiln_ksample(m, &job, &c[0], &c[1], &latent), KILN_ERR_INVALID_ARG);
+
+    free(rgb);
+    free(latent);
+    free(decoded);
+    for (int i = 0; i < 2; i++) kiln_conditioning_free(&c[i]);
+    golden_free(&want);
+    golden_free(&image);
+    kiln_st_close(f);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(detect),           cmocka_unit_test(text_towers), cmocka_unit_test(unet_single_file),
+        cmocka_unit_test(unet_folder),      cmocka_unit_test(adm_vector),  cmocka_unit_test(ksampler_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
