@@ -120,11 +120,16 @@ kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, i
     TRY(KILN_BIND(w, &st->proj_in_b, prefix, "proj_in.bias", C));
     TRY(KILN_BIND(w, &st->proj_out_w, prefix, "proj_out.weight", C, C, 1, 1));
     TRY(KILN_BIND(w, &st->proj_out_b, prefix, "proj_out.bias", C));
+    char block[512];
     for (int i = 0; i < depth; i++) {
-        char block[512];
         snprintf(block, sizeof block, "%s.transformer_blocks.%d", prefix, i);
         TRY(transformer_block_bind(w, block, C, context_dim, &st->blocks[i]));
     }
+    /* a deeper transformer than the table's would run short without a word */
+    snprintf(block, sizeof block, "%s.transformer_blocks.%d.norm1.weight", prefix, depth);
+    if (kiln_checkpoint_find(kiln_weights_checkpoint(w), block))
+        return kiln_fail(KILN_ERR_MODEL, "%s: '%s' has more than the %d transformer blocks the layout has",
+                         kiln_checkpoint_path(kiln_weights_checkpoint(w)), prefix, depth);
     return KILN_OK;
 }
 

@@ -147,17 +147,31 @@ static bool is_original_unet_name(const char *dotted)
     return false;
 }
 
-/* Module name prefixes: the writer's naming, and which part of the model. */
+/* Module name prefixes: the writer's naming, and which part of the model
+ * (0 the UNet, 1 the first text tower, 2 SDXL's second). */
 typedef struct module_prefix {
     const char *prefix;
-    bool underscored, clip;
+    bool underscored;
+    int tower;
 } module_prefix;
 
 static const module_prefix module_prefixes[] = {
-    {"lora_unet_", true, false},   {"lora_te_", true, true},           /* kohya, LyCORIS */
-    {"unet.", false, false},       {"text_encoder.", false, true},     /* diffusers, PEFT */
-    {"diffusion_model.", false, false},                                 /* ComfyUI */
+    {"lora_unet_", true, 0}, {"lora_te_", true, 1},       /* kohya, LyCORIS */
+    {"lora_te1_", true, 1},  {"lora_te2_", true, 2},      /* ... for SDXL */
+    {"unet.", false, 0},     {"text_encoder.", false, 1}, /* diffusers, PEFT */
+    {"text_encoder_2.", false, 2},
+    {"diffusion_model.", false, 0},                       /* ComfyUI */
 };
+
+/* Where a text tower's transformers names live in ck: SDXL's two towers
+ * under conditioner.embedders.N, SD 1.x/2.x's one under cond_stage_model. */
+static const char *tower_root(const kiln_checkpoint *ck, int tower)
+{
+    if (tower == 2) return "conditioner.embedders.1.transformer";
+    return kiln_checkpoint_find(ck, "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight")
+               ? "conditioner.embedders.0.transformer"
+               : "cond_stage_model.transformer";
+}
 
 /* The prefix a module's name starts with, NULL for none kiln knows. */
 static const module_prefix *find_prefix(const char *module_name)
@@ -180,8 +194,8 @@ static bool target_weight(const kiln_checkpoint *ck, const char *module_name, ch
     } else if (snprintf(dotted, sizeof dotted, "%s", rest) >= (int)sizeof dotted) {
         return false;
     }
-    *clip = p->clip;
-    if (*clip) return snprintf(out, size, "cond_stage_model.transformer.%s.weight", dotted) < (int)size;
+    *clip = p->tower != 0;
+    if (*clip) return snprintf(out, size, "%s.%s.weight", tower_root(ck, p->tower), dotted) < (int)size;
     if (is_original_unet_name(dotted)) return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
     snprintf(weight, sizeof weight, "%s.weight", dotted);
     return kiln_checkpoint_unet_name(ck, weight, out, size);
@@ -355,10 +369,10 @@ kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
         const module *m = &mods[i];
         const module_prefix *prefix = find_prefix(m->name);
         if (!prefix) {
-            status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no part of an SD 1.x model", path, m->name);
+            status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no part of an SD model", path, m->name);
             break;
         }
-        bool clip = prefix->clip;
+        bool clip = prefix->tower != 0;
         update u;
         status = read_update(path, m, &u);
         float scale = 1.0f;

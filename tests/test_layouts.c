@@ -1,0 +1,156 @@
+/* kiln's full-size layer tables against the real layouts, without the
+ * gigabytes: tests/data/layouts holds the name and shape of every tensor of
+ * an SD 2.1 768-v and an SDXL 1.0 base single file, as upstream diffusers /
+ * transformers build them (make_layout_manifests.py). Each becomes a sparse
+ * safetensors file (a header, then a hole where the weights would be), which
+ * kiln opens, detects and binds on the CPU: every tensor a table row asks for
+ * must be there with its shape, and the file must hold no deeper transformer
+ * than the table has. The weights read as zeros, so nothing is computed. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln_test.h"
+
+#include "model.h"
+#include "status.h"
+
+static char tmpdir[] = "/tmp/kiln-layouts-XXXXXX";
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+    text[n] = 0;
+    fclose(f);
+    return text;
+}
+
+/* The manifest's tensors as an f16 safetensors file whose data area is a
+ * hole; returns the UNet's parameter count (model.diffusion_model.*). */
+static int64_t write_sparse(const char *manifest, const char *path)
+{
+    char *text = read_all(kiln_test_data(manifest));
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(root, "tensors");
+    assert_true(cJSON_IsArray(tensors));
+    cJSON *header = cJSON_CreateObject();
+    uint64_t offset = 0;
+    int64_t unet_params = 0;
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, tensors) {
+        const char *name = cJSON_GetArrayItem(entry, 0)->valuestring;
+        const cJSON *shape = cJSON_GetArrayItem(entry, 1), *d;
+        int64_t n = 1;
+        cJSON *t = cJSON_AddObjectToObject(header, name), *dims = cJSON_AddArrayToObject(t, "shape");
+        cJSON_ArrayForEach(d, shape) {
+            n *= (int64_t)d->valuedouble;
+            cJSON_AddItemToArray(dims, cJSON_CreateNumber(d->valuedouble));
+        }
+        cJSON_AddStringToObject(t, "dtype", "F16");
+        cJSON *offsets = cJSON_AddArrayToObject(t, "data_offsets");
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)offset));
+        offset += 2 * (uint64_t)n;
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)offset));
+        if (strncmp(name, "model.diffusion_model.", 22) == 0) unet_params += n;
+    }
+    char *json = cJSON_PrintUnformatted(header);
+    size_t len = strlen(json), padded = (len + 7) / 8 * 8;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t hlen = padded; /* little-endian on every machine kiln runs on */
+    assert_int_equal(fwrite(&hlen, 8, 1, f), 1);
+    assert_int_equal(fwrite(json, 1, len, f), len);
+    for (size_t i = len; i < padded; i++) fputc(' ', f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(truncate(path, (off_t)(8 + padded + offset)), 0);
+    free(json);
+    cJSON_Delete(header);
+    cJSON_Delete(root);
+    return unet_params;
+}
+
+static kiln_model *load(const char *manifest, const char *name, int64_t *unet_params)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, name);
+    *unet_params = write_sparse(manifest, path);
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(path, be, &m));
+    return m;
+}
+
+static void release(kiln_model *m)
+{
+    kiln_backend *be = kiln_weights_backend(m->weights);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+static void sd21_768v(void **state)
+{
+    (void)state;
+    int64_t unet_params;
+    kiln_model *m = load("layouts/sd21_768v.json", "sd21", &unet_params);
+    assert_string_equal(m->info.family, "sd2");
+    assert_string_equal(m->info.unet_name, "sd2");
+    assert_string_equal(m->info.clip_names[0], "openclip-vit-h14");
+    assert_string_equal(m->info.vae_name, "sd-vae");
+    assert_int_equal(m->info.unet_params, unet_params);
+    /* the heads 64 wide: 5, 10, 20 by level */
+    assert_int_equal(m->unet.rows[2].attn.heads, 5);
+    assert_int_equal(m->unet.rows[m->unet.config->nlayers - 1].attn.heads, 5);
+    release(m);
+}
+
+static void sdxl_base(void **state)
+{
+    (void)state;
+    int64_t unet_params;
+    kiln_model *m = load("layouts/sdxl_base.json", "sdxl", &unet_params);
+    assert_string_equal(m->info.family, "sdxl");
+    assert_string_equal(m->info.unet_name, "sdxl");
+    assert_int_equal(m->info.nclips, 2);
+    assert_string_equal(m->info.clip_names[0], "clip-vit-l14");
+    assert_string_equal(m->info.clip_names[1], "openclip-vit-bigg14");
+    assert_string_equal(m->info.vae_name, "sd-vae");
+    assert_int_equal(m->info.unet_params, unet_params);
+    assert_int_equal(m->clips[1].pooled_dim, 1280);
+    assert_true(m->clips[1].projection_open_clip);
+    int deepest = 0;
+    for (int i = 0; i < m->unet.config->nlayers; i++)
+        if (m->unet.rows[i].attn.depth > deepest) deepest = m->unet.rows[i].attn.depth;
+    assert_int_equal(deepest, 10);
+    release(m);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(sd21_768v), cmocka_unit_test(sdxl_base)};
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
