@@ -22,6 +22,9 @@
 
 #define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
 #define GOLDEN "sdxl/golden.safetensors"
+/* with a LoRA merged: the merged weights are rounded to the model's f16
+ * (diffusers fused them in f32), about 2^-11 of each weight */
+#define TOL_MERGED 2e-3
 
 static char path_buf[2][1024];
 static const char *model_path(int layout)
@@ -58,39 +61,70 @@ static int32_t *read_ids(kiln_st_file *f, const char *name)
     return ids;
 }
 
-/* CLIP-L and OpenCLIP bigG's small twins: layer -2 as it is; bigG's pooled
- * output (the last layer, normed, at EOS, projected). */
-static void text_towers(void **state)
+/* Both towers of the model at `path` (LoRAs merged) against a golden's
+ * l.hidden, g.hidden and g.pooled. */
+static void check_towers(const char *path, const kiln_lora *loras, int nloras, const char *golden_path, double tol)
 {
-    (void)state;
-    kiln_st_file *f = golden_open(GOLDEN);
+    kiln_st_file *f = golden_open(golden_path);
     golden l = golden_read(f, "l.hidden"), g = golden_read(f, "g.hidden"), pooled = golden_read(f, "g.pooled");
     int32_t *l_ids = read_ids(f, "l.input_ids"), *g_ids = read_ids(f, "g.input_ids");
-    for (int layout = 0; layout < 2; layout++) {
-        kiln_backend *be;
-        kiln_model *m;
-        assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-        assert_kiln_ok(kiln_model_load(model_path(layout), be, &m));
-        assert_int_equal(m->clips[1].pooled_dim, 32);
-        float *out = malloc(l.count * sizeof *out), *p = malloc(pooled.count * sizeof *p);
-        assert_kiln_ok(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, NULL));
-        assert_rel_l2_le(out, l.data, l.count, TOL);
-        assert_kiln_ok(kiln_clip_encode_ids(m, 1, g_ids, 2, 0, out, p));
-        assert_rel_l2_le(out, g.data, g.count, TOL);
-        assert_rel_l2_le(p, pooled.data, pooled.count, TOL);
-        /* CLIP-L has no projection to pool with */
-        assert_int_equal(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, p), KILN_ERR_INVALID_ARG);
-        free(out);
-        free(p);
-        kiln_model_free(m);
-        kiln_backend_free(be);
-    }
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_checkpoint *ck;
+    kiln_lora_stats stats[2];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(path, &ck));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, loras, nloras, stats, be, &m));
+    assert_int_equal(m->clips[1].pooled_dim, 32);
+    float *out = malloc(l.count * sizeof *out), *p = malloc(pooled.count * sizeof *p);
+    assert_kiln_ok(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, NULL));
+    assert_rel_l2_le(out, l.data, l.count, tol);
+    assert_kiln_ok(kiln_clip_encode_ids(m, 1, g_ids, 2, 0, out, p));
+    assert_rel_l2_le(out, g.data, g.count, tol);
+    assert_rel_l2_le(p, pooled.data, pooled.count, tol);
+    /* CLIP-L has no projection to pool with */
+    assert_int_equal(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, p), KILN_ERR_INVALID_ARG);
+    free(out);
+    free(p);
+    kiln_model_free(m);
+    kiln_backend_free(be);
     free(l_ids);
     free(g_ids);
     golden_free(&l);
     golden_free(&g);
     golden_free(&pooled);
     kiln_st_close(f);
+}
+
+/* CLIP-L and OpenCLIP bigG's small twins: layer -2 as it is; bigG's pooled
+ * output (the last layer, normed, at EOS, projected). */
+static void text_towers(void **state)
+{
+    (void)state;
+    for (int layout = 0; layout < 2; layout++) check_towers(model_path(layout), NULL, 0, GOLDEN, TOL);
+}
+
+/* A kohya SDXL LoRA (original block names, lora_te1_ and lora_te2_) merged
+ * at 0.75, against diffusers' load_lora_weights + fuse_lora: both towers,
+ * the pooled output, the UNet and every block; in both layouts. */
+static void kohya_lora(void **state)
+{
+    (void)state;
+    char lora_path[1024];
+    snprintf(lora_path, sizeof lora_path, "%s", kiln_test_data("sdxl/lora_kohya.safetensors"));
+    const kiln_lora lora = {lora_path, 0.75, 0.75};
+    kiln_lora_stats stats;
+    kiln_checkpoint *ck;
+    assert_kiln_ok(kiln_checkpoint_open(model_path(0), &ck));
+    assert_kiln_ok(kiln_lora_merge(ck, &lora, &stats));
+    assert_int_equal(stats.unet_modules, 132);
+    assert_int_equal(stats.clip_modules, 30); /* 12 in CLIP-L, 18 in bigG */
+    kiln_checkpoint_close(ck);
+    for (int layout = 0; layout < 2; layout++) {
+        check_towers(model_path(layout), &lora, 1, "sdxl/lora_kohya.golden.safetensors", TOL_MERGED);
+        parity_check_unet(&(parity_fixture){.path = model_path(layout), .tol = TOL_MERGED, .loras = &lora, .nloras = 1},
+                          "sdxl/lora_kohya.golden.safetensors");
+    }
 }
 
 static void unet_single_file(void **state)
@@ -198,6 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(detect),           cmocka_unit_test(text_towers), cmocka_unit_test(unet_single_file),
         cmocka_unit_test(unet_folder),      cmocka_unit_test(adm_vector),  cmocka_unit_test(ksampler_run),
+        cmocka_unit_test(kohya_lora),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
