@@ -1,5 +1,6 @@
 #include "parity.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,33 +83,56 @@ static kiln_status unet_probe(void *ctx, const char *block, kiln_graph *g, const
     return KILN_OK;
 }
 
-static golden read_named(const unet_run *r, const char *name)
+static golden read_prefixed(kiln_st_file *f, const char *prefix, const char *name)
 {
     char key[96];
-    snprintf(key, sizeof key, "%s%s", r->prefix, name);
-    return golden_read(r->goldens, key);
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    return golden_read(f, key);
+}
+
+static golden read_named(const unet_run *r, const char *name) { return read_prefixed(r->goldens, r->prefix, name); }
+
+/* A golden's UNet inputs (names after `prefix`): sample, timesteps,
+ * encoder_hidden_states and, for SDXL, y; as graph inputs in cond. */
+typedef struct unet_inputs {
+    golden x, t, c, y;
+    tensor *xt;
+    kiln_unet_cond cond;
+} unet_inputs;
+
+static kiln_status unet_inputs_read(kiln_graph *g, kiln_st_file *f, const char *prefix, unet_inputs *in)
+{
+    *in = (unet_inputs){.x = read_prefixed(f, prefix, "sample"), .t = read_prefixed(f, prefix, "timesteps"),
+                        .c = read_prefixed(f, prefix, "encoder_hidden_states")};
+    char y_name[96];
+    snprintf(y_name, sizeof y_name, "%sy", prefix);
+    if (kiln_st_find(f, y_name)) in->y = golden_read(f, y_name);
+    tensor *tt, *ct, *yt = NULL;
+    TRY(kiln_graph_input(g, &in->xt, KILN_F32, 4, in->x.shape, in->x.data));
+    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, in->t.shape, in->t.data));
+    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, in->c.shape, in->c.data));
+    if (in->y.data) TRY(kiln_graph_input(g, &yt, KILN_F32, 2, in->y.shape, in->y.data));
+    in->cond = (kiln_unet_cond){tt, ct, yt, NULL};
+    return KILN_OK;
+}
+
+static void unet_inputs_free(unet_inputs *in)
+{
+    golden_free(&in->x);
+    golden_free(&in->t);
+    golden_free(&in->c);
+    golden_free(&in->y);
 }
 
 static kiln_status unet_fn(kiln_graph *g, void *ctx)
 {
     unet_run *r = ctx;
-    golden x = read_named(r, "sample"), t = read_named(r, "timesteps"), c = read_named(r, "encoder_hidden_states");
-    golden y = {0};
-    char y_name[96];
-    snprintf(y_name, sizeof y_name, "%sy", r->prefix);
-    if (kiln_st_find(r->goldens, y_name)) y = read_named(r, "y"); /* SDXL's vector */
-    tensor *xt, *tt, *ct, *yt = NULL, *eps;
-    TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
-    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
-    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
-    if (y.data) TRY(kiln_graph_input(g, &yt, KILN_F32, 2, y.shape, y.data));
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, &(kiln_unet_cond){tt, ct, yt, NULL}, r->blocks ? unet_probe : NULL, r,
-                          &eps));
+    unet_inputs in;
+    tensor *eps;
+    TRY(unet_inputs_read(g, r->goldens, r->prefix, &in));
+    TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, r->blocks ? unet_probe : NULL, r, &eps));
     TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
-    golden_free(&x);
-    golden_free(&t);
-    golden_free(&c);
-    golden_free(&y);
+    unet_inputs_free(&in);
     return KILN_OK;
 }
 
@@ -217,31 +241,25 @@ static kiln_status check_tensor(kiln_graph *g, kiln_st_file *goldens, const char
 static kiln_status controlnet_fn(kiln_graph *g, void *ctx)
 {
     controlnet_run *r = ctx;
-    golden x = golden_read(r->goldens, "sample"), t = golden_read(r->goldens, "timesteps"),
-           c = golden_read(r->goldens, "encoder_hidden_states"), hint = golden_read(r->goldens, "hint"),
-           scale = golden_read(r->goldens, "scale");
-    tensor *xt, *tt, *ct, *ht, *eps;
-    TRY(kiln_graph_input(g, &xt, KILN_F32, 4, x.shape, x.data));
-    TRY(kiln_graph_input(g, &tt, KILN_F32, 1, t.shape, t.data));
-    TRY(kiln_graph_input(g, &ct, KILN_F32, 3, c.shape, c.data));
+    golden hint = golden_read(r->goldens, "hint"), scale = golden_read(r->goldens, "scale");
+    unet_inputs in;
+    tensor *ht, *eps;
+    TRY(unet_inputs_read(g, r->goldens, "", &in));
     TRY(kiln_graph_input(g, &ht, KILN_F32, 4, hint.shape, hint.data));
     kiln_unet_control control;
-    kiln_unet_cond cond = {tt, ct, NULL, NULL};
-    TRY(kiln_controlnet_forward(g, r->cn, xt, ht, &cond, scale.data[0], &control));
+    TRY(kiln_controlnet_forward(g, r->cn, in.xt, ht, &in.cond, scale.data[0], &control));
     for (int i = 0; i < control.nskips; i++) {
         char name[32];
         snprintf(name, sizeof name, "residual.%d", i);
         TRY(check_tensor(g, r->goldens, name, control.skips[i], r->tol));
     }
     TRY(check_tensor(g, r->goldens, "residual.mid", control.mid, r->tol));
-    cond.control = &control;
-    TRY(kiln_unet_forward(g, &r->m->unet, xt, &cond, NULL, NULL, &eps));
+    in.cond.control = &control;
+    TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, NULL, NULL, &eps));
     for (int i = 0; i < control.nskips; i++) kiln_graph_release(g, control.skips[i]);
     kiln_graph_release(g, control.mid);
-    TRY(kiln_graph_output(g, eps, r->out, x.count * sizeof(float)));
-    golden_free(&x);
-    golden_free(&t);
-    golden_free(&c);
+    TRY(kiln_graph_output(g, eps, r->out, in.x.count * sizeof(float)));
+    unet_inputs_free(&in);
     golden_free(&hint);
     golden_free(&scale);
     return KILN_OK;
@@ -312,6 +330,29 @@ static const char *meta(kiln_st_file *f, const char *key)
     const char *v = kiln_st_metadata(f, key);
     if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
     return v;
+}
+
+void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                      const kiln_conditioning *negative, const char *golden_path, double tol)
+{
+    kiln_st_file *f = golden_open(golden_path);
+    golden want = golden_read(f, "run.latent_out"), image = golden_read(f, "run.image");
+    float *latent = NULL, *decoded = NULL;
+    assert_kiln_ok(kiln_ksample(model, job, positive, negative, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, tol);
+    assert_kiln_ok(kiln_vae_decode_latent(model, latent, 1, job->latent_h, job->latent_w, &decoded));
+    const size_t plane = (size_t)image.shape[1] * image.shape[2];
+    assert_int_equal(image.count, 3 * plane);
+    float *rgb = malloc(image.count * sizeof *rgb); /* SaveImage's clamp((x + 1) / 2), channels last */
+    for (size_t c = 0; c < 3; c++)
+        for (size_t i = 0; i < plane; i++) rgb[i * 3 + c] = fminf(fmaxf((decoded[c * plane + i] + 1.0f) / 2.0f, 0.0f), 1.0f);
+    assert_rel_l2_le(rgb, image.data, image.count, tol);
+    free(rgb);
+    free(latent);
+    free(decoded);
+    golden_free(&want);
+    golden_free(&image);
+    kiln_st_close(f);
 }
 
 void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer, const char *file)

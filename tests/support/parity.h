@@ -41,6 +41,15 @@ void parity_check_vae(const parity_fixture *fx, const char *golden_path, const c
 typedef struct kiln_model kiln_model;
 typedef struct kiln_tokenizer kiln_tokenizer;
 
+typedef struct kiln_sampling_job kiln_sampling_job;
+typedef struct kiln_conditioning kiln_conditioning;
+
+/* A KSampler run restated from ComfyUI's code (golden run.latent_out and
+ * run.image, (1,H,W,3) in [0,1]): job sampled from the conditionings, its
+ * LATENT and the picture VAEDecode makes of it compared by relative L2. */
+void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                      const kiln_conditioning *negative, const char *golden_path, double tol);
+
 /* One recorded ComfyUI run (tests/data/comfyui_e2e/FILE): conditionings from
  * the prompt text, the LATENT from the recorded noise, pixels within 1 level. */
 void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer, const char *file);
