@@ -211,12 +211,24 @@ static void ksampler_run(void **state)
     kiln_backend_free(be);
 }
 
+/* A ControlNet for the tiny SDXL UNet (its copy takes y too) in diffusers'
+ * and the original layout: every residual and the UNet with them, against
+ * diffusers' ControlNetModel. */
+static void controlnet(void **state)
+{
+    (void)state;
+    const char *files[2] = {"sdxl/controlnet_diffusers.safetensors", "sdxl/controlnet_ldm.safetensors"};
+    for (int i = 0; i < 2; i++)
+        parity_check_controlnet(&(parity_fixture){.path = model_path(0), .tol = TOL}, files[i],
+                                "sdxl/controlnet.golden.safetensors");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(detect),           cmocka_unit_test(text_towers), cmocka_unit_test(unet_single_file),
         cmocka_unit_test(unet_folder),      cmocka_unit_test(adm_vector),  cmocka_unit_test(ksampler_run),
-        cmocka_unit_test(kohya_lora),
+        cmocka_unit_test(kohya_lora),       cmocka_unit_test(controlnet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,11 @@ static void sd2_unet_f32(void **s) { (void)s; parity_check_unet(&gpu_sd2, "sd2/g
 /* SDXL: transformers two blocks deep, the vector y through label_emb */
 static parity_fixture gpu_sdxl = {.path = KILN_TEST_DATA "/sdxl/tiny_sdxl.safetensors", .tol = 1e-4};
 static void sdxl_unet_f32(void **s) { (void)s; parity_check_unet(&gpu_sdxl, "sdxl/golden.safetensors"); }
+static void sdxl_controlnet_f32(void **s)
+{
+    (void)s;
+    parity_check_controlnet(&gpu_sdxl, "sdxl/controlnet_ldm.safetensors", "sdxl/controlnet.golden.safetensors");
+}
 
 /* A LoRA merged at load reaches the device's copy of the weights. */
 static void unet_f32_lora(void **s)
@@ -177,7 +182,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
-        cmocka_unit_test(sdxl_unet_f32),
+        cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32),
         cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
