@@ -26,11 +26,15 @@ back the diffusers weights exactly.
       common_upscale(.., "nearest-exact", "center") makes of it at 64x48 and
       24x64 (its crop rule, then torch's interpolate), as it fits a hint.
 
+The name mapping (ldm_controlnet) and ComfyUI's sigmas are
+tests/data/sd_common.py's, shared with the SD 2.x, SDXL and layout scripts.
+
 Run from the repository root with torch and diffusers installed and the
 project's shared goldens at ../shared/goldens:
   python3 tests/data/controlnet/make_controlnet_data.py
 """
 import os
+import sys
 
 import numpy as np
 import torch
@@ -39,60 +43,13 @@ from diffusers.pipelines.stable_diffusion.convert_from_ckpt import convert_ldm_u
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import comfy_sigmas, ldm_controlnet  # noqa: E402
+
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 MODEL = os.path.join(SHARED, "models", "sd15_tiny_diffusers")
 OUT = "tests/data/controlnet"
 SCALE = 0.8
-
-
-def original_names(sd, layers_per_block, up_attention):
-    """diffusers ControlNet names -> the original `control_model.` layout."""
-    out = {}
-    L = layers_per_block
-    for k, v in sd.items():
-        p = k.split(".")
-        if k.startswith("controlnet_cond_embedding."):
-            if p[1] == "conv_in":
-                n = f"input_hint_block.0.{p[2]}"
-            elif p[1] == "conv_out":
-                n = f"input_hint_block.14.{p[2]}"
-            else:
-                n = f"input_hint_block.{2 + 2 * int(p[2])}.{p[3]}"
-        elif k.startswith("controlnet_down_blocks."):
-            n = f"zero_convs.{p[1]}.0.{p[2]}"
-        elif k.startswith("controlnet_mid_block."):
-            n = f"middle_block_out.0.{p[1]}"
-        elif k.startswith("time_embedding."):
-            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-        elif k.startswith("conv_in."):
-            n = f"input_blocks.0.0.{p[1]}"
-        elif k.startswith("down_blocks."):
-            i, kind = int(p[1]), p[2]
-            if kind == "downsamplers":
-                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
-            else:
-                j = int(p[3])
-                idx = 1 + i * (L + 1) + j
-                rest = ".".join(p[4:])
-                if kind == "resnets":
-                    n = f"input_blocks.{idx}.0.{resnet_part(rest)}"
-                else:
-                    n = f"input_blocks.{idx}.1.{rest}"
-        elif k.startswith("mid_block."):
-            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
-            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
-        else:
-            raise ValueError(k)
-        out["control_model." + n] = v
-    return out
-
-
-def resnet_part(rest):
-    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
-                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
-        if rest.startswith(a):
-            return b + rest[len(a):]
-    raise ValueError(rest)
 
 
 def comfy_fit(image, width, height):
@@ -124,7 +81,7 @@ def main():
     save_file(sd, f"{OUT}/tiny_diffusers.safetensors")
 
     cfg = dict(controlnet.config)
-    original = original_names(sd, cfg["layers_per_block"], None)
+    original = ldm_controlnet(sd, cfg["layers_per_block"])
     back = convert_ldm_unet_checkpoint(dict(original), cfg, controlnet=True)
     assert set(back) == set(sd), sorted(set(back) ^ set(sd))
     for k in sd:
@@ -150,10 +107,8 @@ def main():
         golden[f"residual.{i}"] = r
     golden["residual.mid"] = mid
 
-    # one denoiser call: SD's scaled-linear betas, sigma at training step 500
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1 - betas, 0)
-    sigma = ((1 - alphas_cumprod) / alphas_cumprod).sqrt().float()[500]
+    # one denoiser call: SD's scaled-linear betas (ComfyUI's sigmas), sigma at training step 500
+    sigma = comfy_sigmas()[500]
     x = torch.from_numpy(rng.standard_normal((1, 4, h, w)).astype(np.float32)) * sigma
     cfg = 7.5
     xin = (x / (sigma ** 2 + 1).sqrt()).repeat(2, 1, 1, 1)

@@ -10,15 +10,16 @@ configs of stabilityai/stable-diffusion-2-1 and
 stabilityai/stable-diffusion-xl-base-1.0, and the text towers as those
 checkpoints carry them (OpenCLIP ViT-H/14 for SD 2.1; CLIP ViT-L/14 and
 OpenCLIP ViT-bigG/14 for SDXL). The diffusers/transformers names are renamed
-to the original single-file names (the mappings of
-tests/data/sd2/make_sd2_data.py and tests/data/sdxl/make_sdxl_data.py,
-restated for any block layout, and the VAE's), and each part is checked
-against diffusers' own converters from the original layout
-(convert_ldm_unet_checkpoint and convert_ldm_vae_checkpoint on the meta
-tensors; convert_ldm_clip_checkpoint and convert_open_clip_checkpoint on
-constant tensors of the shape that take no memory, as they load CPU
-weights): converting back must give exactly the diffusers/transformers names
-and shapes, each tensor from the original name this script gives it.
+to the original single-file names (the UNet and OpenCLIP mappings of
+tests/data/sd_common.py, which tests/data/sd2/make_sd2_data.py and
+tests/data/sdxl/make_sdxl_data.py use too, for any block layout; the VAE's is
+here), and each part is checked against diffusers' own converters from the
+original layout (convert_ldm_unet_checkpoint and convert_ldm_vae_checkpoint
+on the meta tensors; convert_ldm_clip_checkpoint and
+convert_open_clip_checkpoint on constant tensors of the shape that take no
+memory, as they load CPU weights): converting back must give exactly the
+diffusers/transformers names and shapes, each tensor from the original name
+this script gives it.
 
   sd21_768v.json  Stable Diffusion 2.1 (768-v), e.g. v2-1_768-ema-pruned:
       `model.diffusion_model.*` (UNet: use_linear_projection, so proj_in and
@@ -45,11 +46,13 @@ what real files may carry beside the weights (the DDPM schedule buffers of
 SD 2.x files, CLIP-L's position_ids, EMA copies).
 
 Run from the repository root with torch, diffusers and transformers
-installed (no network, no weights needed); the output is deterministic:
+installed (no network, no weights needed; it imports tests/data/sd_common.py);
+the output is deterministic:
   python3 tests/data/layouts/make_layout_manifests.py
 """
 import json
 import os
+import sys
 import tempfile
 
 import torch
@@ -59,6 +62,9 @@ from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_
                                                                    convert_ldm_vae_checkpoint,
                                                                    convert_open_clip_checkpoint)
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import ldm_unet_name, open_clip_sources  # noqa: E402
 
 OUT = "tests/data/layouts"
 
@@ -107,57 +113,6 @@ POSITION_IDS = "text_model.embeddings.position_ids"
 def shapes(module):
     """name -> shape of a module's state dict (the buffer position_ids left out)."""
     return {k: list(v.shape) for k, v in module.state_dict().items() if k != POSITION_IDS}
-
-
-# ---------------------------------------------------------------- UNet
-
-def resnet_part(rest):
-    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
-                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
-        if rest.startswith(a):
-            return b + rest[len(a):]
-    raise ValueError(rest)
-
-
-def ldm_unet_name(k, config):
-    """A diffusers UNet2DConditionModel name -> its `model.diffusion_model.*`
-    name, for any block layout: input_blocks.0 is conv_in, then each down
-    level's layers_per_block (resnet, transformer) blocks and its downsampler
-    (op); middle_block.0/1/2; each up level's layers_per_block + 1 blocks, the
-    last with the upsampler after the resnet (and the transformer, if any)."""
-    L = config["layers_per_block"]
-    up_attention = ["CrossAttn" in t for t in config["up_block_types"]]
-    p = k.split(".")
-    if p[0] == "time_embedding":
-        n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-    elif p[0] == "add_embedding":
-        n = f"label_emb.0.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-    elif p[0] == "conv_in":
-        n = f"input_blocks.0.0.{p[1]}"
-    elif p[0] == "conv_norm_out":
-        n = f"out.0.{p[1]}"
-    elif p[0] == "conv_out":
-        n = f"out.2.{p[1]}"
-    elif p[0] == "down_blocks":
-        i, kind = int(p[1]), p[2]
-        if kind == "downsamplers":
-            n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
-        else:
-            idx, rest = 1 + i * (L + 1) + int(p[3]), ".".join(p[4:])
-            n = f"input_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
-    elif p[0] == "mid_block":
-        kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
-        n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
-    elif p[0] == "up_blocks":
-        i, kind = int(p[1]), p[2]
-        if kind == "upsamplers":
-            n = f"output_blocks.{i * (L + 1) + L}.{2 if up_attention[i] else 1}.conv.{'.'.join(p[5:])}"
-        else:
-            idx, rest = i * (L + 1) + int(p[3]), ".".join(p[4:])
-            n = f"output_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
-    else:
-        raise ValueError(k)
-    return "model.diffusion_model." + n
 
 
 # ---------------------------------------------------------------- VAE
@@ -214,31 +169,17 @@ def ldm_vae_shape(k, shape):
 def open_clip_layout(sd, prefix, layers):
     """transformers CLIPTextModelWithProjection names and shapes -> OpenCLIP's
     (original name -> shape, and each transformers name -> the original name
-    it comes from): q, k, v fused into attn.in_proj_*, text_projection stored
-    as OpenCLIP multiplies (x @ it, the transpose of transformers' linear),
-    plus logit_scale, a scalar the text tower does not use."""
-    src = {"token_embedding.weight": "text_model.embeddings.token_embedding.weight",
-           "positional_embedding": "text_model.embeddings.position_embedding.weight",
-           "ln_final.weight": "text_model.final_layer_norm.weight",
-           "ln_final.bias": "text_model.final_layer_norm.bias"}
-    for i in range(layers):
-        a, b = f"transformer.resblocks.{i}.", f"text_model.encoder.layers.{i}."
-        for o, t in [("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"),
-                     ("mlp.c_proj", "mlp.fc2"), ("attn.out_proj", "self_attn.out_proj")]:
-            for part in ["weight", "bias"]:
-                src[f"{a}{o}.{part}"] = f"{b}{t}.{part}"
+    it comes from), by sd_common's open_clip_sources: q, k, v fused into
+    attn.in_proj_*, text_projection stored as OpenCLIP multiplies (x @ it, the
+    transpose of transformers' linear), plus logit_scale, a scalar the text
+    tower does not use."""
     out, origin = {}, {}
-    for o, t in src.items():
-        out[prefix + o] = sd[t]
-        origin[t] = prefix + o
-    for i in range(layers):
-        a, b = f"transformer.resblocks.{i}.", f"text_model.encoder.layers.{i}."
-        for part in ["weight", "bias"]:
-            qkv = [sd[f"{b}self_attn.{x}_proj.{part}"] for x in "qkv"]
-            assert qkv[0] == qkv[1] == qkv[2]
-            out[f"{prefix}{a}attn.in_proj_{part}"] = [3 * qkv[0][0]] + qkv[0][1:]
-            for x in "qkv":
-                origin[f"{b}self_attn.{x}_proj.{part}"] = f"{prefix}{a}attn.in_proj_{part}"
+    for o, src in open_clip_sources(layers).items():
+        shape = sd[src[0]]
+        assert all(sd[t] == shape for t in src)
+        out[prefix + o] = [len(src) * shape[0]] + shape[1:]
+        for t in src:
+            origin[t] = prefix + o
     out[prefix + "text_projection"] = sd["text_projection.weight"][::-1]
     origin["text_projection.weight"] = prefix + "text_projection"
     out[prefix + "logit_scale"] = []

@@ -38,6 +38,10 @@ so the float32 goldens below are exactly what the stored weights give.
         divided by 0.18215, what KSampler returns), run.image (VAEDecode of it,
         (1,16,16,3) in [0,1]).
 
+The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
+the block hooks are tests/data/sd_common.py's, shared with the SDXL, ControlNet
+and layout scripts.
+
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens:
   python3 tests/data/sd2/make_sd2_data.py
@@ -45,20 +49,25 @@ installed and the project's shared goldens at ../shared/goldens:
 import json
 import os
 import shutil
+import sys
 import tempfile
 
-import numpy as np
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_unet_checkpoint,
                                                                    convert_open_clip_checkpoint)
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import (check_equal, comfy_normal_sigmas, ldm_unet, open_clip, pad_after_eos, randomize,  # noqa: E402
+                       record_outputs, tiny_vae, tiny_vae_ldm)
+
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
 OUT = "tests/data/sd2"
+PREFIX = "cond_stage_model.model."  # the text tower's, in SD 2.x files
 SCALING = 0.18215
 LAYERS_PER_BLOCK = 2
 
@@ -77,146 +86,36 @@ BLOCKS = ["conv_in", "time_proj", "time_embedding", "down_blocks.0", "down_block
           "up_blocks.1", "conv_norm_out", "conv_out"]
 
 
-def randomize(module):
-    """Every parameter random (norm scales around 1), rounded to float16."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif "norm" in name or name.endswith("bias"):
-                p.copy_(0.15 * torch.randn_like(p))
-            elif "embedding" in name:
-                p.copy_(0.5 * torch.randn_like(p))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn_like(p) / fan_in ** 0.5)
-            p.copy_(p.half().float())
+def embedding(name):
+    """The tables randomize() gives std 0.5 here: every weight named
+    *embedding*, the UNet's time_embedding linears included (this data was
+    made so; SDXL's script picks the text tower's tables only)."""
+    return "embedding" in name
 
 
-def resnet_part(rest):
-    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
-                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
-        if rest.startswith(a):
-            return b + rest[len(a):]
-    raise ValueError(rest)
-
-
-def ldm_unet(sd):
-    """diffusers UNet names -> `model.diffusion_model.*` (the tiny layout:
-    down blocks 0 with attention and 1 without, up blocks mirrored)."""
-    L = LAYERS_PER_BLOCK
-    up_attention = [False, True]
-    out = {}
-    for k, v in sd.items():
-        p = k.split(".")
-        if p[0] == "time_embedding":
-            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-        elif p[0] == "conv_in":
-            n = f"input_blocks.0.0.{p[1]}"
-        elif p[0] == "conv_norm_out":
-            n = f"out.0.{p[1]}"
-        elif p[0] == "conv_out":
-            n = f"out.2.{p[1]}"
-        elif p[0] == "down_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "downsamplers":
-                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
-            else:
-                idx, rest = 1 + i * (L + 1) + int(p[3]), ".".join(p[4:])
-                n = f"input_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
-        elif p[0] == "mid_block":
-            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
-            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
-        elif p[0] == "up_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "upsamplers":
-                n = f"output_blocks.{i * (L + 1) + L}.{2 if up_attention[i] else 1}.conv.{'.'.join(p[5:])}"
-            else:
-                idx, rest = i * (L + 1) + int(p[3]), ".".join(p[4:])
-                n = f"output_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
-        else:
-            raise ValueError(k)
-        out["model.diffusion_model." + n] = v
-    return out
-
-
-def open_clip(sd, layers):
+def open_clip_sd2(sd, layers):
     """transformers CLIPTextModel names -> OpenCLIP's `cond_stage_model.model.*`
-    with q, k, v fused into in_proj as SD 2.x files store them."""
-    out = {}
-    prefix = "cond_stage_model.model."
-    out[prefix + "token_embedding.weight"] = sd["text_model.embeddings.token_embedding.weight"]
-    out[prefix + "positional_embedding"] = sd["text_model.embeddings.position_embedding.weight"]
-    out[prefix + "ln_final.weight"] = sd["text_model.final_layer_norm.weight"]
-    out[prefix + "ln_final.bias"] = sd["text_model.final_layer_norm.bias"]
-    for i in range(layers):
-        src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
-        for a, b in [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"),
-                     ("mlp.fc2", "mlp.c_proj"), ("self_attn.out_proj", "attn.out_proj")]:
-            for part in ["weight", "bias"]:
-                out[f"{dst}{b}.{part}"] = sd[f"{src}{a}.{part}"]
-        for part in ["weight", "bias"]:
-            out[f"{dst}attn.in_proj_{part}"] = torch.cat([sd[f"{src}self_attn.{x}_proj.{part}"] for x in "qkv"])
+    with q, k, v fused into in_proj as SD 2.x files store them (sd_common's
+    open_clip), and the projection and logit scale those files carry."""
+    out = open_clip(sd, layers, PREFIX)
     # the projection and logit scale SD 2.x files carry; the text tower does not use them
-    out[prefix + "text_projection"] = torch.randn(32, 32).half().float()
-    out[prefix + "logit_scale"] = torch.tensor(4.6052)
+    out[PREFIX + "text_projection"] = torch.randn(32, 32).half().float()
+    out[PREFIX + "logit_scale"] = torch.tensor(4.6052)
     return out
-
-
-def vae_weights():
-    """The tiny SD 1.x VAE, in both layouts."""
-    ldm = load_file(os.path.join(TINY, "sd15_tiny_ldm_fp32.safetensors"))
-    ldm = {k: torch.from_numpy(v).half().float() for k, v in ldm.items() if k.startswith("first_stage_model.")}
-    return ldm
-
-
-def check_equal(a, b, what):
-    assert a.keys() == b.keys(), (what, sorted(set(a) ^ set(b))[:8])
-    for k in a:
-        assert torch.equal(a[k].float(), b[k].float()), (what, k)
-
-
-def tokens_sd2(ids):
-    """ComfyUI's SD2 tokenizer pads with 0 after the first EOS."""
-    out = ids.copy()
-    for row in out:
-        end = int(np.argmax(row == 49407))
-        row[end + 1:] = 0
-    return out
-
-
-def comfy_normal_sigmas(steps):
-    """ComfyUI's ModelSamplingDiscrete and its "normal" scheduler."""
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
-    log_sigmas = sigmas.log()
-
-    def timestep(sigma):
-        return (sigma.log() - log_sigmas[:, None]).abs().argmin(dim=0).view(sigma.shape)
-
-    def sigma(t):
-        low, high = t.floor().long(), t.ceil().long()
-        w = t.frac()
-        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
-
-    start, end = timestep(sigmas[-1:]), timestep(sigmas[:1])
-    ts = torch.linspace(start.item(), end.item(), steps)
-    return torch.cat([torch.stack([sigma(t) for t in ts]), torch.zeros(1)]), timestep
 
 
 def main():
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**UNET_CONFIG).eval()
-    randomize(unet)
+    randomize(unet, table=embedding)
     te = CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG)).eval()
-    randomize(te)
-    vae_ldm = vae_weights()
+    randomize(te, table=embedding)
+    vae_ldm = tiny_vae_ldm(TINY)
 
     # the single file, checked against upstream's converters
     unet_sd = {k: v.clone() for k, v in unet.state_dict().items()}
     te_sd = {k: v.clone() for k, v in te.state_dict().items() if k != "text_model.embeddings.position_ids"}
-    single = {**ldm_unet(unet_sd), **open_clip(te_sd, CLIP_CONFIG["num_hidden_layers"]), **vae_ldm}
+    single = {**ldm_unet(unet_sd, UNET_CONFIG), **open_clip_sd2(te_sd, CLIP_CONFIG["num_hidden_layers"]), **vae_ldm}
     back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
     check_equal(back, unet_sd, "unet")
     with tempfile.TemporaryDirectory() as d:
@@ -235,10 +134,7 @@ def main():
         os.makedirs(f"{folder}/{part}")
     save_file({k: v.half().contiguous() for k, v in unet_sd.items()}, f"{folder}/unet/diffusion_pytorch_model.safetensors")
     json.dump({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, open(f"{folder}/unet/config.json", "w"), indent=1)
-    vae = AutoencoderKL.from_pretrained(os.path.join(TINY, "sd15_tiny_diffusers"), subfolder="vae").eval()
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.copy_(p.half().float())
+    vae = tiny_vae(TINY)
     save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()},
               f"{folder}/vae/diffusion_pytorch_model.safetensors")
     shutil.copy(os.path.join(TINY, "sd15_tiny_diffusers", "vae", "config.json"), f"{folder}/vae/config.json")
@@ -254,7 +150,7 @@ def main():
                "scheduler": ["diffusers", "EulerDiscreteScheduler"]}, open(f"{folder}/model_index.json", "w"), indent=1)
 
     g = {}
-    ids = tokens_sd2(load_file("tests/data/tiny/clip_text.safetensors")["input_ids"])
+    ids = pad_after_eos(load_file("tests/data/tiny/clip_text.safetensors")["input_ids"])
     g["input_ids"] = torch.from_numpy(ids)
     with torch.no_grad():
         out = te(g["input_ids"], output_hidden_states=True)
@@ -269,12 +165,7 @@ def main():
     g["encoder_hidden_states"] = g["clip_skip2"]
     g["sample"] = torch.randn(2, 4, 8, 8)
 
-    def hook(name):
-        def save(module, args, result):
-            g["x." + name] = (result[0] if isinstance(result, tuple) else result).detach().clone()
-        return save
-
-    handles = [unet.get_submodule(name).register_forward_hook(hook(name)) for name in BLOCKS]
+    handles = record_outputs(unet, BLOCKS, g)
     with torch.no_grad():
         g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"]).sample
     for h in handles:

@@ -40,11 +40,15 @@ with controlnet=True, which also maps label_emb.0 to add_embedding for
         (down_block_additional_residuals, mid_block_additional_residual) and
         the same added_cond_kwargs.
 
+The name mapping is tests/data/sd_common.py's ldm_controlnet, the SD 1.x
+ControlNet script's too.
+
 Run from the repository root with torch and diffusers installed, after
 make_sdxl_data.py (it reads tiny_sdxl_diffusers/ and golden.safetensors):
   python3 tests/data/sdxl/make_sdxl_controlnet_data.py
 """
 import os
+import sys
 
 import numpy as np
 import torch
@@ -53,57 +57,12 @@ from diffusers.pipelines.stable_diffusion.convert_from_ckpt import convert_ldm_u
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import ldm_controlnet, record_input  # noqa: E402
+
 OUT = "tests/data/sdxl"
 MODEL = os.path.join(OUT, "tiny_sdxl_diffusers")
 SCALE = 0.8
-
-
-def resnet_part(rest):
-    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
-                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
-        if rest.startswith(a):
-            return b + rest[len(a):]
-    raise ValueError(rest)
-
-
-def original_names(sd, layers_per_block):
-    """diffusers ControlNet names -> the original `control_model.` layout
-    (SDXL's: the added embedding as label_emb.0)."""
-    out = {}
-    L = layers_per_block
-    for k, v in sd.items():
-        p = k.split(".")
-        if p[0] == "controlnet_cond_embedding":
-            if p[1] == "conv_in":
-                n = f"input_hint_block.0.{p[2]}"
-            elif p[1] == "conv_out":
-                n = f"input_hint_block.14.{p[2]}"
-            else:
-                n = f"input_hint_block.{2 + 2 * int(p[2])}.{p[3]}"
-        elif p[0] == "controlnet_down_blocks":
-            n = f"zero_convs.{p[1]}.0.{p[2]}"
-        elif p[0] == "controlnet_mid_block":
-            n = f"middle_block_out.0.{p[1]}"
-        elif p[0] == "time_embedding":
-            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-        elif p[0] == "add_embedding":
-            n = f"label_emb.0.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-        elif p[0] == "conv_in":
-            n = f"input_blocks.0.0.{p[1]}"
-        elif p[0] == "down_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "downsamplers":
-                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
-            else:
-                idx, rest = 1 + i * (L + 1) + int(p[3]), ".".join(p[4:])
-                n = f"input_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
-        elif p[0] == "mid_block":
-            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
-            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
-        else:
-            raise ValueError(k)
-        out["control_model." + n] = v
-    return out
 
 
 def check_structure(controlnet, unet):
@@ -144,7 +103,7 @@ def main():
     save_file({k: v.half().contiguous() for k, v in sd.items()}, f"{OUT}/controlnet_diffusers.safetensors")
 
     cfg = dict(controlnet.config)
-    original = original_names(sd, cfg["layers_per_block"])
+    original = ldm_controlnet(sd, cfg["layers_per_block"])  # label_emb.0 for the added embedding
     back = convert_ldm_unet_checkpoint(dict(original), cfg, controlnet=True)  # it pops what it reads
     assert set(back) == set(sd), sorted(set(back) ^ set(sd))
     for k in sd:
@@ -162,11 +121,7 @@ def main():
               "y": t["y"], "hint": hint, "scale": torch.tensor([SCALE])}
 
     seen = {}
-
-    def save_y(module, args, result):
-        seen["y"] = args[0].detach().clone()
-
-    handle = controlnet.add_embedding.register_forward_hook(save_y)
+    handle = record_input(controlnet.add_embedding, seen, "y")
     with torch.no_grad():
         # the folder's UNet gives the SDXL golden back
         plain = unet(t["sample"], t["timesteps"], encoder_hidden_states=t["encoder_hidden_states"],

@@ -66,6 +66,10 @@ stored weights give.
         divided by 0.13025, what KSampler returns), run.image (VAEDecode of it,
         (1,16,16,3) in [0,1]).
 
+The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
+the block hooks are tests/data/sd_common.py's, shared with the SD 2.x,
+ControlNet and layout scripts.
+
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens:
   python3 tests/data/sdxl/make_sdxl_data.py
@@ -73,11 +77,12 @@ installed and the project's shared goldens at ../shared/goldens:
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_clip_checkpoint,
                                                                    convert_ldm_unet_checkpoint,
                                                                    convert_ldm_vae_checkpoint,
@@ -86,9 +91,14 @@ from safetensors.numpy import load_file
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import (check_equal, comfy_normal_sigmas, ldm_unet, open_clip, pad_after_eos, randomize,  # noqa: E402
+                       record_input, record_outputs, tiny_vae, tiny_vae_ldm)
+
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
 OUT = "tests/data/sdxl"
+PREFIX_G = "conditioner.embedders.1.model."  # clip_g's, in SDXL files
 SCALING = 0.13025
 LAYERS_PER_BLOCK = 2
 TIME_DIM = 8
@@ -115,138 +125,16 @@ PT = {"format": "pt"}
 TIME_IDS = [[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [40.0, 56.0, 3.0, 5.0, 48.0, 72.0]]
 
 
-def randomize(module):
-    """Every parameter random (norm scales around 1), rounded to float16.
-    Lookup tables (token and position embeddings) get std 0.5; every other
-    weight, the UNet's time_embedding/add_embedding linears included, std
-    1/sqrt(fan_in) so that the added embedding stays of order 1."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif "norm" in name or name.endswith("bias"):
-                p.copy_(0.15 * torch.randn_like(p))
-            elif name.endswith(("token_embedding.weight", "position_embedding.weight")):
-                p.copy_(0.5 * torch.randn_like(p))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn_like(p) / fan_in ** 0.5)
-            p.copy_(p.half().float())
-
-
-def resnet_part(rest):
-    for a, b in [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
-                 ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]:
-        if rest.startswith(a):
-            return b + rest[len(a):]
-    raise ValueError(rest)
-
-
-def ldm_unet(sd):
-    """diffusers UNet names -> `model.diffusion_model.*` (SDXL's layout in
-    small: down block 0 without attention, 1 with; up block 0 with, 1
-    without; the added embedding as label_emb.0)."""
-    L = LAYERS_PER_BLOCK
-    up_attention = [True, False]
-    out = {}
-    for k, v in sd.items():
-        p = k.split(".")
-        if p[0] == "time_embedding":
-            n = f"time_embed.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-        elif p[0] == "add_embedding":
-            n = f"label_emb.0.{0 if p[1] == 'linear_1' else 2}.{p[2]}"
-        elif p[0] == "conv_in":
-            n = f"input_blocks.0.0.{p[1]}"
-        elif p[0] == "conv_norm_out":
-            n = f"out.0.{p[1]}"
-        elif p[0] == "conv_out":
-            n = f"out.2.{p[1]}"
-        elif p[0] == "down_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "downsamplers":
-                n = f"input_blocks.{(i + 1) * (L + 1)}.0.op.{'.'.join(p[5:])}"
-            else:
-                idx, rest = 1 + i * (L + 1) + int(p[3]), ".".join(p[4:])
-                n = f"input_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"input_blocks.{idx}.1.{rest}"
-        elif p[0] == "mid_block":
-            kind, j, rest = p[1], int(p[2]), ".".join(p[3:])
-            n = f"middle_block.{2 * j}.{resnet_part(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
-        elif p[0] == "up_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "upsamplers":
-                n = f"output_blocks.{i * (L + 1) + L}.{2 if up_attention[i] else 1}.conv.{'.'.join(p[5:])}"
-            else:
-                idx, rest = i * (L + 1) + int(p[3]), ".".join(p[4:])
-                n = f"output_blocks.{idx}.0.{resnet_part(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
-        else:
-            raise ValueError(k)
-        out["model.diffusion_model." + n] = v
-    return out
-
-
-def open_clip(sd, layers):
+def open_clip_g(sd, layers):
     """transformers CLIPTextModelWithProjection names -> OpenCLIP's
     `conditioner.embedders.1.model.*` as SDXL files store clip_g: q, k, v fused
-    into in_proj, text_projection transposed (OpenCLIP computes x @ it)."""
-    out = {}
-    prefix = "conditioner.embedders.1.model."
-    out[prefix + "token_embedding.weight"] = sd["text_model.embeddings.token_embedding.weight"]
-    out[prefix + "positional_embedding"] = sd["text_model.embeddings.position_embedding.weight"]
-    out[prefix + "ln_final.weight"] = sd["text_model.final_layer_norm.weight"]
-    out[prefix + "ln_final.bias"] = sd["text_model.final_layer_norm.bias"]
-    for i in range(layers):
-        src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
-        for a, b in [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"),
-                     ("mlp.fc2", "mlp.c_proj"), ("self_attn.out_proj", "attn.out_proj")]:
-            for part in ["weight", "bias"]:
-                out[f"{dst}{b}.{part}"] = sd[f"{src}{a}.{part}"]
-        for part in ["weight", "bias"]:
-            out[f"{dst}attn.in_proj_{part}"] = torch.cat([sd[f"{src}self_attn.{x}_proj.{part}"] for x in "qkv"])
-    out[prefix + "text_projection"] = sd["text_projection.weight"].t().contiguous()
+    into in_proj (sd_common's open_clip), text_projection transposed (OpenCLIP
+    computes x @ it)."""
+    out = open_clip(sd, layers, PREFIX_G)
+    out[PREFIX_G + "text_projection"] = sd["text_projection.weight"].t().contiguous()
     # the logit scale SDXL files carry (log 100); the text tower does not use it
-    out[prefix + "logit_scale"] = torch.tensor(4.6052).half().float()
+    out[PREFIX_G + "logit_scale"] = torch.tensor(4.6052).half().float()
     return out
-
-
-def vae_weights():
-    """The tiny SD 1.x VAE's single-file weights, rounded to float16."""
-    ldm = load_file(os.path.join(TINY, "sd15_tiny_ldm_fp32.safetensors"))
-    return {k: torch.from_numpy(v).half().float() for k, v in ldm.items() if k.startswith("first_stage_model.")}
-
-
-def check_equal(a, b, what):
-    assert a.keys() == b.keys(), (what, sorted(set(a) ^ set(b))[:8])
-    for k in a:
-        assert torch.equal(a[k].float(), b[k].float()), (what, k)
-
-
-def tokens_clip_g(ids):
-    """ComfyUI's SDXL clip_g tokenizer pads with 0 after the first EOS."""
-    out = ids.copy()
-    for row in out:
-        end = int(np.argmax(row == 49407))
-        row[end + 1:] = 0
-    return out
-
-
-def comfy_normal_sigmas(steps):
-    """ComfyUI's ModelSamplingDiscrete and its "normal" scheduler."""
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
-    log_sigmas = sigmas.log()
-
-    def timestep(sigma):
-        return (sigma.log() - log_sigmas[:, None]).abs().argmin(dim=0).view(sigma.shape)
-
-    def sigma(t):
-        low, high = t.floor().long(), t.ceil().long()
-        w = t.frac()
-        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
-
-    start, end = timestep(sigmas[-1:]), timestep(sigmas[:1])  # sigma_max -> 999, sigma_min -> 0
-    ts = torch.linspace(start.item(), end.item(), steps)
-    return torch.cat([torch.stack([sigma(t) for t in ts]), torch.zeros(1)]), timestep
 
 
 def state(module):
@@ -260,23 +148,23 @@ def write_json(obj, path):
 
 def main():
     torch.manual_seed(0)
+    # lookup tables (token and position embeddings) std 0.5; every other weight,
+    # the UNet's time_embedding/add_embedding linears included, std 1/sqrt(fan_in)
+    # so that the added embedding stays of order 1
     unet = UNet2DConditionModel(**UNET_CONFIG).eval()
     randomize(unet)
     te_l = CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG)).eval()
     randomize(te_l)
     te_g = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_CONFIG)).eval()
     randomize(te_g)
-    vae_ldm = vae_weights()
-    vae = AutoencoderKL.from_pretrained(os.path.join(TINY, "sd15_tiny_diffusers"), subfolder="vae").eval()
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.copy_(p.half().float())
+    vae_ldm = tiny_vae_ldm(TINY)
+    vae = tiny_vae(TINY)
 
     # the single file, checked against upstream's converters
     unet_sd, l_sd, g_sd, vae_sd = state(unet), state(te_l), state(te_g), state(vae)
-    single = {**ldm_unet(unet_sd),
+    single = {**ldm_unet(unet_sd, UNET_CONFIG),
               **{"conditioner.embedders.0.transformer." + k: v for k, v in l_sd.items()},
-              **open_clip(g_sd, CLIP_G_CONFIG["num_hidden_layers"]), **vae_ldm}
+              **open_clip_g(g_sd, CLIP_G_CONFIG["num_hidden_layers"]), **vae_ldm}
     back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
     check_equal(back, unet_sd, "unet")
     fresh = CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG)).eval()
@@ -284,7 +172,7 @@ def main():
     check_equal(back, l_sd, "clip_l")
     with tempfile.TemporaryDirectory() as d:
         CLIPTextConfig(**CLIP_G_CONFIG).save_pretrained(d)
-        back = state(convert_open_clip_checkpoint(dict(single), d, prefix="conditioner.embedders.1.model.",
+        back = state(convert_open_clip_checkpoint(dict(single), d, prefix=PREFIX_G,
                                                   has_projection=True))
     check_equal(back, g_sd, "clip_g")
     back = convert_ldm_vae_checkpoint(dict(single), dict(vae.config))
@@ -325,7 +213,7 @@ def main():
     g = {}
     l_ids = load_file("tests/data/tiny/clip_text.safetensors")["input_ids"]
     g["l.input_ids"] = torch.from_numpy(l_ids.copy())
-    g["g.input_ids"] = torch.from_numpy(tokens_clip_g(l_ids))
+    g["g.input_ids"] = torch.from_numpy(pad_after_eos(l_ids))
     with torch.no_grad():
         out_l = te_l(g["l.input_ids"], output_hidden_states=True)
         out_g = te_g(g["g.input_ids"], output_hidden_states=True)
@@ -344,16 +232,8 @@ def main():
     g["text_embeds"] = g["g.pooled"]
     g["time_ids"] = torch.tensor(TIME_IDS)
 
-    def hook(name):
-        def save(module, args, result):
-            g["x." + name] = (result[0] if isinstance(result, tuple) else result).detach().clone()
-        return save
-
-    def save_y(module, args, result):
-        g["y"] = args[0].detach().clone()
-
-    handles = [unet.get_submodule(name).register_forward_hook(hook(name)) for name in BLOCKS]
-    handles.append(unet.add_embedding.register_forward_hook(save_y))
+    handles = record_outputs(unet, BLOCKS, g)
+    handles.append(record_input(unet.add_embedding, g, "y"))
     with torch.no_grad():
         g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"],
                                added_cond_kwargs={"text_embeds": g["text_embeds"], "time_ids": g["time_ids"]}).sample

@@ -44,17 +44,22 @@ W + 0.75 * alpha / rank * up @ down (kohya's rule), and nothing else.
         eps and block outputs.
 
 Run from the repository root with torch, diffusers, transformers and peft
-installed (the versions above); it reads only tests/data/sdxl:
+installed (the versions above); it reads only tests/data/sdxl, and imports
+its block hooks from tests/data/sd_common.py:
   python3 tests/data/sdxl/make_sdxl_lora_data.py
 Running it twice writes byte-identical files.
 """
 import os
+import sys
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import record_input, record_outputs  # noqa: E402
 
 OUT = "tests/data/sdxl"
 MODEL = os.path.join(OUT, "tiny_sdxl_diffusers")
@@ -142,17 +147,8 @@ def weights(pipe):
 def run_unet(unet, golden):
     """noise_pred, the block outputs and the y add_embedding received."""
     out = {}
-
-    def hook(name):
-        def save(_module, _args, result):
-            out["x." + name] = (result[0] if isinstance(result, tuple) else result).detach().clone()
-        return save
-
-    def save_y(_module, args, _result):
-        out["y"] = args[0].detach().clone()
-
-    handles = [unet.get_submodule(name).register_forward_hook(hook(name)) for name in BLOCKS]
-    handles.append(unet.add_embedding.register_forward_hook(save_y))
+    handles = record_outputs(unet, BLOCKS, out)
+    handles.append(record_input(unet.add_embedding, out, "y"))
     with torch.no_grad():
         out["noise_pred"] = unet(golden["sample"], golden["timesteps"],
                                  encoder_hidden_states=golden["encoder_hidden_states"],
