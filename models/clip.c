@@ -30,6 +30,11 @@ const clip_reading kiln_clip_sdxl_g = {.root = "conditioner.embedders.1.transfor
                                        .projection = "conditioner.embedders.1.transformer.text_projection",
                                        .open_clip_projection = "conditioner.embedders.1.model.text_projection",
                                        .gelu = true, .default_skip = 2, .pad_id = 0};
+/* the refiner's only tower, bigG, is its first embedder */
+const clip_reading kiln_clip_sdxl_refiner = {.root = "conditioner.embedders.0.transformer.text_model",
+                                             .projection = "conditioner.embedders.0.transformer.text_projection",
+                                             .open_clip_projection = "conditioner.embedders.0.model.text_projection",
+                                             .gelu = true, .default_skip = 2, .pad_id = 0};
 
 static bool has_layer(const kiln_checkpoint *ck, const char *root, int i)
 {

@@ -31,7 +31,7 @@ typedef struct clip_reading {
     int32_t pad_id;    /* the token that fills a window after its EOS */
 } clip_reading;
 
-extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g;
+extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g, kiln_clip_sdxl_refiner;
 
 typedef struct clip_layer_weights {
     const tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;                  /* (D) */

@@ -266,7 +266,66 @@ static const unet_config sdxl_tiny_test = {
     .adm_channels = 80, .layers = sdxl_tiny_test_layers, .nlayers = COUNT(sdxl_tiny_test_layers),
 };
 
+// SDXL refiner: four levels, transformers 4 deep on the middle two; context (N,77,1280) from
+// OpenCLIP bigG alone; y (N,2560): pooled text and five embeddings (size, crop, aesthetic score)
+static const unet_layer sdxl_refiner_layers[] = {
+    {UNET_CONV_IN, "input_blocks.0.0", 4, 384, 0, PUSH, "conv_in", 0},
+    {UNET_RESBLOCK, "input_blocks.1.0", 384, 384, 0, PUSH, NULL, 0},
+    {UNET_RESBLOCK, "input_blocks.2.0", 384, 384, 0, PUSH, NULL, 0},
+    {UNET_DOWNSAMPLE, "input_blocks.3.0", 384, 384, 0, PUSH, "down_blocks.0", 0},
+    {UNET_RESBLOCK, "input_blocks.4.0", 384, 768, 0, 0, NULL, 0},
+    {UNET_TRANSFORMER, "input_blocks.4.1", 768, 768, 0, PUSH, NULL, 4},
+    {UNET_RESBLOCK, "input_blocks.5.0", 768, 768, 0, 0, NULL, 0},
+    {UNET_TRANSFORMER, "input_blocks.5.1", 768, 768, 0, PUSH, NULL, 4},
+    {UNET_DOWNSAMPLE, "input_blocks.6.0", 768, 768, 0, PUSH, "down_blocks.1", 0},
+    {UNET_RESBLOCK, "input_blocks.7.0", 768, 1536, 0, 0, NULL, 0},
+    {UNET_TRANSFORMER, "input_blocks.7.1", 1536, 1536, 0, PUSH, NULL, 4},
+    {UNET_RESBLOCK, "input_blocks.8.0", 1536, 1536, 0, 0, NULL, 0},
+    {UNET_TRANSFORMER, "input_blocks.8.1", 1536, 1536, 0, PUSH, NULL, 4},
+    {UNET_DOWNSAMPLE, "input_blocks.9.0", 1536, 1536, 0, PUSH, "down_blocks.2", 0},
+    {UNET_RESBLOCK, "input_blocks.10.0", 1536, 1536, 0, PUSH, NULL, 0},
+    {UNET_RESBLOCK, "input_blocks.11.0", 1536, 1536, 0, PUSH, "down_blocks.3", 0},
+    {UNET_RESBLOCK, "middle_block.0", 1536, 1536, 0, 0, NULL, 0},
+    {UNET_TRANSFORMER, "middle_block.1", 1536, 1536, 0, 0, NULL, 4},
+    {UNET_RESBLOCK, "middle_block.2", 1536, 1536, 0, 0, "mid_block", 0},
+    {UNET_RESBLOCK, "output_blocks.0.0", 3072, 1536, POP, 0, NULL, 0},
+    {UNET_RESBLOCK, "output_blocks.1.0", 3072, 1536, POP, 0, NULL, 0},
+    {UNET_RESBLOCK, "output_blocks.2.0", 3072, 1536, POP, 0, NULL, 0},
+    {UNET_UPSAMPLE, "output_blocks.2.1", 1536, 1536, 0, 0, "up_blocks.0", 0},
+    {UNET_RESBLOCK, "output_blocks.3.0", 3072, 1536, POP, 0, NULL, 0},
+    {UNET_TRANSFORMER, "output_blocks.3.1", 1536, 1536, 0, 0, NULL, 4},
+    {UNET_RESBLOCK, "output_blocks.4.0", 3072, 1536, POP, 0, NULL, 0},
+    {UNET_TRANSFORMER, "output_blocks.4.1", 1536, 1536, 0, 0, NULL, 4},
+    {UNET_RESBLOCK, "output_blocks.5.0", 2304, 1536, POP, 0, NULL, 0},
+    {UNET_TRANSFORMER, "output_blocks.5.1", 1536, 1536, 0, 0, NULL, 4},
+    {UNET_UPSAMPLE, "output_blocks.5.2", 1536, 1536, 0, 0, "up_blocks.1", 0},
+    {UNET_RESBLOCK, "output_blocks.6.0", 2304, 768, POP, 0, NULL, 0},
+    {UNET_TRANSFORMER, "output_blocks.6.1", 768, 768, 0, 0, NULL, 4},
+    {UNET_RESBLOCK, "output_blocks.7.0", 1536, 768, POP, 0, NULL, 0},
+    {UNET_TRANSFORMER, "output_blocks.7.1", 768, 768, 0, 0, NULL, 4},
+    {UNET_RESBLOCK, "output_blocks.8.0", 1152, 768, POP, 0, NULL, 0},
+    {UNET_TRANSFORMER, "output_blocks.8.1", 768, 768, 0, 0, NULL, 4},
+    {UNET_UPSAMPLE, "output_blocks.8.2", 768, 768, 0, 0, "up_blocks.2", 0},
+    {UNET_RESBLOCK, "output_blocks.9.0", 1152, 384, POP, 0, NULL, 0},
+    {UNET_RESBLOCK, "output_blocks.10.0", 768, 384, POP, 0, NULL, 0},
+    {UNET_RESBLOCK, "output_blocks.11.0", 768, 384, POP, 0, "up_blocks.3", 0},
+};
+
+static const unet_config sdxl_refiner = {
+    .name = "sdxl-refiner", .family = "sdxl-refiner", .in_channels = 4, .out_channels = 4, .model_channels = 384,
+    .time_embed_dim = 1536, .context_dim = 1280, .head_channels = 64, .linear_projection = true,
+    .adm_channels = 2560, .layers = sdxl_refiner_layers, .nlayers = COUNT(sdxl_refiner_layers),
+};
+
+// tests/data/sdxl_refiner's tiny refiner: the tiny SDXL rows, context (N,77,32) from the
+// OpenCLIP tower alone; y (N,72): a 32-wide pooled text and five 8-wide embeddings
+static const unet_config sdxl_refiner_tiny_test = {
+    .name = "sdxl-refiner-tiny-test", .family = "sdxl-refiner", .in_channels = 4, .out_channels = 4,
+    .model_channels = 32, .time_embed_dim = 128, .context_dim = 32, .head_channels = 16, .linear_projection = true,
+    .adm_channels = 72, .layers = sdxl_tiny_test_layers, .nlayers = COUNT(sdxl_tiny_test_layers),
+};
+
 const unet_config *const kiln_unet_configs[] = {
     &sd15, &sd15_inpaint, &sd15_ip2p, &sd15_tiny_test, &sd15_tiny_test_inpaint, &sd15_tiny_test_ip2p, &kiln_shapes,
-    &sd2, &sd2_inpaint, &sd2_tiny_test, &sdxl, &sdxl_tiny_test, NULL,
+    &sd2, &sd2_inpaint, &sd2_tiny_test, &sdxl, &sdxl_tiny_test, &sdxl_refiner, &sdxl_refiner_tiny_test, NULL,
 };

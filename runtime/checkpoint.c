@@ -317,14 +317,15 @@ const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck) { return 
 
 static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
 {
-    kiln_st_file *unet, *vae, *text, *text2 = NULL;
+    kiln_st_file *unet, *vae, *text = NULL, *text2 = NULL;
     TRY(open_part(ck, dir, "unet", &unet));
     TRY(open_part(ck, dir, "vae", &vae));
-    TRY(open_part(ck, dir, "text_encoder", &text));
     char path[4096];
     struct stat st;
     snprintf(path, sizeof path, "%s/text_encoder_2", dir);
     if (stat(path, &st) == 0) TRY(open_part(ck, dir, "text_encoder_2", &text2)); /* SDXL's OpenCLIP bigG */
+    snprintf(path, sizeof path, "%s/text_encoder", dir);
+    if (!text2 || stat(path, &st) == 0) TRY(open_part(ck, dir, "text_encoder", &text)); /* the refiner has none */
     unet_layout lay = {.layers_per_block = count_indexed(unet, "down_blocks.0.resnets.%d.%n")};
     for (int i = 0; i < 8; i++) {
         char prefix[64];
@@ -335,21 +336,25 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
     int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
     TRY(map_part(ck, unet, "unet", &lay, vae_levels, NULL));
     TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
-    /* SDXL's towers go where its single files have them */
-    TRY(map_part(ck, text, "text_encoder", &lay, vae_levels,
-                 text2 ? "conditioner.embedders.0.transformer." : "cond_stage_model.transformer."));
-    if (text2) TRY(map_part(ck, text2, "text_encoder_2", &lay, vae_levels, "conditioner.embedders.1.transformer."));
+    /* SDXL's towers go where its single files have them: the refiner's bigG is its first */
+    if (text)
+        TRY(map_part(ck, text, "text_encoder", &lay, vae_levels,
+                     text2 ? "conditioner.embedders.0.transformer." : "cond_stage_model.transformer."));
+    if (text2)
+        TRY(map_part(ck, text2, "text_encoder_2", &lay, vae_levels,
+                     text ? "conditioner.embedders.1.transformer." : "conditioner.embedders.0.transformer."));
     TRY(read_prediction_type(ck, dir));
     return sort_names(ck);
 }
 
 /* ---- SD 2.x single files: OpenCLIP's text tower -> canonical names ------ */
 
-/* Where single files keep an OpenCLIP tower (SD 2.x's, SDXL's second) and
+/* Where single files keep an OpenCLIP tower (SD 2.x's, SDXL's second, the refiner's) and
  * where its transformers names go. */
 static const char *const open_clip_roots[][2] = {
     {"cond_stage_model.model.", "cond_stage_model.transformer.text_model."},
     {"conditioner.embedders.1.model.", "conditioner.embedders.1.transformer.text_model."},
+    {"conditioner.embedders.0.model.", "conditioner.embedders.0.transformer.text_model."}, /* SDXL refiner */
 };
 
 /* Rows [part/parts] of t under `name`: OpenCLIP stores q, k and v as one

@@ -20,9 +20,10 @@ const char *kiln_variant_name(kiln_variant v)
 const char *kiln_prediction_name(kiln_prediction p) { return p == KILN_PREDICTION_V ? "v" : "eps"; }
 
 static const kiln_family families[] = {
-    {"sd1", {&kiln_clip_sd1}, 1, 0.18215f},
-    {"sd2", {&kiln_clip_sd2}, 1, 0.18215f},
-    {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f},
+    {"sd1", {&kiln_clip_sd1}, 1, 0.18215f, 0, 512},
+    {"sd2", {&kiln_clip_sd2}, 1, 0.18215f, 0, 512},
+    {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f, 6, 1024},
+    {"sdxl-refiner", {&kiln_clip_sdxl_refiner}, 1, 0.13025f, 5, 1024},
 };
 
 static const kiln_family *family_named(const char *name)

@@ -28,10 +28,13 @@ typedef struct kiln_family {
     const clip_reading *clips[KILN_MAX_TEXT_ENCODERS]; /* its text towers, in the order their outputs are joined */
     int nclips;
     float latent_scale;                               /* the VAE latent's scale into the UNet */
+    int adm_numbers; /* what the UNet's vector y embeds after the pooled text: SDXL 6 (size, crop, target
+                        size), its refiner 5 (size, crop, aesthetic score); 0: no y */
+    int native_size; /* the side its base models were trained at, gen's default */
 } kiln_family;
 
 typedef struct kiln_model_info {
-    const char *family;       /* "sd1", "sd2", "sdxl" */
+    const char *family;       /* "sd1", "sd2", "sdxl", "sdxl-refiner" */
     kiln_variant variant;
     kiln_prediction prediction; /* as detected; the caller may override it before sampling */
     const char *prediction_reason; /* what the detection went by */

@@ -127,22 +127,25 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
-kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float sizes[6], float *y)
+kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float *numbers, float *y)
 {
-    const int adm = m->unet.config->adm_channels, P = c->pooled_dim, E = (adm - P) / 6;
-    if (!c->pooled || P >= adm || (adm - P) % 6 || E % 2)
+    const int adm = m->unet.config->adm_channels, P = c->pooled_dim, N = m->family->adm_numbers;
+    const int E = N ? (adm - P) / N : 0;
+    if (!N || !c->pooled || P >= adm || (adm - P) % N || E % 2)
         return kiln_fail(KILN_ERR_INVALID_ARG, "the UNet's vector y is %d wide; the conditioning's pooled output %d",
                          adm, c->pooled ? P : 0);
     memcpy(y, c->pooled, (size_t)P * sizeof *y);
-    kiln_timestep_embedding_params p = {.N = 6, .dim = E, .flip_sin_to_cos = 1, .freq_shift = 0.0f,
+    kiln_timestep_embedding_params p = {.N = N, .dim = E, .flip_sin_to_cos = 1, .freq_shift = 0.0f,
                                         .max_period = 10000.0f};
-    cpu_ref_timestep_embedding(&p, sizes, y + P);
+    cpu_ref_timestep_embedding(&p, numbers, y + P);
     return KILN_OK;
 }
 
 /* The vector y of each UNet row, rows in the denoiser's order (B uncond, B
  * cond), with the size 8 x the latent's and no crop: what ComfyUI's
- * CLIPTextEncode leaves to the sampler (encode_model_conds). */
+ * CLIPTextEncode leaves to the sampler (encode_model_conds). The refiner's
+ * aesthetic score is ComfyUI's default: 6 for the positive prompt, 2.5 for
+ * the negative. */
 static kiln_status build_adm(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                              const kiln_conditioning *negative, float **out)
 {
@@ -152,10 +155,13 @@ static kiln_status build_adm(const kiln_model *m, const kiln_sampling_job *job, 
     float *y = malloc((size_t)2 * job->batch * adm * sizeof *y);
     if (!y) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     const float h = 8.0f * (float)job->latent_h, w = 8.0f * (float)job->latent_w;
-    const float sizes[6] = {h, w, 0.0f, 0.0f, h, w};
+    const bool refiner = m->family->adm_numbers == 5;
     kiln_status st = KILN_OK;
-    for (int r = 0; r < 2 * job->batch && st == KILN_OK; r++)
-        st = kiln_adm_vector(m, r < job->batch ? negative : positive, sizes, y + (size_t)r * adm);
+    for (int r = 0; r < 2 * job->batch && st == KILN_OK; r++) {
+        bool uncond = r < job->batch;
+        const float numbers[6] = {h, w, 0.0f, 0.0f, refiner ? (uncond ? 2.5f : 6.0f) : h, w};
+        st = kiln_adm_vector(m, uncond ? negative : positive, numbers, y + (size_t)r * adm);
+    }
     if (st != KILN_OK) {
         free(y);
         return st;

@@ -41,11 +41,13 @@ kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out);
 
-/* SDXL's vector y for one UNet row, as ComfyUI's SDXL.encode_adm makes it:
- * the conditioning's pooled output, then the sinusoidal embeddings (cos
- * half first) of sizes = {height, width, crop top, crop left, target height,
- * target width} in pixels -> y (adm_channels). */
-kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float sizes[6], float *y);
+/* SDXL's vector y for one UNet row, as ComfyUI's SDXL.encode_adm and
+ * SDXLRefiner.encode_adm make it: the conditioning's pooled output, then the
+ * sinusoidal embeddings (cos half first) of the family's adm_numbers numbers:
+ * {height, width, crop top, crop left, target height, target width} in
+ * pixels, or for the refiner {height, width, crop top, crop left, aesthetic
+ * score} -> y (adm_channels). */
+kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float *numbers, float *y);
 
 typedef struct kiln_sampling_job {
     kiln_sampler sampler;

@@ -1,8 +1,8 @@
 /* kiln's full-size layer tables against the real layouts, without the
  * gigabytes: tests/data/layouts holds the name and shape of every tensor of
- * an SD 2.1 768-v and an SDXL 1.0 base single file, as upstream diffusers /
- * transformers build them (make_layout_manifests.py). Each becomes a sparse
- * safetensors file (a header, then a hole where the weights would be), which
+ * an SD 2.1 768-v, an SDXL 1.0 base and an SDXL 1.0 refiner single file, as
+ * upstream diffusers / transformers build them (make_layout_manifests.py).
+ * Each becomes a sparse safetensors file (a header, then a hole where the weights would be), which
  * kiln opens, detects and binds on the CPU: every tensor a table row asks for
  * must be there with its shape, and the file must hold no deeper transformer
  * than the table has. The weights read as zeros, so nothing is computed. */
@@ -135,6 +135,20 @@ static void sdxl_base(void **state)
     release(m);
 }
 
+static void sdxl_refiner(void **state)
+{
+    (void)state;
+    int64_t unet_params;
+    kiln_model *m = load("layouts/sdxl_refiner.json", "refiner", &unet_params);
+    assert_string_equal(m->info.family, "sdxl-refiner");
+    assert_string_equal(m->info.unet_name, "sdxl-refiner");
+    assert_int_equal(m->info.nclips, 1);
+    assert_string_equal(m->info.clip_names[0], "openclip-vit-bigg14");
+    assert_int_equal(m->info.unet_params, unet_params);
+    assert_int_equal(m->clips[0].pooled_dim, 1280);
+    release(m);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -151,6 +165,7 @@ static int teardown(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(sd21_768v), cmocka_unit_test(sdxl_base)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(sd21_768v), cmocka_unit_test(sdxl_base),
+                                       cmocka_unit_test(sdxl_refiner)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,11 +1,13 @@
-/* SDXL on the tiny SDXL model against tests/data/sdxl (made by
- * make_sdxl_data.py: diffusers' and transformers' models, ComfyUI's KSampler
- * steps around them), in the single-file and diffusers layouts: detection,
- * both text towers at their penultimate layer without the final norm and
- * the second's pooled, projected output, the UNet (transformers two blocks
- * deep, the vector y through label_emb) with every block, CLIPTextEncode's
+/* SDXL and its refiner on tiny random models against tests/data/sdxl and
+ * tests/data/sdxl_refiner (make_sdxl_data.py, make_refiner_data.py:
+ * diffusers' and transformers' models, ComfyUI's KSampler steps around
+ * them), each in the single-file and diffusers layouts: detection, the text
+ * towers at their penultimate layer without the final norm and bigG's
+ * pooled, projected output, the UNet (transformers two blocks deep, the
+ * vector y through label_emb) with every block, y itself, CLIPTextEncode's
  * conditioning and pooled output from the prompts, and a whole KSampler run
- * with SDXL's size embeddings and latent scale. */
+ * with the size (and the refiner's aesthetic-score) embeddings and SDXL's
+ * latent scale; SDXL LoRAs and ControlNets. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,27 +28,39 @@
  * (diffusers fused them in f32), about 2^-11 of each weight */
 #define TOL_MERGED 2e-3
 
+/* One tiny model under test: SDXL (CLIP-L, then bigG) or its refiner (bigG alone). */
+typedef struct xl_model {
+    const char *files[2]; /* single file, diffusers folder (under tests/data) */
+    const char *golden, *family, *unet;
+    int g;                /* bigG's index among the model's towers; CLIP-L, where there is one, is 0 */
+} xl_model;
+
+static const xl_model sdxl = {{"sdxl/tiny_sdxl.safetensors", "sdxl/tiny_sdxl_diffusers"}, GOLDEN, "sdxl",
+                              "sdxl-tiny-test", 1};
+static const xl_model refiner = {{"sdxl_refiner/tiny_refiner.safetensors", "sdxl_refiner/tiny_refiner_diffusers"},
+                                 "sdxl_refiner/golden.safetensors", "sdxl-refiner", "sdxl-refiner-tiny-test", 0};
+
 static char path_buf[2][1024];
-static const char *model_path(int layout)
+static const char *path_of(const xl_model *x, int layout)
 {
-    snprintf(path_buf[layout], sizeof path_buf[layout], "%s",
-             kiln_test_data(layout ? "sdxl/tiny_sdxl_diffusers" : "sdxl/tiny_sdxl.safetensors"));
+    snprintf(path_buf[layout], sizeof path_buf[layout], "%s", kiln_test_data(x->files[layout]));
     return path_buf[layout];
 }
+static const char *model_path(int layout) { return path_of(&sdxl, layout); }
 
 static void detect(void **state)
 {
-    (void)state;
+    const xl_model *x = *state;
     for (int layout = 0; layout < 2; layout++) {
         kiln_checkpoint *ck;
         kiln_model_info info;
-        assert_kiln_ok(kiln_checkpoint_open(model_path(layout), &ck));
+        assert_kiln_ok(kiln_checkpoint_open(path_of(x, layout), &ck));
         assert_kiln_ok(kiln_model_inspect(ck, &info));
-        assert_string_equal(info.family, "sdxl");
-        assert_string_equal(info.unet_name, "sdxl-tiny-test");
-        assert_int_equal(info.nclips, 2);
-        assert_string_equal(info.clip_names[0], "clip-tiny-test");
-        assert_string_equal(info.clip_names[1], "openclip-tiny-test");
+        assert_string_equal(info.family, x->family);
+        assert_string_equal(info.unet_name, x->unet);
+        assert_int_equal(info.nclips, x->g + 1);
+        if (x->g) assert_string_equal(info.clip_names[0], "clip-tiny-test");
+        assert_string_equal(info.clip_names[x->g], "openclip-tiny-test");
         assert_int_equal(info.prediction, KILN_PREDICTION_EPS);
         kiln_checkpoint_close(ck);
     }
@@ -61,13 +75,14 @@ static int32_t *read_ids(kiln_st_file *f, const char *name)
     return ids;
 }
 
-/* Both towers of the model at `path` (LoRAs merged) against a golden's
- * l.hidden, g.hidden and g.pooled. */
-static void check_towers(const char *path, const kiln_lora *loras, int nloras, const char *golden_path, double tol)
+/* The towers of the model at `path` (LoRAs merged) against a golden's
+ * g.hidden and g.pooled, and l.hidden where the model has CLIP-L. */
+static void check_towers(const xl_model *x, const char *path, const kiln_lora *loras, int nloras,
+                         const char *golden_path, double tol)
 {
     kiln_st_file *f = golden_open(golden_path);
-    golden l = golden_read(f, "l.hidden"), g = golden_read(f, "g.hidden"), pooled = golden_read(f, "g.pooled");
-    int32_t *l_ids = read_ids(f, "l.input_ids"), *g_ids = read_ids(f, "g.input_ids");
+    golden g = golden_read(f, "g.hidden"), pooled = golden_read(f, "g.pooled");
+    int32_t *g_ids = read_ids(f, "g.input_ids");
     kiln_backend *be;
     kiln_model *m;
     kiln_checkpoint *ck;
@@ -75,22 +90,26 @@ static void check_towers(const char *path, const kiln_lora *loras, int nloras, c
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_checkpoint_open(path, &ck));
     assert_kiln_ok(kiln_model_load_with_loras(ck, loras, nloras, stats, be, &m));
-    assert_int_equal(m->clips[1].pooled_dim, 32);
-    float *out = malloc(l.count * sizeof *out), *p = malloc(pooled.count * sizeof *p);
-    assert_kiln_ok(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, NULL));
-    assert_rel_l2_le(out, l.data, l.count, tol);
-    assert_kiln_ok(kiln_clip_encode_ids(m, 1, g_ids, 2, 0, out, p));
+    assert_int_equal(m->clips[x->g].pooled_dim, 32);
+    float *out = malloc(g.count * sizeof *out), *p = malloc(pooled.count * sizeof *p);
+    assert_kiln_ok(kiln_clip_encode_ids(m, x->g, g_ids, 2, 0, out, p));
     assert_rel_l2_le(out, g.data, g.count, tol);
     assert_rel_l2_le(p, pooled.data, pooled.count, tol);
-    /* CLIP-L has no projection to pool with */
-    assert_int_equal(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, p), KILN_ERR_INVALID_ARG);
+    if (x->g) {
+        golden l = golden_read(f, "l.hidden");
+        int32_t *l_ids = read_ids(f, "l.input_ids");
+        assert_kiln_ok(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, NULL));
+        assert_rel_l2_le(out, l.data, l.count, tol);
+        /* CLIP-L has no projection to pool with */
+        assert_int_equal(kiln_clip_encode_ids(m, 0, l_ids, 2, 0, out, p), KILN_ERR_INVALID_ARG);
+        free(l_ids);
+        golden_free(&l);
+    }
     free(out);
     free(p);
     kiln_model_free(m);
     kiln_backend_free(be);
-    free(l_ids);
     free(g_ids);
-    golden_free(&l);
     golden_free(&g);
     golden_free(&pooled);
     kiln_st_close(f);
@@ -100,8 +119,8 @@ static void check_towers(const char *path, const kiln_lora *loras, int nloras, c
  * output (the last layer, normed, at EOS, projected). */
 static void text_towers(void **state)
 {
-    (void)state;
-    for (int layout = 0; layout < 2; layout++) check_towers(model_path(layout), NULL, 0, GOLDEN, TOL);
+    const xl_model *x = *state;
+    for (int layout = 0; layout < 2; layout++) check_towers(x, path_of(x, layout), NULL, 0, x->golden, TOL);
 }
 
 /* A kohya SDXL LoRA (original block names, lora_te1_ and lora_te2_) merged
@@ -121,36 +140,40 @@ static void kohya_lora(void **state)
     assert_int_equal(stats.clip_modules, 30); /* 12 in CLIP-L, 18 in bigG */
     kiln_checkpoint_close(ck);
     for (int layout = 0; layout < 2; layout++) {
-        check_towers(model_path(layout), &lora, 1, "sdxl/lora_kohya.golden.safetensors", TOL_MERGED);
+        check_towers(&sdxl, model_path(layout), &lora, 1, "sdxl/lora_kohya.golden.safetensors", TOL_MERGED);
         parity_check_unet(&(parity_fixture){.path = model_path(layout), .tol = TOL_MERGED, .loras = &lora, .nloras = 1},
                           "sdxl/lora_kohya.golden.safetensors");
     }
 }
 
-static void unet_single_file(void **state)
+static void unet_layouts(void **state)
 {
-    (void)state;
-    parity_check_unet(&(parity_fixture){.path = model_path(0), .tol = TOL}, GOLDEN);
+    const xl_model *x = *state;
+    for (int layout = 0; layout < 2; layout++)
+        parity_check_unet(&(parity_fixture){.path = path_of(x, layout), .tol = TOL}, x->golden);
 }
 
-/* y for the golden's second row: its pooled output and sizes 40x56, crop
- * (3, 5), target 48x72, as diffusers' add_embedding receives it. */
+/* y for the golden's second row: its pooled output and the numbers of its
+ * time_ids (SDXL: size 40x56, crop (3, 5), target 48x72; the refiner: the
+ * same size and crop, aesthetic score 2.5), as diffusers' add_embedding
+ * receives it. */
 static void adm_vector(void **state)
 {
-    (void)state;
+    const xl_model *x = *state;
     kiln_backend *be;
     kiln_model *m;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(model_path(0), be, &m));
-    kiln_st_file *f = golden_open(GOLDEN);
+    assert_kiln_ok(kiln_model_load(path_of(x, 0), be, &m));
+    kiln_st_file *f = golden_open(x->golden);
     golden y = golden_read(f, "y"), pooled = golden_read(f, "g.pooled"), ids = golden_read(f, "time_ids");
-    const int adm = m->unet.config->adm_channels;
+    const int adm = m->unet.config->adm_channels, n = (int)ids.shape[1];
     assert_int_equal(y.count, 2 * (size_t)adm);
+    assert_int_equal(n, m->family->adm_numbers);
     kiln_conditioning c = {.pooled = pooled.data + 32, .pooled_dim = 32};
-    float sizes[6], have[80];
-    for (int i = 0; i < 6; i++) sizes[i] = ids.data[6 + i];
-    assert_kiln_ok(kiln_adm_vector(m, &c, sizes, have));
+    float *have = malloc((size_t)adm * sizeof *have);
+    assert_kiln_ok(kiln_adm_vector(m, &c, ids.data + n, have));
     assert_rel_l2_le(have, y.data + adm, (size_t)adm, 1e-6);
+    free(have);
     golden_free(&y);
     golden_free(&pooled);
     golden_free(&ids);
@@ -159,26 +182,20 @@ static void adm_vector(void **state)
     kiln_backend_free(be);
 }
 
-static void unet_folder(void **state)
-{
-    (void)state;
-    parity_check_unet(&(parity_fixture){.path = model_path(1), .tol = TOL}, GOLDEN);
-}
-
 /* CLIPTextEncode from the text, then KSampler (euler, normal, 4 steps, cfg
- * 5, seed 42; y from the pooled outputs and the 64x64 size) and VAEDecode
- * with SDXL's latent scale. */
+ * 5, seed 42; y from the pooled outputs and the 64x64 size, the refiner's
+ * aesthetic score 6 and 2.5) and VAEDecode with SDXL's latent scale. */
 static void ksampler_run(void **state)
 {
-    (void)state;
+    const xl_model *x = *state;
     kiln_backend *be;
     kiln_model *m;
     kiln_tokenizer *tok;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(model_path(0), be, &m));
+    assert_kiln_ok(kiln_model_load(path_of(x, 0), be, &m));
     assert_true(fabsf(m->vae.scaling_factor - 0.13025f) < 1e-7f);
     assert_kiln_ok(kiln_tokenizer_create(&tok));
-    kiln_st_file *f = golden_open(GOLDEN);
+    kiln_st_file *f = golden_open(x->golden);
     const char *prompts[2] = {"a photograph of an astronaut riding a horse", ""};
     const char *names[2][2] = {{"run.positive", "run.positive_pooled"}, {"run.negative", "run.negative_pooled"}};
     kiln_conditioning c[2];
@@ -196,7 +213,7 @@ static void ksampler_run(void **state)
                              .latent_w = 8};
     assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
     assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
-    parity_check_run(m, &job, &c[0], &c[1], GOLDEN, TOL);
+    parity_check_run(m, &job, &c[0], &c[1], x->golden, TOL);
 
     /* without the pooled output the UNet's y cannot be made */
     free(c[1].pooled);
@@ -225,10 +242,14 @@ static void controlnet(void **state)
 
 int main(void)
 {
+    /* the same checks on each model; cmocka gives each test its model as the state */
+#define ON(fn, model) {#fn "_" #model, fn, NULL, NULL, (void *)&model}
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(detect),           cmocka_unit_test(text_towers), cmocka_unit_test(unet_single_file),
-        cmocka_unit_test(unet_folder),      cmocka_unit_test(adm_vector),  cmocka_unit_test(ksampler_run),
-        cmocka_unit_test(kohya_lora),       cmocka_unit_test(controlnet),
+        ON(detect, sdxl),       ON(text_towers, sdxl),    ON(unet_layouts, sdxl),    ON(adm_vector, sdxl),
+        ON(ksampler_run, sdxl), ON(detect, refiner),      ON(text_towers, refiner),  ON(unet_layouts, refiner),
+        ON(adm_vector, refiner), ON(ksampler_run, refiner),
+        cmocka_unit_test(kohya_lora), cmocka_unit_test(controlnet),
     };
+#undef ON
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -769,8 +769,8 @@ int main(int argc, char **argv)
                 o.loras[i].path, lora_stats[i].unet_modules, lora_stats[i].clip_modules,
                 o.loras[i].unet_strength, o.loras[i].clip_strength);
     if (!o.size_given && !o.init_image) {
-        /* the size the model was trained at: SDXL's 1024, or what its file says (modelspec's "WxH") */
-        if (strcmp(m->info.family, "sdxl") == 0) o.width = o.height = 1024;
+        /* the size the model was trained at: its family's, or what its file says (modelspec's "WxH") */
+        o.width = o.height = m->family->native_size;
         const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
         int w, h;
         if (native && sscanf(native, "%dx%d", &w, &h) == 2 && w >= 8 && h >= 8 && w <= 4096 && h <= 4096)

@@ -35,6 +35,8 @@ expect_info "$data/sd2/tiny_sd2_diffusers" "family       sd2 (txt2img)" "predict
 expect_info "$data/sdxl/tiny_sdxl.safetensors" "family       sdxl (txt2img)" "prediction   eps (default)" \
     "unet         sdxl-tiny-test, 2.0 M parameters, F16" "text encoder clip-tiny-test, 1.6 M parameters" \
     "text encoder openclip-tiny-test, 1.6 M parameters"
+expect_info "$data/sdxl_refiner/tiny_refiner.safetensors" "family       sdxl-refiner (txt2img)" \
+    "text encoder openclip-tiny-test, 1.6 M parameters"
 expect_info "$data/sdxl/tiny_sdxl_diffusers" "family       sdxl (txt2img)" \
     "text encoder openclip-tiny-test, 1.6 M parameters"
 # kohya_locon: 36 attention/projection modules in 3 transformers and 7 convolutions

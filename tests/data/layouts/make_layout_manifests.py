@@ -1,15 +1,17 @@
 """Writes kiln's layout manifests: the name, dtype and shape of every tensor
-of two real full-size single-file checkpoint layouts, so that a test can write
+of three real full-size single-file checkpoint layouts, so that a test can write
 a sparse safetensors file with exactly those tensors and check kiln's layer
 tables against the real layouts without shipping gigabytes of weights.
 
 Origin: diffusers 0.27.2 and transformers 4.40 on PyTorch. Every module is
 built on the meta device (nothing is allocated; only names and shapes
 matter) with the published configs, restated below: the unet/ and vae/
-configs of stabilityai/stable-diffusion-2-1 and
-stabilityai/stable-diffusion-xl-base-1.0, and the text towers as those
+configs of stabilityai/stable-diffusion-2-1,
+stabilityai/stable-diffusion-xl-base-1.0 and
+stabilityai/stable-diffusion-xl-refiner-1.0, and the text towers as those
 checkpoints carry them (OpenCLIP ViT-H/14 for SD 2.1; CLIP ViT-L/14 and
-OpenCLIP ViT-bigG/14 for SDXL). The diffusers/transformers names are renamed
+OpenCLIP ViT-bigG/14 for SDXL base; OpenCLIP ViT-bigG/14 alone for the
+refiner). The diffusers/transformers names are renamed
 to the original single-file names (the UNet and OpenCLIP mappings of
 tests/data/sd_common.py, which tests/data/sd2/make_sd2_data.py and
 tests/data/sdxl/make_sdxl_data.py use too, for any block layout; the VAE's is
@@ -37,6 +39,14 @@ this script gives it.
       transformers names, without the position_ids buffer),
       `conditioner.embedders.1.model.*` (OpenCLIP ViT-bigG/14 in OpenCLIP names,
       32 resblocks, text_projection (1280, 1280), logit_scale) and
+      `first_stage_model.*` (the same SD VAE).
+  sdxl_refiner.json  SDXL 1.0 refiner, e.g. sd_xl_refiner_1.0:
+      `model.diffusion_model.*` (384/768/1536/1536 channels, attention at the
+      two middle levels only, transformers 4 deep, cross-attention dim 1280,
+      label_emb.0.0 taking 2560 = 1280 pooled + 5 x 256 size/aesthetic
+      inputs), `conditioner.embedders.0.model.*` (OpenCLIP ViT-bigG/14 in
+      OpenCLIP names as in sdxl_base.json; the refiner's only embedder with
+      weights, its size and aesthetic-score embedders 1..3 have none) and
       `first_stage_model.*` (the same SD VAE).
 
 Each file is JSON: {"origin": one sentence, "dtype": "F16" (the dtype of
@@ -90,8 +100,21 @@ SDXL_UNET = dict(sample_size=128, in_channels=4, out_channels=4,
                  norm_eps=1e-5, act_fn="silu", flip_sin_to_cos=True, freq_shift=0, center_input_sample=False,
                  downsample_padding=1, mid_block_scale_factor=1, dual_cross_attention=False,
                  only_cross_attention=False, num_class_embeds=None)
-# the SD VAE (kl-f8) of both vae/config.json files; they differ only in
-# sample_size (768, 1024) and SDXL's scaling_factor, which shape nothing
+# stabilityai/stable-diffusion-xl-refiner-1.0 unet/config.json (upcast_attention
+# is null there; it shapes nothing)
+REFINER_UNET = dict(sample_size=128, in_channels=4, out_channels=4,
+                    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                    block_out_channels=[384, 768, 1536, 1536], layers_per_block=2, transformer_layers_per_block=4,
+                    attention_head_dim=[6, 12, 24, 24], cross_attention_dim=1280, use_linear_projection=True,
+                    addition_embed_type="text_time", addition_embed_type_num_heads=64, addition_time_embed_dim=256,
+                    projection_class_embeddings_input_dim=2560, norm_num_groups=32, norm_eps=1e-5, act_fn="silu",
+                    flip_sin_to_cos=True, freq_shift=0, center_input_sample=False, downsample_padding=1,
+                    mid_block_scale_factor=1, dual_cross_attention=False, only_cross_attention=False,
+                    num_class_embeds=None)
+# the SD VAE (kl-f8) of the vae/config.json files; they differ only in
+# sample_size (768, 1024) and SDXL's scaling_factor, which shape nothing (the
+# refiner's is SDXL base's)
 SD21_VAE = dict(in_channels=3, out_channels=3, latent_channels=4,
                 down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                 block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32, act_fn="silu",
@@ -340,6 +363,15 @@ def main():
         [("unet", unet_part(SDXL_UNET)), ("vae", vae_part(SDXL_VAE)),
          ("clip_l", clip_l_part(CLIP_L, "conditioner.embedders.0.transformer.")),
          ("openclip_bigg", open_clip_part(OPENCLIP_BIGG, "conditioner.embedders.1.model."))])
+    write_manifest(
+        f"{OUT}/sdxl_refiner.json",
+        "The tensors of a Stable Diffusion XL 1.0 refiner single file: diffusers 0.27.2's UNet2DConditionModel and "
+        "AutoencoderKL with stabilityai/stable-diffusion-xl-refiner-1.0's published configs and transformers 4.40's "
+        "CLIPTextModelWithProjection as OpenCLIP ViT-bigG/14 (1280 wide, 32 layers), built on the meta device, "
+        "renamed to the original model.diffusion_model/conditioner.embedders.0.model/first_stage_model names and "
+        "checked with diffusers' convert_from_ckpt converters (tests/data/layouts/make_layout_manifests.py).",
+        [("unet", unet_part(REFINER_UNET)), ("vae", vae_part(SDXL_VAE)),
+         ("openclip_bigg", open_clip_part(OPENCLIP_BIGG, "conditioner.embedders.0.model."))])
 
 
 if __name__ == "__main__":
