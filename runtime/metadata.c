@@ -82,6 +82,10 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
+    if (run->refiner && (run->init_image || run->hires_scale || run->controlnet || run->refiner_step < 1 ||
+                         run->refiner_step >= run->steps))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a refiner at step %d of %d", run->refiner_step,
+                         run->steps);
     if (run->hires_scale && (run->init_image || !run->hires_method || run->hires_steps < 1))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hires fix needs txt2img, its method and steps");
     if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
@@ -247,7 +251,16 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
         put(&b, ", Denoising strength: ");
         put_number(&b, run->hires_scale ? run->hires_denoise : run->denoise);
     }
-    if (run->clip_skip > 1) put_format(&b, ", Clip skip: %d", run->clip_skip);
+    if (run->clip_skip != (run->model_clip_skip ? run->model_clip_skip : 1))
+        put_format(&b, ", Clip skip: %d", run->clip_skip);
+    if (run->refiner) {
+        char *name = stem_name(run->refiner);
+        put(&b, ", Refiner: ");
+        put_value(&b, name ? name : "");
+        put(&b, ", Refiner switch at: ");
+        put_number(&b, run->refiner_switch);
+        free(name);
+    }
     if (run->hires_scale) {
         put(&b, ", Hires upscale: ");
         put_number(&b, run->hires_scale);
@@ -346,23 +359,47 @@ static void add_bool(graph *g, cJSON *inputs, const char *name, bool value)
 /* A KSampler node; `prompts` is the node giving both conditionings (Apply
  * ControlNet's or InstructPixToPixConditioning's outputs 0 and 1), NULL for
  * the text encoders "6" and "7". */
-static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int steps, double denoise,
-                         const char *model, const char *prompts, const char *latent, int latent_output)
+/* The inputs KSampler and KSamplerAdvanced share; the seed's name differs. */
+static cJSON *add_sampler_node(graph *g, const char *id, const char *class_type, const char *seed_name,
+                               const kiln_run_info *run, int steps)
 {
-    cJSON *in = add_node(g, id, "KSampler");
+    cJSON *in = add_node(g, id, class_type);
     /* Seeds run to 2^64 - 1; a double would round them. */
     char seed[24];
     snprintf(seed, sizeof seed, "%" PRIu64, run->seed);
-    check(g, cJSON_AddRawToObject(in, "seed", seed));
+    check(g, cJSON_AddRawToObject(in, seed_name, seed));
     add_number(g, in, "steps", steps);
     add_number(g, in, "cfg", run->cfg);
     add_string(g, in, "sampler_name", run->sampler);
     add_string(g, in, "scheduler", run->scheduler);
+    return in;
+}
+
+static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int steps, double denoise,
+                         const char *model, const char *prompts, const char *latent, int latent_output)
+{
+    cJSON *in = add_sampler_node(g, id, "KSampler", "seed", run, steps);
     add_number(g, in, "denoise", denoise);
     add_link(g, in, "model", model, 0);
     add_link(g, in, "positive", prompts ? prompts : "6", 0);
     add_link(g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
     add_link(g, in, "latent_image", latent, latent_output);
+}
+
+/* KSamplerAdvanced over steps [start, end) of the run's schedule: the SDXL
+ * base's (noise added, noise left) or the refiner's (neither). */
+static void add_ksampler_advanced(graph *g, const char *id, const kiln_run_info *run, bool base, const char *model,
+                                  const char *positive, const char *negative, const char *latent)
+{
+    cJSON *in = add_sampler_node(g, id, "KSamplerAdvanced", "noise_seed", run, run->steps);
+    add_string(g, in, "add_noise", base ? "enable" : "disable");
+    add_number(g, in, "start_at_step", base ? 0 : run->refiner_step);
+    add_number(g, in, "end_at_step", base ? run->refiner_step : 10000);
+    add_string(g, in, "return_with_leftover_noise", base ? "enable" : "disable");
+    add_link(g, in, "model", model, 0);
+    add_link(g, in, "positive", positive, 0);
+    add_link(g, in, "negative", negative, 0);
+    add_link(g, in, "latent_image", latent, 0);
 }
 
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
@@ -399,8 +436,21 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
 
     /* KSampler takes ModelSamplingDiscrete "80"'s model where the prediction was forced */
     const char *sampled = run->prediction ? "80" : model;
-    add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     cJSON *in;
+    if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
+        add_ksampler_advanced(&g, "3", run, true, sampled, "6", "7", latent);
+        add_ksampler_advanced(&g, "93", run, false, "90", "91", "92", "3");
+        in = add_node(&g, "90", "CheckpointLoaderSimple");
+        add_string(&g, in, "ckpt_name", base_name(run->refiner));
+        const char *refiner_prompts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
+        for (int i = 0; i < 2; i++) {
+            in = add_node(&g, i ? "92" : "91", "CLIPTextEncode");
+            add_string(&g, in, "text", refiner_prompts[i]);
+            add_link(&g, in, "clip", "90", 1);
+        }
+    } else {
+        add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
+    }
 
     in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
     add_string(&g, in, "ckpt_name", base_name(run->model));
@@ -420,7 +470,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_link(&g, in, "clip", clip, clip_output);
 
     in = add_node(&g, "8", "VAEDecode");
-    add_link(&g, in, "samples", run->hires_scale ? "61" : "3", 0);
+    add_link(&g, in, "samples", run->hires_scale ? "61" : run->refiner ? "93" : "3", 0);
     add_link(&g, in, "vae", "4", 2);
 
     in = add_node(&g, "9", "SaveImage");

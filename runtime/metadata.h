@@ -47,20 +47,26 @@ typedef struct kiln_run_info {
     double hires_denoise;
     const char *hires_method; /* ComfyUI's upscale_method: "nearest-exact", "bilinear", "bicubic" */
     const char *upscale_model; /* ImageUpscaleWithModel after decoding: the model's path, NULL for none */
+    const char *refiner;       /* SDXL refiner taking over at refiner_step of steps (the part refiner_switch),
+                                  as two KSamplerAdvanced; NULL for none */
+    double refiner_switch;
+    int refiner_step;
     int upscale_by;            /* its scale */
     const char *version;    /* kiln's version, "0.1.0" */
 } kiln_run_info;
 
-/* A1111's infotext for image `batch_index` of the run, in A1111's field
+/* A1111's infotext for image `batch_index` of the run (a refiner: its
+ * "Refiner: NAME, Refiner switch at: F" fields after the size), in A1111's field
  * order with its display names for sampler and schedule, e.g.
  *   a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler, Schedule type:
  *   Normal, CFG scale: 7, Seed: 42, Size: 512x512, Model: sd15, RNG: CPU,
  *   Version: kiln 0.1.0
  * Fields that do not apply are left out: "Negative prompt" when empty,
  * "Batch size"/"Batch pos" for a single image, "Denoising strength" at
- * denoise 1 without an init image, "Clip skip" at 1. "RNG: CPU" is always
- * there: kiln draws noise as torch's CPU generator does. Each LoRA is added
- * to the prompt as A1111 writes it, `<lora:NAME:S>` (`<lora:NAME:te=C:unet=S>`
+ * denoise 1 without an init image, "Clip skip" at the model's own layer (1;
+ * 2 for SD 2.x and SDXL). "RNG: CPU" is always there: kiln draws noise as
+ * torch's CPU generator does. Each LoRA is added to the prompt as A1111
+ * writes it, `<lora:NAME:S>` (`<lora:NAME:te=C:unet=S>`
  * when the strengths differ), NAME the file name without extension. A
  * ControlNet is recorded as A1111's ControlNet extension does, "ControlNet 0:
  * "Module: none, Model: NAME, Weight: S, Resize Mode: Crop and Resize,

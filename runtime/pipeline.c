@@ -196,6 +196,25 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t nsigmas = 0;
     TRY(kiln_ksampler_sigmas(&ms, job->scheduler, kiln_sampler_discards_penultimate_sigma(job->sampler), job->steps,
                              job->denoise, &sigmas, &nsigmas));
+    /* KSamplerAdvanced's cut of the schedule (ComfyUI's KSampler.sample) */
+    if (job->start_step < 0 || job->last_step < 0 || (job->last_step && job->last_step <= job->start_step)) {
+        free(sigmas);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: steps %d to %d of %d", job->start_step, job->last_step,
+                         job->steps);
+    }
+    if (job->last_step && (size_t)job->last_step < nsigmas - 1) {
+        nsigmas = (size_t)job->last_step + 1;
+        if (!job->leftover_noise) sigmas[nsigmas - 1] = 0.0f;
+    }
+    if (job->start_step && (size_t)job->start_step >= nsigmas - 1) { /* nothing left to do: the latent as it is */
+        free(sigmas);
+        size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
+        if (!(*latent = calloc(n, sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+        if (job->init_latent) memcpy(*latent, job->init_latent, n * sizeof(float));
+        return KILN_OK;
+    }
+    memmove(sigmas, sigmas + job->start_step, (nsigmas - (size_t)job->start_step) * sizeof *sigmas);
+    nsigmas -= (size_t)job->start_step;
 
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     /* ComfyUI repeats conditionings of different lengths to their least common multiple */
@@ -208,7 +227,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
         goto done;
     }
-    if (job->noise) {
+    if (job->disable_noise) {
+        memset(noise, 0, n * sizeof(float));
+    } else if (job->noise) {
         memcpy(noise, job->noise, n * sizeof(float));
     } else {
         kiln_rng rng;

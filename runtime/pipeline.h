@@ -64,6 +64,12 @@ typedef struct kiln_sampling_job {
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the
                                  UNet with every call (the sampling starts from an empty latent); NULL: none */
+    /* KSamplerAdvanced (both 0/false: KSampler): only the schedule's steps from start_step to last_step run
+       (last_step 0: to the end); a run cut short ends at its last sigma with leftover_noise (to be finished by
+       another pass, e.g. SDXL's refiner), else at 0; with disable_noise the latent goes in as it is (it is
+       already noisy) instead of being noised from the seed */
+    int start_step, last_step;
+    bool leftover_noise, disable_noise;
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

@@ -553,6 +553,52 @@ static void sdxl_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen --refiner: the base model to step 2 of 3 with its noise left in, then
+ * the refiner, as the library's two passes give; the PNG records A1111's
+ * Refiner fields and two KSamplerAdvanced nodes. */
+static void refiner_run(void **state)
+{
+    (void)state;
+    char flags[1024];
+    snprintf(flags, sizeof flags, "--refiner %s", kiln_test_data("sdxl_refiner/tiny_refiner.safetensors"));
+    size_t count;
+    float *latent = gen_model_latent("sdxl/tiny_sdxl.safetensors", "refined", flags, &count);
+    kiln_backend *be;
+    kiln_model *base, *ref;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sdxl/tiny_sdxl.safetensors"), be, &base));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sdxl_refiner/tiny_refiner.safetensors"), be, &ref));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_conditioning c[4];
+    const kiln_model *models[2] = {base, ref};
+    for (int i = 0; i < 2; i++) {
+        assert_kiln_ok(kiln_encode_prompt(models[i], tok, "a red circle", 0, &c[2 * i]));
+        assert_kiln_ok(kiln_encode_prompt(models[i], tok, "", 0, &c[2 * i + 1]));
+    }
+    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
+                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8,
+                             .last_step = 2, .leftover_noise = true}; /* 3 x 0.8, rounded */
+    float *first, *want;
+    assert_kiln_ok(kiln_ksample(base, &job, &c[0], &c[1], &first));
+    job.start_step = 2, job.last_step = 0, job.leftover_noise = false, job.disable_noise = true, job.init_latent = first;
+    assert_kiln_ok(kiln_ksample(ref, &job, &c[2], &c[3], &want));
+    assert_rel_l2_le(latent, want, count, 1e-6);
+    char text[16384];
+    check_output("refined", 16, 16, "parameters", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "Model: tiny_sdxl, Refiner: tiny_refiner, Refiner switch at: 0.8,"));
+    check_output("refined", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "\"3\":{\"class_type\":\"KSamplerAdvanced\""));
+    assert_non_null(strstr(text, "\"add_noise\":\"disable\",\"start_at_step\":2,\"end_at_step\":10000,"
+                                 "\"return_with_leftover_noise\":\"disable\",\"model\":[\"90\",0]"));
+    free(latent), free(first), free(want);
+    for (int i = 0; i < 4; i++) kiln_conditioning_free(&c[i]);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(base);
+    kiln_model_free(ref);
+    kiln_backend_free(be);
+}
+
 /* gen --upscale-model: the picture gen decodes, through ImageUpscaleWithModel
  * (test_upscale checks that against spandrel), saved 4x as large; here the
  * same steps from gen's own latent, to the byte. */
@@ -633,6 +679,7 @@ int main(void)
         cmocka_unit_test(upscale_run),
         cmocka_unit_test(sd2_run),
         cmocka_unit_test(sdxl_run),
+        cmocka_unit_test(refiner_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

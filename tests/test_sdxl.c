@@ -228,6 +228,63 @@ static void ksampler_run(void **state)
     kiln_backend_free(be);
 }
 
+/* The conditionings of the prompts of a run golden, from the model's towers. */
+static void encode_run_prompts(const kiln_model *m, const kiln_tokenizer *tok, kiln_conditioning c[2])
+{
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "a photograph of an astronaut riding a horse", 0, &c[0]));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &c[1]));
+}
+
+/* SDXL's base-then-refiner workflow as two KSamplerAdvanced (euler, normal,
+ * 6 steps, cfg 5, seed 42, switch at step 4): the base stops at sigma 4 with
+ * its noise left in, the refiner takes the LATENT from there without adding
+ * noise (tests/data/sdxl_refiner/handoff.golden.safetensors). A pass fully
+ * denoised, or noised again, lands 2-3% away. */
+static void refiner_handoff(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *base, *ref;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(path_of(&sdxl, 0), be, &base));
+    assert_kiln_ok(kiln_model_load(path_of(&refiner, 0), be, &ref));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_conditioning cb[2], cr[2];
+    encode_run_prompts(base, tok, cb);
+    encode_run_prompts(ref, tok, cr);
+    kiln_st_file *f = golden_open("sdxl_refiner/handoff.golden.safetensors");
+    golden base_out = golden_read(f, "base.latent_out"), ref_out = golden_read(f, "refiner.latent_out"),
+           image = golden_read(f, "image");
+    kiln_sampling_job job = {.steps = 6, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
+                             .latent_w = 8, .last_step = 4, .leftover_noise = true};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent, *refined;
+    assert_kiln_ok(kiln_ksample(base, &job, &cb[0], &cb[1], &latent));
+    assert_rel_l2_le(latent, base_out.data, base_out.count, TOL);
+    kiln_sampling_job rj = job;
+    rj.start_step = 4, rj.last_step = 0, rj.leftover_noise = false, rj.disable_noise = true, rj.init_latent = latent;
+    assert_kiln_ok(kiln_ksample(ref, &rj, &cr[0], &cr[1], &refined));
+    assert_rel_l2_le(refined, ref_out.data, ref_out.count, TOL);
+    parity_check_picture(ref, refined, 8, 8, &image, TOL);
+    /* a start past the schedule's last step leaves the latent as it is */
+    free(refined);
+    rj.start_step = 6;
+    assert_kiln_ok(kiln_ksample(ref, &rj, &cr[0], &cr[1], &refined));
+    assert_memory_equal(refined, latent, base_out.count * sizeof(float));
+    free(refined), free(latent);
+    for (int i = 0; i < 2; i++) kiln_conditioning_free(&cb[i]), kiln_conditioning_free(&cr[i]);
+    golden_free(&base_out);
+    golden_free(&ref_out);
+    golden_free(&image);
+    kiln_st_close(f);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(base);
+    kiln_model_free(ref);
+    kiln_backend_free(be);
+}
+
 /* A ControlNet for the tiny SDXL UNet (its copy takes y too) in diffusers'
  * and the original layout: every residual and the UNet with them, against
  * diffusers' ControlNetModel. */
@@ -248,7 +305,7 @@ int main(void)
         ON(detect, sdxl),       ON(text_towers, sdxl),    ON(unet_layouts, sdxl),    ON(adm_vector, sdxl),
         ON(ksampler_run, sdxl), ON(detect, refiner),      ON(text_towers, refiner),  ON(unet_layouts, refiner),
         ON(adm_vector, refiner), ON(ksampler_run, refiner),
-        cmocka_unit_test(kohya_lora), cmocka_unit_test(controlnet),
+        cmocka_unit_test(kohya_lora), cmocka_unit_test(controlnet), cmocka_unit_test(refiner_handoff),
     };
 #undef ON
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,9 @@ typedef struct gen_options {
     kiln_outpaint outpaint;
     bool outpaint_given, feathering_given;
     double hires_scale, hires_denoise; /* hires fix: 0 for none */
+    const char *refiner;               /* SDXL refiner checkpoint, NULL for none */
+    double refiner_switch;             /* the part of the steps the base model takes */
+    bool refiner_switch_given;
     int hires_steps;                   /* 0: --steps */
     kiln_resample_method hires_method;
     bool hires_denoise_given, hires_method_given;
@@ -100,6 +103,8 @@ static void usage(FILE *to)
             "  --hires-denoise D      the second pass's denoise (default 0.5)\n"
             "  --hires-steps N        the second pass's steps (default: --steps)\n"
             "  --hires-method NAME    nearest-exact (default), bilinear or bicubic\n"
+            "  --refiner FILE         an SDXL refiner takes over the last steps (two KSamplerAdvanced)\n"
+            "  --refiner-switch F     the part of --steps the base model takes (default 0.8)\n"
             "  --upscale-model FILE   upscale the decoded picture with an ESRGAN (RRDBNet x4) model,\n"
             "                         .safetensors (ImageUpscaleWithModel)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
@@ -213,10 +218,11 @@ static int parse(int argc, char **argv, gen_options *o)
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
-                       .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5};
+                       .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
+                       .refiner_switch = 0.8};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
-           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -236,6 +242,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"hires-scale", required_argument, 0, O_HIRES_SCALE}, {"hires-denoise", required_argument, 0, O_HIRES_DENOISE},
         {"hires-steps", required_argument, 0, O_HIRES_STEPS}, {"hires-method", required_argument, 0, O_HIRES_METHOD},
         {"upscale-model", required_argument, 0, O_UPSCALE_MODEL}, {"prediction", required_argument, 0, O_PREDICTION},
+        {"refiner", required_argument, 0, O_REFINER}, {"refiner-switch", required_argument, 0, O_REFINER_SWITCH},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
@@ -302,6 +309,12 @@ static int parse(int argc, char **argv, gen_options *o)
             o->outpaint_given = true;
             break;
         }
+        case O_REFINER: o->refiner = optarg; break;
+        case O_REFINER_SWITCH:
+            if (!parse_double(optarg, 0.01, 0.99, &o->refiner_switch))
+                return bad_flag("--refiner-switch", optarg, "must be 0.01..0.99");
+            o->refiner_switch_given = true;
+            break;
         case O_PREDICTION:
             if (strcmp(optarg, "eps") && strcmp(optarg, "v")) return bad_flag("--prediction", optarg, "must be eps or v");
             o->prediction = optarg;
@@ -392,6 +405,16 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (!o->hires_steps) o->hires_steps = o->steps;
+    if (o->refiner_switch_given && !o->refiner) {
+        fprintf(stderr, "gen: --refiner-switch needs --refiner\n");
+        return 2;
+    }
+    if (o->refiner && (o->init_image || o->hires_scale || o->controlnet)) {
+        fprintf(stderr, "gen: --refiner is for txt2img without %s\n",
+                o->init_image ? "--init-image" : o->hires_scale ? "--hires-scale" : "--controlnet");
+        return 2;
+    }
+    if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
     if (o->feathering_given && !o->outpaint_given) {
         fprintf(stderr, "gen: --feathering needs --outpaint\n");
         return 2;
@@ -735,6 +758,52 @@ static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *jo
     return 0;
 }
 
+/* The step the refiner takes over at: the base model's share of --steps,
+ * at least one step each. */
+static int refiner_step(const gen_options *o)
+{
+    int at = (int)(o->steps * o->refiner_switch + 0.5);
+    return at < 1 ? 1 : at > o->steps - 1 ? o->steps - 1 : at;
+}
+
+/* SDXL's base-then-refiner workflow: the base model's pass stopped at the
+ * switch step with its noise left in (job->last_step, leftover_noise), then
+ * the refiner, with its own text tower and y, takes the schedule from there
+ * without adding noise, as two KSamplerAdvanced nodes do. */
+static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, kiln_sampling_job *job, float **latent)
+{
+    kiln_model *r;
+    if (kiln_model_load(o->refiner, be, &r) != KILN_OK) return fail("--refiner");
+    if (strcmp(r->info.family, "sdxl-refiner") != 0) {
+        fprintf(stderr, "gen: --refiner %s: a %s model, not an SDXL refiner\n", o->refiner, r->info.family);
+        kiln_model_free(r);
+        return 2;
+    }
+    kiln_tokenizer *tok;
+    if (kiln_tokenizer_create_with(o->cleaning, &tok) != KILN_OK) return fail("tokenizer");
+    kiln_conditioning pos, neg;
+    if (kiln_encode_prompt(r, tok, o->prompt, clip_skip, &pos) != KILN_OK) return fail("--prompt (refiner)");
+    if (kiln_encode_prompt(r, tok, o->negative, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt (refiner)");
+    kiln_tokenizer_free(tok);
+    fprintf(stderr, "gen: refiner %s from step %d of %d\n", o->refiner, job->last_step, job->steps);
+    kiln_sampling_job rj = *job;
+    rj.start_step = job->last_step;
+    rj.last_step = 0;
+    rj.leftover_noise = false;
+    rj.disable_noise = true;
+    rj.init_latent = *latent;
+    rj.noise = NULL;
+    float *refined;
+    kiln_status st = kiln_ksample(r, &rj, &pos, &neg, &refined);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_model_free(r);
+    if (st != KILN_OK) return fail("sampling (refiner)");
+    free(*latent);
+    *latent = refined;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     gen_options o;
@@ -762,6 +831,11 @@ int main(int argc, char **argv)
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
         return fail(o.nloras ? "loading the model and LoRAs" : "--model");
     if (o.prediction) m->info.prediction = strcmp(o.prediction, "v") == 0 ? KILN_PREDICTION_V : KILN_PREDICTION_EPS;
+    if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
+        fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
+                m->info.family);
+        return 2;
+    }
     const int model_clip_skip = m->clips[0].reading->default_skip;
     const int clip_skip = o.clip_skip ? o.clip_skip : model_clip_skip;
     for (int i = 0; i < o.nloras; i++)
@@ -844,7 +918,9 @@ int main(int argc, char **argv)
     job.progress = show_progress;
     job.progress_ctx = &prog;
     float *latent = NULL, *decoded = NULL;
+    if (o.refiner) job.last_step = refiner_step(&o), job.leftover_noise = true;
     if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
+    if (o.refiner && (rc = refiner_pass(&o, be, o.clip_skip, &job, &latent))) return rc;
     const int first_width = o.width, first_height = o.height;
     if (o.hires_scale && (rc = hires_pass(m, &o, &job, &control, &pos, &neg, &latent))) return rc;
     latent_shape[2] = job.latent_h, latent_shape[3] = job.latent_w;
@@ -872,6 +948,8 @@ int main(int argc, char **argv)
                          .control_end = o.control_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
+                         .refiner = o.refiner, .refiner_switch = o.refiner_switch,
+                         .refiner_step = o.refiner ? refiner_step(&o) : 0,
                          .version = KILN_VERSION};
     char *workflow;
     if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");

@@ -152,6 +152,17 @@ expect_refused "hires method unknown" "--hires-method lanczos: must be nearest-e
     --output "$tmp/out.png" --hires-scale 2 --hires-method lanczos
 expect_refused "missing upscale model" "--upscale-model $tmp/nosuch.safetensors: No such file" \
     --output "$tmp/out.png" --upscale-model "$tmp/nosuch.safetensors"
+refiner=$data/sdxl_refiner/tiny_refiner.safetensors
+expect_refused "refiner switch without a refiner" "--refiner-switch needs --refiner" --output "$tmp/out.png" \
+    --refiner-switch 0.5
+expect_refused "refiner switch out of range" "--refiner-switch 1: must be 0.01..0.99" --output "$tmp/out.png" \
+    --refiner "$refiner" --refiner-switch 1
+expect_refused "refiner on img2img" "--refiner is for txt2img without --init-image" --output "$tmp/out.png" \
+    --refiner "$refiner" --init-image "$data/inpaint/image_20x17.png"
+expect_refused "refiner after an SD 1.x model" "--refiner follows an SDXL base model" --output "$tmp/out.png" \
+    --refiner "$refiner"
+expect_error "a base model as the refiner" "not an SDXL refiner" --model "$data/sdxl/tiny_sdxl.safetensors" \
+    --prompt a --width 16 --height 16 --steps 2 --refiner "$data/sdxl/tiny_sdxl.safetensors"
 expect_refused "prediction unknown" "--prediction x0: must be eps or v" --output "$tmp/out.png" --prediction x0
 expect_error "clip skip past a folder's last layer" "--clip-skip 1: this checkpoint's text encoder has 2 of its 3 layers" \
     --model "$data/sd2/tiny_sd2_diffusers" --prompt a --width 16 --height 16 --steps 1 --clip-skip 1

@@ -332,24 +332,31 @@ static const char *meta(kiln_st_file *f, const char *key)
     return v;
 }
 
+void parity_check_picture(kiln_model *model, const float *latent, int latent_h, int latent_w, const golden *image,
+                          double tol)
+{
+    float *decoded;
+    assert_kiln_ok(kiln_vae_decode_latent(model, latent, 1, latent_h, latent_w, &decoded));
+    const size_t plane = (size_t)image->shape[1] * image->shape[2];
+    assert_int_equal(image->count, 3 * plane);
+    float *rgb = malloc(image->count * sizeof *rgb); /* SaveImage's clamp((x + 1) / 2), channels last */
+    for (size_t c = 0; c < 3; c++)
+        for (size_t i = 0; i < plane; i++) rgb[i * 3 + c] = fminf(fmaxf((decoded[c * plane + i] + 1.0f) / 2.0f, 0.0f), 1.0f);
+    assert_rel_l2_le(rgb, image->data, image->count, tol);
+    free(rgb);
+    free(decoded);
+}
+
 void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
                       const kiln_conditioning *negative, const char *golden_path, double tol)
 {
     kiln_st_file *f = golden_open(golden_path);
     golden want = golden_read(f, "run.latent_out"), image = golden_read(f, "run.image");
-    float *latent = NULL, *decoded = NULL;
+    float *latent = NULL;
     assert_kiln_ok(kiln_ksample(model, job, positive, negative, &latent));
     assert_rel_l2_le(latent, want.data, want.count, tol);
-    assert_kiln_ok(kiln_vae_decode_latent(model, latent, 1, job->latent_h, job->latent_w, &decoded));
-    const size_t plane = (size_t)image.shape[1] * image.shape[2];
-    assert_int_equal(image.count, 3 * plane);
-    float *rgb = malloc(image.count * sizeof *rgb); /* SaveImage's clamp((x + 1) / 2), channels last */
-    for (size_t c = 0; c < 3; c++)
-        for (size_t i = 0; i < plane; i++) rgb[i * 3 + c] = fminf(fmaxf((decoded[c * plane + i] + 1.0f) / 2.0f, 0.0f), 1.0f);
-    assert_rel_l2_le(rgb, image.data, image.count, tol);
-    free(rgb);
+    parity_check_picture(model, latent, job->latent_h, job->latent_w, &image, tol);
     free(latent);
-    free(decoded);
     golden_free(&want);
     golden_free(&image);
     kiln_st_close(f);

@@ -43,6 +43,12 @@ typedef struct kiln_tokenizer kiln_tokenizer;
 
 typedef struct kiln_sampling_job kiln_sampling_job;
 typedef struct kiln_conditioning kiln_conditioning;
+typedef struct golden golden;
+
+/* VAEDecode of a (1,4,h,w) LATENT, as SaveImage's floats (1,H,W,3) in [0,1],
+ * against a golden picture. */
+void parity_check_picture(kiln_model *model, const float *latent, int latent_h, int latent_w, const golden *image,
+                          double tol);
 
 /* A KSampler run restated from ComfyUI's code (golden run.latent_out and
  * run.image, (1,H,W,3) in [0,1]): job sampled from the conditionings, its
