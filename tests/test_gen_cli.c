@@ -167,6 +167,31 @@ static float *gen_model_latent(const char *model, const char *name, const char *
     return latent;
 }
 
+/* What the library samples for gen_model_latent's prompt and settings
+ * (euler, normal, 3 steps, cfg 7, seed 5, 16x16), malloc'd. */
+static float *library_latent(const char *model, int clip_skip)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data(model), be, &m));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", clip_skip, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", clip_skip, &neg));
+    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
+                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8};
+    float *latent;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    return latent;
+}
+
 /* The same on the tiny SD 1.x model. */
 static float *gen_latent(const char *name, const char *flags, size_t *count)
 {
@@ -484,19 +509,7 @@ static void sd2_run(void **state)
         latent[i] = gen_model_latent("sd2/tiny_sd2.safetensors", name, flags[i], &count[i]);
         assert_int_equal(count[i], 4 * 8 * 8);
     }
-    kiln_backend *be;
-    kiln_model *m;
-    kiln_tokenizer *tok;
-    kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("sd2/tiny_sd2.safetensors"), be, &m));
-    assert_kiln_ok(kiln_tokenizer_create(&tok));
-    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", 2, &pos));
-    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 2, &neg));
-    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
-                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8};
-    float *want;
-    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
+    float *want = library_latent("sd2/tiny_sd2.safetensors", 2);
     assert_rel_l2_le(latent[0], want, count[0], 1e-6);
     assert_true(kiln_rel_l2(latent[1], latent[0], count[0]) > 0.01);
     assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 0.05);
@@ -512,11 +525,6 @@ static void sd2_run(void **state)
     assert_non_null(strstr(text, "\"model\":[\"80\",0]"));
     free(want);
     for (int i = 0; i < 3; i++) free(latent[i]);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
-    kiln_tokenizer_free(tok);
-    kiln_model_free(m);
-    kiln_backend_free(be);
 }
 
 /* gen on an SDXL model: the latent the library samples from the same
@@ -527,30 +535,13 @@ static void sdxl_run(void **state)
     size_t count;
     float *latent = gen_model_latent("sdxl/tiny_sdxl.safetensors", "sdxl", "", &count);
     assert_int_equal(count, 4 * 8 * 8);
-    kiln_backend *be;
-    kiln_model *m;
-    kiln_tokenizer *tok;
-    kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("sdxl/tiny_sdxl.safetensors"), be, &m));
-    assert_kiln_ok(kiln_tokenizer_create(&tok));
-    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &neg));
-    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
-                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8};
-    float *want;
-    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
+    float *want = library_latent("sdxl/tiny_sdxl.safetensors", 0);
     assert_rel_l2_le(latent, want, count, 1e-6);
     char text[16384];
     check_output("sdxl", 16, 16, "prompt", text, sizeof text, NULL);
     assert_null(strstr(text, "CLIPSetLastLayer"));
     free(want);
     free(latent);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
-    kiln_tokenizer_free(tok);
-    kiln_model_free(m);
-    kiln_backend_free(be);
 }
 
 /* gen --refiner: the base model to step 2 of 3 with its noise left in, then
