@@ -236,6 +236,10 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     x->shape[2] = cfg->hidden;
 
     for (int i = 0; i < run; i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
+    if (!clip->reading->final_norm && !last) { /* SDXL's hidden state as it is */
+        *out = x;
+        return KILN_OK;
+    }
     if (clip->reading->final_norm) TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
     else TRY(nn_scale(g, x, 1.0f, out)); /* a copy: x goes on through the layers below */
     if (last) {

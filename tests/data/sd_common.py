@@ -1,11 +1,13 @@
 """What several of kiln's data scripts share, so that it is written once: the
 renames from diffusers' and transformers' names to the original single-file
 names (the "ldm" UNet and ControlNet, OpenCLIP's text tower), ComfyUI's
-discrete sigmas and its "normal" scheduler, and the helpers that make, round,
-check and probe the small random models.
+discrete sigmas and its "normal" scheduler, its KSampler (euler steps with CFG
+in x0 space, the LATENT it returns, VAEDecode), and the helpers that make,
+round, check and probe the small random models.
 
 Used by sd2/make_sd2_data.py, sdxl/make_sdxl_data.py,
 sdxl/make_sdxl_lora_data.py, sdxl/make_sdxl_controlnet_data.py,
+sdxl_refiner/make_refiner_data.py, sdxl_refiner/make_handoff_data.py,
 layouts/make_layout_manifests.py and controlnet/make_controlnet_data.py; each
 says what it takes from here. Not a script: they import it by putting
 tests/data on sys.path, as pix2pix/make_pix2pix_data.py imports
@@ -16,7 +18,8 @@ Origin: the name mappings follow the layouts that diffusers 0.27.2's own
 converters read (convert_from_ckpt.convert_ldm_unet_checkpoint, with and
 without controlnet=True, and convert_open_clip_checkpoint); the scripts check
 each against them. The sigmas restate ComfyUI's ModelSamplingDiscrete and
-normal_scheduler.
+normal_scheduler; the sampler its model_sampling EPS and V_PREDICTION, CFG
+guider, sample_euler and KSampler.
 """
 import os
 
@@ -144,6 +147,69 @@ def comfy_normal_sigmas(steps):
     start, end = timestep(sigmas[-1:]), timestep(sigmas[:1])  # sigma_max -> 999, sigma_min -> 0
     ts = torch.linspace(start.item(), end.item(), steps)
     return torch.cat([torch.stack([sigma(t) for t in ts]), torch.zeros(1)]), timestep
+
+
+# ---------------------------------------------------------------- ComfyUI's KSampler
+
+def eps_x0(x, eps, sigma):
+    """ComfyUI's model_sampling EPS: the x0 an eps-prediction model's output
+    gives, x - eps * sigma (x: the unscaled input)."""
+    return x - eps * sigma
+
+
+def v_x0(x, v, sigma):
+    """ComfyUI's model_sampling V_PREDICTION (sigma_data 1): the x0 a
+    v-prediction model's output gives, x / (sigma^2 + 1) - v * sigma /
+    sqrt(sigma^2 + 1)."""
+    return x / (sigma ** 2 + 1) - v * sigma / (sigma ** 2 + 1) ** 0.5
+
+
+def cfg_denoiser(model, x0, cfg, timestep):
+    """The guided x0 for (x, sigma), as ComfyUI's CFG guider gets it: `model`
+    (xin, t) -> the UNet's output on the [negative, positive] pair, called on
+    cat([x, x]) / sqrt(sigma^2 + 1) at the timestep of sigma (`timestep`, from
+    comfy_normal_sigmas) for both rows; `x0` (eps_x0 or v_x0) turns that into
+    each row's x0; then uncond + (cond - uncond) * cfg. The scripts differ only
+    in `model` (their conditioning) and `x0`, so this is written once."""
+    def denoised(x, sigma):
+        xc = torch.cat([x, x])
+        with torch.no_grad():
+            out = model(xc / (sigma ** 2 + 1) ** 0.5, timestep(sigma.view(1)).float().repeat(2))
+        x0s = x0(xc, out, sigma)
+        return x0s[0:1] + (x0s[1:2] - x0s[0:1]) * cfg
+
+    return denoised
+
+
+def euler(denoised, x, sigmas, store=None, prefix=""):
+    """ComfyUI's sample_euler (no churn) from x over `sigmas`: each step's
+    guided x0, denoised(x, sigma), kept as store[prefix + "denoised.N"] (the
+    per-step goldens; not kept without a store), then x += (x - x0) / sigma *
+    (sigma_next - sigma). Returns the final x."""
+    for i in range(len(sigmas) - 1):
+        s = sigmas[i]
+        d = denoised(x, s)
+        if store is not None:
+            store[f"{prefix}denoised.{i}"] = d
+        x = x + (x - d) / s * (sigmas[i + 1] - s)
+    return x
+
+
+def ksampler(denoised, noise, sigmas, scaling, store, prefix="run."):
+    """ComfyUI's KSampler with euler on an empty latent at full denoise: x
+    starts at noise * sqrt(1 + sigma0^2) (max denoise: the empty latent is
+    zero), the euler steps (each guided x0 as store[prefix + "denoised.N"]),
+    and the LATENT it returns: the final x / `scaling` (process_latent_out)."""
+    x = noise * (1.0 + sigmas[0] ** 2) ** 0.5
+    return euler(denoised, x, sigmas, store, prefix) / scaling
+
+
+def decode_image(vae, latent_out):
+    """ComfyUI's VAEDecode of a LATENT with a diffusers AutoencoderKL: the
+    (1, H, W, 3) image in [0, 1], clamp((decode + 1) / 2)."""
+    with torch.no_grad():
+        image = vae.decode(latent_out).sample
+    return torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).permute(0, 2, 3, 1)
 
 
 # ---------------------------------------------------------------- UNet and ControlNet names

@@ -39,8 +39,9 @@ so the float32 goldens below are exactly what the stored weights give.
         (1,16,16,3) in [0,1]).
 
 The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
-the block hooks are tests/data/sd_common.py's, shared with the SDXL, ControlNet
-and layout scripts.
+KSampler (euler, CFG, VAEDecode) and the block hooks are
+tests/data/sd_common.py's, shared with the SDXL, ControlNet and layout
+scripts; the run here gives it only the UNet call and v-prediction.
 
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens:
@@ -61,8 +62,8 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import (check_equal, comfy_normal_sigmas, ldm_unet, open_clip, pad_after_eos, randomize,  # noqa: E402
-                       record_outputs, tiny_vae, tiny_vae_ldm)
+from sd_common import (cfg_denoiser, check_equal, comfy_normal_sigmas, decode_image, ksampler,  # noqa: E402
+                       ldm_unet, open_clip, pad_after_eos, randomize, record_outputs, tiny_vae, tiny_vae_ldm, v_x0)
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
@@ -176,21 +177,15 @@ def main():
     sigmas, timestep = comfy_normal_sigmas(steps)
     positive, negative = g["clip_skip2"][0:1], g["clip_skip2"][1:2]
     noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
-    x = noise * (1.0 + sigmas[0] ** 2) ** 0.5  # max denoise: the empty latent is zero
     g.update({"run.positive": positive, "run.negative": negative, "run.noise": noise, "run.sigmas": sigmas})
-    for i in range(steps):
-        s = sigmas[i]
-        with torch.no_grad():
-            v = unet(torch.cat([x, x]) / (s ** 2 + 1) ** 0.5, timestep(s.view(1)).float().repeat(2),
-                     encoder_hidden_states=torch.cat([negative, positive])).sample
-        x0 = x / (s ** 2 + 1) - v * s / (s ** 2 + 1) ** 0.5
-        denoised = x0[0:1] + (x0[1:2] - x0[0:1]) * cfg
-        g[f"run.denoised.{i}"] = denoised
-        x = x + (x - denoised) / s * (sigmas[i + 1] - s)
-    g["run.latent_out"] = x / SCALING
-    with torch.no_grad():
-        image = vae.decode(g["run.latent_out"]).sample
-    g["run.image"] = torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).permute(0, 2, 3, 1)
+    context = torch.cat([negative, positive])  # the uncond row first
+
+    def model(xin, t):
+        """The UNet's v on the [negative, positive] pair."""
+        return unet(xin, t, encoder_hidden_states=context).sample
+
+    g["run.latent_out"] = ksampler(cfg_denoiser(model, v_x0, cfg, timestep), noise, sigmas, SCALING, g)
+    g["run.image"] = decode_image(vae, g["run.latent_out"])
     save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
     print({k: tuple(v.shape) for k, v in g.items()})
 

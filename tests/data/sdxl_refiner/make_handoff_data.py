@@ -11,7 +11,10 @@ hold (the prompts "a photograph of an astronaut riding a horse" / ""):
 tests/data/sdxl/golden.safetensors run.positive (1,77,64), run.negative,
 run.positive_pooled (1,32), run.negative_pooled for the base, and
 tests/data/sdxl_refiner/golden.safetensors run.positive (1,77,32), ... for the
-refiner. ComfyUI's sigmas and timestep function are tests/data/sd_common.py's.
+refiner. ComfyUI's sigmas and timestep function, its CFG guider and euler
+steps and the VAE decode are tests/data/sd_common.py's (cfg_denoiser, euler,
+decode_image), shared with the models' own scripts; this one keeps the UNet
+call and KSamplerAdvanced's cut schedule and start x.
 
 The sampler, as ComfyUI's KSampler (eps-prediction, euler, CFG in x0 space):
 every step calls the UNet on cat([x, x]) / sqrt(sigma^2 + 1) at the timestep
@@ -80,7 +83,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import comfy_normal_sigmas  # noqa: E402
+from sd_common import cfg_denoiser, comfy_normal_sigmas, decode_image, eps_x0, euler  # noqa: E402
 
 BASE = "tests/data/sdxl"
 REFINER = "tests/data/sdxl_refiner"
@@ -120,14 +123,10 @@ class Model:
         self.pooled = torch.cat([g["run.negative_pooled"], g["run.positive_pooled"]])
         self.time_ids = time_ids
 
-    def denoised(self, x, s, timestep):
-        xc = torch.cat([x, x])
-        with torch.no_grad():
-            eps = self.unet(xc / (s ** 2 + 1) ** 0.5, timestep(s.view(1)).float().repeat(2),
-                            encoder_hidden_states=self.context,
-                            added_cond_kwargs={"text_embeds": self.pooled, "time_ids": self.time_ids}).sample
-        x0 = xc - eps * s
-        return x0[0:1] + (x0[1:2] - x0[0:1]) * CFG
+    def __call__(self, xin, t):
+        """The UNet's eps on the [negative, positive] pair, with its added conditioning."""
+        return self.unet(xin, t, encoder_hidden_states=self.context,
+                         added_cond_kwargs={"text_embeds": self.pooled, "time_ids": self.time_ids}).sample
 
 
 def ksampler_advanced(model, noise, latent, steps, start_step, last_step, add_noise, leftover_noise, store=None,
@@ -143,12 +142,7 @@ def ksampler_advanced(model, noise, latent, steps, start_step, last_step, add_no
     # EPS noise_scaling; max_denoise when the first sigma is sigma_max (isclose, rel 1e-5) or above
     max_denoise = bool(sigmas[0] >= sigma_max * (1 - 1e-5))
     x = noise * ((1.0 + sigmas[0] ** 2) ** 0.5 if max_denoise else sigmas[0]) + latent
-    for i in range(len(sigmas) - 1):
-        s = sigmas[i]
-        denoised = model.denoised(x, s, timestep)
-        if store is not None:
-            store[f"{prefix}denoised.{i}"] = denoised
-        x = x + (x - denoised) / s * (sigmas[i + 1] - s)
+    x = euler(cfg_denoiser(model, eps_x0, CFG, timestep), x, sigmas, store, prefix)
     return x / SCALING  # process_latent_out
 
 
@@ -174,9 +168,7 @@ def main():
                                              leftover_noise=True, store=g, prefix="base.")
     g["refiner.latent_out"] = ksampler_advanced(refiner, noise, g["base.latent_out"], STEPS, SWITCH, 10000,
                                                 add_noise=False, leftover_noise=False, store=g, prefix="refiner.")
-    with torch.no_grad():
-        image = vae.decode(g["refiner.latent_out"]).sample
-    g["image"] = torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).permute(0, 2, 3, 1)
+    g["image"] = decode_image(vae, g["refiner.latent_out"])
     g["base_only.latent_out"] = ksampler_advanced(base, noise, empty, STEPS, 0, 10000, add_noise=True,
                                                   leftover_noise=False)
 

@@ -72,8 +72,10 @@ exactly what the stored weights give.
         (VAEDecode of it, (1,16,16,3) in [0,1]).
 
 The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
-the block hooks are tests/data/sd_common.py's, shared with the SDXL, SD 2.x,
-ControlNet and layout scripts.
+KSampler (euler, CFG, VAEDecode) and the block hooks are
+tests/data/sd_common.py's, shared with the SDXL, SD 2.x, ControlNet and layout
+scripts; the run here gives it only the UNet call (eps-prediction, with the
+refiner's added conditioning).
 
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens; the output is
@@ -97,8 +99,9 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import (check_equal, comfy_normal_sigmas, ldm_unet, open_clip, pad_after_eos, randomize,  # noqa: E402
-                       record_input, record_outputs, tiny_vae, tiny_vae_ldm)
+from sd_common import (cfg_denoiser, check_equal, comfy_normal_sigmas, decode_image, eps_x0,  # noqa: E402
+                       ksampler, ldm_unet, open_clip, pad_after_eos, randomize, record_input, record_outputs,
+                       tiny_vae, tiny_vae_ldm)
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
@@ -254,25 +257,17 @@ def main():
     # 8 x the 8x8 latent, crops 0; aesthetic score 2.5 for the negative (the uncond row, first), 6 for the positive
     time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 2.5], [64.0, 64.0, 0.0, 0.0, 6.0]])
     noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
-    x = noise * (1.0 + sigmas[0] ** 2) ** 0.5  # max denoise: the empty latent is zero
     g.update({"run.positive": positive, "run.negative": negative, "run.positive_pooled": positive_pooled,
               "run.negative_pooled": negative_pooled, "run.noise": noise, "run.sigmas": sigmas})
-    for i in range(steps):
-        s = sigmas[i]
-        xc = torch.cat([x, x])
-        with torch.no_grad():
-            eps = unet(xc / (s ** 2 + 1) ** 0.5, timestep(s.view(1)).float().repeat(2),
-                       encoder_hidden_states=torch.cat([negative, positive]),
-                       added_cond_kwargs={"text_embeds": torch.cat([negative_pooled, positive_pooled]),
-                                          "time_ids": time_ids}).sample
-        x0 = xc - eps * s
-        denoised = x0[0:1] + (x0[1:2] - x0[0:1]) * cfg
-        g[f"run.denoised.{i}"] = denoised
-        x = x + (x - denoised) / s * (sigmas[i + 1] - s)
-    g["run.latent_out"] = x / SCALING
-    with torch.no_grad():
-        image = vae.decode(g["run.latent_out"]).sample
-    g["run.image"] = torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).permute(0, 2, 3, 1)
+    context, pooled = torch.cat([negative, positive]), torch.cat([negative_pooled, positive_pooled])
+
+    def model(xin, t):
+        """The UNet's eps on the [negative, positive] pair, with the refiner's added conditioning."""
+        return unet(xin, t, encoder_hidden_states=context,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+
+    g["run.latent_out"] = ksampler(cfg_denoiser(model, eps_x0, cfg, timestep), noise, sigmas, SCALING, g)
+    g["run.image"] = decode_image(vae, g["run.latent_out"])
     save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
     print({k: tuple(v.shape) for k, v in g.items()})
 
