@@ -1,5 +1,6 @@
-/* ControlNet for the SD 1.x UNet: a trained copy of the UNet's encoder (its
- * input and middle blocks: the same layer table under `control_model.`),
+/* ControlNet for an SD 1.x/2.x/XL UNet: a trained copy of the UNet's encoder
+ * (its input and middle blocks: the same layer table under `control_model.`;
+ * SDXL's takes the vector y as the UNet does),
  * fed the latent plus a hint image encoded to latent size. Its output at
  * every skip point and after the middle block passes through a 1x1 "zero"
  * convolution, is scaled by the strength, and is added to the UNet's skips

@@ -1,6 +1,6 @@
-/* ComfyUI's prompt handling for SD 1.x and 2.x CLIP (comfy/sd1_clip.py,
- * sd2_clip.py, ComfyUI 0.3.64): weight syntax, then 77-id windows of token
- * ids and weights.
+/* ComfyUI's prompt handling for SD 1.x, 2.x and XL CLIP (comfy/sd1_clip.py,
+ * sd2_clip.py, sdxl_clip.py, ComfyUI 0.3.64): weight syntax, then 77-id
+ * windows of token ids and weights (each text tower tokenizes on its own).
  *
  * Weights: "(text)" multiplies the weight around it by 1.1 (so "((a))" is
  * 1.21), "(text:1.3)" sets 1.3 whatever surrounds it (the number after the

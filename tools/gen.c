@@ -531,7 +531,10 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
     else printf(", alpha %g to %g\n", (double)info->min_alpha, (double)info->max_alpha);
     if (info->text_width)
         printf("text width   %d%s\n", info->text_width,
-               info->text_width == 768 ? " (SD 1.x)" : info->text_width == 1024 ? " (SD 2.x)" : "");
+               info->text_width == 768 ? " (SD 1.x, SDXL's CLIP-L)"
+               : info->text_width == 1024 ? " (SD 2.x)"
+               : info->text_width == 1280 ? " (SDXL's OpenCLIP bigG)"
+                                          : "");
     kiln_st_file *f;
     if (kiln_st_open(path, &f) != KILN_OK) return;
     static const char *const keys[][2] = {{"ss_base_model_version", "base"}, {"ss_sd_model_name", "trained on"},
