@@ -107,6 +107,8 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
     for (int i = 0, offset = 0; i < m->info.nclips && st == KILN_OK; offset += m->clips[i].config->hidden, i++) {
         kiln_prompt_tokens pt = {0};
         if ((st = kiln_prompt_tokenize(tok, text, m->clips[i].reading->pad_id, &pt)) != KILN_OK) break;
+        if (out->data && pt.n_windows * KILN_CLIP_CONTEXT != out->tokens) /* one tokenizer: cannot happen */
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "prompt: the text towers split it into different windows");
         if (!out->data) { /* every tower splits the prompt into the same windows */
             out->tokens = pt.n_windows * KILN_CLIP_CONTEXT;
             out->dim = dim;
