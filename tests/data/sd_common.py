@@ -1,9 +1,13 @@
 """What several of kiln's data scripts share, so that it is written once: the
 renames from diffusers' and transformers' names to the original single-file
-names (the "ldm" UNet and ControlNet, OpenCLIP's text tower), ComfyUI's
-discrete sigmas and its "normal" scheduler, its KSampler (euler steps with CFG
-in x0 space, the LATENT it returns, VAEDecode), and the helpers that make,
-round, check and probe the small random models.
+names (the "ldm" UNet and ControlNet, OpenCLIP's text tower, bigG's as SDXL
+and refiner files store it), ComfyUI's discrete sigmas and its "normal"
+scheduler, its KSampler (euler steps with CFG in x0 space, the LATENT it
+returns, VAEDecode), the helpers that make, round, check and probe the small
+random models, those that write them (float16 safetensors, json configs,
+diffusers folders, goldens), and the goldens that SDXL's base and refiner
+scripts both take of their text tower bigG and of their UNet with the added
+"text_time" embedding (its size embedding, the UNet call, a KSampler run).
 
 Used by sd2/make_sd2_data.py, sdxl/make_sdxl_data.py,
 sdxl/make_sdxl_lora_data.py, sdxl/make_sdxl_controlnet_data.py,
@@ -21,12 +25,20 @@ each against them. The sigmas restate ComfyUI's ModelSamplingDiscrete and
 normal_scheduler; the sampler its model_sampling EPS and V_PREDICTION, CFG
 guider, sample_euler and KSampler.
 """
+import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_unet_checkpoint,
+                                                                   convert_ldm_vae_checkpoint,
+                                                                   convert_open_clip_checkpoint)
 from safetensors.numpy import load_file
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig
 
 
 # ---------------------------------------------------------------- random tiny models
@@ -78,6 +90,14 @@ def tiny_vae(models):
     return round_half(vae)
 
 
+def tiny_vae_config(models, scaling):
+    """That VAE's diffusers config with `scaling` as its latent scaling factor
+    (SDXL's 0.13025 where the tiny model has SD 1.x's), for a folder of it."""
+    with open(os.path.join(models, "sd15_tiny_diffusers", "vae", "config.json")) as f:
+        vae_config = json.load(f)
+    return dict(vae_config, scaling_factor=scaling)
+
+
 def check_equal(a, b, what):
     """Two state dicts with the same names and equal values (what a converter
     gives back must be exactly what went in)."""
@@ -105,6 +125,87 @@ def record_input(module, store, key):
         store[key] = args[0].detach().clone()
 
     return module.register_forward_hook(save)
+
+
+# ---------------------------------------------------------------- writing models and goldens
+
+# what transformers and diffusers write in their safetensors headers (transformers requires it)
+PT = {"format": "pt"}
+
+
+def state(module):
+    """A module's weights, cloned, without transformers' text_model.embeddings.
+    position_ids (a buffer no file carries)."""
+    return {k: v.clone() for k, v in module.state_dict().items() if k != "text_model.embeddings.position_ids"}
+
+
+def save_half(sd, path, metadata=None):
+    """A state dict stored as float16 (its values are float16 already, so the
+    file gives back exactly what the goldens were computed with)."""
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, path, metadata=metadata)
+
+
+def write_json(obj, path):
+    """A config as the scripts write them: json with indent 1."""
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+
+
+def euler_scheduler_config(prediction_type):
+    """The scheduler_config.json of a folder: diffusers' EulerDiscreteScheduler
+    on SD's scaled-linear betas (those of comfy_sigmas), for `prediction_type`
+    ("epsilon" or "v_prediction")."""
+    return {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+            "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": prediction_type,
+            "steps_offset": 1, "timestep_spacing": "leading"}
+
+
+def write_diffusers_folder(folder, unet_sd, unet_config, vae_sd, vae_config, encoders, scheduler_config,
+                           model_index, load_back):
+    """A diffusers folder, made afresh, as diffusers ships the SDXL pipelines:
+    unet/ (`unet_config`, the constructor's arguments), vae/, one subfolder per
+    text encoder (`encoders`: (subfolder, transformers class, state dict,
+    config) each), scheduler/ and model_index.json; the weights float16, with
+    {"format": "pt"} in their headers as transformers and diffusers write them
+    (transformers' from_pretrained requires it). The UNet and the encoders
+    named in `load_back` are then loaded back and must give the same weights."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for part in ["unet", "vae", *[name for name, _, _, _ in encoders], "scheduler"]:
+        os.makedirs(f"{folder}/{part}")
+    save_half(unet_sd, f"{folder}/unet/diffusion_pytorch_model.safetensors", metadata=PT)
+    write_json({"_class_name": "UNet2DConditionModel", **unet_config}, f"{folder}/unet/config.json")
+    save_half(vae_sd, f"{folder}/vae/diffusion_pytorch_model.safetensors", metadata=PT)
+    write_json(vae_config, f"{folder}/vae/config.json")
+    for name, cls, sd, config in encoders:
+        save_half(sd, f"{folder}/{name}/model.safetensors", metadata=PT)
+        write_json({"architectures": [cls.__name__], "model_type": "clip_text_model", **config},
+                   f"{folder}/{name}/config.json")
+    write_json(scheduler_config, f"{folder}/scheduler/scheduler_config.json")
+    write_json(model_index, f"{folder}/model_index.json")
+    # the folder loads back to the same weights
+    check_equal(state(UNet2DConditionModel.from_pretrained(f"{folder}/unet")), unet_sd, "unet folder")
+    for name, cls, sd, _ in encoders:
+        if name in load_back:
+            check_equal(state(cls.from_pretrained(f"{folder}/{name}")), sd, f"{name} folder")
+
+
+def check_ldm_unet_vae(single, unet, unet_sd, vae, vae_sd):
+    """Upstream's own converters (convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint) must give back from the single file exactly
+    the UNet's and the VAE's diffusers weights. Each gets a copy: they pop
+    what they read."""
+    back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)
+    check_equal(back, unet_sd, "unet")
+    back = convert_ldm_vae_checkpoint(dict(single), dict(vae.config))
+    check_equal(back, vae_sd, "vae")
+
+
+def save_goldens(g, path):
+    """The goldens as one safetensors file, each tensor cloned contiguous (a
+    view is stored on its own, not with what it views), and their shapes
+    printed."""
+    save_file({k: v.clone().contiguous() for k, v in g.items()}, path)
+    print({k: tuple(v.shape) for k, v in g.items()})
 
 
 # ---------------------------------------------------------------- tokens
@@ -340,3 +441,107 @@ def open_clip(sd, layers, prefix):
     them; without text_projection and logit_scale."""
     return {prefix + o: sd[t[0]] if len(t) == 1 else torch.cat([sd[x] for x in t])
             for o, t in open_clip_sources(layers).items()}
+
+
+def open_clip_g(sd, layers, prefix):
+    """transformers CLIPTextModelWithProjection names -> OpenCLIP bigG's under
+    `prefix`, as SDXL files store clip_g (`conditioner.embedders.1.model.`) and
+    refiner files their one text tower (`conditioner.embedders.0.model.`): q,
+    k, v fused into in_proj (open_clip), text_projection transposed (OpenCLIP
+    computes x @ it), and the logit scale the files carry."""
+    out = open_clip(sd, layers, prefix)
+    out[prefix + "text_projection"] = sd["text_projection.weight"].t().contiguous()
+    # the logit scale the files carry (log 100); the text tower does not use it
+    out[prefix + "logit_scale"] = torch.tensor(4.6052).half().float()
+    return out
+
+
+def check_open_clip_g(single, prefix, config, g_sd):
+    """Upstream's convert_open_clip_checkpoint (with projection, from a config
+    folder of `config`) must give back from the single file exactly bigG's
+    transformers weights `g_sd`."""
+    with tempfile.TemporaryDirectory() as d:
+        CLIPTextConfig(**config).save_pretrained(d)
+        back = state(convert_open_clip_checkpoint(dict(single), d, prefix=prefix, has_projection=True,
+                                                  local_files_only=True))
+    check_equal(back, g_sd, "clip_g")
+
+
+# ---------------------------------------------------------------- SDXL's goldens (base and refiner)
+
+def clip_g_goldens(te_g, g):
+    """bigG's goldens from g["g.input_ids"]: g.hidden, the penultimate hidden
+    state, hidden_states[-2], without the final layer norm (what ComfyUI's SDXL
+    and refiner clip models and diffusers' pipelines read), and g.pooled, its
+    text_embeds; checked to be the last layer through the final layer norm at
+    the first EOS, times the projection."""
+    with torch.no_grad():
+        out_g = te_g(g["g.input_ids"], output_hidden_states=True)
+    g["g.hidden"] = out_g.hidden_states[-2]
+    g["g.pooled"] = out_g.text_embeds
+    # pooled: the last layer through the final layer norm at the first EOS, projected
+    eos = (g["g.input_ids"] == 49407).int().argmax(dim=-1)
+    with torch.no_grad():
+        pooled = te_g.text_model.final_layer_norm(out_g.hidden_states[-1])[torch.arange(len(eos)), eos]
+    assert torch.allclose(pooled @ te_g.text_projection.weight.t(), g["g.pooled"], atol=1e-6)
+
+
+def size_embedding(time_ids, dim):
+    """The added numbers as ComfyUI's SDXL and SDXLRefiner encode_adm embed
+    them: timestep_embedding of each (`dim` wide, cos half then sin half),
+    flattened per row."""
+    freqs = torch.exp(-np.log(10000.0) * torch.arange(dim // 2, dtype=torch.float32) / (dim // 2))
+    args = time_ids.reshape(-1, 1) * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).reshape(time_ids.shape[0], -1)
+
+
+def sdxl_unet_goldens(unet, blocks, g, context, time_ids, time_dim):
+    """The UNet's goldens on two rows, for a UNet with SDXL's added "text_time"
+    embedding: sample (torch's global generator), timesteps [999, 500],
+    encoder_hidden_states (`context`), text_embeds (g.pooled), time_ids (the
+    rows of added numbers), noise_pred, x.<block> for `blocks`, and y, what
+    add_embedding receives; y checked against ComfyUI's encode_adm restated,
+    text_embeds then size_embedding(time_ids) (`time_dim` wide)."""
+    g["sample"] = torch.randn(2, 4, 8, 8)
+    g["timesteps"] = torch.tensor([999.0, 500.0])
+    g["encoder_hidden_states"] = context
+    g["text_embeds"] = g["g.pooled"]
+    g["time_ids"] = torch.tensor(time_ids)
+
+    handles = record_outputs(unet, blocks, g)
+    handles.append(record_input(unet.add_embedding, g, "y"))
+    with torch.no_grad():
+        g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"],
+                               added_cond_kwargs={"text_embeds": g["text_embeds"], "time_ids": g["time_ids"]}).sample
+    for h in handles:
+        h.remove()
+    assert g["y"].shape == (2, g["text_embeds"].shape[1] + g["time_ids"].shape[1] * time_dim)
+    assert torch.allclose(g["y"], torch.cat([g["text_embeds"], size_embedding(g["time_ids"], time_dim)], dim=1),
+                          atol=1e-6)
+
+
+def sdxl_run(unet, vae, g, context, time_ids, scaling, steps, cfg):
+    """run.*: ComfyUI's KSampler (euler, normal scheduler, eps-prediction, CFG
+    in x0 space, seed 42, one 8x8 latent) with a UNet with SDXL's added
+    embedding, then VAEDecode: rows 0 and 1 of `context` and of g.pooled are
+    the positive and the negative (run.positive, run.negative,
+    run.positive_pooled, run.negative_pooled); `time_ids` are the added
+    numbers of the pair the UNet is called on, [negative, positive] (the
+    uncond row first). Also run.noise (torch.manual_seed(42) randn),
+    run.sigmas, run.denoised.N, run.latent_out and run.image."""
+    sigmas, timestep = comfy_normal_sigmas(steps)
+    positive, negative = context[0:1], context[1:2]
+    positive_pooled, negative_pooled = g["g.pooled"][0:1], g["g.pooled"][1:2]
+    noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
+    g.update({"run.positive": positive, "run.negative": negative, "run.positive_pooled": positive_pooled,
+              "run.negative_pooled": negative_pooled, "run.noise": noise, "run.sigmas": sigmas})
+    # the uncond row first
+    pair, pooled = torch.cat([negative, positive]), torch.cat([negative_pooled, positive_pooled])
+
+    def model(xin, t):
+        """The UNet's eps on the [negative, positive] pair, with the added conditioning."""
+        return unet(xin, t, encoder_hidden_states=pair,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+
+    g["run.latent_out"] = ksampler(cfg_denoiser(model, eps_x0, cfg, timestep), noise, sigmas, scaling, g)
+    g["run.image"] = decode_image(vae, g["run.latent_out"])

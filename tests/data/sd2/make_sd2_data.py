@@ -39,15 +39,15 @@ so the float32 goldens below are exactly what the stored weights give.
         (1,16,16,3) in [0,1]).
 
 The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
-KSampler (euler, CFG, VAEDecode) and the block hooks are
-tests/data/sd_common.py's, shared with the SDXL, ControlNet and layout
-scripts; the run here gives it only the UNet call and v-prediction.
+KSampler (euler, CFG, VAEDecode), the block hooks and the writing of weights,
+configs and goldens are tests/data/sd_common.py's, shared with the SDXL,
+ControlNet and layout scripts; the run here gives it only the UNet call and
+v-prediction.
 
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens:
   python3 tests/data/sd2/make_sd2_data.py
 """
-import json
 import os
 import shutil
 import sys
@@ -58,12 +58,12 @@ from diffusers import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_unet_checkpoint,
                                                                    convert_open_clip_checkpoint)
 from safetensors.numpy import load_file
-from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import (cfg_denoiser, check_equal, comfy_normal_sigmas, decode_image, ksampler,  # noqa: E402
-                       ldm_unet, open_clip, pad_after_eos, randomize, record_outputs, tiny_vae, tiny_vae_ldm, v_x0)
+from sd_common import (cfg_denoiser, check_equal, comfy_normal_sigmas, decode_image,  # noqa: E402
+                       euler_scheduler_config, ksampler, ldm_unet, open_clip, pad_after_eos, randomize,
+                       record_outputs, save_goldens, save_half, state, tiny_vae, tiny_vae_ldm, v_x0, write_json)
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
@@ -80,9 +80,6 @@ UNET_CONFIG = dict(sample_size=8, in_channels=4, out_channels=4, down_block_type
 CLIP_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=3,
                    num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
                    pad_token_id=1, bos_token_id=0, eos_token_id=2)
-SCHEDULER_CONFIG = {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
-                    "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "v_prediction",
-                    "steps_offset": 1, "timestep_spacing": "leading"}
 BLOCKS = ["conv_in", "time_proj", "time_embedding", "down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0",
           "up_blocks.1", "conv_norm_out", "conv_out"]
 
@@ -114,8 +111,7 @@ def main():
     vae_ldm = tiny_vae_ldm(TINY)
 
     # the single file, checked against upstream's converters
-    unet_sd = {k: v.clone() for k, v in unet.state_dict().items()}
-    te_sd = {k: v.clone() for k, v in te.state_dict().items() if k != "text_model.embeddings.position_ids"}
+    unet_sd, te_sd = state(unet), state(te)
     single = {**ldm_unet(unet_sd, UNET_CONFIG), **open_clip_sd2(te_sd, CLIP_CONFIG["num_hidden_layers"]), **vae_ldm}
     back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
     check_equal(back, unet_sd, "unet")
@@ -126,29 +122,27 @@ def main():
     back.pop("text_projection.weight")
     check_equal(back, te_sd, "text encoder")
     os.makedirs(OUT, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in single.items()}, f"{OUT}/tiny_sd2.safetensors")
+    save_half(single, f"{OUT}/tiny_sd2.safetensors")
 
     # the diffusers folder: the text encoder's last layer dropped, v-prediction
     folder = f"{OUT}/tiny_sd2_diffusers"
     shutil.rmtree(folder, ignore_errors=True)
     for part in ["unet", "vae", "text_encoder", "scheduler"]:
         os.makedirs(f"{folder}/{part}")
-    save_file({k: v.half().contiguous() for k, v in unet_sd.items()}, f"{folder}/unet/diffusion_pytorch_model.safetensors")
-    json.dump({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, open(f"{folder}/unet/config.json", "w"), indent=1)
+    save_half(unet_sd, f"{folder}/unet/diffusion_pytorch_model.safetensors")
+    write_json({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, f"{folder}/unet/config.json")
     vae = tiny_vae(TINY)
-    save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()},
-              f"{folder}/vae/diffusion_pytorch_model.safetensors")
+    save_half(vae.state_dict(), f"{folder}/vae/diffusion_pytorch_model.safetensors")
     shutil.copy(os.path.join(TINY, "sd15_tiny_diffusers", "vae", "config.json"), f"{folder}/vae/config.json")
     dropped = dict(CLIP_CONFIG, num_hidden_layers=CLIP_CONFIG["num_hidden_layers"] - 1)
     last = f"text_model.encoder.layers.{CLIP_CONFIG['num_hidden_layers'] - 1}."
-    save_file({k: v.half().contiguous() for k, v in te_sd.items() if not k.startswith(last)},
-              f"{folder}/text_encoder/model.safetensors")
-    json.dump({"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **dropped},
-              open(f"{folder}/text_encoder/config.json", "w"), indent=1)
-    json.dump(SCHEDULER_CONFIG, open(f"{folder}/scheduler/scheduler_config.json", "w"), indent=1)
-    json.dump({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-               "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
-               "scheduler": ["diffusers", "EulerDiscreteScheduler"]}, open(f"{folder}/model_index.json", "w"), indent=1)
+    save_half({k: v for k, v in te_sd.items() if not k.startswith(last)}, f"{folder}/text_encoder/model.safetensors")
+    write_json({"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **dropped},
+               f"{folder}/text_encoder/config.json")
+    write_json(euler_scheduler_config("v_prediction"), f"{folder}/scheduler/scheduler_config.json")
+    write_json({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+                "scheduler": ["diffusers", "EulerDiscreteScheduler"]}, f"{folder}/model_index.json")
 
     g = {}
     ids = pad_after_eos(load_file("tests/data/tiny/clip_text.safetensors")["input_ids"])
@@ -186,8 +180,7 @@ def main():
 
     g["run.latent_out"] = ksampler(cfg_denoiser(model, v_x0, cfg, timestep), noise, sigmas, SCALING, g)
     g["run.image"] = decode_image(vae, g["run.latent_out"])
-    save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
-    print({k: tuple(v.shape) for k, v in g.items()})
+    save_goldens(g, f"{OUT}/golden.safetensors")
 
 
 if __name__ == "__main__":

@@ -69,34 +69,30 @@ stored weights give.
 The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
 KSampler (euler, CFG, VAEDecode) and the block hooks are
 tests/data/sd_common.py's, shared with the SD 2.x, ControlNet and layout
-scripts; the run here gives it only the UNet call (eps-prediction, with the
-added conditioning).
+scripts; so are, shared with the refiner's script, clip_g's OpenCLIP names,
+the checks of the single file, the writing of the diffusers folder and of the
+goldens, and the goldens of clip_g, of the UNet (y checked against the size
+embedding restated) and of the run. This script gives them its models, its
+context (clip_l's and clip_g's hidden states) and its time_ids.
 
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens:
   python3 tests/data/sdxl/make_sdxl_data.py
 """
-import json
 import os
-import shutil
 import sys
-import tempfile
 
-import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_clip_checkpoint,
-                                                                   convert_ldm_unet_checkpoint,
-                                                                   convert_ldm_vae_checkpoint,
-                                                                   convert_open_clip_checkpoint)
+from diffusers.pipelines.stable_diffusion.convert_from_ckpt import convert_ldm_clip_checkpoint
 from safetensors.numpy import load_file
-from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import (cfg_denoiser, check_equal, comfy_normal_sigmas, decode_image, eps_x0,  # noqa: E402
-                       ksampler, ldm_unet, open_clip, pad_after_eos, randomize, record_input, record_outputs,
-                       tiny_vae, tiny_vae_ldm)
+from sd_common import (check_equal, check_ldm_unet_vae, check_open_clip_g, clip_g_goldens,  # noqa: E402
+                       euler_scheduler_config, ldm_unet, open_clip_g, pad_after_eos, randomize, save_goldens,
+                       save_half, sdxl_run, sdxl_unet_goldens, state, tiny_vae, tiny_vae_config, tiny_vae_ldm,
+                       write_diffusers_folder)
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
@@ -118,35 +114,14 @@ CLIP_L_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num
 CLIP_G_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=3,
                      num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
                      pad_token_id=1, bos_token_id=0, eos_token_id=2)
-SCHEDULER_CONFIG = {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
-                    "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
-                    "steps_offset": 1, "timestep_spacing": "leading"}
+# the folder's model_index.json (no tokenizers here)
+MODEL_INDEX = {"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+               "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+               "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+               "scheduler": ["diffusers", "EulerDiscreteScheduler"]}
 BLOCKS = ["conv_in", "time_proj", "time_embedding", "add_embedding", "down_blocks.0", "down_blocks.1", "mid_block",
           "up_blocks.0", "up_blocks.1", "conv_norm_out", "conv_out"]
-# what transformers and diffusers write in their safetensors headers (transformers requires it)
-PT = {"format": "pt"}
 TIME_IDS = [[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [40.0, 56.0, 3.0, 5.0, 48.0, 72.0]]
-
-
-def open_clip_g(sd, layers):
-    """transformers CLIPTextModelWithProjection names -> OpenCLIP's
-    `conditioner.embedders.1.model.*` as SDXL files store clip_g: q, k, v fused
-    into in_proj (sd_common's open_clip), text_projection transposed (OpenCLIP
-    computes x @ it)."""
-    out = open_clip(sd, layers, PREFIX_G)
-    out[PREFIX_G + "text_projection"] = sd["text_projection.weight"].t().contiguous()
-    # the logit scale SDXL files carry (log 100); the text tower does not use it
-    out[PREFIX_G + "logit_scale"] = torch.tensor(4.6052).half().float()
-    return out
-
-
-def state(module):
-    return {k: v.clone() for k, v in module.state_dict().items() if k != "text_model.embeddings.position_ids"}
-
-
-def write_json(obj, path):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
 
 
 def main():
@@ -167,51 +142,20 @@ def main():
     unet_sd, l_sd, g_sd, vae_sd = state(unet), state(te_l), state(te_g), state(vae)
     single = {**ldm_unet(unet_sd, UNET_CONFIG),
               **{"conditioner.embedders.0.transformer." + k: v for k, v in l_sd.items()},
-              **open_clip_g(g_sd, CLIP_G_CONFIG["num_hidden_layers"]), **vae_ldm}
-    back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
-    check_equal(back, unet_sd, "unet")
+              **open_clip_g(g_sd, CLIP_G_CONFIG["num_hidden_layers"], PREFIX_G), **vae_ldm}
+    check_ldm_unet_vae(single, unet, unet_sd, vae, vae_sd)
     fresh = CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG)).eval()
     back = state(convert_ldm_clip_checkpoint(dict(single), text_encoder=fresh))
     check_equal(back, l_sd, "clip_l")
-    with tempfile.TemporaryDirectory() as d:
-        CLIPTextConfig(**CLIP_G_CONFIG).save_pretrained(d)
-        back = state(convert_open_clip_checkpoint(dict(single), d, prefix=PREFIX_G,
-                                                  has_projection=True))
-    check_equal(back, g_sd, "clip_g")
-    back = convert_ldm_vae_checkpoint(dict(single), dict(vae.config))
-    check_equal(back, vae_sd, "vae")
+    check_open_clip_g(single, PREFIX_G, CLIP_G_CONFIG, g_sd)
     os.makedirs(OUT, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in single.items()}, f"{OUT}/tiny_sdxl.safetensors")
+    save_half(single, f"{OUT}/tiny_sdxl.safetensors")
 
     # the diffusers folder
-    folder = f"{OUT}/tiny_sdxl_diffusers"
-    shutil.rmtree(folder, ignore_errors=True)
-    for part in ["unet", "vae", "text_encoder", "text_encoder_2", "scheduler"]:
-        os.makedirs(f"{folder}/{part}")
-    save_file({k: v.half().contiguous() for k, v in unet_sd.items()}, f"{folder}/unet/diffusion_pytorch_model.safetensors",
-              metadata=PT)
-    write_json({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, f"{folder}/unet/config.json")
-    save_file({k: v.half().contiguous() for k, v in vae_sd.items()}, f"{folder}/vae/diffusion_pytorch_model.safetensors",
-              metadata=PT)
-    with open(os.path.join(TINY, "sd15_tiny_diffusers", "vae", "config.json")) as f:
-        vae_config = json.load(f)
-    write_json(dict(vae_config, scaling_factor=SCALING), f"{folder}/vae/config.json")
-    save_file({k: v.half().contiguous() for k, v in l_sd.items()}, f"{folder}/text_encoder/model.safetensors",
-              metadata=PT)
-    write_json({"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", **CLIP_L_CONFIG},
-               f"{folder}/text_encoder/config.json")
-    save_file({k: v.half().contiguous() for k, v in g_sd.items()}, f"{folder}/text_encoder_2/model.safetensors",
-              metadata=PT)
-    write_json({"architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model", **CLIP_G_CONFIG},
-               f"{folder}/text_encoder_2/config.json")
-    write_json(SCHEDULER_CONFIG, f"{folder}/scheduler/scheduler_config.json")
-    write_json({"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-                "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
-                "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-                "scheduler": ["diffusers", "EulerDiscreteScheduler"]}, f"{folder}/model_index.json")
-    # the folder loads back to the same weights
-    check_equal(state(UNet2DConditionModel.from_pretrained(f"{folder}/unet")), unet_sd, "unet folder")
-    check_equal(state(CLIPTextModelWithProjection.from_pretrained(f"{folder}/text_encoder_2")), g_sd, "clip_g folder")
+    encoders = [("text_encoder", CLIPTextModel, l_sd, CLIP_L_CONFIG),
+                ("text_encoder_2", CLIPTextModelWithProjection, g_sd, CLIP_G_CONFIG)]
+    write_diffusers_folder(f"{OUT}/tiny_sdxl_diffusers", unet_sd, UNET_CONFIG, vae_sd, tiny_vae_config(TINY, SCALING),
+                           encoders, euler_scheduler_config("epsilon"), MODEL_INDEX, load_back=["text_encoder_2"])
 
     g = {}
     l_ids = load_file("tests/data/tiny/clip_text.safetensors")["input_ids"]
@@ -219,56 +163,18 @@ def main():
     g["g.input_ids"] = torch.from_numpy(pad_after_eos(l_ids))
     with torch.no_grad():
         out_l = te_l(g["l.input_ids"], output_hidden_states=True)
-        out_g = te_g(g["g.input_ids"], output_hidden_states=True)
     g["l.hidden"] = out_l.hidden_states[-2]
-    g["g.hidden"] = out_g.hidden_states[-2]
-    g["g.pooled"] = out_g.text_embeds
-    # pooled: the last layer through the final layer norm at the first EOS, projected
-    eos = (g["g.input_ids"] == 49407).int().argmax(dim=-1)
-    pooled = te_g.text_model.final_layer_norm(out_g.hidden_states[-1])[torch.arange(2), eos]
-    assert torch.allclose(pooled @ te_g.text_projection.weight.t(), g["g.pooled"], atol=1e-6)
+    clip_g_goldens(te_g, g)
     g["context"] = torch.cat([g["l.hidden"], g["g.hidden"]], dim=-1)
 
-    g["sample"] = torch.randn(2, 4, 8, 8)
-    g["timesteps"] = torch.tensor([999.0, 500.0])
-    g["encoder_hidden_states"] = g["context"]
-    g["text_embeds"] = g["g.pooled"]
-    g["time_ids"] = torch.tensor(TIME_IDS)
+    # the UNet's goldens, y restated as ComfyUI's SDXL encode_adm builds it
+    sdxl_unet_goldens(unet, BLOCKS, g, g["context"], TIME_IDS, TIME_DIM)
 
-    handles = record_outputs(unet, BLOCKS, g)
-    handles.append(record_input(unet.add_embedding, g, "y"))
-    with torch.no_grad():
-        g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"],
-                               added_cond_kwargs={"text_embeds": g["text_embeds"], "time_ids": g["time_ids"]}).sample
-    for h in handles:
-        h.remove()
-    # y restated as ComfyUI's SDXL encode_adm builds it (timestep_embedding: cos half, then sin half)
-    freqs = torch.exp(-np.log(10000.0) * torch.arange(TIME_DIM // 2, dtype=torch.float32) / (TIME_DIM // 2))
-    args = g["time_ids"].reshape(-1, 1) * freqs[None]
-    sizes = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).reshape(2, -1)
-    assert torch.allclose(g["y"], torch.cat([g["text_embeds"], sizes], dim=1), atol=1e-6)
-
-    # KSampler: euler, normal, eps-prediction, CFG in x0 space, on one latent
-    steps, cfg = 4, 5.0
-    sigmas, timestep = comfy_normal_sigmas(steps)
-    positive, negative = g["context"][0:1], g["context"][1:2]
-    positive_pooled, negative_pooled = g["g.pooled"][0:1], g["g.pooled"][1:2]
-    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]).repeat(2, 1)  # 8 x the 8x8 latent, crops 0
-    noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
-    g.update({"run.positive": positive, "run.negative": negative, "run.positive_pooled": positive_pooled,
-              "run.negative_pooled": negative_pooled, "run.noise": noise, "run.sigmas": sigmas})
-    # the uncond row first
-    context, pooled = torch.cat([negative, positive]), torch.cat([negative_pooled, positive_pooled])
-
-    def model(xin, t):
-        """The UNet's eps on the [negative, positive] pair, with SDXL's added conditioning."""
-        return unet(xin, t, encoder_hidden_states=context,
-                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
-
-    g["run.latent_out"] = ksampler(cfg_denoiser(model, eps_x0, cfg, timestep), noise, sigmas, SCALING, g)
-    g["run.image"] = decode_image(vae, g["run.latent_out"])
-    save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
-    print({k: tuple(v.shape) for k, v in g.items()})
+    # KSampler: euler, normal, eps-prediction, CFG in x0 space, on one latent; every
+    # UNet call gets 8 x the 8x8 latent as its sizes, crops 0
+    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]).repeat(2, 1)
+    sdxl_run(unet, vae, g, g["context"], time_ids, SCALING, steps=4, cfg=5.0)
+    save_goldens(g, f"{OUT}/golden.safetensors")
 
 
 if __name__ == "__main__":

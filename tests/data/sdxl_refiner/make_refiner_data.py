@@ -74,34 +74,29 @@ exactly what the stored weights give.
 The name mappings, the random weights, the tiny VAE, ComfyUI's sigmas and
 KSampler (euler, CFG, VAEDecode) and the block hooks are
 tests/data/sd_common.py's, shared with the SDXL, SD 2.x, ControlNet and layout
-scripts; the run here gives it only the UNet call (eps-prediction, with the
-refiner's added conditioning).
+scripts; so are, shared with the SDXL script, bigG's OpenCLIP names, the
+checks of the single file, the writing of the diffusers folder and of the
+goldens, and the goldens of bigG, of the UNet (y checked against the size
+embedding restated) and of the run. This script gives them its models, its
+context (bigG's hidden state alone) and its time_ids (the aesthetic scores).
 
 Run from the repository root with torch, diffusers and transformers
 installed and the project's shared goldens at ../shared/goldens; the output is
 deterministic:
   python3 tests/data/sdxl_refiner/make_refiner_data.py
 """
-import json
 import os
-import shutil
 import sys
-import tempfile
 
-import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_unet_checkpoint,
-                                                                   convert_ldm_vae_checkpoint,
-                                                                   convert_open_clip_checkpoint)
 from safetensors.numpy import load_file
-from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import (cfg_denoiser, check_equal, comfy_normal_sigmas, decode_image, eps_x0,  # noqa: E402
-                       ksampler, ldm_unet, open_clip, pad_after_eos, randomize, record_input, record_outputs,
-                       tiny_vae, tiny_vae_ldm)
+from sd_common import (check_ldm_unet_vae, check_open_clip_g, clip_g_goldens, euler_scheduler_config,  # noqa: E402
+                       ldm_unet, open_clip_g, pad_after_eos, randomize, save_goldens, save_half, sdxl_run,
+                       sdxl_unet_goldens, state, tiny_vae, tiny_vae_config, tiny_vae_ldm, write_diffusers_folder)
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 TINY = os.path.join(SHARED, "models")
@@ -121,9 +116,6 @@ UNET_CONFIG = dict(sample_size=8, in_channels=4, out_channels=4, down_block_type
 CLIP_G_CONFIG = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=3,
                      num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
                      pad_token_id=1, bos_token_id=0, eos_token_id=2)
-SCHEDULER_CONFIG = {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
-                    "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
-                    "steps_offset": 1, "timestep_spacing": "leading"}
 # stabilityai/stable-diffusion-xl-refiner-1.0's model_index.json, without the tokenizer (no tokenizer/ here)
 MODEL_INDEX = {"_class_name": "StableDiffusionXLImg2ImgPipeline", "force_zeros_for_empty_prompt": False,
                "requires_aesthetics_score": True, "unet": ["diffusers", "UNet2DConditionModel"],
@@ -132,39 +124,8 @@ MODEL_INDEX = {"_class_name": "StableDiffusionXLImg2ImgPipeline", "force_zeros_f
                "scheduler": ["diffusers", "EulerDiscreteScheduler"]}
 BLOCKS = ["conv_in", "time_proj", "time_embedding", "add_embedding", "down_blocks.0", "down_blocks.1", "mid_block",
           "up_blocks.0", "up_blocks.1", "conv_norm_out", "conv_out"]
-# what transformers and diffusers write in their safetensors headers (transformers requires it)
-PT = {"format": "pt"}
 # height, width, crop_h, crop_w, aesthetic_score
 TIME_IDS = [[64.0, 64.0, 0.0, 0.0, 6.0], [40.0, 56.0, 3.0, 5.0, 2.5]]
-
-
-def open_clip_g(sd, layers):
-    """transformers CLIPTextModelWithProjection names -> OpenCLIP's
-    `conditioner.embedders.0.model.*` as refiner files store bigG: q, k, v
-    fused into in_proj (sd_common's open_clip), text_projection transposed
-    (OpenCLIP computes x @ it)."""
-    out = open_clip(sd, layers, PREFIX_G)
-    out[PREFIX_G + "text_projection"] = sd["text_projection.weight"].t().contiguous()
-    # the logit scale the files carry (log 100); the text tower does not use it
-    out[PREFIX_G + "logit_scale"] = torch.tensor(4.6052).half().float()
-    return out
-
-
-def state(module):
-    return {k: v.clone() for k, v in module.state_dict().items() if k != "text_model.embeddings.position_ids"}
-
-
-def write_json(obj, path):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-
-
-def size_embedding(time_ids):
-    """The five numbers as ComfyUI's SDXLRefiner.encode_adm embeds them
-    (timestep_embedding of each, cos half then sin half), flattened per row."""
-    freqs = torch.exp(-np.log(10000.0) * torch.arange(TIME_DIM // 2, dtype=torch.float32) / (TIME_DIM // 2))
-    args = time_ids.reshape(-1, 1) * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).reshape(time_ids.shape[0], -1)
 
 
 def main():
@@ -181,95 +142,33 @@ def main():
 
     # the single file, checked against upstream's converters
     unet_sd, g_sd, vae_sd = state(unet), state(te_g), state(vae)
-    parts = [ldm_unet(unet_sd, UNET_CONFIG), open_clip_g(g_sd, CLIP_G_CONFIG["num_hidden_layers"]), vae_ldm]
+    parts = [ldm_unet(unet_sd, UNET_CONFIG), open_clip_g(g_sd, CLIP_G_CONFIG["num_hidden_layers"], PREFIX_G), vae_ldm]
     single = {k: v for part in parts for k, v in part.items()}
     assert len(single) == sum(len(part) for part in parts)  # no name twice
-    back = convert_ldm_unet_checkpoint(dict(single), dict(unet.config), extract_ema=False)  # it pops what it reads
-    check_equal(back, unet_sd, "unet")
-    with tempfile.TemporaryDirectory() as d:
-        CLIPTextConfig(**CLIP_G_CONFIG).save_pretrained(d)
-        back = state(convert_open_clip_checkpoint(dict(single), d, prefix=PREFIX_G, has_projection=True,
-                                                  local_files_only=True))
-    check_equal(back, g_sd, "clip_g")
-    back = convert_ldm_vae_checkpoint(dict(single), dict(vae.config))
-    check_equal(back, vae_sd, "vae")
+    check_ldm_unet_vae(single, unet, unet_sd, vae, vae_sd)
+    check_open_clip_g(single, PREFIX_G, CLIP_G_CONFIG, g_sd)
     os.makedirs(OUT, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in single.items()}, f"{OUT}/tiny_refiner.safetensors")
+    save_half(single, f"{OUT}/tiny_refiner.safetensors")
 
-    # the diffusers folder
-    folder = f"{OUT}/tiny_refiner_diffusers"
-    shutil.rmtree(folder, ignore_errors=True)
-    for part in ["unet", "vae", "text_encoder_2", "scheduler"]:
-        os.makedirs(f"{folder}/{part}")
-    save_file({k: v.half().contiguous() for k, v in unet_sd.items()}, f"{folder}/unet/diffusion_pytorch_model.safetensors",
-              metadata=PT)
-    write_json({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}, f"{folder}/unet/config.json")
-    save_file({k: v.half().contiguous() for k, v in vae_sd.items()}, f"{folder}/vae/diffusion_pytorch_model.safetensors",
-              metadata=PT)
-    with open(os.path.join(TINY, "sd15_tiny_diffusers", "vae", "config.json")) as f:
-        vae_config = json.load(f)
-    write_json(dict(vae_config, scaling_factor=SCALING), f"{folder}/vae/config.json")
-    save_file({k: v.half().contiguous() for k, v in g_sd.items()}, f"{folder}/text_encoder_2/model.safetensors",
-              metadata=PT)
-    write_json({"architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model", **CLIP_G_CONFIG},
-               f"{folder}/text_encoder_2/config.json")
-    write_json(SCHEDULER_CONFIG, f"{folder}/scheduler/scheduler_config.json")
-    write_json(MODEL_INDEX, f"{folder}/model_index.json")
-    # the folder loads back to the same weights
-    check_equal(state(UNet2DConditionModel.from_pretrained(f"{folder}/unet")), unet_sd, "unet folder")
-    check_equal(state(CLIPTextModelWithProjection.from_pretrained(f"{folder}/text_encoder_2")), g_sd, "clip_g folder")
+    # the diffusers folder: bigG as text_encoder_2, there is no text_encoder/
+    encoders = [("text_encoder_2", CLIPTextModelWithProjection, g_sd, CLIP_G_CONFIG)]
+    write_diffusers_folder(f"{OUT}/tiny_refiner_diffusers", unet_sd, UNET_CONFIG, vae_sd,
+                           tiny_vae_config(TINY, SCALING), encoders, euler_scheduler_config("epsilon"), MODEL_INDEX,
+                           load_back=["text_encoder_2"])
 
     g = {}
     ids = load_file("tests/data/tiny/clip_text.safetensors")["input_ids"]
     g["g.input_ids"] = torch.from_numpy(pad_after_eos(ids))
-    with torch.no_grad():
-        out_g = te_g(g["g.input_ids"], output_hidden_states=True)
-    g["g.hidden"] = out_g.hidden_states[-2]
-    g["g.pooled"] = out_g.text_embeds
-    # pooled: the last layer through the final layer norm at the first EOS, projected
-    eos = (g["g.input_ids"] == 49407).int().argmax(dim=-1)
-    with torch.no_grad():
-        pooled = te_g.text_model.final_layer_norm(out_g.hidden_states[-1])[torch.arange(2), eos]
-    assert torch.allclose(pooled @ te_g.text_projection.weight.t(), g["g.pooled"], atol=1e-6)
+    clip_g_goldens(te_g, g)
 
-    g["sample"] = torch.randn(2, 4, 8, 8)
-    g["timesteps"] = torch.tensor([999.0, 500.0])
-    g["encoder_hidden_states"] = g["g.hidden"]
-    g["text_embeds"] = g["g.pooled"]
-    g["time_ids"] = torch.tensor(TIME_IDS)
+    # the UNet's goldens, y restated as ComfyUI's SDXLRefiner encode_adm builds it
+    sdxl_unet_goldens(unet, BLOCKS, g, g["g.hidden"], TIME_IDS, TIME_DIM)
 
-    handles = record_outputs(unet, BLOCKS, g)
-    handles.append(record_input(unet.add_embedding, g, "y"))
-    with torch.no_grad():
-        g["noise_pred"] = unet(g["sample"], g["timesteps"], encoder_hidden_states=g["encoder_hidden_states"],
-                               added_cond_kwargs={"text_embeds": g["text_embeds"], "time_ids": g["time_ids"]}).sample
-    for h in handles:
-        h.remove()
-    # y restated as ComfyUI's SDXLRefiner encode_adm builds it
-    assert g["y"].shape == (2, 32 + 5 * TIME_DIM)
-    assert torch.allclose(g["y"], torch.cat([g["text_embeds"], size_embedding(g["time_ids"])], dim=1), atol=1e-6)
-
-    # KSampler: euler, normal, eps-prediction, CFG in x0 space, on one latent
-    steps, cfg = 4, 5.0
-    sigmas, timestep = comfy_normal_sigmas(steps)
-    positive, negative = g["g.hidden"][0:1], g["g.hidden"][1:2]
-    positive_pooled, negative_pooled = g["g.pooled"][0:1], g["g.pooled"][1:2]
+    # KSampler: euler, normal, eps-prediction, CFG in x0 space, on one latent;
     # 8 x the 8x8 latent, crops 0; aesthetic score 2.5 for the negative (the uncond row, first), 6 for the positive
     time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 2.5], [64.0, 64.0, 0.0, 0.0, 6.0]])
-    noise = torch.randn(1, 4, 8, 8, generator=torch.manual_seed(42))
-    g.update({"run.positive": positive, "run.negative": negative, "run.positive_pooled": positive_pooled,
-              "run.negative_pooled": negative_pooled, "run.noise": noise, "run.sigmas": sigmas})
-    context, pooled = torch.cat([negative, positive]), torch.cat([negative_pooled, positive_pooled])
-
-    def model(xin, t):
-        """The UNet's eps on the [negative, positive] pair, with the refiner's added conditioning."""
-        return unet(xin, t, encoder_hidden_states=context,
-                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
-
-    g["run.latent_out"] = ksampler(cfg_denoiser(model, eps_x0, cfg, timestep), noise, sigmas, SCALING, g)
-    g["run.image"] = decode_image(vae, g["run.latent_out"])
-    save_file({k: v.clone().contiguous() for k, v in g.items()}, f"{OUT}/golden.safetensors")
-    print({k: tuple(v.shape) for k, v in g.items()})
+    sdxl_run(unet, vae, g, g["g.hidden"], time_ids, SCALING, steps=4, cfg=5.0)
+    save_goldens(g, f"{OUT}/golden.safetensors")
 
 
 if __name__ == "__main__":
