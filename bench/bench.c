@@ -69,7 +69,7 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){2, 77, cfg->context_dim}, b->context));
     tensor *y = NULL;
     if (b->y) TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){2, cfg->adm_channels}, b->y));
-    TRY(kiln_unet_forward(g, &b->m->unet, x, &(kiln_unet_cond){t, c, y, NULL}, NULL, NULL, &eps));
+    TRY(kiln_unet_forward(g, &b->m->unet, x, &(kiln_unet_cond){.t = t, .context = c, .y = y}, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, b->latent, kiln_tensor_nbytes(eps));
 }
 

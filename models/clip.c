@@ -75,11 +75,9 @@ const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const clip_readin
     return NULL;
 }
 
-static kiln_status bind_layer(kiln_weights *w, const clip_config *cfg, const char *root, int i,
-                              clip_layer_weights *l)
+kiln_status kiln_clip_layer_bind(kiln_weights *w, const char *root, int i, int D, int F, clip_layer_weights *l)
 {
     char p[256];
-    int D = cfg->hidden, F = cfg->mlp;
     snprintf(p, sizeof p, "%s.encoder.layers.%d", root, i);
     TRY(KILN_BIND(w, &l->ln1_w, p, "layer_norm1.weight", D));
     TRY(KILN_BIND(w, &l->ln1_b, p, "layer_norm1.bias", D));
@@ -134,7 +132,8 @@ kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, const clip_r
     TRY(KILN_BIND(w, &clip->token_embedding, root, "embeddings.token_embedding.weight", cfg->vocab, cfg->hidden));
     TRY(KILN_BIND(w, &clip->position_embedding, root, "embeddings.position_embedding.weight", cfg->positions,
                   cfg->hidden));
-    for (int i = 0; i < clip->nlayers; i++) TRY(bind_layer(w, cfg, root, i, &clip->layer[i]));
+    for (int i = 0; i < clip->nlayers; i++)
+        TRY(kiln_clip_layer_bind(w, root, i, cfg->hidden, cfg->mlp, &clip->layer[i]));
     TRY(KILN_BIND(w, &clip->final_ln_w, root, "final_layer_norm.weight", cfg->hidden));
     TRY(KILN_BIND(w, &clip->final_ln_b, root, "final_layer_norm.bias", cfg->hidden));
     return find_projection(ck, reading, clip);
@@ -171,8 +170,8 @@ static kiln_status residual(kiln_graph *g, tensor **x, tensor *delta)
     return KILN_OK;
 }
 
-// x (B,T,D) -> x + attention(ln1 x) -> + mlp(ln2 x), causal as CLIP's text tower is
-static kiln_status encoder_layer(kiln_graph *g, const clip_config *cfg, const clip_layer_weights *l, tensor **x)
+kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, int heads, bool gelu, bool causal,
+                                   tensor **x)
 {
     tensor *n, *q, *k, *v, *o, *d, *h, *a;
     TRY(nn_layer_norm(g, *x, l->ln1_w, l->ln1_b, 1e-5f, &n));
@@ -180,7 +179,7 @@ static kiln_status encoder_layer(kiln_graph *g, const clip_config *cfg, const cl
     TRY(nn_linear(g, n, l->k_w, l->k_b, &k));
     TRY(nn_linear(g, n, l->v_w, l->v_b, &v));
     nn_drop(g, &n);
-    TRY(nn_attention(g, q, k, v, cfg->heads, true, &o));
+    TRY(nn_attention(g, q, k, v, heads, causal, &o));
     nn_drop(g, &q);
     nn_drop(g, &k);
     nn_drop(g, &v);
@@ -191,7 +190,7 @@ static kiln_status encoder_layer(kiln_graph *g, const clip_config *cfg, const cl
     TRY(nn_layer_norm(g, *x, l->ln2_w, l->ln2_b, 1e-5f, &n));
     TRY(nn_linear(g, n, l->fc1_w, l->fc1_b, &h)); // (B,T,F)
     nn_drop(g, &n);
-    TRY(cfg->gelu ? nn_gelu(g, h, &a) : nn_quick_gelu(g, h, &a));
+    TRY(gelu ? nn_gelu(g, h, &a) : nn_quick_gelu(g, h, &a));
     nn_drop(g, &h);
     TRY(nn_linear(g, a, l->fc2_w, l->fc2_b, &d));
     nn_drop(g, &a);
@@ -235,7 +234,7 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     x->shape[1] = T;
     x->shape[2] = cfg->hidden;
 
-    for (int i = 0; i < run; i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
+    for (int i = 0; i < run; i++) TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, cfg->gelu, true, &x));
     if (!clip->reading->final_norm && !last) { /* SDXL's hidden state as it is */
         *out = x;
         return KILN_OK;
@@ -243,7 +242,7 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     if (clip->reading->final_norm) TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
     else TRY(nn_scale(g, x, 1.0f, out)); /* a copy: x goes on through the layers below */
     if (last) {
-        for (int i = run; i < cfg->layers; i++) TRY(encoder_layer(g, cfg, &clip->layer[i], &x));
+        for (int i = run; i < cfg->layers; i++) TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, cfg->gelu, true, &x));
         TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, last));
     }
     nn_drop(g, &x);

@@ -157,12 +157,13 @@ kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embe
 }
 
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
-                                  const tensor *context, const tensor *next_skip, tensor **out)
+                                  const tensor *context, const kiln_image_attention *image, const tensor *next_skip,
+                                  tensor **out)
 {
     switch (row->layer->kind) {
     case UNET_CONV_IN: return nn_conv2d(g, in, row->conv_w, row->conv_b, 1, 1, out);
     case UNET_RESBLOCK: return kiln_resblock_forward(g, &row->res, in, emb_silu, out);
-    case UNET_TRANSFORMER: return kiln_spatial_transformer_forward(g, &row->attn, in, context, out);
+    case UNET_TRANSFORMER: return kiln_spatial_transformer_forward(g, &row->attn, in, context, image, out);
     case UNET_DOWNSAMPLE: return nn_conv2d(g, in, row->conv_w, row->conv_b, 2, 1, out);
     case UNET_UPSAMPLE: {
         tensor *up;
@@ -202,7 +203,12 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
             if (skip == h) h_shared = false, h = NULL; /* released just now */
             in = cat;
         }
-        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, nskips ? skips[nskips - 1] : NULL, &out));
+        const kiln_unet_image_prompt *ip = cond->image;
+        const size_t at = (size_t)i * KILN_MAX_TRANSFORMER_DEPTH;
+        const kiln_image_attention image = {ip ? ip->tokens : NULL, ip ? ip->weight : 0, ip ? ip->k_w + at : NULL,
+                                            ip ? ip->v_w + at : NULL};
+        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, ip ? &image : NULL, nskips ? skips[nskips - 1] : NULL,
+                                  &out));
         if (cat) nn_drop(g, &cat);
         if (h && !h_shared) nn_drop(g, &h);
         h = out;

@@ -94,7 +94,8 @@ kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embe
  * encoder side); an upsample takes its size, so that levels of odd size (a
  * latent side not a multiple of 2^levels) come back to the size they had */
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
-                                  const tensor *context, const tensor *next_skip, tensor **out);
+                                  const tensor *context, const kiln_image_attention *image, const tensor *next_skip,
+                                  tensor **out);
 
 /* ControlNet residuals for one UNet call: one per skip the encoder pushes, in
  * push order, added to the skip the decoder gets; and one added to the middle
@@ -109,12 +110,22 @@ typedef struct kiln_unet_control {
  * mismatch with it). */
 typedef kiln_status (*kiln_unet_probe)(void *ctx, const char *block_name, kiln_graph *g, const tensor *t);
 
+/* An image prompt (IP-Adapter) for one UNet call: the image tokens, their
+ * weight, and for each row of the UNet's table the k and v weights of its
+ * transformer blocks' image attention (kiln_ip_adapter holds them). */
+typedef struct kiln_unet_image_prompt {
+    const tensor *tokens; /* (N,Ti,ctx) */
+    float weight;
+    const tensor *const *k_w, *const *v_w; /* [row * KILN_MAX_TRANSFORMER_DEPTH + block] */
+} kiln_unet_image_prompt;
+
 /* What a UNet call takes besides the latent: t (N) timesteps, context
- * (N,T,ctx), y (N,adm) for a UNet with adm_channels (else NULL), and control
- * NULL for none (its tensors stay the caller's). */
+ * (N,T,ctx), y (N,adm) for a UNet with adm_channels (else NULL), control
+ * and image NULL for none (their tensors stay the caller's). */
 typedef struct kiln_unet_cond {
     const tensor *t, *context, *y;
     const kiln_unet_control *control;
+    const kiln_unet_image_prompt *image;
 } kiln_unet_cond;
 
 // x (N,in,H,W) -> *eps (N,out,H,W)

@@ -133,18 +133,39 @@ kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, i
     return KILN_OK;
 }
 
-// x (N,T,C) normalised, context (N,S,ctx) -> *y (N,T,C) = multi-head attention
-static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
-                                     const tensor *context, int heads, tensor **y)
+/* *o = softmax(q k^T) v with k, v = context times k_w, v_w */
+static kiln_status attend(kiln_graph *g, const tensor *q, const tensor *context, const tensor *k_w,
+                          const tensor *v_w, int heads, tensor **o)
 {
-    tensor *q, *k, *v, *o;
-    TRY(nn_linear(g, x, a->q_w, NULL, &q));
-    TRY(nn_linear(g, context, a->k_w, NULL, &k));
-    TRY(nn_linear(g, context, a->v_w, NULL, &v));
-    TRY(nn_attention(g, q, k, v, heads, false, &o));
-    nn_drop(g, &q);
+    tensor *k, *v;
+    TRY(nn_linear(g, context, k_w, NULL, &k));
+    TRY(nn_linear(g, context, v_w, NULL, &v));
+    TRY(nn_attention(g, q, k, v, heads, false, o));
     nn_drop(g, &k);
     nn_drop(g, &v);
+    return KILN_OK;
+}
+
+// x (N,T,C) normalised, context (N,S,ctx) -> *y (N,T,C) = multi-head attention; with an
+// image prompt's k_w, v_w and tokens, plus weight times the attention to those
+static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
+                                     const tensor *context, int heads, const kiln_image_attention *image,
+                                     int block, tensor **y)
+{
+    tensor *q, *o;
+    TRY(nn_linear(g, x, a->q_w, NULL, &q));
+    TRY(attend(g, q, context, a->k_w, a->v_w, heads, &o));
+    if (image) {
+        tensor *io, *scaled, *sum;
+        TRY(attend(g, q, image->tokens, image->k_w[block], image->v_w[block], heads, &io));
+        TRY(nn_scale(g, io, image->weight, &scaled));
+        nn_drop(g, &io);
+        TRY(nn_add(g, o, scaled, &sum));
+        nn_drop(g, &scaled);
+        nn_drop(g, &o);
+        o = sum;
+    }
+    nn_drop(g, &q);
     TRY(nn_linear(g, o, a->out_w, a->out_b, y));
     nn_drop(g, &o);
     return KILN_OK;
@@ -161,18 +182,19 @@ static kiln_status add_into(kiln_graph *g, tensor **h, tensor *delta)
     return KILN_OK;
 }
 
-// *h (N,T,C) -> *h + attn1 -> + attn2 with the context -> + feed-forward, each on its pre-norm
+// *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm
 static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
-                                             const tensor *context, tensor **h)
+                                             const tensor *context, const kiln_image_attention *image, int block,
+                                             tensor **h)
 {
     tensor *n, *d, *ff, *gated;
     TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
-    TRY(attention_forward(g, &b->attn1, n, n, heads, &d));
+    TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
     nn_drop(g, &n);
     TRY(add_into(g, h, d));
 
     TRY(nn_layer_norm(g, *h, b->norm2_w, b->norm2_b, 1e-5f, &n));
-    TRY(attention_forward(g, &b->attn2, n, context, heads, &d));
+    TRY(attention_forward(g, &b->attn2, n, context, heads, image, block, &d));
     nn_drop(g, &n);
     TRY(add_into(g, h, d));
 
@@ -187,7 +209,7 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
 }
 
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
-                                             const tensor *context, tensor **y)
+                                             const tensor *context, const kiln_image_attention *image, tensor **y)
 {
     int64_t H = x->shape[2], W = x->shape[3];
     tensor *t, *p, *h;
@@ -196,7 +218,8 @@ kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_t
     nn_drop(g, &t);
     TRY(nn_image_to_tokens(g, p, &h)); // (N,HW,C)
     nn_drop(g, &p);
-    for (int i = 0; i < st->depth; i++) TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, &h));
+    for (int i = 0; i < st->depth; i++)
+        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, &h));
     TRY(nn_tokens_to_image(g, h, H, W, &t));
     nn_drop(g, &h);
     TRY(nn_conv2d(g, t, st->proj_out_w, st->proj_out_b, 1, 0, &p));

@@ -49,14 +49,24 @@ typedef struct kiln_spatial_transformer {
     const tensor *proj_out_w, *proj_out_b; /* (C,C,1,1) or (C,C) (C) */
 } kiln_spatial_transformer;
 
+/* IP-Adapter's share of one spatial transformer: every block's
+ * cross-attention also attends, with the same queries, to the image tokens
+ * through the block's own k and v weights, and adds weight times that
+ * before its output projection. */
+typedef struct kiln_image_attention {
+    const tensor *tokens;                  /* (N,Ti,ctx) */
+    float weight;
+    const tensor *const *k_w, *const *v_w; /* per block: (C,ctx) */
+} kiln_image_attention;
+
 /* SpatialTransformer with `depth` BasicTransformerBlocks: `<prefix>.norm`,
  * `.proj_in`, `.transformer_blocks.{0..depth-1}.{attn1,attn2,ff,norm1..3}`,
  * `.proj_out`. */
 kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
                                           int context_dim, int depth, kiln_spatial_transformer *st);
-// x (N,C,H,W), context (N,T,ctx) -> *y (N,C,H,W); x is not released
+// x (N,C,H,W), context (N,T,ctx), image NULL or an image prompt -> *y (N,C,H,W); x is not released
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
-                                             const tensor *context, tensor **y);
+                                             const tensor *context, const kiln_image_attention *image, tensor **y);
 
 typedef struct kiln_vae_attention {
     int channels;

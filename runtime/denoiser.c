@@ -78,10 +78,29 @@ kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *cont
     return KILN_OK;
 }
 
+kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip)
+{
+    const kiln_ip_adapter *a = ip->adapter;
+    if (a->nrows != d->model->unet.config->nlayers || a->context_dim != d->model->unet.config->context_dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: the IP-Adapter was loaded for another UNet");
+    const size_t per = (size_t)a->tokens * a->context_dim;
+    d->image_tokens = malloc((size_t)d->rows * per * sizeof(float));
+    if (!d->image_tokens) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the image tokens");
+    /* rows as the context's: the negative's (the zero embedding's) first when guided */
+    for (int r = 0; r < d->rows; r++) {
+        const bool positive = d->rows == d->batch || r >= d->batch;
+        memcpy(d->image_tokens + r * per, ip->tokens + (positive ? per : 0), per * sizeof(float));
+    }
+    d->image_prompt = ip;
+    return KILN_OK;
+}
+
 void kiln_denoiser_free(kiln_denoiser *d)
 {
     kiln_graph_free(d->graph);
     kiln_graph_free(d->control_graph);
+    free(d->image_tokens);
+    d->image_tokens = NULL;
     free(d->hint);
     free(d->blended);
     free(d->inpaint_concat);
@@ -107,13 +126,22 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
     kiln_unet_control residuals, *control = NULL;
-    kiln_unet_cond cond = {t, c, NULL, NULL};
+    kiln_unet_cond cond = {.t = t, .context = c};
     if (d->adm) {
         const int adm = m->unet.config->adm_channels;
         tensor *y;
         TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){d->rows, adm},
                              d->adm + (d->rows == d->batch ? (size_t)d->batch * adm : 0)));
         cond.y = y;
+    }
+    kiln_unet_image_prompt image;
+    if (d->image_prompt) {
+        const kiln_ip_adapter *a = d->image_prompt->adapter;
+        tensor *tokens;
+        TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){d->rows, a->tokens, a->context_dim},
+                             d->image_tokens));
+        image = (kiln_unet_image_prompt){tokens, d->image_prompt->weight, a->k_w, a->v_w};
+        cond.image = &image;
     }
     if (g == d->control_graph) {
         tensor *hint;

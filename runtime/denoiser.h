@@ -7,6 +7,7 @@
 #define KILN_DENOISER_H
 
 #include "../models/controlnet.h"
+#include "../models/ip_adapter.h"
 #include "model.h"
 #include "schedule.h"
 
@@ -23,6 +24,15 @@ typedef struct kiln_control {
     float strength;
     double start_percent, end_percent;
 } kiln_control;
+
+/* IP-Adapter, as the IPAdapter nodes apply it without a negative picture:
+ * every call's positive rows attend to the picture's image tokens, its
+ * negative rows to those of a zero image embedding, at `weight`. */
+typedef struct kiln_image_prompt {
+    const kiln_ip_adapter *adapter;
+    const float *tokens; /* (2,Ti,ctx): the zero embedding's, then the picture's (kiln_image_prompt_tokens) */
+    float weight;
+} kiln_image_prompt;
 
 /* Inpainting as ComfyUI's KSamplerX0Inpaint: where the mask is 0 the latent
  * image is kept (renoised to each call's sigma going in, restored coming
@@ -51,6 +61,8 @@ typedef struct kiln_denoiser {
     float *hint;                 /* the hint repeated over the rows */
     float control_sigma_hi, control_sigma_lo; /* sigmas where the control applies */
     int control_calls;           /* counted, for tests */
+    const kiln_image_prompt *image_prompt; /* NULL: none */
+    float *image_tokens;         /* (rows,Ti,ctx) its tokens for each row */
     const kiln_inpaint_mask *inpaint; /* NULL: none */
     float *blended;              /* (B,C,h,w) x with the kept part put back */
     const float *concat;         /* (E,h,w) the extra input channels, the same in every row; NULL: none */
@@ -75,6 +87,8 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
 kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
 /* Adds a ControlNet to every call from here on; control must outlive d. */
 kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control);
+/* Adds an image prompt to every call from here on; ip must outlive d. */
+kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip);
 void kiln_denoiser_free(kiln_denoiser *d);
 
 /* kiln_denoise_fn for the samplers: x (B,C,h,w) at noise level sigma ->

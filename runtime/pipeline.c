@@ -268,7 +268,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     kiln_inpaint_mask blend = {mask, scaled, noise};
     if ((inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
-        (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK)) {
+        (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK) ||
+        (job->image_prompt && (st = kiln_denoiser_set_image_prompt(&d, job->image_prompt)) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;
     }
@@ -298,6 +299,34 @@ done:
     free(context);
     free(adm);
     return st;
+}
+
+kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *img,
+                                     float **tokens)
+{
+    *tokens = NULL;
+    const clip_vision_config *cfg = cv->config;
+    const int S = cfg->image_size, E = ipa->embed_dim;
+    if (cfg->projection != E)
+        return kiln_fail(KILN_ERR_INVALID_ARG,
+                         "the CLIP vision model (%s) makes %d-wide image embeds and the IP-Adapter reads %d-wide "
+                         "ones: they do not go together",
+                         cfg->name, cfg->projection, E);
+    float *pixels = malloc((size_t)3 * S * S * sizeof *pixels);
+    float *embeds = calloc((size_t)2 * E, sizeof *embeds); /* row 0 stays zero */
+    float *out = malloc((size_t)2 * ipa->tokens * ipa->context_dim * sizeof *out);
+    kiln_status st = pixels && embeds && out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
+    if (st == KILN_OK) st = kiln_clip_vision_preprocess(img, S, pixels);
+    if (st == KILN_OK) st = kiln_clip_vision_encode(cv, pixels, 1, embeds + E, NULL);
+    if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, out);
+    free(pixels);
+    free(embeds);
+    if (st != KILN_OK) {
+        free(out);
+        return st;
+    }
+    *tokens = out;
+    return KILN_OK;
 }
 
 kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint)

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "../models/clip_vision.h"
 #include "denoiser.h"
 #include "image.h"
 #include "model.h"
@@ -61,6 +62,7 @@ typedef struct kiln_sampling_job {
     const float *noise;  /* (B,4,h,w) unit-variance noise; NULL: torch.randn from seed */
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
     const kiln_control *control; /* Apply ControlNet; NULL: none */
+    const kiln_image_prompt *image_prompt; /* IP-Adapter; NULL: none */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the
                                  UNet with every call (the sampling starts from an empty latent); NULL: none */
@@ -84,6 +86,14 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
  * kiln_image_resize_center to 8 x (latent_w, latent_h), in [0,1] (3,8h,8w);
  * *hint is malloc'd. */
 kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint);
+
+/* The IPAdapter node's image tokens: the picture through ComfyUI's
+ * clip_preprocess, the CLIP vision tower and the adapter's image projection,
+ * after those of a zero image embedding (what the negative prompt gets) ->
+ * *tokens (2,Ti,ctx), malloc'd. A tower whose image embeds are not as wide
+ * as the adapter reads is refused, naming both widths. */
+kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *img,
+                                     float **tokens);
 
 /* VAEDecode: latent (B,4,h,w) -> image (B,3,h*f,w*f) floats in [-1,1]
  * (unclamped); `*image` is malloc'd. */

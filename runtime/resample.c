@@ -102,6 +102,90 @@ void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int
     }
 }
 
+/* Keys' cubic kernel with a = -0.5 (PIL's and torch's antialiasing one),
+ * evaluated in double as torch's filter is and rounded to float. */
+static float antialias_cubic(float x)
+{
+    const double a = -0.5, t = fabs((double)x);
+    if (t < 1.0) return (float)(((a + 2.0) * t - (a + 3.0)) * t * t + 1.0);
+    if (t < 2.0) return (float)((((t - 5.0) * t + 8.0) * t - 4.0) * a);
+    return 0.0f;
+}
+
+/* The taps of one axis: target i reads `count[i]` sources from `first[i]`
+ * with weights w[i * width ...]. */
+typedef struct antialias_taps {
+    int *first, *count;
+    float *w;
+    int width;
+} antialias_taps;
+
+static void antialias_taps_free(antialias_taps *t)
+{
+    free(t->first);
+    free(t->count);
+    free(t->w);
+}
+
+static kiln_status antialias_taps_make(int in, int out, antialias_taps *t)
+{
+    const float scale = (float)in / (float)out;
+    const float support = scale >= 1.0f ? 2.0f * scale : 2.0f, invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+    t->width = (int)ceilf(support) * 2 + 1;
+    t->first = malloc((size_t)out * sizeof *t->first);
+    t->count = malloc((size_t)out * sizeof *t->count);
+    t->w = calloc((size_t)out * t->width, sizeof *t->w);
+    if (!t->first || !t->count || !t->w) {
+        antialias_taps_free(t);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "resize: out of host memory");
+    }
+    for (int i = 0; i < out; i++) {
+        /* torch's index arithmetic: a float centre, the sums around it in double */
+        const float center = (float)(scale * (i + 0.5));
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        lo = lo > 0 ? lo : 0;
+        hi = hi < in ? hi : in;
+        float *w = t->w + (size_t)i * t->width, total = 0.0f;
+        for (int j = 0; j < hi - lo; j++) total += w[j] = antialias_cubic((float)((j + lo - center + 0.5) * invscale));
+        if (total != 0.0f)
+            for (int j = 0; j < hi - lo; j++) w[j] /= total;
+        t->first[i] = lo;
+        t->count[i] = hi - lo;
+    }
+    return KILN_OK;
+}
+
+/* out[i] = sum_j in[(first[i] + j) * stride] * w[i][j], summed in order in float */
+static float antialias_tap(const float *in, size_t stride, const antialias_taps *t, int i)
+{
+    const float *w = t->w + (size_t)i * t->width;
+    const float *s = in + (size_t)t->first[i] * stride;
+    float acc = s[0] * w[0];
+    for (int j = 1; j < t->count[i]; j++) acc += s[(size_t)j * stride] * w[j];
+    return acc;
+}
+
+kiln_status kiln_resample_antialias_bicubic(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw)
+{
+    antialias_taps tx = {0}, ty = {0};
+    float *rows = malloc((size_t)sh * dw * sizeof *rows); /* one plane with its columns resized */
+    kiln_status st = rows ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "resize: out of host memory");
+    if (st == KILN_OK) st = antialias_taps_make(sw, dw, &tx);
+    if (st == KILN_OK) st = antialias_taps_make(sh, dh, &ty);
+    for (int p = 0; st == KILN_OK && p < planes; p++) {
+        const float *s = src + (size_t)p * sh * sw;
+        float *d = dst + (size_t)p * dh * dw;
+        for (int y = 0; y < sh; y++)
+            for (int x = 0; x < dw; x++) rows[(size_t)y * dw + x] = antialias_tap(s + (size_t)y * sw, 1, &tx, x);
+        for (int y = 0; y < dh; y++)
+            for (int x = 0; x < dw; x++) d[(size_t)y * dw + x] = antialias_tap(rows + x, (size_t)dw, &ty, y);
+    }
+    antialias_taps_free(&tx);
+    antialias_taps_free(&ty);
+    free(rows);
+    return st;
+}
+
 kiln_status kiln_latent_upscale_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
                                    float **out, int *out_h, int *out_w)
 {

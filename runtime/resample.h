@@ -1,6 +1,7 @@
 /* Resizing planes of floats as torch.nn.functional.interpolate does without
  * align_corners or antialiasing, the way ComfyUI's common_upscale calls it
- * for latents and masks; and LatentUpscaleBy on top of it. */
+ * for latents and masks, and LatentUpscaleBy on top of it; and with
+ * antialiasing, as ComfyUI fits pictures to CLIP vision. */
 #ifndef KILN_RESAMPLE_H
 #define KILN_RESAMPLE_H
 
@@ -25,6 +26,13 @@ int kiln_nearest_exact_index(int dst, int in, int out);
 /* `planes` planes of (sh, sw) to (dh, dw), float32 arithmetic as torch's
  * CPU kernels. */
 void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw, kiln_resample_method m);
+
+/* torch's interpolate(mode="bicubic", antialias=True), as ComfyUI's
+ * clip_preprocess resizes pictures: on each axis (columns first) every
+ * target takes the sources within twice the scale of its centre (two
+ * sources each side when enlarging), weighted by Keys' kernel with a = -0.5
+ * stretched by the scale and normalised to sum 1; float32 arithmetic. */
+kiln_status kiln_resample_antialias_bicubic(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw);
 
 /* LatentUpscaleBy: the latent's (h, w) times `scale`, each rounded half to
  * even (Python's round), resized with `m`; *out is malloc'd. */

@@ -12,6 +12,7 @@
 #include "kiln_test.h"
 #include "controlnet.h"
 #include "esrgan.h"
+#include "ip_adapter.h"
 #include "model.h"
 #include "status.h"
 
@@ -112,7 +113,7 @@ static kiln_status unet_inputs_read(kiln_graph *g, kiln_st_file *f, const char *
     TRY(kiln_graph_input(g, &tt, KILN_F32, 1, in->t.shape, in->t.data));
     TRY(kiln_graph_input(g, &ct, KILN_F32, 3, in->c.shape, in->c.data));
     if (in->y.data) TRY(kiln_graph_input(g, &yt, KILN_F32, 2, in->y.shape, in->y.data));
-    in->cond = (kiln_unet_cond){tt, ct, yt, NULL};
+    in->cond = (kiln_unet_cond){.t = tt, .context = ct, .y = yt};
     return KILN_OK;
 }
 
@@ -284,6 +285,84 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
     golden_free(&want);
     kiln_st_close(r.goldens);
     kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- IP-Adapter ---- */
+
+typedef struct ip_adapter_run {
+    const kiln_model *m;
+    const kiln_ip_adapter *ipa;
+    kiln_st_file *goldens;
+    float *out;
+} ip_adapter_run;
+
+static kiln_status ip_adapter_fn(kiln_graph *g, void *ctx)
+{
+    ip_adapter_run *r = ctx;
+    golden tokens = golden_read(r->goldens, "ip_tokens"), scale = golden_read(r->goldens, "scale");
+    unet_inputs in;
+    tensor *tt, *eps;
+    TRY(unet_inputs_read(g, r->goldens, "", &in));
+    TRY(kiln_graph_input(g, &tt, KILN_F32, 3, tokens.shape, tokens.data));
+    kiln_unet_image_prompt image = {tt, scale.data[0], r->ipa->k_w, r->ipa->v_w};
+    in.cond.image = &image;
+    TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, NULL, NULL, &eps));
+    TRY(kiln_graph_output(g, eps, r->out, in.x.count * sizeof(float)));
+    unet_inputs_free(&in);
+    golden_free(&tokens);
+    golden_free(&scale);
+    return KILN_OK;
+}
+
+static void check_against(const char *what, const float *have, kiln_st_file *f, const char *name, double tol)
+{
+    golden want = golden_read(f, name);
+    print_message("  %-12s", what);
+    assert_rel_l2_le(have, want.data, want.count, tol);
+    golden_free(&want);
+}
+
+void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
+                             const char *golden_path)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_clip_vision *cv;
+    kiln_ip_adapter *ipa;
+    assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(clip_vision_path), be, &cv));
+    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
+    kiln_st_file *f = golden_open(golden_path);
+
+    /* the tower on upstream's preprocessed picture */
+    golden pixels = golden_read(f, "pixels.big"), penultimate = golden_read(f, "penultimate");
+    const int E = cv->config->projection;
+    float *embeds = calloc((size_t)2 * E, sizeof *embeds), *hidden = malloc(penultimate.count * sizeof *hidden);
+    assert_kiln_ok(kiln_clip_vision_encode(cv, pixels.data, 1, embeds + E, hidden));
+    check_against("image embeds", embeds + E, f, "image_embeds", fx->tol);
+    check_against("penultimate", hidden, f, "penultimate", fx->tol);
+
+    /* the image projection on a zero embedding and upstream's embeds */
+    golden upstream = golden_read(f, "image_embeds");
+    memcpy(embeds + E, upstream.data, (size_t)E * sizeof *embeds);
+    golden want_tokens = golden_read(f, "ip_tokens");
+    float *tokens = malloc(want_tokens.count * sizeof *tokens);
+    assert_kiln_ok(kiln_ip_adapter_tokens(ipa, embeds, 2, tokens));
+    check_against("ip tokens", tokens, f, "ip_tokens", fx->tol);
+
+    /* the UNet attending to upstream's tokens */
+    golden want = golden_read(f, "noise_pred");
+    ip_adapter_run r = {m, ipa, f, calloc(want.count, sizeof(float))};
+    assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
+    check_against("noise pred", r.out, f, "noise_pred", fx->tol);
+
+    free(r.out), free(embeds), free(hidden), free(tokens);
+    golden_free(&pixels), golden_free(&penultimate), golden_free(&upstream), golden_free(&want_tokens);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_ip_adapter_free(ipa);
+    kiln_clip_vision_free(cv);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

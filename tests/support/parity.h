@@ -28,6 +28,12 @@ void parity_check_unet_output(const parity_fixture *fx, const char *golden_path,
  * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
  * controlnet_path absolute or under tests/data */
 void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path);
+/* IP-Adapter (tests/data/ip_adapter's goldens): the CLIP vision tower on
+ * upstream's preprocessed picture (image embeds, penultimate hidden states),
+ * the adapter's image projection, and the UNet with its image attention;
+ * both paths under tests/data. */
+void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
+                             const char *golden_path);
 /* An ESRGAN upscale model (under tests/data) on the golden's "image": the
  * network ("raw"), ImageUpscaleWithModel in one tile ("whole") and over
  * 8-pixel tiles overlapping by 2 ("tiled"). */

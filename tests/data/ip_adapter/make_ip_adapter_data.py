@@ -1,0 +1,172 @@
+"""Writes kiln's IP-Adapter test data: a small random CLIP vision tower and a
+small random IP-Adapter for the tiny SD 1.x model (tests/data/tiny), in the
+layouts people download (h94/IP-Adapter's image_encoder/model.safetensors
+and ip-adapter_sd15.safetensors), and what upstream code computes with them.
+
+Origin: transformers 4.40 (CLIPVisionModelWithProjection) and diffusers
+0.27.2 (UNet2DConditionModel._load_ip_adapter_weights, the same call
+load_ip_adapter makes) on PyTorch (CPU, float32); the picture preprocessing
+restates ComfyUI's clip_preprocess (comfy/clip_vision.py: the shorter side
+scaled to 224 by torch's antialiased bicubic interpolate, centre crop,
+rounded to 1/255, CLIP's mean and std), which CLIPVisionEncode and the
+IPAdapter nodes run.
+
+  clip_vision_tiny.safetensors  a ViT with 32-wide, 3-layer, 4-head
+      transformer (GELU), 14-pixel patches of 224x224 pictures and a 24-wide
+      projection: transformers' names (vision_model.*, visual_projection)
+  ip_adapter_tiny.safetensors  image_proj.{proj,norm}.* (4 tokens of the
+      tiny UNet's 32-wide context from the 24-wide image embedding) and
+      ip_adapter.N.to_{k,v}_ip.weight for the UNet's 6 cross-attentions,
+      numbered 1, 3, 5, ... in diffusers' processor order (down, up, mid)
+  picture_251x233.png  a random picture (smooth, so the PNG is small)
+  golden.safetensors
+      pixels.big, pixels.small: clip_preprocess of the picture (a downscale)
+          and of controlnet/hint_37x23.png (an upscale), (1,3,224,224)
+      resize.down, resize.up: torch's antialiased bicubic interpolate of
+          hint_37x23.png to 17x11 and 80x50, (1,3,h,w)
+      image_embeds, penultimate: the tower on pixels.big: the projected
+          pooled output (1,24) and the second-to-last layer's hidden states
+          (1,257,32)
+      ip_tokens: image_proj of [zeros, image_embeds] (2,4,32), the
+          unconditional row first as the IPAdapter nodes make it
+      sample, timesteps, encoder_hidden_states: the tiny UNet golden's
+          inputs; scale; noise_pred: the UNet with the adapter at that scale,
+          row 0 given the zero embedding and row 1 the picture's
+
+Run from the repository root with torch, transformers and diffusers
+installed and the project's shared goldens at ../shared/goldens:
+  python3 tests/data/ip_adapter/make_ip_adapter_data.py
+"""
+import os
+
+import numpy as np
+import torch
+from diffusers import UNet2DConditionModel
+from PIL import Image
+from safetensors.numpy import load_file
+from safetensors.torch import save_file
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
+MODEL = os.path.join(SHARED, "models", "sd15_tiny_diffusers")
+OUT = "tests/data/ip_adapter"
+SCALE = 0.7
+MEAN = [0.48145466, 0.4578275, 0.40821073]
+STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def clip_preprocess(image, size=224):
+    """ComfyUI's clip_preprocess with crop=True on (1,H,W,3) in [0,1]."""
+    mean = torch.tensor(MEAN, dtype=image.dtype)
+    std = torch.tensor(STD, dtype=image.dtype)
+    image = image.movedim(-1, 1)
+    if not (image.shape[2] == size and image.shape[3] == size):
+        scale = size / min(image.shape[2], image.shape[3])
+        scale_size = (round(scale * image.shape[2]), round(scale * image.shape[3]))
+        image = torch.nn.functional.interpolate(image, size=scale_size, mode="bicubic", antialias=True)
+        h = (image.shape[2] - size) // 2
+        w = (image.shape[3] - size) // 2
+        image = image[:, :, h:h + size, w:w + size]
+    image = torch.clip(255.0 * image, 0, 255).round() / 255.0
+    return (image - mean.view([3, 1, 1])) / std.view([3, 1, 1])
+
+
+def load_picture(path):
+    """ComfyUI's LoadImage: uint8 RGB / 255 as (1,H,W,3)."""
+    a = np.array(Image.open(path).convert("RGB")).astype(np.float32) / 255.0
+    return torch.from_numpy(a)[None]
+
+
+def make_picture(path):
+    rng = np.random.default_rng(20261127)
+    y, x = np.mgrid[0:233, 0:251].astype(np.float64)
+    planes = []
+    for c in range(3):
+        fx, fy, ph = rng.uniform(0.02, 0.09, 3)
+        planes.append(127.5 + 100 * np.sin(fx * x + ph * 7) * np.cos(fy * y) + rng.integers(-12, 13, x.shape))
+    a = np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
+    Image.fromarray(a).save(path, optimize=True)
+
+
+def randomize(module, std=0.2):
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 1 and "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * (std if p.ndim > 1 else 0.05))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(20261127)
+    g = {}
+
+    picture = os.path.join(OUT, "picture_251x233.png")
+    make_picture(picture)
+    pixels = clip_preprocess(load_picture(picture))
+    g["pixels.big"] = pixels
+    small = load_picture("tests/data/controlnet/hint_37x23.png")
+    g["pixels.small"] = clip_preprocess(small)
+    for name, size in (("resize.down", (11, 17)), ("resize.up", (50, 80))):
+        g[name] = torch.nn.functional.interpolate(small.movedim(-1, 1), size=size, mode="bicubic", antialias=True)
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=224, patch_size=14, projection_dim=24, hidden_act="gelu",
+                              layer_norm_eps=1e-5)
+    tower = CLIPVisionModelWithProjection(config).eval()
+    randomize(tower, 0.1)
+    with torch.no_grad():
+        out = tower(pixel_values=pixels, output_hidden_states=True)
+    g["image_embeds"] = out.image_embeds
+    g["penultimate"] = out.hidden_states[-2]
+    save_file({k: v.contiguous() for k, v in tower.state_dict().items()
+               if not k.endswith("position_ids")}, os.path.join(OUT, "clip_vision_tiny.safetensors"))
+
+    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
+    ctx = unet.config.cross_attention_dim
+    image_proj = {
+        "proj.weight": torch.randn(4 * ctx, config.projection_dim) * 0.3,
+        "proj.bias": torch.randn(4 * ctx) * 0.05,
+        "norm.weight": 1 + 0.1 * torch.randn(ctx),
+        "norm.bias": torch.randn(ctx) * 0.05,
+    }
+    ip_layers = {}
+    key_id = 1
+    for name in unet.attn_processors.keys():
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = unet.config.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+        ip_layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden, ctx) * 0.3
+        ip_layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden, ctx) * 0.3
+        key_id += 2
+    unet._load_ip_adapter_weights({"image_proj": image_proj, "ip_adapter": ip_layers})
+    for proc in unet.attn_processors.values():
+        if hasattr(proc, "scale"):
+            proc.scale = [SCALE]
+    flat = {f"image_proj.{k}": v for k, v in image_proj.items()}
+    flat.update({f"ip_adapter.{k}": v for k, v in ip_layers.items()})
+    save_file({k: v.contiguous() for k, v in flat.items()}, os.path.join(OUT, "ip_adapter_tiny.safetensors"))
+
+    u = load_file(os.path.join(SHARED, "diffusers", "unet.safetensors"))
+    sample = torch.from_numpy(u["sample"])
+    timesteps = torch.from_numpy(u["timesteps"])
+    context = torch.from_numpy(u["encoder_hidden_states"])
+    embeds = torch.cat([torch.zeros_like(out.image_embeds), out.image_embeds])[:, None]  # (2,1,24)
+    with torch.no_grad():
+        g["ip_tokens"] = unet.encoder_hid_proj([embeds])[0][:, 0]
+        g["noise_pred"] = unet(sample, timesteps, context, added_cond_kwargs={"image_embeds": [embeds]}).sample
+    g["sample"], g["timesteps"], g["encoder_hidden_states"] = sample, timesteps.float(), context
+    g["scale"] = torch.tensor([SCALE])
+    save_file({k: v.contiguous().float() for k, v in g.items()}, os.path.join(OUT, "golden.safetensors"))
+    for k, v in g.items():
+        print(k, tuple(v.shape), float(v.abs().mean()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+/* IP-Adapter on the tiny SD 1.x model against upstream code
+ * (tests/data/ip_adapter, made by make_ip_adapter_data.py): ComfyUI's
+ * clip_preprocess of two pictures, the CLIP vision tower (transformers), the
+ * adapter's image projection and the UNet with its image attention
+ * (diffusers), for f32 and f16 UNet weights; how the sampler routes the
+ * image tokens to the prompts' rows; then the files kiln must refuse. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln_test.h"
+
+#include "clip_vision.h"
+#include "denoiser.h"
+#include "golden.h"
+#include "ip_adapter.h"
+#include "model.h"
+#include "parity.h"
+#include "pipeline.h"
+#include "resample.h"
+
+#define TOL_F32 1e-4 /* as test_parity_tiny */
+#define TOL_F16 1e-2
+#define TINY_F32 KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors"
+#define VISION "ip_adapter/clip_vision_tiny.safetensors"
+#define ADAPTER "ip_adapter/ip_adapter_tiny.safetensors"
+#define GOLDEN "ip_adapter/golden.safetensors"
+
+static void parity_f32(void **s)
+{
+    (void)s;
+    parity_check_ip_adapter(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, VISION, ADAPTER, GOLDEN);
+}
+
+static void parity_f16_unet(void **s)
+{
+    (void)s;
+    parity_check_ip_adapter(&(parity_fixture){.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp16.safetensors",
+                                              .tol = TOL_F16},
+                            VISION, ADAPTER, GOLDEN);
+}
+
+/* torch's antialiased bicubic interpolate, down (17x11) and up (80x50),
+ * within float rounding. */
+static void antialiased_resize(void **s)
+{
+    (void)s;
+    kiln_image img;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &img));
+    const int H = img.height, W = img.width;
+    float *planes = malloc((size_t)3 * H * W * sizeof *planes);
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < H * W; i++) planes[(size_t)c * H * W + i] = img.pixels[(size_t)i * 3 + c] / 255.0f;
+    kiln_st_file *f = golden_open(GOLDEN);
+    static const char *const names[] = {"resize.down", "resize.up"};
+    for (int i = 0; i < 2; i++) {
+        golden want = golden_read(f, names[i]);
+        const int h = (int)want.shape[2], w = (int)want.shape[3];
+        float *have = malloc(want.count * sizeof *have);
+        assert_kiln_ok(kiln_resample_antialias_bicubic(planes, 3, H, W, have, h, w));
+        double worst = 0;
+        for (size_t k = 0; k < want.count; k++) {
+            double d = fabs((double)have[k] - want.data[k]);
+            if (!(d <= worst)) worst = d; /* NaN too */
+        }
+        print_message("  %dx%d: max |diff| %.3g\n", w, h, worst);
+        assert_true(worst <= 2e-6);
+        free(have);
+        golden_free(&want);
+    }
+    kiln_st_close(f);
+    free(planes);
+    kiln_image_free(&img);
+}
+
+/* ComfyUI's clip_preprocess: a 251x233 picture scaled down and a 37x23 one
+ * scaled up, each cut to its centre 224x224. Values are whole 1/255 steps
+ * before the mean and std, so the resize's float rounding (its sums in
+ * another order than torch's) may flip a value lying at half a step by one
+ * step (1/255/std, at most 0.015): a few may, no more, and none by more. */
+static void preprocess_as_comfyui(void **s)
+{
+    (void)s;
+    static const char *const cases[][2] = {{"ip_adapter/picture_251x233.png", "pixels.big"},
+                                           {"controlnet/hint_37x23.png", "pixels.small"}};
+    kiln_st_file *f = golden_open(GOLDEN);
+    for (int i = 0; i < 2; i++) {
+        kiln_image img;
+        assert_kiln_ok(kiln_image_load(kiln_test_data(cases[i][0]), &img));
+        golden want = golden_read(f, cases[i][1]);
+        assert_int_equal(want.count, 3 * 224 * 224);
+        float *have = malloc(want.count * sizeof *have);
+        assert_kiln_ok(kiln_clip_vision_preprocess(&img, 224, have));
+        double worst = 0;
+        int flipped = 0;
+        for (size_t k = 0; k < want.count; k++) {
+            double d = fabs((double)have[k] - want.data[k]);
+            if (!(d <= worst)) worst = d; /* NaN too */
+            flipped += d > 1e-5;
+        }
+        print_message("  %-12s max |diff| %.3g, %d of %zu a step off\n", cases[i][1], worst, flipped, want.count);
+        assert_true(worst <= 0.0151);
+        assert_true(flipped <= 8);
+        free(have);
+        golden_free(&want);
+        kiln_image_free(&img);
+    }
+    kiln_st_close(f);
+}
+
+/* One guided denoiser call per way of giving the image tokens to the rows:
+ * the positive prompt's rows must get the picture's (row 1), the negative's
+ * the zero embedding's (row 0); at weight 0 the call is the plain model's to
+ * the bit. */
+static void sampler_routes_tokens(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_ip_adapter *ipa;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
+    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ADAPTER), &m->unet, be, &ipa));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden x = golden_read(f, "sample"), context = golden_read(f, "encoder_hidden_states"),
+           tokens = golden_read(f, "ip_tokens");
+    const size_t per = tokens.count / 2, n = x.count / 2;
+    /* token sets: as made (zero, picture), both the picture's, both the zero embedding's */
+    float *both_picture = malloc(tokens.count * sizeof(float)), *both_zero = malloc(tokens.count * sizeof(float));
+    memcpy(both_picture, tokens.data + per, per * sizeof(float));
+    memcpy(both_picture + per, tokens.data + per, per * sizeof(float));
+    memcpy(both_zero, tokens.data, per * sizeof(float));
+    memcpy(both_zero + per, tokens.data, per * sizeof(float));
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    const int h = (int)x.shape[2], w = (int)x.shape[3];
+    const float sigma = 3.0f;
+    float *out[7];
+    /* {cfg, tokens, weight}: NULL tokens: no adapter */
+    const struct {
+        float cfg;
+        const float *tokens;
+        float weight;
+    } runs[7] = {{7, NULL, 0},   {7, tokens.data, 0},   {7, tokens.data, 0.7f}, {7, both_picture, 0.7f},
+                 {7, both_zero, 0.7f}, {1, tokens.data, 0.7f}, {1, both_picture, 0.7f}};
+    for (int i = 0; i < 7; i++) {
+        kiln_denoiser d;
+        assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, runs[i].cfg, context.data, 77));
+        kiln_image_prompt ip = {ipa, runs[i].tokens, runs[i].weight};
+        if (runs[i].tokens) assert_kiln_ok(kiln_denoiser_set_image_prompt(&d, &ip));
+        out[i] = malloc(n * sizeof(float));
+        assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma, out[i]));
+        kiln_denoiser_free(&d);
+    }
+    assert_memory_equal(out[1], out[0], n * sizeof(float));  /* weight 0 */
+    assert_true(kiln_rel_l2(out[2], out[0], n) > 1e-2);       /* the adapter does something */
+    assert_true(kiln_rel_l2(out[3], out[2], n) > 1e-3);       /* the negative rows had the zero embedding's */
+    assert_true(kiln_rel_l2(out[4], out[2], n) > 1e-3);       /* the positive rows had the picture's */
+    assert_memory_equal(out[6], out[5], n * sizeof(float));  /* unguided: the positive rows alone, the picture's */
+    for (int i = 0; i < 7; i++) free(out[i]);
+    free(both_picture);
+    free(both_zero);
+    golden_free(&x), golden_free(&context), golden_free(&tokens);
+    kiln_st_close(f);
+    kiln_ip_adapter_free(ipa);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* The whole IPAdapter chain from a picture file: preprocess, tower, projection. */
+static void tokens_from_picture(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_clip_vision *cv;
+    kiln_ip_adapter *ipa;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
+    assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(VISION), be, &cv));
+    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ADAPTER), &m->unet, be, &ipa));
+    kiln_image img;
+    assert_kiln_ok(kiln_image_load(kiln_test_data("ip_adapter/picture_251x233.png"), &img));
+    float *tokens;
+    assert_kiln_ok(kiln_image_prompt_tokens(ipa, cv, &img, &tokens));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden want = golden_read(f, "ip_tokens");
+    assert_rel_l2_le(tokens, want.data, want.count, TOL_F32);
+    free(tokens);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_image_free(&img);
+    kiln_ip_adapter_free(ipa);
+    kiln_clip_vision_free(cv);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+static void expect_message(kiln_status st, kiln_status code, const char *needle)
+{
+    assert_int_equal(st, code);
+    print_message("  refused: %s\n", kiln_last_error());
+    if (!strstr(kiln_last_error(), needle)) fail_msg("'%s' does not mention '%s'", kiln_last_error(), needle);
+}
+
+/* The tiny adapter's tensors with one replaced or added, written to `path`. */
+static void write_variant(const char *path, const kiln_st_entry *change)
+{
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(kiln_test_data(ADAPTER), &f));
+    size_t n = kiln_st_count(f), k = 0;
+    kiln_st_entry *e = calloc(n + 1, sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        if (strcmp(t->name, change->name) == 0) continue;
+        e[k] = (kiln_st_entry){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(e[k++].shape, t->shape, sizeof t->shape);
+    }
+    e[k++] = *change;
+    assert_kiln_ok(kiln_st_write(path, e, k, NULL, 0));
+    free(e);
+    kiln_st_close(f);
+}
+
+static void refusals(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m, *shapes;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
+    kiln_clip_vision *cv = (kiln_clip_vision *)&cv;
+    kiln_ip_adapter *ipa = (kiln_ip_adapter *)&ipa;
+
+    expect_message(kiln_clip_vision_load(kiln_test_data(ADAPTER), be, &cv), KILN_ERR_MODEL,
+                   "not a CLIP vision model");
+    assert_null(cv);
+    expect_message(kiln_ip_adapter_load(kiln_test_data(VISION), &m->unet, be, &ipa), KILN_ERR_MODEL,
+                   "not an IP-Adapter");
+    assert_null(ipa);
+    expect_message(kiln_ip_adapter_load(TINY_F32, &m->unet, be, &ipa), KILN_ERR_MODEL, "not an IP-Adapter");
+    /* kiln-shapes' UNet reads 64-wide text */
+    assert_kiln_ok(kiln_model_load(KILN_SOURCE_DIR "/models/kiln-shapes.safetensors", be, &shapes));
+    expect_message(kiln_ip_adapter_load(kiln_test_data(ADAPTER), &shapes->unet, be, &ipa), KILN_ERR_MODEL,
+                   "for another base model than this one (kiln-shapes, context 64)");
+    kiln_model_free(shapes);
+
+    char dir[] = "/tmp/kiln_ip_adapter_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/variant.safetensors", dir);
+    static float data[128 * 16];
+    for (int i = 0; i < 128 * 16; i++) data[i] = (float)(i % 7) * 0.01f;
+    /* a Resampler's learned queries: IP-Adapter Plus */
+    write_variant(path, &(kiln_st_entry){"image_proj.latents", KILN_F32, 3, {1, 16, 32}, data});
+    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "IP-Adapter Plus");
+    /* a seventh cross-attention */
+    write_variant(path, &(kiln_st_entry){"ip_adapter.13.to_k_ip.weight", KILN_F32, 2, {32, 32}, data});
+    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
+                   "'ip_adapter.13.to_k_ip.weight', past the 6 cross-attentions");
+    /* a layer of the wrong width */
+    write_variant(path, &(kiln_st_entry){"ip_adapter.5.to_v_ip.weight", KILN_F32, 2, {16, 32}, data});
+    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL, "ip_adapter.5.to_v_ip.weight");
+    /* an adapter reading 16-wide image embeds, with the tower's 24-wide ones */
+    write_variant(path, &(kiln_st_entry){"image_proj.proj.weight", KILN_F32, 2, {128, 16}, data});
+    assert_kiln_ok(kiln_ip_adapter_load(path, &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(VISION), be, &cv));
+    kiln_image img;
+    assert_kiln_ok(kiln_image_alloc(&img, 30, 20));
+    float *tokens = (float *)&tokens;
+    expect_message(kiln_image_prompt_tokens(ipa, cv, &img, &tokens), KILN_ERR_INVALID_ARG,
+                   "makes 24-wide image embeds and the IP-Adapter reads 16-wide ones");
+    assert_null(tokens);
+    kiln_image_free(&img);
+    kiln_clip_vision_free(cv);
+    kiln_ip_adapter_free(ipa);
+    unlink(path);
+    rmdir(dir);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(antialiased_resize),    cmocka_unit_test(preprocess_as_comfyui),
+        cmocka_unit_test(parity_f32),
+        cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(tokens_from_picture),
+        cmocka_unit_test(sampler_routes_tokens), cmocka_unit_test(refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
