@@ -82,7 +82,7 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
-    if (run->refiner && (run->init_image || run->hires_scale || run->controlnet || run->refiner_step < 1 ||
+    if (run->refiner && (run->init_image || run->hires_scale || run->controlnet || run->ip_adapter || run->refiner_step < 1 ||
                          run->refiner_step >= run->steps))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a refiner at step %d of %d", run->refiner_step,
                          run->steps);
@@ -92,6 +92,9 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
     if (run->controlnet && !run->control_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
+    if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter without its CLIP vision model, picture "
+                         "or weight");
     if (run->nloras < 0 || (run->nloras && !run->loras))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d LoRAs without their list", run->nloras);
     for (int i = 0; i < run->nloras; i++)
@@ -434,8 +437,10 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* KSampler takes ModelSamplingDiscrete "80"'s model where the prediction was forced */
-    const char *sampled = run->prediction ? "80" : model;
+    /* the model through IPAdapterAdvanced "102", then ModelSamplingDiscrete "80" where the prediction was
+     * forced: what KSampler takes */
+    const char *patched = run->ip_adapter ? "102" : model;
+    const char *sampled = run->prediction ? "80" : patched;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", "7", latent);
@@ -481,7 +486,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", false);
-        add_link(&g, in, "model", model, 0);
+        add_link(&g, in, "model", patched, 0);
     }
     if (set_last_layer) {
         in = add_node(&g, "10", "CLIPSetLastLayer");
@@ -512,6 +517,25 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "negative", "7", 0);
         add_link(&g, in, "control_net", "40", 0);
         add_link(&g, in, "image", "41", 0);
+    }
+    if (run->ip_adapter) { /* ComfyUI_IPAdapter_plus's nodes */
+        in = add_node(&g, "100", "IPAdapterModelLoader");
+        add_string(&g, in, "ipadapter_file", base_name(run->ip_adapter));
+        in = add_node(&g, "101", "CLIPVisionLoader");
+        add_string(&g, in, "clip_name", base_name(run->clip_vision));
+        in = add_node(&g, "103", "LoadImage");
+        add_string(&g, in, "image", base_name(run->ip_image));
+        in = add_node(&g, "102", "IPAdapterAdvanced");
+        add_number(&g, in, "weight", run->ip_weight);
+        add_string(&g, in, "weight_type", "linear");
+        add_string(&g, in, "combine_embeds", "concat");
+        add_number(&g, in, "start_at", 0);
+        add_number(&g, in, "end_at", 1);
+        add_string(&g, in, "embeds_scaling", "V only");
+        add_link(&g, in, "model", model, 0);
+        add_link(&g, in, "ipadapter", "100", 0);
+        add_link(&g, in, "image", "103", 0);
+        add_link(&g, in, "clip_vision", "101", 0);
     }
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");

@@ -42,6 +42,10 @@ typedef struct kiln_run_info {
     const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
     const char *control_image; /* its hint image's path */
     double control_strength, control_start, control_end;
+    const char *ip_adapter;    /* IPAdapter: the adapter's path, NULL for none */
+    const char *clip_vision;   /* the CLIP vision model's */
+    const char *ip_image;      /* the picture's */
+    double ip_weight;
     double hires_scale;     /* hires fix: LatentUpscaleBy's scale then a second KSampler; 0 for none */
     int hires_steps;
     double hires_denoise;

@@ -359,8 +359,16 @@ kiln_status kiln_st_open_memory(const void *data, size_t size, const char *label
     uint64_t header_size = 0;
     for (int i = 0; i < 8; i++) header_size |= (uint64_t)bytes[i] << (8 * i);
     if (header_size > size - 8) {
-        st = kiln_fail(KILN_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", f->label,
-                       (unsigned long long)header_size, size);
+        /* what people most often hand us instead: torch.save's zip archive or an older bare pickle */
+        bool pickle = (bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4) ||
+                      (bytes[0] == 0x80 && bytes[1] >= 2 && bytes[1] <= 5);
+        if (pickle)
+            st = kiln_fail(KILN_ERR_FORMAT, "%s: a PyTorch pickle (torch.save), not a .safetensors file: kiln reads "
+                           "no pickles; take the model's .safetensors download, or convert it with "
+                           "safetensors.torch.save_file", f->label);
+        else
+            st = kiln_fail(KILN_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
+                           f->label, (unsigned long long)header_size, size);
         goto fail;
     }
     if (header_size > ST_MAX_HEADER_BYTES) {

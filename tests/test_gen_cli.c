@@ -265,6 +265,39 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
+/* gen --ip-adapter: weight 0 is the plain model to the bit, weight 1 another
+ * picture, a negative weight a third (the adapter itself is
+ * test_ip_adapter's); the PNG records the IPAdapter nodes. */
+static void ip_adapter_run(void **state)
+{
+    (void)state;
+    char ip[1024];
+    snprintf(ip, sizeof ip,
+             "--ip-adapter %s/ip_adapter/ip_adapter_tiny.safetensors --clip-vision "
+             "%s/ip_adapter/clip_vision_tiny.safetensors --ip-image %s/ip_adapter/picture_251x233.png",
+             KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA);
+    const char *weights[4] = {NULL, "0", "1", "-0.5"};
+    float *latent[4];
+    size_t count[4];
+    for (int i = 0; i < 4; i++) {
+        char flags[2048] = "", name[16];
+        if (weights[i]) snprintf(flags, sizeof flags, "%s --ip-weight %s", ip, weights[i]);
+        snprintf(name, sizeof name, "ip%d", i);
+        latent[i] = gen_latent(name, flags, &count[i]);
+        assert_int_equal(count[i], count[0]);
+    }
+    assert_memory_equal(latent[1], latent[0], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 0.05);
+    assert_true(kiln_rel_l2(latent[3], latent[0], count[0]) > 0.02);
+    assert_true(kiln_rel_l2(latent[3], latent[2], count[0]) > 0.05);
+    char text[8192], path[512];
+    snprintf(path, sizeof path, "%s/ip3.png", tmpdir);
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"class_type\":\"IPAdapterAdvanced\",\"inputs\":{\"weight\":-0.5,"));
+    assert_non_null(strstr(text, "\"ipadapter_file\":\"ip_adapter_tiny.safetensors\""));
+    for (int i = 0; i < 4; i++) free(latent[i]);
+}
+
 /* gen's output tmpdir/NAME.png: its size checked, its text chunk `key` read
  * into text; its pixels kept in *img when img is not NULL. */
 static void check_output(const char *name, int width, int height, const char *key, char *text, size_t size,
@@ -662,6 +695,7 @@ int main(void)
         cmocka_unit_test(jpeg_output),
         cmocka_unit_test(lora_run),
         cmocka_unit_test(controlnet_run),
+        cmocka_unit_test(ip_adapter_run),
         cmocka_unit_test(inpaint_run),
         cmocka_unit_test(inpaint_model_run),
         cmocka_unit_test(outpaint_run),

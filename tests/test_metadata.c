@@ -187,13 +187,17 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"UpscaleModelLoader", {"UPSCALE_MODEL"}},
     {"ImageUpscaleWithModel", {"IMAGE"}},
     {"ControlNetApplyAdvanced", {"CONDITIONING", "CONDITIONING"}},
+    {"ModelSamplingDiscrete", {"MODEL"}},
+    {"IPAdapterModelLoader", {"IPADAPTER"}},
+    {"CLIPVisionLoader", {"CLIP_VISION"}},
+    {"IPAdapterAdvanced", {"MODEL"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
     {"model", "MODEL"},    {"clip", "CLIP"},     {"positive", "CONDITIONING"}, {"negative", "CONDITIONING"},
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
     {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
-    {"upscale_model", "UPSCALE_MODEL"},
+    {"upscale_model", "UPSCALE_MODEL"}, {"ipadapter", "IPADAPTER"}, {"clip_vision", "CLIP_VISION"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -449,6 +453,44 @@ static void controlnet_recorded(void **state)
     free(json);
 }
 
+/* IPAdapter: the loaders, the picture, and IPAdapterAdvanced between the
+ * last LoRA and ModelSamplingDiscrete, whose model KSampler takes. */
+static void ip_adapter_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    const kiln_lora loras[1] = {{"/loras/detail.safetensors", 0.5, 0.5}};
+    run.loras = loras;
+    run.nloras = 1;
+    run.prediction = "v";
+    run.ip_adapter = "/models/ipadapter/ip-adapter_sd15.safetensors";
+    run.clip_vision = "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors";
+    run.ip_image = "refs/a cat.png";
+    run.ip_weight = 0.6;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 80 14 100 101 103 102 ");
+    assert_link(inputs_of(root, "3", "KSampler"), "model", "80", 0);
+    assert_link(inputs_of(root, "80", "ModelSamplingDiscrete"), "model", "102", 0);
+    const cJSON *in = inputs_of(root, "102", "IPAdapterAdvanced");
+    assert_link(in, "model", "14", 0);
+    assert_link(in, "ipadapter", "100", 0);
+    assert_link(in, "clip_vision", "101", 0);
+    assert_link(in, "image", "103", 0);
+    assert_true(number_input(in, "weight") == 0.6);
+    assert_string_equal(string_input(in, "weight_type"), "linear");
+    assert_true(number_input(in, "start_at") == 0 && number_input(in, "end_at") == 1);
+    assert_string_equal(string_input(inputs_of(root, "100", "IPAdapterModelLoader"), "ipadapter_file"),
+                        "ip-adapter_sd15.safetensors");
+    assert_string_equal(string_input(inputs_of(root, "101", "CLIPVisionLoader"), "clip_name"),
+                        "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors");
+    assert_string_equal(string_input(inputs_of(root, "103", "LoadImage"), "image"), "a cat.png");
+    cJSON_Delete(root);
+    free(json);
+    run.ip_image = NULL;
+    assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "IP-Adapter"));
+}
+
 /* A mask: VAEEncodeForInpaint for an inpainting model, VAEEncode and
  * SetLatentNoiseMask for another, both before RepeatLatentBatch. */
 static void inpainting_recorded(void **state)
@@ -641,6 +683,7 @@ int main(void)
         cmocka_unit_test(parameters_with_loras),
         cmocka_unit_test(prompt_with_loras),
         cmocka_unit_test(controlnet_recorded),
+        cmocka_unit_test(ip_adapter_recorded),
         cmocka_unit_test(inpainting_recorded),
         cmocka_unit_test(outpainting_recorded),
         cmocka_unit_test(pix2pix_recorded),

@@ -44,6 +44,9 @@ typedef struct gen_options {
     kiln_resample_method hires_method;
     bool hires_denoise_given, hires_method_given;
     double control_strength, control_start, control_end;
+    const char *ip_adapter, *clip_vision, *ip_image; /* IP-Adapter: NULL for none */
+    double ip_weight;
+    bool ip_weight_given;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
@@ -92,6 +95,10 @@ static void usage(FILE *to)
             "  --control-strength S   residual strength (default 1)\n"
             "  --control-start P --control-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
+            "  --ip-adapter FILE      an IP-Adapter (.safetensors): --ip-image as a prompt beside the text\n"
+            "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
+            "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square\n"
+            "  --ip-weight W          how much the picture counts, -1..5 (default 1)\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
             "                         picture to edit\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
@@ -217,12 +224,13 @@ static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
-                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0,
+                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0, .ip_weight = 1.0,
                        .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
-           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END };
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
+           O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -246,6 +254,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
+        {"ip-adapter", required_argument, 0, O_IP_ADAPTER}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
+        {"ip-image", required_argument, 0, O_IP_IMAGE}, {"ip-weight", required_argument, 0, O_IP_WEIGHT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -353,6 +363,13 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_CONTROL_END:
             if (!parse_double(optarg, 0, 1, &o->control_end)) return bad_flag("--control-end", optarg, "must be 0..1");
             break;
+        case O_IP_ADAPTER: o->ip_adapter = optarg; break;
+        case O_CLIP_VISION: o->clip_vision = optarg; break;
+        case O_IP_IMAGE: o->ip_image = optarg; break;
+        case O_IP_WEIGHT:
+            if (!parse_double(optarg, -1, 5, &o->ip_weight)) return bad_flag("--ip-weight", optarg, "must be -1..5");
+            o->ip_weight_given = true;
+            break;
         case O_LORA: {
             if (o->nloras == MAX_LORAS) return bad_flag("--lora", optarg, "at most 16 LoRAs");
             int rc = parse_lora(optarg, &o->loras[o->nloras++]);
@@ -409,9 +426,12 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --refiner-switch needs --refiner\n");
         return 2;
     }
-    if (o->refiner && (o->init_image || o->hires_scale || o->controlnet)) {
+    if (o->refiner && (o->init_image || o->hires_scale || o->controlnet || o->ip_adapter)) {
         fprintf(stderr, "gen: --refiner is for txt2img without %s\n",
-                o->init_image ? "--init-image" : o->hires_scale ? "--hires-scale" : "--controlnet");
+                o->init_image    ? "--init-image"
+                : o->hires_scale ? "--hires-scale"
+                : o->controlnet  ? "--controlnet"
+                                 : "--ip-adapter");
         return 2;
     }
     if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
@@ -432,6 +452,20 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->controlnet && access(o->controlnet, R_OK) != 0) return bad_flag("--controlnet", o->controlnet, strerror(errno));
+    if (o->ip_weight_given && !o->ip_adapter) {
+        fprintf(stderr, "gen: --ip-weight needs --ip-adapter\n");
+        return 2;
+    }
+    const char *ip_files[3] = {o->ip_adapter, o->clip_vision, o->ip_image};
+    static const char *const ip_flags[3] = {"--ip-adapter", "--clip-vision", "--ip-image"};
+    for (int i = 0; i < 3; i++) {
+        if (ip_files[i] && access(ip_files[i], R_OK) != 0) return bad_flag(ip_flags[i], ip_files[i], strerror(errno));
+        if (!ip_files[i] && (o->ip_adapter || o->clip_vision || o->ip_image)) {
+            fprintf(stderr, "gen: --ip-adapter, --clip-vision and --ip-image go together: %s is missing\n",
+                    ip_flags[i]);
+            return 2;
+        }
+    }
     if (o->control_image && access(o->control_image, R_OK) != 0)
         return bad_flag("--control-image", o->control_image, strerror(errno));
     if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
@@ -723,6 +757,25 @@ static kiln_status upscale(kiln_upscaler *u, const gen_options *o, const float *
     return st;
 }
 
+/* IPAdapterModelLoader, CLIPVisionLoader, LoadImage and the IPAdapter
+ * node: the picture's image tokens (the tower is freed once they are made). */
+static int load_image_prompt(const kiln_model *m, const gen_options *o, kiln_backend *be, kiln_ip_adapter **adapter,
+                             kiln_image_prompt *ip)
+{
+    kiln_clip_vision *cv;
+    if (kiln_ip_adapter_load(o->ip_adapter, &m->unet, be, adapter) != KILN_OK) return fail("--ip-adapter");
+    if (kiln_clip_vision_load(o->clip_vision, be, &cv) != KILN_OK) return fail("--clip-vision");
+    kiln_image img;
+    kiln_status st = kiln_image_load(o->ip_image, &img);
+    float *tokens = NULL;
+    if (st == KILN_OK) st = kiln_image_prompt_tokens(*adapter, cv, &img, &tokens);
+    kiln_image_free(&img);
+    kiln_clip_vision_free(cv);
+    if (st != KILN_OK) return fail("--ip-image");
+    *ip = (kiln_image_prompt){*adapter, tokens, (float)o->ip_weight};
+    return 0;
+}
+
 /* The hires fix's second pass, as LatentUpscaleBy and a second KSampler
  * with the same prompts, seed and sampler: the latent upscaled, then sampled
  * from at the hires denoise (a ControlNet's hint fitted to the new size). */
@@ -905,6 +958,12 @@ int main(int argc, char **argv)
         control = (kiln_control){controlnet, hint, (float)o.control_strength, o.control_start, o.control_end};
         job.control = &control;
     }
+    kiln_ip_adapter *ip_adapter = NULL;
+    kiln_image_prompt image_prompt = {0};
+    if (o.ip_adapter) {
+        if ((rc = load_image_prompt(m, &o, be, &ip_adapter, &image_prompt))) return rc;
+        job.image_prompt = &image_prompt;
+    }
     job.init_latent = init_latent;
     int64_t latent_shape[4] = {o.batch, m->unet.config->out_channels, job.latent_h, job.latent_w};
     if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
@@ -948,7 +1007,8 @@ int main(int argc, char **argv)
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
-                         .control_end = o.control_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
+                         .control_end = o.control_end, .ip_adapter = o.ip_adapter, .clip_vision = o.clip_vision,
+                         .ip_image = o.ip_image, .ip_weight = o.ip_weight, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
                          .refiner = o.refiner, .refiner_switch = o.refiner_switch,
@@ -1004,6 +1064,8 @@ int main(int argc, char **argv)
     free(hint);
     kiln_inpaint_free(&inpaint);
     kiln_controlnet_free(controlnet);
+    free((float *)image_prompt.tokens);
+    kiln_ip_adapter_free(ip_adapter);
     kiln_upscaler_free(upscaler);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

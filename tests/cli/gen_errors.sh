@@ -81,6 +81,19 @@ expect_error "ControlNet hint that is no image" "tiny_ldm.safetensors" --model "
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/tiny_ldm.safetensors"
 expect_error "ControlNet given as model" "tiny_ldm.safetensors is a ControlNet, not a whole model" \
     --model "$data/controlnet/tiny_ldm.safetensors" --prompt x
+ipa=$data/ip_adapter/ip_adapter_tiny.safetensors vision=$data/ip_adapter/clip_vision_tiny.safetensors
+picture=$data/ip_adapter/picture_251x233.png
+expect_error "IP-Adapter for another model" "for another base model than this one (kiln-shapes, context 64)" \
+    --prompt x --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture"
+expect_error "CLIP vision model given as IP-Adapter" "clip_vision_tiny.safetensors: no tensors 'image_proj.proj.weight'" \
+    --model "$tiny" --prompt x --ip-adapter "$vision" --clip-vision "$vision" --ip-image "$picture"
+expect_error "IP-Adapter given as CLIP vision model" "ip_adapter_tiny.safetensors: no tensor 'vision_model." \
+    --model "$tiny" --prompt x --ip-adapter "$ipa" --clip-vision "$ipa" --ip-image "$picture"
+expect_error "IP-Adapter picture that is no image" "--ip-image: .*ip_adapter_tiny.safetensors" \
+    --model "$tiny" --prompt x --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$ipa"
+printf 'PK\003\004 a torch.save archive' >"$tmp/ip-adapter_sd15.bin"
+expect_error "pickled IP-Adapter" "ip-adapter_sd15.bin: a PyTorch pickle (torch.save), not a .safetensors file" \
+    --model "$tiny" --prompt x --ip-adapter "$tmp/ip-adapter_sd15.bin" --clip-vision "$vision" --ip-image "$picture"
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"
@@ -124,6 +137,15 @@ expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No su
 expect_refused "control range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
     --control-start 0.8 --control-end 0.2
+expect_refused "IP-Adapter without its picture" "go together: --ip-image is missing" --output "$tmp/out.png" \
+    --ip-adapter "$ipa" --clip-vision "$vision"
+expect_refused "picture without an IP-Adapter" "go together: --ip-adapter is missing" --output "$tmp/out.png" \
+    --ip-image "$picture"
+expect_refused "IP weight without an IP-Adapter" "--ip-weight needs --ip-adapter" --output "$tmp/out.png" \
+    --ip-weight 0.5
+expect_refused "IP weight out of range" "--ip-weight 7: must be -1..5" --output "$tmp/out.png" --ip-weight 7
+expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensors: No such file" \
+    --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
 expect_refused "mask without an image" "--mask needs --init-image" --output "$tmp/out.png" \
     --mask "$data/inpaint/mask_20x17.png"
 expect_refused "missing mask" "--mask $tmp/nosuch.png: No such file" --output "$tmp/out.png" \
