@@ -83,6 +83,15 @@ static void controlnet_f32(void **s)
     parity_check_controlnet(&gpu_f32, "controlnet/tiny_ldm.safetensors", "controlnet/golden.safetensors");
 }
 
+/* IP-Adapter: the CLIP vision tower (non-causal attention over 257 tokens),
+ * the image projection and the UNet's image attention */
+static void ip_adapter_f32(void **s)
+{
+    (void)s;
+    parity_check_ip_adapter(&gpu_f32, "ip_adapter/clip_vision_tiny.safetensors", "ip_adapter/ip_adapter_tiny.safetensors",
+                            "ip_adapter/golden.safetensors");
+}
+
 static void txt2img_run(void **s)
 {
     (void)s;
@@ -177,12 +186,12 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
 {
     int rc;
     if (!backend_available(backend, required_env, &rc)) return rc;
-    gpu_f32.backend = gpu_f16.backend = backend;
+    gpu_f32.backend = gpu_f16.backend = gpu_sd2.backend = gpu_sdxl.backend = backend;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
-        cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32),
+        cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
