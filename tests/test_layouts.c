@@ -1,7 +1,9 @@
 /* kiln's full-size layer tables against the real layouts, without the
  * gigabytes: tests/data/layouts holds the name and shape of every tensor of
- * an SD 2.1 768-v, an SDXL 1.0 base and an SDXL 1.0 refiner single file, as
- * upstream diffusers / transformers build them (make_layout_manifests.py).
+ * an SD 1.5, an SD 2.1 768-v, an SDXL 1.0 base and an SDXL 1.0 refiner
+ * single file, of the CLIP ViT-H/14 and ViT-bigG/14 image encoders and of
+ * the SD 1.5 and SDXL IP-Adapters, as upstream diffusers / transformers
+ * build them (make_layout_manifests.py).
  * Each becomes a sparse safetensors file (a header, then a hole where the weights would be), which
  * kiln opens, detects and binds on the CPU: every tensor a table row asks for
  * must be there with its shape, and the file must hold no deeper transformer
@@ -14,6 +16,8 @@
 
 #include "kiln_test.h"
 
+#include "clip_vision.h"
+#include "ip_adapter.h"
 #include "model.h"
 #include "status.h"
 
@@ -98,6 +102,65 @@ static void release(kiln_model *m)
     kiln_backend_free(be);
 }
 
+/* The manifest as a sparse file in tmpdir, its path in path. */
+static void sparse_path(const char *manifest, const char *name, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s.safetensors", tmpdir, name);
+    write_sparse(manifest, path);
+}
+
+static void sd15(void **state)
+{
+    (void)state;
+    int64_t unet_params;
+    kiln_model *m = load("layouts/sd15.json", "sd15", &unet_params);
+    assert_string_equal(m->info.family, "sd1");
+    assert_string_equal(m->info.unet_name, "sd15");
+    assert_string_equal(m->info.clip_names[0], "clip-vit-l14");
+    assert_int_equal(m->info.unet_params, unet_params);
+    release(m);
+}
+
+/* An IP-Adapter and its CLIP vision tower bound for a model: the tower's
+ * config, the adapter's tokens and every cross-attention given its k/v. */
+static void check_ip_adapter(const char *model_manifest, const char *vision_manifest, const char *adapter_manifest,
+                             const char *vision_name, int cross_attentions)
+{
+    int64_t unet_params;
+    kiln_model *m = load(model_manifest, "base", &unet_params);
+    kiln_backend *be = kiln_weights_backend(m->weights);
+    char vision_path[512], adapter_path[512];
+    sparse_path(vision_manifest, "vision", vision_path, sizeof vision_path);
+    sparse_path(adapter_manifest, "adapter", adapter_path, sizeof adapter_path);
+    kiln_clip_vision *cv;
+    kiln_ip_adapter *ipa;
+    assert_kiln_ok(kiln_clip_vision_load(vision_path, be, &cv));
+    assert_string_equal(cv->config->name, vision_name);
+    assert_kiln_ok(kiln_ip_adapter_load(adapter_path, &m->unet, be, &ipa));
+    assert_int_equal(ipa->embed_dim, cv->config->projection);
+    assert_int_equal(ipa->tokens, 4);
+    int bound = 0;
+    for (size_t i = 0; i < (size_t)ipa->nrows * KILN_MAX_TRANSFORMER_DEPTH; i++) bound += ipa->k_w[i] && ipa->v_w[i];
+    assert_int_equal(bound, cross_attentions);
+    kiln_ip_adapter_free(ipa);
+    kiln_clip_vision_free(cv);
+    release(m);
+}
+
+static void ip_adapter_sd15(void **state)
+{
+    (void)state;
+    check_ip_adapter("layouts/sd15.json", "layouts/clip_vision_h14.json", "layouts/ip_adapter_sd15.json",
+                     "clip-vit-h14", 16);
+}
+
+static void ip_adapter_sdxl(void **state)
+{
+    (void)state;
+    check_ip_adapter("layouts/sdxl_base.json", "layouts/clip_vision_bigg14.json", "layouts/ip_adapter_sdxl.json",
+                     "clip-vit-bigg14", 70);
+}
+
 static void sd21_768v(void **state)
 {
     (void)state;
@@ -165,7 +228,8 @@ static int teardown(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(sd21_768v), cmocka_unit_test(sdxl_base),
-                                       cmocka_unit_test(sdxl_refiner)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(sd15),           cmocka_unit_test(sd21_768v),
+                                       cmocka_unit_test(sdxl_base),      cmocka_unit_test(sdxl_refiner),
+                                       cmocka_unit_test(ip_adapter_sd15), cmocka_unit_test(ip_adapter_sdxl)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

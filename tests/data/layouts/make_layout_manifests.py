@@ -1,18 +1,21 @@
 """Writes kiln's layout manifests: the name, dtype and shape of every tensor
-of three real full-size single-file checkpoint layouts, so that a test can write
+of four real full-size single-file checkpoint layouts and of the image
+encoders and IP-Adapters that go with SD 1.5 and SDXL, so that a test can write
 a sparse safetensors file with exactly those tensors and check kiln's layer
 tables against the real layouts without shipping gigabytes of weights.
 
 Origin: diffusers 0.27.2 and transformers 4.40 on PyTorch. Every module is
 built on the meta device (nothing is allocated; only names and shapes
 matter) with the published configs, restated below: the unet/ and vae/
-configs of stabilityai/stable-diffusion-2-1,
+configs of runwayml/stable-diffusion-v1-5, stabilityai/stable-diffusion-2-1,
 stabilityai/stable-diffusion-xl-base-1.0 and
-stabilityai/stable-diffusion-xl-refiner-1.0, and the text towers as those
-checkpoints carry them (OpenCLIP ViT-H/14 for SD 2.1; CLIP ViT-L/14 and
-OpenCLIP ViT-bigG/14 for SDXL base; OpenCLIP ViT-bigG/14 alone for the
-refiner). The diffusers/transformers names are renamed
-to the original single-file names (the UNet and OpenCLIP mappings of
+stabilityai/stable-diffusion-xl-refiner-1.0, the text towers as those
+checkpoints carry them (CLIP ViT-L/14 for SD 1.5; OpenCLIP ViT-H/14 for SD
+2.1; CLIP ViT-L/14 and OpenCLIP ViT-bigG/14 for SDXL base; OpenCLIP
+ViT-bigG/14 alone for the refiner), and the image encoders' vision configs.
+The IP-Adapter layouts follow diffusers' loader
+(UNet2DConditionModel._convert_ip_adapter_attn_to_diffusers). The
+diffusers/transformers names of the checkpoints are renamed to the original single-file names (the UNet and OpenCLIP mappings of
 tests/data/sd_common.py, which tests/data/sd2/make_sd2_data.py and
 tests/data/sdxl/make_sdxl_data.py use too, for any block layout; the VAE's is
 here), and each part is checked against diffusers' own converters from the
@@ -23,6 +26,19 @@ memory, as they load CPU weights): converting back must give exactly the
 diffusers/transformers names and shapes, each tensor from the original name
 this script gives it.
 
+  sd15.json  Stable Diffusion 1.5, e.g. v1-5-pruned-emaonly:
+      `model.diffusion_model.*` (UNet: 8 heads everywhere, proj_in and
+      proj_out 1x1 convolutions), `cond_stage_model.transformer.text_model.*`
+      (CLIP ViT-L/14 in transformers names) and `first_stage_model.*`.
+  clip_vision_h14.json, clip_vision_bigg14.json  the CLIP ViT-H/14 and
+      ViT-bigG/14 image encoders of h94/IP-Adapter (models/image_encoder,
+      sdxl_models/image_encoder) in transformers' names: `vision_model.*`
+      and `visual_projection.weight`.
+  ip_adapter_sd15.json, ip_adapter_sdxl.json  ip-adapter_sd15 and
+      ip-adapter_sdxl .safetensors: `image_proj.proj/norm` and
+      `ip_adapter.N.to_k_ip/to_v_ip.weight` for SD 1.5's 16 and SDXL base's 70
+      cross-attentions, N odd in diffusers' processor order, as diffusers'
+      loader takes them (checked with it).
   sd21_768v.json  Stable Diffusion 2.1 (768-v), e.g. v2-1_768-ema-pruned:
       `model.diffusion_model.*` (UNet: use_linear_projection, so proj_in and
       proj_out are 2-D), `first_stage_model.*` (the SD VAE in the original
@@ -71,13 +87,23 @@ from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_
                                                                    convert_ldm_unet_checkpoint,
                                                                    convert_ldm_vae_checkpoint,
                                                                    convert_open_clip_checkpoint)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig,
+                          CLIPVisionModelWithProjection)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from sd_common import ldm_unet_name, open_clip_sources  # noqa: E402
 
 OUT = "tests/data/layouts"
 
+# runwayml/stable-diffusion-v1-5 unet/config.json (attention_head_dim is the
+# number of heads there: 8 in every transformer)
+SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4,
+                 down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                   "DownBlock2D"],
+                 up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                 block_out_channels=[320, 640, 1280, 1280], layers_per_block=2, attention_head_dim=8,
+                 cross_attention_dim=768, norm_num_groups=32, norm_eps=1e-5, act_fn="silu", flip_sin_to_cos=True,
+                 freq_shift=0, center_input_sample=False, downsample_padding=1, mid_block_scale_factor=1)
 # stabilityai/stable-diffusion-2-1 unet/config.json (attention_head_dim is the
 # number of heads there: 64-channel heads)
 SD21_UNET = dict(sample_size=96, in_channels=4, out_channels=4,
@@ -129,6 +155,14 @@ CLIP_L = dict(CLIP_COMMON, hidden_size=768, intermediate_size=3072, num_hidden_l
               projection_dim=768, hidden_act="quick_gelu")
 OPENCLIP_BIGG = dict(CLIP_COMMON, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
                      num_attention_heads=20, projection_dim=1280, hidden_act="gelu")
+
+# the CLIP vision towers IP-Adapters read pictures with, as transformers'
+# CLIPVisionConfig of h94/IP-Adapter's models/image_encoder (ViT-H/14, laion2B)
+# and sdxl_models/image_encoder (ViT-bigG/14)
+VISION_H = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+                image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5)
+VISION_BIGG = dict(hidden_size=1664, intermediate_size=8192, num_hidden_layers=48, num_attention_heads=16,
+                   image_size=224, patch_size=14, projection_dim=1280, hidden_act="gelu", layer_norm_eps=1e-5)
 
 POSITION_IDS = "text_model.embeddings.position_ids"
 
@@ -316,6 +350,51 @@ def clip_l_part(config, prefix):
     return layout
 
 
+def clip_vision_part(config):
+    """CLIPVisionModelWithProjection's names and shapes, as the image encoders'
+    model.safetensors files store them (without the position_ids buffer)."""
+    with torch.device("meta"):
+        model = CLIPVisionModelWithProjection(CLIPVisionConfig(**config))
+    return {k: list(v.shape) for k, v in model.state_dict().items() if k != "vision_model.embeddings.position_ids"}
+
+
+def ip_adapter_part(unet_config, embed_dim):
+    """A plain IP-Adapter for a UNet, in the .safetensors layout of
+    h94/IP-Adapter's files: image_proj.{proj,norm} (4 tokens of the UNet's
+    context width from embed_dim-wide image embeds) and, for the UNet's
+    cross-attentions, ip_adapter.N.to_{k,v}_ip.weight numbered as diffusers'
+    attention processors walk the UNet (every attention counted, so the
+    cross-attentions are the odd numbers). Checked by handing it to diffusers'
+    own loader on the meta UNet: every cross-attention's processor takes its
+    tensors with their shapes (load_state_dict is strict), none is left over,
+    and the image projection loads as ImageProjection."""
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**unet_config)
+    ctx = unet.config.cross_attention_dim
+    layout = {"image_proj.proj.weight": [4 * ctx, embed_dim], "image_proj.proj.bias": [4 * ctx],
+              "image_proj.norm.weight": [ctx], "image_proj.norm.bias": [ctx]}
+    number = 0
+    for name, proc in unet.attn_processors.items():
+        if name.endswith("attn2.processor"):
+            attn = unet.get_submodule(name[:-len(".processor")])
+            for kind in ("to_k_ip", "to_v_ip"):
+                layout[f"ip_adapter.{number}.{kind}.weight"] = [attn.to_q.out_features, ctx]
+        number += 1
+    sd = {"image_proj": {}, "ip_adapter": {}}
+    for k, shape in layout.items():
+        part, rest = k.split(".", 1)
+        sd[part][rest] = meta(shape)
+    with torch.device("meta"):
+        procs = unet._convert_ip_adapter_attn_to_diffusers([sd])
+        proj = unet._convert_ip_adapter_image_proj_to_diffusers(sd["image_proj"])
+    taken = sum(2 for p in procs.values() if hasattr(p, "to_k_ip"))
+    assert taken == len(sd["ip_adapter"]), (taken, len(sd["ip_adapter"]))
+    assert [list(p.shape) for p in proj.state_dict().values()] == [layout[f"image_proj.{k}"] for k in
+                                                                   ("proj.weight", "proj.bias", "norm.weight",
+                                                                    "norm.bias")]
+    return layout
+
+
 def count(layout):
     total = 0
     for shape in layout.values():
@@ -343,6 +422,42 @@ def write_manifest(path, origin, parts):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    write_manifest(
+        f"{OUT}/sd15.json",
+        "The tensors of a Stable Diffusion 1.5 single file: diffusers 0.27.2's UNet2DConditionModel and "
+        "AutoencoderKL with runwayml/stable-diffusion-v1-5's published configs and transformers 4.40's "
+        "CLIPTextModel as CLIP ViT-L/14, built on the meta device, renamed to the original "
+        "model.diffusion_model/cond_stage_model.transformer/first_stage_model names and checked with diffusers' "
+        "convert_from_ckpt converters (tests/data/layouts/make_layout_manifests.py).",
+        [("unet", unet_part(SD15_UNET)), ("vae", vae_part(SD21_VAE)),
+         ("clip_l", clip_l_part(CLIP_L, "cond_stage_model.transformer."))])
+    write_manifest(
+        f"{OUT}/clip_vision_h14.json",
+        "The tensors of the CLIP ViT-H/14 image encoder IP-Adapters for SD 1.5 read pictures with "
+        "(h94/IP-Adapter models/image_encoder/model.safetensors, ComfyUI's CLIP-ViT-H-14-laion2B-s32B-b79K): "
+        "transformers 4.40's CLIPVisionModelWithProjection with its config, built on the meta device "
+        "(tests/data/layouts/make_layout_manifests.py).",
+        [("vision", clip_vision_part(VISION_H))])
+    write_manifest(
+        f"{OUT}/clip_vision_bigg14.json",
+        "The tensors of the CLIP ViT-bigG/14 image encoder the SDXL IP-Adapter reads pictures with "
+        "(h94/IP-Adapter sdxl_models/image_encoder/model.safetensors): transformers 4.40's "
+        "CLIPVisionModelWithProjection with its config, built on the meta device "
+        "(tests/data/layouts/make_layout_manifests.py).",
+        [("vision", clip_vision_part(VISION_BIGG))])
+    write_manifest(
+        f"{OUT}/ip_adapter_sd15.json",
+        "The tensors of h94/IP-Adapter's models/ip-adapter_sd15.safetensors: the image projection for ViT-H/14's "
+        "1024-wide embeds and the k/v weights of SD 1.5's 16 cross-attentions, numbered as diffusers 0.27.2's "
+        "loader reads them and checked with it on the meta UNet (tests/data/layouts/make_layout_manifests.py).",
+        [("ip_adapter", ip_adapter_part(SD15_UNET, 1024))])
+    write_manifest(
+        f"{OUT}/ip_adapter_sdxl.json",
+        "The tensors of h94/IP-Adapter's sdxl_models/ip-adapter_sdxl.safetensors: the image projection for "
+        "ViT-bigG/14's 1280-wide embeds and the k/v weights of SDXL 1.0 base's 70 cross-attentions, numbered as "
+        "diffusers 0.27.2's loader reads them and checked with it on the meta UNet "
+        "(tests/data/layouts/make_layout_manifests.py).",
+        [("ip_adapter", ip_adapter_part(SDXL_UNET, 1280))])
     write_manifest(
         f"{OUT}/sd21_768v.json",
         "The tensors of a Stable Diffusion 2.1 (768-v) single file: diffusers 0.27.2's UNet2DConditionModel and "
