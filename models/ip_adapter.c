@@ -43,25 +43,40 @@ static kiln_status bind_layers(kiln_ip_adapter *ipa, const kiln_unet *unet, cons
     return KILN_OK;
 }
 
-static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backend *be, const char *path)
+kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_info *info)
 {
-    const kiln_checkpoint *ck = ipa->checkpoint;
+    const char *path = kiln_checkpoint_path(ck);
     for (size_t i = 0; i < sizeof other_kinds / sizeof other_kinds[0]; i++)
         if (kiln_checkpoint_find(ck, other_kinds[i].tensor))
             return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an %s, which kiln does not run yet (it runs the plain "
                              "IP-Adapter: 'image_proj.proj.weight')", path, other_kinds[i].variant);
     const kiln_st_tensor *proj = kiln_checkpoint_find(ck, "image_proj.proj.weight");
     const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.norm.weight");
-    if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1)
+    if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1 || norm->shape[0] < 1 ||
+        proj->shape[0] % norm->shape[0] != 0)
         return kiln_fail(KILN_ERR_MODEL, "%s: no tensors 'image_proj.proj.weight' and 'image_proj.norm.weight': not "
                          "an IP-Adapter in the .safetensors layout (image_proj.*, ip_adapter.*)", path);
+    *info = (kiln_ip_adapter_info){.embed_dim = (int)proj->shape[1], .context_dim = (int)norm->shape[0],
+                                   .tokens = (int)(proj->shape[0] / norm->shape[0])};
+    char name[64];
+    for (;; info->cross_attentions++) {
+        snprintf(name, sizeof name, "ip_adapter.%d.to_k_ip.weight", 2 * info->cross_attentions + 1);
+        if (!kiln_checkpoint_find(ck, name)) return KILN_OK;
+    }
+}
+
+static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backend *be, const char *path)
+{
+    const kiln_checkpoint *ck = ipa->checkpoint;
+    kiln_ip_adapter_info info;
+    TRY(kiln_ip_adapter_inspect(ck, &info));
     const int ctx = unet->config->context_dim;
-    if (norm->shape[0] != ctx || proj->shape[0] % ctx != 0)
-        return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter making %lld-wide tokens, for another base model than "
-                         "this one (%s, context %d)", path, (long long)norm->shape[0], unet->config->name, ctx);
+    if (info.context_dim != ctx)
+        return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter making %d-wide tokens, for another base model than "
+                         "this one (%s, context %d)", path, info.context_dim, unet->config->name, ctx);
     ipa->context_dim = ctx;
-    ipa->tokens = (int)(proj->shape[0] / ctx);
-    ipa->embed_dim = (int)proj->shape[1];
+    ipa->tokens = info.tokens;
+    ipa->embed_dim = info.embed_dim;
     ipa->nrows = unet->config->nlayers;
     const size_t slots = (size_t)ipa->nrows * KILN_MAX_TRANSFORMER_DEPTH;
     ipa->k_w = calloc(slots, sizeof *ipa->k_w);

@@ -29,6 +29,16 @@ typedef struct kiln_ip_adapter {
     const tensor **k_w, **v_w;
 } kiln_ip_adapter;
 
+/* What an IP-Adapter file is, read off its shapes. */
+typedef struct kiln_ip_adapter_info {
+    int embed_dim, tokens, context_dim; /* E, Ti, ctx as above */
+    int cross_attentions;               /* the UNet cross-attentions it has weights for */
+} kiln_ip_adapter_info;
+
+/* KILN_ERR_MODEL for a file that is no IP-Adapter, KILN_ERR_UNSUPPORTED
+ * for a variant kiln does not run; each naming the file. */
+kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_info *info);
+
 /* Opens an IP-Adapter file and binds it on be for the UNet `unet` (an
  * adapter for another base model is refused, naming the file). */
 kiln_status kiln_ip_adapter_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out);

@@ -595,6 +595,46 @@ static bool print_controlnet_info(const char *path)
     return hint != NULL;
 }
 
+/* --info on an IP-Adapter: its tokens and what it fits. */
+static bool print_ip_adapter_info(const char *path)
+{
+    kiln_checkpoint *ck;
+    kiln_ip_adapter_info info;
+    if (kiln_checkpoint_open(path, &ck) != KILN_OK) return false;
+    bool found = kiln_checkpoint_find(ck, "image_proj.proj.weight") && kiln_ip_adapter_inspect(ck, &info) == KILN_OK;
+    if (found) {
+        printf("ip-adapter   %s\n", path);
+        printf("tokens       %d, %d wide (the UNet's context%s)\n", info.tokens, info.context_dim,
+               info.context_dim == 768    ? ": SD 1.x"
+               : info.context_dim == 1024 ? ": SD 2.x"
+               : info.context_dim == 2048 ? ": SDXL"
+                                          : "");
+        printf("image embeds %d wide (the CLIP vision model's projection%s)\n", info.embed_dim,
+               info.embed_dim == 1024 ? ": ViT-H/14" : info.embed_dim == 1280 ? ": ViT-bigG/14" : "");
+        printf("layers       %d cross-attentions\n", info.cross_attentions);
+    }
+    kiln_checkpoint_close(ck);
+    return found;
+}
+
+static bool print_clip_vision_info(const char *path)
+{
+    kiln_backend *be;
+    kiln_clip_vision *cv;
+    if (kiln_backend_create("cpu", NULL, &be) != KILN_OK) return false;
+    bool found = kiln_clip_vision_load(path, be, &cv) == KILN_OK;
+    if (found) {
+        const clip_vision_config *cfg = cv->config;
+        printf("clip vision  %s\n", path);
+        printf("network      %s: %d layers %d wide, %dx%d pictures in %d-pixel patches\n", cfg->name, cfg->layers,
+               cfg->hidden, cfg->image_size, cfg->image_size, cfg->patch);
+        printf("image embeds %d wide\n", cfg->projection);
+        kiln_clip_vision_free(cv);
+    }
+    kiln_backend_free(be);
+    return found;
+}
+
 static bool print_upscaler_info(const char *path)
 {
     kiln_backend *be;
@@ -622,6 +662,8 @@ static int print_info(const char *path)
         return 0;
     }
     if (file && print_controlnet_info(path)) return 0;
+    if (file && print_ip_adapter_info(path)) return 0;
+    if (file && print_clip_vision_info(path)) return 0;
     if (file && print_upscaler_info(path)) return 0;
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");

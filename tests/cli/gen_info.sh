@@ -39,6 +39,11 @@ expect_info "$data/sdxl_refiner/tiny_refiner.safetensors" "family       sdxl-ref
     "text encoder openclip-tiny-test, 1.6 M parameters"
 expect_info "$data/sdxl/tiny_sdxl_diffusers" "family       sdxl (txt2img)" \
     "text encoder openclip-tiny-test, 1.6 M parameters"
+# IP-Adapter and its CLIP vision tower
+expect_info "$data/ip_adapter/ip_adapter_tiny.safetensors" "tokens       4, 32 wide (the UNet's context)" \
+    "image embeds 24 wide (the CLIP vision model's projection)" "layers       6 cross-attentions"
+expect_info "$data/ip_adapter/clip_vision_tiny.safetensors" \
+    "network      clip-vit-tiny-test: 3 layers 32 wide, 224x224 pictures in 14-pixel patches" "image embeds 24 wide"
 # kohya_locon: 36 attention/projection modules in 3 transformers and 7 convolutions
 # (5 of them 3x3) in the UNet, 12 text encoder linears; rank 4, alphas 2 and one 1
 expect_info "$data/lora/kohya_locon.safetensors" \
