@@ -10,7 +10,6 @@
 static const struct {
     const char *tensor, *variant;
 } other_kinds[] = {
-    {"image_proj.latents", "IP-Adapter Plus (a Resampler image projection)"},
     {"image_proj.proj.0.weight", "IP-Adapter full-face or FaceID (an MLP image projection)"},
     {"image_proj.perceiver_resampler.proj_in.weight", "IP-Adapter FaceID Plus"},
 };
@@ -43,26 +42,99 @@ static kiln_status bind_layers(kiln_ip_adapter *ipa, const kiln_unet *unet, cons
     return KILN_OK;
 }
 
+/* A Plus file's Resampler, as diffusers' loader reads it: heads 64 wide,
+ * layers counted by their to_q. */
+static kiln_status inspect_resampler(const kiln_checkpoint *ck, kiln_ip_adapter_info *info)
+{
+    const char *path = kiln_checkpoint_path(ck);
+    const kiln_st_tensor *latents = kiln_checkpoint_find(ck, "image_proj.latents");
+    const kiln_st_tensor *in = kiln_checkpoint_find(ck, "image_proj.proj_in.weight");
+    const kiln_st_tensor *out = kiln_checkpoint_find(ck, "image_proj.proj_out.weight");
+    const kiln_st_tensor *q = kiln_checkpoint_find(ck, "image_proj.layers.0.0.to_q.weight");
+    if (!latents || !in || !out || !q || latents->ndim != 3 || in->ndim != 2 || out->ndim != 2 || q->ndim != 2 ||
+        q->shape[0] % 64 != 0)
+        return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter Plus without the Resampler's 'image_proj.proj_in', "
+                         "'proj_out' and 'layers.0.0.to_q' (64-wide heads)", path);
+    info->plus = true;
+    info->tokens = (int)latents->shape[1];
+    info->embed_dim = (int)in->shape[1];
+    info->context_dim = (int)out->shape[0];
+    info->resampler_heads = (int)(q->shape[0] / 64);
+    char name[64];
+    for (;; info->resampler_layers++) {
+        snprintf(name, sizeof name, "image_proj.layers.%d.0.to_q.weight", info->resampler_layers);
+        if (!kiln_checkpoint_find(ck, name)) break;
+    }
+    if (info->resampler_layers > KILN_IP_RESAMPLER_MAX_LAYERS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a Resampler of %d layers, kiln runs at most %d", path,
+                         info->resampler_layers, KILN_IP_RESAMPLER_MAX_LAYERS);
+    return KILN_OK;
+}
+
 kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
+    *info = (kiln_ip_adapter_info){0};
     for (size_t i = 0; i < sizeof other_kinds / sizeof other_kinds[0]; i++)
         if (kiln_checkpoint_find(ck, other_kinds[i].tensor))
             return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an %s, which kiln does not run yet (it runs the plain "
-                             "IP-Adapter: 'image_proj.proj.weight')", path, other_kinds[i].variant);
-    const kiln_st_tensor *proj = kiln_checkpoint_find(ck, "image_proj.proj.weight");
-    const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.norm.weight");
-    if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1 || norm->shape[0] < 1 ||
-        proj->shape[0] % norm->shape[0] != 0)
-        return kiln_fail(KILN_ERR_MODEL, "%s: no tensors 'image_proj.proj.weight' and 'image_proj.norm.weight': not "
-                         "an IP-Adapter in the .safetensors layout (image_proj.*, ip_adapter.*)", path);
-    *info = (kiln_ip_adapter_info){.embed_dim = (int)proj->shape[1], .context_dim = (int)norm->shape[0],
-                                   .tokens = (int)(proj->shape[0] / norm->shape[0])};
+                             "IP-Adapter and IP-Adapter Plus)", path, other_kinds[i].variant);
+    if (kiln_checkpoint_find(ck, "image_proj.latents")) {
+        TRY(inspect_resampler(ck, info));
+    } else {
+        const kiln_st_tensor *proj = kiln_checkpoint_find(ck, "image_proj.proj.weight");
+        const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.norm.weight");
+        if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1 || norm->shape[0] < 1 ||
+            proj->shape[0] % norm->shape[0] != 0)
+            return kiln_fail(KILN_ERR_MODEL, "%s: no tensors 'image_proj.proj.weight' and 'image_proj.norm.weight' "
+                             "(or a Plus Resampler's 'image_proj.latents'): not an IP-Adapter in the .safetensors "
+                             "layout (image_proj.*, ip_adapter.*)", path);
+        info->embed_dim = (int)proj->shape[1];
+        info->context_dim = (int)norm->shape[0];
+        info->tokens = (int)(proj->shape[0] / norm->shape[0]);
+    }
     char name[64];
     for (;; info->cross_attentions++) {
         snprintf(name, sizeof name, "ip_adapter.%d.to_k_ip.weight", 2 * info->cross_attentions + 1);
         if (!kiln_checkpoint_find(ck, name)) return KILN_OK;
     }
+}
+
+static kiln_status bind_resampler(kiln_ip_adapter *ipa, const kiln_ip_adapter_info *info)
+{
+    ip_resampler *r = &ipa->resampler;
+    kiln_weights *w = ipa->weights;
+    const int H = (int)kiln_checkpoint_find(ipa->checkpoint, "image_proj.latents")->shape[2];
+    const int I = 64 * info->resampler_heads, ctx = ipa->context_dim, E = ipa->embed_dim;
+    r->hidden = H, r->heads = info->resampler_heads, r->nlayers = info->resampler_layers;
+    TRY(KILN_BIND(w, &r->latents, "image_proj", "latents", 1, ipa->tokens, H));
+    TRY(KILN_BIND(w, &r->proj_in_w, "image_proj.proj_in", "weight", H, E));
+    TRY(KILN_BIND(w, &r->proj_in_b, "image_proj.proj_in", "bias", H));
+    TRY(KILN_BIND(w, &r->proj_out_w, "image_proj.proj_out", "weight", ctx, H));
+    TRY(KILN_BIND(w, &r->proj_out_b, "image_proj.proj_out", "bias", ctx));
+    TRY(KILN_BIND(w, &r->norm_out_w, "image_proj.norm_out", "weight", ctx));
+    TRY(KILN_BIND(w, &r->norm_out_b, "image_proj.norm_out", "bias", ctx));
+    const kiln_st_tensor *ff = kiln_checkpoint_find(ipa->checkpoint, "image_proj.layers.0.1.1.weight");
+    const int F = ff && ff->ndim == 2 ? (int)ff->shape[0] : 4 * H;
+    char p[64];
+    for (int i = 0; i < r->nlayers; i++) {
+        ip_resampler_layer *l = &r->layer[i];
+        snprintf(p, sizeof p, "image_proj.layers.%d.0", i);
+        TRY(KILN_BIND(w, &l->norm_x_w, p, "norm1.weight", H));
+        TRY(KILN_BIND(w, &l->norm_x_b, p, "norm1.bias", H));
+        TRY(KILN_BIND(w, &l->norm_q_w, p, "norm2.weight", H));
+        TRY(KILN_BIND(w, &l->norm_q_b, p, "norm2.bias", H));
+        TRY(KILN_BIND(w, &l->q_w, p, "to_q.weight", I, H));
+        TRY(KILN_BIND(w, &l->k_w, p, "to_k.weight", I, H));
+        TRY(KILN_BIND(w, &l->v_w, p, "to_v.weight", I, H));
+        TRY(KILN_BIND(w, &l->out_w, p, "to_out.weight", H, I));
+        snprintf(p, sizeof p, "image_proj.layers.%d.1", i);
+        TRY(KILN_BIND(w, &l->ff_norm_w, p, "0.weight", H));
+        TRY(KILN_BIND(w, &l->ff_norm_b, p, "0.bias", H));
+        TRY(KILN_BIND(w, &l->ff_in_w, p, "1.weight", F, H));
+        TRY(KILN_BIND(w, &l->ff_out_w, p, "3.weight", H, F));
+    }
+    return KILN_OK;
 }
 
 static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backend *be, const char *path)
@@ -74,6 +146,7 @@ static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backen
     if (info.context_dim != ctx)
         return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter making %d-wide tokens, for another base model than "
                          "this one (%s, context %d)", path, info.context_dim, unet->config->name, ctx);
+    ipa->plus = info.plus;
     ipa->context_dim = ctx;
     ipa->tokens = info.tokens;
     ipa->embed_dim = info.embed_dim;
@@ -83,10 +156,14 @@ static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backen
     ipa->v_w = calloc(slots, sizeof *ipa->v_w);
     if (!ipa->k_w || !ipa->v_w) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
     TRY(kiln_weights_create(be, ck, &ipa->weights));
-    TRY(KILN_BIND(ipa->weights, &ipa->proj_w, "image_proj.proj", "weight", ipa->tokens * ctx, ipa->embed_dim));
-    TRY(KILN_BIND(ipa->weights, &ipa->proj_b, "image_proj.proj", "bias", ipa->tokens * ctx));
-    TRY(KILN_BIND(ipa->weights, &ipa->norm_w, "image_proj.norm", "weight", ctx));
-    TRY(KILN_BIND(ipa->weights, &ipa->norm_b, "image_proj.norm", "bias", ctx));
+    if (ipa->plus) {
+        TRY(bind_resampler(ipa, &info));
+    } else {
+        TRY(KILN_BIND(ipa->weights, &ipa->proj_w, "image_proj.proj", "weight", ipa->tokens * ctx, ipa->embed_dim));
+        TRY(KILN_BIND(ipa->weights, &ipa->proj_b, "image_proj.proj", "bias", ipa->tokens * ctx));
+        TRY(KILN_BIND(ipa->weights, &ipa->norm_w, "image_proj.norm", "weight", ctx));
+        TRY(KILN_BIND(ipa->weights, &ipa->norm_b, "image_proj.norm", "bias", ctx));
+    }
     return bind_layers(ipa, unet, path);
 }
 
@@ -95,7 +172,7 @@ kiln_status kiln_ip_adapter_load(const char *path, const kiln_unet *unet, kiln_b
     *out = NULL;
     kiln_ip_adapter *ipa = calloc(1, sizeof *ipa);
     if (!ipa) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
-    kiln_status st = kiln_checkpoint_open(path, &ipa->checkpoint);
+    kiln_status st = kiln_checkpoint_open_ip_adapter(path, &ipa->checkpoint);
     if (st == KILN_OK) st = bind(ipa, unet, be, path);
     if (st != KILN_OK) {
         kiln_ip_adapter_free(ipa);
@@ -117,29 +194,118 @@ void kiln_ip_adapter_free(kiln_ip_adapter *ipa)
 
 typedef struct tokens_job {
     const kiln_ip_adapter *ipa;
-    const float *embeds; /* (rows,E) */
-    int rows;
+    const float *embeds; /* (rows,n,E) */
+    int rows, n;
     float *tokens;       /* (rows,Ti,ctx) */
 } tokens_job;
+
+/* (B,Ta,D) and (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens */
+static kiln_status concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
+{
+    tensor a4 = *a, b4 = *b;
+    a4.ndim = b4.ndim = 4;
+    a4.shape[2] = b4.shape[2] = 1;
+    a4.shape[3] = b4.shape[3] = a->shape[2];
+    TRY(nn_concat_channels(g, &a4, &b4, y));
+    (*y)->ndim = 3, (*y)->shape[2] = a->shape[2];
+    return KILN_OK;
+}
+
+/* *q = *q + delta, releasing both */
+static kiln_status add_into(kiln_graph *g, tensor **q, tensor *delta)
+{
+    tensor *sum;
+    TRY(nn_add(g, *q, delta, &sum));
+    kiln_graph_release(g, delta);
+    nn_drop(g, q);
+    *q = sum;
+    return KILN_OK;
+}
+
+// x (B,N,H) the picture's tokens, *q (B,Ti,H) the queries -> *q + attention to
+// [x, q] (each normed first) -> + feed-forward
+static kiln_status resampler_layer(kiln_graph *g, const ip_resampler *r, const ip_resampler_layer *l, const tensor *x,
+                                   tensor **q)
+{
+    tensor *xn, *qn, *kv_in, *qq, *k, *v, *o, *d, *n, *h, *a;
+    TRY(nn_layer_norm(g, x, l->norm_x_w, l->norm_x_b, 1e-5f, &xn));
+    TRY(nn_layer_norm(g, *q, l->norm_q_w, l->norm_q_b, 1e-5f, &qn));
+    TRY(concat_tokens(g, xn, qn, &kv_in));
+    nn_drop(g, &xn);
+    TRY(nn_linear(g, qn, l->q_w, NULL, &qq));
+    nn_drop(g, &qn);
+    TRY(nn_linear(g, kv_in, l->k_w, NULL, &k));
+    TRY(nn_linear(g, kv_in, l->v_w, NULL, &v));
+    nn_drop(g, &kv_in);
+    TRY(nn_attention(g, qq, k, v, r->heads, false, &o));
+    nn_drop(g, &qq);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    TRY(nn_linear(g, o, l->out_w, NULL, &d));
+    nn_drop(g, &o);
+    TRY(add_into(g, q, d));
+
+    TRY(nn_layer_norm(g, *q, l->ff_norm_w, l->ff_norm_b, 1e-5f, &n));
+    TRY(nn_linear(g, n, l->ff_in_w, NULL, &h));
+    nn_drop(g, &n);
+    TRY(nn_gelu(g, h, &a));
+    nn_drop(g, &h);
+    TRY(nn_linear(g, a, l->ff_out_w, NULL, &d));
+    nn_drop(g, &a);
+    return add_into(g, q, d);
+}
+
+// e (B,N,E) -> *y (B,Ti,ctx) through the Resampler
+static kiln_status resample(kiln_graph *g, const ip_resampler *r, const tensor *e, int tokens, tensor **y)
+{
+    const int64_t B = e->shape[0];
+    tensor *x, *ids, *q, *p;
+    TRY(nn_linear(g, e, r->proj_in_w, r->proj_in_b, &x));
+    /* the learned queries, repeated for every picture: looked up as rows of a (Ti,H) table */
+    int32_t *rows = malloc((size_t)(B * tokens) * sizeof *rows);
+    if (!rows) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
+    for (int64_t i = 0; i < B * tokens; i++) rows[i] = (int32_t)(i % tokens);
+    kiln_status st = kiln_graph_input(g, &ids, KILN_I32, 1, (int64_t[]){B * tokens}, rows);
+    free(rows);
+    TRY(st);
+    tensor table = *r->latents;
+    table.ndim = 2, table.shape[0] = tokens, table.shape[1] = r->hidden;
+    TRY(nn_embedding(g, ids, &table, &q));
+    nn_drop(g, &ids);
+    q->ndim = 3, q->shape[0] = B, q->shape[1] = tokens, q->shape[2] = r->hidden;
+    for (int i = 0; i < r->nlayers; i++) TRY(resampler_layer(g, r, &r->layer[i], x, &q));
+    nn_drop(g, &x);
+    TRY(nn_linear(g, q, r->proj_out_w, r->proj_out_b, &p));
+    nn_drop(g, &q);
+    TRY(nn_layer_norm(g, p, r->norm_out_w, r->norm_out_b, 1e-5f, y));
+    nn_drop(g, &p);
+    return KILN_OK;
+}
 
 static kiln_status tokens_fn(kiln_graph *g, void *ctx)
 {
     tokens_job *j = ctx;
     const kiln_ip_adapter *ipa = j->ipa;
     tensor *e, *p, *n;
-    TRY(kiln_graph_input(g, &e, KILN_F32, 2, (int64_t[]){j->rows, ipa->embed_dim}, j->embeds));
-    TRY(nn_linear(g, e, ipa->proj_w, ipa->proj_b, &p));
+    TRY(kiln_graph_input(g, &e, KILN_F32, 3, (int64_t[]){j->rows, j->n, ipa->embed_dim}, j->embeds));
+    if (ipa->plus) {
+        TRY(resample(g, &ipa->resampler, e, ipa->tokens, &n));
+    } else {
+        TRY(nn_linear(g, e, ipa->proj_w, ipa->proj_b, &p));
+        p->ndim = 3, p->shape[1] = ipa->tokens, p->shape[2] = ipa->context_dim; /* (rows,Ti*ctx) as (rows,Ti,ctx) */
+        TRY(nn_layer_norm(g, p, ipa->norm_w, ipa->norm_b, 1e-5f, &n));
+        nn_drop(g, &p);
+    }
     nn_drop(g, &e);
-    p->ndim = 3, p->shape[1] = ipa->tokens, p->shape[2] = ipa->context_dim; /* (rows,Ti*ctx) as (rows,Ti,ctx) */
-    TRY(nn_layer_norm(g, p, ipa->norm_w, ipa->norm_b, 1e-5f, &n));
-    nn_drop(g, &p);
     TRY(kiln_graph_output(g, n, j->tokens, kiln_tensor_nbytes(n)));
     nn_drop(g, &n);
     return KILN_OK;
 }
 
-kiln_status kiln_ip_adapter_tokens(const kiln_ip_adapter *ipa, const float *image_embeds, int rows, float *tokens)
+kiln_status kiln_ip_adapter_tokens(const kiln_ip_adapter *ipa, const float *embeds, int rows, int n, float *tokens)
 {
-    tokens_job j = {ipa, image_embeds, rows, tokens};
+    if (!ipa->plus && n != 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ip-adapter: a plain IP-Adapter reads one image embed a picture");
+    tokens_job j = {ipa, embeds, rows, n, tokens};
     return kiln_graph_run_once(kiln_weights_backend(ipa->weights), tokens_fn, &j);
 }

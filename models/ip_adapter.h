@@ -5,25 +5,55 @@
  * makes of the text (kiln_image_attention), as the IPAdapter nodes of
  * ComfyUI (ComfyUI_IPAdapter_plus) and diffusers' load_ip_adapter do.
  *
- * Files are h94/IP-Adapter's .safetensors layout: `image_proj.proj.*`,
- * `image_proj.norm.*` and `ip_adapter.N.to_{k,v}_ip.weight`, the
- * cross-attentions numbered 1, 3, 5, ... in diffusers' order of the UNet's
- * attention processors: down blocks, up blocks, then the middle block. The
- * IP-Adapter Plus, full-face and FaceID variants (other image projections)
- * are refused by name. */
+ * IP-Adapter Plus (and Plus Face) makes its tokens with a Resampler
+ * instead: learned queries that, layer by layer, attend to the tower's
+ * penultimate hidden states (and to themselves), then a linear and a layer
+ * norm.
+ *
+ * Files are h94/IP-Adapter's .safetensors layout: `image_proj.proj.*` and
+ * `image_proj.norm.*` (plain) or `image_proj.latents`, `.proj_in`,
+ * `.proj_out`, `.norm_out` and `.layers.N.*` (Plus), and
+ * `ip_adapter.N.to_{k,v}_ip.weight`, the cross-attentions numbered 1, 3, 5,
+ * ... in diffusers' order of the UNet's attention processors: down blocks,
+ * up blocks, then the middle block. The full-face and FaceID variants
+ * (other image projections) are refused by name. */
 #ifndef KILN_MODELS_IP_ADAPTER_H
 #define KILN_MODELS_IP_ADAPTER_H
 
 #include "unet.h"
 
+/* One layer of the Resampler: attention of the queries to [picture tokens,
+ * queries], then a feed-forward, each added to the queries. */
+typedef struct ip_resampler_layer {
+    const tensor *norm_x_w, *norm_x_b;   /* (H): `layers.N.0.norm1`, on the picture's tokens */
+    const tensor *norm_q_w, *norm_q_b;   /* (H): `.0.norm2`, on the queries */
+    const tensor *q_w, *k_w, *v_w;       /* (I,H): `.0.to_q`, the halves of `.0.to_kv`; no biases */
+    const tensor *out_w;                 /* (H,I): `.0.to_out` */
+    const tensor *ff_norm_w, *ff_norm_b; /* (H): `.1.0` */
+    const tensor *ff_in_w, *ff_out_w;    /* (F,H) (H,F): `.1.1`, `.1.3`, GELU between; no biases */
+} ip_resampler_layer;
+
+#define KILN_IP_RESAMPLER_MAX_LAYERS 8
+
+typedef struct ip_resampler {
+    int hidden, heads, nlayers;        /* H, heads of 64 (diffusers' reading), layers */
+    const tensor *latents;             /* (1,Ti,H): the queries */
+    const tensor *proj_in_w, *proj_in_b;   /* (H,E) (H) */
+    const tensor *proj_out_w, *proj_out_b; /* (ctx,H) (ctx) */
+    const tensor *norm_out_w, *norm_out_b; /* (ctx) */
+    ip_resampler_layer layer[KILN_IP_RESAMPLER_MAX_LAYERS];
+} ip_resampler;
+
 typedef struct kiln_ip_adapter {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
-    int embed_dim;   /* E: the image embeds it reads (the CLIP vision projection's width) */
+    bool plus;       /* a Resampler on the penultimate hidden states, else a projection of the image embeds */
+    int embed_dim;   /* E: the width it reads: the tower's projection (plain) or hidden size (Plus) */
     int tokens;      /* Ti: the image tokens it makes */
     int context_dim; /* their width: the UNet's context */
-    const tensor *proj_w, *proj_b; /* (Ti*ctx,E) (Ti*ctx) */
-    const tensor *norm_w, *norm_b; /* (ctx) */
+    const tensor *proj_w, *proj_b; /* plain: (Ti*ctx,E) (Ti*ctx) */
+    const tensor *norm_w, *norm_b; /* plain: (ctx) */
+    ip_resampler resampler;        /* Plus */
     int nrows;       /* the UNet table's rows */
     /* [row * KILN_MAX_TRANSFORMER_DEPTH + block]: (C,ctx), NULL outside transformer rows */
     const tensor **k_w, **v_w;
@@ -31,7 +61,9 @@ typedef struct kiln_ip_adapter {
 
 /* What an IP-Adapter file is, read off its shapes. */
 typedef struct kiln_ip_adapter_info {
+    bool plus;
     int embed_dim, tokens, context_dim; /* E, Ti, ctx as above */
+    int resampler_layers, resampler_heads; /* Plus */
     int cross_attentions;               /* the UNet cross-attentions it has weights for */
 } kiln_ip_adapter_info;
 
@@ -44,7 +76,9 @@ kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_i
 kiln_status kiln_ip_adapter_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out);
 void kiln_ip_adapter_free(kiln_ip_adapter *ipa);
 
-/* The image projection: image_embeds (rows,E) -> tokens (rows,Ti,ctx). */
-kiln_status kiln_ip_adapter_tokens(const kiln_ip_adapter *ipa, const float *image_embeds, int rows, float *tokens);
+/* The image projection: what the tower made of `rows` pictures, each `n`
+ * vectors of E (plain: n = 1, the image embeds; Plus: the penultimate
+ * hidden states) -> tokens (rows,Ti,ctx). */
+kiln_status kiln_ip_adapter_tokens(const kiln_ip_adapter *ipa, const float *embeds, int rows, int n, float *tokens);
 
 #endif

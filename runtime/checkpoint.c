@@ -492,6 +492,36 @@ kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
     return KILN_OK;
 }
 
+/* ---- IP-Adapter files ---------------------------------------------------- */
+
+kiln_status kiln_checkpoint_open_ip_adapter(const char *path, kiln_checkpoint **out)
+{
+    kiln_checkpoint *ck = NULL;
+    TRY(checkpoint_new(path, &ck));
+    kiln_status status = kiln_st_open(path, &ck->files[0]);
+    if (status == KILN_OK) ck->nfiles = 1;
+    for (size_t i = 0; status == KILN_OK && i < kiln_st_count(ck->files[0]); i++) {
+        const kiln_st_tensor *t = kiln_st_at(ck->files[0], i);
+        const size_t len = strlen(t->name), suffix = strlen(".to_kv.weight");
+        if (len <= suffix || strcmp(t->name + len - suffix, ".to_kv.weight") != 0) {
+            status = add_name(ck, t->name, t);
+            continue;
+        }
+        char name[512];
+        for (int part = 0; status == KILN_OK && part < 2; part++) {
+            snprintf(name, sizeof name, "%.*s.to_%c.weight", (int)(len - suffix), t->name, "kv"[part]);
+            status = add_rows_view(ck, name, t, part, 2);
+        }
+    }
+    if (status == KILN_OK) status = sort_names(ck);
+    if (status != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        return status;
+    }
+    *out = ck;
+    return KILN_OK;
+}
+
 /* ---- ControlNet files ---------------------------------------------------- */
 
 /* ControlNetModel names -> `control_model.*`: the hint encoder, the zero

@@ -23,6 +23,10 @@ kiln_status kiln_checkpoint_open_memory(const void *data, size_t size, const cha
  * are, original names without the prefix and diffusers' ControlNetModel
  * names mapped to them. */
 kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **out);
+/* Opens an IP-Adapter file: its names as they are, but an IP-Adapter Plus
+ * Resampler's fused `<attention>.to_kv.weight`, whose two halves of rows
+ * are k's and v's, read as `.to_k.weight` and `.to_v.weight` (no copy). */
+kiln_status kiln_checkpoint_open_ip_adapter(const char *path, kiln_checkpoint **out);
 void kiln_checkpoint_close(kiln_checkpoint *ck);
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck);

@@ -306,19 +306,28 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
 {
     *tokens = NULL;
     const clip_vision_config *cfg = cv->config;
-    const int S = cfg->image_size, E = ipa->embed_dim;
-    if (cfg->projection != E)
+    const int S = cfg->image_size, E = ipa->embed_dim, T = kiln_clip_vision_tokens(cfg);
+    /* a plain adapter reads the image embeds, a Plus one the hidden states */
+    const int width = ipa->plus ? cfg->hidden : cfg->projection, n = ipa->plus ? T : 1;
+    if (width != E)
         return kiln_fail(KILN_ERR_INVALID_ARG,
-                         "the CLIP vision model (%s) makes %d-wide image embeds and the IP-Adapter reads %d-wide "
-                         "ones: they do not go together",
-                         cfg->name, cfg->projection, E);
-    float *pixels = malloc((size_t)3 * S * S * sizeof *pixels);
-    float *embeds = calloc((size_t)2 * E, sizeof *embeds); /* row 0 stays zero */
+                         "the CLIP vision model (%s) makes %d-wide %s and the IP-Adapter%s reads %d-wide ones: they "
+                         "do not go together",
+                         cfg->name, width, ipa->plus ? "hidden states" : "image embeds", ipa->plus ? " Plus" : "", E);
+    /* the negative rows': a zero image embedding (plain), a black picture's hidden states (Plus) */
+    float *pixels = malloc((size_t)2 * 3 * S * S * sizeof *pixels);
+    float *embeds = calloc((size_t)2 * n * E, sizeof *embeds);
     float *out = malloc((size_t)2 * ipa->tokens * ipa->context_dim * sizeof *out);
+    kiln_image black = {0};
     kiln_status st = pixels && embeds && out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
-    if (st == KILN_OK) st = kiln_clip_vision_preprocess(img, S, pixels);
-    if (st == KILN_OK) st = kiln_clip_vision_encode(cv, pixels, 1, embeds + E, NULL);
-    if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, out);
+    if (st == KILN_OK && ipa->plus) st = kiln_image_alloc(&black, S, S);
+    if (st == KILN_OK && ipa->plus) st = kiln_clip_vision_preprocess(&black, S, pixels);
+    if (st == KILN_OK) st = kiln_clip_vision_preprocess(img, S, pixels + (size_t)3 * S * S);
+    if (st == KILN_OK)
+        st = ipa->plus ? kiln_clip_vision_encode(cv, pixels, 2, NULL, embeds)
+                       : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1, embeds + E, NULL);
+    if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, n, out);
+    kiln_image_free(&black);
     free(pixels);
     free(embeds);
     if (st != KILN_OK) {

@@ -88,10 +88,12 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
 kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint);
 
 /* The IPAdapter node's image tokens: the picture through ComfyUI's
- * clip_preprocess, the CLIP vision tower and the adapter's image projection,
- * after those of a zero image embedding (what the negative prompt gets) ->
- * *tokens (2,Ti,ctx), malloc'd. A tower whose image embeds are not as wide
- * as the adapter reads is refused, naming both widths. */
+ * clip_preprocess, the CLIP vision tower and the adapter's image projection
+ * (plain: of the image embeds; Plus: its Resampler on the penultimate hidden
+ * states), after those the negative prompt gets (plain: of a zero image
+ * embedding; Plus: of a black picture) -> *tokens (2,Ti,ctx), malloc'd. A
+ * tower whose output is not as wide as the adapter reads is refused, naming
+ * both widths. */
 kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *img,
                                      float **tokens);
 

@@ -26,12 +26,13 @@
 #define TINY_F32 KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors"
 #define VISION "ip_adapter/clip_vision_tiny.safetensors"
 #define ADAPTER "ip_adapter/ip_adapter_tiny.safetensors"
+#define PLUS "ip_adapter/ip_adapter_plus_tiny.safetensors"
 #define GOLDEN "ip_adapter/golden.safetensors"
 
 static void parity_f32(void **s)
 {
     (void)s;
-    parity_check_ip_adapter(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, VISION, ADAPTER, GOLDEN);
+    parity_check_ip_adapter(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, VISION, ADAPTER, GOLDEN, "");
 }
 
 static void parity_f16_unet(void **s)
@@ -39,7 +40,15 @@ static void parity_f16_unet(void **s)
     (void)s;
     parity_check_ip_adapter(&(parity_fixture){.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp16.safetensors",
                                               .tol = TOL_F16},
-                            VISION, ADAPTER, GOLDEN);
+                            VISION, ADAPTER, GOLDEN, "");
+}
+
+/* IP-Adapter Plus: the Resampler (its fused to_kv read as two halves) on
+ * upstream's hidden states, and the UNet attending to its tokens */
+static void plus_parity_f32(void **s)
+{
+    (void)s;
+    parity_check_ip_adapter(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, VISION, PLUS, GOLDEN, "plus.");
 }
 
 /* torch's antialiased bicubic interpolate, down (17x11) and up (80x50),
@@ -169,10 +178,10 @@ static void sampler_routes_tokens(void **s)
     kiln_backend_free(be);
 }
 
-/* The whole IPAdapter chain from a picture file: preprocess, tower, projection. */
-static void tokens_from_picture(void **s)
+/* The whole IPAdapter chain from a picture file: preprocess, tower,
+ * projection; for Plus also the black picture the negative rows get. */
+static void check_tokens_from_picture(const char *adapter, const char *golden_tokens)
 {
-    (void)s;
     kiln_backend *be;
     kiln_model *m;
     kiln_clip_vision *cv;
@@ -180,13 +189,14 @@ static void tokens_from_picture(void **s)
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
     assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(VISION), be, &cv));
-    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ADAPTER), &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(adapter), &m->unet, be, &ipa));
     kiln_image img;
     assert_kiln_ok(kiln_image_load(kiln_test_data("ip_adapter/picture_251x233.png"), &img));
     float *tokens;
     assert_kiln_ok(kiln_image_prompt_tokens(ipa, cv, &img, &tokens));
     kiln_st_file *f = golden_open(GOLDEN);
-    golden want = golden_read(f, "ip_tokens");
+    golden want = golden_read(f, golden_tokens);
+    print_message("  %-16s", golden_tokens);
     assert_rel_l2_le(tokens, want.data, want.count, TOL_F32);
     free(tokens);
     golden_free(&want);
@@ -196,6 +206,18 @@ static void tokens_from_picture(void **s)
     kiln_clip_vision_free(cv);
     kiln_model_free(m);
     kiln_backend_free(be);
+}
+
+static void tokens_from_picture(void **s)
+{
+    (void)s;
+    check_tokens_from_picture(ADAPTER, "ip_tokens");
+}
+
+static void plus_tokens_from_picture(void **s)
+{
+    (void)s;
+    check_tokens_from_picture(PLUS, "plus.ip_tokens");
 }
 
 static void expect_message(kiln_status st, kiln_status code, const char *needle)
@@ -252,9 +274,13 @@ static void refusals(void **s)
     snprintf(path, sizeof path, "%s/variant.safetensors", dir);
     static float data[128 * 16];
     for (int i = 0; i < 128 * 16; i++) data[i] = (float)(i % 7) * 0.01f;
-    /* a Resampler's learned queries: IP-Adapter Plus */
+    /* an MLP image projection: the full-face adapter */
+    write_variant(path, &(kiln_st_entry){"image_proj.proj.0.weight", KILN_F32, 2, {32, 32}, data});
+    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "full-face");
+    /* a Resampler's learned queries without the rest of it */
     write_variant(path, &(kiln_st_entry){"image_proj.latents", KILN_F32, 3, {1, 16, 32}, data});
-    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "IP-Adapter Plus");
+    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
+                   "an IP-Adapter Plus without the Resampler's");
     /* a seventh cross-attention */
     write_variant(path, &(kiln_st_entry){"ip_adapter.13.to_k_ip.weight", KILN_F32, 2, {32, 32}, data});
     expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
@@ -286,7 +312,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(antialiased_resize),    cmocka_unit_test(preprocess_as_comfyui),
         cmocka_unit_test(parity_f32),
-        cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(tokens_from_picture),
+        cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(plus_parity_f32),
+        cmocka_unit_test(tokens_from_picture),   cmocka_unit_test(plus_tokens_from_picture),
         cmocka_unit_test(sampler_routes_tokens), cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,7 @@
  * gigabytes: tests/data/layouts holds the name and shape of every tensor of
  * an SD 1.5, an SD 2.1 768-v, an SDXL 1.0 base and an SDXL 1.0 refiner
  * single file, of the CLIP ViT-H/14 and ViT-bigG/14 image encoders and of
- * the SD 1.5 and SDXL IP-Adapters, as upstream diffusers / transformers
+ * the SD 1.5 and SDXL IP-Adapters (plain and Plus), as upstream diffusers / transformers
  * build them (make_layout_manifests.py).
  * Each becomes a sparse safetensors file (a header, then a hole where the weights would be), which
  * kiln opens, detects and binds on the CPU: every tensor a table row asks for
@@ -124,7 +124,7 @@ static void sd15(void **state)
 /* An IP-Adapter and its CLIP vision tower bound for a model: the tower's
  * config, the adapter's tokens and every cross-attention given its k/v. */
 static void check_ip_adapter(const char *model_manifest, const char *vision_manifest, const char *adapter_manifest,
-                             const char *vision_name, int cross_attentions)
+                             const char *vision_name, int cross_attentions, int tokens)
 {
     int64_t unet_params;
     kiln_model *m = load(model_manifest, "base", &unet_params);
@@ -137,8 +137,9 @@ static void check_ip_adapter(const char *model_manifest, const char *vision_mani
     assert_kiln_ok(kiln_clip_vision_load(vision_path, be, &cv));
     assert_string_equal(cv->config->name, vision_name);
     assert_kiln_ok(kiln_ip_adapter_load(adapter_path, &m->unet, be, &ipa));
-    assert_int_equal(ipa->embed_dim, cv->config->projection);
-    assert_int_equal(ipa->tokens, 4);
+    /* a plain adapter reads the image embeds, a Plus one the hidden states */
+    assert_int_equal(ipa->embed_dim, ipa->plus ? cv->config->hidden : cv->config->projection);
+    assert_int_equal(ipa->tokens, tokens);
     int bound = 0;
     for (size_t i = 0; i < (size_t)ipa->nrows * KILN_MAX_TRANSFORMER_DEPTH; i++) bound += ipa->k_w[i] && ipa->v_w[i];
     assert_int_equal(bound, cross_attentions);
@@ -151,14 +152,28 @@ static void ip_adapter_sd15(void **state)
 {
     (void)state;
     check_ip_adapter("layouts/sd15.json", "layouts/clip_vision_h14.json", "layouts/ip_adapter_sd15.json",
-                     "clip-vit-h14", 16);
+                     "clip-vit-h14", 16, 4);
+}
+
+static void ip_adapter_plus_sd15(void **state)
+{
+    (void)state;
+    check_ip_adapter("layouts/sd15.json", "layouts/clip_vision_h14.json", "layouts/ip_adapter_plus_sd15.json",
+                     "clip-vit-h14", 16, 16);
+}
+
+static void ip_adapter_plus_sdxl_vit_h(void **state)
+{
+    (void)state;
+    check_ip_adapter("layouts/sdxl_base.json", "layouts/clip_vision_h14.json",
+                     "layouts/ip_adapter_plus_sdxl_vit_h.json", "clip-vit-h14", 70, 16);
 }
 
 static void ip_adapter_sdxl(void **state)
 {
     (void)state;
     check_ip_adapter("layouts/sdxl_base.json", "layouts/clip_vision_bigg14.json", "layouts/ip_adapter_sdxl.json",
-                     "clip-vit-bigg14", 70);
+                     "clip-vit-bigg14", 70, 4);
 }
 
 static void sd21_768v(void **state)
@@ -230,6 +245,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(sd15),           cmocka_unit_test(sd21_768v),
                                        cmocka_unit_test(sdxl_base),      cmocka_unit_test(sdxl_refiner),
-                                       cmocka_unit_test(ip_adapter_sd15), cmocka_unit_test(ip_adapter_sdxl)};
+                                       cmocka_unit_test(ip_adapter_sd15), cmocka_unit_test(ip_adapter_sdxl),
+                                       cmocka_unit_test(ip_adapter_plus_sd15),
+                                       cmocka_unit_test(ip_adapter_plus_sdxl_vit_h)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

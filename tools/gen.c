@@ -600,17 +600,26 @@ static bool print_ip_adapter_info(const char *path)
 {
     kiln_checkpoint *ck;
     kiln_ip_adapter_info info;
-    if (kiln_checkpoint_open(path, &ck) != KILN_OK) return false;
-    bool found = kiln_checkpoint_find(ck, "image_proj.proj.weight") && kiln_ip_adapter_inspect(ck, &info) == KILN_OK;
+    if (kiln_checkpoint_open_ip_adapter(path, &ck) != KILN_OK) return false;
+    bool found = kiln_checkpoint_has_prefix(ck, "image_proj.") && kiln_ip_adapter_inspect(ck, &info) == KILN_OK;
     if (found) {
         printf("ip-adapter   %s\n", path);
+        if (info.plus)
+            printf("kind         Plus: a Resampler of %d layers, %d heads, on the tower's hidden states\n",
+                   info.resampler_layers, info.resampler_heads);
+        else
+            printf("kind         plain: a projection of the tower's image embeds\n");
         printf("tokens       %d, %d wide (the UNet's context%s)\n", info.tokens, info.context_dim,
                info.context_dim == 768    ? ": SD 1.x"
                : info.context_dim == 1024 ? ": SD 2.x"
                : info.context_dim == 2048 ? ": SDXL"
                                           : "");
-        printf("image embeds %d wide (the CLIP vision model's projection%s)\n", info.embed_dim,
-               info.embed_dim == 1024 ? ": ViT-H/14" : info.embed_dim == 1280 ? ": ViT-bigG/14" : "");
+        if (info.plus)
+            printf("reads        %d-wide hidden states (the CLIP vision model's width%s)\n", info.embed_dim,
+                   info.embed_dim == 1280 ? ": ViT-H/14" : info.embed_dim == 1664 ? ": ViT-bigG/14" : "");
+        else
+            printf("image embeds %d wide (the CLIP vision model's projection%s)\n", info.embed_dim,
+                   info.embed_dim == 1024 ? ": ViT-H/14" : info.embed_dim == 1280 ? ": ViT-bigG/14" : "");
         printf("layers       %d cross-attentions\n", info.cross_attentions);
     }
     kiln_checkpoint_close(ck);

@@ -40,6 +40,9 @@ expect_info "$data/sdxl_refiner/tiny_refiner.safetensors" "family       sdxl-ref
 expect_info "$data/sdxl/tiny_sdxl_diffusers" "family       sdxl (txt2img)" \
     "text encoder openclip-tiny-test, 1.6 M parameters"
 # IP-Adapter and its CLIP vision tower
+expect_info "$data/ip_adapter/ip_adapter_plus_tiny.safetensors" \
+    "kind         Plus: a Resampler of 4 layers, 1 heads, on the tower's hidden states" \
+    "tokens       8, 32 wide (the UNet's context)" "reads        32-wide hidden states (the CLIP vision model's width)"
 expect_info "$data/ip_adapter/ip_adapter_tiny.safetensors" "tokens       4, 32 wide (the UNet's context)" \
     "image embeds 24 wide (the CLIP vision model's projection)" "layers       6 cross-attentions"
 expect_info "$data/ip_adapter/clip_vision_tiny.safetensors" \

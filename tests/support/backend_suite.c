@@ -84,12 +84,14 @@ static void controlnet_f32(void **s)
 }
 
 /* IP-Adapter: the CLIP vision tower (non-causal attention over 257 tokens),
- * the image projection and the UNet's image attention */
+ * the image projection (and Plus's Resampler) and the UNet's image attention */
 static void ip_adapter_f32(void **s)
 {
     (void)s;
     parity_check_ip_adapter(&gpu_f32, "ip_adapter/clip_vision_tiny.safetensors", "ip_adapter/ip_adapter_tiny.safetensors",
-                            "ip_adapter/golden.safetensors");
+                            "ip_adapter/golden.safetensors", "");
+    parity_check_ip_adapter(&gpu_f32, "ip_adapter/clip_vision_tiny.safetensors",
+                            "ip_adapter/ip_adapter_plus_tiny.safetensors", "ip_adapter/golden.safetensors", "plus.");
 }
 
 static void txt2img_run(void **s)

@@ -295,13 +295,14 @@ typedef struct ip_adapter_run {
     const kiln_model *m;
     const kiln_ip_adapter *ipa;
     kiln_st_file *goldens;
+    const char *tokens; /* the golden's name of the tokens to attend to */
     float *out;
 } ip_adapter_run;
 
 static kiln_status ip_adapter_fn(kiln_graph *g, void *ctx)
 {
     ip_adapter_run *r = ctx;
-    golden tokens = golden_read(r->goldens, "ip_tokens"), scale = golden_read(r->goldens, "scale");
+    golden tokens = golden_read(r->goldens, r->tokens), scale = golden_read(r->goldens, "scale");
     unet_inputs in;
     tensor *tt, *eps;
     TRY(unet_inputs_read(g, r->goldens, "", &in));
@@ -324,8 +325,24 @@ static void check_against(const char *what, const float *have, kiln_st_file *f, 
     golden_free(&want);
 }
 
+/* The tower on upstream's preprocessed picture: its image embeds and
+ * penultimate hidden states. */
+static void check_clip_vision(const kiln_clip_vision *cv, kiln_st_file *f, double tol)
+{
+    golden pixels = golden_read(f, "pixels.big"), penultimate = golden_read(f, "penultimate");
+    float *embeds = malloc((size_t)cv->config->projection * sizeof *embeds);
+    float *hidden = malloc(penultimate.count * sizeof *hidden);
+    assert_kiln_ok(kiln_clip_vision_encode(cv, pixels.data, 1, embeds, hidden));
+    check_against("image embeds", embeds, f, "image_embeds", tol);
+    check_against("penultimate", hidden, f, "penultimate", tol);
+    free(embeds);
+    free(hidden);
+    golden_free(&pixels);
+    golden_free(&penultimate);
+}
+
 void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
-                             const char *golden_path)
+                             const char *golden_path, const char *prefix)
 {
     kiln_backend *be;
     kiln_model *m = load(fx, &be);
@@ -334,31 +351,38 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
     assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(clip_vision_path), be, &cv));
     assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
     kiln_st_file *f = golden_open(golden_path);
+    check_clip_vision(cv, f, fx->tol);
 
-    /* the tower on upstream's preprocessed picture */
-    golden pixels = golden_read(f, "pixels.big"), penultimate = golden_read(f, "penultimate");
-    const int E = cv->config->projection;
-    float *embeds = calloc((size_t)2 * E, sizeof *embeds), *hidden = malloc(penultimate.count * sizeof *hidden);
-    assert_kiln_ok(kiln_clip_vision_encode(cv, pixels.data, 1, embeds + E, hidden));
-    check_against("image embeds", embeds + E, f, "image_embeds", fx->tol);
-    check_against("penultimate", hidden, f, "penultimate", fx->tol);
-
-    /* the image projection on a zero embedding and upstream's embeds */
-    golden upstream = golden_read(f, "image_embeds");
-    memcpy(embeds + E, upstream.data, (size_t)E * sizeof *embeds);
-    golden want_tokens = golden_read(f, "ip_tokens");
+    /* the image projection on upstream's embeds: plain, a zero embedding and the
+     * picture's; Plus, the hidden states of a black picture and of the picture */
+    char tokens_name[64], noise_name[64];
+    snprintf(tokens_name, sizeof tokens_name, "%sip_tokens", prefix);
+    snprintf(noise_name, sizeof noise_name, "%snoise_pred", prefix);
+    float *embeds;
+    int n = 1;
+    if (ipa->plus) {
+        golden hidden = golden_read(f, "plus.penultimate");
+        embeds = hidden.data; /* taken over */
+        n = (int)hidden.shape[1];
+    } else {
+        golden upstream = golden_read(f, "image_embeds");
+        embeds = calloc((size_t)2 * ipa->embed_dim, sizeof *embeds);
+        memcpy(embeds + ipa->embed_dim, upstream.data, (size_t)ipa->embed_dim * sizeof *embeds);
+        golden_free(&upstream);
+    }
+    golden want_tokens = golden_read(f, tokens_name);
     float *tokens = malloc(want_tokens.count * sizeof *tokens);
-    assert_kiln_ok(kiln_ip_adapter_tokens(ipa, embeds, 2, tokens));
-    check_against("ip tokens", tokens, f, "ip_tokens", fx->tol);
+    assert_kiln_ok(kiln_ip_adapter_tokens(ipa, embeds, 2, n, tokens));
+    check_against("ip tokens", tokens, f, tokens_name, fx->tol);
 
     /* the UNet attending to upstream's tokens */
-    golden want = golden_read(f, "noise_pred");
-    ip_adapter_run r = {m, ipa, f, calloc(want.count, sizeof(float))};
+    golden want = golden_read(f, noise_name);
+    ip_adapter_run r = {m, ipa, f, tokens_name, calloc(want.count, sizeof(float))};
     assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
-    check_against("noise pred", r.out, f, "noise_pred", fx->tol);
+    check_against("noise pred", r.out, f, noise_name, fx->tol);
 
-    free(r.out), free(embeds), free(hidden), free(tokens);
-    golden_free(&pixels), golden_free(&penultimate), golden_free(&upstream), golden_free(&want_tokens);
+    free(r.out), free(embeds), free(tokens);
+    golden_free(&want_tokens);
     golden_free(&want);
     kiln_st_close(f);
     kiln_ip_adapter_free(ipa);

@@ -30,10 +30,12 @@ void parity_check_unet_output(const parity_fixture *fx, const char *golden_path,
 void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path);
 /* IP-Adapter (tests/data/ip_adapter's goldens): the CLIP vision tower on
  * upstream's preprocessed picture (image embeds, penultimate hidden states),
- * the adapter's image projection, and the UNet with its image attention;
- * both paths under tests/data. */
+ * the adapter's image projection on upstream's embeds (plain) or hidden
+ * states (Plus), and the UNet with its image attention: the golden's
+ * `<prefix>ip_tokens` and `<prefix>noise_pred`; both paths under
+ * tests/data. */
 void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
-                             const char *golden_path);
+                             const char *golden_path, const char *prefix);
 /* An ESRGAN upscale model (under tests/data) on the golden's "image": the
  * network ("raw"), ImageUpscaleWithModel in one tile ("whole") and over
  * 8-pixel tiles overlapping by 2 ("tiled"). */

@@ -14,6 +14,10 @@ IPAdapter nodes run.
   clip_vision_tiny.safetensors  a ViT with 32-wide, 3-layer, 4-head
       transformer (GELU), 14-pixel patches of 224x224 pictures and a 24-wide
       projection: transformers' names (vision_model.*, visual_projection)
+  ip_adapter_plus_tiny.safetensors  an IP-Adapter Plus: image_proj.* its
+      Resampler (latents, proj_in/out, norm_out, layers.N.0.{norm1,norm2,
+      to_q,to_kv,to_out}, layers.N.1.{0,1,3}: 4 layers, 8 queries 32 wide,
+      one 64-wide head) and ip_adapter.* as below
   ip_adapter_tiny.safetensors  image_proj.{proj,norm}.* (4 tokens of the
       tiny UNet's 32-wide context from the 24-wide image embedding) and
       ip_adapter.N.to_{k,v}_ip.weight for the UNet's 6 cross-attentions,
@@ -32,6 +36,10 @@ IPAdapter nodes run.
       sample, timesteps, encoder_hidden_states: the tiny UNet golden's
           inputs; scale; noise_pred: the UNet with the adapter at that scale,
           row 0 given the zero embedding and row 1 the picture's
+      plus.penultimate: the tower's penultimate hidden states of a black
+          224x224 picture and of the picture (2,257,32); plus.ip_tokens: the
+          Resampler on them (2,8,32); plus.noise_pred: the UNet with the Plus
+          adapter at the scale, row 0 given the black picture's tokens
 
 Run from the repository root with torch, transformers and diffusers
 installed and the project's shared goldens at ../shared/goldens:
@@ -95,6 +103,52 @@ def randomize(module, std=0.2):
                 p.copy_(1 + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(torch.randn_like(p) * (std if p.ndim > 1 else 0.05))
+
+
+def plus_goldens(tower, unet, sample, timesteps, context, g):
+    """An IP-Adapter Plus for the tiny UNet: its Resampler (4 layers, 8 queries,
+    one 64-wide head, the width diffusers' loader assumes) reads the tower's
+    penultimate hidden states; the negative rows get those of a black
+    picture, as the IPAdapter nodes encode one for Plus models."""
+    ctx, hidden = unet.config.cross_attention_dim, 32
+    E = tower.config.hidden_size
+    image_proj = {"latents": torch.randn(1, 8, hidden) * 0.5,
+                  "proj_in.weight": torch.randn(hidden, E) * 0.2, "proj_in.bias": torch.randn(hidden) * 0.05,
+                  "proj_out.weight": torch.randn(ctx, hidden) * 0.2, "proj_out.bias": torch.randn(ctx) * 0.05,
+                  "norm_out.weight": 1 + 0.1 * torch.randn(ctx), "norm_out.bias": torch.randn(ctx) * 0.05}
+    for i in range(4):  # the depth diffusers' loader builds
+        p = f"layers.{i}."
+        for norm in ("0.norm1", "0.norm2", "1.0"):
+            image_proj[p + norm + ".weight"] = 1 + 0.1 * torch.randn(hidden)
+            image_proj[p + norm + ".bias"] = torch.randn(hidden) * 0.05
+        image_proj[p + "0.to_q.weight"] = torch.randn(64, hidden) * 0.2
+        image_proj[p + "0.to_kv.weight"] = torch.randn(128, hidden) * 0.2
+        image_proj[p + "0.to_out.weight"] = torch.randn(hidden, 64) * 0.2
+        image_proj[p + "1.1.weight"] = torch.randn(4 * hidden, hidden) * 0.2
+        image_proj[p + "1.3.weight"] = torch.randn(hidden, 4 * hidden) * 0.2
+    ip_layers = {}
+    key_id = 1
+    for name in unet.attn_processors.keys():
+        if name.endswith("attn2.processor"):
+            hidden_size = unet.get_submodule(name[:-len(".processor")]).to_q.out_features
+            ip_layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden_size, ctx) * 0.3
+            ip_layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden_size, ctx) * 0.3
+            key_id += 2
+    plus = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
+    plus._load_ip_adapter_weights({"image_proj": image_proj, "ip_adapter": ip_layers})
+    for proc in plus.attn_processors.values():
+        if hasattr(proc, "scale"):
+            proc.scale = [SCALE]
+    flat = {f"image_proj.{k}": v for k, v in image_proj.items()}
+    flat.update({f"ip_adapter.{k}": v for k, v in ip_layers.items()})
+    save_file({k: v.contiguous() for k, v in flat.items()}, os.path.join(OUT, "ip_adapter_plus_tiny.safetensors"))
+    black = clip_preprocess(torch.zeros(1, 224, 224, 3))
+    with torch.no_grad():
+        hidden_states = tower(pixel_values=torch.cat([black, g["pixels.big"]]), output_hidden_states=True)
+        embeds = hidden_states.hidden_states[-2][:, None]  # (2,1,257,E)
+        g["plus.penultimate"] = embeds[:, 0]
+        g["plus.ip_tokens"] = plus.encoder_hid_proj([embeds])[0][:, 0]
+        g["plus.noise_pred"] = plus(sample, timesteps, context, added_cond_kwargs={"image_embeds": [embeds]}).sample
 
 
 def main():
@@ -163,6 +217,7 @@ def main():
         g["noise_pred"] = unet(sample, timesteps, context, added_cond_kwargs={"image_embeds": [embeds]}).sample
     g["sample"], g["timesteps"], g["encoder_hidden_states"] = sample, timesteps.float(), context
     g["scale"] = torch.tensor([SCALE])
+    plus_goldens(tower, unet, sample, timesteps, context, g)
     save_file({k: v.contiguous().float() for k, v in g.items()}, os.path.join(OUT, "golden.safetensors"))
     for k, v in g.items():
         print(k, tuple(v.shape), float(v.abs().mean()))

@@ -39,6 +39,11 @@ this script gives it.
       `ip_adapter.N.to_k_ip/to_v_ip.weight` for SD 1.5's 16 and SDXL base's 70
       cross-attentions, N odd in diffusers' processor order, as diffusers'
       loader takes them (checked with it).
+  ip_adapter_plus_sd15.json, ip_adapter_plus_sdxl_vit_h.json
+      ip-adapter-plus_sd15 and ip-adapter-plus_sdxl_vit-h .safetensors: the
+      Resampler (`image_proj.latents`, `proj_in`, `proj_out`, `norm_out`,
+      `layers.N.0.norm1/norm2/to_q/to_kv/to_out`, `layers.N.1.0/1/3`) on
+      ViT-H/14's hidden states, and the same `ip_adapter.N.*`.
   sd21_768v.json  Stable Diffusion 2.1 (768-v), e.g. v2-1_768-ema-pruned:
       `model.diffusion_model.*` (UNet: use_linear_projection, so proj_in and
       proj_out are 2-D), `first_stage_model.*` (the SD VAE in the original
@@ -358,7 +363,29 @@ def clip_vision_part(config):
     return {k: list(v.shape) for k, v in model.state_dict().items() if k != "vision_model.embeddings.position_ids"}
 
 
-def ip_adapter_part(unet_config, embed_dim):
+def resampler_layout(embed_dim, hidden, output, heads, queries=16, depth=4):
+    """IP-Adapter Plus's image projection as h94's files store it (the
+    Resampler of the IP-Adapter repository: to_kv fused, feed-forward 4x wide,
+    heads 64 wide)."""
+    inner = 64 * heads
+    layout = {"image_proj.latents": [1, queries, hidden], "image_proj.proj_in.weight": [hidden, embed_dim],
+              "image_proj.proj_in.bias": [hidden], "image_proj.proj_out.weight": [output, hidden],
+              "image_proj.proj_out.bias": [output], "image_proj.norm_out.weight": [output],
+              "image_proj.norm_out.bias": [output]}
+    for i in range(depth):
+        p = f"image_proj.layers.{i}."
+        for norm in ("0.norm1", "0.norm2", "1.0"):
+            layout[p + norm + ".weight"] = [hidden]
+            layout[p + norm + ".bias"] = [hidden]
+        layout[p + "0.to_q.weight"] = [inner, hidden]
+        layout[p + "0.to_kv.weight"] = [2 * inner, hidden]
+        layout[p + "0.to_out.weight"] = [hidden, inner]
+        layout[p + "1.1.weight"] = [4 * hidden, hidden]
+        layout[p + "1.3.weight"] = [hidden, 4 * hidden]
+    return layout
+
+
+def ip_adapter_part(unet_config, embed_dim, plus=None):
     """A plain IP-Adapter for a UNet, in the .safetensors layout of
     h94/IP-Adapter's files: image_proj.{proj,norm} (4 tokens of the UNet's
     context width from embed_dim-wide image embeds) and, for the UNet's
@@ -371,8 +398,11 @@ def ip_adapter_part(unet_config, embed_dim):
     with torch.device("meta"):
         unet = UNet2DConditionModel(**unet_config)
     ctx = unet.config.cross_attention_dim
-    layout = {"image_proj.proj.weight": [4 * ctx, embed_dim], "image_proj.proj.bias": [4 * ctx],
-              "image_proj.norm.weight": [ctx], "image_proj.norm.bias": [ctx]}
+    if plus:  # (Resampler width, heads)
+        layout = resampler_layout(embed_dim, plus[0], ctx, plus[1])
+    else:
+        layout = {"image_proj.proj.weight": [4 * ctx, embed_dim], "image_proj.proj.bias": [4 * ctx],
+                  "image_proj.norm.weight": [ctx], "image_proj.norm.bias": [ctx]}
     number = 0
     for name, proc in unet.attn_processors.items():
         if name.endswith("attn2.processor"):
@@ -389,9 +419,9 @@ def ip_adapter_part(unet_config, embed_dim):
         proj = unet._convert_ip_adapter_image_proj_to_diffusers(sd["image_proj"])
     taken = sum(2 for p in procs.values() if hasattr(p, "to_k_ip"))
     assert taken == len(sd["ip_adapter"]), (taken, len(sd["ip_adapter"]))
-    assert [list(p.shape) for p in proj.state_dict().values()] == [layout[f"image_proj.{k}"] for k in
-                                                                   ("proj.weight", "proj.bias", "norm.weight",
-                                                                    "norm.bias")]
+    # the projection loaded every tensor (load_state_dict is strict), each part of one of the file's
+    loaded = sum(p.numel() for p in proj.state_dict().values())
+    assert loaded == sum(count({k: v}) for k, v in layout.items() if k.startswith("image_proj.")), loaded
     return layout
 
 
@@ -458,6 +488,20 @@ def main():
         "diffusers 0.27.2's loader reads them and checked with it on the meta UNet "
         "(tests/data/layouts/make_layout_manifests.py).",
         [("ip_adapter", ip_adapter_part(SDXL_UNET, 1280))])
+    write_manifest(
+        f"{OUT}/ip_adapter_plus_sd15.json",
+        "The tensors of h94/IP-Adapter's models/ip-adapter-plus_sd15.safetensors: the Resampler (768 wide, 12 "
+        "heads, 16 queries, 4 layers) on ViT-H/14's 1280-wide hidden states and the k/v weights of SD 1.5's 16 "
+        "cross-attentions, as diffusers 0.27.2's loader reads them and checked with it on the meta UNet "
+        "(tests/data/layouts/make_layout_manifests.py).",
+        [("ip_adapter", ip_adapter_part(SD15_UNET, 1280, plus=(768, 12)))])
+    write_manifest(
+        f"{OUT}/ip_adapter_plus_sdxl_vit_h.json",
+        "The tensors of h94/IP-Adapter's sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors: the Resampler (1280 "
+        "wide, 20 heads, 16 queries, 4 layers) on ViT-H/14's 1280-wide hidden states and the k/v weights of SDXL "
+        "1.0 base's 70 cross-attentions, as diffusers 0.27.2's loader reads them and checked with it on the meta "
+        "UNet (tests/data/layouts/make_layout_manifests.py).",
+        [("ip_adapter", ip_adapter_part(SDXL_UNET, 1280, plus=(1280, 20)))])
     write_manifest(
         f"{OUT}/sd21_768v.json",
         "The tensors of a Stable Diffusion 2.1 (768-v) single file: diffusers 0.27.2's UNet2DConditionModel and "
