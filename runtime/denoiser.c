@@ -81,6 +81,9 @@ kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *cont
 kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip)
 {
     const kiln_ip_adapter *a = ip->adapter;
+    if (!(ip->start_percent >= 0.0 && ip->start_percent <= ip->end_percent && ip->end_percent <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter start %g and end %g: must be 0 <= start <= end <= 1",
+                         ip->start_percent, ip->end_percent);
     if (a->nrows != d->model->unet.config->nlayers || a->context_dim != d->model->unet.config->context_dim)
         return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: the IP-Adapter was loaded for another UNet");
     const size_t per = (size_t)a->tokens * a->context_dim;
@@ -92,6 +95,8 @@ kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_pr
         memcpy(d->image_tokens + r * per, ip->tokens + (positive ? per : 0), per * sizeof(float));
     }
     d->image_prompt = ip;
+    d->image_sigma_hi = percent_to_sigma(d->sampling, ip->start_percent);
+    d->image_sigma_lo = percent_to_sigma(d->sampling, ip->end_percent);
     return KILN_OK;
 }
 
@@ -140,7 +145,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
         tensor *tokens;
         TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){d->rows, a->tokens, a->context_dim},
                              d->image_tokens));
-        image = (kiln_unet_image_prompt){tokens, d->image_prompt->weight, a->k_w, a->v_w};
+        image = (kiln_unet_image_prompt){tokens, d->image_weight, a->k_w, a->v_w};
         cond.image = &image;
     }
     if (g == d->control_graph) {
@@ -193,6 +198,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     fill_unet_input(d, x, in_scale);
 
     bool controlled = d->control && sigma <= d->control_sigma_hi && sigma >= d->control_sigma_lo;
+    if (d->image_prompt)
+        d->image_weight = sigma <= d->image_sigma_hi && sigma >= d->image_sigma_lo ? d->image_prompt->weight : 0.0f;
     TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
     d->unet_calls++;
     d->control_calls += controlled;

@@ -26,12 +26,15 @@ typedef struct kiln_control {
 } kiln_control;
 
 /* IP-Adapter, as the IPAdapter nodes apply it without a negative picture:
- * every call's positive rows attend to the picture's image tokens, its
- * negative rows to those of a zero image embedding, at `weight`. */
+ * the positive rows of every call whose sigma lies between the sigmas of
+ * end_percent and start_percent attend to the picture's image tokens, its
+ * negative rows to the negative tokens (kiln_image_prompt_tokens), at
+ * `weight`; the calls outside give it weight 0, which adds exactly nothing. */
 typedef struct kiln_image_prompt {
     const kiln_ip_adapter *adapter;
-    const float *tokens; /* (2,Ti,ctx): the zero embedding's, then the picture's (kiln_image_prompt_tokens) */
+    const float *tokens; /* (2,Ti,ctx): the negative rows', then the picture's (kiln_image_prompt_tokens) */
     float weight;
+    double start_percent, end_percent;
 } kiln_image_prompt;
 
 /* Inpainting as ComfyUI's KSamplerX0Inpaint: where the mask is 0 the latent
@@ -63,6 +66,8 @@ typedef struct kiln_denoiser {
     int control_calls;           /* counted, for tests */
     const kiln_image_prompt *image_prompt; /* NULL: none */
     float *image_tokens;         /* (rows,Ti,ctx) its tokens for each row */
+    float image_sigma_hi, image_sigma_lo; /* sigmas where it applies */
+    float image_weight;          /* this call's: its weight within them, else 0 */
     const kiln_inpaint_mask *inpaint; /* NULL: none */
     float *blended;              /* (B,C,h,w) x with the kept part put back */
     const float *concat;         /* (E,h,w) the extra input channels, the same in every row; NULL: none */

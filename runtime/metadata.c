@@ -92,7 +92,8 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
     if (run->controlnet && !run->control_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
-    if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight)))
+    if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight) ||
+                            !(run->ip_start >= 0 && run->ip_start <= run->ip_end && run->ip_end <= 1)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter without its CLIP vision model, picture "
                          "or weight");
     if (run->nloras < 0 || (run->nloras && !run->loras))
@@ -529,8 +530,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "weight", run->ip_weight);
         add_string(&g, in, "weight_type", "linear");
         add_string(&g, in, "combine_embeds", "concat");
-        add_number(&g, in, "start_at", 0);
-        add_number(&g, in, "end_at", 1);
+        add_number(&g, in, "start_at", run->ip_start);
+        add_number(&g, in, "end_at", run->ip_end);
         add_string(&g, in, "embeds_scaling", "V only");
         add_link(&g, in, "model", model, 0);
         add_link(&g, in, "ipadapter", "100", 0);

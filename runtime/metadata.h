@@ -45,7 +45,7 @@ typedef struct kiln_run_info {
     const char *ip_adapter;    /* IPAdapter: the adapter's path, NULL for none */
     const char *clip_vision;   /* the CLIP vision model's */
     const char *ip_image;      /* the picture's */
-    double ip_weight;
+    double ip_weight, ip_start, ip_end; /* its weight and the part of the schedule it acts on */
     double hires_scale;     /* hires fix: LatentUpscaleBy's scale then a second KSampler; 0 for none */
     int hires_steps;
     double hires_denoise;

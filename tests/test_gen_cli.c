@@ -265,10 +265,10 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
-/* gen --ip-adapter: weight 0 is the plain model to the bit, weight 1 another
- * picture, a negative weight a third, the Plus adapter a fourth (the
- * adapters themselves are test_ip_adapter's); the PNG records the IPAdapter
- * nodes. */
+/* gen --ip-adapter: weight 0, or a range no step falls in, is the plain
+ * model to the bit, weight 1 another picture, a negative weight a third, the
+ * Plus adapter a fourth (the adapters themselves are test_ip_adapter's); the
+ * PNG records the IPAdapter nodes. */
 static void ip_adapter_run(void **state)
 {
     (void)state;
@@ -277,10 +277,10 @@ static void ip_adapter_run(void **state)
              "--ip-adapter %s/ip_adapter/ip_adapter_tiny.safetensors --clip-vision "
              "%s/ip_adapter/clip_vision_tiny.safetensors --ip-image %s/ip_adapter/picture_251x233.png",
              KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA);
-    const char *weights[5] = {NULL, "0", "1", "-0.5", "1"};
-    float *latent[5];
-    size_t count[5];
-    for (int i = 0; i < 5; i++) {
+    const char *weights[6] = {NULL, "0", "1", "-0.5", "1", "1 --ip-start 1 --ip-end 1"};
+    float *latent[6];
+    size_t count[6];
+    for (int i = 0; i < 6; i++) {
         char flags[2048] = "", name[16];
         if (weights[i]) snprintf(flags, sizeof flags, "%s --ip-weight %s", ip, weights[i]);
         if (i == 4) /* the Plus adapter in place of the plain one */
@@ -298,12 +298,13 @@ static void ip_adapter_run(void **state)
     assert_true(kiln_rel_l2(latent[3], latent[2], count[0]) > 0.05);
     assert_true(kiln_rel_l2(latent[4], latent[0], count[0]) > 0.05);
     assert_true(kiln_rel_l2(latent[4], latent[2], count[0]) > 0.05);
+    assert_memory_equal(latent[5], latent[0], count[0] * sizeof(float)); /* a range no step falls in */
     char text[8192], path[512];
     snprintf(path, sizeof path, "%s/ip3.png", tmpdir);
     read_png_text(path, "prompt", text, sizeof text);
     assert_non_null(strstr(text, "\"class_type\":\"IPAdapterAdvanced\",\"inputs\":{\"weight\":-0.5,"));
     assert_non_null(strstr(text, "\"ipadapter_file\":\"ip_adapter_tiny.safetensors\""));
-    for (int i = 0; i < 5; i++) free(latent[i]);
+    for (int i = 0; i < 6; i++) free(latent[i]);
 }
 
 /* gen's output tmpdir/NAME.png: its size checked, its text chunk `key` read

@@ -121,8 +121,8 @@ static void preprocess_as_comfyui(void **s)
 
 /* One guided denoiser call per way of giving the image tokens to the rows:
  * the positive prompt's rows must get the picture's (row 1), the negative's
- * the zero embedding's (row 0); at weight 0 the call is the plain model's to
- * the bit. */
+ * the zero embedding's (row 0); at weight 0, or with a start/end range this
+ * sigma is not in, the call is the plain model's to the bit. */
 static void sampler_routes_tokens(void **s)
 {
     (void)s;
@@ -146,18 +146,22 @@ static void sampler_routes_tokens(void **s)
     assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
     const int h = (int)x.shape[2], w = (int)x.shape[3];
     const float sigma = 3.0f;
-    float *out[7];
-    /* {cfg, tokens, weight}: NULL tokens: no adapter */
+    enum { RUNS = 10 };
+    float *out[RUNS];
+    /* {cfg, tokens, weight, start, end}: NULL tokens: no adapter; sigma 3 lies at about 45 % of the schedule */
     const struct {
         float cfg;
         const float *tokens;
         float weight;
-    } runs[7] = {{7, NULL, 0},   {7, tokens.data, 0},   {7, tokens.data, 0.7f}, {7, both_picture, 0.7f},
-                 {7, both_zero, 0.7f}, {1, tokens.data, 0.7f}, {1, both_picture, 0.7f}};
-    for (int i = 0; i < 7; i++) {
+        double start, end;
+    } runs[RUNS] = {{7, NULL, 0, 0, 1},          {7, tokens.data, 0, 0, 1},      {7, tokens.data, 0.7f, 0, 1},
+                    {7, both_picture, 0.7f, 0, 1}, {7, both_zero, 0.7f, 0, 1},   {1, tokens.data, 0.7f, 0, 1},
+                    {1, both_picture, 0.7f, 0, 1}, {7, tokens.data, 0.7f, 0.8, 1}, {7, tokens.data, 0.7f, 0, 0.2},
+                    {7, tokens.data, 0.7f, 0.2, 0.8}};
+    for (int i = 0; i < RUNS; i++) {
         kiln_denoiser d;
         assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, runs[i].cfg, context.data, 77));
-        kiln_image_prompt ip = {ipa, runs[i].tokens, runs[i].weight};
+        kiln_image_prompt ip = {ipa, runs[i].tokens, runs[i].weight, runs[i].start, runs[i].end};
         if (runs[i].tokens) assert_kiln_ok(kiln_denoiser_set_image_prompt(&d, &ip));
         out[i] = malloc(n * sizeof(float));
         assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma, out[i]));
@@ -168,7 +172,10 @@ static void sampler_routes_tokens(void **s)
     assert_true(kiln_rel_l2(out[3], out[2], n) > 1e-3);       /* the negative rows had the zero embedding's */
     assert_true(kiln_rel_l2(out[4], out[2], n) > 1e-3);       /* the positive rows had the picture's */
     assert_memory_equal(out[6], out[5], n * sizeof(float));  /* unguided: the positive rows alone, the picture's */
-    for (int i = 0; i < 7; i++) free(out[i]);
+    assert_memory_equal(out[7], out[0], n * sizeof(float));  /* a range after this sigma */
+    assert_memory_equal(out[8], out[0], n * sizeof(float));  /* a range before it */
+    assert_memory_equal(out[9], out[2], n * sizeof(float));  /* a range around it */
+    for (int i = 0; i < RUNS; i++) free(out[i]);
     free(both_picture);
     free(both_zero);
     golden_free(&x), golden_free(&context), golden_free(&tokens);

@@ -467,6 +467,8 @@ static void ip_adapter_recorded(void **state)
     run.clip_vision = "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors";
     run.ip_image = "refs/a cat.png";
     run.ip_weight = 0.6;
+    run.ip_start = 0.1;
+    run.ip_end = 0.9;
     char *json;
     cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 80 14 100 101 103 102 ");
     assert_link(inputs_of(root, "3", "KSampler"), "model", "80", 0);
@@ -478,7 +480,7 @@ static void ip_adapter_recorded(void **state)
     assert_link(in, "image", "103", 0);
     assert_true(number_input(in, "weight") == 0.6);
     assert_string_equal(string_input(in, "weight_type"), "linear");
-    assert_true(number_input(in, "start_at") == 0 && number_input(in, "end_at") == 1);
+    assert_true(number_input(in, "start_at") == 0.1 && number_input(in, "end_at") == 0.9);
     assert_string_equal(string_input(inputs_of(root, "100", "IPAdapterModelLoader"), "ipadapter_file"),
                         "ip-adapter_sd15.safetensors");
     assert_string_equal(string_input(inputs_of(root, "101", "CLIPVisionLoader"), "clip_name"),

@@ -45,8 +45,8 @@ typedef struct gen_options {
     bool hires_denoise_given, hires_method_given;
     double control_strength, control_start, control_end;
     const char *ip_adapter, *clip_vision, *ip_image; /* IP-Adapter: NULL for none */
-    double ip_weight;
-    bool ip_weight_given;
+    double ip_weight, ip_start, ip_end;
+    bool ip_weight_given, ip_range_given;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
@@ -99,6 +99,8 @@ static void usage(FILE *to)
             "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
             "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square\n"
             "  --ip-weight W          how much the picture counts, -1..5 (default 1)\n"
+            "  --ip-start P --ip-end P\n"
+            "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
             "                         picture to edit\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
@@ -224,13 +226,13 @@ static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
-                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0, .ip_weight = 1.0,
+                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0, .ip_weight = 1.0, .ip_end = 1.0,
                        .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
-           O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT };
+           O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -256,6 +258,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
         {"ip-adapter", required_argument, 0, O_IP_ADAPTER}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
         {"ip-image", required_argument, 0, O_IP_IMAGE}, {"ip-weight", required_argument, 0, O_IP_WEIGHT},
+        {"ip-start", required_argument, 0, O_IP_START}, {"ip-end", required_argument, 0, O_IP_END},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -370,6 +373,14 @@ static int parse(int argc, char **argv, gen_options *o)
             if (!parse_double(optarg, -1, 5, &o->ip_weight)) return bad_flag("--ip-weight", optarg, "must be -1..5");
             o->ip_weight_given = true;
             break;
+        case O_IP_START:
+            if (!parse_double(optarg, 0, 1, &o->ip_start)) return bad_flag("--ip-start", optarg, "must be 0..1");
+            o->ip_range_given = true;
+            break;
+        case O_IP_END:
+            if (!parse_double(optarg, 0, 1, &o->ip_end)) return bad_flag("--ip-end", optarg, "must be 0..1");
+            o->ip_range_given = true;
+            break;
         case O_LORA: {
             if (o->nloras == MAX_LORAS) return bad_flag("--lora", optarg, "at most 16 LoRAs");
             int rc = parse_lora(optarg, &o->loras[o->nloras++]);
@@ -452,8 +463,12 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->controlnet && access(o->controlnet, R_OK) != 0) return bad_flag("--controlnet", o->controlnet, strerror(errno));
-    if (o->ip_weight_given && !o->ip_adapter) {
-        fprintf(stderr, "gen: --ip-weight needs --ip-adapter\n");
+    if ((o->ip_weight_given || o->ip_range_given) && !o->ip_adapter) {
+        fprintf(stderr, "gen: %s needs --ip-adapter\n", o->ip_weight_given ? "--ip-weight" : "--ip-start/--ip-end");
+        return 2;
+    }
+    if (o->ip_start > o->ip_end) {
+        fprintf(stderr, "gen: --ip-start %g is after --ip-end %g\n", o->ip_start, o->ip_end);
         return 2;
     }
     const char *ip_files[3] = {o->ip_adapter, o->clip_vision, o->ip_image};
@@ -823,7 +838,7 @@ static int load_image_prompt(const kiln_model *m, const gen_options *o, kiln_bac
     kiln_image_free(&img);
     kiln_clip_vision_free(cv);
     if (st != KILN_OK) return fail("--ip-image");
-    *ip = (kiln_image_prompt){*adapter, tokens, (float)o->ip_weight};
+    *ip = (kiln_image_prompt){*adapter, tokens, (float)o->ip_weight, o->ip_start, o->ip_end};
     return 0;
 }
 
@@ -1059,7 +1074,8 @@ int main(int argc, char **argv)
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
                          .control_end = o.control_end, .ip_adapter = o.ip_adapter, .clip_vision = o.clip_vision,
-                         .ip_image = o.ip_image, .ip_weight = o.ip_weight, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
+                         .ip_image = o.ip_image, .ip_weight = o.ip_weight, .ip_start = o.ip_start,
+                         .ip_end = o.ip_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
                          .refiner = o.refiner, .refiner_switch = o.refiner_switch,

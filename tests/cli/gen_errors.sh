@@ -144,6 +144,10 @@ expect_refused "picture without an IP-Adapter" "go together: --ip-adapter is mis
 expect_refused "IP weight without an IP-Adapter" "--ip-weight needs --ip-adapter" --output "$tmp/out.png" \
     --ip-weight 0.5
 expect_refused "IP weight out of range" "--ip-weight 7: must be -1..5" --output "$tmp/out.png" --ip-weight 7
+expect_refused "IP range without an IP-Adapter" "--ip-start/--ip-end needs --ip-adapter" --output "$tmp/out.png" \
+    --ip-end 0.5
+expect_refused "IP range backwards" "--ip-start 0.7 is after --ip-end 0.3" --output "$tmp/out.png" \
+    --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture" --ip-start 0.7 --ip-end 0.3
 expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensors: No such file" \
     --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
 expect_refused "mask without an image" "--mask needs --init-image" --output "$tmp/out.png" \
