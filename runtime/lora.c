@@ -163,16 +163,6 @@ static const module_prefix module_prefixes[] = {
     {"diffusion_model.", false, 0},                       /* ComfyUI */
 };
 
-/* Where a text tower's transformers names live in ck: SDXL's two towers
- * under conditioner.embedders.N, SD 1.x/2.x's one under cond_stage_model. */
-static const char *tower_root(const kiln_checkpoint *ck, int tower)
-{
-    if (tower == 2) return "conditioner.embedders.1.transformer";
-    return kiln_checkpoint_find(ck, "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight")
-               ? "conditioner.embedders.0.transformer"
-               : "cond_stage_model.transformer";
-}
-
 /* The prefix a module's name starts with, NULL for none kiln knows. */
 static const module_prefix *find_prefix(const char *module_name)
 {
@@ -183,7 +173,8 @@ static const module_prefix *find_prefix(const char *module_name)
 }
 
 /* The canonical weight a module updates; *clip tells which strength applies. */
-static bool target_weight(const kiln_checkpoint *ck, const char *module_name, char *out, size_t size, bool *clip)
+static bool target_weight(const kiln_checkpoint *ck, const kiln_lora_towers *towers, const char *module_name,
+                          char *out, size_t size, bool *clip)
 {
     const module_prefix *p = find_prefix(module_name);
     if (!p) return false;
@@ -195,7 +186,11 @@ static bool target_weight(const kiln_checkpoint *ck, const char *module_name, ch
         return false;
     }
     *clip = p->tower != 0;
-    if (*clip) return snprintf(out, size, "%s.%s.weight", tower_root(ck, p->tower), dotted) < (int)size;
+    if (*clip) { /* text_model.<rest> under the tower's root, which ends in text_model */
+        const char *root = p->tower == 1 ? towers->first : towers->second;
+        return root && strncmp(dotted, "text_model.", 11) == 0 &&
+               snprintf(out, size, "%s.%s.weight", root, dotted + 11) < (int)size;
+    }
     if (is_original_unet_name(dotted)) return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
     snprintf(weight, sizeof weight, "%s.weight", dotted);
     return kiln_checkpoint_unet_name(ck, weight, out, size);
@@ -400,7 +395,8 @@ kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
     return status;
 }
 
-kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora *lora, kiln_lora_stats *stats)
+kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora_towers *towers, const kiln_lora *lora,
+                            kiln_lora_stats *stats)
 {
     kiln_st_file *f;
     TRY(kiln_st_open(lora->path, &f));
@@ -412,7 +408,7 @@ kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora *lora, kiln_lor
     for (size_t i = 0; i < count && status == KILN_OK; i++) {
         char target[320];
         bool clip = false;
-        if (!target_weight(ck, mods[i].name, target, sizeof target, &clip)) {
+        if (!target_weight(ck, towers, mods[i].name, target, sizeof target, &clip)) {
             status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
                                lora->path, mods[i].name, kiln_checkpoint_path(ck));
             break;

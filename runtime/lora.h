@@ -36,10 +36,21 @@ typedef struct kiln_lora_info {
  * kiln_lora_merge's for the file itself. */
 kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info);
 
+/* Where the model's text towers are, for the LoRA modules that name them:
+ * the canonical root of each (`cond_stage_model.transformer.text_model`, the
+ * model family's clip_reading root), NULL where the model has none. `first`
+ * takes kohya's lora_te_/lora_te1_ and diffusers' text_encoder. modules (a
+ * CLIP-L or SD 2.x's OpenCLIP-H), `second` lora_te2_ and text_encoder_2.
+ * (SDXL's OpenCLIP bigG, the refiner's only tower). */
+typedef struct kiln_lora_towers {
+    const char *first, *second;
+} kiln_lora_towers;
+
 /* Merges the LoRA at lora->path into ck's weights. A module whose weight the
  * model lacks or has in another shape (a LoRA for another base model) fails
  * the merge with the module's name, as does a module kind kiln cannot merge
  * (LoKr, DoRA, Tucker-decomposed). */
-kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora *lora, kiln_lora_stats *stats);
+kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora_towers *towers, const kiln_lora *lora,
+                            kiln_lora_stats *stats);
 
 #endif

@@ -153,6 +153,21 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
     return KILN_OK;
 }
 
+static void family_lora_towers(const kiln_family *f, kiln_lora_towers *towers)
+{
+    *towers = (kiln_lora_towers){0};
+    for (int i = 0; i < f->nclips; i++) /* the pooled, projected tower is SDXL's second (bigG) */
+        *(f->clips[i]->projection ? &towers->second : &towers->first) = f->clips[i]->root;
+}
+
+kiln_status kiln_model_lora_towers(const kiln_checkpoint *ck, kiln_lora_towers *towers)
+{
+    kiln_model_info info;
+    TRY(kiln_model_inspect(ck, &info));
+    family_lora_towers(family_named(info.family), towers);
+    return KILN_OK;
+}
+
 void kiln_model_free(kiln_model *m)
 {
     if (!m) return;
@@ -172,9 +187,12 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     }
     m->checkpoint = ck;
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
-    for (int i = 0; i < nloras && st == KILN_OK; i++) st = kiln_lora_merge(m->checkpoint, &loras[i], &stats[i]);
-    if (st == KILN_OK) st = kiln_weights_create(be, m->checkpoint, &m->weights);
     if (st == KILN_OK) m->family = family_named(m->info.family);
+    kiln_lora_towers towers = {0};
+    if (st == KILN_OK) family_lora_towers(m->family, &towers);
+    for (int i = 0; i < nloras && st == KILN_OK; i++)
+        st = kiln_lora_merge(m->checkpoint, &towers, &loras[i], &stats[i]);
+    if (st == KILN_OK) st = kiln_weights_create(be, m->checkpoint, &m->weights);
     for (int i = 0; st == KILN_OK && i < m->info.nclips; i++) {
         const clip_reading *r = m->family->clips[i];
         st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, r), r, &m->clips[i]);

@@ -55,6 +55,10 @@ typedef struct kiln_model {
     kiln_vae vae;
 } kiln_model;
 
+/* Where the checkpoint's text towers are (by its model family), for
+ * kiln_lora_merge. */
+kiln_status kiln_model_lora_towers(const kiln_checkpoint *ck, kiln_lora_towers *towers);
+
 /* Inspects a checkpoint without binding: family, variant, dtypes, parameter
  * counts. Refuses LoRA files, VAE-only files and unknown architectures with a
  * message saying which. */

@@ -171,7 +171,7 @@ static void loha_matches_float64(void **s)
     assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &merged));
     kiln_lora lora = {sc.path, unet_strength, clip_strength};
     kiln_lora_stats stats;
-    assert_kiln_ok(kiln_lora_merge(merged, &lora, &stats));
+    assert_kiln_ok(kiln_lora_merge(merged, lora_towers_of(merged), &lora, &stats));
     assert_int_equal(stats.unet_modules, 2);
     assert_int_equal(stats.clip_modules, 1);
     for (int c = 0; c < ncases; c++) {
@@ -235,7 +235,7 @@ static void every_layout_names_the_same_weight(void **s)
         assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &ck));
         kiln_lora lora = {sc.path, 1.0, 1.0};
         kiln_lora_stats stats;
-        assert_kiln_ok(kiln_lora_merge(ck, &lora, &stats));
+        assert_kiln_ok(kiln_lora_merge(ck, lora_towers_of(ck), &lora, &stats));
         assert_int_equal(stats.unet_modules, 1);
         const kiln_st_tensor *w = kiln_checkpoint_find(ck, target);
         if (!first) {
@@ -272,7 +272,7 @@ static void expect_refusal(const kiln_st_entry *entries, size_t n, kiln_status c
     assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &ck));
     kiln_lora lora = {sc.path, 1.0, 1.0};
     kiln_lora_stats stats;
-    kiln_status st = kiln_lora_merge(ck, &lora, &stats);
+    kiln_status st = kiln_lora_merge(ck, lora_towers_of(ck), &lora, &stats);
     print_message("  refused: %s\n", kiln_last_error());
     assert_int_equal(st, code);
     if (!strstr(kiln_last_error(), needle)) fail_msg("'%s' does not mention '%s'", kiln_last_error(), needle);
@@ -339,7 +339,7 @@ static void refuses_a_checkpoint_as_lora(void **s)
     assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &ck));
     kiln_lora lora = {SINGLE_F16, 1.0, 1.0};
     kiln_lora_stats stats;
-    assert_int_equal(kiln_lora_merge(ck, &lora, &stats), KILN_ERR_FORMAT);
+    assert_int_equal(kiln_lora_merge(ck, lora_towers_of(ck), &lora, &stats), KILN_ERR_FORMAT);
     assert_non_null(strstr(kiln_last_error(), "is a checkpoint, not a LoRA"));
     kiln_checkpoint_close(ck);
 }

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln_test.h"
 
@@ -135,7 +136,7 @@ static void kohya_lora(void **state)
     kiln_lora_stats stats;
     kiln_checkpoint *ck;
     assert_kiln_ok(kiln_checkpoint_open(model_path(0), &ck));
-    assert_kiln_ok(kiln_lora_merge(ck, &lora, &stats));
+    assert_kiln_ok(kiln_lora_merge(ck, lora_towers_of(ck), &lora, &stats));
     assert_int_equal(stats.unet_modules, 132);
     assert_int_equal(stats.clip_modules, 30); /* 12 in CLIP-L, 18 in bigG */
     kiln_checkpoint_close(ck);
@@ -144,6 +145,59 @@ static void kohya_lora(void **state)
         parity_check_unet(&(parity_fixture){.path = model_path(layout), .tol = TOL_MERGED, .loras = &lora, .nloras = 1},
                           "sdxl/lora_kohya.golden.safetensors");
     }
+}
+
+/* A LoRA for the refiner's text tower: kohya names it as SDXL's second
+ * (lora_te2_), which here is bigG under conditioner.embedders.0; the update
+ * lands there (up @ down times alpha/rank, checked in double), and a
+ * module for a CLIP-L the refiner lacks (lora_te1_) is refused by name. */
+static void refiner_lora(void **state)
+{
+    (void)state;
+    enum { D = 32, R = 2 };
+    static float down[R * D], up[D * R];
+    for (int i = 0; i < R * D; i++) down[i] = 0.1f * (float)((i * 7) % 13 - 6), up[i] = 0.2f * (float)((i * 5) % 11 - 5);
+    const float alpha = 1.0f;
+    const char *target = "conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight";
+    char dir[] = "/tmp/kiln_refiner_lora_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/lora.safetensors", dir);
+    for (int tower = 2; tower >= 1; tower--) {
+        char names[3][96];
+        snprintf(names[0], sizeof names[0], "lora_te%d_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", tower);
+        snprintf(names[1], sizeof names[1], "lora_te%d_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", tower);
+        snprintf(names[2], sizeof names[2], "lora_te%d_text_model_encoder_layers_0_self_attn_q_proj.alpha", tower);
+        const kiln_st_entry e[3] = {{names[0], KILN_F32, 2, {R, D}, down},
+                                    {names[1], KILN_F32, 2, {D, R}, up},
+                                    {names[2], KILN_F32, 0, {0}, &alpha}};
+        assert_kiln_ok(kiln_st_write(path, e, 3, NULL, 0));
+        kiln_checkpoint *ck, *plain;
+        assert_kiln_ok(kiln_checkpoint_open(path_of(&refiner, 0), &ck));
+        const kiln_lora lora = {path, 1.0, 0.8};
+        kiln_lora_stats stats;
+        kiln_status st = kiln_lora_merge(ck, lora_towers_of(ck), &lora, &stats);
+        if (tower == 1) {
+            assert_int_equal(st, KILN_ERR_MODEL);
+            assert_non_null(strstr(kiln_last_error(), "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"));
+        } else {
+            assert_kiln_ok(st);
+            assert_int_equal(stats.clip_modules, 1);
+            assert_kiln_ok(kiln_checkpoint_open(path_of(&refiner, 0), &plain));
+            const kiln_st_tensor *w0 = kiln_checkpoint_find(plain, target), *w1 = kiln_checkpoint_find(ck, target);
+            assert_non_null(w0);
+            assert_non_null(w1);
+            /* element (3, 5): strength 0.8 x alpha/rank 0.5 x (up @ down) */
+            double update = 0;
+            for (int r = 0; r < R; r++) update += (double)up[3 * R + r] * down[r * D + 5];
+            double before = kiln_load_f32(w0->data, w0->dtype, 3 * D + 5);
+            assert_true(fabs(0.8 * 0.5 * update) > 0.05); /* well above the f16 rounding the bound allows */
+            assert_float_equal(kiln_load_f32(w1->data, w1->dtype, 3 * D + 5), before + 0.8 * 0.5 * update, 2e-3);
+            kiln_checkpoint_close(plain);
+        }
+        kiln_checkpoint_close(ck);
+    }
+    unlink(path);
+    rmdir(dir);
 }
 
 static void unet_layouts(void **state)
@@ -305,7 +359,8 @@ int main(void)
         ON(detect, sdxl),       ON(text_towers, sdxl),    ON(unet_layouts, sdxl),    ON(adm_vector, sdxl),
         ON(ksampler_run, sdxl), ON(detect, refiner),      ON(text_towers, refiner),  ON(unet_layouts, refiner),
         ON(adm_vector, refiner), ON(ksampler_run, refiner),
-        cmocka_unit_test(kohya_lora), cmocka_unit_test(controlnet), cmocka_unit_test(refiner_handoff),
+        cmocka_unit_test(kohya_lora), cmocka_unit_test(refiner_lora), cmocka_unit_test(controlnet),
+        cmocka_unit_test(refiner_handoff),
     };
 #undef ON
     return cmocka_run_group_tests(tests, NULL, NULL);

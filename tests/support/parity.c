@@ -29,6 +29,13 @@ static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
     return m;
 }
 
+const kiln_lora_towers *lora_towers_of(const kiln_checkpoint *ck)
+{
+    static kiln_lora_towers towers;
+    assert_kiln_ok(kiln_model_lora_towers(ck, &towers));
+    return &towers;
+}
+
 /* ---- CLIP ---- */
 
 void parity_check_clip(const parity_fixture *fx, const char *golden_path)

@@ -43,6 +43,10 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
+/* Where ck's text towers are, for kiln_lora_merge (its model family's);
+ * the pointer is to storage the next call overwrites. */
+const kiln_lora_towers *lora_towers_of(const kiln_checkpoint *ck);
+
 /* The bound for f32 final latents. */
 #define PARITY_LATENT_TOL 1e-4
 
