@@ -43,6 +43,14 @@ static void parity_f16_unet(void **s)
                             VISION, ADAPTER, GOLDEN, "");
 }
 
+/* SDXL: the numbering walks blocks within transformers two deep; y joins the call */
+static void sdxl_parity_f32(void **s)
+{
+    (void)s;
+    parity_check_ip_adapter(&(parity_fixture){.path = KILN_TEST_DATA "/sdxl/tiny_sdxl.safetensors", .tol = TOL_F32},
+                            VISION, "ip_adapter/ip_adapter_sdxl_tiny.safetensors", GOLDEN, "sdxl.");
+}
+
 /* IP-Adapter Plus: the Resampler (its fused to_kv read as two halves) on
  * upstream's hidden states, and the UNet attending to its tokens */
 static void plus_parity_f32(void **s)
@@ -320,6 +328,7 @@ int main(void)
         cmocka_unit_test(antialiased_resize),    cmocka_unit_test(preprocess_as_comfyui),
         cmocka_unit_test(parity_f32),
         cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(plus_parity_f32),
+        cmocka_unit_test(sdxl_parity_f32),
         cmocka_unit_test(tokens_from_picture),   cmocka_unit_test(plus_tokens_from_picture),
         cmocka_unit_test(sampler_routes_tokens), cmocka_unit_test(refusals),
     };

@@ -92,6 +92,8 @@ static void ip_adapter_f32(void **s)
                             "ip_adapter/golden.safetensors", "");
     parity_check_ip_adapter(&gpu_f32, "ip_adapter/clip_vision_tiny.safetensors",
                             "ip_adapter/ip_adapter_plus_tiny.safetensors", "ip_adapter/golden.safetensors", "plus.");
+    parity_check_ip_adapter(&gpu_sdxl, "ip_adapter/clip_vision_tiny.safetensors",
+                            "ip_adapter/ip_adapter_sdxl_tiny.safetensors", "ip_adapter/golden.safetensors", "sdxl.");
 }
 
 static void txt2img_run(void **s)

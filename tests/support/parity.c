@@ -303,6 +303,7 @@ typedef struct ip_adapter_run {
     const kiln_ip_adapter *ipa;
     kiln_st_file *goldens;
     const char *tokens; /* the golden's name of the tokens to attend to */
+    const char *inputs; /* the prefix of its UNet inputs */
     float *out;
 } ip_adapter_run;
 
@@ -312,7 +313,7 @@ static kiln_status ip_adapter_fn(kiln_graph *g, void *ctx)
     golden tokens = golden_read(r->goldens, r->tokens), scale = golden_read(r->goldens, "scale");
     unet_inputs in;
     tensor *tt, *eps;
-    TRY(unet_inputs_read(g, r->goldens, "", &in));
+    TRY(unet_inputs_read(g, r->goldens, r->inputs, &in));
     TRY(kiln_graph_input(g, &tt, KILN_F32, 3, tokens.shape, tokens.data));
     kiln_unet_image_prompt image = {tt, scale.data[0], r->ipa->k_w, r->ipa->v_w};
     in.cond.image = &image;
@@ -384,7 +385,10 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
 
     /* the UNet attending to upstream's tokens */
     golden want = golden_read(f, noise_name);
-    ip_adapter_run r = {m, ipa, f, tokens_name, calloc(want.count, sizeof(float))};
+    /* the UNet's inputs under the prefix where the golden has its own (SDXL's), else the tiny SD 1.x UNet's */
+    char sample[64];
+    snprintf(sample, sizeof sample, "%ssample", prefix);
+    ip_adapter_run r = {m, ipa, f, tokens_name, kiln_st_find(f, sample) ? prefix : "", calloc(want.count, sizeof(float))};
     assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
     check_against("noise pred", r.out, f, noise_name, fx->tol);
 

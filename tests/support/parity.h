@@ -32,8 +32,9 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
  * upstream's preprocessed picture (image embeds, penultimate hidden states),
  * the adapter's image projection on upstream's embeds (plain) or hidden
  * states (Plus), and the UNet with its image attention: the golden's
- * `<prefix>ip_tokens` and `<prefix>noise_pred`; both paths under
- * tests/data. */
+ * `<prefix>ip_tokens` and `<prefix>noise_pred`, on the UNet inputs under the
+ * prefix (`<prefix>sample`, ...) where it has them, else the unprefixed
+ * ones; both paths under tests/data. */
 void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
                              const char *golden_path, const char *prefix);
 /* An ESRGAN upscale model (under tests/data) on the golden's "image": the

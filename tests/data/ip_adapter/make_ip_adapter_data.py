@@ -14,6 +14,8 @@ IPAdapter nodes run.
   clip_vision_tiny.safetensors  a ViT with 32-wide, 3-layer, 4-head
       transformer (GELU), 14-pixel patches of 224x224 pictures and a 24-wide
       projection: transformers' names (vision_model.*, visual_projection)
+  ip_adapter_sdxl_tiny.safetensors  a plain IP-Adapter for the tiny SDXL
+      model (tests/data/sdxl)
   ip_adapter_plus_tiny.safetensors  an IP-Adapter Plus: image_proj.* its
       Resampler (latents, proj_in/out, norm_out, layers.N.0.{norm1,norm2,
       to_q,to_kv,to_out}, layers.N.1.{0,1,3}: 4 layers, 8 queries 32 wide,
@@ -36,6 +38,10 @@ IPAdapter nodes run.
       sample, timesteps, encoder_hidden_states: the tiny UNet golden's
           inputs; scale; noise_pred: the UNet with the adapter at that scale,
           row 0 given the zero embedding and row 1 the picture's
+      sdxl.*: the same for ip_adapter_sdxl_tiny.safetensors, a plain
+          IP-Adapter for tests/data/sdxl's tiny SDXL UNet (64-wide context,
+          transformers two deep), on that UNet golden's sample, timesteps,
+          encoder_hidden_states and y (its added text_embeds and time_ids)
       plus.penultimate: the tower's penultimate hidden states of a black
           224x224 picture and of the picture (2,257,32); plus.ip_tokens: the
           Resampler on them (2,8,32); plus.noise_pred: the UNet with the Plus
@@ -105,6 +111,50 @@ def randomize(module, std=0.2):
                 p.copy_(torch.randn_like(p) * (std if p.ndim > 1 else 0.05))
 
 
+def random_ip_layers(unet, ctx):
+    """ip_adapter.N.to_{k,v}_ip for every cross-attention of the UNet, N odd
+    in diffusers' processor order, as its loader numbers them."""
+    layers, key_id = {}, 1
+    for name in unet.attn_processors.keys():
+        if name.endswith("attn2.processor"):
+            hidden_size = unet.get_submodule(name[:-len(".processor")]).to_q.out_features
+            layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden_size, ctx) * 0.3
+            layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden_size, ctx) * 0.3
+            key_id += 2
+    return layers
+
+
+def load_with_adapter(unet, image_proj, ip_layers, path):
+    """diffusers' loader on the UNet, every adapter at SCALE; the file as h94 writes it."""
+    unet._load_ip_adapter_weights({"image_proj": image_proj, "ip_adapter": ip_layers})
+    for proc in unet.attn_processors.values():
+        if hasattr(proc, "scale"):
+            proc.scale = [SCALE]
+    flat = {f"image_proj.{k}": v for k, v in image_proj.items()}
+    flat.update({f"ip_adapter.{k}": v for k, v in ip_layers.items()})
+    save_file({k: v.contiguous() for k, v in flat.items()}, path)
+
+
+def sdxl_goldens(embeds, g):
+    """A plain IP-Adapter for the tiny SDXL UNet (transformers two deep, so
+    the numbering walks blocks within a transformer), on the SDXL UNet
+    golden's inputs (its y from the pooled text and sizes)."""
+    unet = UNet2DConditionModel.from_pretrained("tests/data/sdxl/tiny_sdxl_diffusers", subfolder="unet").eval()
+    ctx = unet.config.cross_attention_dim
+    image_proj = {"proj.weight": torch.randn(4 * ctx, embeds.shape[-1]) * 0.3, "proj.bias": torch.randn(4 * ctx) * 0.05,
+                  "norm.weight": 1 + 0.1 * torch.randn(ctx), "norm.bias": torch.randn(ctx) * 0.05}
+    load_with_adapter(unet, image_proj, random_ip_layers(unet, ctx), os.path.join(OUT, "ip_adapter_sdxl_tiny.safetensors"))
+    x = load_file("tests/data/sdxl/golden.safetensors")
+    for k in ("sample", "timesteps", "encoder_hidden_states", "y"):
+        g["sdxl." + k] = torch.from_numpy(x[k])
+    with torch.no_grad():
+        g["sdxl.ip_tokens"] = unet.encoder_hid_proj([embeds])[0][:, 0]
+        g["sdxl.noise_pred"] = unet(g["sdxl.sample"], g["sdxl.timesteps"], g["sdxl.encoder_hidden_states"],
+                                    added_cond_kwargs={"text_embeds": torch.from_numpy(x["text_embeds"]),
+                                                       "time_ids": torch.from_numpy(x["time_ids"]),
+                                                       "image_embeds": [embeds]}).sample
+
+
 def plus_goldens(tower, unet, sample, timesteps, context, g):
     """An IP-Adapter Plus for the tiny UNet: its Resampler (4 layers, 8 queries,
     one 64-wide head, the width diffusers' loader assumes) reads the tower's
@@ -126,22 +176,9 @@ def plus_goldens(tower, unet, sample, timesteps, context, g):
         image_proj[p + "0.to_out.weight"] = torch.randn(hidden, 64) * 0.2
         image_proj[p + "1.1.weight"] = torch.randn(4 * hidden, hidden) * 0.2
         image_proj[p + "1.3.weight"] = torch.randn(hidden, 4 * hidden) * 0.2
-    ip_layers = {}
-    key_id = 1
-    for name in unet.attn_processors.keys():
-        if name.endswith("attn2.processor"):
-            hidden_size = unet.get_submodule(name[:-len(".processor")]).to_q.out_features
-            ip_layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden_size, ctx) * 0.3
-            ip_layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden_size, ctx) * 0.3
-            key_id += 2
+    ip_layers = random_ip_layers(unet, ctx)
     plus = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet").eval()
-    plus._load_ip_adapter_weights({"image_proj": image_proj, "ip_adapter": ip_layers})
-    for proc in plus.attn_processors.values():
-        if hasattr(proc, "scale"):
-            proc.scale = [SCALE]
-    flat = {f"image_proj.{k}": v for k, v in image_proj.items()}
-    flat.update({f"ip_adapter.{k}": v for k, v in ip_layers.items()})
-    save_file({k: v.contiguous() for k, v in flat.items()}, os.path.join(OUT, "ip_adapter_plus_tiny.safetensors"))
+    load_with_adapter(plus, image_proj, ip_layers, os.path.join(OUT, "ip_adapter_plus_tiny.safetensors"))
     black = clip_preprocess(torch.zeros(1, 224, 224, 3))
     with torch.no_grad():
         hidden_states = tower(pixel_values=torch.cat([black, g["pixels.big"]]), output_hidden_states=True)
@@ -185,27 +222,7 @@ def main():
         "norm.weight": 1 + 0.1 * torch.randn(ctx),
         "norm.bias": torch.randn(ctx) * 0.05,
     }
-    ip_layers = {}
-    key_id = 1
-    for name in unet.attn_processors.keys():
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = unet.config.block_out_channels[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
-        else:
-            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
-        ip_layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden, ctx) * 0.3
-        ip_layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden, ctx) * 0.3
-        key_id += 2
-    unet._load_ip_adapter_weights({"image_proj": image_proj, "ip_adapter": ip_layers})
-    for proc in unet.attn_processors.values():
-        if hasattr(proc, "scale"):
-            proc.scale = [SCALE]
-    flat = {f"image_proj.{k}": v for k, v in image_proj.items()}
-    flat.update({f"ip_adapter.{k}": v for k, v in ip_layers.items()})
-    save_file({k: v.contiguous() for k, v in flat.items()}, os.path.join(OUT, "ip_adapter_tiny.safetensors"))
+    load_with_adapter(unet, image_proj, random_ip_layers(unet, ctx), os.path.join(OUT, "ip_adapter_tiny.safetensors"))
 
     u = load_file(os.path.join(SHARED, "diffusers", "unet.safetensors"))
     sample = torch.from_numpy(u["sample"])
@@ -218,6 +235,7 @@ def main():
     g["sample"], g["timesteps"], g["encoder_hidden_states"] = sample, timesteps.float(), context
     g["scale"] = torch.tensor([SCALE])
     plus_goldens(tower, unet, sample, timesteps, context, g)
+    sdxl_goldens(embeds, g)
     save_file({k: v.contiguous().float() for k, v in g.items()}, os.path.join(OUT, "golden.safetensors"))
     for k, v in g.items():
         print(k, tuple(v.shape), float(v.abs().mean()))
