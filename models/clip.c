@@ -159,17 +159,6 @@ void kiln_clip_pool(const kiln_clip *clip, const int32_t *ids, const float *last
     }
 }
 
-/* *x = *x + delta, releasing both inputs. */
-static kiln_status residual(kiln_graph *g, tensor **x, tensor *delta)
-{
-    tensor *sum;
-    TRY(nn_add(g, *x, delta, &sum));
-    kiln_graph_release(g, delta);
-    nn_drop(g, x);
-    *x = sum;
-    return KILN_OK;
-}
-
 kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, int heads, bool gelu, bool causal,
                                    tensor **x)
 {
@@ -185,7 +174,7 @@ kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, 
     nn_drop(g, &v);
     TRY(nn_linear(g, o, l->o_w, l->o_b, &d));
     nn_drop(g, &o);
-    TRY(residual(g, x, d));
+    TRY(nn_add_into(g, x, d));
 
     TRY(nn_layer_norm(g, *x, l->ln2_w, l->ln2_b, 1e-5f, &n));
     TRY(nn_linear(g, n, l->fc1_w, l->fc1_b, &h)); // (B,T,F)
@@ -194,7 +183,7 @@ kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, 
     nn_drop(g, &h);
     TRY(nn_linear(g, a, l->fc2_w, l->fc2_b, &d));
     nn_drop(g, &a);
-    return residual(g, x, d);
+    return nn_add_into(g, x, d);
 }
 
 kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out,

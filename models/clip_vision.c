@@ -182,10 +182,9 @@ static kiln_status embed(kiln_graph *g, const kiln_clip_vision *cv, const tensor
     TRY(nn_linear(g, patches, &pw, NULL, &pe)); /* (B,N,D) */
     TRY(nn_embedding(g, cls_ids, &cls_table, &cls)); /* (B,D) */
     nn_drop(g, &cls_ids);
-    /* [class, patches] along the token axis, as channels of (B,T,1,D) */
-    cls->ndim = 4, cls->shape[0] = B, cls->shape[1] = 1, cls->shape[2] = 1, cls->shape[3] = D;
-    pe->ndim = 4, pe->shape[0] = B, pe->shape[1] = N, pe->shape[2] = 1, pe->shape[3] = D;
-    TRY(nn_concat_channels(g, cls, pe, &cat));
+    /* [class, patches] along the token axis */
+    cls->ndim = 3, cls->shape[0] = B, cls->shape[1] = 1, cls->shape[2] = D;
+    TRY(nn_concat_tokens(g, cls, pe, &cat));
     nn_drop(g, &cls);
     nn_drop(g, &pe);
     TRY(nn_embedding(g, pos_ids, cv->position_embedding, &pos)); /* (B*T,D) */
@@ -193,7 +192,6 @@ static kiln_status embed(kiln_graph *g, const kiln_clip_vision *cv, const tensor
     TRY(nn_add(g, cat, pos, &sum));
     nn_drop(g, &cat);
     nn_drop(g, &pos);
-    sum->ndim = 3, sum->shape[0] = B, sum->shape[1] = T, sum->shape[2] = D;
     TRY(nn_layer_norm(g, sum, cv->pre_ln_w, cv->pre_ln_b, 1e-5f, x));
     nn_drop(g, &sum);
     return KILN_OK;

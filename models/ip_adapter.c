@@ -199,29 +199,6 @@ typedef struct tokens_job {
     float *tokens;       /* (rows,Ti,ctx) */
 } tokens_job;
 
-/* (B,Ta,D) and (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens */
-static kiln_status concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
-{
-    tensor a4 = *a, b4 = *b;
-    a4.ndim = b4.ndim = 4;
-    a4.shape[2] = b4.shape[2] = 1;
-    a4.shape[3] = b4.shape[3] = a->shape[2];
-    TRY(nn_concat_channels(g, &a4, &b4, y));
-    (*y)->ndim = 3, (*y)->shape[2] = a->shape[2];
-    return KILN_OK;
-}
-
-/* *q = *q + delta, releasing both */
-static kiln_status add_into(kiln_graph *g, tensor **q, tensor *delta)
-{
-    tensor *sum;
-    TRY(nn_add(g, *q, delta, &sum));
-    kiln_graph_release(g, delta);
-    nn_drop(g, q);
-    *q = sum;
-    return KILN_OK;
-}
-
 // x (B,N,H) the picture's tokens, *q (B,Ti,H) the queries -> *q + attention to
 // [x, q] (each normed first) -> + feed-forward
 static kiln_status resampler_layer(kiln_graph *g, const ip_resampler *r, const ip_resampler_layer *l, const tensor *x,
@@ -230,7 +207,7 @@ static kiln_status resampler_layer(kiln_graph *g, const ip_resampler *r, const i
     tensor *xn, *qn, *kv_in, *qq, *k, *v, *o, *d, *n, *h, *a;
     TRY(nn_layer_norm(g, x, l->norm_x_w, l->norm_x_b, 1e-5f, &xn));
     TRY(nn_layer_norm(g, *q, l->norm_q_w, l->norm_q_b, 1e-5f, &qn));
-    TRY(concat_tokens(g, xn, qn, &kv_in));
+    TRY(nn_concat_tokens(g, xn, qn, &kv_in));
     nn_drop(g, &xn);
     TRY(nn_linear(g, qn, l->q_w, NULL, &qq));
     nn_drop(g, &qn);
@@ -243,7 +220,7 @@ static kiln_status resampler_layer(kiln_graph *g, const ip_resampler *r, const i
     nn_drop(g, &v);
     TRY(nn_linear(g, o, l->out_w, NULL, &d));
     nn_drop(g, &o);
-    TRY(add_into(g, q, d));
+    TRY(nn_add_into(g, q, d));
 
     TRY(nn_layer_norm(g, *q, l->ff_norm_w, l->ff_norm_b, 1e-5f, &n));
     TRY(nn_linear(g, n, l->ff_in_w, NULL, &h));
@@ -252,7 +229,7 @@ static kiln_status resampler_layer(kiln_graph *g, const ip_resampler *r, const i
     nn_drop(g, &h);
     TRY(nn_linear(g, a, l->ff_out_w, NULL, &d));
     nn_drop(g, &a);
-    return add_into(g, q, d);
+    return nn_add_into(g, q, d);
 }
 
 // e (B,N,E) -> *y (B,Ti,ctx) through the Resampler

@@ -171,17 +171,6 @@ static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights
     return KILN_OK;
 }
 
-/* *h = *h + f(norm(*h)): the pre-norm residual step of a transformer block. */
-static kiln_status add_into(kiln_graph *g, tensor **h, tensor *delta)
-{
-    tensor *sum;
-    TRY(nn_add(g, *h, delta, &sum));
-    kiln_graph_release(g, delta);
-    nn_drop(g, h);
-    *h = sum;
-    return KILN_OK;
-}
-
 // *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm
 static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
                                              const tensor *context, const kiln_image_attention *image, int block,
@@ -191,12 +180,12 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
     TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
     TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
     nn_drop(g, &n);
-    TRY(add_into(g, h, d));
+    TRY(nn_add_into(g, h, d));
 
     TRY(nn_layer_norm(g, *h, b->norm2_w, b->norm2_b, 1e-5f, &n));
     TRY(attention_forward(g, &b->attn2, n, context, heads, image, block, &d));
     nn_drop(g, &n);
-    TRY(add_into(g, h, d));
+    TRY(nn_add_into(g, h, d));
 
     TRY(nn_layer_norm(g, *h, b->norm3_w, b->norm3_b, 1e-5f, &n));
     TRY(nn_linear(g, n, b->ff_in_w, b->ff_in_b, &ff)); // (N,HW,8C)
@@ -205,7 +194,7 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
     nn_drop(g, &ff);
     TRY(nn_linear(g, gated, b->ff_out_w, b->ff_out_b, &d));
     nn_drop(g, &gated);
-    return add_into(g, h, d);
+    return nn_add_into(g, h, d);
 }
 
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,

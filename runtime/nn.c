@@ -135,6 +135,28 @@ kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, 
     return kiln_run_concat_channels(g, &p, (const tensor *[]){a, b}, *y);
 }
 
+kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
+{
+    /* tokens as channels of (B,T,1,D) */
+    tensor a4 = *a, b4 = *b;
+    a4.ndim = b4.ndim = 4;
+    a4.shape[2] = b4.shape[2] = 1;
+    a4.shape[3] = b4.shape[3] = a->shape[2];
+    TRY(nn_concat_channels(g, &a4, &b4, y));
+    (*y)->ndim = 3, (*y)->shape[2] = a->shape[2];
+    return KILN_OK;
+}
+
+kiln_status nn_add_into(kiln_graph *g, tensor **x, tensor *delta)
+{
+    tensor *sum;
+    TRY(nn_add(g, *x, delta, &sum));
+    kiln_graph_release(g, delta);
+    nn_drop(g, x);
+    *x = sum;
+    return KILN_OK;
+}
+
 kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, const tensor *like, tensor **y)
 {
     kiln_upsample_nearest2x_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2],

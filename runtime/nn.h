@@ -41,6 +41,10 @@ kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, 
  * odd size, one less than twice. */
 kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, const tensor *like, tensor **y);
 kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int left, int right, tensor **y);
+// a (B,Ta,D), b (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens
+kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
+// *x = *x + delta, releasing both: the residual step of a block
+kiln_status nn_add_into(kiln_graph *g, tensor **x, tensor *delta);
 // x (N,C,H,W) -> *y (N,H*W,C), and back with nn_tokens_to_image
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_tokens_to_image(kiln_graph *g, const tensor *x, int64_t H, int64_t W, tensor **y);
