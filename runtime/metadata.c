@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "inpaint.h"
+#include "pipeline.h"
 #include "status.h"
 
 /* ComfyUI name -> A1111 label. A1111's samplers (sd_samplers_kdiffusion.py,
@@ -390,6 +391,27 @@ static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int
     add_link(g, in, "latent_image", latent, latent_output);
 }
 
+/* A prompt's text encoder node: CLIPTextEncode, or CLIPTextEncodeSDXL with
+ * the run's size numbers (its text in both of SDXL's towers). */
+static void add_text_encode(graph *g, const char *id, const kiln_sdxl_cond *sdxl, const char *text, const char *clip,
+                            int clip_output)
+{
+    cJSON *in = add_node(g, id, sdxl ? "CLIPTextEncodeSDXL" : "CLIPTextEncode");
+    if (sdxl) {
+        add_number(g, in, "width", sdxl->width);
+        add_number(g, in, "height", sdxl->height);
+        add_number(g, in, "crop_w", sdxl->crop_w);
+        add_number(g, in, "crop_h", sdxl->crop_h);
+        add_number(g, in, "target_width", sdxl->target_width);
+        add_number(g, in, "target_height", sdxl->target_height);
+        add_string(g, in, "text_g", text);
+        add_string(g, in, "text_l", text);
+    } else {
+        add_string(g, in, "text", text);
+    }
+    add_link(g, in, "clip", clip, clip_output);
+}
+
 /* KSamplerAdvanced over steps [start, end) of the run's schedule: the SDXL
  * base's (noise added, noise left) or the refiner's (neither). */
 static void add_ksampler_advanced(graph *g, const char *id, const kiln_run_info *run, bool base, const char *model,
@@ -450,7 +472,16 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "ckpt_name", base_name(run->refiner));
         const char *refiner_prompts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
         for (int i = 0; i < 2; i++) {
-            in = add_node(&g, i ? "92" : "91", "CLIPTextEncode");
+            if (!run->sdxl) {
+                in = add_node(&g, i ? "92" : "91", "CLIPTextEncode");
+                add_string(&g, in, "text", refiner_prompts[i]);
+                add_link(&g, in, "clip", "90", 1);
+                continue;
+            }
+            in = add_node(&g, i ? "92" : "91", "CLIPTextEncodeSDXLRefiner");
+            add_number(&g, in, "ascore", i ? run->sdxl->negative_aesthetic : run->sdxl->aesthetic);
+            add_number(&g, in, "width", run->sdxl->width);
+            add_number(&g, in, "height", run->sdxl->height);
             add_string(&g, in, "text", refiner_prompts[i]);
             add_link(&g, in, "clip", "90", 1);
         }
@@ -468,12 +499,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "batch_size", run->batch_size);
     }
 
-    in = add_node(&g, "6", "CLIPTextEncode");
-    add_string(&g, in, "text", run->prompt);
-    add_link(&g, in, "clip", clip, clip_output);
-    in = add_node(&g, "7", "CLIPTextEncode");
-    add_string(&g, in, "text", run->negative_prompt ? run->negative_prompt : "");
-    add_link(&g, in, "clip", clip, clip_output);
+    const char *texts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
+    for (int i = 0; i < 2; i++) add_text_encode(&g, i ? "7" : "6", run->sdxl, texts[i], clip, clip_output);
 
     in = add_node(&g, "8", "VAEDecode");
     add_link(&g, in, "samples", run->hires_scale ? "61" : run->refiner ? "93" : "3", 0);

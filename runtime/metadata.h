@@ -15,6 +15,8 @@
 #include "inpaint.h"
 #include "lora.h"
 
+typedef struct kiln_sdxl_cond kiln_sdxl_cond; /* pipeline.h */
+
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
     const char *prompt;          /* UTF-8 */
@@ -46,6 +48,8 @@ typedef struct kiln_run_info {
     const char *clip_vision;   /* the CLIP vision model's */
     const char *ip_image;      /* the picture's */
     double ip_weight, ip_start, ip_end; /* its weight and the part of the schedule it acts on */
+    const kiln_sdxl_cond *sdxl; /* CLIPTextEncodeSDXL's numbers (and the refiner's CLIPTextEncodeSDXLRefiner's),
+                                   NULL: plain CLIPTextEncode */
     double hires_scale;     /* hires fix: LatentUpscaleBy's scale then a second KSampler; 0 for none */
     int hires_steps;
     double hires_denoise;

@@ -148,20 +148,26 @@ kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, con
  * CLIPTextEncode leaves to the sampler (encode_model_conds). The refiner's
  * aesthetic score is ComfyUI's default: 6 for the positive prompt, 2.5 for
  * the negative. */
-static kiln_status build_adm(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
-                             const kiln_conditioning *negative, float **out)
+kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                          const kiln_conditioning *negative, float **out)
 {
     const int adm = m->unet.config->adm_channels;
     *out = NULL;
     if (!adm) return KILN_OK;
     float *y = malloc((size_t)2 * job->batch * adm * sizeof *y);
     if (!y) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    const kiln_sdxl_cond *s = job->sdxl;
     const float h = 8.0f * (float)job->latent_h, w = 8.0f * (float)job->latent_w;
+    /* ComfyUI's order: sizes and crops height first */
+    const float size[6] = {s ? (float)s->height : h,        s ? (float)s->width : w,
+                           s ? (float)s->crop_h : 0.0f,      s ? (float)s->crop_w : 0.0f,
+                           s ? (float)s->target_height : h,  s ? (float)s->target_width : w};
+    const float aesthetic[2] = {s ? (float)s->negative_aesthetic : 2.5f, s ? (float)s->aesthetic : 6.0f};
     const bool refiner = m->family->adm_numbers == 5;
     kiln_status st = KILN_OK;
     for (int r = 0; r < 2 * job->batch && st == KILN_OK; r++) {
         bool uncond = r < job->batch;
-        const float numbers[6] = {h, w, 0.0f, 0.0f, refiner ? (uncond ? 2.5f : 6.0f) : h, w};
+        const float numbers[6] = {size[0], size[1], size[2], size[3], refiner ? aesthetic[!uncond] : size[4], size[5]};
         st = kiln_adm_vector(m, uncond ? negative : positive, numbers, y + (size_t)r * adm);
     }
     if (st != KILN_OK) {
@@ -259,7 +265,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
     put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
-    if ((st = build_adm(m, job, positive, negative, &adm)) != KILN_OK) goto done;
+    if ((st = kiln_adm_rows(m, job, positive, negative, &adm)) != KILN_OK) goto done;
 
     kiln_denoiser d;
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);

@@ -50,6 +50,17 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
  * score} -> y (adm_channels). */
 kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float *numbers, float *y);
 
+/* The numbers ComfyUI's CLIPTextEncodeSDXL (and CLIPTextEncodeSDXLRefiner)
+ * give SDXL's vector y besides the pooled text, the same on both prompts.
+ * Without them a job gets what CLIPTextEncode leaves: the output size as
+ * both sizes, no crop, and the refiner's aesthetic scores 6 and 2.5. */
+typedef struct kiln_sdxl_cond {
+    int width, height;               /* the "original size" the picture claims */
+    int crop_w, crop_h;              /* the crop's left and top */
+    int target_width, target_height; /* the size asked for (the base's) */
+    double aesthetic, negative_aesthetic; /* the refiner's, on the positive and negative prompt */
+} kiln_sdxl_cond;
+
 typedef struct kiln_sampling_job {
     kiln_sampler sampler;
     kiln_scheduler scheduler;
@@ -63,6 +74,7 @@ typedef struct kiln_sampling_job {
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
     const kiln_control *control; /* Apply ControlNet; NULL: none */
     const kiln_image_prompt *image_prompt; /* IP-Adapter; NULL: none */
+    const kiln_sdxl_cond *sdxl; /* SDXL's y numbers; NULL: CLIPTextEncode's (see kiln_sdxl_cond) */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the
                                  UNet with every call (the sampling starts from an empty latent); NULL: none */
@@ -75,6 +87,12 @@ typedef struct kiln_sampling_job {
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;
+
+/* y for every row of the job's UNet batch, B negative rows then B positive
+ * ones (2B, adm_channels), from the job's sdxl numbers or CLIPTextEncode's;
+ * *y malloc'd, NULL for a UNet without y. */
+kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                          const kiln_conditioning *negative, float **y);
 
 /* KSampler: from the conditionings (of possibly different lengths: the
  * shorter is repeated to a common length, as ComfyUI does) to the unscaled

@@ -632,6 +632,66 @@ static void refiner_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen --sdxl-size/--sdxl-crop/--sdxl-target: 8x the latent's size (64x64
+ * here: the tiny model's VAE scales by 2, ComfyUI counts 8) and no crop
+ * spelled out are CLIPTextEncode's defaults, to the bit; a crop gives what
+ * the library samples with those numbers (the numbers' way into y is
+ * test_sdxl's); --aesthetic 6 --negative-aesthetic 2.5 are the refiner's
+ * defaults, another score another picture; the workflow records the nodes. */
+static void sdxl_numbers_run(void **state)
+{
+    (void)state;
+    char refiner[1024];
+    snprintf(refiner, sizeof refiner, "--refiner %s", kiln_test_data("sdxl_refiner/tiny_refiner.safetensors"));
+    const char *flags[6] = {"", "--sdxl-size 64x64 --sdxl-crop 0,0 --sdxl-target 64x64", "--sdxl-crop 8,4", "",
+                            "--aesthetic 6 --negative-aesthetic 2.5", "--aesthetic 3"};
+    float *latent[6];
+    size_t count[6];
+    for (int i = 0; i < 6; i++) {
+        char all[2048], name[16];
+        snprintf(all, sizeof all, "%s %s", i >= 3 ? refiner : "", flags[i]);
+        snprintf(name, sizeof name, "xlnum%d", i);
+        latent[i] = gen_model_latent("sdxl/tiny_sdxl.safetensors", name, all, &count[i]);
+        assert_int_equal(count[i], count[0]);
+    }
+    assert_memory_equal(latent[1], latent[0], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 1e-3);
+    assert_memory_equal(latent[4], latent[3], count[0] * sizeof(float));
+    /* the refiner's one step of three moves the tiny model's picture little (1.3e-5), but runs are
+     * deterministic to the bit (just above), so any difference is the score's */
+    assert_true(kiln_rel_l2(latent[5], latent[3], count[0]) > 1e-7);
+    /* the crop through the library */
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sdxl/tiny_sdxl.safetensors"), be, &m));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &neg));
+    const kiln_sdxl_cond numbers = {64, 64, 8, 4, 64, 64, 6.0, 2.5};
+    kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 3,
+                             .cfg = 7.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = 8, .latent_w = 8,
+                             .sdxl = &numbers};
+    float *want;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &want));
+    assert_rel_l2_le(latent[2], want, count[0], 1e-6);
+    char text[16384];
+    check_output("xlnum2", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "\"class_type\":\"CLIPTextEncodeSDXL\",\"inputs\":{\"width\":64,\"height\":64,"
+                                 "\"crop_w\":8,\"crop_h\":4,\"target_width\":64,\"target_height\":64,"));
+    check_output("xlnum5", 16, 16, "prompt", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "\"class_type\":\"CLIPTextEncodeSDXLRefiner\",\"inputs\":{\"ascore\":3,"));
+    free(want);
+    for (int i = 0; i < 6; i++) free(latent[i]);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* gen --upscale-model: the picture gen decodes, through ImageUpscaleWithModel
  * (test_upscale checks that against spandrel), saved 4x as large; here the
  * same steps from gen's own latent, to the byte. */
@@ -714,6 +774,7 @@ int main(void)
         cmocka_unit_test(sd2_run),
         cmocka_unit_test(sdxl_run),
         cmocka_unit_test(refiner_run),
+        cmocka_unit_test(sdxl_numbers_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

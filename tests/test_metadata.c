@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "metadata.h"
+#include "pipeline.h"
 
 static kiln_run_info txt2img(void)
 {
@@ -191,6 +192,9 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"IPAdapterModelLoader", {"IPADAPTER"}},
     {"CLIPVisionLoader", {"CLIP_VISION"}},
     {"IPAdapterAdvanced", {"MODEL"}},
+    {"CLIPTextEncodeSDXL", {"CONDITIONING"}},
+    {"CLIPTextEncodeSDXLRefiner", {"CONDITIONING"}},
+    {"KSamplerAdvanced", {"LATENT"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
@@ -493,6 +497,35 @@ static void ip_adapter_recorded(void **state)
     assert_non_null(strstr(kiln_last_error(), "IP-Adapter"));
 }
 
+/* SDXL's size numbers: the prompts through CLIPTextEncodeSDXL (the text in
+ * both towers), the refiner's through CLIPTextEncodeSDXLRefiner with its
+ * aesthetic scores. */
+static void sdxl_numbers_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    const kiln_sdxl_cond numbers = {.width = 2048, .height = 1536, .crop_w = 64, .crop_h = 32,
+                                    .target_width = 1024, .target_height = 768, .aesthetic = 7, .negative_aesthetic = 2};
+    run.sdxl = &numbers;
+    run.refiner = "/models/sd_xl_refiner_1.0.safetensors";
+    run.refiner_switch = 0.8;
+    run.refiner_step = 16;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 93 90 91 92 4 5 6 7 8 9 ");
+    const cJSON *in = inputs_of(root, "6", "CLIPTextEncodeSDXL");
+    assert_true(number_input(in, "width") == 2048 && number_input(in, "height") == 1536);
+    assert_true(number_input(in, "crop_w") == 64 && number_input(in, "crop_h") == 32);
+    assert_true(number_input(in, "target_width") == 1024 && number_input(in, "target_height") == 768);
+    assert_string_equal(string_input(in, "text_g"), "a red circle on a blue background");
+    assert_string_equal(string_input(in, "text_l"), "a red circle on a blue background");
+    assert_string_equal(string_input(inputs_of(root, "7", "CLIPTextEncodeSDXL"), "text_g"), "blurry");
+    in = inputs_of(root, "91", "CLIPTextEncodeSDXLRefiner");
+    assert_true(number_input(in, "ascore") == 7 && number_input(in, "width") == 2048);
+    assert_true(number_input(inputs_of(root, "92", "CLIPTextEncodeSDXLRefiner"), "ascore") == 2);
+    cJSON_Delete(root);
+    free(json);
+}
+
 /* A mask: VAEEncodeForInpaint for an inpainting model, VAEEncode and
  * SetLatentNoiseMask for another, both before RepeatLatentBatch. */
 static void inpainting_recorded(void **state)
@@ -686,6 +719,7 @@ int main(void)
         cmocka_unit_test(prompt_with_loras),
         cmocka_unit_test(controlnet_recorded),
         cmocka_unit_test(ip_adapter_recorded),
+        cmocka_unit_test(sdxl_numbers_recorded),
         cmocka_unit_test(inpainting_recorded),
         cmocka_unit_test(outpainting_recorded),
         cmocka_unit_test(pix2pix_recorded),

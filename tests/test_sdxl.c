@@ -210,7 +210,8 @@ static void unet_layouts(void **state)
 /* y for the golden's second row: its pooled output and the numbers of its
  * time_ids (SDXL: size 40x56, crop (3, 5), target 48x72; the refiner: the
  * same size and crop, aesthetic score 2.5), as diffusers' add_embedding
- * receives it. */
+ * receives it; from the numbers, and from a job's CLIPTextEncodeSDXL
+ * inputs (kiln_adm_rows). */
 static void adm_vector(void **state)
 {
     const xl_model *x = *state;
@@ -228,6 +229,18 @@ static void adm_vector(void **state)
     assert_kiln_ok(kiln_adm_vector(m, &c, ids.data + n, have));
     assert_rel_l2_le(have, y.data + adm, (size_t)adm, 1e-6);
     free(have);
+    /* the same numbers as a job's CLIPTextEncodeSDXL (and CLIPTextEncodeSDXLRefiner) inputs, the refiner's
+     * score on its negative rows */
+    const kiln_sdxl_cond numbers = {.height = (int)ids.data[n], .width = (int)ids.data[n + 1],
+                                    .crop_h = (int)ids.data[n + 2], .crop_w = (int)ids.data[n + 3],
+                                    .target_height = n == 6 ? (int)ids.data[n + 4] : 1024,
+                                    .target_width = n == 6 ? (int)ids.data[n + 5] : 1024,
+                                    .aesthetic = 6.0, .negative_aesthetic = n == 5 ? ids.data[n + 4] : 0.0};
+    const kiln_sampling_job job = {.batch = 1, .latent_h = 8, .latent_w = 8, .sdxl = &numbers};
+    float *rows;
+    assert_kiln_ok(kiln_adm_rows(m, &job, &c, &c, &rows));
+    assert_rel_l2_le(rows + (n == 5 ? 0 : adm), y.data + adm, (size_t)adm, 1e-6);
+    free(rows);
     golden_free(&y);
     golden_free(&pooled);
     golden_free(&ids);

@@ -47,6 +47,8 @@ typedef struct gen_options {
     const char *ip_adapter, *clip_vision, *ip_image; /* IP-Adapter: NULL for none */
     double ip_weight, ip_start, ip_end;
     bool ip_weight_given, ip_range_given;
+    kiln_sdxl_cond sdxl;       /* CLIPTextEncodeSDXL's numbers; sizes 0 until the output size is known */
+    bool sdxl_given, aesthetic_given;
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
@@ -101,6 +103,11 @@ static void usage(FILE *to)
             "  --ip-weight W          how much the picture counts, -1..5 (default 1)\n"
             "  --ip-start P --ip-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
+            "  --sdxl-size WxH        SDXL: the original size y claims (CLIPTextEncodeSDXL; default: the output's)\n"
+            "  --sdxl-crop X,Y        SDXL: the crop's left and top y claims (default 0,0)\n"
+            "  --sdxl-target WxH      SDXL: the target size y claims (default: the output's)\n"
+            "  --aesthetic S --negative-aesthetic S\n"
+            "                         the refiner's aesthetic scores (CLIPTextEncodeSDXLRefiner; default 6, 2.5)\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
             "                         picture to edit\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
@@ -145,6 +152,17 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
     if (errno || *end || end == s || v < lo || v > hi) return false;
     *out = (int)v;
     return true;
+}
+
+/* "AxB" (sep 'x') or "A,B" (sep ','), each lo..hi */
+static bool parse_pair(const char *s, char sep, long lo, long hi, int *a, int *b)
+{
+    const char *mid = strchr(s, sep);
+    char first[32];
+    if (!mid || (size_t)(mid - s) >= sizeof first) return false;
+    memcpy(first, s, (size_t)(mid - s));
+    first[mid - s] = 0;
+    return parse_int(first, lo, hi, a) && parse_int(mid + 1, lo, hi, b);
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out)
@@ -227,12 +245,14 @@ static int parse(int argc, char **argv, gen_options *o)
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0, .ip_weight = 1.0, .ip_end = 1.0,
+                       .sdxl = {.aesthetic = 6.0, .negative_aesthetic = 2.5},
                        .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
-           O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END };
+           O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
+           O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -259,6 +279,9 @@ static int parse(int argc, char **argv, gen_options *o)
         {"ip-adapter", required_argument, 0, O_IP_ADAPTER}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
         {"ip-image", required_argument, 0, O_IP_IMAGE}, {"ip-weight", required_argument, 0, O_IP_WEIGHT},
         {"ip-start", required_argument, 0, O_IP_START}, {"ip-end", required_argument, 0, O_IP_END},
+        {"sdxl-size", required_argument, 0, O_SDXL_SIZE}, {"sdxl-crop", required_argument, 0, O_SDXL_CROP},
+        {"sdxl-target", required_argument, 0, O_SDXL_TARGET}, {"aesthetic", required_argument, 0, O_AESTHETIC},
+        {"negative-aesthetic", required_argument, 0, O_NEGATIVE_AESTHETIC},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -381,6 +404,29 @@ static int parse(int argc, char **argv, gen_options *o)
             if (!parse_double(optarg, 0, 1, &o->ip_end)) return bad_flag("--ip-end", optarg, "must be 0..1");
             o->ip_range_given = true;
             break;
+        case O_SDXL_SIZE: /* ComfyUI's MAX_RESOLUTION bounds its nodes' sizes */
+            if (!parse_pair(optarg, 'x', 8, 16384, &o->sdxl.width, &o->sdxl.height))
+                return bad_flag("--sdxl-size", optarg, "must be WxH, each 8..16384");
+            o->sdxl_given = true;
+            break;
+        case O_SDXL_CROP:
+            if (!parse_pair(optarg, ',', 0, 16384, &o->sdxl.crop_w, &o->sdxl.crop_h))
+                return bad_flag("--sdxl-crop", optarg, "must be X,Y, each 0..16384");
+            o->sdxl_given = true;
+            break;
+        case O_SDXL_TARGET:
+            if (!parse_pair(optarg, 'x', 8, 16384, &o->sdxl.target_width, &o->sdxl.target_height))
+                return bad_flag("--sdxl-target", optarg, "must be WxH, each 8..16384");
+            o->sdxl_given = true;
+            break;
+        case O_AESTHETIC:
+        case O_NEGATIVE_AESTHETIC: {
+            const char *flag = c == O_AESTHETIC ? "--aesthetic" : "--negative-aesthetic";
+            if (!parse_double(optarg, 0, 1000, c == O_AESTHETIC ? &o->sdxl.aesthetic : &o->sdxl.negative_aesthetic))
+                return bad_flag(flag, optarg, "must be 0..1000");
+            o->aesthetic_given = true;
+            break;
+        }
         case O_LORA: {
             if (o->nloras == MAX_LORAS) return bad_flag("--lora", optarg, "at most 16 LoRAs");
             int rc = parse_lora(optarg, &o->loras[o->nloras++]);
@@ -446,6 +492,10 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
+    if (o->aesthetic_given && !o->refiner) {
+        fprintf(stderr, "gen: --aesthetic/--negative-aesthetic need --refiner (the refiner's prompts take them)\n");
+        return 2;
+    }
     if (o->feathering_given && !o->outpaint_given) {
         fprintf(stderr, "gen: --feathering needs --outpaint\n");
         return 2;
@@ -909,6 +959,12 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     kiln_tokenizer_free(tok);
     fprintf(stderr, "gen: refiner %s from step %d of %d\n", o->refiner, job->last_step, job->steps);
     kiln_sampling_job rj = *job;
+    kiln_sdxl_cond numbers; /* CLIPTextEncodeSDXLRefiner's: the base's sizes, no crop */
+    if (job->sdxl) {
+        numbers = *job->sdxl;
+        numbers.crop_w = numbers.crop_h = 0;
+        rj.sdxl = &numbers;
+    }
     rj.start_step = job->last_step;
     rj.last_step = 0;
     rj.leftover_noise = false;
@@ -956,6 +1012,11 @@ int main(int argc, char **argv)
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
                 m->info.family);
+        return 2;
+    }
+    if (o.sdxl_given && strcmp(m->info.family, "sdxl") != 0) {
+        fprintf(stderr, "gen: --sdxl-size, --sdxl-crop and --sdxl-target are for SDXL base models; %s is %s\n",
+                o.model ? o.model : "the default model", m->info.family);
         return 2;
     }
     const int model_clip_skip = m->clips[0].reading->default_skip;
@@ -1046,6 +1107,13 @@ int main(int argc, char **argv)
     job.progress = show_progress;
     job.progress_ctx = &prog;
     float *latent = NULL, *decoded = NULL;
+    if (o.sdxl_given || o.aesthetic_given) {
+        /* CLIPTextEncodeSDXL's numbers, where not given what CLIPTextEncode leaves: 8 x the latent's size (the
+           output size, with SDXL's VAE) */
+        if (!o.sdxl.width) o.sdxl.width = 8 * job.latent_w, o.sdxl.height = 8 * job.latent_h;
+        if (!o.sdxl.target_width) o.sdxl.target_width = 8 * job.latent_w, o.sdxl.target_height = 8 * job.latent_h;
+        job.sdxl = &o.sdxl;
+    }
     if (o.refiner) job.last_step = refiner_step(&o), job.leftover_noise = true;
     if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
     if (o.refiner && (rc = refiner_pass(&o, be, o.clip_skip, &job, &latent))) return rc;
@@ -1074,7 +1142,7 @@ int main(int argc, char **argv)
                          .controlnet = o.controlnet, .control_image = o.control_image,
                          .control_strength = o.control_strength, .control_start = o.control_start,
                          .control_end = o.control_end, .ip_adapter = o.ip_adapter, .clip_vision = o.clip_vision,
-                         .ip_image = o.ip_image, .ip_weight = o.ip_weight, .ip_start = o.ip_start,
+                         .ip_image = o.ip_image, .ip_weight = o.ip_weight, .ip_start = o.ip_start, .sdxl = job.sdxl,
                          .ip_end = o.ip_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,

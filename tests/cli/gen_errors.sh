@@ -94,6 +94,8 @@ expect_error "IP-Adapter picture that is no image" "--ip-image: .*ip_adapter_tin
 printf 'PK\003\004 a torch.save archive' >"$tmp/ip-adapter_sd15.bin"
 expect_error "pickled IP-Adapter" "ip-adapter_sd15.bin: a PyTorch pickle (torch.save), not a .safetensors file" \
     --model "$tiny" --prompt x --ip-adapter "$tmp/ip-adapter_sd15.bin" --clip-vision "$vision" --ip-image "$picture"
+expect_error "SDXL numbers for an SD 1.x model" "are for SDXL base models; $tiny is sd1" --model "$tiny" --prompt x \
+    --sdxl-crop 0,8
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"
@@ -150,6 +152,12 @@ expect_refused "IP range backwards" "--ip-start 0.7 is after --ip-end 0.3" --out
     --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture" --ip-start 0.7 --ip-end 0.3
 expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensors: No such file" \
     --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
+expect_refused "SDXL size that is no size" "--sdxl-size 1024: must be WxH, each 8..16384" --output "$tmp/out.png" \
+    --sdxl-size 1024
+expect_refused "SDXL crop out of range" "--sdxl-crop 8,-1: must be X,Y, each 0..16384" --output "$tmp/out.png" \
+    --sdxl-crop 8,-1
+expect_refused "aesthetic score without a refiner" "--aesthetic/--negative-aesthetic need --refiner" \
+    --output "$tmp/out.png" --aesthetic 7
 expect_refused "mask without an image" "--mask needs --init-image" --output "$tmp/out.png" \
     --mask "$data/inpaint/mask_20x17.png"
 expect_refused "missing mask" "--mask $tmp/nosuch.png: No such file" --output "$tmp/out.png" \
