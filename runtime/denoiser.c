@@ -89,7 +89,7 @@ kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_pr
     const size_t per = (size_t)a->tokens * a->context_dim;
     d->image_tokens = malloc((size_t)d->rows * per * sizeof(float));
     if (!d->image_tokens) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the image tokens");
-    /* rows as the context's: the negative's (the zero embedding's) first when guided */
+    /* rows as the context's: the negative prompt's first when guided */
     for (int r = 0; r < d->rows; r++) {
         const bool positive = d->rows == d->batch || r >= d->batch;
         memcpy(d->image_tokens + r * per, ip->tokens + (positive ? per : 0), per * sizeof(float));

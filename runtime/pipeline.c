@@ -143,11 +143,9 @@ kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, con
     return KILN_OK;
 }
 
-/* The vector y of each UNet row, rows in the denoiser's order (B uncond, B
- * cond), with the size 8 x the latent's and no crop: what ComfyUI's
- * CLIPTextEncode leaves to the sampler (encode_model_conds). The refiner's
- * aesthetic score is ComfyUI's default: 6 for the positive prompt, 2.5 for
- * the negative. */
+/* Without the job's numbers, what ComfyUI's CLIPTextEncode leaves to the
+ * sampler (encode_model_conds): sizes 8 x the latent's, no crop, and the
+ * refiner's default scores. */
 kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, float **out)
 {
