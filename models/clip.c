@@ -231,7 +231,8 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     if (clip->reading->final_norm) TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, out));
     else TRY(nn_scale(g, x, 1.0f, out)); /* a copy: x goes on through the layers below */
     if (last) {
-        for (int i = run; i < cfg->layers; i++) TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, cfg->gelu, true, &x));
+        for (int i = run; i < cfg->layers; i++)
+            TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, cfg->gelu, true, &x));
         TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, last));
     }
     nn_drop(g, &x);

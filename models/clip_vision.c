@@ -154,7 +154,7 @@ typedef struct vision_job {
     const kiln_clip_vision *cv;
     const float *patches; /* (rows, N, 3 p p) */
     int rows;
-    float *projected;     /* (rows, N+1, P): every token projected; the class token's are the embeds */
+    float *projected;     /* (rows, N+1, P): every token projected, the class token's the embeds; NULL: not asked */
     float *penultimate;   /* (rows, N+1, D) or NULL */
 } vision_job;
 
@@ -207,11 +207,14 @@ static kiln_status vision_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &patches, KILN_F32, 3, (int64_t[]){j->rows, N, K}, j->patches));
     TRY(embed(g, cv, patches, &x));
     nn_drop(g, &patches);
-    for (int i = 0; i < cfg->layers; i++) {
-        if (i == cfg->layers - 1 && j->penultimate)
-            TRY(kiln_graph_output(g, x, j->penultimate, kiln_tensor_nbytes(x)));
+    for (int i = 0; i < cfg->layers - 1; i++)
         TRY(kiln_clip_layer_forward(g, &cv->layer[i], cfg->heads, cfg->gelu, false, &x));
+    if (j->penultimate) TRY(kiln_graph_output(g, x, j->penultimate, kiln_tensor_nbytes(x)));
+    if (!j->projected) { /* IP-Adapter Plus reads no further */
+        nn_drop(g, &x);
+        return KILN_OK;
     }
+    TRY(kiln_clip_layer_forward(g, &cv->layer[cfg->layers - 1], cfg->heads, cfg->gelu, false, &x));
     /* the pooled output is the class token's; the few other rows cost less than a gather */
     TRY(nn_layer_norm(g, x, cv->post_ln_w, cv->post_ln_b, 1e-5f, &n));
     nn_drop(g, &x);
@@ -229,8 +232,8 @@ kiln_status kiln_clip_vision_encode(const kiln_clip_vision *cv, const float *pix
     const int S = cfg->image_size, p = cfg->patch, side = S / p, N = side * side, K = 3 * p * p;
     const int T = N + 1, P = cfg->projection;
     float *patches = malloc((size_t)rows * N * K * sizeof *patches);
-    float *projected = malloc((size_t)rows * T * P * sizeof *projected);
-    if (!patches || !projected) {
+    float *projected = image_embeds ? malloc((size_t)rows * T * P * sizeof *projected) : NULL;
+    if (!patches || (image_embeds && !projected)) {
         free(patches);
         free(projected);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "clip vision: out of host memory");

@@ -49,7 +49,8 @@ kiln_status kiln_clip_vision_preprocess(const kiln_image *img, int size, float *
 
 /* The tower on `rows` preprocessed pictures (rows,3,S,S) -> image_embeds
  * (rows,P) and/or penultimate (rows,tokens,D), the second-to-last layer's
- * hidden states (what IP-Adapter Plus models read); either may be NULL. */
+ * hidden states (what IP-Adapter Plus models read); either may be NULL
+ * (without image_embeds the last layer and the projection are not run). */
 kiln_status kiln_clip_vision_encode(const kiln_clip_vision *cv, const float *pixels, int rows, float *image_embeds,
                                     float *penultimate);
 
