@@ -143,9 +143,14 @@ kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, con
     return KILN_OK;
 }
 
-/* Without the job's numbers, what ComfyUI's CLIPTextEncode leaves to the
- * sampler (encode_model_conds): sizes 8 x the latent's, no crop, and the
- * refiner's default scores. */
+/* 8 x the latent's: ComfyUI's encode_model_conds gives the sampler's size
+ * to conditionings that have none. */
+void kiln_sdxl_cond_fill(kiln_sdxl_cond *c, int latent_h, int latent_w)
+{
+    if (!c->width) c->width = 8 * latent_w, c->height = 8 * latent_h;
+    if (!c->target_width) c->target_width = 8 * latent_w, c->target_height = 8 * latent_h;
+}
+
 kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, float **out)
 {
@@ -154,18 +159,17 @@ kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, con
     if (!adm) return KILN_OK;
     float *y = malloc((size_t)2 * job->batch * adm * sizeof *y);
     if (!y) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
-    const kiln_sdxl_cond *s = job->sdxl;
-    const float h = 8.0f * (float)job->latent_h, w = 8.0f * (float)job->latent_w;
-    /* ComfyUI's order: sizes and crops height first */
-    const float size[6] = {s ? (float)s->height : h,        s ? (float)s->width : w,
-                           s ? (float)s->crop_h : 0.0f,      s ? (float)s->crop_w : 0.0f,
-                           s ? (float)s->target_height : h,  s ? (float)s->target_width : w};
-    const float aesthetic[2] = {s ? (float)s->negative_aesthetic : 2.5f, s ? (float)s->aesthetic : 6.0f};
+    /* without the job's numbers, CLIPTextEncode's: no crop, the refiner's default scores */
+    kiln_sdxl_cond n = job->sdxl ? *job->sdxl : (kiln_sdxl_cond){.aesthetic = 6.0, .negative_aesthetic = 2.5};
+    kiln_sdxl_cond_fill(&n, job->latent_h, job->latent_w);
     const bool refiner = m->family->adm_numbers == 5;
     kiln_status st = KILN_OK;
     for (int r = 0; r < 2 * job->batch && st == KILN_OK; r++) {
         bool uncond = r < job->batch;
-        const float numbers[6] = {size[0], size[1], size[2], size[3], refiner ? aesthetic[!uncond] : size[4], size[5]};
+        /* ComfyUI's order: sizes and crops height first */
+        const float numbers[6] = {(float)n.height, (float)n.width, (float)n.crop_h, (float)n.crop_w,
+                                  refiner ? (float)(uncond ? n.negative_aesthetic : n.aesthetic) : (float)n.target_height,
+                                  (float)n.target_width};
         st = kiln_adm_vector(m, uncond ? negative : positive, numbers, y + (size_t)r * adm);
     }
     if (st != KILN_OK) {

@@ -1107,11 +1107,8 @@ int main(int argc, char **argv)
     job.progress = show_progress;
     job.progress_ctx = &prog;
     float *latent = NULL, *decoded = NULL;
-    if (o.sdxl_given || o.aesthetic_given) {
-        /* CLIPTextEncodeSDXL's numbers, where not given what CLIPTextEncode leaves: 8 x the latent's size (the
-           output size, with SDXL's VAE) */
-        if (!o.sdxl.width) o.sdxl.width = 8 * job.latent_w, o.sdxl.height = 8 * job.latent_h;
-        if (!o.sdxl.target_width) o.sdxl.target_width = 8 * job.latent_w, o.sdxl.target_height = 8 * job.latent_h;
+    if (o.sdxl_given || o.aesthetic_given) { /* the sizes not given spelled out, for the workflow */
+        kiln_sdxl_cond_fill(&o.sdxl, job.latent_h, job.latent_w);
         job.sdxl = &o.sdxl;
     }
     if (o.refiner) job.last_step = refiner_step(&o), job.leftover_noise = true;
