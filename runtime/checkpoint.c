@@ -422,26 +422,37 @@ static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tenso
     return add_name(ck, t->name, t);
 }
 
+/* Adds one tensor of a single file under its canonical name(s), or under none
+ * where its format carries it spare; `lay` is the file's UNet, for formats
+ * that name one as diffusers does. */
+typedef kiln_status (*tensor_namer)(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay);
+
+/* The namer for a single file's format, filling *lay where it needs one; NULL
+ * for a file read by its own names. */
+typedef tensor_namer (*namer_for_file)(const kiln_st_file *f, unet_layout *lay);
+
 /* SD 2.x and SDXL files name an OpenCLIP tower as OpenCLIP does; the rest stays. */
-static kiln_status map_single_file(kiln_checkpoint *ck)
+static kiln_status add_open_clip_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
 {
-    const kiln_st_file *f = ck->files[0];
+    (void)lay;
     const size_t nroots = sizeof open_clip_roots / sizeof open_clip_roots[0];
-    bool any = false;
-    for (size_t r = 0; r < nroots; r++) {
+    for (size_t r = 0; r < nroots; r++)
+        if (strncmp(t->name, open_clip_roots[r][0], strlen(open_clip_roots[r][0])) == 0)
+            return map_open_clip_tensor(ck, t, open_clip_roots[r][0], open_clip_roots[r][1]);
+    return add_name(ck, t->name, t);
+}
+
+/* Only a file with an OpenCLIP tower is mapped: any other is read through its
+ * own index, in its own order. */
+static tensor_namer open_clip_namer(const kiln_st_file *f, unet_layout *lay)
+{
+    (void)lay;
+    for (size_t r = 0; r < sizeof open_clip_roots / sizeof open_clip_roots[0]; r++) {
         char probe[128];
         snprintf(probe, sizeof probe, "%stransformer.resblocks.0.ln_1.weight", open_clip_roots[r][0]);
-        any = any || kiln_st_find(f, probe);
+        if (kiln_st_find(f, probe)) return add_open_clip_file_tensor;
     }
-    if (!any) return KILN_OK;
-    for (size_t i = 0; i < kiln_st_count(f); i++) {
-        const kiln_st_tensor *t = kiln_st_at(f, i);
-        size_t r = 0;
-        while (r < nroots && strncmp(t->name, open_clip_roots[r][0], strlen(open_clip_roots[r][0])) != 0) r++;
-        TRY(r < nroots ? map_open_clip_tensor(ck, t, open_clip_roots[r][0], open_clip_roots[r][1])
-                       : add_name(ck, t->name, t));
-    }
-    return sort_names(ck);
+    return NULL;
 }
 
 static kiln_status checkpoint_new(const char *label, kiln_checkpoint **out)
@@ -469,20 +480,20 @@ kiln_status kiln_checkpoint_open_memory(const void *data, size_t size, const cha
     return KILN_OK;
 }
 
-kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
+/* Opens the safetensors file at `path`: under the names its format's namer
+ * gives, sorted for lookups, or under its own where namer_for finds none. */
+static kiln_status open_single_file(const char *path, namer_for_file namer_for, kiln_checkpoint **out)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return kiln_fail(KILN_ERR_IO, "%s: %s", path, strerror(errno));
     kiln_checkpoint *ck = NULL;
     TRY(checkpoint_new(path, &ck));
-    kiln_status status;
-    if (S_ISDIR(st.st_mode)) {
-        status = open_diffusers(ck, path);
-    } else {
-        status = kiln_st_open(path, &ck->files[0]);
-        if (status == KILN_OK) ck->nfiles = 1;
-        if (status == KILN_OK) status = map_single_file(ck);
+    kiln_status status = kiln_st_open(path, &ck->files[0]);
+    if (status == KILN_OK) ck->nfiles = 1;
+    unet_layout lay = {0};
+    tensor_namer add = status == KILN_OK ? namer_for(ck->files[0], &lay) : NULL;
+    if (add) {
+        for (size_t i = 0; status == KILN_OK && i < kiln_st_count(ck->files[0]); i++)
+            status = add(ck, kiln_st_at(ck->files[0], i), &lay);
+        if (status == KILN_OK) status = sort_names(ck);
     }
     if (status != KILN_OK) {
         kiln_checkpoint_close(ck);
@@ -492,34 +503,55 @@ kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
     return KILN_OK;
 }
 
-/* ---- IP-Adapter files ---------------------------------------------------- */
-
-kiln_status kiln_checkpoint_open_ip_adapter(const char *path, kiln_checkpoint **out)
+/* A diffusers folder, or a single file through namer_for. */
+static kiln_status open_file_or_folder(const char *path, namer_for_file namer_for, kiln_checkpoint **out)
 {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return kiln_fail(KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return open_single_file(path, namer_for, out);
     kiln_checkpoint *ck = NULL;
     TRY(checkpoint_new(path, &ck));
-    kiln_status status = kiln_st_open(path, &ck->files[0]);
-    if (status == KILN_OK) ck->nfiles = 1;
-    for (size_t i = 0; status == KILN_OK && i < kiln_st_count(ck->files[0]); i++) {
-        const kiln_st_tensor *t = kiln_st_at(ck->files[0], i);
-        const size_t len = strlen(t->name), suffix = strlen(".to_kv.weight");
-        if (len <= suffix || strcmp(t->name + len - suffix, ".to_kv.weight") != 0) {
-            status = add_name(ck, t->name, t);
-            continue;
-        }
-        char name[512];
-        for (int part = 0; status == KILN_OK && part < 2; part++) {
-            snprintf(name, sizeof name, "%.*s.to_%c.weight", (int)(len - suffix), t->name, "kv"[part]);
-            status = add_rows_view(ck, name, t, part, 2);
-        }
-    }
-    if (status == KILN_OK) status = sort_names(ck);
+    kiln_status status = open_diffusers(ck, path);
     if (status != KILN_OK) {
         kiln_checkpoint_close(ck);
         return status;
     }
     *out = ck;
     return KILN_OK;
+}
+
+kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
+{
+    return open_file_or_folder(path, open_clip_namer, out);
+}
+
+/* ---- IP-Adapter files ---------------------------------------------------- */
+
+static kiln_status add_ip_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    const size_t len = strlen(t->name), suffix = strlen(".to_kv.weight");
+    if (len <= suffix || strcmp(t->name + len - suffix, ".to_kv.weight") != 0) return add_name(ck, t->name, t);
+    char name[512];
+    for (int part = 0; part < 2; part++) {
+        snprintf(name, sizeof name, "%.*s.to_%c.weight", (int)(len - suffix), t->name, "kv"[part]);
+        TRY(add_rows_view(ck, name, t, part, 2));
+    }
+    return KILN_OK;
+}
+
+/* Every IP-Adapter file is mapped: a Plus file's fused to_kv can sit under any attention. */
+static tensor_namer ip_adapter_namer(const kiln_st_file *f, unet_layout *lay)
+{
+    (void)f;
+    (void)lay;
+    return add_ip_adapter_tensor;
+}
+
+kiln_status kiln_checkpoint_open_ip_adapter(const char *path, kiln_checkpoint **out)
+{
+    return open_single_file(path, ip_adapter_namer, out);
 }
 
 /* ---- ControlNet files ---------------------------------------------------- */
@@ -542,29 +574,40 @@ static bool map_controlnet_name(const char *in, const unet_layout *lay, char *ou
     return map_unet_name(in, lay, "control_model", out, size);
 }
 
+/* Names with no counterpart are left out, as map_unet_name's are from a diffusers folder. */
+static kiln_status add_controlnet_diffusers_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t,
+                                                   const unet_layout *lay)
+{
+    char name[512];
+    return map_controlnet_name(t->name, lay, name, sizeof name) ? add_name(ck, name, t) : KILN_OK;
+}
+
+static kiln_status add_controlnet_unprefixed_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t,
+                                                    const unet_layout *lay)
+{
+    (void)lay;
+    char name[512];
+    return snprintf(name, sizeof name, "control_model.%s", t->name) < (int)sizeof name ? add_name(ck, name, t)
+                                                                                        : KILN_OK;
+}
+
+/* A file that already has `control_model.` names, or is no ControlNet at all
+ * (refused by the caller), keeps its names; so does one a checkpoint's
+ * OpenCLIP mapping applies to, as kiln_checkpoint_open reads it. */
+static tensor_namer controlnet_namer(const kiln_st_file *f, unet_layout *lay)
+{
+    tensor_namer open_clip = open_clip_namer(f, lay);
+    if (open_clip) return open_clip;
+    if (kiln_st_find(f, "control_model.input_hint_block.0.weight")) return NULL;
+    if (!kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight"))
+        return kiln_st_find(f, "input_hint_block.0.weight") ? add_controlnet_unprefixed_tensor : NULL;
+    lay->layers_per_block = count_indexed(f, "down_blocks.0.resnets.%d.%n");
+    return add_controlnet_diffusers_tensor;
+}
+
 kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **out)
 {
-    TRY(kiln_checkpoint_open(path, out));
-    kiln_checkpoint *ck = *out;
-    if (ck->names || kiln_checkpoint_find(ck, "control_model.input_hint_block.0.weight")) return KILN_OK;
-    const kiln_st_file *f = ck->files[0];
-    bool diffusers = kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight") != NULL;
-    if (!diffusers && !kiln_st_find(f, "input_hint_block.0.weight")) return KILN_OK; /* refused by the caller */
-    unet_layout lay = {.layers_per_block = count_indexed(f, "down_blocks.0.resnets.%d.%n")};
-    kiln_status status = KILN_OK;
-    for (size_t i = 0; i < kiln_st_count(f) && status == KILN_OK; i++) {
-        const kiln_st_tensor *t = kiln_st_at(f, i);
-        char name[512];
-        bool ok = diffusers ? map_controlnet_name(t->name, &lay, name, sizeof name)
-                            : snprintf(name, sizeof name, "control_model.%s", t->name) < (int)sizeof name;
-        if (ok) status = add_name(ck, name, t);
-    }
-    if (status == KILN_OK) status = sort_names(ck);
-    if (status != KILN_OK) {
-        kiln_checkpoint_close(ck);
-        *out = NULL;
-    }
-    return status;
+    return open_file_or_folder(path, controlnet_namer, out);
 }
 
 /* ---- replacing tensors (merged LoRA weights) ----------------------------- */
