@@ -93,10 +93,12 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
     if (run->controlnet && !run->control_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
-    if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight) ||
-                            !(run->ip_start >= 0 && run->ip_start <= run->ip_end && run->ip_end <= 1)))
+    if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter without its CLIP vision model, picture "
                          "or weight");
+    if (run->ip_adapter && !(run->ip_start >= 0 && run->ip_start <= run->ip_end && run->ip_end <= 1))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter from %g to %g of the schedule, not "
+                         "0 <= start <= end <= 1", run->ip_start, run->ip_end);
     if (run->nloras < 0 || (run->nloras && !run->loras))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d LoRAs without their list", run->nloras);
     for (int i = 0; i < run->nloras; i++)
@@ -412,6 +414,29 @@ static void add_text_encode(graph *g, const char *id, const kiln_sdxl_cond *sdxl
     add_link(g, in, "clip", clip, clip_output);
 }
 
+/* The run's prompt and negative prompt (empty when it has none) as the text
+ * encoder nodes `positive` and `negative`. An SDXL refiner's are
+ * CLIPTextEncodeSDXLRefiner, which takes its aesthetic scores instead of
+ * the base's crop and target numbers. */
+static void add_prompt_encoders(graph *g, const kiln_run_info *run, const char *positive, const char *negative,
+                                bool refiner, const char *clip, int clip_output)
+{
+    const char *texts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
+    for (int i = 0; i < 2; i++) {
+        const char *id = i ? negative : positive;
+        if (!refiner || !run->sdxl) {
+            add_text_encode(g, id, run->sdxl, texts[i], clip, clip_output);
+            continue;
+        }
+        cJSON *in = add_node(g, id, "CLIPTextEncodeSDXLRefiner");
+        add_number(g, in, "ascore", i ? run->sdxl->negative_aesthetic : run->sdxl->aesthetic);
+        add_number(g, in, "width", run->sdxl->width);
+        add_number(g, in, "height", run->sdxl->height);
+        add_string(g, in, "text", texts[i]);
+        add_link(g, in, "clip", clip, clip_output);
+    }
+}
+
 /* KSamplerAdvanced over steps [start, end) of the run's schedule: the SDXL
  * base's (noise added, noise left) or the refiner's (neither). */
 static void add_ksampler_advanced(graph *g, const char *id, const kiln_run_info *run, bool base, const char *model,
@@ -470,21 +495,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_ksampler_advanced(&g, "93", run, false, "90", "91", "92", "3");
         in = add_node(&g, "90", "CheckpointLoaderSimple");
         add_string(&g, in, "ckpt_name", base_name(run->refiner));
-        const char *refiner_prompts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
-        for (int i = 0; i < 2; i++) {
-            if (!run->sdxl) {
-                in = add_node(&g, i ? "92" : "91", "CLIPTextEncode");
-                add_string(&g, in, "text", refiner_prompts[i]);
-                add_link(&g, in, "clip", "90", 1);
-                continue;
-            }
-            in = add_node(&g, i ? "92" : "91", "CLIPTextEncodeSDXLRefiner");
-            add_number(&g, in, "ascore", i ? run->sdxl->negative_aesthetic : run->sdxl->aesthetic);
-            add_number(&g, in, "width", run->sdxl->width);
-            add_number(&g, in, "height", run->sdxl->height);
-            add_string(&g, in, "text", refiner_prompts[i]);
-            add_link(&g, in, "clip", "90", 1);
-        }
+        add_prompt_encoders(&g, run, "91", "92", true, "90", 1);
     } else {
         add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     }
@@ -499,8 +510,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "batch_size", run->batch_size);
     }
 
-    const char *texts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
-    for (int i = 0; i < 2; i++) add_text_encode(&g, i ? "7" : "6", run->sdxl, texts[i], clip, clip_output);
+    add_prompt_encoders(&g, run, "6", "7", false, clip, clip_output);
 
     in = add_node(&g, "8", "VAEDecode");
     add_link(&g, in, "samples", run->hires_scale ? "61" : run->refiner ? "93" : "3", 0);

@@ -495,6 +495,10 @@ static void ip_adapter_recorded(void **state)
     run.ip_image = NULL;
     assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "IP-Adapter"));
+    run.ip_image = "refs/a cat.png";
+    run.ip_start = 0.95;
+    assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "from 0.95 to 0.9"));
 }
 
 /* SDXL's size numbers: the prompts through CLIPTextEncodeSDXL (the text in
