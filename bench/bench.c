@@ -79,7 +79,7 @@ static kiln_status decode_fn(kiln_graph *g, void *ctx)
     tensor *z, *img;
     TRY(kiln_graph_input(g, &z, KILN_F32, 4, (int64_t[]){1, b->m->vae.config->latent_channels, b->latent_h, b->latent_w},
                          b->latent));
-    TRY(kiln_vae_decode(g, &b->m->vae, z, &img));
+    TRY(kiln_vae_decoder_forward(g, &b->m->vae, z, &img));
     return KILN_OK;
 }
 

@@ -56,7 +56,7 @@ static kiln_status bind(kiln_controlnet *cn, kiln_backend *be)
     return bind_hint_encoder(w, cn->checkpoint, cn);
 }
 
-kiln_status kiln_controlnet_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out)
+kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out)
 {
     *out = NULL;
     kiln_controlnet *cn = calloc(1, sizeof *cn);

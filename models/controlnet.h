@@ -34,7 +34,7 @@ typedef struct kiln_controlnet {
 
 /* Opens a ControlNet file (either layout) and binds it on be, for the UNet
  * `unet` (a ControlNet for another base model is refused, naming both). */
-kiln_status kiln_controlnet_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out);
+kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out);
 void kiln_controlnet_free(kiln_controlnet *cn);
 
 // x (N,4,h,w), hint (N,3,8h,8w) in [0,1], the UNet call's cond (its control

@@ -160,7 +160,7 @@ static kiln_status out_head(kiln_graph *g, const vae_half *h, tensor *x, tensor 
     return KILN_OK;
 }
 
-kiln_status kiln_vae_decode(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image)
+kiln_status kiln_vae_decoder_forward(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image)
 {
     const vae_config *cfg = vae->config;
     const vae_half *d = &vae->dec;
@@ -181,7 +181,7 @@ kiln_status kiln_vae_decode(kiln_graph *g, const kiln_vae *vae, const tensor *z,
     return KILN_OK;
 }
 
-kiln_status kiln_vae_encode(kiln_graph *g, const kiln_vae *vae, const tensor *image, tensor **moments)
+kiln_status kiln_vae_encoder_forward(kiln_graph *g, const kiln_vae *vae, const tensor *image, tensor **moments)
 {
     const vae_config *cfg = vae->config;
     const vae_half *e = &vae->enc;

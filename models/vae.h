@@ -48,9 +48,9 @@ const vae_config *kiln_vae_detect(const kiln_checkpoint *ck);
 kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae);
 
 // z (N,L,h,w) unscaled latent -> *image (N,3,h*f,w*f) in [-1,1] (not clamped)
-kiln_status kiln_vae_decode(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image);
+kiln_status kiln_vae_decoder_forward(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image);
 // image (N,3,H,W) in [-1,1] -> *moments (N,2L,H/f,W/f): mean then log variance
-kiln_status kiln_vae_encode(kiln_graph *g, const kiln_vae *vae, const tensor *image, tensor **moments);
+kiln_status kiln_vae_encoder_forward(kiln_graph *g, const kiln_vae *vae, const tensor *image, tensor **moments);
 
 /* The spatial factor between pixels and latents: 2^(levels-1). */
 int kiln_vae_factor(const vae_config *cfg);

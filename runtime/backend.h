@@ -122,7 +122,6 @@ kiln_status kiln_backend_cuda_devices(kiln_device_info *out, int max, int *count
 
 /* By name: "cpu", "vulkan", "cuda", or "auto" (CUDA, then Vulkan, then CPU). */
 kiln_status kiln_backend_create(const char *name, const kiln_backend_options *opt, kiln_backend **out);
-void kiln_backend_free(kiln_backend *be);
 
 /* "f32", "f16", "bf16" -> the compute dtype of kiln_backend_options; false
  * for anything else. */

@@ -18,37 +18,14 @@
  * diffusion model outputs and caps one image at 768 MiB. */
 #define KILN_IMAGE_MAX_SIDE 16384
 
-typedef struct kiln_image {
-    int width, height;
-    int channels;    /* always 3: R, G, B */
-    uint8_t *pixels; /* (height, width, 3) row-major, owned */
-} kiln_image;
+/* kiln_image, kiln_png_text, kiln_image_load, kiln_image_save and
+ * kiln_image_free are public: include/kiln.h. */
 
 /* Allocates a zeroed width x height RGB image. */
 kiln_status kiln_image_alloc(kiln_image *img, int width, int height);
-/* Frees the pixels and zeroes *img; safe on a zeroed or already freed image. */
-void kiln_image_free(kiln_image *img);
 
-/* Reads a PNG or JPEG file into *out (which it allocates), recognised by its
- * first bytes, never by its name:
- *  - PNG of any bit depth and colour type; 16-bit samples keep their high
- *    byte (what Pillow does for RGB); the first frame of an animated PNG;
- *  - JPEG baseline or progressive, gray, YCbCr or Adobe CMYK;
- *  - the EXIF orientation (JPEG APP1, PNG eXIf) is applied as Pillow's
- *    ImageOps.exif_transpose does.
- * Errors, each naming the file: KILN_ERR_IO (missing, unreadable, a
- * directory), KILN_ERR_FORMAT (empty, truncated, corrupt, not an image),
- * KILN_ERR_UNSUPPORTED (GIF, WebP and other formats; a side over
- * KILN_IMAGE_MAX_SIDE). */
-kiln_status kiln_image_load(const char *path, kiln_image *out);
 /* The same for a file already in memory; `label` names it in errors. */
 kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out);
-
-/* A PNG text chunk. Keys are 1-79 printable ASCII characters; values are
- * UTF-8 and are written as tEXt when plain ASCII, as iTXt otherwise. */
-typedef struct kiln_png_text {
-    const char *key, *value;
-} kiln_png_text;
 
 /* The file format a name asks for, by its extension (any case): .png, or
  * .jpg / .jpeg; anything else is KILN_IMAGE_UNKNOWN. */
@@ -60,17 +37,6 @@ const char *kiln_image_extension(const char *path);
 
 /* JPEG quality when saving; what sd.cpp's and A1111's users pick for keeps. */
 #define KILN_JPEG_QUALITY 95
-
-/* Writes img in the format its name asks for (kiln_image_format_of;
- * KILN_ERR_UNSUPPORTED for any other name):
- *  - PNG: 8-bit RGB with `ntext` text chunks ahead of the pixel data;
- *  - JPEG: baseline, quality KILN_JPEG_QUALITY, 4:2:0; of the texts only
- *    "parameters" is kept, as EXIF UserComment where A1111's PNG Info and
- *    the sites that read its JPEGs find it (a ComfyUI workflow needs a PNG).
- * The file appears at `path` only once complete: it is written to
- * `path.tmp-<pid>`, flushed to disk, then renamed; on any error the temporary
- * file is removed and `path` is untouched. */
-kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext);
 
 /* ComfyUI's VAEDecode: a decoder output in [-1, 1] -> [0, 1], in float32 as
  * torch.clamp((x + 1) / 2, 0, 1) computes it (NaN stays NaN). */

@@ -11,13 +11,6 @@
 
 #include "checkpoint.h"
 
-/* One LoRA to merge, as ComfyUI's LoraLoader takes it. */
-typedef struct kiln_lora {
-    const char *path;
-    double unet_strength; /* strength_model */
-    double clip_strength; /* strength_clip */
-} kiln_lora;
-
 typedef struct kiln_lora_stats {
     int unet_modules, clip_modules; /* weights changed */
 } kiln_lora_stats;

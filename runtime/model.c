@@ -219,3 +219,13 @@ kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out
     TRY(kiln_checkpoint_open(path, &ck));
     return kiln_model_load_checkpoint(ck, be, out);
 }
+
+void kiln_model_native_size(const kiln_model *m, int *width, int *height)
+{
+    *width = *height = m ? m->family->native_size : 0;
+    if (!m) return;
+    const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
+    int w, h;
+    if (native && sscanf(native, "%dx%d", &w, &h) == 2 && w >= 8 && h >= 8 && w <= 4096 && h <= 4096)
+        *width = w, *height = h;
+}

@@ -79,7 +79,6 @@ kiln_status kiln_default_checkpoint_open(kiln_checkpoint **out);
 /* The model embedded in libkiln (kiln-shapes); KILN_ERR_UNSUPPORTED when this
  * build has none. */
 kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out);
-void kiln_model_free(kiln_model *m);
 
 const char *kiln_variant_name(kiln_variant v);
 const char *kiln_prediction_name(kiln_prediction p); /* "eps", "v" */

@@ -371,9 +371,9 @@ static kiln_status vae_fn(kiln_graph *g, void *ctx)
     tensor *x, *y;
     TRY(kiln_graph_input(g, &x, KILN_F32, 4, j->in_shape, j->in));
     if (j->encode)
-        TRY(kiln_vae_encode(g, &j->m->vae, x, &y));
+        TRY(kiln_vae_encoder_forward(g, &j->m->vae, x, &y));
     else
-        TRY(kiln_vae_decode(g, &j->m->vae, x, &y));
+        TRY(kiln_vae_decoder_forward(g, &j->m->vae, x, &y));
     /* encoding yields mean and log variance; ComfyUI's VAEEncode keeps the mean */
     if (kiln_graph_no_outputs(g)) return KILN_OK;
     int64_t N = y->shape[0], per = kiln_tensor_numel(y) / N, keep = j->mean_only ? per / 2 : per;

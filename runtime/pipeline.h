@@ -17,18 +17,6 @@
 
 typedef struct kiln_tokenizer kiln_tokenizer;
 
-/* A prompt encoded for the UNet: (1, tokens, D), tokens = 77 x windows, the
- * text towers' outputs side by side (SDXL: CLIP-L's 768 then OpenCLIP
- * bigG's 1280); with a pooled output (SDXL), (1, pooled_dim) of it. */
-typedef struct kiln_conditioning {
-    float *data;
-    int tokens, dim;
-    float *pooled; /* NULL: none */
-    int pooled_dim;
-} kiln_conditioning;
-
-void kiln_conditioning_free(kiln_conditioning *c);
-
 /* Text tower `which` of the model on token ids (rows, 77) -> out (rows, 77,
  * D); with `pooled` not NULL, also its pooled output (rows, P) (a tower
  * with a projection: SDXL's second). */

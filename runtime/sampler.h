@@ -27,10 +27,6 @@ typedef kiln_status (*kiln_denoise_fn)(void *ctx, const float *x, float sigma, f
  * deviation). */
 typedef kiln_status (*kiln_noise_fn)(void *ctx, float sigma, float sigma_next, float *noise, size_t n);
 
-/* Called once per step (0 <= step < total) with that step's x0 prediction
- * (n); a status other than KILN_OK stops sampling and is returned. */
-typedef kiln_status (*kiln_progress_fn)(void *ctx, int step, int total, const float *denoised);
-
 typedef enum kiln_sampler {
     KILN_SAMPLER_EULER,
     KILN_SAMPLER_EULER_ANCESTRAL,

@@ -78,7 +78,7 @@ static void denoiser_call(void **s)
     kiln_controlnet *cn;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(single_f32.path, be, &m));
-    assert_kiln_ok(kiln_controlnet_load(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, be, &cn));
+    assert_kiln_ok(kiln_controlnet_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, be, &cn));
     kiln_st_file *f = golden_open("controlnet/golden.safetensors");
     golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
            want = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),
@@ -143,7 +143,7 @@ static void expect_refusal(const char *model, const char *path, const char *need
     kiln_controlnet *cn = (kiln_controlnet *)&cn;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(model, be, &m));
-    assert_int_equal(kiln_controlnet_load(path, &m->unet, be, &cn), KILN_ERR_MODEL);
+    assert_int_equal(kiln_controlnet_open(path, &m->unet, be, &cn), KILN_ERR_MODEL);
     assert_null(cn);
     print_message("  refused: %s\n", kiln_last_error());
     if (!strstr(kiln_last_error(), needle)) fail_msg("'%s' does not mention '%s'", kiln_last_error(), needle);

@@ -821,27 +821,18 @@ static int encode_inpaint(const kiln_model *m, gen_options *o, kiln_inpaint *inp
 
 /* --init-image: loaded, cropped to the VAE's multiple, encoded to an
  * unscaled latent (1,C,h,w). */
-static int encode_init_image(const kiln_model *m, gen_options *o, float **latent)
+static int encode_init_image(kiln_model *m, gen_options *o, float **latent)
 {
     kiln_image img;
     if (kiln_image_load(o->init_image, &img) != KILN_OK) return fail("--init-image");
-    int f = kiln_vae_factor(m->vae.config);
-    if (kiln_image_crop_to_multiple(&img, f, &img) != KILN_OK) {
-        kiln_image_free(&img);
-        return fail("--init-image");
-    }
-    take_image_size(o, img.width, img.height);
-    float *pixels = malloc((size_t)3 * img.width * img.height * sizeof(float));
-    if (!pixels) {
-        kiln_image_free(&img);
-        fprintf(stderr, "gen: out of memory\n");
-        return 1;
-    }
-    kiln_image_to_encoder_input(&img, pixels);
-    kiln_status st = kiln_vae_encode_image(m, pixels, 1, img.height, img.width, latent);
-    free(pixels);
+    kiln_latent encoded;
+    kiln_status st = kiln_vae_encode(m, &img, 1, &encoded);
     kiln_image_free(&img);
-    return st == KILN_OK ? 0 : fail("--init-image");
+    if (st != KILN_OK) return fail("--init-image");
+    int f = kiln_vae_factor(m->vae.config);
+    take_image_size(o, encoded.width * f, encoded.height * f);
+    *latent = encoded.data;
+    return 0;
 }
 
 /* img2img's LATENT: the one image's repeated over the batch. */
@@ -1025,14 +1016,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "gen: LoRA %s: %d UNet and %d text encoder weights merged (strength %g, %g)\n",
                 o.loras[i].path, lora_stats[i].unet_modules, lora_stats[i].clip_modules,
                 o.loras[i].unet_strength, o.loras[i].clip_strength);
-    if (!o.size_given && !o.init_image) {
-        /* the size the model was trained at: its family's, or what its file says (modelspec's "WxH") */
-        o.width = o.height = m->family->native_size;
-        const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
-        int w, h;
-        if (native && sscanf(native, "%dx%d", &w, &h) == 2 && w >= 8 && h >= 8 && w <= 4096 && h <= 4096)
-            o.width = w, o.height = h;
-    }
+    if (!o.size_given && !o.init_image) kiln_model_native_size(m, &o.width, &o.height);
     const char *model_name = o.model ? o.model : "kiln-shapes.safetensors";
     kiln_upscaler *upscaler = NULL;
     if (o.upscale_model) {
@@ -1076,7 +1060,7 @@ int main(int argc, char **argv)
     kiln_control control = {0};
     float *hint = NULL;
     if (o.controlnet) {
-        if (kiln_controlnet_load(o.controlnet, &m->unet, be, &controlnet) != KILN_OK) return fail("--controlnet");
+        if (kiln_controlnet_load(m, o.controlnet, &controlnet) != KILN_OK) return fail("--controlnet");
         kiln_image img;
         if (kiln_image_load(o.control_image, &img) != KILN_OK) return fail("--control-image");
         st = kiln_control_hint(&img, job.latent_h, job.latent_w, &hint);

@@ -30,6 +30,190 @@ const char *kiln_last_error(void);
 /* A short constant name for a status code ("KILN_ERR_FORMAT"). */
 const char *kiln_status_name(kiln_status status);
 
+
+/* ---------------------------------------------------------------------------
+ * The embedding API: ComfyUI's nodes as C calls.
+ *
+ * A frontend builds what a ComfyUI graph does, one node at a time:
+ *
+ *   kiln_backend_open          the device (CPU, Vulkan, CUDA)
+ *   kiln_checkpoint_load       CheckpointLoaderSimple, then LoraLoader for each LoRA
+ *   kiln_text_encode           CLIPTextEncode (weighted prompts, clip skip)
+ *   kiln_empty_latent          EmptyLatentImage
+ *   kiln_vae_encode            VAEEncode (img2img)
+ *   kiln_controlnet_load       ControlNetLoader
+ *   kiln_ksampler              KSampler, with ControlNetApplyAdvanced
+ *   kiln_vae_decode            VAEDecode
+ *   kiln_image_load / _save    LoadImage / SaveImage
+ *
+ * Handles (backend, model, ControlNet) are opaque; values that a frontend
+ * reads or fills in (conditioning, latent, image) are plain structs whose
+ * memory the library allocates and the matching _free releases. A model is
+ * used by one thread at a time; different models may run on different
+ * threads. Every call validates its input and returns a kiln_status; no
+ * call exits, aborts or leaves a half-written file.
+ * ------------------------------------------------------------------------- */
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *kiln_version(void);
+
+typedef struct kiln_backend kiln_backend;
+
+typedef struct kiln_backend_config {
+    int device;          /* GPU index as `gen --list-devices` numbers them; -1: pick one (discrete first) */
+    int threads;         /* CPU worker threads; 0: all cores */
+    const char *compute; /* GPU arithmetic for matmul, conv and attention: "f32", "f16" or "bf16";
+                            NULL: the backend's choice (f16 on CUDA, f32 elsewhere) */
+} kiln_backend_config;
+
+/* Opens a backend by name: "cpu", "vulkan", "cuda" or "auto" (CUDA, then
+ * Vulkan, then the CPU). config NULL: device -1, all cores, the backend's
+ * compute. A backend this build lacks, or that finds no usable device, is
+ * KILN_ERR_UNSUPPORTED with the reason. */
+kiln_status kiln_backend_open(const char *name, const kiln_backend_config *config, kiln_backend **out);
+/* What it runs on ("cpu (16 threads)", the GPU's name and what was chosen). */
+const char *kiln_backend_device_name(const kiln_backend *be);
+void kiln_backend_free(kiln_backend *be);
+
+typedef struct kiln_model kiln_model;
+
+/* LoraLoader: a LoRA, LoCon or LoHa file and its two strengths. */
+typedef struct kiln_lora {
+    const char *path;
+    double unet_strength; /* strength_model */
+    double clip_strength; /* strength_clip */
+} kiln_lora;
+
+/* CheckpointLoaderSimple, then LoraLoader for each of `loras` in order (the
+ * deltas are merged into the weights here, so sampling costs nothing more).
+ * path: a single-file .safetensors or a diffusers folder; NULL: the model
+ * embedded in libkiln. The model's weights go to `be`, which must outlive
+ * it. Errors name the file and, for a LoRA that does not fit, its module. */
+kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
+                                 kiln_model **out);
+void kiln_model_free(kiln_model *m);
+/* "sd1", "sd2", "sdxl" or "sdxl-refiner". */
+const char *kiln_model_family(const kiln_model *m);
+/* The size, in pixels, the model was trained at: what its file says
+ * (modelspec.resolution, "WxH"), else its family's (512, 768, 1024). */
+void kiln_model_native_size(const kiln_model *m, int *width, int *height);
+
+/* CONDITIONING: an encoded prompt, (tokens, dim) floats, tokens = 77 x its
+ * 75-token windows, the text towers' outputs side by side (SDXL: CLIP-L's
+ * 768 then OpenCLIP bigG's 1280); with a pooled output (SDXL), pooled_dim
+ * floats of it. */
+typedef struct kiln_conditioning {
+    float *data;
+    int tokens, dim;
+    float *pooled; /* NULL: none */
+    int pooled_dim;
+} kiln_conditioning;
+
+/* CLIPTextEncode, with ComfyUI's prompt weighting ("(word:1.2)", escapes),
+ * on each of the model's text towers. clip_skip: 1 reads the last layer,
+ * 2 the one before (CLIPSetLastLayer -2); 0: the model's own default. */
+kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out);
+/* Frees what the conditioning holds and zeroes it; safe on a zeroed one. */
+void kiln_conditioning_free(kiln_conditioning *c);
+
+/* LATENT: an unscaled VAE latent (batch, channels, height, width) floats, as
+ * ComfyUI's LATENT["samples"] holds it; height and width are the image's
+ * divided by the VAE's factor (8). */
+typedef struct kiln_latent {
+    float *data;
+    int batch, channels, height, width;
+} kiln_latent;
+
+/* EmptyLatentImage: zeros for `batch` images of width x height pixels
+ * (multiples of 8, at most 16384). */
+kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int batch, kiln_latent *out);
+void kiln_latent_free(kiln_latent *l);
+
+/* IMAGE: 8-bit RGB, (height, width, 3) row-major. */
+typedef struct kiln_image {
+    int width, height;
+    int channels;    /* always 3: R, G, B */
+    uint8_t *pixels; /* owned */
+} kiln_image;
+
+/* LoadImage: reads a PNG or JPEG file into *out (which it allocates), recognised by its
+ * first bytes, never by its name:
+ *  - PNG of any bit depth and colour type; 16-bit samples keep their high
+ *    byte (what Pillow does for RGB); the first frame of an animated PNG;
+ *  - JPEG baseline or progressive, gray, YCbCr or Adobe CMYK;
+ *  - the EXIF orientation (JPEG APP1, PNG eXIf) is applied as Pillow's
+ *    ImageOps.exif_transpose does.
+ * Errors, each naming the file: KILN_ERR_IO (missing, unreadable, a
+ * directory), KILN_ERR_FORMAT (empty, truncated, corrupt, not an image),
+ * KILN_ERR_UNSUPPORTED (GIF, WebP and other formats; a side over
+ * KILN_IMAGE_MAX_SIDE). */
+kiln_status kiln_image_load(const char *path, kiln_image *out);
+
+/* A PNG text chunk. Keys are 1-79 printable ASCII characters; values are
+ * UTF-8 and are written as tEXt when plain ASCII, as iTXt otherwise. */
+typedef struct kiln_png_text {
+    const char *key, *value;
+} kiln_png_text;
+
+/* SaveImage: writes img in the format its name asks for (runtime/image.h's kiln_image_format_of;
+ * KILN_ERR_UNSUPPORTED for any other name):
+ *  - PNG: 8-bit RGB with `ntext` text chunks ahead of the pixel data;
+ *  - JPEG: baseline, quality KILN_JPEG_QUALITY, 4:2:0; of the texts only
+ *    "parameters" is kept, as EXIF UserComment where A1111's PNG Info and
+ *    the sites that read its JPEGs find it (a ComfyUI workflow needs a PNG).
+ * The file appears at `path` only once complete: it is written to
+ * `path.tmp-<pid>`, flushed to disk, then renamed; on any error the temporary
+ * file is removed and `path` is untouched. */
+kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext);
+/* Frees the pixels and zeroes *img; safe on a zeroed or already freed image. */
+void kiln_image_free(kiln_image *img);
+
+/* VAEDecode: the latent's `latent->batch` images into images[0 ..
+ * batch - 1], which the caller provides and frees with kiln_image_free. */
+kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images);
+/* VAEEncode: `count` images of one size, each cropped as ComfyUI crops it
+ * to a multiple of 8 on each side (centred), into a latent of batch count. */
+kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out);
+
+typedef struct kiln_controlnet kiln_controlnet;
+
+/* ControlNetLoader: a ControlNet for the model's UNet (original or diffusers
+ * layout). It must be freed before the model. */
+kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out);
+void kiln_controlnet_free(kiln_controlnet *cn);
+
+/* ControlNetApplyAdvanced on both prompts. */
+typedef struct kiln_control_apply {
+    const kiln_controlnet *controlnet;
+    const kiln_image *image;            /* the hint (an edge map, pose ...), fitted to the latent as ComfyUI does */
+    double strength;                    /* 1: as trained */
+    double start_percent, end_percent;  /* of the sampling, 0 and 1: all of it */
+} kiln_control_apply;
+
+/* Called once a step (0 <= step < total) with that step's prediction of the
+ * finished latent (scaled, the whole batch); a status other than KILN_OK
+ * stops the sampling, and kiln_ksampler returns it. */
+typedef kiln_status (*kiln_progress_fn)(void *ctx, int step, int total, const float *denoised);
+
+typedef struct kiln_ksampler_params {
+    uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
+    int steps;
+    double cfg;
+    const char *sampler_name; /* ComfyUI's: "euler", "euler_ancestral", "dpmpp_2m", "uni_pc", ... */
+    const char *scheduler;    /* ComfyUI's: "normal", "karras", "exponential", "sgm_uniform", "simple", ... */
+    double denoise;           /* 1: all of the schedule (txt2img); less keeps that much of the latent's picture */
+    const kiln_control_apply *control; /* NULL: no ControlNet */
+    kiln_progress_fn progress;         /* NULL: none */
+    void *progress_ctx;
+} kiln_ksampler_params;
+
+/* KSampler: from the latent (kiln_empty_latent's, or kiln_vae_encode's for
+ * img2img) to a new latent of the same size, guided by the two prompts.
+ * Inpainting and InstructPix2Pix models need the mask or picture `gen`
+ * gives them, which this call does not take yet: they are refused by name. */
+kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
+                          const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out);
+
 #ifdef __cplusplus
 }
 #endif

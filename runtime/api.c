@@ -1,0 +1,252 @@
+/* The embedding API of include/kiln.h: ComfyUI's nodes over the pipeline's
+ * stages. Each call checks what a frontend hands it before anything inside
+ * the library sees it, so that a wrong size or a NULL is an error naming the
+ * argument rather than a crash further in. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+
+#include "../models/controlnet.h"
+#include "backend.h"
+#include "image.h"
+#include "model.h"
+#include "pipeline.h"
+#include "status.h"
+#include "tokenizer.h"
+
+/* The most images one call makes; far above what fits a GPU at SD's sizes,
+ * low enough that batch x size cannot overflow the sizes computed from it. */
+#define API_MAX_BATCH 256
+
+const char *kiln_version(void)
+{
+    return KILN_VERSION;
+}
+
+kiln_status kiln_backend_open(const char *name, const kiln_backend_config *config, kiln_backend **out)
+{
+    if (!name || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_backend_open: no backend name or no place for it");
+    kiln_backend_options opt = {.device = -1, .compute_auto = true};
+    if (config) {
+        if (config->threads < 0)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "backend threads %d: must be 0 (all cores) or more", config->threads);
+        if (config->device < -1)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "backend device %d: must be -1 (pick) or an index", config->device);
+        opt.device = config->device;
+        opt.threads = config->threads;
+        if (config->compute) {
+            if (!kiln_compute_from_name(config->compute, &opt.compute))
+                return kiln_fail(KILN_ERR_INVALID_ARG, "backend compute '%s': f32, f16 or bf16", config->compute);
+            opt.compute_auto = false;
+        }
+    }
+    return kiln_backend_create(name, &opt, out);
+}
+
+const char *kiln_backend_device_name(const kiln_backend *be)
+{
+    return be ? be->device_name : "";
+}
+
+kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
+                                 kiln_model **out)
+{
+    if (!be || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_checkpoint_load: no backend or no place for the model");
+    if (nloras < 0 || (nloras > 0 && !loras))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_checkpoint_load: %d LoRAs at %p", nloras, (const void *)loras);
+    for (int i = 0; i < nloras; i++)
+        if (!loras[i].path) return kiln_fail(KILN_ERR_INVALID_ARG, "LoRA %d: no path", i);
+    kiln_lora_stats *stats = calloc(nloras > 0 ? (size_t)nloras : 1, sizeof *stats);
+    if (!stats) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "kiln_checkpoint_load: out of host memory");
+    kiln_checkpoint *ck;
+    kiln_status st = path ? kiln_checkpoint_open(path, &ck) : kiln_default_checkpoint_open(&ck);
+    if (st == KILN_OK) st = kiln_model_load_with_loras(ck, loras, nloras, stats, be, out);
+    free(stats);
+    return st;
+}
+
+const char *kiln_model_family(const kiln_model *m)
+{
+    return m ? m->info.family : "";
+}
+
+/* One tokenizer serves every model and thread: it is immutable once made,
+ * and making it inflates the whole vocabulary (some 50 ms). */
+static kiln_tokenizer *shared_tokenizer;
+static pthread_once_t shared_tokenizer_once = PTHREAD_ONCE_INIT;
+
+static void make_shared_tokenizer(void)
+{
+    if (kiln_tokenizer_create(&shared_tokenizer) != KILN_OK) shared_tokenizer = NULL;
+}
+
+kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out)
+{
+    if (!m || !text || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode: no model, text or place for it");
+    if (clip_skip < 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: 1 reads the last layer, 2 the one before, 0 the model's",
+                         clip_skip);
+    pthread_once(&shared_tokenizer_once, make_shared_tokenizer);
+    if (!shared_tokenizer) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "the CLIP tokenizer could not be made");
+    return kiln_encode_prompt(m, shared_tokenizer, text, clip_skip, out);
+}
+
+static kiln_status check_size(const char *what, int value, int multiple)
+{
+    if (value <= 0 || value > KILN_IMAGE_MAX_SIDE || value % multiple)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s %d: must be a multiple of %d from %d to %d", what, value, multiple,
+                         multiple, KILN_IMAGE_MAX_SIDE);
+    return KILN_OK;
+}
+
+static kiln_status check_batch(const char *what, int batch)
+{
+    if (batch < 1 || batch > API_MAX_BATCH)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s %d: must be from 1 to %d", what, batch, API_MAX_BATCH);
+    return KILN_OK;
+}
+
+kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int batch, kiln_latent *out)
+{
+    if (!m || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_empty_latent: no model or no place for the latent");
+    *out = (kiln_latent){0};
+    int f = kiln_vae_factor(m->vae.config);
+    TRY(check_size("latent width", width, f));
+    TRY(check_size("latent height", height, f));
+    TRY(check_batch("latent batch", batch));
+    kiln_latent l = {NULL, batch, m->vae.config->latent_channels, height / f, width / f};
+    if (!(l.data = calloc((size_t)l.batch * l.channels * l.height * l.width, sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "empty latent %dx%d x %d: out of host memory", width, height, batch);
+    *out = l;
+    return KILN_OK;
+}
+
+void kiln_latent_free(kiln_latent *l)
+{
+    if (!l) return;
+    free(l->data);
+    *l = (kiln_latent){0};
+}
+
+/* A latent handed in must be one this model's VAE and UNet read. */
+static kiln_status check_latent(const kiln_model *m, const char *what, const kiln_latent *l)
+{
+    if (!l || !l->data) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no latent", what);
+    if (l->channels != m->vae.config->latent_channels)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a latent of %d channels; this model's have %d", what, l->channels,
+                         m->vae.config->latent_channels);
+    int f = kiln_vae_factor(m->vae.config);
+    if (l->height < 1 || l->width < 1 || l->height > KILN_IMAGE_MAX_SIDE / f || l->width > KILN_IMAGE_MAX_SIDE / f)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a latent of %dx%d", what, l->width, l->height);
+    return check_batch(what, l->batch);
+}
+
+kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images)
+{
+    if (!m || !images) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_decode: no model or no place for the images");
+    TRY(check_latent(m, "VAE decode", latent));
+    float *decoded;
+    TRY(kiln_vae_decode_latent(m, latent->data, latent->batch, latent->height, latent->width, &decoded));
+    int f = kiln_vae_factor(m->vae.config), H = latent->height * f, W = latent->width * f;
+    kiln_status st = KILN_OK;
+    int made = 0;
+    for (; made < latent->batch && st == KILN_OK; made++)
+        st = kiln_image_from_decoded(decoded + (size_t)made * 3 * H * W, H, W, &images[made]);
+    if (st != KILN_OK)
+        for (int b = 0; b < made - 1; b++) kiln_image_free(&images[b]);
+    free(decoded);
+    return st;
+}
+
+kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out)
+{
+    if (!m || !images || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode: no model, images or place");
+    *out = (kiln_latent){0};
+    TRY(check_batch("VAE encode images", count));
+    for (int b = 0; b < count; b++) {
+        if (!images[b].pixels || images[b].channels != 3 || images[b].width < 1 || images[b].height < 1 ||
+            images[b].width > KILN_IMAGE_MAX_SIDE || images[b].height > KILN_IMAGE_MAX_SIDE)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "VAE encode: image %d is not an RGB image of 1 to %d pixels a side",
+                             b, KILN_IMAGE_MAX_SIDE);
+        if (images[b].width != images[0].width || images[b].height != images[0].height)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "VAE encode: image %d is %dx%d, image 0 %dx%d", b, images[b].width,
+                             images[b].height, images[0].width, images[0].height);
+    }
+    int f = kiln_vae_factor(m->vae.config);
+    kiln_image cropped = {0};
+    float *pixels = NULL;
+    kiln_status st = KILN_OK;
+    for (int b = 0; b < count && st == KILN_OK; b++) {
+        if ((st = kiln_image_crop_to_multiple(&images[b], f, &cropped)) != KILN_OK) break;
+        size_t per = (size_t)3 * cropped.width * cropped.height;
+        if (!pixels && !(pixels = malloc(per * count * sizeof(float))))
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "VAE encode: out of host memory");
+        else
+            kiln_image_to_encoder_input(&cropped, pixels + per * b);
+        if (b < count - 1) kiln_image_free(&cropped);
+    }
+    kiln_latent l = {NULL, count, m->vae.config->latent_channels, cropped.height / f, cropped.width / f};
+    if (st == KILN_OK) st = kiln_vae_encode_image(m, pixels, count, cropped.height, cropped.width, &l.data);
+    if (st == KILN_OK) *out = l;
+    kiln_image_free(&cropped);
+    free(pixels);
+    return st;
+}
+
+kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out)
+{
+    if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_controlnet_load: no model, path or place");
+    return kiln_controlnet_open(path, &m->unet, kiln_weights_backend(m->weights), out);
+}
+
+static kiln_status check_conditioning(const kiln_model *m, const char *which, const kiln_conditioning *c)
+{
+    if (!c || !c->data || c->tokens < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: no %s conditioning", which);
+    if (c->dim != m->unet.config->context_dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s conditioning is %d wide, this model's UNet reads %d "
+                         "(a prompt encoded by another model?)", which, c->dim, m->unet.config->context_dim);
+    return KILN_OK;
+}
+
+kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
+                          const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out)
+{
+    if (!m || !params || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_ksampler: no model, parameters or place");
+    *out = (kiln_latent){0};
+    if (m->info.variant != KILN_VARIANT_TXT2IMG)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: %s is an %s model, whose mask or picture this call does not "
+                         "take yet (gen does)", m->info.unet_name, kiln_variant_name(m->info.variant));
+    TRY(check_conditioning(m, "positive", positive));
+    TRY(check_conditioning(m, "negative", negative));
+    TRY(check_latent(m, "ksampler", latent_image));
+    kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
+                             .seed = params->seed, .batch = latent_image->batch, .latent_h = latent_image->height,
+                             .latent_w = latent_image->width, .init_latent = latent_image->data,
+                             .progress = params->progress, .progress_ctx = params->progress_ctx};
+    if (!params->sampler_name || !params->scheduler)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: no sampler or scheduler name");
+    TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
+    TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
+    if (params->steps < 1 || params->steps > 10000)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler steps %d: must be from 1 to 10000", params->steps);
+    kiln_control control = {0};
+    float *hint = NULL;
+    const kiln_control_apply *apply = params->control;
+    if (apply) {
+        if (!apply->controlnet || !apply->image)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet apply: no ControlNet or no image");
+        TRY(kiln_control_hint(apply->image, job.latent_h, job.latent_w, &hint));
+        control = (kiln_control){apply->controlnet, hint, (float)apply->strength, apply->start_percent,
+                                 apply->end_percent};
+        job.control = &control;
+    }
+    float *x;
+    kiln_status st = kiln_ksample(m, &job, positive, negative, &x);
+    free(hint);
+    if (st != KILN_OK) return st;
+    *out = (kiln_latent){x, latent_image->batch, latent_image->channels, latent_image->height, latent_image->width};
+    return KILN_OK;
+}
