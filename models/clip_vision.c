@@ -75,7 +75,7 @@ static kiln_status bind(kiln_clip_vision *cv)
     return KILN_BIND(w, &cv->projection, "visual_projection", "weight", cfg->projection, D);
 }
 
-kiln_status kiln_clip_vision_load(const char *path, kiln_backend *be, kiln_clip_vision **out)
+kiln_status kiln_clip_vision_open(const char *path, kiln_backend *be, kiln_clip_vision **out)
 {
     *out = NULL;
     kiln_clip_vision *cv = calloc(1, sizeof *cv);

@@ -37,7 +37,7 @@ extern const clip_vision_config *const kiln_clip_vision_configs[];
 
 /* Opens a CLIP vision file and binds it on be; a file of another kind, or
  * a tower of shapes kiln does not know, is refused naming the file. */
-kiln_status kiln_clip_vision_load(const char *path, kiln_backend *be, kiln_clip_vision **out);
+kiln_status kiln_clip_vision_open(const char *path, kiln_backend *be, kiln_clip_vision **out);
 void kiln_clip_vision_free(kiln_clip_vision *cv);
 /* Patches and class token of the tower's input. */
 int kiln_clip_vision_tokens(const clip_vision_config *cfg);

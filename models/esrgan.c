@@ -117,7 +117,7 @@ static kiln_status bind(kiln_upscaler *u, kiln_backend *be)
     return KILN_OK;
 }
 
-kiln_status kiln_upscaler_load(const char *path, kiln_backend *be, kiln_upscaler **out)
+kiln_status kiln_upscaler_open(const char *path, kiln_backend *be, kiln_upscaler **out)
 {
     *out = NULL;
     const char *dot = strrchr(path, '.');

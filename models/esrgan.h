@@ -21,7 +21,7 @@
 
 typedef struct kiln_upscaler kiln_upscaler;
 
-kiln_status kiln_upscaler_load(const char *path, kiln_backend *be, kiln_upscaler **out);
+kiln_status kiln_upscaler_open(const char *path, kiln_backend *be, kiln_upscaler **out);
 void kiln_upscaler_free(kiln_upscaler *u);
 int kiln_upscaler_scale(const kiln_upscaler *u);
 /* "RRDBNet x4, 64 features, growth 32, 23 blocks", for logs and --info */

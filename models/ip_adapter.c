@@ -167,7 +167,7 @@ static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backen
     return bind_layers(ipa, unet, path);
 }
 
-kiln_status kiln_ip_adapter_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out)
+kiln_status kiln_ip_adapter_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out)
 {
     *out = NULL;
     kiln_ip_adapter *ipa = calloc(1, sizeof *ipa);

@@ -73,7 +73,7 @@ kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_i
 
 /* Opens an IP-Adapter file and binds it on be for the UNet `unet` (an
  * adapter for another base model is refused, naming the file). */
-kiln_status kiln_ip_adapter_load(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out);
+kiln_status kiln_ip_adapter_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out);
 void kiln_ip_adapter_free(kiln_ip_adapter *ipa);
 
 /* The image projection: what the tower made of `rows` pictures, each `n`

@@ -8,9 +8,13 @@
 
 #include "kiln.h"
 
+#include "../models/clip_vision.h"
 #include "../models/controlnet.h"
+#include "../models/esrgan.h"
+#include "../models/ip_adapter.h"
 #include "backend.h"
 #include "image.h"
+#include "inpaint.h"
 #include "model.h"
 #include "pipeline.h"
 #include "status.h"
@@ -116,7 +120,8 @@ kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int ba
     TRY(check_size("latent width", width, f));
     TRY(check_size("latent height", height, f));
     TRY(check_batch("latent batch", batch));
-    kiln_latent l = {NULL, batch, m->vae.config->latent_channels, height / f, width / f};
+    kiln_latent l = {.batch = batch, .channels = m->vae.config->latent_channels, .height = height / f,
+                     .width = width / f};
     if (!(l.data = calloc((size_t)l.batch * l.channels * l.height * l.width, sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "empty latent %dx%d x %d: out of host memory", width, height, batch);
     *out = l;
@@ -127,7 +132,33 @@ void kiln_latent_free(kiln_latent *l)
 {
     if (!l) return;
     free(l->data);
+    free(l->noise_mask);
     *l = (kiln_latent){0};
+}
+
+static size_t latent_count(const kiln_latent *l)
+{
+    return (size_t)l->batch * l->channels * l->height * l->width;
+}
+
+kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out)
+{
+    if (!l || !l->data || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_repeat: no latent or no place");
+    *out = (kiln_latent){0};
+    TRY(check_batch("repeated latent batch", amount > 0 && l->batch <= API_MAX_BATCH / amount ? l->batch * amount : 0));
+    kiln_latent r = *l;
+    r.batch = l->batch * amount;
+    size_t n = latent_count(l), mask = (size_t)l->mask_h * l->mask_w;
+    r.data = malloc(n * amount * sizeof(float));
+    r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
+    if (!r.data || (l->noise_mask && !r.noise_mask)) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "repeated latent: out of host memory");
+    }
+    for (int i = 0; i < amount; i++) memcpy(r.data + n * i, l->data, n * sizeof(float));
+    if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float)); /* one mask serves the batch */
+    *out = r;
+    return KILN_OK;
 }
 
 /* A latent handed in must be one this model's VAE and UNet read. */
@@ -140,6 +171,9 @@ static kiln_status check_latent(const kiln_model *m, const char *what, const kil
     int f = kiln_vae_factor(m->vae.config);
     if (l->height < 1 || l->width < 1 || l->height > KILN_IMAGE_MAX_SIDE / f || l->width > KILN_IMAGE_MAX_SIDE / f)
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a latent of %dx%d", what, l->width, l->height);
+    if (l->noise_mask && (l->mask_h < 1 || l->mask_w < 1 || l->mask_h > KILN_IMAGE_MAX_SIDE ||
+                          l->mask_w > KILN_IMAGE_MAX_SIDE))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a noise mask of %dx%d", what, l->mask_w, l->mask_h);
     return check_batch(what, l->batch);
 }
 
@@ -187,12 +221,53 @@ kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, 
             kiln_image_to_encoder_input(&cropped, pixels + per * b);
         if (b < count - 1) kiln_image_free(&cropped);
     }
-    kiln_latent l = {NULL, count, m->vae.config->latent_channels, cropped.height / f, cropped.width / f};
+    kiln_latent l = {.batch = count, .channels = m->vae.config->latent_channels, .height = cropped.height / f,
+                     .width = cropped.width / f};
     if (st == KILN_OK) st = kiln_vae_encode_image(m, pixels, count, cropped.height, cropped.width, &l.data);
     if (st == KILN_OK) *out = l;
     kiln_image_free(&cropped);
     free(pixels);
     return st;
+}
+
+/* The inpainting latent kiln_inpaint_encode makes, handed over as a LATENT
+ * with its noise mask. */
+static kiln_status latent_to_inpaint(kiln_model *m, kiln_inpaint_source *src, kiln_latent *out)
+{
+    kiln_inpaint in;
+    kiln_status st = kiln_inpaint_encode(m, src, &in);
+    kiln_inpaint_source_free(src);
+    if (st != KILN_OK) return st;
+    *out = (kiln_latent){in.latent, 1, m->vae.config->latent_channels, in.h, in.w, in.noise_mask, in.mask_h, in.mask_w};
+    return KILN_OK;
+}
+
+kiln_status kiln_vae_encode_for_inpaint(kiln_model *m, const kiln_image *image, const kiln_image *mask,
+                                        kiln_latent *out)
+{
+    if (!m || !image || !mask || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode_for_inpaint: no model, image, mask or place");
+    *out = (kiln_latent){0};
+    kiln_inpaint_source src;
+    TRY(kiln_inpaint_source_from_images(image, mask, &src));
+    return latent_to_inpaint(m, &src, out);
+}
+
+kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image, int left, int top, int right,
+                                         int bottom, int feathering, kiln_latent *out)
+{
+    if (!m || !image || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode_for_outpaint: no model, image or place");
+    *out = (kiln_latent){0};
+    kiln_outpaint pad = {left, top, right, bottom, feathering};
+    /* kiln_outpaint_source bounds each pad; the canvas they make is bounded as a loaded image is */
+    if ((long)image->width + left + right > KILN_IMAGE_MAX_SIDE ||
+        (long)image->height + top + bottom > KILN_IMAGE_MAX_SIDE)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "outpaint: %dx%d padded by %d, %d, %d, %d is over %d pixels a side",
+                         image->width, image->height, left, top, right, bottom, KILN_IMAGE_MAX_SIDE);
+    kiln_inpaint_source src;
+    TRY(kiln_outpaint_source(image, &pad, &src));
+    return latent_to_inpaint(m, &src, out);
 }
 
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out)
@@ -211,29 +286,83 @@ static kiln_status check_conditioning(const kiln_model *m, const char *which, co
     return KILN_OK;
 }
 
+/* A masked latent is sampled as one picture repeated over the batch
+ * (RepeatLatentBatch of VAEEncodeForInpaint's); different pictures under one
+ * mask are not. */
+static kiln_status check_one_picture(const kiln_latent *l)
+{
+    size_t per = latent_count(l) / (size_t)l->batch;
+    for (int b = 1; b < l->batch; b++)
+        if (memcmp(l->data + per * b, l->data, per * sizeof(float)))
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: a noise mask over %d different pictures (kiln repaints "
+                             "one picture, repeated over the batch)", l->batch);
+    return KILN_OK;
+}
+
+static bool all_zero(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != 0.0f) return false;
+    return true;
+}
+
+/* InstructPixToPixConditioning: the picture to edit goes to the UNet with
+ * every call, and the sampling starts from an empty latent. */
+static kiln_status set_edit(const kiln_model *m, const kiln_latent *edit, const kiln_latent *start,
+                            kiln_sampling_job *job)
+{
+    bool pix2pix = m->info.variant == KILN_VARIANT_INSTRUCT_PIX2PIX;
+    if (!edit && !pix2pix) return KILN_OK;
+    if (!edit || !pix2pix)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s is %s InstructPix2Pix model and %s a picture to edit",
+                         m->info.unet_name, pix2pix ? "an" : "no", edit ? "was given" : "needs");
+    TRY(check_latent(m, "ksampler's picture to edit", edit));
+    if (edit->batch != 1 || edit->height != start->height || edit->width != start->width || edit->noise_mask)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the picture to edit must be one %dx%d latent without a mask "
+                         "(it is %d of %dx%d)", start->width, start->height, edit->batch, edit->width, edit->height);
+    if (!all_zero(start->data, latent_count(start)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: an InstructPix2Pix model samples from an empty latent");
+    job->init_latent = NULL;
+    job->edit_latent = edit->data;
+    return KILN_OK;
+}
+
 kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out)
 {
     if (!m || !params || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_ksampler: no model, parameters or place");
     *out = (kiln_latent){0};
-    if (m->info.variant != KILN_VARIANT_TXT2IMG)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: %s is an %s model, whose mask or picture this call does not "
-                         "take yet (gen does)", m->info.unet_name, kiln_variant_name(m->info.variant));
     TRY(check_conditioning(m, "positive", positive));
     TRY(check_conditioning(m, "negative", negative));
     TRY(check_latent(m, "ksampler", latent_image));
-    kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
-                             .seed = params->seed, .batch = latent_image->batch, .latent_h = latent_image->height,
-                             .latent_w = latent_image->width, .init_latent = latent_image->data,
-                             .progress = params->progress, .progress_ctx = params->progress_ctx};
     if (!params->sampler_name || !params->scheduler)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: no sampler or scheduler name");
-    TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
-    TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
     if (params->steps < 1 || params->steps > 10000)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler steps %d: must be from 1 to 10000", params->steps);
+    const kiln_latent *l = latent_image;
+    kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
+                             .seed = params->seed, .batch = l->batch, .latent_h = l->height, .latent_w = l->width,
+                             .init_latent = l->data, .progress = params->progress,
+                             .progress_ctx = params->progress_ctx};
+    TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
+    TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
+    if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s is an inpainting model: give it a latent with a noise "
+                         "mask (kiln_vae_encode_for_inpaint or _outpaint)", m->info.unet_name);
+    int f = kiln_vae_factor(m->vae.config);
+    kiln_inpaint inpaint = {l->data, l->height, l->width, l->noise_mask, l->mask_h, l->mask_w, l->width * f,
+                            l->height * f};
+    if (l->noise_mask) {
+        TRY(check_one_picture(l));
+        job.init_latent = NULL;
+        job.inpaint = &inpaint;
+    }
+    TRY(set_edit(m, params->edit_latent, l, &job));
+
     kiln_control control = {0};
+    kiln_image_prompt image_prompt = {0};
     float *hint = NULL;
+    kiln_status st = KILN_OK;
     const kiln_control_apply *apply = params->control;
     if (apply) {
         if (!apply->controlnet || !apply->image)
@@ -243,10 +372,58 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                                  apply->end_percent};
         job.control = &control;
     }
-    float *x;
-    kiln_status st = kiln_ksample(m, &job, positive, negative, &x);
+    const kiln_ip_adapter_apply *ip = params->ip_adapter;
+    if (ip) {
+        float *tokens = NULL;
+        if (!ip->adapter || !ip->clip_vision || !ip->image)
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter apply: no adapter, CLIP vision model or image");
+        else
+            st = kiln_image_prompt_tokens(ip->adapter, ip->clip_vision, ip->image, &tokens);
+        image_prompt = (kiln_image_prompt){ip->adapter, tokens, (float)ip->weight, ip->start_percent, ip->end_percent};
+        job.image_prompt = &image_prompt;
+    }
+    float *x = NULL;
+    if (st == KILN_OK) st = kiln_ksample(m, &job, positive, negative, &x);
     free(hint);
+    free((float *)image_prompt.tokens);
     if (st != KILN_OK) return st;
-    *out = (kiln_latent){x, latent_image->batch, latent_image->channels, latent_image->height, latent_image->width};
+    *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0};
     return KILN_OK;
+}
+
+kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapter **out)
+{
+    if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_ip_adapter_load: no model, path or place");
+    return kiln_ip_adapter_open(path, &m->unet, kiln_weights_backend(m->weights), out);
+}
+
+kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_vision **out)
+{
+    if (!be || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_clip_vision_load: no backend, path or place");
+    return kiln_clip_vision_open(path, be, out);
+}
+
+kiln_status kiln_upscale_model_load(kiln_backend *be, const char *path, kiln_upscaler **out)
+{
+    if (!be || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_upscale_model_load: no backend, path or place");
+    return kiln_upscaler_open(path, be, out);
+}
+
+kiln_status kiln_image_upscale_with_model(kiln_upscaler *u, const kiln_image *image, kiln_image *out)
+{
+    if (!u || !image || !image->pixels || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_upscale_with_model: no model, image or place");
+    *out = (kiln_image){0};
+    const int S = kiln_upscaler_scale(u), H = image->height, W = image->width;
+    if (H < 1 || W < 1 || H > KILN_IMAGE_MAX_SIDE / S || W > KILN_IMAGE_MAX_SIDE / S)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "upscale: %dx%d times %d is over %d pixels a side", W, H, S,
+                         KILN_IMAGE_MAX_SIDE);
+    float *unit = malloc((size_t)3 * H * W * sizeof(float)), *up = NULL;
+    if (!unit) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscale: out of host memory");
+    kiln_image_to_unit(image, unit);
+    kiln_status st = kiln_upscale_image(u, unit, H, W, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up);
+    free(unit);
+    if (st == KILN_OK) st = kiln_image_from_unit(up, S * H, S * W, out);
+    free(up);
+    return st;
 }

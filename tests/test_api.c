@@ -2,8 +2,10 @@
  * against ComfyUI's recorded runs (tests/data/comfyui_e2e): every txt2img run
  * from the prompt text and the seed alone (CLIPTextEncode, EmptyLatentImage,
  * KSampler, VAEDecode), and img2img from the input pictures (VAEEncode
- * first); then its ControlNet and LoRA wiring, its progress callback, and
- * that bad input is refused by name. Only kiln.h is called; the golden files
+ * first); inpainting and outpainting encodes against their goldens and a
+ * masked run keeping what is not masked; then its ControlNet, IP-Adapter,
+ * InstructPix2Pix, LoRA and upscaler wiring, its progress callback, and that
+ * bad input is refused by name. Only kiln.h is called; the golden files
  * are read with the test support's reader. */
 #include "kiln_test.h"
 
@@ -16,6 +18,7 @@
 #include "kiln.h"
 
 #include "golden.h"
+#include "tiny_variants.h"
 
 /* the goldens' bound on final latents in f32 on the CPU (../shared/goldens/README.md) */
 #define RUN_TOL 1e-4
@@ -238,6 +241,231 @@ static void lora(void **state)
     assert_non_null(strstr(kiln_last_error(), "/nonexistent/lora.safetensors"));
 }
 
+static void expect_error(kiln_status got, kiln_status want, const char *needle)
+{
+    if (got != want) fail_msg("got %s, expected %s (%s)", kiln_status_name(got), kiln_status_name(want),
+                              kiln_last_error());
+    if (!strstr(kiln_last_error(), needle)) fail_msg("message '%s' does not name '%s'", kiln_last_error(), needle);
+}
+
+static kiln_image load_image(const char *relative)
+{
+    kiln_image img;
+    assert_kiln_ok(kiln_image_load(kiln_test_data(relative), &img));
+    return img;
+}
+
+/* VAEEncodeForInpaint (inpainting model) and VAEEncode + SetLatentNoiseMask
+ * (plain model) of tests/data/inpaint's picture and mask, and
+ * ImagePadForOutpaint before each, against the goldens test_inpaint reads. */
+static void inpaint_encodes(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("inpaint/golden.safetensors");
+    kiln_image img = load_image("inpaint/image_20x17.png"), mask = load_image("inpaint/mask_20x17.png");
+    static const char *const names[2] = {"noise_mask", "inpaint"};
+    for (int i = 0; i < 2; i++) {
+        kiln_model *m = model;
+        if (i == 1) assert_kiln_ok(kiln_checkpoint_load(backend, tiny_inpaint_model(), NULL, 0, &m));
+        for (int outpaint = 0; outpaint < 2; outpaint++) {
+            kiln_latent l;
+            if (outpaint) assert_kiln_ok(kiln_vae_encode_for_outpaint(m, &img, 6, 0, 3, 5, 4, &l));
+            else assert_kiln_ok(kiln_vae_encode_for_inpaint(m, &img, &mask, &l));
+            char key[64];
+            snprintf(key, sizeof key, "%s%s.noise_mask", outpaint ? "outpaint." : "", names[i]);
+            golden want_mask = golden_read(f, key);
+            snprintf(key, sizeof key, "%s%s.latent", outpaint ? "outpaint." : "", names[i]);
+            golden want_latent = golden_read(f, key);
+            assert_non_null(l.noise_mask);
+            assert_int_equal((size_t)l.mask_h * l.mask_w, want_mask.count);
+            assert_memory_equal(l.noise_mask, want_mask.data, want_mask.count * sizeof(float));
+            assert_int_equal(l.batch, 1);
+            assert_int_equal(latent_count(&l), want_latent.count);
+            assert_rel_l2_le(l.data, want_latent.data, want_latent.count, RUN_TOL);
+            golden_free(&want_mask), golden_free(&want_latent);
+            kiln_latent_free(&l);
+        }
+        if (m != model) kiln_model_free(m);
+    }
+    kiln_image_free(&img), kiln_image_free(&mask);
+    kiln_st_close(f);
+}
+
+/* A masked KSampler run keeps what the mask leaves: with the left half of a
+ * 16x16 picture masked, the tiny VAE's 8x8 latent's mask is exactly 1 over
+ * columns 0-3 and 0 over 4-7 (bilinear from 16 to 8 samples between two
+ * equal columns), so the right half comes back as it went in (but for the
+ * VAE's scale going on and off) and the left half is new; over a batch of
+ * 2 (RepeatLatentBatch) both images do the same. */
+static void masked_run_keeps_the_rest(void **state)
+{
+    (void)state;
+    kiln_st_file *input = golden_open("comfyui_e2e/img2img_input.st");
+    golden picture = golden_read(input, "image_uint8");
+    kiln_image *images = images_of(&picture);
+    kiln_image mask = {16, 16, 3, calloc(16 * 16, 3)};
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 8; x++) mask.pixels[(y * 16 + x) * 3] = 255;
+    kiln_latent one, two, out;
+    assert_kiln_ok(kiln_vae_encode_for_inpaint(model, &images[0], &mask, &one));
+    assert_kiln_ok(kiln_latent_repeat(&one, 2, &two));
+    assert_int_equal(two.batch, 2);
+    assert_non_null(two.noise_mask);
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "", 0, &neg));
+    kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &two, &out));
+    assert_null(out.noise_mask);
+    float kept[2][4 * 8 * 4], was[4 * 8 * 4], redone[2][4 * 8 * 4], before[4 * 8 * 4];
+    for (int b = 0; b < 2; b++)
+        for (int c = 0, i = 0; c < 4; c++)
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 4; x++, i++) {
+                    kept[b][i] = out.data[((b * 4 + c) * 8 + y) * 8 + 4 + x];
+                    redone[b][i] = out.data[((b * 4 + c) * 8 + y) * 8 + x];
+                    was[i] = one.data[(c * 8 + y) * 8 + 4 + x];
+                    before[i] = one.data[(c * 8 + y) * 8 + x];
+                }
+    for (int b = 0; b < 2; b++) {
+        assert_rel_l2_le(kept[b], was, 128, 1e-6);
+        assert_true(kiln_rel_l2(redone[b], before, 128) > 0.1);
+    }
+    /* a mask over two different pictures is not one picture repeated */
+    kiln_latent mixed;
+    assert_kiln_ok(kiln_vae_encode(model, images, 2, &mixed));
+    mixed.noise_mask = one.noise_mask, mixed.mask_h = one.mask_h, mixed.mask_w = one.mask_w;
+    assert_int_equal(kiln_ksampler(model, &p, &pos, &neg, &mixed, &out), KILN_ERR_UNSUPPORTED);
+    mixed.noise_mask = NULL;
+    kiln_latent_free(&mixed);
+    kiln_latent_free(&one), kiln_latent_free(&two), kiln_latent_free(&out);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+    kiln_image_free(&mask);
+    free_images(images, 2);
+    golden_free(&picture);
+    kiln_st_close(input);
+}
+
+/* An inpainting model takes only a masked latent, an InstructPix2Pix model
+ * only a run with a picture to edit (which the plain model refuses); with
+ * it, the edit changes the result. (Their UNets and guided calls are checked
+ * against diffusers in test_inpaint and test_pix2pix.) */
+static void model_variants(void **state)
+{
+    (void)state;
+    kiln_model *inpainting, *pix2pix;
+    assert_kiln_ok(kiln_checkpoint_load(backend, tiny_inpaint_model(), NULL, 0, &inpainting));
+    assert_kiln_ok(kiln_checkpoint_load(backend, tiny_pix2pix_model(), NULL, 0, &pix2pix));
+    kiln_conditioning pos;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    kiln_latent empty, edit, a, b;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
+    kiln_ksampler_params p = {.seed = 5, .steps = 3, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    expect_error(kiln_ksampler(inpainting, &p, &pos, &pos, &empty, &a), KILN_ERR_INVALID_ARG, "noise mask");
+    expect_error(kiln_ksampler(pix2pix, &p, &pos, &pos, &empty, &a), KILN_ERR_INVALID_ARG, "needs a picture");
+
+    kiln_st_file *input = golden_open("comfyui_e2e/img2img_input.st");
+    golden picture = golden_read(input, "image_uint8");
+    kiln_image *images = images_of(&picture);
+    assert_kiln_ok(kiln_vae_encode(pix2pix, images, 1, &edit));
+    p.edit_latent = &edit;
+    expect_error(kiln_ksampler(model, &p, &pos, &pos, &empty, &a), KILN_ERR_INVALID_ARG, "was given");
+    assert_kiln_ok(kiln_ksampler(pix2pix, &p, &pos, &pos, &empty, &a));
+    kiln_latent_free(&edit);
+    assert_kiln_ok(kiln_vae_encode(pix2pix, images + 1, 1, &edit));
+    assert_kiln_ok(kiln_ksampler(pix2pix, &p, &pos, &pos, &empty, &b));
+    assert_true(kiln_rel_l2(a.data, b.data, latent_count(&a)) > 0.01);
+    expect_error(kiln_ksampler(pix2pix, &p, &pos, &pos, &edit, &a), KILN_ERR_INVALID_ARG, "empty latent");
+
+    free_images(images, 2);
+    golden_free(&picture);
+    kiln_st_close(input);
+    kiln_latent_free(&empty), kiln_latent_free(&edit), kiln_latent_free(&a), kiln_latent_free(&b);
+    kiln_conditioning_free(&pos);
+    kiln_model_free(inpainting);
+    kiln_model_free(pix2pix);
+}
+
+/* IPAdapterAdvanced through the API: weight 0, or a range no step falls in,
+ * is the plain run to the bit; weight 1 changes it; an adapter without its
+ * vision tower is refused. (Its tokens and attention are checked against
+ * diffusers in test_ip_adapter.) */
+static void ip_adapter(void **state)
+{
+    (void)state;
+    kiln_ip_adapter *ipa;
+    kiln_clip_vision *cv;
+    assert_kiln_ok(kiln_ip_adapter_load(model, kiln_test_data("ip_adapter/ip_adapter_tiny.safetensors"), &ipa));
+    assert_kiln_ok(kiln_clip_vision_load(backend, kiln_test_data("ip_adapter/clip_vision_tiny.safetensors"), &cv));
+    kiln_image picture = load_image("ip_adapter/picture_251x233.png");
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "", 0, &neg));
+    kiln_latent empty, out[4];
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
+    const kiln_ip_adapter_apply applies[3] = {
+        {ipa, cv, &picture, 0.0, 0.0, 1.0}, {ipa, cv, &picture, 1.0, 1.0, 1.0}, {ipa, cv, &picture, 1.0, 0.0, 1.0}};
+    kiln_ksampler_params p = {.seed = 9, .steps = 3, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &out[0]));
+    for (int i = 0; i < 3; i++) {
+        p.ip_adapter = &applies[i];
+        assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &out[i + 1]));
+    }
+    size_t n = latent_count(&empty);
+    assert_memory_equal(out[1].data, out[0].data, n * sizeof(float));
+    assert_memory_equal(out[2].data, out[0].data, n * sizeof(float));
+    assert_true(kiln_rel_l2(out[3].data, out[0].data, n) > 0.01);
+    const kiln_ip_adapter_apply no_tower = {ipa, NULL, &picture, 1.0, 0.0, 1.0};
+    p.ip_adapter = &no_tower;
+    kiln_latent refused;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "CLIP vision");
+    for (int i = 0; i < 4; i++) kiln_latent_free(&out[i]);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+    kiln_image_free(&picture);
+    kiln_clip_vision_free(cv);
+    kiln_ip_adapter_free(ipa);
+}
+
+/* ImageUpscaleWithModel through the API against spandrel's output for the
+ * golden's picture (tests/data/upscale): the API takes 8-bit pixels, so the
+ * picture goes in rounded to 1/255 (at most 1/510 off) and the 4x result,
+ * truncated to 8 bits as SaveImage does, is compared within 2 levels: the
+ * 8-bit rounding of the input, carried through the network, and SaveImage's
+ * truncation of values that land near a level. */
+static void upscale(void **state)
+{
+    (void)state;
+    kiln_upscaler *u;
+    assert_kiln_ok(kiln_upscale_model_load(backend, kiln_test_data("upscale/rrdb_basicsr.safetensors"), &u));
+    kiln_st_file *f = golden_open("upscale/golden.safetensors");
+    golden image = golden_read(f, "image"), whole = golden_read(f, "whole");
+    int H = (int)image.shape[2], W = (int)image.shape[3];
+    kiln_image in = {W, H, 3, malloc((size_t)W * H * 3)}, out;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < H * W; i++) in.pixels[i * 3 + c] = (uint8_t)(image.data[c * H * W + i] * 255.0f + 0.5f);
+    assert_kiln_ok(kiln_image_upscale_with_model(u, &in, &out));
+    assert_int_equal(out.width, 4 * W);
+    assert_int_equal(out.height, 4 * H);
+    int worst = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 16 * H * W; i++) {
+            float v = whole.data[c * 16 * H * W + i] * 255.0f;
+            int want = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (int)v;
+            int d = abs((int)out.pixels[i * 3 + c] - want);
+            if (d > worst) worst = d;
+        }
+    print_message("  upscaled pixels within %d levels\n", worst);
+    assert_true(worst <= 2);
+    kiln_image_free(&in), kiln_image_free(&out);
+    golden_free(&image), golden_free(&whole);
+    kiln_st_close(f);
+    kiln_upscaler_free(u);
+}
+
 typedef struct steps_seen {
     int calls, total, stop_at;
 } steps_seen;
@@ -274,13 +502,6 @@ static void progress(void **state)
     assert_null(out.data);
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
-}
-
-static void expect_error(kiln_status got, kiln_status want, const char *needle)
-{
-    if (got != want) fail_msg("got %s, expected %s (%s)", kiln_status_name(got), kiln_status_name(want),
-                              kiln_last_error());
-    if (!strstr(kiln_last_error(), needle)) fail_msg("message '%s' does not name '%s'", kiln_last_error(), needle);
 }
 
 /* What a frontend can get wrong is refused with a message naming it. */
@@ -370,8 +591,10 @@ static void version_and_backend(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(comfyui_runs), cmocka_unit_test(controlnet), cmocka_unit_test(lora),
-        cmocka_unit_test(progress),     cmocka_unit_test(refusals),   cmocka_unit_test(version_and_backend),
+        cmocka_unit_test(comfyui_runs),   cmocka_unit_test(inpaint_encodes), cmocka_unit_test(masked_run_keeps_the_rest),
+        cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
+        cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
+        cmocka_unit_test(refusals),       cmocka_unit_test(version_and_backend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

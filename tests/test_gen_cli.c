@@ -707,7 +707,7 @@ static void upscale_run(void **state)
     kiln_upscaler *u;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
-    assert_kiln_ok(kiln_upscaler_load(KILN_TEST_DATA "/upscale/rrdb_basicsr.safetensors", be, &u));
+    assert_kiln_ok(kiln_upscaler_open(KILN_TEST_DATA "/upscale/rrdb_basicsr.safetensors", be, &u));
     float *decoded, *up;
     assert_kiln_ok(kiln_vae_decode_latent(m, latent, 1, 8, 8, &decoded));
     for (int i = 0; i < 3 * 16 * 16; i++) decoded[i] = kiln_image_unit_from_decoded(decoded[i]);

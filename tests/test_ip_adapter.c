@@ -139,7 +139,7 @@ static void sampler_routes_tokens(void **s)
     kiln_ip_adapter *ipa;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
-    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ADAPTER), &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ADAPTER), &m->unet, be, &ipa));
     kiln_st_file *f = golden_open(GOLDEN);
     golden x = golden_read(f, "sample"), context = golden_read(f, "encoder_hidden_states"),
            tokens = golden_read(f, "ip_tokens");
@@ -203,8 +203,8 @@ static void check_tokens_from_picture(const char *adapter, const char *golden_to
     kiln_ip_adapter *ipa;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
-    assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(VISION), be, &cv));
-    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(adapter), &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(VISION), be, &cv));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(adapter), &m->unet, be, &ipa));
     kiln_image img;
     assert_kiln_ok(kiln_image_load(kiln_test_data("ip_adapter/picture_251x233.png"), &img));
     float *tokens;
@@ -271,16 +271,16 @@ static void refusals(void **s)
     kiln_clip_vision *cv = (kiln_clip_vision *)&cv;
     kiln_ip_adapter *ipa = (kiln_ip_adapter *)&ipa;
 
-    expect_message(kiln_clip_vision_load(kiln_test_data(ADAPTER), be, &cv), KILN_ERR_MODEL,
+    expect_message(kiln_clip_vision_open(kiln_test_data(ADAPTER), be, &cv), KILN_ERR_MODEL,
                    "not a CLIP vision model");
     assert_null(cv);
-    expect_message(kiln_ip_adapter_load(kiln_test_data(VISION), &m->unet, be, &ipa), KILN_ERR_MODEL,
+    expect_message(kiln_ip_adapter_open(kiln_test_data(VISION), &m->unet, be, &ipa), KILN_ERR_MODEL,
                    "not an IP-Adapter");
     assert_null(ipa);
-    expect_message(kiln_ip_adapter_load(TINY_F32, &m->unet, be, &ipa), KILN_ERR_MODEL, "not an IP-Adapter");
+    expect_message(kiln_ip_adapter_open(TINY_F32, &m->unet, be, &ipa), KILN_ERR_MODEL, "not an IP-Adapter");
     /* kiln-shapes' UNet reads 64-wide text */
     assert_kiln_ok(kiln_model_load(KILN_SOURCE_DIR "/models/kiln-shapes.safetensors", be, &shapes));
-    expect_message(kiln_ip_adapter_load(kiln_test_data(ADAPTER), &shapes->unet, be, &ipa), KILN_ERR_MODEL,
+    expect_message(kiln_ip_adapter_open(kiln_test_data(ADAPTER), &shapes->unet, be, &ipa), KILN_ERR_MODEL,
                    "for another base model than this one (kiln-shapes, context 64)");
     kiln_model_free(shapes);
 
@@ -291,22 +291,22 @@ static void refusals(void **s)
     for (int i = 0; i < 128 * 16; i++) data[i] = (float)(i % 7) * 0.01f;
     /* an MLP image projection: the full-face adapter */
     write_variant(path, &(kiln_st_entry){"image_proj.proj.0.weight", KILN_F32, 2, {32, 32}, data});
-    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "full-face");
+    expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "full-face");
     /* a Resampler's learned queries without the rest of it */
     write_variant(path, &(kiln_st_entry){"image_proj.latents", KILN_F32, 3, {1, 16, 32}, data});
-    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
+    expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
                    "an IP-Adapter Plus without the Resampler's");
     /* a seventh cross-attention */
     write_variant(path, &(kiln_st_entry){"ip_adapter.13.to_k_ip.weight", KILN_F32, 2, {32, 32}, data});
-    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
+    expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
                    "'ip_adapter.13.to_k_ip.weight', past the 6 cross-attentions");
     /* a layer of the wrong width */
     write_variant(path, &(kiln_st_entry){"ip_adapter.5.to_v_ip.weight", KILN_F32, 2, {16, 32}, data});
-    expect_message(kiln_ip_adapter_load(path, &m->unet, be, &ipa), KILN_ERR_MODEL, "ip_adapter.5.to_v_ip.weight");
+    expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_MODEL, "ip_adapter.5.to_v_ip.weight");
     /* an adapter reading 16-wide image embeds, with the tower's 24-wide ones */
     write_variant(path, &(kiln_st_entry){"image_proj.proj.weight", KILN_F32, 2, {128, 16}, data});
-    assert_kiln_ok(kiln_ip_adapter_load(path, &m->unet, be, &ipa));
-    assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(VISION), be, &cv));
+    assert_kiln_ok(kiln_ip_adapter_open(path, &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(VISION), be, &cv));
     kiln_image img;
     assert_kiln_ok(kiln_image_alloc(&img, 30, 20));
     float *tokens = (float *)&tokens;

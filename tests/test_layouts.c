@@ -134,9 +134,9 @@ static void check_ip_adapter(const char *model_manifest, const char *vision_mani
     sparse_path(adapter_manifest, "adapter", adapter_path, sizeof adapter_path);
     kiln_clip_vision *cv;
     kiln_ip_adapter *ipa;
-    assert_kiln_ok(kiln_clip_vision_load(vision_path, be, &cv));
+    assert_kiln_ok(kiln_clip_vision_open(vision_path, be, &cv));
     assert_string_equal(cv->config->name, vision_name);
-    assert_kiln_ok(kiln_ip_adapter_load(adapter_path, &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_ip_adapter_open(adapter_path, &m->unet, be, &ipa));
     /* a plain adapter reads the image embeds, a Plus one the hidden states */
     assert_int_equal(ipa->embed_dim, ipa->plus ? cv->config->hidden : cv->config->projection);
     assert_int_equal(ipa->tokens, tokens);

@@ -33,7 +33,7 @@ static void described(void **state)
     kiln_backend *be;
     kiln_upscaler *u;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_upscaler_load(KILN_TEST_DATA "/upscale/rrdb_esrgan.safetensors", be, &u));
+    assert_kiln_ok(kiln_upscaler_open(KILN_TEST_DATA "/upscale/rrdb_esrgan.safetensors", be, &u));
     char text[128];
     kiln_upscaler_describe(u, text, sizeof text);
     assert_string_equal(text, "RRDBNet x4 (ESRGAN layout), 8 features, growth 32, 1 block");
@@ -48,10 +48,10 @@ static void others_are_refused(void **state)
     kiln_backend *be;
     kiln_upscaler *u;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_int_equal(kiln_upscaler_load(KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", be, &u), KILN_ERR_MODEL);
+    assert_int_equal(kiln_upscaler_open(KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", be, &u), KILN_ERR_MODEL);
     assert_non_null(strstr(kiln_last_error(), "not an ESRGAN (RRDBNet) upscale model"));
     assert_null(u);
-    assert_int_equal(kiln_upscaler_load(KILN_TEST_DATA "/upscale/model.pth", be, &u), KILN_ERR_UNSUPPORTED);
+    assert_int_equal(kiln_upscaler_open(KILN_TEST_DATA "/upscale/model.pth", be, &u), KILN_ERR_UNSUPPORTED);
     assert_non_null(strstr(kiln_last_error(), "model.pth: a PyTorch pickle"));
     kiln_backend_free(be);
 }

@@ -27,7 +27,6 @@
 #include "status.h"
 #include "tokenizer.h"
 
-#define KILN_VERSION "0.1.0"
 #define MAX_LORAS 16
 
 typedef struct gen_options {
@@ -696,7 +695,7 @@ static bool print_clip_vision_info(const char *path)
     kiln_backend *be;
     kiln_clip_vision *cv;
     if (kiln_backend_create("cpu", NULL, &be) != KILN_OK) return false;
-    bool found = kiln_clip_vision_load(path, be, &cv) == KILN_OK;
+    bool found = kiln_clip_vision_open(path, be, &cv) == KILN_OK;
     if (found) {
         const clip_vision_config *cfg = cv->config;
         printf("clip vision  %s\n", path);
@@ -714,7 +713,7 @@ static bool print_upscaler_info(const char *path)
     kiln_backend *be;
     kiln_upscaler *u;
     if (kiln_backend_create("cpu", NULL, &be) != KILN_OK) return false;
-    bool found = kiln_upscaler_load(path, be, &u) == KILN_OK;
+    bool found = kiln_upscale_model_load(be, path, &u) == KILN_OK;
     if (found) {
         char about[128];
         kiln_upscaler_describe(u, about, sizeof about);
@@ -866,12 +865,12 @@ static kiln_status upscale(kiln_upscaler *u, const gen_options *o, const float *
 
 /* IPAdapterModelLoader, CLIPVisionLoader, LoadImage and the IPAdapter
  * node: the picture's image tokens (the tower is freed once they are made). */
-static int load_image_prompt(const kiln_model *m, const gen_options *o, kiln_backend *be, kiln_ip_adapter **adapter,
+static int load_image_prompt(kiln_model *m, const gen_options *o, kiln_backend *be, kiln_ip_adapter **adapter,
                              kiln_image_prompt *ip)
 {
     kiln_clip_vision *cv;
-    if (kiln_ip_adapter_load(o->ip_adapter, &m->unet, be, adapter) != KILN_OK) return fail("--ip-adapter");
-    if (kiln_clip_vision_load(o->clip_vision, be, &cv) != KILN_OK) return fail("--clip-vision");
+    if (kiln_ip_adapter_load(m, o->ip_adapter, adapter) != KILN_OK) return fail("--ip-adapter");
+    if (kiln_clip_vision_load(be, o->clip_vision, &cv) != KILN_OK) return fail("--clip-vision");
     kiln_image img;
     kiln_status st = kiln_image_load(o->ip_image, &img);
     float *tokens = NULL;
@@ -1020,7 +1019,7 @@ int main(int argc, char **argv)
     const char *model_name = o.model ? o.model : "kiln-shapes.safetensors";
     kiln_upscaler *upscaler = NULL;
     if (o.upscale_model) {
-        if (kiln_upscaler_load(o.upscale_model, be, &upscaler) != KILN_OK) return fail("--upscale-model");
+        if (kiln_upscale_model_load(be, o.upscale_model, &upscaler) != KILN_OK) return fail("--upscale-model");
         char about[128];
         kiln_upscaler_describe(upscaler, about, sizeof about);
         fprintf(stderr, "gen: upscale model %s: %s\n", o.upscale_model, about);
@@ -1129,7 +1128,7 @@ int main(int argc, char **argv)
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
                          .refiner = o.refiner, .refiner_switch = o.refiner_switch,
                          .refiner_step = o.refiner ? refiner_step(&o) : 0,
-                         .version = KILN_VERSION};
+                         .version = kiln_version()};
     char *workflow;
     if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
     char names[KILN_MAX_BATCH][4096];

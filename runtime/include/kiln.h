@@ -41,9 +41,15 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_text_encode           CLIPTextEncode (weighted prompts, clip skip)
  *   kiln_empty_latent          EmptyLatentImage
  *   kiln_vae_encode            VAEEncode (img2img)
+ *   kiln_vae_encode_for_inpaint   VAEEncodeForInpaint, or VAEEncode + SetLatentNoiseMask
+ *   kiln_vae_encode_for_outpaint  ImagePadForOutpaint, then the same
+ *   kiln_latent_repeat         RepeatLatentBatch
  *   kiln_controlnet_load       ControlNetLoader
- *   kiln_ksampler              KSampler, with ControlNetApplyAdvanced
+ *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
+ *   kiln_ksampler              KSampler, with ControlNetApplyAdvanced, IPAdapterAdvanced and
+ *                              InstructPixToPixConditioning
  *   kiln_vae_decode            VAEDecode
+ *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
  *   kiln_image_load / _save    LoadImage / SaveImage
  *
  * Handles (backend, model, ControlNet) are opaque; values that a frontend
@@ -118,16 +124,22 @@ void kiln_conditioning_free(kiln_conditioning *c);
 
 /* LATENT: an unscaled VAE latent (batch, channels, height, width) floats, as
  * ComfyUI's LATENT["samples"] holds it; height and width are the image's
- * divided by the VAE's factor (8). */
+ * divided by the VAE's factor (8). With a noise mask (LATENT["noise_mask"],
+ * (mask_h, mask_w) floats, 1 repaints), KSampler repaints only the masked
+ * part; kiln_latent_free frees both. */
 typedef struct kiln_latent {
     float *data;
     int batch, channels, height, width;
+    float *noise_mask; /* NULL: none */
+    int mask_h, mask_w;
 } kiln_latent;
 
 /* EmptyLatentImage: zeros for `batch` images of width x height pixels
  * (multiples of 8, at most 16384). */
 kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int batch, kiln_latent *out);
 void kiln_latent_free(kiln_latent *l);
+/* RepeatLatentBatch: the latent's images (and its noise mask) `amount` times over. */
+kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out);
 
 /* IMAGE: 8-bit RGB, (height, width, 3) row-major. */
 typedef struct kiln_image {
@@ -174,6 +186,18 @@ kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image
 /* VAEEncode: `count` images of one size, each cropped as ComfyUI crops it
  * to a multiple of 8 on each side (centred), into a latent of batch count. */
 kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out);
+/* The picture and its mask (white repaints: the mask's red channel, as
+ * LoadImageMask reads it; another size than the picture's is stretched to
+ * it) into a latent of batch 1 with a noise mask. With an inpainting model
+ * (9 input channels) this is VAEEncodeForInpaint (masked pixels grey, the
+ * mask grown by 6 pixels); with any other, VAEEncode + SetLatentNoiseMask. */
+kiln_status kiln_vae_encode_for_inpaint(kiln_model *m, const kiln_image *image, const kiln_image *mask,
+                                        kiln_latent *out);
+/* ImagePadForOutpaint (the picture on a grey canvas grown by the four pads,
+ * the mask fading over `feathering` pixels into the picture; ComfyUI's
+ * default 40), then as kiln_vae_encode_for_inpaint. */
+kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image, int left, int top, int right,
+                                         int bottom, int feathering, kiln_latent *out);
 
 typedef struct kiln_controlnet kiln_controlnet;
 
@@ -190,6 +214,37 @@ typedef struct kiln_control_apply {
     double start_percent, end_percent;  /* of the sampling, 0 and 1: all of it */
 } kiln_control_apply;
 
+typedef struct kiln_ip_adapter kiln_ip_adapter;
+typedef struct kiln_clip_vision kiln_clip_vision;
+
+/* IPAdapterModelLoader: an IP-Adapter (h94's plain or Plus files) for the
+ * model's UNet. It must be freed before the model. */
+kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapter **out);
+void kiln_ip_adapter_free(kiln_ip_adapter *ipa);
+/* CLIPVisionLoader: the image encoder an IP-Adapter was trained with
+ * (CLIP ViT-H/14 or bigG/14, transformers' layout). */
+kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_vision **out);
+void kiln_clip_vision_free(kiln_clip_vision *cv);
+
+/* IPAdapterAdvanced (weight type linear, no negative picture) on the
+ * positive prompt. */
+typedef struct kiln_ip_adapter_apply {
+    const kiln_ip_adapter *adapter;
+    const kiln_clip_vision *clip_vision;
+    const kiln_image *image;           /* the picture to follow */
+    double weight;                     /* 1: as trained */
+    double start_percent, end_percent; /* of the sampling, 0 and 1: all of it */
+} kiln_ip_adapter_apply;
+
+typedef struct kiln_upscaler kiln_upscaler;
+
+/* UpscaleModelLoader: an ESRGAN / Real-ESRGAN model (x2, x4, ...). */
+kiln_status kiln_upscale_model_load(kiln_backend *be, const char *path, kiln_upscaler **out);
+void kiln_upscaler_free(kiln_upscaler *u);
+/* ImageUpscaleWithModel: the image in tiles of 512 pixels overlapping by 32,
+ * as ComfyUI runs it, into an image `scale` times larger. */
+kiln_status kiln_image_upscale_with_model(kiln_upscaler *u, const kiln_image *image, kiln_image *out);
+
 /* Called once a step (0 <= step < total) with that step's prediction of the
  * finished latent (scaled, the whole batch); a status other than KILN_OK
  * stops the sampling, and kiln_ksampler returns it. */
@@ -203,14 +258,18 @@ typedef struct kiln_ksampler_params {
     const char *scheduler;    /* ComfyUI's: "normal", "karras", "exponential", "sgm_uniform", "simple", ... */
     double denoise;           /* 1: all of the schedule (txt2img); less keeps that much of the latent's picture */
     const kiln_control_apply *control; /* NULL: no ControlNet */
+    const kiln_ip_adapter_apply *ip_adapter; /* NULL: no IP-Adapter */
+    const kiln_latent *edit_latent;    /* InstructPix2Pix models (and only they): kiln_vae_encode of the picture to
+                                          edit (batch 1); the sampling starts from latent_image, an empty one */
     kiln_progress_fn progress;         /* NULL: none */
     void *progress_ctx;
 } kiln_ksampler_params;
 
-/* KSampler: from the latent (kiln_empty_latent's, or kiln_vae_encode's for
- * img2img) to a new latent of the same size, guided by the two prompts.
- * Inpainting and InstructPix2Pix models need the mask or picture `gen`
- * gives them, which this call does not take yet: they are refused by name. */
+/* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
+ * img2img; kiln_vae_encode_for_inpaint's, whose noise mask keeps what is
+ * not masked) to a new latent of the same size, guided by the two prompts.
+ * The result has no noise mask. An inpainting model needs a latent with a
+ * noise mask, an InstructPix2Pix model an edit_latent. */
 kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out);
 

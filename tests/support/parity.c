@@ -193,7 +193,7 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
     kiln_backend *be;
     assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
     kiln_upscaler *u;
-    assert_kiln_ok(kiln_upscaler_load(kiln_test_data(model_path), be, &u));
+    assert_kiln_ok(kiln_upscaler_open(kiln_test_data(model_path), be, &u));
     kiln_st_file *f = golden_open(golden_path);
     golden image = golden_read(f, "image"), raw = golden_read(f, "raw"), whole = golden_read(f, "whole"),
            tiled = golden_read(f, "tiled");
@@ -356,8 +356,8 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
     kiln_model *m = load(fx, &be);
     kiln_clip_vision *cv;
     kiln_ip_adapter *ipa;
-    assert_kiln_ok(kiln_clip_vision_load(kiln_test_data(clip_vision_path), be, &cv));
-    assert_kiln_ok(kiln_ip_adapter_load(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
+    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(clip_vision_path), be, &cv));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
     kiln_st_file *f = golden_open(golden_path);
     check_clip_vision(cv, f, fx->tol);
 
