@@ -1,0 +1,718 @@
+"""Python bindings for kiln, a C runtime for Stable Diffusion.
+
+kiln's C API (runtime/include/kiln.h) exposes ComfyUI's nodes as calls; this
+module wraps it with ctypes, node for node:
+
+    Backend                        the device (CPU, Vulkan, CUDA)
+    load_checkpoint                CheckpointLoaderSimple, then LoraLoader per LoRA
+    Model.encode                   CLIPTextEncode
+    Model.empty_latent             EmptyLatentImage
+    Model.vae_encode               VAEEncode
+    Model.vae_encode_for_inpaint   VAEEncodeForInpaint (or VAEEncode + SetLatentNoiseMask)
+    Model.vae_encode_for_outpaint  ImagePadForOutpaint, then the same
+    Latent.repeat                  RepeatLatentBatch
+    Model.load_controlnet          ControlNetLoader
+    Model.load_ip_adapter          IPAdapterModelLoader
+    load_clip_vision               CLIPVisionLoader
+    Model.ksampler                 KSampler, with ControlNetApplyAdvanced,
+                                   IPAdapterAdvanced, InstructPixToPixConditioning
+    Model.vae_decode               VAEDecode
+    load_upscale_model             UpscaleModelLoader
+    Upscaler.upscale               ImageUpscaleWithModel
+    Image.load / Image.save        LoadImage / SaveImage
+
+The shared library is found through the environment variable KILN_LIBRARY
+(the path of libkiln.so), else on the system's library path. Every failing
+call raises KilnError with the library's status name and message.
+
+Objects holding library memory free it when garbage-collected. The loaded
+models (Backend, Model, ControlNet, IPAdapter, ClipVision, Upscaler) also
+have close() and work as context managers. Each keeps what it was loaded on
+alive (a model its backend, a ControlNet its model), as the C API requires,
+and closing one first closes what was loaded on it.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import weakref
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
+                    c_uint64, c_void_p)
+from typing import Any, NamedTuple, Optional
+
+__all__ = [
+    "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
+    "KilnError", "Latent", "Lora", "Model", "Upscaler", "load_checkpoint", "load_clip_vision",
+    "load_upscale_model", "version",
+]
+
+
+def _load_library():
+    """The libkiln shared library: $KILN_LIBRARY, else the system's search."""
+    path = os.environ.get("KILN_LIBRARY") or ctypes.util.find_library("kiln")
+    if not path:
+        raise ImportError("kiln: libkiln not found; set KILN_LIBRARY to the path of libkiln.so "
+                          "(cmake --build build --target kiln_shared makes build/lib/libkiln.so)")
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError(f"kiln: cannot load {path} (set KILN_LIBRARY to the path of libkiln.so): {e}") from e
+
+
+_lib = _load_library()
+# The C library's allocator: Image.from_rgb's pixels are released by
+# kiln_image_free with free(), so they must come from this malloc.
+_libc = ctypes.CDLL(None)
+_libc.malloc.argtypes = [c_size_t]
+_libc.malloc.restype = c_void_p
+
+_KILN_OK = 0
+_KILN_ERR_INVALID_ARG = 1
+
+
+# ---- the C structs, field for field as kiln.h declares them ----------------
+
+class _BackendConfig(Structure):
+    _fields_ = [("device", c_int), ("threads", c_int), ("compute", c_char_p)]
+
+
+class _Lora(Structure):
+    _fields_ = [("path", c_char_p), ("unet_strength", c_double), ("clip_strength", c_double)]
+
+
+class _Conditioning(Structure):
+    _fields_ = [("data", POINTER(c_float)), ("tokens", c_int), ("dim", c_int), ("pooled", POINTER(c_float)),
+                ("pooled_dim", c_int)]
+
+
+class _Latent(Structure):
+    _fields_ = [("data", POINTER(c_float)), ("batch", c_int), ("channels", c_int), ("height", c_int),
+                ("width", c_int), ("noise_mask", POINTER(c_float)), ("mask_h", c_int), ("mask_w", c_int)]
+
+
+class _Image(Structure):
+    _fields_ = [("width", c_int), ("height", c_int), ("channels", c_int), ("pixels", POINTER(c_uint8))]
+
+
+class _PngText(Structure):
+    _fields_ = [("key", c_char_p), ("value", c_char_p)]
+
+
+class _ControlApply(Structure):
+    _fields_ = [("controlnet", c_void_p), ("image", POINTER(_Image)), ("strength", c_double),
+                ("start_percent", c_double), ("end_percent", c_double)]
+
+
+class _IPAdapterApply(Structure):
+    _fields_ = [("adapter", c_void_p), ("clip_vision", c_void_p), ("image", POINTER(_Image)), ("weight", c_double),
+                ("start_percent", c_double), ("end_percent", c_double)]
+
+
+_ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int, c_int, POINTER(c_float))
+
+
+class _KSamplerParams(Structure):
+    _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
+                ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
+                ("ip_adapter", POINTER(_IPAdapterApply)), ("edit_latent", POINTER(_Latent)),
+                ("progress", _ProgressFn), ("progress_ctx", c_void_p)]
+
+
+# ---- errors and the functions' signatures --------------------------------
+
+class KilnError(Exception):
+    """A kiln call failed: .status is the status's name ("KILN_ERR_IO"),
+    .message what kiln_last_error() said (it names the file, tensor or
+    argument at fault)."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _check(result, func, args):
+    """errcheck of every call returning a kiln_status."""
+    if result != _KILN_OK:
+        raise KilnError(_lib.kiln_status_name(result).decode(), _lib.kiln_last_error().decode(errors="replace"))
+    return result
+
+
+def _declare(name, restype, *argtypes):
+    func = getattr(_lib, name)
+    func.restype = restype
+    func.argtypes = list(argtypes)
+    if restype is c_int:  # the functions of kiln.h that return an int return a kiln_status
+        func.errcheck = _check
+
+
+_declare("kiln_last_error", c_char_p)
+_declare("kiln_status_name", c_char_p, c_int)
+_declare("kiln_version", c_char_p)
+_declare("kiln_backend_open", c_int, c_char_p, POINTER(_BackendConfig), POINTER(c_void_p))
+_declare("kiln_backend_device_name", c_char_p, c_void_p)
+_declare("kiln_backend_free", None, c_void_p)
+_declare("kiln_checkpoint_load", c_int, c_void_p, c_char_p, POINTER(_Lora), c_int, POINTER(c_void_p))
+_declare("kiln_model_free", None, c_void_p)
+_declare("kiln_model_family", c_char_p, c_void_p)
+_declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
+_declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
+_declare("kiln_conditioning_free", None, POINTER(_Conditioning))
+_declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_free", None, POINTER(_Latent))
+_declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
+_declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
+_declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
+_declare("kiln_image_free", None, POINTER(_Image))
+_declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image))
+_declare("kiln_vae_encode", c_int, c_void_p, POINTER(_Image), c_int, POINTER(_Latent))
+_declare("kiln_vae_encode_for_inpaint", c_int, c_void_p, POINTER(_Image), POINTER(_Image), POINTER(_Latent))
+_declare("kiln_vae_encode_for_outpaint", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, c_int, c_int,
+         POINTER(_Latent))
+_declare("kiln_controlnet_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
+_declare("kiln_controlnet_free", None, c_void_p)
+_declare("kiln_ip_adapter_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
+_declare("kiln_ip_adapter_free", None, c_void_p)
+_declare("kiln_clip_vision_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
+_declare("kiln_clip_vision_free", None, c_void_p)
+_declare("kiln_upscale_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
+_declare("kiln_upscaler_free", None, c_void_p)
+_declare("kiln_image_upscale_with_model", c_int, c_void_p, POINTER(_Image), POINTER(_Image))
+_declare("kiln_ksampler", c_int, c_void_p, POINTER(_KSamplerParams), POINTER(_Conditioning),
+         POINTER(_Conditioning), POINTER(_Latent), POINTER(_Latent))
+
+
+def _c_int(name: str, value: int) -> int:
+    """value as a C int, refused rather than wrapped around when out of range."""
+    value = int(value)
+    if not -2**31 <= value < 2**31:
+        raise ValueError(f"{name} {value}: out of range")
+    return value
+
+
+def _path(path) -> bytes:
+    return os.fsencode(path)
+
+
+def version() -> str:
+    """The library's version, "MAJOR.MINOR.PATCH"."""
+    return _lib.kiln_version().decode()
+
+
+# ---- handles: what is loaded -----------------------------------------------
+
+class _Handle:
+    """An opaque kiln handle, freed once by close() or garbage collection.
+    It keeps `parent` (what it was loaded on) alive, and closing the parent
+    closes it first."""
+
+    _free = None  # the C function releasing the handle
+
+    def __init__(self, handle: int, parent: Optional["_Handle"] = None):
+        self._handle = handle
+        self._parent = parent
+        self._dependents = weakref.WeakSet()  # for close() to close them first
+        self._open_dependents = 0  # for __del__, which cannot rely on the weak references
+        self._collected = False  # __del__ ran while dependents were open
+        if parent is not None:
+            parent._dependents.add(self)
+            parent._open_dependents += 1
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def _ptr(self) -> int:
+        if self._handle is None:
+            raise ValueError(f"this {type(self).__name__} is closed")
+        return self._handle
+
+    def close(self) -> None:
+        """Releases the handle, after what was loaded on it (idempotent)."""
+        if self._handle is None:
+            return
+        for dependent in list(self._dependents):
+            dependent.close()
+        self._release()
+
+    def _release(self) -> None:
+        handle, self._handle = self._handle, None
+        type(self)._free(handle)
+        parent = self._parent
+        if parent is not None:
+            parent._open_dependents -= 1
+            if parent._collected and parent._open_dependents == 0:
+                parent._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        # The garbage collector finalizes unreachable objects in any order,
+        # having cleared the weak references first: a backend may come before
+        # its models, and is then released after the last of them.
+        if getattr(self, "_handle", None) is None:
+            return
+        if self._open_dependents:
+            self._collected = True
+        else:
+            self._release()
+
+    def __repr__(self) -> str:
+        return f"<kiln.{type(self).__name__}{' closed' if self.closed else ''}>"
+
+
+def _load(load_function, parent: _Handle, *args) -> int:
+    """Calls a kiln_*_load(parent, args..., &out) and returns the handle."""
+    handle = c_void_p()
+    load_function(parent._ptr(), *args, byref(handle))
+    return handle.value
+
+
+class Backend(_Handle):
+    """The device kiln runs on: "cpu", "vulkan", "cuda" or "auto" (CUDA,
+    then Vulkan, then the CPU).
+
+    device: the GPU's index as `gen --list-devices` numbers them, -1 to pick
+    one (discrete first); threads: CPU worker threads, 0 for all cores;
+    compute: the GPU arithmetic, "f32", "f16" or "bf16" (None: the backend's
+    choice)."""
+
+    _free = _lib.kiln_backend_free
+
+    def __init__(self, name: str = "auto", device: int = -1, threads: int = 0, compute: Optional[str] = None):
+        config = _BackendConfig(_c_int("device", device), _c_int("threads", threads),
+                                compute.encode() if compute is not None else None)
+        handle = c_void_p()
+        _lib.kiln_backend_open(name.encode(), byref(config), byref(handle))
+        super().__init__(handle.value)
+
+    @property
+    def device_name(self) -> str:
+        """What it runs on ("host CPU, 16 threads", the GPU's name ...)."""
+        return _lib.kiln_backend_device_name(self._ptr()).decode(errors="replace")
+
+    def __repr__(self) -> str:
+        return "<kiln.Backend closed>" if self.closed else f"<kiln.Backend {self.device_name!r}>"
+
+
+class Lora(NamedTuple):
+    """LoraLoader's inputs: a LoRA, LoCon or LoHa file and its strengths."""
+    path: Any
+    strength_model: float = 1.0
+    strength_clip: float = 1.0
+
+
+def load_checkpoint(backend: Backend, path=None, loras=()) -> "Model":
+    """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
+    tuples, merged into the weights in order).
+
+    path: a single-file .safetensors or a diffusers folder; None loads the
+    model embedded in libkiln (KilnError KILN_ERR_UNSUPPORTED when this
+    build has none)."""
+    loras = [Lora(*lora) for lora in loras]
+    c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
+                                               for lora in loras))
+    handle = _load(_lib.kiln_checkpoint_load, backend, _path(path) if path is not None else None, c_loras,
+                   len(loras))
+    return Model(handle, backend)
+
+
+def load_clip_vision(backend: Backend, path) -> "ClipVision":
+    """CLIPVisionLoader: the image encoder an IP-Adapter was trained with
+    (CLIP ViT-H/14 or bigG/14, transformers' layout)."""
+    return ClipVision(_load(_lib.kiln_clip_vision_load, backend, _path(path)), backend)
+
+
+def load_upscale_model(backend: Backend, path) -> "Upscaler":
+    """UpscaleModelLoader: an ESRGAN / Real-ESRGAN model (x2, x4, ...)."""
+    return Upscaler(_load(_lib.kiln_upscale_model_load, backend, _path(path)), backend)
+
+
+class Model(_Handle):
+    """A loaded checkpoint (UNet, text encoders, VAE) on a backend; made by
+    load_checkpoint. Used by one thread at a time."""
+
+    _free = _lib.kiln_model_free
+
+    @property
+    def backend(self) -> Backend:
+        return self._parent
+
+    @property
+    def family(self) -> str:
+        """"sd1", "sd2", "sdxl" or "sdxl-refiner"."""
+        return _lib.kiln_model_family(self._ptr()).decode()
+
+    @property
+    def native_size(self) -> tuple:
+        """(width, height) in pixels the model was trained at."""
+        w, h = c_int(), c_int()
+        _lib.kiln_model_native_size(self._ptr(), byref(w), byref(h))
+        return w.value, h.value
+
+    def encode(self, text: str, clip_skip: int = 0) -> "Conditioning":
+        """CLIPTextEncode, with ComfyUI's prompt weighting ("(word:1.2)").
+        clip_skip: 1 reads the last layer, 2 the one before (CLIPSetLastLayer
+        -2), 0 the model's default."""
+        cond = Conditioning()
+        _lib.kiln_text_encode(self._ptr(), text.encode(), _c_int("clip_skip", clip_skip), byref(cond._c))
+        return cond
+
+    def empty_latent(self, width: int, height: int, batch: int = 1) -> "Latent":
+        """EmptyLatentImage: zeros for `batch` images of width x height pixels
+        (multiples of 8)."""
+        latent = Latent()
+        _lib.kiln_empty_latent(self._ptr(), _c_int("width", width), _c_int("height", height),
+                               _c_int("batch", batch), byref(latent._c))
+        return latent
+
+    def vae_encode(self, images) -> "Latent":
+        """VAEEncode: one Image or a list of Images of one size (each cropped
+        to a multiple of 8 as ComfyUI does) into a latent of that batch."""
+        images = [images] if isinstance(images, Image) else list(images)
+        # the array borrows the images' pixels; `images` keeps them alive
+        c_images = (_Image * max(len(images), 1))(*(image._c for image in images))
+        latent = Latent()
+        _lib.kiln_vae_encode(self._ptr(), c_images, len(images), byref(latent._c))
+        return latent
+
+    def vae_encode_for_inpaint(self, image: "Image", mask: "Image") -> "Latent":
+        """The picture and its mask (white repaints; the mask's red channel,
+        stretched to the picture's size) into a latent of batch 1 with a
+        noise mask: VAEEncodeForInpaint with an inpainting model, VAEEncode +
+        SetLatentNoiseMask with any other."""
+        latent = Latent()
+        _lib.kiln_vae_encode_for_inpaint(self._ptr(), byref(image._c), byref(mask._c), byref(latent._c))
+        return latent
+
+    def vae_encode_for_outpaint(self, image: "Image", left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
+                                feathering: int = 40) -> "Latent":
+        """ImagePadForOutpaint (the picture on a grey canvas grown by the
+        pads, the mask fading over `feathering` pixels into the picture),
+        then as vae_encode_for_inpaint."""
+        latent = Latent()
+        _lib.kiln_vae_encode_for_outpaint(self._ptr(), byref(image._c), _c_int("left", left), _c_int("top", top),
+                                          _c_int("right", right), _c_int("bottom", bottom),
+                                          _c_int("feathering", feathering), byref(latent._c))
+        return latent
+
+    def vae_decode(self, latent: "Latent") -> list:
+        """VAEDecode: the latent's batch as a list of Images."""
+        c_images = (_Image * max(latent.batch, 1))()
+        _lib.kiln_vae_decode(self._ptr(), byref(latent._c), c_images)
+        return [Image._adopt(c_image) for c_image in c_images[:latent.batch]]
+
+    def load_controlnet(self, path) -> "ControlNet":
+        """ControlNetLoader: a ControlNet (original or diffusers layout) for
+        this model's UNet."""
+        return ControlNet(_load(_lib.kiln_controlnet_load, self, _path(path)), self)
+
+    def load_ip_adapter(self, path) -> "IPAdapter":
+        """IPAdapterModelLoader: an IP-Adapter (h94's plain or Plus files)
+        for this model's UNet."""
+        return IPAdapter(_load(_lib.kiln_ip_adapter_load, self, _path(path)), self)
+
+    def ksampler(self, positive: "Conditioning", negative: "Conditioning", latent: "Latent", seed: int = 0,
+                 steps: int = 20, cfg: float = 7.0, sampler_name: str = "euler", scheduler: str = "normal",
+                 denoise: float = 1.0, control: Optional["ControlApply"] = None,
+                 ip_adapter: Optional["IPAdapterApply"] = None, edit_latent: Optional["Latent"] = None,
+                 progress=None) -> "Latent":
+        """KSampler: a new latent of latent's size (without a noise mask),
+        guided by the two prompts.
+
+        The noise is ComfyUI's for `seed` (0 to 2**64 - 1); sampler_name and
+        scheduler are ComfyUI's names ("euler", "dpmpp_2m", ...; "normal",
+        "karras", ...); denoise below 1 keeps that much of latent's picture
+        (img2img). A latent with a noise mask repaints only what it masks.
+
+        control: a ControlApply (ControlNetApplyAdvanced on both prompts);
+        ip_adapter: an IPAdapterApply (IPAdapterAdvanced on the positive
+        prompt); edit_latent: for InstructPix2Pix models (and only those),
+        vae_encode of the picture to edit, sampled from an empty latent
+        (InstructPixToPixConditioning).
+
+        progress(step, total) is called once a step (0 <= step < total).
+        Returning False stops the sampling: KilnError is raised with the
+        status kiln_ksampler returns (KILN_ERR_INVALID_ARG, as kiln.h has no
+        status of its own for a stop). If it raises, the sampling stops and
+        that exception is raised here."""
+        seed = int(seed)
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed {seed}: must be from 0 to 2**64 - 1")
+        params = _KSamplerParams(seed=seed, steps=_c_int("steps", steps), cfg=cfg,
+                                 sampler_name=sampler_name.encode(), scheduler=scheduler.encode(), denoise=denoise)
+        # the struct keeps what these pointers point to alive through the call
+        if control is not None:
+            params.control = ctypes.pointer(_ControlApply(
+                control.controlnet._ptr(), ctypes.pointer(control.image._c), control.strength,
+                control.start_percent, control.end_percent))
+        if ip_adapter is not None:
+            params.ip_adapter = ctypes.pointer(_IPAdapterApply(
+                ip_adapter.adapter._ptr(), ip_adapter.clip_vision._ptr(), ctypes.pointer(ip_adapter.image._c),
+                ip_adapter.weight, ip_adapter.start_percent, ip_adapter.end_percent))
+        if edit_latent is not None:
+            params.edit_latent = ctypes.pointer(edit_latent._c)
+        callback = _Progress(progress) if progress is not None else None
+        if callback is not None:
+            params.progress = callback.c_function
+        out = Latent()
+        try:
+            _lib.kiln_ksampler(self._ptr(), byref(params), byref(positive._c), byref(negative._c),
+                               byref(latent._c), byref(out._c))
+        except KilnError as e:
+            if callback is not None and callback.exception is not None:
+                raise callback.exception from None
+            if callback is not None and callback.stopped_at is not None:
+                step, total = callback.stopped_at
+                raise KilnError(e.status, f"ksampler: stopped by the progress callback at step {step} of {total}") \
+                    from None
+            raise
+        return out
+
+    def __repr__(self) -> str:
+        return "<kiln.Model closed>" if self.closed else f"<kiln.Model {self.family}>"
+
+
+class _Progress:
+    """The C progress callback over a Python progress(step, total); it notes
+    why it asked kiln_ksampler to stop, for ksampler to report."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.exception = None
+        self.stopped_at = None  # (step, total)
+        self.c_function = _ProgressFn(self._call)
+
+    def _call(self, ctx, step, total, denoised):
+        try:
+            if self.progress(step, total) is False:
+                self.stopped_at = step, total
+                return _KILN_ERR_INVALID_ARG
+        except BaseException as e:  # KeyboardInterrupt too: it must not vanish inside the C call
+            self.exception = e
+            return _KILN_ERR_INVALID_ARG
+        return _KILN_OK
+
+
+class ControlNet(_Handle):
+    """A ControlNet loaded for a model (ControlNetLoader); made by
+    Model.load_controlnet."""
+
+    _free = _lib.kiln_controlnet_free
+
+
+class IPAdapter(_Handle):
+    """An IP-Adapter loaded for a model (IPAdapterModelLoader); made by
+    Model.load_ip_adapter."""
+
+    _free = _lib.kiln_ip_adapter_free
+
+
+class ClipVision(_Handle):
+    """A CLIP image encoder on a backend (CLIPVisionLoader); made by
+    load_clip_vision."""
+
+    _free = _lib.kiln_clip_vision_free
+
+
+class Upscaler(_Handle):
+    """An ESRGAN upscale model on a backend (UpscaleModelLoader); made by
+    load_upscale_model."""
+
+    _free = _lib.kiln_upscaler_free
+
+    def upscale(self, image: "Image") -> "Image":
+        """ImageUpscaleWithModel: the image, upscaled by the model's factor
+        (in overlapping tiles of 512 pixels, as ComfyUI runs it)."""
+        out = Image()
+        _lib.kiln_image_upscale_with_model(self._ptr(), byref(image._c), byref(out._c))
+        return out
+
+
+class ControlApply(NamedTuple):
+    """ControlNetApplyAdvanced's inputs: the ControlNet, the hint Image (an
+    edge map, a pose ...; fitted to the latent as ComfyUI does), its
+    strength and the part of the sampling it acts on."""
+    controlnet: ControlNet
+    image: "Image"
+    strength: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+
+
+class IPAdapterApply(NamedTuple):
+    """IPAdapterAdvanced's inputs (weight type linear, no negative picture):
+    the IP-Adapter, its CLIP vision model, the picture to follow, its weight
+    and the part of the sampling it acts on."""
+    adapter: IPAdapter
+    clip_vision: ClipVision
+    image: "Image"
+    weight: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+
+
+# ---- values: conditioning, latent, image ----------------------------------
+
+class _Owned:
+    """A C struct whose memory the library allocated; the matching _free
+    releases it on garbage collection (every one of them is safe on a zeroed
+    struct, which is what a failed call leaves)."""
+
+    _struct = None
+    _free = None
+
+    def __init__(self):
+        self._c = self._struct()
+
+    def __del__(self, _byref=byref):  # byref bound here: module globals may be gone at exit
+        if getattr(self, "_c", None) is not None:
+            type(self)._free(_byref(self._c))
+
+
+class Conditioning(_Owned):
+    """CONDITIONING: an encoded prompt, (tokens, dim) floats (SDXL: with a
+    pooled output of pooled_dim floats). Made by Model.encode."""
+
+    _struct = _Conditioning
+    _free = _lib.kiln_conditioning_free
+
+    @property
+    def tokens(self) -> int:
+        return self._c.tokens
+
+    @property
+    def dim(self) -> int:
+        return self._c.dim
+
+    @property
+    def pooled_dim(self) -> int:
+        return self._c.pooled_dim
+
+
+class Latent(_Owned):
+    """LATENT: an unscaled VAE latent of (batch, channels, height, width)
+    floats, as ComfyUI's LATENT["samples"], maybe with a noise mask
+    (LATENT["noise_mask"], 1 repaints). Made by Model.empty_latent,
+    Model.vae_encode*, Model.ksampler and Latent.repeat."""
+
+    _struct = _Latent
+    _free = _lib.kiln_latent_free
+
+    @property
+    def batch(self) -> int:
+        return self._c.batch
+
+    @property
+    def channels(self) -> int:
+        return self._c.channels
+
+    @property
+    def height(self) -> int:
+        return self._c.height
+
+    @property
+    def width(self) -> int:
+        return self._c.width
+
+    @property
+    def shape(self) -> tuple:
+        """(batch, channels, height, width)."""
+        return self.batch, self.channels, self.height, self.width
+
+    @property
+    def mask_shape(self) -> Optional[tuple]:
+        """(height, width) of the noise mask, or None without one."""
+        return (self._c.mask_h, self._c.mask_w) if self._c.noise_mask else None
+
+    def to_list(self) -> list:
+        """The values as one flat list of floats, row-major over shape."""
+        batch, channels, height, width = self.shape
+        return self._c.data[:batch * channels * height * width]
+
+    def noise_mask_to_list(self) -> Optional[list]:
+        """The noise mask as one flat list of floats, row-major over
+        mask_shape, or None without one."""
+        return self._c.noise_mask[:self._c.mask_h * self._c.mask_w] if self._c.noise_mask else None
+
+    def to_numpy(self):
+        """A copy of the values as a numpy float32 array of this shape
+        (needs numpy)."""
+        import numpy
+        return numpy.array(self.to_list(), dtype=numpy.float32).reshape(self.shape)
+
+    def repeat(self, amount: int) -> "Latent":
+        """RepeatLatentBatch: this latent's images (and noise mask) `amount`
+        times over."""
+        out = Latent()
+        _lib.kiln_latent_repeat(byref(self._c), _c_int("amount", amount), byref(out._c))
+        return out
+
+    def __repr__(self) -> str:
+        mask = f" mask {self._c.mask_h}x{self._c.mask_w}" if self._c.noise_mask else ""
+        return f"<kiln.Latent {'x'.join(map(str, self.shape))}{mask}>"
+
+
+class Image(_Owned):
+    """IMAGE: 8-bit RGB, (height, width, 3) row-major. Made by Image.load,
+    Image.from_rgb, Model.vae_decode and Upscaler.upscale."""
+
+    _struct = _Image
+    _free = _lib.kiln_image_free
+
+    @classmethod
+    def _adopt(cls, c_image: _Image) -> "Image":
+        """An Image taking over the pixels of a kiln_image the library filled."""
+        image = cls()
+        image._c = _Image.from_buffer_copy(c_image)
+        return image
+
+    @classmethod
+    def load(cls, path) -> "Image":
+        """LoadImage: a PNG or JPEG file (recognised by its bytes, EXIF
+        orientation applied)."""
+        image = cls()
+        _lib.kiln_image_load(_path(path), byref(image._c))
+        return image
+
+    @classmethod
+    def from_rgb(cls, width: int, height: int, data) -> "Image":
+        """An image of width x height pixels from `data`: width * height * 3
+        bytes (any bytes-like object), R, G, B row by row."""
+        width, height, data = _c_int("width", width), _c_int("height", height), memoryview(data).cast("B")
+        if width < 1 or height < 1 or len(data) != width * height * 3:
+            raise ValueError(f"{len(data)} bytes for a {width}x{height} RGB image; expected "
+                             f"{max(width, 0) * max(height, 0) * 3}")
+        pixels = _libc.malloc(len(data))
+        if not pixels:
+            raise MemoryError(f"no memory for a {width}x{height} image")
+        ctypes.memmove(pixels, bytes(data), len(data))
+        return cls._adopt(_Image(width, height, 3, ctypes.cast(pixels, POINTER(c_uint8))))
+
+    @property
+    def width(self) -> int:
+        return self._c.width
+
+    @property
+    def height(self) -> int:
+        return self._c.height
+
+    @property
+    def pixels(self) -> bytes:
+        """A copy of the pixels: height * width * 3 bytes, R, G, B row by row."""
+        return ctypes.string_at(self._c.pixels, self.width * self.height * 3)
+
+    def save(self, path, text: Optional[dict] = None) -> None:
+        """SaveImage: a .png (with `text` as its text chunks, keys of 1-79
+        printable ASCII characters) or a .jpg/.jpeg (keeping only the
+        "parameters" text, as EXIF). The file appears whole or not at all."""
+        items = [(str(key).encode(), str(value).encode()) for key, value in (text or {}).items()]
+        c_text = (_PngText * max(len(items), 1))(*(_PngText(key, value) for key, value in items))
+        _lib.kiln_image_save(_path(path), byref(self._c), c_text, len(items))
+
+    def __repr__(self) -> str:
+        return f"<kiln.Image {self.width}x{self.height}>"

@@ -1,0 +1,418 @@
+"""The Python bindings (bindings/python/kiln) against independent references:
+ComfyUI's recorded runs (tests/data/comfyui_e2e) rebuilt node by node from
+their prompts and seeds, the inpainting encodes diffusers computed
+(tests/data/inpaint), an ESRGAN's output as spandrel computes it
+(tests/data/upscale), PNG files read back with a decoder written here; then
+errors, the progress callback, ControlNet and IP-Adapter wiring and the
+embedded default model. Standard library only.
+
+ctest runs it with KILN_LIBRARY (libkiln.so), PYTHONPATH (bindings/python)
+and KILN_TEST_DATA (tests/data) set; without KILN_TEST_DATA the data next to
+this file is used.
+"""
+import array
+import gc
+import json
+import math
+import os
+import struct
+import sys
+import tempfile
+import unittest
+import unittest.mock
+import zlib
+
+import kiln
+
+DATA = os.environ.get("KILN_TEST_DATA") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+RUN_TOL = 1e-4  # the goldens' bound on latents in f32 on the CPU, as test_api.c
+
+
+def data(relative: str) -> str:
+    return os.path.join(DATA, relative)
+
+
+def read_safetensors(path: str):
+    """A .safetensors file's metadata (str -> str) and tensors (name ->
+    (shape, values)): F32 as a list of floats, U8 as bytes."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (header_len,) = struct.unpack_from("<Q", blob, 0)
+    header = json.loads(blob[8:8 + header_len])
+    metadata = header.pop("__metadata__", {})
+    body = memoryview(blob)[8 + header_len:]
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        raw = body[begin:end]
+        if info["dtype"] == "F32":
+            values = array.array("f")
+            values.frombytes(raw)
+            if sys.byteorder != "little":
+                values.byteswap()
+            values = values.tolist()
+        elif info["dtype"] == "U8":
+            values = bytes(raw)
+        else:
+            raise ValueError(f"{path}: tensor {name} is {info['dtype']}; this reader takes F32 and U8")
+        tensors[name] = (tuple(info["shape"]), values)
+    return metadata, tensors
+
+
+def rel_l2(got, want) -> float:
+    """||got - want|| / ||want|| in float64."""
+    assert len(got) == len(want), (len(got), len(want))
+    diff = math.fsum((float(a) - float(b)) ** 2 for a, b in zip(got, want))
+    norm = math.fsum(float(b) ** 2 for b in want)
+    return math.sqrt(diff / norm)
+
+
+def max_level_diff(a: bytes, b: bytes) -> int:
+    assert len(a) == len(b), (len(a), len(b))
+    return max(abs(x - y) for x, y in zip(a, b))
+
+
+def read_png(path: str):
+    """An 8-bit RGB, non-interlaced PNG file's (width, height, pixels, texts),
+    decoded here with zlib (PNG's five row filters undone by hand)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    pos, idat, texts = 8, b"", {}
+    while pos < len(blob):
+        (length,) = struct.unpack_from(">I", blob, pos)
+        kind, body = blob[pos + 4:pos + 8], blob[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert (depth, colour, interlace) == (8, 2, 0), "not 8-bit RGB, non-interlaced"
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"tEXt":
+            key, value = body.split(b"\0", 1)
+            texts[key.decode("latin-1")] = value.decode("latin-1")
+    raw, stride, bpp = zlib.decompress(idat), width * 3, 3
+    pixels, prior = bytearray(), bytearray(stride)
+    for y in range(height):
+        kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = row[i - bpp] if i >= bpp else 0
+            b = prior[i]
+            c = prior[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                row[i] = (row[i] + a) & 255
+            elif kind == 2:
+                row[i] = (row[i] + b) & 255
+            elif kind == 3:
+                row[i] = (row[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                row[i] = (row[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        pixels += row
+        prior = row
+    return width, height, bytes(pixels), texts
+
+
+backend = model = None
+
+
+def setUpModule():
+    global backend, model
+    backend = kiln.Backend("cpu")
+    model = kiln.load_checkpoint(backend, data("tiny/sd15_tiny_ldm_fp32.safetensors"))
+
+
+def tearDownModule():
+    backend.close()  # closes the model first
+
+
+def images_of(shape, pixels: bytes) -> list:
+    """A (B, H, W, 3) uint8 tensor as B Images."""
+    batch, height, width, _ = shape
+    size = height * width * 3
+    return [kiln.Image.from_rgb(width, height, pixels[b * size:(b + 1) * size]) for b in range(batch)]
+
+
+def small_run(steps: int = 4, **kwargs) -> kiln.Latent:
+    """A 16x16 txt2img run on the tiny model."""
+    positive, negative = model.encode("a red circle"), model.encode("")
+    empty = model.empty_latent(16, 16)
+    return model.ksampler(positive, negative, empty, seed=7, steps=steps, cfg=5.0, sampler_name="euler",
+                          scheduler="normal", **kwargs)
+
+
+class ComfyUIParity(unittest.TestCase):
+    """ComfyUI's recorded runs, from the prompt text and seed alone (and
+    img2img from the recorded input pictures)."""
+
+    def check_run(self, name: str):
+        meta, tensors = read_safetensors(data(f"comfyui_e2e/{name}.safetensors"))
+        want_shape, want = tensors["latent_out"]
+        pixel_shape, want_pixels = tensors["image_uint8"]
+        batch, clip_skip = int(meta["batch_size"]), int(meta["clip_skip"])
+        positive = model.encode(meta["positive_prompt"], clip_skip)
+        negative = model.encode(meta["negative_prompt"], clip_skip)
+        self.assertEqual((positive.tokens, positive.dim), (77, 32))
+        if "latent_in" in tensors:  # img2img: VAEEncode of the recorded input pictures
+            _, inputs = read_safetensors(data("comfyui_e2e/img2img_input.st"))
+            picture_shape, picture = inputs["image_uint8"]
+            self.assertEqual(picture_shape[0], batch)
+            latent = model.vae_encode(images_of(picture_shape, picture))
+            self.assertEqual(latent.shape, inputs["latent"][0])
+            self.assertLessEqual(rel_l2(latent.to_list(), inputs["latent"][1]), RUN_TOL)
+        else:
+            latent = model.empty_latent(pixel_shape[2], pixel_shape[1], batch)
+        self.assertEqual(latent.shape, want_shape)
+        out = model.ksampler(positive, negative, latent, seed=int(meta["seed"]), steps=int(meta["steps"]),
+                             cfg=float(meta["cfg"]), sampler_name=meta["sampler_name"],
+                             scheduler=meta["scheduler"], denoise=float(meta["denoise"]))
+        self.assertEqual(out.shape, want_shape)
+        self.assertLessEqual(rel_l2(out.to_list(), want), RUN_TOL)
+
+        images = model.vae_decode(out)
+        self.assertEqual(len(images), batch)
+        height, width = pixel_shape[1], pixel_shape[2]
+        for b, image in enumerate(images):
+            self.assertEqual((image.width, image.height), (width, height))
+            want_image = want_pixels[b * height * width * 3:(b + 1) * height * width * 3]
+            self.assertLessEqual(max_level_diff(image.pixels, want_image), 1)
+
+    def test_txt2img_euler_normal(self):
+        self.check_run("txt2img_euler_normal_s8")
+
+    def test_txt2img_dpmpp_2m_karras(self):
+        self.check_run("txt2img_dpmpp_2m_karras_s8")
+
+    def test_img2img_euler_normal(self):
+        self.check_run("img2img_d0.6_euler_normal_s8")
+
+
+class Errors(unittest.TestCase):
+    """Failures come back as KilnError naming what is wrong; the progress
+    callback sees every step and can stop the sampling."""
+
+    def test_missing_checkpoint(self):
+        path = "/nonexistent/model.safetensors"
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.load_checkpoint(backend, path)
+        self.assertEqual(caught.exception.status, "KILN_ERR_IO")
+        self.assertIn(path, caught.exception.message)
+        self.assertIn(path, str(caught.exception))
+
+    def test_unknown_sampler(self):
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.ksampler(model.encode("x"), model.encode(""), model.empty_latent(16, 16), steps=2,
+                           sampler_name="eulr")
+        self.assertEqual(caught.exception.status, "KILN_ERR_INVALID_ARG")
+        self.assertIn("eulr", caught.exception.message)
+
+    def test_edit_latent_needs_pix2pix_model(self):
+        with self.assertRaises(kiln.KilnError) as caught:
+            small_run(steps=1, edit_latent=model.empty_latent(16, 16))
+        self.assertEqual(caught.exception.status, "KILN_ERR_INVALID_ARG")
+        self.assertIn("InstructPix2Pix", caught.exception.message)
+
+    def test_progress_sees_every_step(self):
+        calls = []
+        small_run(steps=5, progress=lambda step, total: calls.append((step, total)))
+        self.assertEqual(calls, [(step, 5) for step in range(5)])
+
+    def test_progress_false_stops(self):
+        calls = []
+
+        def progress(step, total):
+            calls.append(step)
+            return step != 2
+
+        with self.assertRaises(kiln.KilnError) as caught:
+            small_run(steps=5, progress=progress)
+        self.assertEqual(calls, [0, 1, 2])
+        self.assertIn("step 2", caught.exception.message)
+
+    def test_progress_exception_is_raised(self):
+        calls = []
+
+        def progress(step, total):
+            calls.append(step)
+            if step == 1:
+                raise ValueError("enough")
+
+        with self.assertRaisesRegex(ValueError, "enough"):
+            small_run(steps=5, progress=progress)
+        self.assertEqual(calls, [0, 1])
+
+
+class ImageFiles(unittest.TestCase):
+    """SaveImage and LoadImage: PNG with its text chunks, read back by kiln
+    and by the decoder here; a format kiln does not write leaves no file."""
+
+    def test_png_round_trip(self):
+        width, height = 7, 5
+        pixels = bytes(v for y in range(height) for x in range(width)
+                       for v in (30 * x, 50 * y, (9 * x * y + 17) % 256))
+        image = kiln.Image.from_rgb(width, height, pixels)
+        self.assertEqual((image.width, image.height, image.pixels), (width, height, pixels))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "gradient.png")
+            image.save(path, text={"parameters": "x"})
+            self.assertEqual(os.listdir(tmp), ["gradient.png"])
+            self.assertEqual(read_png(path), (width, height, pixels, {"parameters": "x"}))
+            loaded = kiln.Image.load(path)
+            self.assertEqual((loaded.width, loaded.height, loaded.pixels), (width, height, pixels))
+
+    def test_unsupported_format_leaves_no_file(self):
+        image = kiln.Image.from_rgb(2, 2, bytes(12))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "out.gif")
+            with self.assertRaises(kiln.KilnError) as caught:
+                image.save(path)
+            self.assertEqual(caught.exception.status, "KILN_ERR_UNSUPPORTED")
+            self.assertIn("out.gif", caught.exception.message)
+            self.assertEqual(os.listdir(tmp), [])
+
+    def test_from_rgb_checks_size(self):
+        with self.assertRaises(ValueError):
+            kiln.Image.from_rgb(4, 4, bytes(47))
+
+
+class Guidance(unittest.TestCase):
+    """ControlNetApplyAdvanced and IPAdapterAdvanced through ksampler: at
+    strength (weight) 0 the run is the plain one to the bit, at 1 it moves."""
+
+    def test_controlnet(self):
+        with model.load_controlnet(data("controlnet/tiny_ldm.safetensors")) as controlnet:
+            hint = kiln.Image.load(data("controlnet/hint_37x23.png"))
+            plain = small_run().to_list()
+            off = small_run(control=kiln.ControlApply(controlnet, hint, strength=0.0)).to_list()
+            on = small_run(control=kiln.ControlApply(controlnet, hint, strength=1.0)).to_list()
+        self.assertEqual(off, plain)
+        self.assertGreater(rel_l2(on, plain), 0.01)
+
+    def test_ip_adapter(self):
+        clip_vision = kiln.load_clip_vision(backend, data("ip_adapter/clip_vision_tiny.safetensors"))
+        adapter = model.load_ip_adapter(data("ip_adapter/ip_adapter_tiny.safetensors"))
+        picture = kiln.Image.load(data("ip_adapter/picture_251x233.png"))
+        plain = small_run().to_list()
+        off = small_run(ip_adapter=kiln.IPAdapterApply(adapter, clip_vision, picture, weight=0.0)).to_list()
+        on = small_run(ip_adapter=kiln.IPAdapterApply(adapter, clip_vision, picture, weight=1.0)).to_list()
+        adapter.close()
+        clip_vision.close()
+        self.assertEqual(off, plain)
+        self.assertGreater(rel_l2(on, plain), 0.01)
+
+
+class Inpainting(unittest.TestCase):
+    """VAEEncode + SetLatentNoiseMask (the tiny model is no inpainting
+    model) and ImagePadForOutpaint against what diffusers computes in
+    ComfyUI's steps; RepeatLatentBatch."""
+
+    @classmethod
+    def setUpClass(cls):
+        _, cls.golden = read_safetensors(data("inpaint/golden.safetensors"))
+        cls.image = kiln.Image.load(data("inpaint/image_20x17.png"))
+
+    def check(self, latent: kiln.Latent, key: str):
+        want_shape, want = self.golden[f"{key}.latent"]
+        mask_shape, want_mask = self.golden[f"{key}.noise_mask"]
+        self.assertEqual(latent.shape, want_shape)
+        self.assertLessEqual(rel_l2(latent.to_list(), want), RUN_TOL)
+        self.assertEqual(latent.mask_shape, mask_shape[2:])
+        self.assertEqual(latent.noise_mask_to_list(), want_mask)
+
+    def test_inpaint(self):
+        mask = kiln.Image.load(data("inpaint/mask_20x17.png"))
+        latent = model.vae_encode_for_inpaint(self.image, mask)
+        self.check(latent, "noise_mask")
+        repeated = latent.repeat(3)
+        self.assertEqual(repeated.shape, (3,) + latent.shape[1:])
+        self.assertEqual(repeated.to_list(), latent.to_list() * 3)
+        self.assertEqual(repeated.noise_mask_to_list(), latent.noise_mask_to_list())
+        out = model.ksampler(model.encode("a red circle"), model.encode(""), repeated, seed=3, steps=2)
+        self.assertEqual((out.shape, out.mask_shape), (repeated.shape, None))
+
+    def test_outpaint(self):
+        self.check(model.vae_encode_for_outpaint(self.image, left=6, top=0, right=3, bottom=5, feathering=4),
+                   "outpaint.noise_mask")
+
+
+class Upscale(unittest.TestCase):
+    """ImageUpscaleWithModel on a tiny random ESRGAN x4, against spandrel's
+    output for the same picture (the golden's pixels are floats in [0, 1];
+    rounding them to kiln's 8 bits moves the output by a level, rarely 2)."""
+
+    @staticmethod
+    def to_rgb_bytes(shape, unit):
+        """A (1, 3, H, W) float picture in [0, 1] as RGB bytes, row by row."""
+        _, _, height, width = shape
+        plane = height * width
+        return bytes(round(unit[c * plane + i] * 255) for i in range(plane) for c in range(3))
+
+    def test_upscale(self):
+        _, golden = read_safetensors(data("upscale/golden.safetensors"))
+        (_, _, height, width), (_, _, up_h, up_w) = golden["image"][0], golden["whole"][0]
+        picture = kiln.Image.from_rgb(width, height, self.to_rgb_bytes(*golden["image"]))
+        with kiln.load_upscale_model(backend, data("upscale/rrdb_esrgan.safetensors")) as upscaler:
+            image = upscaler.upscale(picture)
+        self.assertEqual((image.width, image.height), (up_w, up_h))
+        self.assertLessEqual(max_level_diff(image.pixels, self.to_rgb_bytes(*golden["whole"])), 2)
+
+
+class Basics(unittest.TestCase):
+    def test_version_backend_model(self):
+        self.assertRegex(kiln.version(), r"^\d+\.\d+\.\d+$")
+        self.assertIn("CPU", backend.device_name)
+        self.assertEqual(model.family, "sd1")
+        self.assertEqual(model.native_size, (512, 512))
+
+    def test_embedded_model(self):
+        try:
+            embedded = kiln.load_checkpoint(backend, None)
+        except kiln.KilnError as e:
+            if e.status == "KILN_ERR_UNSUPPORTED":
+                self.skipTest(f"this libkiln has no embedded default model ({e.message})")
+            raise
+        with embedded:
+            self.assertEqual(embedded.family, "sd1")
+            latent = embedded.ksampler(embedded.encode("a red circle"), embedded.encode(""),
+                                       embedded.empty_latent(64, 64), seed=1, steps=2)
+            images = embedded.vae_decode(latent)
+        self.assertEqual([(image.width, image.height) for image in images], [(64, 64)])
+        self.assertEqual(len(images[0].pixels), 64 * 64 * 3)
+
+    def test_closing_order(self):
+        """Closing a backend closes what was loaded on it first; a closed
+        handle is refused in Python, before C sees it."""
+        with kiln.Backend("cpu", threads=1) as own:
+            own_model = kiln.load_checkpoint(own, data("tiny/sd15_tiny_ldm_fp32.safetensors"))
+            controlnet = own_model.load_controlnet(data("controlnet/tiny_ldm.safetensors"))
+        self.assertTrue(own_model.closed and controlnet.closed)
+        with self.assertRaises(ValueError):
+            own_model.encode("x")
+
+    def test_collected_in_any_order(self):
+        """Handles left in a reference cycle are freed by the garbage
+        collector, which finalizes them in any order: still what was loaded
+        on a backend goes before it."""
+        freed = []
+
+        def recording(cls):
+            free = cls._free
+
+            def record(handle):
+                freed.append(cls.__name__)
+                free(handle)
+            return unittest.mock.patch.object(cls, "_free", record)
+
+        with recording(kiln.Backend), recording(kiln.Model), recording(kiln.ControlNet):
+            cycle = {"backend": kiln.Backend("cpu", threads=1)}
+            cycle["model"] = kiln.load_checkpoint(cycle["backend"], data("tiny/sd15_tiny_ldm_fp32.safetensors"))
+            cycle["controlnet"] = cycle["model"].load_controlnet(data("controlnet/tiny_ldm.safetensors"))
+            cycle["cycle"] = cycle
+            del cycle
+            gc.collect()
+        self.assertEqual(freed, ["ControlNet", "Model", "Backend"])
+
+
+if __name__ == "__main__":
+    unittest.main()
