@@ -333,10 +333,10 @@ static void masked_run_keeps_the_rest(void **state)
         assert_true(kiln_rel_l2(redone[b], before, 128) > 0.1);
     }
     /* a mask over two different pictures is not one picture repeated */
-    kiln_latent mixed;
+    kiln_latent mixed, refused;
     assert_kiln_ok(kiln_vae_encode(model, images, 2, &mixed));
     mixed.noise_mask = one.noise_mask, mixed.mask_h = one.mask_h, mixed.mask_w = one.mask_w;
-    assert_int_equal(kiln_ksampler(model, &p, &pos, &neg, &mixed, &out), KILN_ERR_UNSUPPORTED);
+    assert_int_equal(kiln_ksampler(model, &p, &pos, &neg, &mixed, &refused), KILN_ERR_UNSUPPORTED);
     mixed.noise_mask = NULL;
     kiln_latent_free(&mixed);
     kiln_latent_free(&one), kiln_latent_free(&two), kiln_latent_free(&out);
@@ -377,7 +377,8 @@ static void model_variants(void **state)
     assert_kiln_ok(kiln_vae_encode(pix2pix, images + 1, 1, &edit));
     assert_kiln_ok(kiln_ksampler(pix2pix, &p, &pos, &pos, &empty, &b));
     assert_true(kiln_rel_l2(a.data, b.data, latent_count(&a)) > 0.01);
-    expect_error(kiln_ksampler(pix2pix, &p, &pos, &pos, &edit, &a), KILN_ERR_INVALID_ARG, "empty latent");
+    kiln_latent refused;
+    expect_error(kiln_ksampler(pix2pix, &p, &pos, &pos, &edit, &refused), KILN_ERR_INVALID_ARG, "empty latent");
 
     free_images(images, 2);
     golden_free(&picture);
