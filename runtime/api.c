@@ -177,10 +177,12 @@ static kiln_status check_latent(const kiln_model *m, const char *what, const kil
     return check_batch(what, l->batch);
 }
 
-kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images)
+kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images, int count)
 {
     if (!m || !images) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_decode: no model or no place for the images");
     TRY(check_latent(m, "VAE decode", latent));
+    if (count < latent->batch)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "VAE decode: %d images in a latent, room for %d", latent->batch, count);
     float *decoded;
     TRY(kiln_vae_decode_latent(m, latent->data, latent->batch, latent->height, latent->width, &decoded));
     int f = kiln_vae_factor(m->vae.config), H = latent->height * f, W = latent->width * f;

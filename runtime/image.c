@@ -40,6 +40,7 @@ kiln_status kiln_image_alloc(kiln_image *img, int width, int height)
 
 void kiln_image_free(kiln_image *img)
 {
+    if (!img) return;
     free(img->pixels);
     *img = (kiln_image){0};
 }
@@ -359,6 +360,7 @@ kiln_status kiln_image_decode(const void *data, size_t size, const char *label, 
 
 kiln_status kiln_image_load(const char *path, kiln_image *out)
 {
+    if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load: no path or no place for the image");
     *out = (kiln_image){0};
     FILE *f = fopen(path, "rb");
     if (!f) return kiln_fail(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -604,6 +606,8 @@ static kiln_status write_jpeg(FILE *f, const char *path, const kiln_image *img, 
 
 kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext)
 {
+    if (!path || !img || !img->pixels || (ntext && !text))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_save: no path, image or texts");
     kiln_image_format format = kiln_image_format_of(path);
     if (format == KILN_IMAGE_UNKNOWN)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: kiln writes .png, .jpg and .jpeg files; name it so", path);

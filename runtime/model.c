@@ -222,6 +222,7 @@ kiln_status kiln_model_load(const char *path, kiln_backend *be, kiln_model **out
 
 void kiln_model_native_size(const kiln_model *m, int *width, int *height)
 {
+    if (!width || !height) return;
     *width = *height = m ? m->family->native_size : 0;
     if (!m) return;
     const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");

@@ -11,9 +11,10 @@
 
 void kiln_conditioning_free(kiln_conditioning *c)
 {
+    if (!c) return;
     free(c->data);
     free(c->pooled);
-    c->data = c->pooled = NULL;
+    *c = (kiln_conditioning){0};
 }
 
 typedef struct clip_job {

@@ -41,10 +41,16 @@ static kiln_status draw_noise(sampler_run *r, float sigma, float sigma_next, flo
     return r->noise(r->noise_ctx, sigma, sigma_next, noise, r->n);
 }
 
+/* A callback that stops the sampling gets its reason said: its own message,
+ * if it set one, else which step it stopped at (never an earlier call's). */
 static kiln_status report(sampler_run *r, int step, const float *denoised)
 {
     if (!r->args->progress) return KILN_OK;
-    return r->args->progress(r->args->progress_ctx, step, r->steps, denoised);
+    kiln_clear_error();
+    kiln_status st = r->args->progress(r->args->progress_ctx, step, r->steps, denoised);
+    if (st == KILN_OK) return KILN_OK;
+    if (*kiln_last_error()) return kiln_fail_context(st, "sampling stopped at step %d of %d", step + 1, r->steps);
+    return kiln_fail(st, "sampling stopped by the progress callback at step %d of %d", step + 1, r->steps);
 }
 
 kiln_status kiln_noise_from_rng(void *rng, float sigma, float sigma_next, float *noise, size_t n)

@@ -19,6 +19,7 @@ const char *kiln_status_name(kiln_status status)
     case KILN_ERR_OUT_OF_MEMORY: return "KILN_ERR_OUT_OF_MEMORY";
     case KILN_ERR_UNSUPPORTED: return "KILN_ERR_UNSUPPORTED";
     case KILN_ERR_BACKEND: return "KILN_ERR_BACKEND";
+    case KILN_ERR_CANCELLED: return "KILN_ERR_CANCELLED";
     }
     return "KILN_ERR_UNKNOWN";
 }

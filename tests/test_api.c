@@ -112,7 +112,7 @@ static void check_run(const char *file)
     assert_rel_l2_le(out.data, want.data, want.count, RUN_TOL);
 
     kiln_image *decoded = calloc((size_t)batch, sizeof *decoded);
-    assert_kiln_ok(kiln_vae_decode(model, &out, decoded));
+    assert_kiln_ok(kiln_vae_decode(model, &out, decoded, batch));
     int worst = 0;
     for (int b = 0; b < batch; b++) {
         assert_int_equal(decoded[b].width, W);
@@ -478,11 +478,12 @@ static kiln_status count_steps(void *ctx, int step, int total, const float *deno
     assert_int_equal(step, s->calls);
     s->calls++;
     s->total = total;
-    return step == s->stop_at ? KILN_ERR_INVALID_ARG : KILN_OK;
+    return step == s->stop_at ? KILN_ERR_CANCELLED : KILN_OK;
 }
 
 /* The progress callback sees every step in order, and a status it returns
- * stops the sampling and comes back from kiln_ksampler, with no latent. */
+ * stops the sampling and comes back from kiln_ksampler, with no latent and
+ * a message saying where (not an earlier call's message). */
 static void progress(void **state)
 {
     (void)state;
@@ -498,7 +499,9 @@ static void progress(void **state)
     assert_int_equal(seen.total, 5);
     kiln_latent_free(&out);
     seen = (steps_seen){0, 0, 2};
-    assert_int_equal(kiln_ksampler(model, &p, &pos, &pos, &empty, &out), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_empty_latent(model, 3, 16, 1, &out), KILN_ERR_INVALID_ARG);
+    expect_error(kiln_ksampler(model, &p, &pos, &pos, &empty, &out), KILN_ERR_CANCELLED,
+                 "stopped by the progress callback at step 3 of 5");
     assert_int_equal(seen.calls, 3);
     assert_null(out.data);
     kiln_latent_free(&empty);
@@ -551,7 +554,8 @@ static void refusals(void **state)
     kiln_latent wrong = empty;
     wrong.channels = 3;
     expect_error(kiln_ksampler(model, &p, &pos, &pos, &wrong, &out), KILN_ERR_INVALID_ARG, "3 channels");
-    expect_error(kiln_vae_decode(model, &wrong, (kiln_image[1]){{0}}), KILN_ERR_INVALID_ARG, "3 channels");
+    expect_error(kiln_vae_decode(model, &wrong, (kiln_image[1]){{0}}, 1), KILN_ERR_INVALID_ARG, "3 channels");
+    expect_error(kiln_vae_decode(model, &empty, (kiln_image[1]){{0}}, 0), KILN_ERR_INVALID_ARG, "room for 0");
     expect_error(kiln_ksampler(model, &p, &pos, NULL, &empty, &out), KILN_ERR_INVALID_ARG, "negative");
     assert_null(out.data);
 

@@ -228,7 +228,8 @@ class Errors(unittest.TestCase):
         with self.assertRaises(kiln.KilnError) as caught:
             small_run(steps=5, progress=progress)
         self.assertEqual(calls, [0, 1, 2])
-        self.assertIn("step 2", caught.exception.message)
+        self.assertEqual(caught.exception.status, "KILN_ERR_CANCELLED")
+        self.assertIn("stopped by the progress callback at step 3 of 5", caught.exception.message)
 
     def test_progress_exception_is_raised(self):
         calls = []

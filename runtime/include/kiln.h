@@ -22,6 +22,7 @@ typedef enum kiln_status {
     KILN_ERR_OUT_OF_MEMORY, /* host or device allocation failed */
     KILN_ERR_UNSUPPORTED,   /* valid input kiln cannot handle (yet) */
     KILN_ERR_BACKEND,       /* a backend (CUDA, Vulkan) call failed */
+    KILN_ERR_CANCELLED,     /* a progress callback asked to stop */
 } kiln_status;
 
 /* The message set by the last failing call on this thread ("" if none). */
@@ -52,12 +53,16 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
  *   kiln_image_load / _save    LoadImage / SaveImage
  *
- * Handles (backend, model, ControlNet) are opaque; values that a frontend
- * reads or fills in (conditioning, latent, image) are plain structs whose
- * memory the library allocates and the matching _free releases. A model is
- * used by one thread at a time; different models may run on different
- * threads. Every call validates its input and returns a kiln_status; no
- * call exits, aborts or leaves a half-written file.
+ * Handles (backend, model, ControlNet, IP-Adapter, CLIP vision, upscaler)
+ * are opaque; each holds memory on its backend, so all of them are freed
+ * before the backend, and a ControlNet or IP-Adapter before its model.
+ * Values that a frontend reads or fills in (conditioning, latent, image)
+ * are plain structs whose memory the library allocates and the matching
+ * _free releases (an output struct is overwritten, not freed, by the call
+ * that fills it). A model is used by one thread at a time; different
+ * models may run on different threads. Every call checks its arguments and
+ * returns a kiln_status; no call exits, aborts or leaves a half-written
+ * file. Every _free takes NULL and zeroed structs.
  * ------------------------------------------------------------------------- */
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
@@ -181,8 +186,9 @@ kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_
 void kiln_image_free(kiln_image *img);
 
 /* VAEDecode: the latent's `latent->batch` images into images[0 ..
- * batch - 1], which the caller provides and frees with kiln_image_free. */
-kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images);
+ * batch - 1], an array of `count` (at least the batch) that the caller
+ * provides; each image is freed with kiln_image_free. */
+kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images, int count);
 /* VAEEncode: `count` images of one size, each cropped as ComfyUI crops it
  * to a multiple of 8 on each side (centred), into a latent of batch count. */
 kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out);
@@ -247,7 +253,8 @@ kiln_status kiln_image_upscale_with_model(kiln_upscaler *u, const kiln_image *im
 
 /* Called once a step (0 <= step < total) with that step's prediction of the
  * finished latent (scaled, the whole batch); a status other than KILN_OK
- * stops the sampling, and kiln_ksampler returns it. */
+ * (KILN_ERR_CANCELLED for a user's stop) ends the sampling, and
+ * kiln_ksampler returns it with a message saying at which step. */
 typedef kiln_status (*kiln_progress_fn)(void *ctx, int step, int total, const float *denoised);
 
 typedef struct kiln_ksampler_params {

@@ -67,7 +67,7 @@ _libc.malloc.argtypes = [c_size_t]
 _libc.malloc.restype = c_void_p
 
 _KILN_OK = 0
-_KILN_ERR_INVALID_ARG = 1
+_KILN_ERR_CANCELLED = 8
 
 
 # ---- the C structs, field for field as kiln.h declares them ----------------
@@ -164,7 +164,7 @@ _declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
 _declare("kiln_image_free", None, POINTER(_Image))
-_declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image))
+_declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image), c_int)
 _declare("kiln_vae_encode", c_int, c_void_p, POINTER(_Image), c_int, POINTER(_Latent))
 _declare("kiln_vae_encode_for_inpaint", c_int, c_void_p, POINTER(_Image), POINTER(_Image), POINTER(_Latent))
 _declare("kiln_vae_encode_for_outpaint", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, c_int, c_int,
@@ -403,7 +403,7 @@ class Model(_Handle):
     def vae_decode(self, latent: "Latent") -> list:
         """VAEDecode: the latent's batch as a list of Images."""
         c_images = (_Image * max(latent.batch, 1))()
-        _lib.kiln_vae_decode(self._ptr(), byref(latent._c), c_images)
+        _lib.kiln_vae_decode(self._ptr(), byref(latent._c), c_images, len(c_images))
         return [Image._adopt(c_image) for c_image in c_images[:latent.batch]]
 
     def load_controlnet(self, path) -> "ControlNet":
@@ -436,10 +436,9 @@ class Model(_Handle):
         (InstructPixToPixConditioning).
 
         progress(step, total) is called once a step (0 <= step < total).
-        Returning False stops the sampling: KilnError is raised with the
-        status kiln_ksampler returns (KILN_ERR_INVALID_ARG, as kiln.h has no
-        status of its own for a stop). If it raises, the sampling stops and
-        that exception is raised here."""
+        Returning False stops the sampling: KilnError is raised with status
+        KILN_ERR_CANCELLED. If it raises, the sampling stops and that
+        exception is raised here."""
         seed = int(seed)
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed {seed}: must be from 0 to 2**64 - 1")
@@ -463,13 +462,9 @@ class Model(_Handle):
         try:
             _lib.kiln_ksampler(self._ptr(), byref(params), byref(positive._c), byref(negative._c),
                                byref(latent._c), byref(out._c))
-        except KilnError as e:
+        except KilnError:
             if callback is not None and callback.exception is not None:
                 raise callback.exception from None
-            if callback is not None and callback.stopped_at is not None:
-                step, total = callback.stopped_at
-                raise KilnError(e.status, f"ksampler: stopped by the progress callback at step {step} of {total}") \
-                    from None
             raise
         return out
 
@@ -478,23 +473,21 @@ class Model(_Handle):
 
 
 class _Progress:
-    """The C progress callback over a Python progress(step, total); it notes
-    why it asked kiln_ksampler to stop, for ksampler to report."""
+    """The C progress callback over a Python progress(step, total); it keeps
+    an exception the Python one raised, for ksampler to raise again."""
 
     def __init__(self, progress):
         self.progress = progress
         self.exception = None
-        self.stopped_at = None  # (step, total)
         self.c_function = _ProgressFn(self._call)
 
     def _call(self, ctx, step, total, denoised):
         try:
             if self.progress(step, total) is False:
-                self.stopped_at = step, total
-                return _KILN_ERR_INVALID_ARG
+                return _KILN_ERR_CANCELLED
         except BaseException as e:  # KeyboardInterrupt too: it must not vanish inside the C call
             self.exception = e
-            return _KILN_ERR_INVALID_ARG
+            return _KILN_ERR_CANCELLED
         return _KILN_OK
 
 
