@@ -17,6 +17,7 @@
 #include "inpaint.h"
 #include "model.h"
 #include "pipeline.h"
+#include "resample.h"
 #include "status.h"
 #include "tokenizer.h"
 
@@ -157,6 +158,25 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
     }
     for (int i = 0; i < amount; i++) memcpy(r.data + n * i, l->data, n * sizeof(float));
     if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float)); /* one mask serves the batch */
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out)
+{
+    if (!l || !l->data || !method || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_upscale_by: no latent, method or place");
+    *out = (kiln_latent){0};
+    kiln_resample_method m;
+    if (!kiln_resample_from_name(method, &m))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear or bicubic", method);
+    TRY(check_batch("latent batch", l->batch));
+    if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale: a latent of %d channels, %dx%d", l->channels, l->width,
+                         l->height);
+    kiln_latent r = {.batch = l->batch, .channels = l->channels};
+    TRY(kiln_resample_by(l->data, l->batch * l->channels, l->height, l->width, scale, m, &r.data, &r.height,
+                         &r.width));
     *out = r;
     return KILN_OK;
 }
@@ -344,8 +364,10 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     const kiln_latent *l = latent_image;
     kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
                              .seed = params->seed, .batch = l->batch, .latent_h = l->height, .latent_w = l->width,
-                             .init_latent = l->data, .progress = params->progress,
-                             .progress_ctx = params->progress_ctx};
+                             .init_latent = l->data, .sdxl = params->sdxl,
+                             .start_step = params->start_at_step, .last_step = params->end_at_step,
+                             .leftover_noise = params->leftover_noise, .disable_noise = params->disable_noise,
+                             .progress = params->progress, .progress_ctx = params->progress_ctx};
     TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
     TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)

@@ -38,17 +38,6 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
  * score} -> y (adm_channels). */
 kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, const float *numbers, float *y);
 
-/* The numbers ComfyUI's CLIPTextEncodeSDXL (and CLIPTextEncodeSDXLRefiner)
- * give SDXL's vector y besides the pooled text, the same on both prompts.
- * Without them a job gets what CLIPTextEncode leaves: the output size as
- * both sizes, no crop, and the refiner's aesthetic scores 6 and 2.5. */
-typedef struct kiln_sdxl_cond {
-    int width, height;               /* the "original size" the picture claims; 0: kiln_sdxl_cond_fill's */
-    int crop_w, crop_h;              /* the crop's left and top */
-    int target_width, target_height; /* the size asked for (the base's); 0: kiln_sdxl_cond_fill's */
-    double aesthetic, negative_aesthetic; /* the refiner's, on the positive and negative prompt */
-} kiln_sdxl_cond;
-
 /* Sizes left 0 become what CLIPTextEncode leaves: 8 x the latent's (the
  * output size, with SDXL's VAE). */
 void kiln_sdxl_cond_fill(kiln_sdxl_cond *c, int latent_h, int latent_w);

@@ -186,8 +186,8 @@ kiln_status kiln_resample_antialias_bicubic(const float *src, int planes, int sh
     return st;
 }
 
-kiln_status kiln_latent_upscale_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
-                                   float **out, int *out_h, int *out_w)
+kiln_status kiln_resample_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
+                             float **out, int *out_h, int *out_w)
 {
     double H = nearbyint(h * scale), W = nearbyint(w * scale); /* the default rounding mode: half to even */
     if (!(scale > 0.0) || H < 1 || W < 1 || H > 4096 || W > 4096)

@@ -36,7 +36,7 @@ kiln_status kiln_resample_antialias_bicubic(const float *src, int planes, int sh
 
 /* LatentUpscaleBy: the latent's (h, w) times `scale`, each rounded half to
  * even (Python's round), resized with `m`; *out is malloc'd. */
-kiln_status kiln_latent_upscale_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
-                                   float **out, int *out_h, int *out_w);
+kiln_status kiln_resample_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
+                             float **out, int *out_h, int *out_w);
 
 #endif

@@ -431,6 +431,97 @@ static void ip_adapter(void **state)
     kiln_ip_adapter_free(ipa);
 }
 
+/* KSamplerAdvanced as SDXL's base and refiner split a run: steps 0-3 with
+ * the leftover noise kept, then steps 3-6 on that latent as it is, give the
+ * whole 6-step run (but for the latent's unscaling and rescaling between
+ * the two); a run cut short without its leftover noise does not. */
+static void advanced_split(void **state)
+{
+    (void)state;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    kiln_latent empty, whole, first, second, denoised;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 2, &empty));
+    kiln_ksampler_params p = {.seed = 11, .steps = 6, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &whole));
+    p.end_at_step = 3, p.leftover_noise = true;
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &first));
+    p.leftover_noise = false;
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &denoised));
+    p.start_at_step = 3, p.end_at_step = 0, p.disable_noise = true;
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &first, &second));
+    size_t n = latent_count(&whole);
+    assert_rel_l2_le(second.data, whole.data, n, 1e-6);
+    assert_true(kiln_rel_l2(first.data, denoised.data, n) > 0.01); /* measured: 0.026 */
+    p.start_at_step = 4, p.end_at_step = 2;
+    kiln_latent refused;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &first, &refused), KILN_ERR_INVALID_ARG, "steps 4 to 2");
+    kiln_latent_free(&empty), kiln_latent_free(&whole), kiln_latent_free(&first), kiln_latent_free(&second);
+    kiln_latent_free(&denoised);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+}
+
+/* CLIPTextEncodeSDXL's numbers on the tiny SDXL model: CLIPTextEncode's
+ * (8 x the latent's size as both sizes, no crop) spelled out give the run without
+ * them to the bit, and another size and crop change it. (y itself is
+ * checked against diffusers' add_embedding in test_sdxl.) */
+static void sdxl_numbers(void **state)
+{
+    (void)state;
+    kiln_model *xl;
+    assert_kiln_ok(kiln_checkpoint_load(backend, kiln_test_data("sdxl/tiny_sdxl.safetensors"), NULL, 0, &xl));
+    assert_string_equal(kiln_model_family(xl), "sdxl");
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(xl, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(xl, "", 0, &neg));
+    assert_non_null(pos.pooled);
+    kiln_latent empty, out[3];
+    assert_kiln_ok(kiln_empty_latent(xl, 16, 16, 1, &empty));
+    /* ComfyUI's sizes without CLIPTextEncodeSDXL: 8 x the latent's (the tiny VAE halves, SDXL's divides by 8) */
+    const int W = 8 * empty.width, H = 8 * empty.height;
+    const kiln_sdxl_cond as_plain = {W, H, 0, 0, W, H, 6.0, 2.5}, other = {40, 56, 3, 5, 48, 72, 6.0, 2.5};
+    const kiln_sdxl_cond *numbers[3] = {NULL, &as_plain, &other};
+    for (int i = 0; i < 3; i++) {
+        kiln_ksampler_params p = {.seed = 2, .steps = 3, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                                  .denoise = 1.0, .sdxl = numbers[i]};
+        assert_kiln_ok(kiln_ksampler(xl, &p, &pos, &neg, &empty, &out[i]));
+    }
+    size_t n = latent_count(&empty);
+    assert_memory_equal(out[1].data, out[0].data, n * sizeof(float));
+    assert_true(kiln_rel_l2(out[2].data, out[0].data, n) > 1e-3);
+    for (int i = 0; i < 3; i++) kiln_latent_free(&out[i]);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+    kiln_model_free(xl);
+}
+
+/* LatentUpscaleBy: nearest-exact doubling repeats each value over a 2x2
+ * block; 3x2 by 1.5 is 4x3 (4.5 rounds to even); the noise mask stays
+ * behind; an unknown method is named. */
+static void latent_upscale(void **state)
+{
+    (void)state;
+    float values[2 * 3 * 2], mask[4] = {1, 1, 1, 1};
+    for (int i = 0; i < 12; i++) values[i] = (float)i;
+    kiln_latent l = {values, 1, 2, 3, 2, mask, 2, 2}, up;
+    assert_kiln_ok(kiln_latent_upscale_by(&l, "nearest-exact", 2.0, &up));
+    assert_int_equal(up.height, 6);
+    assert_int_equal(up.width, 4);
+    assert_null(up.noise_mask);
+    for (int c = 0; c < 2; c++)
+        for (int y = 0; y < 6; y++)
+            for (int x = 0; x < 4; x++)
+                assert_true(up.data[(c * 6 + y) * 4 + x] == values[(c * 3 + y / 2) * 2 + x / 2]);
+    kiln_latent_free(&up);
+    assert_kiln_ok(kiln_latent_upscale_by(&l, "bilinear", 1.5, &up));
+    assert_int_equal(up.height, 4);
+    assert_int_equal(up.width, 3);
+    kiln_latent_free(&up);
+    expect_error(kiln_latent_upscale_by(&l, "lanczos", 2.0, &up), KILN_ERR_INVALID_ARG, "'lanczos'");
+}
+
 /* ImageUpscaleWithModel through the API against spandrel's output for the
  * golden's picture (tests/data/upscale): the API takes 8-bit pixels, so the
  * picture goes in rounded to 1/255 (at most 1/510 off) and the 4x result,
@@ -599,6 +690,7 @@ int main(void)
         cmocka_unit_test(comfyui_runs),   cmocka_unit_test(inpaint_encodes), cmocka_unit_test(masked_run_keeps_the_rest),
         cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
+        cmocka_unit_test(advanced_split), cmocka_unit_test(sdxl_numbers),    cmocka_unit_test(latent_upscale),
         cmocka_unit_test(refusals),       cmocka_unit_test(version_and_backend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -303,6 +303,46 @@ class Guidance(unittest.TestCase):
         self.assertGreater(rel_l2(on, plain), 0.01)
 
 
+class Advanced(unittest.TestCase):
+    """KSamplerAdvanced, SDXL's numbers and LatentUpscaleBy."""
+
+    def test_split_run_is_the_whole_run(self):
+        # steps 0-3 keeping the leftover noise, then 3-6 on that latent as it is: the 6-step run
+        whole = small_run(steps=6).to_list()
+        first = small_run(steps=6, end_at_step=3, leftover_noise=True)
+        positive, negative = model.encode("a red circle"), model.encode("")
+        second = model.ksampler(positive, negative, first, seed=7, steps=6, cfg=5.0, sampler_name="euler",
+                                scheduler="normal", start_at_step=3, disable_noise=True).to_list()
+        self.assertLess(rel_l2(second, whole), 1e-6)
+
+    def test_sdxl_numbers(self):
+        xl = kiln.load_checkpoint(backend, data("sdxl/tiny_sdxl.safetensors"))
+        positive, negative = xl.encode("a red circle"), xl.encode("")
+        empty = xl.empty_latent(16, 16)
+
+        def run(sdxl):
+            return xl.ksampler(positive, negative, empty, seed=2, steps=3, cfg=4.0, sdxl=sdxl).to_list()
+
+        plain = run(None)
+        w, h = 8 * empty.width, 8 * empty.height  # ComfyUI's sizes without CLIPTextEncodeSDXL
+        self.assertEqual(run(kiln.SdxlCond(w, h, 0, 0, w, h)), plain)
+        self.assertGreater(rel_l2(run(kiln.SdxlCond(40, 56, 3, 5, 48, 72)), plain), 1e-3)
+
+    def test_latent_upscale_by(self):
+        latent = small_run(steps=1)
+        doubled = latent.upscale_by(2.0)
+        self.assertEqual(doubled.shape, (1, latent.channels, 2 * latent.height, 2 * latent.width))
+        values, up = latent.to_list(), doubled.to_list()
+        h, w = latent.height, latent.width
+        for c in range(latent.channels):
+            for y in range(2 * h):
+                for x in range(2 * w):
+                    self.assertEqual(up[(c * 2 * h + y) * 2 * w + x], values[(c * h + y // 2) * w + x // 2])
+        with self.assertRaises(kiln.KilnError) as caught:
+            latent.upscale_by(2.0, "lanczos")
+        self.assertIn("lanczos", caught.exception.message)
+
+
 class Inpainting(unittest.TestCase):
     """VAEEncode + SetLatentNoiseMask (the tiny model is no inpainting
     model) and ImagePadForOutpaint against what diffusers computes in

@@ -27,7 +27,7 @@ static void latent_upscale_by(void **state)
             golden want = golden_read(f, key);
             float *out;
             int h, w;
-            assert_kiln_ok(kiln_latent_upscale_by(latent.data, 8, 7, 9, atof(scales[j]), m, &out, &h, &w));
+            assert_kiln_ok(kiln_resample_by(latent.data, 8, 7, 9, atof(scales[j]), m, &out, &h, &w));
             assert_int_equal(h, (int)want.shape[2]);
             assert_int_equal(w, (int)want.shape[3]);
             print_message("  %-19s ", key);
@@ -50,9 +50,9 @@ static void bad_scales_are_refused(void **state)
     (void)state;
     float x[4] = {0}, *out;
     int h, w;
-    assert_int_equal(kiln_latent_upscale_by(x, 1, 2, 2, 0.1, KILN_RESAMPLE_BILINEAR, &out, &h, &w),
+    assert_int_equal(kiln_resample_by(x, 1, 2, 2, 0.1, KILN_RESAMPLE_BILINEAR, &out, &h, &w),
                      KILN_ERR_INVALID_ARG); /* 2 * 0.1 rounds to 0 */
-    assert_int_equal(kiln_latent_upscale_by(x, 1, 2, 2, -1.0, KILN_RESAMPLE_BILINEAR, &out, &h, &w),
+    assert_int_equal(kiln_resample_by(x, 1, 2, 2, -1.0, KILN_RESAMPLE_BILINEAR, &out, &h, &w),
                      KILN_ERR_INVALID_ARG);
     kiln_resample_method m;
     assert_false(kiln_resample_from_name("lanczos", &m));

@@ -890,7 +890,7 @@ static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *jo
 {
     int C = m->unet.config->out_channels, f = kiln_vae_factor(m->vae.config), h, w;
     float *upscaled, *hint = NULL;
-    if (kiln_latent_upscale_by(*latent, o->batch * C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
+    if (kiln_resample_by(*latent, o->batch * C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
                                &upscaled, &h, &w) != KILN_OK)
         return fail("--hires-scale");
     fprintf(stderr, "gen: hires fix: %dx%d -> %dx%d, %d steps at denoise %g\n", o->width, o->height, w * f, h * f,

@@ -6,6 +6,7 @@
 #ifndef KILN_H
 #define KILN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,10 +46,12 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_vae_encode_for_inpaint   VAEEncodeForInpaint, or VAEEncode + SetLatentNoiseMask
  *   kiln_vae_encode_for_outpaint  ImagePadForOutpaint, then the same
  *   kiln_latent_repeat         RepeatLatentBatch
+ *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_controlnet_load       ControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
- *   kiln_ksampler              KSampler, with ControlNetApplyAdvanced, IPAdapterAdvanced and
- *                              InstructPixToPixConditioning
+ *   kiln_ksampler              KSampler and KSamplerAdvanced, with ControlNetApplyAdvanced,
+ *                              IPAdapterAdvanced, InstructPixToPixConditioning and the
+ *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner
  *   kiln_vae_decode            VAEDecode
  *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
  *   kiln_image_load / _save    LoadImage / SaveImage
@@ -145,6 +148,10 @@ kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int ba
 void kiln_latent_free(kiln_latent *l);
 /* RepeatLatentBatch: the latent's images (and its noise mask) `amount` times over. */
 kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out);
+/* LatentUpscaleBy: each side times `scale` (rounded as Python rounds),
+ * resized by `method`: "nearest-exact", "bilinear" or "bicubic" (torch's
+ * interpolate); the noise mask is left behind, as ComfyUI's node does. */
+kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out);
 
 /* IMAGE: 8-bit RGB, (height, width, 3) row-major. */
 typedef struct kiln_image {
@@ -257,6 +264,18 @@ kiln_status kiln_image_upscale_with_model(kiln_upscaler *u, const kiln_image *im
  * kiln_ksampler returns it with a message saying at which step. */
 typedef kiln_status (*kiln_progress_fn)(void *ctx, int step, int total, const float *denoised);
 
+/* The numbers ComfyUI's CLIPTextEncodeSDXL (and CLIPTextEncodeSDXLRefiner)
+ * give SDXL's vector y besides the pooled text, the same on both prompts.
+ * Without them a job gets what CLIPTextEncode leaves: the output size as
+ * both sizes, no crop, and the refiner's aesthetic scores 6 and 2.5. */
+typedef struct kiln_sdxl_cond {
+    int width, height;               /* the "original size" the picture claims; 0: the output size */
+    int crop_w, crop_h;              /* the crop's left and top */
+    int target_width, target_height; /* the size asked for (the base's); 0: the output size */
+    double aesthetic, negative_aesthetic; /* the refiner's, on the positive and negative prompt (ComfyUI's
+                                             defaults: 6 and 2.5; set both where this struct is given) */
+} kiln_sdxl_cond;
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -268,6 +287,12 @@ typedef struct kiln_ksampler_params {
     const kiln_ip_adapter_apply *ip_adapter; /* NULL: no IP-Adapter */
     const kiln_latent *edit_latent;    /* InstructPix2Pix models (and only they): kiln_vae_encode of the picture to
                                           edit (batch 1); the sampling starts from latent_image, an empty one */
+    const kiln_sdxl_cond *sdxl;        /* SDXL base and refiner: NULL: CLIPTextEncode's numbers */
+    /* KSamplerAdvanced (all 0: KSampler): only the schedule's steps from start_at_step to end_at_step run (0:
+       to the end); a run cut short keeps its leftover noise if asked (for another pass to finish, e.g. SDXL's
+       refiner), else ends at sigma 0; with disable_noise the latent goes in as it is, already noisy */
+    int start_at_step, end_at_step;
+    bool leftover_noise, disable_noise;
     kiln_progress_fn progress;         /* NULL: none */
     void *progress_ctx;
 } kiln_ksampler_params;

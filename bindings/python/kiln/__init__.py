@@ -11,11 +11,13 @@ module wraps it with ctypes, node for node:
     Model.vae_encode_for_inpaint   VAEEncodeForInpaint (or VAEEncode + SetLatentNoiseMask)
     Model.vae_encode_for_outpaint  ImagePadForOutpaint, then the same
     Latent.repeat                  RepeatLatentBatch
+    Latent.upscale_by              LatentUpscaleBy
     Model.load_controlnet          ControlNetLoader
     Model.load_ip_adapter          IPAdapterModelLoader
     load_clip_vision               CLIPVisionLoader
-    Model.ksampler                 KSampler, with ControlNetApplyAdvanced,
-                                   IPAdapterAdvanced, InstructPixToPixConditioning
+    Model.ksampler                 KSampler and KSamplerAdvanced, with
+                                   ControlNetApplyAdvanced, IPAdapterAdvanced,
+                                   InstructPixToPixConditioning, SdxlCond
     Model.vae_decode               VAEDecode
     load_upscale_model             UpscaleModelLoader
     Upscaler.upscale               ImageUpscaleWithModel
@@ -36,13 +38,13 @@ import ctypes
 import ctypes.util
 import os
 import weakref
-from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
                     c_uint64, c_void_p)
 from typing import Any, NamedTuple, Optional
 
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
-    "KilnError", "Latent", "Lora", "Model", "Upscaler", "load_checkpoint", "load_clip_vision",
+    "KilnError", "Latent", "Lora", "Model", "SdxlCond", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "version",
 ]
 
@@ -108,6 +110,11 @@ class _IPAdapterApply(Structure):
                 ("start_percent", c_double), ("end_percent", c_double)]
 
 
+class _SdxlCond(Structure):
+    _fields_ = [("width", c_int), ("height", c_int), ("crop_w", c_int), ("crop_h", c_int), ("target_width", c_int),
+                ("target_height", c_int), ("aesthetic", c_double), ("negative_aesthetic", c_double)]
+
+
 _ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int, c_int, POINTER(c_float))
 
 
@@ -115,6 +122,8 @@ class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
                 ("ip_adapter", POINTER(_IPAdapterApply)), ("edit_latent", POINTER(_Latent)),
+                ("sdxl", POINTER(_SdxlCond)), ("start_at_step", c_int), ("end_at_step", c_int),
+                ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p)]
 
 
@@ -161,6 +170,7 @@ _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_free", None, POINTER(_Latent))
 _declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
+_declare("kiln_latent_upscale_by", c_int, POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
 _declare("kiln_image_free", None, POINTER(_Image))
@@ -420,7 +430,8 @@ class Model(_Handle):
                  steps: int = 20, cfg: float = 7.0, sampler_name: str = "euler", scheduler: str = "normal",
                  denoise: float = 1.0, control: Optional["ControlApply"] = None,
                  ip_adapter: Optional["IPAdapterApply"] = None, edit_latent: Optional["Latent"] = None,
-                 progress=None) -> "Latent":
+                 sdxl: Optional["SdxlCond"] = None, start_at_step: int = 0, end_at_step: int = 0,
+                 leftover_noise: bool = False, disable_noise: bool = False, progress=None) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts.
 
@@ -433,7 +444,13 @@ class Model(_Handle):
         ip_adapter: an IPAdapterApply (IPAdapterAdvanced on the positive
         prompt); edit_latent: for InstructPix2Pix models (and only those),
         vae_encode of the picture to edit, sampled from an empty latent
-        (InstructPixToPixConditioning).
+        (InstructPixToPixConditioning); sdxl: an SdxlCond (SDXL models:
+        CLIPTextEncodeSDXL's numbers; None: CLIPTextEncode's).
+
+        KSamplerAdvanced: only the schedule's steps from start_at_step to
+        end_at_step run (0: to the end); a run cut short keeps its leftover
+        noise if asked (for a second pass, e.g. SDXL's refiner), else ends
+        at sigma 0; with disable_noise the latent goes in as it is.
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -455,6 +472,12 @@ class Model(_Handle):
                 ip_adapter.weight, ip_adapter.start_percent, ip_adapter.end_percent))
         if edit_latent is not None:
             params.edit_latent = ctypes.pointer(edit_latent._c)
+        if sdxl is not None:
+            params.sdxl = ctypes.pointer(_SdxlCond(*sdxl))
+        params.start_at_step = _c_int("start_at_step", start_at_step)
+        params.end_at_step = _c_int("end_at_step", end_at_step)
+        params.leftover_noise = bool(leftover_noise)
+        params.disable_noise = bool(disable_noise)
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
@@ -524,6 +547,20 @@ class Upscaler(_Handle):
         out = Image()
         _lib.kiln_image_upscale_with_model(self._ptr(), byref(image._c), byref(out._c))
         return out
+
+
+class SdxlCond(NamedTuple):
+    """CLIPTextEncodeSDXL's numbers (and CLIPTextEncodeSDXLRefiner's
+    aesthetic scores) for SDXL's vector y, the same on both prompts; sizes
+    0 are ComfyUI's default, 8 x the latent's."""
+    width: int = 0
+    height: int = 0
+    crop_w: int = 0
+    crop_h: int = 0
+    target_width: int = 0
+    target_height: int = 0
+    aesthetic: float = 6.0
+    negative_aesthetic: float = 2.5
 
 
 class ControlApply(NamedTuple):
@@ -643,6 +680,14 @@ class Latent(_Owned):
         times over."""
         out = Latent()
         _lib.kiln_latent_repeat(byref(self._c), _c_int("amount", amount), byref(out._c))
+        return out
+
+    def upscale_by(self, scale: float, method: str = "nearest-exact") -> "Latent":
+        """LatentUpscaleBy: each side times `scale` (rounded as Python
+        rounds), resized by "nearest-exact", "bilinear" or "bicubic"; the
+        noise mask stays behind."""
+        out = Latent()
+        _lib.kiln_latent_upscale_by(byref(self._c), method.encode(), scale, byref(out._c))
         return out
 
     def __repr__(self) -> str:
