@@ -604,6 +604,11 @@ class _Owned:
             type(self)._free(_byref(self._c))
 
 
+def _struct_field(name: str) -> property:
+    """A read-only property of the C struct's field `name`."""
+    return property(lambda self: getattr(self._c, name))
+
+
 class Conditioning(_Owned):
     """CONDITIONING: an encoded prompt, (tokens, dim) floats (SDXL: with a
     pooled output of pooled_dim floats). Made by Model.encode."""
@@ -611,17 +616,9 @@ class Conditioning(_Owned):
     _struct = _Conditioning
     _free = _lib.kiln_conditioning_free
 
-    @property
-    def tokens(self) -> int:
-        return self._c.tokens
-
-    @property
-    def dim(self) -> int:
-        return self._c.dim
-
-    @property
-    def pooled_dim(self) -> int:
-        return self._c.pooled_dim
+    tokens = _struct_field("tokens")
+    dim = _struct_field("dim")
+    pooled_dim = _struct_field("pooled_dim")
 
 
 class Latent(_Owned):
@@ -633,21 +630,10 @@ class Latent(_Owned):
     _struct = _Latent
     _free = _lib.kiln_latent_free
 
-    @property
-    def batch(self) -> int:
-        return self._c.batch
-
-    @property
-    def channels(self) -> int:
-        return self._c.channels
-
-    @property
-    def height(self) -> int:
-        return self._c.height
-
-    @property
-    def width(self) -> int:
-        return self._c.width
+    batch = _struct_field("batch")
+    channels = _struct_field("channels")
+    height = _struct_field("height")
+    width = _struct_field("width")
 
     @property
     def shape(self) -> tuple:
@@ -731,13 +717,8 @@ class Image(_Owned):
         ctypes.memmove(pixels, bytes(data), len(data))
         return cls._adopt(_Image(width, height, 3, ctypes.cast(pixels, POINTER(c_uint8))))
 
-    @property
-    def width(self) -> int:
-        return self._c.width
-
-    @property
-    def height(self) -> int:
-        return self._c.height
+    width = _struct_field("width")
+    height = _struct_field("height")
 
     @property
     def pixels(self) -> bytes:
