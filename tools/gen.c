@@ -28,11 +28,15 @@
 #include "tokenizer.h"
 
 #define MAX_LORAS 16
+#define MAX_MODEL_DIRS 16
 
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
     const char *controlnet, *control_image, *mask, *upscale_model;
+    const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
+    const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
+    int nmodel_dirs;
     kiln_outpaint outpaint;
     bool outpaint_given, feathering_given;
     double hires_scale, hires_denoise; /* hires fix: 0 for none */
@@ -64,6 +68,7 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: gen --prompt TEXT [options] --output OUT.png|OUT.jpg\n"
+            "       gen --workflow API.json [--models DIR]... [backend options] --output OUT.png|OUT.jpg\n"
             "       gen --info MODEL|LORA|CONTROLNET|UPSCALER\n"
             "       gen --list-devices\n"
             "\n"
@@ -251,7 +256,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
-           O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC };
+           O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -281,6 +286,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"sdxl-size", required_argument, 0, O_SDXL_SIZE}, {"sdxl-crop", required_argument, 0, O_SDXL_CROP},
         {"sdxl-target", required_argument, 0, O_SDXL_TARGET}, {"aesthetic", required_argument, 0, O_AESTHETIC},
         {"negative-aesthetic", required_argument, 0, O_NEGATIVE_AESTHETIC},
+        {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -337,6 +343,11 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_INFO: o->info = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
+        case O_WORKFLOW: o->workflow = optarg; break;
+        case O_MODELS:
+            if (o->nmodel_dirs == MAX_MODEL_DIRS) return bad_flag("--models", optarg, "at most 16 folders");
+            o->model_dirs[o->nmodel_dirs++] = optarg;
+            break;
         case O_MASK: o->mask = optarg; break;
         case O_OUTPAINT: {
             int rc = parse_outpaint(optarg, &o->outpaint);
@@ -444,7 +455,16 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->info || o->list_devices) return 0;
-    if (!o->prompt) {
+    if (o->workflow && (o->prompt || o->model)) {
+        fprintf(stderr, "gen: --workflow %s carries its own prompts, models and settings: give it with --output, "
+                        "--models and the backend's flags, without --%s\n", o->workflow, o->prompt ? "prompt" : "model");
+        return 2;
+    }
+    if (o->nmodel_dirs && !o->workflow) {
+        fprintf(stderr, "gen: --models is where a --workflow's files are looked up; there is no --workflow\n");
+        return 2;
+    }
+    if (!o->prompt && !o->workflow) {
         fprintf(stderr, "gen: --prompt is required\n");
         usage(stderr);
         return 2;
@@ -972,6 +992,59 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     return 0;
 }
 
+/* The whole of a text file, NUL-terminated; NULL with a message on stderr. */
+static char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    long size = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (text = malloc((size_t)size + 1)) && fread(text, 1, (size_t)size, f) == (size_t)size) {
+        text[size] = '\0';
+        fclose(f);
+        return text;
+    }
+    fprintf(stderr, "gen: --workflow %s: %s\n", path, f ? "cannot be read" : strerror(errno));
+    free(text);
+    if (f) fclose(f);
+    return NULL;
+}
+
+static kiln_status workflow_progress(void *ctx, int step, int total, const float *denoised)
+{
+    progress *p = ctx;
+    kiln_status st = show_progress(ctx, step, total, denoised);
+    if (step + 1 == total) p->start = now_s(); /* the next KSampler of the workflow is timed from here */
+    return st;
+}
+
+/* --workflow: the workflow's output images to --output's names (numbered
+ * when more than one), each PNG carrying the workflow as ComfyUI's "prompt". */
+static int run_workflow(const gen_options *o, kiln_backend *be)
+{
+    char *json = read_text_file(o->workflow);
+    if (!json) return 1;
+    progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO)};
+    kiln_workflow_options wo = {o->model_dirs, o->nmodel_dirs, workflow_progress, &prog};
+    kiln_image *images;
+    int count;
+    if (kiln_workflow_run(be, json, &wo, &images, &count) != KILN_OK) {
+        free(json);
+        return fail("--workflow");
+    }
+    kiln_png_text text = {"prompt", json};
+    int rc = 0;
+    for (int i = 0; i < count && !rc; i++) {
+        char name[4096];
+        output_name(o->output, i, count, name, sizeof name);
+        if (kiln_image_save(name, &images[i], &text, 1) != KILN_OK) rc = fail("--output");
+        else fprintf(stderr, "gen: wrote %s (%dx%d)\n", name, images[i].width, images[i].height);
+    }
+    kiln_images_free(images, count);
+    free(json);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     gen_options o;
@@ -991,6 +1064,11 @@ int main(int argc, char **argv)
     kiln_backend_options bo = {.threads = o.threads, .device = o.device, .compute = o.compute,
                                .compute_auto = !o.compute_set};
     if (kiln_backend_create(o.backend, &bo, &be) != KILN_OK) return fail("--backend");
+    if (o.workflow) {
+        rc = run_workflow(&o, be);
+        kiln_backend_free(be);
+        return rc;
+    }
     kiln_checkpoint *ck;
     kiln_status st = o.model ? kiln_checkpoint_open(o.model, &ck) : kiln_default_checkpoint_open(&ck);
     if (st != KILN_OK) return fail("--model");

@@ -55,6 +55,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_vae_decode            VAEDecode
  *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
  *   kiln_image_load / _save    LoadImage / SaveImage
+ *   kiln_workflow_run          a whole API-format workflow through the calls above
  *
  * Handles (backend, model, ControlNet, IP-Adapter, CLIP vision, upscaler)
  * are opaque; each holds memory on its backend, so all of them are freed
@@ -304,6 +305,32 @@ typedef struct kiln_ksampler_params {
  * noise mask, an InstructPix2Pix model an edit_latent. */
 kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out);
+
+/* A ComfyUI workflow in the API format (the UI's "Save (API)", or a /prompt
+ * request body with it under "prompt"), run node by node through the calls
+ * above: only what its SaveImage and PreviewImage nodes need, each node
+ * once. The nodes kiln runs: CheckpointLoaderSimple, LoraLoader,
+ * LoraLoaderModelOnly, CLIPSetLastLayer, CLIPTextEncode, EmptyLatentImage,
+ * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode,
+ * ControlNetLoader, ControlNetApplyAdvanced, LatentUpscaleBy,
+ * RepeatLatentBatch, UpscaleModelLoader, ImageUpscaleWithModel, SaveImage,
+ * PreviewImage; any other is refused by its id and name. */
+typedef struct kiln_workflow_options {
+    /* where the file names in the workflow (ckpt_name, lora_name, ...) are
+       looked up when they are not paths: in each folder's subfolder for the
+       kind as ComfyUI's models folder has them (checkpoints/, loras/,
+       controlnet/, upscale_models/; input/ for LoadImage), then in the folder */
+    const char *const *model_dirs;
+    int nmodel_dirs;
+    kiln_progress_fn progress; /* every KSampler's steps; NULL: none */
+    void *progress_ctx;
+} kiln_workflow_options;
+
+/* The output nodes' images, in the order of their node ids, into *images
+ * (*count of them; free with kiln_images_free). */
+kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_workflow_options *options,
+                              kiln_image **images, int *count);
+void kiln_images_free(kiln_image *images, int count);
 
 #ifdef __cplusplus
 }

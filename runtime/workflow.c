@@ -1,0 +1,673 @@
+/* ComfyUI API-format workflows ("prompt": node id -> class_type and inputs)
+ * run through the embedding API, node by node.
+ *
+ * Only what the images of the output nodes (SaveImage, PreviewImage) need is
+ * run, each node once, ancestors first. Loaders are lazy: LoRAs merge into
+ * the weights when a checkpoint loads, so MODEL and CLIP values are recipes
+ * (checkpoint, LoRAs in order) and a checkpoint is loaded once per recipe,
+ * when a node first reads its UNet, text towers or VAE. The usual graph,
+ * whose MODEL and CLIP pass through the same LoraLoaders, loads one model. */
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kiln.h"
+
+#include "status.h"
+
+#define WF_MAX_LORAS 16
+#define WF_MAX_OUTPUTS 3 /* CheckpointLoaderSimple's MODEL, CLIP, VAE */
+#define WF_MAX_MODELS 8
+#define WF_MAX_NETS 8
+
+typedef enum wf_kind {
+    WF_NONE,
+    WF_MODEL, /* a recipe; the UNet */
+    WF_CLIP,  /* a recipe; the text towers */
+    WF_VAE,   /* a recipe; the VAE */
+    WF_CONDITIONING,
+    WF_LATENT,
+    WF_IMAGE,
+    WF_CONTROL_NET, /* a file, loaded for the model that samples with it */
+    WF_UPSCALE_MODEL,
+} wf_kind;
+
+static const char *const kind_names[] = {"nothing", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT",
+                                         "IMAGE", "CONTROL_NET", "UPSCALE_MODEL"};
+
+/* A checkpoint and the LoRAs merged into it, in order. */
+typedef struct wf_recipe {
+    char *ckpt;
+    kiln_lora loras[WF_MAX_LORAS]; /* paths owned */
+    int nloras;
+    int clip_skip; /* CLIPSetLastLayer; 0: the model's */
+} wf_recipe;
+
+/* ControlNetApplyAdvanced's part of a CONDITIONING. */
+typedef struct wf_control {
+    const char *path; /* the CONTROL_NET value's, which outlives it */
+    const kiln_image *image;
+    double strength, start, end;
+} wf_control;
+
+typedef struct wf_value {
+    wf_kind kind;
+    wf_recipe recipe;
+    kiln_conditioning cond;
+    wf_control control; /* path NULL: none */
+    kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
+    int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
+    kiln_image *images;   /* IMAGE: a batch */
+    int nimages;
+    char *path; /* CONTROL_NET */
+    kiln_upscaler *upscaler;
+} wf_value;
+
+typedef struct wf_node {
+    const char *id;
+    const cJSON *json;
+    const char *class_type;
+    int state; /* 0 not run, 1 running (a cycle if met again), 2 done */
+    wf_value out[WF_MAX_OUTPUTS];
+} wf_node;
+
+typedef struct wf_model {
+    wf_recipe recipe; /* borrowed from the node that loaded it */
+    kiln_model *model;
+} wf_model;
+
+typedef struct wf_net {
+    const char *path;
+    const kiln_model *model;
+    kiln_controlnet *net;
+} wf_net;
+
+typedef struct wf_run {
+    kiln_backend *be;
+    const kiln_workflow_options *opt;
+    wf_node *nodes;
+    int nnodes;
+    wf_model models[WF_MAX_MODELS];
+    int nmodels;
+    wf_net nets[WF_MAX_NETS];
+    int nnets;
+    kiln_image *saved; /* the output nodes' images, in order */
+    int nsaved;
+} wf_run;
+
+static kiln_status node_fail(const wf_node *n, kiln_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static kiln_status node_fail(const wf_node *n, kiln_status code, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return kiln_fail(code, "workflow node %s (%s): %s", n->id, n->class_type, msg);
+}
+
+/* A model file named in the workflow: as given if it is there, else under
+ * each models folder, in its kind's subfolder as ComfyUI keeps them, then
+ * at the top. */
+static kiln_status find_file(const wf_run *r, const wf_node *n, const char *input, const char *subfolder,
+                             char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n->json, "inputs"), input);
+    if (!cJSON_IsString(v) || !*v->valuestring) return node_fail(n, KILN_ERR_INVALID_ARG, "no file name '%s'", input);
+    const char *name = v->valuestring;
+    struct stat st;
+    char path[4096];
+    for (int i = -1; i < r->opt->nmodel_dirs; i++) {
+        for (int sub = 0; sub < 2; sub++) {
+            if (i < 0 && sub) continue;
+            if (i < 0) snprintf(path, sizeof path, "%s", name);
+            else if (sub == 0) snprintf(path, sizeof path, "%s/%s/%s", r->opt->model_dirs[i], subfolder, name);
+            else snprintf(path, sizeof path, "%s/%s", r->opt->model_dirs[i], name);
+            if (stat(path, &st) == 0) {
+                if (!(*out = strdup(path))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+                return KILN_OK;
+            }
+        }
+    }
+    return node_fail(n, KILN_ERR_IO, "%s '%s' not found as given%s", input, name,
+                     r->opt->nmodel_dirs ? " nor in the models folders (--models)" : "; name its folder with --models");
+}
+
+static const cJSON *input_of(const wf_node *n, const char *name)
+{
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n->json, "inputs"), name);
+}
+
+static kiln_status number(const wf_node *n, const char *name, double *out)
+{
+    const cJSON *v = input_of(n, name);
+    *out = 0.0;
+    if (!cJSON_IsNumber(v)) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' is not a number", name);
+    *out = v->valuedouble;
+    return KILN_OK;
+}
+
+/* An integer input within [lo, hi]. */
+static kiln_status integer(const wf_node *n, const char *name, double lo, double hi, int *out)
+{
+    double v;
+    *out = 0;
+    TRY(number(n, name, &v));
+    if (v != (double)(long long)v || v < lo || v > hi)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' %g: an integer from %g to %g", name, v, lo, hi);
+    *out = (int)v;
+    return KILN_OK;
+}
+
+static kiln_status text(const wf_node *n, const char *name, const char **out)
+{
+    const cJSON *v = input_of(n, name);
+    *out = NULL;
+    if (!cJSON_IsString(v)) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' is not a string", name);
+    *out = v->valuestring;
+    return KILN_OK;
+}
+
+static kiln_status run_node(wf_run *r, wf_node *n);
+
+/* The value a link input ([node id, output index]) carries, run first. */
+static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind kind, wf_value **out)
+{
+    const cJSON *v = input_of(n, name);
+    const cJSON *id = cJSON_GetArrayItem(v, 0), *index = cJSON_GetArrayItem(v, 1);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsString(id) || !cJSON_IsNumber(index))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' is not a link [node id, output]", name);
+    wf_node *from = NULL;
+    for (int i = 0; i < r->nnodes && !from; i++)
+        if (strcmp(r->nodes[i].id, id->valuestring) == 0) from = &r->nodes[i];
+    if (!from) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' links to node %s, which is not in the workflow",
+                                name, id->valuestring);
+    if (from->state == 1)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' links back into a cycle through node %s", name, from->id);
+    if (from->state == 0) TRY(run_node(r, from));
+    int i = index->valueint;
+    if (i < 0 || i >= WF_MAX_OUTPUTS || from->out[i].kind != kind)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' wants a %s; node %s's output %d is %s", name,
+                         kind_names[kind], from->id, i,
+                         i >= 0 && i < WF_MAX_OUTPUTS ? kind_names[from->out[i].kind] : "not there");
+    *out = &from->out[i];
+    return KILN_OK;
+}
+
+static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
+{
+    *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip};
+    bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
+    for (int i = 0; i < from->nloras; i++) {
+        to->loras[i] = from->loras[i];
+        ok = ok && (to->loras[i].path = strdup(from->loras[i].path)) != NULL;
+        if (!to->loras[i].path) to->nloras = i;
+    }
+    return ok ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+}
+
+static void free_recipe(wf_recipe *rc)
+{
+    free(rc->ckpt);
+    for (int i = 0; i < rc->nloras; i++) free((char *)rc->loras[i].path);
+    *rc = (wf_recipe){0};
+}
+
+static bool same_loads(const wf_recipe *a, const wf_recipe *b)
+{
+    if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras) return false;
+    for (int i = 0; i < a->nloras; i++)
+        if (strcmp(a->loras[i].path, b->loras[i].path) || a->loras[i].unet_strength != b->loras[i].unet_strength ||
+            a->loras[i].clip_strength != b->loras[i].clip_strength)
+            return false;
+    return true;
+}
+
+/* The model a recipe loads, loaded the first time it is asked for. A VAE
+ * reader takes any load of the checkpoint (LoRAs leave the VAE alone). */
+static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_model **out)
+{
+    for (int i = 0; i < r->nmodels; i++)
+        if (vae_only ? strcmp(r->models[i].recipe.ckpt, rc->ckpt) == 0 : same_loads(&r->models[i].recipe, rc)) {
+            *out = r->models[i].model;
+            return KILN_OK;
+        }
+    if (r->nmodels == WF_MAX_MODELS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d different loads of checkpoints", WF_MAX_MODELS);
+    wf_model *m = &r->models[r->nmodels];
+    TRY(kiln_checkpoint_load(r->be, rc->ckpt, rc->loras, rc->nloras, &m->model));
+    m->recipe = *rc;
+    r->nmodels++;
+    *out = m->model;
+    return KILN_OK;
+}
+
+static kiln_status controlnet_of(wf_run *r, const char *path, kiln_model *m, kiln_controlnet **out)
+{
+    *out = NULL;
+    for (int i = 0; i < r->nnets; i++)
+        if (r->nets[i].model == m && strcmp(r->nets[i].path, path) == 0) {
+            *out = r->nets[i].net;
+            return KILN_OK;
+        }
+    if (r->nnets == WF_MAX_NETS) return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets", WF_MAX_NETS);
+    TRY(kiln_controlnet_load(m, path, &r->nets[r->nnets].net));
+    r->nets[r->nnets].path = path;
+    r->nets[r->nnets].model = m;
+    *out = r->nets[r->nnets++].net;
+    return KILN_OK;
+}
+
+/* ---- the nodes, in ComfyUI's names and input names ---- */
+
+static kiln_status checkpoint_loader(wf_run *r, wf_node *n)
+{
+    char *path;
+    TRY(find_file(r, n, "ckpt_name", "checkpoints", &path));
+    wf_recipe rc = {.ckpt = path};
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < 3 && st == KILN_OK; i++) {
+        n->out[i].kind = (wf_kind[]){WF_MODEL, WF_CLIP, WF_VAE}[i];
+        st = copy_recipe(&rc, &n->out[i].recipe);
+    }
+    free(path);
+    return st;
+}
+
+static kiln_status lora_loader(wf_run *r, wf_node *n, bool model_only)
+{
+    wf_value *model, *clip = NULL;
+    double sm, sc = 0.0;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "strength_model", &sm));
+    if (!model_only) {
+        TRY(linked(r, n, "clip", WF_CLIP, &clip));
+        TRY(number(n, "strength_clip", &sc));
+    }
+    if (model->recipe.nloras == WF_MAX_LORAS || (clip && clip->recipe.nloras == WF_MAX_LORAS))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "more than %d LoRAs on one checkpoint", WF_MAX_LORAS);
+    char *path;
+    TRY(find_file(r, n, "lora_name", "loras", &path));
+    wf_value *from[2] = {model, clip};
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < 2 && st == KILN_OK; i++) {
+        if (!from[i]) continue;
+        n->out[i].kind = i ? WF_CLIP : WF_MODEL;
+        wf_recipe *rc = &n->out[i].recipe;
+        if ((st = copy_recipe(&from[i]->recipe, rc)) != KILN_OK) break;
+        char *copy = strdup(path);
+        if (!copy) {
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+            break;
+        }
+        rc->loras[rc->nloras] = (kiln_lora){copy, sm, sc};
+        rc->nloras++;
+    }
+    free(path);
+    return st;
+}
+
+static kiln_status clip_set_last_layer(wf_run *r, wf_node *n)
+{
+    wf_value *clip;
+    int layer;
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(integer(n, "stop_at_clip_layer", -24, -1, &layer));
+    n->out[0].kind = WF_CLIP;
+    TRY(copy_recipe(&clip->recipe, &n->out[0].recipe));
+    n->out[0].recipe.clip_skip = -layer;
+    return KILN_OK;
+}
+
+static kiln_status clip_text_encode(wf_run *r, wf_node *n)
+{
+    wf_value *clip;
+    const char *prompt;
+    kiln_model *m;
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(text(n, "text", &prompt));
+    TRY(model_of(r, &clip->recipe, false, &m));
+    n->out[0].kind = WF_CONDITIONING;
+    return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
+}
+
+static kiln_status empty_latent_image(wf_run *r, wf_node *n)
+{
+    (void)r;
+    wf_value *v = &n->out[0];
+    v->kind = WF_LATENT;
+    TRY(integer(n, "width", 8, 16384, &v->empty_w));
+    TRY(integer(n, "height", 8, 16384, &v->empty_h));
+    TRY(integer(n, "batch_size", 1, 256, &v->latent.batch));
+    return KILN_OK;
+}
+
+/* A LATENT's values: EmptyLatentImage's made on first use, by the model
+ * that reads it (its VAE's factor and channels: SD's eighth and 4, as
+ * ComfyUI's node has them), or as ComfyUI makes them where no model reads
+ * it (LatentUpscaleBy, RepeatLatentBatch). */
+static kiln_status latent_of(wf_value *v, const kiln_model *m, const kiln_latent **out)
+{
+    kiln_latent *l = &v->latent;
+    if (!l->data && m) {
+        TRY(kiln_empty_latent(m, v->empty_w, v->empty_h, l->batch, l));
+    } else if (!l->data) {
+        if (v->empty_w % 8 || v->empty_h % 8)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "EmptyLatentImage %dx%d: width and height must be multiples of 8",
+                             v->empty_w, v->empty_h);
+        *l = (kiln_latent){.batch = l->batch, .channels = 4, .height = v->empty_h / 8, .width = v->empty_w / 8};
+        if (!(l->data = calloc((size_t)l->batch * 4 * l->height * l->width, sizeof(float))))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    }
+    *out = l;
+    return KILN_OK;
+}
+
+static kiln_status load_image(wf_run *r, wf_node *n)
+{
+    char *path;
+    TRY(find_file(r, n, "image", "input", &path));
+    n->out[0].kind = WF_IMAGE;
+    kiln_status st = KILN_ERR_OUT_OF_MEMORY;
+    if ((n->out[0].images = calloc(1, sizeof(kiln_image)))) {
+        st = kiln_image_load(path, n->out[0].images);
+        n->out[0].nimages = st == KILN_OK;
+    }
+    free(path);
+    return st == KILN_ERR_OUT_OF_MEMORY ? kiln_fail(st, "workflow: out of host memory") : st;
+}
+
+static kiln_status vae_encode(wf_run *r, wf_node *n)
+{
+    wf_value *pixels, *vae;
+    kiln_model *m;
+    TRY(linked(r, n, "pixels", WF_IMAGE, &pixels));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    TRY(model_of(r, &vae->recipe, true, &m));
+    n->out[0].kind = WF_LATENT;
+    return kiln_vae_encode(m, pixels->images, pixels->nimages, &n->out[0].latent);
+}
+
+static kiln_status vae_decode(wf_run *r, wf_node *n)
+{
+    wf_value *samples, *vae;
+    kiln_model *m;
+    TRY(linked(r, n, "samples", WF_LATENT, &samples));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    TRY(model_of(r, &vae->recipe, true, &m));
+    const kiln_latent *l;
+    TRY(latent_of(samples, m, &l));
+    n->out[0].kind = WF_IMAGE;
+    int count = l->batch;
+    if (!(n->out[0].images = calloc((size_t)count, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    TRY(kiln_vae_decode(m, l, n->out[0].images, count));
+    n->out[0].nimages = count;
+    return KILN_OK;
+}
+
+/* The input latent carried over a node that changes nothing else. */
+static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
+{
+    wf_value *samples;
+    const kiln_latent *l;
+    TRY(linked(r, n, "samples", WF_LATENT, &samples));
+    TRY(latent_of(samples, NULL, &l));
+    n->out[0].kind = WF_LATENT;
+    if (upscale) {
+        const char *method;
+        double scale;
+        TRY(text(n, "upscale_method", &method));
+        TRY(number(n, "scale_by", &scale));
+        return kiln_latent_upscale_by(l, method, scale, &n->out[0].latent);
+    }
+    int amount;
+    TRY(integer(n, "amount", 1, 64, &amount));
+    return kiln_latent_repeat(l, amount, &n->out[0].latent);
+}
+
+static kiln_status controlnet_loader(wf_run *r, wf_node *n)
+{
+    n->out[0].kind = WF_CONTROL_NET;
+    return find_file(r, n, "control_net_name", "controlnet", &n->out[0].path);
+}
+
+static kiln_status controlnet_apply(wf_run *r, wf_node *n)
+{
+    wf_value *pos, *neg, *net, *image;
+    wf_control c = {0};
+    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(linked(r, n, "control_net", WF_CONTROL_NET, &net));
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(number(n, "strength", &c.strength));
+    TRY(number(n, "start_percent", &c.start));
+    TRY(number(n, "end_percent", &c.end));
+    if (pos->control.path || neg->control.path)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a second ControlNet on one prompt (kiln applies one)");
+    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a hint of %d images", image->nimages);
+    c.path = net->path;
+    c.image = &image->images[0];
+    wf_value *from[2] = {pos, neg};
+    for (int i = 0; i < 2; i++) {
+        wf_value *v = &n->out[i];
+        const kiln_conditioning *src = &from[i]->cond;
+        *v = (wf_value){.kind = WF_CONDITIONING, .control = c};
+        v->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
+                                      src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
+                                      src->pooled_dim};
+        if (!v->cond.data || (src->pooled && !v->cond.pooled))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        memcpy(v->cond.data, src->data, (size_t)src->tokens * src->dim * sizeof(float));
+        if (src->pooled) memcpy(v->cond.pooled, src->pooled, (size_t)src->pooled_dim * sizeof(float));
+    }
+    return KILN_OK;
+}
+
+static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
+{
+    wf_value *model, *pos, *neg, *latent;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
+    kiln_ksampler_params p = {.denoise = 1.0, .progress = r->opt->progress, .progress_ctx = r->opt->progress_ctx};
+    double seed;
+    TRY(number(n, advanced ? "noise_seed" : "seed", &seed));
+    if (seed < 0 || seed > 18446744073709549568.0 || seed != (double)(unsigned long long)seed)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "seed %.0f: an integer from 0 to 2^64 - 1", seed);
+    p.seed = (uint64_t)seed;
+    TRY(integer(n, "steps", 1, 10000, &p.steps));
+    TRY(number(n, "cfg", &p.cfg));
+    TRY(text(n, "sampler_name", &p.sampler_name));
+    TRY(text(n, "scheduler", &p.scheduler));
+    if (advanced) {
+        const char *add_noise, *leftover;
+        TRY(text(n, "add_noise", &add_noise));
+        TRY(text(n, "return_with_leftover_noise", &leftover));
+        TRY(integer(n, "start_at_step", 0, 10000, &p.start_at_step));
+        TRY(integer(n, "end_at_step", 0, 10000, &p.end_at_step));
+        p.disable_noise = strcmp(add_noise, "enable") != 0;
+        p.leftover_noise = strcmp(leftover, "enable") == 0;
+        if (p.end_at_step >= p.steps) p.end_at_step = 0; /* ComfyUI's 10000: to the end */
+    } else {
+        TRY(number(n, "denoise", &p.denoise));
+    }
+    kiln_model *m;
+    const kiln_latent *l;
+    TRY(model_of(r, &model->recipe, false, &m));
+    TRY(latent_of(latent, m, &l));
+    kiln_control_apply apply;
+    if (pos->control.path) {
+        kiln_controlnet *net;
+        TRY(controlnet_of(r, pos->control.path, m, &net));
+        apply = (kiln_control_apply){net, pos->control.image, pos->control.strength, pos->control.start,
+                                     pos->control.end};
+        p.control = &apply;
+    }
+    n->out[0].kind = WF_LATENT;
+    return kiln_ksampler(m, &p, &pos->cond, &neg->cond, l, &n->out[0].latent);
+}
+
+static kiln_status upscale_model_loader(wf_run *r, wf_node *n)
+{
+    char *path;
+    TRY(find_file(r, n, "model_name", "upscale_models", &path));
+    n->out[0].kind = WF_UPSCALE_MODEL;
+    kiln_status st = kiln_upscale_model_load(r->be, path, &n->out[0].upscaler);
+    free(path);
+    return st;
+}
+
+static kiln_status image_upscale_with_model(wf_run *r, wf_node *n)
+{
+    wf_value *model, *image;
+    TRY(linked(r, n, "upscale_model", WF_UPSCALE_MODEL, &model));
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)image->nimages, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (; n->out[0].nimages < image->nimages; n->out[0].nimages++)
+        TRY(kiln_image_upscale_with_model(model->upscaler, &image->images[n->out[0].nimages],
+                                          &n->out[0].images[n->out[0].nimages]));
+    return KILN_OK;
+}
+
+/* SaveImage and PreviewImage: their images join the run's output. */
+static kiln_status output_images(wf_run *r, wf_node *n)
+{
+    wf_value *images;
+    TRY(linked(r, n, "images", WF_IMAGE, &images));
+    kiln_image *all = realloc(r->saved, (size_t)(r->nsaved + images->nimages) * sizeof *all);
+    if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    r->saved = all;
+    for (int i = 0; i < images->nimages; i++) {
+        const kiln_image *src = &images->images[i];
+        kiln_image *dst = &r->saved[r->nsaved];
+        size_t bytes = (size_t)src->width * src->height * 3;
+        *dst = (kiln_image){src->width, src->height, 3, malloc(bytes)};
+        if (!dst->pixels) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        memcpy(dst->pixels, src->pixels, bytes);
+        r->nsaved++;
+    }
+    return KILN_OK;
+}
+
+static kiln_status run_node(wf_run *r, wf_node *n)
+{
+    static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
+                                         "EmptyLatentImage", "LoadImage", "VAEEncode", "VAEDecode",
+                                         "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
+                                         "ImageUpscaleWithModel"};
+    static kiln_status (*const runs[])(wf_run *, wf_node *) = {
+        checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
+        vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model};
+    n->state = 1;
+    const char *c = n->class_type;
+    kiln_status st = KILN_ERR_UNSUPPORTED;
+    bool known = true;
+    if (strcmp(c, "LoraLoader") == 0 || strcmp(c, "LoraLoaderModelOnly") == 0)
+        st = lora_loader(r, n, c[10] != '\0');
+    else if (strcmp(c, "KSampler") == 0 || strcmp(c, "KSamplerAdvanced") == 0)
+        st = ksampler(r, n, c[8] != '\0');
+    else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "RepeatLatentBatch") == 0)
+        st = latent_node(r, n, c[0] == 'L');
+    else if (strcmp(c, "SaveImage") == 0 || strcmp(c, "PreviewImage") == 0)
+        st = output_images(r, n);
+    else {
+        known = false;
+        for (size_t i = 0; i < sizeof simple / sizeof *simple && !known; i++)
+            if (strcmp(c, simple[i]) == 0) known = true, st = runs[i](r, n);
+    }
+    if (!known) st = node_fail(n, KILN_ERR_UNSUPPORTED, "kiln does not run this node (see the README's list)");
+    n->state = 2;
+    return st;
+}
+
+void kiln_images_free(kiln_image *images, int count)
+{
+    for (int i = 0; images && i < count; i++) kiln_image_free(&images[i]);
+    free(images);
+}
+
+static void free_value(wf_value *v)
+{
+    free_recipe(&v->recipe);
+    kiln_conditioning_free(&v->cond);
+    kiln_latent_free(&v->latent);
+    kiln_images_free(v->images, v->nimages);
+    free(v->path);
+    kiln_upscaler_free(v->upscaler);
+    *v = (wf_value){0};
+}
+
+static bool is_output(const wf_node *n)
+{
+    return strcmp(n->class_type, "SaveImage") == 0 || strcmp(n->class_type, "PreviewImage") == 0;
+}
+
+/* Node ids in ComfyUI's order: as numbers where they are numbers. */
+static int by_id(const void *a, const void *b)
+{
+    const wf_node *x = a, *y = b;
+    char *ex, *ey;
+    long nx = strtol(x->id, &ex, 10), ny = strtol(y->id, &ey, 10);
+    if (!*ex && !*ey && nx != ny) return nx < ny ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_workflow_options *options,
+                              kiln_image **images, int *count)
+{
+    if (!be || !json || !images || !count) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_workflow_run: no backend, "
+                                                            "workflow or place for the images");
+    *images = NULL;
+    *count = 0;
+    const kiln_workflow_options none = {0};
+    wf_run r = {.be = be, .opt = options ? options : &none};
+    cJSON *root = cJSON_Parse(json);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return kiln_fail(KILN_ERR_FORMAT, "workflow: not a JSON object of nodes (ComfyUI's API format, \"Save (API)\")");
+    }
+    /* a whole /prompt request body holds the workflow under "prompt" */
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    const cJSON *graph = cJSON_IsObject(prompt) ? prompt : root;
+    kiln_status st = KILN_OK;
+    r.nnodes = cJSON_GetArraySize(graph);
+    if (!(r.nodes = calloc(r.nnodes ? (size_t)r.nnodes : 1, sizeof *r.nodes)))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    int i = 0;
+    for (const cJSON *node = graph->child; node && st == KILN_OK; node = node->next, i++) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(node, "class_type");
+        if (!cJSON_IsString(type) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(node, "inputs")))
+            st = kiln_fail(KILN_ERR_FORMAT, "workflow node %s: no class_type and inputs (the UI's format? export "
+                           "with \"Save (API)\")", node->string);
+        else
+            r.nodes[i] = (wf_node){.id = node->string, .json = node, .class_type = type->valuestring};
+    }
+    if (st == KILN_OK) qsort(r.nodes, (size_t)r.nnodes, sizeof *r.nodes, by_id);
+    int outputs = 0;
+    for (i = 0; i < r.nnodes && st == KILN_OK; i++)
+        if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
+    if (st == KILN_OK && !outputs)
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage or PreviewImage node, so nothing to make");
+    for (i = 0; i < r.nnets; i++) kiln_controlnet_free(r.nets[i].net);
+    for (i = 0; i < r.nnodes; i++)
+        for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);
+    for (i = 0; i < r.nmodels; i++) kiln_model_free(r.models[i].model);
+    free(r.nodes);
+    cJSON_Delete(root);
+    if (st != KILN_OK) {
+        kiln_images_free(r.saved, r.nsaved);
+        return st;
+    }
+    *images = r.saved;
+    *count = r.nsaved;
+    return KILN_OK;
+}
