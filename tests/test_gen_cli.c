@@ -265,6 +265,55 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
+/* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
+ * a ControlNet from 30 %, the hires fix, a batch of 2) makes the same
+ * pictures to the bit: the workflow says all of the run, and kiln runs it
+ * as gen did. A workflow with --prompt is refused. */
+static void workflow_round_trip(void **state)
+{
+    (void)state;
+    char cmd[4096], json[8192], path[600];
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/gen --model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prompt 'a red (circle:1.2)' "
+             "--negative-prompt blurry --width 16 --height 16 --steps 3 --seed 9 --batch 2 --clip-skip 2 "
+             "--lora %s/lora/kohya_ldm.safetensors:0.7 --controlnet %s/controlnet/tiny_ldm.safetensors "
+             "--control-image %s/controlnet/hint_37x23.png --control-start 0.3 --hires-scale 1.5 --hires-steps 2 "
+             "--output %s/first.png 2>/dev/null",
+             KILN_BINARY_DIR, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/first_00001.png", tmpdir);
+    read_png_text(path, "prompt", json, sizeof json);
+    assert_non_null(strstr(json, "\"LatentUpscaleBy\""));
+    snprintf(path, sizeof path, "%s/workflow.json", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/gen --workflow %s --models %s/tiny --models %s/lora --models %s/controlnet --output %s/again.png "
+             "2>/dev/null",
+             KILN_BINARY_DIR, path, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    for (int b = 1; b <= 2; b++) {
+        kiln_image first, again;
+        snprintf(path, sizeof path, "%s/first_%05d.png", tmpdir, b);
+        assert_kiln_ok(kiln_image_load(path, &first));
+        snprintf(path, sizeof path, "%s/again_%05d.png", tmpdir, b);
+        assert_kiln_ok(kiln_image_load(path, &again));
+        assert_int_equal(first.width, 24);
+        assert_int_equal(again.width, 24);
+        assert_int_equal(again.height, 24);
+        assert_memory_equal(again.pixels, first.pixels, (size_t)24 * 24 * 3);
+        read_png_text(path, "prompt", cmd, sizeof cmd);
+        assert_string_equal(cmd, json); /* the workflow it ran, for ComfyUI to load */
+        kiln_image_free(&first);
+        kiln_image_free(&again);
+    }
+    snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/workflow.json --prompt x --output %s/no.png 2>/dev/null",
+             KILN_BINARY_DIR, tmpdir, tmpdir);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+}
+
 /* gen --ip-adapter: weight 0, or a range no step falls in, is the plain
  * model to the bit, weight 1 another picture, a negative weight a third, the
  * Plus adapter a fourth (the adapters themselves are test_ip_adapter's); the
@@ -764,6 +813,7 @@ int main(void)
         cmocka_unit_test(jpeg_output),
         cmocka_unit_test(lora_run),
         cmocka_unit_test(controlnet_run),
+        cmocka_unit_test(workflow_round_trip),
         cmocka_unit_test(ip_adapter_run),
         cmocka_unit_test(inpaint_run),
         cmocka_unit_test(inpaint_model_run),

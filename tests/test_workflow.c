@@ -1,0 +1,141 @@
+/* ComfyUI API-format workflows run by kiln_workflow_run: the graphs of
+ * ComfyUI's recorded runs (tests/data/comfyui_e2e) give ComfyUI's pixels
+ * (within 1 level, the README's bound), and a broken graph is refused naming
+ * the node and input at fault. (gen --workflow's round trip through a PNG's
+ * workflow is test_gen_cli's.) */
+#include "kiln_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+
+#include "golden.h"
+
+static kiln_backend *backend;
+static const char *model_dirs[1];
+static const kiln_workflow_options options = {model_dirs, 1, NULL, NULL};
+
+static int setup(void **state)
+{
+    (void)state;
+    static char tiny[1024]; /* kiln_test_data's buffer is reused by the next call */
+    snprintf(tiny, sizeof tiny, "%s", kiln_test_data("tiny"));
+    model_dirs[0] = tiny;
+    return kiln_backend_open("cpu", NULL, &backend) == KILN_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kiln_backend_free(backend);
+    return 0;
+}
+
+static const char *meta(kiln_st_file *f, const char *key)
+{
+    const char *v = kiln_st_metadata(f, key);
+    if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
+    return v;
+}
+
+/* The graph ComfyUI ran for a recorded txt2img run: checkpoint, clip skip
+ * (CLIPSetLastLayer), both prompts, an empty latent of the image's size,
+ * KSampler, VAEDecode, SaveImage. Prompts hold no quotes or backslashes. */
+static void check_run(const char *file)
+{
+    char rel[256], json[4096];
+    snprintf(rel, sizeof rel, "comfyui_e2e/%s", file);
+    kiln_st_file *f = golden_open(rel);
+    golden pixels = golden_read(f, "image_uint8");
+    int B = (int)pixels.shape[0], H = (int)pixels.shape[1], W = (int)pixels.shape[2];
+    snprintf(json, sizeof json,
+             "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": "
+             "\"sd15_tiny_ldm_fp32.safetensors\"}},"
+             " \"10\": {\"class_type\": \"CLIPSetLastLayer\", \"inputs\": {\"stop_at_clip_layer\": -%s, "
+             "\"clip\": [\"4\", 1]}},"
+             " \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"%s\", \"clip\": [\"10\", 0]}},"
+             " \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"%s\", \"clip\": [\"10\", 0]}},"
+             " \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": %d, \"height\": %d, "
+             "\"batch_size\": %d}},"
+             " \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": %s, \"steps\": %s, \"cfg\": %s, "
+             "\"sampler_name\": \"%s\", \"scheduler\": \"%s\", \"denoise\": %s, \"model\": [\"4\", 0], "
+             "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}},"
+             " \"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}},"
+             " \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"filename_prefix\": \"ComfyUI\", "
+             "\"images\": [\"8\", 0]}}}",
+             meta(f, "clip_skip"), meta(f, "positive_prompt"), meta(f, "negative_prompt"), W, H, B, meta(f, "seed"),
+             meta(f, "steps"), meta(f, "cfg"), meta(f, "sampler_name"), meta(f, "scheduler"), meta(f, "denoise"));
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, B);
+    int worst = 0;
+    for (int b = 0; b < B; b++) {
+        assert_int_equal(images[b].width, W);
+        assert_int_equal(images[b].height, H);
+        for (int i = 0; i < H * W * 3; i++) {
+            int d = abs((int)images[b].pixels[i] - (int)pixels.data[(size_t)b * H * W * 3 + i]);
+            if (d > worst) worst = d;
+        }
+    }
+    print_message("  %-44s pixels within %d level(s)\n", file, worst);
+    assert_true(worst <= 1);
+    kiln_images_free(images, count);
+    golden_free(&pixels);
+    kiln_st_close(f);
+}
+
+static void comfyui_runs(void **state)
+{
+    (void)state;
+    check_run("txt2img_euler_normal_s8.safetensors");
+    check_run("txt2img_dpmpp_2m_karras_s8.safetensors");
+    check_run("txt2img_clipskip2_euler_normal_s8.safetensors");
+    check_run("txt2img_dpmpp_sde_normal_s8.safetensors");
+}
+
+static void expect_refusal(const char *json, kiln_status want, const char *needle)
+{
+    kiln_image *images = (kiln_image *)&images;
+    int count = -1;
+    kiln_status st = kiln_workflow_run(backend, json, &options, &images, &count);
+    if (st != want) fail_msg("%s: got %s (%s), expected %s", json, kiln_status_name(st), kiln_last_error(),
+                             kiln_status_name(want));
+    if (!strstr(kiln_last_error(), needle)) fail_msg("message '%s' does not name '%s'", kiln_last_error(), needle);
+    assert_null(images);
+    assert_int_equal(count, 0);
+}
+
+#define CKPT "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
+#define DECODE_SAVE(samples)                                                                                          \
+    "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": " samples ", \"vae\": [\"4\", 2]}}, "           \
+    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}"
+
+static void refusals(void **state)
+{
+    (void)state;
+    expect_refusal("not json", KILN_ERR_FORMAT, "API format");
+    expect_refusal("{\"nodes\": [], \"links\": []}", KILN_ERR_FORMAT, "Save (API)");
+    expect_refusal("{" CKPT "}", KILN_ERR_INVALID_ARG, "no SaveImage");
+    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"FluxGuidance\", \"inputs\": {}}, " DECODE_SAVE("[\"5\", 0]") "}",
+                   KILN_ERR_UNSUPPORTED, "node 5 (FluxGuidance)");
+    expect_refusal("{" CKPT ", " DECODE_SAVE("[\"77\", 0]") "}", KILN_ERR_INVALID_ARG, "node 77, which is not");
+    expect_refusal("{" CKPT ", " DECODE_SAVE("[\"4\", 1]") "}", KILN_ERR_INVALID_ARG,
+                   "node 8 (VAEDecode): input 'samples' wants a LATENT; node 4's output 1 is CLIP");
+    expect_refusal("{" CKPT ", " DECODE_SAVE("[\"8\", 0]") "}", KILN_ERR_INVALID_ARG, "cycle");
+    expect_refusal("{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"nope.safetensors\"}}, "
+                   "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "
+                   "\"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
+                   KILN_ERR_IO, "'nope.safetensors' not found");
+    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
+                   "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
+                   KILN_ERR_INVALID_ARG, "input 'width' 16.5");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(refusals)};
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
