@@ -121,6 +121,8 @@ static kiln_status apply_orientation(kiln_image *img, int orientation)
 
 /* ---- PNG ----------------------------------------------------------------- */
 
+static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
 /* libpng reports errors by longjmp. Everything that must survive the jump
  * lives on the heap, where setjmp's rules about locals do not reach. */
 typedef struct png_job {
@@ -133,6 +135,8 @@ typedef struct png_job {
     png_bytep *rows; /* (height) pointers into img.pixels */
     kiln_image img;
     int orientation;
+    const char *text_key; /* a text chunk to keep, NULL: none */
+    char *text;           /* its value, once read */
 } png_job;
 
 static void png_on_error(png_structp png, png_const_charp message)
@@ -187,17 +191,25 @@ static kiln_status png_read_pixels(png_job *job, const char *label)
     png_uint_32 exif_size = 0;
     png_bytep exif = NULL;
     if (png_get_eXIf_1(png, info, &exif_size, &exif)) job->orientation = exif_orientation(exif, exif_size);
+    png_textp chunks;
+    int nchunks = job->text_key ? png_get_text(png, info, &chunks, NULL) : 0;
+    for (int i = 0; i < nchunks && !job->text; i++)
+        if (strcmp(chunks[i].key, job->text_key) == 0 && !(job->text = strdup(chunks[i].text)))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
     return KILN_OK;
 }
 
-static kiln_status decode_png(const uint8_t *data, size_t size, const char *label, kiln_image *out)
+/* The pixels, and with text_key the value of that text chunk (*text, NULL
+ * when the file has none). */
+static kiln_status decode_png(const uint8_t *data, size_t size, const char *label, kiln_image *out,
+                              const char *text_key, char **text)
 {
     /* IHDR comes first; its size is checked before libpng allocates or reads on. */
     if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0)
         TRY(check_side(read_u32(data + 16, false), read_u32(data + 20, false), label));
     png_job *job = calloc(1, sizeof *job);
     if (!job) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
-    job->data = data, job->size = size, job->orientation = 1;
+    job->data = data, job->size = size, job->orientation = 1, job->text_key = text_key;
     kiln_status st;
     job->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, png_on_error, png_on_warning);
     if (job->png) job->info = png_create_info_struct(job->png);
@@ -213,6 +225,8 @@ static kiln_status decode_png(const uint8_t *data, size_t size, const char *labe
     if (st == KILN_OK) st = apply_orientation(&job->img, job->orientation);
     if (st == KILN_OK) *out = job->img;
     else kiln_image_free(&job->img);
+    if (st == KILN_OK && text) *text = job->text;
+    else free(job->text);
     free(job);
     return st;
 }
@@ -345,11 +359,10 @@ static const char *other_format(const uint8_t *d, size_t n)
 
 kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out)
 {
-    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     const uint8_t *d = data;
     *out = (kiln_image){0};
     if (size == 0) return kiln_fail(KILN_ERR_FORMAT, "%s: empty file", label);
-    if (size >= 8 && memcmp(d, png_magic, 8) == 0) return decode_png(d, size, label, out);
+    if (size >= 8 && memcmp(d, png_magic, 8) == 0) return decode_png(d, size, label, out, NULL, NULL);
     if (size >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff) return decode_jpeg(d, size, label, out);
     const char *format = other_format(d, size);
     if (format)
@@ -358,15 +371,17 @@ kiln_status kiln_image_decode(const void *data, size_t size, const char *label, 
     return kiln_fail(KILN_ERR_FORMAT, "%s: not a PNG or JPEG file (unknown first bytes)", label);
 }
 
-kiln_status kiln_image_load(const char *path, kiln_image *out)
+/* The whole of an image file, refused before reading when it is no regular
+ * file or larger than any image kiln takes; *data malloc'd. */
+static kiln_status read_image_file(const char *path, uint8_t **data, size_t *size)
 {
-    if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load: no path or no place for the image");
-    *out = (kiln_image){0};
+    *data = NULL;
+    *size = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return kiln_fail(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     kiln_status status = KILN_OK;
-    uint8_t *data = NULL;
+    uint8_t *buf = NULL;
     if (fstat(fileno(f), &st) != 0) {
         status = kiln_fail(KILN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
@@ -375,15 +390,43 @@ kiln_status kiln_image_load(const char *path, kiln_image *out)
     } else if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
         status = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: %lld bytes is too large for an image kiln accepts", path,
                            (long long)st.st_size);
-    } else if (!(data = malloc(st.st_size ? (size_t)st.st_size : 1))) {
+    } else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1))) {
         status = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    } else if (fread(data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+    } else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
         status = kiln_fail(KILN_ERR_IO, "%s: read error", path);
     }
     fclose(f);
-    if (status == KILN_OK) status = kiln_image_decode(data, (size_t)st.st_size, path, out);
+    if (status != KILN_OK) free(buf);
+    else *data = buf, *size = (size_t)st.st_size;
+    return status;
+}
+
+kiln_status kiln_image_load(const char *path, kiln_image *out)
+{
+    if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load: no path or no place for the image");
+    *out = (kiln_image){0};
+    uint8_t *data;
+    size_t size;
+    TRY(read_image_file(path, &data, &size));
+    kiln_status status = kiln_image_decode(data, size, path, out);
     free(data);
     return status;
+}
+
+kiln_status kiln_png_read_text(const char *path, const char *key, char **value)
+{
+    *value = NULL;
+    uint8_t *data;
+    size_t size;
+    TRY(read_image_file(path, &data, &size));
+    kiln_image img = {0};
+    kiln_status st = size >= 8 && memcmp(data, png_magic, 8) == 0
+                         ? decode_png(data, size, path, &img, key, value)
+                         : kiln_fail(KILN_ERR_FORMAT, "%s: not a PNG file", path);
+    free(data);
+    kiln_image_free(&img);
+    if (st == KILN_OK && !*value) st = kiln_fail(KILN_ERR_FORMAT, "%s: no \"%s\" text in this PNG", path, key);
+    return st;
 }
 
 /* ---- Saving -------------------------------------------------------------- */

@@ -24,7 +24,12 @@
 /* Allocates a zeroed width x height RGB image. */
 kiln_status kiln_image_alloc(kiln_image *img, int width, int height);
 
-/* The same for a file already in memory; `label` names it in errors. */
+/* The value of a PNG's text chunk `key` (ComfyUI's "prompt", A1111's
+ * "parameters"), *value malloc'd; KILN_ERR_FORMAT, naming the file, for a
+ * file that is no PNG or has no such text. */
+kiln_status kiln_png_read_text(const char *path, const char *key, char **value);
+
+/* kiln_image_load for a file already in memory; `label` names it in errors. */
 kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out);
 
 /* The file format a name asks for, by its extension (any case): .png, or

@@ -343,6 +343,43 @@ class Advanced(unittest.TestCase):
         self.assertIn("lanczos", caught.exception.message)
 
 
+class Workflows(unittest.TestCase):
+    """run_workflow: a recorded ComfyUI run's graph gives ComfyUI's pixels."""
+
+    def test_comfyui_graph(self):
+        meta, tensors = read_safetensors(data("comfyui_e2e/txt2img_euler_normal_s8.safetensors"))
+        (batch, height, width, _), pixels = tensors["image_uint8"]
+        graph = {
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15_tiny_ldm_fp32.safetensors"}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": meta["positive_prompt"], "clip": ["4", 1]}},
+            "7": {"class_type": "CLIPTextEncode", "inputs": {"text": meta["negative_prompt"], "clip": ["4", 1]}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": batch}},
+            "3": {"class_type": "KSampler", "inputs": {
+                "seed": int(meta["seed"]), "steps": int(meta["steps"]), "cfg": float(meta["cfg"]),
+                "sampler_name": meta["sampler_name"], "scheduler": meta["scheduler"],
+                "denoise": float(meta["denoise"]), "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+                "latent_image": ["5", 0]}},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+            "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+        }
+        steps = []
+        images = kiln.run_workflow(backend, graph, model_dirs=[data("tiny")],
+                                   progress=lambda step, total: steps.append(step))
+        self.assertEqual(steps, list(range(int(meta["steps"]))))
+        self.assertEqual(len(images), batch)
+        got = b"".join(image.pixels for image in images)
+        self.assertEqual(len(got), len(pixels))
+        self.assertLessEqual(max(abs(a - b) for a, b in zip(got, pixels)), 1)
+
+    def test_unknown_node(self):
+        graph = {"9": {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}},
+                 "5": {"class_type": "FluxGuidance", "inputs": {}}}
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.run_workflow(backend, json.dumps(graph))
+        self.assertEqual(caught.exception.status, "KILN_ERR_UNSUPPORTED")
+        self.assertIn("node 5 (FluxGuidance)", caught.exception.message)
+
+
 class Inpainting(unittest.TestCase):
     """VAEEncode + SetLatentNoiseMask (the tiny model is no inpainting
     model) and ImagePadForOutpaint against what diffusers computes in

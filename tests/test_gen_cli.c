@@ -266,9 +266,10 @@ static void controlnet_run(void **state)
 }
 
 /* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
- * a ControlNet from 30 %, the hires fix, a batch of 2) makes the same
- * pictures to the bit: the workflow says all of the run, and kiln runs it
- * as gen did. A workflow with --prompt is refused. */
+ * a ControlNet from 30 %, the hires fix, a batch of 2), as a JSON file and
+ * read from the PNG itself, makes the same pictures to the bit: the
+ * workflow says all of the run, and kiln runs it as gen did. A workflow with
+ * --prompt, and a PNG without one, are refused. */
 static void workflow_round_trip(void **state)
 {
     (void)state;
@@ -289,16 +290,20 @@ static void workflow_round_trip(void **state)
     assert_non_null(f);
     fputs(json, f);
     fclose(f);
-    snprintf(cmd, sizeof cmd,
-             "%s/bin/gen --workflow %s --models %s/tiny --models %s/lora --models %s/controlnet --output %s/again.png "
-             "2>/dev/null",
-             KILN_BINARY_DIR, path, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, tmpdir);
-    assert_int_equal(system(cmd), 0);
-    for (int b = 1; b <= 2; b++) {
+    static const char *const sources[2] = {"workflow.json", "first_00001.png"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s/bin/gen --workflow %s/%s --models %s/tiny --models %s/lora --models %s/controlnet "
+                 "--output %s/again%d.png 2>/dev/null",
+                 KILN_BINARY_DIR, tmpdir, sources[i], KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, tmpdir, i);
+        assert_int_equal(system(cmd), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        int b = k % 2 + 1;
         kiln_image first, again;
         snprintf(path, sizeof path, "%s/first_%05d.png", tmpdir, b);
         assert_kiln_ok(kiln_image_load(path, &first));
-        snprintf(path, sizeof path, "%s/again_%05d.png", tmpdir, b);
+        snprintf(path, sizeof path, "%s/again%d_%05d.png", tmpdir, k / 2, b);
         assert_kiln_ok(kiln_image_load(path, &again));
         assert_int_equal(first.width, 24);
         assert_int_equal(again.width, 24);
@@ -312,6 +317,14 @@ static void workflow_round_trip(void **state)
     snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/workflow.json --prompt x --output %s/no.png 2>/dev/null",
              KILN_BINARY_DIR, tmpdir, tmpdir);
     assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/controlnet/hint_37x23.png --output %s/no.png 2>%s/no.log",
+             KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir, tmpdir);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+    snprintf(path, sizeof path, "%s/no.log", tmpdir);
+    read_text(path, cmd, sizeof cmd);
+    assert_non_null(strstr(cmd, "hint_37x23.png: no \"prompt\" text in this PNG"));
+    snprintf(path, sizeof path, "%s/no.png", tmpdir);
+    assert_int_not_equal(access(path, F_OK), 0);
 }
 
 /* gen --ip-adapter: weight 0, or a range no step falls in, is the plain

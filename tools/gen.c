@@ -1018,12 +1018,17 @@ static kiln_status workflow_progress(void *ctx, int step, int total, const float
     return st;
 }
 
-/* --workflow: the workflow's output images to --output's names (numbered
+/* --workflow: the workflow (a JSON file, or the "prompt" a PNG of kiln's or
+ * ComfyUI's carries) run, its output images to --output's names (numbered
  * when more than one), each PNG carrying the workflow as ComfyUI's "prompt". */
 static int run_workflow(const gen_options *o, kiln_backend *be)
 {
-    char *json = read_text_file(o->workflow);
-    if (!json) return 1;
+    char *json = NULL;
+    if (kiln_image_format_of(o->workflow) == KILN_IMAGE_PNG) {
+        if (kiln_png_read_text(o->workflow, "prompt", &json) != KILN_OK) return fail("--workflow");
+    } else if (!(json = read_text_file(o->workflow))) {
+        return 1;
+    }
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO)};
     kiln_workflow_options wo = {o->model_dirs, o->nmodel_dirs, workflow_progress, &prog};
     kiln_image *images;

@@ -22,6 +22,7 @@ module wraps it with ctypes, node for node:
     load_upscale_model             UpscaleModelLoader
     Upscaler.upscale               ImageUpscaleWithModel
     Image.load / Image.save        LoadImage / SaveImage
+    run_workflow                   a whole API-format workflow
 
 The shared library is found through the environment variable KILN_LIBRARY
 (the path of libkiln.so), else on the system's library path. Every failing
@@ -36,6 +37,7 @@ and closing one first closes what was loaded on it.
 
 import ctypes
 import ctypes.util
+import json
 import os
 import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
@@ -45,7 +47,7 @@ from typing import Any, NamedTuple, Optional
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
     "KilnError", "Latent", "Lora", "Model", "SdxlCond", "Upscaler", "load_checkpoint", "load_clip_vision",
-    "load_upscale_model", "version",
+    "load_upscale_model", "run_workflow", "version",
 ]
 
 
@@ -118,6 +120,11 @@ class _SdxlCond(Structure):
 _ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int, c_int, POINTER(c_float))
 
 
+class _WorkflowOptions(Structure):
+    _fields_ = [("model_dirs", POINTER(c_char_p)), ("nmodel_dirs", c_int), ("progress", _ProgressFn),
+                ("progress_ctx", c_void_p)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -156,6 +163,10 @@ def _declare(name, restype, *argtypes):
 
 
 _declare("kiln_last_error", c_char_p)
+_declare("kiln_workflow_run", c_int, c_void_p, c_char_p, POINTER(_WorkflowOptions), POINTER(POINTER(_Image)),
+         POINTER(c_int))
+_libc.free.argtypes = [c_void_p]
+_libc.free.restype = None
 _declare("kiln_status_name", c_char_p, c_int)
 _declare("kiln_version", c_char_p)
 _declare("kiln_backend_open", c_int, c_char_p, POINTER(_BackendConfig), POINTER(c_void_p))
@@ -335,6 +346,32 @@ def load_clip_vision(backend: Backend, path) -> "ClipVision":
     """CLIPVisionLoader: the image encoder an IP-Adapter was trained with
     (CLIP ViT-H/14 or bigG/14, transformers' layout)."""
     return ClipVision(_load(_lib.kiln_clip_vision_load, backend, _path(path)), backend)
+
+
+def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None) -> list:
+    """A ComfyUI workflow in the API format (a JSON string, or the dict it
+    parses to) run node by node: the images of its SaveImage and
+    PreviewImage nodes, in the order of their ids. File names in it are
+    looked up as given, then in each of model_dirs (in ComfyUI's subfolders:
+    checkpoints/, loras/, controlnet/, upscale_models/, input/; then at the
+    top). progress(step, total) as Model.ksampler's, for every KSampler."""
+    text = workflow if isinstance(workflow, str) else json.dumps(workflow)
+    dirs = [_path(d) for d in model_dirs]
+    options = _WorkflowOptions(model_dirs=(c_char_p * max(len(dirs), 1))(*dirs), nmodel_dirs=len(dirs))
+    callback = _Progress(progress) if progress is not None else None
+    if callback is not None:
+        options.progress = callback.c_function
+    images, count = POINTER(_Image)(), c_int()
+    try:
+        _lib.kiln_workflow_run(backend._ptr(), text.encode(), byref(options), byref(images), byref(count))
+    except KilnError:
+        if callback is not None and callback.exception is not None:
+            raise callback.exception from None
+        raise
+    # the Images take over the pixels; the array itself goes back to the C library's allocator
+    out = [Image._adopt(images[i]) for i in range(count.value)]
+    _libc.free(ctypes.cast(images, c_void_p))
+    return out
 
 
 def load_upscale_model(backend: Backend, path) -> "Upscaler":
