@@ -77,6 +77,20 @@ const char *kiln_model_family(const kiln_model *m)
     return m ? m->info.family : "";
 }
 
+const char *kiln_model_prediction(const kiln_model *m)
+{
+    return m ? kiln_prediction_name(m->info.prediction) : "";
+}
+
+kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
+{
+    if (!m || !sampling) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_prediction: no model or sampling");
+    if (strcmp(sampling, "eps") == 0) m->info.prediction = KILN_PREDICTION_EPS;
+    else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0) m->info.prediction = KILN_PREDICTION_V;
+    else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps and v_prediction", sampling);
+    return KILN_OK;
+}
+
 /* One tokenizer serves every model and thread: it is immutable once made,
  * and making it inflates the whole vocabulary (some 50 ms). */
 static kiln_tokenizer *shared_tokenizer;

@@ -33,10 +33,20 @@ typedef enum wf_kind {
     WF_IMAGE,
     WF_CONTROL_NET, /* a file, loaded for the model that samples with it */
     WF_UPSCALE_MODEL,
+    WF_IPADAPTER,   /* a file, loaded for the model that samples with it */
+    WF_CLIP_VISION, /* a file, loaded once */
 } wf_kind;
 
-static const char *const kind_names[] = {"nothing", "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT",
-                                         "IMAGE", "CONTROL_NET", "UPSCALE_MODEL"};
+static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",      "VAE",        "CONDITIONING",
+                                         "LATENT",  "IMAGE",         "CONTROL_NET", "UPSCALE_MODEL", "IPADAPTER",
+                                         "CLIP_VISION"};
+
+/* IPAdapterAdvanced's part of a MODEL. */
+typedef struct wf_image_prompt {
+    const char *adapter, *clip_vision; /* paths, the loader nodes' values' */
+    const kiln_image *image;
+    double weight, start, end;
+} wf_image_prompt;
 
 /* A checkpoint and the LoRAs merged into it, in order. */
 typedef struct wf_recipe {
@@ -44,6 +54,10 @@ typedef struct wf_recipe {
     kiln_lora loras[WF_MAX_LORAS]; /* paths owned */
     int nloras;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
+    /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction"; NULL: the
+       checkpoint's) and IPAdapterAdvanced's (adapter NULL: none); not part of what is loaded */
+    const char *prediction;
+    wf_image_prompt image_prompt;
 } wf_recipe;
 
 /* ControlNetApplyAdvanced's part of a CONDITIONING. */
@@ -58,11 +72,13 @@ typedef struct wf_value {
     wf_recipe recipe;
     kiln_conditioning cond;
     wf_control control; /* path NULL: none */
+    bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
+    kiln_sdxl_cond sdxl;
     kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
     kiln_image *images;   /* IMAGE: a batch */
     int nimages;
-    char *path; /* CONTROL_NET */
+    char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION */
     kiln_upscaler *upscaler;
 } wf_value;
 
@@ -77,12 +93,17 @@ typedef struct wf_node {
 typedef struct wf_model {
     wf_recipe recipe; /* borrowed from the node that loaded it */
     kiln_model *model;
+    const char *prediction; /* what the checkpoint says, for MODELs without ModelSamplingDiscrete */
 } wf_model;
 
+/* A ControlNet, IP-Adapter or CLIP vision file loaded (for a model: the
+ * first two are bound to its UNet). */
 typedef struct wf_net {
     const char *path;
     const kiln_model *model;
-    kiln_controlnet *net;
+    kiln_controlnet *controlnet;
+    kiln_ip_adapter *ip_adapter;
+    kiln_clip_vision *clip_vision;
 } wf_net;
 
 typedef struct wf_run {
@@ -201,7 +222,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
-    *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip};
+    *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip, .prediction = from->prediction,
+                      .image_prompt = from->image_prompt};
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
     for (int i = 0; i < from->nloras; i++) {
         to->loras[i] = from->loras[i];
@@ -242,24 +264,30 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     wf_model *m = &r->models[r->nmodels];
     TRY(kiln_checkpoint_load(r->be, rc->ckpt, rc->loras, rc->nloras, &m->model));
     m->recipe = *rc;
+    m->prediction = kiln_model_prediction(m->model);
     r->nmodels++;
     *out = m->model;
     return KILN_OK;
 }
 
-static kiln_status controlnet_of(wf_run *r, const char *path, kiln_model *m, kiln_controlnet **out)
+/* The file at `path` loaded once (for model m, where it binds to a UNet). */
+static kiln_status net_of(wf_run *r, wf_kind kind, const char *path, kiln_model *m, wf_net **out)
 {
-    *out = NULL;
     for (int i = 0; i < r->nnets; i++)
         if (r->nets[i].model == m && strcmp(r->nets[i].path, path) == 0) {
-            *out = r->nets[i].net;
+            *out = &r->nets[i];
             return KILN_OK;
         }
-    if (r->nnets == WF_MAX_NETS) return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets", WF_MAX_NETS);
-    TRY(kiln_controlnet_load(m, path, &r->nets[r->nnets].net));
-    r->nets[r->nnets].path = path;
-    r->nets[r->nnets].model = m;
-    *out = r->nets[r->nnets++].net;
+    if (r->nnets == WF_MAX_NETS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets, IP-Adapters and CLIP vision models",
+                         WF_MAX_NETS);
+    wf_net *n = &r->nets[r->nnets];
+    *n = (wf_net){.path = path, .model = m};
+    if (kind == WF_CONTROL_NET) TRY(kiln_controlnet_load(m, path, &n->controlnet));
+    else if (kind == WF_IPADAPTER) TRY(kiln_ip_adapter_load(m, path, &n->ip_adapter));
+    else TRY(kiln_clip_vision_load(r->be, path, &n->clip_vision));
+    r->nnets++;
+    *out = n;
     return KILN_OK;
 }
 
@@ -334,6 +362,93 @@ static kiln_status clip_text_encode(wf_run *r, wf_node *n)
     TRY(model_of(r, &clip->recipe, false, &m));
     n->out[0].kind = WF_CONDITIONING;
     return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
+}
+
+/* CLIPTextEncodeSDXL (refiner: CLIPTextEncodeSDXLRefiner): the prompt
+ * with the numbers SDXL's vector y embeds. kiln encodes one text for both
+ * towers, so text_g and text_l must be the same. */
+static kiln_status clip_text_encode_sdxl(wf_run *r, wf_node *n, bool refiner)
+{
+    wf_value *clip;
+    const char *prompt, *text_l;
+    kiln_sdxl_cond *c = &n->out[0].sdxl;
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(integer(n, "width", 0, 16384, &c->width));
+    TRY(integer(n, "height", 0, 16384, &c->height));
+    if (refiner) {
+        TRY(text(n, "text", &prompt));
+        TRY(number(n, "ascore", &c->aesthetic));
+    } else {
+        TRY(text(n, "text_g", &prompt));
+        TRY(text(n, "text_l", &text_l));
+        if (strcmp(prompt, text_l))
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "text_g and text_l differ (kiln gives both towers one text)");
+        TRY(integer(n, "crop_w", 0, 16384, &c->crop_w));
+        TRY(integer(n, "crop_h", 0, 16384, &c->crop_h));
+        TRY(integer(n, "target_width", 0, 16384, &c->target_width));
+        TRY(integer(n, "target_height", 0, 16384, &c->target_height));
+    }
+    kiln_model *m;
+    TRY(model_of(r, &clip->recipe, false, &m));
+    n->out[0].kind = WF_CONDITIONING;
+    n->out[0].has_sdxl = true;
+    return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
+}
+
+static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    const char *sampling;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(text(n, "sampling", &sampling));
+    const cJSON *zsnr = input_of(n, "zsnr");
+    if (cJSON_IsTrue(zsnr)) return node_fail(n, KILN_ERR_UNSUPPORTED, "zsnr (zero terminal SNR sigmas)");
+    if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps and v_prediction)", sampling);
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.prediction = sampling; /* the node's JSON outlives the run */
+    return KILN_OK;
+}
+
+/* IPAdapterModelLoader and CLIPVisionLoader: files, loaded for the model
+ * that samples with them. */
+static kiln_status file_loader(wf_run *r, wf_node *n, wf_kind kind)
+{
+    n->out[0].kind = kind;
+    return kind == WF_IPADAPTER ? find_file(r, n, "ipadapter_file", "ipadapter", &n->out[0].path)
+                                : find_file(r, n, "clip_name", "clip_vision", &n->out[0].path);
+}
+
+/* IPAdapterAdvanced as kiln applies it: weight type linear, one picture,
+ * its tokens' values scaled ("V only"). */
+static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
+{
+    wf_value *model, *adapter, *image, *vision;
+    wf_image_prompt ip;
+    const char *weight_type, *scaling;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "ipadapter", WF_IPADAPTER, &adapter));
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(linked(r, n, "clip_vision", WF_CLIP_VISION, &vision));
+    TRY(number(n, "weight", &ip.weight));
+    TRY(number(n, "start_at", &ip.start));
+    TRY(number(n, "end_at", &ip.end));
+    TRY(text(n, "weight_type", &weight_type));
+    TRY(text(n, "embeds_scaling", &scaling));
+    if (strcmp(weight_type, "linear") || strcmp(scaling, "V only"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "weight type '%s', embeds scaling '%s' (kiln: linear, V only)",
+                         weight_type, scaling);
+    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
+    if (model->recipe.image_prompt.adapter)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a second IP-Adapter on one model (kiln applies one)");
+    ip.adapter = adapter->path;
+    ip.clip_vision = vision->path;
+    ip.image = &image->images[0];
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.image_prompt = ip;
+    return KILN_OK;
 }
 
 static kiln_status empty_latent_image(wf_run *r, wf_node *n)
@@ -457,7 +572,7 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n)
     for (int i = 0; i < 2; i++) {
         wf_value *v = &n->out[i];
         const kiln_conditioning *src = &from[i]->cond;
-        *v = (wf_value){.kind = WF_CONDITIONING, .control = c};
+        *v = (wf_value){.kind = WF_CONDITIONING, .control = c, .has_sdxl = from[i]->has_sdxl, .sdxl = from[i]->sdxl};
         v->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
                                       src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
                                       src->pooled_dim};
@@ -502,13 +617,39 @@ static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
     const kiln_latent *l;
     TRY(model_of(r, &model->recipe, false, &m));
     TRY(latent_of(latent, m, &l));
+    for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
+        if (r->models[i].model == m)
+            TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
+                                                                      : r->models[i].prediction));
     kiln_control_apply apply;
     if (pos->control.path) {
-        kiln_controlnet *net;
-        TRY(controlnet_of(r, pos->control.path, m, &net));
-        apply = (kiln_control_apply){net, pos->control.image, pos->control.strength, pos->control.start,
+        wf_net *net;
+        TRY(net_of(r, WF_CONTROL_NET, pos->control.path, m, &net));
+        apply = (kiln_control_apply){net->controlnet, pos->control.image, pos->control.strength, pos->control.start,
                                      pos->control.end};
         p.control = &apply;
+    }
+    const wf_image_prompt *ip = &model->recipe.image_prompt;
+    kiln_ip_adapter_apply image_prompt;
+    if (ip->adapter) {
+        wf_net *adapter, *vision;
+        TRY(net_of(r, WF_IPADAPTER, ip->adapter, m, &adapter));
+        TRY(net_of(r, WF_CLIP_VISION, ip->clip_vision, NULL, &vision));
+        image_prompt = (kiln_ip_adapter_apply){adapter->ip_adapter, vision->clip_vision, ip->image, ip->weight,
+                                               ip->start, ip->end};
+        p.ip_adapter = &image_prompt;
+    }
+    kiln_sdxl_cond sdxl;
+    if (pos->has_sdxl != neg->has_sdxl ||
+        (pos->has_sdxl && (pos->sdxl.width != neg->sdxl.width || pos->sdxl.height != neg->sdxl.height ||
+                           pos->sdxl.crop_w != neg->sdxl.crop_w || pos->sdxl.crop_h != neg->sdxl.crop_h ||
+                           pos->sdxl.target_width != neg->sdxl.target_width ||
+                           pos->sdxl.target_height != neg->sdxl.target_height)))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "SDXL sizes that differ between the prompts (kiln gives both one)");
+    if (pos->has_sdxl) {
+        sdxl = pos->sdxl;
+        sdxl.negative_aesthetic = neg->sdxl.aesthetic;
+        p.sdxl = &sdxl;
     }
     n->out[0].kind = WF_LATENT;
     return kiln_ksampler(m, &p, &pos->cond, &neg->cond, l, &n->out[0].latent);
@@ -563,10 +704,11 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
                                          "EmptyLatentImage", "LoadImage", "VAEEncode", "VAEDecode",
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
-                                         "ImageUpscaleWithModel"};
+                                         "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
-        vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model};
+        vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
+        model_sampling_discrete, ip_adapter_advanced};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -579,6 +721,10 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = latent_node(r, n, c[0] == 'L');
     else if (strcmp(c, "SaveImage") == 0 || strcmp(c, "PreviewImage") == 0)
         st = output_images(r, n);
+    else if (strcmp(c, "CLIPTextEncodeSDXL") == 0 || strcmp(c, "CLIPTextEncodeSDXLRefiner") == 0)
+        st = clip_text_encode_sdxl(r, n, c[18] != '\0');
+    else if (strcmp(c, "IPAdapterModelLoader") == 0 || strcmp(c, "CLIPVisionLoader") == 0)
+        st = file_loader(r, n, c[0] == 'I' ? WF_IPADAPTER : WF_CLIP_VISION);
     else {
         known = false;
         for (size_t i = 0; i < sizeof simple / sizeof *simple && !known; i++)
@@ -657,7 +803,11 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
         if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
     if (st == KILN_OK && !outputs)
         st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage or PreviewImage node, so nothing to make");
-    for (i = 0; i < r.nnets; i++) kiln_controlnet_free(r.nets[i].net);
+    for (i = 0; i < r.nnets; i++) {
+        kiln_controlnet_free(r.nets[i].controlnet);
+        kiln_ip_adapter_free(r.nets[i].ip_adapter);
+        kiln_clip_vision_free(r.nets[i].clip_vision);
+    }
     for (i = 0; i < r.nnodes; i++)
         for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);
     for (i = 0; i < r.nmodels; i++) kiln_model_free(r.models[i].model);

@@ -268,7 +268,8 @@ static void controlnet_run(void **state)
 /* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
  * a ControlNet from 30 %, the hires fix, a batch of 2), as a JSON file and
  * read from the PNG itself, makes the same pictures to the bit: the
- * workflow says all of the run, and kiln runs it as gen did. A workflow with
+ * workflow says all of the run, and kiln runs it as gen did; so do SDXL's
+ * numbers, its refiner, an IP-Adapter and v-prediction. A workflow with
  * --prompt, and a PNG without one, are refused. */
 static void workflow_round_trip(void **state)
 {
@@ -314,6 +315,40 @@ static void workflow_round_trip(void **state)
         kiln_image_free(&first);
         kiln_image_free(&again);
     }
+    /* the other nodes gen writes: CLIPTextEncodeSDXL, the refiner's second checkpoint, KSamplerAdvanced pair and
+       CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete */
+    static const char *const runs[][2] = {
+        {"xl", "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 --sdxl-target 48x72"},
+        {"refined", "--model %1$s/sdxl/tiny_sdxl.safetensors --refiner %1$s/sdxl_refiner/tiny_refiner.safetensors "
+                    "--aesthetic 7 --negative-aesthetic 2"},
+        {"ip", "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --ip-adapter %1$s/ip_adapter/ip_adapter_tiny.safetensors "
+               "--clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors --ip-image %1$s/ip_adapter/picture_251x233.png "
+               "--ip-weight 0.8 --ip-start 0.2"},
+        {"vpred", "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v"},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        char flags[1024];
+        snprintf(flags, sizeof flags, runs[i][1], KILN_TEST_DATA);
+        snprintf(cmd, sizeof cmd,
+                 "%1$s/bin/gen %2$s --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 4 "
+                 "--output %3$s/%4$s.png 2>/dev/null && %1$s/bin/gen --workflow %3$s/%4$s.png --models %5$s/sdxl "
+                 "--models %5$s/sdxl_refiner --models %5$s/tiny --models %5$s/ip_adapter --output %3$s/%4$s_again.png "
+                 "2>/dev/null",
+                 KILN_BINARY_DIR, flags, tmpdir, runs[i][0], KILN_TEST_DATA);
+        assert_int_equal(system(cmd), 0);
+        kiln_image first, again;
+        snprintf(path, sizeof path, "%s/%s.png", tmpdir, runs[i][0]);
+        assert_kiln_ok(kiln_image_load(path, &first));
+        snprintf(path, sizeof path, "%s/%s_again.png", tmpdir, runs[i][0]);
+        assert_kiln_ok(kiln_image_load(path, &again));
+        assert_int_equal(again.width, first.width);
+        assert_int_equal(again.height, first.height);
+        if (memcmp(again.pixels, first.pixels, (size_t)first.width * first.height * 3))
+            fail_msg("%s: the workflow made other pixels than the run", runs[i][0]);
+        kiln_image_free(&first);
+        kiln_image_free(&again);
+    }
+
     snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/workflow.json --prompt x --output %s/no.png 2>/dev/null",
              KILN_BINARY_DIR, tmpdir, tmpdir);
     assert_int_equal(WEXITSTATUS(system(cmd)), 2);

@@ -109,6 +109,11 @@ kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_
 void kiln_model_free(kiln_model *m);
 /* "sd1", "sd2", "sdxl" or "sdxl-refiner". */
 const char *kiln_model_family(const kiln_model *m);
+/* What the UNet predicts: "eps" or "v", as read off the checkpoint or set. */
+const char *kiln_model_prediction(const kiln_model *m);
+/* ModelSamplingDiscrete: "eps" or "v_prediction" ("v"), for a checkpoint
+ * whose file does not say (an SD 2.x 768 model saved without its config). */
+kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
 /* The size, in pixels, the model was trained at: what its file says
  * (modelspec.resolution, "WxH"), else its family's (512, 768, 1024). */
 void kiln_model_native_size(const kiln_model *m, int *width, int *height);
@@ -310,11 +315,13 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * request body with it under "prompt"), run node by node through the calls
  * above: only what its SaveImage and PreviewImage nodes need, each node
  * once. The nodes kiln runs: CheckpointLoaderSimple, LoraLoader,
- * LoraLoaderModelOnly, CLIPSetLastLayer, CLIPTextEncode, EmptyLatentImage,
+ * LoraLoaderModelOnly, CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
+ * CLIPTextEncodeSDXLRefiner, ModelSamplingDiscrete, EmptyLatentImage,
  * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode,
- * ControlNetLoader, ControlNetApplyAdvanced, LatentUpscaleBy,
- * RepeatLatentBatch, UpscaleModelLoader, ImageUpscaleWithModel, SaveImage,
- * PreviewImage; any other is refused by its id and name. */
+ * ControlNetLoader, ControlNetApplyAdvanced, IPAdapterModelLoader,
+ * CLIPVisionLoader, IPAdapterAdvanced, LatentUpscaleBy, RepeatLatentBatch,
+ * UpscaleModelLoader, ImageUpscaleWithModel, SaveImage, PreviewImage; any
+ * other is refused by its id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are
        looked up when they are not paths: in each folder's subfolder for the
