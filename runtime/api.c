@@ -77,6 +77,11 @@ const char *kiln_model_family(const kiln_model *m)
     return m ? m->info.family : "";
 }
 
+const char *kiln_model_variant(const kiln_model *m)
+{
+    return m ? kiln_variant_name(m->info.variant) : "";
+}
+
 const char *kiln_model_prediction(const kiln_model *m)
 {
     return m ? kiln_prediction_name(m->info.prediction) : "";

@@ -35,11 +35,12 @@ typedef enum wf_kind {
     WF_UPSCALE_MODEL,
     WF_IPADAPTER,   /* a file, loaded for the model that samples with it */
     WF_CLIP_VISION, /* a file, loaded once */
+    WF_MASK,        /* LoadImageMask's picture, whose red channel is the mask */
 } wf_kind;
 
 static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",      "VAE",        "CONDITIONING",
                                          "LATENT",  "IMAGE",         "CONTROL_NET", "UPSCALE_MODEL", "IPADAPTER",
-                                         "CLIP_VISION"};
+                                         "CLIP_VISION", "MASK"};
 
 /* IPAdapterAdvanced's part of a MODEL. */
 typedef struct wf_image_prompt {
@@ -74,9 +75,10 @@ typedef struct wf_value {
     wf_control control; /* path NULL: none */
     bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
     kiln_sdxl_cond sdxl;
+    const kiln_latent *edit; /* InstructPixToPixConditioning's picture (its node's positive output holds it) */
     kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
-    kiln_image *images;   /* IMAGE: a batch */
+    kiln_image *images;   /* IMAGE: a batch; MASK: one */
     int nimages;
     char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION */
     kiln_upscaler *upscaler;
@@ -462,6 +464,11 @@ static kiln_status empty_latent_image(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+static size_t latent_count(const kiln_latent *l)
+{
+    return (size_t)l->batch * l->channels * l->height * l->width;
+}
+
 /* A LATENT's values: EmptyLatentImage's made on first use, by the model
  * that reads it (its VAE's factor and channels: SD's eighth and 4, as
  * ComfyUI's node has them), or as ComfyUI makes them where no model reads
@@ -552,6 +559,22 @@ static kiln_status controlnet_loader(wf_run *r, wf_node *n)
     return find_file(r, n, "control_net_name", "controlnet", &n->out[0].path);
 }
 
+/* A CONDITIONING carried on through a node that adds to it. */
+static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
+{
+    const kiln_conditioning *src = &from->cond;
+    *to = (wf_value){.kind = WF_CONDITIONING, .control = from->control, .has_sdxl = from->has_sdxl,
+                     .sdxl = from->sdxl, .edit = from->edit};
+    to->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
+                                   src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
+                                   src->pooled_dim};
+    if (!to->cond.data || (src->pooled && !to->cond.pooled))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    memcpy(to->cond.data, src->data, (size_t)src->tokens * src->dim * sizeof(float));
+    if (src->pooled) memcpy(to->cond.pooled, src->pooled, (size_t)src->pooled_dim * sizeof(float));
+    return KILN_OK;
+}
+
 static kiln_status controlnet_apply(wf_run *r, wf_node *n)
 {
     wf_value *pos, *neg, *net, *image;
@@ -570,17 +593,88 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n)
     c.image = &image->images[0];
     wf_value *from[2] = {pos, neg};
     for (int i = 0; i < 2; i++) {
-        wf_value *v = &n->out[i];
-        const kiln_conditioning *src = &from[i]->cond;
-        *v = (wf_value){.kind = WF_CONDITIONING, .control = c, .has_sdxl = from[i]->has_sdxl, .sdxl = from[i]->sdxl};
-        v->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
-                                      src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
-                                      src->pooled_dim};
-        if (!v->cond.data || (src->pooled && !v->cond.pooled))
-            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-        memcpy(v->cond.data, src->data, (size_t)src->tokens * src->dim * sizeof(float));
-        if (src->pooled) memcpy(v->cond.pooled, src->pooled, (size_t)src->pooled_dim * sizeof(float));
+        TRY(copy_conditioning(from[i], &n->out[i]));
+        n->out[i].control = c;
     }
+    return KILN_OK;
+}
+
+static kiln_status load_image_mask(wf_run *r, wf_node *n)
+{
+    const char *channel;
+    TRY(text(n, "channel", &channel));
+    if (strcmp(channel, "red"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "channel '%s' (kiln reads a mask's red channel)", channel);
+    TRY(load_image(r, n));
+    n->out[0].kind = WF_MASK;
+    return KILN_OK;
+}
+
+/* SetLatentNoiseMask: the latent, repainted where the mask is (LoadImageMask's
+ * red channel over 255, stretched over the latent when sampled). */
+static kiln_status set_latent_noise_mask(wf_run *r, wf_node *n)
+{
+    wf_value *samples, *mask;
+    const kiln_latent *l;
+    TRY(linked(r, n, "samples", WF_LATENT, &samples));
+    TRY(linked(r, n, "mask", WF_MASK, &mask));
+    TRY(latent_of(samples, NULL, &l));
+    n->out[0].kind = WF_LATENT;
+    kiln_latent *out = &n->out[0].latent;
+    TRY(kiln_latent_repeat(l, 1, out));
+    const kiln_image *m = &mask->images[0];
+    free(out->noise_mask);
+    out->mask_h = m->height, out->mask_w = m->width;
+    if (!(out->noise_mask = malloc((size_t)m->width * m->height * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (size_t i = 0; i < (size_t)m->width * m->height; i++) out->noise_mask[i] = (float)m->pixels[3 * i] / 255.0f;
+    return KILN_OK;
+}
+
+/* VAEEncodeForInpaint, for an inpainting model (on any other, ComfyUI's node
+ * greys what it repaints, which kiln does not do there: such a graph uses
+ * VAEEncode and SetLatentNoiseMask). */
+static kiln_status vae_encode_for_inpaint(wf_run *r, wf_node *n)
+{
+    wf_value *pixels, *vae, *mask;
+    int grow;
+    kiln_model *m;
+    TRY(linked(r, n, "pixels", WF_IMAGE, &pixels));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    TRY(linked(r, n, "mask", WF_MASK, &mask));
+    TRY(integer(n, "grow_mask_by", 0, 64, &grow));
+    TRY(model_of(r, &vae->recipe, true, &m));
+    if (strcmp(kiln_model_variant(m), "inpaint"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a %s model's VAE (kiln runs this node for inpainting models; use "
+                         "VAEEncode and SetLatentNoiseMask)", kiln_model_variant(m));
+    if (grow != 6) return node_fail(n, KILN_ERR_UNSUPPORTED, "grow_mask_by %d (kiln grows by 6)", grow);
+    if (pixels->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
+    n->out[0].kind = WF_LATENT;
+    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], &mask->images[0], &n->out[0].latent);
+}
+
+/* InstructPixToPixConditioning: both prompts carry the picture's latent, and
+ * the sampling starts from an empty latent of its size. */
+static kiln_status instruct_pix2pix_conditioning(wf_run *r, wf_node *n)
+{
+    wf_value *pos, *neg, *vae, *pixels;
+    kiln_model *m;
+    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    TRY(linked(r, n, "pixels", WF_IMAGE, &pixels));
+    TRY(model_of(r, &vae->recipe, true, &m));
+    TRY(copy_conditioning(pos, &n->out[0]));
+    TRY(copy_conditioning(neg, &n->out[1]));
+    kiln_latent *picture = &n->out[0].latent;
+    TRY(kiln_vae_encode(m, pixels->images, pixels->nimages, picture));
+    n->out[0].edit = n->out[1].edit = picture;
+    kiln_latent *empty = &n->out[2].latent;
+    n->out[2].kind = WF_LATENT;
+    *empty = (kiln_latent){.batch = picture->batch, .channels = picture->channels, .height = picture->height,
+                           .width = picture->width};
+    if (!(empty->data = calloc(latent_count(picture), sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
     return KILN_OK;
 }
 
@@ -646,6 +740,7 @@ static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
                            pos->sdxl.target_width != neg->sdxl.target_width ||
                            pos->sdxl.target_height != neg->sdxl.target_height)))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "SDXL sizes that differ between the prompts (kiln gives both one)");
+    p.edit_latent = pos->edit;
     if (pos->has_sdxl) {
         sdxl = pos->sdxl;
         sdxl.negative_aesthetic = neg->sdxl.aesthetic;
@@ -704,11 +799,14 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
                                          "EmptyLatentImage", "LoadImage", "VAEEncode", "VAEDecode",
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
-                                         "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced"};
+                                         "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
+                                         "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
+                                         "InstructPixToPixConditioning"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
         vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
-        model_sampling_discrete, ip_adapter_advanced};
+        model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
+        vae_encode_for_inpaint, instruct_pix2pix_conditioning};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -265,6 +265,36 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 5; i++) free(latent[i]);
 }
 
+/* gen with `flags` (a 16x16 run unless a picture sets the size), then gen
+ * --workflow on the PNG it wrote: the same pixels to the bit. */
+static void workflow_again(const char *name, const char *flags, const char *models)
+{
+    char cmd[8192], path[600];
+    const bool batch = strstr(flags, "--batch 2") != NULL;
+    snprintf(cmd, sizeof cmd,
+             "%1$s/bin/gen %2$s --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 4 "
+             "--output %3$s/%4$s.png 2>/dev/null && %1$s/bin/gen --workflow %3$s/%4$s%7$s.png --models %5$s/sdxl "
+             "--models %5$s/sdxl_refiner --models %5$s/tiny --models %5$s/ip_adapter --models %5$s/inpaint %6$s "
+             "--output %3$s/%4$s_again.png 2>/dev/null",
+             KILN_BINARY_DIR, flags, tmpdir, name, KILN_TEST_DATA, models, batch ? "_00001" : "");
+    if (system(cmd)) fail_msg("%s: %s", name, cmd);
+    for (int b = 0; b < (batch ? 2 : 1); b++) {
+        kiln_image first, again;
+        if (batch) snprintf(path, sizeof path, "%s/%s_%05d.png", tmpdir, name, b + 1);
+        else snprintf(path, sizeof path, "%s/%s.png", tmpdir, name);
+        assert_kiln_ok(kiln_image_load(path, &first));
+        if (batch) snprintf(path, sizeof path, "%s/%s_again_%05d.png", tmpdir, name, b + 1);
+        else snprintf(path, sizeof path, "%s/%s_again.png", tmpdir, name);
+        assert_kiln_ok(kiln_image_load(path, &again));
+        assert_int_equal(again.width, first.width);
+        assert_int_equal(again.height, first.height);
+        if (memcmp(again.pixels, first.pixels, (size_t)first.width * first.height * 3))
+            fail_msg("%s: the workflow made other pixels than the run", name);
+        kiln_image_free(&first);
+        kiln_image_free(&again);
+    }
+}
+
 /* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
  * a ControlNet from 30 %, the hires fix, a batch of 2), as a JSON file and
  * read from the PNG itself, makes the same pictures to the bit: the
@@ -316,37 +346,33 @@ static void workflow_round_trip(void **state)
         kiln_image_free(&again);
     }
     /* the other nodes gen writes: CLIPTextEncodeSDXL, the refiner's second checkpoint, KSamplerAdvanced pair and
-       CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete */
-    static const char *const runs[][2] = {
-        {"xl", "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 --sdxl-target 48x72"},
-        {"refined", "--model %1$s/sdxl/tiny_sdxl.safetensors --refiner %1$s/sdxl_refiner/tiny_refiner.safetensors "
-                    "--aesthetic 7 --negative-aesthetic 2"},
-        {"ip", "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --ip-adapter %1$s/ip_adapter/ip_adapter_tiny.safetensors "
-               "--clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors --ip-image %1$s/ip_adapter/picture_251x233.png "
-               "--ip-weight 0.8 --ip-start 0.2"},
-        {"vpred", "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v"},
-    };
-    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
-        char flags[1024];
-        snprintf(flags, sizeof flags, runs[i][1], KILN_TEST_DATA);
-        snprintf(cmd, sizeof cmd,
-                 "%1$s/bin/gen %2$s --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 4 "
-                 "--output %3$s/%4$s.png 2>/dev/null && %1$s/bin/gen --workflow %3$s/%4$s.png --models %5$s/sdxl "
-                 "--models %5$s/sdxl_refiner --models %5$s/tiny --models %5$s/ip_adapter --output %3$s/%4$s_again.png "
-                 "2>/dev/null",
-                 KILN_BINARY_DIR, flags, tmpdir, runs[i][0], KILN_TEST_DATA);
-        assert_int_equal(system(cmd), 0);
-        kiln_image first, again;
-        snprintf(path, sizeof path, "%s/%s.png", tmpdir, runs[i][0]);
-        assert_kiln_ok(kiln_image_load(path, &first));
-        snprintf(path, sizeof path, "%s/%s_again.png", tmpdir, runs[i][0]);
-        assert_kiln_ok(kiln_image_load(path, &again));
-        assert_int_equal(again.width, first.width);
-        assert_int_equal(again.height, first.height);
-        if (memcmp(again.pixels, first.pixels, (size_t)first.width * first.height * 3))
-            fail_msg("%s: the workflow made other pixels than the run", runs[i][0]);
-        kiln_image_free(&first);
-        kiln_image_free(&again);
+       CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete, LoadImageMask with
+       SetLatentNoiseMask or VAEEncodeForInpaint, InstructPixToPixConditioning */
+    char flags[2048], dir[512];
+    snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
+             "--sdxl-target 48x72", KILN_TEST_DATA);
+    workflow_again("xl", flags, "");
+    snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --refiner "
+             "%1$s/sdxl_refiner/tiny_refiner.safetensors --aesthetic 7 --negative-aesthetic 2", KILN_TEST_DATA);
+    workflow_again("refined", flags, "");
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --ip-adapter "
+             "%1$s/ip_adapter/ip_adapter_tiny.safetensors --clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors "
+             "--ip-image %1$s/ip_adapter/picture_251x233.png --ip-weight 0.8 --ip-start 0.2", KILN_TEST_DATA);
+    workflow_again("ip", flags, "");
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v", KILN_TEST_DATA);
+    workflow_again("vpred", flags, "");
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
+             "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png --batch 2", KILN_TEST_DATA);
+    workflow_again("masked", flags, "");
+    static const char *const variants[2][2] = {{"inpainting", "--mask %s/inpaint/mask_20x17.png"}, {"pix2pix", ""}};
+    for (int v = 0; v < 2; v++) {
+        const char *model = v ? tiny_pix2pix_model() : tiny_inpaint_model();
+        char mask[600];
+        snprintf(mask, sizeof mask, variants[v][1], KILN_TEST_DATA);
+        snprintf(flags, sizeof flags, "--model %s --init-image %s/inpaint/image_20x17.png %s", model, KILN_TEST_DATA,
+                 mask);
+        snprintf(dir, sizeof dir, "--models %.*s", (int)(strrchr(model, '/') - model), model);
+        workflow_again(variants[v][0], flags, dir);
     }
 
     snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/workflow.json --prompt x --output %s/no.png 2>/dev/null",

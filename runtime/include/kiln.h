@@ -109,6 +109,9 @@ kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_
 void kiln_model_free(kiln_model *m);
 /* "sd1", "sd2", "sdxl" or "sdxl-refiner". */
 const char *kiln_model_family(const kiln_model *m);
+/* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
+ * masked picture's latent), "instruct-pix2pix" (and the picture's latent). */
+const char *kiln_model_variant(const kiln_model *m);
 /* What the UNet predicts: "eps" or "v", as read off the checkpoint or set. */
 const char *kiln_model_prediction(const kiln_model *m);
 /* ModelSamplingDiscrete: "eps" or "v_prediction" ("v"), for a checkpoint
@@ -319,9 +322,10 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * CLIPTextEncodeSDXLRefiner, ModelSamplingDiscrete, EmptyLatentImage,
  * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode,
  * ControlNetLoader, ControlNetApplyAdvanced, IPAdapterModelLoader,
- * CLIPVisionLoader, IPAdapterAdvanced, LatentUpscaleBy, RepeatLatentBatch,
- * UpscaleModelLoader, ImageUpscaleWithModel, SaveImage, PreviewImage; any
- * other is refused by its id and name. */
+ * CLIPVisionLoader, IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask,
+ * VAEEncodeForInpaint, InstructPixToPixConditioning, LatentUpscaleBy,
+ * RepeatLatentBatch, UpscaleModelLoader, ImageUpscaleWithModel, SaveImage,
+ * PreviewImage; any other is refused by its id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are
        looked up when they are not paths: in each folder's subfolder for the
