@@ -442,6 +442,22 @@ class Basics(unittest.TestCase):
         self.assertIn("CPU", backend.device_name)
         self.assertEqual(model.family, "sd1")
         self.assertEqual(model.native_size, (512, 512))
+        self.assertEqual(model.variant, "txt2img")
+        self.assertEqual(model.prediction, "eps")
+
+    def test_set_prediction(self):
+        # ModelSamplingDiscrete: v_prediction changes the run, eps brings it back to the bit
+        plain = small_run(steps=2).to_list()
+        model.set_prediction("v_prediction")
+        try:
+            self.assertEqual(model.prediction, "v")
+            self.assertGreater(rel_l2(small_run(steps=2).to_list(), plain), 1e-3)
+        finally:
+            model.set_prediction("eps")
+        self.assertEqual(small_run(steps=2).to_list(), plain)
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.set_prediction("lcm")
+        self.assertIn("'lcm'", caught.exception.message)
 
     def test_embedded_model(self):
         try:

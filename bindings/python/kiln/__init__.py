@@ -175,6 +175,9 @@ _declare("kiln_backend_free", None, c_void_p)
 _declare("kiln_checkpoint_load", c_int, c_void_p, c_char_p, POINTER(_Lora), c_int, POINTER(c_void_p))
 _declare("kiln_model_free", None, c_void_p)
 _declare("kiln_model_family", c_char_p, c_void_p)
+_declare("kiln_model_variant", c_char_p, c_void_p)
+_declare("kiln_model_prediction", c_char_p, c_void_p)
+_declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
@@ -393,6 +396,20 @@ class Model(_Handle):
     def family(self) -> str:
         """"sd1", "sd2", "sdxl" or "sdxl-refiner"."""
         return _lib.kiln_model_family(self._ptr()).decode()
+
+    @property
+    def variant(self) -> str:
+        """"txt2img", "inpaint" or "instruct-pix2pix": what its UNet takes."""
+        return _lib.kiln_model_variant(self._ptr()).decode()
+
+    @property
+    def prediction(self) -> str:
+        """"eps" or "v", as read off the checkpoint or set by set_prediction."""
+        return _lib.kiln_model_prediction(self._ptr()).decode()
+
+    def set_prediction(self, sampling: str) -> None:
+        """ModelSamplingDiscrete: "eps" or "v_prediction"."""
+        _lib.kiln_model_set_prediction(self._ptr(), sampling.encode())
 
     @property
     def native_size(self) -> tuple:
