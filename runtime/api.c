@@ -36,7 +36,8 @@ kiln_status kiln_backend_open(const char *name, const kiln_backend_config *confi
     kiln_backend_options opt = {.device = -1, .compute_auto = true};
     if (config) {
         if (config->threads < 0)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "backend threads %d: must be 0 (all cores) or more", config->threads);
+            return kiln_fail(KILN_ERR_INVALID_ARG, "backend threads %d: must be 0 (all cores) or more",
+                             config->threads);
         if (config->device < -1)
             return kiln_fail(KILN_ERR_INVALID_ARG, "backend device %d: must be -1 (pick) or an index", config->device);
         opt.device = config->device;
@@ -58,7 +59,8 @@ const char *kiln_backend_device_name(const kiln_backend *be)
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out)
 {
-    if (!be || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_checkpoint_load: no backend or no place for the model");
+    if (!be || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_checkpoint_load: no backend or no place for the model");
     if (nloras < 0 || (nloras > 0 && !loras))
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_checkpoint_load: %d LoRAs at %p", nloras, (const void *)loras);
     for (int i = 0; i < nloras; i++)
@@ -91,7 +93,8 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
 {
     if (!m || !sampling) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_prediction: no model or sampling");
     if (strcmp(sampling, "eps") == 0) m->info.prediction = KILN_PREDICTION_EPS;
-    else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0) m->info.prediction = KILN_PREDICTION_V;
+    else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
+        m->info.prediction = KILN_PREDICTION_V;
     else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps and v_prediction", sampling);
     return KILN_OK;
 }
@@ -188,7 +191,8 @@ kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, dou
     *out = (kiln_latent){0};
     kiln_resample_method m;
     if (!kiln_resample_from_name(method, &m))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear or bicubic", method);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear or bicubic",
+                         method);
     TRY(check_batch("latent batch", l->batch));
     if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale: a latent of %d channels, %dx%d", l->channels, l->width,
@@ -442,13 +446,15 @@ kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapte
 
 kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_vision **out)
 {
-    if (!be || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_clip_vision_load: no backend, path or place");
+    if (!be || !path || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_clip_vision_load: no backend, path or place");
     return kiln_clip_vision_open(path, be, out);
 }
 
 kiln_status kiln_upscale_model_load(kiln_backend *be, const char *path, kiln_upscaler **out)
 {
-    if (!be || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_upscale_model_load: no backend, path or place");
+    if (!be || !path || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_upscale_model_load: no backend, path or place");
     return kiln_upscaler_open(path, be, out);
 }
 

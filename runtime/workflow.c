@@ -648,7 +648,8 @@ static kiln_status vae_encode_for_inpaint(wf_run *r, wf_node *n)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "a %s model's VAE (kiln runs this node for inpainting models; use "
                          "VAEEncode and SetLatentNoiseMask)", kiln_model_variant(m));
     if (grow != 6) return node_fail(n, KILN_ERR_UNSUPPORTED, "grow_mask_by %d (kiln grows by 6)", grow);
-    if (pixels->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
+    if (pixels->nimages != 1)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
     n->out[0].kind = WF_LATENT;
     return kiln_vae_encode_for_inpaint(m, &pixels->images[0], &mask->images[0], &n->out[0].latent);
 }
@@ -877,7 +878,8 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     cJSON *root = cJSON_Parse(json);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return kiln_fail(KILN_ERR_FORMAT, "workflow: not a JSON object of nodes (ComfyUI's API format, \"Save (API)\")");
+        return kiln_fail(KILN_ERR_FORMAT,
+                         "workflow: not a JSON object of nodes (ComfyUI's API format, \"Save (API)\")");
     }
     /* a whole /prompt request body holds the workflow under "prompt" */
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");

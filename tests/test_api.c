@@ -44,13 +44,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static const char *meta(kiln_st_file *f, const char *key)
-{
-    const char *v = kiln_st_metadata(f, key);
-    if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
-    return v;
-}
-
 /* The run's pictures as IMAGEs: the golden's (B,H,W,3) uint8 values. */
 static kiln_image *images_of(const golden *g)
 {
@@ -77,12 +70,12 @@ static void check_run(const char *file)
     kiln_st_file *f = golden_open(rel);
     print_message("%-40s\n", file);
     golden want = golden_read(f, "latent_out"), pixels = golden_read(f, "image_uint8");
-    int batch = atoi(meta(f, "batch_size")), clip_skip = atoi(meta(f, "clip_skip"));
+    int batch = atoi(golden_meta(f, "batch_size")), clip_skip = atoi(golden_meta(f, "clip_skip"));
     int h = (int)want.shape[2], w = (int)want.shape[3], H = (int)pixels.shape[1], W = (int)pixels.shape[2];
 
     kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(model, meta(f, "positive_prompt"), clip_skip, &pos));
-    assert_kiln_ok(kiln_text_encode(model, meta(f, "negative_prompt"), clip_skip, &neg));
+    assert_kiln_ok(kiln_text_encode(model, golden_meta(f, "positive_prompt"), clip_skip, &pos));
+    assert_kiln_ok(kiln_text_encode(model, golden_meta(f, "negative_prompt"), clip_skip, &neg));
     kiln_latent in;
     if (kiln_st_find(f, "latent_in")) { /* img2img: LoadImage -> VAEEncode of the recorded input pictures */
         kiln_st_file *input = golden_open("comfyui_e2e/img2img_input.st");
@@ -103,9 +96,12 @@ static void check_run(const char *file)
         assert_int_equal(in.height, h);
         assert_int_equal(in.width, w);
     }
-    kiln_ksampler_params p = {.seed = strtoull(meta(f, "seed"), NULL, 10), .steps = atoi(meta(f, "steps")),
-                              .cfg = strtod(meta(f, "cfg"), NULL), .sampler_name = meta(f, "sampler_name"),
-                              .scheduler = meta(f, "scheduler"), .denoise = strtod(meta(f, "denoise"), NULL)};
+    kiln_ksampler_params p = {.seed = strtoull(golden_meta(f, "seed"), NULL, 10),
+                              .steps = atoi(golden_meta(f, "steps")),
+                              .cfg = strtod(golden_meta(f, "cfg"), NULL),
+                              .sampler_name = golden_meta(f, "sampler_name"),
+                              .scheduler = golden_meta(f, "scheduler"),
+                              .denoise = strtod(golden_meta(f, "denoise"), NULL)};
     kiln_latent out;
     assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &in, &out));
     assert_int_equal((size_t)out.batch * out.channels * out.height * out.width, want.count);
@@ -687,7 +683,8 @@ static void version_and_backend(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(comfyui_runs),   cmocka_unit_test(inpaint_encodes), cmocka_unit_test(masked_run_keeps_the_rest),
+        cmocka_unit_test(comfyui_runs),   cmocka_unit_test(inpaint_encodes),
+        cmocka_unit_test(masked_run_keeps_the_rest),
         cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
         cmocka_unit_test(advanced_split), cmocka_unit_test(sdxl_numbers),    cmocka_unit_test(latent_upscale),

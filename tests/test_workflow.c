@@ -33,13 +33,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static const char *meta(kiln_st_file *f, const char *key)
-{
-    const char *v = kiln_st_metadata(f, key);
-    if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
-    return v;
-}
-
 /* The graph ComfyUI ran for a recorded txt2img run: checkpoint, clip skip
  * (CLIPSetLastLayer), both prompts, an empty latent of the image's size,
  * KSampler, VAEDecode, SaveImage. Prompts hold no quotes or backslashes. */
@@ -65,8 +58,9 @@ static void check_run(const char *file)
              " \"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}},"
              " \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"filename_prefix\": \"ComfyUI\", "
              "\"images\": [\"8\", 0]}}}",
-             meta(f, "clip_skip"), meta(f, "positive_prompt"), meta(f, "negative_prompt"), W, H, B, meta(f, "seed"),
-             meta(f, "steps"), meta(f, "cfg"), meta(f, "sampler_name"), meta(f, "scheduler"), meta(f, "denoise"));
+             golden_meta(f, "clip_skip"), golden_meta(f, "positive_prompt"), golden_meta(f, "negative_prompt"), W, H,
+             B, golden_meta(f, "seed"), golden_meta(f, "steps"), golden_meta(f, "cfg"), golden_meta(f, "sampler_name"),
+             golden_meta(f, "scheduler"), golden_meta(f, "denoise"));
     kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
@@ -108,7 +102,9 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
     assert_int_equal(count, 0);
 }
 
-#define CKPT "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
+#define CKPT                                                                                                          \
+    "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", "                                                     \
+    "\"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
 #define DECODE_SAVE(samples)                                                                                          \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": " samples ", \"vae\": [\"4\", 2]}}, "           \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}"
@@ -119,13 +115,15 @@ static void refusals(void **state)
     expect_refusal("not json", KILN_ERR_FORMAT, "API format");
     expect_refusal("{\"nodes\": [], \"links\": []}", KILN_ERR_FORMAT, "Save (API)");
     expect_refusal("{" CKPT "}", KILN_ERR_INVALID_ARG, "no SaveImage");
-    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"FluxGuidance\", \"inputs\": {}}, " DECODE_SAVE("[\"5\", 0]") "}",
+    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"FluxGuidance\", \"inputs\": {}}, "
+                   DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_UNSUPPORTED, "node 5 (FluxGuidance)");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"77\", 0]") "}", KILN_ERR_INVALID_ARG, "node 77, which is not");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"4\", 1]") "}", KILN_ERR_INVALID_ARG,
                    "node 8 (VAEDecode): input 'samples' wants a LATENT; node 4's output 1 is CLIP");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"8\", 0]") "}", KILN_ERR_INVALID_ARG, "cycle");
-    expect_refusal("{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"nope.safetensors\"}}, "
+    expect_refusal("{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", "
+                   "\"inputs\": {\"ckpt_name\": \"nope.safetensors\"}}, "
                    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "
                    "\"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_IO, "'nope.safetensors' not found");

@@ -27,3 +27,10 @@ void golden_free(golden *g)
     free(g->data);
     g->data = NULL;
 }
+
+const char *golden_meta(kiln_st_file *f, const char *key)
+{
+    const char *v = kiln_st_metadata(f, key);
+    if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
+    return v;
+}

@@ -17,5 +17,7 @@ typedef struct golden {
 kiln_st_file *golden_open(const char *relative_path);
 golden golden_read(kiln_st_file *f, const char *name);
 void golden_free(golden *g);
+/* A `__metadata__` value of the golden file; fails the test if absent. */
+const char *golden_meta(kiln_st_file *f, const char *key);
 
 #endif

@@ -439,13 +439,6 @@ static kiln_conditioning conditioning(kiln_st_file *f, const char *name)
     return (kiln_conditioning){g.data, (int)g.shape[1], (int)g.shape[2], NULL, 0};
 }
 
-static const char *meta(kiln_st_file *f, const char *key)
-{
-    const char *v = kiln_st_metadata(f, key);
-    if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
-    return v;
-}
-
 void parity_check_picture(kiln_model *model, const float *latent, int latent_h, int latent_w, const golden *image,
                           double tol)
 {
@@ -482,13 +475,13 @@ void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer
     snprintf(rel, sizeof rel, "comfyui_e2e/%s", file);
     kiln_st_file *f = golden_open(rel);
     kiln_sampling_job job = {0};
-    assert_kiln_ok(kiln_sampler_from_name(meta(f, "sampler_name"), &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name(meta(f, "scheduler"), &job.scheduler));
-    job.steps = atoi(meta(f, "steps"));
-    job.cfg = strtof(meta(f, "cfg"), NULL);
-    job.denoise = strtod(meta(f, "denoise"), NULL);
-    job.seed = strtoull(meta(f, "seed"), NULL, 10);
-    job.batch = atoi(meta(f, "batch_size"));
+    assert_kiln_ok(kiln_sampler_from_name(golden_meta(f, "sampler_name"), &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name(golden_meta(f, "scheduler"), &job.scheduler));
+    job.steps = atoi(golden_meta(f, "steps"));
+    job.cfg = strtof(golden_meta(f, "cfg"), NULL);
+    job.denoise = strtod(golden_meta(f, "denoise"), NULL);
+    job.seed = strtoull(golden_meta(f, "seed"), NULL, 10);
+    job.batch = atoi(golden_meta(f, "batch_size"));
     golden noise = golden_read(f, "noise"), want = golden_read(f, "latent_out"), pixels = golden_read(f, "image_uint8");
     golden init = {0};
     if (kiln_st_find(f, "latent_in")) init = golden_read(f, "latent_in");
@@ -498,8 +491,8 @@ void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer
     job.init_latent = init.data;
     kiln_conditioning pos = conditioning(f, "positive.cond"), neg = conditioning(f, "negative.cond");
     print_message("%-40s", file);
-    int clip_skip = atoi(meta(f, "clip_skip"));
-    const char *texts[2] = {meta(f, "positive_prompt"), meta(f, "negative_prompt")};
+    int clip_skip = atoi(golden_meta(f, "clip_skip"));
+    const char *texts[2] = {golden_meta(f, "positive_prompt"), golden_meta(f, "negative_prompt")};
     const kiln_conditioning *want_cond[2] = {&pos, &neg};
     for (int i = 0; i < 2; i++) {
         kiln_conditioning c;
