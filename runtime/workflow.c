@@ -181,7 +181,7 @@ static kiln_status integer(const wf_node *n, const char *name, double lo, double
     double v;
     *out = 0;
     TRY(number(n, name, &v));
-    if (v != (double)(long long)v || v < lo || v > hi)
+    if (v < lo || v > hi || v != (double)(long long)v) /* the range first: the cast is defined only within it */
         return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' %g: an integer from %g to %g", name, v, lo, hi);
     *out = (int)v;
     return KILN_OK;
