@@ -109,15 +109,7 @@ static void check_run(const char *file)
 
     kiln_image *decoded = calloc((size_t)batch, sizeof *decoded);
     assert_kiln_ok(kiln_vae_decode(model, &out, decoded, batch));
-    int worst = 0;
-    for (int b = 0; b < batch; b++) {
-        assert_int_equal(decoded[b].width, W);
-        assert_int_equal(decoded[b].height, H);
-        for (int i = 0; i < H * W * 3; i++) {
-            int d = abs((int)decoded[b].pixels[i] - (int)pixels.data[(size_t)b * H * W * 3 + i]);
-            if (d > worst) worst = d;
-        }
-    }
+    int worst = golden_pixels_worst(decoded, batch, &pixels);
     if (worst > 1) fail_msg("%s: pixels differ by %d levels", file, worst); /* the README's bound */
     free_images(decoded, batch);
     kiln_latent_free(&in);

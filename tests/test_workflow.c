@@ -65,15 +65,7 @@ static void check_run(const char *file)
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
     assert_int_equal(count, B);
-    int worst = 0;
-    for (int b = 0; b < B; b++) {
-        assert_int_equal(images[b].width, W);
-        assert_int_equal(images[b].height, H);
-        for (int i = 0; i < H * W * 3; i++) {
-            int d = abs((int)images[b].pixels[i] - (int)pixels.data[(size_t)b * H * W * 3 + i]);
-            if (d > worst) worst = d;
-        }
-    }
+    int worst = golden_pixels_worst(images, count, &pixels);
     print_message("  %-44s pixels within %d level(s)\n", file, worst);
     assert_true(worst <= 1);
     kiln_images_free(images, count);

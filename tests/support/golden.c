@@ -34,3 +34,19 @@ const char *golden_meta(kiln_st_file *f, const char *key)
     if (!v) fail_msg("%s: no metadata '%s'", kiln_st_path(f), key);
     return v;
 }
+
+int golden_pixels_worst(const kiln_image *images, int n, const golden *pixels)
+{
+    const int H = (int)pixels->shape[1], W = (int)pixels->shape[2];
+    assert_int_equal(pixels->count, (size_t)n * H * W * 3);
+    int worst = 0;
+    for (int b = 0; b < n; b++) {
+        assert_int_equal(images[b].width, W);
+        assert_int_equal(images[b].height, H);
+        for (size_t i = 0; i < (size_t)H * W * 3; i++) {
+            int d = abs((int)images[b].pixels[i] - (int)pixels->data[(size_t)b * H * W * 3 + i]);
+            if (d > worst) worst = d;
+        }
+    }
+    return worst;
+}

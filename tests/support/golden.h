@@ -17,6 +17,11 @@ typedef struct golden {
 kiln_st_file *golden_open(const char *relative_path);
 golden golden_read(kiln_st_file *f, const char *name);
 void golden_free(golden *g);
+/* The largest difference, in levels, between images[0 .. n - 1] and a
+ * golden (n, H, W, 3) of uint8 pixels; fails the test where an image is
+ * not H x W. */
+int golden_pixels_worst(const kiln_image *images, int n, const golden *pixels);
+
 /* A `__metadata__` value of the golden file; fails the test if absent. */
 const char *golden_meta(kiln_st_file *f, const char *key);
 
