@@ -92,7 +92,7 @@ typedef struct attention_case {
 static kiln_status run_attention(kiln_backend *be, void *ctx)
 {
     attention_case *c = ctx;
-    return be->ops->attention(be, &c->p, (const kiln_tensor *[]){&c->q, &c->k, &c->v}, &c->o);
+    return be->ops->attention(be, &c->p, (const kiln_tensor *[]){&c->q, &c->k, &c->v, NULL}, &c->o);
 }
 
 typedef struct norm_case {

@@ -1,16 +1,20 @@
-// Attention: o = softmax(q k^T * scale) v per (batch, head), never storing
-// the Tq x Tk score matrix. Both kernels stream keys in tiles and keep a
+// Attention: o = softmax(q k^T * scale + bias) v per (batch, head), never
+// storing the Tq x Tk score matrix; the bias (H,Tq,Tk), T5's relative
+// positions, is optional. Both kernels stream keys in tiles and keep a
 // running row max m and denominator l (online softmax): when a tile raises
 // the max, what was accumulated so far is rescaled by exp(m_old - m_new).
 //
 //   attention_rows_kernel   f32 throughout, any head dim up to 512, causal or
-//                           not: the exact path (f32 mode), VAE (D = 512) and
-//                           CLIP (causal). One warp per query row.
+//                           not, with a bias or not: the exact path (f32
+//                           mode), VAE (D = 512), CLIP (causal) and T5 (the
+//                           bias; its encoder runs once a prompt, so the
+//                           tensor-core kernel stays without one). One warp
+//                           per query row.
 //   attention_mma_kernel    tensor cores (mma.sync m16n8k16, f16 or bf16
-//                           inputs, f32 accumulation) for D = 40, 64, 80, 128,
-//                           160, non-causal; used in f16/bf16 mode. D is padded
-//                           only to the next multiple of 16 (40 -> 48), the
-//                           mma's K step.
+//                           inputs, f32 accumulation) for D = 40, 64, 72, 80,
+//                           128, 160, non-causal, no bias; used in f16/bf16
+//                           mode. D is padded only to the next multiple of 16
+//                           (40 -> 48, PixArt's 72 -> 80), the mma's K step.
 //
 // Layout: q (B,Tq,H*D), k and v (B,Tk,H*D), o (B,Tq,H*D); head h of row t
 // lives at [(b*T + t)*H*D + h*D, +D).
@@ -30,7 +34,8 @@
 // CHUNKS = ceil(D / 32): output elements per lane, kept in registers.
 template <int CHUNKS>
 __global__ void __launch_bounds__(ROWS_WARPS *CUDA_WARP)
-    attention_rows_kernel(const float *q, const float *k, const float *v, float *o, kiln_attention_params p)
+    attention_rows_kernel(const float *q, const float *k, const float *v, const float *bias, float *o,
+                          kiln_attention_params p)
 {
     extern __shared__ float rows_smem[];
     const int D = p.D, kv_stride = D | 1;
@@ -68,7 +73,7 @@ __global__ void __launch_bounds__(ROWS_WARPS *CUDA_WARP)
         if (row_valid && j < p.Tk && (!p.causal || j <= i)) {
             float dot = 0.0f;
             for (int d = 0; d < D; d++) dot += q_s[warp * D + d] * kv_s[lane * kv_stride + d];
-            s = dot * p.scale;
+            s = dot * p.scale + (bias ? bias[((int64_t)h * p.Tq + i) * p.Tk + j] : 0.0f);
         }
         float m_new = fmaxf(m, warp_max(s));
         // a row that has seen no key yet (m_new = -inf) keeps everything at 0
@@ -108,13 +113,13 @@ static size_t rows_smem_bytes(int D) { return (size_t)(ROWS_WARPS * D + ROWS_KEY
 
 template <int CHUNKS>
 static kiln_status launch_rows(cuda_state *s, const kiln_attention_params *p, const float *q, const float *k,
-                               const float *v, float *o)
+                               const float *v, const float *bias, float *o)
 {
     size_t smem = rows_smem_bytes(p->D);
     CUDA_TRY(cudaFuncSetAttribute(attention_rows_kernel<CHUNKS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   (int)smem));
     dim3 grid(cuda_blocks(p->Tq, ROWS_WARPS), p->H, p->B);
-    attention_rows_kernel<CHUNKS><<<grid, ROWS_WARPS * CUDA_WARP, smem, s->stream>>>(q, k, v, o, *p);
+    attention_rows_kernel<CHUNKS><<<grid, ROWS_WARPS * CUDA_WARP, smem, s->stream>>>(q, k, v, bias, o, *p);
     CUDA_TRY_LAUNCH("attention_rows_kernel");
     return KILN_OK;
 }
@@ -354,6 +359,7 @@ static kiln_status launch_mma_for_dim(cuda_state *s, const kiln_attention_params
     switch (p->D) {
     case 40: return launch_mma<40, T>(s, p, q, k, v, o);
     case 64: return launch_mma<64, T>(s, p, q, k, v, o);
+    case 72: return launch_mma<72, T>(s, p, q, k, v, o);
     case 80: return launch_mma<80, T>(s, p, q, k, v, o);
     case 128: return launch_mma<128, T>(s, p, q, k, v, o);
     case 160: return launch_mma<160, T>(s, p, q, k, v, o);
@@ -363,7 +369,7 @@ static kiln_status launch_mma_for_dim(cuda_state *s, const kiln_attention_params
 
 // Whether the tensor-core kernel has a variant for head dim D (f16 and bf16
 // use the same shared memory: about 89 KiB at D = 160).
-static bool mma_head_dim(int D) { return D == 40 || D == 64 || D == 80 || D == 128 || D == 160; }
+static bool mma_head_dim(int D) { return D == 40 || D == 64 || D == 72 || D == 80 || D == 128 || D == 160; }
 
 extern "C" kiln_status cuda_attention(kiln_backend *be, const kiln_attention_params *p,
                                       const kiln_tensor *const *src, kiln_tensor *dst)
@@ -373,10 +379,10 @@ extern "C" kiln_status cuda_attention(kiln_backend *be, const kiln_attention_par
     if (p->H > 65535 || p->B > 65535)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda attention: %d heads x batch %d exceed the grid", p->H, p->B);
     const float *q = (const float *)cuda_ptr(src[0]), *k = (const float *)cuda_ptr(src[1]),
-                *v = (const float *)cuda_ptr(src[2]);
+                *v = (const float *)cuda_ptr(src[2]), *bias = src[3] ? (const float *)cuda_ptr(src[3]) : NULL;
     float *o = (float *)cuda_ptr(dst);
 
-    if (s->compute != KILN_F32 && !p->causal && mma_head_dim(p->D)) {
+    if (s->compute != KILN_F32 && !p->causal && !bias && mma_head_dim(p->D)) {
         if (s->compute == KILN_BF16) return launch_mma_for_dim<__nv_bfloat16>(s, p, q, k, v, o);
         return launch_mma_for_dim<__half>(s, p, q, k, v, o);
     }
@@ -387,8 +393,8 @@ extern "C" kiln_status cuda_attention(kiln_backend *be, const kiln_attention_par
         return kiln_fail(KILN_ERR_UNSUPPORTED,
                          "cuda attention: head dim %d needs %zu bytes of shared memory, the device allows %d", p->D,
                          rows_smem_bytes(p->D), s->smem_optin);
-    if (p->D <= 64) return launch_rows<2>(s, p, q, k, v, o);
-    if (p->D <= 128) return launch_rows<4>(s, p, q, k, v, o);
-    if (p->D <= 160) return launch_rows<5>(s, p, q, k, v, o);
-    return launch_rows<ROWS_MAX_D / CUDA_WARP>(s, p, q, k, v, o);
+    if (p->D <= 64) return launch_rows<2>(s, p, q, k, v, bias, o);
+    if (p->D <= 128) return launch_rows<4>(s, p, q, k, v, bias, o);
+    if (p->D <= 160) return launch_rows<5>(s, p, q, k, v, bias, o);
+    return launch_rows<ROWS_MAX_D / CUDA_WARP>(s, p, q, k, v, bias, o);
 }

@@ -1,4 +1,4 @@
-// Elementwise and data-movement ops: activations, add/mul/scale, channel
+// Elementwise and data-movement ops: activations, add/mul/scale, gated add, channel
 // bias, concat, pad, upsample, timestep embedding, transpose, embedding.
 // Each mirrors its loop in runtime/cpu_ref.c with the same float expressions,
 // so results agree to rounding. All are memory-bound: one thread per output
@@ -12,10 +12,15 @@ static unsigned ew_blocks(int64_t n) { return cuda_stride_blocks(n, EW_THREADS);
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
 __device__ __forceinline__ float quick_gelu_f(float v) { return v / (1.0f + expf(-1.702f * v)); }
+__device__ __forceinline__ float gelu_tanh_f(float v)
+{
+    return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+}
 
 struct silu_op { __device__ float operator()(float v) const { return silu_f(v); } };
 struct gelu_op { __device__ float operator()(float v) const { return gelu_f(v); } };
 struct quick_gelu_op { __device__ float operator()(float v) const { return quick_gelu_f(v); } };
+struct gelu_tanh_op { __device__ float operator()(float v) const { return gelu_tanh_f(v); } };
 struct scale_op {
     float s;
     __device__ float operator()(float v) const { return v * s; }
@@ -45,6 +50,21 @@ __global__ void geglu_kernel(const float *x, float *y, int M, int N)
         int64_t m = i / N, n = i % N;
         const float *row = x + m * 2 * N;
         y[i] = row[n] * gelu_f(row[N + n]);
+    }
+}
+
+// x, y (B,T,C) -> x + (mod[b,gate] + table[gate]) * y; mod (B,K,C), table
+// (K,C) any float storage or NULL
+__global__ void gated_add_kernel(const float *x, const float *y, const float *mod, const void *table,
+                                 kiln_dtype table_dtype, float *out, kiln_gated_add_params p)
+{
+    GRID_STRIDE(i, (int64_t)p.B * p.T * p.C)
+    {
+        int c = (int)(i % p.C);
+        int64_t b = i / ((int64_t)p.T * p.C);
+        float gate = mod[(b * p.K + p.gate) * p.C + c] +
+                     (table ? load_weight(table, table_dtype, (size_t)p.gate * p.C + c) : 0.0f);
+        out[i] = x[i] + gate * y[i];
     }
 }
 
@@ -206,6 +226,12 @@ extern "C" kiln_status cuda_quick_gelu(kiln_backend *be, const kiln_quick_gelu_p
     return launch_unary(be, src, dst, p->n, quick_gelu_op{});
 }
 
+extern "C" kiln_status cuda_gelu_tanh(kiln_backend *be, const kiln_gelu_tanh_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, gelu_tanh_op{});
+}
+
 extern "C" kiln_status cuda_scale(kiln_backend *be, const kiln_scale_params *p, const kiln_tensor *const *src,
                                   kiln_tensor *dst)
 {
@@ -222,6 +248,19 @@ extern "C" kiln_status cuda_add(kiln_backend *be, const kiln_add_params *p, cons
                                 kiln_tensor *dst)
 {
     return launch_binary(be, src, dst, p->n, add_op{});
+}
+
+extern "C" kiln_status cuda_gated_add(kiln_backend *be, const kiln_gated_add_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->B * p->T * p->C;
+    gated_add_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), SRC(1), SRC(2),
+                                                                  src[3] ? cuda_ptr(src[3]) : NULL,
+                                                                  src[3] ? src[3]->dtype : KILN_F32, OUT, *p);
+    CUDA_TRY_LAUNCH("gated_add_kernel");
+    return KILN_OK;
 }
 
 extern "C" kiln_status cuda_mul(kiln_backend *be, const kiln_mul_params *p, const kiln_tensor *const *src,

@@ -1,4 +1,5 @@
-// Normalisations: group norm (+ fused SiLU), layer norm, row softmax.
+// Normalisations: group norm (+ fused SiLU), the row norms (layer norm, RMS
+// norm, adaLN), row softmax.
 // Like runtime/cpu_ref.c, statistics take two passes (the mean, then the
 // squared deviations from it), which stays accurate when the mean is large
 // against the spread.
@@ -82,11 +83,40 @@ __global__ void __launch_bounds__(GN_THREADS)
     }
 }
 
-// x (M,D): one warp per row; rows are short (320-2048), so a warp's lanes
-// cover a row in a few strides and no shared memory is needed.
+// The row norms' affines: what multiplies and what is added to element d of
+// normalised row m.
+struct ln_affine { // layer norm: gamma, beta
+    const void *gamma, *beta;
+    kiln_dtype gamma_dtype, beta_dtype;
+    __device__ float scale(int64_t, int d) const { return load_weight(gamma, gamma_dtype, d); }
+    __device__ float shift(int64_t, int d) const { return load_weight(beta, beta_dtype, d); }
+};
+struct rms_affine { // RMS norm: gamma alone
+    const void *gamma;
+    kiln_dtype gamma_dtype;
+    __device__ float scale(int64_t, int d) const { return load_weight(gamma, gamma_dtype, d); }
+    __device__ float shift(int64_t, int) const { return 0.0f; }
+};
+struct ada_affine { // adaLN: 1 + the scale row, and the shift row, of the row's batch element's modulation
+    const float *mod; // (B,K,C)
+    const void *table; // (K,C) or NULL
+    kiln_dtype table_dtype;
+    int T, K, C, scale_row, shift_row;
+    __device__ float row(int64_t m, int r, int d) const
+    {
+        int64_t b = m / T;
+        return mod[(b * K + r) * C + d] + (table ? load_weight(table, table_dtype, (size_t)r * C + d) : 0.0f);
+    }
+    __device__ float scale(int64_t m, int d) const { return 1.0f + row(m, scale_row, d); }
+    __device__ float shift(int64_t m, int d) const { return row(m, shift_row, d); }
+};
+
+// x (M,D): one warp per row; rows are short (320-4096), so a warp's lanes
+// cover a row in a few strides and no shared memory is needed. CENTRE: the
+// mean is taken away (layer norms) or not (RMS norm).
 #define LN_WARPS 4
-__global__ void layer_norm_kernel(const float *x, const void *gamma, const void *beta, kiln_dtype gamma_dtype,
-                                  kiln_dtype beta_dtype, float *y, int M, int D, float eps)
+template <bool CENTRE, typename Affine>
+__global__ void row_norm_kernel(const float *x, float *y, int M, int D, float eps, Affine a)
 {
     int lane = threadIdx.x % CUDA_WARP;
     int64_t m = (int64_t)blockIdx.x * LN_WARPS + threadIdx.x / CUDA_WARP;
@@ -94,14 +124,29 @@ __global__ void layer_norm_kernel(const float *x, const void *gamma, const void 
     const float *row = x + m * D;
     float *out = y + m * D;
 
-    float sum = 0.0f;
-    for (int d = lane; d < D; d += CUDA_WARP) sum += row[d];
-    float mean = warp_sum(sum) / (float)D;
+    float mean = 0.0f;
+    if (CENTRE) {
+        float sum = 0.0f;
+        for (int d = lane; d < D; d += CUDA_WARP) sum += row[d];
+        mean = warp_sum(sum) / (float)D;
+    }
     float sumsq = 0.0f;
     for (int d = lane; d < D; d += CUDA_WARP) sumsq += (row[d] - mean) * (row[d] - mean);
     float rstd = 1.0f / sqrtf(warp_sum(sumsq) / (float)D + eps);
-    for (int d = lane; d < D; d += CUDA_WARP)
-        out[d] = (row[d] - mean) * rstd * load_weight(gamma, gamma_dtype, d) + load_weight(beta, beta_dtype, d);
+    for (int d = lane; d < D; d += CUDA_WARP) out[d] = (row[d] - mean) * rstd * a.scale(m, d) + a.shift(m, d);
+}
+
+template <bool CENTRE, typename Affine>
+static kiln_status launch_row_norm(kiln_backend *be, const kiln_tensor *x, kiln_tensor *y, int64_t M, int D,
+                                   float eps, Affine a)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    if (M > INT32_MAX) return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda norm: %lld rows", (long long)M);
+    row_norm_kernel<CENTRE><<<cuda_blocks(M, LN_WARPS), LN_WARPS * CUDA_WARP, 0, s->stream>>>(
+        (const float *)cuda_ptr(x), (float *)cuda_ptr(y), (int)M, D, eps, a);
+    CUDA_TRY_LAUNCH("row_norm_kernel");
+    return KILN_OK;
 }
 
 // x (M,N): one warp per row; exp is recomputed in the last pass rather than
@@ -149,13 +194,23 @@ extern "C" kiln_status cuda_group_norm(kiln_backend *be, const kiln_group_norm_p
 extern "C" kiln_status cuda_layer_norm(kiln_backend *be, const kiln_layer_norm_params *p,
                                        const kiln_tensor *const *src, kiln_tensor *dst)
 {
-    cuda_state *s;
-    TRY(cuda_enter(be, &s));
-    layer_norm_kernel<<<cuda_blocks(p->M, LN_WARPS), LN_WARPS * CUDA_WARP, 0, s->stream>>>(
-        (const float *)cuda_ptr(src[0]), cuda_ptr(src[1]), cuda_ptr(src[2]), src[1]->dtype, src[2]->dtype,
-        (float *)cuda_ptr(dst), p->M, p->D, p->eps);
-    CUDA_TRY_LAUNCH("layer_norm_kernel");
-    return KILN_OK;
+    ln_affine a = {cuda_ptr(src[1]), cuda_ptr(src[2]), src[1]->dtype, src[2]->dtype};
+    return launch_row_norm<true>(be, src[0], dst, p->M, p->D, p->eps, a);
+}
+
+extern "C" kiln_status cuda_rms_norm(kiln_backend *be, const kiln_rms_norm_params *p,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    rms_affine a = {cuda_ptr(src[1]), src[1]->dtype};
+    return launch_row_norm<false>(be, src[0], dst, p->M, p->D, p->eps, a);
+}
+
+extern "C" kiln_status cuda_ada_layer_norm(kiln_backend *be, const kiln_ada_layer_norm_params *p,
+                                           const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    ada_affine a = {(const float *)cuda_ptr(src[1]), src[2] ? cuda_ptr(src[2]) : NULL,
+                    src[2] ? src[2]->dtype : KILN_F32, p->T, p->K, p->C, p->scale, p->shift};
+    return launch_row_norm<true>(be, src[0], dst, (int64_t)p->B * p->T, p->C, p->eps, a);
 }
 
 extern "C" kiln_status cuda_softmax(kiln_backend *be, const kiln_softmax_params *p, const kiln_tensor *const *src,

@@ -3,8 +3,9 @@
  * row max m and denominator l; earlier partial outputs are rescaled by
  * exp(m_old - m_new) when the max grows), so the Tq x Tk score matrix never
  * exists, only a query-block x key-block tile. Both products of a tile are
- * sgemm calls that read q, k, v in place (row stride H*D). Threads take
- * (batch, head, query block) triples. */
+ * sgemm calls that read q, k, v in place (row stride H*D). An additive bias
+ * (H,Tq,Tk), T5's relative positions, joins the scores of a tile before its
+ * max is taken. Threads take (batch, head, query block) triples. */
 #include <cblas.h>
 #include <math.h>
 
@@ -18,6 +19,7 @@
 typedef struct attention_job {
     const kiln_attention_params *p;
     const float *q, *k, *v; /* (B,Tq,H*D), (B,Tk,H*D), (B,Tk,H*D) */
+    const float *bias;      /* (H,Tq,Tk) or NULL */
     float *o;               /* (B,Tq,H*D) */
     cpu_state *s;
     int64_t query_blocks;
@@ -53,6 +55,10 @@ static void attention_block(void *ctx, int64_t begin, int64_t end, int worker)
                 if (p->causal && i0 + r - j0 + 1 < cols) seen = i0 + r - j0 + 1 > 0 ? i0 + r - j0 + 1 : 0;
                 for (int c = seen; c < cols; c++) row[c] = 0.0f; /* masked keys weigh nothing */
                 if (seen == 0) continue;
+                if (j->bias) {
+                    const float *add = j->bias + ((size_t)h * p->Tq + i0 + r) * p->Tk + j0;
+                    for (int c = 0; c < seen; c++) row[c] += add[c];
+                }
                 float m_new = fmaxf(m[r], cpu_max_span(row, (size_t)seen));
                 float rescale = expf(m[r] - m_new); /* 0 on the first block: m was -inf */
                 l[r] = l[r] * rescale + cpu_exp_span(row, (size_t)seen, m_new);
@@ -71,11 +77,11 @@ static void attention_block(void *ctx, int64_t begin, int64_t end, int worker)
     }
 }
 
-// q (B,Tq,H*D), k v (B,Tk,H*D) -> o (B,Tq,H*D)
+// q (B,Tq,H*D), k v (B,Tk,H*D), bias (H,Tq,Tk) or NULL -> o (B,Tq,H*D)
 kiln_status cpu_attention(cpu_state *s, const kiln_attention_params *p, const float *q, const float *k,
-                          const float *v, float *o)
+                          const float *v, const float *bias, float *o)
 {
-    attention_job j = {.p = p, .q = q, .k = k, .v = v, .o = o, .s = s};
+    attention_job j = {.p = p, .q = q, .k = k, .v = v, .bias = bias, .o = o, .s = s};
     j.query_blocks = (p->Tq + QUERY_BLOCK - 1) / QUERY_BLOCK;
     TRY(cpu_scratch_reserve(s, 0, (size_t)QUERY_BLOCK * (KEY_BLOCK + p->D + 2)));
     cpu_parallel_for(s->pool, (int64_t)p->B * p->H * j.query_blocks, 1, attention_block, &j);

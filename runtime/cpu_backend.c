@@ -116,6 +116,7 @@ static void cpu_destroy(kiln_backend *be)
 }
 
 #define SRC(i) cpu_ptr(src[i])
+#define OPTIONAL_SRC(i) (src[i] ? (const float *)cpu_ptr(src[i]) : NULL)
 #define OUT cpu_ptr(dst)
 
 /* The reference table: every op is its plain loop from cpu_ref.c. */
@@ -131,12 +132,16 @@ REF_OP(matmul, SRC(0), cpu_weight(src[1]), cpu_weight(p->has_bias ? src[2] : NUL
 REF_OP(conv2d, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
 REF_OP(group_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
 REF_OP(layer_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+REF_OP(rms_norm, SRC(0), cpu_weight(src[1]), OUT)
+REF_OP(ada_layer_norm, SRC(0), SRC(1), cpu_weight(src[2]), OUT)
 REF_OP(softmax, SRC(0), OUT)
 REF_OP(silu, SRC(0), OUT)
 REF_OP(gelu, SRC(0), OUT)
 REF_OP(quick_gelu, SRC(0), OUT)
+REF_OP(gelu_tanh, SRC(0), OUT)
 REF_OP(geglu, SRC(0), OUT)
 REF_OP(add, SRC(0), SRC(1), OUT)
+REF_OP(gated_add, SRC(0), SRC(1), SRC(2), cpu_weight(src[3]), OUT)
 REF_OP(mul, SRC(0), SRC(1), OUT)
 REF_OP(scale, SRC(0), OUT)
 REF_OP(leaky_relu, SRC(0), OUT)
@@ -154,7 +159,7 @@ static kiln_status ref_attention(kiln_backend *be, const kiln_attention_params *
     (void)be;
     float *scores = malloc((size_t)p->Tk * sizeof *scores);
     if (!scores) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu attention: out of host memory");
-    cpu_ref_attention(p, SRC(0), SRC(1), SRC(2), OUT, scores);
+    cpu_ref_attention(p, SRC(0), SRC(1), SRC(2), OPTIONAL_SRC(3), OUT, scores);
     free(scores);
     return KILN_OK;
 }
@@ -188,13 +193,17 @@ static const kiln_backend_ops cpu_reference_ops = {
     }
 FAST_OP(matmul, SRC(0), cpu_weight(src[1]), cpu_weight(p->has_bias ? src[2] : NULL), OUT)
 FAST_OP(conv2d, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
-FAST_OP(attention, SRC(0), SRC(1), SRC(2), OUT)
+FAST_OP(attention, SRC(0), SRC(1), SRC(2), OPTIONAL_SRC(3), OUT)
 FAST_OP(layer_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
+FAST_OP(rms_norm, SRC(0), cpu_weight(src[1]), OUT)
+FAST_OP(ada_layer_norm, SRC(0), SRC(1), cpu_weight(src[2]), OUT)
+FAST_OP(gated_add, SRC(0), SRC(1), SRC(2), cpu_weight(src[3]), OUT)
 FAST_VOID_OP(group_norm, SRC(0), cpu_weight(src[1]), cpu_weight(src[2]), OUT)
 FAST_VOID_OP(softmax, SRC(0), OUT)
 FAST_VOID_OP(silu, SRC(0), OUT)
 FAST_VOID_OP(gelu, SRC(0), OUT)
 FAST_VOID_OP(quick_gelu, SRC(0), OUT)
+FAST_VOID_OP(gelu_tanh, SRC(0), OUT)
 FAST_VOID_OP(geglu, SRC(0), OUT)
 FAST_VOID_OP(add, SRC(0), SRC(1), OUT)
 FAST_VOID_OP(mul, SRC(0), SRC(1), OUT)

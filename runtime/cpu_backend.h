@@ -45,17 +45,24 @@ kiln_status cpu_matmul(cpu_state *s, const kiln_matmul_params *p, const float *x
 kiln_status cpu_conv2d(cpu_state *s, const kiln_conv2d_params *p, const float *x, kiln_weight_ptr w,
                        kiln_weight_ptr bias, float *y);
 kiln_status cpu_attention(cpu_state *s, const kiln_attention_params *p, const float *q, const float *k,
-                          const float *v, float *o);
+                          const float *v, const float *bias, float *o);
 void cpu_group_norm(cpu_state *s, const kiln_group_norm_params *p, const float *x, kiln_weight_ptr gamma,
                     kiln_weight_ptr beta, float *y);
 kiln_status cpu_layer_norm(cpu_state *s, const kiln_layer_norm_params *p, const float *x, kiln_weight_ptr gamma,
                            kiln_weight_ptr beta, float *y);
+kiln_status cpu_rms_norm(cpu_state *s, const kiln_rms_norm_params *p, const float *x, kiln_weight_ptr gamma,
+                         float *y);
+kiln_status cpu_ada_layer_norm(cpu_state *s, const kiln_ada_layer_norm_params *p, const float *x,
+                               const float *mod, kiln_weight_ptr table, float *y);
 void cpu_softmax(cpu_state *s, const kiln_softmax_params *p, const float *x, float *y);
 void cpu_silu(cpu_state *s, const kiln_silu_params *p, const float *x, float *y);
 void cpu_gelu(cpu_state *s, const kiln_gelu_params *p, const float *x, float *y);
 void cpu_quick_gelu(cpu_state *s, const kiln_quick_gelu_params *p, const float *x, float *y);
+void cpu_gelu_tanh(cpu_state *s, const kiln_gelu_tanh_params *p, const float *x, float *y);
 void cpu_geglu(cpu_state *s, const kiln_geglu_params *p, const float *x, float *y);
 void cpu_add(cpu_state *s, const kiln_add_params *p, const float *a, const float *b, float *y);
+kiln_status cpu_gated_add(cpu_state *s, const kiln_gated_add_params *p, const float *x, const float *y,
+                          const float *mod, kiln_weight_ptr table, float *out);
 void cpu_mul(cpu_state *s, const kiln_mul_params *p, const float *a, const float *b, float *y);
 void cpu_scale(cpu_state *s, const kiln_scale_params *p, const float *a, float *y);
 void cpu_leaky_relu(cpu_state *s, const kiln_leaky_relu_params *p, const float *x, float *y);

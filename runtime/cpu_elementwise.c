@@ -7,6 +7,7 @@
 
 #include "cpu_backend.h"
 #include "cpu_simd.h"
+#include "status.h"
 
 #define SPAN_ELEMENTS 32768
 #define TRANSPOSE_TILE 32
@@ -35,11 +36,21 @@ static void parallel_spans(cpu_state *s, const span_job *j, size_t units, size_t
 
 static inline float gelu(float v) { return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2)); }
 
-static void silu_span(const span_job *j, size_t i0, size_t i1) { cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.0f); }
+static void silu_span(const span_job *j, size_t i0, size_t i1)
+{
+    cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.0f, 0.0f);
+}
 
 static void quick_gelu_span(const span_job *j, size_t i0, size_t i1)
 {
-    cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.702f);
+    cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.702f, 0.0f);
+}
+
+/* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
+static void gelu_tanh_span(const span_job *j, size_t i0, size_t i1)
+{
+    const float k = 1.5957691216057308f; /* 2 sqrt(2/pi) */
+    cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, k, k * 0.044715f);
 }
 
 static void gelu_span(const span_job *j, size_t i0, size_t i1)
@@ -79,6 +90,11 @@ void cpu_quick_gelu(cpu_state *s, const kiln_quick_gelu_params *p, const float *
     parallel_spans(s, &(span_job){quick_gelu_span, p, x, NULL, y}, (size_t)p->n, 1);
 }
 
+void cpu_gelu_tanh(cpu_state *s, const kiln_gelu_tanh_params *p, const float *x, float *y)
+{
+    parallel_spans(s, &(span_job){gelu_tanh_span, p, x, NULL, y}, (size_t)p->n, 1);
+}
+
 void cpu_gelu(cpu_state *s, const kiln_gelu_params *p, const float *x, float *y)
 {
     parallel_spans(s, &(span_job){gelu_span, p, x, NULL, y}, (size_t)p->n, 1);
@@ -102,6 +118,37 @@ void cpu_scale(cpu_state *s, const kiln_scale_params *p, const float *a, float *
 void cpu_leaky_relu(cpu_state *s, const kiln_leaky_relu_params *p, const float *x, float *y)
 {
     parallel_spans(s, &(span_job){leaky_relu_span, p, x, NULL, y}, (size_t)p->n, 1);
+}
+
+typedef struct gated_add_job {
+    const kiln_gated_add_params *p;
+    const float *gates; /* (B,C): the modulation's gate rows plus the table's */
+} gated_add_job;
+
+// token rows of x, y (B*T, C): out = x + gate[b] * y
+static void gated_add_rows(const span_job *j, size_t r0, size_t r1)
+{
+    const gated_add_job *g = j->p;
+    size_t C = (size_t)g->p->C;
+    for (size_t r = r0; r < r1; r++) {
+        const float *gate = g->gates + r / (size_t)g->p->T * C;
+        for (size_t c = 0; c < C; c++) j->y[r * C + c] = j->a[r * C + c] + gate[c] * j->b[r * C + c];
+    }
+}
+
+kiln_status cpu_gated_add(cpu_state *s, const kiln_gated_add_params *p, const float *x, const float *y,
+                          const float *mod, kiln_weight_ptr table, float *out)
+{
+    size_t C = (size_t)p->C, B = (size_t)p->B;
+    TRY(cpu_scratch_reserve(s, (B + 1) * C, 0));
+    float *gates = s->shared, *row = s->shared + B * C; /* (B,C), then the table's gate row */
+    if (table.data) cpu_widen(row, table, (size_t)p->gate * C, C);
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++)
+            gates[b * C + c] = mod[(b * (size_t)p->K + (size_t)p->gate) * C + c] + (table.data ? row[c] : 0.0f);
+    gated_add_job g = {p, gates};
+    parallel_spans(s, &(span_job){gated_add_rows, &g, x, y, out}, B * (size_t)p->T, C);
+    return KILN_OK;
 }
 
 // rows of x (M,2N): the value half first, the gate half second

@@ -84,9 +84,52 @@ void cpu_ref_layer_norm(const kiln_layer_norm_params *p, const float *x, kiln_we
     }
 }
 
+// x (M,D) scaled by the reciprocal root mean square over D: T5's layer norm,
+// which neither centres nor adds a bias
+void cpu_ref_rms_norm(const kiln_rms_norm_params *p, const float *x, kiln_weight_ptr gamma, float *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const float *row = x + (size_t)m * p->D;
+        double sumsq = 0.0;
+        for (int d = 0; d < p->D; d++) sumsq += (double)row[d] * row[d];
+        float rstd = (float)(1.0 / sqrt(sumsq / p->D + p->eps));
+        for (int d = 0; d < p->D; d++) y[(size_t)m * p->D + d] = row[d] * rstd * wload(gamma, (size_t)d);
+    }
+}
+
+// element c of row `row` of the modulation of batch element b: mod (B,K,C)
+// plus the table (K,C), which is absent (zeros) when table.data is NULL
+static float modulation(const float *mod, kiln_weight_ptr table, int K, int C, int b, int row, int c)
+{
+    float t = table.data ? wload(table, (size_t)row * C + c) : 0.0f;
+    return mod[((size_t)b * K + row) * C + c] + t;
+}
+
+// x (B,T,C): each token normalised over C without affine, then scaled and
+// shifted by rows of its batch element's modulation
+void cpu_ref_ada_layer_norm(const kiln_ada_layer_norm_params *p, const float *x, const float *mod,
+                            kiln_weight_ptr table, float *y)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int t = 0; t < p->T; t++) {
+            size_t base = ((size_t)b * p->T + t) * p->C;
+            const float *row = x + base;
+            double sum = 0.0, sumsq = 0.0;
+            for (int c = 0; c < p->C; c++) sum += row[c];
+            double mean = sum / p->C;
+            for (int c = 0; c < p->C; c++) sumsq += (row[c] - mean) * (row[c] - mean);
+            float rstd = (float)(1.0 / sqrt(sumsq / p->C + p->eps));
+            for (int c = 0; c < p->C; c++) {
+                float scale = 1.0f + modulation(mod, table, p->K, p->C, b, p->scale, c);
+                float shift = modulation(mod, table, p->K, p->C, b, p->shift, c);
+                y[base + c] = (float)(row[c] - mean) * rstd * scale + shift;
+            }
+        }
+}
+
 // q (B,Tq,H*D), k v (B,Tk,H*D): one query row at a time; s is scratch of Tk floats
-void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v, float *o,
-                       float *s)
+void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v,
+                       const float *bias, float *o, float *s)
 {
     size_t row = (size_t)p->H * p->D;
     for (int b = 0; b < p->B; b++)
@@ -94,12 +137,13 @@ void cpu_ref_attention(const kiln_attention_params *p, const float *q, const flo
             for (int i = 0; i < p->Tq; i++) {
                 const float *qi = q + ((size_t)b * p->Tq + i) * row + (size_t)h * p->D;
                 int tk = p->causal ? i + 1 : p->Tk;
+                const float *bi = bias ? bias + ((size_t)h * p->Tq + i) * p->Tk : NULL; /* (Tk) */
                 float mx = -INFINITY;
                 for (int j = 0; j < tk; j++) {
                     const float *kj = k + ((size_t)b * p->Tk + j) * row + (size_t)h * p->D;
                     float dot = 0.0f;
                     for (int d = 0; d < p->D; d++) dot += qi[d] * kj[d];
-                    s[j] = dot * p->scale;
+                    s[j] = dot * p->scale + (bi ? bi[j] : 0.0f);
                     if (s[j] > mx) mx = s[j];
                 }
                 float denom = 0.0f;
@@ -146,6 +190,13 @@ void cpu_ref_quick_gelu(const kiln_quick_gelu_params *p, const float *x, float *
 }
 
 // x (M,2N): value half first, gate half second (diffusers' GEGLU chunk order)
+// sqrt(2/pi) (x + 0.044715 x^3) inside the tanh
+void cpu_ref_gelu_tanh(const kiln_gelu_tanh_params *p, const float *x, float *y)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int i = 0; i < p->n; i++) y[i] = 0.5f * x[i] * (1.0f + tanhf(k * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+}
+
 void cpu_ref_geglu(const kiln_geglu_params *p, const float *x, float *y)
 {
     for (int m = 0; m < p->M; m++)
@@ -158,6 +209,19 @@ void cpu_ref_geglu(const kiln_geglu_params *p, const float *x, float *y)
 void cpu_ref_add(const kiln_add_params *p, const float *a, const float *b, float *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = a[i] + b[i];
+}
+
+// x, y (B,T,C): the gate row of batch element b's modulation scales every
+// token of y before the residual add
+void cpu_ref_gated_add(const kiln_gated_add_params *p, const float *x, const float *y, const float *mod,
+                       kiln_weight_ptr table, float *out)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int t = 0; t < p->T; t++)
+            for (int c = 0; c < p->C; c++) {
+                size_t at = ((size_t)b * p->T + t) * p->C + c;
+                out[at] = x[at] + modulation(mod, table, p->K, p->C, b, p->gate, c) * y[at];
+            }
 }
 
 void cpu_ref_mul(const kiln_mul_params *p, const float *a, const float *b, float *y)

@@ -18,15 +18,23 @@ void cpu_ref_group_norm(const kiln_group_norm_params *p, const float *x, kiln_we
                         kiln_weight_ptr beta, float *y);
 void cpu_ref_layer_norm(const kiln_layer_norm_params *p, const float *x, kiln_weight_ptr gamma,
                         kiln_weight_ptr beta, float *y);
-/* s: scratch of Tk floats */
-void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v, float *o,
-                       float *s);
+void cpu_ref_rms_norm(const kiln_rms_norm_params *p, const float *x, kiln_weight_ptr gamma, float *y);
+/* table.data NULL: no table (zeros) */
+void cpu_ref_ada_layer_norm(const kiln_ada_layer_norm_params *p, const float *x, const float *mod,
+                            kiln_weight_ptr table, float *y);
+/* bias (H,Tq,Tk) or NULL; s: scratch of Tk floats */
+void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v,
+                       const float *bias, float *o, float *s);
 void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y);
 void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y);
 void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y);
 void cpu_ref_quick_gelu(const kiln_quick_gelu_params *p, const float *x, float *y);
+void cpu_ref_gelu_tanh(const kiln_gelu_tanh_params *p, const float *x, float *y);
 void cpu_ref_geglu(const kiln_geglu_params *p, const float *x, float *y);
 void cpu_ref_add(const kiln_add_params *p, const float *a, const float *b, float *y);
+/* table.data NULL: no table (zeros) */
+void cpu_ref_gated_add(const kiln_gated_add_params *p, const float *x, const float *y, const float *mod,
+                       kiln_weight_ptr table, float *out);
 void cpu_ref_mul(const kiln_mul_params *p, const float *a, const float *b, float *y);
 void cpu_ref_scale(const kiln_scale_params *p, const float *a, float *y);
 void cpu_ref_leaky_relu(const kiln_leaky_relu_params *p, const float *x, float *y);

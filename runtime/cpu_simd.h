@@ -89,20 +89,23 @@ static inline float cpu_max_span(const float *x, size_t n)
     return mx;
 }
 
-/* y[i] = x[i] * sigmoid(k x[i]) over n elements: SiLU for k = 1, CLIP's
- * quick GELU for k = 1.702; x and y may be the same array */
-static inline void cpu_sigmoid_gate_span(const float *x, float *y, size_t n, float k)
+/* y[i] = x[i] * sigmoid(k x[i] + k3 x[i]^3) over n elements: SiLU for
+ * (1, 0), CLIP's quick GELU for (1.702, 0), and the tanh GELU for
+ * 2 sqrt(2/pi) (1, 0.044715), since 0.5 (1 + tanh(u)) = sigmoid(2u); x and y
+ * may be the same array */
+static inline void cpu_sigmoid_gate_span(const float *x, float *y, size_t n, float k, float k3)
 {
     size_t i = 0;
 #ifdef KILN_CPU_AVX2
-    __m256 one = _mm256_set1_ps(1.0f), negk = _mm256_set1_ps(-k);
+    __m256 one = _mm256_set1_ps(1.0f), negk = _mm256_set1_ps(-k), negk3 = _mm256_set1_ps(-k3);
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        __m256 e = cpu_exp8(_mm256_mul_ps(v, negk));
+        __m256 slope = _mm256_fmadd_ps(_mm256_mul_ps(v, v), negk3, negk); /* -(k + k3 v^2) */
+        __m256 e = cpu_exp8(_mm256_mul_ps(v, slope));
         _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
     }
 #endif
-    for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-k * x[i]));
+    for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-(k + k3 * x[i] * x[i]) * x[i]));
 }
 
 #endif

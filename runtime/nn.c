@@ -57,6 +57,55 @@ kiln_status nn_layer_norm(kiln_graph *g, const tensor *x, const tensor *gamma, c
     return kiln_run_layer_norm(g, &p, (const tensor *[]){x, gamma, beta}, *y);
 }
 
+kiln_status nn_rms_norm(kiln_graph *g, const tensor *x, const tensor *gamma, float eps, tensor **y)
+{
+    kiln_rms_norm_params p = {.M = (int32_t)rows(x), .D = (int32_t)last_dim(x), .eps = eps};
+    TRY(new_like(g, x, y));
+    return kiln_run_rms_norm(g, &p, (const tensor *[]){x, gamma}, *y);
+}
+
+/* K, the rows of a modulation (B,K*C) or (B,K,C) for x (B,...,C), checked
+ * against the table (K,C) when there is one. */
+static kiln_status modulation_rows(const char *layer, const tensor *x, const tensor *mod, const tensor *table,
+                                   int32_t *K)
+{
+    int64_t B = x->shape[0], C = last_dim(x), n = kiln_tensor_numel(mod);
+    if (mod->shape[0] != B || n % (B * C))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: modulation of %lld values for a batch of %lld x %lld channels",
+                         layer, (long long)n, (long long)B, (long long)C);
+    *K = (int32_t)(n / (B * C));
+    if (table && (table->ndim != 2 || table->shape[0] != *K || table->shape[1] != C))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: table of %d dims (%lld x ...) for %d rows of %lld channels",
+                         layer, table->ndim, (long long)table->shape[0], *K, (long long)C);
+    return KILN_OK;
+}
+
+kiln_status nn_ada_layer_norm(kiln_graph *g, const tensor *x, const tensor *mod, const tensor *table, int shift,
+                              int scale, float eps, tensor **y)
+{
+    kiln_ada_layer_norm_params p = {.B = (int32_t)x->shape[0], .C = (int32_t)last_dim(x), .shift = shift,
+                                    .scale = scale, .eps = eps};
+    p.T = (int32_t)(kiln_tensor_numel(x) / ((int64_t)p.B * p.C));
+    TRY(modulation_rows("ada_layer_norm", x, mod, table, &p.K));
+    TRY(new_like(g, x, y));
+    return kiln_run_ada_layer_norm(g, &p, (const tensor *[]){x, mod, table}, *y);
+}
+
+kiln_status nn_attention_to(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, const tensor *bias,
+                            int heads, float scale, tensor *o)
+{
+    kiln_attention_params p = {.B = (int32_t)q->shape[0], .H = heads, .Tq = (int32_t)q->shape[1],
+                               .Tk = (int32_t)k->shape[1], .D = (int32_t)(last_dim(q) / heads), .scale = scale};
+    return kiln_run_attention(g, &p, (const tensor *[]){q, k, v, bias}, o);
+}
+
+kiln_status nn_attention_biased(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, const tensor *bias,
+                                int heads, float scale, tensor **o)
+{
+    TRY(new_like(g, q, o));
+    return nn_attention_to(g, q, k, v, bias, heads, scale, *o);
+}
+
 kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, int heads, bool causal,
                          tensor **o)
 {
@@ -65,13 +114,19 @@ kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const 
                                .Tk = (int32_t)k->shape[1], .D = (int32_t)D, .scale = 1.0f / sqrtf((float)D),
                                .causal = causal};
     TRY(new_like(g, q, o));
-    return kiln_run_attention(g, &p, (const tensor *[]){q, k, v}, *o);
+    return kiln_run_attention(g, &p, (const tensor *[]){q, k, v, NULL}, *o);
 }
 
 kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
 {
     TRY(new_like(g, a, y));
     return kiln_run_add(g, &(kiln_add_params){(int32_t)kiln_tensor_numel(a)}, (const tensor *[]){a, b}, *y);
+}
+
+kiln_status nn_mul(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
+{
+    TRY(new_like(g, a, y));
+    return kiln_run_mul(g, &(kiln_mul_params){(int32_t)kiln_tensor_numel(a)}, (const tensor *[]){a, b}, *y);
 }
 
 kiln_status nn_scale(kiln_graph *g, const tensor *a, float s, tensor **y)
@@ -97,6 +152,12 @@ kiln_status nn_gelu(kiln_graph *g, const tensor *x, tensor **y)
 {
     TRY(new_like(g, x, y));
     return kiln_run_gelu(g, &(kiln_gelu_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_gelu_tanh(kiln_graph *g, const tensor *x, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_gelu_tanh(g, &(kiln_gelu_tanh_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
 }
 
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y)
@@ -152,6 +213,20 @@ kiln_status nn_add_into(kiln_graph *g, tensor **x, tensor *delta)
     tensor *sum;
     TRY(nn_add(g, *x, delta, &sum));
     kiln_graph_release(g, delta);
+    nn_drop(g, x);
+    *x = sum;
+    return KILN_OK;
+}
+
+kiln_status nn_gated_add_into(kiln_graph *g, tensor **x, tensor *y, const tensor *mod, const tensor *table, int gate)
+{
+    kiln_gated_add_params p = {.B = (int32_t)(*x)->shape[0], .C = (int32_t)last_dim(*x), .gate = gate};
+    p.T = (int32_t)(kiln_tensor_numel(*x) / ((int64_t)p.B * p.C));
+    TRY(modulation_rows("gated_add", *x, mod, table, &p.K));
+    tensor *sum;
+    TRY(new_like(g, *x, &sum));
+    TRY(kiln_run_gated_add(g, &p, (const tensor *[]){*x, y, mod, table}, sum));
+    kiln_graph_release(g, y);
     nn_drop(g, x);
     *x = sum;
     return KILN_OK;

@@ -20,16 +20,36 @@ kiln_status nn_group_norm(kiln_graph *g, const tensor *x, const tensor *gamma, c
 // x (..., D) -> *y normalised over D
 kiln_status nn_layer_norm(kiln_graph *g, const tensor *x, const tensor *gamma, const tensor *beta, float eps,
                           tensor **y);
-// q (B,Tq,H*D), k v (B,Tk,H*D) -> *o (B,Tq,H*D)
+// x (..., D) -> *y = x / sqrt(mean(x^2) + eps) * gamma over D: T5's layer norm
+kiln_status nn_rms_norm(kiln_graph *g, const tensor *x, const tensor *gamma, float eps, tensor **y);
+/* adaLN: x (B,T,C) -> *y = layer_norm(x) * (1 + mod[b,scale] + table[scale])
+ * + mod[b,shift] + table[shift]; mod (B,K*C) or (B,K,C), table (K,C) or
+ * NULL, shift and scale rows 0..K-1; the norm has no affine of its own. */
+kiln_status nn_ada_layer_norm(kiln_graph *g, const tensor *x, const tensor *mod, const tensor *table, int shift,
+                              int scale, float eps, tensor **y);
+// q (B,Tq,H*D), k v (B,Tk,H*D) -> *o (B,Tq,H*D), scores scaled by 1/sqrt(D)
 kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, int heads, bool causal,
                          tensor **o);
+/* The same with the given scale and bias (H,Tq,Tk) added to every batch
+ * element's scores before the softmax (T5: scale 1, its relative-position
+ * bias); bias may be NULL. */
+kiln_status nn_attention_biased(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, const tensor *bias,
+                                int heads, float scale, tensor **o);
+/* The same into o, an activation (or a view of one: a row of a batch) of
+ * q's shape. */
+kiln_status nn_attention_to(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, const tensor *bias,
+                            int heads, float scale, tensor *o);
 // elementwise a + b -> *y (same shape as a)
 kiln_status nn_add(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
+// elementwise a * b -> *y (same shape as a)
+kiln_status nn_mul(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // a * s -> *y
 kiln_status nn_scale(kiln_graph *g, const tensor *a, float s, tensor **y);
 kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_gelu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y);
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): T5's and PixArt's GELU
+kiln_status nn_gelu_tanh(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_leaky_relu(kiln_graph *g, const tensor *x, float slope, tensor **y);
 // x (..., 2N) -> *y (..., N)
 kiln_status nn_geglu(kiln_graph *g, const tensor *x, tensor **y);
@@ -45,6 +65,10 @@ kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int le
 kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // *x = *x + delta, releasing both: the residual step of a block
 kiln_status nn_add_into(kiln_graph *g, tensor **x, tensor *delta);
+/* *x = *x + (mod[b,gate] + table[gate]) * y, releasing the old *x and y: a
+ * DiT block's gated residual; x, y (B,T,C), mod (B,K*C) or (B,K,C), table
+ * (K,C) or NULL. */
+kiln_status nn_gated_add_into(kiln_graph *g, tensor **x, tensor *y, const tensor *mod, const tensor *table, int gate);
 // x (N,C,H,W) -> *y (N,H*W,C), and back with nn_tokens_to_image
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_tokens_to_image(kiln_graph *g, const tensor *x, int64_t H, int64_t W, tensor **y);

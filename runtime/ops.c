@@ -95,6 +95,38 @@ kiln_status kiln_check_layer_norm(const kiln_layer_norm_params *p, const kiln_te
     return KILN_OK;
 }
 
+kiln_status kiln_check_rms_norm(const kiln_rms_norm_params *p, const kiln_tensor *const *src,
+                                const kiln_tensor *dst)
+{
+    const char *op = "rms_norm";
+    POSITIVE(p->M, p->D);
+    ACT("x", src[0], (int64_t)p->M * p->D);
+    WEIGHT("gamma", src[1], p->D);
+    ACT("y", dst, (int64_t)p->M * p->D);
+    return KILN_OK;
+}
+
+/* A row index into the modulation (B,K,C) and its table (K,C). */
+static kiln_status check_row(const char *op, const char *what, int32_t row, int32_t K)
+{
+    if (row < 0 || row >= K) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %s row %d outside 0..%d", op, what, row, K - 1);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_ada_layer_norm(const kiln_ada_layer_norm_params *p, const kiln_tensor *const *src,
+                                      const kiln_tensor *dst)
+{
+    const char *op = "ada_layer_norm";
+    POSITIVE(p->B, p->T, p->C, p->K);
+    TRY(check_row(op, "shift", p->shift, p->K));
+    TRY(check_row(op, "scale", p->scale, p->K));
+    ACT("x", src[0], (int64_t)p->B * p->T * p->C);
+    ACT("mod", src[1], (int64_t)p->B * p->K * p->C);
+    if (src[2]) WEIGHT("table", src[2], (int64_t)p->K * p->C);
+    ACT("y", dst, (int64_t)p->B * p->T * p->C);
+    return KILN_OK;
+}
+
 kiln_status kiln_check_attention(const kiln_attention_params *p, const kiln_tensor *const *src,
                                  const kiln_tensor *dst)
 {
@@ -104,6 +136,7 @@ kiln_status kiln_check_attention(const kiln_attention_params *p, const kiln_tens
     ACT("q", src[0], (int64_t)p->B * p->Tq * p->H * p->D);
     ACT("k", src[1], (int64_t)p->B * p->Tk * p->H * p->D);
     ACT("v", src[2], (int64_t)p->B * p->Tk * p->H * p->D);
+    if (src[3]) ACT("bias", src[3], (int64_t)p->H * p->Tq * p->Tk);
     ACT("o", dst, (int64_t)p->B * p->Tq * p->H * p->D);
     return KILN_OK;
 }
@@ -152,6 +185,12 @@ kiln_status kiln_check_leaky_relu(const kiln_leaky_relu_params *p, const kiln_te
     return check_unary("leaky_relu", p->n, src, dst);
 }
 
+kiln_status kiln_check_gelu_tanh(const kiln_gelu_tanh_params *p, const kiln_tensor *const *src,
+                                 const kiln_tensor *dst)
+{
+    return check_unary("gelu_tanh", p->n, src, dst);
+}
+
 kiln_status kiln_check_geglu(const kiln_geglu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "geglu";
@@ -173,6 +212,20 @@ static kiln_status check_binary(const char *op, int32_t n, const kiln_tensor *co
 kiln_status kiln_check_add(const kiln_add_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     return check_binary("add", p->n, src, dst);
+}
+
+kiln_status kiln_check_gated_add(const kiln_gated_add_params *p, const kiln_tensor *const *src,
+                                 const kiln_tensor *dst)
+{
+    const char *op = "gated_add";
+    POSITIVE(p->B, p->T, p->C, p->K);
+    TRY(check_row(op, "gate", p->gate, p->K));
+    ACT("x", src[0], (int64_t)p->B * p->T * p->C);
+    ACT("y", src[1], (int64_t)p->B * p->T * p->C);
+    ACT("mod", src[2], (int64_t)p->B * p->K * p->C);
+    if (src[3]) WEIGHT("table", src[3], (int64_t)p->K * p->C);
+    ACT("out", dst, (int64_t)p->B * p->T * p->C);
+    return KILN_OK;
 }
 
 kiln_status kiln_check_mul(const kiln_mul_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)

@@ -29,19 +29,37 @@ typedef struct kiln_group_norm_params {
 } kiln_group_norm_params;
 
 typedef struct kiln_layer_norm_params { int32_t M, D; float eps; } kiln_layer_norm_params;
+typedef struct kiln_rms_norm_params { int32_t M, D; float eps; } kiln_rms_norm_params;
+
+/* adaLN (DiT, PixArt, Flux): a layer norm without affine whose scale and
+ * shift are rows `scale` and `shift` (0..K-1) of the per-batch modulation
+ * mod (B,K,C) plus the same rows of the learnt table (K,C), when given.
+ * Variance biased, eps inside the sqrt, as torch's LayerNorm. */
+typedef struct kiln_ada_layer_norm_params {
+    int32_t B, T, C, K;
+    int32_t shift, scale; /* rows of mod and table */
+    float eps;
+} kiln_ada_layer_norm_params;
 
 typedef struct kiln_attention_params {
     int32_t B, H, Tq, Tk, D;
     float scale;    /* usually 1/sqrt(D) */
     int32_t causal; /* query i sees keys 0..i (CLIP) */
 } kiln_attention_params;
+/* The optional fourth source, bias (H,Tq,Tk), is T5's relative-position
+ * bias: added to the scaled scores of every batch element, so the model
+ * computes it once per forward rather than once per batch element. */
 
 typedef struct kiln_softmax_params { int32_t M, N; } kiln_softmax_params;
 typedef struct kiln_silu_params { int32_t n; } kiln_silu_params;
 typedef struct kiln_gelu_params { int32_t n; } kiln_gelu_params;
 typedef struct kiln_quick_gelu_params { int32_t n; } kiln_quick_gelu_params;
+typedef struct kiln_gelu_tanh_params { int32_t n; } kiln_gelu_tanh_params;
 typedef struct kiln_geglu_params { int32_t M, N; } kiln_geglu_params;
 typedef struct kiln_add_params { int32_t n; } kiln_add_params;
+/* A DiT block's gated residual: x + (mod[b,gate] + table[gate]) * y, gate a
+ * row (0..K-1) of mod (B,K,C) and of the optional table (K,C). */
+typedef struct kiln_gated_add_params { int32_t B, T, C, K, gate; } kiln_gated_add_params;
 typedef struct kiln_mul_params { int32_t n; } kiln_mul_params;
 typedef struct kiln_scale_params { int32_t n; float s; } kiln_scale_params;
 typedef struct kiln_leaky_relu_params { int32_t n; float slope; } kiln_leaky_relu_params;

@@ -9,6 +9,7 @@
 #include "vulkan_backend.h"
 
 #include <math.h>
+#include <stddef.h>
 
 #include "status.h"
 
@@ -536,11 +537,73 @@ static kiln_status vk_layer_norm(kiln_backend *be, const kiln_layer_norm_params 
     return run(be, KILN_VK_SHADER_LAYER_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
 }
 
-/* attention.comp */
+/* layer_norm.comp's OP_RMS_NORM variant */
+typedef struct rms_norm_push {
+    VkDeviceAddress x, gamma, y;
+    kiln_rms_norm_params p;
+    uint32_t gamma_first, gamma_dtype;
+} rms_norm_push;
+
+static kiln_status vk_rms_norm(kiln_backend *be, const kiln_rms_norm_params *p, const kiln_tensor *const *src,
+                               kiln_tensor *dst)
+{
+    rms_norm_push push = {.p = *p};
+    weight_arg gamma = {0};
+    TRY(act("rms_norm", src[0], &push.x));
+    TRY(weight("rms_norm", "gamma", src[1], &gamma));
+    TRY(act("rms_norm", dst, &push.y));
+    push.gamma = gamma.address;
+    push.gamma_first = gamma.first;
+    push.gamma_dtype = gamma.dtype;
+    uint32_t g[3];
+    grid_flat((uint64_t)p->M, g);
+    return run(be, KILN_VK_SHADER_RMS_NORM, &push, sizeof push, g[0], g[1], g[2], src, 2, dst);
+}
+
+/* A modulation's optional table (K,C) as ada_layer_norm and gated_add read
+ * it: where and how it is stored, and whether there is one. */
+typedef struct table_arg {
+    uint32_t first, dtype, present;
+} table_arg;
+
+static kiln_status optional_table(const char *op, const kiln_tensor *t, VkDeviceAddress *address, table_arg *out)
+{
+    weight_arg w = {0};
+    if (t) TRY(weight(op, "table", t, &w));
+    *address = w.address;
+    *out = (table_arg){w.first, w.dtype, t != NULL};
+    return KILN_OK;
+}
+
+/* layer_norm.comp's OP_ADA_LAYER_NORM variant */
+typedef struct ada_layer_norm_push {
+    VkDeviceAddress x, mod, table, y;
+    kiln_ada_layer_norm_params p;
+    table_arg table_arg;
+} ada_layer_norm_push;
+
+static kiln_status vk_ada_layer_norm(kiln_backend *be, const kiln_ada_layer_norm_params *p,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    ada_layer_norm_push push = {.p = *p};
+    TRY(act("ada_layer_norm", src[0], &push.x));
+    TRY(act("ada_layer_norm", src[1], &push.mod));
+    TRY(optional_table("ada_layer_norm", src[2], &push.table, &push.table_arg));
+    TRY(act("ada_layer_norm", dst, &push.y));
+    uint32_t g[3];
+    grid_flat((uint64_t)p->B * p->T, g); /* a workgroup per token */
+    return run(be, KILN_VK_SHADER_ADA_LAYER_NORM, &push, sizeof push, g[0], g[1], g[2], src, 3, dst);
+}
+
+/* attention.comp; the tensor-core attentions read the same block up to p
+ * (attention_tiles.glsl), and take no bias. */
 typedef struct attention_push {
     VkDeviceAddress q, k, v, o;
     kiln_attention_params p;
+    int32_t has_bias;
+    VkDeviceAddress bias; /* (H,Tq,Tk) */
 } attention_push;
+_Static_assert(offsetof(attention_push, bias) == 64, "attention.comp's push constants have no padding");
 
 /* attention.comp's shape for head dim d: how many invocations share a query
  * row (split: the fewest, a power of two, that leave each at most 16 vec4s of
@@ -647,16 +710,19 @@ kiln_status kiln_vk_products_in_quads(kiln_backend *be, bool *quads)
  * the VAE's single 512-wide head, and head dims under 16, which padding to
  * the 16-wide fragments would mostly waste (only tiny test models have
  * them; their random weights give logits large enough that f16 queries and
- * keys, not the kernel, set the error). */
+ * keys, not the kernel, set the error). An attention with a bias (T5's)
+ * takes attention.comp too: the text encoder runs it once a prompt, so the
+ * tensor-core shaders stay without the bias's loads and registers. */
 #define ATTENTION_COOPMAT_MIN_HEAD_DIM 16
 static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                 kiln_tensor *dst)
 {
     kiln_vk *vk = kiln_vk_of(be);
-    attention_push push = {.p = *p};
+    attention_push push = {.p = *p, .has_bias = src[3] != NULL};
     TRY(act("attention", src[0], &push.q));
     TRY(act("attention", src[1], &push.k));
     TRY(act("attention", src[2], &push.v));
+    if (src[3]) TRY(act("attention", src[3], &push.bias));
     TRY(act("attention", dst, &push.o));
     uint32_t head_dim = (uint32_t)p->D, rows = 0; /* query rows per workgroup */
     kiln_vk_dispatch d = {
@@ -664,10 +730,11 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
         .spec = {head_dim},
         .push = &push,
         .push_bytes = sizeof push,
-        .reads = {src[0], src[1], src[2]},
+        .reads = {src[0], src[1], src[2], src[3]},
         .write = dst,
     };
-    bool tensor_cores = vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM;
+    bool tensor_cores =
+        vk->coopmat != KILN_VK_COOPMAT_NONE && head_dim >= ATTENTION_COOPMAT_MIN_HEAD_DIM && !push.has_bias;
     for (int a = KILN_VK_ATTENTIONS - 1; tensor_cores && !rows && a >= 0; a--) {
         uint32_t shared_bytes, a_rows;
         kiln_vk_shader shader = tensor_core_attention(vk, (kiln_vk_attention)a, head_dim, &a_rows, &shared_bytes);
@@ -733,6 +800,7 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
 UNARY_OP(silu, KILN_VK_SHADER_SILU)
 UNARY_OP(gelu, KILN_VK_SHADER_GELU)
 UNARY_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU)
+UNARY_OP(gelu_tanh, KILN_VK_SHADER_GELU_TANH)
 UNARY_OP(scale, KILN_VK_SHADER_SCALE)
 UNARY_OP(leaky_relu, KILN_VK_SHADER_LEAKY_RELU)
 
@@ -753,6 +821,26 @@ UNARY_OP(leaky_relu, KILN_VK_SHADER_LEAKY_RELU)
     }
 BINARY_OP(add, KILN_VK_SHADER_ADD)
 BINARY_OP(mul, KILN_VK_SHADER_MUL)
+
+/* gated_add.comp */
+typedef struct gated_add_push {
+    VkDeviceAddress x, y, mod, table, sum;
+    kiln_gated_add_params p;
+    table_arg table_arg;
+} gated_add_push;
+
+static kiln_status vk_gated_add(kiln_backend *be, const kiln_gated_add_params *p, const kiln_tensor *const *src,
+                                kiln_tensor *dst)
+{
+    gated_add_push push = {.p = *p};
+    TRY(act("gated_add", src[0], &push.x));
+    TRY(act("gated_add", src[1], &push.y));
+    TRY(act("gated_add", src[2], &push.mod));
+    TRY(optional_table("gated_add", src[3], &push.table, &push.table_arg));
+    TRY(act("gated_add", dst, &push.sum));
+    return run_elementwise4(be, KILN_VK_SHADER_GATED_ADD, &push, sizeof push, (uint64_t)p->B * p->T * p->C, src, 4,
+                            dst);
+}
 
 /* geglu.comp */
 typedef struct geglu_push {

@@ -267,7 +267,7 @@ kiln_status kiln_vk_tune_attentions(kiln_backend *be, const uint32_t (*shapes)[4
                 t[j] = (kiln_tensor){.dtype = KILN_F32, .ndim = 3, .shape = {p.B, p.Tq, (int64_t)p.H * p.D},
                                      .buffer = buf[j]};
             double s = 0.0;
-            st = fastest_run(be, attention_op, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2]}, &t[3], &s);
+            st = fastest_run(be, attention_op, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2], NULL}, &t[3], &s);
             total += s;
         }
         if (seconds) seconds[a] = total;
@@ -344,7 +344,7 @@ kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double 
         exact_f16_values(q, n, 1u + (uint32_t)s, 2.0f);
         exact_f16_values(k, n, 11u + (uint32_t)s, 2.0f);
         exact_f16_values(v, n, 21u + (uint32_t)s, 1.0f);
-        cpu_ref_attention(&p, q, k, v, want, scores);
+        cpu_ref_attention(&p, q, k, v, NULL, want, scores);
         kiln_tensor t[4];
         for (int j = 0; j < 4; j++)
             t[j] = (kiln_tensor){.dtype = KILN_F32, .ndim = 3, .shape = {p.B, p.Tq, (int64_t)p.H * p.D}, .buffer = buf[j]};
@@ -352,7 +352,7 @@ kiln_status kiln_vk_check_attentions(kiln_backend *be, double tolerance, double 
         for (int a = 0; st == KILN_OK && a < KILN_VK_ATTENTIONS; a++) {
             if (!allowed[a]) continue;
             only_attention(vk, a);
-            st = attention_op(be, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2]}, &t[3]);
+            st = attention_op(be, &p, (const kiln_tensor *[]){&t[0], &t[1], &t[2], NULL}, &t[3]);
             if (st == KILN_OK) st = kiln_vk_download(be, &t[3], got, n * 4);
             double e = st == KILN_OK ? rel_l2(got, want, n) : INFINITY;
             worst[a] = e > worst[a] ? e : worst[a];

@@ -17,3 +17,10 @@ float gelu(float v) { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752
 
 // CLIP's x * sigmoid(1.702 x).
 float quick_gelu(float v) { return v / (1.0 + exp(-1.702 * v)); }
+
+// The tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (T5,
+// PixArt), as x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)): the same value,
+// since 0.5 (1 + tanh(u)) = sigmoid(2u), without GLSL's tanh, whose
+// precision the spec leaves to sinh/cosh and which some drivers compute as
+// a quotient of exps that is inf / inf for large arguments.
+float gelu_tanh(float v) { return v / (1.0 + exp(-v * (1.5957691216057308 + 0.07135481627260025 * v * v))); }

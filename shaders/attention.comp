@@ -4,7 +4,10 @@
 #include "common.glsl"
 
 // q (B,Tq,H*D), k (B,Tk,H*D), v (B,Tk,H*D) -> o (B,Tq,H*D),
-// o = softmax(q k^T * scale) v for each head, keys j <= i only if causal.
+// o = softmax(q k^T * scale + bias) v for each head, keys j <= i only if
+// causal; the bias (H,Tq,Tk), T5's relative positions, is optional (the
+// same for every batch element) and only this shader takes it: the host
+// sends a biased attention here in every compute mode.
 //
 // Flash-style: the full score matrix never exists. A workgroup owns 128 /
 // SPLIT query rows of one (b, h) and walks the keys COLS at a time, staging
@@ -53,6 +56,8 @@ layout(push_constant) uniform attention_push {
     int B, H, Tq, Tk, D; // kiln_attention_params (D == HEAD_DIM)
     float scale;
     int causal;
+    int has_bias;
+    f32_ref bias;
 } pc;
 
 shared vec4 kv_tile[COLS * D4];          // keys, then values: (COLS, D4)
@@ -70,12 +75,17 @@ void stage(f32_ref src, uint base, uint j0, uint tk, uint row_stride)
 }
 
 // This invocation's score for key c of the tile: with SPLIT > 1 the sum of
-// its row's partials, in the same order for every part.
-float score(uint c, uint first)
+// its row's partials, in the same order for every part; then the bias of
+// (query i, key j) for head h, when there is one (rows past Tq, never
+// written, score without it).
+float score(uint c, uint first, uint h, uint i, uint j)
 {
-    if (SPLIT == 1u) return p_tile[c * THREADS + first];
     float s = 0.0;
-    [[unroll]] for (uint p = 0; p < SPLIT; p++) s += p_tile[c * THREADS + first + p];
+    if (SPLIT == 1u)
+        s = p_tile[c * THREADS + first];
+    else
+        [[unroll]] for (uint p = 0; p < SPLIT; p++) s += p_tile[c * THREADS + first + p];
+    if (pc.has_bias != 0 && i < uint(pc.Tq)) s += pc.bias.v[(h * uint(pc.Tq) + i) * uint(pc.Tk) + j];
     return s;
 }
 
@@ -120,7 +130,7 @@ void main()
         float tile_max = neg_inf;
         for (uint c = 0; c < COLS; c++) {
             uint j = j0 + c;
-            float s = j < tk && (pc.causal == 0 || j <= i) ? score(c, first) : neg_inf;
+            float s = j < tk && (pc.causal == 0 || j <= i) ? score(c, first, h, i, j) : neg_inf;
             tile_max = max(tile_max, s);
         }
         // Key 0 is in the first tile and visible to every row, so after it
@@ -130,7 +140,7 @@ void main()
         float tile_sum = 0.0;
         for (uint c = 0; c < COLS; c++) {
             uint j = j0 + c;
-            float s = j < tk && (pc.causal == 0 || j <= i) ? score(c, first) : neg_inf;
+            float s = j < tk && (pc.causal == 0 || j <= i) ? score(c, first, h, i, j) : neg_inf;
             float prob = s == neg_inf ? 0.0 : exp(s - new_max);
             if (SPLIT == 1u)
                 p_tile[c * THREADS + lane] = prob;

@@ -5,7 +5,7 @@
 #include "elementwise.glsl"
 
 // x (n) -> y (n) for one pointwise op, chosen per variant: OP_SILU, OP_GELU,
-// OP_QUICK_GELU, OP_SCALE or OP_LEAKY_RELU. y may be x.
+// OP_QUICK_GELU, OP_GELU_TANH, OP_SCALE or OP_LEAKY_RELU. y may be x.
 layout(push_constant) uniform unary_push {
     f32_ref x;
     f32_ref y;
@@ -23,6 +23,8 @@ float op(float v)
     return gelu(v);
 #elif defined(OP_QUICK_GELU)
     return quick_gelu(v);
+#elif defined(OP_GELU_TANH)
+    return gelu_tanh(v);
 #elif defined(OP_SCALE)
     return v * pc.s;
 #elif defined(OP_LEAKY_RELU)

@@ -61,8 +61,8 @@ typedef struct recorded_op {
 #include "ops.def"
 #undef KILN_OP
     } params;
-    kiln_tensor src[3], dst; /* copies: the graph frees its tensor structs after each pass */
-    bool has_src[3];
+    kiln_tensor src[4], dst; /* copies: the graph frees its tensor structs after each pass */
+    bool has_src[4];
 } recorded_op;
 
 struct kiln_recording {
@@ -80,8 +80,8 @@ static recorder *rec_of(kiln_backend *be) { return be->impl; }
 
 static kiln_status run_recorded(kiln_backend *cpu, recorded_op *r)
 {
-    const kiln_tensor *src[3];
-    for (int i = 0; i < 3; i++) src[i] = r->has_src[i] ? &r->src[i] : NULL;
+    const kiln_tensor *src[4];
+    for (int i = 0; i < 4; i++) src[i] = r->has_src[i] ? &r->src[i] : NULL;
     switch (r->op) {
 #define KILN_OP(name, nsrc, doc) \
     case KILN_OP_##name: return cpu->ops->name(cpu, &r->params.name, src, &r->dst);

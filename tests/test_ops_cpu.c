@@ -54,11 +54,12 @@ static void cpu_fp8_weights_matmul(void **state)
 }
 
 /* Pools of one thread (every op inline) and of more threads than this
- * machine's cores, with an odd count, partition the heavy ops differently. */
+ * machine's cores, with an odd count, partition the heavy ops differently
+ * (and the modulated ops' rows, whose batch element each row looks up). */
 static void cpu_other_thread_counts(void **state)
 {
     (void)state;
-    const char *const heavy[] = {"matmul", "conv2d", "attention", "group_norm"};
+    const char *const heavy[] = {"matmul", "conv2d", "attention", "group_norm", "ada_layer_norm", "gated_add"};
     for (int threads = 1; threads <= 3; threads += 2)
         for (size_t i = 0; i < sizeof heavy / sizeof heavy[0]; i++) {
             kiln_backend *be = NULL;

@@ -473,7 +473,7 @@ static void run_at(kiln_backend *be, op_fn op, const void *params, int nsrc, flo
     memset(poison, 0xff, ny * 4);
     assert_kiln_ok(be->ops->upload(be, &t[nsrc], poison, ny * 4));
     free(poison);
-    const kiln_tensor *src[3] = {&t[0], nsrc > 1 ? &t[1] : NULL, nsrc > 2 ? &t[2] : NULL};
+    const kiln_tensor *src[4] = {&t[0], nsrc > 1 ? &t[1] : NULL, nsrc > 2 ? &t[2] : NULL, NULL}; /* [3]: attention's bias */
     assert_kiln_ok(op(be, params, src, &t[nsrc]));
     assert_kiln_ok(be->ops->download(be, &t[nsrc], y, ny * 4));
     for (int i = 0; i <= nsrc; i++) be->ops->buffer_free(be, bufs[i]);

@@ -121,6 +121,13 @@ static void check(kiln_status st)
 }
 
 // ---- tests
+
+// a modulation's table (K,C) stored as dtype, or none
+struct table_case {
+    bool present;
+    kiln_dtype dtype;
+};
+
 static void test_elementwise()
 {
     int n = 1000;
@@ -133,6 +140,8 @@ static void test_elementwise()
     check(cuda_gelu(&be_f32, &pg, s1, &y->t)); cpu_ref_gelu(&pg, F(x), want.data()); compare("gelu", F(y), want.data(), n, 1e-6);
     kiln_quick_gelu_params pq = {n};
     check(cuda_quick_gelu(&be_f32, &pq, s1, &y->t)); cpu_ref_quick_gelu(&pq, F(x), want.data()); compare("quick_gelu", F(y), want.data(), n, 1e-6);
+    kiln_gelu_tanh_params pgt = {n};
+    check(cuda_gelu_tanh(&be_f32, &pgt, s1, &y->t)); cpu_ref_gelu_tanh(&pgt, F(x), want.data()); compare("gelu_tanh", F(y), want.data(), n, 1e-6);
     kiln_scale_params psc = {n, 0.37f};
     check(cuda_scale(&be_f32, &psc, s1, &y->t)); cpu_ref_scale(&psc, F(x), want.data()); compare("scale", F(y), want.data(), n, 0);
     kiln_leaky_relu_params plr = {n, 0.2f};
@@ -142,6 +151,21 @@ static void test_elementwise()
     kiln_mul_params pm = {n};
     check(cuda_mul(&be_f32, &pm, s2, &y->t)); cpu_ref_mul(&pm, F(x), F(x2), want.data()); compare("mul", F(y), want.data(), n, 0);
 
+    // gated_add over two batch elements, with each table dtype and without one
+    for (table_case tc : {table_case{true, KILN_F32}, {true, KILN_F16}, {true, KILN_BF16}, {true, KILN_F8_E4M3},
+                          {false, KILN_F32}}) {
+        bool table = tc.present;
+        kiln_dtype dt = tc.dtype;
+        kiln_gated_add_params p = {2, 9, 37, 6, 2};
+        int64_t nn = 2 * 9 * 37;
+        buf *a = make(KILN_F32, nn), *b = make(KILN_F32, nn), *mod = make(KILN_F32, 2 * 6 * 37),
+            *tab = make(dt, 6 * 37), *o = make(KILN_F32, nn, false);
+        std::vector<float> w(nn); const kiln_tensor *s[] = {&a->t, &b->t, &mod->t, table ? &tab->t : NULL};
+        check(cuda_gated_add(&be_f32, &p, s, &o->t));
+        cpu_ref_gated_add(&p, F(a), F(b), F(mod), table ? W(tab) : kiln_weight_ptr{NULL, KILN_F32}, w.data());
+        char name[64]; snprintf(name, sizeof name, "gated_add table %s", table ? kiln_dtype_name(dt) : "none");
+        compare(name, F(o), w.data(), nn, 1e-6);
+    }
     { kiln_geglu_params p = {7, 33}; buf *a = make(KILN_F32, 7 * 66), *o = make(KILN_F32, 7 * 33, false);
       std::vector<float> w(7 * 33); const kiln_tensor *s[] = {&a->t};
       check(cuda_geglu(&be_f32, &p, s, &o->t)); cpu_ref_geglu(&p, F(a), w.data()); compare("geglu", F(o), w.data(), 7 * 33, 1e-6); }
@@ -200,37 +224,70 @@ static void test_norm()
         char name[64]; snprintf(name, sizeof name, "layer_norm D=%d", D);
         compare(name, F(o), w.data(), 9 * D, 1e-5);
     }
+    for (int D : {64, 77, 4096}) { // T5's 4096
+        kiln_rms_norm_params p = {7, D, 1e-6f};
+        buf *x = make(KILN_F32, 7 * D), *ga = make(KILN_BF16, D), *o = make(KILN_F32, 7 * D, false);
+        std::vector<float> w(7 * D); const kiln_tensor *s[] = {&x->t, &ga->t};
+        check(cuda_rms_norm(&be_f32, &p, s, &o->t)); cpu_ref_rms_norm(&p, F(x), W(ga), w.data());
+        char name[64]; snprintf(name, sizeof name, "rms_norm D=%d", D);
+        compare(name, F(o), w.data(), 7 * D, 1e-5);
+    }
+    for (table_case tc : {table_case{true, KILN_F32}, {true, KILN_F16}, {false, KILN_F32}}) {
+        bool table = tc.present;
+        kiln_dtype dt = tc.dtype;
+        kiln_ada_layer_norm_params p = {2, 5, 1152, 6, 3, 4, 1e-6f};
+        int64_t nn = 2 * 5 * 1152;
+        buf *x = make(KILN_F32, nn), *mod = make(KILN_F32, 2 * 6 * 1152), *tab = make(dt, 6 * 1152),
+            *o = make(KILN_F32, nn, false);
+        for (int64_t i = 0; i < nn; i++) F(x)[i] = F(x)[i] * 2 + 1.0f;
+        std::vector<float> w(nn); const kiln_tensor *s[] = {&x->t, &mod->t, table ? &tab->t : NULL};
+        check(cuda_ada_layer_norm(&be_f32, &p, s, &o->t));
+        cpu_ref_ada_layer_norm(&p, F(x), F(mod), table ? W(tab) : kiln_weight_ptr{NULL, KILN_F32}, w.data());
+        char name[64]; snprintf(name, sizeof name, "ada_layer_norm table %s", table ? kiln_dtype_name(dt) : "none");
+        compare(name, F(o), w.data(), nn, 1e-5);
+    }
     { kiln_softmax_params p = {5, 77}; buf *x = make(KILN_F32, 5 * 77), *o = make(KILN_F32, 5 * 77, false);
       for (int i = 0; i < 385; i++) F(x)[i] *= 10;
       std::vector<float> w(385); const kiln_tensor *s[] = {&x->t};
       check(cuda_softmax(&be_f32, &p, s, &o->t)); cpu_ref_softmax(&p, F(x), w.data()); compare("softmax", F(o), w.data(), 385, 1e-6); }
 }
 
-static void attention_case(kiln_backend *be, int B, int H, int Tq, int Tk, int D, int causal, double tol)
+// biased: with a bias (H,Tq,Tk) in [-3, 3) and scale 1, as T5's attention
+static void attention_case(kiln_backend *be, int B, int H, int Tq, int Tk, int D, int causal, double tol,
+                           bool biased = false)
 {
-    kiln_attention_params p = {B, H, Tq, Tk, D, 1.0f / sqrtf((float)D), causal};
-    int64_t nq = (int64_t)B * Tq * H * D, nk = (int64_t)B * Tk * H * D;
-    buf *q = make(KILN_F32, nq), *k = make(KILN_F32, nk), *v = make(KILN_F32, nk), *o = make(KILN_F32, nq, false);
-    for (int64_t i = 0; i < nq; i++) F(q)[i] *= 2;
+    kiln_attention_params p = {B, H, Tq, Tk, D, biased ? 1.0f : 1.0f / sqrtf((float)D), causal};
+    int64_t nq = (int64_t)B * Tq * H * D, nk = (int64_t)B * Tk * H * D, nb = (int64_t)H * Tq * Tk;
+    buf *q = make(KILN_F32, nq), *k = make(KILN_F32, nk), *v = make(KILN_F32, nk), *o = make(KILN_F32, nq, false),
+        *bias = make(KILN_F32, nb);
+    for (int64_t i = 0; i < nq; i++) F(q)[i] *= biased ? 0.25f : 2;
+    for (int64_t i = 0; i < nb; i++) F(bias)[i] *= 3;
     std::vector<float> w(nq), sc(Tk);
-    const kiln_tensor *s[] = {&q->t, &k->t, &v->t};
+    const kiln_tensor *s[] = {&q->t, &k->t, &v->t, biased ? &bias->t : NULL};
     check(cuda_attention(be, &p, s, &o->t));
-    cpu_ref_attention(&p, F(q), F(k), F(v), w.data(), sc.data());
+    cpu_ref_attention(&p, F(q), F(k), F(v), biased ? F(bias) : NULL, w.data(), sc.data());
     char name[128];
-    snprintf(name, sizeof name, "attention %s B%d H%d Tq%d Tk%d D%d%s", kiln_dtype_name(cuda_state_of(be)->compute), B, H,
-             Tq, Tk, D, causal ? " causal" : "");
+    snprintf(name, sizeof name, "attention %s B%d H%d Tq%d Tk%d D%d%s%s", kiln_dtype_name(cuda_state_of(be)->compute), B,
+             H, Tq, Tk, D, causal ? " causal" : "", biased ? " +bias" : "");
     compare(name, F(o), w.data(), nq, tol);
 }
 
 static void test_attention()
 {
-    for (int D : {40, 64, 80, 128, 160}) attention_case(&be_f32, 2, 3, 37, 45, D, 0, 1e-5);
+    for (int D : {40, 64, 72, 80, 128, 160}) attention_case(&be_f32, 2, 3, 37, 45, D, 0, 1e-5);
     attention_case(&be_f32, 1, 1, 33, 40, 512, 0, 1e-5);
     attention_case(&be_f32, 1, 2, 77, 77, 64, 1, 1e-5);
     attention_case(&be_f32, 1, 2, 20, 20, 8, 1, 1e-5);
     attention_case(&be_f32, 2, 1, 9, 3, 24, 0, 1e-5);
+    // T5's biased attention: the f32 kernel in every compute mode
+    for (kiln_backend *be : {&be_f32, &be_f16, &be_bf16}) {
+        attention_case(be, 2, 4, 7, 7, 16, 0, 1e-5, true);
+        attention_case(be, 2, 3, 37, 45, 64, 0, 1e-5, true);
+        attention_case(be, 1, 2, 20, 20, 8, 1, 1e-5, true);
+    }
     for (kiln_backend *be : {&be_f16, &be_bf16}) {
-        for (int D : {40, 64, 80, 128, 160}) attention_case(be, 2, 2, 70, 77, D, 0, 1e-2);
+        for (int D : {40, 64, 72, 80, 128, 160}) attention_case(be, 2, 2, 70, 77, D, 0, 1e-2);
+        attention_case(be, 1, 2, 77, 120, 72, 0, 1e-2); // PixArt's heads over T5's 120 tokens
         attention_case(be, 1, 1, 130, 100, 80, 0, 1e-2);
         attention_case(be, 1, 2, 150, 200, 40, 0, 1e-2); // two query blocks, four key tiles
         attention_case(be, 1, 2, 77, 77, 64, 1, 1e-2); // causal: the f32 path

@@ -87,9 +87,47 @@ void kiln_ref64_layer_norm(const kiln_layer_norm_params *p, const double *x, con
     }
 }
 
-// q (B,Tq,H*D), k v (B,Tk,H*D) -> o (B,Tq,H*D); causal: query i sees keys 0..i
+// x (M,D) / sqrt(mean over D of x^2 + eps) * gamma
+void kiln_ref64_rms_norm(const kiln_rms_norm_params *p, const double *x, const double *gamma, double *y)
+{
+    for (int m = 0; m < p->M; m++) {
+        const double *row = x + (size_t)m * p->D;
+        double sq = 0.0;
+        for (int d = 0; d < p->D; d++) sq += row[d] * row[d];
+        double rstd = 1.0 / sqrt(sq / p->D + p->eps);
+        for (int d = 0; d < p->D; d++) y[(size_t)m * p->D + d] = row[d] * rstd * gamma[d];
+    }
+}
+
+// row `row` of batch element b's modulation, plus the table's when given
+static double modulation(const double *mod, const double *table, int K, int C, int b, int row, int c)
+{
+    return mod[((size_t)b * K + row) * C + c] + (table ? table[(size_t)row * C + c] : 0.0);
+}
+
+// x (B,T,C): per token a layer norm without affine (biased variance), then
+// * (1 + scale row) + shift row of its batch element's modulation
+void kiln_ref64_ada_layer_norm(const kiln_ada_layer_norm_params *p, const double *x, const double *mod,
+                               const double *table, double *y)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int t = 0; t < p->T; t++) {
+            size_t base = ((size_t)b * p->T + t) * p->C;
+            double sum = 0.0, sq = 0.0;
+            for (int c = 0; c < p->C; c++) sum += x[base + c];
+            double mean = sum / p->C;
+            for (int c = 0; c < p->C; c++) sq += (x[base + c] - mean) * (x[base + c] - mean);
+            double rstd = 1.0 / sqrt(sq / p->C + p->eps);
+            for (int c = 0; c < p->C; c++)
+                y[base + c] = (x[base + c] - mean) * rstd * (1.0 + modulation(mod, table, p->K, p->C, b, p->scale, c)) +
+                              modulation(mod, table, p->K, p->C, b, p->shift, c);
+        }
+}
+
+// q (B,Tq,H*D), k v (B,Tk,H*D) -> o (B,Tq,H*D); causal: query i sees keys 0..i;
+// bias (H,Tq,Tk), when given, added to the scaled scores of every batch element
 void kiln_ref64_attention(const kiln_attention_params *p, const double *q, const double *k, const double *v,
-                          double *o, double *s)
+                          const double *bias, double *o, double *s)
 {
     size_t row = (size_t)p->H * p->D;
     for (int b = 0; b < p->B; b++)
@@ -102,7 +140,7 @@ void kiln_ref64_attention(const kiln_attention_params *p, const double *q, const
                     const double *kj = k + ((size_t)b * p->Tk + j) * row + (size_t)h * p->D;
                     double dot = 0.0;
                     for (int d = 0; d < p->D; d++) dot += qi[d] * kj[d];
-                    s[j] = dot * p->scale;
+                    s[j] = dot * p->scale + (bias ? bias[((size_t)h * p->Tq + i) * p->Tk + j] : 0.0);
                     mx = fmax(mx, s[j]);
                 }
                 for (int j = 0; j < keys; j++) denom += (s[j] = exp(s[j] - mx));
@@ -138,6 +176,11 @@ void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y)
     for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);
 }
 
+void kiln_ref64_gelu_tanh(const kiln_gelu_tanh_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = 0.5 * x[i] * (1.0 + tanh(sqrt(2.0 / M_PI) * (x[i] + 0.044715 * pow(x[i], 3))));
+}
+
 void kiln_ref64_quick_gelu(const kiln_quick_gelu_params *p, const double *x, double *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = x[i] / (1.0 + exp(-1.702 * x[i]));
@@ -155,6 +198,18 @@ void kiln_ref64_geglu(const kiln_geglu_params *p, const double *x, double *y)
 void kiln_ref64_add(const kiln_add_params *p, const double *a, const double *b, double *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = a[i] + b[i];
+}
+
+// x, y (B,T,C) -> x + (mod[b,gate] + table[gate]) * y
+void kiln_ref64_gated_add(const kiln_gated_add_params *p, const double *x, const double *y, const double *mod,
+                          const double *table, double *out)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int t = 0; t < p->T; t++)
+            for (int c = 0; c < p->C; c++) {
+                size_t at = ((size_t)b * p->T + t) * p->C + c;
+                out[at] = x[at] + modulation(mod, table, p->K, p->C, b, p->gate, c) * y[at];
+            }
 }
 
 void kiln_ref64_mul(const kiln_mul_params *p, const double *a, const double *b, double *y)

@@ -18,15 +18,23 @@ void kiln_ref64_group_norm(const kiln_group_norm_params *p, const double *x, con
                            const double *beta, double *y);
 void kiln_ref64_layer_norm(const kiln_layer_norm_params *p, const double *x, const double *gamma,
                            const double *beta, double *y);
-/* s: scratch of Tk doubles */
+void kiln_ref64_rms_norm(const kiln_rms_norm_params *p, const double *x, const double *gamma, double *y);
+/* table NULL: none (zeros) */
+void kiln_ref64_ada_layer_norm(const kiln_ada_layer_norm_params *p, const double *x, const double *mod,
+                               const double *table, double *y);
+/* bias (H,Tq,Tk) or NULL; s: scratch of Tk doubles */
 void kiln_ref64_attention(const kiln_attention_params *p, const double *q, const double *k, const double *v,
-                          double *o, double *s);
+                          const double *bias, double *o, double *s);
 void kiln_ref64_softmax(const kiln_softmax_params *p, const double *x, double *y);
 void kiln_ref64_silu(const kiln_silu_params *p, const double *x, double *y);
 void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y);
+void kiln_ref64_gelu_tanh(const kiln_gelu_tanh_params *p, const double *x, double *y);
 void kiln_ref64_quick_gelu(const kiln_quick_gelu_params *p, const double *x, double *y);
 void kiln_ref64_geglu(const kiln_geglu_params *p, const double *x, double *y);
 void kiln_ref64_add(const kiln_add_params *p, const double *a, const double *b, double *y);
+/* table NULL: none (zeros) */
+void kiln_ref64_gated_add(const kiln_gated_add_params *p, const double *x, const double *y, const double *mod,
+                          const double *table, double *out);
 void kiln_ref64_mul(const kiln_mul_params *p, const double *a, const double *b, double *y);
 void kiln_ref64_scale(const kiln_scale_params *p, const double *a, double *y);
 void kiln_ref64_leaky_relu(const kiln_leaky_relu_params *p, const double *x, double *y);

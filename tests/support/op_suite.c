@@ -23,6 +23,7 @@ typedef struct op_case {
     op_params p;
     float amp, shift;  /* activations uniform in [shift - amp, shift + amp]; amp 0 means 1 */
     double tol_floor;  /* looser bound for cases ill-conditioned in float32, 0 = none */
+    bool no_optional;  /* leave the op's optional last source out (NULL): attention's bias, adaLN's table */
 } op_case;
 
 #define MATMUL(m, n, k, bias) {KILN_OP_matmul, .p.matmul = {m, n, k, bias}}
@@ -32,7 +33,15 @@ typedef struct op_case {
 #define GROUP_NORM(n, c, hw, g, eps, silu) {KILN_OP_group_norm, .p.group_norm = {n, c, hw, g, eps, silu}, 1.0f, 0.5f}
 #define LAYER_NORM(m, d) {KILN_OP_layer_norm, .p.layer_norm = {m, d, 1e-5f}, 1.0f, 3.0f}
 #define ATTENTION(b, h, tq, tk, d, causal)                                                              \
-    {KILN_OP_attention, .p.attention = {b, h, tq, tk, d, 0.0f, causal}, 3.0f}
+    {KILN_OP_attention, .p.attention = {b, h, tq, tk, d, 0.0f, causal}, 3.0f, .no_optional = true}
+/* with a bias (H,Tq,Tk) in [-3, 3]; scale 0 means 1/sqrt(D) */
+#define ATTENTION_BIASED(b, h, tq, tk, d, scale, amp)                                                   \
+    {KILN_OP_attention, .p.attention = {b, h, tq, tk, d, scale, 0}, amp}
+#define RMS_NORM(m, d) {KILN_OP_rms_norm, .p.rms_norm = {m, d, 1e-6f}, 1.0f, 0.5f}
+/* x in [-1, 3]: a mean for the norm to take away */
+#define ADA_LAYER_NORM(b, t, c, k, shift, scale, ...)                                                   \
+    {KILN_OP_ada_layer_norm, .p.ada_layer_norm = {b, t, c, k, shift, scale, 1e-6f}, 2.0f, 1.0f, __VA_ARGS__}
+#define GATED_ADD(b, t, c, k, gate, ...) {KILN_OP_gated_add, .p.gated_add = {b, t, c, k, gate}, 2.0f, __VA_ARGS__}
 
 /* Shapes from SD 1.x/2.x/XL (UNet levels of 320/640/1280 channels, head dims
  * 40/80/160 and 64/128, CLIP's 77 tokens, the VAE's 128/512 channels and its
@@ -83,6 +92,15 @@ static const op_case op_cases[] = {
     LAYER_NORM(64, 1024),
     LAYER_NORM(5, 7),
 
+    RMS_NORM(120, 4096), /* T5-XXL over its 120 tokens */
+    RMS_NORM(7, 64),
+
+    /* PixArt's DiT at 1152 channels: the attention's shift and scale (rows 0
+     * and 1 of 6), the MLP's (3 and 4) */
+    ADA_LAYER_NORM(2, 1024, 1152, 6, 0, 1, 0),
+    ADA_LAYER_NORM(2, 1024, 1152, 6, 3, 4, 0),
+    ADA_LAYER_NORM(1, 7, 40, 2, 1, 0, .no_optional = true), /* no table */
+
     ATTENTION(2, 8, 256, 256, 40, 0),
     ATTENTION(2, 8, 256, 77, 40, 0),    /* cross-attention */
     ATTENTION(1, 8, 320, 320, 80, 0),
@@ -100,6 +118,12 @@ static const op_case op_cases[] = {
     ATTENTION(1, 2, 33, 5, 8, 0),
     ATTENTION(1, 2, 3, 1, 16, 0),       /* a single key, and fewer queries than a tile */
     ATTENTION(1, 1, 1, 1, 4, 0),
+    ATTENTION(2, 16, 256, 256, 72, 0),  /* PixArt: 16 heads of 72 */
+    ATTENTION(1, 16, 77, 120, 72, 0),   /* over T5's 120 tokens */
+    /* T5-XXL: 64 heads of 64, scale 1, the relative-position bias */
+    ATTENTION_BIASED(2, 64, 120, 120, 64, 1.0f, 0.5f),
+    ATTENTION_BIASED(2, 4, 7, 7, 16, 1.0f, 0.5f),
+    ATTENTION_BIASED(1, 2, 33, 50, 72, 0.0f, 3.0f), /* Tq != Tk: the bias's rows and columns apart */
 
     {KILN_OP_softmax, .p.softmax = {616, 77}, 8.0f},
     {KILN_OP_softmax, .p.softmax = {64, 1024}, 8.0f},
@@ -111,11 +135,17 @@ static const op_case op_cases[] = {
     {KILN_OP_gelu, .p.gelu = {1001}, 100.0f},
     {KILN_OP_quick_gelu, .p.quick_gelu = {77 * 3072}, 6.0f},
     {KILN_OP_quick_gelu, .p.quick_gelu = {1001}, 100.0f},
+    {KILN_OP_gelu_tanh, .p.gelu_tanh = {120 * 10240}, 6.0f}, /* T5-XXL's feed-forward */
+    {KILN_OP_gelu_tanh, .p.gelu_tanh = {1001}, 100.0f},
+    {KILN_OP_gelu_tanh, .p.gelu_tanh = {7}, 3.0f},
     {KILN_OP_geglu, .p.geglu = {256, 1280}, 4.0f},
     {KILN_OP_geglu, .p.geglu = {7, 5}, 4.0f},
 
     {KILN_OP_add, .p.add = {2 * 320 * 17 * 15}},
     {KILN_OP_add, .p.add = {7}},
+    GATED_ADD(2, 1024, 1152, 6, 2, 0), /* PixArt's attention gate */
+    GATED_ADD(2, 1024, 1152, 6, 5, 0), /* and the MLP's */
+    GATED_ADD(1, 7, 40, 2, 1, .no_optional = true),
     {KILN_OP_mul, .p.mul = {2 * 320 * 17 * 15}},
     {KILN_OP_mul, .p.mul = {7}},
     {KILN_OP_scale, .p.scale = {2 * 4 * 33 * 31, 0.18215f}},
@@ -162,7 +192,7 @@ typedef struct operand {
     size_t offset;  /* bytes into the activation buffer or the weight blob */
 } operand;
 
-#define MAX_SRC 3
+#define MAX_SRC 4
 
 typedef struct case_run {
     const op_case *c;
@@ -232,15 +262,36 @@ static void describe(case_run *r)
         snprintf(r->desc, cap, "[%d,%d]", q->M, q->D);
         break;
     }
+    case KILN_OP_rms_norm: {
+        const kiln_rms_norm_params *q = &p->rms_norm;
+        r->src[0] = act("x", (size_t)q->M * q->D, lo, hi);
+        r->src[1] = weight("gamma", (size_t)q->D, 0.5, 1.5);
+        r->dst = act("y", (size_t)q->M * q->D, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d]", q->M, q->D);
+        break;
+    }
+    case KILN_OP_ada_layer_norm: {
+        const kiln_ada_layer_norm_params *q = &p->ada_layer_norm;
+        size_t n = (size_t)q->B * q->T * q->C;
+        r->src[0] = act("x", n, lo, hi);
+        r->src[1] = act("mod", (size_t)q->B * q->K * q->C, -1.0, 1.0);
+        r->src[2] = weight("table", (size_t)q->K * q->C, -0.5, 0.5);
+        r->dst = act("y", n, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d] K%d shift %d scale %d%s", q->B, q->T, q->C, q->K, q->shift, q->scale,
+                 c->no_optional ? "" : " +table");
+        break;
+    }
     case KILN_OP_attention: {
         kiln_attention_params *q = &p->attention;
-        q->scale = 1.0f / sqrtf((float)q->D);
+        if (q->scale == 0.0f) q->scale = 1.0f / sqrtf((float)q->D);
         size_t hd = (size_t)q->H * q->D;
         r->src[0] = act("q", (size_t)q->B * q->Tq * hd, lo, hi);
         r->src[1] = act("k", (size_t)q->B * q->Tk * hd, lo, hi);
         r->src[2] = act("v", (size_t)q->B * q->Tk * hd, lo, hi);
+        r->src[3] = act("bias", (size_t)q->H * q->Tq * q->Tk, -3.0, 3.0);
         r->dst = act("o", (size_t)q->B * q->Tq * hd, 0, 0);
-        snprintf(r->desc, cap, "B%d H%d Tq%d Tk%d D%d%s", q->B, q->H, q->Tq, q->Tk, q->D, q->causal ? " causal" : "");
+        snprintf(r->desc, cap, "B%d H%d Tq%d Tk%d D%d%s%s", q->B, q->H, q->Tq, q->Tk, q->D, q->causal ? " causal" : "",
+                 c->no_optional ? "" : q->scale == 1.0f ? " +bias s1" : " +bias");
         break;
     }
     case KILN_OP_softmax:
@@ -251,10 +302,12 @@ static void describe(case_run *r)
     case KILN_OP_silu:
     case KILN_OP_gelu:
     case KILN_OP_quick_gelu:
+    case KILN_OP_gelu_tanh:
     case KILN_OP_scale:
     case KILN_OP_leaky_relu: {
         int n = c->op == KILN_OP_silu ? p->silu.n : c->op == KILN_OP_gelu ? p->gelu.n
-              : c->op == KILN_OP_quick_gelu ? p->quick_gelu.n : c->op == KILN_OP_scale ? p->scale.n : p->leaky_relu.n;
+              : c->op == KILN_OP_quick_gelu ? p->quick_gelu.n : c->op == KILN_OP_gelu_tanh ? p->gelu_tanh.n
+              : c->op == KILN_OP_scale ? p->scale.n : p->leaky_relu.n;
         r->src[0] = act("x", (size_t)n, lo, hi);
         r->dst = act("y", (size_t)n, 0, 0);
         snprintf(r->desc, cap, "n%d in [%g,%g]", n, lo, hi);
@@ -274,6 +327,18 @@ static void describe(case_run *r)
         r->src[1] = act("b", (size_t)n, lo, hi);
         r->dst = act("y", (size_t)n, 0, 0);
         snprintf(r->desc, cap, "n%d", n);
+        break;
+    }
+    case KILN_OP_gated_add: {
+        const kiln_gated_add_params *q = &p->gated_add;
+        size_t n = (size_t)q->B * q->T * q->C;
+        r->src[0] = act("x", n, lo, hi);
+        r->src[1] = act("y", n, lo, hi);
+        r->src[2] = act("mod", (size_t)q->B * q->K * q->C, -1.0, 1.0);
+        r->src[3] = weight("table", (size_t)q->K * q->C, -0.5, 0.5);
+        r->dst = act("out", n, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d] K%d gate %d%s", q->B, q->T, q->C, q->K, q->gate,
+                 c->no_optional ? "" : " +table");
         break;
     }
     case KILN_OP_add_channel_bias: {
@@ -335,22 +400,27 @@ static void describe(case_run *r)
         snprintf(r->desc, cap, "(the suite cannot build its operands)");
         break;
     }
+    if (c->no_optional && r->nsrc > 0) r->nsrc--;
 }
 
 /* Runs the float64 reference on the operands' wide values. */
 static kiln_status reference(const case_run *r, double *y)
 {
     const op_params *p = &r->p;
-    double *const s0 = r->src[0].wide, *const s1 = r->src[1].wide, *const s2 = r->src[2].wide;
+    /* an absent source (past nsrc) has no values: NULL */
+    double *const s0 = r->src[0].wide, *const s1 = r->src[1].wide, *const s2 = r->src[2].wide,
+                  *const s3 = r->src[3].wide;
     switch (r->c->op) {
     case KILN_OP_matmul: kiln_ref64_matmul(&p->matmul, s0, s1, p->matmul.has_bias ? s2 : NULL, y); break;
     case KILN_OP_conv2d: kiln_ref64_conv2d(&p->conv2d, s0, s1, s2, y); break;
     case KILN_OP_group_norm: kiln_ref64_group_norm(&p->group_norm, s0, s1, s2, y); break;
     case KILN_OP_layer_norm: kiln_ref64_layer_norm(&p->layer_norm, s0, s1, s2, y); break;
+    case KILN_OP_rms_norm: kiln_ref64_rms_norm(&p->rms_norm, s0, s1, y); break;
+    case KILN_OP_ada_layer_norm: kiln_ref64_ada_layer_norm(&p->ada_layer_norm, s0, s1, s2, y); break;
     case KILN_OP_attention: {
         double *scores = malloc((size_t)p->attention.Tk * sizeof *scores);
         if (!scores) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
-        kiln_ref64_attention(&p->attention, s0, s1, s2, y, scores);
+        kiln_ref64_attention(&p->attention, s0, s1, s2, s3, y, scores);
         free(scores);
         break;
     }
@@ -358,8 +428,10 @@ static kiln_status reference(const case_run *r, double *y)
     case KILN_OP_silu: kiln_ref64_silu(&p->silu, s0, y); break;
     case KILN_OP_gelu: kiln_ref64_gelu(&p->gelu, s0, y); break;
     case KILN_OP_quick_gelu: kiln_ref64_quick_gelu(&p->quick_gelu, s0, y); break;
+    case KILN_OP_gelu_tanh: kiln_ref64_gelu_tanh(&p->gelu_tanh, s0, y); break;
     case KILN_OP_geglu: kiln_ref64_geglu(&p->geglu, s0, y); break;
     case KILN_OP_add: kiln_ref64_add(&p->add, s0, s1, y); break;
+    case KILN_OP_gated_add: kiln_ref64_gated_add(&p->gated_add, s0, s1, s2, s3, y); break;
     case KILN_OP_mul: kiln_ref64_mul(&p->mul, s0, s1, y); break;
     case KILN_OP_scale: kiln_ref64_scale(&p->scale, s0, y); break;
     case KILN_OP_leaky_relu: kiln_ref64_leaky_relu(&p->leaky_relu, s0, y); break;
