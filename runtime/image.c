@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
@@ -18,6 +17,7 @@
 #include <utf8proc.h>
 
 #include "resample.h"
+#include "file.h"
 #include "status.h"
 
 /* A file this large cannot hold a picture kiln accepts (the largest, raw,
@@ -371,43 +371,13 @@ kiln_status kiln_image_decode(const void *data, size_t size, const char *label, 
     return kiln_fail(KILN_ERR_FORMAT, "%s: not a PNG or JPEG file (unknown first bytes)", label);
 }
 
-/* The whole of an image file, refused before reading when it is no regular
- * file or larger than any image kiln takes; *data malloc'd. */
-static kiln_status read_image_file(const char *path, uint8_t **data, size_t *size)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln_fail(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    kiln_status status = KILN_OK;
-    uint8_t *buf = NULL;
-    if (fstat(fileno(f), &st) != 0) {
-        status = kiln_fail(KILN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        status = kiln_fail(KILN_ERR_IO, "%s: %s, not an image file", path,
-                           S_ISDIR(st.st_mode) ? "a directory" : "a special file");
-    } else if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
-        status = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: %lld bytes is too large for an image kiln accepts", path,
-                           (long long)st.st_size);
-    } else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1))) {
-        status = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    } else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        status = kiln_fail(KILN_ERR_IO, "%s: read error", path);
-    }
-    fclose(f);
-    if (status != KILN_OK) free(buf);
-    else *data = buf, *size = (size_t)st.st_size;
-    return status;
-}
-
 kiln_status kiln_image_load(const char *path, kiln_image *out)
 {
     if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load: no path or no place for the image");
     *out = (kiln_image){0};
     uint8_t *data;
     size_t size;
-    TRY(read_image_file(path, &data, &size));
+    TRY(kiln_read_file(path, MAX_FILE_BYTES, "an image file", &data, &size));
     kiln_status status = kiln_image_decode(data, size, path, out);
     free(data);
     return status;
@@ -418,7 +388,7 @@ kiln_status kiln_png_read_text(const char *path, const char *key, char **value)
     *value = NULL;
     uint8_t *data;
     size_t size;
-    TRY(read_image_file(path, &data, &size));
+    TRY(kiln_read_file(path, MAX_FILE_BYTES, "an image file", &data, &size));
     kiln_image img = {0};
     kiln_status st = size >= 8 && memcmp(data, png_magic, 8) == 0
                          ? decode_png(data, size, path, &img, key, value)

@@ -11,15 +11,14 @@
  * the library) found no difference. */
 #include "spm_tokenizer.h"
 
-#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "file.h"
 #include "status.h"
 #include "tokenizer.h" /* kiln_py_isspace */
 
@@ -529,38 +528,6 @@ static kiln_status find_t5_specials(kiln_spm *spm)
     return KILN_OK;
 }
 
-static kiln_status read_file(const char *path, uint8_t **data, size_t *size)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln_fail(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    kiln_status status = KILN_OK;
-    uint8_t *buf = NULL;
-    if (fstat(fileno(f), &st) != 0) {
-        status = kiln_fail(KILN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        status = kiln_fail(KILN_ERR_IO, "%s: %s, not a SentencePiece model", path,
-                           S_ISDIR(st.st_mode) ? "a directory" : "a special file");
-    } else if ((uint64_t)st.st_size > MAX_MODEL_BYTES) {
-        status = kiln_fail(KILN_ERR_FORMAT, "%s: %lld bytes is too large for a SentencePiece model", path,
-                           (long long)st.st_size);
-    } else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1))) {
-        status = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    } else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        status = kiln_fail(KILN_ERR_IO, "%s: read error", path);
-    }
-    fclose(f);
-    if (status != KILN_OK) {
-        free(buf);
-        return status;
-    }
-    *data = buf;
-    *size = (size_t)st.st_size;
-    return KILN_OK;
-}
-
 kiln_status kiln_spm_open(const char *path, kiln_spm **out)
 {
     *out = NULL;
@@ -575,7 +542,7 @@ kiln_status kiln_spm_open(const char *path, kiln_spm **out)
     spm->add_dummy_prefix = spm->remove_extra_whitespaces = spm->escape_whitespaces = true;
     model_fields m = {.model_type = MODEL_UNIGRAM, .trainer_unk_id = 0, .trainer_bos_id = 1, .trainer_eos_id = 2, .trainer_pad_id = -1};
     size_t file_len;
-    kiln_status st = read_file(path, &spm->file, &file_len);
+    kiln_status st = kiln_read_file(path, MAX_MODEL_BYTES, "a SentencePiece model", &spm->file, &file_len);
     if (st == KILN_OK && file_len == 0) st = kiln_fail(KILN_ERR_FORMAT, "%s: empty file, not a SentencePiece model", path);
     if (st == KILN_OK) st = read_model(spm, &m, file_len);
     if (st == KILN_OK) st = check_model(spm, &m);

@@ -23,25 +23,11 @@
 
 static char tmpdir[] = "/tmp/kiln-layouts-XXXXXX";
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
-    text[n] = 0;
-    fclose(f);
-    return text;
-}
-
 /* The manifest's tensors as an f16 safetensors file whose data area is a
  * hole; returns the UNet's parameter count (model.diffusion_model.*). */
 static int64_t write_sparse(const char *manifest, const char *path)
 {
-    char *text = read_all(kiln_test_data(manifest));
+    char *text = (char *)kiln_test_read_file(kiln_test_data(manifest), NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     assert_non_null(root);

@@ -18,21 +18,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint8_t *read_whole_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
 static char *make_temp_dir(void)
 {
     const char *base = getenv("TMPDIR");
@@ -172,7 +157,7 @@ static void corpus_replays_from_memory(void **state)
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         size_t size;
-        uint8_t *bytes = read_whole_file(path, &size);
+        uint8_t *bytes = kiln_test_read_file(path, &size);
         kiln_st_file *f = NULL;
         kiln_status st = kiln_st_open_memory(bytes, size, e->d_name, &f);
         if (st == KILN_OK) fail_msg("%s was accepted from memory", e->d_name);
@@ -265,8 +250,8 @@ static void writer_matches_the_reference_writer(void **state)
     snprintf(path, sizeof path, "%s/out.safetensors", dir);
     assert_kiln_ok(kiln_st_write(path, upstream_entries, N_UPSTREAM, upstream_meta, 2));
     size_t got_size, want_size;
-    uint8_t *got = read_whole_file(path, &got_size);
-    uint8_t *want = read_whole_file(kiln_test_data("safetensors/upstream.safetensors"), &want_size);
+    uint8_t *got = kiln_test_read_file(path, &got_size);
+    uint8_t *want = kiln_test_read_file(kiln_test_data("safetensors/upstream.safetensors"), &want_size);
     assert_int_equal(got_size, want_size);
     assert_memory_equal(got, want, want_size);
     char names[1024];
@@ -369,7 +354,7 @@ static void open_memory_views_the_callers_bytes(void **state)
 {
     (void)state;
     size_t size;
-    uint8_t *bytes = read_whole_file(kiln_test_data("safetensors/upstream.safetensors"), &size);
+    uint8_t *bytes = kiln_test_read_file(kiln_test_data("safetensors/upstream.safetensors"), &size);
     kiln_st_file *f;
     assert_kiln_ok(kiln_st_open_memory(bytes, size, "upstream", &f));
     assert_string_equal(kiln_st_path(f), "upstream");

@@ -39,15 +39,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Fails naming the case and the first differing position. */
-static void assert_ids(const char *what, const char *name, const int32_t *got, size_t n_got, const int32_t *want,
-                       size_t n_want)
-{
-    for (size_t i = 0; i < n_got && i < n_want; i++)
-        if (got[i] != want[i]) fail_msg("%s '%s': id %zu is %d, want %d", what, name, i, got[i], want[i]);
-    if (n_got != n_want) fail_msg("%s '%s': %zu ids, want %zu", what, name, n_got, n_want);
-}
-
 static int json_int(const cJSON *obj, const char *key)
 {
     const cJSON *v = json_data_get(obj, key);
@@ -79,7 +70,7 @@ static void vocabulary_and_specials(void **state)
     int32_t *ids = encode_t5("<extra_id_0><extra_id_99><unk>", 8, &n);
     const int32_t want[] = {json_int(goldens, "extra_id_0"), json_int(goldens, "extra_id_99"),
                             json_int(goldens, "unk"), json_int(goldens, "eos")};
-    assert_ids("sentinels", "extra ids", ids, n, want, 4);
+    assert_ids_equal("sentinels", "extra ids", ids, n, want, 4);
     free(ids);
 }
 
@@ -103,7 +94,7 @@ static void sentencepiece_goldens(void **state)
         size_t n_want, n_got;
         int32_t *want = json_data_ints(c, "sp_ids", &n_want), *got;
         assert_kiln_ok(kiln_spm_encode(spm, text, strlen(text), &got, &n_got));
-        assert_ids("sentencepiece ids", name, got, n_got, want, n_want);
+        assert_ids_equal("sentencepiece ids", name, got, n_got, want, n_want);
         free(got);
         free(want);
         cases++;
@@ -142,7 +133,7 @@ static void sentencepiece_byte_goldens(void **state)
         size_t n_want, n_got;
         int32_t *want = json_data_ints(c, "sp_ids", &n_want), *got;
         assert_kiln_ok(kiln_spm_encode(spm, bytes, len, &got, &n_got));
-        assert_ids("sentencepiece ids", name, got, n_got, want, n_want);
+        assert_ids_equal("sentencepiece ids", name, got, n_got, want, n_want);
         free(got);
         free(want);
         free(got_hex);
@@ -165,7 +156,7 @@ static void t5_goldens(void **state)
         size_t n_want, n_got;
         int32_t *want = json_data_ints(c, "t5_ids", &n_want);
         int32_t *got = encode_t5(text, (int)n_want + 16, &n_got);
-        assert_ids("T5 ids", name, got, n_got, want, n_want);
+        assert_ids_equal("T5 ids", name, got, n_got, want, n_want);
         free(got);
         free(want);
         cases++;
@@ -179,9 +170,9 @@ static void t5_goldens(void **state)
              * kiln's answer must fit the caller's array: EOS alone */
             assert_true(n_want > 1);
             const int32_t eos = kiln_spm_eos(spm);
-            assert_ids("T5 ids, max_length 1", name, got, n_got, &eos, 1);
+            assert_ids_equal("T5 ids, max_length 1", name, got, n_got, &eos, 1);
         } else {
-            assert_ids("T5 ids truncated", name, got, n_got, want, n_want);
+            assert_ids_equal("T5 ids truncated", name, got, n_got, want, n_want);
         }
         free(got);
         free(want);
@@ -219,7 +210,7 @@ static void crafted_goldens(void **state)
             size_t n_want, n_got;
             int32_t *want = json_data_ints(c, "sp_ids", &n_want), *got;
             assert_kiln_ok(kiln_spm_encode(crafted, text, strlen(text), &got, &n_got));
-            assert_ids(relative, text, got, n_got, want, n_want);
+            assert_ids_equal(relative, text, got, n_got, want, n_want);
             free(got);
             free(want);
 
@@ -227,7 +218,7 @@ static void crafted_goldens(void **state)
             int32_t t5[64];
             int n = 0;
             assert_kiln_ok(kiln_spm_encode_t5(crafted, text, t5, 64, &n));
-            assert_ids(relative, text, t5, (size_t)n, want, n_want);
+            assert_ids_equal(relative, text, t5, (size_t)n, want, n_want);
             free(want);
             cases++;
         }
@@ -273,7 +264,7 @@ static void long_prompt_repeats(void **state)
     size_t n;
     assert_kiln_ok(kiln_spm_encode(spm, text, strlen(text), &ids, &n));
     assert_int_equal(n, n_phrase * (size_t)copies);
-    for (int i = 0; i < copies; i++) assert_ids("repeated", "plain", ids + i * n_phrase, n_phrase, phrase_ids, n_phrase);
+    for (int i = 0; i < copies; i++) assert_ids_equal("repeated", "plain", ids + i * n_phrase, n_phrase, phrase_ids, n_phrase);
     free(ids);
 
     /* the T5 form, cut at 120 as PixArt asks */
@@ -364,21 +355,6 @@ static void bad_arguments(void **state)
 
 /* ---- files kiln must refuse ------------------------------------------------- */
 
-static uint8_t *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
 static char temp_path[PATH_MAX];
 
 static const char *write_temp(const void *data, size_t size)
@@ -426,7 +402,7 @@ static void truncated_files(void **state)
 {
     (void)state;
     size_t size;
-    uint8_t *model = read_all(kiln_test_data(SPIECE), &size);
+    uint8_t *model = kiln_test_read_file(kiln_test_data(SPIECE), &size);
     int tried = 0;
     for (size_t cut = 1; cut < size; cut += cut < 64 || size - cut < 64 ? 1 : 997) {
         assert_refused(write_temp(model, cut), KILN_ERR_FORMAT, NULL);
@@ -457,7 +433,7 @@ static void garbage_files(void **state)
         assert_non_null(strstr(kiln_last_error(), path));
     }
     size_t size;
-    uint8_t *model = read_all(kiln_test_data(SPIECE), &size);
+    uint8_t *model = kiln_test_read_file(kiln_test_data(SPIECE), &size);
     int opened = 0;
     for (int round = 0; round < 48; round++) {
         uint8_t *copy = malloc(size);
@@ -568,7 +544,7 @@ static void handmade_models(void **state)
     int n;
     assert_kiln_ok(kiln_spm_encode_t5(s, "ab c", ids, 8, &n));
     const int32_t want[] = {3, 4, 6, 5, 1}; /* ▁a b ▁ c </s> */
-    assert_ids("handmade", "ab c", ids, (size_t)n, want, 5);
+    assert_ids_equal("handmade", "ab c", ids, (size_t)n, want, 5);
     kiln_spm_free(s);
 
     make_model(&m, abc, 4, NULL, 0);

@@ -27,15 +27,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Fails naming the case and the first differing position. */
-static void assert_ids(const char *what, const char *name, const int32_t *got, size_t n_got, const int32_t *want,
-                       size_t n_want)
-{
-    for (size_t i = 0; i < n_got && i < n_want; i++)
-        if (got[i] != want[i]) fail_msg("%s '%s': id %zu is %d, want %d", what, name, i, got[i], want[i]);
-    if (n_got != n_want) fail_msg("%s '%s': %zu ids, want %zu", what, name, n_got, n_want);
-}
-
 static bool ids_equal(const int32_t *a, size_t na, const int32_t *b, size_t nb)
 {
     return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
@@ -75,11 +66,11 @@ static void goldens_with_ftfy(void **state)
         if (known) {
             /* the difference is real, and kiln's output is exactly ftfy's without the repair */
             assert_false(ids_equal(got, n_got, want, n_want));
-            assert_ids("without mojibake repair", name, got, n_got, known, n_known);
+            assert_ids_equal("without mojibake repair", name, got, n_got, known, n_known);
             different++;
         } else {
-            assert_ids("bpe ids", name, got, n_got, want, n_want);
-            assert_ids("ids_77", name, padded, KILN_CLIP_CONTEXT, want77, n77);
+            assert_ids_equal("bpe ids", name, got, n_got, want, n_want);
+            assert_ids_equal("ids_77", name, padded, KILN_CLIP_CONTEXT, want77, n77);
             exact++;
         }
         free(known);
@@ -104,7 +95,7 @@ static void edge_cases(const kiln_tokenizer *tok, const char *mode)
         size_t n_want, n_got;
         int32_t *want = json_data_ints(c, mode, &n_want), *got;
         assert_kiln_ok(kiln_tokenizer_encode(tok, json_data_string(c, "prompt"), &got, &n_got));
-        assert_ids(mode, json_data_string(c, "name"), got, n_got, want, n_want);
+        assert_ids_equal(mode, json_data_string(c, "name"), got, n_got, want, n_want);
         free(got);
         free(want);
         n++;

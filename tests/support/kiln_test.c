@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 double kiln_rel_l2(const float *a, const float *b, size_t n)
 {
@@ -21,4 +22,28 @@ const char *kiln_test_data(const char *relative)
     static _Thread_local char path[4096];
     snprintf(path, sizeof path, "%s/%s", KILN_TEST_DATA, relative);
     return path;
+}
+
+uint8_t *kiln_test_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = 0;
+    if (size) *size = (size_t)n;
+    return buf;
+}
+
+void assert_ids_equal(const char *what, const char *name, const int32_t *got, size_t n_got, const int32_t *want,
+                      size_t n_want)
+{
+    for (size_t i = 0; i < n_got && i < n_want; i++)
+        if (got[i] != want[i]) fail_msg("%s '%s': id %zu is %d, want %d", what, name, i, got[i], want[i]);
+    if (n_got != n_want) fail_msg("%s '%s': %zu ids, want %zu", what, name, n_got, n_want);
 }

@@ -32,6 +32,15 @@ double kiln_rel_l2(const float *a, const float *b, size_t n);
         else print_message("  %-40s rel L2 %.3g (<= %.3g)\n", #a, e_, (double)(tol));         \
     } while (0)
 
+/* The whole file, malloc'd and NUL-terminated one past *size (size may be
+ * NULL); fails the test where it cannot be read. */
+uint8_t *kiln_test_read_file(const char *path, size_t *size);
+
+/* Token ids against a golden's: fails naming the case and the first
+ * differing position, or the counts. */
+void assert_ids_equal(const char *what, const char *name, const int32_t *got, size_t n_got, const int32_t *want,
+                      size_t n_want);
+
 /* Path under tests/data ("diffusers/unet.safetensors" -> absolute path). */
 const char *kiln_test_data(const char *relative);
 
