@@ -50,17 +50,10 @@ static int count_layers(const kiln_checkpoint *ck, const char *root)
     return n;
 }
 
-static const kiln_st_tensor *find_at(const kiln_checkpoint *ck, const char *root, const char *suffix)
-{
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", root, suffix);
-    return kiln_checkpoint_find(ck, name);
-}
-
 const clip_config *kiln_clip_detect(const kiln_checkpoint *ck, const clip_reading *reading)
 {
-    const kiln_st_tensor *tok = find_at(ck, reading->root, "embeddings.token_embedding.weight");
-    const kiln_st_tensor *fc1 = find_at(ck, reading->root, "encoder.layers.0.mlp.fc1.weight");
+    const kiln_st_tensor *tok = kiln_checkpoint_find_at(ck, reading->root, "embeddings.token_embedding.weight");
+    const kiln_st_tensor *fc1 = kiln_checkpoint_find_at(ck, reading->root, "encoder.layers.0.mlp.fc1.weight");
     if (!tok || !fc1 || tok->ndim != 2 || fc1->ndim != 2) return NULL;
     int layers = count_layers(ck, reading->root);
     for (int c = 0; kiln_clip_configs[c]; c++) {

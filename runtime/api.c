@@ -315,9 +315,18 @@ kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image,
     return latent_to_inpaint(m, &src, out);
 }
 
+/* ControlNets and IP-Adapters attach to a UNet. */
+static kiln_status unet_model(const kiln_model *m, const char *what)
+{
+    if (!m->family->dit) return KILN_OK;
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "%s works with SD 1.x/2.x/XL UNets; %s is a %s model", what,
+                     kiln_checkpoint_path(m->checkpoint), m->info.family);
+}
+
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out)
 {
     if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_controlnet_load: no model, path or place");
+    TRY(unet_model(m, "ControlNet"));
     return kiln_controlnet_open(path, &m->unet, kiln_weights_backend(m->weights), out);
 }
 
@@ -325,9 +334,9 @@ static kiln_status check_conditioning(const kiln_model *m, const char *which, co
 {
     if (!c || !c->data || c->tokens < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: no %s conditioning", which);
-    if (c->dim != m->unet.config->context_dim)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s conditioning is %d wide, this model's UNet reads %d "
-                         "(a prompt encoded by another model?)", which, c->dim, m->unet.config->context_dim);
+    if (c->dim != kiln_model_context_dim(m))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s conditioning is %d wide, this model reads %d "
+                         "(a prompt encoded by another model?)", which, c->dim, kiln_model_context_dim(m));
     return KILN_OK;
 }
 
@@ -441,6 +450,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
 kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapter **out)
 {
     if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_ip_adapter_load: no model, path or place");
+    TRY(unet_model(m, "IP-Adapter"));
     return kiln_ip_adapter_open(path, &m->unet, kiln_weights_backend(m->weights), out);
 }
 

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "file.h"
 #include "status.h"
 
 typedef struct named_tensor {
@@ -20,7 +21,7 @@ typedef struct named_tensor {
     kiln_st_tensor *view;     /* a part of a file's tensor (OpenCLIP's fused q/k/v), or NULL */
 } named_tensor;
 
-#define MAX_FILES 4
+#define MAX_FILES 16 /* a DiT folder: its transformer, VAE and a T5 encoder in several shards */
 
 struct kiln_checkpoint {
     char *path;
@@ -29,6 +30,7 @@ struct kiln_checkpoint {
     named_tensor *names; /* sorted by name; only for mapped layouts */
     size_t nnames, cap;
     char *prediction_type; /* a diffusers folder's scheduler_config.json says, or NULL */
+    int sample_size;       /* a DiT folder's transformer/config.json says, or 0 */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -44,6 +46,13 @@ const kiln_st_tensor *kiln_checkpoint_find(const kiln_checkpoint *ck, const char
     named_tensor key = {.name = (char *)name};
     named_tensor *hit = bsearch(&key, ck->names, ck->nnames, sizeof key, by_name);
     return hit ? hit->tensor : NULL;
+}
+
+const kiln_st_tensor *kiln_checkpoint_find_at(const kiln_checkpoint *ck, const char *prefix, const char *suffix)
+{
+    char name[512];
+    if (snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", suffix) >= (int)sizeof name) return NULL;
+    return kiln_checkpoint_find(ck, name);
 }
 
 size_t kiln_checkpoint_count(const kiln_checkpoint *ck)
@@ -243,6 +252,65 @@ static bool map_vae_name(const char *in, int levels, char *out, size_t size)
     return snprintf(out, size, "first_stage_model.%s", s) < (int)size;
 }
 
+/* A JSON file of a folder, parsed; *root NULL (and KILN_OK) where it does
+ * not parse. */
+static kiln_status read_json(const char *path, cJSON **root)
+{
+    uint8_t *text;
+    size_t size;
+    *root = NULL;
+    TRY(kiln_read_file(path, (size_t)64 << 20, "a JSON file", &text, &size));
+    *root = cJSON_ParseWithLength((const char *)text, size);
+    free(text);
+    return KILN_OK;
+}
+
+static kiln_status add_file(kiln_checkpoint *ck, const char *path, kiln_st_file **out)
+{
+    if (ck->nfiles == MAX_FILES)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: more than %d safetensors files in one model", path, MAX_FILES);
+    TRY(kiln_st_open(path, out));
+    ck->files[ck->nfiles++] = *out;
+    return KILN_OK;
+}
+
+/* A part stored in shards, as transformers saves a large text encoder:
+ * `<part>/model.safetensors.index.json` maps each tensor to one of the
+ * files beside it; each file is opened once, in the order first named. */
+static kiln_status open_shards(kiln_checkpoint *ck, const char *dir, const char *part, kiln_st_file **files,
+                               int *nfiles, bool *found)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/model.safetensors.index.json", dir, part);
+    *nfiles = 0;
+    struct stat info;
+    if (!(*found = stat(path, &info) == 0)) return KILN_OK;
+    cJSON *root;
+    TRY(read_json(path, &root));
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    kiln_status st = cJSON_IsObject(map) ? KILN_OK : kiln_fail(KILN_ERR_MODEL, "%s: no weight_map in it", path);
+    const char *seen[MAX_FILES];
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, map)
+    {
+        if (st != KILN_OK) break;
+        const char *file = cJSON_GetStringValue(entry);
+        if (!file || strchr(file, '/')) {
+            st = kiln_fail(KILN_ERR_MODEL, "%s: '%s' maps to no file beside the index", path, entry->string);
+            break;
+        }
+        bool known = false;
+        for (int i = 0; i < *nfiles && !known; i++) known = strcmp(seen[i], file) == 0;
+        if (known) continue;
+        char shard[4096];
+        snprintf(shard, sizeof shard, "%s/%s/%s", dir, part, file);
+        seen[*nfiles] = file;
+        if ((st = add_file(ck, shard, &files[*nfiles])) == KILN_OK) ++*nfiles;
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
 static kiln_status open_part(kiln_checkpoint *ck, const char *dir, const char *part, kiln_st_file **out)
 {
     char path[4096];
@@ -250,11 +318,7 @@ static kiln_status open_part(kiln_checkpoint *ck, const char *dir, const char *p
     for (size_t i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s/%s", dir, part, names[i]);
         struct stat st;
-        if (stat(path, &st) == 0) {
-            TRY(kiln_st_open(path, out));
-            ck->files[ck->nfiles++] = *out;
-            return KILN_OK;
-        }
+        if (stat(path, &st) == 0) return add_file(ck, path, out);
     }
     return kiln_fail(KILN_ERR_MODEL, "%s: diffusers folder has no %s/diffusion_pytorch_model.safetensors or %s/model.safetensors",
                      dir, part, part);
@@ -298,13 +362,8 @@ static kiln_status read_prediction_type(kiln_checkpoint *ck, const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return KILN_OK;
-    char text[16384];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    cJSON *root = cJSON_Parse(text);
+    cJSON *root = NULL;
+    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "prediction_type");
     kiln_status st = KILN_OK;
     if (cJSON_IsString(type) && !(ck->prediction_type = strdup(type->valuestring)))
@@ -315,13 +374,57 @@ static kiln_status read_prediction_type(kiln_checkpoint *ck, const char *dir)
 
 const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck) { return ck->prediction_type; }
 
+/* transformer/config.json's sample_size, where there is one (the latent side
+ * a DiT was trained at, which scales its position table). */
+static void read_sample_size(kiln_checkpoint *ck, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/transformer/config.json", dir);
+    cJSON *root = NULL;
+    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(root, "sample_size");
+    if (cJSON_IsNumber(size) && size->valuedouble >= 1 && size->valuedouble <= 4096) ck->sample_size = size->valueint;
+    cJSON_Delete(root);
+}
+
+int kiln_checkpoint_sample_size(const kiln_checkpoint *ck) { return ck->sample_size; }
+
+/* A DiT folder as diffusers ships PixArt: transformer/ under
+ * `transformer.` in diffusers' names, the T5 encoder under
+ * `text_encoders.t5xxl.transformer.` (where single files that carry one keep
+ * it), whole or in shards, the VAE as in every folder. */
+static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
+{
+    kiln_st_file *dit, *vae, *text[MAX_FILES];
+    int ntext = 0;
+    bool sharded;
+    TRY(open_part(ck, dir, "transformer", &dit));
+    TRY(open_part(ck, dir, "vae", &vae));
+    TRY(open_shards(ck, dir, "text_encoder", text, &ntext, &sharded));
+    if (!sharded) {
+        TRY(open_part(ck, dir, "text_encoder", &text[0]));
+        ntext = 1;
+    }
+    int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
+    unet_layout lay = {0};
+    TRY(map_part(ck, dit, "transformer", &lay, vae_levels, "transformer."));
+    TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
+    for (int i = 0; i < ntext; i++)
+        TRY(map_part(ck, text[i], "text_encoder", &lay, vae_levels, "text_encoders.t5xxl.transformer."));
+    TRY(read_prediction_type(ck, dir));
+    read_sample_size(ck, dir);
+    return sort_names(ck);
+}
+
 static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
 {
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/transformer", dir);
+    if (stat(path, &st) == 0) return open_diffusers_dit(ck, dir);
     kiln_st_file *unet, *vae, *text = NULL, *text2 = NULL;
     TRY(open_part(ck, dir, "unet", &unet));
     TRY(open_part(ck, dir, "vae", &vae));
-    char path[4096];
-    struct stat st;
     snprintf(path, sizeof path, "%s/text_encoder_2", dir);
     if (stat(path, &st) == 0) TRY(open_part(ck, dir, "text_encoder_2", &text2)); /* SDXL's OpenCLIP bigG */
     snprintf(path, sizeof path, "%s/text_encoder", dir);

@@ -32,6 +32,8 @@ void kiln_checkpoint_close(kiln_checkpoint *ck);
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck);
 /* NULL when the checkpoint has no tensor of that canonical name. */
 const kiln_st_tensor *kiln_checkpoint_find(const kiln_checkpoint *ck, const char *name);
+/* `<prefix>.<suffix>`'s tensor (the suffix alone under an empty prefix), or NULL. */
+const kiln_st_tensor *kiln_checkpoint_find_at(const kiln_checkpoint *ck, const char *prefix, const char *suffix);
 /* Iteration over every tensor, with its canonical name. */
 size_t kiln_checkpoint_count(const kiln_checkpoint *ck);
 const kiln_st_tensor *kiln_checkpoint_at(const kiln_checkpoint *ck, size_t i, const char **name);
@@ -42,6 +44,9 @@ const char *kiln_checkpoint_metadata(const kiln_checkpoint *ck, const char *key)
 /* A diffusers folder's scheduler prediction_type ("epsilon", "v_prediction"),
  * NULL for a single file or a folder that does not say. */
 const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck);
+/* A DiT folder's transformer/config.json sample_size (the latent side it was
+ * trained at), or 0. */
+int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on

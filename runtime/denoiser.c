@@ -14,9 +14,10 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
 {
     if (batch < 1 || batch > KILN_MAX_BATCH)
         return kiln_fail(KILN_ERR_INVALID_ARG, "--batch %d: must be 1..%d", batch, KILN_MAX_BATCH);
-    *d = (kiln_denoiser){.model = m, .batch = batch, .channels = m->unet.config->out_channels, .h = h, .w = w,
-                         .unet_channels = m->unet.config->in_channels, .cfg = cfg, .context = context,
-                         .tokens = tokens, .sampling = sampling};
+    const int channels = kiln_model_latent_channels(m);
+    *d = (kiln_denoiser){.model = m, .batch = batch, .channels = channels, .h = h, .w = w,
+                         .unet_channels = m->family->dit ? channels : m->unet.config->in_channels, .cfg = cfg,
+                         .context = context, .tokens = tokens, .sampling = sampling};
     d->rows = uses_guidance(cfg) ? 2 * batch : batch;
     size_t n = (size_t)d->rows * d->channels * h * w;
     d->unet_in = malloc((size_t)d->rows * d->unet_channels * h * w * sizeof(float));
@@ -60,8 +61,34 @@ kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat)
     return KILN_OK;
 }
 
+kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,
+                                       const kiln_conditioning *positive)
+{
+    const kiln_model *m = d->model;
+    if (!m->family->dit) return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: captions are for a DiT model");
+    for (int i = 0; i < 2; i++) {
+        const kiln_conditioning *c = i ? positive : negative;
+        if (c->dim != m->pixart.caption_dim || c->tokens < 1)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning is %d tokens of %d; PixArt reads T5's %d",
+                             i ? "positive" : "negative", c->tokens, c->dim, m->pixart.caption_dim);
+        d->captions[i] = c;
+    }
+    d->dit_out = malloc((size_t)d->rows * m->pixart.out_channels * d->h * d->w * sizeof(float));
+    if (!d->dit_out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    return KILN_OK;
+}
+
+/* Where the UNet's side inputs cannot go. */
+static kiln_status unet_only(const kiln_denoiser *d, const char *what)
+{
+    if (!d->model->family->dit) return KILN_OK;
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "%s works with SD 1.x/2.x/XL UNets; this is a %s model", what,
+                     d->model->info.family);
+}
+
 kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control)
 {
+    TRY(unet_only(d, "ControlNet"));
     if (!(control->start_percent >= 0.0 && control->start_percent <= control->end_percent &&
           control->end_percent <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet start %g and end %g: must be 0 <= start <= end <= 1",
@@ -80,6 +107,7 @@ kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *cont
 
 kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip)
 {
+    TRY(unet_only(d, "IP-Adapter"));
     const kiln_ip_adapter *a = ip->adapter;
     if (!(ip->start_percent >= 0.0 && ip->start_percent <= ip->end_percent && ip->end_percent <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter start %g and end %g: must be 0 <= start <= end <= 1",
@@ -113,6 +141,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->hint = d->blended = d->inpaint_concat = NULL;
     free(d->unet_in);
     free(d->unet_out);
+    free(d->dit_out);
+    d->dit_out = NULL;
     d->graph = NULL;
     d->unet_in = d->unet_out = NULL;
 }
@@ -162,6 +192,31 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }
 
+/* One DiT call over the rows, each row with its own caption; of the
+ * output's channels the first C are the prediction (PixArt's learned
+ * variance after them goes unused, as in ComfyUI and diffusers). */
+static kiln_status dit_step(kiln_denoiser *d)
+{
+    const kiln_model *m = d->model;
+    const float *captions[2 * KILN_MAX_BATCH];
+    int tokens[2 * KILN_MAX_BATCH];
+    for (int r = 0; r < d->rows; r++) { /* without guidance only the cond rows */
+        const kiln_conditioning *c = d->captions[d->rows == d->batch || r >= d->batch];
+        captions[r] = c->data;
+        tokens[r] = c->tokens;
+    }
+    pixart_input in = {.rows = d->rows, .h = d->h, .w = d->w, .latent = d->unet_in, .timesteps = d->timesteps,
+                       .captions = captions, .caption_tokens = tokens};
+    in.height = (float)(kiln_vae_factor(m->vae.config) * d->h); /* the picture's size */
+    in.width = (float)(kiln_vae_factor(m->vae.config) * d->w);
+    TRY(kiln_pixart_forward(d->graph, &m->pixart, &in, d->dit_out));
+    size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
+    for (int r = 0; r < d->rows; r++)
+        memcpy(d->unet_out + r * latent, d->dit_out + (size_t)r * m->pixart.out_channels * plane,
+               latent * sizeof(float));
+    return KILN_OK;
+}
+
 /* The UNet's input rows: x scaled by c_in, then the extra channels of a
  * UNet that takes an image. */
 static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
@@ -200,7 +255,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     bool controlled = d->control && sigma <= d->control_sigma_hi && sigma >= d->control_sigma_lo;
     if (d->image_prompt)
         d->image_weight = sigma <= d->image_sigma_hi && sigma >= d->image_sigma_lo ? d->image_prompt->weight : 0.0f;
-    TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
+    if (d->model->family->dit) TRY(dit_step(d));
+    else TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
     d->unet_calls++;
     d->control_calls += controlled;
 

@@ -72,6 +72,10 @@ typedef struct kiln_denoiser {
     float *blended;              /* (B,C,h,w) x with the kept part put back */
     const float *concat;         /* (E,h,w) the extra input channels, the same in every row; NULL: none */
     float *inpaint_concat;       /* an inpainting UNet's: the rounded mask and the latent image */
+    /* a DiT's captions instead of context: the negative's, the positive's,
+     * each at its own length (PixArt's T5 rows are not padded) */
+    const kiln_conditioning *captions[2];
+    float *dit_out;              /* (rows,2C,h,w): the prediction, then PixArt's learned variance */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */
@@ -91,6 +95,10 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
  * such a UNet cannot run without it. */
 kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
 /* Adds a ControlNet to every call from here on; control must outlive d. */
+/* A DiT model's conditionings (in place of init's context); both must
+ * outlive d. */
+kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,
+                                       const kiln_conditioning *positive);
 kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control);
 /* Adds an image prompt to every call from here on; ip must outlive d. */
 kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "status.h"
 
@@ -19,11 +20,15 @@ const char *kiln_variant_name(kiln_variant v)
 
 const char *kiln_prediction_name(kiln_prediction p) { return p == KILN_PREDICTION_V ? "v" : "eps"; }
 
+#define SD_BETAS .linear_start = KILN_SD_LINEAR_START, .linear_end = KILN_SD_LINEAR_END
 static const kiln_family families[] = {
-    {"sd1", {&kiln_clip_sd1}, 1, 0.18215f, 0, 512},
-    {"sd2", {&kiln_clip_sd2}, 1, 0.18215f, 0, 512},
-    {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f, 6, 1024},
-    {"sdxl-refiner", {&kiln_clip_sdxl_refiner}, 1, 0.13025f, 5, 1024},
+    {"sd1", {&kiln_clip_sd1}, 1, 0.18215f, 0, 512, SD_BETAS},
+    {"sd2", {&kiln_clip_sd2}, 1, 0.18215f, 0, 512, SD_BETAS},
+    {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f, 6, 1024, SD_BETAS},
+    {"sdxl-refiner", {&kiln_clip_sdxl_refiner}, 1, 0.13025f, 5, 1024, SD_BETAS},
+    /* PixArt-alpha: SD 1.x's VAE; ComfyUI's PixArtAlpha sampling settings */
+    {"pixart", {0}, 0, 0.18215f, 0, 1024, .dit = true, .linear_start = 0.0001, .linear_end = 0.02,
+     .plain_betas = true},
 };
 
 static const kiln_family *family_named(const char *name)
@@ -106,10 +111,33 @@ static kiln_status refuse_non_model(const kiln_checkpoint *ck)
     return KILN_OK;
 }
 
+/* A PixArt folder: its DiT, its T5 and SD's VAE. */
+static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
+{
+    const char *path = kiln_checkpoint_path(ck);
+    if (!kiln_t5_present(ck, KILN_T5_ROOT))
+        return kiln_fail(KILN_ERR_MODEL, "%s: PixArt transformer without its T5 text encoder (text_encoder/)", path);
+    const vae_config *vae = kiln_vae_detect(ck);
+    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
+    info->family = "pixart";
+    info->variant = KILN_VARIANT_TXT2IMG;
+    info->prediction = KILN_PREDICTION_EPS;
+    info->prediction_reason = "PixArt predicts the noise";
+    info->unet_name = "pixart-alpha";
+    info->unet_dtype = kiln_checkpoint_find(ck, KILN_PIXART_ROOT ".pos_embed.proj.weight")->dtype;
+    info->unet_params = count_params(ck, KILN_PIXART_ROOT ".");
+    info->t5_name = "t5-v1.1";
+    info->t5_params = count_params(ck, KILN_T5_ROOT ".");
+    info->vae_name = vae->name;
+    info->vae_params = count_params(ck, "first_stage_model.");
+    return KILN_OK;
+}
+
 kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
     *info = (kiln_model_info){0};
+    if (kiln_pixart_present(ck, KILN_PIXART_ROOT)) return inspect_dit(ck, info);
     TRY(refuse_non_model(ck));
     const kiln_st_tensor *conv_in = kiln_checkpoint_find(ck, "model.diffusion_model.input_blocks.0.0.weight");
     if (!conv_in || conv_in->ndim != 4)
@@ -172,9 +200,49 @@ void kiln_model_free(kiln_model *m)
 {
     if (!m) return;
     kiln_unet_release(&m->unet);
+    kiln_spm_free(m->spm);
     kiln_weights_free(m->weights);
     kiln_checkpoint_close(m->checkpoint);
     free(m);
+}
+
+/* A DiT's transformer and T5, and the T5 tokenizer beside them in the
+ * folder (tokenizer/spiece.model). */
+static kiln_status bind_dit(kiln_model *m)
+{
+    const char *path = kiln_checkpoint_path(m->checkpoint);
+    TRY(kiln_t5_bind(m->weights, KILN_T5_ROOT, &m->t5));
+    TRY(kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint), &m->pixart));
+    if (m->t5.hidden != m->pixart.caption_dim)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the T5 encoder is %d wide, the PixArt transformer reads %d", path,
+                         m->t5.hidden, m->pixart.caption_dim);
+    char spiece[4096];
+    snprintf(spiece, sizeof spiece, "%s/tokenizer/spiece.model", path);
+    if (access(spiece, R_OK) != 0)
+        return kiln_fail(KILN_ERR_MODEL, "%s: no tokenizer/spiece.model (the T5 tokenizer PixArt folders carry)",
+                         path);
+    TRY(kiln_spm_open(spiece, &m->spm));
+    if (kiln_spm_vocab_size(m->spm) > m->t5.vocab)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the tokenizer has %d pieces, the T5 encoder embeds %d", spiece,
+                         kiln_spm_vocab_size(m->spm), m->t5.vocab);
+    return KILN_OK;
+}
+
+int kiln_model_latent_channels(const kiln_model *m)
+{
+    return m->family->dit ? m->pixart.in_channels : m->unet.config->out_channels;
+}
+
+int kiln_model_context_dim(const kiln_model *m)
+{
+    return m->family->dit ? m->t5.hidden : m->unet.config->context_dim;
+}
+
+kiln_status kiln_model_sampling_of(const kiln_model *m, kiln_model_sampling *ms)
+{
+    const kiln_family *f = m->family;
+    return f->plain_betas ? kiln_model_sampling_init_plain(ms, f->linear_start, f->linear_end)
+                          : kiln_model_sampling_init(ms, f->linear_start, f->linear_end);
 }
 
 kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *loras, int nloras, kiln_lora_stats *stats,
@@ -188,6 +256,9 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     m->checkpoint = ck;
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
     if (st == KILN_OK) m->family = family_named(m->info.family);
+    if (st == KILN_OK && nloras && m->family->dit)
+        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: LoRA on a PixArt model is not supported yet",
+                       kiln_checkpoint_path(ck));
     kiln_lora_towers towers = {0};
     if (st == KILN_OK) family_lora_towers(m->family, &towers);
     for (int i = 0; i < nloras && st == KILN_OK; i++)
@@ -197,7 +268,8 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
         const clip_reading *r = m->family->clips[i];
         st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, r), r, &m->clips[i]);
     }
-    if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
+    if (st == KILN_OK && m->family->dit) st = bind_dit(m);
+    else if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
     if (st == KILN_OK)
         st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint), m->family->latent_scale, &m->vae);
     if (st != KILN_OK) {
@@ -225,6 +297,8 @@ void kiln_model_native_size(const kiln_model *m, int *width, int *height)
     if (!width || !height) return;
     *width = *height = m ? m->family->native_size : 0;
     if (!m) return;
+    if (m->family->dit) /* the latent side it was trained at, in pixels: 512 and 1024 models alike */
+        *width = *height = kiln_vae_factor(m->vae.config) * m->pixart.sample_size;
     const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
     int w, h;
     if (native && sscanf(native, "%dx%d", &w, &h) == 2 && w >= 8 && h >= 8 && w <= 4096 && h <= 4096)

@@ -4,9 +4,13 @@
 #define KILN_MODEL_H
 
 #include "../models/clip.h"
+#include "../models/pixart.h"
+#include "../models/t5.h"
 #include "../models/unet.h"
 #include "../models/vae.h"
 #include "lora.h"
+#include "schedule.h"
+#include "spm_tokenizer.h"
 
 typedef enum kiln_variant {
     KILN_VARIANT_TXT2IMG,        /* 4 input channels */
@@ -31,6 +35,12 @@ typedef struct kiln_family {
     int adm_numbers; /* what the UNet's vector y embeds after the pooled text: SDXL 6 (size, crop, target
                         size), its refiner 5 (size, crop, aesthetic score); 0: no y */
     int native_size; /* the side its base models were trained at, gen's default */
+    bool dit;        /* a PixArt DiT on T5 in place of a UNet on CLIP */
+    /* its training noise schedule: betas from linear_start to linear_end,
+     * evenly spaced in their square roots (SD's "linear") or, where
+     * plain_betas, in themselves (ComfyUI's "sqrt_linear", PixArt's) */
+    double linear_start, linear_end;
+    bool plain_betas;
 } kiln_family;
 
 typedef struct kiln_model_info {
@@ -43,6 +53,8 @@ typedef struct kiln_model_info {
     int nclips;
     kiln_dtype unet_dtype;    /* storage dtype of the UNet's weights */
     int64_t unet_params, clip_params[KILN_MAX_TEXT_ENCODERS], vae_params;
+    const char *t5_name;      /* a DiT's text encoder (nclips is 0), else NULL */
+    int64_t t5_params;
 } kiln_model_info;
 
 typedef struct kiln_model {
@@ -51,9 +63,23 @@ typedef struct kiln_model {
     kiln_model_info info;
     const kiln_family *family;
     kiln_clip clips[KILN_MAX_TEXT_ENCODERS]; /* info.nclips of them */
-    kiln_unet unet;
+    kiln_unet unet;           /* a UNet family's */
+    kiln_pixart pixart;       /* a DiT family's, with its T5 and that one's tokenizer */
+    kiln_t5 t5;
+    kiln_spm *spm;
     kiln_vae vae;
 } kiln_model;
+
+/* Where a DiT folder's parts sit among the canonical names (checkpoint.c). */
+#define KILN_PIXART_ROOT "transformer"
+#define KILN_T5_ROOT "text_encoders.t5xxl.transformer"
+
+/* The latent's channels and the conditioning's width the model samples
+ * with, UNet or DiT. */
+int kiln_model_latent_channels(const kiln_model *m);
+int kiln_model_context_dim(const kiln_model *m);
+/* The model's training noise levels (its family's beta schedule). */
+kiln_status kiln_model_sampling_of(const kiln_model *m, kiln_model_sampling *ms);
 
 /* Where the checkpoint's text towers are (by its model family), for
  * kiln_lora_merge. */

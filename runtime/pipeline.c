@@ -95,10 +95,49 @@ done:
     return st;
 }
 
+typedef struct t5_job {
+    const kiln_t5 *t5;
+    const int32_t *ids;
+    int n;
+    float *out; /* (n, D) */
+} t5_job;
+
+static kiln_status t5_fn(kiln_graph *g, void *ctx)
+{
+    t5_job *j = ctx;
+    tensor *ids, *z;
+    TRY(kiln_graph_input(g, &ids, KILN_I32, 1, (int64_t[]){j->n}, j->ids));
+    TRY(kiln_t5_forward(g, j->t5, ids, &z));
+    return kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z));
+}
+
+/* A DiT's prompt: T5's ids (PixArtAlphaPipeline's 120 at most, the last
+ * EOS) through the encoder, as long as the prompt. */
+static kiln_status encode_t5(const kiln_model *m, const char *text, kiln_conditioning *out)
+{
+    int32_t ids[KILN_T5_MAX_TOKENS];
+    int n;
+    TRY(kiln_spm_encode_t5(m->spm, text, ids, KILN_T5_MAX_TOKENS, &n));
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= m->t5.vocab)
+            return kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", ids[i], m->t5.vocab);
+    if (!(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    out->tokens = n;
+    out->dim = m->t5.hidden;
+    kiln_status st = kiln_graph_run_once(kiln_weights_backend(m->weights), t5_fn, &(t5_job){&m->t5, ids, n, out->data});
+    if (st != KILN_OK) kiln_conditioning_free(out);
+    return st;
+}
+
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
+    if (m->family->dit && clip_skip > 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's T5 encoder is read at its last layer",
+                         clip_skip, m->info.family);
+    if (m->family->dit) return encode_t5(m, text, out);
     int dim = 0, pooled_dim = 0;
     for (int i = 0; i < m->info.nclips; i++) {
         dim += m->clips[i].config->hidden;
@@ -193,16 +232,16 @@ static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, i
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
-    int C = m->unet.config->out_channels;
-    if (positive->dim != m->unet.config->context_dim || negative->dim != positive->dim)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "conditioning width %d does not match the UNet's %d", positive->dim,
-                         m->unet.config->context_dim);
+    const int C = kiln_model_latent_channels(m), dim = kiln_model_context_dim(m);
+    if (positive->dim != dim || negative->dim != positive->dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "conditioning width %d does not match the model's %d", positive->dim,
+                         dim);
     if (job->steps < 1 || job->steps > 10000) return kiln_fail(KILN_ERR_INVALID_ARG, "--steps %d: must be 1..10000", job->steps);
     if (!(job->denoise > 0.0 && job->denoise <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "--denoise %g: must be in (0, 1]", job->denoise);
 
     kiln_model_sampling ms;
-    TRY(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    TRY(kiln_model_sampling_of(m, &ms));
     float *sigmas = NULL;
     size_t nsigmas = 0;
     TRY(kiln_ksampler_sigmas(&ms, job->scheduler, kiln_sampler_discards_penultimate_sigma(job->sampler), job->steps,
@@ -228,13 +267,14 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     nsigmas -= (size_t)job->start_step;
 
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
-    /* ComfyUI repeats conditionings of different lengths to their least common multiple */
-    int tokens = positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
+    /* ComfyUI repeats conditionings of different lengths to their least
+     * common multiple for a UNet; a DiT reads each at its own length */
+    int tokens = m->family->dit ? 0 : positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL, *adm = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
-    float *context = malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float));
+    float *context = tokens ? malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float)) : NULL;
     kiln_status st = KILN_OK;
-    if (!noise || !x || !context) {
+    if (!noise || !x || (tokens && !context)) {
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
         goto done;
     }
@@ -267,15 +307,16 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         if (inpaint) kiln_inpaint_mask_resize(inpaint, job->latent_h, job->latent_w, mask);
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
-    put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
-    if ((st = kiln_adm_rows(m, job, positive, negative, &adm)) != KILN_OK) goto done;
+    if (context) put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
+    if (!m->family->dit && (st = kiln_adm_rows(m, job, positive, negative, &adm)) != KILN_OK) goto done;
 
     kiln_denoiser d;
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
     if (st != KILN_OK) goto done;
     d.adm = adm;
     kiln_inpaint_mask blend = {mask, scaled, noise};
-    if ((inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
+    if ((m->family->dit && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
+        (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
         (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK) ||
         (job->image_prompt && (st = kiln_denoiser_set_image_prompt(&d, job->image_prompt)) != KILN_OK)) {

@@ -14,23 +14,35 @@
 
 #define T_LAST (KILN_TRAIN_TIMESTEPS - 1)
 
-kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_start, double linear_end)
+/* Betas evenly spaced in their square roots (squared after) or in
+ * themselves, as torch.linspace in float64 spaces them: the first half
+ * counted from the start, the second from the end. */
+static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start, double linear_end, bool in_roots)
 {
     if (!(linear_start > 0.0 && linear_start < linear_end && linear_end < 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: need 0 < linear_start (%g) < linear_end (%g) < 1",
                          linear_start, linear_end);
-    /* betas = linspace(sqrt(start), sqrt(end), 1000)^2 in float64 */
-    double root_start = sqrt(linear_start), root_end = sqrt(linear_end);
-    double step = (root_end - root_start) / T_LAST;
+    double start = in_roots ? sqrt(linear_start) : linear_start, end = in_roots ? sqrt(linear_end) : linear_end;
+    double step = (end - start) / T_LAST;
     double alphas_cumprod = 1.0;
     for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
-        double root = t < KILN_TRAIN_TIMESTEPS / 2 ? root_start + step * t : root_end - step * (T_LAST - t);
-        alphas_cumprod *= 1.0 - root * root;
+        double v = t < KILN_TRAIN_TIMESTEPS / 2 ? start + step * t : end - step * (T_LAST - t);
+        alphas_cumprod *= 1.0 - (in_roots ? v * v : v);
         double sigma = sqrt((1.0 - alphas_cumprod) / alphas_cumprod);
         ms->sigmas[t] = (float)sigma;
         ms->log_sigmas[t] = (float)log(sigma);
     }
     return KILN_OK;
+}
+
+kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_start, double linear_end)
+{
+    return init_from_betas(ms, linear_start, linear_end, true);
+}
+
+kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linear_start, double linear_end)
+{
+    return init_from_betas(ms, linear_start, linear_end, false);
 }
 
 int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)

@@ -30,6 +30,9 @@ typedef struct kiln_model_sampling {
 /* Builds the table from a "linear" beta schedule. Errors: KILN_ERR_INVALID_ARG
  * unless 0 < linear_start < linear_end < 1. */
 kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_start, double linear_end);
+/* The same from betas evenly spaced in themselves, linspace(start, end,
+ * 1000) (ComfyUI's "sqrt_linear": PixArt's schedule). */
+kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linear_start, double linear_end);
 
 static inline float kiln_sigma_min(const kiln_model_sampling *ms) { return ms->sigmas[0]; }
 static inline float kiln_sigma_max(const kiln_model_sampling *ms) { return ms->sigmas[KILN_TRAIN_TIMESTEPS - 1]; }

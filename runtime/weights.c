@@ -106,7 +106,7 @@ kiln_status kiln_weights_bind_at(kiln_weights *w, const kiln_tensor **out, const
                                  int ndim, const int64_t *shape)
 {
     char name[512];
-    if (snprintf(name, sizeof name, "%s.%s", prefix, suffix) >= (int)sizeof name)
+    if (snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", suffix) >= (int)sizeof name)
         return kiln_fail(KILN_ERR_INVALID_ARG, "weight name too long: %s.%s", prefix, suffix);
     return kiln_weights_bind(w, name, ndim, shape, out);
 }

@@ -22,7 +22,8 @@ void kiln_weights_free(kiln_weights *w);
 kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const int64_t *shape,
                               const kiln_tensor **out);
 
-/* Binds `<prefix>.<suffix>`; shape given as a literal list of dims. */
+/* Binds `<prefix>.<suffix>` (the suffix alone under an empty prefix: a bare
+ * part's file); shape given as a literal list of dims. */
 #define KILN_BIND(w, out, prefix, suffix, ...)                                                     \
     kiln_weights_bind_at((w), (out), (prefix), (suffix),                                           \
                          (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})

@@ -347,7 +347,7 @@ static void workflow_round_trip(void **state)
     }
     /* the other nodes gen writes: CLIPTextEncodeSDXL, the refiner's second checkpoint, KSamplerAdvanced pair and
        CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete, LoadImageMask with
-       SetLatentNoiseMask or VAEEncodeForInpaint, InstructPixToPixConditioning */
+       SetLatentNoiseMask or VAEEncodeForInpaint, InstructPixToPixConditioning; and a PixArt folder's run */
     char flags[2048], dir[512];
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
              "--sdxl-target 48x72", KILN_TEST_DATA);
@@ -364,6 +364,9 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png --batch 2", KILN_TEST_DATA);
     workflow_again("masked", flags, "");
+    snprintf(flags, sizeof flags, "--model %s/pixart/tiny --cfg 4.5", KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s/pixart", KILN_TEST_DATA);
+    workflow_again("pixart", flags, dir);
     static const char *const variants[2][2] = {{"inpainting", "--mask %s/inpaint/mask_20x17.png"}, {"pix2pix", ""}};
     for (int v = 0; v < 2; v++) {
         const char *model = v ? tiny_pix2pix_model() : tiny_inpaint_model();

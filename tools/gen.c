@@ -768,10 +768,11 @@ static int print_info(const char *path)
     printf("model        %s\n", path);
     printf("family       %s (%s)\n", info.family, kiln_variant_name(info.variant));
     printf("prediction   %s (%s)\n", kiln_prediction_name(info.prediction), info.prediction_reason);
-    printf("unet         %s, %.1f M parameters, %s\n", info.unet_name, info.unet_params / 1e6,
-           kiln_dtype_name(info.unet_dtype));
+    printf("%-12s %s, %.1f M parameters, %s\n", info.t5_name ? "transformer" : "unet", info.unet_name,
+           info.unet_params / 1e6, kiln_dtype_name(info.unet_dtype));
     for (int i = 0; i < info.nclips; i++)
         printf("text encoder %s, %.1f M parameters\n", info.clip_names[i], info.clip_params[i] / 1e6);
+    if (info.t5_name) printf("text encoder %s, %.1f M parameters\n", info.t5_name, info.t5_params / 1e6);
     printf("vae          %s, %.1f M parameters\n", info.vae_name, info.vae_params / 1e6);
     kiln_checkpoint_close(ck);
     return 0;
@@ -908,7 +909,7 @@ static int load_image_prompt(kiln_model *m, const gen_options *o, kiln_backend *
 static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *job, kiln_control *control,
                       const kiln_conditioning *pos, const kiln_conditioning *neg, float **latent)
 {
-    int C = m->unet.config->out_channels, f = kiln_vae_factor(m->vae.config), h, w;
+    int C = kiln_model_latent_channels(m), f = kiln_vae_factor(m->vae.config), h, w;
     float *upscaled, *hint = NULL;
     if (kiln_resample_by(*latent, o->batch * C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
                                &upscaled, &h, &w) != KILN_OK)
@@ -1062,6 +1063,9 @@ int main(int argc, char **argv)
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     if (!o.seed_given && getrandom(&o.seed, sizeof o.seed, 0) != sizeof o.seed) o.seed = (uint64_t)time(NULL);
+    /* below 2^53, as ComfyUI's own random seeds are: the workflow recorded in
+     * the PNG holds it as a JSON number, which is exact only that far */
+    if (!o.seed_given) o.seed &= (UINT64_C(1) << 53) - 1;
     job.seed = o.seed;
 
     double t_start = now_s();
@@ -1092,7 +1096,7 @@ int main(int argc, char **argv)
                 o.model ? o.model : "the default model", m->info.family);
         return 2;
     }
-    const int model_clip_skip = m->clips[0].reading->default_skip;
+    const int model_clip_skip = m->info.nclips ? m->clips[0].reading->default_skip : 1; /* T5: its last layer */
     const int clip_skip = o.clip_skip ? o.clip_skip : model_clip_skip;
     for (int i = 0; i < o.nloras; i++)
         fprintf(stderr, "gen: LoRA %s: %d UNet and %d text encoder weights merged (strength %g, %g)\n",
@@ -1158,7 +1162,7 @@ int main(int argc, char **argv)
         job.image_prompt = &image_prompt;
     }
     job.init_latent = init_latent;
-    int64_t latent_shape[4] = {o.batch, m->unet.config->out_channels, job.latent_h, job.latent_w};
+    int64_t latent_shape[4] = {o.batch, kiln_model_latent_channels(m), job.latent_h, job.latent_w};
     if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
     job.noise = noise;
 

@@ -107,7 +107,7 @@ typedef struct kiln_lora {
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out);
 void kiln_model_free(kiln_model *m);
-/* "sd1", "sd2", "sdxl" or "sdxl-refiner". */
+/* "sd1", "sd2", "sdxl", "sdxl-refiner" or "pixart". */
 const char *kiln_model_family(const kiln_model *m);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
  * masked picture's latent), "instruct-pix2pix" (and the picture's latent). */
@@ -124,7 +124,8 @@ void kiln_model_native_size(const kiln_model *m, int *width, int *height);
 /* CONDITIONING: an encoded prompt, (tokens, dim) floats, tokens = 77 x its
  * 75-token windows, the text towers' outputs side by side (SDXL: CLIP-L's
  * 768 then OpenCLIP bigG's 1280); with a pooled output (SDXL), pooled_dim
- * floats of it. */
+ * floats of it. A PixArt model's is T5's output, one row per id of the
+ * prompt (at most 120), without a pooled output. */
 typedef struct kiln_conditioning {
     float *data;
     int tokens, dim;
@@ -134,7 +135,8 @@ typedef struct kiln_conditioning {
 
 /* CLIPTextEncode, with ComfyUI's prompt weighting ("(word:1.2)", escapes),
  * on each of the model's text towers. clip_skip: 1 reads the last layer,
- * 2 the one before (CLIPSetLastLayer -2); 0: the model's own default. */
+ * 2 the one before (CLIPSetLastLayer -2); 0: the model's own default. On a
+ * PixArt model: its T5 on the text as it is (clip_skip 0 or 1). */
 kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out);
 /* Frees what the conditioning holds and zeroes it; safe on a zeroed one. */
 void kiln_conditioning_free(kiln_conditioning *c);

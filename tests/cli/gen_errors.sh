@@ -96,6 +96,14 @@ expect_error "pickled IP-Adapter" "ip-adapter_sd15.bin: a PyTorch pickle (torch.
     --model "$tiny" --prompt x --ip-adapter "$tmp/ip-adapter_sd15.bin" --clip-vision "$vision" --ip-image "$picture"
 expect_error "SDXL numbers for an SD 1.x model" "are for SDXL base models; $tiny is sd1" --model "$tiny" --prompt x \
     --sdxl-crop 0,8
+pixart=$data/pixart/tiny
+expect_error "LoRA on PixArt" "LoRA on a PixArt model is not supported yet" --model "$pixart" --prompt x \
+    --lora "$data/lora/kohya_ldm.safetensors"
+expect_error "clip skip on PixArt" "clip skip 2: a pixart model's T5 encoder is read at its last layer" \
+    --model "$pixart" --prompt x --clip-skip 2 --width 16 --height 16
+expect_error "ControlNet on PixArt" "ControlNet works with SD 1.x/2.x/XL UNets" --model "$pixart" --prompt x \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png"
+expect_error "PixArt latent of odd size" "not whole 2x2 patches" --model "$pixart" --prompt x --width 18 --height 16
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"

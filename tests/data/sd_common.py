@@ -222,19 +222,22 @@ def pad_after_eos(ids):
 
 # ---------------------------------------------------------------- ComfyUI's sigmas
 
-def comfy_sigmas():
+def comfy_sigmas(betas=None):
     """ComfyUI's ModelSamplingDiscrete: the 1000 training sigmas of SD's
-    scaled-linear betas (0.00085 .. 0.012), computed in float64, kept float32."""
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    scaled-linear betas (0.00085 .. 0.012), or of the float64 `betas` given,
+    computed in float64, kept float32."""
+    if betas is None:
+        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     return (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
 
 
-def comfy_normal_sigmas(steps):
-    """ComfyUI's "normal" scheduler on those sigmas: `steps` sigmas evenly
-    spaced in timestep from sigma_max to sigma_min, then 0; and its timestep
-    function (a sigma -> the nearest training step, by log sigma)."""
-    sigmas = comfy_sigmas()
+def comfy_normal_sigmas(steps, betas=None):
+    """ComfyUI's "normal" scheduler on those sigmas (comfy_sigmas(betas)):
+    `steps` sigmas evenly spaced in timestep from sigma_max to sigma_min,
+    then 0; and its timestep function (a sigma -> the nearest training step,
+    by log sigma)."""
+    sigmas = comfy_sigmas(betas)
     log_sigmas = sigmas.log()
 
     def timestep(sigma):

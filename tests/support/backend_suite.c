@@ -96,6 +96,20 @@ static void ip_adapter_f32(void **s)
                             "ip_adapter/ip_adapter_sdxl_tiny.safetensors", "ip_adapter/golden.safetensors", "sdxl.");
 }
 
+/* PixArt: T5 (biased attention, RMS norms, tanh GELU) and the DiT (adaLN,
+ * gated residuals, 72-wide heads, cross-attention row by row), in f32 and
+ * in f16 compute */
+static parity_fixture gpu_pixart = {.path = KILN_TEST_DATA "/pixart/tiny", .tol = 1e-4};
+static void pixart_f32(void **s) { (void)s; parity_check_pixart(&gpu_pixart, "pixart/golden.safetensors"); }
+static void pixart_f16(void **s)
+{
+    (void)s;
+    parity_fixture fx = gpu_pixart;
+    fx.tol = 1e-2;
+    fx.f16_compute = true;
+    parity_check_pixart(&fx, "pixart/golden.safetensors");
+}
+
 static void txt2img_run(void **s)
 {
     (void)s;
@@ -190,13 +204,13 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
 {
     int rc;
     if (!backend_available(backend, required_env, &rc)) return rc;
-    gpu_f32.backend = gpu_f16.backend = gpu_sd2.backend = gpu_sdxl.backend = backend;
+    gpu_f32.backend = gpu_f16.backend = gpu_sd2.backend = gpu_sdxl.backend = gpu_pixart.backend = backend;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
-        cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

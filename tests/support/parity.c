@@ -526,3 +526,85 @@ void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer
     kiln_conditioning_free(&neg);
     kiln_st_close(f);
 }
+
+/* ---- PixArt ---- */
+
+typedef struct t5_run {
+    const kiln_t5 *t5;
+    const int32_t *ids;
+    int n;
+    float *out;
+} t5_run;
+
+static kiln_status run_t5(kiln_graph *g, void *ctx)
+{
+    t5_run *r = ctx;
+    tensor *ids, *out;
+    TRY(kiln_graph_input(g, &ids, KILN_I32, 1, (int64_t[]){r->n}, r->ids));
+    TRY(kiln_t5_forward(g, r->t5, ids, &out));
+    kiln_graph_release(g, ids);
+    TRY(kiln_graph_output(g, out, r->out, kiln_tensor_nbytes(out)));
+    kiln_graph_release(g, out);
+    return KILN_OK;
+}
+
+static void check_t5(kiln_model *m, kiln_st_file *f, double tol)
+{
+    for (int row = 0; row < 3; row++) {
+        char name[32];
+        snprintf(name, sizeof name, "t5.ids.%d", row);
+        golden ids = golden_read(f, name);
+        snprintf(name, sizeof name, "t5.out.%d", row);
+        golden want = golden_read(f, name);
+        int32_t *id = malloc(ids.count * sizeof *id);
+        float *got = malloc(want.count * sizeof *got);
+        for (size_t i = 0; i < ids.count; i++) id[i] = (int32_t)ids.data[i];
+        assert_kiln_ok(kiln_graph_run_once(kiln_weights_backend(m->weights), run_t5,
+                                           &(t5_run){&m->t5, id, (int)ids.count, got}));
+        assert_rel_l2_le(got, want.data, want.count, tol);
+        free(id);
+        free(got);
+        golden_free(&ids);
+        golden_free(&want);
+    }
+}
+
+static void check_dit(kiln_model *m, kiln_st_file *f, double tol)
+{
+    golden sample = golden_read(f, "dit.sample"), t = golden_read(f, "dit.timestep");
+    golden c0 = golden_read(f, "dit.context.0"), c1 = golden_read(f, "dit.context.1");
+    golden res = golden_read(f, "dit.resolution"), want = golden_read(f, "dit.out");
+    const float *captions[2] = {c0.data, c1.data};
+    const int tokens[2] = {(int)c0.shape[1], (int)c1.shape[1]};
+    pixart_input in = {.rows = 2, .h = (int)sample.shape[2], .w = (int)sample.shape[3], .latent = sample.data,
+                       .timesteps = t.data, .captions = captions, .caption_tokens = tokens,
+                       .height = res.data[0], .width = res.data[1]};
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));
+    assert_kiln_ok(kiln_pixart_forward(g, &m->pixart, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, tol);
+    in.h--; /* not whole patches */
+    assert_int_equal(kiln_pixart_forward(g, &m->pixart, &in, got), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "latent is not whole 2x2 patches"));
+    kiln_graph_free(g);
+    free(got);
+    golden_free(&sample);
+    golden_free(&t);
+    golden_free(&c0);
+    golden_free(&c1);
+    golden_free(&res);
+    golden_free(&want);
+}
+
+void parity_check_pixart(const parity_fixture *fx, const char *golden_path)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_st_file *f = golden_open(golden_path);
+    check_t5(m, f, fx->tol);
+    check_dit(m, f, fx->tol);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}

@@ -41,6 +41,10 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
  * network ("raw"), ImageUpscaleWithModel in one tile ("whole") and over
  * 8-pixel tiles overlapping by 2 ("tiled"). */
 void parity_check_upscaler(const parity_fixture *fx, const char *model_path, const char *golden_path);
+/* PixArt (tests/data/pixart's goldens, the folder as fx->path): its T5 on
+ * t5.ids.N -> t5.out.N (N = 0..2), its DiT on dit.sample, dit.timestep, the
+ * captions dit.context.0/1 and dit.resolution -> dit.out. */
+void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
