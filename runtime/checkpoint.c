@@ -31,6 +31,8 @@ struct kiln_checkpoint {
     size_t nnames, cap;
     char *prediction_type; /* a diffusers folder's scheduler_config.json says, or NULL */
     int sample_size;       /* a DiT folder's transformer/config.json says, or 0 */
+    char *pipeline;        /* a DiT folder's model_index.json _class_name, or NULL */
+    double vae_scaling;    /* a DiT folder's vae/config.json scaling_factor, or 0 */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -100,6 +102,7 @@ void kiln_checkpoint_close(kiln_checkpoint *ck)
     }
     free(ck->names);
     free(ck->prediction_type);
+    free(ck->pipeline);
     for (int i = 0; i < ck->nfiles; i++) kiln_st_close(ck->files[i]);
     free(ck->path);
     free(ck);
@@ -265,6 +268,25 @@ static kiln_status read_json(const char *path, cJSON **root)
     return KILN_OK;
 }
 
+/* A number or string a folder's JSON file says, where it says it:
+ * `<dir>/<file>`'s field as a number in *number, or a copy of the string in
+ * *text. A file that is missing or does not parse says nothing. */
+static kiln_status read_folder_field(const char *dir, const char *file, const char *field, double *number,
+                                     char **text)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    cJSON *root = NULL;
+    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, field);
+    kiln_status st = KILN_OK;
+    if (number && cJSON_IsNumber(v)) *number = v->valuedouble;
+    if (text && cJSON_IsString(v) && !(*text = strdup(v->valuestring)))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    cJSON_Delete(root);
+    return st;
+}
+
 static kiln_status add_file(kiln_checkpoint *ck, const char *path, kiln_st_file **out)
 {
     if (ck->nfiles == MAX_FILES)
@@ -360,32 +382,28 @@ static int count_indexed(const kiln_st_file *f, const char *fmt)
  * checks a single file gets. */
 static kiln_status read_prediction_type(kiln_checkpoint *ck, const char *dir)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
-    cJSON *root = NULL;
-    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "prediction_type");
-    kiln_status st = KILN_OK;
-    if (cJSON_IsString(type) && !(ck->prediction_type = strdup(type->valuestring)))
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
-    cJSON_Delete(root);
-    return st;
+    return read_folder_field(dir, "scheduler/scheduler_config.json", "prediction_type", NULL, &ck->prediction_type);
 }
 
 const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck) { return ck->prediction_type; }
 
-/* transformer/config.json's sample_size, where there is one (the latent side
- * a DiT was trained at, which scales its position table). */
-static void read_sample_size(kiln_checkpoint *ck, const char *dir)
+/* What a DiT folder's configs say beyond the weights: the latent side the
+ * transformer was trained at (which scales its position table), the
+ * pipeline (PixArt-alpha or -Sigma) and the VAE's latent scale. */
+static kiln_status read_dit_configs(kiln_checkpoint *ck, const char *dir)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/transformer/config.json", dir);
-    cJSON *root = NULL;
-    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
-    const cJSON *size = cJSON_GetObjectItemCaseSensitive(root, "sample_size");
-    if (cJSON_IsNumber(size) && size->valuedouble >= 1 && size->valuedouble <= 4096) ck->sample_size = size->valueint;
-    cJSON_Delete(root);
+    double size = 0;
+    TRY(read_folder_field(dir, "transformer/config.json", "sample_size", &size, NULL));
+    if (size >= 1 && size <= 4096) ck->sample_size = (int)size;
+    TRY(read_folder_field(dir, "model_index.json", "_class_name", NULL, &ck->pipeline));
+    double scaling = 0;
+    TRY(read_folder_field(dir, "vae/config.json", "scaling_factor", &scaling, NULL));
+    if (scaling > 0 && scaling < 10) ck->vae_scaling = scaling;
+    return KILN_OK;
 }
+
+const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck) { return ck->pipeline; }
+double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck) { return ck->vae_scaling; }
 
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck) { return ck->sample_size; }
 
@@ -412,7 +430,7 @@ static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
     for (int i = 0; i < ntext; i++)
         TRY(map_part(ck, text[i], "text_encoder", &lay, vae_levels, "text_encoders.t5xxl.transformer."));
     TRY(read_prediction_type(ck, dir));
-    read_sample_size(ck, dir);
+    TRY(read_dit_configs(ck, dir));
     return sort_names(ck);
 }
 

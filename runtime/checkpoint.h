@@ -47,6 +47,10 @@ const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck);
 /* A DiT folder's transformer/config.json sample_size (the latent side it was
  * trained at), or 0. */
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
+/* A DiT folder's model_index.json _class_name ("PixArtSigmaPipeline"), or NULL. */
+const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck);
+/* A DiT folder's vae/config.json scaling_factor, or 0. */
+double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on

@@ -123,7 +123,8 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
     info->variant = KILN_VARIANT_TXT2IMG;
     info->prediction = KILN_PREDICTION_EPS;
     info->prediction_reason = "PixArt predicts the noise";
-    info->unet_name = "pixart-alpha";
+    const char *pipeline = kiln_checkpoint_pipeline(ck);
+    info->unet_name = pipeline && strcmp(pipeline, "PixArtSigmaPipeline") == 0 ? "pixart-sigma" : "pixart-alpha";
     info->unet_dtype = kiln_checkpoint_find(ck, KILN_PIXART_ROOT ".pos_embed.proj.weight")->dtype;
     info->unet_params = count_params(ck, KILN_PIXART_ROOT ".");
     info->t5_name = "t5-v1.1";
@@ -222,6 +223,8 @@ static kiln_status bind_dit(kiln_model *m)
         return kiln_fail(KILN_ERR_MODEL, "%s: no tokenizer/spiece.model (the T5 tokenizer PixArt folders carry)",
                          path);
     TRY(kiln_spm_open(spiece, &m->spm));
+    /* the pipelines' max_sequence_length */
+    m->t5_max_tokens = strcmp(m->info.unet_name, "pixart-sigma") == 0 ? 300 : 120;
     if (kiln_spm_vocab_size(m->spm) > m->t5.vocab)
         return kiln_fail(KILN_ERR_MODEL, "%s: the tokenizer has %d pieces, the T5 encoder embeds %d", spiece,
                          kiln_spm_vocab_size(m->spm), m->t5.vocab);
@@ -270,8 +273,11 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     }
     if (st == KILN_OK && m->family->dit) st = bind_dit(m);
     else if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
+    /* a DiT folder's VAE says its scale (PixArt-Sigma's is SDXL's) */
+    double scale = kiln_checkpoint_vae_scaling(m->checkpoint);
     if (st == KILN_OK)
-        st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint), m->family->latent_scale, &m->vae);
+        st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint),
+                           m->family->dit && scale > 0 ? (float)scale : m->family->latent_scale, &m->vae);
     if (st != KILN_OK) {
         kiln_model_free(m);
         return st;

@@ -67,6 +67,7 @@ typedef struct kiln_model {
     kiln_pixart pixart;       /* a DiT family's, with its T5 and that one's tokenizer */
     kiln_t5 t5;
     kiln_spm *spm;
+    int t5_max_tokens;        /* ids a prompt is cut to: PixArt-alpha's 120, PixArt-Sigma's 300 */
     kiln_vae vae;
 } kiln_model;
 

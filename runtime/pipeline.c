@@ -111,13 +111,13 @@ static kiln_status t5_fn(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z));
 }
 
-/* A DiT's prompt: T5's ids (PixArtAlphaPipeline's 120 at most, the last
+/* A DiT's prompt: T5's ids (at most the model's t5_max_tokens, the last
  * EOS) through the encoder, as long as the prompt. */
 static kiln_status encode_t5(const kiln_model *m, const char *text, kiln_conditioning *out)
 {
     int32_t ids[KILN_T5_MAX_TOKENS];
     int n;
-    TRY(kiln_spm_encode_t5(m->spm, text, ids, KILN_T5_MAX_TOKENS, &n));
+    TRY(kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n));
     for (int i = 0; i < n; i++)
         if (ids[i] >= m->t5.vocab)
             return kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", ids[i], m->t5.vocab);

@@ -29,11 +29,11 @@ kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *
  * output is the first window's. */
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out);
-/* PixArt's prompts: T5 ids, at most this many (PixArtAlphaPipeline's
- * max_sequence_length), the last EOS. A DiT model's kiln_encode_prompt
- * reads the text as it is (no weights, no windows, no clip skip) with the
- * model's own tokenizer. */
-#define KILN_T5_MAX_TOKENS 120
+/* PixArt's prompts: T5 ids, at most the model's t5_max_tokens (its
+ * pipeline's max_sequence_length, never more than this), the last EOS. A DiT
+ * model's kiln_encode_prompt reads the text as it is (no weights, no
+ * windows, no clip skip) with the model's own tokenizer. */
+#define KILN_T5_MAX_TOKENS 300
 
 /* SDXL's vector y for one UNet row, as ComfyUI's SDXL.encode_adm and
  * SDXLRefiner.encode_adm make it: the conditioning's pooled output, then the

@@ -5,7 +5,8 @@
  * tokens, the DiT on two rows whose captions differ in length, the way
  * PixArtAlphaPipeline calls it (padded captions under an attention mask),
  * and the diffusers folder as a whole model: detection, then prompt to
- * picture through a KSampler run restated from ComfyUI's code. */
+ * picture through a KSampler run restated from ComfyUI's code; the same for
+ * a PixArt-Sigma folder (tests/data/pixart_sigma, diffusers 0.30). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,9 @@
 #define TOL 1e-5 /* f32: the same sums in another order */
 #define RUN_TOL 1e-4 /* a whole run: five steps of the above, and the VAE */
 #define RUN_PROMPT "a red fox in the snow, 1024 pixels" /* make_pixart_data.py's */
+#define SIGMA_PROMPT                                                                                     \
+    "a watercolour of a lighthouse on a cliff at dusk, waves breaking on black rocks below, gulls in a pale " \
+    "orange sky, a narrow path winding up through tall grass to a white door, one lit window, fishing boats"
 
 typedef struct {
     kiln_backend *be;
@@ -171,11 +175,29 @@ static void prompt_encoded(kiln_model *m, kiln_st_file *f, const char *text, con
     assert_int_equal(c->tokens, (int)ids.count);
     int32_t got[KILN_T5_MAX_TOKENS];
     int n;
-    assert_kiln_ok(kiln_spm_encode_t5(m->spm, text, got, KILN_T5_MAX_TOKENS, &n));
+    assert_kiln_ok(kiln_spm_encode_t5(m->spm, text, got, m->t5_max_tokens, &n));
     assert_int_equal(n, (int)ids.count);
     for (int i = 0; i < n; i++) assert_int_equal(got[i], (int)ids.data[i]);
     assert_int_equal(c->dim, 64);
     golden_free(&ids);
+}
+
+/* Prompt to picture: euler, normal, cfg 4.5, seed 42 on a 12x10 latent, as
+ * the data scripts ran it. */
+static void run_folder(kiln_model *m, const char *golden_path, const char *prompt, int steps)
+{
+    kiln_st_file *f = golden_open(golden_path);
+    kiln_conditioning pos, neg;
+    prompt_encoded(m, f, prompt, "run.ids.positive", &pos);
+    prompt_encoded(m, f, "", "run.ids.negative", &neg);
+    kiln_st_close(f);
+    kiln_sampling_job job = {.steps = steps, .cfg = 4.5f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 12,
+                             .latent_w = 10};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    parity_check_run(m, &job, &pos, &neg, golden_path, RUN_TOL);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
 }
 
 static void whole_run(void **state)
@@ -188,18 +210,28 @@ static void whole_run(void **state)
     int w, h;
     kiln_model_native_size(m, &w, &h);
     assert_int_equal(w, 2 * 128); /* the tiny VAE's factor times sample_size */
-    kiln_st_file *f = golden_open(GOLDEN);
-    kiln_conditioning pos, neg;
-    prompt_encoded(m, f, RUN_PROMPT, "run.ids.positive", &pos);
-    prompt_encoded(m, f, "", "run.ids.negative", &neg);
-    kiln_st_close(f);
-    kiln_sampling_job job = {.steps = 5, .cfg = 4.5f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 12,
-                             .latent_w = 10};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
-    parity_check_run(m, &job, &pos, &neg, GOLDEN, RUN_TOL);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
+    assert_int_equal(m->t5_max_tokens, 120);
+    run_folder(m, GOLDEN, RUN_PROMPT, 5);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* PixArt-Sigma (tests/data/pixart_sigma, diffusers 0.30's
+ * PixArtTransformer2DModel): no size conditions at sample_size 128, SDXL's
+ * latent scale from the folder's VAE config, a prompt of 139 ids (past
+ * alpha's 120, within Sigma's 300). */
+static void sigma_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("pixart_sigma/tiny"), be, &m));
+    assert_string_equal(m->info.unet_name, "pixart-sigma");
+    assert_false(m->pixart.size_conditions);
+    assert_int_equal(m->t5_max_tokens, 300);
+    assert_float_equal(m->vae.scaling_factor, 0.13025f, 0.0f);
+    run_folder(m, "pixart_sigma/golden.safetensors", SIGMA_PROMPT, 4);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
@@ -213,6 +245,7 @@ int main(void)
         cmocka_unit_test(sharded_text_encoder),
         cmocka_unit_test(folder_detected),
         cmocka_unit_test(whole_run),
+        cmocka_unit_test(sigma_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
