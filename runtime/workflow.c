@@ -80,6 +80,17 @@ typedef struct wf_value {
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
     kiln_image *images;   /* IMAGE: a batch; MASK: one */
     int nimages;
+    /* ImagePadForOutpaint's IMAGE and MASK, which kiln keeps as the picture
+     * and the pads (its canvas and feathered mask are float, no 8-bit
+     * picture): they go on to VAEEncodeForInpaint, or to VAEEncode and
+     * SetLatentNoiseMask, which make of them what kiln_vae_encode_for_outpaint
+     * makes; the latent VAEEncode makes of the canvas carries the mask as
+     * pad_mask for SetLatentNoiseMask. */
+    const struct wf_node *pad_node;
+    const kiln_image *padded; /* the picture (its LoadImage's) */
+    int pad[5];               /* left, top, right, bottom, feathering */
+    float *pad_mask;
+    int pad_mask_w, pad_mask_h;
     char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION */
     kiln_upscaler *upscaler;
 } wf_value;
@@ -199,7 +210,8 @@ static kiln_status text(const wf_node *n, const char *name, const char **out)
 static kiln_status run_node(wf_run *r, wf_node *n);
 
 /* The value a link input ([node id, output index]) carries, run first. */
-static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind kind, wf_value **out)
+/* A link to an output of the given kind, ImagePadForOutpaint's among them. */
+static kiln_status linked_or_pad(wf_run *r, const wf_node *n, const char *name, wf_kind kind, wf_value **out)
 {
     const cJSON *v = input_of(n, name);
     const cJSON *id = cJSON_GetArrayItem(v, 0), *index = cJSON_GetArrayItem(v, 1);
@@ -219,6 +231,15 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
                          kind_names[kind], from->id, i,
                          i >= 0 && i < WF_MAX_OUTPUTS ? kind_names[from->out[i].kind] : "not there");
     *out = &from->out[i];
+    return KILN_OK;
+}
+
+static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind kind, wf_value **out)
+{
+    TRY(linked_or_pad(r, n, name, kind, out));
+    if ((*out)->pad_node)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "input '%s': ImagePadForOutpaint's outputs go to VAEEncode, "
+                         "SetLatentNoiseMask or VAEEncodeForInpaint in kiln", name);
     return KILN_OK;
 }
 
@@ -504,15 +525,55 @@ static kiln_status load_image(wf_run *r, wf_node *n)
     return st == KILN_ERR_OUT_OF_MEMORY ? kiln_fail(st, "workflow: out of host memory") : st;
 }
 
+/* ImagePadForOutpaint: the picture and the pads, for the encoders (see
+ * wf_value). */
+static kiln_status image_pad_for_outpaint(wf_run *r, wf_node *n)
+{
+    static const char *const names[5] = {"left", "top", "right", "bottom", "feathering"};
+    wf_value *image;
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    if (image->nimages != 1)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln pads one)", image->nimages);
+    for (int i = 0; i < 2; i++) {
+        wf_value *v = &n->out[i];
+        v->kind = i ? WF_MASK : WF_IMAGE;
+        v->pad_node = n;
+        v->padded = &image->images[0];
+        for (int k = 0; k < 5; k++) TRY(integer(n, names[k], 0, 16384, &v->pad[k]));
+    }
+    return KILN_OK;
+}
+
+/* The outpainting latent of a canvas and its mask: its picture and pads as
+ * kiln_vae_encode_for_outpaint takes them. */
+static kiln_status encode_canvas(kiln_model *m, const wf_value *canvas, kiln_latent *out)
+{
+    const int *p = canvas->pad;
+    return kiln_vae_encode_for_outpaint(m, canvas->padded, p[0], p[1], p[2], p[3], p[4], out);
+}
+
 static kiln_status vae_encode(wf_run *r, wf_node *n)
 {
     wf_value *pixels, *vae;
     kiln_model *m;
-    TRY(linked(r, n, "pixels", WF_IMAGE, &pixels));
+    TRY(linked_or_pad(r, n, "pixels", WF_IMAGE, &pixels));
     TRY(linked(r, n, "vae", WF_VAE, &vae));
     TRY(model_of(r, &vae->recipe, true, &m));
-    n->out[0].kind = WF_LATENT;
-    return kiln_vae_encode(m, pixels->images, pixels->nimages, &n->out[0].latent);
+    wf_value *out = &n->out[0];
+    out->kind = WF_LATENT;
+    if (!pixels->pad_node) return kiln_vae_encode(m, pixels->images, pixels->nimages, &out->latent);
+    /* VAEEncode of the canvas is what outpainting encodes for a model that is
+     * no inpainting model; its mask is kept for SetLatentNoiseMask */
+    if (strcmp(kiln_model_variant(m), "txt2img"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "an outpainting canvas for a %s model (use VAEEncodeForInpaint)",
+                         kiln_model_variant(m));
+    TRY(encode_canvas(m, pixels, &out->latent));
+    out->pad_node = pixels->pad_node;
+    out->pad_mask = out->latent.noise_mask;
+    out->pad_mask_w = out->latent.mask_w, out->pad_mask_h = out->latent.mask_h;
+    out->latent.noise_mask = NULL;
+    out->latent.mask_w = out->latent.mask_h = 0;
+    return KILN_OK;
 }
 
 static kiln_status vae_decode(wf_run *r, wf_node *n)
@@ -616,12 +677,24 @@ static kiln_status set_latent_noise_mask(wf_run *r, wf_node *n)
 {
     wf_value *samples, *mask;
     const kiln_latent *l;
-    TRY(linked(r, n, "samples", WF_LATENT, &samples));
-    TRY(linked(r, n, "mask", WF_MASK, &mask));
+    TRY(linked_or_pad(r, n, "samples", WF_LATENT, &samples));
+    TRY(linked_or_pad(r, n, "mask", WF_MASK, &mask));
     TRY(latent_of(samples, NULL, &l));
     n->out[0].kind = WF_LATENT;
     kiln_latent *out = &n->out[0].latent;
     TRY(kiln_latent_repeat(l, 1, out));
+    if (mask->pad_node || samples->pad_node) { /* outpainting: the canvas's latent and its own mask */
+        if (mask->pad_node != samples->pad_node || !samples->pad_mask)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "an outpainting mask on another latent than VAEEncode's of "
+                             "the same ImagePadForOutpaint's canvas");
+        size_t count = (size_t)samples->pad_mask_w * samples->pad_mask_h;
+        free(out->noise_mask);
+        if (!(out->noise_mask = malloc(count * sizeof(float))))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        memcpy(out->noise_mask, samples->pad_mask, count * sizeof(float));
+        out->mask_w = samples->pad_mask_w, out->mask_h = samples->pad_mask_h;
+        return KILN_OK;
+    }
     const kiln_image *m = &mask->images[0];
     free(out->noise_mask);
     out->mask_h = m->height, out->mask_w = m->width;
@@ -639,15 +712,21 @@ static kiln_status vae_encode_for_inpaint(wf_run *r, wf_node *n)
     wf_value *pixels, *vae, *mask;
     int grow;
     kiln_model *m;
-    TRY(linked(r, n, "pixels", WF_IMAGE, &pixels));
+    TRY(linked_or_pad(r, n, "pixels", WF_IMAGE, &pixels));
     TRY(linked(r, n, "vae", WF_VAE, &vae));
-    TRY(linked(r, n, "mask", WF_MASK, &mask));
+    TRY(linked_or_pad(r, n, "mask", WF_MASK, &mask));
     TRY(integer(n, "grow_mask_by", 0, 64, &grow));
     TRY(model_of(r, &vae->recipe, true, &m));
     if (strcmp(kiln_model_variant(m), "inpaint"))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "a %s model's VAE (kiln runs this node for inpainting models; use "
                          "VAEEncode and SetLatentNoiseMask)", kiln_model_variant(m));
     if (grow != 6) return node_fail(n, KILN_ERR_UNSUPPORTED, "grow_mask_by %d (kiln grows by 6)", grow);
+    n->out[0].kind = WF_LATENT;
+    if (pixels->pad_node || mask->pad_node) {
+        if (pixels->pad_node != mask->pad_node)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "an outpainting canvas with another mask than its own");
+        return encode_canvas(m, pixels, &n->out[0].latent);
+    }
     if (pixels->nimages != 1)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
     n->out[0].kind = WF_LATENT;
@@ -802,12 +881,12 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
-                                         "InstructPixToPixConditioning"};
+                                         "InstructPixToPixConditioning", "ImagePadForOutpaint"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
         vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
-        vae_encode_for_inpaint, instruct_pix2pix_conditioning};
+        vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -846,6 +925,7 @@ static void free_value(wf_value *v)
     kiln_conditioning_free(&v->cond);
     kiln_latent_free(&v->latent);
     kiln_images_free(v->images, v->nimages);
+    free(v->pad_mask);
     free(v->path);
     kiln_upscaler_free(v->upscaler);
     *v = (wf_value){0};

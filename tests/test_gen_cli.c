@@ -347,7 +347,8 @@ static void workflow_round_trip(void **state)
     }
     /* the other nodes gen writes: CLIPTextEncodeSDXL, the refiner's second checkpoint, KSamplerAdvanced pair and
        CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete, LoadImageMask with
-       SetLatentNoiseMask or VAEEncodeForInpaint, InstructPixToPixConditioning; and a PixArt folder's run */
+       SetLatentNoiseMask or VAEEncodeForInpaint, ImagePadForOutpaint before either, InstructPixToPixConditioning;
+       and a PixArt folder's run */
     char flags[2048], dir[512];
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
              "--sdxl-target 48x72", KILN_TEST_DATA);
@@ -367,9 +368,14 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/pixart/tiny --cfg 4.5", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %s/pixart", KILN_TEST_DATA);
     workflow_again("pixart", flags, dir);
-    static const char *const variants[2][2] = {{"inpainting", "--mask %s/inpaint/mask_20x17.png"}, {"pix2pix", ""}};
-    for (int v = 0; v < 2; v++) {
-        const char *model = v ? tiny_pix2pix_model() : tiny_inpaint_model();
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
+             "%1$s/inpaint/image_20x17.png --outpaint 6,0,3,5 --feathering 4", KILN_TEST_DATA);
+    workflow_again("outpainted", flags, "");
+    static const char *const variants[3][2] = {{"inpainting", "--mask %s/inpaint/mask_20x17.png"},
+                                               {"outpainting", "--outpaint 6,0,3,5 --feathering 4"},
+                                               {"pix2pix", ""}};
+    for (int v = 0; v < 3; v++) {
+        const char *model = v == 2 ? tiny_pix2pix_model() : tiny_inpaint_model();
         char mask[600];
         snprintf(mask, sizeof mask, variants[v][1], KILN_TEST_DATA);
         snprintf(flags, sizeof flags, "--model %s --init-image %s/inpaint/image_20x17.png %s", model, KILN_TEST_DATA,

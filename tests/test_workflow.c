@@ -119,6 +119,18 @@ static void refusals(void **state)
                    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "
                    "\"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_IO, "'nope.safetensors' not found");
+    /* ImagePadForOutpaint's canvas and mask are kiln's only on their way into an encoder */
+#define PAD                                                                                                           \
+    "\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA "/inpaint/image_20x17.png\"}}, " \
+    "\"53\": {\"class_type\": \"ImagePadForOutpaint\", \"inputs\": {\"left\": 8, \"top\": 0, \"right\": 0, "        \
+    "\"bottom\": 0, \"feathering\": 4, \"image\": [\"11\", 0]}}"
+    expect_refusal("{" PAD ", \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"53\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 9 (SaveImage): input 'images': ImagePadForOutpaint's outputs go to");
+    expect_refusal("{" CKPT ", " PAD ", \"12\": {\"class_type\": \"VAEEncode\", \"inputs\": {\"pixels\": [\"11\", 0], "
+                   "\"vae\": [\"4\", 2]}}, \"14\": {\"class_type\": \"SetLatentNoiseMask\", \"inputs\": {\"samples\": "
+                   "[\"12\", 0], \"mask\": [\"53\", 1]}}, " DECODE_SAVE("[\"14\", 0]") "}",
+                   KILN_ERR_UNSUPPORTED, "an outpainting mask on another latent");
+#undef PAD
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");
