@@ -111,6 +111,12 @@ static kiln_status t5_fn(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z));
 }
 
+kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, float *out)
+{
+    if (!m->family->dit) return kiln_fail(KILN_ERR_INVALID_ARG, "t5: a %s model has no T5 encoder", m->info.family);
+    return kiln_graph_run_once(kiln_weights_backend(m->weights), t5_fn, &(t5_job){&m->t5, ids, n, out});
+}
+
 /* A DiT's prompt: T5's ids (at most the model's t5_max_tokens, the last
  * EOS) through the encoder, as long as the prompt. */
 static kiln_status encode_t5(const kiln_model *m, const char *text, kiln_conditioning *out)
@@ -125,7 +131,7 @@ static kiln_status encode_t5(const kiln_model *m, const char *text, kiln_conditi
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
     out->tokens = n;
     out->dim = m->t5.hidden;
-    kiln_status st = kiln_graph_run_once(kiln_weights_backend(m->weights), t5_fn, &(t5_job){&m->t5, ids, n, out->data});
+    kiln_status st = kiln_t5_encode_ids(m, ids, n, out->data);
     if (st != KILN_OK) kiln_conditioning_free(out);
     return st;
 }

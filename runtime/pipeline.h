@@ -29,6 +29,9 @@ kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *
  * output is the first window's. */
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out);
+/* A DiT model's T5 on one prompt's n ids -> out (n, D), its last hidden state. */
+kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, float *out);
+
 /* PixArt's prompts: T5 ids, at most the model's t5_max_tokens (its
  * pipeline's max_sequence_length, never more than this), the last EOS. A DiT
  * model's kiln_encode_prompt reads the text as it is (no weights, no

@@ -529,25 +529,6 @@ void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer
 
 /* ---- PixArt ---- */
 
-typedef struct t5_run {
-    const kiln_t5 *t5;
-    const int32_t *ids;
-    int n;
-    float *out;
-} t5_run;
-
-static kiln_status run_t5(kiln_graph *g, void *ctx)
-{
-    t5_run *r = ctx;
-    tensor *ids, *out;
-    TRY(kiln_graph_input(g, &ids, KILN_I32, 1, (int64_t[]){r->n}, r->ids));
-    TRY(kiln_t5_forward(g, r->t5, ids, &out));
-    kiln_graph_release(g, ids);
-    TRY(kiln_graph_output(g, out, r->out, kiln_tensor_nbytes(out)));
-    kiln_graph_release(g, out);
-    return KILN_OK;
-}
-
 static void check_t5(kiln_model *m, kiln_st_file *f, double tol)
 {
     for (int row = 0; row < 3; row++) {
@@ -559,8 +540,7 @@ static void check_t5(kiln_model *m, kiln_st_file *f, double tol)
         int32_t *id = malloc(ids.count * sizeof *id);
         float *got = malloc(want.count * sizeof *got);
         for (size_t i = 0; i < ids.count; i++) id[i] = (int32_t)ids.data[i];
-        assert_kiln_ok(kiln_graph_run_once(kiln_weights_backend(m->weights), run_t5,
-                                           &(t5_run){&m->t5, id, (int)ids.count, got}));
+        assert_kiln_ok(kiln_t5_encode_ids(m, id, (int)ids.count, got));
         assert_rel_l2_le(got, want.data, want.count, tol);
         free(id);
         free(got);

@@ -117,6 +117,21 @@ def make_dit():
     return dit
 
 
+def write_scheduler_and_index(folder, pipeline, transformer, version):
+    """A PixArt folder's scheduler/ (its DPM-Solver on PixArt's linear betas
+    0.0001 .. 0.02) and model_index.json (`pipeline` with a `transformer`
+    class, as diffusers `version` writes it); shared with
+    pixart_sigma/make_pixart_sigma_data.py."""
+    os.makedirs(f"{folder}/scheduler", exist_ok=True)
+    write_json({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001,
+                "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon",
+                "solver_order": 2, "algorithm_type": "dpmsolver++"}, f"{folder}/scheduler/scheduler_config.json")
+    write_json({"_class_name": pipeline, "_diffusers_version": version,
+                "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"],
+                "transformer": ["diffusers", transformer], "vae": ["diffusers", "AutoencoderKL"],
+                "scheduler": ["diffusers", "DPMSolverMultistepScheduler"]}, f"{folder}/model_index.json")
+
+
 def write_folder_rest():
     """The parts of tiny/ besides the transformer and the T5: the tokenizer
     (a link), the VAE, the scheduler and model_index.json."""
@@ -129,14 +144,7 @@ def write_folder_rest():
     os.makedirs(f"{folder}/vae", exist_ok=True)
     save_half(vae.state_dict(), f"{folder}/vae/diffusion_pytorch_model.safetensors", metadata=PT)
     write_json(tiny_vae_config(f"{DATA}/tiny", 0.18215), f"{folder}/vae/config.json")
-    os.makedirs(f"{folder}/scheduler", exist_ok=True)
-    write_json({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001,
-                "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon",
-                "solver_order": 2, "algorithm_type": "dpmsolver++"}, f"{folder}/scheduler/scheduler_config.json")
-    write_json({"_class_name": "PixArtAlphaPipeline", "_diffusers_version": "0.27.2",
-                "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"],
-                "transformer": ["diffusers", "Transformer2DModel"], "vae": ["diffusers", "AutoencoderKL"],
-                "scheduler": ["diffusers", "DPMSolverMultistepScheduler"]}, f"{folder}/model_index.json")
+    write_scheduler_and_index(folder, "PixArtAlphaPipeline", "Transformer2DModel", "0.27.2")
     return vae
 
 

@@ -38,6 +38,8 @@ from transformers import T5EncoderModel, T5Tokenizer
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.dirname(HERE)
 sys.path.insert(0, DATA)
+sys.path.insert(0, f"{DATA}/pixart")
+from make_pixart_data import write_scheduler_and_index  # noqa: E402
 from sd_common import (PT, cfg_denoiser, comfy_normal_sigmas, decode_image, eps_x0, ksampler,  # noqa: E402
                        randomize, save_goldens, save_half, tiny_vae, tiny_vae_config, write_json)
 
@@ -76,14 +78,7 @@ def make_folder():
     os.makedirs(f"{folder}/vae", exist_ok=True)
     link("vae/diffusion_pytorch_model.safetensors", "../../../pixart/tiny/vae/diffusion_pytorch_model.safetensors")
     write_json(tiny_vae_config(f"{DATA}/tiny", SCALE), f"{folder}/vae/config.json")
-    os.makedirs(f"{folder}/scheduler", exist_ok=True)
-    write_json({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001,
-                "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon",
-                "solver_order": 2, "algorithm_type": "dpmsolver++"}, f"{folder}/scheduler/scheduler_config.json")
-    write_json({"_class_name": "PixArtSigmaPipeline", "_diffusers_version": "0.30.3",
-                "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"],
-                "transformer": ["diffusers", "PixArtTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"],
-                "scheduler": ["diffusers", "DPMSolverMultistepScheduler"]}, f"{folder}/model_index.json")
+    write_scheduler_and_index(folder, "PixArtSigmaPipeline", "PixArtTransformer2DModel", "0.30.3")
     return dit
 
 
