@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image.h"
 #include "nn.h"
 #include "status.h"
 
@@ -342,5 +343,18 @@ kiln_status kiln_upscale_image(kiln_upscaler *u, const float *pixels, int H, int
         sum = NULL;
     }
     free(sum), free(div), free(in), free(part), free(ry), free(rx);
+    return st;
+}
+
+kiln_status kiln_upscale_to_image(kiln_upscaler *u, const float *pixels, int H, int W, kiln_image *out)
+{
+    const int S = kiln_upscaler_scale(u);
+    if (H < 1 || W < 1 || H > KILN_IMAGE_MAX_SIDE / S || W > KILN_IMAGE_MAX_SIDE / S)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "upscale: %dx%d times %d is over %d pixels a side", W, H, S,
+                         KILN_IMAGE_MAX_SIDE);
+    float *up = NULL;
+    kiln_status st = kiln_upscale_image(u, pixels, H, W, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up);
+    if (st == KILN_OK) st = kiln_image_from_unit(up, S * H, S * W, out);
+    free(up);
     return st;
 }

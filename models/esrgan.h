@@ -39,4 +39,9 @@ kiln_status kiln_upscaler_forward(kiln_graph *g, const kiln_upscaler *u, const t
  * (3, scale H, scale W), malloc'd. */
 kiln_status kiln_upscale_image(kiln_upscaler *u, const float *pixels, int H, int W, int tile, int overlap, float **out);
 
+/* ImageUpscaleWithModel as ComfyUI's node runs it (its tiles and overlap) on
+ * a (3,H,W) picture in [0,1], into an 8-bit image; the result's sides are
+ * bounded as a loaded image's. */
+kiln_status kiln_upscale_to_image(kiln_upscaler *u, const float *pixels, int H, int W, kiln_image *out);
+
 #endif

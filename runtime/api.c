@@ -473,16 +473,10 @@ kiln_status kiln_image_upscale_with_model(kiln_upscaler *u, const kiln_image *im
     if (!u || !image || !image->pixels || !out)
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_upscale_with_model: no model, image or place");
     *out = (kiln_image){0};
-    const int S = kiln_upscaler_scale(u), H = image->height, W = image->width;
-    if (H < 1 || W < 1 || H > KILN_IMAGE_MAX_SIDE / S || W > KILN_IMAGE_MAX_SIDE / S)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "upscale: %dx%d times %d is over %d pixels a side", W, H, S,
-                         KILN_IMAGE_MAX_SIDE);
-    float *unit = malloc((size_t)3 * H * W * sizeof(float)), *up = NULL;
+    float *unit = malloc((size_t)3 * image->height * image->width * sizeof(float));
     if (!unit) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscale: out of host memory");
     kiln_image_to_unit(image, unit);
-    kiln_status st = kiln_upscale_image(u, unit, H, W, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up);
+    kiln_status st = kiln_upscale_to_image(u, unit, image->height, image->width, out);
     free(unit);
-    if (st == KILN_OK) st = kiln_image_from_unit(up, S * H, S * W, out);
-    free(up);
     return st;
 }

@@ -873,14 +873,12 @@ static kiln_status upscale(kiln_upscaler *u, const gen_options *o, const float *
 {
     const int S = kiln_upscaler_scale(u);
     size_t n = (size_t)3 * o->width * o->height;
-    float *unit = malloc(n * sizeof(float)), *up = NULL;
+    float *unit = malloc(n * sizeof(float));
     if (!unit) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscale: out of host memory");
     for (size_t i = 0; i < n; i++) unit[i] = kiln_image_unit_from_decoded(decoded[i]);
     fprintf(stderr, "gen: upscaling %dx%d -> %dx%d\n", o->width, o->height, S * o->width, S * o->height);
-    kiln_status st = kiln_upscale_image(u, unit, o->height, o->width, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &up);
+    kiln_status st = kiln_upscale_to_image(u, unit, o->height, o->width, img);
     free(unit);
-    if (st == KILN_OK) st = kiln_image_from_unit(up, S * o->height, S * o->width, img);
-    free(up);
     return st;
 }
 
