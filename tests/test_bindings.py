@@ -34,7 +34,7 @@ def data(relative: str) -> str:
 
 def read_safetensors(path: str):
     """A .safetensors file's metadata (str -> str) and tensors (name ->
-    (shape, values)): F32 as a list of floats, U8 as bytes."""
+    (shape, values)): F32 and I32 as lists of numbers, U8 as bytes."""
     with open(path, "rb") as f:
         blob = f.read()
     (header_len,) = struct.unpack_from("<Q", blob, 0)
@@ -45,8 +45,8 @@ def read_safetensors(path: str):
     for name, info in header.items():
         begin, end = info["data_offsets"]
         raw = body[begin:end]
-        if info["dtype"] == "F32":
-            values = array.array("f")
+        if info["dtype"] in ("F32", "I32"):
+            values = array.array("f" if info["dtype"] == "F32" else "i")
             values.frombytes(raw)
             if sys.byteorder != "little":
                 values.byteswap()
@@ -54,7 +54,7 @@ def read_safetensors(path: str):
         elif info["dtype"] == "U8":
             values = bytes(raw)
         else:
-            raise ValueError(f"{path}: tensor {name} is {info['dtype']}; this reader takes F32 and U8")
+            raise ValueError(f"{path}: tensor {name} is {info['dtype']}; this reader takes F32, I32 and U8")
         tensors[name] = (tuple(info["shape"]), values)
     return metadata, tensors
 
@@ -327,6 +327,23 @@ class Advanced(unittest.TestCase):
         w, h = 8 * empty.width, 8 * empty.height  # ComfyUI's sizes without CLIPTextEncodeSDXL
         self.assertEqual(run(kiln.SdxlCond(w, h, 0, 0, w, h)), plain)
         self.assertGreater(rel_l2(run(kiln.SdxlCond(40, 56, 3, 5, 48, 72)), plain), 1e-3)
+
+    def test_pixart(self):
+        """A PixArt folder through the same calls: T5 prompts, the DiT's
+        KSampler run of tests/data/pixart (made with diffusers)."""
+        pixart = kiln.load_checkpoint(backend, data("pixart/tiny"))
+        self.assertEqual(pixart.family, "pixart")
+        positive, negative = pixart.encode("a red fox in the snow, 1024 pixels"), pixart.encode("")
+        self.assertEqual((negative.tokens, negative.dim), (1, 64))
+        _, tensors = read_safetensors(data("pixart/golden.safetensors"))
+        want_shape, want = tensors["run.latent_out"]
+        empty = pixart.empty_latent(20, 24)  # the tiny VAE halves a side
+        self.assertEqual(empty.shape, want_shape)
+        out = pixart.ksampler(positive, negative, empty, seed=42, steps=5, cfg=4.5, sampler_name="euler",
+                              scheduler="normal")
+        self.assertLessEqual(rel_l2(out.to_list(), want), RUN_TOL)
+        with self.assertRaises(kiln.KilnError):
+            pixart.encode("x", 2)
 
     def test_latent_upscale_by(self):
         latent = small_run(steps=1)
