@@ -6,7 +6,10 @@
  * that layout is used as is, but for an SD 2.x file's OpenCLIP text tower
  * (`cond_stage_model.model.*`), whose names are mapped to transformers' and
  * whose fused q/k/v are split into three views; a diffusers folder (unet/,
- * vae/, text_encoder/) is mapped to those names by rename rules at open. */
+ * vae/, text_encoder/) is mapped to those names by rename rules at open. A
+ * DiT folder (PixArt's transformer/, vae/, a T5 text_encoder/ whole or in
+ * shards) keeps diffusers' and transformers' names under `transformer.` and
+ * `text_encoders.t5xxl.transformer.`, its VAE mapped as any folder's. */
 #ifndef KILN_CHECKPOINT_H
 #define KILN_CHECKPOINT_H
 

@@ -26,7 +26,8 @@ static const kiln_family families[] = {
     {"sd2", {&kiln_clip_sd2}, 1, 0.18215f, 0, 512, SD_BETAS},
     {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f, 6, 1024, SD_BETAS},
     {"sdxl-refiner", {&kiln_clip_sdxl_refiner}, 1, 0.13025f, 5, 1024, SD_BETAS},
-    /* PixArt-alpha: SD 1.x's VAE; ComfyUI's PixArtAlpha sampling settings */
+    /* PixArt-alpha and -Sigma: ComfyUI's PixArtAlpha sampling settings; SD 1.x's latent scale unless the
+       folder's VAE config says another (Sigma's is SDXL's) */
     {"pixart", {0}, 0, 0.18215f, 0, 1024, .dit = true, .linear_start = 0.0001, .linear_end = 0.02,
      .plain_betas = true},
 };
