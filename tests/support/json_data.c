@@ -8,16 +8,7 @@
 cJSON *json_data_load(const char *relative)
 {
     const char *path = kiln_test_data(relative);
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)size + 1);
-    assert_non_null(text);
-    size_t got = fread(text, 1, (size_t)size, f);
-    fclose(f);
-    text[got] = 0;
+    char *text = (char *)kiln_test_read_file(path, NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) fail_msg("%s: not valid JSON", path);

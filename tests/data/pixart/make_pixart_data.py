@@ -148,10 +148,14 @@ def write_folder_rest():
     return vae
 
 
-def run_goldens(g, t5, dit, vae):
-    """ComfyUI's KSampler on the folder (see run.* above)."""
+def encode_prompts(g, t5, prompt, max_length):
+    """The empty negative prompt and `prompt` as PixArt's pipelines encode
+    them: T5Tokenizer(legacy=True) ids cut at max_length (kept as
+    g["run.ids.negative"] and g["run.ids.positive"]), the encoder on each,
+    and the two padded to one length with their mask, as the DiT is called.
+    Returns (context, mask); shared with make_pixart_sigma_data.py."""
     tok = T5Tokenizer(vocab_file=f"{HERE}/tiny/tokenizer/spiece.model", legacy=True)
-    ids = [tok(text, max_length=120, truncation=True).input_ids for text in ("", RUN_PROMPT)]
+    ids = [tok(text, max_length=max_length, truncation=True).input_ids for text in ("", prompt)]
     g["run.ids.negative"], g["run.ids.positive"] = (torch.tensor([i]).int() for i in ids)
     with torch.no_grad():
         captions = [t5(input_ids=torch.tensor([i])).last_hidden_state[0] for i in ids]
@@ -161,6 +165,12 @@ def run_goldens(g, t5, dit, vae):
     for r, c in enumerate(captions):
         context[r, :len(c)] = c
         mask[r, :len(c)] = 1
+    return context, mask
+
+
+def run_goldens(g, t5, dit, vae):
+    """ComfyUI's KSampler on the folder (see run.* above)."""
+    context, mask = encode_prompts(g, t5, RUN_PROMPT, 120)
     h, w, steps, cfg = 12, 10, 5, 4.5
     f = 2 ** (len(vae.config.block_out_channels) - 1)  # the picture's pixels per latent cell (8 in real models)
     size = {"resolution": torch.tensor([[1.0 * f * h, 1.0 * f * w]] * 2),

@@ -33,13 +33,13 @@ import sys
 
 import torch
 from diffusers import PixArtTransformer2DModel
-from transformers import T5EncoderModel, T5Tokenizer
+from transformers import T5EncoderModel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.dirname(HERE)
 sys.path.insert(0, DATA)
 sys.path.insert(0, f"{DATA}/pixart")
-from make_pixart_data import write_scheduler_and_index  # noqa: E402
+from make_pixart_data import encode_prompts, write_scheduler_and_index  # noqa: E402
 from sd_common import (PT, cfg_denoiser, comfy_normal_sigmas, decode_image, eps_x0, ksampler,  # noqa: E402
                        randomize, save_goldens, save_half, tiny_vae, tiny_vae_config, write_json)
 
@@ -85,18 +85,9 @@ def make_folder():
 def main():
     dit = make_folder()
     t5 = T5EncoderModel.from_pretrained(f"{ALPHA}/text_encoder").eval()
-    tok = T5Tokenizer(vocab_file=f"{ALPHA}/tokenizer/spiece.model", legacy=True)
-    ids = [tok(text, max_length=300, truncation=True).input_ids for text in ("", RUN_PROMPT)]
-    assert 120 < len(ids[1]) < 300, len(ids[1])
-    g = {"run.ids.negative": torch.tensor([ids[0]]).int(), "run.ids.positive": torch.tensor([ids[1]]).int()}
-    with torch.no_grad():
-        captions = [t5(input_ids=torch.tensor([i])).last_hidden_state[0] for i in ids]
-    T = max(len(i) for i in ids)
-    context = torch.zeros(2, T, captions[0].shape[1])
-    mask = torch.zeros(2, T)
-    for r, c in enumerate(captions):
-        context[r, :len(c)] = c
-        mask[r, :len(c)] = 1
+    g = {}
+    context, mask = encode_prompts(g, t5, RUN_PROMPT, 300)
+    assert 120 < g["run.ids.positive"].shape[1] < 300, g["run.ids.positive"].shape
 
     def model(xin, t):
         with torch.no_grad():
