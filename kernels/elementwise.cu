@@ -1,5 +1,5 @@
-// Elementwise and data-movement ops: activations, add/mul/scale, gated add, channel
-// bias, concat, pad, upsample, timestep embedding, transpose, embedding.
+// Elementwise and data-movement ops: activations, add/mul/scale, gated add, rotary
+// embedding, channel bias, concat, pad, upsample, timestep embedding, transpose, embedding.
 // Each mirrors its loop in runtime/cpu_ref.c with the same float expressions,
 // so results agree to rounding. All are memory-bound: one thread per output
 // element in a grid-stride loop.
@@ -65,6 +65,21 @@ __global__ void gated_add_kernel(const float *x, const float *y, const float *mo
         float gate = mod[(b * p.K + p.gate) * p.C + c] +
                      (table ? load_weight(table, table_dtype, (size_t)p.gate * p.C + c) : 0.0f);
         out[i] = x[i] + gate * y[i];
+    }
+}
+
+// x (B,T,H*D), freqs (T,D/2,2) -> y: pair i of each head of token t turned by
+// the angle whose cos and sin are freqs[t][i]. One thread a pair (D is even,
+// so pairs never straddle heads), so y may be x.
+__global__ void rope_kernel(const float *x, const float *freqs, float *y, kiln_rope_params p)
+{
+    int64_t row = (int64_t)p.H * p.D;
+    GRID_STRIDE(j, (int64_t)p.B * p.T * row / 2)
+    {
+        int64_t at = 2 * j, t = at / row % p.T, d = at % row % p.D;
+        float c = freqs[t * p.D + d], s = freqs[t * p.D + d + 1], re = x[at], im = x[at + 1];
+        y[at] = re * c - im * s;
+        y[at + 1] = im * c + re * s;
     }
 }
 
@@ -260,6 +275,17 @@ extern "C" kiln_status cuda_gated_add(kiln_backend *be, const kiln_gated_add_par
                                                                   src[3] ? cuda_ptr(src[3]) : NULL,
                                                                   src[3] ? src[3]->dtype : KILN_F32, OUT, *p);
     CUDA_TRY_LAUNCH("gated_add_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_rope(kiln_backend *be, const kiln_rope_params *p, const kiln_tensor *const *src,
+                                 kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t pairs = (int64_t)p->B * p->T * p->H * p->D / 2;
+    rope_kernel<<<ew_blocks(pairs), EW_THREADS, 0, s->stream>>>(SRC(0), SRC(1), OUT, *p);
+    CUDA_TRY_LAUNCH("rope_kernel");
     return KILN_OK;
 }
 

@@ -54,6 +54,7 @@ kiln_status cpu_rms_norm(cpu_state *s, const kiln_rms_norm_params *p, const floa
                          float *y);
 kiln_status cpu_ada_layer_norm(cpu_state *s, const kiln_ada_layer_norm_params *p, const float *x,
                                const float *mod, kiln_weight_ptr table, float *y);
+void cpu_rope(cpu_state *s, const kiln_rope_params *p, const float *x, const float *freqs, float *y);
 void cpu_softmax(cpu_state *s, const kiln_softmax_params *p, const float *x, float *y);
 void cpu_silu(cpu_state *s, const kiln_silu_params *p, const float *x, float *y);
 void cpu_gelu(cpu_state *s, const kiln_gelu_params *p, const float *x, float *y);

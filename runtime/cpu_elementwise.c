@@ -151,6 +151,32 @@ kiln_status cpu_gated_add(cpu_state *s, const kiln_gated_add_params *p, const fl
     return KILN_OK;
 }
 
+// token rows of x (B*T, H*D): every head of token r turned pair by pair by
+// row r % T of freqs (T,D/2,2); each pair is read before it is written, so y
+// may be x
+static void rope_rows(const span_job *j, size_t r0, size_t r1)
+{
+    const kiln_rope_params *p = j->p;
+    size_t T = (size_t)p->T, H = (size_t)p->H, D = (size_t)p->D, row = H * D;
+    for (size_t r = r0; r < r1; r++) {
+        const float *f = j->b + r % T * D; /* D/2 pairs of (cos, sin) */
+        const float *x = j->a + r * row;
+        float *y = j->y + r * row;
+        for (size_t h = 0; h < H; h++, x += D, y += D)
+            for (size_t i = 0; i < D; i += 2) {
+                float c = f[i], s = f[i + 1], re = x[i], im = x[i + 1];
+                y[i] = re * c - im * s;
+                y[i + 1] = im * c + re * s;
+            }
+    }
+}
+
+void cpu_rope(cpu_state *s, const kiln_rope_params *p, const float *x, const float *freqs, float *y)
+{
+    parallel_spans(s, &(span_job){rope_rows, p, x, freqs, y}, (size_t)p->B * (size_t)p->T,
+                   (size_t)p->H * (size_t)p->D);
+}
+
 // rows of x (M,2N): the value half first, the gate half second
 static void geglu_rows(const span_job *j, size_t m0, size_t m1)
 {

@@ -160,6 +160,23 @@ void cpu_ref_attention(const kiln_attention_params *p, const float *q, const flo
             }
 }
 
+// x (B,T,H*D): pair i of every head of token t turned by the angle whose
+// cos and sin are freqs[t][i], the pair (x[2i], x[2i+1]) taken as the complex
+// number x[2i] + x[2i+1] j and multiplied by cos + sin j
+void cpu_ref_rope(const kiln_rope_params *p, const float *x, const float *freqs, float *y)
+{
+    for (int b = 0; b < p->B; b++)
+        for (int t = 0; t < p->T; t++)
+            for (int h = 0; h < p->H; h++)
+                for (int i = 0; i < p->D / 2; i++) {
+                    size_t at = (((size_t)b * p->T + t) * p->H + h) * p->D + 2 * (size_t)i;
+                    const float *f = freqs + ((size_t)t * (p->D / 2) + i) * 2; /* cos, sin */
+                    float re = x[at], im = x[at + 1];
+                    y[at] = re * f[0] - im * f[1];
+                    y[at + 1] = im * f[0] + re * f[1];
+                }
+}
+
 void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y)
 {
     for (int m = 0; m < p->M; m++) {

@@ -25,6 +25,8 @@ void cpu_ref_ada_layer_norm(const kiln_ada_layer_norm_params *p, const float *x,
 /* bias (H,Tq,Tk) or NULL; s: scratch of Tk floats */
 void cpu_ref_attention(const kiln_attention_params *p, const float *q, const float *k, const float *v,
                        const float *bias, float *o, float *s);
+/* freqs (T,D/2,2): cos and sin of each pair of each token */
+void cpu_ref_rope(const kiln_rope_params *p, const float *x, const float *freqs, float *y);
 void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y);
 void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y);
 void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y);

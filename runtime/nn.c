@@ -91,6 +91,22 @@ kiln_status nn_ada_layer_norm(kiln_graph *g, const tensor *x, const tensor *mod,
     return kiln_run_ada_layer_norm(g, &p, (const tensor *[]){x, mod, table}, *y);
 }
 
+kiln_status nn_rope(kiln_graph *g, const tensor *x, const tensor *freqs, int heads, tensor **y)
+{
+    /* the op's check sees only element counts: the layout is checked here */
+    int64_t width = x->ndim == 3 ? last_dim(x) : 0;
+    if (heads <= 0 || width <= 0 || width % heads || (width / heads) % 2)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "rope: x of %d dims (last %lld) is not (B,T,H*D) for %d heads of an "
+                         "even head dim", x->ndim, (long long)last_dim(x), heads);
+    kiln_rope_params p = {.B = (int32_t)x->shape[0], .T = (int32_t)x->shape[1], .H = heads,
+                          .D = (int32_t)(width / heads)};
+    if (kiln_tensor_numel(freqs) != (int64_t)p.T * p.D)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "rope: freqs of %lld values for %d tokens of head dim %d (T*D = %lld)",
+                         (long long)kiln_tensor_numel(freqs), p.T, p.D, (long long)p.T * p.D);
+    TRY(new_like(g, x, y));
+    return kiln_run_rope(g, &p, (const tensor *[]){x, freqs}, *y);
+}
+
 kiln_status nn_attention_to(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, const tensor *bias,
                             int heads, float scale, tensor *o)
 {

@@ -20,13 +20,19 @@ kiln_status nn_group_norm(kiln_graph *g, const tensor *x, const tensor *gamma, c
 // x (..., D) -> *y normalised over D
 kiln_status nn_layer_norm(kiln_graph *g, const tensor *x, const tensor *gamma, const tensor *beta, float eps,
                           tensor **y);
-// x (..., D) -> *y = x / sqrt(mean(x^2) + eps) * gamma over D: T5's layer norm
+// x (..., D) -> *y = x / sqrt(mean(x^2) + eps) * gamma over D: T5's layer norm,
+// and Flux's per-head q/k norm on a (B*T*H, D) view of a (B,T,H*D) activation
 kiln_status nn_rms_norm(kiln_graph *g, const tensor *x, const tensor *gamma, float eps, tensor **y);
 /* adaLN: x (B,T,C) -> *y = layer_norm(x) * (1 + mod[b,scale] + table[scale])
  * + mod[b,shift] + table[shift]; mod (B,K*C) or (B,K,C), table (K,C) or
  * NULL, shift and scale rows 0..K-1; the norm has no affine of its own. */
 kiln_status nn_ada_layer_norm(kiln_graph *g, const tensor *x, const tensor *mod, const tensor *table, int shift,
                               int scale, float eps, tensor **y);
+/* Flux's rotary position embedding: x (B,T,H*D) -> *y, pair i of each head
+ * of token t turned by the angle whose cos and sin are freqs[t][i]; freqs
+ * (T,D/2,2) or (T,D), cos then sin per pair (diffusers' apply_rotary_emb
+ * with use_real, unbind dim -1); D = last dim / heads, even. */
+kiln_status nn_rope(kiln_graph *g, const tensor *x, const tensor *freqs, int heads, tensor **y);
 // q (B,Tq,H*D), k v (B,Tk,H*D) -> *o (B,Tq,H*D), scores scaled by 1/sqrt(D)
 kiln_status nn_attention(kiln_graph *g, const tensor *q, const tensor *k, const tensor *v, int heads, bool causal,
                          tensor **o);

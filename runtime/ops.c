@@ -141,6 +141,17 @@ kiln_status kiln_check_attention(const kiln_attention_params *p, const kiln_tens
     return KILN_OK;
 }
 
+kiln_status kiln_check_rope(const kiln_rope_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "rope";
+    POSITIVE(p->B, p->T, p->H, p->D);
+    if (p->D % 2) return kiln_fail(KILN_ERR_INVALID_ARG, "rope: head dim %d is odd: it turns pairs", p->D);
+    ACT("x", src[0], (int64_t)p->B * p->T * p->H * p->D);
+    ACT("freqs", src[1], (int64_t)p->T * p->D); /* (T,D/2,2) */
+    ACT("y", dst, (int64_t)p->B * p->T * p->H * p->D);
+    return KILN_OK;
+}
+
 kiln_status kiln_check_softmax(const kiln_softmax_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "softmax";

@@ -50,6 +50,11 @@ typedef struct kiln_attention_params {
  * bias: added to the scaled scores of every batch element, so the model
  * computes it once per forward rather than once per batch element. */
 
+/* Flux's rotary position embedding (diffusers' apply_rotary_emb, use_real,
+ * unbind dim -1): freqs (T,D/2,2) holds the cos and sin of pair i of token
+ * t, the same for every batch element and head; D is even. */
+typedef struct kiln_rope_params { int32_t B, T, H, D; } kiln_rope_params;
+
 typedef struct kiln_softmax_params { int32_t M, N; } kiln_softmax_params;
 typedef struct kiln_silu_params { int32_t n; } kiln_silu_params;
 typedef struct kiln_gelu_params { int32_t n; } kiln_gelu_params;

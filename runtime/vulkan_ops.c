@@ -765,6 +765,23 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
     return kiln_vk_dispatch_record(vk, &d);
 }
 
+/* rope.comp */
+typedef struct rope_push {
+    VkDeviceAddress x, freqs, y;
+    kiln_rope_params p;
+} rope_push;
+
+static kiln_status vk_rope(kiln_backend *be, const kiln_rope_params *p, const kiln_tensor *const *src,
+                           kiln_tensor *dst)
+{
+    rope_push push = {.p = *p};
+    TRY(act("rope", src[0], &push.x));
+    TRY(act("rope", src[1], &push.freqs));
+    TRY(act("rope", dst, &push.y));
+    return run_elementwise4(be, KILN_VK_SHADER_ROPE, &push, sizeof push, (uint64_t)p->B * p->T * p->H * p->D, src,
+                            2, dst);
+}
+
 /* softmax.comp */
 typedef struct softmax_push {
     VkDeviceAddress x, y;

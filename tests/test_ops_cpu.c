@@ -66,6 +66,13 @@ static void cpu_other_thread_counts(void **state)
             assert_kiln_ok(kiln_backend_cpu_create(&(kiln_backend_options){.threads = threads}, &be));
             run_suite(be, KILN_F16, heavy[i]);
         }
+    /* rope's token rows look up their freqs row by token; it has no weight
+     * operand, so its cases run only with F32 weights */
+    for (int threads = 1; threads <= 3; threads += 2) {
+        kiln_backend *be = NULL;
+        assert_kiln_ok(kiln_backend_cpu_create(&(kiln_backend_options){.threads = threads}, &be));
+        run_suite(be, KILN_F32, "rope");
+    }
 }
 
 static void reference_loops_match_float64(void **state)

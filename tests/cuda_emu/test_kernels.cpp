@@ -166,6 +166,19 @@ static void test_elementwise()
         char name[64]; snprintf(name, sizeof name, "gated_add table %s", table ? kiln_dtype_name(dt) : "none");
         compare(name, F(o), w.data(), nn, 1e-6);
     }
+    // rope over two batch elements with a head dim of 6 (pairs a thread each,
+    // heads and tokens not a multiple of four elements) and Flux's 128, in
+    // place too (y = x, as the op allows)
+    for (kiln_rope_params p : {kiln_rope_params{2, 5, 3, 6}, {1, 3, 2, 128}}) {
+        int64_t nn = (int64_t)p.B * p.T * p.H * p.D;
+        buf *a = make(KILN_F32, nn), *f = make(KILN_F32, (int64_t)p.T * p.D), *o = make(KILN_F32, nn, false);
+        std::vector<float> w(nn); const kiln_tensor *s[] = {&a->t, &f->t};
+        cpu_ref_rope(&p, F(a), F(f), w.data());
+        char name[64]; snprintf(name, sizeof name, "rope D%d", p.D);
+        check(cuda_rope(&be_f32, &p, s, &o->t)); compare(name, F(o), w.data(), nn, 1e-6);
+        snprintf(name, sizeof name, "rope D%d in place", p.D);
+        check(cuda_rope(&be_f32, &p, s, &a->t)); compare(name, F(a), w.data(), nn, 1e-6);
+    }
     { kiln_geglu_params p = {7, 33}; buf *a = make(KILN_F32, 7 * 66), *o = make(KILN_F32, 7 * 33, false);
       std::vector<float> w(7 * 33); const kiln_tensor *s[] = {&a->t};
       check(cuda_geglu(&be_f32, &p, s, &o->t)); cpu_ref_geglu(&p, F(a), w.data()); compare("geglu", F(o), w.data(), 7 * 33, 1e-6); }

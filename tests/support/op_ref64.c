@@ -154,6 +154,23 @@ void kiln_ref64_attention(const kiln_attention_params *p, const double *q, const
             }
 }
 
+// x (B,T,H*D): pair i of each head of token t as the complex number
+// x[2i] + x[2i+1] j, times freqs[t][i] = cos + sin j
+void kiln_ref64_rope(const kiln_rope_params *p, const double *x, const double *freqs, double *y)
+{
+    size_t half = (size_t)p->D / 2;
+    for (size_t bt = 0; bt < (size_t)p->B * p->T; bt++) {
+        const double *f = freqs + bt % (size_t)p->T * half * 2;
+        for (size_t h = 0; h < (size_t)p->H; h++)
+            for (size_t i = 0; i < half; i++) {
+                size_t at = (bt * p->H + h) * p->D + 2 * i;
+                double c = f[2 * i], s = f[2 * i + 1];
+                y[at] = x[at] * c - x[at + 1] * s;
+                y[at + 1] = x[at + 1] * c + x[at] * s;
+            }
+    }
+}
+
 void kiln_ref64_softmax(const kiln_softmax_params *p, const double *x, double *y)
 {
     for (int m = 0; m < p->M; m++) {

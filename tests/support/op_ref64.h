@@ -25,6 +25,8 @@ void kiln_ref64_ada_layer_norm(const kiln_ada_layer_norm_params *p, const double
 /* bias (H,Tq,Tk) or NULL; s: scratch of Tk doubles */
 void kiln_ref64_attention(const kiln_attention_params *p, const double *q, const double *k, const double *v,
                           const double *bias, double *o, double *s);
+/* freqs (T,D/2,2): cos and sin of each pair of each token */
+void kiln_ref64_rope(const kiln_rope_params *p, const double *x, const double *freqs, double *y);
 void kiln_ref64_softmax(const kiln_softmax_params *p, const double *x, double *y);
 void kiln_ref64_silu(const kiln_silu_params *p, const double *x, double *y);
 void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y);

@@ -41,6 +41,9 @@ typedef struct op_case {
 /* x in [-1, 3]: a mean for the norm to take away */
 #define ADA_LAYER_NORM(b, t, c, k, shift, scale, ...)                                                   \
     {KILN_OP_ada_layer_norm, .p.ada_layer_norm = {b, t, c, k, shift, scale, 1e-6f}, 2.0f, 1.0f, __VA_ARGS__}
+/* x in [-3, 3]; freqs uniform in [-1, 1], not unit pairs: the op multiplies
+ * by whatever it is given, and unequal cos and sin magnitudes show a swap */
+#define ROPE(b, t, h, d) {KILN_OP_rope, .p.rope = {b, t, h, d}, 3.0f}
 #define GATED_ADD(b, t, c, k, gate, ...) {KILN_OP_gated_add, .p.gated_add = {b, t, c, k, gate}, 2.0f, __VA_ARGS__}
 
 /* Shapes from SD 1.x/2.x/XL (UNet levels of 320/640/1280 channels, head dims
@@ -94,6 +97,7 @@ static const op_case op_cases[] = {
 
     RMS_NORM(120, 4096), /* T5-XXL over its 120 tokens */
     RMS_NORM(7, 64),
+    RMS_NORM(3 * 512, 128), /* Flux's q/k norm: a (B,T,H*D) activation viewed as (B*T*H, D) */
 
     /* PixArt's DiT at 1152 channels: the attention's shift and scale (rows 0
      * and 1 of 6), the MLP's (3 and 4) */
@@ -124,6 +128,13 @@ static const op_case op_cases[] = {
     ATTENTION_BIASED(2, 64, 120, 120, 64, 1.0f, 0.5f),
     ATTENTION_BIASED(2, 4, 7, 7, 16, 1.0f, 0.5f),
     ATTENTION_BIASED(1, 2, 33, 50, 72, 0.0f, 3.0f), /* Tq != Tk: the bias's rows and columns apart */
+
+    /* Flux: 24 heads of 128 (its 512 text + 1024 image tokens cut down), an
+     * odd token count, and a small odd shape over two batch elements */
+    ROPE(1, 256, 24, 128),
+    ROPE(1, 77, 24, 128),
+    ROPE(2, 7, 3, 16),
+    ROPE(1, 5, 3, 6), /* D % 4 == 2: the GPUs' groups of four span heads and tokens, and end on a lone pair */
 
     {KILN_OP_softmax, .p.softmax = {616, 77}, 8.0f},
     {KILN_OP_softmax, .p.softmax = {64, 1024}, 8.0f},
@@ -294,6 +305,15 @@ static void describe(case_run *r)
                  c->no_optional ? "" : q->scale == 1.0f ? " +bias s1" : " +bias");
         break;
     }
+    case KILN_OP_rope: {
+        const kiln_rope_params *q = &p->rope;
+        size_t n = (size_t)q->B * q->T * q->H * q->D;
+        r->src[0] = act("x", n, lo, hi);
+        r->src[1] = act("freqs", (size_t)q->T * q->D, -1.0, 1.0);
+        r->dst = act("y", n, 0, 0);
+        snprintf(r->desc, cap, "B%d T%d H%d D%d", q->B, q->T, q->H, q->D);
+        break;
+    }
     case KILN_OP_softmax:
         r->src[0] = act("x", (size_t)p->softmax.M * p->softmax.N, lo, hi);
         r->dst = act("y", r->src[0].count, 0, 0);
@@ -424,6 +444,7 @@ static kiln_status reference(const case_run *r, double *y)
         free(scores);
         break;
     }
+    case KILN_OP_rope: kiln_ref64_rope(&p->rope, s0, s1, y); break;
     case KILN_OP_softmax: kiln_ref64_softmax(&p->softmax, s0, y); break;
     case KILN_OP_silu: kiln_ref64_silu(&p->silu, s0, y); break;
     case KILN_OP_gelu: kiln_ref64_gelu(&p->gelu, s0, y); break;
