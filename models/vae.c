@@ -8,11 +8,19 @@
 #define PREFIX "first_stage_model"
 
 static const vae_config vae_sd = {"sd-vae", 4, {128, 256, 512, 512}, 2, 4};
+/* FLUX.1's and SD3's: SD's levels with 16 latent channels (and no quant
+ * convs, which binding finds by their absence) */
+static const vae_config vae_flux = {"flux-vae", 4, {128, 256, 512, 512}, 2, 16};
 static const vae_config vae_tiny_test = {"vae-tiny-test", 2, {32, 64}, 1, 4};
+/* tests/data/vae_flux: the tiny test VAE's levels with FLUX.1's 16 channels */
+static const vae_config vae_tiny_test16 = {"vae-tiny-test-16", 2, {32, 64}, 1, 16};
 /* kiln-shapes records its measured latent scale in its metadata */
 static const vae_config vae_kiln_shapes = {"vae-kiln-shapes", 4, {32, 32, 64, 64}, 1, 4};
 
-const vae_config *const kiln_vae_configs[] = {&vae_sd, &vae_tiny_test, &vae_kiln_shapes, NULL};
+/* Detection matches the latent channels read off decoder.conv_in, so SD's
+ * and FLUX.1's configs (same levels) never both match one file. */
+const vae_config *const kiln_vae_configs[] = {&vae_sd, &vae_flux, &vae_tiny_test, &vae_tiny_test16, &vae_kiln_shapes,
+                                              NULL};
 
 int kiln_vae_factor(const vae_config *cfg) { return 1 << (cfg->levels - 1); }
 
@@ -100,27 +108,49 @@ static kiln_status bind_encoder(kiln_weights *w, const vae_config *cfg, vae_half
     return bind_mid_and_out(w, "encoder", cfg, 2 * cfg->latent_channels, e);
 }
 
+/* A latent-format number the file records for itself (a model trained
+ * here), within (lo, hi); *v unchanged where there is none. */
+static kiln_status recorded_factor(kiln_weights *w, const char *key, float lo, float hi, float *v)
+{
+    const char *recorded = kiln_checkpoint_metadata(kiln_weights_checkpoint(w), key);
+    if (!recorded) return KILN_OK;
+    char *end;
+    float f = strtof(recorded, &end);
+    if (end == recorded || *end || !(f > lo && f < hi))
+        return kiln_fail(KILN_ERR_MODEL, "%s: metadata %s '%s' is not a number in (%g, %g)",
+                         kiln_checkpoint_path(kiln_weights_checkpoint(w)), key, recorded, (double)lo, (double)hi);
+    *v = f;
+    return KILN_OK;
+}
+
+kiln_status kiln_vae_bind_shifted(kiln_weights *w, const vae_config *cfg, float scale, float shift, kiln_vae *vae)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    *vae = (kiln_vae){.config = cfg, .scaling_factor = scale, .shift_factor = shift};
+    /* a trained-here model records the scale (and shift) it measured on its latents */
+    TRY(recorded_factor(w, "vae_scaling_factor", 0.0f, 100.0f, &vae->scaling_factor));
+    TRY(recorded_factor(w, "vae_shift_factor", -100.0f, 100.0f, &vae->shift_factor));
+    int L = cfg->latent_channels;
+    /* Some VAE files ship the decoder only; encoding then reports it. */
+    vae->has_encoder = kiln_checkpoint_find(ck, PREFIX ".encoder.conv_in.weight") != NULL;
+    /* FLUX.1's and SD3's VAEs have no quant convs: their absence is what
+     * says so. A file with an encoder and only one of the two is refused, as
+     * a damaged SD VAE rather than a network any family ships. */
+    bool post_quant = kiln_checkpoint_find(ck, PREFIX ".post_quant_conv.weight") != NULL;
+    bool quant = kiln_checkpoint_find(ck, PREFIX ".quant_conv.weight") != NULL;
+    if (vae->has_encoder && quant != post_quant)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the VAE has " PREFIX ".%s but no " PREFIX ".%s", kiln_checkpoint_path(ck),
+                         quant ? "quant_conv" : "post_quant_conv", quant ? "post_quant_conv" : "quant_conv");
+    if (post_quant) TRY(bind_conv(w, PREFIX ".post_quant_conv", L, L, 1, &vae->post_quant_w, &vae->post_quant_b));
+    TRY(bind_decoder(w, cfg, &vae->dec));
+    if (!vae->has_encoder) return KILN_OK;
+    if (quant) TRY(bind_conv(w, PREFIX ".quant_conv", 2 * L, 2 * L, 1, &vae->quant_w, &vae->quant_b));
+    return bind_encoder(w, cfg, &vae->enc);
+}
+
 kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae)
 {
-    *vae = (kiln_vae){.config = cfg, .scaling_factor = scale};
-    /* a trained-here model records the scale it measured on its latents */
-    const char *recorded = kiln_checkpoint_metadata(kiln_weights_checkpoint(w), "vae_scaling_factor");
-    if (recorded) {
-        char *end;
-        float v = strtof(recorded, &end);
-        if (*end || !(v > 0.0f && v < 100.0f))
-            return kiln_fail(KILN_ERR_MODEL, "%s: metadata vae_scaling_factor '%s' is not a positive number",
-                             kiln_checkpoint_path(kiln_weights_checkpoint(w)), recorded);
-        vae->scaling_factor = v;
-    }
-    int L = cfg->latent_channels;
-    TRY(bind_conv(w, PREFIX ".post_quant_conv", L, L, 1, &vae->post_quant_w, &vae->post_quant_b));
-    TRY(bind_decoder(w, cfg, &vae->dec));
-    /* Some VAE files ship the decoder only; encoding then reports it. */
-    vae->has_encoder = kiln_checkpoint_find(kiln_weights_checkpoint(w), PREFIX ".encoder.conv_in.weight") != NULL;
-    if (!vae->has_encoder) return KILN_OK;
-    TRY(bind_conv(w, PREFIX ".quant_conv", 2 * L, 2 * L, 1, &vae->quant_w, &vae->quant_b));
-    return bind_encoder(w, cfg, &vae->enc);
+    return kiln_vae_bind_shifted(w, cfg, scale, 0.0f, vae);
 }
 
 /* *x = f(*x) for a layer that allocates its output: the input is released. */
@@ -165,8 +195,12 @@ kiln_status kiln_vae_decoder_forward(kiln_graph *g, const kiln_vae *vae, const t
     const vae_config *cfg = vae->config;
     const vae_half *d = &vae->dec;
     tensor *x, *h;
-    TRY(nn_conv2d(g, z, vae->post_quant_w, vae->post_quant_b, 1, 0, &x));
-    STEP(x, nn_conv2d(g, x, d->conv_in_w, d->conv_in_b, 1, 1, &next_));
+    if (vae->post_quant_w) {
+        TRY(nn_conv2d(g, z, vae->post_quant_w, vae->post_quant_b, 1, 0, &x));
+        STEP(x, nn_conv2d(g, x, d->conv_in_w, d->conv_in_b, 1, 1, &next_));
+    } else { /* no post_quant_conv: z (the caller's) goes straight in, and is not released here */
+        TRY(nn_conv2d(g, z, d->conv_in_w, d->conv_in_b, 1, 1, &x));
+    }
     TRY(mid_block(g, d, &x));
     for (int i = cfg->levels - 1; i >= 0; i--) {
         for (int j = 0; j <= cfg->layers_per_block; j++) TRY(resblock_step(g, &d->level[i].block[j], &x));
@@ -202,6 +236,10 @@ kiln_status kiln_vae_encoder_forward(kiln_graph *g, const kiln_vae *vae, const t
     TRY(mid_block(g, e, &x));
     TRY(out_head(g, e, x, &h));
     nn_drop(g, &x);
+    if (!vae->quant_w) { /* no quant_conv: the encoder's output is the moments */
+        *moments = h;
+        return KILN_OK;
+    }
     TRY(nn_conv2d(g, h, vae->quant_w, vae->quant_b, 1, 0, moments));
     nn_drop(g, &h);
     return KILN_OK;

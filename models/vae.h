@@ -1,6 +1,8 @@
 /* The SD VAE (AutoencoderKL, LDM naming under `first_stage_model.`): a
  * config of per-level channels; encoder and decoder are walked level by
- * level from it. */
+ * level from it. FLUX.1's and SD3's VAEs are the same network with 16 latent
+ * channels and no quant_conv/post_quant_conv, and their latents enter the
+ * model shifted as well as scaled. */
 #ifndef KILN_MODELS_VAE_H
 #define KILN_MODELS_VAE_H
 
@@ -33,19 +35,39 @@ typedef struct vae_half {
 typedef struct kiln_vae {
     const vae_config *config;
     vae_half enc, dec;
-    const tensor *quant_w, *quant_b;           /* (2L,2L,1,1) */
-    const tensor *post_quant_w, *post_quant_b; /* (L,L,1,1) */
+    /* (2L,2L,1,1) and (L,L,1,1); NULL (identity) for a VAE without them
+     * (FLUX.1's, SD3's: diffusers' use_quant_conv/use_post_quant_conv false) */
+    const tensor *quant_w, *quant_b;
+    const tensor *post_quant_w, *post_quant_b;
     bool has_encoder;
-    float scaling_factor; /* the model family's (SD 0.18215, SDXL 0.13025), or the checkpoint's
-                             `vae_scaling_factor` metadata */
+    float scaling_factor; /* the model family's (SD 0.18215, SDXL 0.13025, FLUX.1 0.3611), or the
+                             checkpoint's `vae_scaling_factor` metadata */
+    float shift_factor;   /* 0 for SD and SDXL; FLUX.1 0.1159, SD3 0.0609; or the checkpoint's
+                             `vae_shift_factor` metadata */
 } kiln_vae;
 
 extern const vae_config *const kiln_vae_configs[];
 
 const vae_config *kiln_vae_detect(const kiln_checkpoint *ck);
 /* Binds the decoder, and the encoder when the checkpoint has it; `scale`
- * is the latent scale of the model family, unless the file records its own. */
+ * (and `shift`) are the latent format of the model family, unless the file
+ * records its own. quant_conv and post_quant_conv are bound where the file
+ * has them and are the identity where it has neither. */
+kiln_status kiln_vae_bind_shifted(kiln_weights *w, const vae_config *cfg, float scale, float shift, kiln_vae *vae);
+/* The same with no shift: SD 1.x, 2.x, XL and PixArt. */
 kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae);
+
+/* Between the VAE's latent (ComfyUI's LATENT, what the decoder takes) and
+ * the sampler's: ComfyUI's latent_format process_in and process_out. With
+ * shift 0 they are exactly SD's `z * scale` and `x / scale`. */
+static inline float kiln_vae_latent_in(const kiln_vae *vae, float z)
+{
+    return (z - vae->shift_factor) * vae->scaling_factor;
+}
+static inline float kiln_vae_latent_out(const kiln_vae *vae, float x)
+{
+    return x / vae->scaling_factor + vae->shift_factor;
+}
 
 // z (N,L,h,w) unscaled latent -> *image (N,3,h*f,w*f) in [-1,1] (not clamped)
 kiln_status kiln_vae_decoder_forward(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image);

@@ -309,7 +309,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
             goto done;
         }
         for (size_t i = 0; i < n; i++) /* an inpainting latent is one image, repeated over the batch */
-            scaled[i] = (inpaint ? inpaint->latent[i % (n / job->batch)] : job->init_latent[i]) * m->vae.scaling_factor;
+            scaled[i] = kiln_vae_latent_in(&m->vae,
+                                           inpaint ? inpaint->latent[i % (n / job->batch)] : job->init_latent[i]);
         if (inpaint) kiln_inpaint_mask_resize(inpaint, job->latent_h, job->latent_w, mask);
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
@@ -343,7 +344,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     st = kiln_sample(&args, x);
     kiln_denoiser_free(&d);
     if (st != KILN_OK) goto done;
-    for (size_t i = 0; i < n; i++) x[i] /= m->vae.scaling_factor;
+    for (size_t i = 0; i < n; i++) x[i] = kiln_vae_latent_out(&m->vae, x[i]);
     *latent = x;
     x = NULL;
 done:
