@@ -7,27 +7,6 @@
 
 #include "status.h"
 
-/* A linear `<prefix>.weight` (out,in) and `<prefix>.bias` (out). */
-static kiln_status bind_linear(kiln_weights *w, const char *root, const char *prefix, int64_t out, int64_t in,
-                               const tensor **weight, const tensor **bias)
-{
-    char suffix[256]; /* prefixes are at most 200 */
-    snprintf(suffix, sizeof suffix, "%s.weight", prefix);
-    TRY(KILN_BIND(w, weight, root, suffix, out, in));
-    snprintf(suffix, sizeof suffix, "%s.bias", prefix);
-    return KILN_BIND(w, bias, root, suffix, out);
-}
-
-static kiln_status bind_mlp(kiln_weights *w, const char *root, const char *prefix, int64_t in, int64_t out,
-                            pixart_mlp *m)
-{
-    char part[200];
-    snprintf(part, sizeof part, "%s.linear_1", prefix);
-    TRY(bind_linear(w, root, part, out, in, &m->w1, &m->b1));
-    snprintf(part, sizeof part, "%s.linear_2", prefix);
-    return bind_linear(w, root, part, out, out, &m->w2, &m->b2);
-}
-
 static kiln_status bind_attention(kiln_weights *w, const char *root, const char *prefix, int64_t D,
                                   pixart_attention *a)
 {
@@ -38,7 +17,7 @@ static kiln_status bind_attention(kiln_weights *w, const char *root, const char 
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         snprintf(part, sizeof part, "%s.%s", prefix, parts[i].name);
-        TRY(bind_linear(w, root, part, D, D, parts[i].w, parts[i].b));
+        TRY(kiln_dit_bind_linear(w, root, part, D, D, parts[i].w, parts[i].b));
     }
     return KILN_OK;
 }
@@ -91,16 +70,16 @@ kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size,
     dit->patch_w.ndim = 2;
     dit->patch_w.shape[1] = dit->in_channels * p * p;
     TRY(KILN_BIND(w, &dit->patch_b, root, "pos_embed.proj.bias", D));
-    TRY(bind_mlp(w, root, "adaln_single.emb.timestep_embedder", 256, D, &dit->time));
+    TRY(kiln_mlp_bind(w, root, "adaln_single.emb.timestep_embedder", 256, D, &dit->time));
     if (dit->size_conditions) {
         if (D % 3) return kiln_fail(KILN_ERR_MODEL, "%s: PixArt width %lld is not divisible by 3", path, (long long)D);
-        TRY(bind_mlp(w, root, "adaln_single.emb.resolution_embedder", 256, D / 3, &dit->resolution));
-        TRY(bind_mlp(w, root, "adaln_single.emb.aspect_ratio_embedder", 256, D / 3, &dit->aspect));
+        TRY(kiln_mlp_bind(w, root, "adaln_single.emb.resolution_embedder", 256, D / 3, &dit->resolution));
+        TRY(kiln_mlp_bind(w, root, "adaln_single.emb.aspect_ratio_embedder", 256, D / 3, &dit->aspect));
     }
-    TRY(bind_linear(w, root, "adaln_single.linear", 6 * D, D, &dit->time_w, &dit->time_b));
-    TRY(bind_linear(w, root, "caption_projection.linear_1", D, dit->caption_dim, &dit->caption_w1,
+    TRY(kiln_dit_bind_linear(w, root, "adaln_single.linear", 6 * D, D, &dit->time_w, &dit->time_b));
+    TRY(kiln_dit_bind_linear(w, root, "caption_projection.linear_1", D, dit->caption_dim, &dit->caption_w1,
                     &dit->caption_b1));
-    TRY(bind_linear(w, root, "caption_projection.linear_2", D, D, &dit->caption_w2, &dit->caption_b2));
+    TRY(kiln_dit_bind_linear(w, root, "caption_projection.linear_2", D, D, &dit->caption_w2, &dit->caption_b2));
     for (int i = 0; i < dit->layers; i++) {
         pixart_block *b = &dit->block[i];
         char prefix[64];
@@ -111,12 +90,12 @@ kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size,
         snprintf(prefix, sizeof prefix, "transformer_blocks.%d.attn2", i);
         TRY(bind_attention(w, root, prefix, D, &b->cross));
         snprintf(prefix, sizeof prefix, "transformer_blocks.%d.ff.net.0.proj", i);
-        TRY(bind_linear(w, root, prefix, 4 * D, D, &b->ff_in_w, &b->ff_in_b));
+        TRY(kiln_dit_bind_linear(w, root, prefix, 4 * D, D, &b->ff_in_w, &b->ff_in_b));
         snprintf(prefix, sizeof prefix, "transformer_blocks.%d.ff.net.2", i);
-        TRY(bind_linear(w, root, prefix, D, 4 * D, &b->ff_out_w, &b->ff_out_b));
+        TRY(kiln_dit_bind_linear(w, root, prefix, D, 4 * D, &b->ff_out_w, &b->ff_out_b));
     }
     TRY(KILN_BIND(w, &dit->final_table, root, "scale_shift_table", 2, D));
-    return bind_linear(w, root, "proj_out", p * p * dit->out_channels, D, &dit->proj_out_w, &dit->proj_out_b);
+    return kiln_dit_bind_linear(w, root, "proj_out", p * p * dit->out_channels, D, &dit->proj_out_w, &dit->proj_out_b);
 }
 
 void kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *table)
@@ -141,18 +120,6 @@ void kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *tab
         }
 }
 
-// x (M,in) -> *y (M,out): linear, SiLU, linear
-static kiln_status mlp_forward(kiln_graph *g, const pixart_mlp *m, const tensor *x, tensor **y)
-{
-    tensor *h, *a;
-    TRY(nn_linear(g, x, m->w1, m->b1, &h));
-    TRY(nn_silu(g, h, &a));
-    nn_drop(g, &h);
-    TRY(nn_linear(g, a, m->w2, m->b2, y));
-    nn_drop(g, &a);
-    return KILN_OK;
-}
-
 /* The timestep vector (rows,D) that adaLN-single and the final norm read:
  * the timestep's MLP, plus, in the 1024 model, the embedded height and width
  * (rows, 2D/3) beside the embedded aspect ratio (rows, D/3). */
@@ -163,7 +130,7 @@ static kiln_status time_embedding(kiln_graph *g, const kiln_pixart *dit, const p
     TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){B}, in->timesteps));
     TRY(nn_timestep_embedding(g, t, 256, &f));
     nn_drop(g, &t);
-    TRY(mlp_forward(g, &dit->time, f, emb));
+    TRY(kiln_mlp_forward(g, &dit->time, f, emb));
     nn_drop(g, &f);
     if (!dit->size_conditions) return KILN_OK;
 
@@ -181,11 +148,11 @@ static kiln_status time_embedding(kiln_graph *g, const kiln_pixart *dit, const p
     TRY(st);
     TRY(nn_timestep_embedding(g, res_in, 256, &res_f));
     nn_drop(g, &res_in);
-    TRY(mlp_forward(g, &dit->resolution, res_f, &res)); // (2B, D/3)
+    TRY(kiln_mlp_forward(g, &dit->resolution, res_f, &res)); // (2B, D/3)
     nn_drop(g, &res_f);
     TRY(nn_timestep_embedding(g, ar_in, 256, &ar_f));
     nn_drop(g, &ar_in);
-    TRY(mlp_forward(g, &dit->aspect, ar_f, &ar)); // (B, D/3)
+    TRY(kiln_mlp_forward(g, &dit->aspect, ar_f, &ar)); // (B, D/3)
     nn_drop(g, &ar_f);
     /* (B, 2D/3) and (B, D/3) side by side: tokens of width 1 joined */
     tensor res3 = *res, ar3 = *ar;
@@ -206,15 +173,6 @@ static kiln_status time_embedding(kiln_graph *g, const kiln_pixart *dit, const p
     return KILN_OK;
 }
 
-/* Row r of a (B,T,D) activation, as a (1,T,D) view of it. */
-static tensor row_view(const tensor *x, int64_t r)
-{
-    tensor v = *x;
-    v.shape[0] = 1;
-    v.offset += (size_t)(r * x->shape[1] * x->shape[2]) * sizeof(float);
-    return v;
-}
-
 /* Cross-attention: every row's queries attend to that row's own caption. */
 static kiln_status cross_attention(kiln_graph *g, const kiln_pixart *dit, const pixart_attention *a,
                                    const tensor *x, tensor *const *captions, tensor **y)
@@ -227,7 +185,7 @@ static kiln_status cross_attention(kiln_graph *g, const kiln_pixart *dit, const 
         tensor *k, *v;
         TRY(nn_linear(g, captions[r], a->k_w, a->k_b, &k));
         TRY(nn_linear(g, captions[r], a->v_w, a->v_b, &v));
-        tensor q_r = row_view(q, r), o_r = row_view(o, r);
+        tensor q_r = kiln_row_view(q, r), o_r = kiln_row_view(o, r);
         TRY(nn_attention_to(g, &q_r, k, v, NULL, dit->heads, 1.0f / sqrtf((float)PIXART_HEAD_DIM), &o_r));
         nn_drop(g, &k);
         nn_drop(g, &v);
@@ -280,38 +238,6 @@ static kiln_status block_forward(kiln_graph *g, const kiln_pixart *dit, const pi
     return nn_gated_add_into(g, x, d, mod, b->table, GATE_MLP);
 }
 
-/* The latent's patches as token rows: (rows,N,C*p*p), each patch's values in
- * the patch conv's weight order (channel, then row, then column). */
-static void patchify(const kiln_pixart *dit, const pixart_input *in, float *tokens)
-{
-    const int p = dit->patch, C = dit->in_channels, cols = in->w / p, N = (in->h / p) * cols, K = C * p * p;
-    for (int r = 0; r < in->rows; r++)
-        for (int n = 0; n < N; n++) {
-            const int y0 = (n / cols) * p, x0 = (n % cols) * p;
-            float *t = tokens + ((size_t)r * N + n) * K;
-            for (int c = 0; c < C; c++)
-                for (int i = 0; i < p; i++)
-                    for (int j = 0; j < p; j++)
-                        *t++ = in->latent[(((size_t)r * C + c) * in->h + y0 + i) * in->w + x0 + j];
-        }
-}
-
-/* Token rows (rows,N,p*p*out) back to the latent grid (rows,out,h,w): each
- * token holds its patch row by row, the channels innermost. */
-static void unpatchify(const kiln_pixart *dit, const pixart_input *in, const float *tokens, float *out)
-{
-    const int p = dit->patch, C = dit->out_channels, cols = in->w / p, N = (in->h / p) * cols;
-    for (int r = 0; r < in->rows; r++)
-        for (int n = 0; n < N; n++) {
-            const int y0 = (n / cols) * p, x0 = (n % cols) * p;
-            const float *t = tokens + ((size_t)r * N + n) * p * p * C;
-            for (int i = 0; i < p; i++)
-                for (int j = 0; j < p; j++)
-                    for (int c = 0; c < C; c++)
-                        out[(((size_t)r * C + c) * in->h + y0 + i) * in->w + x0 + j] = *t++;
-        }
-}
-
 typedef struct {
     tensor *tokens, *pos;
     tensor **captions;
@@ -323,7 +249,7 @@ static kiln_status upload_inputs(kiln_graph *g, const kiln_pixart *dit, const pi
     const int64_t B = in->rows, N = (int64_t)(in->h / p) * (in->w / p), K = (int64_t)dit->in_channels * p * p;
     float *tokens = malloc((size_t)(B * N * (K > D ? K : D)) * sizeof *tokens);
     if (!tokens) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "pixart: out of host memory");
-    patchify(dit, in, tokens);
+    kiln_patchify(in->latent, in->rows, dit->in_channels, in->h, in->w, dit->patch, tokens);
     kiln_status st = kiln_graph_input(g, &io->tokens, KILN_F32, 3, (int64_t[]){B, N, K}, tokens);
     if (st == KILN_OK) { /* the position table, once per row */
         kiln_pixart_position_table(dit, in->h, in->w, tokens);
@@ -393,7 +319,7 @@ static kiln_status forward_graph(kiln_graph *g, const kiln_pixart *dit, const pi
         float *tokens = malloc((size_t)kiln_tensor_numel(y) * sizeof *tokens);
         if (!tokens) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "pixart: out of host memory");
         kiln_status st = kiln_graph_output(g, y, tokens, (size_t)kiln_tensor_numel(y) * sizeof *tokens);
-        if (st == KILN_OK) unpatchify(dit, in, tokens, out);
+        if (st == KILN_OK) kiln_unpatchify(tokens, in->rows, dit->out_channels, in->h, in->w, dit->patch, true, out);
         free(tokens);
         TRY(st);
     }

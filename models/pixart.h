@@ -14,8 +14,7 @@
 #ifndef KILN_MODELS_PIXART_H
 #define KILN_MODELS_PIXART_H
 
-#include "nn.h"
-#include "weights.h"
+#include "dit.h"
 
 #define PIXART_MAX_LAYERS 40
 #define PIXART_HEAD_DIM 72
@@ -31,17 +30,13 @@ typedef struct pixart_block {
     const tensor *ff_out_w, *ff_out_b;      /* (D,4D) (D) */
 } pixart_block;
 
-typedef struct pixart_mlp {                 /* diffusers' TimestepEmbedding: linear, SiLU, linear */
-    const tensor *w1, *b1, *w2, *b2;
-} pixart_mlp;
-
 typedef struct kiln_pixart {
     int in_channels, out_channels, patch, hidden, heads, layers, caption_dim;
     int sample_size;            /* latent side it was trained at: sets the position table's scale */
     bool size_conditions;       /* embeds resolution and aspect ratio (the 1024 model) */
     tensor patch_w;             /* the (D,C,p,p) patch conv as a (D,C*p*p) linear */
     const tensor *patch_b;
-    pixart_mlp time, resolution, aspect;    /* the last two only with size_conditions */
+    kiln_mlp time, resolution, aspect;    /* the last two only with size_conditions */
     const tensor *time_w, *time_b;          /* (6D,D) (6D): adaLN-single's vectors */
     const tensor *caption_w1, *caption_b1, *caption_w2, *caption_b2;
     pixart_block block[PIXART_MAX_LAYERS];

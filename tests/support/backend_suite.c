@@ -110,6 +110,20 @@ static void pixart_f16(void **s)
     parity_check_pixart(&fx, "pixart/golden.safetensors");
 }
 
+/* Flux: rotary q/k with per-head RMS norms, joint attention of two
+ * streams, single blocks' attention and MLP side by side */
+static void flux_f32(void **s)
+{
+    (void)s;
+    parity_check_flux(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-4}, "flux/golden.safetensors");
+}
+static void flux_f16(void **s)
+{
+    (void)s;
+    parity_check_flux(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-2, .f16_compute = true},
+                      "flux/golden.safetensors");
+}
+
 static void txt2img_run(void **s)
 {
     (void)s;
@@ -210,7 +224,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
-        cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
+        cmocka_unit_test(flux_f16), cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

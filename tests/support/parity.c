@@ -12,6 +12,7 @@
 #include "kiln_test.h"
 #include "controlnet.h"
 #include "esrgan.h"
+#include "flux.h"
 #include "ip_adapter.h"
 #include "model.h"
 #include "status.h"
@@ -586,5 +587,53 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path)
     check_dit(m, f, fx->tol);
     kiln_st_close(f);
     kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- Flux ---- */
+
+void parity_check_flux(const parity_fixture *fx, const char *golden_path)
+{
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_weights *w;
+    kiln_flux flux;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/transformer/diffusion_pytorch_model.safetensors"), &ck));
+    assert_kiln_ok(kiln_weights_create(be, ck, &w));
+    assert_true(kiln_flux_present(ck, ""));
+    assert_kiln_ok(kiln_flux_bind(w, "", (const int[]){4, 6, 6}, &flux));
+    assert_int_equal(flux.heads, 2);
+    assert_int_equal(flux.head_dim, 16);
+    assert_int_equal(flux.ndouble, 1);
+    assert_int_equal(flux.nsingle, 2);
+    assert_true(flux.guidance);
+
+    kiln_st_file *f = golden_open(golden_path);
+    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
+    golden t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance"), want = golden_read(f, "out");
+    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
+                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
+                     .guidance = guidance.data};
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    in.guidance = NULL;
+    assert_int_equal(kiln_flux_forward(g, &flux, &in, got), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "guidance"));
+    kiln_graph_free(g);
+    free(got);
+    golden_free(&packed);
+    golden_free(&context);
+    golden_free(&pooled);
+    golden_free(&t);
+    golden_free(&guidance);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_weights_free(w);
+    kiln_checkpoint_close(ck);
     kiln_backend_free(be);
 }

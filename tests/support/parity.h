@@ -45,6 +45,10 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
  * t5.ids.N -> t5.out.N (N = 0..2), its DiT on dit.sample, dit.timestep, the
  * captions dit.context.0/1 and dit.resolution -> dit.out. */
 void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
+/* Flux's transformer (tests/data/flux's tiny one, its axes 4, 6, 6) on the
+ * golden's packed, context, pooled, timestep, guidance -> out; fx->path
+ * unused. */
+void parity_check_flux(const parity_fixture *fx, const char *golden_path);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 

@@ -1,0 +1,406 @@
+#include "flux.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+bool kiln_flux_present(const kiln_checkpoint *ck, const char *root)
+{
+    return kiln_checkpoint_find_at(ck, root, "x_embedder.weight") &&
+           kiln_checkpoint_find_at(ck, root, "time_text_embed.timestep_embedder.linear_1.weight");
+}
+
+static kiln_status bind_qkv(kiln_weights *w, const char *root, const char *prefix, bool txt, int64_t D, int64_t hd,
+                            flux_qkv *a)
+{
+    static const char *const names[2][5] = {{"to_q", "to_k", "to_v", "norm_q", "norm_k"},
+                                            {"add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q", "norm_added_k"}};
+    const char *const *n = names[txt];
+    const tensor **weights[3][2] = {{&a->q_w, &a->q_b}, {&a->k_w, &a->k_b}, {&a->v_w, &a->v_b}};
+    char part[200];
+    for (int i = 0; i < 3; i++) {
+        snprintf(part, sizeof part, "%s.attn.%s", prefix, n[i]);
+        TRY(kiln_dit_bind_linear(w, root, part, D, D, weights[i][0], weights[i][1]));
+    }
+    snprintf(part, sizeof part, "%s.attn.%s.weight", prefix, n[3]);
+    TRY(KILN_BIND(w, &a->norm_q, root, part, hd));
+    snprintf(part, sizeof part, "%s.attn.%s.weight", prefix, n[4]);
+    return KILN_BIND(w, &a->norm_k, root, part, hd);
+}
+
+static kiln_status bind_ff(kiln_weights *w, const char *root, const char *prefix, int64_t D, flux_ff *f)
+{
+    char part[200 + 16]; /* prefixes are shorter than 200 */
+    snprintf(part, sizeof part, "%s.net.0.proj", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, 4 * D, D, &f->in_w, &f->in_b));
+    snprintf(part, sizeof part, "%s.net.2", prefix);
+    return kiln_dit_bind_linear(w, root, part, D, 4 * D, &f->out_w, &f->out_b);
+}
+
+static int count_blocks(const kiln_checkpoint *ck, const char *root, const char *fmt, int most)
+{
+    int n = 0;
+    char name[128];
+    for (; n < most; n++) {
+        snprintf(name, sizeof name, fmt, n);
+        if (!kiln_checkpoint_find_at(ck, root, name)) break;
+    }
+    return n;
+}
+
+static kiln_status bind_double(kiln_weights *w, const char *root, int i, int64_t D, int64_t hd, flux_double_block *b)
+{
+    char prefix[64], part[200];
+    snprintf(prefix, sizeof prefix, "transformer_blocks.%d", i);
+    snprintf(part, sizeof part, "%s.norm1.linear", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->img_mod_w, &b->img_mod_b));
+    snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->txt_mod_w, &b->txt_mod_b));
+    TRY(bind_qkv(w, root, prefix, false, D, hd, &b->img));
+    TRY(bind_qkv(w, root, prefix, true, D, hd, &b->txt));
+    snprintf(part, sizeof part, "%s.attn.to_out.0", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->img_out_w, &b->img_out_b));
+    snprintf(part, sizeof part, "%s.attn.to_add_out", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->txt_out_w, &b->txt_out_b));
+    snprintf(part, sizeof part, "%s.ff", prefix);
+    TRY(bind_ff(w, root, part, D, &b->img_ff));
+    snprintf(part, sizeof part, "%s.ff_context", prefix);
+    return bind_ff(w, root, part, D, &b->txt_ff);
+}
+
+static kiln_status bind_single(kiln_weights *w, const char *root, int i, int64_t D, int64_t hd, flux_single_block *b)
+{
+    char prefix[64], part[200];
+    snprintf(prefix, sizeof prefix, "single_transformer_blocks.%d", i);
+    snprintf(part, sizeof part, "%s.norm.linear", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, 3 * D, D, &b->mod_w, &b->mod_b));
+    TRY(bind_qkv(w, root, prefix, false, D, hd, &b->qkv));
+    snprintf(part, sizeof part, "%s.proj_mlp", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, 4 * D, D, &b->mlp_w, &b->mlp_b));
+    snprintf(part, sizeof part, "%s.proj_out", prefix);
+    return kiln_dit_bind_linear(w, root, part, D, 5 * D, &b->out_w, &b->out_b);
+}
+
+kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const char *path = kiln_checkpoint_path(ck);
+    *flux = (kiln_flux){0};
+    const kiln_st_tensor *img = kiln_checkpoint_find_at(ck, root, "x_embedder.weight");
+    const kiln_st_tensor *txt = kiln_checkpoint_find_at(ck, root, "context_embedder.weight");
+    const kiln_st_tensor *pooled = kiln_checkpoint_find_at(ck, root, "time_text_embed.text_embedder.linear_1.weight");
+    const kiln_st_tensor *norm_q = kiln_checkpoint_find_at(ck, root, "transformer_blocks.0.attn.norm_q.weight");
+    if (!img || !txt || !pooled || !norm_q || img->ndim != 2 || txt->ndim != 2 || pooled->ndim != 2 ||
+        norm_q->ndim != 1)
+        return kiln_fail(KILN_ERR_MODEL, "%s: no Flux transformer (x_embedder, context_embedder, "
+                         "time_text_embed.text_embedder, transformer_blocks.0.attn.norm_q)", path);
+    const int64_t D = img->shape[0], hd = norm_q->shape[0];
+    flux->hidden = (int)D;
+    flux->in_channels = (int)img->shape[1];
+    flux->context_dim = (int)txt->shape[1];
+    flux->pooled_dim = (int)pooled->shape[1];
+    flux->head_dim = (int)hd;
+    if (hd < 2 || hd % 2 || D % hd)
+        return kiln_fail(KILN_ERR_MODEL, "%s: Flux width %lld is no whole number of heads %lld wide", path,
+                         (long long)D, (long long)hd);
+    flux->heads = (int)(D / hd);
+    static const int flux1_axes[3] = {16, 56, 56};
+    memcpy(flux->axes, axes ? axes : flux1_axes, sizeof flux->axes);
+    if (flux->axes[0] + flux->axes[1] + flux->axes[2] != hd || flux->axes[0] % 2 || flux->axes[1] % 2 ||
+        flux->axes[2] % 2)
+        return kiln_fail(KILN_ERR_MODEL, "%s: rotary axes %d, %d, %d do not split heads %lld wide into pairs", path,
+                         flux->axes[0], flux->axes[1], flux->axes[2], (long long)hd);
+    flux->guidance = kiln_checkpoint_find_at(ck, root, "time_text_embed.guidance_embedder.linear_1.weight") != NULL;
+    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE);
+    flux->nsingle = count_blocks(ck, root, "single_transformer_blocks.%d.norm.linear.weight", FLUX_MAX_SINGLE);
+
+    TRY(kiln_dit_bind_linear(w, root, "x_embedder", D, flux->in_channels, &flux->img_in_w, &flux->img_in_b));
+    TRY(kiln_dit_bind_linear(w, root, "context_embedder", D, flux->context_dim, &flux->txt_in_w, &flux->txt_in_b));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, &flux->time));
+    if (flux->guidance) TRY(kiln_mlp_bind(w, root, "time_text_embed.guidance_embedder", 256, D, &flux->guidance_mlp));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, &flux->pooled));
+    for (int i = 0; i < flux->ndouble; i++) TRY(bind_double(w, root, i, D, hd, &flux->dbl[i]));
+    for (int i = 0; i < flux->nsingle; i++) TRY(bind_single(w, root, i, D, hd, &flux->sgl[i]));
+    TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
+    return kiln_dit_bind_linear(w, root, "proj_out", flux->in_channels, D, &flux->proj_out_w, &flux->proj_out_b);
+}
+
+void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, int h, int w, float *table)
+{
+    const int pairs = flux->head_dim / 2, T = context_tokens + h * w;
+    for (int t = 0; t < T; t++) {
+        const int n = t - context_tokens; /* the patch, row-major */
+        const double pos[3] = {0.0, n < 0 ? 0.0 : (double)(n / w), n < 0 ? 0.0 : (double)(n % w)};
+        float *e = table + (size_t)t * pairs * 2;
+        for (int axis = 0; axis < 3; axis++) {
+            const int a = flux->axes[axis];
+            for (int k = 0; k < a / 2; k++, e += 2) {
+                double angle = pos[axis] / pow(10000.0, (double)(2 * k) / a);
+                e[0] = (float)cos(angle);
+                e[1] = (float)sin(angle);
+            }
+        }
+    }
+}
+
+/* The (T,D) activation x as (T*heads, head_dim) rows, RMS-normed per head. */
+static kiln_status norm_heads(kiln_graph *g, const kiln_flux *flux, tensor *x, const tensor *gamma, tensor **y)
+{
+    tensor rows = *x;
+    rows.ndim = 2;
+    rows.shape[0] = kiln_tensor_numel(x) / flux->head_dim;
+    rows.shape[1] = flux->head_dim;
+    TRY(nn_rms_norm(g, &rows, gamma, 1e-6f, y));
+    (*y)->ndim = x->ndim;
+    memcpy((*y)->shape, x->shape, sizeof x->shape);
+    return KILN_OK;
+}
+
+/* One stream's q, k (normed per head, rotated) and v. */
+static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_qkv *a, const tensor *x,
+                               const tensor *rope, tensor **q, tensor **k, tensor **v)
+{
+    tensor *raw[2], *normed;
+    const tensor *gammas[2] = {a->norm_q, a->norm_k};
+    TRY(nn_linear(g, x, a->q_w, a->q_b, &raw[0]));
+    TRY(nn_linear(g, x, a->k_w, a->k_b, &raw[1]));
+    for (int i = 0; i < 2; i++) {
+        TRY(norm_heads(g, flux, raw[i], gammas[i], &normed));
+        nn_drop(g, &raw[i]);
+        TRY(nn_rope(g, normed, rope, flux->heads, i ? k : q));
+        nn_drop(g, &normed);
+    }
+    return nn_linear(g, x, a->v_w, a->v_b, v);
+}
+
+static kiln_status feed_forward(kiln_graph *g, const flux_ff *f, const tensor *x, tensor **y)
+{
+    tensor *h, *a;
+    TRY(nn_linear(g, x, f->in_w, f->in_b, &h));
+    TRY(nn_gelu_tanh(g, h, &a));
+    nn_drop(g, &h);
+    TRY(nn_linear(g, a, f->out_w, f->out_b, y));
+    nn_drop(g, &a);
+    return KILN_OK;
+}
+
+/* The adaLN-Zero vectors' order in a block's six (a single block has the first three) */
+enum { SHIFT_MSA, SCALE_MSA, GATE_MSA, SHIFT_MLP, SCALE_MLP, GATE_MLP };
+
+/* After the joint attention: a stream's residual, norm and feed-forward. */
+static kiln_status stream_rest(kiln_graph *g, const tensor *mod, tensor *attn, const tensor *out_w,
+                               const tensor *out_b, const flux_ff *ff, tensor **x)
+{
+    tensor *d, *n;
+    TRY(nn_linear(g, attn, out_w, out_b, &d));
+    TRY(nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA));
+    TRY(nn_ada_layer_norm(g, *x, mod, NULL, SHIFT_MLP, SCALE_MLP, 1e-6f, &n));
+    TRY(feed_forward(g, ff, n, &d));
+    nn_drop(g, &n);
+    return nn_gated_add_into(g, x, d, mod, NULL, GATE_MLP);
+}
+
+/* MMDiT: image and caption tokens, each normed, projected and fed forward
+ * with their own weights, attending jointly (caption keys first). Each
+ * stream's queries attend separately: queries do not see each other, so
+ * this is the joint attention without splitting its output. */
+static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, const tensor *s,
+                                const tensor *rope_txt, const tensor *rope_img, tensor **img, tensor **txt)
+{
+    tensor *mod_i, *mod_t, *n, *qi, *ki, *vi, *qt, *kt, *vt, *k, *v, *oi, *ot;
+    TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod_i));
+    TRY(nn_linear(g, s, b->txt_mod_w, b->txt_mod_b, &mod_t));
+    TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    TRY(project_qkv(g, flux, &b->img, n, rope_img, &qi, &ki, &vi));
+    nn_drop(g, &n);
+    TRY(nn_ada_layer_norm(g, *txt, mod_t, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &qt, &kt, &vt));
+    nn_drop(g, &n);
+    TRY(nn_concat_tokens(g, kt, ki, &k));
+    TRY(nn_concat_tokens(g, vt, vi, &v));
+    nn_drop(g, &kt);
+    nn_drop(g, &ki);
+    nn_drop(g, &vt);
+    nn_drop(g, &vi);
+    TRY(nn_attention(g, qi, k, v, flux->heads, false, &oi));
+    TRY(nn_attention(g, qt, k, v, flux->heads, false, &ot));
+    nn_drop(g, &qi);
+    nn_drop(g, &qt);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    TRY(stream_rest(g, mod_i, oi, b->img_out_w, b->img_out_b, &b->img_ff, img));
+    TRY(stream_rest(g, mod_t, ot, b->txt_out_w, b->txt_out_b, &b->txt_ff, txt));
+    nn_drop(g, &oi);
+    nn_drop(g, &ot);
+    nn_drop(g, &mod_i);
+    nn_drop(g, &mod_t);
+    return KILN_OK;
+}
+
+/* (B,T,Da) and (B,T,Db) side by side -> *y (B,T,Da+Db) */
+static kiln_status concat_features(kiln_graph *g, const tensor *a, const tensor *b, tensor **y)
+{
+    tensor a4 = *a, b4 = *b;
+    a4.ndim = b4.ndim = 4;
+    a4.shape[0] = b4.shape[0] = a->shape[0] * a->shape[1];
+    a4.shape[1] = a->shape[2];
+    b4.shape[1] = b->shape[2];
+    a4.shape[2] = a4.shape[3] = b4.shape[2] = b4.shape[3] = 1;
+    TRY(nn_concat_channels(g, &a4, &b4, y));
+    (*y)->ndim = 3;
+    (*y)->shape[0] = a->shape[0];
+    (*y)->shape[1] = a->shape[1];
+    (*y)->shape[2] = a->shape[2] + b->shape[2];
+    return KILN_OK;
+}
+
+/* The joined sequence: attention and a tanh-GELU MLP side by side from one
+ * norm, projected together, gated back in. */
+static kiln_status single_block(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, const tensor *s,
+                                const tensor *rope, tensor **x)
+{
+    tensor *mod, *n, *h, *mlp, *q, *k, *v, *o, *both, *d;
+    TRY(nn_linear(g, s, b->mod_w, b->mod_b, &mod));
+    TRY(nn_ada_layer_norm(g, *x, mod, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    TRY(nn_linear(g, n, b->mlp_w, b->mlp_b, &h));
+    TRY(nn_gelu_tanh(g, h, &mlp));
+    nn_drop(g, &h);
+    TRY(project_qkv(g, flux, &b->qkv, n, rope, &q, &k, &v));
+    nn_drop(g, &n);
+    TRY(nn_attention(g, q, k, v, flux->heads, false, &o));
+    nn_drop(g, &q);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    TRY(concat_features(g, o, mlp, &both));
+    nn_drop(g, &o);
+    nn_drop(g, &mlp);
+    TRY(nn_linear(g, both, b->out_w, b->out_b, &d));
+    nn_drop(g, &both);
+    TRY(nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA));
+    nn_drop(g, &mod);
+    return KILN_OK;
+}
+
+/* The vector every block is modulated by: the timestep's MLP, the
+ * guidance's (dev), the pooled caption's; through SiLU, as every
+ * modulation reads it. */
+static kiln_status conditioning(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **silu)
+{
+    const int64_t B = in->rows;
+    float *scaled = malloc((size_t)(2 * B) * sizeof *scaled);
+    if (!scaled) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+    for (int64_t r = 0; r < B; r++) { /* the model's own times-1000 */
+        scaled[r] = in->timesteps[r] * 1000.0f;
+        scaled[B + r] = in->guidance ? in->guidance[r] * 1000.0f : 0.0f;
+    }
+    tensor *t, *f, *emb, *part, *sum, *pooled;
+    kiln_status st = kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){B}, scaled);
+    tensor *gt = NULL;
+    if (st == KILN_OK && flux->guidance) st = kiln_graph_input(g, &gt, KILN_F32, 1, (int64_t[]){B}, scaled + B);
+    free(scaled);
+    TRY(st);
+    TRY(nn_timestep_embedding(g, t, 256, &f));
+    nn_drop(g, &t);
+    TRY(kiln_mlp_forward(g, &flux->time, f, &emb));
+    nn_drop(g, &f);
+    if (flux->guidance) {
+        TRY(nn_timestep_embedding(g, gt, 256, &f));
+        nn_drop(g, &gt);
+        TRY(kiln_mlp_forward(g, &flux->guidance_mlp, f, &part));
+        nn_drop(g, &f);
+        TRY(nn_add(g, emb, part, &sum));
+        nn_drop(g, &emb);
+        nn_drop(g, &part);
+        emb = sum;
+    }
+    TRY(kiln_graph_input(g, &pooled, KILN_F32, 2, (int64_t[]){B, flux->pooled_dim}, in->pooled));
+    TRY(kiln_mlp_forward(g, &flux->pooled, pooled, &part));
+    nn_drop(g, &pooled);
+    TRY(nn_add(g, emb, part, &sum));
+    nn_drop(g, &emb);
+    nn_drop(g, &part);
+    TRY(nn_silu(g, sum, silu));
+    nn_drop(g, &sum);
+    return KILN_OK;
+}
+
+/* The first `rows` rows of a (T,pairs,2) table, or those after them. */
+static tensor table_rows(const tensor *table, int64_t first, int64_t rows)
+{
+    tensor v = *table;
+    v.shape[0] = rows;
+    v.offset += (size_t)(first * table->shape[1] * table->shape[2]) * sizeof(float);
+    return v;
+}
+
+typedef struct {
+    const kiln_flux *flux;
+    const flux_input *in;
+    float *out;
+} forward_ctx;
+
+static kiln_status forward_fn(kiln_graph *g, void *ctx)
+{
+    const forward_ctx *c = ctx;
+    const kiln_flux *flux = c->flux;
+    const flux_input *in = c->in;
+    const int64_t B = in->rows, T = in->context_tokens, N = (int64_t)in->h * in->w, pairs = flux->head_dim / 2;
+    tensor *tokens, *context, *img, *txt, *s, *rope, *x, *mod, *n, *y;
+    float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
+    if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+    kiln_flux_rope_table(flux, (int)T, in->h, in->w, table);
+    kiln_status st = kiln_graph_input(g, &rope, KILN_F32, 3, (int64_t[]){T + N, pairs, 2}, table);
+    free(table);
+    TRY(st);
+    TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){B, N, flux->in_channels}, in->tokens));
+    TRY(kiln_graph_input(g, &context, KILN_F32, 3, (int64_t[]){B, T, flux->context_dim}, in->context));
+    TRY(nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, &img));
+    nn_drop(g, &tokens);
+    TRY(nn_linear(g, context, flux->txt_in_w, flux->txt_in_b, &txt));
+    nn_drop(g, &context);
+    TRY(conditioning(g, flux, in, &s));
+
+    const tensor rope_txt = table_rows(rope, 0, T), rope_img = table_rows(rope, T, N);
+    for (int i = 0; i < flux->ndouble; i++)
+        TRY(double_block(g, flux, &flux->dbl[i], s, &rope_txt, &rope_img, &img, &txt));
+    TRY(nn_concat_tokens(g, txt, img, &x));
+    nn_drop(g, &txt);
+    nn_drop(g, &img);
+    for (int i = 0; i < flux->nsingle; i++) TRY(single_block(g, flux, &flux->sgl[i], s, rope, &x));
+    nn_drop(g, &rope);
+
+    /* the final norm's scale then shift; on the caption's tokens too, which
+       are left out after (a per-token norm and linear: the same for the rest) */
+    TRY(nn_linear(g, s, flux->norm_out_w, flux->norm_out_b, &mod));
+    nn_drop(g, &s);
+    TRY(nn_ada_layer_norm(g, x, mod, NULL, 1, 0, 1e-6f, &n));
+    nn_drop(g, &x);
+    nn_drop(g, &mod);
+    TRY(nn_linear(g, n, flux->proj_out_w, flux->proj_out_b, &y));
+    nn_drop(g, &n);
+    if (!kiln_graph_no_outputs(g)) {
+        const size_t per_row = (size_t)(T + N) * flux->in_channels, img_part = (size_t)N * flux->in_channels;
+        float *all = malloc((size_t)B * per_row * sizeof *all);
+        if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+        st = kiln_graph_output(g, y, all, (size_t)B * per_row * sizeof *all);
+        for (int64_t r = 0; r < B && st == KILN_OK; r++)
+            memcpy(c->out + r * img_part, all + r * per_row + (per_row - img_part), img_part * sizeof *all);
+        free(all);
+        TRY(st);
+    }
+    nn_drop(g, &y);
+    return KILN_OK;
+}
+
+kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_input *in, float *out)
+{
+    if (in->rows < 1 || in->h < 1 || in->w < 1 || in->context_tokens < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "flux: %d rows of a %dx%d patch grid and %d caption tokens", in->rows,
+                         in->h, in->w, in->context_tokens);
+    if (flux->guidance && !in->guidance)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
+    return kiln_graph_run(g, forward_fn, &(forward_ctx){flux, in, out});
+}

@@ -1,0 +1,84 @@
+/* FLUX.1's transformer (diffusers' FluxTransformer2DModel): the packed
+ * latent (2x2 patches of 16 channels) and the T5 caption projected to one
+ * width; a timestep (and, in the dev model, guidance) MLP plus the projected
+ * pooled CLIP output as the vector every block is modulated by (adaLN:
+ * shift, scale, gate); double-stream (MMDiT) blocks, where image and
+ * caption tokens keep their own weights but attend jointly, then
+ * single-stream blocks over the joined sequence (attention and MLP side by
+ * side); q and k RMS-normed per head and rotated by 3-axis RoPE (axis 0 the
+ * caption's, 1 and 2 the patch row and column); a final modulated norm.
+ *
+ * Bound under diffusers' names (`x_embedder`, `context_embedder`,
+ * `time_text_embed.*`, `transformer_blocks.N.*`,
+ * `single_transformer_blocks.N.*`, `norm_out.linear`, `proj_out`). The head
+ * width is read off the q norm's weight; the rotary axes are the caller's
+ * (a folder's config.json; FLUX.1's (16, 56, 56)). */
+#ifndef KILN_MODELS_FLUX_H
+#define KILN_MODELS_FLUX_H
+
+#include "dit.h"
+
+#define FLUX_MAX_DOUBLE 24
+#define FLUX_MAX_SINGLE 48
+
+/* One stream's q, k and v with their per-head RMS norms. */
+typedef struct flux_qkv {
+    const tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D,D) (D) */
+    const tensor *norm_q, *norm_k;                  /* (head_dim) */
+} flux_qkv;
+
+typedef struct flux_ff {
+    const tensor *in_w, *in_b, *out_w, *out_b; /* (4D,D) (4D) (D,4D) (D) */
+} flux_ff;
+
+typedef struct flux_double_block {
+    const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b; /* (6D,D) (6D) */
+    flux_qkv img, txt;
+    const tensor *img_out_w, *img_out_b, *txt_out_w, *txt_out_b;  /* (D,D) (D) */
+    flux_ff img_ff, txt_ff;
+} flux_double_block;
+
+typedef struct flux_single_block {
+    const tensor *mod_w, *mod_b; /* (3D,D) (3D) */
+    flux_qkv qkv;
+    const tensor *mlp_w, *mlp_b; /* (4D,D) (4D) */
+    const tensor *out_w, *out_b; /* (D,5D) (D): over attention and MLP side by side */
+} flux_single_block;
+
+typedef struct kiln_flux {
+    int hidden, heads, head_dim, in_channels, context_dim, pooled_dim, ndouble, nsingle;
+    int axes[3];   /* rotary widths per position axis, summing to head_dim */
+    bool guidance; /* the dev model's guidance embedding */
+    const tensor *img_in_w, *img_in_b, *txt_in_w, *txt_in_b;
+    kiln_mlp time, guidance_mlp, pooled;
+    flux_double_block dbl[FLUX_MAX_DOUBLE];
+    flux_single_block sgl[FLUX_MAX_SINGLE];
+    const tensor *norm_out_w, *norm_out_b; /* (2D,D): scale, then shift */
+    const tensor *proj_out_w, *proj_out_b; /* (in_channels,D) */
+} kiln_flux;
+
+bool kiln_flux_present(const kiln_checkpoint *ck, const char *root);
+/* Sizes from the shapes; axes NULL: FLUX.1's (16, 56, 56). */
+kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux);
+
+/* One call's inputs on the host: every row's caption is as long (the
+ * pipelines pad T5 to a fixed length). */
+typedef struct flux_input {
+    int rows, h, w;          /* the patch grid: h x w tokens of in_channels */
+    const float *tokens;     /* (rows, h*w, in_channels): packed latents */
+    const float *context;    /* (rows, T, context_dim) */
+    int context_tokens;      /* T */
+    const float *pooled;     /* (rows, pooled_dim) */
+    const float *timesteps;  /* (rows): sigma in [0,1] (the model scales it by 1000) */
+    const float *guidance;   /* (rows), the dev model's; NULL otherwise */
+} flux_input;
+
+// -> out (rows, h*w, in_channels) on the host: the packed prediction
+kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_input *in, float *out);
+
+/* The rotary table (T, head_dim/2, 2) of cos and sin for T = caption
+ * tokens (position 0 on every axis) then the h x w patches (0, row, col):
+ * per axis of width a, pair k turns at pos / 10000^(2k/a). */
+void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, int h, int w, float *table);
+
+#endif
