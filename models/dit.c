@@ -15,20 +15,31 @@ kiln_status kiln_dit_bind_linear(kiln_weights *w, const char *root, const char *
 }
 
 kiln_status kiln_mlp_bind(kiln_weights *w, const char *root, const char *prefix, int64_t in, int64_t out,
-                          kiln_mlp *m)
+                          bool gelu_tanh, kiln_mlp *m)
 {
     char part[200];
+    m->gelu_tanh = gelu_tanh;
     snprintf(part, sizeof part, "%s.linear_1", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, out, in, &m->w1, &m->b1));
     snprintf(part, sizeof part, "%s.linear_2", prefix);
     return kiln_dit_bind_linear(w, root, part, out, out, &m->w2, &m->b2);
 }
 
+kiln_status kiln_feed_forward_bind(kiln_weights *w, const char *root, const char *prefix, int64_t D, kiln_mlp *m)
+{
+    char part[200 + 16]; /* prefixes are shorter than 200 */
+    m->gelu_tanh = true;
+    snprintf(part, sizeof part, "%s.net.0.proj", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, 4 * D, D, &m->w1, &m->b1));
+    snprintf(part, sizeof part, "%s.net.2", prefix);
+    return kiln_dit_bind_linear(w, root, part, D, 4 * D, &m->w2, &m->b2);
+}
+
 kiln_status kiln_mlp_forward(kiln_graph *g, const kiln_mlp *m, const tensor *x, tensor **y)
 {
     tensor *h, *a;
     TRY(nn_linear(g, x, m->w1, m->b1, &h));
-    TRY(nn_silu(g, h, &a));
+    TRY(m->gelu_tanh ? nn_gelu_tanh(g, h, &a) : nn_silu(g, h, &a));
     nn_drop(g, &h);
     TRY(nn_linear(g, a, m->w2, m->b2, y));
     nn_drop(g, &a);

@@ -8,10 +8,12 @@
 #include "nn.h"
 #include "weights.h"
 
-/* diffusers' TimestepEmbedding, and PixArtAlphaTextProjection with SiLU:
- * linear, SiLU, linear */
+/* Linear, activation, linear: diffusers' TimestepEmbedding and
+ * PixArtAlphaTextProjection (SiLU or tanh GELU) and its FeedForward (tanh
+ * GELU, four times as wide inside). */
 typedef struct kiln_mlp {
     const tensor *w1, *b1, *w2, *b2;
+    bool gelu_tanh; /* else SiLU */
 } kiln_mlp;
 
 /* A linear `<root>.<prefix>.weight` (out,in) and `.bias` (out); prefixes
@@ -20,7 +22,10 @@ kiln_status kiln_dit_bind_linear(kiln_weights *w, const char *root, const char *
                                  const tensor **weight, const tensor **bias);
 /* `<prefix>.linear_1` (out,in) and `<prefix>.linear_2` (out,out). */
 kiln_status kiln_mlp_bind(kiln_weights *w, const char *root, const char *prefix, int64_t in, int64_t out,
-                          kiln_mlp *m);
+                          bool gelu_tanh, kiln_mlp *m);
+/* FeedForward with tanh GELU: `<prefix>.net.0.proj` (4D,D), `<prefix>.net.2`
+ * (D,4D). */
+kiln_status kiln_feed_forward_bind(kiln_weights *w, const char *root, const char *prefix, int64_t D, kiln_mlp *m);
 // x (M,in) -> *y (M,out)
 kiln_status kiln_mlp_forward(kiln_graph *g, const kiln_mlp *m, const tensor *x, tensor **y);
 

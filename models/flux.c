@@ -31,15 +31,6 @@ static kiln_status bind_qkv(kiln_weights *w, const char *root, const char *prefi
     return KILN_BIND(w, &a->norm_k, root, part, hd);
 }
 
-static kiln_status bind_ff(kiln_weights *w, const char *root, const char *prefix, int64_t D, flux_ff *f)
-{
-    char part[200 + 16]; /* prefixes are shorter than 200 */
-    snprintf(part, sizeof part, "%s.net.0.proj", prefix);
-    TRY(kiln_dit_bind_linear(w, root, part, 4 * D, D, &f->in_w, &f->in_b));
-    snprintf(part, sizeof part, "%s.net.2", prefix);
-    return kiln_dit_bind_linear(w, root, part, D, 4 * D, &f->out_w, &f->out_b);
-}
-
 static int count_blocks(const kiln_checkpoint *ck, const char *root, const char *fmt, int most)
 {
     int n = 0;
@@ -66,9 +57,9 @@ static kiln_status bind_double(kiln_weights *w, const char *root, int i, int64_t
     snprintf(part, sizeof part, "%s.attn.to_add_out", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->txt_out_w, &b->txt_out_b));
     snprintf(part, sizeof part, "%s.ff", prefix);
-    TRY(bind_ff(w, root, part, D, &b->img_ff));
+    TRY(kiln_feed_forward_bind(w, root, part, D, &b->img_ff));
     snprintf(part, sizeof part, "%s.ff_context", prefix);
-    return bind_ff(w, root, part, D, &b->txt_ff);
+    return kiln_feed_forward_bind(w, root, part, D, &b->txt_ff);
 }
 
 static kiln_status bind_single(kiln_weights *w, const char *root, int i, int64_t D, int64_t hd, flux_single_block *b)
@@ -119,9 +110,10 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
 
     TRY(kiln_dit_bind_linear(w, root, "x_embedder", D, flux->in_channels, &flux->img_in_w, &flux->img_in_b));
     TRY(kiln_dit_bind_linear(w, root, "context_embedder", D, flux->context_dim, &flux->txt_in_w, &flux->txt_in_b));
-    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, &flux->time));
-    if (flux->guidance) TRY(kiln_mlp_bind(w, root, "time_text_embed.guidance_embedder", 256, D, &flux->guidance_mlp));
-    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, &flux->pooled));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
+    if (flux->guidance)
+        TRY(kiln_mlp_bind(w, root, "time_text_embed.guidance_embedder", 256, D, false, &flux->guidance_mlp));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
     for (int i = 0; i < flux->ndouble; i++) TRY(bind_double(w, root, i, D, hd, &flux->dbl[i]));
     for (int i = 0; i < flux->nsingle; i++) TRY(bind_single(w, root, i, D, hd, &flux->sgl[i]));
     TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
@@ -176,29 +168,18 @@ static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_
     return nn_linear(g, x, a->v_w, a->v_b, v);
 }
 
-static kiln_status feed_forward(kiln_graph *g, const flux_ff *f, const tensor *x, tensor **y)
-{
-    tensor *h, *a;
-    TRY(nn_linear(g, x, f->in_w, f->in_b, &h));
-    TRY(nn_gelu_tanh(g, h, &a));
-    nn_drop(g, &h);
-    TRY(nn_linear(g, a, f->out_w, f->out_b, y));
-    nn_drop(g, &a);
-    return KILN_OK;
-}
-
 /* The adaLN-Zero vectors' order in a block's six (a single block has the first three) */
 enum { SHIFT_MSA, SCALE_MSA, GATE_MSA, SHIFT_MLP, SCALE_MLP, GATE_MLP };
 
 /* After the joint attention: a stream's residual, norm and feed-forward. */
 static kiln_status stream_rest(kiln_graph *g, const tensor *mod, tensor *attn, const tensor *out_w,
-                               const tensor *out_b, const flux_ff *ff, tensor **x)
+                               const tensor *out_b, const kiln_mlp *ff, tensor **x)
 {
     tensor *d, *n;
     TRY(nn_linear(g, attn, out_w, out_b, &d));
     TRY(nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA));
     TRY(nn_ada_layer_norm(g, *x, mod, NULL, SHIFT_MLP, SCALE_MLP, 1e-6f, &n));
-    TRY(feed_forward(g, ff, n, &d));
+    TRY(kiln_mlp_forward(g, ff, n, &d));
     nn_drop(g, &n);
     return nn_gated_add_into(g, x, d, mod, NULL, GATE_MLP);
 }

@@ -27,15 +27,11 @@ typedef struct flux_qkv {
     const tensor *norm_q, *norm_k;                  /* (head_dim) */
 } flux_qkv;
 
-typedef struct flux_ff {
-    const tensor *in_w, *in_b, *out_w, *out_b; /* (4D,D) (4D) (D,4D) (D) */
-} flux_ff;
-
 typedef struct flux_double_block {
     const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b; /* (6D,D) (6D) */
     flux_qkv img, txt;
     const tensor *img_out_w, *img_out_b, *txt_out_w, *txt_out_b;  /* (D,D) (D) */
-    flux_ff img_ff, txt_ff;
+    kiln_mlp img_ff, txt_ff; /* tanh GELU, 4D inside */
 } flux_double_block;
 
 typedef struct flux_single_block {

@@ -70,16 +70,14 @@ kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size,
     dit->patch_w.ndim = 2;
     dit->patch_w.shape[1] = dit->in_channels * p * p;
     TRY(KILN_BIND(w, &dit->patch_b, root, "pos_embed.proj.bias", D));
-    TRY(kiln_mlp_bind(w, root, "adaln_single.emb.timestep_embedder", 256, D, &dit->time));
+    TRY(kiln_mlp_bind(w, root, "adaln_single.emb.timestep_embedder", 256, D, false, &dit->time));
     if (dit->size_conditions) {
         if (D % 3) return kiln_fail(KILN_ERR_MODEL, "%s: PixArt width %lld is not divisible by 3", path, (long long)D);
-        TRY(kiln_mlp_bind(w, root, "adaln_single.emb.resolution_embedder", 256, D / 3, &dit->resolution));
-        TRY(kiln_mlp_bind(w, root, "adaln_single.emb.aspect_ratio_embedder", 256, D / 3, &dit->aspect));
+        TRY(kiln_mlp_bind(w, root, "adaln_single.emb.resolution_embedder", 256, D / 3, false, &dit->resolution));
+        TRY(kiln_mlp_bind(w, root, "adaln_single.emb.aspect_ratio_embedder", 256, D / 3, false, &dit->aspect));
     }
     TRY(kiln_dit_bind_linear(w, root, "adaln_single.linear", 6 * D, D, &dit->time_w, &dit->time_b));
-    TRY(kiln_dit_bind_linear(w, root, "caption_projection.linear_1", D, dit->caption_dim, &dit->caption_w1,
-                    &dit->caption_b1));
-    TRY(kiln_dit_bind_linear(w, root, "caption_projection.linear_2", D, D, &dit->caption_w2, &dit->caption_b2));
+    TRY(kiln_mlp_bind(w, root, "caption_projection", dit->caption_dim, D, true, &dit->caption));
     for (int i = 0; i < dit->layers; i++) {
         pixart_block *b = &dit->block[i];
         char prefix[64];
@@ -89,10 +87,8 @@ kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size,
         TRY(bind_attention(w, root, prefix, D, &b->self));
         snprintf(prefix, sizeof prefix, "transformer_blocks.%d.attn2", i);
         TRY(bind_attention(w, root, prefix, D, &b->cross));
-        snprintf(prefix, sizeof prefix, "transformer_blocks.%d.ff.net.0.proj", i);
-        TRY(kiln_dit_bind_linear(w, root, prefix, 4 * D, D, &b->ff_in_w, &b->ff_in_b));
-        snprintf(prefix, sizeof prefix, "transformer_blocks.%d.ff.net.2", i);
-        TRY(kiln_dit_bind_linear(w, root, prefix, D, 4 * D, &b->ff_out_w, &b->ff_out_b));
+        snprintf(prefix, sizeof prefix, "transformer_blocks.%d.ff", i);
+        TRY(kiln_feed_forward_bind(w, root, prefix, D, &b->ff));
     }
     TRY(KILN_BIND(w, &dit->final_table, root, "scale_shift_table", 2, D));
     return kiln_dit_bind_linear(w, root, "proj_out", p * p * dit->out_channels, D, &dit->proj_out_w, &dit->proj_out_b);
@@ -219,7 +215,7 @@ static kiln_status block_forward(kiln_graph *g, const kiln_pixart *dit, const pi
                                  tensor *const *captions, tensor **x)
 {
     const float eps = 1e-6f;
-    tensor *n, *d, *h, *a;
+    tensor *n, *d;
     TRY(nn_ada_layer_norm(g, *x, mod, b->table, SHIFT_MSA, SCALE_MSA, eps, &n));
     TRY(self_attention(g, dit, &b->self, n, &d));
     nn_drop(g, &n);
@@ -229,12 +225,8 @@ static kiln_status block_forward(kiln_graph *g, const kiln_pixart *dit, const pi
     TRY(nn_add_into(g, x, d));
 
     TRY(nn_ada_layer_norm(g, *x, mod, b->table, SHIFT_MLP, SCALE_MLP, eps, &n));
-    TRY(nn_linear(g, n, b->ff_in_w, b->ff_in_b, &h));
+    TRY(kiln_mlp_forward(g, &b->ff, n, &d));
     nn_drop(g, &n);
-    TRY(nn_gelu_tanh(g, h, &a));
-    nn_drop(g, &h);
-    TRY(nn_linear(g, a, b->ff_out_w, b->ff_out_b, &d));
-    nn_drop(g, &a);
     return nn_gated_add_into(g, x, d, mod, b->table, GATE_MLP);
 }
 
@@ -263,18 +255,6 @@ static kiln_status upload_inputs(kiln_graph *g, const kiln_pixart *dit, const pi
     return st;
 }
 
-// (1,T,caption_dim) -> *y (1,T,D): linear, tanh GELU, linear
-static kiln_status caption_projection(kiln_graph *g, const kiln_pixart *dit, const tensor *c, tensor **y)
-{
-    tensor *h, *a;
-    TRY(nn_linear(g, c, dit->caption_w1, dit->caption_b1, &h));
-    TRY(nn_gelu_tanh(g, h, &a));
-    nn_drop(g, &h);
-    TRY(nn_linear(g, a, dit->caption_w2, dit->caption_b2, y));
-    nn_drop(g, &a);
-    return KILN_OK;
-}
-
 static kiln_status forward_graph(kiln_graph *g, const kiln_pixart *dit, const pixart_input *in, float *out,
                                  tensor **captions)
 {
@@ -290,7 +270,7 @@ static kiln_status forward_graph(kiln_graph *g, const kiln_pixart *dit, const pi
     nn_drop(g, &io.pos);
     for (int64_t r = 0; r < B; r++) {
         tensor *projected;
-        TRY(caption_projection(g, dit, captions[r], &projected));
+        TRY(kiln_mlp_forward(g, &dit->caption, captions[r], &projected));
         nn_drop(g, &captions[r]);
         captions[r] = projected;
     }

@@ -26,8 +26,7 @@ typedef struct pixart_attention {
 typedef struct pixart_block {
     const tensor *table;                    /* (6,D): shift, scale, gate before attention; then before the MLP */
     pixart_attention self, cross;
-    const tensor *ff_in_w, *ff_in_b;        /* (4D,D) (4D) */
-    const tensor *ff_out_w, *ff_out_b;      /* (D,4D) (D) */
+    kiln_mlp ff;                            /* tanh GELU, 4D inside */
 } pixart_block;
 
 typedef struct kiln_pixart {
@@ -38,7 +37,7 @@ typedef struct kiln_pixart {
     const tensor *patch_b;
     kiln_mlp time, resolution, aspect;    /* the last two only with size_conditions */
     const tensor *time_w, *time_b;          /* (6D,D) (6D): adaLN-single's vectors */
-    const tensor *caption_w1, *caption_b1, *caption_w2, *caption_b2;
+    kiln_mlp caption;                       /* T5's width to D, tanh GELU */
     pixart_block block[PIXART_MAX_LAYERS];
     const tensor *final_table;              /* (2,D): shift, scale */
     const tensor *proj_out_w, *proj_out_b;  /* (p*p*out,D) */
