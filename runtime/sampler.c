@@ -132,6 +132,39 @@ static kiln_status sample_euler_ancestral(sampler_run *r, float *x, float *ws)
     return KILN_OK;
 }
 
+/* ComfyUI's sample_euler_ancestral_RF (what euler_ancestral runs on a CONST
+ * model): step down to sigma_down = sigma_next * (1 + (sigma_next / sigma -
+ * 1) * eta) along the straight flow path, rescale to sigma_next's alpha and
+ * add renoise_coeff of noise. float32 as torch's 0-d tensor ops;
+ * ModelSamplingFlux has no noise_scale, so s_noise is used as given. */
+static kiln_status sample_euler_ancestral_rf(sampler_run *r, float *x, float *ws)
+{
+    float *denoised = ws, *noise = ws + r->n;
+    float eta = r->args->eta;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) {
+            memcpy(x, denoised, r->n * sizeof *x);
+            continue;
+        }
+        float downstep_ratio = 1.0f + (sigma_next / sigma - 1.0f) * eta;
+        float sigma_down = sigma_next * downstep_ratio;
+        float alpha_next = 1.0f - sigma_next, alpha_down = 1.0f - sigma_down;
+        float down_part = (sigma_down * sigma_down) * (alpha_next * alpha_next) / (alpha_down * alpha_down);
+        float renoise = sqrtf(sigma_next * sigma_next - down_part);
+        float ratio = sigma_down / sigma, keep = 1.0f - ratio;
+        for (size_t j = 0; j < r->n; j++) x[j] = ratio * x[j] + keep * denoised[j];
+        if (eta > 0.0f) {
+            float rescale = alpha_next / alpha_down;
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            for (size_t j = 0; j < r->n; j++) x[j] = rescale * x[j] + noise[j] * r->args->s_noise * renoise;
+        }
+    }
+    return KILN_OK;
+}
+
 /* Heun: Euler to sigma_next, then the trapezoid of the two slopes (plain
  * Euler on the last step to 0). */
 static kiln_status sample_heun(sampler_run *r, float *x, float *ws)
@@ -897,6 +930,23 @@ void kiln_sample_args_init(kiln_sample_args *args)
     args->s_noise = 1.0f;
 }
 
+kiln_status kiln_sampler_check_flow(kiln_sampler sampler)
+{
+    const char *name = kiln_sampler_name(sampler);
+    if (!name) return kiln_fail(KILN_ERR_INVALID_ARG, "sample: no sampler with id %d", (int)sampler);
+    switch (sampler) {
+    case KILN_SAMPLER_DPM_2_ANCESTRAL:
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
+    case KILN_SAMPLER_DPMPP_SDE:
+    case KILN_SAMPLER_DPMPP_2M_SDE:
+    case KILN_SAMPLER_DPMPP_3M_SDE:
+    case KILN_SAMPLER_LCM:
+        return kiln_fail(KILN_ERR_UNSUPPORTED,
+                         "%s on a flow model (Flux): not yet (ComfyUI runs a rectified-flow variant of it)", name);
+    default: return KILN_OK;
+    }
+}
+
 kiln_status kiln_sample(const kiln_sample_args *args, float *x)
 {
     const char *name = kiln_sampler_name(args->sampler);
@@ -913,6 +963,7 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
             return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: sigma %zu is %g (need finite, > 0 before the last)",
                              name, i, (double)s);
     }
+    if (args->flow) TRY(kiln_sampler_check_flow(args->sampler));
     if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
                          (double)args->eta, (double)args->s_noise);
@@ -947,7 +998,9 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     switch (args->sampler) {
     case KILN_SAMPLER_EULER:
     case KILN_SAMPLER_DDIM: st = sample_euler(&r, x, ws); break;
-    case KILN_SAMPLER_EULER_ANCESTRAL: st = sample_euler_ancestral(&r, x, ws); break;
+    case KILN_SAMPLER_EULER_ANCESTRAL:
+        st = args->flow ? sample_euler_ancestral_rf(&r, x, ws) : sample_euler_ancestral(&r, x, ws);
+        break;
     case KILN_SAMPLER_HEUN: st = sample_heun(&r, x, ws); break;
     case KILN_SAMPLER_DPM_2: st = sample_dpm_2(&r, x, ws); break;
     case KILN_SAMPLER_DPM_2_ANCESTRAL: st = sample_dpm_2_ancestral(&r, x, ws); break;
@@ -971,6 +1024,15 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
 void kiln_sampler_start_x(const kiln_model_sampling *ms, float sigma0, const float *noise, const float *latent,
                           float *x, size_t n)
 {
+    if (ms->flow) {
+        /* CONST.noise_scaling: sigma * noise + (1 - sigma) * latent */
+        float keep = 1.0f - sigma0;
+        for (size_t j = 0; j < n; j++) {
+            float scaled = sigma0 * noise[j];
+            x[j] = scaled + keep * (latent ? latent[j] : 0.0f);
+        }
+        return;
+    }
     double sigma_max = kiln_sigma_max(ms);
     bool max_denoise = fabs(sigma_max - sigma0) <= 1e-5 * fmax(fabs(sigma_max), fabs((double)sigma0)) ||
                        sigma0 > sigma_max;

@@ -65,6 +65,15 @@ kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler);
  * second-to-last sigma dropped (pass this to kiln_ksampler_sigmas). */
 bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler);
 
+/* Whether kiln runs `sampler` on a flow model (Flux) as ComfyUI would.
+ * ComfyUI switches euler_ancestral, dpm_2_ancestral and dpmpp_2s_ancestral
+ * to rectified-flow variants for its CONST model type, gives the SDE
+ * samplers (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) the flow half-log-SNR
+ * and lcm CONST's noise scaling. kiln has euler_ancestral's RF variant; the
+ * others are refused. The rest run unchanged. Errors: KILN_ERR_UNSUPPORTED
+ * naming the sampler; KILN_ERR_INVALID_ARG for a value out of range. */
+kiln_status kiln_sampler_check_flow(kiln_sampler sampler);
+
 typedef struct kiln_sample_args {
     kiln_sampler sampler;
     const float *sigmas;        /* (nsigmas) descending noise levels, normally ending in 0 */
@@ -84,6 +93,7 @@ typedef struct kiln_sample_args {
     void *progress_ctx;
     float eta;                  /* ancestral / SDE noise amount (default 1; 0 = deterministic) */
     float s_noise;              /* scale of the added noise (default 1) */
+    bool flow;                  /* a flow model (ms->flow): the RF variants, see kiln_sampler_check_flow */
 } kiln_sample_args;
 
 /* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1. */
@@ -92,18 +102,21 @@ void kiln_sample_args_init(kiln_sample_args *args);
 /* Runs the sampler: x (n) holds the start latent on entry (see
  * kiln_sampler_start_x) and the final latent on return. Errors:
  * KILN_ERR_INVALID_ARG for a missing callback, n == 0, no sigmas, or a
- * non-finite or non-positive sigma before the last; KILN_ERR_OUT_OF_MEMORY;
- * and whatever a callback returns. */
+ * non-finite or non-positive sigma before the last; KILN_ERR_UNSUPPORTED for a sampler kiln_sampler_check_flow refuses
+ * when args->flow; KILN_ERR_OUT_OF_MEMORY; and whatever a callback
+ * returns. */
 kiln_status kiln_sample(const kiln_sample_args *args, float *x);
 
 /* A kiln_noise_fn drawing torch.randn(n) from the kiln_rng passed as ctx. */
 kiln_status kiln_noise_from_rng(void *rng, float sigma, float sigma_next, float *noise, size_t n);
 
-/* KSampler's start latent: x = noise * sqrt(1 + sigma0^2) + latent when
- * sigma0 reaches the model's sigma_max (within a relative 1e-5, i.e. txt2img
- * at denoise 1), otherwise x = noise * sigma0 + latent. `latent` (n) is in
- * model space (a VAE latent times its scale factor, 0.18215 for SD 1.x);
- * NULL means zeros (an empty latent). Float32 arithmetic as ComfyUI's. */
+/* KSampler's start latent (model_sampling.noise_scaling). Discrete: x =
+ * noise * sqrt(1 + sigma0^2) + latent when sigma0 reaches the model's
+ * sigma_max (within a relative 1e-5, i.e. txt2img at denoise 1), otherwise
+ * x = noise * sigma0 + latent. Flow (CONST, no max_denoise case): x =
+ * sigma0 * noise + (1 - sigma0) * latent. `latent` (n) is in model space
+ * (a VAE latent times its scale factor, 0.18215 for SD 1.x); NULL means
+ * zeros (an empty latent). Float32 arithmetic as ComfyUI's. */
 void kiln_sampler_start_x(const kiln_model_sampling *ms, float sigma0, const float *noise, const float *latent,
                           float *x, size_t n);
 

@@ -14,6 +14,11 @@
 
 #define T_LAST (KILN_TRAIN_TIMESTEPS - 1)
 
+/* ModelSamplingFlux.percent_to_sigma's value for percent <= 0, and
+ * ModelSamplingDiscrete's (its "above every sigma"). */
+#define FLOW_SIGMA_ABOVE 1.0f
+#define DISCRETE_SIGMA_ABOVE 999999999.9f
+
 /* Betas evenly spaced in their square roots (squared after) or in
  * themselves, as torch.linspace in float64 spaces them: the first half
  * counted from the start, the second from the end. */
@@ -25,6 +30,9 @@ static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start,
     double start = in_roots ? sqrt(linear_start) : linear_start, end = in_roots ? sqrt(linear_end) : linear_end;
     double step = (end - start) / T_LAST;
     double alphas_cumprod = 1.0;
+    ms->count = KILN_TRAIN_TIMESTEPS;
+    ms->flow = false;
+    ms->shift = 0.0;
     for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
         double v = t < KILN_TRAIN_TIMESTEPS / 2 ? start + step * t : end - step * (T_LAST - t);
         alphas_cumprod *= 1.0 - (in_roots ? v * v : v);
@@ -45,12 +53,41 @@ kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linea
     return init_from_betas(ms, linear_start, linear_end, false);
 }
 
+/* flux_time_shift(shift, 1, t) on a float32 tensor t: torch turns
+ * `1 / t` and `e / (...)` into reciprocal() * scalar, and casts the Python
+ * float e^shift to float32; `** 1.0` is the identity. Dividing instead of
+ * multiplying by the reciprocal changes about a third of the table's
+ * entries by an ulp. */
+static float flux_shift_f32(double shift, float t)
+{
+    float e = (float)exp(shift);
+    float inv_t = 1.0f / t;
+    float denominator = e + (inv_t - 1.0f);
+    return (1.0f / denominator) * e;
+}
+
+kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift)
+{
+    if (!isfinite(shift) || !isfinite((float)exp(shift)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: flux shift %g out of range", shift);
+    ms->count = KILN_FLOW_TIMESTEPS;
+    ms->flow = true;
+    ms->shift = shift;
+    for (int i = 0; i < KILN_FLOW_TIMESTEPS; i++) {
+        /* torch.arange(1, N + 1) / N: int64 true division, done in float32 */
+        float t = (float)(i + 1) / (float)KILN_FLOW_TIMESTEPS;
+        ms->sigmas[i] = flux_shift_f32(shift, t);
+        ms->log_sigmas[i] = logf(ms->sigmas[i]);
+    }
+    return KILN_OK;
+}
+
 int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
 {
     float log_sigma = logf(sigma);
     int best = 0;
     float best_dist = fabsf(log_sigma - ms->log_sigmas[0]);
-    for (int t = 1; t < KILN_TRAIN_TIMESTEPS; t++) {
+    for (int t = 1; t < ms->count; t++) {
         float dist = fabsf(log_sigma - ms->log_sigmas[t]);
         if (dist < best_dist) {
             best_dist = dist;
@@ -60,9 +97,15 @@ int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
     return best;
 }
 
+float kiln_model_timestep(const kiln_model_sampling *ms, float sigma)
+{
+    return ms->flow ? sigma : (float)kiln_sigma_to_timestep(ms, sigma);
+}
+
 float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
 {
-    t = fminf(fmaxf(t, 0.0f), (float)T_LAST);
+    if (ms->flow) return flux_shift_f32(ms->shift, t);
+    t = fminf(fmaxf(t, 0.0f), (float)(ms->count - 1));
     int low = (int)floorf(t), high = (int)ceilf(t);
     float w = t - floorf(t);
     float from_low = (1.0f - w) * ms->log_sigmas[low];
@@ -70,8 +113,23 @@ float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
     return expf(from_low + from_high);
 }
 
+float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent)
+{
+    if (percent <= 0.0) return ms->flow ? FLOW_SIGMA_ABOVE : DISCRETE_SIGMA_ABOVE;
+    if (percent >= 1.0) return 0.0f;
+    if (ms->flow) {
+        /* Python floats throughout: e / (e + (1 / t - 1) ** 1.0) */
+        double e = exp(ms->shift), t = 1.0 - percent;
+        return (float)(e / (e + (1.0 / t - 1.0)));
+    }
+    /* ComfyUI's 999 is literal, not len(sigmas) - 1 */
+    return kiln_timestep_to_sigma(ms, (float)((1.0 - percent) * 999.0));
+}
+
 /* torch.linspace(start, end, n) in float32: the first half counts up from
- * start, the second half down from end. */
+ * start, the second half down from end, each point one fused multiply-add
+ * (torch 2.x's CPU kernel; checked against torch 2.15, where a separate
+ * multiply and add differs by an ulp at 2 of 20 points). */
 static void linspace_f32(float start, float end, int n, float *out)
 {
     if (n == 1) {
@@ -80,27 +138,27 @@ static void linspace_f32(float start, float end, int n, float *out)
     }
     float step = (end - start) / (float)(n - 1);
     for (int i = 0; i < n; i++) {
-        if (i < n / 2) {
-            float offset = step * (float)i;
-            out[i] = start + offset;
-        } else {
-            float offset = step * (float)(n - 1 - i);
-            out[i] = end - offset;
-        }
+        if (i < n / 2) out[i] = fmaf(step, (float)i, start);
+        else out[i] = fmaf(-step, (float)(n - 1 - i), end);
     }
 }
 
-/* normal and sgm_uniform: timesteps evenly spaced from 999 down to 0 (sgm
- * leaves out the final 0 and spaces steps + 1 points), each mapped to its
- * interpolated sigma. (ComfyUI also handles a table whose sigma_min is 0; a
- * linear-beta table never has one.) */
+/* normal and sgm_uniform: timesteps evenly spaced from sigma_max's down to
+ * sigma_min's (discrete: 999 to 0; flow: the sigmas themselves), each
+ * mapped to its sigma; sgm leaves out the final timestep and spaces
+ * steps + 1 points. Where sigma(end) is within 1e-5 of 0, normal spaces
+ * steps + 1 points and ends on that sigma instead of appending 0 (neither
+ * built-in table has such a sigma_min; kept as ComfyUI has it). */
 static void schedule_normal(const kiln_model_sampling *ms, int steps, bool sgm, float *sigmas)
 {
-    float start = (float)kiln_sigma_to_timestep(ms, kiln_sigma_max(ms));
-    float end = (float)kiln_sigma_to_timestep(ms, kiln_sigma_min(ms));
-    linspace_f32(start, end, sgm ? steps + 1 : steps, sigmas); /* timesteps, mapped in place */
-    for (int i = 0; i < steps; i++) sigmas[i] = kiln_timestep_to_sigma(ms, sigmas[i]);
-    sigmas[steps] = 0.0f;
+    float start = kiln_model_timestep(ms, kiln_sigma_max(ms));
+    float end = kiln_model_timestep(ms, kiln_sigma_min(ms));
+    bool append_zero = sgm || !(fabs((double)kiln_timestep_to_sigma(ms, end)) <= 1e-5);
+    int points = sgm || !append_zero ? steps + 1 : steps;
+    linspace_f32(start, end, points, sigmas); /* timesteps, mapped in place */
+    int mapped = append_zero ? steps : steps + 1;
+    for (int i = 0; i < mapped; i++) sigmas[i] = kiln_timestep_to_sigma(ms, sigmas[i]);
+    if (append_zero) sigmas[steps] = 0.0f;
 }
 
 /* Karras et al. (2022): sigma^(1/7) linear from sigma_max to sigma_min. */
@@ -126,26 +184,28 @@ static void schedule_exponential(const kiln_model_sampling *ms, int steps, float
     sigmas[steps] = 0.0f;
 }
 
-/* Every (1000 / steps)-th table entry from the top, the stride in Python
- * doubles and truncated. */
+/* Every (len(sigmas) / steps)-th table entry from the top, the stride in
+ * Python doubles and truncated. */
 static void schedule_simple(const kiln_model_sampling *ms, int steps, float *sigmas)
 {
-    double stride = (double)KILN_TRAIN_TIMESTEPS / steps;
-    for (int i = 0; i < steps; i++) sigmas[i] = ms->sigmas[T_LAST - (int)(i * stride)];
+    double stride = (double)ms->count / steps;
+    for (int i = 0; i < steps; i++) sigmas[i] = ms->sigmas[ms->count - 1 - (int)(i * stride)];
     sigmas[steps] = 0.0f;
 }
 
-/* Table entries 1, 1 + k, 1 + 2k, ... below 1000 with k = 1000 // steps,
- * reversed, then 0: the count is whatever that walk gives, not always
- * steps + 1. Returns the count. */
+/* Table entries 1, 1 + k, 1 + 2k, ... below len(sigmas) with
+ * k = len(sigmas) // steps, reversed, then 0: the count is whatever that
+ * walk gives, not always steps + 1. (ComfyUI leaves the 0 out where
+ * sigmas[1] is within 1e-5 of 0; neither built-in table's is.) Returns the
+ * count. */
 static size_t schedule_ddim_uniform(const kiln_model_sampling *ms, int steps, float *sigmas)
 {
-    int stride = KILN_TRAIN_TIMESTEPS / steps;
+    int stride = ms->count / steps;
     if (stride < 1) stride = 1;
     size_t count = 0;
-    for (int t = 1; t < KILN_TRAIN_TIMESTEPS; t += stride) count++;
+    for (int t = 1; t < ms->count; t += stride) count++;
     size_t i = 0;
-    for (int t = 1; t < KILN_TRAIN_TIMESTEPS; t += stride) sigmas[count - 1 - i++] = ms->sigmas[t];
+    for (int t = 1; t < ms->count; t += stride) sigmas[count - 1 - i++] = ms->sigmas[t];
     sigmas[count] = 0.0f;
     return count + 1;
 }
@@ -226,7 +286,7 @@ static size_t schedule_beta(const kiln_model_sampling *ms, int steps, float *sig
     size_t count = 0;
     double last_t = -1.0;
     for (int i = 0; i < steps; i++) {
-        double t = rint(incomplete_beta_inverse(alpha, beta, 1.0 - i * spacing) * T_LAST);
+        double t = rint(incomplete_beta_inverse(alpha, beta, 1.0 - i * spacing) * (ms->count - 1));
         if (t != last_t) sigmas[count++] = ms->sigmas[(int)t];
         last_t = t;
     }
@@ -315,7 +375,8 @@ kiln_status kiln_scheduler_sigmas(const kiln_model_sampling *ms, kiln_scheduler 
         return kiln_fail(KILN_ERR_INVALID_ARG, "scheduler %s: steps %d out of range [%d, 100000]",
                          scheduler_names[scheduler], steps, min_steps);
     /* ddim_uniform can give up to one sigma per table entry, more than steps + 1 */
-    size_t capacity = (size_t)steps + 1 > KILN_TRAIN_TIMESTEPS + 1 ? (size_t)steps + 1 : KILN_TRAIN_TIMESTEPS + 1;
+    size_t table = (size_t)ms->count + 1;
+    size_t capacity = (size_t)steps + 1 > table ? (size_t)steps + 1 : table;
     float *out = malloc(capacity * sizeof *out);
     if (!out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "scheduler %s: %zu sigmas", scheduler_names[scheduler], capacity);
     size_t n = (size_t)steps + 1;

@@ -7,7 +7,13 @@
  * ModelSamplingDiscrete). A scheduler turns a step count into the descending
  * list of sigmas a sampler walks, ending in 0. Names, order and arithmetic
  * are ComfyUI's (comfy/samplers.py, v0.3.64); sigmas agree with it to float32
- * rounding. */
+ * rounding.
+ *
+ * A flow-matching model (FLUX.1: ComfyUI's ModelSamplingFlux with the CONST
+ * model type) has no betas: its sigma for a continuous timestep t in (0, 1]
+ * is e^shift / (e^shift + 1/t - 1), tabulated at t = 1/10000 ... 1, and its
+ * timestep for a sigma is the sigma itself. The schedulers walk either
+ * table the same way, as ComfyUI's do. */
 #ifndef KILN_SCHEDULE_H
 #define KILN_SCHEDULE_H
 
@@ -16,15 +22,26 @@
 
 #include "kiln.h"
 
-#define KILN_TRAIN_TIMESTEPS 1000
+#define KILN_TRAIN_TIMESTEPS 1000 /* discrete tables */
+#define KILN_FLOW_TIMESTEPS 10000 /* ModelSamplingFlux's default timesteps */
+#define KILN_MAX_TIMESTEPS KILN_FLOW_TIMESTEPS
+
+/* ModelSamplingFlux shifts: FLUX.1-dev (ComfyUI's default) and schnell. */
+#define KILN_FLUX_DEV_SHIFT 1.15
+#define KILN_FLUX_SCHNELL_SHIFT 1.0
 
 /* SD 1.x / 2.x / XL: betas from linspace(0.00085^0.5, 0.012^0.5, 1000)^2. */
 #define KILN_SD_LINEAR_START 0.00085
 #define KILN_SD_LINEAR_END 0.012
 
+/* About 80 KB (two tables sized for flow); fine on the stack. */
 typedef struct kiln_model_sampling {
-    float sigmas[KILN_TRAIN_TIMESTEPS];     /* ascending; sigmas[t] is timestep t's noise level */
-    float log_sigmas[KILN_TRAIN_TIMESTEPS]; /* log of the float64 sigma, rounded to float32 */
+    int count;    /* table entries: KILN_TRAIN_TIMESTEPS, or KILN_FLOW_TIMESTEPS when flow */
+    bool flow;    /* flow matching (ComfyUI's CONST model type, ModelSamplingFlux) */
+    double shift; /* flow only: the mu of flux_time_shift */
+    float sigmas[KILN_MAX_TIMESTEPS];     /* ascending; sigmas[t] is table entry t's noise level */
+    float log_sigmas[KILN_MAX_TIMESTEPS]; /* discrete: log of the float64 sigma, rounded to float32;
+                                             flow: logf of the table's sigma (nearest-entry lookups) */
 } kiln_model_sampling;
 
 /* Builds the table from a "linear" beta schedule. Errors: KILN_ERR_INVALID_ARG
@@ -33,17 +50,37 @@ kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_star
 /* The same from betas evenly spaced in themselves, linspace(start, end,
  * 1000) (ComfyUI's "sqrt_linear": PixArt's schedule). */
 kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linear_start, double linear_end);
+/* ModelSamplingFlux(shift): sigmas[i] = sigma((i + 1) / 10000), bit for bit
+ * as torch computes it in float32 (see kiln_timestep_to_sigma). Errors:
+ * KILN_ERR_INVALID_ARG for a non-finite shift or one whose exp overflows a
+ * float. */
+kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift);
 
 static inline float kiln_sigma_min(const kiln_model_sampling *ms) { return ms->sigmas[0]; }
-static inline float kiln_sigma_max(const kiln_model_sampling *ms) { return ms->sigmas[KILN_TRAIN_TIMESTEPS - 1]; }
+static inline float kiln_sigma_max(const kiln_model_sampling *ms) { return ms->sigmas[ms->count - 1]; }
 
-/* The UNet's timestep for a sigma: the training index whose log sigma is
- * nearest (first one on a tie), as ModelSamplingDiscrete.timestep. */
+/* The table entry whose log sigma is nearest (first one on a tie): for a
+ * discrete model its UNet timestep, as ModelSamplingDiscrete.timestep. */
 int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma);
 
-/* The sigma of a fractional timestep: t clamped to [0, 999], log sigma
- * interpolated linearly between its neighbours (float32, as ComfyUI). */
+/* The model's timestep for a sigma (model_sampling.timestep): the table
+ * index for a discrete model, the sigma itself for flow. */
+float kiln_model_timestep(const kiln_model_sampling *ms, float sigma);
+
+/* The sigma of a timestep (model_sampling.sigma). Discrete: t clamped to
+ * [0, count - 1], log sigma interpolated linearly between its neighbours
+ * (float32, as ComfyUI). Flow: flux_time_shift(shift, 1, t) as torch
+ * evaluates it on a float32 tensor: 1/t and the outer division are
+ * reciprocals (Tensor.__rtruediv__), the last one multiplied by
+ * (float)e^shift. */
 float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t);
+
+/* model_sampling.percent_to_sigma: the sigma at which a fraction `percent`
+ * of sampling is done (ControlNet / IP-Adapter start and end). percent <= 0
+ * gives a sigma above any schedule's (discrete: 999999999.9, flow: 1),
+ * percent >= 1 gives 0. Discrete: the sigma of timestep (1 - percent) * 999;
+ * flow: flux_time_shift in Python doubles, rounded to float. */
+float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent);
 
 /* ComfyUI's scheduler list, in its order. */
 typedef enum kiln_scheduler {

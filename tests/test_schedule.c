@@ -1,11 +1,14 @@
 /* Sigma tables and schedulers against ComfyUI: every golden run's sigmas
  * (all nine schedulers, the img2img denoise rule, the dpm_2 / uni_pc
- * penultimate-sigma rule) and an independent check of the beta scheduler's
- * incomplete-beta inverse. */
+ * penultimate-sigma rule), an independent check of the beta scheduler's
+ * incomplete-beta inverse, and the flow (FLUX.1) table, its schedulers,
+ * percent_to_sigma, start latent and euler_ancestral_RF against
+ * tests/data/flow (ComfyUI's code restated in torch), all bit for bit. */
 #include "kiln_test.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,31 @@ static kiln_st_file *open_samplers(void)
 
 /* The table against the golden simple schedule, which picks table entries
  * as they are (entries 999, 874, ..., 124), and a float64 reference. */
+/* make_flow_data.py's mock model (denoised = 0.75 x) and its per-step
+ * noise. */
+typedef struct flow_replay {
+    const float *noise; /* [steps, n] */
+    size_t n;
+    int draws;
+} flow_replay;
+
+static kiln_status mock_flow_denoise(void *ctx, const float *x, float sigma, float *denoised)
+{
+    (void)sigma;
+    const flow_replay *rp = ctx;
+    for (size_t j = 0; j < rp->n; j++) denoised[j] = x[j] * 0.75f;
+    return KILN_OK;
+}
+
+static kiln_status replay_flow_noise(void *ctx, float sigma, float sigma_next, float *noise, size_t n)
+{
+    (void)sigma;
+    (void)sigma_next;
+    flow_replay *rp = ctx;
+    memcpy(noise, rp->noise + (size_t)rp->draws++ * rp->n, n * sizeof *noise);
+    return KILN_OK;
+}
+
 static void table_matches_sd15(void **state)
 {
     (void)state;
@@ -188,6 +216,157 @@ static void schedule_lengths_and_rules(void **state)
     free(full);
 }
 
+/* The discrete table through the generic entry points: the index as a
+ * float timestep, and percent_to_sigma as ComfyUI's ModelSamplingDiscrete. */
+static void discrete_timestep_and_percent(void **state)
+{
+    (void)state;
+    assert_int_equal(sd15.count, KILN_TRAIN_TIMESTEPS);
+    assert_false(sd15.flow);
+    assert_true(kiln_model_timestep(&sd15, sd15.sigmas[123]) == 123.0f);
+    assert_true(kiln_percent_to_sigma(&sd15, 0.0) == 999999999.9f);
+    assert_true(kiln_percent_to_sigma(&sd15, 1.0) == 0.0f);
+    assert_true(kiln_percent_to_sigma(&sd15, 0.25) == kiln_timestep_to_sigma(&sd15, (float)(0.75 * 999.0)));
+}
+
+static const struct {
+    const char *key;
+    double shift;
+} flow_shifts[] = {{"115", KILN_FLUX_DEV_SHIFT}, {"100", KILN_FLUX_SCHNELL_SHIFT}};
+
+/* the same list as make_flow_data.py's PERCENTS */
+static const double flow_percents[] = {-0.5, 0.0, 1e-4, 0.1, 0.25, 0.5, 0.9, 1.0};
+
+static float *read_flow(kiln_st_file *f, const char *shift, const char *field, size_t *n)
+{
+    char name[128];
+    snprintf(name, sizeof name, shift ? "shift%s.%s" : "%s%s", shift ? shift : "", field);
+    float *v = NULL;
+    assert_kiln_ok(kiln_st_read_f32(f, name, &v, n));
+    return v;
+}
+
+/* Float32 within `ulps` units in the last place (0: bit-equal). */
+static void assert_ulps(const char *what, const float *got, const float *want, size_t n, int ulps)
+{
+    for (size_t i = 0; i < n; i++) {
+        int32_t a, b;
+        memcpy(&a, &got[i], sizeof a);
+        memcpy(&b, &want[i], sizeof b);
+        if ((a < 0) != (b < 0) ? a != b : abs(a - b) > ulps)
+            fail_msg("%s[%zu]: kiln %.9g, torch %.9g", what, i, (double)got[i], (double)want[i]);
+    }
+}
+
+static void assert_bits_equal(const char *what, const float *got, const float *want, size_t n)
+{
+    assert_ulps(what, got, want, n, 0);
+}
+
+static void flow_matches_torch(void **state)
+{
+    (void)state;
+    kiln_st_file *f = NULL;
+    assert_kiln_ok(kiln_st_open(kiln_test_data("flow/flow.safetensors"), &f));
+    kiln_model_sampling ms;
+    for (size_t k = 0; k < sizeof flow_shifts / sizeof *flow_shifts; k++) {
+        const char *key = flow_shifts[k].key;
+        assert_kiln_ok(kiln_model_sampling_init_flux(&ms, flow_shifts[k].shift));
+        assert_true(ms.flow);
+        assert_int_equal(ms.count, KILN_FLOW_TIMESTEPS);
+        size_t n;
+        float *want = read_flow(f, key, "table", &n);
+        assert_int_equal(n, KILN_FLOW_TIMESTEPS);
+        assert_bits_equal("table", ms.sigmas, want, n);
+        free(want);
+        assert_true(kiln_sigma_max(&ms) == 1.0f);
+        /* the timestep of a sigma is the sigma; sigma() of the table's t is its entry */
+        assert_true(kiln_model_timestep(&ms, 0.375f) == 0.375f);
+        assert_true(kiln_timestep_to_sigma(&ms, 0.5f) == ms.sigmas[4999]);
+
+        for (int s = 0; s < KILN_SCHEDULER_COUNT; s++) {
+            const int steps_list[] = {s == KILN_SCHEDULER_KL_OPTIMAL ? 2 : 1, 4, 20};
+            for (int j = 0; j < 3; j++) {
+                char field[64];
+                snprintf(field, sizeof field, "%s.s%d", kiln_scheduler_name((kiln_scheduler)s), steps_list[j]);
+                want = read_flow(f, key, field, &n);
+                float *got;
+                size_t count;
+                assert_kiln_ok(kiln_scheduler_sigmas(&ms, (kiln_scheduler)s, steps_list[j], &got, &count));
+                if (count != n) fail_msg("shift%s.%s: kiln %zu sigmas, torch %zu", key, field, count, n);
+                /* karras, exponential and kl_optimal end in torch's vectorised pow / exp /
+                 * tan (SLEEF, within 1 ulp, not always correctly rounded) where kiln
+                 * calls libm: those may differ by an ulp; the rest are bit-equal */
+                bool libm = s == KILN_SCHEDULER_KARRAS || s == KILN_SCHEDULER_EXPONENTIAL ||
+                            s == KILN_SCHEDULER_KL_OPTIMAL;
+                assert_ulps(field, got, want, n, libm ? 1 : 0);
+                free(got);
+                free(want);
+            }
+        }
+
+        want = read_flow(f, key, "percent_to_sigma", &n);
+        assert_int_equal(n, sizeof flow_percents / sizeof *flow_percents);
+        for (size_t i = 0; i < n; i++) {
+            float got = kiln_percent_to_sigma(&ms, flow_percents[i]);
+            assert_bits_equal("percent_to_sigma", &got, &want[i], 1);
+        }
+        free(want);
+
+        float *noise = read_flow(f, NULL, "noise", &n);
+        float *latent = read_flow(f, NULL, "latent", &n);
+        float *normal, *x = malloc(n * sizeof *x);
+        size_t count;
+        assert_kiln_ok(kiln_scheduler_sigmas(&ms, KILN_SCHEDULER_NORMAL, 20, &normal, &count));
+        const struct {
+            const char *field;
+            float sigma0;
+            const float *latent;
+        } cases[] = {{"start_x.max_empty", 1.0f, NULL},
+                     {"start_x.max_latent", 1.0f, latent},
+                     {"start_x.mid_latent", normal[5], latent}};
+        for (size_t c = 0; c < 3; c++) {
+            size_t m;
+            want = read_flow(f, key, cases[c].field, &m);
+            kiln_sampler_start_x(&ms, cases[c].sigma0, noise, cases[c].latent, x, n);
+            assert_bits_equal(cases[c].field, x, want, m);
+            free(want);
+        }
+        free(normal);
+
+        /* euler_ancestral_RF from the empty start over simple 4 steps */
+        float *sigmas, *steps_noise;
+        assert_kiln_ok(kiln_scheduler_sigmas(&ms, KILN_SCHEDULER_SIMPLE, 4, &sigmas, &count));
+        size_t m;
+        steps_noise = read_flow(f, key, "euler_a_rf.noise", &m);
+        want = read_flow(f, key, "euler_a_rf.x", &m);
+        kiln_sampler_start_x(&ms, sigmas[0], noise, NULL, x, n);
+        flow_replay rp = {.noise = steps_noise, .n = n};
+        kiln_sample_args args;
+        kiln_sample_args_init(&args);
+        args.sampler = KILN_SAMPLER_EULER_ANCESTRAL;
+        args.flow = true;
+        args.sigmas = sigmas;
+        args.nsigmas = count;
+        args.n = n;
+        args.denoise = mock_flow_denoise;
+        args.denoise_ctx = &rp;
+        args.noise = replay_flow_noise;
+        args.noise_ctx = &rp;
+        assert_kiln_ok(kiln_sample(&args, x));
+        assert_int_equal(rp.draws, 3); /* no noise on the last step, to sigma 0 */
+        assert_bits_equal("euler_a_rf", x, want, m);
+        free(want);
+        free(steps_noise);
+        free(sigmas);
+        free(x);
+        free(noise);
+        free(latent);
+    }
+    kiln_st_close(f);
+    assert_int_equal(kiln_model_sampling_init_flux(&ms, NAN), KILN_ERR_INVALID_ARG);
+}
+
 static void bad_arguments_are_errors(void **state)
 {
     (void)state;
@@ -221,6 +400,8 @@ int main(void)
         cmocka_unit_test(every_run_matches_comfyui),
         cmocka_unit_test(beta_matches_mpmath_quantiles),
         cmocka_unit_test(schedule_lengths_and_rules),
+        cmocka_unit_test(discrete_timestep_and_percent),
+        cmocka_unit_test(flow_matches_torch),
         cmocka_unit_test(bad_arguments_are_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

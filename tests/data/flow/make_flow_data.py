@@ -1,0 +1,236 @@
+"""Goldens for flow-matching (FLUX.1) sampling: ComfyUI v0.3.64's
+ModelSamplingFlux (comfy/model_sampling.py), its schedulers
+(comfy/samplers.py: simple, sgm_uniform, karras, exponential, ddim_uniform,
+beta, normal, linear_quadratic, kl_optimal), CONST.noise_scaling and
+sample_euler_ancestral_RF (comfy/k_diffusion/sampling.py), restated here with
+torch (float32 CPU, as ComfyUI runs them) for shifts 1.15 (FLUX.1-dev) and
+1.0 (schnell). beta's scipy.stats.beta.ppf is replaced by an mpmath root of
+the regularized incomplete beta (exact to double rounding).
+
+Writes tests/data/flow/flow.safetensors (read by tests/test_schedule.c):
+  shift<S>.table                    [10000] the sigma table
+  shift<S>.<scheduler>.s<steps>     the scheduler's sigmas, steps 1, 4, 20
+                                    (kl_optimal 2, 4, 20)
+  shift<S>.percent_to_sigma         [len(PERCENTS)] at PERCENTS below
+  shift<S>.start_x.<case>           CONST noise scaling of `noise` (and
+                                    `latent` or zeros) at sigma0 = 1 and at
+                                    the 20-step normal schedule's 6th sigma
+  shift<S>.euler_a_rf.{x,noise}     euler_ancestral_RF, simple 4 steps,
+                                    from start_x.max_empty, with the mock
+                                    model denoised = 0.75 * x and per-step
+                                    noise `noise` [4, N]
+  noise, latent                     [N] inputs
+
+Run from the repository root: python3 tests/data/flow/make_flow_data.py
+"""
+import math
+
+import mpmath
+import torch
+from safetensors.torch import save_file
+
+OUT = "tests/data/flow/flow.safetensors"
+SHIFTS = {"115": 1.15, "100": 1.0}
+PERCENTS = [-0.5, 0.0, 1e-4, 0.1, 0.25, 0.5, 0.9, 1.0]  # same list in tests/test_schedule.c
+N = 64
+
+
+def flux_time_shift(mu, sigma, t):
+    return math.exp(mu) / (math.exp(mu) + (1 / t - 1) ** sigma)
+
+
+class ModelSamplingFlux:
+    def __init__(self, shift=1.15, timesteps=10000):
+        self.shift = shift
+        self.sigmas = self.sigma(torch.arange(1, timesteps + 1, 1) / timesteps)
+
+    @property
+    def sigma_min(self):
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def timestep(self, sigma):
+        return sigma
+
+    def sigma(self, timestep):
+        return flux_time_shift(self.shift, 1.0, timestep)
+
+    def percent_to_sigma(self, percent):
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return flux_time_shift(self.shift, 1.0, 1.0 - percent)
+
+
+def noise_scaling(sigma, noise, latent_image):  # CONST
+    return sigma * noise + (1.0 - sigma) * latent_image
+
+
+def append_zero(x):
+    return torch.cat([x, x.new_zeros([1])])
+
+
+def karras(n, sigma_min, sigma_max, rho=7.0):
+    ramp = torch.linspace(0, 1, n)
+    min_inv_rho = sigma_min ** (1 / rho)
+    max_inv_rho = sigma_max ** (1 / rho)
+    return append_zero((max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho)
+
+
+def exponential(n, sigma_min, sigma_max):
+    return append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n).exp())
+
+
+def simple(s, steps):
+    sigs = []
+    ss = len(s.sigmas) / steps
+    for x in range(steps):
+        sigs += [float(s.sigmas[-(1 + int(x * ss))])]
+    sigs += [0.0]
+    return torch.FloatTensor(sigs)
+
+
+def ddim_uniform(s, steps):
+    x = 1
+    if math.isclose(float(s.sigmas[x]), 0, abs_tol=0.00001):
+        steps += 1
+        sigs = []
+    else:
+        sigs = [0.0]
+    ss = max(len(s.sigmas) // steps, 1)
+    while x < len(s.sigmas):
+        sigs += [float(s.sigmas[x])]
+        x += ss
+    return torch.FloatTensor(sigs[::-1])
+
+
+def normal(s, steps, sgm=False):
+    start = s.timestep(s.sigma_max)
+    end = s.timestep(s.sigma_min)
+    append = True
+    if sgm:
+        timesteps = torch.linspace(start, end, steps + 1)[:-1]
+    else:
+        if math.isclose(float(s.sigma(end)), 0, abs_tol=0.00001):
+            steps += 1
+            append = False
+        timesteps = torch.linspace(start, end, steps)
+    sigs = [float(s.sigma(timesteps[x])) for x in range(len(timesteps))]
+    if append:
+        sigs += [0.0]
+    return torch.FloatTensor(sigs)
+
+
+def beta_ppf(p, a, b):
+    mpmath.mp.dps = 50
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    return float(mpmath.findroot(lambda x: mpmath.betainc(a, b, 0, x, regularized=True) - p, (0, 1),
+                                 solver="bisect", tol=1e-40))
+
+
+def beta(s, steps, alpha=0.6, b=0.6):
+    total_timesteps = len(s.sigmas) - 1
+    ts = [1 - i / steps for i in range(steps)]  # 1 - numpy.linspace(0, 1, steps, endpoint=False)
+    ts = [float(round(beta_ppf(t, alpha, b) * total_timesteps)) for t in ts]  # numpy.rint: half to even, as round
+    sigs = []
+    last_t = -1
+    for t in ts:
+        if t != last_t:
+            sigs += [float(s.sigmas[int(t)])]
+        last_t = t
+    sigs += [0.0]
+    return torch.FloatTensor(sigs)
+
+
+def linear_quadratic(s, steps, threshold_noise=0.025):
+    if steps == 1:
+        sched = [1.0, 0.0]
+    else:
+        linear_steps = steps // 2
+        lin = [i * threshold_noise / linear_steps for i in range(linear_steps)]
+        diff = linear_steps - threshold_noise * steps
+        quadratic_steps = steps - linear_steps
+        qc = diff / (linear_steps * quadratic_steps ** 2)
+        lc = threshold_noise / linear_steps - 2 * diff / (quadratic_steps ** 2)
+        const = qc * (linear_steps ** 2)
+        quad = [qc * (i ** 2) + lc * i + const for i in range(linear_steps, steps)]
+        sched = [1.0 - x for x in lin + quad + [1.0]]
+    return torch.FloatTensor(sched) * s.sigma_max.cpu()
+
+
+def kl_optimal(n, sigma_min, sigma_max):
+    adj = torch.arange(n, dtype=torch.float).div_(n - 1)
+    sigmas = adj.new_zeros(n + 1)
+    sigmas[:-1] = (adj * math.atan(sigma_min) + (1 - adj) * math.atan(sigma_max)).tan_()
+    return sigmas
+
+
+def schedule(name, s, steps):
+    lo, hi = float(s.sigma_min), float(s.sigma_max)
+    return {
+        "simple": lambda: simple(s, steps),
+        "sgm_uniform": lambda: normal(s, steps, sgm=True),
+        "karras": lambda: karras(steps, lo, hi),
+        "exponential": lambda: exponential(steps, lo, hi),
+        "ddim_uniform": lambda: ddim_uniform(s, steps),
+        "beta": lambda: beta(s, steps),
+        "normal": lambda: normal(s, steps),
+        "linear_quadratic": lambda: linear_quadratic(s, steps),
+        "kl_optimal": lambda: kl_optimal(steps, lo, hi),
+    }[name]()
+
+
+def euler_ancestral_rf(model, x, sigmas, noises, eta=1.0, s_noise=1.0):
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            downstep_ratio = 1 + (sigmas[i + 1] / sigmas[i] - 1) * eta
+            sigma_down = sigmas[i + 1] * downstep_ratio
+            alpha_ip1 = 1 - sigmas[i + 1]
+            alpha_down = 1 - sigma_down
+            renoise_coeff = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_ip1 ** 2 / alpha_down ** 2) ** 0.5
+            sigma_down_i_ratio = sigma_down / sigmas[i]
+            x = sigma_down_i_ratio * x + (1 - sigma_down_i_ratio) * denoised
+            if eta > 0:
+                x = (alpha_ip1 / alpha_down) * x + noises[i] * s_noise * renoise_coeff
+    return x
+
+
+def main():
+    gen = torch.Generator().manual_seed(7)
+    noise = torch.randn(N, generator=gen)
+    latent = torch.randn(N, generator=gen)
+    out = {"noise": noise, "latent": latent}
+    for key, shift in SHIFTS.items():
+        s = ModelSamplingFlux(shift)
+        out[f"shift{key}.table"] = s.sigmas.clone()
+        for name in ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                     "linear_quadratic", "kl_optimal"]:
+            for steps in ([2, 4, 20] if name == "kl_optimal" else [1, 4, 20]):
+                out[f"shift{key}.{name}.s{steps}"] = schedule(name, s, steps).float()
+        out[f"shift{key}.percent_to_sigma"] = torch.tensor([s.percent_to_sigma(p) for p in PERCENTS],
+                                                           dtype=torch.float32)
+        mid = schedule("normal", s, 20)[5]
+        for case, sigma0, lat in [("max_empty", s.sigma_max, torch.zeros(N)), ("max_latent", s.sigma_max, latent),
+                                  ("mid_latent", mid, latent)]:
+            out[f"shift{key}.start_x.{case}"] = noise_scaling(sigma0, noise, lat)
+        steps = 4
+        sigmas = simple(s, steps)
+        noises = torch.randn(steps, N, generator=gen)
+        x0 = noise_scaling(s.sigma_max, noise, torch.zeros(N))
+        out[f"shift{key}.euler_a_rf.noise"] = noises
+        out[f"shift{key}.euler_a_rf.x"] = euler_ancestral_rf(lambda x, sigma: x * 0.75, x0, sigmas, noises)
+    save_file({k: v.contiguous() for k, v in out.items()}, OUT)
+
+
+if __name__ == "__main__":
+    main()
