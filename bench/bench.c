@@ -164,7 +164,7 @@ int main(int argc, char **argv)
     kiln_model *m;
     if (kiln_model_load(o.model, be, &m) != KILN_OK) return fail("--model");
     double load_ms = now_ms() - t0;
-    if (m->family->dit) { /* its step is timed by gen's it/s for now */
+    if (kiln_model_is_dit(m)) { /* its step is timed by gen's it/s for now */
         fprintf(stderr, "bench: %s is a %s model; bench times SD 1.x/2.x/XL UNet steps\n", o.model, m->info.family);
         kiln_model_free(m);
         kiln_backend_free(be);

@@ -36,6 +36,11 @@ const clip_reading kiln_clip_sdxl_refiner = {.root = "conditioner.embedders.0.tr
                                              .open_clip_projection = "conditioner.embedders.0.model.text_projection",
                                              .gelu = true, .default_skip = 2, .pad_id = 0};
 
+/* Flux reads CLIP-L only for its pooled output: the last layer through the
+ * final norm at EOS, unprojected (ComfyUI's return_projected_pooled=False) */
+const clip_reading kiln_clip_flux = {.root = "text_encoders.clip_l.transformer.text_model", .pooled = true,
+                                     .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS};
+
 static bool has_layer(const kiln_checkpoint *ck, const char *root, int i)
 {
     char name[256];
@@ -95,6 +100,10 @@ kiln_status kiln_clip_layer_bind(kiln_weights *w, const char *root, int i, int D
  * transformers' name or (D,P) under OpenCLIP's. */
 static kiln_status find_projection(const kiln_checkpoint *ck, const clip_reading *reading, kiln_clip *clip)
 {
+    if (reading->pooled) {
+        clip->pooled_dim = clip->config->hidden;
+        return KILN_OK;
+    }
     if (!reading->projection) return KILN_OK;
     char name[256];
     snprintf(name, sizeof name, "%s.weight", reading->projection);
@@ -141,6 +150,10 @@ void kiln_clip_pool(const kiln_clip *clip, const int32_t *ids, const float *last
         for (int t = 1; t < T; t++)
             if (ids[r * T + t] > ids[r * T + eos]) eos = t;
         const float *h = last + ((size_t)r * T + eos) * D;
+        if (!p) { /* unprojected */
+            memcpy(pooled + (size_t)r * P, h, (size_t)D * sizeof *h);
+            continue;
+        }
         for (int o = 0; o < P; o++) {
             double acc = 0;
             for (int d = 0; d < D; d++) {

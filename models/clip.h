@@ -24,14 +24,16 @@ typedef struct clip_config {
 typedef struct clip_reading {
     const char *root;  /* canonical prefix of the tower: "cond_stage_model.transformer.text_model" */
     const char *projection;           /* the pooled output's projection: transformers' (P,D) `<this>.weight`, */
-    const char *open_clip_projection; /* or OpenCLIP's (D,P) tensor of this name; NULL both: no pooled output */
+    const char *open_clip_projection; /* or OpenCLIP's (D,P) tensor of this name; NULL both: no pooled output, */
+    bool pooled;                      /* but for this: the pooled output as it is (Flux's CLIP-L), P = D */
     bool gelu;         /* which kind of tower */
     int default_skip;  /* the layer the model conditions on, counted from the last (1) */
     bool final_norm;   /* that layer through the final layer norm (SD 1.x/2.x) or as it is (SDXL) */
     int32_t pad_id;    /* the token that fills a window after its EOS */
 } clip_reading;
 
-extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g, kiln_clip_sdxl_refiner;
+extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g, kiln_clip_sdxl_refiner,
+    kiln_clip_flux;
 
 typedef struct clip_layer_weights {
     const tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;                  /* (D) */

@@ -92,6 +92,11 @@ const char *kiln_model_prediction(const kiln_model *m)
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
 {
     if (!m || !sampling) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_prediction: no model or sampling");
+    /* a flow-matching model (Flux) samples only as one, and only it does */
+    const bool flow = m->family->arch == KILN_ARCH_FLUX;
+    if (flow != (strcmp(sampling, "flow") == 0))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s' on a %s model", sampling, m->info.family);
+    if (flow) return KILN_OK;
     if (strcmp(sampling, "eps") == 0) m->info.prediction = KILN_PREDICTION_EPS;
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
         m->info.prediction = KILN_PREDICTION_V;
@@ -318,7 +323,7 @@ kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image,
 /* ControlNets and IP-Adapters attach to a UNet. */
 static kiln_status unet_model(const kiln_model *m, const char *what)
 {
-    if (!m->family->dit) return KILN_OK;
+    if (!kiln_model_is_dit(m)) return KILN_OK;
     return kiln_fail(KILN_ERR_UNSUPPORTED, "%s works with SD 1.x/2.x/XL UNets; %s is a %s model", what,
                      kiln_checkpoint_path(m->checkpoint), m->info.family);
 }

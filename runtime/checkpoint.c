@@ -33,6 +33,8 @@ struct kiln_checkpoint {
     int sample_size;       /* a DiT folder's transformer/config.json says, or 0 */
     char *pipeline;        /* a DiT folder's model_index.json _class_name, or NULL */
     double vae_scaling;    /* a DiT folder's vae/config.json scaling_factor, or 0 */
+    double vae_shift;      /* its shift_factor, or 0 */
+    int rope_axes[3];      /* a Flux folder's transformer/config.json axes_dims_rope, or 0s */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -396,10 +398,31 @@ static kiln_status read_dit_configs(kiln_checkpoint *ck, const char *dir)
     TRY(read_folder_field(dir, "transformer/config.json", "sample_size", &size, NULL));
     if (size >= 1 && size <= 4096) ck->sample_size = (int)size;
     TRY(read_folder_field(dir, "model_index.json", "_class_name", NULL, &ck->pipeline));
-    double scaling = 0;
+    double scaling = 0, shift = 0;
     TRY(read_folder_field(dir, "vae/config.json", "scaling_factor", &scaling, NULL));
     if (scaling > 0 && scaling < 10) ck->vae_scaling = scaling;
+    TRY(read_folder_field(dir, "vae/config.json", "shift_factor", &shift, NULL));
+    if (shift > -10 && shift < 10) ck->vae_shift = shift;
+    /* Flux's rotary axes, a list the weights do not show */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/transformer/config.json", dir);
+    cJSON *root = NULL;
+    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
+    const cJSON *axes = cJSON_GetObjectItemCaseSensitive(root, "axes_dims_rope");
+    if (cJSON_GetArraySize(axes) == 3)
+        for (int i = 0; i < 3; i++) {
+            const cJSON *a = cJSON_GetArrayItem(axes, i);
+            ck->rope_axes[i] = cJSON_IsNumber(a) && a->valuedouble > 0 && a->valuedouble < 4096 ? a->valueint : 0;
+        }
+    cJSON_Delete(root);
     return KILN_OK;
+}
+
+double kiln_checkpoint_vae_shift(const kiln_checkpoint *ck) { return ck->vae_shift; }
+
+const int *kiln_checkpoint_rope_axes(const kiln_checkpoint *ck)
+{
+    return ck->rope_axes[0] && ck->rope_axes[1] && ck->rope_axes[2] ? ck->rope_axes : NULL;
 }
 
 const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck) { return ck->pipeline; }
@@ -407,28 +430,46 @@ double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck) { return ck->vae_s
 
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck) { return ck->sample_size; }
 
-/* A DiT folder as diffusers ships PixArt: transformer/ under
- * `transformer.` in diffusers' names, the T5 encoder under
- * `text_encoders.t5xxl.transformer.` (where single files that carry one keep
- * it), whole or in shards, the VAE as in every folder. */
+/* A folder part whole or in shards, mapped under `root`. */
+static kiln_status open_text_part(kiln_checkpoint *ck, const char *dir, const char *part, const char *root)
+{
+    kiln_st_file *files[MAX_FILES];
+    int n = 0;
+    bool sharded;
+    TRY(open_shards(ck, dir, part, files, &n, &sharded));
+    if (!sharded) {
+        TRY(open_part(ck, dir, part, &files[0]));
+        n = 1;
+    }
+    unet_layout lay = {0};
+    for (int i = 0; i < n; i++) TRY(map_part(ck, files[i], part, &lay, 0, root));
+    return KILN_OK;
+}
+
+/* A DiT folder as diffusers ships PixArt and Flux: transformer/ under
+ * `transformer.` in diffusers' names, the T5 encoder (PixArt's
+ * text_encoder/, Flux's text_encoder_2/) under
+ * `text_encoders.t5xxl.transformer.` and Flux's CLIP-L (its text_encoder/)
+ * under `text_encoders.clip_l.transformer.`, where single files that carry
+ * them keep them; the VAE as in every folder. */
 static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
 {
-    kiln_st_file *dit, *vae, *text[MAX_FILES];
-    int ntext = 0;
-    bool sharded;
+    kiln_st_file *dit, *vae;
     TRY(open_part(ck, dir, "transformer", &dit));
     TRY(open_part(ck, dir, "vae", &vae));
-    TRY(open_shards(ck, dir, "text_encoder", text, &ntext, &sharded));
-    if (!sharded) {
-        TRY(open_part(ck, dir, "text_encoder", &text[0]));
-        ntext = 1;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/text_encoder_2", dir);
+    if (stat(path, &st) == 0) { /* Flux */
+        TRY(open_text_part(ck, dir, "text_encoder", "text_encoders.clip_l.transformer."));
+        TRY(open_text_part(ck, dir, "text_encoder_2", "text_encoders.t5xxl.transformer."));
+    } else {
+        TRY(open_text_part(ck, dir, "text_encoder", "text_encoders.t5xxl.transformer."));
     }
     int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
     unet_layout lay = {0};
     TRY(map_part(ck, dit, "transformer", &lay, vae_levels, "transformer."));
     TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
-    for (int i = 0; i < ntext; i++)
-        TRY(map_part(ck, text[i], "text_encoder", &lay, vae_levels, "text_encoders.t5xxl.transformer."));
     TRY(read_prediction_type(ck, dir));
     TRY(read_dit_configs(ck, dir));
     return sort_names(ck);

@@ -54,6 +54,10 @@ int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
 const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck);
 /* A DiT folder's vae/config.json scaling_factor, or 0. */
 double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck);
+/* Its shift_factor (Flux's VAE), or 0. */
+double kiln_checkpoint_vae_shift(const kiln_checkpoint *ck);
+/* A Flux folder's transformer/config.json axes_dims_rope, or NULL. */
+const int *kiln_checkpoint_rope_axes(const kiln_checkpoint *ck);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on

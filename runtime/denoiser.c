@@ -16,7 +16,7 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
         return kiln_fail(KILN_ERR_INVALID_ARG, "--batch %d: must be 1..%d", batch, KILN_MAX_BATCH);
     const int channels = kiln_model_latent_channels(m);
     *d = (kiln_denoiser){.model = m, .batch = batch, .channels = channels, .h = h, .w = w,
-                         .unet_channels = m->family->dit ? channels : m->unet.config->in_channels, .cfg = cfg,
+                         .unet_channels = kiln_model_is_dit(m) ? channels : m->unet.config->in_channels, .cfg = cfg,
                          .context = context, .tokens = tokens, .sampling = sampling};
     d->rows = uses_guidance(cfg) ? 2 * batch : batch;
     size_t n = (size_t)d->rows * d->channels * h * w;
@@ -29,14 +29,6 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
     TRY(kiln_graph_create(m->weights ? kiln_weights_backend(m->weights) : NULL, &d->graph));
     kiln_graph_set_replay(d->graph, true); /* every step runs the same ops */
     return KILN_OK;
-}
-
-/* ComfyUI's ModelSamplingDiscrete.percent_to_sigma. */
-static float percent_to_sigma(const kiln_model_sampling *ms, double percent)
-{
-    if (percent <= 0.0) return 999999999.9f;
-    if (percent >= 1.0) return 0.0f;
-    return kiln_timestep_to_sigma(ms, (float)((1.0 - percent) * 999.0));
 }
 
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint)
@@ -61,27 +53,63 @@ kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat)
     return KILN_OK;
 }
 
+/* Flux's inputs that stay the same over the steps: each prompt's T5 rows
+ * and pooled CLIP output repeated over the batch, the guidance value; the
+ * negative rows' calls get a graph of their own (their caption may be of
+ * another length). */
+static kiln_status set_flux_inputs(kiln_denoiser *d)
+{
+    const kiln_flux *f = &d->model->flux;
+    const size_t B = (size_t)d->batch;
+    if (d->h % 2 || d->w % 2)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "flux: a %dx%d latent is not whole 2x2 patches", d->h, d->w);
+    d->dit_out = malloc(B * d->channels * d->h * d->w * sizeof(float));
+    d->flux_guidance = malloc(B * sizeof(float));
+    if (!d->dit_out || !d->flux_guidance) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    for (size_t b = 0; b < B; b++) d->flux_guidance[b] = d->guidance;
+    for (int i = 0; i < 2; i++) {
+        const kiln_conditioning *c = d->captions[i];
+        if (c->pooled_dim != f->pooled_dim || !c->pooled)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning has no pooled output of %d (CLIP-L's)",
+                             i ? "positive" : "negative", f->pooled_dim);
+        const size_t rows = (size_t)c->tokens * c->dim;
+        d->flux_context[i] = malloc(B * rows * sizeof(float));
+        d->flux_pooled[i] = malloc(B * c->pooled_dim * sizeof(float));
+        if (!d->flux_context[i] || !d->flux_pooled[i])
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+        for (size_t b = 0; b < B; b++) {
+            memcpy(d->flux_context[i] + b * rows, c->data, rows * sizeof(float));
+            memcpy(d->flux_pooled[i] + b * c->pooled_dim, c->pooled, (size_t)c->pooled_dim * sizeof(float));
+        }
+    }
+    return kiln_graph_create(kiln_weights_backend(d->model->weights), &d->control_graph);
+}
+
 kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,
                                        const kiln_conditioning *positive)
 {
     const kiln_model *m = d->model;
-    if (!m->family->dit) return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: captions are for a DiT model");
+    if (!kiln_model_is_dit(m)) return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: captions are for a DiT model");
+    const int width = m->family->arch == KILN_ARCH_FLUX ? m->flux.context_dim : m->pixart.caption_dim;
     for (int i = 0; i < 2; i++) {
         const kiln_conditioning *c = i ? positive : negative;
-        if (c->dim != m->pixart.caption_dim || c->tokens < 1)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning is %d tokens of %d; PixArt reads T5's %d",
-                             i ? "positive" : "negative", c->tokens, c->dim, m->pixart.caption_dim);
+        if (c->dim != width || c->tokens < 1)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning is %d tokens of %d; the model reads T5's %d",
+                             i ? "positive" : "negative", c->tokens, c->dim, width);
         d->captions[i] = c;
     }
-    d->dit_out = malloc((size_t)d->rows * m->pixart.out_channels * d->h * d->w * sizeof(float));
-    if (!d->dit_out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-    return KILN_OK;
+    if (m->family->arch == KILN_ARCH_PIXART) {
+        d->dit_out = malloc((size_t)d->rows * m->pixart.out_channels * d->h * d->w * sizeof(float));
+        if (!d->dit_out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+        return KILN_OK;
+    }
+    return set_flux_inputs(d);
 }
 
 /* Where the UNet's side inputs cannot go. */
 static kiln_status unet_only(const kiln_denoiser *d, const char *what)
 {
-    if (!d->model->family->dit) return KILN_OK;
+    if (!kiln_model_is_dit(d->model)) return KILN_OK;
     return kiln_fail(KILN_ERR_UNSUPPORTED, "%s works with SD 1.x/2.x/XL UNets; this is a %s model", what,
                      d->model->info.family);
 }
@@ -100,8 +128,8 @@ kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *cont
     TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), &d->control_graph));
     kiln_graph_set_replay(d->control_graph, true);
     d->control = control;
-    d->control_sigma_hi = percent_to_sigma(d->sampling, control->start_percent);
-    d->control_sigma_lo = percent_to_sigma(d->sampling, control->end_percent);
+    d->control_sigma_hi = kiln_percent_to_sigma(d->sampling, control->start_percent);
+    d->control_sigma_lo = kiln_percent_to_sigma(d->sampling, control->end_percent);
     return KILN_OK;
 }
 
@@ -123,8 +151,8 @@ kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_pr
         memcpy(d->image_tokens + r * per, ip->tokens + (positive ? per : 0), per * sizeof(float));
     }
     d->image_prompt = ip;
-    d->image_sigma_hi = percent_to_sigma(d->sampling, ip->start_percent);
-    d->image_sigma_lo = percent_to_sigma(d->sampling, ip->end_percent);
+    d->image_sigma_hi = kiln_percent_to_sigma(d->sampling, ip->start_percent);
+    d->image_sigma_lo = kiln_percent_to_sigma(d->sampling, ip->end_percent);
     return KILN_OK;
 }
 
@@ -143,6 +171,13 @@ void kiln_denoiser_free(kiln_denoiser *d)
     free(d->unet_out);
     free(d->dit_out);
     d->dit_out = NULL;
+    for (int i = 0; i < 2; i++) {
+        free(d->flux_context[i]);
+        free(d->flux_pooled[i]);
+        d->flux_context[i] = d->flux_pooled[i] = NULL;
+    }
+    free(d->flux_guidance);
+    d->flux_guidance = NULL;
     d->graph = NULL;
     d->unet_in = d->unet_out = NULL;
 }
@@ -192,12 +227,35 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }
 
+/* Flux on rows [first, first + B) of the call, all with caption `which`
+ * (0 negative, 1 positive): the latent packed into 2x2 patches, unpacked
+ * after. */
+static kiln_status flux_rows(kiln_denoiser *d, kiln_graph *g, int first, int which)
+{
+    const kiln_model *m = d->model;
+    const int B = d->batch, C = d->channels;
+    const size_t latent = (size_t)C * d->h * d->w;
+    kiln_patchify(d->unet_in + first * latent, B, C, d->h, d->w, 2, d->dit_out);
+    flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = d->dit_out,
+                     .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
+                     .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
+                     .guidance = m->flux.guidance ? d->flux_guidance : NULL};
+    TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
+    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, false, d->unet_out + first * latent);
+    return KILN_OK;
+}
+
 /* One DiT call over the rows, each row with its own caption; of the
  * output's channels the first C are the prediction (PixArt's learned
  * variance after them goes unused, as in ComfyUI and diffusers). */
 static kiln_status dit_step(kiln_denoiser *d)
 {
     const kiln_model *m = d->model;
+    if (m->family->arch == KILN_ARCH_FLUX) { /* without guidance only the cond rows */
+        if (d->rows == d->batch) return flux_rows(d, d->graph, 0, 1);
+        TRY(flux_rows(d, d->control_graph, 0, 0));
+        return flux_rows(d, d->graph, d->batch, 1);
+    }
     const float *captions[2 * KILN_MAX_BATCH];
     int tokens[2 * KILN_MAX_BATCH];
     for (int r = 0; r < d->rows; r++) { /* without guidance only the cond rows */
@@ -247,15 +305,17 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         }
         x = d->blended;
     }
-    float in_scale = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    float timestep = (float)kiln_sigma_to_timestep(d->sampling, sigma);
+    const kiln_prediction prediction = d->model->info.prediction;
+    /* flow matching (CONST) takes x as it is and its own sigma as the timestep */
+    float in_scale = prediction == KILN_PREDICTION_FLOW ? 1.0f : 1.0f / sqrtf(sigma * sigma + 1.0f);
+    float timestep = kiln_model_timestep(d->sampling, sigma);
     for (int r = 0; r < d->rows; r++) d->timesteps[r] = timestep;
     fill_unet_input(d, x, in_scale);
 
     bool controlled = d->control && sigma <= d->control_sigma_hi && sigma >= d->control_sigma_lo;
     if (d->image_prompt)
         d->image_weight = sigma <= d->image_sigma_hi && sigma >= d->image_sigma_lo ? d->image_prompt->weight : 0.0f;
-    if (d->model->family->dit) TRY(dit_step(d));
+    if (kiln_model_is_dit(d->model)) TRY(dit_step(d));
     else TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
     d->unet_calls++;
     d->control_calls += controlled;
@@ -263,7 +323,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps
      * gives x - sigma eps, v gives x / (sigma^2+1) - v sigma / sqrt(sigma^2+1)),
      * then guidance in x0 space */
-    bool v = d->model->info.prediction == KILN_PREDICTION_V;
+    bool v = prediction == KILN_PREDICTION_V; /* eps and flow: x - sigma out */
     float c_skip = v ? 1.0f / (sigma * sigma + 1.0f) : 1.0f, c_out = v ? -sigma * in_scale : -sigma;
     const float *out_uncond = d->unet_out, *out_cond = d->unet_out + (d->rows == d->batch ? 0 : per_batch);
     for (size_t i = 0; i < per_batch; i++) {

@@ -75,7 +75,10 @@ typedef struct kiln_denoiser {
     /* a DiT's captions instead of context: the negative's, the positive's,
      * each at its own length (PixArt's T5 rows are not padded) */
     const kiln_conditioning *captions[2];
-    float *dit_out;              /* (rows,2C,h,w): the prediction, then PixArt's learned variance */
+    float *dit_out;              /* (rows,2C,h,w): the prediction, then PixArt's learned variance; Flux's packed rows */
+    /* Flux's per-row inputs, for the negative rows and the positive ones */
+    float *flux_context[2], *flux_pooled[2], *flux_guidance;
+    float guidance;              /* Flux dev's embedded guidance (FluxGuidance) */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */

@@ -18,7 +18,10 @@ const char *kiln_variant_name(kiln_variant v)
     return "?";
 }
 
-const char *kiln_prediction_name(kiln_prediction p) { return p == KILN_PREDICTION_V ? "v" : "eps"; }
+const char *kiln_prediction_name(kiln_prediction p)
+{
+    return p == KILN_PREDICTION_V ? "v" : p == KILN_PREDICTION_FLOW ? "flow" : "eps";
+}
 
 #define SD_BETAS .linear_start = KILN_SD_LINEAR_START, .linear_end = KILN_SD_LINEAR_END
 static const kiln_family families[] = {
@@ -28,8 +31,11 @@ static const kiln_family families[] = {
     {"sdxl-refiner", {&kiln_clip_sdxl_refiner}, 1, 0.13025f, 5, 1024, SD_BETAS},
     /* PixArt-alpha and -Sigma: ComfyUI's PixArtAlpha sampling settings; SD 1.x's latent scale unless the
        folder's VAE config says another (Sigma's is SDXL's) */
-    {"pixart", {0}, 0, 0.18215f, 0, 1024, .dit = true, .linear_start = 0.0001, .linear_end = 0.02,
+    {"pixart", {0}, 0, 0.18215f, 0, 1024, .arch = KILN_ARCH_PIXART, .linear_start = 0.0001, .linear_end = 0.02,
      .plain_betas = true},
+    /* FLUX.1: CLIP-L for its pooled output, T5, a 16-channel VAE (scale and
+       shift from its config, else FLUX.1's), flow matching */
+    {"flux", {&kiln_clip_flux}, 1, 0.3611f, 0, 1024, .arch = KILN_ARCH_FLUX},
 };
 
 static const kiln_family *family_named(const char *name)
@@ -135,11 +141,40 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
     return KILN_OK;
 }
 
+/* A Flux folder: its transformer, CLIP-L, T5 and 16-channel VAE. */
+static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info)
+{
+    const char *path = kiln_checkpoint_path(ck);
+    if (!kiln_t5_present(ck, KILN_T5_ROOT))
+        return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its T5 text encoder (text_encoder_2/)", path);
+    const clip_config *clip = kiln_clip_detect(ck, &kiln_clip_flux);
+    if (!clip) return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its CLIP-L (text_encoder/)", path);
+    const vae_config *vae = kiln_vae_detect(ck);
+    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
+    info->family = "flux";
+    info->variant = KILN_VARIANT_TXT2IMG;
+    info->prediction = KILN_PREDICTION_FLOW;
+    info->prediction_reason = "Flux is a flow-matching model";
+    bool dev = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".time_text_embed.guidance_embedder.linear_1.weight") != NULL;
+    info->unet_name = dev ? "flux-dev" : "flux-schnell";
+    info->unet_dtype = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".x_embedder.weight")->dtype;
+    info->unet_params = count_params(ck, KILN_FLUX_ROOT ".");
+    info->nclips = 1;
+    info->clip_names[0] = clip->name;
+    info->clip_params[0] = count_params(ck, "text_encoders.clip_l.");
+    info->t5_name = "t5-v1.1";
+    info->t5_params = count_params(ck, KILN_T5_ROOT ".");
+    info->vae_name = vae->name;
+    info->vae_params = count_params(ck, "first_stage_model.");
+    return KILN_OK;
+}
+
 kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
     *info = (kiln_model_info){0};
     if (kiln_pixart_present(ck, KILN_PIXART_ROOT)) return inspect_dit(ck, info);
+    if (kiln_flux_present(ck, KILN_FLUX_ROOT)) return inspect_flux(ck, info);
     TRY(refuse_non_model(ck));
     const kiln_st_tensor *conv_in = kiln_checkpoint_find(ck, "model.diffusion_model.input_blocks.0.0.weight");
     if (!conv_in || conv_in->ndim != 4)
@@ -209,42 +244,74 @@ void kiln_model_free(kiln_model *m)
 }
 
 /* A DiT's transformer and T5, and the T5 tokenizer beside them in the
- * folder (tokenizer/spiece.model). */
+ * folder (PixArt's tokenizer/spiece.model, Flux's tokenizer_2/). */
 static kiln_status bind_dit(kiln_model *m)
 {
     const char *path = kiln_checkpoint_path(m->checkpoint);
+    const bool flux = m->family->arch == KILN_ARCH_FLUX;
     TRY(kiln_t5_bind(m->weights, KILN_T5_ROOT, &m->t5));
-    TRY(kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint), &m->pixart));
-    if (m->t5.hidden != m->pixart.caption_dim)
-        return kiln_fail(KILN_ERR_MODEL, "%s: the T5 encoder is %d wide, the PixArt transformer reads %d", path,
-                         m->t5.hidden, m->pixart.caption_dim);
+    int reads;
+    if (flux) {
+        TRY(kiln_flux_bind(m->weights, KILN_FLUX_ROOT, kiln_checkpoint_rope_axes(m->checkpoint), &m->flux));
+        reads = m->flux.context_dim;
+        m->flow_shift = m->flux.guidance ? 1.15 : 1.0; /* ComfyUI's Flux and FluxSchnell */
+        if (m->clips[0].pooled_dim != m->flux.pooled_dim)
+            return kiln_fail(KILN_ERR_MODEL, "%s: CLIP-L's pooled output is %d wide, the Flux transformer reads %d",
+                             path, m->clips[0].pooled_dim, m->flux.pooled_dim);
+    } else {
+        TRY(kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint), &m->pixart));
+        reads = m->pixart.caption_dim;
+    }
+    if (m->t5.hidden != reads)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the T5 encoder is %d wide, the transformer reads %d", path, m->t5.hidden,
+                         reads);
     char spiece[4096];
-    snprintf(spiece, sizeof spiece, "%s/tokenizer/spiece.model", path);
+    const char *tokenizer = flux ? "tokenizer_2" : "tokenizer";
+    snprintf(spiece, sizeof spiece, "%s/%s/spiece.model", path, tokenizer);
     if (access(spiece, R_OK) != 0)
-        return kiln_fail(KILN_ERR_MODEL, "%s: no tokenizer/spiece.model (the T5 tokenizer PixArt folders carry)",
-                         path);
+        return kiln_fail(KILN_ERR_MODEL, "%s: no %s/spiece.model (the T5 tokenizer its folders carry)", path,
+                         tokenizer);
     TRY(kiln_spm_open(spiece, &m->spm));
-    /* the pipelines' max_sequence_length */
-    m->t5_max_tokens = strcmp(m->info.unet_name, "pixart-sigma") == 0 ? 300 : 120;
+    /* the pipelines' max_sequence_length (ComfyUI cuts Flux's nowhere: 512 here, FLUX.1-dev's) */
+    m->t5_max_tokens = flux ? 512 : strcmp(m->info.unet_name, "pixart-sigma") == 0 ? 300 : 120;
     if (kiln_spm_vocab_size(m->spm) > m->t5.vocab)
         return kiln_fail(KILN_ERR_MODEL, "%s: the tokenizer has %d pieces, the T5 encoder embeds %d", spiece,
                          kiln_spm_vocab_size(m->spm), m->t5.vocab);
     return KILN_OK;
 }
 
+/* The VAE, with the scale (and shift) its folder's config gives a DiT
+ * model (PixArt-Sigma's is SDXL's, Flux's has a shift), else its family's. */
+static kiln_status bind_vae(kiln_model *m)
+{
+    double scale = m->family->latent_scale, shift = 0;
+    if (m->family->arch == KILN_ARCH_FLUX) shift = 0.1159; /* FLUX.1's, where the folder does not say */
+    if (kiln_model_is_dit(m) && kiln_checkpoint_vae_scaling(m->checkpoint) > 0) {
+        scale = kiln_checkpoint_vae_scaling(m->checkpoint);
+        shift = kiln_checkpoint_vae_shift(m->checkpoint);
+    }
+    return kiln_vae_bind_shifted(m->weights, kiln_vae_detect(m->checkpoint), (float)scale, (float)shift, &m->vae);
+}
+
 int kiln_model_latent_channels(const kiln_model *m)
 {
-    return m->family->dit ? m->pixart.in_channels : m->unet.config->out_channels;
+    switch (m->family->arch) {
+    case KILN_ARCH_PIXART: return m->pixart.in_channels;
+    case KILN_ARCH_FLUX: return m->vae.config->latent_channels; /* packed 2x2 into the transformer's tokens */
+    case KILN_ARCH_UNET: break;
+    }
+    return m->unet.config->out_channels;
 }
 
 int kiln_model_context_dim(const kiln_model *m)
 {
-    return m->family->dit ? m->t5.hidden : m->unet.config->context_dim;
+    return kiln_model_is_dit(m) ? m->t5.hidden : m->unet.config->context_dim;
 }
 
 kiln_status kiln_model_sampling_of(const kiln_model *m, kiln_model_sampling *ms)
 {
     const kiln_family *f = m->family;
+    if (f->arch == KILN_ARCH_FLUX) return kiln_model_sampling_init_flux(ms, m->flow_shift);
     return f->plain_betas ? kiln_model_sampling_init_plain(ms, f->linear_start, f->linear_end)
                           : kiln_model_sampling_init(ms, f->linear_start, f->linear_end);
 }
@@ -260,9 +327,9 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     m->checkpoint = ck;
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
     if (st == KILN_OK) m->family = family_named(m->info.family);
-    if (st == KILN_OK && nloras && m->family->dit)
-        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: LoRA on a PixArt model is not supported yet",
-                       kiln_checkpoint_path(ck));
+    if (st == KILN_OK && nloras && kiln_model_is_dit(m))
+        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: LoRA on a %s model is not supported yet", kiln_checkpoint_path(ck),
+                       m->family->arch == KILN_ARCH_FLUX ? "Flux" : "PixArt");
     kiln_lora_towers towers = {0};
     if (st == KILN_OK) family_lora_towers(m->family, &towers);
     for (int i = 0; i < nloras && st == KILN_OK; i++)
@@ -272,13 +339,9 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
         const clip_reading *r = m->family->clips[i];
         st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, r), r, &m->clips[i]);
     }
-    if (st == KILN_OK && m->family->dit) st = bind_dit(m);
+    if (st == KILN_OK && kiln_model_is_dit(m)) st = bind_dit(m);
     else if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
-    /* a DiT folder's VAE says its scale (PixArt-Sigma's is SDXL's) */
-    double scale = kiln_checkpoint_vae_scaling(m->checkpoint);
-    if (st == KILN_OK)
-        st = kiln_vae_bind(m->weights, kiln_vae_detect(m->checkpoint),
-                           m->family->dit && scale > 0 ? (float)scale : m->family->latent_scale, &m->vae);
+    if (st == KILN_OK) st = bind_vae(m);
     if (st != KILN_OK) {
         kiln_model_free(m);
         return st;
@@ -304,7 +367,7 @@ void kiln_model_native_size(const kiln_model *m, int *width, int *height)
     if (!width || !height) return;
     *width = *height = m ? m->family->native_size : 0;
     if (!m) return;
-    if (m->family->dit) /* the latent side it was trained at, in pixels: 512 and 1024 models alike */
+    if (m->family->arch == KILN_ARCH_PIXART) /* the latent side it was trained at, in pixels: 512 and 1024 alike */
         *width = *height = kiln_vae_factor(m->vae.config) * m->pixart.sample_size;
     const char *native = kiln_checkpoint_metadata(m->checkpoint, "modelspec.resolution");
     int w, h;

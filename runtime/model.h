@@ -4,6 +4,7 @@
 #define KILN_MODEL_H
 
 #include "../models/clip.h"
+#include "../models/flux.h"
 #include "../models/pixart.h"
 #include "../models/t5.h"
 #include "../models/unet.h"
@@ -22,9 +23,12 @@ typedef enum kiln_variant {
 typedef enum kiln_prediction {
     KILN_PREDICTION_EPS, /* the noise: SD 1.x, SD 2.x 512 */
     KILN_PREDICTION_V,   /* v = alpha * noise - sigma * x0: SD 2.x 768 */
+    KILN_PREDICTION_FLOW, /* the velocity noise - x0 of flow matching (ComfyUI's CONST): Flux */
 } kiln_prediction;
 
 #define KILN_MAX_TEXT_ENCODERS 2
+
+typedef enum kiln_arch { KILN_ARCH_UNET, KILN_ARCH_PIXART, KILN_ARCH_FLUX } kiln_arch;
 
 /* What a model family is made of besides its UNet. */
 typedef struct kiln_family {
@@ -35,7 +39,7 @@ typedef struct kiln_family {
     int adm_numbers; /* what the UNet's vector y embeds after the pooled text: SDXL 6 (size, crop, target
                         size), its refiner 5 (size, crop, aesthetic score); 0: no y */
     int native_size; /* the side its base models were trained at, gen's default */
-    bool dit;        /* a PixArt DiT on T5 in place of a UNet on CLIP */
+    kiln_arch arch;  /* what denoises: a UNet on CLIP, PixArt's DiT on T5, Flux's on T5 and CLIP's pooled output */
     /* its training noise schedule: betas from linear_start to linear_end,
      * evenly spaced in their square roots (SD's "linear") or, where
      * plain_betas, in themselves (ComfyUI's "sqrt_linear", PixArt's) */
@@ -67,13 +71,19 @@ typedef struct kiln_model {
     kiln_pixart pixart;       /* a DiT family's, with its T5 and that one's tokenizer */
     kiln_t5 t5;
     kiln_spm *spm;
-    int t5_max_tokens;        /* ids a prompt is cut to: PixArt-alpha's 120, PixArt-Sigma's 300 */
+    int t5_max_tokens;        /* ids a prompt is cut to: PixArt-alpha's 120, PixArt-Sigma's 300, Flux's 512 */
+    kiln_flux flux;
+    double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0 */
     kiln_vae vae;
 } kiln_model;
 
 /* Where a DiT folder's parts sit among the canonical names (checkpoint.c). */
 #define KILN_PIXART_ROOT "transformer"
 #define KILN_T5_ROOT "text_encoders.t5xxl.transformer"
+#define KILN_FLUX_ROOT "transformer"
+
+/* A PixArt or Flux model: a DiT on T5 in place of a UNet on CLIP. */
+static inline bool kiln_model_is_dit(const kiln_model *m) { return m->family->arch != KILN_ARCH_UNET; }
 
 /* The latent's channels and the conditioning's width the model samples
  * with, UNet or DiT. */
@@ -108,6 +118,6 @@ kiln_status kiln_default_checkpoint_open(kiln_checkpoint **out);
 kiln_status kiln_model_load_default(kiln_backend *be, kiln_model **out);
 
 const char *kiln_variant_name(kiln_variant v);
-const char *kiln_prediction_name(kiln_prediction p); /* "eps", "v" */
+const char *kiln_prediction_name(kiln_prediction p); /* "eps", "v", "flow" */
 
 #endif

@@ -41,7 +41,7 @@ kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *
     if (which < 0 || which >= m->info.nclips)
         return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %d: the model has %d", which, m->info.nclips);
     const kiln_clip *clip = &m->clips[which];
-    if (pooled && !clip->projection)
+    if (pooled && !clip->pooled_dim)
         return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %s has no pooled output", clip->config->name);
     clip_job j = {clip, ids, rows, clip_skip, out, NULL};
     if (pooled && !(j.last = malloc((size_t)rows * KILN_CLIP_CONTEXT * clip->config->hidden * sizeof(float))))
@@ -113,7 +113,7 @@ static kiln_status t5_fn(kiln_graph *g, void *ctx)
 
 kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, float *out)
 {
-    if (!m->family->dit) return kiln_fail(KILN_ERR_INVALID_ARG, "t5: a %s model has no T5 encoder", m->info.family);
+    if (!kiln_model_is_dit(m)) return kiln_fail(KILN_ERR_INVALID_ARG, "t5: a %s model has no T5 encoder", m->info.family);
     return kiln_graph_run_once(kiln_weights_backend(m->weights), t5_fn, &(t5_job){&m->t5, ids, n, out});
 }
 
@@ -136,14 +136,53 @@ static kiln_status encode_t5(const kiln_model *m, const char *text, kiln_conditi
     return st;
 }
 
+static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
+                                kiln_conditioning *out);
+
+/* Flux's conditioning, as ComfyUI's FluxClipModel makes it: T5's output on
+ * the prompt's ids padded with 0 to at least 256 (not masked), and CLIP-L's
+ * pooled output (its first window's). */
+static kiln_status encode_flux(const kiln_model *m, const kiln_tokenizer *tok, const char *text,
+                               kiln_conditioning *out)
+{
+    kiln_conditioning clip;
+    TRY(encode_clips(m, tok, text, 0, &clip));
+    int32_t ids[KILN_FLUX_T5_TOKENS > KILN_T5_MAX_TOKENS ? KILN_FLUX_T5_TOKENS : KILN_T5_MAX_TOKENS];
+    int n;
+    kiln_status st = kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n);
+    for (int i = n; i < KILN_FLUX_T5_TOKENS; i++) ids[i] = kiln_spm_pad(m->spm);
+    if (n < KILN_FLUX_T5_TOKENS) n = KILN_FLUX_T5_TOKENS;
+    if (st == KILN_OK && !(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    if (st == KILN_OK) {
+        out->tokens = n;
+        out->dim = m->t5.hidden;
+        st = kiln_t5_encode_ids(m, ids, n, out->data);
+    }
+    out->pooled = clip.pooled, out->pooled_dim = clip.pooled_dim;
+    clip.pooled = NULL;
+    kiln_conditioning_free(&clip);
+    if (st != KILN_OK) kiln_conditioning_free(out);
+    return st;
+}
+
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
-    if (m->family->dit && clip_skip > 1)
+    if (kiln_model_is_dit(m) && clip_skip > 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's T5 encoder is read at its last layer",
                          clip_skip, m->info.family);
-    if (m->family->dit) return encode_t5(m, text, out);
+    if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, out);
+    if (m->family->arch == KILN_ARCH_FLUX) return encode_flux(m, tok, text, out);
+    return encode_clips(m, tok, text, clip_skip, out);
+}
+
+/* CLIPTextEncode on every CLIP tower of the model. */
+static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
+                                kiln_conditioning *out)
+{
+    *out = (kiln_conditioning){0};
     int dim = 0, pooled_dim = 0;
     for (int i = 0; i < m->info.nclips; i++) {
         dim += m->clips[i].config->hidden;
@@ -275,7 +314,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     /* ComfyUI repeats conditionings of different lengths to their least
      * common multiple for a UNet; a DiT reads each at its own length */
-    int tokens = m->family->dit ? 0 : positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
+    int tokens = kiln_model_is_dit(m) ? 0 : positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL, *adm = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
     float *context = tokens ? malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float)) : NULL;
@@ -315,14 +354,15 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
     if (context) put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
-    if (!m->family->dit && (st = kiln_adm_rows(m, job, positive, negative, &adm)) != KILN_OK) goto done;
+    if (!kiln_model_is_dit(m) && (st = kiln_adm_rows(m, job, positive, negative, &adm)) != KILN_OK) goto done;
 
     kiln_denoiser d;
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
     if (st != KILN_OK) goto done;
     d.adm = adm;
+    d.guidance = job->flux_guidance > 0 ? job->flux_guidance : 3.5f; /* FluxGuidance's default */
     kiln_inpaint_mask blend = {mask, scaled, noise};
-    if ((m->family->dit && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
+    if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
         (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK) ||
@@ -341,6 +381,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     args.seed = job->seed;
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
+    args.flow = ms.flow;
     st = kiln_sample(&args, x);
     kiln_denoiser_free(&d);
     if (st != KILN_OK) goto done;

@@ -36,7 +36,9 @@ kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, f
  * pipeline's max_sequence_length, never more than this), the last EOS. A DiT
  * model's kiln_encode_prompt reads the text as it is (no weights, no
  * windows, no clip skip) with the model's own tokenizer. */
-#define KILN_T5_MAX_TOKENS 300
+#define KILN_T5_MAX_TOKENS 512
+/* Flux's T5 ids: padded to at least this many (ComfyUI's min_length) */
+#define KILN_FLUX_T5_TOKENS 256
 
 /* SDXL's vector y for one UNet row, as ComfyUI's SDXL.encode_adm and
  * SDXLRefiner.encode_adm make it: the conditioning's pooled output, then the
@@ -73,6 +75,7 @@ typedef struct kiln_sampling_job {
        already noisy) instead of being noised from the seed */
     int start_step, last_step;
     bool leftover_noise, disable_noise;
+    float flux_guidance; /* Flux dev's embedded guidance (FluxGuidance); 0: its default 3.5 */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

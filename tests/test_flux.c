@@ -1,7 +1,9 @@
-/* FLUX.1's transformer against upstream on tests/data/flux (made by
- * make_flux_data.py with diffusers' FluxTransformer2DModel on a small random
- * model with the dev model's guidance embedding): the packing of latents
- * into patch tokens and back, and the whole transformer on two rows. */
+/* FLUX.1 against upstream on tests/data/flux (made by make_flux_data.py
+ * with diffusers' FluxTransformer2DModel on a small random model with the
+ * dev model's guidance embedding): the packing of latents into patch tokens
+ * and back, the whole transformer on two rows, and the FluxPipeline folder
+ * as a model: detection, CLIP-L's pooled output, T5's padded ids, and a
+ * KSampler run restated from ComfyUI's code (ModelSamplingFlux, CONST). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,8 +11,12 @@
 
 #include "flux.h"
 #include "golden.h"
+#include "model.h"
 #include "parity.h"
+#include "pipeline.h"
+#include "sampler.h"
 #include "status.h"
+#include "tokenizer.h"
 
 #define GOLDEN "flux/golden.safetensors"
 #define TOL 1e-5 /* f32: the same sums in another order */
@@ -61,12 +67,64 @@ static void refusals(void **state)
     kiln_backend_free(be);
 }
 
+#define RUN_GOLDEN "flux/run.golden.safetensors"
+#define RUN_PROMPT "a photograph of an astronaut riding a horse" /* make_flux_data.py's */
+
+static void prompt_encoded(kiln_model *m, const kiln_tokenizer *tok, kiln_st_file *f, const char *text,
+                           const char *which, kiln_conditioning *c)
+{
+    char name[64];
+    assert_kiln_ok(kiln_encode_prompt(m, tok, text, 0, c));
+    snprintf(name, sizeof name, "run.t5_ids.%s", which);
+    golden ids = golden_read(f, name);
+    assert_int_equal(c->tokens, (int)ids.count); /* padded to 256 */
+    assert_int_equal(c->dim, 64);
+    snprintf(name, sizeof name, "run.pooled.%s", which);
+    golden pooled = golden_read(f, name);
+    assert_int_equal(c->pooled_dim, (int)pooled.count);
+    assert_rel_l2_le(c->pooled, pooled.data, pooled.count, TOL);
+    golden_free(&ids);
+    golden_free(&pooled);
+}
+
+static void folder_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
+    assert_string_equal(m->info.family, "flux");
+    assert_string_equal(m->info.unet_name, "flux-dev");
+    assert_int_equal(m->info.prediction, KILN_PREDICTION_FLOW);
+    assert_int_equal(kiln_model_latent_channels(m), 16);
+    assert_float_equal(m->vae.shift_factor, 0.1159f, 0.0f);
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_st_file *f = golden_open(RUN_GOLDEN);
+    kiln_conditioning pos, neg;
+    prompt_encoded(m, tok, f, RUN_PROMPT, "positive", &pos);
+    prompt_encoded(m, tok, f, "", "negative", &neg);
+    kiln_st_close(f);
+    kiln_sampling_job job = {.steps = 4, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
+                             .latent_w = 6, .flux_guidance = 3.5f};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(packing),
         cmocka_unit_test(transformer_matches_diffusers),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(folder_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

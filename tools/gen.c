@@ -1083,7 +1083,7 @@ int main(int argc, char **argv)
     kiln_lora_stats lora_stats[MAX_LORAS];
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
         return fail(o.nloras ? "loading the model and LoRAs" : "--model");
-    if (o.prediction) m->info.prediction = strcmp(o.prediction, "v") == 0 ? KILN_PREDICTION_V : KILN_PREDICTION_EPS;
+    if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
                 m->info.family);

@@ -107,15 +107,17 @@ typedef struct kiln_lora {
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out);
 void kiln_model_free(kiln_model *m);
-/* "sd1", "sd2", "sdxl", "sdxl-refiner" or "pixart". */
+/* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart" or "flux". */
 const char *kiln_model_family(const kiln_model *m);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
  * masked picture's latent), "instruct-pix2pix" (and the picture's latent). */
 const char *kiln_model_variant(const kiln_model *m);
-/* What the UNet predicts: "eps" or "v", as read off the checkpoint or set. */
+/* What the model predicts: "eps" or "v", as read off the checkpoint or set;
+ * "flow" for Flux. */
 const char *kiln_model_prediction(const kiln_model *m);
 /* ModelSamplingDiscrete: "eps" or "v_prediction" ("v"), for a checkpoint
- * whose file does not say (an SD 2.x 768 model saved without its config). */
+ * whose file does not say (an SD 2.x 768 model saved without its config);
+ * a Flux model takes only "flow". */
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
 /* The size, in pixels, the model was trained at: what its file says
  * (modelspec.resolution, "WxH"), else its family's (512, 768, 1024). */

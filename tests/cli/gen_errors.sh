@@ -104,6 +104,13 @@ expect_error "clip skip on PixArt" "clip skip 2: a pixart model's T5 encoder is 
 expect_error "ControlNet on PixArt" "ControlNet works with SD 1.x/2.x/XL UNets" --model "$pixart" --prompt x \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png"
 expect_error "PixArt latent of odd size" "not whole 2x2 patches" --model "$pixart" --prompt x --width 18 --height 16
+flux=$data/flux/tiny
+expect_error "LoRA on Flux" "LoRA on a Flux model" --model "$flux" --prompt x --lora "$data/lora/kohya_ldm.safetensors"
+expect_error "eps sampling of Flux" "model sampling 'eps' on a flux model" --model "$flux" --prompt x --prediction eps
+expect_error "a sampler Flux lacks" "dpmpp_2m_sde on a flow model (Flux): not yet" --model "$flux" --prompt x \
+    --width 16 --height 16 --sampler dpmpp_2m_sde
+expect_error "Flux latent of odd size" "flux: a 8x9 latent is not whole 2x2 patches" --model "$flux" --prompt x \
+    --width 18 --height 16
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
 expect_error "init noise of wrong shape" "noise" --model "$tiny" --prompt x --width 16 --height 16 \
     --init-noise "$data/tiny/unet.safetensors"

@@ -20,18 +20,46 @@ float16, so the float32 goldens are exactly what the stored weights give.
          hooks on the embedders and every block (for finding where a port
          goes wrong).
 
+  tiny/  the whole model as a FluxPipeline folder: transformer/ the one above,
+       text_encoder/ the tiny SD 1.x model's CLIP (read for its pooled
+       output, 32 wide), text_encoder_2/ and tokenizer_2/ tests/data/pixart's
+       tiny T5 and SentencePiece model, all linked; vae/ tests/data/vae_flux's
+       16-channel VAE (the same seeded weights, rebuilt by its script's
+       config) in diffusers' names with FLUX.1's scale and shift;
+       model_index.json.
+  run.golden.safetensors: a KSampler run restated from ComfyUI's code
+       (tests/data/flow/make_flow_data.py's ModelSamplingFlux, shift 1.15;
+       CONST; the simple scheduler, 4 steps of euler, cfg 2, seed 42, an 8x6
+       latent, FluxGuidance 3.5): run.clip_ids.{positive,negative} (the
+       CLIP tokenizer goldens' ids of RUN_PROMPT and of ""), run.pooled.*
+       (CLIPTextModel's pooler_output), run.t5_ids.* (T5Tokenizer(legacy)
+       ids padded with 0 to 256, as ComfyUI's Flux T5 tokenizer), run.noise,
+       run.sigmas, run.denoised.N, run.latent_out (x / 0.3611 + 0.1159) and
+       run.image (VAEDecode of it).
+
 Run from the repository root with diffusers 0.30.3 and torch installed:
   python3 tests/data/flux/make_flux_data.py
 """
 import os
 import sys
 
+import json
+
 import torch
-from diffusers import FluxPipeline, FluxTransformer2DModel
+from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel
+from transformers import CLIPTextModel, T5EncoderModel, T5Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from sd_common import PT, randomize, record_outputs, save_goldens, save_half, write_json  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "flow"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "vae_flux"))
+import make_vae_flux_data  # noqa: E402
+from make_flow_data import ModelSamplingFlux, simple  # noqa: E402
+from sd_common import (PT, decode_image, randomize, record_outputs, save_goldens, save_half,  # noqa: E402
+                       write_json)
+
+DATA = os.path.dirname(HERE)
+RUN_PROMPT = "a photograph of an astronaut riding a horse"  # a case of tests/data/tokenizer's goldens
 
 CONFIG = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
               num_attention_heads=2, joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True,
@@ -73,6 +101,84 @@ def main():
     g.update({"sample": sample, "packed": packed, "context": context, "pooled": pooled, "timestep": timestep,
               "guidance": guidance, "img_ids": img_ids[0], "txt_ids": txt_ids[0], "out": out})
     save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/golden.safetensors")
+    flux_run(flux)
+
+
+def link(name, target):
+    path = f"{HERE}/tiny/{name}"
+    if not os.path.islink(path):
+        os.symlink(target, path)
+
+
+def tiny_vae():
+    """tests/data/vae_flux's VAE: its script's config and seed give the same
+    weights; written in diffusers' names as a folder part."""
+    torch.manual_seed(23)
+    vae = AutoencoderKL(**make_vae_flux_data.CONFIG).eval()
+    randomize(vae, table=lambda name: False)
+    os.makedirs(f"{HERE}/tiny/vae", exist_ok=True)
+    save_half(vae.state_dict(), f"{HERE}/tiny/vae/diffusion_pytorch_model.safetensors", metadata=PT)
+    write_json({"_class_name": "AutoencoderKL", **make_vae_flux_data.CONFIG}, f"{HERE}/tiny/vae/config.json")
+    return vae
+
+
+def flux_run(flux):
+    os.makedirs(f"{HERE}/tiny", exist_ok=True)
+    link("transformer", "../transformer")
+    link("text_encoder", "../../tiny/sd15_tiny_diffusers/text_encoder")
+    link("text_encoder_2", "../../pixart/tiny/text_encoder")
+    link("tokenizer_2", "../../pixart/tiny/tokenizer")
+    vae = tiny_vae()
+    write_json({"_class_name": "FluxPipeline", "_diffusers_version": "0.30.3",
+                "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "T5EncoderModel"],
+                "tokenizer_2": ["transformers", "T5TokenizerFast"], "transformer": ["diffusers", "FluxTransformer2DModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+                "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}, f"{HERE}/tiny/model_index.json")
+
+    with open(f"{DATA}/tokenizer/tokenizer_goldens.json") as f:
+        cases = {c["prompt"]: c["ids_77"] for c in json.load(f)["prompts"]}
+    clip_ids = {"positive": cases[RUN_PROMPT], "negative": [49406] + [49407] * 76}
+    clip = CLIPTextModel.from_pretrained(f"{HERE}/tiny/text_encoder").eval()
+    t5 = T5EncoderModel.from_pretrained(f"{HERE}/tiny/text_encoder_2").eval()
+    tok = T5Tokenizer(vocab_file=f"{HERE}/tiny/tokenizer_2/spiece.model", legacy=True)
+    g, ctx, pooled = {}, {}, {}
+    with torch.no_grad():
+        for which, text in (("positive", RUN_PROMPT), ("negative", "")):
+            ids = torch.tensor([clip_ids[which]])
+            g[f"run.clip_ids.{which}"] = ids.int()
+            pooled[which] = g[f"run.pooled.{which}"] = clip(input_ids=ids).pooler_output
+            t5_ids = tok(text).input_ids
+            t5_ids = t5_ids + [0] * (256 - len(t5_ids))
+            g[f"run.t5_ids.{which}"] = torch.tensor([t5_ids]).int()
+            ctx[which] = t5(input_ids=torch.tensor([t5_ids])).last_hidden_state
+
+    h, w, steps, cfg, guidance = 8, 6, 4, 2.0, 3.5
+    ms = ModelSamplingFlux(1.15)
+    sigmas = simple(ms, steps)
+    img_ids = FluxPipeline._prepare_latent_image_ids(1, h, w, "cpu", torch.float32)
+    txt_ids = torch.zeros(1, 256, 3)
+
+    def model(x, sigma, which):
+        packed = FluxPipeline._pack_latents(x, 1, 16, h, w)
+        with torch.no_grad():
+            out = flux(hidden_states=packed, encoder_hidden_states=ctx[which], pooled_projections=pooled[which],
+                       timestep=sigma.view(1), img_ids=img_ids, txt_ids=txt_ids,
+                       guidance=torch.tensor([guidance]), return_dict=False)[0]
+        return FluxPipeline._unpack_latents(out, h, w, 2)  # (h/2, w/2) patches of 2x2
+
+    torch.manual_seed(42)
+    noise = torch.randn(1, 16, h, w)
+    x = sigmas[0] * noise + (1.0 - sigmas[0]) * ((0.0 - 0.1159) * 0.3611)  # CONST on the empty latent, process_in
+    for i in range(len(sigmas) - 1):
+        s = sigmas[i]
+        x0 = {k: x - model(x, s, k) * s for k in ("negative", "positive")}  # CONST: x - out sigma
+        d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
+        g[f"run.denoised.{i}"] = d
+        x = x + (x - d) / s * (sigmas[i + 1] - s)
+    latent = x / 0.3611 + 0.1159  # process_out (inverse noise scaling at sigma 0 is x itself)
+    g.update({"run.noise": noise, "run.sigmas": sigmas, "run.latent_out": latent,
+              "run.image": decode_image(vae, latent)})
+    save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/run.golden.safetensors")
 
 
 if __name__ == "__main__":
