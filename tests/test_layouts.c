@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kiln_test.h"
@@ -227,12 +228,128 @@ static int teardown(void **state)
     return system(cmd);
 }
 
+/* A DiT diffusers folder of sparse parts: each (part, manifest) pair as
+ * <dir>/<part>/<file>, a config where given, the T5 tokenizer linked from
+ * the tests' small one (its 1000 pieces fit any T5 table). */
+typedef struct folder_part {
+    const char *part, *manifest, *config;
+} folder_part;
+
+static void write_folder(const char *dir, const folder_part *parts, int nparts, const char *tokenizer)
+{
+    char path[1024];
+    assert_int_equal(mkdir(dir, 0755), 0);
+    for (int i = 0; i < nparts; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, parts[i].part);
+        assert_int_equal(mkdir(path, 0755), 0);
+        bool encoder = strncmp(parts[i].part, "text_encoder", 12) == 0;
+        snprintf(path, sizeof path, "%s/%s/%s", dir, parts[i].part,
+                 encoder ? "model.safetensors" : "diffusion_pytorch_model.safetensors");
+        write_sparse(parts[i].manifest, path);
+        if (!parts[i].config) continue;
+        snprintf(path, sizeof path, "%s/%s/config.json", dir, parts[i].part);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(parts[i].config, f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, tokenizer);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/%s/spiece.model", dir, tokenizer);
+    assert_int_equal(symlink(kiln_test_data("spm_tokenizer/spiece.model"), path), 0);
+}
+
+static kiln_model *load_folder(const char *dir)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(dir, be, &m));
+    return m;
+}
+
+/* T5 v1.1 XXL as both DiTs read it. */
+static void check_t5_xxl(const kiln_model *m)
+{
+    assert_int_equal(m->t5.layers, 24);
+    assert_int_equal(m->t5.heads, 64);
+    assert_int_equal(m->t5.head_dim, 64);
+    assert_int_equal(m->t5.ff, 10240);
+    assert_int_equal(m->t5.vocab, 32128);
+}
+
+static void pixart_xl_2_1024(void **state)
+{
+    (void)state;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/pixart", tmpdir);
+    const folder_part parts[] = {
+        {"transformer", "layouts/pixart_xl_2_1024_transformer.json", "{\"sample_size\": 128}"},
+        {"text_encoder", "layouts/t5_v1_1_xxl.json", NULL},
+        {"vae", "layouts/sd_vae.json", NULL},
+    };
+    write_folder(dir, parts, 3, "tokenizer");
+    kiln_model *m = load_folder(dir);
+    assert_string_equal(m->info.family, "pixart");
+    assert_string_equal(m->info.unet_name, "pixart-alpha");
+    assert_int_equal(m->pixart.layers, 28);
+    assert_int_equal(m->pixart.heads, 16);
+    assert_int_equal(m->pixart.hidden, 1152);
+    assert_true(m->pixart.size_conditions);
+    assert_int_equal(m->pixart.out_channels, 8);
+    check_t5_xxl(m);
+    assert_string_equal(m->info.vae_name, "sd-vae");
+    release(m);
+}
+
+static void flux1(const char *name, const char *manifest, bool dev)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    const folder_part parts[] = {
+        {"transformer", manifest, "{\"axes_dims_rope\": [16, 56, 56]}"},
+        {"text_encoder", "layouts/clip_vit_l14_text.json", NULL},
+        {"text_encoder_2", "layouts/t5_v1_1_xxl.json", NULL},
+        {"vae", "layouts/flux_vae.json", "{\"scaling_factor\": 0.3611, \"shift_factor\": 0.1159}"},
+    };
+    write_folder(dir, parts, 4, "tokenizer_2");
+    kiln_model *m = load_folder(dir);
+    assert_string_equal(m->info.family, "flux");
+    assert_string_equal(m->info.unet_name, dev ? "flux-dev" : "flux-schnell");
+    assert_int_equal(m->flux.ndouble, 19);
+    assert_int_equal(m->flux.nsingle, 38);
+    assert_int_equal(m->flux.heads, 24);
+    assert_int_equal(m->flux.head_dim, 128);
+    assert_int_equal(m->flux.guidance, dev);
+    assert_int_equal(m->flux.pooled_dim, 768);
+    assert_string_equal(m->info.clip_names[0], "clip-vit-l14");
+    check_t5_xxl(m);
+    assert_int_equal(m->vae.config->latent_channels, 16);
+    assert_float_equal(m->vae.scaling_factor, 0.3611f, 0.0f);
+    assert_float_equal(m->vae.shift_factor, 0.1159f, 0.0f);
+    release(m);
+}
+
+static void flux1_dev(void **state)
+{
+    (void)state;
+    flux1("flux-dev", "layouts/flux_dev_transformer.json", true);
+}
+
+static void flux1_schnell(void **state)
+{
+    (void)state;
+    flux1("flux-schnell", "layouts/flux_schnell_transformer.json", false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(sd15),           cmocka_unit_test(sd21_768v),
                                        cmocka_unit_test(sdxl_base),      cmocka_unit_test(sdxl_refiner),
                                        cmocka_unit_test(ip_adapter_sd15), cmocka_unit_test(ip_adapter_sdxl),
                                        cmocka_unit_test(ip_adapter_plus_sd15),
-                                       cmocka_unit_test(ip_adapter_plus_sdxl_vit_h)};
+                                       cmocka_unit_test(ip_adapter_plus_sdxl_vit_h),
+                                       cmocka_unit_test(pixart_xl_2_1024), cmocka_unit_test(flux1_dev),
+                                       cmocka_unit_test(flux1_schnell)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
