@@ -229,7 +229,8 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
 
 /* Flux on rows [first, first + B) of the call, all with caption `which`
  * (0 negative, 1 positive): the latent packed into 2x2 patches, unpacked
- * after. */
+ * after. One buffer holds the packed rows going in and coming out: a graph
+ * run uploads its inputs before it copies any output back. */
 static kiln_status flux_rows(kiln_denoiser *d, kiln_graph *g, int first, int which)
 {
     const kiln_model *m = d->model;
