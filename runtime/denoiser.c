@@ -33,6 +33,9 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
 
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint)
 {
+    /* the kept part is renoised the eps way below; a flow model mixes noise in as sigma n + (1 - sigma) x */
+    if (d->model->info.prediction == KILN_PREDICTION_FLOW)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "inpainting on a flow model (Flux): not yet");
     size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
     d->blended = malloc(d->batch * latent * sizeof(float));
     if (!d->blended) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
