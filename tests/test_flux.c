@@ -2,8 +2,9 @@
  * with diffusers' FluxTransformer2DModel on a small random model with the
  * dev model's guidance embedding): the packing of latents into patch tokens
  * and back, the whole transformer on two rows, and the FluxPipeline folder
- * as a model: detection, CLIP-L's pooled output, T5's padded ids, and a
- * KSampler run restated from ComfyUI's code (ModelSamplingFlux, CONST). */
+ * as a model: detection, CLIP-L's pooled output, T5's padded ids, and
+ * KSampler runs restated from ComfyUI's code (ModelSamplingFlux, CONST):
+ * txt2img and img2img. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,19 @@ static void folder_run(void **state)
     assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
     assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
     parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
+
+    /* img2img at denoise 0.6: the LATENT mixed in the flow way */
+    f = golden_open(RUN_GOLDEN);
+    golden in = golden_read(f, "img2img.latent_in"), want = golden_read(f, "img2img.latent_out");
+    job.init_latent = in.data;
+    job.denoise = 0.6;
+    float *latent;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    free(latent);
+    golden_free(&in);
+    golden_free(&want);
+    kiln_st_close(f);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);

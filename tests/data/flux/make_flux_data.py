@@ -35,7 +35,8 @@ float16, so the float32 goldens are exactly what the stored weights give.
        (CLIPTextModel's pooler_output), run.t5_ids.* (T5Tokenizer(legacy)
        ids padded with 0 to 256, as ComfyUI's Flux T5 tokenizer), run.noise,
        run.sigmas, run.denoised.N, run.latent_out (x / 0.3611 + 0.1159) and
-       run.image (VAEDecode of it).
+       run.image (VAEDecode of it); img2img.*: the same at denoise 0.6 from
+       img2img.latent_in (a random LATENT as VAEEncode gives one).
 
 Run from the repository root with diffusers 0.30.3 and torch installed:
   python3 tests/data/flux/make_flux_data.py
@@ -166,18 +167,27 @@ def flux_run(flux):
                        guidance=torch.tensor([guidance]), return_dict=False)[0]
         return FluxPipeline._unpack_latents(out, h, w, 2)  # (h/2, w/2) patches of 2x2
 
-    torch.manual_seed(42)
-    noise = torch.randn(1, 16, h, w)
-    x = sigmas[0] * noise + (1.0 - sigmas[0]) * ((0.0 - 0.1159) * 0.3611)  # CONST on the empty latent, process_in
-    for i in range(len(sigmas) - 1):
-        s = sigmas[i]
-        x0 = {k: x - model(x, s, k) * s for k in ("negative", "positive")}  # CONST: x - out sigma
-        d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
-        g[f"run.denoised.{i}"] = d
-        x = x + (x - d) / s * (sigmas[i + 1] - s)
-    latent = x / 0.3611 + 0.1159  # process_out (inverse noise scaling at sigma 0 is x itself)
-    g.update({"run.noise": noise, "run.sigmas": sigmas, "run.latent_out": latent,
-              "run.image": decode_image(vae, latent)})
+    def sample(sigmas, latent_in, prefix):
+        """KSampler: CONST's noise mixing of the latent as the model takes it
+        (process_in), euler with CFG, process_out."""
+        torch.manual_seed(42)
+        noise = torch.randn(1, 16, h, w)
+        x = sigmas[0] * noise + (1.0 - sigmas[0]) * ((latent_in - 0.1159) * 0.3611)
+        for i in range(len(sigmas) - 1):
+            s = sigmas[i]
+            x0 = {k: x - model(x, s, k) * s for k in ("negative", "positive")}  # CONST: x - out sigma
+            d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
+            g[f"{prefix}denoised.{i}"] = d
+            x = x + (x - d) / s * (sigmas[i + 1] - s)
+        latent = x / 0.3611 + 0.1159  # process_out (inverse noise scaling at sigma 0 is x itself)
+        g.update({f"{prefix}noise": noise, f"{prefix}sigmas": sigmas, f"{prefix}latent_out": latent,
+                  f"{prefix}image": decode_image(vae, latent)})
+
+    sample(sigmas, torch.zeros(1, 16, h, w), "run.")  # txt2img: the empty latent
+    # img2img at denoise 0.6: KSampler's schedule for int(4 / 0.6) = 6 steps, its last 5 sigmas
+    latent_in = torch.randn(1, 16, h, w, generator=torch.Generator().manual_seed(8))
+    g["img2img.latent_in"] = latent_in
+    sample(simple(ms, int(steps / 0.6))[-(steps + 1):], latent_in, "img2img.")
     save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/run.golden.safetensors")
 
 
