@@ -67,10 +67,12 @@ static kiln_status set_flux_inputs(kiln_denoiser *d)
     if (d->h % 2 || d->w % 2)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: a %dx%d latent is not whole 2x2 patches", d->h, d->w);
     d->dit_out = malloc(B * d->channels * d->h * d->w * sizeof(float));
-    d->flux_guidance = malloc(B * sizeof(float));
-    if (!d->dit_out || !d->flux_guidance) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-    for (size_t b = 0; b < B; b++) d->flux_guidance[b] = d->guidance;
+    if (!d->dit_out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
     for (int i = 0; i < 2; i++) {
+        /* the negative rows at ComfyUI's default, as without FluxGuidance on that prompt */
+        if (!(d->flux_guidance[i] = malloc(B * sizeof(float))))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+        for (size_t b = 0; b < B; b++) d->flux_guidance[i][b] = i ? d->guidance : (float)KILN_FLUX_GUIDANCE;
         const kiln_conditioning *c = d->captions[i];
         if (c->pooled_dim != f->pooled_dim || !c->pooled)
             return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning has no pooled output of %d (CLIP-L's)",
@@ -179,8 +181,10 @@ void kiln_denoiser_free(kiln_denoiser *d)
         free(d->flux_pooled[i]);
         d->flux_context[i] = d->flux_pooled[i] = NULL;
     }
-    free(d->flux_guidance);
-    d->flux_guidance = NULL;
+    for (int i = 0; i < 2; i++) {
+        free(d->flux_guidance[i]);
+        d->flux_guidance[i] = NULL;
+    }
     d->graph = NULL;
     d->unet_in = d->unet_out = NULL;
 }
@@ -243,7 +247,7 @@ static kiln_status flux_rows(kiln_denoiser *d, kiln_graph *g, int first, int whi
     flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = d->dit_out,
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
-                     .guidance = m->flux.guidance ? d->flux_guidance : NULL};
+                     .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
     kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, false, d->unet_out + first * latent);
     return KILN_OK;

@@ -79,6 +79,8 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v"))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
+    if (!(run->flux_guidance >= 0 && run->flux_guidance <= 100))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: guidance %g", run->flux_guidance);
     if ((run->mask || run->outpaint) && !run->init_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
@@ -388,7 +390,8 @@ static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int
     cJSON *in = add_sampler_node(g, id, "KSampler", "seed", run, steps);
     add_number(g, in, "denoise", denoise);
     add_link(g, in, "model", model, 0);
-    add_link(g, in, "positive", prompts ? prompts : "6", 0);
+    /* the positive prompt through FluxGuidance "30" where the run set one */
+    add_link(g, in, "positive", prompts ? prompts : run->flux_guidance ? "30" : "6", 0);
     add_link(g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
     add_link(g, in, "latent_image", latent, latent_output);
 }
@@ -511,6 +514,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     }
 
     add_prompt_encoders(&g, run, "6", "7", false, clip, clip_output);
+    if (run->flux_guidance) {
+        in = add_node(&g, "30", "FluxGuidance");
+        add_number(&g, in, "guidance", run->flux_guidance);
+        add_link(&g, in, "conditioning", "6", 0);
+    }
 
     in = add_node(&g, "8", "VAEDecode");
     add_link(&g, in, "samples", run->hires_scale ? "61" : run->refiner ? "93" : "3", 0);

@@ -25,6 +25,7 @@ typedef struct kiln_run_info {
     const char *sampler;   /* ComfyUI name: "euler", "dpmpp_2m", ... */
     const char *scheduler; /* ComfyUI name: "normal", "karras", ... */
     double cfg;
+    double flux_guidance; /* Flux dev's FluxGuidance on the positive prompt ("30"), 0 for none */
     uint64_t seed;
     int width, height; /* of the output image, in pixels */
     int batch_size;

@@ -76,6 +76,7 @@ typedef struct wf_value {
     bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
     kiln_sdxl_cond sdxl;
     const kiln_latent *edit; /* InstructPixToPixConditioning's picture (its node's positive output holds it) */
+    double flux_guidance;    /* FluxGuidance's; 0: none */
     kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
     kiln_image *images;   /* IMAGE: a batch; MASK: one */
@@ -625,7 +626,7 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
 {
     const kiln_conditioning *src = &from->cond;
     *to = (wf_value){.kind = WF_CONDITIONING, .control = from->control, .has_sdxl = from->has_sdxl,
-                     .sdxl = from->sdxl, .edit = from->edit};
+                     .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance};
     to->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
                                    src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
                                    src->pooled_dim};
@@ -657,6 +658,21 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n)
         TRY(copy_conditioning(from[i], &n->out[i]));
         n->out[i].control = c;
     }
+    return KILN_OK;
+}
+
+/* FluxGuidance: the guidance Flux dev embeds, on this conditioning. kiln
+ * takes it on the positive prompt (see kiln_ksampler_params). */
+static kiln_status flux_guidance(wf_run *r, wf_node *n)
+{
+    wf_value *cond;
+    double guidance;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(number(n, "guidance", &guidance));
+    if (!(guidance > 0.0 && guidance <= 100.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "guidance %g: must be in (0, 100]", guidance);
+    TRY(copy_conditioning(cond, &n->out[0]));
+    n->out[0].flux_guidance = guidance;
     return KILN_OK;
 }
 
@@ -795,6 +811,10 @@ static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
         if (r->models[i].model == m)
             TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
                                                                       : r->models[i].prediction));
+    if (neg->flux_guidance && neg->flux_guidance != KILN_FLUX_GUIDANCE)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "FluxGuidance %g on the negative prompt (kiln keeps it at 3.5)",
+                         neg->flux_guidance);
+    p.flux_guidance = pos->flux_guidance;
     kiln_control_apply apply;
     if (pos->control.path) {
         wf_net *net;
@@ -881,12 +901,12 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
-                                         "InstructPixToPixConditioning", "ImagePadForOutpaint"};
+                                         "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
         vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
-        vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint};
+        vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;

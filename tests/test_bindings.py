@@ -345,6 +345,22 @@ class Advanced(unittest.TestCase):
         with self.assertRaises(kiln.KilnError):
             pixart.encode("x", 2)
 
+    def test_flux_guidance(self):
+        """A Flux folder's run: FluxGuidance's default spelled out is the
+        plain run to the bit, another guidance another run."""
+        flux = kiln.load_checkpoint(backend, data("flux/tiny"))
+        self.assertEqual((flux.family, flux.prediction), ("flux", "flow"))
+        positive, negative = flux.encode("a red fox"), flux.encode("")
+        empty = flux.empty_latent(16, 16)
+
+        def run(**kwargs):
+            return flux.ksampler(positive, negative, empty, seed=3, steps=3, cfg=1.0, scheduler="simple",
+                                 **kwargs).to_list()
+
+        plain = run()
+        self.assertEqual(run(flux_guidance=3.5), plain)
+        self.assertGreater(rel_l2(run(flux_guidance=1.5), plain), 1e-3)
+
     def test_latent_upscale_by(self):
         latent = small_run(steps=1)
         doubled = latent.upscale_by(2.0)
@@ -390,11 +406,11 @@ class Workflows(unittest.TestCase):
 
     def test_unknown_node(self):
         graph = {"9": {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}},
-                 "5": {"class_type": "FluxGuidance", "inputs": {}}}
+                 "5": {"class_type": "SamplerCustomAdvanced", "inputs": {}}}
         with self.assertRaises(kiln.KilnError) as caught:
             kiln.run_workflow(backend, json.dumps(graph))
         self.assertEqual(caught.exception.status, "KILN_ERR_UNSUPPORTED")
-        self.assertIn("node 5 (FluxGuidance)", caught.exception.message)
+        self.assertIn("node 5 (SamplerCustomAdvanced)", caught.exception.message)
 
 
 class Inpainting(unittest.TestCase):

@@ -368,7 +368,7 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/pixart/tiny --cfg 4.5", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %s/pixart", KILN_TEST_DATA);
     workflow_again("pixart", flags, dir);
-    snprintf(flags, sizeof flags, "--model %s/flux/tiny --cfg 1 --scheduler simple", KILN_TEST_DATA);
+    snprintf(flags, sizeof flags, "--model %s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %s/flux", KILN_TEST_DATA);
     workflow_again("flux", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "

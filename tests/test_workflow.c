@@ -107,9 +107,9 @@ static void refusals(void **state)
     expect_refusal("not json", KILN_ERR_FORMAT, "API format");
     expect_refusal("{\"nodes\": [], \"links\": []}", KILN_ERR_FORMAT, "Save (API)");
     expect_refusal("{" CKPT "}", KILN_ERR_INVALID_ARG, "no SaveImage");
-    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"FluxGuidance\", \"inputs\": {}}, "
+    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {}}, "
                    DECODE_SAVE("[\"5\", 0]") "}",
-                   KILN_ERR_UNSUPPORTED, "node 5 (FluxGuidance)");
+                   KILN_ERR_UNSUPPORTED, "node 5 (SamplerCustomAdvanced)");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"77\", 0]") "}", KILN_ERR_INVALID_ARG, "node 77, which is not");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"4\", 1]") "}", KILN_ERR_INVALID_ARG,
                    "node 8 (VAEDecode): input 'samples' wants a LATENT; node 4's output 1 is CLIP");
@@ -131,6 +131,14 @@ static void refusals(void **state)
                    "[\"12\", 0], \"mask\": [\"53\", 1]}}, " DECODE_SAVE("[\"14\", 0]") "}",
                    KILN_ERR_UNSUPPORTED, "an outpainting mask on another latent");
 #undef PAD
+    expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", \"clip\": [\"4\", 1]}}, "
+                   "\"31\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 2, \"conditioning\": [\"6\", 0]}}, "
+                   "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "
+                   "\"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 1, \"steps\": 1, "
+                   "\"cfg\": 2, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
+                   "\"positive\": [\"6\", 0], \"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "
+                   DECODE_SAVE("[\"3\", 0]") "}",
+                   KILN_ERR_UNSUPPORTED, "FluxGuidance 2 on the negative prompt");
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");

@@ -57,7 +57,7 @@ typedef struct gen_options {
     bool compute_set; /* --compute given; else the backend chooses */
     int width, height, steps, batch, clip_skip, threads, device; /* clip_skip 0: the model's own */
     const char *prediction; /* --prediction eps|v; NULL: the model's own */
-    double cfg, denoise;
+    double cfg, denoise, guidance; /* guidance 0: Flux dev's default */
     uint64_t seed;
     bool seed_given, size_given, json, list_devices;
     kiln_lora loras[MAX_LORAS];
@@ -82,7 +82,8 @@ static void usage(FILE *to)
             "  --negative-prompt TEXT\n"
             "  --width W --height H   pixels (default 512, SDXL 1024, or the model's native size)\n"
             "  --steps N              sampling steps (default 20)\n"
-            "  --cfg S                classifier-free guidance scale (default 7)\n"
+            "  --cfg S                classifier-free guidance scale (default 7; 1 for Flux)\n"
+            "  --guidance G           Flux dev: the guidance it embeds, as FluxGuidance (default 3.5)\n"
             "  --sampler NAME         ComfyUI sampler: euler euler_ancestral heun dpm_2 dpm_2_ancestral lms\n"
             "                         dpmpp_2s_ancestral dpmpp_sde dpmpp_2m dpmpp_2m_sde dpmpp_3m_sde ddim\n"
             "                         uni_pc lcm ipndm deis (default euler)\n"
@@ -256,7 +257,8 @@ static int parse(int argc, char **argv, gen_options *o)
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
-           O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS };
+           O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
+           O_GUIDANCE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -287,6 +289,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"sdxl-target", required_argument, 0, O_SDXL_TARGET}, {"aesthetic", required_argument, 0, O_AESTHETIC},
         {"negative-aesthetic", required_argument, 0, O_NEGATIVE_AESTHETIC},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
+        {"guidance", required_argument, 0, O_GUIDANCE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -344,6 +347,9 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_INFO: o->info = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
         case O_WORKFLOW: o->workflow = optarg; break;
+        case O_GUIDANCE:
+            if (!parse_double(optarg, 0.01, 100, &o->guidance)) return bad_flag("--guidance", optarg, "must be 0.01..100");
+            break;
         case O_MODELS:
             if (o->nmodel_dirs == MAX_MODEL_DIRS) return bad_flag("--models", optarg, "at most 16 folders");
             o->model_dirs[o->nmodel_dirs++] = optarg;
@@ -1057,7 +1063,8 @@ int main(int argc, char **argv)
     if (o.info) return print_info(o.info);
     if (o.list_devices) return list_devices();
 
-    kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch};
+    kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
+                             .flux_guidance = (float)o.guidance};
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     if (!o.seed_given && getrandom(&o.seed, sizeof o.seed, 0) != sizeof o.seed) o.seed = (uint64_t)time(NULL);
@@ -1087,6 +1094,11 @@ int main(int argc, char **argv)
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
                 m->info.family);
+        return 2;
+    }
+    if (o.guidance && !(m->family->arch == KILN_ARCH_FLUX && m->flux.guidance)) {
+        fprintf(stderr, "gen: --guidance is Flux dev's (the guidance it embeds); %s is %s\n",
+                o.model ? o.model : "the default model", m->info.unet_name);
         return 2;
     }
     if (o.sdxl_given && strcmp(m->info.family, "sdxl") != 0) {
@@ -1198,6 +1210,7 @@ int main(int argc, char **argv)
 
     kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
+                         .flux_guidance = o.guidance,
                          .width = first_width, .height = first_height, .batch_size = o.batch,
                          .clip_skip = clip_skip, .model_clip_skip = model_clip_skip,
                          .prediction = o.prediction,

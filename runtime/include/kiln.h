@@ -289,6 +289,10 @@ typedef struct kiln_sdxl_cond {
                                              defaults: 6 and 2.5; set both where this struct is given) */
 } kiln_sdxl_cond;
 
+/* FluxGuidance's default, and the guidance Flux dev embeds for a prompt
+ * without that node. */
+#define KILN_FLUX_GUIDANCE 3.5
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -308,6 +312,8 @@ typedef struct kiln_ksampler_params {
     bool leftover_noise, disable_noise;
     kiln_progress_fn progress;         /* NULL: none */
     void *progress_ctx;
+    double flux_guidance; /* Flux dev: FluxGuidance on the positive prompt (0: its default 3.5); the negative
+                             prompt keeps 3.5, as a graph without FluxGuidance on it does */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
@@ -327,9 +333,10 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode,
  * ControlNetLoader, ControlNetApplyAdvanced, IPAdapterModelLoader,
  * CLIPVisionLoader, IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask,
- * VAEEncodeForInpaint, InstructPixToPixConditioning, LatentUpscaleBy,
- * RepeatLatentBatch, UpscaleModelLoader, ImageUpscaleWithModel, SaveImage,
- * PreviewImage; any other is refused by its id and name. */
+ * VAEEncodeForInpaint, ImagePadForOutpaint, InstructPixToPixConditioning,
+ * FluxGuidance, LatentUpscaleBy, RepeatLatentBatch, UpscaleModelLoader,
+ * ImageUpscaleWithModel, SaveImage, PreviewImage; any other is refused by
+ * its id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are
        looked up when they are not paths: in each folder's subfolder for the

@@ -111,6 +111,7 @@ expect_error "a sampler Flux lacks" "dpmpp_2m_sde on a flow model (Flux): not ye
     --width 16 --height 16 --sampler dpmpp_2m_sde
 expect_error "inpainting on Flux" "inpainting on a flow model (Flux): not yet" --model "$flux" --prompt x \
     --init-image "$data/inpaint/image_20x17.png" --mask "$data/inpaint/mask_20x17.png"
+expect_error "guidance on an SD model" "--guidance is Flux dev's" --model "$tiny" --prompt x --guidance 2
 expect_error "Flux latent of odd size" "flux: a 8x9 latent is not whole 2x2 patches" --model "$flux" --prompt x \
     --width 18 --height 16
 expect_error "missing init image" "nosuch.png" --model "$tiny" --prompt x --init-image "$tmp/nosuch.png"
