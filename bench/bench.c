@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "model.h"
+#include "pipeline.h"
 #include "status.h"
 
 typedef struct bench_options {
@@ -48,6 +49,12 @@ typedef struct bench_ctx {
     float *y;       /* (2,adm) SDXL's vector, zeros; NULL for other UNets */
     float t[2];
     int32_t ids[2 * 77];
+    /* a DiT's: both rows read the same T5 rows (zeros) and, Flux, pooled output */
+    int caption_tokens; /* PixArt-alpha's longest prompt, ComfyUI's Flux padding */
+    float *caption;     /* (2,T,D) */
+    float *pooled;      /* (2,P) */
+    float guidance[2];
+    float *out;         /* the DiT's output rows */
 } bench_ctx;
 
 static kiln_status text_fn(kiln_graph *g, void *ctx)
@@ -71,6 +78,41 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     if (b->y) TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){2, cfg->adm_channels}, b->y));
     TRY(kiln_unet_forward(g, &b->m->unet, x, &(kiln_unet_cond){.t = t, .context = c, .y = y}, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, b->latent, kiln_tensor_nbytes(eps));
+}
+
+/* One call's model work on the two rows of CFG: the UNet, or a DiT (which
+ * runs its own graph). */
+static kiln_status model_step(kiln_graph *g, bench_ctx *b)
+{
+    const kiln_model *m = b->m;
+    switch (m->family->arch) {
+    case KILN_ARCH_PIXART: {
+        const int f = kiln_vae_factor(m->vae.config), T = b->caption_tokens;
+        const float *captions[2] = {b->caption, b->caption};
+        const int tokens[2] = {T, T};
+        pixart_input in = {.rows = 2, .h = b->latent_h, .w = b->latent_w, .latent = b->latent, .timesteps = b->t,
+                           .captions = captions, .caption_tokens = tokens, .height = (float)(f * b->latent_h),
+                           .width = (float)(f * b->latent_w)};
+        return kiln_pixart_forward(g, &m->pixart, &in, b->out);
+    }
+    case KILN_ARCH_FLUX: {
+        flux_input in = {.rows = 2, .h = b->latent_h / 2, .w = b->latent_w / 2, .tokens = b->latent,
+                         .context = b->caption, .context_tokens = b->caption_tokens, .pooled = b->pooled,
+                         .timesteps = b->t, .guidance = m->flux.guidance ? b->guidance : NULL};
+        return kiln_flux_forward(g, &m->flux, &in, b->out);
+    }
+    case KILN_ARCH_UNET: break;
+    }
+    return kiln_graph_run(g, unet_fn, b);
+}
+
+/* The text step: the first CLIP tower on both rows, or a DiT's T5 on its
+ * caption's length. */
+static kiln_status text_step(kiln_graph *g, bench_ctx *b)
+{
+    if (!kiln_model_is_dit(b->m)) return kiln_graph_run(g, text_fn, b);
+    int32_t ids[KILN_FLUX_T5_TOKENS] = {0}; /* padding */
+    return kiln_t5_encode_ids(b->m, ids, b->caption_tokens, b->caption);
 }
 
 static kiln_status decode_fn(kiln_graph *g, void *ctx)
@@ -164,23 +206,30 @@ int main(int argc, char **argv)
     kiln_model *m;
     if (kiln_model_load(o.model, be, &m) != KILN_OK) return fail("--model");
     double load_ms = now_ms() - t0;
-    if (kiln_model_is_dit(m)) { /* its step is timed by gen's it/s for now */
-        fprintf(stderr, "bench: %s is a %s model; bench times SD 1.x/2.x/XL UNet steps\n", o.model, m->info.family);
-        kiln_model_free(m);
-        kiln_backend_free(be);
-        return 2;
-    }
-
-    int f = kiln_vae_factor(m->vae.config);
+    const bool dit = kiln_model_is_dit(m), flux = m->family->arch == KILN_ARCH_FLUX;
+    int f = kiln_vae_factor(m->vae.config) * (dit ? 2 : 1); /* a DiT's 2x2 patches */
     if (o.width % f || o.height % f) {
         fprintf(stderr, "bench: --width/--height must be multiples of %d for this model\n", f);
         return 2;
     }
-    bench_ctx b = {.m = m, .latent_h = o.height / f, .latent_w = o.width / f, .t = {999.0f, 999.0f}};
-    size_t latent_n = (size_t)2 * m->unet.config->in_channels * b.latent_h * b.latent_w;
+    f = kiln_vae_factor(m->vae.config);
+    /* the first step: timestep 999, or Flux's sigma 1 */
+    const float t = flux ? 1.0f : 999.0f;
+    bench_ctx b = {.m = m, .latent_h = o.height / f, .latent_w = o.width / f, .t = {t, t},
+                   .caption_tokens = flux ? KILN_FLUX_T5_TOKENS : 120,
+                   .guidance = {(float)KILN_FLUX_GUIDANCE, (float)KILN_FLUX_GUIDANCE}};
+    const int channels = dit ? kiln_model_latent_channels(m) : m->unet.config->in_channels;
+    size_t latent_n = (size_t)2 * channels * b.latent_h * b.latent_w;
     b.latent = calloc(latent_n, sizeof(float));
-    b.context = calloc((size_t)2 * 77 * m->unet.config->context_dim, sizeof(float));
-    if (m->unet.config->adm_channels) b.y = calloc((size_t)2 * m->unet.config->adm_channels, sizeof(float));
+    if (dit) {
+        const int out_channels = flux ? channels : m->pixart.out_channels;
+        b.out = calloc((size_t)2 * out_channels * b.latent_h * b.latent_w, sizeof(float));
+        b.caption = calloc((size_t)2 * b.caption_tokens * m->t5.hidden, sizeof(float));
+        if (flux) b.pooled = calloc((size_t)2 * m->flux.pooled_dim, sizeof(float));
+    } else {
+        b.context = calloc((size_t)2 * 77 * m->unet.config->context_dim, sizeof(float));
+        if (m->unet.config->adm_channels) b.y = calloc((size_t)2 * m->unet.config->adm_channels, sizeof(float));
+    }
     for (size_t i = 0; i < latent_n; i++) b.latent[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     for (int i = 0; i < 2 * 77; i++) b.ids[i] = 49407; /* pad */
     b.ids[0] = b.ids[77] = 49406;                       /* BOS; row 0 "a photograph", row 1 empty */
@@ -191,7 +240,7 @@ int main(int argc, char **argv)
     kiln_graph *g;
     if (kiln_graph_create(be, &g) != KILN_OK) return fail("graph");
     t0 = now_ms();
-    if (kiln_graph_run(g, text_fn, &b) != KILN_OK) return fail("text encoder");
+    if (text_step(g, &b) != KILN_OK) return fail("text encoder");
     double text_ms = now_ms() - t0;
 
     /* two warm-up steps (the first plans the arena and lets GPU backends build
@@ -200,10 +249,10 @@ int main(int argc, char **argv)
      * the per-op breakdown: the sync would distort a GPU's step time */
     kiln_graph_set_replay(g, !o.no_replay);
     for (int s = 0; s < 2; s++)
-        if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
+        if (model_step(g, &b) != KILN_OK) return fail("unet");
     t0 = now_ms();
     for (int s = 0; s < o.steps; s++)
-        if (kiln_graph_run(g, unet_fn, &b) != KILN_OK) return fail("unet");
+        if (model_step(g, &b) != KILN_OK) return fail("unet");
     double unet_s = (now_ms() - t0) / 1e3 / o.steps;
     bool replayed = kiln_graph_replays(g) >= o.steps; /* every timed step */
     size_t unet_arena = kiln_graph_arena_bytes(g);
@@ -213,7 +262,7 @@ int main(int argc, char **argv)
     }
     kiln_graph_profile(g, &stats);
     t0 = now_ms();
-    kiln_status st = kiln_graph_run(g, unet_fn, &b);
+    kiln_status st = model_step(g, &b);
     double profiled_s = (now_ms() - t0) / 1e3;
     kiln_graph_profile(g, NULL);
     if (stats.trace && fclose(stats.trace) != 0 && st == KILN_OK) {
@@ -233,6 +282,7 @@ int main(int argc, char **argv)
     double vae_ms = now_ms() - t0;
     size_t vae_arena = kiln_graph_arena_bytes(gd);
 
+    const char *net = dit ? m->info.unet_name : m->unet.config->name; /* "unet" in the report: the denoiser */
     const char *precision = be->compute == KILN_F16    ? "f16 compute (f32 accumulate), weights as stored"
                             : be->compute == KILN_BF16 ? "bf16 compute (f32 accumulate), weights as stored"
                                                      : "f32 compute, weights as stored";
@@ -242,7 +292,7 @@ int main(int argc, char **argv)
                "\"load_ms\":%.1f,\"text_encoder_ms\":%.1f,\"unet_s_per_step\":%.4f,\"it_per_s\":%.4f,"
                "\"vae_decode_ms\":%.1f,\"peak_rss_bytes\":%zu,\"unet_arena_bytes\":%zu,\"vae_arena_bytes\":%zu,"
                "\"weight_bytes\":%zu,\"replayed\":%s,\"op_timing\":\"%s\",\"ops\":{",
-               o.model, m->unet.config->name, be->name, be->device_name, be->threads, o.width, o.height, o.steps,
+               o.model, net, be->name, be->device_name, be->threads, o.width, o.height, o.steps,
                precision, kiln_dtype_name(m->info.unet_dtype), load_ms, text_ms, unet_s, 1.0 / unet_s, vae_ms,
                peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights), replayed ? "true" : "false",
                stats.device_time ? "device" : "host");
@@ -255,7 +305,7 @@ int main(int argc, char **argv)
         }
         printf("}}\n");
     } else {
-        printf("model          %s (%s, %s weights)\n", o.model, m->unet.config->name,
+        printf("model          %s (%s, %s weights)\n", o.model, net,
                kiln_dtype_name(m->info.unet_dtype));
         printf("backend        %s: %s (%s)\n", be->name, be->device_name, precision);
         printf("size           %dx%d, batch 2 (CFG), %d steps\n", o.width, o.height, o.steps);
@@ -278,6 +328,9 @@ int main(int argc, char **argv)
     free(b.latent);
     free(b.context);
     free(b.y);
+    free(b.caption);
+    free(b.pooled);
+    free(b.out);
     kiln_model_free(m);
     kiln_backend_free(be);
     return 0;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench --trace writes the profiled UNet step op by op, and
+# bench --trace writes the profiled UNet step op by op (bench also times the
+# DiTs' steps: checked last), and
 # bench/compare_traces.py sets two traces side by side: the trace holds every
 # op the step's per-op totals count, the comparison's rates follow from the
 # operand shapes (checked on a trace written here with known times), and
@@ -81,5 +82,27 @@ elif ! grep -q -- "--trace $tmp/no/such/dir/t.trace" "$tmp/bad.err"; then
     fail "unwritable trace: $(cat "$tmp/bad.err")"
 else
     echo "ok   unwritable trace: $(head -n 1 "$tmp/bad.err")"
+fi
+
+# the DiTs' steps: PixArt's and Flux's own ops in the profiled step, a size
+# that is no whole number of patches refused
+for dit in "pixart/tiny ada_layer_norm" "flux/tiny rope"; do
+    set -- $dit
+    if ! "$bin/bench" --model "$data/$1" --backend cpu --threads 2 --steps 1 --width 32 --height 32 --json \
+        >"$tmp/dit.json" 2>"$tmp/dit.err"; then
+        fail "bench on $1: $(cat "$tmp/dit.err")"
+    elif ! python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["it_per_s"] > 0 and sys.argv[2] in d["ops"], d' \
+        "$tmp/dit.json" "$2"; then
+        fail "bench on $1: no $2 in its step"
+    else
+        echo "ok   bench on $1: a step with $2"
+    fi
+done
+if "$bin/bench" --model "$data/flux/tiny" --width 30 --height 32 >/dev/null 2>"$tmp/dit.err"; then
+    fail "bench ran Flux at a width of no whole patches"
+elif ! grep -q "multiples of 4" "$tmp/dit.err"; then
+    fail "Flux width: $(cat "$tmp/dit.err")"
+else
+    echo "ok   Flux width: $(head -n 1 "$tmp/dit.err")"
 fi
 exit $((failures > 0))
