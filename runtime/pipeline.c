@@ -117,16 +117,18 @@ kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, f
     return kiln_graph_run_once(kiln_weights_backend(m->weights), t5_fn, &(t5_job){&m->t5, ids, n, out});
 }
 
-/* A DiT's prompt: T5's ids (at most the model's t5_max_tokens, the last
- * EOS) through the encoder, as long as the prompt. */
-static kiln_status encode_t5(const kiln_model *m, const char *text, kiln_conditioning *out)
+/* A DiT's prompt through T5: its ids (at most the model's t5_max_tokens,
+ * the last EOS), padded to at least min_tokens (Flux's ComfyUI padding; 0:
+ * as long as the prompt, PixArt's). */
+static kiln_status encode_t5(const kiln_model *m, const char *text, int min_tokens, kiln_conditioning *out)
 {
-    int32_t ids[KILN_T5_MAX_TOKENS];
+    int32_t ids[KILN_T5_MAX_TOKENS > KILN_FLUX_T5_TOKENS ? KILN_T5_MAX_TOKENS : KILN_FLUX_T5_TOKENS];
     int n;
     TRY(kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n));
     for (int i = 0; i < n; i++)
         if (ids[i] >= m->t5.vocab)
             return kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", ids[i], m->t5.vocab);
+    for (; n < min_tokens; n++) ids[n] = kiln_spm_pad(m->spm);
     if (!(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
     out->tokens = n;
@@ -147,18 +149,7 @@ static kiln_status encode_flux(const kiln_model *m, const kiln_tokenizer *tok, c
 {
     kiln_conditioning clip;
     TRY(encode_clips(m, tok, text, 0, &clip));
-    int32_t ids[KILN_FLUX_T5_TOKENS > KILN_T5_MAX_TOKENS ? KILN_FLUX_T5_TOKENS : KILN_T5_MAX_TOKENS];
-    int n;
-    kiln_status st = kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n);
-    for (int i = n; i < KILN_FLUX_T5_TOKENS; i++) ids[i] = kiln_spm_pad(m->spm);
-    if (n < KILN_FLUX_T5_TOKENS) n = KILN_FLUX_T5_TOKENS;
-    if (st == KILN_OK && !(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
-    if (st == KILN_OK) {
-        out->tokens = n;
-        out->dim = m->t5.hidden;
-        st = kiln_t5_encode_ids(m, ids, n, out->data);
-    }
+    kiln_status st = encode_t5(m, text, KILN_FLUX_T5_TOKENS, out);
     out->pooled = clip.pooled, out->pooled_dim = clip.pooled_dim;
     clip.pooled = NULL;
     kiln_conditioning_free(&clip);
@@ -173,7 +164,7 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
     if (kiln_model_is_dit(m) && clip_skip > 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's T5 encoder is read at its last layer",
                          clip_skip, m->info.family);
-    if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, out);
+    if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, 0, out);
     if (m->family->arch == KILN_ARCH_FLUX) return encode_flux(m, tok, text, out);
     return encode_clips(m, tok, text, clip_skip, out);
 }
