@@ -38,7 +38,7 @@ const clip_reading kiln_clip_sdxl_refiner = {.root = "conditioner.embedders.0.tr
 
 /* Flux reads CLIP-L only for its pooled output: the last layer through the
  * final norm at EOS, unprojected (ComfyUI's return_projected_pooled=False) */
-const clip_reading kiln_clip_flux = {.root = "text_encoders.clip_l.transformer.text_model", .pooled = true,
+const clip_reading kiln_clip_flux = {.root = KILN_CLIP_L_ROOT ".text_model", .pooled = true,
                                      .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS};
 
 static bool has_layer(const kiln_checkpoint *ck, const char *root, int i)

@@ -59,6 +59,12 @@ const char *kiln_backend_device_name(const kiln_backend *be)
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out)
 {
+    return kiln_checkpoint_load_parts(be, path, NULL, loras, nloras, out);
+}
+
+kiln_status kiln_checkpoint_load_parts(kiln_backend *be, const char *path, const kiln_model_parts *parts,
+                                       const kiln_lora *loras, int nloras, kiln_model **out)
+{
     if (!be || !out)
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_checkpoint_load: no backend or no place for the model");
     if (nloras < 0 || (nloras > 0 && !loras))
@@ -69,6 +75,7 @@ kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_
     if (!stats) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "kiln_checkpoint_load: out of host memory");
     kiln_checkpoint *ck;
     kiln_status st = path ? kiln_checkpoint_open(path, &ck) : kiln_default_checkpoint_open(&ck);
+    if (st == KILN_OK && (st = kiln_checkpoint_add_parts(ck, parts)) != KILN_OK) kiln_checkpoint_close(ck);
     if (st == KILN_OK) st = kiln_model_load_with_loras(ck, loras, nloras, stats, be, out);
     free(stats);
     return st;

@@ -35,6 +35,7 @@ struct kiln_checkpoint {
     double vae_scaling;    /* a DiT folder's vae/config.json scaling_factor, or 0 */
     double vae_shift;      /* its shift_factor, or 0 */
     int rope_axes[3];      /* a Flux folder's transformer/config.json axes_dims_rope, or 0s */
+    char *tokenizer;       /* T5's spiece.model: a DiT folder's, or given beside a single file; or NULL */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -105,6 +106,7 @@ void kiln_checkpoint_close(kiln_checkpoint *ck)
     free(ck->names);
     free(ck->prediction_type);
     free(ck->pipeline);
+    free(ck->tokenizer);
     for (int i = 0; i < ck->nfiles; i++) kiln_st_close(ck->files[i]);
     free(ck->path);
     free(ck);
@@ -137,6 +139,15 @@ static kiln_status sort_names(kiln_checkpoint *ck)
 /* ---- diffusers folder layout -> canonical names ------------------------ */
 
 /* Replaces the first `from` in `s` (in place, s has room for 512 bytes). */
+static kiln_status index_names(kiln_checkpoint *ck)
+{
+    if (ck->names) return KILN_OK;
+    const kiln_st_file *f = ck->files[0];
+    for (size_t i = 0; i < kiln_st_count(f); i++) TRY(add_name(ck, kiln_st_at(f, i)->name, kiln_st_at(f, i)));
+    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
+    return KILN_OK;
+}
+
 static void replace_once(char *s, const char *from, const char *to)
 {
     char *at = strstr(s, from);
@@ -460,15 +471,18 @@ static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
     char path[4096];
     struct stat st;
     snprintf(path, sizeof path, "%s/text_encoder_2", dir);
-    if (stat(path, &st) == 0) { /* Flux */
-        TRY(open_text_part(ck, dir, "text_encoder", "text_encoders.clip_l.transformer."));
-        TRY(open_text_part(ck, dir, "text_encoder_2", "text_encoders.t5xxl.transformer."));
+    const bool flux = stat(path, &st) == 0;
+    snprintf(path, sizeof path, "%s/%s/spiece.model", dir, flux ? "tokenizer_2" : "tokenizer");
+    TRY(kiln_checkpoint_set_tokenizer(ck, path));
+    if (flux) {
+        TRY(open_text_part(ck, dir, "text_encoder", KILN_CLIP_L_ROOT "."));
+        TRY(open_text_part(ck, dir, "text_encoder_2", KILN_T5_ROOT "."));
     } else {
-        TRY(open_text_part(ck, dir, "text_encoder", "text_encoders.t5xxl.transformer."));
+        TRY(open_text_part(ck, dir, "text_encoder", KILN_T5_ROOT "."));
     }
     int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
     unet_layout lay = {0};
-    TRY(map_part(ck, dit, "transformer", &lay, vae_levels, "transformer."));
+    TRY(map_part(ck, dit, "transformer", &lay, vae_levels, KILN_FLUX_ROOT "."));
     TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
     TRY(read_prediction_type(ck, dir));
     TRY(read_dit_configs(ck, dir));
@@ -519,19 +533,17 @@ static const char *const open_clip_roots[][2] = {
     {"conditioner.embedders.0.model.", "conditioner.embedders.0.transformer.text_model."}, /* SDXL refiner */
 };
 
-/* Rows [part/parts] of t under `name`: OpenCLIP stores q, k and v as one
- * (3D,D) in_proj; each is a contiguous third of it, so no copy is made. */
-static kiln_status add_rows_view(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t, int part, int parts)
+/* Rows [first, first + rows) of t under `name`, a view without a copy. */
+static kiln_status add_rows_view(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t, int64_t first,
+                                 int64_t rows)
 {
-    if (t->ndim < 1 || t->shape[0] % parts)
-        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has %lld rows, not %d equal parts", ck->path, t->name,
-                         t->ndim ? (long long)t->shape[0] : 0LL, parts);
     kiln_st_tensor *v = malloc(sizeof *v);
     if (!v) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    const size_t row_bytes = t->nbytes / (size_t)t->shape[0];
     *v = *t;
-    v->shape[0] = t->shape[0] / parts;
-    v->nbytes = t->nbytes / (size_t)parts;
-    v->data = (const char *)t->data + (size_t)part * v->nbytes;
+    v->shape[0] = rows;
+    v->nbytes = (size_t)rows * row_bytes;
+    v->data = (const char *)t->data + (size_t)first * row_bytes;
     kiln_status st = add_name(ck, name, v);
     if (st != KILN_OK) {
         free(v);
@@ -539,6 +551,23 @@ static kiln_status add_rows_view(kiln_checkpoint *ck, const char *name, const ki
     }
     ck->names[ck->nnames - 1].view = v;
     v->name = ck->names[ck->nnames - 1].name;
+    return KILN_OK;
+}
+
+/* A fused projection's rows split in the proportions `units` (q, k and v
+ * 1:1:1; Flux's single-block linear1 q:k:v:MLP 1:1:1:4), piece i under
+ * names[i]: the pieces are stored one after another, so each is a view. */
+static kiln_status add_row_split(kiln_checkpoint *ck, const kiln_st_tensor *t, char names[][512], const int *units,
+                                 int n)
+{
+    int total = 0;
+    for (int i = 0; i < n; i++) total += units[i];
+    if (t->ndim < 1 || t->shape[0] % total)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has %lld rows, which do not split %d ways as its fused "
+                         "projections do", ck->path, t->name, t->ndim ? (long long)t->shape[0] : 0LL, n);
+    const int64_t unit = t->shape[0] / total;
+    for (int i = 0, first = 0; i < n; first += units[i++])
+        TRY(add_rows_view(ck, names[i], t, first * unit, units[i] * unit));
     return KILN_OK;
 }
 
@@ -569,11 +598,10 @@ static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tenso
     if (!MATCHES(in, "transformer.resblocks.%d.%n", 1, &i, &n)) return add_name(ck, t->name, t);
     const char *rest = in + n, *part;
     if ((part = strncmp(rest, "attn.in_proj_", 13) == 0 ? rest + 13 : NULL)) { /* "weight" or "bias" */
-        for (int k = 0; k < 3; k++) {
-            snprintf(name, sizeof name, "%sencoder.layers.%d.self_attn.%c_proj.%s", to, i, "qkv"[k], part);
-            TRY(add_rows_view(ck, name, t, k, 3));
-        }
-        return KILN_OK;
+        char names[3][512];
+        for (int k = 0; k < 3; k++)
+            snprintf(names[k], sizeof names[k], "%sencoder.layers.%d.self_attn.%c_proj.%s", to, i, "qkv"[k], part);
+        return add_row_split(ck, t, names, (const int[]){1, 1, 1}, 3);
     }
     for (size_t k = 0; k < sizeof renames / sizeof renames[0]; k++) {
         size_t len = strlen(renames[k][0]);
@@ -604,8 +632,7 @@ static kiln_status add_open_clip_file_tensor(kiln_checkpoint *ck, const kiln_st_
     return add_name(ck, t->name, t);
 }
 
-/* Only a file with an OpenCLIP tower is mapped: any other is read through its
- * own index, in its own order. */
+/* A file with an OpenCLIP tower is mapped; NULL for any other. */
 static tensor_namer open_clip_namer(const kiln_st_file *f, unet_layout *lay)
 {
     (void)lay;
@@ -615,6 +642,161 @@ static tensor_namer open_clip_namer(const kiln_st_file *f, unet_layout *lay)
         if (kiln_st_find(f, probe)) return add_open_clip_file_tensor;
     }
     return NULL;
+}
+
+/* ---- Flux single files: Black Forest Labs' names -> diffusers' ------------ */
+
+/* Module names as BFL's flux1-*.safetensors (and ComfyUI's checkpoints,
+ * under model.diffusion_model.) have them, and diffusers' under
+ * `transformer.`: the whole model, then a double and a single block's. */
+static const char *const flux_model_names[][2] = {
+    {"time_in.in_layer.", "time_text_embed.timestep_embedder.linear_1."},
+    {"time_in.out_layer.", "time_text_embed.timestep_embedder.linear_2."},
+    {"vector_in.in_layer.", "time_text_embed.text_embedder.linear_1."},
+    {"vector_in.out_layer.", "time_text_embed.text_embedder.linear_2."},
+    {"guidance_in.in_layer.", "time_text_embed.guidance_embedder.linear_1."},
+    {"guidance_in.out_layer.", "time_text_embed.guidance_embedder.linear_2."},
+    {"txt_in.", "context_embedder."},
+    {"img_in.", "x_embedder."},
+    {"final_layer.linear.", "proj_out."},
+};
+static const char *const flux_double_names[][2] = {
+    {"img_mod.lin.", "norm1.linear."},
+    {"txt_mod.lin.", "norm1_context.linear."},
+    {"img_attn.norm.query_norm.scale", "attn.norm_q.weight"},
+    {"img_attn.norm.key_norm.scale", "attn.norm_k.weight"},
+    {"txt_attn.norm.query_norm.scale", "attn.norm_added_q.weight"},
+    {"txt_attn.norm.key_norm.scale", "attn.norm_added_k.weight"},
+    {"img_attn.proj.", "attn.to_out.0."},
+    {"txt_attn.proj.", "attn.to_add_out."},
+    {"img_mlp.0.", "ff.net.0.proj."},
+    {"img_mlp.2.", "ff.net.2."},
+    {"txt_mlp.0.", "ff_context.net.0.proj."},
+    {"txt_mlp.2.", "ff_context.net.2."},
+};
+static const char *const flux_single_names[][2] = {
+    {"modulation.lin.", "norm.linear."},
+    {"norm.query_norm.scale", "attn.norm_q.weight"},
+    {"norm.key_norm.scale", "attn.norm_k.weight"},
+    {"linear2.", "proj_out."},
+};
+
+/* `in` renamed by the first entry of `table` it starts with, after `root`. */
+static bool rename_by_table(const char *in, const char *const (*table)[2], size_t n, const char *root, char *out,
+                            size_t size)
+{
+    for (size_t k = 0; k < n; k++) {
+        size_t len = strlen(table[k][0]);
+        if (strncmp(in, table[k][0], len) == 0)
+            return snprintf(out, size, "%s%s%s", root, table[k][1], in + len) < (int)size;
+    }
+    return false;
+}
+
+/* t with its two halves of rows exchanged, as the checkpoint's own copy:
+ * BFL's final modulation gives (shift, scale), diffusers' (scale, shift). */
+static kiln_status add_halves_swapped(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t)
+{
+    if (t->ndim < 1 || t->shape[0] % 2)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has no two halves of rows (shift, scale)", ck->path,
+                         t->name);
+    kiln_st_tensor *v = malloc(sizeof *v);
+    char *data = malloc(t->nbytes);
+    kiln_status st = v && data ? add_name(ck, name, t) : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    if (st != KILN_OK) {
+        free(v);
+        free(data);
+        return st;
+    }
+    const size_t half = t->nbytes / 2;
+    memcpy(data, (const char *)t->data + half, half);
+    memcpy(data + half, t->data, half);
+    *v = *t;
+    v->data = data;
+    named_tensor *slot = &ck->names[ck->nnames - 1];
+    v->name = slot->name;
+    slot->replaced = v;
+    slot->tensor = v;
+    return KILN_OK;
+}
+
+/* One transformer tensor in BFL's names (`in`, the file's name without a
+ * prefix) under diffusers' names; false for a name BFL's model lacks. */
+static kiln_status add_flux_transformer_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *in,
+                                               bool *known)
+{
+    const char *root = KILN_FLUX_ROOT ".";
+    char name[512], names[4][512];
+    int i, n = 0, *n_ = &n;
+    *known = true;
+    if (rename_by_table(in, flux_model_names, sizeof flux_model_names / sizeof flux_model_names[0], root, name,
+                        sizeof name))
+        return add_name(ck, name, t);
+    if (MATCHES(in, "final_layer.adaLN_modulation.1.%n", 0, &n)) {
+        snprintf(name, sizeof name, "%snorm_out.linear.%s", root, in + n);
+        return add_halves_swapped(ck, name, t);
+    }
+    if (MATCHES(in, "double_blocks.%d.%n", 1, &i, &n)) {
+        const char *rest = in + n;
+        char block[64];
+        snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
+        if (rename_by_table(rest, flux_double_names, sizeof flux_double_names / sizeof flux_double_names[0], block,
+                            name, sizeof name))
+            return add_name(ck, name, t);
+        static const char *const qkv[2][3] = {{"to_q", "to_k", "to_v"}, {"add_q_proj", "add_k_proj", "add_v_proj"}};
+        for (int txt = 0; txt < 2; txt++) {
+            const char *fused = txt ? "txt_attn.qkv." : "img_attn.qkv.";
+            if (strncmp(rest, fused, strlen(fused)) != 0) continue;
+            for (int k = 0; k < 3; k++)
+                snprintf(names[k], sizeof names[k], "%sattn.%s.%s", block, qkv[txt][k], rest + strlen(fused));
+            return add_row_split(ck, t, names, (const int[]){1, 1, 1}, 3);
+        }
+    } else if (MATCHES(in, "single_blocks.%d.%n", 1, &i, &n)) {
+        const char *rest = in + n;
+        char block[64];
+        snprintf(block, sizeof block, "%ssingle_transformer_blocks.%d.", root, i);
+        if (rename_by_table(rest, flux_single_names, sizeof flux_single_names / sizeof flux_single_names[0], block,
+                            name, sizeof name))
+            return add_name(ck, name, t);
+        if (strncmp(rest, "linear1.", 8) == 0) { /* q, k, v and the MLP's input, which is 4 heads' widths */
+            static const char *const parts[4] = {"attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"};
+            for (int k = 0; k < 4; k++) snprintf(names[k], sizeof names[k], "%s%s.%s", block, parts[k], rest + 8);
+            return add_row_split(ck, t, names, (const int[]){1, 1, 1, 4}, 4);
+        }
+    }
+    *known = false;
+    return KILN_OK;
+}
+
+#define COMFY_UNET_PREFIX "model.diffusion_model."
+
+/* A Flux single file: BFL's transformer (bare, or under model.diffusion_model.
+ * as ComfyUI saves a checkpoint), its VAE under `vae.` in the original
+ * autoencoder's names; the text encoders, where ComfyUI's file carries
+ * them, are under kiln's names already. */
+static kiln_status add_flux_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    char name[512];
+    if (strncmp(t->name, "vae.", 4) == 0) {
+        snprintf(name, sizeof name, "first_stage_model.%s", t->name + 4);
+        return add_name(ck, name, t);
+    }
+    const char *in = t->name;
+    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
+    bool known;
+    TRY(add_flux_transformer_tensor(ck, t, in, &known));
+    return known ? KILN_OK : add_name(ck, t->name, t);
+}
+
+/* The namer of kiln_checkpoint_open: a Flux file's or an OpenCLIP tower's;
+ * any other file is read through its own index, in its own order. */
+static tensor_namer checkpoint_namer(const kiln_st_file *f, unet_layout *lay)
+{
+    if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight") ||
+        kiln_st_find(f, COMFY_UNET_PREFIX "double_blocks.0.img_attn.qkv.weight"))
+        return add_flux_file_tensor;
+    return open_clip_namer(f, lay);
 }
 
 static kiln_status checkpoint_new(const char *label, kiln_checkpoint **out)
@@ -685,7 +867,146 @@ static kiln_status open_file_or_folder(const char *path, namer_for_file namer_fo
 
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
 {
-    return open_file_or_folder(path, open_clip_namer, out);
+    return open_file_or_folder(path, checkpoint_namer, out);
+}
+
+/* ---- Parts beside a checkpoint: a VAE, text encoders, T5's tokenizer ----- */
+
+kiln_status kiln_checkpoint_set_tokenizer(kiln_checkpoint *ck, const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
+    free(ck->tokenizer);
+    ck->tokenizer = copy;
+    return KILN_OK;
+}
+
+const char *kiln_checkpoint_tokenizer(const kiln_checkpoint *ck) { return ck->tokenizer; }
+
+/* Forgets the tensors under `prefix`, which a part given beside the
+ * checkpoint replaces (the file keeps them, unread). */
+static void drop_names(kiln_checkpoint *ck, const char *prefix)
+{
+    size_t kept = 0, len = strlen(prefix);
+    for (size_t i = 0; i < ck->nnames; i++) {
+        named_tensor *n = &ck->names[i];
+        if (strncmp(n->name, prefix, len) != 0) {
+            ck->names[kept++] = *n;
+            continue;
+        }
+        free(n->name);
+        free_replaced(n->replaced);
+        free(n->view);
+    }
+    ck->nnames = kept;
+}
+
+/* A VAE file in any layout ComfyUI's VAELoader reads: diffusers' names, or
+ * the original autoencoder's bare (FLUX.1's ae.safetensors), under
+ * first_stage_model. or under vae.; under first_stage_model. in place of
+ * the checkpoint's own. False when f holds none. */
+static kiln_status add_vae_part(kiln_checkpoint *ck, const kiln_st_file *f, bool *found)
+{
+    unet_layout lay = {0};
+    *found = true;
+    if (kiln_st_find(f, "decoder.mid_block.resnets.0.conv1.weight")) {
+        drop_names(ck, "first_stage_model.");
+        return map_part(ck, f, "vae", &lay, count_indexed(f, "decoder.up_blocks.%d.%n"), NULL);
+    }
+    static const char *const prefixes[] = {"", "first_stage_model.", "vae."};
+    for (size_t p = 0; p < sizeof prefixes / sizeof prefixes[0]; p++) {
+        char probe[64];
+        snprintf(probe, sizeof probe, "%sdecoder.mid.block_1.conv1.weight", prefixes[p]);
+        if (!kiln_st_find(f, probe)) continue;
+        drop_names(ck, "first_stage_model.");
+        const size_t len = strlen(prefixes[p]);
+        for (size_t i = 0; i < kiln_st_count(f); i++) {
+            const kiln_st_tensor *t = kiln_st_at(f, i);
+            static const char *const halves[] = {"encoder.", "decoder.", "quant_conv.", "post_quant_conv."};
+            const char *in = t->name + len;
+            bool ours = strncmp(t->name, prefixes[p], len) == 0 && strlen(t->name) > len;
+            for (size_t h = 0; ours && h < sizeof halves / sizeof halves[0]; h++)
+                if (strncmp(in, halves[h], strlen(halves[h])) == 0) {
+                    char name[512];
+                    snprintf(name, sizeof name, "first_stage_model.%s", in);
+                    TRY(add_name(ck, name, t));
+                }
+        }
+        return KILN_OK;
+    }
+    *found = false;
+    return KILN_OK;
+}
+
+/* A text encoder file as transformers saves it (ComfyUI's clip_l.safetensors,
+ * t5xxl_fp16.safetensors) under the root where the model reads it: a T5
+ * for PixArt and Flux, a CLIP for Flux. */
+static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file *f, const char *path, bool *found)
+{
+    const bool dit = kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".");
+    const bool flux = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".single_transformer_blocks.0.norm.linear.weight");
+    const char *root;
+    if (kiln_st_find(f, "encoder.block.0.layer.0.SelfAttention.q.weight")) {
+        if (!dit)
+            return kiln_fail(KILN_ERR_MODEL, "%s: a T5 encoder, which PixArt and Flux models read; %s is neither",
+                             path, ck->path);
+        root = KILN_T5_ROOT ".";
+    } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight")) {
+        if (!flux)
+            return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder; kiln reads one beside a Flux transformer, "
+                             "and %s is none (an SD checkpoint carries its own)", path, ck->path);
+        root = KILN_CLIP_L_ROOT ".";
+    } else {
+        *found = false;
+        return KILN_OK;
+    }
+    *found = true;
+    drop_names(ck, root);
+    unet_layout lay = {0};
+    return map_part(ck, f, "text_encoder", &lay, 0, root);
+}
+
+/* One file given beside the checkpoint, told apart by its tensors' names. */
+static kiln_status add_part_file(kiln_checkpoint *ck, const char *path, bool vae)
+{
+    kiln_st_file *f;
+    TRY(add_file(ck, path, &f));
+    bool found;
+    if (vae) {
+        TRY(add_vae_part(ck, f, &found));
+        if (!found)
+            return kiln_fail(KILN_ERR_MODEL, "%s: no VAE in it (no decoder.mid.block_1 or decoder.mid_block, bare "
+                             "or under first_stage_model. or vae.)", path);
+    } else {
+        TRY(add_text_encoder_part(ck, f, path, &found));
+        if (!found)
+            return kiln_fail(KILN_ERR_MODEL, "%s: neither a CLIP text encoder (text_model.encoder.*) nor a T5 "
+                             "encoder (encoder.block.*)", path);
+    }
+    return sort_names(ck); /* the next part looks names up */
+}
+
+kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_parts *parts)
+{
+    if (!parts) return KILN_OK;
+    TRY(index_names(ck));
+    if (parts->config) {
+        struct stat st;
+        if (stat(parts->config, &st) != 0 || !S_ISDIR(st.st_mode))
+            return kiln_fail(KILN_ERR_IO, "%s: not a diffusers folder", parts->config);
+        TRY(read_dit_configs(ck, parts->config));
+        static const char *const tokenizers[] = {"tokenizer_2", "tokenizer"};
+        for (size_t i = 0; i < 2 && !ck->tokenizer; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s/spiece.model", parts->config, tokenizers[i]);
+            if (stat(path, &st) == 0) TRY(kiln_checkpoint_set_tokenizer(ck, path));
+        }
+    }
+    if (parts->vae) TRY(add_part_file(ck, parts->vae, true));
+    for (int i = 0; i < 2; i++)
+        if (parts->text_encoders[i]) TRY(add_part_file(ck, parts->text_encoders[i], false));
+    if (parts->tokenizer) TRY(kiln_checkpoint_set_tokenizer(ck, parts->tokenizer));
+    return KILN_OK;
 }
 
 /* ---- IP-Adapter files ---------------------------------------------------- */
@@ -695,12 +1016,10 @@ static kiln_status add_ip_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tens
     (void)lay;
     const size_t len = strlen(t->name), suffix = strlen(".to_kv.weight");
     if (len <= suffix || strcmp(t->name + len - suffix, ".to_kv.weight") != 0) return add_name(ck, t->name, t);
-    char name[512];
-    for (int part = 0; part < 2; part++) {
-        snprintf(name, sizeof name, "%.*s.to_%c.weight", (int)(len - suffix), t->name, "kv"[part]);
-        TRY(add_rows_view(ck, name, t, part, 2));
-    }
-    return KILN_OK;
+    char names[2][512];
+    for (int part = 0; part < 2; part++)
+        snprintf(names[part], sizeof names[part], "%.*s.to_%c.weight", (int)(len - suffix), t->name, "kv"[part]);
+    return add_row_split(ck, t, names, (const int[]){1, 1}, 2);
 }
 
 /* Every IP-Adapter file is mapped: a Plus file's fused to_kv can sit under any attention. */
@@ -776,14 +1095,6 @@ kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **
 
 /* A single file is read through its own index until a tensor is replaced;
  * from then on through a sorted table of names, like a mapped layout. */
-static kiln_status index_names(kiln_checkpoint *ck)
-{
-    if (ck->names) return KILN_OK;
-    const kiln_st_file *f = ck->files[0];
-    for (size_t i = 0; i < kiln_st_count(f); i++) TRY(add_name(ck, kiln_st_at(f, i)->name, kiln_st_at(f, i)));
-    qsort(ck->names, ck->nnames, sizeof *ck->names, by_name);
-    return KILN_OK;
-}
 
 kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_dtype dtype, void *data)
 {

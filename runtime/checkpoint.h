@@ -17,6 +17,13 @@
 
 typedef struct kiln_checkpoint kiln_checkpoint;
 
+/* Where a DiT model's parts sit among the canonical names: diffusers' and
+ * transformers' names under these roots (ComfyUI's for the text encoders). */
+#define KILN_PIXART_ROOT "transformer"
+#define KILN_FLUX_ROOT "transformer"
+#define KILN_T5_ROOT "text_encoders.t5xxl.transformer"
+#define KILN_CLIP_L_ROOT "text_encoders.clip_l.transformer"
+
 /* Opens a single-file checkpoint or a diffusers folder. */
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out);
 /* Opens a single-file checkpoint held in memory (the embedded default
@@ -58,6 +65,16 @@ double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck);
 double kiln_checkpoint_vae_shift(const kiln_checkpoint *ck);
 /* A Flux folder's transformer/config.json axes_dims_rope, or NULL. */
 const int *kiln_checkpoint_rope_axes(const kiln_checkpoint *ck);
+
+/* Adds the files a model's single file lacks (ComfyUI's VAELoader,
+ * DualCLIPLoader; see kiln_model_parts): a VAE in place of its own, text
+ * encoders under the roots a DiT reads them at, T5's tokenizer, and a
+ * diffusers folder's configs (and tokenizer, where it has one). */
+kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_parts *parts);
+/* T5's spiece.model for a DiT: its folder's, or the one given; NULL where
+ * none is known. */
+const char *kiln_checkpoint_tokenizer(const kiln_checkpoint *ck);
+kiln_status kiln_checkpoint_set_tokenizer(kiln_checkpoint *ck, const char *path);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on

@@ -123,9 +123,10 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
     if (!kiln_t5_present(ck, KILN_T5_ROOT))
-        return kiln_fail(KILN_ERR_MODEL, "%s: PixArt transformer without its T5 text encoder (text_encoder/)", path);
+        return kiln_fail(KILN_ERR_MODEL, "%s: PixArt transformer without its T5 text encoder (a folder's "
+                         "text_encoder/, or a T5 file given beside it: gen --text-encoder)", path);
     const vae_config *vae = kiln_vae_detect(ck);
-    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
+    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape (gen --vae)", path);
     info->family = "pixart";
     info->variant = KILN_VARIANT_TXT2IMG;
     info->prediction = KILN_PREDICTION_EPS;
@@ -141,16 +142,18 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
     return KILN_OK;
 }
 
-/* A Flux folder: its transformer, CLIP-L, T5 and 16-channel VAE. */
+/* A Flux model: its transformer, CLIP-L, T5 and 16-channel VAE. */
 static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
     if (!kiln_t5_present(ck, KILN_T5_ROOT))
-        return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its T5 text encoder (text_encoder_2/)", path);
+        return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its T5 text encoder (a folder's "
+                         "text_encoder_2/, or a T5 file given beside it: gen --text-encoder)", path);
     const clip_config *clip = kiln_clip_detect(ck, &kiln_clip_flux);
-    if (!clip) return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its CLIP-L (text_encoder/)", path);
+    if (!clip) return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its CLIP-L (a folder's "
+                                      "text_encoder/, or a CLIP-L file given beside it: gen --text-encoder)", path);
     const vae_config *vae = kiln_vae_detect(ck);
-    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
+    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape (gen --vae)", path);
     info->family = "flux";
     info->variant = KILN_VARIANT_TXT2IMG;
     info->prediction = KILN_PREDICTION_FLOW;
@@ -161,7 +164,7 @@ static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info
     info->unet_params = count_params(ck, KILN_FLUX_ROOT ".");
     info->nclips = 1;
     info->clip_names[0] = clip->name;
-    info->clip_params[0] = count_params(ck, "text_encoders.clip_l.");
+    info->clip_params[0] = count_params(ck, KILN_CLIP_L_ROOT ".");
     info->t5_name = "t5-v1.1";
     info->t5_params = count_params(ck, KILN_T5_ROOT ".");
     info->vae_name = vae->name;
@@ -243,8 +246,8 @@ void kiln_model_free(kiln_model *m)
     free(m);
 }
 
-/* A DiT's transformer and T5, and the T5 tokenizer beside them in the
- * folder (PixArt's tokenizer/spiece.model, Flux's tokenizer_2/). */
+/* A DiT's transformer and T5, and the T5 tokenizer the checkpoint names
+ * (its folder's: PixArt's tokenizer/spiece.model, Flux's tokenizer_2/). */
 static kiln_status bind_dit(kiln_model *m)
 {
     const char *path = kiln_checkpoint_path(m->checkpoint);
@@ -265,12 +268,12 @@ static kiln_status bind_dit(kiln_model *m)
     if (m->t5.hidden != reads)
         return kiln_fail(KILN_ERR_MODEL, "%s: the T5 encoder is %d wide, the transformer reads %d", path, m->t5.hidden,
                          reads);
-    char spiece[4096];
-    const char *tokenizer = flux ? "tokenizer_2" : "tokenizer";
-    snprintf(spiece, sizeof spiece, "%s/%s/spiece.model", path, tokenizer);
+    const char *spiece = kiln_checkpoint_tokenizer(m->checkpoint);
+    if (!spiece)
+        return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer: single files carry none; give T5's spiece.model "
+                         "(gen --tokenizer; FLUX.1's tokenizer_2/, PixArt's tokenizer/)", path);
     if (access(spiece, R_OK) != 0)
-        return kiln_fail(KILN_ERR_MODEL, "%s: no %s/spiece.model (the T5 tokenizer its folders carry)", path,
-                         tokenizer);
+        return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer at %s", path, spiece);
     TRY(kiln_spm_open(spiece, &m->spm));
     /* the pipelines' max_sequence_length (ComfyUI cuts Flux's nowhere: 512 here, FLUX.1-dev's) */
     m->t5_max_tokens = flux ? 512 : strcmp(m->info.unet_name, "pixart-sigma") == 0 ? 300 : 120;

@@ -77,11 +77,6 @@ typedef struct kiln_model {
     kiln_vae vae;
 } kiln_model;
 
-/* Where a DiT folder's parts sit among the canonical names (checkpoint.c). */
-#define KILN_PIXART_ROOT "transformer"
-#define KILN_T5_ROOT "text_encoders.t5xxl.transformer"
-#define KILN_FLUX_ROOT "transformer"
-
 /* A PixArt or Flux model: a DiT on T5 in place of a UNet on CLIP. */
 static inline bool kiln_model_is_dit(const kiln_model *m) { return m->family->arch != KILN_ARCH_UNET; }
 

@@ -4,7 +4,9 @@
  * and back, the whole transformer on two rows, and the FluxPipeline folder
  * as a model: detection, CLIP-L's pooled output, T5's padded ids, and
  * KSampler runs restated from ComfyUI's code (ModelSamplingFlux, CONST):
- * txt2img and img2img. */
+ * txt2img and img2img; the same model as the single files users have
+ * (BFL's transformer, ComfyUI's checkpoint, separate text encoders and
+ * VAE). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,14 +90,11 @@ static void prompt_encoded(kiln_model *m, const kiln_tokenizer *tok, kiln_st_fil
     golden_free(&pooled);
 }
 
-static void folder_run(void **state)
+/* The run.golden KSampler runs (txt2img, img2img) on m, the tiny model
+ * however it was loaded. */
+static void check_runs(kiln_model *m)
 {
-    (void)state;
-    kiln_backend *be;
-    kiln_model *m;
     kiln_tokenizer *tok;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
     assert_string_equal(m->info.family, "flux");
     assert_string_equal(m->info.unet_name, "flux-dev");
     assert_int_equal(m->info.prediction, KILN_PREDICTION_FLOW);
@@ -128,7 +127,157 @@ static void folder_run(void **state)
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);
+}
+
+static void folder_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
+    check_runs(m);
     kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- single files (tests/data/flux/make_flux_single_data.py) ---------- */
+
+#define CLIP_L_FILE "tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"
+#define T5_FILE "pixart/tiny/text_encoder/model.safetensors"
+#define VAE_FILE "flux/tiny/vae/diffusion_pytorch_model.safetensors"
+
+static kiln_checkpoint *open_with_parts(const char *path, const kiln_model_parts *parts)
+{
+    kiln_checkpoint *ck;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, parts));
+    return ck;
+}
+
+/* Every tensor of the folder's transformer and VAE is in the single file's
+ * checkpoint under the same name, shape and bytes: BFL's fused q/k/v and
+ * linear1 cut into diffusers' projections, the final modulation's halves
+ * swapped, the VAE's original names mapped. The tensors of the single file
+ * came through diffusers' converters back to these (make_flux_single_data.py). */
+static void bfl_names_read_as_diffusers(void **state)
+{
+    (void)state;
+    kiln_checkpoint *folder, *single;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/tiny"), &folder));
+    single = open_with_parts("flux/single/flux1-tiny-comfy.safetensors", NULL);
+    size_t compared = 0;
+    for (size_t i = 0; i < kiln_checkpoint_count(folder); i++) {
+        const char *name;
+        const kiln_st_tensor *want = kiln_checkpoint_at(folder, i, &name);
+        if (strncmp(name, KILN_FLUX_ROOT ".", strlen(KILN_FLUX_ROOT) + 1) != 0 &&
+            strncmp(name, "first_stage_model.", 18) != 0)
+            continue;
+        const kiln_st_tensor *got = kiln_checkpoint_find(single, name);
+        if (!got) fail_msg("%s: missing", name);
+        assert_int_equal(got->dtype, want->dtype);
+        /* the VAE's attention projections are 1x1 convolutions in the original names */
+        if (got->ndim == want->ndim)
+            for (int d = 0; d < want->ndim; d++) assert_int_equal(got->shape[d], want->shape[d]);
+        assert_int_equal(kiln_st_numel(got), kiln_st_numel(want));
+        assert_int_equal(got->nbytes, want->nbytes);
+        if (memcmp(got->data, want->data, want->nbytes) != 0) fail_msg("%s: other values", name);
+        compared++;
+    }
+    assert_int_equal(compared, 80 + 120); /* the transformer's tensors and the VAE's */
+    kiln_checkpoint_close(single);
+    kiln_checkpoint_close(folder);
+}
+
+/* BFL's transformer file with ComfyUI's separate CLIP-L, T5 and VAE files
+ * (UNETLoader, DualCLIPLoader, VAELoader) gives the folder's runs; so does
+ * ComfyUI's checkpoint with its VAE replaced by one under
+ * first_stage_model. and an explicit tokenizer. */
+static void single_files_run_as_the_folder(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char clip[4096], t5[4096], vae[4096], config[4096], spiece[4096];
+    snprintf(clip, sizeof clip, "%s", kiln_test_data(CLIP_L_FILE));
+    snprintf(t5, sizeof t5, "%s", kiln_test_data(T5_FILE));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data(VAE_FILE));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
+    snprintf(spiece, sizeof spiece, "%s", kiln_test_data("pixart/tiny/tokenizer/spiece.model"));
+    const kiln_model_parts bfl = {.vae = vae, .text_encoders = {t5, clip}, .config = config};
+    kiln_model *m;
+    assert_kiln_ok(kiln_model_load_checkpoint(open_with_parts("flux/single/flux1-tiny.safetensors", &bfl), be, &m));
+    check_runs(m);
+    kiln_model_free(m);
+
+    snprintf(vae, sizeof vae, "%s", kiln_test_data("vae_flux/vae.safetensors"));
+    const kiln_model_parts comfy = {.vae = vae, .text_encoders = {clip, t5}, .tokenizer = spiece, .config = config};
+    assert_kiln_ok(
+        kiln_model_load_checkpoint(open_with_parts("flux/single/flux1-tiny-comfy.safetensors", &comfy), be, &m));
+    check_runs(m);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* What a single file lacks is named, as is a part that does not fit. */
+static void single_file_refusals(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m = NULL;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char clip[4096], t5[4096], config[4096];
+    snprintf(clip, sizeof clip, "%s", kiln_test_data(CLIP_L_FILE));
+    snprintf(t5, sizeof t5, "%s", kiln_test_data(T5_FILE));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
+    static const struct {
+        const char *model;
+        kiln_model_parts parts;
+        kiln_status status;
+        const char *says;
+    } cases[] = {
+        {"flux/single/flux1-tiny-comfy.safetensors", {.config = NULL}, KILN_ERR_MODEL, "gen --text-encoder"},
+        {"flux/single/flux1-tiny-comfy.safetensors", {.text_encoders = {NULL}}, KILN_ERR_MODEL, "T5"},
+        {"flux/single/flux1-tiny.safetensors", {.text_encoders = {NULL}}, KILN_ERR_MODEL, "gen --vae"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln_model_parts parts = cases[i].parts;
+        if (i == 0) parts.text_encoders[0] = t5;
+        if (i == 2) parts = (kiln_model_parts){.text_encoders = {clip, t5}, .config = config};
+        kiln_checkpoint *ck = open_with_parts(cases[i].model, &parts);
+        assert_int_equal(kiln_model_load_checkpoint(ck, be, &m), cases[i].status);
+        if (!strstr(kiln_last_error(), cases[i].says)) fail_msg("case %zu: %s", i, kiln_last_error());
+    }
+    /* without a config, FLUX.1's rotary axes, which do not fit the tiny heads */
+    kiln_checkpoint *ck = open_with_parts("flux/single/flux1-tiny-comfy.safetensors",
+                                          &(kiln_model_parts){.text_encoders = {clip, t5}});
+    assert_int_equal(kiln_model_load_checkpoint(ck, be, &m), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "rotary axes 16, 56, 56"));
+    /* no tokenizer: single files carry none (tests/data/flux has the tiny config, not a tokenizer) */
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux"));
+    ck = open_with_parts("flux/single/flux1-tiny-comfy.safetensors",
+                         &(kiln_model_parts){.text_encoders = {clip, t5}, .config = config});
+    assert_int_equal(kiln_model_load_checkpoint(ck, be, &m), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "no T5 tokenizer"));
+
+    kiln_checkpoint_open(kiln_test_data("flux/single/flux1-tiny-comfy.safetensors"), &ck);
+    assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.vae = clip}), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "no VAE in it"));
+    kiln_checkpoint_close(ck);
+    kiln_checkpoint_open(kiln_test_data("flux/single/flux1-tiny-comfy.safetensors"), &ck);
+    const char *vae_file = kiln_test_data(VAE_FILE);
+    assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {vae_file}}), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "neither a CLIP text encoder"));
+    kiln_checkpoint_close(ck);
+    /* a CLIP file beside an SD checkpoint, a T5 beside it */
+    kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
+    assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {clip}}), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "beside a Flux transformer"));
+    kiln_checkpoint_close(ck);
+    kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
+    assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {t5}}), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "PixArt and Flux models read"));
+    kiln_checkpoint_close(ck);
     kiln_backend_free(be);
 }
 
@@ -139,6 +288,9 @@ int main(void)
         cmocka_unit_test(transformer_matches_diffusers),
         cmocka_unit_test(refusals),
         cmocka_unit_test(folder_run),
+        cmocka_unit_test(bfl_names_read_as_diffusers),
+        cmocka_unit_test(single_files_run_as_the_folder),
+        cmocka_unit_test(single_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

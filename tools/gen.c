@@ -48,6 +48,7 @@ typedef struct gen_options {
     bool hires_denoise_given, hires_method_given;
     double control_strength, control_start, control_end;
     const char *ip_adapter, *clip_vision, *ip_image; /* IP-Adapter: NULL for none */
+    kiln_model_parts parts;                          /* files beside --model; NULLs for none */
     double ip_weight, ip_start, ip_end;
     bool ip_weight_given, ip_range_given;
     kiln_sdxl_cond sdxl;       /* CLIPTextEncodeSDXL's numbers; sizes 0 until the output size is known */
@@ -76,6 +77,11 @@ static void usage(FILE *to)
             "                         (quality 95, parameters in EXIF)\n"
             "  --model PATH           checkpoint (.safetensors, single-file layout) or diffusers folder;\n"
             "                         default: the embedded kiln-shapes model\n"
+            "  --vae FILE             a VAE in place of the checkpoint's (diffusers or original names)\n"
+            "  --text-encoder FILE    a text encoder beside a transformer file: Flux's CLIP-L and T5\n"
+            "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's T5; up to 2\n"
+            "  --tokenizer FILE       T5's spiece.model, which single files lack (FLUX.1's tokenizer_2/)\n"
+            "  --config DIR           a diffusers folder whose configs and tokenizer a single file takes\n"
             "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
             "                         strength C (default 1, C = S); repeatable\n"
             "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
@@ -139,7 +145,8 @@ static void usage(FILE *to)
             "  --threads T            CPU threads (default: all cores)\n"
             "  --json                 print one JSON line: files written, seed, timings\n"
             "  --info FILE            describe a checkpoint (family, variant, dtypes, parameters), a LoRA\n"
-            "                         (modules, ranks, base model) or a ControlNet (its UNet) and exit\n"
+            "                         (modules, ranks, base model) or a ControlNet (its UNet) and exit;\n"
+            "                         a transformer file with the files --vae, --text-encoder give beside it\n"
             "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n");
 }
 
@@ -258,7 +265,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
-           O_GUIDANCE };
+           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -290,6 +297,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"negative-aesthetic", required_argument, 0, O_NEGATIVE_AESTHETIC},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"guidance", required_argument, 0, O_GUIDANCE},
+        {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
+        {"tokenizer", required_argument, 0, O_TOKENIZER}, {"config", required_argument, 0, O_CONFIG},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -407,6 +416,13 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_IP_ADAPTER: o->ip_adapter = optarg; break;
         case O_CLIP_VISION: o->clip_vision = optarg; break;
+        case O_VAE: o->parts.vae = optarg; break;
+        case O_TEXT_ENCODER:
+            if (o->parts.text_encoders[1]) return bad_flag("--text-encoder", optarg, "at most 2 (CLIP-L and T5)");
+            o->parts.text_encoders[o->parts.text_encoders[0] ? 1 : 0] = optarg;
+            break;
+        case O_TOKENIZER: o->parts.tokenizer = optarg; break;
+        case O_CONFIG: o->parts.config = optarg; break;
         case O_IP_IMAGE: o->ip_image = optarg; break;
         case O_IP_WEIGHT:
             if (!parse_double(optarg, -1, 5, &o->ip_weight)) return bad_flag("--ip-weight", optarg, "must be -1..5");
@@ -751,7 +767,8 @@ static bool print_upscaler_info(const char *path)
     return found;
 }
 
-static int print_info(const char *path)
+/* `path` and the files given beside it (--vae, --text-encoder...) */
+static int print_info(const char *path, const kiln_model_parts *parts)
 {
     struct stat st;
     kiln_lora_info lora;
@@ -767,7 +784,7 @@ static int print_info(const char *path)
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
     kiln_model_info info;
-    if (kiln_model_inspect(ck, &info) != KILN_OK) {
+    if (kiln_checkpoint_add_parts(ck, parts) != KILN_OK || kiln_model_inspect(ck, &info) != KILN_OK) {
         kiln_checkpoint_close(ck);
         return fail("--info");
     }
@@ -1060,7 +1077,7 @@ int main(int argc, char **argv)
     gen_options o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
-    if (o.info) return print_info(o.info);
+    if (o.info) return print_info(o.info, &o.parts);
     if (o.list_devices) return list_devices();
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
@@ -1086,6 +1103,10 @@ int main(int argc, char **argv)
     kiln_checkpoint *ck;
     kiln_status st = o.model ? kiln_checkpoint_open(o.model, &ck) : kiln_default_checkpoint_open(&ck);
     if (st != KILN_OK) return fail("--model");
+    if (kiln_checkpoint_add_parts(ck, &o.parts) != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        return fail("the files beside --model");
+    }
     kiln_model *m;
     kiln_lora_stats lora_stats[MAX_LORAS];
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)

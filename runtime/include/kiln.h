@@ -106,6 +106,23 @@ typedef struct kiln_lora {
  * it. Errors name the file and, for a LoRA that does not fit, its module. */
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out);
+/* The files a model is made of where one file does not hold it all, as
+ * ComfyUI's UNETLoader, DualCLIPLoader and VAELoader take them (FLUX.1's
+ * flux1-dev.safetensors, clip_l.safetensors, t5xxl_fp16.safetensors,
+ * ae.safetensors). A NULL field: none. */
+typedef struct kiln_model_parts {
+    const char *vae;              /* a VAE in place of the checkpoint's (any family; diffusers' or
+                                     the original names) */
+    const char *text_encoders[2]; /* Flux's CLIP-L and T5, PixArt's T5, as transformers saves them */
+    const char *tokenizer;        /* T5's spiece.model, which single files do not carry */
+    const char *config;           /* a diffusers folder whose configs (Flux's rotary axes, the VAE's
+                                     scale) and tokenizer apply to single files */
+} kiln_model_parts;
+
+/* kiln_checkpoint_load with `parts` beside the checkpoint (NULL: none):
+ * path may then be a transformer alone (UNETLoader's file). */
+kiln_status kiln_checkpoint_load_parts(kiln_backend *be, const char *path, const kiln_model_parts *parts,
+                                       const kiln_lora *loras, int nloras, kiln_model **out);
 void kiln_model_free(kiln_model *m);
 /* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart" or "flux". */
 const char *kiln_model_family(const kiln_model *m);
