@@ -336,6 +336,38 @@ static void flux1_dev(void **state)
     flux1("flux-dev", "layouts/flux_dev_transformer.json", true);
 }
 
+/* FLUX.1-dev from the files ComfyUI users have: BFL's flux1-dev.safetensors
+ * (fused q/k/v, single blocks' linear1), CLIP-L and T5 files as transformers
+ * saves them, the VAE, and T5's tokenizer; no config, so FLUX.1's axes. */
+static void flux1_dev_single_files(void **state)
+{
+    (void)state;
+    char model[600], clip[600], t5[600], vae[600];
+    sparse_path("layouts/flux_dev_bfl.json", "flux1-dev", model, sizeof model);
+    sparse_path("layouts/clip_vit_l14_text.json", "clip_l", clip, sizeof clip);
+    sparse_path("layouts/t5_v1_1_xxl.json", "t5xxl", t5, sizeof t5);
+    sparse_path("layouts/flux_vae.json", "ae", vae, sizeof vae);
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip, t5},
+                                    .tokenizer = kiln_test_data("spm_tokenizer/spiece.model")};
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(model, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_string_equal(m->info.unet_name, "flux-dev");
+    assert_int_equal(m->info.unet_params, 11901408320LL); /* FLUX.1-dev's 11.9 B */
+    assert_int_equal(m->flux.ndouble, 19);
+    assert_int_equal(m->flux.nsingle, 38);
+    assert_int_equal(m->flux.heads, 24);
+    assert_int_equal(m->flux.axes[1], 56);
+    check_t5_xxl(m);
+    assert_float_equal(m->vae.scaling_factor, 0.3611f, 0.0f);
+    assert_float_equal(m->vae.shift_factor, 0.1159f, 0.0f);
+    release(m);
+}
+
 static void flux1_schnell(void **state)
 {
     (void)state;
@@ -350,6 +382,6 @@ int main(void)
                                        cmocka_unit_test(ip_adapter_plus_sd15),
                                        cmocka_unit_test(ip_adapter_plus_sdxl_vit_h),
                                        cmocka_unit_test(pixart_xl_2_1024), cmocka_unit_test(flux1_dev),
-                                       cmocka_unit_test(flux1_schnell)};
+                                       cmocka_unit_test(flux1_schnell), cmocka_unit_test(flux1_dev_single_files)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,6 +21,10 @@ dtype the published files store.
   flux_dev_transformer.json, flux_schnell_transformer.json,
   clip_vit_l14_text.json, flux_vae.json, sd_vae.json (SD's VAE, PixArt's vae/, in
   diffusers' names)
+  flux_dev_bfl.json: FLUX.1-dev's transformer as Black Forest Labs ship it
+  (flux1-dev.safetensors, ComfyUI's UNETLoader file): the dev transformer's
+  state dict renamed by tests/data/flux/make_flux_single_data.py's to_bfl,
+  which that script checks against diffusers' converter
 
 Run from the repository root with diffusers 0.30.3, transformers 4.44.2 and
 torch installed:
@@ -28,16 +32,20 @@ torch installed:
 """
 import json
 import os
+import sys
 
 import torch
 from diffusers import AutoencoderKL, FluxTransformer2DModel, PixArtTransformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "flux"))
+from make_flux_single_data import to_bfl  # noqa: E402
 
 
 def write(name, module, dtype, origin, drop=()):
-    tensors = [[k, list(v.shape)] for k, v in module.state_dict().items() if k not in drop]
+    state = module if isinstance(module, dict) else module.state_dict()
+    tensors = [[k, list(v.shape)] for k, v in state.items() if k not in drop]
     with open(f"{HERE}/{name}.json", "w") as f:
         json.dump({"origin": origin, "dtype": dtype, "tensors": tensors}, f, indent=0)
     print(name, len(tensors))
@@ -76,6 +84,7 @@ def main():
           drop=("encoder.embed_tokens.weight",))
     write("flux_dev_transformer", flux[True], "BF16", "black-forest-labs/FLUX.1-dev transformer/")
     write("flux_schnell_transformer", flux[False], "BF16", "black-forest-labs/FLUX.1-schnell transformer/")
+    write("flux_dev_bfl", to_bfl(flux[True].state_dict()), "BF16", "black-forest-labs/FLUX.1-dev flux1-dev.safetensors")
     write("clip_vit_l14_text", clip, "F16", "FLUX.1's text_encoder/ (CLIP ViT-L/14's text model)",
           drop=("text_model.embeddings.position_ids",))
     write("flux_vae", vae, "F32", "black-forest-labs/FLUX.1-dev vae/")
