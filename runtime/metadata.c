@@ -467,10 +467,14 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
      * the last one's are what KSampler and the text encoders use. */
     char model[16] = "4";
     if (run->nloras) snprintf(model, sizeof model, "%d", 13 + run->nloras);
-    /* The text encoders take CLIPSetLastLayer's CLIP, else the model's. */
+    /* files given beside the checkpoint: a VAELoader "35" and a CLIP loader "36" in place of its outputs */
+    const bool vae_part = run->parts && run->parts->vae, clip_part = run->parts && run->parts->text_encoders[0];
+    const char *vae = vae_part ? "35" : "4";
+    const int vae_output = vae_part ? 0 : 2;
+    /* The text encoders take CLIPSetLastLayer's CLIP, else the model's (or the CLIP loader's). */
     const bool set_last_layer = run->clip_skip != (run->model_clip_skip ? run->model_clip_skip : 1);
-    const char *clip = set_last_layer ? "10" : model;
-    int clip_output = set_last_layer ? 0 : 1;
+    const char *clip = set_last_layer ? "10" : clip_part ? "36" : model;
+    int clip_output = set_last_layer || clip_part ? 0 : 1;
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
     const bool repaint = run->mask || run->outpaint, pix2pix = run->instruct_pix2pix;
@@ -503,8 +507,25 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     }
 
-    in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
-    add_string(&g, in, "ckpt_name", base_name(run->model));
+    if (vae_part && clip_part) { /* the file is the transformer (or UNet) alone */
+        in = add_node(&g, "4", "UNETLoader");
+        add_string(&g, in, "unet_name", base_name(run->model));
+        add_string(&g, in, "weight_dtype", "default");
+    } else {
+        in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
+        add_string(&g, in, "ckpt_name", base_name(run->model));
+    }
+    if (vae_part) {
+        in = add_node(&g, "35", "VAELoader");
+        add_string(&g, in, "vae_name", base_name(run->parts->vae));
+    }
+    if (clip_part) { /* Flux's CLIP-L and T5, or PixArt's T5 */
+        const bool dual = run->parts->text_encoders[1] != NULL;
+        in = add_node(&g, "36", dual ? "DualCLIPLoader" : "CLIPLoader");
+        add_string(&g, in, dual ? "clip_name1" : "clip_name", base_name(run->parts->text_encoders[0]));
+        if (dual) add_string(&g, in, "clip_name2", base_name(run->parts->text_encoders[1]));
+        add_string(&g, in, "type", dual ? "flux" : "pixart");
+    }
 
     if (!img2img) {
         in = add_node(&g, "5", "EmptyLatentImage");
@@ -522,7 +543,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
 
     in = add_node(&g, "8", "VAEDecode");
     add_link(&g, in, "samples", run->hires_scale ? "61" : run->refiner ? "93" : "3", 0);
-    add_link(&g, in, "vae", "4", 2);
+    add_link(&g, in, "vae", vae, vae_output);
 
     in = add_node(&g, "9", "SaveImage");
     add_string(&g, in, "filename_prefix", "kiln");
@@ -537,7 +558,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (set_last_layer) {
         in = add_node(&g, "10", "CLIPSetLastLayer");
         add_number(&g, in, "stop_at_clip_layer", -run->clip_skip);
-        add_link(&g, in, "clip", model, 1);
+        add_link(&g, in, "clip", clip_part ? "36" : model, clip_part ? 0 : 1);
     }
     for (int i = 0; i < run->nloras; i++) {
         char id[16], from[16] = "4";
@@ -594,7 +615,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
             add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);
         }
         add_link(&g, in, "pixels", picture, 0);
-        add_link(&g, in, "vae", "4", 2);
+        add_link(&g, in, "vae", vae, vae_output);
         if (repaint) {
             if (run->inpaint_model) {
                 add_link(&g, in, "mask", mask, mask_output);

@@ -19,6 +19,8 @@ typedef struct kiln_sdxl_cond kiln_sdxl_cond; /* pipeline.h */
 
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
+    const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
+                                      "36"; "4" a UNETLoader where they give both), NULL for none */
     const char *prompt;          /* UTF-8 */
     const char *negative_prompt; /* NULL or "" for none */
     int steps;

@@ -131,6 +131,10 @@ typedef struct wf_run {
     int nnets;
     kiln_image *saved; /* the output nodes' images, in order */
     int nsaved;
+    /* VAELoader's and the CLIP loader's files, given beside every checkpoint the run loads */
+    char *part_files[3]; /* the VAE, two text encoders; NULL: none */
+    kiln_model_parts parts;
+    wf_node *first_loader; /* the first UNETLoader or CheckpointLoaderSimple, which the part loaders' outputs load */
 } wf_run;
 
 static kiln_status node_fail(const wf_node *n, kiln_status code, const char *fmt, ...)
@@ -155,13 +159,18 @@ static kiln_status find_file(const wf_run *r, const wf_node *n, const char *inpu
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n->json, "inputs"), input);
     if (!cJSON_IsString(v) || !*v->valuestring) return node_fail(n, KILN_ERR_INVALID_ARG, "no file name '%s'", input);
     const char *name = v->valuestring;
+    /* the subfolders' older names, which ComfyUI still reads */
+    const char *legacy = strcmp(subfolder, "diffusion_models") == 0 ? "unet"
+                         : strcmp(subfolder, "text_encoders") == 0  ? "clip"
+                                                                    : NULL;
+    const char *const places[3] = {subfolder, legacy, ""};
     struct stat st;
     char path[4096];
     for (int i = -1; i < r->opt->nmodel_dirs; i++) {
-        for (int sub = 0; sub < 2; sub++) {
-            if (i < 0 && sub) continue;
+        for (int sub = 0; sub < 3; sub++) {
+            if ((i < 0 && sub) || !places[sub]) continue;
             if (i < 0) snprintf(path, sizeof path, "%s", name);
-            else if (sub == 0) snprintf(path, sizeof path, "%s/%s/%s", r->opt->model_dirs[i], subfolder, name);
+            else if (*places[sub]) snprintf(path, sizeof path, "%s/%s/%s", r->opt->model_dirs[i], places[sub], name);
             else snprintf(path, sizeof path, "%s/%s", r->opt->model_dirs[i], name);
             if (stat(path, &st) == 0) {
                 if (!(*out = strdup(path))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
@@ -286,7 +295,7 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     if (r->nmodels == WF_MAX_MODELS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d different loads of checkpoints", WF_MAX_MODELS);
     wf_model *m = &r->models[r->nmodels];
-    TRY(kiln_checkpoint_load(r->be, rc->ckpt, rc->loras, rc->nloras, &m->model));
+    TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &r->parts, rc->loras, rc->nloras, &m->model));
     m->recipe = *rc;
     m->prediction = kiln_model_prediction(m->model);
     r->nmodels++;
@@ -329,6 +338,86 @@ static kiln_status checkpoint_loader(wf_run *r, wf_node *n)
     }
     free(path);
     return st;
+}
+
+/* UNETLoader: a transformer or UNet file without its text encoders and VAE,
+ * which the run's part loaders give. kiln keeps the file's weights as its
+ * backend does, so only weight_dtype "default" is the same run. */
+static kiln_status unet_loader(wf_run *r, wf_node *n)
+{
+    const char *dtype;
+    TRY(text(n, "weight_dtype", &dtype));
+    if (strcmp(dtype, "default") != 0)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln keeps the file's weights (use default)",
+                         dtype);
+    n->out[0].kind = WF_MODEL;
+    return find_file(r, n, "unet_name", "diffusion_models", &n->out[0].recipe.ckpt);
+}
+
+/* DualCLIPLoader, CLIPLoader and VAELoader: their files are the run's parts
+ * (find_parts); their output loads the first model loader's file with them. */
+static kiln_status part_loader(wf_run *r, wf_node *n, wf_kind kind)
+{
+    wf_node *from = r->first_loader;
+    if (!from)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "kiln reads it beside a UNETLoader's or CheckpointLoaderSimple's "
+                         "model, and the workflow has neither");
+    if (from->state == 0) TRY(run_node(r, from));
+    n->out[0].kind = kind;
+    return copy_recipe(&(wf_recipe){.ckpt = from->out[0].recipe.ckpt}, &n->out[0].recipe);
+}
+
+/* The files of the workflow's VAELoader and CLIP loader (at most one of
+ * each: kiln's model is one transformer with its text encoders and VAE),
+ * which every checkpoint the run loads takes in place of its own; links to
+ * a CheckpointLoaderSimple's outputs they replace are refused, as they would
+ * read the part's and not the checkpoint's. */
+static kiln_status find_parts(wf_run *r)
+{
+    wf_node *vae = NULL, *clip = NULL;
+    for (int i = 0; i < r->nnodes; i++) {
+        wf_node *n = &r->nodes[i];
+        const char *c = n->class_type;
+        if (!r->first_loader && (strcmp(c, "UNETLoader") == 0 || strcmp(c, "CheckpointLoaderSimple") == 0))
+            r->first_loader = n;
+        if (strcmp(c, "VAELoader") == 0) {
+            if (vae) return node_fail(n, KILN_ERR_UNSUPPORTED, "a second VAELoader (node %s's): kiln's model holds "
+                                      "one VAE", vae->id);
+            vae = n;
+            TRY(find_file(r, n, "vae_name", "vae", &r->part_files[0]));
+        } else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0) {
+            if (clip) return node_fail(n, KILN_ERR_UNSUPPORTED, "a second CLIP loader (node %s's): kiln's model "
+                                       "holds one set of text encoders", clip->id);
+            clip = n;
+            const char *type;
+            TRY(text(n, "type", &type));
+            const bool dual = c[0] == 'D';
+            if (dual && strcmp(type, "flux") != 0)
+                return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads Flux's CLIP-L and T5: flux)", type);
+            TRY(find_file(r, n, dual ? "clip_name1" : "clip_name", "text_encoders", &r->part_files[1]));
+            if (dual) TRY(find_file(r, n, "clip_name2", "text_encoders", &r->part_files[2]));
+        }
+    }
+    r->parts = (kiln_model_parts){.vae = r->part_files[0], .text_encoders = {r->part_files[1], r->part_files[2]},
+                                  .tokenizer = r->opt->tokenizer, .config = r->opt->config};
+    for (int i = 0; i < r->nnodes; i++) {
+        const cJSON *in;
+        cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(r->nodes[i].json, "inputs"))
+        {
+            const cJSON *id = cJSON_GetArrayItem(in, 0), *index = cJSON_GetArrayItem(in, 1);
+            if (!cJSON_IsArray(in) || !cJSON_IsString(id) || !cJSON_IsNumber(index)) continue;
+            const wf_node *from = NULL;
+            for (int k = 0; k < r->nnodes && !from; k++)
+                if (strcmp(r->nodes[k].id, id->valuestring) == 0) from = &r->nodes[k];
+            if (!from || strcmp(from->class_type, "CheckpointLoaderSimple") != 0) continue;
+            const wf_node *part = index->valueint == 2 ? vae : index->valueint == 1 ? clip : NULL;
+            if (part)
+                return node_fail(&r->nodes[i], KILN_ERR_UNSUPPORTED, "input '%s' reads node %s's %s, which node "
+                                 "%s's (%s) replaces in kiln's one model", in->string, from->id,
+                                 index->valueint == 2 ? "VAE" : "CLIP", part->id, part->class_type);
+        }
+    }
+    return KILN_OK;
 }
 
 static kiln_status lora_loader(wf_run *r, wf_node *n, bool model_only)
@@ -901,12 +990,14 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
-                                         "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance"};
+                                         "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
+                                         "UNETLoader"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
         vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
-        vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance};
+        vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
+        unet_loader};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -923,6 +1014,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = clip_text_encode_sdxl(r, n, c[18] != '\0');
     else if (strcmp(c, "IPAdapterModelLoader") == 0 || strcmp(c, "CLIPVisionLoader") == 0)
         st = file_loader(r, n, c[0] == 'I' ? WF_IPADAPTER : WF_CLIP_VISION);
+    else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "VAELoader") == 0)
+        st = part_loader(r, n, c[0] == 'V' ? WF_VAE : WF_CLIP);
     else {
         known = false;
         for (size_t i = 0; i < sizeof simple / sizeof *simple && !known; i++)
@@ -998,6 +1091,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
             r.nodes[i] = (wf_node){.id = node->string, .json = node, .class_type = type->valuestring};
     }
     if (st == KILN_OK) qsort(r.nodes, (size_t)r.nnodes, sizeof *r.nodes, by_id);
+    if (st == KILN_OK) st = find_parts(&r);
     int outputs = 0;
     for (i = 0; i < r.nnodes && st == KILN_OK; i++)
         if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
@@ -1011,6 +1105,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     for (i = 0; i < r.nnodes; i++)
         for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);
     for (i = 0; i < r.nmodels; i++) kiln_model_free(r.models[i].model);
+    for (i = 0; i < 3; i++) free(r.part_files[i]);
     free(r.nodes);
     cJSON_Delete(root);
     if (st != KILN_OK) {

@@ -361,6 +361,25 @@ class Advanced(unittest.TestCase):
         self.assertEqual(run(flux_guidance=3.5), plain)
         self.assertGreater(rel_l2(run(flux_guidance=1.5), plain), 1e-3)
 
+    def test_flux_single_files(self):
+        """BFL's transformer file with separate CLIP-L, T5 and VAE files (and
+        the folder's config and tokenizer) is the folder's model: the same
+        latent to the bit."""
+        def latent(model):
+            positive, negative = model.encode("a red fox"), model.encode("")
+            return model.ksampler(positive, negative, model.empty_latent(16, 16), seed=3, steps=2, cfg=1.5,
+                                  scheduler="simple").to_list()
+
+        single = kiln.load_checkpoint(
+            backend, data("flux/single/flux1-tiny.safetensors"), vae=data("flux/tiny/vae/diffusion_pytorch_model.safetensors"),
+            text_encoders=(data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"),
+                           data("pixart/tiny/text_encoder/model.safetensors")),
+            config=data("flux/tiny"))
+        self.assertEqual(latent(single), latent(kiln.load_checkpoint(backend, data("flux/tiny"))))
+        with self.assertRaises(kiln.KilnError) as e:
+            kiln.load_checkpoint(backend, data("flux/single/flux1-tiny.safetensors"))
+        self.assertIn("--text-encoder", str(e.exception))
+
     def test_latent_upscale_by(self):
         latent = small_run(steps=1)
         doubled = latent.upscale_by(2.0)

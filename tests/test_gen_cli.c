@@ -374,6 +374,41 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --outpaint 6,0,3,5 --feathering 4", KILN_TEST_DATA);
     workflow_again("outpainted", flags, "");
+    /* Flux from separate files, as a ComfyUI models folder holds them (UNETLoader, DualCLIPLoader, VAELoader);
+       --config (and the tokenizer it carries) given to both runs, as no node names it; and an SD checkpoint with
+       another VAE (the tiny one's own, in diffusers' names) */
+    char parts[64];
+    snprintf(parts, sizeof parts, "%s/parts", tmpdir);
+    static const char *const links[][2] = {{"diffusion_models", "flux/single/flux1-tiny.safetensors"},
+                                           {"text_encoders/clip_l.safetensors", "tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"},
+                                           {"text_encoders/t5xxl.safetensors", "pixart/tiny/text_encoder/model.safetensors"},
+                                           {"vae/ae.safetensors", "flux/tiny/vae/diffusion_pytorch_model.safetensors"},
+                                           {"vae/sd_vae.safetensors",
+                                            "tiny/sd15_tiny_diffusers/vae/diffusion_pytorch_model.safetensors"}};
+    snprintf(cmd, sizeof cmd, "mkdir -p %1$s/diffusion_models %1$s/text_encoders %1$s/vae", parts);
+    assert_int_equal(system(cmd), 0);
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(cmd, sizeof cmd, "ln -s %s/%s %s/%s", KILN_TEST_DATA, links[i][1], parts, links[i][0]);
+        assert_int_equal(system(cmd), 0);
+    }
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
+             "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5xxl.safetensors --vae "
+             "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple",
+             parts, KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
+    workflow_again("flux_parts", flags, dir);
+    snprintf(path, sizeof path, "%s/flux_parts.png", tmpdir);
+    read_png_text(path, "prompt", json, sizeof json);
+    assert_non_null(strstr(json, "\"UNETLoader\""));
+    assert_non_null(strstr(json, "\"clip_name2\":\"t5xxl.safetensors\""));
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --vae %s/vae/sd_vae.safetensors",
+             KILN_TEST_DATA, parts);
+    snprintf(dir, sizeof dir, "--models %s", parts);
+    workflow_again("sd_vae", flags, dir);
+    snprintf(path, sizeof path, "%s/sd_vae.png", tmpdir);
+    read_png_text(path, "prompt", json, sizeof json);
+    assert_non_null(strstr(json, "\"VAELoader\""));
+    assert_non_null(strstr(json, "\"CheckpointLoaderSimple\""));
     static const char *const variants[3][2] = {{"inpainting", "--mask %s/inpaint/mask_20x17.png"},
                                                {"outpainting", "--outpaint 6,0,3,5 --feathering 4"},
                                                {"pix2pix", ""}};

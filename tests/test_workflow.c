@@ -5,6 +5,7 @@
  * workflow is test_gen_cli's.) */
 #include "kiln_test.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 
 static kiln_backend *backend;
 static const char *model_dirs[1];
-static const kiln_workflow_options options = {model_dirs, 1, NULL, NULL};
+static const kiln_workflow_options options = {.model_dirs = model_dirs, .nmodel_dirs = 1};
 
 static int setup(void **state)
 {
@@ -82,6 +83,79 @@ static void comfyui_runs(void **state)
     check_run("txt2img_dpmpp_sde_normal_s8.safetensors");
 }
 
+#define CKPT                                                                                                          \
+    "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", "                                                     \
+    "\"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
+
+/* FLUX.1 as ComfyUI's Flux workflows load it, from separate files:
+ * UNETLoader (BFL's transformer), DualCLIPLoader (CLIP-L, T5), VAELoader;
+ * T5's tokenizer and the tiny model's rotary axes from the options. The
+ * KSampler run of tests/data/flux/run.golden (make_flux_data.py: ComfyUI's
+ * code restated) gives its picture within a level. */
+#define FLUX_LOADERS                                                                                                  \
+    "\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": \"" KILN_TEST_DATA                        \
+    "/flux/single/flux1-tiny.safetensors\", \"weight_dtype\": \"default\"}}, "                                        \
+    "\"11\": {\"class_type\": \"DualCLIPLoader\", \"inputs\": {\"clip_name1\": \"" KILN_TEST_DATA                   \
+    "/tiny/sd15_tiny_diffusers/text_encoder/model.safetensors\", \"clip_name2\": \"" KILN_TEST_DATA                    \
+    "/pixart/tiny/text_encoder/model.safetensors\", \"type\": \"flux\"}}, "                                            \
+    "\"10\": {\"class_type\": \"VAELoader\", \"inputs\": {\"vae_name\": \"" KILN_TEST_DATA                           \
+    "/flux/tiny/vae/diffusion_pytorch_model.safetensors\"}}"
+#define FLUX_RUN(loaders, model, clip, vae)                                                                          \
+    "{" loaders ", "                                                                                                  \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a photograph of an astronaut riding a "    \
+    "horse\", \"clip\": " clip "}}, "                                                                                 \
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": " clip "}}, "                 \
+    "\"30\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 3.5, \"conditioning\": [\"6\", 0]}}, "       \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, "  \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "     \
+    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": " model ", \"positive\": [\"30\", 0], "          \
+    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
+    "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": " vae "}}, "              \
+    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
+
+static void flux_from_separate_files(void **state)
+{
+    (void)state;
+    char tokenizer[1024], config[1024];
+    snprintf(tokenizer, sizeof tokenizer, "%s", kiln_test_data("pixart/tiny/tokenizer/spiece.model"));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux"));
+    const kiln_workflow_options flux = {.tokenizer = tokenizer, .config = config};
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, FLUX_RUN(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]"),
+                                     &flux, &images, &count));
+    assert_int_equal(count, 1);
+    kiln_st_file *f = golden_open("flux/run.golden.safetensors");
+    golden want = golden_read(f, "run.image"); /* (1, H, W, 3) in [0, 1] */
+    assert_int_equal(images[0].height, want.shape[1]);
+    assert_int_equal(images[0].width, want.shape[2]);
+    double worst = 0;
+    for (size_t i = 0; i < want.count; i++) {
+        double d = fabs(images[0].pixels[i] - 255.0 * want.data[i]);
+        worst = d > worst ? d : worst;
+    }
+    print_message("  flux from UNETLoader, DualCLIPLoader, VAELoader: pixels within %.2f level(s)\n", worst);
+    assert_true(worst <= 1.0);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_images_free(images, count);
+
+    /* what kiln's one model cannot be: a checkpoint's VAE beside a VAELoader's, other loader settings */
+    const kiln_workflow_options none = {0};
+    kiln_status st = kiln_workflow_run(
+        backend, FLUX_RUN(FLUX_LOADERS ", " CKPT, "[\"12\", 0]", "[\"11\", 0]", "[\"4\", 2]"), &none, &images, &count);
+    assert_int_equal(st, KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "node 8 (VAEDecode): input 'vae' reads node 4's VAE, which node 10's "
+                                              "(VAELoader) replaces"));
+    st = kiln_workflow_run(backend,
+                           FLUX_RUN(FLUX_LOADERS ", \"13\": {\"class_type\": \"VAELoader\", \"inputs\": "
+                                                 "{\"vae_name\": \"" KILN_TEST_DATA "/vae_flux/vae.safetensors\"}}",
+                                    "[\"12\", 0]", "[\"11\", 0]", "[\"13\", 0]"),
+                           &none, &images, &count);
+    assert_int_equal(st, KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "node 13 (VAELoader): a second VAELoader"));
+}
+
 static void expect_refusal(const char *json, kiln_status want, const char *needle)
 {
     kiln_image *images = (kiln_image *)&images;
@@ -94,9 +168,6 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
     assert_int_equal(count, 0);
 }
 
-#define CKPT                                                                                                          \
-    "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", "                                                     \
-    "\"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
 #define DECODE_SAVE(samples)                                                                                          \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": " samples ", \"vae\": [\"4\", 2]}}, "           \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}"
@@ -139,6 +210,19 @@ static void refusals(void **state)
                    "\"positive\": [\"6\", 0], \"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "
                    DECODE_SAVE("[\"3\", 0]") "}",
                    KILN_ERR_UNSUPPORTED, "FluxGuidance 2 on the negative prompt");
+    expect_refusal("{\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": "
+                   "\"sd15_tiny_ldm_fp32.safetensors\", \"weight_dtype\": \"fp8_e4m3fn\"}}, "
+                   "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"12\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 12 (UNETLoader): weight_dtype 'fp8_e4m3fn'");
+    expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoader\", \"inputs\": {\"clip_name1\": "
+                   "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
+                   "\"type\": \"sdxl\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "type 'sdxl'");
+    expect_refusal("{\"10\": {\"class_type\": \"VAELoader\", \"inputs\": {\"vae_name\": "
+                   "\"sd15_tiny_ldm_fp32.safetensors\"}}, \"8\": {\"class_type\": \"VAEDecode\", \"inputs\": "
+                   "{\"samples\": [\"10\", 0], \"vae\": [\"10\", 0]}}, "
+                   "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 10 (VAELoader): kiln reads it beside a UNETLoader's");
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");
@@ -146,6 +230,7 @@ static void refusals(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(refusals)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
+                                       cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

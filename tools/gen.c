@@ -482,6 +482,12 @@ static int parse(int argc, char **argv, gen_options *o)
                         "--models and the backend's flags, without --%s\n", o->workflow, o->prompt ? "prompt" : "model");
         return 2;
     }
+    if (o->workflow && (o->parts.vae || o->parts.text_encoders[0])) {
+        fprintf(stderr, "gen: --workflow %s names its own %s (VAELoader, DualCLIPLoader); of the files beside a "
+                        "model it takes only --tokenizer and --config\n", o->workflow,
+                o->parts.vae ? "VAE" : "text encoders");
+        return 2;
+    }
     if (o->nmodel_dirs && !o->workflow) {
         fprintf(stderr, "gen: --models is where a --workflow's files are looked up; there is no --workflow\n");
         return 2;
@@ -1052,7 +1058,9 @@ static int run_workflow(const gen_options *o, kiln_backend *be)
         return 1;
     }
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO)};
-    kiln_workflow_options wo = {o->model_dirs, o->nmodel_dirs, workflow_progress, &prog};
+    kiln_workflow_options wo = {.model_dirs = o->model_dirs, .nmodel_dirs = o->nmodel_dirs,
+                                .progress = workflow_progress, .progress_ctx = &prog,
+                                .tokenizer = o->parts.tokenizer, .config = o->parts.config};
     kiln_image *images;
     int count;
     if (kiln_workflow_run(be, json, &wo, &images, &count) != KILN_OK) {
@@ -1111,6 +1119,11 @@ int main(int argc, char **argv)
     kiln_lora_stats lora_stats[MAX_LORAS];
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
         return fail(o.nloras ? "loading the model and LoRAs" : "--model");
+    if (m->family->arch == KILN_ARCH_FLUX && o.parts.text_encoders[0] && !o.parts.text_encoders[1]) {
+        fprintf(stderr, "gen: --text-encoder: Flux reads CLIP-L and T5; give both, as DualCLIPLoader does\n");
+        kiln_model_free(m);
+        return 2;
+    }
     if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
@@ -1229,7 +1242,7 @@ int main(int argc, char **argv)
         if (kiln_st_write(o.save_latent, &e, 1, NULL, 0) != KILN_OK) return fail("--save-latent");
     }
 
-    kiln_run_info run = {.model = model_name, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
+    kiln_run_info run = {.model = model_name, .parts = &o.parts, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .flux_guidance = o.guidance,
                          .width = first_width, .height = first_height, .batch_size = o.batch,

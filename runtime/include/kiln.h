@@ -363,6 +363,9 @@ typedef struct kiln_workflow_options {
     int nmodel_dirs;
     kiln_progress_fn progress; /* every KSampler's steps; NULL: none */
     void *progress_ctx;
+    /* what no ComfyUI node names, for checkpoints whose file lacks it (kiln_model_parts):
+       T5's spiece.model and a diffusers folder of configs; NULL: none */
+    const char *tokenizer, *config;
 } kiln_workflow_options;
 
 /* The output nodes' images, in the order of their node ids, into *images

@@ -122,7 +122,11 @@ _ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int, c_int, POINTER(c_float))
 
 class _WorkflowOptions(Structure):
     _fields_ = [("model_dirs", POINTER(c_char_p)), ("nmodel_dirs", c_int), ("progress", _ProgressFn),
-                ("progress_ctx", c_void_p)]
+                ("progress_ctx", c_void_p), ("tokenizer", c_char_p), ("config", c_char_p)]
+
+
+class _ModelParts(Structure):
+    _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 2), ("tokenizer", c_char_p), ("config", c_char_p)]
 
 
 class _KSamplerParams(Structure):
@@ -172,7 +176,8 @@ _declare("kiln_version", c_char_p)
 _declare("kiln_backend_open", c_int, c_char_p, POINTER(_BackendConfig), POINTER(c_void_p))
 _declare("kiln_backend_device_name", c_char_p, c_void_p)
 _declare("kiln_backend_free", None, c_void_p)
-_declare("kiln_checkpoint_load", c_int, c_void_p, c_char_p, POINTER(_Lora), c_int, POINTER(c_void_p))
+_declare("kiln_checkpoint_load_parts", c_int, c_void_p, c_char_p, POINTER(_ModelParts), POINTER(_Lora), c_int,
+         POINTER(c_void_p))
 _declare("kiln_model_free", None, c_void_p)
 _declare("kiln_model_family", c_char_p, c_void_p)
 _declare("kiln_model_variant", c_char_p, c_void_p)
@@ -330,18 +335,31 @@ class Lora(NamedTuple):
     strength_clip: float = 1.0
 
 
-def load_checkpoint(backend: Backend, path=None, loras=()) -> "Model":
+def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encoders=(), tokenizer=None,
+                    config=None) -> "Model":
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
     path: a single-file .safetensors or a diffusers folder; None loads the
     model embedded in libkiln (KilnError KILN_ERR_UNSUPPORTED when this
-    build has none)."""
+    build has none). Files beside it, as UNETLoader, DualCLIPLoader and
+    VAELoader take them (path then may be a transformer alone): vae, a VAE
+    in place of the checkpoint's; text_encoders, Flux's CLIP-L and T5 or
+    PixArt's T5; tokenizer, T5's spiece.model; config, a diffusers folder
+    whose configs (and tokenizer) apply to single files."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
-    handle = _load(_lib.kiln_checkpoint_load, backend, _path(path) if path is not None else None, c_loras,
-                   len(loras))
+    encoders = [_path(e) for e in text_encoders]
+    if len(encoders) > 2:
+        raise ValueError("text_encoders: at most 2 (CLIP-L and T5)")
+    parts = _ModelParts(vae=_path(vae) if vae is not None else None,
+                        tokenizer=_path(tokenizer) if tokenizer is not None else None,
+                        config=_path(config) if config is not None else None)
+    for i, e in enumerate(encoders):
+        parts.text_encoders[i] = e
+    handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),
+                   c_loras, len(loras))
     return Model(handle, backend)
 
 
@@ -351,16 +369,20 @@ def load_clip_vision(backend: Backend, path) -> "ClipVision":
     return ClipVision(_load(_lib.kiln_clip_vision_load, backend, _path(path)), backend)
 
 
-def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None) -> list:
+def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, tokenizer=None, config=None) -> list:
     """A ComfyUI workflow in the API format (a JSON string, or the dict it
     parses to) run node by node: the images of its SaveImage and
     PreviewImage nodes, in the order of their ids. File names in it are
     looked up as given, then in each of model_dirs (in ComfyUI's subfolders:
-    checkpoints/, loras/, controlnet/, upscale_models/, input/; then at the
-    top). progress(step, total) as Model.ksampler's, for every KSampler."""
+    checkpoints/, loras/, controlnet/, upscale_models/, diffusion_models/,
+    text_encoders/, vae/, input/; then at the top). progress(step, total) as
+    Model.ksampler's, for every KSampler. tokenizer and config as
+    load_checkpoint's, for the checkpoints whose files lack them."""
     text = workflow if isinstance(workflow, str) else json.dumps(workflow)
     dirs = [_path(d) for d in model_dirs]
-    options = _WorkflowOptions(model_dirs=(c_char_p * max(len(dirs), 1))(*dirs), nmodel_dirs=len(dirs))
+    options = _WorkflowOptions(model_dirs=(c_char_p * max(len(dirs), 1))(*dirs), nmodel_dirs=len(dirs),
+                               tokenizer=_path(tokenizer) if tokenizer is not None else None,
+                               config=_path(config) if config is not None else None)
     callback = _Progress(progress) if progress is not None else None
     if callback is not None:
         options.progress = callback.c_function
