@@ -121,15 +121,33 @@ static void make_shared_tokenizer(void)
     if (kiln_tokenizer_create(&shared_tokenizer) != KILN_OK) shared_tokenizer = NULL;
 }
 
+/* The tokenizer every model shares, made once. */
+static kiln_status shared_clip_tokenizer(const kiln_tokenizer **out)
+{
+    pthread_once(&shared_tokenizer_once, make_shared_tokenizer);
+    if (!shared_tokenizer) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "the CLIP tokenizer could not be made");
+    *out = shared_tokenizer;
+    return KILN_OK;
+}
+
 kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out)
 {
     if (!m || !text || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode: no model, text or place for it");
     if (clip_skip < 0)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: 1 reads the last layer, 2 the one before, 0 the model's",
                          clip_skip);
-    pthread_once(&shared_tokenizer_once, make_shared_tokenizer);
-    if (!shared_tokenizer) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "the CLIP tokenizer could not be made");
-    return kiln_encode_prompt(m, shared_tokenizer, text, clip_skip, out);
+    const kiln_tokenizer *tok = NULL;
+    TRY(shared_clip_tokenizer(&tok));
+    return kiln_encode_prompt(m, tok, text, clip_skip, out);
+}
+
+kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out)
+{
+    if (!m || !clip_l || !t5xxl || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode_flux: no model, texts or place for them");
+    const kiln_tokenizer *tok = NULL;
+    TRY(shared_clip_tokenizer(&tok));
+    return kiln_encode_flux_prompt(m, tok, clip_l, t5xxl, out);
 }
 
 static kiln_status check_size(const char *what, int value, int multiple)

@@ -141,15 +141,15 @@ static kiln_status encode_t5(const kiln_model *m, const char *text, int min_toke
 static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                 kiln_conditioning *out);
 
-/* Flux's conditioning, as ComfyUI's FluxClipModel makes it: T5's output on
- * the prompt's ids padded with 0 to at least 256 (not masked), and CLIP-L's
- * pooled output (its first window's). */
-static kiln_status encode_flux(const kiln_model *m, const kiln_tokenizer *tok, const char *text,
-                               kiln_conditioning *out)
+kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_text,
+                                    const char *t5_text, kiln_conditioning *out)
 {
+    *out = (kiln_conditioning){0};
+    if (m->family->arch != KILN_ARCH_FLUX)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeFlux: a %s model is no Flux model", m->info.family);
     kiln_conditioning clip;
-    TRY(encode_clips(m, tok, text, 0, &clip));
-    kiln_status st = encode_t5(m, text, KILN_FLUX_T5_TOKENS, out);
+    TRY(encode_clips(m, tok, clip_text, 0, &clip));
+    kiln_status st = encode_t5(m, t5_text, KILN_FLUX_T5_TOKENS, out);
     out->pooled = clip.pooled, out->pooled_dim = clip.pooled_dim;
     clip.pooled = NULL;
     kiln_conditioning_free(&clip);
@@ -165,7 +165,7 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's T5 encoder is read at its last layer",
                          clip_skip, m->info.family);
     if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, 0, out);
-    if (m->family->arch == KILN_ARCH_FLUX) return encode_flux(m, tok, text, out);
+    if (m->family->arch == KILN_ARCH_FLUX) return kiln_encode_flux_prompt(m, tok, text, text, out);
     return encode_clips(m, tok, text, clip_skip, out);
 }
 

@@ -29,6 +29,12 @@ kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *
  * output is the first window's. */
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out);
+/* Flux's conditioning, as ComfyUI's FluxClipModel makes it: T5's output on
+ * t5_text's ids padded with 0 to at least 256 (not masked), and CLIP-L's
+ * pooled output on clip_text (its first window's); kiln_encode_prompt gives
+ * both the one text, CLIPTextEncodeFlux each its own. */
+kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_text,
+                                    const char *t5_text, kiln_conditioning *out);
 /* A DiT model's T5 on one prompt's n ids -> out (n, D), its last hidden state. */
 kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, float *out);
 

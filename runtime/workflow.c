@@ -752,17 +752,41 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n)
 
 /* FluxGuidance: the guidance Flux dev embeds, on this conditioning. kiln
  * takes it on the positive prompt (see kiln_ksampler_params). */
+/* FluxGuidance's and CLIPTextEncodeFlux's guidance input. */
+static kiln_status guidance_of(const wf_node *n, double *guidance)
+{
+    TRY(number(n, "guidance", guidance));
+    if (!(*guidance > 0.0 && *guidance <= 100.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "guidance %g: must be in (0, 100]", *guidance);
+    return KILN_OK;
+}
+
 static kiln_status flux_guidance(wf_run *r, wf_node *n)
 {
     wf_value *cond;
     double guidance;
     TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
-    TRY(number(n, "guidance", &guidance));
-    if (!(guidance > 0.0 && guidance <= 100.0))
-        return node_fail(n, KILN_ERR_INVALID_ARG, "guidance %g: must be in (0, 100]", guidance);
+    TRY(guidance_of(n, &guidance));
     TRY(copy_conditioning(cond, &n->out[0]));
     n->out[0].flux_guidance = guidance;
     return KILN_OK;
+}
+
+/* CLIPTextEncodeFlux: CLIP-L's text and T5's apart, and FluxGuidance's number. */
+static kiln_status clip_text_encode_flux(wf_run *r, wf_node *n)
+{
+    wf_value *clip;
+    const char *clip_l, *t5xxl;
+    double guidance;
+    kiln_model *m;
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(text(n, "clip_l", &clip_l));
+    TRY(text(n, "t5xxl", &t5xxl));
+    TRY(guidance_of(n, &guidance));
+    TRY(model_of(r, &clip->recipe, false, &m));
+    n->out[0].kind = WF_CONDITIONING;
+    n->out[0].flux_guidance = guidance;
+    return kiln_text_encode_flux(m, clip_l, t5xxl, &n->out[0].cond);
 }
 
 static kiln_status load_image_mask(wf_run *r, wf_node *n)
@@ -991,13 +1015,13 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
-                                         "UNETLoader"};
+                                         "UNETLoader", "CLIPTextEncodeFlux"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
         vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
-        unet_loader};
+        unet_loader, clip_text_encode_flux};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;

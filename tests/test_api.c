@@ -605,7 +605,12 @@ static void refusals(void **state)
                  "/nonexistent/model.safetensors");
     expect_error(kiln_checkpoint_load(backend, kiln_test_data("lora/kohya_ldm.safetensors"), NULL, 0, &m),
                  KILN_ERR_MODEL, "LoRA");
+    kiln_model_parts no_vae = {.vae = kiln_test_data("lora/kohya_ldm.safetensors")};
+    expect_error(kiln_checkpoint_load_parts(backend, NULL, &no_vae, NULL, 0, &m), KILN_ERR_MODEL, "no VAE in it");
     assert_null(m);
+    kiln_conditioning c;
+    expect_error(kiln_text_encode_flux(model, "a", "b", &c), KILN_ERR_INVALID_ARG, "no Flux model");
+    expect_error(kiln_text_encode_flux(model, "a", NULL, &c), KILN_ERR_INVALID_ARG, "kiln_text_encode_flux");
 
     kiln_latent l = {0};
     expect_error(kiln_empty_latent(model, 15, 16, 1, &l), KILN_ERR_INVALID_ARG, "width 15");

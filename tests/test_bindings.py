@@ -359,6 +359,10 @@ class Advanced(unittest.TestCase):
 
         plain = run()
         self.assertEqual(run(flux_guidance=3.5), plain)
+        # CLIPTextEncodeFlux with one text twice is CLIPTextEncode
+        encoded = flux.encode_flux("a red fox", "a red fox")
+        self.assertEqual(flux.ksampler(encoded, negative, empty, seed=3, steps=3, cfg=1.0,
+                                       scheduler="simple").to_list(), plain)
         self.assertGreater(rel_l2(run(flux_guidance=1.5), plain), 1e-3)
 
     def test_flux_single_files(self):

@@ -137,6 +137,20 @@ static void folder_run(void **state)
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
     check_runs(m);
+
+    /* CLIPTextEncodeFlux: CLIP-L's pooled output of one text, T5's rows of the other */
+    kiln_conditioning both, clip_text, t5_text;
+    assert_kiln_ok(kiln_text_encode_flux(m, RUN_PROMPT, "a red fox", &both));
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &clip_text));
+    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &t5_text));
+    assert_int_equal(both.pooled_dim, clip_text.pooled_dim);
+    assert_memory_equal(both.pooled, clip_text.pooled, (size_t)both.pooled_dim * sizeof(float));
+    assert_int_equal(both.tokens, t5_text.tokens);
+    assert_memory_equal(both.data, t5_text.data, (size_t)both.tokens * both.dim * sizeof(float));
+    assert_memory_not_equal(clip_text.pooled, t5_text.pooled, (size_t)both.pooled_dim * sizeof(float));
+    kiln_conditioning_free(&both);
+    kiln_conditioning_free(&clip_text);
+    kiln_conditioning_free(&t5_text);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

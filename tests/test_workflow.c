@@ -91,7 +91,8 @@ static void comfyui_runs(void **state)
  * UNETLoader (BFL's transformer), DualCLIPLoader (CLIP-L, T5), VAELoader;
  * T5's tokenizer and the tiny model's rotary axes from the options. The
  * KSampler run of tests/data/flux/run.golden (make_flux_data.py: ComfyUI's
- * code restated) gives its picture within a level. */
+ * code restated) gives its picture within a level, with the positive prompt
+ * through FluxGuidance or CLIPTextEncodeFlux. */
 #define FLUX_LOADERS                                                                                                  \
     "\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": \"" KILN_TEST_DATA                        \
     "/flux/single/flux1-tiny.safetensors\", \"weight_dtype\": \"default\"}}, "                                        \
@@ -100,18 +101,47 @@ static void comfyui_runs(void **state)
     "/pixart/tiny/text_encoder/model.safetensors\", \"type\": \"flux\"}}, "                                            \
     "\"10\": {\"class_type\": \"VAELoader\", \"inputs\": {\"vae_name\": \"" KILN_TEST_DATA                           \
     "/flux/tiny/vae/diffusion_pytorch_model.safetensors\"}}"
-#define FLUX_RUN(loaders, model, clip, vae)                                                                          \
-    "{" loaders ", "                                                                                                  \
-    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a photograph of an astronaut riding a "    \
-    "horse\", \"clip\": " clip "}}, "                                                                                 \
+#define FLUX_PROMPT "a photograph of an astronaut riding a horse"
+/* the positive prompt, node "30": CLIPTextEncode then FluxGuidance, or CLIPTextEncodeFlux */
+#define FLUX_GUIDED(clip)                                                                                             \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"" FLUX_PROMPT "\", \"clip\": " clip "}}, "    \
+    "\"30\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 3.5, \"conditioning\": [\"6\", 0]}}"
+#define FLUX_ENCODED(clip)                                                                                            \
+    "\"30\": {\"class_type\": \"CLIPTextEncodeFlux\", \"inputs\": {\"clip_l\": \"" FLUX_PROMPT "\", \"t5xxl\": \""     \
+    FLUX_PROMPT "\", \"guidance\": 3.5, \"clip\": " clip "}}"
+#define FLUX_RUN_WITH(loaders, model, clip, vae, positive)                                                           \
+    "{" loaders ", " positive ", "                                                                                    \
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": " clip "}}, "                 \
-    "\"30\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 3.5, \"conditioning\": [\"6\", 0]}}, "       \
     "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, "  \
     "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "     \
     "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": " model ", \"positive\": [\"30\", 0], "          \
     "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": " vae "}}, "              \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
+#define FLUX_RUN(loaders, model, clip, vae) FLUX_RUN_WITH(loaders, model, clip, vae, FLUX_GUIDED(clip))
+
+/* A workflow's one image against run.image (in [0, 1]): within a level. */
+static void check_flux_picture(const char *json, const kiln_workflow_options *options)
+{
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, options, &images, &count));
+    assert_int_equal(count, 1);
+    kiln_st_file *f = golden_open("flux/run.golden.safetensors");
+    golden want = golden_read(f, "run.image"); /* (1, H, W, 3) */
+    assert_int_equal(images[0].height, want.shape[1]);
+    assert_int_equal(images[0].width, want.shape[2]);
+    double worst = 0;
+    for (size_t i = 0; i < want.count; i++) {
+        double d = fabs(images[0].pixels[i] - 255.0 * want.data[i]);
+        worst = d > worst ? d : worst;
+    }
+    print_message("  flux picture within %.2f level(s)\n", worst);
+    assert_true(worst <= 1.0);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_images_free(images, count);
+}
 
 static void flux_from_separate_files(void **state)
 {
@@ -120,28 +150,16 @@ static void flux_from_separate_files(void **state)
     snprintf(tokenizer, sizeof tokenizer, "%s", kiln_test_data("pixart/tiny/tokenizer/spiece.model"));
     snprintf(config, sizeof config, "%s", kiln_test_data("flux"));
     const kiln_workflow_options flux = {.tokenizer = tokenizer, .config = config};
-    kiln_image *images;
-    int count;
-    assert_kiln_ok(kiln_workflow_run(backend, FLUX_RUN(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]"),
-                                     &flux, &images, &count));
-    assert_int_equal(count, 1);
-    kiln_st_file *f = golden_open("flux/run.golden.safetensors");
-    golden want = golden_read(f, "run.image"); /* (1, H, W, 3) in [0, 1] */
-    assert_int_equal(images[0].height, want.shape[1]);
-    assert_int_equal(images[0].width, want.shape[2]);
-    double worst = 0;
-    for (size_t i = 0; i < want.count; i++) {
-        double d = fabs(images[0].pixels[i] - 255.0 * want.data[i]);
-        worst = d > worst ? d : worst;
-    }
-    print_message("  flux from UNETLoader, DualCLIPLoader, VAELoader: pixels within %.2f level(s)\n", worst);
-    assert_true(worst <= 1.0);
-    golden_free(&want);
-    kiln_st_close(f);
-    kiln_images_free(images, count);
+    check_flux_picture(FLUX_RUN(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]"), &flux);
+    /* CLIPTextEncodeFlux with both texts the prompt and FluxGuidance's number */
+    check_flux_picture(FLUX_RUN_WITH(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]",
+                                     FLUX_ENCODED("[\"11\", 0]")),
+                       &flux);
 
     /* what kiln's one model cannot be: a checkpoint's VAE beside a VAELoader's, other loader settings */
     const kiln_workflow_options none = {0};
+    kiln_image *images;
+    int count;
     kiln_status st = kiln_workflow_run(
         backend, FLUX_RUN(FLUX_LOADERS ", " CKPT, "[\"12\", 0]", "[\"11\", 0]", "[\"4\", 2]"), &none, &images, &count);
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);

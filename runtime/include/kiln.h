@@ -41,6 +41,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_backend_open          the device (CPU, Vulkan, CUDA)
  *   kiln_checkpoint_load       CheckpointLoaderSimple, then LoraLoader for each LoRA
  *   kiln_text_encode           CLIPTextEncode (weighted prompts, clip skip)
+ *   kiln_text_encode_flux      CLIPTextEncodeFlux's two texts
  *   kiln_empty_latent          EmptyLatentImage
  *   kiln_vae_encode            VAEEncode (img2img)
  *   kiln_vae_encode_for_inpaint   VAEEncodeForInpaint, or VAEEncode + SetLatentNoiseMask
@@ -157,6 +158,10 @@ typedef struct kiln_conditioning {
  * 2 the one before (CLIPSetLastLayer -2); 0: the model's own default. On a
  * PixArt model: its T5 on the text as it is (clip_skip 0 or 1). */
 kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out);
+/* CLIPTextEncodeFlux's texts (its guidance is kiln_ksampler_params'
+ * flux_guidance): CLIP-L's pooled output on clip_l, T5 on t5xxl, which
+ * kiln_text_encode gives the one text. A Flux model only. */
+kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out);
 /* Frees what the conditioning holds and zeroes it; safe on a zeroed one. */
 void kiln_conditioning_free(kiln_conditioning *c);
 

@@ -185,6 +185,7 @@ _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
+_declare("kiln_text_encode_flux", c_int, c_void_p, c_char_p, c_char_p, POINTER(_Conditioning))
 _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_free", None, POINTER(_Latent))
@@ -446,6 +447,13 @@ class Model(_Handle):
         -2), 0 the model's default."""
         cond = Conditioning()
         _lib.kiln_text_encode(self._ptr(), text.encode(), _c_int("clip_skip", clip_skip), byref(cond._c))
+        return cond
+
+    def encode_flux(self, clip_l: str, t5xxl: str) -> "Conditioning":
+        """CLIPTextEncodeFlux's texts: CLIP-L's pooled output on clip_l, T5 on
+        t5xxl (its guidance is ksampler's flux_guidance). A Flux model only."""
+        cond = Conditioning()
+        _lib.kiln_text_encode_flux(self._ptr(), clip_l.encode(), t5xxl.encode(), byref(cond._c))
         return cond
 
     def empty_latent(self, width: int, height: int, batch: int = 1) -> "Latent":
