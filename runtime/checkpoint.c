@@ -554,20 +554,46 @@ static kiln_status add_rows_view(kiln_checkpoint *ck, const char *name, const ki
     return KILN_OK;
 }
 
+/* pieces[n] = {name, to_row, from_row, rows}. */
+static void set_piece(kiln_row_piece *pieces, int *n, const char *name, int64_t to_row, int64_t from_row,
+                      int64_t rows)
+{
+    kiln_row_piece *p = &pieces[(*n)++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->to_row = to_row;
+    p->from_row = from_row;
+    p->rows = rows;
+}
+
 /* A fused projection's rows split in the proportions `units` (q, k and v
  * 1:1:1; Flux's single-block linear1 q:k:v:MLP 1:1:1:4), piece i under
- * names[i]: the pieces are stored one after another, so each is a view. */
-static kiln_status add_row_split(kiln_checkpoint *ck, const kiln_st_tensor *t, char names[][512], const int *units,
-                                 int n)
+ * `<block><parts[i]>.<kind>`; label names the tensor in errors. */
+static kiln_status split_rows(const char *label, int64_t rows, const char *block, const char *const *parts,
+                              const int *units, int count, const char *kind, kiln_row_piece *pieces, int *n)
 {
     int total = 0;
-    for (int i = 0; i < n; i++) total += units[i];
-    if (t->ndim < 1 || t->shape[0] % total)
-        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has %lld rows, which do not split %d ways as its fused "
-                         "projections do", ck->path, t->name, t->ndim ? (long long)t->shape[0] : 0LL, n);
-    const int64_t unit = t->shape[0] / total;
-    for (int i = 0, first = 0; i < n; first += units[i++])
-        TRY(add_rows_view(ck, names[i], t, first * unit, units[i] * unit));
+    for (int i = 0; i < count; i++) total += units[i];
+    if (rows % total)
+        return kiln_fail(KILN_ERR_MODEL, "'%s' has %lld rows, which do not split %d ways as its fused projections do",
+                         label, (long long)rows, count);
+    const int64_t unit = rows / total;
+    char name[sizeof pieces->name];
+    for (int i = 0, first = 0; i < count; first += units[i++]) {
+        snprintf(name, sizeof name, "%s%s.%s", block, parts[i], kind);
+        set_piece(pieces, n, name, 0, first * unit, units[i] * unit);
+    }
+    return KILN_OK;
+}
+
+/* A fused projection of a file as views of its rows (split_rows'). */
+static kiln_status add_row_split(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *block,
+                                 const char *const *parts, const int *units, int count, const char *kind)
+{
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    int n = 0;
+    kiln_status st = split_rows(t->name, t->ndim ? t->shape[0] : 0, block, parts, units, count, kind, pieces, &n);
+    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
+    for (int i = 0; i < n; i++) TRY(add_rows_view(ck, pieces[i].name, t, pieces[i].from_row, pieces[i].rows));
     return KILN_OK;
 }
 
@@ -598,10 +624,11 @@ static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tenso
     if (!MATCHES(in, "transformer.resblocks.%d.%n", 1, &i, &n)) return add_name(ck, t->name, t);
     const char *rest = in + n, *part;
     if ((part = strncmp(rest, "attn.in_proj_", 13) == 0 ? rest + 13 : NULL)) { /* "weight" or "bias" */
-        char names[3][512];
-        for (int k = 0; k < 3; k++)
-            snprintf(names[k], sizeof names[k], "%sencoder.layers.%d.self_attn.%c_proj.%s", to, i, "qkv"[k], part);
-        return add_row_split(ck, t, names, (const int[]){1, 1, 1}, 3);
+        char block[128];
+        if (snprintf(block, sizeof block, "%sencoder.layers.%d.self_attn.", to, i) >= (int)sizeof block)
+            return kiln_fail(KILN_ERR_MODEL, "%s: tensor name '%s' is too long", ck->path, t->name);
+        static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
+        return add_row_split(ck, t, block, qkv, (const int[]){1, 1, 1}, 3, part);
     }
     for (size_t k = 0; k < sizeof renames / sizeof renames[0]; k++) {
         size_t len = strlen(renames[k][0]);
@@ -693,13 +720,12 @@ static bool rename_by_table(const char *in, const char *const (*table)[2], size_
     return false;
 }
 
-/* t with its two halves of rows exchanged, as the checkpoint's own copy:
- * BFL's final modulation gives (shift, scale), diffusers' (scale, shift). */
-static kiln_status add_halves_swapped(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t)
+/* Rows of t rearranged into a copy of the checkpoint's own, under `name`:
+ * piece i's rows [from_row, + rows) at to_row. BFL's final modulation gives
+ * (shift, scale), diffusers' (scale, shift). */
+static kiln_status add_rearranged(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *t,
+                                  const kiln_row_piece *pieces, int n)
 {
-    if (t->ndim < 1 || t->shape[0] % 2)
-        return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has no two halves of rows (shift, scale)", ck->path,
-                         t->name);
     kiln_st_tensor *v = malloc(sizeof *v);
     char *data = malloc(t->nbytes);
     kiln_status st = v && data ? add_name(ck, name, t) : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint: out of host memory");
@@ -708,9 +734,10 @@ static kiln_status add_halves_swapped(kiln_checkpoint *ck, const char *name, con
         free(data);
         return st;
     }
-    const size_t half = t->nbytes / 2;
-    memcpy(data, (const char *)t->data + half, half);
-    memcpy(data + half, t->data, half);
+    const size_t row_bytes = t->nbytes / (size_t)t->shape[0];
+    for (int i = 0; i < n; i++)
+        memcpy(data + (size_t)pieces[i].to_row * row_bytes, (const char *)t->data + (size_t)pieces[i].from_row * row_bytes,
+               (size_t)pieces[i].rows * row_bytes);
     *v = *t;
     v->data = data;
     named_tensor *slot = &ck->names[ck->nnames - 1];
@@ -720,51 +747,60 @@ static kiln_status add_halves_swapped(kiln_checkpoint *ck, const char *name, con
     return KILN_OK;
 }
 
+kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n)
+{
+    const char *root = KILN_FLUX_ROOT ".";
+    char name[sizeof pieces->name], block[64];
+    int i, m = 0, *n_ = &m;
+    *n = 0;
+    if (rename_by_table(bfl, flux_model_names, sizeof flux_model_names / sizeof flux_model_names[0], root, name,
+                        sizeof name)) {
+        set_piece(pieces, n, name, 0, 0, rows);
+    } else if (MATCHES(bfl, "final_layer.adaLN_modulation.1.%n", 0, &m)) {
+        if (rows % 2)
+            return kiln_fail(KILN_ERR_MODEL, "'%s' has no two halves of rows (shift, scale)", bfl);
+        snprintf(name, sizeof name, "%snorm_out.linear.%s", root, bfl + m);
+        set_piece(pieces, n, name, 0, rows / 2, rows / 2);
+        set_piece(pieces, n, name, rows / 2, 0, rows / 2);
+    } else if (MATCHES(bfl, "double_blocks.%d.%n", 1, &i, &m)) {
+        const char *rest = bfl + m;
+        snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
+        static const char *const qkv[2][3] = {{"attn.to_q", "attn.to_k", "attn.to_v"},
+                                              {"attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"}};
+        if (rename_by_table(rest, flux_double_names, sizeof flux_double_names / sizeof flux_double_names[0], block,
+                            name, sizeof name))
+            set_piece(pieces, n, name, 0, 0, rows);
+        else if (strncmp(rest, "img_attn.qkv.", 13) == 0 || strncmp(rest, "txt_attn.qkv.", 13) == 0)
+            return split_rows(bfl, rows, block, qkv[rest[0] == 't'], (const int[]){1, 1, 1}, 3, rest + 13, pieces,
+                              n);
+    } else if (MATCHES(bfl, "single_blocks.%d.%n", 1, &i, &m)) {
+        const char *rest = bfl + m;
+        snprintf(block, sizeof block, "%ssingle_transformer_blocks.%d.", root, i);
+        static const char *const parts[4] = {"attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"};
+        if (rename_by_table(rest, flux_single_names, sizeof flux_single_names / sizeof flux_single_names[0], block,
+                            name, sizeof name))
+            set_piece(pieces, n, name, 0, 0, rows);
+        else if (strncmp(rest, "linear1.", 8) == 0) /* q, k, v and the MLP's input, which is 4 heads' widths */
+            return split_rows(bfl, rows, block, parts, (const int[]){1, 1, 1, 4}, 4, rest + 8, pieces, n);
+    }
+    return KILN_OK;
+}
+
 /* One transformer tensor in BFL's names (`in`, the file's name without a
- * prefix) under diffusers' names; false for a name BFL's model lacks. */
+ * prefix) under diffusers' names: as it is, as views of its rows, or (the
+ * final modulation) as a rearranged copy; *known false for a name BFL's
+ * model lacks. */
 static kiln_status add_flux_transformer_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *in,
                                                bool *known)
 {
-    const char *root = KILN_FLUX_ROOT ".";
-    char name[512], names[4][512];
-    int i, n = 0, *n_ = &n;
-    *known = true;
-    if (rename_by_table(in, flux_model_names, sizeof flux_model_names / sizeof flux_model_names[0], root, name,
-                        sizeof name))
-        return add_name(ck, name, t);
-    if (MATCHES(in, "final_layer.adaLN_modulation.1.%n", 0, &n)) {
-        snprintf(name, sizeof name, "%snorm_out.linear.%s", root, in + n);
-        return add_halves_swapped(ck, name, t);
-    }
-    if (MATCHES(in, "double_blocks.%d.%n", 1, &i, &n)) {
-        const char *rest = in + n;
-        char block[64];
-        snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
-        if (rename_by_table(rest, flux_double_names, sizeof flux_double_names / sizeof flux_double_names[0], block,
-                            name, sizeof name))
-            return add_name(ck, name, t);
-        static const char *const qkv[2][3] = {{"to_q", "to_k", "to_v"}, {"add_q_proj", "add_k_proj", "add_v_proj"}};
-        for (int txt = 0; txt < 2; txt++) {
-            const char *fused = txt ? "txt_attn.qkv." : "img_attn.qkv.";
-            if (strncmp(rest, fused, strlen(fused)) != 0) continue;
-            for (int k = 0; k < 3; k++)
-                snprintf(names[k], sizeof names[k], "%sattn.%s.%s", block, qkv[txt][k], rest + strlen(fused));
-            return add_row_split(ck, t, names, (const int[]){1, 1, 1}, 3);
-        }
-    } else if (MATCHES(in, "single_blocks.%d.%n", 1, &i, &n)) {
-        const char *rest = in + n;
-        char block[64];
-        snprintf(block, sizeof block, "%ssingle_transformer_blocks.%d.", root, i);
-        if (rename_by_table(rest, flux_single_names, sizeof flux_single_names / sizeof flux_single_names[0], block,
-                            name, sizeof name))
-            return add_name(ck, name, t);
-        if (strncmp(rest, "linear1.", 8) == 0) { /* q, k, v and the MLP's input, which is 4 heads' widths */
-            static const char *const parts[4] = {"attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"};
-            for (int k = 0; k < 4; k++) snprintf(names[k], sizeof names[k], "%s%s.%s", block, parts[k], rest + 8);
-            return add_row_split(ck, t, names, (const int[]){1, 1, 1, 4}, 4);
-        }
-    }
-    *known = false;
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    int n;
+    kiln_status st = kiln_flux_bfl_rows(in, t->ndim ? t->shape[0] : 0, pieces, &n);
+    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
+    *known = n > 0;
+    if (n == 1) return add_name(ck, pieces[0].name, t);
+    if (n == 2 && strcmp(pieces[0].name, pieces[1].name) == 0) return add_rearranged(ck, pieces[0].name, t, pieces, n);
+    for (int i = 0; i < n; i++) TRY(add_rows_view(ck, pieces[i].name, t, pieces[i].from_row, pieces[i].rows));
     return KILN_OK;
 }
 
@@ -1016,10 +1052,11 @@ static kiln_status add_ip_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tens
     (void)lay;
     const size_t len = strlen(t->name), suffix = strlen(".to_kv.weight");
     if (len <= suffix || strcmp(t->name + len - suffix, ".to_kv.weight") != 0) return add_name(ck, t->name, t);
-    char names[2][512];
-    for (int part = 0; part < 2; part++)
-        snprintf(names[part], sizeof names[part], "%.*s.to_%c.weight", (int)(len - suffix), t->name, "kv"[part]);
-    return add_row_split(ck, t, names, (const int[]){1, 1}, 2);
+    char block[128];
+    if (snprintf(block, sizeof block, "%.*s.", (int)(len - suffix), t->name) >= (int)sizeof block)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor name '%s' is too long", ck->path, t->name);
+    static const char *const kv[2] = {"to_k", "to_v"};
+    return add_row_split(ck, t, block, kv, (const int[]){1, 1}, 2, "weight");
 }
 
 /* Every IP-Adapter file is mapped: a Plus file's fused to_kv can sit under any attention. */

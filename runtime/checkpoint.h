@@ -76,6 +76,21 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
 const char *kiln_checkpoint_tokenizer(const kiln_checkpoint *ck);
 kiln_status kiln_checkpoint_set_tokenizer(kiln_checkpoint *ck, const char *path);
 
+/* Where the rows of a tensor in Black Forest Labs' Flux names go among the
+ * canonical (diffusers') names: piece i's rows [from_row, + rows) are rows
+ * [to_row, + rows) of `name`. One piece for a renamed tensor; the fused
+ * q/k/v (and a single block's linear1, q:k:v:MLP 1:1:1:4) several; the final
+ * modulation two into one name, its halves swapped. Checkpoints and LoRAs
+ * in BFL's names both read through it. */
+typedef struct kiln_row_piece {
+    char name[256];
+    int64_t to_row, from_row, rows;
+} kiln_row_piece;
+#define KILN_MAX_ROW_PIECES 4
+/* bfl: a weight's or bias's name without a prefix ("double_blocks.0.img_attn.qkv.weight"), rows its
+ * first dimension; *n 0 for a name BFL's model lacks; KILN_ERR_MODEL where rows do not split. */
+kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n);
+
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on
  * failure, and frees it at close. Merged LoRA weights live this way, so every
