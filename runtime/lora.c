@@ -113,6 +113,10 @@ static const char *const words_with_underscores[] = {
     "linear_1", "linear_2", "input_blocks", "middle_block", "output_blocks", "in_layers", "out_layers",
     "emb_layers", "skip_connection", "time_embed", "text_model", "self_attn", "q_proj", "k_proj", "v_proj",
     "out_proj", "final_layer_norm", "layer_norm1", "layer_norm2", "token_embedding", "position_embedding",
+    /* Flux in BFL's names */
+    "double_blocks", "single_blocks", "img_attn", "txt_attn", "img_mod", "txt_mod", "img_mlp", "txt_mlp",
+    "final_layer", "adaLN_modulation", "time_in", "vector_in", "guidance_in", "txt_in", "img_in", "in_layer",
+    "out_layer",
 };
 
 static bool underscores_to_dots(const char *in, char *out, size_t size)
@@ -161,6 +165,7 @@ static const module_prefix module_prefixes[] = {
     {"unet.", false, 0},     {"text_encoder.", false, 1}, /* diffusers, PEFT */
     {"text_encoder_2.", false, 2},
     {"diffusion_model.", false, 0},                       /* ComfyUI */
+    {"transformer.", false, 0},                           /* diffusers, PEFT: PixArt's and Flux's DiT */
 };
 
 /* The prefix a module's name starts with, NULL for none kiln knows. */
@@ -172,9 +177,12 @@ static const module_prefix *find_prefix(const char *module_name)
     return NULL;
 }
 
-/* The canonical weight a module updates; *clip tells which strength applies. */
-static bool target_weight(const kiln_checkpoint *ck, const kiln_lora_towers *towers, const char *module_name,
-                          char *out, size_t size, bool *clip)
+/* Where a module's update goes: the canonical weight(s) and rows its rows
+ * land in (one piece for most; a fused projection in BFL's Flux names
+ * several, kiln_flux_bfl_rows'), for an update of `rows` rows; *clip tells
+ * which strength applies. False for a name that fits no weight. */
+static bool target_pieces(const kiln_checkpoint *ck, const kiln_lora_towers *towers, const char *module_name,
+                          int64_t rows, kiln_row_piece *pieces, int *n, bool *clip)
 {
     const module_prefix *p = find_prefix(module_name);
     if (!p) return false;
@@ -186,14 +194,25 @@ static bool target_weight(const kiln_checkpoint *ck, const kiln_lora_towers *tow
         return false;
     }
     *clip = p->tower != 0;
+    *n = 1;
+    kiln_row_piece *one = &pieces[0];
+    *one = (kiln_row_piece){.rows = rows};
+    const size_t size = sizeof one->name;
     if (*clip) { /* text_model.<rest> under the tower's root, which ends in text_model */
         const char *root = p->tower == 1 ? towers->first : towers->second;
         return root && strncmp(dotted, "text_model.", 11) == 0 &&
-               snprintf(out, size, "%s.%s.weight", root, dotted + 11) < (int)size;
+               snprintf(one->name, size, "%s.%s.weight", root, dotted + 11) < (int)size;
     }
-    if (is_original_unet_name(dotted)) return snprintf(out, size, "model.diffusion_model.%s.weight", dotted) < (int)size;
     snprintf(weight, sizeof weight, "%s.weight", dotted);
-    return kiln_checkpoint_unet_name(ck, weight, out, size);
+    if (kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".")) { /* a DiT: BFL's names, else diffusers' */
+        if (kiln_flux_bfl_rows(weight, rows, pieces, n) != KILN_OK) return false;
+        if (*n) return true;
+        *n = 1;
+        *one = (kiln_row_piece){.rows = rows};
+        return snprintf(one->name, size, "%s.%s", KILN_FLUX_ROOT, weight) < (int)size;
+    }
+    if (is_original_unet_name(dotted)) return snprintf(one->name, size, "model.diffusion_model.%s", weight) < (int)size;
+    return kiln_checkpoint_unet_name(ck, weight, one->name, size);
 }
 
 /* ---- the update ------------------------------------------------------------- */
@@ -313,42 +332,85 @@ static void *narrow(float *w, size_t n, kiln_dtype dtype)
     return h;
 }
 
-static kiln_status merge_module(kiln_checkpoint *ck, const char *path, const module *m, const char *target,
-                                float strength)
+/* Rows [first, + rows) of the update (its up factors' rows). */
+static update update_rows(const update *u, int64_t first, int64_t rows)
+{
+    update r = *u;
+    for (int i = 0; i < u->nfactors; i += 2) {
+        r.f[i].data += (size_t)first * (size_t)u->f[i].cols;
+        r.f[i].rows = (int)rows;
+    }
+    return r;
+}
+
+/* The weight `target` plus s times the rows of the update that the pieces
+ * under its name place in it, which must cover it. */
+static kiln_status merge_into(kiln_checkpoint *ck, const char *path, const module *m, const update *u,
+                              const kiln_row_piece *pieces, int n, const char *target, float s)
 {
     const kiln_st_tensor *weight = kiln_checkpoint_find(ck, target);
     if (!weight)
         return kiln_fail(KILN_ERR_MODEL, "%s: module '%s' updates '%s', which %s lacks (a LoRA for another base model?)",
                          path, m->name, target, kiln_checkpoint_path(ck));
-    update u;
-    kiln_status status = read_update(path, m, &u);
-    float scale = 1.0f;
-    if (status == KILN_OK) status = update_scale(path, m, u.rank, &scale);
-    int64_t n = kiln_st_numel(weight);
-    if (status == KILN_OK && (weight->shape[0] != u.f[0].rows || n != (int64_t)u.f[0].rows * u.f[1].cols)) {
+    const int K = u->f[1].cols;
+    int64_t rows = 0, n_elems = kiln_st_numel(weight);
+    bool inside = true;
+    for (int i = 0; i < n; i++)
+        if (strcmp(pieces[i].name, target) == 0) {
+            rows += pieces[i].rows;
+            inside = inside && pieces[i].to_row + pieces[i].rows <= weight->shape[0];
+        }
+    if (!inside || rows != weight->shape[0] || n_elems != rows * K) {
         char have[96];
         kiln_tensor shape = {.ndim = weight->ndim};
         memcpy(shape.shape, weight->shape, sizeof weight->shape);
         kiln_shape_str(&shape, have, sizeof have);
-        status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' makes a %dx%d update for '%s', which is %s in %s "
-                           "(a LoRA for another base model?)", path, m->name, u.f[0].rows, u.f[1].cols, target, have,
-                           kiln_checkpoint_path(ck));
+        return kiln_fail(KILN_ERR_MODEL, "%s: module '%s' makes a %lldx%d update for '%s', which is %s in %s "
+                         "(a LoRA for another base model?)", path, m->name, (long long)rows, K, target, have,
+                         kiln_checkpoint_path(ck));
     }
-    float *w = status == KILN_OK ? malloc((size_t)n * sizeof(float)) : NULL;
-    if (status == KILN_OK && !w) status = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
-    if (status == KILN_OK) {
-        kiln_convert_to_f32(w, weight->data, weight->dtype, (size_t)n);
-        status = add_update(w, &u, strength * scale);
-    }
-    update_free(&u);
+    float *w = malloc((size_t)n_elems * sizeof(float));
+    if (!w) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
+    kiln_convert_to_f32(w, weight->data, weight->dtype, (size_t)n_elems);
+    kiln_status status = KILN_OK;
+    for (int i = 0; i < n && status == KILN_OK; i++)
+        if (strcmp(pieces[i].name, target) == 0) {
+            update part = update_rows(u, pieces[i].from_row, pieces[i].rows);
+            status = add_update(w + (size_t)pieces[i].to_row * (size_t)K, &part, s);
+        }
     if (status != KILN_OK) {
         free(w);
         return status;
     }
     kiln_dtype dtype = merged_dtype(weight->dtype);
-    void *merged = narrow(w, (size_t)n, dtype);
+    void *merged = narrow(w, (size_t)n_elems, dtype);
     if (!merged) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
     return kiln_checkpoint_replace(ck, target, dtype, merged);
+}
+
+/* One module merged into every weight its update lands in. */
+static kiln_status merge_module(kiln_checkpoint *ck, const kiln_lora_towers *towers, const kiln_lora *lora,
+                                const module *m, kiln_lora_stats *stats)
+{
+    update u;
+    kiln_status status = read_update(lora->path, m, &u);
+    float scale = 1.0f;
+    if (status == KILN_OK) status = update_scale(lora->path, m, u.rank, &scale);
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    int n = 0;
+    bool clip = false;
+    if (status == KILN_OK && !target_pieces(ck, towers, m->name, u.f[0].rows, pieces, &n, &clip))
+        status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
+                           lora->path, m->name, kiln_checkpoint_path(ck));
+    const float s = scale * (float)(clip ? lora->clip_strength : lora->unet_strength);
+    for (int i = 0; i < n && status == KILN_OK; i++) {
+        bool merged = false; /* pieces of one weight (a swapped modulation's halves) go in together */
+        for (int j = 0; j < i && !merged; j++) merged = strcmp(pieces[j].name, pieces[i].name) == 0;
+        if (!merged) status = merge_into(ck, lora->path, m, &u, pieces, n, pieces[i].name, s);
+    }
+    update_free(&u);
+    if (status == KILN_OK) *(clip ? &stats->clip_modules : &stats->unet_modules) += 1;
+    return status;
 }
 
 kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
@@ -405,17 +467,7 @@ kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora_towers *towers,
     kiln_status status = read_modules(f, &mods, &count);
     if (status == KILN_OK && count == 0) status = kiln_fail(KILN_ERR_FORMAT, "%s: no LoRA modules in the file", lora->path);
     *stats = (kiln_lora_stats){0};
-    for (size_t i = 0; i < count && status == KILN_OK; i++) {
-        char target[320];
-        bool clip = false;
-        if (!target_weight(ck, towers, mods[i].name, target, sizeof target, &clip)) {
-            status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
-                               lora->path, mods[i].name, kiln_checkpoint_path(ck));
-            break;
-        }
-        status = merge_module(ck, lora->path, &mods[i], target, (float)(clip ? lora->clip_strength : lora->unet_strength));
-        *(clip ? &stats->clip_modules : &stats->unet_modules) += 1;
-    }
+    for (size_t i = 0; i < count && status == KILN_OK; i++) status = merge_module(ck, towers, lora, &mods[i], stats);
     free(mods);
     kiln_st_close(f);
     return status;

@@ -233,6 +233,97 @@ static void single_files_run_as_the_folder(void **state)
     kiln_backend_free(be);
 }
 
+/* ---- LoRAs (tests/data/flux/make_flux_lora_data.py) ------------------- */
+
+#define LORA_GOLDEN "flux/lora/golden.safetensors"
+
+/* m's transformer on tests/data/flux/golden's inputs against `key`. */
+static void check_transformer(const kiln_model *m, const char *key, double tol)
+{
+    kiln_st_file *f = golden_open(GOLDEN), *l = golden_open(LORA_GOLDEN);
+    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
+    golden t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance"), want = golden_read(l, key);
+    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
+                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
+                     .guidance = guidance.data};
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));
+    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, tol);
+    kiln_graph_free(g);
+    free(got);
+    golden_free(&packed);
+    golden_free(&context);
+    golden_free(&pooled);
+    golden_free(&t);
+    golden_free(&guidance);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_st_close(l);
+}
+
+/* kohya's layout (BFL's names: fused q/k/v and linear1 cut into their
+ * projections' rows, the final modulation's halves swapped, CLIP-L's
+ * lora_te1_) merged into the folder's model and into BFL's single file
+ * (whose weights are views and a rearranged copy), and PEFT's layout
+ * (diffusers' names), against the merges upstream makes. */
+static void loras_match_upstream(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_checkpoint *ck;
+    kiln_lora_stats stats[1];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char kohya_path[4096], peft_path[4096];
+    snprintf(kohya_path, sizeof kohya_path, "%s", kiln_test_data("flux/lora/kohya.safetensors"));
+    snprintf(peft_path, sizeof peft_path, "%s", kiln_test_data("flux/lora/peft.safetensors"));
+    const kiln_lora kohya = {kohya_path, 0.8, 0.6}, peft = {peft_path, 1.0, 1.0};
+
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/tiny"), &ck));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &kohya, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 7);
+    assert_int_equal(stats[0].clip_modules, 2);
+    check_transformer(m, "kohya.out", TOL);
+    kiln_tokenizer *tok;
+    kiln_conditioning c;
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, RUN_PROMPT, 0, &c));
+    kiln_st_file *f = golden_open(LORA_GOLDEN);
+    golden pooled = golden_read(f, "kohya.pooled");
+    assert_rel_l2_le(c.pooled, pooled.data, pooled.count, TOL);
+    golden_free(&pooled);
+    kiln_st_close(f);
+    kiln_conditioning_free(&c);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+
+    char clip[4096], t5[4096], vae[4096], config[4096];
+    snprintf(clip, sizeof clip, "%s", kiln_test_data(CLIP_L_FILE));
+    snprintf(t5, sizeof t5, "%s", kiln_test_data(T5_FILE));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data(VAE_FILE));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip, t5}, .config = config};
+    ck = open_with_parts("flux/single/flux1-tiny.safetensors", &parts);
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &kohya, 1, stats, be, &m));
+    check_transformer(m, "kohya.out", TOL);
+    kiln_model_free(m);
+
+    ck = open_with_parts("flux/single/flux1-tiny.safetensors", &parts);
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &peft, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 4);
+    check_transformer(m, "peft.out", TOL);
+    kiln_model_free(m);
+
+    /* an SD LoRA on Flux names its first module */
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/tiny"), &ck));
+    const kiln_lora sd = {kiln_test_data("lora/kohya_ldm.safetensors"), 1.0, 1.0};
+    assert_int_equal(kiln_model_load_with_loras(ck, &sd, 1, stats, be, &m), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "lora_"));
+    kiln_backend_free(be);
+}
+
 /* What a single file lacks is named, as is a part that does not fit. */
 static void single_file_refusals(void **state)
 {
@@ -305,6 +396,7 @@ int main(void)
         cmocka_unit_test(bfl_names_read_as_diffusers),
         cmocka_unit_test(single_files_run_as_the_folder),
         cmocka_unit_test(single_file_refusals),
+        cmocka_unit_test(loras_match_upstream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
