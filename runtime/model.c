@@ -330,8 +330,6 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
     m->checkpoint = ck;
     kiln_status st = kiln_model_inspect(m->checkpoint, &m->info);
     if (st == KILN_OK) m->family = family_named(m->info.family);
-    if (st == KILN_OK && nloras && m->family->arch == KILN_ARCH_PIXART)
-        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: LoRA on a PixArt model is not supported yet", kiln_checkpoint_path(ck));
     kiln_lora_towers towers = {0};
     if (st == KILN_OK) family_lora_towers(m->family, &towers);
     for (int i = 0; i < nloras && st == KILN_OK; i++)

@@ -76,6 +76,17 @@ static void parts_match_upstream(void **state)
     parity_check_pixart(&(parity_fixture){.path = KILN_TEST_DATA "/pixart/tiny", .tol = TOL}, GOLDEN);
 }
 
+/* A PEFT LoRA (diffusers' names under transformer.) merged at load gives
+ * what PEFT's own merge does (tests/data/pixart/make_pixart_lora_data.py). */
+static void lora_matches_peft(void **state)
+{
+    (void)state;
+    const kiln_lora lora = {KILN_TEST_DATA "/pixart/lora/peft.safetensors", 1.0, 1.0};
+    parity_check_pixart(&(parity_fixture){.path = KILN_TEST_DATA "/pixart/tiny", .tol = TOL, .loras = &lora,
+                                          .nloras = 1},
+                        "pixart/lora/golden.safetensors");
+}
+
 static void not_t5_or_pixart(void **state)
 {
     (void)state;
@@ -241,6 +252,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t5_buckets),
         cmocka_unit_test(parts_match_upstream),
+        cmocka_unit_test(lora_matches_peft),
         cmocka_unit_test(not_t5_or_pixart),
         cmocka_unit_test(sharded_text_encoder),
         cmocka_unit_test(folder_detected),
