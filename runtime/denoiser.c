@@ -33,9 +33,6 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
 
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint)
 {
-    /* the kept part is renoised the eps way below; a flow model mixes noise in as sigma n + (1 - sigma) x */
-    if (d->model->info.prediction == KILN_PREDICTION_FLOW)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "inpainting on a flow model (Flux): not yet");
     size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
     d->blended = malloc(d->batch * latent * sizeof(float));
     if (!d->blended) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
@@ -306,10 +303,10 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
                                                    ? "an inpainting model needs an image and a mask (--init-image, --mask)"
                                                    : "an InstructPix2Pix model needs the picture to edit (--init-image)");
     const kiln_inpaint_mask *in = d->inpaint;
-    if (in) { /* the kept part: the latent image renoised to this sigma */
+    if (in) { /* the kept part: the latent image renoised to this sigma (KSamplerX0Inpaint) */
         for (size_t i = 0; i < per_batch; i++) {
             float m = in->mask[i % plane];
-            d->blended[i] = x[i] * m + (in->latent[i] + in->noise[i] * sigma) * (1.0f - m);
+            d->blended[i] = x[i] * m + kiln_noise_scaling(d->sampling, sigma, in->noise[i], in->latent[i]) * (1.0f - m);
         }
         x = d->blended;
     }

@@ -1024,25 +1024,11 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
 void kiln_sampler_start_x(const kiln_model_sampling *ms, float sigma0, const float *noise, const float *latent,
                           float *x, size_t n)
 {
-    if (ms->flow) {
-        /* CONST.noise_scaling: sigma * noise + (1 - sigma) * latent */
-        float keep = 1.0f - sigma0;
-        for (size_t j = 0; j < n; j++) {
-            float scaled = sigma0 * noise[j];
-            x[j] = scaled + keep * (latent ? latent[j] : 0.0f);
-        }
-        return;
-    }
-    double sigma_max = kiln_sigma_max(ms);
-    bool max_denoise = fabs(sigma_max - sigma0) <= 1e-5 * fmax(fabs(sigma_max), fabs((double)sigma0)) ||
-                       sigma0 > sigma_max;
     float scale = sigma0;
-    if (max_denoise) {
-        float variance = 1.0f + sigma0 * sigma0;
-        scale = sqrtf(variance);
+    if (!ms->flow) { /* max_denoise: a discrete model's noise at its full variance */
+        double sigma_max = kiln_sigma_max(ms);
+        if (fabs(sigma_max - sigma0) <= 1e-5 * fmax(fabs(sigma_max), fabs((double)sigma0)) || sigma0 > sigma_max)
+            scale = sqrtf(1.0f + sigma0 * sigma0);
     }
-    for (size_t j = 0; j < n; j++) {
-        float scaled = noise[j] * scale;
-        x[j] = latent ? scaled + latent[j] : scaled;
-    }
+    for (size_t j = 0; j < n; j++) x[j] = kiln_noise_scaling(ms, scale, noise[j], latent ? latent[j] : 0.0f);
 }

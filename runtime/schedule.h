@@ -120,4 +120,13 @@ kiln_status kiln_scheduler_sigmas(const kiln_model_sampling *ms, kiln_scheduler 
 kiln_status kiln_ksampler_sigmas(const kiln_model_sampling *ms, kiln_scheduler scheduler, bool discard_penultimate,
                                  int steps, double denoise, float **sigmas, size_t *count);
 
+/* model_sampling.noise_scaling of a latent at sigma, without KSampler's
+ * max_denoise case: discrete (EPS, V) noise * sigma + latent, flow (CONST)
+ * sigma * noise + (1 - sigma) * latent; float32 as ComfyUI's. The start of
+ * img2img and the renoised kept part of an inpainting both take it. */
+static inline float kiln_noise_scaling(const kiln_model_sampling *ms, float sigma, float noise, float latent)
+{
+    return ms->flow ? sigma * noise + (1.0f - sigma) * latent : noise * sigma + latent;
+}
+
 #endif

@@ -4,7 +4,7 @@
  * and back, the whole transformer on two rows, and the FluxPipeline folder
  * as a model: detection, CLIP-L's pooled output, T5's padded ids, and
  * KSampler runs restated from ComfyUI's code (ModelSamplingFlux, CONST):
- * txt2img and img2img; the same model as the single files users have
+ * txt2img, img2img and inpainting; the same model as the single files users have
  * (BFL's transformer, ComfyUI's checkpoint, separate text encoders and
  * VAE). */
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 
 #include "flux.h"
 #include "golden.h"
+#include "inpaint.h"
 #include "model.h"
 #include "parity.h"
 #include "pipeline.h"
@@ -121,6 +122,20 @@ static void check_runs(kiln_model *m)
     assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
     assert_rel_l2_le(latent, want.data, want.count, 1e-4);
     free(latent);
+    golden_free(&want);
+
+    /* inpainting that LATENT (SetLatentNoiseMask): the kept part renoised the flow way each step */
+    golden mask = golden_read(f, "inpaint.mask");
+    want = golden_read(f, "inpaint.latent_out");
+    kiln_inpaint inpaint = {.latent = in.data, .h = 8, .w = 6, .noise_mask = mask.data, .mask_h = 8, .mask_w = 6,
+                            .width = 12, .height = 16};
+    job.init_latent = NULL;
+    job.inpaint = &inpaint;
+    job.denoise = 1.0;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    free(latent);
+    golden_free(&mask);
     golden_free(&in);
     golden_free(&want);
     kiln_st_close(f);

@@ -348,7 +348,7 @@ static void workflow_round_trip(void **state)
     /* the other nodes gen writes: CLIPTextEncodeSDXL, the refiner's second checkpoint, KSamplerAdvanced pair and
        CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete, LoadImageMask with
        SetLatentNoiseMask or VAEEncodeForInpaint, ImagePadForOutpaint before either, InstructPixToPixConditioning;
-       and a PixArt and a Flux folder's runs (Flux with a LoRA) */
+       and a PixArt and a Flux folder's runs (Flux with a LoRA, and inpainting) */
     char flags[2048], dir[512];
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
              "--sdxl-target 48x72", KILN_TEST_DATA);
@@ -372,6 +372,9 @@ static void workflow_round_trip(void **state)
              "%1$s/flux/lora/kohya.safetensors:0.8:0.6", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/lora", KILN_TEST_DATA);
     workflow_again("flux", flags, dir);
+    snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --scheduler simple --init-image "
+             "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png", KILN_TEST_DATA);
+    workflow_again("flux_masked", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --outpaint 6,0,3,5 --feathering 4", KILN_TEST_DATA);
     workflow_again("outpainted", flags, "");

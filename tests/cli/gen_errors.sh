@@ -97,20 +97,24 @@ expect_error "pickled IP-Adapter" "ip-adapter_sd15.bin: a PyTorch pickle (torch.
 expect_error "SDXL numbers for an SD 1.x model" "are for SDXL base models; $tiny is sd1" --model "$tiny" --prompt x \
     --sdxl-crop 0,8
 pixart=$data/pixart/tiny
-expect_error "LoRA on PixArt" "LoRA on a PixArt model is not supported yet" --model "$pixart" --prompt x \
-    --lora "$data/lora/kohya_ldm.safetensors"
+expect_error "an SD LoRA on PixArt" "of $pixart (a LoRA for another base model?)" --model "$pixart" \
+    --prompt x --lora "$data/lora/kohya_ldm.safetensors"
 expect_error "clip skip on PixArt" "clip skip 2: a pixart model's T5 encoder is read at its last layer" \
     --model "$pixart" --prompt x --clip-skip 2 --width 16 --height 16
 expect_error "ControlNet on PixArt" "ControlNet works with SD 1.x/2.x/XL UNets" --model "$pixart" --prompt x \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png"
 expect_error "PixArt latent of odd size" "not whole 2x2 patches" --model "$pixart" --prompt x --width 18 --height 16
 flux=$data/flux/tiny
-expect_error "LoRA on Flux" "LoRA on a Flux model" --model "$flux" --prompt x --lora "$data/lora/kohya_ldm.safetensors"
+expect_error "an SD LoRA on Flux" "which $flux lacks (a LoRA for another base model?)" --model "$flux" --prompt x \
+    --lora "$data/lora/kohya_ldm.safetensors"
+expect_error "one Flux text encoder" "Flux reads CLIP-L and T5; give both" --model "$flux" --prompt x \
+    --text-encoder "$data/pixart/tiny/text_encoder/model.safetensors"
+expect_error "a VAE that is none" "no VAE in it" --model "$flux" --prompt x --vae "$data/lora/kohya_ldm.safetensors"
+expect_error "parts beside a workflow" "of the files beside a model it takes only --tokenizer and --config" \
+    --workflow "$data/flux/lora/peft.safetensors" --vae "$data/lora/kohya_ldm.safetensors"
 expect_error "eps sampling of Flux" "model sampling 'eps' on a flux model" --model "$flux" --prompt x --prediction eps
 expect_error "a sampler Flux lacks" "dpmpp_2m_sde on a flow model (Flux): not yet" --model "$flux" --prompt x \
     --width 16 --height 16 --sampler dpmpp_2m_sde
-expect_error "inpainting on Flux" "inpainting on a flow model (Flux): not yet" --model "$flux" --prompt x \
-    --init-image "$data/inpaint/image_20x17.png" --mask "$data/inpaint/mask_20x17.png"
 expect_error "guidance on an SD model" "--guidance is Flux dev's" --model "$tiny" --prompt x --guidance 2
 expect_error "Flux latent of odd size" "flux: a 8x9 latent is not whole 2x2 patches" --model "$flux" --prompt x \
     --width 18 --height 16

@@ -36,7 +36,9 @@ float16, so the float32 goldens are exactly what the stored weights give.
        ids padded with 0 to 256, as ComfyUI's Flux T5 tokenizer), run.noise,
        run.sigmas, run.denoised.N, run.latent_out (x / 0.3611 + 0.1159) and
        run.image (VAEDecode of it); img2img.*: the same at denoise 0.6 from
-       img2img.latent_in (a random LATENT as VAEEncode gives one).
+       img2img.latent_in (a random LATENT as VAEEncode gives one); inpaint.*:
+       that LATENT inpainted at denoise 1 with SetLatentNoiseMask's
+       inpaint.mask (8x6, the latent's size) through KSamplerX0Inpaint.
 
 Run from the repository root with diffusers 0.30.3 and torch installed:
   python3 tests/data/flux/make_flux_data.py
@@ -167,16 +169,23 @@ def flux_run(flux):
                        guidance=torch.tensor([guidance]), return_dict=False)[0]
         return FluxPipeline._unpack_latents(out, h, w, 2)  # (h/2, w/2) patches of 2x2
 
-    def sample(sigmas, latent_in, prefix):
+    def sample(sigmas, latent_in, prefix, mask=None):
         """KSampler: CONST's noise mixing of the latent as the model takes it
-        (process_in), euler with CFG, process_out."""
+        (process_in), euler with CFG, process_out; with a noise mask,
+        KSamplerX0Inpaint around the model: the kept part of x renoised to
+        the step's sigma the CONST way (noise_scaling) before the call, of
+        the prediction the latent image after it."""
         torch.manual_seed(42)
         noise = torch.randn(1, 16, h, w)
-        x = sigmas[0] * noise + (1.0 - sigmas[0]) * ((latent_in - 0.1159) * 0.3611)
+        image = (latent_in - 0.1159) * 0.3611
+        x = sigmas[0] * noise + (1.0 - sigmas[0]) * image
         for i in range(len(sigmas) - 1):
             s = sigmas[i]
-            x0 = {k: x - model(x, s, k) * s for k in ("negative", "positive")}  # CONST: x - out sigma
+            x_in = x if mask is None else x * mask + (s * noise + (1.0 - s) * image) * (1.0 - mask)
+            x0 = {k: x_in - model(x_in, s, k) * s for k in ("negative", "positive")}  # CONST: x - out sigma
             d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
+            if mask is not None:
+                d = d * mask + image * (1.0 - mask)
             g[f"{prefix}denoised.{i}"] = d
             x = x + (x - d) / s * (sigmas[i + 1] - s)
         latent = x / 0.3611 + 0.1159  # process_out (inverse noise scaling at sigma 0 is x itself)
@@ -188,6 +197,13 @@ def flux_run(flux):
     latent_in = torch.randn(1, 16, h, w, generator=torch.Generator().manual_seed(8))
     g["img2img.latent_in"] = latent_in
     sample(simple(ms, int(steps / 0.6))[-(steps + 1):], latent_in, "img2img.")
+    # inpainting (SetLatentNoiseMask) of that latent at full denoise, a noise mask at the latent's size
+    # (repaint the left half, keep the right, a soft column between)
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., : w // 2] = 1.0
+    mask[..., w // 2] = 0.25
+    g["inpaint.mask"] = mask
+    sample(sigmas, latent_in, "inpaint.", mask)
     save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/run.golden.safetensors")
 
 
