@@ -98,6 +98,12 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
         return kiln_fail(KILN_ERR_MODEL, "%s: Flux width %lld is no whole number of heads %lld wide", path,
                          (long long)D, (long long)hd);
     flux->heads = (int)(D / hd);
+    /* Fill, Canny and Depth read the picture's channels beside the latent's and give the latent's */
+    const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
+    if (out && out->ndim == 2 && out->shape[0] != img->shape[1])
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the Flux transformer reads %lld channels a token and gives %lld: "
+                         "FLUX.1 Fill, Canny or Depth, whose picture conditioning kiln does not run yet", path,
+                         (long long)img->shape[1], (long long)out->shape[0]);
     static const int flux1_axes[3] = {16, 56, 56};
     memcpy(flux->axes, axes ? axes : flux1_axes, sizeof flux->axes);
     if (flux->axes[0] + flux->axes[1] + flux->axes[2] != hd || flux->axes[0] % 2 || flux->axes[1] % 2 ||

@@ -9,6 +9,7 @@
  * VAE). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln_test.h"
 
@@ -67,6 +68,33 @@ static void refusals(void **state)
     assert_int_equal(kiln_flux_bind(w, "transformer", tiny_axes, &flux), KILN_ERR_MODEL);
     assert_non_null(strstr(kiln_last_error(), "no Flux transformer"));
     kiln_weights_free(w);
+
+    /* FLUX.1 Fill's kind: x_embedder reads the picture's channels too (here 128 where proj_out gives 64) */
+    const size_t n = kiln_checkpoint_count(ck);
+    kiln_st_entry *entries = calloc(n, sizeof *entries);
+    uint16_t *wide = calloc((size_t)32 * 128, sizeof *wide);
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &entries[i].name);
+        entries[i].dtype = t->dtype;
+        entries[i].ndim = t->ndim;
+        memcpy(entries[i].shape, t->shape, sizeof t->shape);
+        entries[i].data = t->data;
+        if (strcmp(entries[i].name, "x_embedder.weight") == 0) entries[i].shape[1] = 128, entries[i].data = wide;
+    }
+    char path[] = "/tmp/kiln_flux_fill_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_kiln_ok(kiln_st_write(path, entries, n, NULL, 0));
+    kiln_checkpoint_close(ck);
+    assert_kiln_ok(kiln_checkpoint_open(path, &ck));
+    assert_kiln_ok(kiln_weights_create(be, ck, &w));
+    assert_int_equal(kiln_flux_bind(w, "", tiny_axes, &flux), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "reads 128 channels a token and gives 64: FLUX.1 Fill"));
+    kiln_weights_free(w);
+    unlink(path);
+    free(wide);
+    free(entries);
     kiln_checkpoint_close(ck);
     kiln_backend_free(be);
 }
