@@ -283,26 +283,13 @@ static void single_files_run_as_the_folder(void **state)
 /* m's transformer on tests/data/flux/golden's inputs against `key`. */
 static void check_transformer(const kiln_model *m, const char *key, double tol)
 {
-    kiln_st_file *f = golden_open(GOLDEN), *l = golden_open(LORA_GOLDEN);
-    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
-    golden t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance"), want = golden_read(l, key);
-    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
-                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
-                     .guidance = guidance.data};
+    kiln_st_file *l = golden_open(LORA_GOLDEN);
+    golden want = golden_read(l, key);
     float *got = malloc(want.count * sizeof *got);
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));
-    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, GOLDEN, true, got));
     assert_rel_l2_le(got, want.data, want.count, tol);
-    kiln_graph_free(g);
     free(got);
-    golden_free(&packed);
-    golden_free(&context);
-    golden_free(&pooled);
-    golden_free(&t);
-    golden_free(&guidance);
     golden_free(&want);
-    kiln_st_close(f);
     kiln_st_close(l);
 }
 

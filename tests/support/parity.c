@@ -592,6 +592,28 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path)
 
 /* ---- Flux ---- */
 
+kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char *golden_path, bool guidance,
+                            float *out)
+{
+    kiln_st_file *f = golden_open(golden_path);
+    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
+    golden t = golden_read(f, "timestep"), g_guidance = golden_read(f, "guidance");
+    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
+                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
+                     .guidance = guidance ? g_guidance.data : NULL};
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    kiln_status st = kiln_flux_forward(g, flux, &in, out);
+    kiln_graph_free(g);
+    golden_free(&packed);
+    golden_free(&context);
+    golden_free(&pooled);
+    golden_free(&t);
+    golden_free(&g_guidance);
+    kiln_st_close(f);
+    return st;
+}
+
 void parity_check_flux(const parity_fixture *fx, const char *golden_path)
 {
     kiln_backend *be;
@@ -611,26 +633,13 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path)
     assert_true(flux.guidance);
 
     kiln_st_file *f = golden_open(golden_path);
-    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
-    golden t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance"), want = golden_read(f, "out");
-    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
-                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
-                     .guidance = guidance.data};
+    golden want = golden_read(f, "out");
     float *got = malloc(want.count * sizeof *got);
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    assert_kiln_ok(parity_flux_run(be, &flux, golden_path, true, got));
     assert_rel_l2_le(got, want.data, want.count, fx->tol);
-    in.guidance = NULL;
-    assert_int_equal(kiln_flux_forward(g, &flux, &in, got), KILN_ERR_INVALID_ARG);
+    assert_int_equal(parity_flux_run(be, &flux, golden_path, false, got), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "guidance"));
-    kiln_graph_free(g);
     free(got);
-    golden_free(&packed);
-    golden_free(&context);
-    golden_free(&pooled);
-    golden_free(&t);
-    golden_free(&guidance);
     golden_free(&want);
     kiln_st_close(f);
     kiln_weights_free(w);

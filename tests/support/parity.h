@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "flux.h"
 #include "lora.h"
 
 typedef struct parity_fixture {
@@ -49,6 +50,11 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
  * golden's packed, context, pooled, timestep, guidance -> out; fx->path
  * unused. */
 void parity_check_flux(const parity_fixture *fx, const char *golden_path);
+/* A bound Flux transformer on golden_path's inputs (packed, context, pooled,
+ * timestep, guidance: two rows of 4x3 patches) into out; guidance false
+ * leaves the guidance out. The forward call's status. */
+kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char *golden_path, bool guidance,
+                            float *out);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
