@@ -306,7 +306,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     if (in) { /* the kept part: the latent image renoised to this sigma (KSamplerX0Inpaint) */
         for (size_t i = 0; i < per_batch; i++) {
             float m = in->mask[i % plane];
-            d->blended[i] = x[i] * m + kiln_noise_scaling(d->sampling, sigma, in->noise[i], in->latent[i]) * (1.0f - m);
+            d->blended[i] = x[i] * m + kiln_noise_scaling(d->sampling->flow, sigma, in->noise[i], in->latent[i]) * (1.0f - m);
         }
         x = d->blended;
     }

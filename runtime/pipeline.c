@@ -373,6 +373,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
     args.flow = ms.flow;
+    if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
     st = kiln_sample(&args, x);
     kiln_denoiser_free(&d);
     if (st != KILN_OK) goto done;

@@ -132,11 +132,42 @@ static kiln_status sample_euler_ancestral(sampler_run *r, float *x, float *ws)
     return KILN_OK;
 }
 
-/* ComfyUI's sample_euler_ancestral_RF (what euler_ancestral runs on a CONST
+/* The rectified-flow ancestral step of ComfyUI's *_RF samplers (what
+ * euler_ancestral, dpm_2_ancestral and dpmpp_2s_ancestral run on a CONST
  * model): step down to sigma_down = sigma_next * (1 + (sigma_next / sigma -
- * 1) * eta) along the straight flow path, rescale to sigma_next's alpha and
- * add renoise_coeff of noise. float32 as torch's 0-d tensor ops;
+ * 1) * eta) along the straight path, then rescale x by alpha_next /
+ * alpha_down and add renoise of noise. float32 as torch's 0-d tensor ops;
  * ModelSamplingFlux has no noise_scale, so s_noise is used as given. */
+typedef struct rf_step {
+    float sigma_down, rescale, renoise;
+} rf_step;
+
+static rf_step rf_ancestral_step(float sigma, float sigma_next, float eta)
+{
+    float downstep_ratio = 1.0f + (sigma_next / sigma - 1.0f) * eta;
+    float sigma_down = sigma_next * downstep_ratio;
+    float alpha_next = 1.0f - sigma_next, alpha_down = 1.0f - sigma_down;
+    float down_part = (sigma_down * sigma_down) * (alpha_next * alpha_next) / (alpha_down * alpha_down);
+    return (rf_step){sigma_down, alpha_next / alpha_down, sqrtf(sigma_next * sigma_next - down_part)};
+}
+
+/* x = ratio x + (1 - ratio) target with ratio = sigma_to / sigma: the
+ * straight flow path's step from x at sigma towards target (its x0). */
+static void rf_path_step(float *x, const float *target, float sigma_to, float sigma, size_t n)
+{
+    float ratio = sigma_to / sigma, keep = 1.0f - ratio;
+    for (size_t j = 0; j < n; j++) x[j] = ratio * x[j] + keep * target[j];
+}
+
+/* x = step.rescale x + s_noise step.renoise noise, a fresh draw. */
+static kiln_status rf_renoise(sampler_run *r, float *x, const rf_step *step, float sigma, float sigma_next,
+                              float *noise)
+{
+    TRY(draw_noise(r, sigma, sigma_next, noise));
+    for (size_t j = 0; j < r->n; j++) x[j] = step->rescale * x[j] + noise[j] * r->args->s_noise * step->renoise;
+    return KILN_OK;
+}
+
 static kiln_status sample_euler_ancestral_rf(sampler_run *r, float *x, float *ws)
 {
     float *denoised = ws, *noise = ws + r->n;
@@ -149,18 +180,9 @@ static kiln_status sample_euler_ancestral_rf(sampler_run *r, float *x, float *ws
             memcpy(x, denoised, r->n * sizeof *x);
             continue;
         }
-        float downstep_ratio = 1.0f + (sigma_next / sigma - 1.0f) * eta;
-        float sigma_down = sigma_next * downstep_ratio;
-        float alpha_next = 1.0f - sigma_next, alpha_down = 1.0f - sigma_down;
-        float down_part = (sigma_down * sigma_down) * (alpha_next * alpha_next) / (alpha_down * alpha_down);
-        float renoise = sqrtf(sigma_next * sigma_next - down_part);
-        float ratio = sigma_down / sigma, keep = 1.0f - ratio;
-        for (size_t j = 0; j < r->n; j++) x[j] = ratio * x[j] + keep * denoised[j];
-        if (eta > 0.0f) {
-            float rescale = alpha_next / alpha_down;
-            TRY(draw_noise(r, sigma, sigma_next, noise));
-            for (size_t j = 0; j < r->n; j++) x[j] = rescale * x[j] + noise[j] * r->args->s_noise * renoise;
-        }
+        rf_step step = rf_ancestral_step(sigma, sigma_next, eta);
+        rf_path_step(x, denoised, step.sigma_down, sigma, r->n);
+        if (eta > 0.0f) TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
     }
     return KILN_OK;
 }
@@ -245,6 +267,27 @@ static kiln_status sample_dpm_2_ancestral(sampler_run *r, float *x, float *ws)
         TRY(dpm_2_step(r, x, denoised, sigma, (float)down, x_2, denoised_2));
         TRY(draw_noise(r, sigma, sigma_next, noise));
         add_noise(x, noise, r->args->s_noise * (float)up, n);
+    }
+    return KILN_OK;
+}
+
+/* ComfyUI's sample_dpm_2_ancestral_RF: DPM-Solver-2 down to the RF step's
+ * sigma_down, then its rescale and renoise (drawn even at eta 0, as there). */
+static kiln_status sample_dpm_2_ancestral_rf(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        rf_step step = rf_ancestral_step(sigma, sigma_next, r->args->eta);
+        TRY(report(r, i, denoised));
+        if (step.sigma_down == 0.0f) {
+            euler_update(x, denoised, sigma, step.sigma_down - sigma, n);
+            continue;
+        }
+        TRY(dpm_2_step(r, x, denoised, sigma, step.sigma_down, x_2, denoised_2));
+        TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
     }
     return KILN_OK;
 }
@@ -335,9 +378,102 @@ static kiln_status sample_dpmpp_2s_ancestral(sampler_run *r, float *x, float *ws
     return KILN_OK;
 }
 
-/* DPM-Solver++ SDE (r = 1/2): an ancestral half step in log-sigma to
+/* ComfyUI's sample_dpmpp_2s_ancestral_RF: the x0 prediction at the midpoint
+ * in flow half-log-SNR (log((1 - sigma) / sigma)) between sigma and the RF
+ * step's sigma_down (0.9999 from sigma 1, where that is infinite), both
+ * steps along the straight path, then the rescale and renoise. */
+static kiln_status sample_dpmpp_2s_ancestral_rf(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *u = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    float eta = r->args->eta;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        rf_step step = rf_ancestral_step(sigma, sigma_next, eta);
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) {
+            euler_update(x, denoised, sigma, step.sigma_down - sigma, n);
+            continue;
+        }
+        float sigma_s = 0.9999f;
+        if (sigma != 1.0f) {
+            double t = log((1.0 - sigma) / sigma), t_down = log((1.0 - step.sigma_down) / step.sigma_down);
+            sigma_s = (float)(1.0 / (exp(t + 0.5 * (t_down - t)) + 1.0));
+        }
+        memcpy(u, x, n * sizeof *u);
+        rf_path_step(u, denoised, sigma_s, sigma, n);
+        TRY(denoise(r, u, sigma_s, denoised_2));
+        rf_path_step(x, denoised_2, step.sigma_down, sigma, n);
+        if (eta > 0.0f) TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
+    }
+    return KILN_OK;
+}
+
+/* The half-log-SNR log(alpha / sigma) of a noise level and its alpha, as
+ * ComfyUI's SDE samplers take them: a discrete model's -log(sigma) with
+ * alpha 1, a flow model's log((1 - sigma) / sigma) with alpha 1 - sigma. */
+static double half_log_snr(bool flow, double sigma) { return flow ? log((1.0 - sigma) / sigma) : -log(sigma); }
+static double alpha_of(bool flow, double sigma) { return flow ? 1.0 - sigma : 1.0; }
+
+/* One DPM-Solver++ SDE step's numbers: the half-step sigma, and for each
+ * half x = keep x + take x0 + up noise. */
+typedef struct sde_step {
+    float sigma_s;
+    float keep[2], take[2], up[2];
+} sde_step;
+
+/* A discrete model's: alpha 1, the scalars in double. The half-step sigma
+ * in float32 as ComfyUI has it: it is a point the Brownian tree rounds to 6
+ * decimals, so its last bit matters. */
+static sde_step dpmpp_sde_step_discrete(float sigma, float sigma_next, double eta, double ratio_r)
+{
+    sde_step st;
+    double lambda_s = -log((double)sigma);
+    float lambda_s_f = -logf(sigma), lambda_t_f = -logf(sigma_next);
+    st.sigma_s = expf(-(lambda_s_f + (float)ratio_r * (lambda_t_f - lambda_s_f)));
+    const float to[2] = {st.sigma_s, sigma_next};
+    for (int k = 0; k < 2; k++) {
+        double down, up;
+        ancestral_step(sigma, to[k], eta, &down, &up);
+        double h_ = -log(down) - lambda_s;
+        st.keep[k] = (float)exp(-h_);
+        st.take[k] = (float)-expm1(-h_);
+        st.up[k] = (float)up;
+    }
+    return st;
+}
+
+/* A flow model's, in float32 as ComfyUI's 0-d tensors compute them: near
+ * sigma 1 the ancestral step between exp(-lambda)s cancels, and ComfyUI's
+ * result is what its float32 arithmetic gives there. */
+static sde_step dpmpp_sde_step_flow(float sigma, float sigma_next, float eta, float ratio_r)
+{
+    sde_step st;
+    float lambda_s = -logf(sigma / (1.0f - sigma)), lambda_t = -logf(sigma_next / (1.0f - sigma_next));
+    float lambda_mid = lambda_s + ratio_r * (lambda_t - lambda_s);
+    st.sigma_s = 1.0f / (1.0f + expf(lambda_mid));
+    float alpha_s = sigma * expf(lambda_s);
+    const float lambda_to[2] = {lambda_mid, lambda_t}, sigma_to[2] = {st.sigma_s, sigma_next};
+    for (int k = 0; k < 2; k++) {
+        float alpha_to = sigma_to[k] * expf(lambda_to[k]);
+        float from = expf(-lambda_s), to = expf(-lambda_to[k]), down = to, up = 0.0f;
+        if (eta != 0.0f) {
+            up = eta * sqrtf(to * to * (from * from - to * to) / (from * from));
+            if (up > to) up = to;
+            down = sqrtf(to * to - up * up);
+        }
+        float h_ = -logf(down) - lambda_s;
+        st.keep[k] = alpha_to / alpha_s * expf(-h_);
+        st.take[k] = -(alpha_to * expm1f(-h_));
+        st.up[k] = alpha_to * up;
+    }
+    return st;
+}
+
+/* DPM-Solver++ SDE (r = 1/2): an ancestral half step in half-log-SNR to
  * sigma_s, then the full step from a blend of both x0 predictions, each with
- * Brownian noise. Eps models have alpha = 1 throughout. */
+ * Brownian noise (scaled by alpha: 1 for a discrete model). */
 static kiln_status sample_dpmpp_sde(sampler_run *r, float *x, float *ws)
 {
     const double ratio_r = 0.5, fac = 1.0 / (2.0 * ratio_r);
@@ -352,37 +488,22 @@ static kiln_status sample_dpmpp_sde(sampler_run *r, float *x, float *ws)
             memcpy(x, denoised, n * sizeof *x);
             continue;
         }
-        double lambda_s = -log((double)sigma);
-        /* the half-step sigma in float32 as ComfyUI has it: it is a point
-         * the Brownian tree rounds to 6 decimals, so its last bit matters */
-        float lambda_s_f = -logf(sigma), lambda_t_f = -logf(sigma_next);
-        float h_f = lambda_t_f - lambda_s_f;
-        float half_h_f = (float)ratio_r * h_f;
-        float sigma_s = expf(-(lambda_s_f + half_h_f));
-
-        double down, up;
-        ancestral_step(sigma, sigma_s, eta, &down, &up);
-        double h_ = -log(down) - lambda_s;
-        float keep = (float)exp(-h_), take = (float)-expm1(-h_);
-        for (size_t j = 0; j < n; j++) x_2[j] = keep * x[j] + take * denoised[j];
+        sde_step st = r->args->flow ? dpmpp_sde_step_flow(sigma, sigma_next, (float)eta, (float)ratio_r)
+                                    : dpmpp_sde_step_discrete(sigma, sigma_next, eta, ratio_r);
+        for (size_t j = 0; j < n; j++) x_2[j] = st.keep[0] * x[j] + st.take[0] * denoised[j];
         if (eta > 0.0 && s_noise > 0.0) {
-            TRY(draw_noise(r, sigma, sigma_s, noise));
-            add_noise(x_2, noise, (float)(s_noise * up), n);
+            TRY(draw_noise(r, sigma, st.sigma_s, noise));
+            add_noise(x_2, noise, (float)(s_noise * st.up[0]), n);
         }
-        TRY(denoise(r, x_2, sigma_s, denoised_2));
-
-        ancestral_step(sigma, sigma_next, eta, &down, &up);
-        h_ = -log(down) - lambda_s;
-        keep = (float)exp(-h_);
-        take = (float)-expm1(-h_);
+        TRY(denoise(r, x_2, st.sigma_s, denoised_2));
         float w_1 = (float)(1.0 - fac), w_2 = (float)fac;
         for (size_t j = 0; j < n; j++) {
             float blend = w_1 * denoised[j] + w_2 * denoised_2[j];
-            x[j] = keep * x[j] + take * blend;
+            x[j] = st.keep[1] * x[j] + st.take[1] * blend;
         }
         if (eta > 0.0 && s_noise > 0.0) {
             TRY(draw_noise(r, sigma, sigma_next, noise));
-            add_noise(x, noise, (float)(s_noise * up), n);
+            add_noise(x, noise, (float)(s_noise * st.up[1]), n);
         }
     }
     return KILN_OK;
@@ -435,17 +556,18 @@ static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *w
         if (sigma_next == 0.0f) {
             memcpy(x, denoised, n * sizeof *x);
         } else {
-            h = log((double)sigma) - log((double)sigma_next);
-            double h_eta = h * (eta + 1.0);
+            const bool flow = r->args->flow;
+            h = half_log_snr(flow, sigma_next) - half_log_snr(flow, sigma);
+            double h_eta = h * (eta + 1.0), alpha_t = alpha_of(flow, sigma_next);
             float keep = (float)((double)sigma_next / sigma * exp(-h * eta));
-            float take = (float)-expm1(-h_eta);
+            float take = (float)(alpha_t * -expm1(-h_eta));
             for (size_t j = 0; j < n; j++) x[j] = keep * x[j] + take * denoised[j];
             double phi_2 = expm1(-h_eta) / h_eta + 1.0;
             if (max_order == 3 && history >= 2) {
                 double r0 = h_1 / h, r1 = h_2 / h;
                 double phi_3 = phi_2 / h_eta - 0.5;
                 float r0f = (float)r0, r1f = (float)r1, r01 = (float)(r0 + r1);
-                float c_1 = (float)phi_2, c_2 = (float)phi_3;
+                float c_1 = (float)(alpha_t * phi_2), c_2 = (float)(alpha_t * phi_3);
                 for (size_t j = 0; j < n; j++) {
                     float d1_0 = (denoised[j] - denoised_1[j]) / r0f;
                     float d1_1 = (denoised_1[j] - denoised_2[j]) / r1f;
@@ -454,14 +576,14 @@ static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *w
                     x[j] = x[j] + c_1 * d1 - c_2 * d2;
                 }
             } else if (max_order == 3 && history >= 1) {
-                float rf = (float)(h_1 / h), c = (float)phi_2;
+                float rf = (float)(h_1 / h), c = (float)(alpha_t * phi_2);
                 for (size_t j = 0; j < n; j++) {
                     float d = (denoised[j] - denoised_1[j]) / rf;
                     x[j] = x[j] + c * d;
                 }
             } else if (history >= 1) {
                 /* midpoint */
-                float c = (float)(0.5 * -expm1(-h_eta) * (1.0 / (h_1 / h)));
+                float c = (float)(0.5 * alpha_t * -expm1(-h_eta) * (1.0 / (h_1 / h)));
                 for (size_t j = 0; j < n; j++) x[j] = x[j] + c * (denoised[j] - denoised_1[j]);
             }
             if (eta > 0.0 && s_noise > 0.0) {
@@ -480,7 +602,8 @@ static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *w
     return KILN_OK;
 }
 
-/* LCM: jump to the x0 prediction, then renoise to the next sigma. */
+/* LCM: jump to the x0 prediction, then renoise it to the next sigma as the
+ * model mixes noise in (a flow model's way on one). */
 static kiln_status sample_lcm(sampler_run *r, float *x, float *ws)
 {
     size_t n = r->n;
@@ -492,11 +615,10 @@ static kiln_status sample_lcm(sampler_run *r, float *x, float *ws)
         memcpy(x, denoised, n * sizeof *x);
         if (sigma_next > 0.0f) {
             TRY(draw_noise(r, sigma, sigma_next, noise));
-            float scale = sigma_next * r->args->s_noise;
-            for (size_t j = 0; j < n; j++) {
-                float scaled = noise[j] * scale;
-                x[j] = scaled + x[j];
-            }
+            const bool flow = r->args->flow;
+            float s_noise = r->args->s_noise;
+            for (size_t j = 0; j < n; j++) /* model_sampling.noise_scaling of the x0 prediction */
+                x[j] = kiln_noise_scaling(flow, sigma_next, s_noise == 1.0f ? noise[j] : noise[j] * s_noise, x[j]);
         }
     }
     return KILN_OK;
@@ -930,23 +1052,6 @@ void kiln_sample_args_init(kiln_sample_args *args)
     args->s_noise = 1.0f;
 }
 
-kiln_status kiln_sampler_check_flow(kiln_sampler sampler)
-{
-    const char *name = kiln_sampler_name(sampler);
-    if (!name) return kiln_fail(KILN_ERR_INVALID_ARG, "sample: no sampler with id %d", (int)sampler);
-    switch (sampler) {
-    case KILN_SAMPLER_DPM_2_ANCESTRAL:
-    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
-    case KILN_SAMPLER_DPMPP_SDE:
-    case KILN_SAMPLER_DPMPP_2M_SDE:
-    case KILN_SAMPLER_DPMPP_3M_SDE:
-    case KILN_SAMPLER_LCM:
-        return kiln_fail(KILN_ERR_UNSUPPORTED,
-                         "%s on a flow model (Flux): not yet (ComfyUI runs a rectified-flow variant of it)", name);
-    default: return KILN_OK;
-    }
-}
-
 kiln_status kiln_sample(const kiln_sample_args *args, float *x)
 {
     const char *name = kiln_sampler_name(args->sampler);
@@ -963,13 +1068,25 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
             return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: sigma %zu is %g (need finite, > 0 before the last)",
                              name, i, (double)s);
     }
-    if (args->flow) TRY(kiln_sampler_check_flow(args->sampler));
     if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
                          (double)args->eta, (double)args->s_noise);
     if (args->nsigmas == 1) return KILN_OK; /* nothing to walk, as in ComfyUI */
 
     sampler_run r = {.args = args, .sigmas = args->sigmas, .steps = (int)(args->nsigmas - 1), .n = args->n};
+    /* a flow model's SDE step is in half-log-SNR, infinite at sigma 1: ComfyUI starts those just below it */
+    float *offset_sigmas = NULL;
+    if (args->flow && kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_BROWNIAN &&
+        args->sigmas[0] >= 1.0f) {
+        if (!(args->flow_first_sigma > 0.0f && args->flow_first_sigma < 1.0f))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: a flow schedule from sigma 1 needs flow_first_sigma "
+                             "in (0, 1), not %g", name, (double)args->flow_first_sigma);
+        if (!(offset_sigmas = malloc(args->nsigmas * sizeof *offset_sigmas)))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sample %s: out of host memory", name);
+        memcpy(offset_sigmas, args->sigmas, args->nsigmas * sizeof *offset_sigmas);
+        offset_sigmas[0] = args->flow_first_sigma;
+        r.sigmas = offset_sigmas;
+    }
     r.noise = args->noise;
     r.noise_ctx = args->noise_ctx;
     bool own_tree = false;
@@ -991,6 +1108,7 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     float *ws = malloc(WORKSPACE_BUFFERS * args->n * sizeof *ws);
     if (!ws) {
         if (own_tree) kiln_brownian_tree_free(&r.default_tree);
+        free(offset_sigmas);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sample %s: workspace of %d x %zu floats", name, WORKSPACE_BUFFERS,
                          args->n);
     }
@@ -1003,9 +1121,13 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
         break;
     case KILN_SAMPLER_HEUN: st = sample_heun(&r, x, ws); break;
     case KILN_SAMPLER_DPM_2: st = sample_dpm_2(&r, x, ws); break;
-    case KILN_SAMPLER_DPM_2_ANCESTRAL: st = sample_dpm_2_ancestral(&r, x, ws); break;
+    case KILN_SAMPLER_DPM_2_ANCESTRAL:
+        st = args->flow ? sample_dpm_2_ancestral_rf(&r, x, ws) : sample_dpm_2_ancestral(&r, x, ws);
+        break;
     case KILN_SAMPLER_LMS: st = sample_lms(&r, x, ws); break;
-    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL: st = sample_dpmpp_2s_ancestral(&r, x, ws); break;
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
+        st = args->flow ? sample_dpmpp_2s_ancestral_rf(&r, x, ws) : sample_dpmpp_2s_ancestral(&r, x, ws);
+        break;
     case KILN_SAMPLER_DPMPP_SDE: st = sample_dpmpp_sde(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2M: st = sample_dpmpp_2m(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 2); break;
@@ -1017,6 +1139,7 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_COUNT: break;
     }
     free(ws);
+    free(offset_sigmas);
     if (own_tree) kiln_brownian_tree_free(&r.default_tree);
     return st;
 }
@@ -1030,5 +1153,5 @@ void kiln_sampler_start_x(const kiln_model_sampling *ms, float sigma0, const flo
         if (fabs(sigma_max - sigma0) <= 1e-5 * fmax(fabs(sigma_max), fabs((double)sigma0)) || sigma0 > sigma_max)
             scale = sqrtf(1.0f + sigma0 * sigma0);
     }
-    for (size_t j = 0; j < n; j++) x[j] = kiln_noise_scaling(ms, scale, noise[j], latent ? latent[j] : 0.0f);
+    for (size_t j = 0; j < n; j++) x[j] = kiln_noise_scaling(ms->flow, scale, noise[j], latent ? latent[j] : 0.0f);
 }

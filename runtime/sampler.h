@@ -65,14 +65,6 @@ kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler);
  * second-to-last sigma dropped (pass this to kiln_ksampler_sigmas). */
 bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler);
 
-/* Whether kiln runs `sampler` on a flow model (Flux) as ComfyUI would.
- * ComfyUI switches euler_ancestral, dpm_2_ancestral and dpmpp_2s_ancestral
- * to rectified-flow variants for its CONST model type, gives the SDE
- * samplers (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) the flow half-log-SNR
- * and lcm CONST's noise scaling. kiln has euler_ancestral's RF variant; the
- * others are refused. The rest run unchanged. Errors: KILN_ERR_UNSUPPORTED
- * naming the sampler; KILN_ERR_INVALID_ARG for a value out of range. */
-kiln_status kiln_sampler_check_flow(kiln_sampler sampler);
 
 typedef struct kiln_sample_args {
     kiln_sampler sampler;
@@ -93,7 +85,13 @@ typedef struct kiln_sample_args {
     void *progress_ctx;
     float eta;                  /* ancestral / SDE noise amount (default 1; 0 = deterministic) */
     float s_noise;              /* scale of the added noise (default 1) */
-    bool flow;                  /* a flow model (ms->flow): the RF variants, see kiln_sampler_check_flow */
+    /* a flow model (ms->flow), sampled as ComfyUI samples its CONST type: euler_ancestral,
+       dpm_2_ancestral and dpmpp_2s_ancestral as their rectified-flow variants, the SDE samplers
+       (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) in the flow half-log-SNR log((1 - sigma) / sigma)
+       with alpha 1 - sigma, lcm renoising the flow way; the rest unchanged */
+    bool flow;
+    float flow_first_sigma;     /* flow, SDE samplers: the first sigma in place of one at 1, where the
+                                   half-log-SNR is infinite (ComfyUI's percent_to_sigma(1e-4)) */
 } kiln_sample_args;
 
 /* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1. */
@@ -102,9 +100,9 @@ void kiln_sample_args_init(kiln_sample_args *args);
 /* Runs the sampler: x (n) holds the start latent on entry (see
  * kiln_sampler_start_x) and the final latent on return. Errors:
  * KILN_ERR_INVALID_ARG for a missing callback, n == 0, no sigmas, or a
- * non-finite or non-positive sigma before the last; KILN_ERR_UNSUPPORTED for a sampler kiln_sampler_check_flow refuses
- * when args->flow; KILN_ERR_OUT_OF_MEMORY; and whatever a callback
- * returns. */
+ * non-finite or non-positive sigma before the last, or a flow SDE run from
+ * sigma 1 without flow_first_sigma; KILN_ERR_OUT_OF_MEMORY; and whatever a
+ * callback returns. */
 kiln_status kiln_sample(const kiln_sample_args *args, float *x);
 
 /* A kiln_noise_fn drawing torch.randn(n) from the kiln_rng passed as ctx. */

@@ -124,9 +124,9 @@ kiln_status kiln_ksampler_sigmas(const kiln_model_sampling *ms, kiln_scheduler s
  * max_denoise case: discrete (EPS, V) noise * sigma + latent, flow (CONST)
  * sigma * noise + (1 - sigma) * latent; float32 as ComfyUI's. The start of
  * img2img and the renoised kept part of an inpainting both take it. */
-static inline float kiln_noise_scaling(const kiln_model_sampling *ms, float sigma, float noise, float latent)
+static inline float kiln_noise_scaling(bool flow, float sigma, float noise, float latent)
 {
-    return ms->flow ? sigma * noise + (1.0f - sigma) * latent : noise * sigma + latent;
+    return flow ? sigma * noise + (1.0f - sigma) * latent : noise * sigma + latent;
 }
 
 #endif

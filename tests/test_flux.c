@@ -7,6 +7,7 @@
  * txt2img, img2img and inpainting; the same model as the single files users have
  * (BFL's transformer, ComfyUI's checkpoint, separate text encoders and
  * VAE). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -151,6 +152,16 @@ static void check_runs(kiln_model *m)
     assert_rel_l2_le(latent, want.data, want.count, 1e-4);
     free(latent);
     golden_free(&want);
+
+    /* the SDE samplers from sigma 1: the pipeline gives them the first sigma ComfyUI puts below it
+       (their math is test_schedule's) */
+    job.init_latent = NULL;
+    job.denoise = 1.0;
+    assert_kiln_ok(kiln_sampler_from_name("dpmpp_2m_sde", &job.sampler));
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    for (size_t i = 0; i < (size_t)16 * 8 * 6; i++) assert_true(isfinite(latent[i]));
+    free(latent);
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
 
     /* inpainting that LATENT (SetLatentNoiseMask): the kept part renoised the flow way each step */
     golden mask = golden_read(f, "inpaint.mask");

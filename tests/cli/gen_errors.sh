@@ -113,8 +113,6 @@ expect_error "a VAE that is none" "no VAE in it" --model "$flux" --prompt x --va
 expect_error "parts beside a workflow" "of the files beside a model it takes only --tokenizer and --config" \
     --workflow "$data/flux/lora/peft.safetensors" --vae "$data/lora/kohya_ldm.safetensors"
 expect_error "eps sampling of Flux" "model sampling 'eps' on a flux model" --model "$flux" --prompt x --prediction eps
-expect_error "a sampler Flux lacks" "dpmpp_2m_sde on a flow model (Flux): not yet" --model "$flux" --prompt x \
-    --width 16 --height 16 --sampler dpmpp_2m_sde
 expect_error "guidance on an SD model" "--guidance is Flux dev's" --model "$tiny" --prompt x --guidance 2
 expect_error "Flux latent of odd size" "flux: a 8x9 latent is not whole 2x2 patches" --model "$flux" --prompt x \
     --width 18 --height 16

@@ -19,6 +19,17 @@ Writes tests/data/flow/flow.safetensors (read by tests/test_schedule.c):
                                     from start_x.max_empty, with the mock
                                     model denoised = 0.75 * x and per-step
                                     noise `noise` [4, N]
+  shift<S>.<sampler>.x              the other samplers ComfyUI runs its own
+                                    way on CONST models (dpm_2_ancestral_RF,
+                                    dpmpp_2s_ancestral_RF, lcm's CONST
+                                    noise scaling, and dpmpp_sde, dpmpp_2m_sde,
+                                    dpmpp_3m_sde in the flow half-log-SNR with
+                                    the first sigma offset below 1), simple 4
+                                    steps from start_x.max_empty, the mock
+                                    model denoised = 0.75 * x + 0.1 * sigma
+                                    and noise drawn in order from
+                                    sampler_noise [8, N]; <sampler>.draws how
+                                    many it drew
   noise, latent                     [N] inputs
 
 Run from the repository root: python3 tests/data/flow/make_flow_data.py
@@ -205,6 +216,134 @@ def euler_ancestral_rf(model, x, sigmas, noises, eta=1.0, s_noise=1.0):
     return x
 
 
+def lerp_log_midpoint(a, b):
+    return a.log().lerp(b.log(), 0.5).exp()
+
+
+def rf_step(sigma, sigma_next, eta):
+    downstep_ratio = 1 + (sigma_next / sigma - 1) * eta
+    sigma_down = sigma_next * downstep_ratio
+    alpha_ip1, alpha_down = 1 - sigma_next, 1 - sigma_down
+    renoise = (sigma_next ** 2 - sigma_down ** 2 * alpha_ip1 ** 2 / alpha_down ** 2) ** 0.5
+    return sigma_down, alpha_ip1 / alpha_down, renoise
+
+
+def dpm_2_ancestral_rf(model, x, sigmas, noise, eta=1.0):
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        sigma_down, rescale, renoise = rf_step(sigmas[i], sigmas[i + 1], eta)
+        d = (x - denoised) / sigmas[i]
+        if sigma_down == 0:
+            x = x + d * (sigma_down - sigmas[i])
+        else:
+            sigma_mid = lerp_log_midpoint(sigmas[i], sigma_down)
+            x_2 = x + d * (sigma_mid - sigmas[i])
+            d_2 = (x_2 - model(x_2, sigma_mid)) / sigma_mid
+            x = x + d_2 * (sigma_down - sigmas[i])
+            x = rescale * x + noise() * renoise
+    return x
+
+
+def dpmpp_2s_ancestral_rf(model, x, sigmas, noise, eta=1.0):
+    lambda_fn = lambda sigma: ((1 - sigma) / sigma).log()  # noqa: E731
+    sigma_fn = lambda lbda: (lbda.exp() + 1) ** -1  # noqa: E731
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        sigma_down, rescale, renoise = rf_step(sigmas[i], sigmas[i + 1], eta)
+        if sigmas[i + 1] == 0:
+            x = x + (x - denoised) / sigmas[i] * (sigma_down - sigmas[i])
+        else:
+            if sigmas[i] == 1.0:
+                sigma_s = torch.tensor(0.9999)
+            else:
+                t_i, t_down = lambda_fn(sigmas[i]), lambda_fn(sigma_down)
+                sigma_s = sigma_fn(t_i + 0.5 * (t_down - t_i))
+            ratio = sigma_s / sigmas[i]
+            u = ratio * x + (1 - ratio) * denoised
+            d_i = model(u, sigma_s)
+            ratio = sigma_down / sigmas[i]
+            x = ratio * x + (1 - ratio) * d_i
+        if sigmas[i + 1] > 0 and eta > 0:
+            x = rescale * x + noise() * renoise
+    return x
+
+
+def lcm_const(model, x, sigmas, noise):
+    for i in range(len(sigmas) - 1):
+        x = model(x, sigmas[i])
+        if sigmas[i + 1] > 0:
+            x = noise_scaling(sigmas[i + 1], noise(), x)
+    return x
+
+
+def half_log_snr(sigma):  # CONST: log((1 - sigma) / sigma)
+    return sigma.logit().neg()
+
+
+def ancestral_step(sigma_from, sigma_to, eta=1.0):
+    sigma_up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+    return (sigma_to ** 2 - sigma_up ** 2) ** 0.5, sigma_up
+
+
+def dpmpp_sde_const(model, x, sigmas, noise, eta=1.0, r=0.5):
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        lambda_s, lambda_t = half_log_snr(sigmas[i]), half_log_snr(sigmas[i + 1])
+        h = lambda_t - lambda_s
+        lambda_s_1 = lambda_s + r * h
+        fac = 1 / (2 * r)
+        sigma_s_1 = lambda_s_1.neg().sigmoid()
+        alpha_s = sigmas[i] * lambda_s.exp()
+        alpha_s_1 = sigma_s_1 * lambda_s_1.exp()
+        alpha_t = sigmas[i + 1] * lambda_t.exp()
+        sd, su = ancestral_step(lambda_s.neg().exp(), lambda_s_1.neg().exp(), eta)
+        h_ = sd.log().neg() - lambda_s
+        x_2 = (alpha_s_1 / alpha_s) * (-h_).exp() * x - alpha_s_1 * (-h_).expm1() * denoised
+        x_2 = x_2 + alpha_s_1 * noise() * su
+        denoised_2 = model(x_2, sigma_s_1)
+        sd, su = ancestral_step(lambda_s.neg().exp(), lambda_t.neg().exp(), eta)
+        h_ = sd.log().neg() - lambda_s
+        denoised_d = (1 - fac) * denoised + fac * denoised_2
+        x = (alpha_t / alpha_s) * (-h_).exp() * x - alpha_t * (-h_).expm1() * denoised_d
+        x = x + alpha_t * noise() * su
+    return x
+
+
+def dpmpp_multistep_sde_const(model, x, sigmas, noise, order, eta=1.0):
+    denoised_1 = denoised_2 = h = h_1 = h_2 = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            lambda_s, lambda_t = half_log_snr(sigmas[i]), half_log_snr(sigmas[i + 1])
+            h = lambda_t - lambda_s
+            h_eta = h * (eta + 1)
+            alpha_t = sigmas[i + 1] * lambda_t.exp()
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
+            if order == 3 and h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0 = (denoised - denoised_1) / r0
+                d1_1 = (denoised_1 - denoised_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                phi_2 = h_eta.neg().expm1() / h_eta + 1
+                phi_3 = phi_2 / h_eta - 0.5
+                x = x + (alpha_t * phi_2) * d1 - (alpha_t * phi_3) * d2
+            elif order == 3 and h_1 is not None:
+                d = (denoised - denoised_1) / (h_1 / h)
+                x = x + (alpha_t * (h_eta.neg().expm1() / h_eta + 1)) * d
+            elif order == 2 and denoised_1 is not None:  # midpoint
+                x = x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / (h_1 / h)) * (denoised - denoised_1)
+            x = x + noise() * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
+        denoised_1, denoised_2 = denoised, denoised_1
+        h_1, h_2 = h, h_1
+    return x
+
+
 def main():
     gen = torch.Generator().manual_seed(7)
     noise = torch.randn(N, generator=gen)
@@ -229,6 +368,26 @@ def main():
         x0 = noise_scaling(s.sigma_max, noise, torch.zeros(N))
         out[f"shift{key}.euler_a_rf.noise"] = noises
         out[f"shift{key}.euler_a_rf.x"] = euler_ancestral_rf(lambda x, sigma: x * 0.75, x0, sigmas, noises)
+
+        pool = torch.randn(8, N, generator=torch.Generator().manual_seed(11))
+        out["sampler_noise"] = pool
+        offset = sigmas.clone()
+        if offset[0] >= 1:  # offset_first_sigma_for_snr
+            offset[0] = s.percent_to_sigma(1e-4)
+        runs = {"dpm_2_ancestral": lambda m, nz: dpm_2_ancestral_rf(m, x0, sigmas, nz),
+                "dpmpp_2s_ancestral": lambda m, nz: dpmpp_2s_ancestral_rf(m, x0, sigmas, nz),
+                "lcm": lambda m, nz: lcm_const(m, x0, sigmas, nz),
+                "dpmpp_sde": lambda m, nz: dpmpp_sde_const(m, x0, offset, nz),
+                "dpmpp_2m_sde": lambda m, nz: dpmpp_multistep_sde_const(m, x0, offset, nz, 2),
+                "dpmpp_3m_sde": lambda m, nz: dpmpp_multistep_sde_const(m, x0, offset, nz, 3)}
+        for name, run in runs.items():
+            drawn = []
+
+            def draw():
+                drawn.append(1)
+                return pool[len(drawn) - 1]
+            out[f"shift{key}.{name}.x"] = run(lambda x, sigma: x * 0.75 + 0.1 * sigma, draw)
+            out[f"shift{key}.{name}.draws"] = torch.tensor([len(drawn)], dtype=torch.int32)
     save_file({k: v.contiguous() for k, v in out.items()}, OUT)
 
 
