@@ -835,6 +835,85 @@ static tensor_namer checkpoint_namer(const kiln_st_file *f, unet_layout *lay)
     return open_clip_namer(f, lay);
 }
 
+static bool is_float(kiln_dtype d)
+{
+    return d == KILN_F32 || d == KILN_F16 || d == KILN_BF16 || d == KILN_F8_E4M3 || d == KILN_F8_E5M2;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Forgets the tensors whose names start with `prefix` and end with
+ * `suffix` (either may be ""): what a part given beside the checkpoint
+ * replaces (the file keeps them, unread), or what was folded into others. */
+static void drop_names(kiln_checkpoint *ck, const char *prefix, const char *suffix)
+{
+    size_t kept = 0, len = strlen(prefix);
+    for (size_t i = 0; i < ck->nnames; i++) {
+        named_tensor *n = &ck->names[i];
+        if (strncmp(n->name, prefix, len) != 0 || !ends_with(n->name, suffix)) {
+            ck->names[kept++] = *n;
+            continue;
+        }
+        free(n->name);
+        free_replaced(n->replaced);
+        free(n->view);
+    }
+    ck->nnames = kept;
+}
+
+/* ComfyUI's "scaled fp8" files (t5xxl_fp8_e4m3fn_scaled, fp8 Flux
+ * checkpoints) store a linear's weight in fp8 divided by a float32
+ * `<layer>.scale_weight`: the weight is read as their product, kept in f16
+ * as the checkpoint's own copy; the scales (and `scale_input`s, which kiln's
+ * f16/f32 activations do not need) and the `scaled_fp8` marker go. */
+static kiln_status dequantize_scaled_fp8(kiln_checkpoint *ck)
+{
+    bool scaled = false;
+    for (size_t i = 0; i < kiln_checkpoint_count(ck) && !scaled; i++) {
+        const char *name;
+        kiln_checkpoint_at(ck, i, &name);
+        scaled = ends_with(name, ".scale_weight");
+    }
+    if (!scaled) return KILN_OK;
+    TRY(index_names(ck));
+    for (size_t i = 0; i < ck->nnames; i++) {
+        const char *scale_name = ck->names[i].name;
+        if (!ends_with(scale_name, ".scale_weight")) continue;
+        const kiln_st_tensor *scale = ck->names[i].tensor;
+        char name[512];
+        snprintf(name, sizeof name, "%.*s.weight", (int)(strlen(scale_name) - strlen(".scale_weight")), scale_name);
+        const kiln_st_tensor *w = kiln_checkpoint_find(ck, name);
+        if (!w || kiln_st_numel(scale) != 1 || !is_float(scale->dtype) || !is_float(w->dtype))
+            return kiln_fail(KILN_ERR_MODEL, "%s: '%s' scales no float weight '%s'", ck->path, scale_name, name);
+        const float s = kiln_load_f32(scale->data, scale->dtype, 0);
+        const size_t n = (size_t)kiln_st_numel(w), chunk = 65536;
+        uint16_t *half = malloc(n * sizeof *half);
+        float *f = malloc(chunk * sizeof *f);
+        if (!half || !f) {
+            free(half);
+            free(f);
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", ck->path, name);
+        }
+        const size_t elem = kiln_dtype_size(w->dtype);
+        for (size_t at = 0; at < n; at += chunk) {
+            size_t m = n - at < chunk ? n - at : chunk;
+            kiln_convert_to_f32(f, (const char *)w->data + at * elem, w->dtype, m);
+            for (size_t j = 0; j < m; j++) f[j] *= s;
+            kiln_convert_from_f32(half + at, f, KILN_F16, m);
+        }
+        free(f);
+        TRY(kiln_checkpoint_replace(ck, name, KILN_F16, half));
+    }
+    drop_names(ck, "", ".scale_weight");
+    drop_names(ck, "", ".scale_input");
+    drop_names(ck, "", "scaled_fp8");
+    return KILN_OK;
+}
+
 static kiln_status checkpoint_new(const char *label, kiln_checkpoint **out)
 {
     kiln_checkpoint *ck = calloc(1, sizeof *ck);
@@ -903,7 +982,13 @@ static kiln_status open_file_or_folder(const char *path, namer_for_file namer_fo
 
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out)
 {
-    return open_file_or_folder(path, checkpoint_namer, out);
+    TRY(open_file_or_folder(path, checkpoint_namer, out));
+    kiln_status st = dequantize_scaled_fp8(*out);
+    if (st != KILN_OK) {
+        kiln_checkpoint_close(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* ---- Parts beside a checkpoint: a VAE, text encoders, T5's tokenizer ----- */
@@ -919,24 +1004,6 @@ kiln_status kiln_checkpoint_set_tokenizer(kiln_checkpoint *ck, const char *path)
 
 const char *kiln_checkpoint_tokenizer(const kiln_checkpoint *ck) { return ck->tokenizer; }
 
-/* Forgets the tensors under `prefix`, which a part given beside the
- * checkpoint replaces (the file keeps them, unread). */
-static void drop_names(kiln_checkpoint *ck, const char *prefix)
-{
-    size_t kept = 0, len = strlen(prefix);
-    for (size_t i = 0; i < ck->nnames; i++) {
-        named_tensor *n = &ck->names[i];
-        if (strncmp(n->name, prefix, len) != 0) {
-            ck->names[kept++] = *n;
-            continue;
-        }
-        free(n->name);
-        free_replaced(n->replaced);
-        free(n->view);
-    }
-    ck->nnames = kept;
-}
-
 /* A VAE file in any layout ComfyUI's VAELoader reads: diffusers' names, or
  * the original autoencoder's bare (FLUX.1's ae.safetensors), under
  * first_stage_model. or under vae.; under first_stage_model. in place of
@@ -946,7 +1013,7 @@ static kiln_status add_vae_part(kiln_checkpoint *ck, const kiln_st_file *f, bool
     unet_layout lay = {0};
     *found = true;
     if (kiln_st_find(f, "decoder.mid_block.resnets.0.conv1.weight")) {
-        drop_names(ck, "first_stage_model.");
+        drop_names(ck, "first_stage_model.", "");
         return map_part(ck, f, "vae", &lay, count_indexed(f, "decoder.up_blocks.%d.%n"), NULL);
     }
     static const char *const prefixes[] = {"", "first_stage_model.", "vae."};
@@ -954,7 +1021,7 @@ static kiln_status add_vae_part(kiln_checkpoint *ck, const kiln_st_file *f, bool
         char probe[64];
         snprintf(probe, sizeof probe, "%sdecoder.mid.block_1.conv1.weight", prefixes[p]);
         if (!kiln_st_find(f, probe)) continue;
-        drop_names(ck, "first_stage_model.");
+        drop_names(ck, "first_stage_model.", "");
         const size_t len = strlen(prefixes[p]);
         for (size_t i = 0; i < kiln_st_count(f); i++) {
             const kiln_st_tensor *t = kiln_st_at(f, i);
@@ -997,7 +1064,7 @@ static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file
         return KILN_OK;
     }
     *found = true;
-    drop_names(ck, root);
+    drop_names(ck, root, "");
     unet_layout lay = {0};
     return map_part(ck, f, "text_encoder", &lay, 0, root);
 }
@@ -1019,7 +1086,8 @@ static kiln_status add_part_file(kiln_checkpoint *ck, const char *path, bool vae
             return kiln_fail(KILN_ERR_MODEL, "%s: neither a CLIP text encoder (text_model.encoder.*) nor a T5 "
                              "encoder (encoder.block.*)", path);
     }
-    return sort_names(ck); /* the next part looks names up */
+    TRY(sort_names(ck)); /* the next part looks names up */
+    return dequantize_scaled_fp8(ck);
 }
 
 kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_parts *parts)

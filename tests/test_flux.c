@@ -365,6 +365,43 @@ static void loras_match_upstream(void **state)
     kiln_backend_free(be);
 }
 
+/* ComfyUI's scaled fp8 T5 (t5xxl_fp8_e4m3fn_scaled's format) beside BFL's
+ * transformer: each fp8 weight times its scale_weight, in f16, gives the
+ * T5 of make_flux_fp8_data.py's dequantized weights. */
+static void scaled_fp8_text_encoder(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char clip[4096], t5[4096], config[4096];
+    snprintf(clip, sizeof clip, "%s", kiln_test_data(CLIP_L_FILE));
+    snprintf(t5, sizeof t5, "%s", kiln_test_data("flux/single/t5_fp8_scaled.safetensors"));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
+    const kiln_model_parts parts = {.text_encoders = {clip, t5}, .config = config};
+    kiln_checkpoint *ck = open_with_parts("flux/single/flux1-tiny-comfy.safetensors", &parts);
+    const kiln_st_tensor *q = kiln_checkpoint_find(ck, KILN_T5_ROOT ".encoder.block.0.layer.0.SelfAttention.q.weight");
+    assert_non_null(q);
+    assert_int_equal(q->dtype, KILN_F16);
+    assert_null(kiln_checkpoint_find(ck, KILN_T5_ROOT ".encoder.block.0.layer.0.SelfAttention.q.scale_weight"));
+    assert_null(kiln_checkpoint_find(ck, KILN_T5_ROOT ".scaled_fp8"));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    kiln_st_file *f = golden_open("flux/single/t5_fp8_scaled.golden.safetensors");
+    golden ids = golden_read(f, "t5.ids"), want = golden_read(f, "t5.out");
+    int32_t *id = malloc(ids.count * sizeof *id);
+    float *got = malloc(want.count * sizeof *got);
+    for (size_t i = 0; i < ids.count; i++) id[i] = (int32_t)ids.data[i];
+    assert_kiln_ok(kiln_t5_encode_ids(m, id, (int)ids.count, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    free(id);
+    free(got);
+    golden_free(&ids);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* What a single file lacks is named, as is a part that does not fit. */
 static void single_file_refusals(void **state)
 {
@@ -438,6 +475,7 @@ int main(void)
         cmocka_unit_test(single_files_run_as_the_folder),
         cmocka_unit_test(single_file_refusals),
         cmocka_unit_test(loras_match_upstream),
+        cmocka_unit_test(scaled_fp8_text_encoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
