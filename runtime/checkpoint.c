@@ -786,6 +786,34 @@ kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pie
     return KILN_OK;
 }
 
+kiln_status kiln_flux_xlabs_rows(const char *module, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES],
+                                 int *n)
+{
+    static const char *const doubles[][2] = {{"qkv_lora1", "img_attn.qkv"}, {"qkv_lora2", "txt_attn.qkv"},
+                                             {"proj_lora1", "img_attn.proj"}, {"proj_lora2", "txt_attn.proj"}};
+    char bfl[128], block[64], kind[32];
+    int i, m = 0, *n_ = &m;
+    *n = 0;
+    if (MATCHES(module, "double_blocks.%d.processor.%31[a-z_0-9]%n", 2, &i, kind, &m) && !module[m]) {
+        for (size_t k = 0; k < sizeof doubles / sizeof doubles[0]; k++)
+            if (strcmp(kind, doubles[k][0]) == 0) {
+                snprintf(bfl, sizeof bfl, "double_blocks.%d.%s.weight", i, doubles[k][1]);
+                return kiln_flux_bfl_rows(bfl, rows, pieces, n);
+            }
+    } else if (MATCHES(module, "single_blocks.%d.processor.%31[a-z_0-9]%n", 2, &i, kind, &m) && !module[m]) {
+        if (strcmp(kind, "proj_lora") == 0) {
+            snprintf(bfl, sizeof bfl, "single_blocks.%d.linear2.weight", i);
+            return kiln_flux_bfl_rows(bfl, rows, pieces, n);
+        }
+        if (strcmp(kind, "qkv_lora") == 0) { /* q, k and v alone: linear1's rows without the MLP's */
+            snprintf(block, sizeof block, "%s.single_transformer_blocks.%d.", KILN_FLUX_ROOT, i);
+            static const char *const qkv[3] = {"attn.to_q", "attn.to_k", "attn.to_v"};
+            return split_rows(module, rows, block, qkv, (const int[]){1, 1, 1}, 3, "weight", pieces, n);
+        }
+    }
+    return KILN_OK;
+}
+
 /* One transformer tensor in BFL's names (`in`, the file's name without a
  * prefix) under diffusers' names: as it is, as views of its rows, or (the
  * final modulation) as a rearranged copy; *known false for a name BFL's

@@ -90,6 +90,12 @@ typedef struct kiln_row_piece {
 /* bfl: a weight's or bias's name without a prefix ("double_blocks.0.img_attn.qkv.weight"), rows its
  * first dimension; *n 0 for a name BFL's model lacks; KILN_ERR_MODEL where rows do not split. */
 kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n);
+/* The same for an XLabs LoRA module (`double_blocks.0.processor.qkv_lora1`:
+ * img q/k/v, qkv_lora2 txt, proj_lora1/2 the projections;
+ * `single_blocks.0.processor.qkv_lora`: q, k and v without linear1's MLP
+ * rows, proj_lora linear2), its weight's pieces; *n 0 for another name. */
+kiln_status kiln_flux_xlabs_rows(const char *module, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES],
+                                 int *n);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on

@@ -27,6 +27,7 @@ static const struct {
     {".lora.down.weight", PART_DOWN},         {".lora.up.weight", PART_UP},             /* diffusers */
     {".lora_linear_layer.down.weight", PART_DOWN}, {".lora_linear_layer.up.weight", PART_UP},
     {".alpha", PART_ALPHA},
+    {".down.weight", PART_DOWN},              {".up.weight", PART_UP},                  /* XLabs (Flux) */
     {".hada_w1_a", PART_HADA_W1_A},           {".hada_w1_b", PART_HADA_W1_B},
     {".hada_w2_a", PART_HADA_W2_A},           {".hada_w2_b", PART_HADA_W2_B},
 };
@@ -166,6 +167,7 @@ static const module_prefix module_prefixes[] = {
     {"text_encoder_2.", false, 2},
     {"diffusion_model.", false, 0},                       /* ComfyUI */
     {"transformer.", false, 0},                           /* diffusers, PEFT: PixArt's and Flux's DiT */
+    {"double_blocks.", false, 0}, {"single_blocks.", false, 0}, /* XLabs' Flux (target_pieces reads them whole) */
 };
 
 /* The prefix a module's name starts with, NULL for none kiln knows. */
@@ -184,6 +186,13 @@ static const module_prefix *find_prefix(const char *module_name)
 static bool target_pieces(const kiln_checkpoint *ck, const kiln_lora_towers *towers, const char *module_name,
                           int64_t rows, kiln_row_piece *pieces, int *n, bool *clip)
 {
+    const bool dit = kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".");
+    if (dit) { /* XLabs' Flux modules, bare or under ComfyUI's diffusion_model. */
+        const char *xlabs = strncmp(module_name, "diffusion_model.", 16) == 0 ? module_name + 16 : module_name;
+        *clip = false;
+        if (kiln_flux_xlabs_rows(xlabs, rows, pieces, n) != KILN_OK) return false;
+        if (*n) return true;
+    }
     const module_prefix *p = find_prefix(module_name);
     if (!p) return false;
     const char *rest = module_name + strlen(p->prefix);
@@ -204,7 +213,7 @@ static bool target_pieces(const kiln_checkpoint *ck, const kiln_lora_towers *tow
                snprintf(one->name, size, "%s.%s.weight", root, dotted + 11) < (int)size;
     }
     snprintf(weight, sizeof weight, "%s.weight", dotted);
-    if (kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".")) { /* a DiT: BFL's names, else diffusers' */
+    if (dit) { /* BFL's names, else diffusers' */
         if (kiln_flux_bfl_rows(weight, rows, pieces, n) != KILN_OK) return false;
         if (*n) return true;
         *n = 1;

@@ -307,8 +307,9 @@ static void check_transformer(const kiln_model *m, const char *key, double tol)
 /* kohya's layout (BFL's names: fused q/k/v and linear1 cut into their
  * projections' rows, the final modulation's halves swapped, CLIP-L's
  * lora_te1_) merged into the folder's model and into BFL's single file
- * (whose weights are views and a rearranged copy), and PEFT's layout
- * (diffusers' names), against the merges upstream makes. */
+ * (whose weights are views and a rearranged copy), PEFT's layout
+ * (diffusers' names) and XLabs' (a single block's q/k/v without its MLP
+ * rows), against the merges upstream makes. */
 static void loras_match_upstream(void **state)
 {
     (void)state;
@@ -355,6 +356,15 @@ static void loras_match_upstream(void **state)
     assert_kiln_ok(kiln_model_load_with_loras(ck, &peft, 1, stats, be, &m));
     assert_int_equal(stats[0].unet_modules, 4);
     check_transformer(m, "peft.out", TOL);
+    kiln_model_free(m);
+
+    char xlabs_path[4096];
+    snprintf(xlabs_path, sizeof xlabs_path, "%s", kiln_test_data("flux/lora/xlabs.safetensors"));
+    const kiln_lora xlabs = {xlabs_path, 1.0, 1.0};
+    ck = open_with_parts("flux/single/flux1-tiny.safetensors", &parts);
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &xlabs, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 6);
+    check_transformer(m, "xlabs.out", TOL);
     kiln_model_free(m);
 
     /* an SD LoRA on Flux names its first module */

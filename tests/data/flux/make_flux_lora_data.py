@@ -9,6 +9,10 @@ computes with each merged.
        / alpha (rank 4, alpha 2), and CLIP-L's (lora_te1_text_model_...).
   peft.safetensors: diffusers' / PEFT's layout, in diffusers' names under
        transformer. (lora_A / lora_B, no alpha: scale 1).
+  xlabs.safetensors: XLabs' layout (double_blocks.N.processor.qkv_lora1 /
+       qkv_lora2 / proj_lora1 / proj_lora2, single_blocks.N.processor.qkv_lora
+       (q, k and v only) / proj_lora; down / up, no alpha), under ComfyUI's
+       diffusion_model. prefix for the single blocks.
   golden.safetensors:
        kohya.out (2,12,64): the transformer on tests/data/flux/golden's inputs
          with kohya.safetensors merged at strength 0.8, the merged weights
@@ -18,7 +22,9 @@ computes with each merged.
          (run.golden's run.clip_ids.positive) with its modules merged at 0.6;
        peft.out: the transformer with peft.safetensors loaded by diffusers
          0.32.2 / PEFT 0.13.2 (load_lora_adapter, fused, then the weights
-         rounded to float16 likewise).
+         rounded to float16 likewise);
+       xlabs.out: xlabs.safetensors through diffusers 0.32.2's own XLabs
+         converter (_convert_xlabs_flux_lora_to_diffusers), then likewise.
 
 Origin: torch; the kohya merge restated here in BFL's names (W += strength *
 alpha / rank * up @ down), taken to diffusers' names row by row through
@@ -34,6 +40,7 @@ import sys
 
 import torch
 from diffusers import FluxTransformer2DModel
+from diffusers.loaders.lora_conversion_utils import _convert_xlabs_flux_lora_to_diffusers
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel
 
@@ -120,6 +127,33 @@ def kohya(goldens):
     save_file({k: v.half().contiguous() for k, v in lora.items()}, f"{HERE}/lora/kohya.safetensors")
 
 
+def fused_out(lora):
+    """The transformer with a diffusers-named LoRA loaded by PEFT, fused, and
+    its weights rounded to float16."""
+    flux = FluxTransformer2DModel.from_pretrained(f"{HERE}/transformer").eval()
+    flux.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
+    flux.fuse_lora(lora_scale=1.0, adapter_names=["test"])
+    flux.unload_lora()
+    return transformer_out({k: v.half().float() for k, v in flux.state_dict().items()})
+
+
+def xlabs(goldens):
+    torch.manual_seed(41)
+    sd = load_file(f"{HERE}/transformer/diffusion_pytorch_model.safetensors")
+    D = sd["x_embedder.weight"].shape[0]
+    modules = {"double_blocks.0.processor.qkv_lora1": 3 * D, "double_blocks.0.processor.qkv_lora2": 3 * D,
+               "double_blocks.0.processor.proj_lora1": D, "double_blocks.0.processor.proj_lora2": D,
+               "diffusion_model.single_blocks.1.processor.qkv_lora": 3 * D,
+               "diffusion_model.single_blocks.0.processor.proj_lora": D}
+    lora = {}
+    for module, rows in modules.items():
+        cols = 5 * D if module.endswith("single_blocks.0.processor.proj_lora") else D
+        up, down = low_rank(rows, cols)
+        lora.update({f"{module}.down.weight": down, f"{module}.up.weight": up})
+    goldens["xlabs.out"] = fused_out(_convert_xlabs_flux_lora_to_diffusers(dict(lora)))
+    save_file({k: v.half().contiguous() for k, v in lora.items()}, f"{HERE}/lora/xlabs.safetensors")
+
+
 def peft(goldens):
     torch.manual_seed(31)
     flux = FluxTransformer2DModel.from_pretrained(f"{HERE}/transformer").eval()
@@ -128,11 +162,7 @@ def peft(goldens):
         w = flux.get_submodule(module).weight
         up, down = low_rank(*w.shape)
         lora.update({f"transformer.{module}.lora_A.weight": down, f"transformer.{module}.lora_B.weight": up})
-    flux.load_lora_adapter(dict(lora), prefix="transformer", adapter_name="test")
-    flux.fuse_lora(lora_scale=1.0, adapter_names=["test"])
-    flux.unload_lora()
-    state = {k: v.half().float() for k, v in flux.state_dict().items()}
-    goldens["peft.out"] = transformer_out(state)
+    goldens["peft.out"] = fused_out(lora)
     save_file({k: v.half().contiguous() for k, v in lora.items()}, f"{HERE}/lora/peft.safetensors")
 
 
@@ -144,7 +174,8 @@ def main():
     goldens = {}
     kohya(goldens)
     peft(goldens)
-    for k in ("kohya.out", "peft.out"):  # each LoRA changes the output
+    xlabs(goldens)
+    for k in ("kohya.out", "peft.out", "xlabs.out"):  # each LoRA changes the output
         assert ((goldens[k] - want).norm() / want.norm()) > 0.05, k
     save_goldens(goldens, f"{HERE}/lora/golden.safetensors")
 
