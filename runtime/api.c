@@ -430,7 +430,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .start_step = params->start_at_step, .last_step = params->end_at_step,
                              .leftover_noise = params->leftover_noise, .disable_noise = params->disable_noise,
                              .progress = params->progress, .progress_ctx = params->progress_ctx,
-                             .flux_guidance = (float)params->flux_guidance};
+                             .flux_guidance = (float)params->flux_guidance,
+                             .negative_flux_guidance = (float)params->negative_flux_guidance};
     TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
     TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)

@@ -66,10 +66,9 @@ static kiln_status set_flux_inputs(kiln_denoiser *d)
     d->dit_out = malloc(B * d->channels * d->h * d->w * sizeof(float));
     if (!d->dit_out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
     for (int i = 0; i < 2; i++) {
-        /* the negative rows at ComfyUI's default, as without FluxGuidance on that prompt */
         if (!(d->flux_guidance[i] = malloc(B * sizeof(float))))
             return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-        for (size_t b = 0; b < B; b++) d->flux_guidance[i][b] = i ? d->guidance : (float)KILN_FLUX_GUIDANCE;
+        for (size_t b = 0; b < B; b++) d->flux_guidance[i][b] = d->guidance[i];
         const kiln_conditioning *c = d->captions[i];
         if (c->pooled_dim != f->pooled_dim || !c->pooled)
             return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning has no pooled output of %d (CLIP-L's)",

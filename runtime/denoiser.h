@@ -78,7 +78,7 @@ typedef struct kiln_denoiser {
     float *dit_out;              /* (rows,2C,h,w): the prediction, then PixArt's learned variance; Flux's packed rows */
     /* Flux's per-row inputs, for the negative rows and the positive ones */
     float *flux_context[2], *flux_pooled[2], *flux_guidance[2];
-    float guidance;              /* Flux dev's embedded guidance for the positive rows (FluxGuidance) */
+    float guidance[2];           /* Flux dev's embedded guidance for the negative and positive rows (FluxGuidance) */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */

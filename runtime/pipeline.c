@@ -351,7 +351,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
     if (st != KILN_OK) goto done;
     d.adm = adm;
-    d.guidance = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
+    d.guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
+    d.guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
     kiln_inpaint_mask blend = {mask, scaled, noise};
     if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||

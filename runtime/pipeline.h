@@ -81,8 +81,9 @@ typedef struct kiln_sampling_job {
        already noisy) instead of being noised from the seed */
     int start_step, last_step;
     bool leftover_noise, disable_noise;
-    float flux_guidance; /* Flux dev's embedded guidance for the positive prompt (FluxGuidance); 0: its default
-                            3.5, which the negative prompt keeps */
+    float flux_guidance;          /* Flux dev's embedded guidance for the positive prompt (FluxGuidance); 0: its
+                                     default 3.5 */
+    float negative_flux_guidance; /* and for the negative prompt; 0: 3.5, as a prompt without FluxGuidance */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

@@ -924,10 +924,8 @@ static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
         if (r->models[i].model == m)
             TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
                                                                       : r->models[i].prediction));
-    if (neg->flux_guidance && neg->flux_guidance != KILN_FLUX_GUIDANCE)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "FluxGuidance %g on the negative prompt (kiln keeps it at 3.5)",
-                         neg->flux_guidance);
     p.flux_guidance = pos->flux_guidance;
+    p.negative_flux_guidance = neg->flux_guidance;
     kiln_control_apply apply;
     if (pos->control.path) {
         wf_net *net;

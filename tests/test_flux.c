@@ -153,6 +153,19 @@ static void check_runs(kiln_model *m)
     free(latent);
     golden_free(&want);
 
+    /* FluxGuidance on both prompts: 2.5 on the positive, 5 on the negative */
+    want = golden_read(f, "guided.latent_out");
+    job.init_latent = NULL;
+    job.denoise = 1.0;
+    job.flux_guidance = 2.5f;
+    job.negative_flux_guidance = 5.0f;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    free(latent);
+    golden_free(&want);
+    job.flux_guidance = 3.5f;
+    job.negative_flux_guidance = 0.0f;
+
     /* the SDE samplers from sigma 1: the pipeline gives them the first sigma ComfyUI puts below it
        (their math is test_schedule's) */
     job.init_latent = NULL;

@@ -92,7 +92,8 @@ static void comfyui_runs(void **state)
  * T5's tokenizer and the tiny model's rotary axes from the options. The
  * KSampler run of tests/data/flux/run.golden (make_flux_data.py: ComfyUI's
  * code restated) gives its picture within a level, with the positive prompt
- * through FluxGuidance or CLIPTextEncodeFlux. */
+ * through FluxGuidance or CLIPTextEncodeFlux, and with guidance on both
+ * prompts. */
 #define FLUX_LOADERS                                                                                                  \
     "\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": \"" KILN_TEST_DATA                        \
     "/flux/single/flux1-tiny.safetensors\", \"weight_dtype\": \"default\"}}, "                                        \
@@ -106,29 +107,34 @@ static void comfyui_runs(void **state)
 #define FLUX_GUIDED(clip)                                                                                             \
     "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"" FLUX_PROMPT "\", \"clip\": " clip "}}, "    \
     "\"30\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 3.5, \"conditioning\": [\"6\", 0]}}"
-#define FLUX_ENCODED(clip)                                                                                            \
+#define FLUX_ENCODED(clip, guidance)                                                                                  \
     "\"30\": {\"class_type\": \"CLIPTextEncodeFlux\", \"inputs\": {\"clip_l\": \"" FLUX_PROMPT "\", \"t5xxl\": \""     \
-    FLUX_PROMPT "\", \"guidance\": 3.5, \"clip\": " clip "}}"
-#define FLUX_RUN_WITH(loaders, model, clip, vae, positive)                                                           \
-    "{" loaders ", " positive ", "                                                                                    \
+    FLUX_PROMPT "\", \"guidance\": " guidance ", \"clip\": " clip "}}"
+/* the negative prompt, node "31": the empty prompt, or it with FluxGuidance 5 */
+#define FLUX_NEGATIVE(clip) "\"31\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": " clip "}}"
+#define FLUX_NEGATIVE_GUIDED(clip)                                                                                    \
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": " clip "}}, "                 \
+    "\"31\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 5, \"conditioning\": [\"7\", 0]}}"
+#define FLUX_RUN_WITH(loaders, model, clip, vae, positive, negative)                                                 \
+    "{" loaders ", " positive ", " negative ", "                                                                      \
     "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, "  \
     "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "     \
     "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": " model ", \"positive\": [\"30\", 0], "          \
-    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
+    "\"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": " vae "}}, "              \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
-#define FLUX_RUN(loaders, model, clip, vae) FLUX_RUN_WITH(loaders, model, clip, vae, FLUX_GUIDED(clip))
+#define FLUX_RUN(loaders, model, clip, vae)                                                                          \
+    FLUX_RUN_WITH(loaders, model, clip, vae, FLUX_GUIDED(clip), FLUX_NEGATIVE(clip))
 
-/* A workflow's one image against run.image (in [0, 1]): within a level. */
-static void check_flux_picture(const char *json, const kiln_workflow_options *options)
+/* A workflow's one image against run.golden's `key` (in [0, 1]): within a level. */
+static void check_flux_picture(const char *json, const kiln_workflow_options *options, const char *key)
 {
     kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, options, &images, &count));
     assert_int_equal(count, 1);
     kiln_st_file *f = golden_open("flux/run.golden.safetensors");
-    golden want = golden_read(f, "run.image"); /* (1, H, W, 3) */
+    golden want = golden_read(f, key); /* (1, H, W, 3) */
     assert_int_equal(images[0].height, want.shape[1]);
     assert_int_equal(images[0].width, want.shape[2]);
     double worst = 0;
@@ -150,11 +156,15 @@ static void flux_from_separate_files(void **state)
     snprintf(tokenizer, sizeof tokenizer, "%s", kiln_test_data("pixart/tiny/tokenizer/spiece.model"));
     snprintf(config, sizeof config, "%s", kiln_test_data("flux"));
     const kiln_workflow_options flux = {.tokenizer = tokenizer, .config = config};
-    check_flux_picture(FLUX_RUN(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]"), &flux);
+    check_flux_picture(FLUX_RUN(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]"), &flux, "run.image");
     /* CLIPTextEncodeFlux with both texts the prompt and FluxGuidance's number */
     check_flux_picture(FLUX_RUN_WITH(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]",
-                                     FLUX_ENCODED("[\"11\", 0]")),
-                       &flux);
+                                     FLUX_ENCODED("[\"11\", 0]", "3.5"), FLUX_NEGATIVE("[\"11\", 0]")),
+                       &flux, "run.image");
+    /* guidance on both prompts: CLIPTextEncodeFlux's 2.5 on the positive, FluxGuidance 5 on the negative */
+    check_flux_picture(FLUX_RUN_WITH(FLUX_LOADERS, "[\"12\", 0]", "[\"11\", 0]", "[\"10\", 0]",
+                                     FLUX_ENCODED("[\"11\", 0]", "2.5"), FLUX_NEGATIVE_GUIDED("[\"11\", 0]")),
+                       &flux, "guided.image");
 
     /* what kiln's one model cannot be: a checkpoint's VAE beside a VAELoader's, other loader settings */
     const kiln_workflow_options none = {0};
@@ -220,14 +230,6 @@ static void refusals(void **state)
                    "[\"12\", 0], \"mask\": [\"53\", 1]}}, " DECODE_SAVE("[\"14\", 0]") "}",
                    KILN_ERR_UNSUPPORTED, "an outpainting mask on another latent");
 #undef PAD
-    expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", \"clip\": [\"4\", 1]}}, "
-                   "\"31\": {\"class_type\": \"FluxGuidance\", \"inputs\": {\"guidance\": 2, \"conditioning\": [\"6\", 0]}}, "
-                   "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "
-                   "\"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 1, \"steps\": 1, "
-                   "\"cfg\": 2, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
-                   "\"positive\": [\"6\", 0], \"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "
-                   DECODE_SAVE("[\"3\", 0]") "}",
-                   KILN_ERR_UNSUPPORTED, "FluxGuidance 2 on the negative prompt");
     expect_refusal("{\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"weight_dtype\": \"fp8_e4m3fn\"}}, "
                    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"12\", 0]}}}",

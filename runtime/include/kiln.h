@@ -334,8 +334,8 @@ typedef struct kiln_ksampler_params {
     bool leftover_noise, disable_noise;
     kiln_progress_fn progress;         /* NULL: none */
     void *progress_ctx;
-    double flux_guidance; /* Flux dev: FluxGuidance on the positive prompt (0: its default 3.5); the negative
-                             prompt keeps 3.5, as a graph without FluxGuidance on it does */
+    double flux_guidance; /* Flux dev: FluxGuidance on the positive prompt (0: its default 3.5) */
+    double negative_flux_guidance; /* ... and on the negative prompt (0: 3.5, as a prompt without FluxGuidance) */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

@@ -135,7 +135,8 @@ class _KSamplerParams(Structure):
                 ("ip_adapter", POINTER(_IPAdapterApply)), ("edit_latent", POINTER(_Latent)),
                 ("sdxl", POINTER(_SdxlCond)), ("start_at_step", c_int), ("end_at_step", c_int),
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
-                ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double)]
+                ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
+                ("negative_flux_guidance", c_double)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -516,7 +517,7 @@ class Model(_Handle):
                  ip_adapter: Optional["IPAdapterApply"] = None, edit_latent: Optional["Latent"] = None,
                  sdxl: Optional["SdxlCond"] = None, start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
-                 flux_guidance: float = 0.0) -> "Latent":
+                 flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts.
 
@@ -537,8 +538,8 @@ class Model(_Handle):
         noise if asked (for a second pass, e.g. SDXL's refiner), else ends
         at sigma 0; with disable_noise the latent goes in as it is.
 
-        flux_guidance: Flux dev's FluxGuidance on the positive prompt (0: its
-        default 3.5; the negative prompt keeps 3.5).
+        flux_guidance, negative_flux_guidance: Flux dev's FluxGuidance on the
+        positive and on the negative prompt (0: its default 3.5).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -567,6 +568,7 @@ class Model(_Handle):
         params.leftover_noise = bool(leftover_noise)
         params.disable_noise = bool(disable_noise)
         params.flux_guidance = flux_guidance
+        params.negative_flux_guidance = negative_flux_guidance
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function

@@ -38,7 +38,9 @@ float16, so the float32 goldens are exactly what the stored weights give.
        run.image (VAEDecode of it); img2img.*: the same at denoise 0.6 from
        img2img.latent_in (a random LATENT as VAEEncode gives one); inpaint.*:
        that LATENT inpainted at denoise 1 with SetLatentNoiseMask's
-       inpaint.mask (8x6, the latent's size) through KSamplerX0Inpaint.
+       inpaint.mask (8x6, the latent's size) through KSamplerX0Inpaint;
+       guided.*: the txt2img run with FluxGuidance 2.5 on the positive
+       prompt and 5 on the negative.
 
 Run from the repository root with diffusers 0.30.3 and torch installed:
   python3 tests/data/flux/make_flux_data.py
@@ -161,12 +163,14 @@ def flux_run(flux):
     img_ids = FluxPipeline._prepare_latent_image_ids(1, h, w, "cpu", torch.float32)
     txt_ids = torch.zeros(1, 256, 3)
 
+    guidances = {"positive": guidance, "negative": guidance}  # FluxGuidance on each prompt (3.5: ComfyUI's default)
+
     def model(x, sigma, which):
         packed = FluxPipeline._pack_latents(x, 1, 16, h, w)
         with torch.no_grad():
             out = flux(hidden_states=packed, encoder_hidden_states=ctx[which], pooled_projections=pooled[which],
                        timestep=sigma.view(1), img_ids=img_ids, txt_ids=txt_ids,
-                       guidance=torch.tensor([guidance]), return_dict=False)[0]
+                       guidance=torch.tensor([guidances[which]]), return_dict=False)[0]
         return FluxPipeline._unpack_latents(out, h, w, 2)  # (h/2, w/2) patches of 2x2
 
     def sample(sigmas, latent_in, prefix, mask=None):
@@ -204,6 +208,9 @@ def flux_run(flux):
     mask[..., w // 2] = 0.25
     g["inpaint.mask"] = mask
     sample(sigmas, latent_in, "inpaint.", mask)
+    # FluxGuidance on both prompts: 2.5 on the positive, 5 on the negative
+    guidances.update(positive=2.5, negative=5.0)
+    sample(sigmas, torch.zeros(1, 16, h, w), "guided.")
     save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/run.golden.safetensors")
 
 
