@@ -25,6 +25,7 @@ typedef struct bench_options {
     kiln_dtype compute;
     int width, height, steps, threads, device;
     bool json, no_replay, compute_set;
+    kiln_model_parts parts; /* files beside a single-file model; NULLs for none */
 } bench_options;
 
 static double now_ms(void)
@@ -129,7 +130,9 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
                 "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
-                "             [--trace FILE]\n"
+                "             [--trace FILE] [--vae FILE] [--text-encoder FILE]... [--tokenizer FILE] [--config DIR]\n"
+                "  --vae, --text-encoder, --tokenizer, --config\n"
+                "               the files beside a single-file model, as gen takes them (flux1-dev.safetensors)\n"
                 "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda and on vulkan\n"
                 "               with cooperative matrices, f32 elsewhere; f16/bf16 use tensor cores)\n"
                 "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n"
@@ -147,6 +150,8 @@ static int parse(int argc, char **argv, bench_options *o)
         {"device", required_argument, 0, 'd'},  {"json", no_argument, 0, 'j'},
         {"compute", required_argument, 0, 'c'}, {"no-replay", no_argument, 0, 'r'},
         {"trace", required_argument, 0, 'T'},   {"help", no_argument, 0, 'h'},
+        {"vae", required_argument, 0, 'V'},     {"text-encoder", required_argument, 0, 'E'},
+        {"tokenizer", required_argument, 0, 'K'}, {"config", required_argument, 0, 'C'},
         {0, 0, 0, 0},
     };
     int c;
@@ -162,6 +167,16 @@ static int parse(int argc, char **argv, bench_options *o)
         case 'j': o->json = true; break;
         case 'r': o->no_replay = true; break;
         case 'T': o->trace = optarg; break;
+        case 'V': o->parts.vae = optarg; break;
+        case 'E':
+            if (o->parts.text_encoders[1]) {
+                fprintf(stderr, "bench: --text-encoder %s: at most 2 (CLIP-L and T5)\n", optarg);
+                return 2;
+            }
+            o->parts.text_encoders[o->parts.text_encoders[0] ? 1 : 0] = optarg;
+            break;
+        case 'K': o->parts.tokenizer = optarg; break;
+        case 'C': o->parts.config = optarg; break;
         case 'c':
             if (!kiln_compute_from_name(optarg, &o->compute)) {
                 fprintf(stderr, "bench: --compute %s: must be f32, f16 or bf16\n", optarg);
@@ -204,7 +219,13 @@ int main(int argc, char **argv)
 
     double t0 = now_ms();
     kiln_model *m;
-    if (kiln_model_load(o.model, be, &m) != KILN_OK) return fail("--model");
+    kiln_checkpoint *ck;
+    if (kiln_checkpoint_open(o.model, &ck) != KILN_OK) return fail("--model");
+    if (kiln_checkpoint_add_parts(ck, &o.parts) != KILN_OK) {
+        kiln_checkpoint_close(ck);
+        return fail("the files beside --model");
+    }
+    if (kiln_model_load_checkpoint(ck, be, &m) != KILN_OK) return fail("--model");
     double load_ms = now_ms() - t0;
     const bool dit = kiln_model_is_dit(m), flux = m->family->arch == KILN_ARCH_FLUX;
     int f = kiln_vae_factor(m->vae.config) * (dit ? 2 : 1); /* a DiT's 2x2 patches */

@@ -98,6 +98,26 @@ for dit in "pixart/tiny ada_layer_norm" "flux/tiny rope"; do
         echo "ok   bench on $1: a step with $2"
     fi
 done
+# Flux from its single files, as gen takes them: the same step as the folder's
+if ! "$bin/bench" --model "$data/flux/single/flux1-tiny.safetensors" \
+    --text-encoder "$data/tiny/sd15_tiny_diffusers/text_encoder/model.safetensors" \
+    --text-encoder "$data/pixart/tiny/text_encoder/model.safetensors" \
+    --vae "$data/flux/tiny/vae/diffusion_pytorch_model.safetensors" --config "$data/flux/tiny" \
+    --backend cpu --threads 2 --steps 1 --width 32 --height 32 --json >"$tmp/dit.json" 2>"$tmp/dit.err"; then
+    fail "bench on Flux's single files: $(cat "$tmp/dit.err")"
+elif ! python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["it_per_s"] > 0 and "rope" in d["ops"], d' \
+    "$tmp/dit.json"; then
+    fail "bench on Flux's single files: no rope in its step"
+else
+    echo "ok   bench on Flux's single files"
+fi
+if "$bin/bench" --model "$data/flux/single/flux1-tiny.safetensors" >/dev/null 2>"$tmp/dit.err"; then
+    fail "bench ran a Flux transformer without its text encoders"
+elif ! grep -q "gen --text-encoder" "$tmp/dit.err"; then
+    fail "Flux alone: $(cat "$tmp/dit.err")"
+else
+    echo "ok   Flux alone: $(head -n 1 "$tmp/dit.err")"
+fi
 if "$bin/bench" --model "$data/flux/tiny" --width 30 --height 32 >/dev/null 2>"$tmp/dit.err"; then
     fail "bench ran Flux at a width of no whole patches"
 elif ! grep -q "multiples of 4" "$tmp/dit.err"; then
