@@ -250,44 +250,37 @@ static kiln_status sample_dpm_2(sampler_run *r, float *x, float *ws)
     return KILN_OK;
 }
 
+/* Ancestral DPM-Solver-2: down to sigma_down, then noise up to sigma_next;
+ * on a flow model ComfyUI's _RF variant: down to the RF step's sigma_down,
+ * then its rescale and renoise (drawn even at eta 0, as there). */
 static kiln_status sample_dpm_2_ancestral(sampler_run *r, float *x, float *ws)
 {
     size_t n = r->n;
     float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    const bool flow = r->args->flow;
     for (int i = 0; i < r->steps; i++) {
         float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
         TRY(denoise(r, x, sigma, denoised));
-        double down, up;
-        ancestral_step(sigma, sigma_next, r->args->eta, &down, &up);
+        double down, up = 0.0;
+        rf_step rf = {0};
+        if (flow) {
+            rf = rf_ancestral_step(sigma, sigma_next, r->args->eta);
+            down = rf.sigma_down;
+        } else {
+            ancestral_step(sigma, sigma_next, r->args->eta, &down, &up);
+        }
         TRY(report(r, i, denoised));
         if (down == 0.0) {
             euler_update(x, denoised, sigma, (float)(down - sigma), n);
             continue;
         }
         TRY(dpm_2_step(r, x, denoised, sigma, (float)down, x_2, denoised_2));
-        TRY(draw_noise(r, sigma, sigma_next, noise));
-        add_noise(x, noise, r->args->s_noise * (float)up, n);
-    }
-    return KILN_OK;
-}
-
-/* ComfyUI's sample_dpm_2_ancestral_RF: DPM-Solver-2 down to the RF step's
- * sigma_down, then its rescale and renoise (drawn even at eta 0, as there). */
-static kiln_status sample_dpm_2_ancestral_rf(sampler_run *r, float *x, float *ws)
-{
-    size_t n = r->n;
-    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
-    for (int i = 0; i < r->steps; i++) {
-        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
-        TRY(denoise(r, x, sigma, denoised));
-        rf_step step = rf_ancestral_step(sigma, sigma_next, r->args->eta);
-        TRY(report(r, i, denoised));
-        if (step.sigma_down == 0.0f) {
-            euler_update(x, denoised, sigma, step.sigma_down - sigma, n);
-            continue;
+        if (flow) {
+            TRY(rf_renoise(r, x, &rf, sigma, sigma_next, noise));
+        } else {
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            add_noise(x, noise, r->args->s_noise * (float)up, n);
         }
-        TRY(dpm_2_step(r, x, denoised, sigma, step.sigma_down, x_2, denoised_2));
-        TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
     }
     return KILN_OK;
 }
@@ -1121,9 +1114,7 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
         break;
     case KILN_SAMPLER_HEUN: st = sample_heun(&r, x, ws); break;
     case KILN_SAMPLER_DPM_2: st = sample_dpm_2(&r, x, ws); break;
-    case KILN_SAMPLER_DPM_2_ANCESTRAL:
-        st = args->flow ? sample_dpm_2_ancestral_rf(&r, x, ws) : sample_dpm_2_ancestral(&r, x, ws);
-        break;
+    case KILN_SAMPLER_DPM_2_ANCESTRAL: st = sample_dpm_2_ancestral(&r, x, ws); break;
     case KILN_SAMPLER_LMS: st = sample_lms(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
         st = args->flow ? sample_dpmpp_2s_ancestral_rf(&r, x, ws) : sample_dpmpp_2s_ancestral(&r, x, ws);

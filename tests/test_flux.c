@@ -410,16 +410,7 @@ static void scaled_fp8_text_encoder(void **state)
     assert_null(kiln_checkpoint_find(ck, KILN_T5_ROOT ".scaled_fp8"));
     assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
     kiln_st_file *f = golden_open("flux/single/t5_fp8_scaled.golden.safetensors");
-    golden ids = golden_read(f, "t5.ids"), want = golden_read(f, "t5.out");
-    int32_t *id = malloc(ids.count * sizeof *id);
-    float *got = malloc(want.count * sizeof *got);
-    for (size_t i = 0; i < ids.count; i++) id[i] = (int32_t)ids.data[i];
-    assert_kiln_ok(kiln_t5_encode_ids(m, id, (int)ids.count, got));
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    free(id);
-    free(got);
-    golden_free(&ids);
-    golden_free(&want);
+    parity_check_t5_ids(m, f, "t5.ids", "t5.out", TOL);
     kiln_st_close(f);
     kiln_model_free(m);
     kiln_backend_free(be);

@@ -530,23 +530,28 @@ void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer
 
 /* ---- PixArt ---- */
 
+void parity_check_t5_ids(const kiln_model *m, kiln_st_file *f, const char *ids_name, const char *out_name,
+                         double tol)
+{
+    golden ids = golden_read(f, ids_name), want = golden_read(f, out_name);
+    int32_t *id = malloc(ids.count * sizeof *id);
+    float *got = malloc(want.count * sizeof *got);
+    for (size_t i = 0; i < ids.count; i++) id[i] = (int32_t)ids.data[i];
+    assert_kiln_ok(kiln_t5_encode_ids(m, id, (int)ids.count, got));
+    assert_rel_l2_le(got, want.data, want.count, tol);
+    free(id);
+    free(got);
+    golden_free(&ids);
+    golden_free(&want);
+}
+
 static void check_t5(kiln_model *m, kiln_st_file *f, double tol)
 {
     for (int row = 0; row < 3; row++) {
-        char name[32];
-        snprintf(name, sizeof name, "t5.ids.%d", row);
-        golden ids = golden_read(f, name);
-        snprintf(name, sizeof name, "t5.out.%d", row);
-        golden want = golden_read(f, name);
-        int32_t *id = malloc(ids.count * sizeof *id);
-        float *got = malloc(want.count * sizeof *got);
-        for (size_t i = 0; i < ids.count; i++) id[i] = (int32_t)ids.data[i];
-        assert_kiln_ok(kiln_t5_encode_ids(m, id, (int)ids.count, got));
-        assert_rel_l2_le(got, want.data, want.count, tol);
-        free(id);
-        free(got);
-        golden_free(&ids);
-        golden_free(&want);
+        char ids[32], out[32];
+        snprintf(ids, sizeof ids, "t5.ids.%d", row);
+        snprintf(out, sizeof out, "t5.out.%d", row);
+        parity_check_t5_ids(m, f, ids, out, tol);
     }
 }
 

@@ -50,6 +50,9 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
  * golden's packed, context, pooled, timestep, guidance -> out; fx->path
  * unused. */
 void parity_check_flux(const parity_fixture *fx, const char *golden_path);
+/* m's T5 on the ids golden `ids_name` of f against `out_name`. */
+void parity_check_t5_ids(const kiln_model *m, kiln_st_file *f, const char *ids_name, const char *out_name,
+                         double tol);
 /* A bound Flux transformer on golden_path's inputs (packed, context, pooled,
  * timestep, guidance: two rows of 4x3 patches) into out; guidance false
  * leaves the guidance out. The forward call's status. */
