@@ -422,6 +422,18 @@ static kiln_status merge_module(kiln_checkpoint *ck, const kiln_lora_towers *tow
     return status;
 }
 
+/* A module named after a DiT's weight: Flux's in BFL's (or XLabs') names,
+ * which SD's never contain, or a diffusers DiT's under transformer. */
+static bool names_a_dit_weight(const char *name)
+{
+    static const char *const flux[] = {"double_blocks", "single_blocks", "final_layer", "txt_in",
+                                       "img_in",        "time_in",       "vector_in",   "guidance_in"};
+    if (strncmp(name, "transformer.", 12) == 0) return true;
+    for (size_t k = 0; k < sizeof flux / sizeof *flux; k++)
+        if (strstr(name, flux[k])) return true;
+    return false;
+}
+
 kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
 {
     *info = (kiln_lora_info){.min_rank = INT32_MAX, .min_alpha = INFINITY, .max_alpha = -INFINITY};
@@ -439,6 +451,7 @@ kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
             break;
         }
         bool clip = prefix->tower != 0;
+        info->dit_modules += !clip && names_a_dit_weight(m->name);
         update u;
         status = read_update(path, m, &u);
         float scale = 1.0f;

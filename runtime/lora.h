@@ -23,6 +23,7 @@ typedef struct kiln_lora_info {
     float min_alpha, max_alpha;  /* over the modules that give one */
     int alphas;                  /* modules with an alpha */
     int text_width;              /* the text encoder's hidden size its modules imply (768: SD 1.x), 0 if none */
+    int dit_modules;             /* modules in a DiT's names: BFL's or XLabs' Flux blocks, diffusers' transformer.* */
 } kiln_lora_info;
 
 /* Reads the file's modules without merging them anywhere. Errors as

@@ -675,9 +675,12 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
     if (!info->alphas) printf(", no alpha (scale 1)\n");
     else if (info->min_alpha == info->max_alpha) printf(", alpha %g\n", (double)info->min_alpha);
     else printf(", alpha %g to %g\n", (double)info->min_alpha, (double)info->max_alpha);
+    if (info->dit_modules)
+        printf("for          a DiT: %d modules in Flux's (BFL's, XLabs') or diffusers' transformer names\n",
+               info->dit_modules);
     if (info->text_width)
         printf("text width   %d%s\n", info->text_width,
-               info->text_width == 768 ? " (SD 1.x, SDXL's CLIP-L)"
+               info->text_width == 768 ? " (SD 1.x, SDXL's and Flux's CLIP-L)"
                : info->text_width == 1024 ? " (SD 2.x)"
                : info->text_width == 1280 ? " (SDXL's OpenCLIP bigG)"
                                           : "");

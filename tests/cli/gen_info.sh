@@ -54,6 +54,14 @@ expect_info "$data/lora/kohya_locon.safetensors" \
     "text width   32"
 expect_info "$data/lora/diffusers.safetensors" \
     "modules      68: 60 UNet, 8 text encoder (LoRA 68, LoCon 0, LoHa 0)" "rank         4, no alpha (scale 1)"
+# Flux's: sd-scripts' (BFL's names, CLIP-L's lora_te1_), XLabs', PEFT's
+expect_info "$data/flux/lora/kohya.safetensors" \
+    "modules      9: 7 UNet, 2 text encoder (LoRA 9, LoCon 0, LoHa 0)" "rank         4, alpha 2" \
+    "for          a DiT: 7 modules in Flux's (BFL's, XLabs') or diffusers' transformer names"
+expect_info "$data/flux/lora/xlabs.safetensors" \
+    "for          a DiT: 6 modules in Flux's (BFL's, XLabs') or diffusers' transformer names"
+expect_info "$data/flux/lora/peft.safetensors" \
+    "for          a DiT: 4 modules in Flux's (BFL's, XLabs') or diffusers' transformer names"
 
 expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
