@@ -8,6 +8,7 @@
  * (BFL's transformer, ComfyUI's checkpoint, separate text encoders and
  * VAE). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -416,6 +417,58 @@ static void scaled_fp8_text_encoder(void **state)
     kiln_backend_free(be);
 }
 
+/* The entries of the safetensors file at `path` (kept open in *f) under
+ * `prefix`, appended to entries[*n]; the names are malloc'd. */
+static void append_entries(const char *path, const char *prefix, kiln_st_file **f, kiln_st_entry *entries, size_t *n)
+{
+    assert_kiln_ok(kiln_st_open(path, f));
+    for (size_t i = 0; i < kiln_st_count(*f); i++) {
+        const kiln_st_tensor *t = kiln_st_at(*f, i);
+        kiln_st_entry *e = &entries[(*n)++];
+        char *name = malloc(strlen(prefix) + strlen(t->name) + 1);
+        sprintf(name, "%s%s", prefix, t->name);
+        *e = (kiln_st_entry){.name = name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
+        memcpy(e->shape, t->shape, sizeof t->shape);
+    }
+}
+
+/* ComfyUI's whole Flux checkpoint (as its CheckpointSave writes one): the
+ * transformer under model.diffusion_model., the VAE under vae., CLIP-L and
+ * T5 under text_encoders.clip_l.transformer. and text_encoders.t5xxl.
+ * transformer.; one file, the folder's runs. */
+static void comfyui_checkpoint_with_text_encoders(void **state)
+{
+    (void)state;
+    kiln_st_file *files[3];
+    kiln_st_entry *entries = calloc(4096, sizeof *entries);
+    size_t n = 0;
+    append_entries(kiln_test_data("flux/single/flux1-tiny-comfy.safetensors"), "", &files[0], entries, &n);
+    append_entries(kiln_test_data(CLIP_L_FILE), "text_encoders.clip_l.transformer.", &files[1], entries, &n);
+    append_entries(kiln_test_data(T5_FILE), "text_encoders.t5xxl.transformer.", &files[2], entries, &n);
+    char path[] = "/tmp/kiln_flux_comfy_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_kiln_ok(kiln_st_write(path, entries, n, NULL, 0));
+    for (size_t i = 0; i < n; i++) free((char *)entries[i].name);
+    free(entries);
+    for (int i = 0; i < 3; i++) kiln_st_close(files[i]);
+
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_checkpoint *ck;
+    char config[4096];
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(path, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.config = config}));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    check_runs(m);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    unlink(path);
+}
+
 /* What a single file lacks is named, as is a part that does not fit. */
 static void single_file_refusals(void **state)
 {
@@ -487,6 +540,7 @@ int main(void)
         cmocka_unit_test(folder_run),
         cmocka_unit_test(bfl_names_read_as_diffusers),
         cmocka_unit_test(single_files_run_as_the_folder),
+        cmocka_unit_test(comfyui_checkpoint_with_text_encoders),
         cmocka_unit_test(single_file_refusals),
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(scaled_fp8_text_encoder),
