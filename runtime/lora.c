@@ -118,6 +118,10 @@ static const char *const words_with_underscores[] = {
     "double_blocks", "single_blocks", "img_attn", "txt_attn", "img_mod", "txt_mod", "img_mlp", "txt_mlp",
     "final_layer", "adaLN_modulation", "time_in", "vector_in", "guidance_in", "txt_in", "img_in", "in_layer",
     "out_layer",
+    /* ... and in diffusers' */
+    "single_transformer_blocks", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff_context",
+    "norm1_context", "proj_mlp", "norm_out", "x_embedder", "context_embedder", "time_text_embed",
+    "timestep_embedder", "guidance_embedder", "text_embedder",
 };
 
 static bool underscores_to_dots(const char *in, char *out, size_t size)
@@ -167,6 +171,7 @@ static const module_prefix module_prefixes[] = {
     {"text_encoder_2.", false, 2},
     {"diffusion_model.", false, 0},                       /* ComfyUI */
     {"transformer.", false, 0},                           /* diffusers, PEFT: PixArt's and Flux's DiT */
+    {"lora_transformer_", true, 0},                       /* OneTrainer, SimpleTuner: Flux in diffusers' names */
     {"double_blocks.", false, 0}, {"single_blocks.", false, 0}, /* XLabs' Flux (target_pieces reads them whole) */
 };
 

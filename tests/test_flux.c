@@ -322,8 +322,8 @@ static void check_transformer(const kiln_model *m, const char *key, double tol)
  * projections' rows, the final modulation's halves swapped, CLIP-L's
  * lora_te1_) merged into the folder's model and into BFL's single file
  * (whose weights are views and a rearranged copy), PEFT's layout
- * (diffusers' names) and XLabs' (a single block's q/k/v without its MLP
- * rows), against the merges upstream makes. */
+ * (diffusers' names, also as OneTrainer writes them) and XLabs' (a single
+ * block's q/k/v without its MLP rows), against the merges upstream makes. */
 static void loras_match_upstream(void **state)
 {
     (void)state;
@@ -368,6 +368,16 @@ static void loras_match_upstream(void **state)
 
     ck = open_with_parts("flux/single/flux1-tiny.safetensors", &parts);
     assert_kiln_ok(kiln_model_load_with_loras(ck, &peft, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 4);
+    check_transformer(m, "peft.out", TOL);
+    kiln_model_free(m);
+
+    /* the same PEFT LoRA in OneTrainer's kohya-style names (lora_transformer_<diffusers name>) */
+    char onetrainer_path[4096];
+    snprintf(onetrainer_path, sizeof onetrainer_path, "%s", kiln_test_data("flux/lora/onetrainer.safetensors"));
+    const kiln_lora onetrainer = {onetrainer_path, 1.0, 1.0};
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/tiny"), &ck));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &onetrainer, 1, stats, be, &m));
     assert_int_equal(stats[0].unet_modules, 4);
     check_transformer(m, "peft.out", TOL);
     kiln_model_free(m);

@@ -9,6 +9,10 @@ computes with each merged.
        / alpha (rank 4, alpha 2), and CLIP-L's (lora_te1_text_model_...).
   peft.safetensors: diffusers' / PEFT's layout, in diffusers' names under
        transformer. (lora_A / lora_B, no alpha: scale 1).
+  onetrainer.safetensors: peft.safetensors in the kohya-style layout
+       OneTrainer and SimpleTuner write for Flux: diffusers' module names with
+       dots as underscores under lora_transformer_ (lora_down / lora_up, alpha
+       = rank: scale 1), so peft.out is its golden too.
   xlabs.safetensors: XLabs' layout (double_blocks.N.processor.qkv_lora1 /
        qkv_lora2 / proj_lora1 / proj_lora2, single_blocks.N.processor.qkv_lora
        (q, k and v only) / proj_lora; down / up, no alpha), under ComfyUI's
@@ -164,6 +168,13 @@ def peft(goldens):
         lora.update({f"transformer.{module}.lora_A.weight": down, f"transformer.{module}.lora_B.weight": up})
     goldens["peft.out"] = fused_out(lora)
     save_file({k: v.half().contiguous() for k, v in lora.items()}, f"{HERE}/lora/peft.safetensors")
+    underscored = {}
+    for module in PEFT:
+        name = "lora_transformer_" + module.replace(".", "_")
+        underscored[f"{name}.lora_down.weight"] = lora[f"transformer.{module}.lora_A.weight"]
+        underscored[f"{name}.lora_up.weight"] = lora[f"transformer.{module}.lora_B.weight"]
+        underscored[f"{name}.alpha"] = torch.tensor(float(RANK))
+    save_file({k: v.half().contiguous() for k, v in underscored.items()}, f"{HERE}/lora/onetrainer.safetensors")
 
 
 def main():
