@@ -110,6 +110,14 @@ expect_error "an SD LoRA on Flux" "which $flux lacks (a LoRA for another base mo
 expect_error "one Flux text encoder" "Flux reads CLIP-L and T5; give both" --model "$flux" --prompt x \
     --text-encoder "$data/pixart/tiny/text_encoder/model.safetensors"
 expect_error "a VAE that is none" "no VAE in it" --model "$flux" --prompt x --vae "$data/lora/kohya_ldm.safetensors"
+expect_error "a picture as a VAE" "hint_37x23.png: header length" --model "$flux" --prompt x \
+    --vae "$data/controlnet/hint_37x23.png"
+expect_error "a config that is no folder" "/nonexistent: not a diffusers folder" --model "$flux" --prompt x \
+    --config /nonexistent
+expect_error "a missing tokenizer" "no T5 tokenizer at /nonexistent/spiece.model" --model "$flux" --prompt x \
+    --tokenizer /nonexistent/spiece.model
+expect_error "a tokenizer that is none" "not a SentencePiece model" --model "$flux" --prompt x \
+    --tokenizer "$data/tiny/vae.safetensors"
 expect_error "parts beside a workflow" "of the files beside a model it takes only --tokenizer and --config" \
     --workflow "$data/flux/lora/peft.safetensors" --vae "$data/lora/kohya_ldm.safetensors"
 expect_error "eps sampling of Flux" "model sampling 'eps' on a flux model" --model "$flux" --prompt x --prediction eps
