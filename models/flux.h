@@ -77,4 +77,8 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
  * per axis of width a, pair k turns at pos / 10000^(2k/a). */
 void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, int h, int w, float *table);
 
+/* ComfyUI's sampling shift for a Flux model: dev's (with guidance) 1.15,
+ * schnell's 1.0 (its Flux and FluxSchnell model types). */
+static inline double kiln_flux_default_shift(const kiln_flux *flux) { return flux->guidance ? 1.15 : 1.0; }
+
 #endif

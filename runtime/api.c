@@ -2,6 +2,7 @@
  * stages. Each call checks what a frontend hands it before anything inside
  * the library sees it, so that a wrong size or a NULL is an error naming the
  * argument rather than a crash further in. */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,18 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
         m->info.prediction = KILN_PREDICTION_V;
     else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps and v_prediction", sampling);
+    return KILN_OK;
+}
+
+kiln_status kiln_model_set_flux_shift(kiln_model *m, double shift)
+{
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_flux_shift: no model");
+    if (m->family->arch != KILN_ARCH_FLUX)
+        return shift == 0.0 ? KILN_OK
+                            : kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingFlux on a %s model", m->info.family);
+    if (!(shift == 0.0 || (isfinite(shift) && fabs(shift) < 80.0)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ModelSamplingFlux shift %g: a finite number below 80", shift);
+    m->flow_shift = shift != 0.0 ? shift : kiln_flux_default_shift(&m->flux);
     return KILN_OK;
 }
 

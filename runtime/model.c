@@ -257,7 +257,7 @@ static kiln_status bind_dit(kiln_model *m)
     if (flux) {
         TRY(kiln_flux_bind(m->weights, KILN_FLUX_ROOT, kiln_checkpoint_rope_axes(m->checkpoint), &m->flux));
         reads = m->flux.context_dim;
-        m->flow_shift = m->flux.guidance ? 1.15 : 1.0; /* ComfyUI's Flux and FluxSchnell */
+        m->flow_shift = kiln_flux_default_shift(&m->flux);
         if (m->clips[0].pooled_dim != m->flux.pooled_dim)
             return kiln_fail(KILN_ERR_MODEL, "%s: CLIP-L's pooled output is %d wide, the Flux transformer reads %d",
                              path, m->clips[0].pooled_dim, m->flux.pooled_dim);

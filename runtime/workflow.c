@@ -16,6 +16,7 @@
 
 #include "kiln.h"
 
+#include "sampler.h"
 #include "status.h"
 
 #define WF_MAX_LORAS 16
@@ -36,11 +37,16 @@ typedef enum wf_kind {
     WF_IPADAPTER,   /* a file, loaded for the model that samples with it */
     WF_CLIP_VISION, /* a file, loaded once */
     WF_MASK,        /* LoadImageMask's picture, whose red channel is the mask */
+    WF_NOISE,       /* SamplerCustomAdvanced's parts: RandomNoise / DisableNoise, */
+    WF_GUIDER,      /* CFGGuider / BasicGuider, */
+    WF_SAMPLER,     /* KSamplerSelect, */
+    WF_SIGMAS,      /* BasicScheduler */
 } wf_kind;
 
 static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",      "VAE",        "CONDITIONING",
                                          "LATENT",  "IMAGE",         "CONTROL_NET", "UPSCALE_MODEL", "IPADAPTER",
-                                         "CLIP_VISION", "MASK"};
+                                         "CLIP_VISION", "MASK",    "NOISE",       "GUIDER",        "SAMPLER",
+                                         "SIGMAS"};
 
 /* IPAdapterAdvanced's part of a MODEL. */
 typedef struct wf_image_prompt {
@@ -56,8 +62,10 @@ typedef struct wf_recipe {
     int nloras;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction"; NULL: the
-       checkpoint's) and IPAdapterAdvanced's (adapter NULL: none); not part of what is loaded */
+       checkpoint's), ModelSamplingFlux's shift (0: the model's) and IPAdapterAdvanced's (adapter NULL: none);
+       not part of what is loaded */
     const char *prediction;
+    double flux_shift;
     wf_image_prompt image_prompt;
 } wf_recipe;
 
@@ -94,6 +102,15 @@ typedef struct wf_value {
     int pad_mask_w, pad_mask_h;
     char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION */
     kiln_upscaler *upscaler;
+    /* NOISE: the seed (disabled: DisableNoise); GUIDER: the model and prompts (negative NULL: BasicGuider's
+       positive alone) and cfg; SAMPLER: the sampler's name; SIGMAS: the schedule and the model it is made for */
+    uint64_t noise_seed;
+    bool noise_disabled;
+    const struct wf_value *guide_model, *guide_positive, *guide_negative;
+    double cfg;
+    const char *sampler, *scheduler;
+    int steps;
+    double denoise;
 } wf_value;
 
 typedef struct wf_node {
@@ -256,6 +273,7 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip, .prediction = from->prediction,
+                      .flux_shift = from->flux_shift,
                       .image_prompt = from->image_prompt};
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
     for (int i = 0; i < from->nloras; i++) {
@@ -887,6 +905,72 @@ static kiln_status instruct_pix2pix_conditioning(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* A seed input: an integer from 0 to 2^64 - 1 (ComfyUI's range). */
+static kiln_status seed_input(const wf_node *n, const char *name, uint64_t *out)
+{
+    double seed;
+    TRY(number(n, name, &seed));
+    if (seed < 0 || seed > 18446744073709549568.0 || seed != (double)(unsigned long long)seed)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "seed %.0f: an integer from 0 to 2^64 - 1", seed);
+    *out = (uint64_t)seed;
+    return KILN_OK;
+}
+
+/* The sampling both KSampler and SamplerCustomAdvanced end in: `model`'s
+ * load with its patches, the prompts' FluxGuidance, ControlNet, SDXL
+ * numbers and picture to edit, the IP-Adapter of the MODEL. */
+static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf_value *pos, const wf_value *neg,
+                          wf_value *latent, kiln_ksampler_params *p)
+{
+    kiln_model *m;
+    const kiln_latent *l;
+    TRY(model_of(r, &model->recipe, false, &m));
+    TRY(latent_of(latent, m, &l));
+    for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
+        if (r->models[i].model == m)
+            TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
+                                                                      : r->models[i].prediction));
+    kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
+    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+    p->progress = r->opt->progress;
+    p->progress_ctx = r->opt->progress_ctx;
+    p->flux_guidance = pos->flux_guidance;
+    p->negative_flux_guidance = neg->flux_guidance;
+    kiln_control_apply apply;
+    if (pos->control.path) {
+        wf_net *net;
+        TRY(net_of(r, WF_CONTROL_NET, pos->control.path, m, &net));
+        apply = (kiln_control_apply){net->controlnet, pos->control.image, pos->control.strength, pos->control.start,
+                                     pos->control.end};
+        p->control = &apply;
+    }
+    const wf_image_prompt *ip = &model->recipe.image_prompt;
+    kiln_ip_adapter_apply image_prompt;
+    if (ip->adapter) {
+        wf_net *adapter, *vision;
+        TRY(net_of(r, WF_IPADAPTER, ip->adapter, m, &adapter));
+        TRY(net_of(r, WF_CLIP_VISION, ip->clip_vision, NULL, &vision));
+        image_prompt = (kiln_ip_adapter_apply){adapter->ip_adapter, vision->clip_vision, ip->image, ip->weight,
+                                               ip->start, ip->end};
+        p->ip_adapter = &image_prompt;
+    }
+    kiln_sdxl_cond sdxl;
+    if (pos->has_sdxl != neg->has_sdxl ||
+        (pos->has_sdxl && (pos->sdxl.width != neg->sdxl.width || pos->sdxl.height != neg->sdxl.height ||
+                           pos->sdxl.crop_w != neg->sdxl.crop_w || pos->sdxl.crop_h != neg->sdxl.crop_h ||
+                           pos->sdxl.target_width != neg->sdxl.target_width ||
+                           pos->sdxl.target_height != neg->sdxl.target_height)))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "SDXL sizes that differ between the prompts (kiln gives both one)");
+    p->edit_latent = pos->edit;
+    if (pos->has_sdxl) {
+        sdxl = pos->sdxl;
+        sdxl.negative_aesthetic = neg->sdxl.aesthetic;
+        p->sdxl = &sdxl;
+    }
+    n->out[0].kind = WF_LATENT;
+    return kiln_ksampler(m, p, &pos->cond, &neg->cond, l, &n->out[0].latent);
+}
+
 static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
 {
     wf_value *model, *pos, *neg, *latent;
@@ -894,12 +978,8 @@ static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
     TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
     TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
     TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
-    kiln_ksampler_params p = {.denoise = 1.0, .progress = r->opt->progress, .progress_ctx = r->opt->progress_ctx};
-    double seed;
-    TRY(number(n, advanced ? "noise_seed" : "seed", &seed));
-    if (seed < 0 || seed > 18446744073709549568.0 || seed != (double)(unsigned long long)seed)
-        return node_fail(n, KILN_ERR_INVALID_ARG, "seed %.0f: an integer from 0 to 2^64 - 1", seed);
-    p.seed = (uint64_t)seed;
+    kiln_ksampler_params p = {.denoise = 1.0};
+    TRY(seed_input(n, advanced ? "noise_seed" : "seed", &p.seed));
     TRY(integer(n, "steps", 1, 10000, &p.steps));
     TRY(number(n, "cfg", &p.cfg));
     TRY(text(n, "sampler_name", &p.sampler_name));
@@ -916,49 +996,114 @@ static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
     } else {
         TRY(number(n, "denoise", &p.denoise));
     }
-    kiln_model *m;
-    const kiln_latent *l;
-    TRY(model_of(r, &model->recipe, false, &m));
-    TRY(latent_of(latent, m, &l));
-    for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
-        if (r->models[i].model == m)
-            TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
-                                                                      : r->models[i].prediction));
-    p.flux_guidance = pos->flux_guidance;
-    p.negative_flux_guidance = neg->flux_guidance;
-    kiln_control_apply apply;
-    if (pos->control.path) {
-        wf_net *net;
-        TRY(net_of(r, WF_CONTROL_NET, pos->control.path, m, &net));
-        apply = (kiln_control_apply){net->controlnet, pos->control.image, pos->control.strength, pos->control.start,
-                                     pos->control.end};
-        p.control = &apply;
+    return sample(r, n, model, pos, neg, latent, &p);
+}
+
+/* ---- SamplerCustomAdvanced and its parts (Flux's example workflows) ---- */
+
+/* ModelSamplingFlux: the shift of Flux's sigmas for a width x height
+ * picture, on the line through base_shift at 256 tokens of 2x2 latent
+ * patches (256x256 pixels) and max_shift at 4096 (1024x1024). */
+static kiln_status model_sampling_flux(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double max_shift, base_shift;
+    int width, height;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "max_shift", &max_shift));
+    TRY(number(n, "base_shift", &base_shift));
+    TRY(integer(n, "width", 16, 16384, &width));
+    TRY(integer(n, "height", 16, 16384, &height));
+    const double slope = (max_shift - base_shift) / (4096.0 - 256.0), at_zero = base_shift - slope * 256.0;
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.flux_shift = (double)width * height / (8 * 8 * 2 * 2) * slope + at_zero;
+    return KILN_OK;
+}
+
+/* RandomNoise (KSampler's noise for its seed) and DisableNoise (none: the
+ * latent goes in as the model mixes zero noise in). */
+static kiln_status noise_node(wf_run *r, wf_node *n, bool disabled)
+{
+    (void)r;
+    n->out[0].kind = WF_NOISE;
+    n->out[0].noise_disabled = disabled;
+    return disabled ? KILN_OK : seed_input(n, "noise_seed", &n->out[0].noise_seed);
+}
+
+/* CFGGuider (both prompts and cfg) and BasicGuider (one prompt, cfg 1). */
+static kiln_status guider(wf_run *r, wf_node *n, bool cfg)
+{
+    wf_value *v = &n->out[0], *model, *pos, *neg = NULL;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    if (cfg) {
+        TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+        TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+        TRY(number(n, "cfg", &v->cfg));
+    } else {
+        TRY(linked(r, n, "conditioning", WF_CONDITIONING, &pos));
+        v->cfg = 1.0;
     }
-    const wf_image_prompt *ip = &model->recipe.image_prompt;
-    kiln_ip_adapter_apply image_prompt;
-    if (ip->adapter) {
-        wf_net *adapter, *vision;
-        TRY(net_of(r, WF_IPADAPTER, ip->adapter, m, &adapter));
-        TRY(net_of(r, WF_CLIP_VISION, ip->clip_vision, NULL, &vision));
-        image_prompt = (kiln_ip_adapter_apply){adapter->ip_adapter, vision->clip_vision, ip->image, ip->weight,
-                                               ip->start, ip->end};
-        p.ip_adapter = &image_prompt;
-    }
-    kiln_sdxl_cond sdxl;
-    if (pos->has_sdxl != neg->has_sdxl ||
-        (pos->has_sdxl && (pos->sdxl.width != neg->sdxl.width || pos->sdxl.height != neg->sdxl.height ||
-                           pos->sdxl.crop_w != neg->sdxl.crop_w || pos->sdxl.crop_h != neg->sdxl.crop_h ||
-                           pos->sdxl.target_width != neg->sdxl.target_width ||
-                           pos->sdxl.target_height != neg->sdxl.target_height)))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "SDXL sizes that differ between the prompts (kiln gives both one)");
-    p.edit_latent = pos->edit;
-    if (pos->has_sdxl) {
-        sdxl = pos->sdxl;
-        sdxl.negative_aesthetic = neg->sdxl.aesthetic;
-        p.sdxl = &sdxl;
-    }
-    n->out[0].kind = WF_LATENT;
-    return kiln_ksampler(m, &p, &pos->cond, &neg->cond, l, &n->out[0].latent);
+    v->kind = WF_GUIDER;
+    v->guide_model = model;
+    v->guide_positive = pos;
+    v->guide_negative = neg;
+    return KILN_OK;
+}
+
+static kiln_status ksampler_select(wf_run *r, wf_node *n)
+{
+    (void)r;
+    n->out[0].kind = WF_SAMPLER;
+    return text(n, "sampler_name", &n->out[0].sampler);
+}
+
+/* BasicScheduler: the schedule of its model's sigmas, as KSampler's for
+ * `denoise` (the last steps + 1 of steps / denoise). */
+static kiln_status basic_scheduler(wf_run *r, wf_node *n)
+{
+    wf_value *v = &n->out[0], *model;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(text(n, "scheduler", &v->scheduler));
+    TRY(integer(n, "steps", 1, 10000, &v->steps));
+    TRY(number(n, "denoise", &v->denoise));
+    v->kind = WF_SIGMAS;
+    v->guide_model = model;
+    return KILN_OK;
+}
+
+static bool same_sampling(const wf_recipe *a, const wf_recipe *b)
+{
+    return same_loads(a, b) && a->flux_shift == b->flux_shift &&
+           (a->prediction == b->prediction || (a->prediction && b->prediction && !strcmp(a->prediction, b->prediction)));
+}
+
+/* SamplerCustomAdvanced: KSampler taken apart. kiln makes the sigmas of the
+ * model it samples, so BasicScheduler's model must be the guider's; the
+ * samplers KSampler gives a schedule one step longer (dpm_2, uni_pc) run
+ * here on BasicScheduler's own, which kiln does not yet. */
+static kiln_status sampler_custom_advanced(wf_run *r, wf_node *n)
+{
+    wf_value *noise, *guide, *picked, *sigmas, *latent;
+    TRY(linked(r, n, "noise", WF_NOISE, &noise));
+    TRY(linked(r, n, "guider", WF_GUIDER, &guide));
+    TRY(linked(r, n, "sampler", WF_SAMPLER, &picked));
+    TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
+    TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
+    if (!same_sampling(&guide->guide_model->recipe, &sigmas->guide_model->recipe))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the sigmas' model is not the guider's (kiln makes the schedule of "
+                         "the model it samples)");
+    kiln_sampler s;
+    kiln_status st = kiln_sampler_from_name(picked->sampler, &s);
+    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+    if (kiln_sampler_discards_penultimate_sigma(s))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampler '%s' on BasicScheduler's sigmas (KSampler drops their "
+                         "penultimate one; kiln runs it as KSampler does)", picked->sampler);
+    kiln_ksampler_params p = {.seed = noise->noise_seed, .disable_noise = noise->noise_disabled,
+                              .steps = sigmas->steps, .denoise = sigmas->denoise, .cfg = guide->cfg,
+                              .sampler_name = picked->sampler, .scheduler = sigmas->scheduler};
+    const wf_value *neg = guide->guide_negative ? guide->guide_negative : guide->guide_positive;
+    return sample(r, n, guide->guide_model, guide->guide_positive, neg, latent, &p);
 }
 
 static kiln_status upscale_model_loader(wf_run *r, wf_node *n)
@@ -1008,18 +1153,21 @@ static kiln_status output_images(wf_run *r, wf_node *n)
 static kiln_status run_node(wf_run *r, wf_node *n)
 {
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
-                                         "EmptyLatentImage", "LoadImage", "VAEEncode", "VAEDecode",
+                                         "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "VAEEncode", "VAEDecode",
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
-                                         "UNETLoader", "CLIPTextEncodeFlux"};
+                                         "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
+                                         "BasicScheduler", "SamplerCustomAdvanced"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
-        checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, load_image, vae_encode,
+        checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
+        vae_encode,
         vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
-        unet_loader, clip_text_encode_flux};
+        unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
+        sampler_custom_advanced};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -1036,6 +1184,10 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = clip_text_encode_sdxl(r, n, c[18] != '\0');
     else if (strcmp(c, "IPAdapterModelLoader") == 0 || strcmp(c, "CLIPVisionLoader") == 0)
         st = file_loader(r, n, c[0] == 'I' ? WF_IPADAPTER : WF_CLIP_VISION);
+    else if (strcmp(c, "RandomNoise") == 0 || strcmp(c, "DisableNoise") == 0)
+        st = noise_node(r, n, c[0] == 'D');
+    else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
+        st = guider(r, n, c[0] == 'C');
     else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "VAELoader") == 0)
         st = part_loader(r, n, c[0] == 'V' ? WF_VAE : WF_CLIP);
     else {

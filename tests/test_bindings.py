@@ -429,11 +429,11 @@ class Workflows(unittest.TestCase):
 
     def test_unknown_node(self):
         graph = {"9": {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}},
-                 "5": {"class_type": "SamplerCustomAdvanced", "inputs": {}}}
+                 "5": {"class_type": "UltimateSDUpscale", "inputs": {}}}
         with self.assertRaises(kiln.KilnError) as caught:
             kiln.run_workflow(backend, json.dumps(graph))
         self.assertEqual(caught.exception.status, "KILN_ERR_UNSUPPORTED")
-        self.assertIn("node 5 (SamplerCustomAdvanced)", caught.exception.message)
+        self.assertIn("node 5 (UltimateSDUpscale)", caught.exception.message)
 
 
 class Inpainting(unittest.TestCase):

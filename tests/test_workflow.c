@@ -92,8 +92,8 @@ static void comfyui_runs(void **state)
  * T5's tokenizer and the tiny model's rotary axes from the options. The
  * KSampler run of tests/data/flux/run.golden (make_flux_data.py: ComfyUI's
  * code restated) gives its picture within a level, with the positive prompt
- * through FluxGuidance or CLIPTextEncodeFlux, and with guidance on both
- * prompts. */
+ * through FluxGuidance or CLIPTextEncodeFlux, with guidance on both prompts,
+ * and through SamplerCustomAdvanced and ModelSamplingFlux. */
 #define FLUX_LOADERS                                                                                                  \
     "\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": \"" KILN_TEST_DATA                        \
     "/flux/single/flux1-tiny.safetensors\", \"weight_dtype\": \"default\"}}, "                                        \
@@ -166,6 +166,52 @@ static void flux_from_separate_files(void **state)
                                      FLUX_ENCODED("[\"11\", 0]", "2.5"), FLUX_NEGATIVE_GUIDED("[\"11\", 0]")),
                        &flux, "guided.image");
 
+    /* the same run as ComfyUI's Flux example workflows take it apart: RandomNoise, KSamplerSelect, BasicScheduler
+       and CFGGuider into SamplerCustomAdvanced, the model through ModelSamplingFlux, whose line is pinned at both
+       ends: 1.15 at 1024x1024 (max_shift) and at 256x256 (base_shift), each the dev model's own shift */
+    static const char *const shifts[2] = {"\"max_shift\": 1.15, \"base_shift\": 0.5, \"width\": 1024, \"height\": 1024",
+                                          "\"max_shift\": 3, \"base_shift\": 1.15, \"width\": 256, \"height\": 256"};
+    for (int k = 0; k < 3; k++) {
+        char json[8192], model[256];
+        snprintf(model, sizeof model,
+                 k < 2 ? "\"13\": {\"class_type\": \"ModelSamplingFlux\", \"inputs\": {%s, \"model\": [\"12\", 0]}}"
+                       : "\"13\": {\"class_type\": \"ModelSamplingFlux\", \"inputs\": {\"max_shift\": 1.15, "
+                         "\"base_shift\": 0.5, \"width\": 512, \"height\": 512, \"model\": [\"12\", 0]}}",
+                 k < 2 ? shifts[k] : "");
+        snprintf(json, sizeof json,
+                 "{" FLUX_LOADERS ", %s, " FLUX_GUIDED("[\"11\", 0]") ", " FLUX_NEGATIVE("[\"11\", 0]") ", "
+                 "\"5\": {\"class_type\": \"EmptySD3LatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, "
+                 "\"batch_size\": 1}}, "
+                 "\"25\": {\"class_type\": \"RandomNoise\", \"inputs\": {\"noise_seed\": 42}}, "
+                 "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
+                 "\"17\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": \"simple\", \"steps\": 4, "
+                 "\"denoise\": 1, \"model\": [\"13\", 0]}}, "
+                 "\"22\": {\"class_type\": \"CFGGuider\", \"inputs\": {\"cfg\": 2, \"model\": [\"13\", 0], "
+                 "\"positive\": [\"30\", 0], \"negative\": [\"31\", 0]}}, "
+                 "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], "
+                 "\"guider\": [\"22\", 0], \"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], "
+                 "\"latent_image\": [\"5\", 0]}}, "
+                 "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"10\", 0]}}, "
+                 "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
+                 model);
+        if (k < 2) {
+            check_flux_picture(json, &flux, "run.image");
+            continue;
+        }
+        /* 512x512 on that line is another shift: another picture */
+        kiln_image *images;
+        int count;
+        assert_kiln_ok(kiln_workflow_run(backend, json, &flux, &images, &count));
+        kiln_st_file *f = golden_open("flux/run.golden.safetensors");
+        golden want = golden_read(f, "run.image");
+        double worst = 0;
+        for (size_t i = 0; i < want.count; i++) worst = fmax(worst, fabs(images[0].pixels[i] - 255.0 * want.data[i]));
+        assert_true(worst > 2.0);
+        golden_free(&want);
+        kiln_st_close(f);
+        kiln_images_free(images, count);
+    }
+
     /* what kiln's one model cannot be: a checkpoint's VAE beside a VAELoader's, other loader settings */
     const kiln_workflow_options none = {0};
     kiln_image *images;
@@ -206,9 +252,9 @@ static void refusals(void **state)
     expect_refusal("not json", KILN_ERR_FORMAT, "API format");
     expect_refusal("{\"nodes\": [], \"links\": []}", KILN_ERR_FORMAT, "Save (API)");
     expect_refusal("{" CKPT "}", KILN_ERR_INVALID_ARG, "no SaveImage");
-    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {}}, "
+    expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"UltimateSDUpscale\", \"inputs\": {}}, "
                    DECODE_SAVE("[\"5\", 0]") "}",
-                   KILN_ERR_UNSUPPORTED, "node 5 (SamplerCustomAdvanced)");
+                   KILN_ERR_UNSUPPORTED, "node 5 (UltimateSDUpscale)");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"77\", 0]") "}", KILN_ERR_INVALID_ARG, "node 77, which is not");
     expect_refusal("{" CKPT ", " DECODE_SAVE("[\"4\", 1]") "}", KILN_ERR_INVALID_ARG,
                    "node 8 (VAEDecode): input 'samples' wants a LATENT; node 4's output 1 is CLIP");
@@ -243,6 +289,23 @@ static void refusals(void **state)
                    "{\"samples\": [\"10\", 0], \"vae\": [\"10\", 0]}}, "
                    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
                    KILN_ERR_UNSUPPORTED, "node 10 (VAELoader): kiln reads it beside a UNETLoader's");
+    /* SamplerCustomAdvanced where kiln would sample otherwise than ComfyUI: the sigmas of another model, a sampler
+       KSampler gives a longer schedule */
+#define CUSTOM(sampler, scheduler_model)                                                                              \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", \"clip\": [\"4\", 1]}}, "        \
+    "\"80\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"sampling\": \"v_prediction\", \"zsnr\": false, "  \
+    "\"model\": [\"4\", 0]}}, "                                                                                        \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "    \
+    "\"25\": {\"class_type\": \"RandomNoise\", \"inputs\": {\"noise_seed\": 1}}, "                                       \
+    "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"" sampler "\"}}, "                   \
+    "\"17\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": \"normal\", \"steps\": 2, \"denoise\": 1, " \
+    "\"model\": [\"" scheduler_model "\", 0]}}, "                                                                        \
+    "\"22\": {\"class_type\": \"BasicGuider\", \"inputs\": {\"model\": [\"4\", 0], \"conditioning\": [\"6\", 0]}}, "  \
+    "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], \"guider\": [\"22\", 0], "  \
+    "\"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    expect_refusal(CUSTOM("euler", "80"), KILN_ERR_UNSUPPORTED, "node 3 (SamplerCustomAdvanced): the sigmas' model");
+    expect_refusal(CUSTOM("dpm_2", "4"), KILN_ERR_UNSUPPORTED, "sampler 'dpm_2' on BasicScheduler's sigmas");
+#undef CUSTOM
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");

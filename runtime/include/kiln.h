@@ -137,6 +137,9 @@ const char *kiln_model_prediction(const kiln_model *m);
  * whose file does not say (an SD 2.x 768 model saved without its config);
  * a Flux model takes only "flow". */
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
+/* ModelSamplingFlux's shift of a Flux model's sigmas (ComfyUI's node makes
+ * it from the image size); 0: the model's own (dev 1.15, schnell 1.0). */
+kiln_status kiln_model_set_flux_shift(kiln_model *m, double shift);
 /* The size, in pixels, the model was trained at: what its file says
  * (modelspec.resolution, "WxH"), else its family's (512, 768, 1024). */
 void kiln_model_native_size(const kiln_model *m, int *width, int *height);
