@@ -359,6 +359,13 @@ class Advanced(unittest.TestCase):
 
         plain = run()
         self.assertEqual(run(flux_guidance=3.5), plain)
+        # ModelSamplingFlux: the dev model's own shift is the plain run, another shift another
+        flux.set_flux_shift(1.15)
+        self.assertEqual(run(), plain)
+        flux.set_flux_shift(3.0)
+        self.assertGreater(rel_l2(run(), plain), 1e-3)
+        flux.set_flux_shift(0)
+        self.assertEqual(run(), plain)
         # CLIPTextEncodeFlux with one text twice is CLIPTextEncode
         encoded = flux.encode_flux("a red fox", "a red fox")
         self.assertEqual(flux.ksampler(encoded, negative, empty, seed=3, steps=3, cfg=1.0,

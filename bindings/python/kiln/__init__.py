@@ -184,6 +184,7 @@ _declare("kiln_model_family", c_char_p, c_void_p)
 _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
+_declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_text_encode_flux", c_int, c_void_p, c_char_p, c_char_p, POINTER(_Conditioning))
@@ -434,6 +435,10 @@ class Model(_Handle):
     def set_prediction(self, sampling: str) -> None:
         """ModelSamplingDiscrete: "eps" or "v_prediction"."""
         _lib.kiln_model_set_prediction(self._ptr(), sampling.encode())
+
+    def set_flux_shift(self, shift: float) -> None:
+        """ModelSamplingFlux's shift of a Flux model's sigmas (0: its own)."""
+        _lib.kiln_model_set_flux_shift(self._ptr(), c_double(shift))
 
     @property
     def native_size(self) -> tuple:
