@@ -9,7 +9,12 @@
  * vae/, text_encoder/) is mapped to those names by rename rules at open. A
  * DiT folder (PixArt's transformer/, vae/, a T5 text_encoder/ whole or in
  * shards) keeps diffusers' and transformers' names under `transformer.` and
- * `text_encoders.t5xxl.transformer.`, its VAE mapped as any folder's. */
+ * `text_encoders.t5xxl.transformer.`, its VAE mapped as any folder's. A Flux
+ * single file in Black Forest Labs' names (bare or under ComfyUI's
+ * `model.diffusion_model.`) is read under those diffusers' names, and files
+ * given beside a checkpoint (a VAE, text encoders: kiln_checkpoint_add_parts)
+ * under the roots their model reads them at. ComfyUI's scaled fp8 weights
+ * are read dequantized. */
 #ifndef KILN_CHECKPOINT_H
 #define KILN_CHECKPOINT_H
 
