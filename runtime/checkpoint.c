@@ -585,6 +585,13 @@ static kiln_status split_rows(const char *label, int64_t rows, const char *block
     return KILN_OK;
 }
 
+/* Each piece of t's rows as a view under its name. */
+static kiln_status add_row_views(kiln_checkpoint *ck, const kiln_st_tensor *t, const kiln_row_piece *pieces, int n)
+{
+    for (int i = 0; i < n; i++) TRY(add_rows_view(ck, pieces[i].name, t, pieces[i].from_row, pieces[i].rows));
+    return KILN_OK;
+}
+
 /* A fused projection of a file as views of its rows (split_rows'). */
 static kiln_status add_row_split(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *block,
                                  const char *const *parts, const int *units, int count, const char *kind)
@@ -593,8 +600,7 @@ static kiln_status add_row_split(kiln_checkpoint *ck, const kiln_st_tensor *t, c
     int n = 0;
     kiln_status st = split_rows(t->name, t->ndim ? t->shape[0] : 0, block, parts, units, count, kind, pieces, &n);
     if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
-    for (int i = 0; i < n; i++) TRY(add_rows_view(ck, pieces[i].name, t, pieces[i].from_row, pieces[i].rows));
-    return KILN_OK;
+    return add_row_views(ck, t, pieces, n);
 }
 
 /* One OpenCLIP tensor (name after `from`) under the transformers names (after
@@ -823,13 +829,13 @@ static kiln_status add_flux_transformer_tensor(kiln_checkpoint *ck, const kiln_s
 {
     kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
     int n;
+    *known = false;
     kiln_status st = kiln_flux_bfl_rows(in, t->ndim ? t->shape[0] : 0, pieces, &n);
     if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
     *known = n > 0;
     if (n == 1) return add_name(ck, pieces[0].name, t);
     if (n == 2 && strcmp(pieces[0].name, pieces[1].name) == 0) return add_rearranged(ck, pieces[0].name, t, pieces, n);
-    for (int i = 0; i < n; i++) TRY(add_rows_view(ck, pieces[i].name, t, pieces[i].from_row, pieces[i].rows));
-    return KILN_OK;
+    return add_row_views(ck, t, pieces, n);
 }
 
 #define COMFY_UNET_PREFIX "model.diffusion_model."

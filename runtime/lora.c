@@ -186,12 +186,12 @@ static const module_prefix *find_prefix(const char *module_name)
 
 /* Where a module's update goes: the canonical weight(s) and rows its rows
  * land in (one piece for most; a fused projection in BFL's Flux names
- * several, kiln_flux_bfl_rows'), for an update of `rows` rows; *clip tells
- * which strength applies. False for a name that fits no weight. */
-static bool target_pieces(const kiln_checkpoint *ck, const kiln_lora_towers *towers, const char *module_name,
-                          int64_t rows, kiln_row_piece *pieces, int *n, bool *clip)
+ * several, kiln_flux_bfl_rows'), for an update of `rows` rows in ck (dit:
+ * it holds a DiT transformer); *clip tells which strength applies. False for
+ * a name that fits no weight. */
+static bool target_pieces(const kiln_checkpoint *ck, bool dit, const kiln_lora_towers *towers,
+                          const char *module_name, int64_t rows, kiln_row_piece *pieces, int *n, bool *clip)
 {
-    const bool dit = kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".");
     if (dit) { /* XLabs' Flux modules, bare or under ComfyUI's diffusion_model. */
         const char *xlabs = strncmp(module_name, "diffusion_model.", 16) == 0 ? module_name + 16 : module_name;
         *clip = false;
@@ -403,8 +403,8 @@ static kiln_status merge_into(kiln_checkpoint *ck, const char *path, const modul
 }
 
 /* One module merged into every weight its update lands in. */
-static kiln_status merge_module(kiln_checkpoint *ck, const kiln_lora_towers *towers, const kiln_lora *lora,
-                                const module *m, kiln_lora_stats *stats)
+static kiln_status merge_module(kiln_checkpoint *ck, bool dit, const kiln_lora_towers *towers,
+                                const kiln_lora *lora, const module *m, kiln_lora_stats *stats)
 {
     update u;
     kiln_status status = read_update(lora->path, m, &u);
@@ -413,7 +413,7 @@ static kiln_status merge_module(kiln_checkpoint *ck, const kiln_lora_towers *tow
     kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
     int n = 0;
     bool clip = false;
-    if (status == KILN_OK && !target_pieces(ck, towers, m->name, u.f[0].rows, pieces, &n, &clip))
+    if (status == KILN_OK && !target_pieces(ck, dit, towers, m->name, u.f[0].rows, pieces, &n, &clip))
         status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
                            lora->path, m->name, kiln_checkpoint_path(ck));
     const float s = scale * (float)(clip ? lora->clip_strength : lora->unet_strength);
@@ -494,7 +494,9 @@ kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora_towers *towers,
     kiln_status status = read_modules(f, &mods, &count);
     if (status == KILN_OK && count == 0) status = kiln_fail(KILN_ERR_FORMAT, "%s: no LoRA modules in the file", lora->path);
     *stats = (kiln_lora_stats){0};
-    for (size_t i = 0; i < count && status == KILN_OK; i++) status = merge_module(ck, towers, lora, &mods[i], stats);
+    const bool dit = kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT "."); /* PixArt's or Flux's transformer */
+    for (size_t i = 0; i < count && status == KILN_OK; i++)
+        status = merge_module(ck, dit, towers, lora, &mods[i], stats);
     free(mods);
     kiln_st_close(f);
     return status;
