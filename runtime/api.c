@@ -460,21 +460,27 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     }
     TRY(set_edit(m, params->edit_latent, l, &job));
 
-    kiln_control control = {0};
+    kiln_control controls[KILN_MAX_CONTROLS] = {0};
     kiln_image_prompt image_prompt = {0};
-    float *hint = NULL;
     kiln_status st = KILN_OK;
-    const kiln_control_apply *apply = params->control;
-    if (apply) {
+    const int ncontrols = params->control ? (params->control_count ? params->control_count : 1) : 0;
+    if (ncontrols < 0 || ncontrols > KILN_MAX_CONTROLS)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: control_count %d: must be 0..%d", params->control_count,
+                         KILN_MAX_CONTROLS);
+    for (int i = 0; i < ncontrols && st == KILN_OK; i++) {
+        const kiln_control_apply *apply = &params->control[i];
+        float *hint = NULL;
         if (!apply->controlnet || !apply->image)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet apply: no ControlNet or no image");
-        TRY(kiln_control_hint(apply->image, job.latent_h, job.latent_w, &hint));
-        control = (kiln_control){apply->controlnet, hint, (float)apply->strength, apply->start_percent,
-                                 apply->end_percent};
-        job.control = &control;
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet apply %d: no ControlNet or no image", i + 1);
+        else
+            st = kiln_control_hint(apply->image, job.latent_h, job.latent_w, &hint);
+        controls[i] = (kiln_control){apply->controlnet, hint, (float)apply->strength, apply->start_percent,
+                                     apply->end_percent};
     }
+    job.controls = controls;
+    job.ncontrols = ncontrols;
     const kiln_ip_adapter_apply *ip = params->ip_adapter;
-    if (ip) {
+    if (ip && st == KILN_OK) {
         float *tokens = NULL;
         if (!ip->adapter || !ip->clip_vision || !ip->image)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter apply: no adapter, CLIP vision model or image");
@@ -485,7 +491,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     }
     float *x = NULL;
     if (st == KILN_OK) st = kiln_ksample(m, &job, positive, negative, &x);
-    free(hint);
+    for (int i = 0; i < ncontrols; i++) free((float *)controls[i].hint);
     free((float *)image_prompt.tokens);
     if (st != KILN_OK) return st;
     *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0};

@@ -83,7 +83,7 @@ static kiln_status set_flux_inputs(kiln_denoiser *d)
             memcpy(d->flux_pooled[i] + b * c->pooled_dim, c->pooled, (size_t)c->pooled_dim * sizeof(float));
         }
     }
-    return kiln_graph_create(kiln_weights_backend(d->model->weights), &d->control_graph);
+    return kiln_graph_create(kiln_weights_backend(d->model->weights), &d->negative_graph);
 }
 
 kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,
@@ -115,22 +115,26 @@ static kiln_status unet_only(const kiln_denoiser *d, const char *what)
                      d->model->info.family);
 }
 
-kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control)
+kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count)
 {
     TRY(unet_only(d, "ControlNet"));
-    if (!(control->start_percent >= 0.0 && control->start_percent <= control->end_percent &&
-          control->end_percent <= 1.0))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet start %g and end %g: must be 0 <= start <= end <= 1",
-                         control->start_percent, control->end_percent);
-    size_t per = (size_t)3 * 8 * d->h * 8 * d->w;
-    d->hint = malloc((size_t)d->rows * per * sizeof(float));
-    if (!d->hint) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the ControlNet hint");
-    for (int r = 0; r < d->rows; r++) memcpy(d->hint + r * per, control->hint, per * sizeof(float));
-    TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), &d->control_graph));
-    kiln_graph_set_replay(d->control_graph, true);
-    d->control = control;
-    d->control_sigma_hi = kiln_percent_to_sigma(d->sampling, control->start_percent);
-    d->control_sigma_lo = kiln_percent_to_sigma(d->sampling, control->end_percent);
+    if (count < 0 || count > KILN_MAX_CONTROLS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%d ControlNets on one sampling: kiln applies at most %d", count,
+                         KILN_MAX_CONTROLS);
+    const size_t per = (size_t)3 * 8 * d->h * 8 * d->w;
+    for (int i = 0; i < count; i++) {
+        const kiln_control *c = &controls[i];
+        if (!(c->start_percent >= 0.0 && c->start_percent <= c->end_percent && c->end_percent <= 1.0))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet %d: start %g and end %g: must be 0 <= start <= end <= 1",
+                             i + 1, c->start_percent, c->end_percent);
+        if (!(d->hints[i] = malloc((size_t)d->rows * per * sizeof(float))))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the ControlNet hint");
+        for (int r = 0; r < d->rows; r++) memcpy(d->hints[i] + r * per, c->hint, per * sizeof(float));
+        d->control_sigma_hi[i] = kiln_percent_to_sigma(d->sampling, c->start_percent);
+        d->control_sigma_lo[i] = kiln_percent_to_sigma(d->sampling, c->end_percent);
+    }
+    d->controls = controls;
+    d->ncontrols = count;
     return KILN_OK;
 }
 
@@ -160,14 +164,21 @@ kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_pr
 void kiln_denoiser_free(kiln_denoiser *d)
 {
     kiln_graph_free(d->graph);
-    kiln_graph_free(d->control_graph);
+    kiln_graph_free(d->negative_graph);
+    d->graph = d->negative_graph = NULL;
+    for (size_t i = 0; i < sizeof d->control_graphs / sizeof *d->control_graphs; i++) {
+        kiln_graph_free(d->control_graphs[i]);
+        d->control_graphs[i] = NULL;
+    }
+    for (int i = 0; i < KILN_MAX_CONTROLS; i++) {
+        free(d->hints[i]);
+        d->hints[i] = NULL;
+    }
     free(d->image_tokens);
     d->image_tokens = NULL;
-    free(d->hint);
     free(d->blended);
     free(d->inpaint_concat);
-    d->control_graph = NULL;
-    d->hint = d->blended = d->inpaint_concat = NULL;
+    d->blended = d->inpaint_concat = NULL;
     free(d->unet_in);
     free(d->unet_out);
     free(d->dit_out);
@@ -181,12 +192,37 @@ void kiln_denoiser_free(kiln_denoiser *d)
         free(d->flux_guidance[i]);
         d->flux_guidance[i] = NULL;
     }
-    d->graph = NULL;
     d->unet_in = d->unet_out = NULL;
 }
 
-/* One UNet call over the rows; with the ControlNet first when this is the
- * control graph. */
+/* The residuals of this call's ControlNets, summed in the order applied.
+ * The hints are inputs of the graph, so they are all taken before any op:
+ * a replay uploads every input first. */
+static kiln_status control_residuals(kiln_graph *g, kiln_denoiser *d, const tensor *x, const kiln_unet_cond *cond,
+                                     kiln_unet_control *sum)
+{
+    tensor *hints[KILN_MAX_CONTROLS] = {0};
+    for (int i = 0; i < d->ncontrols; i++)
+        if (d->active_controls & 1u << i)
+            TRY(kiln_graph_input(g, &hints[i], KILN_F32, 4, (int64_t[]){d->rows, 3, 8 * d->h, 8 * d->w},
+                                 d->hints[i]));
+    bool first = true;
+    for (int i = 0; i < d->ncontrols; i++) {
+        if (!hints[i]) continue;
+        const kiln_control *c = &d->controls[i];
+        kiln_unet_control r;
+        TRY(kiln_controlnet_forward(g, c->net, x, hints[i], cond, c->strength, first ? sum : &r));
+        nn_drop(g, &hints[i]);
+        if (!first) {
+            for (int k = 0; k < r.nskips; k++) TRY(nn_add_into(g, &sum->skips[k], r.skips[k]));
+            TRY(nn_add_into(g, &sum->mid, r.mid));
+        }
+        first = false;
+    }
+    return KILN_OK;
+}
+
+/* One UNet call over the rows; this call's ControlNets first. */
 static kiln_status unet_step(kiln_graph *g, void *ctx)
 {
     kiln_denoiser *d = ctx;
@@ -216,10 +252,8 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
         image = (kiln_unet_image_prompt){tokens, d->image_weight, a->k_w, a->v_w};
         cond.image = &image;
     }
-    if (g == d->control_graph) {
-        tensor *hint;
-        TRY(kiln_graph_input(g, &hint, KILN_F32, 4, (int64_t[]){d->rows, 3, 8 * d->h, 8 * d->w}, d->hint));
-        TRY(kiln_controlnet_forward(g, d->control->net, x, hint, &cond, d->control->strength, &residuals));
+    if (d->active_controls) {
+        TRY(control_residuals(g, d, x, &cond, &residuals));
         cond.control = control = &residuals;
     }
     TRY(kiln_unet_forward(g, &m->unet, x, &cond, NULL, NULL, &eps));
@@ -257,7 +291,7 @@ static kiln_status dit_step(kiln_denoiser *d)
     const kiln_model *m = d->model;
     if (m->family->arch == KILN_ARCH_FLUX) { /* without guidance only the cond rows */
         if (d->rows == d->batch) return flux_rows(d, d->graph, 0, 1);
-        TRY(flux_rows(d, d->control_graph, 0, 0));
+        TRY(flux_rows(d, d->negative_graph, 0, 0));
         return flux_rows(d, d->graph, d->batch, 1);
     }
     const float *captions[2 * KILN_MAX_BATCH];
@@ -293,6 +327,19 @@ static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
     }
 }
 
+/* The graph of this call's set of ControlNets, made at its first call:
+ * every set replays its own recorded ops. */
+static kiln_status control_graph(kiln_denoiser *d, kiln_graph **out)
+{
+    kiln_graph **g = &d->control_graphs[d->active_controls];
+    if (!*g) {
+        TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), g));
+        kiln_graph_set_replay(*g, true);
+    }
+    *out = *g;
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *denoised)
 {
     kiln_denoiser *d = ctx;
@@ -316,13 +363,21 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     for (int r = 0; r < d->rows; r++) d->timesteps[r] = timestep;
     fill_unet_input(d, x, in_scale);
 
-    bool controlled = d->control && sigma <= d->control_sigma_hi && sigma >= d->control_sigma_lo;
+    d->active_controls = 0;
+    for (int i = 0; i < d->ncontrols; i++)
+        if (d->controls[i].strength != 0.0f && sigma <= d->control_sigma_hi[i] && sigma >= d->control_sigma_lo[i])
+            d->active_controls |= 1u << i;
     if (d->image_prompt)
         d->image_weight = sigma <= d->image_sigma_hi && sigma >= d->image_sigma_lo ? d->image_prompt->weight : 0.0f;
-    if (kiln_model_is_dit(d->model)) TRY(dit_step(d));
-    else TRY(kiln_graph_run(controlled ? d->control_graph : d->graph, unet_step, d));
+    if (kiln_model_is_dit(d->model)) {
+        TRY(dit_step(d));
+    } else {
+        kiln_graph *g = d->graph;
+        if (d->active_controls) TRY(control_graph(d, &g));
+        TRY(kiln_graph_run(g, unet_step, d));
+    }
     d->unet_calls++;
-    d->control_calls += controlled;
+    d->control_calls += d->active_controls != 0;
 
     /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps
      * gives x - sigma eps, v gives x / (sigma^2+1) - v sigma / sqrt(sigma^2+1)),

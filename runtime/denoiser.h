@@ -17,7 +17,10 @@
  * ControlNet on the positive and the negative prompt: its residuals times
  * strength join every UNet call whose sigma lies between the sigmas of
  * end_percent and start_percent of the schedule (ModelSamplingDiscrete's
- * percent_to_sigma). */
+ * percent_to_sigma). Several, as chained Apply ControlNet nodes: each in its
+ * own range, the residuals of those in range summed (in the order applied,
+ * as ComfyUI adds each to the ones before); strength 0 adds nothing, as
+ * ComfyUI's node then leaves the prompts as they are. */
 typedef struct kiln_control {
     const kiln_controlnet *net;
     const float *hint; /* (1,3,8h,8w) in [0,1]: kiln_control_hint of the image */
@@ -59,11 +62,15 @@ typedef struct kiln_denoiser {
     int tokens;           /* T */
     const kiln_model_sampling *sampling;
     int unet_calls;       /* counted, for progress and tests */
-    const kiln_control *control; /* NULL: none */
-    kiln_graph *control_graph;   /* the call with the ControlNet (the other graph: without) */
-    float *hint;                 /* the hint repeated over the rows */
-    float control_sigma_hi, control_sigma_lo; /* sigmas where the control applies */
-    int control_calls;           /* counted, for tests */
+    const kiln_control *controls; /* ncontrols of them; NULL: none */
+    int ncontrols;
+    float *hints[KILN_MAX_CONTROLS]; /* each one's hint repeated over the rows */
+    float control_sigma_hi[KILN_MAX_CONTROLS], control_sigma_lo[KILN_MAX_CONTROLS]; /* sigmas where each applies */
+    unsigned active_controls;    /* this call's: bit i for controls[i] */
+    /* a call with controls runs the graph of its set (indexed by
+     * active_controls; made at its first call), one without runs graph */
+    kiln_graph *control_graphs[1u << KILN_MAX_CONTROLS];
+    int control_calls;           /* calls with a ControlNet, counted for tests */
     const kiln_image_prompt *image_prompt; /* NULL: none */
     float *image_tokens;         /* (rows,Ti,ctx) its tokens for each row */
     float image_sigma_hi, image_sigma_lo; /* sigmas where it applies */
@@ -76,6 +83,7 @@ typedef struct kiln_denoiser {
      * each at its own length (PixArt's T5 rows are not padded) */
     const kiln_conditioning *captions[2];
     float *dit_out;              /* (rows,2C,h,w): the prediction, then PixArt's learned variance; Flux's packed rows */
+    kiln_graph *negative_graph;  /* Flux: the negative rows' calls (their caption may be of another length) */
     /* Flux's per-row inputs, for the negative rows and the positive ones */
     float *flux_context[2], *flux_pooled[2], *flux_guidance[2];
     float guidance[2];           /* Flux dev's embedded guidance for the negative and positive rows (FluxGuidance) */
@@ -97,12 +105,13 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
  * InstructPixToPixConditioning puts it on both prompts). It must outlive d;
  * such a UNet cannot run without it. */
 kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
-/* Adds a ControlNet to every call from here on; control must outlive d. */
 /* A DiT model's conditionings (in place of init's context); both must
  * outlive d. */
 kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,
                                        const kiln_conditioning *positive);
-kiln_status kiln_denoiser_set_control(kiln_denoiser *d, const kiln_control *control);
+/* Adds `count` ControlNets (in the order applied) to the calls from here on;
+ * the array must outlive d. */
+kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count);
 /* Adds an image prompt to every call from here on; ip must outlive d. */
 kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip);
 void kiln_denoiser_free(kiln_denoiser *d);

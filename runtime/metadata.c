@@ -85,7 +85,7 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
-    if (run->refiner && (run->init_image || run->hires_scale || run->controlnet || run->ip_adapter || run->refiner_step < 1 ||
+    if (run->refiner && (run->init_image || run->hires_scale || run->ncontrols || run->ip_adapter || run->refiner_step < 1 ||
                          run->refiner_step >= run->steps))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a refiner at step %d of %d", run->refiner_step,
                          run->steps);
@@ -93,8 +93,11 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hires fix needs txt2img, its method and steps");
     if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
-    if (run->controlnet && !run->control_image)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its image");
+    if (run->ncontrols < 0 || (run->ncontrols && !run->controls))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d ControlNets", run->ncontrols);
+    for (int i = 0; i < run->ncontrols; i++)
+        if (!run->controls[i].path || !run->controls[i].image)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its file or image");
     if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter without its CLIP vision model, picture "
                          "or weight");
@@ -278,18 +281,19 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
         if (strcmp(run->hires_method, "bilinear") == 0) put(&b, ", Hires upscaler: Latent");
         else put_format(&b, ", Hires upscaler: Latent (%s)", run->hires_method);
     }
-    if (run->controlnet) {
-        char *name = stem_name(run->controlnet);
+    for (int i = 0; i < run->ncontrols; i++) { /* the ControlNet extension's units */
+        const kiln_run_control *c = &run->controls[i];
+        char *name = stem_name(c->path);
         text_buf unit = {0};
         put(&unit, "Module: none, Model: ");
         put(&unit, name ? name : "");
         put(&unit, ", Weight: ");
-        put_number(&unit, run->control_strength);
+        put_number(&unit, c->strength);
         put(&unit, ", Resize Mode: Crop and Resize, Guidance Start: ");
-        put_number(&unit, run->control_start);
+        put_number(&unit, c->start);
         put(&unit, ", Guidance End: ");
-        put_number(&unit, run->control_end);
-        put(&b, ", ControlNet 0: ");
+        put_number(&unit, c->end);
+        put_format(&b, ", ControlNet %d: ", i);
         put_value(&b, unit.data ? unit.data : "");
         b.failed |= !name || unit.failed;
         free(name);
@@ -363,6 +367,14 @@ static void add_number(graph *g, cJSON *inputs, const char *name, double value)
 static void add_bool(graph *g, cJSON *inputs, const char *name, bool value)
 {
     check(g, cJSON_AddBoolToObject(inputs, name, value));
+}
+
+/* The nodes of Apply ControlNet i: its ControlNetLoader (part 0), LoadImage
+ * (1) and ControlNetApplyAdvanced (2); the first as "40", "41", "42", the
+ * ones chained after it from "120" on. */
+static void control_node_id(int i, int part, char id[16])
+{
+    snprintf(id, 16, "%d", i ? 120 + 3 * (i - 1) + part : 40 + part);
 }
 
 /* A KSampler node; `prompts` is the node giving both conditionings (Apply
@@ -481,10 +493,12 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *encoded = pix2pix ? "54" : repaint && run->inpaint_model ? "51" : "12";
     const char *masked = repaint && !run->inpaint_model ? "52" : encoded;
     const int masked_output = pix2pix ? 2 : 0; /* InstructPixToPixConditioning's third output is the latent */
-    /* the prompts: CLIPTextEncode, or ControlNetApplyAdvanced "42" after them,
+    /* the prompts: CLIPTextEncode, or the last ControlNetApplyAdvanced after them,
      * or InstructPixToPixConditioning "54" after those */
-    const char *prompts = pix2pix ? "54" : run->controlnet ? "42" : NULL;
-    const char *prompts_in = run->controlnet ? "42" : NULL; /* what "54" takes */
+    char controlled[16];
+    if (run->ncontrols) control_node_id(run->ncontrols - 1, 2, controlled);
+    const char *prompts_in = run->ncontrols ? controlled : NULL; /* what "54" takes */
+    const char *prompts = pix2pix ? "54" : prompts_in;
     /* the picture and mask: LoadImage "11" and LoadImageMask "50", or both
      * from ImagePadForOutpaint "53" */
     const char *picture = run->outpaint ? "53" : "11", *mask = run->outpaint ? "53" : "50";
@@ -571,19 +585,25 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "model", from, 0);
         add_link(&g, in, "clip", from, 1);
     }
-    if (run->controlnet) {
-        in = add_node(&g, "40", "ControlNetLoader");
-        add_string(&g, in, "control_net_name", base_name(run->controlnet));
-        in = add_node(&g, "41", "LoadImage");
-        add_string(&g, in, "image", base_name(run->control_image));
-        in = add_node(&g, "42", "ControlNetApplyAdvanced");
-        add_number(&g, in, "strength", run->control_strength);
-        add_number(&g, in, "start_percent", run->control_start);
-        add_number(&g, in, "end_percent", run->control_end);
-        add_link(&g, in, "positive", "6", 0);
-        add_link(&g, in, "negative", "7", 0);
-        add_link(&g, in, "control_net", "40", 0);
-        add_link(&g, in, "image", "41", 0);
+    for (int i = 0; i < run->ncontrols; i++) {
+        const kiln_run_control *c = &run->controls[i];
+        char loader[16], image[16], apply[16], before[16];
+        control_node_id(i, 0, loader);
+        control_node_id(i, 1, image);
+        control_node_id(i, 2, apply);
+        if (i) control_node_id(i - 1, 2, before);
+        in = add_node(&g, loader, "ControlNetLoader");
+        add_string(&g, in, "control_net_name", base_name(c->path));
+        in = add_node(&g, image, "LoadImage");
+        add_string(&g, in, "image", base_name(c->image));
+        in = add_node(&g, apply, "ControlNetApplyAdvanced");
+        add_number(&g, in, "strength", c->strength);
+        add_number(&g, in, "start_percent", c->start);
+        add_number(&g, in, "end_percent", c->end);
+        add_link(&g, in, "positive", i ? before : "6", 0);
+        add_link(&g, in, "negative", i ? before : "7", i ? 1 : 0);
+        add_link(&g, in, "control_net", loader, 0);
+        add_link(&g, in, "image", image, 0);
     }
     if (run->ip_adapter) { /* ComfyUI_IPAdapter_plus's nodes */
         in = add_node(&g, "100", "IPAdapterModelLoader");

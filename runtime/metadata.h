@@ -17,6 +17,13 @@
 
 typedef struct kiln_sdxl_cond kiln_sdxl_cond; /* pipeline.h */
 
+/* One Apply ControlNet of a run. */
+typedef struct kiln_run_control {
+    const char *path;  /* the ControlNet's */
+    const char *image; /* its hint image's */
+    double strength, start, end;
+} kiln_run_control;
+
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
     const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
@@ -44,9 +51,8 @@ typedef struct kiln_run_info {
     const kiln_outpaint *outpaint; /* outpainting: the pads (with init_image, no mask), NULL for none */
     bool instruct_pix2pix;     /* init_image is the picture an InstructPix2Pix model edits */
     bool inpaint_model;        /* the UNet is an inpainting one (VAEEncodeForInpaint, else SetLatentNoiseMask) */
-    const char *controlnet;    /* Apply ControlNet: the model's path, NULL for none */
-    const char *control_image; /* its hint image's path */
-    double control_strength, control_start, control_end;
+    const kiln_run_control *controls; /* Apply ControlNet nodes chained in this order */
+    int ncontrols;
     const char *ip_adapter;    /* IPAdapter: the adapter's path, NULL for none */
     const char *clip_vision;   /* the CLIP vision model's */
     const char *ip_image;      /* the picture's */

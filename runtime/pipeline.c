@@ -357,7 +357,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
-        (job->control && (st = kiln_denoiser_set_control(&d, job->control)) != KILN_OK) ||
+        (job->ncontrols && (st = kiln_denoiser_set_controls(&d, job->controls, job->ncontrols)) != KILN_OK) ||
         (job->image_prompt && (st = kiln_denoiser_set_image_prompt(&d, job->image_prompt)) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;

@@ -69,7 +69,8 @@ typedef struct kiln_sampling_job {
     int latent_h, latent_w;
     const float *noise;  /* (B,4,h,w) unit-variance noise; NULL: torch.randn from seed */
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
-    const kiln_control *control; /* Apply ControlNet; NULL: none */
+    const kiln_control *controls; /* Apply ControlNet, ncontrols of them in the order applied */
+    int ncontrols;
     const kiln_image_prompt *image_prompt; /* IP-Adapter; NULL: none */
     const kiln_sdxl_cond *sdxl; /* SDXL's y numbers; NULL: CLIPTextEncode's (see kiln_sdxl_cond) */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */

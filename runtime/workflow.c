@@ -80,7 +80,8 @@ typedef struct wf_value {
     wf_kind kind;
     wf_recipe recipe;
     kiln_conditioning cond;
-    wf_control control; /* path NULL: none */
+    wf_control controls[KILN_MAX_CONTROLS]; /* the ControlNetApplyAdvanced nodes it went through, in order */
+    int ncontrols;
     bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
     kiln_sdxl_cond sdxl;
     const kiln_latent *edit; /* InstructPixToPixConditioning's picture (its node's positive output holds it) */
@@ -732,8 +733,9 @@ static kiln_status controlnet_loader(wf_run *r, wf_node *n)
 static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
 {
     const kiln_conditioning *src = &from->cond;
-    *to = (wf_value){.kind = WF_CONDITIONING, .control = from->control, .has_sdxl = from->has_sdxl,
+    *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
                      .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance};
+    memcpy(to->controls, from->controls, sizeof to->controls);
     to->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
                                    src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
                                    src->pooled_dim};
@@ -742,6 +744,20 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
     memcpy(to->cond.data, src->data, (size_t)src->tokens * src->dim * sizeof(float));
     if (src->pooled) memcpy(to->cond.pooled, src->pooled, (size_t)src->pooled_dim * sizeof(float));
     return KILN_OK;
+}
+
+/* Whether two CONDITIONINGs went through the same ControlNetApplyAdvanced
+ * nodes (each node gives both of its outputs the same part). */
+static bool same_controls(const wf_value *a, const wf_value *b)
+{
+    if (a->ncontrols != b->ncontrols) return false;
+    for (int i = 0; i < a->ncontrols; i++) {
+        const wf_control *x = &a->controls[i], *y = &b->controls[i];
+        if (x->path != y->path || x->image != y->image || x->strength != y->strength || x->start != y->start ||
+            x->end != y->end)
+            return false;
+    }
+    return true;
 }
 
 static kiln_status controlnet_apply(wf_run *r, wf_node *n)
@@ -755,15 +771,19 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n)
     TRY(number(n, "strength", &c.strength));
     TRY(number(n, "start_percent", &c.start));
     TRY(number(n, "end_percent", &c.end));
-    if (pos->control.path || neg->control.path)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "a second ControlNet on one prompt (kiln applies one)");
+    if (!same_controls(pos, neg))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
+                         "ControlNets (kiln applies the same ones to both)");
+    if (pos->ncontrols == KILN_MAX_CONTROLS)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a ControlNet after %d others (kiln applies at most %d)",
+                         KILN_MAX_CONTROLS, KILN_MAX_CONTROLS);
     if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a hint of %d images", image->nimages);
     c.path = net->path;
     c.image = &image->images[0];
     wf_value *from[2] = {pos, neg};
     for (int i = 0; i < 2; i++) {
         TRY(copy_conditioning(from[i], &n->out[i]));
-        n->out[i].control = c;
+        n->out[i].controls[n->out[i].ncontrols++] = c;
     }
     return KILN_OK;
 }
@@ -936,13 +956,19 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->progress_ctx = r->opt->progress_ctx;
     p->flux_guidance = pos->flux_guidance;
     p->negative_flux_guidance = neg->flux_guidance;
-    kiln_control_apply apply;
-    if (pos->control.path) {
+    if (!same_controls(pos, neg))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
+                         "ControlNets (kiln applies the same ones to both)");
+    kiln_control_apply apply[KILN_MAX_CONTROLS];
+    for (int i = 0; i < pos->ncontrols; i++) {
+        const wf_control *c = &pos->controls[i];
         wf_net *net;
-        TRY(net_of(r, WF_CONTROL_NET, pos->control.path, m, &net));
-        apply = (kiln_control_apply){net->controlnet, pos->control.image, pos->control.strength, pos->control.start,
-                                     pos->control.end};
-        p->control = &apply;
+        TRY(net_of(r, WF_CONTROL_NET, c->path, m, &net));
+        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end};
+    }
+    if (pos->ncontrols) {
+        p->control = apply;
+        p->control_count = pos->ncontrols;
     }
     const wf_image_prompt *ip = &model->recipe.image_prompt;
     kiln_ip_adapter_apply image_prompt;

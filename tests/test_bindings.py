@@ -290,6 +290,21 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_two_controlnets(self):
+        """Chained: a second ControlNet at strength 0 leaves the first's run
+        to the bit; at 0.5 it moves it; nine are refused."""
+        with model.load_controlnet(data("controlnet/tiny_ldm.safetensors")) as first, \
+                model.load_controlnet(data("controlnet/second_ldm.safetensors")) as second:
+            hint = kiln.Image.load(data("controlnet/hint_37x23.png"))
+            one = small_run(control=kiln.ControlApply(first, hint)).to_list()
+            off = small_run(control=[kiln.ControlApply(first, hint), kiln.ControlApply(second, hint, 0.0)]).to_list()
+            on = small_run(control=(kiln.ControlApply(first, hint), kiln.ControlApply(second, hint, 0.5))).to_list()
+            with self.assertRaises(kiln.KilnError) as caught:
+                small_run(control=[kiln.ControlApply(first, hint)] * 9)
+        self.assertEqual(off, one)
+        self.assertGreater(rel_l2(on, one), 0.01)
+        self.assertIn("control_count 9", str(caught.exception))
+
     def test_ip_adapter(self):
         clip_vision = kiln.load_clip_vision(backend, data("ip_adapter/clip_vision_tiny.safetensors"))
         adapter = model.load_ip_adapter(data("ip_adapter/ip_adapter_tiny.safetensors"))

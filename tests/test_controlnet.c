@@ -1,9 +1,10 @@
 /* ControlNet on the tiny SD 1.x model against upstream diffusers
- * (tests/data/controlnet, made by make_controlnet_data.py): the residuals a
- * random ControlNet gives for a hint at strength 0.8, and the UNet's noise
- * prediction with them added; from the original layout (`control_model.*`)
- * and from diffusers' own, for f32 and f16 UNet weights. Then the files kiln
- * must refuse. */
+ * (tests/data/controlnet, made by make_controlnet_data.py and
+ * make_multi_controlnet_data.py): the residuals a random ControlNet gives for
+ * a hint at strength 0.8, and the UNet's noise prediction with them added;
+ * from the original layout (`control_model.*`) and from diffusers' own, for
+ * f32 and f16 UNet weights; a guided call with one and with two. Then the
+ * files kiln must refuse. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,7 @@ static void denoiser_call(void **s)
     for (int i = 0; i < 3; i++) {
         kiln_denoiser d;
         assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, cfg.data[0], context.data, 77));
-        if (controls[i]) assert_kiln_ok(kiln_denoiser_set_control(&d, controls[i]));
+        if (controls[i]) assert_kiln_ok(kiln_denoiser_set_controls(&d, controls[i], 1));
         out[i] = malloc(x.count * sizeof(float));
         assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out[i]));
         assert_int_equal(d.control_calls, i == 1);
@@ -108,6 +109,60 @@ static void denoiser_call(void **s)
     golden_free(&hint), golden_free(&scale);
     kiln_st_close(f);
     kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* Two ControlNets on one guided call, as chained Apply ControlNet nodes,
+ * against diffusers' MultiControlNetModel; the second outside its range
+ * (from 60 %) or at strength 0 leaves the first's call to the bit; the
+ * first outside its range leaves the second's alone, which is neither. */
+static void two_controlnets(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *first, *second;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(single_f32.path, be, &m));
+    assert_kiln_ok(kiln_controlnet_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, be, &first));
+    assert_kiln_ok(kiln_controlnet_open(KILN_TEST_DATA "/controlnet/second_ldm.safetensors", &m->unet, be, &second));
+    kiln_st_file *f = golden_open("controlnet/golden.safetensors"), *f2 = golden_open("controlnet/multi.safetensors");
+    golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
+           one = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),
+           hint = golden_read(f, "hint"), scale = golden_read(f, "scale"), hint2 = golden_read(f2, "hint"),
+           scale2 = golden_read(f2, "scale"), want = golden_read(f2, "out");
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    int h = (int)x.shape[2], w = (int)x.shape[3];
+    /* both; the second late; the second at strength 0; the first late */
+    const kiln_control chains[4][2] = {
+        {{first, hint.data, scale.data[0], 0.0, 1.0}, {second, hint2.data, scale2.data[0], 0.0, 1.0}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0}, {second, hint2.data, scale2.data[0], 0.6, 1.0}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0}, {second, hint2.data, 0.0f, 0.0, 1.0}},
+        {{first, hint.data, scale.data[0], 0.6, 1.0}, {second, hint2.data, scale2.data[0], 0.0, 1.0}},
+    };
+    float *out[4];
+    for (int i = 0; i < 4; i++) {
+        kiln_denoiser d;
+        assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, cfg.data[0], context.data, 77));
+        assert_kiln_ok(kiln_denoiser_set_controls(&d, chains[i], 2));
+        out[i] = malloc(x.count * sizeof(float));
+        assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out[i]));
+        assert_int_equal(d.control_calls, 1);
+        kiln_denoiser_free(&d);
+    }
+    assert_rel_l2_le(out[0], want.data, want.count, TOL_F32);
+    assert_rel_l2_le(out[1], one.data, one.count, TOL_F32);
+    assert_memory_equal(out[2], out[1], x.count * sizeof(float));
+    assert_true(kiln_rel_l2(out[3], one.data, x.count) > 0.05 && kiln_rel_l2(out[3], want.data, x.count) > 0.05);
+    for (int i = 0; i < 4; i++) free(out[i]);
+    golden *all[] = {&x, &sigma, &cfg, &one, &context, &hint, &scale, &hint2, &scale2, &want};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_st_close(f2);
+    kiln_controlnet_free(first);
+    kiln_controlnet_free(second);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
@@ -169,6 +224,7 @@ int main(void)
         cmocka_unit_test(original_layout_unprefixed),
         cmocka_unit_test(f16_unet),
         cmocka_unit_test(denoiser_call),
+        cmocka_unit_test(two_controlnets),
         cmocka_unit_test(hint_fits_as_comfyui),
         cmocka_unit_test(refusals),
     };

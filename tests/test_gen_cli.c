@@ -232,17 +232,26 @@ static void lora_run(void **state)
 /* gen --controlnet: strength 0, or a range no step falls in, is the plain
  * model to the bit; the ControlNet over the whole run or its second half
  * changes the picture, the two differently (the model itself is
- * test_controlnet's); the PNG records it. */
+ * test_controlnet's); a second ControlNet at strength 0 leaves the first's
+ * run to the bit, at strength 0.5 changes it; the PNG records them. */
 static void controlnet_run(void **state)
 {
     (void)state;
     char net[1024];
     snprintf(net, sizeof net, "--controlnet %s/controlnet/tiny_ldm.safetensors --control-image %s/controlnet/hint_37x23.png",
              KILN_TEST_DATA, KILN_TEST_DATA);
-    const char *extra[5] = {NULL, "--control-strength 0", "--control-start 1 --control-end 1", "", "--control-start 0.5"};
-    float *latent[5];
-    size_t count[5];
-    for (int i = 0; i < 5; i++) {
+    char second[1024];
+    snprintf(second, sizeof second,
+             "--controlnet %s/controlnet/second_ldm.safetensors --control-image %s/controlnet/hint_37x23.png",
+             KILN_TEST_DATA, KILN_TEST_DATA);
+    char second_off[1100], second_half[1100];
+    snprintf(second_off, sizeof second_off, "%s --control-strength 1 --control-strength 0", second);
+    snprintf(second_half, sizeof second_half, "%s --control-strength 1 --control-strength 0.5", second);
+    const char *extra[7] = {NULL, "--control-strength 0", "--control-start 1 --control-end 1", "", "--control-start 0.5",
+                            second_off, second_half};
+    float *latent[7];
+    size_t count[7];
+    for (int i = 0; i < 7; i++) {
         char flags[2048], name[16];
         snprintf(flags, sizeof flags, "%s %s", extra[i] ? net : "", extra[i] ? extra[i] : "");
         snprintf(name, sizeof name, "control%d", i);
@@ -254,6 +263,8 @@ static void controlnet_run(void **state)
     assert_true(kiln_rel_l2(latent[3], latent[0], count[0]) > 0.05);
     assert_true(kiln_rel_l2(latent[4], latent[0], count[0]) > 0.01);
     assert_true(kiln_rel_l2(latent[4], latent[3], count[0]) > 0.01);
+    assert_memory_equal(latent[5], latent[3], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[6], latent[3], count[0]) > 0.01);
     char text[8192], path[512];
     snprintf(path, sizeof path, "%s/control4.png", tmpdir);
     read_png_text(path, "parameters", text, sizeof text);
@@ -262,7 +273,10 @@ static void controlnet_run(void **state)
     read_png_text(path, "prompt", text, sizeof text);
     assert_non_null(strstr(text, "\"class_type\":\"ControlNetApplyAdvanced\",\"inputs\":{\"strength\":1,"
                                  "\"start_percent\":0.5,\"end_percent\":1"));
-    for (int i = 0; i < 5; i++) free(latent[i]);
+    snprintf(path, sizeof path, "%s/control6.png", tmpdir);
+    read_png_text(path, "parameters", text, sizeof text);
+    assert_non_null(strstr(text, "Guidance End: 1\", ControlNet 1: \"Module: none, Model: second_ldm, Weight: 0.5, "));
+    for (int i = 0; i < 7; i++) free(latent[i]);
 }
 
 /* gen with `flags` (a 16x16 run unless a picture sets the size), then gen
@@ -296,8 +310,9 @@ static void workflow_again(const char *name, const char *flags, const char *mode
 }
 
 /* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
- * a ControlNet from 30 %, the hires fix, a batch of 2), as a JSON file and
- * read from the PNG itself, makes the same pictures to the bit: the
+ * a ControlNet from 30 % and a second over the whole run, both at 0.6, the
+ * hires fix, a batch of 2), as a JSON file and read from the PNG itself,
+ * makes the same pictures to the bit: the
  * workflow says all of the run, and kiln runs it as gen did; so do SDXL's
  * numbers, its refiner, an IP-Adapter and v-prediction. A workflow with
  * --prompt, and a PNG without one, are refused. */
@@ -309,13 +324,16 @@ static void workflow_round_trip(void **state)
              "%s/bin/gen --model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prompt 'a red (circle:1.2)' "
              "--negative-prompt blurry --width 16 --height 16 --steps 3 --seed 9 --batch 2 --clip-skip 2 "
              "--lora %s/lora/kohya_ldm.safetensors:0.7 --controlnet %s/controlnet/tiny_ldm.safetensors "
-             "--control-image %s/controlnet/hint_37x23.png --control-start 0.3 --hires-scale 1.5 --hires-steps 2 "
-             "--output %s/first.png 2>/dev/null",
-             KILN_BINARY_DIR, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, tmpdir);
+             "--control-image %s/controlnet/hint_37x23.png --controlnet %s/controlnet/second_ldm.safetensors "
+             "--control-image %s/controlnet/hint_37x23.png --control-start 0.3 --control-start 0 "
+             "--control-strength 0.6 --hires-scale 1.5 --hires-steps 2 --output %s/first.png 2>/dev/null",
+             KILN_BINARY_DIR, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA,
+             KILN_TEST_DATA, tmpdir);
     assert_int_equal(system(cmd), 0);
     snprintf(path, sizeof path, "%s/first_00001.png", tmpdir);
     read_png_text(path, "prompt", json, sizeof json);
     assert_non_null(strstr(json, "\"LatentUpscaleBy\""));
+    assert_non_null(strstr(json, "\"second_ldm.safetensors\""));
     snprintf(path, sizeof path, "%s/workflow.json", tmpdir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);

@@ -420,16 +420,18 @@ static void prompt_with_loras(void **state)
 }
 
 /* Apply ControlNet: A1111's ControlNet extension field, and in the workflow
- * the loader, the hint image and the node both conditionings pass through. */
+ * the loader, the hint image and the node both conditionings pass through;
+ * a second one chained after the first, as a unit and nodes of its own. */
 static void controlnet_recorded(void **state)
 {
     (void)state;
     kiln_run_info run = txt2img();
-    run.controlnet = "/models/controlnet/control_v11p_sd15_canny.safetensors";
-    run.control_image = "edges/cat, edges.png";
-    run.control_strength = 0.85;
-    run.control_start = 0.1;
-    run.control_end = 0.75;
+    const kiln_run_control controls[2] = {
+        {"/models/controlnet/control_v11p_sd15_canny.safetensors", "edges/cat, edges.png", 0.85, 0.1, 0.75},
+        {"/models/controlnet/control_v11f1p_sd15_depth.safetensors", "depth.png", 0.5, 0.0, 1.0},
+    };
+    run.controls = controls;
+    run.ncontrols = 1;
     run.clip_skip = 2;
     assert_parameters(&run, 0,
                       "a red circle on a blue background\n"
@@ -453,6 +455,33 @@ static void controlnet_recorded(void **state)
     assert_link(in, "image", "41", 0);
     assert_true(number_input(in, "strength") == 0.85);
     assert_true(number_input(in, "start_percent") == 0.1 && number_input(in, "end_percent") == 0.75);
+    cJSON_Delete(root);
+    free(json);
+
+    run.ncontrols = 2;
+    assert_parameters(&run, 0,
+                      "a red circle on a blue background\n"
+                      "Negative prompt: blurry\n"
+                      "Steps: 20, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 42, Size: 512x512, "
+                      "Model: v1-5-pruned-emaonly, Clip skip: 2, ControlNet 0: \"Module: none, Model: "
+                      "control_v11p_sd15_canny, Weight: 0.85, Resize Mode: Crop and Resize, Guidance Start: 0.1, "
+                      "Guidance End: 0.75\", ControlNet 1: \"Module: none, Model: control_v11f1p_sd15_depth, Weight: "
+                      "0.5, Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1\", RNG: CPU, "
+                      "Version: kiln 0.1.0");
+    root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 10 40 41 42 120 121 122 ");
+    in = inputs_of(root, "3", "KSampler");
+    assert_link(in, "positive", "122", 0);
+    assert_link(in, "negative", "122", 1);
+    assert_string_equal(string_input(inputs_of(root, "120", "ControlNetLoader"), "control_net_name"),
+                        "control_v11f1p_sd15_depth.safetensors");
+    assert_string_equal(string_input(inputs_of(root, "121", "LoadImage"), "image"), "depth.png");
+    in = inputs_of(root, "122", "ControlNetApplyAdvanced");
+    assert_link(in, "positive", "42", 0);
+    assert_link(in, "negative", "42", 1);
+    assert_link(in, "control_net", "120", 0);
+    assert_link(in, "image", "121", 0);
+    assert_true(number_input(in, "strength") == 0.5);
+    assert_true(number_input(in, "start_percent") == 0.0 && number_input(in, "end_percent") == 1.0);
     cJSON_Delete(root);
     free(json);
 }
@@ -627,9 +656,9 @@ static void pix2pix_recorded(void **state)
     free(json);
 
     run.batch_size = 1;
-    run.controlnet = "cn.safetensors";
-    run.control_image = "edges.png";
-    run.control_strength = 1, run.control_end = 1;
+    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0};
+    run.controls = &control;
+    run.ncontrols = 1;
     root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 40 41 42 11 54 ");
     in = inputs_of(root, "54", "InstructPixToPixConditioning");
     assert_link(in, "positive", "42", 0);

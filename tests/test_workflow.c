@@ -307,6 +307,22 @@ static void refusals(void **state)
     expect_refusal(CUSTOM("euler", "80"), KILN_ERR_UNSUPPORTED, "node 3 (SamplerCustomAdvanced): the sigmas' model");
     expect_refusal(CUSTOM("dpm_2", "4"), KILN_ERR_UNSUPPORTED, "sampler 'dpm_2' on BasicScheduler's sigmas");
 #undef CUSTOM
+    /* Apply ControlNet on the positive prompt alone: kiln applies the same ControlNets to both */
+    expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", "
+                   "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+                   "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "
+                   "\"height\": 16, \"batch_size\": 1}}, \"40\": {\"class_type\": \"ControlNetLoader\", \"inputs\": "
+                   "{\"control_net_name\": \"" KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors\"}}, "
+                   "\"41\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+                   "/controlnet/hint_37x23.png\"}}, \"42\": {\"class_type\": \"ControlNetApplyAdvanced\", \"inputs\": "
+                   "{\"strength\": 1, \"start_percent\": 0, \"end_percent\": 1, \"positive\": [\"6\", 0], "
+                   "\"negative\": [\"7\", 0], \"control_net\": [\"40\", 0], \"image\": [\"41\", 0]}}, "
+                   "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 1, \"steps\": 1, \"cfg\": 7, "
+                   "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
+                   "\"positive\": [\"42\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+                   DECODE_SAVE("[\"3\", 0]") "}",
+                   KILN_ERR_UNSUPPORTED, "node 3 (KSampler): the positive and negative prompts come through different "
+                   "ControlNets");
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");

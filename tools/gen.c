@@ -33,7 +33,7 @@
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
-    const char *controlnet, *control_image, *mask, *upscale_model;
+    const char *mask, *upscale_model;
     const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
     const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
     int nmodel_dirs;
@@ -46,7 +46,14 @@ typedef struct gen_options {
     int hires_steps;                   /* 0: --steps */
     kiln_resample_method hires_method;
     bool hires_denoise_given, hires_method_given;
-    double control_strength, control_start, control_end;
+    /* --controlnet (repeated): the k-th --control-image is the k-th ControlNet's hint; each of
+       --control-strength/-start/-end is given once for all of them or once each, in order */
+    kiln_run_control controls[KILN_MAX_CONTROLS];
+    int ncontrols;
+    const char *control_images[KILN_MAX_CONTROLS];
+    int ncontrol_images;
+    double control_numbers[3][KILN_MAX_CONTROLS]; /* strength, start, end */
+    int ncontrol_numbers[3];
     const char *ip_adapter, *clip_vision, *ip_image; /* IP-Adapter: NULL for none */
     kiln_model_parts parts;                          /* files beside --model; NULLs for none */
     double ip_weight, ip_start, ip_end;
@@ -103,11 +110,13 @@ static void usage(FILE *to)
             "                         default: read off the checkpoint, see --info)\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
-            "  --controlnet FILE      a ControlNet (original or diffusers layout), applied to both prompts\n"
+            "  --controlnet FILE      a ControlNet (original or diffusers layout), applied to both prompts;\n"
+            "                         up to 8, each with the --control-image given in its place\n"
             "  --control-image FILE   its hint (an edge map, depth map, pose, ...), fitted to the output size\n"
             "  --control-strength S   residual strength (default 1)\n"
             "  --control-start P --control-end P\n"
-            "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
+            "                         the part of the schedule it acts on, 0..1 (default 0 and 1); these\n"
+            "                         three once for every ControlNet, or once each in order\n"
             "  --ip-adapter FILE      an IP-Adapter (.safetensors): --ip-image as a prompt beside the text\n"
             "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
             "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square\n"
@@ -252,13 +261,63 @@ static bool destination_ok(const char *flag, const char *path)
     return true;
 }
 
+/* The ControlNets' units from the flags: each --controlnet with the
+ * --control-image of its place, and each number given once for all or once
+ * for each. */
+static int control_units(gen_options *o)
+{
+    static const char *const flags[3] = {"--control-strength", "--control-start", "--control-end"};
+    static const double defaults[3] = {1.0, 0.0, 1.0};
+    const int n = o->ncontrols;
+    if (!n != !o->ncontrol_images) {
+        fprintf(stderr, "gen: %s needs %s\n", n ? "--controlnet" : "--control-image",
+                n ? "--control-image (the hint)" : "--controlnet (the model)");
+        return 2;
+    }
+    if (o->ncontrol_images != n) {
+        fprintf(stderr, "gen: %d --controlnet and %d --control-image: each ControlNet takes the --control-image "
+                        "given in its place\n", n, o->ncontrol_images);
+        return 2;
+    }
+    for (int k = 0; k < 3; k++) {
+        const int given = o->ncontrol_numbers[k];
+        if (given && !n) {
+            fprintf(stderr, "gen: %s needs --controlnet\n", flags[k]);
+            return 2;
+        }
+        if (given > 1 && given != n) {
+            fprintf(stderr, "gen: %s given %d times for %d ControlNets: give it once for all, or once for each\n",
+                    flags[k], given, n);
+            return 2;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        kiln_run_control *c = &o->controls[i];
+        double v[3];
+        for (int k = 0; k < 3; k++) {
+            const int given = o->ncontrol_numbers[k];
+            v[k] = given ? o->control_numbers[k][given == 1 ? 0 : i] : defaults[k];
+        }
+        c->image = o->control_images[i];
+        c->strength = v[0], c->start = v[1], c->end = v[2];
+        if (c->start > c->end) {
+            fprintf(stderr, "gen: --control-start %g is after --control-end %g (ControlNet %s)\n", c->start, c->end,
+                    c->path);
+            return 2;
+        }
+        if (access(c->path, R_OK) != 0) return bad_flag("--controlnet", c->path, strerror(errno));
+        if (access(c->image, R_OK) != 0) return bad_flag("--control-image", c->image, strerror(errno));
+    }
+    return 0;
+}
+
 static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
-                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .control_strength = 1.0, .ip_weight = 1.0, .ip_end = 1.0,
+                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .ip_weight = 1.0, .ip_end = 1.0,
                        .sdxl = {.aesthetic = 6.0, .negative_aesthetic = 2.5},
-                       .control_end = 1.0, .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
+                       .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
@@ -402,18 +461,24 @@ static int parse(int argc, char **argv, gen_options *o)
             o->hires_method_given = true;
             break;
         case O_UPSCALE_MODEL: o->upscale_model = optarg; break;
-        case O_CONTROLNET: o->controlnet = optarg; break;
-        case O_CONTROL_IMAGE: o->control_image = optarg; break;
+        case O_CONTROLNET:
+            if (o->ncontrols == KILN_MAX_CONTROLS) return bad_flag("--controlnet", optarg, "at most 8 ControlNets");
+            o->controls[o->ncontrols++].path = optarg;
+            break;
+        case O_CONTROL_IMAGE:
+            if (o->ncontrol_images == KILN_MAX_CONTROLS) return bad_flag("--control-image", optarg, "at most 8 hints");
+            o->control_images[o->ncontrol_images++] = optarg;
+            break;
         case O_CONTROL_STRENGTH:
-            if (!parse_double(optarg, 0, 10, &o->control_strength))
-                return bad_flag("--control-strength", optarg, "must be 0..10");
-            break;
         case O_CONTROL_START:
-            if (!parse_double(optarg, 0, 1, &o->control_start)) return bad_flag("--control-start", optarg, "must be 0..1");
+        case O_CONTROL_END: {
+            const int k = c == O_CONTROL_STRENGTH ? 0 : c == O_CONTROL_START ? 1 : 2;
+            const char *flag = k == 0 ? "--control-strength" : k == 1 ? "--control-start" : "--control-end";
+            if (o->ncontrol_numbers[k] == KILN_MAX_CONTROLS) return bad_flag(flag, optarg, "at most 8 values");
+            if (!parse_double(optarg, 0, k ? 1 : 10, &o->control_numbers[k][o->ncontrol_numbers[k]++]))
+                return bad_flag(flag, optarg, k ? "must be 0..1" : "must be 0..10");
             break;
-        case O_CONTROL_END:
-            if (!parse_double(optarg, 0, 1, &o->control_end)) return bad_flag("--control-end", optarg, "must be 0..1");
-            break;
+        }
         case O_IP_ADAPTER: o->ip_adapter = optarg; break;
         case O_CLIP_VISION: o->clip_vision = optarg; break;
         case O_VAE: o->parts.vae = optarg; break;
@@ -530,11 +595,11 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --refiner-switch needs --refiner\n");
         return 2;
     }
-    if (o->refiner && (o->init_image || o->hires_scale || o->controlnet || o->ip_adapter)) {
+    if (o->refiner && (o->init_image || o->hires_scale || o->ncontrols || o->ip_adapter)) {
         fprintf(stderr, "gen: --refiner is for txt2img without %s\n",
                 o->init_image    ? "--init-image"
                 : o->hires_scale ? "--hires-scale"
-                : o->controlnet  ? "--controlnet"
+                : o->ncontrols   ? "--controlnet"
                                  : "--ip-adapter");
         return 2;
     }
@@ -550,16 +615,7 @@ static int parse(int argc, char **argv, gen_options *o)
     if (o->upscale_model && access(o->upscale_model, R_OK) != 0)
         return bad_flag("--upscale-model", o->upscale_model, strerror(errno));
     if (o->mask && access(o->mask, R_OK) != 0) return bad_flag("--mask", o->mask, strerror(errno));
-    if (!o->controlnet != !o->control_image) {
-        fprintf(stderr, "gen: %s needs %s\n", o->controlnet ? "--controlnet" : "--control-image",
-                o->controlnet ? "--control-image (the hint)" : "--controlnet (the model)");
-        return 2;
-    }
-    if (o->control_start > o->control_end) {
-        fprintf(stderr, "gen: --control-start %g is after --control-end %g\n", o->control_start, o->control_end);
-        return 2;
-    }
-    if (o->controlnet && access(o->controlnet, R_OK) != 0) return bad_flag("--controlnet", o->controlnet, strerror(errno));
+    if (control_units(o)) return 2;
     if ((o->ip_weight_given || o->ip_range_given) && !o->ip_adapter) {
         fprintf(stderr, "gen: %s needs --ip-adapter\n", o->ip_weight_given ? "--ip-weight" : "--ip-start/--ip-end");
         return 2;
@@ -578,8 +634,6 @@ static int parse(int argc, char **argv, gen_options *o)
             return 2;
         }
     }
-    if (o->control_image && access(o->control_image, R_OK) != 0)
-        return bad_flag("--control-image", o->control_image, strerror(errno));
     if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
         return 2;
     return 0;
@@ -933,14 +987,31 @@ static int load_image_prompt(kiln_model *m, const gen_options *o, kiln_backend *
     return 0;
 }
 
+/* The ControlNets' hints fitted to a latent of h x w (each control's hint
+ * replaced; the old ones are freed). */
+static int fit_hints(const gen_options *o, kiln_control *controls, int h, int w)
+{
+    for (int i = 0; i < o->ncontrols; i++) {
+        kiln_image img;
+        float *hint;
+        if (kiln_image_load(o->controls[i].image, &img) != KILN_OK) return fail("--control-image");
+        kiln_status st = kiln_control_hint(&img, h, w, &hint);
+        kiln_image_free(&img);
+        if (st != KILN_OK) return fail("--control-image");
+        free((float *)controls[i].hint);
+        controls[i].hint = hint;
+    }
+    return 0;
+}
+
 /* The hires fix's second pass, as LatentUpscaleBy and a second KSampler
  * with the same prompts, seed and sampler: the latent upscaled, then sampled
- * from at the hires denoise (a ControlNet's hint fitted to the new size). */
-static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *job, kiln_control *control,
+ * from at the hires denoise (the ControlNets' hints fitted to the new size). */
+static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *job, kiln_control *controls,
                       const kiln_conditioning *pos, const kiln_conditioning *neg, float **latent)
 {
-    int C = kiln_model_latent_channels(m), f = kiln_vae_factor(m->vae.config), h, w;
-    float *upscaled, *hint = NULL;
+    int C = kiln_model_latent_channels(m), f = kiln_vae_factor(m->vae.config), h, w, rc;
+    float *upscaled;
     if (kiln_resample_by(*latent, o->batch * C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
                                &upscaled, &h, &w) != KILN_OK)
         return fail("--hires-scale");
@@ -948,14 +1019,7 @@ static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *jo
             o->hires_steps, o->hires_denoise);
     free(*latent);
     *latent = NULL;
-    if (job->control) {
-        kiln_image img;
-        if (kiln_image_load(o->control_image, &img) != KILN_OK) return fail("--control-image");
-        kiln_status st = kiln_control_hint(&img, h, w, &hint);
-        kiln_image_free(&img);
-        if (st != KILN_OK) return fail("--control-image");
-        control->hint = hint;
-    }
+    if ((rc = fit_hints(o, controls, h, w))) return rc;
     job->steps = o->hires_steps;
     job->denoise = o->hires_denoise;
     job->init_latent = upscaled;
@@ -964,8 +1028,6 @@ static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *jo
     ((progress *)job->progress_ctx)->start = now_s();
     kiln_status st = kiln_ksample(m, job, pos, neg, latent);
     free(upscaled);
-    free(hint);
-    control->hint = NULL;
     if (st != KILN_OK) return fail("sampling (hires fix)");
     o->width = w * f, o->height = h * f;
     return 0;
@@ -1189,19 +1251,16 @@ int main(int argc, char **argv)
     }
     job.latent_h = o.height / f;
     job.latent_w = o.width / f;
-    kiln_controlnet *controlnet = NULL;
-    kiln_control control = {0};
-    float *hint = NULL;
-    if (o.controlnet) {
-        if (kiln_controlnet_load(m, o.controlnet, &controlnet) != KILN_OK) return fail("--controlnet");
-        kiln_image img;
-        if (kiln_image_load(o.control_image, &img) != KILN_OK) return fail("--control-image");
-        st = kiln_control_hint(&img, job.latent_h, job.latent_w, &hint);
-        kiln_image_free(&img);
-        if (st != KILN_OK) return fail("--control-image");
-        control = (kiln_control){controlnet, hint, (float)o.control_strength, o.control_start, o.control_end};
-        job.control = &control;
+    kiln_control controls[KILN_MAX_CONTROLS] = {0};
+    for (int i = 0; i < o.ncontrols; i++) {
+        const kiln_run_control *c = &o.controls[i];
+        kiln_controlnet *controlnet;
+        if (kiln_controlnet_load(m, c->path, &controlnet) != KILN_OK) return fail("--controlnet");
+        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end};
     }
+    if ((rc = fit_hints(&o, controls, job.latent_h, job.latent_w))) return rc;
+    job.controls = controls;
+    job.ncontrols = o.ncontrols;
     kiln_ip_adapter *ip_adapter = NULL;
     kiln_image_prompt image_prompt = {0};
     if (o.ip_adapter) {
@@ -1232,7 +1291,7 @@ int main(int argc, char **argv)
     if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
     if (o.refiner && (rc = refiner_pass(&o, be, o.clip_skip, &job, &latent))) return rc;
     const int first_width = o.width, first_height = o.height;
-    if (o.hires_scale && (rc = hires_pass(m, &o, &job, &control, &pos, &neg, &latent))) return rc;
+    if (o.hires_scale && (rc = hires_pass(m, &o, &job, controls, &pos, &neg, &latent))) return rc;
     latent_shape[2] = job.latent_h, latent_shape[3] = job.latent_w;
     double t_sampled = now_s();
     if (kiln_vae_decode_latent(m, latent, o.batch, job.latent_h, job.latent_w, &decoded) != KILN_OK)
@@ -1254,9 +1313,8 @@ int main(int argc, char **argv)
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
-                         .controlnet = o.controlnet, .control_image = o.control_image,
-                         .control_strength = o.control_strength, .control_start = o.control_start,
-                         .control_end = o.control_end, .ip_adapter = o.ip_adapter, .clip_vision = o.clip_vision,
+                         .controls = o.controls, .ncontrols = o.ncontrols,
+                         .ip_adapter = o.ip_adapter, .clip_vision = o.clip_vision,
                          .ip_image = o.ip_image, .ip_weight = o.ip_weight, .ip_start = o.ip_start, .sdxl = job.sdxl,
                          .ip_end = o.ip_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
@@ -1311,9 +1369,11 @@ int main(int argc, char **argv)
     free(noise);
     free(init_latent);
     free(image_latent);
-    free(hint);
     kiln_inpaint_free(&inpaint);
-    kiln_controlnet_free(controlnet);
+    for (int i = 0; i < o.ncontrols; i++) {
+        free((float *)controls[i].hint);
+        kiln_controlnet_free((kiln_controlnet *)controls[i].net);
+    }
     free((float *)image_prompt.tokens);
     kiln_ip_adapter_free(ip_adapter);
     kiln_upscaler_free(upscaler);

@@ -257,7 +257,9 @@ typedef struct kiln_controlnet kiln_controlnet;
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out);
 void kiln_controlnet_free(kiln_controlnet *cn);
 
-/* ControlNetApplyAdvanced on both prompts. */
+/* ControlNetApplyAdvanced on both prompts (kiln_ksampler_params takes a
+ * chain of up to KILN_MAX_CONTROLS of them). */
+#define KILN_MAX_CONTROLS 8
 typedef struct kiln_control_apply {
     const kiln_controlnet *controlnet;
     const kiln_image *image;            /* the hint (an edge map, pose ...), fitted to the latent as ComfyUI does */
@@ -325,7 +327,11 @@ typedef struct kiln_ksampler_params {
     const char *sampler_name; /* ComfyUI's: "euler", "euler_ancestral", "dpmpp_2m", "uni_pc", ... */
     const char *scheduler;    /* ComfyUI's: "normal", "karras", "exponential", "sgm_uniform", "simple", ... */
     double denoise;           /* 1: all of the schedule (txt2img); less keeps that much of the latent's picture */
-    const kiln_control_apply *control; /* NULL: no ControlNet */
+    /* ControlNetApplyAdvanced nodes chained on both prompts: control[0 .. control_count), in the order applied
+       (ComfyUI adds each one's residuals to those before). control_count 0 with control set: one;
+       control NULL: none */
+    const kiln_control_apply *control;
+    int control_count;
     const kiln_ip_adapter_apply *ip_adapter; /* NULL: no IP-Adapter */
     const kiln_latent *edit_latent;    /* InstructPix2Pix models (and only they): kiln_vae_encode of the picture to
                                           edit (batch 1); the sampling starts from latent_image, an empty one */

@@ -167,6 +167,20 @@ expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No su
 expect_refused "control range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
     --control-start 0.8 --control-end 0.2
+expect_refused "two ControlNets, one hint" "2 --controlnet and 1 --control-image" --output "$tmp/out.png" \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors" --controlnet "$data/controlnet/second_ldm.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png"
+expect_refused "strengths for some ControlNets" "--control-strength given 2 times for 3 ControlNets" \
+    --output "$tmp/out.png" --controlnet "$data/controlnet/tiny_ldm.safetensors" \
+    --controlnet "$data/controlnet/second_ldm.safetensors" --controlnet "$data/controlnet/tiny_ldm.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png" --control-image "$data/controlnet/hint_37x23.png" \
+    --control-image "$data/controlnet/hint_37x23.png" --control-strength 1 --control-strength 0.5
+expect_refused "the second range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors" --controlnet "$data/controlnet/second_ldm.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png" --control-image "$data/controlnet/hint_37x23.png" \
+    --control-start 0 --control-start 0.8 --control-end 0.2
+expect_refused "a start without a ControlNet" "--control-start needs --controlnet" --output "$tmp/out.png" \
+    --control-start 0.5
 expect_refused "IP-Adapter without its picture" "go together: --ip-image is missing" --output "$tmp/out.png" \
     --ip-adapter "$ipa" --clip-vision "$vision"
 expect_refused "picture without an IP-Adapter" "go together: --ip-adapter is missing" --output "$tmp/out.png" \

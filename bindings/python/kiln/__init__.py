@@ -42,7 +42,7 @@ import os
 import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
                     c_uint64, c_void_p)
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
@@ -132,6 +132,7 @@ class _ModelParts(Structure):
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
+                ("control_count", c_int),
                 ("ip_adapter", POINTER(_IPAdapterApply)), ("edit_latent", POINTER(_Latent)),
                 ("sdxl", POINTER(_SdxlCond)), ("start_at_step", c_int), ("end_at_step", c_int),
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
@@ -518,7 +519,8 @@ class Model(_Handle):
 
     def ksampler(self, positive: "Conditioning", negative: "Conditioning", latent: "Latent", seed: int = 0,
                  steps: int = 20, cfg: float = 7.0, sampler_name: str = "euler", scheduler: str = "normal",
-                 denoise: float = 1.0, control: Optional["ControlApply"] = None,
+                 denoise: float = 1.0,
+                 control: Union["ControlApply", Sequence["ControlApply"], None] = None,
                  ip_adapter: Optional["IPAdapterApply"] = None, edit_latent: Optional["Latent"] = None,
                  sdxl: Optional["SdxlCond"] = None, start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
@@ -531,7 +533,9 @@ class Model(_Handle):
         "karras", ...); denoise below 1 keeps that much of latent's picture
         (img2img). A latent with a noise mask repaints only what it masks.
 
-        control: a ControlApply (ControlNetApplyAdvanced on both prompts);
+        control: a ControlApply (ControlNetApplyAdvanced on both prompts),
+        or a sequence of them (such nodes chained, in that order; at most
+        8);
         ip_adapter: an IPAdapterApply (IPAdapterAdvanced on the positive
         prompt); edit_latent: for InstructPix2Pix models (and only those),
         vae_encode of the picture to edit, sampled from an empty latent
@@ -556,10 +560,12 @@ class Model(_Handle):
         params = _KSamplerParams(seed=seed, steps=_c_int("steps", steps), cfg=cfg,
                                  sampler_name=sampler_name.encode(), scheduler=scheduler.encode(), denoise=denoise)
         # the struct keeps what these pointers point to alive through the call
-        if control is not None:
-            params.control = ctypes.pointer(_ControlApply(
-                control.controlnet._ptr(), ctypes.pointer(control.image._c), control.strength,
-                control.start_percent, control.end_percent))
+        controls = [control] if isinstance(control, ControlApply) else list(control or [])
+        if controls:
+            params.control = (_ControlApply * len(controls))(*(
+                _ControlApply(c.controlnet._ptr(), ctypes.pointer(c.image._c), c.strength, c.start_percent,
+                              c.end_percent) for c in controls))
+            params.control_count = len(controls)
         if ip_adapter is not None:
             params.ip_adapter = ctypes.pointer(_IPAdapterApply(
                 ip_adapter.adapter._ptr(), ip_adapter.clip_vision._ptr(), ctypes.pointer(ip_adapter.image._c),
