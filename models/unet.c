@@ -182,6 +182,9 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
     const unet_config *cfg = unet->config;
     const tensor *context = cond->context;
     const kiln_unet_control *control = cond->control;
+    if (cond->nimages < 0 || cond->nimages > KILN_MAX_IP_ADAPTERS)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "unet: %d image prompts (at most %d)", cond->nimages,
+                         KILN_MAX_IP_ADAPTERS);
     tensor *emb_silu;
     TRY(kiln_unet_time_embedding_forward(g, &unet->time, cfg, cond->t, cond->y, &emb_silu));
 
@@ -203,12 +206,15 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
             if (skip == h) h_shared = false, h = NULL; /* released just now */
             in = cat;
         }
-        const kiln_unet_image_prompt *ip = cond->image;
         const size_t at = (size_t)i * KILN_MAX_TRANSFORMER_DEPTH;
-        const kiln_image_attention image = {ip ? ip->tokens : NULL, ip ? ip->weight : 0, ip ? ip->k_w + at : NULL,
-                                            ip ? ip->v_w + at : NULL};
-        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, ip ? &image : NULL, nskips ? skips[nskips - 1] : NULL,
-                                  &out));
+        kiln_image_attention image[KILN_MAX_IP_ADAPTERS];
+        for (int k = 0; k < cond->nimages; k++) {
+            const kiln_unet_image_prompt *ip = &cond->image[k];
+            image[k] = (kiln_image_attention){ip->tokens, ip->weight, ip->k_w + at, ip->v_w + at,
+                                              k + 1 < cond->nimages ? &image[k + 1] : NULL};
+        }
+        TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, cond->nimages ? image : NULL,
+                                  nskips ? skips[nskips - 1] : NULL, &out));
         if (cat) nn_drop(g, &cat);
         if (h && !h_shared) nn_drop(g, &h);
         h = out;

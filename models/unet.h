@@ -125,7 +125,8 @@ typedef struct kiln_unet_image_prompt {
 typedef struct kiln_unet_cond {
     const tensor *t, *context, *y;
     const kiln_unet_control *control;
-    const kiln_unet_image_prompt *image;
+    const kiln_unet_image_prompt *image; /* nimages of them, each adding its attention after the one before */
+    int nimages;
 } kiln_unet_cond;
 
 // x (N,in,H,W) -> *eps (N,out,H,W)

@@ -424,6 +424,10 @@ static kiln_status set_edit(const kiln_model *m, const kiln_latent *edit, const 
     return KILN_OK;
 }
 
+/* How many a chain in kiln_ksampler_params holds: count, where 0 with a
+ * first element given means the one. */
+static int chain_length(const void *first, int count) { return first ? (count ? count : 1) : 0; }
+
 kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out)
 {
@@ -460,13 +464,17 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     }
     TRY(set_edit(m, params->edit_latent, l, &job));
 
-    kiln_control controls[KILN_MAX_CONTROLS] = {0};
-    kiln_image_prompt image_prompt = {0};
-    kiln_status st = KILN_OK;
-    const int ncontrols = params->control ? (params->control_count ? params->control_count : 1) : 0;
+    const int ncontrols = chain_length(params->control, params->control_count);
+    const int nimage_prompts = chain_length(params->ip_adapter, params->ip_adapter_count);
     if (ncontrols < 0 || ncontrols > KILN_MAX_CONTROLS)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: control_count %d: must be 0..%d", params->control_count,
                          KILN_MAX_CONTROLS);
+    if (nimage_prompts < 0 || nimage_prompts > KILN_MAX_IP_ADAPTERS)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: ip_adapter_count %d: must be 0..%d",
+                         params->ip_adapter_count, KILN_MAX_IP_ADAPTERS);
+    kiln_control controls[KILN_MAX_CONTROLS] = {0};
+    kiln_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS] = {0};
+    kiln_status st = KILN_OK;
     for (int i = 0; i < ncontrols && st == KILN_OK; i++) {
         const kiln_control_apply *apply = &params->control[i];
         float *hint = NULL;
@@ -479,20 +487,22 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     }
     job.controls = controls;
     job.ncontrols = ncontrols;
-    const kiln_ip_adapter_apply *ip = params->ip_adapter;
-    if (ip && st == KILN_OK) {
+    for (int i = 0; i < nimage_prompts && st == KILN_OK; i++) {
+        const kiln_ip_adapter_apply *ip = &params->ip_adapter[i];
         float *tokens = NULL;
         if (!ip->adapter || !ip->clip_vision || !ip->image)
-            st = kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter apply: no adapter, CLIP vision model or image");
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter apply %d: no adapter, CLIP vision model or image", i + 1);
         else
             st = kiln_image_prompt_tokens(ip->adapter, ip->clip_vision, ip->image, &tokens);
-        image_prompt = (kiln_image_prompt){ip->adapter, tokens, (float)ip->weight, ip->start_percent, ip->end_percent};
-        job.image_prompt = &image_prompt;
+        image_prompts[i] =
+            (kiln_image_prompt){ip->adapter, tokens, (float)ip->weight, ip->start_percent, ip->end_percent};
     }
+    job.image_prompts = image_prompts;
+    job.nimage_prompts = nimage_prompts;
     float *x = NULL;
     if (st == KILN_OK) st = kiln_ksample(m, &job, positive, negative, &x);
     for (int i = 0; i < ncontrols; i++) free((float *)controls[i].hint);
-    free((float *)image_prompt.tokens);
+    for (int i = 0; i < nimage_prompts; i++) free((float *)image_prompts[i].tokens);
     if (st != KILN_OK) return st;
     *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0};
     return KILN_OK;

@@ -146,8 +146,8 @@ static kiln_status attend(kiln_graph *g, const tensor *q, const tensor *context,
     return KILN_OK;
 }
 
-// x (N,T,C) normalised, context (N,S,ctx) -> *y (N,T,C) = multi-head attention; with an
-// image prompt's k_w, v_w and tokens, plus weight times the attention to those
+// x (N,T,C) normalised, context (N,S,ctx) -> *y (N,T,C) = multi-head attention; with
+// image prompts' k_w, v_w and tokens, plus each one's weight times the attention to those
 static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
                                      const tensor *context, int heads, const kiln_image_attention *image,
                                      int block, tensor **y)
@@ -155,15 +155,12 @@ static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights
     tensor *q, *o;
     TRY(nn_linear(g, x, a->q_w, NULL, &q));
     TRY(attend(g, q, context, a->k_w, a->v_w, heads, &o));
-    if (image) {
-        tensor *io, *scaled, *sum;
-        TRY(attend(g, q, image->tokens, image->k_w[block], image->v_w[block], heads, &io));
-        TRY(nn_scale(g, io, image->weight, &scaled));
+    for (const kiln_image_attention *ip = image; ip; ip = ip->next) {
+        tensor *io, *scaled;
+        TRY(attend(g, q, ip->tokens, ip->k_w[block], ip->v_w[block], heads, &io));
+        TRY(nn_scale(g, io, ip->weight, &scaled));
         nn_drop(g, &io);
-        TRY(nn_add(g, o, scaled, &sum));
-        nn_drop(g, &scaled);
-        nn_drop(g, &o);
-        o = sum;
+        TRY(nn_add_into(g, &o, scaled));
     }
     nn_drop(g, &q);
     TRY(nn_linear(g, o, a->out_w, a->out_b, y));

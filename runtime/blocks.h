@@ -52,11 +52,12 @@ typedef struct kiln_spatial_transformer {
 /* IP-Adapter's share of one spatial transformer: every block's
  * cross-attention also attends, with the same queries, to the image tokens
  * through the block's own k and v weights, and adds weight times that
- * before its output projection. */
+ * before its output projection; then the next adapter's, if any. */
 typedef struct kiln_image_attention {
     const tensor *tokens;                  /* (N,Ti,ctx) */
     float weight;
     const tensor *const *k_w, *const *v_w; /* per block: (C,ctx) */
+    const struct kiln_image_attention *next; /* another adapter's, added after; NULL: none */
 } kiln_image_attention;
 
 /* SpatialTransformer with `depth` BasicTransformerBlocks: `<prefix>.norm`,

@@ -138,26 +138,33 @@ kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *con
     return KILN_OK;
 }
 
-kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip)
+kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_prompt *prompts, int count)
 {
     TRY(unet_only(d, "IP-Adapter"));
-    const kiln_ip_adapter *a = ip->adapter;
-    if (!(ip->start_percent >= 0.0 && ip->start_percent <= ip->end_percent && ip->end_percent <= 1.0))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter start %g and end %g: must be 0 <= start <= end <= 1",
-                         ip->start_percent, ip->end_percent);
-    if (a->nrows != d->model->unet.config->nlayers || a->context_dim != d->model->unet.config->context_dim)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: the IP-Adapter was loaded for another UNet");
-    const size_t per = (size_t)a->tokens * a->context_dim;
-    d->image_tokens = malloc((size_t)d->rows * per * sizeof(float));
-    if (!d->image_tokens) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the image tokens");
-    /* rows as the context's: the negative prompt's first when guided */
-    for (int r = 0; r < d->rows; r++) {
-        const bool positive = d->rows == d->batch || r >= d->batch;
-        memcpy(d->image_tokens + r * per, ip->tokens + (positive ? per : 0), per * sizeof(float));
+    if (count < 0 || count > KILN_MAX_IP_ADAPTERS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%d IP-Adapters on one sampling: kiln applies at most %d", count,
+                         KILN_MAX_IP_ADAPTERS);
+    for (int i = 0; i < count; i++) {
+        const kiln_image_prompt *ip = &prompts[i];
+        const kiln_ip_adapter *a = ip->adapter;
+        if (!(ip->start_percent >= 0.0 && ip->start_percent <= ip->end_percent && ip->end_percent <= 1.0))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter %d: start %g and end %g: must be 0 <= start <= end <= 1",
+                             i + 1, ip->start_percent, ip->end_percent);
+        if (a->nrows != d->model->unet.config->nlayers || a->context_dim != d->model->unet.config->context_dim)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: IP-Adapter %d was loaded for another UNet", i + 1);
+        const size_t per = (size_t)a->tokens * a->context_dim;
+        if (!(d->image_tokens[i] = malloc((size_t)d->rows * per * sizeof(float))))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the image tokens");
+        /* rows as the context's: the negative prompt's first when guided */
+        for (int r = 0; r < d->rows; r++) {
+            const bool positive = d->rows == d->batch || r >= d->batch;
+            memcpy(d->image_tokens[i] + r * per, ip->tokens + (positive ? per : 0), per * sizeof(float));
+        }
+        d->image_sigma_hi[i] = kiln_percent_to_sigma(d->sampling, ip->start_percent);
+        d->image_sigma_lo[i] = kiln_percent_to_sigma(d->sampling, ip->end_percent);
     }
-    d->image_prompt = ip;
-    d->image_sigma_hi = kiln_percent_to_sigma(d->sampling, ip->start_percent);
-    d->image_sigma_lo = kiln_percent_to_sigma(d->sampling, ip->end_percent);
+    d->image_prompts = prompts;
+    d->nimage_prompts = count;
     return KILN_OK;
 }
 
@@ -174,8 +181,10 @@ void kiln_denoiser_free(kiln_denoiser *d)
         free(d->hints[i]);
         d->hints[i] = NULL;
     }
-    free(d->image_tokens);
-    d->image_tokens = NULL;
+    for (int i = 0; i < KILN_MAX_IP_ADAPTERS; i++) {
+        free(d->image_tokens[i]);
+        d->image_tokens[i] = NULL;
+    }
     free(d->blended);
     free(d->inpaint_concat);
     d->blended = d->inpaint_concat = NULL;
@@ -243,15 +252,16 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
                              d->adm + (d->rows == d->batch ? (size_t)d->batch * adm : 0)));
         cond.y = y;
     }
-    kiln_unet_image_prompt image;
-    if (d->image_prompt) {
-        const kiln_ip_adapter *a = d->image_prompt->adapter;
+    kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
+    for (int i = 0; i < d->nimage_prompts; i++) {
+        const kiln_ip_adapter *a = d->image_prompts[i].adapter;
         tensor *tokens;
         TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){d->rows, a->tokens, a->context_dim},
-                             d->image_tokens));
-        image = (kiln_unet_image_prompt){tokens, d->image_weight, a->k_w, a->v_w};
-        cond.image = &image;
+                             d->image_tokens[i]));
+        image[i] = (kiln_unet_image_prompt){tokens, d->image_weight[i], a->k_w, a->v_w};
     }
+    cond.image = image;
+    cond.nimages = d->nimage_prompts;
     if (d->active_controls) {
         TRY(control_residuals(g, d, x, &cond, &residuals));
         cond.control = control = &residuals;
@@ -367,8 +377,9 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     for (int i = 0; i < d->ncontrols; i++)
         if (d->controls[i].strength != 0.0f && sigma <= d->control_sigma_hi[i] && sigma >= d->control_sigma_lo[i])
             d->active_controls |= 1u << i;
-    if (d->image_prompt)
-        d->image_weight = sigma <= d->image_sigma_hi && sigma >= d->image_sigma_lo ? d->image_prompt->weight : 0.0f;
+    for (int i = 0; i < d->nimage_prompts; i++)
+        d->image_weight[i] = sigma <= d->image_sigma_hi[i] && sigma >= d->image_sigma_lo[i]
+                                 ? d->image_prompts[i].weight : 0.0f;
     if (kiln_model_is_dit(d->model)) {
         TRY(dit_step(d));
     } else {

@@ -32,7 +32,9 @@ typedef struct kiln_control {
  * the positive rows of every call whose sigma lies between the sigmas of
  * end_percent and start_percent attend to the picture's image tokens, its
  * negative rows to the negative tokens (kiln_image_prompt_tokens), at
- * `weight`; the calls outside give it weight 0, which adds exactly nothing. */
+ * `weight`; the calls outside give it weight 0, which adds exactly nothing.
+ * Several, as chained IPAdapterAdvanced nodes: each with its own tokens,
+ * weight and range, added in the order applied. */
 typedef struct kiln_image_prompt {
     const kiln_ip_adapter *adapter;
     const float *tokens; /* (2,Ti,ctx): the negative rows', then the picture's (kiln_image_prompt_tokens) */
@@ -71,10 +73,11 @@ typedef struct kiln_denoiser {
      * active_controls; made at its first call), one without runs graph */
     kiln_graph *control_graphs[1u << KILN_MAX_CONTROLS];
     int control_calls;           /* calls with a ControlNet, counted for tests */
-    const kiln_image_prompt *image_prompt; /* NULL: none */
-    float *image_tokens;         /* (rows,Ti,ctx) its tokens for each row */
-    float image_sigma_hi, image_sigma_lo; /* sigmas where it applies */
-    float image_weight;          /* this call's: its weight within them, else 0 */
+    const kiln_image_prompt *image_prompts; /* nimage_prompts of them; NULL: none */
+    int nimage_prompts;
+    float *image_tokens[KILN_MAX_IP_ADAPTERS]; /* (rows,Ti,ctx) each one's tokens for each row */
+    float image_sigma_hi[KILN_MAX_IP_ADAPTERS], image_sigma_lo[KILN_MAX_IP_ADAPTERS]; /* sigmas where each applies */
+    float image_weight[KILN_MAX_IP_ADAPTERS]; /* this call's: each one's weight within them, else 0 */
     const kiln_inpaint_mask *inpaint; /* NULL: none */
     float *blended;              /* (B,C,h,w) x with the kept part put back */
     const float *concat;         /* (E,h,w) the extra input channels, the same in every row; NULL: none */
@@ -112,8 +115,9 @@ kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning
 /* Adds `count` ControlNets (in the order applied) to the calls from here on;
  * the array must outlive d. */
 kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count);
-/* Adds an image prompt to every call from here on; ip must outlive d. */
-kiln_status kiln_denoiser_set_image_prompt(kiln_denoiser *d, const kiln_image_prompt *ip);
+/* Adds `count` image prompts (in the order applied) to the calls from here
+ * on; the array must outlive d. */
+kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_prompt *prompts, int count);
 void kiln_denoiser_free(kiln_denoiser *d);
 
 /* kiln_denoise_fn for the samplers: x (B,C,h,w) at noise level sigma ->

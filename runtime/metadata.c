@@ -85,7 +85,7 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: both a mask and an outpaint");
-    if (run->refiner && (run->init_image || run->hires_scale || run->ncontrols || run->ip_adapter || run->refiner_step < 1 ||
+    if (run->refiner && (run->init_image || run->hires_scale || run->ncontrols || run->nimage_prompts || run->refiner_step < 1 ||
                          run->refiner_step >= run->steps))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a refiner at step %d of %d", run->refiner_step,
                          run->steps);
@@ -98,12 +98,17 @@ static kiln_status check_run(const kiln_run_info *run)
     for (int i = 0; i < run->ncontrols; i++)
         if (!run->controls[i].path || !run->controls[i].image)
             return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its file or image");
-    if (run->ip_adapter && (!run->clip_vision || !run->ip_image || !isfinite(run->ip_weight)))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter without its CLIP vision model, picture "
-                         "or weight");
-    if (run->ip_adapter && !(run->ip_start >= 0 && run->ip_start <= run->ip_end && run->ip_end <= 1))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter from %g to %g of the schedule, not "
-                         "0 <= start <= end <= 1", run->ip_start, run->ip_end);
+    if (run->nimage_prompts < 0 || (run->nimage_prompts && !run->image_prompts))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d IP-Adapters", run->nimage_prompts);
+    for (int i = 0; i < run->nimage_prompts; i++) {
+        const kiln_run_image_prompt *ip = &run->image_prompts[i];
+        if (!ip->adapter || !ip->clip_vision || !ip->image || !isfinite(ip->weight))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter without its CLIP vision model, "
+                             "picture or weight");
+        if (!(ip->start >= 0 && ip->start <= ip->end && ip->end <= 1))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter from %g to %g of the schedule, not "
+                             "0 <= start <= end <= 1", ip->start, ip->end);
+    }
     if (run->nloras < 0 || (run->nloras && !run->loras))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d LoRAs without their list", run->nloras);
     for (int i = 0; i < run->nloras; i++)
@@ -377,6 +382,15 @@ static void control_node_id(int i, int part, char id[16])
     snprintf(id, 16, "%d", i ? 120 + 3 * (i - 1) + part : 40 + part);
 }
 
+/* The nodes of IPAdapterAdvanced i: its IPAdapterModelLoader (part 0),
+ * CLIPVisionLoader (1), the IPAdapterAdvanced (2) and the picture's
+ * LoadImage (3); the first as "100" to "103", the ones chained after it from
+ * "150" on. */
+static void image_prompt_node_id(int i, int part, char id[16])
+{
+    snprintf(id, 16, "%d", i ? 150 + 4 * (i - 1) + part : 100 + part);
+}
+
 /* A KSampler node; `prompts` is the node giving both conditionings (Apply
  * ControlNet's or InstructPixToPixConditioning's outputs 0 and 1), NULL for
  * the text encoders "6" and "7". */
@@ -506,9 +520,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* the model through IPAdapterAdvanced "102", then ModelSamplingDiscrete "80" where the prediction was
+    /* the model through the last IPAdapterAdvanced, then ModelSamplingDiscrete "80" where the prediction was
      * forced: what KSampler takes */
-    const char *patched = run->ip_adapter ? "102" : model;
+    char patched_id[16];
+    if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
+    const char *patched = run->nimage_prompts ? patched_id : model;
     const char *sampled = run->prediction ? "80" : patched;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
@@ -605,24 +621,31 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "control_net", loader, 0);
         add_link(&g, in, "image", image, 0);
     }
-    if (run->ip_adapter) { /* ComfyUI_IPAdapter_plus's nodes */
-        in = add_node(&g, "100", "IPAdapterModelLoader");
-        add_string(&g, in, "ipadapter_file", base_name(run->ip_adapter));
-        in = add_node(&g, "101", "CLIPVisionLoader");
-        add_string(&g, in, "clip_name", base_name(run->clip_vision));
-        in = add_node(&g, "103", "LoadImage");
-        add_string(&g, in, "image", base_name(run->ip_image));
-        in = add_node(&g, "102", "IPAdapterAdvanced");
-        add_number(&g, in, "weight", run->ip_weight);
+    for (int i = 0; i < run->nimage_prompts; i++) { /* ComfyUI_IPAdapter_plus's nodes */
+        const kiln_run_image_prompt *ip = &run->image_prompts[i];
+        char loader[16], vision[16], apply[16], picture[16], before[16];
+        image_prompt_node_id(i, 0, loader);
+        image_prompt_node_id(i, 1, vision);
+        image_prompt_node_id(i, 2, apply);
+        image_prompt_node_id(i, 3, picture);
+        if (i) image_prompt_node_id(i - 1, 2, before);
+        in = add_node(&g, loader, "IPAdapterModelLoader");
+        add_string(&g, in, "ipadapter_file", base_name(ip->adapter));
+        in = add_node(&g, vision, "CLIPVisionLoader");
+        add_string(&g, in, "clip_name", base_name(ip->clip_vision));
+        in = add_node(&g, picture, "LoadImage");
+        add_string(&g, in, "image", base_name(ip->image));
+        in = add_node(&g, apply, "IPAdapterAdvanced");
+        add_number(&g, in, "weight", ip->weight);
         add_string(&g, in, "weight_type", "linear");
         add_string(&g, in, "combine_embeds", "concat");
-        add_number(&g, in, "start_at", run->ip_start);
-        add_number(&g, in, "end_at", run->ip_end);
+        add_number(&g, in, "start_at", ip->start);
+        add_number(&g, in, "end_at", ip->end);
         add_string(&g, in, "embeds_scaling", "V only");
-        add_link(&g, in, "model", model, 0);
-        add_link(&g, in, "ipadapter", "100", 0);
-        add_link(&g, in, "image", "103", 0);
-        add_link(&g, in, "clip_vision", "101", 0);
+        add_link(&g, in, "model", i ? before : model, 0);
+        add_link(&g, in, "ipadapter", loader, 0);
+        add_link(&g, in, "image", picture, 0);
+        add_link(&g, in, "clip_vision", vision, 0);
     }
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");

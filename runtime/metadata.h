@@ -24,6 +24,14 @@ typedef struct kiln_run_control {
     double strength, start, end;
 } kiln_run_control;
 
+/* One IPAdapterAdvanced of a run. */
+typedef struct kiln_run_image_prompt {
+    const char *adapter;     /* the IP-Adapter's path */
+    const char *clip_vision; /* the CLIP vision model's */
+    const char *image;       /* the picture's */
+    double weight, start, end; /* its weight and the part of the schedule it acts on */
+} kiln_run_image_prompt;
+
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
     const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
@@ -53,10 +61,8 @@ typedef struct kiln_run_info {
     bool inpaint_model;        /* the UNet is an inpainting one (VAEEncodeForInpaint, else SetLatentNoiseMask) */
     const kiln_run_control *controls; /* Apply ControlNet nodes chained in this order */
     int ncontrols;
-    const char *ip_adapter;    /* IPAdapter: the adapter's path, NULL for none */
-    const char *clip_vision;   /* the CLIP vision model's */
-    const char *ip_image;      /* the picture's */
-    double ip_weight, ip_start, ip_end; /* its weight and the part of the schedule it acts on */
+    const kiln_run_image_prompt *image_prompts; /* IPAdapterAdvanced nodes chained in this order */
+    int nimage_prompts;
     const kiln_sdxl_cond *sdxl; /* CLIPTextEncodeSDXL's numbers (and the refiner's CLIPTextEncodeSDXLRefiner's),
                                    NULL: plain CLIPTextEncode */
     double hires_scale;     /* hires fix: LatentUpscaleBy's scale then a second KSampler; 0 for none */

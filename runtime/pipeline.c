@@ -358,7 +358,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
         (job->ncontrols && (st = kiln_denoiser_set_controls(&d, job->controls, job->ncontrols)) != KILN_OK) ||
-        (job->image_prompt && (st = kiln_denoiser_set_image_prompt(&d, job->image_prompt)) != KILN_OK)) {
+        (job->nimage_prompts &&
+         (st = kiln_denoiser_set_image_prompts(&d, job->image_prompts, job->nimage_prompts)) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;
     }

@@ -71,7 +71,8 @@ typedef struct kiln_sampling_job {
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
     const kiln_control *controls; /* Apply ControlNet, ncontrols of them in the order applied */
     int ncontrols;
-    const kiln_image_prompt *image_prompt; /* IP-Adapter; NULL: none */
+    const kiln_image_prompt *image_prompts; /* IP-Adapters, nimage_prompts of them in the order applied */
+    int nimage_prompts;
     const kiln_sdxl_cond *sdxl; /* SDXL's y numbers; NULL: CLIPTextEncode's (see kiln_sdxl_cond) */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the

@@ -62,11 +62,12 @@ typedef struct wf_recipe {
     int nloras;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction"; NULL: the
-       checkpoint's), ModelSamplingFlux's shift (0: the model's) and IPAdapterAdvanced's (adapter NULL: none);
-       not part of what is loaded */
+       checkpoint's), ModelSamplingFlux's shift (0: the model's) and the IPAdapterAdvanced nodes'; not part of
+       what is loaded */
     const char *prediction;
     double flux_shift;
-    wf_image_prompt image_prompt;
+    wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
+    int nimage_prompts;
 } wf_recipe;
 
 /* ControlNetApplyAdvanced's part of a CONDITIONING. */
@@ -274,8 +275,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip, .prediction = from->prediction,
-                      .flux_shift = from->flux_shift,
-                      .image_prompt = from->image_prompt};
+                      .flux_shift = from->flux_shift, .nimage_prompts = from->nimage_prompts};
+    memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
     for (int i = 0; i < from->nloras; i++) {
         to->loras[i] = from->loras[i];
@@ -553,7 +554,8 @@ static kiln_status file_loader(wf_run *r, wf_node *n, wf_kind kind)
 }
 
 /* IPAdapterAdvanced as kiln applies it: weight type linear, one picture,
- * its tokens' values scaled ("V only"). */
+ * its tokens' values scaled ("V only"); after another, as a second patch
+ * (its attention added after the first's). */
 static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
 {
     wf_value *model, *adapter, *image, *vision;
@@ -572,14 +574,16 @@ static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "weight type '%s', embeds scaling '%s' (kiln: linear, V only)",
                          weight_type, scaling);
     if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
-    if (model->recipe.image_prompt.adapter)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "a second IP-Adapter on one model (kiln applies one)");
+    if (model->recipe.nimage_prompts == KILN_MAX_IP_ADAPTERS)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "an IP-Adapter after %d others (kiln applies at most %d)",
+                         KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
     ip.adapter = adapter->path;
     ip.clip_vision = vision->path;
     ip.image = &image->images[0];
     n->out[0].kind = WF_MODEL;
     TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.image_prompt = ip;
+    wf_recipe *patched = &n->out[0].recipe;
+    patched->image_prompts[patched->nimage_prompts++] = ip;
     return KILN_OK;
 }
 
@@ -970,15 +974,18 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         p->control = apply;
         p->control_count = pos->ncontrols;
     }
-    const wf_image_prompt *ip = &model->recipe.image_prompt;
-    kiln_ip_adapter_apply image_prompt;
-    if (ip->adapter) {
+    kiln_ip_adapter_apply image_prompts[KILN_MAX_IP_ADAPTERS];
+    for (int i = 0; i < model->recipe.nimage_prompts; i++) {
+        const wf_image_prompt *ip = &model->recipe.image_prompts[i];
         wf_net *adapter, *vision;
         TRY(net_of(r, WF_IPADAPTER, ip->adapter, m, &adapter));
         TRY(net_of(r, WF_CLIP_VISION, ip->clip_vision, NULL, &vision));
-        image_prompt = (kiln_ip_adapter_apply){adapter->ip_adapter, vision->clip_vision, ip->image, ip->weight,
-                                               ip->start, ip->end};
-        p->ip_adapter = &image_prompt;
+        image_prompts[i] = (kiln_ip_adapter_apply){adapter->ip_adapter, vision->clip_vision, ip->image, ip->weight,
+                                                   ip->start, ip->end};
+    }
+    if (model->recipe.nimage_prompts) {
+        p->ip_adapter = image_prompts;
+        p->ip_adapter_count = model->recipe.nimage_prompts;
     }
     kiln_sdxl_cond sdxl;
     if (pos->has_sdxl != neg->has_sdxl ||

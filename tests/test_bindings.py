@@ -317,6 +317,22 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_two_ip_adapters(self):
+        """Chained: a second adapter at weight 0 leaves the first's run to
+        the bit; at 0.5 it moves it."""
+        clip_vision = kiln.load_clip_vision(backend, data("ip_adapter/clip_vision_tiny.safetensors"))
+        plain_adapter = model.load_ip_adapter(data("ip_adapter/ip_adapter_tiny.safetensors"))
+        plus_adapter = model.load_ip_adapter(data("ip_adapter/ip_adapter_plus_tiny.safetensors"))
+        picture = kiln.Image.load(data("ip_adapter/picture_251x233.png"))
+        first = kiln.IPAdapterApply(plain_adapter, clip_vision, picture)
+        one = small_run(ip_adapter=first).to_list()
+        off = small_run(ip_adapter=[first, kiln.IPAdapterApply(plus_adapter, clip_vision, picture, 0.0)]).to_list()
+        on = small_run(ip_adapter=(first, kiln.IPAdapterApply(plus_adapter, clip_vision, picture, 0.5))).to_list()
+        for handle in (plus_adapter, plain_adapter, clip_vision):
+            handle.close()
+        self.assertEqual(off, one)
+        self.assertGreater(rel_l2(on, one), 0.01)
+
 
 class Advanced(unittest.TestCase):
     """KSamplerAdvanced, SDXL's numbers and LatentUpscaleBy."""

@@ -312,10 +312,10 @@ static void workflow_again(const char *name, const char *flags, const char *mode
 /* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
  * a ControlNet from 30 % and a second over the whole run, both at 0.6, the
  * hires fix, a batch of 2), as a JSON file and read from the PNG itself,
- * makes the same pictures to the bit: the
- * workflow says all of the run, and kiln runs it as gen did; so do SDXL's
- * numbers, its refiner, an IP-Adapter and v-prediction. A workflow with
- * --prompt, and a PNG without one, are refused. */
+ * makes the same pictures to the bit: the workflow says all of the run, and
+ * kiln runs it as gen did; so do SDXL's numbers, its refiner, an IP-Adapter,
+ * two chained and v-prediction. A workflow with --prompt, and a PNG without
+ * one, are refused. */
 static void workflow_round_trip(void **state)
 {
     (void)state;
@@ -378,6 +378,12 @@ static void workflow_round_trip(void **state)
              "%1$s/ip_adapter/ip_adapter_tiny.safetensors --clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors "
              "--ip-image %1$s/ip_adapter/picture_251x233.png --ip-weight 0.8 --ip-start 0.2", KILN_TEST_DATA);
     workflow_again("ip", flags, "");
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --ip-adapter "
+             "%1$s/ip_adapter/ip_adapter_tiny.safetensors --ip-adapter %1$s/ip_adapter/ip_adapter_plus_tiny.safetensors "
+             "--clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors --ip-image %1$s/ip_adapter/picture_251x233.png "
+             "--ip-image %1$s/controlnet/hint_37x23.png --ip-weight 0.8 --ip-weight 0.5 --ip-start 0.2 --ip-start 0",
+             KILN_TEST_DATA);
+    workflow_again("ip2", flags, "--models " KILN_TEST_DATA "/controlnet");
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v", KILN_TEST_DATA);
     workflow_again("vpred", flags, "");
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
@@ -460,7 +466,9 @@ static void workflow_round_trip(void **state)
 /* gen --ip-adapter: weight 0, or a range no step falls in, is the plain
  * model to the bit, weight 1 another picture, a negative weight a third, the
  * Plus adapter a fourth (the adapters themselves are test_ip_adapter's); the
- * PNG records the IPAdapter nodes. */
+ * Plus one chained after the plain one at weight 0 gives the plain one's
+ * run to the bit, at weight 1 a fifth picture; the PNG records the
+ * IPAdapter nodes. */
 static void ip_adapter_run(void **state)
 {
     (void)state;
@@ -469,10 +477,14 @@ static void ip_adapter_run(void **state)
              "--ip-adapter %s/ip_adapter/ip_adapter_tiny.safetensors --clip-vision "
              "%s/ip_adapter/clip_vision_tiny.safetensors --ip-image %s/ip_adapter/picture_251x233.png",
              KILN_TEST_DATA, KILN_TEST_DATA, KILN_TEST_DATA);
-    const char *weights[6] = {NULL, "0", "1", "-0.5", "1", "1 --ip-start 1 --ip-end 1"};
-    float *latent[6];
-    size_t count[6];
-    for (int i = 0; i < 6; i++) {
+    char plus_off[1100], plus_on[1100];
+    snprintf(plus_off, sizeof plus_off, "1 --ip-weight 0 --ip-adapter %s/ip_adapter/ip_adapter_plus_tiny.safetensors",
+             KILN_TEST_DATA);
+    snprintf(plus_on, sizeof plus_on, "1 --ip-adapter %s/ip_adapter/ip_adapter_plus_tiny.safetensors", KILN_TEST_DATA);
+    const char *weights[8] = {NULL, "0", "1", "-0.5", "1", "1 --ip-start 1 --ip-end 1", plus_off, plus_on};
+    float *latent[8];
+    size_t count[8];
+    for (int i = 0; i < 8; i++) {
         char flags[2048] = "", name[16];
         if (weights[i]) snprintf(flags, sizeof flags, "%s --ip-weight %s", ip, weights[i]);
         if (i == 4) /* the Plus adapter in place of the plain one */
@@ -491,12 +503,19 @@ static void ip_adapter_run(void **state)
     assert_true(kiln_rel_l2(latent[4], latent[0], count[0]) > 0.05);
     assert_true(kiln_rel_l2(latent[4], latent[2], count[0]) > 0.05);
     assert_memory_equal(latent[5], latent[0], count[0] * sizeof(float)); /* a range no step falls in */
+    assert_memory_equal(latent[6], latent[2], count[0] * sizeof(float)); /* the second at weight 0 */
+    assert_true(kiln_rel_l2(latent[7], latent[2], count[0]) > 0.02);
+    assert_true(kiln_rel_l2(latent[7], latent[4], count[0]) > 0.02);
     char text[8192], path[512];
     snprintf(path, sizeof path, "%s/ip3.png", tmpdir);
     read_png_text(path, "prompt", text, sizeof text);
     assert_non_null(strstr(text, "\"class_type\":\"IPAdapterAdvanced\",\"inputs\":{\"weight\":-0.5,"));
     assert_non_null(strstr(text, "\"ipadapter_file\":\"ip_adapter_tiny.safetensors\""));
-    for (int i = 0; i < 6; i++) free(latent[i]);
+    snprintf(path, sizeof path, "%s/ip7.png", tmpdir);
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"ipadapter_file\":\"ip_adapter_plus_tiny.safetensors\""));
+    assert_non_null(strstr(text, "\"model\":[\"102\",0]"));
+    for (int i = 0; i < 8; i++) free(latent[i]);
 }
 
 /* gen's output tmpdir/NAME.png: its size checked, its text chunk `key` read

@@ -2,7 +2,8 @@
  * (tests/data/ip_adapter, made by make_ip_adapter_data.py): ComfyUI's
  * clip_preprocess of two pictures, the CLIP vision tower (transformers), the
  * adapter's image projection and the UNet with its image attention
- * (diffusers), for f32 and f16 UNet weights; how the sampler routes the
+ * (diffusers), for f32 and f16 UNet weights, and two adapters on one call;
+ * how the sampler routes the
  * image tokens to the prompts' rows; then the files kiln must refuse. */
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +54,16 @@ static void sdxl_parity_f32(void **s)
 
 /* IP-Adapter Plus: the Resampler (its fused to_kv read as two halves) on
  * upstream's hidden states, and the UNet attending to its tokens */
+/* The plain and the Plus adapter on one call, chained, against diffusers
+ * with both loaded (ip_adapter/multi.safetensors). */
+static void chain_parity_f32(void **s)
+{
+    (void)s;
+    static const char *const adapters[2] = {ADAPTER, PLUS}, *const tokens[2] = {"ip_tokens", "plus.ip_tokens"};
+    parity_check_ip_adapter_chain(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, adapters, tokens, GOLDEN,
+                                  "ip_adapter/multi.safetensors");
+}
+
 static void plus_parity_f32(void **s)
 {
     (void)s;
@@ -170,7 +181,7 @@ static void sampler_routes_tokens(void **s)
         kiln_denoiser d;
         assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, runs[i].cfg, context.data, 77));
         kiln_image_prompt ip = {ipa, runs[i].tokens, runs[i].weight, runs[i].start, runs[i].end};
-        if (runs[i].tokens) assert_kiln_ok(kiln_denoiser_set_image_prompt(&d, &ip));
+        if (runs[i].tokens) assert_kiln_ok(kiln_denoiser_set_image_prompts(&d, &ip, 1));
         out[i] = malloc(n * sizeof(float));
         assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma, out[i]));
         kiln_denoiser_free(&d);
@@ -189,6 +200,53 @@ static void sampler_routes_tokens(void **s)
     golden_free(&x), golden_free(&context), golden_free(&tokens);
     kiln_st_close(f);
     kiln_ip_adapter_free(ipa);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* Two adapters on the sampler's calls: the second at weight 0, or with a
+ * range this sigma is outside, leaves the first's call to the bit; in it,
+ * it moves the call; the two in the other order give the same sum. */
+static void sampler_chains_adapters(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_ip_adapter *plain, *plus;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(TINY_F32, be, &m));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ADAPTER), &m->unet, be, &plain));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(PLUS), &m->unet, be, &plus));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden x = golden_read(f, "sample"), context = golden_read(f, "encoder_hidden_states"),
+           tokens = golden_read(f, "ip_tokens"), plus_tokens = golden_read(f, "plus.ip_tokens");
+    const size_t n = x.count / 2;
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    const int h = (int)x.shape[2], w = (int)x.shape[3];
+    const kiln_image_prompt first = {plain, tokens.data, 0.7f, 0, 1};
+    /* sigma 3 lies at about 45 % of the schedule */
+    const kiln_image_prompt chains[5][2] = {
+        {first}, {first, {plus, plus_tokens.data, 0.0f, 0, 1}}, {first, {plus, plus_tokens.data, 0.4f, 0.8, 1}},
+        {first, {plus, plus_tokens.data, 0.4f, 0, 1}}, {{plus, plus_tokens.data, 0.4f, 0, 1}, first}};
+    float *out[5];
+    for (int i = 0; i < 5; i++) {
+        kiln_denoiser d;
+        assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, 7.0f, context.data, 77));
+        assert_kiln_ok(kiln_denoiser_set_image_prompts(&d, chains[i], i ? 2 : 1));
+        out[i] = malloc(n * sizeof(float));
+        assert_kiln_ok(kiln_denoiser_call(&d, x.data, 3.0f, out[i]));
+        kiln_denoiser_free(&d);
+    }
+    assert_memory_equal(out[1], out[0], n * sizeof(float));
+    assert_memory_equal(out[2], out[0], n * sizeof(float));
+    assert_true(kiln_rel_l2(out[3], out[0], n) > 1e-3);
+    assert_rel_l2_le(out[4], out[3], n, 1e-5); /* float sums in another order, times cfg */
+    for (int i = 0; i < 5; i++) free(out[i]);
+    golden_free(&x), golden_free(&context), golden_free(&tokens), golden_free(&plus_tokens);
+    kiln_st_close(f);
+    kiln_ip_adapter_free(plain);
+    kiln_ip_adapter_free(plus);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
@@ -328,7 +386,8 @@ int main(void)
         cmocka_unit_test(antialiased_resize),    cmocka_unit_test(preprocess_as_comfyui),
         cmocka_unit_test(parity_f32),
         cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(plus_parity_f32),
-        cmocka_unit_test(sdxl_parity_f32),
+        cmocka_unit_test(sdxl_parity_f32),       cmocka_unit_test(chain_parity_f32),
+        cmocka_unit_test(sampler_chains_adapters),
         cmocka_unit_test(tokens_from_picture),   cmocka_unit_test(plus_tokens_from_picture),
         cmocka_unit_test(sampler_routes_tokens), cmocka_unit_test(refusals),
     };

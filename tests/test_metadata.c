@@ -496,12 +496,14 @@ static void ip_adapter_recorded(void **state)
     run.loras = loras;
     run.nloras = 1;
     run.prediction = "v";
-    run.ip_adapter = "/models/ipadapter/ip-adapter_sd15.safetensors";
-    run.clip_vision = "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors";
-    run.ip_image = "refs/a cat.png";
-    run.ip_weight = 0.6;
-    run.ip_start = 0.1;
-    run.ip_end = 0.9;
+    kiln_run_image_prompt ips[2] = {
+        {"/models/ipadapter/ip-adapter_sd15.safetensors", "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
+         "refs/a cat.png", 0.6, 0.1, 0.9},
+        {"/models/ipadapter/ip-adapter-plus_sd15.safetensors",
+         "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "refs/style.png", 0.3, 0.0, 1.0},
+    };
+    run.image_prompts = ips;
+    run.nimage_prompts = 1;
     char *json;
     cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 80 14 100 101 103 102 ");
     assert_link(inputs_of(root, "3", "KSampler"), "model", "80", 0);
@@ -521,11 +523,28 @@ static void ip_adapter_recorded(void **state)
     assert_string_equal(string_input(inputs_of(root, "103", "LoadImage"), "image"), "a cat.png");
     cJSON_Delete(root);
     free(json);
-    run.ip_image = NULL;
+    /* a second, chained after the first: the model goes through both */
+    run.nimage_prompts = 2;
+    root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 80 14 100 101 103 102 150 151 153 152 ");
+    assert_link(inputs_of(root, "80", "ModelSamplingDiscrete"), "model", "152", 0);
+    in = inputs_of(root, "152", "IPAdapterAdvanced");
+    assert_link(in, "model", "102", 0);
+    assert_link(in, "ipadapter", "150", 0);
+    assert_link(in, "clip_vision", "151", 0);
+    assert_link(in, "image", "153", 0);
+    assert_true(number_input(in, "weight") == 0.3);
+    assert_true(number_input(in, "start_at") == 0.0 && number_input(in, "end_at") == 1.0);
+    assert_string_equal(string_input(inputs_of(root, "150", "IPAdapterModelLoader"), "ipadapter_file"),
+                        "ip-adapter-plus_sd15.safetensors");
+    assert_string_equal(string_input(inputs_of(root, "153", "LoadImage"), "image"), "style.png");
+    assert_link(inputs_of(root, "102", "IPAdapterAdvanced"), "model", "14", 0);
+    cJSON_Delete(root);
+    free(json);
+    ips[1].image = NULL;
     assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "IP-Adapter"));
-    run.ip_image = "refs/a cat.png";
-    run.ip_start = 0.95;
+    run.nimage_prompts = 1;
+    ips[0].start = 0.95;
     assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "from 0.95 to 0.9"));
 }

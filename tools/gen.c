@@ -30,6 +30,35 @@
 #define MAX_LORAS 16
 #define MAX_MODEL_DIRS 16
 
+/* Flags that say what a list of units is made of (ControlNets,
+ * IP-Adapters): each use of the group's first flag starts a unit; each
+ * other flag is given once for all the units or once for each, in order.
+ * A file flag is needed by every unit; a number has a range and a default;
+ * the last two of a group are the part of the schedule (start, end). */
+typedef struct unit_flag {
+    const char *name;
+    bool file;
+    double lo, hi, def;
+} unit_flag;
+
+#define MAX_UNIT_FLAGS 6
+#define CONTROL_FLAGS 5
+#define IP_FLAGS 6
+
+static const unit_flag control_flags[CONTROL_FLAGS] = {
+    {"--controlnet", true, 0, 0, 0},        {"--control-image", true, 0, 0, 0}, {"--control-strength", false, 0, 10, 1},
+    {"--control-start", false, 0, 1, 0},    {"--control-end", false, 0, 1, 1},
+};
+static const unit_flag ip_flags[IP_FLAGS] = {
+    {"--ip-adapter", true, 0, 0, 0},  {"--clip-vision", true, 0, 0, 0}, {"--ip-image", true, 0, 0, 0},
+    {"--ip-weight", false, -1, 5, 1}, {"--ip-start", false, 0, 1, 0},   {"--ip-end", false, 0, 1, 1},
+};
+
+typedef struct unit_values {
+    const char *given[KILN_MAX_CONTROLS > KILN_MAX_IP_ADAPTERS ? KILN_MAX_CONTROLS : KILN_MAX_IP_ADAPTERS];
+    int count;
+} unit_values;
+
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
@@ -46,18 +75,14 @@ typedef struct gen_options {
     int hires_steps;                   /* 0: --steps */
     kiln_resample_method hires_method;
     bool hires_denoise_given, hires_method_given;
-    /* --controlnet (repeated): the k-th --control-image is the k-th ControlNet's hint; each of
-       --control-strength/-start/-end is given once for all of them or once each, in order */
+    /* --controlnet and --ip-adapter with the flags that go with them, as given (see unit_flag), and the
+       units made of them */
+    unit_values control_values[CONTROL_FLAGS], ip_values[IP_FLAGS];
     kiln_run_control controls[KILN_MAX_CONTROLS];
     int ncontrols;
-    const char *control_images[KILN_MAX_CONTROLS];
-    int ncontrol_images;
-    double control_numbers[3][KILN_MAX_CONTROLS]; /* strength, start, end */
-    int ncontrol_numbers[3];
-    const char *ip_adapter, *clip_vision, *ip_image; /* IP-Adapter: NULL for none */
-    kiln_model_parts parts;                          /* files beside --model; NULLs for none */
-    double ip_weight, ip_start, ip_end;
-    bool ip_weight_given, ip_range_given;
+    kiln_run_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS];
+    int nimage_prompts;
+    kiln_model_parts parts; /* files beside --model; NULLs for none */
     kiln_sdxl_cond sdxl;       /* CLIPTextEncodeSDXL's numbers; sizes 0 until the output size is known */
     bool sdxl_given, aesthetic_given;
     kiln_text_cleaning cleaning;
@@ -111,18 +136,20 @@ static void usage(FILE *to)
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
             "  --controlnet FILE      a ControlNet (original or diffusers layout), applied to both prompts;\n"
-            "                         up to 8, each with the --control-image given in its place\n"
+            "                         up to 8, chained\n"
             "  --control-image FILE   its hint (an edge map, depth map, pose, ...), fitted to the output size\n"
             "  --control-strength S   residual strength (default 1)\n"
             "  --control-start P --control-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1); these\n"
-            "                         three once for every ControlNet, or once each in order\n"
+            "                         and --control-image once for all ControlNets, or once each in order\n"
             "  --ip-adapter FILE      an IP-Adapter (.safetensors): --ip-image as a prompt beside the text\n"
             "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
             "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square\n"
             "  --ip-weight W          how much the picture counts, -1..5 (default 1)\n"
             "  --ip-start P --ip-end P\n"
-            "                         the part of the schedule it acts on, 0..1 (default 0 and 1)\n"
+            "                         the part of the schedule it acts on, 0..1 (default 0 and 1); up to 8\n"
+            "                         --ip-adapter, each of the other --ip-* and --clip-vision given once for\n"
+            "                         all or once each, in order\n"
             "  --sdxl-size WxH        SDXL: the original size y claims (CLIPTextEncodeSDXL; default: the output's)\n"
             "  --sdxl-crop X,Y        SDXL: the crop's left and top y claims (default 0,0)\n"
             "  --sdxl-target WxH      SDXL: the target size y claims (default: the output's)\n"
@@ -261,53 +288,85 @@ static bool destination_ok(const char *flag, const char *path)
     return true;
 }
 
-/* The ControlNets' units from the flags: each --controlnet with the
- * --control-image of its place, and each number given once for all or once
- * for each. */
+static bool add_unit_value(unit_values *v, const char *flag, const char *value)
+{
+    if (v->count == (int)(sizeof v->given / sizeof *v->given)) {
+        bad_flag(flag, value, "given too many times");
+        return false;
+    }
+    v->given[v->count++] = value;
+    return true;
+}
+
+/* Each unit's values of a group of flags (files, NULL where a flag is not
+ * given; numbers), after checking what was given; 0 or gen's exit code. */
+static int resolve_units(const unit_flag *flags, int nflags, const unit_values *values, int max_units,
+                         const char *files[][MAX_UNIT_FLAGS], double numbers[][MAX_UNIT_FLAGS])
+{
+    const int n = values[0].count;
+    for (int k = 1; k < nflags; k++) {
+        const unit_flag *f = &flags[k];
+        double x;
+        for (int j = 0; j < values[k].count && !f->file; j++) {
+            if (!parse_double(values[k].given[j], f->lo, f->hi, &x)) {
+                char why[64];
+                snprintf(why, sizeof why, "must be %g..%g", f->lo, f->hi);
+                return bad_flag(f->name, values[k].given[j], why);
+            }
+        }
+        const int count = values[k].count;
+        if (count && !n) return fprintf(stderr, "gen: %s needs %s\n", f->name, flags[0].name), 2;
+        if (!count && n && f->file) return fprintf(stderr, "gen: %s needs %s\n", flags[0].name, f->name), 2;
+        if (count > 1 && count != n) {
+            fprintf(stderr, "gen: %s given %d times for %d %s: give it once for all, or once for each\n", f->name,
+                    count, n, flags[0].name);
+            return 2;
+        }
+    }
+    if (n > max_units) return fprintf(stderr, "gen: %s given %d times: at most %d\n", flags[0].name, n, max_units), 2;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < nflags; k++) {
+            const unit_values *v = &values[k];
+            const char *given = v->count ? v->given[v->count == 1 ? 0 : i] : NULL;
+            files[i][k] = flags[k].file ? given : NULL;
+            numbers[i][k] = flags[k].def;
+            if (flags[k].file && access(given, R_OK) != 0) return bad_flag(flags[k].name, given, strerror(errno));
+            if (!flags[k].file && given) parse_double(given, flags[k].lo, flags[k].hi, &numbers[i][k]);
+        }
+        const double start = numbers[i][nflags - 2], end = numbers[i][nflags - 1];
+        if (start > end) {
+            fprintf(stderr, "gen: %s %g is after %s %g (%s %s)\n", flags[nflags - 2].name, start,
+                    flags[nflags - 1].name, end, flags[0].name, files[i][0]);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* --controlnet's units: each ControlNet with its hint, strength and range. */
 static int control_units(gen_options *o)
 {
-    static const char *const flags[3] = {"--control-strength", "--control-start", "--control-end"};
-    static const double defaults[3] = {1.0, 0.0, 1.0};
-    const int n = o->ncontrols;
-    if (!n != !o->ncontrol_images) {
-        fprintf(stderr, "gen: %s needs %s\n", n ? "--controlnet" : "--control-image",
-                n ? "--control-image (the hint)" : "--controlnet (the model)");
-        return 2;
-    }
-    if (o->ncontrol_images != n) {
-        fprintf(stderr, "gen: %d --controlnet and %d --control-image: each ControlNet takes the --control-image "
-                        "given in its place\n", n, o->ncontrol_images);
-        return 2;
-    }
-    for (int k = 0; k < 3; k++) {
-        const int given = o->ncontrol_numbers[k];
-        if (given && !n) {
-            fprintf(stderr, "gen: %s needs --controlnet\n", flags[k]);
-            return 2;
-        }
-        if (given > 1 && given != n) {
-            fprintf(stderr, "gen: %s given %d times for %d ControlNets: give it once for all, or once for each\n",
-                    flags[k], given, n);
-            return 2;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        kiln_run_control *c = &o->controls[i];
-        double v[3];
-        for (int k = 0; k < 3; k++) {
-            const int given = o->ncontrol_numbers[k];
-            v[k] = given ? o->control_numbers[k][given == 1 ? 0 : i] : defaults[k];
-        }
-        c->image = o->control_images[i];
-        c->strength = v[0], c->start = v[1], c->end = v[2];
-        if (c->start > c->end) {
-            fprintf(stderr, "gen: --control-start %g is after --control-end %g (ControlNet %s)\n", c->start, c->end,
-                    c->path);
-            return 2;
-        }
-        if (access(c->path, R_OK) != 0) return bad_flag("--controlnet", c->path, strerror(errno));
-        if (access(c->image, R_OK) != 0) return bad_flag("--control-image", c->image, strerror(errno));
-    }
+    const char *files[KILN_MAX_CONTROLS][MAX_UNIT_FLAGS];
+    double v[KILN_MAX_CONTROLS][MAX_UNIT_FLAGS];
+    int rc = resolve_units(control_flags, CONTROL_FLAGS, o->control_values, KILN_MAX_CONTROLS, files, v);
+    if (rc) return rc;
+    o->ncontrols = o->control_values[0].count;
+    for (int i = 0; i < o->ncontrols; i++)
+        o->controls[i] = (kiln_run_control){files[i][0], files[i][1], v[i][2], v[i][3], v[i][4]};
+    return 0;
+}
+
+/* --ip-adapter's units: each adapter with its CLIP vision model, picture,
+ * weight and range. */
+static int image_prompt_units(gen_options *o)
+{
+    const char *files[KILN_MAX_IP_ADAPTERS][MAX_UNIT_FLAGS];
+    double v[KILN_MAX_IP_ADAPTERS][MAX_UNIT_FLAGS];
+    int rc = resolve_units(ip_flags, IP_FLAGS, o->ip_values, KILN_MAX_IP_ADAPTERS, files, v);
+    if (rc) return rc;
+    o->nimage_prompts = o->ip_values[0].count;
+    for (int i = 0; i < o->nimage_prompts; i++)
+        o->image_prompts[i] = (kiln_run_image_prompt){files[i][0], files[i][1], files[i][2], v[i][3], v[i][4], v[i][5]};
     return 0;
 }
 
@@ -315,7 +374,7 @@ static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
                        .steps = 20, .batch = 1, .device = -1, .cfg = 7.0, .denoise = 1.0,
-                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, .ip_weight = 1.0, .ip_end = 1.0,
+                       .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, 
                        .sdxl = {.aesthetic = 6.0, .negative_aesthetic = 2.5},
                        .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8};
@@ -462,25 +521,21 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_UPSCALE_MODEL: o->upscale_model = optarg; break;
         case O_CONTROLNET:
-            if (o->ncontrols == KILN_MAX_CONTROLS) return bad_flag("--controlnet", optarg, "at most 8 ControlNets");
-            o->controls[o->ncontrols++].path = optarg;
-            break;
         case O_CONTROL_IMAGE:
-            if (o->ncontrol_images == KILN_MAX_CONTROLS) return bad_flag("--control-image", optarg, "at most 8 hints");
-            o->control_images[o->ncontrol_images++] = optarg;
-            break;
         case O_CONTROL_STRENGTH:
         case O_CONTROL_START:
-        case O_CONTROL_END: {
-            const int k = c == O_CONTROL_STRENGTH ? 0 : c == O_CONTROL_START ? 1 : 2;
-            const char *flag = k == 0 ? "--control-strength" : k == 1 ? "--control-start" : "--control-end";
-            if (o->ncontrol_numbers[k] == KILN_MAX_CONTROLS) return bad_flag(flag, optarg, "at most 8 values");
-            if (!parse_double(optarg, 0, k ? 1 : 10, &o->control_numbers[k][o->ncontrol_numbers[k]++]))
-                return bad_flag(flag, optarg, k ? "must be 0..1" : "must be 0..10");
+        case O_CONTROL_END:
+            if (!add_unit_value(&o->control_values[c - O_CONTROLNET], control_flags[c - O_CONTROLNET].name, optarg))
+                return 2;
             break;
-        }
-        case O_IP_ADAPTER: o->ip_adapter = optarg; break;
-        case O_CLIP_VISION: o->clip_vision = optarg; break;
+        case O_IP_ADAPTER:
+        case O_CLIP_VISION:
+        case O_IP_IMAGE:
+        case O_IP_WEIGHT:
+        case O_IP_START:
+        case O_IP_END:
+            if (!add_unit_value(&o->ip_values[c - O_IP_ADAPTER], ip_flags[c - O_IP_ADAPTER].name, optarg)) return 2;
+            break;
         case O_VAE: o->parts.vae = optarg; break;
         case O_TEXT_ENCODER:
             if (o->parts.text_encoders[1]) return bad_flag("--text-encoder", optarg, "at most 2 (CLIP-L and T5)");
@@ -488,19 +543,6 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_TOKENIZER: o->parts.tokenizer = optarg; break;
         case O_CONFIG: o->parts.config = optarg; break;
-        case O_IP_IMAGE: o->ip_image = optarg; break;
-        case O_IP_WEIGHT:
-            if (!parse_double(optarg, -1, 5, &o->ip_weight)) return bad_flag("--ip-weight", optarg, "must be -1..5");
-            o->ip_weight_given = true;
-            break;
-        case O_IP_START:
-            if (!parse_double(optarg, 0, 1, &o->ip_start)) return bad_flag("--ip-start", optarg, "must be 0..1");
-            o->ip_range_given = true;
-            break;
-        case O_IP_END:
-            if (!parse_double(optarg, 0, 1, &o->ip_end)) return bad_flag("--ip-end", optarg, "must be 0..1");
-            o->ip_range_given = true;
-            break;
         case O_SDXL_SIZE: /* ComfyUI's MAX_RESOLUTION bounds its nodes' sizes */
             if (!parse_pair(optarg, 'x', 8, 16384, &o->sdxl.width, &o->sdxl.height))
                 return bad_flag("--sdxl-size", optarg, "must be WxH, each 8..16384");
@@ -595,7 +637,7 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --refiner-switch needs --refiner\n");
         return 2;
     }
-    if (o->refiner && (o->init_image || o->hires_scale || o->ncontrols || o->ip_adapter)) {
+    if (o->refiner && (o->init_image || o->hires_scale || o->ncontrols || o->nimage_prompts)) {
         fprintf(stderr, "gen: --refiner is for txt2img without %s\n",
                 o->init_image    ? "--init-image"
                 : o->hires_scale ? "--hires-scale"
@@ -616,24 +658,7 @@ static int parse(int argc, char **argv, gen_options *o)
         return bad_flag("--upscale-model", o->upscale_model, strerror(errno));
     if (o->mask && access(o->mask, R_OK) != 0) return bad_flag("--mask", o->mask, strerror(errno));
     if (control_units(o)) return 2;
-    if ((o->ip_weight_given || o->ip_range_given) && !o->ip_adapter) {
-        fprintf(stderr, "gen: %s needs --ip-adapter\n", o->ip_weight_given ? "--ip-weight" : "--ip-start/--ip-end");
-        return 2;
-    }
-    if (o->ip_start > o->ip_end) {
-        fprintf(stderr, "gen: --ip-start %g is after --ip-end %g\n", o->ip_start, o->ip_end);
-        return 2;
-    }
-    const char *ip_files[3] = {o->ip_adapter, o->clip_vision, o->ip_image};
-    static const char *const ip_flags[3] = {"--ip-adapter", "--clip-vision", "--ip-image"};
-    for (int i = 0; i < 3; i++) {
-        if (ip_files[i] && access(ip_files[i], R_OK) != 0) return bad_flag(ip_flags[i], ip_files[i], strerror(errno));
-        if (!ip_files[i] && (o->ip_adapter || o->clip_vision || o->ip_image)) {
-            fprintf(stderr, "gen: --ip-adapter, --clip-vision and --ip-image go together: %s is missing\n",
-                    ip_flags[i]);
-            return 2;
-        }
-    }
+    if (image_prompt_units(o)) return 2;
     if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
         return 2;
     return 0;
@@ -970,20 +995,21 @@ static kiln_status upscale(kiln_upscaler *u, const gen_options *o, const float *
 
 /* IPAdapterModelLoader, CLIPVisionLoader, LoadImage and the IPAdapter
  * node: the picture's image tokens (the tower is freed once they are made). */
-static int load_image_prompt(kiln_model *m, const gen_options *o, kiln_backend *be, kiln_ip_adapter **adapter,
-                             kiln_image_prompt *ip)
+static int load_image_prompt(kiln_model *m, const kiln_run_image_prompt *unit, kiln_backend *be, kiln_image_prompt *ip)
 {
     kiln_clip_vision *cv;
-    if (kiln_ip_adapter_load(m, o->ip_adapter, adapter) != KILN_OK) return fail("--ip-adapter");
-    if (kiln_clip_vision_load(be, o->clip_vision, &cv) != KILN_OK) return fail("--clip-vision");
+    kiln_ip_adapter *adapter;
+    if (kiln_ip_adapter_load(m, unit->adapter, &adapter) != KILN_OK) return fail("--ip-adapter");
+    *ip = (kiln_image_prompt){adapter, NULL, (float)unit->weight, unit->start, unit->end};
+    if (kiln_clip_vision_load(be, unit->clip_vision, &cv) != KILN_OK) return fail("--clip-vision");
     kiln_image img;
-    kiln_status st = kiln_image_load(o->ip_image, &img);
+    kiln_status st = kiln_image_load(unit->image, &img);
     float *tokens = NULL;
-    if (st == KILN_OK) st = kiln_image_prompt_tokens(*adapter, cv, &img, &tokens);
+    if (st == KILN_OK) st = kiln_image_prompt_tokens(adapter, cv, &img, &tokens);
     kiln_image_free(&img);
     kiln_clip_vision_free(cv);
     if (st != KILN_OK) return fail("--ip-image");
-    *ip = (kiln_image_prompt){*adapter, tokens, (float)o->ip_weight, o->ip_start, o->ip_end};
+    ip->tokens = tokens;
     return 0;
 }
 
@@ -1261,12 +1287,11 @@ int main(int argc, char **argv)
     if ((rc = fit_hints(&o, controls, job.latent_h, job.latent_w))) return rc;
     job.controls = controls;
     job.ncontrols = o.ncontrols;
-    kiln_ip_adapter *ip_adapter = NULL;
-    kiln_image_prompt image_prompt = {0};
-    if (o.ip_adapter) {
-        if ((rc = load_image_prompt(m, &o, be, &ip_adapter, &image_prompt))) return rc;
-        job.image_prompt = &image_prompt;
-    }
+    kiln_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS] = {0};
+    for (int i = 0; i < o.nimage_prompts; i++)
+        if ((rc = load_image_prompt(m, &o.image_prompts[i], be, &image_prompts[i]))) return rc;
+    job.image_prompts = image_prompts;
+    job.nimage_prompts = o.nimage_prompts;
     job.init_latent = init_latent;
     int64_t latent_shape[4] = {o.batch, kiln_model_latent_channels(m), job.latent_h, job.latent_w};
     if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
@@ -1314,9 +1339,8 @@ int main(int argc, char **argv)
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .controls = o.controls, .ncontrols = o.ncontrols,
-                         .ip_adapter = o.ip_adapter, .clip_vision = o.clip_vision,
-                         .ip_image = o.ip_image, .ip_weight = o.ip_weight, .ip_start = o.ip_start, .sdxl = job.sdxl,
-                         .ip_end = o.ip_end, .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
+                         .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl,
+                         .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
                          .refiner = o.refiner, .refiner_switch = o.refiner_switch,
@@ -1374,8 +1398,10 @@ int main(int argc, char **argv)
         free((float *)controls[i].hint);
         kiln_controlnet_free((kiln_controlnet *)controls[i].net);
     }
-    free((float *)image_prompt.tokens);
-    kiln_ip_adapter_free(ip_adapter);
+    for (int i = 0; i < o.nimage_prompts; i++) {
+        free((float *)image_prompts[i].tokens);
+        kiln_ip_adapter_free((kiln_ip_adapter *)image_prompts[i].adapter);
+    }
     kiln_upscaler_free(upscaler);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

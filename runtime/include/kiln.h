@@ -270,6 +270,9 @@ typedef struct kiln_control_apply {
 typedef struct kiln_ip_adapter kiln_ip_adapter;
 typedef struct kiln_clip_vision kiln_clip_vision;
 
+/* IP-Adapters on one sampling (kiln_ksampler_params takes a chain). */
+#define KILN_MAX_IP_ADAPTERS 8
+
 /* IPAdapterModelLoader: an IP-Adapter (h94's plain or Plus files) for the
  * model's UNet. It must be freed before the model. */
 kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapter **out);
@@ -280,7 +283,7 @@ kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_
 void kiln_clip_vision_free(kiln_clip_vision *cv);
 
 /* IPAdapterAdvanced (weight type linear, no negative picture) on the
- * positive prompt. */
+ * positive prompt (kiln_ksampler_params takes a chain of them). */
 typedef struct kiln_ip_adapter_apply {
     const kiln_ip_adapter *adapter;
     const kiln_clip_vision *clip_vision;
@@ -332,7 +335,11 @@ typedef struct kiln_ksampler_params {
        control NULL: none */
     const kiln_control_apply *control;
     int control_count;
-    const kiln_ip_adapter_apply *ip_adapter; /* NULL: no IP-Adapter */
+    /* IPAdapterAdvanced nodes chained on the model: ip_adapter[0 .. ip_adapter_count), in the order applied
+       (each adds its attention after the ones before). ip_adapter_count 0 with ip_adapter set: one; ip_adapter
+       NULL: none */
+    const kiln_ip_adapter_apply *ip_adapter;
+    int ip_adapter_count;
     const kiln_latent *edit_latent;    /* InstructPix2Pix models (and only they): kiln_vae_encode of the picture to
                                           edit (batch 1); the sampling starts from latent_image, an empty one */
     const kiln_sdxl_cond *sdxl;        /* SDXL base and refiner: NULL: CLIPTextEncode's numbers */

@@ -167,10 +167,11 @@ expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No su
 expect_refused "control range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
     --control-start 0.8 --control-end 0.2
-expect_refused "two ControlNets, one hint" "2 --controlnet and 1 --control-image" --output "$tmp/out.png" \
-    --controlnet "$data/controlnet/tiny_ldm.safetensors" --controlnet "$data/controlnet/second_ldm.safetensors" \
-    --control-image "$data/controlnet/hint_37x23.png"
-expect_refused "strengths for some ControlNets" "--control-strength given 2 times for 3 ControlNets" \
+expect_refused "three ControlNets, two hints" "--control-image given 2 times for 3 --controlnet" \
+    --output "$tmp/out.png" --controlnet "$data/controlnet/tiny_ldm.safetensors" \
+    --controlnet "$data/controlnet/second_ldm.safetensors" --controlnet "$data/controlnet/tiny_ldm.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png" --control-image "$data/controlnet/hint_37x23.png"
+expect_refused "strengths for some ControlNets" "--control-strength given 2 times for 3 --controlnet" \
     --output "$tmp/out.png" --controlnet "$data/controlnet/tiny_ldm.safetensors" \
     --controlnet "$data/controlnet/second_ldm.safetensors" --controlnet "$data/controlnet/tiny_ldm.safetensors" \
     --control-image "$data/controlnet/hint_37x23.png" --control-image "$data/controlnet/hint_37x23.png" \
@@ -181,17 +182,20 @@ expect_refused "the second range backwards" "--control-start 0.8 is after --cont
     --control-start 0 --control-start 0.8 --control-end 0.2
 expect_refused "a start without a ControlNet" "--control-start needs --controlnet" --output "$tmp/out.png" \
     --control-start 0.5
-expect_refused "IP-Adapter without its picture" "go together: --ip-image is missing" --output "$tmp/out.png" \
+expect_refused "IP-Adapter without its picture" "--ip-adapter needs --ip-image" --output "$tmp/out.png" \
     --ip-adapter "$ipa" --clip-vision "$vision"
-expect_refused "picture without an IP-Adapter" "go together: --ip-adapter is missing" --output "$tmp/out.png" \
+expect_refused "picture without an IP-Adapter" "--ip-image needs --ip-adapter" --output "$tmp/out.png" \
     --ip-image "$picture"
 expect_refused "IP weight without an IP-Adapter" "--ip-weight needs --ip-adapter" --output "$tmp/out.png" \
     --ip-weight 0.5
 expect_refused "IP weight out of range" "--ip-weight 7: must be -1..5" --output "$tmp/out.png" --ip-weight 7
-expect_refused "IP range without an IP-Adapter" "--ip-start/--ip-end needs --ip-adapter" --output "$tmp/out.png" \
+expect_refused "IP range without an IP-Adapter" "--ip-end needs --ip-adapter" --output "$tmp/out.png" \
     --ip-end 0.5
 expect_refused "IP range backwards" "--ip-start 0.7 is after --ip-end 0.3" --output "$tmp/out.png" \
     --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture" --ip-start 0.7 --ip-end 0.3
+expect_refused "weights for some IP-Adapters" "--ip-weight given 2 times for 3 --ip-adapter" --output "$tmp/out.png" \
+    --ip-adapter "$ipa" --ip-adapter "$ipa" --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture" \
+    --ip-weight 0.5 --ip-weight 0.7
 expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensors: No such file" \
     --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
 expect_refused "SDXL size that is no size" "--sdxl-size 1024: must be WxH, each 8..16384" --output "$tmp/out.png" \

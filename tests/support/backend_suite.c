@@ -84,7 +84,8 @@ static void controlnet_f32(void **s)
 }
 
 /* IP-Adapter: the CLIP vision tower (non-causal attention over 257 tokens),
- * the image projection (and Plus's Resampler) and the UNet's image attention */
+ * the image projection (and Plus's Resampler) and the UNet's image attention;
+ * two adapters chained on one call */
 static void ip_adapter_f32(void **s)
 {
     (void)s;
@@ -94,6 +95,9 @@ static void ip_adapter_f32(void **s)
                             "ip_adapter/ip_adapter_plus_tiny.safetensors", "ip_adapter/golden.safetensors", "plus.");
     parity_check_ip_adapter(&gpu_sdxl, "ip_adapter/clip_vision_tiny.safetensors",
                             "ip_adapter/ip_adapter_sdxl_tiny.safetensors", "ip_adapter/golden.safetensors", "sdxl.");
+    static const char *const chain[2] = {"ip_adapter/ip_adapter_tiny.safetensors", "ip_adapter/ip_adapter_plus_tiny.safetensors"};
+    static const char *const tokens[2] = {"ip_tokens", "plus.ip_tokens"};
+    parity_check_ip_adapter_chain(&gpu_f32, chain, tokens, "ip_adapter/golden.safetensors", "ip_adapter/multi.safetensors");
 }
 
 /* PixArt: T5 (biased attention, RMS norms, tanh GELU) and the DiT (adaLN,

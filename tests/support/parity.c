@@ -301,9 +301,11 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
 
 typedef struct ip_adapter_run {
     const kiln_model *m;
-    const kiln_ip_adapter *ipa;
+    int n;                         /* adapters, each adding its attention after the one before */
+    const kiln_ip_adapter *ipa[2];
+    const char *tokens[2];         /* the golden's names of the tokens each attends to */
+    float scale[2];
     kiln_st_file *goldens;
-    const char *tokens; /* the golden's name of the tokens to attend to */
     const char *inputs; /* the prefix of its UNet inputs */
     float *out;
 } ip_adapter_run;
@@ -311,18 +313,23 @@ typedef struct ip_adapter_run {
 static kiln_status ip_adapter_fn(kiln_graph *g, void *ctx)
 {
     ip_adapter_run *r = ctx;
-    golden tokens = golden_read(r->goldens, r->tokens), scale = golden_read(r->goldens, "scale");
+    golden tokens[2] = {0};
     unet_inputs in;
-    tensor *tt, *eps;
+    tensor *eps;
+    kiln_unet_image_prompt image[2];
+    for (int i = 0; i < r->n; i++) tokens[i] = golden_read(r->goldens, r->tokens[i]);
     TRY(unet_inputs_read(g, r->goldens, r->inputs, &in));
-    TRY(kiln_graph_input(g, &tt, KILN_F32, 3, tokens.shape, tokens.data));
-    kiln_unet_image_prompt image = {tt, scale.data[0], r->ipa->k_w, r->ipa->v_w};
-    in.cond.image = &image;
+    for (int i = 0; i < r->n; i++) {
+        tensor *tt;
+        TRY(kiln_graph_input(g, &tt, KILN_F32, 3, tokens[i].shape, tokens[i].data));
+        image[i] = (kiln_unet_image_prompt){tt, r->scale[i], r->ipa[i]->k_w, r->ipa[i]->v_w};
+    }
+    in.cond.image = image;
+    in.cond.nimages = r->n;
     TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, NULL, NULL, &eps));
     TRY(kiln_graph_output(g, eps, r->out, in.x.count * sizeof(float)));
     unet_inputs_free(&in);
-    golden_free(&tokens);
-    golden_free(&scale);
+    for (int i = 0; i < r->n; i++) golden_free(&tokens[i]);
     return KILN_OK;
 }
 
@@ -389,7 +396,10 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
     /* the UNet's inputs under the prefix where the golden has its own (SDXL's), else the tiny SD 1.x UNet's */
     char sample[64];
     snprintf(sample, sizeof sample, "%ssample", prefix);
-    ip_adapter_run r = {m, ipa, f, tokens_name, kiln_st_find(f, sample) ? prefix : "", calloc(want.count, sizeof(float))};
+    golden scale = golden_read(f, "scale");
+    ip_adapter_run r = {m, 1, {ipa}, {tokens_name}, {scale.data[0]}, f, kiln_st_find(f, sample) ? prefix : "",
+                        calloc(want.count, sizeof(float))};
+    golden_free(&scale);
     assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
     check_against("noise pred", r.out, f, noise_name, fx->tol);
 
@@ -399,6 +409,29 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
     kiln_st_close(f);
     kiln_ip_adapter_free(ipa);
     kiln_clip_vision_free(cv);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+void parity_check_ip_adapter_chain(const parity_fixture *fx, const char *const adapters[2],
+                                   const char *const tokens[2], const char *golden_path, const char *chain_path)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_ip_adapter *ipa[2];
+    for (int i = 0; i < 2; i++) assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(adapters[i]), &m->unet, be, &ipa[i]));
+    kiln_st_file *f = golden_open(golden_path), *chain = golden_open(chain_path);
+    golden scales = golden_read(chain, "scales"), want = golden_read(chain, "noise_pred");
+    ip_adapter_run r = {m, 2, {ipa[0], ipa[1]}, {tokens[0], tokens[1]}, {scales.data[0], scales.data[1]}, f, "",
+                        calloc(want.count, sizeof(float))};
+    assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
+    check_against("noise pred", r.out, chain, "noise_pred", fx->tol);
+    free(r.out);
+    golden_free(&scales);
+    golden_free(&want);
+    kiln_st_close(chain);
+    kiln_st_close(f);
+    for (int i = 0; i < 2; i++) kiln_ip_adapter_free(ipa[i]);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

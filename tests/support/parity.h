@@ -38,6 +38,11 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
  * ones; both paths under tests/data. */
 void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
                              const char *golden_path, const char *prefix);
+/* Two IP-Adapters on one UNet call (chained IPAdapterAdvanced nodes): each
+ * attends to the golden's tokens named beside it, at chain_path's `scales`;
+ * the UNet's output against its `noise_pred`. Paths under tests/data. */
+void parity_check_ip_adapter_chain(const parity_fixture *fx, const char *const adapters[2],
+                                   const char *const tokens[2], const char *golden_path, const char *chain_path);
 /* An ESRGAN upscale model (under tests/data) on the golden's "image": the
  * network ("raw"), ImageUpscaleWithModel in one tile ("whole") and over
  * 8-pixel tiles overlapping by 2 ("tiled"). */

@@ -133,7 +133,8 @@ class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
                 ("control_count", c_int),
-                ("ip_adapter", POINTER(_IPAdapterApply)), ("edit_latent", POINTER(_Latent)),
+                ("ip_adapter", POINTER(_IPAdapterApply)), ("ip_adapter_count", c_int),
+                ("edit_latent", POINTER(_Latent)),
                 ("sdxl", POINTER(_SdxlCond)), ("start_at_step", c_int), ("end_at_step", c_int),
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
@@ -521,7 +522,8 @@ class Model(_Handle):
                  steps: int = 20, cfg: float = 7.0, sampler_name: str = "euler", scheduler: str = "normal",
                  denoise: float = 1.0,
                  control: Union["ControlApply", Sequence["ControlApply"], None] = None,
-                 ip_adapter: Optional["IPAdapterApply"] = None, edit_latent: Optional["Latent"] = None,
+                 ip_adapter: Union["IPAdapterApply", Sequence["IPAdapterApply"], None] = None,
+                 edit_latent: Optional["Latent"] = None,
                  sdxl: Optional["SdxlCond"] = None, start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0) -> "Latent":
@@ -537,7 +539,8 @@ class Model(_Handle):
         or a sequence of them (such nodes chained, in that order; at most
         8);
         ip_adapter: an IPAdapterApply (IPAdapterAdvanced on the positive
-        prompt); edit_latent: for InstructPix2Pix models (and only those),
+        prompt), or a sequence of them (such nodes chained; at most 8);
+        edit_latent: for InstructPix2Pix models (and only those),
         vae_encode of the picture to edit, sampled from an empty latent
         (InstructPixToPixConditioning); sdxl: an SdxlCond (SDXL models:
         CLIPTextEncodeSDXL's numbers; None: CLIPTextEncode's).
@@ -566,10 +569,12 @@ class Model(_Handle):
                 _ControlApply(c.controlnet._ptr(), ctypes.pointer(c.image._c), c.strength, c.start_percent,
                               c.end_percent) for c in controls))
             params.control_count = len(controls)
-        if ip_adapter is not None:
-            params.ip_adapter = ctypes.pointer(_IPAdapterApply(
-                ip_adapter.adapter._ptr(), ip_adapter.clip_vision._ptr(), ctypes.pointer(ip_adapter.image._c),
-                ip_adapter.weight, ip_adapter.start_percent, ip_adapter.end_percent))
+        adapters = [ip_adapter] if isinstance(ip_adapter, IPAdapterApply) else list(ip_adapter or [])
+        if adapters:
+            params.ip_adapter = (_IPAdapterApply * len(adapters))(*(
+                _IPAdapterApply(a.adapter._ptr(), a.clip_vision._ptr(), ctypes.pointer(a.image._c), a.weight,
+                                a.start_percent, a.end_percent) for a in adapters))
+            params.ip_adapter_count = len(adapters)
         if edit_latent is not None:
             params.edit_latent = ctypes.pointer(edit_latent._c)
         if sdxl is not None:
