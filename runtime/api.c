@@ -143,15 +143,31 @@ static kiln_status shared_clip_tokenizer(const kiln_tokenizer **out)
     return KILN_OK;
 }
 
-kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out)
+/* The CLIP tokenizer, for a prompt read at clip_skip. */
+static kiln_status clip_tokenizer_for(int clip_skip, const kiln_tokenizer **tok)
 {
-    if (!m || !text || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode: no model, text or place for it");
     if (clip_skip < 0)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: 1 reads the last layer, 2 the one before, 0 the model's",
                          clip_skip);
+    return shared_clip_tokenizer(tok);
+}
+
+kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kiln_conditioning *out)
+{
+    if (!m || !text || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode: no model, text or place for it");
     const kiln_tokenizer *tok = NULL;
-    TRY(shared_clip_tokenizer(&tok));
+    TRY(clip_tokenizer_for(clip_skip, &tok));
     return kiln_encode_prompt(m, tok, text, clip_skip, out);
+}
+
+kiln_status kiln_text_encode_sdxl(kiln_model *m, const char *text_g, const char *text_l, int clip_skip,
+                                  kiln_conditioning *out)
+{
+    if (!m || !text_g || !text_l || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode_sdxl: no model, texts or place for them");
+    const kiln_tokenizer *tok = NULL;
+    TRY(clip_tokenizer_for(clip_skip, &tok));
+    return kiln_encode_sdxl_prompt(m, tok, text_g, text_l, clip_skip, out);
 }
 
 kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out)
@@ -444,6 +460,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
                              .seed = params->seed, .batch = l->batch, .latent_h = l->height, .latent_w = l->width,
                              .init_latent = l->data, .sdxl = params->sdxl,
+                             .negative_sdxl = params->negative_sdxl,
                              .start_step = params->start_at_step, .last_step = params->end_at_step,
                              .leftover_noise = params->leftover_noise, .disable_noise = params->disable_noise,
                              .progress = params->progress, .progress_ctx = params->progress_ctx,

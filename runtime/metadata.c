@@ -98,6 +98,9 @@ static kiln_status check_run(const kiln_run_info *run)
     for (int i = 0; i < run->ncontrols; i++)
         if (!run->controls[i].path || !run->controls[i].image)
             return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its file or image");
+    if ((run->prompt_l || run->negative_prompt_l) && !run->sdxl)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: CLIP-L's own text without SDXL's numbers (only "
+                         "CLIPTextEncodeSDXL carries it)");
     if (run->nimage_prompts < 0 || (run->nimage_prompts && !run->image_prompts))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d IP-Adapters", run->nimage_prompts);
     for (int i = 0; i < run->nimage_prompts; i++) {
@@ -423,9 +426,10 @@ static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int
 }
 
 /* A prompt's text encoder node: CLIPTextEncode, or CLIPTextEncodeSDXL with
- * the run's size numbers (its text in both of SDXL's towers). */
-static void add_text_encode(graph *g, const char *id, const kiln_sdxl_cond *sdxl, const char *text, const char *clip,
-                            int clip_output)
+ * the run's size numbers (text_g its text, text_l CLIP-L's where it has its
+ * own). */
+static void add_text_encode(graph *g, const char *id, const kiln_sdxl_cond *sdxl, const char *text,
+                            const char *text_l, const char *clip, int clip_output)
 {
     cJSON *in = add_node(g, id, sdxl ? "CLIPTextEncodeSDXL" : "CLIPTextEncode");
     if (sdxl) {
@@ -436,7 +440,7 @@ static void add_text_encode(graph *g, const char *id, const kiln_sdxl_cond *sdxl
         add_number(g, in, "target_width", sdxl->target_width);
         add_number(g, in, "target_height", sdxl->target_height);
         add_string(g, in, "text_g", text);
-        add_string(g, in, "text_l", text);
+        add_string(g, in, "text_l", text_l ? text_l : text);
     } else {
         add_string(g, in, "text", text);
     }
@@ -451,16 +455,18 @@ static void add_prompt_encoders(graph *g, const kiln_run_info *run, const char *
                                 bool refiner, const char *clip, int clip_output)
 {
     const char *texts[2] = {run->prompt, run->negative_prompt ? run->negative_prompt : ""};
+    const char *texts_l[2] = {run->prompt_l, run->negative_prompt_l};
     for (int i = 0; i < 2; i++) {
         const char *id = i ? negative : positive;
+        const kiln_sdxl_cond *numbers = i && run->negative_sdxl ? run->negative_sdxl : run->sdxl;
         if (!refiner || !run->sdxl) {
-            add_text_encode(g, id, run->sdxl, texts[i], clip, clip_output);
+            add_text_encode(g, id, numbers, texts[i], texts_l[i], clip, clip_output);
             continue;
         }
         cJSON *in = add_node(g, id, "CLIPTextEncodeSDXLRefiner");
         add_number(g, in, "ascore", i ? run->sdxl->negative_aesthetic : run->sdxl->aesthetic);
-        add_number(g, in, "width", run->sdxl->width);
-        add_number(g, in, "height", run->sdxl->height);
+        add_number(g, in, "width", numbers->width);
+        add_number(g, in, "height", numbers->height);
         add_string(g, in, "text", texts[i]);
         add_link(g, in, "clip", clip, clip_output);
     }

@@ -38,6 +38,7 @@ typedef struct kiln_run_info {
                                       "36"; "4" a UNETLoader where they give both), NULL for none */
     const char *prompt;          /* UTF-8 */
     const char *negative_prompt; /* NULL or "" for none */
+    const char *prompt_l, *negative_prompt_l; /* SDXL: CLIP-L's texts where they differ (text_l); NULL: the prompts */
     int steps;
     const char *sampler;   /* ComfyUI name: "euler", "dpmpp_2m", ... */
     const char *scheduler; /* ComfyUI name: "normal", "karras", ... */
@@ -65,6 +66,7 @@ typedef struct kiln_run_info {
     int nimage_prompts;
     const kiln_sdxl_cond *sdxl; /* CLIPTextEncodeSDXL's numbers (and the refiner's CLIPTextEncodeSDXLRefiner's),
                                    NULL: plain CLIPTextEncode */
+    const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target; NULL: sdxl's */
     double hires_scale;     /* hires fix: LatentUpscaleBy's scale then a second KSampler; 0 for none */
     int hires_steps;
     double hires_denoise;

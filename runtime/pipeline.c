@@ -138,8 +138,8 @@ static kiln_status encode_t5(const kiln_model *m, const char *text, int min_toke
     return st;
 }
 
-static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
-                                kiln_conditioning *out);
+static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *const *texts,
+                                int clip_skip, kiln_conditioning *out);
 
 kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_text,
                                     const char *t5_text, kiln_conditioning *out)
@@ -148,7 +148,7 @@ kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *t
     if (m->family->arch != KILN_ARCH_FLUX)
         return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeFlux: a %s model is no Flux model", m->info.family);
     kiln_conditioning clip;
-    TRY(encode_clips(m, tok, clip_text, 0, &clip));
+    TRY(encode_clips(m, tok, &clip_text, 0, &clip));
     kiln_status st = encode_t5(m, t5_text, KILN_FLUX_T5_TOKENS, out);
     out->pooled = clip.pooled, out->pooled_dim = clip.pooled_dim;
     clip.pooled = NULL;
@@ -166,39 +166,68 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
                          clip_skip, m->info.family);
     if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, 0, out);
     if (m->family->arch == KILN_ARCH_FLUX) return kiln_encode_flux_prompt(m, tok, text, text, out);
-    return encode_clips(m, tok, text, clip_skip, out);
+    const char *texts[KILN_MAX_TEXT_ENCODERS];
+    for (int i = 0; i < m->info.nclips; i++) texts[i] = text;
+    return encode_clips(m, tok, texts, clip_skip, out);
 }
 
-/* CLIPTextEncode on every CLIP tower of the model. */
-static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
-                                kiln_conditioning *out)
+kiln_status kiln_encode_sdxl_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text_g,
+                                    const char *text_l, int clip_skip, kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
-    int dim = 0, pooled_dim = 0;
-    for (int i = 0; i < m->info.nclips; i++) {
+    if (m->info.nclips != 2 || m->clips[0].reading != &kiln_clip_sdxl_l || m->clips[1].reading != &kiln_clip_sdxl_g)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "text_g and text_l are for SDXL's two text towers; %s has %s",
+                         m->info.family, m->info.nclips == 1 ? "one" : "others");
+    const char *texts[2] = {text_l, text_g};
+    return encode_clips(m, tok, texts, clip_skip, out);
+}
+
+/* Adds windows of the empty prompt (BOS, EOS, padding; weights 1) until
+ * there are n: ComfyUI's CLIPTextEncodeSDXL evens out the towers' windows
+ * so. */
+static kiln_status pad_windows(kiln_prompt_tokens *pt, int n, int32_t pad)
+{
+    if (pt->n_windows >= n) return KILN_OK;
+    int32_t(*ids)[KILN_CLIP_CONTEXT] = realloc(pt->ids, (size_t)n * sizeof *ids);
+    if (ids) pt->ids = ids;
+    double(*weights)[KILN_CLIP_CONTEXT] = realloc(pt->weights, (size_t)n * sizeof *weights);
+    if (weights) pt->weights = weights;
+    if (!ids || !weights) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    for (int w = pt->n_windows; w < n; w++)
+        for (int t = 0; t < KILN_CLIP_CONTEXT; t++) {
+            ids[w][t] = t == 0 ? KILN_CLIP_BOS : t == 1 ? KILN_CLIP_EOS : pad;
+            weights[w][t] = 1.0;
+        }
+    pt->n_windows = n;
+    return KILN_OK;
+}
+
+/* CLIPTextEncode on every CLIP tower of the model, tower i on texts[i]
+ * (the towers' windows evened out with empty ones). */
+static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, const char *const *texts,
+                                int clip_skip, kiln_conditioning *out)
+{
+    *out = (kiln_conditioning){0};
+    int dim = 0, pooled_dim = 0, windows = 0;
+    kiln_prompt_tokens pt[KILN_MAX_TEXT_ENCODERS] = {{0}};
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < m->info.nclips && st == KILN_OK; i++) {
         dim += m->clips[i].config->hidden;
         pooled_dim += m->clips[i].pooled_dim;
+        st = kiln_prompt_tokenize(tok, texts[i], m->clips[i].reading->pad_id, &pt[i]);
+        if (st == KILN_OK && pt[i].n_windows > windows) windows = pt[i].n_windows;
     }
-    kiln_status st = KILN_OK;
-    for (int i = 0, offset = 0; i < m->info.nclips && st == KILN_OK; offset += m->clips[i].config->hidden, i++) {
-        kiln_prompt_tokens pt = {0};
-        if ((st = kiln_prompt_tokenize(tok, text, m->clips[i].reading->pad_id, &pt)) != KILN_OK) break;
-        if (out->data && pt.n_windows * KILN_CLIP_CONTEXT != out->tokens) /* one tokenizer: cannot happen */
-            st = kiln_fail(KILN_ERR_INVALID_ARG, "prompt: the text towers split it into different windows");
-        if (!out->data) { /* every tower splits the prompt into the same windows */
-            out->tokens = pt.n_windows * KILN_CLIP_CONTEXT;
-            out->dim = dim;
-            out->data = malloc((size_t)out->tokens * dim * sizeof(float));
-            out->pooled_dim = pooled_dim;
-            if (pooled_dim) out->pooled = malloc((size_t)pooled_dim * sizeof(float));
-            if (!out->data || (pooled_dim && !out->pooled))
-                st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
-        }
-        if (st == KILN_OK)
-            st = encode_with(m, i, &pt, clip_skip, out->data, offset, dim,
-                             m->clips[i].pooled_dim ? out->pooled : NULL);
-        kiln_prompt_tokens_free(&pt);
+    for (int i = 0; i < m->info.nclips && st == KILN_OK; i++)
+        st = pad_windows(&pt[i], windows, m->clips[i].reading->pad_id);
+    if (st == KILN_OK) {
+        *out = (kiln_conditioning){.tokens = windows * KILN_CLIP_CONTEXT, .dim = dim, .pooled_dim = pooled_dim};
+        out->data = malloc((size_t)out->tokens * dim * sizeof(float));
+        if (pooled_dim) out->pooled = malloc((size_t)pooled_dim * sizeof(float));
+        if (!out->data || (pooled_dim && !out->pooled)) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
     }
+    for (int i = 0, offset = 0; i < m->info.nclips && st == KILN_OK; offset += m->clips[i].config->hidden, i++)
+        st = encode_with(m, i, &pt[i], clip_skip, out->data, offset, dim, m->clips[i].pooled_dim ? out->pooled : NULL);
+    for (int i = 0; i < m->info.nclips; i++) kiln_prompt_tokens_free(&pt[i]);
     if (st != KILN_OK) kiln_conditioning_free(out);
     return st;
 }
@@ -237,15 +266,18 @@ kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, con
     if (!y) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     /* without the job's numbers, CLIPTextEncode's: no crop, the refiner's default scores */
     kiln_sdxl_cond n = job->sdxl ? *job->sdxl : (kiln_sdxl_cond){.aesthetic = 6.0, .negative_aesthetic = 2.5};
+    kiln_sdxl_cond neg = job->negative_sdxl ? *job->negative_sdxl : n;
     kiln_sdxl_cond_fill(&n, job->latent_h, job->latent_w);
+    kiln_sdxl_cond_fill(&neg, job->latent_h, job->latent_w);
     const bool refiner = m->family->adm_numbers == 5;
     kiln_status st = KILN_OK;
     for (int r = 0; r < 2 * job->batch && st == KILN_OK; r++) {
-        bool uncond = r < job->batch;
+        const bool uncond = r < job->batch;
+        const kiln_sdxl_cond *c = uncond ? &neg : &n;
         /* ComfyUI's order: sizes and crops height first */
-        const float numbers[6] = {(float)n.height, (float)n.width, (float)n.crop_h, (float)n.crop_w,
-                                  refiner ? (float)(uncond ? n.negative_aesthetic : n.aesthetic) : (float)n.target_height,
-                                  (float)n.target_width};
+        const float numbers[6] = {(float)c->height, (float)c->width, (float)c->crop_h, (float)c->crop_w,
+                                  refiner ? (float)(uncond ? n.negative_aesthetic : n.aesthetic) : (float)c->target_height,
+                                  (float)c->target_width};
         st = kiln_adm_vector(m, uncond ? negative : positive, numbers, y + (size_t)r * adm);
     }
     if (st != KILN_OK) {

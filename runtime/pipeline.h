@@ -29,6 +29,12 @@ kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *
  * output is the first window's. */
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out);
+/* CLIPTextEncodeSDXL's texts: CLIP-L's rows on text_l, OpenCLIP bigG's
+ * (and the pooled output) on text_g, the tower with fewer windows given
+ * windows of the empty prompt, as ComfyUI evens them out. SDXL base models
+ * only. */
+kiln_status kiln_encode_sdxl_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text_g,
+                                    const char *text_l, int clip_skip, kiln_conditioning *out);
 /* Flux's conditioning, as ComfyUI's FluxClipModel makes it: T5's output on
  * t5_text's ids padded with 0 to at least 256 (not masked), and CLIP-L's
  * pooled output on clip_text (its first window's); kiln_encode_prompt gives
@@ -74,6 +80,8 @@ typedef struct kiln_sampling_job {
     const kiln_image_prompt *image_prompts; /* IP-Adapters, nimage_prompts of them in the order applied */
     int nimage_prompts;
     const kiln_sdxl_cond *sdxl; /* SDXL's y numbers; NULL: CLIPTextEncode's (see kiln_sdxl_cond) */
+    const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target where they differ; NULL:
+                                            sdxl's (the refiner's scores are sdxl's on both) */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the
                                  UNet with every call (the sampling starts from an empty latent); NULL: none */

@@ -498,12 +498,12 @@ static kiln_status clip_text_encode(wf_run *r, wf_node *n)
 }
 
 /* CLIPTextEncodeSDXL (refiner: CLIPTextEncodeSDXLRefiner): the prompt
- * with the numbers SDXL's vector y embeds. kiln encodes one text for both
- * towers, so text_g and text_l must be the same. */
+ * (SDXL's: text_g for OpenCLIP bigG, text_l for CLIP-L) with the numbers
+ * SDXL's vector y embeds. */
 static kiln_status clip_text_encode_sdxl(wf_run *r, wf_node *n, bool refiner)
 {
     wf_value *clip;
-    const char *prompt, *text_l;
+    const char *prompt, *text_l = NULL;
     kiln_sdxl_cond *c = &n->out[0].sdxl;
     TRY(linked(r, n, "clip", WF_CLIP, &clip));
     TRY(integer(n, "width", 0, 16384, &c->width));
@@ -514,8 +514,6 @@ static kiln_status clip_text_encode_sdxl(wf_run *r, wf_node *n, bool refiner)
     } else {
         TRY(text(n, "text_g", &prompt));
         TRY(text(n, "text_l", &text_l));
-        if (strcmp(prompt, text_l))
-            return node_fail(n, KILN_ERR_UNSUPPORTED, "text_g and text_l differ (kiln gives both towers one text)");
         TRY(integer(n, "crop_w", 0, 16384, &c->crop_w));
         TRY(integer(n, "crop_h", 0, 16384, &c->crop_h));
         TRY(integer(n, "target_width", 0, 16384, &c->target_width));
@@ -525,6 +523,10 @@ static kiln_status clip_text_encode_sdxl(wf_run *r, wf_node *n, bool refiner)
     TRY(model_of(r, &clip->recipe, false, &m));
     n->out[0].kind = WF_CONDITIONING;
     n->out[0].has_sdxl = true;
+    if (text_l && strcmp(prompt, text_l)) {
+        kiln_status st = kiln_text_encode_sdxl(m, prompt, text_l, clip->recipe.clip_skip, &n->out[0].cond);
+        return st == KILN_OK ? st : node_fail(n, st, "%s", kiln_last_error());
+    }
     return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
 }
 
@@ -987,18 +989,18 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         p->ip_adapter = image_prompts;
         p->ip_adapter_count = model->recipe.nimage_prompts;
     }
-    kiln_sdxl_cond sdxl;
-    if (pos->has_sdxl != neg->has_sdxl ||
-        (pos->has_sdxl && (pos->sdxl.width != neg->sdxl.width || pos->sdxl.height != neg->sdxl.height ||
-                           pos->sdxl.crop_w != neg->sdxl.crop_w || pos->sdxl.crop_h != neg->sdxl.crop_h ||
-                           pos->sdxl.target_width != neg->sdxl.target_width ||
-                           pos->sdxl.target_height != neg->sdxl.target_height)))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "SDXL sizes that differ between the prompts (kiln gives both one)");
+    /* a prompt without CLIPTextEncodeSDXL's numbers has CLIPTextEncode's: the output size, no crop, the
+       refiner's default score for its side */
+    kiln_sdxl_cond sdxl = pos->has_sdxl ? pos->sdxl : (kiln_sdxl_cond){.aesthetic = 6.0},
+                   negative = neg->has_sdxl ? neg->sdxl : (kiln_sdxl_cond){.aesthetic = 2.5};
     p->edit_latent = pos->edit;
-    if (pos->has_sdxl) {
-        sdxl = pos->sdxl;
-        sdxl.negative_aesthetic = neg->sdxl.aesthetic;
+    if (pos->has_sdxl || neg->has_sdxl) {
+        sdxl.negative_aesthetic = negative.aesthetic;
         p->sdxl = &sdxl;
+        if (sdxl.width != negative.width || sdxl.height != negative.height || sdxl.crop_w != negative.crop_w ||
+            sdxl.crop_h != negative.crop_h || sdxl.target_width != negative.target_width ||
+            sdxl.target_height != negative.target_height)
+            p->negative_sdxl = &negative;
     }
     n->out[0].kind = WF_LATENT;
     return kiln_ksampler(m, p, &pos->cond, &neg->cond, l, &n->out[0].latent);

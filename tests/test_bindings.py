@@ -358,6 +358,29 @@ class Advanced(unittest.TestCase):
         w, h = 8 * empty.width, 8 * empty.height  # ComfyUI's sizes without CLIPTextEncodeSDXL
         self.assertEqual(run(kiln.SdxlCond(w, h, 0, 0, w, h)), plain)
         self.assertGreater(rel_l2(run(kiln.SdxlCond(40, 56, 3, 5, 48, 72)), plain), 1e-3)
+        # the negative prompt's own numbers: the same as sdxl's is sdxl's run, others another run
+        other = kiln.SdxlCond(40, 56, 3, 5, 48, 72)
+        self.assertEqual(xl.ksampler(positive, negative, empty, seed=2, steps=3, cfg=4.0, sdxl=other,
+                                     negative_sdxl=other).to_list(), run(other))
+        low = xl.ksampler(positive, negative, empty, seed=2, steps=3, cfg=4.0, negative_sdxl=kiln.SdxlCond(8, 8, 0, 0, 8, 8))
+        self.assertGreater(rel_l2(low.to_list(), plain), 1e-3)
+
+    def test_sdxl_text_l(self):
+        """encode_sdxl: one text in both towers is encode's; CLIP-L's own
+        text changes CLIP-L's channels alone (the first 32 of the tiny
+        model's 64); a model without SDXL's towers refuses it."""
+        xl = kiln.load_checkpoint(backend, data("sdxl/tiny_sdxl.safetensors"))
+        same, apart = xl.encode_sdxl("a red circle", "a red circle"), xl.encode_sdxl("a red circle", "a green square")
+        plain = xl.encode("a red circle")
+        self.assertEqual(same.to_list(), plain.to_list())
+        a, p, d = apart.to_list(), plain.to_list(), plain.dim
+        self.assertEqual((apart.tokens, apart.dim), (plain.tokens, 64))
+        rows = range(plain.tokens)
+        self.assertEqual([a[t * d + 32:(t + 1) * d] for t in rows], [p[t * d + 32:(t + 1) * d] for t in rows])
+        self.assertNotEqual([a[t * d:t * d + 32] for t in rows], [p[t * d:t * d + 32] for t in rows])
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.encode_sdxl("a", "b")
+        self.assertIn("text_g and text_l are for SDXL's two text towers", str(caught.exception))
 
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's

@@ -198,6 +198,30 @@ static float *gen_latent(const char *name, const char *flags, size_t *count)
     return gen_model_latent("tiny/sd15_tiny_ldm_fp32.safetensors", name, flags, count);
 }
 
+/* gen --prompt-l on SDXL: CLIP-L given the prompt itself is the plain run
+ * to the bit, another text another picture (the encoding itself is
+ * test_sdxl's); the PNG's CLIPTextEncodeSDXL carries it as text_l. */
+static void sdxl_text_l(void **state)
+{
+    (void)state;
+    const char *flags[3] = {"", "--prompt-l 'a red circle'", "--prompt-l 'a green square'"};
+    float *latent[3];
+    size_t count[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "text_l%d", i);
+        latent[i] = gen_model_latent("sdxl/tiny_sdxl.safetensors", name, flags[i], &count[i]);
+        assert_int_equal(count[i], count[0]);
+    }
+    assert_memory_equal(latent[1], latent[0], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[2], latent[0], count[0]) > 0.01);
+    char text[8192], path[512];
+    snprintf(path, sizeof path, "%s/text_l2.png", tmpdir);
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"text_g\":\"a red circle\",\"text_l\":\"a green square\""));
+    for (int i = 0; i < 3; i++) free(latent[i]);
+}
+
 /* gen --lora: strength 0 is the plain model to the bit, 0.75 another picture
  * (the merge itself is test_lora's), and the PNG says which LoRA made it. */
 static void lora_run(void **state)
@@ -313,9 +337,10 @@ static void workflow_again(const char *name, const char *flags, const char *mode
  * a ControlNet from 30 % and a second over the whole run, both at 0.6, the
  * hires fix, a batch of 2), as a JSON file and read from the PNG itself,
  * makes the same pictures to the bit: the workflow says all of the run, and
- * kiln runs it as gen did; so do SDXL's numbers, its refiner, an IP-Adapter,
- * two chained and v-prediction. A workflow with --prompt, and a PNG without
- * one, are refused. */
+ * kiln runs it as gen did; so do SDXL's numbers (the negative prompt's own
+ * too) and CLIP-L's own text, its
+ * refiner, an IP-Adapter, two chained and v-prediction. A workflow with
+ * --prompt, and a PNG without one, are refused. */
 static void workflow_round_trip(void **state)
 {
     (void)state;
@@ -371,6 +396,12 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
              "--sdxl-target 48x72", KILN_TEST_DATA);
     workflow_again("xl", flags, "");
+    snprintf(flags, sizeof flags, "--model %s/sdxl/tiny_sdxl.safetensors --prompt-l 'a green square' "
+             "--negative-prompt-l blurry", KILN_TEST_DATA);
+    workflow_again("xl_text_l", flags, "");
+    snprintf(flags, sizeof flags, "--model %s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --negative-sdxl-size 8x8 "
+             "--negative-sdxl-target 16x16", KILN_TEST_DATA);
+    workflow_again("xl_negative_numbers", flags, "");
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --refiner "
              "%1$s/sdxl_refiner/tiny_refiner.safetensors --aesthetic 7 --negative-aesthetic 2", KILN_TEST_DATA);
     workflow_again("refined", flags, "");
@@ -975,6 +1006,7 @@ int main(void)
         cmocka_unit_test(jpeg_output),
         cmocka_unit_test(lora_run),
         cmocka_unit_test(controlnet_run),
+        cmocka_unit_test(sdxl_text_l),
         cmocka_unit_test(workflow_round_trip),
         cmocka_unit_test(ip_adapter_run),
         cmocka_unit_test(inpaint_run),

@@ -7,7 +7,8 @@
  * vector y through label_emb) with every block, y itself, CLIPTextEncode's
  * conditioning and pooled output from the prompts, and a whole KSampler run
  * with the size (and the refiner's aesthetic-score) embeddings and SDXL's
- * latent scale; SDXL LoRAs and ControlNets. */
+ * latent scale; CLIPTextEncodeSDXL's text_g and text_l apart; SDXL LoRAs and
+ * ControlNets. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,7 +212,7 @@ static void unet_layouts(void **state)
  * time_ids (SDXL: size 40x56, crop (3, 5), target 48x72; the refiner: the
  * same size and crop, aesthetic score 2.5), as diffusers' add_embedding
  * receives it; from the numbers, and from a job's CLIPTextEncodeSDXL
- * inputs (kiln_adm_rows). */
+ * inputs (kiln_adm_rows), also with the negative prompt's own numbers (row 0's). */
 static void adm_vector(void **state)
 {
     const xl_model *x = *state;
@@ -240,6 +241,19 @@ static void adm_vector(void **state)
     float *rows;
     assert_kiln_ok(kiln_adm_rows(m, &job, &c, &c, &rows));
     assert_rel_l2_le(rows + (n == 5 ? 0 : adm), y.data + adm, (size_t)adm, 1e-6);
+    free(rows);
+    /* the negative prompt with its own numbers (CLIPTextEncodeSDXL on each prompt): upstream's row 0, the
+     * positive its row 1 */
+    const kiln_sdxl_cond own = {.height = (int)ids.data[0], .width = (int)ids.data[1], .crop_h = (int)ids.data[2],
+                                .crop_w = (int)ids.data[3], .target_height = n == 6 ? (int)ids.data[4] : 1024,
+                                .target_width = n == 6 ? (int)ids.data[5] : 1024};
+    kiln_sdxl_cond positive = numbers;
+    if (n == 5) positive.aesthetic = ids.data[n + 4], positive.negative_aesthetic = ids.data[4];
+    const kiln_sampling_job apart = {.batch = 1, .latent_h = 8, .latent_w = 8, .sdxl = &positive,
+                                     .negative_sdxl = &own};
+    kiln_conditioning c0 = {.pooled = pooled.data, .pooled_dim = 32};
+    assert_kiln_ok(kiln_adm_rows(m, &apart, &c, &c0, &rows));
+    assert_rel_l2_le(rows, y.data, 2 * (size_t)adm, 1e-6);
     free(rows);
     golden_free(&y);
     golden_free(&pooled);
@@ -300,6 +314,67 @@ static void encode_run_prompts(const kiln_model *m, const kiln_tokenizer *tok, k
 {
     assert_kiln_ok(kiln_encode_prompt(m, tok, "a photograph of an astronaut riding a horse", 0, &c[0]));
     assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &c[1]));
+}
+
+/* Rows [have_first, +n) of have, channels [from, +width), against the same part of want from want_first. */
+static void check_part(const kiln_conditioning *have, int have_first, const kiln_conditioning *want, int want_first,
+                       int n, int from, int width, double tol)
+{
+    float *a = malloc((size_t)n * width * sizeof(float)), *b = malloc((size_t)n * width * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        memcpy(a + (size_t)t * width, have->data + (size_t)(have_first + t) * have->dim + from, width * sizeof(float));
+        memcpy(b + (size_t)t * width, want->data + (size_t)(want_first + t) * want->dim + from, width * sizeof(float));
+    }
+    assert_rel_l2_le(a, b, (size_t)n * width, tol);
+    free(a);
+    free(b);
+}
+
+/* CLIPTextEncodeSDXL with text_g and text_l apart, as ComfyUI makes it:
+ * CLIP-L's rows are its rows on text_l, bigG's (and the pooled output) its
+ * rows on text_g, the shorter text's tower given a window of the empty
+ * prompt for each window it lacks (here text_l is two windows long, text_g
+ * one). Checked against each tower on each text alone; the other models
+ * refuse two texts. */
+static void text_g_and_text_l(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(model_path(0), be, &m));
+    const char *text_g = "a red circle on a blue (background:1.2)";
+    char text_l[1024] = "";
+    for (int i = 0; i < 30; i++) strcat(text_l, "green square, ");
+    kiln_conditioning apart, g, l, empty;
+    assert_kiln_ok(kiln_text_encode_sdxl(m, text_g, text_l, 0, &apart));
+    assert_kiln_ok(kiln_text_encode(m, text_g, 0, &g));
+    assert_kiln_ok(kiln_text_encode(m, text_l, 0, &l));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &empty));
+    const int T = KILN_CLIP_CONTEXT, dl = m->clips[0].config->hidden, dg = m->clips[1].config->hidden;
+    assert_int_equal(g.tokens, T);
+    assert_int_equal(l.tokens, 2 * T);
+    assert_int_equal(apart.tokens, 2 * T);
+    assert_int_equal(apart.dim, dl + dg);
+    check_part(&apart, 0, &l, 0, 2 * T, 0, dl, 1e-6);     /* CLIP-L on text_l */
+    check_part(&apart, 0, &g, 0, T, dl, dg, 1e-6);        /* bigG on text_g */
+    check_part(&apart, T, &empty, 0, T, dl, dg, 1e-6);    /* and on the empty prompt after it */
+    assert_int_equal(apart.pooled_dim, g.pooled_dim);
+    assert_rel_l2_le(apart.pooled, g.pooled, (size_t)g.pooled_dim, 1e-6);
+    assert_true(kiln_rel_l2(apart.data, l.data, (size_t)l.tokens * l.dim) > 0.05); /* neither text's alone */
+    kiln_conditioning same;
+    assert_kiln_ok(kiln_text_encode_sdxl(m, text_g, text_g, 0, &same));
+    assert_int_equal(same.tokens, g.tokens);
+    assert_memory_equal(same.data, g.data, (size_t)g.tokens * g.dim * sizeof(float));
+    kiln_conditioning *all[] = {&apart, &g, &l, &empty, &same};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) kiln_conditioning_free(all[i]);
+    kiln_model_free(m);
+
+    assert_kiln_ok(kiln_model_load(path_of(&refiner, 0), be, &m));
+    assert_int_equal(kiln_text_encode_sdxl(m, "a", "b", 0, &same), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "text_g and text_l are for SDXL's two text towers"));
+    kiln_model_free(m);
+    kiln_backend_free(be);
 }
 
 /* SDXL's base-then-refiner workflow as two KSamplerAdvanced (euler, normal,
@@ -373,7 +448,7 @@ int main(void)
         ON(ksampler_run, sdxl), ON(detect, refiner),      ON(text_towers, refiner),  ON(unet_layouts, refiner),
         ON(adm_vector, refiner), ON(ksampler_run, refiner),
         cmocka_unit_test(kohya_lora), cmocka_unit_test(refiner_lora), cmocka_unit_test(controlnet),
-        cmocka_unit_test(refiner_handoff),
+        cmocka_unit_test(refiner_handoff), cmocka_unit_test(text_g_and_text_l),
     };
 #undef ON
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -85,6 +85,10 @@ typedef struct gen_options {
     kiln_model_parts parts; /* files beside --model; NULLs for none */
     kiln_sdxl_cond sdxl;       /* CLIPTextEncodeSDXL's numbers; sizes 0 until the output size is known */
     bool sdxl_given, aesthetic_given;
+    /* the negative prompt's own: size, crop and target given (--negative-sdxl-*), the rest the positive's */
+    kiln_sdxl_cond negative_sdxl;
+    bool negative_sdxl_given[3];
+    const char *prompt_l, *negative_l; /* SDXL: CLIP-L's texts (CLIPTextEncodeSDXL's text_l); NULL: the prompts */
     kiln_text_cleaning cleaning;
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
@@ -150,9 +154,14 @@ static void usage(FILE *to)
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1); up to 8\n"
             "                         --ip-adapter, each of the other --ip-* and --clip-vision given once for\n"
             "                         all or once each, in order\n"
+            "  --prompt-l TEXT --negative-prompt-l TEXT\n"
+            "                         SDXL: CLIP-L's texts (CLIPTextEncodeSDXL's text_l; default: the prompts,\n"
+            "                         which OpenCLIP bigG reads as text_g)\n"
             "  --sdxl-size WxH        SDXL: the original size y claims (CLIPTextEncodeSDXL; default: the output's)\n"
             "  --sdxl-crop X,Y        SDXL: the crop's left and top y claims (default 0,0)\n"
             "  --sdxl-target WxH      SDXL: the target size y claims (default: the output's)\n"
+            "  --negative-sdxl-size WxH --negative-sdxl-crop X,Y --negative-sdxl-target WxH\n"
+            "                         SDXL: the negative prompt's own numbers (default: the ones above)\n"
             "  --aesthetic S --negative-aesthetic S\n"
             "                         the refiner's aesthetic scores (CLIPTextEncodeSDXLRefiner; default 6, 2.5)\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
@@ -370,6 +379,20 @@ static int image_prompt_units(gen_options *o)
     return 0;
 }
 
+/* --sdxl-size (k 0), --sdxl-crop (1) or --sdxl-target (2), or the
+ * negative prompt's, into c; false after saying what is wrong. ComfyUI's
+ * MAX_RESOLUTION bounds its nodes' sizes. */
+static bool parse_sdxl_numbers(kiln_sdxl_cond *c, int k, bool negative, const char *value)
+{
+    static const char *const flags[2][3] = {{"--sdxl-size", "--sdxl-crop", "--sdxl-target"},
+                                            {"--negative-sdxl-size", "--negative-sdxl-crop", "--negative-sdxl-target"}};
+    int *a = k == 0 ? &c->width : k == 1 ? &c->crop_w : &c->target_width;
+    int *b = k == 0 ? &c->height : k == 1 ? &c->crop_h : &c->target_height;
+    if (parse_pair(value, k == 1 ? ',' : 'x', k == 1 ? 0 : 8, 16384, a, b)) return true;
+    bad_flag(flags[negative][k], value, k == 1 ? "must be X,Y, each 0..16384" : "must be WxH, each 8..16384");
+    return false;
+}
+
 static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
@@ -383,10 +406,12 @@ static int parse(int argc, char **argv, gen_options *o)
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
-           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG };
+           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
+           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
+        {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
         {"steps", required_argument, 0, 's'},         {"cfg", required_argument, 0, 'c'},
         {"sampler", required_argument, 0, 'S'},       {"scheduler", required_argument, 0, 'K'},
@@ -413,6 +438,9 @@ static int parse(int argc, char **argv, gen_options *o)
         {"sdxl-size", required_argument, 0, O_SDXL_SIZE}, {"sdxl-crop", required_argument, 0, O_SDXL_CROP},
         {"sdxl-target", required_argument, 0, O_SDXL_TARGET}, {"aesthetic", required_argument, 0, O_AESTHETIC},
         {"negative-aesthetic", required_argument, 0, O_NEGATIVE_AESTHETIC},
+        {"negative-sdxl-size", required_argument, 0, O_NEGATIVE_SDXL_SIZE},
+        {"negative-sdxl-crop", required_argument, 0, O_NEGATIVE_SDXL_CROP},
+        {"negative-sdxl-target", required_argument, 0, O_NEGATIVE_SDXL_TARGET},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
@@ -427,6 +455,8 @@ static int parse(int argc, char **argv, gen_options *o)
         case 'm': o->model = optarg; break;
         case 'p': o->prompt = optarg; break;
         case O_NEG: o->negative = optarg; break;
+        case O_PROMPT_L: o->prompt_l = optarg; break;
+        case O_NEGATIVE_L: o->negative_l = optarg; break;
         case 'o': o->output = optarg; break;
         case 'W':
             if (!parse_int(optarg, 8, 4096, &o->width)) return bad_flag("--width", optarg, "must be 8..4096");
@@ -543,21 +573,19 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_TOKENIZER: o->parts.tokenizer = optarg; break;
         case O_CONFIG: o->parts.config = optarg; break;
-        case O_SDXL_SIZE: /* ComfyUI's MAX_RESOLUTION bounds its nodes' sizes */
-            if (!parse_pair(optarg, 'x', 8, 16384, &o->sdxl.width, &o->sdxl.height))
-                return bad_flag("--sdxl-size", optarg, "must be WxH, each 8..16384");
-            o->sdxl_given = true;
-            break;
+        case O_SDXL_SIZE:
         case O_SDXL_CROP:
-            if (!parse_pair(optarg, ',', 0, 16384, &o->sdxl.crop_w, &o->sdxl.crop_h))
-                return bad_flag("--sdxl-crop", optarg, "must be X,Y, each 0..16384");
-            o->sdxl_given = true;
-            break;
         case O_SDXL_TARGET:
-            if (!parse_pair(optarg, 'x', 8, 16384, &o->sdxl.target_width, &o->sdxl.target_height))
-                return bad_flag("--sdxl-target", optarg, "must be WxH, each 8..16384");
+        case O_NEGATIVE_SDXL_SIZE:
+        case O_NEGATIVE_SDXL_CROP:
+        case O_NEGATIVE_SDXL_TARGET: {
+            const bool negative = c >= O_NEGATIVE_SDXL_SIZE;
+            const int k = negative ? c - O_NEGATIVE_SDXL_SIZE : c - O_SDXL_SIZE;
+            if (!parse_sdxl_numbers(negative ? &o->negative_sdxl : &o->sdxl, k, negative, optarg)) return 2;
+            if (negative) o->negative_sdxl_given[k] = true;
             o->sdxl_given = true;
             break;
+        }
         case O_AESTHETIC:
         case O_NEGATIVE_AESTHETIC: {
             const char *flag = c == O_AESTHETIC ? "--aesthetic" : "--negative-aesthetic";
@@ -1013,6 +1041,15 @@ static int load_image_prompt(kiln_model *m, const kiln_run_image_prompt *unit, k
     return 0;
 }
 
+/* A prompt as CLIPTextEncode reads it, or as CLIPTextEncodeSDXL with CLIP-L
+ * on its own text_l. */
+static kiln_status encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, const char *text_l,
+                                 int clip_skip, kiln_conditioning *out)
+{
+    if (text_l) return kiln_encode_sdxl_prompt(m, tok, text, text_l, clip_skip, out);
+    return kiln_encode_prompt(m, tok, text, clip_skip, out);
+}
+
 /* The ControlNets' hints fitted to a latent of h x w (each control's hint
  * replaced; the old ones are freed). */
 static int fit_hints(const gen_options *o, kiln_control *controls, int h, int w)
@@ -1226,8 +1263,9 @@ int main(int argc, char **argv)
                 o.model ? o.model : "the default model", m->info.unet_name);
         return 2;
     }
-    if (o.sdxl_given && strcmp(m->info.family, "sdxl") != 0) {
-        fprintf(stderr, "gen: --sdxl-size, --sdxl-crop and --sdxl-target are for SDXL base models; %s is %s\n",
+    if ((o.sdxl_given || o.prompt_l || o.negative_l) && strcmp(m->info.family, "sdxl") != 0) {
+        fprintf(stderr, "gen: %s are for SDXL base models; %s is %s\n",
+                o.sdxl_given ? "--sdxl-size, --sdxl-crop and --sdxl-target" : "--prompt-l and --negative-prompt-l",
                 o.model ? o.model : "the default model", m->info.family);
         return 2;
     }
@@ -1300,17 +1338,27 @@ int main(int argc, char **argv)
     kiln_tokenizer *tok;
     if (kiln_tokenizer_create_with(o.cleaning, &tok) != KILN_OK) return fail("tokenizer");
     kiln_conditioning pos, neg;
-    if (kiln_encode_prompt(m, tok, o.prompt, clip_skip, &pos) != KILN_OK) return fail("--prompt");
-    if (kiln_encode_prompt(m, tok, o.negative, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
+    if (encode_prompt(m, tok, o.prompt, o.prompt_l, clip_skip, &pos) != KILN_OK) return fail("--prompt");
+    if (encode_prompt(m, tok, o.negative, o.negative_l, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
     double t_text = now_s();
 
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
     job.progress = show_progress;
     job.progress_ctx = &prog;
     float *latent = NULL, *decoded = NULL;
-    if (o.sdxl_given || o.aesthetic_given) { /* the sizes not given spelled out, for the workflow */
+    if (o.sdxl_given || o.aesthetic_given || o.prompt_l || o.negative_l) { /* the sizes not given spelled out, for
+                                                                            the workflow's CLIPTextEncodeSDXL */
         kiln_sdxl_cond_fill(&o.sdxl, job.latent_h, job.latent_w);
         job.sdxl = &o.sdxl;
+        const bool *own = o.negative_sdxl_given;
+        if (own[0] || own[1] || own[2]) {
+            kiln_sdxl_cond n = o.sdxl;
+            if (own[0]) n.width = o.negative_sdxl.width, n.height = o.negative_sdxl.height;
+            if (own[1]) n.crop_w = o.negative_sdxl.crop_w, n.crop_h = o.negative_sdxl.crop_h;
+            if (own[2]) n.target_width = o.negative_sdxl.target_width, n.target_height = o.negative_sdxl.target_height;
+            o.negative_sdxl = n;
+            job.negative_sdxl = &o.negative_sdxl;
+        }
     }
     if (o.refiner) job.last_step = refiner_step(&o), job.leftover_noise = true;
     if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
@@ -1329,7 +1377,8 @@ int main(int argc, char **argv)
         if (kiln_st_write(o.save_latent, &e, 1, NULL, 0) != KILN_OK) return fail("--save-latent");
     }
 
-    kiln_run_info run = {.model = model_name, .parts = &o.parts, .prompt = o.prompt, .negative_prompt = o.negative, .steps = o.steps,
+    kiln_run_info run = {.model = model_name, .parts = &o.parts, .prompt = o.prompt, .negative_prompt = o.negative,
+                         .prompt_l = o.prompt_l, .negative_prompt_l = o.negative_l, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .flux_guidance = o.guidance,
                          .width = first_width, .height = first_height, .batch_size = o.batch,
@@ -1339,7 +1388,7 @@ int main(int argc, char **argv)
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .controls = o.controls, .ncontrols = o.ncontrols,
-                         .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl,
+                         .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,

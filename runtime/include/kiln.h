@@ -42,6 +42,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_checkpoint_load       CheckpointLoaderSimple, then LoraLoader for each LoRA
  *   kiln_text_encode           CLIPTextEncode (weighted prompts, clip skip)
  *   kiln_text_encode_flux      CLIPTextEncodeFlux's two texts
+ *   kiln_text_encode_sdxl      CLIPTextEncodeSDXL's text_g and text_l
  *   kiln_empty_latent          EmptyLatentImage
  *   kiln_vae_encode            VAEEncode (img2img)
  *   kiln_vae_encode_for_inpaint   VAEEncodeForInpaint, or VAEEncode + SetLatentNoiseMask
@@ -165,6 +166,11 @@ kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kil
  * flux_guidance): CLIP-L's pooled output on clip_l, T5 on t5xxl, which
  * kiln_text_encode gives the one text. A Flux model only. */
 kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out);
+/* CLIPTextEncodeSDXL's texts (its numbers are kiln_ksampler_params' sdxl):
+ * CLIP-L on text_l, OpenCLIP bigG (and the pooled output) on text_g, which
+ * kiln_text_encode gives the one text. An SDXL base model only. */
+kiln_status kiln_text_encode_sdxl(kiln_model *m, const char *text_g, const char *text_l, int clip_skip,
+                                  kiln_conditioning *out);
 /* Frees what the conditioning holds and zeroes it; safe on a zeroed one. */
 void kiln_conditioning_free(kiln_conditioning *c);
 
@@ -343,6 +349,9 @@ typedef struct kiln_ksampler_params {
     const kiln_latent *edit_latent;    /* InstructPix2Pix models (and only they): kiln_vae_encode of the picture to
                                           edit (batch 1); the sampling starts from latent_image, an empty one */
     const kiln_sdxl_cond *sdxl;        /* SDXL base and refiner: NULL: CLIPTextEncode's numbers */
+    const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target where they are its own
+                                            (CLIPTextEncodeSDXL on it with other numbers); NULL: sdxl's. The
+                                            refiner's scores are sdxl's aesthetic and negative_aesthetic */
     /* KSamplerAdvanced (all 0: KSampler): only the schedule's steps from start_at_step to end_at_step run (0:
        to the end); a run cut short keeps its leftover noise if asked (for another pass to finish, e.g. SDXL's
        refiner), else ends at sigma 0; with disable_noise the latent goes in as it is, already noisy */

@@ -200,8 +200,12 @@ expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensor
     --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
 expect_refused "SDXL size that is no size" "--sdxl-size 1024: must be WxH, each 8..16384" --output "$tmp/out.png" \
     --sdxl-size 1024
+expect_refused "negative SDXL size that is no size" "--negative-sdxl-size 7x7: must be WxH, each 8..16384" \
+    --output "$tmp/out.png" --negative-sdxl-size 7x7
 expect_refused "SDXL crop out of range" "--sdxl-crop 8,-1: must be X,Y, each 0..16384" --output "$tmp/out.png" \
     --sdxl-crop 8,-1
+expect_error "CLIP-L's own text on SD 1.5" "--prompt-l and --negative-prompt-l are for SDXL base models" \
+    --model "$tiny" --prompt x --prompt-l y
 expect_refused "aesthetic score without a refiner" "--aesthetic/--negative-aesthetic need --refiner" \
     --output "$tmp/out.png" --aesthetic 7
 expect_refused "mask without an image" "--mask needs --init-image" --output "$tmp/out.png" \

@@ -6,6 +6,7 @@ module wraps it with ctypes, node for node:
     Backend                        the device (CPU, Vulkan, CUDA)
     load_checkpoint                CheckpointLoaderSimple, then LoraLoader per LoRA
     Model.encode                   CLIPTextEncode
+    Model.encode_sdxl              CLIPTextEncodeSDXL's text_g and text_l
     Model.empty_latent             EmptyLatentImage
     Model.vae_encode               VAEEncode
     Model.vae_encode_for_inpaint   VAEEncodeForInpaint (or VAEEncode + SetLatentNoiseMask)
@@ -135,7 +136,8 @@ class _KSamplerParams(Structure):
                 ("control_count", c_int),
                 ("ip_adapter", POINTER(_IPAdapterApply)), ("ip_adapter_count", c_int),
                 ("edit_latent", POINTER(_Latent)),
-                ("sdxl", POINTER(_SdxlCond)), ("start_at_step", c_int), ("end_at_step", c_int),
+                ("sdxl", POINTER(_SdxlCond)), ("negative_sdxl", POINTER(_SdxlCond)),
+                ("start_at_step", c_int), ("end_at_step", c_int),
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
                 ("negative_flux_guidance", c_double)]
@@ -190,6 +192,7 @@ _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_text_encode_flux", c_int, c_void_p, c_char_p, c_char_p, POINTER(_Conditioning))
+_declare("kiln_text_encode_sdxl", c_int, c_void_p, c_char_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_free", None, POINTER(_Latent))
@@ -464,6 +467,15 @@ class Model(_Handle):
         _lib.kiln_text_encode_flux(self._ptr(), clip_l.encode(), t5xxl.encode(), byref(cond._c))
         return cond
 
+    def encode_sdxl(self, text_g: str, text_l: str, clip_skip: int = 0) -> "Conditioning":
+        """CLIPTextEncodeSDXL's texts (its numbers are ksampler's sdxl):
+        OpenCLIP bigG and the pooled output on text_g, CLIP-L on text_l. An
+        SDXL base model only."""
+        cond = Conditioning()
+        _lib.kiln_text_encode_sdxl(self._ptr(), text_g.encode(), text_l.encode(), _c_int("clip_skip", clip_skip),
+                                   byref(cond._c))
+        return cond
+
     def empty_latent(self, width: int, height: int, batch: int = 1) -> "Latent":
         """EmptyLatentImage: zeros for `batch` images of width x height pixels
         (multiples of 8)."""
@@ -524,7 +536,8 @@ class Model(_Handle):
                  control: Union["ControlApply", Sequence["ControlApply"], None] = None,
                  ip_adapter: Union["IPAdapterApply", Sequence["IPAdapterApply"], None] = None,
                  edit_latent: Optional["Latent"] = None,
-                 sdxl: Optional["SdxlCond"] = None, start_at_step: int = 0, end_at_step: int = 0,
+                 sdxl: Optional["SdxlCond"] = None, negative_sdxl: Optional["SdxlCond"] = None,
+                 start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
@@ -543,7 +556,9 @@ class Model(_Handle):
         edit_latent: for InstructPix2Pix models (and only those),
         vae_encode of the picture to edit, sampled from an empty latent
         (InstructPixToPixConditioning); sdxl: an SdxlCond (SDXL models:
-        CLIPTextEncodeSDXL's numbers; None: CLIPTextEncode's).
+        CLIPTextEncodeSDXL's numbers; None: CLIPTextEncode's);
+        negative_sdxl: the negative prompt's sizes, crop and target where
+        they are its own (None: sdxl's).
 
         KSamplerAdvanced: only the schedule's steps from start_at_step to
         end_at_step run (0: to the end); a run cut short keeps its leftover
@@ -579,6 +594,8 @@ class Model(_Handle):
             params.edit_latent = ctypes.pointer(edit_latent._c)
         if sdxl is not None:
             params.sdxl = ctypes.pointer(_SdxlCond(*sdxl))
+        if negative_sdxl is not None:
+            params.negative_sdxl = ctypes.pointer(_SdxlCond(*negative_sdxl))
         params.start_at_step = _c_int("start_at_step", start_at_step)
         params.end_at_step = _c_int("end_at_step", end_at_step)
         params.leftover_noise = bool(leftover_noise)
@@ -718,7 +735,7 @@ def _struct_field(name: str) -> property:
 
 class Conditioning(_Owned):
     """CONDITIONING: an encoded prompt, (tokens, dim) floats (SDXL: with a
-    pooled output of pooled_dim floats). Made by Model.encode."""
+    pooled output of pooled_dim floats). Made by Model.encode*."""
 
     _struct = _Conditioning
     _free = _lib.kiln_conditioning_free
@@ -726,6 +743,10 @@ class Conditioning(_Owned):
     tokens = _struct_field("tokens")
     dim = _struct_field("dim")
     pooled_dim = _struct_field("pooled_dim")
+
+    def to_list(self) -> list:
+        """The rows as one flat list of floats, token by token."""
+        return self._c.data[:self.tokens * self.dim]
 
 
 class Latent(_Owned):
