@@ -3,8 +3,8 @@
  * steps around them): detection (family, text tower, v-prediction by each of
  * ComfyUI's rules), the OpenCLIP single file's names and fused q/k/v, the
  * text tower at its last and penultimate layers, the UNet with every block,
- * both in the single-file and the diffusers layouts; ComfyUI's SD2 padding
- * and a whole v-prediction KSampler run. */
+ * both in the single-file and the diffusers layouts; ComfyUI's SD2 padding,
+ * a whole v-prediction KSampler run, and a kohya LoRA merged into both. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +20,9 @@
 #include "tokenizer.h"
 
 #define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
+/* with a LoRA merged: the merged weights are rounded to the model's f16
+ * (diffusers fused them in f32), about 2^-11 of each weight */
+#define TOL_MERGED 2e-3
 #define GOLDEN "sd2/golden.safetensors"
 #define LAST_NORM_BIAS "model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.bias"
 
@@ -187,6 +190,46 @@ static void tokenizer_pads_with_zero(void **state)
     kiln_tokenizer_free(tok);
 }
 
+
+/* A kohya LoRA (tests/data/sd2/lora, make_sd2_lora_data.py) merged at 0.75
+ * into both layouts: the text tower's penultimate layer (in the single
+ * file, the updates of q, k and v land in rows of OpenCLIP's fused
+ * in_proj) and the UNet (linear proj_in/proj_out, LoCon convolutions),
+ * against diffusers' fuse_lora (the file's f16 weights merged in f32 there,
+ * rounded back to f16 here). */
+static void kohya_lora(void **state)
+{
+    (void)state;
+    /* the f16 factors' product is merged into f32 weights here and in diffusers alike */
+    const kiln_lora lora = {KILN_TEST_DATA "/sd2/lora/kohya.safetensors", 0.75, 0.75};
+    static const char *const paths[2] = {KILN_TEST_DATA "/sd2/tiny_sd2.safetensors",
+                                         KILN_TEST_DATA "/sd2/tiny_sd2_diffusers"};
+    for (int layout = 0; layout < 2; layout++) {
+        const parity_fixture fx = {.path = paths[layout], .tol = TOL_MERGED, .loras = &lora, .nloras = 1};
+        parity_check_unet_output(&fx, "sd2/lora/kohya.golden.safetensors", "");
+        kiln_backend *be;
+        kiln_model *m;
+        kiln_checkpoint *ck;
+        kiln_lora_stats stats;
+        assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+        assert_kiln_ok(kiln_checkpoint_open(paths[layout], &ck));
+        assert_kiln_ok(kiln_model_load_with_loras(ck, &lora, 1, &stats, be, &m));
+        assert_int_equal(stats.clip_modules, 12);
+        kiln_st_file *f = golden_open("sd2/lora/kohya.golden.safetensors");
+        golden ids = golden_read(f, "input_ids"), want = golden_read(f, "clip_skip2");
+        int32_t ids32[2 * 77];
+        for (int i = 0; i < 2 * 77; i++) ids32[i] = (int32_t)ids.data[i];
+        float *out = calloc(want.count, sizeof(float));
+        assert_kiln_ok(kiln_clip_encode_ids(m, 0, ids32, 2, 0, out, NULL));
+        assert_rel_l2_le(out, want.data, want.count, TOL_MERGED);
+        free(out);
+        golden_free(&ids);
+        golden_free(&want);
+        kiln_st_close(f);
+        kiln_model_free(m);
+        kiln_backend_free(be);
+    }
+}
 /* KSampler (euler, normal, 4 steps, cfg 5, seed 42) with the model's
  * v-prediction: the conditionings from the prompts, the LATENT and the
  * decoded picture; the same run read as eps lands elsewhere. */
@@ -243,6 +286,7 @@ int main(void)
         cmocka_unit_test(clip_single_file),   cmocka_unit_test(clip_folder),
         cmocka_unit_test(unet_single_file),   cmocka_unit_test(unet_folder),
         cmocka_unit_test(tokenizer_pads_with_zero), cmocka_unit_test(ksampler_v_prediction),
+        cmocka_unit_test(kohya_lora),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
