@@ -10,6 +10,7 @@
 #include "image.h"
 #include "nn.h"
 #include "status.h"
+#include "tiled.h"
 
 #define SLOPE 0.2f          /* LeakyReLU's negative slope */
 #define RESIDUAL 0.2f       /* dense blocks' output scale onto their input */
@@ -260,90 +261,34 @@ static kiln_status tile_fn(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, y, r->out, kiln_tensor_nbytes(y));
 }
 
-static kiln_status run_tile(const kiln_upscaler *u, const float *in, int h, int w, float *out)
+/* One tile through the network, its output clamped to [0,1] as spandrel's
+ * model call does. */
+static kiln_status run_tile(void *ctx, const float *in, int h, int w, float *out)
 {
+    const kiln_upscaler *u = ctx;
     tile_run r = {u, in, out, h, w};
-    return kiln_graph_run_once(kiln_weights_backend(u->weights), tile_fn, &r);
-}
-
-/* The tile starts along one axis of n pixels: 0, step, 2 step, ... below
- * n - overlap, each moved back to end inside the picture. */
-static int tile_starts(int n, int tile, int overlap, int *starts, int cap)
-{
-    if (n <= tile) {
-        starts[0] = 0;
-        return 1;
-    }
-    int count = 0;
-    for (int p = 0; p < n - overlap && count < cap; p += tile - overlap) {
-        int s = p < n - overlap ? p : n - overlap;
-        starts[count++] = s > 0 ? s : 0;
-    }
-    return count;
-}
-
-/* The edge ramp of one axis: 1, times (t + 1) / feather at the t-th pixel
- * from either end, in float as torch multiplies a float tensor by it. */
-static void ramp(float *m, int len, int feather)
-{
-    for (int i = 0; i < len; i++) m[i] = 1.0f;
-    if (feather >= len) return;
-    for (int t = 0; t < feather; t++) {
-        float a = (float)((double)(t + 1) / feather);
-        m[t] *= a;
-        m[len - 1 - t] *= a;
-    }
+    TRY(kiln_graph_run_once(kiln_weights_backend(u->weights), tile_fn, &r));
+    const size_t n = (size_t)3 * kiln_upscaler_scale(u) * h * kiln_upscaler_scale(u) * w;
+    for (size_t i = 0; i < n; i++) out[i] = out[i] < 0.0f ? 0.0f : out[i] > 1.0f ? 1.0f : out[i];
+    return KILN_OK;
 }
 
 kiln_status kiln_upscale_image(kiln_upscaler *u, const float *pixels, int H, int W, int tile, int overlap, float **out)
 {
-    const int S = kiln_upscaler_scale(u), OH = S * H, OW = S * W;
-    if (tile <= overlap || overlap < 0)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "upscale: tile %d must exceed the overlap %d", tile, overlap);
-    size_t oplane = (size_t)OH * OW;
-    float *sum = calloc(3 * oplane, sizeof(float)), *div = calloc(oplane, sizeof(float));
-    float *in = malloc((size_t)3 * tile * tile * sizeof(float));
-    float *part = malloc((size_t)3 * S * tile * S * tile * sizeof(float));
-    float *ry = malloc((size_t)S * tile * sizeof(float)), *rx = malloc((size_t)S * tile * sizeof(float));
-    int ys[1024], xs[1024];
-    kiln_status st = KILN_OK;
-    if (!sum || !div || !in || !part || !ry || !rx) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscale: out of host memory");
-    int ny = tile_starts(H, tile, overlap, ys, 1024), nx = tile_starts(W, tile, overlap, xs, 1024);
-    const bool whole = H <= tile && W <= tile;
-    for (int a = 0; a < ny && st == KILN_OK; a++)
-        for (int b = 0; b < nx && st == KILN_OK; b++) {
-            int y0 = ys[a], x0 = xs[b];
-            int h = H - y0 < tile ? H - y0 : tile, w = W - x0 < tile ? W - x0 : tile;
-            for (int c = 0; c < 3; c++)
-                for (int y = 0; y < h; y++)
-                    memcpy(in + ((size_t)c * h + y) * w, pixels + ((size_t)c * H + y0 + y) * W + x0, w * sizeof(float));
-            if ((st = run_tile(u, in, h, w, part)) != KILN_OK) break;
-            int th = S * h, tw = S * w, feather = S * overlap;
-            /* a picture inside one tile is the model's output as it is */
-            ramp(ry, th, whole ? th : feather);
-            ramp(rx, tw, whole ? tw : feather);
-            for (int y = 0; y < th; y++)
-                for (int x = 0; x < tw; x++) {
-                    float m = ry[y] * rx[x];
-                    size_t o = (size_t)(S * y0 + y) * OW + S * x0 + x;
-                    for (int c = 0; c < 3; c++) {
-                        float v = part[((size_t)c * th + y) * tw + x];
-                        sum[c * oplane + o] += (v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v) * m;
-                    }
-                    div[o] += m;
-                }
-        }
-    if (st == KILN_OK) {
-        for (int c = 0; c < 3; c++)
-            for (size_t i = 0; i < oplane; i++) {
-                float v = sum[c * oplane + i] / div[i];
-                sum[c * oplane + i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-            }
-        *out = sum;
-        sum = NULL;
+    const int S = kiln_upscaler_scale(u);
+    const size_t n = (size_t)3 * S * H * S * W;
+    float *up = malloc(n * sizeof(float));
+    if (!up) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscale: out of host memory");
+    const kiln_tiling t = {.in_channels = 3, .out_channels = 3, .scale = S, .tile_h = tile, .tile_w = tile,
+                           .overlap = overlap};
+    kiln_status st = kiln_tiled_scale(&t, pixels, H, W, run_tile, u, up);
+    if (st != KILN_OK) {
+        free(up);
+        return st;
     }
-    free(sum), free(div), free(in), free(part), free(ry), free(rx);
-    return st;
+    for (size_t i = 0; i < n; i++) up[i] = up[i] < 0.0f ? 0.0f : up[i] > 1.0f ? 1.0f : up[i];
+    *out = up;
+    return KILN_OK;
 }
 
 kiln_status kiln_upscale_to_image(kiln_upscaler *u, const float *pixels, int H, int W, kiln_image *out)

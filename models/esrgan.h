@@ -30,13 +30,11 @@ void kiln_upscaler_describe(const kiln_upscaler *u, char *buf, size_t size);
 // x (1,3,h,w) in [0,1] -> *y (1,3,scale h,scale w), not clamped
 kiln_status kiln_upscaler_forward(kiln_graph *g, const kiln_upscaler *u, const tensor *x, tensor **y);
 
-/* ImageUpscaleWithModel on one picture (3,H,W) in [0,1]: run whole when it
- * fits in a tile, else over tiles of `tile` pixels overlapping by
- * `overlap`; each tile's output clamped to [0,1] (as spandrel's model call
- * does, which ComfyUI makes per tile) and weighted by a ramp over its
- * overlapping edges ((t + 1) / (scale * overlap) at the t-th pixel from an edge, per
- * axis) and the sums divided by the weights; then clamped to [0,1]. *out is
- * (3, scale H, scale W), malloc'd. */
+/* ImageUpscaleWithModel on one picture (3,H,W) in [0,1]: over tiles of
+ * `tile` pixels overlapping by `overlap` (kiln_tiled_scale), each tile's
+ * output clamped to [0,1] (as spandrel's model call does, which ComfyUI
+ * makes per tile); then clamped to [0,1]. *out is (3, scale H, scale W),
+ * malloc'd. */
 kiln_status kiln_upscale_image(kiln_upscaler *u, const float *pixels, int H, int W, int tile, int overlap, float **out);
 
 /* ImageUpscaleWithModel as ComfyUI's node runs it (its tiles and overlap) on

@@ -279,15 +279,25 @@ static kiln_status check_latent(const kiln_model *m, const char *what, const kil
     return check_batch(what, l->batch);
 }
 
-kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images, int count)
+/* VAEDecode, whole (tile 0) or tiled as VAEDecodeTiled (tile and overlap in pixels). */
+static kiln_status decode_to_images(kiln_model *m, const kiln_latent *latent, int tile, int overlap, kiln_image *images,
+                                    int count)
 {
     if (!m || !images) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_decode: no model or no place for the images");
     TRY(check_latent(m, "VAE decode", latent));
     if (count < latent->batch)
         return kiln_fail(KILN_ERR_INVALID_ARG, "VAE decode: %d images in a latent, room for %d", latent->batch, count);
     float *decoded;
-    TRY(kiln_vae_decode_latent(m, latent->data, latent->batch, latent->height, latent->width, &decoded));
     int f = kiln_vae_factor(m->vae.config), H = latent->height * f, W = latent->width * f;
+    if (tile) {
+        if (tile < 64 || tile > 4096 || overlap < 0 || overlap > 4096)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "VAE decode tiled: tile %d (64 to 4096 pixels), overlap %d (0 to 4096)",
+                             tile, overlap);
+        TRY(kiln_vae_decode_latent_tiled(m, latent->data, latent->batch, latent->height, latent->width, tile, overlap,
+                                         &decoded));
+    } else {
+        TRY(kiln_vae_decode_latent(m, latent->data, latent->batch, latent->height, latent->width, &decoded));
+    }
     kiln_status st = KILN_OK;
     int made = 0;
     for (; made < latent->batch && st == KILN_OK; made++)
@@ -296,6 +306,17 @@ kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image
         for (int b = 0; b < made - 1; b++) kiln_image_free(&images[b]);
     free(decoded);
     return st;
+}
+
+kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images, int count)
+{
+    return decode_to_images(m, latent, 0, 0, images, count);
+}
+
+kiln_status kiln_vae_decode_tiled(kiln_model *m, const kiln_latent *latent, int tile_size, int overlap,
+                                  kiln_image *images, int count)
+{
+    return decode_to_images(m, latent, tile_size, overlap, images, count);
 }
 
 kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out)

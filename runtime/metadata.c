@@ -577,7 +577,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "conditioning", "6", 0);
     }
 
-    in = add_node(&g, "8", "VAEDecode");
+    in = add_node(&g, "8", run->vae_tile ? "VAEDecodeTiled" : "VAEDecode");
+    if (run->vae_tile) { /* the temporal inputs (for video VAEs) at the node's defaults */
+        add_number(&g, in, "tile_size", run->vae_tile);
+        add_number(&g, in, "overlap", run->vae_tile_overlap);
+        add_number(&g, in, "temporal_size", 64);
+        add_number(&g, in, "temporal_overlap", 8);
+    }
     add_link(&g, in, "samples", run->hires_scale ? "61" : run->refiner ? "93" : "3", 0);
     add_link(&g, in, "vae", vae, vae_output);
 

@@ -71,6 +71,7 @@ typedef struct kiln_run_info {
     int hires_steps;
     double hires_denoise;
     const char *hires_method; /* ComfyUI's upscale_method: "nearest-exact", "bilinear", "bicubic" */
+    int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile_size and overlap; tile 0: VAEDecode */
     const char *upscale_model; /* ImageUpscaleWithModel after decoding: the model's path, NULL for none */
     const char *refiner;       /* SDXL refiner taking over at refiner_step of steps (the part refiner_switch),
                                   as two KSamplerAdvanced; NULL for none */

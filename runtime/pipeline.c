@@ -7,6 +7,7 @@
 #include "inpaint.h"
 #include "prompt.h"
 #include "status.h"
+#include "tiled.h"
 #include "tokenizer.h"
 
 void kiln_conditioning_free(kiln_conditioning *c)
@@ -520,6 +521,41 @@ kiln_status kiln_vae_decode_latent(const kiln_model *m, const float *latent, int
     vae_job j = {m, latent, {batch, L, h, w}, false, false, NULL, (size_t)batch * 3 * h * f * w * f};
     TRY(run_vae(m, &j));
     *image = j.out;
+    return KILN_OK;
+}
+
+static kiln_status decode_tile(void *ctx, const float *latent, int h, int w, float *out)
+{
+    float *image;
+    TRY(kiln_vae_decode_latent(ctx, latent, 1, h, w, &image));
+    const int f = kiln_vae_factor(((const kiln_model *)ctx)->vae.config);
+    memcpy(out, image, (size_t)3 * f * h * f * w * sizeof(float));
+    free(image);
+    return KILN_OK;
+}
+
+kiln_status kiln_vae_decode_latent_tiled(const kiln_model *m, const float *latent, int batch, int h, int w, int tile,
+                                         int overlap, float **image)
+{
+    const int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
+    if (tile < 4 * overlap) overlap = tile / 4;
+    const int t = tile / f, o = overlap / f;
+    const kiln_tiling tilings[3] = {{L, 3, f, 2 * t, t / 2, o}, {L, 3, f, t / 2, 2 * t, o}, {L, 3, f, t, t, o}};
+    const size_t per = (size_t)3 * f * h * f * w;
+    float *out = calloc(batch * per, sizeof(float)), *pass = malloc(per * sizeof(float));
+    kiln_status st = out && pass ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "VAE decode: out of host memory");
+    for (int b = 0; b < batch && st == KILN_OK; b++)
+        for (int k = 0; k < 3 && st == KILN_OK; k++) {
+            st = kiln_tiled_scale(&tilings[k], latent + (size_t)b * L * h * w, h, w, decode_tile, (void *)m, pass);
+            for (size_t i = 0; i < per && st == KILN_OK; i++) out[b * per + i] += pass[i];
+        }
+    free(pass);
+    if (st != KILN_OK) {
+        free(out);
+        return st;
+    }
+    for (size_t i = 0; i < batch * per; i++) out[i] /= 3.0f;
+    *image = out;
     return KILN_OK;
 }
 

@@ -129,6 +129,15 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
  * (unclamped); `*image` is malloc'd. */
 kiln_status kiln_vae_decode_latent(const kiln_model *m, const float *latent, int batch, int h, int w, float **image);
 
+/* VAEDecodeTiled (the node's tile and overlap in pixels, the overlap cut
+ * to a quarter of the tile; then ComfyUI's decode_tiled_ in latent pixels):
+ * each image decoded over square tiles of side t (kiln_tiled_scale) three
+ * times, t/2 wide by 2t tall, 2t by t/2 and t by t, and the three averaged,
+ * so that no seam lies where another tiling's does; the activations are a
+ * tile's. Output as kiln_vae_decode_latent's. */
+kiln_status kiln_vae_decode_latent_tiled(const kiln_model *m, const float *latent, int batch, int h, int w, int tile,
+                                         int overlap, float **image);
+
 /* VAEEncode: image (B,3,H,W) in [-1,1] -> latent mean (B,4,H/f,W/f),
  * unscaled; `*latent` is malloc'd. */
 kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent);

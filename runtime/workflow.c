@@ -691,20 +691,30 @@ static kiln_status vae_encode(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
-static kiln_status vae_decode(wf_run *r, wf_node *n)
+/* VAEDecode, and VAEDecodeTiled (its temporal inputs are for video VAEs;
+ * without an overlap, as older ComfyUI saved it, the 16 latent pixels (128
+ * of SD's) its decoder then took). */
+static kiln_status vae_decode(wf_run *r, wf_node *n, bool tiled)
 {
     wf_value *samples, *vae;
     kiln_model *m;
+    int tile = 0, overlap = 0;
     TRY(linked(r, n, "samples", WF_LATENT, &samples));
     TRY(linked(r, n, "vae", WF_VAE, &vae));
     TRY(model_of(r, &vae->recipe, true, &m));
+    if (tiled) {
+        TRY(integer(n, "tile_size", 64, 4096, &tile));
+        overlap = 128; /* 16 latent pixels of SD's VAE */
+        if (input_of(n, "overlap")) TRY(integer(n, "overlap", 0, 4096, &overlap));
+    }
     const kiln_latent *l;
     TRY(latent_of(samples, m, &l));
     n->out[0].kind = WF_IMAGE;
     int count = l->batch;
     if (!(n->out[0].images = calloc((size_t)count, sizeof(kiln_image))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    TRY(kiln_vae_decode(m, l, n->out[0].images, count));
+    TRY(tiled ? kiln_vae_decode_tiled(m, l, tile, overlap, n->out[0].images, count)
+              : kiln_vae_decode(m, l, n->out[0].images, count));
     n->out[0].nimages = count;
     return KILN_OK;
 }
@@ -1188,7 +1198,7 @@ static kiln_status output_images(wf_run *r, wf_node *n)
 static kiln_status run_node(wf_run *r, wf_node *n)
 {
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
-                                         "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "VAEEncode", "VAEDecode",
+                                         "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "VAEEncode",
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
@@ -1197,8 +1207,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "BasicScheduler", "SamplerCustomAdvanced"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
-        vae_encode,
-        vae_decode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
+        vae_encode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
@@ -1213,6 +1222,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = ksampler(r, n, c[8] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "RepeatLatentBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
+    else if (strcmp(c, "VAEDecode") == 0 || strcmp(c, "VAEDecodeTiled") == 0)
+        st = vae_decode(r, n, c[9] != '\0');
     else if (strcmp(c, "SaveImage") == 0 || strcmp(c, "PreviewImage") == 0)
         st = output_images(r, n);
     else if (strcmp(c, "CLIPTextEncodeSDXL") == 0 || strcmp(c, "CLIPTextEncodeSDXLRefiner") == 0)

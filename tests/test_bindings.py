@@ -178,6 +178,19 @@ class ComfyUIParity(unittest.TestCase):
             want_image = want_pixels[b * height * width * 3:(b + 1) * height * width * 3]
             self.assertLessEqual(max_level_diff(image.pixels, want_image), 1)
 
+    def test_vae_decode_tiled(self):
+        """VAEDecodeTiled: a picture larger than the tiles comes out near the
+        whole decode, not equal to it (the tiling is test_vae_tiled's; the
+        tiny VAE sees far beyond a 32-pixel tile, so not very near)."""
+        latent = model.empty_latent(96, 80)
+        whole = model.vae_decode(latent)[0]
+        tiled = model.vae_decode(latent, tile_size=64, overlap=16)[0]
+        self.assertEqual((tiled.width, tiled.height), (96, 80))
+        change = rel_l2(list(tiled.pixels), list(whole.pixels))
+        self.assertTrue(0 < change < 0.5, change)
+        with self.assertRaises(kiln.KilnError):
+            model.vae_decode(latent, tile_size=32)
+
     def test_txt2img_euler_normal(self):
         self.check_run("txt2img_euler_normal_s8")
 

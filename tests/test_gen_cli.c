@@ -222,6 +222,45 @@ static void sdxl_text_l(void **state)
     for (int i = 0; i < 3; i++) free(latent[i]);
 }
 
+/* gen --vae-tile: the picture decoded over tiles (the tiling itself is
+ * test_vae_tiled's) is near the whole decode but not it; its PNG records
+ * VAEDecodeTiled, and gen --workflow on it makes the same pixels. */
+static void vae_tiled_run(void **state)
+{
+    (void)state;
+    char cmd[4096], path[600];
+    const char *tiles[2] = {"", "--vae-tile 64:16"};
+    kiln_image img[3];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s/bin/gen --model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prompt 'a red circle' --width 96 "
+                 "--height 80 --steps 2 --seed 6 %s --output %s/tiled%d.png 2>/dev/null",
+                 KILN_BINARY_DIR, KILN_TEST_DATA, tiles[i], tmpdir, i);
+        assert_int_equal(system(cmd), 0);
+        snprintf(path, sizeof path, "%s/tiled%d.png", tmpdir, i);
+        assert_kiln_ok(kiln_image_load(path, &img[i]));
+    }
+    snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/tiled1.png --models %s/tiny --output %s/tiled2.png 2>/dev/null",
+             KILN_BINARY_DIR, tmpdir, KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/tiled2.png", tmpdir);
+    assert_kiln_ok(kiln_image_load(path, &img[2]));
+    const size_t n = (size_t)96 * 80 * 3;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)img[1].pixels[i] - img[0].pixels[i];
+        diff += d * d;
+        norm += (double)img[0].pixels[i] * img[0].pixels[i];
+    }
+    assert_true(diff > 0 && sqrt(diff / norm) < 0.5);
+    assert_memory_equal(img[2].pixels, img[1].pixels, n);
+    char text[8192];
+    snprintf(path, sizeof path, "%s/tiled1.png", tmpdir);
+    read_png_text(path, "prompt", text, sizeof text);
+    assert_non_null(strstr(text, "\"class_type\":\"VAEDecodeTiled\",\"inputs\":{\"tile_size\":64,\"overlap\":16,"));
+    for (int i = 0; i < 3; i++) kiln_image_free(&img[i]);
+}
+
 /* gen --lora: strength 0 is the plain model to the bit, 0.75 another picture
  * (the merge itself is test_lora's), and the PNG says which LoRA made it. */
 static void lora_run(void **state)
@@ -1007,6 +1046,7 @@ int main(void)
         cmocka_unit_test(lora_run),
         cmocka_unit_test(controlnet_run),
         cmocka_unit_test(sdxl_text_l),
+        cmocka_unit_test(vae_tiled_run),
         cmocka_unit_test(workflow_round_trip),
         cmocka_unit_test(ip_adapter_run),
         cmocka_unit_test(inpaint_run),

@@ -63,6 +63,7 @@ typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *init_image, *init_noise, *save_latent, *info;
     const char *mask, *upscale_model;
+    int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
     const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
     const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
     int nmodel_dirs;
@@ -177,6 +178,10 @@ static void usage(FILE *to)
             "  --hires-method NAME    nearest-exact (default), bilinear or bicubic\n"
             "  --refiner FILE         an SDXL refiner takes over the last steps (two KSamplerAdvanced)\n"
             "  --refiner-switch F     the part of --steps the base model takes (default 0.8)\n"
+            "  --vae-tile SIZE[:OVERLAP]\n"
+            "                         decode over tiles of SIZE pixels (64..4096; 512 is ComfyUI's), overlapping\n"
+            "                         by OVERLAP (default 64, at most SIZE/4): VAEDecodeTiled, for large pictures\n"
+            "                         in little memory\n"
             "  --upscale-model FILE   upscale the decoded picture with an ESRGAN (RRDBNet x4) model,\n"
             "                         .safetensors (ImageUpscaleWithModel)\n"
             "  --denoise D            img2img strength in (0, 1] (default 1; 0.6 is typical with --init-image)\n"
@@ -407,7 +412,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
-           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET };
+           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -441,6 +446,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"negative-sdxl-size", required_argument, 0, O_NEGATIVE_SDXL_SIZE},
         {"negative-sdxl-crop", required_argument, 0, O_NEGATIVE_SDXL_CROP},
         {"negative-sdxl-target", required_argument, 0, O_NEGATIVE_SDXL_TARGET},
+        {"vae-tile", required_argument, 0, O_VAE_TILE},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
@@ -550,6 +556,16 @@ static int parse(int argc, char **argv, gen_options *o)
             o->hires_method_given = true;
             break;
         case O_UPSCALE_MODEL: o->upscale_model = optarg; break;
+        case O_VAE_TILE: {
+            /* SIZE or SIZE:OVERLAP, VAEDecodeTiled's ranges */
+            char *colon = strchr(optarg, ':');
+            if (colon) *colon = '\0';
+            bool ok = parse_int(optarg, 64, 4096, &o->vae_tile);
+            o->vae_tile_overlap = KILN_VAE_TILE_OVERLAP;
+            if (colon) ok = ok && parse_int(colon + 1, 0, 4096, &o->vae_tile_overlap), *colon = ':';
+            if (!ok) return bad_flag("--vae-tile", optarg, "must be SIZE or SIZE:OVERLAP, 64..4096 and 0..4096 pixels");
+            break;
+        }
         case O_CONTROLNET:
         case O_CONTROL_IMAGE:
         case O_CONTROL_STRENGTH:
@@ -1367,7 +1383,9 @@ int main(int argc, char **argv)
     if (o.hires_scale && (rc = hires_pass(m, &o, &job, controls, &pos, &neg, &latent))) return rc;
     latent_shape[2] = job.latent_h, latent_shape[3] = job.latent_w;
     double t_sampled = now_s();
-    if (kiln_vae_decode_latent(m, latent, o.batch, job.latent_h, job.latent_w, &decoded) != KILN_OK)
+    if ((o.vae_tile ? kiln_vae_decode_latent_tiled(m, latent, o.batch, job.latent_h, job.latent_w, o.vae_tile,
+                                                   o.vae_tile_overlap, &decoded)
+                    : kiln_vae_decode_latent(m, latent, o.batch, job.latent_h, job.latent_w, &decoded)) != KILN_OK)
         return fail("VAE decode");
     double t_decoded = now_s();
 
@@ -1391,7 +1409,8 @@ int main(int argc, char **argv)
                          .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
-                         .upscale_model = o.upscale_model, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
+                         .upscale_model = o.upscale_model, .vae_tile = o.vae_tile,
+                         .vae_tile_overlap = o.vae_tile_overlap, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
                          .refiner = o.refiner, .refiner_switch = o.refiner_switch,
                          .refiner_step = o.refiner ? refiner_step(&o) : 0,
                          .version = kiln_version()};

@@ -55,6 +55,7 @@ const char *kiln_status_name(kiln_status status);
  *                              IPAdapterAdvanced, InstructPixToPixConditioning and the
  *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner
  *   kiln_vae_decode            VAEDecode
+ *   kiln_vae_decode_tiled      VAEDecodeTiled
  *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
  *   kiln_image_load / _save    LoadImage / SaveImage
  *   kiln_workflow_run          a whole API-format workflow through the calls above
@@ -240,6 +241,14 @@ void kiln_image_free(kiln_image *img);
  * batch - 1], an array of `count` (at least the batch) that the caller
  * provides; each image is freed with kiln_image_free. */
 kiln_status kiln_vae_decode(kiln_model *m, const kiln_latent *latent, kiln_image *images, int count);
+/* VAEDecodeTiled: as kiln_vae_decode, the VAE run over tiles of tile_size
+ * pixels (64 to 4096; ComfyUI's default 512) overlapping by `overlap` (its
+ * default 64; at most a quarter of the tile) in three tilings averaged, so
+ * that it needs a tile's memory, not the picture's. */
+kiln_status kiln_vae_decode_tiled(kiln_model *m, const kiln_latent *latent, int tile_size, int overlap,
+                                  kiln_image *images, int count);
+#define KILN_VAE_TILE 512
+#define KILN_VAE_TILE_OVERLAP 64
 /* VAEEncode: `count` images of one size, each cropped as ComfyUI crops it
  * to a multiple of 8 on each side (centred), into a latent of batch count. */
 kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out);
@@ -377,7 +386,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * once. The nodes kiln runs: CheckpointLoaderSimple, LoraLoader,
  * LoraLoaderModelOnly, CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, ModelSamplingDiscrete, EmptyLatentImage,
- * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode,
+ * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode, VAEDecodeTiled,
  * ControlNetLoader, ControlNetApplyAdvanced, IPAdapterModelLoader,
  * CLIPVisionLoader, IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask,
  * VAEEncodeForInpaint, ImagePadForOutpaint, InstructPixToPixConditioning,

@@ -200,6 +200,8 @@ expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensor
     --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
 expect_refused "SDXL size that is no size" "--sdxl-size 1024: must be WxH, each 8..16384" --output "$tmp/out.png" \
     --sdxl-size 1024
+expect_refused "VAE tiles too small" "--vae-tile 32: must be SIZE or SIZE:OVERLAP" --output "$tmp/out.png" \
+    --vae-tile 32
 expect_refused "negative SDXL size that is no size" "--negative-sdxl-size 7x7: must be WxH, each 8..16384" \
     --output "$tmp/out.png" --negative-sdxl-size 7x7
 expect_refused "SDXL crop out of range" "--sdxl-crop 8,-1: must be X,Y, each 0..16384" --output "$tmp/out.png" \

@@ -19,7 +19,7 @@ module wraps it with ctypes, node for node:
     Model.ksampler                 KSampler and KSamplerAdvanced, with
                                    ControlNetApplyAdvanced, IPAdapterAdvanced,
                                    InstructPixToPixConditioning, SdxlCond
-    Model.vae_decode               VAEDecode
+    Model.vae_decode               VAEDecode (VAEDecodeTiled with a tile_size)
     load_upscale_model             UpscaleModelLoader
     Upscaler.upscale               ImageUpscaleWithModel
     Image.load / Image.save        LoadImage / SaveImage
@@ -202,6 +202,7 @@ _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
 _declare("kiln_image_free", None, POINTER(_Image))
 _declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image), c_int)
+_declare("kiln_vae_decode_tiled", c_int, c_void_p, POINTER(_Latent), c_int, c_int, POINTER(_Image), c_int)
 _declare("kiln_vae_encode", c_int, c_void_p, POINTER(_Image), c_int, POINTER(_Latent))
 _declare("kiln_vae_encode_for_inpaint", c_int, c_void_p, POINTER(_Image), POINTER(_Image), POINTER(_Latent))
 _declare("kiln_vae_encode_for_outpaint", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, c_int, c_int,
@@ -514,10 +515,17 @@ class Model(_Handle):
                                           _c_int("feathering", feathering), byref(latent._c))
         return latent
 
-    def vae_decode(self, latent: "Latent") -> list:
-        """VAEDecode: the latent's batch as a list of Images."""
+    def vae_decode(self, latent: "Latent", tile_size: int = 0, overlap: int = 64) -> list:
+        """VAEDecode: the latent's batch as a list of Images. With a
+        tile_size (64 to 4096 pixels; ComfyUI's default 512), VAEDecodeTiled:
+        the VAE run over tiles overlapping by `overlap` pixels, in a tile's
+        memory."""
         c_images = (_Image * max(latent.batch, 1))()
-        _lib.kiln_vae_decode(self._ptr(), byref(latent._c), c_images, len(c_images))
+        if tile_size:
+            _lib.kiln_vae_decode_tiled(self._ptr(), byref(latent._c), _c_int("tile_size", tile_size),
+                                       _c_int("overlap", overlap), c_images, len(c_images))
+        else:
+            _lib.kiln_vae_decode(self._ptr(), byref(latent._c), c_images, len(c_images))
         return [Image._adopt(c_image) for c_image in c_images[:latent.batch]]
 
     def load_controlnet(self, path) -> "ControlNet":

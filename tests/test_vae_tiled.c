@@ -1,0 +1,89 @@
+/* VAEDecodeTiled on the tiny SD 1.x model's VAE against ComfyUI's tiled
+ * decode restated with diffusers' decoder (tests/data/vae_tiled, made by
+ * make_vae_tiled_data.py): three tilings of 8x8-pixel latent tiles
+ * overlapping by 2, averaged. Then the node's inputs as ComfyUI takes them:
+ * a latent inside every tiling's one tile is the plain decode; the overlap
+ * at most a quarter of the tile; sizes out of the node's range refused. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_test.h"
+
+#include "golden.h"
+#include "model.h"
+#include "pipeline.h"
+
+#define TINY KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors"
+
+static void against_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(TINY, be, &m));
+    kiln_st_file *f = golden_open("vae_tiled/golden.safetensors");
+    golden latent = golden_read(f, "latent"), tile = golden_read(f, "tile"), overlap = golden_read(f, "overlap"),
+           want = golden_read(f, "image"), whole = golden_read(f, "whole");
+    const int h = (int)latent.shape[2], w = (int)latent.shape[3], vae_f = kiln_vae_factor(m->vae.config);
+    assert_true(tile.data[0] == tile.data[1]); /* the node's tiles are square */
+    float *raw;
+    assert_kiln_ok(kiln_vae_decode_latent_tiled(m, latent.data, 1, h, w, vae_f * (int)tile.data[0],
+                                                vae_f * (int)overlap.data[0], &raw));
+    for (size_t i = 0; i < want.count; i++) { /* ComfyUI's process_output */
+        float v = (raw[i] + 1.0f) / 2.0f;
+        raw[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    }
+    assert_rel_l2_le(raw, want.data, want.count, 1e-5);
+    assert_true(kiln_rel_l2(raw, whole.data, whole.count) > 0.05); /* the tiles are not the whole */
+    free(raw);
+    golden *all[] = {&latent, &tile, &overlap, &want, &whole};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+static void node_inputs(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, TINY, NULL, 0, &m));
+    kiln_latent latent;
+    assert_kiln_ok(kiln_empty_latent(m, 40, 24, 1, &latent));
+    for (size_t i = 0; i < (size_t)latent.channels * latent.height * latent.width; i++)
+        latent.data[i] = (float)((i * 7919) % 97) / 48.0f - 1.0f;
+    kiln_image plain, tiled, small;
+    assert_kiln_ok(kiln_vae_decode(m, &latent, &plain, 1));
+    /* 512-pixel tiles hold the whole picture in each tiling: the plain decode, averaged three times over */
+    assert_kiln_ok(kiln_vae_decode_tiled(m, &latent, KILN_VAE_TILE, KILN_VAE_TILE_OVERLAP, &tiled, 1));
+    assert_int_equal(tiled.width, plain.width);
+    assert_int_equal(tiled.height, plain.height);
+    int worst = 0;
+    for (size_t i = 0; i < (size_t)plain.width * plain.height * 3; i++) {
+        int d = abs((int)tiled.pixels[i] - (int)plain.pixels[i]);
+        if (d > worst) worst = d;
+    }
+    assert_true(worst <= 1);
+    /* an overlap of more than a quarter of the tile is cut to a quarter, as the node does: 64 and 48 alike */
+    assert_kiln_ok(kiln_vae_decode_tiled(m, &latent, 64, 48, &small, 1));
+    kiln_image quarter;
+    assert_kiln_ok(kiln_vae_decode_tiled(m, &latent, 64, 16, &quarter, 1));
+    assert_memory_equal(small.pixels, quarter.pixels, (size_t)small.width * small.height * 3);
+    kiln_image none;
+    assert_int_equal(kiln_vae_decode_tiled(m, &latent, 32, 8, &none, 1), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "tile 32"));
+    kiln_image *images[] = {&plain, &tiled, &small, &quarter};
+    for (size_t i = 0; i < sizeof images / sizeof *images; i++) kiln_image_free(images[i]);
+    kiln_latent_free(&latent);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(against_comfyui), cmocka_unit_test(node_inputs)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
