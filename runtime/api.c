@@ -319,9 +319,14 @@ kiln_status kiln_vae_decode_tiled(kiln_model *m, const kiln_latent *latent, int 
     return decode_to_images(m, latent, tile_size, overlap, images, count);
 }
 
-kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out)
+/* VAEEncode, whole (tile 0) or tiled as VAEEncodeTiled (tile and overlap in pixels). */
+static kiln_status encode_images(kiln_model *m, const kiln_image *images, int count, int tile, int overlap,
+                                 kiln_latent *out)
 {
     if (!m || !images || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode: no model, images or place");
+    if (tile && (tile < 64 || tile > 4096 || overlap < 0 || overlap > 4096))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "VAE encode tiled: tile %d (64 to 4096 pixels), overlap %d (0 to 4096)",
+                         tile, overlap);
     *out = (kiln_latent){0};
     TRY(check_batch("VAE encode images", count));
     for (int b = 0; b < count; b++) {
@@ -348,11 +353,24 @@ kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, 
     }
     kiln_latent l = {.batch = count, .channels = m->vae.config->latent_channels, .height = cropped.height / f,
                      .width = cropped.width / f};
-    if (st == KILN_OK) st = kiln_vae_encode_image(m, pixels, count, cropped.height, cropped.width, &l.data);
+    if (st == KILN_OK)
+        st = tile ? kiln_vae_encode_image_tiled(m, pixels, count, cropped.height, cropped.width, tile, overlap, &l.data)
+                  : kiln_vae_encode_image(m, pixels, count, cropped.height, cropped.width, &l.data);
     if (st == KILN_OK) *out = l;
     kiln_image_free(&cropped);
     free(pixels);
     return st;
+}
+
+kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out)
+{
+    return encode_images(m, images, count, 0, 0, out);
+}
+
+kiln_status kiln_vae_encode_tiled(kiln_model *m, const kiln_image *images, int count, int tile_size, int overlap,
+                                  kiln_latent *out)
+{
+    return encode_images(m, images, count, tile_size, overlap, out);
 }
 
 /* The inpainting latent kiln_inpaint_encode makes, handed over as a LATENT

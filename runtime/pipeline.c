@@ -534,19 +534,31 @@ static kiln_status decode_tile(void *ctx, const float *latent, int h, int w, flo
     return KILN_OK;
 }
 
-kiln_status kiln_vae_decode_latent_tiled(const kiln_model *m, const float *latent, int batch, int h, int w, int tile,
-                                         int overlap, float **image)
+static kiln_status encode_tile(void *ctx, const float *image, int h, int w, float *out)
 {
-    const int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
-    if (tile < 4 * overlap) overlap = tile / 4;
-    const int t = tile / f, o = overlap / f;
-    const kiln_tiling tilings[3] = {{L, 3, f, 2 * t, t / 2, o}, {L, 3, f, t / 2, 2 * t, o}, {L, 3, f, t, t, o}};
-    const size_t per = (size_t)3 * f * h * f * w;
+    const kiln_model *m = ctx;
+    float *latent;
+    TRY(kiln_vae_encode_image(m, image, 1, h, w, &latent));
+    const int f = kiln_vae_factor(m->vae.config);
+    memcpy(out, latent, (size_t)m->vae.config->latent_channels * (h / f) * (w / f) * sizeof(float));
+    free(latent);
+    return KILN_OK;
+}
+
+/* Each of `batch` pictures (H,W) through three tilings, the outputs summed
+ * in their order, then divided by 3 (ComfyUI's decode_tiled_ and
+ * encode_tiled_). */
+static kiln_status three_tilings(const kiln_tiling tilings[3], const float *in, int batch, int H, int W, kiln_tile_fn fn,
+                                 void *ctx, float **result)
+{
+    const kiln_tiling *t = &tilings[0];
+    const int S = t->scale ? t->scale : 1, D = t->shrink ? t->shrink : 1;
+    const size_t in_per = (size_t)t->in_channels * H * W, per = (size_t)t->out_channels * (S * H / D) * (S * W / D);
     float *out = calloc(batch * per, sizeof(float)), *pass = malloc(per * sizeof(float));
-    kiln_status st = out && pass ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "VAE decode: out of host memory");
+    kiln_status st = out && pass ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "VAE tiles: out of host memory");
     for (int b = 0; b < batch && st == KILN_OK; b++)
         for (int k = 0; k < 3 && st == KILN_OK; k++) {
-            st = kiln_tiled_scale(&tilings[k], latent + (size_t)b * L * h * w, h, w, decode_tile, (void *)m, pass);
+            st = kiln_tiled_scale(&tilings[k], in + b * in_per, H, W, fn, ctx, pass);
             for (size_t i = 0; i < per && st == KILN_OK; i++) out[b * per + i] += pass[i];
         }
     free(pass);
@@ -555,8 +567,32 @@ kiln_status kiln_vae_decode_latent_tiled(const kiln_model *m, const float *laten
         return st;
     }
     for (size_t i = 0; i < batch * per; i++) out[i] /= 3.0f;
-    *image = out;
+    *result = out;
     return KILN_OK;
+}
+
+kiln_status kiln_vae_decode_latent_tiled(const kiln_model *m, const float *latent, int batch, int h, int w, int tile,
+                                         int overlap, float **image)
+{
+    const int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
+    if (tile < 4 * overlap) overlap = tile / 4;
+    const int t = tile / f, o = overlap / f;
+    const kiln_tiling tilings[3] = {
+        {.in_channels = L, .out_channels = 3, .scale = f, .tile_h = 2 * t, .tile_w = t / 2, .overlap = o},
+        {.in_channels = L, .out_channels = 3, .scale = f, .tile_h = t / 2, .tile_w = 2 * t, .overlap = o},
+        {.in_channels = L, .out_channels = 3, .scale = f, .tile_h = t, .tile_w = t, .overlap = o}};
+    return three_tilings(tilings, latent, batch, h, w, decode_tile, (void *)m, image);
+}
+
+kiln_status kiln_vae_encode_image_tiled(const kiln_model *m, const float *image, int batch, int H, int W, int tile,
+                                        int overlap, float **latent)
+{
+    const int f = kiln_vae_factor(m->vae.config), L = m->vae.config->latent_channels;
+    const kiln_tiling tilings[3] = {
+        {.in_channels = 3, .out_channels = L, .shrink = f, .tile_h = tile, .tile_w = tile, .overlap = overlap},
+        {.in_channels = 3, .out_channels = L, .shrink = f, .tile_h = tile / 2, .tile_w = 2 * tile, .overlap = overlap},
+        {.in_channels = 3, .out_channels = L, .shrink = f, .tile_h = 2 * tile, .tile_w = tile / 2, .overlap = overlap}};
+    return three_tilings(tilings, image, batch, H, W, encode_tile, (void *)m, latent);
 }
 
 static kiln_status encode(const kiln_model *m, const float *image, int batch, int H, int W, bool mean_only, float **out)

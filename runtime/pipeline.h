@@ -141,6 +141,12 @@ kiln_status kiln_vae_decode_latent_tiled(const kiln_model *m, const float *laten
 /* VAEEncode: image (B,3,H,W) in [-1,1] -> latent mean (B,4,H/f,W/f),
  * unscaled; `*latent` is malloc'd. */
 kiln_status kiln_vae_encode_image(const kiln_model *m, const float *image, int batch, int H, int W, float **latent);
+/* VAEEncodeTiled (ComfyUI's encode_tiled_, the node's tile and overlap in
+ * pixels, multiples of the VAE's factor): the encoder over square tiles of
+ * side t, then 2t wide by t/2 tall, then t/2 by 2t, the three averaged.
+ * Output as kiln_vae_encode_image's. */
+kiln_status kiln_vae_encode_image_tiled(const kiln_model *m, const float *image, int batch, int H, int W, int tile,
+                                        int overlap, float **latent);
 /* The encoder's whole output: (B,2L,H/f,W/f), mean then log variance. */
 kiln_status kiln_vae_encode_moments(const kiln_model *m, const float *image, int batch, int H, int W, float **moments);
 

@@ -29,16 +29,20 @@ static void ramp(float *m, int len, int feather)
 kiln_status kiln_tiled_scale(const kiln_tiling *t, const float *in, int H, int W, kiln_tile_fn fn, void *ctx,
                              float *out)
 {
-    const int S = t->scale, Ci = t->in_channels, Co = t->out_channels, OH = S * H, OW = S * W;
+    const int S = t->scale ? t->scale : 1, D = t->shrink ? t->shrink : 1, Ci = t->in_channels, Co = t->out_channels;
     if (t->overlap < 0 || t->tile_h <= t->overlap || t->tile_w <= t->overlap)
         return kiln_fail(KILN_ERR_INVALID_ARG, "tiles of %dx%d must exceed their overlap %d", t->tile_w, t->tile_h,
                          t->overlap);
+    if (H % D || W % D || t->tile_h % D || t->tile_w % D || t->overlap % D)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "tiles: a %dx%d picture, %dx%d tiles and an overlap of %d, not all "
+                         "multiples of %d", W, H, t->tile_w, t->tile_h, t->overlap, D);
+    const int OH = S * H / D, OW = S * W / D;
     if (H <= t->tile_h && W <= t->tile_w) return fn(ctx, in, H, W, out); /* one tile: the network's output as it is */
     const int th_max = H < t->tile_h ? H : t->tile_h, tw_max = W < t->tile_w ? W : t->tile_w;
     const size_t oplane = (size_t)OH * OW;
     float *div = calloc(oplane, sizeof(float)), *tile = malloc((size_t)Ci * th_max * tw_max * sizeof(float));
-    float *part = malloc((size_t)Co * S * th_max * S * tw_max * sizeof(float));
-    float *ry = malloc((size_t)S * th_max * sizeof(float)), *rx = malloc((size_t)S * tw_max * sizeof(float));
+    float *part = malloc((size_t)Co * (S * th_max / D) * (S * tw_max / D) * sizeof(float));
+    float *ry = malloc((size_t)(S * th_max / D) * sizeof(float)), *rx = malloc((size_t)(S * tw_max / D) * sizeof(float));
     int *ys = NULL, *xs = NULL;
     const int ny = H > t->tile_h ? tile_starts(H, t->tile_h, t->overlap, &ys) : 1;
     const int nx = W > t->tile_w ? tile_starts(W, t->tile_w, t->overlap, &xs) : 1;
@@ -54,13 +58,13 @@ kiln_status kiln_tiled_scale(const kiln_tiling *t, const float *in, int H, int W
                 for (int y = 0; y < h; y++)
                     memcpy(tile + ((size_t)c * h + y) * w, in + ((size_t)c * H + y0 + y) * W + x0, w * sizeof(float));
             if ((st = fn(ctx, tile, h, w, part)) != KILN_OK) break;
-            const int ph = S * h, pw = S * w;
-            ramp(ry, ph, S * t->overlap);
-            ramp(rx, pw, S * t->overlap);
+            const int ph = S * h / D, pw = S * w / D, feather = S * t->overlap / D;
+            ramp(ry, ph, feather);
+            ramp(rx, pw, feather);
             for (int y = 0; y < ph; y++)
                 for (int x = 0; x < pw; x++) {
                     const float m = ry[y] * rx[x];
-                    const size_t o = (size_t)(S * y0 + y) * OW + S * x0 + x;
+                    const size_t o = (size_t)(S * y0 / D + y) * OW + S * x0 / D + x;
                     for (int c = 0; c < Co; c++) out[c * oplane + o] += part[((size_t)c * ph + y) * pw + x] * m;
                     div[o] += m;
                 }

@@ -667,15 +667,24 @@ static kiln_status encode_canvas(kiln_model *m, const wf_value *canvas, kiln_lat
     return kiln_vae_encode_for_outpaint(m, canvas->padded, p[0], p[1], p[2], p[3], p[4], out);
 }
 
-static kiln_status vae_encode(wf_run *r, wf_node *n)
+/* VAEEncode, and VAEEncodeTiled (its temporal inputs are for video VAEs). */
+static kiln_status vae_encode(wf_run *r, wf_node *n, bool tiled)
 {
     wf_value *pixels, *vae;
     kiln_model *m;
+    int tile = 0, overlap = 0;
     TRY(linked_or_pad(r, n, "pixels", WF_IMAGE, &pixels));
     TRY(linked(r, n, "vae", WF_VAE, &vae));
     TRY(model_of(r, &vae->recipe, true, &m));
+    if (tiled) {
+        TRY(integer(n, "tile_size", 64, 4096, &tile));
+        TRY(integer(n, "overlap", 0, 4096, &overlap));
+        if (pixels->pad_node)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "an outpainting canvas in tiles (use VAEEncode)");
+    }
     wf_value *out = &n->out[0];
     out->kind = WF_LATENT;
+    if (tiled) return kiln_vae_encode_tiled(m, pixels->images, pixels->nimages, tile, overlap, &out->latent);
     if (!pixels->pad_node) return kiln_vae_encode(m, pixels->images, pixels->nimages, &out->latent);
     /* VAEEncode of the canvas is what outpainting encodes for a model that is
      * no inpainting model; its mask is kept for SetLatentNoiseMask */
@@ -1198,7 +1207,7 @@ static kiln_status output_images(wf_run *r, wf_node *n)
 static kiln_status run_node(wf_run *r, wf_node *n)
 {
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
-                                         "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage", "VAEEncode",
+                                         "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage",
                                          "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
@@ -1207,7 +1216,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "BasicScheduler", "SamplerCustomAdvanced"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
-        vae_encode, controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
+        controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
@@ -1222,6 +1231,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = ksampler(r, n, c[8] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "RepeatLatentBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
+    else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
+        st = vae_encode(r, n, c[9] != '\0');
     else if (strcmp(c, "VAEDecode") == 0 || strcmp(c, "VAEDecodeTiled") == 0)
         st = vae_decode(r, n, c[9] != '\0');
     else if (strcmp(c, "SaveImage") == 0 || strcmp(c, "PreviewImage") == 0)

@@ -179,8 +179,8 @@ class ComfyUIParity(unittest.TestCase):
             self.assertLessEqual(max_level_diff(image.pixels, want_image), 1)
 
     def test_vae_decode_tiled(self):
-        """VAEDecodeTiled: a picture larger than the tiles comes out near the
-        whole decode, not equal to it (the tiling is test_vae_tiled's; the
+        """VAEDecodeTiled (and VAEEncodeTiled): a picture larger than the
+        tiles comes out near the whole decode (encode), not equal to it (the tiling is test_vae_tiled's; the
         tiny VAE sees far beyond a 32-pixel tile, so not very near)."""
         latent = model.empty_latent(96, 80)
         whole = model.vae_decode(latent)[0]
@@ -190,6 +190,11 @@ class ComfyUIParity(unittest.TestCase):
         self.assertTrue(0 < change < 0.5, change)
         with self.assertRaises(kiln.KilnError):
             model.vae_decode(latent, tile_size=32)
+        picture = kiln.Image.load(data("ip_adapter/picture_251x233.png"))
+        encoded, tiled_latent = model.vae_encode(picture), model.vae_encode(picture, tile_size=64, overlap=16)
+        self.assertEqual(tiled_latent.shape, encoded.shape)
+        change = rel_l2(tiled_latent.to_list(), encoded.to_list())
+        self.assertTrue(0 < change < 0.5, change)
 
     def test_txt2img_euler_normal(self):
         self.check_run("txt2img_euler_normal_s8")

@@ -1,9 +1,11 @@
-/* VAEDecodeTiled on the tiny SD 1.x model's VAE against ComfyUI's tiled
- * decode restated with diffusers' decoder (tests/data/vae_tiled, made by
- * make_vae_tiled_data.py): three tilings of 8x8-pixel latent tiles
- * overlapping by 2, averaged. Then the node's inputs as ComfyUI takes them:
- * a latent inside every tiling's one tile is the plain decode; the overlap
- * at most a quarter of the tile; sizes out of the node's range refused. */
+/* VAEDecodeTiled and VAEEncodeTiled on the tiny SD 1.x model's VAE against
+ * ComfyUI's tiled decode and encode restated with diffusers' decoder and
+ * encoder (tests/data/vae_tiled, made by make_vae_tiled_data.py): three
+ * tilings of 8x8-pixel latent tiles overlapping by 2, averaged; of 16-pixel
+ * picture tiles overlapping by 4. Then the nodes' inputs as ComfyUI takes
+ * them: a latent inside every tiling's one tile is the plain decode; the
+ * overlap at most a quarter of the tile; sizes out of the node's range
+ * refused; both nodes in a workflow as the library runs them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,35 @@ static void against_comfyui(void **state)
     assert_true(kiln_rel_l2(raw, whole.data, whole.count) > 0.05); /* the tiles are not the whole */
     free(raw);
     golden *all[] = {&latent, &tile, &overlap, &want, &whole};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+static void encode_against_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(TINY, be, &m));
+    kiln_st_file *f = golden_open("vae_tiled/golden.safetensors");
+    golden pixels = golden_read(f, "pixels"), tile = golden_read(f, "encode.tile"),
+           overlap = golden_read(f, "encode.overlap"), want = golden_read(f, "encoded"),
+           whole = golden_read(f, "encoded.whole");
+    const int H = (int)pixels.shape[2], W = (int)pixels.shape[3];
+    for (size_t i = 0; i < pixels.count; i++) pixels.data[i] = 2.0f * pixels.data[i] - 1.0f; /* process_input */
+    float *latent;
+    assert_kiln_ok(kiln_vae_encode_image_tiled(m, pixels.data, 1, H, W, (int)tile.data[0], (int)overlap.data[0],
+                                               &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-5);
+    assert_true(kiln_rel_l2(latent, whole.data, whole.count) > 0.05);
+    free(latent);
+    /* a side that is no multiple of the factor is refused, naming the sizes */
+    assert_int_equal(kiln_vae_encode_image_tiled(m, pixels.data, 1, H, W, 16, 3, &latent), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "multiples of 2"));
+    golden *all[] = {&pixels, &tile, &overlap, &want, &whole};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) golden_free(all[i]);
     kiln_st_close(f);
     kiln_model_free(m);
@@ -82,8 +113,48 @@ static void node_inputs(void **state)
     kiln_backend_free(be);
 }
 
+/* LoadImage, VAEEncodeTiled, VAEDecodeTiled and SaveImage as a workflow:
+ * the library's two calls with the nodes' numbers, to the byte. */
+static void workflow_nodes(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, TINY, NULL, 0, &m));
+    kiln_image picture, want;
+    kiln_latent latent;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &picture));
+    assert_kiln_ok(kiln_vae_encode_tiled(m, &picture, 1, 64, 16, &latent));
+    assert_kiln_ok(kiln_vae_decode_tiled(m, &latent, 128, 32, &want, 1));
+    const char *json =
+        "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" TINY "\"}}, "
+        "\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/ip_adapter/picture_251x233.png\"}}, "
+        "\"12\": {\"class_type\": \"VAEEncodeTiled\", \"inputs\": {\"pixels\": [\"11\", 0], \"vae\": [\"4\", 2], "
+        "\"tile_size\": 64, \"overlap\": 16, \"temporal_size\": 64, \"temporal_overlap\": 8}}, "
+        "\"8\": {\"class_type\": \"VAEDecodeTiled\", \"inputs\": {\"samples\": [\"12\", 0], \"vae\": [\"4\", 2], "
+        "\"tile_size\": 128, \"overlap\": 32, \"temporal_size\": 64, \"temporal_overlap\": 8}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    const kiln_workflow_options options = {0};
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(be, json, &options, &images, &count));
+    assert_int_equal(count, 1);
+    assert_int_equal(images[0].width, want.width);
+    assert_int_equal(images[0].height, want.height);
+    assert_memory_equal(images[0].pixels, want.pixels, (size_t)want.width * want.height * 3);
+    kiln_images_free(images, count);
+    kiln_image_free(&picture);
+    kiln_image_free(&want);
+    kiln_latent_free(&latent);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(against_comfyui), cmocka_unit_test(node_inputs)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(against_comfyui), cmocka_unit_test(encode_against_comfyui),
+                                       cmocka_unit_test(node_inputs), cmocka_unit_test(workflow_nodes)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,7 @@ const char *kiln_status_name(kiln_status status);
  *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner
  *   kiln_vae_decode            VAEDecode
  *   kiln_vae_decode_tiled      VAEDecodeTiled
+ *   kiln_vae_encode_tiled      VAEEncodeTiled
  *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
  *   kiln_image_load / _save    LoadImage / SaveImage
  *   kiln_workflow_run          a whole API-format workflow through the calls above
@@ -252,6 +253,11 @@ kiln_status kiln_vae_decode_tiled(kiln_model *m, const kiln_latent *latent, int 
 /* VAEEncode: `count` images of one size, each cropped as ComfyUI crops it
  * to a multiple of 8 on each side (centred), into a latent of batch count. */
 kiln_status kiln_vae_encode(kiln_model *m, const kiln_image *images, int count, kiln_latent *out);
+/* VAEEncodeTiled: as kiln_vae_encode, the encoder run over tiles of
+ * tile_size pixels (64 to 4096) overlapping by `overlap`, in three tilings
+ * averaged; the tiles and overlap are multiples of the VAE's factor (8). */
+kiln_status kiln_vae_encode_tiled(kiln_model *m, const kiln_image *images, int count, int tile_size, int overlap,
+                                  kiln_latent *out);
 /* The picture and its mask (white repaints: the mask's red channel, as
  * LoadImageMask reads it; another size than the picture's is stretched to
  * it) into a latent of batch 1 with a noise mask. With an inpainting model
@@ -386,7 +392,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * once. The nodes kiln runs: CheckpointLoaderSimple, LoraLoader,
  * LoraLoaderModelOnly, CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, ModelSamplingDiscrete, EmptyLatentImage,
- * LoadImage, VAEEncode, KSampler, KSamplerAdvanced, VAEDecode, VAEDecodeTiled,
+ * LoadImage, VAEEncode, VAEEncodeTiled, KSampler, KSamplerAdvanced, VAEDecode, VAEDecodeTiled,
  * ControlNetLoader, ControlNetApplyAdvanced, IPAdapterModelLoader,
  * CLIPVisionLoader, IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask,
  * VAEEncodeForInpaint, ImagePadForOutpaint, InstructPixToPixConditioning,

@@ -8,7 +8,7 @@ module wraps it with ctypes, node for node:
     Model.encode                   CLIPTextEncode
     Model.encode_sdxl              CLIPTextEncodeSDXL's text_g and text_l
     Model.empty_latent             EmptyLatentImage
-    Model.vae_encode               VAEEncode
+    Model.vae_encode               VAEEncode (VAEEncodeTiled with a tile_size)
     Model.vae_encode_for_inpaint   VAEEncodeForInpaint (or VAEEncode + SetLatentNoiseMask)
     Model.vae_encode_for_outpaint  ImagePadForOutpaint, then the same
     Latent.repeat                  RepeatLatentBatch
@@ -204,6 +204,7 @@ _declare("kiln_image_free", None, POINTER(_Image))
 _declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image), c_int)
 _declare("kiln_vae_decode_tiled", c_int, c_void_p, POINTER(_Latent), c_int, c_int, POINTER(_Image), c_int)
 _declare("kiln_vae_encode", c_int, c_void_p, POINTER(_Image), c_int, POINTER(_Latent))
+_declare("kiln_vae_encode_tiled", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_vae_encode_for_inpaint", c_int, c_void_p, POINTER(_Image), POINTER(_Image), POINTER(_Latent))
 _declare("kiln_vae_encode_for_outpaint", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, c_int, c_int,
          POINTER(_Latent))
@@ -485,14 +486,20 @@ class Model(_Handle):
                                _c_int("batch", batch), byref(latent._c))
         return latent
 
-    def vae_encode(self, images) -> "Latent":
+    def vae_encode(self, images, tile_size: int = 0, overlap: int = 64) -> "Latent":
         """VAEEncode: one Image or a list of Images of one size (each cropped
-        to a multiple of 8 as ComfyUI does) into a latent of that batch."""
+        to a multiple of 8 as ComfyUI does) into a latent of that batch.
+        With a tile_size (64 to 4096 pixels), VAEEncodeTiled: the encoder
+        over tiles overlapping by `overlap` pixels, in a tile's memory."""
         images = [images] if isinstance(images, Image) else list(images)
         # the array borrows the images' pixels; `images` keeps them alive
         c_images = (_Image * max(len(images), 1))(*(image._c for image in images))
         latent = Latent()
-        _lib.kiln_vae_encode(self._ptr(), c_images, len(images), byref(latent._c))
+        if tile_size:
+            _lib.kiln_vae_encode_tiled(self._ptr(), c_images, len(images), _c_int("tile_size", tile_size),
+                                       _c_int("overlap", overlap), byref(latent._c))
+        else:
+            _lib.kiln_vae_encode(self._ptr(), c_images, len(images), byref(latent._c))
         return latent
 
     def vae_encode_for_inpaint(self, image: "Image", mask: "Image") -> "Latent":
