@@ -457,6 +457,18 @@ static kiln_status open_text_part(kiln_checkpoint *ck, const char *dir, const ch
     return KILN_OK;
 }
 
+/* T5's tokenizer in a folder's `sub`: its spiece.model, else the
+ * tokenizer.json transformers converts it to (the path of spiece.model
+ * where neither is there, for the message). */
+static void t5_tokenizer_in(const char *dir, const char *sub, char *path, size_t size)
+{
+    struct stat st;
+    snprintf(path, size, "%s/%s/tokenizer.json", dir, sub);
+    bool json = stat(path, &st) == 0;
+    snprintf(path, size, "%s/%s/spiece.model", dir, sub);
+    if (stat(path, &st) != 0 && json) snprintf(path, size, "%s/%s/tokenizer.json", dir, sub);
+}
+
 /* A DiT folder as diffusers ships PixArt and Flux: transformer/ under
  * `transformer.` in diffusers' names, the T5 encoder (PixArt's
  * text_encoder/, Flux's text_encoder_2/) under
@@ -472,7 +484,7 @@ static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
     struct stat st;
     snprintf(path, sizeof path, "%s/text_encoder_2", dir);
     const bool flux = stat(path, &st) == 0;
-    snprintf(path, sizeof path, "%s/%s/spiece.model", dir, flux ? "tokenizer_2" : "tokenizer");
+    t5_tokenizer_in(dir, flux ? "tokenizer_2" : "tokenizer", path, sizeof path);
     TRY(kiln_checkpoint_set_tokenizer(ck, path));
     if (flux) {
         TRY(open_text_part(ck, dir, "text_encoder", KILN_CLIP_L_ROOT "."));
@@ -1136,7 +1148,7 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
         static const char *const tokenizers[] = {"tokenizer_2", "tokenizer"};
         for (size_t i = 0; i < 2 && !ck->tokenizer; i++) {
             char path[4096];
-            snprintf(path, sizeof path, "%s/%s/spiece.model", parts->config, tokenizers[i]);
+            t5_tokenizer_in(parts->config, tokenizers[i], path, sizeof path);
             if (stat(path, &st) == 0) TRY(kiln_checkpoint_set_tokenizer(ck, path));
         }
     }

@@ -270,8 +270,9 @@ static kiln_status bind_dit(kiln_model *m)
                          reads);
     const char *spiece = kiln_checkpoint_tokenizer(m->checkpoint);
     if (!spiece)
-        return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer: single files carry none; give T5's spiece.model "
-                         "(gen --tokenizer; FLUX.1's tokenizer_2/, PixArt's tokenizer/)", path);
+        return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer: single files carry none; give T5's spiece.model or "
+                         "tokenizer.json (gen --tokenizer; FLUX.1's tokenizer_2/, PixArt's tokenizer/, ComfyUI's "
+                         "comfy/text_encoders/t5_tokenizer/)", path);
     if (access(spiece, R_OK) != 0)
         return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer at %s", path, spiece);
     TRY(kiln_spm_open(spiece, &m->spm));

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "file.h"
 #include "status.h"
 #include "tokenizer.h" /* kiln_py_isspace */
@@ -352,6 +354,163 @@ static kiln_status read_model(kiln_spm *spm, model_fields *m, size_t file_len)
     return KILN_OK;
 }
 
+/* ---- tokenizer.json ---------------------------------------------------------- */
+
+/* A T5 tokenizer as Hugging Face's tokenizers library saves it (ComfyUI's
+ * t5_tokenizer/, a diffusers folder's tokenizer_2/tokenizer.json): the
+ * SentencePiece model transformers converted it from, in other words. The
+ * Unigram model's vocab is the pieces and their scores; added_tokens mark
+ * the control pieces (special) and the user-defined ones; the normalizer's
+ * Precompiled entry is the character map (base64); a Replace of " {2,}" is
+ * remove_extra_whitespaces, a Metaspace pre-tokenizer the dummy prefix and
+ * escaped spaces. */
+
+static const cJSON *member(const cJSON *o, const char *name) { return cJSON_GetObjectItemCaseSensitive(o, name); }
+
+static bool has_type(const cJSON *o, const char *type)
+{
+    const cJSON *t = member(o, "type");
+    return cJSON_IsString(t) && strcmp(t->valuestring, type) == 0;
+}
+
+/* Base64 as the tokenizers library writes it; SIZE_MAX on a bad character. */
+static size_t base64_decode(const char *in, uint8_t *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (const char *c = in; *c && *c != '='; c++) {
+        const char *digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *at = strchr(digits, *c);
+        if (!at) return SIZE_MAX;
+        acc = acc << 6 | (uint32_t)(at - digits);
+        if ((bits += 6) >= 8) out[n++] = (uint8_t)(acc >> (bits -= 8));
+    }
+    return n;
+}
+
+/* The normalizers (one or a Sequence): the character map's base64 and
+ * whether runs of spaces collapse. */
+static void scan_normalizer(const cJSON *n, const char **charsmap, bool *collapse)
+{
+    const cJSON *item;
+    if (has_type(n, "Sequence")) {
+        cJSON_ArrayForEach(item, member(n, "normalizers")) { scan_normalizer(item, charsmap, collapse); }
+    } else if (has_type(n, "Precompiled") && cJSON_IsString(member(n, "precompiled_charsmap"))) {
+        *charsmap = member(n, "precompiled_charsmap")->valuestring;
+    } else if (has_type(n, "Replace")) {
+        const cJSON *regex = member(member(n, "pattern"), "Regex");
+        if (cJSON_IsString(regex) && strcmp(regex->valuestring, " {2,}") == 0) *collapse = true;
+    }
+}
+
+/* The Metaspace pre-tokenizer (alone or in a Sequence), or NULL. */
+static const cJSON *find_metaspace(const cJSON *p)
+{
+    if (has_type(p, "Metaspace")) return p;
+    const cJSON *item;
+    if (has_type(p, "Sequence")) {
+        cJSON_ArrayForEach(item, member(p, "pretokenizers")) {
+            if (find_metaspace(item)) return find_metaspace(item);
+        }
+    }
+    return NULL;
+}
+
+/* Reads tokenizer.json text into spm's pieces and m's fields; spm->file
+ * becomes the pieces' text and the character map. */
+static kiln_status read_tokenizer_json(kiln_spm *spm, model_fields *m, const char *text)
+{
+    const char *path = spm->path;
+    cJSON *root = cJSON_Parse(text);
+    if (!root) return kiln_fail(KILN_ERR_FORMAT, "%s: not JSON, nor a SentencePiece model", path);
+    kiln_status st = KILN_OK;
+    const cJSON *model = member(root, "model"), *vocab = member(model, "vocab"), *unk = member(model, "unk_id");
+    const cJSON *entry;
+    const char *charsmap = NULL;
+    bool collapse = false;
+    scan_normalizer(member(root, "normalizer"), &charsmap, &collapse);
+    if (!cJSON_IsString(member(model, "type")))
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: JSON without a tokenizer model: not a tokenizer.json", path);
+    else if (!has_type(model, "Unigram"))
+        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a tokenizers %s model; kiln reads Unigram models (T5's) only", path,
+                       member(model, "type")->valuestring);
+    else if (cJSON_IsTrue(member(model, "byte_fallback")))
+        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a Unigram model with byte_fallback, which T5's is not", path);
+    else if (!cJSON_IsArray(vocab) || !cJSON_IsNumber(unk))
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: a Unigram model without its vocab or unk_id", path);
+    const int n = st == KILN_OK ? cJSON_GetArraySize(vocab) : 0;
+    size_t bytes = charsmap ? strlen(charsmap) / 4 * 3 + 3 : 0;
+    if (st == KILN_OK) {
+        cJSON_ArrayForEach(entry, vocab) {
+            const cJSON *piece = cJSON_GetArrayItem(entry, 0), *score = cJSON_GetArrayItem(entry, 1);
+            if (!cJSON_IsString(piece) || !cJSON_IsNumber(score) || !piece->valuestring[0]) {
+                st = kiln_fail(KILN_ERR_FORMAT, "%s: a vocab entry that is no [piece, score]", path);
+                break;
+            }
+            bytes += strlen(piece->valuestring);
+        }
+    }
+    uint8_t *buf = st == KILN_OK ? malloc(bytes + 1) : NULL;
+    if (st == KILN_OK && (!buf || !(spm->pieces = calloc((size_t)n + 1, sizeof *spm->pieces))))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    size_t at = 0;
+    if (st == KILN_OK) {
+        cJSON_ArrayForEach(entry, vocab) {
+            const char *piece = cJSON_GetArrayItem(entry, 0)->valuestring;
+            const size_t len = strlen(piece);
+            memcpy(buf + at, piece, len);
+            spm->pieces[spm->n_pieces++] = (spm_piece){(const char *)buf + at, (uint32_t)len,
+                                                       (float)cJSON_GetArrayItem(entry, 1)->valuedouble, PIECE_NORMAL};
+            at += len;
+        }
+        cJSON_ArrayForEach(entry, member(root, "added_tokens")) {
+            const cJSON *id = member(entry, "id");
+            if (cJSON_IsNumber(id) && id->valueint >= 0 && id->valueint < n)
+                spm->pieces[id->valueint].type =
+                    cJSON_IsTrue(member(entry, "special")) ? PIECE_CONTROL : PIECE_USER_DEFINED;
+        }
+    }
+    /* transformers' converter appends T5Tokenizer's 100 sentinels to the vocab, which kiln adds itself */
+    if (st == KILN_OK && spm->n_pieces > T5_EXTRA_IDS) {
+        bool sentinels = true;
+        const int base = spm->n_pieces - T5_EXTRA_IDS;
+        for (int i = 0; i < T5_EXTRA_IDS && sentinels; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "<extra_id_%d>", T5_EXTRA_IDS - 1 - i);
+            const spm_piece *p = &spm->pieces[base + i];
+            sentinels = p->len == strlen(name) && memcmp(p->text, name, p->len) == 0;
+        }
+        if (sentinels) spm->n_pieces = base;
+    }
+    if (st == KILN_OK && (unk->valueint < 0 || unk->valueint >= spm->n_pieces))
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: unk_id %d, but the vocab has %d pieces", path, unk->valueint, n);
+    if (st == KILN_OK) spm->pieces[unk->valueint].type = PIECE_UNKNOWN;
+    if (st == KILN_OK && charsmap) {
+        m->charsmap = buf + at;
+        m->charsmap_len = base64_decode(charsmap, buf + at);
+        if (m->charsmap_len == SIZE_MAX)
+            st = kiln_fail(KILN_ERR_FORMAT, "%s: the Precompiled normalizer's character map is not base64", path);
+    }
+    if (st == KILN_OK) {
+        const cJSON *metaspace = find_metaspace(member(root, "pre_tokenizer"));
+        const cJSON *scheme = member(metaspace, "prepend_scheme");
+        spm->escape_whitespaces = metaspace != NULL;
+        spm->add_dummy_prefix = metaspace && !cJSON_IsFalse(member(metaspace, "add_prefix_space")) &&
+                                !(cJSON_IsString(scheme) && strcmp(scheme->valuestring, "never") == 0);
+        spm->remove_extra_whitespaces = collapse;
+        m->has_trainer_spec = m->has_normalizer_spec = true;
+        m->trainer_unk_id = unk->valueint;
+        m->trainer_bos_id = m->trainer_eos_id = m->trainer_pad_id = -1;
+        free(spm->file);
+        spm->file = buf;
+        buf = NULL;
+    }
+    free(buf);
+    cJSON_Delete(root);
+    return st;
+}
+
 /* What SentencePiece would refuse, what kiln does not do, and what makes
  * it no T5 vocabulary. */
 static kiln_status check_model(kiln_spm *spm, const model_fields *m)
@@ -544,7 +703,20 @@ kiln_status kiln_spm_open(const char *path, kiln_spm **out)
     size_t file_len;
     kiln_status st = kiln_read_file(path, MAX_MODEL_BYTES, "a SentencePiece model", &spm->file, &file_len);
     if (st == KILN_OK && file_len == 0) st = kiln_fail(KILN_ERR_FORMAT, "%s: empty file, not a SentencePiece model", path);
-    if (st == KILN_OK) st = read_model(spm, &m, file_len);
+    size_t lead = 0;
+    while (st == KILN_OK && lead < file_len && strchr(" \t\r\n", spm->file[lead])) lead++;
+    if (st == KILN_OK && lead < file_len && spm->file[lead] == '{') { /* a tokenizer.json */
+        char *text = malloc(file_len + 1);
+        if (!text) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        if (text) {
+            memcpy(text, spm->file, file_len);
+            text[file_len] = '\0';
+            st = read_tokenizer_json(spm, &m, text);
+            free(text);
+        }
+    } else if (st == KILN_OK) {
+        st = read_model(spm, &m, file_len);
+    }
     if (st == KILN_OK) st = check_model(spm, &m);
     if (st == KILN_OK) st = index_names(spm);
     if (st == KILN_OK) st = build_trie(spm);

@@ -36,7 +36,13 @@
 
 typedef struct kiln_spm kiln_spm;
 
-/* Reads a SentencePiece model file. Errors name the file: KILN_ERR_IO (cannot
+/* Reads a SentencePiece model file, or the tokenizer.json (Hugging Face
+ * tokenizers) transformers converts one to: its Unigram vocab and scores,
+ * added_tokens as control (special) and user-defined pieces, the
+ * Precompiled normalizer's character map, a Replace of " {2,}" as
+ * remove_extra_whitespaces and a Metaspace pre-tokenizer as the dummy prefix
+ * and escaped spaces; the 100 sentinels its vocab ends with are left to
+ * T5Tokenizer's rule as for spiece.model. Errors name the file: KILN_ERR_IO (cannot
  * read it), KILN_ERR_FORMAT (truncated or malformed protobuf, duplicate or
  * empty pieces, no unknown piece, not a T5 vocabulary: no "</s>", "<pad>" or
  * "<unk>" piece), KILN_ERR_UNSUPPORTED (a BPE, word or char model, byte

@@ -274,7 +274,8 @@ static void bfl_names_read_as_diffusers(void **state)
 /* BFL's transformer file with ComfyUI's separate CLIP-L, T5 and VAE files
  * (UNETLoader, DualCLIPLoader, VAELoader) gives the folder's runs; so does
  * ComfyUI's checkpoint with its VAE replaced by one under
- * first_stage_model. and an explicit tokenizer. */
+ * first_stage_model. and an explicit tokenizer (the tokenizer.json ComfyUI
+ * ships). */
 static void single_files_run_as_the_folder(void **state)
 {
     (void)state;
@@ -285,7 +286,8 @@ static void single_files_run_as_the_folder(void **state)
     snprintf(t5, sizeof t5, "%s", kiln_test_data(T5_FILE));
     snprintf(vae, sizeof vae, "%s", kiln_test_data(VAE_FILE));
     snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
-    snprintf(spiece, sizeof spiece, "%s", kiln_test_data("pixart/tiny/tokenizer/spiece.model"));
+    /* T5's tokenizer as ComfyUI ships it: the tokenizer.json of the same model */
+    snprintf(spiece, sizeof spiece, "%s", kiln_test_data("spm_tokenizer/tokenizer.json"));
     const kiln_model_parts bfl = {.vae = vae, .text_encoders = {t5, clip}, .config = config};
     kiln_model *m;
     assert_kiln_ok(kiln_model_load_checkpoint(open_with_parts("flux/single/flux1-tiny.safetensors", &bfl), be, &m));

@@ -1,7 +1,10 @@
 /* T5's SentencePiece tokenizer against sentencepiece and transformers'
  * T5Tokenizer (legacy=True) on a small unigram model trained with T5's
  * conventions (tests/data/spm_tokenizer/make_spm_data.py), and its refusal
- * of files it cannot or should not read. */
+ * of files it cannot or should not read. The same goldens again from the
+ * tokenizer.json transformers converts that model to (T5TokenizerFast's
+ * file, as ComfyUI and diffusers folders ship T5's tokenizer), and the
+ * tokenizers models kiln refuses. */
 #include "kiln_test.h"
 
 #include <limits.h>
@@ -20,15 +23,28 @@
 static kiln_spm *spm;
 static cJSON *goldens;
 
-static int setup(void **state)
+#define TOKENIZER_JSON "spm_tokenizer/tokenizer.json"
+
+static int open_tokenizer(const char *path)
 {
-    (void)state;
-    if (kiln_spm_open(kiln_test_data(SPIECE), &spm) != KILN_OK) {
+    if (kiln_spm_open(kiln_test_data(path), &spm) != KILN_OK) {
         fprintf(stderr, "%s\n", kiln_last_error());
         return -1;
     }
     goldens = json_data_load(GOLDENS);
     return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return open_tokenizer(SPIECE);
+}
+
+static int setup_json(void **state)
+{
+    (void)state;
+    return open_tokenizer(TOKENIZER_JSON);
 }
 
 static int teardown(void **state)
@@ -466,6 +482,36 @@ static void other_model_kinds(void **state)
     assert_refused(kiln_test_data("spm_tokenizer/byte_fallback.model"), KILN_ERR_UNSUPPORTED, "byte_fallback");
 }
 
+/* tokenizer.json files kiln does not read as T5's. */
+static void other_tokenizer_json(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *words;
+        kiln_status code;
+    } cases[] = {
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}", "a tokenizers BPE model",
+         KILN_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"byte_fallback\": true, \"vocab\": [[\"<unk>\", 0]]}}",
+         "byte_fallback", KILN_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0], [\"a\"]]}}",
+         "no [piece, score]", KILN_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 5, \"vocab\": [[\"<unk>\", 0]]}}", "unk_id 5",
+         KILN_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0], [\"a\", -1]]}}",
+         "not a T5 vocabulary", KILN_ERR_FORMAT},
+        {"{\"version\": \"1.0\"}", "not a tokenizer.json", KILN_ERR_FORMAT},
+        {"{\"model\": ", "not JSON", KILN_ERR_FORMAT},
+        {"{\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"*\"}, \"model\": {\"type\": "
+         "\"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0]]}}",
+         "not base64", KILN_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_refused(write_temp(cases[i].json, strlen(cases[i].json)), cases[i].code, cases[i].words);
+        unlink(temp_path);
+    }
+}
+
 /* ---- hand-made protobufs --------------------------------------------------- */
 
 typedef struct pb_buf {
@@ -627,6 +673,14 @@ int main(void)
         cmocka_unit_test(garbage_files),
         cmocka_unit_test(other_model_kinds),
         cmocka_unit_test(handmade_models),
+        cmocka_unit_test(other_tokenizer_json),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    /* the same model read from its tokenizer.json */
+    const struct CMUnitTest json_tests[] = {
+        cmocka_unit_test(vocabulary_and_specials), cmocka_unit_test(sentencepiece_goldens),
+        cmocka_unit_test(sentencepiece_byte_goldens), cmocka_unit_test(t5_goldens),
+        cmocka_unit_test(long_prompt_repeats), cmocka_unit_test(every_truncation),
+    };
+    return cmocka_run_group_tests_name("spiece.model", tests, setup, teardown) +
+           cmocka_run_group_tests_name("tokenizer.json", json_tests, setup_json, teardown);
 }
