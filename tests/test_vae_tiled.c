@@ -8,6 +8,7 @@
  * refused; both nodes in a workflow as the library runs them. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln_test.h"
 
@@ -122,20 +123,24 @@ static void workflow_nodes(void **state)
     kiln_model *m;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_checkpoint_load(be, TINY, NULL, 0, &m));
-    kiln_image picture, want;
+    /* a 96x80 picture, larger than the 64-pixel tiles, saved for LoadImage */
+    kiln_image picture = {96, 80, 3, malloc(96 * 80 * 3)}, want;
+    for (int i = 0; i < 96 * 80 * 3; i++) picture.pixels[i] = (uint8_t)((i * 37 + (i / 288) * 11) % 256);
+    char dir[] = "/tmp/kiln_vae_tiled_XXXXXX", path[64], json[2048];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/picture.png", dir);
+    assert_kiln_ok(kiln_image_save(path, &picture, NULL, 0));
     kiln_latent latent;
-    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &picture));
     assert_kiln_ok(kiln_vae_encode_tiled(m, &picture, 1, 64, 16, &latent));
-    assert_kiln_ok(kiln_vae_decode_tiled(m, &latent, 128, 32, &want, 1));
-    const char *json =
+    assert_kiln_ok(kiln_vae_decode_tiled(m, &latent, 64, 16, &want, 1));
+    snprintf(json, sizeof json,
         "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" TINY "\"}}, "
-        "\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
-        "/ip_adapter/picture_251x233.png\"}}, "
+        "\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"%s\"}}, "
         "\"12\": {\"class_type\": \"VAEEncodeTiled\", \"inputs\": {\"pixels\": [\"11\", 0], \"vae\": [\"4\", 2], "
         "\"tile_size\": 64, \"overlap\": 16, \"temporal_size\": 64, \"temporal_overlap\": 8}}, "
         "\"8\": {\"class_type\": \"VAEDecodeTiled\", \"inputs\": {\"samples\": [\"12\", 0], \"vae\": [\"4\", 2], "
-        "\"tile_size\": 128, \"overlap\": 32, \"temporal_size\": 64, \"temporal_overlap\": 8}}, "
-        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+        "\"tile_size\": 64, \"overlap\": 16, \"temporal_size\": 64, \"temporal_overlap\": 8}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}", path);
     const kiln_workflow_options options = {0};
     kiln_image *images;
     int count;
@@ -145,6 +150,8 @@ static void workflow_nodes(void **state)
     assert_int_equal(images[0].height, want.height);
     assert_memory_equal(images[0].pixels, want.pixels, (size_t)want.width * want.height * 3);
     kiln_images_free(images, count);
+    unlink(path);
+    rmdir(dir);
     kiln_image_free(&picture);
     kiln_image_free(&want);
     kiln_latent_free(&latent);
