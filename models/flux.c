@@ -98,12 +98,13 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
         return kiln_fail(KILN_ERR_MODEL, "%s: Flux width %lld is no whole number of heads %lld wide", path,
                          (long long)D, (long long)hd);
     flux->heads = (int)(D / hd);
-    /* Fill, Canny and Depth read the picture's channels beside the latent's and give the latent's */
+    /* Canny and Depth read a picture's channels beside the latent's, Fill a mask's too, and give the latent's */
     const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
-    if (out && out->ndim == 2 && out->shape[0] != img->shape[1])
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the Flux transformer reads %lld channels a token and gives %lld: "
-                         "FLUX.1 Fill, Canny or Depth, whose picture conditioning kiln does not run yet", path,
-                         (long long)img->shape[1], (long long)out->shape[0]);
+    flux->out_channels = out && out->ndim == 2 ? (int)out->shape[0] : flux->in_channels;
+    if (flux->in_channels != flux->out_channels && flux->in_channels != 2 * flux->out_channels)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the Flux transformer reads %d channels a token and gives %d: "
+                         "FLUX.1 Fill, whose inpainting conditioning kiln does not run yet", path, flux->in_channels,
+                         flux->out_channels);
     static const int flux1_axes[3] = {16, 56, 56};
     memcpy(flux->axes, axes ? axes : flux1_axes, sizeof flux->axes);
     if (flux->axes[0] + flux->axes[1] + flux->axes[2] != hd || flux->axes[0] % 2 || flux->axes[1] % 2 ||
@@ -123,7 +124,7 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
     for (int i = 0; i < flux->ndouble; i++) TRY(bind_double(w, root, i, D, hd, &flux->dbl[i]));
     for (int i = 0; i < flux->nsingle; i++) TRY(bind_single(w, root, i, D, hd, &flux->sgl[i]));
     TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
-    return kiln_dit_bind_linear(w, root, "proj_out", flux->in_channels, D, &flux->proj_out_w, &flux->proj_out_b);
+    return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
 
 void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, int h, int w, float *table)
@@ -369,7 +370,7 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     TRY(nn_linear(g, n, flux->proj_out_w, flux->proj_out_b, &y));
     nn_drop(g, &n);
     if (!kiln_graph_no_outputs(g)) {
-        const size_t per_row = (size_t)(T + N) * flux->in_channels, img_part = (size_t)N * flux->in_channels;
+        const size_t per_row = (size_t)(T + N) * flux->out_channels, img_part = (size_t)N * flux->out_channels;
         float *all = malloc((size_t)B * per_row * sizeof *all);
         if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
         st = kiln_graph_output(g, y, all, (size_t)B * per_row * sizeof *all);

@@ -42,7 +42,10 @@ typedef struct flux_single_block {
 } flux_single_block;
 
 typedef struct kiln_flux {
-    int hidden, heads, head_dim, in_channels, context_dim, pooled_dim, ndouble, nsingle;
+    int hidden, heads, head_dim, context_dim, pooled_dim, ndouble, nsingle;
+    /* a token's channels in and out: the same, or (FLUX.1 Canny, Depth) twice as many in, a picture's latent
+       beside the latent's */
+    int in_channels, out_channels;
     int axes[3];   /* rotary widths per position axis, summing to head_dim */
     bool guidance; /* the dev model's guidance embedding */
     const tensor *img_in_w, *img_in_b, *txt_in_w, *txt_in_b;
@@ -50,7 +53,7 @@ typedef struct kiln_flux {
     flux_double_block dbl[FLUX_MAX_DOUBLE];
     flux_single_block sgl[FLUX_MAX_SINGLE];
     const tensor *norm_out_w, *norm_out_b; /* (2D,D): scale, then shift */
-    const tensor *proj_out_w, *proj_out_b; /* (in_channels,D) */
+    const tensor *proj_out_w, *proj_out_b; /* (out_channels,D) */
 } kiln_flux;
 
 bool kiln_flux_present(const kiln_checkpoint *ck, const char *root);
@@ -69,7 +72,7 @@ typedef struct flux_input {
     const float *guidance;   /* (rows), the dev model's; NULL otherwise */
 } flux_input;
 
-// -> out (rows, h*w, in_channels) on the host: the packed prediction
+// -> out (rows, h*w, out_channels) on the host: the packed prediction
 kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_input *in, float *out);
 
 /* The rotary table (T, head_dim/2, 2) of cos and sin for T = caption

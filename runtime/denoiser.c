@@ -16,7 +16,10 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
         return kiln_fail(KILN_ERR_INVALID_ARG, "--batch %d: must be 1..%d", batch, KILN_MAX_BATCH);
     const int channels = kiln_model_latent_channels(m);
     *d = (kiln_denoiser){.model = m, .batch = batch, .channels = channels, .h = h, .w = w,
-                         .unet_channels = kiln_model_is_dit(m) ? channels : m->unet.config->in_channels, .cfg = cfg,
+                         .unet_channels = !kiln_model_is_dit(m)               ? m->unet.config->in_channels
+                                          : m->family->arch == KILN_ARCH_FLUX ? m->flux.in_channels / 4
+                                                                              : channels,
+                         .cfg = cfg,
                          .context = context, .tokens = tokens, .sampling = sampling};
     d->rows = uses_guidance(cfg) ? 2 * batch : batch;
     size_t n = (size_t)d->rows * d->channels * h * w;
@@ -63,7 +66,7 @@ static kiln_status set_flux_inputs(kiln_denoiser *d)
     const size_t B = (size_t)d->batch;
     if (d->h % 2 || d->w % 2)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: a %dx%d latent is not whole 2x2 patches", d->h, d->w);
-    d->dit_out = malloc(B * d->channels * d->h * d->w * sizeof(float));
+    d->dit_out = malloc(B * d->unet_channels * d->h * d->w * sizeof(float)); /* the packed rows going in */
     if (!d->dit_out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
     for (int i = 0; i < 2; i++) {
         if (!(d->flux_guidance[i] = malloc(B * sizeof(float))))
@@ -281,9 +284,9 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
 static kiln_status flux_rows(kiln_denoiser *d, kiln_graph *g, int first, int which)
 {
     const kiln_model *m = d->model;
-    const int B = d->batch, C = d->channels;
+    const int B = d->batch, C = d->channels, C_in = d->unet_channels;
     const size_t latent = (size_t)C * d->h * d->w;
-    kiln_patchify(d->unet_in + first * latent, B, C, d->h, d->w, 2, d->dit_out);
+    kiln_patchify(d->unet_in + (size_t)first * C_in * d->h * d->w, B, C_in, d->h, d->w, 2, d->dit_out);
     flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = d->dit_out,
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,

@@ -628,7 +628,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "strength", c->strength);
         add_number(&g, in, "start_percent", c->start);
         add_number(&g, in, "end_percent", c->end);
-        add_link(&g, in, "positive", i ? before : "6", 0);
+        add_link(&g, in, "positive", i ? before : run->flux_guidance ? "30" : "6", 0);
         add_link(&g, in, "negative", i ? before : "7", i ? 1 : 0);
         add_link(&g, in, "control_net", loader, 0);
         add_link(&g, in, "image", image, 0);
@@ -666,7 +666,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
                                    : repaint && run->inpaint_model ? "VAEEncodeForInpaint"
                                                                    : "VAEEncode");
         if (pix2pix) {
-            add_link(&g, in, "positive", prompts_in ? prompts_in : "6", 0);
+            add_link(&g, in, "positive", prompts_in ? prompts_in : run->flux_guidance ? "30" : "6", 0);
             add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);
         }
         add_link(&g, in, "pixels", picture, 0);

@@ -298,6 +298,18 @@ static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, i
     return dst;
 }
 
+/* A picture's latent beside the UNet's or transformer's input every call:
+ * InstructPix2Pix's as it is (SD 1.x's concat_cond), FLUX.1 Canny's and
+ * Depth's as the model takes a latent (Flux's concat_cond: process_in). */
+static kiln_status set_edit_latent(const kiln_model *m, kiln_denoiser *d, const float *edit, float **owned)
+{
+    if (m->family->arch != KILN_ARCH_FLUX) return kiln_denoiser_set_concat(d, edit);
+    const size_t n = (size_t)d->channels * d->h * d->w;
+    if (!(*owned = malloc(n * sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    for (size_t i = 0; i < n; i++) (*owned)[i] = kiln_vae_latent_in(&m->vae, edit[i]);
+    return kiln_denoiser_set_concat(d, *owned);
+}
+
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
@@ -340,6 +352,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
      * common multiple for a UNet; a DiT reads each at its own length */
     int tokens = kiln_model_is_dit(m) ? 0 : positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL, *adm = NULL;
+    float *edit_in = NULL; /* Flux's picture latent as its concat_cond takes it (process_in); SD's as it is */
     size_t plane = (size_t)job->latent_h * job->latent_w;
     float *context = tokens ? malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float)) : NULL;
     kiln_status st = KILN_OK;
@@ -389,7 +402,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     kiln_inpaint_mask blend = {mask, scaled, noise};
     if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
-        (job->edit_latent && (st = kiln_denoiser_set_concat(&d, job->edit_latent)) != KILN_OK) ||
+        (job->edit_latent && (st = set_edit_latent(m, &d, job->edit_latent, &edit_in)) != KILN_OK) ||
         (job->ncontrols && (st = kiln_denoiser_set_controls(&d, job->controls, job->ncontrols)) != KILN_OK) ||
         (job->nimage_prompts &&
          (st = kiln_denoiser_set_image_prompts(&d, job->image_prompts, job->nimage_prompts)) != KILN_OK)) {
@@ -423,6 +436,7 @@ done:
     free(mask);
     free(context);
     free(adm);
+    free(edit_in);
     return st;
 }
 

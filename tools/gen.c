@@ -167,7 +167,7 @@ static void usage(FILE *to)
             "  --aesthetic S --negative-aesthetic S\n"
             "                         the refiner's aesthetic scores (CLIPTextEncodeSDXLRefiner; default 6, 2.5)\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
-            "                         picture to edit\n"
+            "                         picture to edit; with FLUX.1 Canny or Depth, the edge or depth map\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
             "                         (an inpainting model's way, or any model's with --denoise)\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
@@ -1313,8 +1313,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (pix2pix && (!o.init_image || o.mask || o.outpaint_given)) {
-        fprintf(stderr, "gen: %s is an InstructPix2Pix model: give it --init-image (the picture to edit) and no %s\n",
-                model_name, o.mask ? "--mask" : o.outpaint_given ? "--outpaint" : "mask");
+        fprintf(stderr, "gen: %s is an InstructPix2Pix model: give it --init-image (%s) and no %s\n", model_name,
+                m->family->arch == KILN_ARCH_FLUX ? "the edge or depth map FLUX.1 Canny/Depth follows"
+                                                  : "the picture to edit",
+                o.mask ? "--mask" : o.outpaint_given ? "--outpaint" : "mask");
         return 2;
     }
     if (o.mask || o.outpaint_given) {

@@ -131,7 +131,9 @@ void kiln_model_free(kiln_model *m);
 /* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart" or "flux". */
 const char *kiln_model_family(const kiln_model *m);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
- * masked picture's latent), "instruct-pix2pix" (and the picture's latent). */
+ * masked picture's latent), "instruct-pix2pix" (and the picture's latent:
+ * InstructPix2Pix, and FLUX.1 Canny and Depth, whose picture is the edge or
+ * depth map, given the same way). */
 const char *kiln_model_variant(const kiln_model *m);
 /* What the model predicts: "eps" or "v", as read off the checkpoint or set;
  * "flow" for Flux. */
@@ -361,8 +363,9 @@ typedef struct kiln_ksampler_params {
        NULL: none */
     const kiln_ip_adapter_apply *ip_adapter;
     int ip_adapter_count;
-    const kiln_latent *edit_latent;    /* InstructPix2Pix models (and only they): kiln_vae_encode of the picture to
-                                          edit (batch 1); the sampling starts from latent_image, an empty one */
+    const kiln_latent *edit_latent;    /* InstructPix2Pix models and FLUX.1 Canny/Depth (and only they): kiln_vae_encode
+                                          of the picture to edit, or the edge or depth map (batch 1); the sampling
+                                          starts from latent_image, an empty one */
     const kiln_sdxl_cond *sdxl;        /* SDXL base and refiner: NULL: CLIPTextEncode's numbers */
     const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target where they are its own
                                             (CLIPTextEncodeSDXL on it with other numbers); NULL: sdxl's. The
