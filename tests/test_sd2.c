@@ -4,7 +4,8 @@
  * ComfyUI's rules), the OpenCLIP single file's names and fused q/k/v, the
  * text tower at its last and penultimate layers, the UNet with every block,
  * both in the single-file and the diffusers layouts; ComfyUI's SD2 padding,
- * a whole v-prediction KSampler run, and a kohya LoRA merged into both. */
+ * a whole v-prediction KSampler run, a kohya LoRA merged into both, and a
+ * ControlNet on both. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,6 +198,20 @@ static void tokenizer_pads_with_zero(void **state)
  * in_proj) and the UNet (linear proj_in/proj_out, LoCon convolutions),
  * against diffusers' fuse_lora (the file's f16 weights merged in f32 there,
  * rounded back to f16 here). */
+/* A ControlNet for SD 2.x in the original layout (tests/data/sd2/controlnet,
+ * make_sd2_controlnet_data.py: its copy of the encoder with linear
+ * projections and upcast attention) on both layouts of the model, against
+ * diffusers' ControlNetModel: every residual and the UNet with them. */
+static void controlnet(void **state)
+{
+    (void)state;
+    static const char *const paths[2] = {KILN_TEST_DATA "/sd2/tiny_sd2.safetensors",
+                                         KILN_TEST_DATA "/sd2/tiny_sd2_diffusers"};
+    for (int layout = 0; layout < 2; layout++)
+        parity_check_controlnet(&(parity_fixture){.path = paths[layout], .tol = TOL},
+                                "sd2/controlnet/tiny_ldm.safetensors", "sd2/controlnet/golden.safetensors");
+}
+
 static void kohya_lora(void **state)
 {
     (void)state;
@@ -286,7 +301,7 @@ int main(void)
         cmocka_unit_test(clip_single_file),   cmocka_unit_test(clip_folder),
         cmocka_unit_test(unet_single_file),   cmocka_unit_test(unet_folder),
         cmocka_unit_test(tokenizer_pads_with_zero), cmocka_unit_test(ksampler_v_prediction),
-        cmocka_unit_test(kohya_lora),
+        cmocka_unit_test(kohya_lora),         cmocka_unit_test(controlnet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
