@@ -131,6 +131,23 @@ static void clip_single_file(void **state)
     parity_check_clip(&(parity_fixture){.path = single_file(), .tol = TOL}, GOLDEN);
 }
 
+/* The text tower at SD 2.x's own layer (the penultimate, through the final
+ * norm) on the golden's input_ids, against its clip_skip2. */
+static void check_penultimate(const kiln_model *m, const char *golden_path, double tol)
+{
+    kiln_st_file *f = golden_open(golden_path);
+    golden ids = golden_read(f, "input_ids"), want = golden_read(f, "clip_skip2");
+    int32_t ids32[2 * 77];
+    for (int i = 0; i < 2 * 77; i++) ids32[i] = (int32_t)ids.data[i];
+    float *out = calloc(want.count, sizeof(float));
+    assert_kiln_ok(kiln_clip_encode_ids(m, 0, ids32, 2, 0, out, NULL));
+    assert_rel_l2_le(out, want.data, want.count, tol);
+    free(out);
+    golden_free(&ids);
+    golden_free(&want);
+    kiln_st_close(f);
+}
+
 /* diffusers' folder lacks the last layer: the model's own layer (the
  * penultimate) still runs, the last is refused by name. */
 static void clip_folder(void **state)
@@ -141,19 +158,12 @@ static void clip_folder(void **state)
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(folder(), be, &m));
     assert_int_equal(m->clips[0].nlayers, 2);
-    kiln_st_file *f = golden_open(GOLDEN);
-    golden ids = golden_read(f, "input_ids"), want = golden_read(f, "clip_skip2");
-    int32_t ids32[2 * 77];
-    for (int i = 0; i < 2 * 77; i++) ids32[i] = (int32_t)ids.data[i];
-    float *out = calloc(want.count, sizeof(float));
-    assert_kiln_ok(kiln_clip_encode_ids(m, 0, ids32, 2, 0, out, NULL));
-    assert_rel_l2_le(out, want.data, want.count, TOL);
-    assert_int_equal(kiln_clip_encode_ids(m, 0, ids32, 2, 1, out, NULL), KILN_ERR_INVALID_ARG);
+    check_penultimate(m, GOLDEN, TOL);
+    int32_t ids[2 * 77] = {0};
+    float *out = calloc((size_t)2 * 77 * 32, sizeof(float));
+    assert_int_equal(kiln_clip_encode_ids(m, 0, ids, 2, 1, out, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "--clip-skip 1"));
     free(out);
-    golden_free(&ids);
-    golden_free(&want);
-    kiln_st_close(f);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
@@ -230,17 +240,7 @@ static void kohya_lora(void **state)
         assert_kiln_ok(kiln_checkpoint_open(paths[layout], &ck));
         assert_kiln_ok(kiln_model_load_with_loras(ck, &lora, 1, &stats, be, &m));
         assert_int_equal(stats.clip_modules, 12);
-        kiln_st_file *f = golden_open("sd2/lora/kohya.golden.safetensors");
-        golden ids = golden_read(f, "input_ids"), want = golden_read(f, "clip_skip2");
-        int32_t ids32[2 * 77];
-        for (int i = 0; i < 2 * 77; i++) ids32[i] = (int32_t)ids.data[i];
-        float *out = calloc(want.count, sizeof(float));
-        assert_kiln_ok(kiln_clip_encode_ids(m, 0, ids32, 2, 0, out, NULL));
-        assert_rel_l2_le(out, want.data, want.count, TOL_MERGED);
-        free(out);
-        golden_free(&ids);
-        golden_free(&want);
-        kiln_st_close(f);
+        check_penultimate(m, "sd2/lora/kohya.golden.safetensors", TOL_MERGED);
         kiln_model_free(m);
         kiln_backend_free(be);
     }
