@@ -5,6 +5,8 @@
 #include <time.h>
 
 #include "backend.h"
+#include "denoiser.h"
+#include "golden.h"
 #include "graph.h"
 #include "kiln_test.h"
 #include "model.h"
@@ -81,6 +83,48 @@ static void controlnet_f32(void **s)
 {
     (void)s;
     parity_check_controlnet(&gpu_f32, "controlnet/tiny_ldm.safetensors", "controlnet/golden.safetensors");
+}
+
+/* Two ControlNets on guided denoiser calls (a graph for each set of them a
+ * call runs): both against diffusers' MultiControlNetModel, then the second
+ * out of its range, which leaves the first's call. */
+static void two_controlnets_f32(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn[2];
+    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
+    assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
+    assert_kiln_ok(kiln_controlnet_open(kiln_test_data("controlnet/tiny_ldm.safetensors"), &m->unet, be, &cn[0]));
+    assert_kiln_ok(kiln_controlnet_open(kiln_test_data("controlnet/second_ldm.safetensors"), &m->unet, be, &cn[1]));
+    kiln_st_file *f = golden_open("controlnet/golden.safetensors"), *f2 = golden_open("controlnet/multi.safetensors");
+    golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
+           one = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),
+           hint = golden_read(f, "hint"), scale = golden_read(f, "scale"), hint2 = golden_read(f2, "hint"),
+           scale2 = golden_read(f2, "scale"), both = golden_read(f2, "out");
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
+    kiln_control controls[2] = {{cn[0], hint.data, scale.data[0], 0.0, 1.0}, {cn[1], hint2.data, scale2.data[0], 0.0, 1.0}};
+    kiln_denoiser d;
+    assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, (int)x.shape[2], (int)x.shape[3], cfg.data[0], context.data, 77));
+    assert_kiln_ok(kiln_denoiser_set_controls(&d, controls, 2));
+    float *out = malloc(x.count * sizeof *out);
+    assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out));
+    assert_rel_l2_le(out, both.data, both.count, gpu_f32.tol);
+    controls[1].start_percent = 0.6; /* out of range now: a call with the first alone, in a graph of its own */
+    d.control_sigma_hi[1] = kiln_percent_to_sigma(&ms, 0.6);
+    assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out));
+    assert_rel_l2_le(out, one.data, one.count, gpu_f32.tol);
+    kiln_denoiser_free(&d);
+    free(out);
+    golden *all[] = {&x, &sigma, &cfg, &one, &context, &hint, &scale, &hint2, &scale2, &both};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_st_close(f2);
+    for (int i = 0; i < 2; i++) kiln_controlnet_free(cn[i]);
+    kiln_model_free(m);
+    kiln_backend_free(be);
 }
 
 /* IP-Adapter: the CLIP vision tower (non-causal attention over 257 tokens),
@@ -226,6 +270,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
+        cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
