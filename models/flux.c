@@ -98,13 +98,14 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
         return kiln_fail(KILN_ERR_MODEL, "%s: Flux width %lld is no whole number of heads %lld wide", path,
                          (long long)D, (long long)hd);
     flux->heads = (int)(D / hd);
-    /* Canny and Depth read a picture's channels beside the latent's, Fill a mask's too, and give the latent's */
+    /* Canny and Depth read a picture's channels beside the latent's, Fill also a mask's (8x8 pixels a latent
+       pixel: 64 channels, 256 a token), and give the latent's */
     const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
     flux->out_channels = out && out->ndim == 2 ? (int)out->shape[0] : flux->in_channels;
-    if (flux->in_channels != flux->out_channels && flux->in_channels != 2 * flux->out_channels)
+    if (flux->in_channels != flux->out_channels && flux->in_channels != 2 * flux->out_channels &&
+        flux->in_channels != 2 * flux->out_channels + KILN_FLUX_FILL_MASK_CHANNELS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the Flux transformer reads %d channels a token and gives %d: "
-                         "FLUX.1 Fill, whose inpainting conditioning kiln does not run yet", path, flux->in_channels,
-                         flux->out_channels);
+                         "neither FLUX.1's, Canny/Depth's nor Fill's", path, flux->in_channels, flux->out_channels);
     static const int flux1_axes[3] = {16, 56, 56};
     memcpy(flux->axes, axes ? axes : flux1_axes, sizeof flux->axes);
     if (flux->axes[0] + flux->axes[1] + flux->axes[2] != hd || flux->axes[0] % 2 || flux->axes[1] % 2 ||

@@ -41,6 +41,10 @@ typedef struct flux_single_block {
     const tensor *out_w, *out_b; /* (D,5D) (D): over attention and MLP side by side */
 } flux_single_block;
 
+/* FLUX.1 Fill's mask in a token: 8x8 pixels of it for each latent pixel,
+ * 2x2 latent pixels a token. */
+#define KILN_FLUX_FILL_MASK_CHANNELS (64 * 4)
+
 typedef struct kiln_flux {
     int hidden, heads, head_dim, context_dim, pooled_dim, ndouble, nsingle;
     /* a token's channels in and out: the same, or (FLUX.1 Canny, Depth) twice as many in, a picture's latent

@@ -215,6 +215,7 @@ void kiln_latent_free(kiln_latent *l)
     if (!l) return;
     free(l->data);
     free(l->noise_mask);
+    free(l->concat);
     *l = (kiln_latent){0};
 }
 
@@ -233,12 +234,15 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
     size_t n = latent_count(l), mask = (size_t)l->mask_h * l->mask_w;
     r.data = malloc(n * amount * sizeof(float));
     r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
-    if (!r.data || (l->noise_mask && !r.noise_mask)) {
+    const size_t picture = (size_t)l->channels * l->height * l->width;
+    r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL; /* one picture's, as the mask */
+    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat)) {
         kiln_latent_free(&r);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "repeated latent: out of host memory");
     }
     for (int i = 0; i < amount; i++) memcpy(r.data + n * i, l->data, n * sizeof(float));
     if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float)); /* one mask serves the batch */
+    if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
     *out = r;
     return KILN_OK;
 }
@@ -381,7 +385,8 @@ static kiln_status latent_to_inpaint(kiln_model *m, kiln_inpaint_source *src, ki
     kiln_status st = kiln_inpaint_encode(m, src, &in);
     kiln_inpaint_source_free(src);
     if (st != KILN_OK) return st;
-    *out = (kiln_latent){in.latent, 1, m->vae.config->latent_channels, in.h, in.w, in.noise_mask, in.mask_h, in.mask_w};
+    *out = (kiln_latent){in.latent, 1, m->vae.config->latent_channels, in.h, in.w, in.noise_mask, in.mask_h, in.mask_w,
+                         in.concat_latent};
     return KILN_OK;
 }
 
@@ -511,8 +516,12 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s is an inpainting model: give it a latent with a noise "
                          "mask (kiln_vae_encode_for_inpaint or _outpaint)", m->info.unet_name);
     int f = kiln_vae_factor(m->vae.config);
-    kiln_inpaint inpaint = {l->data, l->height, l->width, l->noise_mask, l->mask_h, l->mask_w, l->width * f,
-                            l->height * f};
+    kiln_inpaint inpaint = {.latent = l->data, .concat_latent = l->concat, .h = l->height, .w = l->width,
+                            .noise_mask = l->noise_mask, .mask_h = l->mask_h, .mask_w = l->mask_w,
+                            .width = l->width * f, .height = l->height * f};
+    if (m->info.variant == KILN_VARIANT_INPAINT && kiln_model_is_dit(m) && !l->concat)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s reads the masked picture beside the latent: give it "
+                         "kiln_vae_encode_for_inpaint's latent (InpaintModelConditioning's)", m->info.unet_name);
     if (l->noise_mask) {
         TRY(check_one_picture(l));
         job.init_latent = NULL;
@@ -560,7 +569,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     for (int i = 0; i < ncontrols; i++) free((float *)controls[i].hint);
     for (int i = 0; i < nimage_prompts; i++) free((float *)image_prompts[i].tokens);
     if (st != KILN_OK) return st;
-    *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0};
+    *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0, NULL};
     return KILN_OK;
 }
 

@@ -40,7 +40,8 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
     d->blended = malloc(d->batch * latent * sizeof(float));
     if (!d->blended) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
     d->inpaint = inpaint;
-    if (d->model->info.variant != KILN_VARIANT_INPAINT) return KILN_OK;
+    /* FLUX.1 Fill's extra channels are the pipeline's (kiln_denoiser_set_concat) */
+    if (d->model->info.variant != KILN_VARIANT_INPAINT || kiln_model_is_dit(d->model)) return KILN_OK;
     if (!(d->inpaint_concat = malloc((plane + latent) * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
     for (size_t i = 0; i < plane; i++) d->inpaint_concat[i] = nearbyintf(inpaint->mask[i]);

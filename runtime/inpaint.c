@@ -18,7 +18,8 @@ void kiln_inpaint_free(kiln_inpaint *in)
 {
     free(in->latent);
     free(in->noise_mask);
-    in->latent = in->noise_mask = NULL;
+    free(in->concat_latent);
+    in->latent = in->noise_mask = in->concat_latent = NULL;
 }
 
 static kiln_status out_of_memory(void)
@@ -43,32 +44,30 @@ static void grow_mask(const float *mask, int h, int w, int g, float *out)
         }
 }
 
-/* VAEEncodeForInpaint's part: the mask stretched to the image and cut as the
- * image was (rows from y0, columns from x0, H x W), the masked pixels set to
- * grey, and the noise mask replaced by the grown one over the cut image. */
-static kiln_status grey_out_and_grow(kiln_inpaint *in, int image_w, int image_h, int y0, int x0, int H, int W,
-                                     float *pixels)
+/* VAEEncodeForInpaint's and InpaintModelConditioning's part: the mask
+ * stretched to the image and cut as the image was (rows from y0, columns
+ * from x0, H x W) into *part, and the masked pixels set to grey. */
+static kiln_status grey_out(const kiln_inpaint *in, int image_w, int image_h, int y0, int x0, int H, int W,
+                            float *pixels, float **part)
 {
-    float *part = malloc((size_t)image_w * image_h * sizeof(float)), *grown = malloc((size_t)H * W * sizeof(float));
-    if (!part || !grown) {
-        free(part);
-        free(grown);
-        return out_of_memory();
-    }
-    kiln_resample(in->noise_mask, 1, in->mask_h, in->mask_w, part, image_h, image_w, KILN_RESAMPLE_BILINEAR);
+    if (!(*part = malloc((size_t)image_w * image_h * sizeof(float)))) return out_of_memory();
+    kiln_resample(in->noise_mask, 1, in->mask_h, in->mask_w, *part, image_h, image_w, KILN_RESAMPLE_BILINEAR);
     for (int y = 0; y < H; y++) /* in place: each row moves towards the start */
-        memmove(part + (size_t)y * W, part + (size_t)(y + y0) * image_w + x0, W * sizeof(float));
+        memmove(*part + (size_t)y * W, *part + (size_t)(y + y0) * image_w + x0, W * sizeof(float));
     for (int c = 0; c < 3; c++)
         for (size_t i = 0; i < (size_t)H * W; i++) {
             float *p = &pixels[c * (size_t)H * W + i];
-            *p = (*p - 0.5f) * (1.0f - nearbyintf(part[i])) + 0.5f;
+            *p = (*p - 0.5f) * (1.0f - nearbyintf((*part)[i])) + 0.5f;
         }
-    grow_mask(part, H, W, KILN_INPAINT_GROW, grown);
-    free(part);
-    free(in->noise_mask);
-    in->noise_mask = grown;
-    in->mask_h = H, in->mask_w = W;
     return KILN_OK;
+}
+
+/* The noise mask replaced by `mask` (H x W), which it takes over. */
+static void set_noise_mask(kiln_inpaint *in, float *mask, int H, int W)
+{
+    free(in->noise_mask);
+    in->noise_mask = mask;
+    in->mask_h = H, in->mask_w = W;
 }
 
 void kiln_inpaint_source_free(kiln_inpaint_source *src)
@@ -167,8 +166,28 @@ kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_inpaint_source *
             memcpy(pixels + c * plane + (size_t)y * W,
                    src->pixels + ((size_t)c * src->height + y + y0) * src->width + x0, W * sizeof(float));
     kiln_status st = KILN_OK;
-    if (m->info.variant == KILN_VARIANT_INPAINT)
-        st = grey_out_and_grow(out, src->width, src->height, y0, x0, H, W, pixels);
+    float *part = NULL, *grey = NULL;
+    if (m->info.variant == KILN_VARIANT_INPAINT && kiln_model_is_dit(m)) { /* InpaintModelConditioning */
+        if (!(grey = malloc(3 * plane * sizeof(float)))) st = out_of_memory();
+        if (st == KILN_OK) {
+            memcpy(grey, pixels, 3 * plane * sizeof(float));
+            st = grey_out(out, src->width, src->height, y0, x0, H, W, grey, &part);
+        }
+        if (st == KILN_OK) set_noise_mask(out, part, H, W);
+        for (size_t i = 0; st == KILN_OK && i < 3 * plane; i++) grey[i] = grey[i] * 2.0f - 1.0f;
+        if (st == KILN_OK) st = kiln_vae_encode_image(m, grey, 1, H, W, &out->concat_latent);
+        free(grey);
+    } else if (m->info.variant == KILN_VARIANT_INPAINT) { /* VAEEncodeForInpaint */
+        float *grown = malloc((size_t)H * W * sizeof(float));
+        st = grown ? grey_out(out, src->width, src->height, y0, x0, H, W, pixels, &part) : out_of_memory();
+        if (st == KILN_OK) {
+            grow_mask(part, H, W, KILN_INPAINT_GROW, grown);
+            set_noise_mask(out, grown, H, W);
+            grown = NULL;
+        }
+        free(grown);
+        free(part);
+    }
     if (st == KILN_OK) {
         for (size_t i = 0; i < 3 * plane; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
         st = kiln_vae_encode_image(m, pixels, 1, H, W, &out->latent);

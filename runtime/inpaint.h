@@ -3,7 +3,10 @@
  *
  * With an inpainting UNet (9 input channels) this is VAEEncodeForInpaint:
  * the masked pixels are set to grey before encoding and the mask is grown
- * by 6 pixels and rounded. With any other UNet it is VAEEncode followed by
+ * by 6 pixels and rounded. With FLUX.1 Fill it is InpaintModelConditioning:
+ * the picture encoded as it is, and again with its masked pixels grey for
+ * the transformer's own input (concat_latent); the mask stretched to the
+ * picture, not grown. With any other model it is VAEEncode followed by
  * SetLatentNoiseMask: the image encoded as it is, the mask kept as given.
  * The sampler then keeps the unmasked part (kiln_inpaint_mask in denoiser.h),
  * stretching the mask over the latent bilinearly. */
@@ -35,6 +38,8 @@ typedef struct kiln_outpaint {
 
 typedef struct kiln_inpaint {
     float *latent;     /* (1,C,h,w) the image's unscaled VAE latent */
+    float *concat_latent; /* FLUX.1 Fill's: (C,h,w) the latent of the picture with its masked pixels grey; NULL:
+                             none */
     int h, w;          /* the latent's size */
     float *noise_mask; /* (mask_h, mask_w) in [0,1]: 1 repaints */
     int mask_h, mask_w;
@@ -52,9 +57,9 @@ kiln_status kiln_inpaint_source_from_images(const kiln_image *img, const kiln_im
 kiln_status kiln_outpaint_source(const kiln_image *img, const kiln_outpaint *pad, kiln_inpaint_source *out);
 void kiln_inpaint_source_free(kiln_inpaint_source *src);
 
-/* VAEEncodeForInpaint or VAEEncode + SetLatentNoiseMask of `src`, by the
- * model's variant; a mask of another size than the picture is stretched to
- * it where the encode uses it. */
+/* VAEEncodeForInpaint, InpaintModelConditioning or VAEEncode +
+ * SetLatentNoiseMask of `src`, by the model; a mask of another size than
+ * the picture is stretched to it where the encode uses it. */
 kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_inpaint_source *src, kiln_inpaint *out);
 void kiln_inpaint_free(kiln_inpaint *in);
 

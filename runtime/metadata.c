@@ -510,15 +510,17 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
     const bool repaint = run->mask || run->outpaint, pix2pix = run->instruct_pix2pix;
-    const char *encoded = pix2pix ? "54" : repaint && run->inpaint_model ? "51" : "12";
+    const bool conditioning = repaint && run->inpaint_conditioning; /* InpaintModelConditioning "55" */
+    const char *encoded = pix2pix ? "54" : conditioning ? "55" : repaint && run->inpaint_model ? "51" : "12";
     const char *masked = repaint && !run->inpaint_model ? "52" : encoded;
-    const int masked_output = pix2pix ? 2 : 0; /* InstructPixToPixConditioning's third output is the latent */
+    /* InstructPixToPixConditioning's and InpaintModelConditioning's third output is the latent */
+    const int masked_output = pix2pix || conditioning ? 2 : 0;
     /* the prompts: CLIPTextEncode, or the last ControlNetApplyAdvanced after them,
      * or InstructPixToPixConditioning "54" after those */
     char controlled[16];
     if (run->ncontrols) control_node_id(run->ncontrols - 1, 2, controlled);
     const char *prompts_in = run->ncontrols ? controlled : NULL; /* what "54" takes */
-    const char *prompts = pix2pix ? "54" : prompts_in;
+    const char *prompts = pix2pix || conditioning ? encoded : prompts_in;
     /* the picture and mask: LoadImage "11" and LoadImageMask "50", or both
      * from ImagePadForOutpaint "53" */
     const char *picture = run->outpaint ? "53" : "11", *mask = run->outpaint ? "53" : "50";
@@ -663,16 +665,20 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "11", "LoadImage");
         add_string(&g, in, "image", base_name(run->init_image));
         in = add_node(&g, encoded, pix2pix                            ? "InstructPixToPixConditioning"
+                                   : conditioning                  ? "InpaintModelConditioning"
                                    : repaint && run->inpaint_model ? "VAEEncodeForInpaint"
                                                                    : "VAEEncode");
-        if (pix2pix) {
+        if (pix2pix || conditioning) {
             add_link(&g, in, "positive", prompts_in ? prompts_in : run->flux_guidance ? "30" : "6", 0);
             add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);
         }
         add_link(&g, in, "pixels", picture, 0);
         add_link(&g, in, "vae", vae, vae_output);
         if (repaint) {
-            if (run->inpaint_model) {
+            if (conditioning) {
+                add_link(&g, in, "mask", mask, mask_output);
+                add_bool(&g, in, "noise_mask", true);
+            } else if (run->inpaint_model) {
                 add_link(&g, in, "mask", mask, mask_output);
                 add_number(&g, in, "grow_mask_by", KILN_INPAINT_GROW);
             } else {

@@ -155,15 +155,18 @@ static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info
     const vae_config *vae = kiln_vae_detect(ck);
     if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape (gen --vae)", path);
     info->family = "flux";
-    /* FLUX.1 Canny and Depth read a picture's latent beside the latent: twice the channels in as out */
+    /* FLUX.1 Canny and Depth read a picture's latent beside the latent (twice the channels in as out), Fill also
+       a mask */
     const kiln_st_tensor *in = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".x_embedder.weight");
     const kiln_st_tensor *out = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".proj_out.weight");
-    const bool picture = in && out && in->ndim == 2 && out->ndim == 2 && in->shape[1] == 2 * out->shape[0];
-    info->variant = picture ? KILN_VARIANT_INSTRUCT_PIX2PIX : KILN_VARIANT_TXT2IMG;
+    const int64_t extra = in && out && in->ndim == 2 && out->ndim == 2 ? in->shape[1] - out->shape[0] : 0;
+    const bool picture = out && extra == out->shape[0];
+    const bool fill = out && extra == out->shape[0] + KILN_FLUX_FILL_MASK_CHANNELS;
+    info->variant = fill ? KILN_VARIANT_INPAINT : picture ? KILN_VARIANT_INSTRUCT_PIX2PIX : KILN_VARIANT_TXT2IMG;
     info->prediction = KILN_PREDICTION_FLOW;
     info->prediction_reason = "Flux is a flow-matching model";
     bool dev = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".time_text_embed.guidance_embedder.linear_1.weight") != NULL;
-    info->unet_name = picture ? "flux-dev-canny-depth" : dev ? "flux-dev" : "flux-schnell";
+    info->unet_name = fill ? "flux-dev-fill" : picture ? "flux-dev-canny-depth" : dev ? "flux-dev" : "flux-schnell";
     info->unet_dtype = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".x_embedder.weight")->dtype;
     info->unet_params = count_params(ck, KILN_FLUX_ROOT ".");
     info->nclips = 1;

@@ -6,6 +6,7 @@
 #include "cpu_ref.h"
 #include "inpaint.h"
 #include "prompt.h"
+#include "resample.h"
 #include "status.h"
 #include "tiled.h"
 #include "tokenizer.h"
@@ -298,6 +299,36 @@ static float *put_repeated(float *dst, const kiln_conditioning *c, int tokens, i
     return dst;
 }
 
+/* FLUX.1 Fill's channels beside the latent (Flux's concat_cond with
+ * InpaintModelConditioning's concat_latent_image and concat_mask): the
+ * masked picture's latent as the model takes a latent, then the mask
+ * stretched (bilinear) to 8x the latent and cut into 8x8 blocks, one channel
+ * each (row by row within a block). */
+static kiln_status set_fill_concat(const kiln_model *m, kiln_denoiser *d, const kiln_inpaint *in, float **owned)
+{
+    const int C = d->channels, h = d->h, w = d->w;
+    const size_t plane = (size_t)h * w;
+    if (d->unet_channels != C + C + KILN_FLUX_FILL_MASK_CHANNELS / 4)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s reads %d channels, not a latent's, a picture's and a "
+                         "mask's", m->info.unet_name, d->unet_channels);
+    float *big = malloc((size_t)64 * plane * sizeof(float));
+    *owned = malloc((size_t)(C + 64) * plane * sizeof(float));
+    if (!big || !*owned) {
+        free(big);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    }
+    for (size_t i = 0; i < (size_t)C * plane; i++) (*owned)[i] = kiln_vae_latent_in(&m->vae, in->concat_latent[i]);
+    kiln_resample(in->noise_mask, 1, in->mask_h, in->mask_w, big, 8 * h, 8 * w, KILN_RESAMPLE_BILINEAR);
+    float *mask = *owned + (size_t)C * plane;
+    for (int ph = 0; ph < 8; ph++)
+        for (int pw = 0; pw < 8; pw++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    mask[(size_t)(ph * 8 + pw) * plane + (size_t)y * w + x] = big[(size_t)(8 * y + ph) * 8 * w + 8 * x + pw];
+    free(big);
+    return kiln_denoiser_set_concat(d, *owned);
+}
+
 /* A picture's latent beside the UNet's or transformer's input every call:
  * InstructPix2Pix's as it is (SD 1.x's concat_cond), FLUX.1 Canny's and
  * Depth's as the model takes a latent (Flux's concat_cond: process_in). */
@@ -402,6 +433,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     kiln_inpaint_mask blend = {mask, scaled, noise};
     if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
+        (inpaint && inpaint->concat_latent && (st = set_fill_concat(m, &d, inpaint, &edit_in)) != KILN_OK) ||
         (job->edit_latent && (st = set_edit_latent(m, &d, job->edit_latent, &edit_in)) != KILN_OK) ||
         (job->ncontrols && (st = kiln_denoiser_set_controls(&d, job->controls, job->ncontrols)) != KILN_OK) ||
         (job->nimage_prompts &&

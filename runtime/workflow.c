@@ -925,6 +925,38 @@ static kiln_status vae_encode_for_inpaint(wf_run *r, wf_node *n)
     return kiln_vae_encode_for_inpaint(m, &pixels->images[0], &mask->images[0], &n->out[0].latent);
 }
 
+/* InpaintModelConditioning, for FLUX.1 Fill: the prompts as they are, and
+ * the LATENT of kiln_vae_encode_for_inpaint (the picture's latent with the
+ * mask, and the grey picture's the model reads beside it), which is what
+ * the node's conditionings and LATENT carry between them in ComfyUI. */
+static kiln_status inpaint_model_conditioning(wf_run *r, wf_node *n)
+{
+    wf_value *pos, *neg, *vae, *pixels, *mask;
+    kiln_model *m;
+    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    TRY(linked_or_pad(r, n, "pixels", WF_IMAGE, &pixels));
+    TRY(linked_or_pad(r, n, "mask", WF_MASK, &mask));
+    TRY(model_of(r, &vae->recipe, true, &m));
+    if (strcmp(kiln_model_family(m), "flux") || strcmp(kiln_model_variant(m), "inpaint"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a %s %s model (kiln runs this node for FLUX.1 Fill; SD's "
+                         "inpainting models take VAEEncodeForInpaint)", kiln_model_family(m), kiln_model_variant(m));
+    const cJSON *noise_mask = input_of(n, "noise_mask");
+    if (cJSON_IsFalse(noise_mask))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "noise_mask false (kiln keeps the picture outside the mask)");
+    TRY(copy_conditioning(pos, &n->out[0]));
+    TRY(copy_conditioning(neg, &n->out[1]));
+    n->out[2].kind = WF_LATENT;
+    if (pixels->pad_node || mask->pad_node) {
+        if (pixels->pad_node != mask->pad_node)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "an outpainting canvas with another mask than its own");
+        return encode_canvas(m, pixels, &n->out[2].latent);
+    }
+    if (pixels->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
+    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], &mask->images[0], &n->out[2].latent);
+}
+
 /* InstructPixToPixConditioning: both prompts carry the picture's latent, and
  * the sampling starts from an empty latent of its size. */
 static kiln_status instruct_pix2pix_conditioning(wf_run *r, wf_node *n)
@@ -1212,6 +1244,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
+                                         "InpaintModelConditioning",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
                                          "BasicScheduler", "SamplerCustomAdvanced"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
@@ -1219,7 +1252,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
-        unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
+        inpaint_model_conditioning, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced};
     n->state = 1;
     const char *c = n->class_type;

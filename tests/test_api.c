@@ -493,7 +493,7 @@ static void latent_upscale(void **state)
     (void)state;
     float values[2 * 3 * 2], mask[4] = {1, 1, 1, 1};
     for (int i = 0; i < 12; i++) values[i] = (float)i;
-    kiln_latent l = {values, 1, 2, 3, 2, mask, 2, 2}, up;
+    kiln_latent l = {values, 1, 2, 3, 2, mask, 2, 2, NULL}, up;
     assert_kiln_ok(kiln_latent_upscale_by(&l, "nearest-exact", 2.0, &up));
     assert_int_equal(up.height, 6);
     assert_int_equal(up.width, 4);

@@ -430,7 +430,7 @@ static void workflow_round_trip(void **state)
     /* the other nodes gen writes: CLIPTextEncodeSDXL, the refiner's second checkpoint, KSamplerAdvanced pair and
        CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete, LoadImageMask with
        SetLatentNoiseMask or VAEEncodeForInpaint, ImagePadForOutpaint before either, InstructPixToPixConditioning;
-       and a PixArt and a Flux folder's runs (Flux with a LoRA, inpainting, and FLUX.1 Canny/Depth's shape) */
+       and a PixArt and a Flux folder's runs (Flux with a LoRA, inpainting, FLUX.1 Canny/Depth's and Fill's shapes) */
     char flags[2048], dir[512];
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
              "--sdxl-target 48x72", KILN_TEST_DATA);
@@ -473,6 +473,14 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %1$s/flux/canny --cfg 1.5 --guidance 30 --scheduler simple --init-image "
              "%1$s/inpaint/image_20x17.png", KILN_TEST_DATA);
     workflow_again("flux_canny", flags, dir);
+    /* FLUX.1 Fill's shape: InpaintModelConditioning, inpainting and outpainting */
+    snprintf(flags, sizeof flags, "--model %1$s/flux/fill --cfg 1.5 --guidance 30 --scheduler simple --init-image "
+             "%1$s/flux/fill/picture_16x16.png --mask %1$s/flux/fill/mask_16x16.png", KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/fill", KILN_TEST_DATA);
+    workflow_again("flux_fill", flags, dir);
+    snprintf(flags, sizeof flags, "--model %1$s/flux/fill --cfg 1.5 --scheduler simple --init-image "
+             "%1$s/flux/fill/picture_16x16.png --outpaint 4,0,4,0", KILN_TEST_DATA);
+    workflow_again("flux_fill_outpaint", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --outpaint 6,0,3,5 --feathering 4", KILN_TEST_DATA);
     workflow_again("outpainted", flags, "");

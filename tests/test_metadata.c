@@ -184,6 +184,9 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"SetLatentNoiseMask", {"LATENT"}},
     {"ImagePadForOutpaint", {"IMAGE", "MASK"}},
     {"InstructPixToPixConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
+    {"InpaintModelConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
+    {"FluxGuidance", {"CONDITIONING"}},
+    {"VAEDecodeTiled", {"IMAGE"}},
     {"LatentUpscaleBy", {"LATENT"}},
     {"UpscaleModelLoader", {"UPSCALE_MODEL"}},
     {"ImageUpscaleWithModel", {"IMAGE"}},
@@ -202,6 +205,7 @@ static const struct { const char *input, *type; } input_types[] = {
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
     {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
     {"upscale_model", "UPSCALE_MODEL"}, {"ipadapter", "IPADAPTER"}, {"clip_vision", "CLIP_VISION"},
+    {"conditioning", "CONDITIONING"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -691,6 +695,45 @@ static void pix2pix_recorded(void **state)
     assert_non_null(strstr(kiln_last_error(), "InstructPix2Pix takes a picture and no mask"));
 }
 
+/* FLUX.1 Fill: InpaintModelConditioning takes the prompts (after
+ * FluxGuidance), the VAE, the picture and the mask, and gives KSampler the
+ * prompts and its latent; outpainting's canvas and mask come from
+ * ImagePadForOutpaint. */
+static void fill_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = img2img();
+    run.batch_size = 1;
+    run.mask = "mask.png";
+    run.inpaint_model = run.inpaint_conditioning = true;
+    run.flux_guidance = 30;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 6 7 30 8 9 10 11 55 50 ");
+    const cJSON *in = inputs_of(root, "55", "InpaintModelConditioning");
+    assert_link(in, "positive", "30", 0);
+    assert_link(in, "negative", "7", 0);
+    assert_link(in, "pixels", "11", 0);
+    assert_link(in, "mask", "50", 0);
+    assert_link(in, "vae", "4", 2);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "noise_mask")));
+    in = inputs_of(root, "3", "KSampler");
+    assert_link(in, "positive", "55", 0);
+    assert_link(in, "negative", "55", 1);
+    assert_link(in, "latent_image", "55", 2);
+    cJSON_Delete(root);
+    free(json);
+
+    const kiln_outpaint pad = {8, 0, 8, 0, 40};
+    run.mask = NULL;
+    run.outpaint = &pad;
+    root = prompt_graph(&run, &json, "3 4 6 7 30 8 9 10 11 55 53 ");
+    in = inputs_of(root, "55", "InpaintModelConditioning");
+    assert_link(in, "pixels", "53", 0);
+    assert_link(in, "mask", "53", 1);
+    cJSON_Delete(root);
+    free(json);
+}
+
 /* A hires fix as A1111 writes it (the first pass's size; steps only when
  * they differ) and as ComfyUI's two-pass workflow: LatentUpscaleBy after
  * the first KSampler, a second KSampler with the same prompts and seed,
@@ -775,6 +818,7 @@ int main(void)
         cmocka_unit_test(inpainting_recorded),
         cmocka_unit_test(outpainting_recorded),
         cmocka_unit_test(pix2pix_recorded),
+        cmocka_unit_test(fill_recorded),
         cmocka_unit_test(hires_fix_recorded),
         cmocka_unit_test(upscale_recorded),
     };

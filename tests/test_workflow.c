@@ -307,6 +307,16 @@ static void refusals(void **state)
     expect_refusal(CUSTOM("euler", "80"), KILN_ERR_UNSUPPORTED, "node 3 (SamplerCustomAdvanced): the sigmas' model");
     expect_refusal(CUSTOM("dpm_2", "4"), KILN_ERR_UNSUPPORTED, "sampler 'dpm_2' on BasicScheduler's sigmas");
 #undef CUSTOM
+    /* InpaintModelConditioning is FLUX.1 Fill's in kiln; SD's inpainting models take VAEEncodeForInpaint */
+    expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", "
+                   "\"clip\": [\"4\", 1]}}, \"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \""
+                   KILN_TEST_DATA "/inpaint/image_20x17.png\"}}, \"50\": {\"class_type\": \"LoadImageMask\", "
+                   "\"inputs\": {\"image\": \"" KILN_TEST_DATA "/inpaint/mask_20x17.png\", \"channel\": \"red\"}}, "
+                   "\"55\": {\"class_type\": \"InpaintModelConditioning\", \"inputs\": {\"positive\": [\"6\", 0], "
+                   "\"negative\": [\"6\", 0], \"vae\": [\"4\", 2], \"pixels\": [\"11\", 0], \"mask\": [\"50\", 0], "
+                   "\"noise_mask\": true}}, " DECODE_SAVE("[\"55\", 2]") "}",
+                   KILN_ERR_UNSUPPORTED, "node 55 (InpaintModelConditioning): a sd1 txt2img model (kiln runs this node "
+                   "for FLUX.1 Fill");
     /* Apply ControlNet on the positive prompt alone: kiln applies the same ControlNets to both */
     expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", "
                    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "

@@ -1408,6 +1408,7 @@ int main(int argc, char **argv)
                          .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
+                         .inpaint_conditioning = inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
                          .controls = o.controls, .ncontrols = o.ncontrols,
                          .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,

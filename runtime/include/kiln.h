@@ -188,6 +188,9 @@ typedef struct kiln_latent {
     int batch, channels, height, width;
     float *noise_mask; /* NULL: none */
     int mask_h, mask_w;
+    float *concat;     /* FLUX.1 Fill's (kiln_vae_encode_for_inpaint's): the latent of the picture with its masked
+                          pixels grey, (channels,height,width), which the model reads beside the noisy one
+                          (InpaintModelConditioning's concat_latent_image); NULL: none */
 } kiln_latent;
 
 /* EmptyLatentImage: zeros for `batch` images of width x height pixels

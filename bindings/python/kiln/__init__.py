@@ -92,7 +92,8 @@ class _Conditioning(Structure):
 
 class _Latent(Structure):
     _fields_ = [("data", POINTER(c_float)), ("batch", c_int), ("channels", c_int), ("height", c_int),
-                ("width", c_int), ("noise_mask", POINTER(c_float)), ("mask_h", c_int), ("mask_w", c_int)]
+                ("width", c_int), ("noise_mask", POINTER(c_float)), ("mask_h", c_int), ("mask_w", c_int),
+                ("concat", POINTER(c_float))]
 
 
 class _Image(Structure):
