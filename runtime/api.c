@@ -509,7 +509,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .leftover_noise = params->leftover_noise, .disable_noise = params->disable_noise,
                              .progress = params->progress, .progress_ctx = params->progress_ctx,
                              .flux_guidance = (float)params->flux_guidance,
-                             .negative_flux_guidance = (float)params->negative_flux_guidance};
+                             .negative_flux_guidance = (float)params->negative_flux_guidance,
+                             .differential = (float)params->differential_diffusion};
     TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
     TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)
@@ -519,6 +520,12 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     kiln_inpaint inpaint = {.latent = l->data, .concat_latent = l->concat, .h = l->height, .w = l->width,
                             .noise_mask = l->noise_mask, .mask_h = l->mask_h, .mask_w = l->mask_w,
                             .width = l->width * f, .height = l->height * f};
+    if (!(params->differential_diffusion >= 0.0 && params->differential_diffusion <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: differential_diffusion %g: must be 0..1",
+                         params->differential_diffusion);
+    if (params->differential_diffusion > 0.0 && !l->noise_mask)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: DifferentialDiffusion acts on a noise mask; the latent has "
+                         "none");
     if (m->info.variant == KILN_VARIANT_INPAINT && kiln_model_is_dit(m) && !l->concat)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s reads the masked picture beside the latent: give it "
                          "kiln_vae_encode_for_inpaint's latent (InpaintModelConditioning's)", m->info.unet_name);

@@ -39,6 +39,8 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
     size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
     d->blended = malloc(d->batch * latent * sizeof(float));
     if (!d->blended) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
+    if (inpaint->differential > 0.0f && !(d->call_mask = malloc(plane * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for inpainting");
     d->inpaint = inpaint;
     /* FLUX.1 Fill's extra channels are the pipeline's (kiln_denoiser_set_concat) */
     if (d->model->info.variant != KILN_VARIANT_INPAINT || kiln_model_is_dit(d->model)) return KILN_OK;
@@ -191,7 +193,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     }
     free(d->blended);
     free(d->inpaint_concat);
-    d->blended = d->inpaint_concat = NULL;
+    free(d->call_mask);
+    d->blended = d->inpaint_concat = d->call_mask = NULL;
     free(d->unet_in);
     free(d->unet_out);
     free(d->dit_out);
@@ -363,9 +366,20 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
                                                    ? "an inpainting model needs an image and a mask (--init-image, --mask)"
                                                    : "an InstructPix2Pix model needs the picture to edit (--init-image)");
     const kiln_inpaint_mask *in = d->inpaint;
+    const float *mask = in ? in->mask : NULL;
+    if (in && in->differential > 0.0f) { /* DifferentialDiffusion's mask for this sigma */
+        const float threshold = (kiln_model_timestep(d->sampling, sigma) - in->t_to) / (in->t_from - in->t_to);
+        for (size_t i = 0; i < plane; i++) {
+            const float binary = in->mask[i] >= threshold ? 1.0f : 0.0f;
+            d->call_mask[i] = in->differential < 1.0f
+                                  ? in->differential * binary + (1.0f - in->differential) * in->mask[i]
+                                  : binary;
+        }
+        mask = d->call_mask;
+    }
     if (in) { /* the kept part: the latent image renoised to this sigma (KSamplerX0Inpaint) */
         for (size_t i = 0; i < per_batch; i++) {
-            float m = in->mask[i % plane];
+            float m = mask[i % plane];
             d->blended[i] = x[i] * m + kiln_noise_scaling(d->sampling->flow, sigma, in->noise[i], in->latent[i]) * (1.0f - m);
         }
         x = d->blended;
@@ -408,7 +422,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
             float uncond = c_skip * x[i] + c_out * out_uncond[i];
             denoised[i] = uncond + (cond - uncond) * d->cfg;
         }
-        if (in) denoised[i] = denoised[i] * in->mask[i % plane] + in->latent[i] * (1.0f - in->mask[i % plane]);
+        if (in) denoised[i] = denoised[i] * mask[i % plane] + in->latent[i] * (1.0f - mask[i % plane]);
     }
     return KILN_OK;
 }

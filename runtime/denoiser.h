@@ -50,6 +50,11 @@ typedef struct kiln_inpaint_mask {
     const float *mask;   /* (h,w) at latent size, in [0,1]: 1 repaints */
     const float *latent; /* (B,C,h,w) the latent image, VAE-scaled */
     const float *noise;  /* (B,C,h,w) the sampling noise (unit variance) */
+    /* DifferentialDiffusion (strength 0: none): each call repaints where the mask reaches the part of the
+       schedule still ahead, threshold = (t(sigma) - t_to) / (t_from - t_to) in the model's timesteps from the
+       schedule's first sigma to its last (at least the model's least), the strength blending that 0/1 mask
+       with the mask itself */
+    float differential, t_from, t_to;
 } kiln_inpaint_mask;
 
 typedef struct kiln_denoiser {
@@ -80,6 +85,7 @@ typedef struct kiln_denoiser {
     float image_weight[KILN_MAX_IP_ADAPTERS]; /* this call's: each one's weight within them, else 0 */
     const kiln_inpaint_mask *inpaint; /* NULL: none */
     float *blended;              /* (B,C,h,w) x with the kept part put back */
+    float *call_mask;            /* (h,w) this call's mask under DifferentialDiffusion */
     const float *concat;         /* (E,h,w) the extra input channels, the same in every row; NULL: none */
     float *inpaint_concat;       /* an inpainting UNet's: the rounded mask and the latent image */
     /* a DiT's captions instead of context: the negative's, the positive's,

@@ -98,6 +98,9 @@ static kiln_status check_run(const kiln_run_info *run)
     for (int i = 0; i < run->ncontrols; i++)
         if (!run->controls[i].path || !run->controls[i].image)
             return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a ControlNet without its file or image");
+    if (run->differential && (!(run->differential > 0 && run->differential <= 1) || (!run->mask && !run->outpaint)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: DifferentialDiffusion %g without a mask, or not in "
+                         "(0, 1]", run->differential);
     if ((run->prompt_l || run->negative_prompt_l) && !run->sdxl)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: CLIP-L's own text without SDXL's numbers (only "
                          "CLIPTextEncodeSDXL carries it)");
@@ -528,12 +531,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* the model through the last IPAdapterAdvanced, then ModelSamplingDiscrete "80" where the prediction was
-     * forced: what KSampler takes */
+    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", then ModelSamplingDiscrete
+     * "80" where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
-    const char *sampled = run->prediction ? "80" : patched;
+    const char *differential = run->differential > 0 ? "81" : patched;
+    const char *sampled = run->prediction ? "80" : differential;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", "7", latent);
@@ -597,6 +601,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", false);
+        add_link(&g, in, "model", differential, 0);
+    }
+    if (run->differential > 0) {
+        in = add_node(&g, "81", "DifferentialDiffusion");
+        add_number(&g, in, "strength", run->differential);
         add_link(&g, in, "model", patched, 0);
     }
     if (set_last_layer) {

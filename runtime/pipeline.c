@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -430,7 +431,11 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     d.adm = adm;
     d.guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
     d.guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
-    kiln_inpaint_mask blend = {mask, scaled, noise};
+    /* DifferentialDiffusion's thresholds run from the schedule's first sigma to its last (the model's least at
+       the lowest) */
+    const float sigma_to = fmaxf(kiln_sigma_min(&ms), sigmas[nsigmas - 1]);
+    kiln_inpaint_mask blend = {mask, scaled, noise, job->differential, kiln_model_timestep(&ms, sigmas[0]),
+                               kiln_model_timestep(&ms, sigma_to)};
     if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
         (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
         (inpaint && inpaint->concat_latent && (st = set_fill_concat(m, &d, inpaint, &edit_in)) != KILN_OK) ||

@@ -66,6 +66,7 @@ typedef struct wf_recipe {
        what is loaded */
     const char *prediction;
     double flux_shift;
+    double differential; /* DifferentialDiffusion's strength; 0: none */
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
 } wf_recipe;
@@ -275,7 +276,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip, .prediction = from->prediction,
-                      .flux_shift = from->flux_shift, .nimage_prompts = from->nimage_prompts};
+                      .flux_shift = from->flux_shift, .differential = from->differential,
+                      .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
     for (int i = 0; i < from->nloras; i++) {
@@ -1013,6 +1015,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->progress_ctx = r->opt->progress_ctx;
     p->flux_guidance = pos->flux_guidance;
     p->negative_flux_guidance = neg->flux_guidance;
+    p->differential_diffusion = model->recipe.differential;
     if (!same_controls(pos, neg))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
                          "ControlNets (kiln applies the same ones to both)");
@@ -1104,6 +1107,23 @@ static kiln_status model_sampling_flux(wf_run *r, wf_node *n)
     n->out[0].kind = WF_MODEL;
     TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
     n->out[0].recipe.flux_shift = (double)width * height / (8 * 8 * 2 * 2) * slope + at_zero;
+    return KILN_OK;
+}
+
+/* DifferentialDiffusion: the model's inpainting mask thresholded each step
+ * (kiln_ksampler_params.differential_diffusion); its strength, where the
+ * node has one, 1 where not. */
+static kiln_status differential_diffusion(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double strength = 1.0;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    if (input_of(n, "strength")) TRY(number(n, "strength", &strength));
+    if (!(strength >= 0.0 && strength <= 1.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "strength %g: must be 0..1", strength);
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.differential = strength;
     return KILN_OK;
 }
 
@@ -1244,7 +1264,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
-                                         "InpaintModelConditioning",
+                                         "InpaintModelConditioning", "DifferentialDiffusion",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
                                          "BasicScheduler", "SamplerCustomAdvanced"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
@@ -1252,7 +1272,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
-        inpaint_model_conditioning, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
+        inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced};
     n->state = 1;
     const char *c = n->class_type;

@@ -400,6 +400,22 @@ class Advanced(unittest.TestCase):
             model.encode_sdxl("a", "b")
         self.assertIn("text_g and text_l are for SDXL's two text towers", str(caught.exception))
 
+    def test_flux_fill(self):
+        """FLUX.1 Fill's shape through the bindings: vae_encode_for_inpaint's
+        latent carries the grey picture's latent to ksampler, whose run is
+        make_flux_fill_data.py's restated ComfyUI run, with and without
+        DifferentialDiffusion."""
+        fill = kiln.load_checkpoint(backend, data("flux/fill"))
+        latent = fill.vae_encode_for_inpaint(kiln.Image.load(data("flux/fill/picture_16x16.png")),
+                                             kiln.Image.load(data("flux/fill/mask_16x16.png")))
+        positive = fill.encode("a photograph of an astronaut riding a horse")
+        negative = fill.encode("")
+        _, tensors = read_safetensors(data("flux/fill/golden.safetensors"))
+        for key, strength in (("run.latent_out", 0.0), ("differential.latent_out", 1.0)):
+            out = fill.ksampler(positive, negative, latent, seed=42, steps=4, cfg=2.0, scheduler="simple",
+                                flux_guidance=3.5, differential_diffusion=strength)
+            self.assertLessEqual(rel_l2(out.to_list(), tensors[key][1]), 1e-4)
+
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's
         KSampler run of tests/data/pixart (made with diffusers)."""

@@ -251,8 +251,8 @@ static void canny_depth(void **state)
  * transformer on a latent, a picture's latent and a mask's 64 channels
  * against diffusers; InpaintModelConditioning of a picture and a soft mask
  * (both latents) and a KSampler run with them against ComfyUI's code
- * restated, through the library's calls; a latent without the grey
- * picture's is refused. */
+ * restated, through the library's calls, also under DifferentialDiffusion;
+ * a latent without the grey picture's is refused. */
 static void fill(void **state)
 {
     (void)state;
@@ -284,11 +284,24 @@ static void fill(void **state)
     assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     want = golden_read(f, "run.latent_out");
-    const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
-                                    .scheduler = "simple", .denoise = 1.0, .flux_guidance = 3.5};
+    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .flux_guidance = 3.5};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent, &out));
     assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
     kiln_latent_free(&out);
+    golden_free(&want);
+    /* DifferentialDiffusion at strength 1 and 0.5 */
+    static const char *const differential[2] = {"differential.latent_out", "differential_half.latent_out"};
+    for (int i = 0; i < 2; i++) {
+        want = golden_read(f, differential[i]);
+        p.differential_diffusion = i ? 0.5 : 1.0;
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent, &out));
+        assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+        kiln_latent_free(&out);
+        golden_free(&want);
+    }
+    p.differential_diffusion = 0.0;
+    want = golden_read(f, "run.latent_out");
     float *kept = latent.concat;
     latent.concat = NULL;
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &latent, &out), KILN_ERR_INVALID_ARG);

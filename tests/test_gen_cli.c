@@ -481,6 +481,10 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %1$s/flux/fill --cfg 1.5 --scheduler simple --init-image "
              "%1$s/flux/fill/picture_16x16.png --outpaint 4,0,4,0", KILN_TEST_DATA);
     workflow_again("flux_fill_outpaint", flags, dir);
+    snprintf(flags, sizeof flags, "--model %1$s/flux/fill --cfg 1.5 --scheduler simple --init-image "
+             "%1$s/flux/fill/picture_16x16.png --mask %1$s/flux/fill/mask_16x16.png --differential-diffusion 0.5",
+             KILN_TEST_DATA);
+    workflow_again("flux_fill_differential", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --outpaint 6,0,3,5 --feathering 4", KILN_TEST_DATA);
     workflow_again("outpainted", flags, "");

@@ -94,7 +94,7 @@ static void check_inpaint(const char *model_path, const char *name, int mask_h, 
     kiln_model_sampling ms;
     assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
     kiln_denoiser d;
-    kiln_inpaint_mask blend = {blend_mask, scaled, noise.data};
+    kiln_inpaint_mask blend = {.mask = blend_mask, .latent = scaled, .noise = noise.data};
     assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, in.h, in.w, cfg.data[0], context.data, 77));
     assert_kiln_ok(kiln_denoiser_set_inpaint(&d, &blend));
     assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma.data[0], out));

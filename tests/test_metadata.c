@@ -186,6 +186,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"InstructPixToPixConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
     {"InpaintModelConditioning", {"CONDITIONING", "CONDITIONING", "LATENT"}},
     {"FluxGuidance", {"CONDITIONING"}},
+    {"DifferentialDiffusion", {"MODEL"}},
     {"VAEDecodeTiled", {"IMAGE"}},
     {"LatentUpscaleBy", {"LATENT"}},
     {"UpscaleModelLoader", {"UPSCALE_MODEL"}},
@@ -722,6 +723,17 @@ static void fill_recorded(void **state)
     assert_link(in, "latent_image", "55", 2);
     cJSON_Delete(root);
     free(json);
+
+    /* DifferentialDiffusion "81" between the model and KSampler */
+    run.differential = 0.5;
+    root = prompt_graph(&run, &json, "3 4 6 7 30 8 9 81 10 11 55 50 ");
+    in = inputs_of(root, "81", "DifferentialDiffusion");
+    assert_link(in, "model", "4", 0);
+    assert_true(number_input(in, "strength") == 0.5);
+    assert_link(inputs_of(root, "3", "KSampler"), "model", "81", 0);
+    cJSON_Delete(root);
+    free(json);
+    run.differential = 0;
 
     const kiln_outpaint pad = {8, 0, 8, 0, 40};
     run.mask = NULL;

@@ -64,6 +64,7 @@ typedef struct gen_options {
     const char *init_image, *init_noise, *save_latent, *info;
     const char *mask, *upscale_model;
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
+    double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
     const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
     const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
     int nmodel_dirs;
@@ -170,6 +171,9 @@ static void usage(FILE *to)
             "                         picture to edit; with FLUX.1 Canny or Depth, the edge or depth map\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
             "                         (an inpainting model's way, or any model's with --denoise)\n"
+            "  --differential-diffusion S\n"
+            "                         with --mask or --outpaint: DifferentialDiffusion at strength 0..1 (1 is\n"
+            "                         the node's): a soft mask's grey repaints for part of the steps\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
             "                         and bottom (one number: every side) and paint the new part\n"
             "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
@@ -413,7 +417,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
-           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE };
+           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -448,6 +452,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"negative-sdxl-crop", required_argument, 0, O_NEGATIVE_SDXL_CROP},
         {"negative-sdxl-target", required_argument, 0, O_NEGATIVE_SDXL_TARGET},
         {"vae-tile", required_argument, 0, O_VAE_TILE},
+        {"differential-diffusion", required_argument, 0, O_DIFFERENTIAL},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
@@ -519,6 +524,10 @@ static int parse(int argc, char **argv, gen_options *o)
             o->model_dirs[o->nmodel_dirs++] = optarg;
             break;
         case O_MASK: o->mask = optarg; break;
+        case O_DIFFERENTIAL:
+            if (!parse_double(optarg, 0, 1, &o->differential) || o->differential == 0)
+                return bad_flag("--differential-diffusion", optarg, "must be in (0, 1]");
+            break;
         case O_OUTPAINT: {
             int rc = parse_outpaint(optarg, &o->outpaint);
             if (rc) return rc;
@@ -702,6 +711,10 @@ static int parse(int argc, char **argv, gen_options *o)
     if (o->upscale_model && access(o->upscale_model, R_OK) != 0)
         return bad_flag("--upscale-model", o->upscale_model, strerror(errno));
     if (o->mask && access(o->mask, R_OK) != 0) return bad_flag("--mask", o->mask, strerror(errno));
+    if (o->differential && !o->mask && !o->outpaint_given) {
+        fprintf(stderr, "gen: --differential-diffusion needs --mask or --outpaint\n");
+        return 2;
+    }
     if (control_units(o)) return 2;
     if (image_prompt_units(o)) return 2;
     if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
@@ -1322,6 +1335,7 @@ int main(int argc, char **argv)
     if (o.mask || o.outpaint_given) {
         if ((rc = encode_inpaint(m, &o, &inpaint))) return rc;
         job.inpaint = &inpaint;
+        job.differential = (float)o.differential;
     } else if (o.init_image) {
         if ((rc = encode_init_image(m, &o, &image_latent))) return rc;
         /* InstructPixToPixConditioning: the UNet gets the picture's latent; the sampling starts from an empty one */
@@ -1409,6 +1423,7 @@ int main(int argc, char **argv)
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .inpaint_conditioning = inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
+                         .differential = o.differential,
                          .controls = o.controls, .ncontrols = o.ncontrols,
                          .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,

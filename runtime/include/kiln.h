@@ -382,6 +382,10 @@ typedef struct kiln_ksampler_params {
     void *progress_ctx;
     double flux_guidance; /* Flux dev: FluxGuidance on the positive prompt (0: its default 3.5) */
     double negative_flux_guidance; /* ... and on the negative prompt (0: 3.5, as a prompt without FluxGuidance) */
+    /* DifferentialDiffusion on the model, for a latent with a noise mask: each step repaints where the mask is
+       at least the part of the schedule still ahead, so a soft mask's grey repaints only late; its strength
+       blends that 0/1 mask with the mask (1: the node's; 0: none) */
+    double differential_diffusion;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

@@ -200,6 +200,10 @@ expect_refused "missing CLIP vision model" "--clip-vision $tmp/nosuch.safetensor
     --output "$tmp/out.png" --ip-adapter "$ipa" --clip-vision "$tmp/nosuch.safetensors" --ip-image "$picture"
 expect_refused "SDXL size that is no size" "--sdxl-size 1024: must be WxH, each 8..16384" --output "$tmp/out.png" \
     --sdxl-size 1024
+expect_refused "DifferentialDiffusion without a mask" "--differential-diffusion needs --mask or --outpaint" \
+    --output "$tmp/out.png" --differential-diffusion 1
+expect_refused "DifferentialDiffusion out of range" "--differential-diffusion 2: must be in (0, 1]" \
+    --output "$tmp/out.png" --differential-diffusion 2
 expect_refused "VAE tiles too small" "--vae-tile 32: must be SIZE or SIZE:OVERLAP" --output "$tmp/out.png" \
     --vae-tile 32
 expect_refused "negative SDXL size that is no size" "--negative-sdxl-size 7x7: must be WxH, each 8..16384" \

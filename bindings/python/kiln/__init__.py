@@ -141,7 +141,7 @@ class _KSamplerParams(Structure):
                 ("start_at_step", c_int), ("end_at_step", c_int),
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
-                ("negative_flux_guidance", c_double)]
+                ("negative_flux_guidance", c_double), ("differential_diffusion", c_double)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -555,7 +555,8 @@ class Model(_Handle):
                  sdxl: Optional["SdxlCond"] = None, negative_sdxl: Optional["SdxlCond"] = None,
                  start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
-                 flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0) -> "Latent":
+                 flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
+                 differential_diffusion: float = 0.0) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts.
 
@@ -583,6 +584,8 @@ class Model(_Handle):
 
         flux_guidance, negative_flux_guidance: Flux dev's FluxGuidance on the
         positive and on the negative prompt (0: its default 3.5).
+        differential_diffusion: DifferentialDiffusion's strength on a latent
+        with a noise mask (0: none, 1: the node's).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -618,6 +621,7 @@ class Model(_Handle):
         params.disable_noise = bool(disable_noise)
         params.flux_guidance = flux_guidance
         params.negative_flux_guidance = negative_flux_guidance
+        params.differential_diffusion = differential_diffusion
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function

@@ -24,7 +24,10 @@ simple, 4 steps of euler, cfg 2, seed 42, FluxGuidance 3.5).
   fill/golden.safetensors
        packed (2,12,384), context, pooled, timestep, guidance; out (2,12,64);
        run.latent (1,16,8,8): the picture's latent; run.concat: the grey
-       picture's; run.noise, run.sigmas, run.latent_out
+       picture's; run.noise, run.sigmas, run.latent_out; differential.latent_out
+       and differential_half.latent_out: the same run with ComfyUI's
+       DifferentialDiffusion at strength 1 and 0.5 (each step's noise mask
+       thresholded at the part of the schedule still ahead)
 
 Run from the repository root with diffusers 0.32.2 and torch installed
 (after make_flux_data.py):
@@ -127,21 +130,34 @@ def main():
         return unpack(out, h, w)
 
     steps, cfg = 4, 2.0
-    sigmas = simple(ModelSamplingFlux(1.15), steps)
+    ms = ModelSamplingFlux(1.15)
+    sigmas = simple(ms, steps)
     noise_mask = F.interpolate(mask_px, size=(h, w), mode="bilinear")  # KSamplerX0Inpaint's
     image = (latent - 0.1159) * 0.3611
     torch.manual_seed(42)
     noise = torch.randn(1, 16, h, w)
-    xt = sigmas[0] * noise + (1.0 - sigmas[0]) * image
-    for i in range(len(sigmas) - 1):
-        s = sigmas[i]
-        x_in = xt * noise_mask + (s * noise + (1.0 - s) * image) * (1.0 - noise_mask)
-        x0 = {k: x_in - model(x_in, s, k) * s for k in ("negative", "positive")}
-        d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
-        d = d * noise_mask + image * (1.0 - noise_mask)
-        xt = xt + (xt - d) / s * (sigmas[i + 1] - s)
+
+    def sample(strength):
+        """KSampler; with a strength, DifferentialDiffusion's denoise_mask_function on the noise mask."""
+        xt = sigmas[0] * noise + (1.0 - sigmas[0]) * image
+        sigma_to = max(ms.sigma_min, sigmas[-1])
+        for i in range(len(sigmas) - 1):
+            s = sigmas[i]
+            mask = noise_mask
+            if strength:
+                threshold = (ms.timestep(s) - ms.timestep(sigma_to)) / (ms.timestep(sigmas[0]) - ms.timestep(sigma_to))
+                binary = (noise_mask >= threshold).to(noise_mask.dtype)
+                mask = strength * binary + (1 - strength) * noise_mask if strength < 1 else binary
+            x_in = xt * mask + (s * noise + (1.0 - s) * image) * (1.0 - mask)
+            x0 = {k: x_in - model(x_in, s, k) * s for k in ("negative", "positive")}
+            d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
+            d = d * mask + image * (1.0 - mask)
+            xt = xt + (xt - d) / s * (sigmas[i + 1] - s)
+        return xt / 0.3611 + 0.1159
+
     g.update({"run.latent": latent, "run.concat": concat_latent, "run.noise": noise, "run.sigmas": sigmas,
-              "run.latent_out": xt / 0.3611 + 0.1159})
+              "run.latent_out": sample(0), "differential.latent_out": sample(1.0),
+              "differential_half.latent_out": sample(0.5)})
     save_goldens({k: v.detach() for k, v in g.items()}, f"{OUT}/golden.safetensors")
 
 
