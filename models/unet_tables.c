@@ -234,6 +234,13 @@ static const unet_config sdxl = {
     .adm_channels = 2816, .layers = sdxl_layers, .nlayers = COUNT(sdxl_layers),
 };
 
+// SDXL inpainting (sd_xl_base_1.0_inpainting_0.1): the latent, the mask and the masked picture's latent in
+static const unet_config sdxl_inpaint = {
+    .name = "sdxl-inpaint", .family = "sdxl", .in_channels = 9, .out_channels = 4, .model_channels = 320,
+    .time_embed_dim = 1280, .context_dim = 2048, .head_channels = 64, .linear_projection = true,
+    .adm_channels = 2816, .layers = sdxl_layers, .nlayers = COUNT(sdxl_layers),
+};
+
 // tests/data/sdxl's tiny SDXL UNet (32/64, attention 2 deep on the second level, heads 16
 // wide): context (N,77,64); y (N,80): a 32-wide pooled text and six 8-wide size embeddings
 static const unet_layer sdxl_tiny_test_layers[] = {
@@ -262,6 +269,13 @@ static const unet_layer sdxl_tiny_test_layers[] = {
 
 static const unet_config sdxl_tiny_test = {
     .name = "sdxl-tiny-test", .family = "sdxl", .in_channels = 4, .out_channels = 4, .model_channels = 32,
+    .time_embed_dim = 128, .context_dim = 64, .head_channels = 16, .linear_projection = true,
+    .adm_channels = 80, .layers = sdxl_tiny_test_layers, .nlayers = COUNT(sdxl_tiny_test_layers),
+};
+
+// tests/data/sdxl/inpaint.golden's: the tiny SDXL UNet with a 9-channel conv_in
+static const unet_config sdxl_tiny_test_inpaint = {
+    .name = "sdxl-tiny-test-inpaint", .family = "sdxl", .in_channels = 9, .out_channels = 4, .model_channels = 32,
     .time_embed_dim = 128, .context_dim = 64, .head_channels = 16, .linear_projection = true,
     .adm_channels = 80, .layers = sdxl_tiny_test_layers, .nlayers = COUNT(sdxl_tiny_test_layers),
 };
@@ -327,5 +341,6 @@ static const unet_config sdxl_refiner_tiny_test = {
 
 const unet_config *const kiln_unet_configs[] = {
     &sd15, &sd15_inpaint, &sd15_ip2p, &sd15_tiny_test, &sd15_tiny_test_inpaint, &sd15_tiny_test_ip2p, &kiln_shapes,
-    &sd2, &sd2_inpaint, &sd2_tiny_test, &sdxl, &sdxl_tiny_test, &sdxl_refiner, &sdxl_refiner_tiny_test, NULL,
+    &sd2, &sd2_inpaint, &sd2_tiny_test, &sdxl, &sdxl_inpaint, &sdxl_tiny_test, &sdxl_tiny_test_inpaint, &sdxl_refiner,
+    &sdxl_refiner_tiny_test, NULL,
 };

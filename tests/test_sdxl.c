@@ -22,6 +22,7 @@
 #include "pipeline.h"
 #include "sampler.h"
 #include "status.h"
+#include "tiny_variants.h"
 #include "tokenizer.h"
 
 #define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
@@ -377,6 +378,25 @@ static void text_g_and_text_l(void **state)
     kiln_backend_free(be);
 }
 
+/* An SDXL inpainting UNet (9 input channels, sd_xl_base_1.0_inpainting's
+ * kind): the tiny SDXL model with the 9-channel conv_in of
+ * tests/data/sdxl/inpaint.golden (make_sdxl_inpaint_data.py) is known as
+ * one and matches diffusers' UNet with it, the vector y included. */
+static void inpainting_unet(void **state)
+{
+    (void)state;
+    const char *path = tiny_sdxl_inpaint_model();
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(path, be, &m));
+    assert_string_equal(m->unet.config->name, "sdxl-tiny-test-inpaint");
+    assert_int_equal(m->info.variant, KILN_VARIANT_INPAINT);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    parity_check_unet_output(&(parity_fixture){.path = path, .tol = TOL}, "sdxl/inpaint.golden.safetensors", "");
+}
+
 /* SDXL's base-then-refiner workflow as two KSamplerAdvanced (euler, normal,
  * 6 steps, cfg 5, seed 42, switch at step 4): the base stops at sigma 4 with
  * its noise left in, the refiner takes the LATENT from there without adding
@@ -449,6 +469,7 @@ int main(void)
         ON(adm_vector, refiner), ON(ksampler_run, refiner),
         cmocka_unit_test(kohya_lora), cmocka_unit_test(refiner_lora), cmocka_unit_test(controlnet),
         cmocka_unit_test(refiner_handoff), cmocka_unit_test(text_g_and_text_l),
+        cmocka_unit_test(inpainting_unet),
     };
 #undef ON
     return cmocka_run_group_tests(tests, NULL, NULL);

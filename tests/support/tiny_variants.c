@@ -10,13 +10,17 @@
 #include "safetensors.h"
 
 typedef struct variant {
+    const char *base;   /* the checkpoint it widens, under tests/data */
     const char *golden; /* under tests/data: holds "conv_in.weight" */
     const char *name;
     char path[64];
 } variant;
 
-static variant inpaint = {.golden = "inpaint/golden.safetensors", .name = "tiny_inpaint"};
-static variant pix2pix = {.golden = "pix2pix/golden.safetensors", .name = "tiny_pix2pix"};
+#define TINY_SD1 "tiny/sd15_tiny_ldm_fp32.safetensors"
+static variant inpaint = {.base = TINY_SD1, .golden = "inpaint/golden.safetensors", .name = "tiny_inpaint"};
+static variant pix2pix = {.base = TINY_SD1, .golden = "pix2pix/golden.safetensors", .name = "tiny_pix2pix"};
+static variant sdxl_inpaint = {.base = "sdxl/tiny_sdxl.safetensors", .golden = "sdxl/inpaint.golden.safetensors",
+                               .name = "tiny_sdxl_inpaint"};
 
 static void remove_variant(variant *v)
 {
@@ -30,6 +34,7 @@ static void remove_variants(void)
 {
     remove_variant(&inpaint);
     remove_variant(&pix2pix);
+    remove_variant(&sdxl_inpaint);
 }
 
 static const char *write_variant(variant *v)
@@ -39,7 +44,9 @@ static const char *write_variant(variant *v)
     assert_non_null(mkdtemp(dir));
     snprintf(v->path, sizeof v->path, "%s/%s.safetensors", dir, v->name);
     kiln_st_file *plain, *goldens;
-    assert_kiln_ok(kiln_st_open(KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", &plain));
+    char base[4096];
+    snprintf(base, sizeof base, "%s", kiln_test_data(v->base));
+    assert_kiln_ok(kiln_st_open(base, &plain));
     assert_kiln_ok(kiln_st_open(kiln_test_data(v->golden), &goldens));
     size_t n = kiln_st_count(plain);
     kiln_st_entry *e = calloc(n, sizeof *e);
@@ -62,3 +69,4 @@ static const char *write_variant(variant *v)
 
 const char *tiny_inpaint_model(void) { return write_variant(&inpaint); }
 const char *tiny_pix2pix_model(void) { return write_variant(&pix2pix); }
+const char *tiny_sdxl_inpaint_model(void) { return write_variant(&sdxl_inpaint); }

@@ -1,7 +1,8 @@
 /* The tiny SD 1.x model made into the UNet variants that take an image for
  * tests: its checkpoint with the wider conv_in of an inpainting model (9
  * input channels, tests/data/inpaint/golden.safetensors) or of an
- * InstructPix2Pix model (8, tests/data/pix2pix/golden.safetensors). */
+ * InstructPix2Pix model (8, tests/data/pix2pix/golden.safetensors); and
+ * the tiny SDXL model as an inpainting one (tests/data/sdxl/inpaint). */
 #ifndef KILN_TEST_TINY_VARIANTS_H
 #define KILN_TEST_TINY_VARIANTS_H
 
@@ -9,5 +10,6 @@
  * returns its path (fails the test when it cannot be written). */
 const char *tiny_inpaint_model(void);
 const char *tiny_pix2pix_model(void);
+const char *tiny_sdxl_inpaint_model(void);
 
 #endif
