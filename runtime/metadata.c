@@ -673,10 +673,18 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (img2img) {
         in = add_node(&g, "11", "LoadImage");
         add_string(&g, in, "image", base_name(run->init_image));
+        const bool tiled = run->vae_tile && !pix2pix && !repaint; /* img2img's VAEEncode tiles as its decode */
         in = add_node(&g, encoded, pix2pix                            ? "InstructPixToPixConditioning"
                                    : conditioning                  ? "InpaintModelConditioning"
                                    : repaint && run->inpaint_model ? "VAEEncodeForInpaint"
+                                   : tiled                         ? "VAEEncodeTiled"
                                                                    : "VAEEncode");
+        if (tiled) {
+            add_number(&g, in, "tile_size", run->vae_tile);
+            add_number(&g, in, "overlap", run->vae_tile_overlap);
+            add_number(&g, in, "temporal_size", 64);
+            add_number(&g, in, "temporal_overlap", 8);
+        }
         if (pix2pix || conditioning) {
             add_link(&g, in, "positive", prompts_in ? prompts_in : run->flux_guidance ? "30" : "6", 0);
             add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);

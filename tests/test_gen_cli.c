@@ -438,6 +438,10 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/sdxl/tiny_sdxl.safetensors --prompt-l 'a green square' "
              "--negative-prompt-l blurry", KILN_TEST_DATA);
     workflow_again("xl_text_l", flags, "");
+    /* img2img with --vae-tile: VAEEncodeTiled and VAEDecodeTiled */
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
+             "%1$s/inpaint/image_20x17.png --denoise 0.6 --vae-tile 64:16", KILN_TEST_DATA);
+    workflow_again("img2img_tiled", flags, "");
     snprintf(flags, sizeof flags, "--model %s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --negative-sdxl-size 8x8 "
              "--negative-sdxl-target 16x16", KILN_TEST_DATA);
     workflow_again("xl_negative_numbers", flags, "");

@@ -1015,7 +1015,10 @@ static int encode_init_image(kiln_model *m, gen_options *o, float **latent)
     kiln_image img;
     if (kiln_image_load(o->init_image, &img) != KILN_OK) return fail("--init-image");
     kiln_latent encoded;
-    kiln_status st = kiln_vae_encode(m, &img, 1, &encoded);
+    /* img2img's VAEEncode tiles as the decode does; InstructPixToPixConditioning has no tiled kind */
+    const bool tiled = o->vae_tile && m->info.variant != KILN_VARIANT_INSTRUCT_PIX2PIX;
+    kiln_status st = tiled ? kiln_vae_encode_tiled(m, &img, 1, o->vae_tile, o->vae_tile_overlap, &encoded)
+                           : kiln_vae_encode(m, &img, 1, &encoded);
     kiln_image_free(&img);
     if (st != KILN_OK) return fail("--init-image");
     int f = kiln_vae_factor(m->vae.config);
