@@ -399,16 +399,21 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
 /* A ComfyUI workflow in the API format (the UI's "Save (API)", or a /prompt
  * request body with it under "prompt"), run node by node through the calls
  * above: only what its SaveImage and PreviewImage nodes need, each node
- * once. The nodes kiln runs: CheckpointLoaderSimple, LoraLoader,
- * LoraLoaderModelOnly, CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
- * CLIPTextEncodeSDXLRefiner, ModelSamplingDiscrete, EmptyLatentImage,
- * LoadImage, VAEEncode, VAEEncodeTiled, KSampler, KSamplerAdvanced, VAEDecode, VAEDecodeTiled,
- * ControlNetLoader, ControlNetApplyAdvanced, IPAdapterModelLoader,
- * CLIPVisionLoader, IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask,
- * VAEEncodeForInpaint, ImagePadForOutpaint, InstructPixToPixConditioning,
- * FluxGuidance, LatentUpscaleBy, RepeatLatentBatch, UpscaleModelLoader,
- * ImageUpscaleWithModel, SaveImage, PreviewImage; any other is refused by
- * its id and name. */
+ * once. The nodes kiln runs: CheckpointLoaderSimple, UNETLoader,
+ * DualCLIPLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly,
+ * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
+ * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
+ * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion,
+ * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
+ * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
+ * RandomNoise, DisableNoise, CFGGuider, BasicGuider, KSamplerSelect and
+ * BasicScheduler, VAEDecode, VAEDecodeTiled, ControlNetLoader,
+ * ControlNetApplyAdvanced, IPAdapterModelLoader, CLIPVisionLoader,
+ * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
+ * InpaintModelConditioning, ImagePadForOutpaint,
+ * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,
+ * UpscaleModelLoader, ImageUpscaleWithModel, SaveImage, PreviewImage; any
+ * other is refused by its id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are
        looked up when they are not paths: in each folder's subfolder for the
