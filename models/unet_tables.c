@@ -190,6 +190,13 @@ static const unet_config sd2_tiny_test = {
     .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
 };
 
+// tests/data/sd2/inpaint.golden's: the tiny SD 2.x UNet with a 9-channel conv_in
+static const unet_config sd2_tiny_test_inpaint = {
+    .name = "sd2-tiny-test-inpaint", .family = "sd2", .in_channels = 9, .out_channels = 4, .model_channels = 32,
+    .time_embed_dim = 128, .context_dim = 32, .head_channels = 16, .linear_projection = true,
+    .layers = sd15_tiny_test_layers, .nlayers = COUNT(sd15_tiny_test_layers),
+};
+
 // SDXL base: no attention on the first level, transformers 2 and 10 deep on the others;
 // (N,4,h,w) latents; context (N,77,2048); y (N,2816): pooled text and six size embeddings
 static const unet_layer sdxl_layers[] = {
@@ -341,6 +348,6 @@ static const unet_config sdxl_refiner_tiny_test = {
 
 const unet_config *const kiln_unet_configs[] = {
     &sd15, &sd15_inpaint, &sd15_ip2p, &sd15_tiny_test, &sd15_tiny_test_inpaint, &sd15_tiny_test_ip2p, &kiln_shapes,
-    &sd2, &sd2_inpaint, &sd2_tiny_test, &sdxl, &sdxl_inpaint, &sdxl_tiny_test, &sdxl_tiny_test_inpaint, &sdxl_refiner,
+    &sd2, &sd2_inpaint, &sd2_tiny_test, &sd2_tiny_test_inpaint, &sdxl, &sdxl_inpaint, &sdxl_tiny_test, &sdxl_tiny_test_inpaint, &sdxl_refiner,
     &sdxl_refiner_tiny_test, NULL,
 };

@@ -18,6 +18,7 @@
 #include "prompt.h"
 #include "sampler.h"
 #include "status.h"
+#include "tiny_variants.h"
 #include "tokenizer.h"
 
 #define TOL 1e-4 /* as test_parity_tiny: the same math in f32 */
@@ -201,13 +202,25 @@ static void tokenizer_pads_with_zero(void **state)
     kiln_tokenizer_free(tok);
 }
 
+/* An SD 2.x inpainting UNet (9 input channels, 512-inpainting-ema's kind):
+ * the tiny SD 2.x model with tests/data/sd2/inpaint.golden's 9-channel
+ * conv_in (make_sd2_inpaint_data.py) is known as one and matches
+ * diffusers' UNet with it. */
+static void inpainting_unet(void **state)
+{
+    (void)state;
+    const char *path = tiny_sd2_inpaint_model();
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(path, be, &m));
+    assert_string_equal(m->unet.config->name, "sd2-tiny-test-inpaint");
+    assert_int_equal(m->info.variant, KILN_VARIANT_INPAINT);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    parity_check_unet_output(&(parity_fixture){.path = path, .tol = TOL}, "sd2/inpaint.golden.safetensors", "");
+}
 
-/* A kohya LoRA (tests/data/sd2/lora, make_sd2_lora_data.py) merged at 0.75
- * into both layouts: the text tower's penultimate layer (in the single
- * file, the updates of q, k and v land in rows of OpenCLIP's fused
- * in_proj) and the UNet (linear proj_in/proj_out, LoCon convolutions),
- * against diffusers' fuse_lora (the file's f16 weights merged in f32 there,
- * rounded back to f16 here). */
 /* A ControlNet for SD 2.x in the original layout (tests/data/sd2/controlnet,
  * make_sd2_controlnet_data.py: its copy of the encoder with linear
  * projections and upcast attention) on both layouts of the model, against
@@ -222,6 +235,12 @@ static void controlnet(void **state)
                                 "sd2/controlnet/tiny_ldm.safetensors", "sd2/controlnet/golden.safetensors");
 }
 
+/* A kohya LoRA (tests/data/sd2/lora, make_sd2_lora_data.py) merged at 0.75
+ * into both layouts: the text tower's penultimate layer (in the single
+ * file, the updates of q, k and v land in rows of OpenCLIP's fused
+ * in_proj) and the UNet (linear proj_in/proj_out, LoCon convolutions),
+ * against diffusers' fuse_lora (the file's f16 weights merged in f32 there,
+ * rounded back to f16 here). */
 static void kohya_lora(void **state)
 {
     (void)state;
@@ -302,6 +321,7 @@ int main(void)
         cmocka_unit_test(unet_single_file),   cmocka_unit_test(unet_folder),
         cmocka_unit_test(tokenizer_pads_with_zero), cmocka_unit_test(ksampler_v_prediction),
         cmocka_unit_test(kohya_lora),         cmocka_unit_test(controlnet),
+        cmocka_unit_test(inpainting_unet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

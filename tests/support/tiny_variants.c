@@ -21,6 +21,8 @@ static variant inpaint = {.base = TINY_SD1, .golden = "inpaint/golden.safetensor
 static variant pix2pix = {.base = TINY_SD1, .golden = "pix2pix/golden.safetensors", .name = "tiny_pix2pix"};
 static variant sdxl_inpaint = {.base = "sdxl/tiny_sdxl.safetensors", .golden = "sdxl/inpaint.golden.safetensors",
                                .name = "tiny_sdxl_inpaint"};
+static variant sd2_inpaint = {.base = "sd2/tiny_sd2.safetensors", .golden = "sd2/inpaint.golden.safetensors",
+                              .name = "tiny_sd2_inpaint"};
 
 static void remove_variant(variant *v)
 {
@@ -35,6 +37,7 @@ static void remove_variants(void)
     remove_variant(&inpaint);
     remove_variant(&pix2pix);
     remove_variant(&sdxl_inpaint);
+    remove_variant(&sd2_inpaint);
 }
 
 static const char *write_variant(variant *v)
@@ -70,3 +73,4 @@ static const char *write_variant(variant *v)
 const char *tiny_inpaint_model(void) { return write_variant(&inpaint); }
 const char *tiny_pix2pix_model(void) { return write_variant(&pix2pix); }
 const char *tiny_sdxl_inpaint_model(void) { return write_variant(&sdxl_inpaint); }
+const char *tiny_sd2_inpaint_model(void) { return write_variant(&sd2_inpaint); }

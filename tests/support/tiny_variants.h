@@ -2,7 +2,8 @@
  * tests: its checkpoint with the wider conv_in of an inpainting model (9
  * input channels, tests/data/inpaint/golden.safetensors) or of an
  * InstructPix2Pix model (8, tests/data/pix2pix/golden.safetensors); and
- * the tiny SDXL model as an inpainting one (tests/data/sdxl/inpaint). */
+ * the tiny SDXL and SD 2.x models as inpainting ones
+ * (tests/data/sdxl/inpaint, tests/data/sd2/inpaint). */
 #ifndef KILN_TEST_TINY_VARIANTS_H
 #define KILN_TEST_TINY_VARIANTS_H
 
@@ -11,5 +12,6 @@
 const char *tiny_inpaint_model(void);
 const char *tiny_pix2pix_model(void);
 const char *tiny_sdxl_inpaint_model(void);
+const char *tiny_sd2_inpaint_model(void);
 
 #endif
