@@ -9,23 +9,20 @@
 
 #define ROOT KILN_CONTROLNET_ROOT
 
-/* The hint encoder's widths are the file's (SD's are 16, 16, 32, 32, 96, 96,
- * 256, then the UNet's model channels); each conv must take the previous
- * one's output. Convolutions 2, 4 and 6 (input_hint_block.4, .8, .12) halve
- * the size, so the hint is 8x the latent. */
-static kiln_status bind_hint_encoder(kiln_weights *w, const kiln_checkpoint *ck, kiln_controlnet *cn)
+kiln_status kiln_hint_encoder_bind(kiln_weights *w, const char *prefix, int64_t out, kiln_hint_encoder *e)
 {
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
     int64_t in = 3;
     for (int k = 0; k < KILN_CONTROLNET_HINT_CONVS; k++) {
-        char prefix[64], name[96];
-        snprintf(prefix, sizeof prefix, ROOT ".input_hint_block.%d", 2 * k);
-        snprintf(name, sizeof name, "%s.weight", prefix);
+        char conv[96], name[128];
+        snprintf(conv, sizeof conv, "%s.%d", prefix, 2 * k);
+        snprintf(name, sizeof name, "%s.weight", conv);
         const kiln_st_tensor *t = kiln_checkpoint_find(ck, name);
         int64_t width = t && t->ndim == 4 ? t->shape[0] : 0;
-        if (k == KILN_CONTROLNET_HINT_CONVS - 1) width = cn->config->model_channels;
+        if (k == KILN_CONTROLNET_HINT_CONVS - 1) width = out;
         if (width <= 0) return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' is missing", kiln_checkpoint_path(ck), name);
-        TRY(KILN_BIND(w, &cn->hint_w[k], prefix, "weight", width, in, 3, 3));
-        TRY(KILN_BIND(w, &cn->hint_b[k], prefix, "bias", width));
+        TRY(KILN_BIND(w, &e->w[k], conv, "weight", width, in, 3, 3));
+        TRY(KILN_BIND(w, &e->b[k], conv, "bias", width));
         in = width;
     }
     return KILN_OK;
@@ -53,7 +50,7 @@ static kiln_status bind(kiln_controlnet *cn, kiln_backend *be)
     const int mid_ch = cfg->layers[cn->nrows - 1].out_ch;
     TRY(KILN_BIND(w, &cn->mid_w, ROOT ".middle_block_out.0", "weight", mid_ch, mid_ch, 1, 1));
     TRY(KILN_BIND(w, &cn->mid_b, ROOT ".middle_block_out.0", "bias", mid_ch));
-    return bind_hint_encoder(w, cn->checkpoint, cn);
+    return kiln_hint_encoder_bind(w, ROOT ".input_hint_block", cfg->model_channels, &cn->hint);
 }
 
 kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out)
@@ -62,6 +59,9 @@ kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_b
     kiln_controlnet *cn = calloc(1, sizeof *cn);
     if (!cn) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
     kiln_status st = kiln_checkpoint_open_controlnet(path, &cn->checkpoint);
+    if (st == KILN_OK && kiln_checkpoint_find(cn->checkpoint, "controlnet_blocks.0.weight"))
+        st = kiln_fail(KILN_ERR_MODEL, "%s: a Flux ControlNet (controlnet_blocks.0), for a Flux model's transformer, "
+                       "not for this model's UNet (%s)", path, unet->config->name);
     if (st == KILN_OK && !kiln_checkpoint_find(cn->checkpoint, ROOT ".input_hint_block.0.weight"))
         st = kiln_fail(KILN_ERR_MODEL, "%s: no tensor 'input_hint_block.0.weight' (or diffusers' "
                        "'controlnet_cond_embedding.conv_in.weight'): not a ControlNet", path);
@@ -85,19 +85,19 @@ void kiln_controlnet_free(kiln_controlnet *cn)
 {
     if (!cn) return;
     free(cn->rows);
+    free(cn->flux);
     kiln_weights_free(cn->weights);
     kiln_checkpoint_close(cn->checkpoint);
     free(cn);
 }
 
-// hint (N,3,8h,8w) -> *y (N,mc,h,w)
-static kiln_status encode_hint(kiln_graph *g, const kiln_controlnet *cn, const tensor *hint, tensor **y)
+kiln_status kiln_hint_encoder_forward(kiln_graph *g, const kiln_hint_encoder *e, const tensor *hint, tensor **y)
 {
     tensor *h = NULL;
     for (int k = 0; k < KILN_CONTROLNET_HINT_CONVS; k++) {
         tensor *c, *a;
         int stride = k == 2 || k == 4 || k == 6 ? 2 : 1;
-        TRY(nn_conv2d(g, h ? h : hint, cn->hint_w[k], cn->hint_b[k], stride, 1, &c));
+        TRY(nn_conv2d(g, h ? h : hint, e->w[k], e->b[k], stride, 1, &c));
         if (h) nn_drop(g, &h);
         if (k == KILN_CONTROLNET_HINT_CONVS - 1) {
             *y = c;
@@ -135,7 +135,7 @@ kiln_status kiln_controlnet_forward(kiln_graph *g, const kiln_controlnet *cn, co
                          (long long)x->shape[0], (long long)(8 * x->shape[2]), (long long)(8 * x->shape[3]));
     tensor *emb_silu, *guide;
     TRY(kiln_unet_time_embedding_forward(g, &cn->time, cn->config, cond->t, cond->y, &emb_silu));
-    TRY(encode_hint(g, cn, hint, &guide));
+    TRY(kiln_hint_encoder_forward(g, &cn->hint, hint, &guide));
     tensor *h = NULL;
     for (int i = 0; i < cn->nrows; i++) {
         const unet_row *row = &cn->rows[i];

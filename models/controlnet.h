@@ -19,14 +19,30 @@
 /* The hint encoder: 8 convolutions, SiLU between, three of stride 2. */
 #define KILN_CONTROLNET_HINT_CONVS 8
 
+/* A picture 8x the latent to the latent's size: `<prefix>.0`, `.2`, ...
+ * `.14` (nn.Sequential's indices, SiLUs between), convolutions 2, 4 and 6
+ * of stride 2. SD's ControlNets and XLabs' Flux ones have it. */
+typedef struct kiln_hint_encoder {
+    const tensor *w[KILN_CONTROLNET_HINT_CONVS], *b[KILN_CONTROLNET_HINT_CONVS];
+} kiln_hint_encoder;
+
+/* Widths as the file has them, the last one `out` (each conv must take the
+ * previous one's output). */
+kiln_status kiln_hint_encoder_bind(kiln_weights *w, const char *prefix, int64_t out, kiln_hint_encoder *e);
+// hint (N,3,8h,8w) -> *y (N,out,h,w)
+kiln_status kiln_hint_encoder_forward(kiln_graph *g, const kiln_hint_encoder *e, const tensor *hint, tensor **y);
+
+typedef struct kiln_flux_controlnet kiln_flux_controlnet;
+
 typedef struct kiln_controlnet {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
+    kiln_flux_controlnet *flux; /* a Flux ControlNet (flux_controlnet.h); the UNet fields below unused */
     const unet_config *config; /* the UNet table whose encoder rows it copies */
     int nrows;
     unet_time_embedding time;
     unet_row *rows;
-    const tensor *hint_w[KILN_CONTROLNET_HINT_CONVS], *hint_b[KILN_CONTROLNET_HINT_CONVS];
+    kiln_hint_encoder hint;
     const tensor *zero_w[KILN_UNET_MAX_SKIPS], *zero_b[KILN_UNET_MAX_SKIPS];
     int nzero;                 /* one per skip the encoder pushes */
     const tensor *mid_w, *mid_b;

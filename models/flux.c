@@ -1,5 +1,7 @@
 #include "flux.h"
 
+#include "flux_controlnet.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +77,7 @@ static kiln_status bind_single(kiln_weights *w, const char *root, int i, int64_t
     return kiln_dit_bind_linear(w, root, part, D, 5 * D, &b->out_w, &b->out_b);
 }
 
-kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux)
+kiln_status kiln_flux_bind_trunk(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux)
 {
     const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
     const char *path = kiln_checkpoint_path(ck);
@@ -98,14 +100,7 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
         return kiln_fail(KILN_ERR_MODEL, "%s: Flux width %lld is no whole number of heads %lld wide", path,
                          (long long)D, (long long)hd);
     flux->heads = (int)(D / hd);
-    /* Canny and Depth read a picture's channels beside the latent's, Fill also a mask's (8x8 pixels a latent
-       pixel: 64 channels, 256 a token), and give the latent's */
-    const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
-    flux->out_channels = out && out->ndim == 2 ? (int)out->shape[0] : flux->in_channels;
-    if (flux->in_channels != flux->out_channels && flux->in_channels != 2 * flux->out_channels &&
-        flux->in_channels != 2 * flux->out_channels + KILN_FLUX_FILL_MASK_CHANNELS)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the Flux transformer reads %d channels a token and gives %d: "
-                         "neither FLUX.1's, Canny/Depth's nor Fill's", path, flux->in_channels, flux->out_channels);
+    flux->out_channels = flux->in_channels;
     static const int flux1_axes[3] = {16, 56, 56};
     memcpy(flux->axes, axes ? axes : flux1_axes, sizeof flux->axes);
     if (flux->axes[0] + flux->axes[1] + flux->axes[2] != hd || flux->axes[0] % 2 || flux->axes[1] % 2 ||
@@ -124,6 +119,23 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
     TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
     for (int i = 0; i < flux->ndouble; i++) TRY(bind_double(w, root, i, D, hd, &flux->dbl[i]));
     for (int i = 0; i < flux->nsingle; i++) TRY(bind_single(w, root, i, D, hd, &flux->sgl[i]));
+    return KILN_OK;
+}
+
+kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux)
+{
+    TRY(kiln_flux_bind_trunk(w, root, axes, flux));
+    /* Canny and Depth read a picture's channels beside the latent's, Fill also a mask's (8x8 pixels a latent
+       pixel: 64 channels, 256 a token), and give the latent's */
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
+    flux->out_channels = out && out->ndim == 2 ? (int)out->shape[0] : flux->in_channels;
+    if (flux->in_channels != flux->out_channels && flux->in_channels != 2 * flux->out_channels &&
+        flux->in_channels != 2 * flux->out_channels + KILN_FLUX_FILL_MASK_CHANNELS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the Flux transformer reads %d channels a token and gives %d: "
+                         "neither FLUX.1's, Canny/Depth's nor Fill's", kiln_checkpoint_path(ck), flux->in_channels,
+                         flux->out_channels);
+    const int64_t D = flux->hidden;
     TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
     return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
@@ -192,34 +204,50 @@ static kiln_status stream_rest(kiln_graph *g, const tensor *mod, tensor *attn, c
     return nn_gated_add_into(g, x, d, mod, NULL, GATE_MLP);
 }
 
+/* One stream's queries, keys and values. */
+typedef struct {
+    tensor *q, *k, *v;
+} stream_qkv;
+
+/* Both streams attending jointly (caption keys first, as the rotary table's
+ * rows). Each stream's queries attend separately: queries do not see each
+ * other, so this is the joint attention without splitting its output. The
+ * q, k and v are dropped. */
+static kiln_status joint_attention(kiln_graph *g, const kiln_flux *flux, stream_qkv *img, stream_qkv *txt,
+                                   tensor **oi, tensor **ot)
+{
+    tensor *k, *v;
+    TRY(nn_concat_tokens(g, txt->k, img->k, &k));
+    TRY(nn_concat_tokens(g, txt->v, img->v, &v));
+    nn_drop(g, &txt->k);
+    nn_drop(g, &img->k);
+    nn_drop(g, &txt->v);
+    nn_drop(g, &img->v);
+    TRY(nn_attention(g, img->q, k, v, flux->heads, false, oi));
+    TRY(nn_attention(g, txt->q, k, v, flux->heads, false, ot));
+    nn_drop(g, &img->q);
+    nn_drop(g, &txt->q);
+    nn_drop(g, &k);
+    nn_drop(g, &v);
+    return KILN_OK;
+}
+
 /* MMDiT: image and caption tokens, each normed, projected and fed forward
- * with their own weights, attending jointly (caption keys first). Each
- * stream's queries attend separately: queries do not see each other, so
- * this is the joint attention without splitting its output. */
+ * with their own weights, attending jointly. */
 static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, const tensor *s,
                                 const tensor *rope_txt, const tensor *rope_img, tensor **img, tensor **txt)
 {
-    tensor *mod_i, *mod_t, *n, *qi, *ki, *vi, *qt, *kt, *vt, *k, *v, *oi, *ot;
+    tensor *mod_i, *mod_t, *n, *oi, *ot;
+    stream_qkv si, st;
     TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod_i));
     TRY(nn_linear(g, s, b->txt_mod_w, b->txt_mod_b, &mod_t));
     TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
-    TRY(project_qkv(g, flux, &b->img, n, rope_img, &qi, &ki, &vi));
+    TRY(project_qkv(g, flux, &b->img, n, rope_img, &si.q, &si.k, &si.v));
     nn_drop(g, &n);
     TRY(nn_ada_layer_norm(g, *txt, mod_t, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
-    TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &qt, &kt, &vt));
+    TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &st.q, &st.k, &st.v));
     nn_drop(g, &n);
-    TRY(nn_concat_tokens(g, kt, ki, &k));
-    TRY(nn_concat_tokens(g, vt, vi, &v));
-    nn_drop(g, &kt);
-    nn_drop(g, &ki);
-    nn_drop(g, &vt);
-    nn_drop(g, &vi);
-    TRY(nn_attention(g, qi, k, v, flux->heads, false, &oi));
-    TRY(nn_attention(g, qt, k, v, flux->heads, false, &ot));
-    nn_drop(g, &qi);
-    nn_drop(g, &qt);
-    nn_drop(g, &k);
-    nn_drop(g, &v);
+    TRY(joint_attention(g, flux, &si, &st, &oi, &ot));
     TRY(stream_rest(g, mod_i, oi, b->img_out_w, b->img_out_b, &b->img_ff, img));
     TRY(stream_rest(g, mod_t, ot, b->txt_out_w, b->txt_out_b, &b->txt_ff, txt));
     nn_drop(g, &oi);
@@ -246,29 +274,51 @@ static kiln_status concat_features(kiln_graph *g, const tensor *a, const tensor 
     return KILN_OK;
 }
 
-/* The joined sequence: attention and a tanh-GELU MLP side by side from one
- * norm, projected together, gated back in. */
-static kiln_status single_block(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, const tensor *s,
-                                const tensor *rope, tensor **x)
+/* A single block's input side for one stream: the norm, the MLP's input
+ * through tanh GELU and q, k, v, all from the same weights for both. */
+static kiln_status single_in(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, const tensor *mod,
+                             const tensor *rope, const tensor *x, tensor **mlp, stream_qkv *qkv)
 {
-    tensor *mod, *n, *h, *mlp, *q, *k, *v, *o, *both, *d;
-    TRY(nn_linear(g, s, b->mod_w, b->mod_b, &mod));
-    TRY(nn_ada_layer_norm(g, *x, mod, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    tensor *n, *h;
+    TRY(nn_ada_layer_norm(g, x, mod, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
     TRY(nn_linear(g, n, b->mlp_w, b->mlp_b, &h));
-    TRY(nn_gelu_tanh(g, h, &mlp));
+    TRY(nn_gelu_tanh(g, h, mlp));
     nn_drop(g, &h);
-    TRY(project_qkv(g, flux, &b->qkv, n, rope, &q, &k, &v));
+    TRY(project_qkv(g, flux, &b->qkv, n, rope, &qkv->q, &qkv->k, &qkv->v));
     nn_drop(g, &n);
-    TRY(nn_attention(g, q, k, v, flux->heads, false, &o));
-    nn_drop(g, &q);
-    nn_drop(g, &k);
-    nn_drop(g, &v);
-    TRY(concat_features(g, o, mlp, &both));
-    nn_drop(g, &o);
-    nn_drop(g, &mlp);
+    return KILN_OK;
+}
+
+/* Attention and MLP outputs side by side, projected together, gated back
+ * into the stream; o and mlp are dropped. */
+static kiln_status single_out(kiln_graph *g, const flux_single_block *b, const tensor *mod, tensor **o, tensor **mlp,
+                              tensor **x)
+{
+    tensor *both, *d;
+    TRY(concat_features(g, *o, *mlp, &both));
+    nn_drop(g, o);
+    nn_drop(g, mlp);
     TRY(nn_linear(g, both, b->out_w, b->out_b, &d));
     nn_drop(g, &both);
-    TRY(nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA));
+    return nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA);
+}
+
+/* The single-stream block: attention and a tanh-GELU MLP side by side from
+ * one norm, over the caption and image tokens as one sequence with one set
+ * of weights. Every op but the attention is per token, so each stream is
+ * run on its own (the image tokens stay a tensor of their own, for the
+ * ControlNets' residuals and the final layer). */
+static kiln_status single_block(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, const tensor *s,
+                                const tensor *rope_txt, const tensor *rope_img, tensor **img, tensor **txt)
+{
+    tensor *mod, *mlp_i, *mlp_t, *oi, *ot;
+    stream_qkv si, st;
+    TRY(nn_linear(g, s, b->mod_w, b->mod_b, &mod));
+    TRY(single_in(g, flux, b, mod, rope_img, *img, &mlp_i, &si));
+    TRY(single_in(g, flux, b, mod, rope_txt, *txt, &mlp_t, &st));
+    TRY(joint_attention(g, flux, &si, &st, &oi, &ot));
+    TRY(single_out(g, b, mod, &oi, &mlp_i, img));
+    TRY(single_out(g, b, mod, &ot, &mlp_t, txt));
     nn_drop(g, &mod);
     return KILN_OK;
 }
@@ -325,6 +375,52 @@ static tensor table_rows(const tensor *table, int64_t first, int64_t rows)
     return v;
 }
 
+kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **img, tensor **txt,
+                             kiln_flux_block_fn after_block, void *ctx, tensor **silu)
+{
+    const int64_t T = (*txt)->shape[1], N = (int64_t)in->h * in->w, pairs = flux->head_dim / 2;
+    tensor *s, *rope;
+    TRY(conditioning(g, flux, in, &s));
+    float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
+    if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+    kiln_flux_rope_table(flux, (int)T, in->h, in->w, table);
+    kiln_status st = kiln_graph_input(g, &rope, KILN_F32, 3, (int64_t[]){T + N, pairs, 2}, table);
+    free(table);
+    TRY(st);
+    const tensor rope_txt = table_rows(rope, 0, T), rope_img = table_rows(rope, T, N);
+    for (int i = 0; i < flux->ndouble; i++) {
+        TRY(double_block(g, flux, &flux->dbl[i], s, &rope_txt, &rope_img, img, txt));
+        if (after_block) TRY(after_block(g, ctx, false, i, img));
+    }
+    for (int i = 0; i < flux->nsingle; i++) {
+        TRY(single_block(g, flux, &flux->sgl[i], s, &rope_txt, &rope_img, img, txt));
+        if (after_block) TRY(after_block(g, ctx, true, i, img));
+    }
+    nn_drop(g, &rope);
+    nn_drop(g, txt);
+    if (silu)
+        *silu = s;
+    else
+        nn_drop(g, &s);
+    return KILN_OK;
+}
+
+/* Each ControlNet's residual for block i (ComfyUI's Flux: the image tokens
+ * plus it, in the order applied). */
+static kiln_status add_residuals(kiln_graph *g, void *ctx, bool single, int i, tensor **img)
+{
+    const flux_residuals *r = ((const flux_residual_set *)ctx)->each;
+    const int n = ((const flux_residual_set *)ctx)->count;
+    for (int k = 0; k < n; k++) {
+        tensor *add = kiln_flux_residual(&r[k], single, i), *sum;
+        if (!add) continue;
+        TRY(nn_add(g, *img, add, &sum));
+        nn_drop(g, img);
+        *img = sum;
+    }
+    return KILN_OK;
+}
+
 typedef struct {
     const kiln_flux *flux;
     const flux_input *in;
@@ -336,50 +432,31 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     const forward_ctx *c = ctx;
     const kiln_flux *flux = c->flux;
     const flux_input *in = c->in;
-    const int64_t B = in->rows, T = in->context_tokens, N = (int64_t)in->h * in->w, pairs = flux->head_dim / 2;
-    tensor *tokens, *context, *img, *txt, *s, *rope, *x, *mod, *n, *y;
-    float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
-    if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
-    kiln_flux_rope_table(flux, (int)T, in->h, in->w, table);
-    kiln_status st = kiln_graph_input(g, &rope, KILN_F32, 3, (int64_t[]){T + N, pairs, 2}, table);
-    free(table);
-    TRY(st);
+    const int64_t B = in->rows, T = in->context_tokens, N = (int64_t)in->h * in->w;
+    tensor *tokens, *context, *img, *txt, *s, *mod, *n, *y;
     TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){B, N, flux->in_channels}, in->tokens));
     TRY(kiln_graph_input(g, &context, KILN_F32, 3, (int64_t[]){B, T, flux->context_dim}, in->context));
+    flux_residuals each[FLUX_MAX_CONTROLS];
+    flux_residual_set set = {each, in->ncontrols};
+    for (int k = 0; k < in->ncontrols; k++)
+        TRY(kiln_flux_controlnet_forward(g, in->controls[k].net, flux, in, tokens, context, &in->controls[k],
+                                         &each[k]));
     TRY(nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, &img));
     nn_drop(g, &tokens);
     TRY(nn_linear(g, context, flux->txt_in_w, flux->txt_in_b, &txt));
     nn_drop(g, &context);
-    TRY(conditioning(g, flux, in, &s));
+    TRY(kiln_flux_blocks(g, flux, in, &img, &txt, in->ncontrols ? add_residuals : NULL, &set, &s));
+    for (int k = 0; k < in->ncontrols; k++) kiln_flux_residuals_release(g, &each[k]);
 
-    const tensor rope_txt = table_rows(rope, 0, T), rope_img = table_rows(rope, T, N);
-    for (int i = 0; i < flux->ndouble; i++)
-        TRY(double_block(g, flux, &flux->dbl[i], s, &rope_txt, &rope_img, &img, &txt));
-    TRY(nn_concat_tokens(g, txt, img, &x));
-    nn_drop(g, &txt);
-    nn_drop(g, &img);
-    for (int i = 0; i < flux->nsingle; i++) TRY(single_block(g, flux, &flux->sgl[i], s, rope, &x));
-    nn_drop(g, &rope);
-
-    /* the final norm's scale then shift; on the caption's tokens too, which
-       are left out after (a per-token norm and linear: the same for the rest) */
+    /* the final norm's scale then shift */
     TRY(nn_linear(g, s, flux->norm_out_w, flux->norm_out_b, &mod));
     nn_drop(g, &s);
-    TRY(nn_ada_layer_norm(g, x, mod, NULL, 1, 0, 1e-6f, &n));
-    nn_drop(g, &x);
+    TRY(nn_ada_layer_norm(g, img, mod, NULL, 1, 0, 1e-6f, &n));
+    nn_drop(g, &img);
     nn_drop(g, &mod);
     TRY(nn_linear(g, n, flux->proj_out_w, flux->proj_out_b, &y));
     nn_drop(g, &n);
-    if (!kiln_graph_no_outputs(g)) {
-        const size_t per_row = (size_t)(T + N) * flux->out_channels, img_part = (size_t)N * flux->out_channels;
-        float *all = malloc((size_t)B * per_row * sizeof *all);
-        if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
-        st = kiln_graph_output(g, y, all, (size_t)B * per_row * sizeof *all);
-        for (int64_t r = 0; r < B && st == KILN_OK; r++)
-            memcpy(c->out + r * img_part, all + r * per_row + (per_row - img_part), img_part * sizeof *all);
-        free(all);
-        TRY(st);
-    }
+    if (!kiln_graph_no_outputs(g)) TRY(kiln_graph_output(g, y, c->out, kiln_tensor_nbytes(y)));
     nn_drop(g, &y);
     return KILN_OK;
 }
@@ -391,5 +468,8 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
                          in->h, in->w, in->context_tokens);
     if (flux->guidance && !in->guidance)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
+    if (in->ncontrols < 0 || in->ncontrols > FLUX_MAX_CONTROLS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d ControlNets on a call: at most %d", in->ncontrols,
+                         FLUX_MAX_CONTROLS);
     return kiln_graph_run(g, forward_fn, &(forward_ctx){flux, in, out});
 }

@@ -63,6 +63,20 @@ typedef struct kiln_flux {
 bool kiln_flux_present(const kiln_checkpoint *ck, const char *root);
 /* Sizes from the shapes; axes NULL: FLUX.1's (16, 56, 56). */
 kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux);
+/* All but the final layer (norm_out, proj_out): a ControlNet's copy;
+ * out_channels is left as in_channels. */
+kiln_status kiln_flux_bind_trunk(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux);
+
+typedef struct kiln_flux_controlnet kiln_flux_controlnet;
+
+/* A ControlNet on a call (ComfyUI's ControlNetApplyAdvanced): its residuals
+ * times strength join the transformer's blocks. */
+typedef struct flux_control {
+    const kiln_flux_controlnet *net;
+    const float *hint; /* (rows, C, H, W): kiln_flux_controlnet_hint_shape's */
+    float strength;
+    int mode;          /* a union ControlNet's control type, or -1: none */
+} flux_control;
 
 /* One call's inputs on the host: every row's caption is as long (the
  * pipelines pad T5 to a fixed length). */
@@ -74,10 +88,24 @@ typedef struct flux_input {
     const float *pooled;     /* (rows, pooled_dim) */
     const float *timesteps;  /* (rows): sigma in [0,1] (the model scales it by 1000) */
     const float *guidance;   /* (rows), the dev model's; NULL otherwise */
+    const flux_control *controls; /* ncontrols of them, in the order applied; NULL: none */
+    int ncontrols;
 } flux_input;
 
 // -> out (rows, h*w, out_channels) on the host: the packed prediction
 kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_input *in, float *out);
+
+/* Called after double block i (single false) or single block i with the
+ * image tokens (B, h*w, D), which it may replace. */
+typedef kiln_status (*kiln_flux_block_fn)(kiln_graph *g, void *ctx, bool single, int i, tensor **img);
+
+/* The blocks on embedded image tokens *img (B, h*w, D) and caption tokens
+ * *txt (B, T, D), conditioned on in's timesteps, guidance and pooled
+ * output: the image tokens after the last block in *img (*txt dropped),
+ * the modulation vector through SiLU in *silu (NULL: dropped). after_block
+ * may be NULL. */
+kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **img, tensor **txt,
+                             kiln_flux_block_fn after_block, void *ctx, tensor **silu);
 
 /* The rotary table (T, head_dim/2, 2) of cos and sin for T = caption
  * tokens (position 0 on every axis) then the h x w patches (0, row, col):

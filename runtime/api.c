@@ -10,7 +10,7 @@
 #include "kiln.h"
 
 #include "../models/clip_vision.h"
-#include "../models/controlnet.h"
+#include "../models/flux_controlnet.h"
 #include "../models/esrgan.h"
 #include "../models/ip_adapter.h"
 #include "backend.h"
@@ -429,6 +429,8 @@ static kiln_status unet_model(const kiln_model *m, const char *what)
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out)
 {
     if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_controlnet_load: no model, path or place");
+    if (kiln_model_is_dit(m) && m->family->arch == KILN_ARCH_FLUX)
+        return kiln_flux_controlnet_open(path, &m->flux, kiln_weights_backend(m->weights), out);
     TRY(unet_model(m, "ControlNet"));
     return kiln_controlnet_open(path, &m->unet, kiln_weights_backend(m->weights), out);
 }
@@ -550,12 +552,13 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     for (int i = 0; i < ncontrols && st == KILN_OK; i++) {
         const kiln_control_apply *apply = &params->control[i];
         float *hint = NULL;
+        int mode = -1;
         if (!apply->controlnet || !apply->image)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet apply %d: no ControlNet or no image", i + 1);
-        else
-            st = kiln_control_hint(apply->image, job.latent_h, job.latent_w, &hint);
+        else if ((st = kiln_union_control_type(apply->union_type, &mode)) == KILN_OK)
+            st = kiln_control_hint(m, apply->controlnet, apply->image, job.latent_h, job.latent_w, &hint);
         controls[i] = (kiln_control){apply->controlnet, hint, (float)apply->strength, apply->start_percent,
-                                     apply->end_percent};
+                                     apply->end_percent, mode};
     }
     job.controls = controls;
     job.ncontrols = ncontrols;

@@ -1231,6 +1231,7 @@ static tensor_namer controlnet_namer(const kiln_st_file *f, unet_layout *lay)
     tensor_namer open_clip = open_clip_namer(f, lay);
     if (open_clip) return open_clip;
     if (kiln_st_find(f, "control_model.input_hint_block.0.weight")) return NULL;
+    if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight")) return add_flux_file_tensor; /* XLabs' Flux ones */
     if (!kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight"))
         return kiln_st_find(f, "input_hint_block.0.weight") ? add_controlnet_unprefixed_tensor : NULL;
     lay->layers_per_block = count_indexed(f, "down_blocks.0.resnets.%d.%n");
@@ -1239,6 +1240,16 @@ static tensor_namer controlnet_namer(const kiln_st_file *f, unet_layout *lay)
 
 kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **out)
 {
+    /* a diffusers ControlNet folder (ControlNetModel's, FluxControlNetModel's) is its one weights file */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s/diffusion_pytorch_model.safetensors", path);
+        if (stat(file, &st) != 0)
+            return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet folder without diffusion_pytorch_model.safetensors",
+                             path);
+        return open_single_file(file, controlnet_namer, out);
+    }
     return open_file_or_folder(path, controlnet_namer, out);
 }
 

@@ -121,18 +121,30 @@ static kiln_status unet_only(const kiln_denoiser *d, const char *what)
                      d->model->info.family);
 }
 
+/* The values of one row of a control's hint. */
+static size_t hint_size(const kiln_denoiser *d, const kiln_controlnet *net)
+{
+    int shape[3] = {3, 8 * d->h, 8 * d->w};
+    if (net->flux) kiln_flux_controlnet_hint_shape(net->flux, d->h, d->w, shape);
+    return (size_t)shape[0] * shape[1] * shape[2];
+}
+
 kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count)
 {
-    TRY(unet_only(d, "ControlNet"));
+    const bool flux = kiln_model_is_dit(d->model) && d->model->family->arch == KILN_ARCH_FLUX;
+    if (!flux) TRY(unet_only(d, "ControlNet"));
     if (count < 0 || count > KILN_MAX_CONTROLS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%d ControlNets on one sampling: kiln applies at most %d", count,
                          KILN_MAX_CONTROLS);
-    const size_t per = (size_t)3 * 8 * d->h * 8 * d->w;
     for (int i = 0; i < count; i++) {
         const kiln_control *c = &controls[i];
+        if (!c->net->flux != !flux)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet %d is for %s, the model is %s", i + 1,
+                             c->net->flux ? "Flux" : "a UNet", d->model->info.family);
         if (!(c->start_percent >= 0.0 && c->start_percent <= c->end_percent && c->end_percent <= 1.0))
             return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet %d: start %g and end %g: must be 0 <= start <= end <= 1",
                              i + 1, c->start_percent, c->end_percent);
+        const size_t per = hint_size(d, c->net);
         if (!(d->hints[i] = malloc((size_t)d->rows * per * sizeof(float))))
             return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the ControlNet hint");
         for (int r = 0; r < d->rows; r++) memcpy(d->hints[i] + r * per, c->hint, per * sizeof(float));
@@ -179,10 +191,11 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->graph);
     kiln_graph_free(d->negative_graph);
     d->graph = d->negative_graph = NULL;
-    for (size_t i = 0; i < sizeof d->control_graphs / sizeof *d->control_graphs; i++) {
-        kiln_graph_free(d->control_graphs[i]);
-        d->control_graphs[i] = NULL;
-    }
+    for (int which = 0; which < 2; which++)
+        for (size_t i = 0; i < sizeof d->control_graphs[0] / sizeof d->control_graphs[0][0]; i++) {
+            kiln_graph_free(d->control_graphs[which][i]);
+            d->control_graphs[which][i] = NULL;
+        }
     for (int i = 0; i < KILN_MAX_CONTROLS; i++) {
         free(d->hints[i]);
         d->hints[i] = NULL;
@@ -281,20 +294,44 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }
 
+/* The graph of this call's set of ControlNets on caption `which`, made at
+ * its first call: every set replays its own recorded ops. */
+static kiln_status control_graph(kiln_denoiser *d, int which, kiln_graph **out)
+{
+    kiln_graph **g = &d->control_graphs[which][d->active_controls];
+    if (!*g) {
+        TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), g));
+        kiln_graph_set_replay(*g, true);
+    }
+    *out = *g;
+    return KILN_OK;
+}
+
 /* Flux on rows [first, first + B) of the call, all with caption `which`
- * (0 negative, 1 positive): the latent packed into 2x2 patches, unpacked
- * after. One buffer holds the packed rows going in and coming out: a graph
- * run uploads its inputs before it copies any output back. */
-static kiln_status flux_rows(kiln_denoiser *d, kiln_graph *g, int first, int which)
+ * (0 negative, 1 positive), with this call's ControlNets: the latent packed
+ * into 2x2 patches, unpacked after. One buffer holds the packed rows going
+ * in and coming out: a graph run uploads its inputs before it copies any
+ * output back. */
+static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
 {
     const kiln_model *m = d->model;
     const int B = d->batch, C = d->channels, C_in = d->unet_channels;
     const size_t latent = (size_t)C * d->h * d->w;
+    kiln_graph *g = which ? d->graph : d->negative_graph;
+    if (d->active_controls) TRY(control_graph(d, which, &g));
+    flux_control controls[KILN_MAX_CONTROLS];
+    int ncontrols = 0;
+    for (int i = 0; i < d->ncontrols; i++)
+        if (d->active_controls & 1u << i) {
+            const kiln_control *c = &d->controls[i];
+            controls[ncontrols++] = (flux_control){c->net->flux, d->hints[i], c->strength, c->mode};
+        }
     kiln_patchify(d->unet_in + (size_t)first * C_in * d->h * d->w, B, C_in, d->h, d->w, 2, d->dit_out);
     flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = d->dit_out,
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
-                     .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL};
+                     .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL,
+                     .controls = controls, .ncontrols = ncontrols};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
     kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, false, d->unet_out + first * latent);
     return KILN_OK;
@@ -307,9 +344,9 @@ static kiln_status dit_step(kiln_denoiser *d)
 {
     const kiln_model *m = d->model;
     if (m->family->arch == KILN_ARCH_FLUX) { /* without guidance only the cond rows */
-        if (d->rows == d->batch) return flux_rows(d, d->graph, 0, 1);
-        TRY(flux_rows(d, d->negative_graph, 0, 0));
-        return flux_rows(d, d->graph, d->batch, 1);
+        if (d->rows == d->batch) return flux_rows(d, 0, 1);
+        TRY(flux_rows(d, 0, 0));
+        return flux_rows(d, d->batch, 1);
     }
     const float *captions[2 * KILN_MAX_BATCH];
     int tokens[2 * KILN_MAX_BATCH];
@@ -342,19 +379,6 @@ static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
         for (size_t i = 0; i < latent; i++) row[i] = x[b * latent + i] * in_scale;
         if (extra) memcpy(row + latent, d->concat, extra * sizeof(float));
     }
-}
-
-/* The graph of this call's set of ControlNets, made at its first call:
- * every set replays its own recorded ops. */
-static kiln_status control_graph(kiln_denoiser *d, kiln_graph **out)
-{
-    kiln_graph **g = &d->control_graphs[d->active_controls];
-    if (!*g) {
-        TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), g));
-        kiln_graph_set_replay(*g, true);
-    }
-    *out = *g;
-    return KILN_OK;
 }
 
 kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *denoised)
@@ -402,7 +426,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         TRY(dit_step(d));
     } else {
         kiln_graph *g = d->graph;
-        if (d->active_controls) TRY(control_graph(d, &g));
+        if (d->active_controls) TRY(control_graph(d, 1, &g));
         TRY(kiln_graph_run(g, unet_step, d));
     }
     d->unet_calls++;

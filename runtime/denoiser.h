@@ -6,7 +6,7 @@
 #ifndef KILN_DENOISER_H
 #define KILN_DENOISER_H
 
-#include "../models/controlnet.h"
+#include "../models/flux_controlnet.h"
 #include "../models/ip_adapter.h"
 #include "model.h"
 #include "schedule.h"
@@ -23,9 +23,10 @@
  * ComfyUI's node then leaves the prompts as they are. */
 typedef struct kiln_control {
     const kiln_controlnet *net;
-    const float *hint; /* (1,3,8h,8w) in [0,1]: kiln_control_hint of the image */
+    const float *hint; /* SD's (1,3,8h,8w) in [0,1], Flux's kiln_flux_controlnet_hint_shape: kiln_control_hint */
     float strength;
     double start_percent, end_percent;
+    int mode;          /* a Flux union ControlNet's control type (SetUnionControlNetType), or -1 */
 } kiln_control;
 
 /* IP-Adapter, as the IPAdapter nodes apply it without a negative picture:
@@ -74,9 +75,10 @@ typedef struct kiln_denoiser {
     float *hints[KILN_MAX_CONTROLS]; /* each one's hint repeated over the rows */
     float control_sigma_hi[KILN_MAX_CONTROLS], control_sigma_lo[KILN_MAX_CONTROLS]; /* sigmas where each applies */
     unsigned active_controls;    /* this call's: bit i for controls[i] */
-    /* a call with controls runs the graph of its set (indexed by
-     * active_controls; made at its first call), one without runs graph */
-    kiln_graph *control_graphs[1u << KILN_MAX_CONTROLS];
+    /* a call with controls runs the graph of its set (indexed by the
+     * caption, 0 Flux's negative one, and active_controls; made at its first
+     * call), one without runs graph */
+    kiln_graph *control_graphs[2][1u << KILN_MAX_CONTROLS];
     int control_calls;           /* calls with a ControlNet, counted for tests */
     const kiln_image_prompt *image_prompts; /* nimage_prompts of them; NULL: none */
     int nimage_prompts;

@@ -514,14 +514,56 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
     return KILN_OK;
 }
 
-kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint)
+kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img, int latent_h,
+                              int latent_w, float **hint)
 {
+    /* a Flux ControlNet of InstantX's kind takes the picture's latent: the picture fitted to the VAE's size of the
+       latent (ComfyUI's compression ratio 1 times the VAE's), encoded, process_in */
+    const bool latent = cn && cn->flux && !cn->flux->pixel_hint;
+    const int scale = latent ? kiln_vae_factor(m->vae.config) : 8;
     kiln_image fitted;
-    TRY(kiln_image_resize_center(img, 8 * latent_w, 8 * latent_h, &fitted));
-    *hint = malloc((size_t)3 * fitted.width * fitted.height * sizeof(float));
-    if (*hint) kiln_image_to_unit(&fitted, *hint);
+    TRY(kiln_image_resize_center(img, scale * latent_w, scale * latent_h, &fitted));
+    const size_t n = (size_t)3 * fitted.width * fitted.height;
+    float *pixels = malloc(n * sizeof *pixels);
+    if (pixels && latent)
+        kiln_image_to_encoder_input(&fitted, pixels);
+    else if (pixels)
+        kiln_image_to_unit(&fitted, pixels);
     kiln_image_free(&fitted);
-    return *hint ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
+    if (!pixels) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
+    if (cn && cn->flux && cn->flux->pixel_hint) /* XLabs': the picture times 2 minus 1 */
+        for (size_t i = 0; i < n; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
+    if (!latent) {
+        *hint = pixels;
+        return KILN_OK;
+    }
+    kiln_status st = kiln_vae_encode_image(m, pixels, 1, scale * latent_h, scale * latent_w, hint);
+    free(pixels);
+    TRY(st);
+    const size_t values = (size_t)m->vae.config->latent_channels * latent_h * latent_w;
+    for (size_t i = 0; i < values; i++) (*hint)[i] = kiln_vae_latent_in(&m->vae, (*hint)[i]);
+    return KILN_OK;
+}
+
+kiln_status kiln_union_control_type(const char *name, int *type)
+{
+    static const char *const types[] = {"openpose", "depth", "hed/pidi/scribble/ted",
+                                        "canny/lineart/anime_lineart/mlsd", "normal", "segment", "tile", "repaint"};
+    *type = -1;
+    if (!name || !*name || strcmp(name, "auto") == 0) return KILN_OK;
+    for (int i = 0; i < (int)(sizeof types / sizeof *types); i++)
+        if (strcmp(name, types[i]) == 0) {
+            *type = i;
+            return KILN_OK;
+        }
+    char *end;
+    long n = strtol(name, &end, 10);
+    if (*end || end == name || n < 0 || n > 1000)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "union control type '%s': auto, a number, or one of SetUnionControlNetType's: "
+                         "openpose, depth, hed/pidi/scribble/ted, canny/lineart/anime_lineart/mlsd, normal, segment, "
+                         "tile, repaint", name);
+    *type = (int)n;
+    return KILN_OK;
 }
 
 typedef struct vae_job {

@@ -111,10 +111,17 @@ kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, con
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent);
 
-/* A ControlNet hint from an image, as ComfyUI fits it to the latent:
- * kiln_image_resize_center to 8 x (latent_w, latent_h), in [0,1] (3,8h,8w);
- * *hint is malloc'd. */
-kiln_status kiln_control_hint(const kiln_image *img, int latent_h, int latent_w, float **hint);
+/* A ControlNet hint from an image, as ComfyUI fits it to the latent
+ * (kiln_image_resize_center) for the ControlNet cn of model m: SD's, in
+ * [0,1] (3,8h,8w); a Flux one of XLabs' kind, the same in [-1,1]; one of
+ * InstantX's kind, the picture at the VAE's size of the latent encoded by
+ * m's VAE, as the model takes a latent (process_in). *hint is malloc'd. */
+kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img, int latent_h,
+                              int latent_w, float **hint);
+/* SetUnionControlNetType's type: NULL, "" or "auto" -1 (none), its names
+ * (openpose 0, depth 1, ..., repaint 7: the index a union ControlNet's mode
+ * embedding reads, whichever kind the model calls it), or a number. */
+kiln_status kiln_union_control_type(const char *name, int *type);
 
 /* The IPAdapter node's image tokens: the picture through ComfyUI's
  * clip_preprocess, the CLIP vision tower and the adapter's image projection

@@ -1024,7 +1024,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         const wf_control *c = &pos->controls[i];
         wf_net *net;
         TRY(net_of(r, WF_CONTROL_NET, c->path, m, &net));
-        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end};
+        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end, NULL};
     }
     if (pos->ncontrols) {
         p->control = apply;

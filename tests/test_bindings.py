@@ -416,6 +416,28 @@ class Advanced(unittest.TestCase):
                                 flux_guidance=3.5, differential_diffusion=strength)
             self.assertLessEqual(rel_l2(out.to_list(), tensors[key][1]), 1e-4)
 
+    def test_flux_controlnets(self):
+        """Two Flux ControlNets chained through the bindings (InstantX's kind
+        with a union type by its ComfyUI name, XLabs' for the first 40 %):
+        make_flux_controlnet_data.py's restated ComfyUI run."""
+        flux = kiln.load_checkpoint(backend, data("flux/controlnet"))
+        positive = flux.encode("a photograph of an astronaut riding a horse")
+        negative = flux.encode("")
+        _, tensors = read_safetensors(data("flux/controlnet/golden.safetensors"))
+        with flux.load_controlnet(data("flux/controlnet/instantx")) as instantx, \
+                flux.load_controlnet(data("flux/controlnet/xlabs.safetensors")) as xlabs:
+            chain = [kiln.ControlApply(instantx, kiln.Image.load(data("flux/controlnet/latent_hint_16x12.png")), 0.8,
+                                       union_type="hed/pidi/scribble/ted"),
+                     kiln.ControlApply(xlabs, kiln.Image.load(data("flux/controlnet/pixel_hint_64x48.png")), 0.6,
+                                       end_percent=0.4)]
+            out = flux.ksampler(positive, negative, flux.empty_latent(12, 16), seed=42, steps=4, cfg=2.0,
+                                scheduler="simple", flux_guidance=3.5, control=chain)
+            self.assertLessEqual(rel_l2(out.to_list(), tensors["run.latent_out"][1]), 1e-4)
+            chain[0] = chain[0]._replace(union_type=2)
+            self.assertEqual(flux.ksampler(positive, negative, flux.empty_latent(12, 16), seed=42, steps=4, cfg=2.0,
+                                           scheduler="simple", flux_guidance=3.5, control=chain).to_list(),
+                             out.to_list())
+
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's
         KSampler run of tests/data/pixart (made with diffusers)."""

@@ -90,7 +90,7 @@ static void denoiser_call(void **s)
     int h = (int)x.shape[2], w = (int)x.shape[3];
     float *out[3];
     /* no control; control over the whole schedule; control from 60 % on (sigma(t=500) is at about 50 %) */
-    const kiln_control whole = {cn, hint.data, scale.data[0], 0.0, 1.0}, late = {cn, hint.data, scale.data[0], 0.6, 1.0};
+    const kiln_control whole = {cn, hint.data, scale.data[0], 0.0, 1.0, -1}, late = {cn, hint.data, scale.data[0], 0.6, 1.0, -1};
     const kiln_control *controls[3] = {NULL, &whole, &late};
     for (int i = 0; i < 3; i++) {
         kiln_denoiser d;
@@ -137,10 +137,10 @@ static void two_controlnets(void **s)
     int h = (int)x.shape[2], w = (int)x.shape[3];
     /* both; the second late; the second at strength 0; the first late */
     const kiln_control chains[4][2] = {
-        {{first, hint.data, scale.data[0], 0.0, 1.0}, {second, hint2.data, scale2.data[0], 0.0, 1.0}},
-        {{first, hint.data, scale.data[0], 0.0, 1.0}, {second, hint2.data, scale2.data[0], 0.6, 1.0}},
-        {{first, hint.data, scale.data[0], 0.0, 1.0}, {second, hint2.data, 0.0f, 0.0, 1.0}},
-        {{first, hint.data, scale.data[0], 0.6, 1.0}, {second, hint2.data, scale2.data[0], 0.0, 1.0}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0, -1}, {second, hint2.data, scale2.data[0], 0.0, 1.0, -1}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0, -1}, {second, hint2.data, scale2.data[0], 0.6, 1.0, -1}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0, -1}, {second, hint2.data, 0.0f, 0.0, 1.0, -1}},
+        {{first, hint.data, scale.data[0], 0.6, 1.0, -1}, {second, hint2.data, scale2.data[0], 0.0, 1.0, -1}},
     };
     float *out[4];
     for (int i = 0; i < 4; i++) {
@@ -181,7 +181,7 @@ static void hint_fits_as_comfyui(void **s)
         snprintf(name, sizeof name, "fit.%dx%d", sizes[i][0], sizes[i][1]);
         golden want = golden_read(f, name);
         float *hint;
-        assert_kiln_ok(kiln_control_hint(&img, sizes[i][1] / 8, sizes[i][0] / 8, &hint));
+        assert_kiln_ok(kiln_control_hint(NULL, NULL, &img, sizes[i][1] / 8, sizes[i][0] / 8, &hint));
         assert_int_equal(want.count, (size_t)3 * sizes[i][0] * sizes[i][1]);
         assert_memory_equal(hint, want.data, want.count * sizeof(float));
         free(hint);

@@ -1085,13 +1085,13 @@ static kiln_status encode_prompt(const kiln_model *m, const kiln_tokenizer *tok,
 
 /* The ControlNets' hints fitted to a latent of h x w (each control's hint
  * replaced; the old ones are freed). */
-static int fit_hints(const gen_options *o, kiln_control *controls, int h, int w)
+static int fit_hints(const kiln_model *m, const gen_options *o, kiln_control *controls, int h, int w)
 {
     for (int i = 0; i < o->ncontrols; i++) {
         kiln_image img;
         float *hint;
         if (kiln_image_load(o->controls[i].image, &img) != KILN_OK) return fail("--control-image");
-        kiln_status st = kiln_control_hint(&img, h, w, &hint);
+        kiln_status st = kiln_control_hint(m, controls[i].net, &img, h, w, &hint);
         kiln_image_free(&img);
         if (st != KILN_OK) return fail("--control-image");
         free((float *)controls[i].hint);
@@ -1115,7 +1115,7 @@ static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *jo
             o->hires_steps, o->hires_denoise);
     free(*latent);
     *latent = NULL;
-    if ((rc = fit_hints(o, controls, h, w))) return rc;
+    if ((rc = fit_hints(m, o, controls, h, w))) return rc;
     job->steps = o->hires_steps;
     job->denoise = o->hires_denoise;
     job->init_latent = upscaled;
@@ -1356,9 +1356,9 @@ int main(int argc, char **argv)
         const kiln_run_control *c = &o.controls[i];
         kiln_controlnet *controlnet;
         if (kiln_controlnet_load(m, c->path, &controlnet) != KILN_OK) return fail("--controlnet");
-        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end};
+        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end, -1};
     }
-    if ((rc = fit_hints(&o, controls, job.latent_h, job.latent_w))) return rc;
+    if ((rc = fit_hints(m, &o, controls, job.latent_h, job.latent_w))) return rc;
     job.controls = controls;
     job.ncontrols = o.ncontrols;
     kiln_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS] = {0};

@@ -279,7 +279,8 @@ kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image,
 typedef struct kiln_controlnet kiln_controlnet;
 
 /* ControlNetLoader: a ControlNet for the model's UNet (original or diffusers
- * layout). It must be freed before the model. */
+ * layout) or for a Flux model's transformer (InstantX's and Shakker-Labs'
+ * diffusers files, XLabs' files). It must be freed before the model. */
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out);
 void kiln_controlnet_free(kiln_controlnet *cn);
 
@@ -291,6 +292,9 @@ typedef struct kiln_control_apply {
     const kiln_image *image;            /* the hint (an edge map, pose ...), fitted to the latent as ComfyUI does */
     double strength;                    /* 1: as trained */
     double start_percent, end_percent;  /* of the sampling, 0 and 1: all of it */
+    /* SetUnionControlNetType on a union ControlNet: "openpose", "depth", ..., "repaint" (ComfyUI's names) or
+       the number its model uses; NULL or "auto": none */
+    const char *union_type;
 } kiln_control_apply;
 
 typedef struct kiln_ip_adapter kiln_ip_adapter;

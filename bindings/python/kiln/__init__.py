@@ -106,7 +106,7 @@ class _PngText(Structure):
 
 class _ControlApply(Structure):
     _fields_ = [("controlnet", c_void_p), ("image", POINTER(_Image)), ("strength", c_double),
-                ("start_percent", c_double), ("end_percent", c_double)]
+                ("start_percent", c_double), ("end_percent", c_double), ("union_type", c_char_p)]
 
 
 class _IPAdapterApply(Structure):
@@ -537,8 +537,9 @@ class Model(_Handle):
         return [Image._adopt(c_image) for c_image in c_images[:latent.batch]]
 
     def load_controlnet(self, path) -> "ControlNet":
-        """ControlNetLoader: a ControlNet (original or diffusers layout) for
-        this model's UNet."""
+        """ControlNetLoader: a ControlNet for this model's UNet (original or
+        diffusers layout) or Flux transformer (InstantX's, Shakker-Labs' or
+        XLabs' files)."""
         return ControlNet(_load(_lib.kiln_controlnet_load, self, _path(path)), self)
 
     def load_ip_adapter(self, path) -> "IPAdapter":
@@ -601,7 +602,8 @@ class Model(_Handle):
         if controls:
             params.control = (_ControlApply * len(controls))(*(
                 _ControlApply(c.controlnet._ptr(), ctypes.pointer(c.image._c), c.strength, c.start_percent,
-                              c.end_percent) for c in controls))
+                              c.end_percent, None if c.union_type is None else str(c.union_type).encode())
+                for c in controls))
             params.control_count = len(controls)
         adapters = [ip_adapter] if isinstance(ip_adapter, IPAdapterApply) else list(ip_adapter or [])
         if adapters:
@@ -710,12 +712,16 @@ class SdxlCond(NamedTuple):
 class ControlApply(NamedTuple):
     """ControlNetApplyAdvanced's inputs: the ControlNet, the hint Image (an
     edge map, a pose ...; fitted to the latent as ComfyUI does), its
-    strength and the part of the sampling it acts on."""
+    strength and the part of the sampling it acts on; for a union
+    ControlNet (Flux's InstantX/Shakker-Labs Union) SetUnionControlNetType's
+    type: one of its names ("openpose", "depth", ..., "repaint"), the
+    number the model uses, or None ("auto")."""
     controlnet: ControlNet
     image: "Image"
     strength: float = 1.0
     start_percent: float = 0.0
     end_percent: float = 1.0
+    union_type: Union[str, int, None] = None
 
 
 class IPAdapterApply(NamedTuple):

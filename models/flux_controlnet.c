@@ -1,0 +1,220 @@
+/* Flux ControlNets: binding either kind of file and running one on a call
+ * (see flux_controlnet.h). */
+#include "flux_controlnet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "status.h"
+
+/* The names of a file's parts: diffusers' (InstantX) or XLabs', whose
+ * blocks the checkpoint reads under diffusers' names below KILN_FLUX_ROOT. */
+typedef struct {
+    const char *root, *hint_in, *single;
+} flux_controlnet_names;
+
+static const flux_controlnet_names diffusers_names = {"", "controlnet_x_embedder", "controlnet_single_blocks"};
+static const flux_controlnet_names xlabs_names = {KILN_FLUX_ROOT, "pos_embed_input", NULL};
+
+static int count_linears(const kiln_checkpoint *ck, const char *prefix, int most)
+{
+    char name[96];
+    int n = 0;
+    for (; n < most; n++) {
+        snprintf(name, sizeof name, "%s.%d.weight", prefix, n);
+        if (!kiln_checkpoint_find(ck, name)) break;
+    }
+    return n;
+}
+
+static kiln_status bind_residual_linears(kiln_weights *w, const char *prefix, int n, int64_t D, const tensor **ws,
+                                         const tensor **bs)
+{
+    char part[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(part, sizeof part, "%s.%d", prefix, i);
+        TRY(kiln_dit_bind_linear(w, "", part, D, D, &ws[i], &bs[i]));
+    }
+    return KILN_OK;
+}
+
+static kiln_status bind(kiln_weights *w, const kiln_flux *model, kiln_flux_controlnet *cn)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const char *path = kiln_checkpoint_path(ck);
+    const flux_controlnet_names *names = kiln_flux_present(ck, KILN_FLUX_ROOT) ? &xlabs_names : &diffusers_names;
+    if (kiln_checkpoint_find(ck, "input_hint_block.conv_in.weight"))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a diffusers FluxControlNetModel with a hint encoder; kiln reads "
+                         "that kind in XLabs' layout (input_hint_block.0, pos_embed_input)", path);
+    if (!kiln_flux_present(ck, names->root) || !kiln_checkpoint_find(ck, "controlnet_blocks.0.weight"))
+        return kiln_fail(KILN_ERR_MODEL, "%s: no Flux ControlNet (x_embedder or img_in, controlnet_blocks.0)", path);
+    kiln_flux *t = &cn->trunk;
+    TRY(kiln_flux_bind_trunk(w, names->root, model->axes, t));
+    if (t->hidden != model->hidden || t->head_dim != model->head_dim || t->in_channels != model->in_channels ||
+        t->context_dim != model->context_dim || t->pooled_dim != model->pooled_dim)
+        return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet for a Flux transformer %d wide (heads of %d, %d channels "
+                         "a token), not for this one (%d, %d, %d)", path, t->hidden, t->head_dim, t->in_channels,
+                         model->hidden, model->head_dim, model->in_channels);
+    if (t->guidance && !model->guidance)
+        return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet that embeds a guidance value (dev's), for a model without "
+                         "one", path);
+    const int64_t D = t->hidden;
+    cn->nmodes = 0;
+    const kiln_st_tensor *modes = kiln_checkpoint_find(ck, "controlnet_mode_embedder.weight");
+    if (modes) {
+        cn->nmodes = modes->ndim == 2 ? (int)modes->shape[0] : 0;
+        TRY(KILN_BIND(w, &cn->modes, "", "controlnet_mode_embedder.weight", cn->nmodes, D));
+    }
+    cn->pixel_hint = kiln_checkpoint_find(ck, "input_hint_block.0.weight") != NULL;
+    cn->hint_channels = t->in_channels / 4; /* the latent's, in 2x2 patches */
+    const tensor *hint_w;
+    TRY(kiln_dit_bind_linear(w, "", names->hint_in, D, t->in_channels, &hint_w, &cn->hint_in_b));
+    cn->hint_in_w = *hint_w; /* the same bytes: a patch's values by channel, row, column, as a conv weight's */
+    cn->hint_in_w.ndim = 4;
+    cn->hint_in_w.shape[1] = cn->hint_channels;
+    cn->hint_in_w.shape[2] = cn->hint_in_w.shape[3] = 2;
+    if (cn->pixel_hint) TRY(kiln_hint_encoder_bind(w, "input_hint_block", cn->hint_channels, &cn->hint_encoder));
+    const int nblock = count_linears(ck, "controlnet_blocks", FLUX_MAX_DOUBLE);
+    const int nsingle = names->single ? count_linears(ck, names->single, FLUX_MAX_SINGLE) : 0;
+    if (nblock != t->ndouble || nsingle != t->nsingle)
+        return kiln_fail(KILN_ERR_MODEL, "%s: %d double and %d single blocks, but %d and %d residual linears", path,
+                         t->ndouble, t->nsingle, nblock, nsingle);
+    TRY(bind_residual_linears(w, "controlnet_blocks", nblock, D, cn->block_w, cn->block_b));
+    if (nsingle) TRY(bind_residual_linears(w, names->single, nsingle, D, cn->single_w, cn->single_b));
+    return KILN_OK;
+}
+
+kiln_status kiln_flux_controlnet_open(const char *path, const kiln_flux *flux, kiln_backend *be,
+                                      kiln_controlnet **out)
+{
+    *out = NULL;
+    kiln_controlnet *cn = calloc(1, sizeof *cn);
+    kiln_flux_controlnet *f = calloc(1, sizeof *f);
+    if (!cn || !f) {
+        free(cn);
+        free(f);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
+    }
+    cn->flux = f;
+    kiln_status st = kiln_checkpoint_open_controlnet(path, &cn->checkpoint);
+    if (st == KILN_OK) st = kiln_weights_create(be, cn->checkpoint, &cn->weights);
+    if (st == KILN_OK) st = bind(cn->weights, flux, f);
+    if (st != KILN_OK) {
+        kiln_controlnet_free(cn);
+        return st;
+    }
+    *out = cn;
+    return KILN_OK;
+}
+
+void kiln_flux_controlnet_hint_shape(const kiln_flux_controlnet *cn, int h, int w, int shape[3])
+{
+    const int scale = cn->pixel_hint ? 8 : 1;
+    shape[0] = cn->pixel_hint ? 3 : cn->hint_channels;
+    shape[1] = scale * h;
+    shape[2] = scale * w;
+}
+
+typedef struct {
+    const kiln_flux_controlnet *cn;
+    float strength;
+    flux_residuals *out;
+} tap_ctx;
+
+/* After each block: its image tokens through the block's linear, times the
+ * strength. */
+static kiln_status tap(kiln_graph *g, void *ctx, bool single, int i, tensor **img)
+{
+    const tap_ctx *c = ctx;
+    tensor *r, **slot = single ? &c->out->single[i] : &c->out->block[i];
+    TRY(nn_linear(g, *img, single ? c->cn->single_w[i] : c->cn->block_w[i],
+                  single ? c->cn->single_b[i] : c->cn->block_b[i], &r));
+    if (c->strength == 1.0f) {
+        *slot = r;
+        return KILN_OK;
+    }
+    kiln_status st = nn_scale(g, r, c->strength, slot);
+    nn_drop(g, &r);
+    return st;
+}
+
+/* The picture's tokens (B, h*w, D): the hint (through the hint encoder for
+ * XLabs' kind) in 2x2 patches through its linear. */
+static kiln_status hint_tokens(kiln_graph *g, const kiln_flux_controlnet *cn, const flux_input *in, const float *hint,
+                               tensor **y)
+{
+    int shape[3];
+    kiln_flux_controlnet_hint_shape(cn, 2 * in->h, 2 * in->w, shape);
+    tensor *x, *enc, *patches;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){in->rows, shape[0], shape[1], shape[2]}, hint));
+    if (cn->pixel_hint) {
+        TRY(kiln_hint_encoder_forward(g, &cn->hint_encoder, x, &enc));
+        nn_drop(g, &x);
+        x = enc;
+    }
+    TRY(nn_conv2d(g, x, &cn->hint_in_w, cn->hint_in_b, 2, 0, &patches));
+    nn_drop(g, &x);
+    TRY(nn_image_to_tokens(g, patches, y));
+    nn_drop(g, &patches);
+    return KILN_OK;
+}
+
+/* A union model's row of the control type before the caption's tokens. */
+static kiln_status prepend_mode(kiln_graph *g, const kiln_flux_controlnet *cn, int rows, int mode, tensor **txt)
+{
+    int32_t *ids = malloc((size_t)rows * sizeof *ids);
+    if (!ids) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
+    for (int r = 0; r < rows; r++) ids[r] = mode;
+    tensor *id, *row, *joined;
+    kiln_status st = kiln_graph_input(g, &id, KILN_I32, 1, (int64_t[]){rows}, ids);
+    free(ids);
+    TRY(st);
+    TRY(nn_embedding(g, id, cn->modes, &row));
+    nn_drop(g, &id);
+    row->ndim = 3;
+    row->shape[2] = row->shape[1];
+    row->shape[1] = 1;
+    TRY(nn_concat_tokens(g, row, *txt, &joined));
+    nn_drop(g, &row);
+    nn_drop(g, txt);
+    *txt = joined;
+    return KILN_OK;
+}
+
+kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controlnet *cn, const kiln_flux *model,
+                                         const flux_input *in, const tensor *tokens, const tensor *context,
+                                         const flux_control *c, flux_residuals *out)
+{
+    const kiln_flux *t = &cn->trunk;
+    *out = (flux_residuals){.nblock = t->ndouble, .nsingle = t->nsingle, .model_double = model->ndouble,
+                            .model_single = model->nsingle, .cycle = cn->pixel_hint};
+    if (c->mode >= cn->nmodes)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet: control type %d, but it has %d (a union model's)",
+                         c->mode, cn->nmodes);
+    tensor *img, *hint, *sum, *txt;
+    TRY(nn_linear(g, tokens, t->img_in_w, t->img_in_b, &img));
+    TRY(hint_tokens(g, cn, in, c->hint, &hint));
+    TRY(nn_add(g, img, hint, &sum));
+    nn_drop(g, &img);
+    nn_drop(g, &hint);
+    img = sum;
+    TRY(nn_linear(g, context, t->txt_in_w, t->txt_in_b, &txt));
+    if (c->mode >= 0) TRY(prepend_mode(g, cn, in->rows, c->mode, &txt));
+    TRY(kiln_flux_blocks(g, t, in, &img, &txt, tap, &(tap_ctx){cn, c->strength, out}, NULL));
+    nn_drop(g, &img);
+    return KILN_OK;
+}
+
+tensor *kiln_flux_residual(const flux_residuals *r, bool single, int i)
+{
+    const int n = single ? r->nsingle : r->nblock, blocks = single ? r->model_single : r->model_double;
+    if (n == 0) return NULL;
+    const int k = r->cycle ? i % n : i / ((blocks + n - 1) / n);
+    return (single ? r->single : r->block)[k];
+}
+
+void kiln_flux_residuals_release(kiln_graph *g, flux_residuals *r)
+{
+    for (int i = 0; i < r->nblock; i++) nn_drop(g, &r->block[i]);
+    for (int i = 0; i < r->nsingle; i++) nn_drop(g, &r->single[i]);
+}

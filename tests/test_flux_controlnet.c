@@ -1,0 +1,272 @@
+/* Flux ControlNets against upstream on tests/data/flux/controlnet (made by
+ * make_flux_controlnet_data.py with diffusers' FluxControlNetModel): one of
+ * InstantX's kind (a diffusers folder, the picture's latent, a union
+ * model's control type) and one of XLabs' kind (BFL's names, the picture
+ * through a hint encoder) on a transformer with more blocks than either:
+ * each one's residuals, the transformer with them (InstantX's spread in
+ * turn, XLabs' cycling), and a KSampler run with both chained through the
+ * library's calls against ComfyUI's ControlNetApplyAdvanced restated; what
+ * is refused. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_test.h"
+
+#include "flux_controlnet.h"
+#include "golden.h"
+#include "model.h"
+#include "pipeline.h"
+#include "status.h"
+
+#define DIR KILN_TEST_DATA "/flux/controlnet"
+#define GOLDEN "flux/controlnet/golden.safetensors"
+#define TOL 1e-5 /* f32: the same sums in another order */
+#define ROWS 2
+#define H 8 /* the golden's latent: 8x6, 4x3 patches */
+#define W 6
+
+typedef struct {
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *instantx, *xlabs;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &f->be));
+    assert_kiln_ok(kiln_checkpoint_load(f->be, DIR, NULL, 0, &f->m));
+    assert_kiln_ok(kiln_controlnet_load(f->m, DIR "/instantx", &f->instantx));
+    assert_kiln_ok(kiln_controlnet_load(f->m, DIR "/xlabs.safetensors", &f->xlabs));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    kiln_controlnet_free(f->instantx);
+    kiln_controlnet_free(f->xlabs);
+    kiln_model_free(f->m);
+    kiln_backend_free(f->be);
+    free(f);
+    return 0;
+}
+
+/* The golden's transformer inputs. */
+typedef struct {
+    golden packed, context, pooled, timestep, guidance;
+} call_inputs;
+
+static flux_input read_inputs(kiln_st_file *f, call_inputs *c)
+{
+    c->packed = golden_read(f, "packed");
+    c->context = golden_read(f, "context");
+    c->pooled = golden_read(f, "pooled");
+    c->timestep = golden_read(f, "timestep");
+    c->guidance = golden_read(f, "guidance");
+    return (flux_input){.rows = ROWS, .h = H / 2, .w = W / 2, .tokens = c->packed.data, .context = c->context.data,
+                        .context_tokens = (int)c->context.shape[1], .pooled = c->pooled.data,
+                        .timesteps = c->timestep.data, .guidance = c->guidance.data};
+}
+
+static void free_inputs(call_inputs *c)
+{
+    golden_free(&c->packed);
+    golden_free(&c->context);
+    golden_free(&c->pooled);
+    golden_free(&c->timestep);
+    golden_free(&c->guidance);
+}
+
+/* Each kind's hint as the call takes it: InstantX's packed latent unpacked,
+ * XLabs' picture times 2 minus 1. */
+static float *hint_of(kiln_st_file *f, const char *kind)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.hint", kind);
+    golden g = golden_read(f, name);
+    float *hint = malloc(g.count * sizeof *hint);
+    if (strcmp(kind, "instantx") == 0)
+        kiln_unpatchify(g.data, ROWS, 16, H, W, 2, false, hint);
+    else
+        for (size_t i = 0; i < g.count; i++) hint[i] = g.data[i] * 2.0f - 1.0f;
+    golden_free(&g);
+    return hint;
+}
+
+typedef struct {
+    const kiln_flux *model;
+    const flux_input *in;
+    const flux_control *control;
+    float *out[FLUX_MAX_DOUBLE + FLUX_MAX_SINGLE];
+    int nblock, nsingle;
+} residuals_ctx;
+
+static kiln_status residuals_fn(kiln_graph *g, void *ctx)
+{
+    residuals_ctx *c = ctx;
+    const kiln_flux *model = c->model;
+    const flux_input *in = c->in;
+    tensor *tokens, *context;
+    flux_residuals r;
+    TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){in->rows, in->h * in->w, model->in_channels},
+                         in->tokens));
+    TRY(kiln_graph_input(g, &context, KILN_F32, 3, (int64_t[]){in->rows, in->context_tokens, model->context_dim},
+                         in->context));
+    TRY(kiln_flux_controlnet_forward(g, c->control->net, model, in, tokens, context, c->control, &r));
+    c->nblock = r.nblock;
+    c->nsingle = r.nsingle;
+    for (int i = 0; i < r.nblock + r.nsingle; i++) {
+        const tensor *t = i < r.nblock ? r.block[i] : r.single[i - r.nblock];
+        if (!kiln_graph_no_outputs(g)) TRY(kiln_graph_output(g, t, c->out[i], kiln_tensor_nbytes(t)));
+    }
+    kiln_flux_residuals_release(g, &r);
+    nn_drop(g, &tokens);
+    nn_drop(g, &context);
+    return KILN_OK;
+}
+
+/* One ControlNet's residuals and the transformer with them. */
+static void check_kind(const fixture *fx, const kiln_controlnet *cn, const char *kind, float strength, int mode,
+                       int nblock, int nsingle)
+{
+    kiln_st_file *f = golden_open(GOLDEN);
+    call_inputs c;
+    flux_input in = read_inputs(f, &c);
+    float *hint = hint_of(f, kind);
+    const flux_control control = {cn->flux, hint, strength, mode};
+    residuals_ctx rc = {&fx->m->flux, &in, &control, {0}, 0, 0};
+    const size_t each = (size_t)ROWS * (H / 2) * (W / 2) * fx->m->flux.hidden;
+    for (int i = 0; i < nblock + nsingle; i++) rc.out[i] = malloc(each * sizeof(float));
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(fx->be, &g));
+    assert_kiln_ok(kiln_graph_run(g, residuals_fn, &rc));
+    assert_int_equal(rc.nblock, nblock);
+    assert_int_equal(rc.nsingle, nsingle);
+    for (int i = 0; i < nblock + nsingle; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s.%d", kind, i < nblock ? "double" : "single", i < nblock ? i : i - nblock);
+        golden want = golden_read(f, name);
+        assert_int_equal(want.count, each);
+        assert_rel_l2_le(rc.out[i], want.data, each, TOL);
+        golden_free(&want);
+        free(rc.out[i]);
+    }
+
+    char name[64];
+    snprintf(name, sizeof name, "%s.out", kind);
+    golden want = golden_read(f, name);
+    float *got = malloc(want.count * sizeof *got);
+    in.controls = &control;
+    in.ncontrols = 1;
+    assert_kiln_ok(kiln_flux_forward(g, &fx->m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    free(got);
+    golden_free(&want);
+    kiln_graph_free(g);
+    free(hint);
+    free_inputs(&c);
+    kiln_st_close(f);
+}
+
+static void instantx_union(void **state)
+{
+    fixture *fx = *state;
+    assert_false(fx->instantx->flux->pixel_hint);
+    assert_int_equal(fx->instantx->flux->nmodes, 3);
+    check_kind(fx, fx->instantx, "instantx", 0.7f, 2, 2, 2);
+}
+
+static void xlabs(void **state)
+{
+    fixture *fx = *state;
+    assert_true(fx->xlabs->flux->pixel_hint);
+    check_kind(fx, fx->xlabs, "xlabs", 0.6f, -1, 2, 0);
+}
+
+/* Both chained on a KSampler run (ControlNetApplyAdvanced twice, the second
+ * for the first 40 % of the schedule), InstantX's hint encoded by the
+ * model's VAE, through the library's calls. */
+static void ksampler_with_both(void **state)
+{
+    fixture *fx = *state;
+    kiln_model *m = fx->m;
+    kiln_image latent_picture, pixel_picture;
+    assert_kiln_ok(kiln_image_load(DIR "/latent_hint_16x12.png", &latent_picture));
+    assert_kiln_ok(kiln_image_load(DIR "/pixel_hint_64x48.png", &pixel_picture));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden want = golden_read(f, "run.hint_latent");
+    float *hint;
+    assert_kiln_ok(kiln_control_hint(m, fx->instantx, &latent_picture, H, W, &hint));
+    assert_rel_l2_le(hint, want.data, want.count, TOL);
+    free(hint);
+    golden_free(&want);
+
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, "a photograph of an astronaut riding a horse", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 2 * W, 2 * H, 1, &empty)); /* the tiny VAE halves a side */
+    const kiln_control_apply chain[2] = {
+        {fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "hed/pidi/scribble/ted"}, /* SetUnionControlNetType's 2 */
+        {fx->xlabs, &pixel_picture, 0.6, 0.0, 0.4, NULL},
+    };
+    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .flux_guidance = 3.5, .control = chain, .control_count = 2};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    want = golden_read(f, "run.latent_out");
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    golden_free(&want);
+    kiln_latent_free(&out);
+
+    /* a union type on the ControlNet of one kind; one past the union model's */
+    kiln_control_apply one = {fx->xlabs, &pixel_picture, 0.6, 0.0, 1.0, "depth"};
+    p.control = &one;
+    p.control_count = 1;
+    assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "control type 1, but it has 0"));
+    one = (kiln_control_apply){fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "3"};
+    assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "control type 3, but it has 3"));
+    one.union_type = "scribble";
+    assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "union control type 'scribble'"));
+
+    kiln_st_close(f);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_image_free(&latent_picture);
+    kiln_image_free(&pixel_picture);
+}
+
+/* An SD ControlNet on the Flux model and the other way round, each naming
+ * what it is. */
+static void refusals(void **state)
+{
+    fixture *fx = *state;
+    kiln_controlnet *cn = NULL;
+    assert_int_equal(kiln_controlnet_load(fx->m, KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &cn),
+                     KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "no Flux ControlNet"));
+    assert_null(cn);
+
+    kiln_model *sd;
+    assert_kiln_ok(kiln_model_load(KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", fx->be, &sd));
+    assert_int_equal(kiln_controlnet_load(sd, DIR "/xlabs.safetensors", &cn), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "a Flux ControlNet"));
+    assert_null(cn);
+    kiln_model_free(sd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(instantx_union),
+        cmocka_unit_test(xlabs),
+        cmocka_unit_test(ksampler_with_both),
+        cmocka_unit_test(refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
