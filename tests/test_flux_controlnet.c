@@ -15,14 +15,13 @@
 #include "flux_controlnet.h"
 #include "golden.h"
 #include "model.h"
+#include "parity.h"
 #include "pipeline.h"
 #include "status.h"
 
 #define DIR KILN_TEST_DATA "/flux/controlnet"
-#define GOLDEN "flux/controlnet/golden.safetensors"
 #define TOL 1e-5 /* f32: the same sums in another order */
-#define ROWS 2
-#define H 8 /* the golden's latent: 8x6, 4x3 patches */
+#define H 8 /* the run's latent: 8x6 */
 #define W 6
 
 typedef struct {
@@ -51,48 +50,6 @@ static int teardown(void **state)
     kiln_backend_free(f->be);
     free(f);
     return 0;
-}
-
-/* The golden's transformer inputs. */
-typedef struct {
-    golden packed, context, pooled, timestep, guidance;
-} call_inputs;
-
-static flux_input read_inputs(kiln_st_file *f, call_inputs *c)
-{
-    c->packed = golden_read(f, "packed");
-    c->context = golden_read(f, "context");
-    c->pooled = golden_read(f, "pooled");
-    c->timestep = golden_read(f, "timestep");
-    c->guidance = golden_read(f, "guidance");
-    return (flux_input){.rows = ROWS, .h = H / 2, .w = W / 2, .tokens = c->packed.data, .context = c->context.data,
-                        .context_tokens = (int)c->context.shape[1], .pooled = c->pooled.data,
-                        .timesteps = c->timestep.data, .guidance = c->guidance.data};
-}
-
-static void free_inputs(call_inputs *c)
-{
-    golden_free(&c->packed);
-    golden_free(&c->context);
-    golden_free(&c->pooled);
-    golden_free(&c->timestep);
-    golden_free(&c->guidance);
-}
-
-/* Each kind's hint as the call takes it: InstantX's packed latent unpacked,
- * XLabs' picture times 2 minus 1. */
-static float *hint_of(kiln_st_file *f, const char *kind)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%s.hint", kind);
-    golden g = golden_read(f, name);
-    float *hint = malloc(g.count * sizeof *hint);
-    if (strcmp(kind, "instantx") == 0)
-        kiln_unpatchify(g.data, ROWS, 16, H, W, 2, false, hint);
-    else
-        for (size_t i = 0; i < g.count; i++) hint[i] = g.data[i] * 2.0f - 1.0f;
-    golden_free(&g);
-    return hint;
 }
 
 typedef struct {
@@ -127,21 +84,23 @@ static kiln_status residuals_fn(kiln_graph *g, void *ctx)
     return KILN_OK;
 }
 
-/* One ControlNet's residuals and the transformer with them. */
+/* One ControlNet's residuals on the CPU; the transformer with them as
+ * parity_check_flux_controlnet checks it on every backend. */
 static void check_kind(const fixture *fx, const kiln_controlnet *cn, const char *kind, float strength, int mode,
                        int nblock, int nsingle)
 {
-    kiln_st_file *f = golden_open(GOLDEN);
-    call_inputs c;
-    flux_input in = read_inputs(f, &c);
-    float *hint = hint_of(f, kind);
+    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN);
+    parity_flux_inputs c;
+    flux_input in = parity_flux_read_inputs(f, &c);
+    float *hint = parity_flux_controlnet_hint(f, kind);
     const flux_control control = {cn->flux, hint, strength, mode};
     residuals_ctx rc = {&fx->m->flux, &in, &control, {0}, 0, 0};
-    const size_t each = (size_t)ROWS * (H / 2) * (W / 2) * fx->m->flux.hidden;
+    const size_t each = (size_t)in.rows * in.h * in.w * fx->m->flux.hidden;
     for (int i = 0; i < nblock + nsingle; i++) rc.out[i] = malloc(each * sizeof(float));
     kiln_graph *g;
     assert_kiln_ok(kiln_graph_create(fx->be, &g));
     assert_kiln_ok(kiln_graph_run(g, residuals_fn, &rc));
+    kiln_graph_free(g);
     assert_int_equal(rc.nblock, nblock);
     assert_int_equal(rc.nsingle, nsingle);
     for (int i = 0; i < nblock + nsingle; i++) {
@@ -153,21 +112,10 @@ static void check_kind(const fixture *fx, const kiln_controlnet *cn, const char 
         golden_free(&want);
         free(rc.out[i]);
     }
-
-    char name[64];
-    snprintf(name, sizeof name, "%s.out", kind);
-    golden want = golden_read(f, name);
-    float *got = malloc(want.count * sizeof *got);
-    in.controls = &control;
-    in.ncontrols = 1;
-    assert_kiln_ok(kiln_flux_forward(g, &fx->m->flux, &in, got));
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    free(got);
-    golden_free(&want);
-    kiln_graph_free(g);
     free(hint);
-    free_inputs(&c);
+    parity_flux_free_inputs(&c);
     kiln_st_close(f);
+    parity_check_flux_controlnet(&(parity_fixture){.tol = TOL}, kind);
 }
 
 static void instantx_union(void **state)
@@ -195,7 +143,7 @@ static void ksampler_with_both(void **state)
     kiln_image latent_picture, pixel_picture;
     assert_kiln_ok(kiln_image_load(DIR "/latent_hint_16x12.png", &latent_picture));
     assert_kiln_ok(kiln_image_load(DIR "/pixel_hint_64x48.png", &pixel_picture));
-    kiln_st_file *f = golden_open(GOLDEN);
+    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN);
     golden want = golden_read(f, "run.hint_latent");
     float *hint;
     assert_kiln_ok(kiln_control_hint(m, fx->instantx, &latent_picture, H, W, &hint));

@@ -12,7 +12,7 @@
 #include "kiln_test.h"
 #include "controlnet.h"
 #include "esrgan.h"
-#include "flux.h"
+#include "flux_controlnet.h"
 #include "ip_adapter.h"
 #include "model.h"
 #include "status.h"
@@ -630,24 +630,91 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path)
 
 /* ---- Flux ---- */
 
+flux_input parity_flux_read_inputs(kiln_st_file *f, parity_flux_inputs *c)
+{
+    c->packed = golden_read(f, "packed");
+    c->context = golden_read(f, "context");
+    c->pooled = golden_read(f, "pooled");
+    c->timestep = golden_read(f, "timestep");
+    c->guidance = golden_read(f, "guidance");
+    return (flux_input){.rows = 2, .h = 4, .w = 3, .tokens = c->packed.data, .context = c->context.data,
+                        .context_tokens = (int)c->context.shape[1], .pooled = c->pooled.data,
+                        .timesteps = c->timestep.data, .guidance = c->guidance.data};
+}
+
+void parity_flux_free_inputs(parity_flux_inputs *c)
+{
+    golden_free(&c->packed);
+    golden_free(&c->context);
+    golden_free(&c->pooled);
+    golden_free(&c->timestep);
+    golden_free(&c->guidance);
+}
+
+float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.hint", kind);
+    golden g = golden_read(f, name);
+    float *hint = malloc(g.count * sizeof *hint);
+    assert_non_null(hint);
+    if (strcmp(kind, "instantx") == 0)
+        kiln_unpatchify(g.data, 2, 16, 8, 6, 2, false, hint);
+    else
+        for (size_t i = 0; i < g.count; i++) hint[i] = g.data[i] * 2.0f - 1.0f;
+    golden_free(&g);
+    return hint;
+}
+
+void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind)
+{
+    const bool instantx = strcmp(kind, "instantx") == 0;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/controlnet"), NULL, 0, &m));
+    assert_kiln_ok(kiln_controlnet_load(m, kiln_test_data(instantx ? "flux/controlnet/instantx"
+                                                                   : "flux/controlnet/xlabs.safetensors"), &cn));
+    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN);
+    parity_flux_inputs c;
+    flux_input in = parity_flux_read_inputs(f, &c);
+    float *hint = parity_flux_controlnet_hint(f, kind);
+    const flux_control control = {cn->flux, hint, instantx ? 0.7f : 0.6f, instantx ? 2 : -1};
+    in.controls = &control;
+    in.ncontrols = 1;
+    char name[64];
+    snprintf(name, sizeof name, "%s.out", kind);
+    golden want = golden_read(f, name);
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    kiln_graph_free(g);
+    free(got);
+    golden_free(&want);
+    free(hint);
+    parity_flux_free_inputs(&c);
+    kiln_st_close(f);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char *golden_path, bool guidance,
                             float *out)
 {
     kiln_st_file *f = golden_open(golden_path);
-    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
-    golden t = golden_read(f, "timestep"), g_guidance = golden_read(f, "guidance");
-    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
-                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
-                     .guidance = guidance ? g_guidance.data : NULL};
+    parity_flux_inputs c;
+    flux_input in = parity_flux_read_inputs(f, &c);
+    if (!guidance) in.guidance = NULL;
     kiln_graph *g;
     assert_kiln_ok(kiln_graph_create(be, &g));
     kiln_status st = kiln_flux_forward(g, flux, &in, out);
     kiln_graph_free(g);
-    golden_free(&packed);
-    golden_free(&context);
-    golden_free(&pooled);
-    golden_free(&t);
-    golden_free(&g_guidance);
+    parity_flux_free_inputs(&c);
     kiln_st_close(f);
     return st;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "flux.h"
+#include "golden.h"
 #include "lora.h"
 
 typedef struct parity_fixture {
@@ -63,6 +64,21 @@ void parity_check_t5_ids(const kiln_model *m, kiln_st_file *f, const char *ids_n
  * leaves the guidance out. The forward call's status. */
 kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char *golden_path, bool guidance,
                             float *out);
+/* tests/data/flux/controlnet's goldens (make_flux_controlnet_data.py). */
+#define FLUX_CONTROLNET_GOLDEN "flux/controlnet/golden.safetensors"
+/* A Flux golden's transformer inputs, two rows of 4x3 patches. */
+typedef struct parity_flux_inputs {
+    golden packed, context, pooled, timestep, guidance;
+} parity_flux_inputs;
+flux_input parity_flux_read_inputs(kiln_st_file *f, parity_flux_inputs *c);
+void parity_flux_free_inputs(parity_flux_inputs *c);
+/* FLUX_CONTROLNET_GOLDEN's hint of `kind` ("instantx": its packed latent
+ * unpacked; "xlabs": its picture times 2 minus 1), malloc'd. */
+float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind);
+/* The flux/controlnet model and ControlNet `kind` ("instantx" at 0.7 with
+ * control type 2, "xlabs" at 0.6) on fx->backend: the transformer with its
+ * residuals against the golden's `<kind>.out`; fx->path unused. */
+void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
