@@ -381,11 +381,15 @@ static void add_bool(graph *g, cJSON *inputs, const char *name, bool value)
 }
 
 /* The nodes of Apply ControlNet i: its ControlNetLoader (part 0), LoadImage
- * (1) and ControlNetApplyAdvanced (2); the first as "40", "41", "42", the
- * ones chained after it from "120" on. */
+ * (1), ControlNetApplyAdvanced (2) and SetUnionControlNetType (3); the
+ * first as "40" to "43", the ones chained after it from "120" on (their
+ * SetUnionControlNetType from "190" on). */
 static void control_node_id(int i, int part, char id[16])
 {
-    snprintf(id, 16, "%d", i ? 120 + 3 * (i - 1) + part : 40 + part);
+    if (part == 3)
+        snprintf(id, 16, "%d", i ? 190 + i - 1 : 43);
+    else
+        snprintf(id, 16, "%d", i ? 120 + 3 * (i - 1) + part : 40 + part);
 }
 
 /* The nodes of IPAdapterAdvanced i: its IPAdapterModelLoader (part 0),
@@ -626,13 +630,19 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     }
     for (int i = 0; i < run->ncontrols; i++) {
         const kiln_run_control *c = &run->controls[i];
-        char loader[16], image[16], apply[16], before[16];
+        char loader[16], image[16], apply[16], before[16], typed[16];
         control_node_id(i, 0, loader);
         control_node_id(i, 1, image);
         control_node_id(i, 2, apply);
+        control_node_id(i, 3, typed);
         if (i) control_node_id(i - 1, 2, before);
         in = add_node(&g, loader, "ControlNetLoader");
         add_string(&g, in, "control_net_name", base_name(c->path));
+        if (c->union_type) {
+            in = add_node(&g, typed, "SetUnionControlNetType");
+            add_string(&g, in, "type", c->union_type);
+            add_link(&g, in, "control_net", loader, 0);
+        }
         in = add_node(&g, image, "LoadImage");
         add_string(&g, in, "image", base_name(c->image));
         in = add_node(&g, apply, "ControlNetApplyAdvanced");
@@ -641,8 +651,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "end_percent", c->end);
         add_link(&g, in, "positive", i ? before : run->flux_guidance ? "30" : "6", 0);
         add_link(&g, in, "negative", i ? before : "7", i ? 1 : 0);
-        add_link(&g, in, "control_net", loader, 0);
+        add_link(&g, in, "control_net", c->union_type ? typed : loader, 0);
         add_link(&g, in, "image", image, 0);
+        add_link(&g, in, "vae", vae, vae_output); /* Flux's latent-hint ControlNets read it; the others leave it */
     }
     for (int i = 0; i < run->nimage_prompts; i++) { /* ComfyUI_IPAdapter_plus's nodes */
         const kiln_run_image_prompt *ip = &run->image_prompts[i];

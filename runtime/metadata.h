@@ -22,6 +22,7 @@ typedef struct kiln_run_control {
     const char *path;  /* the ControlNet's */
     const char *image; /* its hint image's */
     double strength, start, end;
+    const char *union_type; /* SetUnionControlNetType's type after the loader; NULL: none */
 } kiln_run_control;
 
 /* One IPAdapterAdvanced of a run. */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "kiln.h"
+#include "pipeline.h"
 
 #include "sampler.h"
 #include "status.h"
@@ -76,6 +77,7 @@ typedef struct wf_control {
     const char *path; /* the CONTROL_NET value's, which outlives it */
     const kiln_image *image;
     double strength, start, end;
+    const char *union_type; /* SetUnionControlNetType's (a string of the workflow's JSON); NULL: none */
 } wf_control;
 
 typedef struct wf_value {
@@ -104,6 +106,7 @@ typedef struct wf_value {
     float *pad_mask;
     int pad_mask_w, pad_mask_h;
     char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION */
+    const char *union_type; /* CONTROL_NET: SetUnionControlNetType's; NULL: none ("auto") */
     kiln_upscaler *upscaler;
     /* NOISE: the seed (disabled: DisableNoise); GUIDER: the model and prompts (negative NULL: BasicGuider's
        positive alone) and cfg; SAMPLER: the sampler's name; SIGMAS: the schedule and the model it is made for */
@@ -756,6 +759,23 @@ static kiln_status controlnet_loader(wf_run *r, wf_node *n)
     return find_file(r, n, "control_net_name", "controlnet", &n->out[0].path);
 }
 
+/* SetUnionControlNetType: the CONTROL_NET with a union model's control type
+ * ("auto": none), checked when the ControlNet is applied. */
+static kiln_status set_union_controlnet_type(wf_run *r, wf_node *n)
+{
+    wf_value *net;
+    const char *type;
+    int mode;
+    TRY(linked(r, n, "control_net", WF_CONTROL_NET, &net));
+    TRY(text(n, "type", &type));
+    if (kiln_union_control_type(type, &mode) != KILN_OK)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "%s", kiln_last_error());
+    n->out[0].kind = WF_CONTROL_NET;
+    n->out[0].union_type = mode < 0 ? NULL : type;
+    if (!(n->out[0].path = strdup(net->path))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    return KILN_OK;
+}
+
 /* A CONDITIONING carried on through a node that adds to it. */
 static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
 {
@@ -781,7 +801,7 @@ static bool same_controls(const wf_value *a, const wf_value *b)
     for (int i = 0; i < a->ncontrols; i++) {
         const wf_control *x = &a->controls[i], *y = &b->controls[i];
         if (x->path != y->path || x->image != y->image || x->strength != y->strength || x->start != y->start ||
-            x->end != y->end)
+            x->end != y->end || x->union_type != y->union_type)
             return false;
     }
     return true;
@@ -806,6 +826,7 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n)
                          KILN_MAX_CONTROLS, KILN_MAX_CONTROLS);
     if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a hint of %d images", image->nimages);
     c.path = net->path;
+    c.union_type = net->union_type;
     c.image = &image->images[0];
     wf_value *from[2] = {pos, neg};
     for (int i = 0; i < 2; i++) {
@@ -1024,7 +1045,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         const wf_control *c = &pos->controls[i];
         wf_net *net;
         TRY(net_of(r, WF_CONTROL_NET, c->path, m, &net));
-        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end, NULL};
+        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end, c->union_type};
     }
     if (pos->ncontrols) {
         p->control = apply;
@@ -1266,14 +1287,14 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
                                          "InpaintModelConditioning", "DifferentialDiffusion",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
-                                         "BasicScheduler", "SamplerCustomAdvanced"};
+                                         "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
-        sampler_custom_advanced};
+        sampler_custom_advanced, set_union_controlnet_type};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -474,6 +474,13 @@ static void workflow_round_trip(void **state)
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png", KILN_TEST_DATA);
     workflow_again("flux_masked", flags, dir);
     /* FLUX.1 Canny/Depth's shape: the picture through InstructPixToPixConditioning, after FluxGuidance */
+    snprintf(flags, sizeof flags, "--model %1$s/flux/controlnet --cfg 1.5 --scheduler simple --controlnet "
+             "%1$s/flux/controlnet/instantx --control-image %1$s/flux/controlnet/latent_hint_16x12.png --control-type "
+             "depth --controlnet %1$s/flux/controlnet/xlabs.safetensors --control-image "
+             "%1$s/flux/controlnet/pixel_hint_64x48.png --control-type auto --control-end 1 --control-end 0.4",
+             KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/controlnet", KILN_TEST_DATA);
+    workflow_again("flux_controlnets", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/flux/canny --cfg 1.5 --guidance 30 --scheduler simple --init-image "
              "%1$s/inpaint/image_20x17.png", KILN_TEST_DATA);
     workflow_again("flux_canny", flags, dir);

@@ -199,6 +199,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"CLIPTextEncodeSDXL", {"CONDITIONING"}},
     {"CLIPTextEncodeSDXLRefiner", {"CONDITIONING"}},
     {"KSamplerAdvanced", {"LATENT"}},
+    {"SetUnionControlNetType", {"CONTROL_NET"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
@@ -432,8 +433,8 @@ static void controlnet_recorded(void **state)
     (void)state;
     kiln_run_info run = txt2img();
     const kiln_run_control controls[2] = {
-        {"/models/controlnet/control_v11p_sd15_canny.safetensors", "edges/cat, edges.png", 0.85, 0.1, 0.75},
-        {"/models/controlnet/control_v11f1p_sd15_depth.safetensors", "depth.png", 0.5, 0.0, 1.0},
+        {"/models/controlnet/control_v11p_sd15_canny.safetensors", "edges/cat, edges.png", 0.85, 0.1, 0.75, NULL},
+        {"/models/controlnet/control_v11f1p_sd15_depth.safetensors", "depth.png", 0.5, 0.0, 1.0, NULL},
     };
     run.controls = controls;
     run.ncontrols = 1;
@@ -458,6 +459,7 @@ static void controlnet_recorded(void **state)
     assert_link(in, "negative", "7", 0);
     assert_link(in, "control_net", "40", 0);
     assert_link(in, "image", "41", 0);
+    assert_link(in, "vae", "4", 2); /* what a Flux ControlNet of InstantX's kind encodes its hint with */
     assert_true(number_input(in, "strength") == 0.85);
     assert_true(number_input(in, "start_percent") == 0.1 && number_input(in, "end_percent") == 0.75);
     cJSON_Delete(root);
@@ -487,6 +489,18 @@ static void controlnet_recorded(void **state)
     assert_link(in, "image", "121", 0);
     assert_true(number_input(in, "strength") == 0.5);
     assert_true(number_input(in, "start_percent") == 0.0 && number_input(in, "end_percent") == 1.0);
+    cJSON_Delete(root);
+    free(json);
+
+    /* a union ControlNet's type: SetUnionControlNetType between its loader and its Apply */
+    const kiln_run_control typed[2] = {controls[0], {"union.safetensors", "depth.png", 0.5, 0.0, 1.0, "depth"}};
+    run.controls = typed;
+    root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 10 40 41 42 120 190 121 122 ");
+    in = inputs_of(root, "190", "SetUnionControlNetType");
+    assert_link(in, "control_net", "120", 0);
+    assert_string_equal(string_input(in, "type"), "depth");
+    assert_link(inputs_of(root, "122", "ControlNetApplyAdvanced"), "control_net", "190", 0);
+    assert_link(inputs_of(root, "42", "ControlNetApplyAdvanced"), "control_net", "40", 0);
     cJSON_Delete(root);
     free(json);
 }
@@ -680,7 +694,7 @@ static void pix2pix_recorded(void **state)
     free(json);
 
     run.batch_size = 1;
-    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0};
+    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL};
     run.controls = &control;
     run.ncontrols = 1;
     root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 40 41 42 11 54 ");

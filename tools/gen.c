@@ -35,23 +35,25 @@
  * other flag is given once for all the units or once for each, in order.
  * A file flag is needed by every unit; a number has a range and a default;
  * the last two of a group are the part of the schedule (start, end). */
+typedef enum { UNIT_FILE, UNIT_NUMBER, UNIT_NAME } unit_kind;
 typedef struct unit_flag {
     const char *name;
-    bool file;
+    unit_kind kind; /* a name may be left out */
     double lo, hi, def;
 } unit_flag;
 
 #define MAX_UNIT_FLAGS 6
-#define CONTROL_FLAGS 5
+#define CONTROL_FLAGS 6
 #define IP_FLAGS 6
 
 static const unit_flag control_flags[CONTROL_FLAGS] = {
-    {"--controlnet", true, 0, 0, 0},        {"--control-image", true, 0, 0, 0}, {"--control-strength", false, 0, 10, 1},
-    {"--control-start", false, 0, 1, 0},    {"--control-end", false, 0, 1, 1},
+    {"--controlnet", UNIT_FILE, 0, 0, 0},       {"--control-image", UNIT_FILE, 0, 0, 0},
+    {"--control-strength", UNIT_NUMBER, 0, 10, 1}, {"--control-type", UNIT_NAME, 0, 0, 0},
+    {"--control-start", UNIT_NUMBER, 0, 1, 0},  {"--control-end", UNIT_NUMBER, 0, 1, 1},
 };
 static const unit_flag ip_flags[IP_FLAGS] = {
-    {"--ip-adapter", true, 0, 0, 0},  {"--clip-vision", true, 0, 0, 0}, {"--ip-image", true, 0, 0, 0},
-    {"--ip-weight", false, -1, 5, 1}, {"--ip-start", false, 0, 1, 0},   {"--ip-end", false, 0, 1, 1},
+    {"--ip-adapter", UNIT_FILE, 0, 0, 0},  {"--clip-vision", UNIT_FILE, 0, 0, 0}, {"--ip-image", UNIT_FILE, 0, 0, 0},
+    {"--ip-weight", UNIT_NUMBER, -1, 5, 1}, {"--ip-start", UNIT_NUMBER, 0, 1, 0},   {"--ip-end", UNIT_NUMBER, 0, 1, 1},
 };
 
 typedef struct unit_values {
@@ -142,13 +144,18 @@ static void usage(FILE *to)
             "                         default: read off the checkpoint, see --info)\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
-            "  --controlnet FILE      a ControlNet (original or diffusers layout), applied to both prompts;\n"
+            "  --controlnet FILE      a ControlNet (SD's original or diffusers layout; Flux's InstantX,\n"
+            "                         Shakker-Labs or XLabs file or folder), applied to both prompts;\n"
             "                         up to 8, chained\n"
             "  --control-image FILE   its hint (an edge map, depth map, pose, ...), fitted to the output size\n"
             "  --control-strength S   residual strength (default 1)\n"
+            "  --control-type T       a union ControlNet's control type: SetUnionControlNetType's names\n"
+            "                         (openpose, depth, canny/lineart/anime_lineart/mlsd, ...) or the\n"
+            "                         number the model uses (default auto: none)\n"
             "  --control-start P --control-end P\n"
-            "                         the part of the schedule it acts on, 0..1 (default 0 and 1); these\n"
-            "                         and --control-image once for all ControlNets, or once each in order\n"
+            "                         the part of the schedule it acts on, 0..1 (default 0 and 1); these,\n"
+            "                         --control-type and --control-image once for all ControlNets, or\n"
+            "                         once each in order\n"
             "  --ip-adapter FILE      an IP-Adapter (.safetensors): --ip-image as a prompt beside the text\n"
             "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
             "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square\n"
@@ -326,7 +333,7 @@ static int resolve_units(const unit_flag *flags, int nflags, const unit_values *
     for (int k = 1; k < nflags; k++) {
         const unit_flag *f = &flags[k];
         double x;
-        for (int j = 0; j < values[k].count && !f->file; j++) {
+        for (int j = 0; j < values[k].count && f->kind == UNIT_NUMBER; j++) {
             if (!parse_double(values[k].given[j], f->lo, f->hi, &x)) {
                 char why[64];
                 snprintf(why, sizeof why, "must be %g..%g", f->lo, f->hi);
@@ -335,7 +342,7 @@ static int resolve_units(const unit_flag *flags, int nflags, const unit_values *
         }
         const int count = values[k].count;
         if (count && !n) return fprintf(stderr, "gen: %s needs %s\n", f->name, flags[0].name), 2;
-        if (!count && n && f->file) return fprintf(stderr, "gen: %s needs %s\n", flags[0].name, f->name), 2;
+        if (!count && n && f->kind == UNIT_FILE) return fprintf(stderr, "gen: %s needs %s\n", flags[0].name, f->name), 2;
         if (count > 1 && count != n) {
             fprintf(stderr, "gen: %s given %d times for %d %s: give it once for all, or once for each\n", f->name,
                     count, n, flags[0].name);
@@ -347,10 +354,11 @@ static int resolve_units(const unit_flag *flags, int nflags, const unit_values *
         for (int k = 0; k < nflags; k++) {
             const unit_values *v = &values[k];
             const char *given = v->count ? v->given[v->count == 1 ? 0 : i] : NULL;
-            files[i][k] = flags[k].file ? given : NULL;
+            files[i][k] = flags[k].kind != UNIT_NUMBER ? given : NULL;
             numbers[i][k] = flags[k].def;
-            if (flags[k].file && access(given, R_OK) != 0) return bad_flag(flags[k].name, given, strerror(errno));
-            if (!flags[k].file && given) parse_double(given, flags[k].lo, flags[k].hi, &numbers[i][k]);
+            if (flags[k].kind == UNIT_FILE && access(given, R_OK) != 0)
+                return bad_flag(flags[k].name, given, strerror(errno));
+            if (flags[k].kind == UNIT_NUMBER && given) parse_double(given, flags[k].lo, flags[k].hi, &numbers[i][k]);
         }
         const double start = numbers[i][nflags - 2], end = numbers[i][nflags - 1];
         if (start > end) {
@@ -370,8 +378,14 @@ static int control_units(gen_options *o)
     int rc = resolve_units(control_flags, CONTROL_FLAGS, o->control_values, KILN_MAX_CONTROLS, files, v);
     if (rc) return rc;
     o->ncontrols = o->control_values[0].count;
-    for (int i = 0; i < o->ncontrols; i++)
-        o->controls[i] = (kiln_run_control){files[i][0], files[i][1], v[i][2], v[i][3], v[i][4]};
+    for (int i = 0; i < o->ncontrols; i++) {
+        int mode;
+        if (kiln_union_control_type(files[i][3], &mode) != KILN_OK)
+            return fprintf(stderr, "gen: --control-type: %s\n", kiln_last_error()), 2;
+        /* "auto" is no SetUnionControlNetType node */
+        o->controls[i] = (kiln_run_control){files[i][0], files[i][1], v[i][2], v[i][4], v[i][5], mode < 0 ? NULL
+                                                                                                  : files[i][3]};
+    }
     return 0;
 }
 
@@ -413,7 +427,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .refiner_switch = 0.8};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
-           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_START, O_CONTROL_END,
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
@@ -440,7 +454,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"upscale-model", required_argument, 0, O_UPSCALE_MODEL}, {"prediction", required_argument, 0, O_PREDICTION},
         {"refiner", required_argument, 0, O_REFINER}, {"refiner-switch", required_argument, 0, O_REFINER_SWITCH},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
-        {"control-strength", required_argument, 0, O_CONTROL_STRENGTH},
+        {"control-strength", required_argument, 0, O_CONTROL_STRENGTH}, {"control-type", required_argument, 0, O_CONTROL_TYPE},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
         {"ip-adapter", required_argument, 0, O_IP_ADAPTER}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
         {"ip-image", required_argument, 0, O_IP_IMAGE}, {"ip-weight", required_argument, 0, O_IP_WEIGHT},
@@ -579,6 +593,7 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_CONTROLNET:
         case O_CONTROL_IMAGE:
         case O_CONTROL_STRENGTH:
+        case O_CONTROL_TYPE:
         case O_CONTROL_START:
         case O_CONTROL_END:
             if (!add_unit_value(&o->control_values[c - O_CONTROLNET], control_flags[c - O_CONTROLNET].name, optarg))
@@ -833,18 +848,36 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
 }
 
 /* --info on a ControlNet file: which UNet's encoder it copies. */
+/* The residual linears of a Flux ControlNet named `prefix`.N. */
+static int count_flux_residuals(const kiln_checkpoint *ck, const char *prefix)
+{
+    char name[96];
+    int n = 0;
+    while (snprintf(name, sizeof name, "%s.%d.weight", prefix, n), kiln_checkpoint_find(ck, name)) n++;
+    return n;
+}
+
 static bool print_controlnet_info(const char *path)
 {
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open_controlnet(path, &ck) != KILN_OK) return false;
     const kiln_st_tensor *hint = kiln_checkpoint_find(ck, KILN_CONTROLNET_ROOT ".input_hint_block.0.weight");
     const unet_config *cfg = hint ? kiln_unet_detect_at(ck, KILN_CONTROLNET_ROOT, true) : NULL;
+    const bool flux = kiln_checkpoint_find(ck, "controlnet_blocks.0.weight") != NULL;
     if (hint) {
         printf("controlnet   %s\n", path);
         printf("for unet     %s\n", cfg ? cfg->name : "none kiln knows");
+    } else if (flux) {
+        const kiln_st_tensor *modes = kiln_checkpoint_find(ck, "controlnet_mode_embedder.weight");
+        const bool pixels = kiln_checkpoint_find(ck, "input_hint_block.0.weight") != NULL;
+        printf("controlnet   %s\n", path);
+        printf("for          flux, %s kind: %s, %d double and %d single blocks\n", pixels ? "XLabs'" : "InstantX's",
+               pixels ? "the picture through a hint encoder" : "the picture's latent",
+               count_flux_residuals(ck, "controlnet_blocks"), count_flux_residuals(ck, "controlnet_single_blocks"));
+        if (modes && modes->ndim == 2) printf("union        %lld control types\n", (long long)modes->shape[0]);
     }
     kiln_checkpoint_close(ck);
-    return hint != NULL;
+    return hint || flux;
 }
 
 /* --info on an IP-Adapter: its tokens and what it fits. */
@@ -923,7 +956,7 @@ static int print_info(const char *path, const kiln_model_parts *parts)
         print_lora_info(path, &lora);
         return 0;
     }
-    if (file && print_controlnet_info(path)) return 0;
+    if (print_controlnet_info(path)) return 0; /* a diffusers ControlNet may be a folder */
     if (file && print_ip_adapter_info(path)) return 0;
     if (file && print_clip_vision_info(path)) return 0;
     if (file && print_upscaler_info(path)) return 0;
@@ -1356,7 +1389,9 @@ int main(int argc, char **argv)
         const kiln_run_control *c = &o.controls[i];
         kiln_controlnet *controlnet;
         if (kiln_controlnet_load(m, c->path, &controlnet) != KILN_OK) return fail("--controlnet");
-        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end, -1};
+        int mode;
+        kiln_union_control_type(c->union_type, &mode); /* checked with the flags */
+        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end, mode};
     }
     if ((rc = fit_hints(m, &o, controls, job.latent_h, job.latent_w))) return rc;
     job.controls = controls;

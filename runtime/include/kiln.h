@@ -51,8 +51,9 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_controlnet_load       ControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
- *   kiln_ksampler              KSampler and KSamplerAdvanced, with ControlNetApplyAdvanced,
- *                              IPAdapterAdvanced, InstructPixToPixConditioning and the
+ *   kiln_ksampler              KSampler and KSamplerAdvanced, with ControlNetApplyAdvanced
+ *                              (SetUnionControlNetType), IPAdapterAdvanced,
+ *                              InstructPixToPixConditioning and the
  *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner
  *   kiln_vae_decode            VAEDecode
  *   kiln_vae_decode_tiled      VAEDecodeTiled
@@ -412,7 +413,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, KSamplerSelect and
  * BasicScheduler, VAEDecode, VAEDecodeTiled, ControlNetLoader,
- * ControlNetApplyAdvanced, IPAdapterModelLoader, CLIPVisionLoader,
+ * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,

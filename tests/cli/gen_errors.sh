@@ -81,6 +81,12 @@ expect_error "ControlNet hint that is no image" "tiny_ldm.safetensors" --model "
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/tiny_ldm.safetensors"
 expect_error "ControlNet given as model" "tiny_ldm.safetensors is a ControlNet, not a whole model" \
     --model "$data/controlnet/tiny_ldm.safetensors" --prompt x
+expect_error "Flux ControlNet on an SD model" "a Flux ControlNet (controlnet_blocks.0), for a Flux model's transformer" \
+    --model "$tiny" --prompt x --controlnet "$data/flux/controlnet/xlabs.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png"
+expect_error "union type on a ControlNet of one kind" "control type 1, but it has 0" --model "$data/flux/controlnet" \
+    --prompt x --width 16 --height 16 --steps 1 --controlnet "$data/flux/controlnet/xlabs.safetensors" \
+    --control-image "$data/controlnet/hint_37x23.png" --control-type depth
 ipa=$data/ip_adapter/ip_adapter_tiny.safetensors vision=$data/ip_adapter/clip_vision_tiny.safetensors
 picture=$data/ip_adapter/picture_251x233.png
 expect_error "IP-Adapter for another model" "for another base model than this one (kiln-shapes, context 64)" \
@@ -164,6 +170,9 @@ expect_refused "hint without a ControlNet" "--control-image needs --controlnet" 
     --control-image "$data/controlnet/hint_37x23.png"
 expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No such file" --output "$tmp/out.png" \
     --controlnet "$tmp/nosuch.safetensors" --control-image "$data/controlnet/hint_37x23.png"
+expect_refused "unknown union type" "--control-type: union control type 'scribble'" --output "$tmp/out.png" \
+    --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
+    --control-type scribble
 expect_refused "control range backwards" "--control-start 0.8 is after --control-end 0.2" --output "$tmp/out.png" \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
     --control-start 0.8 --control-end 0.2
