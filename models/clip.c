@@ -165,8 +165,8 @@ void kiln_clip_pool(const kiln_clip *clip, const int32_t *ids, const float *last
     }
 }
 
-kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, int heads, bool gelu, bool causal,
-                                   tensor **x)
+kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, int heads, clip_activation act,
+                                   bool causal, tensor **x)
 {
     tensor *n, *q, *k, *v, *o, *d, *h, *a;
     TRY(nn_layer_norm(g, *x, l->ln1_w, l->ln1_b, 1e-5f, &n));
@@ -185,7 +185,9 @@ kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, 
     TRY(nn_layer_norm(g, *x, l->ln2_w, l->ln2_b, 1e-5f, &n));
     TRY(nn_linear(g, n, l->fc1_w, l->fc1_b, &h)); // (B,T,F)
     nn_drop(g, &n);
-    TRY(gelu ? nn_gelu(g, h, &a) : nn_quick_gelu(g, h, &a));
+    TRY(act == CLIP_GELU        ? nn_gelu(g, h, &a)
+        : act == CLIP_GELU_TANH ? nn_gelu_tanh(g, h, &a)
+                                : nn_quick_gelu(g, h, &a));
     nn_drop(g, &h);
     TRY(nn_linear(g, a, l->fc2_w, l->fc2_b, &d));
     nn_drop(g, &a);
@@ -229,7 +231,8 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     x->shape[1] = T;
     x->shape[2] = cfg->hidden;
 
-    for (int i = 0; i < run; i++) TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, cfg->gelu, true, &x));
+    const clip_activation act = cfg->gelu ? CLIP_GELU : CLIP_QUICK_GELU;
+    for (int i = 0; i < run; i++) TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, act, true, &x));
     if (!clip->reading->final_norm && !last) { /* SDXL's hidden state as it is */
         *out = x;
         return KILN_OK;
@@ -238,7 +241,7 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     else TRY(nn_scale(g, x, 1.0f, out)); /* a copy: x goes on through the layers below */
     if (last) {
         for (int i = run; i < cfg->layers; i++)
-            TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, cfg->gelu, true, &x));
+            TRY(kiln_clip_layer_forward(g, &clip->layer[i], cfg->heads, act, true, &x));
         TRY(nn_layer_norm(g, x, clip->final_ln_w, clip->final_ln_b, 1e-5f, last));
     }
     nn_drop(g, &x);

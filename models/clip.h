@@ -44,10 +44,13 @@ typedef struct clip_layer_weights {
 /* One encoder layer `<root>.encoder.layers.<i>` of width D and MLP width F:
  * the layer CLIP's text and vision towers share. */
 kiln_status kiln_clip_layer_bind(kiln_weights *w, const char *root, int i, int D, int F, clip_layer_weights *l);
-// x (B,T,D) -> x + attention(ln1 x) -> + mlp(ln2 x); causal in the text tower,
-// GELU (erf) or quick GELU in the MLP
-kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, int heads, bool gelu, bool causal,
-                                   tensor **x);
+/* The MLP's activation: OpenAI's towers' quick GELU, OpenCLIP's GELU (erf),
+ * SigLIP's tanh GELU. */
+typedef enum { CLIP_QUICK_GELU, CLIP_GELU, CLIP_GELU_TANH } clip_activation;
+
+// x (B,T,D) -> x + attention(ln1 x) -> + mlp(ln2 x); causal in the text tower
+kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, int heads, clip_activation act,
+                                   bool causal, tensor **x);
 
 typedef struct kiln_clip {
     const clip_config *config;

@@ -11,6 +11,7 @@
 
 #include "../models/clip_vision.h"
 #include "../models/flux_controlnet.h"
+#include "../models/redux.h"
 #include "../models/esrgan.h"
 #include "../models/ip_adapter.h"
 #include "backend.h"
@@ -595,6 +596,49 @@ kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_
     if (!be || !path || !out)
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_clip_vision_load: no backend, path or place");
     return kiln_clip_vision_open(path, be, out);
+}
+
+kiln_status kiln_style_model_load(kiln_model *m, const char *path, kiln_style_model **out)
+{
+    if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_style_model_load: no model, path or place");
+    if (!kiln_model_is_dit(m) || m->family->arch != KILN_ARCH_FLUX)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "a style model (FLUX.1 Redux) works with Flux models; %s is a %s "
+                         "model", kiln_checkpoint_path(m->checkpoint), m->info.family);
+    TRY(kiln_style_model_open(path, kiln_weights_backend(m->weights), out));
+    if ((*out)->out_dim == m->flux.context_dim) return KILN_OK;
+    kiln_status st = kiln_fail(KILN_ERR_MODEL, "%s: Redux tokens %d wide, but the model reads T5 rows %d wide", path,
+                               (*out)->out_dim, m->flux.context_dim);
+    kiln_style_model_free(*out);
+    *out = NULL;
+    return st;
+}
+
+kiln_status kiln_style_model_apply(const kiln_style_model *sm, const kiln_clip_vision *clip_vision,
+                                   const kiln_image *image, bool crop, double strength, const kiln_conditioning *in,
+                                   kiln_conditioning *out)
+{
+    if (!sm || !clip_vision || !image || !in || !in->data || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_style_model_apply: no style model, CLIP vision model, picture "
+                         "or conditioning");
+    if (in->dim != sm->out_dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "StyleModelApply: a conditioning %d wide; the Redux tokens are %d",
+                         in->dim, sm->out_dim);
+    float *tokens;
+    int T;
+    TRY(kiln_style_tokens(sm, clip_vision, image, crop, &tokens, &T));
+    *out = (kiln_conditioning){malloc((size_t)(in->tokens + T) * in->dim * sizeof(float)), in->tokens + T, in->dim,
+                               in->pooled ? malloc((size_t)in->pooled_dim * sizeof(float)) : NULL, in->pooled_dim};
+    if (!out->data || (in->pooled && !out->pooled)) {
+        free(tokens);
+        kiln_conditioning_free(out);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "StyleModelApply: out of host memory");
+    }
+    const size_t rows = (size_t)in->tokens * in->dim;
+    memcpy(out->data, in->data, rows * sizeof(float));
+    for (size_t i = 0; i < (size_t)T * in->dim; i++) out->data[rows + i] = (float)(tokens[i] * strength);
+    if (in->pooled) memcpy(out->pooled, in->pooled, (size_t)in->pooled_dim * sizeof(float));
+    free(tokens);
+    return KILN_OK;
 }
 
 kiln_status kiln_upscale_model_load(kiln_backend *be, const char *path, kiln_upscaler **out)

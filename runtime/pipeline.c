@@ -497,11 +497,12 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
     kiln_image black = {0};
     kiln_status st = pixels && embeds && out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
     if (st == KILN_OK && ipa->plus) st = kiln_image_alloc(&black, S, S);
-    if (st == KILN_OK && ipa->plus) st = kiln_clip_vision_preprocess(&black, S, pixels);
-    if (st == KILN_OK) st = kiln_clip_vision_preprocess(img, S, pixels + (size_t)3 * S * S);
+    if (st == KILN_OK && ipa->plus) st = kiln_clip_vision_preprocess(cfg, &black, true, pixels);
+    if (st == KILN_OK) st = kiln_clip_vision_preprocess(cfg, img, true, pixels + (size_t)3 * S * S);
     if (st == KILN_OK)
-        st = ipa->plus ? kiln_clip_vision_encode(cv, pixels, 2, NULL, embeds)
-                       : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1, embeds + E, NULL);
+        st = ipa->plus ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.penultimate = embeds})
+                       : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1,
+                                                 &(clip_vision_outputs){.image_embeds = embeds + E});
     if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, n, out);
     kiln_image_free(&black);
     free(pixels);
@@ -511,6 +512,33 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
         return st;
     }
     *tokens = out;
+    return KILN_OK;
+}
+
+kiln_status kiln_style_tokens(const kiln_style_model *sm, const kiln_clip_vision *cv, const kiln_image *img, bool crop,
+                              float **tokens, int *T)
+{
+    const clip_vision_config *cfg = cv->config;
+    if (!cfg->siglip || cfg->hidden != sm->in_dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "the CLIP vision model (%s) makes %d-wide hidden states and the Redux "
+                         "model reads SigLIP's %d-wide ones: they do not go together", cfg->name, cfg->hidden,
+                         sm->in_dim);
+    const int S = cfg->image_size, n = kiln_clip_vision_tokens(cfg);
+    float *pixels = malloc((size_t)3 * S * S * sizeof *pixels);
+    float *hidden = malloc((size_t)n * cfg->hidden * sizeof *hidden);
+    *tokens = malloc((size_t)n * sm->out_dim * sizeof **tokens);
+    kiln_status st = pixels && hidden && *tokens ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "redux: out of host memory");
+    if (st == KILN_OK) st = kiln_clip_vision_preprocess(cfg, img, crop, pixels);
+    if (st == KILN_OK) st = kiln_clip_vision_encode(cv, pixels, 1, &(clip_vision_outputs){.last_hidden = hidden});
+    if (st == KILN_OK) st = kiln_style_model_tokens(sm, hidden, 1, n, *tokens);
+    free(pixels);
+    free(hidden);
+    if (st != KILN_OK) {
+        free(*tokens);
+        *tokens = NULL;
+        return st;
+    }
+    *T = n;
     return KILN_OK;
 }
 

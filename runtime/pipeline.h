@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../models/clip_vision.h"
+#include "../models/redux.h"
 #include "denoiser.h"
 #include "image.h"
 #include "model.h"
@@ -132,6 +133,12 @@ kiln_status kiln_union_control_type(const char *name, int *type);
  * both widths. */
 kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *img,
                                      float **tokens);
+
+/* CLIPVisionEncode with SigLIP's tower (crop: "center", else "none"), then
+ * FLUX.1 Redux's encoder: *tokens (T, out_dim), malloc'd. A tower that is
+ * not SigLIP's of the model's width is refused, naming both. */
+kiln_status kiln_style_tokens(const kiln_style_model *sm, const kiln_clip_vision *cv, const kiln_image *img, bool crop,
+                              float **tokens, int *T);
 
 /* VAEDecode: latent (B,4,h,w) -> image (B,3,h*f,w*f) floats in [-1,1]
  * (unclamped); `*image` is malloc'd. */

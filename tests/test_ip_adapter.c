@@ -120,7 +120,7 @@ static void preprocess_as_comfyui(void **s)
         golden want = golden_read(f, cases[i][1]);
         assert_int_equal(want.count, 3 * 224 * 224);
         float *have = malloc(want.count * sizeof *have);
-        assert_kiln_ok(kiln_clip_vision_preprocess(&img, 224, have));
+        assert_kiln_ok(kiln_clip_vision_preprocess(&(clip_vision_config){.image_size = 224}, &img, true, have));
         double worst = 0;
         int flipped = 0;
         for (size_t k = 0; k < want.count; k++) {

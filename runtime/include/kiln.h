@@ -51,6 +51,8 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_controlnet_load       ControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
+ *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
+ *   kiln_style_model_apply     CLIPVisionEncode, then StyleModelApply
  *   kiln_ksampler              KSampler and KSamplerAdvanced, with ControlNetApplyAdvanced
  *                              (SetUnionControlNetType), IPAdapterAdvanced,
  *                              InstructPixToPixConditioning and the
@@ -309,9 +311,24 @@ typedef struct kiln_clip_vision kiln_clip_vision;
 kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapter **out);
 void kiln_ip_adapter_free(kiln_ip_adapter *ipa);
 /* CLIPVisionLoader: the image encoder an IP-Adapter was trained with
- * (CLIP ViT-H/14 or bigG/14, transformers' layout). */
+ * (CLIP ViT-H/14 or bigG/14, transformers' layout), or the SigLIP tower
+ * FLUX.1 Redux reads (sigclip_vision_patch14_384). */
 kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_vision **out);
 void kiln_clip_vision_free(kiln_clip_vision *cv);
+
+typedef struct kiln_style_model kiln_style_model;
+
+/* StyleModelLoader: FLUX.1 Redux (flux1-redux-dev.safetensors) for the
+ * Flux model m's T5 rows. It must be freed before the model. */
+kiln_status kiln_style_model_load(kiln_model *m, const char *path, kiln_style_model **out);
+void kiln_style_model_free(kiln_style_model *sm);
+/* CLIPVisionEncode of the picture with the SigLIP tower (crop true: its
+ * "center", else "none"), then StyleModelApply (strength_type "multiply"):
+ * *out is `in` with the Redux tokens times strength after its rows (a new
+ * conditioning; in's pooled output kept). */
+kiln_status kiln_style_model_apply(const kiln_style_model *sm, const kiln_clip_vision *clip_vision,
+                                   const kiln_image *image, bool crop, double strength, const kiln_conditioning *in,
+                                   kiln_conditioning *out);
 
 /* IPAdapterAdvanced (weight type linear, no negative picture) on the
  * positive prompt (kiln_ksampler_params takes a chain of them). */

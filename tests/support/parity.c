@@ -348,7 +348,8 @@ static void check_clip_vision(const kiln_clip_vision *cv, kiln_st_file *f, doubl
     golden pixels = golden_read(f, "pixels.big"), penultimate = golden_read(f, "penultimate");
     float *embeds = malloc((size_t)cv->config->projection * sizeof *embeds);
     float *hidden = malloc(penultimate.count * sizeof *hidden);
-    assert_kiln_ok(kiln_clip_vision_encode(cv, pixels.data, 1, embeds, hidden));
+    assert_kiln_ok(kiln_clip_vision_encode(cv, pixels.data, 1,
+                                           &(clip_vision_outputs){.image_embeds = embeds, .penultimate = hidden}));
     check_against("image embeds", embeds, f, "image_embeds", tol);
     check_against("penultimate", hidden, f, "penultimate", tol);
     free(embeds);
