@@ -93,6 +93,11 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hires fix needs txt2img, its method and steps");
     if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
+    if (run->nstyles < 0 || run->nstyles > KILN_RUN_MAX_STYLES || (run->nstyles && !run->styles))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d Redux models", run->nstyles);
+    for (int i = 0; i < run->nstyles; i++)
+        if (!run->styles[i].style_model || !run->styles[i].clip_vision || !run->styles[i].image)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a Redux model without its file, tower or picture");
     if (run->ncontrols < 0 || (run->ncontrols && !run->controls))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d ControlNets", run->ncontrols);
     for (int i = 0; i < run->ncontrols; i++)
@@ -392,6 +397,24 @@ static void control_node_id(int i, int part, char id[16])
         snprintf(id, 16, "%d", i ? 120 + 3 * (i - 1) + part : 40 + part);
 }
 
+/* The nodes of Redux i: its StyleModelLoader (part 0), CLIPVisionLoader
+ * (1), LoadImage (2), CLIPVisionEncode (3) and StyleModelApply (4), from
+ * "200" on. */
+static void style_node_id(int i, int part, char id[16])
+{
+    snprintf(id, 16, "%d", 200 + 5 * i + part);
+}
+
+/* The positive prompt as the rest of the graph takes it: CLIPTextEncode
+ * "6", through FluxGuidance "30" where the run set one, then through the
+ * StyleModelApply chain. */
+static const char *positive_prompt(const kiln_run_info *run, char id[16])
+{
+    if (!run->nstyles) return run->flux_guidance ? "30" : "6";
+    style_node_id(run->nstyles - 1, 4, id);
+    return id;
+}
+
 /* The nodes of IPAdapterAdvanced i: its IPAdapterModelLoader (part 0),
  * CLIPVisionLoader (1), the IPAdapterAdvanced (2) and the picture's
  * LoadImage (3); the first as "100" to "103", the ones chained after it from
@@ -426,8 +449,8 @@ static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int
     cJSON *in = add_sampler_node(g, id, "KSampler", "seed", run, steps);
     add_number(g, in, "denoise", denoise);
     add_link(g, in, "model", model, 0);
-    /* the positive prompt through FluxGuidance "30" where the run set one */
-    add_link(g, in, "positive", prompts ? prompts : run->flux_guidance ? "30" : "6", 0);
+    char positive[16];
+    add_link(g, in, "positive", prompts ? prompts : positive_prompt(run, positive), 0);
     add_link(g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
     add_link(g, in, "latent_image", latent, latent_output);
 }
@@ -628,6 +651,33 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "model", from, 0);
         add_link(&g, in, "clip", from, 1);
     }
+    char positive[16];
+    for (int i = 0; i < run->nstyles; i++) { /* FLUX.1 Redux on the positive prompt */
+        const kiln_run_style *st = &run->styles[i];
+        char loader[16], vision[16], picture[16], encode[16], apply[16], before[16];
+        style_node_id(i, 0, loader);
+        style_node_id(i, 1, vision);
+        style_node_id(i, 2, picture);
+        style_node_id(i, 3, encode);
+        style_node_id(i, 4, apply);
+        if (i) style_node_id(i - 1, 4, before);
+        in = add_node(&g, loader, "StyleModelLoader");
+        add_string(&g, in, "style_model_name", base_name(st->style_model));
+        in = add_node(&g, vision, "CLIPVisionLoader");
+        add_string(&g, in, "clip_name", base_name(st->clip_vision));
+        in = add_node(&g, picture, "LoadImage");
+        add_string(&g, in, "image", base_name(st->image));
+        in = add_node(&g, encode, "CLIPVisionEncode");
+        add_string(&g, in, "crop", "center");
+        add_link(&g, in, "clip_vision", vision, 0);
+        add_link(&g, in, "image", picture, 0);
+        in = add_node(&g, apply, "StyleModelApply");
+        add_number(&g, in, "strength", st->strength);
+        add_string(&g, in, "strength_type", "multiply");
+        add_link(&g, in, "conditioning", i ? before : run->flux_guidance ? "30" : "6", 0);
+        add_link(&g, in, "style_model", loader, 0);
+        add_link(&g, in, "clip_vision_output", encode, 0);
+    }
     for (int i = 0; i < run->ncontrols; i++) {
         const kiln_run_control *c = &run->controls[i];
         char loader[16], image[16], apply[16], before[16], typed[16];
@@ -649,7 +699,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "strength", c->strength);
         add_number(&g, in, "start_percent", c->start);
         add_number(&g, in, "end_percent", c->end);
-        add_link(&g, in, "positive", i ? before : run->flux_guidance ? "30" : "6", 0);
+        add_link(&g, in, "positive", i ? before : positive_prompt(run, positive), 0);
         add_link(&g, in, "negative", i ? before : "7", i ? 1 : 0);
         add_link(&g, in, "control_net", c->union_type ? typed : loader, 0);
         add_link(&g, in, "image", image, 0);
@@ -697,7 +747,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
             add_number(&g, in, "temporal_overlap", 8);
         }
         if (pix2pix || conditioning) {
-            add_link(&g, in, "positive", prompts_in ? prompts_in : run->flux_guidance ? "30" : "6", 0);
+            add_link(&g, in, "positive", prompts_in ? prompts_in : positive_prompt(run, positive), 0);
             add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);
         }
         add_link(&g, in, "pixels", picture, 0);

@@ -33,6 +33,18 @@ typedef struct kiln_run_image_prompt {
     double weight, start, end; /* its weight and the part of the schedule it acts on */
 } kiln_run_image_prompt;
 
+/* One FLUX.1 Redux of a run (CLIPVisionEncode "center", StyleModelApply
+ * "multiply" on the positive prompt). */
+typedef struct kiln_run_style {
+    const char *style_model; /* the Redux file's path */
+    const char *clip_vision; /* the SigLIP tower's */
+    const char *image;       /* the picture's */
+    double strength;
+} kiln_run_style;
+
+/* Redux units a run records (node ids for each) */
+#define KILN_RUN_MAX_STYLES 8
+
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
     const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
@@ -67,6 +79,8 @@ typedef struct kiln_run_info {
     int ncontrols;
     const kiln_run_image_prompt *image_prompts; /* IPAdapterAdvanced nodes chained in this order */
     int nimage_prompts;
+    const kiln_run_style *styles; /* StyleModelApply nodes chained on the positive prompt in this order */
+    int nstyles;
     const kiln_sdxl_cond *sdxl; /* CLIPTextEncodeSDXL's numbers (and the refiner's CLIPTextEncodeSDXLRefiner's),
                                    NULL: plain CLIPTextEncode */
     const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target; NULL: sdxl's */

@@ -42,12 +42,14 @@ typedef enum wf_kind {
     WF_GUIDER,      /* CFGGuider / BasicGuider, */
     WF_SAMPLER,     /* KSamplerSelect, */
     WF_SIGMAS,      /* BasicScheduler */
+    WF_STYLE_MODEL, /* a file, loaded once */
+    WF_CLIP_VISION_OUTPUT, /* CLIPVisionEncode's: the tower's file, the picture and the crop, encoded where used */
 } wf_kind;
 
 static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",      "VAE",        "CONDITIONING",
                                          "LATENT",  "IMAGE",         "CONTROL_NET", "UPSCALE_MODEL", "IPADAPTER",
                                          "CLIP_VISION", "MASK",    "NOISE",       "GUIDER",        "SAMPLER",
-                                         "SIGMAS"};
+                                         "SIGMAS",  "STYLE_MODEL", "CLIP_VISION_OUTPUT"};
 
 /* IPAdapterAdvanced's part of a MODEL. */
 typedef struct wf_image_prompt {
@@ -105,7 +107,9 @@ typedef struct wf_value {
     int pad[5];               /* left, top, right, bottom, feathering */
     float *pad_mask;
     int pad_mask_w, pad_mask_h;
-    char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION */
+    char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION, STYLE_MODEL; CLIP_VISION_OUTPUT: its tower's */
+    const kiln_image *picture; /* CLIP_VISION_OUTPUT: LoadImage's, which outlives it */
+    bool crop;                 /* CLIP_VISION_OUTPUT: "center" */
     const char *union_type; /* CONTROL_NET: SetUnionControlNetType's; NULL: none ("auto") */
     kiln_upscaler *upscaler;
     /* NOISE: the seed (disabled: DisableNoise); GUIDER: the model and prompts (negative NULL: BasicGuider's
@@ -141,6 +145,7 @@ typedef struct wf_net {
     kiln_controlnet *controlnet;
     kiln_ip_adapter *ip_adapter;
     kiln_clip_vision *clip_vision;
+    kiln_style_model *style_model;
 } wf_net;
 
 typedef struct wf_run {
@@ -337,12 +342,13 @@ static kiln_status net_of(wf_run *r, wf_kind kind, const char *path, kiln_model 
             return KILN_OK;
         }
     if (r->nnets == WF_MAX_NETS)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets, IP-Adapters and CLIP vision models",
-                         WF_MAX_NETS);
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets, IP-Adapters, CLIP vision and "
+                         "style models", WF_MAX_NETS);
     wf_net *n = &r->nets[r->nnets];
     *n = (wf_net){.path = path, .model = m};
     if (kind == WF_CONTROL_NET) TRY(kiln_controlnet_load(m, path, &n->controlnet));
     else if (kind == WF_IPADAPTER) TRY(kiln_ip_adapter_load(m, path, &n->ip_adapter));
+    else if (kind == WF_STYLE_MODEL) TRY(kiln_style_model_open(path, r->be, &n->style_model));
     else TRY(kiln_clip_vision_load(r->be, path, &n->clip_vision));
     r->nnets++;
     *out = n;
@@ -551,13 +557,61 @@ static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
-/* IPAdapterModelLoader and CLIPVisionLoader: files, loaded for the model
- * that samples with them. */
+/* IPAdapterModelLoader, CLIPVisionLoader and StyleModelLoader: files,
+ * loaded where they are used. */
 static kiln_status file_loader(wf_run *r, wf_node *n, wf_kind kind)
 {
     n->out[0].kind = kind;
+    if (kind == WF_STYLE_MODEL) return find_file(r, n, "style_model_name", "style_models", &n->out[0].path);
     return kind == WF_IPADAPTER ? find_file(r, n, "ipadapter_file", "ipadapter", &n->out[0].path)
                                 : find_file(r, n, "clip_name", "clip_vision", &n->out[0].path);
+}
+
+/* CLIPVisionEncode: the tower and the picture, encoded by the node that
+ * reads them (StyleModelApply). */
+static kiln_status clip_vision_encode(wf_run *r, wf_node *n)
+{
+    wf_value *vision, *image;
+    const char *crop;
+    TRY(linked(r, n, "clip_vision", WF_CLIP_VISION, &vision));
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(text(n, "crop", &crop));
+    if (strcmp(crop, "center") && strcmp(crop, "none"))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "crop '%s': center or none", crop);
+    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
+    wf_value *out = &n->out[0];
+    out->kind = WF_CLIP_VISION_OUTPUT;
+    out->picture = &image->images[0];
+    out->crop = crop[0] == 'c';
+    if (!(out->path = strdup(vision->path))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    return KILN_OK;
+}
+
+static kiln_status copy_conditioning(const wf_value *from, wf_value *to);
+
+/* StyleModelApply (FLUX.1 Redux) with strength_type "multiply" (or
+ * "attn_bias" at strength 1, the same there): the conditioning with the
+ * picture's Redux tokens times the strength after its rows. */
+static kiln_status style_model_apply(wf_run *r, wf_node *n)
+{
+    wf_value *cond, *style, *vision;
+    wf_net *sm, *cv;
+    double strength = 1.0;
+    const char *type = "multiply";
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(linked(r, n, "style_model", WF_STYLE_MODEL, &style));
+    TRY(linked(r, n, "clip_vision_output", WF_CLIP_VISION_OUTPUT, &vision));
+    if (input_of(n, "strength")) TRY(number(n, "strength", &strength)); /* older ComfyUI's node has neither */
+    if (input_of(n, "strength_type")) TRY(text(n, "strength_type", &type));
+    if (strcmp(type, "multiply") && !(strcmp(type, "attn_bias") == 0 && strength == 1.0))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "strength_type '%s' at %g (kiln: multiply)", type, strength);
+    TRY(net_of(r, WF_STYLE_MODEL, style->path, NULL, &sm));
+    TRY(net_of(r, WF_CLIP_VISION, vision->path, NULL, &cv));
+    TRY(copy_conditioning(cond, &n->out[0]));
+    kiln_conditioning_free(&n->out[0].cond);
+    kiln_status st = kiln_style_model_apply(sm->style_model, cv->clip_vision, vision->picture, vision->crop, strength,
+                                            &cond->cond, &n->out[0].cond);
+    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }
 
 /* IPAdapterAdvanced as kiln applies it: weight type linear, one picture,
@@ -1287,14 +1341,15 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
                                          "InpaintModelConditioning", "DifferentialDiffusion",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
-                                         "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType"};
+                                         "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
+                                         "CLIPVisionEncode", "StyleModelApply"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
-        sampler_custom_advanced, set_union_controlnet_type};
+        sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -1313,8 +1368,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = output_images(r, n);
     else if (strcmp(c, "CLIPTextEncodeSDXL") == 0 || strcmp(c, "CLIPTextEncodeSDXLRefiner") == 0)
         st = clip_text_encode_sdxl(r, n, c[18] != '\0');
-    else if (strcmp(c, "IPAdapterModelLoader") == 0 || strcmp(c, "CLIPVisionLoader") == 0)
-        st = file_loader(r, n, c[0] == 'I' ? WF_IPADAPTER : WF_CLIP_VISION);
+    else if (strcmp(c, "IPAdapterModelLoader") == 0 || strcmp(c, "CLIPVisionLoader") == 0 ||
+             strcmp(c, "StyleModelLoader") == 0)
+        st = file_loader(r, n, c[0] == 'I' ? WF_IPADAPTER : c[0] == 'S' ? WF_STYLE_MODEL : WF_CLIP_VISION);
     else if (strcmp(c, "RandomNoise") == 0 || strcmp(c, "DisableNoise") == 0)
         st = noise_node(r, n, c[0] == 'D');
     else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
@@ -1406,6 +1462,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
         kiln_controlnet_free(r.nets[i].controlnet);
         kiln_ip_adapter_free(r.nets[i].ip_adapter);
         kiln_clip_vision_free(r.nets[i].clip_vision);
+        kiln_style_model_free(r.nets[i].style_model);
     }
     for (i = 0; i < r.nnodes; i++)
         for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);

@@ -438,6 +438,20 @@ class Advanced(unittest.TestCase):
                                            scheduler="simple", flux_guidance=3.5, control=chain).to_list(),
                              out.to_list())
 
+    def test_flux_redux(self):
+        """FLUX.1 Redux through the bindings: StyleModelApply at 0.8 on the
+        tiny Flux model's prompt, make_redux_data.py's conditioning."""
+        flux = kiln.load_checkpoint(backend, data("flux/tiny"))
+        _, tensors = read_safetensors(data("redux/golden.safetensors"))
+        with flux.load_style_model(data("redux/redux_tiny.safetensors")) as redux, \
+                kiln.load_clip_vision(backend, data("redux/siglip_tiny.safetensors")) as siglip:
+            styled = redux.apply(flux.encode("a red fox"), siglip, kiln.Image.load(data("ip_adapter/picture_251x233.png")),
+                                 0.8)
+            self.assertEqual((styled.tokens, styled.dim), (272, 64))
+            self.assertLessEqual(rel_l2(styled.to_list(), tensors["styled"][1]), 1e-4)
+            with self.assertRaises(ValueError):
+                redux.apply(styled, siglip, kiln.Image.load(data("ip_adapter/picture_251x233.png")), crop="middle")
+
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's
         KSampler run of tests/data/pixart (made with diffusers)."""

@@ -481,6 +481,12 @@ static void workflow_round_trip(void **state)
              KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/controlnet", KILN_TEST_DATA);
     workflow_again("flux_controlnets", flags, dir);
+    snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple --redux "
+             "%1$s/redux/redux_tiny.safetensors --redux %1$s/redux/redux_tiny.safetensors --redux-vision "
+             "%1$s/redux/siglip_tiny.safetensors --redux-image %1$s/ip_adapter/picture_251x233.png --redux-image "
+             "%1$s/controlnet/hint_37x23.png --redux-strength 0.8 --redux-strength 0.5", KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/redux --models %1$s/controlnet", KILN_TEST_DATA);
+    workflow_again("flux_redux", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/flux/canny --cfg 1.5 --guidance 30 --scheduler simple --init-image "
              "%1$s/inpaint/image_20x17.png", KILN_TEST_DATA);
     workflow_again("flux_canny", flags, dir);

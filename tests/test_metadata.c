@@ -200,6 +200,9 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"CLIPTextEncodeSDXLRefiner", {"CONDITIONING"}},
     {"KSamplerAdvanced", {"LATENT"}},
     {"SetUnionControlNetType", {"CONTROL_NET"}},
+    {"StyleModelLoader", {"STYLE_MODEL"}},
+    {"CLIPVisionEncode", {"CLIP_VISION_OUTPUT"}},
+    {"StyleModelApply", {"CONDITIONING"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
@@ -207,7 +210,7 @@ static const struct { const char *input, *type; } input_types[] = {
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
     {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
     {"upscale_model", "UPSCALE_MODEL"}, {"ipadapter", "IPADAPTER"}, {"clip_vision", "CLIP_VISION"},
-    {"conditioning", "CONDITIONING"},
+    {"conditioning", "CONDITIONING"}, {"style_model", "STYLE_MODEL"}, {"clip_vision_output", "CLIP_VISION_OUTPUT"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -501,6 +504,51 @@ static void controlnet_recorded(void **state)
     assert_string_equal(string_input(in, "type"), "depth");
     assert_link(inputs_of(root, "122", "ControlNetApplyAdvanced"), "control_net", "190", 0);
     assert_link(inputs_of(root, "42", "ControlNetApplyAdvanced"), "control_net", "40", 0);
+    cJSON_Delete(root);
+    free(json);
+}
+
+/* FLUX.1 Redux: per unit StyleModelLoader, CLIPVisionLoader, LoadImage,
+ * CLIPVisionEncode and StyleModelApply, chained on the positive prompt after
+ * FluxGuidance; KSampler and a ControlNet take the last one's output. */
+static void redux_recorded(void **state)
+{
+    (void)state;
+    kiln_run_info run = txt2img();
+    run.flux_guidance = 3.5;
+    const kiln_run_style styles[2] = {
+        {"/models/style_models/flux1-redux-dev.safetensors", "/models/clip_vision/sigclip_vision_patch14_384.safetensors",
+         "refs/a cat.png", 0.8},
+        {"/models/style_models/flux1-redux-dev.safetensors", "/models/clip_vision/sigclip_vision_patch14_384.safetensors",
+         "refs/style.png", 0.5},
+    };
+    run.styles = styles;
+    run.nstyles = 2;
+    char *json;
+    cJSON *root = prompt_graph(&run, &json, "3 4 5 6 7 30 8 9 200 201 202 203 204 205 206 207 208 209 ");
+    assert_link(inputs_of(root, "3", "KSampler"), "positive", "209", 0);
+    const cJSON *in = inputs_of(root, "204", "StyleModelApply");
+    assert_link(in, "conditioning", "30", 0);
+    assert_link(in, "style_model", "200", 0);
+    assert_link(in, "clip_vision_output", "203", 0);
+    assert_true(number_input(in, "strength") == 0.8);
+    assert_string_equal(string_input(in, "strength_type"), "multiply");
+    assert_link(inputs_of(root, "209", "StyleModelApply"), "conditioning", "204", 0);
+    in = inputs_of(root, "203", "CLIPVisionEncode");
+    assert_string_equal(string_input(in, "crop"), "center");
+    assert_link(in, "clip_vision", "201", 0);
+    assert_link(in, "image", "202", 0);
+    assert_string_equal(string_input(inputs_of(root, "200", "StyleModelLoader"), "style_model_name"),
+                        "flux1-redux-dev.safetensors");
+    assert_string_equal(string_input(inputs_of(root, "207", "LoadImage"), "image"), "style.png");
+    cJSON_Delete(root);
+    free(json);
+    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL};
+    run.controls = &control;
+    run.ncontrols = 1;
+    root = prompt_graph(&run, &json, "3 4 5 6 7 30 8 9 200 201 202 203 204 205 206 207 208 209 40 41 42 ");
+    assert_link(inputs_of(root, "42", "ControlNetApplyAdvanced"), "positive", "209", 0);
+    assert_link(inputs_of(root, "3", "KSampler"), "positive", "42", 0);
     cJSON_Delete(root);
     free(json);
 }
@@ -839,7 +887,7 @@ int main(void)
         cmocka_unit_test(parameters_with_loras),
         cmocka_unit_test(prompt_with_loras),
         cmocka_unit_test(controlnet_recorded),
-        cmocka_unit_test(ip_adapter_recorded),
+        cmocka_unit_test(ip_adapter_recorded), cmocka_unit_test(redux_recorded),
         cmocka_unit_test(sdxl_numbers_recorded),
         cmocka_unit_test(inpainting_recorded),
         cmocka_unit_test(outpainting_recorded),

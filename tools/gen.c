@@ -45,6 +45,7 @@ typedef struct unit_flag {
 #define MAX_UNIT_FLAGS 6
 #define CONTROL_FLAGS 6
 #define IP_FLAGS 6
+#define REDUX_FLAGS 4
 
 static const unit_flag control_flags[CONTROL_FLAGS] = {
     {"--controlnet", UNIT_FILE, 0, 0, 0},       {"--control-image", UNIT_FILE, 0, 0, 0},
@@ -54,6 +55,10 @@ static const unit_flag control_flags[CONTROL_FLAGS] = {
 static const unit_flag ip_flags[IP_FLAGS] = {
     {"--ip-adapter", UNIT_FILE, 0, 0, 0},  {"--clip-vision", UNIT_FILE, 0, 0, 0}, {"--ip-image", UNIT_FILE, 0, 0, 0},
     {"--ip-weight", UNIT_NUMBER, -1, 5, 1}, {"--ip-start", UNIT_NUMBER, 0, 1, 0},   {"--ip-end", UNIT_NUMBER, 0, 1, 1},
+};
+static const unit_flag redux_flags[REDUX_FLAGS] = {
+    {"--redux", UNIT_FILE, 0, 0, 0}, {"--redux-vision", UNIT_FILE, 0, 0, 0}, {"--redux-image", UNIT_FILE, 0, 0, 0},
+    {"--redux-strength", UNIT_NUMBER, 0, 10, 1},
 };
 
 typedef struct unit_values {
@@ -81,7 +86,9 @@ typedef struct gen_options {
     bool hires_denoise_given, hires_method_given;
     /* --controlnet and --ip-adapter with the flags that go with them, as given (see unit_flag), and the
        units made of them */
-    unit_values control_values[CONTROL_FLAGS], ip_values[IP_FLAGS];
+    unit_values control_values[CONTROL_FLAGS], ip_values[IP_FLAGS], redux_values[REDUX_FLAGS];
+    kiln_run_style styles[KILN_RUN_MAX_STYLES];
+    int nstyles;
     kiln_run_control controls[KILN_MAX_CONTROLS];
     int ncontrols;
     kiln_run_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS];
@@ -164,6 +171,13 @@ static void usage(FILE *to)
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1); up to 8\n"
             "                         --ip-adapter, each of the other --ip-* and --clip-vision given once for\n"
             "                         all or once each, in order\n"
+            "  --redux FILE           FLUX.1 Redux (flux1-redux-dev.safetensors): --redux-image's SigLIP\n"
+            "                         tokens after the prompt's (CLIPVisionEncode center, StyleModelApply)\n"
+            "  --redux-vision FILE    the SigLIP vision model it reads pictures with\n"
+            "                         (sigclip_vision_patch14_384.safetensors)\n"
+            "  --redux-image FILE     the picture, cut to its centre square\n"
+            "  --redux-strength S     its tokens times S, 0..10 (default 1); up to 8 --redux, the other\n"
+            "                         --redux-* given once for all or once each, in order\n"
             "  --prompt-l TEXT --negative-prompt-l TEXT\n"
             "                         SDXL: CLIP-L's texts (CLIPTextEncodeSDXL's text_l; default: the prompts,\n"
             "                         which OpenCLIP bigG reads as text_g)\n"
@@ -326,7 +340,7 @@ static bool add_unit_value(unit_values *v, const char *flag, const char *value)
 
 /* Each unit's values of a group of flags (files, NULL where a flag is not
  * given; numbers), after checking what was given; 0 or gen's exit code. */
-static int resolve_units(const unit_flag *flags, int nflags, const unit_values *values, int max_units,
+static int resolve_units(const unit_flag *flags, int nflags, bool ranged, const unit_values *values, int max_units,
                          const char *files[][MAX_UNIT_FLAGS], double numbers[][MAX_UNIT_FLAGS])
 {
     const int n = values[0].count;
@@ -361,7 +375,7 @@ static int resolve_units(const unit_flag *flags, int nflags, const unit_values *
             if (flags[k].kind == UNIT_NUMBER && given) parse_double(given, flags[k].lo, flags[k].hi, &numbers[i][k]);
         }
         const double start = numbers[i][nflags - 2], end = numbers[i][nflags - 1];
-        if (start > end) {
+        if (ranged && start > end) {
             fprintf(stderr, "gen: %s %g is after %s %g (%s %s)\n", flags[nflags - 2].name, start,
                     flags[nflags - 1].name, end, flags[0].name, files[i][0]);
             return 2;
@@ -375,7 +389,7 @@ static int control_units(gen_options *o)
 {
     const char *files[KILN_MAX_CONTROLS][MAX_UNIT_FLAGS];
     double v[KILN_MAX_CONTROLS][MAX_UNIT_FLAGS];
-    int rc = resolve_units(control_flags, CONTROL_FLAGS, o->control_values, KILN_MAX_CONTROLS, files, v);
+    int rc = resolve_units(control_flags, CONTROL_FLAGS, true, o->control_values, KILN_MAX_CONTROLS, files, v);
     if (rc) return rc;
     o->ncontrols = o->control_values[0].count;
     for (int i = 0; i < o->ncontrols; i++) {
@@ -395,11 +409,24 @@ static int image_prompt_units(gen_options *o)
 {
     const char *files[KILN_MAX_IP_ADAPTERS][MAX_UNIT_FLAGS];
     double v[KILN_MAX_IP_ADAPTERS][MAX_UNIT_FLAGS];
-    int rc = resolve_units(ip_flags, IP_FLAGS, o->ip_values, KILN_MAX_IP_ADAPTERS, files, v);
+    int rc = resolve_units(ip_flags, IP_FLAGS, true, o->ip_values, KILN_MAX_IP_ADAPTERS, files, v);
     if (rc) return rc;
     o->nimage_prompts = o->ip_values[0].count;
     for (int i = 0; i < o->nimage_prompts; i++)
         o->image_prompts[i] = (kiln_run_image_prompt){files[i][0], files[i][1], files[i][2], v[i][3], v[i][4], v[i][5]};
+    return 0;
+}
+
+/* --redux's units: each Redux model with its SigLIP tower, picture and
+ * strength. */
+static int redux_units(gen_options *o)
+{
+    const char *files[KILN_RUN_MAX_STYLES][MAX_UNIT_FLAGS];
+    double v[KILN_RUN_MAX_STYLES][MAX_UNIT_FLAGS];
+    int rc = resolve_units(redux_flags, REDUX_FLAGS, false, o->redux_values, KILN_RUN_MAX_STYLES, files, v);
+    if (rc) return rc;
+    o->nstyles = o->redux_values[0].count;
+    for (int i = 0; i < o->nstyles; i++) o->styles[i] = (kiln_run_style){files[i][0], files[i][1], files[i][2], v[i][3]};
     return 0;
 }
 
@@ -431,7 +458,8 @@ static int parse(int argc, char **argv, gen_options *o)
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
-           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL };
+           O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
+           O_REDUX_IMAGE, O_REDUX_STRENGTH };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -459,6 +487,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"ip-adapter", required_argument, 0, O_IP_ADAPTER}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
         {"ip-image", required_argument, 0, O_IP_IMAGE}, {"ip-weight", required_argument, 0, O_IP_WEIGHT},
         {"ip-start", required_argument, 0, O_IP_START}, {"ip-end", required_argument, 0, O_IP_END},
+        {"redux", required_argument, 0, O_REDUX}, {"redux-vision", required_argument, 0, O_REDUX_VISION},
+        {"redux-image", required_argument, 0, O_REDUX_IMAGE}, {"redux-strength", required_argument, 0, O_REDUX_STRENGTH},
         {"sdxl-size", required_argument, 0, O_SDXL_SIZE}, {"sdxl-crop", required_argument, 0, O_SDXL_CROP},
         {"sdxl-target", required_argument, 0, O_SDXL_TARGET}, {"aesthetic", required_argument, 0, O_AESTHETIC},
         {"negative-aesthetic", required_argument, 0, O_NEGATIVE_AESTHETIC},
@@ -607,6 +637,12 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_IP_END:
             if (!add_unit_value(&o->ip_values[c - O_IP_ADAPTER], ip_flags[c - O_IP_ADAPTER].name, optarg)) return 2;
             break;
+        case O_REDUX:
+        case O_REDUX_VISION:
+        case O_REDUX_IMAGE:
+        case O_REDUX_STRENGTH:
+            if (!add_unit_value(&o->redux_values[c - O_REDUX], redux_flags[c - O_REDUX].name, optarg)) return 2;
+            break;
         case O_VAE: o->parts.vae = optarg; break;
         case O_TEXT_ENCODER:
             if (o->parts.text_encoders[1]) return bad_flag("--text-encoder", optarg, "at most 2 (CLIP-L and T5)");
@@ -732,6 +768,7 @@ static int parse(int argc, char **argv, gen_options *o)
     }
     if (control_units(o)) return 2;
     if (image_prompt_units(o)) return 2;
+    if (redux_units(o)) return 2;
     if (!destination_ok("--output", o->output) || (o->save_latent && !destination_ok("--save-latent", o->save_latent)))
         return 2;
     return 0;
@@ -1133,6 +1170,30 @@ static int fit_hints(const kiln_model *m, const gen_options *o, kiln_control *co
     return 0;
 }
 
+/* StyleModelApply of one --redux unit on the positive prompt (replaced). */
+static int apply_redux(kiln_model *m, kiln_backend *be, const kiln_run_style *r, kiln_conditioning *pos)
+{
+    kiln_style_model *sm;
+    kiln_clip_vision *cv;
+    kiln_image img = {0};
+    kiln_conditioning styled;
+    if (kiln_style_model_load(m, r->style_model, &sm) != KILN_OK) return fail("--redux");
+    if (kiln_clip_vision_load(be, r->clip_vision, &cv) != KILN_OK) {
+        kiln_style_model_free(sm);
+        return fail("--redux-vision");
+    }
+    int rc = kiln_image_load(r->image, &img) == KILN_OK ? 0 : fail("--redux-image");
+    if (!rc && kiln_style_model_apply(sm, cv, &img, true, r->strength, pos, &styled) != KILN_OK) rc = fail("--redux");
+    if (!rc) {
+        kiln_conditioning_free(pos);
+        *pos = styled;
+    }
+    kiln_image_free(&img);
+    kiln_clip_vision_free(cv);
+    kiln_style_model_free(sm);
+    return rc;
+}
+
 /* The hires fix's second pass, as LatentUpscaleBy and a second KSampler
  * with the same prompts, seed and sampler: the latent upscaled, then sampled
  * from at the hires denoise (the ControlNets' hints fitted to the new size). */
@@ -1411,6 +1472,8 @@ int main(int argc, char **argv)
     kiln_conditioning pos, neg;
     if (encode_prompt(m, tok, o.prompt, o.prompt_l, clip_skip, &pos) != KILN_OK) return fail("--prompt");
     if (encode_prompt(m, tok, o.negative, o.negative_l, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
+    for (int i = 0; i < o.nstyles; i++)
+        if ((rc = apply_redux(m, be, &o.styles[i], &pos))) return rc;
     double t_text = now_s();
 
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
@@ -1463,7 +1526,8 @@ int main(int argc, char **argv)
                          .inpaint_conditioning = inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
                          .differential = o.differential,
                          .controls = o.controls, .ncontrols = o.ncontrols,
-                         .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
+                         .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts,
+                         .styles = o.styles, .nstyles = o.nstyles, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .vae_tile = o.vae_tile,

@@ -84,6 +84,9 @@ expect_error "ControlNet given as model" "tiny_ldm.safetensors is a ControlNet, 
 expect_error "Flux ControlNet on an SD model" "a Flux ControlNet (controlnet_blocks.0), for a Flux model's transformer" \
     --model "$tiny" --prompt x --controlnet "$data/flux/controlnet/xlabs.safetensors" \
     --control-image "$data/controlnet/hint_37x23.png"
+expect_error "Redux on an SD model" "a style model (FLUX.1 Redux) works with Flux models" --model "$tiny" --prompt x \
+    --redux "$data/redux/redux_tiny.safetensors" --redux-vision "$data/redux/siglip_tiny.safetensors" \
+    --redux-image "$data/controlnet/hint_37x23.png"
 expect_error "union type on a ControlNet of one kind" "control type 1, but it has 0" --model "$data/flux/controlnet" \
     --prompt x --width 16 --height 16 --steps 1 --controlnet "$data/flux/controlnet/xlabs.safetensors" \
     --control-image "$data/controlnet/hint_37x23.png" --control-type depth
@@ -170,6 +173,8 @@ expect_refused "hint without a ControlNet" "--control-image needs --controlnet" 
     --control-image "$data/controlnet/hint_37x23.png"
 expect_refused "missing ControlNet" "--controlnet $tmp/nosuch.safetensors: No such file" --output "$tmp/out.png" \
     --controlnet "$tmp/nosuch.safetensors" --control-image "$data/controlnet/hint_37x23.png"
+expect_refused "Redux without its tower" "--redux needs --redux-vision" --output "$tmp/out.png" \
+    --redux "$data/redux/redux_tiny.safetensors" --redux-image "$data/controlnet/hint_37x23.png"
 expect_refused "unknown union type" "--control-type: union control type 'scribble'" --output "$tmp/out.png" \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
     --control-type scribble

@@ -16,6 +16,8 @@ module wraps it with ctypes, node for node:
     Model.load_controlnet          ControlNetLoader
     Model.load_ip_adapter          IPAdapterModelLoader
     load_clip_vision               CLIPVisionLoader
+    Model.load_style_model         StyleModelLoader (FLUX.1 Redux)
+    StyleModel.apply               CLIPVisionEncode, then StyleModelApply
     Model.ksampler                 KSampler and KSamplerAdvanced, with
                                    ControlNetApplyAdvanced, IPAdapterAdvanced,
                                    InstructPixToPixConditioning, SdxlCond
@@ -30,7 +32,7 @@ The shared library is found through the environment variable KILN_LIBRARY
 call raises KilnError with the library's status name and message.
 
 Objects holding library memory free it when garbage-collected. The loaded
-models (Backend, Model, ControlNet, IPAdapter, ClipVision, Upscaler) also
+models (Backend, Model, ControlNet, IPAdapter, ClipVision, StyleModel, Upscaler) also
 have close() and work as context managers. Each keeps what it was loaded on
 alive (a model its backend, a ControlNet its model), as the C API requires,
 and closing one first closes what was loaded on it.
@@ -47,6 +49,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
+    "StyleModel",
     "KilnError", "Latent", "Lora", "Model", "SdxlCond", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -215,6 +218,10 @@ _declare("kiln_ip_adapter_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_ip_adapter_free", None, c_void_p)
 _declare("kiln_clip_vision_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_clip_vision_free", None, c_void_p)
+_declare("kiln_style_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
+_declare("kiln_style_model_free", None, c_void_p)
+_declare("kiln_style_model_apply", c_int, c_void_p, c_void_p, POINTER(_Image), c_bool, c_double,
+         POINTER(_Conditioning), POINTER(_Conditioning))
 _declare("kiln_upscale_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_upscaler_free", None, c_void_p)
 _declare("kiln_image_upscale_with_model", c_int, c_void_p, POINTER(_Image), POINTER(_Image))
@@ -542,6 +549,11 @@ class Model(_Handle):
         XLabs' files)."""
         return ControlNet(_load(_lib.kiln_controlnet_load, self, _path(path)), self)
 
+    def load_style_model(self, path) -> "StyleModel":
+        """StyleModelLoader: FLUX.1 Redux (flux1-redux-dev.safetensors) for
+        this Flux model."""
+        return StyleModel(_load(_lib.kiln_style_model_load, self, _path(path)), self)
+
     def load_ip_adapter(self, path) -> "IPAdapter":
         """IPAdapterModelLoader: an IP-Adapter (h94's plain or Plus files)
         for this model's UNet."""
@@ -672,6 +684,26 @@ class IPAdapter(_Handle):
     Model.load_ip_adapter."""
 
     _free = _lib.kiln_ip_adapter_free
+
+
+class StyleModel(_Handle):
+    """FLUX.1 Redux loaded for a Flux model (StyleModelLoader); made by
+    Model.load_style_model."""
+
+    _free = _lib.kiln_style_model_free
+
+    def apply(self, conditioning: "Conditioning", clip_vision: "ClipVision", image: "Image", strength: float = 1.0,
+              crop: str = "center") -> "Conditioning":
+        """CLIPVisionEncode of image with the SigLIP tower (crop "center" or
+        "none"), then StyleModelApply (strength_type "multiply"): a new
+        conditioning, conditioning's rows and then the Redux tokens times
+        strength."""
+        if crop not in ("center", "none"):
+            raise ValueError(f"crop {crop!r}: 'center' or 'none'")
+        out = Conditioning()
+        _lib.kiln_style_model_apply(self._ptr(), clip_vision._ptr(), byref(image._c), crop == "center", strength,
+                                    byref(conditioning._c), byref(out._c))
+        return out
 
 
 class ClipVision(_Handle):
