@@ -1,5 +1,6 @@
 #include "golden.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "kiln_test.h"
@@ -49,4 +50,18 @@ int golden_pixels_worst(const kiln_image *images, int n, const golden *pixels)
         }
     }
     return worst;
+}
+
+void golden_assert_steps(const char *label, const float *have, const golden *want, double step, int most_off)
+{
+    double worst = 0;
+    int off = 0;
+    for (size_t k = 0; k < want->count; k++) {
+        double d = fabs((double)have[k] - want->data[k]);
+        if (!(d <= worst)) worst = d; /* NaN too */
+        off += d > 1e-5;
+    }
+    print_message("  %-12s max |diff| %.3g, %d of %zu a step off\n", label, worst, off, want->count);
+    assert_true(worst <= step * 1.001);
+    assert_true(off <= most_off);
 }

@@ -22,6 +22,13 @@ void golden_free(golden *g);
  * not H x W. */
 int golden_pixels_worst(const kiln_image *images, int n, const golden *pixels);
 
+/* Values that are whole 1/255 steps of a picture before a mean and std
+ * (clip_preprocess's) against a golden of them: a resize whose float sums
+ * run in another order than torch's may round a value lying at half a step
+ * the other way, so up to most_off values may be one step (`step`) off, none
+ * further; the test fails otherwise. */
+void golden_assert_steps(const char *label, const float *have, const golden *want, double step, int most_off);
+
 /* A `__metadata__` value of the golden file; fails the test if absent. */
 const char *golden_meta(kiln_st_file *f, const char *key);
 
