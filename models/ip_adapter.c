@@ -10,7 +10,7 @@
 static const struct {
     const char *tensor, *variant;
 } other_kinds[] = {
-    {"image_proj.proj.0.weight", "IP-Adapter full-face or FaceID (an MLP image projection)"},
+    {"image_proj.proj.0.weight", "IP-Adapter FaceID (an MLP projection of insightface's embedding)"},
     {"image_proj.perceiver_resampler.proj_in.weight", "IP-Adapter FaceID Plus"},
 };
 
@@ -55,7 +55,7 @@ static kiln_status inspect_resampler(const kiln_checkpoint *ck, kiln_ip_adapter_
         q->shape[0] % 64 != 0)
         return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter Plus without the Resampler's 'image_proj.proj_in', "
                          "'proj_out' and 'layers.0.0.to_q' (64-wide heads)", path);
-    info->plus = true;
+    info->projection = KILN_IP_PLUS;
     info->tokens = (int)latents->shape[1];
     info->embed_dim = (int)in->shape[1];
     info->context_dim = (int)out->shape[0];
@@ -75,13 +75,26 @@ kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_i
 {
     const char *path = kiln_checkpoint_path(ck);
     *info = (kiln_ip_adapter_info){0};
-    for (size_t i = 0; i < sizeof other_kinds / sizeof other_kinds[0]; i++)
+    const kiln_st_tensor *mlp = kiln_checkpoint_find(ck, "image_proj.proj.0.weight");
+    const kiln_st_tensor *out = kiln_checkpoint_find(ck, "image_proj.proj.2.weight");
+    const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.proj.3.weight");
+    if (mlp && norm) { /* full-face: a norm after the MLP, which FaceID's lacks */
+        if (!out || mlp->ndim != 2 || out->ndim != 2 || norm->ndim != 1 || out->shape[1] != mlp->shape[0])
+            return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter full-face without 'image_proj.proj.0' and '.2' "
+                             "linears that chain", path);
+        info->projection = KILN_IP_FULL;
+        info->embed_dim = (int)mlp->shape[1];
+        info->context_dim = (int)norm->shape[0];
+        info->tokens = KILN_IP_FULL_TOKENS;
+    }
+    for (size_t i = 0; i < sizeof other_kinds / sizeof other_kinds[0] && info->projection != KILN_IP_FULL; i++)
         if (kiln_checkpoint_find(ck, other_kinds[i].tensor))
             return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an %s, which kiln does not run yet (it runs the plain "
                              "IP-Adapter and IP-Adapter Plus)", path, other_kinds[i].variant);
-    if (kiln_checkpoint_find(ck, "image_proj.latents")) {
+    const bool full = info->projection == KILN_IP_FULL; /* read above */
+    if (!full && kiln_checkpoint_find(ck, "image_proj.latents")) {
         TRY(inspect_resampler(ck, info));
-    } else {
+    } else if (!full) {
         const kiln_st_tensor *proj = kiln_checkpoint_find(ck, "image_proj.proj.weight");
         const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.norm.weight");
         if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1 || norm->shape[0] < 1 ||
@@ -146,7 +159,7 @@ static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backen
     if (info.context_dim != ctx)
         return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter making %d-wide tokens, for another base model than "
                          "this one (%s, context %d)", path, info.context_dim, unet->config->name, ctx);
-    ipa->plus = info.plus;
+    ipa->projection = info.projection;
     ipa->context_dim = ctx;
     ipa->tokens = info.tokens;
     ipa->embed_dim = info.embed_dim;
@@ -156,8 +169,16 @@ static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backen
     ipa->v_w = calloc(slots, sizeof *ipa->v_w);
     if (!ipa->k_w || !ipa->v_w) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
     TRY(kiln_weights_create(be, ck, &ipa->weights));
-    if (ipa->plus) {
+    if (ipa->projection == KILN_IP_PLUS) {
         TRY(bind_resampler(ipa, &info));
+    } else if (ipa->projection == KILN_IP_FULL) {
+        const int E = ipa->embed_dim;
+        TRY(KILN_BIND(ipa->weights, &ipa->mlp_w, "image_proj.proj.0", "weight", E, E));
+        TRY(KILN_BIND(ipa->weights, &ipa->mlp_b, "image_proj.proj.0", "bias", E));
+        TRY(KILN_BIND(ipa->weights, &ipa->proj_w, "image_proj.proj.2", "weight", ctx, E));
+        TRY(KILN_BIND(ipa->weights, &ipa->proj_b, "image_proj.proj.2", "bias", ctx));
+        TRY(KILN_BIND(ipa->weights, &ipa->norm_w, "image_proj.proj.3", "weight", ctx));
+        TRY(KILN_BIND(ipa->weights, &ipa->norm_b, "image_proj.proj.3", "bias", ctx));
     } else {
         TRY(KILN_BIND(ipa->weights, &ipa->proj_w, "image_proj.proj", "weight", ipa->tokens * ctx, ipa->embed_dim));
         TRY(KILN_BIND(ipa->weights, &ipa->proj_b, "image_proj.proj", "bias", ipa->tokens * ctx));
@@ -265,8 +286,17 @@ static kiln_status tokens_fn(kiln_graph *g, void *ctx)
     const kiln_ip_adapter *ipa = j->ipa;
     tensor *e, *p, *n;
     TRY(kiln_graph_input(g, &e, KILN_F32, 3, (int64_t[]){j->rows, j->n, ipa->embed_dim}, j->embeds));
-    if (ipa->plus) {
+    if (ipa->projection == KILN_IP_PLUS) {
         TRY(resample(g, &ipa->resampler, e, ipa->tokens, &n));
+    } else if (ipa->projection == KILN_IP_FULL) { /* token by token */
+        tensor *h, *a;
+        TRY(nn_linear(g, e, ipa->mlp_w, ipa->mlp_b, &h));
+        TRY(nn_gelu(g, h, &a));
+        nn_drop(g, &h);
+        TRY(nn_linear(g, a, ipa->proj_w, ipa->proj_b, &p));
+        nn_drop(g, &a);
+        TRY(nn_layer_norm(g, p, ipa->norm_w, ipa->norm_b, 1e-5f, &n));
+        nn_drop(g, &p);
     } else {
         TRY(nn_linear(g, e, ipa->proj_w, ipa->proj_b, &p));
         p->ndim = 3, p->shape[1] = ipa->tokens, p->shape[2] = ipa->context_dim; /* (rows,Ti*ctx) as (rows,Ti,ctx) */
@@ -281,8 +311,11 @@ static kiln_status tokens_fn(kiln_graph *g, void *ctx)
 
 kiln_status kiln_ip_adapter_tokens(const kiln_ip_adapter *ipa, const float *embeds, int rows, int n, float *tokens)
 {
-    if (!ipa->plus && n != 1)
+    if (ipa->projection == KILN_IP_PLAIN && n != 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ip-adapter: a plain IP-Adapter reads one image embed a picture");
+    if (ipa->projection == KILN_IP_FULL && n != ipa->tokens)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ip-adapter: full-face makes a token of each of %d hidden states (a "
+                         "224-pixel tower's); the tower gave %d", ipa->tokens, n);
     tokens_job j = {ipa, embeds, rows, n, tokens};
     return kiln_graph_run_once(kiln_weights_backend(ipa->weights), tokens_fn, &j);
 }

@@ -8,15 +8,17 @@
  * IP-Adapter Plus (and Plus Face) makes its tokens with a Resampler
  * instead: learned queries that, layer by layer, attend to the tower's
  * penultimate hidden states (and to themselves), then a linear and a layer
- * norm.
+ * norm. IP-Adapter full-face makes one token of each of those hidden states:
+ * a linear, GELU, a linear and a layer norm (`image_proj.proj.0`, `.2`,
+ * `.3`).
  *
  * Files are h94/IP-Adapter's .safetensors layout: `image_proj.proj.*` and
  * `image_proj.norm.*` (plain) or `image_proj.latents`, `.proj_in`,
  * `.proj_out`, `.norm_out` and `.layers.N.*` (Plus), and
  * `ip_adapter.N.to_{k,v}_ip.weight`, the cross-attentions numbered 1, 3, 5,
  * ... in diffusers' order of the UNet's attention processors: down blocks,
- * up blocks, then the middle block. The full-face and FaceID variants
- * (other image projections) are refused by name. */
+ * up blocks, then the middle block. The FaceID variants (other image
+ * projections, insightface's embeddings) are refused by name. */
 #ifndef KILN_MODELS_IP_ADAPTER_H
 #define KILN_MODELS_IP_ADAPTER_H
 
@@ -44,15 +46,25 @@ typedef struct ip_resampler {
     ip_resampler_layer layer[KILN_IP_RESAMPLER_MAX_LAYERS];
 } ip_resampler;
 
+/* How an IP-Adapter makes its tokens: of the image embeds (plain), or of
+ * the penultimate hidden states by a Resampler (Plus) or token by token
+ * (full-face). */
+typedef enum { KILN_IP_PLAIN, KILN_IP_PLUS, KILN_IP_FULL } kiln_ip_projection;
+
+/* The tokens full-face makes: one per hidden state of a tower at 224 in
+ * 14-pixel patches, the class token's and 16x16 patches' (diffusers' count). */
+#define KILN_IP_FULL_TOKENS 257
+
 typedef struct kiln_ip_adapter {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
-    bool plus;       /* a Resampler on the penultimate hidden states, else a projection of the image embeds */
-    int embed_dim;   /* E: the width it reads: the tower's projection (plain) or hidden size (Plus) */
+    kiln_ip_projection projection;
+    int embed_dim;   /* E: the width it reads: the tower's projection (plain) or hidden size (Plus, full-face) */
     int tokens;      /* Ti: the image tokens it makes */
     int context_dim; /* their width: the UNet's context */
-    const tensor *proj_w, *proj_b; /* plain: (Ti*ctx,E) (Ti*ctx) */
-    const tensor *norm_w, *norm_b; /* plain: (ctx) */
+    const tensor *mlp_w, *mlp_b;   /* full-face: (E,E) (E), GELU after */
+    const tensor *proj_w, *proj_b; /* plain: (Ti*ctx,E) (Ti*ctx); full-face: (ctx,E) (ctx) */
+    const tensor *norm_w, *norm_b; /* plain, full-face: (ctx) */
     ip_resampler resampler;        /* Plus */
     int nrows;       /* the UNet table's rows */
     /* [row * KILN_MAX_TRANSFORMER_DEPTH + block]: (C,ctx), NULL outside transformer rows */
@@ -61,7 +73,7 @@ typedef struct kiln_ip_adapter {
 
 /* What an IP-Adapter file is, read off its shapes. */
 typedef struct kiln_ip_adapter_info {
-    bool plus;
+    kiln_ip_projection projection;
     int embed_dim, tokens, context_dim; /* E, Ti, ctx as above */
     int resampler_layers, resampler_heads; /* Plus */
     int cross_attentions;               /* the UNet cross-attentions it has weights for */
@@ -76,9 +88,16 @@ kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_i
 kiln_status kiln_ip_adapter_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out);
 void kiln_ip_adapter_free(kiln_ip_adapter *ipa);
 
+/* Whether it reads the tower's penultimate hidden states (Plus, full-face;
+ * the negative rows a black picture's), else its image embeds. */
+static inline bool kiln_ip_adapter_reads_hidden(const kiln_ip_adapter *ipa)
+{
+    return ipa->projection != KILN_IP_PLAIN;
+}
+
 /* The image projection: what the tower made of `rows` pictures, each `n`
- * vectors of E (plain: n = 1, the image embeds; Plus: the penultimate
- * hidden states) -> tokens (rows,Ti,ctx). */
+ * vectors of E (plain: n = 1, the image embeds; Plus, full-face: the
+ * penultimate hidden states) -> tokens (rows,Ti,ctx). */
 kiln_status kiln_ip_adapter_tokens(const kiln_ip_adapter *ipa, const float *embeds, int rows, int n, float *tokens);
 
 #endif

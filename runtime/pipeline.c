@@ -484,23 +484,26 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
     const clip_vision_config *cfg = cv->config;
     const int S = cfg->image_size, E = ipa->embed_dim, T = kiln_clip_vision_tokens(cfg);
     /* a plain adapter reads the image embeds, a Plus one the hidden states */
-    const int width = ipa->plus ? cfg->hidden : cfg->projection, n = ipa->plus ? T : 1;
+    const bool hidden = kiln_ip_adapter_reads_hidden(ipa);
+    const int width = hidden ? cfg->hidden : cfg->projection, n = hidden ? T : 1;
     if (width != E)
         return kiln_fail(KILN_ERR_INVALID_ARG,
                          "the CLIP vision model (%s) makes %d-wide %s and the IP-Adapter%s reads %d-wide ones: they "
                          "do not go together",
-                         cfg->name, width, ipa->plus ? "hidden states" : "image embeds", ipa->plus ? " Plus" : "", E);
+                         cfg->name, width, hidden ? "hidden states" : "image embeds",
+                         ipa->projection == KILN_IP_PLUS ? " Plus" : ipa->projection == KILN_IP_FULL ? " full-face" : "",
+                         E);
     /* the negative rows': a zero image embedding (plain), a black picture's hidden states (Plus) */
     float *pixels = malloc((size_t)2 * 3 * S * S * sizeof *pixels);
     float *embeds = calloc((size_t)2 * n * E, sizeof *embeds);
     float *out = malloc((size_t)2 * ipa->tokens * ipa->context_dim * sizeof *out);
     kiln_image black = {0};
     kiln_status st = pixels && embeds && out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
-    if (st == KILN_OK && ipa->plus) st = kiln_image_alloc(&black, S, S);
-    if (st == KILN_OK && ipa->plus) st = kiln_clip_vision_preprocess(cfg, &black, true, pixels);
+    if (st == KILN_OK && hidden) st = kiln_image_alloc(&black, S, S);
+    if (st == KILN_OK && hidden) st = kiln_clip_vision_preprocess(cfg, &black, true, pixels);
     if (st == KILN_OK) st = kiln_clip_vision_preprocess(cfg, img, true, pixels + (size_t)3 * S * S);
     if (st == KILN_OK)
-        st = ipa->plus ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.penultimate = embeds})
+        st = hidden ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.penultimate = embeds})
                        : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1,
                                                  &(clip_vision_outputs){.image_embeds = embeds + E});
     if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, n, out);

@@ -52,8 +52,6 @@ static void sdxl_parity_f32(void **s)
                             VISION, "ip_adapter/ip_adapter_sdxl_tiny.safetensors", GOLDEN, "sdxl.");
 }
 
-/* IP-Adapter Plus: the Resampler (its fused to_kv read as two halves) on
- * upstream's hidden states, and the UNet attending to its tokens */
 /* The plain and the Plus adapter on one call, chained, against diffusers
  * with both loaded (ip_adapter/multi.safetensors). */
 static void chain_parity_f32(void **s)
@@ -64,10 +62,21 @@ static void chain_parity_f32(void **s)
                                   "ip_adapter/multi.safetensors");
 }
 
+/* IP-Adapter Plus: the Resampler (its fused to_kv read as two halves) on
+ * upstream's hidden states, and the UNet attending to its tokens */
 static void plus_parity_f32(void **s)
 {
     (void)s;
     parity_check_ip_adapter(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, VISION, PLUS, GOLDEN, "plus.");
+}
+
+/* IP-Adapter full-face (make_full_face_data.py): a token of each hidden
+ * state through its MLP and norm, and the UNet attending to all 257 */
+static void full_face_parity_f32(void **s)
+{
+    (void)s;
+    parity_check_ip_adapter(&(parity_fixture){.path = TINY_F32, .tol = TOL_F32}, VISION,
+                            "ip_adapter/ip_adapter_full_face_tiny.safetensors", GOLDEN, "full.");
 }
 
 /* torch's antialiased bicubic interpolate, down (17x11) and up (80x50),
@@ -338,9 +347,9 @@ static void refusals(void **s)
     snprintf(path, sizeof path, "%s/variant.safetensors", dir);
     static float data[128 * 16];
     for (int i = 0; i < 128 * 16; i++) data[i] = (float)(i % 7) * 0.01f;
-    /* an MLP image projection: the full-face adapter */
+    /* an MLP image projection without full-face's norm: FaceID's */
     write_variant(path, &(kiln_st_entry){"image_proj.proj.0.weight", KILN_F32, 2, {32, 32}, data});
-    expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "full-face");
+    expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_UNSUPPORTED, "FaceID");
     /* a Resampler's learned queries without the rest of it */
     write_variant(path, &(kiln_st_entry){"image_proj.latents", KILN_F32, 3, {1, 16, 32}, data});
     expect_message(kiln_ip_adapter_open(path, &m->unet, be, &ipa), KILN_ERR_MODEL,
@@ -376,7 +385,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(antialiased_resize),    cmocka_unit_test(preprocess_as_comfyui),
         cmocka_unit_test(parity_f32),
-        cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(plus_parity_f32),
+        cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(plus_parity_f32), cmocka_unit_test(full_face_parity_f32),
         cmocka_unit_test(sdxl_parity_f32),       cmocka_unit_test(chain_parity_f32),
         cmocka_unit_test(sampler_chains_adapters),
         cmocka_unit_test(tokens_from_picture),   cmocka_unit_test(plus_tokens_from_picture),

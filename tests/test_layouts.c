@@ -125,7 +125,7 @@ static void check_ip_adapter(const char *model_manifest, const char *vision_mani
     assert_string_equal(cv->config->name, vision_name);
     assert_kiln_ok(kiln_ip_adapter_open(adapter_path, &m->unet, be, &ipa));
     /* a plain adapter reads the image embeds, a Plus one the hidden states */
-    assert_int_equal(ipa->embed_dim, ipa->plus ? cv->config->hidden : cv->config->projection);
+    assert_int_equal(ipa->embed_dim, kiln_ip_adapter_reads_hidden(ipa) ? cv->config->hidden : cv->config->projection);
     assert_int_equal(ipa->tokens, tokens);
     int bound = 0;
     for (size_t i = 0; i < (size_t)ipa->nrows * KILN_MAX_TRANSFORMER_DEPTH; i++) bound += ipa->k_w[i] && ipa->v_w[i];

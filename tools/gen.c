@@ -926,9 +926,11 @@ static bool print_ip_adapter_info(const char *path)
     bool found = kiln_checkpoint_has_prefix(ck, "image_proj.") && kiln_ip_adapter_inspect(ck, &info) == KILN_OK;
     if (found) {
         printf("ip-adapter   %s\n", path);
-        if (info.plus)
+        if (info.projection == KILN_IP_PLUS)
             printf("kind         Plus: a Resampler of %d layers, %d heads, on the tower's hidden states\n",
                    info.resampler_layers, info.resampler_heads);
+        else if (info.projection == KILN_IP_FULL)
+            printf("kind         full-face: an MLP on each of the tower's hidden states\n");
         else
             printf("kind         plain: a projection of the tower's image embeds\n");
         printf("tokens       %d, %d wide (the UNet's context%s)\n", info.tokens, info.context_dim,
@@ -936,7 +938,7 @@ static bool print_ip_adapter_info(const char *path)
                : info.context_dim == 1024 ? ": SD 2.x"
                : info.context_dim == 2048 ? ": SDXL"
                                           : "");
-        if (info.plus)
+        if (info.projection != KILN_IP_PLAIN)
             printf("reads        %d-wide hidden states (the CLIP vision model's width%s)\n", info.embed_dim,
                    info.embed_dim == 1280 ? ": ViT-H/14" : info.embed_dim == 1664 ? ": ViT-bigG/14" : "");
         else

@@ -128,7 +128,7 @@ static void two_controlnets_f32(void **s)
 }
 
 /* IP-Adapter: the CLIP vision tower (non-causal attention over 257 tokens),
- * the image projection (and Plus's Resampler) and the UNet's image attention;
+ * the image projection (Plus's Resampler, full-face's MLP) and the UNet's image attention;
  * two adapters chained on one call */
 static void ip_adapter_f32(void **s)
 {
@@ -137,6 +137,8 @@ static void ip_adapter_f32(void **s)
                             "ip_adapter/golden.safetensors", "");
     parity_check_ip_adapter(&gpu_f32, "ip_adapter/clip_vision_tiny.safetensors",
                             "ip_adapter/ip_adapter_plus_tiny.safetensors", "ip_adapter/golden.safetensors", "plus.");
+    parity_check_ip_adapter(&gpu_f32, "ip_adapter/clip_vision_tiny.safetensors",
+                            "ip_adapter/ip_adapter_full_face_tiny.safetensors", "ip_adapter/golden.safetensors", "full.");
     parity_check_ip_adapter(&gpu_sdxl, "ip_adapter/clip_vision_tiny.safetensors",
                             "ip_adapter/ip_adapter_sdxl_tiny.safetensors", "ip_adapter/golden.safetensors", "sdxl.");
     static const char *const chain[2] = {"ip_adapter/ip_adapter_tiny.safetensors", "ip_adapter/ip_adapter_plus_tiny.safetensors"};

@@ -371,13 +371,13 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
     check_clip_vision(cv, f, fx->tol);
 
     /* the image projection on upstream's embeds: plain, a zero embedding and the
-     * picture's; Plus, the hidden states of a black picture and of the picture */
+     * picture's; Plus and full-face, the hidden states of a black picture and of the picture */
     char tokens_name[64], noise_name[64];
     snprintf(tokens_name, sizeof tokens_name, "%sip_tokens", prefix);
     snprintf(noise_name, sizeof noise_name, "%snoise_pred", prefix);
     float *embeds;
     int n = 1;
-    if (ipa->plus) {
+    if (kiln_ip_adapter_reads_hidden(ipa)) {
         golden hidden = golden_read(f, "plus.penultimate");
         embeds = hidden.data; /* taken over */
         n = (int)hidden.shape[1];
