@@ -296,10 +296,11 @@ static cJSON *prompt_graph(const kiln_run_info *run, char **json, const char *no
     cJSON *root = cJSON_Parse(*json);
     if (!root) fail_msg("not JSON: %s", *json);
     assert_valid_graph(root);
-    char ids[64] = "";
+    char ids[256] = "";
     const cJSON *node;
     cJSON_ArrayForEach(node, root)
     {
+        assert_true(strlen(ids) + strlen(node->string) + 2 <= sizeof ids);
         strcat(ids, node->string);
         strcat(ids, " ");
     }
