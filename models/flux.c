@@ -171,9 +171,10 @@ static kiln_status norm_heads(kiln_graph *g, const kiln_flux *flux, tensor *x, c
     return KILN_OK;
 }
 
-/* One stream's q, k (normed per head, rotated) and v. */
+/* One stream's q, k (normed per head, rotated) and v; the normed q before
+ * its rotation kept in *q_normed where asked (an IP-Adapter's queries). */
 static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_qkv *a, const tensor *x,
-                               const tensor *rope, tensor **q, tensor **k, tensor **v)
+                               const tensor *rope, tensor **q, tensor **k, tensor **v, tensor **q_normed)
 {
     tensor *raw[2], *normed;
     const tensor *gammas[2] = {a->norm_q, a->norm_k};
@@ -183,7 +184,10 @@ static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_
         TRY(norm_heads(g, flux, raw[i], gammas[i], &normed));
         nn_drop(g, &raw[i]);
         TRY(nn_rope(g, normed, rope, flux->heads, i ? k : q));
-        nn_drop(g, &normed);
+        if (i == 0 && q_normed)
+            *q_normed = normed;
+        else
+            nn_drop(g, &normed);
     }
     return nn_linear(g, x, a->v_w, a->v_b, v);
 }
@@ -232,20 +236,55 @@ static kiln_status joint_attention(kiln_graph *g, const kiln_flux *flux, stream_
     return KILN_OK;
 }
 
-/* MMDiT: image and caption tokens, each normed, projected and fed forward
- * with their own weights, attending jointly. */
-static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, const tensor *s,
-                                const tensor *rope_txt, const tensor *rope_img, tensor **img, tensor **txt)
+/* The image prompts of a call in a double block: their tokens as graph
+ * tensors beside the host side. */
+typedef struct {
+    const flux_image_prompt *prompts;
+    tensor *tokens[FLUX_MAX_IMAGE_PROMPTS];
+    int count;
+} image_prompt_set;
+
+/* Each image prompt after double block i: its attention of the block's
+ * image queries q (normed, unrotated) to its tokens, times its weight,
+ * added to the image tokens. */
+static kiln_status add_image_attention(kiln_graph *g, const kiln_flux *flux, const image_prompt_set *ips, int i,
+                                       const tensor *q, tensor **img)
 {
-    tensor *mod_i, *mod_t, *n, *oi, *ot;
+    for (int k = 0; k < ips->count; k++) {
+        const flux_image_prompt *ip = &ips->prompts[k];
+        tensor *key, *value, *o, *scaled, *sum;
+        TRY(nn_linear(g, ips->tokens[k], ip->k_w[i], ip->k_b[i], &key));
+        TRY(nn_linear(g, ips->tokens[k], ip->v_w[i], ip->v_b[i], &value));
+        TRY(nn_attention(g, q, key, value, flux->heads, false, &o));
+        nn_drop(g, &key);
+        nn_drop(g, &value);
+        TRY(nn_scale(g, o, ip->weight, &scaled));
+        nn_drop(g, &o);
+        TRY(nn_add(g, *img, scaled, &sum));
+        nn_drop(g, &scaled);
+        nn_drop(g, img);
+        *img = sum;
+    }
+    return KILN_OK;
+}
+
+/* MMDiT: image and caption tokens, each normed, projected and fed forward
+ * with their own weights, attending jointly; then block i's image prompts
+ * (ips NULL: none). */
+static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, int i,
+                                const image_prompt_set *ips, const tensor *s, const tensor *rope_txt,
+                                const tensor *rope_img, tensor **img, tensor **txt)
+{
+    tensor *mod_i, *mod_t, *n, *oi, *ot, *q_normed = NULL;
     stream_qkv si, st;
+    const bool images = ips && ips->count;
     TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod_i));
     TRY(nn_linear(g, s, b->txt_mod_w, b->txt_mod_b, &mod_t));
     TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
-    TRY(project_qkv(g, flux, &b->img, n, rope_img, &si.q, &si.k, &si.v));
+    TRY(project_qkv(g, flux, &b->img, n, rope_img, &si.q, &si.k, &si.v, images ? &q_normed : NULL));
     nn_drop(g, &n);
     TRY(nn_ada_layer_norm(g, *txt, mod_t, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
-    TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &st.q, &st.k, &st.v));
+    TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &st.q, &st.k, &st.v, NULL));
     nn_drop(g, &n);
     TRY(joint_attention(g, flux, &si, &st, &oi, &ot));
     TRY(stream_rest(g, mod_i, oi, b->img_out_w, b->img_out_b, &b->img_ff, img));
@@ -254,6 +293,9 @@ static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux
     nn_drop(g, &ot);
     nn_drop(g, &mod_i);
     nn_drop(g, &mod_t);
+    if (!images) return KILN_OK;
+    TRY(add_image_attention(g, flux, ips, i, q_normed, img));
+    nn_drop(g, &q_normed);
     return KILN_OK;
 }
 
@@ -284,7 +326,7 @@ static kiln_status single_in(kiln_graph *g, const kiln_flux *flux, const flux_si
     TRY(nn_linear(g, n, b->mlp_w, b->mlp_b, &h));
     TRY(nn_gelu_tanh(g, h, mlp));
     nn_drop(g, &h);
-    TRY(project_qkv(g, flux, &b->qkv, n, rope, &qkv->q, &qkv->k, &qkv->v));
+    TRY(project_qkv(g, flux, &b->qkv, n, rope, &qkv->q, &qkv->k, &qkv->v, NULL));
     nn_drop(g, &n);
     return KILN_OK;
 }
@@ -375,11 +417,15 @@ static tensor table_rows(const tensor *table, int64_t first, int64_t rows)
     return v;
 }
 
-kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **img, tensor **txt,
-                             kiln_flux_block_fn after_block, void *ctx, tensor **silu)
+kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
+                             tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu)
 {
     const int64_t T = (*txt)->shape[1], N = (int64_t)in->h * in->w, pairs = flux->head_dim / 2;
     tensor *s, *rope;
+    image_prompt_set ips = {in->images, {0}, with_images ? in->nimages : 0};
+    for (int k = 0; k < ips.count; k++)
+        TRY(kiln_graph_input(g, &ips.tokens[k], KILN_F32, 3,
+                             (int64_t[]){in->rows, in->images[k].ntokens, flux->context_dim}, in->images[k].tokens));
     TRY(conditioning(g, flux, in, &s));
     float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
     if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
@@ -389,7 +435,7 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
     TRY(st);
     const tensor rope_txt = table_rows(rope, 0, T), rope_img = table_rows(rope, T, N);
     for (int i = 0; i < flux->ndouble; i++) {
-        TRY(double_block(g, flux, &flux->dbl[i], s, &rope_txt, &rope_img, img, txt));
+        TRY(double_block(g, flux, &flux->dbl[i], i, &ips, s, &rope_txt, &rope_img, img, txt));
         if (after_block) TRY(after_block(g, ctx, false, i, img));
     }
     for (int i = 0; i < flux->nsingle; i++) {
@@ -398,6 +444,7 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
     }
     nn_drop(g, &rope);
     nn_drop(g, txt);
+    for (int k = 0; k < ips.count; k++) nn_drop(g, &ips.tokens[k]);
     if (silu)
         *silu = s;
     else
@@ -445,7 +492,7 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     nn_drop(g, &tokens);
     TRY(nn_linear(g, context, flux->txt_in_w, flux->txt_in_b, &txt));
     nn_drop(g, &context);
-    TRY(kiln_flux_blocks(g, flux, in, &img, &txt, in->ncontrols ? add_residuals : NULL, &set, &s));
+    TRY(kiln_flux_blocks(g, flux, in, true, &img, &txt, in->ncontrols ? add_residuals : NULL, &set, &s));
     for (int k = 0; k < in->ncontrols; k++) kiln_flux_residuals_release(g, &each[k]);
 
     /* the final norm's scale then shift */
@@ -468,6 +515,9 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
                          in->h, in->w, in->context_tokens);
     if (flux->guidance && !in->guidance)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
+    if (in->nimages < 0 || in->nimages > FLUX_MAX_IMAGE_PROMPTS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d IP-Adapters on a call: at most %d", in->nimages,
+                         FLUX_MAX_IMAGE_PROMPTS);
     if (in->ncontrols < 0 || in->ncontrols > FLUX_MAX_CONTROLS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d ControlNets on a call: at most %d", in->ncontrols,
                          FLUX_MAX_CONTROLS);

@@ -78,6 +78,20 @@ typedef struct flux_control {
     int mode;          /* a union ControlNet's control type, or -1: none */
 } flux_control;
 
+/* An IP-Adapter on a call (XLabs' for Flux): after each double block its
+ * image queries (RMS-normed, before the rotation) attend to the image
+ * tokens through the block's own k and v, and weight times that is added
+ * to the block's image tokens. */
+/* image prompts on one call; kiln.h's KILN_MAX_IP_ADAPTERS */
+#define FLUX_MAX_IMAGE_PROMPTS 8
+
+typedef struct flux_image_prompt {
+    const tensor *const *k_w, *const *k_b, *const *v_w, *const *v_b; /* [double block]: (D,ctx) (D) */
+    const float *tokens; /* (rows, ntokens, context_dim) */
+    int ntokens;
+    float weight;
+} flux_image_prompt;
+
 /* One call's inputs on the host: every row's caption is as long (the
  * pipelines pad T5 to a fixed length). */
 typedef struct flux_input {
@@ -90,6 +104,8 @@ typedef struct flux_input {
     const float *guidance;   /* (rows), the dev model's; NULL otherwise */
     const flux_control *controls; /* ncontrols of them, in the order applied; NULL: none */
     int ncontrols;
+    const flux_image_prompt *images; /* nimages of them, added in this order; NULL: none */
+    int nimages;
 } flux_input;
 
 // -> out (rows, h*w, out_channels) on the host: the packed prediction
@@ -103,9 +119,10 @@ typedef kiln_status (*kiln_flux_block_fn)(kiln_graph *g, void *ctx, bool single,
  * *txt (B, T, D), conditioned on in's timesteps, guidance and pooled
  * output: the image tokens after the last block in *img (*txt dropped),
  * the modulation vector through SiLU in *silu (NULL: dropped). after_block
- * may be NULL. */
-kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **img, tensor **txt,
-                             kiln_flux_block_fn after_block, void *ctx, tensor **silu);
+ * may be NULL; with_images false leaves in's image prompts out (a
+ * ControlNet's blocks have none). */
+kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
+                             tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu);
 
 /* The rotary table (T, head_dim/2, 2) of cos and sin for T = caption
  * tokens (position 0 on every axis) then the h x w patches (0, row, col):

@@ -200,7 +200,7 @@ kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controln
     img = sum;
     TRY(nn_linear(g, context, t->txt_in_w, t->txt_in_b, &txt));
     if (c->mode >= 0) TRY(prepend_mode(g, cn, in->rows, c->mode, &txt));
-    TRY(kiln_flux_blocks(g, t, in, &img, &txt, tap, &(tap_ctx){cn, c->strength, out}, NULL));
+    TRY(kiln_flux_blocks(g, t, in, false, &img, &txt, tap, &(tap_ctx){cn, c->strength, out}, NULL));
     nn_drop(g, &img);
     return KILN_OK;
 }

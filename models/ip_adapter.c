@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dit.h"
 #include "status.h"
 
 /* the other image projections kiln does not run, by a tensor each has */
@@ -71,10 +72,39 @@ static kiln_status inspect_resampler(const kiln_checkpoint *ck, kiln_ip_adapter_
     return KILN_OK;
 }
 
+#define XLABS_PROJ "ip_adapter_proj_model"
+#define XLABS_KV "double_blocks.%d.processor.ip_adapter_double_stream_%c_proj"
+
+/* The plain projection's shapes under `root` (h94's image_proj, XLabs'
+ * ip_adapter_proj_model). */
+static kiln_status inspect_plain(const kiln_checkpoint *ck, const char *root, kiln_ip_adapter_info *info)
+{
+    const kiln_st_tensor *proj = kiln_checkpoint_find_at(ck, root, "proj.weight");
+    const kiln_st_tensor *norm = kiln_checkpoint_find_at(ck, root, "norm.weight");
+    if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1 || norm->shape[0] < 1 ||
+        proj->shape[0] % norm->shape[0] != 0)
+        return kiln_fail(KILN_ERR_MODEL, "%s: no tensors 'image_proj.proj.weight' and 'image_proj.norm.weight' "
+                         "(or a Plus Resampler's 'image_proj.latents', or XLabs' '" XLABS_PROJ ".*'): not an "
+                         "IP-Adapter in the .safetensors layout (image_proj.*, ip_adapter.*)", kiln_checkpoint_path(ck));
+    info->embed_dim = (int)proj->shape[1];
+    info->context_dim = (int)norm->shape[0];
+    info->tokens = (int)(proj->shape[0] / norm->shape[0]);
+    return KILN_OK;
+}
+
 kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
     *info = (kiln_ip_adapter_info){0};
+    char name[128];
+    if (kiln_checkpoint_find(ck, XLABS_PROJ ".proj.weight")) { /* XLabs' Flux one */
+        info->flux = true;
+        TRY(inspect_plain(ck, XLABS_PROJ, info));
+        for (;; info->cross_attentions++) {
+            snprintf(name, sizeof name, XLABS_KV ".weight", info->cross_attentions, 'k');
+            if (!kiln_checkpoint_find(ck, name)) return KILN_OK;
+        }
+    }
     const kiln_st_tensor *mlp = kiln_checkpoint_find(ck, "image_proj.proj.0.weight");
     const kiln_st_tensor *out = kiln_checkpoint_find(ck, "image_proj.proj.2.weight");
     const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.proj.3.weight");
@@ -95,18 +125,8 @@ kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_i
     if (!full && kiln_checkpoint_find(ck, "image_proj.latents")) {
         TRY(inspect_resampler(ck, info));
     } else if (!full) {
-        const kiln_st_tensor *proj = kiln_checkpoint_find(ck, "image_proj.proj.weight");
-        const kiln_st_tensor *norm = kiln_checkpoint_find(ck, "image_proj.norm.weight");
-        if (!proj || !norm || proj->ndim != 2 || norm->ndim != 1 || norm->shape[0] < 1 ||
-            proj->shape[0] % norm->shape[0] != 0)
-            return kiln_fail(KILN_ERR_MODEL, "%s: no tensors 'image_proj.proj.weight' and 'image_proj.norm.weight' "
-                             "(or a Plus Resampler's 'image_proj.latents'): not an IP-Adapter in the .safetensors "
-                             "layout (image_proj.*, ip_adapter.*)", path);
-        info->embed_dim = (int)proj->shape[1];
-        info->context_dim = (int)norm->shape[0];
-        info->tokens = (int)(proj->shape[0] / norm->shape[0]);
+        TRY(inspect_plain(ck, "image_proj", info));
     }
-    char name[64];
     for (;; info->cross_attentions++) {
         snprintf(name, sizeof name, "ip_adapter.%d.to_k_ip.weight", 2 * info->cross_attentions + 1);
         if (!kiln_checkpoint_find(ck, name)) return KILN_OK;
@@ -155,6 +175,9 @@ static kiln_status bind(kiln_ip_adapter *ipa, const kiln_unet *unet, kiln_backen
     const kiln_checkpoint *ck = ipa->checkpoint;
     kiln_ip_adapter_info info;
     TRY(kiln_ip_adapter_inspect(ck, &info));
+    if (info.flux)
+        return kiln_fail(KILN_ERR_MODEL, "%s: XLabs' IP-Adapter for Flux, not for this model's UNet (%s)", path,
+                         unet->config->name);
     const int ctx = unet->config->context_dim;
     if (info.context_dim != ctx)
         return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter making %d-wide tokens, for another base model than "
@@ -203,11 +226,64 @@ kiln_status kiln_ip_adapter_open(const char *path, const kiln_unet *unet, kiln_b
     return KILN_OK;
 }
 
+static kiln_status bind_flux(kiln_ip_adapter *ipa, const kiln_flux *flux, kiln_backend *be, const char *path)
+{
+    kiln_ip_adapter_info info;
+    TRY(kiln_ip_adapter_inspect(ipa->checkpoint, &info));
+    if (!info.flux)
+        return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter for a UNet, not XLabs' for Flux (" XLABS_PROJ ".*)", path);
+    const int ctx = flux->context_dim, D = flux->hidden, n = flux->ndouble;
+    if (info.context_dim != ctx || info.cross_attentions != n)
+        return kiln_fail(KILN_ERR_MODEL, "%s: an IP-Adapter making %d-wide tokens for %d double blocks; this Flux "
+                         "transformer reads %d-wide T5 rows in %d", path, info.context_dim, info.cross_attentions, ctx,
+                         n);
+    *ipa = (kiln_ip_adapter){.checkpoint = ipa->checkpoint, .projection = KILN_IP_PLAIN, .flux = true,
+                             .embed_dim = info.embed_dim, .tokens = info.tokens, .context_dim = ctx, .nrows = n};
+    ipa->k_w = calloc((size_t)n, sizeof *ipa->k_w);
+    ipa->v_w = calloc((size_t)n, sizeof *ipa->v_w);
+    ipa->k_b = calloc((size_t)n, sizeof *ipa->k_b);
+    ipa->v_b = calloc((size_t)n, sizeof *ipa->v_b);
+    if (!ipa->k_w || !ipa->v_w || !ipa->k_b || !ipa->v_b)
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
+    TRY(kiln_weights_create(be, ipa->checkpoint, &ipa->weights));
+    kiln_weights *w = ipa->weights;
+    TRY(KILN_BIND(w, &ipa->proj_w, XLABS_PROJ ".proj", "weight", ipa->tokens * ctx, ipa->embed_dim));
+    TRY(KILN_BIND(w, &ipa->proj_b, XLABS_PROJ ".proj", "bias", ipa->tokens * ctx));
+    TRY(KILN_BIND(w, &ipa->norm_w, XLABS_PROJ ".norm", "weight", ctx));
+    TRY(KILN_BIND(w, &ipa->norm_b, XLABS_PROJ ".norm", "bias", ctx));
+    char prefix[128];
+    for (int i = 0; i < n; i++) {
+        snprintf(prefix, sizeof prefix, XLABS_KV, i, 'k');
+        TRY(kiln_dit_bind_linear(w, "", prefix, D, ctx, &ipa->k_w[i], &ipa->k_b[i]));
+        snprintf(prefix, sizeof prefix, XLABS_KV, i, 'v');
+        TRY(kiln_dit_bind_linear(w, "", prefix, D, ctx, &ipa->v_w[i], &ipa->v_b[i]));
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_flux_ip_adapter_open(const char *path, const kiln_flux *flux, kiln_backend *be,
+                                      kiln_ip_adapter **out)
+{
+    *out = NULL;
+    kiln_ip_adapter *ipa = calloc(1, sizeof *ipa);
+    if (!ipa) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
+    kiln_status st = kiln_checkpoint_open_ip_adapter(path, &ipa->checkpoint);
+    if (st == KILN_OK) st = bind_flux(ipa, flux, be, path);
+    if (st != KILN_OK) {
+        kiln_ip_adapter_free(ipa);
+        return st;
+    }
+    *out = ipa;
+    return KILN_OK;
+}
+
 void kiln_ip_adapter_free(kiln_ip_adapter *ipa)
 {
     if (!ipa) return;
     free(ipa->k_w);
     free(ipa->v_w);
+    free(ipa->k_b);
+    free(ipa->v_b);
     kiln_weights_free(ipa->weights);
     kiln_checkpoint_close(ipa->checkpoint);
     free(ipa);

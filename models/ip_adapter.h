@@ -18,10 +18,17 @@
  * `ip_adapter.N.to_{k,v}_ip.weight`, the cross-attentions numbered 1, 3, 5,
  * ... in diffusers' order of the UNet's attention processors: down blocks,
  * up blocks, then the middle block. The FaceID variants (other image
- * projections, insightface's embeddings) are refused by name. */
+ * projections, insightface's embeddings) are refused by name.
+ *
+ * XLabs' IP-Adapter for Flux (flux-ip-adapter.safetensors) is a plain one
+ * in other names: `ip_adapter_proj_model.proj/norm.*` the projection to
+ * T5-wide tokens, `double_blocks.N.processor.ip_adapter_double_stream_k_proj`
+ * and `_v_proj` (with biases) each double block's k and v of them, which the
+ * block's image queries attend to (flux_image_prompt). */
 #ifndef KILN_MODELS_IP_ADAPTER_H
 #define KILN_MODELS_IP_ADAPTER_H
 
+#include "flux.h"
 #include "unet.h"
 
 /* One layer of the Resampler: attention of the queries to [picture tokens,
@@ -66,14 +73,17 @@ typedef struct kiln_ip_adapter {
     const tensor *proj_w, *proj_b; /* plain: (Ti*ctx,E) (Ti*ctx); full-face: (ctx,E) (ctx) */
     const tensor *norm_w, *norm_b; /* plain, full-face: (ctx) */
     ip_resampler resampler;        /* Plus */
-    int nrows;       /* the UNet table's rows */
-    /* [row * KILN_MAX_TRANSFORMER_DEPTH + block]: (C,ctx), NULL outside transformer rows */
+    int nrows;       /* the UNet table's rows; Flux: its double blocks */
+    /* [row * KILN_MAX_TRANSFORMER_DEPTH + block]: (C,ctx), NULL outside transformer rows; Flux: [double block] */
     const tensor **k_w, **v_w;
+    bool flux;                  /* XLabs' for a Flux transformer */
+    const tensor **k_b, **v_b;  /* Flux: [double block] (D); NULL for a UNet's */
 } kiln_ip_adapter;
 
 /* What an IP-Adapter file is, read off its shapes. */
 typedef struct kiln_ip_adapter_info {
     kiln_ip_projection projection;
+    bool flux; /* XLabs' layout: cross_attentions are its double blocks */
     int embed_dim, tokens, context_dim; /* E, Ti, ctx as above */
     int resampler_layers, resampler_heads; /* Plus */
     int cross_attentions;               /* the UNet cross-attentions it has weights for */
@@ -86,6 +96,11 @@ kiln_status kiln_ip_adapter_inspect(const kiln_checkpoint *ck, kiln_ip_adapter_i
 /* Opens an IP-Adapter file and binds it on be for the UNet `unet` (an
  * adapter for another base model is refused, naming the file). */
 kiln_status kiln_ip_adapter_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_ip_adapter **out);
+/* Opens XLabs' Flux IP-Adapter and binds it on be for the transformer
+ * `flux` (one for another width or another number of double blocks is
+ * refused, naming the file). */
+kiln_status kiln_flux_ip_adapter_open(const char *path, const kiln_flux *flux, kiln_backend *be,
+                                      kiln_ip_adapter **out);
 void kiln_ip_adapter_free(kiln_ip_adapter *ipa);
 
 /* Whether it reads the tower's penultimate hidden states (Plus, full-face;

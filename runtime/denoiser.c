@@ -158,7 +158,8 @@ kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *con
 
 kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_prompt *prompts, int count)
 {
-    TRY(unet_only(d, "IP-Adapter"));
+    const bool flux = kiln_model_is_dit(d->model) && d->model->family->arch == KILN_ARCH_FLUX;
+    if (!flux) TRY(unet_only(d, "IP-Adapter"));
     if (count < 0 || count > KILN_MAX_IP_ADAPTERS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%d IP-Adapters on one sampling: kiln applies at most %d", count,
                          KILN_MAX_IP_ADAPTERS);
@@ -168,8 +169,10 @@ kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_p
         if (!(ip->start_percent >= 0.0 && ip->start_percent <= ip->end_percent && ip->end_percent <= 1.0))
             return kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter %d: start %g and end %g: must be 0 <= start <= end <= 1",
                              i + 1, ip->start_percent, ip->end_percent);
-        if (a->nrows != d->model->unet.config->nlayers || a->context_dim != d->model->unet.config->context_dim)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: IP-Adapter %d was loaded for another UNet", i + 1);
+        if (flux ? !a->flux || a->nrows != d->model->flux.ndouble || a->context_dim != d->model->flux.context_dim
+                 : a->flux || a->nrows != d->model->unet.config->nlayers ||
+                       a->context_dim != d->model->unet.config->context_dim)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: IP-Adapter %d was loaded for another model", i + 1);
         const size_t per = (size_t)a->tokens * a->context_dim;
         if (!(d->image_tokens[i] = malloc((size_t)d->rows * per * sizeof(float))))
             return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the image tokens");
@@ -319,6 +322,13 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
     const size_t latent = (size_t)C * d->h * d->w;
     kiln_graph *g = which ? d->graph : d->negative_graph;
     if (d->active_controls) TRY(control_graph(d, which, &g));
+    flux_image_prompt images[KILN_MAX_IP_ADAPTERS];
+    for (int i = 0; i < d->nimage_prompts; i++) {
+        const kiln_ip_adapter *a = d->image_prompts[i].adapter;
+        images[i] = (flux_image_prompt){a->k_w, a->k_b, a->v_w, a->v_b,
+                                        d->image_tokens[i] + (size_t)first * a->tokens * a->context_dim, a->tokens,
+                                        d->image_weight[i]};
+    }
     flux_control controls[KILN_MAX_CONTROLS];
     int ncontrols = 0;
     for (int i = 0; i < d->ncontrols; i++)
@@ -331,7 +341,8 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
                      .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL,
-                     .controls = controls, .ncontrols = ncontrols};
+                     .controls = controls, .ncontrols = ncontrols, .images = images,
+                     .nimages = d->nimage_prompts};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
     kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, false, d->unet_out + first * latent);
     return KILN_OK;

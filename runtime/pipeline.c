@@ -493,19 +493,22 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
                          cfg->name, width, hidden ? "hidden states" : "image embeds",
                          ipa->projection == KILN_IP_PLUS ? " Plus" : ipa->projection == KILN_IP_FULL ? " full-face" : "",
                          E);
-    /* the negative rows': a zero image embedding (plain), a black picture's hidden states (Plus) */
+    /* the negative rows': a zero image embedding (plain), a black picture's hidden states (Plus, full-face) or
+       image embeds (XLabs' for Flux, as its ComfyUI node and diffusers' FluxPipeline encode one) */
+    const bool black_negative = hidden || ipa->flux;
     float *pixels = malloc((size_t)2 * 3 * S * S * sizeof *pixels);
     float *embeds = calloc((size_t)2 * n * E, sizeof *embeds);
     float *out = malloc((size_t)2 * ipa->tokens * ipa->context_dim * sizeof *out);
     kiln_image black = {0};
     kiln_status st = pixels && embeds && out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
-    if (st == KILN_OK && hidden) st = kiln_image_alloc(&black, S, S);
-    if (st == KILN_OK && hidden) st = kiln_clip_vision_preprocess(cfg, &black, true, pixels);
+    if (st == KILN_OK && black_negative) st = kiln_image_alloc(&black, S, S);
+    if (st == KILN_OK && black_negative) st = kiln_clip_vision_preprocess(cfg, &black, true, pixels);
     if (st == KILN_OK) st = kiln_clip_vision_preprocess(cfg, img, true, pixels + (size_t)3 * S * S);
     if (st == KILN_OK)
-        st = hidden ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.penultimate = embeds})
-                       : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1,
-                                                 &(clip_vision_outputs){.image_embeds = embeds + E});
+        st = hidden           ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.penultimate = embeds})
+             : black_negative ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.image_embeds = embeds})
+                              : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1,
+                                                        &(clip_vision_outputs){.image_embeds = embeds + E});
     if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, n, out);
     kiln_image_free(&black);
     free(pixels);

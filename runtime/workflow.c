@@ -108,6 +108,7 @@ typedef struct wf_value {
     float *pad_mask;
     int pad_mask_w, pad_mask_h;
     char *path; /* CONTROL_NET, IPADAPTER, CLIP_VISION, STYLE_MODEL; CLIP_VISION_OUTPUT: its tower's */
+    char *clip_vision_path;    /* IPADAPTER from LoadFluxIPAdapter: the tower it names */
     const kiln_image *picture; /* CLIP_VISION_OUTPUT: LoadImage's, which outlives it */
     bool crop;                 /* CLIP_VISION_OUTPUT: "center" */
     const char *union_type; /* CONTROL_NET: SetUnionControlNetType's; NULL: none ("auto") */
@@ -567,6 +568,15 @@ static kiln_status file_loader(wf_run *r, wf_node *n, wf_kind kind)
                                 : find_file(r, n, "clip_name", "clip_vision", &n->out[0].path);
 }
 
+/* x-flux-comfyui's LoadFluxIPAdapter: XLabs' adapter (ComfyUI's
+ * xlabs/ipadapters/ folder) and the CLIP vision tower it reads with. */
+static kiln_status load_flux_ip_adapter(wf_run *r, wf_node *n)
+{
+    n->out[0].kind = WF_IPADAPTER;
+    TRY(find_file(r, n, "ipadatper", "xlabs/ipadapters", &n->out[0].path)); /* sic: the node's input name */
+    return find_file(r, n, "clip_vision", "clip_vision", &n->out[0].clip_vision_path);
+}
+
 /* CLIPVisionEncode: the tower and the picture, encoded by the node that
  * reads them (StyleModelApply). */
 static kiln_status clip_vision_encode(wf_run *r, wf_node *n)
@@ -645,6 +655,33 @@ static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
     TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
     wf_recipe *patched = &n->out[0].recipe;
     patched->image_prompts[patched->nimage_prompts++] = ip;
+    return KILN_OK;
+}
+
+/* x-flux-comfyui's ApplyFluxIPAdapter: the adapter at ip_scale over the
+ * whole sampling, as IPAdapterAdvanced gives it (the negative rows a black
+ * picture's tokens, as the node's FluxClipViT path and diffusers encode
+ * one). */
+static kiln_status apply_flux_ip_adapter(wf_run *r, wf_node *n)
+{
+    wf_value *model, *adapter, *image;
+    wf_image_prompt ip = {.start = 0.0, .end = 1.0};
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "ip_adapter_flux", WF_IPADAPTER, &adapter));
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(number(n, "ip_scale", &ip.weight));
+    if (!adapter->clip_vision_path)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "ip_adapter_flux comes from no LoadFluxIPAdapter");
+    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
+    if (model->recipe.nimage_prompts == KILN_MAX_IP_ADAPTERS)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "an IP-Adapter after %d others (kiln applies at most %d)",
+                         KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
+    ip.adapter = adapter->path;
+    ip.clip_vision = adapter->clip_vision_path;
+    ip.image = &image->images[0];
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.image_prompts[n->out[0].recipe.nimage_prompts++] = ip;
     return KILN_OK;
 }
 
@@ -1342,14 +1379,16 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "InpaintModelConditioning", "DifferentialDiffusion",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
                                          "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
-                                         "CLIPVisionEncode", "StyleModelApply"};
+                                         "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
+                                         "ApplyFluxIPAdapter"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
-        sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply};
+        sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
+        load_flux_ip_adapter, apply_flux_ip_adapter};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -1401,6 +1440,7 @@ static void free_value(wf_value *v)
     kiln_images_free(v->images, v->nimages);
     free(v->pad_mask);
     free(v->path);
+    free(v->clip_vision_path);
     kiln_upscaler_free(v->upscaler);
     *v = (wf_value){0};
 }

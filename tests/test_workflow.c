@@ -231,6 +231,67 @@ static void flux_from_separate_files(void **state)
     assert_non_null(strstr(kiln_last_error(), "node 13 (VAELoader): a second VAELoader"));
 }
 
+/* XLabs' Flux IP-Adapter through x-flux-comfyui's LoadFluxIPAdapter and
+ * ApplyFluxIPAdapter: the same picture as the library's call with that
+ * adapter, tower, picture and weight over the whole run. */
+static void flux_ip_adapter_nodes(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA
+        "/flux/controlnet\"}}, "
+        "\"20\": {\"class_type\": \"LoadFluxIPAdapter\", \"inputs\": {\"ipadatper\": \"" KILN_TEST_DATA
+        "/flux/controlnet/ip_adapter.safetensors\", \"clip_vision\": \"" KILN_TEST_DATA
+        "/ip_adapter/clip_vision_tiny.safetensors\", \"provider\": \"CPU\"}}, "
+        "\"21\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/ip_adapter/picture_251x233.png\"}}, "
+        "\"22\": {\"class_type\": \"ApplyFluxIPAdapter\", \"inputs\": {\"ip_scale\": 0.8, \"model\": [\"4\", 0], "
+        "\"ip_adapter_flux\": [\"20\", 0], \"image\": [\"21\", 0]}}, "
+        "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red fox\", \"clip\": [\"4\", 1]}}, "
+        "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "
+        "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 2, \"sampler_name\": "
+        "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"22\", 0], \"positive\": [\"6\", 0], "
+        "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+        "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 1);
+
+    kiln_model *m;
+    kiln_ip_adapter *ipa;
+    kiln_clip_vision *cv;
+    kiln_image picture, decoded;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/flux/controlnet", NULL, 0, &m));
+    assert_kiln_ok(kiln_ip_adapter_load(m, KILN_TEST_DATA "/flux/controlnet/ip_adapter.safetensors", &ipa));
+    assert_kiln_ok(kiln_clip_vision_load(backend, KILN_TEST_DATA "/ip_adapter/clip_vision_tiny.safetensors", &cv));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &picture));
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    kiln_ip_adapter_apply ip = {ipa, cv, &picture, 0.8, 0.0, 1.0};
+    kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .ip_adapter = &ip};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
+    assert_int_equal(decoded.width, images[0].width);
+    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+    kiln_image_free(&decoded);
+    kiln_images_free(images, count);
+    kiln_latent_free(&out);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_image_free(&picture);
+    kiln_clip_vision_free(cv);
+    kiln_ip_adapter_free(ipa);
+    kiln_model_free(m);
+}
+
 static void expect_refusal(const char *json, kiln_status want, const char *needle)
 {
     kiln_image *images = (kiln_image *)&images;
@@ -341,6 +402,6 @@ static void refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
-                                       cmocka_unit_test(refusals)};
+                                       cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

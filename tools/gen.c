@@ -923,8 +923,15 @@ static bool print_ip_adapter_info(const char *path)
     kiln_checkpoint *ck;
     kiln_ip_adapter_info info;
     if (kiln_checkpoint_open_ip_adapter(path, &ck) != KILN_OK) return false;
-    bool found = kiln_checkpoint_has_prefix(ck, "image_proj.") && kiln_ip_adapter_inspect(ck, &info) == KILN_OK;
-    if (found) {
+    bool found = (kiln_checkpoint_has_prefix(ck, "image_proj.") || kiln_checkpoint_has_prefix(ck, "ip_adapter_proj_model.")) &&
+                 kiln_ip_adapter_inspect(ck, &info) == KILN_OK;
+    if (found && info.flux) {
+        printf("ip-adapter   %s\n", path);
+        printf("kind         XLabs' for Flux: a projection of the tower's image embeds (%d wide%s)\n", info.embed_dim,
+               info.embed_dim == 768 ? ": CLIP ViT-L/14" : "");
+        printf("tokens       %d, %d wide (T5's)\n", info.tokens, info.context_dim);
+        printf("layers       %d double blocks\n", info.cross_attentions);
+    } else if (found) {
         printf("ip-adapter   %s\n", path);
         if (info.projection == KILN_IP_PLUS)
             printf("kind         Plus: a Resampler of %d layers, %d heads, on the tower's hidden states\n",

@@ -704,6 +704,45 @@ void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind)
     kiln_backend_free(be);
 }
 
+void parity_check_flux_ip_adapter(const parity_fixture *fx)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_ip_adapter *a;
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/controlnet"), NULL, 0, &m));
+    assert_kiln_ok(kiln_ip_adapter_load(m, kiln_test_data("flux/controlnet/ip_adapter.safetensors"), &a));
+    kiln_st_file *f = golden_open(FLUX_IP_ADAPTER_GOLDEN);
+    golden embeds = golden_read(f, "embeds"), want = golden_read(f, "tokens");
+    float *tokens = malloc(want.count * sizeof *tokens);
+    assert_kiln_ok(kiln_ip_adapter_tokens(a, embeds.data, 2, 1, tokens));
+    assert_rel_l2_le(tokens, want.data, want.count, fx->tol);
+    golden_free(&want);
+    kiln_st_file *inputs = golden_open(FLUX_CONTROLNET_GOLDEN);
+    parity_flux_inputs c;
+    flux_input in = parity_flux_read_inputs(inputs, &c);
+    const flux_image_prompt image = {a->k_w, a->k_b, a->v_w, a->v_b, tokens, a->tokens, 0.7f};
+    in.images = &image;
+    in.nimages = 1;
+    want = golden_read(f, "out");
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    kiln_graph_free(g);
+    free(got);
+    free(tokens);
+    golden_free(&want);
+    golden_free(&embeds);
+    parity_flux_free_inputs(&c);
+    kiln_st_close(inputs);
+    kiln_st_close(f);
+    kiln_ip_adapter_free(a);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char *golden_path, bool guidance,
                             float *out)
 {

@@ -79,6 +79,12 @@ float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind);
  * control type 2, "xlabs" at 0.6) on fx->backend: the transformer with its
  * residuals against the golden's `<kind>.out`; fx->path unused. */
 void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind);
+/* make_flux_ip_adapter_data.py's goldens. */
+#define FLUX_IP_ADAPTER_GOLDEN "flux/controlnet/ip_adapter.golden.safetensors"
+/* The flux/controlnet model and XLabs' IP-Adapter beside it on
+ * fx->backend: its projection of the golden's embeds and the transformer
+ * attending to the tokens at 0.7, against upstream; fx->path unused. */
+void parity_check_flux_ip_adapter(const parity_fixture *fx);
 /* golden: each decodes[i] = {latent, image}, and enc.image/enc.mean/enc.logvar */
 void parity_check_vae(const parity_fixture *fx, const char *golden_path, const char *const decodes[][2], int ndecodes);
 
