@@ -624,6 +624,22 @@ static kiln_status style_model_apply(wf_run *r, wf_node *n)
     return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }
 
+/* The MODEL of node n: model's with the image prompt ip (its picture the
+ * one of `image`) after its others. */
+static kiln_status patch_image_prompt(wf_node *n, const wf_value *model, const wf_value *image, wf_image_prompt *ip)
+{
+    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
+    if (model->recipe.nimage_prompts == KILN_MAX_IP_ADAPTERS)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "an IP-Adapter after %d others (kiln applies at most %d)",
+                         KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
+    ip->image = &image->images[0];
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    wf_recipe *patched = &n->out[0].recipe;
+    patched->image_prompts[patched->nimage_prompts++] = *ip;
+    return KILN_OK;
+}
+
 /* IPAdapterAdvanced as kiln applies it: weight type linear, one picture,
  * its tokens' values scaled ("V only"); after another, as a second patch
  * (its attention added after the first's). */
@@ -644,18 +660,9 @@ static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
     if (strcmp(weight_type, "linear") || strcmp(scaling, "V only"))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "weight type '%s', embeds scaling '%s' (kiln: linear, V only)",
                          weight_type, scaling);
-    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
-    if (model->recipe.nimage_prompts == KILN_MAX_IP_ADAPTERS)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "an IP-Adapter after %d others (kiln applies at most %d)",
-                         KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
     ip.adapter = adapter->path;
     ip.clip_vision = vision->path;
-    ip.image = &image->images[0];
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    wf_recipe *patched = &n->out[0].recipe;
-    patched->image_prompts[patched->nimage_prompts++] = ip;
-    return KILN_OK;
+    return patch_image_prompt(n, model, image, &ip);
 }
 
 /* x-flux-comfyui's ApplyFluxIPAdapter: the adapter at ip_scale over the
@@ -672,17 +679,9 @@ static kiln_status apply_flux_ip_adapter(wf_run *r, wf_node *n)
     TRY(number(n, "ip_scale", &ip.weight));
     if (!adapter->clip_vision_path)
         return node_fail(n, KILN_ERR_INVALID_ARG, "ip_adapter_flux comes from no LoadFluxIPAdapter");
-    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
-    if (model->recipe.nimage_prompts == KILN_MAX_IP_ADAPTERS)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "an IP-Adapter after %d others (kiln applies at most %d)",
-                         KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
     ip.adapter = adapter->path;
     ip.clip_vision = adapter->clip_vision_path;
-    ip.image = &image->images[0];
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.image_prompts[n->out[0].recipe.nimage_prompts++] = ip;
-    return KILN_OK;
+    return patch_image_prompt(n, model, image, &ip);
 }
 
 static kiln_status empty_latent_image(wf_run *r, wf_node *n)

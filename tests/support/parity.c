@@ -667,6 +667,21 @@ float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind)
     return hint;
 }
 
+/* The transformer on `in` against the golden `name` of f. */
+static void check_flux_forward(kiln_backend *be, const kiln_flux *flux, const flux_input *in, kiln_st_file *f,
+                               const char *name, double tol)
+{
+    golden want = golden_read(f, name);
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, flux, in, got));
+    assert_rel_l2_le(got, want.data, want.count, tol);
+    kiln_graph_free(g);
+    free(got);
+    golden_free(&want);
+}
+
 void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind)
 {
     const bool instantx = strcmp(kind, "instantx") == 0;
@@ -687,15 +702,7 @@ void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind)
     in.ncontrols = 1;
     char name[64];
     snprintf(name, sizeof name, "%s.out", kind);
-    golden want = golden_read(f, name);
-    float *got = malloc(want.count * sizeof *got);
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
-    assert_rel_l2_le(got, want.data, want.count, fx->tol);
-    kiln_graph_free(g);
-    free(got);
-    golden_free(&want);
+    check_flux_forward(be, &m->flux, &in, f, name, fx->tol);
     free(hint);
     parity_flux_free_inputs(&c);
     kiln_st_close(f);
@@ -724,16 +731,8 @@ void parity_check_flux_ip_adapter(const parity_fixture *fx)
     const flux_image_prompt image = {a->k_w, a->k_b, a->v_w, a->v_b, tokens, a->tokens, 0.7f};
     in.images = &image;
     in.nimages = 1;
-    want = golden_read(f, "out");
-    float *got = malloc(want.count * sizeof *got);
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
-    assert_rel_l2_le(got, want.data, want.count, fx->tol);
-    kiln_graph_free(g);
-    free(got);
+    check_flux_forward(be, &m->flux, &in, f, "out", fx->tol);
     free(tokens);
-    golden_free(&want);
     golden_free(&embeds);
     parity_flux_free_inputs(&c);
     kiln_st_close(inputs);
