@@ -140,12 +140,67 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
     return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
 
-void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, int h, int w, float *table)
+void kiln_flux_place_references(const int *h, const int *w, int n, flux_reference *refs)
 {
-    const int pairs = flux->head_dim / 2, T = context_tokens + h * w;
+    int down = 0, across = 0; /* the extent of those placed, in latent pixels */
+    for (int i = 0; i < n; i++) {
+        int h_offset = 0, w_offset = 0;
+        if (h[i] + down > w[i] + across)
+            w_offset = across;
+        else
+            h_offset = down;
+        down = down > h[i] + h_offset ? down : h[i] + h_offset;
+        across = across > w[i] + w_offset ? across : w[i] + w_offset;
+        refs[i] = (flux_reference){(h[i] + 1) / 2, (w[i] + 1) / 2, (h_offset + 1) / 2, (w_offset + 1) / 2};
+    }
+}
+
+void kiln_flux_pack_reference(const float *latent, int C, int h, int w, float *tokens)
+{
+    const int H = h + h % 2, W = w + w % 2;
+    for (int py = 0; py < H / 2; py++)
+        for (int px = 0; px < W / 2; px++) {
+            float *t = tokens + ((size_t)py * (W / 2) + px) * 4 * C;
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < 4; k++) /* circular: a row or column past the end is the first */
+                    t[c * 4 + k] = latent[((size_t)c * h + (2 * py + k / 2) % h) * w + (2 * px + k % 2) % w];
+        }
+}
+
+int kiln_flux_image_tokens(const flux_input *in)
+{
+    int n = in->h * in->w;
+    for (int i = 0; i < in->nrefs; i++) n += in->refs[i].h * in->refs[i].w;
+    return n;
+}
+
+/* The position of image token n: the latent's patches row-major, then each
+ * reference's. */
+static void image_position(const flux_input *in, int n, double pos[3])
+{
+    int grid_w = in->w, index = 0, h_offset = 0, w_offset = 0;
+    if (n >= in->h * in->w) {
+        n -= in->h * in->w;
+        for (int i = 0; i < in->nrefs; i++) {
+            const flux_reference *r = &in->refs[i];
+            if (n < r->h * r->w) {
+                grid_w = r->w, index = 1, h_offset = r->h_offset, w_offset = r->w_offset;
+                break;
+            }
+            n -= r->h * r->w;
+        }
+    }
+    pos[0] = index;
+    pos[1] = n / grid_w + h_offset;
+    pos[2] = n % grid_w + w_offset;
+}
+
+void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, const flux_input *in, float *table)
+{
+    const int pairs = flux->head_dim / 2, T = context_tokens + kiln_flux_image_tokens(in);
     for (int t = 0; t < T; t++) {
-        const int n = t - context_tokens; /* the patch, row-major */
-        const double pos[3] = {0.0, n < 0 ? 0.0 : (double)(n / w), n < 0 ? 0.0 : (double)(n % w)};
+        double pos[3] = {0.0, 0.0, 0.0};
+        if (t >= context_tokens) image_position(in, t - context_tokens, pos);
         float *e = table + (size_t)t * pairs * 2;
         for (int axis = 0; axis < 3; axis++) {
             const int a = flux->axes[axis];
@@ -420,7 +475,7 @@ static tensor table_rows(const tensor *table, int64_t first, int64_t rows)
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
                              tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu)
 {
-    const int64_t T = (*txt)->shape[1], N = (int64_t)in->h * in->w, pairs = flux->head_dim / 2;
+    const int64_t T = (*txt)->shape[1], N = kiln_flux_image_tokens(in), pairs = flux->head_dim / 2;
     tensor *s, *rope;
     image_prompt_set ips = {in->images, {0}, with_images ? in->nimages : 0};
     for (int k = 0; k < ips.count; k++)
@@ -429,7 +484,7 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
     TRY(conditioning(g, flux, in, &s));
     float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
     if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
-    kiln_flux_rope_table(flux, (int)T, in->h, in->w, table);
+    kiln_flux_rope_table(flux, (int)T, in, table);
     kiln_status st = kiln_graph_input(g, &rope, KILN_F32, 3, (int64_t[]){T + N, pairs, 2}, table);
     free(table);
     TRY(st);
@@ -479,7 +534,7 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     const forward_ctx *c = ctx;
     const kiln_flux *flux = c->flux;
     const flux_input *in = c->in;
-    const int64_t B = in->rows, T = in->context_tokens, N = (int64_t)in->h * in->w;
+    const int64_t B = in->rows, T = in->context_tokens, N = kiln_flux_image_tokens(in);
     tensor *tokens, *context, *img, *txt, *s, *mod, *n, *y;
     TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){B, N, flux->in_channels}, in->tokens));
     TRY(kiln_graph_input(g, &context, KILN_F32, 3, (int64_t[]){B, T, flux->context_dim}, in->context));
@@ -503,7 +558,17 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     nn_drop(g, &mod);
     TRY(nn_linear(g, n, flux->proj_out_w, flux->proj_out_b, &y));
     nn_drop(g, &n);
-    if (!kiln_graph_no_outputs(g)) TRY(kiln_graph_output(g, y, c->out, kiln_tensor_nbytes(y)));
+    if (!kiln_graph_no_outputs(g) && !in->nrefs) TRY(kiln_graph_output(g, y, c->out, kiln_tensor_nbytes(y)));
+    if (!kiln_graph_no_outputs(g) && in->nrefs) { /* the latent's tokens of each row, not the references' */
+        const size_t per_row = (size_t)N * flux->out_channels, latent = (size_t)in->h * in->w * flux->out_channels;
+        float *all = malloc((size_t)B * per_row * sizeof *all);
+        if (!all) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+        kiln_status st = kiln_graph_output(g, y, all, (size_t)B * per_row * sizeof *all);
+        for (int64_t r = 0; r < B && st == KILN_OK; r++)
+            memcpy(c->out + r * latent, all + r * per_row, latent * sizeof *all);
+        free(all);
+        TRY(st);
+    }
     nn_drop(g, &y);
     return KILN_OK;
 }
@@ -515,6 +580,11 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
                          in->h, in->w, in->context_tokens);
     if (flux->guidance && !in->guidance)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
+    if (in->nrefs < 0 || in->nrefs > FLUX_MAX_REFERENCES)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d reference latents on a call: at most %d", in->nrefs,
+                         FLUX_MAX_REFERENCES);
+    if (in->nrefs && in->ncontrols)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: ControlNets with reference latents (Kontext): not yet");
     if (in->nimages < 0 || in->nimages > FLUX_MAX_IMAGE_PROMPTS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d IP-Adapters on a call: at most %d", in->nimages,
                          FLUX_MAX_IMAGE_PROMPTS);

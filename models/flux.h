@@ -92,11 +92,31 @@ typedef struct flux_image_prompt {
     float weight;
 } flux_image_prompt;
 
+/* A reference latent on a call (FLUX.1 Kontext, ComfyUI's ReferenceLatent):
+ * its 2x2 patches follow the latent's tokens, at positions (1, row +
+ * h_offset, column + w_offset); only the latent's tokens are read back. */
+typedef struct flux_reference {
+    int h, w;               /* its patch grid */
+    int h_offset, w_offset; /* in patches */
+} flux_reference;
+
+/* References on one call */
+#define FLUX_MAX_REFERENCES 8
+
+/* ComfyUI's "offset" placement of n references of latent sizes (h[i],
+ * w[i]): each beside or below the ones before, whichever keeps the whole
+ * squarer -> refs[i] (grids rounded up to whole patches). */
+void kiln_flux_place_references(const int *h, const int *w, int n, flux_reference *refs);
+/* A reference latent (C,h,w) as its tokens (ceil(h/2) * ceil(w/2), 4C):
+ * odd sides padded circularly first (ComfyUI's pad_to_patch_size). */
+void kiln_flux_pack_reference(const float *latent, int C, int h, int w, float *tokens);
+
 /* One call's inputs on the host: every row's caption is as long (the
  * pipelines pad T5 to a fixed length). */
 typedef struct flux_input {
     int rows, h, w;          /* the patch grid: h x w tokens of in_channels */
-    const float *tokens;     /* (rows, h*w, in_channels): packed latents */
+    const float *tokens;     /* (rows, h*w + the references' tokens, in_channels): packed latents, then each
+                                reference's */
     const float *context;    /* (rows, T, context_dim) */
     int context_tokens;      /* T */
     const float *pooled;     /* (rows, pooled_dim) */
@@ -106,6 +126,8 @@ typedef struct flux_input {
     int ncontrols;
     const flux_image_prompt *images; /* nimages of them, added in this order; NULL: none */
     int nimages;
+    const flux_reference *refs; /* nrefs of them, their tokens after the latent's; NULL: none */
+    int nrefs;
 } flux_input;
 
 // -> out (rows, h*w, out_channels) on the host: the packed prediction
@@ -124,10 +146,13 @@ typedef kiln_status (*kiln_flux_block_fn)(kiln_graph *g, void *ctx, bool single,
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
                              tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu);
 
+/* The image tokens of a call: the latent's and its references'. */
+int kiln_flux_image_tokens(const flux_input *in);
+
 /* The rotary table (T, head_dim/2, 2) of cos and sin for T = caption
- * tokens (position 0 on every axis) then the h x w patches (0, row, col):
- * per axis of width a, pair k turns at pos / 10000^(2k/a). */
-void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, int h, int w, float *table);
+ * tokens (position 0 on every axis), the h x w patches (0, row, col), then
+ * in's references': per axis of width a, pair k turns at pos / 10000^(2k/a). */
+void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, const flux_input *in, float *table);
 
 /* ComfyUI's sampling shift for a Flux model: dev's (with guidance) 1.15,
  * schnell's 1.0 (its Flux and FluxSchnell model types). */

@@ -538,6 +538,10 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         job.inpaint = &inpaint;
     }
     TRY(set_edit(m, params->edit_latent, l, &job));
+    job.references[1] = params->reference;
+    job.nreferences[1] = chain_length(params->reference, params->reference_count);
+    job.references[0] = params->negative_reference;
+    job.nreferences[0] = chain_length(params->negative_reference, params->negative_reference_count);
 
     const int ncontrols = chain_length(params->control, params->control_count);
     const int nimage_prompts = chain_length(params->ip_adapter, params->ip_adapter_count);

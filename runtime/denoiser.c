@@ -113,6 +113,48 @@ kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning
     return set_flux_inputs(d);
 }
 
+kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln_latent *refs, int n)
+{
+    const kiln_model *m = d->model;
+    if (!kiln_model_is_dit(m) || m->family->arch != KILN_ARCH_FLUX || !d->dit_out)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "reference latents (ReferenceLatent, FLUX.1 Kontext) are for a Flux "
+                         "model's conditioning; this is a %s model", m->info.family);
+    if (n < 1 || n > FLUX_MAX_REFERENCES)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%d reference latents on a prompt: 1 to %d", n, FLUX_MAX_REFERENCES);
+    const int K = m->flux.in_channels, C = d->channels;
+    if (K != 4 * C)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "reference latents with %s, which reads a picture's channels of its own",
+                         m->info.unet_name);
+    int h[FLUX_MAX_REFERENCES], w[FLUX_MAX_REFERENCES], R = 0;
+    for (int i = 0; i < n; i++) {
+        if (refs[i].batch != 1 || refs[i].channels != C || refs[i].height < 1 || refs[i].width < 1 || !refs[i].data)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "reference latent %d: %d pictures of %d channels; one of the "
+                             "model's %d", i + 1, refs[i].batch, refs[i].channels, C);
+        h[i] = refs[i].height, w[i] = refs[i].width;
+        R += ((h[i] + 1) / 2) * ((w[i] + 1) / 2);
+    }
+    kiln_flux_place_references(h, w, n, d->refs[which]);
+    free(d->ref_tokens[which]);
+    if (!(d->ref_tokens[which] = malloc((size_t)R * K * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for reference latents");
+    float *t = d->ref_tokens[which];
+    for (int i = 0; i < n; i++) { /* as the model takes a latent: process_in */
+        const size_t count = (size_t)C * h[i] * w[i];
+        float *scaled = malloc(count * sizeof *scaled);
+        if (!scaled) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for reference latents");
+        for (size_t k = 0; k < count; k++) scaled[k] = kiln_vae_latent_in(&m->vae, refs[i].data[k]);
+        kiln_flux_pack_reference(scaled, C, h[i], w[i], t);
+        free(scaled);
+        t += (size_t)d->refs[which][i].h * d->refs[which][i].w * K;
+    }
+    d->nrefs[which] = n;
+    const size_t row = (size_t)(d->h / 2) * (d->w / 2) + R;
+    float *grown = realloc(d->flux_tokens, (size_t)d->batch * row * K * sizeof(float));
+    if (!grown) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for reference latents");
+    d->flux_tokens = grown;
+    return KILN_OK;
+}
+
 /* Where the UNet's side inputs cannot go. */
 static kiln_status unet_only(const kiln_denoiser *d, const char *what)
 {
@@ -215,6 +257,12 @@ void kiln_denoiser_free(kiln_denoiser *d)
     free(d->unet_out);
     free(d->dit_out);
     d->dit_out = NULL;
+    for (int i = 0; i < 2; i++) {
+        free(d->ref_tokens[i]);
+        d->ref_tokens[i] = NULL;
+    }
+    free(d->flux_tokens);
+    d->flux_tokens = NULL;
     for (int i = 0; i < 2; i++) {
         free(d->flux_context[i]);
         free(d->flux_pooled[i]);
@@ -337,7 +385,19 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
             controls[ncontrols++] = (flux_control){c->net->flux, d->hints[i], c->strength, c->mode};
         }
     kiln_patchify(d->unet_in + (size_t)first * C_in * d->h * d->w, B, C_in, d->h, d->w, 2, d->dit_out);
-    flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = d->dit_out,
+    const float *tokens = d->dit_out;
+    if (d->nrefs[which]) { /* each row's tokens, then the references' */
+        const size_t K = (size_t)4 * C_in, N = (size_t)(d->h / 2) * (d->w / 2);
+        size_t R = 0;
+        for (int i = 0; i < d->nrefs[which]; i++) R += (size_t)d->refs[which][i].h * d->refs[which][i].w;
+        for (int b = 0; b < B; b++) {
+            memcpy(d->flux_tokens + b * (N + R) * K, d->dit_out + b * N * K, N * K * sizeof(float));
+            memcpy(d->flux_tokens + (b * (N + R) + N) * K, d->ref_tokens[which], R * K * sizeof(float));
+        }
+        tokens = d->flux_tokens;
+    }
+    flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = tokens,
+                     .refs = d->refs[which], .nrefs = d->nrefs[which],
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
                      .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL,

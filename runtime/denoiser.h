@@ -98,6 +98,12 @@ typedef struct kiln_denoiser {
     /* Flux's per-row inputs, for the negative rows and the positive ones */
     float *flux_context[2], *flux_pooled[2], *flux_guidance[2];
     float guidance[2];           /* Flux dev's embedded guidance for the negative and positive rows (FluxGuidance) */
+    /* FLUX.1 Kontext's reference latents of the negative and positive rows: their tokens (one row's), where they
+       sit, and the rows' tokens with them */
+    float *ref_tokens[2];
+    flux_reference refs[2][FLUX_MAX_REFERENCES];
+    int nrefs[2];
+    float *flux_tokens;
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */
@@ -120,6 +126,11 @@ kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
  * outlive d. */
 kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,
                                        const kiln_conditioning *positive);
+/* FLUX.1 Kontext (ComfyUI's ReferenceLatent): the n pictures' latents
+ * (each (1,C,h,w), unscaled as VAEEncode gives them) beside the latent in
+ * every call of caption `which`'s rows (0 negative, 1 positive), placed as
+ * ComfyUI's "offset" method places them; after set_captions. */
+kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln_latent *refs, int n);
 /* Adds `count` ControlNets (in the order applied) to the calls from here on;
  * the array must outlive d. */
 kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count);

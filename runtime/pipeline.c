@@ -442,7 +442,11 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         (job->edit_latent && (st = set_edit_latent(m, &d, job->edit_latent, &edit_in)) != KILN_OK) ||
         (job->ncontrols && (st = kiln_denoiser_set_controls(&d, job->controls, job->ncontrols)) != KILN_OK) ||
         (job->nimage_prompts &&
-         (st = kiln_denoiser_set_image_prompts(&d, job->image_prompts, job->nimage_prompts)) != KILN_OK)) {
+         (st = kiln_denoiser_set_image_prompts(&d, job->image_prompts, job->nimage_prompts)) != KILN_OK) ||
+        (job->nreferences[0] &&
+         (st = kiln_denoiser_set_references(&d, 0, job->references[0], job->nreferences[0])) != KILN_OK) ||
+        (job->nreferences[1] &&
+         (st = kiln_denoiser_set_references(&d, 1, job->references[1], job->nreferences[1])) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;
     }

@@ -662,6 +662,103 @@ static void single_file_refusals(void **state)
     kiln_backend_free(be);
 }
 
+/* FLUX.1 Kontext's reference latents (flux/kontext.golden, make_flux_kontext_data.py):
+ * the transformer with two references after the latent's tokens (the
+ * second of odd height, padded circularly; placed beside the first) against
+ * diffusers given the same tokens and positions; a KSampler run with a
+ * reference on the positive prompt (ReferenceLatent) against ComfyUI's
+ * restated; references where they cannot go are refused. */
+static void kontext_references(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, KILN_TEST_DATA "/flux/tiny", NULL, 0, &m));
+    kiln_st_file *f = golden_open("flux/kontext.golden.safetensors");
+    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), pooled = golden_read(f, "pooled");
+    golden t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance");
+    golden refs[2] = {golden_read(f, "ref.0"), golden_read(f, "ref.1")};
+    const int h[2] = {4, 7}, w[2] = {6, 4}, N = 12, K = 64;
+    flux_reference placed[2];
+    kiln_flux_place_references(h, w, 2, placed);
+    assert_int_equal(placed[1].w_offset, 3); /* beside the first: its 6 latent columns are 3 patches */
+    assert_int_equal(placed[1].h, 4);        /* 7 rows padded to 8 */
+    const int R = placed[0].h * placed[0].w + placed[1].h * placed[1].w;
+    float *tokens = malloc((size_t)2 * (N + R) * K * sizeof *tokens);
+    for (int b = 0; b < 2; b++) {
+        float *row = tokens + (size_t)b * (N + R) * K;
+        memcpy(row, packed.data + (size_t)b * N * K, (size_t)N * K * sizeof *row);
+        row += (size_t)N * K;
+        for (int i = 0; i < 2; i++) {
+            kiln_flux_pack_reference(refs[i].data + (size_t)b * 16 * h[i] * w[i], 16, h[i], w[i], row);
+            row += (size_t)placed[i].h * placed[i].w * K;
+        }
+    }
+    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = tokens, .context = context.data,
+                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
+                     .guidance = guidance.data, .refs = placed, .nrefs = 2};
+    golden want = golden_read(f, "out");
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    kiln_graph_free(g);
+    free(got);
+    free(tokens);
+    golden_free(&want);
+
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    golden reference = golden_read(f, "run.reference");
+    want = golden_read(f, "run.latent_out");
+    kiln_latent empty, out, ref = {reference.data, 1, 16, 8, 6, NULL, 0, 0, NULL};
+    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
+    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .flux_guidance = 3.5, .reference = &ref};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    kiln_latent_free(&out);
+    kiln_latent two = {reference.data, 2, 16, 4, 6, NULL, 0, 0, NULL};
+    p.reference = &two;
+    assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "reference latent 1: 2 pictures"));
+
+    kiln_model *sd;
+    assert_kiln_ok(kiln_model_load(KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", be, &sd));
+    kiln_conditioning sd_pos, sd_neg;
+    assert_kiln_ok(kiln_text_encode(sd, "a", 0, &sd_pos));
+    assert_kiln_ok(kiln_text_encode(sd, "", 0, &sd_neg));
+    kiln_latent sd_empty;
+    assert_kiln_ok(kiln_empty_latent(sd, 16, 16, 1, &sd_empty));
+    kiln_latent sd_ref = {reference.data, 1, 4, 2, 2, NULL, 0, 0, NULL};
+    kiln_ksampler_params q = {.seed = 1, .steps = 1, .cfg = 1.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0, .reference = &sd_ref};
+    assert_int_equal(kiln_ksampler(sd, &q, &sd_pos, &sd_neg, &sd_empty, &out), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "are for a Flux model's conditioning"));
+    kiln_latent_free(&sd_empty);
+    kiln_conditioning_free(&sd_pos);
+    kiln_conditioning_free(&sd_neg);
+    kiln_model_free(sd);
+
+    golden_free(&reference);
+    golden_free(&want);
+    for (int i = 0; i < 2; i++) golden_free(&refs[i]);
+    golden_free(&packed);
+    golden_free(&context);
+    golden_free(&pooled);
+    golden_free(&t);
+    golden_free(&guidance);
+    kiln_st_close(f);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -675,6 +772,7 @@ int main(void)
         cmocka_unit_test(single_file_refusals),
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(scaled_fp8_text_encoder),
+        cmocka_unit_test(kontext_references),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

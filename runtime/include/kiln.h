@@ -408,6 +408,13 @@ typedef struct kiln_ksampler_params {
        at least the part of the schedule still ahead, so a soft mask's grey repaints only late; its strength
        blends that 0/1 mask with the mask (1: the node's; 0: none) */
     double differential_diffusion;
+    /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext): kiln_vae_encode's latents of
+       the pictures (batch 1 each), beside the latent in every call of that prompt's rows. reference_count 0
+       with reference set: one; reference NULL: none */
+    const kiln_latent *reference;
+    int reference_count;
+    const kiln_latent *negative_reference;
+    int negative_reference_count;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
