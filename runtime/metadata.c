@@ -93,6 +93,8 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hires fix needs txt2img, its method and steps");
     if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: InstructPix2Pix takes a picture and no mask");
+    if (run->nreferences < 0 || run->nreferences > KILN_RUN_MAX_STYLES || (run->nreferences && !run->references))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d reference pictures", run->nreferences);
     if (run->nstyles < 0 || run->nstyles > KILN_RUN_MAX_STYLES || (run->nstyles && !run->styles))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d Redux models", run->nstyles);
     for (int i = 0; i < run->nstyles; i++)
@@ -405,12 +407,28 @@ static void style_node_id(int i, int part, char id[16])
     snprintf(id, 16, "%d", 200 + 5 * i + part);
 }
 
-/* The positive prompt as the rest of the graph takes it: CLIPTextEncode
- * "6", through FluxGuidance "30" where the run set one, then through the
- * StyleModelApply chain. */
+/* The nodes of reference picture i: its LoadImage (part 0), VAEEncode (1)
+ * and ReferenceLatent (2), from "240" on. */
+static void reference_node_id(int i, int part, char id[16])
+{
+    snprintf(id, 16, "%d", 240 + 3 * i + part);
+}
+
+/* The positive text as FluxGuidance takes it: CLIPTextEncode "6", then
+ * through the ReferenceLatent chain. */
+static const char *positive_text(const kiln_run_info *run, char id[16])
+{
+    if (!run->nreferences) return "6";
+    reference_node_id(run->nreferences - 1, 2, id);
+    return id;
+}
+
+/* The positive prompt as the rest of the graph takes it: the text, through
+ * FluxGuidance "30" where the run set one, then through the StyleModelApply
+ * chain. */
 static const char *positive_prompt(const kiln_run_info *run, char id[16])
 {
-    if (!run->nstyles) return run->flux_guidance ? "30" : "6";
+    if (!run->nstyles) return run->flux_guidance ? "30" : positive_text(run, id);
     style_node_id(run->nstyles - 1, 4, id);
     return id;
 }
@@ -604,10 +622,26 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     }
 
     add_prompt_encoders(&g, run, "6", "7", false, clip, clip_output);
+    for (int i = 0; i < run->nreferences; i++) { /* FLUX.1 Kontext's pictures on the positive prompt */
+        char picture[16], encoded[16], referenced[16], before[16];
+        reference_node_id(i, 0, picture);
+        reference_node_id(i, 1, encoded);
+        reference_node_id(i, 2, referenced);
+        if (i) reference_node_id(i - 1, 2, before);
+        in = add_node(&g, picture, "LoadImage");
+        add_string(&g, in, "image", base_name(run->references[i]));
+        in = add_node(&g, encoded, "VAEEncode");
+        add_link(&g, in, "pixels", picture, 0);
+        add_link(&g, in, "vae", vae, vae_output);
+        in = add_node(&g, referenced, "ReferenceLatent");
+        add_link(&g, in, "conditioning", i ? before : "6", 0);
+        add_link(&g, in, "latent", encoded, 0);
+    }
+    char text[16];
     if (run->flux_guidance) {
         in = add_node(&g, "30", "FluxGuidance");
         add_number(&g, in, "guidance", run->flux_guidance);
-        add_link(&g, in, "conditioning", "6", 0);
+        add_link(&g, in, "conditioning", positive_text(run, text), 0);
     }
 
     in = add_node(&g, "8", run->vae_tile ? "VAEDecodeTiled" : "VAEDecode");
@@ -674,7 +708,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, apply, "StyleModelApply");
         add_number(&g, in, "strength", st->strength);
         add_string(&g, in, "strength_type", "multiply");
-        add_link(&g, in, "conditioning", i ? before : run->flux_guidance ? "30" : "6", 0);
+        add_link(&g, in, "conditioning", i ? before : run->flux_guidance ? "30" : positive_text(run, text), 0);
         add_link(&g, in, "style_model", loader, 0);
         add_link(&g, in, "clip_vision_output", encode, 0);
     }

@@ -81,6 +81,9 @@ typedef struct kiln_run_info {
     int nimage_prompts;
     const kiln_run_style *styles; /* StyleModelApply nodes chained on the positive prompt in this order */
     int nstyles;
+    const char *const *references; /* pictures whose latents (VAEEncode) ReferenceLatent puts on the positive
+                                      prompt, in order (FLUX.1 Kontext); at most KILN_RUN_MAX_STYLES */
+    int nreferences;
     const kiln_sdxl_cond *sdxl; /* CLIPTextEncodeSDXL's numbers (and the refiner's CLIPTextEncodeSDXLRefiner's),
                                    NULL: plain CLIPTextEncode */
     const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target; NULL: sdxl's */

@@ -92,6 +92,8 @@ typedef struct wf_value {
     kiln_sdxl_cond sdxl;
     const kiln_latent *edit; /* InstructPixToPixConditioning's picture (its node's positive output holds it) */
     double flux_guidance;    /* FluxGuidance's; 0: none */
+    const kiln_latent *references[KILN_MAX_REFERENCES]; /* ReferenceLatent's, in order (other nodes' LATENTs) */
+    int nreferences;
     kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
     kiln_image *images;   /* IMAGE: a batch; MASK: one */
@@ -871,8 +873,10 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
 {
     const kiln_conditioning *src = &from->cond;
     *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
-                     .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance};
+                     .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance,
+                     .nreferences = from->nreferences};
     memcpy(to->controls, from->controls, sizeof to->controls);
+    memcpy(to->references, from->references, sizeof to->references);
     to->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
                                    src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
                                    src->pooled_dim};
@@ -945,6 +949,36 @@ static kiln_status flux_guidance(wf_run *r, wf_node *n)
     TRY(guidance_of(n, &guidance));
     TRY(copy_conditioning(cond, &n->out[0]));
     n->out[0].flux_guidance = guidance;
+    return KILN_OK;
+}
+
+/* ReferenceLatent (FLUX.1 Kontext): the conditioning with a picture's
+ * latent (VAEEncode's) beside the latent in its calls; without a latent,
+ * the conditioning as it is. */
+static kiln_status reference_latent(wf_run *r, wf_node *n)
+{
+    wf_value *cond, *latent = NULL;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    if (input_of(n, "latent")) TRY(linked(r, n, "latent", WF_LATENT, &latent));
+    if (latent && !latent->latent.data)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a latent that is no picture's (kiln takes VAEEncode's)");
+    if (latent && cond->nreferences == KILN_MAX_REFERENCES)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a reference after %d others (kiln takes at most %d)",
+                         KILN_MAX_REFERENCES, KILN_MAX_REFERENCES);
+    TRY(copy_conditioning(cond, &n->out[0]));
+    if (latent) n->out[0].references[n->out[0].nreferences++] = &latent->latent;
+    return KILN_OK;
+}
+
+/* ConditioningZeroOut: the rows and pooled output zeros, the rest kept. */
+static kiln_status conditioning_zero_out(wf_run *r, wf_node *n)
+{
+    wf_value *cond;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(copy_conditioning(cond, &n->out[0]));
+    kiln_conditioning *c = &n->out[0].cond;
+    memset(c->data, 0, (size_t)c->tokens * c->dim * sizeof *c->data);
+    if (c->pooled) memset(c->pooled, 0, (size_t)c->pooled_dim * sizeof *c->pooled);
     return KILN_OK;
 }
 
@@ -1127,6 +1161,12 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->flux_guidance = pos->flux_guidance;
     p->negative_flux_guidance = neg->flux_guidance;
     p->differential_diffusion = model->recipe.differential;
+    kiln_latent refs[2][KILN_MAX_REFERENCES];
+    const wf_value *prompts[2] = {neg, pos};
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < prompts[w]->nreferences; i++) refs[w][i] = *prompts[w]->references[i];
+    if (pos->nreferences) p->reference = refs[1], p->reference_count = pos->nreferences;
+    if (neg->nreferences) p->negative_reference = refs[0], p->negative_reference_count = neg->nreferences;
     if (!same_controls(pos, neg))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
                          "ControlNets (kiln applies the same ones to both)");
@@ -1379,7 +1419,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
                                          "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
-                                         "ApplyFluxIPAdapter"};
+                                         "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
@@ -1387,7 +1427,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
-        load_flux_ip_adapter, apply_flux_ip_adapter};
+        load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;

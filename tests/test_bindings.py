@@ -452,6 +452,24 @@ class Advanced(unittest.TestCase):
             with self.assertRaises(ValueError):
                 redux.apply(styled, siglip, kiln.Image.load(data("ip_adapter/picture_251x233.png")), crop="middle")
 
+    def test_flux_kontext(self):
+        """Reference latents (ReferenceLatent, FLUX.1 Kontext) reach the
+        sampler from the bindings: on the positive prompt they change the
+        run, a one-item list is the latent itself, and on the negative
+        prompt too they change it again (test_flux checks the numbers
+        against upstream)."""
+        flux = kiln.load_checkpoint(backend, data("flux/tiny"))
+        reference = flux.vae_encode(kiln.Image.load(data("flux/fill/picture_16x16.png")))
+        positive, negative = flux.encode("a red fox"), flux.encode("")
+
+        def run(**kw):
+            return flux.ksampler(positive, negative, flux.empty_latent(16, 16), seed=3, steps=2, cfg=2.0,
+                                 scheduler="simple", **kw).to_list()
+        plain, referenced = run(), run(reference=reference)
+        self.assertGreater(rel_l2(referenced, plain), 1e-4)
+        self.assertEqual(run(reference=[reference]), referenced)
+        self.assertGreater(rel_l2(run(reference=reference, negative_reference=reference), referenced), 1e-4)
+
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's
         KSampler run of tests/data/pixart (made with diffusers)."""

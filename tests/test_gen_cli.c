@@ -485,6 +485,11 @@ static void workflow_round_trip(void **state)
              "%1$s/flux/controlnet/ip_adapter.safetensors --clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors "
              "--ip-image %1$s/ip_adapter/picture_251x233.png --ip-weight 0.8 --ip-end 0.6", KILN_TEST_DATA);
     workflow_again("flux_ip_adapter", flags, dir);
+    snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple "
+             "--reference-image %1$s/flux/fill/picture_16x16.png --reference-image %1$s/controlnet/hint_37x23.png",
+             KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/fill --models %1$s/controlnet", KILN_TEST_DATA);
+    workflow_again("flux_kontext", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple --redux "
              "%1$s/redux/redux_tiny.safetensors --redux %1$s/redux/redux_tiny.safetensors --redux-vision "
              "%1$s/redux/siglip_tiny.safetensors --redux-image %1$s/ip_adapter/picture_251x233.png --redux-image "

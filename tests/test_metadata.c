@@ -203,6 +203,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"StyleModelLoader", {"STYLE_MODEL"}},
     {"CLIPVisionEncode", {"CLIP_VISION_OUTPUT"}},
     {"StyleModelApply", {"CONDITIONING"}},
+    {"ReferenceLatent", {"CONDITIONING"}},
 };
 
 static const struct { const char *input, *type; } input_types[] = {
@@ -211,6 +212,7 @@ static const struct { const char *input, *type; } input_types[] = {
     {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
     {"upscale_model", "UPSCALE_MODEL"}, {"ipadapter", "IPADAPTER"}, {"clip_vision", "CLIP_VISION"},
     {"conditioning", "CONDITIONING"}, {"style_model", "STYLE_MODEL"}, {"clip_vision_output", "CLIP_VISION_OUTPUT"},
+    {"latent", "LATENT"},
 };
 
 static const char *output_type(const char *class_type, int index)
@@ -544,6 +546,21 @@ static void redux_recorded(void **state)
     assert_string_equal(string_input(inputs_of(root, "207", "LoadImage"), "image"), "style.png");
     cJSON_Delete(root);
     free(json);
+    /* FLUX.1 Kontext's pictures: LoadImage, VAEEncode and ReferenceLatent each, chained before FluxGuidance */
+    static const char *const refs[2] = {"/in/room.png", "/in/chair.png"};
+    run.references = refs;
+    run.nreferences = 2;
+    root = prompt_graph(&run, &json, "3 4 5 6 7 240 241 242 243 244 245 30 8 9 200 201 202 203 204 205 206 207 208 209 ");
+    in = inputs_of(root, "245", "ReferenceLatent");
+    assert_link(in, "conditioning", "242", 0);
+    assert_link(in, "latent", "244", 0);
+    assert_link(inputs_of(root, "242", "ReferenceLatent"), "conditioning", "6", 0);
+    assert_link(inputs_of(root, "244", "VAEEncode"), "pixels", "243", 0);
+    assert_string_equal(string_input(inputs_of(root, "243", "LoadImage"), "image"), "chair.png");
+    assert_link(inputs_of(root, "30", "FluxGuidance"), "conditioning", "245", 0);
+    cJSON_Delete(root);
+    free(json);
+    run.nreferences = 0;
     const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL};
     run.controls = &control;
     run.ncontrols = 1;

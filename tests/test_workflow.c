@@ -292,6 +292,62 @@ static void flux_ip_adapter_nodes(void **state)
     kiln_model_free(m);
 }
 
+/* FLUX.1 Kontext as ComfyUI's example workflow has it: VAEEncode of the
+ * picture into ReferenceLatent on the positive prompt, the negative through
+ * ConditioningZeroOut: the same picture as the library's call with that
+ * reference and a zeroed negative conditioning. */
+static void kontext_nodes(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA
+        "/flux/tiny\"}}, "
+        "\"21\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/flux/fill/picture_16x16.png\"}}, "
+        "\"22\": {\"class_type\": \"VAEEncode\", \"inputs\": {\"pixels\": [\"21\", 0], \"vae\": [\"4\", 2]}}, "
+        "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red fox\", \"clip\": [\"4\", 1]}}, "
+        "\"23\": {\"class_type\": \"ReferenceLatent\", \"inputs\": {\"conditioning\": [\"6\", 0], "
+        "\"latent\": [\"22\", 0]}}, "
+        "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", \"clip\": [\"4\", 1]}}, "
+        "\"24\": {\"class_type\": \"ConditioningZeroOut\", \"inputs\": {\"conditioning\": [\"7\", 0]}}, "
+        "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 2, \"sampler_name\": "
+        "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"4\", 0], \"positive\": [\"23\", 0], "
+        "\"negative\": [\"24\", 0], \"latent_image\": [\"5\", 0]}}, "
+        "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+
+    kiln_model *m;
+    kiln_image picture, decoded;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/flux/tiny", NULL, 0, &m));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/flux/fill/picture_16x16.png", &picture));
+    kiln_latent reference, empty, out;
+    assert_kiln_ok(kiln_vae_encode(m, &picture, 1, &reference));
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "blurry", 0, &neg));
+    memset(neg.data, 0, (size_t)neg.tokens * neg.dim * sizeof *neg.data);
+    memset(neg.pooled, 0, (size_t)neg.pooled_dim * sizeof *neg.pooled);
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .reference = &reference};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
+    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+    kiln_image_free(&decoded);
+    kiln_images_free(images, count);
+    kiln_latent_free(&out);
+    kiln_latent_free(&empty);
+    kiln_latent_free(&reference);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_image_free(&picture);
+    kiln_model_free(m);
+}
+
 static void expect_refusal(const char *json, kiln_status want, const char *needle)
 {
     kiln_image *images = (kiln_image *)&images;
@@ -402,6 +458,7 @@ static void refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
-                                       cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(refusals)};
+                                       cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
+                                       cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -72,6 +72,8 @@ typedef struct gen_options {
     const char *mask, *upscale_model;
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
+    const char *references[KILN_MAX_REFERENCES]; /* --reference-image: ReferenceLatent's pictures (Kontext) */
+    int nreferences;
     const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
     const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
     int nmodel_dirs;
@@ -188,6 +190,8 @@ static void usage(FILE *to)
             "                         SDXL: the negative prompt's own numbers (default: the ones above)\n"
             "  --aesthetic S --negative-aesthetic S\n"
             "                         the refiner's aesthetic scores (CLIPTextEncodeSDXLRefiner; default 6, 2.5)\n"
+            "  --reference-image FILE a picture for FLUX.1 Kontext to follow (VAEEncode, ReferenceLatent on\n"
+            "                         the positive prompt); up to 8\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
             "                         picture to edit; with FLUX.1 Canny or Depth, the edge or depth map\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
@@ -459,7 +463,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
-           O_REDUX_IMAGE, O_REDUX_STRENGTH };
+           O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -497,6 +501,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"negative-sdxl-target", required_argument, 0, O_NEGATIVE_SDXL_TARGET},
         {"vae-tile", required_argument, 0, O_VAE_TILE},
         {"differential-diffusion", required_argument, 0, O_DIFFERENTIAL},
+        {"reference-image", required_argument, 0, O_REFERENCE},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
@@ -568,6 +573,11 @@ static int parse(int argc, char **argv, gen_options *o)
             o->model_dirs[o->nmodel_dirs++] = optarg;
             break;
         case O_MASK: o->mask = optarg; break;
+        case O_REFERENCE:
+            if (o->nreferences == KILN_MAX_REFERENCES) return bad_flag("--reference-image", optarg, "at most 8");
+            if (access(optarg, R_OK) != 0) return bad_flag("--reference-image", optarg, strerror(errno));
+            o->references[o->nreferences++] = optarg;
+            break;
         case O_DIFFERENTIAL:
             if (!parse_double(optarg, 0, 1, &o->differential) || o->differential == 0)
                 return bad_flag("--differential-diffusion", optarg, "must be in (0, 1]");
@@ -1483,6 +1493,16 @@ int main(int argc, char **argv)
     if (encode_prompt(m, tok, o.negative, o.negative_l, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
     for (int i = 0; i < o.nstyles; i++)
         if ((rc = apply_redux(m, be, &o.styles[i], &pos))) return rc;
+    kiln_latent references[KILN_MAX_REFERENCES] = {0};
+    for (int i = 0; i < o.nreferences; i++) {
+        kiln_image img;
+        if (kiln_image_load(o.references[i], &img) != KILN_OK) return fail("--reference-image");
+        kiln_status st = kiln_vae_encode(m, &img, 1, &references[i]);
+        kiln_image_free(&img);
+        if (st != KILN_OK) return fail("--reference-image");
+    }
+    job.references[1] = references;
+    job.nreferences[1] = o.nreferences;
     double t_text = now_s();
 
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
@@ -1536,7 +1556,8 @@ int main(int argc, char **argv)
                          .differential = o.differential,
                          .controls = o.controls, .ncontrols = o.ncontrols,
                          .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts,
-                         .styles = o.styles, .nstyles = o.nstyles, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
+                         .styles = o.styles, .nstyles = o.nstyles, .references = o.references,
+                         .nreferences = o.nreferences, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .vae_tile = o.vae_tile,
@@ -1592,6 +1613,7 @@ int main(int argc, char **argv)
     free(init_latent);
     free(image_latent);
     kiln_inpaint_free(&inpaint);
+    for (int i = 0; i < o.nreferences; i++) kiln_latent_free(&references[i]);
     for (int i = 0; i < o.ncontrols; i++) {
         free((float *)controls[i].hint);
         kiln_controlnet_free((kiln_controlnet *)controls[i].net);

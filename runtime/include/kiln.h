@@ -371,6 +371,9 @@ typedef struct kiln_sdxl_cond {
  * without that node. */
 #define KILN_FLUX_GUIDANCE 3.5
 
+/* ReferenceLatent nodes on one prompt (kiln_ksampler_params.reference). */
+#define KILN_MAX_REFERENCES 8
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -408,7 +411,8 @@ typedef struct kiln_ksampler_params {
        at least the part of the schedule still ahead, so a soft mask's grey repaints only late; its strength
        blends that 0/1 mask with the mask (1: the node's; 0: none) */
     double differential_diffusion;
-    /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext): kiln_vae_encode's latents of
+    /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext; at most KILN_MAX_REFERENCES
+       each): kiln_vae_encode's latents of
        the pictures (batch 1 each), beside the latent in every call of that prompt's rows. reference_count 0
        with reference set: one; reference NULL: none */
     const kiln_latent *reference;

@@ -144,7 +144,9 @@ class _KSamplerParams(Structure):
                 ("start_at_step", c_int), ("end_at_step", c_int),
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
-                ("negative_flux_guidance", c_double), ("differential_diffusion", c_double)]
+                ("negative_flux_guidance", c_double), ("differential_diffusion", c_double),
+                ("reference", POINTER(_Latent)), ("reference_count", c_int),
+                ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -569,7 +571,9 @@ class Model(_Handle):
                  start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
-                 differential_diffusion: float = 0.0) -> "Latent":
+                 differential_diffusion: float = 0.0,
+                 reference: Union["Latent", Sequence["Latent"], None] = None,
+                 negative_reference: Union["Latent", Sequence["Latent"], None] = None) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts.
 
@@ -599,6 +603,9 @@ class Model(_Handle):
         positive and on the negative prompt (0: its default 3.5).
         differential_diffusion: DifferentialDiffusion's strength on a latent
         with a noise mask (0: none, 1: the node's).
+        reference, negative_reference: ReferenceLatent on the positive and
+        the negative prompt (FLUX.1 Kontext): vae_encode's latents of
+        pictures (one each), or a sequence of them (at most 8).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -636,6 +643,11 @@ class Model(_Handle):
         params.flux_guidance = flux_guidance
         params.negative_flux_guidance = negative_flux_guidance
         params.differential_diffusion = differential_diffusion
+        for field, given in (("reference", reference), ("negative_reference", negative_reference)):
+            latents = [given] if isinstance(given, Latent) else list(given or [])
+            if latents:
+                setattr(params, field, (_Latent * len(latents))(*(x._c for x in latents)))
+                setattr(params, field + "_count", len(latents))
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
