@@ -604,6 +604,22 @@ kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_
     return kiln_clip_vision_open(path, be, out);
 }
 
+kiln_status kiln_flux_kontext_image_scale(const kiln_image *image, kiln_image *out)
+{
+    /* BFL's and ComfyUI's PREFERED_KONTEXT_RESOLUTIONS */
+    static const int sizes[][2] = {{672, 1568}, {688, 1504}, {720, 1456}, {752, 1392}, {800, 1328}, {832, 1248},
+                                   {880, 1184}, {944, 1104}, {1024, 1024}, {1104, 944}, {1184, 880}, {1248, 832},
+                                   {1328, 800}, {1392, 752}, {1456, 720}, {1504, 688}, {1568, 672}};
+    if (!image || !out || image->width < 1 || image->height < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "FluxKontextImageScale: no picture or no place");
+    const double aspect = (double)image->width / image->height;
+    int best = 0;
+    for (int i = 1; i < (int)(sizeof sizes / sizeof *sizes); i++) /* the first of equal distances, as min() */
+        if (fabs(aspect - (double)sizes[i][0] / sizes[i][1]) < fabs(aspect - (double)sizes[best][0] / sizes[best][1]))
+            best = i;
+    return kiln_image_resize_center_lanczos(image, sizes[best][0], sizes[best][1], out);
+}
+
 kiln_status kiln_style_model_load(kiln_model *m, const char *path, kiln_style_model **out)
 {
     if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_style_model_load: no model, path or place");

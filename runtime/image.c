@@ -683,16 +683,32 @@ void kiln_image_to_encoder_input(const kiln_image *img, float *x)
     for (size_t i = 0; i < (size_t)3 * img->height * img->width; i++) x[i] = x[i] * 2.0f - 1.0f;
 }
 
-kiln_status kiln_image_resize_center(const kiln_image *img, int width, int height, kiln_image *out)
+/* common_upscale's crop "center": the largest centred part of img with the
+ * aspect ratio of width x height, at (*x0, *y0), *cw x *ch. */
+static kiln_status center_box(const kiln_image *img, int width, int height, int *x0, int *y0, int *cw, int *ch)
 {
     double old_aspect = (double)img->width / img->height, new_aspect = (double)width / height;
-    int x0 = 0, y0 = 0;
-    if (old_aspect > new_aspect) x0 = (int)nearbyint((img->width - img->width * (new_aspect / old_aspect)) / 2);
-    else if (old_aspect < new_aspect) y0 = (int)nearbyint((img->height - img->height * (old_aspect / new_aspect)) / 2);
-    int cw = img->width - 2 * x0, ch = img->height - 2 * y0;
-    if (cw < 1 || ch < 1)
+    *x0 = *y0 = 0;
+    if (old_aspect > new_aspect) *x0 = (int)nearbyint((img->width - img->width * (new_aspect / old_aspect)) / 2);
+    else if (old_aspect < new_aspect) *y0 = (int)nearbyint((img->height - img->height * (old_aspect / new_aspect)) / 2);
+    *cw = img->width - 2 * *x0, *ch = img->height - 2 * *y0;
+    if (*cw < 1 || *ch < 1 || width < 1 || height < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "image %dx%d cannot be fitted to %dx%d", img->width, img->height, width,
                          height);
+    return KILN_OK;
+}
+
+kiln_status kiln_image_resize_center_lanczos(const kiln_image *img, int width, int height, kiln_image *out)
+{
+    int x0, y0, cw, ch;
+    TRY(center_box(img, width, height, &x0, &y0, &cw, &ch));
+    return kiln_image_resize_lanczos(img, x0, y0, cw, ch, width, height, out);
+}
+
+kiln_status kiln_image_resize_center(const kiln_image *img, int width, int height, kiln_image *out)
+{
+    int x0, y0, cw, ch;
+    TRY(center_box(img, width, height, &x0, &y0, &cw, &ch));
     TRY(kiln_image_alloc(out, width, height));
     for (int y = 0; y < height; y++) {
         const uint8_t *row = img->pixels + (size_t)3 * img->width * (y0 + kiln_nearest_exact_index(y, ch, height));

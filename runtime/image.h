@@ -85,6 +85,15 @@ void kiln_image_to_encoder_input(const kiln_image *img, float *x);
  * new image. */
 kiln_status kiln_image_resize_center(const kiln_image *img, int width, int height, kiln_image *out);
 
+/* Pillow's LANCZOS resize (comfy.utils.lanczos) of the cw x ch part of img
+ * at (x0, y0) to width x height: *out is a new image. */
+kiln_status kiln_image_resize_lanczos(const kiln_image *img, int x0, int y0, int cw, int ch, int width, int height,
+                                      kiln_image *out);
+/* ComfyUI's common_upscale with "lanczos" and crop "center": the largest
+ * centred part with the target's aspect ratio (as kiln_image_resize_center
+ * cuts it), then kiln_image_resize_lanczos. */
+kiln_status kiln_image_resize_center_lanczos(const kiln_image *img, int width, int height, kiln_image *out);
+
 /* ComfyUI's VAEEncode crop: each side is cut down to a multiple of
  * `multiple` (the VAE's downscale factor: 8 for SD, 2 for the tiny test VAE),
  * dropping (side % multiple) / 2 rows or columns at the start and the rest at

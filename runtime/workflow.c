@@ -737,6 +737,22 @@ static kiln_status load_image(wf_run *r, wf_node *n)
     return st == KILN_ERR_OUT_OF_MEMORY ? kiln_fail(st, "workflow: out of host memory") : st;
 }
 
+/* FluxKontextImageScale: each picture at FLUX.1 Kontext's size nearest its
+ * aspect ratio. */
+static kiln_status flux_kontext_image_scale(wf_run *r, wf_node *n)
+{
+    wf_value *image;
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)image->nimages, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int i = 0; i < image->nimages; i++) {
+        TRY(kiln_flux_kontext_image_scale(&image->images[i], &n->out[0].images[i]));
+        n->out[0].nimages++;
+    }
+    return KILN_OK;
+}
+
 /* ImagePadForOutpaint: the picture and the pads, for the encoders (see
  * wf_value). */
 static kiln_status image_pad_for_outpaint(wf_run *r, wf_node *n)
@@ -1419,7 +1435,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
                                          "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
-                                         "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut"};
+                                         "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
+                                         "FluxKontextImageScale"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
@@ -1427,7 +1444,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
-        load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out};
+        load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale};
     n->state = 1;
     const char *c = n->class_type;
     kiln_status st = KILN_ERR_UNSUPPORTED;

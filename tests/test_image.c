@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "golden.h"
 #include "image.h"
 
 static char tmp_dir[] = "/tmp/kiln_test_image_XXXXXX";
@@ -622,6 +623,52 @@ static void crop_keeps_the_centre(void **state)
     kiln_image_free(&img);
 }
 
+/* Pillow's LANCZOS as ComfyUI's "lanczos" runs it (tests/data/kontext,
+ * make_kontext_scale_data.py): a picture scaled down and one scaled up,
+ * every byte; FluxKontextImageScale's size for a 37x23 picture and every
+ * row of its 1328x800 picture (each row's byte sum and a weighted one). */
+static void lanczos_as_pillow(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("kontext/golden.safetensors");
+    static const struct { const char *picture, *name; int w, h; } cases[2] = {
+        {"ip_adapter/picture_251x233.png", "lanczos.down", 37, 29}, {"controlnet/hint_37x23.png", "lanczos.up", 61, 45}};
+    for (int i = 0; i < 2; i++) {
+        kiln_image img, out;
+        assert_kiln_ok(kiln_image_load(kiln_test_data(cases[i].picture), &img));
+        assert_kiln_ok(kiln_image_resize_lanczos(&img, 0, 0, img.width, img.height, cases[i].w, cases[i].h, &out));
+        golden want = golden_read(f, cases[i].name);
+        assert_int_equal(want.count, (size_t)3 * cases[i].w * cases[i].h);
+        int off = 0;
+        for (size_t k = 0; k < want.count; k++) off += out.pixels[k] != (uint8_t)want.data[k];
+        print_message("  %-12s %d of %zu bytes differ\n", cases[i].name, off, want.count);
+        assert_int_equal(off, 0);
+        golden_free(&want);
+        kiln_image_free(&out);
+        kiln_image_free(&img);
+    }
+    kiln_image hint, scaled;
+    assert_kiln_ok(kiln_image_load(kiln_test_data("controlnet/hint_37x23.png"), &hint));
+    assert_kiln_ok(kiln_flux_kontext_image_scale(&hint, &scaled));
+    golden size = golden_read(f, "scale.size"), rows = golden_read(f, "scale.rows");
+    assert_int_equal(scaled.width, (int)size.data[0]);
+    assert_int_equal(scaled.height, (int)size.data[1]);
+    for (int y = 0; y < scaled.height; y++) {
+        double sum = 0, weighted = 0;
+        for (int k = 0; k < 3 * scaled.width; k++) {
+            const uint8_t v = scaled.pixels[(size_t)y * 3 * scaled.width + k];
+            sum += v;
+            weighted += (double)v * (k % 13 + 1);
+        }
+        if (sum != rows.data[2 * y] || weighted != rows.data[2 * y + 1]) fail_msg("row %d differs from Pillow's", y);
+    }
+    golden_free(&size);
+    golden_free(&rows);
+    kiln_image_free(&scaled);
+    kiln_image_free(&hint);
+    kiln_st_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -635,6 +682,7 @@ int main(void)
         cmocka_unit_test(save_rule_matches_comfyui_run),
         cmocka_unit_test(load_rule_matches_comfyui),
         cmocka_unit_test(crop_keeps_the_centre),
+        cmocka_unit_test(lanczos_as_pillow),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }

@@ -346,6 +346,22 @@ static void kontext_nodes(void **state)
     kiln_conditioning_free(&neg);
     kiln_image_free(&picture);
     kiln_model_free(m);
+
+    /* FluxKontextImageScale, which the example puts before VAEEncode: the library's picture */
+    static const char scale[] =
+        "{\"21\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/controlnet/hint_37x23.png\"}}, "
+        "\"22\": {\"class_type\": \"FluxKontextImageScale\", \"inputs\": {\"image\": [\"21\", 0]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"22\", 0]}}}";
+    assert_kiln_ok(kiln_workflow_run(backend, scale, &options, &images, &count));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &picture));
+    assert_kiln_ok(kiln_flux_kontext_image_scale(&picture, &decoded));
+    assert_int_equal(count, 1);
+    assert_int_equal(images[0].width, 1328);
+    assert_memory_equal(images[0].pixels, decoded.pixels, (size_t)1328 * 800 * 3);
+    kiln_image_free(&decoded);
+    kiln_image_free(&picture);
+    kiln_images_free(images, count);
 }
 
 static void expect_refusal(const char *json, kiln_status want, const char *needle)

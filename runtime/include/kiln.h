@@ -57,6 +57,7 @@ const char *kiln_status_name(kiln_status status);
  *                              (SetUnionControlNetType), IPAdapterAdvanced,
  *                              InstructPixToPixConditioning and the
  *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner
+ *   kiln_flux_kontext_image_scale  FluxKontextImageScale
  *   kiln_vae_decode            VAEDecode
  *   kiln_vae_decode_tiled      VAEDecodeTiled
  *   kiln_vae_encode_tiled      VAEEncodeTiled
@@ -279,6 +280,12 @@ kiln_status kiln_vae_encode_for_inpaint(kiln_model *m, const kiln_image *image, 
 kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image, int left, int top, int right,
                                          int bottom, int feathering, kiln_latent *out);
 
+/* FluxKontextImageScale: the picture at the one of FLUX.1 Kontext's
+ * preferred sizes (about a megapixel, 672x1568 to 1568x672) nearest its
+ * aspect ratio, cut at the centre and resized as ComfyUI's "lanczos"
+ * (Pillow's) does; *out is a new image. */
+kiln_status kiln_flux_kontext_image_scale(const kiln_image *image, kiln_image *out);
+
 typedef struct kiln_controlnet kiln_controlnet;
 
 /* ControlNetLoader: a ControlNet for the model's UNet (original or diffusers
@@ -442,6 +449,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, KSamplerSelect and
  * BasicScheduler, VAEDecode, VAEDecodeTiled, ControlNetLoader,
  * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
+ * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,
+ * FluxKontextImageScale, LoadFluxIPAdapter, ApplyFluxIPAdapter,
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,
