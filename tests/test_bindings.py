@@ -469,6 +469,8 @@ class Advanced(unittest.TestCase):
         self.assertGreater(rel_l2(referenced, plain), 1e-4)
         self.assertEqual(run(reference=[reference]), referenced)
         self.assertGreater(rel_l2(run(reference=reference, negative_reference=reference), referenced), 1e-4)
+        scaled = kiln.Image.load(data("controlnet/hint_37x23.png")).flux_kontext_scale()
+        self.assertEqual((scaled.width, scaled.height), (1328, 800))  # the preferred size nearest 37:23
 
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's

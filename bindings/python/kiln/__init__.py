@@ -25,6 +25,7 @@ module wraps it with ctypes, node for node:
     load_upscale_model             UpscaleModelLoader
     Upscaler.upscale               ImageUpscaleWithModel
     Image.load / Image.save        LoadImage / SaveImage
+    Image.flux_kontext_scale       FluxKontextImageScale
     run_workflow                   a whole API-format workflow
 
 The shared library is found through the environment variable KILN_LIBRARY
@@ -224,6 +225,7 @@ _declare("kiln_style_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_style_model_free", None, c_void_p)
 _declare("kiln_style_model_apply", c_int, c_void_p, c_void_p, POINTER(_Image), c_bool, c_double,
          POINTER(_Conditioning), POINTER(_Conditioning))
+_declare("kiln_flux_kontext_image_scale", c_int, POINTER(_Image), POINTER(_Image))
 _declare("kiln_upscale_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_upscaler_free", None, c_void_p)
 _declare("kiln_image_upscale_with_model", c_int, c_void_p, POINTER(_Image), POINTER(_Image))
@@ -930,6 +932,14 @@ class Image(_Owned):
         items = [(str(key).encode(), str(value).encode()) for key, value in (text or {}).items()]
         c_text = (_PngText * max(len(items), 1))(*(_PngText(key, value) for key, value in items))
         _lib.kiln_image_save(_path(path), byref(self._c), c_text, len(items))
+
+    def flux_kontext_scale(self) -> "Image":
+        """FluxKontextImageScale: a new picture at FLUX.1 Kontext's
+        preferred size nearest this one's aspect ratio (centre cut, Pillow's
+        LANCZOS)."""
+        out = Image()
+        _lib.kiln_flux_kontext_image_scale(byref(self._c), byref(out._c))
+        return out
 
     def __repr__(self) -> str:
         return f"<kiln.Image {self.width}x{self.height}>"
