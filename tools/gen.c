@@ -978,8 +978,28 @@ static bool print_clip_vision_info(const char *path)
         printf("clip vision  %s\n", path);
         printf("network      %s: %d layers %d wide, %dx%d pictures in %d-pixel patches\n", cfg->name, cfg->layers,
                cfg->hidden, cfg->image_size, cfg->image_size, cfg->patch);
-        printf("image embeds %d wide\n", cfg->projection);
+        if (cfg->siglip)
+            printf("hidden state %d wide a token, %d tokens (SigLIP's, which FLUX.1 Redux reads)\n", cfg->hidden,
+                   kiln_clip_vision_tokens(cfg));
+        else
+            printf("image embeds %d wide\n", cfg->projection);
         kiln_clip_vision_free(cv);
+    }
+    kiln_backend_free(be);
+    return found;
+}
+
+/* --info on a style model (FLUX.1 Redux). */
+static bool print_style_model_info(const char *path)
+{
+    kiln_backend *be;
+    kiln_style_model *sm;
+    if (kiln_backend_create("cpu", NULL, &be) != KILN_OK) return false;
+    bool found = kiln_style_model_open(path, be, &sm) == KILN_OK;
+    if (found) {
+        printf("style model  %s\n", path);
+        printf("kind         FLUX.1 Redux: SigLIP's %d-wide tokens to %d-wide T5 rows\n", sm->in_dim, sm->out_dim);
+        kiln_style_model_free(sm);
     }
     kiln_backend_free(be);
     return found;
@@ -1016,6 +1036,7 @@ static int print_info(const char *path, const kiln_model_parts *parts)
     if (file && print_ip_adapter_info(path)) return 0;
     if (file && print_clip_vision_info(path)) return 0;
     if (file && print_upscaler_info(path)) return 0;
+    if (file && print_style_model_info(path)) return 0;
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open(path, &ck) != KILN_OK) return fail("--info");
     kiln_model_info info;
