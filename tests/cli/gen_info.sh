@@ -69,7 +69,7 @@ expect_info "$data/flux/controlnet/xlabs.safetensors" "for          flux, XLabs'
 expect_info "$data/flux/controlnet/instantx" "union        3 control types"
 expect_info "$data/flux/controlnet/ip_adapter.safetensors" "layers       3 double blocks"
 expect_info "$data/redux/redux_tiny.safetensors" "kind         FLUX.1 Redux: SigLIP's 32-wide tokens to 64-wide T5 rows"
-expect_info "$data/redux/siglip_tiny.safetensors" "hidden state 32 wide a token, 16 tokens"
+expect_info "$data/redux/siglip_tiny.safetensors" "hidden state 32 wide a token, 16 tokens (SigLIP's, which FLUX.1 Redux reads)"
 expect_info "$data/upscale/rrdb_basicsr.safetensors" \
     "network      RRDBNet x4 (BasicSR layout), 8 features, growth 32, 1 block"
 
