@@ -523,6 +523,42 @@ static kiln_status add_residuals(kiln_graph *g, void *ctx, bool single, int i, t
     return KILN_OK;
 }
 
+/* Each ControlNet's residuals for the call. With reference latents they
+ * read the latent's tokens alone, and each residual gets zeros for the
+ * references' tokens: the residuals join the latent's tokens only. */
+static kiln_status control_residuals(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
+                                     const tensor *context, flux_residuals *each)
+{
+    flux_input latent_only = *in;
+    latent_only.refs = NULL;
+    latent_only.nrefs = 0;
+    const int64_t B = in->rows, N = (int64_t)in->h * in->w, R = kiln_flux_image_tokens(in) - N;
+    tensor *latent = NULL, *zeros = NULL;
+    if (R) {
+        float *none = calloc((size_t)(B * R * flux->hidden), sizeof *none);
+        if (!none) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+        kiln_status st = kiln_graph_input(g, &latent, KILN_F32, 3, (int64_t[]){B, N, flux->in_channels},
+                                          in->latent_tokens);
+        if (st == KILN_OK) st = kiln_graph_input(g, &zeros, KILN_F32, 3, (int64_t[]){B, R, flux->hidden}, none);
+        free(none);
+        TRY(st);
+    }
+    for (int k = 0; k < in->ncontrols; k++) {
+        flux_residuals *r = &each[k];
+        TRY(kiln_flux_controlnet_forward(g, in->controls[k].net, flux, &latent_only, latent ? latent : tokens,
+                                         context, &in->controls[k], r));
+        for (int i = 0; R && i < r->nblock + r->nsingle; i++) {
+            tensor **tap = i < r->nblock ? &r->block[i] : &r->single[i - r->nblock], *padded;
+            TRY(nn_concat_tokens(g, *tap, zeros, &padded));
+            nn_drop(g, tap);
+            *tap = padded;
+        }
+    }
+    if (latent) nn_drop(g, &latent);
+    if (zeros) nn_drop(g, &zeros);
+    return KILN_OK;
+}
+
 typedef struct {
     const kiln_flux *flux;
     const flux_input *in;
@@ -540,9 +576,7 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &context, KILN_F32, 3, (int64_t[]){B, T, flux->context_dim}, in->context));
     flux_residuals each[FLUX_MAX_CONTROLS];
     flux_residual_set set = {each, in->ncontrols};
-    for (int k = 0; k < in->ncontrols; k++)
-        TRY(kiln_flux_controlnet_forward(g, in->controls[k].net, flux, in, tokens, context, &in->controls[k],
-                                         &each[k]));
+    if (in->ncontrols) TRY(control_residuals(g, flux, in, tokens, context, each));
     TRY(nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, &img));
     nn_drop(g, &tokens);
     TRY(nn_linear(g, context, flux->txt_in_w, flux->txt_in_b, &txt));
@@ -583,8 +617,9 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
     if (in->nrefs < 0 || in->nrefs > FLUX_MAX_REFERENCES)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d reference latents on a call: at most %d", in->nrefs,
                          FLUX_MAX_REFERENCES);
-    if (in->nrefs && in->ncontrols)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: ControlNets with reference latents (Kontext): not yet");
+    if (in->nrefs && in->ncontrols && !in->latent_tokens)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "flux: ControlNets with reference latents need the latent's tokens "
+                         "alone");
     if (in->nimages < 0 || in->nimages > FLUX_MAX_IMAGE_PROMPTS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d IP-Adapters on a call: at most %d", in->nimages,
                          FLUX_MAX_IMAGE_PROMPTS);

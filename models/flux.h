@@ -128,6 +128,8 @@ typedef struct flux_input {
     int nimages;
     const flux_reference *refs; /* nrefs of them, their tokens after the latent's; NULL: none */
     int nrefs;
+    const float *latent_tokens; /* with references and ControlNets: the latent's tokens alone (rows, h*w,
+                                   in_channels), which the ControlNets read (ComfyUI runs them on x alone) */
 } flux_input;
 
 // -> out (rows, h*w, out_channels) on the host: the packed prediction

@@ -397,7 +397,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
         tokens = d->flux_tokens;
     }
     flux_input in = {.rows = B, .h = d->h / 2, .w = d->w / 2, .tokens = tokens,
-                     .refs = d->refs[which], .nrefs = d->nrefs[which],
+                     .refs = d->refs[which], .nrefs = d->nrefs[which], .latent_tokens = d->dit_out,
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
                      .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL,

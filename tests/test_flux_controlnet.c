@@ -7,6 +7,7 @@
  * turn, XLabs' cycling), and a KSampler run with both chained through the
  * library's calls against ComfyUI's ControlNetApplyAdvanced restated; what
  * is refused. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,12 +182,75 @@ static void ksampler_with_both(void **state)
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "union control type 'scribble'"));
 
+    /* the chain beside a Kontext reference on the positive prompt: the sampler gives the ControlNets the latent
+       alone (beside_reference checks the numbers of such a call) */
+    kiln_st_file *k = golden_open("flux/controlnet/kontext.golden.safetensors");
+    golden ref = golden_read(k, "ref");
+    kiln_latent reference = {ref.data, 1, 16, 4, 6, NULL, 0, 0, NULL}, with;
+    p.control = chain;
+    p.control_count = 2;
+    p.reference = &reference;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &with));
+    want = golden_read(f, "run.latent_out");
+    const double moved = kiln_rel_l2(with.data, want.data, want.count);
+    print_message("  with a reference: %.3g from the run without\n", moved);
+    assert_true(moved > 1e-3 && isfinite(moved));
+    golden_free(&want);
+    kiln_latent_free(&with);
+    golden_free(&ref);
+    kiln_st_close(k);
+
     kiln_st_close(f);
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_image_free(&latent_picture);
     kiln_image_free(&pixel_picture);
+}
+
+/* The InstantX-kind ControlNet beside a Kontext reference latent
+ * (make_flux_kontext_controlnet_data.py): it reads the latent alone and its
+ * residuals join the latent's tokens only, as ComfyUI adds them. */
+static void beside_reference(void **state)
+{
+    fixture *fx = *state;
+    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN), *k = golden_open("flux/controlnet/kontext.golden.safetensors");
+    parity_flux_inputs c;
+    flux_input in = parity_flux_read_inputs(f, &c);
+    float *hint = parity_flux_controlnet_hint(f, "instantx");
+    golden ref = golden_read(k, "ref"), want = golden_read(k, "out");
+    const int N = 12, K = 64, h = 4, w = 6;
+    flux_reference placed;
+    kiln_flux_place_references(&h, &w, 1, &placed);
+    const int R = placed.h * placed.w;
+    float *tokens = malloc((size_t)2 * (N + R) * K * sizeof *tokens);
+    for (int b = 0; b < 2; b++) {
+        memcpy(tokens + (size_t)b * (N + R) * K, in.tokens + (size_t)b * N * K, (size_t)N * K * sizeof *tokens);
+        kiln_flux_pack_reference(ref.data + (size_t)b * 16 * h * w, 16, h, w, tokens + ((size_t)b * (N + R) + N) * K);
+    }
+    const flux_control control = {fx->instantx->flux, hint, 0.7f, 2};
+    in.latent_tokens = in.tokens;
+    in.tokens = tokens;
+    in.refs = &placed;
+    in.nrefs = 1;
+    in.controls = &control;
+    in.ncontrols = 1;
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(fx->be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &fx->m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    in.latent_tokens = NULL;
+    assert_int_equal(kiln_flux_forward(g, &fx->m->flux, &in, got), KILN_ERR_INVALID_ARG);
+    kiln_graph_free(g);
+    free(got);
+    free(tokens);
+    free(hint);
+    golden_free(&ref);
+    golden_free(&want);
+    parity_flux_free_inputs(&c);
+    kiln_st_close(k);
+    kiln_st_close(f);
 }
 
 /* An SD ControlNet on the Flux model and the other way round, each naming
@@ -214,6 +278,7 @@ int main(void)
         cmocka_unit_test(instantx_union),
         cmocka_unit_test(xlabs),
         cmocka_unit_test(ksampler_with_both),
+        cmocka_unit_test(beside_reference),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
