@@ -96,19 +96,25 @@ def xlabs_names(sd):
 
 def with_controls(flux, double_adds, single_adds, **inputs):
     """The transformer with ComfyUI's additions: after double block i its
-    image tokens plus double_adds[i], after single block i the joined
-    sequence's image tokens plus single_adds[i] (None: nothing)."""
+    first image tokens (the latent's, where reference latents follow) plus
+    double_adds[i], after single block i those of the joined sequence plus
+    single_adds[i] (None: nothing)."""
     hooks = []
+    t = inputs["encoder_hidden_states"].shape[1]
     for i, block in enumerate(flux.transformer_blocks):
         def after_double(module, args, out, i=i):
-            return out if double_adds[i] is None else (out[0], out[1] + double_adds[i])
+            if double_adds[i] is None:
+                return out
+            img = out[1].clone()
+            img[:, :double_adds[i].shape[1]] += double_adds[i]
+            return out[0], img
         hooks.append(block.register_forward_hook(after_double))
     for i, block in enumerate(flux.single_transformer_blocks):
         def after_single(module, args, out, i=i):
             if single_adds[i] is None:
                 return out
             out = out.clone()
-            out[:, out.shape[1] - single_adds[i].shape[1]:] += single_adds[i]
+            out[:, t:t + single_adds[i].shape[1]] += single_adds[i]
             return out
         hooks.append(block.register_forward_hook(after_single))
     try:

@@ -30,36 +30,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from make_flux_canny_data import image_ids, unpack  # noqa: E402
-from make_flux_controlnet_data import mapped, residuals  # noqa: E402
+from make_flux_controlnet_data import mapped, residuals, with_controls  # noqa: E402
 from make_flux_kontext_data import joined  # noqa: E402
 from sd_common import save_goldens  # noqa: E402
 
 OUT = f"{HERE}/controlnet"
-
-
-def with_controls_first(flux, n, double_adds, single_adds, **inputs):
-    """The transformer with ComfyUI's additions to the first n image tokens
-    (the latent's) after each block."""
-    hooks = []
-    for i, block in enumerate(flux.transformer_blocks):
-        def after_double(module, args, out, i=i):
-            img = out[1].clone()
-            img[:, :n] += double_adds[i]
-            return out[0], img
-        hooks.append(block.register_forward_hook(after_double))
-    for i, block in enumerate(flux.single_transformer_blocks):
-        def after_single(module, args, out, i=i):
-            out = out.clone()
-            t = inputs["encoder_hidden_states"].shape[1]
-            out[:, t:t + n] += single_adds[i]
-            return out
-        hooks.append(block.register_forward_hook(after_single))
-    try:
-        with torch.no_grad():
-            return flux(**inputs, return_dict=False)[0]
-    finally:
-        for h in hooks:
-            h.remove()
 
 
 def main():
@@ -75,7 +50,7 @@ def main():
     d, s = residuals(instantx, 0.7, g["instantx.hint"], torch.tensor([[2], [2]]), **plain)
     tokens, ids = joined(x, [ref])
     inputs = dict(plain, hidden_states=tokens, img_ids=ids)
-    out = with_controls_first(flux, 12, mapped(d, 3, False), mapped(s, 4, False), **inputs)[:, :12]
+    out = with_controls(flux, mapped(d, 3, False), mapped(s, 4, False), **inputs)[:, :12]
     save_goldens({"ref": ref, "out": out}, f"{OUT}/kontext.golden.safetensors")
 
 
