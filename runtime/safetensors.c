@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf.h"
 #include "status.h"
 
 /* The reference implementation's cap; real headers are a few hundred KB. */
@@ -38,6 +39,7 @@ struct kiln_st_file {
     kiln_st_meta *meta;       /* (nmeta) __metadata__ pairs in header order */
     size_t nmeta;
     char *strings;            /* every name, key and value, NUL-terminated */
+    kiln_gguf_contents gguf;  /* a GGUF file's storage (tensors, meta and strings above are its) */
 };
 
 /* ---------------------------------------------------------------- names */
@@ -351,6 +353,16 @@ kiln_status kiln_st_open_memory(const void *data, size_t size, const char *label
     }
     const uint8_t *bytes = data;
     kiln_status st;
+    if (kiln_gguf_magic(data, size)) {
+        if ((st = kiln_gguf_read(bytes, size, f->label, &f->gguf)) != KILN_OK) goto fail;
+        f->tensors = f->gguf.tensors;
+        f->count = f->gguf.count;
+        f->meta = f->gguf.meta;
+        f->nmeta = f->gguf.nmeta;
+        if ((st = build_index(f)) != KILN_OK) goto fail;
+        *out = f;
+        return KILN_OK;
+    }
     if (size < 8) {
         st = kiln_fail(KILN_ERR_FORMAT, "%s: truncated: %zu bytes, less than the 8-byte header length", f->label,
                        size);
@@ -430,10 +442,14 @@ void kiln_st_close(kiln_st_file *f)
     if (!f) return;
     if (f->map) munmap((void *)f->map, f->map_size);
     free(f->label);
-    free(f->tensors);
+    if (f->gguf.tensors) {
+        kiln_gguf_free(&f->gguf);
+    } else {
+        free(f->tensors);
+        free(f->meta);
+        free(f->strings);
+    }
     free(f->slots);
-    free(f->meta);
-    free(f->strings);
     free(f);
 }
 

@@ -6,7 +6,8 @@
  * (cJSON), known dtypes, shape x dtype size equal to each byte range, every
  * range inside the data area, no two ranges overlapping. `__metadata__` is kept
  * as string pairs. Every error names the file and, where there is one, the
- * tensor. */
+ * tensor. A GGUF file opens here too (gguf.h): its tensors read as a
+ * safetensors file's, its quantized ones dequantized to f16. */
 #ifndef KILN_SAFETENSORS_H
 #define KILN_SAFETENSORS_H
 

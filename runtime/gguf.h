@@ -1,0 +1,63 @@
+/* GGUF files (llama.cpp's format) read as tensor files.
+ *
+ * Diffusion models come as GGUF from city96's ComfyUI-GGUF (a Flux, SD or
+ * SDXL diffusion model alone, names as in the original checkpoint without
+ * `model.diffusion_model.`; T5 encoders in llama.cpp's names) and from
+ * stable-diffusion.cpp (whole checkpoints in the original names). kiln reads
+ * them as it reads a safetensors file: kiln_st_open recognises the magic and
+ * hands the bytes here. F32, F16, BF16, I32 and I64 tensors stay views into
+ * the mapping; the block-quantized types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and the
+ * K-quants Q2_K..Q6_K) are dequantized once, at open, into f16 copies the
+ * file owns, as ComfyUI-GGUF dequantizes them into the compute dtype: a
+ * quantized file is smaller on disk, not in memory.
+ *
+ * What a GGUF writer encodes beyond the tensors is undone here: dims are
+ * stored fastest first (reversed into kiln's order); ComfyUI-GGUF's
+ * `comfy.gguf.orig_shape.<name>` gives back the shape of a tensor it
+ * flattened to rows of 256 for quantizing; a T5 encoder (architecture `t5`
+ * or `t5encoder`) is renamed from llama.cpp's names to transformers'.
+ * String metadata is kept (as kiln_st_metadata reads it), numbers and
+ * booleans as text; arrays are skipped. Every count, length, type, dim and
+ * offset is checked before use, and every error names the file and, where
+ * there is one, the tensor or key. */
+#ifndef KILN_GGUF_H
+#define KILN_GGUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+
+/* What a GGUF file reads as: tensors in data-offset order, metadata, and the
+ * storage for names, text and dequantized copies (freed by kiln_gguf_free). */
+typedef struct kiln_gguf_contents {
+    kiln_st_tensor *tensors;
+    size_t count;
+    kiln_st_meta *meta;
+    size_t nmeta;
+    char *strings;
+    void *dequantized;
+} kiln_gguf_contents;
+
+/* True when the bytes begin as a GGUF file does. */
+bool kiln_gguf_magic(const void *data, size_t size);
+
+/* Reads the GGUF image at `data`, which must outlive the views in the
+ * result; `label` names it in errors. Errors: KILN_ERR_FORMAT (anything
+ * wrong in the file), KILN_ERR_UNSUPPORTED (a version, byte order or tensor
+ * type kiln does not read), KILN_ERR_OUT_OF_MEMORY. */
+kiln_status kiln_gguf_read(const uint8_t *data, size_t size, const char *label, kiln_gguf_contents *out);
+void kiln_gguf_free(kiln_gguf_contents *c);
+
+/* The block of `type` (a GGML type number): elements per block and bytes
+ * per block; false for types kiln cannot dequantize. Its name ("Q4_K") for
+ * messages, "type N" when unknown. */
+bool kiln_gguf_block(uint32_t type, int *elements, int *bytes);
+const char *kiln_gguf_type_name(uint32_t type);
+
+/* Dequantizes `blocks` blocks of `type` at `src` into f32 `dst`
+ * (blocks x elements values); the type must be one kiln_gguf_block knows. */
+void kiln_gguf_dequantize(uint32_t type, const uint8_t *src, float *dst, size_t blocks);
+
+#endif

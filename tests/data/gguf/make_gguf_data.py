@@ -1,0 +1,200 @@
+"""Writes tests/data/gguf: GGUF files as ComfyUI-GGUF (city96) and llama.cpp
+lay out diffusion models and T5 encoders, and what they hold.
+
+  quants.gguf: one tensor of each type kiln reads (F32 F16 BF16 I32 and the
+       block types Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K), 2 x 512
+       values each: the 32-value types quantized from random floats by gguf-py,
+       the K-quants random blocks (every bit pattern reachable) with sane
+       f16 scales; a (16,16,3,3) Q8_0 tensor flattened to rows of 256 with its
+       `comfy.gguf.orig_shape`, as ComfyUI-GGUF stores SD's convolutions;
+       string, number and array metadata.
+  quants.golden.safetensors: each tensor as kiln should read it, in its
+       original shape: the block types dequantized by gguf-py
+       (gguf.quants.dequantize, a numpy restatement of ggml's) and rounded to
+       float16, the others as stored.
+  flux1-tiny-Q8_0.gguf: the transformer of tests/data/flux/single/flux1-tiny
+       (BFL's names, bare, as ComfyUI-GGUF's convert.py writes a Flux file;
+       architecture "flux") from float32: one-dimensional tensors and those of
+       at most 1024 values in F32, the input, embedding and final layers in
+       BF16, the rest in Q8_0 (the 32-wide rows suit no K-quant).
+  t5-tiny-Q8_0.gguf: the tiny T5 encoder of tests/data/pixart/tiny in
+       llama.cpp's names (gguf-py's TensorNameMap for t5encoder, as
+       convert_hf_to_gguf.py writes a T5 v1.1 encoder), a tokenizer's string
+       arrays in the metadata; small tensors F32, the attention's q/k/v/o in
+       Q4_0/Q4_1/Q5_0/Q5_1, the rest Q8_0.
+  golden.safetensors:
+       flux.out (2,12,64): diffusers' FluxTransformer2DModel on
+         tests/data/flux/golden's inputs with the weights of
+         flux1-tiny-Q8_0.gguf as gguf-py dequantizes them, rounded to
+         float16 (taken back to diffusers' names row by row through
+         make_flux_lora_data.py's bfl_rows_to_diffusers);
+       t5.ids (1,256), t5.out (1,256,64): transformers' T5EncoderModel on
+         the run prompt's ids of tests/data/flux/run.golden with the weights
+         of t5-tiny-Q8_0.gguf likewise dequantized.
+
+Origin: numpy, gguf-py 0.19.0 (GGUFWriter, quants), torch, diffusers 0.32.2,
+transformers. Run from the repository root:
+  python3 tests/data/gguf/make_gguf_data.py
+"""
+import os
+import sys
+
+import gguf
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType as Q
+from safetensors.torch import load_file, save_file
+from transformers import T5EncoderModel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(DATA, "flux"))
+sys.path.insert(0, DATA)
+from make_flux_lora_data import bfl_rows_to_diffusers, transformer_out  # noqa: E402
+from make_flux_single_data import to_bfl  # noqa: E402
+from sd_common import save_goldens  # noqa: E402
+
+T5 = os.path.join(DATA, "pixart", "tiny", "text_encoder")
+FLUX = os.path.join(DATA, "flux")
+BLOCK_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0]
+K_TYPES = {Q.Q2_K: [80, 82], Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}  # f16 fields
+
+
+def dequantized_half(data, qtype):
+    return torch.from_numpy(gguf.quants.dequantize(data, qtype).astype(np.float16))
+
+
+def random_k_blocks(rng, qtype, rows, cols):
+    """Random blocks of a K-quant with each f16 scale set to a value in
+    [0.001, 0.01): every other byte random."""
+    elements, size = gguf.GGML_QUANT_SIZES[qtype]
+    blocks = rng.integers(0, 256, size=(rows * cols // elements, size), dtype=np.uint8)
+    for at in K_TYPES[qtype]:
+        blocks[:, at:at + 2] = rng.uniform(0.001, 0.01, size=(blocks.shape[0], 1)).astype(np.float16).view(np.uint8)
+    return blocks.reshape(rows, cols // elements * size)
+
+
+def quants():
+    rng = np.random.default_rng(7)
+    w = gguf.GGUFWriter(f"{HERE}/quants.gguf", "kiln-test")
+    w.add_string("kiln.test.text", "a string value")
+    w.add_uint32("kiln.test.count", 7)
+    w.add_float32("kiln.test.scale", 0.25)
+    w.add_bool("kiln.test.flag", True)
+    w.add_array("kiln.test.list", [1, 2, 3])
+    golden = {}
+    x = rng.standard_normal((2, 512), dtype=np.float32)
+    w.add_tensor("plain.f32", x)
+    golden["plain.f32"] = torch.from_numpy(x)
+    w.add_tensor("plain.f16", x.astype(np.float16))
+    golden["plain.f16"] = torch.from_numpy(x.astype(np.float16))
+    w.add_tensor("plain.bf16", gguf.quants.quantize(x, Q.BF16), raw_dtype=Q.BF16)
+    golden["plain.bf16"] = torch.from_numpy(x).bfloat16()
+    ints = rng.integers(-1000, 1000, size=(3, 5), dtype=np.int32)
+    w.add_tensor("plain.i32", ints)
+    golden["plain.i32"] = torch.from_numpy(ints)
+    for qtype in BLOCK_TYPES:
+        data = gguf.quants.quantize(x * 0.05, qtype)
+        w.add_tensor(f"block.{qtype.name}", data, raw_dtype=qtype)
+        golden[f"block.{qtype.name}"] = dequantized_half(data, qtype)
+    for qtype in K_TYPES:
+        data = random_k_blocks(rng, qtype, 2, 512)
+        w.add_tensor(f"block.{qtype.name}", data, raw_dtype=qtype)
+        golden[f"block.{qtype.name}"] = dequantized_half(data, qtype)
+    conv = rng.standard_normal((16, 16, 3, 3), dtype=np.float32) * 0.1
+    data = gguf.quants.quantize(conv.reshape(-1, 256), Q.Q8_0)
+    w.add_array("comfy.gguf.orig_shape.conv.weight", list(conv.shape))
+    w.add_tensor("conv.weight", data, raw_dtype=Q.Q8_0)
+    golden["conv.weight"] = dequantized_half(data, Q.Q8_0).reshape(conv.shape)
+    write(w)
+    save_goldens(golden, f"{HERE}/quants.golden.safetensors")
+
+
+def write(w):
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def add_quantized(w, name, t, qtype):
+    """Adds t (float32) to w in qtype; returns what it reads back as, in
+    float32 (float16's values for the block types, as kiln keeps them)."""
+    x = t.float().numpy()
+    if qtype in (Q.F32, Q.BF16):
+        w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
+        return torch.from_numpy(x).to(torch.bfloat16 if qtype == Q.BF16 else torch.float32).float()
+    data = gguf.quants.quantize(x, qtype)
+    w.add_tensor(name, data, raw_dtype=qtype)
+    return dequantized_half(data, qtype).float()
+
+
+def flux_type(name, t):
+    if t.ndim == 1 or t.numel() <= 1024:
+        return Q.F32
+    if name.split(".")[0] in ("img_in", "txt_in", "time_in", "vector_in", "guidance_in", "final_layer"):
+        return Q.BF16
+    return Q.Q8_0
+
+
+def flux(goldens):
+    bfl = load_file(f"{FLUX}/single/flux1-tiny.safetensors")
+    w = gguf.GGUFWriter(f"{HERE}/flux1-tiny-Q8_0.gguf", "flux")
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    read_back = {k: add_quantized(w, k, v, flux_type(k, v)) for k, v in bfl.items()}
+    write(w)
+    diffusers_sd = load_file(f"{FLUX}/transformer/diffusion_pytorch_model.safetensors")
+    assert set(to_bfl(diffusers_sd)) == set(bfl)
+    state = {k: v.float().clone() for k, v in diffusers_sd.items()}
+    for bfl_name, rows in bfl_rows_to_diffusers(diffusers_sd).items():
+        for i, (name, row) in enumerate(rows):
+            state[name][row] = read_back[bfl_name][i]
+    for k in state:  # biases: one-dimensional, so F32: as stored
+        if not k.endswith(".weight"):
+            assert flux_type(k, diffusers_sd[k]) == Q.F32
+    # the final modulation's biases swap halves in BFL's order; their values are exact either way
+    goldens["flux.out"] = transformer_out(state)
+
+
+def t5_type(gguf_name, t):
+    if t.ndim == 1 or t.numel() <= 1024:
+        return Q.F32
+    for part, qtype in (("attn_q", Q.Q4_0), ("attn_k", Q.Q4_1), ("attn_v", Q.Q5_0), ("attn_o", Q.Q5_1)):
+        if f".{part}." in gguf_name:
+            return qtype
+    return Q.Q8_0
+
+
+def t5(goldens):
+    sd = load_file(f"{T5}/model.safetensors")
+    names = gguf.TensorNameMap(gguf.MODEL_ARCH.T5ENCODER, 2)
+    w = gguf.GGUFWriter(f"{HERE}/t5-tiny-Q8_0.gguf", "t5encoder")
+    w.add_string("tokenizer.ggml.model", "t5")
+    w.add_array("tokenizer.ggml.tokens", ["<pad>", "</s>", "<unk>", "\u2581a"])
+    w.add_array("tokenizer.ggml.scores", [0.0, 0.0, 0.0, -1.5])
+    read_back = {}
+    for k, v in sd.items():
+        base, kind = k.rsplit(".", 1)
+        name = f"{names.get_name(base)}.{kind}"
+        read_back[k] = add_quantized(w, name, v, t5_type(name, v))
+    write(w)
+    model = T5EncoderModel.from_pretrained(T5).eval()
+    missing, unexpected = model.load_state_dict(read_back, strict=False)
+    assert not unexpected and all("embed_tokens" in k for k in missing), (missing, unexpected)
+    ids = load_file(f"{FLUX}/run.golden.safetensors")["run.t5_ids.positive"].long()
+    with torch.no_grad():
+        goldens["t5.out"] = model(input_ids=ids).last_hidden_state
+    goldens["t5.ids"] = ids.int()
+
+
+def main():
+    quants()
+    goldens = {}
+    flux(goldens)
+    t5(goldens)
+    save_goldens(goldens, f"{HERE}/golden.safetensors")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+/* GGUF files (runtime/gguf.c) against gguf-py and upstream models on
+ * tests/data/gguf (made by make_gguf_data.py): every tensor type's values as
+ * gguf-py dequantizes them, bit for bit; a Flux transformer in ComfyUI-GGUF's
+ * layout and a T5 encoder in llama.cpp's names against diffusers and
+ * transformers on the same dequantized weights; damaged and hostile files
+ * refused by name. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_test.h"
+
+#include "checkpoint.h"
+#include "golden.h"
+#include "gguf.h"
+#include "model.h"
+#include "parity.h"
+#include "safetensors.h"
+#include "status.h"
+
+#define GOLDEN "gguf/golden.safetensors"
+#define TOL 1e-5 /* f32: the same sums in another order */
+
+/* Every tensor of quants.gguf is its golden: dtype, shape and bytes. */
+static void tensors_match_gguf_py(void **state)
+{
+    (void)state;
+    kiln_st_file *f, *want;
+    assert_kiln_ok(kiln_st_open(kiln_test_data("gguf/quants.gguf"), &f));
+    assert_kiln_ok(kiln_st_open(kiln_test_data("gguf/quants.golden.safetensors"), &want));
+    assert_int_equal(kiln_st_count(f), kiln_st_count(want));
+    for (size_t i = 0; i < kiln_st_count(want); i++) {
+        const kiln_st_tensor *w = kiln_st_at(want, i), *t = kiln_st_find(f, w->name);
+        assert_non_null(t);
+        assert_int_equal(t->dtype, w->dtype);
+        assert_int_equal(t->ndim, w->ndim);
+        assert_memory_equal(t->shape, w->shape, (size_t)w->ndim * sizeof w->shape[0]);
+        assert_int_equal(t->nbytes, w->nbytes);
+        if (memcmp(t->data, w->data, w->nbytes) != 0) fail_msg("%s: values differ from gguf-py's", w->name);
+    }
+    assert_string_equal(kiln_st_metadata(f, "general.architecture"), "kiln-test");
+    assert_string_equal(kiln_st_metadata(f, "kiln.test.text"), "a string value");
+    assert_string_equal(kiln_st_metadata(f, "kiln.test.count"), "7");
+    assert_string_equal(kiln_st_metadata(f, "kiln.test.scale"), "0.25");
+    assert_string_equal(kiln_st_metadata(f, "kiln.test.flag"), "true");
+    assert_null(kiln_st_metadata(f, "kiln.test.list"));
+    kiln_st_close(want);
+    kiln_st_close(f);
+}
+
+/* Reads the file at `path` into memory (the caller frees it). */
+static uint8_t *read_whole(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    *size = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *data = malloc(*size);
+    assert_int_equal(fread(data, 1, *size, fp), *size);
+    fclose(fp);
+    return data;
+}
+
+/* Every prefix of a file that cuts into its last tensor is refused as
+ * damaged, naming it; only the writer's padding after that (less than the
+ * alignment, 32) may go. */
+static void every_truncation_is_refused(void **state)
+{
+    (void)state;
+    size_t size;
+    uint8_t *whole = read_whole(kiln_test_data("gguf/quants.gguf"), &size);
+    size_t first_whole = size;
+    for (size_t n = 0; n <= size; n++) {
+        uint8_t *part = malloc(n ? n : 1); /* its own allocation, so ASan sees any read past n */
+        memcpy(part, whole, n);
+        kiln_st_file *f = NULL;
+        kiln_status st = kiln_st_open_memory(part, n, "cut.gguf", &f);
+        if (st == KILN_OK) {
+            if (first_whole == size) first_whole = n;
+            kiln_st_close(f);
+        } else {
+            if (n > first_whole) fail_msg("a %zu-byte prefix failed after a %zu-byte one opened", n, first_whole);
+            assert_null(f);
+            assert_non_null(strstr(kiln_last_error(), "cut.gguf"));
+        }
+        free(part);
+    }
+    assert_true(first_whole > size - 32);
+    free(whole);
+}
+
+/* ---- hand-made files ----------------------------------------------------- */
+
+typedef struct builder {
+    uint8_t data[4096];
+    size_t n;
+} builder;
+
+static void put(builder *b, const void *p, size_t n)
+{
+    assert_true(b->n + n <= sizeof b->data);
+    memcpy(b->data + b->n, p, n);
+    b->n += n;
+}
+
+static void put_u32(builder *b, uint32_t v) { put(b, &v, 4); } /* the tests run little-endian */
+static void put_u64(builder *b, uint64_t v) { put(b, &v, 8); }
+
+static void put_string(builder *b, const char *s)
+{
+    put_u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+
+/* A file's parts: header counts, raw key/value bytes, one tensor. */
+typedef struct hand_file {
+    uint32_t version;
+    uint64_t nkv;
+    builder kv;
+    uint32_t ndim, type;
+    uint64_t ne[4], offset;
+    size_t data_bytes;
+} hand_file;
+
+static hand_file one_tensor(uint32_t type, uint64_t cols, uint64_t rows)
+{
+    int elements = 1, bytes = 4;
+    if (type == 1) bytes = 2;
+    if (type > 1 && !kiln_gguf_block(type, &elements, &bytes)) elements = 1; /* a type kiln refuses */
+    return (hand_file){.version = 3, .ndim = 2, .type = type, .ne = {cols, rows},
+                       .data_bytes = (size_t)(cols / (uint64_t)elements * (uint64_t)bytes * rows)};
+}
+
+/* The bytes of h (data zeros but for Q8_0's f16 scales, 1.0) as a file
+ * opened from memory: its status, and the file on success. */
+static kiln_status open_hand_file(const hand_file *h, builder *b, kiln_st_file **f)
+{
+    b->n = 0;
+    put(b, "GGUF", 4);
+    put_u32(b, h->version);
+    put_u64(b, 1);
+    put_u64(b, h->nkv);
+    put(b, h->kv.data, h->kv.n);
+    put_string(b, "w");
+    put_u32(b, h->ndim);
+    for (uint32_t d = 0; d < h->ndim && d < 4; d++) put_u64(b, h->ne[d]);
+    put_u32(b, h->type);
+    put_u64(b, h->offset);
+    while (b->n % 32) b->data[b->n++] = 0;
+    assert_true(b->n + h->data_bytes <= sizeof b->data);
+    memset(b->data + b->n, 0, h->data_bytes);
+    if (h->type == 8)
+        for (size_t at = 0; at + 34 <= h->data_bytes; at += 34) b->data[b->n + at + 1] = 0x3c;
+    b->n += h->data_bytes;
+    return kiln_st_open_memory(b->data, b->n, "hand.gguf", f);
+}
+
+static void expect_refusal(const hand_file *h, kiln_status code, const char *words)
+{
+    builder b;
+    kiln_st_file *f = NULL;
+    kiln_status st = open_hand_file(h, &b, &f);
+    if (st != code) fail_msg("status %d, expected %d for '%s' (%s)", st, code, words, kiln_last_error());
+    assert_null(f);
+    if (!strstr(kiln_last_error(), words) || !strstr(kiln_last_error(), "hand.gguf"))
+        fail_msg("'%s' does not say '%s'", kiln_last_error(), words);
+}
+
+static void add_kv_u32(hand_file *h, const char *key, uint32_t type, uint32_t value)
+{
+    put_string(&h->kv, key);
+    put_u32(&h->kv, type);
+    put_u32(&h->kv, value);
+    h->nkv++;
+}
+
+static void hostile_files_are_refused(void **state)
+{
+    (void)state;
+    builder b;
+    kiln_st_file *f;
+    /* the well-formed base: a 2 x 64 Q8_0 tensor of ones */
+    hand_file h = one_tensor(8, 64, 2);
+    assert_kiln_ok(open_hand_file(&h, &b, &f));
+    const kiln_st_tensor *t = kiln_st_find(f, "w");
+    assert_int_equal(t->dtype, KILN_F16);
+    assert_int_equal(t->shape[0], 2);
+    assert_int_equal(t->shape[1], 64);
+    assert_int_equal(((const uint16_t *)t->data)[127], 0); /* q = 0 everywhere */
+    kiln_st_close(f);
+
+    hand_file bad = h;
+    bad.version = 1;
+    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "version 1");
+    bad.version = 3u << 24;
+    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "big-endian");
+    bad = h;
+    bad.nkv = UINT64_C(1) << 60;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "cannot fit");
+    bad = one_tensor(16, 256, 2); /* IQ2_XXS */
+    bad.data_bytes = 0;
+    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "IQ2_XXS");
+    bad = one_tensor(99, 256, 2);
+    bad.data_bytes = 0;
+    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "type 99");
+    bad = one_tensor(12, 96, 2); /* Q4_K rows must be whole blocks of 256 */
+    bad.data_bytes = 0;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "whole Q4_K blocks");
+    bad = h;
+    bad.offset = 16;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "not a multiple of the alignment");
+    bad = h;
+    bad.offset = 32;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "run past the data area");
+    bad = h;
+    bad.ndim = 5;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "5 dims");
+    bad = h;
+    bad.ne[1] = 0;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "out of range");
+    bad = h;
+    bad.ne[1] = UINT64_C(1) << 62;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "out of range");
+
+    bad = h;
+    add_kv_u32(&bad, "general.alignment", 4, 24);
+    expect_refusal(&bad, KILN_ERR_FORMAT, "general.alignment");
+    bad = h;
+    add_kv_u32(&bad, "general.alignment", 4, 64); /* the tensor's offset 0 suits it */
+    assert_kiln_ok(open_hand_file(&bad, &b, &f));
+    kiln_st_close(f);
+    bad = h;
+    add_kv_u32(&bad, "odd.type", 13, 0);
+    expect_refusal(&bad, KILN_ERR_FORMAT, "unknown value type 13");
+
+    /* arrays: of arrays; longer than the file; an original shape of another size */
+    bad = h;
+    put_string(&bad.kv, "nested");
+    put_u32(&bad.kv, 9);
+    put_u32(&bad.kv, 9);
+    put_u64(&bad.kv, 1);
+    bad.nkv = 1;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "an array of arrays");
+    bad = h;
+    put_string(&bad.kv, "long");
+    put_u32(&bad.kv, 9);
+    put_u32(&bad.kv, 8);
+    put_u64(&bad.kv, UINT64_C(1) << 40);
+    bad.nkv = 1;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "truncated");
+    bad = h;
+    put_string(&bad.kv, "comfy.gguf.orig_shape.w");
+    put_u32(&bad.kv, 9);
+    put_u32(&bad.kv, 5);
+    put_u64(&bad.kv, 2);
+    put_u32(&bad.kv, 3);
+    put_u32(&bad.kv, 40);
+    bad.nkv = 1;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "original shape has 120 values");
+    bad.kv.data[bad.kv.n - 4] = 0; /* [3, 0] */
+    expect_refusal(&bad, KILN_ERR_FORMAT, "dim 1 is 0");
+    bad.kv.n -= 8;
+    put_u32(&bad.kv, 8);
+    put_u32(&bad.kv, 16); /* [8, 16]: the 128 values, reshaped */
+    assert_kiln_ok(open_hand_file(&bad, &b, &f));
+    assert_int_equal(kiln_st_find(f, "w")->shape[0], 8);
+    assert_int_equal(kiln_st_find(f, "w")->shape[1], 16);
+    kiln_st_close(f);
+
+    /* a key with a NUL in it; two tensors of one name */
+    bad = h;
+    put_u64(&bad.kv, 3);
+    put(&bad.kv, "a\0b", 3);
+    put_u32(&bad.kv, 4);
+    put_u32(&bad.kv, 0);
+    bad.nkv = 1;
+    expect_refusal(&bad, KILN_ERR_FORMAT, "NUL");
+}
+
+/* ---- models -------------------------------------------------------------- */
+
+#define CLIP_L_FILE "tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"
+#define T5_FILE "pixart/tiny/text_encoder/model.safetensors"
+#define VAE_FILE "flux/tiny/vae/diffusion_pytorch_model.safetensors"
+
+/* ComfyUI-GGUF's Flux file (BFL's names, Q8_0/BF16/F32) with its parts as
+ * UNETLoader's are given, and llama.cpp's T5 in place of transformers': the
+ * transformer against diffusers, T5 against transformers, each on the
+ * weights as gguf-py dequantizes them. */
+static void flux_and_t5_match_upstream(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_checkpoint *ck;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char clip[4096], t5[4096], vae[4096], config[4096];
+    snprintf(clip, sizeof clip, "%s", kiln_test_data(CLIP_L_FILE));
+    snprintf(t5, sizeof t5, "%s", kiln_test_data("gguf/t5-tiny-Q8_0.gguf"));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data(VAE_FILE));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux/tiny"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip, t5}, .config = config};
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/flux1-tiny-Q8_0.gguf"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    const kiln_st_tensor *q = kiln_checkpoint_find(ck, KILN_T5_ROOT ".encoder.block.0.layer.0.SelfAttention.q.weight");
+    assert_non_null(q);
+    assert_int_equal(q->dtype, KILN_F16);
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden want = golden_read(f, "flux.out");
+    float *got = malloc(want.count * sizeof *got);
+    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/golden.safetensors", true, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    free(got);
+    golden_free(&want);
+    parity_check_t5_ids(m, f, "t5.ids", "t5.out", TOL);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tensors_match_gguf_py),
+        cmocka_unit_test(every_truncation_is_refused),
+        cmocka_unit_test(hostile_files_are_refused),
+        cmocka_unit_test(flux_and_t5_match_upstream),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
