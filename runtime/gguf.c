@@ -702,12 +702,27 @@ kiln_status kiln_gguf_read(const uint8_t *data, size_t size, const char *label, 
     }
     const uint64_t data_size = data_start > size ? 0 : size - data_start;
 
+    /* what the tensors are stored as, for gen --info: "Q8_0 36, F32 20" in order of appearance
+     * (types past ggml's numbering fail in build_tensors) */
+    enum { TYPE_IDS = 64 };
+    size_t counts[TYPE_IDS] = {0};
+    uint32_t order[TYPE_IDS], ntypes = 0;
+    for (size_t i = 0; i < h.ntensors; i++) {
+        const uint32_t type = h.tensors[i].type;
+        if (type >= TYPE_IDS) continue;
+        if (!counts[type]++) order[ntypes++] = type;
+    }
+    char types[TYPE_IDS * 24] = "";
+    for (uint32_t i = 0, used = 0; i < ntypes; i++)
+        used += (uint32_t)snprintf(types + used, sizeof types - used, "%s%s %zu", i ? ", " : "",
+                                   kiln_gguf_type_name(order[i]), counts[order[i]]);
+
     /* one block for every name, key and text value */
-    size_t text = 0;
+    size_t text = sizeof KILN_GGUF_TYPES_KEY + strlen(types) + 1;
     for (size_t i = 0; i < h.ntensors; i++) text += tensor_name(h.tensors[i].name, t5, NULL) + 1;
     for (size_t i = 0; i < h.nkept; i++) text += h.kept[i].key.len + 1 + value_text(&h.kept[i], NULL) + 1;
     char *strings = out->strings = malloc(text + 1);
-    out->meta = calloc(h.nkept + 1, sizeof *out->meta);
+    out->meta = calloc(h.nkept + 2, sizeof *out->meta);
     if (!out->strings || !out->meta) {
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory for the header's text", label);
         goto done;
@@ -723,6 +738,11 @@ kiln_status kiln_gguf_read(const uint8_t *data, size_t size, const char *label, 
         strings += value_text(v, strings);
         *strings++ = '\0';
     }
+    kiln_st_meta *m = &out->meta[out->nmeta++];
+    m->key = memcpy(strings, KILN_GGUF_TYPES_KEY, sizeof KILN_GGUF_TYPES_KEY);
+    strings += sizeof KILN_GGUF_TYPES_KEY;
+    m->value = memcpy(strings, types, strlen(types) + 1);
+    strings += strlen(types) + 1;
     st = build_tensors(label, &h, data + (data_start > size ? size : data_start), data_size, t5, out, &strings);
 done:
     header_free(&h);

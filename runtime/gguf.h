@@ -17,7 +17,8 @@
  * flattened to rows of 256 for quantizing; a T5 encoder (architecture `t5`
  * or `t5encoder`) is renamed from llama.cpp's names to transformers'.
  * String metadata is kept (as kiln_st_metadata reads it), numbers and
- * booleans as text; arrays are skipped. Every count, length, type, dim and
+ * booleans as text; arrays are skipped. kiln adds KILN_GGUF_TYPES_KEY: the
+ * stored types and their tensor counts ("Q8_0 36, F32 20"). Every count, length, type, dim and
  * offset is checked before use, and every error names the file and, where
  * there is one, the tensor or key. */
 #ifndef KILN_GGUF_H
@@ -28,6 +29,8 @@
 #include <stdint.h>
 
 #include "safetensors.h"
+
+#define KILN_GGUF_TYPES_KEY "kiln.gguf.tensor_types"
 
 /* What a GGUF file reads as: tensors in data-offset order, metadata, and the
  * storage for names, text and dequantized copies (freed by kiln_gguf_free). */

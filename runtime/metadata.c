@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -136,6 +137,13 @@ static const char *base_name(const char *path)
 {
     const char *slash = strrchr(path, '/');
     return slash ? slash + 1 : path;
+}
+
+/* A .gguf file, which ComfyUI lists only in ComfyUI-GGUF's loaders. */
+static bool is_gguf(const char *path)
+{
+    const size_t n = strlen(path);
+    return n >= 5 && strcasecmp(path + n - 5, ".gguf") == 0;
 }
 
 /* ---- A1111 infotext ------------------------------------------------------ */
@@ -594,7 +602,10 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     }
 
-    if (vae_part && clip_part) { /* the file is the transformer (or UNet) alone */
+    if (vae_part && clip_part && is_gguf(run->model)) { /* ComfyUI reads GGUF files through ComfyUI-GGUF's nodes */
+        in = add_node(&g, "4", "UnetLoaderGGUF");
+        add_string(&g, in, "unet_name", base_name(run->model));
+    } else if (vae_part && clip_part) { /* the file is the transformer (or UNet) alone */
         in = add_node(&g, "4", "UNETLoader");
         add_string(&g, in, "unet_name", base_name(run->model));
         add_string(&g, in, "weight_dtype", "default");
@@ -608,7 +619,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     }
     if (clip_part) { /* Flux's CLIP-L and T5, or PixArt's T5 */
         const bool dual = run->parts->text_encoders[1] != NULL;
-        in = add_node(&g, "36", dual ? "DualCLIPLoader" : "CLIPLoader");
+        const bool gguf = is_gguf(run->parts->text_encoders[0]) || (dual && is_gguf(run->parts->text_encoders[1]));
+        in = add_node(&g, "36", dual ? gguf ? "DualCLIPLoaderGGUF" : "DualCLIPLoader"
+                                     : gguf ? "CLIPLoaderGGUF" : "CLIPLoader");
         add_string(&g, in, dual ? "clip_name1" : "clip_name", base_name(run->parts->text_encoders[0]));
         if (dual) add_string(&g, in, "clip_name2", base_name(run->parts->text_encoders[1]));
         add_string(&g, in, "type", dual ? "flux" : "pixart");

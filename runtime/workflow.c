@@ -374,16 +374,38 @@ static kiln_status checkpoint_loader(wf_run *r, wf_node *n)
     return st;
 }
 
+/* The core node a ComfyUI-GGUF loader stands in for: kiln reads GGUF files
+ * wherever it reads safetensors ones, so theirs are the core loaders. */
+static const char *core_class(const char *c)
+{
+    static const char *const gguf[][2] = {{"UnetLoaderGGUF", "UNETLoader"},
+                                          {"UnetLoaderGGUFAdvanced", "UNETLoader"},
+                                          {"CLIPLoaderGGUF", "CLIPLoader"},
+                                          {"DualCLIPLoaderGGUF", "DualCLIPLoader"}};
+    for (size_t i = 0; i < sizeof gguf / sizeof gguf[0]; i++)
+        if (strcmp(c, gguf[i][0]) == 0) return gguf[i][1];
+    return c;
+}
+
 /* UNETLoader: a transformer or UNet file without its text encoders and VAE,
  * which the run's part loaders give. kiln keeps the file's weights as its
- * backend does, so only weight_dtype "default" is the same run. */
+ * backend does, so only weight_dtype "default" is the same run; a GGUF
+ * file's block types become f16, which UnetLoaderGGUFAdvanced's
+ * dequant_dtype "default", "target" (the f16 model's) and "float16" name. */
 static kiln_status unet_loader(wf_run *r, wf_node *n)
 {
     const char *dtype;
-    TRY(text(n, "weight_dtype", &dtype));
-    if (strcmp(dtype, "default") != 0)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln keeps the file's weights (use default)",
-                         dtype);
+    if (strcmp(n->class_type, "UNETLoader") == 0) {
+        TRY(text(n, "weight_dtype", &dtype));
+        if (strcmp(dtype, "default") != 0)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln keeps the file's weights (use "
+                             "default)", dtype);
+    } else if (strcmp(n->class_type, "UnetLoaderGGUFAdvanced") == 0) {
+        TRY(text(n, "dequant_dtype", &dtype));
+        if (strcmp(dtype, "default") != 0 && strcmp(dtype, "target") != 0 && strcmp(dtype, "float16") != 0)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "dequant_dtype '%s': kiln dequantizes to float16 (use "
+                             "default)", dtype);
+    }
     n->out[0].kind = WF_MODEL;
     return find_file(r, n, "unet_name", "diffusion_models", &n->out[0].recipe.ckpt);
 }
@@ -411,7 +433,7 @@ static kiln_status find_parts(wf_run *r)
     wf_node *vae = NULL, *clip = NULL;
     for (int i = 0; i < r->nnodes; i++) {
         wf_node *n = &r->nodes[i];
-        const char *c = n->class_type;
+        const char *c = core_class(n->class_type);
         if (!r->first_loader && (strcmp(c, "UNETLoader") == 0 || strcmp(c, "CheckpointLoaderSimple") == 0))
             r->first_loader = n;
         if (strcmp(c, "VAELoader") == 0) {
@@ -1446,7 +1468,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale};
     n->state = 1;
-    const char *c = n->class_type;
+    const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
     bool known = true;
     if (strcmp(c, "LoraLoader") == 0 || strcmp(c, "LoraLoaderModelOnly") == 0)

@@ -524,7 +524,9 @@ static void workflow_round_trip(void **state)
                                            {"text_encoders/t5xxl.safetensors", "pixart/tiny/text_encoder/model.safetensors"},
                                            {"vae/ae.safetensors", "flux/tiny/vae/diffusion_pytorch_model.safetensors"},
                                            {"vae/sd_vae.safetensors",
-                                            "tiny/sd15_tiny_diffusers/vae/diffusion_pytorch_model.safetensors"}};
+                                            "tiny/sd15_tiny_diffusers/vae/diffusion_pytorch_model.safetensors"},
+                                           {"diffusion_models", "gguf/flux1-tiny-Q8_0.gguf"},
+                                           {"text_encoders", "gguf/t5-tiny-Q8_0.gguf"}};
     snprintf(cmd, sizeof cmd, "mkdir -p %1$s/diffusion_models %1$s/text_encoders %1$s/vae", parts);
     assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
@@ -541,6 +543,18 @@ static void workflow_round_trip(void **state)
     read_png_text(path, "prompt", json, sizeof json);
     assert_non_null(strstr(json, "\"UNETLoader\""));
     assert_non_null(strstr(json, "\"clip_name2\":\"t5xxl.safetensors\""));
+    /* the same from ComfyUI-GGUF's files: its loaders in the PNG's workflow */
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny-Q8_0.gguf --text-encoder "
+             "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5-tiny-Q8_0.gguf --vae "
+             "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple",
+             parts, KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
+    workflow_again("flux_gguf", flags, dir);
+    snprintf(path, sizeof path, "%s/flux_gguf.png", tmpdir);
+    read_png_text(path, "prompt", json, sizeof json);
+    assert_non_null(strstr(json, "\"UnetLoaderGGUF\""));
+    assert_non_null(strstr(json, "\"DualCLIPLoaderGGUF\""));
+    assert_non_null(strstr(json, "\"clip_name2\":\"t5-tiny-Q8_0.gguf\""));
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --vae %s/vae/sd_vae.safetensors",
              KILN_TEST_DATA, parts);
     snprintf(dir, sizeof dir, "--models %s", parts);

@@ -414,6 +414,15 @@ static void refusals(void **state)
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"weight_dtype\": \"fp8_e4m3fn\"}}, "
                    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"12\", 0]}}}",
                    KILN_ERR_UNSUPPORTED, "node 12 (UNETLoader): weight_dtype 'fp8_e4m3fn'");
+    expect_refusal("{\"12\": {\"class_type\": \"UnetLoaderGGUFAdvanced\", \"inputs\": {\"unet_name\": "
+                   "\"flux1-tiny-Q8_0.gguf\", \"dequant_dtype\": \"bfloat16\", \"patch_dtype\": \"default\", "
+                   "\"patch_on_device\": false}}, "
+                   "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"12\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 12 (UnetLoaderGGUFAdvanced): dequant_dtype 'bfloat16'");
+    expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoaderGGUF\", \"inputs\": {\"clip_name1\": "
+                   "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
+                   "\"type\": \"sdxl\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 11 (DualCLIPLoaderGGUF): type 'sdxl'");
     expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoader\", \"inputs\": {\"clip_name1\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
                    "\"type\": \"sdxl\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
