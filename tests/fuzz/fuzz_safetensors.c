@@ -1,4 +1,5 @@
-/* libFuzzer target for the safetensors reader: any input must give KILN_OK or
+/* libFuzzer target for the safetensors reader (and the GGUF reader behind it:
+ * an input beginning "GGUF" is read as one): any input must give KILN_OK or
  * an error, never a crash, a leak or a read outside the input. An accepted
  * input is read back through every view so that a bad offset shows up under
  * AddressSanitizer.
@@ -11,7 +12,7 @@
  *
  * Build: cmake -DCMAKE_C_COMPILER=clang -DKILN_FUZZ=ON
  * Run:   bin/fuzz_safetensors -dict=tests/fuzz/safetensors.dict -max_total_time=300 CORPUS_DIR
- *        tests/data/safetensors_bad tests/data/safetensors */
+ *        tests/data/safetensors_bad tests/data/safetensors tests/data/gguf */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
