@@ -871,13 +871,27 @@ static kiln_status add_flux_file_tensor(kiln_checkpoint *ck, const kiln_st_tenso
     return known ? KILN_OK : add_name(ck, t->name, t);
 }
 
-/* The namer of kiln_checkpoint_open: a Flux file's or an OpenCLIP tower's;
- * any other file is read through its own index, in its own order. */
+/* An SD, SD 2.x or SDXL UNet alone in the original names without
+ * model.diffusion_model. (ComfyUI-GGUF's SD files, as its UNETLoader reads
+ * them): under that prefix, where a whole checkpoint has it. */
+static kiln_status add_sd_unet_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    char name[512];
+    if (snprintf(name, sizeof name, COMFY_UNET_PREFIX "%s", t->name) >= (int)sizeof name)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor name '%s' is too long", ck->path, t->name);
+    return add_name(ck, name, t);
+}
+
+/* The namer of kiln_checkpoint_open: a Flux file's, a bare SD UNet's or an
+ * OpenCLIP tower's; any other file is read through its own index, in its own
+ * order. */
 static tensor_namer checkpoint_namer(const kiln_st_file *f, unet_layout *lay)
 {
     if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight") ||
         kiln_st_find(f, COMFY_UNET_PREFIX "double_blocks.0.img_attn.qkv.weight"))
         return add_flux_file_tensor;
+    if (kiln_st_find(f, "input_blocks.0.0.weight") && kiln_st_find(f, "out.2.weight")) return add_sd_unet_file_tensor;
     return open_clip_namer(f, lay);
 }
 
@@ -1087,9 +1101,42 @@ static kiln_status add_vae_part(kiln_checkpoint *ck, const kiln_st_file *f, bool
     return KILN_OK;
 }
 
+/* The width of what an SD UNet's cross-attentions read (0 when none). */
+static int64_t unet_context_width(const kiln_checkpoint *ck)
+{
+    for (size_t i = 0; i < kiln_checkpoint_count(ck); i++) {
+        const char *name;
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
+        if (strncmp(name, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0 && ends_with(name, ".attn2.to_k.weight"))
+            return t->ndim == 2 ? t->shape[1] : 0;
+    }
+    return 0;
+}
+
+/* Where an SD UNet's family reads CLIP tower file f, as the original
+ * checkpoints keep it (in transformers' names): SD 1.x's and 2.x's one
+ * tower; the SDXL refiner's bigG, as wide as its context and with its
+ * projection; SDXL's CLIP-L and
+ * bigG, whose widths make up its context: the narrower is CLIP-L (768 to
+ * bigG's 1280), and where they are as wide, the one with a projection is
+ * bigG. NULL for a tower of no width the UNet reads. */
+static const char *sd_clip_root(const kiln_checkpoint *ck, const kiln_st_file *f)
+{
+    if (!kiln_checkpoint_find(ck, COMFY_UNET_PREFIX "label_emb.0.0.weight")) return "cond_stage_model.transformer.";
+    const kiln_st_tensor *tokens = kiln_st_find(f, "text_model.embeddings.token_embedding.weight");
+    const int64_t width = tokens && tokens->ndim == 2 ? tokens->shape[1] : 0, context = unet_context_width(ck);
+    if (width <= 0 || width > context) return NULL;
+    const bool projection = kiln_st_find(f, "text_projection.weight") != NULL;
+    if (width == context) return projection ? "conditioner.embedders.0.transformer." : NULL; /* the refiner's */
+    const int64_t other = context - width;
+    const bool big_g = width > other || (width == other && projection);
+    return big_g ? "conditioner.embedders.1.transformer." : "conditioner.embedders.0.transformer.";
+}
+
 /* A text encoder file as transformers saves it (ComfyUI's clip_l.safetensors,
- * t5xxl_fp16.safetensors) under the root where the model reads it: a T5
- * for PixArt and Flux, a CLIP for Flux. */
+ * clip_g.safetensors, t5xxl_fp16.safetensors) under the root where the
+ * model reads it: a T5 for PixArt and Flux, a CLIP for Flux and for an SD
+ * UNet (its family's tower of that width). */
 static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file *f, const char *path, bool *found)
 {
     const bool dit = kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".");
@@ -1100,11 +1147,16 @@ static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file
             return kiln_fail(KILN_ERR_MODEL, "%s: a T5 encoder, which PixArt and Flux models read; %s is neither",
                              path, ck->path);
         root = KILN_T5_ROOT ".";
-    } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight")) {
-        if (!flux)
-            return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder; kiln reads one beside a Flux transformer, "
-                             "and %s is none (an SD checkpoint carries its own)", path, ck->path);
+    } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight") && flux) {
         root = KILN_CLIP_L_ROOT ".";
+    } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight")) {
+        if (dit || !kiln_checkpoint_has_prefix(ck, COMFY_UNET_PREFIX))
+            return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder; kiln reads one beside a Flux transformer or "
+                             "an SD UNet, and %s is neither", path, ck->path);
+        if (!(root = sd_clip_root(ck, f)))
+            return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder of a width %s's SDXL UNet does not read "
+                             "(its context is %lld wide: CLIP-L's and bigG's, 768 + 1280, or the refiner's bigG "
+                             "alone)", path, ck->path, (long long)unet_context_width(ck));
     } else {
         *found = false;
         return KILN_OK;

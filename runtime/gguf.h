@@ -1,9 +1,8 @@
 /* GGUF files (llama.cpp's format) read as tensor files.
  *
- * Diffusion models come as GGUF from city96's ComfyUI-GGUF (a Flux, SD or
- * SDXL diffusion model alone, names as in the original checkpoint without
- * `model.diffusion_model.`; T5 encoders in llama.cpp's names) and from
- * stable-diffusion.cpp (whole checkpoints in the original names). kiln reads
+ * Diffusion models come as GGUF mostly from city96's ComfyUI-GGUF (a Flux,
+ * SD or SDXL diffusion model alone, names as in the original checkpoint
+ * without `model.diffusion_model.`; T5 encoders in llama.cpp's names). kiln reads
  * them as it reads a safetensors file: kiln_st_open recognises the magic and
  * hands the bytes here. F32, F16, BF16, I32 and I64 tensors stay views into
  * the mapping; the block-quantized types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and the

@@ -146,6 +146,14 @@ static bool is_gguf(const char *path)
     return n >= 5 && strcasecmp(path + n - 5, ".gguf") == 0;
 }
 
+/* ComfyUI's CLIP loader type for a model family's text encoder files. */
+static const char *clip_loader_type(const char *family, bool dual)
+{
+    const char *f = family ? family : "";
+    if (dual) return strcmp(f, "sdxl") == 0 ? "sdxl" : "flux";
+    return strcmp(f, "pixart") == 0 ? "pixart" : "stable_diffusion";
+}
+
 /* ---- A1111 infotext ------------------------------------------------------ */
 
 /* A growing string; after an allocation failure it stays failed and empty. */
@@ -624,7 +632,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
                                      : gguf ? "CLIPLoaderGGUF" : "CLIPLoader");
         add_string(&g, in, dual ? "clip_name1" : "clip_name", base_name(run->parts->text_encoders[0]));
         if (dual) add_string(&g, in, "clip_name2", base_name(run->parts->text_encoders[1]));
-        add_string(&g, in, "type", dual ? "flux" : "pixart");
+        add_string(&g, in, "type", clip_loader_type(run->family, dual));
     }
 
     if (!img2img) {

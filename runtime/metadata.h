@@ -49,6 +49,8 @@ typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
     const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
                                       "36"; "4" a UNETLoader where they give both), NULL for none */
+    const char *family;          /* the model's (kiln_model_info's): the CLIP loader's type ("flux", "sdxl",
+                                    "pixart", else "stable_diffusion") */
     const char *prompt;          /* UTF-8 */
     const char *negative_prompt; /* NULL or "" for none */
     const char *prompt_l, *negative_prompt_l; /* SDXL: CLIP-L's texts where they differ (text_l); NULL: the prompts */

@@ -207,7 +207,8 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
         const clip_reading *r = family->clips[i];
         const clip_config *clip = kiln_clip_detect(ck, r);
         if (!clip)
-            return kiln_fail(KILN_ERR_MODEL, "%s: %s text encoder '%s.*' missing or of an unknown shape", path,
+            return kiln_fail(KILN_ERR_MODEL, "%s: %s text encoder '%s.*' missing or of an unknown shape (for a "
+                             "UNet alone, a CLIP file given beside it: gen --text-encoder)", path,
                              r->gelu ? "OpenCLIP" : "CLIP", r->root);
         info->clip_names[i] = clip->name;
         static const char *const parts[] = {"encoder.", "embeddings.token_embedding.", "embeddings.position_embedding.",
@@ -219,7 +220,9 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
         }
     }
     const vae_config *vae = kiln_vae_detect(ck);
-    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape", path);
+    if (!vae)
+        return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape (for a UNet alone, a VAE file "
+                         "given beside it: gen --vae)", path);
     detect_prediction(ck, unet, info);
     info->unet_name = unet->name;
     info->vae_name = vae->name;

@@ -448,8 +448,12 @@ static kiln_status find_parts(wf_run *r)
             const char *type;
             TRY(text(n, "type", &type));
             const bool dual = c[0] == 'D';
-            if (dual && strcmp(type, "flux") != 0)
-                return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads Flux's CLIP-L and T5: flux)", type);
+            if (dual && strcmp(type, "flux") != 0 && strcmp(type, "sdxl") != 0)
+                return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads Flux's CLIP-L and T5, flux, and "
+                                 "SDXL's CLIP-L and bigG, sdxl)", type);
+            if (!dual && strcmp(type, "stable_diffusion") != 0 && strcmp(type, "pixart") != 0)
+                return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads SD's CLIP, stable_diffusion, and "
+                                 "PixArt's T5, pixart)", type);
             TRY(find_file(r, n, dual ? "clip_name1" : "clip_name", "text_encoders", &r->part_files[1]));
             if (dual) TRY(find_file(r, n, "clip_name2", "text_encoders", &r->part_files[2]));
         }

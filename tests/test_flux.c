@@ -650,10 +650,13 @@ static void single_file_refusals(void **state)
     assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {vae_file}}), KILN_ERR_MODEL);
     assert_non_null(strstr(kiln_last_error(), "neither a CLIP text encoder"));
     kiln_checkpoint_close(ck);
-    /* a CLIP file beside an SD checkpoint, a T5 beside it */
-    kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
+    /* a CLIP file beside a PixArt model (beside an SD checkpoint it takes the tower's place), a T5 beside SD */
+    kiln_checkpoint_open(kiln_test_data("pixart/tiny"), &ck);
     assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {clip}}), KILN_ERR_MODEL);
-    assert_non_null(strstr(kiln_last_error(), "beside a Flux transformer"));
+    assert_non_null(strstr(kiln_last_error(), "beside a Flux transformer or an SD UNet"));
+    kiln_checkpoint_close(ck);
+    kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {clip}}));
     kiln_checkpoint_close(ck);
     kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
     assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {t5}}), KILN_ERR_MODEL);

@@ -16,6 +16,7 @@
 
 #include "golden.h"
 #include "image.h"
+#include "parts.h"
 #include "inpaint.h"
 #include "tiny_variants.h"
 #include "pipeline.h"
@@ -526,7 +527,14 @@ static void workflow_round_trip(void **state)
                                            {"vae/sd_vae.safetensors",
                                             "tiny/sd15_tiny_diffusers/vae/diffusion_pytorch_model.safetensors"},
                                            {"diffusion_models", "gguf/flux1-tiny-Q8_0.gguf"},
-                                           {"text_encoders", "gguf/t5-tiny-Q8_0.gguf"}};
+                                           {"text_encoders", "gguf/t5-tiny-Q8_0.gguf"},
+                                           {"diffusion_models", "gguf/sd15-tiny-unet-F16.gguf"},
+                                           {"text_encoders/sdxl_clip_l.safetensors",
+                                            "sdxl/tiny_sdxl_diffusers/text_encoder/model.safetensors"},
+                                           {"text_encoders/sdxl_clip_g.safetensors",
+                                            "sdxl/tiny_sdxl_diffusers/text_encoder_2/model.safetensors"},
+                                           {"vae/sdxl_vae.safetensors",
+                                            "sdxl/tiny_sdxl_diffusers/vae/diffusion_pytorch_model.safetensors"}};
     snprintf(cmd, sizeof cmd, "mkdir -p %1$s/diffusion_models %1$s/text_encoders %1$s/vae", parts);
     assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
@@ -555,6 +563,26 @@ static void workflow_round_trip(void **state)
     assert_non_null(strstr(json, "\"UnetLoaderGGUF\""));
     assert_non_null(strstr(json, "\"DualCLIPLoaderGGUF\""));
     assert_non_null(strstr(json, "\"clip_name2\":\"t5-tiny-Q8_0.gguf\""));
+    /* SD's UNet alone (ComfyUI-GGUF's file) and SDXL's (the single file's, written here) with their CLIP and VAE
+       files: UNETLoader's kind, CLIPLoader "stable_diffusion", DualCLIPLoader "sdxl" */
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/sd15-tiny-unet-F16.gguf --text-encoder "
+             "%1$s/text_encoders/clip_l.safetensors --vae %1$s/vae/sd_vae.safetensors", parts);
+    snprintf(dir, sizeof dir, "--models %s", parts);
+    workflow_again("sd_unet_gguf", flags, dir);
+    snprintf(path, sizeof path, "%s/sd_unet_gguf.png", tmpdir);
+    read_png_text(path, "prompt", json, sizeof json);
+    assert_non_null(strstr(json, "\"UnetLoaderGGUF\""));
+    assert_non_null(strstr(json, "\"type\":\"stable_diffusion\""));
+    snprintf(path, sizeof path, "%s/diffusion_models/sdxl_unet.safetensors", parts);
+    parts_write(kiln_test_data("sdxl/tiny_sdxl.safetensors"), "model.diffusion_model.", path);
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/sdxl_unet.safetensors --text-encoder "
+             "%1$s/text_encoders/sdxl_clip_l.safetensors --text-encoder %1$s/text_encoders/sdxl_clip_g.safetensors "
+             "--vae %1$s/vae/sdxl_vae.safetensors", parts);
+    workflow_again("sdxl_unet", flags, dir);
+    snprintf(path, sizeof path, "%s/sdxl_unet.png", tmpdir);
+    read_png_text(path, "prompt", json, sizeof json);
+    assert_non_null(strstr(json, "\"UNETLoader\""));
+    assert_non_null(strstr(json, "\"type\":\"sdxl\""));
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --vae %s/vae/sd_vae.safetensors",
              KILN_TEST_DATA, parts);
     snprintf(dir, sizeof dir, "--models %s", parts);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln_test.h"
 
@@ -15,6 +16,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "parity.h"
+#include "parts.h"
 #include "safetensors.h"
 #include "status.h"
 
@@ -50,20 +52,6 @@ static void tensors_match_gguf_py(void **state)
     kiln_st_close(f);
 }
 
-/* Reads the file at `path` into memory (the caller frees it). */
-static uint8_t *read_whole(const char *path, size_t *size)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    *size = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *data = malloc(*size);
-    assert_int_equal(fread(data, 1, *size, fp), *size);
-    fclose(fp);
-    return data;
-}
-
 /* Every prefix of a file that cuts into its last tensor is refused as
  * damaged, naming it; only the writer's padding after that (less than the
  * alignment, 32) may go. */
@@ -71,7 +59,7 @@ static void every_truncation_is_refused(void **state)
 {
     (void)state;
     size_t size;
-    uint8_t *whole = read_whole(kiln_test_data("gguf/quants.gguf"), &size);
+    uint8_t *whole = kiln_test_read_file(kiln_test_data("gguf/quants.gguf"), &size);
     size_t first_whole = size;
     for (size_t n = 0; n <= size; n++) {
         uint8_t *part = malloc(n ? n : 1); /* its own allocation, so ASan sees any read past n */
@@ -323,6 +311,45 @@ static void flux_and_t5_match_upstream(void **state)
     kiln_backend_free(be);
 }
 
+/* ComfyUI-GGUF's SD 1.x UNet file (bare names, F16, convolutions
+ * flattened with their original shapes) with the CLIP and VAE files
+ * ComfyUI's CLIPLoader and VAELoader take beside it: the tiny fp16
+ * checkpoint it was made from, tensor for tensor. */
+static void sd_unet_with_parts(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln_gguf_XXXXXX", clip[64], vae[64], whole[4096];
+    assert_non_null(mkdtemp(dir));
+    snprintf(clip, sizeof clip, "%s/clip_l.safetensors", dir);
+    snprintf(vae, sizeof vae, "%s/vae.safetensors", dir);
+    snprintf(whole, sizeof whole, "%s", kiln_test_data("tiny/sd15_tiny_ldm_fp16.safetensors"));
+    parts_write(whole, "cond_stage_model.transformer.", clip);
+    parts_write(whole, "first_stage_model.", vae);
+
+    kiln_checkpoint *want, *ck;
+    assert_kiln_ok(kiln_checkpoint_open(whole, &want));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/sd15-tiny-unet-F16.gguf"), &ck));
+    kiln_model_info info;
+    assert_int_equal(kiln_model_inspect(ck, &info), KILN_ERR_MODEL); /* alone: the flag to give */
+    assert_non_null(strstr(kiln_last_error(), "gen --text-encoder"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip}};
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    const size_t compared = parts_assert_same_tensors(want, ck, NULL);
+    print_message("  %zu tensors as in the checkpoint\n", compared);
+    assert_kiln_ok(kiln_model_inspect(ck, &info));
+    assert_string_equal(info.family, "sd1");
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    kiln_checkpoint_close(want);
+    remove(clip);
+    remove(vae);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +357,7 @@ int main(void)
         cmocka_unit_test(every_truncation_is_refused),
         cmocka_unit_test(hostile_files_are_refused),
         cmocka_unit_test(flux_and_t5_match_upstream),
+        cmocka_unit_test(sd_unet_with_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include "golden.h"
 #include "model.h"
 #include "parity.h"
+#include "parts.h"
 #include "pipeline.h"
 #include "sampler.h"
 #include "status.h"
@@ -447,6 +448,73 @@ static void refiner_handoff(void **state)
     kiln_backend_free(be);
 }
 
+/* The UNet alone in the original names without model.diffusion_model. (as
+ * ComfyUI's UNETLoader, and ComfyUI-GGUF's, read SDXL), ComfyUI's CLIP
+ * files (transformers' clip_l and clip_g: the folder's text encoders,
+ * bigG with its projection) and the VAE alone, each told where it goes
+ * by its tensors: the single file, tensor for tensor (but what it keeps in
+ * OpenCLIP's names: bigG's projection, transposed, checked through the
+ * pooled output, and logit_scale, which kiln does not read), and the same
+ * conditioning from the prompts. */
+static void separate_files(void **state)
+{
+    const xl_model *x = *state;
+    char dir[] = "/tmp/kiln_sdxl_XXXXXX", unet[64], vae[64], clip_l[1200], clip_g[1200];
+    assert_non_null(mkdtemp(dir));
+    snprintf(unet, sizeof unet, "%s/unet.safetensors", dir);
+    parts_write(path_of(x, 0), "model.diffusion_model.", unet);
+    snprintf(clip_l, sizeof clip_l, "%s/text_encoder/model.safetensors", path_of(x, 1));
+    snprintf(clip_g, sizeof clip_g, "%s/text_encoder_2/model.safetensors", path_of(x, 1));
+    snprintf(vae, sizeof vae, "%s/vae.safetensors", dir);
+    parts_write(path_of(x, 0), "first_stage_model.", vae);
+    const bool refiner_model = x->g == 0;
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {refiner_model ? clip_g : clip_l,
+                                                                  refiner_model ? NULL : clip_g}};
+    kiln_checkpoint *want, *ck;
+    assert_kiln_ok(kiln_checkpoint_open(path_of(x, 0), &want));
+    assert_kiln_ok(kiln_checkpoint_open(unet, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    print_message("  %zu tensors as in the single file\n", parts_assert_same_tensors(want, ck, ".model."));
+    kiln_model_info info;
+    assert_kiln_ok(kiln_model_inspect(ck, &info));
+    assert_string_equal(info.family, x->family);
+    /* bigG's projection, transposed in OpenCLIP's names, through the pooled output */
+    kiln_backend *be;
+    kiln_model *from_parts, *single;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &from_parts));
+    assert_kiln_ok(kiln_model_load(path_of(x, 0), be, &single));
+    kiln_conditioning a[2], b[2];
+    encode_run_prompts(from_parts, tok, a);
+    encode_run_prompts(single, tok, b);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(a[i].tokens, b[i].tokens);
+        assert_memory_equal(a[i].data, b[i].data, (size_t)a[i].tokens * a[i].dim * sizeof(float));
+        assert_non_null(a[i].pooled);
+        assert_memory_equal(a[i].pooled, b[i].pooled, (size_t)a[i].pooled_dim * sizeof(float));
+        kiln_conditioning_free(&a[i]);
+        kiln_conditioning_free(&b[i]);
+    }
+    kiln_model_free(from_parts);
+    kiln_model_free(single);
+    kiln_tokenizer_free(tok);
+    kiln_backend_free(be);
+    if (refiner_model) { /* CLIP-L, which the refiner has not, is refused: it has no projection */
+        assert_kiln_ok(kiln_checkpoint_open(unet, &ck));
+        const kiln_model_parts wrong = {.text_encoders = {clip_l}};
+        snprintf(clip_l, sizeof clip_l, "%s/text_encoder/model.safetensors", path_of(&sdxl, 1));
+        assert_int_equal(kiln_checkpoint_add_parts(ck, &wrong), KILN_ERR_MODEL);
+        assert_non_null(strstr(kiln_last_error(), "does not read"));
+        kiln_checkpoint_close(ck);
+    }
+    kiln_checkpoint_close(want);
+    remove(unet);
+    remove(vae);
+    rmdir(dir);
+}
+
 /* A ControlNet for the tiny SDXL UNet (its copy takes y too) in diffusers'
  * and the original layout: every residual and the UNet with them, against
  * diffusers' ControlNetModel. */
@@ -466,7 +534,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         ON(detect, sdxl),       ON(text_towers, sdxl),    ON(unet_layouts, sdxl),    ON(adm_vector, sdxl),
         ON(ksampler_run, sdxl), ON(detect, refiner),      ON(text_towers, refiner),  ON(unet_layouts, refiner),
-        ON(adm_vector, refiner), ON(ksampler_run, refiner),
+        ON(adm_vector, refiner), ON(ksampler_run, refiner), ON(separate_files, sdxl), ON(separate_files, refiner),
         cmocka_unit_test(kohya_lora), cmocka_unit_test(refiner_lora), cmocka_unit_test(controlnet),
         cmocka_unit_test(refiner_handoff), cmocka_unit_test(text_g_and_text_l),
         cmocka_unit_test(inpainting_unet),

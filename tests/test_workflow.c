@@ -421,12 +421,16 @@ static void refusals(void **state)
                    KILN_ERR_UNSUPPORTED, "node 12 (UnetLoaderGGUFAdvanced): dequant_dtype 'bfloat16'");
     expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoaderGGUF\", \"inputs\": {\"clip_name1\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
-                   "\"type\": \"sdxl\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
-                   KILN_ERR_UNSUPPORTED, "node 11 (DualCLIPLoaderGGUF): type 'sdxl'");
+                   "\"type\": \"sd3\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 11 (DualCLIPLoaderGGUF): type 'sd3'");
     expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoader\", \"inputs\": {\"clip_name1\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
-                   "\"type\": \"sdxl\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
-                   KILN_ERR_UNSUPPORTED, "type 'sdxl'");
+                   "\"type\": \"hunyuan_video\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "type 'hunyuan_video'");
+    expect_refusal("{\"11\": {\"class_type\": \"CLIPLoader\", \"inputs\": {\"clip_name\": "
+                   "\"sd15_tiny_ldm_fp32.safetensors\", \"type\": \"sd3\"}}, "
+                   "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 11 (CLIPLoader): type 'sd3'");
     expect_refusal("{\"10\": {\"class_type\": \"VAELoader\", \"inputs\": {\"vae_name\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\"}}, \"8\": {\"class_type\": \"VAEDecode\", \"inputs\": "
                    "{\"samples\": [\"10\", 0], \"vae\": [\"10\", 0]}}, "

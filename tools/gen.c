@@ -1566,7 +1566,8 @@ int main(int argc, char **argv)
         if (kiln_st_write(o.save_latent, &e, 1, NULL, 0) != KILN_OK) return fail("--save-latent");
     }
 
-    kiln_run_info run = {.model = model_name, .parts = &o.parts, .prompt = o.prompt, .negative_prompt = o.negative,
+    kiln_run_info run = {.model = model_name, .parts = &o.parts, .family = m->info.family, .prompt = o.prompt,
+                         .negative_prompt = o.negative,
                          .prompt_l = o.prompt_l, .negative_prompt_l = o.negative_l, .steps = o.steps,
                          .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
                          .flux_guidance = o.guidance,

@@ -22,6 +22,12 @@ lay out diffusion models and T5 encoders, and what they hold.
        convert_hf_to_gguf.py writes a T5 v1.1 encoder), a tokenizer's string
        arrays in the metadata; small tensors F32, the attention's q/k/v/o in
        Q4_0/Q4_1/Q5_0/Q5_1, the rest Q8_0.
+  sd15-tiny-unet-F16.gguf: the UNet of tests/data/tiny/sd15_tiny_ldm_fp16 alone,
+       as ComfyUI-GGUF's convert.py writes an SD 1.x file from a float16
+       one: names without model.diffusion_model., architecture "sd1", every
+       tensor F16, and those of at least 512 values (a multiple of 256) whose
+       last dim is not a multiple of 256 flattened to rows of 256 with their
+       `comfy.gguf.orig_shape`.
   golden.safetensors:
        flux.out (2,12,64): diffusers' FluxTransformer2DModel on
          tests/data/flux/golden's inputs with the weights of
@@ -188,7 +194,28 @@ def t5(goldens):
     goldens["t5.ids"] = ids.int()
 
 
+def sd_unet():
+    sd = load_file(f"{DATA}/tiny/sd15_tiny_ldm_fp16.safetensors")
+    prefix = "model.diffusion_model."
+    w = gguf.GGUFWriter(f"{HERE}/sd15-tiny-unet-F16.gguf", "sd1")
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    flattened = 0
+    for k, v in sd.items():
+        if not k.startswith(prefix):
+            continue
+        data = v.numpy()
+        if data.ndim > 1 and data.size >= 512 and data.size % 256 == 0 and data.shape[-1] % 256:
+            w.add_array(f"comfy.gguf.orig_shape.{k[len(prefix):]}", list(data.shape))
+            data = data.reshape(-1, 256)
+            flattened += 1
+        w.add_tensor(k[len(prefix):], data, raw_dtype=Q.F16)
+    write(w)
+    assert flattened > 10, flattened
+
+
 def main():
+    sd_unet()
     quants()
     goldens = {}
     flux(goldens)
