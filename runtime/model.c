@@ -110,8 +110,11 @@ static kiln_status refuse_non_model(const kiln_checkpoint *ck)
     if (kiln_checkpoint_has_prefix(ck, "control_model.") || kiln_checkpoint_has_prefix(ck, "input_hint_block.") ||
         kiln_checkpoint_has_prefix(ck, "controlnet_cond_embedding."))
         return kiln_fail(KILN_ERR_MODEL, "%s is a ControlNet, not a whole model (give it to --controlnet)", path);
+    if (kiln_checkpoint_has_prefix(ck, "encoder.block.") || kiln_checkpoint_has_prefix(ck, "text_model."))
+        return kiln_fail(KILN_ERR_MODEL, "%s is a %s text encoder, not a whole model (give it beside one: "
+                         "--text-encoder)", path, kiln_checkpoint_has_prefix(ck, "text_model.") ? "CLIP" : "T5");
     if (kiln_checkpoint_has_prefix(ck, "decoder.") || kiln_checkpoint_has_prefix(ck, "encoder."))
-        return kiln_fail(KILN_ERR_MODEL, "%s is a VAE, not a whole model", path);
+        return kiln_fail(KILN_ERR_MODEL, "%s is a VAE, not a whole model (give it beside one: --vae)", path);
     if (!kiln_checkpoint_has_prefix(ck, "model.diffusion_model."))
         return kiln_fail(KILN_ERR_MODEL, "%s: no tensor 'model.diffusion_model.*': not a Stable Diffusion checkpoint",
                          path);

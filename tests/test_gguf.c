@@ -277,7 +277,8 @@ static void hostile_files_are_refused(void **state)
 /* ComfyUI-GGUF's Flux file (BFL's names, Q8_0/BF16/F32) with its parts as
  * UNETLoader's are given, and llama.cpp's T5 in place of transformers': the
  * transformer against diffusers, T5 against transformers, each on the
- * weights as gguf-py dequantizes them. */
+ * weights as gguf-py dequantizes them; the transformer with an sd-scripts
+ * LoRA merged into them. */
 static void flux_and_t5_match_upstream(void **state)
 {
     (void)state;
@@ -306,8 +307,32 @@ static void flux_and_t5_match_upstream(void **state)
     free(got);
     golden_free(&want);
     parity_check_t5_ids(m, f, "t5.ids", "t5.out", TOL);
-    kiln_st_close(f);
     kiln_model_free(m);
+
+    /* sd-scripts' LoRA merged into the dequantized weights, which keep their types */
+    char lora_path[4096];
+    snprintf(lora_path, sizeof lora_path, "%s", kiln_test_data("flux/lora/kohya.safetensors"));
+    const kiln_lora kohya = {lora_path, 0.8, 0.6};
+    kiln_lora_stats stats[1];
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/flux1-tiny-Q8_0.gguf"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &kohya, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 7);
+    want = golden_read(f, "flux.kohya.out");
+    got = malloc(want.count * sizeof *got);
+    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/golden.safetensors", true, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    free(got);
+    golden_free(&want);
+    kiln_model_free(m);
+
+    /* the T5 alone is no model */
+    assert_kiln_ok(kiln_checkpoint_open(t5, &ck));
+    kiln_model_info info;
+    assert_int_equal(kiln_model_inspect(ck, &info), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "a T5 text encoder, not a whole model"));
+    kiln_checkpoint_close(ck);
+    kiln_st_close(f);
     kiln_backend_free(be);
 }
 

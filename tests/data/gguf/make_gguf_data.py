@@ -34,6 +34,10 @@ lay out diffusion models and T5 encoders, and what they hold.
          flux1-tiny-Q8_0.gguf as gguf-py dequantizes them, rounded to
          float16 (taken back to diffusers' names row by row through
          make_flux_lora_data.py's bfl_rows_to_diffusers);
+       flux.kohya.out: the same with tests/data/flux/lora/kohya.safetensors
+         (sd-scripts' layout) merged at strength 0.8 (W += 0.8 * alpha / rank
+         * up @ down, in float32), each merged weight rounded to the type
+         kiln keeps it in: float16 for Q8_0's, bfloat16 for BF16's;
        t5.ids (1,256), t5.out (1,256,64): transformers' T5EncoderModel on
          the run prompt's ids of tests/data/flux/run.golden with the weights
          of t5-tiny-Q8_0.gguf likewise dequantized.
@@ -161,6 +165,32 @@ def flux(goldens):
             assert flux_type(k, diffusers_sd[k]) == Q.F32
     # the final modulation's biases swap halves in BFL's order; their values are exact either way
     goldens["flux.out"] = transformer_out(state)
+
+    # tests/data/flux/lora/kohya.safetensors merged at 0.8 into those weights, each merged weight rounded to
+    # the type kiln keeps it in (the block types' f16, BF16's bf16)
+    kept = {Q.Q8_0: torch.float16, Q.BF16: torch.bfloat16, Q.F32: torch.float32}
+    dtype_of = {}
+    for bfl_name, rows in bfl_rows_to_diffusers(diffusers_sd).items():
+        for name, _ in rows:
+            dtype_of[name] = kept[flux_type(bfl_name, bfl[bfl_name])]
+    lora = {k: v.float() for k, v in load_file(f"{FLUX}/lora/kohya.safetensors").items()}
+    merged = {k: v.clone() for k, v in state.items()}
+    rows_of = bfl_rows_to_diffusers(diffusers_sd)
+    touched = set()
+    for key in lora:
+        if not key.startswith("lora_unet_") or not key.endswith(".lora_up.weight"):
+            continue
+        module = key[len("lora_unet_"):-len(".lora_up.weight")]
+        bfl_module = next(m for m in {n.rsplit(".", 1)[0] for n in rows_of} if m.replace(".", "_") == module)
+        base = key[:-len(".lora_up.weight")]
+        up, down, alpha = lora[f"{base}.lora_up.weight"], lora[f"{base}.lora_down.weight"], lora[f"{base}.alpha"]
+        delta = 0.8 * alpha / up.shape[1] * (up @ down)
+        for row, (name, target_row) in enumerate(rows_of[f"{bfl_module}.weight"]):
+            merged[name][target_row] += delta[row]
+            touched.add(name)
+    for name in touched:
+        merged[name] = merged[name].to(dtype_of[name]).float()
+    goldens["flux.kohya.out"] = transformer_out(merged)
 
 
 def t5_type(gguf_name, t):
