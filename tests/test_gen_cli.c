@@ -373,6 +373,18 @@ static void workflow_again(const char *name, const char *flags, const char *mode
     }
 }
 
+/* workflow_again, and the workflow of the first PNG holds each of `words`
+ * (NULL-terminated). */
+static void workflow_again_holding(const char *name, const char *flags, const char *models, const char *const *words)
+{
+    workflow_again(name, flags, models);
+    char path[600], json[65536];
+    snprintf(path, sizeof path, "%s/%s.png", tmpdir, name);
+    read_png_text(path, "prompt", json, sizeof json);
+    for (; *words; words++)
+        if (!strstr(json, *words)) fail_msg("%s: the workflow does not hold %s", name, *words);
+}
+
 /* gen --workflow on the workflow a PNG of gen's carries (a LoRA, clip skip,
  * a ControlNet from 30 % and a second over the whole run, both at 0.6, the
  * hires fix, a batch of 2), as a JSON file and read from the PNG itself,
@@ -541,56 +553,38 @@ static void workflow_round_trip(void **state)
         snprintf(cmd, sizeof cmd, "ln -s %s/%s %s/%s", KILN_TEST_DATA, links[i][1], parts, links[i][0]);
         assert_int_equal(system(cmd), 0);
     }
-    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
-             "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5xxl.safetensors --vae "
-             "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple",
-             parts, KILN_TEST_DATA);
+    /* and from ComfyUI-GGUF's files, with its loaders in the PNG's workflow */
+    static const char *const flux_files[2][3] = {{"flux_parts", "flux1-tiny.safetensors", "t5xxl.safetensors"},
+                                                 {"flux_gguf", "flux1-tiny-Q8_0.gguf", "t5-tiny-Q8_0.gguf"}};
+    static const char *const flux_nodes[2][4] = {
+        {"\"UNETLoader\"", "\"DualCLIPLoader\"", "\"clip_name2\":\"t5xxl.safetensors\"", NULL},
+        {"\"UnetLoaderGGUF\"", "\"DualCLIPLoaderGGUF\"", "\"clip_name2\":\"t5-tiny-Q8_0.gguf\"", NULL}};
     snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
-    workflow_again("flux_parts", flags, dir);
-    snprintf(path, sizeof path, "%s/flux_parts.png", tmpdir);
-    read_png_text(path, "prompt", json, sizeof json);
-    assert_non_null(strstr(json, "\"UNETLoader\""));
-    assert_non_null(strstr(json, "\"clip_name2\":\"t5xxl.safetensors\""));
-    /* the same from ComfyUI-GGUF's files: its loaders in the PNG's workflow */
-    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny-Q8_0.gguf --text-encoder "
-             "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5-tiny-Q8_0.gguf --vae "
-             "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple",
-             parts, KILN_TEST_DATA);
-    snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
-    workflow_again("flux_gguf", flags, dir);
-    snprintf(path, sizeof path, "%s/flux_gguf.png", tmpdir);
-    read_png_text(path, "prompt", json, sizeof json);
-    assert_non_null(strstr(json, "\"UnetLoaderGGUF\""));
-    assert_non_null(strstr(json, "\"DualCLIPLoaderGGUF\""));
-    assert_non_null(strstr(json, "\"clip_name2\":\"t5-tiny-Q8_0.gguf\""));
+    for (int k = 0; k < 2; k++) {
+        snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/%3$s --text-encoder "
+                 "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/%4$s --vae "
+                 "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple",
+                 parts, KILN_TEST_DATA, flux_files[k][1], flux_files[k][2]);
+        workflow_again_holding(flux_files[k][0], flags, dir, flux_nodes[k]);
+    }
     /* SD's UNet alone (ComfyUI-GGUF's file) and SDXL's (the single file's, written here) with their CLIP and VAE
-       files: UNETLoader's kind, CLIPLoader "stable_diffusion", DualCLIPLoader "sdxl" */
+       files: UNETLoader's kind, CLIPLoader "stable_diffusion", DualCLIPLoader "sdxl"; an SD checkpoint with
+       another VAE */
+    snprintf(dir, sizeof dir, "--models %s", parts);
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/sd15-tiny-unet-F16.gguf --text-encoder "
              "%1$s/text_encoders/clip_l.safetensors --vae %1$s/vae/sd_vae.safetensors", parts);
-    snprintf(dir, sizeof dir, "--models %s", parts);
-    workflow_again("sd_unet_gguf", flags, dir);
-    snprintf(path, sizeof path, "%s/sd_unet_gguf.png", tmpdir);
-    read_png_text(path, "prompt", json, sizeof json);
-    assert_non_null(strstr(json, "\"UnetLoaderGGUF\""));
-    assert_non_null(strstr(json, "\"type\":\"stable_diffusion\""));
+    workflow_again_holding("sd_unet_gguf", flags, dir,
+                           (const char *const[]){"\"UnetLoaderGGUF\"", "\"type\":\"stable_diffusion\"", NULL});
     snprintf(path, sizeof path, "%s/diffusion_models/sdxl_unet.safetensors", parts);
     parts_write(kiln_test_data("sdxl/tiny_sdxl.safetensors"), "model.diffusion_model.", path);
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/sdxl_unet.safetensors --text-encoder "
              "%1$s/text_encoders/sdxl_clip_l.safetensors --text-encoder %1$s/text_encoders/sdxl_clip_g.safetensors "
              "--vae %1$s/vae/sdxl_vae.safetensors", parts);
-    workflow_again("sdxl_unet", flags, dir);
-    snprintf(path, sizeof path, "%s/sdxl_unet.png", tmpdir);
-    read_png_text(path, "prompt", json, sizeof json);
-    assert_non_null(strstr(json, "\"UNETLoader\""));
-    assert_non_null(strstr(json, "\"type\":\"sdxl\""));
+    workflow_again_holding("sdxl_unet", flags, dir, (const char *const[]){"\"UNETLoader\"", "\"type\":\"sdxl\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --vae %s/vae/sd_vae.safetensors",
              KILN_TEST_DATA, parts);
-    snprintf(dir, sizeof dir, "--models %s", parts);
-    workflow_again("sd_vae", flags, dir);
-    snprintf(path, sizeof path, "%s/sd_vae.png", tmpdir);
-    read_png_text(path, "prompt", json, sizeof json);
-    assert_non_null(strstr(json, "\"VAELoader\""));
-    assert_non_null(strstr(json, "\"CheckpointLoaderSimple\""));
+    workflow_again_holding("sd_vae", flags, dir,
+                           (const char *const[]){"\"VAELoader\"", "\"CheckpointLoaderSimple\"", NULL});
     static const char *const variants[3][2] = {{"inpainting", "--mask %s/inpaint/mask_20x17.png"},
                                                {"outpainting", "--outpaint 6,0,3,5 --feathering 4"},
                                                {"pix2pix", ""}};

@@ -157,6 +157,16 @@ static void expect_refusal(const hand_file *h, kiln_status code, const char *wor
         fail_msg("'%s' does not say '%s'", kiln_last_error(), words);
 }
 
+/* An array pair's head: its key, the array type (9), the element type and count. */
+static void add_array_head(hand_file *h, const char *key, uint32_t elem, uint64_t count)
+{
+    put_string(&h->kv, key);
+    put_u32(&h->kv, 9);
+    put_u32(&h->kv, elem);
+    put_u64(&h->kv, count);
+    h->nkv++;
+}
+
 static void add_kv_u32(hand_file *h, const char *key, uint32_t type, uint32_t value)
 {
     put_string(&h->kv, key);
@@ -180,38 +190,36 @@ static void hostile_files_are_refused(void **state)
     assert_int_equal(((const uint16_t *)t->data)[127], 0); /* q = 0 everywhere */
     kiln_st_close(f);
 
-    hand_file bad = h;
-    bad.version = 1;
-    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "version 1");
-    bad.version = 3u << 24;
-    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "big-endian");
-    bad = h;
-    bad.nkv = UINT64_C(1) << 60;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "cannot fit");
-    bad = one_tensor(16, 256, 2); /* IQ2_XXS */
-    bad.data_bytes = 0;
-    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "IQ2_XXS");
-    bad = one_tensor(99, 256, 2);
-    bad.data_bytes = 0;
-    expect_refusal(&bad, KILN_ERR_UNSUPPORTED, "type 99");
-    bad = one_tensor(12, 96, 2); /* Q4_K rows must be whole blocks of 256 */
-    bad.data_bytes = 0;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "whole Q4_K blocks");
-    bad = h;
-    bad.offset = 16;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "not a multiple of the alignment");
-    bad = h;
-    bad.offset = 32;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "run past the data area");
-    bad = h;
-    bad.ndim = 5;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "5 dims");
-    bad = h;
-    bad.ne[1] = 0;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "out of range");
-    bad = h;
-    bad.ne[1] = UINT64_C(1) << 62;
-    expect_refusal(&bad, KILN_ERR_FORMAT, "out of range");
+    /* one field of the base changed (or a tensor of another type and shape) */
+    static const struct {
+        uint32_t version, ndim, type;
+        uint64_t nkv, offset, ne1, cols;
+        kiln_status status;
+        const char *says;
+    } changes[] = {
+        {.version = 1, .status = KILN_ERR_UNSUPPORTED, .says = "version 1"},
+        {.version = 3u << 24, .status = KILN_ERR_UNSUPPORTED, .says = "big-endian"},
+        {.nkv = UINT64_C(1) << 60, .status = KILN_ERR_FORMAT, .says = "cannot fit"},
+        {.type = 16, .cols = 256, .status = KILN_ERR_UNSUPPORTED, .says = "IQ2_XXS"},
+        {.type = 99, .cols = 256, .status = KILN_ERR_UNSUPPORTED, .says = "type 99"},
+        {.type = 12, .cols = 96, .status = KILN_ERR_FORMAT, .says = "whole Q4_K blocks"}, /* rows of 256 */
+        {.offset = 16, .status = KILN_ERR_FORMAT, .says = "not a multiple of the alignment"},
+        {.offset = 32, .status = KILN_ERR_FORMAT, .says = "run past the data area"},
+        {.ndim = 5, .status = KILN_ERR_FORMAT, .says = "5 dims"},
+        {.ne1 = UINT64_MAX, .status = KILN_ERR_FORMAT, .says = "out of range"}, /* a dim of 0 */
+        {.ne1 = UINT64_C(1) << 62, .status = KILN_ERR_FORMAT, .says = "out of range"},
+    };
+    hand_file bad;
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        bad = changes[i].type ? one_tensor(changes[i].type, changes[i].cols, 2) : h;
+        if (changes[i].type) bad.data_bytes = 0;
+        if (changes[i].version) bad.version = changes[i].version;
+        if (changes[i].nkv) bad.nkv = changes[i].nkv;
+        if (changes[i].offset) bad.offset = changes[i].offset;
+        if (changes[i].ndim) bad.ndim = changes[i].ndim;
+        if (changes[i].ne1) bad.ne[1] = changes[i].ne1 == UINT64_MAX ? 0 : changes[i].ne1;
+        expect_refusal(&bad, changes[i].status, changes[i].says);
+    }
 
     bad = h;
     add_kv_u32(&bad, "general.alignment", 4, 24);
@@ -226,27 +234,15 @@ static void hostile_files_are_refused(void **state)
 
     /* arrays: of arrays; longer than the file; an original shape of another size */
     bad = h;
-    put_string(&bad.kv, "nested");
-    put_u32(&bad.kv, 9);
-    put_u32(&bad.kv, 9);
-    put_u64(&bad.kv, 1);
-    bad.nkv = 1;
+    add_array_head(&bad, "nested", 9, 1);
     expect_refusal(&bad, KILN_ERR_FORMAT, "an array of arrays");
     bad = h;
-    put_string(&bad.kv, "long");
-    put_u32(&bad.kv, 9);
-    put_u32(&bad.kv, 8);
-    put_u64(&bad.kv, UINT64_C(1) << 40);
-    bad.nkv = 1;
+    add_array_head(&bad, "long", 8, UINT64_C(1) << 40);
     expect_refusal(&bad, KILN_ERR_FORMAT, "truncated");
     bad = h;
-    put_string(&bad.kv, "comfy.gguf.orig_shape.w");
-    put_u32(&bad.kv, 9);
-    put_u32(&bad.kv, 5);
-    put_u64(&bad.kv, 2);
+    add_array_head(&bad, "comfy.gguf.orig_shape.w", 5, 2);
     put_u32(&bad.kv, 3);
     put_u32(&bad.kv, 40);
-    bad.nkv = 1;
     expect_refusal(&bad, KILN_ERR_FORMAT, "original shape has 120 values");
     bad.kv.data[bad.kv.n - 4] = 0; /* [3, 0] */
     expect_refusal(&bad, KILN_ERR_FORMAT, "dim 1 is 0");
