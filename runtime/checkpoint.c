@@ -1147,6 +1147,9 @@ static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file
             return kiln_fail(KILN_ERR_MODEL, "%s: a T5 encoder, which PixArt and Flux models read; %s is neither",
                              path, ck->path);
         root = KILN_T5_ROOT ".";
+        /* a GGUF file from llama.cpp's converter carries its tokenizer: the one read where no other is given */
+        const char *vocab = kiln_st_metadata(f, "tokenizer.ggml.model");
+        if (!ck->tokenizer && vocab && strcmp(vocab, "t5") == 0) TRY(kiln_checkpoint_set_tokenizer(ck, path));
     } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight") && flux) {
         root = KILN_CLIP_L_ROOT ".";
     } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight")) {

@@ -1,10 +1,13 @@
 #include "file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "status.h"
 
@@ -41,4 +44,34 @@ kiln_status kiln_read_file(const char *path, size_t max_bytes, const char *kind,
     *data = buf;
     *size = (size_t)st.st_size;
     return KILN_OK;
+}
+
+kiln_status kiln_map_file(const char *path, const char *kind, const uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kiln_fail(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    kiln_status status = KILN_OK;
+    if (fstat(fd, &st) != 0)
+        status = kiln_fail(KILN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        status = kiln_fail(KILN_ERR_IO, "%s: %s, not %s", path,
+                           S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file", kind);
+    else if (st.st_size == 0)
+        status = kiln_fail(KILN_ERR_IO, "%s: empty file (0 bytes)", path);
+    void *map = status == KILN_OK ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    if (status == KILN_OK && map == MAP_FAILED)
+        status = kiln_fail(KILN_ERR_IO, "%s: cannot map %lld bytes: %s", path, (long long)st.st_size, strerror(errno));
+    close(fd); /* the mapping keeps the file open */
+    if (status != KILN_OK) return status;
+    *data = map;
+    *size = (size_t)st.st_size;
+    return KILN_OK;
+}
+
+void kiln_unmap_file(const uint8_t *data, size_t size)
+{
+    if (data) munmap((void *)data, size);
 }

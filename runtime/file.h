@@ -14,4 +14,10 @@
  * more than max_bytes. */
 kiln_status kiln_read_file(const char *path, size_t max_bytes, const char *kind, uint8_t **data, size_t *size);
 
+/* The file mapped read-only (weights files, of which a part is read, or
+ * read once), released by kiln_unmap_file. Refused, naming the path, as
+ * kiln_read_file refuses, and when it is empty. */
+kiln_status kiln_map_file(const char *path, const char *kind, const uint8_t **data, size_t *size);
+void kiln_unmap_file(const uint8_t *data, size_t size);
+
 #endif

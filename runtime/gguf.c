@@ -21,11 +21,7 @@
 
 enum { GGUF_VERSION_MIN = 2, GGUF_VERSION_MAX = 3, GGUF_DEFAULT_ALIGNMENT = 32, GGUF_MAX_DIMS = 4 };
 
-/* Value types of key/value pairs. */
-enum {
-    V_U8, V_I8, V_U16, V_I16, V_U32, V_I32, V_F32, V_BOOL, V_STRING, V_ARRAY, V_U64, V_I64, V_F64, V_TYPE_COUNT
-};
-static const uint8_t value_size[V_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+static const uint8_t value_size[KILN_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 /* GGML tensor types kiln reads. */
 enum {
@@ -287,13 +283,13 @@ static bool span_starts(span s, const char *prefix)
 static bool scalar_integer(uint32_t type, const uint8_t *p, int64_t *out)
 {
     switch (type) {
-    case V_U8: case V_BOOL: *out = p[0]; return true;
-    case V_I8: *out = (int8_t)p[0]; return true;
-    case V_U16: *out = (uint16_t)(p[0] | p[1] << 8); return true;
-    case V_I16: *out = (int16_t)(p[0] | p[1] << 8); return true;
-    case V_U32: *out = u32_at(p); return true;
-    case V_I32: *out = (int32_t)u32_at(p); return true;
-    case V_U64: case V_I64: *out = (int64_t)((uint64_t)u32_at(p) | (uint64_t)u32_at(p + 4) << 32); return true;
+    case KILN_GGUF_U8: case KILN_GGUF_BOOL: *out = p[0]; return true;
+    case KILN_GGUF_I8: *out = (int8_t)p[0]; return true;
+    case KILN_GGUF_U16: *out = (uint16_t)(p[0] | p[1] << 8); return true;
+    case KILN_GGUF_I16: *out = (int16_t)(p[0] | p[1] << 8); return true;
+    case KILN_GGUF_U32: *out = u32_at(p); return true;
+    case KILN_GGUF_I32: *out = (int32_t)u32_at(p); return true;
+    case KILN_GGUF_U64: case KILN_GGUF_I64: *out = (int64_t)((uint64_t)u32_at(p) | (uint64_t)u32_at(p + 4) << 32); return true;
     default: return false;
     }
 }
@@ -302,7 +298,7 @@ static bool scalar_integer(uint32_t type, const uint8_t *p, int64_t *out)
 typedef struct kept_value {
     span key;
     uint32_t type;
-    span text;         /* V_STRING */
+    span text;         /* KILN_GGUF_STRING */
     const uint8_t *at; /* scalars */
 } kept_value;
 
@@ -329,6 +325,9 @@ typedef struct header {
     orig_shape *shapes;
     size_t nshapes;
     tensor_info *tensors;
+    const char *wanted;    /* kiln_gguf_find's key, and where it was found */
+    kiln_gguf_value value;
+    bool found;
 } header;
 
 static void header_free(header *h)
@@ -343,7 +342,7 @@ static void header_free(header *h)
 static kiln_status read_orig_shape(cursor *c, span key, uint32_t elem, uint64_t n, orig_shape *out)
 {
     out->tensor = (span){key.text + strlen(ORIG_SHAPE_KEY), key.len - strlen(ORIG_SHAPE_KEY)};
-    if (elem >= V_TYPE_COUNT || !value_size[elem] || elem == V_F32 || elem == V_F64 || elem == V_BOOL || n == 0 ||
+    if (elem >= KILN_GGUF_TYPE_COUNT || !value_size[elem] || elem == KILN_GGUF_F32 || elem == KILN_GGUF_F64 || elem == KILN_GGUF_BOOL || n == 0 ||
         n > GGUF_MAX_DIMS)
         return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': not an array of 1 to %d integers", c->label, (int)key.len,
                          key.text, GGUF_MAX_DIMS);
@@ -366,19 +365,23 @@ static kiln_status read_kv(cursor *c, header *h)
     uint32_t type;
     TRY(read_string(c, "a metadata key", &key));
     TRY(read_u32(c, "a metadata value type", &type));
-    if (type >= V_TYPE_COUNT)
+    if (type >= KILN_GGUF_TYPE_COUNT)
         return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': unknown value type %" PRIu32, c->label, (int)key.len,
                          key.text, type);
-    if (type == V_ARRAY) {
+    if (type == KILN_GGUF_ARRAY) {
         uint32_t elem;
         uint64_t n;
         TRY(read_u32(c, "an array's element type", &elem));
         TRY(read_u64(c, "an array's length", &n));
+        if (h->wanted && span_is(key, h->wanted)) {
+            h->value = (kiln_gguf_value){.type = elem, .array = true, .count = n, .data = c->at};
+            h->found = true;
+        }
         if (span_starts(key, ORIG_SHAPE_KEY)) return read_orig_shape(c, key, elem, n, &h->shapes[h->nshapes++]);
-        if (elem >= V_TYPE_COUNT || elem == V_ARRAY)
+        if (elem >= KILN_GGUF_TYPE_COUNT || elem == KILN_GGUF_ARRAY)
             return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': an array of %s", c->label, (int)key.len, key.text,
-                             elem == V_ARRAY ? "arrays" : "an unknown type");
-        if (elem == V_STRING) {
+                             elem == KILN_GGUF_ARRAY ? "arrays" : "an unknown type");
+        if (elem == KILN_GGUF_STRING) {
             if (n > (uint64_t)(c->end - c->at) / 8)
                 return kiln_fail(KILN_ERR_FORMAT, "%s: truncated: array '%.*s' of %" PRIu64 " strings", c->label,
                                  (int)key.len, key.text, n);
@@ -394,9 +397,13 @@ static kiln_status read_kv(cursor *c, header *h)
                              (int)key.len, key.text, n);
         return take(c, (size_t)n * value_size[elem], "an array", &p);
     }
+    if (h->wanted && span_is(key, h->wanted)) {
+        h->value = (kiln_gguf_value){.type = type, .count = 1, .data = c->at};
+        h->found = true;
+    }
     kept_value *v = &h->kept[h->nkept];
     *v = (kept_value){.key = key, .type = type};
-    if (type == V_STRING) {
+    if (type == KILN_GGUF_STRING) {
         TRY(read_string(c, "a metadata string", &v->text));
         if (span_is(key, "general.architecture")) h->architecture = v->text;
     } else {
@@ -512,18 +519,18 @@ static size_t value_text(const kept_value *v, char *out)
     int64_t i;
     float f;
     double d;
-    if (v->type == V_STRING) {
+    if (v->type == KILN_GGUF_STRING) {
         if (out) memcpy(out, v->text.text, v->text.len);
         return v->text.len;
     }
     char buf[40];
-    if (v->type == V_BOOL)
+    if (v->type == KILN_GGUF_BOOL)
         snprintf(buf, sizeof buf, "%s", v->at[0] ? "true" : "false");
-    else if (v->type == V_F32)
+    else if (v->type == KILN_GGUF_F32)
         memcpy(&f, v->at, 4), snprintf(buf, sizeof buf, "%.9g", (double)f);
-    else if (v->type == V_F64)
+    else if (v->type == KILN_GGUF_F64)
         memcpy(&d, v->at, 8), snprintf(buf, sizeof buf, "%.17g", d);
-    else if (v->type == V_U64)
+    else if (v->type == KILN_GGUF_U64)
         scalar_integer(v->type, v->at, &i), snprintf(buf, sizeof buf, "%" PRIu64, (uint64_t)i);
     else
         scalar_integer(v->type, v->at, &i), snprintf(buf, sizeof buf, "%" PRId64, i);
@@ -747,6 +754,18 @@ kiln_status kiln_gguf_read(const uint8_t *data, size_t size, const char *label, 
 done:
     header_free(&h);
     if (st != KILN_OK) kiln_gguf_free(out);
+    return st;
+}
+
+kiln_status kiln_gguf_find(const uint8_t *data, size_t size, const char *label, const char *key,
+                           kiln_gguf_value *out, bool *found)
+{
+    header h = {.wanted = key};
+    cursor c = {data, data + size, label};
+    kiln_status st = read_header(&c, &h);
+    *found = st == KILN_OK && h.found;
+    *out = h.value;
+    header_free(&h);
     return st;
 }
 

@@ -42,6 +42,30 @@ typedef struct kiln_gguf_contents {
     void *dequantized;
 } kiln_gguf_contents;
 
+/* The types of metadata values. */
+enum {
+    KILN_GGUF_U8, KILN_GGUF_I8, KILN_GGUF_U16, KILN_GGUF_I16, KILN_GGUF_U32, KILN_GGUF_I32, KILN_GGUF_F32,
+    KILN_GGUF_BOOL, KILN_GGUF_STRING, KILN_GGUF_ARRAY, KILN_GGUF_U64, KILN_GGUF_I64, KILN_GGUF_F64,
+    KILN_GGUF_TYPE_COUNT
+};
+
+/* One metadata value as stored: a scalar (count 1) or an array's elements
+ * (of `type`, never KILN_GGUF_ARRAY), little-endian at `data`, a string
+ * as its u64 length then its bytes. */
+typedef struct kiln_gguf_value {
+    uint32_t type;
+    bool array;
+    uint64_t count;
+    const uint8_t *data;
+} kiln_gguf_value;
+
+/* Finds metadata `key` in the GGUF image at `data` (checked as
+ * kiln_gguf_read checks a header); *found false when it is not there. For
+ * what a file carries besides its tensors (a T5's tokenizer), without
+ * reading the tensors. */
+kiln_status kiln_gguf_find(const uint8_t *data, size_t size, const char *label, const char *key,
+                           kiln_gguf_value *out, bool *found);
+
 /* True when the bytes begin as a GGUF file does. */
 bool kiln_gguf_magic(const void *data, size_t size);
 

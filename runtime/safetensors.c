@@ -16,10 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "gguf.h"
 #include "status.h"
 
@@ -405,31 +404,12 @@ fail:
 kiln_status kiln_st_open(const char *path, kiln_st_file **out)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kiln_fail(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return kiln_fail(KILN_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return kiln_fail(KILN_ERR_IO, "%s: %s, not a safetensors file", path,
-                         S_ISDIR(sb.st_mode) ? "is a directory" : "is not a regular file");
-    }
-    if (sb.st_size == 0) {
-        close(fd);
-        return kiln_fail(KILN_ERR_IO, "%s: empty file (0 bytes)", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd); /* the mapping keeps the file open */
-    if (map == MAP_FAILED) return kiln_fail(KILN_ERR_IO, "%s: cannot map %zu bytes: %s", path, size, strerror(err));
+    const uint8_t *map;
+    size_t size;
+    TRY(kiln_map_file(path, "a safetensors file", &map, &size));
     kiln_status st = kiln_st_open_memory(map, size, path, out);
     if (st != KILN_OK) {
-        munmap(map, size);
+        kiln_unmap_file(map, size);
         return st;
     }
     (*out)->map = map;
@@ -440,7 +420,7 @@ kiln_status kiln_st_open(const char *path, kiln_st_file **out)
 void kiln_st_close(kiln_st_file *f)
 {
     if (!f) return;
-    if (f->map) munmap((void *)f->map, f->map_size);
+    kiln_unmap_file(f->map, f->map_size);
     free(f->label);
     if (f->gguf.tensors) {
         kiln_gguf_free(&f->gguf);

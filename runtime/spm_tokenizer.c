@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "file.h"
+#include "gguf.h"
 #include "status.h"
 #include "tokenizer.h" /* kiln_py_isspace */
 
@@ -511,6 +512,102 @@ static kiln_status read_tokenizer_json(kiln_spm *spm, model_fields *m, const cha
     return st;
 }
 
+/* ---- a GGUF file's tokenizer ------------------------------------------------ */
+
+/* Metadata `key` of the GGUF image, of `type`, an array or a scalar;
+ * absent: *found false where `found` is given, else an error naming it. */
+static kiln_status gguf_field(const kiln_spm *spm, const uint8_t *data, size_t size, const char *key, uint32_t type,
+                              bool array, kiln_gguf_value *v, bool *found)
+{
+    bool present;
+    TRY(kiln_gguf_find(data, size, spm->path, key, v, &present));
+    if (found) *found = present;
+    if (!present && found) return KILN_OK;
+    if (!present)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: a GGUF file without %s: give T5's spiece.model as well", spm->path,
+                         key);
+    const bool same = v->type == type || (type == KILN_GGUF_U8 && v->type == KILN_GGUF_I8);
+    if (!same || v->array != array)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: %s is not %s", spm->path, key, array ? "an array of the type it "
+                         "should be" : "a value of the type it should be");
+    return KILN_OK;
+}
+
+/* A GGUF string's length, before its bytes. */
+static size_t gguf_string_len(const uint8_t *p) { return (size_t)((uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32); }
+
+/* The SentencePiece model llama.cpp's converter writes into a T5's GGUF
+ * file (tokenizer.ggml.*: the pieces, their scores and types, the
+ * normalizer's character map and flags), as spiece.model would give it;
+ * the "[PADn]" pieces it adds up to the model's vocabulary size go. (The
+ * converter writes user-defined pieces as normal ones; T5's vocabulary has
+ * none.) */
+static kiln_status read_gguf_tokenizer(kiln_spm *spm, model_fields *m, const uint8_t *data, size_t size)
+{
+    kiln_gguf_value model, tokens, scores, types, charsmap, flag;
+    bool found;
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.model", KILN_GGUF_STRING, false, &model, &found));
+    if (!found)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: a GGUF file without a tokenizer: give T5's spiece.model", spm->path);
+    const size_t model_len = gguf_string_len(model.data);
+    if (model_len != 2 || memcmp(model.data + 8, "t5", 2) != 0)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a GGUF file with llama.cpp's '%.*s' tokenizer, not T5's (t5)",
+                         spm->path, (int)(model_len < 32 ? model_len : 32), (const char *)model.data + 8);
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.tokens", KILN_GGUF_STRING, true, &tokens, NULL));
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.scores", KILN_GGUF_F32, true, &scores, NULL));
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.token_type", KILN_GGUF_I32, true, &types, NULL));
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.precompiled_charsmap", KILN_GGUF_U8, true, &charsmap, NULL));
+    if (scores.count != tokens.count || types.count != tokens.count || tokens.count >= INT32_MAX - T5_EXTRA_IDS)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: %llu tokens, %llu scores and %llu token types", spm->path,
+                         (unsigned long long)tokens.count, (unsigned long long)scores.count,
+                         (unsigned long long)types.count);
+    /* the pieces' texts and the character map, copied out of the file (the header bounds every length) */
+    size_t bytes = (size_t)charsmap.count;
+    const uint8_t *at = tokens.data;
+    for (uint64_t i = 0; i < tokens.count; i++) {
+        const size_t len = gguf_string_len(at);
+        bytes += len;
+        at += 8 + len;
+    }
+    uint8_t *buf = malloc(bytes + 1);
+    spm->pieces = calloc((size_t)tokens.count + 1, sizeof *spm->pieces);
+    if (!buf || !spm->pieces) {
+        free(buf);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", spm->path);
+    }
+    free(spm->file);
+    spm->file = buf;
+    at = tokens.data;
+    for (uint64_t i = 0; i < tokens.count; i++) {
+        const size_t len = gguf_string_len(at);
+        spm_piece *p = &spm->pieces[spm->n_pieces++];
+        memcpy(buf, at + 8, len);
+        const uint32_t bits = load_le32(scores.data + 4 * i), type = load_le32(types.data + 4 * i);
+        *p = (spm_piece){(const char *)buf, (uint32_t)len, 0.0f, (uint8_t)type};
+        memcpy(&p->score, &bits, sizeof p->score);
+        if (len == 0 || !isfinite(p->score) || type < PIECE_NORMAL || type > PIECE_BYTE)
+            return kiln_fail(KILN_ERR_FORMAT, "%s: token %llu is empty, or of no score or type SentencePiece has",
+                             spm->path, (unsigned long long)i);
+        buf += len;
+        at += 8 + len;
+    }
+    while (spm->n_pieces > 0) { /* llama.cpp's fillers */
+        const spm_piece *p = &spm->pieces[spm->n_pieces - 1];
+        if (p->type != PIECE_UNUSED || p->len < 5 || memcmp(p->text, "[PAD", 4) != 0) break;
+        spm->n_pieces--;
+    }
+    memcpy(buf, charsmap.data, (size_t)charsmap.count);
+    m->charsmap = buf;
+    m->charsmap_len = (size_t)charsmap.count;
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.add_space_prefix", KILN_GGUF_BOOL, false, &flag, &found));
+    spm->add_dummy_prefix = !found || flag.data[0];
+    TRY(gguf_field(spm, data, size, "tokenizer.ggml.remove_extra_whitespaces", KILN_GGUF_BOOL, false, &flag, &found));
+    spm->remove_extra_whitespaces = !found || flag.data[0];
+    m->has_trainer_spec = m->has_normalizer_spec = true;
+    m->trainer_unk_id = m->trainer_bos_id = m->trainer_eos_id = m->trainer_pad_id = -1;
+    return KILN_OK;
+}
+
 /* What SentencePiece would refuse, what kiln does not do, and what makes
  * it no T5 vocabulary. */
 static kiln_status check_model(kiln_spm *spm, const model_fields *m)
@@ -700,9 +797,19 @@ kiln_status kiln_spm_open(const char *path, kiln_spm **out)
     /* protobuf's defaults for fields a file leaves out */
     spm->add_dummy_prefix = spm->remove_extra_whitespaces = spm->escape_whitespaces = true;
     model_fields m = {.model_type = MODEL_UNIGRAM, .trainer_unk_id = 0, .trainer_bos_id = 1, .trainer_eos_id = 2, .trainer_pad_id = -1};
-    size_t file_len;
-    kiln_status st = kiln_read_file(path, MAX_MODEL_BYTES, "a SentencePiece model", &spm->file, &file_len);
-    if (st == KILN_OK && file_len == 0) st = kiln_fail(KILN_ERR_FORMAT, "%s: empty file, not a SentencePiece model", path);
+    size_t file_len = 0;
+    kiln_status st = KILN_OK;
+    const uint8_t *map;
+    size_t map_size;
+    if (kiln_map_file(path, "a SentencePiece model", &map, &map_size) == KILN_OK && kiln_gguf_magic(map, map_size)) {
+        st = read_gguf_tokenizer(spm, &m, map, map_size); /* a T5 encoder's GGUF file, its weights left unread */
+        kiln_unmap_file(map, map_size);
+    } else {
+        if (map) kiln_unmap_file(map, map_size);
+        st = kiln_read_file(path, MAX_MODEL_BYTES, "a SentencePiece model", &spm->file, &file_len);
+    }
+    if (st == KILN_OK && file_len == 0 && !spm->pieces)
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: empty file, not a SentencePiece model", path);
     size_t lead = 0;
     while (st == KILN_OK && lead < file_len && strchr(" \t\r\n", spm->file[lead])) lead++;
     if (st == KILN_OK && lead < file_len && spm->file[lead] == '{') { /* a tokenizer.json */
@@ -714,7 +821,7 @@ kiln_status kiln_spm_open(const char *path, kiln_spm **out)
             st = read_tokenizer_json(spm, &m, text);
             free(text);
         }
-    } else if (st == KILN_OK) {
+    } else if (st == KILN_OK && !spm->pieces) {
         st = read_model(spm, &m, file_len);
     }
     if (st == KILN_OK) st = check_model(spm, &m);

@@ -18,6 +18,7 @@
 #include "parity.h"
 #include "parts.h"
 #include "safetensors.h"
+#include "spm_tokenizer.h"
 #include "status.h"
 
 #define GOLDEN "gguf/golden.safetensors"
@@ -332,6 +333,66 @@ static void flux_and_t5_match_upstream(void **state)
     kiln_backend_free(be);
 }
 
+/* llama.cpp's T5 file carries its tokenizer: the same ids as the
+ * spiece.model it was written from, on text that takes every part of it
+ * (the character map's NFKC, spaces, T5's special tokens, unknown
+ * characters), and a Flux model given no other reads it. (The writer
+ * keeps no user-defined pieces, T5's vocabulary has none, and the tiny
+ * one's three, "kiln", a flame and the fi ligature, are left out of the
+ * texts.) */
+static void t5_tokenizer_in_the_file(void **state)
+{
+    (void)state;
+    kiln_spm *from_gguf, *from_model;
+    assert_kiln_ok(kiln_spm_open(kiln_test_data("gguf/t5-tiny-Q8_0.gguf"), &from_gguf));
+    assert_kiln_ok(kiln_spm_open(kiln_test_data("pixart/tiny/tokenizer/spiece.model"), &from_model));
+    assert_int_equal(kiln_spm_vocab_size(from_gguf), kiln_spm_vocab_size(from_model));
+    assert_int_equal(kiln_spm_eos(from_gguf), kiln_spm_eos(from_model));
+    assert_int_equal(kiln_spm_pad(from_gguf), kiln_spm_pad(from_model));
+    static const char *const texts[] = {
+        "a photograph of an astronaut riding a horse", "", "   leading,  inner   and trailing   ",
+        "\xe2\x91\xa0 \xef\xbc\xa6\xef\xbd\x95\xef\xbd\x8c\xef\xbd\x8c\twidth\nlines", /* circled 1, fullwidth */
+        "na\xc3\xafve caf\xc3\xa9 \xe2\x80\x94 \xe2\x80\x9cquoted\xe2\x80\x9d \xf0\x9f\x99\x82",
+        "</s> <extra_id_3> x<pad>y <unk>", "UPPER lower 0123456789 !?.,;:"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        int32_t a[256], b[256];
+        int na, nb;
+        assert_kiln_ok(kiln_spm_encode_t5(from_gguf, texts[i], a, 256, &na));
+        assert_kiln_ok(kiln_spm_encode_t5(from_model, texts[i], b, 256, &nb));
+        assert_ids_equal("gguf", texts[i], a, (size_t)na, b, (size_t)nb);
+    }
+    kiln_spm_free(from_gguf);
+    kiln_spm_free(from_model);
+    assert_int_equal(kiln_spm_open(kiln_test_data("gguf/flux1-tiny-Q8_0.gguf"), &from_gguf), KILN_ERR_FORMAT);
+    assert_non_null(strstr(kiln_last_error(), "a GGUF file without a tokenizer"));
+
+    /* beside the transformer, with no tokenizer given (tests/data/flux: the tiny axes, no tokenizer) */
+    char clip[4096], t5[4096], vae[4096], config[4096];
+    snprintf(clip, sizeof clip, "%s", kiln_test_data(CLIP_L_FILE));
+    snprintf(t5, sizeof t5, "%s", kiln_test_data("gguf/t5-tiny-Q8_0.gguf"));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data(VAE_FILE));
+    snprintf(config, sizeof config, "%s", kiln_test_data("flux"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip, t5}, .config = config};
+    kiln_checkpoint *ck;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/flux1-tiny-Q8_0.gguf"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_string_equal(kiln_checkpoint_tokenizer(ck), t5);
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    int32_t ids[256];
+    int n;
+    assert_kiln_ok(kiln_spm_encode_t5(m->spm, "a photograph of an astronaut riding a horse", ids, 256, &n));
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden want = golden_read(f, "t5.ids");
+    for (int i = 0; i < 256; i++) assert_int_equal(i < n ? ids[i] : 0, (int32_t)want.data[i]);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* ComfyUI-GGUF's SD 1.x UNet file (bare names, F16, convolutions
  * flattened with their original shapes) with the CLIP and VAE files
  * ComfyUI's CLIPLoader and VAELoader take beside it: the tiny fp16
@@ -378,6 +439,7 @@ int main(void)
         cmocka_unit_test(every_truncation_is_refused),
         cmocka_unit_test(hostile_files_are_refused),
         cmocka_unit_test(flux_and_t5_match_upstream),
+        cmocka_unit_test(t5_tokenizer_in_the_file),
         cmocka_unit_test(sd_unet_with_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

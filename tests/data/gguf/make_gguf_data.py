@@ -19,8 +19,9 @@ lay out diffusion models and T5 encoders, and what they hold.
        BF16, the rest in Q8_0 (the 32-wide rows suit no K-quant).
   t5-tiny-Q8_0.gguf: the tiny T5 encoder of tests/data/pixart/tiny in
        llama.cpp's names (gguf-py's TensorNameMap for t5encoder, as
-       convert_hf_to_gguf.py writes a T5 v1.1 encoder), a tokenizer's string
-       arrays in the metadata; small tensors F32, the attention's q/k/v/o in
+       convert_hf_to_gguf.py writes a T5 v1.1 encoder) with its tokenizer
+       (pixart/tiny/tokenizer/spiece.model) in the metadata as that script
+       writes it; small tensors F32, the attention's q/k/v/o in
        Q4_0/Q4_1/Q5_0/Q5_1, the rest Q8_0.
   sd15-tiny-unet-F16.gguf: the UNet of tests/data/tiny/sd15_tiny_ldm_fp16 alone,
        as ComfyUI-GGUF's convert.py writes an SD 1.x file from a float16
@@ -42,10 +43,11 @@ lay out diffusion models and T5 encoders, and what they hold.
          the run prompt's ids of tests/data/flux/run.golden with the weights
          of t5-tiny-Q8_0.gguf likewise dequantized.
 
-Origin: numpy, gguf-py 0.19.0 (GGUFWriter, quants), torch, diffusers 0.32.2,
-transformers. Run from the repository root:
+Origin: numpy, gguf-py 0.19.0 (GGUFWriter, quants), sentencepiece 0.2.3, torch,
+diffusers 0.32.2, transformers. Run from the repository root:
   python3 tests/data/gguf/make_gguf_data.py
 """
+import json
 import os
 import sys
 
@@ -54,6 +56,8 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType as Q
 from safetensors.torch import load_file, save_file
+from sentencepiece import SentencePieceProcessor
+from sentencepiece.sentencepiece_model_pb2 import ModelProto
 from transformers import T5EncoderModel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,13 +206,44 @@ def t5_type(gguf_name, t):
     return Q.Q8_0
 
 
+def t5_vocab(w):
+    """The tiny T5's tokenizer (tests/data/pixart/tiny/tokenizer/spiece.model)
+    as llama.cpp's convert_hf_to_gguf.py writes a T5's: each piece with its
+    score and type, "[PADn]" pieces (unused, score -1000) up to the model's
+    vocab_size, the normalizer's flags and character map."""
+    path = f"{T5}/../tokenizer/spiece.model"
+    proc = SentencePieceProcessor(model_file=path)
+    proto = ModelProto()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    tokens, scores, types = [], [], []
+    for i in range(proc.vocab_size()):
+        kind = 2 if proc.is_unknown(i) else 3 if proc.is_control(i) else 5 if proc.is_unused(i) else \
+            6 if proc.is_byte(i) else 1
+        tokens.append(proc.id_to_piece(i).encode("utf-8"))
+        scores.append(proc.get_score(i))
+        types.append(kind)
+    with open(f"{T5}/config.json") as f:
+        vocab_size = json.load(f)["vocab_size"]
+    for i in range(1, vocab_size - len(tokens) + 1):
+        tokens.append(f"[PAD{i}]".encode())
+        scores.append(-1000.0)
+        types.append(5)
+    w.add_tokenizer_model("t5")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    w.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
+    w.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
+
+
 def t5(goldens):
     sd = load_file(f"{T5}/model.safetensors")
     names = gguf.TensorNameMap(gguf.MODEL_ARCH.T5ENCODER, 2)
     w = gguf.GGUFWriter(f"{HERE}/t5-tiny-Q8_0.gguf", "t5encoder")
-    w.add_string("tokenizer.ggml.model", "t5")
-    w.add_array("tokenizer.ggml.tokens", ["<pad>", "</s>", "<unk>", "\u2581a"])
-    w.add_array("tokenizer.ggml.scores", [0.0, 0.0, 0.0, -1.5])
+    t5_vocab(w)
     read_back = {}
     for k, v in sd.items():
         base, kind = k.rsplit(".", 1)
