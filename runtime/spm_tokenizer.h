@@ -36,8 +36,9 @@
 
 typedef struct kiln_spm kiln_spm;
 
-/* Reads a SentencePiece model file, or the tokenizer.json (Hugging Face
- * tokenizers) transformers converts one to: its Unigram vocab and scores,
+/* Reads a SentencePiece model file, a T5 encoder's GGUF file (the model
+ * llama.cpp's converter writes into tokenizer.ggml.*), or the
+ * tokenizer.json (Hugging Face tokenizers) transformers converts one to: its Unigram vocab and scores,
  * added_tokens as control (special) and user-defined pieces, the
  * Precompiled normalizer's character map, a Replace of " {2,}" as
  * remove_extra_whitespaces and a Metaspace pre-tokenizer as the dummy prefix

@@ -125,13 +125,16 @@ static void usage(FILE *to)
             "\n"
             "  --output FILE          .png (ComfyUI workflow and A1111 parameters inside) or .jpg/.jpeg\n"
             "                         (quality 95, parameters in EXIF)\n"
-            "  --model PATH           checkpoint (.safetensors, single-file layout) or diffusers folder;\n"
-            "                         default: the embedded kiln-shapes model\n"
+            "  --model PATH           checkpoint (.safetensors or .gguf, single-file layout), a transformer or\n"
+            "                         UNet file alone, or a diffusers folder; default: the embedded\n"
+            "                         kiln-shapes model\n"
             "  --vae FILE             a VAE in place of the checkpoint's (diffusers or original names)\n"
-            "  --text-encoder FILE    a text encoder beside a transformer file: Flux's CLIP-L and T5\n"
-            "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's T5; up to 2\n"
+            "  --text-encoder FILE    a text encoder beside a transformer or UNet file: Flux's CLIP-L and T5\n"
+            "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's T5, SD's CLIP,\n"
+            "                         SDXL's CLIP-L and bigG (clip_l, clip_g); up to 2\n"
             "  --tokenizer FILE       T5's spiece.model or tokenizer.json, which single files lack (FLUX.1's\n"
-            "                         tokenizer_2/, ComfyUI's comfy/text_encoders/t5_tokenizer/)\n"
+            "                         tokenizer_2/, ComfyUI's comfy/text_encoders/t5_tokenizer/); a T5\n"
+            "                         .gguf file carries its own\n"
             "  --config DIR           a diffusers folder whose configs and tokenizer a single file takes\n"
             "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
             "                         strength C (default 1, C = S); repeatable\n"
@@ -656,7 +659,8 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_VAE: o->parts.vae = optarg; break;
         case O_TEXT_ENCODER:
-            if (o->parts.text_encoders[1]) return bad_flag("--text-encoder", optarg, "at most 2 (CLIP-L and T5)");
+            if (o->parts.text_encoders[1])
+                return bad_flag("--text-encoder", optarg, "at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and bigG)");
             o->parts.text_encoders[o->parts.text_encoders[0] ? 1 : 0] = optarg;
             break;
         case O_TOKENIZER: o->parts.tokenizer = optarg; break;
