@@ -170,7 +170,8 @@ static int parse(int argc, char **argv, bench_options *o)
         case 'V': o->parts.vae = optarg; break;
         case 'E':
             if (o->parts.text_encoders[1]) {
-                fprintf(stderr, "bench: --text-encoder %s: at most 2 (CLIP-L and T5)\n", optarg);
+                fprintf(stderr, "bench: --text-encoder %s: at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and "
+                        "bigG)\n", optarg);
                 return 2;
             }
             o->parts.text_encoders[o->parts.text_encoders[0] ? 1 : 0] = optarg;

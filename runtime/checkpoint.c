@@ -501,6 +501,19 @@ static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
     return sort_names(ck);
 }
 
+/* What the names of a UNet in diffusers' layout need besides themselves:
+ * its resnets per block and which up blocks have attentions. */
+static void diffusers_unet_layout(const kiln_st_file *unet, unet_layout *lay)
+{
+    *lay = (unet_layout){.layers_per_block = count_indexed(unet, "down_blocks.0.resnets.%d.%n")};
+    for (int i = 0; i < 8; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "up_blocks.%d.attentions.", i);
+        for (size_t k = 0; k < kiln_st_count(unet) && !lay->up_has_attention[i]; k++)
+            lay->up_has_attention[i] = strncmp(kiln_st_at(unet, k)->name, prefix, strlen(prefix)) == 0;
+    }
+}
+
 static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
 {
     char path[4096];
@@ -514,13 +527,8 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
     if (stat(path, &st) == 0) TRY(open_part(ck, dir, "text_encoder_2", &text2)); /* SDXL's OpenCLIP bigG */
     snprintf(path, sizeof path, "%s/text_encoder", dir);
     if (!text2 || stat(path, &st) == 0) TRY(open_part(ck, dir, "text_encoder", &text)); /* the refiner has none */
-    unet_layout lay = {.layers_per_block = count_indexed(unet, "down_blocks.0.resnets.%d.%n")};
-    for (int i = 0; i < 8; i++) {
-        char prefix[64];
-        snprintf(prefix, sizeof prefix, "up_blocks.%d.attentions.", i);
-        for (size_t k = 0; k < kiln_st_count(unet) && !lay.up_has_attention[i]; k++)
-            lay.up_has_attention[i] = strncmp(kiln_st_at(unet, k)->name, prefix, strlen(prefix)) == 0;
-    }
+    unet_layout lay;
+    diffusers_unet_layout(unet, &lay);
     int vae_levels = count_indexed(vae, "decoder.up_blocks.%d.%n");
     TRY(map_part(ck, unet, "unet", &lay, vae_levels, NULL));
     TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
@@ -883,15 +891,28 @@ static kiln_status add_sd_unet_file_tensor(kiln_checkpoint *ck, const kiln_st_te
     return add_name(ck, name, t);
 }
 
-/* The namer of kiln_checkpoint_open: a Flux file's, a bare SD UNet's or an
- * OpenCLIP tower's; any other file is read through its own index, in its own
- * order. */
+/* An SD UNet alone in diffusers' names (a folder's unet/ file, which
+ * UNETLoader reads too): under the original ones, as a folder's is. */
+static kiln_status add_diffusers_unet_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    char name[512];
+    return map_unet_name(t->name, lay, "model.diffusion_model", name, sizeof name) ? add_name(ck, name, t) : KILN_OK;
+}
+
+/* The namer of kiln_checkpoint_open: a Flux file's, a lone SD UNet's (in
+ * either layout) or an OpenCLIP tower's; any other file is read through its
+ * own index, in its own order. */
 static tensor_namer checkpoint_namer(const kiln_st_file *f, unet_layout *lay)
 {
     if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight") ||
         kiln_st_find(f, COMFY_UNET_PREFIX "double_blocks.0.img_attn.qkv.weight"))
         return add_flux_file_tensor;
     if (kiln_st_find(f, "input_blocks.0.0.weight") && kiln_st_find(f, "out.2.weight")) return add_sd_unet_file_tensor;
+    if (kiln_st_find(f, "down_blocks.0.resnets.0.conv1.weight") && kiln_st_find(f, "time_embedding.linear_1.weight") &&
+        !kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight")) { /* a ControlNet's encoder is named alike */
+        diffusers_unet_layout(f, lay);
+        return add_diffusers_unet_file_tensor;
+    }
     return open_clip_namer(f, lay);
 }
 

@@ -449,7 +449,8 @@ static void refiner_handoff(void **state)
 }
 
 /* The UNet alone in the original names without model.diffusion_model. (as
- * ComfyUI's UNETLoader, and ComfyUI-GGUF's, read SDXL), ComfyUI's CLIP
+ * ComfyUI's UNETLoader, and ComfyUI-GGUF's, read SDXL; and the folder's in
+ * diffusers' names), ComfyUI's CLIP
  * files (transformers' clip_l and clip_g: the folder's text encoders,
  * bigG with its projection) and the VAE alone, each told where it goes
  * by its tensors: the single file, tensor for tensor (but what it keeps in
@@ -472,6 +473,13 @@ static void separate_files(void **state)
                                                                   refiner_model ? NULL : clip_g}};
     kiln_checkpoint *want, *ck;
     assert_kiln_ok(kiln_checkpoint_open(path_of(x, 0), &want));
+    /* the folder's UNet file alone, in diffusers' names, likewise */
+    char diffusers_unet[1200];
+    snprintf(diffusers_unet, sizeof diffusers_unet, "%s/unet/diffusion_pytorch_model.safetensors", path_of(x, 1));
+    assert_kiln_ok(kiln_checkpoint_open(diffusers_unet, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    print_message("  %zu tensors as in the single file\n", parts_assert_same_tensors(want, ck, ".model."));
+    kiln_checkpoint_close(ck);
     assert_kiln_ok(kiln_checkpoint_open(unet, &ck));
     assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
     print_message("  %zu tensors as in the single file\n", parts_assert_same_tensors(want, ck, ".model."));
