@@ -26,7 +26,7 @@ static const uint8_t value_size[KILN_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1,
 /* GGML tensor types kiln reads. */
 enum {
     T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q2_K = 10, T_Q3_K = 11,
-    T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_I32 = 26, T_I64 = 27, T_BF16 = 30
+    T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_IQ4_NL = 20, T_IQ4_XS = 23, T_I32 = 26, T_I64 = 27, T_BF16 = 30
 };
 
 #define QK_K 256
@@ -169,6 +169,32 @@ static void dequantize_q6_k(const uint8_t *b, float *x)
     }
 }
 
+/* IQ4: 4-bit indices into a fixed table of values spaced for normally
+ * distributed weights; NL in blocks of 32 with one scale, XS in blocks of
+ * 256 with 6-bit scales per 32. */
+static const int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static void dequantize_iq4_nl(const uint8_t *b, float *x)
+{
+    const float d = half_at(b);
+    for (int j = 0; j < 16; j++) {
+        x[j] = d * (float)iq4_values[b[2 + j] & 15];
+        x[j + 16] = d * (float)iq4_values[b[2 + j] >> 4];
+    }
+}
+
+static void dequantize_iq4_xs(const uint8_t *b, float *x)
+{
+    const float d = half_at(b);
+    const unsigned scales_high = (unsigned)(b[2] | b[3] << 8);
+    const uint8_t *scales_low = b + 4, *qs = b + 8;
+    for (int sb = 0; sb < 8; sb++) {
+        const int scale = (((scales_low[sb / 2] >> (4 * (sb % 2))) & 15) | ((scales_high >> (2 * sb)) & 3) << 4) - 32;
+        const float dl = d * (float)scale;
+        for (int l = 0; l < 32; l++) x[sb * 32 + l] = dl * (float)iq4_values[(qs[sb * 16 + l % 16] >> (4 * (l / 16))) & 15];
+    }
+}
+
 typedef struct quant_type {
     uint32_t id;
     const char *name;
@@ -182,6 +208,7 @@ static const quant_type quant_types[] = {
     {T_Q8_0, "Q8_0", 32, 34, dequantize_q8_0},      {T_Q2_K, "Q2_K", QK_K, 84, dequantize_q2_k},
     {T_Q3_K, "Q3_K", QK_K, 110, dequantize_q3_k},   {T_Q4_K, "Q4_K", QK_K, 144, dequantize_q4_k},
     {T_Q5_K, "Q5_K", QK_K, 176, dequantize_q5_k},   {T_Q6_K, "Q6_K", QK_K, 210, dequantize_q6_k},
+    {T_IQ4_NL, "IQ4_NL", 32, 18, dequantize_iq4_nl}, {T_IQ4_XS, "IQ4_XS", QK_K, 136, dequantize_iq4_xs},
 };
 
 static const quant_type *quant_type_of(uint32_t id)
@@ -565,7 +592,8 @@ static kiln_status check_tensor(const char *label, const tensor_info *t, const h
     default:
         if (!kiln_gguf_block(t->type, &elements, &bytes))
             return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor '%.*s': GGML type %s is not supported (kiln reads F32 "
-                             "F16 BF16 I32 I64 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)", label, nlen, name,
+                             "F16 BF16 I32 I64 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS)", label,
+                             nlen, name,
                              kiln_gguf_type_name(t->type));
         out->dtype = KILN_F16; /* dequantized */
         if (t->ndim == 0 || t->ne[0] % (uint64_t)elements)

@@ -5,8 +5,8 @@
  * without `model.diffusion_model.`; T5 encoders in llama.cpp's names). kiln reads
  * them as it reads a safetensors file: kiln_st_open recognises the magic and
  * hands the bytes here. F32, F16, BF16, I32 and I64 tensors stay views into
- * the mapping; the block-quantized types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and the
- * K-quants Q2_K..Q6_K) are dequantized once, at open, into f16 copies the
+ * the mapping; the block-quantized types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, the
+ * K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS) are dequantized once, at open, into f16 copies the
  * file owns, as ComfyUI-GGUF dequantizes them into the compute dtype: a
  * quantized file is smaller on disk, not in memory.
  *

@@ -48,7 +48,7 @@ static void tensors_match_gguf_py(void **state)
     assert_string_equal(kiln_st_metadata(f, "kiln.test.flag"), "true");
     assert_null(kiln_st_metadata(f, "kiln.test.list"));
     assert_string_equal(kiln_st_metadata(f, KILN_GGUF_TYPES_KEY), "F32 1, F16 1, BF16 1, I32 1, Q4_0 1, Q4_1 1, "
-                        "Q5_0 1, Q5_1 1, Q8_0 2, Q2_K 1, Q3_K 1, Q4_K 1, Q5_K 1, Q6_K 1");
+                        "Q5_0 1, Q5_1 1, Q8_0 2, Q2_K 1, Q3_K 1, Q4_K 1, Q5_K 1, Q6_K 1, IQ4_NL 1, IQ4_XS 1");
     kiln_st_close(want);
     kiln_st_close(f);
 }

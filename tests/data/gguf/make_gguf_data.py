@@ -2,10 +2,10 @@
 lay out diffusion models and T5 encoders, and what they hold.
 
   quants.gguf: one tensor of each type kiln reads (F32 F16 BF16 I32 and the
-       block types Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K), 2 x 512
-       values each: the 32-value types quantized from random floats by gguf-py,
-       the K-quants random blocks (every bit pattern reachable) with sane
-       f16 scales; a (16,16,3,3) Q8_0 tensor flattened to rows of 256 with its
+       block types Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL
+       IQ4_XS), 2 x 512 values each: Q4_0..Q8_0 quantized from random floats
+       by gguf-py, the others random blocks (every bit pattern reachable)
+       with sane f16 scales; a (16,16,3,3) Q8_0 tensor flattened to rows of 256 with its
        `comfy.gguf.orig_shape`, as ComfyUI-GGUF stores SD's convolutions;
        string, number and array metadata.
   quants.golden.safetensors: each tensor as kiln should read it, in its
@@ -71,19 +71,21 @@ from sd_common import save_goldens  # noqa: E402
 T5 = os.path.join(DATA, "pixart", "tiny", "text_encoder")
 FLUX = os.path.join(DATA, "flux")
 BLOCK_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0]
-K_TYPES = {Q.Q2_K: [80, 82], Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}  # f16 fields
+# the block types written as random blocks, and where their f16 scales sit
+RANDOM_TYPES = {Q.Q2_K: [80, 82], Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208], Q.IQ4_NL: [0],
+                Q.IQ4_XS: [0]}
 
 
 def dequantized_half(data, qtype):
     return torch.from_numpy(gguf.quants.dequantize(data, qtype).astype(np.float16))
 
 
-def random_k_blocks(rng, qtype, rows, cols):
-    """Random blocks of a K-quant with each f16 scale set to a value in
-    [0.001, 0.01): every other byte random."""
+def random_blocks(rng, qtype, rows, cols):
+    """Random blocks of a K-quant or IQ4 type with each f16 scale set to a
+    value in [0.001, 0.01): every other byte random."""
     elements, size = gguf.GGML_QUANT_SIZES[qtype]
     blocks = rng.integers(0, 256, size=(rows * cols // elements, size), dtype=np.uint8)
-    for at in K_TYPES[qtype]:
+    for at in RANDOM_TYPES[qtype]:
         blocks[:, at:at + 2] = rng.uniform(0.001, 0.01, size=(blocks.shape[0], 1)).astype(np.float16).view(np.uint8)
     return blocks.reshape(rows, cols // elements * size)
 
@@ -111,8 +113,8 @@ def quants():
         data = gguf.quants.quantize(x * 0.05, qtype)
         w.add_tensor(f"block.{qtype.name}", data, raw_dtype=qtype)
         golden[f"block.{qtype.name}"] = dequantized_half(data, qtype)
-    for qtype in K_TYPES:
-        data = random_k_blocks(rng, qtype, 2, 512)
+    for qtype in RANDOM_TYPES:
+        data = random_blocks(rng, qtype, 2, 512)
         w.add_tensor(f"block.{qtype.name}", data, raw_dtype=qtype)
         golden[f"block.{qtype.name}"] = dequantized_half(data, qtype)
     conv = rng.standard_normal((16, 16, 3, 3), dtype=np.float32) * 0.1
