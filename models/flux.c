@@ -140,18 +140,29 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
     return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
 
-void kiln_flux_place_references(const int *h, const int *w, int n, flux_reference *refs)
+void kiln_flux_place_references(kiln_reference_method method, int latent_h, int latent_w, const int *h, const int *w,
+                                int n, flux_reference *refs)
 {
     int down = 0, across = 0; /* the extent of those placed, in latent pixels */
     for (int i = 0; i < n; i++) {
-        int h_offset = 0, w_offset = 0;
-        if (h[i] + down > w[i] + across)
-            w_offset = across;
-        else
-            h_offset = down;
-        down = down > h[i] + h_offset ? down : h[i] + h_offset;
-        across = across > w[i] + w_offset ? across : w[i] + w_offset;
-        refs[i] = (flux_reference){(h[i] + 1) / 2, (w[i] + 1) / 2, (h_offset + 1) / 2, (w_offset + 1) / 2};
+        int index = 1, h_offset = 0, w_offset = 0;
+        if (method == KILN_REFERENCE_INDEX) {
+            index = i + 1;
+        } else if (method == KILN_REFERENCE_UXO) { /* past the latent's whole patches, diagonally */
+            index = 0;
+            h_offset = (latent_h + 1) / 2 * 2 + down;
+            w_offset = (latent_w + 1) / 2 * 2 + across;
+            down += h[i];
+            across += w[i];
+        } else {
+            if (h[i] + down > w[i] + across)
+                w_offset = across;
+            else
+                h_offset = down;
+            down = down > h[i] + h_offset ? down : h[i] + h_offset;
+            across = across > w[i] + w_offset ? across : w[i] + w_offset;
+        }
+        refs[i] = (flux_reference){(h[i] + 1) / 2, (w[i] + 1) / 2, index, (h_offset + 1) / 2, (w_offset + 1) / 2};
     }
 }
 
@@ -184,7 +195,7 @@ static void image_position(const flux_input *in, int n, double pos[3])
         for (int i = 0; i < in->nrefs; i++) {
             const flux_reference *r = &in->refs[i];
             if (n < r->h * r->w) {
-                grid_w = r->w, index = 1, h_offset = r->h_offset, w_offset = r->w_offset;
+                grid_w = r->w, index = r->index, h_offset = r->h_offset, w_offset = r->w_offset;
                 break;
             }
             n -= r->h * r->w;

@@ -93,20 +93,25 @@ typedef struct flux_image_prompt {
 } flux_image_prompt;
 
 /* A reference latent on a call (FLUX.1 Kontext, ComfyUI's ReferenceLatent):
- * its 2x2 patches follow the latent's tokens, at positions (1, row +
+ * its 2x2 patches follow the latent's tokens, at positions (index, row +
  * h_offset, column + w_offset); only the latent's tokens are read back. */
 typedef struct flux_reference {
     int h, w;               /* its patch grid */
+    int index;              /* the first position axis (the latent's is 0) */
     int h_offset, w_offset; /* in patches */
 } flux_reference;
 
 /* References on one call */
 #define FLUX_MAX_REFERENCES 8
 
-/* ComfyUI's "offset" placement of n references of latent sizes (h[i],
- * w[i]): each beside or below the ones before, whichever keeps the whole
- * squarer -> refs[i] (grids rounded up to whole patches). */
-void kiln_flux_place_references(const int *h, const int *w, int n, flux_reference *refs);
+/* ComfyUI's placement of n references of latent sizes (h[i], w[i]) beside
+ * a latent of latent_h x latent_w -> refs[i] (grids rounded up to whole
+ * patches): "offset", each at index 1 beside or below the ones before,
+ * whichever keeps the whole squarer; "index", each at the next index, not
+ * moved; "uxo", at index 0, each past the latent and the ones before on both
+ * axes. */
+void kiln_flux_place_references(kiln_reference_method method, int latent_h, int latent_w, const int *h, const int *w,
+                                int n, flux_reference *refs);
 /* A reference latent (C,h,w) as its tokens (ceil(h/2) * ceil(w/2), 4C):
  * odd sides padded circularly first (ComfyUI's pad_to_patch_size). */
 void kiln_flux_pack_reference(const float *latent, int C, int h, int w, float *tokens);

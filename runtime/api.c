@@ -542,6 +542,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     job.nreferences[1] = chain_length(params->reference, params->reference_count);
     job.references[0] = params->negative_reference;
     job.nreferences[0] = chain_length(params->negative_reference, params->negative_reference_count);
+    job.reference_methods[1] = params->reference_method;
+    job.reference_methods[0] = params->negative_reference_method;
 
     const int ncontrols = chain_length(params->control, params->control_count);
     const int nimage_prompts = chain_length(params->ip_adapter, params->ip_adapter_count);

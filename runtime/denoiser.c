@@ -113,7 +113,8 @@ kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning
     return set_flux_inputs(d);
 }
 
-kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln_latent *refs, int n)
+kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln_latent *refs, int n,
+                                         kiln_reference_method method)
 {
     const kiln_model *m = d->model;
     if (!kiln_model_is_dit(m) || m->family->arch != KILN_ARCH_FLUX || !d->dit_out)
@@ -133,7 +134,7 @@ kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln
         h[i] = refs[i].height, w[i] = refs[i].width;
         R += ((h[i] + 1) / 2) * ((w[i] + 1) / 2);
     }
-    kiln_flux_place_references(h, w, n, d->refs[which]);
+    kiln_flux_place_references(method, d->h, d->w, h, w, n, d->refs[which]);
     free(d->ref_tokens[which]);
     if (!(d->ref_tokens[which] = malloc((size_t)R * K * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for reference latents");

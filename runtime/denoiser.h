@@ -130,7 +130,8 @@ kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning
  * (each (1,C,h,w), unscaled as VAEEncode gives them) beside the latent in
  * every call of caption `which`'s rows (0 negative, 1 positive), placed as
  * ComfyUI's "offset" method places them; after set_captions. */
-kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln_latent *refs, int n);
+kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln_latent *refs, int n,
+                                         kiln_reference_method method);
 /* Adds `count` ControlNets (in the order applied) to the calls from here on;
  * the array must outlive d. */
 kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count);

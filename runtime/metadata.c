@@ -431,10 +431,12 @@ static void reference_node_id(int i, int part, char id[16])
 }
 
 /* The positive text as FluxGuidance takes it: CLIPTextEncode "6", then
- * through the ReferenceLatent chain. */
+ * through the ReferenceLatent chain and FluxKontextMultiReferenceLatentMethod
+ * "264". */
 static const char *positive_text(const kiln_run_info *run, char id[16])
 {
     if (!run->nreferences) return "6";
+    if (run->reference_method) return "264";
     reference_node_id(run->nreferences - 1, 2, id);
     return id;
 }
@@ -657,6 +659,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, referenced, "ReferenceLatent");
         add_link(&g, in, "conditioning", i ? before : "6", 0);
         add_link(&g, in, "latent", encoded, 0);
+    }
+    if (run->nreferences && run->reference_method) {
+        char last[16];
+        reference_node_id(run->nreferences - 1, 2, last);
+        in = add_node(&g, "264", "FluxKontextMultiReferenceLatentMethod");
+        add_string(&g, in, "reference_latents_method", run->reference_method);
+        add_link(&g, in, "conditioning", last, 0);
     }
     char text[16];
     if (run->flux_guidance) {

@@ -86,6 +86,8 @@ typedef struct kiln_run_info {
     const char *const *references; /* pictures whose latents (VAEEncode) ReferenceLatent puts on the positive
                                       prompt, in order (FLUX.1 Kontext); at most KILN_RUN_MAX_STYLES */
     int nreferences;
+    const char *reference_method; /* FluxKontextMultiReferenceLatentMethod's on them ("264"); NULL: "offset",
+                                     ComfyUI's default, no node */
     const kiln_sdxl_cond *sdxl; /* CLIPTextEncodeSDXL's numbers (and the refiner's CLIPTextEncodeSDXLRefiner's),
                                    NULL: plain CLIPTextEncode */
     const kiln_sdxl_cond *negative_sdxl; /* the negative prompt's sizes, crop and target; NULL: sdxl's */

@@ -444,9 +444,11 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         (job->nimage_prompts &&
          (st = kiln_denoiser_set_image_prompts(&d, job->image_prompts, job->nimage_prompts)) != KILN_OK) ||
         (job->nreferences[0] &&
-         (st = kiln_denoiser_set_references(&d, 0, job->references[0], job->nreferences[0])) != KILN_OK) ||
+         (st = kiln_denoiser_set_references(&d, 0, job->references[0], job->nreferences[0],
+                                            job->reference_methods[0])) != KILN_OK) ||
         (job->nreferences[1] &&
-         (st = kiln_denoiser_set_references(&d, 1, job->references[1], job->nreferences[1])) != KILN_OK)) {
+         (st = kiln_denoiser_set_references(&d, 1, job->references[1], job->nreferences[1],
+                                            job->reference_methods[1])) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;
     }
@@ -581,6 +583,18 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     const size_t values = (size_t)m->vae.config->latent_channels * latent_h * latent_w;
     for (size_t i = 0; i < values; i++) (*hint)[i] = kiln_vae_latent_in(&m->vae, (*hint)[i]);
     return KILN_OK;
+}
+
+kiln_status kiln_reference_method_from_name(const char *name, kiln_reference_method *out)
+{
+    static const char *const names[] = {"offset", "index", "uxo/uno", "uxo"};
+    for (int i = 0; name && i < 4; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (kiln_reference_method)(i < 3 ? i : KILN_REFERENCE_UXO);
+            return KILN_OK;
+        }
+    return kiln_fail(KILN_ERR_INVALID_ARG, "reference latents method '%s': offset, index or uxo/uno",
+                     name ? name : "(null)");
 }
 
 kiln_status kiln_union_control_type(const char *name, int *type)

@@ -99,6 +99,7 @@ typedef struct kiln_sampling_job {
     /* ReferenceLatent's latents on the negative [0] and positive [1] prompt (Flux: FLUX.1 Kontext) */
     const kiln_latent *references[2];
     int nreferences[2];
+    kiln_reference_method reference_methods[2];
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

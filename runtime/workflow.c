@@ -94,6 +94,7 @@ typedef struct wf_value {
     double flux_guidance;    /* FluxGuidance's; 0: none */
     const kiln_latent *references[KILN_MAX_REFERENCES]; /* ReferenceLatent's, in order (other nodes' LATENTs) */
     int nreferences;
+    kiln_reference_method reference_method; /* FluxKontextMultiReferenceLatentMethod's; offset: none */
     kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
     kiln_image *images;   /* IMAGE: a batch; MASK: one */
@@ -916,7 +917,7 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
     const kiln_conditioning *src = &from->cond;
     *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
                      .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance,
-                     .nreferences = from->nreferences};
+                     .nreferences = from->nreferences, .reference_method = from->reference_method};
     memcpy(to->controls, from->controls, sizeof to->controls);
     memcpy(to->references, from->references, sizeof to->references);
     to->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
@@ -1009,6 +1010,22 @@ static kiln_status reference_latent(wf_run *r, wf_node *n)
                          KILN_MAX_REFERENCES, KILN_MAX_REFERENCES);
     TRY(copy_conditioning(cond, &n->out[0]));
     if (latent) n->out[0].references[n->out[0].nreferences++] = &latent->latent;
+    return KILN_OK;
+}
+
+/* FluxKontextMultiReferenceLatentMethod: where the conditioning's reference
+ * latents go among the image positions. */
+static kiln_status reference_latent_method(wf_run *r, wf_node *n)
+{
+    wf_value *cond;
+    const char *name;
+    kiln_reference_method method;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(text(n, "reference_latents_method", &name));
+    if (kiln_reference_method_from_name(name, &method) != KILN_OK)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "%s", kiln_last_error());
+    TRY(copy_conditioning(cond, &n->out[0]));
+    n->out[0].reference_method = method;
     return KILN_OK;
 }
 
@@ -1209,6 +1226,8 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         for (int i = 0; i < prompts[w]->nreferences; i++) refs[w][i] = *prompts[w]->references[i];
     if (pos->nreferences) p->reference = refs[1], p->reference_count = pos->nreferences;
     if (neg->nreferences) p->negative_reference = refs[0], p->negative_reference_count = neg->nreferences;
+    p->reference_method = pos->reference_method;
+    p->negative_reference_method = neg->reference_method;
     if (!same_controls(pos, neg))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
                          "ControlNets (kiln applies the same ones to both)");
@@ -1462,7 +1481,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
-                                         "FluxKontextImageScale"};
+                                         "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
@@ -1470,7 +1489,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
-        load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale};
+        load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
+        reference_latent_method};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -456,8 +456,8 @@ class Advanced(unittest.TestCase):
         """Reference latents (ReferenceLatent, FLUX.1 Kontext) reach the
         sampler from the bindings: on the positive prompt they change the
         run, a one-item list is the latent itself, and on the negative
-        prompt too they change it again (test_flux checks the numbers
-        against upstream)."""
+        prompt too they change it again, and their placement method is
+        passed (test_flux checks the numbers against upstream)."""
         flux = kiln.load_checkpoint(backend, data("flux/tiny"))
         reference = flux.vae_encode(kiln.Image.load(data("flux/fill/picture_16x16.png")))
         positive, negative = flux.encode("a red fox"), flux.encode("")
@@ -469,6 +469,11 @@ class Advanced(unittest.TestCase):
         self.assertGreater(rel_l2(referenced, plain), 1e-4)
         self.assertEqual(run(reference=[reference]), referenced)
         self.assertGreater(rel_l2(run(reference=reference, negative_reference=reference), referenced), 1e-4)
+        # one reference sits where "offset" puts it under "index" too; "uxo/uno" moves it past the latent
+        self.assertEqual(run(reference=reference, reference_method="index"), referenced)
+        self.assertGreater(rel_l2(run(reference=reference, reference_method="uxo/uno"), referenced), 1e-4)
+        with self.assertRaises(kiln.KilnError):
+            run(reference=reference, reference_method="diagonal")
         scaled = kiln.Image.load(data("controlnet/hint_37x23.png")).flux_kontext_scale()
         self.assertEqual((scaled.width, scaled.height), (1328, 800))  # the preferred size nearest 37:23
 

@@ -683,34 +683,46 @@ static void kontext_references(void **state)
     golden t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance");
     golden refs[2] = {golden_read(f, "ref.0"), golden_read(f, "ref.1")};
     const int h[2] = {4, 7}, w[2] = {6, 4}, N = 12, K = 64;
-    flux_reference placed[2];
-    kiln_flux_place_references(h, w, 2, placed);
-    assert_int_equal(placed[1].w_offset, 3); /* beside the first: its 6 latent columns are 3 patches */
-    assert_int_equal(placed[1].h, 4);        /* 7 rows padded to 8 */
-    const int R = placed[0].h * placed[0].w + placed[1].h * placed[1].w;
-    float *tokens = malloc((size_t)2 * (N + R) * K * sizeof *tokens);
-    for (int b = 0; b < 2; b++) {
-        float *row = tokens + (size_t)b * (N + R) * K;
-        memcpy(row, packed.data + (size_t)b * N * K, (size_t)N * K * sizeof *row);
-        row += (size_t)N * K;
-        for (int i = 0; i < 2; i++) {
-            kiln_flux_pack_reference(refs[i].data + (size_t)b * 16 * h[i] * w[i], 16, h[i], w[i], row);
-            row += (size_t)placed[i].h * placed[i].w * K;
+    /* each of FluxKontextMultiReferenceLatentMethod's placements beside the 8x6 latent */
+    static const struct {
+        kiln_reference_method method;
+        const char *key;
+        flux_reference second; /* where the second goes: grid, index, offsets */
+    } methods[] = {
+        {KILN_REFERENCE_OFFSET, "out", {4, 2, 1, 0, 3}}, /* beside the first (6 columns: 3 patches); 7 rows: 4 */
+        {KILN_REFERENCE_INDEX, "out.index", {4, 2, 2, 0, 0}},
+        {KILN_REFERENCE_UXO, "out.uxo", {4, 2, 0, 6, 6}}, /* past the latent (4, 3) and the first (2, 3) */
+    };
+    golden want;
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        flux_reference placed[2];
+        kiln_flux_place_references(methods[k].method, 8, 6, h, w, 2, placed);
+        assert_memory_equal(&placed[1], &methods[k].second, sizeof placed[1]);
+        const int R = placed[0].h * placed[0].w + placed[1].h * placed[1].w;
+        float *tokens = malloc((size_t)2 * (N + R) * K * sizeof *tokens);
+        for (int b = 0; b < 2; b++) {
+            float *row = tokens + (size_t)b * (N + R) * K;
+            memcpy(row, packed.data + (size_t)b * N * K, (size_t)N * K * sizeof *row);
+            row += (size_t)N * K;
+            for (int i = 0; i < 2; i++) {
+                kiln_flux_pack_reference(refs[i].data + (size_t)b * 16 * h[i] * w[i], 16, h[i], w[i], row);
+                row += (size_t)placed[i].h * placed[i].w * K;
+            }
         }
+        flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = tokens, .context = context.data,
+                         .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
+                         .guidance = guidance.data, .refs = placed, .nrefs = 2};
+        want = golden_read(f, methods[k].key);
+        float *got = malloc(want.count * sizeof *got);
+        kiln_graph *g;
+        assert_kiln_ok(kiln_graph_create(be, &g));
+        assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+        assert_rel_l2_le(got, want.data, want.count, TOL);
+        kiln_graph_free(g);
+        free(got);
+        free(tokens);
+        golden_free(&want);
     }
-    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = tokens, .context = context.data,
-                     .context_tokens = (int)context.shape[1], .pooled = pooled.data, .timesteps = t.data,
-                     .guidance = guidance.data, .refs = placed, .nrefs = 2};
-    golden want = golden_read(f, "out");
-    float *got = malloc(want.count * sizeof *got);
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    kiln_graph_free(g);
-    free(got);
-    free(tokens);
-    golden_free(&want);
 
     kiln_conditioning pos, neg;
     assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
@@ -724,6 +736,13 @@ static void kontext_references(void **state)
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
     assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
     kiln_latent_free(&out);
+    golden_free(&want);
+    want = golden_read(f, "run.uxo.latent_out"); /* the reference past the latent */
+    p.reference_method = KILN_REFERENCE_UXO;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    kiln_latent_free(&out);
+    p.reference_method = KILN_REFERENCE_OFFSET;
     kiln_latent two = {reference.data, 2, 16, 4, 6, NULL, 0, 0, NULL};
     p.reference = &two;
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);

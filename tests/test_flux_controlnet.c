@@ -221,7 +221,7 @@ static void beside_reference(void **state)
     golden ref = golden_read(k, "ref"), want = golden_read(k, "out");
     const int N = 12, K = 64, h = 4, w = 6;
     flux_reference placed;
-    kiln_flux_place_references(&h, &w, 1, &placed);
+    kiln_flux_place_references(KILN_REFERENCE_OFFSET, 8, 6, &h, &w, 1, &placed);
     const int R = placed.h * placed.w;
     float *tokens = malloc((size_t)2 * (N + R) * K * sizeof *tokens);
     for (int b = 0; b < 2; b++) {

@@ -503,6 +503,9 @@ static void workflow_round_trip(void **state)
              KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/fill --models %1$s/controlnet", KILN_TEST_DATA);
     workflow_again("flux_kontext", flags, dir);
+    strcat(flags, " --reference-method index");
+    workflow_again_holding("flux_kontext_index", flags, dir,
+                           (const char *const[]){"\"reference_latents_method\":\"index\"", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple --redux "
              "%1$s/redux/redux_tiny.safetensors --redux %1$s/redux/redux_tiny.safetensors --redux-vision "
              "%1$s/redux/siglip_tiny.safetensors --redux-image %1$s/ip_adapter/picture_251x233.png --redux-image "

@@ -296,26 +296,32 @@ static void flux_ip_adapter_nodes(void **state)
  * picture into ReferenceLatent on the positive prompt, the negative through
  * ConditioningZeroOut: the same picture as the library's call with that
  * reference and a zeroed negative conditioning. */
+/* the graph, with `method` nodes between the references and the KSampler's `positive` */
+#define KONTEXT_GRAPH(method, positive)                                                                               \
+    "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA              \
+    "/flux/tiny\"}}, "                                                                                                \
+    "\"21\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                                \
+    "/flux/fill/picture_16x16.png\"}}, "                                                                              \
+    "\"22\": {\"class_type\": \"VAEEncode\", \"inputs\": {\"pixels\": [\"21\", 0], \"vae\": [\"4\", 2]}}, "                \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red fox\", \"clip\": [\"4\", 1]}}, "           \
+    "\"23\": {\"class_type\": \"ReferenceLatent\", \"inputs\": {\"conditioning\": [\"6\", 0], "                         \
+    "\"latent\": [\"22\", 0]}}, " method                                                                               \
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", \"clip\": [\"4\", 1]}}, "              \
+    "\"24\": {\"class_type\": \"ConditioningZeroOut\", \"inputs\": {\"conditioning\": [\"7\", 0]}}, "                   \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "   \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 2, \"sampler_name\": "      \
+    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"4\", 0], \"positive\": [\"" positive "\", 0], " \
+    "\"negative\": [\"24\", 0], \"latent_image\": [\"5\", 0]}}, "                                                       \
+    "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "               \
+    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
+#define KONTEXT_METHOD(name)                                                                                          \
+    "\"25\": {\"class_type\": \"FluxKontextMultiReferenceLatentMethod\", \"inputs\": {\"conditioning\": [\"23\", 0], "   \
+    "\"reference_latents_method\": \"" name "\"}}, "
+
 static void kontext_nodes(void **state)
 {
     (void)state;
-    static const char json[] =
-        "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA
-        "/flux/tiny\"}}, "
-        "\"21\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
-        "/flux/fill/picture_16x16.png\"}}, "
-        "\"22\": {\"class_type\": \"VAEEncode\", \"inputs\": {\"pixels\": [\"21\", 0], \"vae\": [\"4\", 2]}}, "
-        "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red fox\", \"clip\": [\"4\", 1]}}, "
-        "\"23\": {\"class_type\": \"ReferenceLatent\", \"inputs\": {\"conditioning\": [\"6\", 0], "
-        "\"latent\": [\"22\", 0]}}, "
-        "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", \"clip\": [\"4\", 1]}}, "
-        "\"24\": {\"class_type\": \"ConditioningZeroOut\", \"inputs\": {\"conditioning\": [\"7\", 0]}}, "
-        "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "
-        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 2, \"sampler_name\": "
-        "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"4\", 0], \"positive\": [\"23\", 0], "
-        "\"negative\": [\"24\", 0], \"latent_image\": [\"5\", 0]}}, "
-        "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
-        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    static const char json[] = KONTEXT_GRAPH("", "23");
     kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
@@ -339,6 +345,20 @@ static void kontext_nodes(void **state)
     assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
     kiln_image_free(&decoded);
     kiln_images_free(images, count);
+    kiln_latent_free(&out);
+
+    /* FluxKontextMultiReferenceLatentMethod after the references: the library's call with that placement */
+    static const char with_method[] = KONTEXT_GRAPH(KONTEXT_METHOD("uxo/uno"), "25");
+    assert_kiln_ok(kiln_workflow_run(backend, with_method, &options, &images, &count));
+    p.reference_method = KILN_REFERENCE_UXO;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
+    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+    kiln_image_free(&decoded);
+    kiln_images_free(images, count);
+    static const char unknown_method[] = KONTEXT_GRAPH(KONTEXT_METHOD("uxo/x"), "25");
+    assert_int_equal(kiln_workflow_run(backend, unknown_method, &options, &images, &count), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "offset, index or uxo/uno"));
     kiln_latent_free(&out);
     kiln_latent_free(&empty);
     kiln_latent_free(&reference);

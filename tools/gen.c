@@ -75,6 +75,8 @@ typedef struct gen_options {
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
     const char *references[KILN_MAX_REFERENCES]; /* --reference-image: ReferenceLatent's pictures (Kontext) */
     int nreferences;
+    const char *reference_method; /* --reference-method: FluxKontextMultiReferenceLatentMethod's; NULL: offset */
+    kiln_reference_method reference_placement;
     const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
     const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
     int nmodel_dirs;
@@ -196,6 +198,8 @@ static void usage(FILE *to)
             "                         the refiner's aesthetic scores (CLIPTextEncodeSDXLRefiner; default 6, 2.5)\n"
             "  --reference-image FILE a picture for FLUX.1 Kontext to follow (VAEEncode, ReferenceLatent on\n"
             "                         the positive prompt); up to 8\n"
+            "  --reference-method M   where the references go among the image positions, as ComfyUI's\n"
+            "                         FluxKontextMultiReferenceLatentMethod: offset (default), index, uxo/uno\n"
             "  --init-image FILE      img2img source (PNG or JPEG); with an InstructPix2Pix model, the\n"
             "                         picture to edit; with FLUX.1 Canny or Depth, the edge or depth map\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
@@ -467,7 +471,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
-           O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE };
+           O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -506,6 +510,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"vae-tile", required_argument, 0, O_VAE_TILE},
         {"differential-diffusion", required_argument, 0, O_DIFFERENTIAL},
         {"reference-image", required_argument, 0, O_REFERENCE},
+        {"reference-method", required_argument, 0, O_REFERENCE_METHOD},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
@@ -577,6 +582,11 @@ static int parse(int argc, char **argv, gen_options *o)
             o->model_dirs[o->nmodel_dirs++] = optarg;
             break;
         case O_MASK: o->mask = optarg; break;
+        case O_REFERENCE_METHOD:
+            if (kiln_reference_method_from_name(optarg, &o->reference_placement) != KILN_OK)
+                return bad_flag("--reference-method", optarg, "offset, index or uxo/uno");
+            o->reference_method = o->reference_placement == KILN_REFERENCE_OFFSET ? NULL : optarg;
+            break;
         case O_REFERENCE:
             if (o->nreferences == KILN_MAX_REFERENCES) return bad_flag("--reference-image", optarg, "at most 8");
             if (access(optarg, R_OK) != 0) return bad_flag("--reference-image", optarg, strerror(errno));
@@ -755,6 +765,10 @@ static int parse(int argc, char **argv, gen_options *o)
     if (!o->hires_steps) o->hires_steps = o->steps;
     if (o->refiner_switch_given && !o->refiner) {
         fprintf(stderr, "gen: --refiner-switch needs --refiner\n");
+        return 2;
+    }
+    if (o->reference_method && !o->nreferences) {
+        fprintf(stderr, "gen: --reference-method needs --reference-image\n");
         return 2;
     }
     if (o->refiner && (o->init_image || o->hires_scale || o->ncontrols || o->nimage_prompts)) {
@@ -1531,6 +1545,7 @@ int main(int argc, char **argv)
     }
     job.references[1] = references;
     job.nreferences[1] = o.nreferences;
+    job.reference_methods[1] = o.reference_placement;
     double t_text = now_s();
 
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
@@ -1586,7 +1601,8 @@ int main(int argc, char **argv)
                          .controls = o.controls, .ncontrols = o.ncontrols,
                          .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts,
                          .styles = o.styles, .nstyles = o.nstyles, .references = o.references,
-                         .nreferences = o.nreferences, .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
+                         .nreferences = o.nreferences, .reference_method = o.reference_method,
+                         .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
                          .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
                          .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
                          .upscale_model = o.upscale_model, .vae_tile = o.vae_tile,

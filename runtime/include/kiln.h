@@ -381,6 +381,18 @@ typedef struct kiln_sdxl_cond {
 /* ReferenceLatent nodes on one prompt (kiln_ksampler_params.reference). */
 #define KILN_MAX_REFERENCES 8
 
+/* Where ComfyUI's Flux puts a prompt's reference latents among the image
+ * positions (FluxKontextMultiReferenceLatentMethod's reference_latents_method). */
+typedef enum kiln_reference_method {
+    KILN_REFERENCE_OFFSET, /* "offset", the default: all at index 1, each beside or below the ones before */
+    KILN_REFERENCE_INDEX,  /* "index": each at an index of its own (1, 2, ...), none moved */
+    KILN_REFERENCE_UXO,    /* "uxo/uno": index 0, each past the latent and the ones before on both axes */
+} kiln_reference_method;
+
+/* A method by ComfyUI's name ("offset", "index", "uxo/uno" or "uxo");
+ * KILN_ERR_INVALID_ARG naming the choices for another. */
+kiln_status kiln_reference_method_from_name(const char *name, kiln_reference_method *out);
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -426,6 +438,7 @@ typedef struct kiln_ksampler_params {
     int reference_count;
     const kiln_latent *negative_reference;
     int negative_reference_count;
+    kiln_reference_method reference_method, negative_reference_method; /* where each prompt's go */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

@@ -147,7 +147,8 @@ class _KSamplerParams(Structure):
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
                 ("negative_flux_guidance", c_double), ("differential_diffusion", c_double),
                 ("reference", POINTER(_Latent)), ("reference_count", c_int),
-                ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int)]
+                ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int),
+                ("reference_method", c_int), ("negative_reference_method", c_int)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -198,6 +199,7 @@ _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
 _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
+_declare("kiln_reference_method_from_name", c_int, c_char_p, POINTER(c_int))
 _declare("kiln_text_encode_flux", c_int, c_void_p, c_char_p, c_char_p, POINTER(_Conditioning))
 _declare("kiln_text_encode_sdxl", c_int, c_void_p, c_char_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
@@ -575,7 +577,8 @@ class Model(_Handle):
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
                  differential_diffusion: float = 0.0,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
-                 negative_reference: Union["Latent", Sequence["Latent"], None] = None) -> "Latent":
+                 negative_reference: Union["Latent", Sequence["Latent"], None] = None,
+                 reference_method: str = "offset", negative_reference_method: str = "offset") -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts.
 
@@ -607,7 +610,10 @@ class Model(_Handle):
         with a noise mask (0: none, 1: the node's).
         reference, negative_reference: ReferenceLatent on the positive and
         the negative prompt (FLUX.1 Kontext): vae_encode's latents of
-        pictures (one each), or a sequence of them (at most 8).
+        pictures (one each), or a sequence of them (at most 8);
+        reference_method, negative_reference_method: where each prompt's go
+        among the image positions (FluxKontextMultiReferenceLatentMethod:
+        "offset", "index" or "uxo/uno").
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -650,6 +656,11 @@ class Model(_Handle):
             if latents:
                 setattr(params, field, (_Latent * len(latents))(*(x._c for x in latents)))
                 setattr(params, field + "_count", len(latents))
+        for field, name in (("reference_method", reference_method),
+                            ("negative_reference_method", negative_reference_method)):
+            method = c_int()
+            _lib.kiln_reference_method_from_name(str(name).encode(), byref(method))
+            setattr(params, field, method.value)
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
