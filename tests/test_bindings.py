@@ -539,6 +539,20 @@ class Advanced(unittest.TestCase):
         with self.assertRaises(kiln.KilnError) as e:
             kiln.load_checkpoint(backend, data("flux/single/flux1-tiny.safetensors"))
         self.assertIn("--text-encoder", str(e.exception))
+        # GGUF files the same way (test_gguf checks them against upstream): ComfyUI-GGUF's Flux with llama.cpp's
+        # T5, whose tokenizer it carries, and its SD UNet alone with CLIP and VAE files
+        flux = kiln.load_checkpoint(
+            backend, data("gguf/flux1-tiny-Q8_0.gguf"), vae=data("flux/tiny/vae/diffusion_pytorch_model.safetensors"),
+            text_encoders=(data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"),
+                           data("gguf/t5-tiny-Q8_0.gguf")),
+            config=data("flux"))
+        self.assertEqual(flux.family, "flux")
+        self.assertEqual(len(latent(flux)), len(latent(single)))
+        sd = kiln.load_checkpoint(
+            backend, data("gguf/sd15-tiny-unet-F16.gguf"),
+            vae=data("tiny/sd15_tiny_diffusers/vae/diffusion_pytorch_model.safetensors"),
+            text_encoders=(data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"),))
+        self.assertEqual(sd.family, "sd1")
 
     def test_latent_upscale_by(self):
         latent = small_run(steps=1)

@@ -364,19 +364,20 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
-    path: a single-file .safetensors or a diffusers folder; None loads the
-    model embedded in libkiln (KilnError KILN_ERR_UNSUPPORTED when this
-    build has none). Files beside it, as UNETLoader, DualCLIPLoader and
-    VAELoader take them (path then may be a transformer alone): vae, a VAE
-    in place of the checkpoint's; text_encoders, Flux's CLIP-L and T5 or
-    PixArt's T5; tokenizer, T5's spiece.model; config, a diffusers folder
-    whose configs (and tokenizer) apply to single files."""
+    path: a single-file .safetensors or .gguf, or a diffusers folder; None
+    loads the model embedded in libkiln (KilnError KILN_ERR_UNSUPPORTED when
+    this build has none). Files beside it, as UNETLoader, DualCLIPLoader and
+    VAELoader take them (path then may be a transformer or UNet alone): vae,
+    a VAE in place of the checkpoint's; text_encoders, Flux's CLIP-L and T5,
+    PixArt's T5, an SD UNet's CLIP or SDXL's CLIP-L and bigG; tokenizer,
+    T5's spiece.model (a T5 .gguf file carries its own); config, a diffusers
+    folder whose configs (and tokenizer) apply to single files."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
     encoders = [_path(e) for e in text_encoders]
     if len(encoders) > 2:
-        raise ValueError("text_encoders: at most 2 (CLIP-L and T5)")
+        raise ValueError("text_encoders: at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and bigG)")
     parts = _ModelParts(vae=_path(vae) if vae is not None else None,
                         tokenizer=_path(tokenizer) if tokenizer is not None else None,
                         config=_path(config) if config is not None else None)
