@@ -258,6 +258,10 @@ typedef struct span {
     size_t len;
 } span;
 
+/* At most this much of a name goes into a message (a hostile one may be
+ * gigabytes long, past what "%.*s" takes). */
+static int shown(size_t len) { return len < 200 ? (int)len : 200; }
+
 static kiln_status take(cursor *c, size_t n, const char *what, const uint8_t **out)
 {
     if ((size_t)(c->end - c->at) < n)
@@ -293,7 +297,8 @@ static kiln_status read_string(cursor *c, const char *what, span *out)
                          c->label, what, len);
     TRY(take(c, (size_t)len, what, &p));
     if (memchr(p, 0, (size_t)len))
-        return kiln_fail(KILN_ERR_FORMAT, "%s: %s '%.*s' holds a NUL byte", c->label, what, (int)len, (const char *)p);
+        return kiln_fail(KILN_ERR_FORMAT, "%s: %s '%.*s' holds a NUL byte", c->label, what, shown(len),
+                         (const char *)p);
     *out = (span){(const char *)p, (size_t)len};
     return KILN_OK;
 }
@@ -336,6 +341,14 @@ typedef struct orig_shape {
     int64_t shape[GGUF_MAX_DIMS];
 } orig_shape;
 
+/* Original shapes by tensor name (sorted once, looked up per tensor). */
+static int compare_shapes(const void *pa, const void *pb)
+{
+    const span a = ((const orig_shape *)pa)->tensor, b = ((const orig_shape *)pb)->tensor;
+    const int c = memcmp(a.text, b.text, a.len < b.len ? a.len : b.len);
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
 typedef struct tensor_info {
     span name;
     uint32_t ndim, type;
@@ -371,7 +384,7 @@ static kiln_status read_orig_shape(cursor *c, span key, uint32_t elem, uint64_t 
     out->tensor = (span){key.text + strlen(ORIG_SHAPE_KEY), key.len - strlen(ORIG_SHAPE_KEY)};
     if (elem >= KILN_GGUF_TYPE_COUNT || !value_size[elem] || elem == KILN_GGUF_F32 || elem == KILN_GGUF_F64 || elem == KILN_GGUF_BOOL || n == 0 ||
         n > GGUF_MAX_DIMS)
-        return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': not an array of 1 to %d integers", c->label, (int)key.len,
+        return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': not an array of 1 to %d integers", c->label, shown(key.len),
                          key.text, GGUF_MAX_DIMS);
     out->ndim = (int)n;
     for (int d = 0; d < out->ndim; d++) {
@@ -379,7 +392,7 @@ static kiln_status read_orig_shape(cursor *c, span key, uint32_t elem, uint64_t 
         TRY(take(c, value_size[elem], "an original shape", &p));
         scalar_integer(elem, p, &out->shape[d]);
         if (out->shape[d] <= 0)
-            return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': dim %d is %" PRId64, c->label, (int)key.len, key.text,
+            return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': dim %d is %" PRId64, c->label, shown(key.len), key.text,
                              d, out->shape[d]);
     }
     return KILN_OK;
@@ -393,7 +406,7 @@ static kiln_status read_kv(cursor *c, header *h)
     TRY(read_string(c, "a metadata key", &key));
     TRY(read_u32(c, "a metadata value type", &type));
     if (type >= KILN_GGUF_TYPE_COUNT)
-        return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': unknown value type %" PRIu32, c->label, (int)key.len,
+        return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': unknown value type %" PRIu32, c->label, shown(key.len),
                          key.text, type);
     if (type == KILN_GGUF_ARRAY) {
         uint32_t elem;
@@ -406,12 +419,12 @@ static kiln_status read_kv(cursor *c, header *h)
         }
         if (span_starts(key, ORIG_SHAPE_KEY)) return read_orig_shape(c, key, elem, n, &h->shapes[h->nshapes++]);
         if (elem >= KILN_GGUF_TYPE_COUNT || elem == KILN_GGUF_ARRAY)
-            return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': an array of %s", c->label, (int)key.len, key.text,
+            return kiln_fail(KILN_ERR_FORMAT, "%s: key '%.*s': an array of %s", c->label, shown(key.len), key.text,
                              elem == KILN_GGUF_ARRAY ? "arrays" : "an unknown type");
         if (elem == KILN_GGUF_STRING) {
             if (n > (uint64_t)(c->end - c->at) / 8)
                 return kiln_fail(KILN_ERR_FORMAT, "%s: truncated: array '%.*s' of %" PRIu64 " strings", c->label,
-                                 (int)key.len, key.text, n);
+                                 shown(key.len), key.text, n);
             for (uint64_t i = 0; i < n; i++) {
                 span s;
                 TRY(read_string(c, "an array's string", &s));
@@ -421,7 +434,7 @@ static kiln_status read_kv(cursor *c, header *h)
         const uint8_t *p = NULL;
         if (n > (uint64_t)(c->end - c->at) / value_size[elem])
             return kiln_fail(KILN_ERR_FORMAT, "%s: truncated: array '%.*s' of %" PRIu64 " values", c->label,
-                             (int)key.len, key.text, n);
+                             shown(key.len), key.text, n);
         return take(c, (size_t)n * value_size[elem], "an array", &p);
     }
     if (h->wanted && span_is(key, h->wanted)) {
@@ -454,7 +467,7 @@ static kiln_status read_tensor_info(cursor *c, tensor_info *t)
     TRY(read_u32(c, "a tensor's dims", &t->ndim));
     if (t->ndim > GGUF_MAX_DIMS)
         return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%.*s': %" PRIu32 " dims, GGUF has at most %d", c->label,
-                         (int)t->name.len, t->name.text, t->ndim, GGUF_MAX_DIMS);
+                         shown(t->name.len), t->name.text, t->ndim, GGUF_MAX_DIMS);
     for (uint32_t d = 0; d < t->ndim; d++) TRY(read_u64(c, "a tensor's shape", &t->ne[d]));
     TRY(read_u32(c, "a tensor's type", &t->type));
     return read_u64(c, "a tensor's offset", &t->offset);
@@ -486,6 +499,7 @@ static kiln_status read_header(cursor *c, header *h)
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory for the header", c->label);
     for (uint64_t i = 0; i < h->nkv; i++) TRY(read_kv(c, h));
     for (uint64_t i = 0; i < h->ntensors; i++) TRY(read_tensor_info(c, &h->tensors[i]));
+    qsort(h->shapes, h->nshapes, sizeof *h->shapes, compare_shapes);
     return KILN_OK;
 }
 
@@ -573,7 +587,7 @@ static size_t value_text(const kept_value *v, char *out)
 static kiln_status check_tensor(const char *label, const tensor_info *t, const header *h, const uint8_t *data,
                                 uint64_t data_size, kiln_st_tensor *out, const uint8_t **raw, uint64_t *raw_bytes)
 {
-    const int nlen = (int)t->name.len;
+    const int nlen = shown(t->name.len);
     const char *name = t->name.text;
     uint64_t numel = 1;
     for (uint32_t d = 0; d < t->ndim; d++) {
@@ -610,10 +624,8 @@ static kiln_status check_tensor(const char *label, const tensor_info *t, const h
     *raw = data + t->offset;
 
     /* the shape: a flattened tensor's original one, else the stored dims reversed */
-    const orig_shape *orig = NULL;
-    for (size_t i = 0; i < h->nshapes && !orig; i++)
-        if (h->shapes[i].tensor.len == t->name.len && memcmp(h->shapes[i].tensor.text, name, t->name.len) == 0)
-            orig = &h->shapes[i];
+    const orig_shape key = {.tensor = t->name};
+    const orig_shape *orig = h->nshapes ? bsearch(&key, h->shapes, h->nshapes, sizeof key, compare_shapes) : NULL;
     if (orig) {
         uint64_t n = 1;
         for (int d = 0; d < orig->ndim; d++)
@@ -679,7 +691,7 @@ static kiln_status build_tensors(const char *label, header *h, const uint8_t *da
         if (st != KILN_OK) break;
         if (i && t->offset < end_of_last)
             st = kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%.*s' at offset %" PRIu64 " overlaps the one before it",
-                           label, (int)t->name.len, t->name.text, t->offset);
+                           label, shown(t->name.len), t->name.text, t->offset);
         end_of_last = t->offset + raw_bytes;
         if (quant_type_of(t->type)) dequantized += out->nbytes;
         out->name = *strings;
@@ -748,7 +760,7 @@ kiln_status kiln_gguf_read(const uint8_t *data, size_t size, const char *label, 
         if (!counts[type]++) order[ntypes++] = type;
     }
     char types[TYPE_IDS * 24] = "";
-    for (uint32_t i = 0, used = 0; i < ntypes; i++)
+    for (uint32_t i = 0, used = 0; i < ntypes && used < sizeof types; i++)
         used += (uint32_t)snprintf(types + used, sizeof types - used, "%s%s %zu", i ? ", " : "",
                                    kiln_gguf_type_name(order[i]), counts[order[i]]);
 
