@@ -66,9 +66,15 @@ static kiln_status bind(kiln_weights *w, const kiln_flux *model, kiln_flux_contr
         TRY(KILN_BIND(w, &cn->modes, "", "controlnet_mode_embedder.weight", cn->nmodes, D));
     }
     cn->pixel_hint = kiln_checkpoint_find(ck, "input_hint_block.0.weight") != NULL;
-    cn->hint_channels = t->in_channels / 4; /* the latent's, in 2x2 patches */
+    /* the latent's channels in 2x2 patches, and Alimama's inpainting kind a mask's after them */
+    char hint_name[96];
+    snprintf(hint_name, sizeof hint_name, "%s.weight", names->hint_in);
+    const kiln_st_tensor *hint_in = kiln_checkpoint_find(ck, hint_name);
+    const int64_t hint_width = hint_in && hint_in->ndim == 2 ? hint_in->shape[1] : t->in_channels;
+    cn->concat_mask = !cn->pixel_hint && hint_width == t->in_channels + 4;
+    cn->hint_channels = (int)(cn->concat_mask ? hint_width : t->in_channels) / 4;
     const tensor *hint_w;
-    TRY(kiln_dit_bind_linear(w, "", names->hint_in, D, t->in_channels, &hint_w, &cn->hint_in_b));
+    TRY(kiln_dit_bind_linear(w, "", names->hint_in, D, 4 * cn->hint_channels, &hint_w, &cn->hint_in_b));
     cn->hint_in_w = *hint_w; /* the same bytes: a patch's values by channel, row, column, as a conv weight's */
     cn->hint_in_w.ndim = 4;
     cn->hint_in_w.shape[1] = cn->hint_channels;

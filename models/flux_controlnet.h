@@ -32,7 +32,8 @@ struct kiln_flux_controlnet {
     kiln_flux trunk;      /* its blocks and embeddings, without a final layer */
     tensor hint_in_w;     /* the picture's linear over a 2x2 patch of C channels, as a conv (D,C,2,2) */
     const tensor *hint_in_b;
-    int hint_channels;    /* C: the latent's 16 */
+    int hint_channels;    /* C: the latent's 16, and a mask's 1 where concat_mask */
+    bool concat_mask;     /* Alimama's inpainting kind: the hint's last channel is a mask (1 keeps) */
     const tensor *block_w[FLUX_MAX_DOUBLE], *block_b[FLUX_MAX_DOUBLE];   /* (D,D) after each double block */
     const tensor *single_w[FLUX_MAX_SINGLE], *single_b[FLUX_MAX_SINGLE]; /* after each single block */
     const tensor *modes;  /* (nmodes, D) a union model's control types; NULL */

@@ -563,7 +563,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         if (!apply->controlnet || !apply->image)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet apply %d: no ControlNet or no image", i + 1);
         else if ((st = kiln_union_control_type(apply->union_type, &mode)) == KILN_OK)
-            st = kiln_control_hint(m, apply->controlnet, apply->image, job.latent_h, job.latent_w, &hint);
+            st = kiln_control_hint(m, apply->controlnet, apply->image, apply->mask, job.latent_h, job.latent_w,
+                                   &hint);
         controls[i] = (kiln_control){apply->controlnet, hint, (float)apply->strength, apply->start_percent,
                                      apply->end_percent, mode};
     }

@@ -759,7 +759,17 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         }
         in = add_node(&g, image, "LoadImage");
         add_string(&g, in, "image", base_name(c->image));
-        in = add_node(&g, apply, "ControlNetApplyAdvanced");
+        if (c->mask) { /* an inpainting ControlNet's (Alimama's) mask, "280" on */
+            char mask[16];
+            snprintf(mask, sizeof mask, "%d", 280 + i);
+            in = add_node(&g, mask, "LoadImageMask");
+            add_string(&g, in, "image", base_name(c->mask));
+            add_string(&g, in, "channel", "red");
+            in = add_node(&g, apply, "ControlNetInpaintingAliMamaApply");
+            add_link(&g, in, "mask", mask, 0);
+        } else {
+            in = add_node(&g, apply, "ControlNetApplyAdvanced");
+        }
         add_number(&g, in, "strength", c->strength);
         add_number(&g, in, "start_percent", c->start);
         add_number(&g, in, "end_percent", c->end);

@@ -23,6 +23,7 @@ typedef struct kiln_run_control {
     const char *image; /* its hint image's */
     double strength, start, end;
     const char *union_type; /* SetUnionControlNetType's type after the loader; NULL: none */
+    const char *mask;       /* ControlNetInpaintingAliMamaApply's mask picture (LoadImageMask, red); NULL: none */
 } kiln_run_control;
 
 /* One IPAdapterAdvanced of a run. */

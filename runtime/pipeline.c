@@ -554,15 +554,58 @@ kiln_status kiln_style_tokens(const kiln_style_model *sm, const kiln_clip_vision
     return KILN_OK;
 }
 
-kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img, int latent_h,
-                              int latent_w, float **hint)
+/* ControlNetInpaintingAliMamaApply's picture: black where the inverted mask
+ * (1 - red / 255) rounds to 0, half to even, as torch rounds it. */
+static kiln_status masked_picture(const kiln_image *img, const kiln_image *mask, kiln_image *out)
+{
+    if (mask->width != img->width || mask->height != img->height)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet mask of %dx%d for a picture of %dx%d: give one of the "
+                         "picture's size", mask->width, mask->height, img->width, img->height);
+    const size_t n = (size_t)img->width * img->height;
+    *out = (kiln_image){img->width, img->height, 3, malloc(3 * n)};
+    if (!out->pixels) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
+    for (size_t i = 0; i < n; i++) {
+        const bool kept = nearbyintf(1.0f - (float)mask->pixels[3 * i] / 255.0f) != 0.0f;
+        for (int c = 0; c < 3; c++) out->pixels[3 * i + c] = kept ? img->pixels[3 * i + c] : 0;
+    }
+    return KILN_OK;
+}
+
+/* The inverted mask (ones without one) fitted to the latent as the hint's
+ * last channel, after its `channels` latent ones: hint grows by a channel. */
+static kiln_status append_mask_channel(const kiln_image *mask, int channels, int h, int w, float **hint)
+{
+    float *grown = realloc(*hint, (size_t)(channels + 1) * h * w * sizeof *grown);
+    if (!grown) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
+    *hint = grown;
+    float *plane = grown + (size_t)channels * h * w;
+    if (!mask) {
+        for (size_t i = 0; i < (size_t)h * w; i++) plane[i] = 1.0f;
+        return KILN_OK;
+    }
+    kiln_image fitted;
+    TRY(kiln_image_resize_center(mask, w, h, &fitted));
+    for (size_t i = 0; i < (size_t)h * w; i++) plane[i] = 1.0f - (float)fitted.pixels[3 * i] / 255.0f;
+    kiln_image_free(&fitted);
+    return KILN_OK;
+}
+
+kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img,
+                              const kiln_image *mask, int latent_h, int latent_w, float **hint)
 {
     /* a Flux ControlNet of InstantX's kind takes the picture's latent: the picture fitted to the VAE's size of the
        latent (ComfyUI's compression ratio 1 times the VAE's), encoded, process_in */
     const bool latent = cn && cn->flux && !cn->flux->pixel_hint;
+    const bool concat_mask = latent && cn->flux->concat_mask;
+    if (mask && !concat_mask)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "a mask for a ControlNet that reads none (an inpainting one of "
+                         "Alimama's kind does)");
     const int scale = latent ? kiln_vae_factor(m->vae.config) : 8;
-    kiln_image fitted;
-    TRY(kiln_image_resize_center(img, scale * latent_w, scale * latent_h, &fitted));
+    kiln_image kept = {0}, fitted;
+    if (mask) TRY(masked_picture(img, mask, &kept));
+    kiln_status fit = kiln_image_resize_center(mask ? &kept : img, scale * latent_w, scale * latent_h, &fitted);
+    kiln_image_free(&kept);
+    TRY(fit);
     const size_t n = (size_t)3 * fitted.width * fitted.height;
     float *pixels = malloc(n * sizeof *pixels);
     if (pixels && latent)
@@ -582,7 +625,11 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     TRY(st);
     const size_t values = (size_t)m->vae.config->latent_channels * latent_h * latent_w;
     for (size_t i = 0; i < values; i++) (*hint)[i] = kiln_vae_latent_in(&m->vae, (*hint)[i]);
-    return KILN_OK;
+    if (concat_mask && (st = append_mask_channel(mask, m->vae.config->latent_channels, latent_h, latent_w, hint))) {
+        free(*hint);
+        *hint = NULL;
+    }
+    return st;
 }
 
 kiln_status kiln_reference_method_from_name(const char *name, kiln_reference_method *out)

@@ -120,9 +120,12 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
  * (kiln_image_resize_center) for the ControlNet cn of model m: SD's, in
  * [0,1] (3,8h,8w); a Flux one of XLabs' kind, the same in [-1,1]; one of
  * InstantX's kind, the picture at the VAE's size of the latent encoded by
- * m's VAE, as the model takes a latent (process_in). *hint is malloc'd. */
-kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img, int latent_h,
-                              int latent_w, float **hint);
+ * m's VAE, as the model takes a latent (process_in); Alimama's inpainting
+ * kind, that of the picture with the masked part black, then the inverted
+ * mask (1 keeps) fitted to the latent, as ControlNetInpaintingAliMamaApply
+ * makes it (mask NULL: all ones). *hint is malloc'd. */
+kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img,
+                              const kiln_image *mask, int latent_h, int latent_w, float **hint);
 /* SetUnionControlNetType's type: NULL, "" or "auto" -1 (none), its names
  * (openpose 0, depth 1, ..., repaint 7: the index a union ControlNet's mode
  * embedding reads, whichever kind the model calls it), or a number. */

@@ -80,6 +80,7 @@ typedef struct wf_control {
     const kiln_image *image;
     double strength, start, end;
     const char *union_type; /* SetUnionControlNetType's (a string of the workflow's JSON); NULL: none */
+    const kiln_image *mask; /* ControlNetInpaintingAliMamaApply's; NULL: ControlNetApplyAdvanced */
 } wf_control;
 
 typedef struct wf_value {
@@ -944,14 +945,18 @@ static bool same_controls(const wf_value *a, const wf_value *b)
     return true;
 }
 
-static kiln_status controlnet_apply(wf_run *r, wf_node *n)
+static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked)
 {
-    wf_value *pos, *neg, *net, *image;
+    wf_value *pos, *neg, *net, *image, *mask;
     wf_control c = {0};
     TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
     TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
     TRY(linked(r, n, "control_net", WF_CONTROL_NET, &net));
     TRY(linked(r, n, "image", WF_IMAGE, &image));
+    if (masked) {
+        TRY(linked(r, n, "mask", WF_MASK, &mask));
+        c.mask = &mask->images[0];
+    }
     TRY(number(n, "strength", &c.strength));
     TRY(number(n, "start_percent", &c.start));
     TRY(number(n, "end_percent", &c.end));
@@ -1236,7 +1241,8 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         const wf_control *c = &pos->controls[i];
         wf_net *net;
         TRY(net_of(r, WF_CONTROL_NET, c->path, m, &net));
-        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end, c->union_type};
+        apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end, c->union_type,
+                                        c->mask};
     }
     if (pos->ncontrols) {
         p->control = apply;
@@ -1472,7 +1478,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
 {
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
                                          "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage",
-                                         "ControlNetLoader", "ControlNetApplyAdvanced", "UpscaleModelLoader",
+                                         "ControlNetLoader", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
@@ -1484,7 +1490,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
-        controlnet_loader, controlnet_apply, upscale_model_loader, image_upscale_with_model,
+        controlnet_loader, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
@@ -1501,6 +1507,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = ksampler(r, n, c[8] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "RepeatLatentBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
+    else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetInpaintingAliMamaApply") == 0)
+        st = controlnet_apply(r, n, c[10] == 'I');
     else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
         st = vae_encode(r, n, c[9] != '\0');
     else if (strcmp(c, "VAEDecode") == 0 || strcmp(c, "VAEDecodeTiled") == 0)

@@ -174,11 +174,11 @@ static void controlnet(void **state)
     assert_kiln_ok(kiln_image_load(kiln_test_data("controlnet/hint_37x23.png"), &hint));
     kiln_latent plain, off, late, on;
     sample(model, NULL, &plain);
-    kiln_control_apply apply = {cn, &hint, 0.0, 0.0, 1.0, NULL};
+    kiln_control_apply apply = {cn, &hint, 0.0, 0.0, 1.0, NULL, NULL};
     sample(model, &apply, &off);
-    apply = (kiln_control_apply){cn, &hint, 1.0, 1.0, 1.0, NULL};
+    apply = (kiln_control_apply){cn, &hint, 1.0, 1.0, 1.0, NULL, NULL};
     sample(model, &apply, &late);
-    apply = (kiln_control_apply){cn, &hint, 1.0, 0.0, 1.0, NULL};
+    apply = (kiln_control_apply){cn, &hint, 1.0, 0.0, 1.0, NULL, NULL};
     sample(model, &apply, &on);
     size_t n = latent_count(&plain);
     assert_memory_equal(off.data, plain.data, n * sizeof(float));

@@ -419,7 +419,8 @@ class Advanced(unittest.TestCase):
     def test_flux_controlnets(self):
         """Two Flux ControlNets chained through the bindings (InstantX's kind
         with a union type by its ComfyUI name, XLabs' for the first 40 %):
-        make_flux_controlnet_data.py's restated ComfyUI run."""
+        make_flux_controlnet_data.py's restated ComfyUI run; an inpainting
+        one's mask reaches the sampler."""
         flux = kiln.load_checkpoint(backend, data("flux/controlnet"))
         positive = flux.encode("a photograph of an astronaut riding a horse")
         negative = flux.encode("")
@@ -437,6 +438,19 @@ class Advanced(unittest.TestCase):
             self.assertEqual(flux.ksampler(positive, negative, flux.empty_latent(12, 16), seed=42, steps=4, cfg=2.0,
                                            scheduler="simple", flux_guidance=3.5, control=chain).to_list(),
                              out.to_list())
+        # an inpainting ControlNet of Alimama's kind with and without its mask (test_flux_controlnet checks the
+        # hint and residuals against upstream); a mask on another kind is refused
+        picture = kiln.Image.load(data("flux/controlnet/latent_hint_16x12.png"))
+        mask = kiln.Image.load(data("flux/controlnet/mask_16x12.png"))
+        with flux.load_controlnet(data("flux/controlnet/alimama")) as alimama, \
+                flux.load_controlnet(data("flux/controlnet/instantx")) as instantx:
+            def run(control):
+                return flux.ksampler(positive, negative, flux.empty_latent(12, 16), seed=42, steps=2, cfg=2.0,
+                                     scheduler="simple", control=control).to_list()
+            masked = run(kiln.ControlApply(alimama, picture, mask=mask))
+            self.assertGreater(rel_l2(masked, run(kiln.ControlApply(alimama, picture))), 1e-4)
+            with self.assertRaises(kiln.KilnError):
+                run(kiln.ControlApply(instantx, picture, mask=mask))
 
     def test_flux_redux(self):
         """FLUX.1 Redux through the bindings: StyleModelApply at 0.8 on the

@@ -181,7 +181,7 @@ static void hint_fits_as_comfyui(void **s)
         snprintf(name, sizeof name, "fit.%dx%d", sizes[i][0], sizes[i][1]);
         golden want = golden_read(f, name);
         float *hint;
-        assert_kiln_ok(kiln_control_hint(NULL, NULL, &img, sizes[i][1] / 8, sizes[i][0] / 8, &hint));
+        assert_kiln_ok(kiln_control_hint(NULL, NULL, &img, NULL, sizes[i][1] / 8, sizes[i][0] / 8, &hint));
         assert_int_equal(want.count, (size_t)3 * sizes[i][0] * sizes[i][1]);
         assert_memory_equal(hint, want.data, want.count * sizeof(float));
         free(hint);

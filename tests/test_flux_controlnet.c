@@ -15,6 +15,7 @@
 
 #include "flux_controlnet.h"
 #include "golden.h"
+#include "image.h"
 #include "model.h"
 #include "parity.h"
 #include "pipeline.h"
@@ -28,7 +29,7 @@
 typedef struct {
     kiln_backend *be;
     kiln_model *m;
-    kiln_controlnet *instantx, *xlabs;
+    kiln_controlnet *instantx, *xlabs, *alimama;
 } fixture;
 
 static int setup(void **state)
@@ -38,6 +39,7 @@ static int setup(void **state)
     assert_kiln_ok(kiln_checkpoint_load(f->be, DIR, NULL, 0, &f->m));
     assert_kiln_ok(kiln_controlnet_load(f->m, DIR "/instantx", &f->instantx));
     assert_kiln_ok(kiln_controlnet_load(f->m, DIR "/xlabs.safetensors", &f->xlabs));
+    assert_kiln_ok(kiln_controlnet_load(f->m, DIR "/alimama", &f->alimama));
     *state = f;
     return 0;
 }
@@ -47,6 +49,7 @@ static int teardown(void **state)
     fixture *f = *state;
     kiln_controlnet_free(f->instantx);
     kiln_controlnet_free(f->xlabs);
+    kiln_controlnet_free(f->alimama);
     kiln_model_free(f->m);
     kiln_backend_free(f->be);
     free(f);
@@ -90,10 +93,10 @@ static kiln_status residuals_fn(kiln_graph *g, void *ctx)
 static void check_kind(const fixture *fx, const kiln_controlnet *cn, const char *kind, float strength, int mode,
                        int nblock, int nsingle)
 {
-    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN);
+    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN), *k = golden_open(parity_flux_controlnet_golden(kind));
     parity_flux_inputs c;
     flux_input in = parity_flux_read_inputs(f, &c);
-    float *hint = parity_flux_controlnet_hint(f, kind);
+    float *hint = parity_flux_controlnet_hint(k, kind);
     const flux_control control = {cn->flux, hint, strength, mode};
     residuals_ctx rc = {&fx->m->flux, &in, &control, {0}, 0, 0};
     const size_t each = (size_t)in.rows * in.h * in.w * fx->m->flux.hidden;
@@ -107,7 +110,7 @@ static void check_kind(const fixture *fx, const kiln_controlnet *cn, const char 
     for (int i = 0; i < nblock + nsingle; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s.%s.%d", kind, i < nblock ? "double" : "single", i < nblock ? i : i - nblock);
-        golden want = golden_read(f, name);
+        golden want = golden_read(k, name);
         assert_int_equal(want.count, each);
         assert_rel_l2_le(rc.out[i], want.data, each, TOL);
         golden_free(&want);
@@ -115,6 +118,7 @@ static void check_kind(const fixture *fx, const kiln_controlnet *cn, const char 
     }
     free(hint);
     parity_flux_free_inputs(&c);
+    kiln_st_close(k);
     kiln_st_close(f);
     parity_check_flux_controlnet(&(parity_fixture){.tol = TOL}, kind);
 }
@@ -134,6 +138,48 @@ static void xlabs(void **state)
     check_kind(fx, fx->xlabs, "xlabs", 0.6f, -1, 2, 0);
 }
 
+/* Alimama's inpainting kind (make_flux_alimama_data.py): its residuals of a
+ * 17-channel hint; the hint ControlNetInpaintingAliMamaApply makes of a
+ * picture and a mask (the masked part black, the inverted mask last),
+ * without a mask all of the picture and ones; what is refused. */
+static void alimama_inpainting(void **state)
+{
+    fixture *fx = *state;
+    assert_true(fx->alimama->flux->concat_mask);
+    assert_int_equal(fx->alimama->flux->hint_channels, 17);
+    assert_false(fx->instantx->flux->concat_mask);
+    check_kind(fx, fx->alimama, "alimama", 0.7f, -1, 2, 2);
+
+    kiln_image picture, mask, small;
+    assert_kiln_ok(kiln_image_load(DIR "/latent_hint_16x12.png", &picture));
+    assert_kiln_ok(kiln_image_load(DIR "/mask_16x12.png", &mask));
+    kiln_st_file *f = golden_open(FLUX_ALIMAMA_GOLDEN);
+    golden want = golden_read(f, "hint_latent");
+    float *hint, *plain;
+    assert_kiln_ok(kiln_control_hint(fx->m, fx->alimama, &picture, &mask, H, W, &hint));
+    assert_rel_l2_le(hint, want.data, want.count, TOL);
+    const size_t plane = (size_t)H * W;
+    assert_kiln_ok(kiln_control_hint(fx->m, fx->alimama, &picture, NULL, H, W, &plain));
+    float *instantx;
+    assert_kiln_ok(kiln_control_hint(fx->m, fx->instantx, &picture, NULL, H, W, &instantx));
+    assert_memory_equal(plain, instantx, 16 * plane * sizeof *plain); /* the picture as InstantX's kind reads it */
+    for (size_t i = 0; i < plane; i++) assert_true(plain[16 * plane + i] == 1.0f);
+    free(hint);
+    free(plain);
+    free(instantx);
+    golden_free(&want);
+    kiln_st_close(f);
+
+    assert_int_equal(kiln_control_hint(fx->m, fx->instantx, &picture, &mask, H, W, &hint), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "reads none"));
+    assert_kiln_ok(kiln_image_resize_center(&mask, 8, 6, &small));
+    assert_int_equal(kiln_control_hint(fx->m, fx->alimama, &picture, &small, H, W, &hint), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "mask of 8x6 for a picture of 12x16"));
+    kiln_image_free(&small);
+    kiln_image_free(&mask);
+    kiln_image_free(&picture);
+}
+
 /* Both chained on a KSampler run (ControlNetApplyAdvanced twice, the second
  * for the first 40 % of the schedule), InstantX's hint encoded by the
  * model's VAE, through the library's calls. */
@@ -147,7 +193,7 @@ static void ksampler_with_both(void **state)
     kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN);
     golden want = golden_read(f, "run.hint_latent");
     float *hint;
-    assert_kiln_ok(kiln_control_hint(m, fx->instantx, &latent_picture, H, W, &hint));
+    assert_kiln_ok(kiln_control_hint(m, fx->instantx, &latent_picture, NULL, H, W, &hint));
     assert_rel_l2_le(hint, want.data, want.count, TOL);
     free(hint);
     golden_free(&want);
@@ -158,8 +204,8 @@ static void ksampler_with_both(void **state)
     kiln_latent empty, out;
     assert_kiln_ok(kiln_empty_latent(m, 2 * W, 2 * H, 1, &empty)); /* the tiny VAE halves a side */
     const kiln_control_apply chain[2] = {
-        {fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "hed/pidi/scribble/ted"}, /* SetUnionControlNetType's 2 */
-        {fx->xlabs, &pixel_picture, 0.6, 0.0, 0.4, NULL},
+        {fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "hed/pidi/scribble/ted", NULL}, /* SetUnionControlNetType's 2 */
+        {fx->xlabs, &pixel_picture, 0.6, 0.0, 0.4, NULL, NULL},
     };
     kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .flux_guidance = 3.5, .control = chain, .control_count = 2};
@@ -170,12 +216,12 @@ static void ksampler_with_both(void **state)
     kiln_latent_free(&out);
 
     /* a union type on the ControlNet of one kind; one past the union model's */
-    kiln_control_apply one = {fx->xlabs, &pixel_picture, 0.6, 0.0, 1.0, "depth"};
+    kiln_control_apply one = {fx->xlabs, &pixel_picture, 0.6, 0.0, 1.0, "depth", NULL};
     p.control = &one;
     p.control_count = 1;
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "control type 1, but it has 0"));
-    one = (kiln_control_apply){fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "3"};
+    one = (kiln_control_apply){fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "3", NULL};
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "control type 3, but it has 3"));
     one.union_type = "scribble";
@@ -277,6 +323,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(instantx_union),
         cmocka_unit_test(xlabs),
+        cmocka_unit_test(alimama_inpainting),
         cmocka_unit_test(ksampler_with_both),
         cmocka_unit_test(beside_reference),
         cmocka_unit_test(refusals),

@@ -494,6 +494,12 @@ static void workflow_round_trip(void **state)
              KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/controlnet", KILN_TEST_DATA);
     workflow_again("flux_controlnets", flags, dir);
+    /* an inpainting ControlNet of Alimama's kind with its mask: ControlNetInpaintingAliMamaApply */
+    snprintf(flags, sizeof flags, "--model %1$s/flux/controlnet --cfg 1.5 --scheduler simple --controlnet "
+             "%1$s/flux/controlnet/alimama --control-image %1$s/flux/controlnet/latent_hint_16x12.png "
+             "--control-mask %1$s/flux/controlnet/mask_16x12.png", KILN_TEST_DATA);
+    workflow_again_holding("flux_alimama", flags, dir,
+                           (const char *const[]){"\"ControlNetInpaintingAliMamaApply\"", "\"LoadImageMask\"", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/flux/controlnet --cfg 1.5 --scheduler simple --ip-adapter "
              "%1$s/flux/controlnet/ip_adapter.safetensors --clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors "
              "--ip-image %1$s/ip_adapter/picture_251x233.png --ip-weight 0.8 --ip-end 0.6", KILN_TEST_DATA);

@@ -305,6 +305,10 @@ typedef struct kiln_control_apply {
     /* SetUnionControlNetType on a union ControlNet: "openpose", "depth", ..., "repaint" (ComfyUI's names) or
        the number its model uses; NULL or "auto": none */
     const char *union_type;
+    /* ControlNetInpaintingAliMamaApply, for an inpainting ControlNet of Alimama's kind (17 channels): where to
+       repaint (the picture's size, its red channel: white repaints); that part of the hint black, the mask its
+       last channel. NULL: ControlNetApplyAdvanced (such a ControlNet then reads all of the picture) */
+    const kiln_image *mask;
 } kiln_control_apply;
 
 typedef struct kiln_ip_adapter kiln_ip_adapter;

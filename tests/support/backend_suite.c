@@ -181,6 +181,7 @@ static void flux_controlnets_f32(void **s)
     (void)s;
     parity_check_flux_controlnet(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-4}, "instantx");
     parity_check_flux_controlnet(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-4}, "xlabs");
+    parity_check_flux_controlnet(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-4}, "alimama");
 }
 
 /* XLabs' Flux IP-Adapter: each double block's image queries attending to 4 tokens */

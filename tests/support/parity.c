@@ -652,6 +652,11 @@ void parity_flux_free_inputs(parity_flux_inputs *c)
     golden_free(&c->guidance);
 }
 
+const char *parity_flux_controlnet_golden(const char *kind)
+{
+    return strcmp(kind, "alimama") == 0 ? FLUX_ALIMAMA_GOLDEN : FLUX_CONTROLNET_GOLDEN;
+}
+
 float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind)
 {
     char name[64];
@@ -659,8 +664,8 @@ float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind)
     golden g = golden_read(f, name);
     float *hint = malloc(g.count * sizeof *hint);
     assert_non_null(hint);
-    if (strcmp(kind, "instantx") == 0)
-        kiln_unpatchify(g.data, 2, 16, 8, 6, 2, false, hint);
+    if (strcmp(kind, "xlabs") != 0) /* packed latents: the picture's 16 channels (and a mask's) in 2x2 patches */
+        kiln_unpatchify(g.data, 2, (int)g.shape[2] / 4, 8, 6, 2, false, hint);
     else
         for (size_t i = 0; i < g.count; i++) hint[i] = g.data[i] * 2.0f - 1.0f;
     golden_free(&g);
@@ -684,27 +689,29 @@ static void check_flux_forward(kiln_backend *be, const kiln_flux *flux, const fl
 
 void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind)
 {
-    const bool instantx = strcmp(kind, "instantx") == 0;
+    const bool instantx = strcmp(kind, "instantx") == 0, xlabs = strcmp(kind, "xlabs") == 0;
     kiln_backend *be;
     kiln_model *m;
     kiln_controlnet *cn;
     kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
     assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
     assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/controlnet"), NULL, 0, &m));
-    assert_kiln_ok(kiln_controlnet_load(m, kiln_test_data(instantx ? "flux/controlnet/instantx"
-                                                                   : "flux/controlnet/xlabs.safetensors"), &cn));
-    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN);
+    char path[64];
+    snprintf(path, sizeof path, xlabs ? "flux/controlnet/xlabs.safetensors" : "flux/controlnet/%s", kind);
+    assert_kiln_ok(kiln_controlnet_load(m, kiln_test_data(path), &cn));
+    kiln_st_file *f = golden_open(FLUX_CONTROLNET_GOLDEN), *k = golden_open(parity_flux_controlnet_golden(kind));
     parity_flux_inputs c;
     flux_input in = parity_flux_read_inputs(f, &c);
-    float *hint = parity_flux_controlnet_hint(f, kind);
-    const flux_control control = {cn->flux, hint, instantx ? 0.7f : 0.6f, instantx ? 2 : -1};
+    float *hint = parity_flux_controlnet_hint(k, kind);
+    const flux_control control = {cn->flux, hint, xlabs ? 0.6f : 0.7f, instantx ? 2 : -1};
     in.controls = &control;
     in.ncontrols = 1;
     char name[64];
     snprintf(name, sizeof name, "%s.out", kind);
-    check_flux_forward(be, &m->flux, &in, f, name, fx->tol);
+    check_flux_forward(be, &m->flux, &in, k, name, fx->tol);
     free(hint);
     parity_flux_free_inputs(&c);
+    kiln_st_close(k);
     kiln_st_close(f);
     kiln_controlnet_free(cn);
     kiln_model_free(m);

@@ -72,12 +72,19 @@ typedef struct parity_flux_inputs {
 } parity_flux_inputs;
 flux_input parity_flux_read_inputs(kiln_st_file *f, parity_flux_inputs *c);
 void parity_flux_free_inputs(parity_flux_inputs *c);
-/* FLUX_CONTROLNET_GOLDEN's hint of `kind` ("instantx": its packed latent
+/* make_flux_alimama_data.py's goldens: an inpainting ControlNet of
+ * Alimama's kind on FLUX_CONTROLNET_GOLDEN's inputs. */
+#define FLUX_ALIMAMA_GOLDEN "flux/controlnet/alimama.golden.safetensors"
+/* The golden with ControlNet `kind`'s keys: FLUX_ALIMAMA_GOLDEN for
+ * "alimama", else FLUX_CONTROLNET_GOLDEN. */
+const char *parity_flux_controlnet_golden(const char *kind);
+/* A golden's hint of `kind` ("instantx", "alimama": its packed latent
  * unpacked; "xlabs": its picture times 2 minus 1), malloc'd. */
 float *parity_flux_controlnet_hint(kiln_st_file *f, const char *kind);
 /* The flux/controlnet model and ControlNet `kind` ("instantx" at 0.7 with
- * control type 2, "xlabs" at 0.6) on fx->backend: the transformer with its
- * residuals against the golden's `<kind>.out`; fx->path unused. */
+ * control type 2, "alimama" at 0.7, "xlabs" at 0.6) on fx->backend: the
+ * transformer with its residuals against the golden's `<kind>.out`;
+ * fx->path unused. */
 void parity_check_flux_controlnet(const parity_fixture *fx, const char *kind);
 /* make_flux_ip_adapter_data.py's goldens. */
 #define FLUX_IP_ADAPTER_GOLDEN "flux/controlnet/ip_adapter.golden.safetensors"

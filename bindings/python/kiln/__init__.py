@@ -110,7 +110,8 @@ class _PngText(Structure):
 
 class _ControlApply(Structure):
     _fields_ = [("controlnet", c_void_p), ("image", POINTER(_Image)), ("strength", c_double),
-                ("start_percent", c_double), ("end_percent", c_double), ("union_type", c_char_p)]
+                ("start_percent", c_double), ("end_percent", c_double), ("union_type", c_char_p),
+                ("mask", POINTER(_Image))]
 
 
 class _IPAdapterApply(Structure):
@@ -630,7 +631,8 @@ class Model(_Handle):
         if controls:
             params.control = (_ControlApply * len(controls))(*(
                 _ControlApply(c.controlnet._ptr(), ctypes.pointer(c.image._c), c.strength, c.start_percent,
-                              c.end_percent, None if c.union_type is None else str(c.union_type).encode())
+                              c.end_percent, None if c.union_type is None else str(c.union_type).encode(),
+                              None if c.mask is None else ctypes.pointer(c.mask._c))
                 for c in controls))
             params.control_count = len(controls)
         adapters = [ip_adapter] if isinstance(ip_adapter, IPAdapterApply) else list(ip_adapter or [])
@@ -773,13 +775,16 @@ class ControlApply(NamedTuple):
     strength and the part of the sampling it acts on; for a union
     ControlNet (Flux's InstantX/Shakker-Labs Union) SetUnionControlNetType's
     type: one of its names ("openpose", "depth", ..., "repaint"), the
-    number the model uses, or None ("auto")."""
+    number the model uses, or None ("auto"); for a Flux inpainting
+    ControlNet (Alimama's) ControlNetInpaintingAliMamaApply's mask: an Image
+    of the picture's size whose red channel is white where to repaint."""
     controlnet: ControlNet
     image: "Image"
     strength: float = 1.0
     start_percent: float = 0.0
     end_percent: float = 1.0
     union_type: Union[str, int, None] = None
+    mask: Optional["Image"] = None
 
 
 class IPAdapterApply(NamedTuple):
