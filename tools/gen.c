@@ -943,10 +943,16 @@ static bool print_controlnet_info(const char *path)
         printf("for unet     %s\n", cfg ? cfg->name : "none kiln knows");
     } else if (flux) {
         const kiln_st_tensor *modes = kiln_checkpoint_find(ck, "controlnet_mode_embedder.weight");
+        const kiln_st_tensor *hint_in = kiln_checkpoint_find(ck, "controlnet_x_embedder.weight");
+        const kiln_st_tensor *x_in = kiln_checkpoint_find(ck, "x_embedder.weight");
         const bool pixels = kiln_checkpoint_find(ck, "input_hint_block.0.weight") != NULL;
+        const bool inpainting = hint_in && x_in && hint_in->ndim == 2 && x_in->ndim == 2 &&
+                                hint_in->shape[1] == x_in->shape[1] + 4; /* a mask's channel in 2x2 patches */
         printf("controlnet   %s\n", path);
-        printf("for          flux, %s kind: %s, %d double and %d single blocks\n", pixels ? "XLabs'" : "InstantX's",
-               pixels ? "the picture through a hint encoder" : "the picture's latent",
+        printf("for          flux, %s kind: %s, %d double and %d single blocks\n",
+               pixels ? "XLabs'" : inpainting ? "Alimama's inpainting" : "InstantX's",
+               pixels ? "the picture through a hint encoder" : inpainting ? "the masked picture's latent and the mask"
+                                                                          : "the picture's latent",
                count_flux_residuals(ck, "controlnet_blocks"), count_flux_residuals(ck, "controlnet_single_blocks"));
         if (modes && modes->ndim == 2) printf("union        %lld control types\n", (long long)modes->shape[0]);
     }

@@ -67,6 +67,8 @@ expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tin
 expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/flux/controlnet/xlabs.safetensors" "for          flux, XLabs' kind: the picture through a hint encoder, 2 double and 0 single blocks"
 expect_info "$data/flux/controlnet/instantx" "union        3 control types"
+expect_info "$data/flux/controlnet/alimama" \
+    "for          flux, Alimama's inpainting kind: the masked picture's latent and the mask, 2 double and 2 single blocks"
 expect_info "$data/flux/controlnet/ip_adapter.safetensors" "layers       3 double blocks"
 expect_info "$data/redux/redux_tiny.safetensors" "kind         FLUX.1 Redux: SigLIP's 32-wide tokens to 64-wide T5 rows"
 expect_info "$data/redux/siglip_tiny.safetensors" "hidden state 32 wide a token, 16 tokens (SigLIP's, which FLUX.1 Redux reads)"
