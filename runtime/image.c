@@ -685,17 +685,21 @@ void kiln_image_to_encoder_input(const kiln_image *img, float *x)
 
 /* common_upscale's crop "center": the largest centred part of img with the
  * aspect ratio of width x height, at (*x0, *y0), *cw x *ch. */
+kiln_status kiln_image_center_box(int w, int h, int width, int height, int *x0, int *y0, int *cw, int *ch)
+{
+    double old_aspect = (double)w / h, new_aspect = (double)width / height;
+    *x0 = *y0 = 0;
+    if (old_aspect > new_aspect) *x0 = (int)nearbyint((w - w * (new_aspect / old_aspect)) / 2);
+    else if (old_aspect < new_aspect) *y0 = (int)nearbyint((h - h * (old_aspect / new_aspect)) / 2);
+    *cw = w - 2 * *x0, *ch = h - 2 * *y0;
+    if (*cw < 1 || *ch < 1 || width < 1 || height < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "image %dx%d cannot be fitted to %dx%d", w, h, width, height);
+    return KILN_OK;
+}
+
 static kiln_status center_box(const kiln_image *img, int width, int height, int *x0, int *y0, int *cw, int *ch)
 {
-    double old_aspect = (double)img->width / img->height, new_aspect = (double)width / height;
-    *x0 = *y0 = 0;
-    if (old_aspect > new_aspect) *x0 = (int)nearbyint((img->width - img->width * (new_aspect / old_aspect)) / 2);
-    else if (old_aspect < new_aspect) *y0 = (int)nearbyint((img->height - img->height * (old_aspect / new_aspect)) / 2);
-    *cw = img->width - 2 * *x0, *ch = img->height - 2 * *y0;
-    if (*cw < 1 || *ch < 1 || width < 1 || height < 1)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "image %dx%d cannot be fitted to %dx%d", img->width, img->height, width,
-                         height);
-    return KILN_OK;
+    return kiln_image_center_box(img->width, img->height, width, height, x0, y0, cw, ch);
 }
 
 kiln_status kiln_image_resize_center_lanczos(const kiln_image *img, int width, int height, kiln_image *out)

@@ -78,6 +78,11 @@ void kiln_image_to_unit(const kiln_image *img, float *x);
  * and the VAE's process_input (* 2 - 1) compute it. */
 void kiln_image_to_encoder_input(const kiln_image *img, float *x);
 
+/* common_upscale's crop "center": the largest centred part of a w x h
+ * picture with the aspect ratio of width x height (Python's round, half to
+ * even, for the margin) at (x0, y0), cw x ch. */
+kiln_status kiln_image_center_box(int w, int h, int width, int height, int *x0, int *y0, int *cw, int *ch);
+
 /* ComfyUI's common_upscale with "nearest-exact" and crop "center", as it
  * fits a ControlNet hint to the latent: the largest centred part of img with
  * the target's aspect ratio (Python's round, half to even, for the margin),

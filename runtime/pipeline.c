@@ -555,19 +555,31 @@ kiln_status kiln_style_tokens(const kiln_style_model *sm, const kiln_clip_vision
 }
 
 /* ControlNetInpaintingAliMamaApply's picture: black where the inverted mask
- * (1 - red / 255) rounds to 0, half to even, as torch rounds it. */
+ * (1 - red / 255), stretched to the picture as common_upscale does it
+ * (bilinear, cut centred), rounds to 0, half to even, as torch rounds it. */
 static kiln_status masked_picture(const kiln_image *img, const kiln_image *mask, kiln_image *out)
 {
-    if (mask->width != img->width || mask->height != img->height)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet mask of %dx%d for a picture of %dx%d: give one of the "
-                         "picture's size", mask->width, mask->height, img->width, img->height);
+    int x0, y0, cw, ch;
+    TRY(kiln_image_center_box(mask->width, mask->height, img->width, img->height, &x0, &y0, &cw, &ch));
     const size_t n = (size_t)img->width * img->height;
+    float *cut = malloc((size_t)cw * ch * sizeof *cut), *fitted = malloc(n * sizeof *fitted);
     *out = (kiln_image){img->width, img->height, 3, malloc(3 * n)};
-    if (!out->pixels) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
+    if (!cut || !fitted || !out->pixels) {
+        free(cut);
+        free(fitted);
+        kiln_image_free(out);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
+    }
+    for (int y = 0; y < ch; y++)
+        for (int x = 0; x < cw; x++)
+            cut[(size_t)y * cw + x] = 1.0f - (float)mask->pixels[3 * ((size_t)(y0 + y) * mask->width + x0 + x)] / 255.0f;
+    kiln_resample(cut, 1, ch, cw, fitted, img->height, img->width, KILN_RESAMPLE_BILINEAR);
     for (size_t i = 0; i < n; i++) {
-        const bool kept = nearbyintf(1.0f - (float)mask->pixels[3 * i] / 255.0f) != 0.0f;
+        const bool kept = nearbyintf(fitted[i]) != 0.0f;
         for (int c = 0; c < 3; c++) out->pixels[3 * i + c] = kept ? img->pixels[3 * i + c] : 0;
     }
+    free(cut);
+    free(fitted);
     return KILN_OK;
 }
 

@@ -123,7 +123,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
  * m's VAE, as the model takes a latent (process_in); Alimama's inpainting
  * kind, that of the picture with the masked part black, then the inverted
  * mask (1 keeps) fitted to the latent, as ControlNetInpaintingAliMamaApply
- * makes it (mask NULL: all ones). *hint is malloc'd. */
+ * makes it (a mask of another size stretched to the picture; NULL: all
+ * ones). *hint is malloc'd. */
 kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, const kiln_image *img,
                               const kiln_image *mask, int latent_h, int latent_w, float **hint);
 /* SetUnionControlNetType's type: NULL, "" or "auto" -1 (none), its names

@@ -306,8 +306,8 @@ typedef struct kiln_control_apply {
        the number its model uses; NULL or "auto": none */
     const char *union_type;
     /* ControlNetInpaintingAliMamaApply, for an inpainting ControlNet of Alimama's kind (17 channels): where to
-       repaint (the picture's size, its red channel: white repaints); that part of the hint black, the mask its
-       last channel. NULL: ControlNetApplyAdvanced (such a ControlNet then reads all of the picture) */
+       repaint (its red channel: white repaints; stretched to the picture); that part of the hint black, the mask
+       its last channel. NULL: ControlNetApplyAdvanced (such a ControlNet then reads all of the picture) */
     const kiln_image *mask;
 } kiln_control_apply;
 

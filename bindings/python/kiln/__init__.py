@@ -777,7 +777,7 @@ class ControlApply(NamedTuple):
     type: one of its names ("openpose", "depth", ..., "repaint"), the
     number the model uses, or None ("auto"); for a Flux inpainting
     ControlNet (Alimama's) ControlNetInpaintingAliMamaApply's mask: an Image
-    of the picture's size whose red channel is white where to repaint."""
+    whose red channel is white where to repaint (stretched to the picture)."""
     controlnet: ControlNet
     image: "Image"
     strength: float = 1.0

@@ -9,22 +9,27 @@ with its controlnet_x_embedder made 68 wide (its forward adds that linear's
 output of the packed hint whatever its width), the ControlNet's residuals
 taken by the transformer as make_flux_controlnet_data.py's with_controls
 does; ComfyUI's ControlNetInpaintingAliMamaApply restated for the hint: the
-mask inverted (1 repaints -> 0), the picture times that mask rounded, the
-picture's latent (the VAE's mean, process_in) and the inverted mask resized
-to the latent (nearest-exact, centre crop) as the 17th channel.
+mask inverted (1 repaints -> 0), the picture times that mask stretched to it
+(bilinear, centre crop) and rounded, the picture's latent (the VAE's mean,
+process_in) and the inverted mask resized to the latent (nearest-exact,
+centre crop) as the 17th channel.
 
   flux/controlnet/alimama/  FluxControlNetModel (2 double, 2 single
        blocks, no union modes; controlnet_x_embedder 68 wide):
        config.json, diffusion_pytorch_model.safetensors (f16)
   flux/controlnet/mask_16x12.png  a mask for latent_hint_16x12.png (its red
-       channel: white repaints), with values around one half
+       channel: white repaints), with values around one half;
+       mask_20x10.png one of another size and shape
   flux/controlnet/alimama.golden.safetensors
        alimama.hint (2,12,68): a packed hint of 17 channels;
          alimama.double.N, alimama.single.N (2,12,32): its residuals at
          scale 0.7 on golden.safetensors' inputs; alimama.out (2,12,64): the
          transformer with them;
        hint_latent (1,17,8,6): ControlNetInpaintingAliMamaApply's hint of
-         latent_hint_16x12.png and mask_16x12.png for an 8x6 latent
+         latent_hint_16x12.png and mask_16x12.png for an 8x6 latent;
+         hint_latent.wide_mask: the same with mask_20x10.png (ComfyUI's
+         common_upscale: bilinear to the picture, rounded, for the picture;
+         nearest-exact to the latent for the channel; both cut centred)
 
 Run from the repository root with diffusers 0.32.2 and torch installed
 (after make_flux_controlnet_data.py):
@@ -64,20 +69,27 @@ def make_model():
     return net
 
 
-def nearest_exact(x, h, w):
-    """common_upscale(x, w, h, "nearest-exact", "center") for a smaller target of the same aspect ratio."""
-    return torch.nn.functional.interpolate(x, size=(h, w), mode="nearest-exact")
+def common_upscale(x, h, w, mode):
+    """ComfyUI's common_upscale(x, w, h, mode, "center"): cut to the target's aspect ratio, then resized."""
+    old_aspect, new_aspect = x.shape[-1] / x.shape[-2], w / h
+    x0 = y0 = 0
+    if old_aspect > new_aspect:
+        x0 = round((x.shape[-1] - x.shape[-1] * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y0 = round((x.shape[-2] - x.shape[-2] * (old_aspect / new_aspect)) / 2)
+    x = x.narrow(-2, y0, x.shape[-2] - y0 * 2).narrow(-1, x0, x.shape[-1] - x0 * 2)
+    return torch.nn.functional.interpolate(x, size=(h, w), mode=mode)
 
 
 def hint_latent(picture, mask, h, w):
     """ControlNetInpaintingAliMamaApply's hint for an h x w latent of the tiny VAE (which halves a side)."""
     vae = AutoencoderKL.from_pretrained(f"{HERE}/tiny/vae").eval()
     inverted = 1.0 - mask  # (1,1,H,W): 1 keeps
-    kept = picture * torch.round(inverted)  # the mask already at the picture's size: bilinear is the identity
-    kept = nearest_exact(kept, 2 * h, 2 * w)
+    kept = picture * torch.round(common_upscale(inverted, picture.shape[-2], picture.shape[-1], "bilinear"))
+    kept = common_upscale(kept, 2 * h, 2 * w, "nearest-exact")
     with torch.no_grad():
         latent = (vae.encode(kept * 2 - 1).latent_dist.mean - 0.1159) * 0.3611  # process_in
-    return torch.cat([latent, nearest_exact(inverted, h, w)], dim=1)
+    return torch.cat([latent, common_upscale(inverted, h, w, "nearest-exact")], dim=1)
 
 
 def main():
@@ -107,6 +119,11 @@ def main():
     picture = picture.permute(2, 0, 1)[None].float() / 255.0
     mask = torch.from_numpy(red.astype(np.float32) / 255.0)[None, None]
     k["hint_latent"] = hint_latent(picture, mask, H, W)
+    # a mask of another size and shape than the picture: stretched to it (bilinear, rounded) and cut to the latent's
+    wide = rng.integers(0, 256, size=(10, 20), dtype=np.uint8)
+    Image.fromarray(np.stack([wide, wide, wide], -1), "RGB").save(f"{OUT}/mask_20x10.png")
+    k["hint_latent.wide_mask"] = hint_latent(picture, torch.from_numpy(wide.astype(np.float32) / 255.0)[None, None],
+                                             H, W)
     save_goldens({a: v.detach() for a, v in k.items()}, f"{OUT}/alimama.golden.safetensors")
 
 
