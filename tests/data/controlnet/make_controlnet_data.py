@@ -44,25 +44,12 @@ from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import comfy_sigmas, ldm_controlnet  # noqa: E402
+from sd_common import comfy_fit, comfy_sigmas, ldm_controlnet  # noqa: E402
 
 SHARED = os.environ.get("KILN_SHARED_GOLDENS", "../shared/goldens")
 MODEL = os.path.join(SHARED, "models", "sd15_tiny_diffusers")
 OUT = "tests/data/controlnet"
 SCALE = 0.8
-
-
-def comfy_fit(image, width, height):
-    """ComfyUI's common_upscale with nearest-exact and center crop, (1,3,H,W)."""
-    old_width, old_height = image.shape[-1], image.shape[-2]
-    old_aspect, new_aspect = old_width / old_height, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
-    s = image.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
-    return torch.nn.functional.interpolate(s, size=(height, width), mode="nearest-exact")
 
 
 def main():

@@ -49,7 +49,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from make_flux_canny_data import image_ids, pack  # noqa: E402
 from make_flux_controlnet_data import INSTANTX, OUT, mapped, residuals, with_controls  # noqa: E402
-from sd_common import PT, randomize, save_goldens, save_half, write_json  # noqa: E402
+from sd_common import PT, comfy_fit, randomize, save_goldens, save_half, write_json  # noqa: E402
 
 ALIMAMA = {k: v for k, v in INSTANTX.items() if k != "num_mode"}
 
@@ -69,27 +69,15 @@ def make_model():
     return net
 
 
-def common_upscale(x, h, w, mode):
-    """ComfyUI's common_upscale(x, w, h, mode, "center"): cut to the target's aspect ratio, then resized."""
-    old_aspect, new_aspect = x.shape[-1] / x.shape[-2], w / h
-    x0 = y0 = 0
-    if old_aspect > new_aspect:
-        x0 = round((x.shape[-1] - x.shape[-1] * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y0 = round((x.shape[-2] - x.shape[-2] * (old_aspect / new_aspect)) / 2)
-    x = x.narrow(-2, y0, x.shape[-2] - y0 * 2).narrow(-1, x0, x.shape[-1] - x0 * 2)
-    return torch.nn.functional.interpolate(x, size=(h, w), mode=mode)
-
-
 def hint_latent(picture, mask, h, w):
     """ControlNetInpaintingAliMamaApply's hint for an h x w latent of the tiny VAE (which halves a side)."""
     vae = AutoencoderKL.from_pretrained(f"{HERE}/tiny/vae").eval()
     inverted = 1.0 - mask  # (1,1,H,W): 1 keeps
-    kept = picture * torch.round(common_upscale(inverted, picture.shape[-2], picture.shape[-1], "bilinear"))
-    kept = common_upscale(kept, 2 * h, 2 * w, "nearest-exact")
+    kept = picture * torch.round(comfy_fit(inverted, picture.shape[-1], picture.shape[-2], "bilinear"))
+    kept = comfy_fit(kept, 2 * w, 2 * h)
     with torch.no_grad():
         latent = (vae.encode(kept * 2 - 1).latent_dist.mean - 0.1159) * 0.3611  # process_in
-    return torch.cat([latent, common_upscale(inverted, h, w, "nearest-exact")], dim=1)
+    return torch.cat([latent, comfy_fit(inverted, w, h)], dim=1)
 
 
 def main():
