@@ -1137,10 +1137,10 @@ static int64_t unet_context_width(const kiln_checkpoint *ck)
 /* Where an SD UNet's family reads CLIP tower file f, as the original
  * checkpoints keep it (in transformers' names): SD 1.x's and 2.x's one
  * tower; the SDXL refiner's bigG, as wide as its context and with its
- * projection; SDXL's CLIP-L and
- * bigG, whose widths make up its context: the narrower is CLIP-L (768 to
- * bigG's 1280), and where they are as wide, the one with a projection is
- * bigG. NULL for a tower of no width the UNet reads. */
+ * projection; SDXL's CLIP-L and bigG, whose widths make up its context: the
+ * narrower is CLIP-L (768 to bigG's 1280), and where they are as wide, the
+ * one with a projection is bigG. NULL for a tower of no width the UNet
+ * reads. */
 static const char *sd_clip_root(const kiln_checkpoint *ck, const kiln_st_file *f)
 {
     if (!kiln_checkpoint_find(ck, COMFY_UNET_PREFIX "label_emb.0.0.weight")) return "cond_stage_model.transformer.";
