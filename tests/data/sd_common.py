@@ -200,17 +200,24 @@ def check_ldm_unet_vae(single, unet, unet_sd, vae, vae_sd):
     check_equal(back, vae_sd, "vae")
 
 
-def comfy_fit(image, width, height, mode="nearest-exact"):
-    """ComfyUI's common_upscale(image, width, height, mode, "center") on
-    (N,C,H,W): cut to the target's aspect ratio (the margin rounded half to
-    even, as Python's round), then torch's interpolate."""
-    old_width, old_height = image.shape[-1], image.shape[-2]
+def center_margins(old_width, old_height, width, height):
+    """common_upscale's crop "center": the (x, y) margins cut from each side
+    of an old_width x old_height picture for the aspect ratio of width x
+    height (rounded half to even, as Python's round)."""
     old_aspect, new_aspect = old_width / old_height, width / height
     x = y = 0
     if old_aspect > new_aspect:
         x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
     elif old_aspect < new_aspect:
         y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+    return x, y
+
+
+def comfy_fit(image, width, height, mode="nearest-exact"):
+    """ComfyUI's common_upscale(image, width, height, mode, "center") on
+    (N,C,H,W): cut to the target's aspect ratio, then torch's interpolate."""
+    old_width, old_height = image.shape[-1], image.shape[-2]
+    x, y = center_margins(old_width, old_height, width, height)
     s = image.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
     return torch.nn.functional.interpolate(s, size=(height, width), mode=mode)
 

@@ -22,6 +22,7 @@ Run from the repository root with numpy, Pillow, torch and safetensors:
   python3 tests/data/kontext/make_kontext_scale_data.py
 """
 import os
+import sys
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.dirname(HERE)
+sys.path.insert(0, DATA)
+from sd_common import center_margins  # noqa: E402
 RESOLUTIONS = [(672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328), (832, 1248), (880, 1184),
                (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832), (1328, 800), (1392, 752),
                (1456, 720), (1504, 688), (1568, 672)]
@@ -47,14 +50,9 @@ def lanczos(image, width, height):
 
 
 def center_crop(image, width, height):
-    """common_upscale's crop "center"."""
+    """common_upscale's crop "center" of an (H,W,3) picture."""
     old_h, old_w = image.shape[:2]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    x, y = center_margins(old_w, old_h, width, height)
     return image[y:old_h - y, x:old_w - x]
 
 
