@@ -79,19 +79,19 @@ kiln_status kiln_clip_layer_bind(kiln_weights *w, const char *root, int i, int D
     snprintf(p, sizeof p, "%s.encoder.layers.%d", root, i);
     TRY(KILN_BIND(w, &l->ln1_w, p, "layer_norm1.weight", D));
     TRY(KILN_BIND(w, &l->ln1_b, p, "layer_norm1.bias", D));
-    TRY(KILN_BIND(w, &l->q_w, p, "self_attn.q_proj.weight", D, D));
+    TRY(kiln_weights_bind_linear(w, &l->q_w, p, "self_attn.q_proj.weight", D, D));
     TRY(KILN_BIND(w, &l->q_b, p, "self_attn.q_proj.bias", D));
-    TRY(KILN_BIND(w, &l->k_w, p, "self_attn.k_proj.weight", D, D));
+    TRY(kiln_weights_bind_linear(w, &l->k_w, p, "self_attn.k_proj.weight", D, D));
     TRY(KILN_BIND(w, &l->k_b, p, "self_attn.k_proj.bias", D));
-    TRY(KILN_BIND(w, &l->v_w, p, "self_attn.v_proj.weight", D, D));
+    TRY(kiln_weights_bind_linear(w, &l->v_w, p, "self_attn.v_proj.weight", D, D));
     TRY(KILN_BIND(w, &l->v_b, p, "self_attn.v_proj.bias", D));
-    TRY(KILN_BIND(w, &l->o_w, p, "self_attn.out_proj.weight", D, D));
+    TRY(kiln_weights_bind_linear(w, &l->o_w, p, "self_attn.out_proj.weight", D, D));
     TRY(KILN_BIND(w, &l->o_b, p, "self_attn.out_proj.bias", D));
     TRY(KILN_BIND(w, &l->ln2_w, p, "layer_norm2.weight", D));
     TRY(KILN_BIND(w, &l->ln2_b, p, "layer_norm2.bias", D));
-    TRY(KILN_BIND(w, &l->fc1_w, p, "mlp.fc1.weight", F, D));
+    TRY(kiln_weights_bind_linear(w, &l->fc1_w, p, "mlp.fc1.weight", F, D));
     TRY(KILN_BIND(w, &l->fc1_b, p, "mlp.fc1.bias", F));
-    TRY(KILN_BIND(w, &l->fc2_w, p, "mlp.fc2.weight", D, F));
+    TRY(kiln_weights_bind_linear(w, &l->fc2_w, p, "mlp.fc2.weight", D, F));
     TRY(KILN_BIND(w, &l->fc2_b, p, "mlp.fc2.bias", D));
     return KILN_OK;
 }

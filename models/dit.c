@@ -9,7 +9,7 @@ kiln_status kiln_dit_bind_linear(kiln_weights *w, const char *root, const char *
 {
     char suffix[256];
     snprintf(suffix, sizeof suffix, "%s.weight", prefix);
-    TRY(KILN_BIND(w, weight, root, suffix, out, in));
+    TRY(kiln_weights_bind_linear(w, weight, root, suffix, out, in));
     snprintf(suffix, sizeof suffix, "%s.bias", prefix);
     return KILN_BIND(w, bias, root, suffix, out);
 }

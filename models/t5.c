@@ -6,11 +6,11 @@
 
 #include "status.h"
 
-/* A (rows,cols) weight, or a (rows) one where cols is 0. */
+/* A linear layer's (rows,cols) weight, or a norm's (rows) where cols is 0. */
 static kiln_status bind(kiln_weights *w, const tensor **out, const char *root, const char *suffix, int64_t rows,
                         int64_t cols)
 {
-    if (cols) return KILN_BIND(w, out, root, suffix, rows, cols);
+    if (cols) return kiln_weights_bind_linear(w, out, root, suffix, rows, cols);
     return KILN_BIND(w, out, root, suffix, rows);
 }
 
@@ -63,7 +63,7 @@ kiln_status kiln_t5_bind(kiln_weights *w, const char *root, kiln_t5 *t5)
         t5->layers++;
     }
     const int64_t D = t5->hidden, I = (int64_t)t5->heads * t5->head_dim, F = t5->ff;
-    TRY(bind(w, &t5->embedding, root, embedding_name(ck, root), t5->vocab, D));
+    TRY(KILN_BIND(w, &t5->embedding, root, embedding_name(ck, root), t5->vocab, D));
     for (int i = 0; i < t5->layers; i++) {
         t5_layer_weights *l = &t5->layer[i];
         struct { const tensor **out; const char *part; int64_t rows, cols; } parts[] = {

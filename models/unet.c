@@ -39,14 +39,14 @@ kiln_status kiln_unet_bind_time_embedding(kiln_weights *w, const char *root, con
                                           unet_time_embedding *te)
 {
     int mc = cfg->model_channels, dim = cfg->time_embed_dim;
-    TRY(KILN_BIND(w, &te->w1, root, "time_embed.0.weight", dim, mc));
+    TRY(kiln_weights_bind_linear(w, &te->w1, root, "time_embed.0.weight", dim, mc));
     TRY(KILN_BIND(w, &te->b1, root, "time_embed.0.bias", dim));
-    TRY(KILN_BIND(w, &te->w2, root, "time_embed.2.weight", dim, dim));
+    TRY(kiln_weights_bind_linear(w, &te->w2, root, "time_embed.2.weight", dim, dim));
     TRY(KILN_BIND(w, &te->b2, root, "time_embed.2.bias", dim));
     if (!cfg->adm_channels) return KILN_OK;
-    TRY(KILN_BIND(w, &te->label_w1, root, "label_emb.0.0.weight", dim, cfg->adm_channels));
+    TRY(kiln_weights_bind_linear(w, &te->label_w1, root, "label_emb.0.0.weight", dim, cfg->adm_channels));
     TRY(KILN_BIND(w, &te->label_b1, root, "label_emb.0.0.bias", dim));
-    TRY(KILN_BIND(w, &te->label_w2, root, "label_emb.0.2.weight", dim, dim));
+    TRY(kiln_weights_bind_linear(w, &te->label_w2, root, "label_emb.0.2.weight", dim, dim));
     return KILN_BIND(w, &te->label_b2, root, "label_emb.0.2.bias", dim);
 }
 

@@ -14,7 +14,7 @@ kiln_status kiln_resblock_bind_unet(kiln_weights *w, const char *prefix, int in_
     TRY(KILN_BIND(w, &rb->norm1_b, prefix, "in_layers.0.bias", in_ch));
     TRY(KILN_BIND(w, &rb->conv1_w, prefix, "in_layers.2.weight", out_ch, in_ch, 3, 3));
     TRY(KILN_BIND(w, &rb->conv1_b, prefix, "in_layers.2.bias", out_ch));
-    TRY(KILN_BIND(w, &rb->emb_w, prefix, "emb_layers.1.weight", out_ch, temb_dim));
+    TRY(kiln_weights_bind_linear(w, &rb->emb_w, prefix, "emb_layers.1.weight", out_ch, temb_dim));
     TRY(KILN_BIND(w, &rb->emb_b, prefix, "emb_layers.1.bias", out_ch));
     TRY(KILN_BIND(w, &rb->norm2_w, prefix, "out_layers.0.weight", out_ch));
     TRY(KILN_BIND(w, &rb->norm2_b, prefix, "out_layers.0.bias", out_ch));
@@ -79,10 +79,10 @@ kiln_status kiln_resblock_forward(kiln_graph *g, const kiln_resblock *rb, const 
 static kiln_status attention_bind(kiln_weights *w, const char *prefix, int channels, int context_dim,
                                   kiln_attention_weights *a)
 {
-    TRY(KILN_BIND(w, &a->q_w, prefix, "to_q.weight", channels, channels));
-    TRY(KILN_BIND(w, &a->k_w, prefix, "to_k.weight", channels, context_dim));
-    TRY(KILN_BIND(w, &a->v_w, prefix, "to_v.weight", channels, context_dim));
-    TRY(KILN_BIND(w, &a->out_w, prefix, "to_out.0.weight", channels, channels));
+    TRY(kiln_weights_bind_linear(w, &a->q_w, prefix, "to_q.weight", channels, channels));
+    TRY(kiln_weights_bind_linear(w, &a->k_w, prefix, "to_k.weight", channels, context_dim));
+    TRY(kiln_weights_bind_linear(w, &a->v_w, prefix, "to_v.weight", channels, context_dim));
+    TRY(kiln_weights_bind_linear(w, &a->out_w, prefix, "to_out.0.weight", channels, channels));
     TRY(KILN_BIND(w, &a->out_b, prefix, "to_out.0.bias", channels));
     return KILN_OK;
 }
@@ -101,9 +101,9 @@ static kiln_status transformer_block_bind(kiln_weights *w, const char *block, in
     TRY(attention_bind(w, attn, C, C, &b->attn1));
     snprintf(attn, sizeof attn, "%s.attn2", block);
     TRY(attention_bind(w, attn, C, context_dim, &b->attn2));
-    TRY(KILN_BIND(w, &b->ff_in_w, block, "ff.net.0.proj.weight", 8 * C, C));
+    TRY(kiln_weights_bind_linear(w, &b->ff_in_w, block, "ff.net.0.proj.weight", 8 * C, C));
     TRY(KILN_BIND(w, &b->ff_in_b, block, "ff.net.0.proj.bias", 8 * C));
-    TRY(KILN_BIND(w, &b->ff_out_w, block, "ff.net.2.weight", C, 4 * C));
+    TRY(kiln_weights_bind_linear(w, &b->ff_out_w, block, "ff.net.2.weight", C, 4 * C));
     return KILN_BIND(w, &b->ff_out_b, block, "ff.net.2.bias", C);
 }
 

@@ -1349,7 +1349,7 @@ kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_
     *t = *hit->tensor;
     t->dtype = dtype;
     t->data = data;
-    t->nbytes = kiln_dtype_size(dtype) * (size_t)kiln_st_numel(t);
+    t->nbytes = kiln_dtype_bytes(dtype, (size_t)kiln_st_numel(t));
     free_replaced(hit->replaced);
     hit->replaced = t;
     hit->tensor = t;

@@ -1,7 +1,8 @@
 /* matmul on the CPU: OpenBLAS sgemm, threaded by our pool over column ranges
- * of the output (rows of the weight). Weights stored as f16/bf16/fp8 are
- * widened a tile of rows at a time into the thread's scratch, so no more than
- * one tile per thread is ever held in f32. */
+ * of the output (rows of the weight). Weights stored as f16/bf16/fp8 or
+ * quantized (GGUF's blocks, whole rows of them) are widened a tile of rows at
+ * a time into the thread's scratch, so no more than one tile per thread is
+ * ever held in f32. */
 #include <cblas.h>
 #include <string.h>
 
@@ -11,7 +12,7 @@
 
 void cpu_widen(float *dst, kiln_weight_ptr w, size_t first, size_t n)
 {
-    kiln_convert_to_f32(dst, (const char *)w.data + first * kiln_dtype_size(w.dtype), w.dtype, n);
+    kiln_convert_to_f32(dst, (const char *)w.data + kiln_dtype_bytes(w.dtype, first), w.dtype, n);
 }
 
 /* Weight rows widened per tile: up to 4 MiB of f32 per thread. Narrower

@@ -1,5 +1,5 @@
-/* GGUF reading: the header parsed with bounds checks, block dequantization
- * to f16.
+/* GGUF reading: the header parsed with bounds checks, quantized tensors as
+ * views of their blocks (or f16 copies where rows split blocks).
  *
  * Layout (versions 2 and 3, little-endian): "GGUF", u32 version, u64 tensor
  * count, u64 key/value count; the key/value pairs (a string key, a u32 value
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cpu_threads.h"
+#include "quant.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -29,202 +30,32 @@ enum {
     T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_IQ4_NL = 20, T_IQ4_XS = 23, T_I32 = 26, T_I64 = 27, T_BF16 = 30
 };
 
-#define QK_K 256
-
-/* ---------------------------------------------------------------- blocks */
-
-static float half_at(const uint8_t *p) { return kiln_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
-
-/* Each block's values in the order of the reference (ggml's dequantize_row_*),
- * every product in the same order so that f32 results match it bit for bit. */
-
-static void dequantize_q4_0(const uint8_t *b, float *x)
-{
-    const float d = half_at(b);
-    for (int j = 0; j < 16; j++) {
-        x[j] = (float)((b[2 + j] & 15) - 8) * d;
-        x[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
-    }
-}
-
-static void dequantize_q4_1(const uint8_t *b, float *x)
-{
-    const float d = half_at(b), m = half_at(b + 2);
-    for (int j = 0; j < 16; j++) {
-        x[j] = d * (float)(b[4 + j] & 15) + m;
-        x[j + 16] = d * (float)(b[4 + j] >> 4) + m;
-    }
-}
-
 static uint32_t u32_at(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
-/* Q5: the low four bits as Q4's, the fifth of value j in bit j of qh. */
-static void dequantize_q5_0(const uint8_t *b, float *x)
+/* The quantized ones as kiln dtypes (runtime/quant.h), KILN_DTYPE_COUNT
+ * for the others. */
+static kiln_dtype quantized_dtype(uint32_t type)
 {
-    const float d = half_at(b);
-    const uint32_t qh = u32_at(b + 2);
-    const uint8_t *qs = b + 6;
-    for (int j = 0; j < 16; j++) {
-        x[j] = (float)(((qs[j] & 15) | (int)((qh >> j) & 1) << 4) - 16) * d;
-        x[j + 16] = (float)(((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - 16) * d;
+    switch (type) {
+    case T_Q4_0: return KILN_Q4_0;
+    case T_Q4_1: return KILN_Q4_1;
+    case T_Q5_0: return KILN_Q5_0;
+    case T_Q5_1: return KILN_Q5_1;
+    case T_Q8_0: return KILN_Q8_0;
+    case T_Q2_K: return KILN_Q2_K;
+    case T_Q3_K: return KILN_Q3_K;
+    case T_Q4_K: return KILN_Q4_K;
+    case T_Q5_K: return KILN_Q5_K;
+    case T_Q6_K: return KILN_Q6_K;
+    case T_IQ4_NL: return KILN_IQ4_NL;
+    case T_IQ4_XS: return KILN_IQ4_XS;
+    default: return KILN_DTYPE_COUNT;
     }
-}
-
-static void dequantize_q5_1(const uint8_t *b, float *x)
-{
-    const float d = half_at(b), m = half_at(b + 2);
-    const uint32_t qh = u32_at(b + 4);
-    const uint8_t *qs = b + 8;
-    for (int j = 0; j < 16; j++) {
-        x[j] = d * (float)((qs[j] & 15) | ((qh >> j) & 1) << 4) + m;
-        x[j + 16] = d * (float)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) + m;
-    }
-}
-
-static void dequantize_q8_0(const uint8_t *b, float *x)
-{
-    const float d = half_at(b);
-    for (int j = 0; j < 32; j++) x[j] = (float)(int8_t)b[2 + j] * d;
-}
-
-/* K-quants: 256 values in sub-blocks of 16 or 32, each with its own scale
- * (and minimum) quantized against the block's f16 d (and dmin). */
-
-static void dequantize_q2_k(const uint8_t *b, float *x)
-{
-    const uint8_t *scales = b, *qs = b + 16;
-    const float d = half_at(b + 80), dmin = half_at(b + 82);
-    for (int e = 0; e < QK_K; e++) {
-        const int half = e / 128, r = e % 128;
-        const int q = (qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
-        const uint8_t s = scales[e / 16];
-        x[e] = d * (float)(s & 15) * (float)q - dmin * (float)(s >> 4);
-    }
-}
-
-static void dequantize_q3_k(const uint8_t *b, float *x)
-{
-    const uint8_t *hmask = b, *qs = b + 32, *sc = b + 96;
-    const float d = half_at(b + 108);
-    for (int e = 0; e < QK_K; e++) {
-        const int half = e / 128, r = e % 128, s = r / 32, l = r % 32;
-        const int low = (qs[half * 32 + l] >> (2 * s)) & 3;
-        const int q = low - (((hmask[l] >> (half * 4 + s)) & 1) ? 0 : 4);
-        const int sb = e / 16;
-        const int scale_low = sb < 8 ? sc[sb] & 15 : sc[sb - 8] >> 4;
-        const int scale_high = (sc[8 + sb % 4] >> (2 * (sb / 4))) & 3;
-        x[e] = d * (float)((scale_low | scale_high << 4) - 32) * (float)q;
-    }
-}
-
-/* Q4_K/Q5_K's eight 6-bit scales and minimums packed into 12 bytes. */
-static void scale_min_k4(const uint8_t *s, int sb, int *scale, int *min)
-{
-    if (sb < 4) {
-        *scale = s[sb] & 63;
-        *min = s[sb + 4] & 63;
-    } else {
-        *scale = (s[sb + 4] & 15) | ((s[sb - 4] >> 6) << 4);
-        *min = (s[sb + 4] >> 4) | ((s[sb] >> 6) << 4);
-    }
-}
-
-static void dequantize_q4_k(const uint8_t *b, float *x)
-{
-    const float d = half_at(b), dmin = half_at(b + 2);
-    const uint8_t *qs = b + 16;
-    for (int sb = 0; sb < 8; sb++) {
-        int scale, min;
-        scale_min_k4(b + 4, sb, &scale, &min);
-        const float dl = d * (float)scale, ml = dmin * (float)min;
-        for (int l = 0; l < 32; l++) x[sb * 32 + l] = dl * (float)((qs[sb / 2 * 32 + l] >> (4 * (sb % 2))) & 15) - ml;
-    }
-}
-
-static void dequantize_q5_k(const uint8_t *b, float *x)
-{
-    const float d = half_at(b), dmin = half_at(b + 2);
-    const uint8_t *qh = b + 16, *qs = b + 48;
-    for (int sb = 0; sb < 8; sb++) {
-        int scale, min;
-        scale_min_k4(b + 4, sb, &scale, &min);
-        const float dl = d * (float)scale, ml = dmin * (float)min;
-        for (int l = 0; l < 32; l++) {
-            const int q = ((qs[sb / 2 * 32 + l] >> (4 * (sb % 2))) & 15) | ((qh[l] >> sb) & 1) << 4;
-            x[sb * 32 + l] = dl * (float)q - ml;
-        }
-    }
-}
-
-static void dequantize_q6_k(const uint8_t *b, float *x)
-{
-    const uint8_t *ql = b, *qh = b + 128;
-    const int8_t *scales = (const int8_t *)(b + 192);
-    const float d = half_at(b + 208);
-    for (int e = 0; e < QK_K; e++) {
-        const int half = e / 128, r = e % 128;
-        const int low = (ql[half * 64 + r % 64] >> (4 * (r / 64))) & 15;
-        const int high = (qh[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
-        x[e] = d * (float)scales[e / 16] * (float)((low | high << 4) - 32);
-    }
-}
-
-/* IQ4: 4-bit indices into a fixed table of values spaced for normally
- * distributed weights; NL in blocks of 32 with one scale, XS in blocks of
- * 256 with 6-bit scales per 32. */
-static const int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
-static void dequantize_iq4_nl(const uint8_t *b, float *x)
-{
-    const float d = half_at(b);
-    for (int j = 0; j < 16; j++) {
-        x[j] = d * (float)iq4_values[b[2 + j] & 15];
-        x[j + 16] = d * (float)iq4_values[b[2 + j] >> 4];
-    }
-}
-
-static void dequantize_iq4_xs(const uint8_t *b, float *x)
-{
-    const float d = half_at(b);
-    const unsigned scales_high = (unsigned)(b[2] | b[3] << 8);
-    const uint8_t *scales_low = b + 4, *qs = b + 8;
-    for (int sb = 0; sb < 8; sb++) {
-        const int scale = (((scales_low[sb / 2] >> (4 * (sb % 2))) & 15) | ((scales_high >> (2 * sb)) & 3) << 4) - 32;
-        const float dl = d * (float)scale;
-        for (int l = 0; l < 32; l++) x[sb * 32 + l] = dl * (float)iq4_values[(qs[sb * 16 + l % 16] >> (4 * (l / 16))) & 15];
-    }
-}
-
-typedef struct quant_type {
-    uint32_t id;
-    const char *name;
-    int elements, bytes;
-    void (*dequantize)(const uint8_t *block, float *out);
-} quant_type;
-
-static const quant_type quant_types[] = {
-    {T_Q4_0, "Q4_0", 32, 18, dequantize_q4_0},      {T_Q4_1, "Q4_1", 32, 20, dequantize_q4_1},
-    {T_Q5_0, "Q5_0", 32, 22, dequantize_q5_0},      {T_Q5_1, "Q5_1", 32, 24, dequantize_q5_1},
-    {T_Q8_0, "Q8_0", 32, 34, dequantize_q8_0},      {T_Q2_K, "Q2_K", QK_K, 84, dequantize_q2_k},
-    {T_Q3_K, "Q3_K", QK_K, 110, dequantize_q3_k},   {T_Q4_K, "Q4_K", QK_K, 144, dequantize_q4_k},
-    {T_Q5_K, "Q5_K", QK_K, 176, dequantize_q5_k},   {T_Q6_K, "Q6_K", QK_K, 210, dequantize_q6_k},
-    {T_IQ4_NL, "IQ4_NL", 32, 18, dequantize_iq4_nl}, {T_IQ4_XS, "IQ4_XS", QK_K, 136, dequantize_iq4_xs},
-};
-
-static const quant_type *quant_type_of(uint32_t id)
-{
-    for (size_t i = 0; i < sizeof quant_types / sizeof quant_types[0]; i++)
-        if (quant_types[i].id == id) return &quant_types[i];
-    return NULL;
 }
 
 bool kiln_gguf_block(uint32_t type, int *elements, int *bytes)
 {
-    const quant_type *q = quant_type_of(type);
-    if (!q) return false;
-    *elements = q->elements;
-    *bytes = q->bytes;
-    return true;
+    return kiln_quant_block(quantized_dtype(type), elements, bytes);
 }
 
 const char *kiln_gguf_type_name(uint32_t type)
@@ -238,12 +69,6 @@ const char *kiln_gguf_type_name(uint32_t type)
     if (type < sizeof names / sizeof names[0] && names[type]) return names[type];
     snprintf(other, sizeof other, "type %" PRIu32, type);
     return other;
-}
-
-void kiln_gguf_dequantize(uint32_t type, const uint8_t *src, float *dst, size_t blocks)
-{
-    const quant_type *q = quant_type_of(type);
-    for (size_t i = 0; i < blocks; i++) q->dequantize(src + i * (size_t)q->bytes, dst + i * (size_t)q->elements);
 }
 
 /* ---------------------------------------------------------------- header */
@@ -609,7 +434,7 @@ static kiln_status check_tensor(const char *label, const tensor_info *t, const h
                              "F16 BF16 I32 I64 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS)", label,
                              nlen, name,
                              kiln_gguf_type_name(t->type));
-        out->dtype = KILN_F16; /* dequantized */
+        out->dtype = quantized_dtype(t->type);
         if (t->ndim == 0 || t->ne[0] % (uint64_t)elements)
             return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%.*s': rows of %" PRIu64 " values are not whole %s blocks "
                              "of %d", label, nlen, name, t->ndim ? t->ne[0] : 1, kiln_gguf_type_name(t->type), elements);
@@ -639,12 +464,17 @@ static kiln_status check_tensor(const char *label, const tensor_info *t, const h
         out->ndim = (int)t->ndim;
         for (uint32_t d = 0; d < t->ndim; d++) out->shape[d] = (int64_t)t->ne[t->ndim - 1 - d];
     }
-    out->nbytes = (size_t)(numel * kiln_dtype_size(out->dtype));
+    /* A quantized tensor stays as stored where its rows are whole blocks, as
+     * a matmul reads them; one flattened across rows for quantizing (a conv
+     * kernel's rows of 3) is dequantized at open into an f16 copy. */
+    if (kiln_dtype_is_quantized(out->dtype) && out->shape[out->ndim - 1] % elements) out->dtype = KILN_F16;
+    out->nbytes = out->dtype == KILN_F16 && elements > 1 ? (size_t)numel * 2 : (size_t)*raw_bytes;
     return KILN_OK;
 }
 
 typedef struct dequantize_job {
-    const quant_type *type;
+    kiln_dtype dtype;
+    int elements, bytes;
     const uint8_t *src;
     uint16_t *dst;
 } dequantize_job;
@@ -654,12 +484,12 @@ static void dequantize_task(void *ctx, int64_t begin, int64_t end, int worker)
 {
     (void)worker;
     const dequantize_job *job = ctx;
-    float scratch[8 * QK_K];
-    const int per = (int)(sizeof scratch / sizeof scratch[0]) / job->type->elements;
+    float scratch[2048];
+    const int per = (int)(sizeof scratch / sizeof scratch[0]) / job->elements;
     for (int64_t b = begin; b < end; b += per) {
         const int64_t n = end - b < per ? end - b : per;
-        kiln_gguf_dequantize(job->type->id, job->src + b * job->type->bytes, scratch, (size_t)n);
-        kiln_convert_from_f32(job->dst + b * job->type->elements, scratch, KILN_F16, (size_t)n * job->type->elements);
+        kiln_dequantize(job->dtype, job->src + b * job->bytes, scratch, (size_t)n);
+        kiln_convert_from_f32(job->dst + b * job->elements, scratch, KILN_F16, (size_t)n * job->elements);
     }
 }
 
@@ -669,8 +499,8 @@ static int compare_offsets(const void *pa, const void *pb)
     return a->offset < b->offset ? -1 : a->offset > b->offset;
 }
 
-/* Fills c's tensors from the header's infos; quantized ones are dequantized
- * into one block of f16 copies. */
+/* Fills c's tensors from the header's infos; quantized ones whose rows are
+ * not whole blocks are dequantized into one block of f16 copies. */
 static kiln_status build_tensors(const char *label, header *h, const uint8_t *data, uint64_t data_size, bool t5,
                                  kiln_gguf_contents *c, char **strings)
 {
@@ -693,7 +523,7 @@ static kiln_status build_tensors(const char *label, header *h, const uint8_t *da
             st = kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%.*s' at offset %" PRIu64 " overlaps the one before it",
                            label, shown(t->name.len), t->name.text, t->offset);
         end_of_last = t->offset + raw_bytes;
-        if (quant_type_of(t->type)) dequantized += out->nbytes;
+        if (out->dtype == KILN_F16 && t->type != T_F16) dequantized += out->nbytes;
         out->name = *strings;
         *strings += tensor_name(t->name, t5, *strings);
         *(*strings)++ = '\0';
@@ -712,13 +542,14 @@ static kiln_status build_tensors(const char *label, header *h, const uint8_t *da
     }
     uint8_t *next = c->dequantized;
     for (size_t i = 0; i < c->count && st == KILN_OK; i++) {
-        const quant_type *q = quant_type_of(h->tensors[i].type);
-        if (!q) {
+        const kiln_dtype stored = quantized_dtype(h->tensors[i].type);
+        if (c->tensors[i].dtype != KILN_F16 || stored == KILN_DTYPE_COUNT) {
             c->tensors[i].data = raw[i];
             continue;
         }
-        dequantize_job job = {q, raw[i], (uint16_t *)next};
-        cpu_parallel_for(pool, (int64_t)(c->tensors[i].nbytes / 2 / (size_t)q->elements), 64, dequantize_task, &job);
+        dequantize_job job = {.dtype = stored, .src = raw[i], .dst = (uint16_t *)next};
+        kiln_quant_block(stored, &job.elements, &job.bytes);
+        cpu_parallel_for(pool, (int64_t)(c->tensors[i].nbytes / 2 / (size_t)job.elements), 64, dequantize_task, &job);
         c->tensors[i].data = next;
         next += c->tensors[i].nbytes;
     }

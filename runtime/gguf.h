@@ -4,11 +4,13 @@
  * SD or SDXL diffusion model alone, names as in the original checkpoint
  * without `model.diffusion_model.`; T5 encoders in llama.cpp's names). kiln reads
  * them as it reads a safetensors file: kiln_st_open recognises the magic and
- * hands the bytes here. F32, F16, BF16, I32 and I64 tensors stay views into
- * the mapping; the block-quantized types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, the
- * K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS) are dequantized once, at open, into f16 copies the
- * file owns, as ComfyUI-GGUF dequantizes them into the compute dtype: a
- * quantized file is smaller on disk, not in memory.
+ * hands the bytes here. F32, F16, BF16, I32 and I64 tensors are views into
+ * the mapping, and so are the block-quantized types (Q4_0 Q4_1 Q5_0 Q5_1
+ * Q8_0, the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS) as kiln dtypes of their
+ * own (runtime/quant.h), widened where they are used: a quantized file is as
+ * small in memory as on disk. A quantized tensor whose rows are not whole
+ * blocks (ComfyUI-GGUF flattens conv kernels to rows of 256 to quantize
+ * them) is dequantized once, at open, into an f16 copy the file owns.
  *
  * What a GGUF writer encodes beyond the tensors is undone here: dims are
  * stored fastest first (reversed into kiln's order); ComfyUI-GGUF's
@@ -77,13 +79,9 @@ kiln_status kiln_gguf_read(const uint8_t *data, size_t size, const char *label, 
 void kiln_gguf_free(kiln_gguf_contents *c);
 
 /* The block of `type` (a GGML type number): elements per block and bytes
- * per block; false for types kiln cannot dequantize. Its name ("Q4_K") for
+ * per block; false for types kiln cannot read. Its name ("Q4_K") for
  * messages, "type N" when unknown. */
 bool kiln_gguf_block(uint32_t type, int *elements, int *bytes);
 const char *kiln_gguf_type_name(uint32_t type);
-
-/* Dequantizes `blocks` blocks of `type` at `src` into f32 `dst`
- * (blocks x elements values); the type must be one kiln_gguf_block knows. */
-void kiln_gguf_dequantize(uint32_t type, const uint8_t *src, float *dst, size_t blocks);
 
 #endif

@@ -329,11 +329,12 @@ static kiln_status add_update(float *w, const update *u, float s)
     return KILN_OK;
 }
 
-/* Narrows the merged f32 weight to the weight's storage type; fp8 weights are
- * kept in f16 rather than rounding the update away. */
+/* Narrows the merged f32 weight to the weight's storage type; fp8 and
+ * quantized weights are kept in f16 rather than rounding the update away
+ * (ComfyUI-GGUF adds a LoRA to the dequantized weight, too). */
 static kiln_dtype merged_dtype(kiln_dtype stored)
 {
-    return stored == KILN_F8_E4M3 || stored == KILN_F8_E5M2 ? KILN_F16 : stored;
+    return stored == KILN_F8_E4M3 || stored == KILN_F8_E5M2 || kiln_dtype_is_quantized(stored) ? KILN_F16 : stored;
 }
 
 /* Takes w over; returns the weight in `dtype`, or NULL when out of memory. */

@@ -49,7 +49,17 @@ kiln_status kiln_check_matmul(const kiln_matmul_params *p, const kiln_tensor *co
     const char *op = "matmul";
     POSITIVE(p->M, p->N, p->K);
     ACT("x", src[0], (int64_t)p->M * p->K);
-    WEIGHT("w", src[1], (int64_t)p->N * p->K);
+    /* a quantized w (GGUF's blocks) in rows of whole blocks */
+    if (src[1] && kiln_dtype_is_quantized(src[1]->dtype)) {
+        if (p->K % kiln_dtype_block(src[1]->dtype))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: rows of %d values are not whole %s blocks of %d", p->K,
+                             kiln_dtype_name(src[1]->dtype), kiln_dtype_block(src[1]->dtype));
+        if (kiln_tensor_numel(src[1]) != (int64_t)p->N * p->K)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: w has %lld elements, the parameters say %lld",
+                             (long long)kiln_tensor_numel(src[1]), (long long)p->N * p->K);
+    } else {
+        WEIGHT("w", src[1], (int64_t)p->N * p->K);
+    }
     if (p->has_bias) WEIGHT("bias", src[2], p->N);
     ACT("y", dst, (int64_t)p->M * p->N);
     return KILN_OK;

@@ -465,18 +465,18 @@ kiln_status kiln_st_read_f32(const kiln_st_file *f, const char *name, float **ou
     *count = 0;
     const kiln_st_tensor *t = kiln_st_find(f, name);
     if (!t) return kiln_fail(KILN_ERR_MODEL, "%s: no tensor '%s'", f->label, name);
-    size_t esize = kiln_dtype_size(t->dtype);
-    size_t n = t->nbytes / esize;
+    size_t n = (size_t)kiln_st_numel(t);
     float *dst = malloc((n ? n : 1) * sizeof *dst);
     if (!dst)
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: tensor '%s': no memory for %zu floats", f->label, name, n);
     /* staged through an aligned block: a header without padding leaves the
-     * elements misaligned, and the typed loads must not see that */
-    _Alignas(8) uint8_t block[4096];
-    size_t per_block = sizeof block / esize;
+     * elements misaligned, and the typed loads must not see that; a block of
+     * 4096 values is whole quantized blocks */
+    _Alignas(8) uint8_t block[4096 * 8];
+    size_t per_block = 4096;
     for (size_t i = 0; i < n; i += per_block) {
         size_t m = n - i < per_block ? n - i : per_block;
-        memcpy(block, (const uint8_t *)t->data + i * esize, m * esize);
+        memcpy(block, (const uint8_t *)t->data + kiln_dtype_bytes(t->dtype, i), kiln_dtype_bytes(t->dtype, m));
         kiln_convert_to_f32(dst + i, block, t->dtype, m);
     }
     *out = dst;
@@ -576,6 +576,9 @@ static kiln_status entry_bytes(const char *path, const kiln_st_entry *e, bool ha
     if ((unsigned)e->dtype >= KILN_DTYPE_COUNT)
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: tensor '%s': dtype %d is not a kiln_dtype", path, e->name,
                          (int)e->dtype);
+    if (kiln_dtype_is_quantized(e->dtype))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: tensor '%s': safetensors cannot hold %s blocks", path, e->name,
+                         kiln_dtype_name(e->dtype));
     if (e->ndim < 0 || e->ndim > KILN_MAX_DIMS)
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: tensor '%s': ndim %d outside 0..%d", path, e->name, e->ndim,
                          KILN_MAX_DIMS);

@@ -3,21 +3,39 @@
 #include <stdio.h>
 
 #include "cpu_simd.h"
+#include "quant.h"
 
 static const struct { const char *name; size_t size; } dtype_info[KILN_DTYPE_COUNT] = {
     [KILN_F32] = {"F32", 4},    [KILN_F16] = {"F16", 2},         [KILN_BF16] = {"BF16", 2},
     [KILN_F8_E4M3] = {"F8_E4M3", 1}, [KILN_F8_E5M2] = {"F8_E5M2", 1}, [KILN_I32] = {"I32", 4},
     [KILN_I64] = {"I64", 8},    [KILN_U8] = {"U8", 1},
+    [KILN_Q4_0] = {"Q4_0", 0},  [KILN_Q4_1] = {"Q4_1", 0},       [KILN_Q5_0] = {"Q5_0", 0},
+    [KILN_Q5_1] = {"Q5_1", 0},  [KILN_Q8_0] = {"Q8_0", 0},       [KILN_Q2_K] = {"Q2_K", 0},
+    [KILN_Q3_K] = {"Q3_K", 0},  [KILN_Q4_K] = {"Q4_K", 0},       [KILN_Q5_K] = {"Q5_K", 0},
+    [KILN_Q6_K] = {"Q6_K", 0},  [KILN_IQ4_NL] = {"IQ4_NL", 0},   [KILN_IQ4_XS] = {"IQ4_XS", 0},
 };
 
 size_t kiln_dtype_size(kiln_dtype dtype) { return dtype < KILN_DTYPE_COUNT ? dtype_info[dtype].size : 0; }
+
+int kiln_dtype_block(kiln_dtype dtype)
+{
+    int elements, bytes;
+    return kiln_quant_block(dtype, &elements, &bytes) ? elements : 1;
+}
+
+size_t kiln_dtype_bytes(kiln_dtype dtype, size_t n)
+{
+    int elements, bytes;
+    if (kiln_quant_block(dtype, &elements, &bytes)) return n / (size_t)elements * (size_t)bytes;
+    return n * kiln_dtype_size(dtype);
+}
 
 const char *kiln_dtype_name(kiln_dtype dtype) { return dtype < KILN_DTYPE_COUNT ? dtype_info[dtype].name : "?"; }
 
 bool kiln_dtype_from_name(const char *name, kiln_dtype *out)
 {
     for (int i = 0; i < KILN_DTYPE_COUNT; i++) {
-        if (strcmp(name, dtype_info[i].name) == 0) {
+        if (!kiln_dtype_is_quantized((kiln_dtype)i) && strcmp(name, dtype_info[i].name) == 0) {
             *out = (kiln_dtype)i;
             return true;
         }
@@ -32,7 +50,7 @@ int64_t kiln_tensor_numel(const kiln_tensor *t)
     return n;
 }
 
-size_t kiln_tensor_nbytes(const kiln_tensor *t) { return (size_t)kiln_tensor_numel(t) * kiln_dtype_size(t->dtype); }
+size_t kiln_tensor_nbytes(const kiln_tensor *t) { return kiln_dtype_bytes(t->dtype, (size_t)kiln_tensor_numel(t)); }
 
 const char *kiln_shape_str(const kiln_tensor *t, char *buf, size_t size)
 {
@@ -79,6 +97,10 @@ void kiln_convert_to_f32(float *dst, const void *src, kiln_dtype dtype, size_t n
         return;
     }
     default:
+        if (kiln_dtype_is_quantized(dtype)) {
+            kiln_dequantize(dtype, src, dst, n / (size_t)kiln_dtype_block(dtype));
+            return;
+        }
         for (; i < n; i++) dst[i] = kiln_load_f32(src, dtype, i);
         return;
     }

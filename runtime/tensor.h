@@ -23,6 +23,19 @@ typedef enum kiln_dtype {
     KILN_I32,
     KILN_I64,
     KILN_U8,
+    /* GGML's block-quantized types (runtime/quant.h): weights from GGUF files */
+    KILN_Q4_0,
+    KILN_Q4_1,
+    KILN_Q5_0,
+    KILN_Q5_1,
+    KILN_Q8_0,
+    KILN_Q2_K,
+    KILN_Q3_K,
+    KILN_Q4_K,
+    KILN_Q5_K,
+    KILN_Q6_K,
+    KILN_IQ4_NL,
+    KILN_IQ4_XS,
     KILN_DTYPE_COUNT
 } kiln_dtype;
 
@@ -37,10 +50,19 @@ typedef struct kiln_tensor {
     size_t offset;       /* bytes from the start of buffer */
 } kiln_tensor;
 
+/* Bytes of one element; 0 for the block-quantized types, whose sizes
+ * kiln_dtype_bytes gives. */
 size_t kiln_dtype_size(kiln_dtype dtype);
+/* A block-quantized type: its elements come in blocks (runtime/quant.h). */
+static inline bool kiln_dtype_is_quantized(kiln_dtype dtype) { return dtype >= KILN_Q4_0 && dtype < KILN_DTYPE_COUNT; }
+/* Values per block: 32 or 256 for the quantized types, 1 for the others. */
+int kiln_dtype_block(kiln_dtype dtype);
+/* Bytes of n elements of `dtype`, n whole blocks' worth. */
+size_t kiln_dtype_bytes(kiln_dtype dtype, size_t n);
 /* "F32", "F16", … as safetensors spells them. */
 const char *kiln_dtype_name(kiln_dtype dtype);
-/* Parses a safetensors dtype name; false if unknown. */
+/* Parses a safetensors dtype name; false if unknown (or a quantized type's
+ * name, which no safetensors file holds). */
 bool kiln_dtype_from_name(const char *name, kiln_dtype *out);
 
 int64_t kiln_tensor_numel(const kiln_tensor *t);
@@ -150,7 +172,10 @@ static inline float kiln_f8e4m3_to_f32(uint8_t v)
 /* fp8 e5m2: the top byte of an f16. */
 static inline float kiln_f8e5m2_to_f32(uint8_t v) { return kiln_f16_to_f32((uint16_t)(v << 8)); }
 
-/* Element i of a weight array stored as `dtype`, widened to f32. */
+float kiln_quant_load_f32(const void *data, kiln_dtype dtype, size_t i);
+
+/* Element i of a weight array stored as `dtype`, widened to f32 (a quantized
+ * type's by decoding its block: slow, for reference loops). */
 static inline float kiln_load_f32(const void *data, kiln_dtype dtype, size_t i)
 {
     switch (dtype) {
@@ -162,12 +187,12 @@ static inline float kiln_load_f32(const void *data, kiln_dtype dtype, size_t i)
     case KILN_I32: return (float)((const int32_t *)data)[i];
     case KILN_I64: return (float)((const int64_t *)data)[i];
     case KILN_U8: return (float)((const uint8_t *)data)[i];
-    default: return 0.0f;
+    default: return kiln_dtype_is_quantized(dtype) ? kiln_quant_load_f32(data, dtype, i) : 0.0f;
     }
 }
 
 /* Widens n elements of `dtype` to f32 (vectorised where the build targets
- * AVX2 and F16C). */
+ * AVX2 and F16C); for a quantized type, n whole blocks from a block's start. */
 void kiln_convert_to_f32(float *dst, const void *src, kiln_dtype dtype, size_t n);
 /* Narrows n floats to F32, F16 or BF16, rounding to nearest even as
  * kiln_f32_to_f16 and kiln_f32_to_bf16 do; other dtypes are not written. */

@@ -1,6 +1,7 @@
 #include "weights.h"
 
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "status.h"
@@ -10,6 +11,7 @@
 
 typedef struct chunk {
     kiln_tensor tensors[CHUNK];
+    void *copies[CHUNK]; /* a dequantized tensor's f16 copy, which a CPU buffer wraps */
     int used;
     struct chunk *next;
 } chunk;
@@ -36,7 +38,10 @@ void kiln_weights_free(kiln_weights *w)
     if (!w) return;
     for (chunk *c = w->chunks, *next; c; c = next) {
         next = c->next;
-        for (int i = 0; i < c->used; i++) w->be->ops->buffer_free(w->be, c->tensors[i].buffer);
+        for (int i = 0; i < c->used; i++) {
+            w->be->ops->buffer_free(w->be, c->tensors[i].buffer);
+            free(c->copies[i]);
+        }
         free(c);
     }
     free(w);
@@ -66,8 +71,31 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
     kiln_shape_str(&t, buf, size);
 }
 
-kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const int64_t *shape,
-                              const kiln_tensor **out)
+/* A quantized weight widened to f16 for an op that reads only the float
+ * types (kiln_weights_bind). */
+static kiln_status dequantize_copy(const kiln_weights *w, const char *name, const kiln_st_tensor *st, uint16_t **out)
+{
+    size_t n = (size_t)kiln_st_numel(st), chunk = 4096;
+    uint16_t *half = malloc(n * sizeof *half);
+    float *f = malloc(chunk * sizeof *f);
+    if (!half || !f) {
+        free(half);
+        free(f);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory widening '%s'", kiln_checkpoint_path(w->ck),
+                         name);
+    }
+    for (size_t at = 0; at < n; at += chunk) { /* chunks are whole blocks: 4096 is a multiple of 256 */
+        size_t m = n - at < chunk ? n - at : chunk;
+        kiln_convert_to_f32(f, (const uint8_t *)st->data + kiln_dtype_bytes(st->dtype, at), st->dtype, m);
+        kiln_convert_from_f32(half + at, f, KILN_F16, m);
+    }
+    free(f);
+    *out = half;
+    return KILN_OK;
+}
+
+static kiln_status bind(kiln_weights *w, const char *name, int ndim, const int64_t *shape, bool linear,
+                        const kiln_tensor **out)
 {
     const kiln_st_tensor *st = kiln_checkpoint_find(w->ck, name);
     if (!st)
@@ -82,6 +110,7 @@ kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const
     switch (st->dtype) {
     case KILN_F32: case KILN_F16: case KILN_BF16: case KILN_F8_E4M3: case KILN_F8_E5M2: break;
     default:
+        if (kiln_dtype_is_quantized(st->dtype) && shape[ndim - 1] % kiln_dtype_block(st->dtype) == 0) break;
         return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has dtype %s, not a float type",
                          kiln_checkpoint_path(w->ck), name, kiln_dtype_name(st->dtype));
     }
@@ -94,11 +123,39 @@ kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const
     kiln_tensor *t = &w->chunks->tensors[w->chunks->used];
     *t = (kiln_tensor){.dtype = st->dtype, .ndim = ndim};
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    kiln_status status = w->be->ops->weights_place(w->be, st->data, st->nbytes, &t->buffer);
+    const void *data = st->data;
+    size_t bytes = st->nbytes;
+    uint16_t *copy = NULL;
+    if (kiln_dtype_is_quantized(st->dtype) && !linear) {
+        TRY(dequantize_copy(w, name, st, &copy));
+        t->dtype = KILN_F16;
+        data = copy;
+        bytes = (size_t)kiln_st_numel(st) * sizeof *copy;
+    }
+    kiln_status status = w->be->ops->weights_place(w->be, data, bytes, &t->buffer);
+    /* a GPU has copied it; the CPU's buffer wraps it */
+    if (status != KILN_OK || w->be->kind != KILN_BACKEND_CPU) {
+        free(copy);
+        copy = NULL;
+    }
     if (status != KILN_OK) return kiln_fail_context(status, "placing '%s'", name);
+    w->chunks->copies[w->chunks->used] = copy;
     w->chunks->used++;
-    w->bytes += st->nbytes;
+    w->bytes += bytes;
     *out = t;
+    return KILN_OK;
+}
+
+kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const int64_t *shape,
+                              const kiln_tensor **out)
+{
+    return bind(w, name, ndim, shape, false, out);
+}
+
+static kiln_status join(char *name, size_t size, const char *prefix, const char *suffix)
+{
+    if (snprintf(name, size, "%s%s%s", prefix, *prefix ? "." : "", suffix) >= (int)size)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "weight name too long: %s.%s", prefix, suffix);
     return KILN_OK;
 }
 
@@ -106,7 +163,14 @@ kiln_status kiln_weights_bind_at(kiln_weights *w, const kiln_tensor **out, const
                                  int ndim, const int64_t *shape)
 {
     char name[512];
-    if (snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", suffix) >= (int)sizeof name)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "weight name too long: %s.%s", prefix, suffix);
-    return kiln_weights_bind(w, name, ndim, shape, out);
+    TRY(join(name, sizeof name, prefix, suffix));
+    return bind(w, name, ndim, shape, false, out);
+}
+
+kiln_status kiln_weights_bind_linear(kiln_weights *w, const kiln_tensor **out, const char *prefix, const char *suffix,
+                                     int64_t out_features, int64_t in_features)
+{
+    char name[512];
+    TRY(join(name, sizeof name, prefix, suffix));
+    return bind(w, name, 2, (int64_t[]){out_features, in_features}, true, out);
 }

@@ -30,7 +30,15 @@ kiln_status kiln_weights_bind(kiln_weights *w, const char *name, int ndim, const
 kiln_status kiln_weights_bind_at(kiln_weights *w, const kiln_tensor **out, const char *prefix, const char *suffix,
                                  int ndim, const int64_t *shape);
 
-/* Bytes of weights bound (as stored). */
+/* Binds `<prefix>.<suffix>` as a linear layer's weight (out_features,
+ * in_features), which only a matmul reads: a quantized one (a GGUF file's)
+ * stays as stored. The other binds widen quantized tensors to f16 for the
+ * ops that read only float weights (conv2d, norms, embeddings, tables). */
+kiln_status kiln_weights_bind_linear(kiln_weights *w, const kiln_tensor **out, const char *prefix, const char *suffix,
+                                     int64_t out_features, int64_t in_features);
+
+/* Bytes of weights bound (as stored, quantized weights widened to f16 counted
+ * as f16). */
 size_t kiln_weights_bytes(const kiln_weights *w);
 kiln_backend *kiln_weights_backend(const kiln_weights *w);
 const kiln_checkpoint *kiln_weights_checkpoint(const kiln_weights *w);

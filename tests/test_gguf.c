@@ -24,7 +24,17 @@
 #define GOLDEN "gguf/golden.safetensors"
 #define TOL 1e-5 /* f32: the same sums in another order */
 
-/* Every tensor of quants.gguf is its golden: dtype, shape and bytes. */
+/* The kiln dtype a golden's block tensor keeps ("block.Q4_K" -> Q4_K). */
+static kiln_dtype block_dtype(const char *name)
+{
+    for (int d = KILN_Q4_0; d < KILN_DTYPE_COUNT; d++)
+        if (strcmp(name + strlen("block."), kiln_dtype_name((kiln_dtype)d)) == 0) return (kiln_dtype)d;
+    fail_msg("%s names no block type", name);
+    return KILN_DTYPE_COUNT;
+}
+
+/* Every tensor of quants.gguf is its golden: dtype, shape and bytes; the
+ * block types stay quantized, widened to gguf-py's float32 bit for bit. */
 static void tensors_match_gguf_py(void **state)
 {
     (void)state;
@@ -35,9 +45,21 @@ static void tensors_match_gguf_py(void **state)
     for (size_t i = 0; i < kiln_st_count(want); i++) {
         const kiln_st_tensor *w = kiln_st_at(want, i), *t = kiln_st_find(f, w->name);
         assert_non_null(t);
-        assert_int_equal(t->dtype, w->dtype);
         assert_int_equal(t->ndim, w->ndim);
         assert_memory_equal(t->shape, w->shape, (size_t)w->ndim * sizeof w->shape[0]);
+        if (strncmp(w->name, "block.", 6) == 0) {
+            assert_int_equal(t->dtype, block_dtype(w->name));
+            assert_int_equal(w->dtype, KILN_F32);
+            assert_int_equal(t->nbytes, kiln_dtype_bytes(t->dtype, (size_t)kiln_st_numel(t)));
+            float *wide;
+            size_t n;
+            assert_kiln_ok(kiln_st_read_f32(f, w->name, &wide, &n));
+            assert_int_equal(n * sizeof *wide, w->nbytes);
+            if (memcmp(wide, w->data, w->nbytes) != 0) fail_msg("%s: values differ from gguf-py's", w->name);
+            free(wide);
+            continue;
+        }
+        assert_int_equal(t->dtype, w->dtype);
         assert_int_equal(t->nbytes, w->nbytes);
         if (memcmp(t->data, w->data, w->nbytes) != 0) fail_msg("%s: values differ from gguf-py's", w->name);
     }
@@ -185,10 +207,10 @@ static void hostile_files_are_refused(void **state)
     hand_file h = one_tensor(8, 64, 2);
     assert_kiln_ok(open_hand_file(&h, &b, &f));
     const kiln_st_tensor *t = kiln_st_find(f, "w");
-    assert_int_equal(t->dtype, KILN_F16);
+    assert_int_equal(t->dtype, KILN_Q8_0);
     assert_int_equal(t->shape[0], 2);
     assert_int_equal(t->shape[1], 64);
-    assert_int_equal(((const uint16_t *)t->data)[127], 0); /* q = 0 everywhere */
+    assert_true(kiln_load_f32(t->data, t->dtype, 127) == 0.0f); /* q = 0 everywhere */
     kiln_st_close(f);
 
     /* one field of the base changed (or a tensor of another type and shape) */
@@ -313,8 +335,11 @@ static void flux_and_t5_match_upstream(void **state)
     assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
     const kiln_st_tensor *q = kiln_checkpoint_find(ck, KILN_T5_ROOT ".encoder.block.0.layer.0.SelfAttention.q.weight");
     assert_non_null(q);
-    assert_int_equal(q->dtype, KILN_F16);
+    assert_int_equal(q->dtype, KILN_Q4_0);
     assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    /* Q8_0 linear weights stay quantized as stored: the model holds less than the file's f16 would */
+    assert_int_equal(m->flux.sgl[0].mlp_w->dtype, KILN_Q8_0);
+    assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, KILN_Q8_0);
 
     kiln_st_file *f = golden_open(GOLDEN);
     golden want = golden_read(f, "flux.out");

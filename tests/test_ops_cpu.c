@@ -10,8 +10,8 @@
 #include "op_suite.h"
 
 /* f32 accumulation over K up to 11520 (3x3 conv over 1280 channels) stays
- * well inside 1e-5; f16/bf16/fp8 weights are widened exactly, so the same
- * bound holds for them. */
+ * well inside 1e-5; f16/bf16/fp8 and quantized weights are widened exactly,
+ * so the same bound holds for them. */
 #define TOL 1e-5
 
 static kiln_backend *cpu_backend(void)
@@ -51,6 +51,13 @@ static void cpu_fp8_weights_matmul(void **state)
     (void)state;
     run_suite(cpu_backend(), KILN_F8_E4M3, "matmul");
     run_suite(cpu_backend(), KILN_F8_E5M2, "matmul");
+}
+
+/* GGUF's block types, widened a tile of rows at a time (cpu_matmul.c). */
+static void cpu_quantized_weights_matmul(void **state)
+{
+    (void)state;
+    for (int d = KILN_Q4_0; d < KILN_DTYPE_COUNT; d++) run_suite(cpu_backend(), (kiln_dtype)d, "matmul");
 }
 
 /* Pools of one thread (every op inline) and of more threads than this
@@ -174,6 +181,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cpu_f16_weights),
         cmocka_unit_test(cpu_bf16_weights),
         cmocka_unit_test(cpu_fp8_weights_matmul),
+        cmocka_unit_test(cpu_quantized_weights_matmul),
         cmocka_unit_test(cpu_other_thread_counts),
         cmocka_unit_test(reference_loops_match_float64),
         cmocka_unit_test(reference_loops_widen_f16),

@@ -1078,7 +1078,7 @@ static int print_info(const char *path, const kiln_model_parts *parts)
     }
     printf("model        %s\n", path);
     const char *gguf_types = kiln_checkpoint_metadata(ck, KILN_GGUF_TYPES_KEY);
-    if (gguf_types) printf("format       GGUF: %s (block types dequantized to F16)\n", gguf_types);
+    if (gguf_types) printf("format       GGUF: %s (linear layers keep their blocks)\n", gguf_types);
     printf("family       %s (%s)\n", info.family, kiln_variant_name(info.variant));
     printf("prediction   %s (%s)\n", kiln_prediction_name(info.prediction), info.prediction_reason);
     printf("%-12s %s, %.1f M parameters, %s\n", info.t5_name ? "transformer" : "unet", info.unet_name,

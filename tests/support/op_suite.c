@@ -535,16 +535,58 @@ static void store(void *data, kiln_dtype dtype, size_t i, float v)
     }
 }
 
-static kiln_dtype operand_dtype(const operand *o, kiln_dtype weight_dtype)
+/* The operand a quantized weight_dtype applies to: matmul's w, whose rows
+ * are whole blocks; the other weights are then f16. */
+static bool takes_quantized(const case_run *r, const operand *o)
 {
-    return o->kind == OPERAND_WEIGHT ? weight_dtype : o->kind == OPERAND_IDS ? KILN_I32 : KILN_F32;
+    return r->c->op == KILN_OP_matmul && o == &r->src[1];
 }
 
-static kiln_status fill(operand *o, kiln_dtype dtype, uint64_t *rng)
+static kiln_dtype operand_dtype(const case_run *r, const operand *o, kiln_dtype weight_dtype)
 {
-    o->host = malloc(o->count * kiln_dtype_size(dtype));
+    if (o->kind != OPERAND_WEIGHT) return o->kind == OPERAND_IDS ? KILN_I32 : KILN_F32;
+    return !kiln_dtype_is_quantized(weight_dtype) || takes_quantized(r, o) ? weight_dtype : KILN_F16;
+}
+
+/* Where each quantized type keeps its f16 scales (d, and dmin or m), by
+ * block byte: ggml's block_q4_0 .. block_iq4_xs. */
+static const struct { kiln_dtype dtype; int scales[2]; } block_scales[] = {
+    {KILN_Q4_0, {0, -1}},  {KILN_Q4_1, {0, 2}},  {KILN_Q5_0, {0, -1}},  {KILN_Q5_1, {0, 2}},
+    {KILN_Q8_0, {0, -1}},  {KILN_Q2_K, {80, 82}}, {KILN_Q3_K, {108, -1}}, {KILN_Q4_K, {0, 2}},
+    {KILN_Q5_K, {0, 2}},   {KILN_Q6_K, {208, -1}}, {KILN_IQ4_NL, {0, -1}}, {KILN_IQ4_XS, {0, -1}},
+};
+
+/* Random blocks: every bit pattern of the packed values and sub-block
+ * scales reachable, the f16 scales in [0.2, 2] / K so that a row's sum
+ * stays near 1 (the weight's own range does not apply). */
+static kiln_status fill_blocks(operand *o, kiln_dtype dtype, size_t K, uint64_t *rng)
+{
+    int elements = kiln_dtype_block(dtype);
+    size_t bytes = kiln_dtype_bytes(dtype, o->count), block_bytes = kiln_dtype_bytes(dtype, (size_t)elements);
+    uint8_t *b = o->host;
+    for (size_t i = 0; i < bytes; i++) b[i] = (uint8_t)splitmix64(rng);
+    for (size_t k = 0; k < sizeof block_scales / sizeof block_scales[0]; k++) {
+        if (block_scales[k].dtype != dtype) continue;
+        for (size_t at = 0; at < bytes; at += block_bytes)
+            for (int j = 0; j < 2 && block_scales[k].scales[j] >= 0; j++) {
+                uint16_t h = kiln_f32_to_f16((float)((0.2 + 1.8 * uniform(rng)) / (double)K));
+                memcpy(b + at + block_scales[k].scales[j], &h, sizeof h);
+            }
+    }
+    float *f = malloc(o->count * sizeof *f);
+    if (!f) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
+    kiln_convert_to_f32(f, o->host, dtype, o->count);
+    for (size_t i = 0; i < o->count; i++) o->wide[i] = f[i];
+    free(f);
+    return KILN_OK;
+}
+
+static kiln_status fill(operand *o, kiln_dtype dtype, size_t K, uint64_t *rng)
+{
+    o->host = malloc(kiln_dtype_bytes(dtype, o->count));
     o->wide = malloc(o->count * sizeof *o->wide);
     if (!o->host || !o->wide) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
+    if (kiln_dtype_is_quantized(dtype)) return fill_blocks(o, dtype, K, rng);
     for (size_t i = 0; i < o->count; i++) {
         double u = o->lo + (o->hi - o->lo) * uniform(rng);
         if (o->kind == OPERAND_IDS) {
@@ -604,9 +646,10 @@ static void run_case(kiln_backend *be, case_run *r, kiln_dtype weight_dtype, cas
     size_t act_bytes = GAP, weight_bytes = 0;
     for (int i = 0; i < n; i++) {
         operand *o = all[i];
-        kiln_dtype dt = operand_dtype(o, weight_dtype);
-        if (o != &r->dst && (st = fill(o, dt, &rng)) != KILN_OK) goto fail;
-        size_t bytes = o->count * kiln_dtype_size(dt);
+        kiln_dtype dt = operand_dtype(r, o, weight_dtype);
+        size_t K = r->c->op == KILN_OP_matmul ? (size_t)r->p.matmul.K : 1;
+        if (o != &r->dst && (st = fill(o, dt, K, &rng)) != KILN_OK) goto fail;
+        size_t bytes = kiln_dtype_bytes(dt, o->count);
         if (o->kind == OPERAND_WEIGHT) {
             o->offset = weight_bytes;
             weight_bytes = align_up(weight_bytes + bytes);
@@ -636,7 +679,8 @@ static void run_case(kiln_backend *be, case_run *r, kiln_dtype weight_dtype, cas
         }
         for (int i = 0; i < r->nsrc; i++)
             if (r->src[i].kind == OPERAND_WEIGHT)
-                memcpy(blob + r->src[i].offset, r->src[i].host, r->src[i].count * kiln_dtype_size(weight_dtype));
+                memcpy(blob + r->src[i].offset, r->src[i].host,
+                       kiln_dtype_bytes(operand_dtype(r, &r->src[i], weight_dtype), r->src[i].count));
         if ((st = be->ops->weights_place(be, blob, weight_bytes, &weights)) != KILN_OK) goto fail;
     }
     if ((st = be->ops->buffer_alloc(be, act_bytes, &acts)) != KILN_OK) goto fail;
@@ -647,7 +691,7 @@ static void run_case(kiln_backend *be, case_run *r, kiln_dtype weight_dtype, cas
     const kiln_tensor *src_p[MAX_SRC] = {0};
     for (int i = 0; i < r->nsrc; i++) {
         operand *o = &r->src[i];
-        src_t[i] = (kiln_tensor){.dtype = operand_dtype(o, weight_dtype), .ndim = 1, .shape = {(int64_t)o->count},
+        src_t[i] = (kiln_tensor){.dtype = operand_dtype(r, o, weight_dtype), .ndim = 1, .shape = {(int64_t)o->count},
                                  .buffer = o->kind == OPERAND_WEIGHT ? weights : acts, .offset = o->offset};
         src_p[i] = &src_t[i];
     }
@@ -719,7 +763,7 @@ static bool has_weight(const case_run *r)
 
 int kiln_op_suite_run(kiln_backend *be, kiln_dtype weight_dtype, double tol, const char *only_op)
 {
-    int failures = 0, ran = 0, skipped = 0;
+    int failures = 0, ran = 0, skipped = 0, quantless = 0;
     int only = -1;
     if (only_op) {
         for (int op = 0; op < KILN_OP_COUNT; op++)
@@ -750,6 +794,11 @@ int kiln_op_suite_run(kiln_backend *be, kiln_dtype weight_dtype, double tol, con
                 skipped++;
                 continue;
             }
+            if (kiln_dtype_is_quantized(weight_dtype) &&
+                (op != KILN_OP_matmul || r.p.matmul.K % kiln_dtype_block(weight_dtype))) {
+                quantless++;
+                continue;
+            }
             case_result res = {.bound = tol > op_cases[i].tol_floor ? tol : op_cases[i].tol_floor};
             run_case(be, &r, weight_dtype, &res);
             ran++;
@@ -767,6 +816,7 @@ int kiln_op_suite_run(kiln_backend *be, kiln_dtype weight_dtype, double tol, con
     }
     printf("op suite on %s: %d cases run, %d failed", be->name, ran, failures);
     if (skipped) printf(", %d without weight operands left to the F32 run", skipped);
+    if (quantless) printf(", %d that take no %s weight left to the float runs", quantless, kiln_dtype_name(weight_dtype));
     printf("\n");
     return failures;
 }

@@ -19,6 +19,11 @@
  * An op whose vtable entry is NULL, an op that returns an error, and an op
  * with no case in the table are failures naming the op.
  *
+ * A quantized weight_dtype (Q4_0 .. IQ4_XS) applies to matmul's w where its
+ * rows are whole blocks (random blocks with sane scales; the reference reads
+ * them as kiln_convert_to_f32 widens them, which test_gguf checks against
+ * gguf-py); the other weights are then f16 and the other cases are left out.
+ *
  * Cases with no weight operand do not depend on weight_dtype; they run only
  * when weight_dtype is KILN_F32, so call the suite with KILN_F32 at least
  * once. A few cases whose result is ill-conditioned in float32 (a sinusoid of

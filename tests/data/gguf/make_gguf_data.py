@@ -10,8 +10,9 @@ lay out diffusion models and T5 encoders, and what they hold.
        string, number and array metadata.
   quants.golden.safetensors: each tensor as kiln should read it, in its
        original shape: the block types dequantized by gguf-py
-       (gguf.quants.dequantize, a numpy restatement of ggml's) and rounded to
-       float16, the others as stored.
+       (gguf.quants.dequantize, a numpy restatement of ggml's) in float32,
+       as kiln widens the blocks it keeps; the flattened convolution rounded
+       to float16, the copy kiln makes of it; the others as stored.
   flux1-tiny-Q8_0.gguf: the transformer of tests/data/flux/single/flux1-tiny
        (BFL's names, bare, as ComfyUI-GGUF's convert.py writes a Flux file;
        architecture "flux") from float32: one-dimensional tensors and those of
@@ -32,8 +33,8 @@ lay out diffusion models and T5 encoders, and what they hold.
   golden.safetensors:
        flux.out (2,12,64): diffusers' FluxTransformer2DModel on
          tests/data/flux/golden's inputs with the weights of
-         flux1-tiny-Q8_0.gguf as gguf-py dequantizes them, rounded to
-         float16 (taken back to diffusers' names row by row through
+         flux1-tiny-Q8_0.gguf as gguf-py dequantizes them, in float32 as
+         kiln widens the Q8_0 blocks it keeps (taken back to diffusers' names row by row through
          make_flux_lora_data.py's bfl_rows_to_diffusers);
        flux.kohya.out: the same with tests/data/flux/lora/kohya.safetensors
          (sd-scripts' layout) merged at strength 0.8 (W += 0.8 * alpha / rank
@@ -41,7 +42,8 @@ lay out diffusion models and T5 encoders, and what they hold.
          kiln keeps it in: float16 for Q8_0's, bfloat16 for BF16's;
        t5.ids (1,256), t5.out (1,256,64): transformers' T5EncoderModel on
          the run prompt's ids of tests/data/flux/run.golden with the weights
-         of t5-tiny-Q8_0.gguf likewise dequantized.
+         of t5-tiny-Q8_0.gguf likewise dequantized (the token table rounded
+         to float16, the copy kiln makes of a quantized table).
 
 Origin: numpy, gguf-py 0.19.0 (GGUFWriter, quants), sentencepiece 0.2.3, torch,
 diffusers 0.32.2, transformers. Run from the repository root:
@@ -74,6 +76,10 @@ BLOCK_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0]
 # the block types written as random blocks, and where their f16 scales sit
 RANDOM_TYPES = {Q.Q2_K: [80, 82], Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208], Q.IQ4_NL: [0],
                 Q.IQ4_XS: [0]}
+
+
+def dequantized(data, qtype):
+    return torch.from_numpy(gguf.quants.dequantize(data, qtype))
 
 
 def dequantized_half(data, qtype):
@@ -112,11 +118,11 @@ def quants():
     for qtype in BLOCK_TYPES:
         data = gguf.quants.quantize(x * 0.05, qtype)
         w.add_tensor(f"block.{qtype.name}", data, raw_dtype=qtype)
-        golden[f"block.{qtype.name}"] = dequantized_half(data, qtype)
+        golden[f"block.{qtype.name}"] = dequantized(data, qtype)
     for qtype in RANDOM_TYPES:
         data = random_blocks(rng, qtype, 2, 512)
         w.add_tensor(f"block.{qtype.name}", data, raw_dtype=qtype)
-        golden[f"block.{qtype.name}"] = dequantized_half(data, qtype)
+        golden[f"block.{qtype.name}"] = dequantized(data, qtype)
     conv = rng.standard_normal((16, 16, 3, 3), dtype=np.float32) * 0.1
     data = gguf.quants.quantize(conv.reshape(-1, 256), Q.Q8_0)
     w.add_array("comfy.gguf.orig_shape.conv.weight", list(conv.shape))
@@ -133,16 +139,17 @@ def write(w):
     w.close()
 
 
-def add_quantized(w, name, t, qtype):
+def add_quantized(w, name, t, qtype, table=False):
     """Adds t (float32) to w in qtype; returns what it reads back as, in
-    float32 (float16's values for the block types, as kiln keeps them)."""
+    float32: the block types as kiln widens them, exactly, for a matmul, or
+    rounded to float16 for a table (the copy kiln makes for its ops)."""
     x = t.float().numpy()
     if qtype in (Q.F32, Q.BF16):
         w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
         return torch.from_numpy(x).to(torch.bfloat16 if qtype == Q.BF16 else torch.float32).float()
     data = gguf.quants.quantize(x, qtype)
     w.add_tensor(name, data, raw_dtype=qtype)
-    return dequantized_half(data, qtype).float()
+    return (dequantized_half if table else dequantized)(data, qtype).float()
 
 
 def flux_type(name, t):
@@ -250,7 +257,7 @@ def t5(goldens):
     for k, v in sd.items():
         base, kind = k.rsplit(".", 1)
         name = f"{names.get_name(base)}.{kind}"
-        read_back[k] = add_quantized(w, name, v, t5_type(name, v))
+        read_back[k] = add_quantized(w, name, v, t5_type(name, v), table=name.startswith("token_embd."))
     write(w)
     model = T5EncoderModel.from_pretrained(T5).eval()
     missing, unexpected = model.load_state_dict(read_back, strict=False)
