@@ -72,6 +72,15 @@ foreach(op matmul conv2d)
   kiln_shader(${op}_workgroup_emu_f16 ${op}.comp ${defs} COOPMAT_EMULATED)
 endforeach()
 
+# GGUF's block types widened for matmul (shaders/dequantize.comp), one
+# variant per type in kiln_dtype's order from Q4_0 (runtime/vulkan_ops.c
+# counts on it).
+set(qtype 0)
+foreach(type q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs)
+  kiln_shader(dequantize_${type} dequantize.comp QTYPE=${qtype})
+  math(EXPR qtype "${qtype} + 1")
+endforeach()
+
 # The tensor-core conv's f16 column matrix (shaders/im2col.comp), and the
 # tensor-core matmul's f16 copy of x (shaders/f16_copy.comp).
 kiln_shader(im2col_f16 im2col.comp)

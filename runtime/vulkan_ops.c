@@ -365,8 +365,10 @@ static kiln_status f16_copy(kiln_backend *be, const kiln_tensor *x, uint64_t n, 
     return run_elementwise4(be, KILN_VK_SHADER_F16_COPY, &push, sizeof push, n, &x, 1, copy);
 }
 
-static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
-                             kiln_tensor *dst)
+/* The matmul with its scratch use (the tensor-core GEMM's f16 copy of x,
+ * split-K sums) from byte scratch_from, a multiple of 16, on. */
+static kiln_status matmul_from(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
+                               kiln_tensor *dst, size_t scratch_from)
 {
     matmul_push push = {.p = *p};
     TRY(gemm_operands("matmul", src, p->has_bias, dst, (uint64_t)p->K, true, &push.a, &push.w));
@@ -375,7 +377,8 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     uint64_t M = (uint64_t)p->M, N = (uint64_t)p->N, K = (uint64_t)p->K;
     int nsrc = p->has_bias ? 3 : 2;
     if (!k.tensor_cores)
-        return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, push.w.rows_aligned, 0, src, nsrc, dst);
+        return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, push.w.rows_aligned, scratch_from, src, nsrc,
+                        dst);
 
     /* The tensor-core GEMM reads an f16 copy of x, in scratch (split-K sums
      * after it); whole runs of four elements, 16-byte aligned. The copy the
@@ -386,8 +389,8 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     kiln_vk_range of = {push.a.x, push.a.x + n * sizeof(float)};
     if (!vk->f16_copy.valid || vk->f16_copy.of.lo != of.lo || vk->f16_copy.of.hi != of.hi) {
         kiln_tensor scratch, copy;
-        TRY(kiln_vk_scratch(be, copy_bytes, &scratch));
-        TRY(f16_copy(be, src[0], n, &scratch, 0, &copy));
+        TRY(kiln_vk_scratch(be, scratch_from + copy_bytes, &scratch));
+        TRY(f16_copy(be, src[0], n, &scratch, scratch_from, &copy));
         vk->f16_copy.valid = true;
         vk->f16_copy.of = of;
         vk->f16_copy.at = kiln_vk_tensor_range(&copy);
@@ -397,9 +400,46 @@ static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, cons
     push.a.x = copy->buffer->address + copy->offset;
     push.w.rows_aligned = push.w.w_first == 0 && push.a.w % 16 == 0 && K % 8 == 0;
     const kiln_tensor *operands[3] = {copy, src[1], nsrc > 2 ? src[2] : NULL};
-    return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, push.w.rows_aligned, copy_bytes, operands, nsrc,
-                    dst);
+    size_t copy_end = copy->offset + copy_bytes; /* the split sums after the copy, wherever it is */
+    return run_gemm(be, &k, &push, sizeof push, &push.split, M, N, K, push.w.rows_aligned,
+                    copy_end > scratch_from ? copy_end : scratch_from, operands, nsrc, dst);
 }
+
+/* shaders/dequantize.comp */
+typedef struct dequantize_push {
+    VkDeviceAddress w, y;
+    uint32_t w_first, pairs, out_f16;
+} dequantize_push;
+
+/* A quantized w (GGUF's blocks) is widened into scratch, to f32 for f32
+ * compute (the products exact, as the CPU's) or to f16 for the tensor-core
+ * GEMM, which then reads it as any float weight: the weights stay quantized
+ * in memory, one layer's worth is widened at a time. */
+static kiln_status vk_matmul(kiln_backend *be, const kiln_matmul_params *p, const kiln_tensor *const *src,
+                             kiln_tensor *dst)
+{
+    if (!kiln_dtype_is_quantized(src[1]->dtype)) return matmul_from(be, p, src, dst, 0);
+    const kiln_tensor *w = src[1];
+    const kiln_dtype dtype = be->compute == KILN_F32 ? KILN_F32 : KILN_F16;
+    const uint64_t n = (uint64_t)p->N * (uint64_t)p->K;
+    const size_t bytes = (size_t)((n * kiln_dtype_size(dtype) + 255) / 256 * 256);
+    if (n / 2 > UINT32_MAX || kiln_dtype_bytes(w->dtype, (size_t)n) > UINT32_MAX - 4)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "vulkan matmul: a %s weight of %llu values is past 32-bit indexing",
+                         kiln_dtype_name(w->dtype), (unsigned long long)n);
+    kiln_tensor wide;
+    TRY(kiln_vk_scratch(be, bytes, &wide));
+    wide.dtype = dtype;
+    wide.shape[0] = (int64_t)n;
+    VkDeviceAddress at = w->buffer->address + w->offset;
+    dequantize_push push = {.w = at & ~(VkDeviceAddress)3, .y = wide.buffer->address, .w_first = (uint32_t)(at & 3),
+                            .pairs = (uint32_t)(n / 2), .out_f16 = dtype == KILN_F16};
+    TRY(run_elementwise(be, KILN_VK_SHADER_DEQUANTIZE_Q4_0 + (w->dtype - KILN_Q4_0), &push, sizeof push, n / 2, &w, 1,
+                        &wide));
+    const kiln_tensor *widened[3] = {src[0], &wide, p->has_bias ? src[2] : NULL};
+    return matmul_from(be, p, widened, dst, bytes);
+}
+_Static_assert(KILN_VK_SHADER_DEQUANTIZE_IQ4_XS - KILN_VK_SHADER_DEQUANTIZE_Q4_0 == KILN_IQ4_XS - KILN_Q4_0,
+               "dequantize variants are listed in cmake/shaders.cmake in kiln_dtype's order");
 
 typedef struct conv2d_push {
     gemm_addresses a; /* x: the column matrix, on tensor cores */

@@ -75,6 +75,15 @@ static void f32_compute_fp8_weights(void **state)
     }
 }
 
+/* GGUF's block types: matmul widens w into scratch (shaders/dequantize.comp)
+ * and runs the float GEMM on it: f32 in f32 compute, held to 1e-5 as the
+ * decoding is exact; f16 on the tensor-core GEMM in f16 compute. */
+static void f32_compute_quantized_weights(void **state)
+{
+    (void)state;
+    for (int d = KILN_Q4_0; d < KILN_DTYPE_COUNT; d++) run_suite((kiln_dtype)d, "matmul");
+}
+
 /* Devices without 16-bit storage read f16 weights from 32-bit words. */
 static void f32_compute_f16_weights_without_16bit_storage(void **state)
 {
@@ -163,6 +172,12 @@ static void f16_compute_f16_weights(void **state)
     run_f16(KILN_F16, NULL);
     setenv("KILN_VULKAN_CONV_COL_BYTES", "1", 1);
     run_f16(KILN_F16, "conv2d");
+}
+
+static void f16_compute_quantized_weights(void **state)
+{
+    (void)state;
+    for (int d = KILN_Q4_0; d < KILN_DTYPE_COUNT; d++) run_f16((kiln_dtype)d, "matmul");
 }
 
 /* The GEMMs loading their operands 2 and 3 K steps ahead. */
@@ -280,8 +295,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(f32_compute_f16_weights),
         cmocka_unit_test(f32_compute_bf16_weights),
         cmocka_unit_test(f32_compute_fp8_weights),
+        cmocka_unit_test(f32_compute_quantized_weights),
         cmocka_unit_test(f32_compute_f16_weights_without_16bit_storage),
         F16_TEST(f16_compute_f16_weights),
+        F16_TEST(f16_compute_quantized_weights),
         F16_TEST(f16_compute_f16_weights_loaded_ahead),
         F16_TEST(f16_compute_f16_weights_on_128_rows),
         F16_TEST(f16_compute_f16_weights_on_workgroup_matrices),

@@ -765,6 +765,48 @@ kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char 
     return st;
 }
 
+void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts)
+{
+    snprintf(paths[0], 4096, "%s", kiln_test_data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"));
+    snprintf(paths[1], 4096, "%s", kiln_test_data("gguf/t5-tiny-Q8_0.gguf"));
+    snprintf(paths[2], 4096, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
+    snprintf(paths[3], 4096, "%s", kiln_test_data("flux/tiny"));
+    *parts = (kiln_model_parts){.vae = paths[2], .text_encoders = {paths[0], paths[1]}, .config = paths[3]};
+}
+
+void parity_check_gguf_flux(const parity_fixture *fx)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_checkpoint *ck;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
+    char paths[4][4096];
+    kiln_model_parts parts;
+    parity_gguf_flux_parts(paths, &parts);
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/flux1-tiny-Q8_0.gguf"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    const kiln_st_tensor *q = kiln_checkpoint_find(ck, KILN_T5_ROOT ".encoder.block.0.layer.0.SelfAttention.q.weight");
+    assert_non_null(q);
+    assert_int_equal(q->dtype, KILN_Q4_0);
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    /* the linear layers hold the blocks as stored */
+    assert_int_equal(m->flux.sgl[0].mlp_w->dtype, KILN_Q8_0);
+    assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, KILN_Q8_0);
+
+    kiln_st_file *f = golden_open("gguf/golden.safetensors");
+    golden want = golden_read(f, "flux.out");
+    float *got = malloc(want.count * sizeof *got);
+    assert_kiln_ok(parity_flux_run(be, &m->flux, "flux/golden.safetensors", true, got));
+    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    free(got);
+    golden_free(&want);
+    parity_check_t5_ids(m, f, "t5.ids", "t5.out", fx->tol);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 void parity_check_flux(const parity_fixture *fx, const char *golden_path)
 {
     kiln_backend *be;

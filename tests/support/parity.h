@@ -56,6 +56,15 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
  * golden's packed, context, pooled, timestep, guidance -> out; fx->path
  * unused. */
 void parity_check_flux(const parity_fixture *fx, const char *golden_path);
+/* ComfyUI-GGUF's tiny Flux (tests/data/gguf/flux1-tiny-Q8_0.gguf: Q8_0,
+ * BF16, F32) with llama.cpp's tiny T5 (Q4_0..Q8_0), CLIP-L and a VAE as
+ * parts: the Q8_0 linear weights bound as stored, the transformer against
+ * diffusers (flux.out) and T5 against transformers (t5.out) on the weights
+ * gguf-py reads back (tests/data/gguf/golden.safetensors); fx->path unused. */
+void parity_check_gguf_flux(const parity_fixture *fx);
+/* The parts that go with that Flux: CLIP-L, the T5 GGUF, the VAE, and
+ * the tiny config; the paths in `paths`, which must outlive *parts. */
+void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts);
 /* m's T5 on the ids golden `ids_name` of f against `out_name`. */
 void parity_check_t5_ids(const kiln_model *m, kiln_st_file *f, const char *ids_name, const char *out_name,
                          double tol);
