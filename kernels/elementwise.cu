@@ -92,6 +92,7 @@ template <typename T> __global__ void convert_kernel(const void *src, kiln_dtype
 extern "C" kiln_status cuda_convert(cuda_state *s, const void *src, kiln_dtype src_dtype, void *dst,
                                     kiln_dtype dst_dtype, int64_t n)
 {
+    if (kiln_dtype_is_quantized(src_dtype)) return cuda_dequantize(s, src, src_dtype, dst, dst_dtype, n);
     switch (dst_dtype) {
     case KILN_F16: convert_kernel<__half><<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(src, src_dtype, (__half *)dst, n); break;
     case KILN_BF16:

@@ -20,6 +20,7 @@ extern "C" {
 #endif
 
 #include "backend.h"
+#include "quant.h"
 #include "status.h"
 
 struct kiln_buffer {
@@ -116,10 +117,16 @@ kiln_status cuda_gemm(cuda_state *s, const cuda_gemm_args *g);
 /* Frees the cached cuBLASLt plans. */
 void cuda_gemm_plans_free(cuda_state *s);
 
-/* kernels/elementwise.cu: n elements of any float storage type to f32, f16 or
+/* kernels/elementwise.cu: n elements of any float storage type, or of a
+ * quantized one (whole blocks, through cuda_dequantize), to f32, f16 or
  * bf16 (round to nearest even), enqueued on the stream. */
 kiln_status cuda_convert(cuda_state *s, const void *src, kiln_dtype src_dtype, void *dst, kiln_dtype dst_dtype,
                          int64_t n);
+/* kernels/dequantize.cu: n values (whole blocks) of GGUF's block types
+ * (runtime/quant.h) to f32, f16 or bf16: a quantized matmul weight widened
+ * into scratch for the GEMM. */
+kiln_status cuda_dequantize(cuda_state *s, const void *src, kiln_dtype src_dtype, void *dst, kiln_dtype dst_dtype,
+                            int64_t n);
 
 /* The vtable entries, one per op in ops.def, in the kernels folder. */
 #define KILN_OP(name, nsrc, doc)                                                      \

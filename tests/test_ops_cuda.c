@@ -43,6 +43,13 @@ static void f32_compute_fp8_weights(void **state)
     run_suite(KILN_F32, KILN_F8_E4M3, F32_TOL);
     run_suite(KILN_F32, KILN_F8_E5M2, F32_TOL);
 }
+/* GGUF's block types: matmul's w widened by kernels/dequantize.cu */
+static void quantized_weights(kiln_dtype compute, double tol)
+{
+    for (int d = KILN_Q4_0; d < KILN_DTYPE_COUNT; d++) run_suite(compute, (kiln_dtype)d, tol);
+}
+static void f32_compute_quantized_weights(void **state) { (void)state; quantized_weights(KILN_F32, F32_TOL); }
+static void f16_compute_quantized_weights(void **state) { (void)state; quantized_weights(KILN_F16, HALF_TOL); }
 static void f16_compute_f32_weights(void **state) { (void)state; run_suite(KILN_F16, KILN_F32, HALF_TOL); }
 static void f16_compute_f16_weights(void **state) { (void)state; run_suite(KILN_F16, KILN_F16, HALF_TOL); }
 static void f16_compute_fp8_weights(void **state) { (void)state; run_suite(KILN_F16, KILN_F8_E4M3, HALF_TOL); }
@@ -67,6 +74,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(f32_compute_f32_weights),  cmocka_unit_test(f32_compute_f16_weights),
         cmocka_unit_test(f32_compute_bf16_weights), cmocka_unit_test(f32_compute_fp8_weights),
+        cmocka_unit_test(f32_compute_quantized_weights), cmocka_unit_test(f16_compute_quantized_weights),
         cmocka_unit_test(f16_compute_f32_weights),  cmocka_unit_test(f16_compute_f16_weights),
         cmocka_unit_test(f16_compute_fp8_weights),  cmocka_unit_test(bf16_compute_f32_weights),
         cmocka_unit_test(bf16_compute_bf16_weights),

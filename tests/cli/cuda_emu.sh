@@ -12,19 +12,21 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for family in elementwise norm attention conv; do
+for family in elementwise norm attention conv dequantize; do
     python3 "$emu/preprocess.py" "$src/kernels/$family.cu" "$work/$family.cpp"
 done
 cp "$src/kernels/cuda_common.cuh" "$work/"
 san=("-fsanitize=address,undefined" -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 inc=(-I "$emu/include" -I "$work" -I "$src/runtime" -I "$src/runtime/include")
-for c in cpu_ref status tensor; do
-    gcc -std=c17 -O1 -g -D_GNU_SOURCE -ffp-contract=off "${san[@]}" "${inc[@]}" -c "$src/runtime/$c.c" -o "$work/$c.o"
+for c in runtime/cpu_ref runtime/status runtime/tensor runtime/quant tests/support/quant_blocks; do
+    gcc -std=c17 -O1 -g -D_GNU_SOURCE -ffp-contract=off "${san[@]}" "${inc[@]}" -I "$src/tests/support" -c "$src/$c.c" \
+        -o "$work/$(basename "$c").o"
 done
 # a 4 KiB column budget makes conv2d split images into 256-pixel chunks
-for f in "$work"/elementwise.cpp "$work"/norm.cpp "$work"/attention.cpp "$work"/conv.cpp "$emu/emu.cpp" \
-         "$emu/test_kernels.cpp"; do
+for f in "$work"/elementwise.cpp "$work"/norm.cpp "$work"/attention.cpp "$work"/conv.cpp "$work"/dequantize.cpp \
+         "$emu/emu.cpp" "$emu/test_kernels.cpp"; do
     g++ -std=c++17 -O1 -g -ffp-contract=off -Wall -Wno-unknown-pragmas -DCONV_COL_BYTES=4096 "${san[@]}" "${inc[@]}" \
+        -I "$src/tests/support" \
         -c "$f" -o "$work/$(basename "$f" .cpp).o"
 done
 g++ "${san[@]}" "$work"/*.o -lm -o "$work/test_kernels"

@@ -12,6 +12,7 @@
 extern "C" {
 #include "cpu_ref.h"
 #include "cuda_backend.h"
+#include "quant_blocks.h"
 }
 
 // ---- the host side of runtime/cuda_backend.c that the adapters call
@@ -344,6 +345,34 @@ static void test_conv()
         }
 }
 
+// GGUF's block types widened as matmul widens its weight (cuda_convert into
+// the compute type): exactly quant.c's values in f32, rounded in f16/bf16.
+static void test_dequantize()
+{
+    uint64_t state = 7;
+    for (int d = KILN_Q4_0; d < KILN_DTYPE_COUNT; d++) {
+        kiln_dtype dt = (kiln_dtype)d;
+        const int64_t n = 3 * 256 + (kiln_dtype_block(dt) == 32 ? 64 : 0);
+        std::vector<unsigned char> blocks(kiln_dtype_bytes(dt, (size_t)n));
+        random_quant_blocks(blocks.data(), dt, (size_t)n, 0.001, 0.01, &state);
+        std::vector<float> want((size_t)n), got((size_t)n, NAN), wide((size_t)n);
+        kiln_convert_to_f32(want.data(), blocks.data(), dt, (size_t)n);
+        char what[96];
+        check(cuda_convert(&st_f32, blocks.data(), dt, got.data(), KILN_F32, n));
+        snprintf(what, sizeof what, "dequantize %s -> F32", kiln_dtype_name(dt));
+        compare(what, got.data(), want.data(), n, 0.0);
+        for (kiln_dtype to : {KILN_F16, KILN_BF16}) {
+            std::vector<uint16_t> narrow((size_t)n, 0x7e00), expect((size_t)n);
+            check(cuda_convert(&st_f32, blocks.data(), dt, narrow.data(), to, n));
+            kiln_convert_to_f32(got.data(), narrow.data(), to, (size_t)n);
+            kiln_convert_from_f32(expect.data(), want.data(), to, (size_t)n);
+            kiln_convert_to_f32(wide.data(), expect.data(), to, (size_t)n);
+            snprintf(what, sizeof what, "dequantize %s -> %s", kiln_dtype_name(dt), kiln_dtype_name(to));
+            compare(what, got.data(), wide.data(), n, 0.0);
+        }
+    }
+}
+
 int main()
 {
     cuda_state *sts[] = {&st_f32, &st_f16, &st_bf16};
@@ -358,6 +387,7 @@ int main()
     test_norm();
     test_attention();
     test_conv();
+    test_dequantize();
     printf("%d passed, %d failed\n", passes, failures);
     return failures != 0;
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "op_ref64.h"
+#include "quant_blocks.h"
 #include "status.h"
 
 typedef union op_params {
@@ -548,31 +549,11 @@ static kiln_dtype operand_dtype(const case_run *r, const operand *o, kiln_dtype 
     return !kiln_dtype_is_quantized(weight_dtype) || takes_quantized(r, o) ? weight_dtype : KILN_F16;
 }
 
-/* Where each quantized type keeps its f16 scales (d, and dmin or m), by
- * block byte: ggml's block_q4_0 .. block_iq4_xs. */
-static const struct { kiln_dtype dtype; int scales[2]; } block_scales[] = {
-    {KILN_Q4_0, {0, -1}},  {KILN_Q4_1, {0, 2}},  {KILN_Q5_0, {0, -1}},  {KILN_Q5_1, {0, 2}},
-    {KILN_Q8_0, {0, -1}},  {KILN_Q2_K, {80, 82}}, {KILN_Q3_K, {108, -1}}, {KILN_Q4_K, {0, 2}},
-    {KILN_Q5_K, {0, 2}},   {KILN_Q6_K, {208, -1}}, {KILN_IQ4_NL, {0, -1}}, {KILN_IQ4_XS, {0, -1}},
-};
-
-/* Random blocks: every bit pattern of the packed values and sub-block
- * scales reachable, the f16 scales in [0.2, 2] / K so that a row's sum
- * stays near 1 (the weight's own range does not apply). */
+/* Random blocks (quant_blocks.h) whose f16 scales are [0.2, 2] / K, so that
+ * a row's sum stays near 1 (the weight's own range does not apply). */
 static kiln_status fill_blocks(operand *o, kiln_dtype dtype, size_t K, uint64_t *rng)
 {
-    int elements = kiln_dtype_block(dtype);
-    size_t bytes = kiln_dtype_bytes(dtype, o->count), block_bytes = kiln_dtype_bytes(dtype, (size_t)elements);
-    uint8_t *b = o->host;
-    for (size_t i = 0; i < bytes; i++) b[i] = (uint8_t)splitmix64(rng);
-    for (size_t k = 0; k < sizeof block_scales / sizeof block_scales[0]; k++) {
-        if (block_scales[k].dtype != dtype) continue;
-        for (size_t at = 0; at < bytes; at += block_bytes)
-            for (int j = 0; j < 2 && block_scales[k].scales[j] >= 0; j++) {
-                uint16_t h = kiln_f32_to_f16((float)((0.2 + 1.8 * uniform(rng)) / (double)K));
-                memcpy(b + at + block_scales[k].scales[j], &h, sizeof h);
-            }
-    }
+    random_quant_blocks(o->host, dtype, o->count, 0.2 / (double)K, 2.0 / (double)K, rng);
     float *f = malloc(o->count * sizeof *f);
     if (!f) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
     kiln_convert_to_f32(f, o->host, dtype, o->count);
