@@ -336,6 +336,8 @@ int main(int argc, char **argv)
         printf("unet           %10.3f s/step  (%.3f it/s%s)\n", unet_s, 1.0 / unet_s,
                replayed ? ", each step replayed from a recording" : "");
         printf("vae decode     %10.1f ms\n", vae_ms);
+        printf("weights        %10.1f MiB (as held: quantized ones in their blocks)\n",
+               kiln_weights_bytes(m->weights) / 1048576.0);
         printf("peak RSS       %10.1f MiB\n", peak_rss_bytes() / 1048576.0);
         printf("unet arena     %10.1f MiB\n", unet_arena / 1048576.0);
         printf("\nper op (one UNet step, synchronised after every op: %.3f s; %s)\n", profiled_s,

@@ -101,6 +101,24 @@ static int64_t count_params(const kiln_checkpoint *ck, const char *prefix)
     return total;
 }
 
+/* The storage dtype most of the parameters under a prefix have: a GGUF's
+ * quantized type rather than that of its f16 input layer. */
+static kiln_dtype main_dtype(const kiln_checkpoint *ck, const char *prefix)
+{
+    int64_t per_dtype[KILN_DTYPE_COUNT] = {0};
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i < kiln_checkpoint_count(ck); i++) {
+        const char *name;
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
+        if (strncmp(name, prefix, len) == 0 && (unsigned)t->dtype < KILN_DTYPE_COUNT)
+            per_dtype[t->dtype] += kiln_st_numel(t);
+    }
+    int most = KILN_F32;
+    for (int d = 0; d < KILN_DTYPE_COUNT; d++)
+        if (per_dtype[d] > per_dtype[most]) most = d;
+    return (kiln_dtype)most;
+}
+
 /* What a file that is not a whole SD model looks like, for a clear refusal. */
 static kiln_status refuse_non_model(const kiln_checkpoint *ck)
 {
@@ -141,7 +159,7 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
     info->prediction_reason = "PixArt predicts the noise";
     const char *pipeline = kiln_checkpoint_pipeline(ck);
     info->unet_name = pipeline && strcmp(pipeline, "PixArtSigmaPipeline") == 0 ? "pixart-sigma" : "pixart-alpha";
-    info->unet_dtype = kiln_checkpoint_find(ck, KILN_PIXART_ROOT ".pos_embed.proj.weight")->dtype;
+    info->unet_dtype = main_dtype(ck, KILN_PIXART_ROOT ".");
     info->unet_params = count_params(ck, KILN_PIXART_ROOT ".");
     info->t5_name = "t5-v1.1";
     info->t5_params = count_params(ck, KILN_T5_ROOT ".");
@@ -175,7 +193,7 @@ static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info
     info->prediction_reason = "Flux is a flow-matching model";
     bool dev = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".time_text_embed.guidance_embedder.linear_1.weight") != NULL;
     info->unet_name = fill ? "flux-dev-fill" : picture ? "flux-dev-canny-depth" : dev ? "flux-dev" : "flux-schnell";
-    info->unet_dtype = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".x_embedder.weight")->dtype;
+    info->unet_dtype = main_dtype(ck, KILN_FLUX_ROOT ".");
     info->unet_params = count_params(ck, KILN_FLUX_ROOT ".");
     info->nclips = 1;
     info->clip_names[0] = clip->name;
@@ -205,7 +223,7 @@ kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
         return kiln_fail(KILN_ERR_MODEL, "%s: UNet with %lld input channels is no SD 1.x/2.x/XL variant kiln knows",
                          path, (long long)conv_in->shape[1]);
     }
-    info->unet_dtype = conv_in->dtype;
+    info->unet_dtype = main_dtype(ck, "model.diffusion_model.");
     const unet_config *unet = kiln_unet_detect(ck);
     if (!unet) return kiln_fail(KILN_ERR_MODEL, "%s: UNet shapes match no known SD 1.x/2.x/XL layout", path);
     const kiln_family *family = family_named(unet->family);

@@ -55,7 +55,7 @@ typedef struct kiln_model_info {
     const char *unet_name, *vae_name;
     const char *clip_names[KILN_MAX_TEXT_ENCODERS];
     int nclips;
-    kiln_dtype unet_dtype;    /* storage dtype of the UNet's weights */
+    kiln_dtype unet_dtype;    /* storage dtype of most of the UNet's weights */
     int64_t unet_params, clip_params[KILN_MAX_TEXT_ENCODERS], vae_params;
     const char *t5_name;      /* a DiT's text encoder (nclips is 0), else NULL */
     int64_t t5_params;

@@ -7,11 +7,13 @@ bin=$1 data=$2
 failures=0
 
 # expect_info FILE line...: every given line appears in gen --info FILE's output
+# (with the options in parts=(...), the files a model alone needs)
+parts=()
 expect_info() {
     local file=$1
     shift
     local out
-    if ! out=$("$bin/gen" --info "$file" 2>&1); then
+    if ! out=$("$bin/gen" --info "$file" "${parts[@]}" 2>&1); then
         echo "FAIL --info $file: exit non-zero: $out"; failures=$((failures + 1)); return
     fi
     for line in "$@"; do
@@ -74,6 +76,15 @@ expect_info "$data/redux/redux_tiny.safetensors" "kind         FLUX.1 Redux: Sig
 expect_info "$data/redux/siglip_tiny.safetensors" "hidden state 32 wide a token, 16 tokens (SigLIP's, which FLUX.1 Redux reads)"
 expect_info "$data/upscale/rrdb_basicsr.safetensors" \
     "network      RRDBNet x4 (BasicSR layout), 8 features, growth 32, 1 block"
+
+# ComfyUI-GGUF's Flux: the stored types, and the transformer's by the most of its parameters
+parts=(--text-encoder "$data/tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"
+       --text-encoder "$data/gguf/t5-tiny-Q8_0.gguf" --vae "$data/flux/tiny/vae/diffusion_pytorch_model.safetensors"
+       --config "$data/flux/tiny")
+expect_info "$data/gguf/flux1-tiny-Q8_0.gguf" \
+    "format       GGUF: F32 40, Q8_0 14, BF16 6 (linear layers keep their blocks)" \
+    "transformer  flux-dev, 0.1 M parameters, Q8_0"
+parts=()
 
 if "$bin/gen" --info "$data/tiny/unet.safetensors" >/dev/null 2>&1; then
     echo "FAIL --info on a golden file: exit 0"; failures=$((failures + 1))
