@@ -455,6 +455,19 @@ static void sd_unet_with_parts(void **state)
     kiln_model_free(m);
     kiln_backend_free(be);
     kiln_checkpoint_close(want);
+
+    /* its linear weights in Q8_0, held so (the convs, most of its parameters, in F16), against diffusers on
+       what the file reads back */
+    char q8[4096];
+    snprintf(q8, sizeof q8, "%s", kiln_test_data("gguf/sd15-tiny-unet-Q8_0.gguf"));
+    parity_check_unet_output(&(parity_fixture){.path = q8, .parts = &parts, .tol = TOL}, GOLDEN, "sd15.");
+    assert_kiln_ok(kiln_checkpoint_open(q8, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_int_equal(m->unet.time.w1->dtype, KILN_Q8_0);
+    kiln_model_free(m);
+    kiln_backend_free(be);
     remove(clip);
     remove(vae);
     rmdir(dir);

@@ -26,6 +26,7 @@ static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
     kiln_lora_stats stats[8];
     assert_true(fx->nloras <= 8);
     assert_kiln_ok(kiln_checkpoint_open(fx->path, &ck));
+    if (fx->parts) assert_kiln_ok(kiln_checkpoint_add_parts(ck, fx->parts));
     assert_kiln_ok(kiln_model_load_with_loras(ck, fx->loras, fx->nloras, stats, *be, &m));
     return m;
 }

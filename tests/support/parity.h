@@ -17,6 +17,7 @@ typedef struct parity_fixture {
     bool f16_compute;    /* ask the backend for f16 compute (else it chooses) */
     const kiln_lora *loras; /* merged at load, in order */
     int nloras;
+    const kiln_model_parts *parts; /* the files beside a model alone (a UNet's CLIP and VAE), or NULL */
 } parity_fixture;
 
 /* golden: input_ids, last_hidden_state, clip_skip2 */

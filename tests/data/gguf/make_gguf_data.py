@@ -30,6 +30,8 @@ lay out diffusion models and T5 encoders, and what they hold.
        tensor F16, and those of at least 512 values (a multiple of 256) whose
        last dim is not a multiple of 256 flattened to rows of 256 with their
        `comfy.gguf.orig_shape`.
+  sd15-tiny-unet-Q8_0.gguf: the same UNet with its linear weights in Q8_0
+       (sd_unet_q8_0).
   golden.safetensors:
        flux.out (2,12,64): diffusers' FluxTransformer2DModel on
          tests/data/flux/golden's inputs with the weights of
@@ -43,7 +45,10 @@ lay out diffusion models and T5 encoders, and what they hold.
        t5.ids (1,256), t5.out (1,256,64): transformers' T5EncoderModel on
          the run prompt's ids of tests/data/flux/run.golden with the weights
          of t5-tiny-Q8_0.gguf likewise dequantized (the token table rounded
-         to float16, the copy kiln makes of a quantized table).
+         to float16, the copy kiln makes of a quantized table);
+       sd15.sample, sd15.timesteps, sd15.encoder_hidden_states,
+         sd15.noise_pred: diffusers' UNet2DConditionModel with the weights
+         sd15-tiny-unet-Q8_0.gguf reads back.
 
 Origin: numpy, gguf-py 0.19.0 (GGUFWriter, quants), sentencepiece 0.2.3, torch,
 diffusers 0.32.2, transformers. Run from the repository root:
@@ -288,12 +293,47 @@ def sd_unet():
     assert flattened > 10, flattened
 
 
+def sd_unet_q8_0(goldens):
+    """The same UNet with every linear weight (two-dimensional, rows of whole
+    32-value blocks: attention, feed-forward, time and resnet embeddings) in
+    Q8_0, the rest F16 as stored; diffusers' UNet2DConditionModel on what
+    the file reads back (Q8_0 in float32 as gguf-py dequantizes it) and
+    tests/data/tiny/unet.safetensors's inputs -> sd15.noise_pred."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+    sd = load_file(f"{DATA}/tiny/sd15_tiny_ldm_fp16.safetensors")
+    prefix = "model.diffusion_model."
+    w = gguf.GGUFWriter(f"{HERE}/sd15-tiny-unet-Q8_0.gguf", "sd1")
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    read_back, quantized = {}, 0
+    for k, v in sd.items():
+        if not k.startswith(prefix):
+            continue
+        qtype = Q.Q8_0 if v.ndim == 2 and v.shape[-1] % 32 == 0 else Q.F16
+        quantized += qtype == Q.Q8_0
+        read_back[k] = add_quantized(w, k[len(prefix):], v, qtype) if qtype == Q.Q8_0 else v.float()
+        if qtype == Q.F16:
+            w.add_tensor(k[len(prefix):], v.numpy(), raw_dtype=Q.F16)
+    write(w)
+    assert quantized > 20, quantized
+    unet = UNet2DConditionModel.from_pretrained(f"{DATA}/tiny/sd15_tiny_diffusers/unet").eval()
+    unet.load_state_dict(convert_ldm_unet_checkpoint(read_back, unet.config))
+    inputs = load_file(f"{DATA}/tiny/unet.safetensors")
+    with torch.no_grad():
+        goldens["sd15.noise_pred"] = unet(inputs["sample"], inputs["timesteps"],
+                                          encoder_hidden_states=inputs["encoder_hidden_states"]).sample
+    for name in ("sample", "timesteps", "encoder_hidden_states"):
+        goldens[f"sd15.{name}"] = inputs[name]
+
+
 def main():
     sd_unet()
     quants()
     goldens = {}
     flux(goldens)
     t5(goldens)
+    sd_unet_q8_0(goldens)
     save_goldens(goldens, f"{HERE}/golden.safetensors")
 
 
