@@ -131,7 +131,8 @@ static void usage(FILE *to)
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
                 "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
                 "             [--trace FILE] [--vae FILE] [--text-encoder FILE]... [--tokenizer FILE] [--config DIR]\n"
-                "  --vae, --text-encoder, --tokenizer, --config\n"
+                "             [--weight-dtype TYPE]\n"
+                "  --vae, --text-encoder, --tokenizer, --config, --weight-dtype\n"
                 "               the files beside a single-file model, as gen takes them (flux1-dev.safetensors)\n"
                 "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda and on vulkan\n"
                 "               with cooperative matrices, f32 elsewhere; f16/bf16 use tensor cores)\n"
@@ -152,7 +153,7 @@ static int parse(int argc, char **argv, bench_options *o)
         {"trace", required_argument, 0, 'T'},   {"help", no_argument, 0, 'h'},
         {"vae", required_argument, 0, 'V'},     {"text-encoder", required_argument, 0, 'E'},
         {"tokenizer", required_argument, 0, 'K'}, {"config", required_argument, 0, 'C'},
-        {0, 0, 0, 0},
+        {"weight-dtype", required_argument, 0, 'D'}, {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -178,6 +179,7 @@ static int parse(int argc, char **argv, bench_options *o)
             break;
         case 'K': o->parts.tokenizer = optarg; break;
         case 'C': o->parts.config = optarg; break;
+        case 'D': o->parts.weight_dtype = optarg; break;
         case 'c':
             if (!kiln_compute_from_name(optarg, &o->compute)) {
                 fprintf(stderr, "bench: --compute %s: must be f32, f16 or bf16\n", optarg);

@@ -36,6 +36,8 @@ struct kiln_checkpoint {
     double vae_shift;      /* its shift_factor, or 0 */
     int rope_axes[3];      /* a Flux folder's transformer/config.json axes_dims_rope, or 0s */
     char *tokenizer;       /* T5's spiece.model: a DiT folder's, or given beside a single file; or NULL */
+    bool convert_linears;  /* kiln_model_parts.weight_dtype asks for the diffusion model's linear weights */
+    kiln_dtype linear_dtype; /* ... in this dtype */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -1232,7 +1234,34 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
     for (int i = 0; i < 2; i++)
         if (parts->text_encoders[i]) TRY(add_part_file(ck, parts->text_encoders[i], false));
     if (parts->tokenizer) TRY(kiln_checkpoint_set_tokenizer(ck, parts->tokenizer));
+    if (parts->weight_dtype && !kiln_weight_dtype_from_name(parts->weight_dtype, &ck->convert_linears,
+                                                            &ck->linear_dtype))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "weight_dtype '%s': kiln takes default, fp8_e4m3fn, fp8_e4m3fn_fast, "
+                         "fp8_e5m2 or q8_0", parts->weight_dtype);
     return KILN_OK;
+}
+
+bool kiln_weight_dtype_from_name(const char *name, bool *convert, kiln_dtype *dtype)
+{
+    static const struct { const char *name; kiln_dtype dtype; } names[] = {
+        {"fp8_e4m3fn", KILN_F8_E4M3}, {"fp8_e4m3fn_fast", KILN_F8_E4M3}, {"fp8_e5m2", KILN_F8_E5M2},
+        {"q8_0", KILN_Q8_0},
+    };
+    *convert = false;
+    if (strcmp(name, "default") == 0) return true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i].name) == 0) {
+            *convert = true;
+            *dtype = names[i].dtype;
+            return true;
+        }
+    return false;
+}
+
+bool kiln_checkpoint_linear_dtype(const kiln_checkpoint *ck, kiln_dtype *dtype)
+{
+    *dtype = ck->linear_dtype;
+    return ck->convert_linears;
 }
 
 /* ---- IP-Adapter files ---------------------------------------------------- */

@@ -70,6 +70,12 @@ double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck);
 double kiln_checkpoint_vae_shift(const kiln_checkpoint *ck);
 /* A Flux folder's transformer/config.json axes_dims_rope, or NULL. */
 const int *kiln_checkpoint_rope_axes(const kiln_checkpoint *ck);
+/* The dtype kiln_model_parts.weight_dtype asked the diffusion model's linear
+ * weights to be converted to at load, when it asked (kiln_weights_convert_linears). */
+bool kiln_checkpoint_linear_dtype(const kiln_checkpoint *ck, kiln_dtype *dtype);
+/* UNETLoader's weight_dtype names: "default" (*convert false), "fp8_e4m3fn",
+ * "fp8_e4m3fn_fast", "fp8_e5m2", and kiln's "q8_0"; false for others. */
+bool kiln_weight_dtype_from_name(const char *name, bool *convert, kiln_dtype *dtype);
 
 /* Adds the files a model's single file lacks (ComfyUI's VAELoader,
  * DualCLIPLoader; see kiln_model_parts): a VAE in place of its own, text

@@ -612,16 +612,19 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     }
 
+    const char *weight_dtype = run->parts && run->parts->weight_dtype && strcmp(run->parts->weight_dtype, "default")
+                                   ? run->parts->weight_dtype : NULL;
     if (vae_part && clip_part && is_gguf(run->model)) { /* ComfyUI reads GGUF files through ComfyUI-GGUF's nodes */
         in = add_node(&g, "4", "UnetLoaderGGUF");
         add_string(&g, in, "unet_name", base_name(run->model));
     } else if (vae_part && clip_part) { /* the file is the transformer (or UNet) alone */
         in = add_node(&g, "4", "UNETLoader");
         add_string(&g, in, "unet_name", base_name(run->model));
-        add_string(&g, in, "weight_dtype", "default");
+        add_string(&g, in, "weight_dtype", weight_dtype ? weight_dtype : "default");
     } else {
         in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
         add_string(&g, in, "ckpt_name", base_name(run->model));
+        if (weight_dtype) add_string(&g, in, "weight_dtype", weight_dtype); /* kiln's; ComfyUI ignores it */
     }
     if (vae_part) {
         in = add_node(&g, "35", "VAELoader");

@@ -282,6 +282,15 @@ void kiln_model_free(kiln_model *m)
     free(m);
 }
 
+/* The diffusion model's linear weights in the dtype the parts' weight_dtype
+ * asks for, while `on`; the text encoders and VAE as stored. */
+static void convert_linears(kiln_model *m, bool on)
+{
+    kiln_dtype dtype;
+    if (kiln_checkpoint_linear_dtype(m->checkpoint, &dtype))
+        kiln_weights_convert_linears(m->weights, on ? dtype : KILN_DTYPE_COUNT);
+}
+
 /* A DiT's transformer and T5, and the T5 tokenizer the checkpoint names
  * (its folder's: PixArt's tokenizer/spiece.model, Flux's tokenizer_2/). */
 static kiln_status bind_dit(kiln_model *m)
@@ -290,15 +299,19 @@ static kiln_status bind_dit(kiln_model *m)
     const bool flux = m->family->arch == KILN_ARCH_FLUX;
     TRY(kiln_t5_bind(m->weights, KILN_T5_ROOT, &m->t5));
     int reads;
+    convert_linears(m, true);
+    kiln_status st = flux ? kiln_flux_bind(m->weights, KILN_FLUX_ROOT, kiln_checkpoint_rope_axes(m->checkpoint), &m->flux)
+                          : kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint),
+                                             &m->pixart);
+    convert_linears(m, false);
+    TRY(st);
     if (flux) {
-        TRY(kiln_flux_bind(m->weights, KILN_FLUX_ROOT, kiln_checkpoint_rope_axes(m->checkpoint), &m->flux));
         reads = m->flux.context_dim;
         m->flow_shift = kiln_flux_default_shift(&m->flux);
         if (m->clips[0].pooled_dim != m->flux.pooled_dim)
             return kiln_fail(KILN_ERR_MODEL, "%s: CLIP-L's pooled output is %d wide, the Flux transformer reads %d",
                              path, m->clips[0].pooled_dim, m->flux.pooled_dim);
     } else {
-        TRY(kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint), &m->pixart));
         reads = m->pixart.caption_dim;
     }
     if (m->t5.hidden != reads)
@@ -377,7 +390,11 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
         st = kiln_clip_bind(m->weights, kiln_clip_detect(m->checkpoint, r), r, &m->clips[i]);
     }
     if (st == KILN_OK && kiln_model_is_dit(m)) st = bind_dit(m);
-    else if (st == KILN_OK) st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
+    else if (st == KILN_OK) {
+        convert_linears(m, true);
+        st = kiln_unet_bind(m->weights, kiln_unet_detect(m->checkpoint), &m->unet);
+        convert_linears(m, false);
+    }
     if (st == KILN_OK) st = bind_vae(m);
     if (st != KILN_OK) {
         kiln_model_free(m);

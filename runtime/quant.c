@@ -1,6 +1,8 @@
 #include "quant.h"
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define QK_K 256
 
@@ -201,4 +203,23 @@ float kiln_quant_load_f32(const void *data, kiln_dtype dtype, size_t i)
     float block[QK_K];
     q->dequantize((const uint8_t *)data + i / (size_t)q->elements * (size_t)q->bytes, block);
     return block[i % (size_t)q->elements];
+}
+
+/* ggml's quantize_row_q8_0_ref: the block's largest magnitude maps to 127. */
+static void quantize_q8_0(const float *x, uint8_t *b)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t h = kiln_f32_to_f16(d);
+    memcpy(b, &h, 2);
+    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+bool kiln_quantize(kiln_dtype dtype, const float *src, void *dst, size_t blocks)
+{
+    if (dtype != KILN_Q8_0) return false;
+    uint8_t *b = dst;
+    for (size_t i = 0; i < blocks; i++) quantize_q8_0(src + i * 32, b + i * 34);
+    return true;
 }

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #include "cpu_simd.h"
@@ -106,6 +107,30 @@ void kiln_convert_to_f32(float *dst, const void *src, kiln_dtype dtype, size_t n
     }
 }
 
+/* f32 to fp8 with `mant` mantissa bits and exponent bias `bias`, rounding to
+ * nearest even as PyTorch's .to(torch.float8_*) does, and as it does past
+ * the largest finite value: e4m3fn (no infinities) saturates at 448, e5m2
+ * goes to inf. */
+static uint8_t f32_to_f8(float f, int mant, int bias, bool e4m3fn)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    const uint8_t sign = (uint8_t)(bits >> 24 & 0x80);
+    const uint32_t absx = bits & 0x7fffffff;
+    const uint32_t top = e4m3fn ? 0x7e : 0x7b;
+    if (absx > 0x7f800000u) return (uint8_t)(sign | 0x7f);
+    uint32_t code;
+    if (absx < (uint32_t)(127 + 1 - bias) << 23) { /* below the smallest normal: multiples of its 2^-mant */
+        code = (uint32_t)nearbyintf(fabsf(f) * ldexpf(1.0f, bias - 1 + mant));
+    } else {
+        const int shift = 23 - mant;
+        const uint32_t rounded = absx + ((1u << (shift - 1)) - 1) + ((absx >> shift) & 1);
+        code = absx >= 0x7f800000u ? top + 1 : (rounded >> shift) - ((uint32_t)(127 - bias) << mant);
+        if (code > top) code = e4m3fn ? top : 0x7c;
+    }
+    return (uint8_t)(sign | code);
+}
+
 void kiln_convert_from_f32(void *dst, const float *src, kiln_dtype dtype, size_t n)
 {
     size_t i = 0;
@@ -122,6 +147,13 @@ void kiln_convert_from_f32(void *dst, const float *src, kiln_dtype dtype, size_t
     case KILN_BF16:
         for (; i < n; i++) h[i] = kiln_f32_to_bf16(src[i]);
         return;
-    default: return;
+    case KILN_F8_E4M3:
+    case KILN_F8_E5M2:
+        for (; i < n; i++)
+            ((uint8_t *)dst)[i] = dtype == KILN_F8_E4M3 ? f32_to_f8(src[i], 3, 7, true) : f32_to_f8(src[i], 2, 15, false);
+        return;
+    default:
+        if (kiln_dtype_is_quantized(dtype)) kiln_quantize(dtype, src, dst, n / (size_t)kiln_dtype_block(dtype));
+        return;
     }
 }

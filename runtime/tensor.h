@@ -194,8 +194,10 @@ static inline float kiln_load_f32(const void *data, kiln_dtype dtype, size_t i)
 /* Widens n elements of `dtype` to f32 (vectorised where the build targets
  * AVX2 and F16C); for a quantized type, n whole blocks from a block's start. */
 void kiln_convert_to_f32(float *dst, const void *src, kiln_dtype dtype, size_t n);
-/* Narrows n floats to F32, F16 or BF16, rounding to nearest even as
- * kiln_f32_to_f16 and kiln_f32_to_bf16 do; other dtypes are not written. */
+/* Narrows n floats to F32, F16, BF16 or fp8, rounding to nearest even as
+ * kiln_f32_to_f16 and kiln_f32_to_bf16 do (fp8 as PyTorch casts: e4m3fn
+ * saturating at 448, e5m2 overflowing to inf), or quantizes whole blocks of them
+ * to Q8_0 (runtime/quant.h); other dtypes are not written. */
 void kiln_convert_from_f32(void *dst, const float *src, kiln_dtype dtype, size_t n);
 
 #endif

@@ -11,7 +11,7 @@
 
 typedef struct chunk {
     kiln_tensor tensors[CHUNK];
-    void *copies[CHUNK]; /* a dequantized tensor's f16 copy, which a CPU buffer wraps */
+    void *copies[CHUNK]; /* a tensor converted when placed (widened or narrowed), which a CPU buffer wraps */
     int used;
     struct chunk *next;
 } chunk;
@@ -21,6 +21,7 @@ struct kiln_weights {
     const kiln_checkpoint *ck;
     chunk *chunks;
     size_t bytes;
+    kiln_dtype linear_dtype; /* float linear weights converted to this at bind; KILN_DTYPE_COUNT: as stored */
 };
 
 kiln_status kiln_weights_create(kiln_backend *be, const kiln_checkpoint *ck, kiln_weights **out)
@@ -29,6 +30,7 @@ kiln_status kiln_weights_create(kiln_backend *be, const kiln_checkpoint *ck, kil
     if (!w) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "weights: out of host memory");
     w->be = be;
     w->ck = ck;
+    w->linear_dtype = KILN_DTYPE_COUNT;
     *out = w;
     return KILN_OK;
 }
@@ -71,27 +73,44 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
     kiln_shape_str(&t, buf, size);
 }
 
-/* A quantized weight widened to f16 for an op that reads only the float
- * types (kiln_weights_bind). */
-static kiln_status dequantize_copy(const kiln_weights *w, const char *name, const kiln_st_tensor *st, uint16_t **out)
+void kiln_weights_convert_linears(kiln_weights *w, kiln_dtype dtype) { w->linear_dtype = dtype; }
+
+/* A copy of a weight in another dtype: a quantized one widened to f16 for an
+ * op that reads only the float types, a float linear weight converted as
+ * kiln_weights_convert_linears asks. */
+static kiln_status convert_copy(const kiln_weights *w, const char *name, const kiln_st_tensor *st, kiln_dtype to,
+                                void **out, size_t *bytes)
 {
     size_t n = (size_t)kiln_st_numel(st), chunk = 4096;
-    uint16_t *half = malloc(n * sizeof *half);
+    *bytes = kiln_dtype_bytes(to, n);
+    uint8_t *copy = malloc(*bytes ? *bytes : 1);
     float *f = malloc(chunk * sizeof *f);
-    if (!half || !f) {
-        free(half);
+    if (!copy || !f) {
+        free(copy);
         free(f);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory widening '%s'", kiln_checkpoint_path(w->ck),
-                         name);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory converting '%s' to %s",
+                         kiln_checkpoint_path(w->ck), name, kiln_dtype_name(to));
     }
     for (size_t at = 0; at < n; at += chunk) { /* chunks are whole blocks: 4096 is a multiple of 256 */
         size_t m = n - at < chunk ? n - at : chunk;
         kiln_convert_to_f32(f, (const uint8_t *)st->data + kiln_dtype_bytes(st->dtype, at), st->dtype, m);
-        kiln_convert_from_f32(half + at, f, KILN_F16, m);
+        kiln_convert_from_f32(copy + kiln_dtype_bytes(to, at), f, to, m);
     }
     free(f);
-    *out = half;
+    *out = copy;
     return KILN_OK;
+}
+
+/* The dtype a weight is placed in: f16 for a quantized one outside a linear
+ * layer; a float linear weight in the dtype asked for (rows of whole blocks
+ * for a quantized one); else as stored. */
+static kiln_dtype placed_dtype(const kiln_weights *w, const kiln_st_tensor *st, int64_t row, bool linear)
+{
+    if (kiln_dtype_is_quantized(st->dtype)) return linear ? st->dtype : KILN_F16;
+    bool wide = st->dtype == KILN_F32 || st->dtype == KILN_F16 || st->dtype == KILN_BF16;
+    if (linear && wide && w->linear_dtype != KILN_DTYPE_COUNT && row % kiln_dtype_block(w->linear_dtype) == 0)
+        return w->linear_dtype;
+    return st->dtype;
 }
 
 static kiln_status bind(kiln_weights *w, const char *name, int ndim, const int64_t *shape, bool linear,
@@ -125,12 +144,11 @@ static kiln_status bind(kiln_weights *w, const char *name, int ndim, const int64
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
     const void *data = st->data;
     size_t bytes = st->nbytes;
-    uint16_t *copy = NULL;
-    if (kiln_dtype_is_quantized(st->dtype) && !linear) {
-        TRY(dequantize_copy(w, name, st, &copy));
-        t->dtype = KILN_F16;
+    void *copy = NULL;
+    t->dtype = placed_dtype(w, st, shape[ndim - 1], linear);
+    if (t->dtype != st->dtype) {
+        TRY(convert_copy(w, name, st, t->dtype, &copy, &bytes));
         data = copy;
-        bytes = (size_t)kiln_st_numel(st) * sizeof *copy;
     }
     kiln_status status = w->be->ops->weights_place(w->be, data, bytes, &t->buffer);
     /* a GPU has copied it; the CPU's buffer wraps it */

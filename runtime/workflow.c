@@ -61,6 +61,7 @@ typedef struct wf_image_prompt {
 /* A checkpoint and the LoRAs merged into it, in order. */
 typedef struct wf_recipe {
     char *ckpt;
+    const char *weight_dtype; /* the loader's (weight_dtype), the node's string, alive for the run */
     kiln_lora loras[WF_MAX_LORAS]; /* paths owned */
     int nloras;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
@@ -288,7 +289,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
-    *to = (wf_recipe){.nloras = from->nloras, .clip_skip = from->clip_skip, .prediction = from->prediction,
+    *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
+                      .prediction = from->prediction,
                       .flux_shift = from->flux_shift, .differential = from->differential,
                       .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
@@ -311,6 +313,9 @@ static void free_recipe(wf_recipe *rc)
 static bool same_loads(const wf_recipe *a, const wf_recipe *b)
 {
     if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras) return false;
+    if ((a->weight_dtype != NULL) != (b->weight_dtype != NULL) ||
+        (a->weight_dtype && strcmp(a->weight_dtype, b->weight_dtype)))
+        return false;
     for (int i = 0; i < a->nloras; i++)
         if (strcmp(a->loras[i].path, b->loras[i].path) || a->loras[i].unet_strength != b->loras[i].unet_strength ||
             a->loras[i].clip_strength != b->loras[i].clip_strength)
@@ -330,7 +335,9 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     if (r->nmodels == WF_MAX_MODELS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d different loads of checkpoints", WF_MAX_MODELS);
     wf_model *m = &r->models[r->nmodels];
-    TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &r->parts, rc->loras, rc->nloras, &m->model));
+    kiln_model_parts parts = r->parts;
+    parts.weight_dtype = rc->weight_dtype;
+    TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &parts, rc->loras, rc->nloras, &m->model));
     m->recipe = *rc;
     m->prediction = kiln_model_prediction(m->model);
     r->nmodels++;
@@ -362,11 +369,29 @@ static kiln_status net_of(wf_run *r, wf_kind kind, const char *path, kiln_model 
 
 /* ---- the nodes, in ComfyUI's names and input names ---- */
 
+/* A loader's weight_dtype (kiln_model_parts.weight_dtype): NULL for
+ * "default". */
+static kiln_status weight_dtype(const wf_node *n, const char **out)
+{
+    TRY(text(n, "weight_dtype", out));
+    bool convert;
+    kiln_dtype to;
+    if (!kiln_weight_dtype_from_name(*out, &convert, &to))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln takes default, fp8_e4m3fn, fp8_e4m3fn_fast, "
+                         "fp8_e5m2 or q8_0", *out);
+    if (!convert) *out = NULL;
+    return KILN_OK;
+}
+
+/* CheckpointLoaderSimple; a weight_dtype input, which ComfyUI's node lacks
+ * (and ignores), is kiln's: gen writes it for a run with --weight-dtype. */
 static kiln_status checkpoint_loader(wf_run *r, wf_node *n)
 {
+    const char *dtype = NULL;
+    if (input_of(n, "weight_dtype")) TRY(weight_dtype(n, &dtype));
     char *path;
     TRY(find_file(r, n, "ckpt_name", "checkpoints", &path));
-    wf_recipe rc = {.ckpt = path};
+    wf_recipe rc = {.ckpt = path, .weight_dtype = dtype};
     kiln_status st = KILN_OK;
     for (int i = 0; i < 3 && st == KILN_OK; i++) {
         n->out[i].kind = (wf_kind[]){WF_MODEL, WF_CLIP, WF_VAE}[i];
@@ -390,25 +415,26 @@ static const char *core_class(const char *c)
 }
 
 /* UNETLoader: a transformer or UNet file without its text encoders and VAE,
- * which the run's part loaders give. kiln keeps the file's weights as its
- * backend does, so only weight_dtype "default" is the same run; a GGUF
- * file's block types become f16, which UnetLoaderGGUFAdvanced's
- * dequant_dtype "default", "target" (the f16 model's) and "float16" name. */
+ * which the run's part loaders give. Its weight_dtype converts the linear
+ * weights at load ("fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"; kiln also
+ * takes "q8_0"): kiln_model_parts.weight_dtype. A GGUF file's block types
+ * are widened where they are used, in the compute type, which
+ * UnetLoaderGGUFAdvanced's dequant_dtype "default", "target" (the f16
+ * model's) and "float16" name. */
 static kiln_status unet_loader(wf_run *r, wf_node *n)
 {
-    const char *dtype;
+    const char *dtype = NULL;
     if (strcmp(n->class_type, "UNETLoader") == 0) {
-        TRY(text(n, "weight_dtype", &dtype));
-        if (strcmp(dtype, "default") != 0)
-            return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln keeps the file's weights (use "
-                             "default)", dtype);
+        TRY(weight_dtype(n, &dtype));
     } else if (strcmp(n->class_type, "UnetLoaderGGUFAdvanced") == 0) {
-        TRY(text(n, "dequant_dtype", &dtype));
-        if (strcmp(dtype, "default") != 0 && strcmp(dtype, "target") != 0 && strcmp(dtype, "float16") != 0)
-            return node_fail(n, KILN_ERR_UNSUPPORTED, "dequant_dtype '%s': kiln dequantizes to float16 (use "
-                             "default)", dtype);
+        const char *dequant;
+        TRY(text(n, "dequant_dtype", &dequant));
+        if (strcmp(dequant, "default") != 0 && strcmp(dequant, "target") != 0 && strcmp(dequant, "float16") != 0)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "dequant_dtype '%s': kiln widens to its compute type (use "
+                             "default)", dequant);
     }
     n->out[0].kind = WF_MODEL;
+    n->out[0].recipe.weight_dtype = dtype;
     return find_file(r, n, "unet_name", "diffusion_models", &n->out[0].recipe.ckpt);
 }
 

@@ -567,6 +567,21 @@ class Advanced(unittest.TestCase):
             vae=data("tiny/sd15_tiny_diffusers/vae/diffusion_pytorch_model.safetensors"),
             text_encoders=(data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"),))
         self.assertEqual(sd.family, "sd1")
+        # UNETLoader's weight_dtype: the linear weights converted at load (test_gguf checks them against
+        # diffusers) give another latent of the same size; a dtype kiln does not make is refused by name
+        q8 = kiln.load_checkpoint(
+            backend, data("flux/single/flux1-tiny.safetensors"), vae=data("flux/tiny/vae/diffusion_pytorch_model.safetensors"),
+            text_encoders=(data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"),
+                           data("pixart/tiny/text_encoder/model.safetensors")),
+            config=data("flux/tiny"), weight_dtype="q8_0")
+        converted = latent(q8)
+        self.assertEqual(len(converted), len(latent(single)))
+        self.assertNotEqual(converted, latent(single))
+        with self.assertRaises(kiln.KilnError) as e:
+            kiln.load_checkpoint(backend, data("gguf/sd15-tiny-unet-F16.gguf"),
+                                 text_encoders=(data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"),),
+                                 weight_dtype="int4")
+        self.assertIn("weight_dtype 'int4'", str(e.exception))
 
     def test_latent_upscale_by(self):
         latent = small_run(steps=1)

@@ -576,6 +576,17 @@ static void workflow_round_trip(void **state)
                  parts, KILN_TEST_DATA, flux_files[k][1], flux_files[k][2]);
         workflow_again_holding(flux_files[k][0], flags, dir, flux_nodes[k]);
     }
+    /* --weight-dtype: UNETLoader's weight_dtype, and kiln's own input on CheckpointLoaderSimple */
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
+             "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5xxl.safetensors --vae "
+             "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple "
+             "--weight-dtype fp8_e4m3fn", parts, KILN_TEST_DATA);
+    workflow_again_holding("flux_fp8", flags, dir,
+                           (const char *const[]){"\"UNETLoader\"", "\"weight_dtype\":\"fp8_e4m3fn\"", NULL});
+    snprintf(dir, sizeof dir, "--models %s", parts);
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --weight-dtype q8_0", KILN_TEST_DATA);
+    workflow_again_holding("sd_q8_0", flags, dir,
+                           (const char *const[]){"\"CheckpointLoaderSimple\"", "\"weight_dtype\":\"q8_0\"", NULL});
     /* SD's UNet alone (ComfyUI-GGUF's file) and SDXL's (the single file's, written here) with their CLIP and VAE
        files: UNETLoader's kind, CLIPLoader "stable_diffusion", DualCLIPLoader "sdxl"; an SD checkpoint with
        another VAE */

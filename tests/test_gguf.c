@@ -473,6 +473,80 @@ static void sd_unet_with_parts(void **state)
     rmdir(dir);
 }
 
+/* The bytes kiln_convert_from_f32 makes of golden floats: Q8_0 as gguf-py
+ * quantizes, fp8 as torch casts (ties, subnormals, saturation, inf). */
+static void conversions_match_upstream(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open(GOLDEN);
+    static const struct { const char *x, *want; kiln_dtype dtype; } cases[] = {
+        {"convert.q8_0.x", "convert.q8_0.blocks", KILN_Q8_0},
+        {"convert.f8.x", "convert.f8e4m3", KILN_F8_E4M3},
+        {"convert.f8.x", "convert.f8e5m2", KILN_F8_E5M2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        golden x = golden_read(f, cases[i].x);
+        const kiln_st_tensor *want = kiln_st_find(f, cases[i].want);
+        assert_non_null(want);
+        assert_int_equal(want->nbytes, kiln_dtype_bytes(cases[i].dtype, x.count));
+        uint8_t *got = malloc(want->nbytes);
+        kiln_convert_from_f32(got, x.data, cases[i].dtype, x.count);
+        for (size_t b = 0; b < want->nbytes; b++)
+            if (got[b] != ((const uint8_t *)want->data)[b])
+                fail_msg("%s: byte %zu is 0x%02x, upstream's 0x%02x", cases[i].want, b, got[b],
+                         ((const uint8_t *)want->data)[b]);
+        free(got);
+        golden_free(&x);
+    }
+    kiln_st_close(f);
+}
+
+/* UNETLoader's weight_dtype: the tiny Flux's f16 linear weights converted
+ * at load (the T5 beside it as stored) against diffusers on the same
+ * conversion; a dtype kiln does not make is refused by name. */
+static void weights_converted_at_load(void **state)
+{
+    (void)state;
+    static const struct { const char *name; kiln_dtype dtype; const char *golden; } kinds[] = {
+        {"q8_0", KILN_Q8_0, "flux.q8_0.out"},
+        {"fp8_e4m3fn", KILN_F8_E4M3, "flux.fp8_e4m3fn.out"},
+    };
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char paths[4][4096];
+    kiln_model_parts parts;
+    parity_gguf_flux_parts(paths, &parts);
+    kiln_st_file *f = golden_open(GOLDEN);
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        parts.weight_dtype = kinds[i].name;
+        kiln_checkpoint *ck;
+        kiln_model *m;
+        assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/single/flux1-tiny.safetensors"), &ck));
+        assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+        assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+        assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, kinds[i].dtype);
+        assert_int_equal(m->flux.sgl[0].mlp_w->dtype, kinds[i].dtype);
+        assert_int_equal(m->flux.img_in_w->dtype, kinds[i].dtype);
+        assert_int_equal(m->t5.layer[0].q_w->dtype, KILN_Q4_0); /* the text encoder as stored */
+        golden want = golden_read(f, kinds[i].golden);
+        float *got = malloc(want.count * sizeof *got);
+        assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/golden.safetensors", true,
+                                       got));
+        assert_rel_l2_le(got, want.data, want.count, TOL);
+        free(got);
+        golden_free(&want);
+        kiln_model_free(m);
+    }
+    kiln_st_close(f);
+    parts.weight_dtype = "fp4";
+    kiln_checkpoint *ck;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/single/flux1-tiny.safetensors"), &ck));
+    assert_int_equal(kiln_checkpoint_add_parts(ck, &parts), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "weight_dtype 'fp4'"));
+    kiln_checkpoint_close(ck);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +556,8 @@ int main(void)
         cmocka_unit_test(flux_and_t5_match_upstream),
         cmocka_unit_test(t5_tokenizer_in_the_file),
         cmocka_unit_test(sd_unet_with_parts),
+        cmocka_unit_test(conversions_match_upstream),
+        cmocka_unit_test(weights_converted_at_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

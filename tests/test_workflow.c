@@ -431,9 +431,9 @@ static void refusals(void **state)
                    KILN_ERR_UNSUPPORTED, "an outpainting mask on another latent");
 #undef PAD
     expect_refusal("{\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": "
-                   "\"sd15_tiny_ldm_fp32.safetensors\", \"weight_dtype\": \"fp8_e4m3fn\"}}, "
+                   "\"sd15_tiny_ldm_fp32.safetensors\", \"weight_dtype\": \"int4\"}}, "
                    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"12\", 0]}}}",
-                   KILN_ERR_UNSUPPORTED, "node 12 (UNETLoader): weight_dtype 'fp8_e4m3fn'");
+                   KILN_ERR_UNSUPPORTED, "node 12 (UNETLoader): weight_dtype 'int4'");
     expect_refusal("{\"12\": {\"class_type\": \"UnetLoaderGGUFAdvanced\", \"inputs\": {\"unet_name\": "
                    "\"flux1-tiny-Q8_0.gguf\", \"dequant_dtype\": \"bfloat16\", \"patch_dtype\": \"default\", "
                    "\"patch_on_device\": false}}, "

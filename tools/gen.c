@@ -135,6 +135,9 @@ static void usage(FILE *to)
             "  --text-encoder FILE    a text encoder beside a transformer or UNet file: Flux's CLIP-L and T5\n"
             "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's T5, SD's CLIP,\n"
             "                         SDXL's CLIP-L and bigG (clip_l, clip_g); up to 2\n"
+            "  --weight-dtype TYPE    the diffusion model's linear weights converted at load, to save memory:\n"
+            "                         fp8_e4m3fn, fp8_e5m2 (UNETLoader's weight_dtype) or q8_0 (as\n"
+            "                         stable-diffusion.cpp's --type); default: as stored\n"
             "  --tokenizer FILE       T5's spiece.model or tokenizer.json, which single files lack (FLUX.1's\n"
             "                         tokenizer_2/, ComfyUI's comfy/text_encoders/t5_tokenizer/); a T5\n"
             "                         .gguf file carries its own\n"
@@ -474,7 +477,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
-           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
+           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD };
     static const struct option longs[] = {
@@ -521,6 +524,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
         {"tokenizer", required_argument, 0, O_TOKENIZER}, {"config", required_argument, 0, O_CONFIG},
+        {"weight-dtype", required_argument, 0, O_WEIGHT_DTYPE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -682,6 +686,14 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_TOKENIZER: o->parts.tokenizer = optarg; break;
         case O_CONFIG: o->parts.config = optarg; break;
+        case O_WEIGHT_DTYPE: {
+            bool convert;
+            kiln_dtype dtype;
+            if (!kiln_weight_dtype_from_name(optarg, &convert, &dtype))
+                return bad_flag("--weight-dtype", optarg, "must be default, fp8_e4m3fn, fp8_e4m3fn_fast, fp8_e5m2 or q8_0");
+            o->parts.weight_dtype = optarg;
+            break;
+        }
         case O_SDXL_SIZE:
         case O_SDXL_CROP:
         case O_SDXL_TARGET:
@@ -726,10 +738,10 @@ static int parse(int argc, char **argv, gen_options *o)
                         "--models and the backend's flags, without --%s\n", o->workflow, o->prompt ? "prompt" : "model");
         return 2;
     }
-    if (o->workflow && (o->parts.vae || o->parts.text_encoders[0])) {
-        fprintf(stderr, "gen: --workflow %s names its own %s (VAELoader, DualCLIPLoader); of the files beside a "
-                        "model it takes only --tokenizer and --config\n", o->workflow,
-                o->parts.vae ? "VAE" : "text encoders");
+    if (o->workflow && (o->parts.vae || o->parts.text_encoders[0] || o->parts.weight_dtype)) {
+        fprintf(stderr, "gen: --workflow %s names its own %s (VAELoader, DualCLIPLoader, UNETLoader's weight_dtype); "
+                        "of the files beside a model it takes only --tokenizer and --config\n", o->workflow,
+                o->parts.vae ? "VAE" : o->parts.text_encoders[0] ? "text encoders" : "weight dtype");
         return 2;
     }
     if (o->nmodel_dirs && !o->workflow) {

@@ -133,7 +133,8 @@ class _WorkflowOptions(Structure):
 
 
 class _ModelParts(Structure):
-    _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 2), ("tokenizer", c_char_p), ("config", c_char_p)]
+    _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 2), ("tokenizer", c_char_p), ("config", c_char_p),
+                ("weight_dtype", c_char_p)]
 
 
 class _KSamplerParams(Structure):
@@ -361,7 +362,7 @@ class Lora(NamedTuple):
 
 
 def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encoders=(), tokenizer=None,
-                    config=None) -> "Model":
+                    config=None, weight_dtype=None) -> "Model":
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
@@ -372,7 +373,9 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     a VAE in place of the checkpoint's; text_encoders, Flux's CLIP-L and T5,
     PixArt's T5, an SD UNet's CLIP or SDXL's CLIP-L and bigG; tokenizer,
     T5's spiece.model (a T5 .gguf file carries its own); config, a diffusers
-    folder whose configs (and tokenizer) apply to single files."""
+    folder whose configs (and tokenizer) apply to single files; weight_dtype,
+    UNETLoader's: the diffusion model's linear weights converted at load
+    ("fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2" or "q8_0"; None: as stored)."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
@@ -381,7 +384,8 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
         raise ValueError("text_encoders: at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and bigG)")
     parts = _ModelParts(vae=_path(vae) if vae is not None else None,
                         tokenizer=_path(tokenizer) if tokenizer is not None else None,
-                        config=_path(config) if config is not None else None)
+                        config=_path(config) if config is not None else None,
+                        weight_dtype=weight_dtype.encode() if weight_dtype is not None else None)
     for i, e in enumerate(encoders):
         parts.text_encoders[i] = e
     handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),

@@ -46,6 +46,8 @@ lay out diffusion models and T5 encoders, and what they hold.
          the run prompt's ids of tests/data/flux/run.golden with the weights
          of t5-tiny-Q8_0.gguf likewise dequantized (the token table rounded
          to float16, the copy kiln makes of a quantized table);
+       convert.*, flux.q8_0.out, flux.fp8_e4m3fn.out: float weights
+         converted at load (converted_at_load);
        sd15.sample, sd15.timesteps, sd15.encoder_hidden_states,
          sd15.noise_pred: diffusers' UNet2DConditionModel with the weights
          sd15-tiny-unet-Q8_0.gguf reads back.
@@ -327,6 +329,44 @@ def sd_unet_q8_0(goldens):
         goldens[f"sd15.{name}"] = inputs[name]
 
 
+def converted_at_load(goldens):
+    """What kiln_model_parts.weight_dtype makes of float weights: Q8_0 as
+    gguf-py quantizes (convert.q8_0.x -> convert.q8_0.blocks, the bytes),
+    fp8 as torch casts (convert.f8.x -> convert.f8e4m3 / convert.f8e5m2, the
+    bytes: ties, subnormals, past the largest value, infinities); and the
+    tiny Flux transformer of flux/single with every two-dimensional weight
+    (its linear layers) so converted from its float16 values, against
+    diffusers on tests/data/flux/golden's inputs: flux.q8_0.out,
+    flux.fp8_e4m3fn.out."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((4, 256)) * np.array([[1e-3], [0.05], [1.0], [300.0]])).astype(np.float32)
+    x[0, :8] = 0.0
+    goldens["convert.q8_0.x"] = torch.from_numpy(x)
+    goldens["convert.q8_0.blocks"] = torch.from_numpy(gguf.quants.quantize(x, Q.Q8_0))
+    edges = [448, 449, 464, 465, 479, 480, 1e6, np.inf, -np.inf, 57344, 61440, 65536, 2.0**-10, 2.0**-9 * 1.5,
+             2.0**-9 * 0.5, 2.0**-9 * 2.5, 2.0**-17, 2.0**-16 * 1.5, -0.0, 0.3125, 0.34375, 1 / 3]
+    f8 = torch.cat([torch.tensor(edges, dtype=torch.float32), torch.from_numpy(
+        (rng.standard_normal(490) * np.exp(rng.uniform(-12, 8, 490))).astype(np.float32))])
+    goldens["convert.f8.x"] = f8
+    goldens["convert.f8e4m3"] = f8.to(torch.float8_e4m3fn).view(torch.uint8)
+    goldens["convert.f8e5m2"] = f8.to(torch.float8_e5m2).view(torch.uint8)
+
+    bfl = load_file(f"{FLUX}/single/flux1-tiny.safetensors")
+    diffusers_sd = load_file(f"{FLUX}/transformer/diffusion_pytorch_model.safetensors")
+    rows_of = bfl_rows_to_diffusers(diffusers_sd)
+    assert all(bfl[name].ndim == 2 for name in rows_of) and all(v.ndim == 1 for k, v in bfl.items() if k not in rows_of)
+    converts = {"q8_0": lambda t: torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(t.float().numpy(), Q.Q8_0),
+                                                                          Q.Q8_0)),
+                "fp8_e4m3fn": lambda t: t.float().to(torch.float8_e4m3fn).float()}
+    for kind, convert in converts.items():
+        state = {k: v.float().clone() for k, v in diffusers_sd.items()}
+        for bfl_name, rows in rows_of.items():
+            weight = convert(bfl[bfl_name])
+            for i, (name, row) in enumerate(rows):
+                state[name][row] = weight[i]
+        goldens[f"flux.{kind}.out"] = transformer_out(state)
+
+
 def main():
     sd_unet()
     quants()
@@ -334,6 +374,7 @@ def main():
     flux(goldens)
     t5(goldens)
     sd_unet_q8_0(goldens)
+    converted_at_load(goldens)
     save_goldens(goldens, f"{HERE}/golden.safetensors")
 
 
