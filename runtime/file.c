@@ -75,3 +75,14 @@ void kiln_unmap_file(const uint8_t *data, size_t size)
 {
     if (data) munmap((void *)data, size);
 }
+
+void kiln_release_pages(const void *data, size_t size)
+{
+#ifdef MADV_PAGEOUT
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + size) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#else
+    (void)data, (void)size;
+#endif
+}

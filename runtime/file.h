@@ -20,4 +20,11 @@ kiln_status kiln_read_file(const char *path, size_t max_bytes, const char *kind,
 kiln_status kiln_map_file(const char *path, const char *kind, const uint8_t **data, size_t *size);
 void kiln_unmap_file(const uint8_t *data, size_t size);
 
+/* Advises that the pages wholly inside [data, data + size) are not needed
+ * again soon: a mapped file's pages leave memory (read back if touched),
+ * other memory keeps its contents (MADV_PAGEOUT; nothing where the kernel
+ * lacks it). For a weight kiln has converted, whose stored bytes it no
+ * longer reads. */
+void kiln_release_pages(const void *data, size_t size);
+
 #endif

@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "cpu_threads.h"
+#include "file.h"
 #include "status.h"
 
 /* Bound tensors live in chunks so pointers handed out stay valid. */
@@ -22,6 +25,7 @@ struct kiln_weights {
     chunk *chunks;
     size_t bytes;
     kiln_dtype linear_dtype; /* float linear weights converted to this at bind; KILN_DTYPE_COUNT: as stored */
+    cpu_pool *pool;          /* for converting weights, made when the first large one is */
 };
 
 kiln_status kiln_weights_create(kiln_backend *be, const kiln_checkpoint *ck, kiln_weights **out)
@@ -46,6 +50,7 @@ void kiln_weights_free(kiln_weights *w)
         }
         free(c);
     }
+    cpu_pool_free(w->pool);
     free(w);
 }
 
@@ -75,29 +80,47 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
 
 void kiln_weights_convert_linears(kiln_weights *w, kiln_dtype dtype) { w->linear_dtype = dtype; }
 
+typedef struct convert_job {
+    const kiln_st_tensor *st;
+    kiln_dtype to;
+    uint8_t *copy;
+    size_t n;
+} convert_job;
+
+#define CONVERT_CHUNK 4096 /* values: whole blocks of every quantized type */
+
+/* Chunks [begin, end) of a conversion, through an f32 scratch. */
+static void convert_task(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const convert_job *j = ctx;
+    float f[CONVERT_CHUNK];
+    for (size_t at = (size_t)begin * CONVERT_CHUNK; at < (size_t)end * CONVERT_CHUNK && at < j->n; at += CONVERT_CHUNK) {
+        size_t m = j->n - at < CONVERT_CHUNK ? j->n - at : CONVERT_CHUNK;
+        kiln_convert_to_f32(f, (const uint8_t *)j->st->data + kiln_dtype_bytes(j->st->dtype, at), j->st->dtype, m);
+        kiln_convert_from_f32(j->copy + kiln_dtype_bytes(j->to, at), f, j->to, m);
+    }
+}
+
 /* A copy of a weight in another dtype: a quantized one widened to f16 for an
  * op that reads only the float types, a float linear weight converted as
- * kiln_weights_convert_linears asks. */
-static kiln_status convert_copy(const kiln_weights *w, const char *name, const kiln_st_tensor *st, kiln_dtype to,
+ * kiln_weights_convert_linears asks; on every core for a large one. */
+static kiln_status convert_copy(kiln_weights *w, const char *name, const kiln_st_tensor *st, kiln_dtype to,
                                 void **out, size_t *bytes)
 {
-    size_t n = (size_t)kiln_st_numel(st), chunk = 4096;
-    *bytes = kiln_dtype_bytes(to, n);
-    uint8_t *copy = malloc(*bytes ? *bytes : 1);
-    float *f = malloc(chunk * sizeof *f);
-    if (!copy || !f) {
-        free(copy);
-        free(f);
+    convert_job j = {.st = st, .to = to, .n = (size_t)kiln_st_numel(st)};
+    *bytes = kiln_dtype_bytes(to, j.n);
+    if (!(j.copy = malloc(*bytes ? *bytes : 1)))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory converting '%s' to %s",
                          kiln_checkpoint_path(w->ck), name, kiln_dtype_name(to));
+    const int64_t chunks = (int64_t)((j.n + CONVERT_CHUNK - 1) / CONVERT_CHUNK);
+    if (chunks > 64 && !w->pool) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (cpu_pool_create(cores < 1 ? 1 : cores > 32 ? 32 : (int)cores, &w->pool) != KILN_OK) w->pool = NULL;
     }
-    for (size_t at = 0; at < n; at += chunk) { /* chunks are whole blocks: 4096 is a multiple of 256 */
-        size_t m = n - at < chunk ? n - at : chunk;
-        kiln_convert_to_f32(f, (const uint8_t *)st->data + kiln_dtype_bytes(st->dtype, at), st->dtype, m);
-        kiln_convert_from_f32(copy + kiln_dtype_bytes(to, at), f, to, m);
-    }
-    free(f);
-    *out = copy;
+    if (chunks > 64 && w->pool) cpu_parallel_for(w->pool, chunks, 16, convert_task, &j);
+    else convert_task(&j, 0, chunks, 0);
+    *out = j.copy;
     return KILN_OK;
 }
 
@@ -149,6 +172,7 @@ static kiln_status bind(kiln_weights *w, const char *name, int ndim, const int64
     if (t->dtype != st->dtype) {
         TRY(convert_copy(w, name, st, t->dtype, &copy, &bytes));
         data = copy;
+        kiln_release_pages(st->data, st->nbytes); /* the stored bytes are read no more */
     }
     kiln_status status = w->be->ops->weights_place(w->be, data, bytes, &t->buffer);
     /* a GPU has copied it; the CPU's buffer wraps it */
