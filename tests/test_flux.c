@@ -214,19 +214,13 @@ static void canny_depth(void **state)
     assert_int_equal(m->flux.in_channels, 128);
     assert_int_equal(m->flux.out_channels, 64);
     kiln_st_file *f = golden_open("flux/canny/golden.safetensors");
-    golden want = golden_read(f, "out");
-    float *got = malloc(want.count * sizeof *got);
-    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/canny/golden.safetensors", true,
-                                   got));
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    free(got);
-    golden_free(&want);
+    parity_check_flux_out(m, "flux/canny/golden.safetensors", f, "out", TOL);
 
     kiln_conditioning pos, neg;
     assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     golden picture = golden_read(f, "run.picture");
-    want = golden_read(f, "run.latent_out");
+    golden want = golden_read(f, "run.latent_out");
     kiln_latent empty, out, edit = {picture.data, 1, 16, 8, 6, NULL, 0, 0, NULL};
     assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty)); /* the tiny VAE halves a side: 8x6 */
     kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
@@ -263,13 +257,7 @@ static void fill(void **state)
     assert_string_equal(m->info.unet_name, "flux-dev-fill");
     assert_string_equal(kiln_model_variant(m), "inpaint");
     kiln_st_file *f = golden_open("flux/fill/golden.safetensors");
-    golden want = golden_read(f, "out");
-    float *got = malloc(want.count * sizeof *got);
-    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/fill/golden.safetensors", true,
-                                   got));
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    free(got);
-    golden_free(&want);
+    parity_check_flux_out(m, "flux/fill/golden.safetensors", f, "out", TOL);
 
     kiln_image picture, mask;
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/flux/fill/picture_16x16.png", &picture));
@@ -283,7 +271,7 @@ static void fill(void **state)
     kiln_conditioning pos, neg;
     assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    want = golden_read(f, "run.latent_out");
+    golden want = golden_read(f, "run.latent_out");
     kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .flux_guidance = 3.5};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent, &out));
@@ -430,12 +418,7 @@ static void single_files_run_as_the_folder(void **state)
 static void check_transformer(const kiln_model *m, const char *key, double tol)
 {
     kiln_st_file *l = golden_open(LORA_GOLDEN);
-    golden want = golden_read(l, key);
-    float *got = malloc(want.count * sizeof *got);
-    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, GOLDEN, true, got));
-    assert_rel_l2_le(got, want.data, want.count, tol);
-    free(got);
-    golden_free(&want);
+    parity_check_flux_out(m, GOLDEN, l, key, tol);
     kiln_st_close(l);
 }
 

@@ -331,8 +331,6 @@ static void flux_and_t5_match_upstream(void **state)
     kiln_model_parts parts;
     parity_gguf_flux_parts(paths, &parts);
     kiln_st_file *f = golden_open(GOLDEN);
-    golden want;
-    float *got;
 
     /* sd-scripts' LoRA merged into the widened weights, kept in f16 (the Q8_0 ones) or bf16 */
     char lora_path[4096];
@@ -343,12 +341,7 @@ static void flux_and_t5_match_upstream(void **state)
     assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
     assert_kiln_ok(kiln_model_load_with_loras(ck, &kohya, 1, stats, be, &m));
     assert_int_equal(stats[0].unet_modules, 7);
-    want = golden_read(f, "flux.kohya.out");
-    got = malloc(want.count * sizeof *got);
-    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/golden.safetensors", true, got));
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    free(got);
-    golden_free(&want);
+    parity_check_flux_out(m, "flux/golden.safetensors", f, "flux.kohya.out", TOL);
     kiln_model_free(m);
 
     /* the T5 alone is no model */
@@ -528,13 +521,7 @@ static void weights_converted_at_load(void **state)
         assert_int_equal(m->flux.sgl[0].mlp_w->dtype, kinds[i].dtype);
         assert_int_equal(m->flux.img_in_w->dtype, kinds[i].dtype);
         assert_int_equal(m->t5.layer[0].q_w->dtype, KILN_Q4_0); /* the text encoder as stored */
-        golden want = golden_read(f, kinds[i].golden);
-        float *got = malloc(want.count * sizeof *got);
-        assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, "flux/golden.safetensors", true,
-                                       got));
-        assert_rel_l2_le(got, want.data, want.count, TOL);
-        free(got);
-        golden_free(&want);
+        parity_check_flux_out(m, "flux/golden.safetensors", f, kinds[i].golden, TOL);
         kiln_model_free(m);
     }
     kiln_st_close(f);

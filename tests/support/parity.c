@@ -766,6 +766,17 @@ kiln_status parity_flux_run(kiln_backend *be, const kiln_flux *flux, const char 
     return st;
 }
 
+void parity_check_flux_out(const kiln_model *m, const char *inputs_path, kiln_st_file *f, const char *want_name,
+                           double tol)
+{
+    golden want = golden_read(f, want_name);
+    float *got = malloc(want.count * sizeof *got);
+    assert_kiln_ok(parity_flux_run(kiln_weights_backend(m->weights), &m->flux, inputs_path, true, got));
+    assert_rel_l2_le(got, want.data, want.count, tol);
+    free(got);
+    golden_free(&want);
+}
+
 void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts)
 {
     snprintf(paths[0], 4096, "%s", kiln_test_data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"));
@@ -796,12 +807,7 @@ void parity_check_gguf_flux(const parity_fixture *fx)
     assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, KILN_Q8_0);
 
     kiln_st_file *f = golden_open("gguf/golden.safetensors");
-    golden want = golden_read(f, "flux.out");
-    float *got = malloc(want.count * sizeof *got);
-    assert_kiln_ok(parity_flux_run(be, &m->flux, "flux/golden.safetensors", true, got));
-    assert_rel_l2_le(got, want.data, want.count, fx->tol);
-    free(got);
-    golden_free(&want);
+    parity_check_flux_out(m, "flux/golden.safetensors", f, "flux.out", fx->tol);
     parity_check_t5_ids(m, f, "t5.ids", "t5.out", fx->tol);
     kiln_st_close(f);
     kiln_model_free(m);

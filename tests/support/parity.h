@@ -66,6 +66,10 @@ void parity_check_gguf_flux(const parity_fixture *fx);
 /* The parts that go with that Flux: CLIP-L, the T5 GGUF, the VAE, and
  * the tiny config; the paths in `paths`, which must outlive *parts. */
 void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts);
+/* m's Flux transformer on inputs_path's golden inputs (parity_flux_run,
+ * with guidance) against the golden `want_name` of f. */
+void parity_check_flux_out(const kiln_model *m, const char *inputs_path, kiln_st_file *f, const char *want_name,
+                           double tol);
 /* m's T5 on the ids golden `ids_name` of f against `out_name`. */
 void parity_check_t5_ids(const kiln_model *m, kiln_st_file *f, const char *ids_name, const char *out_name,
                          double tol);
