@@ -1236,8 +1236,8 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
     if (parts->tokenizer) TRY(kiln_checkpoint_set_tokenizer(ck, parts->tokenizer));
     if (parts->weight_dtype && !kiln_weight_dtype_from_name(parts->weight_dtype, &ck->convert_linears,
                                                             &ck->linear_dtype))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "weight_dtype '%s': kiln takes default, fp8_e4m3fn, fp8_e4m3fn_fast, "
-                         "fp8_e5m2 or q8_0", parts->weight_dtype);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "weight_dtype '%s': kiln takes " KILN_WEIGHT_DTYPES,
+                         parts->weight_dtype);
     return KILN_OK;
 }
 
@@ -1245,7 +1245,7 @@ bool kiln_weight_dtype_from_name(const char *name, bool *convert, kiln_dtype *dt
 {
     static const struct { const char *name; kiln_dtype dtype; } names[] = {
         {"fp8_e4m3fn", KILN_F8_E4M3}, {"fp8_e4m3fn_fast", KILN_F8_E4M3}, {"fp8_e5m2", KILN_F8_E5M2},
-        {"q8_0", KILN_Q8_0},
+        {"q8_0", KILN_Q8_0}, {"q5_1", KILN_Q5_1}, {"q5_0", KILN_Q5_0}, {"q4_1", KILN_Q4_1}, {"q4_0", KILN_Q4_0},
     };
     *convert = false;
     if (strcmp(name, "default") == 0) return true;

@@ -74,7 +74,9 @@ const int *kiln_checkpoint_rope_axes(const kiln_checkpoint *ck);
  * weights to be converted to at load, when it asked (kiln_weights_convert_linears). */
 bool kiln_checkpoint_linear_dtype(const kiln_checkpoint *ck, kiln_dtype *dtype);
 /* UNETLoader's weight_dtype names: "default" (*convert false), "fp8_e4m3fn",
- * "fp8_e4m3fn_fast", "fp8_e5m2", and kiln's "q8_0"; false for others. */
+ * "fp8_e4m3fn_fast", "fp8_e5m2", and kiln's (stable-diffusion.cpp's --type)
+ * "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"; false for others. */
+#define KILN_WEIGHT_DTYPES "default, fp8_e4m3fn, fp8_e4m3fn_fast, fp8_e5m2, q8_0, q5_1, q5_0, q4_1 or q4_0"
 bool kiln_weight_dtype_from_name(const char *name, bool *convert, kiln_dtype *dtype);
 
 /* Adds the files a model's single file lacks (ComfyUI's VAELoader,

@@ -205,21 +205,95 @@ float kiln_quant_load_f32(const void *data, kiln_dtype dtype, size_t i)
     return block[i % (size_t)q->elements];
 }
 
-/* ggml's quantize_row_q8_0_ref: the block's largest magnitude maps to 127. */
+/* ggml's reference quantizers (quantize_row_*_ref), in gguf-py's float32
+ * operations and their order, so that both give the same bytes. Q4_0/Q5_0
+ * scale by the value of largest magnitude (the first, in a tie) so that it
+ * maps to -8 or -16; Q4_1/Q5_1 span min..max; Q8_0 maps the largest
+ * magnitude to 127. */
+
+/* The block's value of largest magnitude, sign kept. */
+static float signed_max(const float *x)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    return max;
+}
+
+static void put_half(uint8_t *b, float v)
+{
+    const uint16_t h = kiln_f32_to_f16(v);
+    memcpy(b, &h, 2);
+}
+
+/* Value j's code, q = trunc(x * id + offset) clipped to 0..top, packed as
+ * the dequantizers read it: low nibbles for 0..15, high for 16..31, and for
+ * five bits the fifth of value j in bit j of qh. */
+static void pack_codes(const float *x, float id, float sub, float offset, uint32_t top, uint8_t *qs, uint8_t *qh)
+{
+    uint32_t high = 0;
+    memset(qs, 0, 16);
+    for (int j = 0; j < 32; j++) {
+        float t = truncf((x[j] - sub) * id + offset);
+        uint32_t q = t < 0.0f ? 0 : t > (float)top ? top : (uint32_t)t;
+        qs[j % 16] |= (uint8_t)((q & 15) << (4 * (j / 16)));
+        high |= (q >> 4 & 1) << j;
+    }
+    if (qh) memcpy(qh, &high, 4); /* little-endian, as the file */
+}
+
+static void quantize_q4_0(const float *x, uint8_t *b)
+{
+    const float d = signed_max(x) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    pack_codes(x, id, 0.0f, 8.5f, 15, b + 2, NULL);
+}
+
+static void quantize_q5_0(const float *x, uint8_t *b)
+{
+    const float d = signed_max(x) / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    pack_codes(x, id, 0.0f, 16.5f, 31, b + 6, b + 2);
+}
+
+/* Q4_1 and Q5_1: d over the span in `levels` steps, the minimum as m. */
+static void quantize_span(const float *x, float levels, uint32_t top, uint8_t *b, uint8_t *qs, uint8_t *qh)
+{
+    float min = x[0], max = x[0];
+    for (int j = 1; j < 32; j++) {
+        min = fminf(min, x[j]);
+        max = fmaxf(max, x[j]);
+    }
+    const float d = (max - min) / levels, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    put_half(b + 2, min);
+    pack_codes(x, id, min, 0.5f, top, qs, qh);
+}
+
+static void quantize_q4_1(const float *x, uint8_t *b) { quantize_span(x, 15.0f, 15, b, b + 4, NULL); }
+static void quantize_q5_1(const float *x, uint8_t *b) { quantize_span(x, 31.0f, 31, b, b + 8, b + 4); }
+
 static void quantize_q8_0(const float *x, uint8_t *b)
 {
     float amax = 0.0f;
     for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    const uint16_t h = kiln_f32_to_f16(d);
-    memcpy(b, &h, 2);
+    put_half(b, d);
     for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
 }
 
 bool kiln_quantize(kiln_dtype dtype, const float *src, void *dst, size_t blocks)
 {
-    if (dtype != KILN_Q8_0) return false;
+    static void (*const quantizers[KILN_DTYPE_COUNT])(const float *, uint8_t *) = {
+        [KILN_Q4_0] = quantize_q4_0, [KILN_Q4_1] = quantize_q4_1, [KILN_Q5_0] = quantize_q5_0,
+        [KILN_Q5_1] = quantize_q5_1, [KILN_Q8_0] = quantize_q8_0,
+    };
+    if ((unsigned)dtype >= KILN_DTYPE_COUNT || !quantizers[dtype]) return false;
+    const quant_type *q = &quant_types[dtype];
     uint8_t *b = dst;
-    for (size_t i = 0; i < blocks; i++) quantize_q8_0(src + i * 32, b + i * 34);
+    for (size_t i = 0; i < blocks; i++) quantizers[dtype](src + i * 32, b + i * (size_t)q->bytes);
     return true;
 }

@@ -23,9 +23,9 @@ bool kiln_quant_block(kiln_dtype dtype, int *elements, int *bytes);
 void kiln_dequantize(kiln_dtype dtype, const void *src, float *dst, size_t blocks);
 
 /* Quantizes `blocks` blocks of f32 `src` into `dst` as ggml's reference
- * quantizer does (and gguf-py's numpy twin, bit for bit): Q8_0 only, the
- * type kiln makes of float weights at load (kiln_model_parts.weight_dtype);
- * false for the others. */
+ * quantizers do (and gguf-py's numpy twins, bit for bit): Q4_0, Q4_1, Q5_0,
+ * Q5_1 and Q8_0, the types kiln makes of float weights at load
+ * (kiln_model_parts.weight_dtype); false for the others. */
 bool kiln_quantize(kiln_dtype dtype, const float *src, void *dst, size_t blocks);
 
 #endif

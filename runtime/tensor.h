@@ -197,7 +197,8 @@ void kiln_convert_to_f32(float *dst, const void *src, kiln_dtype dtype, size_t n
 /* Narrows n floats to F32, F16, BF16 or fp8, rounding to nearest even as
  * kiln_f32_to_f16 and kiln_f32_to_bf16 do (fp8 as PyTorch casts: e4m3fn
  * saturating at 448, e5m2 overflowing to inf), or quantizes whole blocks of them
- * to Q8_0 (runtime/quant.h); other dtypes are not written. */
+ * to Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 (runtime/quant.h); other dtypes are not
+ * written. */
 void kiln_convert_from_f32(void *dst, const float *src, kiln_dtype dtype, size_t n);
 
 #endif

@@ -38,9 +38,10 @@ kiln_status kiln_weights_bind_linear(kiln_weights *w, const kiln_tensor **out, c
                                      int64_t out_features, int64_t in_features);
 
 /* Linear weights stored as f32, f16 or bf16 and bound from now on are
- * converted to `dtype` when placed (rounded to nearest; Q8_0 where their
- * rows are whole blocks): ComfyUI's UNETLoader weight_dtype (fp8) and
- * stable-diffusion.cpp's --type q8_0 for the diffusion model alone.
+ * converted to `dtype` when placed (fp8 rounded to nearest; Q8_0, Q5_1,
+ * Q5_0, Q4_1 or Q4_0 where their rows are whole blocks): ComfyUI's
+ * UNETLoader weight_dtype (fp8) and stable-diffusion.cpp's --type for the
+ * diffusion model alone.
  * KILN_DTYPE_COUNT, the default: as stored. */
 void kiln_weights_convert_linears(kiln_weights *w, kiln_dtype dtype);
 

@@ -377,8 +377,7 @@ static kiln_status weight_dtype(const wf_node *n, const char **out)
     bool convert;
     kiln_dtype to;
     if (!kiln_weight_dtype_from_name(*out, &convert, &to))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln takes default, fp8_e4m3fn, fp8_e4m3fn_fast, "
-                         "fp8_e5m2 or q8_0", *out);
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "weight_dtype '%s': kiln takes " KILN_WEIGHT_DTYPES, *out);
     if (!convert) *out = NULL;
     return KILN_OK;
 }

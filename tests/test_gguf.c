@@ -466,14 +466,17 @@ static void sd_unet_with_parts(void **state)
     rmdir(dir);
 }
 
-/* The bytes kiln_convert_from_f32 makes of golden floats: Q8_0 as gguf-py
- * quantizes, fp8 as torch casts (ties, subnormals, saturation, inf). */
+/* The bytes kiln_convert_from_f32 makes of golden floats: Q4_0, Q4_1, Q5_0,
+ * Q5_1 and Q8_0 as gguf-py quantizes, fp8 as torch casts (ties, subnormals,
+ * saturation, inf). */
 static void conversions_match_upstream(void **state)
 {
     (void)state;
     kiln_st_file *f = golden_open(GOLDEN);
     static const struct { const char *x, *want; kiln_dtype dtype; } cases[] = {
-        {"convert.q8_0.x", "convert.q8_0.blocks", KILN_Q8_0},
+        {"convert.q.x", "convert.q4_0.blocks", KILN_Q4_0}, {"convert.q.x", "convert.q4_1.blocks", KILN_Q4_1},
+        {"convert.q.x", "convert.q5_0.blocks", KILN_Q5_0}, {"convert.q.x", "convert.q5_1.blocks", KILN_Q5_1},
+        {"convert.q.x", "convert.q8_0.blocks", KILN_Q8_0},
         {"convert.f8.x", "convert.f8e4m3", KILN_F8_E4M3},
         {"convert.f8.x", "convert.f8e5m2", KILN_F8_E5M2},
     };
@@ -502,6 +505,7 @@ static void weights_converted_at_load(void **state)
     (void)state;
     static const struct { const char *name; kiln_dtype dtype; const char *golden; } kinds[] = {
         {"q8_0", KILN_Q8_0, "flux.q8_0.out"},
+        {"q4_0", KILN_Q4_0, "flux.q4_0.out"},
         {"fp8_e4m3fn", KILN_F8_E4M3, "flux.fp8_e4m3fn.out"},
     };
     kiln_backend *be;

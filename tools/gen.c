@@ -136,8 +136,8 @@ static void usage(FILE *to)
             "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's T5, SD's CLIP,\n"
             "                         SDXL's CLIP-L and bigG (clip_l, clip_g); up to 2\n"
             "  --weight-dtype TYPE    the diffusion model's linear weights converted at load, to save memory:\n"
-            "                         fp8_e4m3fn, fp8_e5m2 (UNETLoader's weight_dtype) or q8_0 (as\n"
-            "                         stable-diffusion.cpp's --type); default: as stored\n"
+            "                         fp8_e4m3fn, fp8_e5m2 (UNETLoader's weight_dtype) or q8_0, q5_1, q5_0,\n"
+            "                         q4_1, q4_0 (as stable-diffusion.cpp's --type); default: as stored\n"
             "  --tokenizer FILE       T5's spiece.model or tokenizer.json, which single files lack (FLUX.1's\n"
             "                         tokenizer_2/, ComfyUI's comfy/text_encoders/t5_tokenizer/); a T5\n"
             "                         .gguf file carries its own\n"
@@ -690,7 +690,7 @@ static int parse(int argc, char **argv, gen_options *o)
             bool convert;
             kiln_dtype dtype;
             if (!kiln_weight_dtype_from_name(optarg, &convert, &dtype))
-                return bad_flag("--weight-dtype", optarg, "must be default, fp8_e4m3fn, fp8_e4m3fn_fast, fp8_e5m2 or q8_0");
+                return bad_flag("--weight-dtype", optarg, "must be " KILN_WEIGHT_DTYPES);
             o->parts.weight_dtype = optarg;
             break;
         }

@@ -127,8 +127,8 @@ typedef struct kiln_model_parts {
                                      scale) and tokenizer apply to single files */
     const char *weight_dtype;     /* UNETLoader's weight_dtype: the diffusion model's f32/f16/bf16 linear
                                      weights converted at load to "fp8_e4m3fn" (or "fp8_e4m3fn_fast"),
-                                     "fp8_e5m2", or "q8_0" (stable-diffusion.cpp's --type); NULL or
-                                     "default": as stored */
+                                     "fp8_e5m2", or "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"
+                                     (stable-diffusion.cpp's --type); NULL or "default": as stored */
 } kiln_model_parts;
 
 /* kiln_checkpoint_load with `parts` beside the checkpoint (NULL: none):

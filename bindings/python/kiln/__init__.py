@@ -375,7 +375,8 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     T5's spiece.model (a T5 .gguf file carries its own); config, a diffusers
     folder whose configs (and tokenizer) apply to single files; weight_dtype,
     UNETLoader's: the diffusion model's linear weights converted at load
-    ("fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2" or "q8_0"; None: as stored)."""
+    ("fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2", or "q8_0", "q5_1", "q5_0",
+    "q4_1", "q4_0" as stable-diffusion.cpp's --type; None: as stored)."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))

@@ -46,7 +46,7 @@ lay out diffusion models and T5 encoders, and what they hold.
          the run prompt's ids of tests/data/flux/run.golden with the weights
          of t5-tiny-Q8_0.gguf likewise dequantized (the token table rounded
          to float16, the copy kiln makes of a quantized table);
-       convert.*, flux.q8_0.out, flux.fp8_e4m3fn.out: float weights
+       convert.*, flux.q8_0.out, flux.q4_0.out, flux.fp8_e4m3fn.out: float weights
          converted at load (converted_at_load);
        sd15.sample, sd15.timesteps, sd15.encoder_hidden_states,
          sd15.noise_pred: diffusers' UNet2DConditionModel with the weights
@@ -330,19 +330,21 @@ def sd_unet_q8_0(goldens):
 
 
 def converted_at_load(goldens):
-    """What kiln_model_parts.weight_dtype makes of float weights: Q8_0 as
-    gguf-py quantizes (convert.q8_0.x -> convert.q8_0.blocks, the bytes),
+    """What kiln_model_parts.weight_dtype makes of float weights: Q4_0, Q4_1,
+    Q5_0, Q5_1 and Q8_0 as gguf-py quantizes (convert.q.x ->
+    convert.<type>.blocks, the bytes),
     fp8 as torch casts (convert.f8.x -> convert.f8e4m3 / convert.f8e5m2, the
     bytes: ties, subnormals, past the largest value, infinities); and the
     tiny Flux transformer of flux/single with every two-dimensional weight
     (its linear layers) so converted from its float16 values, against
     diffusers on tests/data/flux/golden's inputs: flux.q8_0.out,
-    flux.fp8_e4m3fn.out."""
+    flux.q4_0.out, flux.fp8_e4m3fn.out."""
     rng = np.random.default_rng(11)
     x = (rng.standard_normal((4, 256)) * np.array([[1e-3], [0.05], [1.0], [300.0]])).astype(np.float32)
     x[0, :8] = 0.0
-    goldens["convert.q8_0.x"] = torch.from_numpy(x)
-    goldens["convert.q8_0.blocks"] = torch.from_numpy(gguf.quants.quantize(x, Q.Q8_0))
+    goldens["convert.q.x"] = torch.from_numpy(x)
+    for qtype in (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0):
+        goldens[f"convert.{qtype.name.lower()}.blocks"] = torch.from_numpy(gguf.quants.quantize(x, qtype))
     edges = [448, 449, 464, 465, 479, 480, 1e6, np.inf, -np.inf, 57344, 61440, 65536, 2.0**-10, 2.0**-9 * 1.5,
              2.0**-9 * 0.5, 2.0**-9 * 2.5, 2.0**-17, 2.0**-16 * 1.5, -0.0, 0.3125, 0.34375, 1 / 3]
     f8 = torch.cat([torch.tensor(edges, dtype=torch.float32), torch.from_numpy(
@@ -355,8 +357,9 @@ def converted_at_load(goldens):
     diffusers_sd = load_file(f"{FLUX}/transformer/diffusion_pytorch_model.safetensors")
     rows_of = bfl_rows_to_diffusers(diffusers_sd)
     assert all(bfl[name].ndim == 2 for name in rows_of) and all(v.ndim == 1 for k, v in bfl.items() if k not in rows_of)
-    converts = {"q8_0": lambda t: torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(t.float().numpy(), Q.Q8_0),
-                                                                          Q.Q8_0)),
+    def through(qtype):
+        return lambda t: torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(t.float().numpy(), qtype), qtype))
+    converts = {"q8_0": through(Q.Q8_0), "q4_0": through(Q.Q4_0),
                 "fp8_e4m3fn": lambda t: t.float().to(torch.float8_e4m3fn).float()}
     for kind, convert in converts.items():
         state = {k: v.float().clone() for k, v in diffusers_sd.items()}
