@@ -198,6 +198,16 @@ static void gguf_flux_f16(void **s)
     parity_check_gguf_flux(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-2, .f16_compute = true});
 }
 
+/* The tiny Flux's f16 linear weights converted at load: fp8 through the fp8
+ * GEMM variants, Q4_0 widened as a GGUF's */
+static void flux_weights_converted_f32(void **s)
+{
+    (void)s;
+    const parity_fixture fx = {.backend = gpu_pixart.backend, .tol = 1e-4};
+    parity_check_flux_weight_dtype(&fx, "fp8_e4m3fn", KILN_F8_E4M3, "flux.fp8_e4m3fn.out");
+    parity_check_flux_weight_dtype(&fx, "q4_0", KILN_Q4_0, "flux.q4_0.out");
+}
+
 /* XLabs' Flux IP-Adapter: each double block's image queries attending to 4 tokens */
 static void flux_ip_adapter_f32(void **s)
 {
@@ -308,7 +318,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
         cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
-        cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32), cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

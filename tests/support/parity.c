@@ -777,6 +777,32 @@ void parity_check_flux_out(const kiln_model *m, const char *inputs_path, kiln_st
     golden_free(&want);
 }
 
+void parity_check_flux_weight_dtype(const parity_fixture *fx, const char *weight_dtype, kiln_dtype dtype,
+                                    const char *golden_name)
+{
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
+    char paths[4][4096];
+    kiln_model_parts parts;
+    parity_gguf_flux_parts(paths, &parts);
+    parts.weight_dtype = weight_dtype;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/single/flux1-tiny.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, dtype);
+    assert_int_equal(m->flux.sgl[0].mlp_w->dtype, dtype);
+    assert_int_equal(m->flux.img_in_w->dtype, dtype);
+    assert_int_equal(m->t5.layer[0].q_w->dtype, KILN_Q4_0); /* the text encoder as stored */
+    kiln_st_file *f = golden_open("gguf/golden.safetensors");
+    parity_check_flux_out(m, "flux/golden.safetensors", f, golden_name, fx->tol);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts)
 {
     snprintf(paths[0], 4096, "%s", kiln_test_data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"));

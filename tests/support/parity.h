@@ -63,6 +63,13 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path);
  * diffusers (flux.out) and T5 against transformers (t5.out) on the weights
  * gguf-py reads back (tests/data/gguf/golden.safetensors); fx->path unused. */
 void parity_check_gguf_flux(const parity_fixture *fx);
+/* The tiny Flux of flux/single (f16, BFL's names) with the parts below and
+ * kiln_model_parts.weight_dtype `weight_dtype`, on fx's backend: its linear
+ * weights held in `dtype`, its T5 as stored, the transformer against the
+ * golden `golden_name` of tests/data/gguf/golden.safetensors (diffusers on
+ * the same conversion). */
+void parity_check_flux_weight_dtype(const parity_fixture *fx, const char *weight_dtype, kiln_dtype dtype,
+                                    const char *golden_name);
 /* The parts that go with that Flux: CLIP-L, the T5 GGUF, the VAE, and
  * the tiny config; the paths in `paths`, which must outlive *parts. */
 void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts);
