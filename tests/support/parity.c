@@ -777,8 +777,21 @@ void parity_check_flux_out(const kiln_model *m, const char *inputs_path, kiln_st
     golden_free(&want);
 }
 
-void parity_check_flux_weight_dtype(const parity_fixture *fx, const char *weight_dtype, kiln_dtype dtype,
-                                    const char *golden_name)
+void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts)
+{
+    snprintf(paths[0], 4096, "%s", kiln_test_data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"));
+    snprintf(paths[1], 4096, "%s", kiln_test_data("gguf/t5-tiny-Q8_0.gguf"));
+    snprintf(paths[2], 4096, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
+    snprintf(paths[3], 4096, "%s", kiln_test_data("flux/tiny"));
+    *parts = (kiln_model_parts){.vae = paths[2], .text_encoders = {paths[0], paths[1]}, .config = paths[3]};
+}
+
+/* A tiny Flux transformer file (test data path) with parity_gguf_flux_parts
+ * beside it, on fx's backend: its linear weights held in `dtype` (its
+ * file's, or weight_dtype's), llama.cpp's T5 as stored; the transformer
+ * against the golden `golden_name` of tests/data/gguf/golden.safetensors. */
+static void check_flux_file(const parity_fixture *fx, const char *path, const char *weight_dtype, kiln_dtype dtype,
+                            const char *golden_name, kiln_st_file **goldens, kiln_model **model, kiln_backend **backend)
 {
     kiln_backend *be;
     kiln_checkpoint *ck;
@@ -789,51 +802,38 @@ void parity_check_flux_weight_dtype(const parity_fixture *fx, const char *weight
     kiln_model_parts parts;
     parity_gguf_flux_parts(paths, &parts);
     parts.weight_dtype = weight_dtype;
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/single/flux1-tiny.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &ck));
     assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
     assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
     assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, dtype);
     assert_int_equal(m->flux.sgl[0].mlp_w->dtype, dtype);
-    assert_int_equal(m->flux.img_in_w->dtype, dtype);
-    assert_int_equal(m->t5.layer[0].q_w->dtype, KILN_Q4_0); /* the text encoder as stored */
+    assert_int_equal(m->t5.layer[0].q_w->dtype, KILN_Q4_0); /* llama.cpp's T5 as stored */
     kiln_st_file *f = golden_open("gguf/golden.safetensors");
     parity_check_flux_out(m, "flux/golden.safetensors", f, golden_name, fx->tol);
+    *goldens = f;
+    *model = m;
+    *backend = be;
+}
+
+void parity_check_flux_weight_dtype(const parity_fixture *fx, const char *weight_dtype, kiln_dtype dtype,
+                                    const char *golden_name)
+{
+    kiln_st_file *f;
+    kiln_model *m;
+    kiln_backend *be;
+    check_flux_file(fx, "flux/single/flux1-tiny.safetensors", weight_dtype, dtype, golden_name, &f, &m, &be);
+    assert_int_equal(m->flux.img_in_w->dtype, dtype);
     kiln_st_close(f);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
 
-void parity_gguf_flux_parts(char paths[4][4096], kiln_model_parts *parts)
-{
-    snprintf(paths[0], 4096, "%s", kiln_test_data("tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"));
-    snprintf(paths[1], 4096, "%s", kiln_test_data("gguf/t5-tiny-Q8_0.gguf"));
-    snprintf(paths[2], 4096, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
-    snprintf(paths[3], 4096, "%s", kiln_test_data("flux/tiny"));
-    *parts = (kiln_model_parts){.vae = paths[2], .text_encoders = {paths[0], paths[1]}, .config = paths[3]};
-}
-
 void parity_check_gguf_flux(const parity_fixture *fx)
 {
-    kiln_backend *be;
+    kiln_st_file *f;
     kiln_model *m;
-    kiln_checkpoint *ck;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
-    char paths[4][4096];
-    kiln_model_parts parts;
-    parity_gguf_flux_parts(paths, &parts);
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/flux1-tiny-Q8_0.gguf"), &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    const kiln_st_tensor *q = kiln_checkpoint_find(ck, KILN_T5_ROOT ".encoder.block.0.layer.0.SelfAttention.q.weight");
-    assert_non_null(q);
-    assert_int_equal(q->dtype, KILN_Q4_0);
-    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
-    /* the linear layers hold the blocks as stored */
-    assert_int_equal(m->flux.sgl[0].mlp_w->dtype, KILN_Q8_0);
-    assert_int_equal(m->flux.dbl[0].img_mod_w->dtype, KILN_Q8_0);
-
-    kiln_st_file *f = golden_open("gguf/golden.safetensors");
-    parity_check_flux_out(m, "flux/golden.safetensors", f, "flux.out", fx->tol);
+    kiln_backend *be;
+    check_flux_file(fx, "gguf/flux1-tiny-Q8_0.gguf", NULL, KILN_Q8_0, "flux.out", &f, &m, &be);
     parity_check_t5_ids(m, f, "t5.ids", "t5.out", fx->tol);
     kiln_st_close(f);
     kiln_model_free(m);
