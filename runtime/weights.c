@@ -124,12 +124,14 @@ static kiln_status convert_copy(kiln_weights *w, const char *name, const kiln_st
     return KILN_OK;
 }
 
-/* The dtype a weight is placed in: f16 for a quantized one outside a linear
- * layer; a float linear weight in the dtype asked for (rows of whole blocks
- * for a quantized one); else as stored. */
+/* The dtype a weight is placed in: a quantized one as stored in a linear
+ * layer whose rows are whole blocks, else in f16 (a 1x1 conv's kernel, a
+ * norm, a table); a float linear weight in the dtype asked for (rows of
+ * whole blocks for a quantized one); else as stored. */
 static kiln_dtype placed_dtype(const kiln_weights *w, const kiln_st_tensor *st, int64_t row, bool linear)
 {
-    if (kiln_dtype_is_quantized(st->dtype)) return linear ? st->dtype : KILN_F16;
+    if (kiln_dtype_is_quantized(st->dtype))
+        return linear && row % kiln_dtype_block(st->dtype) == 0 ? st->dtype : KILN_F16;
     bool wide = st->dtype == KILN_F32 || st->dtype == KILN_F16 || st->dtype == KILN_BF16;
     if (linear && wide && w->linear_dtype != KILN_DTYPE_COUNT && row % kiln_dtype_block(w->linear_dtype) == 0)
         return w->linear_dtype;
@@ -152,7 +154,7 @@ static kiln_status bind(kiln_weights *w, const char *name, int ndim, const int64
     switch (st->dtype) {
     case KILN_F32: case KILN_F16: case KILN_BF16: case KILN_F8_E4M3: case KILN_F8_E5M2: break;
     default:
-        if (kiln_dtype_is_quantized(st->dtype) && shape[ndim - 1] % kiln_dtype_block(st->dtype) == 0) break;
+        if (kiln_dtype_is_quantized(st->dtype)) break; /* whole blocks in its own rows (gguf.c) */
         return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' has dtype %s, not a float type",
                          kiln_checkpoint_path(w->ck), name, kiln_dtype_name(st->dtype));
     }

@@ -20,6 +20,7 @@
 #include "safetensors.h"
 #include "spm_tokenizer.h"
 #include "status.h"
+#include "weights.h"
 
 #define GOLDEN "gguf/golden.safetensors"
 #define TOL 1e-5 /* f32: the same sums in another order */
@@ -307,6 +308,39 @@ static void hostile_files_are_refused(void **state)
     remove(path);
 }
 
+/* A quantized tensor bound as a linear layer's weight stays in its blocks;
+ * bound for another op (a 1x1 conv's kernel of the same values: SD 2.x's
+ * proj_in, stored 2-D), it is widened to f16. */
+static void quantized_binds(void **state)
+{
+    (void)state;
+    builder b;
+    kiln_st_file *f;
+    hand_file h = one_tensor(8, 64, 2); /* Q8_0 2 x 64, scales 1, values 0 */
+    assert_kiln_ok(open_hand_file(&h, &b, &f));
+    kiln_st_close(f);
+    char path[] = "/tmp/kiln_binds_XXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0 && write(fd, b.data, b.n) == (ssize_t)b.n);
+    close(fd);
+    kiln_checkpoint *ck;
+    kiln_backend *be;
+    kiln_weights *w;
+    assert_kiln_ok(kiln_checkpoint_open(path, &ck));
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_weights_create(be, ck, &w));
+    const kiln_tensor *linear, *conv;
+    assert_kiln_ok(kiln_weights_bind_linear(w, &linear, "", "w", 2, 64));
+    assert_kiln_ok(KILN_BIND(w, &conv, "", "w", 2, 64, 1, 1));
+    assert_int_equal(linear->dtype, KILN_Q8_0);
+    assert_int_equal(conv->dtype, KILN_F16);
+    assert_int_equal(kiln_weights_bytes(w), 2 * 2 * 34 + 128 * 2);
+    kiln_weights_free(w);
+    kiln_backend_free(be);
+    kiln_checkpoint_close(ck);
+    remove(path);
+}
+
 /* ---- models -------------------------------------------------------------- */
 
 #define CLIP_L_FILE "tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"
@@ -529,6 +563,7 @@ int main(void)
         cmocka_unit_test(hostile_files_are_refused),
         cmocka_unit_test(flux_and_t5_match_upstream),
         cmocka_unit_test(t5_tokenizer_in_the_file),
+        cmocka_unit_test(quantized_binds),
         cmocka_unit_test(sd_unet_with_parts),
         cmocka_unit_test(conversions_match_upstream),
         cmocka_unit_test(weights_converted_at_load),
