@@ -13,9 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "cpu_threads.h"
+#include "convert.h"
 #include "quant.h"
 #include "status.h"
 #include "tensor.h"
@@ -472,27 +471,6 @@ static kiln_status check_tensor(const char *label, const tensor_info *t, const h
     return KILN_OK;
 }
 
-typedef struct dequantize_job {
-    kiln_dtype dtype;
-    int elements, bytes;
-    const uint8_t *src;
-    uint16_t *dst;
-} dequantize_job;
-
-/* Blocks [begin, end), a few at a time through an f32 scratch. */
-static void dequantize_task(void *ctx, int64_t begin, int64_t end, int worker)
-{
-    (void)worker;
-    const dequantize_job *job = ctx;
-    float scratch[2048];
-    const int per = (int)(sizeof scratch / sizeof scratch[0]) / job->elements;
-    for (int64_t b = begin; b < end; b += per) {
-        const int64_t n = end - b < per ? end - b : per;
-        kiln_dequantize(job->dtype, job->src + b * job->bytes, scratch, (size_t)n);
-        kiln_convert_from_f32(job->dst + b * job->elements, scratch, KILN_F16, (size_t)n * job->elements);
-    }
-}
-
 static int compare_offsets(const void *pa, const void *pb)
 {
     const tensor_info *a = pa, *b = pb;
@@ -536,10 +514,7 @@ static kiln_status build_tensors(const char *label, header *h, const uint8_t *da
                            label, dequantized);
     }
     cpu_pool *pool = NULL;
-    if (st == KILN_OK && dequantized) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        st = cpu_pool_create(cores < 1 ? 1 : cores > 32 ? 32 : (int)cores, &pool);
-    }
+    if (st == KILN_OK && dequantized) st = kiln_convert_pool(&pool);
     uint8_t *next = c->dequantized;
     for (size_t i = 0; i < c->count && st == KILN_OK; i++) {
         const kiln_dtype stored = quantized_dtype(h->tensors[i].type);
@@ -547,9 +522,7 @@ static kiln_status build_tensors(const char *label, header *h, const uint8_t *da
             c->tensors[i].data = raw[i];
             continue;
         }
-        dequantize_job job = {.dtype = stored, .src = raw[i], .dst = (uint16_t *)next};
-        kiln_quant_block(stored, &job.elements, &job.bytes);
-        cpu_parallel_for(pool, (int64_t)(c->tensors[i].nbytes / 2 / (size_t)job.elements), 64, dequantize_task, &job);
+        kiln_convert_parallel(pool, raw[i], stored, next, KILN_F16, (size_t)kiln_st_numel(&c->tensors[i]));
         c->tensors[i].data = next;
         next += c->tensors[i].nbytes;
     }

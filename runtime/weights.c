@@ -3,9 +3,8 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <unistd.h>
 
-#include "cpu_threads.h"
+#include "convert.h"
 #include "file.h"
 #include "status.h"
 
@@ -80,27 +79,8 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
 
 void kiln_weights_convert_linears(kiln_weights *w, kiln_dtype dtype) { w->linear_dtype = dtype; }
 
-typedef struct convert_job {
-    const kiln_st_tensor *st;
-    kiln_dtype to;
-    uint8_t *copy;
-    size_t n;
-} convert_job;
-
-#define CONVERT_CHUNK 4096 /* values: whole blocks of every quantized type */
-
-/* Chunks [begin, end) of a conversion, through an f32 scratch. */
-static void convert_task(void *ctx, int64_t begin, int64_t end, int worker)
-{
-    (void)worker;
-    const convert_job *j = ctx;
-    float f[CONVERT_CHUNK];
-    for (size_t at = (size_t)begin * CONVERT_CHUNK; at < (size_t)end * CONVERT_CHUNK && at < j->n; at += CONVERT_CHUNK) {
-        size_t m = j->n - at < CONVERT_CHUNK ? j->n - at : CONVERT_CHUNK;
-        kiln_convert_to_f32(f, (const uint8_t *)j->st->data + kiln_dtype_bytes(j->st->dtype, at), j->st->dtype, m);
-        kiln_convert_from_f32(j->copy + kiln_dtype_bytes(j->to, at), f, j->to, m);
-    }
-}
+/* Values beyond which a conversion is shared among the cores. */
+#define LARGE (1u << 18)
 
 /* A copy of a weight in another dtype: a quantized one widened to f16 for an
  * op that reads only the float types, a float linear weight converted as
@@ -108,19 +88,16 @@ static void convert_task(void *ctx, int64_t begin, int64_t end, int worker)
 static kiln_status convert_copy(kiln_weights *w, const char *name, const kiln_st_tensor *st, kiln_dtype to,
                                 void **out, size_t *bytes)
 {
-    convert_job j = {.st = st, .to = to, .n = (size_t)kiln_st_numel(st)};
-    *bytes = kiln_dtype_bytes(to, j.n);
-    if (!(j.copy = malloc(*bytes ? *bytes : 1)))
+    const size_t n = (size_t)kiln_st_numel(st);
+    *bytes = kiln_dtype_bytes(to, n);
+    void *copy = malloc(*bytes ? *bytes : 1);
+    if (!copy)
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory converting '%s' to %s",
                          kiln_checkpoint_path(w->ck), name, kiln_dtype_name(to));
-    const int64_t chunks = (int64_t)((j.n + CONVERT_CHUNK - 1) / CONVERT_CHUNK);
-    if (chunks > 64 && !w->pool) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        if (cpu_pool_create(cores < 1 ? 1 : cores > 32 ? 32 : (int)cores, &w->pool) != KILN_OK) w->pool = NULL;
-    }
-    if (chunks > 64 && w->pool) cpu_parallel_for(w->pool, chunks, 16, convert_task, &j);
-    else convert_task(&j, 0, chunks, 0);
-    *out = j.copy;
+    /* a pool for the first large one; small ones, and all without a pool, on this thread */
+    if (n > LARGE && !w->pool && kiln_convert_pool(&w->pool) != KILN_OK) w->pool = NULL;
+    kiln_convert_parallel(n > LARGE ? w->pool : NULL, st->data, st->dtype, copy, to, n);
+    *out = copy;
     return KILN_OK;
 }
 
