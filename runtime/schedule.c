@@ -33,6 +33,8 @@ static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start,
     ms->count = KILN_TRAIN_TIMESTEPS;
     ms->flow = false;
     ms->shift = 0.0;
+    ms->snr_shift = false;
+    ms->multiplier = 1.0f;
     for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
         double v = t < KILN_TRAIN_TIMESTEPS / 2 ? start + step * t : end - step * (T_LAST - t);
         alphas_cumprod *= 1.0 - (in_roots ? v * v : v);
@@ -73,10 +75,40 @@ kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift)
     ms->count = KILN_FLOW_TIMESTEPS;
     ms->flow = true;
     ms->shift = shift;
+    ms->snr_shift = false;
+    ms->multiplier = 1.0f;
     for (int i = 0; i < KILN_FLOW_TIMESTEPS; i++) {
         /* torch.arange(1, N + 1) / N: int64 true division, done in float32 */
         float t = (float)(i + 1) / (float)KILN_FLOW_TIMESTEPS;
         ms->sigmas[i] = flux_shift_f32(shift, t);
+        ms->log_sigmas[i] = logf(ms->sigmas[i]);
+    }
+    return KILN_OK;
+}
+
+/* time_snr_shift(shift, t) on a float32 tensor t: each product and the
+ * quotient rounded to float32, shift and shift - 1 cast to float first. */
+static float snr_shift_f32(double shift, float t)
+{
+    if (shift == 1.0) return t;
+    float scaled = (float)shift * t;
+    float denominator = 1.0f + (float)(shift - 1.0) * t;
+    return scaled / denominator;
+}
+
+kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift)
+{
+    if (!isfinite(shift) || !(shift > 0.0) || !isfinite((float)shift))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: SD3 shift %g is not a finite positive number", shift);
+    ms->count = KILN_SD3_TIMESTEPS;
+    ms->flow = true;
+    ms->shift = shift;
+    ms->snr_shift = true;
+    ms->multiplier = (float)KILN_SD3_TIMESTEPS;
+    for (int i = 0; i < KILN_SD3_TIMESTEPS; i++) {
+        /* (arange(1, N + 1) / N) * multiplier, then sigma(): / multiplier */
+        float t = (float)(i + 1) / (float)KILN_SD3_TIMESTEPS * ms->multiplier;
+        ms->sigmas[i] = snr_shift_f32(shift, t / ms->multiplier);
         ms->log_sigmas[i] = logf(ms->sigmas[i]);
     }
     return KILN_OK;
@@ -99,12 +131,12 @@ int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
 
 float kiln_model_timestep(const kiln_model_sampling *ms, float sigma)
 {
-    return ms->flow ? sigma : (float)kiln_sigma_to_timestep(ms, sigma);
+    return ms->flow ? sigma * ms->multiplier : (float)kiln_sigma_to_timestep(ms, sigma);
 }
 
 float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
 {
-    if (ms->flow) return flux_shift_f32(ms->shift, t);
+    if (ms->flow) return ms->snr_shift ? snr_shift_f32(ms->shift, t / ms->multiplier) : flux_shift_f32(ms->shift, t);
     t = fminf(fmaxf(t, 0.0f), (float)(ms->count - 1));
     int low = (int)floorf(t), high = (int)ceilf(t);
     float w = t - floorf(t);
@@ -118,8 +150,9 @@ float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent)
     if (percent <= 0.0) return ms->flow ? FLOW_SIGMA_ABOVE : DISCRETE_SIGMA_ABOVE;
     if (percent >= 1.0) return 0.0f;
     if (ms->flow) {
-        /* Python floats throughout: e / (e + (1 / t - 1) ** 1.0) */
+        /* Python floats throughout: e / (e + (1 / t - 1) ** 1.0), or shift t / (1 + (shift - 1) t) */
         double e = exp(ms->shift), t = 1.0 - percent;
+        if (ms->snr_shift) return ms->shift == 1.0 ? (float)t : (float)(ms->shift * t / (1.0 + (ms->shift - 1.0) * t));
         return (float)(e / (e + (1.0 / t - 1.0)));
     }
     /* ComfyUI's 999 is literal, not len(sigmas) - 1 */

@@ -9,11 +9,13 @@
  * are ComfyUI's (comfy/samplers.py, v0.3.64); sigmas agree with it to float32
  * rounding.
  *
- * A flow-matching model (FLUX.1: ComfyUI's ModelSamplingFlux with the CONST
- * model type) has no betas: its sigma for a continuous timestep t in (0, 1]
- * is e^shift / (e^shift + 1/t - 1), tabulated at t = 1/10000 ... 1, and its
- * timestep for a sigma is the sigma itself. The schedulers walk either
- * table the same way, as ComfyUI's do. */
+ * A flow-matching model (the CONST model type) has no betas. FLUX.1's
+ * (ComfyUI's ModelSamplingFlux): its sigma for a continuous timestep t in
+ * (0, 1] is e^shift / (e^shift + 1/t - 1), tabulated at t = 1/10000 ... 1,
+ * and its timestep for a sigma is the sigma itself. SD3's
+ * (ModelSamplingDiscreteFlow): shift t / (1 + (shift - 1) t) at t = 1/1000
+ * ... 1, its timestep 1000 sigma. The schedulers walk every table the same
+ * way, as ComfyUI's do. */
 #ifndef KILN_SCHEDULE_H
 #define KILN_SCHEDULE_H
 
@@ -24,11 +26,14 @@
 
 #define KILN_TRAIN_TIMESTEPS 1000 /* discrete tables */
 #define KILN_FLOW_TIMESTEPS 10000 /* ModelSamplingFlux's default timesteps */
+#define KILN_SD3_TIMESTEPS 1000   /* ModelSamplingDiscreteFlow's, also the model's timestep per unit of sigma */
 #define KILN_MAX_TIMESTEPS KILN_FLOW_TIMESTEPS
 
-/* ModelSamplingFlux shifts: FLUX.1-dev (ComfyUI's default) and schnell. */
+/* ModelSamplingFlux shifts: FLUX.1-dev (ComfyUI's default) and schnell;
+ * SD3's and SD 3.5's ModelSamplingDiscreteFlow shift. */
 #define KILN_FLUX_DEV_SHIFT 1.15
 #define KILN_FLUX_SCHNELL_SHIFT 1.0
+#define KILN_SD3_SHIFT 3.0
 
 /* SD 1.x / 2.x / XL: betas from linspace(0.00085^0.5, 0.012^0.5, 1000)^2. */
 #define KILN_SD_LINEAR_START 0.00085
@@ -37,8 +42,10 @@
 /* About 80 KB (two tables sized for flow); fine on the stack. */
 typedef struct kiln_model_sampling {
     int count;    /* table entries: KILN_TRAIN_TIMESTEPS, or KILN_FLOW_TIMESTEPS when flow */
-    bool flow;    /* flow matching (ComfyUI's CONST model type, ModelSamplingFlux) */
-    double shift; /* flow only: the mu of flux_time_shift */
+    bool flow;    /* flow matching (ComfyUI's CONST model type) */
+    double shift; /* flow only: the mu of flux_time_shift, or (snr_shift) time_snr_shift's alpha */
+    bool snr_shift;    /* flow: SD3's ModelSamplingDiscreteFlow, else ModelSamplingFlux */
+    float multiplier;  /* flow: the model's timestep per unit of sigma (Flux 1, SD3 1000) */
     float sigmas[KILN_MAX_TIMESTEPS];     /* ascending; sigmas[t] is table entry t's noise level */
     float log_sigmas[KILN_MAX_TIMESTEPS]; /* discrete: log of the float64 sigma, rounded to float32;
                                              flow: logf of the table's sigma (nearest-entry lookups) */
@@ -55,6 +62,10 @@ kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linea
  * KILN_ERR_INVALID_ARG for a non-finite shift or one whose exp overflows a
  * float. */
 kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift);
+/* ModelSamplingDiscreteFlow(shift) (SD3): sigmas[i] = sigma(i + 1) of
+ * timesteps 1 ... 1000, as torch computes it in float32. Errors:
+ * KILN_ERR_INVALID_ARG for a shift that is not finite and positive. */
+kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift);
 
 static inline float kiln_sigma_min(const kiln_model_sampling *ms) { return ms->sigmas[0]; }
 static inline float kiln_sigma_max(const kiln_model_sampling *ms) { return ms->sigmas[ms->count - 1]; }
@@ -64,7 +75,8 @@ static inline float kiln_sigma_max(const kiln_model_sampling *ms) { return ms->s
 int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma);
 
 /* The model's timestep for a sigma (model_sampling.timestep): the table
- * index for a discrete model, the sigma itself for flow. */
+ * index for a discrete model, the sigma times the multiplier for flow (the
+ * sigma itself for Flux). */
 float kiln_model_timestep(const kiln_model_sampling *ms, float sigma);
 
 /* The sigma of a timestep (model_sampling.sigma). Discrete: t clamped to
@@ -72,14 +84,15 @@ float kiln_model_timestep(const kiln_model_sampling *ms, float sigma);
  * (float32, as ComfyUI). Flow: flux_time_shift(shift, 1, t) as torch
  * evaluates it on a float32 tensor: 1/t and the outer division are
  * reciprocals (Tensor.__rtruediv__), the last one multiplied by
- * (float)e^shift. */
+ * (float)e^shift. SD3: time_snr_shift(shift, t / 1000) in float32. */
 float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t);
 
 /* model_sampling.percent_to_sigma: the sigma at which a fraction `percent`
  * of sampling is done (ControlNet / IP-Adapter start and end). percent <= 0
  * gives a sigma above any schedule's (discrete: 999999999.9, flow: 1),
  * percent >= 1 gives 0. Discrete: the sigma of timestep (1 - percent) * 999;
- * flow: flux_time_shift in Python doubles, rounded to float. */
+ * flow: flux_time_shift (SD3: time_snr_shift) in Python doubles, rounded
+ * to float. */
 float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent);
 
 /* ComfyUI's scheduler list, in its order. */

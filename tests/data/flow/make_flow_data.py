@@ -1,25 +1,27 @@
-"""Goldens for flow-matching (FLUX.1) sampling: ComfyUI v0.3.64's
-ModelSamplingFlux (comfy/model_sampling.py), its schedulers
+"""Goldens for flow-matching (FLUX.1, SD3) sampling: ComfyUI v0.3.64's
+ModelSamplingFlux and ModelSamplingDiscreteFlow (comfy/model_sampling.py), its schedulers
 (comfy/samplers.py: simple, sgm_uniform, karras, exponential, ddim_uniform,
 beta, normal, linear_quadratic, kl_optimal), CONST.noise_scaling and
 sample_euler_ancestral_RF (comfy/k_diffusion/sampling.py), restated here with
-torch (float32 CPU, as ComfyUI runs them) for shifts 1.15 (FLUX.1-dev) and
-1.0 (schnell). beta's scipy.stats.beta.ppf is replaced by an mpmath root of
+torch (float32 CPU, as ComfyUI runs them) for ModelSamplingFlux's shifts 1.15
+(FLUX.1-dev, key shift115) and 1.0 (schnell, shift100) and for SD3's
+ModelSamplingDiscreteFlow (shift 3, 1000 timesteps, multiplier 1000; key
+sd3). beta's scipy.stats.beta.ppf is replaced by an mpmath root of
 the regularized incomplete beta (exact to double rounding).
 
 Writes tests/data/flow/flow.safetensors (read by tests/test_schedule.c):
-  shift<S>.table                    [10000] the sigma table
-  shift<S>.<scheduler>.s<steps>     the scheduler's sigmas, steps 1, 4, 20
+  <S>.table                         [10000] the sigma table ([1000] for sd3)
+  <S>.<scheduler>.s<steps>     the scheduler's sigmas, steps 1, 4, 20
                                     (kl_optimal 2, 4, 20)
-  shift<S>.percent_to_sigma         [len(PERCENTS)] at PERCENTS below
-  shift<S>.start_x.<case>           CONST noise scaling of `noise` (and
+  <S>.percent_to_sigma         [len(PERCENTS)] at PERCENTS below
+  <S>.start_x.<case>           CONST noise scaling of `noise` (and
                                     `latent` or zeros) at sigma0 = 1 and at
                                     the 20-step normal schedule's 6th sigma
-  shift<S>.euler_a_rf.{x,noise}     euler_ancestral_RF, simple 4 steps,
+  <S>.euler_a_rf.{x,noise}     euler_ancestral_RF, simple 4 steps,
                                     from start_x.max_empty, with the mock
                                     model denoised = 0.75 * x and per-step
                                     noise `noise` [4, N]
-  shift<S>.<sampler>.x              the other samplers ComfyUI runs its own
+  <S>.<sampler>.x              the other samplers ComfyUI runs its own
                                     way on CONST models (dpm_2_ancestral_RF,
                                     dpmpp_2s_ancestral_RF, lcm's CONST
                                     noise scaling, and dpmpp_sde, dpmpp_2m_sde,
@@ -41,7 +43,8 @@ import torch
 from safetensors.torch import save_file
 
 OUT = "tests/data/flow/flow.safetensors"
-SHIFTS = {"115": 1.15, "100": 1.0}
+SAMPLINGS = {"shift115": lambda: ModelSamplingFlux(1.15), "shift100": lambda: ModelSamplingFlux(1.0),
+             "sd3": lambda: ModelSamplingDiscreteFlow(3.0)}
 PERCENTS = [-0.5, 0.0, 1e-4, 0.1, 0.25, 0.5, 0.9, 1.0]  # same list in tests/test_schedule.c
 N = 64
 
@@ -75,6 +78,35 @@ class ModelSamplingFlux:
         if percent >= 1.0:
             return 0.0
         return flux_time_shift(self.shift, 1.0, 1.0 - percent)
+
+
+def time_snr_shift(alpha, t):
+    if alpha == 1.0:
+        return t
+    return alpha * t / (1 + (alpha - 1) * t)
+
+
+class ModelSamplingDiscreteFlow(ModelSamplingFlux):
+    """SD3's: the timestep is sigma times the multiplier, and the shift
+    bends t by time_snr_shift rather than flux_time_shift."""
+
+    def __init__(self, shift=3.0, timesteps=1000, multiplier=1000):
+        self.shift = shift
+        self.multiplier = multiplier
+        self.sigmas = self.sigma((torch.arange(1, timesteps + 1, 1) / timesteps) * multiplier)
+
+    def timestep(self, sigma):
+        return sigma * self.multiplier
+
+    def sigma(self, timestep):
+        return time_snr_shift(self.shift, timestep / self.multiplier)
+
+    def percent_to_sigma(self, percent):
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return time_snr_shift(self.shift, 1.0 - percent)
 
 
 def noise_scaling(sigma, noise, latent_image):  # CONST
@@ -349,25 +381,25 @@ def main():
     noise = torch.randn(N, generator=gen)
     latent = torch.randn(N, generator=gen)
     out = {"noise": noise, "latent": latent}
-    for key, shift in SHIFTS.items():
-        s = ModelSamplingFlux(shift)
-        out[f"shift{key}.table"] = s.sigmas.clone()
+    for key, make in SAMPLINGS.items():
+        s = make()
+        out[f"{key}.table"] = s.sigmas.clone()
         for name in ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
                      "linear_quadratic", "kl_optimal"]:
             for steps in ([2, 4, 20] if name == "kl_optimal" else [1, 4, 20]):
-                out[f"shift{key}.{name}.s{steps}"] = schedule(name, s, steps).float()
-        out[f"shift{key}.percent_to_sigma"] = torch.tensor([s.percent_to_sigma(p) for p in PERCENTS],
+                out[f"{key}.{name}.s{steps}"] = schedule(name, s, steps).float()
+        out[f"{key}.percent_to_sigma"] = torch.tensor([s.percent_to_sigma(p) for p in PERCENTS],
                                                            dtype=torch.float32)
         mid = schedule("normal", s, 20)[5]
         for case, sigma0, lat in [("max_empty", s.sigma_max, torch.zeros(N)), ("max_latent", s.sigma_max, latent),
                                   ("mid_latent", mid, latent)]:
-            out[f"shift{key}.start_x.{case}"] = noise_scaling(sigma0, noise, lat)
+            out[f"{key}.start_x.{case}"] = noise_scaling(sigma0, noise, lat)
         steps = 4
         sigmas = simple(s, steps)
         noises = torch.randn(steps, N, generator=gen)
         x0 = noise_scaling(s.sigma_max, noise, torch.zeros(N))
-        out[f"shift{key}.euler_a_rf.noise"] = noises
-        out[f"shift{key}.euler_a_rf.x"] = euler_ancestral_rf(lambda x, sigma: x * 0.75, x0, sigmas, noises)
+        out[f"{key}.euler_a_rf.noise"] = noises
+        out[f"{key}.euler_a_rf.x"] = euler_ancestral_rf(lambda x, sigma: x * 0.75, x0, sigmas, noises)
 
         pool = torch.randn(8, N, generator=torch.Generator().manual_seed(11))
         out["sampler_noise"] = pool
@@ -386,8 +418,8 @@ def main():
             def draw():
                 drawn.append(1)
                 return pool[len(drawn) - 1]
-            out[f"shift{key}.{name}.x"] = run(lambda x, sigma: x * 0.75 + 0.1 * sigma, draw)
-            out[f"shift{key}.{name}.draws"] = torch.tensor([len(drawn)], dtype=torch.int32)
+            out[f"{key}.{name}.x"] = run(lambda x, sigma: x * 0.75 + 0.1 * sigma, draw)
+            out[f"{key}.{name}.draws"] = torch.tensor([len(drawn)], dtype=torch.int32)
     save_file({k: v.contiguous() for k, v in out.items()}, OUT)
 
 
