@@ -96,7 +96,8 @@ static kiln_status model_step(kiln_graph *g, bench_ctx *b)
                            .width = (float)(f * b->latent_w)};
         return kiln_pixart_forward(g, &m->pixart, &in, b->out);
     }
-    case KILN_ARCH_FLUX: {
+    case KILN_ARCH_FLUX:
+    case KILN_ARCH_SD3: {
         flux_input in = {.rows = 2, .h = b->latent_h / 2, .w = b->latent_w / 2, .tokens = b->latent,
                          .context = b->caption, .context_tokens = b->caption_tokens, .pooled = b->pooled,
                          .timesteps = b->t, .guidance = m->flux.guidance ? b->guidance : NULL};
@@ -112,6 +113,7 @@ static kiln_status model_step(kiln_graph *g, bench_ctx *b)
 static kiln_status text_step(kiln_graph *g, bench_ctx *b)
 {
     if (!kiln_model_is_dit(b->m)) return kiln_graph_run(g, text_fn, b);
+    if (!b->m->t5.hidden) return KILN_OK; /* SD3 without T5 */
     int32_t ids[KILN_FLUX_T5_TOKENS] = {0}; /* padding */
     return kiln_t5_encode_ids(b->m, ids, b->caption_tokens, b->caption);
 }
@@ -230,17 +232,18 @@ int main(int argc, char **argv)
     }
     if (kiln_model_load_checkpoint(ck, be, &m) != KILN_OK) return fail("--model");
     double load_ms = now_ms() - t0;
-    const bool dit = kiln_model_is_dit(m), flux = m->family->arch == KILN_ARCH_FLUX;
+    const bool dit = kiln_model_is_dit(m), flux = kiln_model_is_mmdit(m), sd3 = m->family->arch == KILN_ARCH_SD3;
     int f = kiln_vae_factor(m->vae.config) * (dit ? 2 : 1); /* a DiT's 2x2 patches */
     if (o.width % f || o.height % f) {
         fprintf(stderr, "bench: --width/--height must be multiples of %d for this model\n", f);
         return 2;
     }
     f = kiln_vae_factor(m->vae.config);
-    /* the first step: timestep 999, or Flux's sigma 1 */
-    const float t = flux ? 1.0f : 999.0f;
+    /* the first step: timestep 999, Flux's sigma 1 or SD3's 1000 sigma */
+    const float t = sd3 ? 1000.0f : flux ? 1.0f : 999.0f;
+    /* SD3's caption: 77 CLIP rows, then T5's 77 */
     bench_ctx b = {.m = m, .latent_h = o.height / f, .latent_w = o.width / f, .t = {t, t},
-                   .caption_tokens = flux ? KILN_FLUX_T5_TOKENS : 120,
+                   .caption_tokens = sd3 ? 77 + KILN_SD3_T5_TOKENS : flux ? KILN_FLUX_T5_TOKENS : 120,
                    .guidance = {(float)KILN_FLUX_GUIDANCE, (float)KILN_FLUX_GUIDANCE}};
     const int channels = dit ? kiln_model_latent_channels(m) : m->unet.config->in_channels;
     size_t latent_n = (size_t)2 * channels * b.latent_h * b.latent_w;
@@ -248,7 +251,7 @@ int main(int argc, char **argv)
     if (dit) {
         const int out_channels = flux ? channels : m->pixart.out_channels;
         b.out = calloc((size_t)2 * out_channels * b.latent_h * b.latent_w, sizeof(float));
-        b.caption = calloc((size_t)2 * b.caption_tokens * m->t5.hidden, sizeof(float));
+        b.caption = calloc((size_t)2 * b.caption_tokens * kiln_model_context_dim(m), sizeof(float));
         if (flux) b.pooled = calloc((size_t)2 * m->flux.pooled_dim, sizeof(float));
     } else {
         b.context = calloc((size_t)2 * 77 * m->unet.config->context_dim, sizeof(float));

@@ -41,6 +41,14 @@ const clip_reading kiln_clip_sdxl_refiner = {.root = "conditioner.embedders.0.tr
 const clip_reading kiln_clip_flux = {.root = KILN_CLIP_L_ROOT ".text_model", .pooled = true,
                                      .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS};
 
+/* SD3's towers (ComfyUI's SD3ClipModel): both at the penultimate layer as
+ * it is; CLIP-L's pooled output unprojected, bigG's projected */
+const clip_reading kiln_clip_sd3_l = {.root = KILN_CLIP_L_ROOT ".text_model", .pooled = true, .default_skip = 2,
+                                      .pad_id = KILN_CLIP_EOS};
+const clip_reading kiln_clip_sd3_g = {.root = KILN_CLIP_G_ROOT ".text_model",
+                                      .projection = KILN_CLIP_G_ROOT ".text_projection", .gelu = true,
+                                      .default_skip = 2, .pad_id = 0};
+
 static bool has_layer(const kiln_checkpoint *ck, const char *root, int i)
 {
     char name[256];
@@ -108,10 +116,11 @@ static kiln_status find_projection(const kiln_checkpoint *ck, const clip_reading
     char name[256];
     snprintf(name, sizeof name, "%s.weight", reading->projection);
     const kiln_st_tensor *p = kiln_checkpoint_find(ck, name);
-    if (!p && (p = kiln_checkpoint_find(ck, reading->open_clip_projection))) clip->projection_open_clip = true;
+    if (!p && reading->open_clip_projection && (p = kiln_checkpoint_find(ck, reading->open_clip_projection)))
+        clip->projection_open_clip = true;
     if (!p)
         return kiln_fail(KILN_ERR_MODEL, "%s: tensor '%s' is missing", kiln_checkpoint_path(ck),
-                         reading->open_clip_projection);
+                         reading->open_clip_projection ? reading->open_clip_projection : name);
     const int D = clip->config->hidden;
     if (p->ndim != 2 || p->shape[clip->projection_open_clip ? 0 : 1] != D)
         return kiln_fail(KILN_ERR_MODEL, "%s: the text projection '%s' is not (%d,P) as OpenCLIP's or (P,%d)",

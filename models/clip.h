@@ -33,7 +33,7 @@ typedef struct clip_reading {
 } clip_reading;
 
 extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g, kiln_clip_sdxl_refiner,
-    kiln_clip_flux;
+    kiln_clip_flux, kiln_clip_sd3_l, kiln_clip_sd3_g;
 
 typedef struct clip_layer_weights {
     const tensor *ln1_w, *ln1_b, *ln2_w, *ln2_b;                  /* (D) */

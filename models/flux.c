@@ -15,8 +15,10 @@ bool kiln_flux_present(const kiln_checkpoint *ck, const char *root)
            kiln_checkpoint_find_at(ck, root, "time_text_embed.timestep_embedder.linear_1.weight");
 }
 
-static kiln_status bind_qkv(kiln_weights *w, const char *root, const char *prefix, bool txt, int64_t D, int64_t hd,
-                            flux_qkv *a)
+/* The q, k, v (and, where `norms`, per-head norms) of `<prefix>.<attn>`:
+ * the image stream's names, or (txt) the caption stream's. */
+static kiln_status bind_qkv(kiln_weights *w, const char *root, const char *prefix, const char *attn, bool txt,
+                            bool norms, int64_t D, int64_t hd, flux_qkv *a)
 {
     static const char *const names[2][5] = {{"to_q", "to_k", "to_v", "norm_q", "norm_k"},
                                             {"add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q", "norm_added_k"}};
@@ -24,12 +26,14 @@ static kiln_status bind_qkv(kiln_weights *w, const char *root, const char *prefi
     const tensor **weights[3][2] = {{&a->q_w, &a->q_b}, {&a->k_w, &a->k_b}, {&a->v_w, &a->v_b}};
     char part[200];
     for (int i = 0; i < 3; i++) {
-        snprintf(part, sizeof part, "%s.attn.%s", prefix, n[i]);
+        snprintf(part, sizeof part, "%s.%s.%s", prefix, attn, n[i]);
         TRY(kiln_dit_bind_linear(w, root, part, D, D, weights[i][0], weights[i][1]));
     }
-    snprintf(part, sizeof part, "%s.attn.%s.weight", prefix, n[3]);
+    a->norm_q = a->norm_k = NULL;
+    if (!norms) return KILN_OK;
+    snprintf(part, sizeof part, "%s.%s.%s.weight", prefix, attn, n[3]);
     TRY(KILN_BIND(w, &a->norm_q, root, part, hd));
-    snprintf(part, sizeof part, "%s.attn.%s.weight", prefix, n[4]);
+    snprintf(part, sizeof part, "%s.%s.%s.weight", prefix, attn, n[4]);
     return KILN_BIND(w, &a->norm_k, root, part, hd);
 }
 
@@ -52,8 +56,8 @@ static kiln_status bind_double(kiln_weights *w, const char *root, int i, int64_t
     TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->img_mod_w, &b->img_mod_b));
     snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->txt_mod_w, &b->txt_mod_b));
-    TRY(bind_qkv(w, root, prefix, false, D, hd, &b->img));
-    TRY(bind_qkv(w, root, prefix, true, D, hd, &b->txt));
+    TRY(bind_qkv(w, root, prefix, "attn", false, true, D, hd, &b->img));
+    TRY(bind_qkv(w, root, prefix, "attn", true, true, D, hd, &b->txt));
     snprintf(part, sizeof part, "%s.attn.to_out.0", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->img_out_w, &b->img_out_b));
     snprintf(part, sizeof part, "%s.attn.to_add_out", prefix);
@@ -70,7 +74,7 @@ static kiln_status bind_single(kiln_weights *w, const char *root, int i, int64_t
     snprintf(prefix, sizeof prefix, "single_transformer_blocks.%d", i);
     snprintf(part, sizeof part, "%s.norm.linear", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, 3 * D, D, &b->mod_w, &b->mod_b));
-    TRY(bind_qkv(w, root, prefix, false, D, hd, &b->qkv));
+    TRY(bind_qkv(w, root, prefix, "attn", false, true, D, hd, &b->qkv));
     snprintf(part, sizeof part, "%s.proj_mlp", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, 4 * D, D, &b->mlp_w, &b->mlp_b));
     snprintf(part, sizeof part, "%s.proj_out", prefix);
@@ -136,6 +140,113 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
                          "neither FLUX.1's, Canny/Depth's nor Fill's", kiln_checkpoint_path(ck), flux->in_channels,
                          flux->out_channels);
     const int64_t D = flux->hidden;
+    TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
+    return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
+}
+
+bool kiln_sd3_present(const kiln_checkpoint *ck, const char *root)
+{
+    return kiln_checkpoint_find_at(ck, root, "pos_embed.proj.weight") &&
+           kiln_checkpoint_find_at(ck, root, "context_embedder.weight") &&
+           kiln_checkpoint_find_at(ck, root, "transformer_blocks.0.norm1_context.linear.weight");
+}
+
+/* One of SD3's joint blocks: FLUX.1's double block, but for the last one
+ * (no caption output: its caption modulation is two vectors) and SD 3.5
+ * Medium's second attention (nine image vectors). */
+static kiln_status bind_sd3_block(kiln_weights *w, const char *root, int i, bool norms, int64_t D, int64_t hd,
+                                  flux_double_block *b)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    char prefix[64], part[200];
+    snprintf(prefix, sizeof prefix, "transformer_blocks.%d", i);
+    snprintf(part, sizeof part, "%s.attn2.to_q.weight", prefix);
+    const bool dual = kiln_checkpoint_find_at(ck, root, part) != NULL;
+    snprintf(part, sizeof part, "%s.attn.to_add_out.weight", prefix);
+    const bool last = kiln_checkpoint_find_at(ck, root, part) == NULL;
+    snprintf(part, sizeof part, "%s.norm1.linear", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, (dual ? 9 : 6) * D, D, &b->img_mod_w, &b->img_mod_b));
+    snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, (last ? 2 : 6) * D, D, &b->txt_mod_w, &b->txt_mod_b));
+    TRY(bind_qkv(w, root, prefix, "attn", false, norms, D, hd, &b->img));
+    TRY(bind_qkv(w, root, prefix, "attn", true, norms, D, hd, &b->txt));
+    snprintf(part, sizeof part, "%s.attn.to_out.0", prefix);
+    TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->img_out_w, &b->img_out_b));
+    snprintf(part, sizeof part, "%s.ff", prefix);
+    TRY(kiln_feed_forward_bind(w, root, part, D, &b->img_ff));
+    if (!last) {
+        snprintf(part, sizeof part, "%s.attn.to_add_out", prefix);
+        TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->txt_out_w, &b->txt_out_b));
+        snprintf(part, sizeof part, "%s.ff_context", prefix);
+        TRY(kiln_feed_forward_bind(w, root, part, D, &b->txt_ff));
+    }
+    if (!dual) return KILN_OK;
+    TRY(bind_qkv(w, root, prefix, "attn2", false, norms, D, hd, &b->img2));
+    snprintf(part, sizeof part, "%s.attn2.to_out.0", prefix);
+    return kiln_dit_bind_linear(w, root, part, D, D, &b->img2_out_w, &b->img2_out_b);
+}
+
+kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const char *path = kiln_checkpoint_path(ck);
+    *flux = (kiln_flux){.sd3 = true};
+    const kiln_st_tensor *patch = kiln_checkpoint_find_at(ck, root, "pos_embed.proj.weight");
+    const kiln_st_tensor *table = kiln_checkpoint_find_at(ck, root, "pos_embed.pos_embed");
+    const kiln_st_tensor *txt = kiln_checkpoint_find_at(ck, root, "context_embedder.weight");
+    const kiln_st_tensor *pooled = kiln_checkpoint_find_at(ck, root, "time_text_embed.text_embedder.linear_1.weight");
+    const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
+    const kiln_st_tensor *norm_q = kiln_checkpoint_find_at(ck, root, "transformer_blocks.0.attn.norm_q.weight");
+    if (!patch || !table || !txt || !pooled || !out || patch->ndim != 4 || patch->shape[2] != 2 ||
+        patch->shape[3] != 2 || txt->ndim != 2 || pooled->ndim != 2 || out->ndim != 2)
+        return kiln_fail(KILN_ERR_MODEL, "%s: no SD3 transformer (pos_embed.proj of 2x2 patches, pos_embed.pos_embed, "
+                         "context_embedder, time_text_embed.text_embedder, proj_out)", path);
+    const int64_t D = patch->shape[0];
+    /* SD3's heads are 64 wide (ComfyUI's MMDiT: as many heads as blocks, 64 each); a folder's config or SD 3.5's
+       q norm says otherwise */
+    int64_t hd = norm_q && norm_q->ndim == 1 ? norm_q->shape[0] : kiln_checkpoint_head_dim(ck) ? kiln_checkpoint_head_dim(ck) : 64;
+    if (hd < 1 || D % hd)
+        return kiln_fail(KILN_ERR_MODEL, "%s: SD3 width %lld is no whole number of heads %lld wide", path,
+                         (long long)D, (long long)hd);
+    const int64_t cells = kiln_st_numel(table) / (D ? D : 1);
+    int side = (int)lround(sqrt((double)cells));
+    if ((int64_t)side * side * D != kiln_st_numel(table) || side < 1)
+        return kiln_fail(KILN_ERR_MODEL, "%s: pos_embed.pos_embed (%lld values) is no square table of %lld-wide "
+                         "positions", path, (long long)kiln_st_numel(table), (long long)D);
+    flux->hidden = (int)D;
+    flux->head_dim = (int)hd;
+    flux->heads = (int)(D / hd);
+    flux->in_channels = (int)patch->shape[1] * 4;
+    flux->out_channels = (int)(out->shape[0]);
+    flux->context_dim = (int)txt->shape[1];
+    flux->pooled_dim = (int)pooled->shape[1];
+    if (kiln_dtype_is_quantized(table->dtype))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: pos_embed.pos_embed is stored in blocks (%s)", path,
+                         kiln_dtype_name(table->dtype));
+    flux->pos_table = table;
+    flux->pos_side = side;
+    if (flux->out_channels % 4 || flux->out_channels != flux->in_channels)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the SD3 transformer reads %d channels a patch and gives %d",
+                         path, flux->in_channels, flux->out_channels);
+    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE);
+    if (kiln_checkpoint_find_at(ck, root, "transformer_blocks.38.norm1.linear.weight"))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 transformer of more than %d blocks", path, FLUX_MAX_DOUBLE);
+    const tensor *patch_w;
+    TRY(KILN_BIND(w, &patch_w, root, "pos_embed.proj.weight", D, patch->shape[1], 2, 2));
+    flux->patch_w = *patch_w; /* the same elements as a linear over kiln_patchify's tokens */
+    flux->patch_w.ndim = 2;
+    flux->patch_w.shape[1] = flux->in_channels;
+    TRY(KILN_BIND(w, &flux->img_in_b, root, "pos_embed.proj.bias", D));
+    TRY(kiln_dit_bind_linear(w, root, "context_embedder", D, flux->context_dim, &flux->txt_in_w, &flux->txt_in_b));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
+    for (int i = 0; i < flux->ndouble; i++) TRY(bind_sd3_block(w, root, i, norm_q != NULL, D, hd, &flux->dbl[i]));
+    if (flux->ndouble < 1 || flux->dbl[flux->ndouble - 1].txt_out_w)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the SD3 transformer's last block is missing (one without "
+                         "attn.to_add_out)", path);
+    for (int i = 0; i + 1 < flux->ndouble; i++)
+        if (!flux->dbl[i].txt_out_w)
+            return kiln_fail(KILN_ERR_MODEL, "%s: SD3 block %d has no attn.to_add_out", path, i);
     TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
     return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
@@ -237,8 +348,9 @@ static kiln_status norm_heads(kiln_graph *g, const kiln_flux *flux, tensor *x, c
     return KILN_OK;
 }
 
-/* One stream's q, k (normed per head, rotated) and v; the normed q before
- * its rotation kept in *q_normed where asked (an IP-Adapter's queries). */
+/* One stream's q, k (normed per head where the model norms them, rotated
+ * where it has a rotary table) and v; the normed q before its rotation kept
+ * in *q_normed where asked (an IP-Adapter's queries). */
 static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_qkv *a, const tensor *x,
                                const tensor *rope, tensor **q, tensor **k, tensor **v, tensor **q_normed)
 {
@@ -247,8 +359,16 @@ static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_
     TRY(nn_linear(g, x, a->q_w, a->q_b, &raw[0]));
     TRY(nn_linear(g, x, a->k_w, a->k_b, &raw[1]));
     for (int i = 0; i < 2; i++) {
-        TRY(norm_heads(g, flux, raw[i], gammas[i], &normed));
-        nn_drop(g, &raw[i]);
+        if (gammas[i]) {
+            TRY(norm_heads(g, flux, raw[i], gammas[i], &normed));
+            nn_drop(g, &raw[i]);
+        } else {
+            normed = raw[i];
+        }
+        if (!rope) {
+            *(i ? k : q) = normed;
+            continue;
+        }
         TRY(nn_rope(g, normed, rope, flux->heads, i ? k : q));
         if (i == 0 && q_normed)
             *q_normed = normed;
@@ -258,16 +378,23 @@ static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_
     return nn_linear(g, x, a->v_w, a->v_b, v);
 }
 
-/* The adaLN-Zero vectors' order in a block's six (a single block has the first three) */
-enum { SHIFT_MSA, SCALE_MSA, GATE_MSA, SHIFT_MLP, SCALE_MLP, GATE_MLP };
+/* The adaLN-Zero vectors' order in a block's six (a single block has the
+ * first three, SD 3.5's dual-attention blocks three more) */
+enum { SHIFT_MSA, SCALE_MSA, GATE_MSA, SHIFT_MLP, SCALE_MLP, GATE_MLP, SHIFT_MSA2, SCALE_MSA2, GATE_MSA2 };
 
-/* After the joint attention: a stream's residual, norm and feed-forward. */
-static kiln_status stream_rest(kiln_graph *g, const tensor *mod, tensor *attn, const tensor *out_w,
-                               const tensor *out_b, const kiln_mlp *ff, tensor **x)
+/* An attention's output projected and gated into its stream. */
+static kiln_status gated_projection(kiln_graph *g, const tensor *mod, int gate, tensor *attn, const tensor *out_w,
+                                    const tensor *out_b, tensor **x)
+{
+    tensor *d;
+    TRY(nn_linear(g, attn, out_w, out_b, &d));
+    return nn_gated_add_into(g, x, d, mod, NULL, gate);
+}
+
+/* A stream's second half: its norm and feed-forward, gated in. */
+static kiln_status feed_forward_rest(kiln_graph *g, const tensor *mod, const kiln_mlp *ff, tensor **x)
 {
     tensor *d, *n;
-    TRY(nn_linear(g, attn, out_w, out_b, &d));
-    TRY(nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA));
     TRY(nn_ada_layer_norm(g, *x, mod, NULL, SHIFT_MLP, SCALE_MLP, 1e-6f, &n));
     TRY(kiln_mlp_forward(g, ff, n, &d));
     nn_drop(g, &n);
@@ -281,8 +408,8 @@ typedef struct {
 
 /* Both streams attending jointly (caption keys first, as the rotary table's
  * rows). Each stream's queries attend separately: queries do not see each
- * other, so this is the joint attention without splitting its output. The
- * q, k and v are dropped. */
+ * other, so this is the joint attention without splitting its output (ot
+ * NULL: the image's alone, SD3's last block). The q, k and v are dropped. */
 static kiln_status joint_attention(kiln_graph *g, const kiln_flux *flux, stream_qkv *img, stream_qkv *txt,
                                    tensor **oi, tensor **ot)
 {
@@ -294,7 +421,7 @@ static kiln_status joint_attention(kiln_graph *g, const kiln_flux *flux, stream_
     nn_drop(g, &txt->v);
     nn_drop(g, &img->v);
     TRY(nn_attention(g, img->q, k, v, flux->heads, false, oi));
-    TRY(nn_attention(g, txt->q, k, v, flux->heads, false, ot));
+    if (ot) TRY(nn_attention(g, txt->q, k, v, flux->heads, false, ot));
     nn_drop(g, &img->q);
     nn_drop(g, &txt->q);
     nn_drop(g, &k);
@@ -334,29 +461,58 @@ static kiln_status add_image_attention(kiln_graph *g, const kiln_flux *flux, con
     return KILN_OK;
 }
 
+/* SD 3.5's second attention: the image tokens alone, from n, their own
+ * modulation of the block's input (dropped), gated into *img. */
+static kiln_status second_attention(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b,
+                                    const tensor *mod, tensor **n, tensor **img)
+{
+    tensor *o;
+    stream_qkv a;
+    TRY(project_qkv(g, flux, &b->img2, *n, NULL, &a.q, &a.k, &a.v, NULL));
+    nn_drop(g, n);
+    TRY(nn_attention(g, a.q, a.k, a.v, flux->heads, false, &o));
+    nn_drop(g, &a.q);
+    nn_drop(g, &a.k);
+    nn_drop(g, &a.v);
+    TRY(gated_projection(g, mod, GATE_MSA2, o, b->img2_out_w, b->img2_out_b, img));
+    nn_drop(g, &o);
+    return KILN_OK;
+}
+
 /* MMDiT: image and caption tokens, each normed, projected and fed forward
  * with their own weights, attending jointly; then block i's image prompts
- * (ips NULL: none). */
+ * (ips NULL: none). SD3's last block (no caption output) leaves *txt
+ * dropped. */
 static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, int i,
                                 const image_prompt_set *ips, const tensor *s, const tensor *rope_txt,
                                 const tensor *rope_img, tensor **img, tensor **txt)
 {
-    tensor *mod_i, *mod_t, *n, *oi, *ot, *q_normed = NULL;
+    tensor *mod_i, *mod_t, *n, *oi, *ot = NULL, *q_normed = NULL, *n2 = NULL;
     stream_qkv si, st;
-    const bool images = ips && ips->count;
+    const bool images = ips && ips->count, last = !b->txt_out_w, dual = b->img2.q_w != NULL;
     TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod_i));
     TRY(nn_linear(g, s, b->txt_mod_w, b->txt_mod_b, &mod_t));
     TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
     TRY(project_qkv(g, flux, &b->img, n, rope_img, &si.q, &si.k, &si.v, images ? &q_normed : NULL));
     nn_drop(g, &n);
-    TRY(nn_ada_layer_norm(g, *txt, mod_t, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    if (dual) TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA2, SCALE_MSA2, 1e-6f, &n2));
+    /* the last block's caption modulation is a final norm's: scale, then shift */
+    TRY(nn_ada_layer_norm(g, *txt, mod_t, NULL, last ? 1 : SHIFT_MSA, last ? 0 : SCALE_MSA, 1e-6f, &n));
     TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &st.q, &st.k, &st.v, NULL));
     nn_drop(g, &n);
-    TRY(joint_attention(g, flux, &si, &st, &oi, &ot));
-    TRY(stream_rest(g, mod_i, oi, b->img_out_w, b->img_out_b, &b->img_ff, img));
-    TRY(stream_rest(g, mod_t, ot, b->txt_out_w, b->txt_out_b, &b->txt_ff, txt));
+    TRY(joint_attention(g, flux, &si, &st, &oi, last ? NULL : &ot));
+    TRY(gated_projection(g, mod_i, GATE_MSA, oi, b->img_out_w, b->img_out_b, img));
     nn_drop(g, &oi);
-    nn_drop(g, &ot);
+    if (dual) TRY(second_attention(g, flux, b, mod_i, &n2, img));
+    TRY(feed_forward_rest(g, mod_i, &b->img_ff, img));
+    if (last) {
+        nn_drop(g, &st.q);
+        nn_drop(g, txt);
+    } else {
+        TRY(gated_projection(g, mod_t, GATE_MSA, ot, b->txt_out_w, b->txt_out_b, txt));
+        nn_drop(g, &ot);
+        TRY(feed_forward_rest(g, mod_t, &b->txt_ff, txt));
+    }
     nn_drop(g, &mod_i);
     nn_drop(g, &mod_t);
     if (!images) return KILN_OK;
@@ -439,8 +595,8 @@ static kiln_status conditioning(kiln_graph *g, const kiln_flux *flux, const flux
     const int64_t B = in->rows;
     float *scaled = malloc((size_t)(2 * B) * sizeof *scaled);
     if (!scaled) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
-    for (int64_t r = 0; r < B; r++) { /* the model's own times-1000 */
-        scaled[r] = in->timesteps[r] * 1000.0f;
+    for (int64_t r = 0; r < B; r++) { /* FLUX.1's own times-1000; SD3's timestep is 1000 sigma already */
+        scaled[r] = flux->sd3 ? in->timesteps[r] : in->timesteps[r] * 1000.0f;
         scaled[B + r] = in->guidance ? in->guidance[r] * 1000.0f : 0.0f;
     }
     tensor *t, *f, *emb, *part, *sum, *pooled;
@@ -487,29 +643,33 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
                              tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu)
 {
     const int64_t T = (*txt)->shape[1], N = kiln_flux_image_tokens(in), pairs = flux->head_dim / 2;
-    tensor *s, *rope;
+    tensor *s, *rope = NULL;
     image_prompt_set ips = {in->images, {0}, with_images ? in->nimages : 0};
     for (int k = 0; k < ips.count; k++)
         TRY(kiln_graph_input(g, &ips.tokens[k], KILN_F32, 3,
                              (int64_t[]){in->rows, in->images[k].ntokens, flux->context_dim}, in->images[k].tokens));
     TRY(conditioning(g, flux, in, &s));
-    float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
-    if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
-    kiln_flux_rope_table(flux, (int)T, in, table);
-    kiln_status st = kiln_graph_input(g, &rope, KILN_F32, 3, (int64_t[]){T + N, pairs, 2}, table);
-    free(table);
-    TRY(st);
-    const tensor rope_txt = table_rows(rope, 0, T), rope_img = table_rows(rope, T, N);
+    if (!flux->sd3) { /* SD3 added its positions to the embedded patches */
+        float *table = malloc((size_t)((T + N) * pairs * 2) * sizeof *table);
+        if (!table) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
+        kiln_flux_rope_table(flux, (int)T, in, table);
+        kiln_status st = kiln_graph_input(g, &rope, KILN_F32, 3, (int64_t[]){T + N, pairs, 2}, table);
+        free(table);
+        TRY(st);
+    }
+    const tensor rope_txt = rope ? table_rows(rope, 0, T) : (tensor){0};
+    const tensor rope_img = rope ? table_rows(rope, T, N) : (tensor){0};
     for (int i = 0; i < flux->ndouble; i++) {
-        TRY(double_block(g, flux, &flux->dbl[i], i, &ips, s, &rope_txt, &rope_img, img, txt));
+        TRY(double_block(g, flux, &flux->dbl[i], i, &ips, s, rope ? &rope_txt : NULL, rope ? &rope_img : NULL, img,
+                         txt));
         if (after_block) TRY(after_block(g, ctx, false, i, img));
     }
     for (int i = 0; i < flux->nsingle; i++) {
         TRY(single_block(g, flux, &flux->sgl[i], s, &rope_txt, &rope_img, img, txt));
         if (after_block) TRY(after_block(g, ctx, true, i, img));
     }
-    nn_drop(g, &rope);
-    nn_drop(g, txt);
+    if (rope) nn_drop(g, &rope);
+    if (*txt) nn_drop(g, txt);
     for (int k = 0; k < ips.count; k++) nn_drop(g, &ips.tokens[k]);
     if (silu)
         *silu = s;
@@ -570,6 +730,37 @@ static kiln_status control_residuals(kiln_graph *g, const kiln_flux *flux, const
     return KILN_OK;
 }
 
+/* SD3's patch embedding: the 2x2 patches through pos_embed.proj plus the
+ * centre of its position table (PatchEmbed's cropped_pos_embed), the same
+ * for every row. */
+static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
+                                     tensor **y)
+{
+    const int S = flux->pos_side, D = flux->hidden;
+    if (in->h > S || in->w > S)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sd3: a latent of %dx%d patches is past the position table's %dx%d "
+                         "(%d pixels a side)", in->h, in->w, S, S, 16 * S);
+    const int top = (S - in->h) / 2, left = (S - in->w) / 2;
+    const size_t per_row = (size_t)in->h * in->w * D;
+    float *pos = malloc((size_t)in->rows * per_row * sizeof *pos);
+    if (!pos) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sd3: out of host memory");
+    const kiln_st_tensor *table = flux->pos_table;
+    for (int r = 0; r < in->h; r++)
+        kiln_convert_to_f32(pos + (size_t)r * in->w * D,
+                            (const char *)table->data + ((size_t)(top + r) * S + left) * D * kiln_dtype_size(table->dtype),
+                            table->dtype, (size_t)in->w * D);
+    for (int b = 1; b < in->rows; b++) memcpy(pos + b * per_row, pos, per_row * sizeof *pos);
+    tensor *p, *x;
+    kiln_status st = kiln_graph_input(g, &p, KILN_F32, 3, (int64_t[]){in->rows, (int64_t)in->h * in->w, D}, pos);
+    free(pos);
+    TRY(st);
+    TRY(nn_linear(g, tokens, &flux->patch_w, flux->img_in_b, &x));
+    TRY(nn_add(g, x, p, y));
+    nn_drop(g, &x);
+    nn_drop(g, &p);
+    return KILN_OK;
+}
+
 typedef struct {
     const kiln_flux *flux;
     const flux_input *in;
@@ -588,7 +779,11 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     flux_residuals each[FLUX_MAX_CONTROLS];
     flux_residual_set set = {each, in->ncontrols};
     if (in->ncontrols) TRY(control_residuals(g, flux, in, tokens, context, each));
-    TRY(nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, &img));
+    if (flux->sd3) {
+        TRY(sd3_embed_patches(g, flux, in, tokens, &img));
+    } else {
+        TRY(nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, &img));
+    }
     nn_drop(g, &tokens);
     TRY(nn_linear(g, context, flux->txt_in_w, flux->txt_in_b, &txt));
     nn_drop(g, &context);
@@ -625,6 +820,8 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
                          in->h, in->w, in->context_tokens);
     if (flux->guidance && !in->guidance)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
+    if (flux->sd3 && (in->nrefs || in->ncontrols || in->nimages))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "sd3: reference latents, ControlNets and IP-Adapters are FLUX.1's here");
     if (in->nrefs < 0 || in->nrefs > FLUX_MAX_REFERENCES)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d reference latents on a call: at most %d", in->nrefs,
                          FLUX_MAX_REFERENCES);

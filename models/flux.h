@@ -12,26 +12,43 @@
  * `time_text_embed.*`, `transformer_blocks.N.*`,
  * `single_transformer_blocks.N.*`, `norm_out.linear`, `proj_out`). The head
  * width is read off the q norm's weight; the rotary axes are the caller's
- * (a folder's config.json; FLUX.1's (16, 56, 56)). */
+ * (a folder's config.json; FLUX.1's (16, 56, 56)).
+ *
+ * SD3's transformer (diffusers' SD3Transformer2DModel, the MMDiT of SD 3.0
+ * and 3.5) is the same double-stream block stack under the same names and
+ * runs through the same code, with its differences as data: the 2x2 patches
+ * embedded by a conv (`pos_embed.proj`) and a stored table of positions
+ * (`pos_embed.pos_embed`, side S, its centre cropped to the latent) added in
+ * place of the rotation; no single blocks, no guidance; the last block reads
+ * the caption only for keys and values (its caption side modulated like the
+ * final norm, no output or feed-forward of its own); q and k RMS-normed only
+ * in SD 3.5; in SD 3.5 Medium's first blocks a second attention of the image
+ * tokens alone (`attn2`, its own three adaLN vectors after the six); the
+ * timestep taken as given (1000 sigma); each token's output by patch row,
+ * column, then channel. */
 #ifndef KILN_MODELS_FLUX_H
 #define KILN_MODELS_FLUX_H
 
 #include "dit.h"
 
-#define FLUX_MAX_DOUBLE 24
+#define FLUX_MAX_DOUBLE 38 /* FLUX.1 has 19, SD3 24, SD 3.5 Large 38 */
 #define FLUX_MAX_SINGLE 48
 
 /* One stream's q, k and v with their per-head RMS norms. */
 typedef struct flux_qkv {
     const tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D,D) (D) */
-    const tensor *norm_q, *norm_k;                  /* (head_dim) */
+    const tensor *norm_q, *norm_k;                  /* (head_dim); NULL: none (SD 3.0) */
 } flux_qkv;
 
 typedef struct flux_double_block {
-    const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b; /* (6D,D) (6D) */
+    /* (6D,D) (6D); SD 3.5's dual-attention blocks' image one (9D,D), SD3's last block's caption one (2D,D):
+       scale, shift */
+    const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b;
     flux_qkv img, txt;
-    const tensor *img_out_w, *img_out_b, *txt_out_w, *txt_out_b;  /* (D,D) (D) */
-    kiln_mlp img_ff, txt_ff; /* tanh GELU, 4D inside */
+    const tensor *img_out_w, *img_out_b, *txt_out_w, *txt_out_b;  /* (D,D) (D); txt_out_w NULL: SD3's last block */
+    kiln_mlp img_ff, txt_ff; /* tanh GELU, 4D inside; txt_ff unbound in SD3's last block */
+    flux_qkv img2;           /* SD 3.5 Medium: the image tokens' second attention; q_w NULL: none */
+    const tensor *img2_out_w, *img2_out_b;
 } flux_double_block;
 
 typedef struct flux_single_block {
@@ -58,9 +75,16 @@ typedef struct kiln_flux {
     flux_single_block sgl[FLUX_MAX_SINGLE];
     const tensor *norm_out_w, *norm_out_b; /* (2D,D): scale, then shift */
     const tensor *proj_out_w, *proj_out_b; /* (out_channels,D) */
+    bool sd3;                         /* SD3's MMDiT (img_in_w unbound: patch_w, pos_table) */
+    tensor patch_w;                   /* SD3: pos_embed.proj's kernel (D,C,2,2) as (D,4C) */
+    const kiln_st_tensor *pos_table;  /* SD3: (1, pos_side^2, D), cropped on the host each call */
+    int pos_side;
 } kiln_flux;
 
 bool kiln_flux_present(const kiln_checkpoint *ck, const char *root);
+bool kiln_sd3_present(const kiln_checkpoint *ck, const char *root);
+/* SD3's transformer, sizes from the shapes; sd3 set. */
+kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux);
 /* Sizes from the shapes; axes NULL: FLUX.1's (16, 56, 56). */
 kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux);
 /* All but the final layer (norm_out, proj_out): a ControlNet's copy;
@@ -125,7 +149,7 @@ typedef struct flux_input {
     const float *context;    /* (rows, T, context_dim) */
     int context_tokens;      /* T */
     const float *pooled;     /* (rows, pooled_dim) */
-    const float *timesteps;  /* (rows): sigma in [0,1] (the model scales it by 1000) */
+    const float *timesteps;  /* (rows): sigma in [0,1] (the model scales it by 1000); SD3: 1000 sigma */
     const float *guidance;   /* (rows), the dev model's; NULL otherwise */
     const flux_control *controls; /* ncontrols of them, in the order applied; NULL: none */
     int ncontrols;
@@ -137,7 +161,7 @@ typedef struct flux_input {
                                    in_channels), which the ControlNets read (ComfyUI runs them on x alone) */
 } flux_input;
 
-// -> out (rows, h*w, out_channels) on the host: the packed prediction
+// -> out (rows, h*w, out_channels) on the host: the packed prediction (SD3: each token's by row, column, channel)
 kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_input *in, float *out);
 
 /* Called after double block i (single false) or single block i with the

@@ -101,8 +101,8 @@ const char *kiln_model_prediction(const kiln_model *m)
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
 {
     if (!m || !sampling) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_prediction: no model or sampling");
-    /* a flow-matching model (Flux) samples only as one, and only it does */
-    const bool flow = m->family->arch == KILN_ARCH_FLUX;
+    /* a flow-matching model (Flux, SD3) samples only as one, and only it does */
+    const bool flow = kiln_model_is_mmdit(m);
     if (flow != (strcmp(sampling, "flow") == 0))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s' on a %s model", sampling, m->info.family);
     if (flow) return KILN_OK;

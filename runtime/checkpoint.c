@@ -31,6 +31,7 @@ struct kiln_checkpoint {
     size_t nnames, cap;
     char *prediction_type; /* a diffusers folder's scheduler_config.json says, or NULL */
     int sample_size;       /* a DiT folder's transformer/config.json says, or 0 */
+    int head_dim;          /* a DiT folder's transformer/config.json attention_head_dim, or 0 */
     char *pipeline;        /* a DiT folder's model_index.json _class_name, or NULL */
     double vae_scaling;    /* a DiT folder's vae/config.json scaling_factor, or 0 */
     double vae_shift;      /* its shift_factor, or 0 */
@@ -410,6 +411,9 @@ static kiln_status read_dit_configs(kiln_checkpoint *ck, const char *dir)
     double size = 0;
     TRY(read_folder_field(dir, "transformer/config.json", "sample_size", &size, NULL));
     if (size >= 1 && size <= 4096) ck->sample_size = (int)size;
+    double head_dim = 0;
+    TRY(read_folder_field(dir, "transformer/config.json", "attention_head_dim", &head_dim, NULL));
+    if (head_dim >= 1 && head_dim <= 4096) ck->head_dim = (int)head_dim;
     TRY(read_folder_field(dir, "model_index.json", "_class_name", NULL, &ck->pipeline));
     double scaling = 0, shift = 0;
     TRY(read_folder_field(dir, "vae/config.json", "scaling_factor", &scaling, NULL));
@@ -442,6 +446,7 @@ const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck) { return ck->pip
 double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck) { return ck->vae_scaling; }
 
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck) { return ck->sample_size; }
+int kiln_checkpoint_head_dim(const kiln_checkpoint *ck) { return ck->head_dim; }
 
 /* A folder part whole or in shards, mapped under `root`. */
 static kiln_status open_text_part(kiln_checkpoint *ck, const char *dir, const char *part, const char *root)
@@ -471,12 +476,13 @@ static void t5_tokenizer_in(const char *dir, const char *sub, char *path, size_t
     if (stat(path, &st) != 0 && json) snprintf(path, size, "%s/%s/tokenizer.json", dir, sub);
 }
 
-/* A DiT folder as diffusers ships PixArt and Flux: transformer/ under
+/* A DiT folder as diffusers ships PixArt, Flux and SD3: transformer/ under
  * `transformer.` in diffusers' names, the T5 encoder (PixArt's
- * text_encoder/, Flux's text_encoder_2/) under
- * `text_encoders.t5xxl.transformer.` and Flux's CLIP-L (its text_encoder/)
- * under `text_encoders.clip_l.transformer.`, where single files that carry
- * them keep them; the VAE as in every folder. */
+ * text_encoder/, Flux's text_encoder_2/, SD3's text_encoder_3/) under
+ * `text_encoders.t5xxl.transformer.`, Flux's and SD3's CLIP-L (their
+ * text_encoder/) under `text_encoders.clip_l.transformer.` and SD3's bigG
+ * (its text_encoder_2/) under `text_encoders.clip_g.transformer.`, where
+ * single files that carry them keep them; the VAE as in every folder. */
 static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
 {
     kiln_st_file *dit, *vae;
@@ -484,11 +490,17 @@ static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
     TRY(open_part(ck, dir, "vae", &vae));
     char path[4096];
     struct stat st;
+    snprintf(path, sizeof path, "%s/text_encoder_3", dir);
+    const bool sd3 = stat(path, &st) == 0;
     snprintf(path, sizeof path, "%s/text_encoder_2", dir);
-    const bool flux = stat(path, &st) == 0;
-    t5_tokenizer_in(dir, flux ? "tokenizer_2" : "tokenizer", path, sizeof path);
+    const bool flux = !sd3 && stat(path, &st) == 0;
+    t5_tokenizer_in(dir, sd3 ? "tokenizer_3" : flux ? "tokenizer_2" : "tokenizer", path, sizeof path);
     TRY(kiln_checkpoint_set_tokenizer(ck, path));
-    if (flux) {
+    if (sd3) {
+        TRY(open_text_part(ck, dir, "text_encoder", KILN_CLIP_L_ROOT "."));
+        TRY(open_text_part(ck, dir, "text_encoder_2", KILN_CLIP_G_ROOT "."));
+        TRY(open_text_part(ck, dir, "text_encoder_3", KILN_T5_ROOT "."));
+    } else if (flux) {
         TRY(open_text_part(ck, dir, "text_encoder", KILN_CLIP_L_ROOT "."));
         TRY(open_text_part(ck, dir, "text_encoder_2", KILN_T5_ROOT "."));
     } else {

@@ -28,6 +28,7 @@ typedef struct kiln_checkpoint kiln_checkpoint;
 #define KILN_FLUX_ROOT "transformer"
 #define KILN_T5_ROOT "text_encoders.t5xxl.transformer"
 #define KILN_CLIP_L_ROOT "text_encoders.clip_l.transformer"
+#define KILN_CLIP_G_ROOT "text_encoders.clip_g.transformer" /* SD3's, as ComfyUI's files keep it */
 
 /* Opens a single-file checkpoint or a diffusers folder. */
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out);
@@ -62,6 +63,8 @@ const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck);
 /* A DiT folder's transformer/config.json sample_size (the latent side it was
  * trained at), or 0. */
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
+/* Its attention_head_dim (what SD 3.0's weights do not show), or 0. */
+int kiln_checkpoint_head_dim(const kiln_checkpoint *ck);
 /* A DiT folder's model_index.json _class_name ("PixArtSigmaPipeline"), or NULL. */
 const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck);
 /* A DiT folder's vae/config.json scaling_factor, or 0. */

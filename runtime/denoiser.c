@@ -17,7 +17,7 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
     const int channels = kiln_model_latent_channels(m);
     *d = (kiln_denoiser){.model = m, .batch = batch, .channels = channels, .h = h, .w = w,
                          .unet_channels = !kiln_model_is_dit(m)               ? m->unet.config->in_channels
-                                          : m->family->arch == KILN_ARCH_FLUX ? m->flux.in_channels / 4
+                                          : kiln_model_is_mmdit(m) ? m->flux.in_channels / 4
                                                                               : channels,
                          .cfg = cfg,
                          .context = context, .tokens = tokens, .sampling = sampling};
@@ -77,8 +77,8 @@ static kiln_status set_flux_inputs(kiln_denoiser *d)
         for (size_t b = 0; b < B; b++) d->flux_guidance[i][b] = d->guidance[i];
         const kiln_conditioning *c = d->captions[i];
         if (c->pooled_dim != f->pooled_dim || !c->pooled)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning has no pooled output of %d (CLIP-L's)",
-                             i ? "positive" : "negative", f->pooled_dim);
+            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning has no pooled output of %d (%s)",
+                             i ? "positive" : "negative", f->pooled_dim, f->sd3 ? "the CLIPs'" : "CLIP-L's");
         const size_t rows = (size_t)c->tokens * c->dim;
         d->flux_context[i] = malloc(B * rows * sizeof(float));
         d->flux_pooled[i] = malloc(B * c->pooled_dim * sizeof(float));
@@ -97,11 +97,11 @@ kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning
 {
     const kiln_model *m = d->model;
     if (!kiln_model_is_dit(m)) return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: captions are for a DiT model");
-    const int width = m->family->arch == KILN_ARCH_FLUX ? m->flux.context_dim : m->pixart.caption_dim;
+    const int width = kiln_model_is_mmdit(m) ? m->flux.context_dim : m->pixart.caption_dim;
     for (int i = 0; i < 2; i++) {
         const kiln_conditioning *c = i ? positive : negative;
         if (c->dim != width || c->tokens < 1)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning is %d tokens of %d; the model reads T5's %d",
+            return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning is %d tokens of %d; the model reads %d",
                              i ? "positive" : "negative", c->tokens, c->dim, width);
         d->captions[i] = c;
     }
@@ -405,7 +405,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
                      .controls = controls, .ncontrols = ncontrols, .images = images,
                      .nimages = d->nimage_prompts};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
-    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, false, d->unet_out + first * latent);
+    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, d->unet_out + first * latent);
     return KILN_OK;
 }
 
@@ -415,7 +415,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
 static kiln_status dit_step(kiln_denoiser *d)
 {
     const kiln_model *m = d->model;
-    if (m->family->arch == KILN_ARCH_FLUX) { /* without guidance only the cond rows */
+    if (kiln_model_is_mmdit(m)) { /* without guidance only the cond rows */
         if (d->rows == d->batch) return flux_rows(d, 0, 1);
         TRY(flux_rows(d, 0, 0));
         return flux_rows(d, d->batch, 1);

@@ -36,6 +36,9 @@ static const kiln_family families[] = {
     /* FLUX.1: CLIP-L for its pooled output, T5, a 16-channel VAE (scale and
        shift from its config, else FLUX.1's), flow matching */
     {"flux", {&kiln_clip_flux}, 1, 0.3611f, 0, 1024, .arch = KILN_ARCH_FLUX},
+    /* SD 3.0 and 3.5: CLIP-L and bigG, T5 (where given), the 16-channel VAE (SD3's scale and shift unless the
+       folder says), flow matching */
+    {"sd3", {&kiln_clip_sd3_l, &kiln_clip_sd3_g}, 2, 1.5305f, 0, 1024, .arch = KILN_ARCH_SD3},
 };
 
 static const kiln_family *family_named(const char *name)
@@ -205,12 +208,51 @@ static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info
     return KILN_OK;
 }
 
+/* An SD3 model: its transformer, CLIP-L and bigG, T5 where it has one (SD3
+ * samples without: its CLIPs' tokens alone), the 16-channel VAE. */
+static kiln_status inspect_sd3(const kiln_checkpoint *ck, kiln_model_info *info)
+{
+    const char *path = kiln_checkpoint_path(ck);
+    const kiln_family *family = family_named("sd3");
+    static const char *const which[2] = {"CLIP-L", "CLIP-G (bigG)"};
+    for (int i = 0; i < family->nclips; i++) {
+        const clip_config *clip = kiln_clip_detect(ck, family->clips[i]);
+        if (!clip)
+            return kiln_fail(KILN_ERR_MODEL, "%s: SD3 transformer without its %s (a folder's text_encoder%s/, or a "
+                             "file given beside it: gen --text-encoder)", path, which[i], i ? "_2" : "");
+        info->clip_names[i] = clip->name;
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "%s.", i ? KILN_CLIP_G_ROOT : KILN_CLIP_L_ROOT);
+        info->clip_params[i] = count_params(ck, prefix);
+    }
+    info->nclips = family->nclips;
+    const vae_config *vae = kiln_vae_detect(ck);
+    if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape (gen --vae)", path);
+    info->family = family->name;
+    info->variant = KILN_VARIANT_TXT2IMG;
+    info->prediction = KILN_PREDICTION_FLOW;
+    info->prediction_reason = "SD3 is a flow-matching model";
+    const bool dual = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".transformer_blocks.0.attn2.to_q.weight") != NULL;
+    const bool qk_norm = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".transformer_blocks.0.attn.norm_q.weight") != NULL;
+    info->unet_name = dual ? "sd3.5-medium" : qk_norm ? "sd3.5-large" : "sd3-medium";
+    info->unet_dtype = main_dtype(ck, KILN_FLUX_ROOT ".");
+    info->unet_params = count_params(ck, KILN_FLUX_ROOT ".");
+    if (kiln_t5_present(ck, KILN_T5_ROOT)) {
+        info->t5_name = "t5-v1.1";
+        info->t5_params = count_params(ck, KILN_T5_ROOT ".");
+    }
+    info->vae_name = vae->name;
+    info->vae_params = count_params(ck, "first_stage_model.");
+    return KILN_OK;
+}
+
 kiln_status kiln_model_inspect(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
     *info = (kiln_model_info){0};
     if (kiln_pixart_present(ck, KILN_PIXART_ROOT)) return inspect_dit(ck, info);
     if (kiln_flux_present(ck, KILN_FLUX_ROOT)) return inspect_flux(ck, info);
+    if (kiln_sd3_present(ck, KILN_FLUX_ROOT)) return inspect_sd3(ck, info);
     TRY(refuse_non_model(ck));
     const kiln_st_tensor *conv_in = kiln_checkpoint_find(ck, "model.diffusion_model.input_blocks.0.0.weight");
     if (!conv_in || conv_in->ndim != 4)
@@ -291,28 +333,55 @@ static void convert_linears(kiln_model *m, bool on)
         kiln_weights_convert_linears(m->weights, on ? dtype : KILN_DTYPE_COUNT);
 }
 
+/* An SD3 model's transformer, and its T5 and tokenizer where it has them. */
+static kiln_status bind_sd3(kiln_model *m)
+{
+    const char *path = kiln_checkpoint_path(m->checkpoint);
+    convert_linears(m, true);
+    kiln_status st = kiln_sd3_bind(m->weights, KILN_FLUX_ROOT, &m->flux);
+    convert_linears(m, false);
+    TRY(st);
+    m->flow_shift = KILN_SD3_SHIFT;
+    const int clip_width = m->clips[0].config->hidden + m->clips[1].config->hidden;
+    if (m->clips[0].pooled_dim + m->clips[1].pooled_dim != m->flux.pooled_dim)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the CLIPs' pooled outputs are %d wide together, the SD3 transformer "
+                         "reads %d", path, m->clips[0].pooled_dim + m->clips[1].pooled_dim, m->flux.pooled_dim);
+    if (clip_width > m->flux.context_dim)
+        return kiln_fail(KILN_ERR_MODEL, "%s: the CLIPs' tokens are %d wide together, past the SD3 transformer's %d",
+                         path, clip_width, m->flux.context_dim);
+    if (!kiln_t5_present(m->checkpoint, KILN_T5_ROOT)) return KILN_OK;
+    TRY(kiln_t5_bind(m->weights, KILN_T5_ROOT, &m->t5));
+    return KILN_OK;
+}
+
 /* A DiT's transformer and T5, and the T5 tokenizer the checkpoint names
- * (its folder's: PixArt's tokenizer/spiece.model, Flux's tokenizer_2/). */
+ * (its folder's: PixArt's tokenizer/spiece.model, Flux's tokenizer_2/,
+ * SD3's tokenizer_3/). */
 static kiln_status bind_dit(kiln_model *m)
 {
     const char *path = kiln_checkpoint_path(m->checkpoint);
-    const bool flux = m->family->arch == KILN_ARCH_FLUX;
-    TRY(kiln_t5_bind(m->weights, KILN_T5_ROOT, &m->t5));
+    const bool flux = m->family->arch == KILN_ARCH_FLUX, sd3 = m->family->arch == KILN_ARCH_SD3;
     int reads;
-    convert_linears(m, true);
-    kiln_status st = flux ? kiln_flux_bind(m->weights, KILN_FLUX_ROOT, kiln_checkpoint_rope_axes(m->checkpoint), &m->flux)
-                          : kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint),
-                                             &m->pixart);
-    convert_linears(m, false);
-    TRY(st);
-    if (flux) {
+    if (sd3) {
+        TRY(bind_sd3(m));
+        if (!m->t5.hidden) return KILN_OK;
         reads = m->flux.context_dim;
+    } else {
+        TRY(kiln_t5_bind(m->weights, KILN_T5_ROOT, &m->t5));
+        convert_linears(m, true);
+        kiln_status st = flux ? kiln_flux_bind(m->weights, KILN_FLUX_ROOT, kiln_checkpoint_rope_axes(m->checkpoint),
+                                               &m->flux)
+                              : kiln_pixart_bind(m->weights, KILN_PIXART_ROOT, kiln_checkpoint_sample_size(m->checkpoint),
+                                                 &m->pixart);
+        convert_linears(m, false);
+        TRY(st);
+        reads = flux ? m->flux.context_dim : m->pixart.caption_dim;
+    }
+    if (flux) {
         m->flow_shift = kiln_flux_default_shift(&m->flux);
         if (m->clips[0].pooled_dim != m->flux.pooled_dim)
             return kiln_fail(KILN_ERR_MODEL, "%s: CLIP-L's pooled output is %d wide, the Flux transformer reads %d",
                              path, m->clips[0].pooled_dim, m->flux.pooled_dim);
-    } else {
-        reads = m->pixart.caption_dim;
     }
     if (m->t5.hidden != reads)
         return kiln_fail(KILN_ERR_MODEL, "%s: the T5 encoder is %d wide, the transformer reads %d", path, m->t5.hidden,
@@ -320,13 +389,13 @@ static kiln_status bind_dit(kiln_model *m)
     const char *spiece = kiln_checkpoint_tokenizer(m->checkpoint);
     if (!spiece)
         return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer: single files carry none; give T5's spiece.model or "
-                         "tokenizer.json (gen --tokenizer; FLUX.1's tokenizer_2/, PixArt's tokenizer/, ComfyUI's "
-                         "comfy/text_encoders/t5_tokenizer/)", path);
+                         "tokenizer.json (gen --tokenizer; FLUX.1's tokenizer_2/, SD3's tokenizer_3/, PixArt's "
+                         "tokenizer/, ComfyUI's comfy/text_encoders/t5_tokenizer/)", path);
     if (access(spiece, R_OK) != 0)
         return kiln_fail(KILN_ERR_MODEL, "%s: no T5 tokenizer at %s", path, spiece);
     TRY(kiln_spm_open(spiece, &m->spm));
-    /* the pipelines' max_sequence_length (ComfyUI cuts Flux's nowhere: 512 here, FLUX.1-dev's) */
-    m->t5_max_tokens = flux ? 512 : strcmp(m->info.unet_name, "pixart-sigma") == 0 ? 300 : 120;
+    /* the pipelines' max_sequence_length (ComfyUI cuts Flux's and SD3's nowhere: 512 here, FLUX.1-dev's) */
+    m->t5_max_tokens = flux || sd3 ? 512 : strcmp(m->info.unet_name, "pixart-sigma") == 0 ? 300 : 120;
     if (kiln_spm_vocab_size(m->spm) > m->t5.vocab)
         return kiln_fail(KILN_ERR_MODEL, "%s: the tokenizer has %d pieces, the T5 encoder embeds %d", spiece,
                          kiln_spm_vocab_size(m->spm), m->t5.vocab);
@@ -339,6 +408,7 @@ static kiln_status bind_vae(kiln_model *m)
 {
     double scale = m->family->latent_scale, shift = 0;
     if (m->family->arch == KILN_ARCH_FLUX) shift = 0.1159; /* FLUX.1's, where the folder does not say */
+    if (m->family->arch == KILN_ARCH_SD3) shift = 0.0609; /* SD3's */
     if (kiln_model_is_dit(m) && kiln_checkpoint_vae_scaling(m->checkpoint) > 0) {
         scale = kiln_checkpoint_vae_scaling(m->checkpoint);
         shift = kiln_checkpoint_vae_shift(m->checkpoint);
@@ -350,7 +420,8 @@ int kiln_model_latent_channels(const kiln_model *m)
 {
     switch (m->family->arch) {
     case KILN_ARCH_PIXART: return m->pixart.in_channels;
-    case KILN_ARCH_FLUX: return m->vae.config->latent_channels; /* packed 2x2 into the transformer's tokens */
+    case KILN_ARCH_FLUX: /* packed 2x2 into the transformer's tokens */
+    case KILN_ARCH_SD3: return m->vae.config->latent_channels;
     case KILN_ARCH_UNET: break;
     }
     return m->unet.config->out_channels;
@@ -358,6 +429,7 @@ int kiln_model_latent_channels(const kiln_model *m)
 
 int kiln_model_context_dim(const kiln_model *m)
 {
+    if (m->family->arch == KILN_ARCH_SD3) return m->flux.context_dim;
     return kiln_model_is_dit(m) ? m->t5.hidden : m->unet.config->context_dim;
 }
 
@@ -365,6 +437,7 @@ kiln_status kiln_model_sampling_of(const kiln_model *m, kiln_model_sampling *ms)
 {
     const kiln_family *f = m->family;
     if (f->arch == KILN_ARCH_FLUX) return kiln_model_sampling_init_flux(ms, m->flow_shift);
+    if (f->arch == KILN_ARCH_SD3) return kiln_model_sampling_init_sd3(ms, m->flow_shift);
     return f->plain_betas ? kiln_model_sampling_init_plain(ms, f->linear_start, f->linear_end)
                           : kiln_model_sampling_init(ms, f->linear_start, f->linear_end);
 }

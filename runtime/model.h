@@ -23,12 +23,12 @@ typedef enum kiln_variant {
 typedef enum kiln_prediction {
     KILN_PREDICTION_EPS, /* the noise: SD 1.x, SD 2.x 512 */
     KILN_PREDICTION_V,   /* v = alpha * noise - sigma * x0: SD 2.x 768 */
-    KILN_PREDICTION_FLOW, /* the velocity noise - x0 of flow matching (ComfyUI's CONST): Flux */
+    KILN_PREDICTION_FLOW, /* the velocity noise - x0 of flow matching (ComfyUI's CONST): Flux, SD3 */
 } kiln_prediction;
 
 #define KILN_MAX_TEXT_ENCODERS 2
 
-typedef enum kiln_arch { KILN_ARCH_UNET, KILN_ARCH_PIXART, KILN_ARCH_FLUX } kiln_arch;
+typedef enum kiln_arch { KILN_ARCH_UNET, KILN_ARCH_PIXART, KILN_ARCH_FLUX, KILN_ARCH_SD3 } kiln_arch;
 
 /* What a model family is made of besides its UNet. */
 typedef struct kiln_family {
@@ -39,7 +39,8 @@ typedef struct kiln_family {
     int adm_numbers; /* what the UNet's vector y embeds after the pooled text: SDXL 6 (size, crop, target
                         size), its refiner 5 (size, crop, aesthetic score); 0: no y */
     int native_size; /* the side its base models were trained at, gen's default */
-    kiln_arch arch;  /* what denoises: a UNet on CLIP, PixArt's DiT on T5, Flux's on T5 and CLIP's pooled output */
+    kiln_arch arch;  /* what denoises: a UNet on CLIP, PixArt's DiT on T5, Flux's on T5 and CLIP's pooled output,
+                        SD3's on both CLIPs' and T5's tokens and the CLIPs' pooled outputs */
     /* its training noise schedule: betas from linear_start to linear_end,
      * evenly spaced in their square roots (SD's "linear") or, where
      * plain_betas, in themselves (ComfyUI's "sqrt_linear", PixArt's) */
@@ -72,13 +73,18 @@ typedef struct kiln_model {
     kiln_t5 t5;
     kiln_spm *spm;
     int t5_max_tokens;        /* ids a prompt is cut to: PixArt-alpha's 120, PixArt-Sigma's 300, Flux's 512 */
-    kiln_flux flux;
-    double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0 */
+    kiln_flux flux;           /* Flux's transformer, or SD3's (flux.sd3) */
+    double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0; SD3's 3.0 */
     kiln_vae vae;
 } kiln_model;
 
-/* A PixArt or Flux model: a DiT on T5 in place of a UNet on CLIP. */
+/* A PixArt, Flux or SD3 model: a DiT on T5 in place of a UNet on CLIP. */
 static inline bool kiln_model_is_dit(const kiln_model *m) { return m->family->arch != KILN_ARCH_UNET; }
+/* A Flux or SD3 model: an MMDiT, m->flux. */
+static inline bool kiln_model_is_mmdit(const kiln_model *m)
+{
+    return m->family->arch == KILN_ARCH_FLUX || m->family->arch == KILN_ARCH_SD3;
+}
 
 /* The latent's channels and the conditioning's width the model samples
  * with, UNet or DiT. */

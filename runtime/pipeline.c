@@ -160,15 +160,45 @@ kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *t
     return st;
 }
 
+kiln_status kiln_encode_sd3_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_l,
+                                   const char *clip_g, const char *t5xxl, kiln_conditioning *out)
+{
+    *out = (kiln_conditioning){0};
+    if (m->family->arch != KILN_ARCH_SD3)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeSD3: a %s model is no SD3 model", m->info.family);
+    const char *texts[2] = {clip_l, clip_g};
+    kiln_conditioning lg, t5 = {0};
+    TRY(encode_clips(m, tok, texts, 0, &lg));
+    kiln_status st = m->t5.hidden ? encode_t5(m, t5xxl, KILN_SD3_T5_TOKENS, &t5) : KILN_OK;
+    const int D = m->flux.context_dim;
+    if (st == KILN_OK) {
+        *out = (kiln_conditioning){.tokens = lg.tokens + t5.tokens, .dim = D, .pooled = lg.pooled,
+                                   .pooled_dim = lg.pooled_dim};
+        lg.pooled = NULL;
+        if (!(out->data = calloc((size_t)out->tokens * D, sizeof(float))))
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    }
+    if (st == KILN_OK) { /* the CLIPs' rows zero-padded to T5's width, then T5's */
+        for (int t = 0; t < lg.tokens; t++)
+            memcpy(out->data + (size_t)t * D, lg.data + (size_t)t * lg.dim, (size_t)lg.dim * sizeof(float));
+        if (t5.tokens) memcpy(out->data + (size_t)lg.tokens * D, t5.data, (size_t)t5.tokens * D * sizeof(float));
+    }
+    kiln_conditioning_free(&lg);
+    kiln_conditioning_free(&t5);
+    if (st != KILN_OK) kiln_conditioning_free(out);
+    return st;
+}
+
 kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *text, int clip_skip,
                                kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
     if (kiln_model_is_dit(m) && clip_skip > 1)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's T5 encoder is read at its last layer",
-                         clip_skip, m->info.family);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's text encoders are read at the layers it "
+                         "was trained on", clip_skip, m->info.family);
     if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, 0, out);
     if (m->family->arch == KILN_ARCH_FLUX) return kiln_encode_flux_prompt(m, tok, text, text, out);
+    if (m->family->arch == KILN_ARCH_SD3) return kiln_encode_sd3_prompt(m, tok, text, text, text, out);
     const char *texts[KILN_MAX_TEXT_ENCODERS];
     for (int i = 0; i < m->info.nclips; i++) texts[i] = text;
     return encode_clips(m, tok, texts, clip_skip, out);
@@ -228,8 +258,11 @@ static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, 
         if (pooled_dim) out->pooled = malloc((size_t)pooled_dim * sizeof(float));
         if (!out->data || (pooled_dim && !out->pooled)) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
     }
-    for (int i = 0, offset = 0; i < m->info.nclips && st == KILN_OK; offset += m->clips[i].config->hidden, i++)
-        st = encode_with(m, i, &pt[i], clip_skip, out->data, offset, dim, m->clips[i].pooled_dim ? out->pooled : NULL);
+    /* the towers' rows side by side, and their pooled outputs (SD3 has two) */
+    for (int i = 0, offset = 0, pooled_at = 0; i < m->info.nclips && st == KILN_OK;
+         offset += m->clips[i].config->hidden, pooled_at += m->clips[i].pooled_dim, i++)
+        st = encode_with(m, i, &pt[i], clip_skip, out->data, offset, dim,
+                         m->clips[i].pooled_dim ? out->pooled + pooled_at : NULL);
     for (int i = 0; i < m->info.nclips; i++) kiln_prompt_tokens_free(&pt[i]);
     if (st != KILN_OK) kiln_conditioning_free(out);
     return st;

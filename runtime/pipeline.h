@@ -42,6 +42,15 @@ kiln_status kiln_encode_sdxl_prompt(const kiln_model *m, const kiln_tokenizer *t
  * both the one text, CLIPTextEncodeFlux each its own. */
 kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_text,
                                     const char *t5_text, kiln_conditioning *out);
+/* SD3's conditioning, as ComfyUI's SD3ClipModel makes it: CLIP-L's and
+ * bigG's penultimate rows on clip_l and clip_g side by side (windows evened
+ * out as SDXL's), zero-padded to T5's width, then T5's output on t5xxl's ids
+ * padded with 0 to at least 77 (none where the model has no T5); the pooled
+ * output CLIP-L's unprojected one beside bigG's projected one.
+ * kiln_encode_prompt gives all three the one text, CLIPTextEncodeSD3 each
+ * its own. */
+kiln_status kiln_encode_sd3_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_l,
+                                   const char *clip_g, const char *t5xxl, kiln_conditioning *out);
 /* A DiT model's T5 on one prompt's n ids -> out (n, D), its last hidden state. */
 kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, float *out);
 
@@ -52,6 +61,8 @@ kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, f
 #define KILN_T5_MAX_TOKENS 512
 /* Flux's T5 ids: padded to at least this many (ComfyUI's min_length) */
 #define KILN_FLUX_T5_TOKENS 256
+/* SD3's (ComfyUI's T5XXLTokenizer min_length) */
+#define KILN_SD3_T5_TOKENS 77
 
 /* SDXL's vector y for one UNet row, as ComfyUI's SDXL.encode_adm and
  * SDXLRefiner.encode_adm make it: the conditioning's pooled output, then the

@@ -108,7 +108,7 @@ expect_error "SDXL numbers for an SD 1.x model" "are for SDXL base models; $tiny
 pixart=$data/pixart/tiny
 expect_error "an SD LoRA on PixArt" "of $pixart (a LoRA for another base model?)" --model "$pixart" \
     --prompt x --lora "$data/lora/kohya_ldm.safetensors"
-expect_error "clip skip on PixArt" "clip skip 2: a pixart model's T5 encoder is read at its last layer" \
+expect_error "clip skip on PixArt" "clip skip 2: a pixart model's text encoders are read at the layers it was trained on" \
     --model "$pixart" --prompt x --clip-skip 2 --width 16 --height 16
 expect_error "ControlNet on PixArt" "ControlNet works with SD 1.x/2.x/XL UNets" --model "$pixart" --prompt x \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png"

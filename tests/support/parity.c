@@ -872,3 +872,40 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path)
     kiln_checkpoint_close(ck);
     kiln_backend_free(be);
 }
+
+void parity_check_sd3(const parity_fixture *fx, const char *key)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data(fx->path), be, &m));
+    assert_true(m->flux.sd3);
+    kiln_st_file *f = golden_open("sd3/golden.safetensors");
+    char name[64];
+    static const char *const fields[] = {"sample", "context", "pooled", "timestep", "out"};
+    golden g[5];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "%s.%s", key, fields[i]);
+        g[i] = golden_read(f, name);
+    }
+    const int B = (int)g[0].shape[0], C = (int)g[0].shape[1], H = (int)g[0].shape[2], W = (int)g[0].shape[3];
+    float *tokens = malloc(g[0].count * sizeof *tokens), *packed = malloc(g[0].count * sizeof *packed);
+    float *got = malloc(g[4].count * sizeof *got);
+    kiln_patchify(g[0].data, B, C, H, W, 2, tokens);
+    flux_input in = {.rows = B, .h = H / 2, .w = W / 2, .tokens = tokens, .context = g[1].data,
+                     .context_tokens = (int)g[1].shape[1], .pooled = g[2].data, .timesteps = g[3].data};
+    kiln_graph *graph;
+    assert_kiln_ok(kiln_graph_create(be, &graph));
+    assert_kiln_ok(kiln_flux_forward(graph, &m->flux, &in, packed));
+    kiln_graph_free(graph);
+    kiln_unpatchify(packed, B, C, H, W, 2, true, got);
+    assert_rel_l2_le(got, g[4].data, g[4].count, fx->tol);
+    free(tokens);
+    free(packed);
+    free(got);
+    for (int i = 0; i < 5; i++) golden_free(&g[i]);
+    kiln_st_close(f);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
