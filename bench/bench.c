@@ -171,14 +171,16 @@ static int parse(int argc, char **argv, bench_options *o)
         case 'r': o->no_replay = true; break;
         case 'T': o->trace = optarg; break;
         case 'V': o->parts.vae = optarg; break;
-        case 'E':
-            if (o->parts.text_encoders[1]) {
-                fprintf(stderr, "bench: --text-encoder %s: at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and "
-                        "bigG)\n", optarg);
+        case 'E': {
+            int k = 0;
+            while (k < KILN_MAX_TEXT_ENCODER_PARTS && o->parts.text_encoders[k]) k++;
+            if (k == KILN_MAX_TEXT_ENCODER_PARTS) {
+                fprintf(stderr, "bench: --text-encoder %s: at most 3 (SD3's CLIP-L, bigG and T5)\n", optarg);
                 return 2;
             }
-            o->parts.text_encoders[o->parts.text_encoders[0] ? 1 : 0] = optarg;
+            o->parts.text_encoders[k] = optarg;
             break;
+        }
         case 'K': o->parts.tokenizer = optarg; break;
         case 'C': o->parts.config = optarg; break;
         case 'D': o->parts.weight_dtype = optarg; break;

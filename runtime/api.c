@@ -116,12 +116,15 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
 kiln_status kiln_model_set_flux_shift(kiln_model *m, double shift)
 {
     if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_flux_shift: no model");
-    if (m->family->arch != KILN_ARCH_FLUX)
+    if (!kiln_model_is_mmdit(m))
         return shift == 0.0 ? KILN_OK
                             : kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingFlux on a %s model", m->info.family);
+    const bool sd3 = m->family->arch == KILN_ARCH_SD3;
+    if (sd3 && !(shift == 0.0 || (isfinite(shift) && shift > 0.0 && shift < 100.0)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ModelSamplingSD3 shift %g: above 0 and below 100", shift);
     if (!(shift == 0.0 || (isfinite(shift) && fabs(shift) < 80.0)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ModelSamplingFlux shift %g: a finite number below 80", shift);
-    m->flow_shift = shift != 0.0 ? shift : kiln_flux_default_shift(&m->flux);
+    m->flow_shift = shift != 0.0 ? shift : sd3 ? KILN_SD3_SHIFT : kiln_flux_default_shift(&m->flux);
     return KILN_OK;
 }
 
@@ -169,6 +172,16 @@ kiln_status kiln_text_encode_sdxl(kiln_model *m, const char *text_g, const char 
     const kiln_tokenizer *tok = NULL;
     TRY(clip_tokenizer_for(clip_skip, &tok));
     return kiln_encode_sdxl_prompt(m, tok, text_g, text_l, clip_skip, out);
+}
+
+kiln_status kiln_text_encode_sd3(kiln_model *m, const char *clip_l, const char *clip_g, const char *t5xxl,
+                                 kiln_conditioning *out)
+{
+    if (!m || !clip_l || !clip_g || !t5xxl || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode_sd3: no model, texts or place for them");
+    const kiln_tokenizer *tok = NULL;
+    TRY(shared_clip_tokenizer(&tok));
+    return kiln_encode_sd3_prompt(m, tok, clip_l, clip_g, t5xxl, out);
 }
 
 kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out)

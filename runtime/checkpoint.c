@@ -32,6 +32,7 @@ struct kiln_checkpoint {
     char *prediction_type; /* a diffusers folder's scheduler_config.json says, or NULL */
     int sample_size;       /* a DiT folder's transformer/config.json says, or 0 */
     int head_dim;          /* a DiT folder's transformer/config.json attention_head_dim, or 0 */
+    bool clip_l_given;     /* a part file put CLIP-L beside an SD3 transformer */
     char *pipeline;        /* a DiT folder's model_index.json _class_name, or NULL */
     double vae_scaling;    /* a DiT folder's vae/config.json scaling_factor, or 0 */
     double vae_shift;      /* its shift_factor, or 0 */
@@ -178,6 +179,7 @@ static void rename_unet_resnet_parts(char *s)
 typedef struct unet_layout {
     int layers_per_block; /* resnets per down block */
     bool up_has_attention[8];
+    int joint_blocks;     /* an SD3 file's MMDiT blocks (the last one's caption side is modulated as a final norm) */
 } unet_layout;
 
 /* UNet2DConditionModel names -> `<root>.*` (root "model.diffusion_model", or
@@ -874,6 +876,106 @@ static kiln_status add_flux_transformer_tensor(kiln_checkpoint *ck, const kiln_s
 
 #define COMFY_UNET_PREFIX "model.diffusion_model."
 
+/* ---- SD3 single files: the MMDiT's names -> diffusers' ----------------- */
+
+/* Module names as Stability's sd3*.safetensors (under model.diffusion_model.,
+ * or bare as a transformer alone) have them, and diffusers' under
+ * `transformer.`: the whole model, then a joint block's. */
+static const char *const sd3_model_names[][2] = {
+    {"x_embedder.proj.", "pos_embed.proj."},
+    {"t_embedder.mlp.0.", "time_text_embed.timestep_embedder.linear_1."},
+    {"t_embedder.mlp.2.", "time_text_embed.timestep_embedder.linear_2."},
+    {"y_embedder.mlp.0.", "time_text_embed.text_embedder.linear_1."},
+    {"y_embedder.mlp.2.", "time_text_embed.text_embedder.linear_2."},
+    {"context_embedder.", "context_embedder."},
+    {"final_layer.linear.", "proj_out."},
+};
+static const char *const sd3_block_names[][2] = {
+    {"x_block.adaLN_modulation.1.", "norm1.linear."},
+    {"x_block.attn.proj.", "attn.to_out.0."},
+    {"context_block.attn.proj.", "attn.to_add_out."},
+    {"x_block.attn.ln_q.", "attn.norm_q."},
+    {"x_block.attn.ln_k.", "attn.norm_k."},
+    {"context_block.attn.ln_q.", "attn.norm_added_q."},
+    {"context_block.attn.ln_k.", "attn.norm_added_k."},
+    {"x_block.attn2.proj.", "attn2.to_out.0."},
+    {"x_block.attn2.ln_q.", "attn2.norm_q."},
+    {"x_block.attn2.ln_k.", "attn2.norm_k."},
+    {"x_block.mlp.fc1.", "ff.net.0.proj."},
+    {"x_block.mlp.fc2.", "ff.net.2."},
+    {"context_block.mlp.fc1.", "ff_context.net.0.proj."},
+    {"context_block.mlp.fc2.", "ff_context.net.2."},
+};
+
+/* The (shift, scale) halves of a final-norm modulation's rows as diffusers'
+ * (scale, shift), under `name`. */
+static kiln_status swap_halves(const char *label, int64_t rows, const char *name, kiln_row_piece *pieces, int *n)
+{
+    if (rows % 2) return kiln_fail(KILN_ERR_MODEL, "'%s' has no two halves of rows (shift, scale)", label);
+    set_piece(pieces, n, name, 0, rows / 2, rows / 2);
+    set_piece(pieces, n, name, rows / 2, 0, rows / 2);
+    return KILN_OK;
+}
+
+kiln_status kiln_sd3_mmdit_rows(const char *mmdit, int64_t rows, int blocks,
+                                kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n)
+{
+    const char *root = KILN_FLUX_ROOT ".";
+    char name[sizeof pieces->name], block[64];
+    int i, m = 0, *n_ = &m;
+    *n = 0;
+    if (strcmp(mmdit, "pos_embed") == 0) {
+        snprintf(name, sizeof name, "%spos_embed.pos_embed", root);
+        set_piece(pieces, n, name, 0, 0, rows);
+    } else if (rename_by_table(mmdit, sd3_model_names, sizeof sd3_model_names / sizeof sd3_model_names[0], root,
+                               name, sizeof name)) {
+        set_piece(pieces, n, name, 0, 0, rows);
+    } else if (MATCHES(mmdit, "final_layer.adaLN_modulation.1.%n", 0, &m)) {
+        snprintf(name, sizeof name, "%snorm_out.linear.%s", root, mmdit + m);
+        return swap_halves(mmdit, rows, name, pieces, n);
+    } else if (MATCHES(mmdit, "joint_blocks.%d.%n", 1, &i, &m)) {
+        const char *rest = mmdit + m;
+        snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
+        static const char *const qkv[3][3] = {{"attn.to_q", "attn.to_k", "attn.to_v"},
+                                              {"attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"},
+                                              {"attn2.to_q", "attn2.to_k", "attn2.to_v"}};
+        static const char *const fused[3] = {"x_block.attn.qkv.", "context_block.attn.qkv.", "x_block.attn2.qkv."};
+        for (int k = 0; k < 3; k++)
+            if (strncmp(rest, fused[k], strlen(fused[k])) == 0)
+                return split_rows(mmdit, rows, block, qkv[k], (const int[]){1, 1, 1}, 3, rest + strlen(fused[k]),
+                                  pieces, n);
+        if (strncmp(rest, "context_block.adaLN_modulation.1.", 33) == 0) {
+            snprintf(name, sizeof name, "%snorm1_context.linear.%s", block, rest + 33);
+            if (i == blocks - 1) return swap_halves(mmdit, rows, name, pieces, n); /* the last: a final norm's */
+            set_piece(pieces, n, name, 0, 0, rows);
+        } else if (rename_by_table(rest, sd3_block_names, sizeof sd3_block_names / sizeof sd3_block_names[0], block,
+                                   name, sizeof name)) {
+            set_piece(pieces, n, name, 0, 0, rows);
+        }
+    }
+    return KILN_OK;
+}
+
+/* An SD3 single file: the MMDiT (under model.diffusion_model., or bare as
+ * a transformer alone) in diffusers' names, as views of its rows where
+ * q, k and v are fused and as a rearranged copy where a modulation's halves
+ * swap; the text encoders and VAE, which the file keeps under kiln's names
+ * already (text_encoders.*, first_stage_model.*), as they are. */
+static kiln_status add_sd3_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    const char *in = t->name;
+    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    int n;
+    kiln_status st = kiln_sd3_mmdit_rows(in, t->ndim ? t->shape[0] : 0, lay->joint_blocks, pieces, &n);
+    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
+    if (n == 0) return add_name(ck, t->name, t);
+    if (n == 1) return add_name(ck, pieces[0].name, t);
+    if (n == 2 && strcmp(pieces[0].name, pieces[1].name) == 0) return add_rearranged(ck, pieces[0].name, t, pieces, n);
+    return add_row_views(ck, t, pieces, n);
+}
+
+
 /* A Flux single file: BFL's transformer (bare, or under model.diffusion_model.
  * as ComfyUI saves a checkpoint), its VAE under `vae.` in the original
  * autoencoder's names; the text encoders, where ComfyUI's file carries
@@ -921,6 +1023,11 @@ static tensor_namer checkpoint_namer(const kiln_st_file *f, unet_layout *lay)
     if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight") ||
         kiln_st_find(f, COMFY_UNET_PREFIX "double_blocks.0.img_attn.qkv.weight"))
         return add_flux_file_tensor;
+    const bool comfy_sd3 = kiln_st_find(f, COMFY_UNET_PREFIX "joint_blocks.0.x_block.attn.qkv.weight") != NULL;
+    if (comfy_sd3 || kiln_st_find(f, "joint_blocks.0.x_block.attn.qkv.weight")) {
+        lay->joint_blocks = count_indexed(f, comfy_sd3 ? COMFY_UNET_PREFIX "joint_blocks.%d.%n" : "joint_blocks.%d.%n");
+        return add_sd3_file_tensor;
+    }
     if (kiln_st_find(f, "input_blocks.0.0.weight") && kiln_st_find(f, "out.2.weight")) return add_sd_unet_file_tensor;
     if (kiln_st_find(f, "down_blocks.0.resnets.0.conv1.weight") && kiln_st_find(f, "time_embedding.linear_1.weight") &&
         !kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight")) { /* a ControlNet's encoder is named alike */
@@ -1176,10 +1283,13 @@ static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file
 {
     const bool dit = kiln_checkpoint_has_prefix(ck, KILN_FLUX_ROOT ".");
     const bool flux = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".single_transformer_blocks.0.norm.linear.weight");
+    const bool sd3 = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".pos_embed.proj.weight") &&
+                     kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".context_embedder.weight");
+    const kiln_st_tensor *tokens = kiln_st_find(f, "text_model.embeddings.token_embedding.weight");
     const char *root;
     if (kiln_st_find(f, "encoder.block.0.layer.0.SelfAttention.q.weight")) {
         if (!dit)
-            return kiln_fail(KILN_ERR_MODEL, "%s: a T5 encoder, which PixArt and Flux models read; %s is neither",
+            return kiln_fail(KILN_ERR_MODEL, "%s: a T5 encoder, which PixArt, Flux and SD3 models read; %s is none",
                              path, ck->path);
         root = KILN_T5_ROOT ".";
         /* a GGUF file from llama.cpp's converter carries its tokenizer: the one read where no other is given */
@@ -1187,10 +1297,15 @@ static kiln_status add_text_encoder_part(kiln_checkpoint *ck, const kiln_st_file
         if (!ck->tokenizer && vocab && strcmp(vocab, "t5") == 0) TRY(kiln_checkpoint_set_tokenizer(ck, path));
     } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight") && flux) {
         root = KILN_CLIP_L_ROOT ".";
+    } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight") && sd3) {
+        /* bigG is the wider (1280 to CLIP-L's 768); of two as wide, the second given */
+        const bool wide = tokens && tokens->ndim == 2 && tokens->shape[1] > 768;
+        root = wide || ck->clip_l_given ? KILN_CLIP_G_ROOT "." : KILN_CLIP_L_ROOT ".";
+        ck->clip_l_given |= !wide;
     } else if (kiln_st_find(f, "text_model.encoder.layers.0.self_attn.q_proj.weight")) {
         if (dit || !kiln_checkpoint_has_prefix(ck, COMFY_UNET_PREFIX))
-            return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder; kiln reads one beside a Flux transformer or "
-                             "an SD UNet, and %s is neither", path, ck->path);
+            return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder; kiln reads one beside a Flux or SD3 "
+                             "transformer or an SD UNet, and %s is none", path, ck->path);
         if (!(root = sd_clip_root(ck, f)))
             return kiln_fail(KILN_ERR_MODEL, "%s: a CLIP text encoder of a width %s's SDXL UNet does not read "
                              "(its context is %lld wide: CLIP-L's and bigG's, 768 + 1280, or the refiner's bigG "
@@ -1235,15 +1350,15 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
         if (stat(parts->config, &st) != 0 || !S_ISDIR(st.st_mode))
             return kiln_fail(KILN_ERR_IO, "%s: not a diffusers folder", parts->config);
         TRY(read_dit_configs(ck, parts->config));
-        static const char *const tokenizers[] = {"tokenizer_2", "tokenizer"};
-        for (size_t i = 0; i < 2 && !ck->tokenizer; i++) {
+        static const char *const tokenizers[] = {"tokenizer_3", "tokenizer_2", "tokenizer"};
+        for (size_t i = 0; i < 3 && !ck->tokenizer; i++) {
             char path[4096];
             t5_tokenizer_in(parts->config, tokenizers[i], path, sizeof path);
             if (stat(path, &st) == 0) TRY(kiln_checkpoint_set_tokenizer(ck, path));
         }
     }
     if (parts->vae) TRY(add_part_file(ck, parts->vae, true));
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < KILN_MAX_TEXT_ENCODER_PARTS; i++)
         if (parts->text_encoders[i]) TRY(add_part_file(ck, parts->text_encoders[i], false));
     if (parts->tokenizer) TRY(kiln_checkpoint_set_tokenizer(ck, parts->tokenizer));
     if (parts->weight_dtype && !kiln_weight_dtype_from_name(parts->weight_dtype, &ck->convert_linears,

@@ -106,6 +106,11 @@ typedef struct kiln_row_piece {
 /* bfl: a weight's or bias's name without a prefix ("double_blocks.0.img_attn.qkv.weight"), rows its
  * first dimension; *n 0 for a name BFL's model lacks; KILN_ERR_MODEL where rows do not split. */
 kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n);
+/* The same for a tensor of an SD3 MMDiT of `blocks` joint blocks in
+ * Stability's names (joint_blocks.N.x_block.attn.qkv, ...), without
+ * model.diffusion_model.; n 0 for a name it has no counterpart for. */
+kiln_status kiln_sd3_mmdit_rows(const char *mmdit, int64_t rows, int blocks,
+                                kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n);
 /* The same for an XLabs LoRA module (`double_blocks.0.processor.qkv_lora1`:
  * img q/k/v, qkv_lora2 txt, proj_lora1/2 the projections;
  * `single_blocks.0.processor.qkv_lora`: q, k and v without linear1's MLP

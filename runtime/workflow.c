@@ -166,7 +166,7 @@ typedef struct wf_run {
     kiln_image *saved; /* the output nodes' images, in order */
     int nsaved;
     /* VAELoader's and the CLIP loader's files, given beside every checkpoint the run loads */
-    char *part_files[3]; /* the VAE, two text encoders; NULL: none */
+    char *part_files[1 + KILN_MAX_TEXT_ENCODER_PARTS]; /* the VAE, the text encoders; NULL: none */
     kiln_model_parts parts;
     wf_node *first_loader; /* the first UNETLoader or CheckpointLoaderSimple, which the part loaders' outputs load */
 } wf_run;
@@ -468,24 +468,27 @@ static kiln_status find_parts(wf_run *r)
                                       "one VAE", vae->id);
             vae = n;
             TRY(find_file(r, n, "vae_name", "vae", &r->part_files[0]));
-        } else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0) {
+        } else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 ||
+                   strcmp(c, "TripleCLIPLoader") == 0) {
             if (clip) return node_fail(n, KILN_ERR_UNSUPPORTED, "a second CLIP loader (node %s's): kiln's model "
                                        "holds one set of text encoders", clip->id);
             clip = n;
-            const char *type;
-            TRY(text(n, "type", &type));
-            const bool dual = c[0] == 'D';
-            if (dual && strcmp(type, "flux") != 0 && strcmp(type, "sdxl") != 0)
-                return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads Flux's CLIP-L and T5, flux, and "
-                                 "SDXL's CLIP-L and bigG, sdxl)", type);
-            if (!dual && strcmp(type, "stable_diffusion") != 0 && strcmp(type, "pixart") != 0)
+            const bool dual = c[0] == 'D', triple = c[0] == 'T';
+            const char *type = "sd3"; /* TripleCLIPLoader's three are SD3's */
+            if (!triple) TRY(text(n, "type", &type));
+            if (dual && strcmp(type, "flux") != 0 && strcmp(type, "sdxl") != 0 && strcmp(type, "sd3") != 0)
+                return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads Flux's CLIP-L and T5, flux, "
+                                 "SDXL's CLIP-L and bigG, sdxl, and SD3's CLIP-L and bigG, sd3)", type);
+            if (!dual && !triple && strcmp(type, "stable_diffusion") != 0 && strcmp(type, "pixart") != 0)
                 return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads SD's CLIP, stable_diffusion, and "
                                  "PixArt's T5, pixart)", type);
-            TRY(find_file(r, n, dual ? "clip_name1" : "clip_name", "text_encoders", &r->part_files[1]));
-            if (dual) TRY(find_file(r, n, "clip_name2", "text_encoders", &r->part_files[2]));
+            TRY(find_file(r, n, dual || triple ? "clip_name1" : "clip_name", "text_encoders", &r->part_files[1]));
+            if (dual || triple) TRY(find_file(r, n, "clip_name2", "text_encoders", &r->part_files[2]));
+            if (triple) TRY(find_file(r, n, "clip_name3", "text_encoders", &r->part_files[3]));
         }
     }
-    r->parts = (kiln_model_parts){.vae = r->part_files[0], .text_encoders = {r->part_files[1], r->part_files[2]},
+    r->parts = (kiln_model_parts){.vae = r->part_files[0],
+                                  .text_encoders = {r->part_files[1], r->part_files[2], r->part_files[3]},
                                   .tokenizer = r->opt->tokenizer, .config = r->opt->config};
     for (int i = 0; i < r->nnodes; i++) {
         const cJSON *in;
@@ -1642,7 +1645,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     for (i = 0; i < r.nnodes; i++)
         for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);
     for (i = 0; i < r.nmodels; i++) kiln_model_free(r.models[i].model);
-    for (i = 0; i < 3; i++) free(r.part_files[i]);
+    for (i = 0; i < 1 + KILN_MAX_TEXT_ENCODER_PARTS; i++) free(r.part_files[i]);
     free(r.nodes);
     cJSON_Delete(root);
     if (st != KILN_OK) {

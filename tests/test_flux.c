@@ -636,14 +636,14 @@ static void single_file_refusals(void **state)
     /* a CLIP file beside a PixArt model (beside an SD checkpoint it takes the tower's place), a T5 beside SD */
     kiln_checkpoint_open(kiln_test_data("pixart/tiny"), &ck);
     assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {clip}}), KILN_ERR_MODEL);
-    assert_non_null(strstr(kiln_last_error(), "beside a Flux transformer or an SD UNet"));
+    assert_non_null(strstr(kiln_last_error(), "beside a Flux or SD3 transformer or an SD UNet"));
     kiln_checkpoint_close(ck);
     kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
     assert_kiln_ok(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {clip}}));
     kiln_checkpoint_close(ck);
     kiln_checkpoint_open(kiln_test_data("tiny/sd15_tiny_diffusers"), &ck);
     assert_int_equal(kiln_checkpoint_add_parts(ck, &(kiln_model_parts){.text_encoders = {t5}}), KILN_ERR_MODEL);
-    assert_non_null(strstr(kiln_last_error(), "PixArt and Flux models read"));
+    assert_non_null(strstr(kiln_last_error(), "PixArt, Flux and SD3 models read"));
     kiln_checkpoint_close(ck);
     kiln_backend_free(be);
 }

@@ -20,6 +20,7 @@
 #include "parity.h"
 #include "pipeline.h"
 #include "sampler.h"
+#include "schedule.h"
 #include "status.h"
 #include "tokenizer.h"
 
@@ -94,14 +95,12 @@ static void prompt_encoded(kiln_model *m, const kiln_tokenizer *tok, kiln_st_fil
     golden_free(&pooled);
 }
 
-static void folder_runs(void **state)
+/* The run.golden KSampler runs (txt2img, img2img) on m, the tiny model
+ * however it was loaded. */
+static void check_runs(kiln_model *m)
 {
-    (void)state;
-    kiln_backend *be;
-    kiln_model *m;
     kiln_tokenizer *tok;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    assert_string_equal(m->info.family, "sd3");
     assert_kiln_ok(kiln_tokenizer_create(&tok));
     kiln_st_file *f = golden_open(RUN_GOLDEN);
     kiln_conditioning pos, neg;
@@ -128,8 +127,111 @@ static void folder_runs(void **state)
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);
+}
+
+static void folder_runs(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    check_runs(m);
+
+    /* CLIPTextEncodeSD3: each tower on its own text, the empty ones encoded too */
+    kiln_conditioning all, one;
+    assert_kiln_ok(kiln_text_encode_sd3(m, RUN_PROMPT, "", "a red fox", &all));
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &one));
+    const size_t L = 32, G = 32; /* the tiny towers' widths */
+    for (int t = 0; t < 77; t++) /* CLIP-L's columns as the prompt's alone */
+        assert_memory_equal(all.data + (size_t)t * all.dim, one.data + (size_t)t * one.dim, L * sizeof(float));
+    assert_memory_equal(all.pooled, one.pooled, L * sizeof(float));
+    assert_memory_not_equal(all.pooled + L, one.pooled + L, G * sizeof(float));
+    kiln_conditioning_free(&one);
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &one)); /* bigG's as the empty prompt's */
+    for (int t = 0; t < 77; t++)
+        assert_memory_equal(all.data + (size_t)t * all.dim + L, one.data + (size_t)t * one.dim + L, G * sizeof(float));
+    assert_memory_equal(all.pooled + L, one.pooled + L, G * sizeof(float));
+    kiln_conditioning_free(&one);
+    kiln_conditioning_free(&all);
+
+    /* ModelSamplingSD3: another shift, another schedule */
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_set_flux_shift(m, 6.0));
+    assert_kiln_ok(kiln_model_sampling_of(m, &ms));
+    assert_true(ms.snr_shift && ms.shift == 6.0);
+    assert_int_equal(kiln_model_set_flux_shift(m, -1.0), KILN_ERR_INVALID_ARG);
+    assert_kiln_ok(kiln_model_set_flux_shift(m, 0.0));
+    assert_kiln_ok(kiln_model_sampling_of(m, &ms));
+    assert_true(ms.shift == 3.0);
     kiln_model_free(m);
     kiln_backend_free(be);
+}
+
+#define TINY(part) "sd3/tiny/" part
+
+/* Every tensor of the folder is in Stability's single file (text encoders,
+ * VAE and all) under the same name, shape and bytes: the fused q/k/v cut
+ * into diffusers' projections, the final and last caption modulations'
+ * halves swapped, the VAE's original names mapped. make_sd3_single_data.py
+ * checked the file against diffusers' own converters. */
+static void mmdit_names_read_as_diffusers(void **state)
+{
+    (void)state;
+    kiln_checkpoint *folder, *single;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("sd3/tiny"), &folder));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("sd3/single/sd3.5-tiny.safetensors"), &single));
+    size_t compared = 0;
+    for (size_t i = 0; i < kiln_checkpoint_count(folder); i++) {
+        const char *name;
+        const kiln_st_tensor *want = kiln_checkpoint_at(folder, i, &name);
+        const kiln_st_tensor *got = kiln_checkpoint_find(single, name);
+        if (!got) fail_msg("%s: missing", name);
+        assert_int_equal(got->dtype, want->dtype);
+        if (got->ndim == want->ndim) /* the VAE's attention projections are 1x1 convolutions in the original */
+            for (int d = 0; d < want->ndim; d++) assert_int_equal(got->shape[d], want->shape[d]);
+        assert_int_equal(got->nbytes, want->nbytes);
+        if (memcmp(got->data, want->data, want->nbytes) != 0) fail_msg("%s: other values", name);
+        compared++;
+    }
+    assert_int_equal(compared, kiln_checkpoint_count(folder));
+    assert_int_equal(kiln_checkpoint_count(single), kiln_checkpoint_count(folder));
+    kiln_checkpoint_close(single);
+    kiln_checkpoint_close(folder);
+}
+
+/* Stability's checkpoint with its text encoders, and the SD 3.0 transformer
+ * alone with ComfyUI's TripleCLIPLoader and VAELoader files beside it (the
+ * head width from the folder given as config: SD 3.0's weights do not show
+ * it), run as the folders do. */
+static void single_files_run_as_the_folder(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char spiece[4096], parts_paths[5][4096];
+    snprintf(spiece, sizeof spiece, "%s", kiln_test_data("spm_tokenizer/spiece.model"));
+    const kiln_model_parts tokenizer = {.tokenizer = spiece};
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("sd3/single/sd3.5-tiny.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &tokenizer));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_string_equal(m->info.unet_name, "sd3.5-medium");
+    check_runs(m);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+
+    static const char *const files[5] = {TINY("text_encoder/model.safetensors"), TINY("text_encoder_2/model.safetensors"),
+                                         TINY("text_encoder_3/model.safetensors"),
+                                         TINY("vae/diffusion_pytorch_model.safetensors"), "sd3/tiny_sd3"};
+    for (int i = 0; i < 5; i++) snprintf(parts_paths[i], sizeof parts_paths[i], "%s", kiln_test_data(files[i]));
+    /* as wide as CLIP-L, the tiny bigG goes after it (TripleCLIPLoader's clip_name1, clip_name2 order) */
+    const kiln_model_parts parts = {.text_encoders = {parts_paths[0], parts_paths[1], parts_paths[2]},
+                                    .vae = parts_paths[3], .config = parts_paths[4]};
+    parity_check_sd3(&(parity_fixture){.path = "sd3/single/sd3-tiny-transformer.safetensors", .tol = TOL,
+                                       .parts = &parts},
+                     "sd3");
 }
 
 int main(void)
@@ -138,6 +240,8 @@ int main(void)
         cmocka_unit_test(transformer_matches_diffusers),
         cmocka_unit_test(detected),
         cmocka_unit_test(folder_runs),
+        cmocka_unit_test(mmdit_names_read_as_diffusers),
+        cmocka_unit_test(single_files_run_as_the_folder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

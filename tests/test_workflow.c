@@ -441,8 +441,8 @@ static void refusals(void **state)
                    KILN_ERR_UNSUPPORTED, "node 12 (UnetLoaderGGUFAdvanced): dequant_dtype 'bfloat16'");
     expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoaderGGUF\", \"inputs\": {\"clip_name1\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
-                   "\"type\": \"sd3\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
-                   KILN_ERR_UNSUPPORTED, "node 11 (DualCLIPLoaderGGUF): type 'sd3'");
+                   "\"type\": \"mochi\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",
+                   KILN_ERR_UNSUPPORTED, "node 11 (DualCLIPLoaderGGUF): type 'mochi'");
     expect_refusal("{\"11\": {\"class_type\": \"DualCLIPLoader\", \"inputs\": {\"clip_name1\": "
                    "\"sd15_tiny_ldm_fp32.safetensors\", \"clip_name2\": \"sd15_tiny_ldm_fp32.safetensors\", "
                    "\"type\": \"hunyuan_video\"}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"11\", 0]}}}",

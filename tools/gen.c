@@ -680,10 +680,14 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_VAE: o->parts.vae = optarg; break;
         case O_TEXT_ENCODER:
-            if (o->parts.text_encoders[1])
-                return bad_flag("--text-encoder", optarg, "at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and bigG)");
-            o->parts.text_encoders[o->parts.text_encoders[0] ? 1 : 0] = optarg;
+        {
+            int k = 0;
+            while (k < KILN_MAX_TEXT_ENCODER_PARTS && o->parts.text_encoders[k]) k++;
+            if (k == KILN_MAX_TEXT_ENCODER_PARTS)
+                return bad_flag("--text-encoder", optarg, "at most 3 (SD3's CLIP-L, bigG and T5)");
+            o->parts.text_encoders[k] = optarg;
             break;
+        }
         case O_TOKENIZER: o->parts.tokenizer = optarg; break;
         case O_CONFIG: o->parts.config = optarg; break;
         case O_WEIGHT_DTYPE: {

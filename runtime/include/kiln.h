@@ -42,6 +42,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_checkpoint_load       CheckpointLoaderSimple, then LoraLoader for each LoRA
  *   kiln_text_encode           CLIPTextEncode (weighted prompts, clip skip)
  *   kiln_text_encode_flux      CLIPTextEncodeFlux's two texts
+ *   kiln_text_encode_sd3       CLIPTextEncodeSD3's three texts
  *   kiln_text_encode_sdxl      CLIPTextEncodeSDXL's text_g and text_l
  *   kiln_empty_latent          EmptyLatentImage
  *   kiln_vae_encode            VAEEncode (img2img)
@@ -115,13 +116,15 @@ typedef struct kiln_lora {
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out);
 /* The files a model is made of where one file does not hold it all, as
- * ComfyUI's UNETLoader, DualCLIPLoader and VAELoader take them (FLUX.1's
- * flux1-dev.safetensors, clip_l.safetensors, t5xxl_fp16.safetensors,
- * ae.safetensors). A NULL field: none. */
+ * ComfyUI's UNETLoader, DualCLIPLoader, TripleCLIPLoader and VAELoader take
+ * them (FLUX.1's flux1-dev.safetensors, clip_l.safetensors,
+ * t5xxl_fp16.safetensors, ae.safetensors). A NULL field: none. */
+#define KILN_MAX_TEXT_ENCODER_PARTS 3
 typedef struct kiln_model_parts {
     const char *vae;              /* a VAE in place of the checkpoint's (any family; diffusers' or
                                      the original names) */
-    const char *text_encoders[2]; /* Flux's CLIP-L and T5, PixArt's T5, as transformers saves them */
+    const char *text_encoders[KILN_MAX_TEXT_ENCODER_PARTS]; /* as transformers saves them: Flux's CLIP-L and T5,
+                                     PixArt's T5, SDXL's CLIP-L and bigG, SD3's CLIP-L, bigG and T5 */
     const char *tokenizer;        /* T5's spiece.model, which single files do not carry */
     const char *config;           /* a diffusers folder whose configs (Flux's rotary axes, the VAE's
                                      scale) and tokenizer apply to single files */
@@ -151,7 +154,8 @@ const char *kiln_model_prediction(const kiln_model *m);
  * a Flux model takes only "flow". */
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
 /* ModelSamplingFlux's shift of a Flux model's sigmas (ComfyUI's node makes
- * it from the image size); 0: the model's own (dev 1.15, schnell 1.0). */
+ * it from the image size), or ModelSamplingSD3's of an SD3 model's; 0: the
+ * model's own (dev 1.15, schnell 1.0, SD3 3.0). */
 kiln_status kiln_model_set_flux_shift(kiln_model *m, double shift);
 /* The size, in pixels, the model was trained at: what its file says
  * (modelspec.resolution, "WxH"), else its family's (512, 768, 1024). */
@@ -161,7 +165,9 @@ void kiln_model_native_size(const kiln_model *m, int *width, int *height);
  * 75-token windows, the text towers' outputs side by side (SDXL: CLIP-L's
  * 768 then OpenCLIP bigG's 1280); with a pooled output (SDXL), pooled_dim
  * floats of it. A PixArt model's is T5's output, one row per id of the
- * prompt (at most 120), without a pooled output. */
+ * prompt (at most 120), without a pooled output. An SD3 model's: the CLIPs'
+ * rows zero-padded to T5's width, then T5's (at least 77), and both CLIPs'
+ * pooled outputs. */
 typedef struct kiln_conditioning {
     float *data;
     int tokens, dim;
@@ -178,6 +184,11 @@ kiln_status kiln_text_encode(kiln_model *m, const char *text, int clip_skip, kil
  * flux_guidance): CLIP-L's pooled output on clip_l, T5 on t5xxl, which
  * kiln_text_encode gives the one text. A Flux model only. */
 kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out);
+/* CLIPTextEncodeSD3's texts (empty_padding "empty_padding": each text,
+ * even an empty one, encoded): CLIP-L on clip_l, bigG on clip_g, T5 on
+ * t5xxl, which kiln_text_encode gives the one text. An SD3 model only. */
+kiln_status kiln_text_encode_sd3(kiln_model *m, const char *clip_l, const char *clip_g, const char *t5xxl,
+                                 kiln_conditioning *out);
 /* CLIPTextEncodeSDXL's texts (its numbers are kiln_ksampler_params' sdxl):
  * CLIP-L on text_l, OpenCLIP bigG (and the pooled output) on text_g, which
  * kiln_text_encode gives the one text. An SDXL base model only. */

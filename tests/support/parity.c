@@ -877,9 +877,12 @@ void parity_check_sd3(const parity_fixture *fx, const char *key)
 {
     kiln_backend *be;
     kiln_model *m;
+    kiln_checkpoint *ck;
     kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
     assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data(fx->path), be, &m));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(fx->path), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, fx->parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
     assert_true(m->flux.sd3);
     kiln_st_file *f = golden_open("sd3/golden.safetensors");
     char name[64];

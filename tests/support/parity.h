@@ -53,9 +53,10 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
  * t5.ids.N -> t5.out.N (N = 0..2), its DiT on dit.sample, dit.timestep, the
  * captions dit.context.0/1 and dit.resolution -> dit.out. */
 void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
-/* SD3's transformer: the folder fx->path (tests/data/sd3/tiny or
- * tiny_sd3) on tests/data/sd3/golden.safetensors' `<key>.sample` (patched
- * here), context, pooled and timestep -> `<key>.out`. */
+/* SD3's transformer: fx->path (tests/data/sd3/tiny or tiny_sd3, or a
+ * single file of the same weights, with fx->parts) on
+ * tests/data/sd3/golden.safetensors' `<key>.sample` (patched here),
+ * context, pooled and timestep -> `<key>.out`. */
 void parity_check_sd3(const parity_fixture *fx, const char *key);
 /* Flux's transformer (tests/data/flux's tiny one, its axes 4, 6, 6) on the
  * golden's packed, context, pooled, timestep, guidance -> out; fx->path

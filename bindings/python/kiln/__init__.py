@@ -133,7 +133,7 @@ class _WorkflowOptions(Structure):
 
 
 class _ModelParts(Structure):
-    _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 2), ("tokenizer", c_char_p), ("config", c_char_p),
+    _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 3), ("tokenizer", c_char_p), ("config", c_char_p),
                 ("weight_dtype", c_char_p)]
 
 
@@ -368,10 +368,11 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
 
     path: a single-file .safetensors or .gguf, or a diffusers folder; None
     loads the model embedded in libkiln (KilnError KILN_ERR_UNSUPPORTED when
-    this build has none). Files beside it, as UNETLoader, DualCLIPLoader and
-    VAELoader take them (path then may be a transformer or UNet alone): vae,
-    a VAE in place of the checkpoint's; text_encoders, Flux's CLIP-L and T5,
-    PixArt's T5, an SD UNet's CLIP or SDXL's CLIP-L and bigG; tokenizer,
+    this build has none). Files beside it, as UNETLoader, DualCLIPLoader,
+    TripleCLIPLoader and VAELoader take them (path then may be a transformer
+    or UNet alone): vae, a VAE in place of the checkpoint's; text_encoders,
+    Flux's CLIP-L and T5, PixArt's T5, an SD UNet's CLIP, SDXL's CLIP-L and
+    bigG or SD3's CLIP-L, bigG and T5; tokenizer,
     T5's spiece.model (a T5 .gguf file carries its own); config, a diffusers
     folder whose configs (and tokenizer) apply to single files; weight_dtype,
     UNETLoader's: the diffusion model's linear weights converted at load
@@ -381,8 +382,8 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
     encoders = [_path(e) for e in text_encoders]
-    if len(encoders) > 2:
-        raise ValueError("text_encoders: at most 2 (Flux's CLIP-L and T5, SDXL's CLIP-L and bigG)")
+    if len(encoders) > 3:
+        raise ValueError("text_encoders: at most 3 (SD3's CLIP-L, bigG and T5)")
     parts = _ModelParts(vae=_path(vae) if vae is not None else None,
                         tokenizer=_path(tokenizer) if tokenizer is not None else None,
                         config=_path(config) if config is not None else None,
