@@ -181,7 +181,7 @@ kiln_status kiln_text_encode_sd3(kiln_model *m, const char *clip_l, const char *
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_text_encode_sd3: no model, texts or place for them");
     const kiln_tokenizer *tok = NULL;
     TRY(shared_clip_tokenizer(&tok));
-    return kiln_encode_sd3_prompt(m, tok, clip_l, clip_g, t5xxl, out);
+    return kiln_encode_sd3_prompt(m, tok, clip_l, clip_g, t5xxl, 0, out);
 }
 
 kiln_status kiln_text_encode_flux(kiln_model *m, const char *clip_l, const char *t5xxl, kiln_conditioning *out)

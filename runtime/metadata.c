@@ -150,7 +150,7 @@ static bool is_gguf(const char *path)
 static const char *clip_loader_type(const char *family, bool dual)
 {
     const char *f = family ? family : "";
-    if (dual) return strcmp(f, "sdxl") == 0 ? "sdxl" : "flux";
+    if (dual) return strcmp(f, "sdxl") == 0 ? "sdxl" : strcmp(f, "sd3") == 0 ? "sd3" : "flux";
     return strcmp(f, "pixart") == 0 ? "pixart" : "stable_diffusion";
 }
 
@@ -630,7 +630,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "35", "VAELoader");
         add_string(&g, in, "vae_name", base_name(run->parts->vae));
     }
-    if (clip_part) { /* Flux's CLIP-L and T5, or PixArt's T5 */
+    if (clip_part && run->parts->text_encoders[2]) { /* SD3's CLIP-L, bigG and T5 */
+        in = add_node(&g, "36", "TripleCLIPLoader");
+        static const char *const names[3] = {"clip_name1", "clip_name2", "clip_name3"};
+        for (int i = 0; i < 3; i++) add_string(&g, in, names[i], base_name(run->parts->text_encoders[i]));
+    } else if (clip_part) { /* Flux's CLIP-L and T5, SDXL's two CLIPs, SD3's without T5, or PixArt's T5 */
         const bool dual = run->parts->text_encoders[1] != NULL;
         const bool gguf = is_gguf(run->parts->text_encoders[0]) || (dual && is_gguf(run->parts->text_encoders[1]));
         in = add_node(&g, "36", dual ? gguf ? "DualCLIPLoaderGGUF" : "DualCLIPLoader"

@@ -161,14 +161,14 @@ kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *t
 }
 
 kiln_status kiln_encode_sd3_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_l,
-                                   const char *clip_g, const char *t5xxl, kiln_conditioning *out)
+                                   const char *clip_g, const char *t5xxl, int clip_skip, kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
     if (m->family->arch != KILN_ARCH_SD3)
         return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeSD3: a %s model is no SD3 model", m->info.family);
     const char *texts[2] = {clip_l, clip_g};
     kiln_conditioning lg, t5 = {0};
-    TRY(encode_clips(m, tok, texts, 0, &lg));
+    TRY(encode_clips(m, tok, texts, clip_skip, &lg));
     kiln_status st = m->t5.hidden ? encode_t5(m, t5xxl, KILN_SD3_T5_TOKENS, &t5) : KILN_OK;
     const int D = m->flux.context_dim;
     if (st == KILN_OK) {
@@ -193,12 +193,12 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
                                kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
-    if (kiln_model_is_dit(m) && clip_skip > 1)
+    if (kiln_model_is_dit(m) && m->family->arch != KILN_ARCH_SD3 && clip_skip > 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's text encoders are read at the layers it "
                          "was trained on", clip_skip, m->info.family);
     if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, 0, out);
     if (m->family->arch == KILN_ARCH_FLUX) return kiln_encode_flux_prompt(m, tok, text, text, out);
-    if (m->family->arch == KILN_ARCH_SD3) return kiln_encode_sd3_prompt(m, tok, text, text, text, out);
+    if (m->family->arch == KILN_ARCH_SD3) return kiln_encode_sd3_prompt(m, tok, text, text, text, clip_skip, out);
     const char *texts[KILN_MAX_TEXT_ENCODERS];
     for (int i = 0; i < m->info.nclips; i++) texts[i] = text;
     return encode_clips(m, tok, texts, clip_skip, out);

@@ -45,12 +45,13 @@ kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *t
 /* SD3's conditioning, as ComfyUI's SD3ClipModel makes it: CLIP-L's and
  * bigG's penultimate rows on clip_l and clip_g side by side (windows evened
  * out as SDXL's), zero-padded to T5's width, then T5's output on t5xxl's ids
- * padded with 0 to at least 77 (none where the model has no T5); the pooled
- * output CLIP-L's unprojected one beside bigG's projected one.
+ * padded with 0 to at least 77 (none where the model has no T5); clip_skip
+ * as CLIPSetLastLayer's on both CLIPs (0: their penultimate layer); the
+ * pooled output CLIP-L's unprojected one beside bigG's projected one.
  * kiln_encode_prompt gives all three the one text, CLIPTextEncodeSD3 each
  * its own. */
 kiln_status kiln_encode_sd3_prompt(const kiln_model *m, const kiln_tokenizer *tok, const char *clip_l,
-                                   const char *clip_g, const char *t5xxl, kiln_conditioning *out);
+                                   const char *clip_g, const char *t5xxl, int clip_skip, kiln_conditioning *out);
 /* A DiT model's T5 on one prompt's n ids -> out (n, D), its last hidden state. */
 kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, float *out);
 

@@ -66,8 +66,8 @@ typedef struct wf_recipe {
     int nloras;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction"; NULL: the
-       checkpoint's), ModelSamplingFlux's shift (0: the model's) and the IPAdapterAdvanced nodes'; not part of
-       what is loaded */
+       checkpoint's), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
+       nodes'; not part of what is loaded */
     const char *prediction;
     double flux_shift;
     double differential; /* DifferentialDiffusion's strength; 0: none */
@@ -407,7 +407,8 @@ static const char *core_class(const char *c)
     static const char *const gguf[][2] = {{"UnetLoaderGGUF", "UNETLoader"},
                                           {"UnetLoaderGGUFAdvanced", "UNETLoader"},
                                           {"CLIPLoaderGGUF", "CLIPLoader"},
-                                          {"DualCLIPLoaderGGUF", "DualCLIPLoader"}};
+                                          {"DualCLIPLoaderGGUF", "DualCLIPLoader"},
+                                          {"TripleCLIPLoaderGGUF", "TripleCLIPLoader"}};
     for (size_t i = 0; i < sizeof gguf / sizeof gguf[0]; i++)
         if (strcmp(c, gguf[i][0]) == 0) return gguf[i][1];
     return c;
@@ -565,6 +566,27 @@ static kiln_status clip_text_encode(wf_run *r, wf_node *n)
     TRY(model_of(r, &clip->recipe, false, &m));
     n->out[0].kind = WF_CONDITIONING;
     return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
+}
+
+/* CLIPTextEncodeSD3: CLIP-L's, bigG's and T5's texts apart. With
+ * empty_padding "none" ComfyUI leaves an empty text's tower out, which kiln
+ * does not; such a node is refused. */
+static kiln_status clip_text_encode_sd3(wf_run *r, wf_node *n)
+{
+    wf_value *clip;
+    const char *clip_l, *clip_g, *t5xxl, *padding;
+    kiln_model *m;
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(text(n, "clip_l", &clip_l));
+    TRY(text(n, "clip_g", &clip_g));
+    TRY(text(n, "t5xxl", &t5xxl));
+    TRY(text(n, "empty_padding", &padding));
+    if (strcmp(padding, "empty_padding") != 0 && (strcmp(padding, "none") != 0 || !*clip_l || !*clip_g || !*t5xxl))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "empty_padding '%s' with an empty text (kiln encodes every text, "
+                         "empty ones too: empty_padding \"empty_padding\")", padding);
+    TRY(model_of(r, &clip->recipe, false, &m));
+    n->out[0].kind = WF_CONDITIONING;
+    return kiln_text_encode_sd3(m, clip_l, clip_g, t5xxl, &n->out[0].cond);
 }
 
 /* CLIPTextEncodeSDXL (refiner: CLIPTextEncodeSDXLRefiner): the prompt
@@ -1356,6 +1378,22 @@ static kiln_status model_sampling_flux(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* ModelSamplingSD3: the shift of an SD3 model's sigmas (its
+ * ModelSamplingDiscreteFlow's). */
+static kiln_status model_sampling_sd3(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double shift;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "shift", &shift));
+    if (!(shift > 0.0 && shift < 100.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "shift %g: above 0 and below 100", shift);
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.flux_shift = shift;
+    return KILN_OK;
+}
+
 /* DifferentialDiffusion: the model's inpainting mask thresholded each step
  * (kiln_ksampler_params.differential_diffusion); its strength, where the
  * node has one, 1 where not. */
@@ -1515,7 +1553,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
-                                         "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod"};
+                                         "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
+                                         "CLIPTextEncodeSD3", "ModelSamplingSD3"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -1524,7 +1563,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
-        reference_latent_method};
+        reference_latent_method, clip_text_encode_sd3, model_sampling_sd3};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -1552,7 +1591,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = noise_node(r, n, c[0] == 'D');
     else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
         st = guider(r, n, c[0] == 'C');
-    else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "VAELoader") == 0)
+    else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "TripleCLIPLoader") == 0 ||
+             strcmp(c, "VAELoader") == 0)
         st = part_loader(r, n, c[0] == 'V' ? WF_VAE : WF_CLIP);
     else {
         known = false;

@@ -555,7 +555,14 @@ static void workflow_round_trip(void **state)
                                            {"text_encoders/sdxl_clip_g.safetensors",
                                             "sdxl/tiny_sdxl_diffusers/text_encoder_2/model.safetensors"},
                                            {"vae/sdxl_vae.safetensors",
-                                            "sdxl/tiny_sdxl_diffusers/vae/diffusion_pytorch_model.safetensors"}};
+                                            "sdxl/tiny_sdxl_diffusers/vae/diffusion_pytorch_model.safetensors"},
+                                           {"diffusion_models", "sd3/single/sd3-tiny-transformer.safetensors"},
+                                           {"text_encoders/sd3_clip_l.safetensors", "sd3/tiny/text_encoder/model.safetensors"},
+                                           {"text_encoders/sd3_clip_g.safetensors",
+                                            "sd3/tiny/text_encoder_2/model.safetensors"},
+                                           {"text_encoders/sd3_t5xxl.safetensors",
+                                            "sd3/tiny/text_encoder_3/model.safetensors"},
+                                           {"vae/sd3_vae.safetensors", "sd3/tiny/vae/diffusion_pytorch_model.safetensors"}};
     snprintf(cmd, sizeof cmd, "mkdir -p %1$s/diffusion_models %1$s/text_encoders %1$s/vae", parts);
     assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
@@ -601,6 +608,20 @@ static void workflow_round_trip(void **state)
              "%1$s/text_encoders/sdxl_clip_l.safetensors --text-encoder %1$s/text_encoders/sdxl_clip_g.safetensors "
              "--vae %1$s/vae/sdxl_vae.safetensors", parts);
     workflow_again_holding("sdxl_unet", flags, dir, (const char *const[]){"\"UNETLoader\"", "\"type\":\"sdxl\"", NULL});
+    /* SD3: Stability's checkpoint with its own text encoders (T5's tokenizer given to both runs), and the SD 3.0
+       transformer alone with TripleCLIPLoader's and VAELoader's files (its head width from --config) */
+    snprintf(flags, sizeof flags, "--model %1$s/sd3/single/sd3.5-tiny.safetensors --tokenizer "
+             "%1$s/spm_tokenizer/spiece.model --cfg 2", KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %1$s/sd3/single --tokenizer %1$s/spm_tokenizer/spiece.model", KILN_TEST_DATA);
+    workflow_again_holding("sd3", flags, dir, (const char *const[]){"\"CheckpointLoaderSimple\"", NULL});
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/sd3-tiny-transformer.safetensors --text-encoder "
+             "%1$s/text_encoders/sd3_clip_l.safetensors --text-encoder %1$s/text_encoders/sd3_clip_g.safetensors "
+             "--text-encoder %1$s/text_encoders/sd3_t5xxl.safetensors --vae %1$s/vae/sd3_vae.safetensors --config "
+             "%2$s/sd3/tiny_sd3 --cfg 2", parts, KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s --config %s/sd3/tiny_sd3", parts, KILN_TEST_DATA);
+    workflow_again_holding("sd3_parts", flags, dir,
+                           (const char *const[]){"\"UNETLoader\"", "\"TripleCLIPLoader\"",
+                                                 "\"clip_name3\":\"sd3_t5xxl.safetensors\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --vae %s/vae/sd_vae.safetensors",
              KILN_TEST_DATA, parts);
     workflow_again_holding("sd_vae", flags, dir,

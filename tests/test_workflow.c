@@ -126,15 +126,16 @@ static void comfyui_runs(void **state)
 #define FLUX_RUN(loaders, model, clip, vae)                                                                          \
     FLUX_RUN_WITH(loaders, model, clip, vae, FLUX_GUIDED(clip), FLUX_NEGATIVE(clip))
 
-/* A workflow's one image against run.golden's `key` (in [0, 1]): within a
- * level of its 8-bit picture. */
-static void check_flux_picture(const char *json, const kiln_workflow_options *options, const char *key)
+/* A workflow's one image against the golden file's `key` (in [0, 1]):
+ * within a level of its 8-bit picture. */
+static void check_picture(const char *json, const kiln_workflow_options *options, const char *golden_path,
+                          const char *key)
 {
     kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, options, &images, &count));
     assert_int_equal(count, 1);
-    kiln_st_file *f = golden_open("flux/run.golden.safetensors");
+    kiln_st_file *f = golden_open(golden_path);
     golden want = golden_read(f, key); /* (1, H, W, 3) */
     assert_int_equal(images[0].height, want.shape[1]);
     assert_int_equal(images[0].width, want.shape[2]);
@@ -143,11 +144,16 @@ static void check_flux_picture(const char *json, const kiln_workflow_options *op
         int d = abs(images[0].pixels[i] - (int)fmin(fmax(255.0 * want.data[i], 0.0), 255.0));
         worst = d > worst ? d : worst;
     }
-    print_message("  flux picture within %d level(s)\n", worst);
+    print_message("  picture within %d level(s)\n", worst);
     assert_true(worst <= 1);
     golden_free(&want);
     kiln_st_close(f);
     kiln_images_free(images, count);
+}
+
+static void check_flux_picture(const char *json, const kiln_workflow_options *options, const char *key)
+{
+    check_picture(json, options, "flux/run.golden.safetensors", key);
 }
 
 static void flux_from_separate_files(void **state)
@@ -229,6 +235,59 @@ static void flux_from_separate_files(void **state)
                            &none, &images, &count);
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);
     assert_non_null(strstr(kiln_last_error(), "node 13 (VAELoader): a second VAELoader"));
+}
+
+/* SD 3.5 as ComfyUI's SD3 workflows load it: Stability's checkpoint
+ * (CheckpointLoaderSimple), or the same file with TripleCLIPLoader's three
+ * text encoders replacing its own; CLIPTextEncodeSD3 on the positive
+ * prompt, ModelSamplingSD3 at SD3's own shift, EmptySD3LatentImage. The
+ * KSampler run of tests/data/sd3/run.golden (make_sd3_data.py: ComfyUI's
+ * code restated) gives its picture within a level. */
+#define SD3_FILE KILN_TEST_DATA "/sd3/single/sd3.5-tiny.safetensors"
+#define SD3_PART(p) KILN_TEST_DATA "/sd3/tiny/" p
+#define SD3_RUN(loaders, clip)                                                                                       \
+    "{" loaders ", "                                                                                                  \
+    "\"30\": {\"class_type\": \"CLIPTextEncodeSD3\", \"inputs\": {\"clip_l\": \"" FLUX_PROMPT "\", \"clip_g\": \""       \
+    FLUX_PROMPT "\", \"t5xxl\": \"" FLUX_PROMPT "\", \"empty_padding\": \"none\", \"clip\": " clip "}}, "                 \
+    FLUX_NEGATIVE(clip) ", "                                                                                          \
+    "\"13\": {\"class_type\": \"ModelSamplingSD3\", \"inputs\": {\"shift\": 3, \"model\": [\"4\", 0]}}, "            \
+    "\"5\": {\"class_type\": \"EmptySD3LatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, " \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "     \
+    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"13\", 0], \"positive\": [\"30\", 0], "          \
+    "\"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
+    "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "             \
+    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
+
+#define SD3_CHECKPOINT "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" SD3_FILE "\"}}"
+
+static void sd3_nodes(void **state)
+{
+    (void)state;
+    char tokenizer[1024];
+    snprintf(tokenizer, sizeof tokenizer, "%s", kiln_test_data("spm_tokenizer/spiece.model"));
+    const kiln_workflow_options sd3 = {.tokenizer = tokenizer};
+    check_picture(SD3_RUN(SD3_CHECKPOINT, "[\"4\", 1]"), &sd3, "sd3/run.golden.safetensors", "run.image");
+    check_picture(SD3_RUN(SD3_CHECKPOINT ", \"11\": {\"class_type\": \"TripleCLIPLoader\", \"inputs\": {\"clip_name1\": \""
+                          SD3_PART("text_encoder/model.safetensors") "\", \"clip_name2\": \""
+                          SD3_PART("text_encoder_2/model.safetensors") "\", \"clip_name3\": \""
+                          SD3_PART("text_encoder_3/model.safetensors") "\"}}",
+                          "[\"11\", 0]"),
+                  &sd3, "sd3/run.golden.safetensors", "run.image");
+    /* ComfyUI leaves an empty text's tower out under empty_padding "none", which kiln does not do */
+    kiln_image *images;
+    int count;
+    static const char empty_text[] =
+        "{" SD3_CHECKPOINT ", \"30\": {\"class_type\": \"CLIPTextEncodeSD3\", \"inputs\": {\"clip_l\": \"\", "
+        "\"clip_g\": \"a fox\", \"t5xxl\": \"a fox\", \"empty_padding\": \"none\", \"clip\": [\"4\", 1]}}, "
+        "\"31\": {\"class_type\": \"ConditioningZeroOut\", \"inputs\": {\"conditioning\": [\"30\", 0]}}, "
+        "\"5\": {\"class_type\": \"EmptySD3LatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "
+        "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"4\", 0], \"positive\": [\"30\", 0], "
+        "\"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "
+        "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    assert_int_equal(kiln_workflow_run(backend, empty_text, &sd3, &images, &count), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "node 30 (CLIPTextEncodeSD3): empty_padding 'none' with an empty text"));
 }
 
 /* XLabs' Flux IP-Adapter through x-flux-comfyui's LoadFluxIPAdapter and
@@ -508,6 +567,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
                                        cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
-                                       cmocka_unit_test(refusals)};
+                                       cmocka_unit_test(sd3_nodes), cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
