@@ -739,7 +739,7 @@ static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const
     const int S = flux->pos_side, D = flux->hidden;
     if (in->h > S || in->w > S)
         return kiln_fail(KILN_ERR_INVALID_ARG, "sd3: a latent of %dx%d patches is past the position table's %dx%d "
-                         "(%d pixels a side)", in->h, in->w, S, S, 16 * S);
+                         "(with SD3's VAE, %d pixels a side)", in->h, in->w, S, S, 16 * S);
     const int top = (S - in->h) / 2, left = (S - in->w) / 2;
     const size_t per_row = (size_t)in->h * in->w * D;
     float *pos = malloc((size_t)in->rows * per_row * sizeof *pos);
