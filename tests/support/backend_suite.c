@@ -184,6 +184,22 @@ static void flux_controlnets_f32(void **s)
     parity_check_flux_controlnet(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-4}, "alimama");
 }
 
+/* SD3's MMDiT: SD 3.5 Medium's shape (q/k norms, the dual-attention block,
+ * the caption-only last block, the position table) and SD 3.0's */
+static void sd3_f32(void **s)
+{
+    (void)s;
+    parity_check_sd3(&(parity_fixture){.path = "sd3/tiny", .backend = gpu_pixart.backend, .tol = 1e-4}, "sd35");
+    parity_check_sd3(&(parity_fixture){.path = "sd3/tiny_sd3", .backend = gpu_pixart.backend, .tol = 1e-4}, "sd3");
+}
+static void sd3_f16(void **s)
+{
+    (void)s;
+    parity_check_sd3(&(parity_fixture){.path = "sd3/tiny", .backend = gpu_pixart.backend, .tol = 1e-2,
+                                       .f16_compute = true},
+                     "sd35");
+}
+
 /* ComfyUI-GGUF's Flux and llama.cpp's T5: Q8_0 and Q4_0..Q5_1 linear
  * weights widened in the matmul (f32 for f32 compute, f16 for the
  * tensor-core GEMM) */
@@ -318,7 +334,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
         cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
-        cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32),
+        cmocka_unit_test(sd3_f32), cmocka_unit_test(sd3_f16), cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
