@@ -6,7 +6,9 @@
  * model: detection, ComfyUI's SD3ClipModel conditioning (CLIP-L and bigG at
  * their penultimate layers, T5 padded to 77, the pooled outputs) and
  * KSampler runs restated from ComfyUI's code (ModelSamplingDiscreteFlow,
- * shift 3, CONST): txt2img and img2img. */
+ * shift 3, CONST): txt2img and img2img; the same model as Stability's single
+ * file and as a transformer file with its text encoders and VAE beside it
+ * (and without T5). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +234,41 @@ static void single_files_run_as_the_folder(void **state)
     parity_check_sd3(&(parity_fixture){.path = "sd3/single/sd3-tiny-transformer.safetensors", .tol = TOL,
                                        .parts = &parts},
                      "sd3");
+
+    /* without T5 (sd3_medium_incl_clips' kind): the CLIPs' rows alone, zero-padded to the transformer's width */
+    const kiln_model_parts clips = {.text_encoders = {parts_paths[0], parts_paths[1]}, .vae = parts_paths[3],
+                                    .config = parts_paths[4]};
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("sd3/single/sd3-tiny-transformer.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &clips));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_null(m->info.t5_name);
+    kiln_conditioning pos, neg;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &neg));
+    assert_int_equal(pos.tokens, 77);
+    assert_int_equal(pos.dim, 96);
+    kiln_st_file *f = golden_open(RUN_GOLDEN); /* the CLIPs' columns of the full conditioning */
+    golden want = golden_read(f, "run.context.positive");
+    for (int t = 0; t < 77; t++)
+        assert_rel_l2_le(pos.data + (size_t)t * 96, want.data + (size_t)t * 96, 96, TOL);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_sampling_job job = {.steps = 2, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
+                             .latent_w = 6};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    float *latent;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    for (size_t i = 0; i < (size_t)16 * 8 * 6; i++) assert_true(isfinite(latent[i]));
+    free(latent);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
 }
 
 int main(void)
