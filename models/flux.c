@@ -220,9 +220,9 @@ kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
     flux->out_channels = (int)(out->shape[0]);
     flux->context_dim = (int)txt->shape[1];
     flux->pooled_dim = (int)pooled->shape[1];
-    if (kiln_dtype_is_quantized(table->dtype))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: pos_embed.pos_embed is stored in blocks (%s)", path,
-                         kiln_dtype_name(table->dtype));
+    if (kiln_dtype_is_quantized(table->dtype) && D % kiln_dtype_block(table->dtype))
+        return kiln_fail(KILN_ERR_MODEL, "%s: pos_embed.pos_embed's %lld-wide rows are no whole %s blocks", path,
+                         (long long)D, kiln_dtype_name(table->dtype));
     flux->pos_table = table;
     flux->pos_side = side;
     if (flux->out_channels % 4 || flux->out_channels != flux->in_channels)
@@ -747,7 +747,7 @@ static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const
     const kiln_st_tensor *table = flux->pos_table;
     for (int r = 0; r < in->h; r++)
         kiln_convert_to_f32(pos + (size_t)r * in->w * D,
-                            (const char *)table->data + ((size_t)(top + r) * S + left) * D * kiln_dtype_size(table->dtype),
+                            (const char *)table->data + kiln_dtype_bytes(table->dtype, ((size_t)(top + r) * S + left) * D),
                             table->dtype, (size_t)in->w * D);
     for (int b = 1; b < in->rows; b++) memcpy(pos + b * per_row, pos, per_row * sizeof *pos);
     tensor *p, *x;

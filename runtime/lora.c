@@ -122,6 +122,8 @@ static const char *const words_with_underscores[] = {
     "single_transformer_blocks", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff_context",
     "norm1_context", "proj_mlp", "norm_out", "x_embedder", "context_embedder", "time_text_embed",
     "timestep_embedder", "guidance_embedder", "text_embedder",
+    /* SD3 in Stability's names */
+    "joint_blocks", "x_block", "context_block", "t_embedder", "y_embedder", "ln_q", "ln_k",
 };
 
 static bool underscores_to_dots(const char *in, char *out, size_t size)
@@ -184,6 +186,19 @@ static const module_prefix *find_prefix(const char *module_name)
     return NULL;
 }
 
+/* An SD3 checkpoint's joint blocks (its last one's caption modulation is
+ * laid out as a final norm's); 0 for another model. */
+static int sd3_blocks(const kiln_checkpoint *ck)
+{
+    if (!kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".pos_embed.proj.weight")) return 0;
+    int n = 0;
+    char name[96];
+    for (;; n++) {
+        snprintf(name, sizeof name, KILN_FLUX_ROOT ".transformer_blocks.%d.norm1.linear.weight", n);
+        if (!kiln_checkpoint_find(ck, name)) return n;
+    }
+}
+
 /* Where a module's update goes: the canonical weight(s) and rows its rows
  * land in (one piece for most; a fused projection in BFL's Flux names
  * several, kiln_flux_bfl_rows'), for an update of `rows` rows in ck (dit:
@@ -218,8 +233,10 @@ static bool target_pieces(const kiln_checkpoint *ck, bool dit, const kiln_lora_t
                snprintf(one->name, size, "%s.%s.weight", root, dotted + 11) < (int)size;
     }
     snprintf(weight, sizeof weight, "%s.weight", dotted);
-    if (dit) { /* BFL's names, else diffusers' */
+    if (dit) { /* BFL's names, SD3's MMDiT's, else diffusers' */
         if (kiln_flux_bfl_rows(weight, rows, pieces, n) != KILN_OK) return false;
+        if (*n) return true;
+        if (kiln_sd3_mmdit_rows(weight, rows, sd3_blocks(ck), pieces, n) != KILN_OK) return false;
         if (*n) return true;
         *n = 1;
         *one = (kiln_row_piece){.rows = rows};
@@ -428,15 +445,17 @@ static kiln_status merge_module(kiln_checkpoint *ck, bool dit, const kiln_lora_t
     return status;
 }
 
-/* A module named after a DiT's weight: Flux's in BFL's (or XLabs') names,
- * which SD's never contain, or a diffusers DiT's under transformer. */
+/* A module named after a DiT's weight: Flux's in BFL's (or XLabs') names
+ * or SD3's in Stability's, which SD's never contain, or a diffusers DiT's
+ * under transformer. */
 static bool names_a_dit_weight(const char *name)
 {
-    static const char *const flux[] = {"double_blocks", "single_blocks", "final_layer", "txt_in",
-                                       "img_in",        "time_in",       "vector_in",   "guidance_in"};
+    static const char *const words[] = {"double_blocks", "single_blocks", "final_layer", "txt_in",
+                                        "img_in",        "time_in",       "vector_in",   "guidance_in",
+                                        "joint_blocks",  "x_embedder",    "t_embedder",  "y_embedder"};
     if (strncmp(name, "transformer.", 12) == 0) return true;
-    for (size_t k = 0; k < sizeof flux / sizeof *flux; k++)
-        if (strstr(name, flux[k])) return true;
+    for (size_t k = 0; k < sizeof words / sizeof *words; k++)
+        if (strstr(name, words[k])) return true;
     return false;
 }
 
