@@ -535,6 +535,37 @@ class Advanced(unittest.TestCase):
                                        scheduler="simple").to_list(), plain)
         self.assertGreater(rel_l2(run(flux_guidance=1.5), plain), 1e-3)
 
+    def test_sd3(self):
+        """Stability's SD3 file with its text encoders (T5's tokenizer beside
+        it): the KSampler run of tests/data/sd3 (ComfyUI's code restated);
+        CLIPTextEncodeSD3 with one text thrice is CLIPTextEncode;
+        ModelSamplingSD3's own shift is the plain run."""
+        sd3 = kiln.load_checkpoint(backend, data("sd3/single/sd3.5-tiny.safetensors"),
+                                   tokenizer=data("spm_tokenizer/spiece.model"))
+        self.assertEqual((sd3.family, sd3.prediction), ("sd3", "flow"))
+        prompt = "a photograph of an astronaut riding a horse"
+        positive, negative = sd3.encode(prompt), sd3.encode("")
+        self.assertEqual((positive.tokens, positive.dim), (154, 96))
+        _, tensors = read_safetensors(data("sd3/run.golden.safetensors"))
+        want_shape, want = tensors["run.latent_out"]
+        empty = sd3.empty_latent(12, 16)  # the tiny VAE halves a side
+        self.assertEqual(empty.shape, want_shape)
+
+        def run(pos=positive):
+            return sd3.ksampler(pos, negative, empty, seed=42, steps=4, cfg=2.0, sampler_name="euler",
+                                scheduler="simple").to_list()
+
+        plain = run()
+        self.assertLessEqual(rel_l2(plain, want), RUN_TOL)
+        self.assertEqual(run(sd3.encode_sd3(prompt, prompt, prompt)), plain)
+        sd3.set_flux_shift(3.0)
+        self.assertEqual(run(), plain)
+        sd3.set_flux_shift(6.0)
+        self.assertGreater(rel_l2(run(), plain), 1e-3)
+        sd3.set_flux_shift(0)
+        with self.assertRaises(kiln.KilnError):
+            sd3.encode_flux("x", "x")
+
     def test_flux_single_files(self):
         """BFL's transformer file with separate CLIP-L, T5 and VAE files (and
         the folder's config and tokenizer) is the folder's model: the same

@@ -203,6 +203,7 @@ _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_reference_method_from_name", c_int, c_char_p, POINTER(c_int))
 _declare("kiln_text_encode_flux", c_int, c_void_p, c_char_p, c_char_p, POINTER(_Conditioning))
+_declare("kiln_text_encode_sd3", c_int, c_void_p, c_char_p, c_char_p, c_char_p, POINTER(_Conditioning))
 _declare("kiln_text_encode_sdxl", c_int, c_void_p, c_char_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
@@ -466,7 +467,8 @@ class Model(_Handle):
         _lib.kiln_model_set_prediction(self._ptr(), sampling.encode())
 
     def set_flux_shift(self, shift: float) -> None:
-        """ModelSamplingFlux's shift of a Flux model's sigmas (0: its own)."""
+        """ModelSamplingFlux's shift of a Flux model's sigmas, or
+        ModelSamplingSD3's of an SD3 model's (0: its own)."""
         _lib.kiln_model_set_flux_shift(self._ptr(), c_double(shift))
 
     @property
@@ -489,6 +491,13 @@ class Model(_Handle):
         t5xxl (its guidance is ksampler's flux_guidance). A Flux model only."""
         cond = Conditioning()
         _lib.kiln_text_encode_flux(self._ptr(), clip_l.encode(), t5xxl.encode(), byref(cond._c))
+        return cond
+
+    def encode_sd3(self, clip_l: str, clip_g: str, t5xxl: str) -> "Conditioning":
+        """CLIPTextEncodeSD3's texts (empty_padding "empty_padding"): CLIP-L
+        on clip_l, bigG on clip_g, T5 on t5xxl. An SD3 model only."""
+        cond = Conditioning()
+        _lib.kiln_text_encode_sd3(self._ptr(), clip_l.encode(), clip_g.encode(), t5xxl.encode(), byref(cond._c))
         return cond
 
     def encode_sdxl(self, text_g: str, text_l: str, clip_skip: int = 0) -> "Conditioning":
