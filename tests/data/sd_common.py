@@ -38,6 +38,7 @@ from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (convert_ldm_
                                                                    convert_open_clip_checkpoint)
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
+from transformers import T5EncoderModel
 from transformers import CLIPTextConfig
 
 
@@ -149,6 +150,20 @@ def write_json(obj, path):
     """A config as the scripts write them: json with indent 1."""
     with open(path, "w") as f:
         json.dump(obj, f, indent=1)
+
+
+def save_t5_folder(t5, config, folder):
+    """A T5EncoderModel as transformers saves one (config.json,
+    model.safetensors in float16), with one embedding table: its
+    encoder.embed_tokens is shared.weight (tied), as T5 files store it;
+    checked to load back as it is."""
+    os.makedirs(folder, exist_ok=True)
+    sd = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_half(sd, f"{folder}/model.safetensors", metadata=PT)
+    write_json({"architectures": ["T5EncoderModel"], "model_type": "t5", **config}, f"{folder}/config.json")
+    back = T5EncoderModel.from_pretrained(folder).eval()
+    for k, v in t5.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
 
 
 def euler_scheduler_config(prediction_type):

@@ -505,6 +505,23 @@ void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kil
     kiln_st_close(f);
 }
 
+void parity_check_img2img(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                           const kiln_conditioning *negative, const char *golden_path, double tol)
+{
+    kiln_st_file *f = golden_open(golden_path);
+    golden in = golden_read(f, "img2img.latent_in"), want = golden_read(f, "img2img.latent_out");
+    kiln_sampling_job img2img = *job;
+    img2img.init_latent = in.data;
+    img2img.denoise = 0.6;
+    float *latent;
+    assert_kiln_ok(kiln_ksample(model, &img2img, positive, negative, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, tol);
+    free(latent);
+    golden_free(&in);
+    golden_free(&want);
+    kiln_st_close(f);
+}
+
 void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer, const char *file)
 {
     char rel[512];

@@ -146,6 +146,11 @@ void parity_check_picture(kiln_model *model, const float *latent, int latent_h, 
 void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
                       const kiln_conditioning *negative, const char *golden_path, double tol);
 
+/* The same job as img2img at denoise 0.6 from the golden's
+ * img2img.latent_in against its img2img.latent_out. */
+void parity_check_img2img(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                          const kiln_conditioning *negative, const char *golden_path, double tol);
+
 /* One recorded ComfyUI run (tests/data/comfyui_e2e/FILE): conditionings from
  * the prompt text, the LATENT from the recorded noise, pixels within 1 level. */
 void parity_check_comfyui_run(kiln_model *model, const kiln_tokenizer *tokenizer, const char *file);

@@ -59,7 +59,8 @@ from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sd_common import (PT, cfg_denoiser, comfy_normal_sigmas, decode_image, eps_x0, ksampler,  # noqa: E402
-                       randomize, record_outputs, save_goldens, save_half, tiny_vae, tiny_vae_config, write_json)
+                       randomize, record_outputs, save_goldens, save_half, save_t5_folder, tiny_vae, tiny_vae_config,
+                       write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.dirname(HERE)
@@ -87,15 +88,7 @@ def make_t5():
     torch.manual_seed(5)
     t5 = T5EncoderModel(T5Config(**T5_CONFIG)).eval()
     randomize(t5, table=t5_table)
-    folder = f"{HERE}/tiny/text_encoder"
-    os.makedirs(folder, exist_ok=True)
-    # one embedding table: encoder.embed_tokens is shared.weight (tied), as T5 files store it
-    sd = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
-    save_half(sd, f"{folder}/model.safetensors", metadata=PT)
-    write_json({"architectures": ["T5EncoderModel"], "model_type": "t5", **T5_CONFIG}, f"{folder}/config.json")
-    back = T5EncoderModel.from_pretrained(folder).eval()
-    for k, v in t5.state_dict().items():
-        assert torch.equal(back.state_dict()[k], v), k
+    save_t5_folder(t5, T5_CONFIG, f"{HERE}/tiny/text_encoder")
     return t5
 
 

@@ -78,7 +78,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "flow"))
 from make_flow_data import ModelSamplingDiscreteFlow, simple  # noqa: E402
 from sd_common import (PT, decode_image, pad_after_eos, randomize, record_outputs, save_goldens,  # noqa: E402
-                       save_half, state, write_json)
+                       save_half, save_t5_folder, state, write_json)
 
 DATA = os.path.dirname(HERE)
 RUN_PROMPT = "a photograph of an astronaut riding a horse"  # a case of tests/data/tokenizer's goldens
@@ -214,15 +214,7 @@ def write_folder_rest():
     torch.manual_seed(12)
     t5 = T5EncoderModel(T5Config(**T5_CONFIG)).eval()
     randomize(t5, table=t5_table)
-    folder = f"{HERE}/tiny/text_encoder_3"
-    os.makedirs(folder, exist_ok=True)
-    # one embedding table: encoder.embed_tokens is shared.weight (tied), as T5 files store it
-    sd = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
-    save_half(sd, f"{folder}/model.safetensors", metadata=PT)
-    write_json({"architectures": ["T5EncoderModel"], "model_type": "t5", **T5_CONFIG}, f"{folder}/config.json")
-    back = T5EncoderModel.from_pretrained(folder).eval()
-    for k, v in t5.state_dict().items():
-        assert torch.equal(back.state_dict()[k], v), k
+    save_t5_folder(t5, T5_CONFIG, f"{HERE}/tiny/text_encoder_3")
     link("tiny/tokenizer_3/spiece.model", "../../../spm_tokenizer/spiece.model")
 
     link("tiny/vae/diffusion_pytorch_model.safetensors", "../../../flux/tiny/vae/diffusion_pytorch_model.safetensors")
