@@ -659,13 +659,15 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
     }
     const tensor rope_txt = rope ? table_rows(rope, 0, T) : (tensor){0};
     const tensor rope_img = rope ? table_rows(rope, T, N) : (tensor){0};
+    /* a skipped block passes both streams on as they are (ComfyUI's patch_replace with the identity) */
     for (int i = 0; i < flux->ndouble; i++) {
-        TRY(double_block(g, flux, &flux->dbl[i], i, &ips, s, rope ? &rope_txt : NULL, rope ? &rope_img : NULL, img,
-                         txt));
+        if (!(in->skip_double >> i & 1))
+            TRY(double_block(g, flux, &flux->dbl[i], i, &ips, s, rope ? &rope_txt : NULL, rope ? &rope_img : NULL,
+                             img, txt));
         if (after_block) TRY(after_block(g, ctx, false, i, img));
     }
     for (int i = 0; i < flux->nsingle; i++) {
-        TRY(single_block(g, flux, &flux->sgl[i], s, &rope_txt, &rope_img, img, txt));
+        if (!(in->skip_single >> i & 1)) TRY(single_block(g, flux, &flux->sgl[i], s, &rope_txt, &rope_img, img, txt));
         if (after_block) TRY(after_block(g, ctx, true, i, img));
     }
     if (rope) nn_drop(g, &rope);

@@ -159,6 +159,8 @@ typedef struct flux_input {
     int nrefs;
     const float *latent_tokens; /* with references and ControlNets: the latent's tokens alone (rows, h*w,
                                    in_channels), which the ControlNets read (ComfyUI runs them on x alone) */
+    /* blocks left out, bit i for double (SD3: joint) block i and single block i: SkipLayerGuidance's pass */
+    uint64_t skip_double, skip_single;
 } flux_input;
 
 // -> out (rows, h*w, out_channels) on the host: the packed prediction (SD3: each token's by row, column, channel)

@@ -526,7 +526,12 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .progress = params->progress, .progress_ctx = params->progress_ctx,
                              .flux_guidance = (float)params->flux_guidance,
                              .negative_flux_guidance = (float)params->negative_flux_guidance,
-                             .differential = (float)params->differential_diffusion};
+                             .differential = (float)params->differential_diffusion,
+                             .skip_layer_guidance = params->skip_layer_guidance};
+    const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
+    if (slg && (slg->double_count < 0 || slg->single_count < 0 || (slg->double_count && !slg->double_layers) ||
+                (slg->single_count && !slg->single_layers)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: skip_layer_guidance's layer lists");
     TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
     TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)

@@ -156,6 +156,39 @@ kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln
     return KILN_OK;
 }
 
+kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg)
+{
+    const kiln_model *m = d->model;
+    if (!kiln_model_is_mmdit(m) || !d->dit_out)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SkipLayerGuidance works with SD3 and Flux models; this is a %s model",
+                         m->info.family);
+    if (d->ncontrols)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SkipLayerGuidance with ControlNets: not yet");
+    const int blocks[2] = {m->flux.ndouble, m->flux.nsingle};
+    const int *layers[2] = {slg->double_layers, slg->single_layers}, counts[2] = {slg->double_count, slg->single_count};
+    uint64_t *masks[2] = {&d->slg_double, &d->slg_single};
+    static const char *const kinds[2] = {"double (SD3: joint)", "single"};
+    for (int k = 0; k < 2; k++) {
+        *masks[k] = 0;
+        for (int i = 0; i < counts[k]; i++) {
+            if (layers[k][i] < 0 || layers[k][i] >= blocks[k])
+                return kiln_fail(KILN_ERR_INVALID_ARG, "SkipLayerGuidance: %s block %d; the model has %d", kinds[k],
+                                 layers[k][i], blocks[k]);
+            *masks[k] |= (uint64_t)1 << layers[k][i];
+        }
+    }
+    if (!(isfinite(slg->scale) && isfinite(slg->rescaling_scale) && slg->start_percent >= 0.0 &&
+          slg->end_percent <= 1.0 && slg->start_percent <= slg->end_percent))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "SkipLayerGuidance: scale %g, rescaling %g, from %g to %g of the "
+                         "sampling", slg->scale, slg->rescaling_scale, slg->start_percent, slg->end_percent);
+    d->slg = slg;
+    d->slg_sigma_hi = kiln_percent_to_sigma(d->sampling, slg->start_percent);
+    d->slg_sigma_lo = kiln_percent_to_sigma(d->sampling, slg->end_percent);
+    if (!(d->slg_out = malloc((size_t)d->batch * d->channels * d->h * d->w * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    return kiln_graph_create(kiln_weights_backend(m->weights), &d->slg_graph);
+}
+
 /* Where the UNet's side inputs cannot go. */
 static kiln_status unet_only(const kiln_denoiser *d, const char *what)
 {
@@ -236,7 +269,10 @@ void kiln_denoiser_free(kiln_denoiser *d)
 {
     kiln_graph_free(d->graph);
     kiln_graph_free(d->negative_graph);
-    d->graph = d->negative_graph = NULL;
+    kiln_graph_free(d->slg_graph);
+    d->graph = d->negative_graph = d->slg_graph = NULL;
+    free(d->slg_out);
+    d->slg_out = NULL;
     for (int which = 0; which < 2; which++)
         for (size_t i = 0; i < sizeof d->control_graphs[0] / sizeof d->control_graphs[0][0]; i++) {
             kiln_graph_free(d->control_graphs[which][i]);
@@ -364,12 +400,12 @@ static kiln_status control_graph(kiln_denoiser *d, int which, kiln_graph **out)
  * into 2x2 patches, unpacked after. One buffer holds the packed rows going
  * in and coming out: a graph run uploads its inputs before it copies any
  * output back. */
-static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
+static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_layers)
 {
     const kiln_model *m = d->model;
     const int B = d->batch, C = d->channels, C_in = d->unet_channels;
     const size_t latent = (size_t)C * d->h * d->w;
-    kiln_graph *g = which ? d->graph : d->negative_graph;
+    kiln_graph *g = skip_layers ? d->slg_graph : which ? d->graph : d->negative_graph;
     if (d->active_controls) TRY(control_graph(d, which, &g));
     flux_image_prompt images[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < d->nimage_prompts; i++) {
@@ -403,9 +439,10 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which)
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
                      .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL,
                      .controls = controls, .ncontrols = ncontrols, .images = images,
-                     .nimages = d->nimage_prompts};
+                     .nimages = d->nimage_prompts, .skip_double = skip_layers ? d->slg_double : 0,
+                     .skip_single = skip_layers ? d->slg_single : 0};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
-    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, d->unet_out + first * latent);
+    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, skip_layers ? d->slg_out : d->unet_out + first * latent);
     return KILN_OK;
 }
 
@@ -416,9 +453,9 @@ static kiln_status dit_step(kiln_denoiser *d)
 {
     const kiln_model *m = d->model;
     if (kiln_model_is_mmdit(m)) { /* without guidance only the cond rows */
-        if (d->rows == d->batch) return flux_rows(d, 0, 1);
-        TRY(flux_rows(d, 0, 0));
-        return flux_rows(d, d->batch, 1);
+        if (d->rows == d->batch) return flux_rows(d, 0, 1, false);
+        TRY(flux_rows(d, 0, 0, false));
+        return flux_rows(d, d->batch, 1, false);
     }
     const float *captions[2 * KILN_MAX_BATCH];
     int tokens[2 * KILN_MAX_BATCH];
@@ -510,6 +547,12 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     bool v = prediction == KILN_PREDICTION_V; /* eps and flow: x - sigma out */
     float c_skip = v ? 1.0f / (sigma * sigma + 1.0f) : 1.0f, c_out = v ? -sigma * in_scale : -sigma;
     const float *out_uncond = d->unet_out, *out_cond = d->unet_out + (d->rows == d->batch ? 0 : per_batch);
+    /* SkipLayerGuidance, after the guidance as ComfyUI's post-CFG function: the positive rows again without its
+       blocks, scale times the difference of the two x0 added */
+    const kiln_skip_layer_guidance *slg = d->slg;
+    const bool skip_layers = slg && slg->scale > 0.0 && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
+    if (skip_layers) TRY(flux_rows(d, d->rows == d->batch ? 0 : d->batch, 1, true));
+    double cond_moments[2] = {0, 0}, result_moments[2] = {0, 0};
     for (size_t i = 0; i < per_batch; i++) {
         float cond = c_skip * x[i] + c_out * out_cond[i];
         if (d->rows == d->batch) {
@@ -518,7 +561,20 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
             float uncond = c_skip * x[i] + c_out * out_uncond[i];
             denoised[i] = uncond + (cond - uncond) * d->cfg;
         }
-        if (in) denoised[i] = denoised[i] * mask[i % plane] + in->latent[i] * (1.0f - mask[i % plane]);
+        if (!skip_layers) continue;
+        denoised[i] += (cond - (c_skip * x[i] + c_out * d->slg_out[i])) * (float)slg->scale;
+        cond_moments[0] += cond, cond_moments[1] += (double)cond * cond;
+        result_moments[0] += denoised[i], result_moments[1] += (double)denoised[i] * denoised[i];
     }
+    if (skip_layers && slg->rescaling_scale != 0.0) { /* torch's std: unbiased, over the whole batch */
+        const double count = (double)per_batch;
+        double cond_std = sqrt((cond_moments[1] - cond_moments[0] * cond_moments[0] / count) / (count - 1));
+        double result_std = sqrt((result_moments[1] - result_moments[0] * result_moments[0] / count) / (count - 1));
+        float factor = (float)slg->rescaling_scale * (float)(cond_std / result_std) + (float)(1.0 - slg->rescaling_scale);
+        for (size_t i = 0; i < per_batch; i++) denoised[i] *= factor;
+    }
+    if (in)
+        for (size_t i = 0; i < per_batch; i++)
+            denoised[i] = denoised[i] * mask[i % plane] + in->latent[i] * (1.0f - mask[i % plane]);
     return KILN_OK;
 }

@@ -104,6 +104,13 @@ typedef struct kiln_denoiser {
     flux_reference refs[2][FLUX_MAX_REFERENCES];
     int nrefs[2];
     float *flux_tokens;
+    /* SkipLayerGuidance: the blocks its pass leaves out, the sigmas it applies between, its graph and output
+       (the positive rows' prediction without those blocks) */
+    const kiln_skip_layer_guidance *slg;
+    uint64_t slg_double, slg_single;
+    float slg_sigma_hi, slg_sigma_lo;
+    kiln_graph *slg_graph;
+    float *slg_out;
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */
@@ -122,6 +129,9 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
  * InstructPixToPixConditioning puts it on both prompts). It must outlive d;
  * such a UNet cannot run without it. */
 kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
+/* SkipLayerGuidance (an SD3 or Flux model's, after set_captions); slg must
+ * outlive d. */
+kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg);
 /* A DiT model's conditionings (in place of init's context); both must
  * outlive d. */
 kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,

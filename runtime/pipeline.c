@@ -481,7 +481,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                                             job->reference_methods[0])) != KILN_OK) ||
         (job->nreferences[1] &&
          (st = kiln_denoiser_set_references(&d, 1, job->references[1], job->nreferences[1],
-                                            job->reference_methods[1])) != KILN_OK)) {
+                                            job->reference_methods[1])) != KILN_OK) ||
+        (job->skip_layer_guidance &&
+         (st = kiln_denoiser_set_skip_layer_guidance(&d, job->skip_layer_guidance)) != KILN_OK)) {
         kiln_denoiser_free(&d);
         goto done;
     }

@@ -112,6 +112,7 @@ typedef struct kiln_sampling_job {
     const kiln_latent *references[2];
     int nreferences[2];
     kiln_reference_method reference_methods[2];
+    const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidance on the model; NULL: none */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

@@ -116,6 +116,38 @@ static void check_runs(kiln_model *m)
     kiln_st_close(f);
     parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
     parity_check_img2img(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4); /* the LATENT mixed in the flow way */
+
+    /* SkipLayerGuidanceSD3 (block 1 over the first half) and SkipLayerGuidanceDiT with rescaling (blocks 0 and 2
+       from 10 % to 60 %) against ComfyUI's post-CFG function restated around diffusers' skip_layers */
+    static const int one[] = {1}, two[] = {0, 2};
+    const kiln_skip_layer_guidance slgs[2] = {{.double_layers = one, .double_count = 1, .scale = 3.0,
+                                               .start_percent = 0.0, .end_percent = 0.5},
+                                              {.double_layers = two, .double_count = 2, .scale = 2.0,
+                                               .start_percent = 0.1, .end_percent = 0.6, .rescaling_scale = 0.5}};
+    static const char *const keys[2] = {"slg.latent_out", "slg_rescaled.latent_out"};
+    f = golden_open(RUN_GOLDEN);
+    golden plain = golden_read(f, "run.latent_out");
+    kiln_st_close(f);
+    f = golden_open("sd3/slg.golden.safetensors");
+    for (int k = 0; k < 2; k++) {
+        golden want = golden_read(f, keys[k]);
+        assert_true(kiln_rel_l2(want.data, plain.data, want.count) > 1e-2); /* another picture than the plain run */
+        job.skip_layer_guidance = &slgs[k];
+        float *latent;
+        assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+        assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+        free(latent);
+        golden_free(&want);
+    }
+    golden_free(&plain);
+    kiln_st_close(f);
+    const int past[] = {3};
+    const kiln_skip_layer_guidance bad = {.double_layers = past, .double_count = 1, .scale = 3.0,
+                                          .end_percent = 0.5};
+    job.skip_layer_guidance = &bad;
+    float *latent;
+    assert_int_equal(kiln_ksample(m, &job, &pos, &neg, &latent), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "block 3; the model has 3"));
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);

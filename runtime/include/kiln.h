@@ -412,6 +412,20 @@ typedef enum kiln_reference_method {
  * KILN_ERR_INVALID_ARG naming the choices for another. */
 kiln_status kiln_reference_method_from_name(const char *name, kiln_reference_method *out);
 
+/* SkipLayerGuidanceSD3 / SkipLayerGuidanceDiT on an SD3 or Flux model:
+ * while the sampling is between start_percent and end_percent, each step
+ * also runs the positive prompt's rows with these blocks left out and adds
+ * scale times (the plain prediction - that one) to the guided x0; then,
+ * with rescaling_scale r, scales it by r std(positive) / std(result) + 1 - r
+ * (0: not). Block indices at most 63. */
+typedef struct kiln_skip_layer_guidance {
+    const int *double_layers; /* SD3's joint blocks, Flux's double blocks */
+    int double_count;
+    const int *single_layers; /* Flux's single blocks */
+    int single_count;
+    double scale, start_percent, end_percent, rescaling_scale;
+} kiln_skip_layer_guidance;
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -458,6 +472,7 @@ typedef struct kiln_ksampler_params {
     const kiln_latent *negative_reference;
     int negative_reference_count;
     kiln_reference_method reference_method, negative_reference_method; /* where each prompt's go */
+    const kiln_skip_layer_guidance *skip_layer_guidance; /* NULL: none */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

@@ -280,14 +280,20 @@ def sd3_run(sd35):
     ms = ModelSamplingDiscreteFlow(shift=3.0, timesteps=1000, multiplier=1000)
     sigmas = simple(ms, steps)
 
-    def model(x, sigma, which):
+    def model(x, sigma, which, skip=None):
         with torch.no_grad():
             return sd35(hidden_states=x, encoder_hidden_states=ctx[which], pooled_projections=pooled[which],
-                        timestep=ms.timestep(sigma).view(1)).sample
+                        timestep=ms.timestep(sigma).view(1), skip_layers=skip).sample
 
-    def sample(sigmas, latent_in, prefix):
+    def sample(sigmas, latent_in, prefix, slg=None, g=g):
         """KSampler: CONST's noise mixing of the latent as the model takes it
-        (process_in), euler with CFG, process_out."""
+        (process_in), euler with CFG, process_out; with slg (layers, scale,
+        start_percent, end_percent, rescaling_scale), SkipLayerGuidanceDiT's
+        post-CFG function (SkipLayerGuidanceSD3's with rescaling 0): within
+        its sigmas the positive prompt again with those joint blocks
+        skipped (diffusers' skip_layers leaves a block out as ComfyUI's
+        identity patch does), scale times the difference added, then the
+        std rescaling."""
         torch.manual_seed(42)
         noise = torch.randn(1, 16, h, w)
         image = (latent_in - SHIFT) * SCALE
@@ -296,6 +302,14 @@ def sd3_run(sd35):
             s = sigmas[i]
             x0 = {k: x - model(x, s, k) * s for k in ("negative", "positive")}  # CONST: x - out sigma
             d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
+            if slg:
+                layers, scale, start, end, rescale = slg
+                if scale > 0 and ms.percent_to_sigma(end) <= s.item() <= ms.percent_to_sigma(start):
+                    skipped = x - model(x, s, "positive", layers) * s
+                    d = d + (x0["positive"] - skipped) * scale
+                    if rescale != 0:
+                        factor = x0["positive"].std() / d.std()
+                        d = d * (rescale * factor + (1 - rescale))
             g[f"{prefix}denoised.{i}"] = d
             x = x + (x - d) / s * (sigmas[i + 1] - s)
         latent = x / SCALE + SHIFT  # process_out (inverse noise scaling at sigma 0 is x itself)
@@ -308,6 +322,13 @@ def sd3_run(sd35):
     g["img2img.latent_in"] = latent_in
     sample(simple(ms, int(steps / 0.6))[-(steps + 1):], latent_in, "img2img.")
     save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/run.golden.safetensors")
+
+    # SkipLayerGuidance on the txt2img run: SD3's node (block 1, scale 3, over the first half: sigmas 1, 0.9
+    # and 0.75), and the DiT node with rescaling (blocks 0 and 2, scale 2, from 10 % to 60 %)
+    slg = {}
+    sample(sigmas, torch.zeros(1, 16, h, w), "slg.", ([1], 3.0, 0.0, 0.5, 0.0), slg)
+    sample(sigmas, torch.zeros(1, 16, h, w), "slg_rescaled.", ([0, 2], 2.0, 0.1, 0.6, 0.5), slg)
+    save_goldens({k: v.detach() for k, v in slg.items()}, f"{HERE}/slg.golden.safetensors")
 
 
 def summary():
