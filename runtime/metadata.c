@@ -479,6 +479,36 @@ static cJSON *add_sampler_node(graph *g, const char *id, const char *class_type,
     return in;
 }
 
+/* A list of block numbers as SkipLayerGuidance's nodes write one: "7, 8, 9". */
+static void layer_list(const int *layers, int count, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < count && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, i ? ", %d" : "%d", layers[i]);
+}
+
+/* Node "82": SkipLayerGuidanceSD3 where its inputs say all (an SD3 model's joint blocks, no rescaling), else
+ * SkipLayerGuidanceDiT, on `model`. */
+static void add_skip_layer_guidance(graph *g, const kiln_run_info *run, const char *model)
+{
+    const kiln_skip_layer_guidance *slg = run->skip_layer_guidance;
+    const bool sd3 = run->family && strcmp(run->family, "sd3") == 0 && !slg->single_count && !slg->rescaling_scale;
+    char layers[64 * 4];
+    cJSON *in = add_node(g, "82", sd3 ? "SkipLayerGuidanceSD3" : "SkipLayerGuidanceDiT");
+    layer_list(slg->double_layers, slg->double_count, layers, sizeof layers);
+    add_string(g, in, sd3 ? "layers" : "double_layers", layers);
+    if (!sd3) {
+        layer_list(slg->single_layers, slg->single_count, layers, sizeof layers);
+        add_string(g, in, "single_layers", layers);
+        add_number(g, in, "rescaling_scale", slg->rescaling_scale);
+    }
+    add_number(g, in, "scale", slg->scale);
+    add_number(g, in, "start_percent", slg->start_percent);
+    add_number(g, in, "end_percent", slg->end_percent);
+    add_link(g, in, "model", model, 0);
+}
+
 static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int steps, double denoise,
                          const char *model, const char *prompts, const char *latent, int latent_output)
 {
@@ -600,7 +630,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
     const char *differential = run->differential > 0 ? "81" : patched;
-    const char *sampled = run->prediction ? "80" : differential;
+    const char *guided = run->skip_layer_guidance ? "82" : differential;
+    const char *sampled = run->prediction ? "80" : guided;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", "7", latent);
@@ -699,8 +730,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", false);
-        add_link(&g, in, "model", differential, 0);
+        add_link(&g, in, "model", guided, 0);
     }
+    if (run->skip_layer_guidance) add_skip_layer_guidance(&g, run, differential);
     if (run->differential > 0) {
         in = add_node(&g, "81", "DifferentialDiffusion");
         add_number(&g, in, "strength", run->differential);

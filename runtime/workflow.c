@@ -58,6 +58,13 @@ typedef struct wf_image_prompt {
     double weight, start, end;
 } wf_image_prompt;
 
+/* SkipLayerGuidanceSD3's or SkipLayerGuidanceDiT's settings on a MODEL
+ * (kiln_skip_layer_guidance's); no layers: none. */
+typedef struct wf_slg {
+    int double_layers[64], ndouble, single_layers[64], nsingle;
+    double scale, start, end, rescale;
+} wf_slg;
+
 /* A checkpoint and the LoRAs merged into it, in order. */
 typedef struct wf_recipe {
     char *ckpt;
@@ -71,6 +78,7 @@ typedef struct wf_recipe {
     const char *prediction;
     double flux_shift;
     double differential; /* DifferentialDiffusion's strength; 0: none */
+    wf_slg slg;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
 } wf_recipe;
@@ -291,7 +299,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
                       .prediction = from->prediction,
-                      .flux_shift = from->flux_shift, .differential = from->differential,
+                      .flux_shift = from->flux_shift, .differential = from->differential, .slg = from->slg,
                       .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -1275,6 +1283,10 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->flux_guidance = pos->flux_guidance;
     p->negative_flux_guidance = neg->flux_guidance;
     p->differential_diffusion = model->recipe.differential;
+    const wf_slg *sg = &model->recipe.slg;
+    const kiln_skip_layer_guidance slg = {sg->double_layers, sg->ndouble, sg->single_layers, sg->nsingle,
+                                          sg->scale, sg->start, sg->end, sg->rescale};
+    if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
     const wf_value *prompts[2] = {neg, pos};
     for (int w = 0; w < 2; w++)
@@ -1393,6 +1405,50 @@ static kiln_status model_sampling_sd3(wf_run *r, wf_node *n)
     n->out[0].recipe.flux_shift = shift;
     return KILN_OK;
 }
+
+/* A list of block numbers as SkipLayerGuidance reads one: every run of
+ * digits in the text ("7, 8, 9"). */
+static kiln_status layer_list(wf_node *n, const char *key, int *layers, int *count)
+{
+    const char *s;
+    TRY(text(n, key, &s));
+    *count = 0;
+    while (*s) {
+        if (*s < '0' || *s > '9') {
+            s++;
+            continue;
+        }
+        long v = 0;
+        for (; *s >= '0' && *s <= '9'; s++) v = v < 1000 ? v * 10 + (*s - '0') : v;
+        if (v > 63 || *count == 64)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "%s: block %ld (kiln skips blocks 0..63, at most 64)", key, v);
+        layers[(*count)++] = (int)v;
+    }
+    return KILN_OK;
+}
+
+/* SkipLayerGuidanceSD3 (dit false: its `layers` are SD3's joint blocks, no
+ * rescaling) and SkipLayerGuidanceDiT: the model's post-CFG guidance with
+ * those blocks left out. */
+static kiln_status skip_layer_guidance(wf_run *r, wf_node *n, bool dit)
+{
+    wf_value *model;
+    wf_slg slg = {0};
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(layer_list(n, dit ? "double_layers" : "layers", slg.double_layers, &slg.ndouble));
+    if (dit) TRY(layer_list(n, "single_layers", slg.single_layers, &slg.nsingle));
+    TRY(number(n, "scale", &slg.scale));
+    TRY(number(n, "start_percent", &slg.start));
+    TRY(number(n, "end_percent", &slg.end));
+    if (dit && input_of(n, "rescaling_scale")) TRY(number(n, "rescaling_scale", &slg.rescale));
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.slg = slg;
+    return KILN_OK;
+}
+
+static kiln_status skip_layer_guidance_sd3(wf_run *r, wf_node *n) { return skip_layer_guidance(r, n, false); }
+static kiln_status skip_layer_guidance_dit(wf_run *r, wf_node *n) { return skip_layer_guidance(r, n, true); }
 
 /* DifferentialDiffusion: the model's inpainting mask thresholded each step
  * (kiln_ksampler_params.differential_diffusion); its strength, where the
@@ -1554,7 +1610,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
-                                         "CLIPTextEncodeSD3", "ModelSamplingSD3"};
+                                         "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
+                                         "SkipLayerGuidanceDiT"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -1563,7 +1620,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
-        reference_latent_method, clip_text_encode_sd3, model_sampling_sd3};
+        reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
+        skip_layer_guidance_dit};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -245,15 +245,17 @@ static void flux_from_separate_files(void **state)
  * code restated) gives its picture within a level. */
 #define SD3_FILE KILN_TEST_DATA "/sd3/single/sd3.5-tiny.safetensors"
 #define SD3_PART(p) KILN_TEST_DATA "/sd3/tiny/" p
-#define SD3_RUN(loaders, clip)                                                                                       \
-    "{" loaders ", "                                                                                                  \
+#define SD3_RUN(loaders, clip) SD3_RUN_WITH(loaders, clip, "", "[\"13\", 0]")
+/* the same with more nodes and another MODEL into KSampler */
+#define SD3_RUN_WITH(loaders, clip, extra, model)                                                                     \
+    "{" loaders ", " extra                                                                                            \
     "\"30\": {\"class_type\": \"CLIPTextEncodeSD3\", \"inputs\": {\"clip_l\": \"" FLUX_PROMPT "\", \"clip_g\": \""       \
     FLUX_PROMPT "\", \"t5xxl\": \"" FLUX_PROMPT "\", \"empty_padding\": \"none\", \"clip\": " clip "}}, "                 \
     FLUX_NEGATIVE(clip) ", "                                                                                          \
     "\"13\": {\"class_type\": \"ModelSamplingSD3\", \"inputs\": {\"shift\": 3, \"model\": [\"4\", 0]}}, "            \
     "\"5\": {\"class_type\": \"EmptySD3LatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, " \
     "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "     \
-    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": [\"13\", 0], \"positive\": [\"30\", 0], "          \
+    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": " model ", \"positive\": [\"30\", 0], "              \
     "\"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "             \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
@@ -273,6 +275,19 @@ static void sd3_nodes(void **state)
                           SD3_PART("text_encoder_3/model.safetensors") "\"}}",
                           "[\"11\", 0]"),
                   &sd3, "sd3/run.golden.safetensors", "run.image");
+    /* SkipLayerGuidanceSD3 on block 1 over the first half, and SkipLayerGuidanceDiT on blocks 0 and 2 with
+       rescaling: the restated post-CFG function's pictures */
+    check_picture(SD3_RUN_WITH(SD3_CHECKPOINT, "[\"4\", 1]",
+                               "\"14\": {\"class_type\": \"SkipLayerGuidanceSD3\", \"inputs\": {\"layers\": \"1\", "
+                               "\"scale\": 3, \"start_percent\": 0, \"end_percent\": 0.5, \"model\": [\"13\", 0]}}, ",
+                               "[\"14\", 0]"),
+                  &sd3, "sd3/slg.golden.safetensors", "slg.image");
+    check_picture(SD3_RUN_WITH(SD3_CHECKPOINT, "[\"4\", 1]",
+                               "\"14\": {\"class_type\": \"SkipLayerGuidanceDiT\", \"inputs\": {\"double_layers\": "
+                               "\"0, 2\", \"single_layers\": \"\", \"scale\": 2, \"start_percent\": 0.1, "
+                               "\"end_percent\": 0.6, \"rescaling_scale\": 0.5, \"model\": [\"13\", 0]}}, ",
+                               "[\"14\", 0]"),
+                  &sd3, "sd3/slg.golden.safetensors", "slg_rescaled.image");
     /* ComfyUI leaves an empty text's tower out under empty_padding "none", which kiln does not do */
     kiln_image *images;
     int count;

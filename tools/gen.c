@@ -74,6 +74,9 @@ typedef struct gen_options {
     const char *mask, *upscale_model;
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
+    /* --slg, --slg-single: SkipLayerGuidance's blocks (kiln_skip_layer_guidance's), its numbers */
+    int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
+    double slg_scale, slg_start, slg_end, slg_rescale;
     const char *references[KILN_MAX_REFERENCES]; /* --reference-image: ReferenceLatent's pictures (Kontext) */
     int nreferences;
     const char *reference_method; /* --reference-method: FluxKontextMultiReferenceLatentMethod's; NULL: offset */
@@ -215,6 +218,12 @@ static void usage(FILE *to)
             "  --differential-diffusion S\n"
             "                         with --mask or --outpaint: DifferentialDiffusion at strength 0..1 (1 is\n"
             "                         the node's): a soft mask's grey repaints for part of the steps\n"
+            "  --slg BLOCKS           SD3 and Flux: SkipLayerGuidance, the positive prompt again each step\n"
+            "                         without these (SD3's joint, Flux's double) blocks, as 7,8,9\n"
+            "  --slg-single BLOCKS    Flux's single blocks for it\n"
+            "  --slg-scale S --slg-start P --slg-end P --slg-rescale R\n"
+            "                         its scale (default 3), its part of the sampling (default 0.01 to\n"
+            "                         0.15) and SkipLayerGuidanceDiT's rescaling (default 0)\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
             "                         and bottom (one number: every side) and paint the new part\n"
             "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
@@ -465,6 +474,22 @@ static bool parse_sdxl_numbers(kiln_sdxl_cond *c, int k, bool negative, const ch
     return false;
 }
 
+/* "7,8,9" -> layers, *count; false unless every part is a block number 0..63. */
+static bool parse_layers(const char *s, int *layers, int *count)
+{
+    *count = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > 63 || *count == 64) return false;
+        layers[(*count)++] = (int)v;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) return false;
+    }
+    return *count > 0;
+}
+
 static int parse(int argc, char **argv, gen_options *o)
 {
     *o = (gen_options){.sampler = "euler", .scheduler = "normal", .backend = "cpu", .width = 512, .height = 512,
@@ -472,7 +497,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .negative = "", .cleaning = KILN_TEXT_CLEAN_FTFY, 
                        .sdxl = {.aesthetic = 6.0, .negative_aesthetic = 2.5},
                        .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
-                       .refiner_switch = 0.8};
+                       .refiner_switch = 0.8, .slg_scale = 3.0, .slg_start = 0.01, .slg_end = 0.15};
     enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_START, O_CONTROL_END,
@@ -480,7 +505,8 @@ static int parse(int argc, char **argv, gen_options *o)
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
-           O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD };
+           O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
+           O_SLG_START, O_SLG_END, O_SLG_RESCALE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
@@ -519,6 +545,9 @@ static int parse(int argc, char **argv, gen_options *o)
         {"negative-sdxl-target", required_argument, 0, O_NEGATIVE_SDXL_TARGET},
         {"vae-tile", required_argument, 0, O_VAE_TILE},
         {"differential-diffusion", required_argument, 0, O_DIFFERENTIAL},
+        {"slg", required_argument, 0, O_SLG}, {"slg-single", required_argument, 0, O_SLG_SINGLE},
+        {"slg-scale", required_argument, 0, O_SLG_SCALE}, {"slg-start", required_argument, 0, O_SLG_START},
+        {"slg-end", required_argument, 0, O_SLG_END}, {"slg-rescale", required_argument, 0, O_SLG_RESCALE},
         {"reference-image", required_argument, 0, O_REFERENCE},
         {"reference-method", required_argument, 0, O_REFERENCE_METHOD},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
@@ -606,6 +635,25 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_DIFFERENTIAL:
             if (!parse_double(optarg, 0, 1, &o->differential) || o->differential == 0)
                 return bad_flag("--differential-diffusion", optarg, "must be in (0, 1]");
+            break;
+        case O_SLG:
+        case O_SLG_SINGLE: {
+            const bool single = c == O_SLG_SINGLE;
+            if (!parse_layers(optarg, single ? o->slg_single : o->slg_double,
+                              single ? &o->slg_single_count : &o->slg_double_count))
+                return bad_flag(single ? "--slg-single" : "--slg", optarg, "must be block numbers 0..63, as 7,8,9");
+            break;
+        }
+        case O_SLG_SCALE:
+            if (!parse_double(optarg, 0, 10, &o->slg_scale)) return bad_flag("--slg-scale", optarg, "must be 0..10");
+            break;
+        case O_SLG_START:
+        case O_SLG_END:
+            if (!parse_double(optarg, 0, 1, c == O_SLG_START ? &o->slg_start : &o->slg_end))
+                return bad_flag(c == O_SLG_START ? "--slg-start" : "--slg-end", optarg, "must be 0..1");
+            break;
+        case O_SLG_RESCALE:
+            if (!parse_double(optarg, 0, 10, &o->slg_rescale)) return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
         case O_OUTPAINT: {
             int rc = parse_outpaint(optarg, &o->outpaint);
@@ -1441,6 +1489,9 @@ int main(int argc, char **argv)
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
                              .flux_guidance = (float)o.guidance};
+    const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
+                                          o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
+    if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     if (!o.seed_given && getrandom(&o.seed, sizeof o.seed, 0) != sizeof o.seed) o.seed = (uint64_t)time(NULL);
@@ -1632,7 +1683,7 @@ int main(int argc, char **argv)
                          .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
                          .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
                          .inpaint_conditioning = inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
-                         .differential = o.differential,
+                         .differential = o.differential, .skip_layer_guidance = job.skip_layer_guidance,
                          .controls = o.controls, .ncontrols = o.ncontrols,
                          .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts,
                          .styles = o.styles, .nstyles = o.nstyles, .references = o.references,

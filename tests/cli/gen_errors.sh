@@ -113,6 +113,15 @@ expect_error "clip skip on PixArt" "clip skip 2: a pixart model's text encoders 
 expect_error "ControlNet on PixArt" "ControlNet works with SD 1.x/2.x/XL UNets" --model "$pixart" --prompt x \
     --controlnet "$data/controlnet/tiny_ldm.safetensors" --control-image "$data/controlnet/hint_37x23.png"
 expect_error "PixArt latent of odd size" "not whole 2x2 patches" --model "$pixart" --prompt x --width 18 --height 16
+sd3=$data/sd3/tiny
+expect_error "SkipLayerGuidance on a UNet" "SkipLayerGuidance works with SD3 and Flux models; this is a sd1 model" \
+    --model "$tiny" --prompt x --slg 7,8,9
+expect_error "SkipLayerGuidance past the blocks" "SkipLayerGuidance: double (SD3: joint) block 9; the model has 3" \
+    --model "$sd3" --prompt x --width 16 --height 16 --slg 9 --slg-start 0 --slg-end 1
+expect_error "SkipLayerGuidance blocks that are no list" "--slg 7-9: must be block numbers 0..63" \
+    --model "$sd3" --prompt x --slg 7-9
+expect_error "SD3 picture past the position table" "past the position table's 8x8" --model "$sd3" --prompt x \
+    --width 48 --height 16
 flux=$data/flux/tiny
 expect_error "an SD LoRA on Flux" "which $flux lacks (a LoRA for another base model?)" --model "$flux" --prompt x \
     --lora "$data/lora/kohya_ldm.safetensors"
