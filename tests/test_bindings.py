@@ -565,6 +565,12 @@ class Advanced(unittest.TestCase):
         sd3.set_flux_shift(0)
         with self.assertRaises(kiln.KilnError):
             sd3.encode_flux("x", "x")
+        # SkipLayerGuidanceSD3 on block 1 over the first half: the restated run's latent
+        _, slg = read_safetensors(data("sd3/slg.golden.safetensors"))
+        guided = sd3.ksampler(positive, negative, empty, seed=42, steps=4, cfg=2.0, sampler_name="euler",
+                              scheduler="simple",
+                              skip_layer_guidance=kiln.SkipLayerGuidance([1], start_percent=0.0, end_percent=0.5))
+        self.assertLessEqual(rel_l2(guided.to_list(), slg["slg.latent_out"][1]), RUN_TOL)
 
     def test_flux_single_files(self):
         """BFL's transformer file with separate CLIP-L, T5 and VAE files (and

@@ -51,7 +51,8 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
     "StyleModel",
-    "KilnError", "Latent", "Lora", "Model", "SdxlCond", "Upscaler", "load_checkpoint", "load_clip_vision",
+    "KilnError", "Latent", "Lora", "Model", "SdxlCond", "SkipLayerGuidance", "Upscaler", "load_checkpoint",
+    "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
 
@@ -137,6 +138,12 @@ class _ModelParts(Structure):
                 ("weight_dtype", c_char_p)]
 
 
+class _SkipLayerGuidance(Structure):
+    _fields_ = [("double_layers", POINTER(c_int)), ("double_count", c_int), ("single_layers", POINTER(c_int)),
+                ("single_count", c_int), ("scale", c_double), ("start_percent", c_double),
+                ("end_percent", c_double), ("rescaling_scale", c_double)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -150,7 +157,8 @@ class _KSamplerParams(Structure):
                 ("negative_flux_guidance", c_double), ("differential_diffusion", c_double),
                 ("reference", POINTER(_Latent)), ("reference_count", c_int),
                 ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int),
-                ("reference_method", c_int), ("negative_reference_method", c_int)]
+                ("reference_method", c_int), ("negative_reference_method", c_int),
+                ("skip_layer_guidance", POINTER(_SkipLayerGuidance))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -353,6 +361,19 @@ class Backend(_Handle):
 
     def __repr__(self) -> str:
         return "<kiln.Backend closed>" if self.closed else f"<kiln.Backend {self.device_name!r}>"
+
+
+class SkipLayerGuidance(NamedTuple):
+    """SkipLayerGuidanceSD3's / SkipLayerGuidanceDiT's inputs (SD3 and Flux):
+    the blocks the extra pass leaves out (SD3's joint, Flux's double; Flux's
+    single), its scale, its part of the sampling and the DiT node's
+    rescaling."""
+    double_layers: Sequence[int] = (7, 8, 9)
+    single_layers: Sequence[int] = ()
+    scale: float = 3.0
+    start_percent: float = 0.01
+    end_percent: float = 0.15
+    rescaling_scale: float = 0.0
 
 
 class Lora(NamedTuple):
@@ -595,7 +616,8 @@ class Model(_Handle):
                  differential_diffusion: float = 0.0,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
-                 reference_method: str = "offset", negative_reference_method: str = "offset") -> "Latent":
+                 reference_method: str = "offset", negative_reference_method: str = "offset",
+                 skip_layer_guidance: Optional["SkipLayerGuidance"] = None) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts.
 
@@ -631,6 +653,7 @@ class Model(_Handle):
         reference_method, negative_reference_method: where each prompt's go
         among the image positions (FluxKontextMultiReferenceLatentMethod:
         "offset", "index" or "uxo/uno").
+        skip_layer_guidance: a SkipLayerGuidance (SD3 and Flux models).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -679,6 +702,12 @@ class Model(_Handle):
             method = c_int()
             _lib.kiln_reference_method_from_name(str(name).encode(), byref(method))
             setattr(params, field, method.value)
+        if skip_layer_guidance is not None:
+            g = SkipLayerGuidance(*skip_layer_guidance)
+            doubles, singles = list(g.double_layers), list(g.single_layers)
+            params.skip_layer_guidance = ctypes.pointer(_SkipLayerGuidance(
+                (c_int * max(len(doubles), 1))(*doubles), len(doubles), (c_int * max(len(singles), 1))(*singles),
+                len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
