@@ -368,6 +368,88 @@ static void flux1_dev_single_files(void **state)
     release(m);
 }
 
+/* SD 3.5 from Stability's single files (the MMDiT under model.diffusion_model. in its own names: fused
+ * q/k/v, the last block's caption-only side) with ComfyUI's clip_l, clip_g and t5xxl files (bigG given
+ * first: told apart by width) and the VAE beside them; the shapes say everything: 64-wide heads from the
+ * q norm, the position table's side, the dual-attention blocks. */
+static void sd35(const char *manifest, const char *name, int blocks, int heads, int side, int dual,
+                 int64_t params)
+{
+    char model[600], clip_l[600], clip_g[600], t5[600], vae[600];
+    sparse_path(manifest, name, model, sizeof model);
+    sparse_path("layouts/sd3_clip_l_text.json", "sd3_clip_l", clip_l, sizeof clip_l);
+    sparse_path("layouts/sd3_clip_g_text.json", "sd3_clip_g", clip_g, sizeof clip_g);
+    sparse_path("layouts/t5_v1_1_xxl.json", "sd3_t5xxl", t5, sizeof t5);
+    sparse_path("layouts/flux_vae.json", "sd3_vae", vae, sizeof vae);
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip_g, t5, clip_l},
+                                    .tokenizer = kiln_test_data("spm_tokenizer/spiece.model")};
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(model, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_string_equal(m->info.family, "sd3");
+    assert_string_equal(m->info.unet_name, name);
+    assert_int_equal(m->info.unet_params, params);
+    assert_int_equal(m->flux.ndouble, blocks);
+    assert_int_equal(m->flux.heads, heads);
+    assert_int_equal(m->flux.head_dim, 64);
+    assert_int_equal(m->flux.pos_side, side);
+    assert_int_equal(m->flux.context_dim, 4096);
+    assert_int_equal(m->flux.pooled_dim, 2048);
+    for (int i = 0; i < blocks; i++) {
+        assert_int_equal(m->flux.dbl[i].img2.q_w != NULL, i < dual);
+        assert_int_equal(m->flux.dbl[i].txt_out_w == NULL, i == blocks - 1);
+    }
+    assert_string_equal(m->info.clip_names[0], "clip-vit-l14");
+    assert_string_equal(m->info.clip_names[1], "openclip-vit-bigg14");
+    assert_int_equal(m->clips[0].pooled_dim + m->clips[1].pooled_dim, 2048);
+    check_t5_xxl(m);
+    assert_float_equal(m->vae.scaling_factor, 1.5305f, 0.0f);
+    assert_float_equal(m->vae.shift_factor, 0.0609f, 0.0f);
+    release(m);
+}
+
+static void sd35_medium(void **state)
+{
+    (void)state; /* 2.24 B parameters and a 384x384 position table */
+    sd35("layouts/sd35_medium_mmdit.json", "sd3.5-medium", 24, 24, 384, 13, 2469663936LL);
+}
+
+static void sd35_large(void **state)
+{
+    (void)state; /* 8.06 B parameters and a 192x192 position table */
+    sd35("layouts/sd35_large_mmdit.json", "sd3.5-large", 38, 38, 192, 0, 8146280768LL);
+}
+
+/* SD 3.0 Medium's diffusers folder: no q norm, so the head width is its config's. */
+static void sd3_medium(void **state)
+{
+    (void)state;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/sd3-medium", tmpdir);
+    const folder_part parts[] = {
+        {"transformer", "layouts/sd3_medium_transformer.json", "{\"attention_head_dim\": 64}"},
+        {"text_encoder", "layouts/sd3_clip_l_text.json", NULL},
+        {"text_encoder_2", "layouts/sd3_clip_g_text.json", NULL},
+        {"text_encoder_3", "layouts/t5_v1_1_xxl.json", NULL},
+        {"vae", "layouts/flux_vae.json", "{\"scaling_factor\": 1.5305, \"shift_factor\": 0.0609}"},
+    };
+    write_folder(dir, parts, 5, "tokenizer_3");
+    kiln_model *m = load_folder(dir);
+    assert_string_equal(m->info.family, "sd3");
+    assert_string_equal(m->info.unet_name, "sd3-medium");
+    assert_int_equal(m->info.unet_params, 2084951104LL);
+    assert_int_equal(m->flux.ndouble, 24);
+    assert_int_equal(m->flux.heads, 24);
+    assert_int_equal(m->flux.pos_side, 192);
+    assert_null(m->flux.dbl[0].img.norm_q);
+    check_t5_xxl(m);
+    release(m);
+}
+
 static void flux1_schnell(void **state)
 {
     (void)state;
@@ -382,6 +464,8 @@ int main(void)
                                        cmocka_unit_test(ip_adapter_plus_sd15),
                                        cmocka_unit_test(ip_adapter_plus_sdxl_vit_h),
                                        cmocka_unit_test(pixart_xl_2_1024), cmocka_unit_test(flux1_dev),
-                                       cmocka_unit_test(flux1_schnell), cmocka_unit_test(flux1_dev_single_files)};
+                                       cmocka_unit_test(flux1_schnell), cmocka_unit_test(flux1_dev_single_files),
+                                       cmocka_unit_test(sd35_medium), cmocka_unit_test(sd35_large),
+                                       cmocka_unit_test(sd3_medium)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
