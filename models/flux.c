@@ -186,7 +186,7 @@ static kiln_status bind_sd3_block(kiln_weights *w, const char *root, int i, bool
     return kiln_dit_bind_linear(w, root, part, D, D, &b->img2_out_w, &b->img2_out_b);
 }
 
-kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
+kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *flux)
 {
     const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
     const char *path = kiln_checkpoint_path(ck);
@@ -195,12 +195,11 @@ kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
     const kiln_st_tensor *table = kiln_checkpoint_find_at(ck, root, "pos_embed.pos_embed");
     const kiln_st_tensor *txt = kiln_checkpoint_find_at(ck, root, "context_embedder.weight");
     const kiln_st_tensor *pooled = kiln_checkpoint_find_at(ck, root, "time_text_embed.text_embedder.linear_1.weight");
-    const kiln_st_tensor *out = kiln_checkpoint_find_at(ck, root, "proj_out.weight");
     const kiln_st_tensor *norm_q = kiln_checkpoint_find_at(ck, root, "transformer_blocks.0.attn.norm_q.weight");
-    if (!patch || !table || !txt || !pooled || !out || patch->ndim != 4 || patch->shape[2] != 2 ||
-        patch->shape[3] != 2 || txt->ndim != 2 || pooled->ndim != 2 || out->ndim != 2)
+    if (!patch || !table || !txt || !pooled || patch->ndim != 4 || patch->shape[2] != 2 || patch->shape[3] != 2 ||
+        txt->ndim != 2 || pooled->ndim != 2)
         return kiln_fail(KILN_ERR_MODEL, "%s: no SD3 transformer (pos_embed.proj of 2x2 patches, pos_embed.pos_embed, "
-                         "context_embedder, time_text_embed.text_embedder, proj_out)", path);
+                         "context_embedder, time_text_embed.text_embedder)", path);
     const int64_t D = patch->shape[0];
     /* SD3's heads are 64 wide (ComfyUI's MMDiT: as many heads as blocks, 64 each); a folder's config or SD 3.5's
        q norm says otherwise */
@@ -216,8 +215,7 @@ kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
     flux->hidden = (int)D;
     flux->head_dim = (int)hd;
     flux->heads = (int)(D / hd);
-    flux->in_channels = (int)patch->shape[1] * 4;
-    flux->out_channels = (int)(out->shape[0]);
+    flux->in_channels = flux->out_channels = (int)patch->shape[1] * 4;
     flux->context_dim = (int)txt->shape[1];
     flux->pooled_dim = (int)pooled->shape[1];
     if (kiln_dtype_is_quantized(table->dtype) && D % kiln_dtype_block(table->dtype))
@@ -225,9 +223,6 @@ kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
                          (long long)D, kiln_dtype_name(table->dtype));
     flux->pos_table = table;
     flux->pos_side = side;
-    if (flux->out_channels % 4 || flux->out_channels != flux->in_channels)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the SD3 transformer reads %d channels a patch and gives %d",
-                         path, flux->in_channels, flux->out_channels);
     flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE);
     if (kiln_checkpoint_find_at(ck, root, "transformer_blocks.38.norm1.linear.weight"))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 transformer of more than %d blocks", path, FLUX_MAX_DOUBLE);
@@ -241,12 +236,24 @@ kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
     TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
     TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
     for (int i = 0; i < flux->ndouble; i++) TRY(bind_sd3_block(w, root, i, norm_q != NULL, D, hd, &flux->dbl[i]));
+    return KILN_OK;
+}
+
+kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
+{
+    TRY(kiln_sd3_bind_trunk(w, root, flux));
+    const char *path = kiln_checkpoint_path(kiln_weights_checkpoint(w));
+    const kiln_st_tensor *out = kiln_checkpoint_find_at(kiln_weights_checkpoint(w), root, "proj_out.weight");
+    if (!out || out->ndim != 2 || out->shape[0] != flux->in_channels)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: the SD3 transformer's proj_out does not give the %d channels a "
+                         "patch it reads", path, flux->in_channels);
     if (flux->ndouble < 1 || flux->dbl[flux->ndouble - 1].txt_out_w)
         return kiln_fail(KILN_ERR_MODEL, "%s: the SD3 transformer's last block is missing (one without "
                          "attn.to_add_out)", path);
     for (int i = 0; i + 1 < flux->ndouble; i++)
         if (!flux->dbl[i].txt_out_w)
             return kiln_fail(KILN_ERR_MODEL, "%s: SD3 block %d has no attn.to_add_out", path, i);
+    const int64_t D = flux->hidden;
     TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
     return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
@@ -763,6 +770,12 @@ static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const
     return KILN_OK;
 }
 
+kiln_status kiln_flux_embed_image(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
+                                  tensor **y)
+{
+    return flux->sd3 ? sd3_embed_patches(g, flux, in, tokens, y) : nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, y);
+}
+
 typedef struct {
     const kiln_flux *flux;
     const flux_input *in;
@@ -781,11 +794,7 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     flux_residuals each[FLUX_MAX_CONTROLS];
     flux_residual_set set = {each, in->ncontrols};
     if (in->ncontrols) TRY(control_residuals(g, flux, in, tokens, context, each));
-    if (flux->sd3) {
-        TRY(sd3_embed_patches(g, flux, in, tokens, &img));
-    } else {
-        TRY(nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, &img));
-    }
+    TRY(kiln_flux_embed_image(g, flux, in, tokens, &img));
     nn_drop(g, &tokens);
     TRY(nn_linear(g, context, flux->txt_in_w, flux->txt_in_b, &txt));
     nn_drop(g, &context);
@@ -822,8 +831,8 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
                          in->h, in->w, in->context_tokens);
     if (flux->guidance && !in->guidance)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
-    if (flux->sd3 && (in->nrefs || in->ncontrols || in->nimages))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "sd3: reference latents, ControlNets and IP-Adapters are FLUX.1's here");
+    if (flux->sd3 && (in->nrefs || in->nimages))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "sd3: reference latents and IP-Adapters are FLUX.1's here");
     if (in->nrefs < 0 || in->nrefs > FLUX_MAX_REFERENCES)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d reference latents on a call: at most %d", in->nrefs,
                          FLUX_MAX_REFERENCES);

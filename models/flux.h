@@ -85,6 +85,8 @@ bool kiln_flux_present(const kiln_checkpoint *ck, const char *root);
 bool kiln_sd3_present(const kiln_checkpoint *ck, const char *root);
 /* SD3's transformer, sizes from the shapes; sd3 set. */
 kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux);
+/* All but its final layer (norm_out, proj_out): an SD3 ControlNet's. */
+kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *flux);
 /* Sizes from the shapes; axes NULL: FLUX.1's (16, 56, 56). */
 kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux);
 /* All but the final layer (norm_out, proj_out): a ControlNet's copy;
@@ -178,6 +180,11 @@ typedef kiln_status (*kiln_flux_block_fn)(kiln_graph *g, void *ctx, bool single,
  * ControlNet's blocks have none). */
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
                              tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu);
+
+/* The call's image tokens (B, N, in_channels) embedded: FLUX.1's linear, or
+ * SD3's patch conv plus the centre of its position table. */
+kiln_status kiln_flux_embed_image(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
+                                  tensor **y);
 
 /* The image tokens of a call: the latent's and its references'. */
 int kiln_flux_image_tokens(const flux_input *in);

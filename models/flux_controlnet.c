@@ -38,10 +38,43 @@ static kiln_status bind_residual_linears(kiln_weights *w, const char *prefix, in
     return KILN_OK;
 }
 
+/* An SD3 ControlNet of InstantX's kind (diffusers' SD3ControlNetModel with
+ * a caption side): the transformer's trunk, the hint latent's patch conv
+ * (pos_embed_input), a residual linear after each block. */
+static kiln_status bind_sd3(kiln_weights *w, const kiln_flux *model, kiln_flux_controlnet *cn)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const char *path = kiln_checkpoint_path(ck);
+    if (!model->sd3)
+        return kiln_fail(KILN_ERR_MODEL, "%s: an SD3 ControlNet, for a Flux transformer", path);
+    if (!kiln_checkpoint_find(ck, "context_embedder.weight"))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 ControlNet without a caption side (SD 3.5's of Stability's "
+                         "kind): not yet", path);
+    kiln_flux *t = &cn->trunk;
+    TRY(kiln_sd3_bind_trunk(w, "", t));
+    if (t->hidden != model->hidden || t->head_dim != model->head_dim || t->in_channels != model->in_channels ||
+        t->context_dim != model->context_dim || t->pooled_dim != model->pooled_dim)
+        return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet for an SD3 transformer %d wide (heads of %d, %d channels "
+                         "a patch), not for this one (%d, %d, %d)", path, t->hidden, t->head_dim, t->in_channels,
+                         model->hidden, model->head_dim, model->in_channels);
+    cn->hint_channels = t->in_channels / 4;
+    const tensor *hint_w;
+    TRY(KILN_BIND(w, &hint_w, "", "pos_embed_input.proj.weight", t->hidden, cn->hint_channels, 2, 2));
+    cn->hint_in_w = *hint_w;
+    TRY(KILN_BIND(w, &cn->hint_in_b, "", "pos_embed_input.proj.bias", t->hidden));
+    const int nblock = count_linears(ck, "controlnet_blocks", FLUX_MAX_DOUBLE);
+    if (nblock != t->ndouble)
+        return kiln_fail(KILN_ERR_MODEL, "%s: %d blocks, but %d residual linears", path, t->ndouble, nblock);
+    return bind_residual_linears(w, "controlnet_blocks", nblock, t->hidden, cn->block_w, cn->block_b);
+}
+
 static kiln_status bind(kiln_weights *w, const kiln_flux *model, kiln_flux_controlnet *cn)
 {
     const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
     const char *path = kiln_checkpoint_path(ck);
+    if (kiln_checkpoint_find(ck, "pos_embed_input.proj.weight")) return bind_sd3(w, model, cn);
+    if (model->sd3)
+        return kiln_fail(KILN_ERR_MODEL, "%s: a Flux ControlNet, for an SD3 transformer", path);
     const flux_controlnet_names *names = kiln_flux_present(ck, KILN_FLUX_ROOT) ? &xlabs_names : &diffusers_names;
     if (kiln_checkpoint_find(ck, "input_hint_block.conv_in.weight"))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a diffusers FluxControlNetModel with a hint encoder; kiln reads "
@@ -187,18 +220,15 @@ static kiln_status prepend_mode(kiln_graph *g, const kiln_flux_controlnet *cn, i
     return KILN_OK;
 }
 
-kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controlnet *cn, const kiln_flux *model,
-                                         const flux_input *in, const tensor *tokens, const tensor *context,
-                                         const flux_control *c, flux_residuals *out)
+/* The ControlNet's blocks on the latent's tokens plus the hint's, tapped
+ * after each. */
+static kiln_status controlnet_blocks(kiln_graph *g, const kiln_flux_controlnet *cn, const flux_input *in,
+                                     const tensor *tokens, const tensor *context, const flux_control *c,
+                                     flux_residuals *out)
 {
     const kiln_flux *t = &cn->trunk;
-    *out = (flux_residuals){.nblock = t->ndouble, .nsingle = t->nsingle, .model_double = model->ndouble,
-                            .model_single = model->nsingle, .cycle = cn->pixel_hint};
-    if (c->mode >= cn->nmodes)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet: control type %d, but it has %d (a union model's)",
-                         c->mode, cn->nmodes);
     tensor *img, *hint, *sum, *txt;
-    TRY(nn_linear(g, tokens, t->img_in_w, t->img_in_b, &img));
+    TRY(kiln_flux_embed_image(g, t, in, tokens, &img));
     TRY(hint_tokens(g, cn, in, c->hint, &hint));
     TRY(nn_add(g, img, hint, &sum));
     nn_drop(g, &img);
@@ -211,10 +241,34 @@ kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controln
     return KILN_OK;
 }
 
+kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controlnet *cn, const kiln_flux *model,
+                                         const flux_input *in, const tensor *tokens, const tensor *context,
+                                         const flux_control *c, flux_residuals *out)
+{
+    const kiln_flux *t = &cn->trunk;
+    *out = (flux_residuals){.nblock = t->ndouble, .nsingle = t->nsingle, .model_double = model->ndouble,
+                            .model_single = model->nsingle, .cycle = cn->pixel_hint, .sd3 = t->sd3};
+    if (c->mode >= cn->nmodes)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet: control type %d, but it has %d (a union model's)",
+                         c->mode, cn->nmodes);
+    /* SD3's ControlNets read no pooled output (ComfyUI's and diffusers' zeros) */
+    float *zeros = t->sd3 ? calloc((size_t)in->rows * t->pooled_dim, sizeof *zeros) : NULL;
+    if (t->sd3 && !zeros) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
+    flux_input own = *in;
+    if (zeros) own.pooled = zeros;
+    kiln_status st = controlnet_blocks(g, cn, &own, tokens, context, c, out);
+    free(zeros);
+    return st;
+}
+
 tensor *kiln_flux_residual(const flux_residuals *r, bool single, int i)
 {
     const int n = single ? r->nsingle : r->nblock, blocks = single ? r->model_single : r->model_double;
     if (n == 0) return NULL;
+    if (r->sd3) { /* ComfyUI's: each residual blocks / n times in turn, the last once less */
+        const int each = blocks / n;
+        return each && i < n * each - 1 ? r->block[i / each] : NULL;
+    }
     const int k = r->cycle ? i % n : i / ((blocks + n - 1) / n);
     return (single ? r->single : r->block)[k];
 }

@@ -59,6 +59,7 @@ typedef struct flux_residuals {
     int nblock, nsingle;                /* the ControlNet's */
     int model_double, model_single;     /* the transformer's blocks they spread over */
     bool cycle;
+    bool sd3;                           /* spread as ComfyUI spreads an SD3 ControlNet's */
 } flux_residuals;
 
 typedef struct flux_residual_set {

@@ -443,7 +443,7 @@ static kiln_status unet_model(const kiln_model *m, const char *what)
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out)
 {
     if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_controlnet_load: no model, path or place");
-    if (kiln_model_is_dit(m) && m->family->arch == KILN_ARCH_FLUX)
+    if (kiln_model_is_mmdit(m))
         return kiln_flux_controlnet_open(path, &m->flux, kiln_weights_backend(m->weights), out);
     TRY(unet_model(m, "ControlNet"));
     return kiln_controlnet_open(path, &m->unet, kiln_weights_backend(m->weights), out);

@@ -207,7 +207,7 @@ static size_t hint_size(const kiln_denoiser *d, const kiln_controlnet *net)
 
 kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count)
 {
-    const bool flux = kiln_model_is_dit(d->model) && d->model->family->arch == KILN_ARCH_FLUX;
+    const bool flux = kiln_model_is_mmdit(d->model); /* Flux's or SD3's ControlNets */
     if (!flux) TRY(unet_only(d, "ControlNet"));
     if (count < 0 || count > KILN_MAX_CONTROLS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%d ControlNets on one sampling: kiln applies at most %d", count,
@@ -216,7 +216,7 @@ kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *con
         const kiln_control *c = &controls[i];
         if (!c->net->flux != !flux)
             return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet %d is for %s, the model is %s", i + 1,
-                             c->net->flux ? "Flux" : "a UNet", d->model->info.family);
+                             c->net->flux ? "a transformer (Flux or SD3)" : "a UNet", d->model->info.family);
         if (!(c->start_percent >= 0.0 && c->start_percent <= c->end_percent && c->end_percent <= 1.0))
             return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet %d: start %g and end %g: must be 0 <= start <= end <= 1",
                              i + 1, c->start_percent, c->end_percent);
