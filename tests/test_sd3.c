@@ -293,6 +293,29 @@ static void single_files_run_as_the_folder(void **state)
     kiln_backend_free(be);
 }
 
+/* LoRAs on SD 3.5's shape (tests/data/sd3/lora, make_sd3_lora_data.py):
+ * diffusers' own layout (save_lora_weights, every kind of linear of every
+ * block, the last block's caption modulation and the final layer's too)
+ * against its own fuse_lora at strengths 1 and 0.5, and sd-scripts' layout
+ * in Stability's names (fused q/k/v, alpha) against the merge made in those
+ * names and converted by diffusers. */
+static void loras_match_upstream(void **state)
+{
+    (void)state;
+    char peft[4096], kohya[4096];
+    snprintf(peft, sizeof peft, "%s", kiln_test_data("sd3/lora/peft.safetensors"));
+    snprintf(kohya, sizeof kohya, "%s", kiln_test_data("sd3/lora/kohya.safetensors"));
+    static const struct {
+        const char *file, *golden;
+        double strength;
+    } cases[] = {{"peft", "peft.out", 1.0}, {"peft", "peft.out_half", 0.5}, {"kohya", "kohya.out", 1.0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const kiln_lora lora = {cases[i].file[0] == 'p' ? peft : kohya, cases[i].strength, cases[i].strength};
+        parity_check_sd3_against(&(parity_fixture){.path = "sd3/tiny", .tol = TOL, .loras = &lora, .nloras = 1},
+                                 "sd35", "sd3/lora/golden.safetensors", cases[i].golden);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +324,7 @@ int main(void)
         cmocka_unit_test(folder_runs),
         cmocka_unit_test(mmdit_names_read_as_diffusers),
         cmocka_unit_test(single_files_run_as_the_folder),
+        cmocka_unit_test(loras_match_upstream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,8 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
  * tests/data/sd3/golden.safetensors' `<key>.sample` (patched here),
  * context, pooled and timestep -> `<key>.out`. */
 void parity_check_sd3(const parity_fixture *fx, const char *key);
+/* The same against want_path's want_name (the model with fx->loras, ...). */
+void parity_check_sd3_against(const parity_fixture *fx, const char *key, const char *want_path, const char *want_name);
 /* Flux's transformer (tests/data/flux's tiny one, its axes 4, 6, 6) on the
  * golden's packed, context, pooled, timestep, guidance -> out; fx->path
  * unused. */
