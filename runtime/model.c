@@ -137,10 +137,13 @@ static kiln_status refuse_non_model(const kiln_checkpoint *ck)
     if (kiln_checkpoint_has_prefix(ck, "decoder.") || kiln_checkpoint_has_prefix(ck, "encoder."))
         return kiln_fail(KILN_ERR_MODEL, "%s is a VAE, not a whole model (give it beside one: --vae)", path);
     const char *arch = kiln_checkpoint_metadata(ck, "general.architecture"); /* a GGUF file's */
+    if (arch && (strcmp(arch, "flux") == 0 || strcmp(arch, "sd3") == 0))
+        return kiln_fail(KILN_ERR_MODEL, "%s: a GGUF file of architecture '%s' without that transformer's tensors",
+                         path, arch);
     if (arch && strcmp(arch, "sd1") != 0 && strcmp(arch, "sdxl") != 0)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a GGUF file of architecture '%s', which kiln does not run (it "
-                         "runs ComfyUI-GGUF's flux, sd1 and sdxl files, with llama.cpp's T5 encoders beside them)",
-                         path, arch);
+                         "runs ComfyUI-GGUF's flux, sd3, sd1 and sdxl files, with llama.cpp's T5 encoders beside "
+                         "them)", path, arch);
     if (!kiln_checkpoint_has_prefix(ck, "model.diffusion_model."))
         return kiln_fail(KILN_ERR_MODEL, "%s: no tensor 'model.diffusion_model.*': not a Stable Diffusion checkpoint",
                          path);

@@ -287,11 +287,11 @@ static void hostile_files_are_refused(void **state)
     bad.nkv = 1;
     expect_refusal(&bad, KILN_ERR_FORMAT, "NUL");
 
-    /* a well-formed file of an architecture kiln does not run (ComfyUI-GGUF's SD3), as a model */
+    /* a well-formed file of an architecture kiln does not run (ComfyUI-GGUF's AuraFlow), as a model */
     bad = h;
     put_string(&bad.kv, "general.architecture");
     put_u32(&bad.kv, 8);
-    put_string(&bad.kv, "sd3");
+    put_string(&bad.kv, "aura");
     bad.nkv = 1;
     assert_kiln_ok(open_hand_file(&bad, &b, &f));
     kiln_st_close(f);
@@ -303,7 +303,7 @@ static void hostile_files_are_refused(void **state)
     kiln_model_info info;
     assert_kiln_ok(kiln_checkpoint_open(path, &ck));
     assert_int_equal(kiln_model_inspect(ck, &info), KILN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "architecture 'sd3'"));
+    assert_non_null(strstr(kiln_last_error(), "architecture 'aura', which kiln does not run"));
     kiln_checkpoint_close(ck);
     remove(path);
 }

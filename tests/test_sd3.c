@@ -316,6 +316,32 @@ static void loras_match_upstream(void **state)
     }
 }
 
+/* ComfyUI-GGUF's SD3 file (tests/data/gguf/sd3-tiny-Q8_0.gguf, architecture
+ * "sd3", Stability's names bare; its joint blocks' linears in Q8_0, held
+ * so) with TripleCLIPLoader's files and the VAE beside it: the transformer
+ * against diffusers on the weights gguf-py dequantizes. */
+static void gguf_file(void **state)
+{
+    (void)state;
+    char paths[5][4096];
+    static const char *const files[5] = {TINY("text_encoder/model.safetensors"), TINY("text_encoder_2/model.safetensors"),
+                                         TINY("text_encoder_3/model.safetensors"),
+                                         TINY("vae/diffusion_pytorch_model.safetensors"), "sd3/tiny_sd3"};
+    for (int i = 0; i < 5; i++) snprintf(paths[i], sizeof paths[i], "%s", kiln_test_data(files[i]));
+    const kiln_model_parts parts = {.text_encoders = {paths[0], paths[1], paths[2]}, .vae = paths[3],
+                                    .config = paths[4]};
+    parity_check_sd3_against(&(parity_fixture){.path = "gguf/sd3-tiny-Q8_0.gguf", .tol = TOL, .parts = &parts},
+                             "sd3", "gguf/sd3.golden.safetensors", "sd3.out");
+    kiln_checkpoint *ck;
+    kiln_model_info info;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/sd3-tiny-Q8_0.gguf"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_inspect(ck, &info));
+    assert_string_equal(info.unet_name, "sd3-medium");
+    assert_int_equal(info.unet_dtype, KILN_Q8_0);
+    kiln_checkpoint_close(ck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +351,7 @@ int main(void)
         cmocka_unit_test(mmdit_names_read_as_diffusers),
         cmocka_unit_test(single_files_run_as_the_folder),
         cmocka_unit_test(loras_match_upstream),
+        cmocka_unit_test(gguf_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
