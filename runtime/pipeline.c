@@ -671,7 +671,11 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     free(pixels);
     TRY(st);
     const size_t values = (size_t)m->vae.config->latent_channels * latent_h * latent_w;
-    for (size_t i = 0; i < values; i++) (*hint)[i] = kiln_vae_latent_in(&m->vae, (*hint)[i]);
+    /* an SD3 ControlNet's latent is scaled without the shift (ComfyUI's and diffusers' SD3 ControlNet
+       latent format) */
+    const bool unshifted = cn->flux->trunk.sd3;
+    for (size_t i = 0; i < values; i++)
+        (*hint)[i] = unshifted ? (*hint)[i] * m->vae.scaling_factor : kiln_vae_latent_in(&m->vae, (*hint)[i]);
     if (concat_mask && (st = append_mask_channel(mask, m->vae.config->latent_channels, latent_h, latent_w, hint))) {
         free(*hint);
         *hint = NULL;

@@ -16,7 +16,7 @@
 
 #include "kiln_test.h"
 
-#include "flux.h"
+#include "flux_controlnet.h"
 #include "golden.h"
 #include "model.h"
 #include "parity.h"
@@ -342,6 +342,97 @@ static void gguf_file(void **state)
     kiln_checkpoint_close(ck);
 }
 
+/* An SD3 ControlNet of InstantX's kind (tests/data/sd3/controlnet,
+ * make_sd3_controlnet_data.py: diffusers' SD3ControlNetModel of 3 blocks on
+ * SD 3.5 Medium's tiny shape): the transformer with its residuals at 0.7
+ * against diffusers (blocks 0 and 1 get residuals 0 and 1, the last none),
+ * the picture's hint latent (the VAE's mean scaled without the shift, as
+ * ComfyUI's SD3 ControlNets take it), and a KSampler run with
+ * ControlNetApplyAdvanced (0.8 over the first 60 %) restated from ComfyUI. */
+#define CN_DIR "sd3/controlnet"
+static void controlnet(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    char path[4096];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    snprintf(path, sizeof path, "%s", kiln_test_data(CN_DIR "/instantx"));
+    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    assert_true(cn->flux && cn->flux->trunk.sd3);
+    assert_int_equal(cn->flux->trunk.ndouble, 3);
+
+    kiln_st_file *f = golden_open("sd3/golden.safetensors"), *c = golden_open(CN_DIR "/golden.safetensors");
+    golden in[4], hint = golden_read(c, "hint"), want = golden_read(c, "out");
+    static const char *const fields[] = {"sd35.sample", "sd35.context", "sd35.pooled", "sd35.timestep"};
+    for (int i = 0; i < 4; i++) in[i] = golden_read(f, fields[i]);
+    kiln_st_close(f);
+    const int B = 2, C = 16, H = 8, W = 6;
+    float *tokens = malloc(in[0].count * sizeof *tokens), *packed = malloc(in[0].count * sizeof *packed);
+    float *got = malloc(want.count * sizeof *got);
+    kiln_patchify(in[0].data, B, C, H, W, 2, tokens);
+    const flux_control control = {cn->flux, hint.data, 0.7f, -1};
+    flux_input fin = {.rows = B, .h = H / 2, .w = W / 2, .tokens = tokens, .context = in[1].data,
+                      .context_tokens = (int)in[1].shape[1], .pooled = in[2].data, .timesteps = in[3].data,
+                      .controls = &control, .ncontrols = 1, .latent_tokens = tokens};
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &fin, packed));
+    kiln_graph_free(g);
+    kiln_unpatchify(packed, B, C, H, W, 2, true, got);
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    free(tokens);
+    free(packed);
+    free(got);
+    for (int i = 0; i < 4; i++) golden_free(&in[i]);
+    golden_free(&hint);
+    golden_free(&want);
+
+    kiln_image picture;
+    assert_kiln_ok(kiln_image_load(kiln_test_data(CN_DIR "/hint_12x16.png"), &picture));
+    float *latent_hint;
+    want = golden_read(c, "run.hint_latent");
+    assert_kiln_ok(kiln_control_hint(m, cn, &picture, NULL, 8, 6, &latent_hint));
+    assert_rel_l2_le(latent_hint, want.data, want.count, TOL);
+    free(latent_hint);
+    golden_free(&want);
+
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty)); /* the tiny VAE halves a side */
+    const kiln_control_apply apply = {cn, &picture, 0.8, 0.0, 0.6, NULL, NULL};
+    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .control = &apply, .control_count = 1};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    want = golden_read(c, "run.latent_out");
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    golden_free(&want);
+    kiln_latent_free(&out);
+    kiln_st_close(c);
+
+    /* a Flux ControlNet on SD3, and SkipLayerGuidance beside a ControlNet */
+    kiln_controlnet *flux_cn;
+    snprintf(path, sizeof path, "%s", kiln_test_data("flux/controlnet/instantx"));
+    assert_int_equal(kiln_controlnet_load(m, path, &flux_cn), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "a Flux ControlNet, for an SD3 transformer"));
+    const int one = 1;
+    const kiln_skip_layer_guidance slg = {.double_layers = &one, .double_count = 1, .scale = 3, .end_percent = 1};
+    p.skip_layer_guidance = &slg;
+    assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "SkipLayerGuidance with ControlNets: not yet"));
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_image_free(&picture);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +443,7 @@ int main(void)
         cmocka_unit_test(single_files_run_as_the_folder),
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(gguf_file),
+        cmocka_unit_test(controlnet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
