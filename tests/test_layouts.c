@@ -336,6 +336,19 @@ static void flux1_dev(void **state)
     flux1("flux-dev", "layouts/flux_dev_transformer.json", true);
 }
 
+/* A single file with the files beside it, on the CPU. */
+static kiln_model *load_with_parts(const char *path, const kiln_model_parts *parts)
+{
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(path, &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    return m;
+}
+
 /* FLUX.1-dev from the files ComfyUI users have: BFL's flux1-dev.safetensors
  * (fused q/k/v, single blocks' linear1), CLIP-L and T5 files as transformers
  * saves them, the VAE, and T5's tokenizer; no config, so FLUX.1's axes. */
@@ -349,13 +362,7 @@ static void flux1_dev_single_files(void **state)
     sparse_path("layouts/flux_vae.json", "ae", vae, sizeof vae);
     const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip, t5},
                                     .tokenizer = kiln_test_data("spm_tokenizer/spiece.model")};
-    kiln_backend *be;
-    kiln_checkpoint *ck;
-    kiln_model *m;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_checkpoint_open(model, &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    kiln_model *m = load_with_parts(model, &parts);
     assert_string_equal(m->info.unet_name, "flux-dev");
     assert_int_equal(m->info.unet_params, 11901408320LL); /* FLUX.1-dev's 11.9 B */
     assert_int_equal(m->flux.ndouble, 19);
@@ -383,13 +390,7 @@ static void sd35(const char *manifest, const char *name, int blocks, int heads, 
     sparse_path("layouts/flux_vae.json", "sd3_vae", vae, sizeof vae);
     const kiln_model_parts parts = {.vae = vae, .text_encoders = {clip_g, t5, clip_l},
                                     .tokenizer = kiln_test_data("spm_tokenizer/spiece.model")};
-    kiln_backend *be;
-    kiln_checkpoint *ck;
-    kiln_model *m;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_checkpoint_open(model, &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    kiln_model *m = load_with_parts(model, &parts);
     assert_string_equal(m->info.family, "sd3");
     assert_string_equal(m->info.unet_name, name);
     assert_int_equal(m->info.unet_params, params);

@@ -91,8 +91,8 @@ sys.path.insert(0, os.path.join(DATA, "flow"))
 sys.path.insert(0, os.path.join(DATA, "flux"))
 from make_flow_data import ModelSamplingDiscreteFlow, simple  # noqa: E402
 from make_flux_controlnet_data import save_png  # noqa: E402
-from make_sd3_data import CONFIG, RUN_PROMPT, SCALE, SHIFT, encode  # noqa: E402
-from sd_common import PT, comfy_fit, decode_image, randomize, save_goldens, save_half, write_json  # noqa: E402
+from make_sd3_data import CONFIG, RUN_PROMPT, SCALE, SHIFT, encode, make_model  # noqa: E402
+from sd_common import comfy_fit, decode_image, save_goldens  # noqa: E402
 
 OUT = f"{HERE}/controlnet"
 TINY = f"{HERE}/tiny"
@@ -104,19 +104,8 @@ HINT_SHIFT = 0.0  # load_controlnet_mmdit sets the SD3 latent format's shift_fac
 def make_controlnet():
     """A random SD3ControlNetModel as controlnet/instantx/, loaded back: the
     model the goldens are computed with."""
-    torch.manual_seed(29)
-    net = SD3ControlNetModel(**CONTROLNET).eval()
-    randomize(net, table=lambda name: False)  # parameters only: pos_embed.pos_embed is a buffer
-    folder = f"{OUT}/instantx"
-    os.makedirs(folder, exist_ok=True)
-    saved = {k: v.half().float() for k, v in net.state_dict().items()}
-    save_half(saved, f"{folder}/diffusion_pytorch_model.safetensors", metadata=PT)
-    write_json({"_class_name": "SD3ControlNetModel", **CONTROLNET}, f"{folder}/config.json")
-    back = SD3ControlNetModel.from_pretrained(folder).eval()
-    sd = back.state_dict()
-    assert sd.keys() == saved.keys(), sorted(set(sd) ^ set(saved))
-    for k, v in saved.items():
-        assert sd[k].dtype == torch.float32 and torch.equal(sd[k], v), k
+    back = make_model(SD3ControlNetModel, CONTROLNET, 29, f"{OUT}/instantx")
+    for k, v in back.state_dict().items():
         assert v.abs().max() > 0, k  # nothing zero: controlnet_blocks and pos_embed_input matter
     assert back.pos_embed_input.pos_embed is None  # the hint's patches have no positions
     return back

@@ -129,18 +129,22 @@ def main():
 
 
 def make_transformer(name, config, seed):
-    """A random SD3Transformer2DModel as `name`/transformer/, loaded back: the
+    """A random SD3Transformer2DModel as `name`/transformer/, loaded back."""
+    return make_model(SD3Transformer2DModel, config, seed, f"{HERE}/{name}/transformer")
+
+
+def make_model(cls, config, seed, folder):
+    """A random diffusers model of class cls in `folder`, loaded back: the
     model the goldens are computed with (its position table as stored, in
     float16)."""
     torch.manual_seed(seed)
-    model = SD3Transformer2DModel(**config).eval()
+    model = cls(**config).eval()
     randomize(model, table=lambda name: False)  # parameters only: pos_embed.pos_embed is a buffer
-    folder = f"{HERE}/{name}/transformer"
     os.makedirs(folder, exist_ok=True)
     saved = {k: v.half().float() for k, v in model.state_dict().items()}
     save_half(saved, f"{folder}/diffusion_pytorch_model.safetensors", metadata=PT)
-    write_json({"_class_name": "SD3Transformer2DModel", **config}, f"{folder}/config.json")
-    back = SD3Transformer2DModel.from_pretrained(folder).eval()
+    write_json({"_class_name": cls.__name__, **config}, f"{folder}/config.json")
+    back = cls.from_pretrained(folder).eval()
     sd = back.state_dict()
     assert sd.keys() == saved.keys(), sorted(set(sd) ^ set(saved))
     for k, v in saved.items():
