@@ -364,31 +364,9 @@ static void controlnet(void **state)
     assert_true(cn->flux && cn->flux->trunk.sd3);
     assert_int_equal(cn->flux->trunk.ndouble, 3);
 
-    kiln_st_file *f = golden_open("sd3/golden.safetensors"), *c = golden_open(CN_DIR "/golden.safetensors");
-    golden in[4], hint = golden_read(c, "hint"), want = golden_read(c, "out");
-    static const char *const fields[] = {"sd35.sample", "sd35.context", "sd35.pooled", "sd35.timestep"};
-    for (int i = 0; i < 4; i++) in[i] = golden_read(f, fields[i]);
-    kiln_st_close(f);
-    const int B = 2, C = 16, H = 8, W = 6;
-    float *tokens = malloc(in[0].count * sizeof *tokens), *packed = malloc(in[0].count * sizeof *packed);
-    float *got = malloc(want.count * sizeof *got);
-    kiln_patchify(in[0].data, B, C, H, W, 2, tokens);
-    const flux_control control = {cn->flux, hint.data, 0.7f, -1};
-    flux_input fin = {.rows = B, .h = H / 2, .w = W / 2, .tokens = tokens, .context = in[1].data,
-                      .context_tokens = (int)in[1].shape[1], .pooled = in[2].data, .timesteps = in[3].data,
-                      .controls = &control, .ncontrols = 1, .latent_tokens = tokens};
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &fin, packed));
-    kiln_graph_free(g);
-    kiln_unpatchify(packed, B, C, H, W, 2, true, got);
-    assert_rel_l2_le(got, want.data, want.count, TOL);
-    free(tokens);
-    free(packed);
-    free(got);
-    for (int i = 0; i < 4; i++) golden_free(&in[i]);
-    golden_free(&hint);
-    golden_free(&want);
+    parity_check_sd3_controlnet(&(parity_fixture){.tol = TOL}, m, cn);
+    kiln_st_file *c = golden_open(CN_DIR "/golden.safetensors");
+    golden want;
 
     kiln_image picture;
     assert_kiln_ok(kiln_image_load(kiln_test_data(CN_DIR "/hint_12x16.png"), &picture));

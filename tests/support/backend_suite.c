@@ -200,6 +200,25 @@ static void sd3_f16(void **s)
                      "sd35");
 }
 
+/* An SD3 ControlNet of InstantX's kind: its blocks, the hint's patch conv,
+ * residuals spread over the transformer's blocks */
+static void sd3_controlnet_f32(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    char path[4096];
+    assert_kiln_ok(kiln_backend_create(gpu_pixart.backend, NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    snprintf(path, sizeof path, "%s", kiln_test_data("sd3/controlnet/instantx"));
+    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    parity_check_sd3_controlnet(&(parity_fixture){.tol = 1e-4}, m, cn);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* ComfyUI-GGUF's Flux and llama.cpp's T5: Q8_0 and Q4_0..Q5_1 linear
  * weights widened in the matmul (f32 for f32 compute, f16 for the
  * tensor-core GEMM) */
@@ -335,7 +354,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
         cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
         cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32),
-        cmocka_unit_test(sd3_f32), cmocka_unit_test(sd3_f16), cmocka_unit_test(txt2img_run),
+        cmocka_unit_test(sd3_f32), cmocka_unit_test(sd3_f16), cmocka_unit_test(sd3_controlnet_f32),
+        cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -890,6 +890,26 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path)
     kiln_backend_free(be);
 }
 
+/* A tiny SD3 transformer's inputs (sd3/golden's `<key>.*`) as a call: the
+ * patched latent in *tokens (malloc'd), the caption, pooled output and
+ * timesteps read into g. */
+static flux_input sd3_inputs(const char *key, golden g[4], float **tokens)
+{
+    kiln_st_file *f = golden_open("sd3/golden.safetensors");
+    static const char *const fields[] = {"sample", "context", "pooled", "timestep"};
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s", key, fields[i]);
+        g[i] = golden_read(f, name);
+    }
+    kiln_st_close(f);
+    const int B = (int)g[0].shape[0], C = (int)g[0].shape[1], H = (int)g[0].shape[2], W = (int)g[0].shape[3];
+    *tokens = malloc(g[0].count * sizeof **tokens);
+    kiln_patchify(g[0].data, B, C, H, W, 2, *tokens);
+    return (flux_input){.rows = B, .h = H / 2, .w = W / 2, .tokens = *tokens, .context = g[1].data,
+                        .context_tokens = (int)g[1].shape[1], .pooled = g[2].data, .timesteps = g[3].data};
+}
+
 void parity_check_sd3_against(const parity_fixture *fx, const char *key, const char *want_path, const char *want_name)
 {
     kiln_backend *be;
@@ -899,29 +919,18 @@ void parity_check_sd3_against(const parity_fixture *fx, const char *key, const c
     at.path = path;
     kiln_model *m = load(&at, &be);
     assert_true(m->flux.sd3);
-    kiln_st_file *f = golden_open("sd3/golden.safetensors");
-    char name[64];
-    static const char *const fields[] = {"sample", "context", "pooled", "timestep"};
     golden g[4];
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "%s.%s", key, fields[i]);
-        g[i] = golden_read(f, name);
-    }
-    kiln_st_close(f);
-    f = golden_open(want_path);
+    float *tokens;
+    const flux_input in = sd3_inputs(key, g, &tokens);
+    kiln_st_file *f = golden_open(want_path);
     golden want = golden_read(f, want_name);
     kiln_st_close(f);
-    const int B = (int)g[0].shape[0], C = (int)g[0].shape[1], H = (int)g[0].shape[2], W = (int)g[0].shape[3];
-    float *tokens = malloc(g[0].count * sizeof *tokens), *packed = malloc(g[0].count * sizeof *packed);
-    float *got = malloc(want.count * sizeof *got);
-    kiln_patchify(g[0].data, B, C, H, W, 2, tokens);
-    flux_input in = {.rows = B, .h = H / 2, .w = W / 2, .tokens = tokens, .context = g[1].data,
-                     .context_tokens = (int)g[1].shape[1], .pooled = g[2].data, .timesteps = g[3].data};
+    float *packed = malloc(want.count * sizeof *packed), *got = malloc(want.count * sizeof *got);
     kiln_graph *graph;
     assert_kiln_ok(kiln_graph_create(be, &graph));
     assert_kiln_ok(kiln_flux_forward(graph, &m->flux, &in, packed));
     kiln_graph_free(graph);
-    kiln_unpatchify(packed, B, C, H, W, 2, true, got);
+    kiln_unpatchify(packed, in.rows, m->flux.in_channels / 4, 2 * in.h, 2 * in.w, 2, true, got);
     assert_rel_l2_le(got, want.data, want.count, fx->tol);
     free(tokens);
     free(packed);
@@ -930,6 +939,34 @@ void parity_check_sd3_against(const parity_fixture *fx, const char *key, const c
     golden_free(&want);
     kiln_model_free(m);
     kiln_backend_free(be);
+}
+
+
+void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, const kiln_controlnet *cn)
+{
+    golden g[4];
+    float *tokens;
+    flux_input in = sd3_inputs("sd35", g, &tokens);
+    kiln_st_file *c = golden_open("sd3/controlnet/golden.safetensors");
+    golden hint = golden_read(c, "hint"), want = golden_read(c, "out");
+    kiln_st_close(c);
+    const flux_control control = {cn->flux, hint.data, 0.7f, -1};
+    in.controls = &control;
+    in.ncontrols = 1;
+    in.latent_tokens = tokens;
+    float *packed = malloc(want.count * sizeof *packed), *got = malloc(want.count * sizeof *got);
+    kiln_graph *graph;
+    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &graph));
+    assert_kiln_ok(kiln_flux_forward(graph, &m->flux, &in, packed));
+    kiln_graph_free(graph);
+    kiln_unpatchify(packed, in.rows, m->flux.in_channels / 4, 2 * in.h, 2 * in.w, 2, true, got);
+    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    free(tokens);
+    free(packed);
+    free(got);
+    for (int i = 0; i < 4; i++) golden_free(&g[i]);
+    golden_free(&hint);
+    golden_free(&want);
 }
 
 void parity_check_sd3(const parity_fixture *fx, const char *key)
