@@ -188,6 +188,49 @@ static void check_runs(kiln_model *m)
     kiln_tokenizer_free(tok);
 }
 
+/* SkipLayerGuidanceDiT on FLUX.1 (tests/data/flux/make_flux_slg_data.py:
+ * ComfyUI's post-CFG function restated around diffusers' blocks, a skipped
+ * one passing its streams on): a single block alone, and a double and a
+ * single block with rescaling, on the folder's run. */
+static void skip_layer_guidance(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_encode_prompt(m, tok, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &neg));
+    static const int first = 0, second = 1;
+    const kiln_skip_layer_guidance cases[2] = {
+        {.single_layers = &second, .single_count = 1, .scale = 3.0, .start_percent = 0.0, .end_percent = 0.5},
+        {.double_layers = &first, .double_count = 1, .single_layers = &first, .single_count = 1, .scale = 2.0,
+         .start_percent = 0.1, .end_percent = 0.7, .rescaling_scale = 0.5}};
+    static const char *const keys[2] = {"single.latent_out", "both.latent_out"};
+    kiln_st_file *f = golden_open("flux/slg.golden.safetensors");
+    for (int k = 0; k < 2; k++) {
+        kiln_sampling_job job = {.steps = 4, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
+                                 .latent_w = 6, .flux_guidance = 3.5f, .skip_layer_guidance = &cases[k]};
+        assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+        assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+        golden want = golden_read(f, keys[k]);
+        float *latent;
+        assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+        assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+        free(latent);
+        golden_free(&want);
+    }
+    kiln_st_close(f);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* FLUX.1 Canny/Depth's shape (tests/data/flux/canny, make_flux_canny_data.py):
  * the transformer on a picture's packed latent beside the latent's against
  * diffusers, then a KSampler run with InstructPixToPixConditioning's picture
@@ -769,6 +812,7 @@ int main(void)
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(scaled_fp8_text_encoder),
         cmocka_unit_test(kontext_references),
+        cmocka_unit_test(skip_layer_guidance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
