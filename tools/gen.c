@@ -966,7 +966,8 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
     else if (info->min_alpha == info->max_alpha) printf(", alpha %g\n", (double)info->min_alpha);
     else printf(", alpha %g to %g\n", (double)info->min_alpha, (double)info->max_alpha);
     if (info->dit_modules)
-        printf("for          a DiT: %d modules in Flux's (BFL's, XLabs') or diffusers' transformer names\n",
+        printf("for          a DiT: %d modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' "
+               "transformer names\n",
                info->dit_modules);
     if (info->text_width)
         printf("text width   %d%s\n", info->text_width,
@@ -985,8 +986,7 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
     kiln_st_close(f);
 }
 
-/* --info on a ControlNet file: which UNet's encoder it copies. */
-/* The residual linears of a Flux ControlNet named `prefix`.N. */
+/* The residual linears of a Flux or SD3 ControlNet named `prefix`.N. */
 static int count_flux_residuals(const kiln_checkpoint *ck, const char *prefix)
 {
     char name[96];
@@ -995,6 +995,8 @@ static int count_flux_residuals(const kiln_checkpoint *ck, const char *prefix)
     return n;
 }
 
+/* --info on a ControlNet file: which UNet's encoder it copies, or which
+ * transformer's blocks. */
 static bool print_controlnet_info(const char *path)
 {
     kiln_checkpoint *ck;
@@ -1013,11 +1015,16 @@ static bool print_controlnet_info(const char *path)
         const bool inpainting = hint_in && x_in && hint_in->ndim == 2 && x_in->ndim == 2 &&
                                 hint_in->shape[1] == x_in->shape[1] + 4; /* a mask's channel in 2x2 patches */
         printf("controlnet   %s\n", path);
-        printf("for          flux, %s kind: %s, %d double and %d single blocks\n",
-               pixels ? "XLabs'" : inpainting ? "Alimama's inpainting" : "InstantX's",
-               pixels ? "the picture through a hint encoder" : inpainting ? "the masked picture's latent and the mask"
-                                                                          : "the picture's latent",
-               count_flux_residuals(ck, "controlnet_blocks"), count_flux_residuals(ck, "controlnet_single_blocks"));
+        if (kiln_checkpoint_find(ck, "pos_embed_input.proj.weight")) /* an SD3 ControlNet: joint blocks alone */
+            printf("for          sd3, InstantX's kind: the picture's latent, %d joint blocks\n",
+                   count_flux_residuals(ck, "controlnet_blocks"));
+        else
+            printf("for          flux, %s kind: %s, %d double and %d single blocks\n",
+                   pixels ? "XLabs'" : inpainting ? "Alimama's inpainting" : "InstantX's",
+                   pixels ? "the picture through a hint encoder"
+                   : inpainting ? "the masked picture's latent and the mask"
+                                : "the picture's latent",
+                   count_flux_residuals(ck, "controlnet_blocks"), count_flux_residuals(ck, "controlnet_single_blocks"));
         if (modes && modes->ndim == 2) printf("union        %lld control types\n", (long long)modes->shape[0]);
     }
     kiln_checkpoint_close(ck);

@@ -59,15 +59,19 @@ expect_info "$data/lora/diffusers.safetensors" \
 # Flux's: sd-scripts' (BFL's names, CLIP-L's lora_te1_), XLabs', PEFT's
 expect_info "$data/flux/lora/kohya.safetensors" \
     "modules      9: 7 UNet, 2 text encoder (LoRA 9, LoCon 0, LoHa 0)" "rank         4, alpha 2" \
-    "for          a DiT: 7 modules in Flux's (BFL's, XLabs') or diffusers' transformer names"
+    "for          a DiT: 7 modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' transformer names"
 expect_info "$data/flux/lora/xlabs.safetensors" \
-    "for          a DiT: 6 modules in Flux's (BFL's, XLabs') or diffusers' transformer names"
+    "for          a DiT: 6 modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' transformer names"
 expect_info "$data/flux/lora/peft.safetensors" \
-    "for          a DiT: 4 modules in Flux's (BFL's, XLabs') or diffusers' transformer names"
+    "for          a DiT: 4 modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' transformer names"
+# SD3's: sd-scripts' in Stability's names
+expect_info "$data/sd3/lora/kohya.safetensors" "modules      32: 32 UNet, 0 text encoder (LoRA 32, LoCon 0, LoHa 0)" \
+    "for          a DiT: 32 modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' transformer names"
 
 expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/flux/controlnet/xlabs.safetensors" "for          flux, XLabs' kind: the picture through a hint encoder, 2 double and 0 single blocks"
+expect_info "$data/sd3/controlnet/instantx" "for          sd3, InstantX's kind: the picture's latent, 3 joint blocks"
 expect_info "$data/flux/controlnet/instantx" "union        3 control types"
 expect_info "$data/flux/controlnet/alimama" \
     "for          flux, Alimama's inpainting kind: the masked picture's latent and the mask, 2 double and 2 single blocks"
