@@ -910,6 +910,21 @@ static flux_input sd3_inputs(const char *key, golden g[4], float **tokens)
                         .context_tokens = (int)g[1].shape[1], .pooled = g[2].data, .timesteps = g[3].data};
 }
 
+/* m's transformer on the call in, its output put back channels last,
+ * against want. */
+static void check_sd3_call(const kiln_model *m, const flux_input *in, const golden *want, double tol)
+{
+    float *packed = malloc(want->count * sizeof *packed), *got = malloc(want->count * sizeof *got);
+    kiln_graph *graph;
+    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &graph));
+    assert_kiln_ok(kiln_flux_forward(graph, &m->flux, in, packed));
+    kiln_graph_free(graph);
+    kiln_unpatchify(packed, in->rows, m->flux.in_channels / 4, 2 * in->h, 2 * in->w, 2, true, got);
+    assert_rel_l2_le(got, want->data, want->count, tol);
+    free(packed);
+    free(got);
+}
+
 void parity_check_sd3_against(const parity_fixture *fx, const char *key, const char *want_path, const char *want_name)
 {
     kiln_backend *be;
@@ -925,22 +940,13 @@ void parity_check_sd3_against(const parity_fixture *fx, const char *key, const c
     kiln_st_file *f = golden_open(want_path);
     golden want = golden_read(f, want_name);
     kiln_st_close(f);
-    float *packed = malloc(want.count * sizeof *packed), *got = malloc(want.count * sizeof *got);
-    kiln_graph *graph;
-    assert_kiln_ok(kiln_graph_create(be, &graph));
-    assert_kiln_ok(kiln_flux_forward(graph, &m->flux, &in, packed));
-    kiln_graph_free(graph);
-    kiln_unpatchify(packed, in.rows, m->flux.in_channels / 4, 2 * in.h, 2 * in.w, 2, true, got);
-    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    check_sd3_call(m, &in, &want, fx->tol);
     free(tokens);
-    free(packed);
-    free(got);
     for (int i = 0; i < 4; i++) golden_free(&g[i]);
     golden_free(&want);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
-
 
 void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, const kiln_controlnet *cn)
 {
@@ -954,16 +960,8 @@ void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, 
     in.controls = &control;
     in.ncontrols = 1;
     in.latent_tokens = tokens;
-    float *packed = malloc(want.count * sizeof *packed), *got = malloc(want.count * sizeof *got);
-    kiln_graph *graph;
-    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &graph));
-    assert_kiln_ok(kiln_flux_forward(graph, &m->flux, &in, packed));
-    kiln_graph_free(graph);
-    kiln_unpatchify(packed, in.rows, m->flux.in_channels / 4, 2 * in.h, 2 * in.w, 2, true, got);
-    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    check_sd3_call(m, &in, &want, fx->tol);
     free(tokens);
-    free(packed);
-    free(got);
     for (int i = 0; i < 4; i++) golden_free(&g[i]);
     golden_free(&hint);
     golden_free(&want);
