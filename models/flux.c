@@ -203,7 +203,8 @@ kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *fl
     const int64_t D = patch->shape[0];
     /* SD3's heads are 64 wide (ComfyUI's MMDiT: as many heads as blocks, 64 each); a folder's config or SD 3.5's
        q norm says otherwise */
-    int64_t hd = norm_q && norm_q->ndim == 1 ? norm_q->shape[0] : kiln_checkpoint_head_dim(ck) ? kiln_checkpoint_head_dim(ck) : 64;
+    int64_t hd = kiln_checkpoint_head_dim(ck) ? kiln_checkpoint_head_dim(ck) : 64;
+    if (norm_q && norm_q->ndim == 1) hd = norm_q->shape[0];
     if (hd < 1 || D % hd)
         return kiln_fail(KILN_ERR_MODEL, "%s: SD3 width %lld is no whole number of heads %lld wide", path,
                          (long long)D, (long long)hd);
@@ -223,8 +224,8 @@ kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *fl
                          (long long)D, kiln_dtype_name(table->dtype));
     flux->pos_table = table;
     flux->pos_side = side;
-    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE);
-    if (kiln_checkpoint_find_at(ck, root, "transformer_blocks.38.norm1.linear.weight"))
+    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE + 1);
+    if (flux->ndouble > FLUX_MAX_DOUBLE)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 transformer of more than %d blocks", path, FLUX_MAX_DOUBLE);
     const tensor *patch_w;
     TRY(KILN_BIND(w, &patch_w, root, "pos_embed.proj.weight", D, patch->shape[1], 2, 2));
@@ -754,10 +755,11 @@ static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const
     float *pos = malloc((size_t)in->rows * per_row * sizeof *pos);
     if (!pos) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sd3: out of host memory");
     const kiln_st_tensor *table = flux->pos_table;
-    for (int r = 0; r < in->h; r++)
-        kiln_convert_to_f32(pos + (size_t)r * in->w * D,
-                            (const char *)table->data + kiln_dtype_bytes(table->dtype, ((size_t)(top + r) * S + left) * D),
-                            table->dtype, (size_t)in->w * D);
+    for (int r = 0; r < in->h; r++) { /* row top + r of the table, from column left */
+        const size_t at = kiln_dtype_bytes(table->dtype, ((size_t)(top + r) * S + left) * D);
+        kiln_convert_to_f32(pos + (size_t)r * in->w * D, (const char *)table->data + at, table->dtype,
+                            (size_t)in->w * D);
+    }
     for (int b = 1; b < in->rows; b++) memcpy(pos + b * per_row, pos, per_row * sizeof *pos);
     tensor *p, *x;
     kiln_status st = kiln_graph_input(g, &p, KILN_F32, 3, (int64_t[]){in->rows, (int64_t)in->h * in->w, D}, pos);
@@ -773,7 +775,8 @@ static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const
 kiln_status kiln_flux_embed_image(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
                                   tensor **y)
 {
-    return flux->sd3 ? sd3_embed_patches(g, flux, in, tokens, y) : nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, y);
+    if (flux->sd3) return sd3_embed_patches(g, flux, in, tokens, y);
+    return nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, y);
 }
 
 typedef struct {

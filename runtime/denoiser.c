@@ -442,7 +442,8 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
                      .nimages = d->nimage_prompts, .skip_double = skip_layers ? d->slg_double : 0,
                      .skip_single = skip_layers ? d->slg_single : 0};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
-    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, skip_layers ? d->slg_out : d->unet_out + first * latent);
+    float *out = skip_layers ? d->slg_out : d->unet_out + first * latent;
+    kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, out);
     return KILN_OK;
 }
 
@@ -570,7 +571,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         const double count = (double)per_batch;
         double cond_std = sqrt((cond_moments[1] - cond_moments[0] * cond_moments[0] / count) / (count - 1));
         double result_std = sqrt((result_moments[1] - result_moments[0] * result_moments[0] / count) / (count - 1));
-        float factor = (float)slg->rescaling_scale * (float)(cond_std / result_std) + (float)(1.0 - slg->rescaling_scale);
+        const float r = (float)slg->rescaling_scale;
+        const float factor = r * (float)(cond_std / result_std) + (float)(1.0 - slg->rescaling_scale);
         for (size_t i = 0; i < per_batch; i++) denoised[i] *= factor;
     }
     if (in)

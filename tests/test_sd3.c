@@ -194,6 +194,19 @@ static void folder_runs(void **state)
 
 #define TINY(part) "sd3/tiny/" part
 
+/* The tiny folder's CLIP-L, bigG and T5 (as wide as CLIP-L, the tiny bigG goes after it: TripleCLIPLoader's
+ * clip_name1, clip_name2 order) and VAE as files beside a transformer file, tiny_sd3/ as its config; the paths
+ * in paths. */
+static kiln_model_parts sd3_parts(char paths[5][4096])
+{
+    static const char *const files[5] = {TINY("text_encoder/model.safetensors"),
+                                         TINY("text_encoder_2/model.safetensors"),
+                                         TINY("text_encoder_3/model.safetensors"),
+                                         TINY("vae/diffusion_pytorch_model.safetensors"), "sd3/tiny_sd3"};
+    for (int i = 0; i < 5; i++) snprintf(paths[i], 4096, "%s", kiln_test_data(files[i]));
+    return (kiln_model_parts){.text_encoders = {paths[0], paths[1], paths[2]}, .vae = paths[3], .config = paths[4]};
+}
+
 /* Every tensor of the folder is in Stability's single file (text encoders,
  * VAE and all) under the same name, shape and bytes: the fused q/k/v cut
  * into diffusers' projections, the final and last caption modulations'
@@ -246,13 +259,7 @@ static void single_files_run_as_the_folder(void **state)
     kiln_model_free(m);
     kiln_backend_free(be);
 
-    static const char *const files[5] = {TINY("text_encoder/model.safetensors"), TINY("text_encoder_2/model.safetensors"),
-                                         TINY("text_encoder_3/model.safetensors"),
-                                         TINY("vae/diffusion_pytorch_model.safetensors"), "sd3/tiny_sd3"};
-    for (int i = 0; i < 5; i++) snprintf(parts_paths[i], sizeof parts_paths[i], "%s", kiln_test_data(files[i]));
-    /* as wide as CLIP-L, the tiny bigG goes after it (TripleCLIPLoader's clip_name1, clip_name2 order) */
-    const kiln_model_parts parts = {.text_encoders = {parts_paths[0], parts_paths[1], parts_paths[2]},
-                                    .vae = parts_paths[3], .config = parts_paths[4]};
+    const kiln_model_parts parts = sd3_parts(parts_paths);
     parity_check_sd3(&(parity_fixture){.path = "sd3/single/sd3-tiny-transformer.safetensors", .tol = TOL,
                                        .parts = &parts},
                      "sd3");
@@ -324,12 +331,7 @@ static void gguf_file(void **state)
 {
     (void)state;
     char paths[5][4096];
-    static const char *const files[5] = {TINY("text_encoder/model.safetensors"), TINY("text_encoder_2/model.safetensors"),
-                                         TINY("text_encoder_3/model.safetensors"),
-                                         TINY("vae/diffusion_pytorch_model.safetensors"), "sd3/tiny_sd3"};
-    for (int i = 0; i < 5; i++) snprintf(paths[i], sizeof paths[i], "%s", kiln_test_data(files[i]));
-    const kiln_model_parts parts = {.text_encoders = {paths[0], paths[1], paths[2]}, .vae = paths[3],
-                                    .config = paths[4]};
+    const kiln_model_parts parts = sd3_parts(paths);
     parity_check_sd3_against(&(parity_fixture){.path = "gguf/sd3-tiny-Q8_0.gguf", .tol = TOL, .parts = &parts},
                              "sd3", "gguf/sd3.golden.safetensors", "sd3.out");
     kiln_checkpoint *ck;

@@ -653,7 +653,8 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag(c == O_SLG_START ? "--slg-start" : "--slg-end", optarg, "must be 0..1");
             break;
         case O_SLG_RESCALE:
-            if (!parse_double(optarg, 0, 10, &o->slg_rescale)) return bad_flag("--slg-rescale", optarg, "must be 0..10");
+            if (!parse_double(optarg, 0, 10, &o->slg_rescale))
+                return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
         case O_OUTPAINT: {
             int rc = parse_outpaint(optarg, &o->outpaint);
