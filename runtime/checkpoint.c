@@ -789,6 +789,16 @@ static kiln_status add_rearranged(kiln_checkpoint *ck, const char *name, const k
     return KILN_OK;
 }
 
+/* The (shift, scale) halves of a final-norm modulation's rows as diffusers'
+ * (scale, shift), under `name`. */
+static kiln_status swap_halves(const char *label, int64_t rows, const char *name, kiln_row_piece *pieces, int *n)
+{
+    if (rows % 2) return kiln_fail(KILN_ERR_MODEL, "'%s' has no two halves of rows (shift, scale)", label);
+    set_piece(pieces, n, name, 0, rows / 2, rows / 2);
+    set_piece(pieces, n, name, rows / 2, 0, rows / 2);
+    return KILN_OK;
+}
+
 kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n)
 {
     const char *root = KILN_FLUX_ROOT ".";
@@ -799,11 +809,8 @@ kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pie
                         sizeof name)) {
         set_piece(pieces, n, name, 0, 0, rows);
     } else if (MATCHES(bfl, "final_layer.adaLN_modulation.1.%n", 0, &m)) {
-        if (rows % 2)
-            return kiln_fail(KILN_ERR_MODEL, "'%s' has no two halves of rows (shift, scale)", bfl);
         snprintf(name, sizeof name, "%snorm_out.linear.%s", root, bfl + m);
-        set_piece(pieces, n, name, 0, rows / 2, rows / 2);
-        set_piece(pieces, n, name, rows / 2, 0, rows / 2);
+        return swap_halves(bfl, rows, name, pieces, n);
     } else if (MATCHES(bfl, "double_blocks.%d.%n", 1, &i, &m)) {
         const char *rest = bfl + m;
         snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
@@ -856,6 +863,15 @@ kiln_status kiln_flux_xlabs_rows(const char *module, int64_t rows, kiln_row_piec
     return KILN_OK;
 }
 
+/* t under the canonical names its pieces give (n >= 1): renamed, as one
+ * rearranged copy (a modulation's halves swapped), or as views of its rows. */
+static kiln_status add_pieces(kiln_checkpoint *ck, const kiln_st_tensor *t, const kiln_row_piece *pieces, int n)
+{
+    if (n == 1) return add_name(ck, pieces[0].name, t);
+    if (n == 2 && strcmp(pieces[0].name, pieces[1].name) == 0) return add_rearranged(ck, pieces[0].name, t, pieces, n);
+    return add_row_views(ck, t, pieces, n);
+}
+
 /* One transformer tensor in BFL's names (`in`, the file's name without a
  * prefix) under diffusers' names: as it is, as views of its rows, or (the
  * final modulation) as a rearranged copy; *known false for a name BFL's
@@ -869,9 +885,7 @@ static kiln_status add_flux_transformer_tensor(kiln_checkpoint *ck, const kiln_s
     kiln_status st = kiln_flux_bfl_rows(in, t->ndim ? t->shape[0] : 0, pieces, &n);
     if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
     *known = n > 0;
-    if (n == 1) return add_name(ck, pieces[0].name, t);
-    if (n == 2 && strcmp(pieces[0].name, pieces[1].name) == 0) return add_rearranged(ck, pieces[0].name, t, pieces, n);
-    return add_row_views(ck, t, pieces, n);
+    return add_pieces(ck, t, pieces, n);
 }
 
 #define COMFY_UNET_PREFIX "model.diffusion_model."
@@ -906,16 +920,6 @@ static const char *const sd3_block_names[][2] = {
     {"context_block.mlp.fc1.", "ff_context.net.0.proj."},
     {"context_block.mlp.fc2.", "ff_context.net.2."},
 };
-
-/* The (shift, scale) halves of a final-norm modulation's rows as diffusers'
- * (scale, shift), under `name`. */
-static kiln_status swap_halves(const char *label, int64_t rows, const char *name, kiln_row_piece *pieces, int *n)
-{
-    if (rows % 2) return kiln_fail(KILN_ERR_MODEL, "'%s' has no two halves of rows (shift, scale)", label);
-    set_piece(pieces, n, name, 0, rows / 2, rows / 2);
-    set_piece(pieces, n, name, rows / 2, 0, rows / 2);
-    return KILN_OK;
-}
 
 kiln_status kiln_sd3_mmdit_rows(const char *mmdit, int64_t rows, int blocks,
                                 kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n)
@@ -970,9 +974,7 @@ static kiln_status add_sd3_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor
     kiln_status st = kiln_sd3_mmdit_rows(in, t->ndim ? t->shape[0] : 0, lay->joint_blocks, pieces, &n);
     if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
     if (n == 0) return add_name(ck, t->name, t);
-    if (n == 1) return add_name(ck, pieces[0].name, t);
-    if (n == 2 && strcmp(pieces[0].name, pieces[1].name) == 0) return add_rearranged(ck, pieces[0].name, t, pieces, n);
-    return add_row_views(ck, t, pieces, n);
+    return add_pieces(ck, t, pieces, n);
 }
 
 
