@@ -491,6 +491,12 @@ static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
     }
 }
 
+/* torch's std (unbiased) of n values from their sum and sum of squares. */
+static double unbiased_std(const double moments[2], size_t n)
+{
+    return sqrt((moments[1] - moments[0] * moments[0] / (double)n) / (double)(n - 1));
+}
+
 kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *denoised)
 {
     kiln_denoiser *d = ctx;
@@ -568,11 +574,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         result_moments[0] += denoised[i], result_moments[1] += (double)denoised[i] * denoised[i];
     }
     if (skip_layers && slg->rescaling_scale != 0.0) { /* torch's std: unbiased, over the whole batch */
-        const double count = (double)per_batch;
-        double cond_std = sqrt((cond_moments[1] - cond_moments[0] * cond_moments[0] / count) / (count - 1));
-        double result_std = sqrt((result_moments[1] - result_moments[0] * result_moments[0] / count) / (count - 1));
-        const float r = (float)slg->rescaling_scale;
-        const float factor = r * (float)(cond_std / result_std) + (float)(1.0 - slg->rescaling_scale);
+        const double ratio = unbiased_std(cond_moments, per_batch) / unbiased_std(result_moments, per_batch);
+        const float factor = (float)slg->rescaling_scale * (float)ratio + (float)(1.0 - slg->rescaling_scale);
         for (size_t i = 0; i < per_batch; i++) denoised[i] *= factor;
     }
     if (in)
