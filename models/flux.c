@@ -152,8 +152,10 @@ bool kiln_sd3_present(const kiln_checkpoint *ck, const char *root)
 }
 
 /* One of SD3's joint blocks: FLUX.1's double block, but for the last one
- * (no caption output: its caption modulation is two vectors) and SD 3.5
- * Medium's second attention (nine image vectors). */
+ * (no caption output: its caption modulation is two vectors), SD 3.5
+ * Medium's second attention (nine image vectors) and an SD 3.5 ControlNet's
+ * blocks of Stability's kind (no caption side at all: diffusers'
+ * SD3SingleTransformerBlock). */
 static kiln_status bind_sd3_block(kiln_weights *w, const char *root, int i, bool norms, int64_t D, int64_t hd,
                                   flux_double_block *b)
 {
@@ -164,17 +166,21 @@ static kiln_status bind_sd3_block(kiln_weights *w, const char *root, int i, bool
     const bool dual = kiln_checkpoint_find_at(ck, root, part) != NULL;
     snprintf(part, sizeof part, "%s.attn.to_add_out.weight", prefix);
     const bool last = kiln_checkpoint_find_at(ck, root, part) == NULL;
+    snprintf(part, sizeof part, "%s.norm1_context.linear.weight", prefix);
+    const bool caption = kiln_checkpoint_find_at(ck, root, part) != NULL;
     snprintf(part, sizeof part, "%s.norm1.linear", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, (dual ? 9 : 6) * D, D, &b->img_mod_w, &b->img_mod_b));
-    snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
-    TRY(kiln_dit_bind_linear(w, root, part, (last ? 2 : 6) * D, D, &b->txt_mod_w, &b->txt_mod_b));
     TRY(bind_qkv(w, root, prefix, "attn", false, norms, D, hd, &b->img));
-    TRY(bind_qkv(w, root, prefix, "attn", true, norms, D, hd, &b->txt));
     snprintf(part, sizeof part, "%s.attn.to_out.0", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->img_out_w, &b->img_out_b));
     snprintf(part, sizeof part, "%s.ff", prefix);
     TRY(kiln_feed_forward_bind(w, root, part, D, &b->img_ff));
-    if (!last) {
+    if (caption) {
+        snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
+        TRY(kiln_dit_bind_linear(w, root, part, (last ? 2 : 6) * D, D, &b->txt_mod_w, &b->txt_mod_b));
+        TRY(bind_qkv(w, root, prefix, "attn", true, norms, D, hd, &b->txt));
+    }
+    if (caption && !last) {
         snprintf(part, sizeof part, "%s.attn.to_add_out", prefix);
         TRY(kiln_dit_bind_linear(w, root, part, D, D, &b->txt_out_w, &b->txt_out_b));
         snprintf(part, sizeof part, "%s.ff_context", prefix);
@@ -184,6 +190,28 @@ static kiln_status bind_sd3_block(kiln_weights *w, const char *root, int i, bool
     TRY(bind_qkv(w, root, prefix, "attn2", false, norms, D, hd, &b->img2));
     snprintf(part, sizeof part, "%s.attn2.to_out.0", prefix);
     return kiln_dit_bind_linear(w, root, part, D, D, &b->img2_out_w, &b->img2_out_b);
+}
+
+/* The timestep and pooled embeddings and the joint blocks, every one with
+ * a caption side (caption) or none; flux's sizes set. */
+static kiln_status bind_sd3_blocks(kiln_weights *w, const char *root, bool caption, kiln_flux *flux)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const char *path = kiln_checkpoint_path(ck);
+    const int64_t D = flux->hidden, hd = flux->head_dim;
+    const bool norms = kiln_checkpoint_find_at(ck, root, "transformer_blocks.0.attn.norm_q.weight") != NULL;
+    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE + 1);
+    if (flux->ndouble > FLUX_MAX_DOUBLE)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 transformer of more than %d blocks", path, FLUX_MAX_DOUBLE);
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
+    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
+    for (int i = 0; i < flux->ndouble; i++) {
+        TRY(bind_sd3_block(w, root, i, norms, D, hd, &flux->dbl[i]));
+        if ((flux->dbl[i].txt_mod_w != NULL) != caption)
+            return kiln_fail(KILN_ERR_MODEL, "%s: SD3 block %d %s a caption side (norm1_context), unlike the "
+                             "model's others", path, i, caption ? "lacks" : "has");
+    }
+    return KILN_OK;
 }
 
 kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *flux)
@@ -224,9 +252,6 @@ kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *fl
                          (long long)D, kiln_dtype_name(table->dtype));
     flux->pos_table = table;
     flux->pos_side = side;
-    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE + 1);
-    if (flux->ndouble > FLUX_MAX_DOUBLE)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 transformer of more than %d blocks", path, FLUX_MAX_DOUBLE);
     const tensor *patch_w;
     TRY(KILN_BIND(w, &patch_w, root, "pos_embed.proj.weight", D, patch->shape[1], 2, 2));
     flux->patch_w = *patch_w; /* the same elements as a linear over kiln_patchify's tokens */
@@ -234,10 +259,24 @@ kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *fl
     flux->patch_w.shape[1] = flux->in_channels;
     TRY(KILN_BIND(w, &flux->img_in_b, root, "pos_embed.proj.bias", D));
     TRY(kiln_dit_bind_linear(w, root, "context_embedder", D, flux->context_dim, &flux->txt_in_w, &flux->txt_in_b));
-    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
-    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
-    for (int i = 0; i < flux->ndouble; i++) TRY(bind_sd3_block(w, root, i, norm_q != NULL, D, hd, &flux->dbl[i]));
-    return KILN_OK;
+    return bind_sd3_blocks(w, root, true, flux);
+}
+
+kiln_status kiln_sd3_bind_image_trunk(kiln_weights *w, const char *root, const kiln_flux *model, kiln_flux *flux)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    *flux = (kiln_flux){.sd3 = true};
+    const kiln_st_tensor *time = kiln_checkpoint_find_at(ck, root, "time_text_embed.timestep_embedder.linear_1.weight");
+    const kiln_st_tensor *pooled = kiln_checkpoint_find_at(ck, root, "time_text_embed.text_embedder.linear_1.weight");
+    if (!time || !pooled || time->ndim != 2 || pooled->ndim != 2)
+        return kiln_fail(KILN_ERR_MODEL, "%s: no SD3 blocks (time_text_embed.timestep_embedder, "
+                         "time_text_embed.text_embedder)", kiln_checkpoint_path(ck));
+    flux->hidden = (int)time->shape[0];
+    flux->head_dim = model->head_dim;
+    flux->heads = flux->hidden / model->head_dim;
+    flux->in_channels = flux->out_channels = model->in_channels;
+    flux->pooled_dim = (int)pooled->shape[1];
+    return bind_sd3_blocks(w, root, false, flux);
 }
 
 kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux)
@@ -469,28 +508,44 @@ static kiln_status add_image_attention(kiln_graph *g, const kiln_flux *flux, con
     return KILN_OK;
 }
 
-/* SD 3.5's second attention: the image tokens alone, from n, their own
- * modulation of the block's input (dropped), gated into *img. */
-static kiln_status second_attention(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b,
-                                    const tensor *mod, tensor **n, tensor **img)
+/* An attention of the image tokens alone (SD 3.5's second one, or an SD
+ * 3.5 ControlNet's only one) through a's q, k, v and (out_w, out_b): from
+ * n, their modulation of the block's input (dropped), gated by mod's
+ * vector `gate` into *img. */
+static kiln_status image_attention(kiln_graph *g, const kiln_flux *flux, const flux_qkv *a, const tensor *out_w,
+                                   const tensor *out_b, const tensor *mod, int gate, tensor **n, tensor **img)
 {
     tensor *o;
-    stream_qkv a;
-    TRY(project_qkv(g, flux, &b->img2, *n, NULL, &a.q, &a.k, &a.v, NULL));
+    stream_qkv s;
+    TRY(project_qkv(g, flux, a, *n, NULL, &s.q, &s.k, &s.v, NULL));
     nn_drop(g, n);
-    TRY(nn_attention(g, a.q, a.k, a.v, flux->heads, false, &o));
-    nn_drop(g, &a.q);
-    nn_drop(g, &a.k);
-    nn_drop(g, &a.v);
-    TRY(gated_projection(g, mod, GATE_MSA2, o, b->img2_out_w, b->img2_out_b, img));
+    TRY(nn_attention(g, s.q, s.k, s.v, flux->heads, false, &o));
+    nn_drop(g, &s.q);
+    nn_drop(g, &s.k);
+    nn_drop(g, &s.v);
+    TRY(gated_projection(g, mod, gate, o, out_w, out_b, img));
     nn_drop(g, &o);
+    return KILN_OK;
+}
+
+/* A block without a caption side (an SD 3.5 ControlNet's of Stability's
+ * kind): the image tokens' attention and feed-forward alone. */
+static kiln_status image_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, const tensor *s,
+                               tensor **img)
+{
+    tensor *mod, *n;
+    TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod));
+    TRY(nn_ada_layer_norm(g, *img, mod, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    TRY(image_attention(g, flux, &b->img, b->img_out_w, b->img_out_b, mod, GATE_MSA, &n, img));
+    TRY(feed_forward_rest(g, mod, &b->img_ff, img));
+    nn_drop(g, &mod);
     return KILN_OK;
 }
 
 /* MMDiT: image and caption tokens, each normed, projected and fed forward
  * with their own weights, attending jointly; then block i's image prompts
  * (ips NULL: none). SD3's last block (no caption output) leaves *txt
- * dropped. */
+ * dropped; a block without a caption side runs the image tokens alone. */
 static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, int i,
                                 const image_prompt_set *ips, const tensor *s, const tensor *rope_txt,
                                 const tensor *rope_img, tensor **img, tensor **txt)
@@ -498,6 +553,7 @@ static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux
     tensor *mod_i, *mod_t, *n, *oi, *ot = NULL, *q_normed = NULL, *n2 = NULL;
     stream_qkv si, st;
     const bool images = ips && ips->count, last = !b->txt_out_w, dual = b->img2.q_w != NULL;
+    if (!b->txt_mod_w) return image_block(g, flux, b, s, img);
     TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod_i));
     TRY(nn_linear(g, s, b->txt_mod_w, b->txt_mod_b, &mod_t));
     TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
@@ -511,7 +567,7 @@ static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux
     TRY(joint_attention(g, flux, &si, &st, &oi, last ? NULL : &ot));
     TRY(gated_projection(g, mod_i, GATE_MSA, oi, b->img_out_w, b->img_out_b, img));
     nn_drop(g, &oi);
-    if (dual) TRY(second_attention(g, flux, b, mod_i, &n2, img));
+    if (dual) TRY(image_attention(g, flux, &b->img2, b->img2_out_w, b->img2_out_b, mod_i, GATE_MSA2, &n2, img));
     TRY(feed_forward_rest(g, mod_i, &b->img_ff, img));
     if (last) {
         nn_drop(g, &st.q);
@@ -650,7 +706,7 @@ static tensor table_rows(const tensor *table, int64_t first, int64_t rows)
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
                              tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu)
 {
-    const int64_t T = (*txt)->shape[1], N = kiln_flux_image_tokens(in), pairs = flux->head_dim / 2;
+    const int64_t T = *txt ? (*txt)->shape[1] : 0, N = kiln_flux_image_tokens(in), pairs = flux->head_dim / 2;
     tensor *s, *rope = NULL;
     image_prompt_set ips = {in->images, {0}, with_images ? in->nimages : 0};
     for (int k = 0; k < ips.count; k++)
@@ -740,22 +796,20 @@ static kiln_status control_residuals(kiln_graph *g, const kiln_flux *flux, const
     return KILN_OK;
 }
 
-/* SD3's patch embedding: the 2x2 patches through pos_embed.proj plus the
- * centre of its position table (PatchEmbed's cropped_pos_embed), the same
- * for every row. */
-static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
-                                     tensor **y)
+kiln_status kiln_sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
+                                   const float *positions, tensor **y)
 {
     const int S = flux->pos_side, D = flux->hidden;
-    if (in->h > S || in->w > S)
+    if (!positions && (in->h > S || in->w > S))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sd3: a latent of %dx%d patches is past the position table's %dx%d "
                          "(with SD3's VAE, %d pixels a side)", in->h, in->w, S, S, 16 * S);
-    const int top = (S - in->h) / 2, left = (S - in->w) / 2;
     const size_t per_row = (size_t)in->h * in->w * D;
     float *pos = malloc((size_t)in->rows * per_row * sizeof *pos);
     if (!pos) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "sd3: out of host memory");
     const kiln_st_tensor *table = flux->pos_table;
-    for (int r = 0; r < in->h; r++) { /* row top + r of the table, from column left */
+    const int top = (S - in->h) / 2, left = (S - in->w) / 2;
+    if (positions) memcpy(pos, positions, per_row * sizeof *pos);
+    for (int r = 0; !positions && r < in->h; r++) { /* row top + r of the table, from column left */
         const size_t at = kiln_dtype_bytes(table->dtype, ((size_t)(top + r) * S + left) * D);
         kiln_convert_to_f32(pos + (size_t)r * in->w * D, (const char *)table->data + at, table->dtype,
                             (size_t)in->w * D);
@@ -775,7 +829,7 @@ static kiln_status sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const
 kiln_status kiln_flux_embed_image(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
                                   tensor **y)
 {
-    if (flux->sd3) return sd3_embed_patches(g, flux, in, tokens, y);
+    if (flux->sd3) return kiln_sd3_embed_patches(g, flux, in, tokens, NULL, y);
     return nn_linear(g, tokens, flux->img_in_w, flux->img_in_b, y);
 }
 

@@ -42,7 +42,7 @@ typedef struct flux_qkv {
 
 typedef struct flux_double_block {
     /* (6D,D) (6D); SD 3.5's dual-attention blocks' image one (9D,D), SD3's last block's caption one (2D,D):
-       scale, shift */
+       scale, shift; txt_mod_w NULL: no caption side (an SD 3.5 ControlNet's of Stability's kind) */
     const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b;
     flux_qkv img, txt;
     const tensor *img_out_w, *img_out_b, *txt_out_w, *txt_out_b;  /* (D,D) (D); txt_out_w NULL: SD3's last block */
@@ -87,6 +87,10 @@ bool kiln_sd3_present(const kiln_checkpoint *ck, const char *root);
 kiln_status kiln_sd3_bind(kiln_weights *w, const char *root, kiln_flux *flux);
 /* All but its final layer (norm_out, proj_out): an SD3 ControlNet's. */
 kiln_status kiln_sd3_bind_trunk(kiln_weights *w, const char *root, kiln_flux *flux);
+/* The timestep and pooled embeddings and the blocks without a caption side
+ * (no patch embedding, caption or final layer): an SD 3.5 ControlNet's of
+ * Stability's kind, whose heads are as wide as the transformer's, `model`. */
+kiln_status kiln_sd3_bind_image_trunk(kiln_weights *w, const char *root, const kiln_flux *model, kiln_flux *flux);
 /* Sizes from the shapes; axes NULL: FLUX.1's (16, 56, 56). */
 kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux);
 /* All but the final layer (norm_out, proj_out): a ControlNet's copy;
@@ -173,11 +177,11 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
 typedef kiln_status (*kiln_flux_block_fn)(kiln_graph *g, void *ctx, bool single, int i, tensor **img);
 
 /* The blocks on embedded image tokens *img (B, h*w, D) and caption tokens
- * *txt (B, T, D), conditioned on in's timesteps, guidance and pooled
- * output: the image tokens after the last block in *img (*txt dropped),
- * the modulation vector through SiLU in *silu (NULL: dropped). after_block
- * may be NULL; with_images false leaves in's image prompts out (a
- * ControlNet's blocks have none). */
+ * *txt (B, T, D; NULL for blocks without a caption side), conditioned on
+ * in's timesteps, guidance and pooled output: the image tokens after the
+ * last block in *img (*txt dropped), the modulation vector through SiLU in
+ * *silu (NULL: dropped). after_block may be NULL; with_images false leaves
+ * in's image prompts out (a ControlNet's blocks have none). */
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
                              tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu);
 
@@ -185,6 +189,12 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
  * SD3's patch conv plus the centre of its position table. */
 kiln_status kiln_flux_embed_image(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
                                   tensor **y);
+
+/* SD3's embedding of the call's 2x2 patches: through pos_embed.proj, plus
+ * positions (h*w, D), the same for every row, or (positions NULL) the
+ * centre of the model's table (PatchEmbed's cropped_pos_embed). */
+kiln_status kiln_sd3_embed_patches(kiln_graph *g, const kiln_flux *flux, const flux_input *in, const tensor *tokens,
+                                   const float *positions, tensor **y);
 
 /* The image tokens of a call: the latent's and its references'. */
 int kiln_flux_image_tokens(const flux_input *in);

@@ -2,6 +2,7 @@
  * (see flux_controlnet.h). */
 #include "flux_controlnet.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -38,32 +39,49 @@ static kiln_status bind_residual_linears(kiln_weights *w, const char *prefix, in
     return KILN_OK;
 }
 
-/* An SD3 ControlNet of InstantX's kind (diffusers' SD3ControlNetModel with
- * a caption side): the transformer's trunk, the hint latent's patch conv
- * (pos_embed_input), a residual linear after each block. */
+kiln_status kiln_sd35_control_type(const kiln_checkpoint *ck, int *type)
+{
+    const kiln_st_tensor *t = kiln_checkpoint_find(ck, "control_type");
+    *type = -1;
+    if (!t) return KILN_OK;
+    if (kiln_st_numel(t) != 1 || kiln_dtype_is_quantized(t->dtype))
+        return kiln_fail(KILN_ERR_MODEL, "%s: control_type is no single number", kiln_checkpoint_path(ck));
+    *type = (int)lroundf(kiln_load_f32(t->data, t->dtype, 0));
+    return KILN_OK;
+}
+
+/* An SD3 ControlNet: InstantX's kind (diffusers' SD3ControlNetModel with a
+ * caption side: the transformer's trunk) or Stability's (blocks without
+ * one); the hint latent's patch conv (pos_embed_input), a residual linear
+ * after each block. */
 static kiln_status bind_sd3(kiln_weights *w, const kiln_flux *model, kiln_flux_controlnet *cn)
 {
     const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
     const char *path = kiln_checkpoint_path(ck);
     if (!model->sd3)
         return kiln_fail(KILN_ERR_MODEL, "%s: an SD3 ControlNet, for a Flux transformer", path);
-    if (!kiln_checkpoint_find(ck, "context_embedder.weight"))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD3 ControlNet without a caption side (SD 3.5's of Stability's "
-                         "kind): not yet", path);
+    const bool caption = kiln_checkpoint_find(ck, "context_embedder.weight") != NULL;
+    const kiln_st_tensor *pooled = kiln_checkpoint_find(ck, "time_text_embed.text_embedder.linear_1.weight");
+    if (!caption && pooled && pooled->ndim == 2 && pooled->shape[0] == pooled->shape[1])
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an SD 3.5 ControlNet that embeds the transformer's pooled "
+                         "embedding again (ComfyUI's double_y_emb kind): not yet", path);
     kiln_flux *t = &cn->trunk;
-    TRY(kiln_sd3_bind_trunk(w, "", t));
+    cn->stability = !caption;
+    TRY(caption ? kiln_sd3_bind_trunk(w, "", t) : kiln_sd3_bind_image_trunk(w, "", model, t));
     if (t->hidden != model->hidden || t->head_dim != model->head_dim || t->in_channels != model->in_channels ||
-        t->context_dim != model->context_dim || t->pooled_dim != model->pooled_dim)
+        (caption && t->context_dim != model->context_dim) || t->pooled_dim != model->pooled_dim)
         return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet for an SD3 transformer %d wide (heads of %d, %d channels "
-                         "a patch), not for this one (%d, %d, %d)", path, t->hidden, t->head_dim, t->in_channels,
-                         model->hidden, model->head_dim, model->in_channels);
+                         "a patch, a pooled output of %d), not for this one (%d, %d, %d, %d)", path, t->hidden,
+                         t->head_dim, t->in_channels, t->pooled_dim, model->hidden, model->head_dim,
+                         model->in_channels, model->pooled_dim);
+    TRY(kiln_sd35_control_type(ck, &cn->control_type));
     cn->hint_channels = t->in_channels / 4;
     const tensor *hint_w;
     TRY(KILN_BIND(w, &hint_w, "", "pos_embed_input.proj.weight", t->hidden, cn->hint_channels, 2, 2));
     cn->hint_in_w = *hint_w;
     TRY(KILN_BIND(w, &cn->hint_in_b, "", "pos_embed_input.proj.bias", t->hidden));
     const int nblock = count_linears(ck, "controlnet_blocks", FLUX_MAX_DOUBLE);
-    if (nblock != t->ndouble)
+    if (nblock != t->ndouble || nblock < 1)
         return kiln_fail(KILN_ERR_MODEL, "%s: %d blocks, but %d residual linears", path, t->ndouble, nblock);
     return bind_residual_linears(w, "controlnet_blocks", nblock, t->hidden, cn->block_w, cn->block_b);
 }
@@ -135,6 +153,7 @@ kiln_status kiln_flux_controlnet_open(const char *path, const kiln_flux *flux, k
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
     }
     cn->flux = f;
+    f->control_type = -1;
     kiln_status st = kiln_checkpoint_open_controlnet(path, &cn->checkpoint);
     if (st == KILN_OK) st = kiln_weights_create(be, cn->checkpoint, &cn->weights);
     if (st == KILN_OK) st = bind(cn->weights, flux, f);
@@ -220,21 +239,68 @@ static kiln_status prepend_mode(kiln_graph *g, const kiln_flux_controlnet *cn, i
     return KILN_OK;
 }
 
+void kiln_sd35_control_positions(int h, int w, int D, float *table)
+{
+    const int small = h < w ? h : w, quarter = D / 4;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float *e = table + ((size_t)y * w + x) * D;
+            for (int axis = 0; axis < 2; axis++) { /* the column's half, then the row's */
+                const int n = axis ? h : w, i = axis ? y : x;
+                /* torch.linspace(7.5 - m, 7.5 + m, n), m = 7.5 n / small: the small side over [0, 15] */
+                const double m = 7.5 * n / small, pos = n > 1 ? 7.5 - m + 2.0 * m * i / (n - 1) : 7.5 - m;
+                for (int k = 0; k < quarter; k++) {
+                    const double angle = pos / pow(10000.0, (double)k / quarter);
+                    e[axis * 2 * quarter + k] = (float)sin(angle);
+                    e[axis * 2 * quarter + quarter + k] = (float)cos(angle);
+                }
+            }
+        }
+}
+
+void kiln_flux_controlnet_preprocess(const kiln_flux_controlnet *cn, float *pixels, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cn->control_type == KILN_SD35_CONTROL_CANNY)
+            pixels[i] = pixels[i] * 255.0f * 0.5f + 0.5f;
+        else if (cn->control_type == KILN_SD35_CONTROL_DEPTH)
+            pixels[i] = 1.0f - pixels[i];
+}
+
+/* The image tokens a ControlNet's blocks start from: its own embedding of
+ * the latent's, or (Stability's kind) the transformer's patch conv with
+ * ComfyUI's positions; plus the hint's. */
+static kiln_status input_tokens(kiln_graph *g, const kiln_flux_controlnet *cn, const kiln_flux *model,
+                                const flux_input *in, const tensor *tokens, const float *hint, tensor **img)
+{
+    tensor *x, *h;
+    if (cn->stability) {
+        float *positions = malloc((size_t)in->h * in->w * model->hidden * sizeof *positions);
+        if (!positions) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
+        kiln_sd35_control_positions(in->h, in->w, model->hidden, positions);
+        kiln_status st = kiln_sd3_embed_patches(g, model, in, tokens, positions, &x);
+        free(positions);
+        TRY(st);
+    } else {
+        TRY(kiln_flux_embed_image(g, &cn->trunk, in, tokens, &x));
+    }
+    TRY(hint_tokens(g, cn, in, hint, &h));
+    TRY(nn_add(g, x, h, img));
+    nn_drop(g, &x);
+    nn_drop(g, &h);
+    return KILN_OK;
+}
+
 /* The ControlNet's blocks on the latent's tokens plus the hint's, tapped
  * after each. */
-static kiln_status controlnet_blocks(kiln_graph *g, const kiln_flux_controlnet *cn, const flux_input *in,
-                                     const tensor *tokens, const tensor *context, const flux_control *c,
-                                     flux_residuals *out)
+static kiln_status controlnet_blocks(kiln_graph *g, const kiln_flux_controlnet *cn, const kiln_flux *model,
+                                     const flux_input *in, const tensor *tokens, const tensor *context,
+                                     const flux_control *c, flux_residuals *out)
 {
     const kiln_flux *t = &cn->trunk;
-    tensor *img, *hint, *sum, *txt;
-    TRY(kiln_flux_embed_image(g, t, in, tokens, &img));
-    TRY(hint_tokens(g, cn, in, c->hint, &hint));
-    TRY(nn_add(g, img, hint, &sum));
-    nn_drop(g, &img);
-    nn_drop(g, &hint);
-    img = sum;
-    TRY(nn_linear(g, context, t->txt_in_w, t->txt_in_b, &txt));
+    tensor *img, *txt = NULL;
+    TRY(input_tokens(g, cn, model, in, tokens, c->hint, &img));
+    if (!cn->stability) TRY(nn_linear(g, context, t->txt_in_w, t->txt_in_b, &txt));
     if (c->mode >= 0) TRY(prepend_mode(g, cn, in->rows, c->mode, &txt));
     TRY(kiln_flux_blocks(g, t, in, false, &img, &txt, tap, &(tap_ctx){cn, c->strength, out}, NULL));
     nn_drop(g, &img);
@@ -246,17 +312,18 @@ kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controln
                                          const flux_control *c, flux_residuals *out)
 {
     const kiln_flux *t = &cn->trunk;
+    const bool instantx_sd3 = t->sd3 && !cn->stability;
     *out = (flux_residuals){.nblock = t->ndouble, .nsingle = t->nsingle, .model_double = model->ndouble,
-                            .model_single = model->nsingle, .cycle = cn->pixel_hint, .sd3 = t->sd3};
+                            .model_single = model->nsingle, .cycle = cn->pixel_hint, .sd3 = instantx_sd3};
     if (c->mode >= cn->nmodes)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet: control type %d, but it has %d (a union model's)",
                          c->mode, cn->nmodes);
-    /* SD3's ControlNets read no pooled output (ComfyUI's and diffusers' zeros) */
-    float *zeros = t->sd3 ? calloc((size_t)in->rows * t->pooled_dim, sizeof *zeros) : NULL;
-    if (t->sd3 && !zeros) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
+    /* InstantX's SD3 ControlNets read no pooled output (ComfyUI's and diffusers' zeros) */
+    float *zeros = instantx_sd3 ? calloc((size_t)in->rows * t->pooled_dim, sizeof *zeros) : NULL;
+    if (instantx_sd3 && !zeros) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
     flux_input own = *in;
     if (zeros) own.pooled = zeros;
-    kiln_status st = controlnet_blocks(g, cn, &own, tokens, context, c, out);
+    kiln_status st = controlnet_blocks(g, cn, model, &own, tokens, context, c, out);
     free(zeros);
     return st;
 }

@@ -18,7 +18,21 @@
  * - XLabs' (BFL's names, double_blocks.N, read as diffusers' at open;
  *   pos_embed_input, controlnet_blocks.N, input_hint_block.N): the picture
  *   itself, times 2 minus 1, 8x the latent, through the hint encoder of SD's
- *   ControlNets (16 wide) and packed into 2x2 patches. */
+ *   ControlNets (16 wide) and packed into 2x2 patches.
+ *
+ * SD3's (diffusers' SD3ControlNetModel) run through the same code:
+ * - InstantX's kind: the transformer's trunk, caption side and all, its
+ *   pooled input zeroed; the hint latent scaled without the shift through
+ *   pos_embed_input; residual k to blocks / n blocks in turn, the last
+ *   block none (ComfyUI's).
+ * - Stability's, SD 3.5 Large's blur, canny and depth (its names, read as
+ *   diffusers' at open): blocks of the image tokens alone on the
+ *   transformer's own patch embedding of the latent plus ComfyUI's sin-cos
+ *   positions (not the transformer's table), with the hint latent (the
+ *   picture preprocessed by control type, encoded, shifted and scaled)
+ *   through pos_embed_input; the timestep and the pooled output through its
+ *   own MLPs; residuals spread as InstantX's Flux ones, the last block's
+ *   too (ComfyUI's). */
 #ifndef KILN_MODELS_FLUX_CONTROLNET_H
 #define KILN_MODELS_FLUX_CONTROLNET_H
 
@@ -40,7 +54,32 @@ struct kiln_flux_controlnet {
     int nmodes;
     bool pixel_hint;      /* XLabs': the picture through hint_encoder; its residuals cycle */
     kiln_hint_encoder hint_encoder;
+    /* SD 3.5's of Stability's kind: blocks without a caption side on the transformer's own patch embedding of
+       the latent plus ComfyUI's sin-cos positions, the pooled output read; its file's control_type (the
+       picture's preprocessing: KILN_SD35_CONTROL_*), or -1 */
+    bool stability;
+    int control_type;
 };
+
+/* The control types of Stability's SD 3.5 ControlNets (their files'
+ * control_type) */
+enum { KILN_SD35_CONTROL_BLUR, KILN_SD35_CONTROL_CANNY, KILN_SD35_CONTROL_DEPTH };
+
+/* A Stability SD 3.5 ControlNet file's control_type (a number of any
+ * dtype), or -1 where it has none. */
+kiln_status kiln_sd35_control_type(const kiln_checkpoint *ck, int *type);
+
+/* The picture in [0,1] (n values) as cn reads it before its VAE (ComfyUI's
+ * preprocess_image): Stability's canny kind times 127.5 plus 0.5, its
+ * depth kind one minus it, any other as it is. */
+void kiln_flux_controlnet_preprocess(const kiln_flux_controlnet *cn, float *pixels, size_t n);
+
+/* ComfyUI's sin-cos positions of an SD 3.5 ControlNet of Stability's kind
+ * for h x w patches -> table (h*w, D): per patch, D/2 of its column then
+ * D/2 of its row, each sin then cos of pos / 10000^(k/(D/4)), the shorter
+ * side's positions spread evenly over [0, 15] and the longer's over as
+ * much more about 7.5. */
+void kiln_sd35_control_positions(int h, int w, int D, float *table);
 
 /* Opens a Flux ControlNet file or folder (either kind) and binds it on be,
  * for the transformer `flux` (one whose widths differ is refused, naming
@@ -59,7 +98,7 @@ typedef struct flux_residuals {
     int nblock, nsingle;                /* the ControlNet's */
     int model_double, model_single;     /* the transformer's blocks they spread over */
     bool cycle;
-    bool sd3;                           /* spread as ComfyUI spreads an SD3 ControlNet's */
+    bool sd3;                           /* spread as ComfyUI spreads an InstantX SD3 ControlNet's */
 } flux_residuals;
 
 typedef struct flux_residual_set {

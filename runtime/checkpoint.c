@@ -1457,6 +1457,32 @@ static kiln_status add_controlnet_unprefixed_tensor(kiln_checkpoint *ck, const k
                                                                                         : KILN_OK;
 }
 
+/* An SD 3.5 ControlNet of Stability's kind: its blocks, a joint block's
+ * image side each, under diffusers' names (q, k and v as views of the
+ * fused rows); ComfyUI's names of the embeddings as diffusers' too, the
+ * rest as they are. */
+static kiln_status add_sd35_controlnet_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    static const char *const qkv[3] = {"attn.to_q", "attn.to_k", "attn.to_v"};
+    char name[512], block[64], image_side[256];
+    int i, m = 0, *n_ = &m;
+    if (MATCHES(t->name, "transformer_blocks.%d.%n", 1, &i, &m)) {
+        const char *rest = t->name + m;
+        snprintf(block, sizeof block, "transformer_blocks.%d.", i);
+        if (strncmp(rest, "attn.qkv.", 9) == 0)
+            return add_row_split(ck, t, block, qkv, (const int[]){1, 1, 1}, 3, rest + 9);
+        snprintf(image_side, sizeof image_side, "x_block.%s", rest);
+        if (rename_by_table(image_side, sd3_block_names, sizeof sd3_block_names / sizeof sd3_block_names[0], block,
+                            name, sizeof name))
+            return add_name(ck, name, t);
+    }
+    if (rename_by_table(t->name, sd3_model_names, sizeof sd3_model_names / sizeof sd3_model_names[0], "", name,
+                        sizeof name))
+        return add_name(ck, name, t);
+    return add_name(ck, t->name, t);
+}
+
 /* A file that already has `control_model.` names, or is no ControlNet at all
  * (refused by the caller), keeps its names; so does one a checkpoint's
  * OpenCLIP mapping applies to, as kiln_checkpoint_open reads it. */
@@ -1466,6 +1492,7 @@ static tensor_namer controlnet_namer(const kiln_st_file *f, unet_layout *lay)
     if (open_clip) return open_clip;
     if (kiln_st_find(f, "control_model.input_hint_block.0.weight")) return NULL;
     if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight")) return add_flux_file_tensor; /* XLabs' Flux ones */
+    if (kiln_st_find(f, "transformer_blocks.0.adaLN_modulation.1.weight")) return add_sd35_controlnet_tensor;
     if (!kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight"))
         return kiln_st_find(f, "input_hint_block.0.weight") ? add_controlnet_unprefixed_tensor : NULL;
     lay->layers_per_block = count_indexed(f, "down_blocks.0.resnets.%d.%n");

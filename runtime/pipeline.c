@@ -655,13 +655,11 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     TRY(fit);
     const size_t n = (size_t)3 * fitted.width * fitted.height;
     float *pixels = malloc(n * sizeof *pixels);
-    if (pixels && latent)
-        kiln_image_to_encoder_input(&fitted, pixels);
-    else if (pixels)
-        kiln_image_to_unit(&fitted, pixels);
+    if (pixels) kiln_image_to_unit(&fitted, pixels);
     kiln_image_free(&fitted);
     if (!pixels) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ControlNet hint: out of host memory");
-    if (cn && cn->flux && cn->flux->pixel_hint) /* XLabs': the picture times 2 minus 1 */
+    if (cn && cn->flux) kiln_flux_controlnet_preprocess(cn->flux, pixels, n);
+    if (latent || (cn && cn->flux && cn->flux->pixel_hint)) /* the VAE's input, or XLabs': times 2 minus 1 */
         for (size_t i = 0; i < n; i++) pixels[i] = pixels[i] * 2.0f - 1.0f;
     if (!latent) {
         *hint = pixels;
@@ -671,9 +669,9 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     free(pixels);
     TRY(st);
     const size_t values = (size_t)m->vae.config->latent_channels * latent_h * latent_w;
-    /* an SD3 ControlNet's latent is scaled without the shift (ComfyUI's and diffusers' SD3 ControlNet
-       latent format) */
-    const bool unshifted = cn->flux->trunk.sd3;
+    /* an InstantX SD3 ControlNet's latent is scaled without the shift (ComfyUI's and diffusers' SD3 ControlNet
+       latent format; Stability's SD 3.5 ones take the model's) */
+    const bool unshifted = cn->flux->trunk.sd3 && !cn->flux->stability;
     for (size_t i = 0; i < values; i++)
         (*hint)[i] = unshifted ? (*hint)[i] * m->vae.scaling_factor : kiln_vae_latent_in(&m->vae, (*hint)[i]);
     if (concat_mask && (st = append_mask_channel(mask, m->vae.config->latent_channels, latent_h, latent_w, hint))) {

@@ -133,7 +133,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
  * (kiln_image_resize_center) for the ControlNet cn of model m: SD's, in
  * [0,1] (3,8h,8w); a Flux one of XLabs' kind, the same in [-1,1]; one of
  * InstantX's kind, the picture at the VAE's size of the latent encoded by
- * m's VAE, as the model takes a latent (process_in); Alimama's inpainting
+ * m's VAE, as the model takes a latent (process_in; InstantX's SD3 kind
+ * without the shift; Stability's SD 3.5 kind after its control type's
+ * preprocessing, kiln_flux_controlnet_preprocess); Alimama's inpainting
  * kind, that of the picture with the masked part black, then the inverted
  * mask (1 keeps) fitted to the latent, as ControlNetInpaintingAliMamaApply
  * makes it (a mask of another size stretched to the picture; NULL: all

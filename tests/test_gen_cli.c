@@ -500,11 +500,15 @@ static void workflow_round_trip(void **state)
              "--control-mask %1$s/flux/controlnet/mask_16x12.png", KILN_TEST_DATA);
     workflow_again_holding("flux_alimama", flags, dir,
                            (const char *const[]){"\"ControlNetInpaintingAliMamaApply\"", "\"LoadImageMask\"", NULL});
-    /* an SD3 ControlNet of InstantX's kind over the first 60 % */
+    /* an SD3 ControlNet of InstantX's kind over the first 60 %, chained with an SD 3.5 one of Stability's */
     snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --controlnet %1$s/sd3/controlnet/instantx "
-             "--control-image %1$s/sd3/controlnet/hint_12x16.png --control-end 0.6", KILN_TEST_DATA);
+             "--control-image %1$s/sd3/controlnet/hint_12x16.png --control-end 0.6 --controlnet "
+             "%1$s/sd3/controlnet_sd35/sd3.5-tiny-controlnet-depth.safetensors --control-image "
+             "%1$s/sd3/controlnet/hint_12x16.png --control-end 1 --control-strength 1 --control-strength 0.7",
+             KILN_TEST_DATA);
     char sd3_dir[600];
-    snprintf(sd3_dir, sizeof sd3_dir, "--models %1$s/sd3 --models %1$s/sd3/controlnet", KILN_TEST_DATA);
+    snprintf(sd3_dir, sizeof sd3_dir, "--models %1$s/sd3 --models %1$s/sd3/controlnet --models "
+             "%1$s/sd3/controlnet_sd35", KILN_TEST_DATA);
     workflow_again("sd3_controlnet", flags, sd3_dir);
     snprintf(flags, sizeof flags, "--model %1$s/flux/controlnet --cfg 1.5 --scheduler simple --ip-adapter "
              "%1$s/flux/controlnet/ip_adapter.safetensors --clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors "

@@ -13,14 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln_test.h"
 
 #include "flux_controlnet.h"
 #include "golden.h"
+#include "image.h"
 #include "model.h"
 #include "parity.h"
 #include "pipeline.h"
+#include "safetensors.h"
 #include "sampler.h"
 #include "schedule.h"
 #include "status.h"
@@ -366,7 +369,7 @@ static void controlnet(void **state)
     assert_true(cn->flux && cn->flux->trunk.sd3);
     assert_int_equal(cn->flux->trunk.ndouble, 3);
 
-    parity_check_sd3_controlnet(&(parity_fixture){.tol = TOL}, m, cn);
+    parity_check_sd3_controlnet(&(parity_fixture){.tol = TOL}, m, cn, CN_DIR "/golden.safetensors");
     kiln_st_file *c = golden_open(CN_DIR "/golden.safetensors");
     golden want;
 
@@ -413,6 +416,105 @@ static void controlnet(void **state)
     kiln_backend_free(be);
 }
 
+/* An SD 3.5 ControlNet of Stability's kind (tests/data/sd3/controlnet_sd35,
+ * make_sd35_controlnet_data.py: diffusers' SD3ControlNetModel of 2 blocks
+ * without a caption side, written in Stability's names, control_type depth),
+ * as ComfyUI runs it: ComfyUI's sin-cos positions, the transformer with its
+ * residuals at 0.7 (each to 2 blocks, the last block's too) against the
+ * ControlNet's blocks in diffusers, the picture's hint latents (depth's and,
+ * the type changed, canny's preprocessing, then the VAE's mean shifted and
+ * scaled), and a KSampler run with ControlNetApplyAdvanced restated from
+ * ComfyUI; a file of the double_y_emb kind is refused by name. */
+#define SD35_CN_DIR "sd3/controlnet_sd35"
+#define SD35_CN_FILE SD35_CN_DIR "/sd3.5-tiny-controlnet-depth.safetensors"
+static void controlnet_of_stability(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    char path[4096];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    snprintf(path, sizeof path, "%s", kiln_test_data(SD35_CN_FILE));
+    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    assert_true(cn->flux && cn->flux->stability && cn->flux->trunk.sd3);
+    assert_int_equal(cn->flux->trunk.ndouble, 2);
+    assert_int_equal(cn->flux->control_type, KILN_SD35_CONTROL_DEPTH);
+
+    kiln_st_file *c = golden_open(SD35_CN_DIR "/golden.safetensors");
+    golden want = golden_read(c, "pos");
+    float positions[4 * 3 * 32];
+    kiln_sd35_control_positions(4, 3, 32, positions);
+    assert_rel_l2_le(positions, want.data, want.count, 1e-6);
+    golden_free(&want);
+    parity_check_sd3_controlnet(&(parity_fixture){.tol = TOL}, m, cn, SD35_CN_DIR "/golden.safetensors");
+
+    kiln_image picture;
+    assert_kiln_ok(kiln_image_load(kiln_test_data(CN_DIR "/hint_12x16.png"), &picture));
+    static const struct {
+        int type;
+        const char *name;
+    } hints[] = {{KILN_SD35_CONTROL_DEPTH, "run.hint_latent"}, {KILN_SD35_CONTROL_CANNY, "canny.hint_latent"}};
+    for (int i = 0; i < 2; i++) {
+        float *latent_hint;
+        cn->flux->control_type = hints[i].type;
+        want = golden_read(c, hints[i].name);
+        assert_kiln_ok(kiln_control_hint(m, cn, &picture, NULL, 8, 6, &latent_hint));
+        assert_rel_l2_le(latent_hint, want.data, want.count, TOL);
+        free(latent_hint);
+        golden_free(&want);
+    }
+    cn->flux->control_type = KILN_SD35_CONTROL_DEPTH;
+
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
+    const kiln_control_apply apply = {cn, &picture, 0.8, 0.0, 0.6, NULL, NULL};
+    const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
+                                    .scheduler = "simple", .denoise = 1.0, .control = &apply, .control_count = 1};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    want = golden_read(c, "run.latent_out");
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    golden_free(&want);
+    kiln_latent_free(&out);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_image_free(&picture);
+    kiln_st_close(c);
+    kiln_controlnet_free(cn);
+
+    /* ComfyUI's double_y_emb kind: a pooled embedding as wide in as out */
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(path, &f));
+    const size_t n = kiln_st_count(f);
+    kiln_st_entry *entries = calloc(n, sizeof *entries);
+    float *square = calloc(32 * 32, sizeof *square);
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        entries[i] = (kiln_st_entry){.name = t->name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
+        memcpy(entries[i].shape, t->shape, sizeof t->shape);
+        if (strcmp(t->name, "time_text_embed.text_embedder.linear_1.weight") == 0)
+            entries[i].dtype = KILN_F32, entries[i].shape[1] = 32, entries[i].data = square;
+    }
+    char copy[] = "/tmp/kiln_sd35_controlnet_XXXXXX";
+    int fd = mkstemp(copy);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_kiln_ok(kiln_st_write(copy, entries, n, NULL, 0));
+    kiln_st_close(f);
+    free(entries);
+    free(square);
+    assert_int_equal(kiln_controlnet_load(m, copy, &cn), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "(ComfyUI's double_y_emb kind): not yet"));
+    unlink(copy);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +526,7 @@ int main(void)
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(gguf_file),
         cmocka_unit_test(controlnet),
+        cmocka_unit_test(controlnet_of_stability),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -168,8 +168,8 @@ static void usage(FILE *to)
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
             "  --controlnet FILE      a ControlNet (SD's original or diffusers layout; Flux's InstantX,\n"
-            "                         Shakker-Labs or XLabs file or folder), applied to both prompts;\n"
-            "                         up to 8, chained\n"
+            "                         Shakker-Labs or XLabs file or folder; SD3's InstantX or SD 3.5's\n"
+            "                         Stability blur/canny/depth), applied to both prompts; up to 8, chained\n"
             "  --control-image FILE   its hint (an edge map, depth map, pose, ...), fitted to the output size\n"
             "  --control-strength S   residual strength (default 1)\n"
             "  --control-type T       a union ControlNet's control type: SetUnionControlNetType's names\n"
@@ -1016,7 +1016,15 @@ static bool print_controlnet_info(const char *path)
         const bool inpainting = hint_in && x_in && hint_in->ndim == 2 && x_in->ndim == 2 &&
                                 hint_in->shape[1] == x_in->shape[1] + 4; /* a mask's channel in 2x2 patches */
         printf("controlnet   %s\n", path);
-        if (kiln_checkpoint_find(ck, "pos_embed_input.proj.weight")) /* an SD3 ControlNet: joint blocks alone */
+        int control_type;
+        if (kiln_sd35_control_type(ck, &control_type) != KILN_OK) control_type = -1;
+        static const char *const control_types[] = {"blur", "canny", "depth"};
+        const bool sd3 = kiln_checkpoint_find(ck, "pos_embed_input.proj.weight") != NULL;
+        if (sd3 && !kiln_checkpoint_find(ck, "context_embedder.weight"))
+            printf("for          sd3.5, Stability's kind (%s): the picture's latent, %d blocks without a caption "
+                   "side\n", control_type >= 0 && control_type < 3 ? control_types[control_type] : "no preprocessing",
+                   count_flux_residuals(ck, "controlnet_blocks"));
+        else if (sd3) /* an SD3 ControlNet: joint blocks alone */
             printf("for          sd3, InstantX's kind: the picture's latent, %d joint blocks\n",
                    count_flux_residuals(ck, "controlnet_blocks"));
         else

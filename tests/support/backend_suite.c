@@ -200,23 +200,39 @@ static void sd3_f16(void **s)
                      "sd35");
 }
 
-/* An SD3 ControlNet of InstantX's kind: its blocks, the hint's patch conv,
- * residuals spread over the transformer's blocks */
-static void sd3_controlnet_f32(void **s)
+/* The tiny SD 3.5 transformer with the ControlNet `controlnet` (a path
+ * under tests/data) against golden_path's out */
+static void check_sd3_controlnet(const char *controlnet, const char *golden_path)
 {
-    (void)s;
     kiln_backend *be;
     kiln_model *m;
     kiln_controlnet *cn;
     char path[4096];
     assert_kiln_ok(kiln_backend_create(gpu_pixart.backend, NULL, &be));
     assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
-    snprintf(path, sizeof path, "%s", kiln_test_data("sd3/controlnet/instantx"));
+    snprintf(path, sizeof path, "%s", kiln_test_data(controlnet));
     assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
-    parity_check_sd3_controlnet(&(parity_fixture){.tol = 1e-4}, m, cn);
+    parity_check_sd3_controlnet(&(parity_fixture){.tol = 1e-4}, m, cn, golden_path);
     kiln_controlnet_free(cn);
     kiln_model_free(m);
     kiln_backend_free(be);
+}
+
+/* An SD3 ControlNet of InstantX's kind: its blocks, the hint's patch conv,
+ * residuals spread over the transformer's blocks */
+static void sd3_controlnet_f32(void **s)
+{
+    (void)s;
+    check_sd3_controlnet("sd3/controlnet/instantx", "sd3/controlnet/golden.safetensors");
+}
+
+/* An SD 3.5 ControlNet of Stability's kind: blocks without a caption side
+ * on the transformer's patch embedding and ComfyUI's positions */
+static void sd35_controlnet_f32(void **s)
+{
+    (void)s;
+    check_sd3_controlnet("sd3/controlnet_sd35/sd3.5-tiny-controlnet-depth.safetensors",
+                         "sd3/controlnet_sd35/golden.safetensors");
 }
 
 /* ComfyUI-GGUF's Flux and llama.cpp's T5: Q8_0 and Q4_0..Q5_1 linear
@@ -355,6 +371,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
         cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32),
         cmocka_unit_test(sd3_f32), cmocka_unit_test(sd3_f16), cmocka_unit_test(sd3_controlnet_f32),
+        cmocka_unit_test(sd35_controlnet_f32),
         cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };

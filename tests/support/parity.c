@@ -948,12 +948,13 @@ void parity_check_sd3_against(const parity_fixture *fx, const char *key, const c
     kiln_backend_free(be);
 }
 
-void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, const kiln_controlnet *cn)
+void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, const kiln_controlnet *cn,
+                                 const char *golden_path)
 {
     golden g[4];
     float *tokens;
     flux_input in = sd3_inputs("sd35", g, &tokens);
-    kiln_st_file *c = golden_open("sd3/controlnet/golden.safetensors");
+    kiln_st_file *c = golden_open(golden_path);
     golden hint = golden_read(c, "hint"), want = golden_read(c, "out");
     kiln_st_close(c);
     const flux_control control = {cn->flux, hint.data, 0.7f, -1};

@@ -59,9 +59,10 @@ void parity_check_pixart(const parity_fixture *fx, const char *golden_path);
  * context, pooled and timestep -> `<key>.out`. */
 void parity_check_sd3(const parity_fixture *fx, const char *key);
 /* The tiny SD 3.5 transformer m (sd3/tiny, loaded) with the ControlNet cn
- * (sd3/controlnet/instantx) at 0.7 on sd3/controlnet/golden's hint against
- * its out; fx->tol. */
-void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, const kiln_controlnet *cn);
+ * (sd3/controlnet/instantx, sd3/controlnet_sd35's) at 0.7 on golden_path's
+ * hint against its out; fx->tol. */
+void parity_check_sd3_controlnet(const parity_fixture *fx, const kiln_model *m, const kiln_controlnet *cn,
+                                 const char *golden_path);
 /* The same against want_path's want_name (the model with fx->loras, ...). */
 void parity_check_sd3_against(const parity_fixture *fx, const char *key, const char *want_path, const char *want_name);
 /* Flux's transformer (tests/data/flux's tiny one, its axes 4, 6, 6) on the
