@@ -18,6 +18,7 @@
 #include "kiln_test.h"
 
 #include "clip_vision.h"
+#include "flux_controlnet.h"
 #include "ip_adapter.h"
 #include "model.h"
 #include "status.h"
@@ -377,10 +378,10 @@ static void flux1_dev_single_files(void **state)
 
 /* SD 3.5 from Stability's single files (the MMDiT under model.diffusion_model. in its own names: fused
  * q/k/v, the last block's caption-only side) with ComfyUI's clip_l, clip_g and t5xxl files (bigG given
- * first: told apart by width) and the VAE beside them; the shapes say everything: 64-wide heads from the
- * q norm, the position table's side, the dual-attention blocks. */
-static void sd35(const char *manifest, const char *name, int blocks, int heads, int side, int dual,
-                 int64_t params)
+ * first: told apart by width) and the VAE beside them, returned loaded; the shapes say everything:
+ * 64-wide heads from the q norm, the position table's side, the dual-attention blocks. */
+static kiln_model *sd35(const char *manifest, const char *name, int blocks, int heads, int side, int dual,
+                        int64_t params)
 {
     char model[600], clip_l[600], clip_g[600], t5[600], vae[600];
     sparse_path(manifest, name, model, sizeof model);
@@ -410,19 +411,33 @@ static void sd35(const char *manifest, const char *name, int blocks, int heads, 
     check_t5_xxl(m);
     assert_float_equal(m->vae.scaling_factor, 1.5305f, 0.0f);
     assert_float_equal(m->vae.shift_factor, 0.0609f, 0.0f);
-    release(m);
+    return m;
 }
 
 static void sd35_medium(void **state)
 {
     (void)state; /* 2.24 B parameters and a 384x384 position table */
-    sd35("layouts/sd35_medium_mmdit.json", "sd3.5-medium", 24, 24, 384, 13, 2469663936LL);
+    release(sd35("layouts/sd35_medium_mmdit.json", "sd3.5-medium", 24, 24, 384, 13, 2469663936LL));
 }
 
 static void sd35_large(void **state)
 {
     (void)state; /* 8.06 B parameters and a 192x192 position table */
-    sd35("layouts/sd35_large_mmdit.json", "sd3.5-large", 38, 38, 192, 0, 8146280768LL);
+    kiln_model *m = sd35("layouts/sd35_large_mmdit.json", "sd3.5-large", 38, 38, 192, 0, 8146280768LL);
+    /* Stability's ControlNets for it: 19 blocks without a caption side, the model's 64-wide heads */
+    char path[600];
+    kiln_controlnet *cn;
+    sparse_path("layouts/sd35_large_controlnet.json", "sd35_large_controlnet", path, sizeof path);
+    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    const kiln_flux *t = &cn->flux->trunk;
+    assert_true(cn->flux->stability);
+    assert_int_equal(t->ndouble, 19);
+    assert_int_equal(t->hidden, 2432);
+    assert_int_equal(t->heads, 38);
+    assert_int_equal(cn->flux->control_type, KILN_SD35_CONTROL_BLUR); /* the sparse file's zero */
+    for (int i = 0; i < t->ndouble; i++) assert_true(!t->dbl[i].txt_mod_w && t->dbl[i].img.v_w && cn->flux->block_w[i]);
+    kiln_controlnet_free(cn);
+    release(m);
 }
 
 /* SD 3.0 Medium's diffusers folder: no q norm, so the head width is its config's. */

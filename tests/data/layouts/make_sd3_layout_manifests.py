@@ -55,6 +55,12 @@ positions), qk norm from ln_k, the dual blocks from attn2.ln_k.
     VAE (first_stage_model.*) and none of the text encoders, which are not in
     these manifests
   sd3_medium_transformer.json: SD3 Medium's transformer/ in diffusers' names
+  sd35_large_controlnet.json: SD 3.5 Large's ControlNets (blur, canny,
+    depth) as Stability ship them: diffusers' SD3ControlNetModel as its
+    scripts/convert_sd3_controlnet_to_diffusers.py builds it (19 blocks of
+    38 heads of 64, no caption side, no patch embedding of its own), in the
+    names that converter reads (make_sd35_controlnet_data.py's to_stability,
+    checked to map back), and the 0-d control_type the converter drops
   sd3_clip_l_text.json, sd3_clip_g_text.json: text_encoder/ and
     text_encoder_2/ of the SD3 / SD3.5 folders as transformers saves a
     CLIPTextModelWithProjection (text_model.*, text_projection.weight)
@@ -80,7 +86,7 @@ import os
 import sys
 
 import torch
-from diffusers import SD3Transformer2DModel
+from diffusers import SD3ControlNetModel, SD3Transformer2DModel
 from diffusers.loaders.single_file_utils import (convert_sd3_transformer_checkpoint_to_diffusers,
                                                  infer_diffusers_model_type)
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -88,6 +94,7 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "sd3"))
 from make_sd3_single_data import DIT, to_mmdit  # noqa: E402
+from make_sd35_controlnet_data import from_stability, to_stability  # noqa: E402
 
 COMMON = dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16, attention_head_dim=64,
               joint_attention_dim=4096, pooled_projection_dim=2048)
@@ -97,6 +104,11 @@ SD35_LARGE = dict(COMMON, num_layers=38, num_attention_heads=38, caption_project
                   pos_embed_max_size=192, qk_norm="rms_norm", dual_attention_layers=())
 SD3_MEDIUM = dict(COMMON, num_layers=24, num_attention_heads=24, caption_projection_dim=1536,
                   pos_embed_max_size=192, qk_norm=None, dual_attention_layers=())
+# diffusers' scripts/convert_sd3_controlnet_to_diffusers.py's model of Stability's SD 3.5 Large ControlNets
+SD35_LARGE_CONTROLNET = dict(patch_size=2, in_channels=16, num_layers=19, attention_head_dim=64,
+                             num_attention_heads=38, joint_attention_dim=None, caption_projection_dim=2048,
+                             pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=None,
+                             pos_embed_type=None, use_pos_embed=False, force_zeros_for_pooled_projection=False)
 CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768, num_hidden_layers=12,
               num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
 CLIP_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, projection_dim=1280, num_hidden_layers=32,
@@ -145,6 +157,7 @@ def main():
         medium35 = SD3Transformer2DModel(**SD35_MEDIUM)
         large35 = SD3Transformer2DModel(**SD35_LARGE)
         medium3 = SD3Transformer2DModel(**SD3_MEDIUM)
+        controlnet35 = SD3ControlNetModel(**SD35_LARGE_CONTROLNET)
         clip_l = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_L))
         clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G))
 
@@ -166,6 +179,13 @@ def main():
     tensors = write("sd3_medium_transformer", medium3, "F16",
                     "stabilityai/stable-diffusion-3-medium-diffusers transformer/")
     counts["sd3_medium_transformer"] = (sum(math.prod(s) for _, s in tensors), sd["pos_embed.pos_embed"].numel())
+
+    sd = controlnet35.state_dict()
+    stability = dict(to_stability(sd), control_type=torch.empty((), device="meta"))
+    back = from_stability(stability)
+    assert set(back) == set(sd) and all(back[k].shape == v.shape for k, v in sd.items())
+    write("sd35_large_controlnet", stability, "F16",
+          "stabilityai/stable-diffusion-3.5-controlnets sd3.5_large_controlnet_{blur,canny,depth}.safetensors")
 
     drop = ("text_model.embeddings.position_ids",)  # a non-persistent buffer, not in the files
     for name, model, origin in (
