@@ -323,6 +323,7 @@ kiln_status kiln_flux_controlnet_forward(kiln_graph *g, const kiln_flux_controln
     if (instantx_sd3 && !zeros) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
     flux_input own = *in;
     if (zeros) own.pooled = zeros;
+    own.skip_double = own.skip_single = 0; /* SkipLayerGuidance leaves out the transformer's blocks, not these */
     kiln_status st = controlnet_blocks(g, cn, model, &own, tokens, context, c, out);
     free(zeros);
     return st;

@@ -162,8 +162,6 @@ kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_s
     if (!kiln_model_is_mmdit(m) || !d->dit_out)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "SkipLayerGuidance works with SD3 and Flux models; this is a %s model",
                          m->info.family);
-    if (d->ncontrols)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "SkipLayerGuidance with ControlNets: not yet");
     const int blocks[2] = {m->flux.ndouble, m->flux.nsingle};
     const int *layers[2] = {slg->double_layers, slg->single_layers}, counts[2] = {slg->double_count, slg->single_count};
     uint64_t *masks[2] = {&d->slg_double, &d->slg_single};
@@ -273,7 +271,7 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->graph = d->negative_graph = d->slg_graph = NULL;
     free(d->slg_out);
     d->slg_out = NULL;
-    for (int which = 0; which < 2; which++)
+    for (int which = 0; which < 3; which++)
         for (size_t i = 0; i < sizeof d->control_graphs[0] / sizeof d->control_graphs[0][0]; i++) {
             kiln_graph_free(d->control_graphs[which][i]);
             d->control_graphs[which][i] = NULL;
@@ -382,8 +380,9 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }
 
-/* The graph of this call's set of ControlNets on caption `which`, made at
- * its first call: every set replays its own recorded ops. */
+/* The graph of this call's set of ControlNets on caption `which` (2:
+ * SkipLayerGuidance's pass), made at its first call: every set replays its
+ * own recorded ops. */
 static kiln_status control_graph(kiln_denoiser *d, int which, kiln_graph **out)
 {
     kiln_graph **g = &d->control_graphs[which][d->active_controls];
@@ -406,7 +405,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
     const int B = d->batch, C = d->channels, C_in = d->unet_channels;
     const size_t latent = (size_t)C * d->h * d->w;
     kiln_graph *g = skip_layers ? d->slg_graph : which ? d->graph : d->negative_graph;
-    if (d->active_controls) TRY(control_graph(d, which, &g));
+    if (d->active_controls) TRY(control_graph(d, skip_layers ? 2 : which, &g));
     flux_image_prompt images[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < d->nimage_prompts; i++) {
         const kiln_ip_adapter *a = d->image_prompts[i].adapter;

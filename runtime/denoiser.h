@@ -76,9 +76,10 @@ typedef struct kiln_denoiser {
     float control_sigma_hi[KILN_MAX_CONTROLS], control_sigma_lo[KILN_MAX_CONTROLS]; /* sigmas where each applies */
     unsigned active_controls;    /* this call's: bit i for controls[i] */
     /* a call with controls runs the graph of its set (indexed by the
-     * caption, 0 Flux's negative one, and active_controls; made at its first
-     * call), one without runs graph */
-    kiln_graph *control_graphs[2][1u << KILN_MAX_CONTROLS];
+     * caption, 0 Flux's negative one, 1 the positive, 2 SkipLayerGuidance's
+     * pass of the positive, and active_controls; made at its first call), one
+     * without runs graph */
+    kiln_graph *control_graphs[3][1u << KILN_MAX_CONTROLS];
     int control_calls;           /* calls with a ControlNet, counted for tests */
     const kiln_image_prompt *image_prompts; /* nimage_prompts of them; NULL: none */
     int nimage_prompts;

@@ -500,8 +500,10 @@ static void workflow_round_trip(void **state)
              "--control-mask %1$s/flux/controlnet/mask_16x12.png", KILN_TEST_DATA);
     workflow_again_holding("flux_alimama", flags, dir,
                            (const char *const[]){"\"ControlNetInpaintingAliMamaApply\"", "\"LoadImageMask\"", NULL});
-    /* an SD3 ControlNet of InstantX's kind over the first 60 %, chained with an SD 3.5 one of Stability's */
-    snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --controlnet %1$s/sd3/controlnet/instantx "
+    /* an SD3 ControlNet of InstantX's kind over the first 60 %, chained with an SD 3.5 one of Stability's, and
+       SkipLayerGuidance beside them */
+    snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --slg 1 --slg-start 0 --slg-end 0.5 "
+             "--controlnet %1$s/sd3/controlnet/instantx "
              "--control-image %1$s/sd3/controlnet/hint_12x16.png --control-end 0.6 --controlnet "
              "%1$s/sd3/controlnet_sd35/sd3.5-tiny-controlnet-depth.safetensors --control-image "
              "%1$s/sd3/controlnet/hint_12x16.png --control-end 1 --control-strength 1 --control-strength 0.7",

@@ -397,16 +397,11 @@ static void controlnet(void **state)
     kiln_latent_free(&out);
     kiln_st_close(c);
 
-    /* a Flux ControlNet on SD3, and SkipLayerGuidance beside a ControlNet */
+    /* a Flux ControlNet on SD3 */
     kiln_controlnet *flux_cn;
     snprintf(path, sizeof path, "%s", kiln_test_data("flux/controlnet/instantx"));
     assert_int_equal(kiln_controlnet_load(m, path, &flux_cn), KILN_ERR_MODEL);
     assert_non_null(strstr(kiln_last_error(), "a Flux ControlNet, for an SD3 transformer"));
-    const int one = 1;
-    const kiln_skip_layer_guidance slg = {.double_layers = &one, .double_count = 1, .scale = 3, .end_percent = 1};
-    p.skip_layer_guidance = &slg;
-    assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "SkipLayerGuidance with ControlNets: not yet"));
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
@@ -423,8 +418,9 @@ static void controlnet(void **state)
  * residuals at 0.7 (each to 2 blocks, the last block's too) against the
  * ControlNet's blocks in diffusers, the picture's hint latents (depth's and,
  * the type changed, canny's preprocessing, then the VAE's mean shifted and
- * scaled), and a KSampler run with ControlNetApplyAdvanced restated from
- * ComfyUI; a file of the double_y_emb kind is refused by name. */
+ * scaled), and KSampler runs with ControlNetApplyAdvanced restated from
+ * ComfyUI, with and without SkipLayerGuidanceSD3; a file of the
+ * double_y_emb kind is refused by name. */
 #define SD35_CN_DIR "sd3/controlnet_sd35"
 #define SD35_CN_FILE SD35_CN_DIR "/sd3.5-tiny-controlnet-depth.safetensors"
 static void controlnet_of_stability(void **state)
@@ -473,10 +469,19 @@ static void controlnet_of_stability(void **state)
     kiln_latent empty, out;
     assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
     const kiln_control_apply apply = {cn, &picture, 0.8, 0.0, 0.6, NULL, NULL};
-    const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
-                                    .scheduler = "simple", .denoise = 1.0, .control = &apply, .control_count = 1};
+    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .control = &apply, .control_count = 1};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
     want = golden_read(c, "run.latent_out");
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    golden_free(&want);
+    kiln_latent_free(&out);
+    /* with SkipLayerGuidanceSD3 beside it: its pass runs the ControlNet too, the skipped block's residual added */
+    const int one = 1;
+    const kiln_skip_layer_guidance slg = {.double_layers = &one, .double_count = 1, .scale = 3, .end_percent = 0.5};
+    p.skip_layer_guidance = &slg;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    want = golden_read(c, "slg.latent_out");
     assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
     golden_free(&want);
     kiln_latent_free(&out);

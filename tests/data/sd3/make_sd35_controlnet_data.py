@@ -105,7 +105,15 @@ SD3's latent format WITH its shift (unlike InstantX's kind):
          0.8, start 0.0, end 0.6: active at sigmas 1, 0.9 and 0.75, not
          0.5); each prompt's ControlNet call gets that prompt's real pooled
          output, no context, the noisy latent as the transformer gets it,
-         timestep sigma * 1000 and run.hint_latent.
+         timestep sigma * 1000 and run.hint_latent;
+       slg.denoised.N, slg.latent_out (1,16,8,6): the run with
+         SkipLayerGuidanceSD3 as well (block 1, scale 3, start 0, end 0.5,
+         no rescaling: at sigmas 1, 0.9 and 0.75), its post-CFG function's
+         pass of the positive prompt with the ControlNet as the other
+         passes have it (ComfyUI's calc_cond_batch on the conditioning that
+         carries it) and block 1 passing its inputs on, the residual still
+         added after it (ComfyUI's MMDiT adds the control after a replaced
+         block too).
 
 Run from the repository root with diffusers 0.32.2, transformers and torch
 installed (after make_sd3_data.py and make_sd3_controlnet_data.py, whose
@@ -367,17 +375,30 @@ def run(transformer, controlnet, depth, g):
     hi, lo = ms.percent_to_sigma(0.0), ms.percent_to_sigma(0.6)
     active = []
 
-    def model(x, sigma, which, control):
+    def model(x, sigma, which, control, skip=()):
         t = ms.timestep(sigma).view(1)
         adds = []
         if control and not (sigma.item() > hi or sigma.item() < lo):  # ControlNet.get_control's timestep_range
             active.append(sigma.item())
             adds = comfy_outputs(residuals(controlnet, transformer, strength, latent_hint, x, pooled[which], t),
                                  depth)
-        return with_controls(transformer, adds, hidden_states=x, encoder_hidden_states=ctx[which],
-                             pooled_projections=pooled[which], timestep=t)
+        # SkipLayerGuidance's blocks pass their inputs on (ComfyUI's patch_replace), the control still added
+        # after them: hooks on those blocks, before with_controls' own
+        hooks = [transformer.transformer_blocks[k].register_forward_hook(
+            lambda module, args, kwargs, out: (kwargs["encoder_hidden_states"], kwargs["hidden_states"]),
+            with_kwargs=True) for k in skip]
+        try:
+            return with_controls(transformer, adds, hidden_states=x, encoder_hidden_states=ctx[which],
+                                 pooled_projections=pooled[which], timestep=t)
+        finally:
+            for hook in hooks:
+                hook.remove()
 
-    def sample(control, store, prefix):
+    def sample(control, store, prefix, slg=None):
+        """The run; with slg (layers, scale, start, end) SkipLayerGuidanceSD3's
+        post-CFG function (rescaling 0): within its sigmas the positive
+        prompt again, ControlNet and all, with those blocks skipped, scale
+        times the difference added."""
         torch.manual_seed(42)
         noise = torch.randn(1, 16, h, w)
         image = (torch.zeros(1, 16, h, w) - SHIFT) * SCALE  # the empty latent, process_in
@@ -386,6 +407,8 @@ def run(transformer, controlnet, depth, g):
             s = sigmas[i]
             x0 = {k: x - model(x, s, k, control) * s for k in ("negative", "positive")}
             d = x0["negative"] + (x0["positive"] - x0["negative"]) * cfg
+            if slg and ms.percent_to_sigma(slg[3]) <= s.item() <= ms.percent_to_sigma(slg[2]):
+                d = d + (x0["positive"] - (x - model(x, s, "positive", control, slg[0]) * s)) * slg[1]
             store[f"{prefix}denoised.{i}"] = d
             x = x + (x - d) / s * (sigmas[i + 1] - s)
         return x / SCALE + SHIFT
@@ -395,6 +418,17 @@ def run(transformer, controlnet, depth, g):
     assert torch.allclose(plain, stored["run.latent_out"], atol=1e-5), rel(plain, stored["run.latent_out"])
     latent = sample(True, g, "run.")
     g.update({"run.sigmas": sigmas, "run.latent_out": latent, "run.image": decode_image(vae, latent)})
+    # with SkipLayerGuidanceSD3 (block 1, scale 3, over the first half: sigmas 1, 0.9 and 0.75); check first
+    # that skipping no block adds nothing, and that the skip hooks skip as diffusers' skip_layers does
+    assert torch.equal(sample(True, {}, "", ([], 3.0, 0.0, 0.5)), latent)
+    with torch.no_grad():
+        t = ms.timestep(sigmas[1]).view(1)
+        theirs = transformer(hidden_states=latent_hint, encoder_hidden_states=ctx["positive"],
+                             pooled_projections=pooled["positive"], timestep=t, skip_layers=[1]).sample
+    assert torch.equal(model(latent_hint, sigmas[1], "positive", False, [1]), theirs)
+    slg = sample(True, g, "slg.", ([1], 3.0, 0.0, 0.5))
+    g["slg.latent_out"] = slg
+    print("slg.latent_out against run.latent_out: relative difference", rel(slg, latent))
     print("sigmas", sigmas.tolist(), "control window: sigma in [%r, %r]" % (lo, hi),
           "active at", sorted(set(active), reverse=True), "(calls: %d)" % len(active))
     print("run.latent_out against run.golden's: relative difference", rel(latent, stored["run.latent_out"]),
