@@ -347,6 +347,31 @@ static void gguf_file(void **state)
     kiln_checkpoint_close(ck);
 }
 
+/* make_sd3_data.py's run (RUN_PROMPT against "", 4 steps of euler, cfg 2,
+ * seed 42, an 8x6 latent) with the ControlNet cn on the picture at 0.8 over
+ * the first 60 % (and slg, where given) against golden file c's `name`. */
+static void check_controlled_run(kiln_model *m, kiln_controlnet *cn, const kiln_image *picture, kiln_st_file *c,
+                                 const kiln_skip_layer_guidance *slg, const char *name)
+{
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty)); /* the tiny VAE halves a side */
+    const kiln_control_apply apply = {cn, picture, 0.8, 0.0, 0.6, NULL, NULL};
+    const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
+                                    .scheduler = "simple", .denoise = 1.0, .control = &apply, .control_count = 1,
+                                    .skip_layer_guidance = slg};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    golden want = golden_read(c, name);
+    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+    golden_free(&want);
+    kiln_latent_free(&out);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+}
+
 /* An SD3 ControlNet of InstantX's kind (tests/data/sd3/controlnet,
  * make_sd3_controlnet_data.py: diffusers' SD3ControlNetModel of 3 blocks on
  * SD 3.5 Medium's tiny shape): the transformer with its residuals at 0.7
@@ -382,19 +407,7 @@ static void controlnet(void **state)
     free(latent_hint);
     golden_free(&want);
 
-    kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    kiln_latent empty, out;
-    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty)); /* the tiny VAE halves a side */
-    const kiln_control_apply apply = {cn, &picture, 0.8, 0.0, 0.6, NULL, NULL};
-    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
-                              .denoise = 1.0, .control = &apply, .control_count = 1};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    want = golden_read(c, "run.latent_out");
-    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
-    golden_free(&want);
-    kiln_latent_free(&out);
+    check_controlled_run(m, cn, &picture, c, NULL, "run.latent_out");
     kiln_st_close(c);
 
     /* a Flux ControlNet on SD3 */
@@ -402,9 +415,6 @@ static void controlnet(void **state)
     snprintf(path, sizeof path, "%s", kiln_test_data("flux/controlnet/instantx"));
     assert_int_equal(kiln_controlnet_load(m, path, &flux_cn), KILN_ERR_MODEL);
     assert_non_null(strstr(kiln_last_error(), "a Flux ControlNet, for an SD3 transformer"));
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
     kiln_image_free(&picture);
     kiln_controlnet_free(cn);
     kiln_model_free(m);
@@ -463,31 +473,11 @@ static void controlnet_of_stability(void **state)
     }
     cn->flux->control_type = KILN_SD35_CONTROL_DEPTH;
 
-    kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    kiln_latent empty, out;
-    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
-    const kiln_control_apply apply = {cn, &picture, 0.8, 0.0, 0.6, NULL, NULL};
-    kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
-                              .denoise = 1.0, .control = &apply, .control_count = 1};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    want = golden_read(c, "run.latent_out");
-    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
-    golden_free(&want);
-    kiln_latent_free(&out);
+    check_controlled_run(m, cn, &picture, c, NULL, "run.latent_out");
     /* with SkipLayerGuidanceSD3 beside it: its pass runs the ControlNet too, the skipped block's residual added */
     const int one = 1;
     const kiln_skip_layer_guidance slg = {.double_layers = &one, .double_count = 1, .scale = 3, .end_percent = 0.5};
-    p.skip_layer_guidance = &slg;
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    want = golden_read(c, "slg.latent_out");
-    assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
-    golden_free(&want);
-    kiln_latent_free(&out);
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
+    check_controlled_run(m, cn, &picture, c, &slg, "slg.latent_out");
     kiln_image_free(&picture);
     kiln_st_close(c);
     kiln_controlnet_free(cn);

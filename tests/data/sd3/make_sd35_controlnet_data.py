@@ -127,16 +127,15 @@ import tempfile
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, SD3ControlNetModel, SD3Transformer2DModel
+from diffusers import SD3ControlNetModel, SD3Transformer2DModel
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import CLIPTextModelWithProjection, T5EncoderModel, T5Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_sd3_controlnet_data import draw_hint, rel, with_controls  # noqa: E402  (puts tests/data etc. on the path)
+from make_sd3_controlnet_data import draw_hint, rel, run_conditioning, with_controls  # noqa: E402  (puts tests/data etc. on the path)
 from make_flow_data import ModelSamplingDiscreteFlow, simple  # noqa: E402
-from make_sd3_data import RUN_PROMPT, SCALE, SHIFT, encode  # noqa: E402
+from make_sd3_data import SCALE, SHIFT  # noqa: E402
 from sd_common import comfy_fit, decode_image, randomize, save_goldens  # noqa: E402
 
 OUT = f"{HERE}/controlnet_sd35"
@@ -348,19 +347,7 @@ def main():
 
 
 def run(transformer, controlnet, depth, g):
-    stored = load_file(f"{HERE}/run.golden.safetensors")
-    te_l = CLIPTextModelWithProjection.from_pretrained(f"{TINY}/text_encoder").eval()
-    te_g = CLIPTextModelWithProjection.from_pretrained(f"{TINY}/text_encoder_2").eval()
-    t5 = T5EncoderModel.from_pretrained(f"{TINY}/text_encoder_3").eval()
-    tok = T5Tokenizer(vocab_file=f"{TINY}/tokenizer_3/spiece.model", legacy=True)
-    vae = AutoencoderKL.from_pretrained(f"{TINY}/vae").eval()
-    ctx, pooled = {}, {}
-    for which, text in (("positive", RUN_PROMPT), ("negative", "")):
-        l_ids = stored[f"run.clip_l_ids.{which}"][0].tolist()
-        ctx[which], pooled[which], _, _, _ = encode(te_l, te_g, t5, tok, l_ids, text)
-        assert torch.allclose(ctx[which], stored[f"run.context.{which}"], atol=1e-6), which
-        assert torch.allclose(pooled[which], stored[f"run.pooled.{which}"], atol=1e-6), which
-
+    ctx, pooled, vae, stored = run_conditioning()
     h, w, steps, cfg, strength = 8, 6, 4, 2.0, 0.8
     picture = load_picture(PICTURE)
     assert picture.shape == (1, 3, 2 * h, 2 * w)

@@ -199,7 +199,10 @@ def draw_hint(width, height, path):
     return save_png(np.array(img), path)
 
 
-def run(transformer, controlnet, depth, g):
+def run_conditioning():
+    """make_sd3_data.py's run's two prompts encoded by tiny/'s towers (checked
+    against its goldens): (context, pooled) by "positive" and "negative",
+    tiny/'s VAE and those goldens."""
     stored = load_file(f"{HERE}/run.golden.safetensors")
     te_l = CLIPTextModelWithProjection.from_pretrained(f"{TINY}/text_encoder").eval()
     te_g = CLIPTextModelWithProjection.from_pretrained(f"{TINY}/text_encoder_2").eval()
@@ -212,7 +215,11 @@ def run(transformer, controlnet, depth, g):
         ctx[which], pooled[which], _, _, _ = encode(te_l, te_g, t5, tok, l_ids, text)
         assert torch.allclose(ctx[which], stored[f"run.context.{which}"], atol=1e-6), which
         assert torch.allclose(pooled[which], stored[f"run.pooled.{which}"], atol=1e-6), which
+    return ctx, pooled, vae, stored
 
+
+def run(transformer, controlnet, depth, g):
+    ctx, pooled, vae, stored = run_conditioning()
     h, w, steps, cfg, strength = 8, 6, 4, 2.0, 0.8
     picture = draw_hint(2 * w, 2 * h, f"{OUT}/hint_{2 * w}x{2 * h}.png")
     fitted = comfy_fit(picture, 2 * w, 2 * h)  # the latent's size times the VAE's factor 2
