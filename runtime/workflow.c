@@ -1632,7 +1632,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = ksampler(r, n, c[8] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "RepeatLatentBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
-    else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetInpaintingAliMamaApply") == 0)
+    else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
+             strcmp(c, "ControlNetInpaintingAliMamaApply") == 0) /* ApplySD3: Advanced's deprecated SD3 name */
         st = controlnet_apply(r, n, c[10] == 'I');
     else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
         st = vae_encode(r, n, c[9] != '\0');

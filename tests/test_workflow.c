@@ -248,6 +248,9 @@ static void flux_from_separate_files(void **state)
 #define SD3_RUN(loaders, clip) SD3_RUN_WITH(loaders, clip, "", "[\"13\", 0]")
 /* the same with more nodes and another MODEL into KSampler */
 #define SD3_RUN_WITH(loaders, clip, extra, model)                                                                     \
+    SD3_RUN_CONDITIONED(loaders, clip, extra, model, "[\"30\", 0]", "[\"31\", 0]")
+/* and other conditioning into it */
+#define SD3_RUN_CONDITIONED(loaders, clip, extra, model, positive, negative)                                          \
     "{" loaders ", " extra                                                                                            \
     "\"30\": {\"class_type\": \"CLIPTextEncodeSD3\", \"inputs\": {\"clip_l\": \"" FLUX_PROMPT "\", \"clip_g\": \""       \
     FLUX_PROMPT "\", \"t5xxl\": \"" FLUX_PROMPT "\", \"empty_padding\": \"none\", \"clip\": " clip "}}, "                 \
@@ -255,10 +258,21 @@ static void flux_from_separate_files(void **state)
     "\"13\": {\"class_type\": \"ModelSamplingSD3\", \"inputs\": {\"shift\": 3, \"model\": [\"4\", 0]}}, "            \
     "\"5\": {\"class_type\": \"EmptySD3LatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, \"batch_size\": 1}}, " \
     "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 4, \"cfg\": 2, \"sampler_name\": "     \
-    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": " model ", \"positive\": [\"30\", 0], "              \
-    "\"negative\": [\"31\", 0], \"latent_image\": [\"5\", 0]}}, "                                                      \
+    "\"euler\", \"scheduler\": \"simple\", \"denoise\": 1, \"model\": " model ", \"positive\": " positive ", "               \
+    "\"negative\": " negative ", \"latent_image\": [\"5\", 0]}}, "                                                       \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "             \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
+
+/* tests/data/sd3/controlnet_sd35's ControlNet on its picture through ControlNetApplySD3 "40" (0.8 over the first
+   60 %) */
+#define SD35_CONTROL_NODES                                                                                            \
+    "\"41\": {\"class_type\": \"ControlNetLoader\", \"inputs\": {\"control_net_name\": \"" KILN_TEST_DATA             \
+    "/sd3/controlnet_sd35/sd3.5-tiny-controlnet-depth.safetensors\"}}, "                                               \
+    "\"42\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                                 \
+    "/sd3/controlnet/hint_12x16.png\"}}, "                                                                             \
+    "\"40\": {\"class_type\": \"ControlNetApplySD3\", \"inputs\": {\"strength\": 0.8, \"start_percent\": 0, "            \
+    "\"end_percent\": 0.6, \"positive\": [\"30\", 0], \"negative\": [\"31\", 0], \"control_net\": [\"41\", 0], "      \
+    "\"image\": [\"42\", 0], \"vae\": [\"4\", 2]}}, "
 
 #define SD3_CHECKPOINT "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" SD3_FILE "\"}}"
 
@@ -288,6 +302,11 @@ static void sd3_nodes(void **state)
                                "\"end_percent\": 0.6, \"rescaling_scale\": 0.5, \"model\": [\"13\", 0]}}, ",
                                "[\"14\", 0]"),
                   &sd3, "sd3/slg.golden.safetensors", "slg_rescaled.image");
+    /* an SD 3.5 ControlNet of Stability's kind through ControlNetApplySD3 (ControlNetApplyAdvanced's deprecated
+       SD3 name, still in saved workflows): the restated run's picture */
+    check_picture(SD3_RUN_CONDITIONED(SD3_CHECKPOINT, "[\"4\", 1]", SD35_CONTROL_NODES, "[\"13\", 0]", "[\"40\", 0]",
+                                      "[\"40\", 1]"),
+                  &sd3, "sd3/controlnet_sd35/golden.safetensors", "run.image");
     /* ComfyUI leaves an empty text's tower out under empty_padding "none", which kiln does not do */
     kiln_image *images;
     int count;
