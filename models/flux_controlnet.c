@@ -51,9 +51,9 @@ kiln_status kiln_sd35_control_type(const kiln_checkpoint *ck, int *type)
 }
 
 /* An SD3 ControlNet: InstantX's kind (diffusers' SD3ControlNetModel with a
- * caption side: the transformer's trunk) or Stability's (blocks without
- * one); the hint latent's patch conv (pos_embed_input), a residual linear
- * after each block. */
+ * caption side: the transformer's trunk; an inpainting one's hint has a
+ * mask's channel) or Stability's (blocks without one); the hint latent's
+ * patch conv (pos_embed_input), a residual linear after each block. */
 static kiln_status bind_sd3(kiln_weights *w, const kiln_flux *model, kiln_flux_controlnet *cn)
 {
     const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
@@ -75,7 +75,10 @@ static kiln_status bind_sd3(kiln_weights *w, const kiln_flux *model, kiln_flux_c
                          t->head_dim, t->in_channels, t->pooled_dim, model->hidden, model->head_dim,
                          model->in_channels, model->pooled_dim);
     TRY(kiln_sd35_control_type(ck, &cn->control_type));
-    cn->hint_channels = t->in_channels / 4;
+    /* the latent's channels, and an inpainting one's (InstantX's, Alimama's: 17 wide) mask after them */
+    const kiln_st_tensor *hint_in = kiln_checkpoint_find(ck, "pos_embed_input.proj.weight");
+    cn->concat_mask = caption && hint_in && hint_in->ndim == 4 && hint_in->shape[1] == t->in_channels / 4 + 1;
+    cn->hint_channels = t->in_channels / 4 + cn->concat_mask;
     const tensor *hint_w;
     TRY(KILN_BIND(w, &hint_w, "", "pos_embed_input.proj.weight", t->hidden, cn->hint_channels, 2, 2));
     cn->hint_in_w = *hint_w;

@@ -23,8 +23,9 @@
  * SD3's (diffusers' SD3ControlNetModel) run through the same code:
  * - InstantX's kind: the transformer's trunk, caption side and all, its
  *   pooled input zeroed; the hint latent scaled without the shift through
- *   pos_embed_input; residual k to blocks / n blocks in turn, the last
- *   block none (ComfyUI's).
+ *   pos_embed_input (an inpainting one's, InstantX's or Alimama's, with
+ *   the mask's channel after it, as Alimama's Flux kind); residual k to
+ *   blocks / n blocks in turn, the last block none (ComfyUI's).
  * - Stability's, SD 3.5 Large's blur, canny and depth (its names, read as
  *   diffusers' at open): blocks of the image tokens alone on the
  *   transformer's own patch embedding of the latent plus ComfyUI's sin-cos
@@ -47,7 +48,7 @@ struct kiln_flux_controlnet {
     tensor hint_in_w;     /* the picture's linear over a 2x2 patch of C channels, as a conv (D,C,2,2) */
     const tensor *hint_in_b;
     int hint_channels;    /* C: the latent's 16, and a mask's 1 where concat_mask */
-    bool concat_mask;     /* Alimama's inpainting kind: the hint's last channel is a mask (1 keeps) */
+    bool concat_mask;     /* an inpainting kind (Alimama's; SD3: InstantX's too): the hint's last channel a mask (1 keeps) */
     const tensor *block_w[FLUX_MAX_DOUBLE], *block_b[FLUX_MAX_DOUBLE];   /* (D,D) after each double block */
     const tensor *single_w[FLUX_MAX_SINGLE], *single_b[FLUX_MAX_SINGLE]; /* after each single block */
     const tensor *modes;  /* (nmodes, D) a union model's control types; NULL */

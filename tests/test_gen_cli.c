@@ -512,6 +512,14 @@ static void workflow_round_trip(void **state)
     snprintf(sd3_dir, sizeof sd3_dir, "--models %1$s/sd3 --models %1$s/sd3/controlnet --models "
              "%1$s/sd3/controlnet_sd35", KILN_TEST_DATA);
     workflow_again("sd3_controlnet", flags, sd3_dir);
+    /* an SD3 inpainting ControlNet with its mask: ControlNetInpaintingAliMamaApply */
+    snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --controlnet %1$s/sd3/controlnet/inpaint "
+             "--control-image %1$s/sd3/controlnet/hint_12x16.png --control-mask %1$s/flux/controlnet/mask_16x12.png",
+             KILN_TEST_DATA);
+    snprintf(sd3_dir, sizeof sd3_dir, "--models %1$s/sd3 --models %1$s/sd3/controlnet --models "
+             "%1$s/flux/controlnet", KILN_TEST_DATA);
+    workflow_again_holding("sd3_inpainting_controlnet", flags, sd3_dir,
+                           (const char *const[]){"\"ControlNetInpaintingAliMamaApply\"", "\"LoadImageMask\"", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/flux/controlnet --cfg 1.5 --scheduler simple --ip-adapter "
              "%1$s/flux/controlnet/ip_adapter.safetensors --clip-vision %1$s/ip_adapter/clip_vision_tiny.safetensors "
              "--ip-image %1$s/ip_adapter/picture_251x233.png --ip-weight 0.8 --ip-end 0.6", KILN_TEST_DATA);

@@ -421,6 +421,44 @@ static void controlnet(void **state)
     kiln_backend_free(be);
 }
 
+/* An SD3 inpainting ControlNet (InstantX's and Alimama's kind: a mask's
+ * channel after the latent's; tests/data/sd3/controlnet/inpaint,
+ * make_sd3_controlnet_inpaint_data.py): the transformer with its residuals
+ * against diffusers, and ControlNetInpaintingAliMamaApply's hint of a
+ * picture and a mask restated from ComfyUI. */
+static void inpainting_controlnet(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    char path[4096];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    snprintf(path, sizeof path, "%s", kiln_test_data(CN_DIR "/inpaint"));
+    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    assert_true(cn->flux->concat_mask && !cn->flux->stability);
+    assert_int_equal(cn->flux->hint_channels, 17);
+    parity_check_sd3_controlnet(&(parity_fixture){.tol = TOL}, m, cn, CN_DIR "/inpaint.golden.safetensors");
+
+    kiln_image picture, mask;
+    float *hint;
+    assert_kiln_ok(kiln_image_load(kiln_test_data(CN_DIR "/hint_12x16.png"), &picture));
+    assert_kiln_ok(kiln_image_load(kiln_test_data("flux/controlnet/mask_16x12.png"), &mask));
+    assert_kiln_ok(kiln_control_hint(m, cn, &picture, &mask, 8, 6, &hint));
+    kiln_st_file *c = golden_open(CN_DIR "/inpaint.golden.safetensors");
+    golden want = golden_read(c, "hint_latent");
+    assert_rel_l2_le(hint, want.data, want.count, TOL);
+    golden_free(&want);
+    kiln_st_close(c);
+    free(hint);
+    kiln_image_free(&picture);
+    kiln_image_free(&mask);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* An SD 3.5 ControlNet of Stability's kind (tests/data/sd3/controlnet_sd35,
  * make_sd35_controlnet_data.py: diffusers' SD3ControlNetModel of 2 blocks
  * without a caption side, written in Stability's names, control_type depth),
@@ -521,6 +559,7 @@ int main(void)
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(gguf_file),
         cmocka_unit_test(controlnet),
+        cmocka_unit_test(inpainting_controlnet),
         cmocka_unit_test(controlnet_of_stability),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -175,7 +175,7 @@ static void usage(FILE *to)
             "  --control-type T       a union ControlNet's control type: SetUnionControlNetType's names\n"
             "                         (openpose, depth, canny/lineart/anime_lineart/mlsd, ...) or the\n"
             "                         number the model uses (default auto: none)\n"
-            "  --control-mask FILE    for a Flux inpainting ControlNet (Alimama's): where to repaint (red\n"
+            "  --control-mask FILE    for an inpainting ControlNet (Flux's or SD3's): where to repaint (red\n"
             "                         channel, white repaints), as ControlNetInpaintingAliMamaApply\n"
             "  --control-start P --control-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1); these,\n"
@@ -1024,10 +1024,13 @@ static bool print_controlnet_info(const char *path)
             printf("for          sd3.5, Stability's kind (%s): the picture's latent, %d blocks without a caption "
                    "side\n", control_type >= 0 && control_type < 3 ? control_types[control_type] : "no preprocessing",
                    count_flux_residuals(ck, "controlnet_blocks"));
-        else if (sd3) /* an SD3 ControlNet: joint blocks alone */
-            printf("for          sd3, InstantX's kind: the picture's latent, %d joint blocks\n",
+        else if (sd3) { /* an SD3 ControlNet: joint blocks alone; an inpainting one reads a mask's channel too */
+            const kiln_st_tensor *patches = kiln_checkpoint_find(ck, "pos_embed_input.proj.weight");
+            printf("for          sd3, InstantX's kind: %s, %d joint blocks\n",
+                   patches->ndim == 4 && patches->shape[1] == 17 ? "the masked picture's latent and the mask"
+                                                                : "the picture's latent", /* 16 channels and a mask */
                    count_flux_residuals(ck, "controlnet_blocks"));
-        else
+        } else
             printf("for          flux, %s kind: %s, %d double and %d single blocks\n",
                    pixels ? "XLabs'" : inpainting ? "Alimama's inpainting" : "InstantX's",
                    pixels ? "the picture through a hint encoder"

@@ -72,6 +72,8 @@ expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tin
 expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/flux/controlnet/xlabs.safetensors" "for          flux, XLabs' kind: the picture through a hint encoder, 2 double and 0 single blocks"
 expect_info "$data/sd3/controlnet/instantx" "for          sd3, InstantX's kind: the picture's latent, 3 joint blocks"
+expect_info "$data/sd3/controlnet/inpaint" \
+    "for          sd3, InstantX's kind: the masked picture's latent and the mask, 3 joint blocks"
 expect_info "$data/sd3/controlnet_sd35/sd3.5-tiny-controlnet-depth.safetensors" \
     "for          sd3.5, Stability's kind (depth): the picture's latent, 2 blocks without a caption side"
 expect_info "$data/flux/controlnet/instantx" "union        3 control types"

@@ -226,6 +226,13 @@ static void sd3_controlnet_f32(void **s)
     check_sd3_controlnet("sd3/controlnet/instantx", "sd3/controlnet/golden.safetensors");
 }
 
+/* An SD3 inpainting ControlNet: a hint of 17 channels, the mask's last */
+static void sd3_inpainting_controlnet_f32(void **s)
+{
+    (void)s;
+    check_sd3_controlnet("sd3/controlnet/inpaint", "sd3/controlnet/inpaint.golden.safetensors");
+}
+
 /* An SD 3.5 ControlNet of Stability's kind: blocks without a caption side
  * on the transformer's patch embedding and ComfyUI's positions */
 static void sd35_controlnet_f32(void **s)
@@ -371,7 +378,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
         cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32),
         cmocka_unit_test(sd3_f32), cmocka_unit_test(sd3_f16), cmocka_unit_test(sd3_controlnet_f32),
-        cmocka_unit_test(sd35_controlnet_f32),
+        cmocka_unit_test(sd3_inpainting_controlnet_f32), cmocka_unit_test(sd35_controlnet_f32),
         cmocka_unit_test(txt2img_run),
         cmocka_unit_test(ops_timed_by_the_device),
     };
