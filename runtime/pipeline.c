@@ -645,8 +645,8 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     const bool latent = cn && cn->flux && !cn->flux->pixel_hint;
     const bool concat_mask = latent && cn->flux->concat_mask;
     if (mask && !concat_mask)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "a mask for a ControlNet that reads none (an inpainting one of "
-                         "Alimama's kind does)");
+        return kiln_fail(KILN_ERR_INVALID_ARG, "a mask for a ControlNet that reads none (an inpainting one, "
+                         "Alimama's Flux or SD3 kind, does)");
     const int scale = latent ? kiln_vae_factor(m->vae.config) : 8;
     kiln_image kept = {0}, fitted;
     if (mask) TRY(masked_picture(img, mask, &kept));

@@ -320,7 +320,8 @@ typedef struct kiln_control_apply {
     /* SetUnionControlNetType on a union ControlNet: "openpose", "depth", ..., "repaint" (ComfyUI's names) or
        the number its model uses; NULL or "auto": none */
     const char *union_type;
-    /* ControlNetInpaintingAliMamaApply, for an inpainting ControlNet of Alimama's kind (17 channels): where to
+    /* ControlNetInpaintingAliMamaApply, for an inpainting ControlNet (Flux's of Alimama's kind, SD3's of
+       InstantX's and Alimama's: a latent of 17 channels): where to
        repaint (its red channel: white repaints; stretched to the picture); that part of the hint black, the mask
        its last channel. NULL: ControlNetApplyAdvanced (such a ControlNet then reads all of the picture) */
     const kiln_image *mask;
