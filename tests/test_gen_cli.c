@@ -965,6 +965,55 @@ static void hires_run(void **state)
     kiln_backend_free(be);
 }
 
+/* gen --prompts: each line (comments and blank lines skipped) its own
+ * run on the model loaded once, line i with seed + i, the files numbered
+ * on across the lines and batches; with the hires fix, each line's run
+ * starts again at the base size: the second line's pictures are a plain
+ * run's with its prompt and seed, pixel for pixel, its PNG records them,
+ * and --json gives a line per prompt. */
+static void prompts_run(void **state)
+{
+    (void)state;
+#define PROMPTS_HIRES "--hires-scale 1.5 --hires-steps 2 --hires-denoise 0.6 --hires-method bilinear"
+    char path[4096], cmd[8192], text[16384];
+    snprintf(path, sizeof path, "%s/prompts.txt", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# the lines to run\na blue square\n\na red circle  \n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/gen --model %s --prompts %s %s --width 16 --height 16 --steps 3 --seed 4 --batch 2 --json "
+             "--output %s/prompts.png > %s/prompts.json 2> %s/prompts.log",
+             KILN_BINARY_DIR, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), path, PROMPTS_HIRES, tmpdir,
+             tmpdir, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    size_t count;
+    free(gen_latent("prompts_single", PROMPTS_HIRES " --batch 2", &count)); /* 'a red circle', seed 5 */
+    kiln_image got, want;
+    for (int b = 0; b < 2; b++) {
+        char name[64];
+        snprintf(name, sizeof name, "prompts_%05d", 3 + b);
+        check_output(name, 24, 24, "parameters", text, sizeof text, &got);
+        assert_non_null(strstr(text, "a red circle"));
+        assert_non_null(strstr(text, "Seed: 5,"));
+        snprintf(name, sizeof name, "prompts_single_%05d", 1 + b);
+        check_output(name, 24, 24, "parameters", text, sizeof text, &want);
+        assert_memory_equal(got.pixels, want.pixels, (size_t)3 * 24 * 24);
+        kiln_image_free(&got);
+        kiln_image_free(&want);
+    }
+    check_output("prompts_00001", 24, 24, "parameters", text, sizeof text, NULL);
+    assert_non_null(strstr(text, "a blue square"));
+    assert_non_null(strstr(text, "Seed: 4,"));
+    snprintf(path, sizeof path, "%s/prompts.json", tmpdir);
+    read_text(path, text, sizeof text);
+    const char *second = strchr(text, '\n');
+    assert_non_null(second);
+    assert_non_null(strstr(text, "\"files\":[\""));
+    assert_non_null(strstr(second, "prompts_00003.png\",\""));
+    assert_non_null(strstr(second, "\"seed\":5,"));
+}
+
 /* gen on an SD 2.x model: its own text layer (the penultimate) and
  * prediction (v) unless told, as the library samples them; --clip-skip 1
  * and --prediction eps change the picture and are recorded as ComfyUI's
@@ -1203,6 +1252,7 @@ int main(void)
         cmocka_unit_test(outpaint_run),
         cmocka_unit_test(pix2pix_run),
         cmocka_unit_test(hires_run),
+        cmocka_unit_test(prompts_run),
         cmocka_unit_test(upscale_run),
         cmocka_unit_test(sd2_run),
         cmocka_unit_test(sdxl_run),

@@ -70,6 +70,7 @@ typedef struct unit_values {
 
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
+    const char *prompts_file; /* --prompts: one prompt a line, each run in turn on the model loaded once */
     const char *init_image, *init_noise, *save_latent, *info;
     const char *mask, *upscale_model;
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
@@ -149,6 +150,9 @@ static void usage(FILE *to)
             "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
             "                         strength C (default 1, C = S); repeatable\n"
             "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
+            "  --prompts FILE         one prompt a line (blank lines and lines starting with # skipped), each\n"
+            "                         run in turn on the model loaded once, line i (from 0) with seed + i;\n"
+            "                         the files numbered on across the lines (OUT_00001.png, ...)\n"
             "  --negative-prompt TEXT\n"
             "  --width W --height H   pixels (default 512, SDXL 1024, or the model's native size)\n"
             "  --steps N              sampling steps (default 20)\n"
@@ -506,9 +510,10 @@ static int parse(int argc, char **argv, gen_options *o)
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
-           O_SLG_START, O_SLG_END, O_SLG_RESCALE };
+           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
+        {"prompts", required_argument, 0, O_PROMPTS},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -564,6 +569,7 @@ static int parse(int argc, char **argv, gen_options *o)
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->prompt = optarg; break;
+        case O_PROMPTS: o->prompts_file = optarg; break;
         case O_NEG: o->negative = optarg; break;
         case O_PROMPT_L: o->prompt_l = optarg; break;
         case O_NEGATIVE_L: o->negative_l = optarg; break;
@@ -787,9 +793,14 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->info || o->list_devices) return 0;
-    if (o->workflow && (o->prompt || o->model)) {
+    if (o->workflow && (o->prompt || o->prompts_file || o->model)) {
         fprintf(stderr, "gen: --workflow %s carries its own prompts, models and settings: give it with --output, "
-                        "--models and the backend's flags, without --%s\n", o->workflow, o->prompt ? "prompt" : "model");
+                        "--models and the backend's flags, without --%s\n", o->workflow,
+                o->prompt ? "prompt" : o->prompts_file ? "prompts" : "model");
+        return 2;
+    }
+    if (o->prompt && o->prompts_file) {
+        fprintf(stderr, "gen: give --prompt (one prompt) or --prompts FILE (one a line), not both\n");
         return 2;
     }
     if (o->workflow && (o->parts.vae || o->parts.text_encoders[0] || o->parts.weight_dtype)) {
@@ -802,8 +813,8 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --models is where a --workflow's files are looked up; there is no --workflow\n");
         return 2;
     }
-    if (!o->prompt && !o->workflow) {
-        fprintf(stderr, "gen: --prompt is required\n");
+    if (!o->prompt && !o->prompts_file && !o->workflow) {
+        fprintf(stderr, "gen: --prompt (or --prompts FILE) is required\n");
         usage(stderr);
         return 2;
     }
@@ -1498,6 +1509,196 @@ static int run_workflow(const gen_options *o, kiln_backend *be)
     return rc;
 }
 
+/* What every prompt's run shares: the model and what was loaded for it. */
+typedef struct render_ctx {
+    kiln_model *m;
+    kiln_backend *be;
+    kiln_tokenizer *tok;
+    kiln_control *controls;
+    kiln_upscaler *upscaler;
+    const char *model_name;
+    int clip_skip, model_clip_skip;
+    bool inpaint_unet, pix2pix;
+    double t_start, t_loaded; /* gen's start and the model's loading done */
+} render_ctx;
+
+/* --prompts FILE: its lines but blank ones and # comments, trailing
+ * whitespace cut -> *prompts (malloc'd each), *n. */
+static int read_prompts(const char *path, char ***prompts, int *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "gen: --prompts %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char *line = NULL, **all = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int count = 0, rc = 0;
+    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                           line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#') continue;
+        char **grown = realloc(all, (size_t)(count + 1) * sizeof *grown);
+        if (!grown || !(grown[count] = strdup(line))) {
+            fprintf(stderr, "gen: --prompts %s: out of memory\n", path);
+            rc = 1;
+            if (grown) all = grown;
+            break;
+        }
+        all = grown;
+        count++;
+    }
+    if (!rc && ferror(f)) fprintf(stderr, "gen: --prompts %s: %s\n", path, strerror(errno)), rc = 2;
+    if (!rc && count == 0) fprintf(stderr, "gen: --prompts %s: no prompt in it (blank lines and # comments)\n", path),
+                           rc = 2;
+    free(line);
+    fclose(f);
+    if (rc) {
+        for (int i = 0; i < count; i++) free(all[i]);
+        free(all);
+        return rc;
+    }
+    *prompts = all;
+    *n = count;
+    return 0;
+}
+
+/* One prompt's images (o and job the run's own: the hires fix changes
+ * them): the conditioning (and --redux), the sampling (refiner, hires fix),
+ * the decode and the files, numbered from `first` of `total`; timed from
+ * gen's start for the first run (its line reports the model's loading),
+ * from its own for the others. */
+static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, int first, int total, bool first_run)
+{
+    kiln_model *m = c->m;
+    const double t_start = first_run ? c->t_start : now_s(), t_loaded = first_run ? c->t_loaded : t_start;
+    int rc;
+    if ((rc = fit_hints(m, o, c->controls, job->latent_h, job->latent_w))) return rc;
+    kiln_conditioning pos, neg;
+    if (encode_prompt(m, c->tok, o->prompt, o->prompt_l, c->clip_skip, &pos) != KILN_OK) return fail("--prompt");
+    if (encode_prompt(m, c->tok, o->negative, o->negative_l, c->clip_skip, &neg) != KILN_OK)
+        return fail("--negative-prompt");
+    for (int i = 0; i < o->nstyles; i++)
+        if ((rc = apply_redux(m, c->be, &o->styles[i], &pos))) return rc;
+    double t_text = now_s();
+
+    progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
+    job->progress = show_progress;
+    job->progress_ctx = &prog;
+    float *latent = NULL, *decoded = NULL;
+    if (o->sdxl_given || o->aesthetic_given || o->prompt_l || o->negative_l) { /* the sizes not given spelled out,
+                                                                                for the workflow's CLIPTextEncodeSDXL */
+        kiln_sdxl_cond_fill(&o->sdxl, job->latent_h, job->latent_w);
+        job->sdxl = &o->sdxl;
+        const bool *own = o->negative_sdxl_given;
+        if (own[0] || own[1] || own[2]) {
+            kiln_sdxl_cond n = o->sdxl;
+            if (own[0]) n.width = o->negative_sdxl.width, n.height = o->negative_sdxl.height;
+            if (own[1]) n.crop_w = o->negative_sdxl.crop_w, n.crop_h = o->negative_sdxl.crop_h;
+            if (own[2]) n.target_width = o->negative_sdxl.target_width, n.target_height = o->negative_sdxl.target_height;
+            o->negative_sdxl = n;
+            job->negative_sdxl = &o->negative_sdxl;
+        }
+    }
+    if (o->refiner) job->last_step = refiner_step(o), job->leftover_noise = true;
+    if (kiln_ksample(m, job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
+    if (o->refiner && (rc = refiner_pass(o, c->be, o->clip_skip, job, &latent))) return rc;
+    const int first_width = o->width, first_height = o->height;
+    if (o->hires_scale && (rc = hires_pass(m, o, job, c->controls, &pos, &neg, &latent))) return rc;
+    const int64_t latent_shape[4] = {o->batch, kiln_model_latent_channels(m), job->latent_h, job->latent_w};
+    double t_sampled = now_s();
+    if ((o->vae_tile ? kiln_vae_decode_latent_tiled(m, latent, o->batch, job->latent_h, job->latent_w, o->vae_tile,
+                                                    o->vae_tile_overlap, &decoded)
+                     : kiln_vae_decode_latent(m, latent, o->batch, job->latent_h, job->latent_w, &decoded)) != KILN_OK)
+        return fail("VAE decode");
+    double t_decoded = now_s();
+
+    if (o->save_latent) {
+        kiln_st_entry e = {"latent", KILN_F32, 4, {latent_shape[0], latent_shape[1], latent_shape[2], latent_shape[3]},
+                           latent};
+        if (kiln_st_write(o->save_latent, &e, 1, NULL, 0) != KILN_OK) return fail("--save-latent");
+    }
+
+    kiln_upscaler *upscaler = c->upscaler;
+    kiln_run_info run = {.model = c->model_name, .parts = &o->parts, .family = m->info.family, .prompt = o->prompt,
+                         .negative_prompt = o->negative,
+                         .prompt_l = o->prompt_l, .negative_prompt_l = o->negative_l, .steps = o->steps,
+                         .sampler = o->sampler, .scheduler = o->scheduler, .cfg = o->cfg, .seed = o->seed,
+                         .flux_guidance = o->guidance,
+                         .width = first_width, .height = first_height, .batch_size = o->batch,
+                         .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
+                         .prediction = o->prediction,
+                         .denoise = o->denoise, .init_image = o->init_image, .loras = o->loras, .nloras = o->nloras,
+                         .mask = o->mask, .outpaint = o->outpaint_given ? &o->outpaint : NULL,
+                         .inpaint_model = c->inpaint_unet, .instruct_pix2pix = c->pix2pix,
+                         .inpaint_conditioning = c->inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
+                         .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,
+                         .controls = o->controls, .ncontrols = o->ncontrols,
+                         .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
+                         .styles = o->styles, .nstyles = o->nstyles, .references = o->references,
+                         .nreferences = o->nreferences, .reference_method = o->reference_method,
+                         .sdxl = job->sdxl, .negative_sdxl = job->negative_sdxl,
+                         .hires_scale = o->hires_scale, .hires_steps = o->hires_steps,
+                         .hires_denoise = o->hires_denoise, .hires_method = kiln_resample_name(o->hires_method),
+                         .upscale_model = o->upscale_model, .vae_tile = o->vae_tile,
+                         .vae_tile_overlap = o->vae_tile_overlap, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
+                         .refiner = o->refiner, .refiner_switch = o->refiner_switch,
+                         .refiner_step = o->refiner ? refiner_step(o) : 0,
+                         .version = kiln_version()};
+    char *workflow;
+    if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
+    char names[KILN_MAX_BATCH][4096];
+    kiln_status st = KILN_OK;
+    for (int b = 0; b < o->batch && st == KILN_OK; b++) {
+        kiln_image img;
+        char *parameters;
+        output_name(o->output, first + b, total, names[b], sizeof names[b]);
+        const float *pixels = decoded + (size_t)b * 3 * o->width * o->height;
+        if (upscaler ? upscale(upscaler, o, pixels, &img) : kiln_image_from_decoded(pixels, o->height, o->width, &img))
+            return fail(upscaler ? "--upscale-model" : "image");
+        if (kiln_metadata_parameters(&run, b, &parameters) != KILN_OK) return fail("metadata");
+        kiln_png_text text[2] = {{"parameters", parameters}, {"prompt", workflow}};
+        st = kiln_image_save(names[b], &img, text, 2);
+        free(parameters);
+        kiln_image_free(&img);
+    }
+    free(workflow);
+    free(latent);
+    free(decoded);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    if (st != KILN_OK) return fail("--output");
+    if (upscaler) {
+        o->width *= kiln_upscaler_scale(upscaler);
+        o->height *= kiln_upscaler_scale(upscaler);
+    }
+    double t_end = now_s();
+
+    if (o->json) {
+        printf("{\"files\":[");
+        for (int b = 0; b < o->batch; b++) {
+            printf("%s\"", b ? "," : "");
+            for (const char *ch = names[b]; *ch; ch++) /* JSON string escaping */
+                (*ch == '"' || *ch == '\\') ? printf("\\%c", *ch) : (unsigned char)*ch < 0x20 ? printf("\\u%04x", *ch) : putchar(*ch);
+            printf("\"");
+        }
+        printf("],\"seed\":%" PRIu64 ",\"width\":%d,\"height\":%d,\"steps\":%d,\"backend\":\"%s\","
+               "\"compute\":\"%s\",\"load_s\":%.3f,\"text_encoder_s\":%.3f,\"sampling_s\":%.3f,\"it_per_s\":%.3f,\"vae_decode_s\":%.3f,"
+               "\"total_s\":%.3f}\n",
+               o->seed, o->width, o->height, o->steps, c->be->name, kiln_dtype_name(c->be->compute), t_loaded - t_start,
+               t_text - t_loaded, t_sampled - t_text,
+               (o->steps + (o->hires_scale ? o->hires_steps : 0)) / (t_sampled - t_text), t_decoded - t_sampled,
+               t_end - t_start);
+        fflush(stdout);
+    } else {
+        fprintf(stderr, "gen: wrote %s%s (seed %" PRIu64 ", %.1fs)\n", names[0], o->batch > 1 ? " ..." : "", o->seed,
+                t_end - t_start);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     gen_options o;
@@ -1620,7 +1821,6 @@ int main(int argc, char **argv)
         kiln_union_control_type(c->union_type, &mode); /* checked with the flags */
         controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end, mode};
     }
-    if ((rc = fit_hints(m, &o, controls, job.latent_h, job.latent_w))) return rc;
     job.controls = controls;
     job.ncontrols = o.ncontrols;
     kiln_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS] = {0};
@@ -1635,11 +1835,6 @@ int main(int argc, char **argv)
 
     kiln_tokenizer *tok;
     if (kiln_tokenizer_create_with(o.cleaning, &tok) != KILN_OK) return fail("tokenizer");
-    kiln_conditioning pos, neg;
-    if (encode_prompt(m, tok, o.prompt, o.prompt_l, clip_skip, &pos) != KILN_OK) return fail("--prompt");
-    if (encode_prompt(m, tok, o.negative, o.negative_l, clip_skip, &neg) != KILN_OK) return fail("--negative-prompt");
-    for (int i = 0; i < o.nstyles; i++)
-        if ((rc = apply_redux(m, be, &o.styles[i], &pos))) return rc;
     kiln_latent references[KILN_MAX_REFERENCES] = {0};
     for (int i = 0; i < o.nreferences; i++) {
         kiln_image img;
@@ -1651,114 +1846,20 @@ int main(int argc, char **argv)
     job.references[1] = references;
     job.nreferences[1] = o.nreferences;
     job.reference_methods[1] = o.reference_placement;
-    double t_text = now_s();
 
-    progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
-    job.progress = show_progress;
-    job.progress_ctx = &prog;
-    float *latent = NULL, *decoded = NULL;
-    if (o.sdxl_given || o.aesthetic_given || o.prompt_l || o.negative_l) { /* the sizes not given spelled out, for
-                                                                            the workflow's CLIPTextEncodeSDXL */
-        kiln_sdxl_cond_fill(&o.sdxl, job.latent_h, job.latent_w);
-        job.sdxl = &o.sdxl;
-        const bool *own = o.negative_sdxl_given;
-        if (own[0] || own[1] || own[2]) {
-            kiln_sdxl_cond n = o.sdxl;
-            if (own[0]) n.width = o.negative_sdxl.width, n.height = o.negative_sdxl.height;
-            if (own[1]) n.crop_w = o.negative_sdxl.crop_w, n.crop_h = o.negative_sdxl.crop_h;
-            if (own[2]) n.target_width = o.negative_sdxl.target_width, n.target_height = o.negative_sdxl.target_height;
-            o.negative_sdxl = n;
-            job.negative_sdxl = &o.negative_sdxl;
-        }
+    char **prompts = NULL;
+    int nprompts = 1;
+    if (o.prompts_file && (rc = read_prompts(o.prompts_file, &prompts, &nprompts))) return rc;
+    const render_ctx ctx = {m, be, tok, controls, upscaler, model_name, clip_skip, model_clip_skip, inpaint_unet,
+                            pix2pix, t_start, t_loaded};
+    for (int i = 0; i < nprompts && !rc; i++) { /* each its own copy of the flags and the job: a run changes them */
+        gen_options run = o;
+        kiln_sampling_job run_job = job;
+        if (prompts) run.prompt = prompts[i], run.seed = run_job.seed = o.seed + (uint64_t)i;
+        rc = render(&ctx, &run, &run_job, i * o.batch, nprompts * o.batch, i == 0);
     }
-    if (o.refiner) job.last_step = refiner_step(&o), job.leftover_noise = true;
-    if (kiln_ksample(m, &job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
-    if (o.refiner && (rc = refiner_pass(&o, be, o.clip_skip, &job, &latent))) return rc;
-    const int first_width = o.width, first_height = o.height;
-    if (o.hires_scale && (rc = hires_pass(m, &o, &job, controls, &pos, &neg, &latent))) return rc;
-    latent_shape[2] = job.latent_h, latent_shape[3] = job.latent_w;
-    double t_sampled = now_s();
-    if ((o.vae_tile ? kiln_vae_decode_latent_tiled(m, latent, o.batch, job.latent_h, job.latent_w, o.vae_tile,
-                                                   o.vae_tile_overlap, &decoded)
-                    : kiln_vae_decode_latent(m, latent, o.batch, job.latent_h, job.latent_w, &decoded)) != KILN_OK)
-        return fail("VAE decode");
-    double t_decoded = now_s();
-
-    if (o.save_latent) {
-        kiln_st_entry e = {"latent", KILN_F32, 4, {latent_shape[0], latent_shape[1], latent_shape[2], latent_shape[3]},
-                           latent};
-        if (kiln_st_write(o.save_latent, &e, 1, NULL, 0) != KILN_OK) return fail("--save-latent");
-    }
-
-    kiln_run_info run = {.model = model_name, .parts = &o.parts, .family = m->info.family, .prompt = o.prompt,
-                         .negative_prompt = o.negative,
-                         .prompt_l = o.prompt_l, .negative_prompt_l = o.negative_l, .steps = o.steps,
-                         .sampler = o.sampler, .scheduler = o.scheduler, .cfg = o.cfg, .seed = o.seed,
-                         .flux_guidance = o.guidance,
-                         .width = first_width, .height = first_height, .batch_size = o.batch,
-                         .clip_skip = clip_skip, .model_clip_skip = model_clip_skip,
-                         .prediction = o.prediction,
-                         .denoise = o.denoise, .init_image = o.init_image, .loras = o.loras, .nloras = o.nloras,
-                         .mask = o.mask, .outpaint = o.outpaint_given ? &o.outpaint : NULL,
-                         .inpaint_model = inpaint_unet, .instruct_pix2pix = pix2pix,
-                         .inpaint_conditioning = inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
-                         .differential = o.differential, .skip_layer_guidance = job.skip_layer_guidance,
-                         .controls = o.controls, .ncontrols = o.ncontrols,
-                         .image_prompts = o.image_prompts, .nimage_prompts = o.nimage_prompts,
-                         .styles = o.styles, .nstyles = o.nstyles, .references = o.references,
-                         .nreferences = o.nreferences, .reference_method = o.reference_method,
-                         .sdxl = job.sdxl, .negative_sdxl = job.negative_sdxl,
-                         .hires_scale = o.hires_scale, .hires_steps = o.hires_steps,
-                         .hires_denoise = o.hires_denoise, .hires_method = kiln_resample_name(o.hires_method),
-                         .upscale_model = o.upscale_model, .vae_tile = o.vae_tile,
-                         .vae_tile_overlap = o.vae_tile_overlap, .upscale_by = upscaler ? kiln_upscaler_scale(upscaler) : 0,
-                         .refiner = o.refiner, .refiner_switch = o.refiner_switch,
-                         .refiner_step = o.refiner ? refiner_step(&o) : 0,
-                         .version = kiln_version()};
-    char *workflow;
-    if (kiln_metadata_prompt(&run, &workflow) != KILN_OK) return fail("metadata");
-    char names[KILN_MAX_BATCH][4096];
-    for (int b = 0; b < o.batch; b++) {
-        kiln_image img;
-        char *parameters;
-        output_name(o.output, b, o.batch, names[b], sizeof names[b]);
-        const float *pixels = decoded + (size_t)b * 3 * o.width * o.height;
-        if (upscaler ? upscale(upscaler, &o, pixels, &img) : kiln_image_from_decoded(pixels, o.height, o.width, &img))
-            return fail(upscaler ? "--upscale-model" : "image");
-        if (kiln_metadata_parameters(&run, b, &parameters) != KILN_OK) return fail("metadata");
-        kiln_png_text text[2] = {{"parameters", parameters}, {"prompt", workflow}};
-        st = kiln_image_save(names[b], &img, text, 2);
-        free(parameters);
-        kiln_image_free(&img);
-        if (st != KILN_OK) return fail("--output");
-    }
-    if (upscaler) {
-        o.width *= kiln_upscaler_scale(upscaler);
-        o.height *= kiln_upscaler_scale(upscaler);
-    }
-    double t_end = now_s();
-
-    if (o.json) {
-        printf("{\"files\":[");
-        for (int b = 0; b < o.batch; b++) {
-            printf("%s\"", b ? "," : "");
-            for (const char *c = names[b]; *c; c++) /* JSON string escaping */
-                (*c == '"' || *c == '\\') ? printf("\\%c", *c) : (unsigned char)*c < 0x20 ? printf("\\u%04x", *c) : putchar(*c);
-            printf("\"");
-        }
-        printf("],\"seed\":%" PRIu64 ",\"width\":%d,\"height\":%d,\"steps\":%d,\"backend\":\"%s\","
-               "\"compute\":\"%s\",\"load_s\":%.3f,\"text_encoder_s\":%.3f,\"sampling_s\":%.3f,\"it_per_s\":%.3f,\"vae_decode_s\":%.3f,"
-               "\"total_s\":%.3f}\n",
-               o.seed, o.width, o.height, o.steps, be->name, kiln_dtype_name(be->compute), t_loaded - t_start, t_text - t_loaded,
-               t_sampled - t_text, (o.steps + (o.hires_scale ? o.hires_steps : 0)) / (t_sampled - t_text),
-               t_decoded - t_sampled, t_end - t_start);
-    } else {
-        fprintf(stderr, "gen: wrote %s%s (seed %" PRIu64 ", %.1fs)\n", names[0], o.batch > 1 ? " ..." : "", o.seed,
-                t_end - t_start);
-    }
-    free(workflow);
-    free(latent);
-    free(decoded);
+    for (int i = 0; prompts && i < nprompts; i++) free(prompts[i]);
+    free(prompts);
     free(noise);
     free(init_latent);
     free(image_latent);
@@ -1773,10 +1874,8 @@ int main(int argc, char **argv)
         kiln_ip_adapter_free((kiln_ip_adapter *)image_prompts[i].adapter);
     }
     kiln_upscaler_free(upscaler);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
     kiln_tokenizer_free(tok);
     kiln_model_free(m);
     kiln_backend_free(be);
-    return 0;
+    return rc;
 }
