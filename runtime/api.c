@@ -509,8 +509,16 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
 {
     if (!m || !params || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_ksampler: no model, parameters or place");
     *out = (kiln_latent){0};
-    TRY(check_conditioning(m, "positive", positive));
-    TRY(check_conditioning(m, "negative", negative));
+    const kiln_conditioning_part *parts[2] = {params->negative_parts, params->positive_parts};
+    const int nparts[2] = {params->negative_part_count, params->positive_part_count};
+    for (int side = 0; side < 2; side++) {
+        const char *which = side ? "positive" : "negative";
+        if (nparts[side] < 0 || nparts[side] > KILN_MAX_PROMPT_PARTS || (nparts[side] && !parts[side]))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %d parts of the %s prompt: 0..%d, and given",
+                             nparts[side], which, KILN_MAX_PROMPT_PARTS);
+        for (int i = 0; i < nparts[side]; i++) TRY(check_conditioning(m, which, parts[side][i].cond));
+        if (!nparts[side]) TRY(check_conditioning(m, which, side ? positive : negative));
+    }
     TRY(check_latent(m, "ksampler", latent_image));
     if (!params->sampler_name || !params->scheduler)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: no sampler or scheduler name");
@@ -527,7 +535,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .flux_guidance = (float)params->flux_guidance,
                              .negative_flux_guidance = (float)params->negative_flux_guidance,
                              .differential = (float)params->differential_diffusion,
-                             .skip_layer_guidance = params->skip_layer_guidance};
+                             .skip_layer_guidance = params->skip_layer_guidance,
+                             .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
     if (slg && (slg->double_count < 0 || slg->single_count < 0 || (slg->double_count && !slg->double_layers) ||
                 (slg->single_count && !slg->single_layers)))

@@ -375,13 +375,122 @@ static kiln_status set_edit_latent(const kiln_model *m, kiln_denoiser *d, const 
     return kiln_denoiser_set_concat(d, *owned);
 }
 
-kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
-                         const kiln_conditioning *negative, float **latent)
+/* One (positive, negative) pair of the job's prompts: its denoiser and
+ * what it owns. */
+typedef struct {
+    kiln_denoiser d;
+    bool made;
+    float *context, *adm, *edit_in;
+} prompt_pair;
+
+static void prompt_pair_free(prompt_pair *p)
 {
-    const int C = kiln_model_latent_channels(m), dim = kiln_model_context_dim(m);
+    if (p->made) kiln_denoiser_free(&p->d);
+    free(p->context);
+    free(p->adm);
+    free(p->edit_in);
+    *p = (prompt_pair){0};
+}
+
+/* The denoiser of the job on one positive and one negative prompt; blend
+ * the inpainting job's mask, latent and noise (NULL: none). */
+static kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, const kiln_model_sampling *ms,
+                                    const kiln_conditioning *positive, const kiln_conditioning *negative,
+                                    const kiln_inpaint_mask *blend, prompt_pair *p)
+{
+    const int dim = kiln_model_context_dim(m);
     if (positive->dim != dim || negative->dim != positive->dim)
         return kiln_fail(KILN_ERR_INVALID_ARG, "conditioning width %d does not match the model's %d", positive->dim,
                          dim);
+    /* ComfyUI repeats conditionings of different lengths to their least
+     * common multiple for a UNet; a DiT reads each at its own length */
+    const int tokens =
+        kiln_model_is_dit(m) ? 0 : positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
+    if (tokens && !(p->context = malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    if (p->context) put_repeated(put_repeated(p->context, negative, tokens, job->batch), positive, tokens, job->batch);
+    if (!kiln_model_is_dit(m)) TRY(kiln_adm_rows(m, job, positive, negative, &p->adm));
+    TRY(kiln_denoiser_init(&p->d, m, ms, job->batch, job->latent_h, job->latent_w, job->cfg, p->context, tokens));
+    p->made = true;
+    kiln_denoiser *d = &p->d;
+    d->adm = p->adm;
+    d->guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
+    d->guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
+    const kiln_inpaint *inpaint = job->inpaint;
+    if (kiln_model_is_dit(m)) TRY(kiln_denoiser_set_captions(d, negative, positive));
+    if (inpaint) TRY(kiln_denoiser_set_inpaint(d, blend));
+    if (inpaint && inpaint->concat_latent) TRY(set_fill_concat(m, d, inpaint, &p->edit_in));
+    if (job->edit_latent) TRY(set_edit_latent(m, d, job->edit_latent, &p->edit_in));
+    if (job->ncontrols) TRY(kiln_denoiser_set_controls(d, job->controls, job->ncontrols));
+    if (job->nimage_prompts) TRY(kiln_denoiser_set_image_prompts(d, job->image_prompts, job->nimage_prompts));
+    for (int which = 0; which < 2; which++)
+        if (job->nreferences[which])
+            TRY(kiln_denoiser_set_references(d, which, job->references[which], job->nreferences[which],
+                                             job->reference_methods[which]));
+    if (job->skip_layer_guidance) TRY(kiln_denoiser_set_skip_layer_guidance(d, job->skip_layer_guidance));
+    return KILN_OK;
+}
+
+/* The job's prompts as parts over the sampling (ConditioningSetTimestepRange,
+ * ConditioningCombine): a denoiser for each pair of a positive and a
+ * negative part, each part's sigmas [lo, hi]. */
+typedef struct {
+    prompt_pair *pairs; /* [positive part][negative part] */
+    int nparts[2];      /* negative, positive */
+    float *hi[2], *lo[2];
+    float *sum;         /* (n) */
+    size_t n;
+} prompt_parts;
+
+/* A step on the parts whose sigmas hold it: the denoised latent of each
+ * pair of them averaged (the guidance being linear in both predictions,
+ * that is ComfyUI's average of each side's predictions, then the
+ * guidance). */
+static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, float *denoised)
+{
+    const prompt_parts *pp = ctx;
+    int active[2][KILN_MAX_PROMPT_PARTS], nactive[2] = {0, 0};
+    for (int side = 0; side < 2; side++) {
+        for (int i = 0; i < pp->nparts[side]; i++)
+            if (sigma <= pp->hi[side][i] && sigma >= pp->lo[side][i]) active[side][nactive[side]++] = i;
+        if (!nactive[side])
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: none of the %s prompt's parts (ConditioningSetTimestep"
+                             "Range) holds the step at sigma %g", side ? "positive" : "negative", sigma);
+    }
+    for (int a = 0; a < nactive[1]; a++)
+        for (int b = 0; b < nactive[0]; b++) {
+            prompt_pair *p = &pp->pairs[active[1][a] * pp->nparts[0] + active[0][b]];
+            const bool first = a == 0 && b == 0;
+            TRY(kiln_denoiser_call(&p->d, x, sigma, first ? denoised : pp->sum));
+            for (size_t i = 0; !first && i < pp->n; i++) denoised[i] += pp->sum[i];
+        }
+    const float pairs = (float)(nactive[0] * nactive[1]);
+    for (size_t i = 0; pairs > 1.0f && i < pp->n; i++) denoised[i] /= pairs;
+    return KILN_OK;
+}
+
+kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
+                         const kiln_conditioning *negative, float **latent)
+{
+    /* the prompts as parts: the job's, or the two given over all of the sampling */
+    const kiln_conditioning_part whole[2] = {{negative, 0.0, 1.0}, {positive, 0.0, 1.0}};
+    const kiln_conditioning_part *parts[2];
+    int nparts[2];
+    for (int side = 0; side < 2; side++) {
+        parts[side] = job->nparts[side] ? job->parts[side] : &whole[side];
+        nparts[side] = job->nparts[side] ? job->nparts[side] : 1;
+        if (nparts[side] > KILN_MAX_PROMPT_PARTS)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %d parts of the %s prompt: at most %d", nparts[side],
+                             side ? "positive" : "negative", KILN_MAX_PROMPT_PARTS);
+        for (int i = 0; i < nparts[side]; i++)
+            if (!parts[side][i].cond || !(parts[side][i].start_percent >= 0.0 &&
+                                         parts[side][i].start_percent <= parts[side][i].end_percent &&
+                                         parts[side][i].end_percent <= 1.0))
+                return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s prompt's part %d: %s", side ? "positive" :
+                                 "negative", i + 1, parts[side][i].cond ? "its range must be 0 <= start <= end <= 1"
+                                                                        : "no conditioning");
+    }
+    const int C = kiln_model_latent_channels(m);
     if (job->steps < 1 || job->steps > 10000) return kiln_fail(KILN_ERR_INVALID_ARG, "--steps %d: must be 1..10000", job->steps);
     if (!(job->denoise > 0.0 && job->denoise <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "--denoise %g: must be in (0, 1]", job->denoise);
@@ -413,18 +522,25 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     nsigmas -= (size_t)job->start_step;
 
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
-    /* ComfyUI repeats conditionings of different lengths to their least
-     * common multiple for a UNet; a DiT reads each at its own length */
-    int tokens = kiln_model_is_dit(m) ? 0 : positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
-    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL, *adm = NULL;
-    float *edit_in = NULL; /* Flux's picture latent as its concat_cond takes it (process_in); SD's as it is */
+    float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
-    float *context = tokens ? malloc((size_t)2 * job->batch * tokens * positive->dim * sizeof(float)) : NULL;
+    const int npairs = nparts[0] * nparts[1];
+    prompt_parts pp = {calloc((size_t)npairs, sizeof *pp.pairs), {nparts[0], nparts[1]}, {NULL, NULL}, {NULL, NULL},
+                       npairs > 1 ? malloc(n * sizeof(float)) : NULL, n};
+    for (int side = 0; side < 2; side++) {
+        pp.hi[side] = malloc((size_t)nparts[side] * sizeof(float));
+        pp.lo[side] = malloc((size_t)nparts[side] * sizeof(float));
+    }
     kiln_status st = KILN_OK;
-    if (!noise || !x || (tokens && !context)) {
+    if (!noise || !x || !pp.pairs || (npairs > 1 && !pp.sum) || !pp.hi[0] || !pp.hi[1] || !pp.lo[0] || !pp.lo[1]) {
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
         goto done;
     }
+    for (int side = 0; side < 2; side++)
+        for (int i = 0; i < nparts[side]; i++) {
+            pp.hi[side][i] = kiln_percent_to_sigma(&ms, parts[side][i].start_percent);
+            pp.lo[side][i] = kiln_percent_to_sigma(&ms, parts[side][i].end_percent);
+        }
     if (job->disable_noise) {
         memset(noise, 0, n * sizeof(float));
     } else if (job->noise) {
@@ -455,66 +571,49 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         if (inpaint) kiln_inpaint_mask_resize(inpaint, job->latent_h, job->latent_w, mask);
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
-    if (context) put_repeated(put_repeated(context, negative, tokens, job->batch), positive, tokens, job->batch);
-    if (!kiln_model_is_dit(m) && (st = kiln_adm_rows(m, job, positive, negative, &adm)) != KILN_OK) goto done;
 
-    kiln_denoiser d;
-    st = kiln_denoiser_init(&d, m, &ms, job->batch, job->latent_h, job->latent_w, job->cfg, context, tokens);
-    if (st != KILN_OK) goto done;
-    d.adm = adm;
-    d.guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
-    d.guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
     /* DifferentialDiffusion's thresholds run from the schedule's first sigma to its last (the model's least at
        the lowest) */
     const float sigma_to = fmaxf(kiln_sigma_min(&ms), sigmas[nsigmas - 1]);
-    kiln_inpaint_mask blend = {mask, scaled, noise, job->differential, kiln_model_timestep(&ms, sigmas[0]),
-                               kiln_model_timestep(&ms, sigma_to)};
-    if ((kiln_model_is_dit(m) && (st = kiln_denoiser_set_captions(&d, negative, positive)) != KILN_OK) ||
-        (inpaint && (st = kiln_denoiser_set_inpaint(&d, &blend)) != KILN_OK) ||
-        (inpaint && inpaint->concat_latent && (st = set_fill_concat(m, &d, inpaint, &edit_in)) != KILN_OK) ||
-        (job->edit_latent && (st = set_edit_latent(m, &d, job->edit_latent, &edit_in)) != KILN_OK) ||
-        (job->ncontrols && (st = kiln_denoiser_set_controls(&d, job->controls, job->ncontrols)) != KILN_OK) ||
-        (job->nimage_prompts &&
-         (st = kiln_denoiser_set_image_prompts(&d, job->image_prompts, job->nimage_prompts)) != KILN_OK) ||
-        (job->nreferences[0] &&
-         (st = kiln_denoiser_set_references(&d, 0, job->references[0], job->nreferences[0],
-                                            job->reference_methods[0])) != KILN_OK) ||
-        (job->nreferences[1] &&
-         (st = kiln_denoiser_set_references(&d, 1, job->references[1], job->nreferences[1],
-                                            job->reference_methods[1])) != KILN_OK) ||
-        (job->skip_layer_guidance &&
-         (st = kiln_denoiser_set_skip_layer_guidance(&d, job->skip_layer_guidance)) != KILN_OK)) {
-        kiln_denoiser_free(&d);
-        goto done;
-    }
+    const kiln_inpaint_mask blend = {mask, scaled, noise, job->differential, kiln_model_timestep(&ms, sigmas[0]),
+                                     kiln_model_timestep(&ms, sigma_to)};
+    for (int a = 0; a < nparts[1] && st == KILN_OK; a++)
+        for (int b = 0; b < nparts[0] && st == KILN_OK; b++)
+            st = prompt_pair_make(m, job, &ms, parts[1][a].cond, parts[0][b].cond, inpaint ? &blend : NULL,
+                                  &pp.pairs[a * nparts[0] + b]);
+    if (st != KILN_OK) goto done;
     kiln_sample_args args;
     kiln_sample_args_init(&args);
     args.sampler = job->sampler;
     args.sigmas = sigmas;
     args.nsigmas = nsigmas;
     args.n = n;
-    args.denoise = kiln_denoiser_call;
-    args.denoise_ctx = &d;
+    const bool in_parts = job->nparts[0] || job->nparts[1];
+    args.denoise = in_parts ? prompt_parts_call : kiln_denoiser_call;
+    args.denoise_ctx = in_parts ? (void *)&pp : (void *)&pp.pairs[0].d;
     args.seed = job->seed;
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
     args.flow = ms.flow;
     if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
     st = kiln_sample(&args, x);
-    kiln_denoiser_free(&d);
     if (st != KILN_OK) goto done;
     for (size_t i = 0; i < n; i++) x[i] = kiln_vae_latent_out(&m->vae, x[i]);
     *latent = x;
     x = NULL;
 done:
+    for (int i = 0; pp.pairs && i < npairs; i++) prompt_pair_free(&pp.pairs[i]);
+    free(pp.pairs);
+    free(pp.sum);
+    for (int side = 0; side < 2; side++) {
+        free(pp.hi[side]);
+        free(pp.lo[side]);
+    }
     free(sigmas);
     free(noise);
     free(x);
     free(scaled);
     free(mask);
-    free(context);
-    free(adm);
-    free(edit_in);
     return st;
 }
 

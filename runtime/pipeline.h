@@ -113,6 +113,10 @@ typedef struct kiln_sampling_job {
     int nreferences[2];
     kiln_reference_method reference_methods[2];
     const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidance on the model; NULL: none */
+    /* the negative [0] and positive [1] prompts as parts over the sampling (ConditioningSetTimestepRange,
+       ConditioningCombine) in place of kiln_ksample's two; nparts 0: those, over all of it */
+    const kiln_conditioning_part *parts[2];
+    int nparts[2];
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;
@@ -124,8 +128,9 @@ kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, con
                           const kiln_conditioning *negative, float **y);
 
 /* KSampler: from the conditionings (of possibly different lengths: the
- * shorter is repeated to a common length, as ComfyUI does) to the unscaled
- * LATENT (B,4,h,w) that VAEDecode takes; `*latent` is malloc'd. */
+ * shorter is repeated to a common length, as ComfyUI does; or the job's
+ * parts, when it has them) to the unscaled LATENT (B,4,h,w) that VAEDecode
+ * takes; `*latent` is malloc'd. */
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent);
 

@@ -538,7 +538,8 @@ class Advanced(unittest.TestCase):
     def test_sd3(self):
         """Stability's SD3 file with its text encoders (T5's tokenizer beside
         it): the KSampler run of tests/data/sd3 (ComfyUI's code restated);
-        CLIPTextEncodeSD3 with one text thrice is CLIPTextEncode;
+        CLIPTextEncodeSD3 with one text thrice is CLIPTextEncode; a prompt
+        in parts;
         ModelSamplingSD3's own shift is the plain run."""
         sd3 = kiln.load_checkpoint(backend, data("sd3/single/sd3.5-tiny.safetensors"),
                                    tokenizer=data("spm_tokenizer/spiece.model"))
@@ -565,6 +566,13 @@ class Advanced(unittest.TestCase):
         sd3.set_flux_shift(0)
         with self.assertRaises(kiln.KilnError):
             sd3.encode_flux("x", "x")
+        # the negative prompt in two parts meeting at a step's sigma (0.75), both itself: the plain run to the bit
+        # (that step averages two equal predictions); parts with a step none holds are refused
+        halves = [(negative, 0.0, 0.5), (negative, 0.5, 1.0)]
+        self.assertEqual(sd3.ksampler(positive, halves, empty, seed=42, steps=4, cfg=2.0, sampler_name="euler",
+                                      scheduler="simple").to_list(), plain)
+        with self.assertRaises(kiln.KilnError):
+            sd3.ksampler([(positive, 0.2, 1.0)], negative, empty, seed=42, steps=4, cfg=2.0, scheduler="simple")
         # SkipLayerGuidanceSD3 on block 1 over the first half: the restated run's latent
         _, slg = read_safetensors(data("sd3/slg.golden.safetensors"))
         guided = sd3.ksampler(positive, negative, empty, seed=42, steps=4, cfg=2.0, sampler_name="euler",

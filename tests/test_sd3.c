@@ -421,6 +421,69 @@ static void controlnet(void **state)
     kiln_backend_free(be);
 }
 
+/* c's rows and pooled output zeroed (ConditioningZeroOut), a copy. */
+static kiln_conditioning zeroed(const kiln_conditioning *c)
+{
+    kiln_conditioning z = *c;
+    z.data = calloc((size_t)c->tokens * c->dim, sizeof *z.data);
+    z.pooled = calloc((size_t)c->pooled_dim, sizeof *z.pooled);
+    assert_true(z.data && z.pooled);
+    return z;
+}
+
+/* Prompts in parts over the sampling (ConditioningSetTimestepRange,
+ * ConditioningCombine; make_sd3_prompt_parts_data.py): SD3's example
+ * workflows' negative prompt ("" for the first 10 %, zeroed after), and
+ * parts meeting at a step's sigma, whose predictions are averaged there,
+ * against ComfyUI restated; a step no part holds is refused. */
+static void prompt_parts(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_conditioning pos0 = zeroed(&pos), neg0 = zeroed(&neg);
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
+    kiln_st_file *c = golden_open("sd3/prompt_parts.golden.safetensors");
+    static const struct {
+        const char *golden;
+        double pos_split, neg_split; /* the zeroed part from there; pos_split 1: none */
+    } runs[] = {{"example.latent_out", 1.0, 0.1}, {"boundary.latent_out", 0.6, 0.5}};
+    for (int r = 0; r < 2; r++) {
+        const kiln_conditioning_part positive[2] = {{&pos, 0, 1}, {&pos0, runs[r].pos_split, 1}};
+        const kiln_conditioning_part negative[2] = {{&neg, 0, runs[r].neg_split}, {&neg0, runs[r].neg_split, 1}};
+        const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
+                                        .scheduler = "simple", .denoise = 1.0, .positive_parts = positive,
+                                        .positive_part_count = runs[r].pos_split < 1 ? 2 : 1,
+                                        .negative_parts = negative, .negative_part_count = 2};
+        assert_kiln_ok(kiln_ksampler(m, &p, NULL, NULL, &empty, &out));
+        golden want = golden_read(c, runs[r].golden);
+        assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
+        golden_free(&want);
+        kiln_latent_free(&out);
+    }
+    kiln_st_close(c);
+    /* the zeroed negative only from 20 %: the first steps have none */
+    const kiln_conditioning_part gap = {&neg0, 0.2, 1};
+    const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
+                                    .scheduler = "simple", .denoise = 1.0, .negative_parts = &gap,
+                                    .negative_part_count = 1};
+    assert_int_equal(kiln_ksampler(m, &p, &pos, NULL, &empty, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "none of the negative prompt's parts"));
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_conditioning_free(&pos0);
+    kiln_conditioning_free(&neg0);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* An SD3 inpainting ControlNet (InstantX's and Alimama's kind: a mask's
  * channel after the latent's; tests/data/sd3/controlnet/inpaint,
  * make_sd3_controlnet_inpaint_data.py): the transformer with its residuals
@@ -559,6 +622,7 @@ int main(void)
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(gguf_file),
         cmocka_unit_test(controlnet),
+        cmocka_unit_test(prompt_parts),
         cmocka_unit_test(inpainting_controlnet),
         cmocka_unit_test(controlnet_of_stability),
     };

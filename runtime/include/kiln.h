@@ -175,6 +175,18 @@ typedef struct kiln_conditioning {
     int pooled_dim;
 } kiln_conditioning;
 
+/* A prompt over a part of the sampling (ConditioningSetTimestepRange: from
+ * start_percent to end_percent; 0 and 1: all of it). A KSampler given
+ * several for a side (ConditioningCombine) uses at each step those whose
+ * part holds it, their predictions averaged, as ComfyUI does. */
+typedef struct kiln_conditioning_part {
+    const kiln_conditioning *cond;
+    double start_percent, end_percent;
+} kiln_conditioning_part;
+
+/* Parts of one prompt on a sampling */
+#define KILN_MAX_PROMPT_PARTS 8
+
 /* CLIPTextEncode, with ComfyUI's prompt weighting ("(word:1.2)", escapes),
  * on each of the model's text towers. clip_skip: 1 reads the last layer,
  * 2 the one before (CLIPSetLastLayer -2); 0: the model's own default. On a
@@ -474,11 +486,16 @@ typedef struct kiln_ksampler_params {
     int negative_reference_count;
     kiln_reference_method reference_method, negative_reference_method; /* where each prompt's go */
     const kiln_skip_layer_guidance *skip_layer_guidance; /* NULL: none */
+    /* ConditioningSetTimestepRange and ConditioningCombine: the positive and negative prompts as parts over the
+       sampling, in place of kiln_ksampler's positive and negative (then NULL); counts 0: those */
+    const kiln_conditioning_part *positive_parts, *negative_parts;
+    int positive_part_count, negative_part_count;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
  * img2img; kiln_vae_encode_for_inpaint's, whose noise mask keeps what is
- * not masked) to a new latent of the same size, guided by the two prompts.
+ * not masked) to a new latent of the same size, guided by the two prompts
+ * (or params' parts of them).
  * The result has no noise mask. An inpainting model needs a latent with a
  * noise mask, an InstructPix2Pix model an edit_latent. */
 kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,

@@ -46,7 +46,7 @@ import os
 import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
                     c_uint64, c_void_p)
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
@@ -144,6 +144,10 @@ class _SkipLayerGuidance(Structure):
                 ("end_percent", c_double), ("rescaling_scale", c_double)]
 
 
+class _ConditioningPart(Structure):
+    _fields_ = [("cond", POINTER(_Conditioning)), ("start_percent", c_double), ("end_percent", c_double)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -158,7 +162,9 @@ class _KSamplerParams(Structure):
                 ("reference", POINTER(_Latent)), ("reference_count", c_int),
                 ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int),
                 ("reference_method", c_int), ("negative_reference_method", c_int),
-                ("skip_layer_guidance", POINTER(_SkipLayerGuidance))]
+                ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
+                ("positive_parts", POINTER(_ConditioningPart)), ("negative_parts", POINTER(_ConditioningPart)),
+                ("positive_part_count", c_int), ("negative_part_count", c_int)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -603,7 +609,9 @@ class Model(_Handle):
         for this model's UNet."""
         return IPAdapter(_load(_lib.kiln_ip_adapter_load, self, _path(path)), self)
 
-    def ksampler(self, positive: "Conditioning", negative: "Conditioning", latent: "Latent", seed: int = 0,
+    def ksampler(self, positive: Union["Conditioning", Sequence[Tuple["Conditioning", float, float]]],
+                 negative: Union["Conditioning", Sequence[Tuple["Conditioning", float, float]]],
+                 latent: "Latent", seed: int = 0,
                  steps: int = 20, cfg: float = 7.0, sampler_name: str = "euler", scheduler: str = "normal",
                  denoise: float = 1.0,
                  control: Union["ControlApply", Sequence["ControlApply"], None] = None,
@@ -619,7 +627,11 @@ class Model(_Handle):
                  reference_method: str = "offset", negative_reference_method: str = "offset",
                  skip_layer_guidance: Optional["SkipLayerGuidance"] = None) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
-        guided by the two prompts.
+        guided by the two prompts. Either prompt may be given in parts over
+        the sampling, a sequence of (Conditioning, start_percent,
+        end_percent) (ConditioningSetTimestepRange's, ConditioningCombine
+        of them; at most 8): each step uses the parts that hold it, their
+        predictions averaged.
 
         The noise is ComfyUI's for `seed` (0 to 2**64 - 1); sampler_name and
         scheduler are ComfyUI's names ("euler", "dpmpp_2m", ...; "normal",
@@ -711,10 +723,19 @@ class Model(_Handle):
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
+        prompts = []
+        for side, given in (("positive", positive), ("negative", negative)):
+            if isinstance(given, Conditioning):
+                prompts.append(byref(given._c))
+                continue
+            parts = [(c, float(start), float(end)) for c, start, end in given]
+            setattr(params, side + "_parts", (_ConditioningPart * max(len(parts), 1))(*(
+                _ConditioningPart(ctypes.pointer(c._c), start, end) for c, start, end in parts)))
+            setattr(params, side + "_part_count", len(parts))
+            prompts.append(None)
         out = Latent()
         try:
-            _lib.kiln_ksampler(self._ptr(), byref(params), byref(positive._c), byref(negative._c),
-                               byref(latent._c), byref(out._c))
+            _lib.kiln_ksampler(self._ptr(), byref(params), prompts[0], prompts[1], byref(latent._c), byref(out._c))
         except KilnError:
             if callback is not None and callback.exception is not None:
                 raise callback.exception from None
