@@ -92,10 +92,23 @@ typedef struct wf_control {
     const kiln_image *mask; /* ControlNetInpaintingAliMamaApply's; NULL: ControlNetApplyAdvanced */
 } wf_control;
 
+/* A prompt of a CONDITIONING after the first (ConditioningCombine's), over
+ * its part of the sampling. */
+typedef struct wf_part {
+    kiln_conditioning cond;
+    double start, end;
+} wf_part;
+
 typedef struct wf_value {
     wf_kind kind;
     wf_recipe recipe;
     kiln_conditioning cond;
+    /* CONDITIONING: cond's part of the sampling where ranged (ConditioningSetTimestepRange; else all of it), and
+       the prompts ConditioningCombine put after it */
+    bool ranged;
+    double start, end;
+    wf_part parts[KILN_MAX_PROMPT_PARTS - 1];
+    int nparts;
     wf_control controls[KILN_MAX_CONTROLS]; /* the ControlNetApplyAdvanced nodes it went through, in order */
     int ncontrols;
     bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
@@ -703,6 +716,9 @@ static kiln_status style_model_apply(wf_run *r, wf_node *n)
     if (input_of(n, "strength_type")) TRY(text(n, "strength_type", &type));
     if (strcmp(type, "multiply") && !(strcmp(type, "attn_bias") == 0 && strength == 1.0))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "strength_type '%s' at %g (kiln: multiply)", type, strength);
+    if (cond->nparts)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "on prompts ConditioningCombine joined: not yet (kiln adds the "
+                         "picture's tokens to one prompt)");
     TRY(net_of(r, WF_STYLE_MODEL, style->path, NULL, &sm));
     TRY(net_of(r, WF_CLIP_VISION, vision->path, NULL, &cv));
     TRY(copy_conditioning(cond, &n->out[0]));
@@ -971,21 +987,30 @@ static kiln_status set_union_controlnet_type(wf_run *r, wf_node *n)
 }
 
 /* A CONDITIONING carried on through a node that adds to it. */
+/* *to a copy of the conditioning src (rows and pooled output). */
+static kiln_status copy_rows(const kiln_conditioning *src, kiln_conditioning *to)
+{
+    *to = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
+                              src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL, src->pooled_dim};
+    if (!to->data || (src->pooled && !to->pooled)) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    memcpy(to->data, src->data, (size_t)src->tokens * src->dim * sizeof(float));
+    if (src->pooled) memcpy(to->pooled, src->pooled, (size_t)src->pooled_dim * sizeof(float));
+    return KILN_OK;
+}
+
 static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
 {
-    const kiln_conditioning *src = &from->cond;
     *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
                      .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance,
-                     .nreferences = from->nreferences, .reference_method = from->reference_method};
+                     .nreferences = from->nreferences, .reference_method = from->reference_method,
+                     .ranged = from->ranged, .start = from->start, .end = from->end};
     memcpy(to->controls, from->controls, sizeof to->controls);
     memcpy(to->references, from->references, sizeof to->references);
-    to->cond = (kiln_conditioning){malloc((size_t)src->tokens * src->dim * sizeof(float)), src->tokens, src->dim,
-                                   src->pooled ? malloc((size_t)src->pooled_dim * sizeof(float)) : NULL,
-                                   src->pooled_dim};
-    if (!to->cond.data || (src->pooled && !to->cond.pooled))
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    memcpy(to->cond.data, src->data, (size_t)src->tokens * src->dim * sizeof(float));
-    if (src->pooled) memcpy(to->cond.pooled, src->pooled, (size_t)src->pooled_dim * sizeof(float));
+    TRY(copy_rows(&from->cond, &to->cond));
+    for (; to->nparts < from->nparts; to->nparts++) {
+        to->parts[to->nparts] = (wf_part){{0}, from->parts[to->nparts].start, from->parts[to->nparts].end};
+        TRY(copy_rows(&from->parts[to->nparts].cond, &to->parts[to->nparts].cond));
+    }
     return KILN_OK;
 }
 
@@ -1001,6 +1026,13 @@ static bool same_controls(const wf_value *a, const wf_value *b)
             return false;
     }
     return true;
+}
+
+static bool same_extras(const wf_value *a, const wf_value *b)
+{
+    return same_controls(a, b) && a->flux_guidance == b->flux_guidance && !a->nreferences && !b->nreferences &&
+           a->edit == b->edit && a->has_sdxl == b->has_sdxl &&
+           (!a->has_sdxl || memcmp(&a->sdxl, &b->sdxl, sizeof a->sdxl) == 0);
 }
 
 static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked)
@@ -1092,15 +1124,64 @@ static kiln_status reference_latent_method(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
-/* ConditioningZeroOut: the rows and pooled output zeros, the rest kept. */
+/* ConditioningZeroOut: each prompt's rows and pooled output zeros, the rest kept. */
 static kiln_status conditioning_zero_out(wf_run *r, wf_node *n)
 {
     wf_value *cond;
     TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
     TRY(copy_conditioning(cond, &n->out[0]));
-    kiln_conditioning *c = &n->out[0].cond;
-    memset(c->data, 0, (size_t)c->tokens * c->dim * sizeof *c->data);
-    if (c->pooled) memset(c->pooled, 0, (size_t)c->pooled_dim * sizeof *c->pooled);
+    for (int i = 0; i <= n->out[0].nparts; i++) {
+        kiln_conditioning *c = i ? &n->out[0].parts[i - 1].cond : &n->out[0].cond;
+        memset(c->data, 0, (size_t)c->tokens * c->dim * sizeof *c->data);
+        if (c->pooled) memset(c->pooled, 0, (size_t)c->pooled_dim * sizeof *c->pooled);
+    }
+    return KILN_OK;
+}
+
+/* ConditioningSetTimestepRange: every prompt of it over [start, end] of the
+ * sampling. */
+static kiln_status conditioning_set_timestep_range(wf_run *r, wf_node *n)
+{
+    wf_value *cond;
+    double start, end;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(number(n, "start", &start));
+    TRY(number(n, "end", &end));
+    if (!(start >= 0.0 && start <= end && end <= 1.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "start %g and end %g: 0 <= start <= end <= 1", start, end);
+    TRY(copy_conditioning(cond, &n->out[0]));
+    wf_value *v = &n->out[0];
+    v->ranged = true, v->start = start, v->end = end;
+    for (int i = 0; i < v->nparts; i++) v->parts[i].start = start, v->parts[i].end = end;
+    return KILN_OK;
+}
+
+/* Whether two CONDITIONINGs carry the same ControlNets, guidance, references,
+ * picture to edit and SDXL numbers (kiln applies those to a prompt whole). */
+static bool same_extras(const wf_value *a, const wf_value *b);
+
+/* ConditioningCombine: conditioning_1's prompts, then conditioning_2's, each
+ * over its own part of the sampling. */
+static kiln_status conditioning_combine(wf_run *r, wf_node *n)
+{
+    wf_value *a, *b;
+    TRY(linked(r, n, "conditioning_1", WF_CONDITIONING, &a));
+    TRY(linked(r, n, "conditioning_2", WF_CONDITIONING, &b));
+    if (!same_extras(a, b))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "prompts with different ControlNets, guidance, reference latents, "
+                         "pictures to edit or SDXL numbers (kiln applies those to a prompt whole)");
+    if (a->nparts + 1 + b->nparts > KILN_MAX_PROMPT_PARTS - 1)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%d prompts combined: at most %d", a->nparts + 2 + b->nparts,
+                         KILN_MAX_PROMPT_PARTS);
+    TRY(copy_conditioning(a, &n->out[0]));
+    wf_value *v = &n->out[0];
+    for (int i = 0; i <= b->nparts; i++) {
+        wf_part *part = &v->parts[v->nparts];
+        if (i) part->start = b->parts[i - 1].start, part->end = b->parts[i - 1].end;
+        else part->start = b->ranged ? b->start : 0.0, part->end = b->ranged ? b->end : 1.0;
+        TRY(copy_rows(i ? &b->parts[i - 1].cond : &b->cond, &part->cond));
+        v->nparts++;
+    }
     return KILN_OK;
 }
 
@@ -1336,8 +1417,21 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
             sdxl.target_height != negative.target_height)
             p->negative_sdxl = &negative;
     }
+    /* prompts in parts (ConditioningSetTimestepRange, ConditioningCombine) */
+    kiln_conditioning_part parts[2][KILN_MAX_PROMPT_PARTS];
+    const kiln_conditioning *whole[2] = {&neg->cond, &pos->cond};
+    for (int w = 0; w < 2; w++) {
+        const wf_value *v = prompts[w];
+        if (!v->ranged && !v->nparts) continue;
+        parts[w][0] = (kiln_conditioning_part){&v->cond, v->ranged ? v->start : 0.0, v->ranged ? v->end : 1.0};
+        for (int i = 0; i < v->nparts; i++)
+            parts[w][i + 1] = (kiln_conditioning_part){&v->parts[i].cond, v->parts[i].start, v->parts[i].end};
+        *(w ? &p->positive_parts : &p->negative_parts) = parts[w];
+        *(w ? &p->positive_part_count : &p->negative_part_count) = 1 + v->nparts;
+        whole[w] = NULL;
+    }
     n->out[0].kind = WF_LATENT;
-    return kiln_ksampler(m, p, &pos->cond, &neg->cond, l, &n->out[0].latent);
+    return kiln_ksampler(m, p, whole[1], whole[0], l, &n->out[0].latent);
 }
 
 static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
@@ -1611,7 +1705,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
-                                         "SkipLayerGuidanceDiT"};
+                                         "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
+                                         "ConditioningCombine"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -1621,7 +1716,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
-        skip_layer_guidance_dit};
+        skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -1673,6 +1768,7 @@ static void free_value(wf_value *v)
 {
     free_recipe(&v->recipe);
     kiln_conditioning_free(&v->cond);
+    for (int i = 0; i < v->nparts; i++) kiln_conditioning_free(&v->parts[i].cond);
     kiln_latent_free(&v->latent);
     kiln_images_free(v->images, v->nimages);
     free(v->pad_mask);

@@ -274,6 +274,16 @@ static void flux_from_separate_files(void **state)
     "\"end_percent\": 0.6, \"positive\": [\"30\", 0], \"negative\": [\"31\", 0], \"control_net\": [\"41\", 0], "      \
     "\"image\": [\"42\", 0], \"vae\": [\"4\", 2]}}, "
 
+/* SD3's example workflows' negative prompt "35": "31" from 0 to 0.1 combined with it zeroed from 0.1 to 1 */
+#define SD3_NEGATIVE_PARTS                                                                                            \
+    "\"32\": {\"class_type\": \"ConditioningZeroOut\", \"inputs\": {\"conditioning\": [\"31\", 0]}}, "                \
+    "\"33\": {\"class_type\": \"ConditioningSetTimestepRange\", \"inputs\": {\"start\": 0.1, \"end\": 1, "           \
+    "\"conditioning\": [\"32\", 0]}}, "                                                                            \
+    "\"34\": {\"class_type\": \"ConditioningSetTimestepRange\", \"inputs\": {\"start\": 0, \"end\": 0.1, "           \
+    "\"conditioning\": [\"31\", 0]}}, "                                                                            \
+    "\"35\": {\"class_type\": \"ConditioningCombine\", \"inputs\": {\"conditioning_1\": [\"34\", 0], "              \
+    "\"conditioning_2\": [\"33\", 0]}}, "
+
 #define SD3_CHECKPOINT "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" SD3_FILE "\"}}"
 
 static void sd3_nodes(void **state)
@@ -307,6 +317,11 @@ static void sd3_nodes(void **state)
     check_picture(SD3_RUN_CONDITIONED(SD3_CHECKPOINT, "[\"4\", 1]", SD35_CONTROL_NODES, "[\"13\", 0]", "[\"40\", 0]",
                                       "[\"40\", 1]"),
                   &sd3, "sd3/controlnet_sd35/golden.safetensors", "run.image");
+    /* the negative prompt as SD3's example workflows give it: "" for the first 10 % combined with it zeroed after
+       (ConditioningZeroOut, ConditioningSetTimestepRange, ConditioningCombine): the restated run's picture */
+    check_picture(SD3_RUN_CONDITIONED(SD3_CHECKPOINT, "[\"4\", 1]", SD3_NEGATIVE_PARTS, "[\"13\", 0]", "[\"30\", 0]",
+                                      "[\"35\", 0]"),
+                  &sd3, "sd3/prompt_parts.golden.safetensors", "example.image");
     /* ComfyUI leaves an empty text's tower out under empty_padding "none", which kiln does not do */
     kiln_image *images;
     int count;

@@ -26,7 +26,9 @@ simple, 4 steps of euler, cfg 2, seed 42, an 8x6 empty latent; sigmas 1,
          (percent_to_sigma(0.5) = 0.75, a sigma of the schedule: that step
          reads both and averages them), the positive RUN_PROMPT over all of
          it combined with itself zeroed from 0.6 to 1 (steps at 0.5 average
-         the two)
+         the two);
+       example.image, boundary.image (1,16,12,3): their pictures
+         (tiny/'s VAE, as make_sd3_data.py's run.image)
 
 Run from the repository root with diffusers 0.32.2, transformers and torch
 installed (after make_sd3_data.py):
@@ -43,12 +45,12 @@ sys.path.insert(0, HERE)
 from make_sd3_controlnet_data import TINY, rel, run_conditioning  # noqa: E402  (puts tests/data etc. on the path)
 from make_flow_data import ModelSamplingDiscreteFlow, simple  # noqa: E402
 from make_sd3_data import SCALE, SHIFT  # noqa: E402
-from sd_common import save_goldens  # noqa: E402
+from sd_common import decode_image, save_goldens  # noqa: E402
 
 
 def main():
     transformer = SD3Transformer2DModel.from_pretrained(f"{TINY}/transformer").eval()
-    ctx, pooled, _, stored = run_conditioning()
+    ctx, pooled, vae, stored = run_conditioning()
     prompts = {"positive": (ctx["positive"], pooled["positive"]), "negative": (ctx["negative"], pooled["negative"])}
     prompts["positive zeroed"] = tuple(torch.zeros_like(t) for t in prompts["positive"])
     prompts["negative zeroed"] = tuple(torch.zeros_like(t) for t in prompts["negative"])
@@ -96,8 +98,9 @@ def main():
     g = {"example.latent_out": sample(whole, [("negative", 0.0, 0.1), ("negative zeroed", 0.1, 1.0)]),
          "boundary.latent_out": sample([("positive", 0.0, 1.0), ("positive zeroed", 0.6, 1.0)],
                                        [("negative", 0.0, 0.5), ("negative zeroed", 0.5, 1.0)])}
-    for k, v in g.items():
+    for k, v in list(g.items()):
         print(k, "against the plain run: relative difference", rel(v, plain))
+        g[k.replace("latent_out", "image")] = decode_image(vae, v)
     save_goldens(g, f"{HERE}/prompt_parts.golden.safetensors")
     os.chmod(f"{HERE}/prompt_parts.golden.safetensors", 0o644)
 
