@@ -372,6 +372,17 @@ static void check_controlled_run(kiln_model *m, kiln_controlnet *cn, const kiln_
     kiln_conditioning_free(&neg);
 }
 
+/* The tiny SD 3.5 model on the CPU with the ControlNet at `controlnet` (a
+ * path under tests/data). */
+static void load_with_controlnet(const char *controlnet, kiln_backend **be, kiln_model **m, kiln_controlnet **cn)
+{
+    char path[4096];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), *be, m));
+    snprintf(path, sizeof path, "%s", kiln_test_data(controlnet));
+    assert_kiln_ok(kiln_controlnet_load(*m, path, cn));
+}
+
 /* An SD3 ControlNet of InstantX's kind (tests/data/sd3/controlnet,
  * make_sd3_controlnet_data.py: diffusers' SD3ControlNetModel of 3 blocks on
  * SD 3.5 Medium's tiny shape): the transformer with its residuals at 0.7
@@ -387,10 +398,7 @@ static void controlnet(void **state)
     kiln_model *m;
     kiln_controlnet *cn;
     char path[4096];
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
-    snprintf(path, sizeof path, "%s", kiln_test_data(CN_DIR "/instantx"));
-    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    load_with_controlnet(CN_DIR "/instantx", &be, &m, &cn);
     assert_true(cn->flux && cn->flux->trunk.sd3);
     assert_int_equal(cn->flux->trunk.ndouble, 3);
 
@@ -495,11 +503,7 @@ static void inpainting_controlnet(void **state)
     kiln_backend *be;
     kiln_model *m;
     kiln_controlnet *cn;
-    char path[4096];
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
-    snprintf(path, sizeof path, "%s", kiln_test_data(CN_DIR "/inpaint"));
-    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    load_with_controlnet(CN_DIR "/inpaint", &be, &m, &cn);
     assert_true(cn->flux->concat_mask && !cn->flux->stability);
     assert_int_equal(cn->flux->hint_channels, 17);
     parity_check_sd3_controlnet(&(parity_fixture){.tol = TOL}, m, cn, CN_DIR "/inpaint.golden.safetensors");
@@ -541,10 +545,8 @@ static void controlnet_of_stability(void **state)
     kiln_model *m;
     kiln_controlnet *cn;
     char path[4096];
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("sd3/tiny"), be, &m));
     snprintf(path, sizeof path, "%s", kiln_test_data(SD35_CN_FILE));
-    assert_kiln_ok(kiln_controlnet_load(m, path, &cn));
+    load_with_controlnet(SD35_CN_FILE, &be, &m, &cn);
     assert_true(cn->flux && cn->flux->stability && cn->flux->trunk.sd3);
     assert_int_equal(cn->flux->trunk.ndouble, 2);
     assert_int_equal(cn->flux->control_type, KILN_SD35_CONTROL_DEPTH);
