@@ -20,6 +20,17 @@ void kiln_conditioning_free(kiln_conditioning *c)
     *c = (kiln_conditioning){0};
 }
 
+kiln_status kiln_conditioning_zero_out(const kiln_conditioning *c, kiln_conditioning *out)
+{
+    if (!c || !out || !c->data || c->tokens < 1 || c->dim < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_conditioning_zero_out: no conditioning or place");
+    *out = (kiln_conditioning){calloc((size_t)c->tokens * c->dim, sizeof(float)), c->tokens, c->dim,
+                               c->pooled ? calloc((size_t)c->pooled_dim, sizeof(float)) : NULL, c->pooled_dim};
+    if (out->data && (out->pooled || !c->pooled)) return KILN_OK;
+    kiln_conditioning_free(out);
+    return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "kiln_conditioning_zero_out: out of host memory");
+}
+
 typedef struct clip_job {
     const kiln_clip *clip;
     const int32_t *ids; /* (rows, 77) */

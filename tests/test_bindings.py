@@ -573,6 +573,15 @@ class Advanced(unittest.TestCase):
                                       scheduler="simple").to_list(), plain)
         with self.assertRaises(kiln.KilnError):
             sd3.ksampler([(positive, 0.2, 1.0)], negative, empty, seed=42, steps=4, cfg=2.0, scheduler="simple")
+        # SD3's example workflows' negative prompt: "" for the first 10 %, then zeroed: the restated run's latent
+        zeroed = negative.zero_out()
+        self.assertEqual((zeroed.tokens, zeroed.dim, zeroed.pooled_dim),
+                         (negative.tokens, negative.dim, negative.pooled_dim))
+        self.assertFalse(any(zeroed.to_list()))
+        _, parts = read_safetensors(data("sd3/prompt_parts.golden.safetensors"))
+        example = sd3.ksampler(positive, [(negative, 0.0, 0.1), (zeroed, 0.1, 1.0)], empty, seed=42, steps=4,
+                               cfg=2.0, sampler_name="euler", scheduler="simple")
+        self.assertLessEqual(rel_l2(example.to_list(), parts["example.latent_out"][1]), RUN_TOL)
         # SkipLayerGuidanceSD3 on block 1 over the first half: the restated run's latent
         _, slg = read_safetensors(data("sd3/slg.golden.safetensors"))
         guided = sd3.ksampler(positive, negative, empty, seed=42, steps=4, cfg=2.0, sampler_name="euler",

@@ -429,16 +429,6 @@ static void controlnet(void **state)
     kiln_backend_free(be);
 }
 
-/* c's rows and pooled output zeroed (ConditioningZeroOut), a copy. */
-static kiln_conditioning zeroed(const kiln_conditioning *c)
-{
-    kiln_conditioning z = *c;
-    z.data = calloc((size_t)c->tokens * c->dim, sizeof *z.data);
-    z.pooled = calloc((size_t)c->pooled_dim, sizeof *z.pooled);
-    assert_true(z.data && z.pooled);
-    return z;
-}
-
 /* Prompts in parts over the sampling (ConditioningSetTimestepRange,
  * ConditioningCombine; make_sd3_prompt_parts_data.py): SD3's example
  * workflows' negative prompt ("" for the first 10 %, zeroed after), and
@@ -454,7 +444,9 @@ static void prompt_parts(void **state)
     kiln_conditioning pos, neg;
     assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &pos));
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    kiln_conditioning pos0 = zeroed(&pos), neg0 = zeroed(&neg);
+    kiln_conditioning pos0, neg0;
+    assert_kiln_ok(kiln_conditioning_zero_out(&pos, &pos0));
+    assert_kiln_ok(kiln_conditioning_zero_out(&neg, &neg0));
     kiln_latent empty, out;
     assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
     kiln_st_file *c = golden_open("sd3/prompt_parts.golden.safetensors");

@@ -48,6 +48,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_vae_encode            VAEEncode (img2img)
  *   kiln_vae_encode_for_inpaint   VAEEncodeForInpaint, or VAEEncode + SetLatentNoiseMask
  *   kiln_vae_encode_for_outpaint  ImagePadForOutpaint, then the same
+ *   kiln_conditioning_zero_out ConditioningZeroOut
  *   kiln_latent_repeat         RepeatLatentBatch
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_controlnet_load       ControlNetLoader
@@ -56,8 +57,9 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_style_model_apply     CLIPVisionEncode, then StyleModelApply
  *   kiln_ksampler              KSampler and KSamplerAdvanced, with ControlNetApplyAdvanced
  *                              (SetUnionControlNetType), IPAdapterAdvanced,
- *                              InstructPixToPixConditioning and the
- *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner
+ *                              InstructPixToPixConditioning, the
+ *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner and
+ *                              the parts of ConditioningSetTimestepRange / ConditioningCombine
  *   kiln_flux_kontext_image_scale  FluxKontextImageScale
  *   kiln_vae_decode            VAEDecode
  *   kiln_vae_decode_tiled      VAEDecodeTiled
@@ -208,6 +210,10 @@ kiln_status kiln_text_encode_sdxl(kiln_model *m, const char *text_g, const char 
                                   kiln_conditioning *out);
 /* Frees what the conditioning holds and zeroes it; safe on a zeroed one. */
 void kiln_conditioning_free(kiln_conditioning *c);
+/* ConditioningZeroOut: *out a copy of c of the same shape, its rows and
+ * pooled output zeros (SD3's example workflows' negative prompt after its
+ * first steps). */
+kiln_status kiln_conditioning_zero_out(const kiln_conditioning *c, kiln_conditioning *out);
 
 /* LATENT: an unscaled VAE latent (batch, channels, height, width) floats, as
  * ComfyUI's LATENT["samples"] holds it; height and width are the image's

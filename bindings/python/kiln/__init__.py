@@ -220,6 +220,7 @@ _declare("kiln_text_encode_flux", c_int, c_void_p, c_char_p, c_char_p, POINTER(_
 _declare("kiln_text_encode_sd3", c_int, c_void_p, c_char_p, c_char_p, c_char_p, POINTER(_Conditioning))
 _declare("kiln_text_encode_sdxl", c_int, c_void_p, c_char_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_conditioning_free", None, POINTER(_Conditioning))
+_declare("kiln_conditioning_zero_out", c_int, POINTER(_Conditioning), POINTER(_Conditioning))
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_free", None, POINTER(_Latent))
 _declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
@@ -901,6 +902,13 @@ class Conditioning(_Owned):
     def to_list(self) -> list:
         """The rows as one flat list of floats, token by token."""
         return self._c.data[:self.tokens * self.dim]
+
+    def zero_out(self) -> "Conditioning":
+        """ConditioningZeroOut: a conditioning of this one's shape, its rows
+        and pooled output zeros."""
+        out = Conditioning()
+        _lib.kiln_conditioning_zero_out(byref(self._c), byref(out._c))
+        return out
 
 
 class Latent(_Owned):
