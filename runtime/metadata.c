@@ -80,6 +80,8 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v"))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
+    if (!(run->negative_until >= 0 && run->negative_until < 1))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: negative_until %g", run->negative_until);
     if (!(run->flux_guidance >= 0 && run->flux_guidance <= 100))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: guidance %g", run->flux_guidance);
     if ((run->mask || run->outpaint) && !run->init_image)
@@ -509,6 +511,10 @@ static void add_skip_layer_guidance(graph *g, const kiln_run_info *run, const ch
     add_link(g, in, "model", model, 0);
 }
 
+/* The negative prompt's node: its text encoder "7", or with negative_until
+ * the ConditioningCombine "77" of it over the first part and zeroed after. */
+static const char *negative_prompt(const kiln_run_info *run) { return run->negative_until > 0 ? "77" : "7"; }
+
 static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int steps, double denoise,
                          const char *model, const char *prompts, const char *latent, int latent_output)
 {
@@ -517,7 +523,7 @@ static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int
     add_link(g, in, "model", model, 0);
     char positive[16];
     add_link(g, in, "positive", prompts ? prompts : positive_prompt(run, positive), 0);
-    add_link(g, in, "negative", prompts ? prompts : "7", prompts ? 1 : 0);
+    add_link(g, in, "negative", prompts ? prompts : negative_prompt(run), prompts ? 1 : 0);
     add_link(g, in, "latent_image", latent, latent_output);
 }
 
@@ -634,7 +640,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *sampled = run->prediction ? "80" : guided;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
-        add_ksampler_advanced(&g, "3", run, true, sampled, "6", "7", latent);
+        add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
         add_ksampler_advanced(&g, "93", run, false, "90", "91", "92", "3");
         in = add_node(&g, "90", "CheckpointLoaderSimple");
         add_string(&g, in, "ckpt_name", base_name(run->refiner));
@@ -683,6 +689,21 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     }
 
     add_prompt_encoders(&g, run, "6", "7", false, clip, clip_output);
+    if (run->negative_until > 0) {
+        in = add_node(&g, "74", "ConditioningZeroOut");
+        add_link(&g, in, "conditioning", "7", 0);
+        in = add_node(&g, "75", "ConditioningSetTimestepRange");
+        add_number(&g, in, "start", run->negative_until);
+        add_number(&g, in, "end", 1.0);
+        add_link(&g, in, "conditioning", "74", 0);
+        in = add_node(&g, "76", "ConditioningSetTimestepRange");
+        add_number(&g, in, "start", 0.0);
+        add_number(&g, in, "end", run->negative_until);
+        add_link(&g, in, "conditioning", "7", 0);
+        in = add_node(&g, "77", "ConditioningCombine");
+        add_link(&g, in, "conditioning_1", "76", 0);
+        add_link(&g, in, "conditioning_2", "75", 0);
+    }
     for (int i = 0; i < run->nreferences; i++) { /* FLUX.1 Kontext's pictures on the positive prompt */
         char picture[16], encoded[16], referenced[16], before[16];
         reference_node_id(i, 0, picture);
@@ -813,7 +834,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "start_percent", c->start);
         add_number(&g, in, "end_percent", c->end);
         add_link(&g, in, "positive", i ? before : positive_prompt(run, positive), 0);
-        add_link(&g, in, "negative", i ? before : "7", i ? 1 : 0);
+        add_link(&g, in, "negative", i ? before : negative_prompt(run), i ? 1 : 0);
         add_link(&g, in, "control_net", c->union_type ? typed : loader, 0);
         add_link(&g, in, "image", image, 0);
         add_link(&g, in, "vae", vae, vae_output); /* Flux's latent-hint ControlNets read it; the others leave it */
@@ -861,7 +882,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         }
         if (pix2pix || conditioning) {
             add_link(&g, in, "positive", prompts_in ? prompts_in : positive_prompt(run, positive), 0);
-            add_link(&g, in, "negative", prompts_in ? prompts_in : "7", prompts_in ? 1 : 0);
+            add_link(&g, in, "negative", prompts_in ? prompts_in : negative_prompt(run), prompts_in ? 1 : 0);
         }
         add_link(&g, in, "pixels", picture, 0);
         add_link(&g, in, "vae", vae, vae_output);

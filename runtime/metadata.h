@@ -54,6 +54,9 @@ typedef struct kiln_run_info {
                                     "pixart", else "stable_diffusion") */
     const char *prompt;          /* UTF-8 */
     const char *negative_prompt; /* NULL or "" for none */
+    /* the negative prompt over the sampling's first part only, zeroed after (SD3's example workflows:
+       ConditioningZeroOut, ConditioningSetTimestepRange, ConditioningCombine, "74" to "77"); 0: all of it */
+    double negative_until;
     const char *prompt_l, *negative_prompt_l; /* SDXL: CLIP-L's texts where they differ (text_l); NULL: the prompts */
     int steps;
     const char *sampler;   /* ComfyUI name: "euler", "dpmpp_2m", ... */

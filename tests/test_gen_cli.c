@@ -512,6 +512,12 @@ static void workflow_round_trip(void **state)
     snprintf(sd3_dir, sizeof sd3_dir, "--models %1$s/sd3 --models %1$s/sd3/controlnet --models "
              "%1$s/sd3/controlnet_sd35", KILN_TEST_DATA);
     workflow_again("sd3_controlnet", flags, sd3_dir);
+    /* SD3's example negative prompt: ConditioningZeroOut, ConditioningSetTimestepRange, ConditioningCombine */
+    snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --negative-until 0.1", KILN_TEST_DATA);
+    snprintf(sd3_dir, sizeof sd3_dir, "--models %1$s/sd3", KILN_TEST_DATA);
+    workflow_again_holding("sd3_negative_until", flags, sd3_dir,
+                           (const char *const[]){"\"ConditioningSetTimestepRange\"", "\"ConditioningCombine\"",
+                                                 "\"ConditioningZeroOut\"", NULL});
     /* an SD3 inpainting ControlNet with its mask: ControlNetInpaintingAliMamaApply */
     snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --controlnet %1$s/sd3/controlnet/inpaint "
              "--control-image %1$s/sd3/controlnet/hint_12x16.png --control-mask %1$s/flux/controlnet/mask_16x12.png",
@@ -1014,6 +1020,35 @@ static void prompts_run(void **state)
     assert_non_null(strstr(second, "\"seed\":5,"));
 }
 
+/* gen --negative-until 0.1 on the tiny SD3 model: the run of
+ * tests/data/sd3/prompt_parts.golden.safetensors (SD3's example negative
+ * prompt, ComfyUI restated), its latent. */
+static void negative_until_run(void **state)
+{
+    (void)state;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "%1$s/bin/gen --model %2$s/sd3/tiny --prompt 'a photograph of an astronaut riding a horse' --width 12 "
+             "--height 16 --steps 4 --cfg 2 --seed 42 --scheduler simple --negative-until 0.1 --output "
+             "%3$s/until.png --save-latent %3$s/until.safetensors 2> %3$s/until.log",
+             KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/until.safetensors", tmpdir);
+    kiln_st_file *f;
+    float *latent;
+    size_t count;
+    assert_kiln_ok(kiln_st_open(cmd, &f));
+    assert_kiln_ok(kiln_st_read_f32(f, "latent", &latent, &count));
+    kiln_st_close(f);
+    kiln_st_file *g = golden_open("sd3/prompt_parts.golden.safetensors");
+    golden want = golden_read(g, "example.latent_out");
+    assert_int_equal(count, want.count);
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    golden_free(&want);
+    kiln_st_close(g);
+    free(latent);
+}
+
 /* gen on an SD 2.x model: its own text layer (the penultimate) and
  * prediction (v) unless told, as the library samples them; --clip-skip 1
  * and --prediction eps change the picture and are recorded as ComfyUI's
@@ -1253,6 +1288,7 @@ int main(void)
         cmocka_unit_test(pix2pix_run),
         cmocka_unit_test(hires_run),
         cmocka_unit_test(prompts_run),
+        cmocka_unit_test(negative_until_run),
         cmocka_unit_test(upscale_run),
         cmocka_unit_test(sd2_run),
         cmocka_unit_test(sdxl_run),

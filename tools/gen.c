@@ -71,6 +71,7 @@ typedef struct unit_values {
 typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *prompts_file; /* --prompts: one prompt a line, each run in turn on the model loaded once */
+    double negative_until;    /* --negative-until: the negative prompt that part of the sampling, zeros after; 0: all */
     const char *init_image, *init_noise, *save_latent, *info;
     const char *mask, *upscale_model;
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
@@ -154,6 +155,9 @@ static void usage(FILE *to)
             "                         run in turn on the model loaded once, line i (from 0) with seed + i;\n"
             "                         the files numbered on across the lines (OUT_00001.png, ...)\n"
             "  --negative-prompt TEXT\n"
+            "  --negative-until P     the negative prompt for the first P of the sampling only, zeros after\n"
+            "                         (SD3's example workflows: 0.1; ConditioningZeroOut,\n"
+            "                         ConditioningSetTimestepRange, ConditioningCombine)\n"
             "  --width W --height H   pixels (default 512, SDXL 1024, or the model's native size)\n"
             "  --steps N              sampling steps (default 20)\n"
             "  --cfg S                classifier-free guidance scale (default 7; 1 for Flux)\n"
@@ -510,10 +514,10 @@ static int parse(int argc, char **argv, gen_options *o)
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
-           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS };
+           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
-        {"prompts", required_argument, 0, O_PROMPTS},
+        {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -570,6 +574,10 @@ static int parse(int argc, char **argv, gen_options *o)
         case 'm': o->model = optarg; break;
         case 'p': o->prompt = optarg; break;
         case O_PROMPTS: o->prompts_file = optarg; break;
+        case O_NEGATIVE_UNTIL:
+            if (!parse_double(optarg, 0, 1, &o->negative_until) || o->negative_until <= 0 || o->negative_until >= 1)
+                return bad_flag("--negative-until", optarg, "must be a number between 0 and 1");
+            break;
         case O_NEG: o->negative = optarg; break;
         case O_PROMPT_L: o->prompt_l = optarg; break;
         case O_NEGATIVE_L: o->negative_l = optarg; break;
@@ -797,6 +805,10 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --workflow %s carries its own prompts, models and settings: give it with --output, "
                         "--models and the backend's flags, without --%s\n", o->workflow,
                 o->prompt ? "prompt" : o->prompts_file ? "prompts" : "model");
+        return 2;
+    }
+    if (o->negative_until && o->refiner) {
+        fprintf(stderr, "gen: --negative-until with --refiner: the refiner reads its own prompts (not yet)\n");
         return 2;
     }
     if (o->prompt && o->prompts_file) {
@@ -1582,6 +1594,15 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
         return fail("--negative-prompt");
     for (int i = 0; i < o->nstyles; i++)
         if ((rc = apply_redux(m, c->be, &o->styles[i], &pos))) return rc;
+    kiln_conditioning zeroed = {0};
+    kiln_conditioning_part negative_parts[2];
+    if (o->negative_until > 0) { /* ConditioningZeroOut of it, each over its part, ConditioningCombine */
+        if (kiln_conditioning_zero_out(&neg, &zeroed) != KILN_OK) return fail("--negative-until");
+        negative_parts[0] = (kiln_conditioning_part){&neg, 0.0, o->negative_until};
+        negative_parts[1] = (kiln_conditioning_part){&zeroed, o->negative_until, 1.0};
+        job->parts[0] = negative_parts;
+        job->nparts[0] = 2;
+    }
     double t_text = now_s();
 
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO), .quiet = false};
@@ -1623,7 +1644,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
 
     kiln_upscaler *upscaler = c->upscaler;
     kiln_run_info run = {.model = c->model_name, .parts = &o->parts, .family = m->info.family, .prompt = o->prompt,
-                         .negative_prompt = o->negative,
+                         .negative_prompt = o->negative, .negative_until = o->negative_until,
                          .prompt_l = o->prompt_l, .negative_prompt_l = o->negative_l, .steps = o->steps,
                          .sampler = o->sampler, .scheduler = o->scheduler, .cfg = o->cfg, .seed = o->seed,
                          .flux_guidance = o->guidance,
@@ -1669,6 +1690,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
     free(decoded);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
+    kiln_conditioning_free(&zeroed);
     if (st != KILN_OK) return fail("--output");
     if (upscaler) {
         o->width *= kiln_upscaler_scale(upscaler);
