@@ -1124,6 +1124,10 @@ static kiln_status reference_latent_method(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* The conditioning of prompt k of a CONDITIONING (0 its first, then
+ * ConditioningCombine's). */
+static kiln_conditioning *prompt_of(wf_value *v, int k) { return k ? &v->parts[k - 1].cond : &v->cond; }
+
 /* ConditioningZeroOut: each prompt's rows and pooled output zeros, the rest kept. */
 static kiln_status conditioning_zero_out(wf_run *r, wf_node *n)
 {
@@ -1131,9 +1135,70 @@ static kiln_status conditioning_zero_out(wf_run *r, wf_node *n)
     TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
     TRY(copy_conditioning(cond, &n->out[0]));
     for (int i = 0; i <= n->out[0].nparts; i++) {
-        kiln_conditioning *c = i ? &n->out[0].parts[i - 1].cond : &n->out[0].cond;
+        kiln_conditioning *c = prompt_of(&n->out[0], i);
         memset(c->data, 0, (size_t)c->tokens * c->dim * sizeof *c->data);
         if (c->pooled) memset(c->pooled, 0, (size_t)c->pooled_dim * sizeof *c->pooled);
+    }
+    return KILN_OK;
+}
+
+/* ConditioningConcat: each prompt of conditioning_to with the rows of
+ * conditioning_from's first after its own; the rest to's. */
+static kiln_status conditioning_concat(wf_run *r, wf_node *n)
+{
+    wf_value *to, *from;
+    TRY(linked(r, n, "conditioning_to", WF_CONDITIONING, &to));
+    TRY(linked(r, n, "conditioning_from", WF_CONDITIONING, &from));
+    const kiln_conditioning *f = &from->cond;
+    if (f->dim != to->cond.dim)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "conditioning_from is %d wide, conditioning_to %d", f->dim,
+                         to->cond.dim);
+    TRY(copy_conditioning(to, &n->out[0]));
+    for (int k = 0; k <= n->out[0].nparts; k++) {
+        kiln_conditioning *c = prompt_of(&n->out[0], k);
+        float *rows = realloc(c->data, (size_t)(c->tokens + f->tokens) * c->dim * sizeof *rows);
+        if (!rows) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        memcpy(rows + (size_t)c->tokens * c->dim, f->data, (size_t)f->tokens * f->dim * sizeof *rows);
+        c->data = rows;
+        c->tokens += f->tokens;
+    }
+    return KILN_OK;
+}
+
+/* ConditioningAverage: each prompt of conditioning_to times
+ * conditioning_to_strength s plus conditioning_from's first times 1 - s
+ * (its rows cut to the prompt's, or zeros after them), each product in
+ * float as torch.mul gives it; the pooled outputs alike (from's where to
+ * has none); the rest to's. */
+static kiln_status conditioning_average(wf_run *r, wf_node *n)
+{
+    wf_value *to, *from;
+    double strength;
+    TRY(linked(r, n, "conditioning_to", WF_CONDITIONING, &to));
+    TRY(linked(r, n, "conditioning_from", WF_CONDITIONING, &from));
+    TRY(number(n, "conditioning_to_strength", &strength));
+    const kiln_conditioning *f = &from->cond;
+    if (f->dim != to->cond.dim || (f->pooled && to->cond.pooled && f->pooled_dim != to->cond.pooled_dim))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "conditioning_from is %d wide (pooled %d), conditioning_to %d "
+                         "(pooled %d)", f->dim, f->pooled_dim, to->cond.dim, to->cond.pooled_dim);
+    TRY(copy_conditioning(to, &n->out[0]));
+    const float s = (float)strength, rest = (float)(1.0 - strength);
+    for (int k = 0; k <= n->out[0].nparts; k++) {
+        kiln_conditioning *c = prompt_of(&n->out[0], k);
+        for (size_t i = 0; i < (size_t)c->tokens * c->dim; i++) {
+            const float mine = c->data[i] * s, theirs = (i < (size_t)f->tokens * f->dim ? f->data[i] : 0.0f) * rest;
+            c->data[i] = mine + theirs;
+        }
+        if (f->pooled && !c->pooled) { /* to's pooled output is from's: from's times s plus from's times 1 - s */
+            if (!(c->pooled = malloc((size_t)f->pooled_dim * sizeof *c->pooled)))
+                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+            memcpy(c->pooled, f->pooled, (size_t)f->pooled_dim * sizeof *c->pooled);
+            c->pooled_dim = f->pooled_dim;
+        }
+        for (int i = 0; f->pooled && i < c->pooled_dim; i++) {
+            const float mine = c->pooled[i] * s, theirs = f->pooled[i] * rest;
+            c->pooled[i] = mine + theirs;
+        }
     }
     return KILN_OK;
 }
@@ -1706,7 +1771,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
                                          "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
-                                         "ConditioningCombine"};
+                                         "ConditioningCombine", "ConditioningConcat", "ConditioningAverage"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -1716,7 +1781,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
-        skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine};
+        skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
+        conditioning_average};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

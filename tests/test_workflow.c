@@ -339,6 +339,87 @@ static void sd3_nodes(void **state)
     assert_non_null(strstr(kiln_last_error(), "node 30 (CLIPTextEncodeSD3): empty_padding 'none' with an empty text"));
 }
 
+/* The workflow's picture of a KSampler run (seed 5, 2 steps, cfg 7, euler,
+ * 16x16) on the tiny SD 1.5 model with positive prompt node "13" (made by
+ * `nodes`) against the library's with the conditioning `want`. */
+static void check_sd15_prompt(const char *nodes, const kiln_conditioning *want, kiln_model *m)
+{
+    char json[8192];
+    snprintf(json, sizeof json,
+             "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA
+             "/tiny/sd15_tiny_ldm_fp32.safetensors\"}}, "
+             "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+             "\"clip\": [\"4\", 1]}}, "
+             "\"10\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"on a blue field\", "
+             "\"clip\": [\"4\", 1]}}, "
+             "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, %s, "
+             "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "
+             "\"batch_size\": 1}}, "
+             "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 7, "
+             "\"sampler_name\": "
+             "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], \"positive\": [\"13\", 0], "
+             "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+             "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
+             "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
+             nodes);
+    kiln_image *images, decoded;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 1);
+    kiln_conditioning neg;
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    const kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 7.0, .sampler_name = "euler",
+                                    .scheduler = "normal", .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, want, &neg, &empty, &out));
+    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
+    assert_int_equal(decoded.width, images[0].width);
+    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+    kiln_image_free(&decoded);
+    kiln_images_free(images, count);
+    kiln_latent_free(&out);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&neg);
+}
+
+/* ConditioningConcat and ConditioningAverage as ComfyUI makes them: the
+ * from prompt's rows after the to prompt's; to times the strength plus from
+ * times one minus it, each product rounded to float (torch.mul), the pooled
+ * outputs alike. The workflow's pictures are the library's on those
+ * conditionings, pixel for pixel. */
+static void conditioning_concat_and_average(void **state)
+{
+    (void)state;
+    kiln_model *m;
+    kiln_conditioning a, b;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &a));
+    assert_kiln_ok(kiln_text_encode(m, "on a blue field", 0, &b));
+    const size_t na = (size_t)a.tokens * a.dim, nb = (size_t)b.tokens * b.dim;
+    kiln_conditioning joined = {malloc((na + nb) * sizeof(float)), a.tokens + b.tokens, a.dim, NULL, 0};
+    assert_non_null(joined.data);
+    memcpy(joined.data, a.data, na * sizeof(float));
+    memcpy(joined.data + na, b.data, nb * sizeof(float));
+    check_sd15_prompt("\"13\": {\"class_type\": \"ConditioningConcat\", \"inputs\": {\"conditioning_to\": [\"6\", 0], "
+                      "\"conditioning_from\": [\"10\", 0]}}",
+                      &joined, m);
+    kiln_conditioning mixed = {malloc(na * sizeof(float)), a.tokens, a.dim, NULL, 0};
+    assert_non_null(mixed.data);
+    for (size_t i = 0; i < na; i++) {
+        const float mine = a.data[i] * 0.3f, theirs = (i < nb ? b.data[i] : 0.0f) * (float)(1.0 - 0.3);
+        mixed.data[i] = mine + theirs;
+    }
+    check_sd15_prompt("\"13\": {\"class_type\": \"ConditioningAverage\", \"inputs\": {\"conditioning_to\": [\"6\", 0], "
+                      "\"conditioning_from\": [\"10\", 0], \"conditioning_to_strength\": 0.3}}",
+                      &mixed, m);
+    kiln_conditioning_free(&joined);
+    kiln_conditioning_free(&mixed);
+    kiln_conditioning_free(&a);
+    kiln_conditioning_free(&b);
+    kiln_model_free(m);
+}
+
 /* XLabs' Flux IP-Adapter through x-flux-comfyui's LoadFluxIPAdapter and
  * ApplyFluxIPAdapter: the same picture as the library's call with that
  * adapter, tower, picture and weight over the whole run. */
@@ -616,6 +697,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
                                        cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
-                                       cmocka_unit_test(sd3_nodes), cmocka_unit_test(refusals)};
+                                       cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
+                                       cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
