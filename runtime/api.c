@@ -261,19 +261,60 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
     return KILN_OK;
 }
 
-kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out)
+/* A latent to resize and its method, checked. */
+static kiln_status check_upscale(const char *what, const kiln_latent *l, const char *method, kiln_latent *out,
+                                 kiln_resample_method *m)
 {
     if (!l || !l->data || !method || !out)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_upscale_by: no latent, method or place");
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no latent, method or place", what);
     *out = (kiln_latent){0};
-    kiln_resample_method m;
-    if (!kiln_resample_from_name(method, &m))
+    if (!kiln_resample_from_name(method, m))
         return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear or bicubic",
                          method);
     TRY(check_batch("latent batch", l->batch));
     if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale: a latent of %d channels, %dx%d", l->channels, l->width,
                          l->height);
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int width, int height, bool crop,
+                                kiln_latent *out)
+{
+    kiln_resample_method m;
+    TRY(check_upscale("kiln_latent_upscale", l, method, out, &m));
+    if (width < 0 || height < 0 || width > KILN_IMAGE_MAX_SIDE || height > KILN_IMAGE_MAX_SIDE)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale to %dx%d pixels", width, height);
+    if (width == 0 && height == 0) return kiln_latent_repeat(l, 1, out);
+    /* ComfyUI's LatentUpscale: a side given as 0 follows the other in the latent's aspect ratio, each at least 64 */
+    if (width == 0) height = height > 64 ? height : 64, width = (int)nearbyint((double)l->width * height / l->height);
+    else if (height == 0) width = width > 64 ? width : 64, height = (int)nearbyint((double)l->height * width / l->width);
+    width = width > 64 ? width : 64;
+    height = height > 64 ? height : 64;
+    const int w = width / 8, h = height / 8;
+    int x0 = 0, y0 = 0, cw = l->width, ch = l->height;
+    if (crop) TRY(kiln_image_center_box(l->width, l->height, w, h, &x0, &y0, &cw, &ch));
+    const size_t planes = (size_t)l->batch * l->channels;
+    float *cut = malloc(planes * cw * ch * sizeof *cut);
+    kiln_latent r = {malloc(planes * w * h * sizeof(float)), l->batch, l->channels, h, w, NULL, 0, 0, NULL};
+    if (!cut || !r.data) {
+        free(cut);
+        free(r.data);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
+    }
+    for (size_t p = 0; p < planes; p++)
+        for (int y = 0; y < ch; y++)
+            memcpy(cut + (p * ch + y) * cw, l->data + (p * l->height + y0 + y) * l->width + x0, cw * sizeof *cut);
+    kiln_resample(cut, (int)planes, ch, cw, r.data, h, w, m);
+    free(cut);
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out)
+{
+    kiln_resample_method m;
+    TRY(check_upscale("kiln_latent_upscale_by", l, method, out, &m));
     kiln_latent r = {.batch = l->batch, .channels = l->channels};
     TRY(kiln_resample_by(l->data, l->batch * l->channels, l->height, l->width, scale, m, &r.data, &r.height,
                          &r.width));

@@ -951,12 +951,23 @@ static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
     TRY(linked(r, n, "samples", WF_LATENT, &samples));
     TRY(latent_of(samples, NULL, &l));
     n->out[0].kind = WF_LATENT;
-    if (upscale) {
+    if (upscale && input_of(n, "scale_by")) { /* LatentUpscaleBy */
         const char *method;
         double scale;
         TRY(text(n, "upscale_method", &method));
         TRY(number(n, "scale_by", &scale));
         return kiln_latent_upscale_by(l, method, scale, &n->out[0].latent);
+    }
+    if (upscale) { /* LatentUpscale */
+        const char *method, *crop;
+        int width, height;
+        TRY(text(n, "upscale_method", &method));
+        TRY(integer(n, "width", 0, KILN_IMAGE_MAX_SIDE, &width));
+        TRY(integer(n, "height", 0, KILN_IMAGE_MAX_SIDE, &height));
+        TRY(text(n, "crop", &crop));
+        if (strcmp(crop, "disabled") && strcmp(crop, "center"))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "crop '%s': disabled or center", crop);
+        return kiln_latent_upscale(l, method, width, height, crop[0] == 'c', &n->out[0].latent);
     }
     int amount;
     TRY(integer(n, "amount", 1, 64, &amount));
@@ -1791,7 +1802,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = lora_loader(r, n, c[10] != '\0');
     else if (strcmp(c, "KSampler") == 0 || strcmp(c, "KSamplerAdvanced") == 0)
         st = ksampler(r, n, c[8] != '\0');
-    else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "RepeatLatentBatch") == 0)
+    else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "LatentUpscale") == 0 ||
+             strcmp(c, "RepeatLatentBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
              strcmp(c, "ControlNetInpaintingAliMamaApply") == 0) /* ApplySD3: Advanced's deprecated SD3 name */

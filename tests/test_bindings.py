@@ -650,6 +650,9 @@ class Advanced(unittest.TestCase):
         with self.assertRaises(kiln.KilnError) as caught:
             latent.upscale_by(2.0, "lanczos")
         self.assertIn("lanczos", caught.exception.message)
+        # LatentUpscale to twice the sides in pixels as ComfyUI counts them (8 a latent pixel) is the same
+        self.assertGreaterEqual(min(16 * w, 16 * h), 64)
+        self.assertEqual(latent.upscale(16 * w, 16 * h).to_list(), up)
 
 
 class Workflows(unittest.TestCase):

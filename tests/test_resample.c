@@ -1,4 +1,4 @@
-/* LatentUpscaleBy against torch's interpolate (tests/data/resample, made by
+/* LatentUpscaleBy and LatentUpscale against torch's interpolate (tests/data/resample, made by
  * make_resample_data.py): nearest-exact to the bit, bilinear and bicubic to
  * float rounding, up and down, at sizes rounded half to even. */
 #include <stdio.h>
@@ -8,7 +8,9 @@
 #include "kiln_test.h"
 
 #include "golden.h"
+#include "kiln.h"
 #include "resample.h"
+#include "status.h"
 
 static void latent_upscale_by(void **state)
 {
@@ -45,6 +47,45 @@ static void latent_upscale_by(void **state)
     kiln_st_close(f);
 }
 
+/* LatentUpscale (tests/data/resample/latent_upscale.golden.safetensors,
+ * ComfyUI's sizes and centre crop restated on torch): a size, a size with
+ * the centre cut, a side following the other's aspect ratio, sides raised
+ * to 64 pixels; "area" is refused by name. */
+static void latent_upscale_to_a_size(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("resample/golden.safetensors");
+    golden latent = golden_read(f, "latent");
+    kiln_st_close(f);
+    f = golden_open("resample/latent_upscale.golden.safetensors");
+    static const struct {
+        const char *method;
+        int width, height;
+        bool crop;
+    } cases[] = {{"bilinear", 96, 64, false}, {"bicubic", 64, 96, true}, {"nearest-exact", 0, 80, false},
+                 {"bilinear", 40, 0, true}};
+    const kiln_latent in = {latent.data, 2, 4, 7, 9, NULL, 0, 0, NULL};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.%dx%d.%s", cases[i].method, cases[i].width, cases[i].height,
+                 cases[i].crop ? "center" : "disabled");
+        golden want = golden_read(f, key);
+        kiln_latent out;
+        assert_kiln_ok(kiln_latent_upscale(&in, cases[i].method, cases[i].width, cases[i].height, cases[i].crop, &out));
+        assert_int_equal(out.height, (int)want.shape[2]);
+        assert_int_equal(out.width, (int)want.shape[3]);
+        print_message("  %-28s ", key);
+        assert_rel_l2_le(out.data, want.data, want.count, 1e-6);
+        kiln_latent_free(&out);
+        golden_free(&want);
+    }
+    kiln_latent out;
+    assert_int_equal(kiln_latent_upscale(&in, "area", 64, 64, false, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "'area'"));
+    golden_free(&latent);
+    kiln_st_close(f);
+}
+
 static void bad_scales_are_refused(void **state)
 {
     (void)state;
@@ -62,6 +103,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(latent_upscale_by),
+        cmocka_unit_test(latent_upscale_to_a_size),
         cmocka_unit_test(bad_scales_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -420,6 +420,62 @@ static void conditioning_concat_and_average(void **state)
     kiln_model_free(m);
 }
 
+/* A hires fix through LatentUpscale (to 96x80 pixels as ComfyUI counts
+ * them, / 8 whatever the VAE; the centre cut):
+ * the library's run (kiln_ksampler, kiln_latent_upscale, kiln_ksampler at
+ * denoise 0.6) pixel for pixel. */
+static void latent_upscale_node(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA
+        "/tiny/sd15_tiny_ldm_fp32.safetensors\"}}, "
+        "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", \"clip\": [\"4\", 1]}}, "
+        "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "
+        "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 7, \"sampler_name\": "
+        "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], \"positive\": [\"6\", 0], "
+        "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+        "\"10\": {\"class_type\": \"LatentUpscale\", \"inputs\": {\"upscale_method\": \"bilinear\", \"width\": 96, "
+        "\"height\": 80, \"crop\": \"center\", \"samples\": [\"3\", 0]}}, "
+        "\"11\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 7, \"sampler_name\": "
+        "\"euler\", \"scheduler\": \"normal\", \"denoise\": 0.6, \"model\": [\"4\", 0], \"positive\": [\"6\", 0], "
+        "\"negative\": [\"7\", 0], \"latent_image\": [\"10\", 0]}}, "
+        "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"11\", 0], \"vae\": [\"4\", 2]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    kiln_image *images, decoded;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 1);
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, first, upscaled, out;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 7.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &first));
+    assert_kiln_ok(kiln_latent_upscale(&first, "bilinear", 96, 80, true, &upscaled));
+    assert_int_equal(upscaled.width, 12);
+    assert_int_equal(upscaled.height, 10);
+    p.denoise = 0.6;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &upscaled, &out));
+    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
+    assert_int_equal(decoded.width, images[0].width);
+    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+    kiln_image_free(&decoded);
+    kiln_images_free(images, count);
+    kiln_latent_free(&out);
+    kiln_latent_free(&upscaled);
+    kiln_latent_free(&first);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+}
+
 /* XLabs' Flux IP-Adapter through x-flux-comfyui's LoadFluxIPAdapter and
  * ApplyFluxIPAdapter: the same picture as the library's call with that
  * adapter, tower, picture and weight over the whole run. */
@@ -698,6 +754,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
                                        cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
                                        cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
+                                       cmocka_unit_test(latent_upscale_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -51,6 +51,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_conditioning_zero_out ConditioningZeroOut
  *   kiln_latent_repeat         RepeatLatentBatch
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
+ *   kiln_latent_upscale        LatentUpscale (to a size)
  *   kiln_controlnet_load       ControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
  *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
@@ -240,6 +241,13 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
  * resized by `method`: "nearest-exact", "bilinear" or "bicubic" (torch's
  * interpolate); the noise mask is left behind, as ComfyUI's node does. */
 kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out);
+/* LatentUpscale: the latent resized to width x height pixels (each at
+ * least 64, / 8 for the latent; one of them 0: kept in the latent's aspect
+ * ratio), with crop the largest centred part of the new aspect ratio first
+ * (ComfyUI's "center"); the same methods and no noise mask (0 and 0: the
+ * latent as it is). */
+kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int width, int height, bool crop,
+                                kiln_latent *out);
 
 /* IMAGE: 8-bit RGB, (height, width, 3) row-major. */
 typedef struct kiln_image {

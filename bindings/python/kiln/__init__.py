@@ -224,6 +224,7 @@ _declare("kiln_conditioning_zero_out", c_int, POINTER(_Conditioning), POINTER(_C
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_free", None, POINTER(_Latent))
 _declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
+_declare("kiln_latent_upscale", c_int, POINTER(_Latent), c_char_p, c_int, c_int, c_bool, POINTER(_Latent))
 _declare("kiln_latent_upscale_by", c_int, POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
@@ -964,6 +965,16 @@ class Latent(_Owned):
         noise mask stays behind."""
         out = Latent()
         _lib.kiln_latent_upscale_by(byref(self._c), method.encode(), scale, byref(out._c))
+        return out
+
+    def upscale(self, width: int, height: int, method: str = "nearest-exact", crop: bool = False) -> "Latent":
+        """LatentUpscale: to width x height pixels as ComfyUI counts them
+        (each at least 64, / 8; 0 follows the other side's aspect ratio),
+        with crop the largest centred part of the new aspect ratio first;
+        the noise mask stays behind."""
+        out = Latent()
+        _lib.kiln_latent_upscale(byref(self._c), method.encode(), _c_int("width", width), _c_int("height", height),
+                                 bool(crop), byref(out._c))
         return out
 
     def __repr__(self) -> str:

@@ -11,6 +11,18 @@ with crop "disabled".
                               and bicubic at scales 1.5 (7x9 -> 10x14: both
                               halves round to even), 2 and 0.75
 
+And tests/data/resample/latent_upscale.golden.safetensors: ComfyUI's
+LatentUpscale (width and height in pixels, 0 keeping the aspect ratio, each
+at least 64; the latent's sides those // 8; crop "center" cutting the
+largest centred part of the new aspect ratio first, Python's round) on the
+same latent, restated:
+
+  <method>.<width>x<height>.<crop>   for bilinear 96x64 disabled (8x12),
+                              bicubic 64x96 center (12x8 of the middle 5
+                              columns), nearest-exact 0x80 disabled (10x12:
+                              the width round(9 * 80 / 7) = 103) and
+                              bilinear 40x0 center (8x8: both at least 64)
+
 Run from the repository root: python3 tests/data/resample/make_resample_data.py
 """
 import torch
@@ -28,6 +40,35 @@ def main():
             out[f"{method}.{scale}"] = F.interpolate(latent, size=size, mode=method)
     save_file({k: v.contiguous() for k, v in out.items()}, "tests/data/resample/golden.safetensors")
     print({k: tuple(v.shape) for k, v in out.items()})
+    upscaled = {f"{m}.{w}x{h}.{c}": latent_upscale(latent, m, w, h, c)
+                for m, w, h, c in [("bilinear", 96, 64, "disabled"), ("bicubic", 64, 96, "center"),
+                                   ("nearest-exact", 0, 80, "disabled"), ("bilinear", 40, 0, "center")]}
+    save_file({k: v.contiguous() for k, v in upscaled.items()}, "tests/data/resample/latent_upscale.golden.safetensors")
+    print({k: tuple(v.shape) for k, v in upscaled.items()})
+
+
+def latent_upscale(samples, method, width, height, crop):
+    """LatentUpscale's sizes, then common_upscale."""
+    if width == 0:
+        height = max(64, height)
+        width = max(64, round(samples.shape[-1] * height / samples.shape[-2]))
+    elif height == 0:
+        width = max(64, width)
+        height = max(64, round(samples.shape[-2] * width / samples.shape[-1]))
+    else:
+        width, height = max(64, width), max(64, height)
+    width, height = width // 8, height // 8
+    s = samples
+    if crop == "center":
+        old_width, old_height = samples.shape[-1], samples.shape[-2]
+        old_aspect, new_aspect = old_width / old_height, width / height
+        x = y = 0
+        if old_aspect > new_aspect:
+            x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+        elif old_aspect < new_aspect:
+            y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+        s = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
+    return F.interpolate(s, size=(height, width), mode=method)
 
 
 if __name__ == "__main__":
