@@ -311,6 +311,37 @@ kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int wi
     return KILN_OK;
 }
 
+kiln_status kiln_image_scale(const kiln_image *img, const char *method, int width, int height, bool crop,
+                             kiln_image *out)
+{
+    if (!img || !img->pixels || !method || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_scale: no picture, method or place");
+    *out = (kiln_image){0};
+    if (width < 1 || height < 1 || width > KILN_IMAGE_MAX_SIDE || height > KILN_IMAGE_MAX_SIDE)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "image scale to %dx%d", width, height);
+    int x0 = 0, y0 = 0, cw = img->width, ch = img->height;
+    if (crop) TRY(kiln_image_center_box(img->width, img->height, width, height, &x0, &y0, &cw, &ch));
+    if (strcmp(method, "lanczos") == 0) return kiln_image_resize_lanczos(img, x0, y0, cw, ch, width, height, out);
+    kiln_resample_method m;
+    if (!kiln_resample_from_name(method, &m))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "image scale method '%s': nearest-exact, bilinear, bicubic or "
+                         "lanczos", method);
+    float *cut = malloc((size_t)3 * cw * ch * sizeof *cut), *scaled = malloc((size_t)3 * width * height * sizeof *scaled);
+    kiln_status st = cut && scaled ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "image scale: out of host memory");
+    for (int c = 0; st == KILN_OK && c < 3; c++) /* LoadImage's floats, channel planes */
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++)
+                cut[((size_t)c * ch + y) * cw + x] =
+                    (float)img->pixels[3 * ((size_t)(y0 + y) * img->width + x0 + x) + c] / 255.0f;
+    if (st == KILN_OK) {
+        kiln_resample(cut, 3, ch, cw, scaled, height, width, m);
+        st = kiln_image_from_unit(scaled, height, width, out);
+    }
+    free(cut);
+    free(scaled);
+    return st;
+}
+
 kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out)
 {
     kiln_resample_method m;

@@ -8,6 +8,7 @@
  * when a node first reads its UNet, text towers or VAE. The usual graph,
  * whose MODEL and CLIP pass through the same LoraLoaders, loads one model. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -837,6 +838,49 @@ static kiln_status load_image(wf_run *r, wf_node *n)
     }
     free(path);
     return st == KILN_ERR_OUT_OF_MEMORY ? kiln_fail(st, "workflow: out of host memory") : st;
+}
+
+/* ImageScale (by_factor false: to width x height, a side given as 0
+ * following the other's aspect ratio, crop "disabled" or "center") and
+ * ImageScaleBy (each side times scale_by, Python's round): each picture. */
+static kiln_status image_scale_node(wf_run *r, wf_node *n, bool by_factor)
+{
+    wf_value *image;
+    const char *method, *crop = "disabled";
+    int width = 0, height = 0;
+    double scale = 1.0;
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(text(n, "upscale_method", &method));
+    if (by_factor) {
+        TRY(number(n, "scale_by", &scale));
+        if (!(scale > 0.0 && scale <= 8.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "scale_by %g: 0..8", scale);
+    } else {
+        TRY(integer(n, "width", 0, KILN_IMAGE_MAX_SIDE, &width));
+        TRY(integer(n, "height", 0, KILN_IMAGE_MAX_SIDE, &height));
+        TRY(text(n, "crop", &crop));
+        if (strcmp(crop, "disabled") && strcmp(crop, "center"))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "crop '%s': disabled or center", crop);
+    }
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)image->nimages, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int i = 0; i < image->nimages; i++) {
+        const kiln_image *img = &image->images[i];
+        int w = width, h = height;
+        if (by_factor) {
+            w = (int)nearbyint(img->width * scale), h = (int)nearbyint(img->height * scale);
+        } else if (w == 0 && h == 0) {
+            w = img->width, h = img->height;
+        } else if (w == 0) {
+            w = (int)nearbyint((double)img->width * h / img->height), w = w > 1 ? w : 1;
+        } else if (h == 0) {
+            h = (int)nearbyint((double)img->height * w / img->width), h = h > 1 ? h : 1;
+        }
+        kiln_status st = kiln_image_scale(img, method, w, h, crop[0] == 'c', &n->out[0].images[i]);
+        if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+        n->out[0].nimages++;
+    }
+    return KILN_OK;
 }
 
 /* FluxKontextImageScale: each picture at FLUX.1 Kontext's size nearest its
@@ -1810,6 +1854,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = controlnet_apply(r, n, c[10] == 'I');
     else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
         st = vae_encode(r, n, c[9] != '\0');
+    else if (strcmp(c, "ImageScale") == 0 || strcmp(c, "ImageScaleBy") == 0)
+        st = image_scale_node(r, n, c[10] != '\0');
     else if (strcmp(c, "VAEDecode") == 0 || strcmp(c, "VAEDecodeTiled") == 0)
         st = vae_decode(r, n, c[9] != '\0');
     else if (strcmp(c, "SaveImage") == 0 || strcmp(c, "PreviewImage") == 0)

@@ -490,6 +490,12 @@ class Advanced(unittest.TestCase):
             run(reference=reference, reference_method="diagonal")
         scaled = kiln.Image.load(data("controlnet/hint_37x23.png")).flux_kontext_scale()
         self.assertEqual((scaled.width, scaled.height), (1328, 800))  # the preferred size nearest 37:23
+        # ImageScale with Pillow's LANCZOS: ComfyUI's picture to the byte (tests/data/resample, made with Pillow)
+        lanczos = kiln.Image.load(data("controlnet/hint_37x23.png")).scale(20, 12, "lanczos")
+        _, golden = read_safetensors(data("resample/image_scale.golden.safetensors"))
+        shape, want = golden["lanczos.20x12.disabled"]
+        self.assertEqual((lanczos.height, lanczos.width, 3), tuple(shape))
+        self.assertEqual(lanczos.pixels, bytes(want))
 
     def test_pixart(self):
         """A PixArt folder through the same calls: T5 prompts, the DiT's

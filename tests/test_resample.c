@@ -8,6 +8,7 @@
 #include "kiln_test.h"
 
 #include "golden.h"
+#include "image.h"
 #include "kiln.h"
 #include "resample.h"
 #include "status.h"
@@ -86,6 +87,49 @@ static void latent_upscale_to_a_size(void **state)
     kiln_st_close(f);
 }
 
+/* ImageScale and ImageScaleBy (tests/data/resample/image_scale.golden,
+ * ComfyUI's common_upscale restated, saved as SaveImage does): lanczos and
+ * nearest-exact to the byte, bilinear and bicubic within a level (a float
+ * truncated at a byte's edge). */
+static void image_scale(void **state)
+{
+    (void)state;
+    kiln_image picture;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &picture));
+    kiln_st_file *f = golden_open("resample/image_scale.golden.safetensors");
+    static const struct {
+        const char *key, *method;
+        int width, height;
+        bool crop;
+        int tolerance;
+    } cases[] = {{"by.bilinear.1.5", "bilinear", 56, 34, false, 1},
+                 {"bicubic.30x30.center", "bicubic", 30, 30, true, 1},
+                 {"nearest-exact.0x40.disabled", "nearest-exact", 64, 40, false, 0},
+                 {"lanczos.20x12.disabled", "lanczos", 20, 12, false, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        golden want = golden_read(f, cases[i].key);
+        kiln_image out;
+        assert_kiln_ok(kiln_image_scale(&picture, cases[i].method, cases[i].width, cases[i].height, cases[i].crop,
+                                        &out));
+        assert_int_equal(out.height, (int)want.shape[0]);
+        assert_int_equal(out.width, (int)want.shape[1]);
+        int worst = 0;
+        for (size_t k = 0; k < want.count; k++) {
+            const int d = abs((int)out.pixels[k] - (int)want.data[k]);
+            worst = d > worst ? d : worst;
+        }
+        print_message("  %-28s within %d level(s)\n", cases[i].key, worst);
+        assert_true(worst <= cases[i].tolerance);
+        kiln_image_free(&out);
+        golden_free(&want);
+    }
+    kiln_image out;
+    assert_int_equal(kiln_image_scale(&picture, "area", 20, 12, false, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "'area'"));
+    kiln_st_close(f);
+    kiln_image_free(&picture);
+}
+
 static void bad_scales_are_refused(void **state)
 {
     (void)state;
@@ -104,6 +148,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(latent_upscale_by),
         cmocka_unit_test(latent_upscale_to_a_size),
+        cmocka_unit_test(image_scale),
         cmocka_unit_test(bad_scales_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

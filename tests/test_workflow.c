@@ -420,6 +420,38 @@ static void conditioning_concat_and_average(void **state)
     kiln_model_free(m);
 }
 
+/* ImageScaleBy (each side times 1.5, Python's round) and ImageScale (a
+ * width of 0 following the height in the picture's aspect ratio) on a
+ * LoadImage: kiln_image_scale's pictures at those sizes. */
+static void image_scale_nodes(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"1\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/controlnet/hint_37x23.png\"}}, "
+        "\"2\": {\"class_type\": \"ImageScaleBy\", \"inputs\": {\"upscale_method\": \"bilinear\", \"scale_by\": 1.5, "
+        "\"image\": [\"1\", 0]}}, "
+        "\"3\": {\"class_type\": \"ImageScale\", \"inputs\": {\"upscale_method\": \"lanczos\", \"width\": 0, "
+        "\"height\": 40, \"crop\": \"disabled\", \"image\": [\"1\", 0]}}, "
+        "\"8\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"3\", 0]}}}";
+    kiln_image *images, picture, want[2];
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 2);
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &picture));
+    assert_kiln_ok(kiln_image_scale(&picture, "bilinear", 56, 34, false, &want[0])); /* 55.5 and 34.5 to even */
+    assert_kiln_ok(kiln_image_scale(&picture, "lanczos", 64, 40, false, &want[1]));  /* round(37 * 40 / 23) */
+    for (int i = 0; i < 2; i++) { /* SaveImage nodes in the order of their ids */
+        assert_int_equal(images[i].width, want[i].width);
+        assert_int_equal(images[i].height, want[i].height);
+        assert_memory_equal(images[i].pixels, want[i].pixels, (size_t)want[i].width * want[i].height * 3);
+        kiln_image_free(&want[i]);
+    }
+    kiln_image_free(&picture);
+    kiln_images_free(images, count);
+}
+
 /* A hires fix through LatentUpscale (to 96x80 pixels as ComfyUI counts
  * them, / 8 whatever the VAE; the centre cut):
  * the library's run (kiln_ksampler, kiln_latent_upscale, kiln_ksampler at
@@ -754,7 +786,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
                                        cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
                                        cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
-                                       cmocka_unit_test(latent_upscale_node),
+                                       cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

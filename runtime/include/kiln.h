@@ -52,6 +52,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_latent_repeat         RepeatLatentBatch
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_latent_upscale        LatentUpscale (to a size)
+ *   kiln_image_scale           ImageScale, ImageScaleBy
  *   kiln_controlnet_load       ControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
  *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
@@ -255,6 +256,14 @@ typedef struct kiln_image {
     int channels;    /* always 3: R, G, B */
     uint8_t *pixels; /* owned */
 } kiln_image;
+
+/* ImageScale / ImageScaleBy's resize (ComfyUI's common_upscale) of a
+ * picture to width x height, with crop the largest centred part of that
+ * aspect ratio first: "nearest-exact", "bilinear" and "bicubic" as torch
+ * interpolates the pixels / 255, back to bytes by SaveImage's rule (255 x,
+ * clipped, truncated); "lanczos" Pillow's on the bytes. *out a new image. */
+kiln_status kiln_image_scale(const kiln_image *img, const char *method, int width, int height, bool crop,
+                             kiln_image *out);
 
 /* LoadImage: reads a PNG or JPEG file into *out (which it allocates), recognised by its
  * first bytes, never by its name:

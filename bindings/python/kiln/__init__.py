@@ -247,6 +247,7 @@ _declare("kiln_style_model_free", None, c_void_p)
 _declare("kiln_style_model_apply", c_int, c_void_p, c_void_p, POINTER(_Image), c_bool, c_double,
          POINTER(_Conditioning), POINTER(_Conditioning))
 _declare("kiln_flux_kontext_image_scale", c_int, POINTER(_Image), POINTER(_Image))
+_declare("kiln_image_scale", c_int, POINTER(_Image), c_char_p, c_int, c_int, c_bool, POINTER(_Image))
 _declare("kiln_upscale_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_upscaler_free", None, c_void_p)
 _declare("kiln_image_upscale_with_model", c_int, c_void_p, POINTER(_Image), POINTER(_Image))
@@ -1033,6 +1034,15 @@ class Image(_Owned):
         items = [(str(key).encode(), str(value).encode()) for key, value in (text or {}).items()]
         c_text = (_PngText * max(len(items), 1))(*(_PngText(key, value) for key, value in items))
         _lib.kiln_image_save(_path(path), byref(self._c), c_text, len(items))
+
+    def scale(self, width: int, height: int, method: str = "nearest-exact", crop: bool = False) -> "Image":
+        """ImageScale: a new picture of width x height ("nearest-exact",
+        "bilinear", "bicubic" as torch interpolates, "lanczos" as Pillow),
+        with crop the largest centred part of that aspect ratio first."""
+        out = Image()
+        _lib.kiln_image_scale(byref(self._c), method.encode(), _c_int("width", width), _c_int("height", height),
+                              bool(crop), byref(out._c))
+        return out
 
     def flux_kontext_scale(self) -> "Image":
         """FluxKontextImageScale: a new picture at FLUX.1 Kontext's

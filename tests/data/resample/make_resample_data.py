@@ -23,10 +23,24 @@ same latent, restated:
                               the width round(9 * 80 / 7) = 103) and
                               bilinear 40x0 center (8x8: both at least 64)
 
+And tests/data/resample/image_scale.golden.safetensors: ComfyUI's ImageScale
+and ImageScaleBy on tests/data/controlnet/hint_37x23.png (LoadImage's
+floats, u8 / 255), each result as SaveImage stores it (255 x clipped to
+[0, 255] and truncated), in bytes (H, W, 3) uint8:
+
+  by.bilinear.1.5             ImageScaleBy: round(37 * 1.5) = 56 (half to
+                              even) by round(23 * 1.5) = 34
+  bicubic.30x30.center        ImageScale, the centre cut
+  nearest-exact.0x40.disabled ImageScale, the width round(37 * 40 / 23) = 64
+  lanczos.20x12.disabled      comfy.utils.lanczos: Pillow's LANCZOS on the
+                              bytes
+
 Run from the repository root: python3 tests/data/resample/make_resample_data.py
 """
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import save_file
 
 
@@ -45,6 +59,37 @@ def main():
                                    ("nearest-exact", 0, 80, "disabled"), ("bilinear", 40, 0, "center")]}
     save_file({k: v.contiguous() for k, v in upscaled.items()}, "tests/data/resample/latent_upscale.golden.safetensors")
     print({k: tuple(v.shape) for k, v in upscaled.items()})
+    picture = np.array(Image.open("tests/data/controlnet/hint_37x23.png").convert("RGB"))
+    image = torch.from_numpy(picture.astype(np.float32) / 255.0)[None].movedim(-1, 1)  # LoadImage, (1,3,H,W)
+    scaled = {"by.bilinear.1.5": common_upscale(image, round(37 * 1.5), round(23 * 1.5), "bilinear", "disabled"),
+              "bicubic.30x30.center": common_upscale(image, 30, 30, "bicubic", "center"),
+              "nearest-exact.0x40.disabled": common_upscale(image, round(37 * 40 / 23), 40, "nearest-exact",
+                                                            "disabled"),
+              "lanczos.20x12.disabled": common_upscale(image, 20, 12, "lanczos", "disabled")}
+    saved = {k: torch.from_numpy(np.clip(255.0 * v[0].movedim(0, -1).numpy(), 0, 255).astype(np.uint8))
+             for k, v in scaled.items()}  # SaveImage
+    saved = {k: v.contiguous() for k, v in saved.items()}
+    save_file(saved, "tests/data/resample/image_scale.golden.safetensors")
+    print({k: tuple(v.shape) for k, v in saved.items()})
+
+
+def common_upscale(samples, width, height, method, crop):
+    """comfy.utils.common_upscale on (N,C,H,W); lanczos as comfy.utils.lanczos (Pillow on the bytes)."""
+    s = samples
+    if crop == "center":
+        old_width, old_height = samples.shape[-1], samples.shape[-2]
+        old_aspect, new_aspect = old_width / old_height, width / height
+        x = y = 0
+        if old_aspect > new_aspect:
+            x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
+        elif old_aspect < new_aspect:
+            y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+        s = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
+    if method != "lanczos":
+        return F.interpolate(s, size=(height, width), mode=method)
+    images = [Image.fromarray(np.clip(255.0 * i.movedim(0, -1).numpy(), 0, 255).astype(np.uint8)) for i in s]
+    images = [i.resize((width, height), resample=Image.Resampling.LANCZOS) for i in images]
+    return torch.stack([torch.from_numpy(np.array(i).astype(np.float32) / 255.0).movedim(-1, 0) for i in images])
 
 
 def latent_upscale(samples, method, width, height, crop):
