@@ -37,11 +37,17 @@ floats, u8 / 255), each result as SaveImage stores it (255 x clipped to
 
 Run from the repository root: python3 tests/data/resample/make_resample_data.py
 """
+import os
+import sys
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sd_common import center_margins  # noqa: E402
 
 
 def main():
@@ -78,12 +84,7 @@ def common_upscale(samples, width, height, method, crop):
     s = samples
     if crop == "center":
         old_width, old_height = samples.shape[-1], samples.shape[-2]
-        old_aspect, new_aspect = old_width / old_height, width / height
-        x = y = 0
-        if old_aspect > new_aspect:
-            x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
-        elif old_aspect < new_aspect:
-            y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
+        x, y = center_margins(old_width, old_height, width, height)
         s = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
     if method != "lanczos":
         return F.interpolate(s, size=(height, width), mode=method)
@@ -102,18 +103,7 @@ def latent_upscale(samples, method, width, height, crop):
         height = max(64, round(samples.shape[-2] * width / samples.shape[-1]))
     else:
         width, height = max(64, width), max(64, height)
-    width, height = width // 8, height // 8
-    s = samples
-    if crop == "center":
-        old_width, old_height = samples.shape[-1], samples.shape[-2]
-        old_aspect, new_aspect = old_width / old_height, width / height
-        x = y = 0
-        if old_aspect > new_aspect:
-            x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
-        elif old_aspect < new_aspect:
-            y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
-        s = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
-    return F.interpolate(s, size=(height, width), mode=method)
+    return common_upscale(samples, width // 8, height // 8, method, crop)
 
 
 if __name__ == "__main__":
