@@ -1766,6 +1766,39 @@ static kiln_status sampler_custom_advanced(wf_run *r, wf_node *n)
     return sample(r, n, guide->guide_model, guide->guide_positive, neg, latent, &p);
 }
 
+/* SamplerCustom: SamplerCustomAdvanced with the noise (add_noise,
+ * noise_seed) and CFGGuider's model, prompts and cfg as its own inputs; its
+ * denoised_output is not made. */
+static kiln_status sampler_custom(wf_run *r, wf_node *n)
+{
+    wf_value *model, *pos, *neg, *picked, *sigmas, *latent;
+    double cfg;
+    uint64_t seed;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(linked(r, n, "sampler", WF_SAMPLER, &picked));
+    TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
+    TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
+    TRY(number(n, "cfg", &cfg));
+    TRY(seed_input(n, "noise_seed", &seed));
+    const cJSON *add_noise = input_of(n, "add_noise");
+    if (!cJSON_IsBool(add_noise)) return node_fail(n, KILN_ERR_INVALID_ARG, "add_noise: true or false");
+    if (!same_sampling(&model->recipe, &sigmas->guide_model->recipe))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the sigmas' model is not the one sampled (kiln makes the schedule "
+                         "of the model it samples)");
+    kiln_sampler s;
+    kiln_status st = kiln_sampler_from_name(picked->sampler, &s);
+    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+    if (kiln_sampler_discards_penultimate_sigma(s))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampler '%s' on BasicScheduler's sigmas (KSampler drops their "
+                         "penultimate one; kiln runs it as KSampler does)", picked->sampler);
+    kiln_ksampler_params p = {.seed = seed, .disable_noise = cJSON_IsFalse(add_noise), .steps = sigmas->steps,
+                              .denoise = sigmas->denoise, .cfg = cfg, .sampler_name = picked->sampler,
+                              .scheduler = sigmas->scheduler};
+    return sample(r, n, model, pos, neg, latent, &p);
+}
+
 static kiln_status upscale_model_loader(wf_run *r, wf_node *n)
 {
     char *path;
@@ -1826,7 +1859,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
                                          "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
-                                         "ConditioningCombine", "ConditioningConcat", "ConditioningAverage"};
+                                         "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
+                                         "SamplerCustom"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -1837,7 +1871,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
-        conditioning_average};
+        conditioning_average, sampler_custom};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -178,13 +178,19 @@ static void flux_from_separate_files(void **state)
        ends: 1.15 at 1024x1024 (max_shift) and at 256x256 (base_shift), each the dev model's own shift */
     static const char *const shifts[2] = {"\"max_shift\": 1.15, \"base_shift\": 0.5, \"width\": 1024, \"height\": 1024",
                                           "\"max_shift\": 3, \"base_shift\": 1.15, \"width\": 256, \"height\": 256"};
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         char json[8192], model[256];
         snprintf(model, sizeof model,
-                 k < 2 ? "\"13\": {\"class_type\": \"ModelSamplingFlux\", \"inputs\": {%s, \"model\": [\"12\", 0]}}"
+                 k != 2 ? "\"13\": {\"class_type\": \"ModelSamplingFlux\", \"inputs\": {%s, \"model\": [\"12\", 0]}}"
                        : "\"13\": {\"class_type\": \"ModelSamplingFlux\", \"inputs\": {\"max_shift\": 1.15, "
                          "\"base_shift\": 0.5, \"width\": 512, \"height\": 512, \"model\": [\"12\", 0]}}",
-                 k < 2 ? shifts[k] : "");
+                 k < 2 ? shifts[k] : k == 3 ? shifts[0] : "");
+        /* k 3: SamplerCustom, the noise and CFGGuider's inputs its own */
+        const char *sampled = k == 3 ? "\"3\": {\"class_type\": \"SamplerCustom\", \"inputs\": {\"add_noise\": true, "
+                                       "\"noise_seed\": 42, \"cfg\": 2, \"model\": [\"13\", 0], \"positive\": [\"30\", 0], "
+                                       "\"negative\": [\"31\", 0], "
+                                     : "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": "
+                                       "[\"25\", 0], \"guider\": [\"22\", 0], ";
         snprintf(json, sizeof json,
                  "{" FLUX_LOADERS ", %s, " FLUX_GUIDED("[\"11\", 0]") ", " FLUX_NEGATIVE("[\"11\", 0]") ", "
                  "\"5\": {\"class_type\": \"EmptySD3LatentImage\", \"inputs\": {\"width\": 12, \"height\": 16, "
@@ -195,13 +201,11 @@ static void flux_from_separate_files(void **state)
                  "\"denoise\": 1, \"model\": [\"13\", 0]}}, "
                  "\"22\": {\"class_type\": \"CFGGuider\", \"inputs\": {\"cfg\": 2, \"model\": [\"13\", 0], "
                  "\"positive\": [\"30\", 0], \"negative\": [\"31\", 0]}}, "
-                 "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], "
-                 "\"guider\": [\"22\", 0], \"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], "
-                 "\"latent_image\": [\"5\", 0]}}, "
+                 "%s\"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}, "
                  "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"10\", 0]}}, "
                  "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
-                 model);
-        if (k < 2) {
+                 model, sampled);
+        if (k != 2) {
             check_flux_picture(json, &flux, "run.image");
             continue;
         }
