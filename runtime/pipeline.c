@@ -460,6 +460,15 @@ typedef struct {
 static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, float *denoised)
 {
     const prompt_parts *pp = ctx;
+    /* the sigmas only fall: a pair with a part that ended above this one will not run again, and its graphs go */
+    for (int a = 0; a < pp->nparts[1]; a++)
+        for (int b = 0; b < pp->nparts[0]; b++) {
+            prompt_pair *p = &pp->pairs[a * pp->nparts[0] + b];
+            if (p->made && (pp->lo[1][a] > sigma || pp->lo[0][b] > sigma)) {
+                kiln_denoiser_free(&p->d);
+                p->made = false;
+            }
+        }
     int active[2][KILN_MAX_PROMPT_PARTS], nactive[2] = {0, 0};
     for (int side = 0; side < 2; side++) {
         for (int i = 0; i < pp->nparts[side]; i++)
