@@ -1742,48 +1742,17 @@ static bool same_sampling(const wf_recipe *a, const wf_recipe *b)
  * model it samples, so BasicScheduler's model must be the guider's; the
  * samplers KSampler gives a schedule one step longer (dpm_2, uni_pc) run
  * here on BasicScheduler's own, which kiln does not yet. */
-static kiln_status sampler_custom_advanced(wf_run *r, wf_node *n)
+/* SamplerCustomAdvanced's and SamplerCustom's sampling: the model with its
+ * prompts and cfg, the noise, and the node's sampler, sigmas and
+ * latent_image (kiln makes the schedule of the model it samples, as
+ * KSampler does). */
+static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model, const wf_value *pos,
+                                   const wf_value *neg, double cfg, uint64_t seed, bool disable_noise)
 {
-    wf_value *noise, *guide, *picked, *sigmas, *latent;
-    TRY(linked(r, n, "noise", WF_NOISE, &noise));
-    TRY(linked(r, n, "guider", WF_GUIDER, &guide));
+    wf_value *picked, *sigmas, *latent;
     TRY(linked(r, n, "sampler", WF_SAMPLER, &picked));
     TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
     TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
-    if (!same_sampling(&guide->guide_model->recipe, &sigmas->guide_model->recipe))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the sigmas' model is not the guider's (kiln makes the schedule of "
-                         "the model it samples)");
-    kiln_sampler s;
-    kiln_status st = kiln_sampler_from_name(picked->sampler, &s);
-    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
-    if (kiln_sampler_discards_penultimate_sigma(s))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampler '%s' on BasicScheduler's sigmas (KSampler drops their "
-                         "penultimate one; kiln runs it as KSampler does)", picked->sampler);
-    kiln_ksampler_params p = {.seed = noise->noise_seed, .disable_noise = noise->noise_disabled,
-                              .steps = sigmas->steps, .denoise = sigmas->denoise, .cfg = guide->cfg,
-                              .sampler_name = picked->sampler, .scheduler = sigmas->scheduler};
-    const wf_value *neg = guide->guide_negative ? guide->guide_negative : guide->guide_positive;
-    return sample(r, n, guide->guide_model, guide->guide_positive, neg, latent, &p);
-}
-
-/* SamplerCustom: SamplerCustomAdvanced with the noise (add_noise,
- * noise_seed) and CFGGuider's model, prompts and cfg as its own inputs; its
- * denoised_output is not made. */
-static kiln_status sampler_custom(wf_run *r, wf_node *n)
-{
-    wf_value *model, *pos, *neg, *picked, *sigmas, *latent;
-    double cfg;
-    uint64_t seed;
-    TRY(linked(r, n, "model", WF_MODEL, &model));
-    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
-    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
-    TRY(linked(r, n, "sampler", WF_SAMPLER, &picked));
-    TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
-    TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
-    TRY(number(n, "cfg", &cfg));
-    TRY(seed_input(n, "noise_seed", &seed));
-    const cJSON *add_noise = input_of(n, "add_noise");
-    if (!cJSON_IsBool(add_noise)) return node_fail(n, KILN_ERR_INVALID_ARG, "add_noise: true or false");
     if (!same_sampling(&model->recipe, &sigmas->guide_model->recipe))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "the sigmas' model is not the one sampled (kiln makes the schedule "
                          "of the model it samples)");
@@ -1793,10 +1762,38 @@ static kiln_status sampler_custom(wf_run *r, wf_node *n)
     if (kiln_sampler_discards_penultimate_sigma(s))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "sampler '%s' on BasicScheduler's sigmas (KSampler drops their "
                          "penultimate one; kiln runs it as KSampler does)", picked->sampler);
-    kiln_ksampler_params p = {.seed = seed, .disable_noise = cJSON_IsFalse(add_noise), .steps = sigmas->steps,
+    kiln_ksampler_params p = {.seed = seed, .disable_noise = disable_noise, .steps = sigmas->steps,
                               .denoise = sigmas->denoise, .cfg = cfg, .sampler_name = picked->sampler,
                               .scheduler = sigmas->scheduler};
     return sample(r, n, model, pos, neg, latent, &p);
+}
+
+static kiln_status sampler_custom_advanced(wf_run *r, wf_node *n)
+{
+    wf_value *noise, *guide;
+    TRY(linked(r, n, "noise", WF_NOISE, &noise));
+    TRY(linked(r, n, "guider", WF_GUIDER, &guide));
+    const wf_value *neg = guide->guide_negative ? guide->guide_negative : guide->guide_positive;
+    return custom_sampling(r, n, guide->guide_model, guide->guide_positive, neg, guide->cfg, noise->noise_seed,
+                           noise->noise_disabled);
+}
+
+/* SamplerCustom: SamplerCustomAdvanced with the noise (add_noise,
+ * noise_seed) and CFGGuider's model, prompts and cfg as its own inputs; its
+ * denoised_output is not made. */
+static kiln_status sampler_custom(wf_run *r, wf_node *n)
+{
+    wf_value *model, *pos, *neg;
+    double cfg;
+    uint64_t seed = 0;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(number(n, "cfg", &cfg));
+    TRY(seed_input(n, "noise_seed", &seed));
+    const cJSON *add_noise = input_of(n, "add_noise");
+    if (!cJSON_IsBool(add_noise)) return node_fail(n, KILN_ERR_INVALID_ARG, "add_noise: true or false");
+    return custom_sampling(r, n, model, pos, neg, cfg, seed, cJSON_IsFalse(add_noise));
 }
 
 static kiln_status upscale_model_loader(wf_run *r, wf_node *n)
