@@ -618,6 +618,12 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
     st = kiln_sample(&args, x);
     if (st != KILN_OK) goto done;
+    /* model_sampling.inverse_noise_scaling: a flow latent cut short (leftover noise) leaves as ComfyUI's does,
+       divided by 1 - sigma, so that the next pass's noise scaling of it without noise gives it back */
+    if (ms.flow && sigmas[nsigmas - 1] != 0.0f) {
+        const float keep = 1.0f - sigmas[nsigmas - 1];
+        for (size_t i = 0; i < n; i++) x[i] /= keep;
+    }
     for (size_t i = 0; i < n; i++) x[i] = kiln_vae_latent_out(&m->vae, x[i]);
     *latent = x;
     x = NULL;
