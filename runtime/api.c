@@ -592,10 +592,13 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         if (!nparts[side]) TRY(check_conditioning(m, which, side ? positive : negative));
     }
     TRY(check_latent(m, "ksampler", latent_image));
-    if (!params->sampler_name || !params->scheduler)
+    if (!params->sampler_name || (!params->scheduler && !params->sigmas))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: no sampler or scheduler name");
-    if (params->steps < 1 || params->steps > 10000)
+    if (!params->sigmas && (params->steps < 1 || params->steps > 10000))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler steps %d: must be from 1 to 10000", params->steps);
+    if (params->sigmas && (params->start_at_step || params->end_at_step))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: KSamplerAdvanced's steps %d to %d with sigmas of one's own "
+                         "(cut those with kiln_sigmas_split)", params->start_at_step, params->end_at_step);
     const kiln_latent *l = latent_image;
     kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
                              .seed = params->seed, .batch = l->batch, .latent_h = l->height, .latent_w = l->width,
@@ -614,7 +617,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                 (slg->single_count && !slg->single_layers)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: skip_layer_guidance's layer lists");
     TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
-    TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
+    if (params->sigmas) job.sigmas = params->sigmas;
+    else TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s is an inpainting model: give it a latent with a noise "
                          "mask (kiln_vae_encode_for_inpaint or _outpaint)", m->info.unet_name);

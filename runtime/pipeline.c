@@ -489,6 +489,51 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
     return KILN_OK;
 }
 
+/* KSampler's schedule of the job's steps, scheduler and denoise, cut to
+ * KSamplerAdvanced's steps; none left when the cut starts past its end. */
+static kiln_status ksampler_schedule(const kiln_sampling_job *job, const kiln_model_sampling *ms, float **sigmas,
+                                     size_t *nsigmas)
+{
+    if (job->steps < 1 || job->steps > 10000)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "--steps %d: must be 1..10000", job->steps);
+    if (!(job->denoise > 0.0 && job->denoise <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "--denoise %g: must be in (0, 1]", job->denoise);
+    if (job->start_step < 0 || job->last_step < 0 || (job->last_step && job->last_step <= job->start_step))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: steps %d to %d of %d", job->start_step, job->last_step,
+                         job->steps);
+    float *all;
+    size_t n;
+    TRY(kiln_ksampler_sigmas(ms, job->scheduler, kiln_sampler_discards_penultimate_sigma(job->sampler), job->steps,
+                             job->denoise, &all, &n));
+    /* KSamplerAdvanced's cut of the schedule (ComfyUI's KSampler.sample) */
+    if (job->last_step && (size_t)job->last_step < n - 1) {
+        n = (size_t)job->last_step + 1;
+        if (!job->leftover_noise) all[n - 1] = 0.0f;
+    }
+    if (job->start_step && (size_t)job->start_step >= n - 1) {
+        n = 0;
+    } else {
+        memmove(all, all + job->start_step, (n - (size_t)job->start_step) * sizeof *all);
+        n -= (size_t)job->start_step;
+    }
+    *sigmas = all;
+    *nsigmas = n;
+    return KILN_OK;
+}
+
+/* SamplerCustom's sigmas, as they are. */
+static kiln_status given_schedule(const kiln_sigmas *given, float **sigmas, size_t *nsigmas)
+{
+    if (given->count < 0 || (given->count && !given->values))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: sigmas with count %d and %s values", given->count,
+                         given->values ? "some" : "no");
+    *nsigmas = (size_t)given->count;
+    if (!(*sigmas = malloc((*nsigmas ? *nsigmas : 1) * sizeof **sigmas)))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    if (*nsigmas) memcpy(*sigmas, given->values, *nsigmas * sizeof **sigmas);
+    return KILN_OK;
+}
+
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
@@ -511,35 +556,19 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                                                                         : "no conditioning");
     }
     const int C = kiln_model_latent_channels(m);
-    if (job->steps < 1 || job->steps > 10000) return kiln_fail(KILN_ERR_INVALID_ARG, "--steps %d: must be 1..10000", job->steps);
-    if (!(job->denoise > 0.0 && job->denoise <= 1.0))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "--denoise %g: must be in (0, 1]", job->denoise);
-
     kiln_model_sampling ms;
     TRY(kiln_model_sampling_of(m, &ms));
     float *sigmas = NULL;
     size_t nsigmas = 0;
-    TRY(kiln_ksampler_sigmas(&ms, job->scheduler, kiln_sampler_discards_penultimate_sigma(job->sampler), job->steps,
-                             job->denoise, &sigmas, &nsigmas));
-    /* KSamplerAdvanced's cut of the schedule (ComfyUI's KSampler.sample) */
-    if (job->start_step < 0 || job->last_step < 0 || (job->last_step && job->last_step <= job->start_step)) {
+    TRY(job->sigmas ? given_schedule(job->sigmas, &sigmas, &nsigmas) : ksampler_schedule(job, &ms, &sigmas, &nsigmas));
+    if (nsigmas == 0) { /* nothing to walk: the latent as it is */
         free(sigmas);
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: steps %d to %d of %d", job->start_step, job->last_step,
-                         job->steps);
-    }
-    if (job->last_step && (size_t)job->last_step < nsigmas - 1) {
-        nsigmas = (size_t)job->last_step + 1;
-        if (!job->leftover_noise) sigmas[nsigmas - 1] = 0.0f;
-    }
-    if (job->start_step && (size_t)job->start_step >= nsigmas - 1) { /* nothing left to do: the latent as it is */
-        free(sigmas);
-        size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
+        size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w, image = n / job->batch;
         if (!(*latent = calloc(n, sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
-        if (job->init_latent) memcpy(*latent, job->init_latent, n * sizeof(float));
+        const float *as_is = job->init_latent ? job->init_latent : job->inpaint ? job->inpaint->latent : NULL;
+        for (size_t i = 0; as_is && i < n; i++) (*latent)[i] = as_is[job->init_latent ? i : i % image];
         return KILN_OK;
     }
-    memmove(sigmas, sigmas + job->start_step, (nsigmas - (size_t)job->start_step) * sizeof *sigmas);
-    nsigmas -= (size_t)job->start_step;
 
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;

@@ -117,6 +117,8 @@ typedef struct kiln_sampling_job {
        ConditioningCombine) in place of kiln_ksample's two; nparts 0: those, over all of it */
     const kiln_conditioning_part *parts[2];
     int nparts[2];
+    const kiln_sigmas *sigmas; /* SamplerCustom's, walked as they are (steps, scheduler, denoise and the cut
+                                  unused); NULL: KSampler's schedule */
     kiln_progress_fn progress;
     void *progress_ctx;
 } kiln_sampling_job;

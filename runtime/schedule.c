@@ -159,11 +159,11 @@ float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent)
     return kiln_timestep_to_sigma(ms, (float)((1.0 - percent) * 999.0));
 }
 
-/* torch.linspace(start, end, n) in float32: the first half counts up from
- * start, the second half down from end, each point one fused multiply-add
- * (torch 2.x's CPU kernel; checked against torch 2.15, where a separate
- * multiply and add differs by an ulp at 2 of 20 points). */
-static void linspace_f32(float start, float end, int n, float *out)
+/* The first half counts up from start, the second half down from end, each
+ * point one fused multiply-add (torch 2.x's CPU kernel; checked against
+ * torch 2.15, where a separate multiply and add differs by an ulp at 2 of 20
+ * points). */
+void kiln_linspace_f32(float start, float end, int n, float *out)
 {
     if (n == 1) {
         out[0] = start;
@@ -188,31 +188,40 @@ static void schedule_normal(const kiln_model_sampling *ms, int steps, bool sgm, 
     float end = kiln_model_timestep(ms, kiln_sigma_min(ms));
     bool append_zero = sgm || !(fabs((double)kiln_timestep_to_sigma(ms, end)) <= 1e-5);
     int points = sgm || !append_zero ? steps + 1 : steps;
-    linspace_f32(start, end, points, sigmas); /* timesteps, mapped in place */
+    kiln_linspace_f32(start, end, points, sigmas); /* timesteps, mapped in place */
     int mapped = append_zero ? steps : steps + 1;
     for (int i = 0; i < mapped; i++) sigmas[i] = kiln_timestep_to_sigma(ms, sigmas[i]);
     if (append_zero) sigmas[steps] = 0.0f;
 }
 
-/* Karras et al. (2022): sigma^(1/7) linear from sigma_max to sigma_min. */
-static void schedule_karras(const kiln_model_sampling *ms, int steps, float *sigmas)
+float kiln_torch_pow_f32(float x, double exponent)
 {
-    const double rho = 7.0;
-    double min_inv_rho = pow((double)kiln_sigma_min(ms), 1.0 / rho);
-    double max_inv_rho = pow((double)kiln_sigma_max(ms), 1.0 / rho);
+    if (exponent == 0.5) return sqrtf(x);
+    if (exponent == 1.0) return x;
+    if (exponent == 2.0) return x * x;
+    if (exponent == 3.0) return x * x * x;
+    if (exponent == -0.5) return 1.0f / sqrtf(x);
+    if (exponent == -1.0) return 1.0f / x;
+    if (exponent == -2.0) return 1.0f / (x * x);
+    return powf(x, (float)exponent);
+}
+
+void kiln_sigmas_karras(double sigma_min, double sigma_max, double rho, int steps, float *sigmas)
+{
+    double min_inv_rho = pow(sigma_min, 1.0 / rho);
+    double max_inv_rho = pow(sigma_max, 1.0 / rho);
     float span = (float)(min_inv_rho - max_inv_rho);
-    linspace_f32(0.0f, 1.0f, steps, sigmas); /* the ramp, mapped in place */
+    kiln_linspace_f32(0.0f, 1.0f, steps, sigmas); /* the ramp, mapped in place */
     for (int i = 0; i < steps; i++) {
         float along = sigmas[i] * span;
-        sigmas[i] = powf(along + (float)max_inv_rho, (float)rho);
+        sigmas[i] = kiln_torch_pow_f32(along + (float)max_inv_rho, rho);
     }
     sigmas[steps] = 0.0f;
 }
 
-/* log sigma linear from sigma_max to sigma_min. */
-static void schedule_exponential(const kiln_model_sampling *ms, int steps, float *sigmas)
+void kiln_sigmas_exponential(double sigma_min, double sigma_max, int steps, float *sigmas)
 {
-    linspace_f32((float)log((double)kiln_sigma_max(ms)), (float)log((double)kiln_sigma_min(ms)), steps, sigmas);
+    kiln_linspace_f32((float)log(sigma_max), (float)log(sigma_min), steps, sigmas);
     for (int i = 0; i < steps; i++) sigmas[i] = expf(sigmas[i]);
     sigmas[steps] = 0.0f;
 }
@@ -309,12 +318,8 @@ static double incomplete_beta_inverse(double a, double b, double p)
     return x;
 }
 
-/* Timesteps at the Beta(0.6, 0.6) quantiles of 1, 1 - 1/steps, ...,
- * rounded to the table; repeats of the previous timestep are skipped, so
- * there may be fewer than steps + 1 sigmas. Returns the count. */
-static size_t schedule_beta(const kiln_model_sampling *ms, int steps, float *sigmas)
+size_t kiln_sigmas_beta(const kiln_model_sampling *ms, int steps, double alpha, double beta, float *sigmas)
 {
-    const double alpha = 0.6, beta = 0.6;
     double spacing = 1.0 / steps;
     size_t count = 0;
     double last_t = -1.0;
@@ -416,10 +421,10 @@ kiln_status kiln_scheduler_sigmas(const kiln_model_sampling *ms, kiln_scheduler 
     switch (scheduler) {
     case KILN_SCHEDULER_SIMPLE: schedule_simple(ms, steps, out); break;
     case KILN_SCHEDULER_SGM_UNIFORM: schedule_normal(ms, steps, true, out); break;
-    case KILN_SCHEDULER_KARRAS: schedule_karras(ms, steps, out); break;
-    case KILN_SCHEDULER_EXPONENTIAL: schedule_exponential(ms, steps, out); break;
+    case KILN_SCHEDULER_KARRAS: kiln_sigmas_karras(kiln_sigma_min(ms), kiln_sigma_max(ms), 7.0, steps, out); break;
+    case KILN_SCHEDULER_EXPONENTIAL: kiln_sigmas_exponential(kiln_sigma_min(ms), kiln_sigma_max(ms), steps, out); break;
     case KILN_SCHEDULER_DDIM_UNIFORM: n = schedule_ddim_uniform(ms, steps, out); break;
-    case KILN_SCHEDULER_BETA: n = schedule_beta(ms, steps, out); break;
+    case KILN_SCHEDULER_BETA: n = kiln_sigmas_beta(ms, steps, 0.6, 0.6, out); break;
     case KILN_SCHEDULER_NORMAL: schedule_normal(ms, steps, false, out); break;
     case KILN_SCHEDULER_LINEAR_QUADRATIC: schedule_linear_quadratic(ms, steps, out); break;
     case KILN_SCHEDULER_KL_OPTIMAL: schedule_kl_optimal(ms, steps, out); break;

@@ -123,6 +123,26 @@ const char *kiln_scheduler_name(kiln_scheduler scheduler);
 kiln_status kiln_scheduler_sigmas(const kiln_model_sampling *ms, kiln_scheduler scheduler, int steps,
                                   float **sigmas, size_t *count);
 
+/* The schedules behind the scheduler names and ComfyUI's scheduler nodes,
+ * steps sigmas and then 0 into sigmas (steps + 1 floats), float32 as torch
+ * computes them. Karras et al. (2022): sigma^(1/rho) linear from sigma_max
+ * to sigma_min (k-diffusion's get_sigmas_karras; "karras" is rho 7 on the
+ * table's ends). */
+void kiln_sigmas_karras(double sigma_min, double sigma_max, double rho, int steps, float *sigmas);
+/* log sigma linear from sigma_max to sigma_min (get_sigmas_exponential). */
+void kiln_sigmas_exponential(double sigma_min, double sigma_max, int steps, float *sigmas);
+/* Table entries at the Beta(alpha, beta) quantiles of 1, 1 - 1/steps, ...
+ * (ComfyUI's beta_scheduler; "beta" is 0.6, 0.6): repeats of the previous
+ * entry are skipped, so there may be fewer than steps + 1 sigmas. Returns
+ * the count. */
+size_t kiln_sigmas_beta(const kiln_model_sampling *ms, int steps, double alpha, double beta, float *sigmas);
+
+/* torch.linspace(start, end, n) in float32. */
+void kiln_linspace_f32(float start, float end, int n, float *out);
+/* torch.pow of a float32 tensor by a Python number: its exact cases (1/2,
+ * 1, 2, 3, -1/2, -1, -2) as torch writes them, else powf. */
+float kiln_torch_pow_f32(float x, double exponent);
+
 /* KSampler's sigmas (KSampler.set_steps): with denoise < 0.9999 the schedule
  * is built for int(steps / denoise) steps and its last steps + 1 values are
  * kept (img2img starts part way down). With `discard_penultimate` (the

@@ -425,7 +425,8 @@ static void ip_adapter(void **state)
  * the two); a run cut short without its leftover noise does not. On a flow
  * model (the tiny SD3) the first part's latent leaves divided by 1 - sigma,
  * as ComfyUI's inverse_noise_scaling does, and the second part's noise
- * scaling without noise multiplies it back. */
+ * scaling without noise multiplies it back. SamplerCustom's sigmas of one's
+ * own, whole and split, give the same runs. */
 static void split_run(kiln_model *m)
 {
     kiln_conditioning pos, neg;
@@ -448,6 +449,27 @@ static void split_run(kiln_model *m)
     p.start_at_step = 4, p.end_at_step = 2;
     kiln_latent refused;
     expect_error(kiln_ksampler(m, &p, &pos, &neg, &first, &refused), KILN_ERR_INVALID_ARG, "steps 4 to 2");
+
+    /* SamplerCustom's way: BasicScheduler's sigmas run as KSampler's, SplitSigmas' two halves as the two
+       KSamplerAdvanced runs, to the bit; no sigmas give the latent back */
+    kiln_sigmas all, high, low, none = {0};
+    assert_kiln_ok(kiln_basic_scheduler(m, "normal", 6, 1.0, &all));
+    assert_kiln_ok(kiln_sigmas_split(&all, 3, &high, &low));
+    kiln_ksampler_params c = {.seed = 11, .cfg = 4.0, .sampler_name = "euler", .sigmas = &all};
+    kiln_latent custom[4];
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &empty, &custom[0]));
+    c.sigmas = &high;
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &empty, &custom[1]));
+    c.sigmas = &low, c.disable_noise = true;
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &custom[1], &custom[2]));
+    c.sigmas = &none;
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &first, &custom[3]));
+    const kiln_latent *same[4] = {&whole, &first, &second, &first};
+    for (int i = 0; i < 4; i++) assert_memory_equal(custom[i].data, same[i]->data, n * sizeof(float));
+    c.sigmas = &all, c.end_at_step = 3;
+    expect_error(kiln_ksampler(m, &c, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "sigmas of one's own");
+    for (int i = 0; i < 4; i++) kiln_latent_free(&custom[i]);
+    kiln_sigmas_free(&all), kiln_sigmas_free(&high), kiln_sigmas_free(&low);
     kiln_latent_free(&empty), kiln_latent_free(&whole), kiln_latent_free(&first), kiln_latent_free(&second);
     kiln_latent_free(&denoised);
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);

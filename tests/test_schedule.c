@@ -4,7 +4,9 @@
  * incomplete-beta inverse, and the flow (FLUX.1) table, its schedulers,
  * percent_to_sigma, start latent, euler_ancestral_RF and the other samplers'
  * CONST ways against
- * tests/data/flow (ComfyUI's code restated in torch), all bit for bit. */
+ * tests/data/flow (ComfyUI's code restated in torch), all bit for bit; and
+ * ComfyUI's SIGMAS nodes (its scheduler nodes against tests/data/sigmas, the
+ * nodes that cut and turn a list against Python's slices). */
 #include "kiln_test.h"
 
 #include <cjson/cJSON.h>
@@ -418,6 +420,192 @@ static void flow_matches_torch(void **state)
     assert_int_equal(kiln_model_sampling_init_sd3(&ms, INFINITY), KILN_ERR_INVALID_ARG);
 }
 
+static void assert_sigmas(const kiln_sigmas *got, const float *want, int count)
+{
+    assert_int_equal(got->count, count);
+    if (count) assert_memory_equal(got->values, want, (size_t)count * sizeof *want);
+    else assert_null(got->values);
+}
+
+/* ComfyUI's scheduler nodes (tests/data/sigmas: its code restated with
+ * torch and numpy) on the tiny SD 1.x model's table and the tiny SD3's
+ * (shift 3); the inputs are make_sigmas_data.py's CASES. */
+enum sigma_node { BASIC, SD_TURBO, BETA, AYS, KARRAS, EXPONENTIAL, POLYEXPONENTIAL, LAPLACE, VP };
+static const struct sigma_case {
+    const char *name;
+    enum sigma_node node;
+    int sd3; /* BASIC, SD_TURBO, BETA: the model */
+    const char *text; /* BASIC's scheduler, AYS's model_type */
+    int steps;
+    double in[4]; /* the node's numbers in its order after steps */
+} sigma_cases[] = {
+    {"basic.sd15_karras_s10_d055", BASIC, 0, "karras", 10, {0.55}},
+    {"basic.sd15_normal_s4_d1", BASIC, 0, "normal", 4, {1.0}},
+    {"basic.sd3_simple_s6_d08", BASIC, 1, "simple", 6, {0.8}},
+    {"karras.s1", KARRAS, 0, NULL, 1, {14.614642, 0.0291675, 7.0}},
+    {"karras.s20", KARRAS, 0, NULL, 20, {14.614642, 0.0291675, 7.0}},
+    {"karras.s10_rho3", KARRAS, 0, NULL, 10, {120.0, 0.002, 3.0}},
+    {"karras.s9_rho05", KARRAS, 0, NULL, 9, {1.0, 0.01, 0.5}},
+    {"exponential.s20", EXPONENTIAL, 0, NULL, 20, {14.614642, 0.0291675}},
+    {"exponential.s6", EXPONENTIAL, 0, NULL, 6, {80.0, 0.002}},
+    {"polyexponential.s20", POLYEXPONENTIAL, 0, NULL, 20, {14.614642, 0.0291675, 1.0}},
+    {"polyexponential.s9_rho2", POLYEXPONENTIAL, 0, NULL, 9, {14.6, 0.03, 2.0}},
+    {"polyexponential.s12_rho17", POLYEXPONENTIAL, 0, NULL, 12, {80.0, 0.002, 1.7}},
+    {"laplace.s20", LAPLACE, 0, NULL, 20, {14.614642, 0.0291675, 0.0, 0.5}},
+    {"laplace.s7", LAPLACE, 0, NULL, 7, {14.6, 0.03, 0.3, 1.2}},
+    {"laplace.s1", LAPLACE, 0, NULL, 1, {14.614642, 0.0291675, 0.0, 0.5}},
+    {"vp.s20", VP, 0, NULL, 20, {19.9, 0.1, 0.001}},
+    {"vp.s5", VP, 0, NULL, 5, {10.0, 0.5, 0.01}},
+    {"vp.s1", VP, 0, NULL, 1, {19.9, 0.1, 0.001}},
+    {"sd_turbo.sd15_s1", SD_TURBO, 0, NULL, 1, {1.0}},
+    {"sd_turbo.sd15_s4", SD_TURBO, 0, NULL, 4, {1.0}},
+    {"sd_turbo.sd15_s10", SD_TURBO, 0, NULL, 10, {1.0}},
+    {"sd_turbo.sd15_s2_d05", SD_TURBO, 0, NULL, 2, {0.5}},
+    {"sd_turbo.sd15_s3_d029", SD_TURBO, 0, NULL, 3, {0.29}},
+    {"sd_turbo.sd3_s4", SD_TURBO, 1, NULL, 4, {1.0}},
+    {"beta.sd15_s10", BETA, 0, NULL, 10, {0.6, 0.6}},
+    {"beta.sd15_s12_a05_b07", BETA, 0, NULL, 12, {0.5, 0.7}},
+    {"beta.sd15_s20_a15_b12", BETA, 0, NULL, 20, {1.5, 1.2}},
+    {"beta.sd3_s8_a06_b06", BETA, 1, NULL, 8, {0.6, 0.6}},
+    {"ays.sd1_s10", AYS, 0, "SD1", 10, {1.0}},
+    {"ays.sd1_s20", AYS, 0, "SD1", 20, {1.0}},
+    {"ays.sdxl_s7_d06", AYS, 0, "SDXL", 7, {0.6}},
+    {"ays.svd_s30", AYS, 0, "SVD", 30, {1.0}},
+    {"ays.sd1_s5_d05", AYS, 0, "SD1", 5, {0.5}},
+};
+
+/* Table entries match to the bit. torch's float32 exp, log, pow and sqrt
+ * are Sleef's vectorised ones (within an ulp, not always the correctly
+ * rounded C library's), and polyexponential's exp of ramp^rho times a long
+ * log span (log(80 / 0.002)) turns pow's ulp into 15. */
+static const int sigma_case_ulps[] = {[BASIC] = 0,  [SD_TURBO] = 1,    [BETA] = 0,
+                                      [AYS] = 0,    [KARRAS] = 1,      [EXPONENTIAL] = 1,
+                                      [POLYEXPONENTIAL] = 16, [LAPLACE] = 1, [VP] = 1};
+
+static kiln_status run_sigma_case(kiln_model *const models[2], const struct sigma_case *c, kiln_sigmas *out)
+{
+    kiln_model *m = models[c->sd3];
+    switch (c->node) {
+    case BASIC: return kiln_basic_scheduler(m, c->text, c->steps, c->in[0], out);
+    case SD_TURBO: return kiln_sd_turbo_scheduler(m, c->steps, c->in[0], out);
+    case BETA: return kiln_beta_sampling_scheduler(m, c->steps, c->in[0], c->in[1], out);
+    case AYS: return kiln_align_your_steps_scheduler(c->text, c->steps, c->in[0], out);
+    case KARRAS: return kiln_karras_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
+    case EXPONENTIAL: return kiln_exponential_scheduler(c->steps, c->in[0], c->in[1], out);
+    case POLYEXPONENTIAL: return kiln_polyexponential_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
+    case LAPLACE: return kiln_laplace_scheduler(c->steps, c->in[0], c->in[1], c->in[2], c->in[3], out);
+    case VP: return kiln_vp_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
+    }
+    return KILN_ERR_INVALID_ARG;
+}
+
+static void scheduler_nodes_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *models[2];
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0,
+                                        &models[0]));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("sd3/tiny"), NULL, 0, &models[1]));
+    kiln_st_file *f = NULL;
+    assert_kiln_ok(kiln_st_open(kiln_test_data("sigmas/sigmas.safetensors"), &f));
+    for (size_t i = 0; i < sizeof sigma_cases / sizeof *sigma_cases; i++) {
+        const struct sigma_case *c = &sigma_cases[i];
+        float *want;
+        size_t n;
+        assert_kiln_ok(kiln_st_read_f32(f, c->name, &want, &n));
+        kiln_sigmas got;
+        assert_kiln_ok(run_sigma_case(models, c, &got));
+        if ((size_t)got.count != n) fail_msg("%s: %d sigmas, ComfyUI %zu", c->name, got.count, n);
+        assert_ulps(c->name, got.values, want, n, sigma_case_ulps[c->node]);
+        kiln_sigmas_free(&got);
+        free(want);
+    }
+    kiln_st_close(f);
+    /* BasicScheduler at denoise 1 is KSampler's schedule; at 0 it is none */
+    kiln_sigmas got;
+    float *ksampler;
+    size_t n;
+    assert_kiln_ok(kiln_basic_scheduler(models[0], "normal", 8, 1.0, &got));
+    assert_kiln_ok(kiln_ksampler_sigmas(&sd15, KILN_SCHEDULER_NORMAL, false, 8, 1.0, &ksampler, &n));
+    assert_sigmas(&got, ksampler, (int)n);
+    free(ksampler);
+    kiln_sigmas_free(&got);
+    assert_kiln_ok(kiln_basic_scheduler(models[0], "normal", 8, 0.0, &got));
+    assert_sigmas(&got, NULL, 0);
+    assert_int_equal(kiln_basic_scheduler(models[0], "karas", 8, 1.0, &got), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_basic_scheduler(models[0], "normal", 8, 1.5, &got), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "BasicScheduler: denoise 1.5"));
+    assert_int_equal(kiln_sd_turbo_scheduler(models[0], 11, 1.0, &got), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "SDTurboScheduler: steps 11 is not in [1, 10]"));
+    assert_int_equal(kiln_beta_sampling_scheduler(models[0], 8, 0.0, 0.6, &got), KILN_ERR_INVALID_ARG);
+    kiln_model_free(models[0]);
+    kiln_model_free(models[1]);
+    kiln_backend_free(be);
+}
+
+/* SplitSigmas, SplitSigmasDenoise, FlipSigmas and SetFirstSigma cut and
+ * turn the list as their Python slices do, and the nodes refuse what
+ * ComfyUI's widgets (or its arithmetic) would. */
+static void sigma_lists_cut_as_python_slices(void **state)
+{
+    (void)state;
+    const float five[] = {5, 4, 3, 2, 1, 0};
+    const kiln_sigmas s = {(float *)five, 6}, none = {NULL, 0};
+    kiln_sigmas high, low, out;
+    assert_kiln_ok(kiln_sigmas_split(&s, 2, &high, &low));
+    assert_sigmas(&high, five, 3), assert_sigmas(&low, five + 2, 4);
+    kiln_sigmas_free(&high), kiln_sigmas_free(&low);
+    assert_kiln_ok(kiln_sigmas_split(&s, 0, &high, &low));
+    assert_sigmas(&high, five, 1), assert_sigmas(&low, five, 6);
+    kiln_sigmas_free(&high), kiln_sigmas_free(&low);
+    assert_kiln_ok(kiln_sigmas_split(&s, 9, &high, &low));
+    assert_sigmas(&high, five, 6), assert_sigmas(&low, NULL, 0);
+    kiln_sigmas_free(&high), kiln_sigmas_free(&low);
+    /* k = round(5 x denoise), half to even: 0.4 and 0.5 both keep 2 steps for low, 0.7 four */
+    const struct {
+        double denoise;
+        int high, low;
+    } denoise_cuts[] = {{0.4, 4, 3}, {0.5, 4, 3}, {0.7, 2, 5}, {1.0, 1, 6}, {0.0, 0, 1}};
+    for (size_t i = 0; i < sizeof denoise_cuts / sizeof *denoise_cuts; i++) {
+        assert_kiln_ok(kiln_sigmas_split_denoise(&s, denoise_cuts[i].denoise, &high, &low));
+        assert_sigmas(&high, five, denoise_cuts[i].high);
+        assert_sigmas(&low, five + 6 - denoise_cuts[i].low, denoise_cuts[i].low);
+        kiln_sigmas_free(&high), kiln_sigmas_free(&low);
+    }
+    assert_kiln_ok(kiln_sigmas_split_denoise(&none, 0.5, &high, &low));
+    assert_sigmas(&high, NULL, 0), assert_sigmas(&low, NULL, 0);
+    assert_kiln_ok(kiln_sigmas_flip(&s, &out));
+    const float flipped[] = {0.0001f, 1, 2, 3, 4, 5};
+    assert_sigmas(&out, flipped, 6);
+    kiln_sigmas_free(&out);
+    assert_kiln_ok(kiln_sigmas_set_first(&s, 9.5, &out));
+    const float first[] = {9.5f, 4, 3, 2, 1, 0};
+    assert_sigmas(&out, first, 6);
+    kiln_sigmas_free(&out);
+    assert_int_equal(kiln_sigmas_set_first(&none, 1.0, &out), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_sigmas_split(&s, -1, &high, &low), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "SplitSigmas: step -1"));
+    assert_int_equal(kiln_sigmas_split_denoise(&s, 1.5, &high, &low), KILN_ERR_INVALID_ARG);
+
+    /* the scheduler nodes' refusals, each naming the node and its input */
+    assert_int_equal(kiln_karras_scheduler(10, 14.6, 0.03, 0.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "KarrasScheduler: rho 0"));
+    assert_int_equal(kiln_exponential_scheduler(10, 14.6, 0.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "ExponentialScheduler"));
+    assert_int_equal(kiln_polyexponential_scheduler(0, 14.6, 0.03, 1.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "steps 0"));
+    assert_int_equal(kiln_laplace_scheduler(10, 14.6, 0.03, 11.0, 0.5, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "mu 11"));
+    assert_int_equal(kiln_vp_scheduler(10, 19.9, 0.1, 2.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "eps_s 2"));
+    assert_int_equal(kiln_align_your_steps_scheduler("SD2", 10, 1.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "\"SD2\" (valid: SD1, SDXL, SVD)"));
+    assert_kiln_ok(kiln_align_your_steps_scheduler("SDXL", 10, 0.0, &out));
+    assert_sigmas(&out, NULL, 0);
+}
+
 static void bad_arguments_are_errors(void **state)
 {
     (void)state;
@@ -453,6 +641,8 @@ int main(void)
         cmocka_unit_test(schedule_lengths_and_rules),
         cmocka_unit_test(discrete_timestep_and_percent),
         cmocka_unit_test(flow_matches_torch),
+        cmocka_unit_test(scheduler_nodes_match_comfyui),
+        cmocka_unit_test(sigma_lists_cut_as_python_slices),
         cmocka_unit_test(bad_arguments_are_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -462,6 +462,71 @@ typedef struct kiln_skip_layer_guidance {
     double scale, start_percent, end_percent, rescaling_scale;
 } kiln_skip_layer_guidance;
 
+/* SIGMAS: the noise levels a sampling walks, first to last (ComfyUI's
+ * SIGMAS, usually falling to 0), for kiln_ksampler_params.sigmas. The
+ * scheduler nodes below make them as ComfyUI's do, float32 as torch
+ * computes them; each *out is new (kiln_sigmas_free). Steps run 1 .. 10000. */
+typedef struct kiln_sigmas {
+    float *values; /* owned; NULL when count is 0 */
+    int count;
+} kiln_sigmas;
+void kiln_sigmas_free(kiln_sigmas *s);
+
+/* BasicScheduler: KSampler's schedule of the model's noise table by
+ * `scheduler` ("normal", "karras", ...); with denoise < 1 the last steps + 1
+ * of the schedule for int(steps / denoise) steps (denoise 0: none). Unlike
+ * KSampler's, never a step longer for dpm_2 or uni_pc. */
+kiln_status kiln_basic_scheduler(const kiln_model *m, const char *scheduler, int steps, double denoise,
+                                 kiln_sigmas *out);
+/* SDTurboScheduler (SD-Turbo, SDXL-Turbo): the model's sigmas at timesteps
+ * 999, 899, ..., 99 from the (10 - int(10 denoise))-th on, `steps` (1 .. 10)
+ * of them at most, then 0. */
+kiln_status kiln_sd_turbo_scheduler(const kiln_model *m, int steps, double denoise, kiln_sigmas *out);
+/* BetaSamplingScheduler: the noise table's entries at the Beta(alpha, beta)
+ * quantiles ("beta" is 0.6, 0.6), each once, then 0; alpha and beta in
+ * (0, 50]. */
+kiln_status kiln_beta_sampling_scheduler(const kiln_model *m, int steps, double alpha, double beta,
+                                         kiln_sigmas *out);
+/* AlignYourStepsScheduler: NVIDIA's Align Your Steps noise levels for
+ * model_type "SD1", "SDXL" or "SVD" (ten steps), log-linearly interpolated
+ * to `steps`; with denoise < 1 the last round(steps x denoise) + 1 (denoise
+ * 0: none); the last one 0. */
+kiln_status kiln_align_your_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out);
+/* KarrasScheduler: sigma^(1/rho) linear from sigma_max to sigma_min, then 0
+ * (sigmas in [0, 5000], rho in (0, 100]; the node's defaults 14.614642,
+ * 0.0291675 and 7 are SD 1.x's "karras"). */
+kiln_status kiln_karras_scheduler(int steps, double sigma_max, double sigma_min, double rho, kiln_sigmas *out);
+/* ExponentialScheduler: log sigma linear from sigma_max to sigma_min, then 0
+ * (sigmas in (0, 5000]). */
+kiln_status kiln_exponential_scheduler(int steps, double sigma_max, double sigma_min, kiln_sigmas *out);
+/* PolyexponentialScheduler: log sigma from sigma_max to sigma_min along
+ * ramp^rho (rho 1: exponential's, but for rounding), then 0 (sigmas in
+ * (0, 5000], rho in [0, 100]). */
+kiln_status kiln_polyexponential_scheduler(int steps, double sigma_max, double sigma_min, double rho,
+                                           kiln_sigmas *out);
+/* LaplaceScheduler: `steps` sigmas from the Laplace(mu, beta) quantiles of
+ * log sigma, clamped to [sigma_min, sigma_max], and no 0 after them (as
+ * ComfyUI's: the sampling ends at sigma_min). Sigmas in [0, 5000], mu in
+ * [-10, 10], beta in [0, 10]. */
+kiln_status kiln_laplace_scheduler(int steps, double sigma_max, double sigma_min, double mu, double beta,
+                                   kiln_sigmas *out);
+/* VPScheduler: the variance-preserving SDE's sigmas,
+ * sqrt(e^(beta_d t^2 / 2 + beta_min t) - 1) for t from 1 to eps_s, then 0
+ * (beta_d, beta_min in [0, 5000], eps_s in [0, 1]). */
+kiln_status kiln_vp_scheduler(int steps, double beta_d, double beta_min, double eps_s, kiln_sigmas *out);
+/* SplitSigmas: high the first step + 1, low those from step on (the one at
+ * step in both; Python's slices, so either may be empty). */
+kiln_status kiln_sigmas_split(const kiln_sigmas *s, int step, kiln_sigmas *high, kiln_sigmas *low);
+/* SplitSigmasDenoise: with k = round((count - 1) x denoise), low the last
+ * k + 1 and high all but the last k (denoise 0: high empty, as ComfyUI's
+ * slice gives). */
+kiln_status kiln_sigmas_split_denoise(const kiln_sigmas *s, double denoise, kiln_sigmas *high, kiln_sigmas *low);
+/* FlipSigmas: the sigmas in reverse order, a first 0 made 0.0001 (for
+ * unsampling a picture back to noise). */
+kiln_status kiln_sigmas_flip(const kiln_sigmas *s, kiln_sigmas *out);
+/* SetFirstSigma: the sigmas with the first one `sigma` (at least 0). */
+kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out);
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -513,6 +578,9 @@ typedef struct kiln_ksampler_params {
        sampling, in place of kiln_ksampler's positive and negative (then NULL); counts 0: those */
     const kiln_conditioning_part *positive_parts, *negative_parts;
     int positive_part_count, negative_part_count;
+    /* SamplerCustom's SIGMAS: the sampling walks these (none: the latent comes back as it is), and steps,
+       scheduler, denoise and KSamplerAdvanced's cut are not used; NULL: KSampler's schedule */
+    const kiln_sigmas *sigmas;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

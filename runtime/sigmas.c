@@ -1,0 +1,339 @@
+/* SIGMAS: ComfyUI's scheduler nodes and the nodes that cut and turn a list
+ * of sigmas (comfy_extras/nodes_custom_sampler.py,
+ * nodes_align_your_steps.py), for samplings on sigmas of one's own
+ * (kiln_ksampler_params.sigmas, SamplerCustom). The schedules are float32
+ * as torch computes them; tests/data/sigmas holds ComfyUI's restated. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+#include "model.h"
+#include "schedule.h"
+#include "status.h"
+
+#define MAX_STEPS 10000
+
+void kiln_sigmas_free(kiln_sigmas *s)
+{
+    if (!s) return;
+    free(s->values);
+    *s = (kiln_sigmas){0};
+}
+
+static kiln_status sigmas_alloc(const char *node, int count, kiln_sigmas *out)
+{
+    *out = (kiln_sigmas){0};
+    if (count == 0) return KILN_OK;
+    if (!(out->values = malloc((size_t)count * sizeof *out->values)))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: %d sigmas", node, count);
+    out->count = count;
+    return KILN_OK;
+}
+
+/* A node's input in [lo, hi] (and finite), as ComfyUI's checks its widgets. */
+static kiln_status in_range(const char *node, const char *input, double value, double lo, double hi)
+{
+    if (value >= lo && value <= hi) return KILN_OK;
+    return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %s %g is not in [%g, %g]", node, input, value, lo, hi);
+}
+
+static kiln_status steps_in_range(const char *node, int steps, int most)
+{
+    if (steps >= 1 && steps <= most) return KILN_OK;
+    return kiln_fail(KILN_ERR_INVALID_ARG, "%s: steps %d is not in [1, %d]", node, steps, most);
+}
+
+static kiln_status check_output(const char *node, const void *out)
+{
+    return out ? KILN_OK : kiln_fail(KILN_ERR_INVALID_ARG, "%s: no place for the sigmas", node);
+}
+
+static kiln_status check_sigmas(const char *node, const kiln_sigmas *s)
+{
+    if (!s || s->count < 0 || (s->count && !s->values))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no sigmas given", node);
+    return KILN_OK;
+}
+
+kiln_status kiln_basic_scheduler(const kiln_model *m, const char *scheduler, int steps, double denoise,
+                                 kiln_sigmas *out)
+{
+    const char *node = "BasicScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no model", node);
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
+    kiln_scheduler sch;
+    TRY(kiln_scheduler_from_name(scheduler, &sch));
+    if (denoise <= 0.0) return KILN_OK;
+    int total = denoise < 1.0 ? (int)(steps / denoise) : steps;
+    kiln_model_sampling ms;
+    TRY(kiln_model_sampling_of(m, &ms));
+    float *all;
+    size_t n;
+    TRY(kiln_scheduler_sigmas(&ms, sch, total, &all, &n));
+    size_t keep = n < (size_t)steps + 1 ? n : (size_t)steps + 1;
+    memmove(all, all + (n - keep), keep * sizeof *all);
+    out->values = all;
+    out->count = (int)keep;
+    return KILN_OK;
+}
+
+kiln_status kiln_sd_turbo_scheduler(const kiln_model *m, int steps, double denoise, kiln_sigmas *out)
+{
+    const char *node = "SDTurboScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no model", node);
+    TRY(steps_in_range(node, steps, 10));
+    TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
+    kiln_model_sampling ms;
+    TRY(kiln_model_sampling_of(m, &ms));
+    /* ten timesteps 999, 899, ..., 99, from the (10 - int(10 denoise))-th */
+    int start = 10 - (int)(10.0 * denoise), end = start + steps < 10 ? start + steps : 10;
+    TRY(sigmas_alloc(node, end - start + 1, out));
+    for (int i = start; i < end; i++) out->values[i - start] = kiln_timestep_to_sigma(&ms, (float)(999 - 100 * i));
+    out->values[end - start] = 0.0f;
+    return KILN_OK;
+}
+
+kiln_status kiln_beta_sampling_scheduler(const kiln_model *m, int steps, double alpha, double beta,
+                                         kiln_sigmas *out)
+{
+    const char *node = "BetaSamplingScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no model", node);
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    /* ComfyUI's widgets go down to 0, where scipy's quantiles are NaN */
+    if (!(alpha > 0.0 && alpha <= 50.0 && beta > 0.0 && beta <= 50.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: alpha %g and beta %g must be in (0, 50]", node, alpha, beta);
+    kiln_model_sampling ms;
+    TRY(kiln_model_sampling_of(m, &ms));
+    TRY(sigmas_alloc(node, steps + 1, out));
+    out->count = (int)kiln_sigmas_beta(&ms, steps, alpha, beta, out->values);
+    return KILN_OK;
+}
+
+/* Align Your Steps' ten-step noise levels (Sabour et al., 2024, as NVIDIA
+ * published them). */
+static const struct {
+    const char *model_type;
+    double levels[11];
+} align_your_steps[] = {
+    {"SD1", {14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
+             0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582}},
+    {"SDXL", {14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
+              0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582}},
+    {"SVD", {700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002}},
+};
+
+/* numpy.linspace(0, 1, n)[i]: i times the step, the last exactly 1. */
+static double unit_linspace(int i, int n) { return i == n - 1 ? 1.0 : i * (1.0 / (n - 1)); }
+
+kiln_status kiln_align_your_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out)
+{
+    const char *node = "AlignYourStepsScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    const double *levels = NULL;
+    for (size_t i = 0; i < sizeof align_your_steps / sizeof *align_your_steps; i++)
+        if (model_type && strcmp(model_type, align_your_steps[i].model_type) == 0) levels = align_your_steps[i].levels;
+    if (!levels)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: model_type \"%s\" (valid: SD1, SDXL, SVD)", node,
+                         model_type ? model_type : "(null)");
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
+    if (denoise <= 0.0) return KILN_OK;
+    int total = denoise < 1.0 ? (int)rint(steps * denoise) : steps; /* Python's round: half to even */
+    TRY(sigmas_alloc(node, total + 1, out));
+    /* the levels log-linearly interpolated to steps + 1 points (numpy's interp, in doubles), their last total + 1 */
+    const int known = 11, points = steps + 1;
+    for (int k = 0; k <= total; k++) {
+        int i = points - 1 - (total - k); /* position among the points, sigma_max first */
+        double sigma = levels[i];
+        if (points != known) {
+            double x = unit_linspace(points - 1 - i, points); /* interpolated ascending: reversed levels */
+            int j = 0;
+            while (j < known - 2 && unit_linspace(j + 1, known) <= x) j++;
+            double x0 = unit_linspace(j, known), x1 = unit_linspace(j + 1, known);
+            double y0 = log(levels[known - 1 - j]), y1 = log(levels[known - 2 - j]);
+            double y = x >= 1.0 ? y1 : (y1 - y0) / (x1 - x0) * (x - x0) + y0;
+            sigma = exp(y);
+        }
+        out->values[k] = (float)sigma;
+    }
+    out->values[total] = 0.0f;
+    return KILN_OK;
+}
+
+kiln_status kiln_karras_scheduler(int steps, double sigma_max, double sigma_min, double rho, kiln_sigmas *out)
+{
+    const char *node = "KarrasScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(in_range(node, "sigma_max", sigma_max, 0.0, 5000.0));
+    TRY(in_range(node, "sigma_min", sigma_min, 0.0, 5000.0));
+    if (!(rho > 0.0 && rho <= 100.0)) /* 1 / rho */
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: rho %g is not in (0, 100]", node, rho);
+    TRY(sigmas_alloc(node, steps + 1, out));
+    kiln_sigmas_karras(sigma_min, sigma_max, rho, steps, out->values);
+    return KILN_OK;
+}
+
+/* Both ends of a schedule in log sigma: above 0. */
+static kiln_status log_ends(const char *node, double sigma_max, double sigma_min)
+{
+    if (sigma_max > 0.0 && sigma_max <= 5000.0 && sigma_min > 0.0 && sigma_min <= 5000.0) return KILN_OK;
+    return kiln_fail(KILN_ERR_INVALID_ARG, "%s: sigma_max %g and sigma_min %g must be in (0, 5000] (their logs are "
+                     "taken)", node, sigma_max, sigma_min);
+}
+
+kiln_status kiln_exponential_scheduler(int steps, double sigma_max, double sigma_min, kiln_sigmas *out)
+{
+    const char *node = "ExponentialScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(log_ends(node, sigma_max, sigma_min));
+    TRY(sigmas_alloc(node, steps + 1, out));
+    kiln_sigmas_exponential(sigma_min, sigma_max, steps, out->values);
+    return KILN_OK;
+}
+
+kiln_status kiln_polyexponential_scheduler(int steps, double sigma_max, double sigma_min, double rho,
+                                           kiln_sigmas *out)
+{
+    const char *node = "PolyexponentialScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(log_ends(node, sigma_max, sigma_min));
+    TRY(in_range(node, "rho", rho, 0.0, 100.0));
+    TRY(sigmas_alloc(node, steps + 1, out));
+    float *v = out->values;
+    const float span = (float)(log(sigma_max) - log(sigma_min)), low = (float)log(sigma_min);
+    kiln_linspace_f32(1.0f, 0.0f, steps, v); /* the ramp, mapped in place */
+    for (int i = 0; i < steps; i++) {
+        float along = kiln_torch_pow_f32(v[i], rho) * span;
+        v[i] = expf(along + low);
+    }
+    v[steps] = 0.0f;
+    return KILN_OK;
+}
+
+kiln_status kiln_laplace_scheduler(int steps, double sigma_max, double sigma_min, double mu, double beta,
+                                   kiln_sigmas *out)
+{
+    const char *node = "LaplaceScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(in_range(node, "sigma_max", sigma_max, 0.0, 5000.0));
+    TRY(in_range(node, "sigma_min", sigma_min, 0.0, 5000.0));
+    TRY(in_range(node, "mu", mu, -10.0, 10.0));
+    TRY(in_range(node, "beta", beta, 0.0, 10.0));
+    TRY(sigmas_alloc(node, steps, out));
+    float *v = out->values;
+    kiln_linspace_f32(0.0f, 1.0f, steps, v); /* x, mapped in place */
+    for (int i = 0; i < steps; i++) {
+        /* the inverse Laplace CDF of x, kept off log(0) by 1e-5 */
+        float centred = 0.5f - v[i];
+        float sign = centred > 0.0f ? 1.0f : centred < 0.0f ? -1.0f : 0.0f;
+        float inner = 1.0f - 2.0f * fabsf(centred);
+        float tail = logf(inner + 1e-5f);
+        float signed_beta = (float)beta * sign;
+        float lambda = (float)mu - signed_beta * tail;
+        v[i] = fminf(fmaxf(expf(lambda), (float)sigma_min), (float)sigma_max);
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_vp_scheduler(int steps, double beta_d, double beta_min, double eps_s, kiln_sigmas *out)
+{
+    const char *node = "VPScheduler";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(in_range(node, "beta_d", beta_d, 0.0, 5000.0));
+    TRY(in_range(node, "beta_min", beta_min, 0.0, 5000.0));
+    TRY(in_range(node, "eps_s", eps_s, 0.0, 1.0));
+    TRY(sigmas_alloc(node, steps + 1, out));
+    float *v = out->values;
+    kiln_linspace_f32(1.0f, (float)eps_s, steps, v); /* t, mapped in place */
+    for (int i = 0; i < steps; i++) {
+        float t = v[i];
+        float quadratic = (float)beta_d * (t * t) / 2.0f;
+        float linear = (float)beta_min * t;
+        v[i] = sqrtf(expm1f(quadratic + linear));
+    }
+    v[steps] = 0.0f;
+    return KILN_OK;
+}
+
+/* *out a copy of s's values [from, to). */
+static kiln_status slice(const char *node, const kiln_sigmas *s, int from, int to, kiln_sigmas *out)
+{
+    if (to < from) to = from;
+    TRY(sigmas_alloc(node, to - from, out));
+    if (to > from) memcpy(out->values, s->values + from, (size_t)(to - from) * sizeof *s->values);
+    return KILN_OK;
+}
+
+static kiln_status split(const char *node, const kiln_sigmas *s, int high_end, int low_start, kiln_sigmas *high,
+                         kiln_sigmas *low)
+{
+    TRY(check_output(node, high && low ? high : NULL));
+    *high = *low = (kiln_sigmas){0};
+    TRY(slice(node, s, 0, high_end, high));
+    kiln_status st = slice(node, s, low_start, s->count, low);
+    if (st != KILN_OK) kiln_sigmas_free(high);
+    return st;
+}
+
+kiln_status kiln_sigmas_split(const kiln_sigmas *s, int step, kiln_sigmas *high, kiln_sigmas *low)
+{
+    const char *node = "SplitSigmas";
+    TRY(check_sigmas(node, s));
+    TRY(in_range(node, "step", step, 0, MAX_STEPS));
+    int at = step < s->count ? step : s->count;
+    return split(node, s, step + 1 < s->count ? step + 1 : s->count, at, high, low);
+}
+
+kiln_status kiln_sigmas_split_denoise(const kiln_sigmas *s, double denoise, kiln_sigmas *high, kiln_sigmas *low)
+{
+    const char *node = "SplitSigmasDenoise";
+    TRY(check_sigmas(node, s));
+    TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
+    int steps = s->count > 1 ? s->count - 1 : 0;
+    int k = (int)rint(steps * denoise); /* Python's round */
+    /* high is sigmas[:-k], which is empty for k = 0; low sigmas[-(k + 1):] */
+    int high_end = k ? s->count - k : 0, low_start = s->count - (k + 1);
+    return split(node, s, high_end, low_start > 0 ? low_start : 0, high, low);
+}
+
+kiln_status kiln_sigmas_flip(const kiln_sigmas *s, kiln_sigmas *out)
+{
+    const char *node = "FlipSigmas";
+    TRY(check_sigmas(node, s));
+    TRY(check_output(node, out));
+    TRY(sigmas_alloc(node, s->count, out));
+    for (int i = 0; i < s->count; i++) out->values[i] = s->values[s->count - 1 - i];
+    if (s->count && out->values[0] == 0.0f) out->values[0] = 0.0001f; /* a sampling cannot start at 0 */
+    return KILN_OK;
+}
+
+kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out)
+{
+    const char *node = "SetFirstSigma";
+    TRY(check_sigmas(node, s));
+    TRY(check_output(node, out));
+    TRY(in_range(node, "sigma", sigma, 0.0, 20000.0));
+    if (!s->count) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no sigmas to set the first of", node);
+    TRY(slice(node, s, 0, s->count, out));
+    out->values[0] = (float)sigma;
+    return KILN_OK;
+}
