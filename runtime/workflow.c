@@ -42,7 +42,7 @@ typedef enum wf_kind {
     WF_NOISE,       /* SamplerCustomAdvanced's parts: RandomNoise / DisableNoise, */
     WF_GUIDER,      /* CFGGuider / BasicGuider, */
     WF_SAMPLER,     /* KSamplerSelect, */
-    WF_SIGMAS,      /* BasicScheduler */
+    WF_SIGMAS,      /* the scheduler nodes, SplitSigmas, ... */
     WF_STYLE_MODEL, /* a file, loaded once */
     WF_CLIP_VISION_OUTPUT, /* CLIPVisionEncode's: the tower's file, the picture and the crop, encoded where used */
 } wf_kind;
@@ -141,14 +141,13 @@ typedef struct wf_value {
     const char *union_type; /* CONTROL_NET: SetUnionControlNetType's; NULL: none ("auto") */
     kiln_upscaler *upscaler;
     /* NOISE: the seed (disabled: DisableNoise); GUIDER: the model and prompts (negative NULL: BasicGuider's
-       positive alone) and cfg; SAMPLER: the sampler's name; SIGMAS: the schedule and the model it is made for */
+       positive alone) and cfg; SAMPLER: the sampler's name; SIGMAS: the sigmas */
     uint64_t noise_seed;
     bool noise_disabled;
     const struct wf_value *guide_model, *guide_positive, *guide_negative;
     double cfg;
-    const char *sampler, *scheduler;
-    int steps;
-    double denoise;
+    const char *sampler;
+    kiln_sigmas sigmas;
 } wf_value;
 
 typedef struct wf_node {
@@ -1463,6 +1462,22 @@ static kiln_status seed_input(const wf_node *n, const char *name, uint64_t *out)
     return KILN_OK;
 }
 
+/* MODEL's load with what its patches set on how it samples (its
+ * prediction, its flow shift). */
+static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, kiln_model **out)
+{
+    kiln_model *m;
+    TRY(model_of(r, &model->recipe, false, &m));
+    for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
+        if (r->models[i].model == m)
+            TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
+                                                                      : r->models[i].prediction));
+    kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
+    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+    *out = m;
+    return KILN_OK;
+}
+
 /* The sampling both KSampler and SamplerCustomAdvanced end in: `model`'s
  * load with its patches, the prompts' FluxGuidance, ControlNet, SDXL
  * numbers and picture to edit, the IP-Adapter of the MODEL. */
@@ -1471,14 +1486,8 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
 {
     kiln_model *m;
     const kiln_latent *l;
-    TRY(model_of(r, &model->recipe, false, &m));
+    TRY(sampling_model(r, n, model, &m));
     TRY(latent_of(latent, m, &l));
-    for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
-        if (r->models[i].model == m)
-            TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
-                                                                      : r->models[i].prediction));
-    kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
-    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
     p->progress = r->opt->progress;
     p->progress_ctx = r->opt->progress_ctx;
     p->flux_guidance = pos->flux_guidance;
@@ -1718,34 +1727,88 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
     return text(n, "sampler_name", &n->out[0].sampler);
 }
 
-/* BasicScheduler: the schedule of its model's sigmas, as KSampler's for
- * `denoise` (the last steps + 1 of steps / denoise). */
-static kiln_status basic_scheduler(wf_run *r, wf_node *n)
+/* The scheduler nodes: SIGMAS of the model's noise table or of the node's
+ * numbers alone, by name (text: a string input; numbers: the rest after
+ * steps, in the C call's order). */
+static const struct {
+    const char *node;
+    bool model;
+    const char *text;
+    const char *numbers[4];
+} scheduler_nodes[] = {
+    {"BasicScheduler", true, "scheduler", {"denoise"}},
+    {"SDTurboScheduler", true, NULL, {"denoise"}},
+    {"BetaSamplingScheduler", true, NULL, {"alpha", "beta"}},
+    {"AlignYourStepsScheduler", false, "model_type", {"denoise"}},
+    {"KarrasScheduler", false, NULL, {"sigma_max", "sigma_min", "rho"}},
+    {"ExponentialScheduler", false, NULL, {"sigma_max", "sigma_min"}},
+    {"PolyexponentialScheduler", false, NULL, {"sigma_max", "sigma_min", "rho"}},
+    {"LaplaceScheduler", false, NULL, {"sigma_max", "sigma_min", "mu", "beta"}},
+    {"VPScheduler", false, NULL, {"beta_d", "beta_min", "eps_s"}},
+};
+
+static kiln_status scheduler_node(wf_run *r, wf_node *n, int which)
 {
-    wf_value *v = &n->out[0], *model;
-    TRY(linked(r, n, "model", WF_MODEL, &model));
-    TRY(text(n, "scheduler", &v->scheduler));
-    TRY(integer(n, "steps", 1, 10000, &v->steps));
-    TRY(number(n, "denoise", &v->denoise));
+    wf_value *v = &n->out[0];
     v->kind = WF_SIGMAS;
-    v->guide_model = model;
-    return KILN_OK;
+    int steps;
+    const char *word = NULL;
+    double x[4] = {0};
+    kiln_model *m = NULL;
+    TRY(integer(n, "steps", 1, 10000, &steps));
+    if (scheduler_nodes[which].text) TRY(text(n, scheduler_nodes[which].text, &word));
+    for (int i = 0; i < 4 && scheduler_nodes[which].numbers[i]; i++)
+        TRY(number(n, scheduler_nodes[which].numbers[i], &x[i]));
+    if (scheduler_nodes[which].model) {
+        wf_value *model;
+        TRY(linked(r, n, "model", WF_MODEL, &model));
+        TRY(sampling_model(r, n, model, &m));
+    }
+    kiln_sigmas *out = &v->sigmas;
+    kiln_status st = KILN_ERR_UNSUPPORTED;
+    switch (which) {
+    case 0: st = kiln_basic_scheduler(m, word, steps, x[0], out); break;
+    case 1: st = kiln_sd_turbo_scheduler(m, steps, x[0], out); break;
+    case 2: st = kiln_beta_sampling_scheduler(m, steps, x[0], x[1], out); break;
+    case 3: st = kiln_align_your_steps_scheduler(word, steps, x[0], out); break;
+    case 4: st = kiln_karras_scheduler(steps, x[0], x[1], x[2], out); break;
+    case 5: st = kiln_exponential_scheduler(steps, x[0], x[1], out); break;
+    case 6: st = kiln_polyexponential_scheduler(steps, x[0], x[1], x[2], out); break;
+    case 7: st = kiln_laplace_scheduler(steps, x[0], x[1], x[2], x[3], out); break;
+    case 8: st = kiln_vp_scheduler(steps, x[0], x[1], x[2], out); break;
+    }
+    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }
 
-static bool same_sampling(const wf_recipe *a, const wf_recipe *b)
+/* SplitSigmas and SplitSigmasDenoise (high and low sigmas), FlipSigmas and
+ * SetFirstSigma. */
+static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
 {
-    return same_loads(a, b) && a->flux_shift == b->flux_shift &&
-           (a->prediction == b->prediction || (a->prediction && b->prediction && !strcmp(a->prediction, b->prediction)));
+    wf_value *in;
+    TRY(linked(r, n, "sigmas", WF_SIGMAS, &in));
+    n->out[0].kind = n->out[1].kind = WF_SIGMAS;
+    kiln_sigmas *out = &n->out[0].sigmas, *low = &n->out[1].sigmas;
+    kiln_status st;
+    double x;
+    if (strcmp(c, "SplitSigmas") == 0) {
+        int step;
+        TRY(integer(n, "step", 0, 10000, &step));
+        st = kiln_sigmas_split(&in->sigmas, step, out, low);
+    } else if (strcmp(c, "SplitSigmasDenoise") == 0) {
+        TRY(number(n, "denoise", &x));
+        st = kiln_sigmas_split_denoise(&in->sigmas, x, out, low);
+    } else if (strcmp(c, "SetFirstSigma") == 0) {
+        TRY(number(n, "sigma", &x));
+        st = kiln_sigmas_set_first(&in->sigmas, x, out);
+    } else {
+        st = kiln_sigmas_flip(&in->sigmas, out);
+    }
+    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }
 
-/* SamplerCustomAdvanced: KSampler taken apart. kiln makes the sigmas of the
- * model it samples, so BasicScheduler's model must be the guider's; the
- * samplers KSampler gives a schedule one step longer (dpm_2, uni_pc) run
- * here on BasicScheduler's own, which kiln does not yet. */
 /* SamplerCustomAdvanced's and SamplerCustom's sampling: the model with its
  * prompts and cfg, the noise, and the node's sampler, sigmas and
- * latent_image (kiln makes the schedule of the model it samples, as
- * KSampler does). */
+ * latent_image. */
 static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model, const wf_value *pos,
                                    const wf_value *neg, double cfg, uint64_t seed, bool disable_noise)
 {
@@ -1753,18 +1816,8 @@ static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model,
     TRY(linked(r, n, "sampler", WF_SAMPLER, &picked));
     TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
     TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
-    if (!same_sampling(&model->recipe, &sigmas->guide_model->recipe))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the sigmas' model is not the one sampled (kiln makes the schedule "
-                         "of the model it samples)");
-    kiln_sampler s;
-    kiln_status st = kiln_sampler_from_name(picked->sampler, &s);
-    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
-    if (kiln_sampler_discards_penultimate_sigma(s))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampler '%s' on BasicScheduler's sigmas (KSampler drops their "
-                         "penultimate one; kiln runs it as KSampler does)", picked->sampler);
-    kiln_ksampler_params p = {.seed = seed, .disable_noise = disable_noise, .steps = sigmas->steps,
-                              .denoise = sigmas->denoise, .cfg = cfg, .sampler_name = picked->sampler,
-                              .scheduler = sigmas->scheduler};
+    kiln_ksampler_params p = {.seed = seed, .disable_noise = disable_noise, .cfg = cfg,
+                              .sampler_name = picked->sampler, .sigmas = &sigmas->sigmas};
     return sample(r, n, model, pos, neg, latent, &p);
 }
 
@@ -1850,7 +1903,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
                                          "InpaintModelConditioning", "DifferentialDiffusion",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
-                                         "BasicScheduler", "SamplerCustomAdvanced", "SetUnionControlNetType",
+                                         "SamplerCustomAdvanced", "SetUnionControlNetType",
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
@@ -1863,7 +1916,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
-        inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select, basic_scheduler,
+        inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
@@ -1900,6 +1953,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = noise_node(r, n, c[0] == 'D');
     else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
         st = guider(r, n, c[0] == 'C');
+    else if (strcmp(c, "SplitSigmas") == 0 || strcmp(c, "SplitSigmasDenoise") == 0 || strcmp(c, "FlipSigmas") == 0 ||
+             strcmp(c, "SetFirstSigma") == 0)
+        st = sigmas_node(r, n, c);
     else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "TripleCLIPLoader") == 0 ||
              strcmp(c, "VAELoader") == 0)
         st = part_loader(r, n, c[0] == 'V' ? WF_VAE : WF_CLIP);
@@ -1907,6 +1963,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         known = false;
         for (size_t i = 0; i < sizeof simple / sizeof *simple && !known; i++)
             if (strcmp(c, simple[i]) == 0) known = true, st = runs[i](r, n);
+        for (int i = 0; i < (int)(sizeof scheduler_nodes / sizeof *scheduler_nodes) && !known; i++)
+            if (strcmp(c, scheduler_nodes[i].node) == 0) known = true, st = scheduler_node(r, n, i);
     }
     if (!known) st = node_fail(n, KILN_ERR_UNSUPPORTED, "kiln does not run this node (see the README's list)");
     n->state = 2;
@@ -1930,6 +1988,7 @@ static void free_value(wf_value *v)
     free(v->path);
     free(v->clip_vision_path);
     kiln_upscaler_free(v->upscaler);
+    kiln_sigmas_free(&v->sigmas);
     *v = (wf_value){0};
 }
 

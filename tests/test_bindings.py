@@ -134,6 +134,11 @@ def images_of(shape, pixels: bytes) -> list:
     return [kiln.Image.from_rgb(width, height, pixels[b * size:(b + 1) * size]) for b in range(batch)]
 
 
+def as_float32(x: float) -> float:
+    """x rounded to float32, as kiln's sigmas hold it."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
 def small_run(steps: int = 4, **kwargs) -> kiln.Latent:
     """A 16x16 txt2img run on the tiny model."""
     positive, negative = model.encode("a red circle"), model.encode("")
@@ -363,6 +368,33 @@ class Advanced(unittest.TestCase):
         second = model.ksampler(positive, negative, first, seed=7, steps=6, cfg=5.0, sampler_name="euler",
                                 scheduler="normal", start_at_step=3, disable_noise=True).to_list()
         self.assertLess(rel_l2(second, whole), 1e-6)
+
+    def test_sigmas_of_ones_own(self):
+        # the scheduler functions give ComfyUI's nodes' sigmas (tests/data/sigmas, restated on torch) ...
+        _, goldens = read_safetensors(data("sigmas/sigmas.safetensors"))
+        self.assertEqual(kiln.karras_scheduler(10, 120.0, 0.002, 3.0), goldens["karras.s10_rho3"][1])
+        self.assertEqual(kiln.align_your_steps_scheduler("SDXL", 7, 0.6), goldens["ays.sdxl_s7_d06"][1])
+        self.assertEqual(model.basic_scheduler("karras", 10, 0.55), goldens["basic.sd15_karras_s10_d055"][1])
+        self.assertEqual(model.sd_turbo_scheduler(2, 0.5), goldens["sd_turbo.sd15_s2_d05"][1])
+        # ... the list nodes cut and turn them as Python slices do ...
+        sigmas = model.basic_scheduler("normal", 6)
+        high, low = kiln.split_sigmas(sigmas, 3)
+        self.assertEqual((high, low), (sigmas[:4], sigmas[3:]))
+        self.assertEqual(kiln.split_sigmas_denoise(sigmas, 0.5), (sigmas[:-3], sigmas[-4:]))
+        self.assertEqual(kiln.flip_sigmas([2.0, 0.0]), [as_float32(0.0001), 2.0])
+        self.assertEqual(kiln.set_first_sigma(sigmas, 20.0)[0], 20.0)
+        # ... and sampling on them is KSampler's run, split in two KSamplerAdvanced's
+        positive, negative = model.encode("a red circle"), model.encode("")
+        empty = model.empty_latent(16, 16)
+        whole = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas)
+        self.assertEqual(whole.to_list(), small_run(steps=6).to_list())
+        first = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=high)
+        self.assertEqual(first.to_list(), small_run(steps=6, end_at_step=3, leftover_noise=True).to_list())
+        second = model.ksampler(positive, negative, first, seed=7, cfg=5.0, sigmas=low, disable_noise=True)
+        self.assertLess(rel_l2(second.to_list(), whole.to_list()), 1e-6)
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.karras_scheduler(10, rho=0.0)
+        self.assertIn("KarrasScheduler: rho 0", caught.exception.message)
 
     def test_sdxl_numbers(self):
         xl = kiln.load_checkpoint(backend, data("sdxl/tiny_sdxl.safetensors"))

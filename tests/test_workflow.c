@@ -681,6 +681,107 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": " samples ", \"vae\": [\"4\", 2]}}, "           \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}"
 
+/* The SIGMAS nodes into SamplerCustom and SamplerCustomAdvanced on the tiny
+ * SD 1.x model, each against the library's run on the same sigmas, pixel
+ * for pixel: SDXL-Turbo's example (SDTurboScheduler, euler_ancestral, cfg
+ * 1), KarrasScheduler split by SplitSigmas into two SamplerCustom nodes (the
+ * second without noise), and dpm_2 on BasicScheduler's sigmas of the model
+ * through ModelSamplingDiscrete (which KSampler would lengthen by a step). */
+#define SIGMAS_RUN(nodes, sampled)                                                                                   \
+    "{" CKPT ", "                                                                                                      \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", \"clip\": [\"4\", 1]}}, "    \
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "               \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "  \
+    nodes ", " DECODE_SAVE(sampled) "}"
+#define SAMPLER_CUSTOM(id, noise, sampler, sigmas, latent)                                                            \
+    "\"" id "\": {\"class_type\": \"SamplerCustom\", \"inputs\": {\"add_noise\": " noise ", \"noise_seed\": 5, "          \
+    "\"cfg\": 1, \"model\": [\"4\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"sampler\": " sampler     \
+    ", \"sigmas\": " sigmas ", \"latent_image\": " latent "}}"
+
+static void sigma_nodes(void **state)
+{
+    (void)state;
+    static const char turbo[] = SIGMAS_RUN(
+        "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler_ancestral\"}}, "
+        "\"17\": {\"class_type\": \"SDTurboScheduler\", \"inputs\": {\"steps\": 2, \"denoise\": 1, "
+        "\"model\": [\"4\", 0]}}, " SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"),
+        "[\"3\", 0]");
+    static const char split[] = SIGMAS_RUN(
+        "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
+        "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": 14.614642, "
+        "\"sigma_min\": 0.0291675, \"rho\": 7}}, "
+        "\"18\": {\"class_type\": \"SplitSigmas\", \"inputs\": {\"step\": 2, \"sigmas\": [\"17\", 0]}}, "
+        SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"18\", 0]", "[\"5\", 0]") ", "
+        SAMPLER_CUSTOM("13", "false", "[\"16\", 0]", "[\"18\", 1]", "[\"3\", 0]"),
+        "[\"13\", 0]");
+    static const char dpm_2[] = SIGMAS_RUN(
+        "\"80\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"sampling\": \"eps\", \"zsnr\": false, "
+        "\"model\": [\"4\", 0]}}, "
+        "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"dpm_2\"}}, "
+        "\"17\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": \"normal\", \"steps\": 3, "
+        "\"denoise\": 1, \"model\": [\"80\", 0]}}, "
+        "\"25\": {\"class_type\": \"RandomNoise\", \"inputs\": {\"noise_seed\": 5}}, "
+        "\"22\": {\"class_type\": \"BasicGuider\", \"inputs\": {\"model\": [\"4\", 0], \"conditioning\": [\"6\", 0]}}, "
+        "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], \"guider\": "
+        "[\"22\", 0], \"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}",
+        "[\"3\", 0]");
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent[2];
+    kiln_sigmas sigmas[3];
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    for (int run = 0; run < 3; run++) {
+        kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = "euler", .sigmas = &sigmas[0]};
+        if (run == 0) {
+            p.sampler_name = "euler_ancestral";
+            assert_kiln_ok(kiln_sd_turbo_scheduler(m, 2, 1.0, &sigmas[2]));
+            assert_int_equal(sigmas[2].count, 3);
+            assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1])); /* all in the first */
+            assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent[1]));
+        } else if (run == 1) {
+            assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas[2]));
+            assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 2, &sigmas[0], &sigmas[1]));
+            assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent[0]));
+            p.sigmas = &sigmas[1], p.disable_noise = true;
+            assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent[0], &latent[1]));
+            kiln_latent_free(&latent[0]);
+        } else {
+            p.sampler_name = "dpm_2";
+            assert_kiln_ok(kiln_basic_scheduler(m, "normal", 3, 1.0, &sigmas[2]));
+            assert_int_equal(sigmas[2].count, 4);
+            assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
+            assert_kiln_ok(kiln_ksampler(m, &p, &pos, &pos, &empty, &latent[1])); /* BasicGuider: no negative */
+        }
+        kiln_image decoded, *images;
+        int count;
+        assert_kiln_ok(kiln_vae_decode(m, &latent[1], &decoded, 1));
+        assert_kiln_ok(kiln_workflow_run(backend, run == 0 ? turbo : run == 1 ? split : dpm_2, &options, &images,
+                                         &count));
+        assert_int_equal(count, 1);
+        assert_int_equal(decoded.width, images[0].width);
+        assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+        kiln_image_free(&decoded);
+        kiln_images_free(images, count);
+        kiln_latent_free(&latent[1]);
+        for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);
+    }
+    /* a node's bad input: its name and the node's */
+    expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
+                              "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "
+                              "14.6, \"sigma_min\": 0.03, \"rho\": 0}}, "
+                              SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+                   KILN_ERR_INVALID_ARG, "node 17 (KarrasScheduler): KarrasScheduler: rho 0 is not in (0, 100]");
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+}
+#undef SAMPLER_CUSTOM
+#undef SIGMAS_RUN
+
 static void refusals(void **state)
 {
     (void)state;
@@ -737,23 +838,6 @@ static void refusals(void **state)
                    "{\"samples\": [\"10\", 0], \"vae\": [\"10\", 0]}}, "
                    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
                    KILN_ERR_UNSUPPORTED, "node 10 (VAELoader): kiln reads it beside a UNETLoader's");
-    /* SamplerCustomAdvanced where kiln would sample otherwise than ComfyUI: the sigmas of another model, a sampler
-       KSampler gives a longer schedule */
-#define CUSTOM(sampler, scheduler_model)                                                                              \
-    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", \"clip\": [\"4\", 1]}}, "        \
-    "\"80\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"sampling\": \"v_prediction\", \"zsnr\": false, "  \
-    "\"model\": [\"4\", 0]}}, "                                                                                        \
-    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "    \
-    "\"25\": {\"class_type\": \"RandomNoise\", \"inputs\": {\"noise_seed\": 1}}, "                                       \
-    "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"" sampler "\"}}, "                   \
-    "\"17\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": \"normal\", \"steps\": 2, \"denoise\": 1, " \
-    "\"model\": [\"" scheduler_model "\", 0]}}, "                                                                        \
-    "\"22\": {\"class_type\": \"BasicGuider\", \"inputs\": {\"model\": [\"4\", 0], \"conditioning\": [\"6\", 0]}}, "  \
-    "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], \"guider\": [\"22\", 0], "  \
-    "\"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
-    expect_refusal(CUSTOM("euler", "80"), KILN_ERR_UNSUPPORTED, "node 3 (SamplerCustomAdvanced): the sigmas' model");
-    expect_refusal(CUSTOM("dpm_2", "4"), KILN_ERR_UNSUPPORTED, "sampler 'dpm_2' on BasicScheduler's sigmas");
-#undef CUSTOM
     /* InpaintModelConditioning is FLUX.1 Fill's in kiln; SD's inpainting models take VAEEncodeForInpaint */
     expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", "
                    "\"clip\": [\"4\", 1]}}, \"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \""
@@ -791,6 +875,6 @@ int main(void)
                                        cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
                                        cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
                                        cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
-                                       cmocka_unit_test(refusals)};
+                                       cmocka_unit_test(sigma_nodes), cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

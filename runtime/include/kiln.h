@@ -602,8 +602,9 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
- * RandomNoise, DisableNoise, CFGGuider, BasicGuider, KSamplerSelect and
- * BasicScheduler, VAEDecode, VAEDecodeTiled, ControlNetLoader,
+ * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
+ * SamplerCustom, the SIGMAS nodes above (BasicScheduler ... SetFirstSigma),
+ * VAEDecode, VAEDecodeTiled, ControlNetLoader,
  * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,
  * FluxKontextImageScale, LoadFluxIPAdapter, ApplyFluxIPAdapter,

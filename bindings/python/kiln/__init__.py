@@ -148,6 +148,10 @@ class _ConditioningPart(Structure):
     _fields_ = [("cond", POINTER(_Conditioning)), ("start_percent", c_double), ("end_percent", c_double)]
 
 
+class _Sigmas(Structure):
+    _fields_ = [("values", POINTER(c_float)), ("count", c_int)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -164,7 +168,7 @@ class _KSamplerParams(Structure):
                 ("reference_method", c_int), ("negative_reference_method", c_int),
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
                 ("positive_parts", POINTER(_ConditioningPart)), ("negative_parts", POINTER(_ConditioningPart)),
-                ("positive_part_count", c_int), ("negative_part_count", c_int)]
+                ("positive_part_count", c_int), ("negative_part_count", c_int), ("sigmas", POINTER(_Sigmas))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -251,6 +255,20 @@ _declare("kiln_image_scale", c_int, POINTER(_Image), c_char_p, c_int, c_int, c_b
 _declare("kiln_upscale_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_upscaler_free", None, c_void_p)
 _declare("kiln_image_upscale_with_model", c_int, c_void_p, POINTER(_Image), POINTER(_Image))
+_declare("kiln_sigmas_free", None, POINTER(_Sigmas))
+_declare("kiln_basic_scheduler", c_int, c_void_p, c_char_p, c_int, c_double, POINTER(_Sigmas))
+_declare("kiln_sd_turbo_scheduler", c_int, c_void_p, c_int, c_double, POINTER(_Sigmas))
+_declare("kiln_beta_sampling_scheduler", c_int, c_void_p, c_int, c_double, c_double, POINTER(_Sigmas))
+_declare("kiln_align_your_steps_scheduler", c_int, c_char_p, c_int, c_double, POINTER(_Sigmas))
+_declare("kiln_karras_scheduler", c_int, c_int, c_double, c_double, c_double, POINTER(_Sigmas))
+_declare("kiln_exponential_scheduler", c_int, c_int, c_double, c_double, POINTER(_Sigmas))
+_declare("kiln_polyexponential_scheduler", c_int, c_int, c_double, c_double, c_double, POINTER(_Sigmas))
+_declare("kiln_laplace_scheduler", c_int, c_int, c_double, c_double, c_double, c_double, POINTER(_Sigmas))
+_declare("kiln_vp_scheduler", c_int, c_int, c_double, c_double, c_double, POINTER(_Sigmas))
+_declare("kiln_sigmas_split", c_int, POINTER(_Sigmas), c_int, POINTER(_Sigmas), POINTER(_Sigmas))
+_declare("kiln_sigmas_split_denoise", c_int, POINTER(_Sigmas), c_double, POINTER(_Sigmas), POINTER(_Sigmas))
+_declare("kiln_sigmas_flip", c_int, POINTER(_Sigmas), POINTER(_Sigmas))
+_declare("kiln_sigmas_set_first", c_int, POINTER(_Sigmas), c_double, POINTER(_Sigmas))
 _declare("kiln_ksampler", c_int, c_void_p, POINTER(_KSamplerParams), POINTER(_Conditioning),
          POINTER(_Conditioning), POINTER(_Latent), POINTER(_Latent))
 
@@ -265,6 +283,82 @@ def _c_int(name: str, value: int) -> int:
 
 def _path(path) -> bytes:
     return os.fsencode(path)
+
+
+def _c_sigmas(sigmas: Sequence[float]) -> _Sigmas:
+    """A list of sigmas as kiln_sigmas (its array alive as long as the struct)."""
+    values = [float(x) for x in sigmas]
+    return _Sigmas((c_float * max(len(values), 1))(*values), len(values))
+
+
+def _sigmas_from(function, *args, outputs: int = 1):
+    """Calls a kiln function whose last `outputs` arguments are kiln_sigmas
+    it fills; their values as lists of floats."""
+    made = [_Sigmas() for _ in range(outputs)]
+    try:
+        function(*args, *(byref(m) for m in made))
+        lists = [[m.values[i] for i in range(m.count)] for m in made]
+    finally:
+        for m in made:
+            _lib.kiln_sigmas_free(byref(m))
+    return lists[0] if outputs == 1 else tuple(lists)
+
+
+# ---- SIGMAS: ComfyUI's scheduler nodes and the nodes that cut a list -------
+# Sigmas are lists of floats (float32 values), for Model.ksampler(sigmas=...).
+
+def karras_scheduler(steps: int, sigma_max: float = 14.614642, sigma_min: float = 0.0291675,
+                     rho: float = 7.0) -> list:
+    """KarrasScheduler: sigma^(1/rho) linear from sigma_max to sigma_min, then 0."""
+    return _sigmas_from(_lib.kiln_karras_scheduler, _c_int("steps", steps), sigma_max, sigma_min, rho)
+
+
+def exponential_scheduler(steps: int, sigma_max: float = 14.614642, sigma_min: float = 0.0291675) -> list:
+    """ExponentialScheduler: log sigma linear from sigma_max to sigma_min, then 0."""
+    return _sigmas_from(_lib.kiln_exponential_scheduler, _c_int("steps", steps), sigma_max, sigma_min)
+
+
+def polyexponential_scheduler(steps: int, sigma_max: float = 14.614642, sigma_min: float = 0.0291675,
+                              rho: float = 1.0) -> list:
+    """PolyexponentialScheduler: log sigma from sigma_max to sigma_min along ramp^rho, then 0."""
+    return _sigmas_from(_lib.kiln_polyexponential_scheduler, _c_int("steps", steps), sigma_max, sigma_min, rho)
+
+
+def laplace_scheduler(steps: int, sigma_max: float = 14.614642, sigma_min: float = 0.0291675, mu: float = 0.0,
+                      beta: float = 0.5) -> list:
+    """LaplaceScheduler: `steps` sigmas, clamped to [sigma_min, sigma_max], no 0 after them."""
+    return _sigmas_from(_lib.kiln_laplace_scheduler, _c_int("steps", steps), sigma_max, sigma_min, mu, beta)
+
+
+def vp_scheduler(steps: int, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 0.001) -> list:
+    """VPScheduler: the variance-preserving SDE's sigmas, then 0."""
+    return _sigmas_from(_lib.kiln_vp_scheduler, _c_int("steps", steps), beta_d, beta_min, eps_s)
+
+
+def align_your_steps_scheduler(model_type: str, steps: int, denoise: float = 1.0) -> list:
+    """AlignYourStepsScheduler: NVIDIA's noise levels for "SD1", "SDXL" or "SVD"."""
+    return _sigmas_from(_lib.kiln_align_your_steps_scheduler, str(model_type).encode(), _c_int("steps", steps),
+                        denoise)
+
+
+def split_sigmas(sigmas: Sequence[float], step: int) -> tuple:
+    """SplitSigmas: (high, low), the first step + 1 and those from step on."""
+    return _sigmas_from(_lib.kiln_sigmas_split, byref(_c_sigmas(sigmas)), _c_int("step", step), outputs=2)
+
+
+def split_sigmas_denoise(sigmas: Sequence[float], denoise: float) -> tuple:
+    """SplitSigmasDenoise: (high, low), low the last round((len - 1) x denoise) + 1."""
+    return _sigmas_from(_lib.kiln_sigmas_split_denoise, byref(_c_sigmas(sigmas)), denoise, outputs=2)
+
+
+def flip_sigmas(sigmas: Sequence[float]) -> list:
+    """FlipSigmas: the sigmas reversed, a first 0 made 0.0001."""
+    return _sigmas_from(_lib.kiln_sigmas_flip, byref(_c_sigmas(sigmas)))
+
+
+def set_first_sigma(sigmas: Sequence[float], sigma: float) -> list:
+    """SetFirstSigma: the sigmas with the first one `sigma`."""
+    return _sigmas_from(_lib.kiln_sigmas_set_first, byref(_c_sigmas(sigmas)), sigma)
 
 
 def version() -> str:
@@ -612,6 +706,21 @@ class Model(_Handle):
         for this model's UNet."""
         return IPAdapter(_load(_lib.kiln_ip_adapter_load, self, _path(path)), self)
 
+    def basic_scheduler(self, scheduler: str, steps: int, denoise: float = 1.0) -> list:
+        """BasicScheduler: KSampler's schedule of this model's noise table
+        (a list of floats for ksampler(sigmas=...))."""
+        return _sigmas_from(_lib.kiln_basic_scheduler, self._ptr(), str(scheduler).encode(), _c_int("steps", steps),
+                            denoise)
+
+    def sd_turbo_scheduler(self, steps: int, denoise: float = 1.0) -> list:
+        """SDTurboScheduler: this model's sigmas at timesteps 999, 899, ...
+        (SD-Turbo, SDXL-Turbo; steps 1 to 10)."""
+        return _sigmas_from(_lib.kiln_sd_turbo_scheduler, self._ptr(), _c_int("steps", steps), denoise)
+
+    def beta_sampling_scheduler(self, steps: int, alpha: float = 0.6, beta: float = 0.6) -> list:
+        """BetaSamplingScheduler: the noise table at Beta(alpha, beta) quantiles."""
+        return _sigmas_from(_lib.kiln_beta_sampling_scheduler, self._ptr(), _c_int("steps", steps), alpha, beta)
+
     def ksampler(self, positive: Union["Conditioning", Sequence[Tuple["Conditioning", float, float]]],
                  negative: Union["Conditioning", Sequence[Tuple["Conditioning", float, float]]],
                  latent: "Latent", seed: int = 0,
@@ -628,7 +737,8 @@ class Model(_Handle):
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
                  reference_method: str = "offset", negative_reference_method: str = "offset",
-                 skip_layer_guidance: Optional["SkipLayerGuidance"] = None) -> "Latent":
+                 skip_layer_guidance: Optional["SkipLayerGuidance"] = None,
+                 sigmas: Optional[Sequence[float]] = None) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
         the sampling, a sequence of (Conditioning, start_percent,
@@ -669,6 +779,10 @@ class Model(_Handle):
         among the image positions (FluxKontextMultiReferenceLatentMethod:
         "offset", "index" or "uxo/uno").
         skip_layer_guidance: a SkipLayerGuidance (SD3 and Flux models).
+        sigmas: SamplerCustom's SIGMAS (a scheduler function's list, cut or
+        turned by split_sigmas and the like): the sampling walks them, and
+        steps, scheduler, denoise and the KSamplerAdvanced steps are not
+        used (an empty list gives the latent back).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -723,6 +837,8 @@ class Model(_Handle):
             params.skip_layer_guidance = ctypes.pointer(_SkipLayerGuidance(
                 (c_int * max(len(doubles), 1))(*doubles), len(doubles), (c_int * max(len(singles), 1))(*singles),
                 len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
+        if sigmas is not None:
+            params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
