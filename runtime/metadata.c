@@ -92,6 +92,8 @@ static kiln_status check_run(const kiln_run_info *run)
                          run->refiner_step >= run->steps))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a refiner at step %d of %d", run->refiner_step,
                          run->steps);
+    if (run->sigmas && (run->refiner || run->hires_scale || run->denoise != 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: sigmas of one's own with a refiner, hires fix or denoise");
     if (run->hires_scale && (run->init_image || !run->hires_method || run->hires_steps < 1))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hires fix needs txt2img, its method and steps");
     if (run->instruct_pix2pix && (!run->init_image || run->mask || run->outpaint))
@@ -286,8 +288,13 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
     }
     put_format(&b, "\nSteps: %d, Sampler: ", run->steps);
     put_value(&b, kiln_metadata_sampler_label(run->sampler));
-    put(&b, ", Schedule type: ");
-    put_value(&b, kiln_metadata_scheduler_label(run->scheduler));
+    if (run->sigmas) { /* no A1111 schedule type: the noise levels themselves */
+        put(&b, ", Sigmas: ");
+        put_value(&b, run->sigmas);
+    } else {
+        put(&b, ", Schedule type: ");
+        put_value(&b, kiln_metadata_scheduler_label(run->scheduler));
+    }
     put(&b, ", CFG scale: ");
     put_number(&b, run->cfg);
     put_format(&b, ", Seed: %" PRIu64 ", Size: %dx%d, Model: ", run->seed, run->width, run->height);
@@ -527,6 +534,30 @@ static void add_ksampler(graph *g, const char *id, const kiln_run_info *run, int
     add_link(g, in, "latent_image", latent, latent_output);
 }
 
+/* The run's sampling on its own sigmas: SamplerCustom "3" with
+ * KSamplerSelect "78" and ManualSigmas "79", links as add_ksampler's. */
+static void add_sampler_custom(graph *g, const kiln_run_info *run, const char *model, const char *prompts,
+                               const char *latent, int latent_output)
+{
+    cJSON *in = add_node(g, "78", "KSamplerSelect");
+    add_string(g, in, "sampler_name", run->sampler);
+    in = add_node(g, "79", "ManualSigmas");
+    add_string(g, in, "sigmas", run->sigmas);
+    in = add_node(g, "3", "SamplerCustom");
+    check(g, cJSON_AddBoolToObject(in, "add_noise", true));
+    char seed[24]; /* as add_sampler_node's */
+    snprintf(seed, sizeof seed, "%" PRIu64, run->seed);
+    check(g, cJSON_AddRawToObject(in, "noise_seed", seed));
+    add_number(g, in, "cfg", run->cfg);
+    add_link(g, in, "model", model, 0);
+    char positive[16];
+    add_link(g, in, "positive", prompts ? prompts : positive_prompt(run, positive), 0);
+    add_link(g, in, "negative", prompts ? prompts : negative_prompt(run), prompts ? 1 : 0);
+    add_link(g, in, "sampler", "78", 0);
+    add_link(g, in, "sigmas", "79", 0);
+    add_link(g, in, "latent_image", latent, latent_output);
+}
+
 /* A prompt's text encoder node: CLIPTextEncode, or CLIPTextEncodeSDXL with
  * the run's size numbers (text_g its text, text_l CLIP-L's where it has its
  * own). */
@@ -646,7 +677,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "ckpt_name", base_name(run->refiner));
         add_prompt_encoders(&g, run, "91", "92", true, "90", 1);
     } else {
-        add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
+        if (run->sigmas) add_sampler_custom(&g, run, sampled, prompts, latent, latent_output);
+        else add_ksampler(&g, "3", run, run->steps, run->denoise, sampled, prompts, latent, latent_output);
     }
 
     const char *weight_dtype = run->parts && run->parts->weight_dtype && strcmp(run->parts->weight_dtype, "default")

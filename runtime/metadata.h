@@ -61,6 +61,8 @@ typedef struct kiln_run_info {
     int steps;
     const char *sampler;   /* ComfyUI name: "euler", "dpmpp_2m", ... */
     const char *scheduler; /* ComfyUI name: "normal", "karras", ... */
+    const char *sigmas;    /* the noise levels walked in place of the scheduler's (ManualSigmas' text, steps + 1
+                              numbers: SamplerCustom with KSamplerSelect "78" and ManualSigmas "79"); NULL: none */
     double cfg;
     double flux_guidance; /* Flux dev's FluxGuidance on the positive prompt ("30"), 0 for none */
     uint64_t seed;

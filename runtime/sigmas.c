@@ -56,6 +56,59 @@ static kiln_status check_sigmas(const char *node, const kiln_sigmas *s)
     return KILN_OK;
 }
 
+/* The end of the number ComfyUI's pattern [-+]?(?:\d*\.*\d+) finds at
+ * text + i (greedy, then giving back the dots where no digit follows them);
+ * i where none starts there. */
+static size_t number_end(const char *text, size_t i)
+{
+    size_t j = i + (text[i] == '+' || text[i] == '-');
+    size_t digits = j;
+    while (text[digits] >= '0' && text[digits] <= '9') digits++;
+    size_t dots = digits;
+    while (text[dots] == '.') dots++;
+    size_t after = dots;
+    while (text[after] >= '0' && text[after] <= '9') after++;
+    if (after > dots) return after;
+    return digits > j ? digits : i;
+}
+
+kiln_status kiln_manual_sigmas(const char *text, kiln_sigmas *out)
+{
+    const char *node = "ManualSigmas";
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    if (!text) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no text", node);
+    int count = 0;
+    for (size_t i = 0; text[i];) {
+        size_t end = number_end(text, i);
+        count += end > i;
+        i = end > i ? end : i + 1;
+    }
+    TRY(sigmas_alloc(node, count, out));
+    int k = 0;
+    for (size_t i = 0; text[i];) {
+        size_t end = number_end(text, i);
+        if (end == i) {
+            i++;
+            continue;
+        }
+        char number[64];
+        size_t len = end - i < sizeof number - 1 ? end - i : sizeof number - 1;
+        memcpy(number, text + i, len);
+        number[len] = '\0';
+        char *parsed;
+        double value = strtod(number, &parsed);
+        if (*parsed || len != end - i) {
+            kiln_sigmas_free(out);
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: \"%.*s\" in \"%s\" is not a number", node, (int)(end - i),
+                             text + i, text);
+        }
+        out->values[k++] = (float)value;
+        i = end;
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_basic_scheduler(const kiln_model *m, const char *scheduler, int steps, double denoise,
                                  kiln_sigmas *out)
 {

@@ -1780,22 +1780,30 @@ static kiln_status scheduler_node(wf_run *r, wf_node *n, int which)
     return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }
 
-/* SplitSigmas and SplitSigmasDenoise (high and low sigmas), FlipSigmas and
- * SetFirstSigma. */
+/* ManualSigmas, SplitSigmas and SplitSigmasDenoise (high and low sigmas),
+ * FlipSigmas and SetFirstSigma. */
 static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
 {
-    wf_value *in;
-    TRY(linked(r, n, "sigmas", WF_SIGMAS, &in));
-    n->out[0].kind = n->out[1].kind = WF_SIGMAS;
     kiln_sigmas *out = &n->out[0].sigmas, *low = &n->out[1].sigmas;
+    n->out[0].kind = WF_SIGMAS;
     kiln_status st;
     double x;
+    wf_value *in = NULL;
+    if (strcmp(c, "ManualSigmas") == 0) {
+        const char *numbers;
+        TRY(text(n, "sigmas", &numbers));
+        st = kiln_manual_sigmas(numbers, out);
+        return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+    }
+    TRY(linked(r, n, "sigmas", WF_SIGMAS, &in));
     if (strcmp(c, "SplitSigmas") == 0) {
         int step;
         TRY(integer(n, "step", 0, 10000, &step));
+        n->out[1].kind = WF_SIGMAS;
         st = kiln_sigmas_split(&in->sigmas, step, out, low);
     } else if (strcmp(c, "SplitSigmasDenoise") == 0) {
         TRY(number(n, "denoise", &x));
+        n->out[1].kind = WF_SIGMAS;
         st = kiln_sigmas_split_denoise(&in->sigmas, x, out, low);
     } else if (strcmp(c, "SetFirstSigma") == 0) {
         TRY(number(n, "sigma", &x));
@@ -1954,7 +1962,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
         st = guider(r, n, c[0] == 'C');
     else if (strcmp(c, "SplitSigmas") == 0 || strcmp(c, "SplitSigmasDenoise") == 0 || strcmp(c, "FlipSigmas") == 0 ||
-             strcmp(c, "SetFirstSigma") == 0)
+             strcmp(c, "SetFirstSigma") == 0 || strcmp(c, "ManualSigmas") == 0)
         st = sigmas_node(r, n, c);
     else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "TripleCLIPLoader") == 0 ||
              strcmp(c, "VAELoader") == 0)

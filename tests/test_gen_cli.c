@@ -518,6 +518,11 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("sd3_negative_until", flags, sd3_dir,
                            (const char *const[]){"\"ConditioningSetTimestepRange\"", "\"ConditioningCombine\"",
                                                  "\"ConditioningZeroOut\"", NULL});
+    /* --sigmas: SamplerCustom on KSamplerSelect and ManualSigmas, img2img too */
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --sigmas '1.6, 0.7, 0.2, 0' "
+             "--sampler dpmpp_2m --init-image %1$s/inpaint/image_20x17.png", KILN_TEST_DATA);
+    workflow_again_holding("sigmas", flags, "",
+                           (const char *const[]){"\"ManualSigmas\"", "\"SamplerCustom\"", "\"KSamplerSelect\"", NULL});
     /* an SD3 inpainting ControlNet with its mask: ControlNetInpaintingAliMamaApply */
     snprintf(flags, sizeof flags, "--model %1$s/sd3/tiny --cfg 2 --controlnet %1$s/sd3/controlnet/inpaint "
              "--control-image %1$s/sd3/controlnet/hint_12x16.png --control-mask %1$s/flux/controlnet/mask_16x12.png",
@@ -1049,6 +1054,49 @@ static void negative_until_run(void **state)
     free(latent);
 }
 
+/* gen --sigmas walks the noise levels given: BasicScheduler's "normal"
+ * sigmas of the tiny model, written out at float precision, give the
+ * pixels of --steps 3 --scheduler normal (KSampler's run), and another
+ * list other pixels. */
+static void sigmas_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_sigmas normal;
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_basic_scheduler(m, "normal", 3, 1.0, &normal));
+    char list[256] = "";
+    for (int i = 0; i < normal.count; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), i ? ", %.9g" : "%.9g", (double)normal.values[i]);
+    kiln_sigmas_free(&normal);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+    const char *runs[3][2] = {{"plain", "--steps 3 --scheduler normal"}, {"listed", list}, {"other", "9, 2, 0.5, 0"}};
+    kiln_image pictures[3];
+    for (int i = 0; i < 3; i++) {
+        char cmd[4096], path[600];
+        snprintf(path, sizeof path, "%s/sigmas_%s.png", tmpdir, runs[i][0]);
+        snprintf(cmd, sizeof cmd,
+                 "%s/bin/gen --model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prompt 'a red circle' --width 16 "
+                 "--height 16 --seed 4 %s%s%s --output %s 2>/dev/null",
+                 KILN_BINARY_DIR, KILN_TEST_DATA, i ? "--sigmas '" : "", runs[i][1], i ? "'" : "", path);
+        assert_int_equal(system(cmd), 0);
+        assert_kiln_ok(kiln_image_load(path, &pictures[i]));
+    }
+    const size_t bytes = (size_t)16 * 16 * 3;
+    assert_memory_equal(pictures[1].pixels, pictures[0].pixels, bytes);
+    assert_memory_not_equal(pictures[2].pixels, pictures[0].pixels, bytes);
+    for (int i = 0; i < 3; i++) kiln_image_free(&pictures[i]);
+    /* A1111's parameters: the steps the list makes and the list in place of the schedule type */
+    char path[600], parameters[4096];
+    snprintf(path, sizeof path, "%s/sigmas_other.png", tmpdir);
+    read_png_text(path, "parameters", parameters, sizeof parameters);
+    assert_non_null(strstr(parameters, "Steps: 3, Sampler: Euler, Sigmas: \"9, 2, 0.5, 0\", CFG scale: 7"));
+    assert_null(strstr(parameters, "Schedule type"));
+}
+
 /* gen on an SD 2.x model: its own text layer (the penultimate) and
  * prediction (v) unless told, as the library samples them; --clip-skip 1
  * and --prediction eps change the picture and are recorded as ComfyUI's
@@ -1289,6 +1337,7 @@ int main(void)
         cmocka_unit_test(hires_run),
         cmocka_unit_test(prompts_run),
         cmocka_unit_test(negative_until_run),
+        cmocka_unit_test(sigmas_run),
         cmocka_unit_test(upscale_run),
         cmocka_unit_test(sd2_run),
         cmocka_unit_test(sdxl_run),

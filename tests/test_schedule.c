@@ -546,7 +546,8 @@ static void scheduler_nodes_match_comfyui(void **state)
 }
 
 /* SplitSigmas, SplitSigmasDenoise, FlipSigmas and SetFirstSigma cut and
- * turn the list as their Python slices do, and the nodes refuse what
+ * turn the list as their Python slices do, ManualSigmas reads numbers as
+ * ComfyUI's pattern finds them, and the nodes refuse what
  * ComfyUI's widgets (or its arithmetic) would. */
 static void sigma_lists_cut_as_python_slices(void **state)
 {
@@ -588,6 +589,26 @@ static void sigma_lists_cut_as_python_slices(void **state)
     assert_int_equal(kiln_sigmas_split(&s, -1, &high, &low), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "SplitSigmas: step -1"));
     assert_int_equal(kiln_sigmas_split_denoise(&s, 1.5, &high, &low), KILN_ERR_INVALID_ARG);
+
+    /* ManualSigmas finds its numbers as ComfyUI's pattern [-+]?(?:\d*\.*\d+) does (Python's re.findall
+       gives these lists) */
+    const struct {
+        const char *text;
+        float want[5];
+        int count;
+    } manual[] = {{"1.0, 0.99375, 0.9875, 0.421875, 0.0", {1.0f, 0.99375f, 0.9875f, 0.421875f, 0.0f}, 5},
+                  {"1., 0.5", {1.0f, 0.5f}, 2},
+                  {"1e-3", {1.0f, -3.0f}, 2},
+                  {"-.5, +2", {-0.5f, 2.0f}, 2},
+                  {"1.2.3", {1.2f, 0.3f}, 2},
+                  {"abc", {0}, 0}};
+    for (size_t i = 0; i < sizeof manual / sizeof *manual; i++) {
+        assert_kiln_ok(kiln_manual_sigmas(manual[i].text, &out));
+        assert_sigmas(&out, manual[i].want, manual[i].count);
+        kiln_sigmas_free(&out);
+    }
+    assert_int_equal(kiln_manual_sigmas("1, 1..5", &out), KILN_ERR_INVALID_ARG); /* float() refuses it in ComfyUI */
+    assert_non_null(strstr(kiln_last_error(), "\"1..5\" in \"1, 1..5\" is not a number"));
 
     /* the scheduler nodes' refusals, each naming the node and its input */
     assert_int_equal(kiln_karras_scheduler(10, 14.6, 0.03, 0.0, &out), KILN_ERR_INVALID_ARG);

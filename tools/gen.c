@@ -72,6 +72,7 @@ typedef struct gen_options {
     const char *model, *prompt, *negative, *output, *sampler, *scheduler, *backend;
     const char *prompts_file; /* --prompts: one prompt a line, each run in turn on the model loaded once */
     double negative_until;    /* --negative-until: the negative prompt that part of the sampling, zeros after; 0: all */
+    const char *sigmas;       /* --sigmas: the noise levels walked in place of --steps and --scheduler's (ManualSigmas) */
     const char *init_image, *init_noise, *save_latent, *info;
     const char *mask, *upscale_model;
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
@@ -167,6 +168,8 @@ static void usage(FILE *to)
             "                         uni_pc lcm ipndm deis (default euler)\n"
             "  --scheduler NAME       normal karras exponential sgm_uniform simple ddim_uniform beta\n"
             "                         linear_quadratic kl_optimal (default normal)\n"
+            "  --sigmas LIST          the noise levels to walk, first to last, in place of --steps and\n"
+            "                         --scheduler's schedule (SamplerCustom on ManualSigmas: \"14.6, 3.3, 0\")\n"
             "  --seed N               noise seed, as ComfyUI's (default: random, printed)\n"
             "  --batch B              images per run; B > 1 writes OUT_00001.png, OUT_00002.png, ...\n"
             "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2 (default: the\n"
@@ -514,10 +517,11 @@ static int parse(int argc, char **argv, gen_options *o)
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
-           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL };
+           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
+        {"sigmas", required_argument, 0, O_SIGMAS},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -594,6 +598,7 @@ static int parse(int argc, char **argv, gen_options *o)
         case 'c': if (!parse_double(optarg, 0, 100, &o->cfg)) return bad_flag("--cfg", optarg, "must be 0..100"); break;
         case 'S': o->sampler = optarg; break;
         case 'K': o->scheduler = optarg; break;
+        case O_SIGMAS: o->sigmas = optarg; break;
         case 'r': {
             char *end;
             errno = 0;
@@ -805,6 +810,11 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --workflow %s carries its own prompts, models and settings: give it with --output, "
                         "--models and the backend's flags, without --%s\n", o->workflow,
                 o->prompt ? "prompt" : o->prompts_file ? "prompts" : "model");
+        return 2;
+    }
+    if (o->sigmas && (o->refiner || o->hires_scale || o->denoise != 1.0)) {
+        fprintf(stderr, "gen: --sigmas with %s: the sigmas are the whole sampling (where it starts too; not yet "
+                        "with a second pass)\n", o->refiner ? "--refiner" : o->hires_scale ? "--hires-scale" : "--denoise");
         return 2;
     }
     if (o->negative_until && o->refiner) {
@@ -1646,7 +1656,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
     kiln_run_info run = {.model = c->model_name, .parts = &o->parts, .family = m->info.family, .prompt = o->prompt,
                          .negative_prompt = o->negative, .negative_until = o->negative_until,
                          .prompt_l = o->prompt_l, .negative_prompt_l = o->negative_l, .steps = o->steps,
-                         .sampler = o->sampler, .scheduler = o->scheduler, .cfg = o->cfg, .seed = o->seed,
+                         .sampler = o->sampler, .scheduler = o->scheduler, .sigmas = o->sigmas, .cfg = o->cfg,
+                         .seed = o->seed,
                          .flux_guidance = o->guidance,
                          .width = first_width, .height = first_height, .batch_size = o->batch,
                          .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
@@ -1736,6 +1747,18 @@ int main(int argc, char **argv)
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
+    kiln_sigmas sigmas = {0};
+    if (o.sigmas) {
+        if (kiln_manual_sigmas(o.sigmas, &sigmas) != KILN_OK) return fail("--sigmas");
+        if (sigmas.count < 2) {
+            kiln_sigmas_free(&sigmas);
+            fprintf(stderr, "gen: --sigmas '%s': give at least two noise levels, first to last (\"14.6, 3.3, 0\")\n",
+                    o.sigmas);
+            return 2;
+        }
+        job.sigmas = &sigmas;
+        job.steps = o.steps = sigmas.count - 1;
+    }
     if (!o.seed_given && getrandom(&o.seed, sizeof o.seed, 0) != sizeof o.seed) o.seed = (uint64_t)time(NULL);
     /* below 2^53, as ComfyUI's own random seeds are: the workflow recorded in
      * the PNG holds it as a JSON number, which is exact only that far */
@@ -1899,5 +1922,6 @@ int main(int argc, char **argv)
     kiln_tokenizer_free(tok);
     kiln_model_free(m);
     kiln_backend_free(be);
+    kiln_sigmas_free(&sigmas);
     return rc;
 }

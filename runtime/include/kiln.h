@@ -472,6 +472,11 @@ typedef struct kiln_sigmas {
 } kiln_sigmas;
 void kiln_sigmas_free(kiln_sigmas *s);
 
+/* ManualSigmas: the numbers in text as ComfyUI's node finds them (each
+ * run of a sign, digits, dots and digits: "14.6, 3.3, 0" is three), as
+ * float32. Errors: KILN_ERR_INVALID_ARG naming a run that is no number
+ * ("1..5"). */
+kiln_status kiln_manual_sigmas(const char *text, kiln_sigmas *out);
 /* BasicScheduler: KSampler's schedule of the model's noise table by
  * `scheduler` ("normal", "karras", ...); with denoise < 1 the last steps + 1
  * of the schedule for int(steps / denoise) steps (denoise 0: none). Unlike
@@ -603,7 +608,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
- * SamplerCustom, the SIGMAS nodes above (BasicScheduler ... SetFirstSigma),
+ * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma),
  * VAEDecode, VAEDecodeTiled, ControlNetLoader,
  * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,

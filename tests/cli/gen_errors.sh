@@ -52,6 +52,11 @@ PY
 expect_error "unknown sampler" "--sampler" --model "$tiny" --prompt x --sampler euler_b
 expect_error "unknown scheduler" "--scheduler" --model "$tiny" --prompt x --scheduler fancy
 expect_error "steps out of range" "--steps" --model "$tiny" --prompt x --steps 0
+expect_error "sigmas that are no numbers" "1..5" --model "$tiny" --prompt x --sigmas "14.6, 1..5, 0"
+expect_error "one sigma" "at least two noise levels" --model "$tiny" --prompt x --sigmas "14.6"
+expect_error "sigmas with hires fix" "--sigmas with --hires-scale" --model "$tiny" --prompt x --sigmas "14.6, 0" \
+    --hires-scale 2
+expect_error "sigmas with denoise" "--sigmas with --denoise" --model "$tiny" --prompt x --sigmas "14.6, 0" --denoise 0.5
 expect_error "width out of range" "--width" --model "$tiny" --prompt x --width 100000
 expect_error "size not a multiple" "multiples of 2" --model "$tiny" --prompt x --width 17 --height 16
 expect_error "denoise out of range" "--denoise" --model "$tiny" --prompt x --denoise 1.5
