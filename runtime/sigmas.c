@@ -170,56 +170,84 @@ kiln_status kiln_beta_sampling_scheduler(const kiln_model *m, int steps, double 
     return KILN_OK;
 }
 
-/* Align Your Steps' ten-step noise levels (Sabour et al., 2024, as NVIDIA
- * published them). */
-static const struct {
+/* Noise levels published for a model type, a schedule's worth: Align Your
+ * Steps' ten steps (Sabour et al., 2024, NVIDIA) and OptimalSteps' (Pei et
+ * al., 2025). */
+typedef struct noise_levels {
     const char *model_type;
-    double levels[11];
-} align_your_steps[] = {
-    {"SD1", {14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
-             0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582}},
-    {"SDXL", {14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
-              0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582}},
-    {"SVD", {700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002}},
-};
+    int count;
+    const double *levels;
+} noise_levels;
+
+static const double ays_sd1[] = {14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092,
+                                 0.9642583904,  0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582};
+static const double ays_sdxl[] = {14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141,
+                                  0.5550693289,  0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582};
+static const double ays_svd[] = {700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002};
+static const noise_levels align_your_steps[] = {{"SD1", 11, ays_sd1}, {"SDXL", 11, ays_sdxl}, {"SVD", 11, ays_svd}};
+
+static const double optimal_flux[] = {0.9968, 0.9886, 0.9819, 0.975, 0.966, 0.9471, 0.9158, 0.8287, 0.5512, 0.2808,
+                                      0.001};
+static const double optimal_wan[] = {1.0,   0.997, 0.995, 0.993, 0.991, 0.989, 0.987, 0.985, 0.98,  0.975, 0.973,
+                                     0.968, 0.96,  0.946, 0.927, 0.902, 0.864, 0.776, 0.539, 0.208, 0.001};
+static const double optimal_chroma[] = {0.992, 0.99,  0.988, 0.985, 0.982, 0.978, 0.973, 0.968, 0.961, 0.953, 0.943,
+                                        0.931, 0.917, 0.9,   0.881, 0.858, 0.832, 0.802, 0.769, 0.731, 0.69,  0.646,
+                                        0.599, 0.55,  0.501, 0.451, 0.402, 0.355, 0.311, 0.27,  0.232, 0.199, 0.169,
+                                        0.143, 0.12,  0.101, 0.084, 0.07,  0.058, 0.048, 0.001};
+static const noise_levels optimal_steps[] = {{"FLUX", 11, optimal_flux}, {"Wan", 21, optimal_wan},
+                                             {"Chroma", 41, optimal_chroma}};
 
 /* numpy.linspace(0, 1, n)[i]: i times the step, the last exactly 1. */
 static double unit_linspace(int i, int n) { return i == n - 1 ? 1.0 : i * (1.0 / (n - 1)); }
 
-kiln_status kiln_align_your_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out)
+/* The published levels log-linearly interpolated to steps + 1 points (numpy's interp, in doubles) where they
+ * are not that many already; with denoise < 1 their last round(steps x denoise) + 1 (none at 0); the last 0. */
+static kiln_status published_schedule(const char *node, const noise_levels *tables, int ntables, const char *valid,
+                                      const char *model_type, int steps, int min_steps, double denoise,
+                                      kiln_sigmas *out)
 {
-    const char *node = "AlignYourStepsScheduler";
     TRY(check_output(node, out));
     *out = (kiln_sigmas){0};
-    const double *levels = NULL;
-    for (size_t i = 0; i < sizeof align_your_steps / sizeof *align_your_steps; i++)
-        if (model_type && strcmp(model_type, align_your_steps[i].model_type) == 0) levels = align_your_steps[i].levels;
-    if (!levels)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: model_type \"%s\" (valid: SD1, SDXL, SVD)", node,
-                         model_type ? model_type : "(null)");
-    TRY(steps_in_range(node, steps, MAX_STEPS));
+    const noise_levels *t = NULL;
+    for (int i = 0; i < ntables; i++)
+        if (model_type && strcmp(model_type, tables[i].model_type) == 0) t = &tables[i];
+    if (!t)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: model_type \"%s\" (valid: %s)", node,
+                         model_type ? model_type : "(null)", valid);
+    if (steps < min_steps || steps > MAX_STEPS)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: steps %d is not in [%d, %d]", node, steps, min_steps, MAX_STEPS);
     TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
     if (denoise <= 0.0) return KILN_OK;
     int total = denoise < 1.0 ? (int)rint(steps * denoise) : steps; /* Python's round: half to even */
     TRY(sigmas_alloc(node, total + 1, out));
-    /* the levels log-linearly interpolated to steps + 1 points (numpy's interp, in doubles), their last total + 1 */
-    const int known = 11, points = steps + 1;
+    const int known = t->count, points = steps + 1;
     for (int k = 0; k <= total; k++) {
-        int i = points - 1 - (total - k); /* position among the points, sigma_max first */
-        double sigma = levels[i];
+        int i = points - 1 - (total - k); /* position among the points, the largest sigma first */
+        double sigma = points == known ? t->levels[i] : 0.0;
         if (points != known) {
-            double x = unit_linspace(points - 1 - i, points); /* interpolated ascending: reversed levels */
+            double x = unit_linspace(points - 1 - i, points); /* interpolated ascending: the levels reversed */
             int j = 0;
             while (j < known - 2 && unit_linspace(j + 1, known) <= x) j++;
             double x0 = unit_linspace(j, known), x1 = unit_linspace(j + 1, known);
-            double y0 = log(levels[known - 1 - j]), y1 = log(levels[known - 2 - j]);
-            double y = x >= 1.0 ? y1 : (y1 - y0) / (x1 - x0) * (x - x0) + y0;
-            sigma = exp(y);
+            double y0 = log(t->levels[known - 1 - j]), y1 = log(t->levels[known - 2 - j]);
+            sigma = exp(x >= 1.0 ? y1 : (y1 - y0) / (x1 - x0) * (x - x0) + y0);
         }
         out->values[k] = (float)sigma;
     }
     out->values[total] = 0.0f;
     return KILN_OK;
+}
+
+kiln_status kiln_align_your_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out)
+{
+    return published_schedule("AlignYourStepsScheduler", align_your_steps, 3, "SD1, SDXL, SVD", model_type, steps, 1,
+                              denoise, out);
+}
+
+kiln_status kiln_optimal_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out)
+{
+    return published_schedule("OptimalStepsScheduler", optimal_steps, 3, "FLUX, Wan, Chroma", model_type, steps, 3,
+                              denoise, out);
 }
 
 kiln_status kiln_karras_scheduler(int steps, double sigma_max, double sigma_min, double rho, kiln_sigmas *out)

@@ -1740,6 +1740,7 @@ static const struct {
     {"SDTurboScheduler", true, NULL, {"denoise"}},
     {"BetaSamplingScheduler", true, NULL, {"alpha", "beta"}},
     {"AlignYourStepsScheduler", false, "model_type", {"denoise"}},
+    {"OptimalStepsScheduler", false, "model_type", {"denoise"}},
     {"KarrasScheduler", false, NULL, {"sigma_max", "sigma_min", "rho"}},
     {"ExponentialScheduler", false, NULL, {"sigma_max", "sigma_min"}},
     {"PolyexponentialScheduler", false, NULL, {"sigma_max", "sigma_min", "rho"}},
@@ -1771,11 +1772,12 @@ static kiln_status scheduler_node(wf_run *r, wf_node *n, int which)
     case 1: st = kiln_sd_turbo_scheduler(m, steps, x[0], out); break;
     case 2: st = kiln_beta_sampling_scheduler(m, steps, x[0], x[1], out); break;
     case 3: st = kiln_align_your_steps_scheduler(word, steps, x[0], out); break;
-    case 4: st = kiln_karras_scheduler(steps, x[0], x[1], x[2], out); break;
-    case 5: st = kiln_exponential_scheduler(steps, x[0], x[1], out); break;
-    case 6: st = kiln_polyexponential_scheduler(steps, x[0], x[1], x[2], out); break;
-    case 7: st = kiln_laplace_scheduler(steps, x[0], x[1], x[2], x[3], out); break;
-    case 8: st = kiln_vp_scheduler(steps, x[0], x[1], x[2], out); break;
+    case 4: st = kiln_optimal_steps_scheduler(word, steps, x[0], out); break;
+    case 5: st = kiln_karras_scheduler(steps, x[0], x[1], x[2], out); break;
+    case 6: st = kiln_exponential_scheduler(steps, x[0], x[1], out); break;
+    case 7: st = kiln_polyexponential_scheduler(steps, x[0], x[1], x[2], out); break;
+    case 8: st = kiln_laplace_scheduler(steps, x[0], x[1], x[2], x[3], out); break;
+    case 9: st = kiln_vp_scheduler(steps, x[0], x[1], x[2], out); break;
     }
     return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }

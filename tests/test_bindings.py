@@ -374,6 +374,7 @@ class Advanced(unittest.TestCase):
         _, goldens = read_safetensors(data("sigmas/sigmas.safetensors"))
         self.assertEqual(kiln.karras_scheduler(10, 120.0, 0.002, 3.0), goldens["karras.s10_rho3"][1])
         self.assertEqual(kiln.align_your_steps_scheduler("SDXL", 7, 0.6), goldens["ays.sdxl_s7_d06"][1])
+        self.assertEqual(kiln.optimal_steps_scheduler("Chroma", 25, 0.8), goldens["optimal.chroma_s25_d08"][1])
         self.assertEqual(model.basic_scheduler("karras", 10, 0.55), goldens["basic.sd15_karras_s10_d055"][1])
         self.assertEqual(model.sd_turbo_scheduler(2, 0.5), goldens["sd_turbo.sd15_s2_d05"][1])
         # ... the list nodes cut and turn them as Python slices do ...

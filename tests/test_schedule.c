@@ -430,12 +430,12 @@ static void assert_sigmas(const kiln_sigmas *got, const float *want, int count)
 /* ComfyUI's scheduler nodes (tests/data/sigmas: its code restated with
  * torch and numpy) on the tiny SD 1.x model's table and the tiny SD3's
  * (shift 3); the inputs are make_sigmas_data.py's CASES. */
-enum sigma_node { BASIC, SD_TURBO, BETA, AYS, KARRAS, EXPONENTIAL, POLYEXPONENTIAL, LAPLACE, VP };
+enum sigma_node { BASIC, SD_TURBO, BETA, AYS, OPTIMAL, KARRAS, EXPONENTIAL, POLYEXPONENTIAL, LAPLACE, VP };
 static const struct sigma_case {
     const char *name;
     enum sigma_node node;
     int sd3; /* BASIC, SD_TURBO, BETA: the model */
-    const char *text; /* BASIC's scheduler, AYS's model_type */
+    const char *text; /* BASIC's scheduler, AYS's and OPTIMAL's model_type */
     int steps;
     double in[4]; /* the node's numbers in its order after steps */
 } sigma_cases[] = {
@@ -472,6 +472,10 @@ static const struct sigma_case {
     {"ays.sdxl_s7_d06", AYS, 0, "SDXL", 7, {0.6}},
     {"ays.svd_s30", AYS, 0, "SVD", 30, {1.0}},
     {"ays.sd1_s5_d05", AYS, 0, "SD1", 5, {0.5}},
+    {"optimal.flux_s10", OPTIMAL, 0, "FLUX", 10, {1.0}},
+    {"optimal.flux_s28", OPTIMAL, 0, "FLUX", 28, {1.0}},
+    {"optimal.wan_s3", OPTIMAL, 0, "Wan", 3, {1.0}},
+    {"optimal.chroma_s25_d08", OPTIMAL, 0, "Chroma", 25, {0.8}},
 };
 
 /* Table entries match to the bit. torch's float32 exp, log, pow and sqrt
@@ -479,7 +483,7 @@ static const struct sigma_case {
  * rounded C library's), and polyexponential's exp of ramp^rho times a long
  * log span (log(80 / 0.002)) turns pow's ulp into 15. */
 static const int sigma_case_ulps[] = {[BASIC] = 0,  [SD_TURBO] = 1,    [BETA] = 0,
-                                      [AYS] = 0,    [KARRAS] = 1,      [EXPONENTIAL] = 1,
+                                      [AYS] = 0,    [OPTIMAL] = 0,     [KARRAS] = 1,      [EXPONENTIAL] = 1,
                                       [POLYEXPONENTIAL] = 16, [LAPLACE] = 1, [VP] = 1};
 
 static kiln_status run_sigma_case(kiln_model *const models[2], const struct sigma_case *c, kiln_sigmas *out)
@@ -490,6 +494,7 @@ static kiln_status run_sigma_case(kiln_model *const models[2], const struct sigm
     case SD_TURBO: return kiln_sd_turbo_scheduler(m, c->steps, c->in[0], out);
     case BETA: return kiln_beta_sampling_scheduler(m, c->steps, c->in[0], c->in[1], out);
     case AYS: return kiln_align_your_steps_scheduler(c->text, c->steps, c->in[0], out);
+    case OPTIMAL: return kiln_optimal_steps_scheduler(c->text, c->steps, c->in[0], out);
     case KARRAS: return kiln_karras_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
     case EXPONENTIAL: return kiln_exponential_scheduler(c->steps, c->in[0], c->in[1], out);
     case POLYEXPONENTIAL: return kiln_polyexponential_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
@@ -623,6 +628,8 @@ static void sigma_lists_cut_as_python_slices(void **state)
     assert_non_null(strstr(kiln_last_error(), "eps_s 2"));
     assert_int_equal(kiln_align_your_steps_scheduler("SD2", 10, 1.0, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "\"SD2\" (valid: SD1, SDXL, SVD)"));
+    assert_int_equal(kiln_optimal_steps_scheduler("FLUX", 2, 1.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "OptimalStepsScheduler: steps 2 is not in [3, 10000]"));
     assert_kiln_ok(kiln_align_your_steps_scheduler("SDXL", 10, 0.0, &out));
     assert_sigmas(&out, NULL, 0);
 }

@@ -497,6 +497,9 @@ kiln_status kiln_beta_sampling_scheduler(const kiln_model *m, int steps, double 
  * to `steps`; with denoise < 1 the last round(steps x denoise) + 1 (denoise
  * 0: none); the last one 0. */
 kiln_status kiln_align_your_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out);
+/* OptimalStepsScheduler: OptimalSteps' noise levels for model_type "FLUX",
+ * "Wan" or "Chroma" (steps from 3), as Align Your Steps'. */
+kiln_status kiln_optimal_steps_scheduler(const char *model_type, int steps, double denoise, kiln_sigmas *out);
 /* KarrasScheduler: sigma^(1/rho) linear from sigma_max to sigma_min, then 0
  * (sigmas in [0, 5000], rho in (0, 100]; the node's defaults 14.614642,
  * 0.0291675 and 7 are SD 1.x's "karras"). */

@@ -260,6 +260,7 @@ _declare("kiln_basic_scheduler", c_int, c_void_p, c_char_p, c_int, c_double, POI
 _declare("kiln_sd_turbo_scheduler", c_int, c_void_p, c_int, c_double, POINTER(_Sigmas))
 _declare("kiln_beta_sampling_scheduler", c_int, c_void_p, c_int, c_double, c_double, POINTER(_Sigmas))
 _declare("kiln_align_your_steps_scheduler", c_int, c_char_p, c_int, c_double, POINTER(_Sigmas))
+_declare("kiln_optimal_steps_scheduler", c_int, c_char_p, c_int, c_double, POINTER(_Sigmas))
 _declare("kiln_karras_scheduler", c_int, c_int, c_double, c_double, c_double, POINTER(_Sigmas))
 _declare("kiln_exponential_scheduler", c_int, c_int, c_double, c_double, POINTER(_Sigmas))
 _declare("kiln_polyexponential_scheduler", c_int, c_int, c_double, c_double, c_double, POINTER(_Sigmas))
@@ -339,6 +340,11 @@ def align_your_steps_scheduler(model_type: str, steps: int, denoise: float = 1.0
     """AlignYourStepsScheduler: NVIDIA's noise levels for "SD1", "SDXL" or "SVD"."""
     return _sigmas_from(_lib.kiln_align_your_steps_scheduler, str(model_type).encode(), _c_int("steps", steps),
                         denoise)
+
+
+def optimal_steps_scheduler(model_type: str, steps: int, denoise: float = 1.0) -> list:
+    """OptimalStepsScheduler: OptimalSteps' noise levels for "FLUX", "Wan" or "Chroma"."""
+    return _sigmas_from(_lib.kiln_optimal_steps_scheduler, str(model_type).encode(), _c_int("steps", steps), denoise)
 
 
 def split_sigmas(sigmas: Sequence[float], step: int) -> tuple:

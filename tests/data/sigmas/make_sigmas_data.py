@@ -2,12 +2,13 @@
 (comfy_extras/nodes_custom_sampler.py: BasicScheduler, KarrasScheduler,
 ExponentialScheduler, PolyexponentialScheduler, LaplaceScheduler,
 VPScheduler, SDTurboScheduler, BetaSamplingScheduler;
-comfy_extras/nodes_align_your_steps.py: AlignYourStepsScheduler) and the
+comfy_extras/nodes_align_your_steps.py: AlignYourStepsScheduler;
+comfy_extras/nodes_optimalsteps.py: OptimalStepsScheduler) and the
 k-diffusion schedules they call (comfy/k_diffusion/sampling.py), restated
 here with torch and numpy as ComfyUI runs them (float32 tensors on the CPU;
-Align Your Steps' interpolation in numpy float64), on SD 1.x's discrete
-table (ModelSamplingDiscrete, betas 0.00085 .. 0.012) and SD3's flow table
-(ModelSamplingDiscreteFlow, shift 3). The beta quantiles come from mpmath,
+Align Your Steps' and OptimalSteps' interpolation in numpy float64), on SD
+1.x's discrete table (ModelSamplingDiscrete, betas 0.00085 .. 0.012) and
+SD3's flow table (ModelSamplingDiscreteFlow, shift 3). The beta quantiles come from mpmath,
 as in flow/make_flow_data.py (exact to double rounding where ComfyUI calls
 scipy).
 
@@ -103,13 +104,23 @@ AYS_NOISE_LEVELS = {  # Align Your Steps' published noise levels (NVIDIA), as Co
     "SVD": [700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002]}
 
 
-def align_your_steps(model_type, steps, denoise):
+OPTIMAL_STEPS_NOISE_LEVELS = {  # OptimalSteps' published noise levels, as ComfyUI lists them
+    "FLUX": [0.9968, 0.9886, 0.9819, 0.975, 0.966, 0.9471, 0.9158, 0.8287, 0.5512, 0.2808, 0.001],
+    "Wan": [1.0, 0.997, 0.995, 0.993, 0.991, 0.989, 0.987, 0.985, 0.98, 0.975, 0.973, 0.968, 0.96, 0.946, 0.927,
+            0.902, 0.864, 0.776, 0.539, 0.208, 0.001],
+    "Chroma": [0.992, 0.99, 0.988, 0.985, 0.982, 0.978, 0.973, 0.968, 0.961, 0.953, 0.943, 0.931, 0.917, 0.9, 0.881,
+               0.858, 0.832, 0.802, 0.769, 0.731, 0.69, 0.646, 0.599, 0.55, 0.501, 0.451, 0.402, 0.355, 0.311, 0.27,
+               0.232, 0.199, 0.169, 0.143, 0.12, 0.101, 0.084, 0.07, 0.058, 0.048, 0.001]}
+
+
+def published(levels, steps, denoise):
+    """AlignYourStepsScheduler's and OptimalStepsScheduler's get_sigmas."""
     total_steps = steps
     if denoise < 1.0:
         if denoise <= 0.0:
             return torch.FloatTensor([])
         total_steps = round(steps * denoise)
-    sigmas = AYS_NOISE_LEVELS[model_type][:]
+    sigmas = levels[:]
     if steps + 1 != len(sigmas):  # log-linear interpolation, in numpy float64
         xs = np.linspace(0, 1, len(sigmas))
         ys = np.log(sigmas[::-1])
@@ -151,11 +162,15 @@ CASES = {
     "beta.sd15_s12_a05_b07": lambda sd, f: flow.beta(sd, 12, 0.5, 0.7),
     "beta.sd15_s20_a15_b12": lambda sd, f: flow.beta(sd, 20, 1.5, 1.2),
     "beta.sd3_s8_a06_b06": lambda sd, f: flow.beta(f, 8, 0.6, 0.6),
-    "ays.sd1_s10": lambda sd, f: align_your_steps("SD1", 10, 1.0),
-    "ays.sd1_s20": lambda sd, f: align_your_steps("SD1", 20, 1.0),
-    "ays.sdxl_s7_d06": lambda sd, f: align_your_steps("SDXL", 7, 0.6),
-    "ays.svd_s30": lambda sd, f: align_your_steps("SVD", 30, 1.0),
-    "ays.sd1_s5_d05": lambda sd, f: align_your_steps("SD1", 5, 0.5),
+    "ays.sd1_s10": lambda sd, f: published(AYS_NOISE_LEVELS["SD1"], 10, 1.0),
+    "ays.sd1_s20": lambda sd, f: published(AYS_NOISE_LEVELS["SD1"], 20, 1.0),
+    "ays.sdxl_s7_d06": lambda sd, f: published(AYS_NOISE_LEVELS["SDXL"], 7, 0.6),
+    "ays.svd_s30": lambda sd, f: published(AYS_NOISE_LEVELS["SVD"], 30, 1.0),
+    "ays.sd1_s5_d05": lambda sd, f: published(AYS_NOISE_LEVELS["SD1"], 5, 0.5),
+    "optimal.flux_s10": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["FLUX"], 10, 1.0),
+    "optimal.flux_s28": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["FLUX"], 28, 1.0),
+    "optimal.wan_s3": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["Wan"], 3, 1.0),
+    "optimal.chroma_s25_d08": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["Chroma"], 25, 0.8),
 }
 
 
