@@ -619,6 +619,11 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     TRY(kiln_sampler_from_name(params->sampler_name, &job.sampler));
     if (params->sigmas) job.sigmas = params->sigmas;
     else TRY(kiln_scheduler_from_name(params->scheduler, &job.scheduler));
+    const kiln_sampler_options *so = params->sampler_options;
+    if (so && !(so->eta >= 0.0 && so->eta <= 100.0 && so->s_noise >= 0.0 && so->s_noise <= 100.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: sampler options eta %g and s_noise %g must be in [0, 100]",
+                         so->eta, so->s_noise);
+    job.sampler_options = so;
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s is an inpainting model: give it a latent with a noise "
                          "mask (kiln_vae_encode_for_inpaint or _outpaint)", m->info.unet_name);

@@ -633,6 +633,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if (st != KILN_OK) goto done;
     kiln_sample_args args;
     kiln_sample_args_init(&args);
+    if (job->sampler_options) {
+        args.eta = (float)job->sampler_options->eta;
+        args.s_noise = (float)job->sampler_options->s_noise;
+    }
     args.sampler = job->sampler;
     args.sigmas = sigmas;
     args.nsigmas = nsigmas;

@@ -117,6 +117,7 @@ typedef struct kiln_sampling_job {
        ConditioningCombine) in place of kiln_ksample's two; nparts 0: those, over all of it */
     const kiln_conditioning_part *parts[2];
     int nparts[2];
+    const kiln_sampler_options *sampler_options; /* eta and s_noise; NULL: 1 and 1 */
     const kiln_sigmas *sigmas; /* SamplerCustom's, walked as they are (steps, scheduler, denoise and the cut
                                   unused); NULL: KSampler's schedule */
     kiln_progress_fn progress;

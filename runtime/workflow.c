@@ -41,7 +41,7 @@ typedef enum wf_kind {
     WF_MASK,        /* LoadImageMask's picture, whose red channel is the mask */
     WF_NOISE,       /* SamplerCustomAdvanced's parts: RandomNoise / DisableNoise, */
     WF_GUIDER,      /* CFGGuider / BasicGuider, */
-    WF_SAMPLER,     /* KSamplerSelect, */
+    WF_SAMPLER,     /* KSamplerSelect, SamplerEulerAncestral, ... */
     WF_SIGMAS,      /* the scheduler nodes, SplitSigmas, ... */
     WF_STYLE_MODEL, /* a file, loaded once */
     WF_CLIP_VISION_OUTPUT, /* CLIPVisionEncode's: the tower's file, the picture and the crop, encoded where used */
@@ -147,6 +147,8 @@ typedef struct wf_value {
     const struct wf_value *guide_model, *guide_positive, *guide_negative;
     double cfg;
     const char *sampler;
+    kiln_sampler_options sampler_options; /* SAMPLER: a custom sampler node's (has_sampler_options) */
+    bool has_sampler_options;
     kiln_sigmas sigmas;
 } wf_value;
 
@@ -1727,6 +1729,47 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
     return text(n, "sampler_name", &n->out[0].sampler);
 }
 
+/* The custom sampler nodes: a sampler with its eta and s_noise. Their SDE
+ * noise is the CPU's (noise_device "cpu"; "gpu" is the GPU's own draws);
+ * kiln's dpmpp_sde steps halfway (r 0.5) and its dpmpp_2m_sde is the
+ * midpoint solver. */
+static const struct {
+    const char *node, *sampler;
+} sampler_nodes[] = {
+    {"SamplerEulerAncestral", "euler_ancestral"}, {"SamplerDPMPP_2S_Ancestral", "dpmpp_2s_ancestral"},
+    {"SamplerDPMPP_SDE", "dpmpp_sde"},            {"SamplerDPMPP_2M_SDE", "dpmpp_2m_sde"},
+    {"SamplerDPMPP_3M_SDE", "dpmpp_3m_sde"},
+};
+
+static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
+{
+    (void)r;
+    wf_value *v = &n->out[0];
+    v->kind = WF_SAMPLER;
+    v->sampler = sampler_nodes[which].sampler;
+    v->has_sampler_options = true;
+    TRY(number(n, "eta", &v->sampler_options.eta));
+    TRY(number(n, "s_noise", &v->sampler_options.s_noise));
+    const char *word;
+    double ratio;
+    if (input_of(n, "noise_device")) {
+        TRY(text(n, "noise_device", &word));
+        if (strcmp(word, "cpu"))
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "noise_device \"%s\": ComfyUI draws that noise with the GPU's "
+                             "generator, which kiln does not reproduce (\"cpu\" is the CPU's, as kiln draws it)", word);
+    }
+    if (input_of(n, "solver_type")) {
+        TRY(text(n, "solver_type", &word));
+        if (strcmp(word, "midpoint"))
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "solver_type \"%s\" (kiln's is midpoint)", word);
+    }
+    if (input_of(n, "r")) {
+        TRY(number(n, "r", &ratio));
+        if (ratio != 0.5) return node_fail(n, KILN_ERR_UNSUPPORTED, "r %g (kiln's dpmpp_sde steps halfway, 0.5)", ratio);
+    }
+    return KILN_OK;
+}
+
 /* The scheduler nodes: SIGMAS of the model's noise table or of the node's
  * numbers alone, by name (text: a string input; numbers: the rest after
  * steps, in the C call's order). */
@@ -1827,7 +1870,8 @@ static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model,
     TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
     TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
     kiln_ksampler_params p = {.seed = seed, .disable_noise = disable_noise, .cfg = cfg,
-                              .sampler_name = picked->sampler, .sigmas = &sigmas->sigmas};
+                              .sampler_name = picked->sampler, .sigmas = &sigmas->sigmas,
+                              .sampler_options = picked->has_sampler_options ? &picked->sampler_options : NULL};
     return sample(r, n, model, pos, neg, latent, &p);
 }
 
@@ -1975,6 +2019,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
             if (strcmp(c, simple[i]) == 0) known = true, st = runs[i](r, n);
         for (int i = 0; i < (int)(sizeof scheduler_nodes / sizeof *scheduler_nodes) && !known; i++)
             if (strcmp(c, scheduler_nodes[i].node) == 0) known = true, st = scheduler_node(r, n, i);
+        for (int i = 0; i < (int)(sizeof sampler_nodes / sizeof *sampler_nodes) && !known; i++)
+            if (strcmp(c, sampler_nodes[i].node) == 0) known = true, st = sampler_node(r, n, i);
     }
     if (!known) st = node_fail(n, KILN_ERR_UNSUPPORTED, "kiln does not run this node (see the README's list)");
     n->state = 2;

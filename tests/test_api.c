@@ -485,6 +485,48 @@ static void advanced_split(void **state)
     kiln_model_free(sd3);
 }
 
+/* The custom sampler nodes' eta and s_noise: at eta 0 euler_ancestral is
+ * euler and dpmpp_2m_sde is dpmpp_2m (no noise added back; ComfyUI's
+ * samplers have the same identities), at eta 1 and s_noise 1 they are
+ * KSampler's to the bit, and other values change the picture. */
+static void sampler_options(void **state)
+{
+    (void)state;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    kiln_latent empty;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
+    const size_t n = latent_count(&empty);
+    const kiln_sampler_options none = {0.0, 1.0}, defaults = {1.0, 1.0}, other = {0.5, 0.8};
+    const char *pairs[2][2] = {{"euler_ancestral", "euler"}, {"dpmpp_2m_sde", "dpmpp_2m"}};
+    for (int k = 0; k < 2; k++) {
+        kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = pairs[k][1],
+                                  .scheduler = "karras", .denoise = 1.0};
+        kiln_latent out[5];
+        assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &out[0])); /* the deterministic solver */
+        p.sampler_name = pairs[k][0];
+        assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &out[1])); /* KSampler's */
+        const kiln_sampler_options *options[3] = {&none, &defaults, &other};
+        for (int i = 0; i < 3; i++) {
+            p.sampler_options = options[i];
+            assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &out[2 + i]));
+        }
+        assert_rel_l2_le(out[2].data, out[0].data, n, 1e-6);
+        assert_memory_equal(out[3].data, out[1].data, n * sizeof(float));
+        assert_true(kiln_rel_l2(out[4].data, out[1].data, n) > 0.01);
+        assert_true(kiln_rel_l2(out[1].data, out[0].data, n) > 0.01);
+        for (int i = 0; i < 5; i++) kiln_latent_free(&out[i]);
+    }
+    const kiln_sampler_options bad = {-1.0, 1.0};
+    kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "euler_ancestral",
+                              .scheduler = "karras", .denoise = 1.0, .sampler_options = &bad};
+    kiln_latent refused;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "eta -1");
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+}
+
 /* CLIPTextEncodeSDXL's numbers on the tiny SDXL model: CLIPTextEncode's
  * (8 x the latent's size as both sizes, no crop) spelled out give the run without
  * them to the bit, and another size and crop change it. (y itself is
@@ -718,7 +760,7 @@ int main(void)
         cmocka_unit_test(masked_run_keeps_the_rest),
         cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
-        cmocka_unit_test(advanced_split), cmocka_unit_test(sdxl_numbers),    cmocka_unit_test(latent_upscale),
+        cmocka_unit_test(advanced_split), cmocka_unit_test(sampler_options), cmocka_unit_test(sdxl_numbers),    cmocka_unit_test(latent_upscale),
         cmocka_unit_test(refusals),       cmocka_unit_test(version_and_backend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -393,6 +393,10 @@ class Advanced(unittest.TestCase):
         self.assertEqual(first.to_list(), small_run(steps=6, end_at_step=3, leftover_noise=True).to_list())
         second = model.ksampler(positive, negative, first, seed=7, cfg=5.0, sigmas=low, disable_noise=True)
         self.assertLess(rel_l2(second.to_list(), whole.to_list()), 1e-6)
+        # SamplerEulerAncestral's eta 0: euler's run
+        ancestral = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
+                                   sampler_name="euler_ancestral", eta=0.0)
+        self.assertEqual(ancestral.to_list(), whole.to_list())
         with self.assertRaises(kiln.KilnError) as caught:
             kiln.karras_scheduler(10, rho=0.0)
         self.assertIn("KarrasScheduler: rho 0", caught.exception.message)

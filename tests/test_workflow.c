@@ -685,8 +685,9 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
  * SD 1.x model, each against the library's run on the same sigmas, pixel
  * for pixel: SDXL-Turbo's example (SDTurboScheduler, euler_ancestral, cfg
  * 1), KarrasScheduler split by SplitSigmas into two SamplerCustom nodes (the
- * second without noise), and dpm_2 on BasicScheduler's sigmas of the model
- * through ModelSamplingDiscrete (which KSampler would lengthen by a step). */
+ * second without noise), dpm_2 on BasicScheduler's sigmas of the model
+ * through ModelSamplingDiscrete (which KSampler would lengthen by a step),
+ * and SamplerDPMPP_2M_SDE's eta and s_noise on AlignYourStepsScheduler's. */
 #define SIGMAS_RUN(nodes, sampled)                                                                                   \
     "{" CKPT ", "                                                                                                      \
     "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", \"clip\": [\"4\", 1]}}, "    \
@@ -725,6 +726,13 @@ static void sigma_nodes(void **state)
         "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], \"guider\": "
         "[\"22\", 0], \"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}",
         "[\"3\", 0]");
+    static const char sde[] = SIGMAS_RUN(
+        "\"16\": {\"class_type\": \"SamplerDPMPP_2M_SDE\", \"inputs\": {\"solver_type\": \"midpoint\", \"eta\": 0.5, "
+        "\"s_noise\": 0.8, \"noise_device\": \"cpu\"}}, "
+        "\"17\": {\"class_type\": \"AlignYourStepsScheduler\", \"inputs\": {\"model_type\": \"SD1\", \"steps\": 3, "
+        "\"denoise\": 1}}, " SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"),
+        "[\"3\", 0]");
+    const char *const runs[4] = {turbo, split, dpm_2, sde};
     kiln_model *m;
     kiln_conditioning pos, neg;
     kiln_latent empty, latent[2];
@@ -733,7 +741,7 @@ static void sigma_nodes(void **state)
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
-    for (int run = 0; run < 3; run++) {
+    for (int run = 0; run < 4; run++) {
         kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = "euler", .sigmas = &sigmas[0]};
         if (run == 0) {
             p.sampler_name = "euler_ancestral";
@@ -748,6 +756,12 @@ static void sigma_nodes(void **state)
             p.sigmas = &sigmas[1], p.disable_noise = true;
             assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent[0], &latent[1]));
             kiln_latent_free(&latent[0]);
+        } else if (run == 3) {
+            const kiln_sampler_options options = {0.5, 0.8};
+            p.sampler_name = "dpmpp_2m_sde", p.sampler_options = &options;
+            assert_kiln_ok(kiln_align_your_steps_scheduler("SD1", 3, 1.0, &sigmas[2]));
+            assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
+            assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent[1]));
         } else {
             p.sampler_name = "dpm_2";
             assert_kiln_ok(kiln_basic_scheduler(m, "normal", 3, 1.0, &sigmas[2]));
@@ -758,8 +772,7 @@ static void sigma_nodes(void **state)
         kiln_image decoded, *images;
         int count;
         assert_kiln_ok(kiln_vae_decode(m, &latent[1], &decoded, 1));
-        assert_kiln_ok(kiln_workflow_run(backend, run == 0 ? turbo : run == 1 ? split : dpm_2, &options, &images,
-                                         &count));
+        assert_kiln_ok(kiln_workflow_run(backend, runs[run], &options, &images, &count));
         assert_int_equal(count, 1);
         assert_int_equal(decoded.width, images[0].width);
         assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
@@ -774,6 +787,12 @@ static void sigma_nodes(void **state)
                               "14.6, \"sigma_min\": 0.03, \"rho\": 0}}, "
                               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
                    KILN_ERR_INVALID_ARG, "node 17 (KarrasScheduler): KarrasScheduler: rho 0 is not in (0, 100]");
+    expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerDPMPP_3M_SDE\", \"inputs\": {\"eta\": 1, \"s_noise\": 1, "
+                              "\"noise_device\": \"gpu\"}}, "
+                              "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "
+                              "14.6, \"sigma_min\": 0.03, \"rho\": 7}}, "
+                              SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+                   KILN_ERR_UNSUPPORTED, "node 16 (SamplerDPMPP_3M_SDE): noise_device \"gpu\"");
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

@@ -535,6 +535,15 @@ kiln_status kiln_sigmas_flip(const kiln_sigmas *s, kiln_sigmas *out);
 /* SetFirstSigma: the sigmas with the first one `sigma` (at least 0). */
 kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out);
 
+/* The custom sampler nodes' settings (SamplerEulerAncestral,
+ * SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE, SamplerDPMPP_2M_SDE,
+ * SamplerDPMPP_3M_SDE): how much noise an ancestral or SDE sampler adds
+ * back each step, eta (0: none, the deterministic solver), and the scale
+ * of that noise, s_noise; both in [0, 100]. KSampler's are 1 and 1. */
+typedef struct kiln_sampler_options {
+    double eta, s_noise;
+} kiln_sampler_options;
+
 typedef struct kiln_ksampler_params {
     uint64_t seed;         /* the noise is ComfyUI's for this seed (torch.randn on the CPU) */
     int steps;
@@ -589,6 +598,7 @@ typedef struct kiln_ksampler_params {
     /* SamplerCustom's SIGMAS: the sampling walks these (none: the latent comes back as it is), and steps,
        scheduler, denoise and KSamplerAdvanced's cut are not used; NULL: KSampler's schedule */
     const kiln_sigmas *sigmas;
+    const kiln_sampler_options *sampler_options; /* NULL: KSampler's (eta 1, s_noise 1) */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
@@ -612,6 +622,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma),
+ * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
+ * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE,
  * VAEDecode, VAEDecodeTiled, ControlNetLoader,
  * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,

@@ -152,6 +152,10 @@ class _Sigmas(Structure):
     _fields_ = [("values", POINTER(c_float)), ("count", c_int)]
 
 
+class _SamplerOptions(Structure):
+    _fields_ = [("eta", c_double), ("s_noise", c_double)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -168,7 +172,8 @@ class _KSamplerParams(Structure):
                 ("reference_method", c_int), ("negative_reference_method", c_int),
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
                 ("positive_parts", POINTER(_ConditioningPart)), ("negative_parts", POINTER(_ConditioningPart)),
-                ("positive_part_count", c_int), ("negative_part_count", c_int), ("sigmas", POINTER(_Sigmas))]
+                ("positive_part_count", c_int), ("negative_part_count", c_int), ("sigmas", POINTER(_Sigmas)),
+                ("sampler_options", POINTER(_SamplerOptions))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -744,7 +749,7 @@ class Model(_Handle):
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
                  reference_method: str = "offset", negative_reference_method: str = "offset",
                  skip_layer_guidance: Optional["SkipLayerGuidance"] = None,
-                 sigmas: Optional[Sequence[float]] = None) -> "Latent":
+                 sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
         the sampling, a sequence of (Conditioning, start_percent,
@@ -789,6 +794,9 @@ class Model(_Handle):
         turned by split_sigmas and the like): the sampling walks them, and
         steps, scheduler, denoise and the KSamplerAdvanced steps are not
         used (an empty list gives the latent back).
+        eta, s_noise: the custom sampler nodes' (SamplerEulerAncestral,
+        SamplerDPMPP_2M_SDE, ...): how much noise an ancestral or SDE
+        sampler adds back (0: none) and its scale; KSampler's are 1 and 1.
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -845,6 +853,8 @@ class Model(_Handle):
                 len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
         if sigmas is not None:
             params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
+        if (eta, s_noise) != (1.0, 1.0):
+            params.sampler_options = ctypes.pointer(_SamplerOptions(eta, s_noise))
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
