@@ -49,6 +49,14 @@ static kiln_status check_output(const char *node, const void *out)
     return out ? KILN_OK : kiln_fail(KILN_ERR_INVALID_ARG, "%s: no place for the sigmas", node);
 }
 
+/* A scheduler node's start: a place for its sigmas, emptied, and steps in [1, most]. */
+static kiln_status scheduler_start(const char *node, kiln_sigmas *out, int steps, int most)
+{
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    return steps_in_range(node, steps, most);
+}
+
 static kiln_status check_sigmas(const char *node, const kiln_sigmas *s)
 {
     if (!s || s->count < 0 || (s->count && !s->values))
@@ -113,10 +121,8 @@ kiln_status kiln_basic_scheduler(const kiln_model *m, const char *scheduler, int
                                  kiln_sigmas *out)
 {
     const char *node = "BasicScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no model", node);
-    TRY(steps_in_range(node, steps, MAX_STEPS));
     TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
     kiln_scheduler sch;
     TRY(kiln_scheduler_from_name(scheduler, &sch));
@@ -137,10 +143,8 @@ kiln_status kiln_basic_scheduler(const kiln_model *m, const char *scheduler, int
 kiln_status kiln_sd_turbo_scheduler(const kiln_model *m, int steps, double denoise, kiln_sigmas *out)
 {
     const char *node = "SDTurboScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
+    TRY(scheduler_start(node, out, steps, 10));
     if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no model", node);
-    TRY(steps_in_range(node, steps, 10));
     TRY(in_range(node, "denoise", denoise, 0.0, 1.0));
     kiln_model_sampling ms;
     TRY(kiln_model_sampling_of(m, &ms));
@@ -156,10 +160,8 @@ kiln_status kiln_beta_sampling_scheduler(const kiln_model *m, int steps, double 
                                          kiln_sigmas *out)
 {
     const char *node = "BetaSamplingScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no model", node);
-    TRY(steps_in_range(node, steps, MAX_STEPS));
     /* ComfyUI's widgets go down to 0, where scipy's quantiles are NaN */
     if (!(alpha > 0.0 && alpha <= 50.0 && beta > 0.0 && beta <= 50.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: alpha %g and beta %g must be in (0, 50]", node, alpha, beta);
@@ -253,9 +255,7 @@ kiln_status kiln_optimal_steps_scheduler(const char *model_type, int steps, doub
 kiln_status kiln_karras_scheduler(int steps, double sigma_max, double sigma_min, double rho, kiln_sigmas *out)
 {
     const char *node = "KarrasScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
-    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     TRY(in_range(node, "sigma_max", sigma_max, 0.0, 5000.0));
     TRY(in_range(node, "sigma_min", sigma_min, 0.0, 5000.0));
     if (!(rho > 0.0 && rho <= 100.0)) /* 1 / rho */
@@ -276,9 +276,7 @@ static kiln_status log_ends(const char *node, double sigma_max, double sigma_min
 kiln_status kiln_exponential_scheduler(int steps, double sigma_max, double sigma_min, kiln_sigmas *out)
 {
     const char *node = "ExponentialScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
-    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     TRY(log_ends(node, sigma_max, sigma_min));
     TRY(sigmas_alloc(node, steps + 1, out));
     kiln_sigmas_exponential(sigma_min, sigma_max, steps, out->values);
@@ -289,9 +287,7 @@ kiln_status kiln_polyexponential_scheduler(int steps, double sigma_max, double s
                                            kiln_sigmas *out)
 {
     const char *node = "PolyexponentialScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
-    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     TRY(log_ends(node, sigma_max, sigma_min));
     TRY(in_range(node, "rho", rho, 0.0, 100.0));
     TRY(sigmas_alloc(node, steps + 1, out));
@@ -310,9 +306,7 @@ kiln_status kiln_laplace_scheduler(int steps, double sigma_max, double sigma_min
                                    kiln_sigmas *out)
 {
     const char *node = "LaplaceScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
-    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     TRY(in_range(node, "sigma_max", sigma_max, 0.0, 5000.0));
     TRY(in_range(node, "sigma_min", sigma_min, 0.0, 5000.0));
     TRY(in_range(node, "mu", mu, -10.0, 10.0));
@@ -336,9 +330,7 @@ kiln_status kiln_laplace_scheduler(int steps, double sigma_max, double sigma_min
 kiln_status kiln_vp_scheduler(int steps, double beta_d, double beta_min, double eps_s, kiln_sigmas *out)
 {
     const char *node = "VPScheduler";
-    TRY(check_output(node, out));
-    *out = (kiln_sigmas){0};
-    TRY(steps_in_range(node, steps, MAX_STEPS));
+    TRY(scheduler_start(node, out, steps, MAX_STEPS));
     TRY(in_range(node, "beta_d", beta_d, 0.0, 5000.0));
     TRY(in_range(node, "beta_min", beta_min, 0.0, 5000.0));
     TRY(in_range(node, "eps_s", eps_s, 0.0, 1.0));

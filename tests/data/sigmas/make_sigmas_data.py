@@ -32,9 +32,10 @@ import make_flow_data as flow  # noqa: E402  ModelSamplingDiscreteFlow, its sche
 OUT = "tests/data/sigmas/sigmas.safetensors"
 
 
-class ModelSamplingDiscrete:
+class ModelSamplingDiscrete(flow.ModelSamplingFlux):
     """ComfyUI's, for SD's scaled-linear betas: sigmas and log sigmas in
-    float64, kept float32; sigma(t) interpolates log sigma in float32."""
+    float64, kept float32; sigma(t) interpolates log sigma in float32 (the
+    flow class lends its sigma_min and sigma_max)."""
 
     def __init__(self):
         betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
@@ -42,14 +43,6 @@ class ModelSamplingDiscrete:
         sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         self.sigmas = sigmas.float()
         self.log_sigmas = sigmas.log().float()
-
-    @property
-    def sigma_min(self):
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self):
-        return self.sigmas[-1]
 
     def timestep(self, sigma):
         dists = sigma.log() - self.log_sigmas[:, None]
