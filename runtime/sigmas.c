@@ -399,6 +399,46 @@ kiln_status kiln_sigmas_flip(const kiln_sigmas *s, kiln_sigmas *out)
     return KILN_OK;
 }
 
+kiln_status kiln_sigmas_extend(const kiln_sigmas *s, int steps, double start_at_sigma, double end_at_sigma,
+                               const char *spacing, kiln_sigmas *out)
+{
+    const char *node = "ExtendIntermediateSigmas";
+    TRY(check_sigmas(node, s));
+    TRY(check_output(node, out));
+    *out = (kiln_sigmas){0};
+    TRY(steps_in_range(node, steps, 100));
+    TRY(in_range(node, "start_at_sigma", start_at_sigma, -1.0, 20000.0));
+    TRY(in_range(node, "end_at_sigma", end_at_sigma, 0.0, 20000.0));
+    int shape = !spacing ? -1 : !strcmp(spacing, "linear") ? 0 : !strcmp(spacing, "cosine") ? 1
+                : !strcmp(spacing, "sine") ? 2 : -1;
+    if (shape < 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: spacing \"%s\" (valid: linear, cosine, sine)", node,
+                         spacing ? spacing : "(null)");
+    /* the fractions of the way: linspace(0, 1, steps + 1) without its ends, bent by the spacing (float32) */
+    float way[101];
+    kiln_linspace_f32(0.0f, 1.0f, steps + 1, way);
+    const float pi = (float)M_PI; /* math.pi, as torch takes it for a float32 tensor */
+    for (int k = 1; k < steps; k++) {
+        float angle = way[k] * pi / 2.0f;
+        way[k] = shape == 0 ? way[k] : shape == 1 ? sinf(angle) : 1.0f - cosf(angle);
+    }
+    /* the comparisons are float32's, as torch's of a tensor with a Python number */
+    const float top = start_at_sigma < 0.0 ? INFINITY : (float)start_at_sigma, bottom = (float)end_at_sigma;
+    int count = s->count;
+    for (int i = 0; i + 1 < s->count; i++)
+        if (s->values[i] >= bottom && s->values[i] <= top) count += steps - 1;
+    TRY(sigmas_alloc(node, count, out));
+    int k = 0;
+    for (int i = 0; i < s->count; i++) {
+        const float current = s->values[i];
+        out->values[k++] = current;
+        if (i + 1 == s->count || !(current >= bottom && current <= top)) continue;
+        const float gap = s->values[i + 1] - current;
+        for (int j = 1; j < steps; j++) out->values[k++] = way[j] * gap + current;
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out)
 {
     const char *node = "SetFirstSigma";

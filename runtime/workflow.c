@@ -1826,7 +1826,7 @@ static kiln_status scheduler_node(wf_run *r, wf_node *n, int which)
 }
 
 /* ManualSigmas, SplitSigmas and SplitSigmasDenoise (high and low sigmas),
- * FlipSigmas and SetFirstSigma. */
+ * ExtendIntermediateSigmas, FlipSigmas and SetFirstSigma. */
 static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
 {
     kiln_sigmas *out = &n->out[0].sigmas, *low = &n->out[1].sigmas;
@@ -1850,6 +1850,15 @@ static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
         TRY(number(n, "denoise", &x));
         n->out[1].kind = WF_SIGMAS;
         st = kiln_sigmas_split_denoise(&in->sigmas, x, out, low);
+    } else if (strcmp(c, "ExtendIntermediateSigmas") == 0) {
+        int steps;
+        double start, end;
+        const char *spacing;
+        TRY(integer(n, "steps", 1, 100, &steps));
+        TRY(number(n, "start_at_sigma", &start));
+        TRY(number(n, "end_at_sigma", &end));
+        TRY(text(n, "spacing", &spacing));
+        st = kiln_sigmas_extend(&in->sigmas, steps, start, end, spacing, out);
     } else if (strcmp(c, "SetFirstSigma") == 0) {
         TRY(number(n, "sigma", &x));
         st = kiln_sigmas_set_first(&in->sigmas, x, out);
@@ -2008,7 +2017,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
         st = guider(r, n, c[0] == 'C');
     else if (strcmp(c, "SplitSigmas") == 0 || strcmp(c, "SplitSigmasDenoise") == 0 || strcmp(c, "FlipSigmas") == 0 ||
-             strcmp(c, "SetFirstSigma") == 0 || strcmp(c, "ManualSigmas") == 0)
+             strcmp(c, "SetFirstSigma") == 0 || strcmp(c, "ManualSigmas") == 0 ||
+             strcmp(c, "ExtendIntermediateSigmas") == 0)
         st = sigmas_node(r, n, c);
     else if (strcmp(c, "DualCLIPLoader") == 0 || strcmp(c, "CLIPLoader") == 0 || strcmp(c, "TripleCLIPLoader") == 0 ||
              strcmp(c, "VAELoader") == 0)

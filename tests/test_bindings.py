@@ -383,6 +383,8 @@ class Advanced(unittest.TestCase):
         self.assertEqual((high, low), (sigmas[:4], sigmas[3:]))
         self.assertEqual(kiln.split_sigmas_denoise(sigmas, 0.5), (sigmas[:-3], sigmas[-4:]))
         self.assertEqual(kiln.flip_sigmas([2.0, 0.0]), [as_float32(0.0001), 2.0])
+        self.assertEqual(kiln.extend_intermediate_sigmas([14.6, 7.3, 2.2, 0.6, 0.0], 3, -1.0, 12.0, "linear"),
+                         goldens["extend.linear_s3"][1])
         self.assertEqual(kiln.set_first_sigma(sigmas, 20.0)[0], 20.0)
         # ... and sampling on them is KSampler's run, split in two KSamplerAdvanced's
         positive, negative = model.encode("a red circle"), model.encode("")

@@ -430,12 +430,12 @@ static void assert_sigmas(const kiln_sigmas *got, const float *want, int count)
 /* ComfyUI's scheduler nodes (tests/data/sigmas: its code restated with
  * torch and numpy) on the tiny SD 1.x model's table and the tiny SD3's
  * (shift 3); the inputs are make_sigmas_data.py's CASES. */
-enum sigma_node { BASIC, SD_TURBO, BETA, AYS, OPTIMAL, KARRAS, EXPONENTIAL, POLYEXPONENTIAL, LAPLACE, VP };
+enum sigma_node { BASIC, SD_TURBO, BETA, AYS, OPTIMAL, KARRAS, EXPONENTIAL, POLYEXPONENTIAL, LAPLACE, VP, EXTEND };
 static const struct sigma_case {
     const char *name;
     enum sigma_node node;
     int sd3; /* BASIC, SD_TURBO, BETA: the model */
-    const char *text; /* BASIC's scheduler, AYS's and OPTIMAL's model_type */
+    const char *text; /* BASIC's scheduler, AYS's and OPTIMAL's model_type, EXTEND's spacing */
     int steps;
     double in[4]; /* the node's numbers in its order after steps */
 } sigma_cases[] = {
@@ -476,15 +476,20 @@ static const struct sigma_case {
     {"optimal.flux_s28", OPTIMAL, 0, "FLUX", 28, {1.0}},
     {"optimal.wan_s3", OPTIMAL, 0, "Wan", 3, {1.0}},
     {"optimal.chroma_s25_d08", OPTIMAL, 0, "Chroma", 25, {0.8}},
+    {"extend.linear_s3", EXTEND, 0, "linear", 3, {-1.0, 12.0}},
+    {"extend.cosine_s4", EXTEND, 0, "cosine", 4, {-1.0, 1.0}},
+    {"extend.sine_s2", EXTEND, 0, "sine", 2, {8.0, 0.5}},
+    {"extend.sine_s1", EXTEND, 0, "sine", 1, {-1.0, 0.0}},
 };
 
 /* Table entries match to the bit. torch's float32 exp, log, pow and sqrt
  * are Sleef's vectorised ones (within an ulp, not always the correctly
  * rounded C library's), and polyexponential's exp of ramp^rho times a long
- * log span (log(80 / 0.002)) turns pow's ulp into 15. */
+ * log span (log(80 / 0.002)) turns pow's ulp into 15, ExtendIntermediateSigmas'
+ * gap times sin's into 2. */
 static const int sigma_case_ulps[] = {[BASIC] = 0,  [SD_TURBO] = 1,    [BETA] = 0,
                                       [AYS] = 0,    [OPTIMAL] = 0,     [KARRAS] = 1,      [EXPONENTIAL] = 1,
-                                      [POLYEXPONENTIAL] = 16, [LAPLACE] = 1, [VP] = 1};
+                                      [POLYEXPONENTIAL] = 16, [LAPLACE] = 1, [VP] = 1, [EXTEND] = 2};
 
 static kiln_status run_sigma_case(kiln_model *const models[2], const struct sigma_case *c, kiln_sigmas *out)
 {
@@ -500,6 +505,11 @@ static kiln_status run_sigma_case(kiln_model *const models[2], const struct sigm
     case POLYEXPONENTIAL: return kiln_polyexponential_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
     case LAPLACE: return kiln_laplace_scheduler(c->steps, c->in[0], c->in[1], c->in[2], c->in[3], out);
     case VP: return kiln_vp_scheduler(c->steps, c->in[0], c->in[1], c->in[2], out);
+    case EXTEND: { /* make_sigmas_data.py's EXTEND_INPUT */
+        static const float input[] = {14.6f, 7.3f, 2.2f, 0.6f, 0.0f};
+        const kiln_sigmas in = {(float *)input, 5};
+        return kiln_sigmas_extend(&in, c->steps, c->in[0], c->in[1], c->text, out);
+    }
     }
     return KILN_ERR_INVALID_ARG;
 }
@@ -594,6 +604,12 @@ static void sigma_lists_cut_as_python_slices(void **state)
     assert_int_equal(kiln_sigmas_split(&s, -1, &high, &low), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "SplitSigmas: step -1"));
     assert_int_equal(kiln_sigmas_split_denoise(&s, 1.5, &high, &low), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_sigmas_extend(&s, 2, -1.0, 0.0, "cubic", &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "spacing \"cubic\" (valid: linear, cosine, sine)"));
+    assert_kiln_ok(kiln_sigmas_extend(&s, 2, 3.5, 1.0, "linear", &out)); /* 3, 2 and 1 get a point after them */
+    const float extended[] = {5, 4, 3, 2.5f, 2, 1.5f, 1, 0.5f, 0};
+    assert_sigmas(&out, extended, 9);
+    kiln_sigmas_free(&out);
 
     /* ManualSigmas finds its numbers as ComfyUI's pattern [-+]?(?:\d*\.*\d+) does (Python's re.findall
        gives these lists) */

@@ -532,6 +532,12 @@ kiln_status kiln_sigmas_split_denoise(const kiln_sigmas *s, double denoise, kiln
 /* FlipSigmas: the sigmas in reverse order, a first 0 made 0.0001 (for
  * unsampling a picture back to noise). */
 kiln_status kiln_sigmas_flip(const kiln_sigmas *s, kiln_sigmas *out);
+/* ExtendIntermediateSigmas: between each sigma in [end_at_sigma,
+ * start_at_sigma] (start below 0: no upper end) and the next, steps - 1
+ * more (1 .. 100 steps), spaced "linear", "cosine" (denser near the next)
+ * or "sine" (denser near this one). */
+kiln_status kiln_sigmas_extend(const kiln_sigmas *s, int steps, double start_at_sigma, double end_at_sigma,
+                               const char *spacing, kiln_sigmas *out);
 /* SetFirstSigma: the sigmas with the first one `sigma` (at least 0). */
 kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out);
 

@@ -275,6 +275,7 @@ _declare("kiln_sigmas_split", c_int, POINTER(_Sigmas), c_int, POINTER(_Sigmas), 
 _declare("kiln_sigmas_split_denoise", c_int, POINTER(_Sigmas), c_double, POINTER(_Sigmas), POINTER(_Sigmas))
 _declare("kiln_sigmas_flip", c_int, POINTER(_Sigmas), POINTER(_Sigmas))
 _declare("kiln_sigmas_set_first", c_int, POINTER(_Sigmas), c_double, POINTER(_Sigmas))
+_declare("kiln_sigmas_extend", c_int, POINTER(_Sigmas), c_int, c_double, c_double, c_char_p, POINTER(_Sigmas))
 _declare("kiln_ksampler", c_int, c_void_p, POINTER(_KSamplerParams), POINTER(_Conditioning),
          POINTER(_Conditioning), POINTER(_Latent), POINTER(_Latent))
 
@@ -360,6 +361,15 @@ def split_sigmas(sigmas: Sequence[float], step: int) -> tuple:
 def split_sigmas_denoise(sigmas: Sequence[float], denoise: float) -> tuple:
     """SplitSigmasDenoise: (high, low), low the last round((len - 1) x denoise) + 1."""
     return _sigmas_from(_lib.kiln_sigmas_split_denoise, byref(_c_sigmas(sigmas)), denoise, outputs=2)
+
+
+def extend_intermediate_sigmas(sigmas: Sequence[float], steps: int = 2, start_at_sigma: float = -1.0,
+                               end_at_sigma: float = 12.0, spacing: str = "linear") -> list:
+    """ExtendIntermediateSigmas: steps - 1 more sigmas after each one in
+    [end_at_sigma, start_at_sigma] (start below 0: no upper end), spaced
+    "linear", "cosine" or "sine"."""
+    return _sigmas_from(_lib.kiln_sigmas_extend, byref(_c_sigmas(sigmas)), _c_int("steps", steps), start_at_sigma,
+                        end_at_sigma, str(spacing).encode())
 
 
 def flip_sigmas(sigmas: Sequence[float]) -> list:

@@ -3,7 +3,8 @@
 ExponentialScheduler, PolyexponentialScheduler, LaplaceScheduler,
 VPScheduler, SDTurboScheduler, BetaSamplingScheduler;
 comfy_extras/nodes_align_your_steps.py: AlignYourStepsScheduler;
-comfy_extras/nodes_optimalsteps.py: OptimalStepsScheduler) and the
+comfy_extras/nodes_optimalsteps.py: OptimalStepsScheduler), its
+ExtendIntermediateSigmas on a fixed list (EXTEND_INPUT), and the
 k-diffusion schedules they call (comfy/k_diffusion/sampling.py), restated
 here with torch and numpy as ComfyUI runs them (float32 tensors on the CPU;
 Align Your Steps' and OptimalSteps' interpolation in numpy float64), on SD
@@ -123,6 +124,25 @@ def published(levels, steps, denoise):
     return torch.FloatTensor(sigmas)
 
 
+def extend(sigmas, steps, start_at_sigma, end_at_sigma, spacing):
+    """ExtendIntermediateSigmas."""
+    if start_at_sigma < 0:
+        start_at_sigma = float("inf")
+    interpolator = {"linear": lambda x: x, "cosine": lambda x: torch.sin(x * math.pi / 2),
+                    "sine": lambda x: 1 - torch.cos(x * math.pi / 2)}[spacing]
+    computed_spacing = interpolator(torch.linspace(0, 1, steps + 1)[1:-1])
+    extended = []
+    for i in range(len(sigmas) - 1):
+        sigma_current, sigma_next = sigmas[i], sigmas[i + 1]
+        extended.append(sigma_current)
+        if end_at_sigma <= sigma_current <= start_at_sigma:
+            extended.extend((computed_spacing * (sigma_next - sigma_current) + sigma_current).tolist())
+    if len(sigmas) > 0:
+        extended.append(sigmas[-1])
+    return torch.FloatTensor(extended)
+
+
+EXTEND_INPUT = torch.FloatTensor([14.6, 7.3, 2.2, 0.6, 0.0])  # the same list in tests/test_schedule.c
 KARRAS_DEFAULTS = (14.614642, 0.0291675)  # the nodes' sigma_max and sigma_min
 
 # name: (function of the two model samplings, the inputs as the test restates them)
@@ -164,6 +184,10 @@ CASES = {
     "optimal.flux_s28": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["FLUX"], 28, 1.0),
     "optimal.wan_s3": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["Wan"], 3, 1.0),
     "optimal.chroma_s25_d08": lambda sd, f: published(OPTIMAL_STEPS_NOISE_LEVELS["Chroma"], 25, 0.8),
+    "extend.linear_s3": lambda sd, f: extend(EXTEND_INPUT, 3, -1.0, 12.0, "linear"),
+    "extend.cosine_s4": lambda sd, f: extend(EXTEND_INPUT, 4, -1.0, 1.0, "cosine"),
+    "extend.sine_s2": lambda sd, f: extend(EXTEND_INPUT, 2, 8.0, 0.5, "sine"),
+    "extend.sine_s1": lambda sd, f: extend(EXTEND_INPUT, 1, -1.0, 0.0, "sine"),
 }
 
 
