@@ -684,9 +684,11 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         if (!ip->adapter || !ip->clip_vision || !ip->image)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter apply %d: no adapter, CLIP vision model or image", i + 1);
         else
-            st = kiln_image_prompt_tokens(ip->adapter, ip->clip_vision, ip->image, &tokens);
-        image_prompts[i] =
-            (kiln_image_prompt){ip->adapter, tokens, (float)ip->weight, ip->start_percent, ip->end_percent};
+            st = kiln_image_prompt_tokens(ip->adapter, ip->clip_vision, ip->image,
+                                          chain_length(ip->image, ip->image_count), &tokens);
+        const int pictures = chain_length(ip->image, ip->image_count);
+        image_prompts[i] = (kiln_image_prompt){ip->adapter, tokens, (float)ip->weight, ip->start_percent,
+                                               ip->end_percent, ip->adapter ? pictures * ip->adapter->tokens : 0};
     }
     job.image_prompts = image_prompts;
     job.nimage_prompts = nimage_prompts;

@@ -230,6 +230,12 @@ kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *con
     return KILN_OK;
 }
 
+/* Ti: the adapter's tokens times the prompt's pictures. */
+static int image_prompt_tokens(const kiln_image_prompt *ip)
+{
+    return ip->ntokens ? ip->ntokens : ip->adapter->tokens;
+}
+
 kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_prompt *prompts, int count)
 {
     const bool flux = kiln_model_is_dit(d->model) && d->model->family->arch == KILN_ARCH_FLUX;
@@ -247,7 +253,10 @@ kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_p
                  : a->flux || a->nrows != d->model->unet.config->nlayers ||
                        a->context_dim != d->model->unet.config->context_dim)
             return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: IP-Adapter %d was loaded for another model", i + 1);
-        const size_t per = (size_t)a->tokens * a->context_dim;
+        if (ip->ntokens < 0 || ip->ntokens % a->tokens || (a->flux && ip->ntokens > a->tokens))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: IP-Adapter %d: %d image tokens, not its %d per picture",
+                             i + 1, ip->ntokens, a->tokens);
+        const size_t per = (size_t)image_prompt_tokens(ip) * a->context_dim;
         if (!(d->image_tokens[i] = malloc((size_t)d->rows * per * sizeof(float))))
             return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the image tokens");
         /* rows as the context's: the negative prompt's first when guided */
@@ -362,7 +371,8 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     for (int i = 0; i < d->nimage_prompts; i++) {
         const kiln_ip_adapter *a = d->image_prompts[i].adapter;
         tensor *tokens;
-        TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){d->rows, a->tokens, a->context_dim},
+        TRY(kiln_graph_input(g, &tokens, KILN_F32, 3,
+                             (int64_t[]){d->rows, image_prompt_tokens(&d->image_prompts[i]), a->context_dim},
                              d->image_tokens[i]));
         image[i] = (kiln_unet_image_prompt){tokens, d->image_weight[i], a->k_w, a->v_w};
     }

@@ -41,6 +41,7 @@ typedef struct kiln_image_prompt {
     const float *tokens; /* (2,Ti,ctx): the negative rows', then the picture's (kiln_image_prompt_tokens) */
     float weight;
     double start_percent, end_percent;
+    int ntokens; /* Ti: the adapter's tokens times the pictures; 0: one picture's */
 } kiln_image_prompt;
 
 /* Inpainting as ComfyUI's KSamplerX0Inpaint: where the mask is 0 the latent

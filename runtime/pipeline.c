@@ -676,12 +676,15 @@ done:
     return st;
 }
 
-kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *img,
-                                     float **tokens)
+kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *images,
+                                     int count, float **tokens)
 {
     *tokens = NULL;
     const clip_vision_config *cfg = cv->config;
     const int S = cfg->image_size, E = ipa->embed_dim, T = kiln_clip_vision_tokens(cfg);
+    if (count < 1 || count > 64 || (ipa->flux && count > 1))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ip-adapter: %d pictures (%s)", count,
+                         ipa->flux ? "XLabs' Flux adapter takes one" : "1 to 64");
     /* a plain adapter reads the image embeds, a Plus one the hidden states */
     const bool hidden = kiln_ip_adapter_reads_hidden(ipa);
     const int width = hidden ? cfg->hidden : cfg->projection, n = hidden ? T : 1;
@@ -693,25 +696,36 @@ kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip
                          ipa->projection == KILN_IP_PLUS ? " Plus" : ipa->projection == KILN_IP_FULL ? " full-face" : "",
                          E);
     /* the negative rows': a zero image embedding (plain), a black picture's hidden states (Plus, full-face) or
-       image embeds (XLabs' for Flux, as its ComfyUI node and diffusers' FluxPipeline encode one) */
+       image embeds (XLabs' for Flux, as its ComfyUI node and diffusers' FluxPipeline encode one); encoded with
+       the pictures, the negative first */
     const bool black_negative = hidden || ipa->flux;
-    float *pixels = malloc((size_t)2 * 3 * S * S * sizeof *pixels);
-    float *embeds = calloc((size_t)2 * n * E, sizeof *embeds);
-    float *out = malloc((size_t)2 * ipa->tokens * ipa->context_dim * sizeof *out);
+    const int rows = 1 + count;
+    const size_t picture = (size_t)3 * S * S, block = (size_t)ipa->tokens * ipa->context_dim;
+    float *pixels = malloc((size_t)rows * picture * sizeof *pixels);
+    float *embeds = calloc((size_t)rows * n * E, sizeof *embeds);
+    float *made = malloc((size_t)rows * block * sizeof *made);
+    float *out = malloc((size_t)2 * count * block * sizeof *out);
     kiln_image black = {0};
-    kiln_status st = pixels && embeds && out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
+    kiln_status st = pixels && embeds && made && out ? KILN_OK
+                                                     : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ip-adapter: out of host memory");
     if (st == KILN_OK && black_negative) st = kiln_image_alloc(&black, S, S);
     if (st == KILN_OK && black_negative) st = kiln_clip_vision_preprocess(cfg, &black, true, pixels);
-    if (st == KILN_OK) st = kiln_clip_vision_preprocess(cfg, img, true, pixels + (size_t)3 * S * S);
+    for (int i = 0; i < count && st == KILN_OK; i++)
+        st = kiln_clip_vision_preprocess(cfg, &images[i], true, pixels + (1 + i) * picture);
     if (st == KILN_OK)
-        st = hidden           ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.penultimate = embeds})
-             : black_negative ? kiln_clip_vision_encode(cv, pixels, 2, &(clip_vision_outputs){.image_embeds = embeds})
-                              : kiln_clip_vision_encode(cv, pixels + (size_t)3 * S * S, 1,
+        st = hidden           ? kiln_clip_vision_encode(cv, pixels, rows, &(clip_vision_outputs){.penultimate = embeds})
+             : black_negative ? kiln_clip_vision_encode(cv, pixels, rows, &(clip_vision_outputs){.image_embeds = embeds})
+                              : kiln_clip_vision_encode(cv, pixels + picture, count,
                                                         &(clip_vision_outputs){.image_embeds = embeds + E});
-    if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, 2, n, out);
+    if (st == KILN_OK) st = kiln_ip_adapter_tokens(ipa, embeds, rows, n, made);
+    if (st == KILN_OK) { /* the negative's tokens once per picture, then the pictures' side by side */
+        for (int i = 0; i < count; i++) memcpy(out + i * block, made, block * sizeof *out);
+        memcpy(out + count * block, made + block, count * block * sizeof *out);
+    }
     kiln_image_free(&black);
     free(pixels);
     free(embeds);
+    free(made);
     if (st != KILN_OK) {
         free(out);
         return st;

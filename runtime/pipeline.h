@@ -155,15 +155,17 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
  * embedding reads, whichever kind the model calls it), or a number. */
 kiln_status kiln_union_control_type(const char *name, int *type);
 
-/* The IPAdapter node's image tokens: the picture through ComfyUI's
- * clip_preprocess, the CLIP vision tower and the adapter's image projection
- * (plain: of the image embeds; Plus: its Resampler on the penultimate hidden
- * states), after those the negative prompt gets (plain: of a zero image
- * embedding; Plus: of a black picture) -> *tokens (2,Ti,ctx), malloc'd. A
- * tower whose output is not as wide as the adapter reads is refused, naming
- * both widths. */
-kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *img,
-                                     float **tokens);
+/* The IPAdapter node's image tokens: each of the `count` pictures through
+ * ComfyUI's clip_preprocess, the CLIP vision tower and the adapter's image
+ * projection (plain: of the image embeds; Plus: its Resampler on the
+ * penultimate hidden states), their tokens side by side (the IPAdapter
+ * nodes' combine_embeds "concat"), after those the negative prompt gets
+ * (plain: of a zero image embedding; Plus: of a black picture), once per
+ * picture -> *tokens (2, count x Ti, ctx), malloc'd. A tower whose output
+ * is not as wide as the adapter reads is refused, naming both widths;
+ * XLabs' Flux adapter takes one picture. */
+kiln_status kiln_image_prompt_tokens(const kiln_ip_adapter *ipa, const kiln_clip_vision *cv, const kiln_image *images,
+                                     int count, float **tokens);
 
 /* CLIPVisionEncode with SigLIP's tower (crop: "center", else "none"), then
  * FLUX.1 Redux's encoder: *tokens (T, out_dim), malloc'd. A tower that is

@@ -55,7 +55,8 @@ static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",    
 /* IPAdapterAdvanced's part of a MODEL. */
 typedef struct wf_image_prompt {
     const char *adapter, *clip_vision; /* paths, the loader nodes' values' */
-    const kiln_image *image;
+    const kiln_image *image; /* nimages of them (an ImageBatch's) */
+    int nimages;
     double weight, start, end;
 } wf_image_prompt;
 
@@ -730,15 +731,15 @@ static kiln_status style_model_apply(wf_run *r, wf_node *n)
     return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
 }
 
-/* The MODEL of node n: model's with the image prompt ip (its picture the
- * one of `image`) after its others. */
+/* The MODEL of node n: model's with the image prompt ip (its pictures
+ * those of `image`) after its others. */
 static kiln_status patch_image_prompt(wf_node *n, const wf_value *model, const wf_value *image, wf_image_prompt *ip)
 {
-    if (image->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", image->nimages);
     if (model->recipe.nimage_prompts == KILN_MAX_IP_ADAPTERS)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "an IP-Adapter after %d others (kiln applies at most %d)",
                          KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
-    ip->image = &image->images[0];
+    ip->image = image->images;
+    ip->nimages = image->nimages;
     n->out[0].kind = WF_MODEL;
     TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
     wf_recipe *patched = &n->out[0].recipe;
@@ -746,9 +747,10 @@ static kiln_status patch_image_prompt(wf_node *n, const wf_value *model, const w
     return KILN_OK;
 }
 
-/* IPAdapterAdvanced as kiln applies it: weight type linear, one picture,
- * its tokens' values scaled ("V only"); after another, as a second patch
- * (its attention added after the first's). */
+/* IPAdapterAdvanced as kiln applies it: weight type linear, the pictures'
+ * tokens side by side (combine_embeds "concat"), their values scaled ("V
+ * only"); after another, as a second patch (its attention added after the
+ * first's). */
 static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
 {
     wf_value *model, *adapter, *image, *vision;
@@ -766,6 +768,11 @@ static kiln_status ip_adapter_advanced(wf_run *r, wf_node *n)
     if (strcmp(weight_type, "linear") || strcmp(scaling, "V only"))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "weight type '%s', embeds scaling '%s' (kiln: linear, V only)",
                          weight_type, scaling);
+    const char *combine = "concat";
+    if (input_of(n, "combine_embeds")) TRY(text(n, "combine_embeds", &combine));
+    if (image->nimages > 1 && strcmp(combine, "concat"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "combine_embeds '%s' of %d pictures (kiln: concat)", combine,
+                         image->nimages);
     ip.adapter = adapter->path;
     ip.clip_vision = vision->path;
     return patch_image_prompt(n, model, image, &ip);
@@ -878,6 +885,34 @@ static kiln_status image_scale_node(wf_run *r, wf_node *n, bool by_factor)
             h = (int)nearbyint((double)img->height * w / img->width), h = h > 1 ? h : 1;
         }
         kiln_status st = kiln_image_scale(img, method, w, h, crop[0] == 'c', &n->out[0].images[i]);
+        if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+        n->out[0].nimages++;
+    }
+    return KILN_OK;
+}
+
+/* ImageBatch: image1's pictures, then image2's, those fitted to image1's
+ * size where it differs (bilinear and the centre cut, as the node's
+ * common_upscale, on kiln's 8-bit pictures). */
+static kiln_status image_batch(wf_run *r, wf_node *n)
+{
+    wf_value *first, *second;
+    TRY(linked(r, n, "image1", WF_IMAGE, &first));
+    TRY(linked(r, n, "image2", WF_IMAGE, &second));
+    const int total = first->nimages + second->nimages;
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)total, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    const kiln_image *size = &first->images[0];
+    for (int i = 0; i < total; i++) {
+        const kiln_image *img = i < first->nimages ? &first->images[i] : &second->images[i - first->nimages];
+        kiln_image *out = &n->out[0].images[i];
+        kiln_status st;
+        if (img->width != size->width || img->height != size->height) {
+            st = kiln_image_scale(img, "bilinear", size->width, size->height, true, out);
+        } else if ((st = kiln_image_alloc(out, img->width, img->height)) == KILN_OK) {
+            memcpy(out->pixels, img->pixels, (size_t)img->width * img->height * 3);
+        }
         if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
         n->out[0].nimages++;
     }
@@ -1529,7 +1564,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         TRY(net_of(r, WF_IPADAPTER, ip->adapter, m, &adapter));
         TRY(net_of(r, WF_CLIP_VISION, ip->clip_vision, NULL, &vision));
         image_prompts[i] = (kiln_ip_adapter_apply){adapter->ip_adapter, vision->clip_vision, ip->image, ip->weight,
-                                                   ip->start, ip->end};
+                                                   ip->start, ip->end, ip->nimages};
     }
     if (model->recipe.nimage_prompts) {
         p->ip_adapter = image_prompts;
@@ -1973,7 +2008,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
                                          "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
-                                         "SamplerCustom"};
+                                         "SamplerCustom", "ImageBatch"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -1984,7 +2019,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
-        conditioning_average, sampler_custom};
+        conditioning_average, sampler_custom, image_batch};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -395,7 +395,8 @@ static void ip_adapter(void **state)
     kiln_latent empty, out[4];
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
     const kiln_ip_adapter_apply applies[3] = {
-        {ipa, cv, &picture, 0.0, 0.0, 1.0}, {ipa, cv, &picture, 1.0, 1.0, 1.0}, {ipa, cv, &picture, 1.0, 0.0, 1.0}};
+        {ipa, cv, &picture, 0.0, 0.0, 1.0, 1}, {ipa, cv, &picture, 1.0, 1.0, 1.0, 1},
+        {ipa, cv, &picture, 1.0, 0.0, 1.0, 1}};
     kiln_ksampler_params p = {.seed = 9, .steps = 3, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
                               .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &out[0]));
@@ -407,7 +408,7 @@ static void ip_adapter(void **state)
     assert_memory_equal(out[1].data, out[0].data, n * sizeof(float));
     assert_memory_equal(out[2].data, out[0].data, n * sizeof(float));
     assert_true(kiln_rel_l2(out[3].data, out[0].data, n) > 0.01);
-    const kiln_ip_adapter_apply no_tower = {ipa, NULL, &picture, 1.0, 0.0, 1.0};
+    const kiln_ip_adapter_apply no_tower = {ipa, NULL, &picture, 1.0, 0.0, 1.0, 1};
     p.ip_adapter = &no_tower;
     kiln_latent refused;
     expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "CLIP vision");

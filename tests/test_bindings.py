@@ -335,6 +335,13 @@ class Guidance(unittest.TestCase):
         plain = small_run().to_list()
         off = small_run(ip_adapter=kiln.IPAdapterApply(adapter, clip_vision, picture, weight=0.0)).to_list()
         on = small_run(ip_adapter=kiln.IPAdapterApply(adapter, clip_vision, picture, weight=1.0)).to_list()
+        # an ImageBatch: a picture twice is attended to as once (its tokens and the negative's each twice over),
+        # another picture beside it moves the run
+        twice = small_run(ip_adapter=kiln.IPAdapterApply(adapter, clip_vision, [picture, picture])).to_list()
+        hint = kiln.Image.load(data("controlnet/hint_37x23.png"))
+        both = small_run(ip_adapter=kiln.IPAdapterApply(adapter, clip_vision, [picture, hint])).to_list()
+        self.assertLess(rel_l2(twice, on), 1e-5)
+        self.assertGreater(rel_l2(both, on), 1e-3)
         adapter.close()
         clip_vision.close()
         self.assertEqual(off, plain)

@@ -69,7 +69,7 @@ static void picture_and_sampling(void **state)
     assert_kiln_ok(kiln_clip_vision_load(fx->be, VISION, &cv));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &picture));
     float *tokens;
-    assert_kiln_ok(kiln_image_prompt_tokens(fx->ipa, cv, &picture, &tokens));
+    assert_kiln_ok(kiln_image_prompt_tokens(fx->ipa, cv, &picture, 1, &tokens));
     kiln_st_file *f = golden_open(FLUX_IP_ADAPTER_GOLDEN);
     golden want = golden_read(f, "picture.tokens");
     assert_rel_l2_le(tokens, want.data, want.count, TOL);
@@ -85,7 +85,7 @@ static void picture_and_sampling(void **state)
     kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .flux_guidance = 3.5};
     assert_kiln_ok(kiln_ksampler(fx->m, &p, &pos, &neg, &empty, &plain));
-    kiln_ip_adapter_apply ip = {fx->ipa, cv, &picture, 0.0, 0.0, 1.0};
+    kiln_ip_adapter_apply ip = {fx->ipa, cv, &picture, 0.0, 0.0, 1.0, 1};
     p.ip_adapter = &ip;
     assert_kiln_ok(kiln_ksampler(fx->m, &p, &pos, &neg, &empty, &off));
     const size_t n = (size_t)plain.channels * plain.height * plain.width;

@@ -62,6 +62,20 @@ static void chain_parity_f32(void **s)
                                   "ip_adapter/multi.safetensors");
 }
 
+/* Two pictures at once (ImageBatch), plain and Plus: their tokens side by
+ * side, the negative's once per picture, from the picture files, and the
+ * UNet attending to them, against diffusers' multi-image embeds
+ * (ip_adapter/pictures.safetensors). */
+static void pictures_parity_f32(void **s)
+{
+    (void)s;
+    static const char *const pictures[2] = {"ip_adapter/picture_251x233.png", "controlnet/hint_37x23.png"};
+    const parity_fixture fx = {.path = TINY_F32, .tol = TOL_F32};
+    parity_check_ip_adapter_pictures(&fx, VISION, ADAPTER, GOLDEN, "ip_adapter/pictures.safetensors", "", pictures, 2);
+    parity_check_ip_adapter_pictures(&fx, VISION, PLUS, GOLDEN, "ip_adapter/pictures.safetensors", "plus.", pictures,
+                                     2);
+}
+
 /* IP-Adapter Plus: the Resampler (its fused to_kv read as two halves) on
  * upstream's hidden states, and the UNet attending to its tokens */
 static void plus_parity_f32(void **s)
@@ -180,7 +194,7 @@ static void sampler_routes_tokens(void **s)
     for (int i = 0; i < RUNS; i++) {
         kiln_denoiser d;
         assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, h, w, runs[i].cfg, context.data, 77));
-        kiln_image_prompt ip = {ipa, runs[i].tokens, runs[i].weight, runs[i].start, runs[i].end};
+        kiln_image_prompt ip = {ipa, runs[i].tokens, runs[i].weight, runs[i].start, runs[i].end, 0};
         if (runs[i].tokens) assert_kiln_ok(kiln_denoiser_set_image_prompts(&d, &ip, 1));
         out[i] = malloc(n * sizeof(float));
         assert_kiln_ok(kiln_denoiser_call(&d, x.data, sigma, out[i]));
@@ -224,11 +238,14 @@ static void sampler_chains_adapters(void **s)
     kiln_model_sampling ms;
     assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
     const int h = (int)x.shape[2], w = (int)x.shape[3];
-    const kiln_image_prompt first = {plain, tokens.data, 0.7f, 0, 1};
+    const kiln_image_prompt first = {plain, tokens.data, 0.7f, 0, 1, 0};
     /* sigma 3 lies at about 45 % of the schedule */
     const kiln_image_prompt chains[5][2] = {
-        {first}, {first, {plus, plus_tokens.data, 0.0f, 0, 1}}, {first, {plus, plus_tokens.data, 0.4f, 0.8, 1}},
-        {first, {plus, plus_tokens.data, 0.4f, 0, 1}}, {{plus, plus_tokens.data, 0.4f, 0, 1}, first}};
+        {first},
+        {first, {plus, plus_tokens.data, 0.0f, 0, 1, 0}},
+        {first, {plus, plus_tokens.data, 0.4f, 0.8, 1, 0}},
+        {first, {plus, plus_tokens.data, 0.4f, 0, 1, 0}},
+        {{plus, plus_tokens.data, 0.4f, 0, 1, 0}, first}};
     float *out[5];
     for (int i = 0; i < 5; i++) {
         kiln_denoiser d;
@@ -266,7 +283,7 @@ static void check_tokens_from_picture(const char *adapter, const char *golden_to
     kiln_image img;
     assert_kiln_ok(kiln_image_load(kiln_test_data("ip_adapter/picture_251x233.png"), &img));
     float *tokens;
-    assert_kiln_ok(kiln_image_prompt_tokens(ipa, cv, &img, &tokens));
+    assert_kiln_ok(kiln_image_prompt_tokens(ipa, cv, &img, 1, &tokens));
     kiln_st_file *f = golden_open(GOLDEN);
     golden want = golden_read(f, golden_tokens);
     print_message("  %-16s", golden_tokens);
@@ -368,7 +385,7 @@ static void refusals(void **s)
     kiln_image img;
     assert_kiln_ok(kiln_image_alloc(&img, 30, 20));
     float *tokens = (float *)&tokens;
-    expect_message(kiln_image_prompt_tokens(ipa, cv, &img, &tokens), KILN_ERR_INVALID_ARG,
+    expect_message(kiln_image_prompt_tokens(ipa, cv, &img, 1, &tokens), KILN_ERR_INVALID_ARG,
                    "makes 24-wide image embeds and the IP-Adapter reads 16-wide ones");
     assert_null(tokens);
     kiln_image_free(&img);
@@ -386,6 +403,7 @@ int main(void)
         cmocka_unit_test(antialiased_resize),    cmocka_unit_test(preprocess_as_comfyui),
         cmocka_unit_test(parity_f32),
         cmocka_unit_test(parity_f16_unet),       cmocka_unit_test(plus_parity_f32), cmocka_unit_test(full_face_parity_f32),
+        cmocka_unit_test(pictures_parity_f32),
         cmocka_unit_test(sdxl_parity_f32),       cmocka_unit_test(chain_parity_f32),
         cmocka_unit_test(sampler_chains_adapters),
         cmocka_unit_test(tokens_from_picture),   cmocka_unit_test(plus_tokens_from_picture),

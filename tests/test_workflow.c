@@ -554,7 +554,7 @@ static void flux_ip_adapter_nodes(void **state)
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     kiln_latent empty, out;
     assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
-    kiln_ip_adapter_apply ip = {ipa, cv, &picture, 0.8, 0.0, 1.0};
+    kiln_ip_adapter_apply ip = {ipa, cv, &picture, 0.8, 0.0, 1.0, 1};
     kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .ip_adapter = &ip};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
@@ -572,6 +572,87 @@ static void flux_ip_adapter_nodes(void **state)
     kiln_ip_adapter_free(ipa);
     kiln_model_free(m);
 }
+
+/* ImageBatch of two pictures of other sizes into IPAdapterAdvanced (its
+ * combine_embeds "concat"): the second fitted to the first's size, both
+ * pictures' tokens side by side, the library's run with those two pictures
+ * pixel for pixel; another combine_embeds is refused by name. */
+#define IP_BATCH_GRAPH(combine)                                                                                       \
+    "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"" KILN_TEST_DATA              \
+    "/tiny/sd15_tiny_ldm_fp32.safetensors\"}}, "                                                                      \
+    "\"20\": {\"class_type\": \"IPAdapterModelLoader\", \"inputs\": {\"ipadapter_file\": \"" KILN_TEST_DATA            \
+    "/ip_adapter/ip_adapter_plus_tiny.safetensors\"}}, "                                                              \
+    "\"24\": {\"class_type\": \"CLIPVisionLoader\", \"inputs\": {\"clip_name\": \"" KILN_TEST_DATA                     \
+    "/ip_adapter/clip_vision_tiny.safetensors\"}}, "                                                                  \
+    "\"21\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                                \
+    "/ip_adapter/picture_251x233.png\"}}, "                                                                           \
+    "\"25\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                                \
+    "/controlnet/hint_37x23.png\"}}, "                                                                                \
+    "\"26\": {\"class_type\": \"ImageBatch\", \"inputs\": {\"image1\": [\"21\", 0], \"image2\": [\"25\", 0]}}, "       \
+    "\"22\": {\"class_type\": \"IPAdapterAdvanced\", \"inputs\": {\"weight\": 0.8, \"weight_type\": \"linear\", "      \
+    "\"combine_embeds\": \"" combine "\", \"start_at\": 0, \"end_at\": 1, \"embeds_scaling\": \"V only\", "           \
+    "\"model\": [\"4\", 0], \"ipadapter\": [\"20\", 0], \"image\": [\"26\", 0], \"clip_vision\": [\"24\", 0]}}, "    \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", \"clip\": [\"4\", 1]}}, "     \
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "                \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "   \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 4, \"sampler_name\": "      \
+    "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"22\", 0], \"positive\": [\"6\", 0], "         \
+    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "                                                       \
+    "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "               \
+    "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}"
+
+static void expect_refusal(const char *json, kiln_status want, const char *needle);
+
+static void ip_adapter_image_batch(void **state)
+{
+    (void)state;
+    static const char json[] = IP_BATCH_GRAPH("concat");
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 1);
+
+    kiln_model *m;
+    kiln_ip_adapter *ipa;
+    kiln_clip_vision *cv;
+    kiln_image pictures[2], hint, decoded;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_ip_adapter_load(m, KILN_TEST_DATA "/ip_adapter/ip_adapter_plus_tiny.safetensors", &ipa));
+    assert_kiln_ok(kiln_clip_vision_load(backend, KILN_TEST_DATA "/ip_adapter/clip_vision_tiny.safetensors", &cv));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &pictures[0]));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &hint));
+    assert_kiln_ok(kiln_image_scale(&hint, "bilinear", 251, 233, true, &pictures[1]));
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out, one;
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    kiln_ip_adapter_apply ip = {ipa, cv, pictures, 0.8, 0.0, 1.0, 2};
+    kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0, .ip_adapter = &ip};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
+    assert_int_equal(decoded.width, images[0].width);
+    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
+    ip.image_count = 1; /* the second picture matters */
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &one));
+    assert_true(kiln_rel_l2(one.data, out.data, (size_t)out.channels * out.height * out.width) > 1e-3);
+    expect_refusal(IP_BATCH_GRAPH("average"), KILN_ERR_UNSUPPORTED,
+                   "node 22 (IPAdapterAdvanced): combine_embeds 'average' of 2 pictures (kiln: concat)");
+    kiln_image_free(&decoded);
+    kiln_images_free(images, count);
+    kiln_latent_free(&out);
+    kiln_latent_free(&one);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    for (int i = 0; i < 2; i++) kiln_image_free(&pictures[i]);
+    kiln_image_free(&hint);
+    kiln_clip_vision_free(cv);
+    kiln_ip_adapter_free(ipa);
+    kiln_model_free(m);
+}
+#undef IP_BATCH_GRAPH
 
 /* FLUX.1 Kontext as ComfyUI's example workflow has it: VAEEncode of the
  * picture into ReferenceLatent on the positive prompt, the negative through
@@ -891,7 +972,8 @@ static void refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(comfyui_runs), cmocka_unit_test(flux_from_separate_files),
-                                       cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(kontext_nodes),
+                                       cmocka_unit_test(flux_ip_adapter_nodes), cmocka_unit_test(ip_adapter_image_batch),
+                                       cmocka_unit_test(kontext_nodes),
                                        cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
                                        cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(refusals)};

@@ -1322,12 +1322,12 @@ static int load_image_prompt(kiln_model *m, const kiln_run_image_prompt *unit, k
     kiln_clip_vision *cv;
     kiln_ip_adapter *adapter;
     if (kiln_ip_adapter_load(m, unit->adapter, &adapter) != KILN_OK) return fail("--ip-adapter");
-    *ip = (kiln_image_prompt){adapter, NULL, (float)unit->weight, unit->start, unit->end};
+    *ip = (kiln_image_prompt){adapter, NULL, (float)unit->weight, unit->start, unit->end, 0};
     if (kiln_clip_vision_load(be, unit->clip_vision, &cv) != KILN_OK) return fail("--clip-vision");
     kiln_image img;
     kiln_status st = kiln_image_load(unit->image, &img);
     float *tokens = NULL;
-    if (st == KILN_OK) st = kiln_image_prompt_tokens(adapter, cv, &img, &tokens);
+    if (st == KILN_OK) st = kiln_image_prompt_tokens(adapter, cv, &img, 1, &tokens);
     kiln_image_free(&img);
     kiln_clip_vision_free(cv);
     if (st != KILN_OK) return fail("--ip-image");

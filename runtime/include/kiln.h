@@ -397,9 +397,12 @@ kiln_status kiln_style_model_apply(const kiln_style_model *sm, const kiln_clip_v
 typedef struct kiln_ip_adapter_apply {
     const kiln_ip_adapter *adapter;
     const kiln_clip_vision *clip_vision;
-    const kiln_image *image;           /* the picture to follow */
+    const kiln_image *image;           /* the picture to follow (image_count of them) */
     double weight;                     /* 1: as trained */
     double start_percent, end_percent; /* of the sampling, 0 and 1: all of it */
+    /* an ImageBatch's pictures (up to 64): their image tokens side by side, as the IPAdapter nodes' combine_embeds
+       "concat"; 0: one. XLabs' Flux adapter takes one */
+    int image_count;
 } kiln_ip_adapter_apply;
 
 typedef struct kiln_upscaler kiln_upscaler;
@@ -637,7 +640,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,
- * UpscaleModelLoader, ImageUpscaleWithModel, SaveImage, PreviewImage; any
+ * UpscaleModelLoader, ImageUpscaleWithModel, ImageBatch, SaveImage, PreviewImage; any
  * other is refused by its id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are

@@ -309,6 +309,7 @@ typedef struct ip_adapter_run {
     kiln_st_file *goldens;
     const char *inputs; /* the prefix of its UNet inputs */
     float *out;
+    kiln_st_file *token_goldens; /* where the tokens are; NULL: goldens */
 } ip_adapter_run;
 
 static kiln_status ip_adapter_fn(kiln_graph *g, void *ctx)
@@ -318,7 +319,7 @@ static kiln_status ip_adapter_fn(kiln_graph *g, void *ctx)
     unet_inputs in;
     tensor *eps;
     kiln_unet_image_prompt image[2];
-    for (int i = 0; i < r->n; i++) tokens[i] = golden_read(r->goldens, r->tokens[i]);
+    for (int i = 0; i < r->n; i++) tokens[i] = golden_read(r->token_goldens ? r->token_goldens : r->goldens, r->tokens[i]);
     TRY(unet_inputs_read(g, r->goldens, r->inputs, &in));
     for (int i = 0; i < r->n; i++) {
         tensor *tt;
@@ -400,7 +401,7 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
     snprintf(sample, sizeof sample, "%ssample", prefix);
     golden scale = golden_read(f, "scale");
     ip_adapter_run r = {m, 1, {ipa}, {tokens_name}, {scale.data[0]}, f, kiln_st_find(f, sample) ? prefix : "",
-                        calloc(want.count, sizeof(float))};
+                        calloc(want.count, sizeof(float)), NULL};
     golden_free(&scale);
     assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
     check_against("noise pred", r.out, f, noise_name, fx->tol);
@@ -425,7 +426,7 @@ void parity_check_ip_adapter_chain(const parity_fixture *fx, const char *const a
     kiln_st_file *f = golden_open(golden_path), *chain = golden_open(chain_path);
     golden scales = golden_read(chain, "scales"), want = golden_read(chain, "noise_pred");
     ip_adapter_run r = {m, 2, {ipa[0], ipa[1]}, {tokens[0], tokens[1]}, {scales.data[0], scales.data[1]}, f, "",
-                        calloc(want.count, sizeof(float))};
+                        calloc(want.count, sizeof(float)), NULL};
     assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
     check_against("noise pred", r.out, chain, "noise_pred", fx->tol);
     free(r.out);
@@ -434,6 +435,44 @@ void parity_check_ip_adapter_chain(const parity_fixture *fx, const char *const a
     kiln_st_close(chain);
     kiln_st_close(f);
     for (int i = 0; i < 2; i++) kiln_ip_adapter_free(ipa[i]);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+void parity_check_ip_adapter_pictures(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
+                                      const char *golden_path, const char *pictures_path, const char *prefix,
+                                      const char *const *pictures, int count)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_clip_vision *cv;
+    kiln_ip_adapter *ipa;
+    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(clip_vision_path), be, &cv));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
+    kiln_image images[8];
+    assert_true(count <= 8);
+    for (int i = 0; i < count; i++) assert_kiln_ok(kiln_image_load(kiln_test_data(pictures[i]), &images[i]));
+    kiln_st_file *f = golden_open(golden_path), *want = golden_open(pictures_path);
+    char tokens_name[64], noise_name[64];
+    snprintf(tokens_name, sizeof tokens_name, "%sip_tokens", prefix);
+    snprintf(noise_name, sizeof noise_name, "%snoise_pred", prefix);
+    /* from the picture files: preprocess, tower, projection, side by side */
+    float *tokens;
+    assert_kiln_ok(kiln_image_prompt_tokens(ipa, cv, images, count, &tokens));
+    check_against("ip tokens", tokens, want, tokens_name, fx->tol);
+    free(tokens);
+    /* the UNet attending to all of upstream's tokens */
+    golden scale = golden_read(f, "scale"), noise = golden_read(want, noise_name);
+    ip_adapter_run r = {m, 1, {ipa}, {tokens_name}, {scale.data[0]}, f, "", calloc(noise.count, sizeof(float)), want};
+    assert_kiln_ok(kiln_graph_run_once(be, ip_adapter_fn, &r));
+    check_against("noise pred", r.out, want, noise_name, fx->tol);
+    free(r.out);
+    golden_free(&scale), golden_free(&noise);
+    kiln_st_close(want);
+    kiln_st_close(f);
+    for (int i = 0; i < count; i++) kiln_image_free(&images[i]);
+    kiln_ip_adapter_free(ipa);
+    kiln_clip_vision_free(cv);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

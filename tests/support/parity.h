@@ -43,6 +43,13 @@ void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_p
 /* Two IP-Adapters on one UNet call (chained IPAdapterAdvanced nodes): each
  * attends to the golden's tokens named beside it, at chain_path's `scales`;
  * the UNet's output against its `noise_pred`. Paths under tests/data. */
+/* An IP-Adapter given several pictures (ImageBatch): kiln_image_prompt_tokens
+ * of the picture files against pictures_path's <prefix>ip_tokens, and the
+ * UNet attending to those (golden_path's inputs and scale) against its
+ * <prefix>noise_pred. */
+void parity_check_ip_adapter_pictures(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
+                                      const char *golden_path, const char *pictures_path, const char *prefix,
+                                      const char *const *pictures, int count);
 void parity_check_ip_adapter_chain(const parity_fixture *fx, const char *const adapters[2],
                                    const char *const tokens[2], const char *golden_path, const char *chain_path);
 /* An ESRGAN upscale model (under tests/data) on the golden's "image": the

@@ -117,7 +117,7 @@ class _ControlApply(Structure):
 
 class _IPAdapterApply(Structure):
     _fields_ = [("adapter", c_void_p), ("clip_vision", c_void_p), ("image", POINTER(_Image)), ("weight", c_double),
-                ("start_percent", c_double), ("end_percent", c_double)]
+                ("start_percent", c_double), ("end_percent", c_double), ("image_count", c_int)]
 
 
 class _SdxlCond(Structure):
@@ -828,9 +828,10 @@ class Model(_Handle):
             params.control_count = len(controls)
         adapters = [ip_adapter] if isinstance(ip_adapter, IPAdapterApply) else list(ip_adapter or [])
         if adapters:
+            pictures = [[a.image] if isinstance(a.image, Image) else list(a.image) for a in adapters]
             params.ip_adapter = (_IPAdapterApply * len(adapters))(*(
-                _IPAdapterApply(a.adapter._ptr(), a.clip_vision._ptr(), ctypes.pointer(a.image._c), a.weight,
-                                a.start_percent, a.end_percent) for a in adapters))
+                _IPAdapterApply(a.adapter._ptr(), a.clip_vision._ptr(), (_Image * len(p))(*(x._c for x in p)),
+                                a.weight, a.start_percent, a.end_percent, len(p)) for a, p in zip(adapters, pictures)))
             params.ip_adapter_count = len(adapters)
         if edit_latent is not None:
             params.edit_latent = ctypes.pointer(edit_latent._c)
@@ -999,11 +1000,13 @@ class ControlApply(NamedTuple):
 
 class IPAdapterApply(NamedTuple):
     """IPAdapterAdvanced's inputs (weight type linear, no negative picture):
-    the IP-Adapter, its CLIP vision model, the picture to follow, its weight
-    and the part of the sampling it acts on."""
+    the IP-Adapter, its CLIP vision model, the picture to follow (or a
+    sequence of them, an ImageBatch: their tokens side by side, as
+    combine_embeds "concat"), its weight and the part of the sampling it
+    acts on."""
     adapter: IPAdapter
     clip_vision: ClipVision
-    image: "Image"
+    image: Union["Image", Sequence["Image"]]
     weight: float = 1.0
     start_percent: float = 0.0
     end_percent: float = 1.0
