@@ -848,20 +848,29 @@ static kiln_status load_image(wf_run *r, wf_node *n)
     return st == KILN_ERR_OUT_OF_MEMORY ? kiln_fail(st, "workflow: out of host memory") : st;
 }
 
-/* ImageScale (by_factor false: to width x height, a side given as 0
- * following the other's aspect ratio, crop "disabled" or "center") and
- * ImageScaleBy (each side times scale_by, Python's round): each picture. */
-static kiln_status image_scale_node(wf_run *r, wf_node *n, bool by_factor)
+/* ImageScale (to width x height, a side given as 0 following the other's
+ * aspect ratio, crop "disabled" or "center"), ImageScaleBy (each side
+ * times scale_by, Python's round) and ImageScaleToTotalPixels (megapixels
+ * of 1024 x 1024, the aspect ratio kept, each side rounded to a multiple
+ * of resolution_steps, default 1): each picture. */
+typedef enum { SCALE_TO_SIZE, SCALE_BY, SCALE_TO_TOTAL } scale_mode;
+
+static kiln_status image_scale_node(wf_run *r, wf_node *n, scale_mode mode)
 {
     wf_value *image;
     const char *method, *crop = "disabled";
-    int width = 0, height = 0;
-    double scale = 1.0;
+    int width = 0, height = 0, steps = 1;
+    double scale = 1.0, megapixels = 1.0;
     TRY(linked(r, n, "image", WF_IMAGE, &image));
     TRY(text(n, "upscale_method", &method));
-    if (by_factor) {
+    if (mode == SCALE_BY) {
         TRY(number(n, "scale_by", &scale));
         if (!(scale > 0.0 && scale <= 8.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "scale_by %g: 0..8", scale);
+    } else if (mode == SCALE_TO_TOTAL) {
+        TRY(number(n, "megapixels", &megapixels));
+        if (!(megapixels >= 0.01 && megapixels <= 16.0))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "megapixels %g: 0.01..16", megapixels);
+        if (input_of(n, "resolution_steps")) TRY(integer(n, "resolution_steps", 1, 256, &steps));
     } else {
         TRY(integer(n, "width", 0, KILN_IMAGE_MAX_SIDE, &width));
         TRY(integer(n, "height", 0, KILN_IMAGE_MAX_SIDE, &height));
@@ -875,8 +884,11 @@ static kiln_status image_scale_node(wf_run *r, wf_node *n, bool by_factor)
     for (int i = 0; i < image->nimages; i++) {
         const kiln_image *img = &image->images[i];
         int w = width, h = height;
-        if (by_factor) {
+        if (mode == SCALE_BY) {
             w = (int)nearbyint(img->width * scale), h = (int)nearbyint(img->height * scale);
+        } else if (mode == SCALE_TO_TOTAL) { /* Python's doubles and round, half to even */
+            const double by = sqrt(megapixels * 1024 * 1024 / ((double)img->width * img->height));
+            w = (int)nearbyint(img->width * by / steps) * steps, h = (int)nearbyint(img->height * by / steps) * steps;
         } else if (w == 0 && h == 0) {
             w = img->width, h = img->height;
         } else if (w == 0) {
@@ -2036,8 +2048,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = controlnet_apply(r, n, c[10] == 'I');
     else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
         st = vae_encode(r, n, c[9] != '\0');
-    else if (strcmp(c, "ImageScale") == 0 || strcmp(c, "ImageScaleBy") == 0)
-        st = image_scale_node(r, n, c[10] != '\0');
+    else if (strcmp(c, "ImageScale") == 0 || strcmp(c, "ImageScaleBy") == 0 ||
+             strcmp(c, "ImageScaleToTotalPixels") == 0)
+        st = image_scale_node(r, n, c[10] == '\0' ? SCALE_TO_SIZE : c[12] == '\0' ? SCALE_BY : SCALE_TO_TOTAL);
     else if (strcmp(c, "VAEDecode") == 0 || strcmp(c, "VAEDecodeTiled") == 0)
         st = vae_decode(r, n, c[9] != '\0');
     else if (strcmp(c, "SaveImage") == 0 || strcmp(c, "PreviewImage") == 0)

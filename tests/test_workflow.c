@@ -424,9 +424,11 @@ static void conditioning_concat_and_average(void **state)
     kiln_model_free(m);
 }
 
-/* ImageScaleBy (each side times 1.5, Python's round) and ImageScale (a
- * width of 0 following the height in the picture's aspect ratio) on a
- * LoadImage: kiln_image_scale's pictures at those sizes. */
+/* ImageScaleBy (each side times 1.5, Python's round), ImageScale (a
+ * width of 0 following the height in the picture's aspect ratio) and
+ * ImageScaleToTotalPixels (its sizes in Python's doubles, with and without
+ * resolution_steps) on a LoadImage: kiln_image_scale's pictures at those
+ * sizes. */
 static void image_scale_nodes(void **state)
 {
     (void)state;
@@ -437,16 +439,25 @@ static void image_scale_nodes(void **state)
         "\"image\": [\"1\", 0]}}, "
         "\"3\": {\"class_type\": \"ImageScale\", \"inputs\": {\"upscale_method\": \"lanczos\", \"width\": 0, "
         "\"height\": 40, \"crop\": \"disabled\", \"image\": [\"1\", 0]}}, "
+        "\"4\": {\"class_type\": \"ImageScaleToTotalPixels\", \"inputs\": {\"upscale_method\": \"bicubic\", "
+        "\"megapixels\": 0.01, \"image\": [\"1\", 0]}}, "
+        "\"5\": {\"class_type\": \"ImageScaleToTotalPixels\", \"inputs\": {\"upscale_method\": \"nearest-exact\", "
+        "\"megapixels\": 0.01, \"resolution_steps\": 16, \"image\": [\"1\", 0]}}, "
         "\"8\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0]}}, "
-        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"3\", 0]}}}";
-    kiln_image *images, picture, want[2];
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"3\", 0]}}, "
+        "\"10\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"4\", 0]}}, "
+        "\"11\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"5\", 0]}}}";
+    kiln_image *images, picture, want[4];
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
-    assert_int_equal(count, 2);
+    assert_int_equal(count, 4);
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &picture));
     assert_kiln_ok(kiln_image_scale(&picture, "bilinear", 56, 34, false, &want[0])); /* 55.5 and 34.5 to even */
     assert_kiln_ok(kiln_image_scale(&picture, "lanczos", 64, 40, false, &want[1]));  /* round(37 * 40 / 23) */
-    for (int i = 0; i < 2; i++) { /* SaveImage nodes in the order of their ids */
+    /* 0.01 megapixels: 37 and 23 times sqrt(10485.76 / 851), 129.9 and 80.7; in steps of 16, 8.1 and 5.0 of them */
+    assert_kiln_ok(kiln_image_scale(&picture, "bicubic", 130, 81, false, &want[2]));
+    assert_kiln_ok(kiln_image_scale(&picture, "nearest-exact", 128, 80, false, &want[3]));
+    for (int i = 0; i < 4; i++) { /* SaveImage nodes in the order of their ids */
         assert_int_equal(images[i].width, want[i].width);
         assert_int_equal(images[i].height, want[i].height);
         assert_memory_equal(images[i].pixels, want[i].pixels, (size_t)want[i].width * want[i].height * 3);

@@ -640,7 +640,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,
- * UpscaleModelLoader, ImageUpscaleWithModel, ImageBatch, SaveImage, PreviewImage; any
+ * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
+ * ImageScaleToTotalPixels, ImageBatch, SaveImage, PreviewImage; any
  * other is refused by its id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are
