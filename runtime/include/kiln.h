@@ -57,11 +57,14 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
  *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
  *   kiln_style_model_apply     CLIPVisionEncode, then StyleModelApply
+ *   kiln_basic_scheduler, kiln_karras_scheduler, kiln_sigmas_split, ...
+ *                              the SIGMAS nodes: scheduler nodes, ManualSigmas, SplitSigmas, ...
  *   kiln_ksampler              KSampler and KSamplerAdvanced, with ControlNetApplyAdvanced
- *                              (SetUnionControlNetType), IPAdapterAdvanced,
+ *                              (SetUnionControlNetType), IPAdapterAdvanced (an ImageBatch's pictures),
  *                              InstructPixToPixConditioning, the
  *                              numbers of CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner and
- *                              the parts of ConditioningSetTimestepRange / ConditioningCombine
+ *                              the parts of ConditioningSetTimestepRange / ConditioningCombine;
+ *                              SamplerCustom with its SIGMAS and a custom sampler node's eta
  *   kiln_flux_kontext_image_scale  FluxKontextImageScale
  *   kiln_vae_decode            VAEDecode
  *   kiln_vae_decode_tiled      VAEDecodeTiled
