@@ -532,10 +532,12 @@ static kiln_status sample_dpmpp_2m(sampler_run *r, float *x, float *ws)
     return KILN_OK;
 }
 
-/* DPM-Solver++(2M) SDE (midpoint) and (3M) SDE: the exponential-integrator
- * step with eta-scaled noise, corrected by the last one or two x0
- * predictions. `max_order` is 2 or 3. */
-static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *ws, int max_order)
+/* DPM-Solver++(2M) SDE and (3M) SDE: the exponential-integrator step with
+ * eta-scaled noise, corrected by the last one or two x0 predictions.
+ * `max_order` is 2 or 3; the 2M's correction is the midpoint one, or with
+ * `heun` ComfyUI's solver_type "heun", which is the 3M's first-order one
+ * (alpha_t phi_2 / r times the change in x0). */
+static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *ws, int max_order, bool heun)
 {
     size_t n = r->n;
     float *denoised = ws, *denoised_1 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
@@ -568,7 +570,7 @@ static kiln_status sample_dpmpp_multistep_sde(sampler_run *r, float *x, float *w
                     float d2 = (d1_0 - d1_1) / r01;
                     x[j] = x[j] + c_1 * d1 - c_2 * d2;
                 }
-            } else if (max_order == 3 && history >= 1) {
+            } else if ((max_order == 3 || heun) && history >= 1) {
                 float rf = (float)(h_1 / h), c = (float)(alpha_t * phi_2);
                 for (size_t j = 0; j < n; j++) {
                     float d = (denoised[j] - denoised_1[j]) / rf;
@@ -984,13 +986,14 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_DEIS] = "deis",
     [KILN_SAMPLER_DDIM] = "ddim",
     [KILN_SAMPLER_UNI_PC] = "uni_pc",
+    [KILN_SAMPLER_DPMPP_2M_SDE_HEUN] = "dpmpp_2m_sde_heun",
 };
 
 /* ComfyUI v0.3.64 samplers kiln does not implement yet. */
 static const char *const comfyui_only_samplers[] = {
     "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2", "dpm_fast", "dpm_adaptive",
     "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde_gpu", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde_gpu",
-    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu", "ddpm", "ipndm_v",
+    "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu", "ddpm", "ipndm_v",
     "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
     "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver",
     "sa_solver_pece", "uni_pc_bh2",
@@ -1028,6 +1031,7 @@ kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler)
     case KILN_SAMPLER_LCM: return KILN_SAMPLER_NOISE_ANCESTRAL;
     case KILN_SAMPLER_DPMPP_SDE:
     case KILN_SAMPLER_DPMPP_2M_SDE:
+    case KILN_SAMPLER_DPMPP_2M_SDE_HEUN:
     case KILN_SAMPLER_DPMPP_3M_SDE: return KILN_SAMPLER_NOISE_BROWNIAN;
     default: return KILN_SAMPLER_NOISE_NONE;
     }
@@ -1121,8 +1125,9 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
         break;
     case KILN_SAMPLER_DPMPP_SDE: st = sample_dpmpp_sde(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2M: st = sample_dpmpp_2m(&r, x, ws); break;
-    case KILN_SAMPLER_DPMPP_2M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 2); break;
-    case KILN_SAMPLER_DPMPP_3M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 3); break;
+    case KILN_SAMPLER_DPMPP_2M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 2, false); break;
+    case KILN_SAMPLER_DPMPP_2M_SDE_HEUN: st = sample_dpmpp_multistep_sde(&r, x, ws, 2, true); break;
+    case KILN_SAMPLER_DPMPP_3M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 3, false); break;
     case KILN_SAMPLER_LCM: st = sample_lcm(&r, x, ws); break;
     case KILN_SAMPLER_IPNDM: st = sample_ipndm(&r, x, ws); break;
     case KILN_SAMPLER_DEIS: st = sample_deis(&r, x, ws); break;

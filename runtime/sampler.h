@@ -44,6 +44,7 @@ typedef enum kiln_sampler {
     KILN_SAMPLER_DEIS,
     KILN_SAMPLER_DDIM,   /* ComfyUI's ddim is euler (it differs only when inpainting) */
     KILN_SAMPLER_UNI_PC, /* UniPC bh1, order 3, data prediction */
+    KILN_SAMPLER_DPMPP_2M_SDE_HEUN, /* DPM-Solver++(2M) SDE with the Heun-like second-order correction */
     KILN_SAMPLER_COUNT
 } kiln_sampler;
 

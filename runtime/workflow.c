@@ -1778,8 +1778,8 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
 
 /* The custom sampler nodes: a sampler with its eta and s_noise. Their SDE
  * noise is the CPU's (noise_device "cpu"; "gpu" is the GPU's own draws);
- * kiln's dpmpp_sde steps halfway (r 0.5) and its dpmpp_2m_sde is the
- * midpoint solver. */
+ * kiln's dpmpp_sde steps halfway (r 0.5); SamplerDPMPP_2M_SDE's solver_type
+ * "heun" is dpmpp_2m_sde_heun. */
 static const struct {
     const char *node, *sampler;
 } sampler_nodes[] = {
@@ -1807,8 +1807,9 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
     }
     if (input_of(n, "solver_type")) {
         TRY(text(n, "solver_type", &word));
-        if (strcmp(word, "midpoint"))
-            return node_fail(n, KILN_ERR_UNSUPPORTED, "solver_type \"%s\" (kiln's is midpoint)", word);
+        if (strcmp(word, "midpoint") && strcmp(word, "heun"))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "solver_type \"%s\" (midpoint or heun)", word);
+        if (word[0] == 'h') v->sampler = "dpmpp_2m_sde_heun";
     }
     if (input_of(n, "r")) {
         TRY(number(n, "r", &ratio));

@@ -387,7 +387,8 @@ static void flow_matches_torch(void **state)
            just below sigma 1); kiln takes their scalar coefficients in double, so within 1e-5 */
         static const kiln_sampler own_way[] = {KILN_SAMPLER_DPM_2_ANCESTRAL, KILN_SAMPLER_DPMPP_2S_ANCESTRAL,
                                                KILN_SAMPLER_LCM,             KILN_SAMPLER_DPMPP_SDE,
-                                               KILN_SAMPLER_DPMPP_2M_SDE,    KILN_SAMPLER_DPMPP_3M_SDE};
+                                               KILN_SAMPLER_DPMPP_2M_SDE,    KILN_SAMPLER_DPMPP_3M_SDE,
+                                               KILN_SAMPLER_DPMPP_2M_SDE_HEUN};
         float *pool = read_flow(f, NULL, "sampler_noise", &m);
         for (size_t k = 0; k < sizeof own_way / sizeof *own_way; k++) {
             const char *sampler = kiln_sampler_name(own_way[k]);

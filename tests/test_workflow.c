@@ -779,7 +779,8 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
  * 1), KarrasScheduler split by SplitSigmas into two SamplerCustom nodes (the
  * second without noise), dpm_2 on BasicScheduler's sigmas of the model
  * through ModelSamplingDiscrete (which KSampler would lengthen by a step),
- * and SamplerDPMPP_2M_SDE's eta and s_noise on AlignYourStepsScheduler's. */
+ * and SamplerDPMPP_2M_SDE's heun solver, eta and s_noise on
+ * AlignYourStepsScheduler's. */
 #define SIGMAS_RUN(nodes, sampled)                                                                                   \
     "{" CKPT ", "                                                                                                      \
     "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", \"clip\": [\"4\", 1]}}, "    \
@@ -819,7 +820,7 @@ static void sigma_nodes(void **state)
         "[\"22\", 0], \"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}",
         "[\"3\", 0]");
     static const char sde[] = SIGMAS_RUN(
-        "\"16\": {\"class_type\": \"SamplerDPMPP_2M_SDE\", \"inputs\": {\"solver_type\": \"midpoint\", \"eta\": 0.5, "
+        "\"16\": {\"class_type\": \"SamplerDPMPP_2M_SDE\", \"inputs\": {\"solver_type\": \"heun\", \"eta\": 0.5, "
         "\"s_noise\": 0.8, \"noise_device\": \"cpu\"}}, "
         "\"17\": {\"class_type\": \"AlignYourStepsScheduler\", \"inputs\": {\"model_type\": \"SD1\", \"steps\": 3, "
         "\"denoise\": 1}}, " SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"),
@@ -850,7 +851,7 @@ static void sigma_nodes(void **state)
             kiln_latent_free(&latent[0]);
         } else if (run == 3) {
             const kiln_sampler_options options = {0.5, 0.8};
-            p.sampler_name = "dpmpp_2m_sde", p.sampler_options = &options;
+            p.sampler_name = "dpmpp_2m_sde_heun", p.sampler_options = &options;
             assert_kiln_ok(kiln_align_your_steps_scheduler("SD1", 3, 1.0, &sigmas[2]));
             assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
             assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent[1]));

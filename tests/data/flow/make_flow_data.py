@@ -25,7 +25,7 @@ Writes tests/data/flow/flow.safetensors (read by tests/test_schedule.c):
                                     way on CONST models (dpm_2_ancestral_RF,
                                     dpmpp_2s_ancestral_RF, lcm's CONST
                                     noise scaling, and dpmpp_sde, dpmpp_2m_sde,
-                                    dpmpp_3m_sde in the flow half-log-SNR with
+                                    dpmpp_3m_sde, dpmpp_2m_sde_heun in the flow half-log-SNR with
                                     the first sigma offset below 1), simple 4
                                     steps from start_x.max_empty, the mock
                                     model denoised = 0.75 * x + 0.1 * sigma
@@ -344,7 +344,7 @@ def dpmpp_sde_const(model, x, sigmas, noise, eta=1.0, r=0.5):
     return x
 
 
-def dpmpp_multistep_sde_const(model, x, sigmas, noise, order, eta=1.0):
+def dpmpp_multistep_sde_const(model, x, sigmas, noise, order, eta=1.0, solver="midpoint"):
     denoised_1 = denoised_2 = h = h_1 = h_2 = None
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
@@ -368,6 +368,8 @@ def dpmpp_multistep_sde_const(model, x, sigmas, noise, order, eta=1.0):
             elif order == 3 and h_1 is not None:
                 d = (denoised - denoised_1) / (h_1 / h)
                 x = x + (alpha_t * (h_eta.neg().expm1() / h_eta + 1)) * d
+            elif order == 2 and denoised_1 is not None and solver == "heun":
+                x = x + alpha_t * ((-h_eta).expm1().neg() / (-h_eta) + 1) * (1 / (h_1 / h)) * (denoised - denoised_1)
             elif order == 2 and denoised_1 is not None:  # midpoint
                 x = x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / (h_1 / h)) * (denoised - denoised_1)
             x = x + noise() * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt()
@@ -411,7 +413,8 @@ def main():
                 "lcm": lambda m, nz: lcm_const(m, x0, sigmas, nz),
                 "dpmpp_sde": lambda m, nz: dpmpp_sde_const(m, x0, offset, nz),
                 "dpmpp_2m_sde": lambda m, nz: dpmpp_multistep_sde_const(m, x0, offset, nz, 2),
-                "dpmpp_3m_sde": lambda m, nz: dpmpp_multistep_sde_const(m, x0, offset, nz, 3)}
+                "dpmpp_3m_sde": lambda m, nz: dpmpp_multistep_sde_const(m, x0, offset, nz, 3),
+                "dpmpp_2m_sde_heun": lambda m, nz: dpmpp_multistep_sde_const(m, x0, offset, nz, 2, solver="heun")}
         for name, run in runs.items():
             drawn = []
 
