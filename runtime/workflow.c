@@ -2122,6 +2122,40 @@ static int by_id(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+/* A link to a Primitive node (PrimitiveInt, PrimitiveFloat, PrimitiveString,
+ * PrimitiveStringMultiline, PrimitiveBoolean: ComfyUI's nodes that hand on
+ * the value they hold) becomes that value, as if typed into the input. */
+static kiln_status inline_primitives(cJSON *graph)
+{
+    static const char *const primitives[] = {"PrimitiveInt", "PrimitiveFloat", "PrimitiveString",
+                                             "PrimitiveStringMultiline", "PrimitiveBoolean"};
+    for (cJSON *node = graph->child; node; node = node->next) {
+        cJSON *inputs = cJSON_GetObjectItemCaseSensitive(node, "inputs");
+        for (cJSON *in = inputs ? inputs->child : NULL; in; in = in->next) {
+            const cJSON *id = cJSON_GetArrayItem(in, 0);
+            if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) != 2 || !cJSON_IsString(id)) continue;
+            const cJSON *from = cJSON_GetObjectItemCaseSensitive(graph, id->valuestring);
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(from, "class_type");
+            bool primitive = false;
+            for (size_t i = 0; cJSON_IsString(type) && i < sizeof primitives / sizeof *primitives; i++)
+                primitive |= strcmp(type->valuestring, primitives[i]) == 0;
+            if (!primitive) continue;
+            const cJSON *value = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(from, "inputs"),
+                                                                  "value");
+            cJSON *copy = value && !cJSON_IsArray(value) ? cJSON_Duplicate(value, true) : NULL;
+            if (!copy)
+                return kiln_fail(KILN_ERR_INVALID_ARG, "workflow node %s (%s): no value to hand on", id->valuestring,
+                                 type->valuestring);
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(inputs, in->string, copy)) { /* the input's name kept */
+                cJSON_Delete(copy);
+                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+            }
+            in = copy;
+        }
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_workflow_options *options,
                               kiln_image **images, int *count)
 {
@@ -2138,12 +2172,14 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
                          "workflow: not a JSON object of nodes (ComfyUI's API format, \"Save (API)\")");
     }
     /* a whole /prompt request body holds the workflow under "prompt" */
-    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    const cJSON *graph = cJSON_IsObject(prompt) ? prompt : root;
-    kiln_status st = KILN_OK;
-    r.nnodes = cJSON_GetArraySize(graph);
-    if (!(r.nodes = calloc(r.nnodes ? (size_t)r.nnodes : 1, sizeof *r.nodes)))
+    cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    cJSON *graph = cJSON_IsObject(prompt) ? prompt : root;
+    kiln_status st = inline_primitives(graph);
+    r.nnodes = st == KILN_OK ? cJSON_GetArraySize(graph) : 0;
+    if (st == KILN_OK && !(r.nodes = calloc(r.nnodes ? (size_t)r.nnodes : 1, sizeof *r.nodes))) {
+        r.nnodes = 0;
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    }
     int i = 0;
     for (const cJSON *node = graph->child; node && st == KILN_OK; node = node->next, i++) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(node, "class_type");

@@ -894,6 +894,46 @@ static void sigma_nodes(void **state)
 #undef SAMPLER_CUSTOM
 #undef SIGMAS_RUN
 
+/* Primitive nodes (PrimitiveInt, PrimitiveFloat, PrimitiveStringMultiline,
+ * PrimitiveBoolean) linked into widget inputs: the run with those values
+ * typed in, pixel for pixel; one without a value is refused by its id. */
+#define PRIMITIVE_GRAPH(seed, cfg, text, noise, extra)                                                                \
+    "{" CKPT ", " extra                                                                                               \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": " text ", \"clip\": [\"4\", 1]}}, "            \
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "                \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "   \
+    "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "                        \
+    "\"17\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": \"normal\", \"steps\": 2, "              \
+    "\"denoise\": 1, \"model\": [\"4\", 0]}}, "                                                                       \
+    "\"3\": {\"class_type\": \"SamplerCustom\", \"inputs\": {\"add_noise\": " noise ", \"noise_seed\": " seed ", "     \
+    "\"cfg\": " cfg ", \"model\": [\"4\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], "                   \
+    "\"sampler\": [\"16\", 0], \"sigmas\": [\"17\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+
+static void primitive_nodes(void **state)
+{
+    (void)state;
+    static const char typed[] = PRIMITIVE_GRAPH("11", "3.5", "\"a red circle\"", "true", "");
+    static const char linked_in[] = PRIMITIVE_GRAPH(
+        "[\"30\", 0]", "[\"31\", 0]", "[\"32\", 0]", "[\"33\", 0]",
+        "\"30\": {\"class_type\": \"PrimitiveInt\", \"inputs\": {\"value\": 11}}, "
+        "\"31\": {\"class_type\": \"PrimitiveFloat\", \"inputs\": {\"value\": 3.5}}, "
+        "\"32\": {\"class_type\": \"PrimitiveStringMultiline\", \"inputs\": {\"value\": \"a red circle\"}}, "
+        "\"33\": {\"class_type\": \"PrimitiveBoolean\", \"inputs\": {\"value\": true}}, ");
+    kiln_image *a, *b;
+    int na, nb;
+    assert_kiln_ok(kiln_workflow_run(backend, typed, &options, &a, &na));
+    assert_kiln_ok(kiln_workflow_run(backend, linked_in, &options, &b, &nb));
+    assert_int_equal(na, 1);
+    assert_int_equal(nb, 1);
+    assert_memory_equal(a[0].pixels, b[0].pixels, (size_t)a[0].width * a[0].height * 3);
+    kiln_images_free(a, na);
+    kiln_images_free(b, nb);
+    expect_refusal(PRIMITIVE_GRAPH("[\"30\", 0]", "3.5", "\"x\"", "true",
+                                   "\"30\": {\"class_type\": \"PrimitiveInt\", \"inputs\": {}}, "),
+                   KILN_ERR_INVALID_ARG, "workflow node 30 (PrimitiveInt): no value to hand on");
+}
+#undef PRIMITIVE_GRAPH
+
 static void refusals(void **state)
 {
     (void)state;
@@ -988,6 +1028,7 @@ int main(void)
                                        cmocka_unit_test(kontext_nodes),
                                        cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
                                        cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
-                                       cmocka_unit_test(sigma_nodes), cmocka_unit_test(refusals)};
+                                       cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
+                                       cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
