@@ -903,6 +903,16 @@ static kiln_status image_scale_node(wf_run *r, wf_node *n, scale_mode mode)
     return KILN_OK;
 }
 
+/* A copy of the rectangle of img from (x, y), width x height, into *out. */
+static kiln_status image_copy_rect(const kiln_image *img, int x, int y, int width, int height, kiln_image *out)
+{
+    TRY(kiln_image_alloc(out, width, height));
+    for (int row = 0; row < height; row++)
+        memcpy(out->pixels + (size_t)row * width * 3, img->pixels + ((size_t)(y + row) * img->width + x) * 3,
+               (size_t)width * 3);
+    return KILN_OK;
+}
+
 /* ImageBatch: image1's pictures, then image2's, those fitted to image1's
  * size where it differs (bilinear and the centre cut, as the node's
  * common_upscale, on kiln's 8-bit pictures). */
@@ -920,12 +930,53 @@ static kiln_status image_batch(wf_run *r, wf_node *n)
         const kiln_image *img = i < first->nimages ? &first->images[i] : &second->images[i - first->nimages];
         kiln_image *out = &n->out[0].images[i];
         kiln_status st;
-        if (img->width != size->width || img->height != size->height) {
+        if (img->width != size->width || img->height != size->height)
             st = kiln_image_scale(img, "bilinear", size->width, size->height, true, out);
-        } else if ((st = kiln_image_alloc(out, img->width, img->height)) == KILN_OK) {
-            memcpy(out->pixels, img->pixels, (size_t)img->width * img->height * 3);
-        }
+        else
+            st = image_copy_rect(img, 0, 0, img->width, img->height, out);
         if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+        n->out[0].nimages++;
+    }
+    return KILN_OK;
+}
+
+/* ImageCrop (the rectangle from x, y, as Python's slices: x and y at most
+ * the last pixel, the size cut at the edge), RepeatImageBatch (the batch
+ * `amount` times over) and ImageFromBatch (`length` pictures from
+ * batch_index, both kept inside the batch): pictures picked and cut, to
+ * the byte. */
+static kiln_status image_pick(wf_run *r, wf_node *n, const char *c)
+{
+    wf_value *image;
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    const int B = image->nimages;
+    const bool crop = strcmp(c, "ImageCrop") == 0, repeat = strcmp(c, "RepeatImageBatch") == 0;
+    int x = 0, y = 0, width = 0, height = 0, first = 0, count = B, times = 1;
+    if (crop) {
+        TRY(integer(n, "width", 1, KILN_IMAGE_MAX_SIDE, &width));
+        TRY(integer(n, "height", 1, KILN_IMAGE_MAX_SIDE, &height));
+        TRY(integer(n, "x", 0, KILN_IMAGE_MAX_SIDE, &x));
+        TRY(integer(n, "y", 0, KILN_IMAGE_MAX_SIDE, &y));
+    } else if (repeat) {
+        TRY(integer(n, "amount", 1, 4096, &times));
+    } else {
+        TRY(integer(n, "batch_index", 0, 4095, &first));
+        TRY(integer(n, "length", 1, 4096, &count));
+        first = first < B - 1 ? first : B - 1;
+        count = count < B - first ? count : B - first;
+    }
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)count * times, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int k = 0; k < count * times; k++) {
+        const kiln_image *img = &image->images[first + k % count];
+        int left = 0, top = 0, w = img->width, h = img->height;
+        if (crop) {
+            left = x < img->width - 1 ? x : img->width - 1, top = y < img->height - 1 ? y : img->height - 1;
+            w = width < img->width - left ? width : img->width - left;
+            h = height < img->height - top ? height : img->height - top;
+        }
+        TRY(image_copy_rect(img, left, top, w, h, &n->out[0].images[k]));
         n->out[0].nimages++;
     }
     return KILN_OK;
@@ -2049,6 +2100,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = controlnet_apply(r, n, c[10] == 'I');
     else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
         st = vae_encode(r, n, c[9] != '\0');
+    else if (strcmp(c, "ImageCrop") == 0 || strcmp(c, "RepeatImageBatch") == 0 || strcmp(c, "ImageFromBatch") == 0)
+        st = image_pick(r, n, c);
     else if (strcmp(c, "ImageScale") == 0 || strcmp(c, "ImageScaleBy") == 0 ||
              strcmp(c, "ImageScaleToTotalPixels") == 0)
         st = image_scale_node(r, n, c[10] == '\0' ? SCALE_TO_SIZE : c[12] == '\0' ? SCALE_BY : SCALE_TO_TOTAL);

@@ -467,6 +467,56 @@ static void image_scale_nodes(void **state)
     kiln_images_free(images, count);
 }
 
+/* ImageCrop, RepeatImageBatch and ImageFromBatch as Python's slices of
+ * the batch: a crop inside the picture and one cut at its edge (x past the
+ * last column clamped to it), a batch of 2 made 3 times over (the whole
+ * batch repeated), and 2 pictures from index 3 of it. */
+static void image_pick_nodes(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"1\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/controlnet/hint_37x23.png\"}}, "
+        "\"2\": {\"class_type\": \"ImageCrop\", \"inputs\": {\"width\": 10, \"height\": 7, \"x\": 5, \"y\": 3, "
+        "\"image\": [\"1\", 0]}}, "
+        "\"3\": {\"class_type\": \"ImageCrop\", \"inputs\": {\"width\": 10, \"height\": 30, \"x\": 50, \"y\": 20, "
+        "\"image\": [\"1\", 0]}}, "
+        "\"4\": {\"class_type\": \"ImageBatch\", \"inputs\": {\"image1\": [\"1\", 0], \"image2\": [\"2\", 0]}}, "
+        "\"5\": {\"class_type\": \"RepeatImageBatch\", \"inputs\": {\"amount\": 3, \"image\": [\"4\", 0]}}, "
+        "\"6\": {\"class_type\": \"ImageFromBatch\", \"inputs\": {\"batch_index\": 3, \"length\": 2, "
+        "\"image\": [\"5\", 0]}}, "
+        "\"8\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"3\", 0]}}, "
+        "\"10\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"5\", 0]}}, "
+        "\"11\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"6\", 0]}}}";
+    kiln_image *images, picture, scaled;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 1 + 1 + 6 + 2);
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &picture));
+    /* the crops: (5, 3) 10x7, and from (36, 20) what is left, 1x3 */
+    const int crops[2][4] = {{5, 3, 10, 7}, {36, 20, 1, 3}};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(images[k].width, crops[k][2]);
+        assert_int_equal(images[k].height, crops[k][3]);
+        for (int row = 0; row < crops[k][3]; row++)
+            assert_memory_equal(images[k].pixels + (size_t)row * crops[k][2] * 3,
+                                picture.pixels + ((size_t)(crops[k][1] + row) * 37 + crops[k][0]) * 3,
+                                (size_t)crops[k][2] * 3);
+    }
+    /* the batch: the picture, then the crop fitted to its size; three times over; its pictures 3 and 4 */
+    assert_kiln_ok(kiln_image_scale(&images[0], "bilinear", 37, 23, true, &scaled));
+    const kiln_image *batch[2] = {&picture, &scaled};
+    for (int k = 0; k < 8; k++) {
+        const kiln_image *want = batch[k < 6 ? k % 2 : (3 + k - 6) % 2];
+        assert_int_equal(images[2 + k].width, 37);
+        assert_memory_equal(images[2 + k].pixels, want->pixels, (size_t)37 * 23 * 3);
+    }
+    kiln_image_free(&scaled);
+    kiln_image_free(&picture);
+    kiln_images_free(images, count);
+}
+
 /* A hires fix through LatentUpscale (to 96x80 pixels as ComfyUI counts
  * them, / 8 whatever the VAE; the centre cut):
  * the library's run (kiln_ksampler, kiln_latent_upscale, kiln_ksampler at
@@ -1028,6 +1078,7 @@ int main(void)
                                        cmocka_unit_test(kontext_nodes),
                                        cmocka_unit_test(sd3_nodes), cmocka_unit_test(conditioning_concat_and_average),
                                        cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
+                                       cmocka_unit_test(image_pick_nodes),
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);

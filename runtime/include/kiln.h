@@ -644,7 +644,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
- * ImageScaleToTotalPixels, ImageBatch, SaveImage, PreviewImage (and the
+ * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch,
+ * ImageFromBatch, SaveImage, PreviewImage (and the
  * Primitive nodes, whose values stand in for the links to them); any
  * other is refused by its id and name. */
 typedef struct kiln_workflow_options {
