@@ -87,6 +87,17 @@ static void comfyui_runs(void **state)
     "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", "                                                     \
     "\"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
 
+/* The library's latent decoded is the workflow's picture, pixel for pixel. */
+static void assert_decodes_to(kiln_model *m, const kiln_latent *latent, const kiln_image *want)
+{
+    kiln_image decoded;
+    assert_kiln_ok(kiln_vae_decode(m, latent, &decoded, 1));
+    assert_int_equal(decoded.width, want->width);
+    assert_int_equal(decoded.height, want->height);
+    assert_memory_equal(decoded.pixels, want->pixels, (size_t)want->width * want->height * 3);
+    kiln_image_free(&decoded);
+}
+
 /* FLUX.1 as ComfyUI's Flux workflows load it, from separate files:
  * UNETLoader (BFL's transformer), DualCLIPLoader (CLIP-L, T5), VAELoader;
  * T5's tokenizer and the tiny model's rotary axes from the options. The
@@ -366,7 +377,7 @@ static void check_sd15_prompt(const char *nodes, const kiln_conditioning *want, 
              "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
              "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}",
              nodes);
-    kiln_image *images, decoded;
+    kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
     assert_int_equal(count, 1);
@@ -377,10 +388,7 @@ static void check_sd15_prompt(const char *nodes, const kiln_conditioning *want, 
     const kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 7.0, .sampler_name = "euler",
                                     .scheduler = "normal", .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &p, want, &neg, &empty, &out));
-    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
-    assert_int_equal(decoded.width, images[0].width);
-    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-    kiln_image_free(&decoded);
+    assert_decodes_to(m, &out, &images[0]);
     kiln_images_free(images, count);
     kiln_latent_free(&out);
     kiln_latent_free(&empty);
@@ -540,7 +548,7 @@ static void latent_upscale_node(void **state)
         "\"negative\": [\"7\", 0], \"latent_image\": [\"10\", 0]}}, "
         "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"11\", 0], \"vae\": [\"4\", 2]}}, "
         "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
-    kiln_image *images, decoded;
+    kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
     assert_int_equal(count, 1);
@@ -559,10 +567,7 @@ static void latent_upscale_node(void **state)
     assert_int_equal(upscaled.height, 10);
     p.denoise = 0.6;
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &upscaled, &out));
-    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
-    assert_int_equal(decoded.width, images[0].width);
-    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-    kiln_image_free(&decoded);
+    assert_decodes_to(m, &out, &images[0]);
     kiln_images_free(images, count);
     kiln_latent_free(&out);
     kiln_latent_free(&upscaled);
@@ -570,6 +575,44 @@ static void latent_upscale_node(void **state)
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+}
+
+/* A workflow's one picture against the library's run with its IP-Adapter:
+ * the model and adapter files, the tiny CLIP vision tower, the pictures,
+ * the weight over the whole run, the positive prompt (the negative empty)
+ * and the KSampler's numbers, pixel for pixel. */
+static void check_ip_adapter_picture(const char *json, const char *model, const char *adapter,
+                                     const kiln_image *pictures, int count, double weight, const char *prompt,
+                                     const kiln_ksampler_params *sampling)
+{
+    kiln_image *images;
+    int n;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &n));
+    assert_int_equal(n, 1);
+    kiln_model *m;
+    kiln_ip_adapter *ipa;
+    kiln_clip_vision *cv;
+    assert_kiln_ok(kiln_checkpoint_load(backend, model, NULL, 0, &m));
+    assert_kiln_ok(kiln_ip_adapter_load(m, adapter, &ipa));
+    assert_kiln_ok(kiln_clip_vision_load(backend, KILN_TEST_DATA "/ip_adapter/clip_vision_tiny.safetensors", &cv));
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, prompt, 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    const kiln_ip_adapter_apply ip = {ipa, cv, pictures, weight, 0.0, 1.0, count};
+    kiln_ksampler_params p = *sampling;
+    p.ip_adapter = &ip;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+    assert_decodes_to(m, &out, &images[0]);
+    kiln_images_free(images, n);
+    kiln_latent_free(&out);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_clip_vision_free(cv);
+    kiln_ip_adapter_free(ipa);
     kiln_model_free(m);
 }
 
@@ -597,41 +640,13 @@ static void flux_ip_adapter_nodes(void **state)
         "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
         "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"4\", 2]}}, "
         "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
-    kiln_image *images;
-    int count;
-    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
-    assert_int_equal(count, 1);
-
-    kiln_model *m;
-    kiln_ip_adapter *ipa;
-    kiln_clip_vision *cv;
-    kiln_image picture, decoded;
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/flux/controlnet", NULL, 0, &m));
-    assert_kiln_ok(kiln_ip_adapter_load(m, KILN_TEST_DATA "/flux/controlnet/ip_adapter.safetensors", &ipa));
-    assert_kiln_ok(kiln_clip_vision_load(backend, KILN_TEST_DATA "/ip_adapter/clip_vision_tiny.safetensors", &cv));
+    kiln_image picture;
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &picture));
-    kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    kiln_latent empty, out;
-    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
-    kiln_ip_adapter_apply ip = {ipa, cv, &picture, 0.8, 0.0, 1.0, 1};
-    kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
-                              .denoise = 1.0, .ip_adapter = &ip};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
-    assert_int_equal(decoded.width, images[0].width);
-    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-    kiln_image_free(&decoded);
-    kiln_images_free(images, count);
-    kiln_latent_free(&out);
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
+    const kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler",
+                                    .scheduler = "simple", .denoise = 1.0};
+    check_ip_adapter_picture(json, KILN_TEST_DATA "/flux/controlnet", KILN_TEST_DATA
+                             "/flux/controlnet/ip_adapter.safetensors", &picture, 1, 0.8, "a red fox", &p);
     kiln_image_free(&picture);
-    kiln_clip_vision_free(cv);
-    kiln_ip_adapter_free(ipa);
-    kiln_model_free(m);
 }
 
 /* ImageBatch of two pictures of other sizes into IPAdapterAdvanced (its
@@ -667,51 +682,19 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
 static void ip_adapter_image_batch(void **state)
 {
     (void)state;
-    static const char json[] = IP_BATCH_GRAPH("concat");
-    kiln_image *images;
-    int count;
-    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
-    assert_int_equal(count, 1);
-
-    kiln_model *m;
-    kiln_ip_adapter *ipa;
-    kiln_clip_vision *cv;
-    kiln_image pictures[2], hint, decoded;
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
-    assert_kiln_ok(kiln_ip_adapter_load(m, KILN_TEST_DATA "/ip_adapter/ip_adapter_plus_tiny.safetensors", &ipa));
-    assert_kiln_ok(kiln_clip_vision_load(backend, KILN_TEST_DATA "/ip_adapter/clip_vision_tiny.safetensors", &cv));
+    kiln_image pictures[2], hint;
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/ip_adapter/picture_251x233.png", &pictures[0]));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &hint));
     assert_kiln_ok(kiln_image_scale(&hint, "bilinear", 251, 233, true, &pictures[1]));
-    kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    kiln_latent empty, out, one;
-    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
-    kiln_ip_adapter_apply ip = {ipa, cv, pictures, 0.8, 0.0, 1.0, 2};
-    kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
-                              .denoise = 1.0, .ip_adapter = &ip};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
-    assert_int_equal(decoded.width, images[0].width);
-    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-    ip.image_count = 1; /* the second picture matters */
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &one));
-    assert_true(kiln_rel_l2(one.data, out.data, (size_t)out.channels * out.height * out.width) > 1e-3);
+    const kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 4.0, .sampler_name = "euler",
+                                    .scheduler = "normal", .denoise = 1.0};
+    check_ip_adapter_picture(IP_BATCH_GRAPH("concat"), KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors",
+                             KILN_TEST_DATA "/ip_adapter/ip_adapter_plus_tiny.safetensors", pictures, 2, 0.8,
+                             "a red circle", &p);
     expect_refusal(IP_BATCH_GRAPH("average"), KILN_ERR_UNSUPPORTED,
                    "node 22 (IPAdapterAdvanced): combine_embeds 'average' of 2 pictures (kiln: concat)");
-    kiln_image_free(&decoded);
-    kiln_images_free(images, count);
-    kiln_latent_free(&out);
-    kiln_latent_free(&one);
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
     for (int i = 0; i < 2; i++) kiln_image_free(&pictures[i]);
     kiln_image_free(&hint);
-    kiln_clip_vision_free(cv);
-    kiln_ip_adapter_free(ipa);
-    kiln_model_free(m);
 }
 #undef IP_BATCH_GRAPH
 
@@ -764,9 +747,7 @@ static void kontext_nodes(void **state)
     kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .reference = &reference};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
-    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-    kiln_image_free(&decoded);
+    assert_decodes_to(m, &out, &images[0]);
     kiln_images_free(images, count);
     kiln_latent_free(&out);
 
@@ -775,9 +756,7 @@ static void kontext_nodes(void **state)
     assert_kiln_ok(kiln_workflow_run(backend, with_method, &options, &images, &count));
     p.reference_method = KILN_REFERENCE_UXO;
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-    assert_kiln_ok(kiln_vae_decode(m, &out, &decoded, 1));
-    assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-    kiln_image_free(&decoded);
+    assert_decodes_to(m, &out, &images[0]);
     kiln_images_free(images, count);
     static const char unknown_method[] = KONTEXT_GRAPH(KONTEXT_METHOD("uxo/x"), "25");
     assert_int_equal(kiln_workflow_run(backend, unknown_method, &options, &images, &count), KILN_ERR_INVALID_ARG);
@@ -912,14 +891,11 @@ static void sigma_nodes(void **state)
             assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
             assert_kiln_ok(kiln_ksampler(m, &p, &pos, &pos, &empty, &latent[1])); /* BasicGuider: no negative */
         }
-        kiln_image decoded, *images;
+        kiln_image *images;
         int count;
-        assert_kiln_ok(kiln_vae_decode(m, &latent[1], &decoded, 1));
         assert_kiln_ok(kiln_workflow_run(backend, runs[run], &options, &images, &count));
         assert_int_equal(count, 1);
-        assert_int_equal(decoded.width, images[0].width);
-        assert_memory_equal(decoded.pixels, images[0].pixels, (size_t)images[0].width * images[0].height * 3);
-        kiln_image_free(&decoded);
+        assert_decodes_to(m, &latent[1], &images[0]);
         kiln_images_free(images, count);
         kiln_latent_free(&latent[1]);
         for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);

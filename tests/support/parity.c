@@ -360,15 +360,24 @@ static void check_clip_vision(const kiln_clip_vision *cv, kiln_st_file *f, doubl
     golden_free(&penultimate);
 }
 
+/* The fixture's model with a CLIP vision tower and an IP-Adapter for it. */
+static kiln_model *load_with_ip_adapter(const parity_fixture *fx, const char *clip_vision_path,
+                                        const char *ip_adapter_path, kiln_backend **be, kiln_clip_vision **cv,
+                                        kiln_ip_adapter **ipa)
+{
+    kiln_model *m = load(fx, be);
+    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(clip_vision_path), *be, cv));
+    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ip_adapter_path), &m->unet, *be, ipa));
+    return m;
+}
+
 void parity_check_ip_adapter(const parity_fixture *fx, const char *clip_vision_path, const char *ip_adapter_path,
                              const char *golden_path, const char *prefix)
 {
     kiln_backend *be;
-    kiln_model *m = load(fx, &be);
     kiln_clip_vision *cv;
     kiln_ip_adapter *ipa;
-    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(clip_vision_path), be, &cv));
-    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
+    kiln_model *m = load_with_ip_adapter(fx, clip_vision_path, ip_adapter_path, &be, &cv, &ipa);
     kiln_st_file *f = golden_open(golden_path);
     check_clip_vision(cv, f, fx->tol);
 
@@ -444,11 +453,9 @@ void parity_check_ip_adapter_pictures(const parity_fixture *fx, const char *clip
                                       const char *const *pictures, int count)
 {
     kiln_backend *be;
-    kiln_model *m = load(fx, &be);
     kiln_clip_vision *cv;
     kiln_ip_adapter *ipa;
-    assert_kiln_ok(kiln_clip_vision_open(kiln_test_data(clip_vision_path), be, &cv));
-    assert_kiln_ok(kiln_ip_adapter_open(kiln_test_data(ip_adapter_path), &m->unet, be, &ipa));
+    kiln_model *m = load_with_ip_adapter(fx, clip_vision_path, ip_adapter_path, &be, &cv, &ipa);
     kiln_image images[8];
     assert_true(count <= 8);
     for (int i = 0; i < count; i++) assert_kiln_ok(kiln_image_load(kiln_test_data(pictures[i]), &images[i]));
