@@ -636,6 +636,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if (job->sampler_options) {
         args.eta = (float)job->sampler_options->eta;
         args.s_noise = (float)job->sampler_options->s_noise;
+        args.lms_order = job->sampler_options->lms_order;
     }
     args.sampler = job->sampler;
     args.sigmas = sigmas;

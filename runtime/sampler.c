@@ -307,10 +307,12 @@ static double lms_coefficient(const float *t, int order, int i, int j)
     return 0.5 * (b - a) * sum;
 }
 
-/* Linear multistep (order 4) over the slopes of the last steps. */
+/* Linear multistep (order 4, or args' lms_order) over the slopes of the
+ * last steps. */
 static kiln_status sample_lms(sampler_run *r, float *x, float *ws)
 {
     enum { ORDER = 4 };
+    const int most = r->args->lms_order ? r->args->lms_order : ORDER;
     size_t n = r->n;
     float *denoised = ws;
     float *slopes[ORDER]; /* slopes[0] is the newest slope d (n) */
@@ -327,7 +329,7 @@ static kiln_status sample_lms(sampler_run *r, float *x, float *ws)
             memcpy(x, denoised, n * sizeof *x);
             continue;
         }
-        int order = i + 1 < ORDER ? i + 1 : ORDER;
+        int order = i + 1 < most ? i + 1 : most;
         float coeff[ORDER];
         for (int k = 0; k < order; k++) coeff[k] = (float)lms_coefficient(r->sigmas, order, i, k);
         for (size_t j = 0; j < n; j++) {
@@ -1065,6 +1067,8 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
             return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: sigma %zu is %g (need finite, > 0 before the last)",
                              name, i, (double)s);
     }
+    if (args->lms_order < 0 || args->lms_order > 4)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: lms order %d (1 to 4; 0: 4)", name, args->lms_order);
     if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
                          (double)args->eta, (double)args->s_noise);

@@ -85,6 +85,7 @@ typedef struct kiln_sample_args {
     kiln_progress_fn progress;  /* may be NULL */
     void *progress_ctx;
     float eta;                  /* ancestral / SDE noise amount (default 1; 0 = deterministic) */
+    int lms_order;              /* lms: the slopes it combines, 1 .. 4 (0: 4, ComfyUI's default) */
     float s_noise;              /* scale of the added noise (default 1) */
     /* a flow model (ms->flow), sampled as ComfyUI samples its CONST type: euler_ancestral,
        dpm_2_ancestral and dpmpp_2s_ancestral as their rectified-flow variants, the SDE samplers

@@ -1827,7 +1827,8 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
     return text(n, "sampler_name", &n->out[0].sampler);
 }
 
-/* The custom sampler nodes: a sampler with its eta and s_noise. Their SDE
+/* The custom sampler nodes: a sampler with its eta and s_noise (SamplerLMS:
+ * its order, up to 4 in kiln). Their SDE
  * noise is the CPU's (noise_device "cpu"; "gpu" is the GPU's own draws);
  * kiln's dpmpp_sde steps halfway (r 0.5); SamplerDPMPP_2M_SDE's solver_type
  * "heun" is dpmpp_2m_sde_heun. */
@@ -1836,7 +1837,7 @@ static const struct {
 } sampler_nodes[] = {
     {"SamplerEulerAncestral", "euler_ancestral"}, {"SamplerDPMPP_2S_Ancestral", "dpmpp_2s_ancestral"},
     {"SamplerDPMPP_SDE", "dpmpp_sde"},            {"SamplerDPMPP_2M_SDE", "dpmpp_2m_sde"},
-    {"SamplerDPMPP_3M_SDE", "dpmpp_3m_sde"},
+    {"SamplerDPMPP_3M_SDE", "dpmpp_3m_sde"},      {"SamplerLMS", "lms"},
 };
 
 static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
@@ -1846,8 +1847,13 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
     v->kind = WF_SAMPLER;
     v->sampler = sampler_nodes[which].sampler;
     v->has_sampler_options = true;
-    TRY(number(n, "eta", &v->sampler_options.eta));
-    TRY(number(n, "s_noise", &v->sampler_options.s_noise));
+    v->sampler_options = (kiln_sampler_options){1.0, 1.0, 0};
+    if (input_of(n, "order")) { /* SamplerLMS: kiln's goes to order 4 */
+        TRY(integer(n, "order", 1, 4, &v->sampler_options.lms_order));
+    } else {
+        TRY(number(n, "eta", &v->sampler_options.eta));
+        TRY(number(n, "s_noise", &v->sampler_options.s_noise));
+    }
     const char *word;
     double ratio;
     if (input_of(n, "noise_device")) {

@@ -489,7 +489,8 @@ static void advanced_split(void **state)
 /* The custom sampler nodes' eta and s_noise: at eta 0 euler_ancestral is
  * euler and dpmpp_2m_sde is dpmpp_2m (no noise added back; ComfyUI's
  * samplers have the same identities), at eta 1 and s_noise 1 they are
- * KSampler's to the bit, and other values change the picture. */
+ * KSampler's to the bit, and other values change the picture; lms at
+ * order 1 is euler, at 4 KSampler's lms. */
 static void sampler_options(void **state)
 {
     (void)state;
@@ -499,7 +500,7 @@ static void sampler_options(void **state)
     kiln_latent empty;
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
     const size_t n = latent_count(&empty);
-    const kiln_sampler_options none = {0.0, 1.0}, defaults = {1.0, 1.0}, other = {0.5, 0.8};
+    const kiln_sampler_options none = {0.0, 1.0, 0}, defaults = {1.0, 1.0, 0}, other = {0.5, 0.8, 0};
     const char *pairs[2][2] = {{"euler_ancestral", "euler"}, {"dpmpp_2m_sde", "dpmpp_2m"}};
     for (int k = 0; k < 2; k++) {
         kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = pairs[k][1],
@@ -519,11 +520,28 @@ static void sampler_options(void **state)
         assert_true(kiln_rel_l2(out[1].data, out[0].data, n) > 0.01);
         for (int i = 0; i < 5; i++) kiln_latent_free(&out[i]);
     }
-    const kiln_sampler_options bad = {-1.0, 1.0};
-    kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "euler_ancestral",
-                              .scheduler = "karras", .denoise = 1.0, .sampler_options = &bad};
+    /* SamplerLMS: order 1 is euler's step (the integral of the one slope), order 4 KSampler's lms */
+    kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "euler", .scheduler = "karras",
+                              .denoise = 1.0};
+    const kiln_sampler_options first_order = {1.0, 1.0, 1}, fourth = {1.0, 1.0, 4};
+    kiln_latent lms[4];
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &lms[0]));
+    p.sampler_name = "lms";
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &lms[1]));
+    p.sampler_options = &first_order;
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &lms[2]));
+    p.sampler_options = &fourth;
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &lms[3]));
+    assert_rel_l2_le(lms[2].data, lms[0].data, n, 1e-6);
+    assert_memory_equal(lms[3].data, lms[1].data, n * sizeof(float));
+    assert_true(kiln_rel_l2(lms[1].data, lms[0].data, n) > 1e-3);
+    for (int i = 0; i < 4; i++) kiln_latent_free(&lms[i]);
+    const kiln_sampler_options bad = {-1.0, 1.0, 0}, fifth = {1.0, 1.0, 5};
+    p.sampler_name = "euler_ancestral", p.sampler_options = &bad;
     kiln_latent refused;
     expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "eta -1");
+    p.sampler_name = "lms", p.sampler_options = &fifth;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_UNSUPPORTED, "lms order 5");
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
 }

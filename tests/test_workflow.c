@@ -879,7 +879,7 @@ static void sigma_nodes(void **state)
             assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent[0], &latent[1]));
             kiln_latent_free(&latent[0]);
         } else if (run == 3) {
-            const kiln_sampler_options options = {0.5, 0.8};
+            const kiln_sampler_options options = {0.5, 0.8, 0};
             p.sampler_name = "dpmpp_2m_sde_heun", p.sampler_options = &options;
             assert_kiln_ok(kiln_align_your_steps_scheduler("SD1", 3, 1.0, &sigmas[2]));
             assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
@@ -912,6 +912,11 @@ static void sigma_nodes(void **state)
                               "14.6, \"sigma_min\": 0.03, \"rho\": 7}}, "
                               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
                    KILN_ERR_UNSUPPORTED, "node 16 (SamplerDPMPP_3M_SDE): noise_device \"gpu\"");
+    expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerLMS\", \"inputs\": {\"order\": 6}}, "
+                              "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "
+                              "14.6, \"sigma_min\": 0.03, \"rho\": 7}}, "
+                              SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+                   KILN_ERR_INVALID_ARG, "node 16 (SamplerLMS): input 'order' 6: an integer from 1 to 4");
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

@@ -549,11 +549,13 @@ kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigma
 
 /* The custom sampler nodes' settings (SamplerEulerAncestral,
  * SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE, SamplerDPMPP_2M_SDE,
- * SamplerDPMPP_3M_SDE): how much noise an ancestral or SDE sampler adds
- * back each step, eta (0: none, the deterministic solver), and the scale
- * of that noise, s_noise; both in [0, 100]. KSampler's are 1 and 1. */
+ * SamplerDPMPP_3M_SDE, SamplerLMS): how much noise an ancestral or SDE
+ * sampler adds back each step, eta (0: none, the deterministic solver), and
+ * the scale of that noise, s_noise, both in [0, 100]; lms's order, 1 .. 4
+ * (0: 4). KSampler's are 1, 1 and 4. */
 typedef struct kiln_sampler_options {
     double eta, s_noise;
+    int lms_order;
 } kiln_sampler_options;
 
 typedef struct kiln_ksampler_params {
@@ -635,7 +637,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma),
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
- * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE,
+ * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE, SamplerLMS,
  * VAEDecode, VAEDecodeTiled, ControlNetLoader,
  * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,

@@ -153,7 +153,7 @@ class _Sigmas(Structure):
 
 
 class _SamplerOptions(Structure):
-    _fields_ = [("eta", c_double), ("s_noise", c_double)]
+    _fields_ = [("eta", c_double), ("s_noise", c_double), ("lms_order", c_int)]
 
 
 class _KSamplerParams(Structure):
@@ -759,7 +759,8 @@ class Model(_Handle):
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
                  reference_method: str = "offset", negative_reference_method: str = "offset",
                  skip_layer_guidance: Optional["SkipLayerGuidance"] = None,
-                 sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0) -> "Latent":
+                 sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0,
+                 lms_order: int = 0) -> "Latent":
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
         the sampling, a sequence of (Conditioning, start_percent,
@@ -807,6 +808,7 @@ class Model(_Handle):
         eta, s_noise: the custom sampler nodes' (SamplerEulerAncestral,
         SamplerDPMPP_2M_SDE, ...): how much noise an ancestral or SDE
         sampler adds back (0: none) and its scale; KSampler's are 1 and 1.
+        lms_order: SamplerLMS's order, 1 to 4 (0: 4).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -864,8 +866,8 @@ class Model(_Handle):
                 len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
         if sigmas is not None:
             params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
-        if (eta, s_noise) != (1.0, 1.0):
-            params.sampler_options = ctypes.pointer(_SamplerOptions(eta, s_noise))
+        if (eta, s_noise, lms_order) != (1.0, 1.0, 0):
+            params.sampler_options = ctypes.pointer(_SamplerOptions(eta, s_noise, _c_int("lms_order", lms_order)))
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
