@@ -393,6 +393,7 @@ class Advanced(unittest.TestCase):
         self.assertEqual(kiln.extend_intermediate_sigmas([14.6, 7.3, 2.2, 0.6, 0.0], 3, -1.0, 12.0, "linear"),
                          goldens["extend.linear_s3"][1])
         self.assertEqual(kiln.set_first_sigma(sigmas, 20.0)[0], 20.0)
+        self.assertEqual(kiln.manual_sigmas("1., 0.5, 1e-3"), [1.0, 0.5, 1.0, -3.0])  # as re.findall finds them
         # ... and sampling on them is KSampler's run, split in two KSamplerAdvanced's
         positive, negative = model.encode("a red circle"), model.encode("")
         empty = model.empty_latent(16, 16)

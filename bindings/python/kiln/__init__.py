@@ -261,6 +261,7 @@ _declare("kiln_upscale_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p)
 _declare("kiln_upscaler_free", None, c_void_p)
 _declare("kiln_image_upscale_with_model", c_int, c_void_p, POINTER(_Image), POINTER(_Image))
 _declare("kiln_sigmas_free", None, POINTER(_Sigmas))
+_declare("kiln_manual_sigmas", c_int, c_char_p, POINTER(_Sigmas))
 _declare("kiln_basic_scheduler", c_int, c_void_p, c_char_p, c_int, c_double, POINTER(_Sigmas))
 _declare("kiln_sd_turbo_scheduler", c_int, c_void_p, c_int, c_double, POINTER(_Sigmas))
 _declare("kiln_beta_sampling_scheduler", c_int, c_void_p, c_int, c_double, c_double, POINTER(_Sigmas))
@@ -351,6 +352,11 @@ def align_your_steps_scheduler(model_type: str, steps: int, denoise: float = 1.0
 def optimal_steps_scheduler(model_type: str, steps: int, denoise: float = 1.0) -> list:
     """OptimalStepsScheduler: OptimalSteps' noise levels for "FLUX", "Wan" or "Chroma"."""
     return _sigmas_from(_lib.kiln_optimal_steps_scheduler, str(model_type).encode(), _c_int("steps", steps), denoise)
+
+
+def manual_sigmas(text: str) -> list:
+    """ManualSigmas: the numbers in text as the node finds them ("14.6, 3.3, 0")."""
+    return _sigmas_from(_lib.kiln_manual_sigmas, str(text).encode())
 
 
 def split_sigmas(sigmas: Sequence[float], step: int) -> tuple:
