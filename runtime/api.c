@@ -623,8 +623,6 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     if (so && !(so->eta >= 0.0 && so->eta <= 100.0 && so->s_noise >= 0.0 && so->s_noise <= 100.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: sampler options eta %g and s_noise %g must be in [0, 100]",
                          so->eta, so->s_noise);
-    if (so && (so->lms_order < 0 || so->lms_order > 4))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: lms order %d (kiln's goes to 4)", so->lms_order);
     job.sampler_options = so;
     if (m->info.variant == KILN_VARIANT_INPAINT && !l->noise_mask)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s is an inpainting model: give it a latent with a noise "

@@ -1067,8 +1067,9 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
             return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: sigma %zu is %g (need finite, > 0 before the last)",
                              name, i, (double)s);
     }
-    if (args->lms_order < 0 || args->lms_order > 4)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: lms order %d (1 to 4; 0: 4)", name, args->lms_order);
+    if (args->lms_order < 0 || args->lms_order > 4) /* ComfyUI's go to 100 */
+        return kiln_fail(args->lms_order > 4 ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID_ARG,
+                         "sample %s: lms order %d (kiln's go from 1 to 4; 0: 4)", name, args->lms_order);
     if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
                          (double)args->eta, (double)args->s_noise);
