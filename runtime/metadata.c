@@ -126,6 +126,10 @@ static kiln_status check_run(const kiln_run_info *run)
         if (!(ip->start >= 0 && ip->start <= ip->end && ip->end <= 1))
             return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter from %g to %g of the schedule, not "
                              "0 <= start <= end <= 1", ip->start, ip->end);
+        if (ip->nmore_images < 0 || ip->nmore_images > KILN_RUN_MAX_MORE_PICTURES ||
+            (ip->nmore_images && !ip->more_images))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: an IP-Adapter with %d more pictures (at most %d)",
+                             ip->nmore_images, KILN_RUN_MAX_MORE_PICTURES);
     }
     if (run->nloras < 0 || (run->nloras && !run->loras))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d LoRAs without their list", run->nloras);
@@ -885,6 +889,19 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "clip_name", base_name(ip->clip_vision));
         in = add_node(&g, picture, "LoadImage");
         add_string(&g, in, "image", base_name(ip->image));
+        char batched[16], loaded[16];
+        snprintf(batched, sizeof batched, "%s", picture);
+        for (int j = 0; j < ip->nmore_images; j++) { /* ImageBatch(the pictures so far, the next) */
+            snprintf(loaded, sizeof loaded, "%d", 300 + 20 * i + 2 * j);
+            in = add_node(&g, loaded, "LoadImage");
+            add_string(&g, in, "image", base_name(ip->more_images[j]));
+            char joined[16];
+            snprintf(joined, sizeof joined, "%d", 301 + 20 * i + 2 * j);
+            in = add_node(&g, joined, "ImageBatch");
+            add_link(&g, in, "image1", batched, 0);
+            add_link(&g, in, "image2", loaded, 0);
+            snprintf(batched, sizeof batched, "%s", joined);
+        }
         in = add_node(&g, apply, "IPAdapterAdvanced");
         add_number(&g, in, "weight", ip->weight);
         add_string(&g, in, "weight_type", "linear");
@@ -894,7 +911,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "embeds_scaling", "V only");
         add_link(&g, in, "model", i ? before : model, 0);
         add_link(&g, in, "ipadapter", loader, 0);
-        add_link(&g, in, "image", picture, 0);
+        add_link(&g, in, "image", batched, 0);
         add_link(&g, in, "clip_vision", vision, 0);
     }
     if (img2img) {

@@ -32,7 +32,12 @@ typedef struct kiln_run_image_prompt {
     const char *clip_vision; /* the CLIP vision model's */
     const char *image;       /* the picture's */
     double weight, start, end; /* its weight and the part of the schedule it acts on */
+    /* more pictures after image (at most KILN_RUN_MAX_MORE_PICTURES), joined to it by ImageBatch nodes (LoadImage
+       and ImageBatch from "300" on, 20 ids an adapter); 0: none */
+    const char *const *more_images;
+    int nmore_images;
 } kiln_run_image_prompt;
+#define KILN_RUN_MAX_MORE_PICTURES 9
 
 /* One FLUX.1 Redux of a run (CLIPVisionEncode "center", StyleModelApply
  * "multiply" on the positive prompt). */

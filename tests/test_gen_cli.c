@@ -471,6 +471,13 @@ static void workflow_round_trip(void **state)
              "--ip-image %1$s/controlnet/hint_37x23.png --ip-weight 0.8 --ip-weight 0.5 --ip-start 0.2 --ip-start 0",
              KILN_TEST_DATA);
     workflow_again("ip2", flags, "--models " KILN_TEST_DATA "/controlnet");
+    /* one adapter, two pictures of other sizes: ImageBatch joins them, the second fitted to the first */
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --ip-adapter "
+             "%1$s/ip_adapter/ip_adapter_plus_tiny.safetensors --clip-vision "
+             "%1$s/ip_adapter/clip_vision_tiny.safetensors --ip-image %1$s/ip_adapter/picture_251x233.png "
+             "--ip-image %1$s/controlnet/hint_37x23.png --ip-weight 0.8", KILN_TEST_DATA);
+    workflow_again_holding("ip_batch", flags, "--models " KILN_TEST_DATA "/controlnet",
+                           (const char *const[]){"\"ImageBatch\"", "\"hint_37x23.png\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v", KILN_TEST_DATA);
     workflow_again("vpred", flags, "");
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "

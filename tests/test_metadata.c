@@ -196,6 +196,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
     {"IPAdapterModelLoader", {"IPADAPTER"}},
     {"CLIPVisionLoader", {"CLIP_VISION"}},
     {"IPAdapterAdvanced", {"MODEL"}},
+    {"ImageBatch", {"IMAGE"}},
     {"CLIPTextEncodeSDXL", {"CONDITIONING"}},
     {"CLIPTextEncodeSDXLRefiner", {"CONDITIONING"}},
     {"KSamplerAdvanced", {"LATENT"}},
@@ -209,7 +210,7 @@ static const struct { const char *class_type; const char *outputs[3]; } node_out
 static const struct { const char *input, *type; } input_types[] = {
     {"model", "MODEL"},    {"clip", "CLIP"},     {"positive", "CONDITIONING"}, {"negative", "CONDITIONING"},
     {"latent_image", "LATENT"}, {"samples", "LATENT"}, {"vae", "VAE"}, {"images", "IMAGE"}, {"pixels", "IMAGE"},
-    {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"mask", "MASK"},
+    {"control_net", "CONTROL_NET"}, {"image", "IMAGE"}, {"image1", "IMAGE"}, {"image2", "IMAGE"}, {"mask", "MASK"},
     {"upscale_model", "UPSCALE_MODEL"}, {"ipadapter", "IPADAPTER"}, {"clip_vision", "CLIP_VISION"},
     {"conditioning", "CONDITIONING"}, {"style_model", "STYLE_MODEL"}, {"clip_vision_output", "CLIP_VISION_OUTPUT"},
     {"latent", "LATENT"},
@@ -583,9 +584,9 @@ static void ip_adapter_recorded(void **state)
     run.prediction = "v";
     kiln_run_image_prompt ips[2] = {
         {"/models/ipadapter/ip-adapter_sd15.safetensors", "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
-         "refs/a cat.png", 0.6, 0.1, 0.9},
+         "refs/a cat.png", 0.6, 0.1, 0.9, NULL, 0},
         {"/models/ipadapter/ip-adapter-plus_sd15.safetensors",
-         "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "refs/style.png", 0.3, 0.0, 1.0},
+         "/models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "refs/style.png", 0.3, 0.0, 1.0, NULL, 0},
     };
     run.image_prompts = ips;
     run.nimage_prompts = 1;
@@ -625,6 +626,25 @@ static void ip_adapter_recorded(void **state)
     assert_link(inputs_of(root, "102", "IPAdapterAdvanced"), "model", "14", 0);
     cJSON_Delete(root);
     free(json);
+    /* the second with two more pictures: LoadImage and ImageBatch pairs from "320" (its 20 ids), chained */
+    const char *const more[2] = {"refs/b.png", "/refs/c.png"};
+    ips[1].more_images = more;
+    ips[1].nmore_images = 2;
+    root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 80 14 100 101 103 102 150 151 153 320 321 322 323 152 ");
+    assert_link(inputs_of(root, "152", "IPAdapterAdvanced"), "image", "323", 0);
+    in = inputs_of(root, "323", "ImageBatch");
+    assert_link(in, "image1", "321", 0);
+    assert_link(in, "image2", "322", 0);
+    in = inputs_of(root, "321", "ImageBatch");
+    assert_link(in, "image1", "153", 0);
+    assert_link(in, "image2", "320", 0);
+    assert_string_equal(string_input(inputs_of(root, "322", "LoadImage"), "image"), "c.png");
+    cJSON_Delete(root);
+    free(json);
+    ips[1].nmore_images = KILN_RUN_MAX_MORE_PICTURES + 1;
+    assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "10 more pictures (at most 9)"));
+    ips[1].nmore_images = 0;
     ips[1].image = NULL;
     assert_int_equal(kiln_metadata_prompt(&run, &json), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "IP-Adapter"));

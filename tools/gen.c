@@ -22,6 +22,7 @@
 #include "gguf.h"
 #include "image.h"
 #include "inpaint.h"
+#include "ip_adapter.h"
 #include "metadata.h"
 #include "pipeline.h"
 #include "resample.h"
@@ -195,7 +196,8 @@ static void usage(FILE *to)
             "                         once each in order\n"
             "  --ip-adapter FILE      an IP-Adapter (.safetensors): --ip-image as a prompt beside the text\n"
             "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
-            "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square\n"
+            "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square; with one\n"
+            "                         --ip-adapter, up to 10: its pictures side by side (ImageBatch)\n"
             "  --ip-weight W          how much the picture counts, -1..5 (default 1)\n"
             "  --ip-start P --ip-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1); up to 8\n"
@@ -450,11 +452,22 @@ static int image_prompt_units(gen_options *o)
 {
     const char *files[KILN_MAX_IP_ADAPTERS][MAX_UNIT_FLAGS];
     double v[KILN_MAX_IP_ADAPTERS][MAX_UNIT_FLAGS];
-    int rc = resolve_units(ip_flags, IP_FLAGS, true, o->ip_values, KILN_MAX_IP_ADAPTERS, files, v);
+    /* one adapter with several pictures: the first is its unit's, the others go after it (an ImageBatch) */
+    unit_values values[IP_FLAGS];
+    memcpy(values, o->ip_values, sizeof values);
+    const int pictures = values[2].count, more = values[0].count == 1 && pictures > 1 ? pictures - 1 : 0;
+    if (more > KILN_RUN_MAX_MORE_PICTURES)
+        return fprintf(stderr, "gen: --ip-image given %d times for one --ip-adapter: at most %d\n", pictures,
+                       1 + KILN_RUN_MAX_MORE_PICTURES), 2;
+    if (more) values[2].count = 1;
+    int rc = resolve_units(ip_flags, IP_FLAGS, true, values, KILN_MAX_IP_ADAPTERS, files, v);
     if (rc) return rc;
+    for (int j = 1; j <= more; j++)
+        if (access(values[2].given[j], R_OK) != 0) return bad_flag("--ip-image", values[2].given[j], strerror(errno));
     o->nimage_prompts = o->ip_values[0].count;
     for (int i = 0; i < o->nimage_prompts; i++)
-        o->image_prompts[i] = (kiln_run_image_prompt){files[i][0], files[i][1], files[i][2], v[i][3], v[i][4], v[i][5]};
+        o->image_prompts[i] = (kiln_run_image_prompt){files[i][0], files[i][1], files[i][2], v[i][3], v[i][4], v[i][5],
+                                                      more ? &o->ip_values[2].given[1] : NULL, more};
     return 0;
 }
 
@@ -1324,14 +1337,27 @@ static int load_image_prompt(kiln_model *m, const kiln_run_image_prompt *unit, k
     if (kiln_ip_adapter_load(m, unit->adapter, &adapter) != KILN_OK) return fail("--ip-adapter");
     *ip = (kiln_image_prompt){adapter, NULL, (float)unit->weight, unit->start, unit->end, 0};
     if (kiln_clip_vision_load(be, unit->clip_vision, &cv) != KILN_OK) return fail("--clip-vision");
-    kiln_image img;
-    kiln_status st = kiln_image_load(unit->image, &img);
+    /* the pictures as ImageBatch nodes join them: the later ones fitted to the first's size */
+    kiln_image images[1 + KILN_RUN_MAX_MORE_PICTURES] = {{0}};
+    const int count = 1 + unit->nmore_images;
+    kiln_status st = kiln_image_load(unit->image, &images[0]);
+    for (int j = 1; j < count && st == KILN_OK; j++) {
+        kiln_image loaded;
+        if ((st = kiln_image_load(unit->more_images[j - 1], &loaded)) != KILN_OK) break;
+        if (loaded.width == images[0].width && loaded.height == images[0].height) {
+            images[j] = loaded;
+            continue;
+        }
+        st = kiln_image_scale(&loaded, "bilinear", images[0].width, images[0].height, true, &images[j]);
+        kiln_image_free(&loaded);
+    }
     float *tokens = NULL;
-    if (st == KILN_OK) st = kiln_image_prompt_tokens(adapter, cv, &img, 1, &tokens);
-    kiln_image_free(&img);
+    if (st == KILN_OK) st = kiln_image_prompt_tokens(adapter, cv, images, count, &tokens);
+    for (int j = 0; j < count; j++) kiln_image_free(&images[j]);
     kiln_clip_vision_free(cv);
     if (st != KILN_OK) return fail("--ip-image");
     ip->tokens = tokens;
+    ip->ntokens = count * adapter->tokens;
     return 0;
 }
 

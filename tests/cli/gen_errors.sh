@@ -214,6 +214,11 @@ expect_refused "IP-Adapter without its picture" "--ip-adapter needs --ip-image" 
     --ip-adapter "$ipa" --clip-vision "$vision"
 expect_refused "picture without an IP-Adapter" "--ip-image needs --ip-adapter" --output "$tmp/out.png" \
     --ip-image "$picture"
+expect_refused "pictures for some IP-Adapters" "--ip-image given 3 times for 2 --ip-adapter" --output "$tmp/out.png" \
+    --ip-adapter "$ipa" --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture" --ip-image "$picture" \
+    --ip-image "$picture"
+expect_refused "a second picture that is not there" "--ip-image $tmp/nosuch.png: No such file" --output "$tmp/out.png" \
+    --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$picture" --ip-image "$tmp/nosuch.png"
 expect_refused "IP weight without an IP-Adapter" "--ip-weight needs --ip-adapter" --output "$tmp/out.png" \
     --ip-weight 0.5
 expect_refused "IP weight out of range" "--ip-weight 7: must be -1..5" --output "$tmp/out.png" --ip-weight 7
