@@ -681,12 +681,11 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     for (int i = 0; i < nimage_prompts && st == KILN_OK; i++) {
         const kiln_ip_adapter_apply *ip = &params->ip_adapter[i];
         float *tokens = NULL;
+        const int pictures = chain_length(ip->image, ip->image_count);
         if (!ip->adapter || !ip->clip_vision || !ip->image)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "IP-Adapter apply %d: no adapter, CLIP vision model or image", i + 1);
         else
-            st = kiln_image_prompt_tokens(ip->adapter, ip->clip_vision, ip->image,
-                                          chain_length(ip->image, ip->image_count), &tokens);
-        const int pictures = chain_length(ip->image, ip->image_count);
+            st = kiln_image_prompt_tokens(ip->adapter, ip->clip_vision, ip->image, pictures, &tokens);
         image_prompts[i] = (kiln_image_prompt){ip->adapter, tokens, (float)ip->weight, ip->start_percent,
                                                ip->end_percent, ip->adapter ? pictures * ip->adapter->tokens : 0};
     }
