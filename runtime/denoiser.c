@@ -34,6 +34,30 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
     return KILN_OK;
 }
 
+kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d)
+{
+    const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
+    if (!(d->uncond_denoised = malloc(latent * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    if (d->rows == 2 * d->batch) return KILN_OK;
+    d->rows = 2 * d->batch;
+    const size_t plane = (size_t)d->h * d->w;
+    float *in = realloc(d->unet_in, (size_t)d->rows * d->unet_channels * plane * sizeof(float));
+    if (in) d->unet_in = in;
+    float *out = in ? realloc(d->unet_out, 2 * latent * sizeof(float)) : NULL;
+    if (out) d->unet_out = out;
+    return out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+}
+
+kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised)
+{
+    const kiln_denoiser *d = ctx;
+    if (!d->uncond_denoised)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "denoiser: the unconditional prediction is not kept (keep_uncond)");
+    memcpy(uncond_denoised, d->uncond_denoised, (size_t)d->batch * d->channels * d->h * d->w * sizeof(float));
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint)
 {
     size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
@@ -297,6 +321,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     free(d->inpaint_concat);
     free(d->call_mask);
     d->blended = d->inpaint_concat = d->call_mask = NULL;
+    free(d->uncond_denoised);
+    d->uncond_denoised = NULL;
     free(d->unet_in);
     free(d->unet_out);
     free(d->dit_out);
@@ -576,6 +602,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         } else {
             float uncond = c_skip * x[i] + c_out * out_uncond[i];
             denoised[i] = uncond + (cond - uncond) * d->cfg;
+            if (d->uncond_denoised) d->uncond_denoised[i] = uncond;
         }
         if (!skip_layers) continue;
         denoised[i] += (cond - (c_skip * x[i] + c_out * d->slg_out[i])) * (float)slg->scale;

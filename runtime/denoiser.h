@@ -113,6 +113,7 @@ typedef struct kiln_denoiser {
     float slg_sigma_hi, slg_sigma_lo;
     kiln_graph *slg_graph;
     float *slg_out;
+    float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */
@@ -126,6 +127,14 @@ kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln
 /* Inpaints from here on; inpaint must outlive d. An inpainting UNet (C + 5
  * input channels) cannot run without it. */
 kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask *inpaint);
+/* Keeps each call's unconditional x0 prediction for kiln_denoiser_uncond
+ * (the CFG++ samplers'), running the unconditional rows even at cfg 1 as
+ * ComfyUI then does. Call it first after init. */
+kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d);
+/* A kiln_uncond_fn: the last kiln_denoiser_call's unconditional x0
+ * prediction (before an inpainting blend, as ComfyUI's post-CFG functions
+ * see it). */
+kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised);
 /* An InstructPix2Pix UNet's extra input, as SD 1.x's concat_cond gives it:
  * the unscaled latent (C,h,w) of the picture to edit, in every row (ComfyUI's
  * InstructPixToPixConditioning puts it on both prompts). It must outlive d;

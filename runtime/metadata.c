@@ -35,6 +35,7 @@ static const char *const sampler_labels[][2] = {
     {"dpmpp_2m_sde_heun", "DPM++ 2M SDE Heun"},
     {"dpmpp_3m_sde", "DPM++ 3M SDE"},
     {"ddim", "DDIM"},
+    {"ddpm", "DDPM"},
     {"uni_pc", "UniPC"},
     {"lcm", "LCM"},
 };

@@ -424,6 +424,7 @@ static kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job
     TRY(kiln_denoiser_init(&p->d, m, ms, job->batch, job->latent_h, job->latent_w, job->cfg, p->context, tokens));
     p->made = true;
     kiln_denoiser *d = &p->d;
+    if (kiln_sampler_is_cfg_pp(job->sampler)) TRY(kiln_denoiser_keep_uncond(d));
     d->adm = p->adm;
     d->guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
     d->guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
@@ -451,6 +452,7 @@ typedef struct {
     float *hi[2], *lo[2];
     float *sum;         /* (n) */
     size_t n;
+    int called[KILN_MAX_PROMPT_PARTS * KILN_MAX_PROMPT_PARTS], ncalled; /* the last call's pairs */
 } prompt_parts;
 
 /* A step on the parts whose sigmas hold it: the denoised latent of each
@@ -459,7 +461,7 @@ typedef struct {
  * guidance). */
 static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, float *denoised)
 {
-    const prompt_parts *pp = ctx;
+    prompt_parts *pp = ctx;
     /* the sigmas only fall: a pair with a part that ended above this one will not run again, and its graphs go */
     for (int a = 0; a < pp->nparts[1]; a++)
         for (int b = 0; b < pp->nparts[0]; b++) {
@@ -479,13 +481,29 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
     }
     for (int a = 0; a < nactive[1]; a++)
         for (int b = 0; b < nactive[0]; b++) {
-            prompt_pair *p = &pp->pairs[active[1][a] * pp->nparts[0] + active[0][b]];
+            const int pair = active[1][a] * pp->nparts[0] + active[0][b];
+            prompt_pair *p = &pp->pairs[pair];
             const bool first = a == 0 && b == 0;
+            pp->called[a * nactive[0] + b] = pair;
             TRY(kiln_denoiser_call(&p->d, x, sigma, first ? denoised : pp->sum));
             for (size_t i = 0; !first && i < pp->n; i++) denoised[i] += pp->sum[i];
         }
-    const float pairs = (float)(nactive[0] * nactive[1]);
+    pp->ncalled = nactive[0] * nactive[1];
+    const float pairs = (float)pp->ncalled;
     for (size_t i = 0; pairs > 1.0f && i < pp->n; i++) denoised[i] /= pairs;
+    return KILN_OK;
+}
+
+/* The unconditional prediction of the last call on the parts: the average of
+ * its pairs', as the guided one. */
+static kiln_status prompt_parts_uncond(void *ctx, float *uncond)
+{
+    const prompt_parts *pp = ctx;
+    for (int k = 0; k < pp->ncalled; k++) {
+        TRY(kiln_denoiser_uncond(&pp->pairs[pp->called[k]].d, k ? pp->sum : uncond));
+        for (size_t i = 0; k && i < pp->n; i++) uncond[i] += pp->sum[i];
+    }
+    for (size_t i = 0; pp->ncalled > 1 && i < pp->n; i++) uncond[i] /= (float)pp->ncalled;
     return KILN_OK;
 }
 
@@ -575,7 +593,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t plane = (size_t)job->latent_h * job->latent_w;
     const int npairs = nparts[0] * nparts[1];
     prompt_parts pp = {calloc((size_t)npairs, sizeof *pp.pairs), {nparts[0], nparts[1]}, {NULL, NULL}, {NULL, NULL},
-                       npairs > 1 ? malloc(n * sizeof(float)) : NULL, n};
+                       npairs > 1 ? malloc(n * sizeof(float)) : NULL, n, {0}, 0};
     for (int side = 0; side < 2; side++) {
         pp.hi[side] = malloc((size_t)nparts[side] * sizeof(float));
         pp.lo[side] = malloc((size_t)nparts[side] * sizeof(float));
@@ -644,12 +662,15 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     args.n = n;
     const bool in_parts = job->nparts[0] || job->nparts[1];
     args.denoise = in_parts ? prompt_parts_call : kiln_denoiser_call;
+    args.uncond = in_parts ? prompt_parts_uncond : kiln_denoiser_uncond;
     args.denoise_ctx = in_parts ? (void *)&pp : (void *)&pp.pairs[0].d;
     args.seed = job->seed;
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
     args.flow = ms.flow;
     if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
+    args.sa_solver_sigmas[0] = kiln_percent_to_sigma(&ms, 0.2);
+    args.sa_solver_sigmas[1] = kiln_percent_to_sigma(&ms, 0.8);
     st = kiln_sample(&args, x);
     if (st != KILN_OK) goto done;
     /* model_sampling.inverse_noise_scaling: a flow latent cut short (leftover noise) leaves as ComfyUI's does,

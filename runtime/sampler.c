@@ -16,42 +16,8 @@
 #include <string.h>
 
 #include "brownian.h"
+#include "sampler_internal.h"
 #include "status.h"
-
-#define WORKSPACE_BUFFERS 8 /* the most any sampler needs (uni_pc) */
-
-typedef struct sampler_run {
-    const kiln_sample_args *args;
-    const float *sigmas; /* (steps + 1) */
-    int steps;
-    size_t n;
-    kiln_noise_fn noise;
-    void *noise_ctx;
-    kiln_rng default_rng;            /* ancestral noise when args->noise is NULL */
-    kiln_brownian_tree default_tree; /* SDE noise when args->noise is NULL */
-} sampler_run;
-
-static kiln_status denoise(sampler_run *r, const float *x, float sigma, float *denoised)
-{
-    return r->args->denoise(r->args->denoise_ctx, x, sigma, denoised);
-}
-
-static kiln_status draw_noise(sampler_run *r, float sigma, float sigma_next, float *noise)
-{
-    return r->noise(r->noise_ctx, sigma, sigma_next, noise, r->n);
-}
-
-/* A callback that stops the sampling gets its reason said: its own message,
- * if it set one, else which step it stopped at (never an earlier call's). */
-static kiln_status report(sampler_run *r, int step, const float *denoised)
-{
-    if (!r->args->progress) return KILN_OK;
-    kiln_clear_error();
-    kiln_status st = r->args->progress(r->args->progress_ctx, step, r->steps, denoised);
-    if (st == KILN_OK) return KILN_OK;
-    if (*kiln_last_error()) return kiln_fail_context(st, "sampling stopped at step %d of %d", step + 1, r->steps);
-    return kiln_fail(st, "sampling stopped by the progress callback at step %d of %d", step + 1, r->steps);
-}
 
 kiln_status kiln_noise_from_rng(void *rng, float sigma, float sigma_next, float *noise, size_t n)
 {
@@ -59,37 +25,6 @@ kiln_status kiln_noise_from_rng(void *rng, float sigma, float sigma_next, float 
     (void)sigma_next;
     kiln_rng_randn(rng, noise, n);
     return KILN_OK;
-}
-
-/* x += d * dt with d = (x - denoised) / sigma: one Euler step in sigma. */
-static void euler_update(float *x, const float *denoised, float sigma, float dt, size_t n)
-{
-    for (size_t j = 0; j < n; j++) {
-        float d = (x[j] - denoised[j]) / sigma;
-        x[j] = x[j] + d * dt;
-    }
-}
-
-/* x += noise * scale */
-static void add_noise(float *x, const float *noise, float scale, size_t n)
-{
-    for (size_t j = 0; j < n; j++) x[j] = x[j] + noise[j] * scale;
-}
-
-/* k-diffusion's get_ancestral_step: the deterministic target sigma_down and
- * the noise sigma_up that together land on sigma_to. */
-static void ancestral_step(double sigma_from, double sigma_to, double eta, double *sigma_down, double *sigma_up)
-{
-    if (eta == 0.0) {
-        *sigma_down = sigma_to;
-        *sigma_up = 0.0;
-        return;
-    }
-    double up = eta * sqrt(sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) /
-                           (sigma_from * sigma_from));
-    if (up > sigma_to) up = sigma_to;
-    *sigma_up = up;
-    *sigma_down = sqrt(sigma_to * sigma_to - up * up);
 }
 
 /* exp of the midpoint of log a and log b, as torch's float32 lerp(w = 0.5). */
@@ -183,6 +118,136 @@ static kiln_status sample_euler_ancestral_rf(sampler_run *r, float *x, float *ws
         rf_step step = rf_ancestral_step(sigma, sigma_next, eta);
         rf_path_step(x, denoised, step.sigma_down, sigma, r->n);
         if (eta > 0.0f) TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
+    }
+    return KILN_OK;
+}
+
+/* Euler ancestral CFG++ (eta 0, s_noise 0: euler_cfg_pp): the slope from
+ * the unconditional prediction and the step from the guided one, an
+ * ancestral (DDIM stochastic) step in sigma / alpha. */
+static kiln_status sample_euler_ancestral_cfg_pp(sampler_run *r, float *x, float *ws, double eta, double s_noise)
+{
+    size_t n = r->n;
+    float *denoised = ws, *uncond = ws + n, *noise = ws + 2 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(uncond_of(r, uncond));
+        TRY(report(r, i, denoised));
+        if (sigma_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+            continue;
+        }
+        const double alpha_s = alpha_of(r->args->flow, sigma), alpha_t = alpha_of(r->args->flow, sigma_next);
+        double down, up;
+        ancestral_step(sigma / alpha_s, sigma_next / alpha_t, eta, &down, &up);
+        const float as = (float)alpha_s, at = (float)alpha_t, to = (float)(alpha_t * down);
+        for (size_t j = 0; j < n; j++) x[j] = at * denoised[j] + to * ((x[j] - as * uncond[j]) / sigma);
+        if (eta > 0.0 && s_noise > 0.0) {
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            add_noise(x, noise, (float)(alpha_t * s_noise * up), n);
+        }
+    }
+    return KILN_OK;
+}
+
+/* Gradient estimation (ComfyUI's, gamma 2): Euler, plus (gamma - 1) times
+ * the slope's change since the last step. With cfg_pp the slope is the
+ * unconditional prediction's and the step starts from the guided one. */
+static kiln_status sample_gradient_estimation(sampler_run *r, float *x, float *ws, bool cfg_pp)
+{
+    const float gamma_less_1 = 1.0f;
+    size_t n = r->n;
+    float *denoised = ws, *uncond = ws + n, *d = ws + 2 * n, *old_d = ws + 3 * n;
+    const float *x0 = cfg_pp ? uncond : denoised;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        if (cfg_pp) TRY(uncond_of(r, uncond));
+        for (size_t j = 0; j < n; j++) d[j] = (x[j] - x0[j]) / sigma;
+        TRY(report(r, i, denoised));
+        float dt = sigma_next - sigma;
+        if (sigma_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+        } else {
+            for (size_t j = 0; j < n; j++) {
+                float v = cfg_pp ? denoised[j] + d[j] * sigma_next : x[j] + d[j] * dt;
+                x[j] = i >= 1 ? v + gamma_less_1 * (d[j] - old_d[j]) * dt : v;
+            }
+        }
+        float *swap = d;
+        d = old_d;
+        old_d = swap;
+    }
+    return KILN_OK;
+}
+
+/* Heun++ (ComfyUI's heunpp2): Euler on the last step, Heun on the one
+ * before, and before that the slopes here and at the next two sigmas
+ * blended by those sigmas over 3 sigma_0 (2 sigma_0 for the Heun step). */
+static kiln_status sample_heunpp2(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *d = ws + n, *x_2 = ws + 2 * n, *d_2 = ws + 3 * n, *x_3 = ws + 4 * n, *d_3 = ws + 5 * n;
+    const float s_end = r->sigmas[r->steps], sigma_0 = r->sigmas[0];
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        for (size_t j = 0; j < n; j++) d[j] = (x[j] - denoised[j]) / sigma;
+        TRY(report(r, i, denoised));
+        float dt = sigma_next - sigma;
+        if (sigma_next == s_end) {
+            for (size_t j = 0; j < n; j++) x[j] = x[j] + d[j] * dt;
+            continue;
+        }
+        for (size_t j = 0; j < n; j++) x_2[j] = x[j] + d[j] * dt;
+        TRY(denoise(r, x_2, sigma_next, d_2));
+        for (size_t j = 0; j < n; j++) d_2[j] = (x_2[j] - d_2[j]) / sigma_next;
+        const float sigma_after = r->sigmas[i + 2];
+        if (sigma_after == s_end) {
+            const float w_2 = sigma_next / (2.0f * sigma_0), w_1 = 1.0f - w_2;
+            for (size_t j = 0; j < n; j++) x[j] = x[j] + (d[j] * w_1 + d_2[j] * w_2) * dt;
+            continue;
+        }
+        for (size_t j = 0; j < n; j++) x_3[j] = x_2[j] + d_2[j] * (sigma_after - sigma_next);
+        TRY(denoise(r, x_3, sigma_after, d_3));
+        for (size_t j = 0; j < n; j++) d_3[j] = (x_3[j] - d_3[j]) / sigma_after;
+        const float w = 3.0f * sigma_0, w_2 = sigma_next / w, w_3 = sigma_after / w, w_1 = 1.0f - w_2 - w_3;
+        for (size_t j = 0; j < n; j++) x[j] = x[j] + (w_1 * d[j] + w_2 * d_2[j] + w_3 * d_3[j]) * dt;
+    }
+    return KILN_OK;
+}
+
+/* DDPM's ancestral step as ComfyUI's sample_ddpm takes it: the posterior
+ * mean from the eps prediction in the variance-preserving x / sqrt(1 +
+ * sigma^2), plus the posterior's deviation times fresh noise. The scalars
+ * are float32 operation by operation as ComfyUI's: 1 - alphas_cumprod near
+ * the last sigma cancels, and its float32 value is what ComfyUI steps by. */
+static kiln_status sample_ddpm(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *noise = ws + n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(report(r, i, denoised));
+        const float alphas_cumprod = 1.0f / (sigma * sigma + 1.0f);
+        const float alphas_cumprod_next = 1.0f / (sigma_next * sigma_next + 1.0f);
+        const float alpha = alphas_cumprod / alphas_cumprod_next;
+        const float vp = sqrtf(1.0f + sigma * sigma), mean = sqrtf(1.0f / alpha);
+        const float eps_weight = 1.0f - alpha, eps_norm = sqrtf(1.0f - alphas_cumprod);
+        for (size_t j = 0; j < n; j++) {
+            float eps = (x[j] - denoised[j]) / sigma;
+            x[j] = mean * (x[j] / vp - eps_weight * eps / eps_norm);
+        }
+        if (sigma_next > 0.0f) {
+            TRY(draw_noise(r, sigma, sigma_next, noise));
+            add_noise(x, noise, sqrtf((1.0f - alpha) * (1.0f - alphas_cumprod_next) / (1.0f - alphas_cumprod)), n);
+        }
+        if (sigma_next != 0.0f) {
+            const float to_vp = sqrtf(1.0f + sigma_next * sigma_next);
+            for (size_t j = 0; j < n; j++) x[j] *= to_vp;
+        }
     }
     return KILN_OK;
 }
@@ -341,27 +406,38 @@ static kiln_status sample_lms(sampler_run *r, float *x, float *ws)
     return KILN_OK;
 }
 
+/* CFG++'s second half: x += scale * (denoised - uncond), the guidance the
+ * step from the unconditional prediction left out. */
+static void add_guidance(float *x, const float *denoised, const float *uncond, float scale, size_t n)
+{
+    for (size_t j = 0; j < n; j++) x[j] = x[j] + scale * (denoised[j] - uncond[j]);
+}
+
 /* DPM-Solver++(2S) ancestral: a midpoint evaluation in log-sigma, then
- * ancestral noise. */
-static kiln_status sample_dpmpp_2s_ancestral(sampler_run *r, float *x, float *ws)
+ * ancestral noise. With cfg_pp both evaluations' unconditional predictions
+ * make the step and the first one's guidance is added after (CFG++). */
+static kiln_status sample_dpmpp_2s_ancestral(sampler_run *r, float *x, float *ws, bool cfg_pp)
 {
     size_t n = r->n;
-    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    float *denoised = ws, *x_2 = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n, *uncond = ws + 4 * n;
+    const float *x0 = cfg_pp ? uncond : denoised;
     for (int i = 0; i < r->steps; i++) {
         float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
         TRY(denoise(r, x, sigma, denoised));
+        if (cfg_pp) TRY(uncond_of(r, uncond));
         double down, up;
         ancestral_step(sigma, sigma_next, r->args->eta, &down, &up);
         TRY(report(r, i, denoised));
         if (down == 0.0) {
-            euler_update(x, denoised, sigma, (float)(down - sigma), n);
+            euler_update(x, x0, sigma, (float)(down - sigma), n);
         } else {
             double t = -log((double)sigma), t_next = -log(down);
             double h = t_next - t;
             double s = t + 0.5 * h;
             float ratio_mid = (float)(exp(-s) / sigma), coeff_mid = (float)expm1(-0.5 * h);
-            for (size_t j = 0; j < n; j++) x_2[j] = ratio_mid * x[j] - coeff_mid * denoised[j];
+            for (size_t j = 0; j < n; j++) x_2[j] = ratio_mid * x[j] - coeff_mid * x0[j];
             TRY(denoise(r, x_2, (float)exp(-s), denoised_2));
+            if (cfg_pp) TRY(uncond_of(r, denoised_2));
             float ratio = (float)(down / sigma), coeff = (float)expm1(-h);
             for (size_t j = 0; j < n; j++) x[j] = ratio * x[j] - coeff * denoised_2[j];
         }
@@ -369,6 +445,7 @@ static kiln_status sample_dpmpp_2s_ancestral(sampler_run *r, float *x, float *ws
             TRY(draw_noise(r, sigma, sigma_next, noise));
             add_noise(x, noise, r->args->s_noise * (float)up, n);
         }
+        if (cfg_pp) add_guidance(x, denoised, uncond, 1.0f, n);
     }
     return KILN_OK;
 }
@@ -376,40 +453,39 @@ static kiln_status sample_dpmpp_2s_ancestral(sampler_run *r, float *x, float *ws
 /* ComfyUI's sample_dpmpp_2s_ancestral_RF: the x0 prediction at the midpoint
  * in flow half-log-SNR (log((1 - sigma) / sigma)) between sigma and the RF
  * step's sigma_down (0.9999 from sigma 1, where that is infinite), both
- * steps along the straight path, then the rescale and renoise. */
-static kiln_status sample_dpmpp_2s_ancestral_rf(sampler_run *r, float *x, float *ws)
+ * steps along the straight path, then the rescale and renoise. With cfg_pp
+ * as above, the guidance scaled by alpha_next = 1 - sigma_next. */
+static kiln_status sample_dpmpp_2s_ancestral_rf(sampler_run *r, float *x, float *ws, bool cfg_pp)
 {
     size_t n = r->n;
-    float *denoised = ws, *u = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n;
+    float *denoised = ws, *u = ws + n, *denoised_2 = ws + 2 * n, *noise = ws + 3 * n, *uncond = ws + 4 * n;
+    const float *x0 = cfg_pp ? uncond : denoised;
     float eta = r->args->eta;
     for (int i = 0; i < r->steps; i++) {
         float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
         TRY(denoise(r, x, sigma, denoised));
+        if (cfg_pp) TRY(uncond_of(r, uncond));
         rf_step step = rf_ancestral_step(sigma, sigma_next, eta);
         TRY(report(r, i, denoised));
         if (sigma_next == 0.0f) {
-            euler_update(x, denoised, sigma, step.sigma_down - sigma, n);
-            continue;
+            euler_update(x, x0, sigma, step.sigma_down - sigma, n);
+        } else {
+            float sigma_s = 0.9999f;
+            if (sigma != 1.0f) {
+                double t = log((1.0 - sigma) / sigma), t_down = log((1.0 - step.sigma_down) / step.sigma_down);
+                sigma_s = (float)(1.0 / (exp(t + 0.5 * (t_down - t)) + 1.0));
+            }
+            memcpy(u, x, n * sizeof *u);
+            rf_path_step(u, x0, sigma_s, sigma, n);
+            TRY(denoise(r, u, sigma_s, denoised_2));
+            if (cfg_pp) TRY(uncond_of(r, denoised_2));
+            rf_path_step(x, denoised_2, step.sigma_down, sigma, n);
+            if (eta > 0.0f) TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
         }
-        float sigma_s = 0.9999f;
-        if (sigma != 1.0f) {
-            double t = log((1.0 - sigma) / sigma), t_down = log((1.0 - step.sigma_down) / step.sigma_down);
-            sigma_s = (float)(1.0 / (exp(t + 0.5 * (t_down - t)) + 1.0));
-        }
-        memcpy(u, x, n * sizeof *u);
-        rf_path_step(u, denoised, sigma_s, sigma, n);
-        TRY(denoise(r, u, sigma_s, denoised_2));
-        rf_path_step(x, denoised_2, step.sigma_down, sigma, n);
-        if (eta > 0.0f) TRY(rf_renoise(r, x, &step, sigma, sigma_next, noise));
+        if (cfg_pp) add_guidance(x, denoised, uncond, 1.0f - sigma_next, n);
     }
     return KILN_OK;
 }
-
-/* The half-log-SNR log(alpha / sigma) of a noise level and its alpha, as
- * ComfyUI's SDE samplers take them: a discrete model's -log(sigma) with
- * alpha 1, a flow model's log((1 - sigma) / sigma) with alpha 1 - sigma. */
-static double half_log_snr(bool flow, double sigma) { return flow ? log((1.0 - sigma) / sigma) : -log(sigma); }
-static double alpha_of(bool flow, double sigma) { return flow ? 1.0 - sigma : 1.0; }
 
 /* One DPM-Solver++ SDE step's numbers: the half-step sigma, and for each
  * half x = keep x + take x0 + up noise. */
@@ -530,6 +606,33 @@ static kiln_status sample_dpmpp_2m(sampler_run *r, float *x, float *ws)
         float *swap = old_denoised;
         old_denoised = denoised;
         denoised = swap;
+    }
+    return KILN_OK;
+}
+
+/* DPM-Solver++(2M) CFG++: the step from the unconditional prediction (its
+ * change since the last step for the second order), landing on the guided
+ * one. */
+static kiln_status sample_dpmpp_2m_cfg_pp(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *uncond = ws + n, *old_uncond = ws + 2 * n;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(uncond_of(r, uncond));
+        TRY(report(r, i, denoised));
+        double t = -log((double)sigma), h = -log((double)sigma_next) - t;
+        const float keep = (float)exp(-h);
+        if (i == 0 || sigma_next == 0.0f) {
+            for (size_t j = 0; j < n; j++) x[j] = denoised[j] + -keep * uncond[j] + keep * x[j];
+        } else {
+            double ratio = (t + log((double)r->sigmas[i - 1])) / h;
+            const float second = (float)(expm1(-h) * (1.0 / (2.0 * ratio)));
+            for (size_t j = 0; j < n; j++)
+                x[j] = denoised[j] + (-keep * uncond[j] - second * (denoised[j] - old_uncond[j])) + keep * x[j];
+        }
+        memcpy(old_uncond, uncond, n * sizeof *old_uncond);
     }
     return KILN_OK;
 }
@@ -662,6 +765,72 @@ static kiln_status sample_ipndm(sampler_run *r, float *x, float *ws)
     return KILN_OK;
 }
 
+/* iPNDM with variable steps (ComfyUI's ipndm_v): the same Adams–Bashforth
+ * up to order 4, its weights from the sizes of this step and the last
+ * three, so that uneven schedules (karras) keep the order. */
+static void ipndm_v_weights(const float *t, int i, int order, double *c)
+{
+    const double h_n = (double)t[i + 1] - t[i], h_n_1 = order > 1 ? (double)t[i] - t[i - 1] : 1.0;
+    c[0] = 1.0;
+    if (order == 1) return;
+    const double ratio = h_n / h_n_1;
+    c[0] = (2.0 + ratio) / 2.0;
+    c[1] = -ratio / 2.0;
+    if (order == 2) return;
+    const double h_n_2 = (double)t[i - 1] - t[i - 2];
+    const double temp1 = (1.0 - h_n / (3.0 * (h_n + h_n_1)) * (h_n * (h_n + h_n_1)) / (h_n_1 * (h_n_1 + h_n_2))) / 2.0;
+    if (order == 3) {
+        c[0] += temp1;
+        c[1] -= (1.0 + h_n_1 / h_n_2) * temp1;
+        c[2] = temp1 * h_n_1 / h_n_2;
+        return;
+    }
+    const double h_n_3 = (double)t[i - 2] - t[i - 3];
+    const double temp2 = ((1.0 - h_n / (3.0 * (h_n + h_n_1))) / 2.0 +
+                          (1.0 - h_n / (2.0 * (h_n + h_n_1))) * h_n / (6.0 * (h_n + h_n_1 + h_n_2))) *
+                         (h_n * (h_n + h_n_1) * (h_n + h_n_1 + h_n_2)) /
+                         (h_n_1 * (h_n_1 + h_n_2) * (h_n_1 + h_n_2 + h_n_3));
+    const double q = h_n_1 * (h_n_1 + h_n_2) / (h_n_2 * (h_n_2 + h_n_3));
+    c[0] += temp1 + temp2;
+    c[1] -= (1.0 + h_n_1 / h_n_2) * temp1 + (1.0 + h_n_1 / h_n_2 + q) * temp2;
+    c[2] = temp1 * h_n_1 / h_n_2 + (h_n_1 / h_n_2 + q * (1.0 + h_n_2 / h_n_3)) * temp2;
+    c[3] = -temp2 * q * h_n_1 / h_n_2;
+}
+
+static kiln_status sample_ipndm_v(sampler_run *r, float *x, float *ws)
+{
+    enum { MAX_ORDER = 4 };
+    size_t n = r->n;
+    float *denoised = ws, *d_cur = ws + n;
+    float *slopes[MAX_ORDER - 1];
+    for (int k = 0; k < MAX_ORDER - 1; k++) slopes[k] = ws + (size_t)(2 + k) * n;
+    for (int i = 0; i < r->steps; i++) {
+        float t_cur = r->sigmas[i], t_next = r->sigmas[i + 1];
+        TRY(denoise(r, x, t_cur, denoised));
+        TRY(report(r, i, denoised));
+        for (size_t j = 0; j < n; j++) d_cur[j] = (x[j] - denoised[j]) / t_cur;
+        int order = i + 1 < MAX_ORDER ? i + 1 : MAX_ORDER;
+        if (t_next == 0.0f) {
+            memcpy(x, denoised, n * sizeof *x);
+        } else {
+            double c[MAX_ORDER];
+            ipndm_v_weights(r->sigmas, i, order, c);
+            float w[MAX_ORDER], dt = t_next - t_cur;
+            for (int k = 0; k < order; k++) w[k] = (float)c[k];
+            for (size_t j = 0; j < n; j++) {
+                float combo = w[0] * d_cur[j];
+                for (int k = 1; k < order; k++) combo = combo + w[k] * slopes[k - 1][j];
+                x[j] = x[j] + dt * combo;
+            }
+        }
+        float *oldest = slopes[MAX_ORDER - 2];
+        memmove(slopes + 1, slopes, (MAX_ORDER - 2) * sizeof *slopes);
+        slopes[0] = d_cur;
+        d_cur = oldest;
+    }
+    return KILN_OK;
+}
+
 /* DEIS ("tab", order 3) coefficients for every step: sigmas are mapped to
  * the time of a fixed VP SDE (sigma_min 0.002, sigma_max 80, epsilon
  * 1e-3), and each coefficient is the Riemann sum over 10,000 points of that
@@ -774,9 +943,7 @@ static kiln_status unipc_x0(sampler_run *r, const float *x_vp, float sigma, floa
     return KILN_OK;
 }
 
-/* Solves the k x k system a y = b (k <= 3) by Gaussian elimination with
- * partial pivoting; a is row-major and is overwritten. */
-static void solve_small(double *a, double *b, int k)
+void sampler_solve_small(double *a, double *b, int k)
 {
     for (int col = 0; col < k; col++) {
         int pivot = col;
@@ -870,11 +1037,11 @@ static kiln_status unipc_update(sampler_run *r, unipc_state *u, float *x, float 
             for (int c = 0; c < k; c++) a[row * k + c] = rmat[row * order + c];
             b[row] = bvec[row];
         }
-        solve_small(a, b, k);
+        sampler_solve_small(a, b, k);
         for (int c = 0; c < k; c++) rhos_p[c] = (float)b[c];
     }
     if (use_corrector && order > 1) {
-        solve_small(rmat, bvec, order);
+        sampler_solve_small(rmat, bvec, order);
         for (int c = 0; c < order; c++) rhos_c[c] = (float)bvec[c];
     }
 
@@ -989,16 +1156,32 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_DDIM] = "ddim",
     [KILN_SAMPLER_UNI_PC] = "uni_pc",
     [KILN_SAMPLER_DPMPP_2M_SDE_HEUN] = "dpmpp_2m_sde_heun",
+    [KILN_SAMPLER_RES_MULTISTEP] = "res_multistep",
+    [KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL] = "res_multistep_ancestral",
+    [KILN_SAMPLER_RES_MULTISTEP_CFG_PP] = "res_multistep_cfg_pp",
+    [KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL_CFG_PP] = "res_multistep_ancestral_cfg_pp",
+    [KILN_SAMPLER_GRADIENT_ESTIMATION] = "gradient_estimation",
+    [KILN_SAMPLER_GRADIENT_ESTIMATION_CFG_PP] = "gradient_estimation_cfg_pp",
+    [KILN_SAMPLER_ER_SDE] = "er_sde",
+    [KILN_SAMPLER_SEEDS_2] = "seeds_2",
+    [KILN_SAMPLER_SEEDS_3] = "seeds_3",
+    [KILN_SAMPLER_DDPM] = "ddpm",
+    [KILN_SAMPLER_HEUNPP2] = "heunpp2",
+    [KILN_SAMPLER_IPNDM_V] = "ipndm_v",
+    [KILN_SAMPLER_EULER_CFG_PP] = "euler_cfg_pp",
+    [KILN_SAMPLER_EULER_ANCESTRAL_CFG_PP] = "euler_ancestral_cfg_pp",
+    [KILN_SAMPLER_DPMPP_2M_CFG_PP] = "dpmpp_2m_cfg_pp",
+    [KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP] = "dpmpp_2s_ancestral_cfg_pp",
+    [KILN_SAMPLER_SA_SOLVER] = "sa_solver",
+    [KILN_SAMPLER_SA_SOLVER_PECE] = "sa_solver_pece",
 };
 
-/* ComfyUI v0.3.64 samplers kiln does not implement yet. */
+/* ComfyUI's samplers kiln does not implement: DPM-Solver's own schedules,
+ * the ones drawing their noise on the GPU (kiln draws the CPU's), and
+ * UniPC bh2. */
 static const char *const comfyui_only_samplers[] = {
-    "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2", "dpm_fast", "dpm_adaptive",
-    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde_gpu", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde_gpu",
-    "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu", "ddpm", "ipndm_v",
-    "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
-    "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver",
-    "sa_solver_pece", "uni_pc_bh2",
+    "dpm_fast", "dpm_adaptive", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu",
+    "uni_pc_bh2",
 };
 
 const char *kiln_sampler_name(kiln_sampler sampler)
@@ -1008,7 +1191,7 @@ const char *kiln_sampler_name(kiln_sampler sampler)
 
 kiln_status kiln_sampler_from_name(const char *name, kiln_sampler *out)
 {
-    char valid[512] = "";
+    char valid[1024] = "";
     for (int s = 0; s < KILN_SAMPLER_COUNT; s++) {
         if (name && strcmp(name, sampler_names[s]) == 0) {
             *out = (kiln_sampler)s;
@@ -1030,12 +1213,50 @@ kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler)
     case KILN_SAMPLER_EULER_ANCESTRAL:
     case KILN_SAMPLER_DPM_2_ANCESTRAL:
     case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
-    case KILN_SAMPLER_LCM: return KILN_SAMPLER_NOISE_ANCESTRAL;
+    case KILN_SAMPLER_LCM:
+    case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL:
+    case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL_CFG_PP:
+    case KILN_SAMPLER_ER_SDE:
+    case KILN_SAMPLER_SEEDS_2:
+    case KILN_SAMPLER_SEEDS_3:
+    case KILN_SAMPLER_DDPM:
+    case KILN_SAMPLER_EULER_ANCESTRAL_CFG_PP:
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP:
+    case KILN_SAMPLER_SA_SOLVER:
+    case KILN_SAMPLER_SA_SOLVER_PECE: return KILN_SAMPLER_NOISE_ANCESTRAL;
     case KILN_SAMPLER_DPMPP_SDE:
     case KILN_SAMPLER_DPMPP_2M_SDE:
     case KILN_SAMPLER_DPMPP_2M_SDE_HEUN:
     case KILN_SAMPLER_DPMPP_3M_SDE: return KILN_SAMPLER_NOISE_BROWNIAN;
     default: return KILN_SAMPLER_NOISE_NONE;
+    }
+}
+
+bool kiln_sampler_is_cfg_pp(kiln_sampler sampler)
+{
+    switch (sampler) {
+    case KILN_SAMPLER_RES_MULTISTEP_CFG_PP:
+    case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL_CFG_PP:
+    case KILN_SAMPLER_GRADIENT_ESTIMATION_CFG_PP:
+    case KILN_SAMPLER_EULER_CFG_PP:
+    case KILN_SAMPLER_EULER_ANCESTRAL_CFG_PP:
+    case KILN_SAMPLER_DPMPP_2M_CFG_PP:
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP: return true;
+    default: return false;
+    }
+}
+
+/* The samplers that step in half-log-SNR on a flow model too, where sigma 1
+ * is out of reach (ComfyUI's offset_first_sigma_for_snr). */
+static bool steps_in_half_log_snr(kiln_sampler sampler)
+{
+    switch (sampler) {
+    case KILN_SAMPLER_ER_SDE:
+    case KILN_SAMPLER_SEEDS_2:
+    case KILN_SAMPLER_SEEDS_3:
+    case KILN_SAMPLER_SA_SOLVER:
+    case KILN_SAMPLER_SA_SOLVER_PECE: return true;
+    default: return kiln_sampler_noise_kind(sampler) == KILN_SAMPLER_NOISE_BROWNIAN;
     }
 }
 
@@ -1073,13 +1294,15 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
                          (double)args->eta, (double)args->s_noise);
+    if (kiln_sampler_is_cfg_pp(args->sampler) && !args->uncond)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: a CFG++ sampler needs the unconditional prediction "
+                         "(no uncond callback)", name);
     if (args->nsigmas == 1) return KILN_OK; /* nothing to walk, as in ComfyUI */
 
     sampler_run r = {.args = args, .sigmas = args->sigmas, .steps = (int)(args->nsigmas - 1), .n = args->n};
     /* a flow model's SDE step is in half-log-SNR, infinite at sigma 1: ComfyUI starts those just below it */
     float *offset_sigmas = NULL;
-    if (args->flow && kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_BROWNIAN &&
-        args->sigmas[0] >= 1.0f) {
+    if (args->flow && steps_in_half_log_snr(args->sampler) && args->sigmas[0] >= 1.0f) {
         if (!(args->flow_first_sigma > 0.0f && args->flow_first_sigma < 1.0f))
             return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: a flow schedule from sigma 1 needs flow_first_sigma "
                              "in (0, 1), not %g", name, (double)args->flow_first_sigma);
@@ -1126,8 +1349,11 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_DPM_2_ANCESTRAL: st = sample_dpm_2_ancestral(&r, x, ws); break;
     case KILN_SAMPLER_LMS: st = sample_lms(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
-        st = args->flow ? sample_dpmpp_2s_ancestral_rf(&r, x, ws) : sample_dpmpp_2s_ancestral(&r, x, ws);
+    case KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP: {
+        const bool cfg_pp = args->sampler == KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP;
+        st = args->flow ? sample_dpmpp_2s_ancestral_rf(&r, x, ws, cfg_pp) : sample_dpmpp_2s_ancestral(&r, x, ws, cfg_pp);
         break;
+    }
     case KILN_SAMPLER_DPMPP_SDE: st = sample_dpmpp_sde(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2M: st = sample_dpmpp_2m(&r, x, ws); break;
     case KILN_SAMPLER_DPMPP_2M_SDE: st = sample_dpmpp_multistep_sde(&r, x, ws, 2, false); break;
@@ -1137,6 +1363,25 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_IPNDM: st = sample_ipndm(&r, x, ws); break;
     case KILN_SAMPLER_DEIS: st = sample_deis(&r, x, ws); break;
     case KILN_SAMPLER_UNI_PC: st = sample_uni_pc(&r, x, ws); break;
+    case KILN_SAMPLER_RES_MULTISTEP: st = sample_res_multistep(&r, x, ws, 0.0, false); break;
+    case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL: st = sample_res_multistep(&r, x, ws, args->eta, false); break;
+    case KILN_SAMPLER_RES_MULTISTEP_CFG_PP: st = sample_res_multistep(&r, x, ws, 0.0, true); break;
+    case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL_CFG_PP: st = sample_res_multistep(&r, x, ws, args->eta, true); break;
+    case KILN_SAMPLER_GRADIENT_ESTIMATION: st = sample_gradient_estimation(&r, x, ws, false); break;
+    case KILN_SAMPLER_GRADIENT_ESTIMATION_CFG_PP: st = sample_gradient_estimation(&r, x, ws, true); break;
+    case KILN_SAMPLER_ER_SDE: st = sample_er_sde(&r, x, ws); break;
+    case KILN_SAMPLER_SEEDS_2: st = sample_seeds(&r, x, ws, 2); break;
+    case KILN_SAMPLER_SEEDS_3: st = sample_seeds(&r, x, ws, 3); break;
+    case KILN_SAMPLER_DDPM: st = sample_ddpm(&r, x, ws); break;
+    case KILN_SAMPLER_HEUNPP2: st = sample_heunpp2(&r, x, ws); break;
+    case KILN_SAMPLER_IPNDM_V: st = sample_ipndm_v(&r, x, ws); break;
+    case KILN_SAMPLER_EULER_CFG_PP: st = sample_euler_ancestral_cfg_pp(&r, x, ws, 0.0, 0.0); break;
+    case KILN_SAMPLER_EULER_ANCESTRAL_CFG_PP:
+        st = sample_euler_ancestral_cfg_pp(&r, x, ws, args->eta, args->s_noise);
+        break;
+    case KILN_SAMPLER_DPMPP_2M_CFG_PP: st = sample_dpmpp_2m_cfg_pp(&r, x, ws); break;
+    case KILN_SAMPLER_SA_SOLVER: st = sample_sa_solver(&r, x, ws, false); break;
+    case KILN_SAMPLER_SA_SOLVER_PECE: st = sample_sa_solver(&r, x, ws, true); break;
     case KILN_SAMPLER_COUNT: break;
     }
     free(ws);

@@ -21,6 +21,10 @@
 /* x (n) at noise level sigma -> denoised (n), the model's x0 prediction. */
 typedef kiln_status (*kiln_denoise_fn)(void *ctx, const float *x, float sigma, float *denoised);
 
+/* The unconditional x0 prediction (n) of the denoiser's last call (ComfyUI's
+ * post-CFG "uncond_denoised"), for the CFG++ samplers. */
+typedef kiln_status (*kiln_uncond_fn)(void *ctx, float *uncond_denoised);
+
 /* Fills noise (n) with standard normal noise for the step from sigma to
  * sigma_next (ancestral samplers, lcm: a fresh draw; SDE samplers: the
  * Brownian increment over [sigma_next, sigma] divided by its standard
@@ -45,6 +49,26 @@ typedef enum kiln_sampler {
     KILN_SAMPLER_DDIM,   /* ComfyUI's ddim is euler (it differs only when inpainting) */
     KILN_SAMPLER_UNI_PC, /* UniPC bh1, order 3, data prediction */
     KILN_SAMPLER_DPMPP_2M_SDE_HEUN, /* DPM-Solver++(2M) SDE with the Heun-like second-order correction */
+    /* ComfyUI's newer samplers (comfy/k_diffusion/sampling.py, sa_solver.py); the *_CFG_PP ones step from the
+       unconditional prediction (kiln_sample_args.uncond) and add the guidance back after (CFG++) */
+    KILN_SAMPLER_RES_MULTISTEP,
+    KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL,
+    KILN_SAMPLER_RES_MULTISTEP_CFG_PP,
+    KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL_CFG_PP,
+    KILN_SAMPLER_GRADIENT_ESTIMATION,
+    KILN_SAMPLER_GRADIENT_ESTIMATION_CFG_PP,
+    KILN_SAMPLER_ER_SDE,  /* VP ER-SDE-Solver-3 */
+    KILN_SAMPLER_SEEDS_2, /* SEEDS-2, r = 1/2 */
+    KILN_SAMPLER_SEEDS_3, /* SEEDS-3, r = 1/3, 2/3 */
+    KILN_SAMPLER_DDPM,
+    KILN_SAMPLER_HEUNPP2,
+    KILN_SAMPLER_IPNDM_V, /* iPNDM with variable step sizes */
+    KILN_SAMPLER_EULER_CFG_PP,
+    KILN_SAMPLER_EULER_ANCESTRAL_CFG_PP,
+    KILN_SAMPLER_DPMPP_2M_CFG_PP,
+    KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP,
+    KILN_SAMPLER_SA_SOLVER,      /* SA-Solver, predictor order 3, corrector order 4 */
+    KILN_SAMPLER_SA_SOLVER_PECE, /* the same, evaluating the corrected state again */
     KILN_SAMPLER_COUNT
 } kiln_sampler;
 
@@ -65,6 +89,8 @@ kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler);
 /* dpm_2, dpm_2_ancestral and uni_pc get a schedule one step longer with its
  * second-to-last sigma dropped (pass this to kiln_ksampler_sigmas). */
 bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler);
+/* The CFG++ samplers, which need the unconditional prediction even at cfg 1. */
+bool kiln_sampler_is_cfg_pp(kiln_sampler sampler);
 
 
 typedef struct kiln_sample_args {
@@ -74,6 +100,7 @@ typedef struct kiln_sample_args {
     size_t n;                   /* latent elements, whole batch */
     kiln_denoise_fn denoise;    /* required */
     void *denoise_ctx;
+    kiln_uncond_fn uncond;      /* called with denoise_ctx; required by the CFG++ samplers */
     /* Noise for ancestral and SDE samplers. NULL gives ComfyUI's defaults
      * for `seed`, bit for bit: for the ancestral samplers and lcm a torch CPU
      * generator seeded with it, one randn(n) per call (default_noise_sampler);
@@ -92,8 +119,12 @@ typedef struct kiln_sample_args {
        (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) in the flow half-log-SNR log((1 - sigma) / sigma)
        with alpha 1 - sigma, lcm renoising the flow way; the rest unchanged */
     bool flow;
-    float flow_first_sigma;     /* flow, SDE samplers: the first sigma in place of one at 1, where the
-                                   half-log-SNR is infinite (ComfyUI's percent_to_sigma(1e-4)) */
+    float flow_first_sigma;     /* flow, the samplers stepping in half-log-SNR (SDE ones, er_sde, seeds,
+                                   sa_solver): the first sigma in place of one at 1, where the half-log-SNR
+                                   is infinite (ComfyUI's percent_to_sigma(1e-4)) */
+    /* sa_solver: its noise is on between these sigmas, high then low (ComfyUI's percent_to_sigma(0.2) and
+       percent_to_sigma(0.8)); 0, 0: never, the deterministic solver */
+    float sa_solver_sigmas[2];
 } kiln_sample_args;
 
 /* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1. */

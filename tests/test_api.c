@@ -546,6 +546,48 @@ static void sampler_options(void **state)
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
 }
 
+/* The CFG++ samplers step from the negative prompt's prediction and add the
+ * guidance back: at cfg 0 the guided prediction is the negative's, so
+ * euler_cfg_pp is euler and dpmpp_2m_cfg_pp is dpmpp_2m (the algebra of
+ * their steps); at cfg 1 with the same prompt on both sides (the negative
+ * rows still run, as in ComfyUI) euler_cfg_pp is euler again, and with
+ * another negative it is not. */
+static void cfg_pp_samplers(void **state)
+{
+    (void)state;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    kiln_latent empty;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
+    const size_t n = latent_count(&empty);
+    const struct {
+        const char *cfg_pp, *plain;
+        double cfg;
+        bool same_prompt, equal;
+    } cases[] = {{"euler_cfg_pp", "euler", 0.0, false, true},
+                 {"dpmpp_2m_cfg_pp", "dpmpp_2m", 0.0, false, true},
+                 {"euler_cfg_pp", "euler", 1.0, true, true},
+                 {"euler_cfg_pp", "euler", 1.0, false, false}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = cases[k].cfg, .sampler_name = cases[k].plain,
+                                  .scheduler = "karras", .denoise = 1.0};
+        const kiln_conditioning *negative = cases[k].same_prompt ? &pos : &neg;
+        kiln_latent out[2];
+        assert_kiln_ok(kiln_ksampler(model, &p, &pos, negative, &empty, &out[0]));
+        p.sampler_name = cases[k].cfg_pp;
+        assert_kiln_ok(kiln_ksampler(model, &p, &pos, negative, &empty, &out[1]));
+        double err = kiln_rel_l2(out[1].data, out[0].data, n);
+        print_message("  %-16s vs %-9s cfg %g%s: rel L2 %.2g\n", cases[k].cfg_pp, cases[k].plain, cases[k].cfg,
+                      cases[k].same_prompt ? ", one prompt" : "", err);
+        if (cases[k].equal) assert_true(err <= 1e-5);
+        else assert_true(err > 1e-3);
+        kiln_latent_free(&out[0]), kiln_latent_free(&out[1]);
+    }
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+}
+
 /* CLIPTextEncodeSDXL's numbers on the tiny SDXL model: CLIPTextEncode's
  * (8 x the latent's size as both sizes, no crop) spelled out give the run without
  * them to the bit, and another size and crop change it. (y itself is
@@ -779,7 +821,8 @@ int main(void)
         cmocka_unit_test(masked_run_keeps_the_rest),
         cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
-        cmocka_unit_test(advanced_split), cmocka_unit_test(sampler_options), cmocka_unit_test(sdxl_numbers),    cmocka_unit_test(latent_upscale),
+        cmocka_unit_test(advanced_split), cmocka_unit_test(sampler_options), cmocka_unit_test(cfg_pp_samplers),
+        cmocka_unit_test(sdxl_numbers),   cmocka_unit_test(latent_upscale),
         cmocka_unit_test(refusals),       cmocka_unit_test(version_and_backend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -244,6 +244,145 @@ static void flow_sde_needs_its_first_sigma(void **state)
     assert_non_null(strstr(kiln_last_error(), "flow_first_sigma"));
 }
 
+/* The mock model of tests/data/samplers: the guided x0 prediction 0.75 x +
+ * 0.1 sigma tanh(x) and the unconditional 0.7 x - 0.05 sigma; noise from the
+ * pool in order. */
+typedef struct mock_run {
+    const float *pool;
+    size_t n, pool_draws;
+    int calls, draws;
+    float last_sigma;
+    const float *last_x;
+} mock_run;
+
+static kiln_status mock_denoise(void *ctx, const float *x, float sigma, float *denoised)
+{
+    mock_run *m = ctx;
+    for (size_t j = 0; j < m->n; j++) denoised[j] = x[j] * 0.75f + 0.1f * sigma * tanhf(x[j]);
+    m->calls++;
+    m->last_sigma = sigma;
+    m->last_x = x;
+    return KILN_OK;
+}
+
+/* reads the last call's x, which the samplers keep until they take it */
+static kiln_status mock_uncond(void *ctx, float *uncond)
+{
+    mock_run *m = ctx;
+    for (size_t j = 0; j < m->n; j++) uncond[j] = m->last_x[j] * 0.7f - 0.05f * m->last_sigma;
+    return KILN_OK;
+}
+
+static kiln_status mock_noise(void *ctx, float sigma, float sigma_next, float *noise, size_t n)
+{
+    mock_run *m = ctx;
+    (void)sigma;
+    (void)sigma_next;
+    if ((size_t)m->draws >= m->pool_draws) fail_msg("more than the pool's %zu noise draws", m->pool_draws);
+    memcpy(noise, m->pool + (size_t)m->draws * n, n * sizeof *noise);
+    m->draws++;
+    return KILN_OK;
+}
+
+/* ComfyUI's newer samplers against its code restated on the mock model
+ * (tests/data/samplers): SD 1.x's karras schedule, its first 5 steps ending
+ * above 0, and SD3's flow schedule. Scalars in double against ComfyUI's
+ * float32, so within 1e-5. */
+static void newer_samplers_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(kiln_test_data("samplers/samplers.safetensors"), &f));
+    size_t n, pool_count;
+    float *start = NULL, *pool = NULL;
+    assert_kiln_ok(kiln_st_read_f32(f, "x", &start, &n));
+    assert_kiln_ok(kiln_st_read_f32(f, "noise", &pool, &pool_count));
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    static const char *const cases[] = {"sd15", "sd15_cut", "sd3"};
+    int runs = 0;
+    for (size_t c = 0; c < 3; c++) {
+        char key[128];
+        float *sigmas, *first, *sa;
+        size_t nsigmas, one, two;
+        snprintf(key, sizeof key, "%s.sigmas", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, key, &sigmas, &nsigmas));
+        snprintf(key, sizeof key, "%s.first_sigma", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, key, &first, &one));
+        snprintf(key, sizeof key, "%s.sa_sigmas", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, key, &sa, &two));
+        for (int s = KILN_SAMPLER_RES_MULTISTEP; s < KILN_SAMPLER_COUNT; s++) {
+            const char *name = kiln_sampler_name((kiln_sampler)s);
+            float *want, *calls, *draws;
+            size_t m;
+            snprintf(key, sizeof key, "%s.%s.x", cases[c], name);
+            assert_kiln_ok(kiln_st_read_f32(f, key, &want, &m));
+            snprintf(key, sizeof key, "%s.%s.calls", cases[c], name);
+            assert_kiln_ok(kiln_st_read_f32(f, key, &calls, &one));
+            snprintf(key, sizeof key, "%s.%s.draws", cases[c], name);
+            assert_kiln_ok(kiln_st_read_f32(f, key, &draws, &one));
+            for (size_t j = 0; j < n; j++) x[j] = start[j] * sigmas[0];
+            mock_run mock = {.pool = pool, .n = n, .pool_draws = pool_count / n};
+            kiln_sample_args args;
+            kiln_sample_args_init(&args);
+            args.sampler = (kiln_sampler)s;
+            args.sigmas = sigmas;
+            args.nsigmas = nsigmas;
+            args.n = n;
+            args.denoise = mock_denoise;
+            args.uncond = mock_uncond;
+            args.denoise_ctx = &mock;
+            args.noise = mock_noise;
+            args.noise_ctx = &mock;
+            args.flow = c == 2;
+            args.flow_first_sigma = first[0];
+            args.sa_solver_sigmas[0] = sa[0];
+            args.sa_solver_sigmas[1] = sa[1];
+            assert_kiln_ok(kiln_sample(&args, x));
+            double err = kiln_rel_l2(x, want, n);
+            print_message("  %-8s %-30s %2d calls, %2d draws, x rel L2 %.2g\n", cases[c], name, mock.calls,
+                          mock.draws, err);
+            if (!(err <= TOLERANCE)) fail_msg("%s %s: x rel L2 %.3g > %g", cases[c], name, err, TOLERANCE);
+            if (mock.calls != (int)calls[0])
+                fail_msg("%s %s: %d model calls, ComfyUI %g", cases[c], name, mock.calls, calls[0]);
+            /* res_multistep and its CFG++ kind draw like ComfyUI's ancestral one and add the draws times 0 */
+            int want_draws = kiln_sampler_noise_kind((kiln_sampler)s) == KILN_SAMPLER_NOISE_NONE ? 0 : (int)draws[0];
+            if (mock.draws != want_draws)
+                fail_msg("%s %s: %d noise draws, ComfyUI %d", cases[c], name, mock.draws, want_draws);
+            free(want);
+            free(calls);
+            free(draws);
+            runs++;
+        }
+        free(sigmas);
+        free(first);
+        free(sa);
+    }
+    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP));
+    free(x);
+    free(start);
+    free(pool);
+    kiln_st_close(f);
+}
+
+/* A CFG++ sampler without the unconditional prediction is refused before
+ * the model runs. */
+static void cfg_pp_needs_the_uncond(void **state)
+{
+    (void)state;
+    float sigmas[] = {2.0f, 1.0f, 0.0f}, x[4] = {0};
+    kiln_sample_args args;
+    kiln_sample_args_init(&args);
+    args.sampler = KILN_SAMPLER_EULER_CFG_PP;
+    args.sigmas = sigmas;
+    args.nsigmas = 3;
+    args.n = 4;
+    args.denoise = flow_never_called;
+    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "euler_cfg_pp"));
+    assert_non_null(strstr(kiln_last_error(), "unconditional"));
+}
+
 static void bad_arguments_are_errors(void **state)
 {
     (void)state;
@@ -290,6 +429,8 @@ int main(void)
         cmocka_unit_test(every_sampler_matches_comfyui),
         cmocka_unit_test(dpmpp_2m_sde_without_noise_is_dpmpp_2m),
         cmocka_unit_test(flow_sde_needs_its_first_sigma),
+        cmocka_unit_test(newer_samplers_match_comfyui),
+        cmocka_unit_test(cfg_pp_needs_the_uncond),
         cmocka_unit_test(bad_arguments_are_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
