@@ -674,7 +674,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
             st = kiln_control_hint(m, apply->controlnet, apply->image, apply->mask, job.latent_h, job.latent_w,
                                    &hint);
         controls[i] = (kiln_control){apply->controlnet, hint, (float)apply->strength, apply->start_percent,
-                                     apply->end_percent, mode};
+                                     apply->end_percent, mode, apply->positive_only};
     }
     job.controls = controls;
     job.ncontrols = ncontrols;

@@ -345,23 +345,62 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->unet_in = d->unet_out = NULL;
 }
 
+/* Rows [first, first + count) of x: a view, no copy. */
+static tensor rows_view(const tensor *x, int64_t first, int64_t count)
+{
+    tensor v = *x;
+    v.offset += (size_t)first * (kiln_tensor_nbytes(x) / (size_t)x->shape[0]);
+    v.shape[0] = count;
+    return v;
+}
+
+/* A positive-only ControlNet's residual r of the cond rows (B,C,H,W) made
+ * the batch's (2B rows, as (1,2BC,H,W)): zeros on the uncond rows before it. */
+static kiln_status cond_rows_only(kiln_graph *g, tensor **r)
+{
+    tensor *zeros, *both;
+    TRY(nn_scale(g, *r, 0.0f, &zeros));
+    tensor a = *zeros, b = **r; /* as one image of B*C channels each: the rows follow one another */
+    a.shape[1] *= a.shape[0], a.shape[0] = 1;
+    b.shape[1] *= b.shape[0], b.shape[0] = 1;
+    TRY(nn_concat_channels(g, &a, &b, &both));
+    nn_drop(g, &zeros);
+    nn_drop(g, r);
+    *r = both;
+    return KILN_OK;
+}
+
 /* The residuals of this call's ControlNets, summed in the order applied.
  * The hints are inputs of the graph, so they are all taken before any op:
- * a replay uploads every input first. */
+ * a replay uploads every input first. A positive-only one (ControlNetApply)
+ * runs on the cond rows alone where there are uncond rows, and adds nothing
+ * to those. */
 static kiln_status control_residuals(kiln_graph *g, kiln_denoiser *d, const tensor *x, const kiln_unet_cond *cond,
                                      kiln_unet_control *sum)
 {
     tensor *hints[KILN_MAX_CONTROLS] = {0};
+    const bool split = d->rows == 2 * d->batch;
     for (int i = 0; i < d->ncontrols; i++)
-        if (d->active_controls & 1u << i)
-            TRY(kiln_graph_input(g, &hints[i], KILN_F32, 4, (int64_t[]){d->rows, 3, 8 * d->h, 8 * d->w},
-                                 d->hints[i]));
+        if (d->active_controls & 1u << i) {
+            const int rows = split && d->controls[i].positive_only ? d->batch : d->rows;
+            TRY(kiln_graph_input(g, &hints[i], KILN_F32, 4, (int64_t[]){rows, 3, 8 * d->h, 8 * d->w}, d->hints[i]));
+        }
+    const int B = d->batch;
+    const tensor x_cond = rows_view(x, B, B), t_cond = rows_view(cond->t, B, B),
+                 context_cond = rows_view(cond->context, B, B), y_cond = cond->y ? rows_view(cond->y, B, B) : x_cond;
+    const kiln_unet_cond cond_rows = {.t = &t_cond, .context = &context_cond, .y = cond->y ? &y_cond : NULL};
     bool first = true;
     for (int i = 0; i < d->ncontrols; i++) {
         if (!hints[i]) continue;
         const kiln_control *c = &d->controls[i];
-        kiln_unet_control r;
-        TRY(kiln_controlnet_forward(g, c->net, x, hints[i], cond, c->strength, first ? sum : &r));
+        const bool cond_only = split && c->positive_only;
+        kiln_unet_control r, *out = first ? sum : &r;
+        TRY(kiln_controlnet_forward(g, c->net, cond_only ? &x_cond : x, hints[i], cond_only ? &cond_rows : cond,
+                                    c->strength, out));
+        if (cond_only) {
+            for (int k = 0; k < out->nskips; k++) TRY(cond_rows_only(g, &out->skips[k]));
+            TRY(cond_rows_only(g, &out->mid));
+        }
         nn_drop(g, &hints[i]);
         if (!first) {
             for (int k = 0; k < r.nskips; k++) TRY(nn_add_into(g, &sum->skips[k], r.skips[k]));
@@ -416,12 +455,12 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }
 
-/* The graph of this call's set of ControlNets on caption `which` (2:
- * SkipLayerGuidance's pass), made at its first call: every set replays its
- * own recorded ops. */
-static kiln_status control_graph(kiln_denoiser *d, int which, kiln_graph **out)
+/* The graph of a set of ControlNets (bit i: controls[i]) on caption `which`
+ * (2: SkipLayerGuidance's pass), made at its first call: every set replays
+ * its own recorded ops. */
+static kiln_status control_graph(kiln_denoiser *d, int which, unsigned set, kiln_graph **out)
 {
-    kiln_graph **g = &d->control_graphs[which][d->active_controls];
+    kiln_graph **g = &d->control_graphs[which][set];
     if (!*g) {
         TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), g));
         kiln_graph_set_replay(*g, true);
@@ -441,7 +480,11 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
     const int B = d->batch, C = d->channels, C_in = d->unet_channels;
     const size_t latent = (size_t)C * d->h * d->w;
     kiln_graph *g = skip_layers ? d->slg_graph : which ? d->graph : d->negative_graph;
-    if (d->active_controls) TRY(control_graph(d, skip_layers ? 2 : which, &g));
+    /* the negative caption's rows run without the positive-only ControlNets */
+    unsigned active = d->active_controls;
+    for (int i = 0; which == 0 && i < d->ncontrols; i++)
+        if (d->controls[i].positive_only) active &= ~(1u << i);
+    if (active) TRY(control_graph(d, skip_layers ? 2 : which, active, &g));
     flux_image_prompt images[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < d->nimage_prompts; i++) {
         const kiln_ip_adapter *a = d->image_prompts[i].adapter;
@@ -452,7 +495,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
     flux_control controls[KILN_MAX_CONTROLS];
     int ncontrols = 0;
     for (int i = 0; i < d->ncontrols; i++)
-        if (d->active_controls & 1u << i) {
+        if (active & 1u << i) {
             const kiln_control *c = &d->controls[i];
             controls[ncontrols++] = (flux_control){c->net->flux, d->hints[i], c->strength, c->mode};
         }
@@ -577,7 +620,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         TRY(dit_step(d));
     } else {
         kiln_graph *g = d->graph;
-        if (d->active_controls) TRY(control_graph(d, 1, &g));
+        if (d->active_controls) TRY(control_graph(d, 1, d->active_controls, &g));
         TRY(kiln_graph_run(g, unet_step, d));
     }
     d->unet_calls++;

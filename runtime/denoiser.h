@@ -27,6 +27,7 @@ typedef struct kiln_control {
     float strength;
     double start_percent, end_percent;
     int mode;          /* a Flux union ControlNet's control type (SetUnionControlNetType), or -1 */
+    bool positive_only; /* ControlNetApply's: the negative rows run without it */
 } kiln_control;
 
 /* IP-Adapter, as the IPAdapter nodes apply it without a negative picture:

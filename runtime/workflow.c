@@ -85,13 +85,14 @@ typedef struct wf_recipe {
     int nimage_prompts;
 } wf_recipe;
 
-/* ControlNetApplyAdvanced's part of a CONDITIONING. */
+/* A ControlNet apply node's part of a CONDITIONING. */
 typedef struct wf_control {
     const char *path; /* the CONTROL_NET value's, which outlives it */
     const kiln_image *image;
     double strength, start, end;
     const char *union_type; /* SetUnionControlNetType's (a string of the workflow's JSON); NULL: none */
     const kiln_image *mask; /* ControlNetInpaintingAliMamaApply's; NULL: ControlNetApplyAdvanced */
+    bool one_side;          /* ControlNetApply's: on this CONDITIONING only, not its sampling's other prompt */
 } wf_control;
 
 /* A prompt of a CONDITIONING after the first (ConditioningCombine's), over
@@ -111,7 +112,7 @@ typedef struct wf_value {
     double start, end;
     wf_part parts[KILN_MAX_PROMPT_PARTS - 1];
     int nparts;
-    wf_control controls[KILN_MAX_CONTROLS]; /* the ControlNetApplyAdvanced nodes it went through, in order */
+    wf_control controls[KILN_MAX_CONTROLS]; /* the ControlNet apply nodes it went through, in order */
     int ncontrols;
     bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
     kiln_sdxl_cond sdxl;
@@ -1168,18 +1169,43 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
     return KILN_OK;
 }
 
-/* Whether two CONDITIONINGs went through the same ControlNetApplyAdvanced
- * nodes (each node gives both of its outputs the same part). */
+static bool same_control(const wf_control *x, const wf_control *y)
+{
+    return x->path == y->path && x->image == y->image && x->strength == y->strength && x->start == y->start &&
+           x->end == y->end && x->union_type == y->union_type && x->mask == y->mask && x->one_side == y->one_side;
+}
+
+/* Whether two CONDITIONINGs went through the same ControlNet apply nodes
+ * (ControlNetApplyAdvanced gives both of its outputs the same part). */
 static bool same_controls(const wf_value *a, const wf_value *b)
 {
     if (a->ncontrols != b->ncontrols) return false;
-    for (int i = 0; i < a->ncontrols; i++) {
-        const wf_control *x = &a->controls[i], *y = &b->controls[i];
-        if (x->path != y->path || x->image != y->image || x->strength != y->strength || x->start != y->start ||
-            x->end != y->end || x->union_type != y->union_type)
-            return false;
-    }
+    for (int i = 0; i < a->ncontrols; i++)
+        if (!same_control(&a->controls[i], &b->controls[i])) return false;
     return true;
+}
+
+/* Whether a sampling's prompts carry ControlNets kiln can apply: those of
+ * ControlNetApplyAdvanced on both, in the same order, and ControlNetApply's
+ * on the positive one only. */
+static kiln_status paired_controls(const wf_node *n, const wf_value *pos, const wf_value *neg)
+{
+    int shared = 0;
+    for (int i = 0; i < neg->ncontrols; i++)
+        if (neg->controls[i].one_side)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "the negative prompt comes through ControlNetApply (kiln "
+                             "applies that node's ControlNet to the positive prompt only)");
+    for (int i = 0; i < pos->ncontrols; i++) {
+        if (pos->controls[i].one_side) continue;
+        if (shared == neg->ncontrols || !same_control(&pos->controls[i], &neg->controls[shared])) break;
+        shared++;
+    }
+    int both = 0;
+    for (int i = 0; i < pos->ncontrols; i++) both += !pos->controls[i].one_side;
+    if (both != shared || shared != neg->ncontrols)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
+                         "ControlNetApplyAdvanced nodes (kiln applies the same ones to both)");
+    return KILN_OK;
 }
 
 static bool same_extras(const wf_value *a, const wf_value *b)
@@ -1189,12 +1215,15 @@ static bool same_extras(const wf_value *a, const wf_value *b)
            (!a->has_sdxl || memcmp(&a->sdxl, &b->sdxl, sizeof a->sdxl) == 0);
 }
 
-static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked)
+/* ControlNetApplyAdvanced (and its SD3 name) and ControlNetInpaintingAliMamaApply
+ * (masked) on both prompts; the older ControlNetApply (one_side) on the one
+ * CONDITIONING it is given, over all of the sampling. */
+static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked, bool one_side)
 {
-    wf_value *pos, *neg, *net, *image, *mask;
-    wf_control c = {0};
-    TRY(linked(r, n, "positive", WF_CONDITIONING, &pos));
-    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    wf_value *pos, *neg = NULL, *net, *image, *mask;
+    wf_control c = {.end = 1.0, .one_side = one_side};
+    TRY(linked(r, n, one_side ? "conditioning" : "positive", WF_CONDITIONING, &pos));
+    if (!one_side) TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
     TRY(linked(r, n, "control_net", WF_CONTROL_NET, &net));
     TRY(linked(r, n, "image", WF_IMAGE, &image));
     if (masked) {
@@ -1202,11 +1231,11 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked)
         c.mask = &mask->images[0];
     }
     TRY(number(n, "strength", &c.strength));
-    TRY(number(n, "start_percent", &c.start));
-    TRY(number(n, "end_percent", &c.end));
-    if (!same_controls(pos, neg))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
-                         "ControlNets (kiln applies the same ones to both)");
+    if (!one_side) {
+        TRY(number(n, "start_percent", &c.start));
+        TRY(number(n, "end_percent", &c.end));
+        TRY(paired_controls(n, pos, neg));
+    }
     if (pos->ncontrols == KILN_MAX_CONTROLS)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "a ControlNet after %d others (kiln applies at most %d)",
                          KILN_MAX_CONTROLS, KILN_MAX_CONTROLS);
@@ -1215,7 +1244,7 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked)
     c.union_type = net->union_type;
     c.image = &image->images[0];
     wf_value *from[2] = {pos, neg};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < (one_side ? 1 : 2); i++) {
         TRY(copy_conditioning(from[i], &n->out[i]));
         n->out[i].controls[n->out[i].ncontrols++] = c;
     }
@@ -1605,16 +1634,14 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (neg->nreferences) p->negative_reference = refs[0], p->negative_reference_count = neg->nreferences;
     p->reference_method = pos->reference_method;
     p->negative_reference_method = neg->reference_method;
-    if (!same_controls(pos, neg))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the positive and negative prompts come through different "
-                         "ControlNets (kiln applies the same ones to both)");
+    TRY(paired_controls(n, pos, neg));
     kiln_control_apply apply[KILN_MAX_CONTROLS];
     for (int i = 0; i < pos->ncontrols; i++) {
         const wf_control *c = &pos->controls[i];
         wf_net *net;
         TRY(net_of(r, WF_CONTROL_NET, c->path, m, &net));
         apply[i] = (kiln_control_apply){net->controlnet, c->image, c->strength, c->start, c->end, c->union_type,
-                                        c->mask};
+                                        c->mask, c->one_side};
     }
     if (pos->ncontrols) {
         p->control = apply;
@@ -2102,8 +2129,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
              strcmp(c, "RepeatLatentBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
-             strcmp(c, "ControlNetInpaintingAliMamaApply") == 0) /* ApplySD3: Advanced's deprecated SD3 name */
-        st = controlnet_apply(r, n, c[10] == 'I');
+             strcmp(c, "ControlNetInpaintingAliMamaApply") == 0 || strcmp(c, "ControlNetApply") == 0)
+        st = controlnet_apply(r, n, c[10] == 'I', c[15] == '\0'); /* ApplySD3: Advanced's deprecated SD3 name */
     else if (strcmp(c, "VAEEncode") == 0 || strcmp(c, "VAEEncodeTiled") == 0)
         st = vae_encode(r, n, c[9] != '\0');
     else if (strcmp(c, "ImageCrop") == 0 || strcmp(c, "RepeatImageBatch") == 0 || strcmp(c, "ImageFromBatch") == 0)

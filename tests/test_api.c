@@ -174,11 +174,11 @@ static void controlnet(void **state)
     assert_kiln_ok(kiln_image_load(kiln_test_data("controlnet/hint_37x23.png"), &hint));
     kiln_latent plain, off, late, on;
     sample(model, NULL, &plain);
-    kiln_control_apply apply = {cn, &hint, 0.0, 0.0, 1.0, NULL, NULL};
+    kiln_control_apply apply = {cn, &hint, 0.0, 0.0, 1.0, NULL, NULL, false};
     sample(model, &apply, &off);
-    apply = (kiln_control_apply){cn, &hint, 1.0, 1.0, 1.0, NULL, NULL};
+    apply = (kiln_control_apply){cn, &hint, 1.0, 1.0, 1.0, NULL, NULL, false};
     sample(model, &apply, &late);
-    apply = (kiln_control_apply){cn, &hint, 1.0, 0.0, 1.0, NULL, NULL};
+    apply = (kiln_control_apply){cn, &hint, 1.0, 0.0, 1.0, NULL, NULL, false};
     sample(model, &apply, &on);
     size_t n = latent_count(&plain);
     assert_memory_equal(off.data, plain.data, n * sizeof(float));
@@ -194,6 +194,56 @@ static void controlnet(void **state)
     assert_non_null(strstr(kiln_last_error(), "ControlNet"));
     kiln_conditioning_free(&pos);
     kiln_latent_free(&plain), kiln_latent_free(&off), kiln_latent_free(&late), kiln_latent_free(&on);
+    kiln_image_free(&hint);
+    kiln_controlnet_free(cn);
+}
+
+/* One euler step from the tiny model's txt2img start to sigma 0, two
+ * images: the guided x0 prediction itself. */
+static void guided_prediction(const kiln_control_apply *control, double cfg, kiln_latent *out)
+{
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    kiln_latent empty;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 2, &empty));
+    kiln_ksampler_params p = {.seed = 5, .steps = 1, .cfg = cfg, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0, .control = control};
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, out));
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+}
+
+/* ControlNetApply (positive_only): the negative prompt's prediction without
+ * the ControlNet, the positive's with it. At cfg 0 the guided prediction is
+ * the negative's (the plain run's), at cfg 1 the positive's (the
+ * ControlNetApplyAdvanced run's, whose negative rows do not run), so at cfg
+ * 3 it must be plain0 + 3 (advanced1 - plain0). */
+static void controlnet_positive_only(void **state)
+{
+    (void)state;
+    kiln_controlnet *cn;
+    assert_kiln_ok(kiln_controlnet_load(model, kiln_test_data("controlnet/tiny_ldm.safetensors"), &cn));
+    kiln_image hint;
+    assert_kiln_ok(kiln_image_load(kiln_test_data("controlnet/hint_37x23.png"), &hint));
+    kiln_control_apply both = {cn, &hint, 1.0, 0.0, 1.0, NULL, NULL, false}, positive = both;
+    positive.positive_only = true;
+    kiln_latent plain0, advanced1, advanced3, only3;
+    guided_prediction(NULL, 0.0, &plain0);
+    guided_prediction(&both, 1.0, &advanced1);
+    guided_prediction(&both, 3.0, &advanced3);
+    guided_prediction(&positive, 3.0, &only3);
+    const size_t n = latent_count(&plain0);
+    float *want = malloc(n * sizeof *want);
+    assert_non_null(want);
+    for (size_t i = 0; i < n; i++) want[i] = plain0.data[i] + 3.0f * (advanced1.data[i] - plain0.data[i]);
+    double err = kiln_rel_l2(only3.data, want, n);
+    print_message("  positive-only ControlNet at cfg 3 vs its parts: rel L2 %.2g (vs both prompts' %.2g)\n", err,
+                  kiln_rel_l2(advanced3.data, want, n));
+    assert_true(err <= 1e-5);
+    assert_true(kiln_rel_l2(advanced3.data, want, n) > 1e-3);
+    free(want);
+    kiln_latent_free(&plain0), kiln_latent_free(&advanced1), kiln_latent_free(&advanced3), kiln_latent_free(&only3);
     kiln_image_free(&hint);
     kiln_controlnet_free(cn);
 }
@@ -820,6 +870,7 @@ int main(void)
         cmocka_unit_test(comfyui_runs),   cmocka_unit_test(inpaint_encodes),
         cmocka_unit_test(masked_run_keeps_the_rest),
         cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
+        cmocka_unit_test(controlnet_positive_only),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
         cmocka_unit_test(advanced_split), cmocka_unit_test(sampler_options), cmocka_unit_test(cfg_pp_samplers),
         cmocka_unit_test(sdxl_numbers),   cmocka_unit_test(latent_upscale),

@@ -313,6 +313,22 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_controlnet_positive_only(self):
+        """ControlNetApply's: at cfg 1 (only the positive prompt runs) the
+        run of the ControlNet on both prompts to the bit; at cfg 5 another."""
+        with model.load_controlnet(data("controlnet/tiny_ldm.safetensors")) as controlnet:
+            hint = kiln.Image.load(data("controlnet/hint_37x23.png"))
+            positive, negative = model.encode("a red circle"), model.encode("")
+            runs = {}
+            for cfg in (1.0, 5.0):
+                for only in (False, True):
+                    runs[cfg, only] = model.ksampler(
+                        positive, negative, model.empty_latent(16, 16), seed=7, steps=4, cfg=cfg,
+                        sampler_name="euler", scheduler="normal",
+                        control=kiln.ControlApply(controlnet, hint, positive_only=only)).to_list()
+        self.assertEqual(runs[1.0, True], runs[1.0, False])
+        self.assertGreater(rel_l2(runs[5.0, True], runs[5.0, False]), 0.01)
+
     def test_two_controlnets(self):
         """Chained: a second ControlNet at strength 0 leaves the first's run
         to the bit; at 0.5 it moves it; nine are refused."""

@@ -213,8 +213,8 @@ static void ksampler_with_both(void **state)
     kiln_latent empty, out;
     assert_kiln_ok(kiln_empty_latent(m, 2 * W, 2 * H, 1, &empty)); /* the tiny VAE halves a side */
     const kiln_control_apply chain[2] = {
-        {fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "hed/pidi/scribble/ted", NULL}, /* SetUnionControlNetType's 2 */
-        {fx->xlabs, &pixel_picture, 0.6, 0.0, 0.4, NULL, NULL},
+        {fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "hed/pidi/scribble/ted", NULL, false}, /* union type 2 */
+        {fx->xlabs, &pixel_picture, 0.6, 0.0, 0.4, NULL, NULL, false},
     };
     kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .flux_guidance = 3.5, .control = chain, .control_count = 2};
@@ -225,17 +225,38 @@ static void ksampler_with_both(void **state)
     kiln_latent_free(&out);
 
     /* a union type on the ControlNet of one kind; one past the union model's */
-    kiln_control_apply one = {fx->xlabs, &pixel_picture, 0.6, 0.0, 1.0, "depth", NULL};
+    kiln_control_apply one = {fx->xlabs, &pixel_picture, 0.6, 0.0, 1.0, "depth", NULL, false};
     p.control = &one;
     p.control_count = 1;
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "control type 1, but it has 0"));
-    one = (kiln_control_apply){fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "3", NULL};
+    one = (kiln_control_apply){fx->instantx, &latent_picture, 0.8, 0.0, 1.0, "3", NULL, false};
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "control type 3, but it has 3"));
     one.union_type = "scribble";
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "union control type 'scribble'"));
+
+    /* ControlNetApply (positive_only): the negative caption's rows run without it, so one step's guided
+       prediction at cfg 2 is the plain one at cfg 0 plus 2 (the controlled one at cfg 1 - that) */
+    kiln_ksampler_params step = {.seed = 42, .steps = 1, .cfg = 0.0, .sampler_name = "euler", .scheduler = "simple",
+                                 .denoise = 1.0, .flux_guidance = 3.5};
+    kiln_latent plain0, controlled1, only2;
+    assert_kiln_ok(kiln_ksampler(m, &step, &pos, &neg, &empty, &plain0));
+    one = (kiln_control_apply){fx->xlabs, &pixel_picture, 0.6, 0.0, 1.0, NULL, NULL, false};
+    step.cfg = 1.0, step.control = &one, step.control_count = 1;
+    assert_kiln_ok(kiln_ksampler(m, &step, &pos, &neg, &empty, &controlled1));
+    one.positive_only = true, step.cfg = 2.0;
+    assert_kiln_ok(kiln_ksampler(m, &step, &pos, &neg, &empty, &only2));
+    const size_t count = (size_t)only2.batch * only2.channels * only2.height * only2.width;
+    float *parts = malloc(count * sizeof *parts);
+    assert_non_null(parts);
+    for (size_t i = 0; i < count; i++) parts[i] = plain0.data[i] + 2.0f * (controlled1.data[i] - plain0.data[i]);
+    print_message("  positive-only ControlNet at cfg 2 vs its parts: rel L2 %.2g\n",
+                  kiln_rel_l2(only2.data, parts, count));
+    assert_rel_l2_le(only2.data, parts, count, 1e-5);
+    free(parts);
+    kiln_latent_free(&plain0), kiln_latent_free(&controlled1), kiln_latent_free(&only2);
 
     /* the chain beside a Kontext reference on the positive prompt: the sampler gives the ControlNets the latent
        alone (beside_reference checks the numbers of such a call) */

@@ -358,7 +358,7 @@ static void check_controlled_run(kiln_model *m, kiln_controlnet *cn, const kiln_
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     kiln_latent empty, out;
     assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty)); /* the tiny VAE halves a side */
-    const kiln_control_apply apply = {cn, picture, 0.8, 0.0, 0.6, NULL, NULL};
+    const kiln_control_apply apply = {cn, picture, 0.8, 0.0, 0.6, NULL, NULL, false};
     const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
                                     .scheduler = "simple", .denoise = 1.0, .control = &apply, .control_count = 1,
                                     .skip_layer_guidance = slg};

@@ -965,6 +965,66 @@ static void primitive_nodes(void **state)
 }
 #undef PRIMITIVE_GRAPH
 
+/* The older ControlNetApply on the positive prompt, into a KSampler with
+ * the sampler `sampler` and the prompts `positive`, `negative`. */
+#define CONTROLNET_APPLY_RUN(sampler, positive, negative)                                                              \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", "          \
+    "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "              \
+    "\"height\": 16, \"batch_size\": 1}}, \"40\": {\"class_type\": \"ControlNetLoader\", \"inputs\": "              \
+    "{\"control_net_name\": \"" KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors\"}}, "                               \
+    "\"41\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                              \
+    "/controlnet/hint_37x23.png\"}}, \"42\": {\"class_type\": \"ControlNetApply\", \"inputs\": "                        \
+    "{\"strength\": 0.9, \"conditioning\": [\"7\", 0], \"control_net\": [\"40\", 0], \"image\": [\"41\", 0]}}, "       \
+    "\"43\": {\"class_type\": \"ControlNetApply\", \"inputs\": {\"strength\": 0.9, \"conditioning\": [\"6\", 0], "     \
+    "\"control_net\": [\"40\", 0], \"image\": [\"41\", 0]}}, "                                                         \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 4, \"steps\": 3, \"cfg\": 3, "                       \
+    "\"sampler_name\": " sampler ", \"scheduler\": \"karras\", \"denoise\": 1, \"model\": [\"4\", 0], "               \
+    "\"positive\": " positive ", \"negative\": " negative ", \"latent_image\": [\"5\", 0]}}, "                         \
+    DECODE_SAVE("[\"3\", 0]") "}"
+
+/* ControlNetApply (the older node, on one prompt) and the newer samplers by
+ * name in a KSampler: the library's run with the ControlNet positive_only
+ * and that sampler, pixel for pixel. */
+static void controlnet_apply_node(void **state)
+{
+    (void)state;
+    kiln_model *m;
+    kiln_controlnet *cn;
+    kiln_image hint;
+    kiln_conditioning pos, neg;
+    kiln_latent empty;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_controlnet_load(m, KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &cn));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &hint));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "blurry", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    static const char *const samplers[] = {"euler", "er_sde", "res_multistep_cfg_pp"};
+    const char *const graphs[] = {CONTROLNET_APPLY_RUN("\"euler\"", "[\"43\", 0]", "[\"7\", 0]"),
+                                  CONTROLNET_APPLY_RUN("\"er_sde\"", "[\"43\", 0]", "[\"7\", 0]"),
+                                  CONTROLNET_APPLY_RUN("\"res_multistep_cfg_pp\"", "[\"43\", 0]", "[\"7\", 0]")};
+    for (int k = 0; k < 3; k++) {
+        const kiln_control_apply apply = {cn, &hint, 0.9, 0.0, 1.0, NULL, NULL, true};
+        kiln_ksampler_params p = {.seed = 4, .steps = 3, .cfg = 3.0, .sampler_name = samplers[k],
+                                  .scheduler = "karras", .denoise = 1.0, .control = &apply, .control_count = 1};
+        kiln_latent latent;
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+        kiln_image *images;
+        int count;
+        assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images, &count));
+        assert_int_equal(count, 1);
+        assert_decodes_to(m, &latent, &images[0]);
+        kiln_images_free(images, count);
+        kiln_latent_free(&latent);
+    }
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+    kiln_image_free(&hint);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1031,7 +1091,7 @@ static void refusals(void **state)
                    "\"noise_mask\": true}}, " DECODE_SAVE("[\"55\", 2]") "}",
                    KILN_ERR_UNSUPPORTED, "node 55 (InpaintModelConditioning): a sd1 txt2img model (kiln runs this node "
                    "for FLUX.1 Fill");
-    /* Apply ControlNet on the positive prompt alone: kiln applies the same ControlNets to both */
+    /* ControlNetApplyAdvanced's positive output alone: kiln applies that node's ControlNet to both prompts */
     expect_refusal("{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"x\", "
                    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
                    "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "
@@ -1046,7 +1106,10 @@ static void refusals(void **state)
                    "\"positive\": [\"42\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
                    DECODE_SAVE("[\"3\", 0]") "}",
                    KILN_ERR_UNSUPPORTED, "node 3 (KSampler): the positive and negative prompts come through different "
-                   "ControlNets");
+                   "ControlNetApplyAdvanced nodes");
+    /* the older ControlNetApply on the negative prompt */
+    expect_refusal(CONTROLNET_APPLY_RUN("\"euler\"", "[\"6\", 0]", "[\"42\", 0]"), KILN_ERR_UNSUPPORTED,
+                   "node 3 (KSampler): the negative prompt comes through ControlNetApply");
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");
@@ -1061,6 +1124,7 @@ int main(void)
                                        cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
                                        cmocka_unit_test(image_pick_nodes),
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
+                                       cmocka_unit_test(controlnet_apply_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1895,7 +1895,7 @@ int main(int argc, char **argv)
         if (kiln_controlnet_load(m, c->path, &controlnet) != KILN_OK) return fail("--controlnet");
         int mode;
         kiln_union_control_type(c->union_type, &mode); /* checked with the flags */
-        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end, mode};
+        controls[i] = (kiln_control){controlnet, NULL, (float)c->strength, c->start, c->end, mode, false};
     }
     job.controls = controls;
     job.ncontrols = o.ncontrols;

@@ -363,6 +363,9 @@ typedef struct kiln_control_apply {
        repaint (its red channel: white repaints; stretched to the picture); that part of the hint black, the mask
        its last channel. NULL: ControlNetApplyAdvanced (such a ControlNet then reads all of the picture) */
     const kiln_image *mask;
+    /* ControlNetApply, the older node: on the positive prompt only, the negative sampled without it (as ComfyUI
+       batches it apart); false: ControlNetApplyAdvanced's both prompts */
+    bool positive_only;
 } kiln_control_apply;
 
 typedef struct kiln_ip_adapter kiln_ip_adapter;

@@ -105,7 +105,8 @@ static void two_controlnets_f32(void **s)
            scale2 = golden_read(f2, "scale"), both = golden_read(f2, "out");
     kiln_model_sampling ms;
     assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
-    kiln_control controls[2] = {{cn[0], hint.data, scale.data[0], 0.0, 1.0, -1}, {cn[1], hint2.data, scale2.data[0], 0.0, 1.0, -1}};
+    kiln_control controls[2] = {{cn[0], hint.data, scale.data[0], 0.0, 1.0, -1, false},
+                                {cn[1], hint2.data, scale2.data[0], 0.0, 1.0, -1, false}};
     kiln_denoiser d;
     assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, (int)x.shape[2], (int)x.shape[3], cfg.data[0], context.data, 77));
     assert_kiln_ok(kiln_denoiser_set_controls(&d, controls, 2));

@@ -112,7 +112,7 @@ class _PngText(Structure):
 class _ControlApply(Structure):
     _fields_ = [("controlnet", c_void_p), ("image", POINTER(_Image)), ("strength", c_double),
                 ("start_percent", c_double), ("end_percent", c_double), ("union_type", c_char_p),
-                ("mask", POINTER(_Image))]
+                ("mask", POINTER(_Image)), ("positive_only", c_bool)]
 
 
 class _IPAdapterApply(Structure):
@@ -831,7 +831,7 @@ class Model(_Handle):
             params.control = (_ControlApply * len(controls))(*(
                 _ControlApply(c.controlnet._ptr(), ctypes.pointer(c.image._c), c.strength, c.start_percent,
                               c.end_percent, None if c.union_type is None else str(c.union_type).encode(),
-                              None if c.mask is None else ctypes.pointer(c.mask._c))
+                              None if c.mask is None else ctypes.pointer(c.mask._c), bool(c.positive_only))
                 for c in controls))
             params.control_count = len(controls)
         adapters = [ip_adapter] if isinstance(ip_adapter, IPAdapterApply) else list(ip_adapter or [])
@@ -996,7 +996,9 @@ class ControlApply(NamedTuple):
     type: one of its names ("openpose", "depth", ..., "repaint"), the
     number the model uses, or None ("auto"); for a Flux inpainting
     ControlNet (Alimama's) ControlNetInpaintingAliMamaApply's mask: an Image
-    whose red channel is white where to repaint (stretched to the picture)."""
+    whose red channel is white where to repaint (stretched to the picture).
+    positive_only: the older ControlNetApply, on the positive prompt only
+    (the negative one sampled without it)."""
     controlnet: ControlNet
     image: "Image"
     strength: float = 1.0
@@ -1004,6 +1006,7 @@ class ControlApply(NamedTuple):
     end_percent: float = 1.0
     union_type: Union[str, int, None] = None
     mask: Optional["Image"] = None
+    positive_only: bool = False
 
 
 class IPAdapterApply(NamedTuple):
