@@ -692,11 +692,20 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     job.image_prompts = image_prompts;
     job.nimage_prompts = nimage_prompts;
     float *x = NULL;
+    const size_t count = latent_count(l);
+    if (st == KILN_OK && params->denoised_output && !(job.last_denoised = malloc(count * sizeof(float))))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     if (st == KILN_OK) st = kiln_ksample(m, &job, positive, negative, &x);
     for (int i = 0; i < ncontrols; i++) free((float *)controls[i].hint);
     for (int i = 0; i < nimage_prompts; i++) free((float *)image_prompts[i].tokens);
-    if (st != KILN_OK) return st;
+    if (st != KILN_OK) {
+        free(job.last_denoised);
+        return st;
+    }
     *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0, NULL};
+    if (params->denoised_output)
+        *params->denoised_output = (kiln_latent){job.last_denoised, l->batch, l->channels, l->height, l->width,
+                                                 NULL, 0, 0, NULL};
     return KILN_OK;
 }
 

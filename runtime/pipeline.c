@@ -507,6 +507,24 @@ static kiln_status prompt_parts_uncond(void *ctx, float *uncond)
     return KILN_OK;
 }
 
+/* The job's progress callback, keeping each step's x0 prediction on the
+ * way (SamplerCustom's denoised_output is the last one). */
+typedef struct {
+    kiln_progress_fn progress;
+    void *ctx;
+    float *denoised;
+    size_t n;
+    bool kept;
+} keep_denoised;
+
+static kiln_status keep_denoised_step(void *ctx, int step, int total, const float *denoised)
+{
+    keep_denoised *k = ctx;
+    memcpy(k->denoised, denoised, k->n * sizeof *k->denoised);
+    k->kept = true;
+    return k->progress ? k->progress(k->ctx, step, total, denoised) : KILN_OK;
+}
+
 /* KSampler's schedule of the job's steps, scheduler and denoise, cut to
  * KSamplerAdvanced's steps; none left when the cut starts past its end. */
 static kiln_status ksampler_schedule(const kiln_sampling_job *job, const kiln_model_sampling *ms, float **sigmas,
@@ -585,6 +603,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         if (!(*latent = calloc(n, sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
         const float *as_is = job->init_latent ? job->init_latent : job->inpaint ? job->inpaint->latent : NULL;
         for (size_t i = 0; as_is && i < n; i++) (*latent)[i] = as_is[job->init_latent ? i : i % image];
+        if (job->last_denoised) memcpy(job->last_denoised, *latent, n * sizeof(float));
         return KILN_OK;
     }
 
@@ -667,6 +686,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     args.seed = job->seed;
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
+    keep_denoised kept = {job->progress, job->progress_ctx, job->last_denoised, n, false};
+    if (job->last_denoised) args.progress = keep_denoised_step, args.progress_ctx = &kept;
     args.flow = ms.flow;
     if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
     args.sa_solver_sigmas[0] = kiln_percent_to_sigma(&ms, 0.2);
@@ -680,6 +701,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         for (size_t i = 0; i < n; i++) x[i] /= keep;
     }
     for (size_t i = 0; i < n; i++) x[i] = kiln_vae_latent_out(&m->vae, x[i]);
+    for (size_t i = 0; job->last_denoised && i < n; i++)
+        job->last_denoised[i] = kept.kept ? kiln_vae_latent_out(&m->vae, job->last_denoised[i]) : x[i];
     *latent = x;
     x = NULL;
 done:

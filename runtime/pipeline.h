@@ -122,6 +122,9 @@ typedef struct kiln_sampling_job {
                                   unused); NULL: KSampler's schedule */
     kiln_progress_fn progress;
     void *progress_ctx;
+    /* if not NULL (B,C,h,w): the last step's x0 prediction, unscaled as the LATENT (SamplerCustom's
+       denoised_output); the output when no step runs */
+    float *last_denoised;
 } kiln_sampling_job;
 
 /* y for every row of the job's UNet batch, B negative rows then B positive

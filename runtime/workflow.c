@@ -2002,7 +2002,7 @@ static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
 
 /* SamplerCustomAdvanced's and SamplerCustom's sampling: the model with its
  * prompts and cfg, the noise, and the node's sampler, sigmas and
- * latent_image. */
+ * latent_image; its outputs the latent and denoised_output. */
 static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model, const wf_value *pos,
                                    const wf_value *neg, double cfg, uint64_t seed, bool disable_noise)
 {
@@ -2012,7 +2012,9 @@ static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model,
     TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
     kiln_ksampler_params p = {.seed = seed, .disable_noise = disable_noise, .cfg = cfg,
                               .sampler_name = picked->sampler, .sigmas = &sigmas->sigmas,
-                              .sampler_options = picked->has_sampler_options ? &picked->sampler_options : NULL};
+                              .sampler_options = picked->has_sampler_options ? &picked->sampler_options : NULL,
+                              .denoised_output = &n->out[1].latent};
+    n->out[1].kind = WF_LATENT;
     return sample(r, n, model, pos, neg, latent, &p);
 }
 
@@ -2027,8 +2029,7 @@ static kiln_status sampler_custom_advanced(wf_run *r, wf_node *n)
 }
 
 /* SamplerCustom: SamplerCustomAdvanced with the noise (add_noise,
- * noise_seed) and CFGGuider's model, prompts and cfg as its own inputs; its
- * denoised_output is not made. */
+ * noise_seed) and CFGGuider's model, prompts and cfg as its own inputs. */
 static kiln_status sampler_custom(wf_run *r, wf_node *n)
 {
     wf_value *model, *pos, *neg;

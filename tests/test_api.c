@@ -477,7 +477,9 @@ static void ip_adapter(void **state)
  * model (the tiny SD3) the first part's latent leaves divided by 1 - sigma,
  * as ComfyUI's inverse_noise_scaling does, and the second part's noise
  * scaling without noise multiplies it back. SamplerCustom's sigmas of one's
- * own, whole and split, give the same runs. */
+ * own, whole and split, give the same runs. SamplerCustom's
+ * denoised_output of the first half is the x0 prediction at its last step,
+ * where euler to 0 instead lands; without steps it is the output. */
 static void split_run(kiln_model *m)
 {
     kiln_conditioning pos, neg;
@@ -517,7 +519,22 @@ static void split_run(kiln_model *m)
     assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &first, &custom[3]));
     const kiln_latent *same[4] = {&whole, &first, &second, &first};
     for (int i = 0; i < 4; i++) assert_memory_equal(custom[i].data, same[i]->data, n * sizeof(float));
-    c.sigmas = &all, c.end_at_step = 3;
+    kiln_latent x0[2], to_zero, after, as_is;
+    float ends_at_zero[4] = {high.values[0], high.values[1], high.values[2], 0.0f};
+    kiln_sigmas three = {ends_at_zero, 4};
+    c.sigmas = &high, c.disable_noise = false, c.denoised_output = &x0[0];
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &empty, &after));
+    assert_memory_equal(after.data, first.data, n * sizeof(float)); /* the output as without it */
+    c.sigmas = &three, c.denoised_output = NULL;
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &empty, &to_zero));
+    assert_rel_l2_le(x0[0].data, to_zero.data, n, 1e-6);
+    assert_true(kiln_rel_l2(x0[0].data, after.data, n) > 0.01);
+    c.sigmas = &none, c.denoised_output = &x0[1];
+    assert_kiln_ok(kiln_ksampler(m, &c, &pos, &neg, &first, &as_is));
+    assert_memory_equal(x0[1].data, first.data, n * sizeof(float));
+    kiln_latent_free(&as_is), kiln_latent_free(&after), kiln_latent_free(&to_zero);
+    kiln_latent_free(&x0[0]), kiln_latent_free(&x0[1]);
+    c.sigmas = &all, c.end_at_step = 3, c.denoised_output = NULL;
     expect_error(kiln_ksampler(m, &c, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "sigmas of one's own");
     for (int i = 0; i < 4; i++) kiln_latent_free(&custom[i]);
     kiln_sigmas_free(&all), kiln_sigmas_free(&high), kiln_sigmas_free(&low);

@@ -419,6 +419,11 @@ class Advanced(unittest.TestCase):
         self.assertEqual(first.to_list(), small_run(steps=6, end_at_step=3, leftover_noise=True).to_list())
         second = model.ksampler(positive, negative, first, seed=7, cfg=5.0, sigmas=low, disable_noise=True)
         self.assertLess(rel_l2(second.to_list(), whole.to_list()), 1e-6)
+        # SamplerCustom's denoised_output: the x0 prediction at the last step, where euler to 0 lands instead
+        same, x0 = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=high, denoised_output=True)
+        self.assertEqual(same.to_list(), first.to_list())
+        to_zero = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=high[:3] + [0.0])
+        self.assertLess(rel_l2(x0.to_list(), to_zero.to_list()), 1e-6)
         # SamplerEulerAncestral's eta 0: euler's run
         ancestral = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
                                    sampler_name="euler_ancestral", eta=0.0)

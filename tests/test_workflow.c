@@ -900,6 +900,30 @@ static void sigma_nodes(void **state)
         kiln_latent_free(&latent[1]);
         for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);
     }
+    /* SamplerCustom's denoised_output (its second output) after the first half of a split run */
+    static const char denoised[] = SIGMAS_RUN(
+        "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
+        "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": 14.614642, "
+        "\"sigma_min\": 0.0291675, \"rho\": 7}}, "
+        "\"18\": {\"class_type\": \"SplitSigmas\", \"inputs\": {\"step\": 2, \"sigmas\": [\"17\", 0]}}, "
+        SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"18\", 0]", "[\"5\", 0]"),
+        "[\"3\", 1]");
+    {
+        kiln_latent x0, out;
+        kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = "euler", .sigmas = &sigmas[0],
+                                  .denoised_output = &x0};
+        assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas[2]));
+        assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 2, &sigmas[0], &sigmas[1]));
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
+        kiln_image *images;
+        int count;
+        assert_kiln_ok(kiln_workflow_run(backend, denoised, &options, &images, &count));
+        assert_int_equal(count, 1);
+        assert_decodes_to(m, &x0, &images[0]);
+        kiln_images_free(images, count);
+        kiln_latent_free(&x0), kiln_latent_free(&out);
+        for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);
+    }
     /* a node's bad input: its name and the node's */
     expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
                               "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "

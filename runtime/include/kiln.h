@@ -616,6 +616,10 @@ typedef struct kiln_ksampler_params {
        scheduler, denoise and KSamplerAdvanced's cut are not used; NULL: KSampler's schedule */
     const kiln_sigmas *sigmas;
     const kiln_sampler_options *sampler_options; /* NULL: KSampler's (eta 1, s_noise 1) */
+    /* SamplerCustom's denoised_output: if not NULL, receives a new latent of the output's size, the model's x0
+       prediction at the last step (the guided one, as the sampler's callback sees it); a copy of the output when
+       no step runs */
+    kiln_latent *denoised_output;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

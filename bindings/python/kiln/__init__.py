@@ -173,7 +173,7 @@ class _KSamplerParams(Structure):
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
                 ("positive_parts", POINTER(_ConditioningPart)), ("negative_parts", POINTER(_ConditioningPart)),
                 ("positive_part_count", c_int), ("negative_part_count", c_int), ("sigmas", POINTER(_Sigmas)),
-                ("sampler_options", POINTER(_SamplerOptions))]
+                ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -766,7 +766,7 @@ class Model(_Handle):
                  reference_method: str = "offset", negative_reference_method: str = "offset",
                  skip_layer_guidance: Optional["SkipLayerGuidance"] = None,
                  sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0,
-                 lms_order: int = 0) -> "Latent":
+                 lms_order: int = 0, denoised_output: bool = False) -> Union["Latent", Tuple["Latent", "Latent"]]:
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
         the sampling, a sequence of (Conditioning, start_percent,
@@ -815,6 +815,8 @@ class Model(_Handle):
         SamplerDPMPP_2M_SDE, ...): how much noise an ancestral or SDE
         sampler adds back (0: none) and its scale; KSampler's are 1 and 1.
         lms_order: SamplerLMS's order, 1 to 4 (0: 4).
+        denoised_output: also return SamplerCustom's denoised_output, the
+        model's x0 prediction at the last step: (latent, denoised).
 
         progress(step, total) is called once a step (0 <= step < total).
         Returning False stops the sampling: KilnError is raised with status
@@ -888,13 +890,16 @@ class Model(_Handle):
             setattr(params, side + "_part_count", len(parts))
             prompts.append(None)
         out = Latent()
+        denoised = Latent() if denoised_output else None
+        if denoised is not None:
+            params.denoised_output = ctypes.pointer(denoised._c)
         try:
             _lib.kiln_ksampler(self._ptr(), byref(params), prompts[0], prompts[1], byref(latent._c), byref(out._c))
         except KilnError:
             if callback is not None and callback.exception is not None:
                 raise callback.exception from None
             raise
-        return out
+        return out if denoised is None else (out, denoised)
 
     def __repr__(self) -> str:
         return "<kiln.Model closed>" if self.closed else f"<kiln.Model {self.family}>"
