@@ -507,6 +507,52 @@ static kiln_status prompt_parts_uncond(void *ctx, float *uncond)
     return KILN_OK;
 }
 
+/* The sampler's settings: KSampler's, or a custom sampler node's
+ * (job->sampler_options). */
+static kiln_status sampler_settings(const kiln_sampling_job *job, const kiln_model_sampling *ms,
+                                    kiln_sample_args *args)
+{
+    const kiln_sampler_options *so = job->sampler_options;
+    double sde_start = 0.2, sde_end = 0.8;
+    if (so) {
+        args->eta = (float)so->eta;
+        args->s_noise = (float)so->s_noise;
+        args->lms_order = so->lms_order;
+        if (so->max_stage) args->max_stage = so->max_stage;
+        if (so->r != 0.0) args->seeds_r = so->r;
+        const char *type = so->solver_type;
+        const bool er_sde = job->sampler == KILN_SAMPLER_ER_SDE, seeds = job->sampler == KILN_SAMPLER_SEEDS_2;
+        if (type && er_sde && strcmp(type, "ER-SDE") != 0) {
+            /* the reverse-time SDE's scaler lambda^(eta + 1); its ODE: eta 0, no noise */
+            const bool ode = strcmp(type, "ODE") == 0;
+            if (!ode && strcmp(type, "Reverse-time SDE") != 0)
+                return kiln_fail(KILN_ERR_INVALID_ARG, "er_sde: solver_type \"%s\" (ER-SDE, Reverse-time SDE or ODE)",
+                                 type);
+            if (ode || so->eta == 0.0) args->eta = 0.0f, args->s_noise = 0.0f;
+            args->er_sde_power = args->eta + 1.0;
+        } else if (type && seeds && strcmp(type, "phi_1") != 0) {
+            if (strcmp(type, "phi_2") != 0)
+                return kiln_fail(KILN_ERR_INVALID_ARG, "seeds_2: solver_type \"%s\" (phi_1 or phi_2)", type);
+            args->seeds_phi_2 = true;
+        } else if (type && !er_sde && !seeds) {
+            return kiln_fail(KILN_ERR_INVALID_ARG, "solver_type \"%s\" is er_sde's or seeds_2's, not %s's", type,
+                             kiln_sampler_name(job->sampler));
+        }
+        if (so->sa_solver_custom) {
+            sde_start = so->sde_start_percent, sde_end = so->sde_end_percent;
+            args->sa_predictor_order = so->predictor_order;
+            args->sa_corrector_order = so->corrector_order;
+            args->sa_simple_order_2 = so->simple_order_2;
+            if (!(sde_start >= 0.0 && sde_start <= 1.0 && sde_end >= 0.0 && sde_end <= 1.0))
+                return kiln_fail(KILN_ERR_INVALID_ARG, "sa_solver: sde_start_percent %g and sde_end_percent %g must "
+                                 "be in [0, 1]", sde_start, sde_end);
+        }
+    }
+    args->sa_solver_sigmas[0] = kiln_percent_to_sigma(ms, sde_start);
+    args->sa_solver_sigmas[1] = kiln_percent_to_sigma(ms, sde_end);
+    return KILN_OK;
+}
+
 /* The job's progress callback, keeping each step's x0 prediction on the
  * way (SamplerCustom's denoised_output is the last one). */
 typedef struct {
@@ -596,6 +642,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     TRY(kiln_model_sampling_of(m, &ms));
     float *sigmas = NULL;
     size_t nsigmas = 0;
+    kiln_sample_args args;
+    kiln_sample_args_init(&args);
+    TRY(sampler_settings(job, &ms, &args));
     TRY(job->sigmas ? given_schedule(job->sigmas, &sigmas, &nsigmas) : ksampler_schedule(job, &ms, &sigmas, &nsigmas));
     if (nsigmas == 0) { /* nothing to walk: the latent as it is */
         free(sigmas);
@@ -668,13 +717,6 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
             st = prompt_pair_make(m, job, &ms, parts[1][a].cond, parts[0][b].cond, inpaint ? &blend : NULL,
                                   &pp.pairs[a * nparts[0] + b]);
     if (st != KILN_OK) goto done;
-    kiln_sample_args args;
-    kiln_sample_args_init(&args);
-    if (job->sampler_options) {
-        args.eta = (float)job->sampler_options->eta;
-        args.s_noise = (float)job->sampler_options->s_noise;
-        args.lms_order = job->sampler_options->lms_order;
-    }
     args.sampler = job->sampler;
     args.sigmas = sigmas;
     args.nsigmas = nsigmas;
@@ -690,8 +732,6 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if (job->last_denoised) args.progress = keep_denoised_step, args.progress_ctx = &kept;
     args.flow = ms.flow;
     if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
-    args.sa_solver_sigmas[0] = kiln_percent_to_sigma(&ms, 0.2);
-    args.sa_solver_sigmas[1] = kiln_percent_to_sigma(&ms, 0.8);
     st = kiln_sample(&args, x);
     if (st != KILN_OK) goto done;
     /* model_sampling.inverse_noise_scaling: a flow latent cut short (leftover noise) leaves as ComfyUI's does,

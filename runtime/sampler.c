@@ -1270,6 +1270,10 @@ void kiln_sample_args_init(kiln_sample_args *args)
     memset(args, 0, sizeof *args);
     args->eta = 1.0f;
     args->s_noise = 1.0f;
+    args->max_stage = 3;
+    args->seeds_r = 0.5;
+    args->sa_predictor_order = 3;
+    args->sa_corrector_order = 4;
 }
 
 kiln_status kiln_sample(const kiln_sample_args *args, float *x)
@@ -1291,6 +1295,12 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     if (args->lms_order < 0 || args->lms_order > 4) /* ComfyUI's go to 100 */
         return kiln_fail(args->lms_order > 4 ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID_ARG,
                          "sample %s: lms order %d (kiln's go from 1 to 4; 0: 4)", name, args->lms_order);
+    if (args->max_stage < 1 || args->max_stage > 3 || !(args->er_sde_power >= 0.0) ||
+        !(args->seeds_r > 0.0 && args->seeds_r <= 1.0) || args->sa_predictor_order < 1 ||
+        args->sa_predictor_order > 6 || args->sa_corrector_order < 0 || args->sa_corrector_order > 6)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: max_stage %d (1 to 3), er_sde power %g (>= 0), seeds r %g "
+                         "(in (0, 1]), sa_solver orders %d and %d (1 to 6, 0 to 6)", name, args->max_stage,
+                         args->er_sde_power, args->seeds_r, args->sa_predictor_order, args->sa_corrector_order);
     if (!(args->eta >= 0.0f) || !(args->s_noise >= 0.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "sample %s: eta (%g) and s_noise (%g) must be >= 0", name,
                          (double)args->eta, (double)args->s_noise);

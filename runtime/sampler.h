@@ -122,12 +122,22 @@ typedef struct kiln_sample_args {
     float flow_first_sigma;     /* flow, the samplers stepping in half-log-SNR (SDE ones, er_sde, seeds,
                                    sa_solver): the first sigma in place of one at 1, where the half-log-SNR
                                    is infinite (ComfyUI's percent_to_sigma(1e-4)) */
-    /* sa_solver: its noise is on between these sigmas, high then low (ComfyUI's percent_to_sigma(0.2) and
-       percent_to_sigma(0.8)); 0, 0: never, the deterministic solver */
+    /* sa_solver: its noise (tau = eta) is on between these sigmas, high then low (KSampler's: percent_to_sigma(0.2)
+       and percent_to_sigma(0.8)); 0, 0: never, the deterministic solver */
     float sa_solver_sigmas[2];
+    /* the custom sampler nodes' settings beyond eta and s_noise (kiln_sample_args_init: KSampler's) */
+    int max_stage;             /* er_sde: its order, 1 .. 3 (3) */
+    double er_sde_power;       /* er_sde: 0 (the default), its ER-SDE noise scaler; p > 0 the reverse-time SDE's
+                                  lambda^p (SamplerER_SDE: eta + 1; its ODE: 1 with s_noise 0) */
+    double seeds_r;            /* seeds_2: the intermediate stage's fraction of the step, (0, 1] (0.5) */
+    bool seeds_phi_2;          /* seeds_2: SamplerSEEDS2's phi_2 solver (false: phi_1) */
+    int sa_predictor_order;    /* sa_solver: 1 .. 6 (3) */
+    int sa_corrector_order;    /* sa_solver: 0 .. 6 (4) */
+    bool sa_simple_order_2;    /* sa_solver: the paper's simpler order-2 coefficients */
 } kiln_sample_args;
 
-/* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1. */
+/* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1, and
+ * KSampler's er_sde, seeds_2 and sa_solver settings. */
 void kiln_sample_args_init(kiln_sample_args *args);
 
 /* Runs the sampler: x (n) holds the start latent on entry (see

@@ -71,54 +71,59 @@ kiln_status sample_res_multistep(sampler_run *r, float *x, float *ws, double eta
     return KILN_OK;
 }
 
-/* er_sde's noise scaler: lambda (e^(lambda^0.3) + 10). */
-static double er_noise_scaler(double lambda) { return lambda * (exp(pow(lambda, 0.3)) + 10.0); }
+/* er_sde's noise scaler: ER-SDE's lambda (e^(lambda^0.3) + 10), or the
+ * reverse-time SDE's lambda^power. */
+static double er_noise_scaler(double power, double lambda)
+{
+    return power > 0.0 ? pow(lambda, power) : lambda * (exp(pow(lambda, 0.3)) + 10.0);
+}
 
 /* er_sde's time at sigmas[k]: sigma / alpha. */
 static double er_lambda(const sampler_run *r, int k) { return exp(-half_log_snr(r->args->flow, r->sigmas[k])); }
 
-/* VP ER-SDE-Solver-3 (arXiv 2309.06169) with ComfyUI's noise scaler and
- * 200-point integrals: up to third order from the last two steps' x0
- * predictions, with noise s_noise times the variance the SDE leaves. Its
- * time is er_lambda = sigma / alpha. */
+/* VP ER-SDE-Solver-3 (arXiv 2309.06169) with ComfyUI's noise scalers and
+ * 200-point integrals: up to third order (max_stage) from the last two
+ * steps' x0 predictions, with noise s_noise times the variance the SDE
+ * leaves. Its time is er_lambda = sigma / alpha. */
 kiln_status sample_er_sde(sampler_run *r, float *x, float *ws)
 {
-    enum { POINTS = 200, MAX_STAGE = 3 };
+    enum { POINTS = 200 };
     size_t n = r->n;
-    const double s_noise = r->args->s_noise;
+    const double s_noise = r->args->s_noise, power = r->args->er_sde_power;
+    const int max_stage = r->args->max_stage;
     float *denoised = ws, *old = ws + n, *slope = ws + 2 * n, *old_slope = ws + 3 * n, *noise = ws + 4 * n;
     for (int i = 0; i < r->steps; i++) {
         float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
         TRY(denoise(r, x, sigma, denoised));
         TRY(report(r, i, denoised));
-        const int stage = i + 1 < MAX_STAGE ? i + 1 : MAX_STAGE;
+        const int stage = i + 1 < max_stage ? i + 1 : max_stage;
         if (sigma_next == 0.0f) {
             memcpy(x, denoised, n * sizeof *x);
         } else {
             const double ls = er_lambda(r, i), lt = er_lambda(r, i + 1);
             const double alpha_s = sigma / ls, alpha_t = sigma_next / lt;
-            const double ratio = er_noise_scaler(lt) / er_noise_scaler(ls);
+            const double ratio = er_noise_scaler(power, lt) / er_noise_scaler(power, ls);
             const float keep = (float)(alpha_t / alpha_s * ratio), take = (float)(alpha_t * (1.0 - ratio));
             for (size_t j = 0; j < n; j++) x[j] = keep * x[j] + take * denoised[j];
             if (stage >= 2) {
                 const double dt = lt - ls, step = -dt / POINTS;
                 double s = 0.0, s_u = 0.0;
                 for (int k = 0; k < POINTS; k++) {
-                    const double at = lt + k * step, scaled = er_noise_scaler(at);
+                    const double at = lt + k * step, scaled = er_noise_scaler(power, at);
                     s += 1.0 / scaled;
                     s_u += (at - ls) / scaled;
                 }
                 s *= step;
                 s_u *= step;
                 const float span = (float)(ls - er_lambda(r, i - 1));
-                const float c2 = (float)(alpha_t * (dt + s * er_noise_scaler(lt)));
+                const float c2 = (float)(alpha_t * (dt + s * er_noise_scaler(power, lt)));
                 for (size_t j = 0; j < n; j++) {
                     slope[j] = (denoised[j] - old[j]) / span;
                     x[j] = x[j] + c2 * slope[j];
                 }
                 if (stage >= 3) {
                     const float half_span = (float)((ls - er_lambda(r, i - 2)) / 2.0);
-                    const float c3 = (float)(alpha_t * (dt * dt / 2.0 + s_u * er_noise_scaler(lt)));
+                    const float c3 = (float)(alpha_t * (dt * dt / 2.0 + s_u * er_noise_scaler(power, lt)));
                     for (size_t j = 0; j < n; j++) x[j] = x[j] + c3 * ((slope[j] - old_slope[j]) / half_span);
                 }
                 float *swap = slope;
@@ -147,14 +152,16 @@ static void exponential_step(float *x_to, const float *x, double keep, double ta
 
 /* SEEDS-2 and SEEDS-3 (arXiv 2305.14267, data prediction): stages - 1
  * intermediate x0 predictions at fractions r of the step in half-log-SNR,
- * with SDE noise (eta) carried from stage to stage as one Brownian path. */
+ * with SDE noise (eta) carried from stage to stage as one Brownian path.
+ * SEEDS-2 takes its fraction and its phi_1 or phi_2 solver from args
+ * (SamplerSEEDS2; phi_2 at r 1 and eta 0 is exp_heun_2_x0). */
 kiln_status sample_seeds(sampler_run *r, float *x, float *ws, int stages)
 {
     size_t n = r->n;
     const bool flow = r->args->flow;
     const double eta = r->args->eta, s_noise = r->args->s_noise;
     const bool inject = eta > 0.0 && s_noise > 0.0;
-    const double fractions[2][2] = {{0.5, 0.0}, {1.0 / 3.0, 2.0 / 3.0}};
+    const double fractions[2][2] = {{r->args->seeds_r, 0.0}, {1.0 / 3.0, 2.0 / 3.0}};
     const double *rs = fractions[stages - 2];
     float *denoised = ws, *x_mid = ws + n, *denoised_2 = ws + 2 * n, *denoised_3 = ws + 3 * n, *sde = ws + 4 * n,
           *noise = ws + 5 * n;
@@ -180,7 +187,10 @@ kiln_status sample_seeds(sampler_run *r, float *x, float *ws, int stages)
         }
         TRY(denoise(r, x_mid, (float)sigma_1, denoised_2));
         double r_last = r1, sigma_last = sigma_1;
-        if (stages == 2) {
+        if (stages == 2 && r->args->seeds_phi_2) {
+            const double b2 = h_phi_2(-h_eta) / r1, b1 = expm1(-h_eta) - b2;
+            exponential_step(x, x, sigma_next / sigma * exp(-h * eta), alpha_t, b1, denoised, b2, denoised_2, n);
+        } else if (stages == 2) {
             const float fac = (float)(1.0 / (2.0 * r1));
             for (size_t j = 0; j < n; j++) denoised_2[j] = lerp_torch(denoised[j], denoised_2[j], fac);
             exponential_step(x, x, sigma_next / sigma * exp(-h * eta), alpha_t, expm1(-h_eta), denoised_2, 0.0,
@@ -215,15 +225,23 @@ kiln_status sample_seeds(sampler_run *r, float *x, float *ws, int stages)
     return KILN_OK;
 }
 
-enum { SA_PREDICTOR_ORDER = 3, SA_CORRECTOR_ORDER = 4, SA_MAX_ORDER = 4 };
+enum { SA_MAX_ORDER = 6 };
 
 /* SA-Solver's b coefficients for a step from half-log-SNR ls to lt over the
  * x0 predictions at lambdas[0..k-1]: the integrals of their Lagrange basis
- * against e^((1 + tau^2) lambda), times alpha_t. */
+ * against e^((1 + tau^2) lambda), times alpha_t; with simple_order_2 at
+ * order 2 the paper's simpler pair (its Appendix D). */
 static void sa_solver_coefficients(bool flow, double sigma_next, const double *lambdas, int k, double ls, double lt,
-                                   double tau, double *b)
+                                   double tau, bool simple_order_2, bool corrector, double *b)
 {
     const double tau_mul = 1.0 + tau * tau, h = lt - ls, decay = exp(-tau_mul * h);
+    const double alpha_t = alpha_of(flow, sigma_next);
+    if (simple_order_2 && k == 2) {
+        const double whole = alpha_t * -expm1(-h * tau_mul);
+        b[1] = corrector ? alpha_t * (0.5 * tau_mul * h) : whole - alpha_t * (0.5 * tau_mul * h * h) / (lambdas[0] - ls);
+        b[0] = whole - b[1];
+        return;
+    }
     double products[SA_MAX_ORDER], vandermonde_t[SA_MAX_ORDER * SA_MAX_ORDER];
     for (int p = 0; p < k; p++) products[p] = pow(lt, p) - pow(ls, p) * decay;
     /* integration by parts: e_p = sum_q<=p (-1)^(p-q) p!/q! / tau_mul^(p-q) products_q */
@@ -238,7 +256,6 @@ static void sa_solver_coefficients(bool flow, double sigma_next, const double *l
     for (int p = 0; p < k; p++)
         for (int j = 0; j < k; j++) vandermonde_t[p * k + j] = pow(lambdas[j], p);
     sampler_solve_small(vandermonde_t, b, k);
-    const double alpha_t = alpha_of(flow, sigma_next);
     for (int j = 0; j < k; j++) b[j] *= alpha_t;
 }
 
@@ -256,40 +273,42 @@ static void sa_solver_combine(float *x_to, const float *x, double keep, const do
     }
 }
 
-/* SA-Solver (arXiv 2309.05019): a stochastic Adams predictor of order 3 and
- * corrector of order 4 over the last x0 predictions, with SDE noise (tau 1)
- * while the step's sigma lies in args->sa_solver_sigmas; lower orders at the
- * start and, on a schedule ending at 0, towards the end. pece evaluates the
- * corrected state again and uses that prediction. */
+/* SA-Solver (arXiv 2309.05019): a stochastic Adams predictor and corrector
+ * (KSampler's: orders 3 and 4) over the last x0 predictions, with SDE noise
+ * (tau = eta) while the step's sigma lies in args->sa_solver_sigmas; lower
+ * orders at the start and, on a schedule ending at 0, towards the end. pece
+ * evaluates the corrected state again and uses that prediction. */
 kiln_status sample_sa_solver(sampler_run *r, float *x, float *ws, bool pece)
 {
     size_t n = r->n;
-    const bool flow = r->args->flow;
-    const double s_noise = r->args->s_noise;
+    const bool flow = r->args->flow, simple = r->args->sa_simple_order_2;
+    const double s_noise = r->args->s_noise, eta = r->args->eta;
     const double tau_hi = r->args->sa_solver_sigmas[0], tau_lo = r->args->sa_solver_sigmas[1];
+    const int predictor_order = r->args->sa_predictor_order, corrector_order = r->args->sa_corrector_order;
+    const int keep = predictor_order > corrector_order ? predictor_order : corrector_order;
     float *preds[SA_MAX_ORDER], *x_pred = ws + SA_MAX_ORDER * n, *sde = ws + (SA_MAX_ORDER + 1) * n,
           *noise = ws + (SA_MAX_ORDER + 2) * n;
     for (int k = 0; k < SA_MAX_ORDER; k++) preds[k] = ws + (size_t)k * n;
-    double lambdas[SA_MAX_ORDER + 1]; /* of the stored predictions' sigmas, then this step's next */
+    double lambdas[SA_MAX_ORDER]; /* of the stored predictions' sigmas */
     int count = 0;
     double h = 0.0, tau = 0.0;
     const bool lower_to_end = r->sigmas[r->steps] == 0.0f;
     memcpy(x_pred, x, n * sizeof *x);
     for (int i = 0; i < r->steps; i++) {
         float sigma = r->sigmas[i], sigma_next = r->sigmas[i + 1];
-        if (count == SA_MAX_ORDER) { /* the oldest buffer takes the newest prediction */
+        if (count == keep) { /* the oldest buffer takes the newest prediction */
             float *oldest = preds[0];
-            memmove(preds, preds + 1, (SA_MAX_ORDER - 1) * sizeof *preds);
-            memmove(lambdas, lambdas + 1, (SA_MAX_ORDER - 1) * sizeof *lambdas);
-            preds[SA_MAX_ORDER - 1] = oldest;
+            memmove(preds, preds + 1, (size_t)(keep - 1) * sizeof *preds);
+            memmove(lambdas, lambdas + 1, (size_t)(keep - 1) * sizeof *lambdas);
+            preds[keep - 1] = oldest;
             count--;
         }
         float *denoised = preds[count];
         lambdas[count++] = half_log_snr(flow, sigma);
         TRY(denoise(r, x_pred, sigma, denoised));
         TRY(report(r, i, denoised));
-        int predictor = count < SA_PREDICTOR_ORDER ? count : SA_PREDICTOR_ORDER;
-        int corrector = count < SA_CORRECTOR_ORDER ? count : SA_CORRECTOR_ORDER;
+        int predictor = count < predictor_order ? count : predictor_order;
+        int corrector = count < corrector_order ? count : corrector_order;
         if (i == 0 || (sigma_next == 0.0f && !pece)) corrector = 0;
         if (lower_to_end) {
             if (predictor > r->steps - 1 - i) predictor = r->steps - 1 - i;
@@ -300,7 +319,7 @@ kiln_status sample_sa_solver(sampler_run *r, float *x, float *ws, bool pece)
             memcpy(x, x_pred, n * sizeof *x);
         } else {
             const double ls = half_log_snr(flow, r->sigmas[i - 1]), lt = lambdas[count - 1];
-            sa_solver_coefficients(flow, sigma, lambdas + count - corrector, corrector, ls, lt, tau, b);
+            sa_solver_coefficients(flow, sigma, lambdas + count - corrector, corrector, ls, lt, tau, simple, true, b);
             sa_solver_combine(x, x, sigma / r->sigmas[i - 1] * exp(-tau * tau * h), b, preds + count - corrector,
                               corrector, n);
             if (tau > 0.0 && s_noise > 0.0)
@@ -311,9 +330,9 @@ kiln_status sample_sa_solver(sampler_run *r, float *x, float *ws, bool pece)
             memcpy(x_pred, denoised, n * sizeof *x_pred);
             continue;
         }
-        tau = sigma_next <= tau_hi && sigma_next >= tau_lo ? 1.0 : 0.0;
+        tau = eta > 0.0 && sigma_next <= tau_hi && sigma_next >= tau_lo ? eta : 0.0;
         const double ls = lambdas[count - 1], lt = half_log_snr(flow, sigma_next);
-        sa_solver_coefficients(flow, sigma_next, lambdas + count - predictor, predictor, ls, lt, tau, b);
+        sa_solver_coefficients(flow, sigma_next, lambdas + count - predictor, predictor, ls, lt, tau, simple, false, b);
         h = lt - ls;
         sa_solver_combine(x_pred, x, sigma_next / sigma * exp(-tau * tau * h), b, preds + count - predictor,
                           predictor, n);

@@ -11,7 +11,7 @@
 #include "sampler.h"
 #include "status.h"
 
-#define WORKSPACE_BUFFERS 8 /* the most any sampler needs (uni_pc) */
+#define WORKSPACE_BUFFERS 9 /* the most any sampler needs (sa_solver at order 6) */
 
 typedef struct sampler_run {
     const kiln_sample_args *args;

@@ -1855,17 +1855,40 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
 }
 
 /* The custom sampler nodes: a sampler with its eta and s_noise (SamplerLMS:
- * its order, up to 4 in kiln). Their SDE
- * noise is the CPU's (noise_device "cpu"; "gpu" is the GPU's own draws);
- * kiln's dpmpp_sde steps halfway (r 0.5); SamplerDPMPP_2M_SDE's solver_type
- * "heun" is dpmpp_2m_sde_heun. */
+ * its order, up to 4 in kiln) and the settings of its own. Their SDE noise
+ * is the CPU's (noise_device "cpu"; "gpu" is the GPU's own draws); kiln's
+ * dpmpp_sde steps halfway (r 0.5); SamplerDPMPP_2M_SDE's solver_type "heun"
+ * is dpmpp_2m_sde_heun, SamplerSASolver's use_pece sa_solver_pece (its
+ * sigmas those of the MODEL that samples). */
 static const struct {
     const char *node, *sampler;
 } sampler_nodes[] = {
     {"SamplerEulerAncestral", "euler_ancestral"}, {"SamplerDPMPP_2S_Ancestral", "dpmpp_2s_ancestral"},
     {"SamplerDPMPP_SDE", "dpmpp_sde"},            {"SamplerDPMPP_2M_SDE", "dpmpp_2m_sde"},
     {"SamplerDPMPP_3M_SDE", "dpmpp_3m_sde"},      {"SamplerLMS", "lms"},
+    {"SamplerEulerAncestralCFGPP", "euler_ancestral_cfg_pp"},
+    {"SamplerER_SDE", "er_sde"},                  {"SamplerSEEDS2", "seeds_2"},
+    {"SamplerSASolver", "sa_solver"},
 };
+
+/* A boolean input. */
+static kiln_status flag(const wf_node *n, const char *name, bool *out)
+{
+    const cJSON *v = input_of(n, name);
+    if (!cJSON_IsBool(v)) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s': true or false", name);
+    *out = cJSON_IsTrue(v);
+    return KILN_OK;
+}
+
+/* A text input that must be one of the `count` words. */
+static kiln_status one_of(const wf_node *n, const char *name, const char *const *words, int count, const char **out)
+{
+    TRY(text(n, name, out));
+    for (int i = 0; i < count; i++)
+        if (strcmp(*out, words[i]) == 0) return KILN_OK;
+    return node_fail(n, KILN_ERR_INVALID_ARG, "%s \"%s\" (%s%s%s%s%s)", name, *out, words[0], count > 1 ? ", " : "",
+                     count > 1 ? words[1] : "", count > 2 ? ", " : "", count > 2 ? words[2] : "");
+}
 
 static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
 {
@@ -1874,30 +1897,49 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
     v->kind = WF_SAMPLER;
     v->sampler = sampler_nodes[which].sampler;
     v->has_sampler_options = true;
-    v->sampler_options = (kiln_sampler_options){1.0, 1.0, 0};
+    kiln_sampler_options *o = &v->sampler_options;
+    *o = (kiln_sampler_options){.eta = 1.0, .s_noise = 1.0};
     if (input_of(n, "order")) { /* SamplerLMS: kiln's goes to order 4 */
-        TRY(integer(n, "order", 1, 4, &v->sampler_options.lms_order));
+        TRY(integer(n, "order", 1, 4, &o->lms_order));
     } else {
-        TRY(number(n, "eta", &v->sampler_options.eta));
-        TRY(number(n, "s_noise", &v->sampler_options.s_noise));
+        TRY(number(n, "eta", &o->eta));
+        TRY(number(n, "s_noise", &o->s_noise));
     }
     const char *word;
-    double ratio;
     if (input_of(n, "noise_device")) {
         TRY(text(n, "noise_device", &word));
         if (strcmp(word, "cpu"))
             return node_fail(n, KILN_ERR_UNSUPPORTED, "noise_device \"%s\": ComfyUI draws that noise with the GPU's "
                              "generator, which kiln does not reproduce (\"cpu\" is the CPU's, as kiln draws it)", word);
     }
-    if (input_of(n, "solver_type")) {
-        TRY(text(n, "solver_type", &word));
-        if (strcmp(word, "midpoint") && strcmp(word, "heun"))
-            return node_fail(n, KILN_ERR_INVALID_ARG, "solver_type \"%s\" (midpoint or heun)", word);
+    const char *sampler = v->sampler;
+    if (strcmp(sampler, "dpmpp_2m_sde") == 0) {
+        static const char *const types[] = {"midpoint", "heun"};
+        TRY(one_of(n, "solver_type", types, 2, &word));
         if (word[0] == 'h') v->sampler = "dpmpp_2m_sde_heun";
-    }
-    if (input_of(n, "r")) {
+    } else if (strcmp(sampler, "er_sde") == 0) {
+        static const char *const types[] = {"ER-SDE", "Reverse-time SDE", "ODE"};
+        TRY(one_of(n, "solver_type", types, 3, &o->solver_type));
+        TRY(integer(n, "max_stage", 1, 3, &o->max_stage));
+    } else if (strcmp(sampler, "seeds_2") == 0) {
+        static const char *const types[] = {"phi_1", "phi_2"};
+        TRY(one_of(n, "solver_type", types, 2, &o->solver_type));
+        TRY(number(n, "r", &o->r));
+        if (!(o->r > 0.0 && o->r <= 1.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "input 'r' %g: in (0, 1]", o->r);
+    } else if (strcmp(sampler, "dpmpp_sde") == 0) {
+        double ratio;
         TRY(number(n, "r", &ratio));
         if (ratio != 0.5) return node_fail(n, KILN_ERR_UNSUPPORTED, "r %g (kiln's dpmpp_sde steps halfway, 0.5)", ratio);
+    } else if (strcmp(sampler, "sa_solver") == 0) {
+        bool pece = false;
+        o->sa_solver_custom = true;
+        TRY(number(n, "sde_start_percent", &o->sde_start_percent));
+        TRY(number(n, "sde_end_percent", &o->sde_end_percent));
+        TRY(integer(n, "predictor_order", 1, 6, &o->predictor_order));
+        TRY(integer(n, "corrector_order", 0, 6, &o->corrector_order));
+        TRY(flag(n, "use_pece", &pece));
+        TRY(flag(n, "simple_order_2", &o->simple_order_2));
+        if (pece) v->sampler = "sa_solver_pece";
     }
     return KILN_OK;
 }
@@ -2040,9 +2082,9 @@ static kiln_status sampler_custom(wf_run *r, wf_node *n)
     TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
     TRY(number(n, "cfg", &cfg));
     TRY(seed_input(n, "noise_seed", &seed));
-    const cJSON *add_noise = input_of(n, "add_noise");
-    if (!cJSON_IsBool(add_noise)) return node_fail(n, KILN_ERR_INVALID_ARG, "add_noise: true or false");
-    return custom_sampling(r, n, model, pos, neg, cfg, seed, cJSON_IsFalse(add_noise));
+    bool add_noise = true;
+    TRY(flag(n, "add_noise", &add_noise));
+    return custom_sampling(r, n, model, pos, neg, cfg, seed, !add_noise);
 }
 
 static kiln_status upscale_model_loader(wf_run *r, wf_node *n)

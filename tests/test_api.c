@@ -567,7 +567,8 @@ static void sampler_options(void **state)
     kiln_latent empty;
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
     const size_t n = latent_count(&empty);
-    const kiln_sampler_options none = {0.0, 1.0, 0}, defaults = {1.0, 1.0, 0}, other = {0.5, 0.8, 0};
+    const kiln_sampler_options none = {.eta = 0.0, .s_noise = 1.0}, defaults = {.eta = 1.0, .s_noise = 1.0},
+                               other = {.eta = 0.5, .s_noise = 0.8};
     const char *pairs[2][2] = {{"euler_ancestral", "euler"}, {"dpmpp_2m_sde", "dpmpp_2m"}};
     for (int k = 0; k < 2; k++) {
         kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = pairs[k][1],
@@ -590,7 +591,8 @@ static void sampler_options(void **state)
     /* SamplerLMS: order 1 is euler's step (the integral of the one slope), order 4 KSampler's lms */
     kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "euler", .scheduler = "karras",
                               .denoise = 1.0};
-    const kiln_sampler_options first_order = {1.0, 1.0, 1}, fourth = {1.0, 1.0, 4};
+    const kiln_sampler_options first_order = {.eta = 1.0, .s_noise = 1.0, .lms_order = 1},
+                               fourth = {.eta = 1.0, .s_noise = 1.0, .lms_order = 4};
     kiln_latent lms[4];
     assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &lms[0]));
     p.sampler_name = "lms";
@@ -603,12 +605,23 @@ static void sampler_options(void **state)
     assert_memory_equal(lms[3].data, lms[1].data, n * sizeof(float));
     assert_true(kiln_rel_l2(lms[1].data, lms[0].data, n) > 1e-3);
     for (int i = 0; i < 4; i++) kiln_latent_free(&lms[i]);
-    const kiln_sampler_options bad = {-1.0, 1.0, 0}, fifth = {1.0, 1.0, 5};
+    const kiln_sampler_options bad = {.eta = -1.0, .s_noise = 1.0}, fifth = {.eta = 1.0, .s_noise = 1.0, .lms_order = 5};
     p.sampler_name = "euler_ancestral", p.sampler_options = &bad;
     kiln_latent refused;
     expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "eta -1");
     p.sampler_name = "lms", p.sampler_options = &fifth;
     expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_UNSUPPORTED, "lms order 5");
+    const kiln_sampler_options phi_2 = {.eta = 1.0, .s_noise = 1.0, .solver_type = "phi_2"},
+                               late = {.eta = 1.0, .s_noise = 1.0, .sa_solver_custom = true, .sde_end_percent = 1.5,
+                                       .predictor_order = 3, .corrector_order = 4};
+    p.sampler_name = "er_sde", p.sampler_options = &phi_2;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG,
+                 "er_sde: solver_type \"phi_2\"");
+    p.sampler_name = "euler";
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG, "not euler's");
+    p.sampler_name = "sa_solver", p.sampler_options = &late;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &empty, &refused), KILN_ERR_INVALID_ARG,
+                 "sde_end_percent 1.5");
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
 }

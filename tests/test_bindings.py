@@ -424,6 +424,20 @@ class Advanced(unittest.TestCase):
         self.assertEqual(same.to_list(), first.to_list())
         to_zero = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=high[:3] + [0.0])
         self.assertLess(rel_l2(x0.to_list(), to_zero.to_list()), 1e-6)
+        # the custom sampler nodes' settings: SamplerER_SDE's ODE is its reverse-time SDE at eta 0; SamplerSASolver's
+        # defaults are KSampler's sa_solver, and other orders change it
+        ode = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="er_sde",
+                             solver_type="ODE", max_stage=2)
+        reverse = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="er_sde",
+                                 solver_type="Reverse-time SDE", max_stage=2, eta=0.0)
+        self.assertEqual(ode.to_list(), reverse.to_list())
+        plain_sa = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="sa_solver")
+        same_sa = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="sa_solver",
+                                 sa_solver=kiln.SASolver())
+        other_sa = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="sa_solver",
+                                  sa_solver=kiln.SASolver(predictor_order=2, corrector_order=1))
+        self.assertEqual(same_sa.to_list(), plain_sa.to_list())
+        self.assertGreater(rel_l2(other_sa.to_list(), plain_sa.to_list()), 1e-4)
         # SamplerEulerAncestral's eta 0: euler's run
         ancestral = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
                                    sampler_name="euler_ancestral", eta=0.0)

@@ -90,7 +90,8 @@ static void denoiser_call(void **s)
     int h = (int)x.shape[2], w = (int)x.shape[3];
     float *out[3];
     /* no control; control over the whole schedule; control from 60 % on (sigma(t=500) is at about 50 %) */
-    const kiln_control whole = {cn, hint.data, scale.data[0], 0.0, 1.0, -1}, late = {cn, hint.data, scale.data[0], 0.6, 1.0, -1};
+    const kiln_control whole = {cn, hint.data, scale.data[0], 0.0, 1.0, -1, false},
+                       late = {cn, hint.data, scale.data[0], 0.6, 1.0, -1, false};
     const kiln_control *controls[3] = {NULL, &whole, &late};
     for (int i = 0; i < 3; i++) {
         kiln_denoiser d;
@@ -137,10 +138,10 @@ static void two_controlnets(void **s)
     int h = (int)x.shape[2], w = (int)x.shape[3];
     /* both; the second late; the second at strength 0; the first late */
     const kiln_control chains[4][2] = {
-        {{first, hint.data, scale.data[0], 0.0, 1.0, -1}, {second, hint2.data, scale2.data[0], 0.0, 1.0, -1}},
-        {{first, hint.data, scale.data[0], 0.0, 1.0, -1}, {second, hint2.data, scale2.data[0], 0.6, 1.0, -1}},
-        {{first, hint.data, scale.data[0], 0.0, 1.0, -1}, {second, hint2.data, 0.0f, 0.0, 1.0, -1}},
-        {{first, hint.data, scale.data[0], 0.6, 1.0, -1}, {second, hint2.data, scale2.data[0], 0.0, 1.0, -1}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0, -1, false}, {second, hint2.data, scale2.data[0], 0.0, 1.0, -1, false}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0, -1, false}, {second, hint2.data, scale2.data[0], 0.6, 1.0, -1, false}},
+        {{first, hint.data, scale.data[0], 0.0, 1.0, -1, false}, {second, hint2.data, 0.0f, 0.0, 1.0, -1, false}},
+        {{first, hint.data, scale.data[0], 0.6, 1.0, -1, false}, {second, hint2.data, scale2.data[0], 0.0, 1.0, -1, false}},
     };
     float *out[4];
     for (int i = 0; i < 4; i++) {

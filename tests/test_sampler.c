@@ -284,10 +284,71 @@ static kiln_status mock_noise(void *ctx, float sigma, float sigma_next, float *n
     return KILN_OK;
 }
 
+/* One golden run of tests/data/samplers: `args` (sampler, settings, flow)
+ * from the case's start over its sigmas, against <key>.x, .calls and .draws. */
+static void check_newer_run(kiln_st_file *f, const char *key, kiln_sample_args *args, const float *start,
+                            const float *pool, size_t pool_count)
+{
+    const size_t n = args->n;
+    char field[160];
+    float *want, *calls, *draws, *x = malloc(n * sizeof *x);
+    size_t m, one;
+    assert_non_null(x);
+    snprintf(field, sizeof field, "%s.x", key);
+    assert_kiln_ok(kiln_st_read_f32(f, field, &want, &m));
+    snprintf(field, sizeof field, "%s.calls", key);
+    assert_kiln_ok(kiln_st_read_f32(f, field, &calls, &one));
+    snprintf(field, sizeof field, "%s.draws", key);
+    assert_kiln_ok(kiln_st_read_f32(f, field, &draws, &one));
+    for (size_t j = 0; j < n; j++) x[j] = start[j] * args->sigmas[0];
+    mock_run mock = {.pool = pool, .n = n, .pool_draws = pool_count / n};
+    args->denoise = mock_denoise;
+    args->uncond = mock_uncond;
+    args->denoise_ctx = &mock;
+    args->noise = mock_noise;
+    args->noise_ctx = &mock;
+    assert_kiln_ok(kiln_sample(args, x));
+    double err = kiln_rel_l2(x, want, n);
+    print_message("  %-40s %2d calls, %2d draws, x rel L2 %.2g\n", key, mock.calls, mock.draws, err);
+    if (!(err <= TOLERANCE)) fail_msg("%s: x rel L2 %.3g > %g", key, err, TOLERANCE);
+    if (mock.calls != (int)calls[0]) fail_msg("%s: %d model calls, ComfyUI %g", key, mock.calls, calls[0]);
+    /* res_multistep and its CFG++ kind draw like ComfyUI's ancestral one and add the draws times 0 */
+    int want_draws = kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_NONE ? 0 : (int)draws[0];
+    if (mock.draws != want_draws) fail_msg("%s: %d noise draws, ComfyUI %d", key, mock.draws, want_draws);
+    free(want);
+    free(calls);
+    free(draws);
+    free(x);
+}
+
+/* The custom sampler nodes' settings in tests/data/samplers: SamplerER_SDE's
+ * reverse-time SDE (eta 0.5: lambda^1.5) and ODE at max_stage 2,
+ * SamplerSEEDS2's phi_2 at r 0.7 and as exp_heun_2_x0 (phi_2, r 1, eta 0),
+ * SamplerSASolver's orders 2 and 1 with simple_order_2 at eta 0.6 over 0.1
+ * to 0.9 of the sampling, and orders 5 and 6 with PECE. */
+static const struct sampler_variant {
+    const char *key;
+    kiln_sampler sampler;
+    float eta, s_noise;
+    int max_stage;
+    double er_sde_power, seeds_r;
+    bool seeds_phi_2;
+    int predictor, corrector;
+    bool simple, custom_interval;
+} sampler_variants[] = {
+    {"er_sde.reverse_eta05", KILN_SAMPLER_ER_SDE, 1.0f, 1.0f, 3, 1.5, 0.5, false, 3, 4, false, false},
+    {"er_sde.ode_stage2", KILN_SAMPLER_ER_SDE, 1.0f, 0.0f, 2, 1.0, 0.5, false, 3, 4, false, false},
+    {"seeds_2.phi_2_r07", KILN_SAMPLER_SEEDS_2, 1.0f, 1.0f, 3, 0.0, 0.7, true, 3, 4, false, false},
+    {"seeds_2.exp_heun", KILN_SAMPLER_SEEDS_2, 0.0f, 0.0f, 3, 0.0, 1.0, true, 3, 4, false, false},
+    {"sa_solver.p2_c1_simple_eta06", KILN_SAMPLER_SA_SOLVER, 0.6f, 1.0f, 3, 0.0, 0.5, false, 2, 1, true, true},
+    {"sa_solver_pece.p5_c6", KILN_SAMPLER_SA_SOLVER_PECE, 1.0f, 1.0f, 3, 0.0, 0.5, false, 5, 6, false, false},
+};
+
 /* ComfyUI's newer samplers against its code restated on the mock model
  * (tests/data/samplers): SD 1.x's karras schedule, its first 5 steps ending
- * above 0, and SD3's flow schedule. Scalars in double against ComfyUI's
- * float32, so within 1e-5. */
+ * above 0, and SD3's flow schedule; KSampler's settings and the custom
+ * sampler nodes'. Scalars in double against ComfyUI's float32, so within
+ * 1e-5. */
 static void newer_samplers_match_comfyui(void **state)
 {
     (void)state;
@@ -297,69 +358,53 @@ static void newer_samplers_match_comfyui(void **state)
     float *start = NULL, *pool = NULL;
     assert_kiln_ok(kiln_st_read_f32(f, "x", &start, &n));
     assert_kiln_ok(kiln_st_read_f32(f, "noise", &pool, &pool_count));
-    float *x = malloc(n * sizeof *x);
-    assert_non_null(x);
     static const char *const cases[] = {"sd15", "sd15_cut", "sd3"};
     int runs = 0;
     for (size_t c = 0; c < 3; c++) {
         char key[128];
-        float *sigmas, *first, *sa;
-        size_t nsigmas, one, two;
+        float *sigmas, *first, *sa, *custom;
+        size_t nsigmas, one;
         snprintf(key, sizeof key, "%s.sigmas", cases[c]);
         assert_kiln_ok(kiln_st_read_f32(f, key, &sigmas, &nsigmas));
         snprintf(key, sizeof key, "%s.first_sigma", cases[c]);
         assert_kiln_ok(kiln_st_read_f32(f, key, &first, &one));
         snprintf(key, sizeof key, "%s.sa_sigmas", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, key, &sa, &two));
-        for (int s = KILN_SAMPLER_RES_MULTISTEP; s < KILN_SAMPLER_COUNT; s++) {
-            const char *name = kiln_sampler_name((kiln_sampler)s);
-            float *want, *calls, *draws;
-            size_t m;
-            snprintf(key, sizeof key, "%s.%s.x", cases[c], name);
-            assert_kiln_ok(kiln_st_read_f32(f, key, &want, &m));
-            snprintf(key, sizeof key, "%s.%s.calls", cases[c], name);
-            assert_kiln_ok(kiln_st_read_f32(f, key, &calls, &one));
-            snprintf(key, sizeof key, "%s.%s.draws", cases[c], name);
-            assert_kiln_ok(kiln_st_read_f32(f, key, &draws, &one));
-            for (size_t j = 0; j < n; j++) x[j] = start[j] * sigmas[0];
-            mock_run mock = {.pool = pool, .n = n, .pool_draws = pool_count / n};
+        assert_kiln_ok(kiln_st_read_f32(f, key, &sa, &one));
+        snprintf(key, sizeof key, "%s.sa_custom_sigmas", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, key, &custom, &one));
+        const size_t nvariants = sizeof sampler_variants / sizeof *sampler_variants;
+        const int nsamplers = KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP;
+        for (size_t k = 0; k < (size_t)nsamplers + nvariants; k++) {
             kiln_sample_args args;
             kiln_sample_args_init(&args);
-            args.sampler = (kiln_sampler)s;
             args.sigmas = sigmas;
             args.nsigmas = nsigmas;
             args.n = n;
-            args.denoise = mock_denoise;
-            args.uncond = mock_uncond;
-            args.denoise_ctx = &mock;
-            args.noise = mock_noise;
-            args.noise_ctx = &mock;
             args.flow = c == 2;
             args.flow_first_sigma = first[0];
-            args.sa_solver_sigmas[0] = sa[0];
-            args.sa_solver_sigmas[1] = sa[1];
-            assert_kiln_ok(kiln_sample(&args, x));
-            double err = kiln_rel_l2(x, want, n);
-            print_message("  %-8s %-30s %2d calls, %2d draws, x rel L2 %.2g\n", cases[c], name, mock.calls,
-                          mock.draws, err);
-            if (!(err <= TOLERANCE)) fail_msg("%s %s: x rel L2 %.3g > %g", cases[c], name, err, TOLERANCE);
-            if (mock.calls != (int)calls[0])
-                fail_msg("%s %s: %d model calls, ComfyUI %g", cases[c], name, mock.calls, calls[0]);
-            /* res_multistep and its CFG++ kind draw like ComfyUI's ancestral one and add the draws times 0 */
-            int want_draws = kiln_sampler_noise_kind((kiln_sampler)s) == KILN_SAMPLER_NOISE_NONE ? 0 : (int)draws[0];
-            if (mock.draws != want_draws)
-                fail_msg("%s %s: %d noise draws, ComfyUI %d", cases[c], name, mock.draws, want_draws);
-            free(want);
-            free(calls);
-            free(draws);
+            memcpy(args.sa_solver_sigmas, sa, sizeof args.sa_solver_sigmas);
+            if (k < (size_t)nsamplers) {
+                args.sampler = (kiln_sampler)(KILN_SAMPLER_RES_MULTISTEP + (int)k);
+                snprintf(key, sizeof key, "%s.%s", cases[c], kiln_sampler_name(args.sampler));
+            } else {
+                const struct sampler_variant *v = &sampler_variants[k - (size_t)nsamplers];
+                args.sampler = v->sampler, args.eta = v->eta, args.s_noise = v->s_noise;
+                args.max_stage = v->max_stage, args.er_sde_power = v->er_sde_power;
+                args.seeds_r = v->seeds_r, args.seeds_phi_2 = v->seeds_phi_2;
+                args.sa_predictor_order = v->predictor, args.sa_corrector_order = v->corrector;
+                args.sa_simple_order_2 = v->simple;
+                if (v->custom_interval) memcpy(args.sa_solver_sigmas, custom, sizeof args.sa_solver_sigmas);
+                snprintf(key, sizeof key, "%s.%s", cases[c], v->key);
+            }
+            check_newer_run(f, key, &args, start, pool, pool_count);
             runs++;
         }
         free(sigmas);
         free(first);
         free(sa);
+        free(custom);
     }
-    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP));
-    free(x);
+    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP + 6));
     free(start);
     free(pool);
     kiln_st_close(f);

@@ -879,7 +879,7 @@ static void sigma_nodes(void **state)
             assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &latent[0], &latent[1]));
             kiln_latent_free(&latent[0]);
         } else if (run == 3) {
-            const kiln_sampler_options options = {0.5, 0.8, 0};
+            const kiln_sampler_options options = {.eta = 0.5, .s_noise = 0.8};
             p.sampler_name = "dpmpp_2m_sde_heun", p.sampler_options = &options;
             assert_kiln_ok(kiln_align_your_steps_scheduler("SD1", 3, 1.0, &sigmas[2]));
             assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
@@ -944,6 +944,72 @@ static void sigma_nodes(void **state)
     kiln_latent_free(&empty);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+}
+
+/* The custom sampler nodes of the newer samplers into SamplerCustom, each
+ * against the library's run with the same settings, pixel for pixel:
+ * SamplerER_SDE (its reverse-time SDE at max_stage 2), SamplerSEEDS2 (phi_2,
+ * r 0.7), SamplerSASolver (its own orders, interval and PECE) and
+ * SamplerEulerAncestralCFGPP. */
+static void newer_sampler_nodes(void **state)
+{
+    (void)state;
+#define KARRAS_4 "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": 14.614642, " \
+                 "\"sigma_min\": 0.0291675, \"rho\": 7}}, "
+    static const char *const graphs[] = {
+        SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerER_SDE\", \"inputs\": {\"solver_type\": \"Reverse-time SDE\", "
+                   "\"max_stage\": 2, \"eta\": 0.5, \"s_noise\": 0.9}}, " KARRAS_4
+                   SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+        SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerSEEDS2\", \"inputs\": {\"solver_type\": \"phi_2\", "
+                   "\"eta\": 0.8, \"s_noise\": 1, \"r\": 0.7}}, " KARRAS_4
+                   SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+        SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerSASolver\", \"inputs\": {\"model\": [\"4\", 0], \"eta\": 0.7, "
+                   "\"sde_start_percent\": 0.1, \"sde_end_percent\": 0.9, \"s_noise\": 1, \"predictor_order\": 2, "
+                   "\"corrector_order\": 3, \"use_pece\": true, \"simple_order_2\": false}}, " KARRAS_4
+                   SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+        SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerEulerAncestralCFGPP\", \"inputs\": {\"eta\": 0.6, "
+                   "\"s_noise\": 1}}, " KARRAS_4
+                   SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+    };
+#undef KARRAS_4
+    const kiln_sampler_options settings[] = {
+        {.eta = 0.5, .s_noise = 0.9, .solver_type = "Reverse-time SDE", .max_stage = 2},
+        {.eta = 0.8, .s_noise = 1.0, .solver_type = "phi_2", .r = 0.7},
+        {.eta = 0.7, .s_noise = 1.0, .sa_solver_custom = true, .sde_start_percent = 0.1, .sde_end_percent = 0.9,
+         .predictor_order = 2, .corrector_order = 3},
+        {.eta = 0.6, .s_noise = 1.0},
+    };
+    static const char *const samplers[] = {"er_sde", "seeds_2", "sa_solver_pece", "euler_ancestral_cfg_pp"};
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty;
+    kiln_sigmas sigmas;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas));
+    for (int k = 0; k < 4; k++) {
+        kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = samplers[k], .sigmas = &sigmas,
+                                  .sampler_options = &settings[k]};
+        kiln_latent latent;
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+        kiln_image *images;
+        int count;
+        assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images, &count));
+        assert_int_equal(count, 1);
+        assert_decodes_to(m, &latent, &images[0]);
+        kiln_images_free(images, count);
+        kiln_latent_free(&latent);
+    }
+    expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerER_SDE\", \"inputs\": {\"solver_type\": \"SDE\", "
+                              "\"max_stage\": 2, \"eta\": 0.5, \"s_noise\": 0.9}}, "
+                              SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"16\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+                   KILN_ERR_INVALID_ARG, "node 16 (SamplerER_SDE): solver_type \"SDE\" (ER-SDE, Reverse-time SDE, ODE)");
+    kiln_sigmas_free(&sigmas);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
     kiln_model_free(m);
 }
 #undef SAMPLER_CUSTOM
@@ -1148,7 +1214,7 @@ int main(void)
                                        cmocka_unit_test(latent_upscale_node), cmocka_unit_test(image_scale_nodes),
                                        cmocka_unit_test(image_pick_nodes),
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
-                                       cmocka_unit_test(controlnet_apply_node),
+                                       cmocka_unit_test(controlnet_apply_node), cmocka_unit_test(newer_sampler_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -551,14 +551,28 @@ kiln_status kiln_sigmas_extend(const kiln_sigmas *s, int steps, double start_at_
 kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out);
 
 /* The custom sampler nodes' settings (SamplerEulerAncestral,
- * SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE, SamplerDPMPP_2M_SDE,
- * SamplerDPMPP_3M_SDE, SamplerLMS): how much noise an ancestral or SDE
- * sampler adds back each step, eta (0: none, the deterministic solver), and
- * the scale of that noise, s_noise, both in [0, 100]; lms's order, 1 .. 4
- * (0: 4). KSampler's are 1, 1 and 4. */
+ * SamplerEulerAncestralCFGPP, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
+ * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE, SamplerLMS, SamplerER_SDE,
+ * SamplerSEEDS2, SamplerSASolver): how much noise an ancestral or SDE
+ * sampler adds back each step, eta (0: none, the deterministic solver; sa_solver's
+ * tau), and the scale of that noise, s_noise, both in [0, 100]; lms's order,
+ * 1 .. 4 (0: 4). KSampler's are 1, 1 and 4. Zeroes in the fields after
+ * lms_order are KSampler's too. */
 typedef struct kiln_sampler_options {
     double eta, s_noise;
     int lms_order;
+    /* er_sde's solver_type (SamplerER_SDE): "ER-SDE" (NULL), "Reverse-time SDE" or "ODE"; seeds_2's
+       (SamplerSEEDS2): "phi_1" (NULL) or "phi_2" */
+    const char *solver_type;
+    int max_stage;     /* er_sde's order, 1 .. 3 (0: 3) */
+    double r;          /* seeds_2's intermediate stage, a fraction of the step in (0, 1] (0: 0.5) */
+    /* SamplerSASolver's: when sa_solver_custom, the part of the sampling its noise acts on, its predictor's
+       order (1 .. 6) and corrector's (0 .. 6) and simple_order_2 (else 0.2 to 0.8, 3 and 4, no); its use_pece
+       is the sampler sa_solver_pece */
+    bool sa_solver_custom;
+    double sde_start_percent, sde_end_percent;
+    int predictor_order, corrector_order;
+    bool simple_order_2;
 } kiln_sampler_options;
 
 typedef struct kiln_ksampler_params {
@@ -645,8 +659,9 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma),
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
  * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE, SamplerLMS,
+ * SamplerEulerAncestralCFGPP, SamplerER_SDE, SamplerSEEDS2, SamplerSASolver,
  * VAEDecode, VAEDecodeTiled, ControlNetLoader,
- * ControlNetApplyAdvanced, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
+ * ControlNetApplyAdvanced, ControlNetApply, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,
  * FluxKontextImageScale, LoadFluxIPAdapter, ApplyFluxIPAdapter,
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
     "StyleModel",
-    "KilnError", "Latent", "Lora", "Model", "SdxlCond", "SkipLayerGuidance", "Upscaler", "load_checkpoint",
+    "KilnError", "Latent", "Lora", "Model", "SASolver", "SdxlCond", "SkipLayerGuidance", "Upscaler", "load_checkpoint",
     "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -153,7 +153,10 @@ class _Sigmas(Structure):
 
 
 class _SamplerOptions(Structure):
-    _fields_ = [("eta", c_double), ("s_noise", c_double), ("lms_order", c_int)]
+    _fields_ = [("eta", c_double), ("s_noise", c_double), ("lms_order", c_int), ("solver_type", c_char_p),
+                ("max_stage", c_int), ("r", c_double), ("sa_solver_custom", c_bool),
+                ("sde_start_percent", c_double), ("sde_end_percent", c_double), ("predictor_order", c_int),
+                ("corrector_order", c_int), ("simple_order_2", c_bool)]
 
 
 class _KSamplerParams(Structure):
@@ -766,7 +769,9 @@ class Model(_Handle):
                  reference_method: str = "offset", negative_reference_method: str = "offset",
                  skip_layer_guidance: Optional["SkipLayerGuidance"] = None,
                  sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0,
-                 lms_order: int = 0, denoised_output: bool = False) -> Union["Latent", Tuple["Latent", "Latent"]]:
+                 lms_order: int = 0, solver_type: Optional[str] = None, max_stage: int = 0, r: float = 0.0,
+                 sa_solver: Optional["SASolver"] = None,
+                 denoised_output: bool = False) -> Union["Latent", Tuple["Latent", "Latent"]]:
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
         the sampling, a sequence of (Conditioning, start_percent,
@@ -815,6 +820,11 @@ class Model(_Handle):
         SamplerDPMPP_2M_SDE, ...): how much noise an ancestral or SDE
         sampler adds back (0: none) and its scale; KSampler's are 1 and 1.
         lms_order: SamplerLMS's order, 1 to 4 (0: 4).
+        solver_type: er_sde's (SamplerER_SDE: "ER-SDE", "Reverse-time SDE"
+        or "ODE") or seeds_2's (SamplerSEEDS2: "phi_1" or "phi_2"); None:
+        the first. max_stage: er_sde's order, 1 to 3 (0: 3). r: seeds_2's
+        intermediate stage, a fraction of the step (0: 0.5).
+        sa_solver: a SASolver, SamplerSASolver's settings (None: KSampler's).
         denoised_output: also return SamplerCustom's denoised_output, the
         model's x0 prediction at the last step: (latent, denoised).
 
@@ -874,8 +884,18 @@ class Model(_Handle):
                 len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
         if sigmas is not None:
             params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
-        if (eta, s_noise, lms_order) != (1.0, 1.0, 0):
-            params.sampler_options = ctypes.pointer(_SamplerOptions(eta, s_noise, _c_int("lms_order", lms_order)))
+        if (eta, s_noise, lms_order, solver_type, max_stage, r, sa_solver) != (1.0, 1.0, 0, None, 0, 0.0, None):
+            options = _SamplerOptions(eta, s_noise, _c_int("lms_order", lms_order),
+                                      None if solver_type is None else solver_type.encode(),
+                                      _c_int("max_stage", max_stage), r)
+            if sa_solver is not None:
+                s = SASolver(*sa_solver)
+                options.sa_solver_custom = True
+                options.sde_start_percent, options.sde_end_percent = s.sde_start_percent, s.sde_end_percent
+                options.predictor_order = _c_int("predictor_order", s.predictor_order)
+                options.corrector_order = _c_int("corrector_order", s.corrector_order)
+                options.simple_order_2 = bool(s.simple_order_2)
+            params.sampler_options = ctypes.pointer(options)
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
@@ -1012,6 +1032,18 @@ class ControlApply(NamedTuple):
     union_type: Union[str, int, None] = None
     mask: Optional["Image"] = None
     positive_only: bool = False
+
+
+class SASolver(NamedTuple):
+    """SamplerSASolver's settings: the part of the sampling its noise acts
+    on, its predictor's order (1 to 6) and corrector's (0 to 6), and
+    simple_order_2. (Its eta is ksampler's eta; use_pece is the sampler
+    "sa_solver_pece".)"""
+    sde_start_percent: float = 0.2
+    sde_end_percent: float = 0.8
+    predictor_order: int = 3
+    corrector_order: int = 4
+    simple_order_2: bool = False
 
 
 class IPAdapterApply(NamedTuple):

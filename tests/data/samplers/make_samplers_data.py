@@ -24,6 +24,10 @@ Writes tests/data/samplers/samplers.safetensors (read by tests/test_sampler.c):
                             percent_to_sigma(0.2) and (0.8)
   <case>.<sampler>.x        the final latent from x * sigmas[0]
   <case>.<sampler>.calls    [1] I32 model calls; .draws [1] I32 noise draws
+  <case>.<sampler>.<variant>.{x,calls,draws}  the same with a custom sampler
+                            node's settings (SamplerER_SDE, SamplerSEEDS2,
+                            SamplerSASolver; see main()); <case>.sa_custom_sigmas
+                            [2] percent_to_sigma(0.1) and (0.9)
 Cases: sd15 (SD 1.x's discrete table, karras 8 steps), sd15_cut (its first
 5 steps, ending above 0, as KSamplerAdvanced's first half), sd3 (SD3's flow,
 shift 3, simple 8 steps).
@@ -137,9 +141,11 @@ def gradient_estimation(model, x, sigmas, cfg_pp, ge_gamma=2.0):
     return x
 
 
-def er_sde(model, x, sigmas, noise, const, s_noise=1.0, max_stage=3):
+def er_sde(model, x, sigmas, noise, const, s_noise=1.0, max_stage=3, power=None):
+    """power: SamplerER_SDE's reverse-time SDE noise scaler lambda ** power
+    (eta + 1; ODE: 1 with s_noise 0); None: the ER-SDE one."""
     def scaler(v):
-        return v * ((v ** 0.3).exp() + 10.0)
+        return v * ((v ** 0.3).exp() + 10.0) if power is None else v ** power
     points = 200.0
     point_indice = torch.arange(0, points, dtype=torch.float32)
     er_lambdas = half_log_snr(sigmas, const).neg().exp()
@@ -175,8 +181,8 @@ def er_sde(model, x, sigmas, noise, const, s_noise=1.0, max_stage=3):
     return x
 
 
-def seeds(model, x, sigmas, noise, const, rs, eta=1.0, s_noise=1.0):
-    """seeds_2 (rs = [0.5]) and seeds_3 (rs = [1/3, 2/3]), ComfyUI's phi_1 solver for seeds_2."""
+def seeds(model, x, sigmas, noise, const, rs, eta=1.0, s_noise=1.0, phi_2=False):
+    """seeds_2 (rs = [r], ComfyUI's phi_1 or phi_2 solver) and seeds_3 (rs = [1/3, 2/3])."""
     lam_fn = lambda s: half_log_snr(s, const)  # noqa: E731
     inject = eta > 0 and s_noise > 0
     for i in range(len(sigmas) - 1):
@@ -197,7 +203,12 @@ def seeds(model, x, sigmas, noise, const, rs, eta=1.0, s_noise=1.0):
             sde_noise = (-2 * r1 * h * eta).expm1().neg().sqrt() * noise(sigmas[i], sigma_s_1)
             x_2 = x_2 + sde_noise * sigma_s_1 * s_noise
         denoised_2 = model(x_2, sigma_s_1)
-        if len(rs) == 1:
+        if len(rs) == 1 and phi_2:
+            b2 = ((torch.expm1(-h_eta) - (-h_eta)) / (-h_eta)) / r1
+            b1 = torch.expm1(-h_eta) - b2
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b2 * denoised_2)
+            last_r, last_sigma = r1, sigma_s_1
+        elif len(rs) == 1:
             denoised_d = torch.lerp(denoised, denoised_2, 1 / (2 * r1))
             x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * torch.expm1(-h_eta) * denoised_d
             last_r, last_sigma = r1, sigma_s_1
@@ -413,20 +424,33 @@ def sa_exponential_coeffs(s, t, order, tau):
     return (coeff.exp() * signs).tril() @ product
 
 
-def sa_b_coeffs(sigma_next, lambdas, lambda_s, lambda_t, tau):
+def sa_b_coeffs(sigma_next, lambdas, lambda_s, lambda_t, tau, simple_order_2=False, corrector=False):
     k = lambdas.shape[0]
+    if simple_order_2 and k == 2:
+        tau_mul = 1 + tau ** 2
+        h = lambda_t - lambda_s
+        alpha_t = sigma_next * lambda_t.exp()
+        if corrector:
+            b_1 = alpha_t * (0.5 * tau_mul * h)
+            b_2 = alpha_t * (-h * tau_mul).expm1().neg() - b_1
+        else:
+            b_2 = alpha_t * (0.5 * tau_mul * h ** 2) / (lambdas[-2] - lambda_s)
+            b_1 = alpha_t * (-h * tau_mul).expm1().neg() - b_2
+        return torch.stack([b_2, b_1])
     integrals = torch.linalg.solve(torch.vander(lambdas, k, increasing=True).T,
                                    sa_exponential_coeffs(lambda_s, lambda_t, k, tau))
     return sigma_next * lambda_t.exp() * integrals
 
 
 def sa_solver(model, x, sigmas, noise, const, tau_sigmas, pece, s_noise=1.0, predictor_order=3,
-              corrector_order=4):
+              corrector_order=4, eta=1.0, simple_order_2=False):
     lambdas = half_log_snr(sigmas, const)
     start, end = tau_sigmas
 
     def tau_func(sigma):
-        return 1.0 if start >= sigma.item() >= end else 0.0
+        if eta <= 0:
+            return 0.0
+        return eta if start >= sigma.item() >= end else 0.0
     max_order = max(predictor_order, corrector_order)
     x_pred = x
     h = tau_t = 0.0
@@ -444,7 +468,8 @@ def sa_solver(model, x, sigmas, noise, const, tau_sigmas, pece, s_noise=1.0, pre
         if c_order == 0:
             x = x_pred
         else:
-            b = sa_b_coeffs(sigmas[i], lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau_t)
+            b = sa_b_coeffs(sigmas[i], lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau_t,
+                            simple_order_2, True)
             res = torch.tensordot(torch.stack(preds[-c_order:], dim=0), b, dims=([0], [0]))
             x = sigmas[i] / sigmas[i - 1] * (-(tau_t ** 2) * h).exp() * x + res
             if tau_t > 0 and s_noise > 0:
@@ -455,7 +480,8 @@ def sa_solver(model, x, sigmas, noise, const, tau_sigmas, pece, s_noise=1.0, pre
             x_pred = denoised
         else:
             tau_t = tau_func(sigmas[i + 1])
-            b = sa_b_coeffs(sigmas[i + 1], lambdas[i - p_order + 1:i + 1], lambdas[i], lambdas[i + 1], tau_t)
+            b = sa_b_coeffs(sigmas[i + 1], lambdas[i - p_order + 1:i + 1], lambdas[i], lambdas[i + 1], tau_t,
+                            simple_order_2, False)
             res = torch.tensordot(torch.stack(preds[-p_order:], dim=0), b, dims=([0], [0]))
             h = lambdas[i + 1] - lambdas[i]
             x_pred = sigmas[i + 1] / sigmas[i] * (-(tau_t ** 2) * h).exp() * x + res
@@ -510,10 +536,24 @@ def main():
         runs = dict(SAMPLERS)
         runs["sa_solver"] = lambda m, x, s, nz, c: sa_solver(m, x, s, nz, c, sa_sigmas, False)
         runs["sa_solver_pece"] = lambda m, x, s, nz, c: sa_solver(m, x, s, nz, c, sa_sigmas, True)
+        # the custom sampler nodes' settings (SamplerER_SDE, SamplerSEEDS2, SamplerSASolver)
+        percent = sd15_percent if not const else sd3.percent_to_sigma
+        custom = (percent(0.1), percent(0.9))
+        out[f"{case}.sa_custom_sigmas"] = torch.tensor(custom, dtype=torch.float32)
+        runs.update({
+            "er_sde.reverse_eta05": lambda m, x, s, nz, c: er_sde(m, x, s, nz, c, power=1.5),
+            "er_sde.ode_stage2": lambda m, x, s, nz, c: er_sde(m, x, s, nz, c, s_noise=0.0, max_stage=2, power=1.0),
+            "seeds_2.phi_2_r07": lambda m, x, s, nz, c: seeds(m, x, s, nz, c, [0.7], phi_2=True),
+            "seeds_2.exp_heun": lambda m, x, s, nz, c: seeds(m, x, s, nz, c, [1.0], eta=0.0, s_noise=0.0, phi_2=True),
+            "sa_solver.p2_c1_simple_eta06": lambda m, x, s, nz, c: sa_solver(
+                m, x, s, nz, c, custom, False, predictor_order=2, corrector_order=1, eta=0.6, simple_order_2=True),
+            "sa_solver_pece.p5_c6": lambda m, x, s, nz, c: sa_solver(
+                m, x, s, nz, c, sa_sigmas, True, predictor_order=5, corrector_order=6),
+        })
         for name, run in runs.items():
             model, noise = Model(), Pool(pool)
             walked = sigmas
-            if const and name in OFFSET_SNR and walked[0] >= 1:
+            if const and name.split(".")[0] in OFFSET_SNR and walked[0] >= 1:
                 walked = walked.clone()
                 walked[0] = first
             x = run(model, x_start * sigmas[0], walked, noise, const)
