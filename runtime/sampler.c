@@ -975,6 +975,7 @@ typedef struct unipc_state {
     float *model_prev[UNIPC_MAX_ORDER]; /* (n) x0 predictions, oldest first */
     float t_prev[UNIPC_MAX_ORDER];      /* their sigmas */
     int count;                          /* how many are filled */
+    bool bh2;                           /* the bh2 variant: B(h) = e^h - 1 (bh1: h) */
     float *x_t_, *d1s[UNIPC_MAX_ORDER - 1], *x_k, *model_t; /* (n) scratch */
 } unipc_state;
 
@@ -1015,7 +1016,7 @@ static kiln_status unipc_update(sampler_run *r, unipc_state *u, float *x, float 
     float hh = -h; /* data prediction */
     float h_phi_1 = expm1f(hh);
     float h_phi_k = h_phi_1 / hh - 1.0f;
-    float b_h = hh; /* bh1: B(h) = h */
+    float b_h = u->bh2 ? h_phi_1 : hh;
     double rmat[UNIPC_MAX_ORDER * UNIPC_MAX_ORDER], bvec[UNIPC_MAX_ORDER];
     int factorial = 1;
     for (int i = 1; i <= order; i++) {
@@ -1088,12 +1089,12 @@ static void unipc_push(unipc_state *u, int order, float t, float **model)
  * orders for the first and last steps, no corrector on the final step, and
  * a final sigma of 0 replaced by 0.001. (With a single step that order is 0
  * and ComfyUI makes no update at all; so does this.) */
-static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws)
+static kiln_status sample_uni_pc(sampler_run *r, float *x, float *ws, bool bh2)
 {
     size_t n = r->n;
     int steps = r->steps;
     int order = steps - 1 < UNIPC_MAX_ORDER ? steps - 1 : UNIPC_MAX_ORDER;
-    unipc_state u = {.count = 0};
+    unipc_state u = {.count = 0, .bh2 = bh2};
     for (int k = 0; k < UNIPC_MAX_ORDER; k++) u.model_prev[k] = ws + (size_t)k * n;
     u.x_t_ = ws + 3 * n;
     u.d1s[0] = ws + 4 * n;
@@ -1155,6 +1156,7 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_DEIS] = "deis",
     [KILN_SAMPLER_DDIM] = "ddim",
     [KILN_SAMPLER_UNI_PC] = "uni_pc",
+    [KILN_SAMPLER_UNI_PC_BH2] = "uni_pc_bh2",
     [KILN_SAMPLER_DPMPP_2M_SDE_HEUN] = "dpmpp_2m_sde_heun",
     [KILN_SAMPLER_RES_MULTISTEP] = "res_multistep",
     [KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL] = "res_multistep_ancestral",
@@ -1176,12 +1178,10 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_SA_SOLVER_PECE] = "sa_solver_pece",
 };
 
-/* ComfyUI's samplers kiln does not implement: DPM-Solver's own schedules,
- * the ones drawing their noise on the GPU (kiln draws the CPU's), and
- * UniPC bh2. */
+/* ComfyUI's samplers kiln does not implement: DPM-Solver's own schedules
+ * and the ones drawing their noise on the GPU (kiln draws the CPU's). */
 static const char *const comfyui_only_samplers[] = {
     "dpm_fast", "dpm_adaptive", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu",
-    "uni_pc_bh2",
 };
 
 const char *kiln_sampler_name(kiln_sampler sampler)
@@ -1262,7 +1262,8 @@ static bool steps_in_half_log_snr(kiln_sampler sampler)
 
 bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler)
 {
-    return sampler == KILN_SAMPLER_DPM_2 || sampler == KILN_SAMPLER_DPM_2_ANCESTRAL || sampler == KILN_SAMPLER_UNI_PC;
+    return sampler == KILN_SAMPLER_DPM_2 || sampler == KILN_SAMPLER_DPM_2_ANCESTRAL || sampler == KILN_SAMPLER_UNI_PC ||
+           sampler == KILN_SAMPLER_UNI_PC_BH2;
 }
 
 void kiln_sample_args_init(kiln_sample_args *args)
@@ -1372,7 +1373,8 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_LCM: st = sample_lcm(&r, x, ws); break;
     case KILN_SAMPLER_IPNDM: st = sample_ipndm(&r, x, ws); break;
     case KILN_SAMPLER_DEIS: st = sample_deis(&r, x, ws); break;
-    case KILN_SAMPLER_UNI_PC: st = sample_uni_pc(&r, x, ws); break;
+    case KILN_SAMPLER_UNI_PC: st = sample_uni_pc(&r, x, ws, false); break;
+    case KILN_SAMPLER_UNI_PC_BH2: st = sample_uni_pc(&r, x, ws, true); break;
     case KILN_SAMPLER_RES_MULTISTEP: st = sample_res_multistep(&r, x, ws, 0.0, false); break;
     case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL: st = sample_res_multistep(&r, x, ws, args->eta, false); break;
     case KILN_SAMPLER_RES_MULTISTEP_CFG_PP: st = sample_res_multistep(&r, x, ws, 0.0, true); break;

@@ -69,6 +69,7 @@ typedef enum kiln_sampler {
     KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP,
     KILN_SAMPLER_SA_SOLVER,      /* SA-Solver, predictor order 3, corrector order 4 */
     KILN_SAMPLER_SA_SOLVER_PECE, /* the same, evaluating the corrected state again */
+    KILN_SAMPLER_UNI_PC_BH2,     /* UniPC with B(h) = e^h - 1 */
     KILN_SAMPLER_COUNT
 } kiln_sampler;
 
@@ -86,7 +87,7 @@ kiln_status kiln_sampler_from_name(const char *name, kiln_sampler *out);
 /* The ComfyUI name; NULL for a value out of range. */
 const char *kiln_sampler_name(kiln_sampler sampler);
 kiln_sampler_noise kiln_sampler_noise_kind(kiln_sampler sampler);
-/* dpm_2, dpm_2_ancestral and uni_pc get a schedule one step longer with its
+/* dpm_2, dpm_2_ancestral, uni_pc and uni_pc_bh2 get a schedule one step longer with its
  * second-to-last sigma dropped (pass this to kiln_ksampler_sigmas). */
 bool kiln_sampler_discards_penultimate_sigma(kiln_sampler sampler);
 /* The CFG++ samplers, which need the unconditional prediction even at cfg 1. */

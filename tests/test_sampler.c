@@ -325,7 +325,9 @@ static void check_newer_run(kiln_st_file *f, const char *key, kiln_sample_args *
  * reverse-time SDE (eta 0.5: lambda^1.5) and ODE at max_stage 2,
  * SamplerSEEDS2's phi_2 at r 0.7 and as exp_heun_2_x0 (phi_2, r 1, eta 0),
  * SamplerSASolver's orders 2 and 1 with simple_order_2 at eta 0.6 over 0.1
- * to 0.9 of the sampling, and orders 5 and 6 with PECE. */
+ * to 0.9 of the sampling, and orders 5 and 6 with PECE; and uni_pc (bh1),
+ * which the recorded ComfyUI runs check, to check the restated UniPC that
+ * uni_pc_bh2 is checked against. */
 static const struct sampler_variant {
     const char *key;
     kiln_sampler sampler;
@@ -336,6 +338,7 @@ static const struct sampler_variant {
     int predictor, corrector;
     bool simple, custom_interval;
 } sampler_variants[] = {
+    {"uni_pc", KILN_SAMPLER_UNI_PC, 1.0f, 1.0f, 3, 0.0, 0.5, false, 3, 4, false, false},
     {"er_sde.reverse_eta05", KILN_SAMPLER_ER_SDE, 1.0f, 1.0f, 3, 1.5, 0.5, false, 3, 4, false, false},
     {"er_sde.ode_stage2", KILN_SAMPLER_ER_SDE, 1.0f, 0.0f, 2, 1.0, 0.5, false, 3, 4, false, false},
     {"seeds_2.phi_2_r07", KILN_SAMPLER_SEEDS_2, 1.0f, 1.0f, 3, 0.0, 0.7, true, 3, 4, false, false},
@@ -404,7 +407,7 @@ static void newer_samplers_match_comfyui(void **state)
         free(sa);
         free(custom);
     }
-    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP + 6));
+    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP + 7));
     free(start);
     free(pool);
     kiln_st_close(f);

@@ -2,7 +2,9 @@
 of ../shared/goldens (those are in tests/data/comfyui): res_multistep and its
 ancestral and CFG++ kinds, gradient_estimation(_cfg_pp), er_sde, seeds_2,
 seeds_3, ddpm, heunpp2, ipndm_v, sa_solver(_pece), euler_cfg_pp,
-euler_ancestral_cfg_pp, dpmpp_2m_cfg_pp and dpmpp_2s_ancestral_cfg_pp.
+euler_ancestral_cfg_pp, dpmpp_2m_cfg_pp and dpmpp_2s_ancestral_cfg_pp, and
+uni_pc_bh2 with uni_pc (bh1) beside it to check the restated UniPC against
+kiln's uni_pc, which ComfyUI's recorded runs check.
 
 Their math is ComfyUI's comfy/k_diffusion/sampling.py and sa_solver.py
 (read at ComfyUI 0.8.1), restated here with torch in float32 as ComfyUI runs
@@ -492,7 +494,100 @@ def sa_solver(model, x, sigmas, noise, const, tau_sigmas, pece, s_noise=1.0, pre
     return x_pred
 
 
+class SigmaConvert:
+    """ComfyUI's uni_pc noise schedule over k-diffusion sigmas (VP: alpha =
+    1 / sqrt(sigma^2 + 1)), in float32."""
+
+    def log_alpha(self, s):
+        return 0.5 * torch.log(1 / ((s * s) + 1))
+
+    def alpha(self, s):
+        return torch.exp(self.log_alpha(s))
+
+    def std(self, s):
+        return torch.sqrt(1. - torch.exp(2. * self.log_alpha(s)))
+
+    def lam(self, s):
+        log_alpha = self.log_alpha(s)
+        return log_alpha - 0.5 * torch.log(1. - torch.exp(2. * log_alpha))
+
+
+def uni_pc(model, x, sigmas, variant):
+    """comfy/extra_samplers/uni_pc.py's sample_unipc: UniPC multistep, data
+    prediction, on the VP form of x, through predict_eps_sigma."""
+    ns = SigmaConvert()
+    timesteps = sigmas.clone()
+    if sigmas[-1] == 0:
+        timesteps[-1] = 0.001
+
+    def model_x0(x_vp, s):
+        x_in = x_vp * ((s ** 2 + 1.0) ** 0.5)
+        eps = (x_in - model(x_in, s)) / s
+        return (x_vp - ns.std(s) * eps) / ns.alpha(s)
+
+    def update(x, model_prev, t_prev, t, order, use_corrector):
+        lambda_prev_0, lambda_t = ns.lam(t_prev[-1]), ns.lam(t)
+        model_prev_0 = model_prev[-1]
+        sigma_prev_0, sigma_t = ns.std(t_prev[-1]), ns.std(t)
+        alpha_t = torch.exp(ns.log_alpha(t))
+        h = lambda_t - lambda_prev_0
+        rks, d1s = [], []
+        for i in range(1, order):
+            rk = (ns.lam(t_prev[-(i + 1)]) - lambda_prev_0) / h
+            rks.append(rk)
+            d1s.append((model_prev[-(i + 1)] - model_prev_0) / rk)
+        rks.append(torch.tensor(1.))
+        rks = torch.stack(rks)
+        hh = -h
+        h_phi_1 = torch.expm1(hh)
+        h_phi_k = h_phi_1 / hh - 1
+        b_h = hh if variant == "bh1" else torch.expm1(hh)
+        R, b, factorial_i = [], [], 1
+        for i in range(1, order + 1):
+            R.append(torch.pow(rks, i - 1))
+            b.append(h_phi_k * factorial_i / b_h)
+            factorial_i *= (i + 1)
+            h_phi_k = h_phi_k / hh - 1 / factorial_i
+        R, b = torch.stack(R), torch.stack(b)
+        if d1s:
+            d1s = torch.stack(d1s, dim=0)
+            rhos_p = torch.tensor([0.5]) if order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
+        if use_corrector:
+            rhos_c = torch.tensor([0.5]) if order == 1 else torch.linalg.solve(R, b)
+        x_t_ = sigma_t / sigma_prev_0 * x - alpha_t * h_phi_1 * model_prev_0
+        pred_res = torch.einsum("k,kn->n", rhos_p, d1s) if len(d1s) else 0
+        x_t = x_t_ - alpha_t * b_h * pred_res
+        model_t = None
+        if use_corrector:
+            model_t = model_x0(x_t, t)
+            corr_res = torch.einsum("k,kn->n", rhos_c[:-1], d1s) if len(d1s) else 0
+            x_t = x_t_ - alpha_t * b_h * (corr_res + rhos_c[-1] * (model_t - model_prev_0))
+        return x_t, model_t
+
+    x = x / torch.sqrt(1.0 + timesteps[0] ** 2.0)
+    steps = len(timesteps) - 1
+    order = min(3, len(timesteps) - 2)
+    for step_index in range(steps):
+        if step_index == 0:
+            model_prev, t_prev = [model_x0(x, timesteps[0])], [timesteps[0]]
+        elif step_index < order:
+            x, model_x = update(x, model_prev, t_prev, timesteps[step_index], step_index, True)
+            model_prev.append(model_x if model_x is not None else model_x0(x, timesteps[step_index]))
+            t_prev.append(timesteps[step_index])
+        else:
+            for step in range(step_index, step_index + 1 + (step_index == steps - 1)):
+                x, model_x = update(x, model_prev, t_prev, timesteps[step], min(order, steps + 1 - step), step != steps)
+                for i in range(order - 1):
+                    t_prev[i], model_prev[i] = t_prev[i + 1], model_prev[i + 1]
+                t_prev[-1] = timesteps[step]
+                if step < steps:
+                    model_prev[-1] = model_x if model_x is not None else model_x0(x, timesteps[step])
+    return x / ns.alpha(timesteps[-1])
+
+
 SAMPLERS = {
+    "uni_pc": lambda m, x, s, nz, c: uni_pc(m, x, s, "bh1"),
+    "uni_pc_bh2": lambda m, x, s, nz, c: uni_pc(m, x, s, "bh2"),
     "res_multistep": lambda m, x, s, nz, c: res_multistep(m, x, s, nz, 0.0, False),
     "res_multistep_ancestral": lambda m, x, s, nz, c: res_multistep(m, x, s, nz, 1.0, False),
     "res_multistep_cfg_pp": lambda m, x, s, nz, c: res_multistep(m, x, s, nz, 0.0, True),
