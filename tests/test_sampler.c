@@ -215,7 +215,7 @@ static kiln_status stop_at_step_2(void *ctx, int step, int total, const float *d
     return KILN_OK;
 }
 
-static kiln_status flow_never_called(void *ctx, const float *x, float sigma, float *denoised)
+static kiln_status never_called(void *ctx, const float *x, float sigma, float *denoised)
 {
     (void)ctx;
     (void)x;
@@ -223,25 +223,6 @@ static kiln_status flow_never_called(void *ctx, const float *x, float sigma, flo
     (void)denoised;
     fail_msg("the model was called for a refused run");
     return KILN_OK;
-}
-
-/* A flow model's SDE samplers step in half-log-SNR, infinite at sigma 1: a
- * schedule from 1 needs the first sigma ComfyUI puts below it, before any
- * model call. */
-static void flow_sde_needs_its_first_sigma(void **state)
-{
-    (void)state;
-    float sigmas[] = {1.0f, 0.5f, 0.0f}, x[4] = {0};
-    kiln_sample_args args;
-    kiln_sample_args_init(&args);
-    args.sampler = KILN_SAMPLER_DPMPP_2M_SDE;
-    args.flow = true;
-    args.sigmas = sigmas;
-    args.nsigmas = 3;
-    args.n = 4;
-    args.denoise = flow_never_called;
-    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
-    assert_non_null(strstr(kiln_last_error(), "flow_first_sigma"));
 }
 
 /* The mock model of tests/data/samplers: the guided x0 prediction 0.75 x +
@@ -413,22 +394,32 @@ static void newer_samplers_match_comfyui(void **state)
     kiln_st_close(f);
 }
 
-/* A CFG++ sampler without the unconditional prediction is refused before
- * the model runs. */
-static void cfg_pp_needs_the_uncond(void **state)
+/* Runs that must be refused before any model call: a flow model's SDE
+ * samplers step in half-log-SNR, infinite at sigma 1, so a schedule from 1
+ * needs the first sigma ComfyUI puts below it; a CFG++ sampler needs the
+ * unconditional prediction. */
+static void refused_before_the_model(void **state)
 {
     (void)state;
-    float sigmas[] = {2.0f, 1.0f, 0.0f}, x[4] = {0};
-    kiln_sample_args args;
-    kiln_sample_args_init(&args);
-    args.sampler = KILN_SAMPLER_EULER_CFG_PP;
-    args.sigmas = sigmas;
-    args.nsigmas = 3;
-    args.n = 4;
-    args.denoise = flow_never_called;
-    assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
-    assert_non_null(strstr(kiln_last_error(), "euler_cfg_pp"));
-    assert_non_null(strstr(kiln_last_error(), "unconditional"));
+    static const struct {
+        kiln_sampler sampler;
+        bool flow;
+        const char *needle;
+    } cases[] = {{KILN_SAMPLER_DPMPP_2M_SDE, true, "flow_first_sigma"},
+                 {KILN_SAMPLER_EULER_CFG_PP, false, "euler_cfg_pp: a CFG++ sampler needs the unconditional"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        float sigmas[] = {1.0f, 0.5f, 0.0f}, x[4] = {0};
+        kiln_sample_args args;
+        kiln_sample_args_init(&args);
+        args.sampler = cases[k].sampler;
+        args.flow = cases[k].flow;
+        args.sigmas = sigmas;
+        args.nsigmas = 3;
+        args.n = 4;
+        args.denoise = never_called;
+        assert_int_equal(kiln_sample(&args, x), KILN_ERR_INVALID_ARG);
+        assert_non_null(strstr(kiln_last_error(), cases[k].needle));
+    }
 }
 
 static void bad_arguments_are_errors(void **state)
@@ -476,9 +467,8 @@ int main(void)
         cmocka_unit_test(start_x_matches_comfyui),
         cmocka_unit_test(every_sampler_matches_comfyui),
         cmocka_unit_test(dpmpp_2m_sde_without_noise_is_dpmpp_2m),
-        cmocka_unit_test(flow_sde_needs_its_first_sigma),
+        cmocka_unit_test(refused_before_the_model),
         cmocka_unit_test(newer_samplers_match_comfyui),
-        cmocka_unit_test(cfg_pp_needs_the_uncond),
         cmocka_unit_test(bad_arguments_are_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

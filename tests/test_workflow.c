@@ -87,6 +87,26 @@ static void comfyui_runs(void **state)
     "\"4\": {\"class_type\": \"CheckpointLoaderSimple\", "                                                     \
     "\"inputs\": {\"ckpt_name\": \"sd15_tiny_ldm_fp32.safetensors\"}}"
 
+/* The tiny SD 1.x model, its two prompts ("a red circle" and `negative`)
+ * and an empty 16x16 latent: what the library's runs beside a workflow's
+ * start from. */
+static void tiny_sd15(kiln_model **m, const char *negative, kiln_conditioning *pos, kiln_conditioning *neg,
+                      kiln_latent *empty)
+{
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, m));
+    assert_kiln_ok(kiln_text_encode(*m, "a red circle", 0, pos));
+    assert_kiln_ok(kiln_text_encode(*m, negative, 0, neg));
+    assert_kiln_ok(kiln_empty_latent(*m, 16, 16, 1, empty));
+}
+
+static void tiny_sd15_free(kiln_model *m, kiln_conditioning *pos, kiln_conditioning *neg, kiln_latent *empty)
+{
+    kiln_latent_free(empty);
+    kiln_conditioning_free(pos);
+    kiln_conditioning_free(neg);
+    kiln_model_free(m);
+}
+
 /* The library's latent decoded is the workflow's picture, pixel for pixel. */
 static void assert_decodes_to(kiln_model *m, const kiln_latent *latent, const kiln_image *want)
 {
@@ -96,6 +116,18 @@ static void assert_decodes_to(kiln_model *m, const kiln_latent *latent, const ki
     assert_int_equal(decoded.height, want->height);
     assert_memory_equal(decoded.pixels, want->pixels, (size_t)want->width * want->height * 3);
     kiln_image_free(&decoded);
+}
+
+/* A workflow of one picture gives the library's latent decoded, pixel for
+ * pixel. */
+static void assert_workflow_decodes_to(const char *json, kiln_model *m, const kiln_latent *latent)
+{
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 1);
+    assert_decodes_to(m, latent, &images[0]);
+    kiln_images_free(images, count);
 }
 
 /* FLUX.1 as ComfyUI's Flux workflows load it, from separate files:
@@ -555,10 +587,7 @@ static void latent_upscale_node(void **state)
     kiln_model *m;
     kiln_conditioning pos, neg;
     kiln_latent empty, first, upscaled, out;
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    tiny_sd15(&m, "", &pos, &neg, &empty);
     kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 7.0, .sampler_name = "euler", .scheduler = "normal",
                               .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &first));
@@ -572,10 +601,7 @@ static void latent_upscale_node(void **state)
     kiln_latent_free(&out);
     kiln_latent_free(&upscaled);
     kiln_latent_free(&first);
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
-    kiln_model_free(m);
+    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 /* A workflow's one picture against the library's run with its IP-Adapter:
@@ -859,10 +885,7 @@ static void sigma_nodes(void **state)
     kiln_conditioning pos, neg;
     kiln_latent empty, latent[2];
     kiln_sigmas sigmas[3];
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    tiny_sd15(&m, "", &pos, &neg, &empty);
     for (int run = 0; run < 4; run++) {
         kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = "euler", .sigmas = &sigmas[0]};
         if (run == 0) {
@@ -891,12 +914,7 @@ static void sigma_nodes(void **state)
             assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 9, &sigmas[0], &sigmas[1]));
             assert_kiln_ok(kiln_ksampler(m, &p, &pos, &pos, &empty, &latent[1])); /* BasicGuider: no negative */
         }
-        kiln_image *images;
-        int count;
-        assert_kiln_ok(kiln_workflow_run(backend, runs[run], &options, &images, &count));
-        assert_int_equal(count, 1);
-        assert_decodes_to(m, &latent[1], &images[0]);
-        kiln_images_free(images, count);
+        assert_workflow_decodes_to(runs[run], m, &latent[1]);
         kiln_latent_free(&latent[1]);
         for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);
     }
@@ -915,12 +933,7 @@ static void sigma_nodes(void **state)
         assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas[2]));
         assert_kiln_ok(kiln_sigmas_split(&sigmas[2], 2, &sigmas[0], &sigmas[1]));
         assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &out));
-        kiln_image *images;
-        int count;
-        assert_kiln_ok(kiln_workflow_run(backend, denoised, &options, &images, &count));
-        assert_int_equal(count, 1);
-        assert_decodes_to(m, &x0, &images[0]);
-        kiln_images_free(images, count);
+        assert_workflow_decodes_to(denoised, m, &x0);
         kiln_latent_free(&x0), kiln_latent_free(&out);
         for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);
     }
@@ -941,10 +954,7 @@ static void sigma_nodes(void **state)
                               "14.6, \"sigma_min\": 0.03, \"rho\": 7}}, "
                               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
                    KILN_ERR_INVALID_ARG, "node 16 (SamplerLMS): input 'order' 6: an integer from 1 to 4");
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos);
-    kiln_conditioning_free(&neg);
-    kiln_model_free(m);
+    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 /* The custom sampler nodes of the newer samplers into SamplerCustom, each
@@ -985,22 +995,14 @@ static void newer_sampler_nodes(void **state)
     kiln_conditioning pos, neg;
     kiln_latent empty;
     kiln_sigmas sigmas;
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    tiny_sd15(&m, "", &pos, &neg, &empty);
     assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas));
     for (int k = 0; k < 4; k++) {
         kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = samplers[k], .sigmas = &sigmas,
                                   .sampler_options = &settings[k]};
         kiln_latent latent;
         assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
-        kiln_image *images;
-        int count;
-        assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images, &count));
-        assert_int_equal(count, 1);
-        assert_decodes_to(m, &latent, &images[0]);
-        kiln_images_free(images, count);
+        assert_workflow_decodes_to(graphs[k], m, &latent);
         kiln_latent_free(&latent);
     }
     expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerER_SDE\", \"inputs\": {\"solver_type\": \"SDE\", "
@@ -1008,9 +1010,7 @@ static void newer_sampler_nodes(void **state)
                               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"16\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
                    KILN_ERR_INVALID_ARG, "node 16 (SamplerER_SDE): solver_type \"SDE\" (ER-SDE, Reverse-time SDE, ODE)");
     kiln_sigmas_free(&sigmas);
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
-    kiln_model_free(m);
+    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 #undef SAMPLER_CUSTOM
 #undef SIGMAS_RUN
@@ -1084,12 +1084,9 @@ static void controlnet_apply_node(void **state)
     kiln_image hint;
     kiln_conditioning pos, neg;
     kiln_latent empty;
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    tiny_sd15(&m, "blurry", &pos, &neg, &empty);
     assert_kiln_ok(kiln_controlnet_load(m, KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &cn));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &hint));
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(m, "blurry", 0, &neg));
-    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
     static const char *const samplers[] = {"euler", "er_sde", "res_multistep_cfg_pp"};
     const char *const graphs[] = {CONTROLNET_APPLY_RUN("\"euler\"", "[\"43\", 0]", "[\"7\", 0]"),
                                   CONTROLNET_APPLY_RUN("\"er_sde\"", "[\"43\", 0]", "[\"7\", 0]"),
@@ -1100,19 +1097,12 @@ static void controlnet_apply_node(void **state)
                                   .scheduler = "karras", .denoise = 1.0, .control = &apply, .control_count = 1};
         kiln_latent latent;
         assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
-        kiln_image *images;
-        int count;
-        assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images, &count));
-        assert_int_equal(count, 1);
-        assert_decodes_to(m, &latent, &images[0]);
-        kiln_images_free(images, count);
+        assert_workflow_decodes_to(graphs[k], m, &latent);
         kiln_latent_free(&latent);
     }
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
     kiln_image_free(&hint);
     kiln_controlnet_free(cn);
-    kiln_model_free(m);
+    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 static void refusals(void **state)
