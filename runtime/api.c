@@ -230,7 +230,18 @@ void kiln_latent_free(kiln_latent *l)
     free(l->data);
     free(l->noise_mask);
     free(l->concat);
+    free(l->batch_index);
     *l = (kiln_latent){0};
+}
+
+/* to's batch_index: from's, mapped by place (NULL: none); false: out of memory. */
+static bool copy_batch_index(const kiln_latent *from, kiln_latent *to)
+{
+    to->batch_index = NULL;
+    if (!from->batch_index) return true;
+    if (!(to->batch_index = malloc((size_t)to->batch * sizeof *to->batch_index))) return false;
+    memcpy(to->batch_index, from->batch_index, (size_t)to->batch * sizeof *to->batch_index);
+    return true;
 }
 
 static size_t latent_count(const kiln_latent *l)
@@ -250,11 +261,20 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
     r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
     const size_t picture = (size_t)l->channels * l->height * l->width;
     r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL; /* one picture's, as the mask */
-    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat)) {
+    r.batch_index = l->batch_index ? malloc((size_t)r.batch * sizeof *r.batch_index) : NULL;
+    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat) ||
+        (l->batch_index && !r.batch_index)) {
         kiln_latent_free(&r);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "repeated latent: out of host memory");
     }
     for (int i = 0; i < amount; i++) memcpy(r.data + n * i, l->data, n * sizeof(float));
+    if (l->batch_index) { /* each copy's places after the last copy's, as ComfyUI offsets them */
+        int lo = l->batch_index[0], hi = l->batch_index[0];
+        for (int b = 1; b < l->batch; b++)
+            lo = l->batch_index[b] < lo ? l->batch_index[b] : lo, hi = l->batch_index[b] > hi ? l->batch_index[b] : hi;
+        for (int i = 0; i < amount; i++)
+            for (int b = 0; b < l->batch; b++) r.batch_index[i * l->batch + b] = l->batch_index[b] + i * (hi - lo + 1);
+    }
     if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float)); /* one mask serves the batch */
     if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
     *out = r;
@@ -296,7 +316,7 @@ kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int wi
     if (crop) TRY(kiln_image_center_box(l->width, l->height, w, h, &x0, &y0, &cw, &ch));
     const size_t planes = (size_t)l->batch * l->channels;
     float *cut = malloc(planes * cw * ch * sizeof *cut);
-    kiln_latent r = {malloc(planes * w * h * sizeof(float)), l->batch, l->channels, h, w, NULL, 0, 0, NULL};
+    kiln_latent r = {malloc(planes * w * h * sizeof(float)), l->batch, l->channels, h, w, NULL, 0, 0, NULL, NULL};
     if (!cut || !r.data) {
         free(cut);
         free(r.data);
@@ -307,6 +327,41 @@ kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int wi
             memcpy(cut + (p * ch + y) * cw, l->data + (p * l->height + y0 + y) * l->width + x0, cw * sizeof *cut);
     kiln_resample(cut, (int)planes, ch, cw, r.data, h, w, m);
     free(cut);
+    if (!copy_batch_index(l, &r)) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
+    }
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int length, kiln_latent *out)
+{
+    if (!l || !l->data || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_from_batch: no latent or no place");
+    *out = (kiln_latent){0};
+    if (batch_index < 0 || length < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentFromBatch: batch_index %d and length %d (>= 0, >= 1)",
+                         batch_index, length);
+    TRY(check_batch("latent batch", l->batch));
+    /* ComfyUI's cut to the batch: the last image at most, as many as there are from there */
+    if (batch_index > l->batch - 1) batch_index = l->batch - 1;
+    if (length > l->batch - batch_index) length = l->batch - batch_index;
+    const size_t picture = (size_t)l->channels * l->height * l->width, mask = (size_t)l->mask_h * l->mask_w;
+    kiln_latent r = *l;
+    r.batch = length;
+    r.data = malloc(picture * length * sizeof(float));
+    r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
+    r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL;
+    r.batch_index = malloc((size_t)length * sizeof *r.batch_index);
+    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat) || !r.batch_index) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentFromBatch: out of host memory");
+    }
+    memcpy(r.data, l->data + picture * batch_index, picture * length * sizeof(float));
+    if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float));
+    if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
+    for (int b = 0; b < length; b++)
+        r.batch_index[b] = l->batch_index ? l->batch_index[batch_index + b] : batch_index + b;
     *out = r;
     return KILN_OK;
 }
@@ -349,6 +404,10 @@ kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, dou
     kiln_latent r = {.batch = l->batch, .channels = l->channels};
     TRY(kiln_resample_by(l->data, l->batch * l->channels, l->height, l->width, scale, m, &r.data, &r.height,
                          &r.width));
+    if (!copy_batch_index(l, &r)) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
+    }
     *out = r;
     return KILN_OK;
 }
@@ -366,7 +425,12 @@ static kiln_status check_latent(const kiln_model *m, const char *what, const kil
     if (l->noise_mask && (l->mask_h < 1 || l->mask_w < 1 || l->mask_h > KILN_IMAGE_MAX_SIDE ||
                           l->mask_w > KILN_IMAGE_MAX_SIDE))
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a noise mask of %dx%d", what, l->mask_w, l->mask_h);
-    return check_batch(what, l->batch);
+    TRY(check_batch(what, l->batch));
+    for (int b = 0; l->batch_index && b < l->batch; b++) /* each place a draw of noise: bounded as batches are */
+        if (l->batch_index[b] < 0 || l->batch_index[b] >= 16 * API_MAX_BATCH)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: image %d's batch_index %d (0 to %d)", what, b,
+                             l->batch_index[b], 16 * API_MAX_BATCH - 1);
+    return KILN_OK;
 }
 
 /* VAEDecode, whole (tile 0) or tiled as VAEDecodeTiled (tile and overlap in pixels). */
@@ -472,7 +536,7 @@ static kiln_status latent_to_inpaint(kiln_model *m, kiln_inpaint_source *src, ki
     kiln_inpaint_source_free(src);
     if (st != KILN_OK) return st;
     *out = (kiln_latent){in.latent, 1, m->vae.config->latent_channels, in.h, in.w, in.noise_mask, in.mask_h, in.mask_w,
-                         in.concat_latent};
+                         in.concat_latent, NULL};
     return KILN_OK;
 }
 
@@ -602,7 +666,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     const kiln_latent *l = latent_image;
     kiln_sampling_job job = {.steps = params->steps, .cfg = (float)params->cfg, .denoise = params->denoise,
                              .seed = params->seed, .batch = l->batch, .latent_h = l->height, .latent_w = l->width,
-                             .init_latent = l->data, .sdxl = params->sdxl,
+                             .init_latent = l->data, .noise_index = l->batch_index, .sdxl = params->sdxl,
                              .negative_sdxl = params->negative_sdxl,
                              .start_step = params->start_at_step, .last_step = params->end_at_step,
                              .leftover_noise = params->leftover_noise, .disable_noise = params->disable_noise,
@@ -702,10 +766,15 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         free(job.last_denoised);
         return st;
     }
-    *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0, NULL};
+    *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0, NULL, NULL};
+    if (!copy_batch_index(l, out)) {
+        kiln_latent_free(out);
+        free(job.last_denoised);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    }
     if (params->denoised_output)
         *params->denoised_output = (kiln_latent){job.last_denoised, l->batch, l->channels, l->height, l->width,
-                                                 NULL, 0, 0, NULL};
+                                                 NULL, 0, 0, NULL, NULL};
     return KILN_OK;
 }
 

@@ -683,7 +683,17 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     } else {
         kiln_rng rng;
         kiln_rng_seed(&rng, job->seed);
-        kiln_rng_randn(&rng, noise, n);
+        if (job->noise_index) {
+            float *draw = malloc(n / job->batch * sizeof *draw);
+            if (!draw) {
+                st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+                goto done;
+            }
+            kiln_rng_randn_indexed(&rng, job->noise_index, job->batch, n / job->batch, noise, draw);
+            free(draw);
+        } else {
+            kiln_rng_randn(&rng, noise, n);
+        }
     }
     const kiln_inpaint *inpaint = job->inpaint;
     if (inpaint && (job->init_latent || inpaint->h != job->latent_h || inpaint->w != job->latent_w)) {

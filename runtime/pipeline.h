@@ -87,6 +87,8 @@ typedef struct kiln_sampling_job {
     int batch;
     int latent_h, latent_w;
     const float *noise;  /* (B,4,h,w) unit-variance noise; NULL: torch.randn from seed */
+    const int *noise_index; /* (B) the latent's batch_index: image b's noise is the index[b]-th image's of
+                               ComfyUI's per-image draws (prepare_noise); NULL: one randn for the batch */
     const float *init_latent; /* (B,4,h,w) unscaled VAE latent (img2img); NULL: empty latent */
     const kiln_control *controls; /* Apply ControlNet, ncontrols of them in the order applied */
     int ncontrols;

@@ -197,3 +197,14 @@ void kiln_rng_randn(kiln_rng *rng, float *out, size_t n)
         normal_fill_16(tail, rng->kernel);
     }
 }
+
+void kiln_rng_randn_indexed(kiln_rng *rng, const int *index, int batch, size_t per_image, float *out, float *draw)
+{
+    int last = 0;
+    for (int b = 0; b < batch; b++) last = index[b] > last ? index[b] : last;
+    for (int i = 0; i <= last; i++) {
+        kiln_rng_randn(rng, draw, per_image);
+        for (int b = 0; b < batch; b++)
+            if (index[b] == i) memcpy(out + (size_t)b * per_image, draw, per_image * sizeof *out);
+    }
+}

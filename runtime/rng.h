@@ -43,4 +43,11 @@ void kiln_rng_seed(kiln_rng *rng, uint64_t seed);
  * generator exactly as torch does. */
 void kiln_rng_randn(kiln_rng *rng, float *out, size_t n);
 
+/* ComfyUI's noise for a batch whose images carry a batch_index (its
+ * prepare_noise): one randn of per_image values for each index from 0 to
+ * the largest, image b taking index[b]'s (index values >= 0). Not the one
+ * randn of the whole batch: 16 need not divide per_image. draw: per_image
+ * floats of scratch. */
+void kiln_rng_randn_indexed(kiln_rng *rng, const int *index, int batch, size_t per_image, float *out, float *draw);
+
 #endif

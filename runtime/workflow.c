@@ -817,22 +817,26 @@ static size_t latent_count(const kiln_latent *l)
 /* A LATENT's values: EmptyLatentImage's made on first use, by the model
  * that reads it (its VAE's factor and channels: SD's eighth and 4, as
  * ComfyUI's node has them), or as ComfyUI makes them where no model reads
- * it (LatentUpscaleBy, RepeatLatentBatch). */
+ * it (LatentUpscaleBy). A batch_index it was given stays. */
 static kiln_status latent_of(wf_value *v, const kiln_model *m, const kiln_latent **out)
 {
     kiln_latent *l = &v->latent;
+    int *places = l->batch_index;
+    l->batch_index = NULL;
+    kiln_status st = KILN_OK;
     if (!l->data && m) {
-        TRY(kiln_empty_latent(m, v->empty_w, v->empty_h, l->batch, l));
+        st = kiln_empty_latent(m, v->empty_w, v->empty_h, l->batch, l);
+    } else if (!l->data && (v->empty_w % 8 || v->empty_h % 8)) {
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "EmptyLatentImage %dx%d: width and height must be multiples of 8",
+                       v->empty_w, v->empty_h);
     } else if (!l->data) {
-        if (v->empty_w % 8 || v->empty_h % 8)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "EmptyLatentImage %dx%d: width and height must be multiples of 8",
-                             v->empty_w, v->empty_h);
         *l = (kiln_latent){.batch = l->batch, .channels = 4, .height = v->empty_h / 8, .width = v->empty_w / 8};
         if (!(l->data = calloc((size_t)l->batch * 4 * l->height * l->width, sizeof(float))))
-            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
     }
+    l->batch_index = places;
     *out = l;
-    return KILN_OK;
+    return st;
 }
 
 static kiln_status load_image(wf_run *r, wf_node *n)
@@ -1087,14 +1091,52 @@ static kiln_status vae_decode(wf_run *r, wf_node *n, bool tiled)
     return KILN_OK;
 }
 
-/* The input latent carried over a node that changes nothing else. */
+/* RepeatLatentBatch and LatentFromBatch on an EmptyLatentImage not made
+ * yet: another one, its batch and places those the library's calls give a
+ * stand-in of one value an image, made by the model that reads it as the
+ * first one would have been. */
+static kiln_status empty_latent_pick(wf_node *n, const wf_value *samples)
+{
+    const int batch = samples->latent.batch;
+    kiln_latent stand_in = {calloc((size_t)batch, sizeof(float)), batch, 1, 1, 1, NULL, 0, 0, NULL,
+                            samples->latent.batch_index};
+    if (!stand_in.data) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    wf_value *v = &n->out[0];
+    kiln_status st;
+    if (input_of(n, "length")) {
+        int index = 0, length = 1;
+        if ((st = integer(n, "batch_index", 0, 63, &index)) == KILN_OK &&
+            (st = integer(n, "length", 1, 64, &length)) == KILN_OK)
+            st = kiln_latent_from_batch(&stand_in, index, length, &v->latent);
+    } else {
+        int amount = 1;
+        if ((st = integer(n, "amount", 1, 64, &amount)) == KILN_OK)
+            st = kiln_latent_repeat(&stand_in, amount, &v->latent);
+    }
+    free(stand_in.data);
+    if (st != KILN_OK) return st;
+    free(v->latent.data);
+    v->latent = (kiln_latent){.batch = v->latent.batch, .batch_index = v->latent.batch_index};
+    v->empty_w = samples->empty_w, v->empty_h = samples->empty_h;
+    return KILN_OK;
+}
+
+/* RepeatLatentBatch, LatentUpscale(By) and LatentFromBatch: a LATENT made from another. */
 static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
 {
     wf_value *samples;
     const kiln_latent *l;
     TRY(linked(r, n, "samples", WF_LATENT, &samples));
-    TRY(latent_of(samples, NULL, &l));
     n->out[0].kind = WF_LATENT;
+    if (!samples->latent.data && (!upscale || input_of(n, "length")))
+        return empty_latent_pick(n, samples);
+    TRY(latent_of(samples, NULL, &l));
+    if (input_of(n, "length")) { /* LatentFromBatch */
+        int index, length;
+        TRY(integer(n, "batch_index", 0, 63, &index));
+        TRY(integer(n, "length", 1, 64, &length));
+        return kiln_latent_from_batch(l, index, length, &n->out[0].latent);
+    }
     if (upscale && input_of(n, "scale_by")) { /* LatentUpscaleBy */
         const char *method;
         double scale;
@@ -2169,7 +2211,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "KSampler") == 0 || strcmp(c, "KSamplerAdvanced") == 0)
         st = ksampler(r, n, c[8] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "LatentUpscale") == 0 ||
-             strcmp(c, "RepeatLatentBatch") == 0)
+             strcmp(c, "RepeatLatentBatch") == 0 || strcmp(c, "LatentFromBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
              strcmp(c, "ControlNetInpaintingAliMamaApply") == 0 || strcmp(c, "ControlNetApply") == 0)

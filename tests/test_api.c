@@ -668,6 +668,48 @@ static void cfg_pp_samplers(void **state)
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
 }
 
+/* LatentFromBatch: images picked from a batch are sampled with the noise
+ * they had in it, so they come out as they did in the batch's run (to the
+ * bit: the tiny model's 16 values an image make one randn of the batch the
+ * same as one per image; tests/test_rng checks the per-image draws where
+ * they differ). The pick is cut to the batch as ComfyUI cuts it, its places
+ * carried through KSampler and RepeatLatentBatch. */
+static void latent_from_batch(void **state)
+{
+    (void)state;
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    kiln_latent empty, batch, picked, picked_out, repeated, cut;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 3, &empty));
+    /* a sampler without noise of its own: an ancestral one draws its noise for the whole batch, in ComfyUI too */
+    kiln_ksampler_params p = {.seed = 9, .steps = 3, .cfg = 4.0, .sampler_name = "dpmpp_2m", .scheduler = "karras",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &batch));
+    assert_null(batch.batch_index);
+    assert_kiln_ok(kiln_latent_from_batch(&empty, 1, 2, &picked));
+    assert_int_equal(picked.batch, 2);
+    assert_int_equal(picked.batch_index[0], 1), assert_int_equal(picked.batch_index[1], 2);
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &picked, &picked_out));
+    const size_t image = latent_count(&batch) / 3;
+    assert_memory_equal(picked_out.data, batch.data + image, 2 * image * sizeof(float));
+    assert_int_equal(picked_out.batch_index[1], 2);
+    assert_kiln_ok(kiln_latent_repeat(&picked_out, 2, &repeated)); /* each copy's places after the last's */
+    const int places[4] = {1, 2, 3, 4};
+    assert_memory_equal(repeated.batch_index, places, sizeof places);
+    assert_kiln_ok(kiln_latent_from_batch(&repeated, 7, 3, &cut)); /* the last image, its place kept */
+    assert_int_equal(cut.batch, 1);
+    assert_int_equal(cut.batch_index[0], 4);
+    kiln_latent refused;
+    expect_error(kiln_latent_from_batch(&empty, -1, 1, &refused), KILN_ERR_INVALID_ARG, "batch_index -1");
+    repeated.batch_index[3] = -2;
+    expect_error(kiln_ksampler(model, &p, &pos, &neg, &repeated, &refused), KILN_ERR_INVALID_ARG,
+                 "image 3's batch_index -2");
+    kiln_latent_free(&empty), kiln_latent_free(&batch), kiln_latent_free(&picked);
+    kiln_latent_free(&picked_out), kiln_latent_free(&repeated), kiln_latent_free(&cut);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+}
+
 /* CLIPTextEncodeSDXL's numbers on the tiny SDXL model: CLIPTextEncode's
  * (8 x the latent's size as both sizes, no crop) spelled out give the run without
  * them to the bit, and another size and crop change it. (y itself is
@@ -710,7 +752,7 @@ static void latent_upscale(void **state)
     (void)state;
     float values[2 * 3 * 2], mask[4] = {1, 1, 1, 1};
     for (int i = 0; i < 12; i++) values[i] = (float)i;
-    kiln_latent l = {values, 1, 2, 3, 2, mask, 2, 2, NULL}, up;
+    kiln_latent l = {values, 1, 2, 3, 2, mask, 2, 2, NULL, NULL}, up;
     assert_kiln_ok(kiln_latent_upscale_by(&l, "nearest-exact", 2.0, &up));
     assert_int_equal(up.height, 6);
     assert_int_equal(up.width, 4);
@@ -903,7 +945,7 @@ int main(void)
         cmocka_unit_test(controlnet_positive_only),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
         cmocka_unit_test(advanced_split), cmocka_unit_test(sampler_options), cmocka_unit_test(cfg_pp_samplers),
-        cmocka_unit_test(sdxl_numbers),   cmocka_unit_test(latent_upscale),
+        cmocka_unit_test(sdxl_numbers),   cmocka_unit_test(latent_upscale),  cmocka_unit_test(latent_from_batch),
         cmocka_unit_test(refusals),       cmocka_unit_test(version_and_backend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

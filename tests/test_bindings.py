@@ -808,6 +808,12 @@ class Inpainting(unittest.TestCase):
         self.assertEqual(repeated.noise_mask_to_list(), latent.noise_mask_to_list())
         out = model.ksampler(model.encode("a red circle"), model.encode(""), repeated, seed=3, steps=2)
         self.assertEqual((out.shape, out.mask_shape), (repeated.shape, None))
+        # LatentFromBatch: the last two, with their places in the batch, and the noise they had there
+        picked = repeated.from_batch(1, 5)
+        self.assertEqual((picked.shape[0], picked.batch_index, repeated.batch_index), (2, [1, 2], None))
+        again = model.ksampler(model.encode("a red circle"), model.encode(""), picked, seed=3, steps=2)
+        image = len(out.to_list()) // 3
+        self.assertEqual(again.to_list(), out.to_list()[image:])
 
     def test_outpaint(self):
         self.check(model.vae_encode_for_outpaint(self.image, left=6, top=0, right=3, bottom=5, feathering=4),

@@ -255,7 +255,7 @@ static void canny_depth(void **state)
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     golden picture = golden_read(f, "run.picture");
     golden want = golden_read(f, "run.latent_out");
-    kiln_latent empty, out, edit = {picture.data, 1, 16, 8, 6, NULL, 0, 0, NULL};
+    kiln_latent empty, out, edit = {picture.data, 1, 16, 8, 6, NULL, 0, 0, NULL, NULL};
     assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty)); /* the tiny VAE halves a side: 8x6 */
     kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .edit_latent = &edit, .flux_guidance = 3.5};
@@ -746,7 +746,7 @@ static void kontext_references(void **state)
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     golden reference = golden_read(f, "run.reference");
     want = golden_read(f, "run.latent_out");
-    kiln_latent empty, out, ref = {reference.data, 1, 16, 8, 6, NULL, 0, 0, NULL};
+    kiln_latent empty, out, ref = {reference.data, 1, 16, 8, 6, NULL, 0, 0, NULL, NULL};
     assert_kiln_ok(kiln_empty_latent(m, 12, 16, 1, &empty));
     kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler", .scheduler = "simple",
                               .denoise = 1.0, .flux_guidance = 3.5, .reference = &ref};
@@ -760,7 +760,7 @@ static void kontext_references(void **state)
     assert_rel_l2_le(out.data, want.data, want.count, 1e-4);
     kiln_latent_free(&out);
     p.reference_method = KILN_REFERENCE_OFFSET;
-    kiln_latent two = {reference.data, 2, 16, 4, 6, NULL, 0, 0, NULL};
+    kiln_latent two = {reference.data, 2, 16, 4, 6, NULL, 0, 0, NULL, NULL};
     p.reference = &two;
     assert_int_equal(kiln_ksampler(m, &p, &pos, &neg, &empty, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "reference latent 1: 2 pictures"));
@@ -772,7 +772,7 @@ static void kontext_references(void **state)
     assert_kiln_ok(kiln_text_encode(sd, "", 0, &sd_neg));
     kiln_latent sd_empty;
     assert_kiln_ok(kiln_empty_latent(sd, 16, 16, 1, &sd_empty));
-    kiln_latent sd_ref = {reference.data, 1, 4, 2, 2, NULL, 0, 0, NULL};
+    kiln_latent sd_ref = {reference.data, 1, 4, 2, 2, NULL, 0, 0, NULL, NULL};
     kiln_ksampler_params q = {.seed = 1, .steps = 1, .cfg = 1.0, .sampler_name = "euler", .scheduler = "normal",
                               .denoise = 1.0, .reference = &sd_ref};
     assert_int_equal(kiln_ksampler(sd, &q, &sd_pos, &sd_neg, &sd_empty, &out), KILN_ERR_UNSUPPORTED);

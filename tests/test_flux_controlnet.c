@@ -262,7 +262,7 @@ static void ksampler_with_both(void **state)
        alone (beside_reference checks the numbers of such a call) */
     kiln_st_file *k = golden_open("flux/controlnet/kontext.golden.safetensors");
     golden ref = golden_read(k, "ref");
-    kiln_latent reference = {ref.data, 1, 16, 4, 6, NULL, 0, 0, NULL}, with;
+    kiln_latent reference = {ref.data, 1, 16, 4, 6, NULL, 0, 0, NULL, NULL}, with;
     p.control = chain;
     p.control_count = 2;
     p.reference = &reference;

@@ -65,7 +65,7 @@ static void latent_upscale_to_a_size(void **state)
         bool crop;
     } cases[] = {{"bilinear", 96, 64, false}, {"bicubic", 64, 96, true}, {"nearest-exact", 0, 80, false},
                  {"bilinear", 40, 0, true}};
-    const kiln_latent in = {latent.data, 2, 4, 7, 9, NULL, 0, 0, NULL};
+    const kiln_latent in = {latent.data, 2, 4, 7, 9, NULL, 0, 0, NULL, NULL};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char key[64];
         snprintf(key, sizeof key, "%s.%dx%d.%s", cases[i].method, cases[i].width, cases[i].height,

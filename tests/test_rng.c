@@ -150,6 +150,49 @@ static void scalar_path_caches_spare_normal(void **state)
     assert_true(spare != fresh[0]);
 }
 
+/* ComfyUI's noise for a LATENT with a batch_index (prepare_noise, restated
+ * with torch in tests/data/batch_noise), bit for bit: an odd image size
+ * (60 values: the batch's one randn would differ), a size 16 divides, and
+ * one on the scalar path; indices repeated and skipped. */
+static void indexed_noise_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(kiln_test_data("batch_noise/batch_noise.safetensors"), &f));
+    static const char *const cases[] = {"odd", "even", "small"};
+    for (size_t c = 0; c < 3; c++) {
+        char name[64];
+        float *want, *index_f, *shape, *seed;
+        size_t n, batch, four, one;
+        snprintf(name, sizeof name, "%s.noise", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, name, &want, &n));
+        snprintf(name, sizeof name, "%s.index", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, name, &index_f, &batch));
+        snprintf(name, sizeof name, "%s.shape", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, name, &shape, &four));
+        snprintf(name, sizeof name, "%s.seed", cases[c]);
+        assert_kiln_ok(kiln_st_read_f32(f, name, &seed, &one));
+        const size_t per_image = (size_t)(shape[1] * shape[2] * shape[3]);
+        assert_int_equal(n, batch * per_image);
+        int index[8];
+        for (size_t b = 0; b < batch; b++) index[b] = (int)index_f[b];
+        float *got = malloc(n * sizeof *got), *draw = malloc(per_image * sizeof *draw);
+        assert_non_null(got), assert_non_null(draw);
+        kiln_rng rng;
+        kiln_rng_seed(&rng, (uint64_t)seed[0]);
+        kiln_rng_randn_indexed(&rng, index, (int)batch, per_image, got, draw);
+        assert_memory_equal(got, want, n * sizeof *got);
+        if (per_image % 16) { /* what the batch's one randn gives differs there */
+            kiln_rng_seed(&rng, (uint64_t)seed[0]);
+            kiln_rng_randn(&rng, got, n);
+            const size_t last = (batch - 1) * per_image; /* an image whose place is not its own */
+            assert_true(memcmp(got + last, want + last, per_image * sizeof *got) != 0);
+        }
+        free(got), free(draw), free(want), free(index_f), free(shape), free(seed);
+    }
+    kiln_st_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +200,7 @@ int main(void)
         cmocka_unit_test(randn_scalar_matches_torch_nosimd),
         cmocka_unit_test(noise_sampler_draws_match_torch),
         cmocka_unit_test(scalar_path_caches_spare_normal),
+        cmocka_unit_test(indexed_noise_matches_comfyui),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1105,6 +1105,36 @@ static void controlnet_apply_node(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* LatentFromBatch picks the third image of an EmptyLatentImage batch of 3
+ * into a KSampler: the library's run of that pick (its noise the batch's
+ * third image's), pixel for pixel. */
+static void latent_from_batch_node(void **state)
+{
+    (void)state;
+    static const char graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "
+        "\"height\": 16, \"batch_size\": 3}}, \"20\": {\"class_type\": \"LatentFromBatch\", \"inputs\": "
+        "{\"samples\": [\"5\", 0], \"batch_index\": 2, \"length\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 8, \"steps\": 2, \"cfg\": 5, "
+        "\"sampler_name\": \"dpmpp_2m\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
+        "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"20\", 0]}}, "
+        DECODE_SAVE("[\"3\", 0]") "}";
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, three, picked, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 3, &three));
+    assert_kiln_ok(kiln_latent_from_batch(&three, 2, 1, &picked));
+    kiln_ksampler_params p = {.seed = 8, .steps = 2, .cfg = 5.0, .sampler_name = "dpmpp_2m", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &picked, &latent));
+    assert_workflow_decodes_to(graph, m, &latent);
+    kiln_latent_free(&three), kiln_latent_free(&picked), kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1205,6 +1235,7 @@ int main(void)
                                        cmocka_unit_test(image_pick_nodes),
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
                                        cmocka_unit_test(controlnet_apply_node), cmocka_unit_test(newer_sampler_nodes),
+                                       cmocka_unit_test(latent_from_batch_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -50,6 +50,7 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_vae_encode_for_outpaint  ImagePadForOutpaint, then the same
  *   kiln_conditioning_zero_out ConditioningZeroOut
  *   kiln_latent_repeat         RepeatLatentBatch
+ *   kiln_latent_from_batch     LatentFromBatch
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_latent_upscale        LatentUpscale (to a size)
  *   kiln_image_scale           ImageScale, ImageScaleBy
@@ -233,6 +234,10 @@ typedef struct kiln_latent {
     float *concat;     /* FLUX.1 Fill's (kiln_vae_encode_for_inpaint's): the latent of the picture with its masked
                           pixels grey, (channels,height,width), which the model reads beside the noisy one
                           (InpaintModelConditioning's concat_latent_image); NULL: none */
+    /* LatentFromBatch's (ComfyUI's batch_index): each image's place in the batch its noise is drawn for, so
+       that a picked image is sampled with the noise it had in its batch (batch entries, each >= 0); NULL: 0, 1,
+       ... with the batch's noise drawn at once. RepeatLatentBatch, LatentUpscale(By) and KSampler carry it */
+    int *batch_index;
 } kiln_latent;
 
 /* EmptyLatentImage: zeros for `batch` images of width x height pixels
@@ -241,6 +246,10 @@ kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int ba
 void kiln_latent_free(kiln_latent *l);
 /* RepeatLatentBatch: the latent's images (and its noise mask) `amount` times over. */
 kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out);
+/* LatentFromBatch: `length` images from image `batch_index` on (both cut to the batch, as ComfyUI does), with
+   their places in the batch (out->batch_index) so that KSampler draws them the batch's noise; the noise mask
+   kept. */
+kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int length, kiln_latent *out);
 /* LatentUpscaleBy: each side times `scale` (rounded as Python rounds),
  * resized by `method`: "nearest-exact", "bilinear" or "bicubic" (torch's
  * interpolate); the noise mask is left behind, as ComfyUI's node does. */
@@ -666,7 +675,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * FluxKontextImageScale, LoadFluxIPAdapter, ApplyFluxIPAdapter,
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
- * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch,
+ * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch, LatentFromBatch,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
  * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch,
  * ImageFromBatch, SaveImage, PreviewImage (and the

@@ -46,7 +46,7 @@ import os
 import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
                     c_uint64, c_void_p)
-from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
@@ -98,7 +98,7 @@ class _Conditioning(Structure):
 class _Latent(Structure):
     _fields_ = [("data", POINTER(c_float)), ("batch", c_int), ("channels", c_int), ("height", c_int),
                 ("width", c_int), ("noise_mask", POINTER(c_float)), ("mask_h", c_int), ("mask_w", c_int),
-                ("concat", POINTER(c_float))]
+                ("concat", POINTER(c_float)), ("batch_index", POINTER(c_int))]
 
 
 class _Image(Structure):
@@ -236,6 +236,7 @@ _declare("kiln_conditioning_zero_out", c_int, POINTER(_Conditioning), POINTER(_C
 _declare("kiln_empty_latent", c_int, c_void_p, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_free", None, POINTER(_Latent))
 _declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
+_declare("kiln_latent_from_batch", c_int, POINTER(_Latent), c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_upscale", c_int, POINTER(_Latent), c_char_p, c_int, c_int, c_bool, POINTER(_Latent))
 _declare("kiln_latent_upscale_by", c_int, POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
@@ -1152,6 +1153,22 @@ class Latent(_Owned):
         out = Latent()
         _lib.kiln_latent_repeat(byref(self._c), _c_int("amount", amount), byref(out._c))
         return out
+
+    def from_batch(self, batch_index: int, length: int = 1) -> "Latent":
+        """LatentFromBatch: `length` images from image `batch_index` on,
+        sampled by ksampler with the noise they had in this batch."""
+        out = Latent()
+        _lib.kiln_latent_from_batch(byref(self._c), _c_int("batch_index", batch_index), _c_int("length", length),
+                                    byref(out._c))
+        return out
+
+    @property
+    def batch_index(self) -> Optional[List[int]]:
+        """LatentFromBatch's places of the images in the batch their noise
+        comes from; None: their own."""
+        if not self._c.batch_index:
+            return None
+        return [self._c.batch_index[i] for i in range(self._c.batch)]
 
     def upscale_by(self, scale: float, method: str = "nearest-exact") -> "Latent":
         """LatentUpscaleBy: each side times `scale` (rounded as Python
