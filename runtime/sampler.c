@@ -1157,6 +1157,8 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_DDIM] = "ddim",
     [KILN_SAMPLER_UNI_PC] = "uni_pc",
     [KILN_SAMPLER_UNI_PC_BH2] = "uni_pc_bh2",
+    [KILN_SAMPLER_DPM_FAST] = "dpm_fast",
+    [KILN_SAMPLER_DPM_ADAPTIVE] = "dpm_adaptive",
     [KILN_SAMPLER_DPMPP_2M_SDE_HEUN] = "dpmpp_2m_sde_heun",
     [KILN_SAMPLER_RES_MULTISTEP] = "res_multistep",
     [KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL] = "res_multistep_ancestral",
@@ -1178,10 +1180,10 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_SA_SOLVER_PECE] = "sa_solver_pece",
 };
 
-/* ComfyUI's samplers kiln does not implement: DPM-Solver's own schedules
- * and the ones drawing their noise on the GPU (kiln draws the CPU's). */
+/* ComfyUI's samplers kiln does not implement: the ones drawing their noise
+ * on the GPU (kiln draws the CPU's, as their plain names do). */
 static const char *const comfyui_only_samplers[] = {
-    "dpm_fast", "dpm_adaptive", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu",
+    "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu",
 };
 
 const char *kiln_sampler_name(kiln_sampler sampler)
@@ -1362,7 +1364,8 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_DPMPP_2S_ANCESTRAL:
     case KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP: {
         const bool cfg_pp = args->sampler == KILN_SAMPLER_DPMPP_2S_ANCESTRAL_CFG_PP;
-        st = args->flow ? sample_dpmpp_2s_ancestral_rf(&r, x, ws, cfg_pp) : sample_dpmpp_2s_ancestral(&r, x, ws, cfg_pp);
+        st = args->flow ? sample_dpmpp_2s_ancestral_rf(&r, x, ws, cfg_pp)
+                        : sample_dpmpp_2s_ancestral(&r, x, ws, cfg_pp);
         break;
     }
     case KILN_SAMPLER_DPMPP_SDE: st = sample_dpmpp_sde(&r, x, ws); break;
@@ -1375,6 +1378,8 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_DEIS: st = sample_deis(&r, x, ws); break;
     case KILN_SAMPLER_UNI_PC: st = sample_uni_pc(&r, x, ws, false); break;
     case KILN_SAMPLER_UNI_PC_BH2: st = sample_uni_pc(&r, x, ws, true); break;
+    case KILN_SAMPLER_DPM_FAST: st = sample_dpm_fast(&r, x, ws); break;
+    case KILN_SAMPLER_DPM_ADAPTIVE: st = sample_dpm_adaptive(&r, x, ws); break;
     case KILN_SAMPLER_RES_MULTISTEP: st = sample_res_multistep(&r, x, ws, 0.0, false); break;
     case KILN_SAMPLER_RES_MULTISTEP_ANCESTRAL: st = sample_res_multistep(&r, x, ws, args->eta, false); break;
     case KILN_SAMPLER_RES_MULTISTEP_CFG_PP: st = sample_res_multistep(&r, x, ws, 0.0, true); break;

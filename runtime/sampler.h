@@ -70,6 +70,8 @@ typedef enum kiln_sampler {
     KILN_SAMPLER_SA_SOLVER,      /* SA-Solver, predictor order 3, corrector order 4 */
     KILN_SAMPLER_SA_SOLVER_PECE, /* the same, evaluating the corrected state again */
     KILN_SAMPLER_UNI_PC_BH2,     /* UniPC with B(h) = e^h - 1 */
+    KILN_SAMPLER_DPM_FAST,       /* DPM-Solver-fast, between the schedule's ends in its steps' model calls */
+    KILN_SAMPLER_DPM_ADAPTIVE,   /* DPM-Solver-23 with adaptive steps, between the schedule's ends */
     KILN_SAMPLER_COUNT
 } kiln_sampler;
 

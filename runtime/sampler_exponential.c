@@ -238,7 +238,8 @@ static void sa_solver_coefficients(bool flow, double sigma_next, const double *l
     const double alpha_t = alpha_of(flow, sigma_next);
     if (simple_order_2 && k == 2) {
         const double whole = alpha_t * -expm1(-h * tau_mul);
-        b[1] = corrector ? alpha_t * (0.5 * tau_mul * h) : whole - alpha_t * (0.5 * tau_mul * h * h) / (lambdas[0] - ls);
+        b[1] = corrector ? alpha_t * (0.5 * tau_mul * h)
+                         : whole - alpha_t * (0.5 * tau_mul * h * h) / (lambdas[0] - ls);
         b[0] = whole - b[1];
         return;
     }

@@ -36,14 +36,20 @@ static inline kiln_status draw_noise(sampler_run *r, float sigma, float sigma_ne
 
 /* A callback that stops the sampling gets its reason said: its own message,
  * if it set one, else which step it stopped at (never an earlier call's). */
-static inline kiln_status report(sampler_run *r, int step, const float *denoised)
+static inline kiln_status report_step(sampler_run *r, int step, int total, const float *denoised)
 {
     if (!r->args->progress) return KILN_OK;
     kiln_clear_error();
-    kiln_status st = r->args->progress(r->args->progress_ctx, step, r->steps, denoised);
+    kiln_status st = r->args->progress(r->args->progress_ctx, step, total, denoised);
     if (st == KILN_OK) return KILN_OK;
-    if (*kiln_last_error()) return kiln_fail_context(st, "sampling stopped at step %d of %d", step + 1, r->steps);
-    return kiln_fail(st, "sampling stopped by the progress callback at step %d of %d", step + 1, r->steps);
+    if (*kiln_last_error()) return kiln_fail_context(st, "sampling stopped at step %d of %d", step + 1, total);
+    return kiln_fail(st, "sampling stopped by the progress callback at step %d of %d", step + 1, total);
+}
+
+/* The report of step `step` of the schedule's. */
+static inline kiln_status report(sampler_run *r, int step, const float *denoised)
+{
+    return report_step(r, step, r->steps, denoised);
 }
 
 /* x += d * dt with d = (x - denoised) / sigma: one Euler step in sigma. */
@@ -106,5 +112,9 @@ kiln_status sample_res_multistep(sampler_run *r, float *x, float *ws, double eta
 kiln_status sample_er_sde(sampler_run *r, float *x, float *ws);
 kiln_status sample_seeds(sampler_run *r, float *x, float *ws, int stages);
 kiln_status sample_sa_solver(sampler_run *r, float *x, float *ws, bool pece);
+
+/* sampler_dpm_solver.c: KSampler's dpm_fast and dpm_adaptive. */
+kiln_status sample_dpm_fast(sampler_run *r, float *x, float *ws);
+kiln_status sample_dpm_adaptive(sampler_run *r, float *x, float *ws);
 
 #endif

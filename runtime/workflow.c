@@ -1971,7 +1971,8 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
     } else if (strcmp(sampler, "dpmpp_sde") == 0) {
         double ratio;
         TRY(number(n, "r", &ratio));
-        if (ratio != 0.5) return node_fail(n, KILN_ERR_UNSUPPORTED, "r %g (kiln's dpmpp_sde steps halfway, 0.5)", ratio);
+        if (ratio != 0.5)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "r %g (kiln's dpmpp_sde steps halfway, 0.5)", ratio);
     } else if (strcmp(sampler, "sa_solver") == 0) {
         bool pece = false;
         o->sa_solver_custom = true;

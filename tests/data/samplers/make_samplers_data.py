@@ -4,7 +4,8 @@ ancestral and CFG++ kinds, gradient_estimation(_cfg_pp), er_sde, seeds_2,
 seeds_3, ddpm, heunpp2, ipndm_v, sa_solver(_pece), euler_cfg_pp,
 euler_ancestral_cfg_pp, dpmpp_2m_cfg_pp and dpmpp_2s_ancestral_cfg_pp, and
 uni_pc_bh2 with uni_pc (bh1) beside it to check the restated UniPC against
-kiln's uni_pc, which ComfyUI's recorded runs check.
+kiln's uni_pc, which ComfyUI's recorded runs check, and KSampler's dpm_fast
+and dpm_adaptive (k-diffusion's DPM-Solver at eta 0).
 
 Their math is ComfyUI's comfy/k_diffusion/sampling.py and sa_solver.py
 (read at ComfyUI 0.8.1), restated here with torch in float32 as ComfyUI runs
@@ -585,7 +586,100 @@ def uni_pc(model, x, sigmas, variant):
     return x / ns.alpha(timesteps[-1])
 
 
+class DPMSolver:
+    """k-diffusion's DPM-Solver (ComfyUI's comfy/k_diffusion/sampling.py) at
+    eta 0, as KSampler's dpm_fast and dpm_adaptive run it: in t = -log
+    sigma, float32 tensors."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def t(self, sigma):
+        return -sigma.log()
+
+    def sigma(self, t):
+        return t.neg().exp()
+
+    def eps(self, cache, key, x, t):
+        if key in cache:
+            return cache[key], cache
+        eps = (x - self.model(x, self.sigma(t))) / self.sigma(t)
+        return eps, {key: eps, **cache}
+
+    def step_1(self, x, t, t_next, cache):
+        h = t_next - t
+        eps, cache = self.eps(cache, "eps", x, t)
+        return x - self.sigma(t_next) * h.expm1() * eps, cache
+
+    def step_2(self, x, t, t_next, cache, r1=1 / 2):
+        h = t_next - t
+        eps, cache = self.eps(cache, "eps", x, t)
+        s1 = t + r1 * h
+        u1 = x - self.sigma(s1) * (r1 * h).expm1() * eps
+        eps_r1, cache = self.eps(cache, "eps_r1", u1, s1)
+        x_2 = x - self.sigma(t_next) * h.expm1() * eps - self.sigma(t_next) / (2 * r1) * h.expm1() * (eps_r1 - eps)
+        return x_2, cache
+
+    def step_3(self, x, t, t_next, cache, r1=1 / 3, r2=2 / 3):
+        h = t_next - t
+        eps, cache = self.eps(cache, "eps", x, t)
+        s1, s2 = t + r1 * h, t + r2 * h
+        u1 = x - self.sigma(s1) * (r1 * h).expm1() * eps
+        eps_r1, cache = self.eps(cache, "eps_r1", u1, s1)
+        u2 = x - self.sigma(s2) * (r2 * h).expm1() * eps - self.sigma(s2) * (r2 / r1) * \
+            ((r2 * h).expm1() / (r2 * h) - 1) * (eps_r1 - eps)
+        eps_r2, cache = self.eps(cache, "eps_r2", u2, s2)
+        x_3 = x - self.sigma(t_next) * h.expm1() * eps - self.sigma(t_next) / r2 * (h.expm1() / h - 1) * (eps_r2 - eps)
+        return x_3, cache
+
+    def fast(self, x, t_start, t_end, nfe):
+        m = math.floor(nfe / 3) + 1
+        ts = torch.linspace(t_start, t_end, m + 1)
+        orders = [3] * (m - 2) + [2, 1] if nfe % 3 == 0 else [3] * (m - 1) + [nfe % 3]
+        for i, order in enumerate(orders):
+            t, t_next = ts[i], ts[i + 1]
+            eps, cache = self.eps({}, "eps", x, t)
+            x, cache = [self.step_1, self.step_2, self.step_3][order - 1](x, t, t_next, cache)
+        return x
+
+    def adaptive(self, x, t_start, t_end, order=3, rtol=0.05, atol=0.0078, h_init=0.05, accept_safety=0.81):
+        atol, rtol = torch.tensor(atol), torch.tensor(rtol)
+        s, x_prev = t_start, x
+        h, errs = h_init, []  # PIDStepSizeController(h_init, 0, 1, 0, order, accept_safety)
+        while s < t_end - 1e-5:
+            t = torch.minimum(t_end, s + h)
+            eps, cache = self.eps({}, "eps", x, s)
+            x_low, cache = self.step_2(x, s, t, cache, r1=1 / 3)
+            x_high, cache = self.step_3(x, s, t, cache)
+            delta = torch.maximum(atol, rtol * torch.maximum(x_low.abs(), x_prev.abs()))
+            error = torch.linalg.norm((x_low - x_high) / delta) / x.numel() ** 0.5
+            inv_error = 1 / (float(error) + 1e-8)
+            if not errs:
+                errs = [inv_error] * 3
+            errs[0] = inv_error
+            factor = errs[0] ** (1 / order) * errs[1] ** 0.0 * errs[2] ** 0.0
+            factor = 1 + math.atan(factor - 1)
+            if factor >= accept_safety:
+                errs[2], errs[1] = errs[1], errs[0]
+                x_prev, x, s = x_low, x_high, t
+            h *= factor
+        return x
+
+
+def dpm_solver(model, x, sigmas, adaptive):
+    """KSampler's dpm_fast and dpm_adaptive: from sigmas[0] to the last
+    sigma above 0, dpm_fast in len(sigmas) - 1 model calls."""
+    sigma_min = sigmas[-1] if sigmas[-1] != 0 else sigmas[-2]
+    solver = DPMSolver(model)
+    t_start, t_end = solver.t(sigmas[0].clone()), solver.t(sigma_min.clone())
+    if adaptive:
+        return solver.adaptive(x, t_start, t_end)
+    return solver.fast(x, t_start, t_end, len(sigmas) - 1)
+
+
 SAMPLERS = {
+    "dpm_fast": lambda m, x, s, nz, c: dpm_solver(m, x, s, False),
+    "dpm_adaptive": lambda m, x, s, nz, c: dpm_solver(m, x, s, True),
     "uni_pc": lambda m, x, s, nz, c: uni_pc(m, x, s, "bh1"),
     "uni_pc_bh2": lambda m, x, s, nz, c: uni_pc(m, x, s, "bh2"),
     "res_multistep": lambda m, x, s, nz, c: res_multistep(m, x, s, nz, 0.0, False),
