@@ -453,7 +453,57 @@ typedef struct {
     float *sum;         /* (n) */
     size_t n;
     int called[KILN_MAX_PROMPT_PARTS * KILN_MAX_PROMPT_PARTS], ncalled; /* the last call's pairs */
+    /* ConditioningSetMask: each part's weight at each latent pixel (plane floats; NULL: 1), and a call's sums of
+       the active parts' weights; weighted false: no part has a mask, the plain average */
+    bool weighted;
+    size_t plane;
+    int width;
+    float *weights[2][KILN_MAX_PROMPT_PARTS], *total[2];
 } prompt_parts;
+
+/* A part's ConditioningSetMask weights: its mask stretched over the latent
+ * bilinearly (torch's interpolate, as ComfyUI resizes it), times strength. */
+static kiln_status part_weights(const kiln_conditioning_part *part, const kiln_sampling_job *job, prompt_parts *pp,
+                                int side, int index)
+{
+    if (part->mask_w < 1 || part->mask_h < 1 || part->mask_w > KILN_IMAGE_MAX_SIDE || part->mask_h > KILN_IMAGE_MAX_SIDE ||
+        !(part->strength >= 0.0 && part->strength <= 10.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s prompt's part %d has a mask of %dx%d at strength %g "
+                         "(a size, and 0 to 10)", side ? "positive" : "negative", index + 1, part->mask_w,
+                         part->mask_h, part->strength);
+    pp->plane = (size_t)job->latent_h * job->latent_w;
+    pp->width = job->latent_w;
+    float *w = pp->weights[side][index] = malloc(pp->plane * sizeof *w);
+    if (!w || (!pp->total[side] && !(pp->total[side] = malloc(pp->plane * sizeof(float)))) ||
+        (!pp->total[!side] && !(pp->total[!side] = malloc(pp->plane * sizeof(float)))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    kiln_resample(part->mask, 1, part->mask_h, part->mask_w, w, job->latent_h, job->latent_w, KILN_RESAMPLE_BILINEAR);
+    for (size_t at = 0; at < pp->plane; at++) w[at] *= (float)part->strength;
+    pp->weighted = true;
+    return KILN_OK;
+}
+
+/* The weights of a call's active parts summed at each pixel, each side's;
+ * a pixel none of a side's parts covers is refused. */
+static kiln_status parts_total_weights(prompt_parts *pp, int active[2][KILN_MAX_PROMPT_PARTS], const int nactive[2],
+                                       float sigma)
+{
+    for (int side = 0; side < 2; side++) {
+        float *total = pp->total[side];
+        for (size_t at = 0; at < pp->plane; at++) total[at] = 0.0f;
+        for (int k = 0; k < nactive[side]; k++) {
+            const float *w = pp->weights[side][active[side][k]];
+            for (size_t at = 0; at < pp->plane; at++) total[at] += w ? w[at] : 1.0f;
+        }
+        for (size_t at = 0; at < pp->plane; at++)
+            if (!(total[at] > 0.0f))
+                return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: at sigma %g no part of the %s prompt covers latent "
+                                 "pixel (%zu, %zu) (ConditioningSetMask: ComfyUI would sample it on a zero "
+                                 "prediction); give the side a part over all of the picture", sigma,
+                                 side ? "positive" : "negative", at % (size_t)pp->width, at / (size_t)pp->width);
+    }
+    return KILN_OK;
+}
 
 /* A step on the parts whose sigmas hold it: the denoised latent of each
  * pair of them averaged (the guidance being linear in both predictions,
@@ -479,31 +529,52 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
             return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: none of the %s prompt's parts (ConditioningSetTimestep"
                              "Range) holds the step at sigma %g", side ? "positive" : "negative", sigma);
     }
+    if (pp->weighted) TRY(parts_total_weights(pp, active, nactive, sigma));
     for (int a = 0; a < nactive[1]; a++)
         for (int b = 0; b < nactive[0]; b++) {
             const int pair = active[1][a] * pp->nparts[0] + active[0][b];
             prompt_pair *p = &pp->pairs[pair];
             const bool first = a == 0 && b == 0;
             pp->called[a * nactive[0] + b] = pair;
-            TRY(kiln_denoiser_call(&p->d, x, sigma, first ? denoised : pp->sum));
-            for (size_t i = 0; !first && i < pp->n; i++) denoised[i] += pp->sum[i];
+            TRY(kiln_denoiser_call(&p->d, x, sigma, first && !pp->weighted ? denoised : pp->sum));
+            if (pp->weighted) { /* each side's parts by their share of the weight at the pixel */
+                const float *wp = pp->weights[1][active[1][a]], *wn = pp->weights[0][active[0][b]];
+                for (size_t i = 0; i < pp->n; i++) {
+                    const size_t at = i % pp->plane;
+                    const float share = (wp ? wp[at] : 1.0f) / pp->total[1][at] * (wn ? wn[at] : 1.0f) /
+                                        pp->total[0][at];
+                    denoised[i] = first ? share * pp->sum[i] : denoised[i] + share * pp->sum[i];
+                }
+            } else {
+                for (size_t i = 0; !first && i < pp->n; i++) denoised[i] += pp->sum[i];
+            }
         }
     pp->ncalled = nactive[0] * nactive[1];
     const float pairs = (float)pp->ncalled;
-    for (size_t i = 0; pairs > 1.0f && i < pp->n; i++) denoised[i] /= pairs;
+    for (size_t i = 0; !pp->weighted && pairs > 1.0f && i < pp->n; i++) denoised[i] /= pairs;
     return KILN_OK;
 }
 
 /* The unconditional prediction of the last call on the parts: the average of
- * its pairs', as the guided one. */
+ * its pairs', as the guided one (with masks, weighted as it is). */
 static kiln_status prompt_parts_uncond(void *ctx, float *uncond)
 {
     const prompt_parts *pp = ctx;
     for (int k = 0; k < pp->ncalled; k++) {
-        TRY(kiln_denoiser_uncond(&pp->pairs[pp->called[k]].d, k ? pp->sum : uncond));
-        for (size_t i = 0; k && i < pp->n; i++) uncond[i] += pp->sum[i];
+        const int pair = pp->called[k], a = pair / pp->nparts[0], b = pair % pp->nparts[0];
+        TRY(kiln_denoiser_uncond(&pp->pairs[pair].d, k || pp->weighted ? pp->sum : uncond));
+        if (pp->weighted) {
+            const float *wp = pp->weights[1][a], *wn = pp->weights[0][b];
+            for (size_t i = 0; i < pp->n; i++) {
+                const size_t at = i % pp->plane;
+                const float share = (wp ? wp[at] : 1.0f) / pp->total[1][at] * (wn ? wn[at] : 1.0f) / pp->total[0][at];
+                uncond[i] = k ? uncond[i] + share * pp->sum[i] : share * pp->sum[i];
+            }
+        } else {
+            for (size_t i = 0; k && i < pp->n; i++) uncond[i] += pp->sum[i];
+        }
     }
-    for (size_t i = 0; pp->ncalled > 1 && i < pp->n; i++) uncond[i] /= (float)pp->ncalled;
+    for (size_t i = 0; !pp->weighted && pp->ncalled > 1 && i < pp->n; i++) uncond[i] /= (float)pp->ncalled;
     return KILN_OK;
 }
 
@@ -620,7 +691,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                          const kiln_conditioning *negative, float **latent)
 {
     /* the prompts as parts: the job's, or the two given over all of the sampling */
-    const kiln_conditioning_part whole[2] = {{negative, 0.0, 1.0}, {positive, 0.0, 1.0}};
+    const kiln_conditioning_part whole[2] = {{.cond = negative, .end_percent = 1.0}, {.cond = positive, .end_percent = 1.0}};
     const kiln_conditioning_part *parts[2];
     int nparts[2];
     for (int side = 0; side < 2; side++) {
@@ -661,7 +732,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t plane = (size_t)job->latent_h * job->latent_w;
     const int npairs = nparts[0] * nparts[1];
     prompt_parts pp = {calloc((size_t)npairs, sizeof *pp.pairs), {nparts[0], nparts[1]}, {NULL, NULL}, {NULL, NULL},
-                       npairs > 1 ? malloc(n * sizeof(float)) : NULL, n, {0}, 0};
+                       npairs > 1 ? malloc(n * sizeof(float)) : NULL, n, {0}, 0, false, 0, 0, {{NULL}}, {NULL, NULL}};
     for (int side = 0; side < 2; side++) {
         pp.hi[side] = malloc((size_t)nparts[side] * sizeof(float));
         pp.lo[side] = malloc((size_t)nparts[side] * sizeof(float));
@@ -675,7 +746,13 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         for (int i = 0; i < nparts[side]; i++) {
             pp.hi[side][i] = kiln_percent_to_sigma(&ms, parts[side][i].start_percent);
             pp.lo[side][i] = kiln_percent_to_sigma(&ms, parts[side][i].end_percent);
+            if (parts[side][i].mask && st == KILN_OK) st = part_weights(&parts[side][i], job, &pp, side, i);
         }
+    if (st != KILN_OK) goto done;
+    if (pp.weighted && !pp.sum && !(pp.sum = malloc(n * sizeof(float)))) {
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+        goto done;
+    }
     if (job->disable_noise) {
         memset(noise, 0, n * sizeof(float));
     } else if (job->noise) {
@@ -762,6 +839,8 @@ done:
     for (int side = 0; side < 2; side++) {
         free(pp.hi[side]);
         free(pp.lo[side]);
+        free(pp.total[side]);
+        for (int i = 0; i < KILN_MAX_PROMPT_PARTS; i++) free(pp.weights[side][i]);
     }
     free(sigmas);
     free(noise);

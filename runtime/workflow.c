@@ -100,6 +100,8 @@ typedef struct wf_control {
 typedef struct wf_part {
     kiln_conditioning cond;
     double start, end;
+    const kiln_image *mask; /* ConditioningSetMask's (a MASK's picture, its red channel); NULL: none */
+    double strength;
 } wf_part;
 
 typedef struct wf_value {
@@ -110,6 +112,8 @@ typedef struct wf_value {
        the prompts ConditioningCombine put after it */
     bool ranged;
     double start, end;
+    const kiln_image *cond_mask; /* cond's ConditioningSetMask (a MASK's picture); NULL: none */
+    double mask_strength;
     wf_part parts[KILN_MAX_PROMPT_PARTS - 1];
     int nparts;
     wf_control controls[KILN_MAX_CONTROLS]; /* the ControlNet apply nodes it went through, in order */
@@ -1200,12 +1204,14 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
     *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
                      .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance,
                      .nreferences = from->nreferences, .reference_method = from->reference_method,
-                     .ranged = from->ranged, .start = from->start, .end = from->end};
+                     .ranged = from->ranged, .start = from->start, .end = from->end,
+                     .cond_mask = from->cond_mask, .mask_strength = from->mask_strength};
     memcpy(to->controls, from->controls, sizeof to->controls);
     memcpy(to->references, from->references, sizeof to->references);
     TRY(copy_rows(&from->cond, &to->cond));
     for (; to->nparts < from->nparts; to->nparts++) {
-        to->parts[to->nparts] = (wf_part){{0}, from->parts[to->nparts].start, from->parts[to->nparts].end};
+        const wf_part *part = &from->parts[to->nparts];
+        to->parts[to->nparts] = (wf_part){{0}, part->start, part->end, part->mask, part->strength};
         TRY(copy_rows(&from->parts[to->nparts].cond, &to->parts[to->nparts].cond));
     }
     return KILN_OK;
@@ -1446,6 +1452,30 @@ static kiln_status conditioning_set_timestep_range(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* ConditioningSetMask (set_cond_area "default"): every prompt of it weighted
+ * by the mask (its red channel over 255) times strength where it acts. */
+static kiln_status conditioning_set_mask(wf_run *r, wf_node *n)
+{
+    wf_value *cond, *mask;
+    double strength;
+    const char *area;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(linked(r, n, "mask", WF_MASK, &mask));
+    TRY(number(n, "strength", &strength));
+    TRY(text(n, "set_cond_area", &area));
+    if (strcmp(area, "default"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "set_cond_area \"%s\" (kiln: default; \"mask bounds\" samples the "
+                         "mask's box apart)", area);
+    if (!(strength >= 0.0 && strength <= 10.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input 'strength' %g: 0 to 10", strength);
+    if (mask->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a mask of %d pictures", mask->nimages);
+    TRY(copy_conditioning(cond, &n->out[0]));
+    wf_value *v = &n->out[0];
+    v->cond_mask = &mask->images[0], v->mask_strength = strength;
+    for (int i = 0; i < v->nparts; i++) v->parts[i].mask = &mask->images[0], v->parts[i].strength = strength;
+    return KILN_OK;
+}
+
 /* Whether two CONDITIONINGs carry the same ControlNets, guidance, references,
  * picture to edit and SDXL numbers (kiln applies those to a prompt whole). */
 static bool same_extras(const wf_value *a, const wf_value *b);
@@ -1467,8 +1497,9 @@ static kiln_status conditioning_combine(wf_run *r, wf_node *n)
     wf_value *v = &n->out[0];
     for (int i = 0; i <= b->nparts; i++) {
         wf_part *part = &v->parts[v->nparts];
-        if (i) part->start = b->parts[i - 1].start, part->end = b->parts[i - 1].end;
-        else part->start = b->ranged ? b->start : 0.0, part->end = b->ranged ? b->end : 1.0;
+        if (i) *part = (wf_part){{0}, b->parts[i - 1].start, b->parts[i - 1].end, b->parts[i - 1].mask,
+                                 b->parts[i - 1].strength};
+        else *part = (wf_part){{0}, b->ranged ? b->start : 0.0, b->ranged ? b->end : 1.0, b->cond_mask, b->mask_strength};
         TRY(copy_rows(i ? &b->parts[i - 1].cond : &b->cond, &part->cond));
         v->nparts++;
     }
@@ -1649,6 +1680,18 @@ static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, 
     return KILN_OK;
 }
 
+/* A part's ConditioningSetMask weights from its MASK's picture: the red
+ * channel over 255, as LoadImageMask reads it (*owned: malloc'd). */
+static kiln_status part_mask(const kiln_image *mask, kiln_conditioning_part *part, float **owned)
+{
+    if (!mask) return KILN_OK;
+    const size_t count = (size_t)mask->width * mask->height;
+    if (!(*owned = malloc(count * sizeof **owned))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (size_t i = 0; i < count; i++) (*owned)[i] = (float)mask->pixels[3 * i] / 255.0f;
+    part->mask = *owned, part->mask_w = mask->width, part->mask_h = mask->height;
+    return KILN_OK;
+}
+
 /* The sampling both KSampler and SamplerCustomAdvanced end in: `model`'s
  * load with its patches, the prompts' FluxGuidance, ControlNet, SDXL
  * numbers and picture to edit, the IP-Adapter of the MODEL. */
@@ -1718,18 +1761,28 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     /* prompts in parts (ConditioningSetTimestepRange, ConditioningCombine) */
     kiln_conditioning_part parts[2][KILN_MAX_PROMPT_PARTS];
     const kiln_conditioning *whole[2] = {&neg->cond, &pos->cond};
-    for (int w = 0; w < 2; w++) {
+    float *masks[2][KILN_MAX_PROMPT_PARTS] = {{NULL}};
+    kiln_status st = KILN_OK;
+    for (int w = 0; w < 2 && st == KILN_OK; w++) {
         const wf_value *v = prompts[w];
-        if (!v->ranged && !v->nparts) continue;
-        parts[w][0] = (kiln_conditioning_part){&v->cond, v->ranged ? v->start : 0.0, v->ranged ? v->end : 1.0};
-        for (int i = 0; i < v->nparts; i++)
-            parts[w][i + 1] = (kiln_conditioning_part){&v->parts[i].cond, v->parts[i].start, v->parts[i].end};
+        if (!v->ranged && !v->nparts && !v->cond_mask) continue;
+        parts[w][0] = (kiln_conditioning_part){&v->cond, v->ranged ? v->start : 0.0, v->ranged ? v->end : 1.0,
+                                               NULL, 0, 0, v->mask_strength};
+        st = part_mask(v->cond_mask, &parts[w][0], &masks[w][0]);
+        for (int i = 0; i < v->nparts && st == KILN_OK; i++) {
+            parts[w][i + 1] = (kiln_conditioning_part){&v->parts[i].cond, v->parts[i].start, v->parts[i].end, NULL,
+                                                       0, 0, v->parts[i].strength};
+            st = part_mask(v->parts[i].mask, &parts[w][i + 1], &masks[w][i + 1]);
+        }
         *(w ? &p->positive_parts : &p->negative_parts) = parts[w];
         *(w ? &p->positive_part_count : &p->negative_part_count) = 1 + v->nparts;
         whole[w] = NULL;
     }
     n->out[0].kind = WF_LATENT;
-    return kiln_ksampler(m, p, whole[1], whole[0], l, &n->out[0].latent);
+    if (st == KILN_OK) st = kiln_ksampler(m, p, whole[1], whole[0], l, &n->out[0].latent);
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < KILN_MAX_PROMPT_PARTS; i++) free(masks[w][i]);
+    return st;
 }
 
 static kiln_status ksampler(wf_run *r, wf_node *n, bool advanced)
@@ -2191,7 +2244,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
                                          "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
-                                         "SamplerCustom", "ImageBatch"};
+                                         "SamplerCustom", "ImageBatch", "ConditioningSetMask"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2202,7 +2255,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
-        conditioning_average, sampler_custom, image_batch};
+        conditioning_average, sampler_custom, image_batch, conditioning_set_mask};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

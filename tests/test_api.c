@@ -18,6 +18,7 @@
 #include "kiln.h"
 
 #include "golden.h"
+#include "resample.h"
 #include "tiny_variants.h"
 
 /* the goldens' bound on final latents in f32 on the CPU (../shared/goldens/README.md) */
@@ -710,6 +711,79 @@ static void latent_from_batch(void **state)
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
 }
 
+/* One euler step of the tiny model to sigma 0 (the guided x0 prediction)
+ * with the positive prompt in parts and the negative one whole. */
+static void parts_prediction(const kiln_conditioning_part *parts, int count, const kiln_conditioning *negative,
+                             kiln_latent *out)
+{
+    kiln_latent empty;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 2, &empty));
+    kiln_ksampler_params p = {.seed = 5, .steps = 1, .cfg = 3.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0, .positive_parts = parts, .positive_part_count = count};
+    assert_kiln_ok(kiln_ksampler(model, &p, NULL, negative, &empty, out));
+    kiln_latent_free(&empty);
+}
+
+/* ConditioningSetMask: at each latent pixel a side's prompts weighted by
+ * their masks (stretched over the latent bilinearly) times strength, as
+ * ComfyUI's calc_cond_batch averages them. The guidance being linear, one
+ * step's guided prediction is then each prompt's alone blended by those
+ * shares: two prompts on a mask m and on 1 - m (7x5, smooth), and one on m
+ * at strength 2 beside one everywhere (shares 2m / (2m + 1) and 1 / (2m +
+ * 1)). A pixel no prompt covers is refused. */
+static void conditioning_masks(void **state)
+{
+    (void)state;
+    kiln_conditioning red, blue, neg;
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &red));
+    assert_kiln_ok(kiln_text_encode(model, "a blue square", 0, &blue));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    float m[35], inverse[35], zeros[35] = {0};
+    for (int i = 0; i < 35; i++) m[i] = 0.05f + 0.9f * (float)i / 34.0f, inverse[i] = 1.0f - m[i];
+    kiln_latent alone[2], blended[2];
+    const kiln_conditioning_part red_all = {.cond = &red, .end_percent = 1.0},
+                                 blue_all = {.cond = &blue, .end_percent = 1.0};
+    parts_prediction(&red_all, 1, &neg, &alone[0]);
+    parts_prediction(&blue_all, 1, &neg, &alone[1]);
+    const kiln_conditioning_part halves[2] = {
+        {.cond = &red, .end_percent = 1.0, .mask = m, .mask_w = 7, .mask_h = 5, .strength = 1.0},
+        {.cond = &blue, .end_percent = 1.0, .mask = inverse, .mask_w = 7, .mask_h = 5, .strength = 1.0}};
+    const kiln_conditioning_part stronger[2] = {
+        {.cond = &red, .end_percent = 1.0, .mask = m, .mask_w = 7, .mask_h = 5, .strength = 2.0}, blue_all};
+    parts_prediction(halves, 2, &neg, &blended[0]);
+    parts_prediction(stronger, 2, &neg, &blended[1]);
+    const int h = alone[0].height, w = alone[0].width;
+    const size_t n = latent_count(&alone[0]), plane = (size_t)h * w;
+    float *r = malloc(plane * sizeof *r), *r2 = malloc(plane * sizeof *r2), *want = malloc(n * sizeof *want);
+    assert_non_null(r), assert_non_null(r2), assert_non_null(want);
+    kiln_resample(m, 1, 5, 7, r, h, w, KILN_RESAMPLE_BILINEAR);
+    kiln_resample(inverse, 1, 5, 7, r2, h, w, KILN_RESAMPLE_BILINEAR);
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < n; i++) {
+            const size_t at = i % plane;
+            const float a = k ? 2.0f * r[at] : r[at], b = k ? 1.0f : r2[at];
+            want[i] = a / (a + b) * alone[0].data[i] + b / (a + b) * alone[1].data[i];
+        }
+        double err = kiln_rel_l2(blended[k].data, want, n);
+        print_message("  %s: rel L2 %.2g from the prompts alone blended (%.2g from the first alone)\n",
+                      k ? "a masked prompt at strength 2 beside one everywhere" : "two prompts on complementary masks",
+                      err, kiln_rel_l2(alone[0].data, blended[k].data, n));
+        assert_true(err <= 1e-5);
+    }
+    const kiln_conditioning_part uncovered = {.cond = &red, .end_percent = 1.0, .mask = zeros, .mask_w = 7,
+                                              .mask_h = 5, .strength = 1.0};
+    kiln_latent empty, refused;
+    assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
+    kiln_ksampler_params p = {.seed = 5, .steps = 1, .cfg = 3.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0, .positive_parts = &uncovered, .positive_part_count = 1};
+    expect_error(kiln_ksampler(model, &p, NULL, &neg, &empty, &refused), KILN_ERR_UNSUPPORTED,
+                 "no part of the positive prompt covers");
+    free(r), free(r2), free(want);
+    for (int k = 0; k < 2; k++) kiln_latent_free(&alone[k]), kiln_latent_free(&blended[k]);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&red), kiln_conditioning_free(&blue), kiln_conditioning_free(&neg);
+}
+
 /* CLIPTextEncodeSDXL's numbers on the tiny SDXL model: CLIPTextEncode's
  * (8 x the latent's size as both sizes, no crop) spelled out give the run without
  * them to the bit, and another size and crop change it. (y itself is
@@ -942,7 +1016,7 @@ int main(void)
         cmocka_unit_test(comfyui_runs),   cmocka_unit_test(inpaint_encodes),
         cmocka_unit_test(masked_run_keeps_the_rest),
         cmocka_unit_test(model_variants), cmocka_unit_test(controlnet),      cmocka_unit_test(ip_adapter),
-        cmocka_unit_test(controlnet_positive_only),
+        cmocka_unit_test(controlnet_positive_only), cmocka_unit_test(conditioning_masks),
         cmocka_unit_test(lora),           cmocka_unit_test(upscale),         cmocka_unit_test(progress),
         cmocka_unit_test(advanced_split), cmocka_unit_test(sampler_options), cmocka_unit_test(cfg_pp_samplers),
         cmocka_unit_test(sdxl_numbers),   cmocka_unit_test(latent_upscale),  cmocka_unit_test(latent_from_batch),

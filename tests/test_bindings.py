@@ -313,6 +313,20 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_conditioning_mask(self):
+        """ConditioningSetMask's parts: a mask all white at strength 1 is
+        the prompt everywhere, the plain run to the bit; another moves it."""
+        white = kiln.Image.from_rgb(4, 3, bytes([255] * 36))
+        grey = kiln.Image.from_rgb(4, 3, bytes(range(0, 252, 7)))
+        positive, negative = model.encode("a red circle"), model.encode("")
+        plain = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0).to_list()
+        runs = [model.ksampler([(positive, 0.0, 1.0, mask, 1.0), (model.encode("a blue square"), 0.0, 1.0)], negative,
+                               model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0).to_list() for mask in (white, grey)]
+        whole = model.ksampler([(positive, 0.0, 1.0, white, 1.0)], negative, model.empty_latent(16, 16), seed=7,
+                               steps=3, cfg=5.0).to_list()
+        self.assertEqual(whole, plain)
+        self.assertGreater(rel_l2(runs[1], runs[0]), 1e-4)
+
     def test_controlnet_positive_only(self):
         """ControlNetApply's: at cfg 1 (only the positive prompt runs) the
         run of the ControlNet on both prompts to the bit; at cfg 5 another."""

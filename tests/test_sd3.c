@@ -455,8 +455,10 @@ static void prompt_parts(void **state)
         double pos_split, neg_split; /* the zeroed part from there; pos_split 1: none */
     } runs[] = {{"example.latent_out", 1.0, 0.1}, {"boundary.latent_out", 0.6, 0.5}};
     for (int r = 0; r < 2; r++) {
-        const kiln_conditioning_part positive[2] = {{&pos, 0, 1}, {&pos0, runs[r].pos_split, 1}};
-        const kiln_conditioning_part negative[2] = {{&neg, 0, runs[r].neg_split}, {&neg0, runs[r].neg_split, 1}};
+        const kiln_conditioning_part positive[2] = {{.cond = &pos, .end_percent = 1},
+                                                    {.cond = &pos0, .start_percent = runs[r].pos_split, .end_percent = 1}};
+        const kiln_conditioning_part negative[2] = {{.cond = &neg, .end_percent = runs[r].neg_split},
+                                                    {.cond = &neg0, .start_percent = runs[r].neg_split, .end_percent = 1}};
         const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
                                         .scheduler = "simple", .denoise = 1.0, .positive_parts = positive,
                                         .positive_part_count = runs[r].pos_split < 1 ? 2 : 1,
@@ -469,7 +471,7 @@ static void prompt_parts(void **state)
     }
     kiln_st_close(c);
     /* the zeroed negative only from 20 %: the first steps have none */
-    const kiln_conditioning_part gap = {&neg0, 0.2, 1};
+    const kiln_conditioning_part gap = {.cond = &neg0, .start_percent = 0.2, .end_percent = 1};
     const kiln_ksampler_params p = {.seed = 42, .steps = 4, .cfg = 2.0, .sampler_name = "euler",
                                     .scheduler = "simple", .denoise = 1.0, .negative_parts = &gap,
                                     .negative_part_count = 1};

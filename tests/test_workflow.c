@@ -1135,6 +1135,53 @@ static void latent_from_batch_node(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* ConditioningSetMask on one prompt (LoadImageMask's picture, at strength
+ * 0.8) combined with another everywhere: the library's run with those
+ * parts, pixel for pixel; "mask bounds" is refused by name. */
+static void conditioning_set_mask_node(void **state)
+{
+    (void)state;
+#define MASKED_RUN(area)                                                                                              \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"16\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a blue square\", "  \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
+    "\"clip\": [\"4\", 1]}}, \"50\": {\"class_type\": \"LoadImageMask\", \"inputs\": {\"image\": \"" KILN_TEST_DATA      \
+    "/inpaint/mask_20x17.png\", \"channel\": \"red\"}}, \"51\": {\"class_type\": \"ConditioningSetMask\", "         \
+    "\"inputs\": {\"conditioning\": [\"6\", 0], \"mask\": [\"50\", 0], \"strength\": 0.8, \"set_cond_area\": "      \
+    area "}}, \"52\": {\"class_type\": \"ConditioningCombine\", \"inputs\": {\"conditioning_1\": [\"51\", 0], "     \
+    "\"conditioning_2\": [\"16\", 0]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "     \
+    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
+    "\"steps\": 2, \"cfg\": 4, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
+    "\"model\": [\"4\", 0], \"positive\": [\"52\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "    \
+    DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg, blue;
+    kiln_latent empty, latent;
+    kiln_image picture;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    assert_kiln_ok(kiln_text_encode(m, "a blue square", 0, &blue));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &picture));
+    const size_t count = (size_t)picture.width * picture.height;
+    float *mask = malloc(count * sizeof *mask);
+    assert_non_null(mask);
+    for (size_t i = 0; i < count; i++) mask[i] = (float)picture.pixels[3 * i] / 255.0f;
+    const kiln_conditioning_part parts[2] = {{.cond = &pos, .end_percent = 1.0, .mask = mask, .mask_w = picture.width,
+                                              .mask_h = picture.height, .strength = 0.8},
+                                             {.cond = &blue, .end_percent = 1.0}};
+    kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0, .positive_parts = parts, .positive_part_count = 2};
+    assert_kiln_ok(kiln_ksampler(m, &p, NULL, &neg, &empty, &latent));
+    assert_workflow_decodes_to(MASKED_RUN("\"default\""), m, &latent);
+    expect_refusal(MASKED_RUN("\"mask bounds\""), KILN_ERR_UNSUPPORTED,
+                   "node 51 (ConditioningSetMask): set_cond_area \"mask bounds\"");
+#undef MASKED_RUN
+    free(mask);
+    kiln_image_free(&picture);
+    kiln_latent_free(&latent);
+    kiln_conditioning_free(&blue);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1236,6 +1283,7 @@ int main(void)
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
                                        cmocka_unit_test(controlnet_apply_node), cmocka_unit_test(newer_sampler_nodes),
                                        cmocka_unit_test(latent_from_batch_node),
+                                       cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

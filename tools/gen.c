@@ -1639,8 +1639,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
     kiln_conditioning_part negative_parts[2];
     if (o->negative_until > 0) { /* ConditioningZeroOut of it, each over its part, ConditioningCombine */
         if (kiln_conditioning_zero_out(&neg, &zeroed) != KILN_OK) return fail("--negative-until");
-        negative_parts[0] = (kiln_conditioning_part){&neg, 0.0, o->negative_until};
-        negative_parts[1] = (kiln_conditioning_part){&zeroed, o->negative_until, 1.0};
+        negative_parts[0] = (kiln_conditioning_part){.cond = &neg, .end_percent = o->negative_until};
+        negative_parts[1] = (kiln_conditioning_part){.cond = &zeroed, .start_percent = o->negative_until, .end_percent = 1.0};
         job->parts[0] = negative_parts;
         job->nparts[0] = 2;
     }

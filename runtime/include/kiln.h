@@ -184,12 +184,21 @@ typedef struct kiln_conditioning {
 } kiln_conditioning;
 
 /* A prompt over a part of the sampling (ConditioningSetTimestepRange: from
- * start_percent to end_percent; 0 and 1: all of it). A KSampler given
- * several for a side (ConditioningCombine) uses at each step those whose
- * part holds it, their predictions averaged, as ComfyUI does. */
+ * start_percent to end_percent; 0 and 1: all of it) and of the picture
+ * (ConditioningSetMask). A KSampler given several for a side
+ * (ConditioningCombine) uses at each step those whose part holds it, their
+ * predictions averaged, at each latent pixel weighted by their masks, as
+ * ComfyUI's calc_cond_batch does. */
 typedef struct kiln_conditioning_part {
     const kiln_conditioning *cond;
     double start_percent, end_percent;
+    /* ConditioningSetMask (set_cond_area "default"): where the prompt acts, weights in [0, 1] of (mask_h, mask_w)
+       stretched over the latent bilinearly, times strength. Every latent pixel must be some part's of its side at
+       every step (ComfyUI samples a pixel no part covers on a zero prediction; kiln refuses it). NULL: 1
+       everywhere, strength unused */
+    const float *mask;
+    int mask_w, mask_h;
+    double strength;
 } kiln_conditioning_part;
 
 /* Parts of one prompt on a sampling */
@@ -665,7 +674,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
- * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma),
+ * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma), ConditioningSetMask,
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
  * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE, SamplerLMS,
  * SamplerEulerAncestralCFGPP, SamplerER_SDE, SamplerSEEDS2, SamplerSASolver,

@@ -145,7 +145,8 @@ class _SkipLayerGuidance(Structure):
 
 
 class _ConditioningPart(Structure):
-    _fields_ = [("cond", POINTER(_Conditioning)), ("start_percent", c_double), ("end_percent", c_double)]
+    _fields_ = [("cond", POINTER(_Conditioning)), ("start_percent", c_double), ("end_percent", c_double),
+                ("mask", POINTER(c_float)), ("mask_w", c_int), ("mask_h", c_int), ("strength", c_double)]
 
 
 class _Sigmas(Structure):
@@ -778,7 +779,9 @@ class Model(_Handle):
         the sampling, a sequence of (Conditioning, start_percent,
         end_percent) (ConditioningSetTimestepRange's, ConditioningCombine
         of them; at most 8): each step uses the parts that hold it, their
-        predictions averaged.
+        predictions averaged; a part may add ConditioningSetMask's mask (an
+        Image, its red channel) and strength, (Conditioning, start, end,
+        mask, strength), weighting it at each pixel.
 
         The noise is ComfyUI's for `seed` (0 to 2**64 - 1); sampler_name and
         scheduler are ComfyUI's names ("euler", "dpmpp_2m", ...; "normal",
@@ -900,14 +903,23 @@ class Model(_Handle):
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
             params.progress = callback.c_function
-        prompts = []
+        prompts, masks = [], []
         for side, given in (("positive", positive), ("negative", negative)):
             if isinstance(given, Conditioning):
                 prompts.append(byref(given._c))
                 continue
-            parts = [(c, float(start), float(end)) for c, start, end in given]
-            setattr(params, side + "_parts", (_ConditioningPart * max(len(parts), 1))(*(
-                _ConditioningPart(ctypes.pointer(c._c), start, end) for c, start, end in parts)))
+            parts = []
+            for part in given:  # (Conditioning, start, end) or with ConditioningSetMask's (mask Image, strength)
+                c_part = _ConditioningPart(ctypes.pointer(part[0]._c), float(part[1]), float(part[2]))
+                if len(part) > 3:
+                    mask = part[3]
+                    weights = (c_float * (mask.width * mask.height))(*(v / 255.0 for v in mask.pixels[::3]))
+                    masks.append(weights)  # kept alive through the call
+                    c_part.mask = ctypes.cast(weights, POINTER(c_float))
+                    c_part.mask_w, c_part.mask_h = mask.width, mask.height
+                    c_part.strength = float(part[4]) if len(part) > 4 else 1.0
+                parts.append(c_part)
+            setattr(params, side + "_parts", (_ConditioningPart * max(len(parts), 1))(*parts))
             setattr(params, side + "_part_count", len(parts))
             prompts.append(None)
         out = Latent()
