@@ -1,7 +1,10 @@
 /* Samplers: walk a latent down a list of sigmas with ComfyUI's names and
  * math (comfy/k_diffusion/sampling.py, comfy/extra_samplers/uni_pc.py,
  * v0.3.64 defaults: eta 1, s_noise 1, dpmpp_sde r = 1/2, dpmpp_2m_sde
- * midpoint, lms order 4, ipndm order 4, deis order 3 "tab", uni_pc bh1).
+ * midpoint, lms order 4, ipndm order 4, deis order 3 "tab", uni_pc bh1;
+ * the samplers ComfyUI added since, res_multistep to sa_solver, from its
+ * 0.8.1 code, their noise drawn as v0.3.64 draws the others'). The
+ * sampler*.c files share sampler_internal.h.
  *
  * The latent is x in k-diffusion form (x = x0 + sigma * eps, n floats, the
  * whole batch). The model is behind a denoiser callback that returns the x0
