@@ -1180,10 +1180,17 @@ static const char *const sampler_names[KILN_SAMPLER_COUNT] = {
     [KILN_SAMPLER_SA_SOLVER_PECE] = "sa_solver_pece",
 };
 
-/* ComfyUI's samplers kiln does not implement: the ones drawing their noise
- * on the GPU (kiln draws the CPU's, as their plain names do). */
-static const char *const comfyui_only_samplers[] = {
-    "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu",
+/* ComfyUI's SDE samplers whose Brownian tree lives on the model's device:
+ * on a machine without a GPU that is the CPU, and they are their plain
+ * names' runs, as kiln runs them (ComfyUI on a CUDA GPU draws other noise). */
+static const struct {
+    const char *name;
+    kiln_sampler sampler;
+} device_noise_samplers[] = {
+    {"dpmpp_sde_gpu", KILN_SAMPLER_DPMPP_SDE},
+    {"dpmpp_2m_sde_gpu", KILN_SAMPLER_DPMPP_2M_SDE},
+    {"dpmpp_2m_sde_heun_gpu", KILN_SAMPLER_DPMPP_2M_SDE_HEUN},
+    {"dpmpp_3m_sde_gpu", KILN_SAMPLER_DPMPP_3M_SDE},
 };
 
 const char *kiln_sampler_name(kiln_sampler sampler)
@@ -1202,10 +1209,11 @@ kiln_status kiln_sampler_from_name(const char *name, kiln_sampler *out)
         strcat(valid, s ? ", " : "");
         strcat(valid, sampler_names[s]);
     }
-    for (size_t i = 0; name && i < sizeof comfyui_only_samplers / sizeof *comfyui_only_samplers; i++)
-        if (strcmp(name, comfyui_only_samplers[i]) == 0)
-            return kiln_fail(KILN_ERR_UNSUPPORTED, "sampler \"%s\" is not implemented in kiln (valid: %s)", name,
-                             valid);
+    for (size_t i = 0; name && i < sizeof device_noise_samplers / sizeof *device_noise_samplers; i++)
+        if (strcmp(name, device_noise_samplers[i].name) == 0) {
+            *out = device_noise_samplers[i].sampler;
+            return KILN_OK;
+        }
     return kiln_fail(KILN_ERR_INVALID_ARG, "unknown sampler \"%s\" (valid: %s)", name ? name : "(null)", valid);
 }
 

@@ -85,9 +85,10 @@ typedef enum kiln_sampler_noise {
     KILN_SAMPLER_NOISE_BROWNIAN,  /* Brownian increments (ComfyUI: a torchsde BrownianTree) */
 } kiln_sampler_noise;
 
-/* "dpmpp_2m" -> KILN_SAMPLER_DPMPP_2M. Errors: KILN_ERR_UNSUPPORTED for a
- * ComfyUI sampler kiln does not have yet, KILN_ERR_INVALID_ARG for a name
- * ComfyUI does not have either; both messages list the valid names. */
+/* "dpmpp_2m" -> KILN_SAMPLER_DPMPP_2M; the SDE samplers' "_gpu" names
+ * (dpmpp_2m_sde_gpu, ...) as ComfyUI runs them without a GPU: their plain
+ * names. Errors: KILN_ERR_INVALID_ARG for a name ComfyUI does not have,
+ * its message listing the valid names. */
 kiln_status kiln_sampler_from_name(const char *name, kiln_sampler *out);
 /* The ComfyUI name; NULL for a value out of range. */
 const char *kiln_sampler_name(kiln_sampler sampler);

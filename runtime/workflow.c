@@ -1951,8 +1951,8 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
 
 /* The custom sampler nodes: a sampler with its eta and s_noise (SamplerLMS:
  * its order, up to 4 in kiln) and the settings of its own. Their SDE noise
- * is the CPU's (noise_device "cpu"; "gpu" is the GPU's own draws); kiln's
- * dpmpp_sde steps halfway (r 0.5); SamplerDPMPP_2M_SDE's solver_type "heun"
+ * is the CPU's (noise_device "cpu", and "gpu" as ComfyUI draws it without a
+ * GPU); kiln's dpmpp_sde steps halfway (r 0.5); SamplerDPMPP_2M_SDE's solver_type "heun"
  * is dpmpp_2m_sde_heun, SamplerSASolver's use_pece sa_solver_pece (its
  * sigmas those of the MODEL that samples). */
 static const struct {
@@ -2001,11 +2001,9 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
         TRY(number(n, "s_noise", &o->s_noise));
     }
     const char *word;
-    if (input_of(n, "noise_device")) {
-        TRY(text(n, "noise_device", &word));
-        if (strcmp(word, "cpu"))
-            return node_fail(n, KILN_ERR_UNSUPPORTED, "noise_device \"%s\": ComfyUI draws that noise with the GPU's "
-                             "generator, which kiln does not reproduce (\"cpu\" is the CPU's, as kiln draws it)", word);
+    if (input_of(n, "noise_device")) { /* "gpu": the model's device, which is the CPU where ComfyUI has no GPU */
+        static const char *const devices[] = {"gpu", "cpu"};
+        TRY(one_of(n, "noise_device", devices, 2, &word));
     }
     const char *sampler = v->sampler;
     if (strcmp(sampler, "dpmpp_2m_sde") == 0) {

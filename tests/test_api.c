@@ -606,6 +606,14 @@ static void sampler_options(void **state)
     assert_memory_equal(lms[3].data, lms[1].data, n * sizeof(float));
     assert_true(kiln_rel_l2(lms[1].data, lms[0].data, n) > 1e-3);
     for (int i = 0; i < 4; i++) kiln_latent_free(&lms[i]);
+    /* an SDE sampler's "_gpu" name is ComfyUI's run without a GPU: the plain name's, to the bit */
+    kiln_latent sde[2];
+    p.sampler_options = NULL, p.sampler_name = "dpmpp_3m_sde";
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &sde[0]));
+    p.sampler_name = "dpmpp_3m_sde_gpu";
+    assert_kiln_ok(kiln_ksampler(model, &p, &pos, &neg, &empty, &sde[1]));
+    assert_memory_equal(sde[1].data, sde[0].data, n * sizeof(float));
+    kiln_latent_free(&sde[0]), kiln_latent_free(&sde[1]);
     const kiln_sampler_options bad = {.eta = -1.0, .s_noise = 1.0}, fifth = {.eta = 1.0, .s_noise = 1.0, .lms_order = 5};
     p.sampler_name = "euler_ancestral", p.sampler_options = &bad;
     kiln_latent refused;

@@ -876,7 +876,7 @@ static void sigma_nodes(void **state)
         "[\"3\", 0]");
     static const char sde[] = SIGMAS_RUN(
         "\"16\": {\"class_type\": \"SamplerDPMPP_2M_SDE\", \"inputs\": {\"solver_type\": \"heun\", \"eta\": 0.5, "
-        "\"s_noise\": 0.8, \"noise_device\": \"cpu\"}}, "
+        "\"s_noise\": 0.8, \"noise_device\": \"gpu\"}}, "
         "\"17\": {\"class_type\": \"AlignYourStepsScheduler\", \"inputs\": {\"model_type\": \"SD1\", \"steps\": 3, "
         "\"denoise\": 1}}, " SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"),
         "[\"3\", 0]");
@@ -944,11 +944,11 @@ static void sigma_nodes(void **state)
                               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
                    KILN_ERR_INVALID_ARG, "node 17 (KarrasScheduler): KarrasScheduler: rho 0 is not in (0, 100]");
     expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerDPMPP_3M_SDE\", \"inputs\": {\"eta\": 1, \"s_noise\": 1, "
-                              "\"noise_device\": \"gpu\"}}, "
+                              "\"noise_device\": \"tpu\"}}, "
                               "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "
                               "14.6, \"sigma_min\": 0.03, \"rho\": 7}}, "
                               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
-                   KILN_ERR_UNSUPPORTED, "node 16 (SamplerDPMPP_3M_SDE): noise_device \"gpu\"");
+                   KILN_ERR_INVALID_ARG, "node 16 (SamplerDPMPP_3M_SDE): noise_device \"tpu\" (gpu, cpu)");
     expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerLMS\", \"inputs\": {\"order\": 6}}, "
                               "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "
                               "14.6, \"sigma_min\": 0.03, \"rho\": 7}}, "
