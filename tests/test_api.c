@@ -141,6 +141,13 @@ static void comfyui_runs(void **state)
     assert_int_equal(img2img, 2);
 }
 
+/* The tests' two prompts on the tiny model: "a red circle" and "blurry". */
+static void encode_pair(kiln_conditioning *pos, kiln_conditioning *neg)
+{
+    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, pos));
+    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, neg));
+}
+
 /* A small txt2img run on the tiny model, with or without a ControlNet. */
 static void sample(kiln_model *m, const kiln_control_apply *control, kiln_latent *out)
 {
@@ -204,8 +211,7 @@ static void controlnet(void **state)
 static void guided_prediction(const kiln_control_apply *control, double cfg, kiln_latent *out)
 {
     kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    encode_pair(&pos, &neg);
     kiln_latent empty;
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 2, &empty));
     kiln_ksampler_params p = {.seed = 5, .steps = 1, .cfg = cfg, .sampler_name = "euler", .scheduler = "normal",
@@ -563,8 +569,7 @@ static void sampler_options(void **state)
 {
     (void)state;
     kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    encode_pair(&pos, &neg);
     kiln_latent empty;
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
     const size_t n = latent_count(&empty);
@@ -645,8 +650,7 @@ static void cfg_pp_samplers(void **state)
 {
     (void)state;
     kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    encode_pair(&pos, &neg);
     kiln_latent empty;
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 1, &empty));
     const size_t n = latent_count(&empty);
@@ -687,8 +691,7 @@ static void latent_from_batch(void **state)
 {
     (void)state;
     kiln_conditioning pos, neg;
-    assert_kiln_ok(kiln_text_encode(model, "a red circle", 0, &pos));
-    assert_kiln_ok(kiln_text_encode(model, "blurry", 0, &neg));
+    encode_pair(&pos, &neg);
     kiln_latent empty, batch, picked, picked_out, repeated, cut;
     assert_kiln_ok(kiln_empty_latent(model, 16, 16, 3, &empty));
     /* a sampler without noise of its own: an ancestral one draws its noise for the whole batch, in ComfyUI too */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -157,38 +158,30 @@ static void scalar_path_caches_spare_normal(void **state)
 static void indexed_noise_matches_comfyui(void **state)
 {
     (void)state;
-    kiln_st_file *f;
-    assert_kiln_ok(kiln_st_open(kiln_test_data("batch_noise/batch_noise.safetensors"), &f));
+    kiln_st_file *f = golden_open("batch_noise/batch_noise.safetensors");
     static const char *const cases[] = {"odd", "even", "small"};
     for (size_t c = 0; c < 3; c++) {
-        char name[64];
-        float *want, *index_f, *shape, *seed;
-        size_t n, batch, four, one;
-        snprintf(name, sizeof name, "%s.noise", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, name, &want, &n));
-        snprintf(name, sizeof name, "%s.index", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, name, &index_f, &batch));
-        snprintf(name, sizeof name, "%s.shape", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, name, &shape, &four));
-        snprintf(name, sizeof name, "%s.seed", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, name, &seed, &one));
-        const size_t per_image = (size_t)(shape[1] * shape[2] * shape[3]);
+        golden want = golden_field(f, cases[c], "noise"), index_f = golden_field(f, cases[c], "index"),
+               shape = golden_field(f, cases[c], "shape"), seed = golden_field(f, cases[c], "seed");
+        const size_t n = want.count, batch = index_f.count;
+        const size_t per_image = (size_t)(shape.data[1] * shape.data[2] * shape.data[3]);
         assert_int_equal(n, batch * per_image);
         int index[8];
-        for (size_t b = 0; b < batch; b++) index[b] = (int)index_f[b];
+        for (size_t b = 0; b < batch; b++) index[b] = (int)index_f.data[b];
         float *got = malloc(n * sizeof *got), *draw = malloc(per_image * sizeof *draw);
         assert_non_null(got), assert_non_null(draw);
         kiln_rng rng;
-        kiln_rng_seed(&rng, (uint64_t)seed[0]);
+        kiln_rng_seed(&rng, (uint64_t)seed.data[0]);
         kiln_rng_randn_indexed(&rng, index, (int)batch, per_image, got, draw);
-        assert_memory_equal(got, want, n * sizeof *got);
+        assert_memory_equal(got, want.data, n * sizeof *got);
         if (per_image % 16) { /* what the batch's one randn gives differs there */
-            kiln_rng_seed(&rng, (uint64_t)seed[0]);
+            kiln_rng_seed(&rng, (uint64_t)seed.data[0]);
             kiln_rng_randn(&rng, got, n);
             const size_t last = (batch - 1) * per_image; /* an image whose place is not its own */
-            assert_true(memcmp(got + last, want + last, per_image * sizeof *got) != 0);
+            assert_true(memcmp(got + last, want.data + last, per_image * sizeof *got) != 0);
         }
-        free(got), free(draw), free(want), free(index_f), free(shape), free(seed);
+        free(got), free(draw);
+        golden_free(&want), golden_free(&index_f), golden_free(&shape), golden_free(&seed);
     }
     kiln_st_close(f);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden.h"
 #include "safetensors.h"
 #include "sampler.h"
 #include "schedule.h"
@@ -268,37 +269,28 @@ static kiln_status mock_noise(void *ctx, float sigma, float sigma_next, float *n
 /* One golden run of tests/data/samplers: `args` (sampler, settings, flow)
  * from the case's start over its sigmas, against <key>.x, .calls and .draws. */
 static void check_newer_run(kiln_st_file *f, const char *key, kiln_sample_args *args, const float *start,
-                            const float *pool, size_t pool_count)
+                            const golden *pool)
 {
     const size_t n = args->n;
-    char field[160];
-    float *want, *calls, *draws, *x = malloc(n * sizeof *x);
-    size_t m, one;
+    golden want = golden_field(f, key, "x"), calls = golden_field(f, key, "calls"), draws = golden_field(f, key, "draws");
+    float *x = malloc(n * sizeof *x);
     assert_non_null(x);
-    snprintf(field, sizeof field, "%s.x", key);
-    assert_kiln_ok(kiln_st_read_f32(f, field, &want, &m));
-    snprintf(field, sizeof field, "%s.calls", key);
-    assert_kiln_ok(kiln_st_read_f32(f, field, &calls, &one));
-    snprintf(field, sizeof field, "%s.draws", key);
-    assert_kiln_ok(kiln_st_read_f32(f, field, &draws, &one));
     for (size_t j = 0; j < n; j++) x[j] = start[j] * args->sigmas[0];
-    mock_run mock = {.pool = pool, .n = n, .pool_draws = pool_count / n};
+    mock_run mock = {.pool = pool->data, .n = n, .pool_draws = pool->count / n};
     args->denoise = mock_denoise;
     args->uncond = mock_uncond;
     args->denoise_ctx = &mock;
     args->noise = mock_noise;
     args->noise_ctx = &mock;
     assert_kiln_ok(kiln_sample(args, x));
-    double err = kiln_rel_l2(x, want, n);
+    double err = kiln_rel_l2(x, want.data, n);
     print_message("  %-40s %2d calls, %2d draws, x rel L2 %.2g\n", key, mock.calls, mock.draws, err);
     if (!(err <= TOLERANCE)) fail_msg("%s: x rel L2 %.3g > %g", key, err, TOLERANCE);
-    if (mock.calls != (int)calls[0]) fail_msg("%s: %d model calls, ComfyUI %g", key, mock.calls, calls[0]);
+    if (mock.calls != (int)calls.data[0]) fail_msg("%s: %d model calls, ComfyUI %g", key, mock.calls, calls.data[0]);
     /* res_multistep and its CFG++ kind draw like ComfyUI's ancestral one and add the draws times 0 */
-    int want_draws = kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_NONE ? 0 : (int)draws[0];
+    int want_draws = kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_NONE ? 0 : (int)draws.data[0];
     if (mock.draws != want_draws) fail_msg("%s: %d noise draws, ComfyUI %d", key, mock.draws, want_draws);
-    free(want);
-    free(calls);
-    free(draws);
+    golden_free(&want), golden_free(&calls), golden_free(&draws);
     free(x);
 }
 
@@ -336,37 +328,25 @@ static const struct sampler_variant {
 static void newer_samplers_match_comfyui(void **state)
 {
     (void)state;
-    kiln_st_file *f;
-    assert_kiln_ok(kiln_st_open(kiln_test_data("samplers/samplers.safetensors"), &f));
-    size_t n, pool_count;
-    float *start = NULL, *pool = NULL;
-    assert_kiln_ok(kiln_st_read_f32(f, "x", &start, &n));
-    assert_kiln_ok(kiln_st_read_f32(f, "noise", &pool, &pool_count));
+    kiln_st_file *f = golden_open("samplers/samplers.safetensors");
+    golden start = golden_read(f, "x"), pool = golden_read(f, "noise");
     static const char *const cases[] = {"sd15", "sd15_cut", "sd3"};
     int runs = 0;
     for (size_t c = 0; c < 3; c++) {
-        char key[128];
-        float *sigmas, *first, *sa, *custom;
-        size_t nsigmas, one;
-        snprintf(key, sizeof key, "%s.sigmas", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, key, &sigmas, &nsigmas));
-        snprintf(key, sizeof key, "%s.first_sigma", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, key, &first, &one));
-        snprintf(key, sizeof key, "%s.sa_sigmas", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, key, &sa, &one));
-        snprintf(key, sizeof key, "%s.sa_custom_sigmas", cases[c]);
-        assert_kiln_ok(kiln_st_read_f32(f, key, &custom, &one));
+        golden sigmas = golden_field(f, cases[c], "sigmas"), first = golden_field(f, cases[c], "first_sigma"),
+               sa = golden_field(f, cases[c], "sa_sigmas"), custom = golden_field(f, cases[c], "sa_custom_sigmas");
         const size_t nvariants = sizeof sampler_variants / sizeof *sampler_variants;
         const int nsamplers = KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP;
         for (size_t k = 0; k < (size_t)nsamplers + nvariants; k++) {
+            char key[128];
             kiln_sample_args args;
             kiln_sample_args_init(&args);
-            args.sigmas = sigmas;
-            args.nsigmas = nsigmas;
-            args.n = n;
+            args.sigmas = sigmas.data;
+            args.nsigmas = sigmas.count;
+            args.n = start.count;
             args.flow = c == 2;
-            args.flow_first_sigma = first[0];
-            memcpy(args.sa_solver_sigmas, sa, sizeof args.sa_solver_sigmas);
+            args.flow_first_sigma = first.data[0];
+            memcpy(args.sa_solver_sigmas, sa.data, sizeof args.sa_solver_sigmas);
             if (k < (size_t)nsamplers) {
                 args.sampler = (kiln_sampler)(KILN_SAMPLER_RES_MULTISTEP + (int)k);
                 snprintf(key, sizeof key, "%s.%s", cases[c], kiln_sampler_name(args.sampler));
@@ -377,20 +357,16 @@ static void newer_samplers_match_comfyui(void **state)
                 args.seeds_r = v->seeds_r, args.seeds_phi_2 = v->seeds_phi_2;
                 args.sa_predictor_order = v->predictor, args.sa_corrector_order = v->corrector;
                 args.sa_simple_order_2 = v->simple;
-                if (v->custom_interval) memcpy(args.sa_solver_sigmas, custom, sizeof args.sa_solver_sigmas);
+                if (v->custom_interval) memcpy(args.sa_solver_sigmas, custom.data, sizeof args.sa_solver_sigmas);
                 snprintf(key, sizeof key, "%s.%s", cases[c], v->key);
             }
-            check_newer_run(f, key, &args, start, pool, pool_count);
+            check_newer_run(f, key, &args, start.data, &pool);
             runs++;
         }
-        free(sigmas);
-        free(first);
-        free(sa);
-        free(custom);
+        golden_free(&sigmas), golden_free(&first), golden_free(&sa), golden_free(&custom);
     }
     assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP + 7));
-    free(start);
-    free(pool);
+    golden_free(&start), golden_free(&pool);
     kiln_st_close(f);
 }
 

@@ -1,6 +1,7 @@
 #include "golden.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "kiln_test.h"
@@ -21,6 +22,13 @@ golden golden_read(kiln_st_file *f, const char *name)
     g.ndim = t->ndim;
     for (int i = 0; i < t->ndim; i++) g.shape[i] = t->shape[i];
     return g;
+}
+
+golden golden_field(kiln_st_file *f, const char *prefix, const char *field)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", prefix, field);
+    return golden_read(f, name);
 }
 
 void golden_free(golden *g)

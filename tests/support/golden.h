@@ -16,6 +16,8 @@ typedef struct golden {
 
 kiln_st_file *golden_open(const char *relative_path);
 golden golden_read(kiln_st_file *f, const char *name);
+/* golden_read of "<prefix>.<field>": one case's tensor of a file of cases. */
+golden golden_field(kiln_st_file *f, const char *prefix, const char *field);
 void golden_free(golden *g);
 /* The largest difference, in levels, between images[0 .. n - 1] and a
  * golden (n, H, W, 3) of uint8 pixels; fails the test where an image is
