@@ -249,24 +249,36 @@ static size_t latent_count(const kiln_latent *l)
     return (size_t)l->batch * l->channels * l->height * l->width;
 }
 
+/* A latent of `batch` images of l's shape, its noise mask and concat l's
+ * (one picture's each, serving the whole batch), a batch_index allocated
+ * where `places`; its values and places to fill. */
+static kiln_status latent_like(const kiln_latent *l, int batch, bool places, const char *what, kiln_latent *out)
+{
+    const size_t picture = (size_t)l->channels * l->height * l->width, mask = (size_t)l->mask_h * l->mask_w;
+    kiln_latent r = *l;
+    r.batch = batch;
+    r.data = malloc(picture * batch * sizeof(float));
+    r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
+    r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL;
+    r.batch_index = places ? malloc((size_t)batch * sizeof *r.batch_index) : NULL;
+    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat) || (places && !r.batch_index)) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+    }
+    if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float));
+    if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
+    *out = r;
+    return KILN_OK;
+}
+
 kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out)
 {
     if (!l || !l->data || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_repeat: no latent or no place");
     *out = (kiln_latent){0};
     TRY(check_batch("repeated latent batch", amount > 0 && l->batch <= API_MAX_BATCH / amount ? l->batch * amount : 0));
-    kiln_latent r = *l;
-    r.batch = l->batch * amount;
-    size_t n = latent_count(l), mask = (size_t)l->mask_h * l->mask_w;
-    r.data = malloc(n * amount * sizeof(float));
-    r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
-    const size_t picture = (size_t)l->channels * l->height * l->width;
-    r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL; /* one picture's, as the mask */
-    r.batch_index = l->batch_index ? malloc((size_t)r.batch * sizeof *r.batch_index) : NULL;
-    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat) ||
-        (l->batch_index && !r.batch_index)) {
-        kiln_latent_free(&r);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "repeated latent: out of host memory");
-    }
+    kiln_latent r;
+    TRY(latent_like(l, l->batch * amount, l->batch_index != NULL, "repeated latent", &r));
+    const size_t n = latent_count(l);
     for (int i = 0; i < amount; i++) memcpy(r.data + n * i, l->data, n * sizeof(float));
     if (l->batch_index) { /* each copy's places after the last copy's, as ComfyUI offsets them */
         int lo = l->batch_index[0], hi = l->batch_index[0];
@@ -275,8 +287,6 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
         for (int i = 0; i < amount; i++)
             for (int b = 0; b < l->batch; b++) r.batch_index[i * l->batch + b] = l->batch_index[b] + i * (hi - lo + 1);
     }
-    if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float)); /* one mask serves the batch */
-    if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
     *out = r;
     return KILN_OK;
 }
@@ -346,20 +356,10 @@ kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int le
     /* ComfyUI's cut to the batch: the last image at most, as many as there are from there */
     if (batch_index > l->batch - 1) batch_index = l->batch - 1;
     if (length > l->batch - batch_index) length = l->batch - batch_index;
-    const size_t picture = (size_t)l->channels * l->height * l->width, mask = (size_t)l->mask_h * l->mask_w;
-    kiln_latent r = *l;
-    r.batch = length;
-    r.data = malloc(picture * length * sizeof(float));
-    r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
-    r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL;
-    r.batch_index = malloc((size_t)length * sizeof *r.batch_index);
-    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat) || !r.batch_index) {
-        kiln_latent_free(&r);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentFromBatch: out of host memory");
-    }
+    const size_t picture = (size_t)l->channels * l->height * l->width;
+    kiln_latent r;
+    TRY(latent_like(l, length, true, "LatentFromBatch", &r));
     memcpy(r.data, l->data + picture * batch_index, picture * length * sizeof(float));
-    if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float));
-    if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
     for (int b = 0; b < length; b++)
         r.batch_index[b] = l->batch_index ? l->batch_index[batch_index + b] : batch_index + b;
     *out = r;

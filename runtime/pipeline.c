@@ -505,6 +505,14 @@ static kiln_status parts_total_weights(prompt_parts *pp, int active[2][KILN_MAX_
     return KILN_OK;
 }
 
+/* Under masks, the share of the pair of positive part a and negative part b
+ * at latent pixel `at`: each part's weight over its side's total there. */
+static float pair_share(const prompt_parts *pp, int a, int b, size_t at)
+{
+    const float *wp = pp->weights[1][a], *wn = pp->weights[0][b];
+    return (wp ? wp[at] : 1.0f) / pp->total[1][at] * (wn ? wn[at] : 1.0f) / pp->total[0][at];
+}
+
 /* A step on the parts whose sigmas hold it: the denoised latent of each
  * pair of them averaged (the guidance being linear in both predictions,
  * that is ComfyUI's average of each side's predictions, then the
@@ -538,11 +546,8 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
             pp->called[a * nactive[0] + b] = pair;
             TRY(kiln_denoiser_call(&p->d, x, sigma, first && !pp->weighted ? denoised : pp->sum));
             if (pp->weighted) { /* each side's parts by their share of the weight at the pixel */
-                const float *wp = pp->weights[1][active[1][a]], *wn = pp->weights[0][active[0][b]];
                 for (size_t i = 0; i < pp->n; i++) {
-                    const size_t at = i % pp->plane;
-                    const float share = (wp ? wp[at] : 1.0f) / pp->total[1][at] * (wn ? wn[at] : 1.0f) /
-                                        pp->total[0][at];
+                    const float share = pair_share(pp, active[1][a], active[0][b], i % pp->plane);
                     denoised[i] = first ? share * pp->sum[i] : denoised[i] + share * pp->sum[i];
                 }
             } else {
@@ -564,10 +569,8 @@ static kiln_status prompt_parts_uncond(void *ctx, float *uncond)
         const int pair = pp->called[k], a = pair / pp->nparts[0], b = pair % pp->nparts[0];
         TRY(kiln_denoiser_uncond(&pp->pairs[pair].d, k || pp->weighted ? pp->sum : uncond));
         if (pp->weighted) {
-            const float *wp = pp->weights[1][a], *wn = pp->weights[0][b];
             for (size_t i = 0; i < pp->n; i++) {
-                const size_t at = i % pp->plane;
-                const float share = (wp ? wp[at] : 1.0f) / pp->total[1][at] * (wn ? wn[at] : 1.0f) / pp->total[0][at];
+                const float share = pair_share(pp, a, b, i % pp->plane);
                 uncond[i] = k ? uncond[i] + share * pp->sum[i] : share * pp->sum[i];
             }
         } else {
