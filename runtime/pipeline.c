@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cond_area.h"
 #include "cpu_ref.h"
 #include "inpaint.h"
 #include "prompt.h"
@@ -386,15 +387,7 @@ static kiln_status set_edit_latent(const kiln_model *m, kiln_denoiser *d, const 
     return kiln_denoiser_set_concat(d, *owned);
 }
 
-/* One (positive, negative) pair of the job's prompts: its denoiser and
- * what it owns. */
-typedef struct {
-    kiln_denoiser d;
-    bool made;
-    float *context, *adm, *edit_in;
-} prompt_pair;
-
-static void prompt_pair_free(prompt_pair *p)
+void prompt_pair_free(prompt_pair *p)
 {
     if (p->made) kiln_denoiser_free(&p->d);
     free(p->context);
@@ -403,11 +396,9 @@ static void prompt_pair_free(prompt_pair *p)
     *p = (prompt_pair){0};
 }
 
-/* The denoiser of the job on one positive and one negative prompt; blend
- * the inpainting job's mask, latent and noise (NULL: none). */
-static kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, const kiln_model_sampling *ms,
-                                    const kiln_conditioning *positive, const kiln_conditioning *negative,
-                                    const kiln_inpaint_mask *blend, prompt_pair *p)
+kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, const kiln_model_sampling *ms,
+                             const kiln_conditioning *positive, const kiln_conditioning *negative,
+                             const kiln_inpaint_mask *blend, int h, int w, float cfg, prompt_pair *p)
 {
     const int dim = kiln_model_context_dim(m);
     if (positive->dim != dim || negative->dim != positive->dim)
@@ -421,10 +412,9 @@ static kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     if (p->context) put_repeated(put_repeated(p->context, negative, tokens, job->batch), positive, tokens, job->batch);
     if (!kiln_model_is_dit(m)) TRY(kiln_adm_rows(m, job, positive, negative, &p->adm));
-    TRY(kiln_denoiser_init(&p->d, m, ms, job->batch, job->latent_h, job->latent_w, job->cfg, p->context, tokens));
+    TRY(kiln_denoiser_init(&p->d, m, ms, job->batch, h, w, cfg, p->context, tokens));
     p->made = true;
     kiln_denoiser *d = &p->d;
-    if (kiln_sampler_is_cfg_pp(job->sampler)) TRY(kiln_denoiser_keep_uncond(d));
     d->adm = p->adm;
     d->guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
     d->guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
@@ -462,12 +452,16 @@ typedef struct {
 } prompt_parts;
 
 /* A part's ConditioningSetMask weights: its mask stretched over the latent
- * bilinearly (torch's interpolate, as ComfyUI resizes it), times strength. */
+ * bilinearly (torch's interpolate, as ComfyUI resizes it), times strength;
+ * times its ConditioningSetAreaStrength. */
 static kiln_status part_weights(const kiln_conditioning_part *part, const kiln_sampling_job *job, prompt_parts *pp,
                                 int side, int index)
 {
-    if (part->mask_w < 1 || part->mask_h < 1 || part->mask_w > KILN_IMAGE_MAX_SIDE || part->mask_h > KILN_IMAGE_MAX_SIDE ||
-        !(part->strength >= 0.0 && part->strength <= 10.0))
+    if (!(part->area_strength >= 0.0 && part->area_strength <= 10.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s prompt's part %d has area strength %g (0 to 10)",
+                         side ? "positive" : "negative", index + 1, part->area_strength);
+    if (part->mask && (part->mask_w < 1 || part->mask_h < 1 || part->mask_w > KILN_IMAGE_MAX_SIDE ||
+                       part->mask_h > KILN_IMAGE_MAX_SIDE || !(part->strength >= 0.0 && part->strength <= 10.0)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the %s prompt's part %d has a mask of %dx%d at strength %g "
                          "(a size, and 0 to 10)", side ? "positive" : "negative", index + 1, part->mask_w,
                          part->mask_h, part->strength);
@@ -477,8 +471,11 @@ static kiln_status part_weights(const kiln_conditioning_part *part, const kiln_s
     if (!w || (!pp->total[side] && !(pp->total[side] = malloc(pp->plane * sizeof(float)))) ||
         (!pp->total[!side] && !(pp->total[!side] = malloc(pp->plane * sizeof(float)))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
-    kiln_resample(part->mask, 1, part->mask_h, part->mask_w, w, job->latent_h, job->latent_w, KILN_RESAMPLE_BILINEAR);
-    for (size_t at = 0; at < pp->plane; at++) w[at] *= (float)part->strength;
+    if (part->mask) kiln_resample(part->mask, 1, part->mask_h, part->mask_w, w, job->latent_h, job->latent_w,
+                                  KILN_RESAMPLE_BILINEAR);
+    /* float32 products in ComfyUI's order: the mask times its strength, then times the part's */
+    const float area_strength = part->area_strength != 0.0 ? (float)part->area_strength : 1.0f;
+    for (size_t at = 0; at < pp->plane; at++) w[at] = (part->mask ? w[at] * (float)part->strength : 1.0f) * area_strength;
     pp->weighted = true;
     return KILN_OK;
 }
@@ -733,8 +730,11 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
-    const int npairs = nparts[0] * nparts[1];
-    prompt_parts pp = {calloc((size_t)npairs, sizeof *pp.pairs), {nparts[0], nparts[1]}, {NULL, NULL}, {NULL, NULL},
+    /* areas (ConditioningSetArea) run each part on its own box; else a denoiser for each pair of parts */
+    const bool areas = cond_parts_have_areas(parts, nparts);
+    cond_areas *runs = NULL;
+    const int npairs = areas ? 0 : nparts[0] * nparts[1];
+    prompt_parts pp = {calloc((size_t)(npairs ? npairs : 1), sizeof *pp.pairs), {nparts[0], nparts[1]}, {NULL, NULL}, {NULL, NULL},
                        npairs > 1 ? malloc(n * sizeof(float)) : NULL, n, {0}, 0, false, 0, 0, {{NULL}}, {NULL, NULL}};
     for (int side = 0; side < 2; side++) {
         pp.hi[side] = malloc((size_t)nparts[side] * sizeof(float));
@@ -749,7 +749,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         for (int i = 0; i < nparts[side]; i++) {
             pp.hi[side][i] = kiln_percent_to_sigma(&ms, parts[side][i].start_percent);
             pp.lo[side][i] = kiln_percent_to_sigma(&ms, parts[side][i].end_percent);
-            if (parts[side][i].mask && st == KILN_OK) st = part_weights(&parts[side][i], job, &pp, side, i);
+            if ((parts[side][i].mask || parts[side][i].area_strength != 0.0) && !areas && st == KILN_OK)
+                st = part_weights(&parts[side][i], job, &pp, side, i);
         }
     if (st != KILN_OK) goto done;
     if (pp.weighted && !pp.sum && !(pp.sum = malloc(n * sizeof(float)))) {
@@ -802,19 +803,23 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     const float sigma_to = fmaxf(kiln_sigma_min(&ms), sigmas[nsigmas - 1]);
     const kiln_inpaint_mask blend = {mask, scaled, noise, job->differential, kiln_model_timestep(&ms, sigmas[0]),
                                      kiln_model_timestep(&ms, sigma_to)};
-    for (int a = 0; a < nparts[1] && st == KILN_OK; a++)
-        for (int b = 0; b < nparts[0] && st == KILN_OK; b++)
+    if (areas) st = cond_areas_make(m, job, &ms, parts, nparts, &runs);
+    for (int a = 0; a < nparts[1] && !areas && st == KILN_OK; a++)
+        for (int b = 0; b < nparts[0] && st == KILN_OK; b++) {
+            prompt_pair *p = &pp.pairs[a * nparts[0] + b];
             st = prompt_pair_make(m, job, &ms, parts[1][a].cond, parts[0][b].cond, inpaint ? &blend : NULL,
-                                  &pp.pairs[a * nparts[0] + b]);
+                                  job->latent_h, job->latent_w, job->cfg, p);
+            if (st == KILN_OK && kiln_sampler_is_cfg_pp(job->sampler)) st = kiln_denoiser_keep_uncond(&p->d);
+        }
     if (st != KILN_OK) goto done;
     args.sampler = job->sampler;
     args.sigmas = sigmas;
     args.nsigmas = nsigmas;
     args.n = n;
     const bool in_parts = job->nparts[0] || job->nparts[1];
-    args.denoise = in_parts ? prompt_parts_call : kiln_denoiser_call;
-    args.uncond = in_parts ? prompt_parts_uncond : kiln_denoiser_uncond;
-    args.denoise_ctx = in_parts ? (void *)&pp : (void *)&pp.pairs[0].d;
+    args.denoise = areas ? cond_areas_call : in_parts ? prompt_parts_call : kiln_denoiser_call;
+    args.uncond = areas ? cond_areas_uncond : in_parts ? prompt_parts_uncond : kiln_denoiser_uncond;
+    args.denoise_ctx = areas ? (void *)runs : in_parts ? (void *)&pp : (void *)&pp.pairs[0].d;
     args.seed = job->seed;
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
@@ -837,6 +842,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     x = NULL;
 done:
     for (int i = 0; pp.pairs && i < npairs; i++) prompt_pair_free(&pp.pairs[i]);
+    cond_areas_free(runs);
     free(pp.pairs);
     free(pp.sum);
     for (int side = 0; side < 2; side++) {

@@ -142,6 +142,23 @@ kiln_status kiln_adm_rows(const kiln_model *m, const kiln_sampling_job *job, con
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent);
 
+/* One (positive, negative) pair of a job's prompts: its denoiser and what
+ * it owns. */
+typedef struct {
+    kiln_denoiser d;
+    bool made;
+    float *context, *adm, *edit_in;
+} prompt_pair;
+
+/* The denoiser of the job on one positive and one negative prompt, on a
+ * latent of h x w (the job's, or a box of it: ConditioningSetArea) at
+ * guidance cfg; blend the inpainting job's mask, latent and noise (NULL:
+ * none). */
+kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, const kiln_model_sampling *ms,
+                             const kiln_conditioning *positive, const kiln_conditioning *negative,
+                             const kiln_inpaint_mask *blend, int h, int w, float cfg, prompt_pair *p);
+void prompt_pair_free(prompt_pair *p);
+
 /* A ControlNet hint from an image, as ComfyUI fits it to the latent
  * (kiln_image_resize_center) for the ControlNet cn of model m: SD's, in
  * [0,1] (3,8h,8w); a Flux one of XLabs' kind, the same in [-1,1]; one of

@@ -95,25 +95,34 @@ typedef struct wf_control {
     bool one_side;          /* ControlNetApply's: on this CONDITIONING only, not its sampling's other prompt */
 } wf_control;
 
-/* A prompt of a CONDITIONING after the first (ConditioningCombine's), over
- * its part of the sampling. */
+/* Where a prompt acts: its part of the sampling where ranged
+ * (ConditioningSetTimestepRange; else all of it) and of the picture
+ * (ConditioningSetMask, ConditioningSetArea and its kin, as
+ * kiln_conditioning_part's fields). */
+typedef struct wf_where {
+    bool ranged;
+    double start, end;
+    const kiln_image *mask; /* a MASK's picture, its red channel; NULL: none */
+    double mask_strength;
+    bool mask_bounds;
+    int area[4];            /* x, y, w, h in latent pixels; w 0: none */
+    double fraction[4];     /* x, y, w, h of the latent; w 0: none */
+    double area_strength;   /* where has_area_strength */
+    bool has_area_strength;
+} wf_where;
+
+/* A prompt of a CONDITIONING after the first (ConditioningCombine's). */
 typedef struct wf_part {
     kiln_conditioning cond;
-    double start, end;
-    const kiln_image *mask; /* ConditioningSetMask's (a MASK's picture, its red channel); NULL: none */
-    double strength;
+    wf_where where;
 } wf_part;
 
 typedef struct wf_value {
     wf_kind kind;
     wf_recipe recipe;
     kiln_conditioning cond;
-    /* CONDITIONING: cond's part of the sampling where ranged (ConditioningSetTimestepRange; else all of it), and
-       the prompts ConditioningCombine put after it */
-    bool ranged;
-    double start, end;
-    const kiln_image *cond_mask; /* cond's ConditioningSetMask (a MASK's picture); NULL: none */
-    double mask_strength;
+    /* CONDITIONING: where cond acts, and the prompts ConditioningCombine put after it */
+    wf_where where;
     wf_part parts[KILN_MAX_PROMPT_PARTS - 1];
     int nparts;
     wf_control controls[KILN_MAX_CONTROLS]; /* the ControlNet apply nodes it went through, in order */
@@ -1204,14 +1213,13 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
     *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
                      .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance,
                      .nreferences = from->nreferences, .reference_method = from->reference_method,
-                     .ranged = from->ranged, .start = from->start, .end = from->end,
-                     .cond_mask = from->cond_mask, .mask_strength = from->mask_strength};
+                     .where = from->where};
     memcpy(to->controls, from->controls, sizeof to->controls);
     memcpy(to->references, from->references, sizeof to->references);
     TRY(copy_rows(&from->cond, &to->cond));
     for (; to->nparts < from->nparts; to->nparts++) {
         const wf_part *part = &from->parts[to->nparts];
-        to->parts[to->nparts] = (wf_part){{0}, part->start, part->end, part->mask, part->strength};
+        to->parts[to->nparts] = (wf_part){{0}, part->where};
         TRY(copy_rows(&from->parts[to->nparts].cond, &to->parts[to->nparts].cond));
     }
     return KILN_OK;
@@ -1447,13 +1455,16 @@ static kiln_status conditioning_set_timestep_range(wf_run *r, wf_node *n)
         return node_fail(n, KILN_ERR_INVALID_ARG, "start %g and end %g: 0 <= start <= end <= 1", start, end);
     TRY(copy_conditioning(cond, &n->out[0]));
     wf_value *v = &n->out[0];
-    v->ranged = true, v->start = start, v->end = end;
-    for (int i = 0; i < v->nparts; i++) v->parts[i].start = start, v->parts[i].end = end;
+    for (int i = 0; i <= v->nparts; i++) {
+        wf_where *w = i ? &v->parts[i - 1].where : &v->where;
+        w->ranged = true, w->start = start, w->end = end;
+    }
     return KILN_OK;
 }
 
-/* ConditioningSetMask (set_cond_area "default"): every prompt of it weighted
- * by the mask (its red channel over 255) times strength where it acts. */
+/* ConditioningSetMask: every prompt of it weighted by the mask (its red
+ * channel over 255) times strength where it acts; "mask bounds" samples it
+ * on the mask's box alone. */
 static kiln_status conditioning_set_mask(wf_run *r, wf_node *n)
 {
     wf_value *cond, *mask;
@@ -1463,16 +1474,60 @@ static kiln_status conditioning_set_mask(wf_run *r, wf_node *n)
     TRY(linked(r, n, "mask", WF_MASK, &mask));
     TRY(number(n, "strength", &strength));
     TRY(text(n, "set_cond_area", &area));
-    if (strcmp(area, "default"))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "set_cond_area \"%s\" (kiln: default; \"mask bounds\" samples the "
-                         "mask's box apart)", area);
+    const bool bounds = strcmp(area, "mask bounds") == 0;
+    if (!bounds && strcmp(area, "default"))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "set_cond_area \"%s\" (default or mask bounds)", area);
     if (!(strength >= 0.0 && strength <= 10.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "input 'strength' %g: 0 to 10", strength);
     if (mask->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a mask of %d pictures", mask->nimages);
     TRY(copy_conditioning(cond, &n->out[0]));
     wf_value *v = &n->out[0];
-    v->cond_mask = &mask->images[0], v->mask_strength = strength;
-    for (int i = 0; i < v->nparts; i++) v->parts[i].mask = &mask->images[0], v->parts[i].strength = strength;
+    for (int i = 0; i <= v->nparts; i++) {
+        wf_where *w = i ? &v->parts[i - 1].where : &v->where;
+        w->mask = &mask->images[0], w->mask_strength = strength, w->mask_bounds = bounds;
+    }
+    return KILN_OK;
+}
+
+/* ConditioningSetArea, ConditioningSetAreaPercentage and
+ * ConditioningSetAreaStrength: every prompt of it sampled on the box (the
+ * first's in pixels, floored to latent pixels; the second's in fractions of
+ * the latent), weighted by strength. */
+static kiln_status conditioning_set_area(wf_run *r, wf_node *n)
+{
+    const char *type = n->class_type;
+    const bool pixels = strcmp(type, "ConditioningSetArea") == 0, fractions = !pixels && strcmp(type,
+                        "ConditioningSetAreaPercentage") == 0;
+    wf_value *cond;
+    double strength, box[4] = {0};
+    int area[4] = {0};
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(number(n, "strength", &strength));
+    if (!(strength >= 0.0 && strength <= 10.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input 'strength' %g: 0 to 10", strength);
+    static const char *const names[4] = {"x", "y", "width", "height"};
+    for (int k = 0; k < 4; k++) {
+        if (pixels) {
+            TRY(integer(n, names[k], k < 2 ? 0 : 8, 16384, &area[k]));
+            area[k] /= 8; /* ComfyUI's latent pixels: floored */
+        } else if (fractions) {
+            TRY(number(n, names[k], &box[k]));
+            if (!(box[k] >= 0.0 && box[k] <= 1.0))
+                return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' %g: 0 to 1", names[k], box[k]);
+        }
+    }
+    if (fractions && box[2] == 0.0) /* ComfyUI rounds it up to a latent pixel */
+        box[2] = 1e-300;
+    TRY(copy_conditioning(cond, &n->out[0]));
+    wf_value *v = &n->out[0];
+    for (int i = 0; i <= v->nparts; i++) {
+        wf_where *w = i ? &v->parts[i - 1].where : &v->where;
+        w->area_strength = strength, w->has_area_strength = true;
+        if (!pixels && !fractions) continue;
+        memcpy(w->area, area, sizeof area);
+        memcpy(w->fraction, box, sizeof box);
+        w->mask_bounds = false;
+    }
     return KILN_OK;
 }
 
@@ -1497,9 +1552,7 @@ static kiln_status conditioning_combine(wf_run *r, wf_node *n)
     wf_value *v = &n->out[0];
     for (int i = 0; i <= b->nparts; i++) {
         wf_part *part = &v->parts[v->nparts];
-        if (i) *part = (wf_part){{0}, b->parts[i - 1].start, b->parts[i - 1].end, b->parts[i - 1].mask,
-                                 b->parts[i - 1].strength};
-        else *part = (wf_part){{0}, b->ranged ? b->start : 0.0, b->ranged ? b->end : 1.0, b->cond_mask, b->mask_strength};
+        *part = (wf_part){{0}, i ? b->parts[i - 1].where : b->where};
         TRY(copy_rows(i ? &b->parts[i - 1].cond : &b->cond, &part->cond));
         v->nparts++;
     }
@@ -1680,10 +1733,25 @@ static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, 
     return KILN_OK;
 }
 
-/* A part's ConditioningSetMask weights from its MASK's picture: the red
- * channel over 255, as LoadImageMask reads it (*owned: malloc'd). */
-static kiln_status part_mask(const kiln_image *mask, kiln_conditioning_part *part, float **owned)
+/* Whether a prompt acts on all of the sampling and the picture. */
+static bool acts_everywhere(const wf_where *w)
 {
+    return !w->ranged && !w->mask && !w->area[2] && w->fraction[2] == 0.0 && !w->has_area_strength;
+}
+
+/* A prompt as a part of its side where it acts; a ConditioningSetMask's
+ * weights from its MASK's picture: the red channel over 255, as
+ * LoadImageMask reads it (*owned: malloc'd). */
+static kiln_status where_part(const kiln_conditioning *cond, const wf_where *w, kiln_conditioning_part *part,
+                              float **owned)
+{
+    *part = (kiln_conditioning_part){.cond = cond, .start_percent = w->ranged ? w->start : 0.0,
+                                     .end_percent = w->ranged ? w->end : 1.0, .strength = w->mask_strength,
+                                     .mask_bounds = w->mask_bounds, .area_x = w->area[0], .area_y = w->area[1],
+                                     .area_w = w->area[2], .area_h = w->area[3], .fraction_x = w->fraction[0],
+                                     .fraction_y = w->fraction[1], .fraction_w = w->fraction[2],
+                                     .fraction_h = w->fraction[3], .area_strength = w->area_strength};
+    const kiln_image *mask = w->mask;
     if (!mask) return KILN_OK;
     const size_t count = (size_t)mask->width * mask->height;
     if (!(*owned = malloc(count * sizeof **owned))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
@@ -1765,17 +1833,19 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     kiln_status st = KILN_OK;
     for (int w = 0; w < 2 && st == KILN_OK; w++) {
         const wf_value *v = prompts[w];
-        if (!v->ranged && !v->nparts && !v->cond_mask) continue;
-        parts[w][0] = (kiln_conditioning_part){&v->cond, v->ranged ? v->start : 0.0, v->ranged ? v->end : 1.0,
-                                               NULL, 0, 0, v->mask_strength};
-        st = part_mask(v->cond_mask, &parts[w][0], &masks[w][0]);
-        for (int i = 0; i < v->nparts && st == KILN_OK; i++) {
-            parts[w][i + 1] = (kiln_conditioning_part){&v->parts[i].cond, v->parts[i].start, v->parts[i].end, NULL,
-                                                       0, 0, v->parts[i].strength};
-            st = part_mask(v->parts[i].mask, &parts[w][i + 1], &masks[w][i + 1]);
+        if (!v->nparts && acts_everywhere(&v->where)) continue;
+        int count = 0;
+        for (int i = 0; i <= v->nparts && st == KILN_OK; i++) {
+            const wf_where *at = i ? &v->parts[i - 1].where : &v->where;
+            if (at->has_area_strength && at->area_strength == 0.0) continue; /* weighs nothing anywhere */
+            st = where_part(i ? &v->parts[i - 1].cond : &v->cond, at, &parts[w][count], &masks[w][count]);
+            count++;
         }
+        if (st == KILN_OK && !count)
+            st = node_fail(n, KILN_ERR_INVALID_ARG, "every prompt of the %s side is at strength 0",
+                           w ? "positive" : "negative");
         *(w ? &p->positive_parts : &p->negative_parts) = parts[w];
-        *(w ? &p->positive_part_count : &p->negative_part_count) = 1 + v->nparts;
+        *(w ? &p->positive_part_count : &p->negative_part_count) = count;
         whole[w] = NULL;
     }
     n->out[0].kind = WF_LATENT;
@@ -2242,7 +2312,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
                                          "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
-                                         "SamplerCustom", "ImageBatch", "ConditioningSetMask"};
+                                         "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
+                                         "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2253,7 +2324,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
-        conditioning_average, sampler_custom, image_batch, conditioning_set_mask};
+        conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
+        conditioning_set_area, conditioning_set_area};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

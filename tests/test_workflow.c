@@ -1137,7 +1137,8 @@ static void latent_from_batch_node(void **state)
 
 /* ConditioningSetMask on one prompt (LoadImageMask's picture, at strength
  * 0.8) combined with another everywhere: the library's run with those
- * parts, pixel for pixel; "mask bounds" is refused by name. */
+ * parts, pixel for pixel, with set_cond_area "default" and "mask bounds";
+ * another set_cond_area is refused by name. */
 static void conditioning_set_mask_node(void **state)
 {
     (void)state;
@@ -1165,20 +1166,73 @@ static void conditioning_set_mask_node(void **state)
     float *mask = malloc(count * sizeof *mask);
     assert_non_null(mask);
     for (size_t i = 0; i < count; i++) mask[i] = (float)picture.pixels[3 * i] / 255.0f;
-    const kiln_conditioning_part parts[2] = {{.cond = &pos, .end_percent = 1.0, .mask = mask, .mask_w = picture.width,
+    kiln_conditioning_part parts[2] = {{.cond = &pos, .end_percent = 1.0, .mask = mask, .mask_w = picture.width,
                                               .mask_h = picture.height, .strength = 0.8},
                                              {.cond = &blue, .end_percent = 1.0}};
     kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
                               .denoise = 1.0, .positive_parts = parts, .positive_part_count = 2};
-    assert_kiln_ok(kiln_ksampler(m, &p, NULL, &neg, &empty, &latent));
-    assert_workflow_decodes_to(MASKED_RUN("\"default\""), m, &latent);
-    expect_refusal(MASKED_RUN("\"mask bounds\""), KILN_ERR_UNSUPPORTED,
-                   "node 51 (ConditioningSetMask): set_cond_area \"mask bounds\"");
+    for (int bounds = 0; bounds < 2; bounds++) {
+        parts[0].mask_bounds = bounds;
+        assert_kiln_ok(kiln_ksampler(m, &p, NULL, &neg, &empty, &latent));
+        assert_workflow_decodes_to(bounds ? MASKED_RUN("\"mask bounds\"") : MASKED_RUN("\"default\""), m, &latent);
+        kiln_latent_free(&latent);
+    }
+    expect_refusal(MASKED_RUN("\"everywhere\""), KILN_ERR_INVALID_ARG,
+                   "node 51 (ConditioningSetMask): set_cond_area \"everywhere\" (default or mask bounds)");
 #undef MASKED_RUN
     free(mask);
     kiln_image_free(&picture);
-    kiln_latent_free(&latent);
     kiln_conditioning_free(&blue);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
+/* Area composition: "a blue square" on a box (ConditioningSetArea, pixels
+ * floored to latent pixels, at strength 1.5) beside "a red circle"
+ * everywhere; on the negative side "blurry" on the right half
+ * (ConditioningSetAreaPercentage) beside the empty prompt at strength 0.5
+ * (ConditioningSetAreaStrength). The library's run with those parts, pixel
+ * for pixel. */
+static void conditioning_set_area_nodes(void **state)
+{
+    (void)state;
+    static const char graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"16\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a blue square\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, \"17\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", "
+        "\"clip\": [\"4\", 1]}}, \"51\": {\"class_type\": \"ConditioningSetArea\", \"inputs\": {\"conditioning\": "
+        "[\"16\", 0], \"width\": 84, \"height\": 64, \"x\": 31, \"y\": 16, \"strength\": 1.5}}, \"52\": {\"class_type\": "
+        "\"ConditioningCombine\", \"inputs\": {\"conditioning_1\": [\"6\", 0], \"conditioning_2\": [\"51\", 0]}}, "
+        "\"53\": {\"class_type\": \"ConditioningSetAreaStrength\", \"inputs\": {\"conditioning\": [\"7\", 0], "
+        "\"strength\": 0.5}}, \"54\": {\"class_type\": \"ConditioningSetAreaPercentage\", \"inputs\": "
+        "{\"conditioning\": [\"17\", 0], \"width\": 0.5, \"height\": 1.0, \"x\": 0.5, \"y\": 0.0, \"strength\": 1.0}}, "
+        "\"55\": {\"class_type\": \"ConditioningCombine\", \"inputs\": {\"conditioning_1\": [\"53\", 0], "
+        "\"conditioning_2\": [\"54\", 0]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 128, "
+        "\"height\": 96, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "
+        "\"steps\": 2, \"cfg\": 4, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "
+        "\"model\": [\"4\", 0], \"positive\": [\"52\", 0], \"negative\": [\"55\", 0], \"latent_image\": [\"5\", 0]}}, "
+        DECODE_SAVE("[\"3\", 0]") "}";
+    kiln_model *m;
+    kiln_conditioning pos, neg, blue, blurry;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, 128, 96, 1, &empty));
+    assert_kiln_ok(kiln_text_encode(m, "a blue square", 0, &blue));
+    assert_kiln_ok(kiln_text_encode(m, "blurry", 0, &blurry));
+    const kiln_conditioning_part positive[2] = {
+        {.cond = &pos, .end_percent = 1.0},
+        {.cond = &blue, .end_percent = 1.0, .area_x = 3, .area_y = 2, .area_w = 10, .area_h = 8, .area_strength = 1.5}};
+    const kiln_conditioning_part negative[2] = {
+        {.cond = &neg, .end_percent = 1.0, .area_strength = 0.5},
+        {.cond = &blurry, .end_percent = 1.0, .fraction_x = 0.5, .fraction_w = 0.5, .fraction_h = 1.0}};
+    const kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 4.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .positive_parts = positive, .positive_part_count = 2,
+                                    .negative_parts = negative, .negative_part_count = 2};
+    assert_kiln_ok(kiln_ksampler(m, &p, NULL, NULL, &empty, &latent));
+    assert_workflow_decodes_to(graph, m, &latent);
+    kiln_latent_free(&latent);
+    kiln_conditioning_free(&blue), kiln_conditioning_free(&blurry);
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
@@ -1284,6 +1338,7 @@ int main(void)
                                        cmocka_unit_test(controlnet_apply_node), cmocka_unit_test(newer_sampler_nodes),
                                        cmocka_unit_test(latent_from_batch_node),
                                        cmocka_unit_test(conditioning_set_mask_node),
+                                       cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -185,10 +185,10 @@ typedef struct kiln_conditioning {
 
 /* A prompt over a part of the sampling (ConditioningSetTimestepRange: from
  * start_percent to end_percent; 0 and 1: all of it) and of the picture
- * (ConditioningSetMask). A KSampler given several for a side
- * (ConditioningCombine) uses at each step those whose part holds it, their
- * predictions averaged, at each latent pixel weighted by their masks, as
- * ComfyUI's calc_cond_batch does. */
+ * (ConditioningSetMask, ConditioningSetArea). A KSampler given several for a
+ * side (ConditioningCombine) uses at each step those whose part holds it,
+ * their predictions averaged, at each latent pixel weighted by their masks
+ * and areas, as ComfyUI's calc_cond_batch does. */
 typedef struct kiln_conditioning_part {
     const kiln_conditioning *cond;
     double start_percent, end_percent;
@@ -199,6 +199,23 @@ typedef struct kiln_conditioning_part {
     const float *mask;
     int mask_w, mask_h;
     double strength;
+    /* ConditioningSetArea: the box the prompt is sampled on alone, the model called on that crop of the latent, in
+       latent pixels (the node's pixels / 8); its weight fades in over the 8 latent pixels (at most a quarter of
+       the box) inside each edge that is not the latent's, unless it has a mask. The box is cut to the latent.
+       With an area on any part, each part runs on its own and the sides are combined by the guidance after: each
+       area also samples the other side's prompt there (the smallest part holding it), as ComfyUI adds an opposite
+       area; ControlNet, IP-Adapter, inpainting, a picture to edit, reference latents and SkipLayerGuidance are
+       refused there. area_w 0: none */
+    int area_x, area_y, area_w, area_h;
+    /* ConditioningSetAreaPercentage: the box as fractions of the latent's width and height, rounded to latent
+       pixels as ComfyUI does (half to even, at least 1 wide). fraction_w 0: none */
+    double fraction_x, fraction_y, fraction_w, fraction_h;
+    /* ConditioningSetMask's set_cond_area "mask bounds": the box is the one around the mask's nonzero weights (on
+       the latent; at least 8 latent pixels a side), the mask weighting it */
+    bool mask_bounds;
+    /* ConditioningSetArea's and ConditioningSetAreaStrength's strength: the part's weight, times its mask's. 0: 1
+       (a part at strength 0 adds nothing: leave it out) */
+    double area_strength;
 } kiln_conditioning_part;
 
 /* Parts of one prompt on a sampling */
