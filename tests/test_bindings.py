@@ -327,6 +327,29 @@ class Guidance(unittest.TestCase):
         self.assertEqual(whole, plain)
         self.assertGreater(rel_l2(runs[1], runs[0]), 1e-4)
 
+    def test_conditioning_area(self):
+        """ConditioningSetArea's parts: a box over all of the latent at
+        strength 2 is the prompt everywhere (the plain run to float
+        rounding); a box in the node's pixels (8 a latent pixel; the tiny
+        model's latent is 32 x 24) and the same in fractions are one run,
+        and it moves the plain one."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+        blue = model.encode("a blue square")
+
+        def run(parts):
+            return model.ksampler(parts, negative, model.empty_latent(64, 48), seed=7, steps=3, cfg=5.0).to_list()
+
+        plain = run([(positive, 0.0, 1.0)])
+        whole = run([(positive, 0.0, 1.0, kiln.Area(0, 0, 256, 192, strength=2.0))])
+        self.assertLess(rel_l2(whole, plain), 1e-6)
+        pixels = run([(positive, 0.0, 1.0), (blue, 0.0, 1.0, kiln.Area(64, 32, 128, 128, strength=1.5))])
+        fractions = run([(positive, 0.0, 1.0),
+                         (blue, 0.0, 1.0, kiln.Area(0.25, 1 / 6, 0.5, 2 / 3, strength=1.5, percentage=True))])
+        self.assertEqual(pixels, fractions)
+        self.assertGreater(rel_l2(pixels, plain), 1e-3)
+        with self.assertRaises(ValueError):
+            run([(positive, 0.0, 1.0, kiln.Area(0, 0, 64, 48, strength=0.0))])
+
     def test_controlnet_positive_only(self):
         """ControlNetApply's: at cfg 1 (only the positive prompt runs) the
         run of the ControlNet on both prompts to the bit; at cfg 5 another."""

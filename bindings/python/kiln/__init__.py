@@ -146,7 +146,10 @@ class _SkipLayerGuidance(Structure):
 
 class _ConditioningPart(Structure):
     _fields_ = [("cond", POINTER(_Conditioning)), ("start_percent", c_double), ("end_percent", c_double),
-                ("mask", POINTER(c_float)), ("mask_w", c_int), ("mask_h", c_int), ("strength", c_double)]
+                ("mask", POINTER(c_float)), ("mask_w", c_int), ("mask_h", c_int), ("strength", c_double),
+                ("area_x", c_int), ("area_y", c_int), ("area_w", c_int), ("area_h", c_int),
+                ("fraction_x", c_double), ("fraction_y", c_double), ("fraction_w", c_double),
+                ("fraction_h", c_double), ("mask_bounds", c_bool), ("area_strength", c_double)]
 
 
 class _Sigmas(Structure):
@@ -781,7 +784,9 @@ class Model(_Handle):
         of them; at most 8): each step uses the parts that hold it, their
         predictions averaged; a part may add ConditioningSetMask's mask (an
         Image, its red channel) and strength, (Conditioning, start, end,
-        mask, strength), weighting it at each pixel.
+        mask, strength), weighting it at each pixel, and last an Area
+        (ConditioningSetArea and its kin: the part sampled on a box of the
+        latent).
 
         The noise is ComfyUI's for `seed` (0 to 2**64 - 1); sampler_name and
         scheduler are ComfyUI's names ("euler", "dpmpp_2m", ...; "normal",
@@ -909,8 +914,13 @@ class Model(_Handle):
                 prompts.append(byref(given._c))
                 continue
             parts = []
-            for part in given:  # (Conditioning, start, end) or with ConditioningSetMask's (mask Image, strength)
+            for part in given:  # (Conditioning, start, end[, mask Image, strength][, Area])
+                area = part[-1] if isinstance(part[-1], Area) else None
+                if area is not None:
+                    part = part[:-1]
                 c_part = _ConditioningPart(ctypes.pointer(part[0]._c), float(part[1]), float(part[2]))
+                if area is not None:
+                    area._fill(c_part)
                 if len(part) > 3:
                     mask = part[3]
                     weights = (c_float * (mask.width * mask.height))(*(v / 255.0 for v in mask.pixels[::3]))
@@ -1045,6 +1055,39 @@ class ControlApply(NamedTuple):
     union_type: Union[str, int, None] = None
     mask: Optional["Image"] = None
     positive_only: bool = False
+
+
+class Area(NamedTuple):
+    """Where a prompt part is sampled, the last item of a ksampler part:
+    ConditioningSetArea's box in its pixels (8 to a latent pixel, floored,
+    as ComfyUI counts them whatever the VAE), or
+    with percentage ConditioningSetAreaPercentage's in fractions of the
+    picture (0 to 1); width 0: no box, the strength alone
+    (ConditioningSetAreaStrength). strength weighs the part (0 to 10; 0
+    adds nothing, so leave such a part out). mask_bounds: the box is the
+    part's mask's bounds (ConditioningSetMask's "mask bounds")."""
+    x: float = 0
+    y: float = 0
+    width: float = 0
+    height: float = 0
+    strength: float = 1.0
+    percentage: bool = False
+    mask_bounds: bool = False
+
+    def _fill(self, c_part):
+        if self.percentage:
+            if not (self.width > 0 and self.height > 0):
+                raise ValueError(f"Area {self.width} x {self.height} of the picture: fractions above 0")
+            c_part.fraction_x, c_part.fraction_y = float(self.x), float(self.y)
+            c_part.fraction_w, c_part.fraction_h = float(self.width), float(self.height)
+        elif self.width:
+            box = [_c_int(name, value) // 8 for name, value in
+                   (("x", self.x), ("y", self.y), ("width", self.width), ("height", self.height))]
+            c_part.area_x, c_part.area_y, c_part.area_w, c_part.area_h = box
+        c_part.mask_bounds = bool(self.mask_bounds)
+        if not 0.0 < float(self.strength) <= 10.0:
+            raise ValueError(f"Area strength {self.strength}: above 0 and at most 10 (a part at 0 adds nothing)")
+        c_part.area_strength = float(self.strength)
 
 
 class SASolver(NamedTuple):
