@@ -674,6 +674,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .flux_guidance = (float)params->flux_guidance,
                              .negative_flux_guidance = (float)params->negative_flux_guidance,
                              .differential = (float)params->differential_diffusion,
+                             .rescale_cfg = (float)params->rescale_cfg,
                              .skip_layer_guidance = params->skip_layer_guidance,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
@@ -695,6 +696,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     kiln_inpaint inpaint = {.latent = l->data, .concat_latent = l->concat, .h = l->height, .w = l->width,
                             .noise_mask = l->noise_mask, .mask_h = l->mask_h, .mask_w = l->mask_w,
                             .width = l->width * f, .height = l->height * f};
+    if (!(params->rescale_cfg >= 0.0 && params->rescale_cfg <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: rescale_cfg %g: must be 0..1", params->rescale_cfg);
     if (!(params->differential_diffusion >= 0.0 && params->differential_diffusion <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: differential_diffusion %g: must be 0..1",
                          params->differential_diffusion);

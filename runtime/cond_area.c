@@ -235,7 +235,7 @@ struct cond_areas {
     int *model_of;      /* each run's */
     float *hi, *lo;     /* each run's sigmas */
     int batch, channels, H, W;
-    float cfg;
+    float cfg, rescale_cfg;
     bool both;          /* the negative side runs: with guidance, or for a CFG++ sampler */
     float *crop, *pred, *sum[2], *count[2];
 };
@@ -276,7 +276,7 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
     const int C = kiln_model_latent_channels(m);
     const size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     c->batch = job->batch, c->channels = C, c->H = job->latent_h, c->W = job->latent_w;
-    c->cfg = job->cfg;
+    c->cfg = job->cfg, c->rescale_cfg = job->rescale_cfg;
     c->both = fabsf(job->cfg - 1.0f) > 1e-9f || kiln_sampler_is_cfg_pp(job->sampler);
     if (st == KILN_OK) {
         c->models = calloc((size_t)nruns, sizeof *c->models);
@@ -367,6 +367,10 @@ kiln_status cond_areas_call(void *ctx, const float *x, float sigma, float *denoi
         }
     }
     const float *cond = c->sum[1], *uncond = c->sum[0];
+    if (c->both && c->rescale_cfg > 0.0f && fabsf(c->cfg - 1.0f) > 1e-9f) {
+        kiln_rescale_cfg(x, cond, uncond, sigma, c->cfg, c->rescale_cfg, c->batch, n / (size_t)c->batch, denoised);
+        return KILN_OK;
+    }
     for (size_t i = 0; i < n; i++) denoised[i] = c->both ? uncond[i] + (cond[i] - uncond[i]) * c->cfg : cond[i];
     return KILN_OK;
 }

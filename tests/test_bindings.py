@@ -350,6 +350,22 @@ class Guidance(unittest.TestCase):
         with self.assertRaises(ValueError):
             run([(positive, 0.0, 1.0, kiln.Area(0, 0, 64, 48, strength=0.0))])
 
+    def test_rescale_cfg(self):
+        """RescaleCFG's multiplier: 0 is the plain run to the bit, 0.7 moves
+        it; out of 0 to 1 it is refused."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(multiplier):
+            return model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                                  rescale_cfg=multiplier).to_list()
+
+        plain = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0).to_list()
+        self.assertEqual(run(0.0), plain)
+        self.assertGreater(rel_l2(run(0.7), plain), 1e-5)
+        with self.assertRaises(kiln.KilnError) as caught:
+            run(1.5)
+        self.assertIn("rescale_cfg 1.5", caught.exception.message)
+
     def test_controlnet_positive_only(self):
         """ControlNetApply's: at cfg 1 (only the positive prompt runs) the
         run of the ControlNet on both prompts to the bit; at cfg 5 another."""

@@ -647,6 +647,9 @@ typedef struct kiln_ksampler_params {
        at least the part of the schedule still ahead, so a soft mask's grey repaints only late; its strength
        blends that 0/1 mask with the mask (1: the node's; 0: none) */
     double differential_diffusion;
+    /* RescaleCFG on the model (0 to 1; 0: none): the guidance done in v-prediction space, the guided
+       prediction's std brought to the positive one's and blended with the plain guided one by this much */
+    double rescale_cfg;
     /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext; at most KILN_MAX_REFERENCES
        each): kiln_vae_encode's latents of
        the pictures (batch 1 each), beside the latent in every call of that prompt's rows. reference_count 0
@@ -687,11 +690,12 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * DualCLIPLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly,
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
- * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion,
+ * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma), ConditioningSetMask,
+ * ConditioningSetArea, ConditioningSetAreaPercentage, ConditioningSetAreaStrength,
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
  * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE, SamplerLMS,
  * SamplerEulerAncestralCFGPP, SamplerER_SDE, SamplerSEEDS2, SamplerSASolver,
