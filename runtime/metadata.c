@@ -666,14 +666,15 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", then ModelSamplingDiscrete
-     * "80" where the prediction was forced: what KSampler takes */
+    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", SkipLayerGuidance "82",
+     * RescaleCFG "83", then ModelSamplingDiscrete "80" where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
     const char *differential = run->differential > 0 ? "81" : patched;
     const char *guided = run->skip_layer_guidance ? "82" : differential;
-    const char *sampled = run->prediction ? "80" : guided;
+    const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
+    const char *sampled = run->prediction ? "80" : rescaled;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
@@ -788,6 +789,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", false);
+        add_link(&g, in, "model", rescaled, 0);
+    }
+    if (run->rescale_cfg > 0) {
+        in = add_node(&g, "83", "RescaleCFG");
+        add_number(&g, in, "multiplier", run->rescale_cfg);
         add_link(&g, in, "model", guided, 0);
     }
     if (run->skip_layer_guidance) add_skip_layer_guidance(&g, run, differential);
