@@ -674,7 +674,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .flux_guidance = (float)params->flux_guidance,
                              .negative_flux_guidance = (float)params->negative_flux_guidance,
                              .differential = (float)params->differential_diffusion,
-                             .rescale_cfg = (float)params->rescale_cfg,
+                             .cfg_patches = {(float)params->rescale_cfg, params->cfg_zero_star},
                              .skip_layer_guidance = params->skip_layer_guidance,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;

@@ -200,7 +200,8 @@ kiln_status area_plan_make(const kiln_conditioning_part *parts[2], const int npa
     resolved_part *list[2] = {calloc((size_t)most, sizeof(resolved_part)), calloc((size_t)most, sizeof(resolved_part))};
     float **masks = calloc((size_t)most, sizeof *masks);
     int n[2] = {nparts[0], nparts[1]};
-    kiln_status st = list[0] && list[1] && masks ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
+    kiln_status st = list[0] && list[1] && masks ? KILN_OK
+                                                 : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     for (int side = 0; side < 2 && st == KILN_OK; side++)
         for (int i = 0; i < nparts[side] && st == KILN_OK; i++)
             st = resolve_part(&parts[side][i], side, i, latent_h, latent_w, &list[side][i],
@@ -235,7 +236,8 @@ struct cond_areas {
     int *model_of;      /* each run's */
     float *hi, *lo;     /* each run's sigmas */
     int batch, channels, H, W;
-    float cfg, rescale_cfg;
+    float cfg;
+    kiln_cfg_patches patches;
     bool both;          /* the negative side runs: with guidance, or for a CFG++ sampler */
     float *crop, *pred, *sum[2], *count[2];
 };
@@ -276,7 +278,7 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
     const int C = kiln_model_latent_channels(m);
     const size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     c->batch = job->batch, c->channels = C, c->H = job->latent_h, c->W = job->latent_w;
-    c->cfg = job->cfg, c->rescale_cfg = job->rescale_cfg;
+    c->cfg = job->cfg, c->patches = job->cfg_patches;
     c->both = fabsf(job->cfg - 1.0f) > 1e-9f || kiln_sampler_is_cfg_pp(job->sampler);
     if (st == KILN_OK) {
         c->models = calloc((size_t)nruns, sizeof *c->models);
@@ -367,11 +369,13 @@ kiln_status cond_areas_call(void *ctx, const float *x, float sigma, float *denoi
         }
     }
     const float *cond = c->sum[1], *uncond = c->sum[0];
-    if (c->both && c->rescale_cfg > 0.0f && fabsf(c->cfg - 1.0f) > 1e-9f) {
-        kiln_rescale_cfg(x, cond, uncond, sigma, c->cfg, c->rescale_cfg, c->batch, n / (size_t)c->batch, denoised);
+    if (!c->both) {
+        memcpy(denoised, cond, n * sizeof *denoised);
         return KILN_OK;
     }
-    for (size_t i = 0; i < n; i++) denoised[i] = c->both ? uncond[i] + (cond[i] - uncond[i]) * c->cfg : cond[i];
+    /* the patches as the denoiser applies them: where the negative side runs for guidance */
+    const kiln_cfg_patches none = {0}, *patches = fabsf(c->cfg - 1.0f) > 1e-9f ? &c->patches : &none;
+    kiln_guide(patches, x, cond, uncond, sigma, c->cfg, c->batch, n / (size_t)c->batch, denoised);
     return KILN_OK;
 }
 

@@ -9,12 +9,6 @@
 /* ComfyUI skips the unconditional half when guidance is exactly 1. */
 static bool uses_guidance(float cfg) { return fabsf(cfg - 1.0f) > 1e-9f; }
 
-/* torch's std (unbiased) of n values from their sum and sum of squares. */
-static double unbiased_std(const double moments[2], size_t n)
-{
-    return sqrt((moments[1] - moments[0] * moments[0] / (double)n) / (double)(n - 1));
-}
-
 kiln_status kiln_denoiser_init(kiln_denoiser *d, const kiln_model *m, const kiln_model_sampling *sampling,
                                int batch, int h, int w, float cfg, const float *context, int tokens)
 {
@@ -55,38 +49,15 @@ kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d)
     return out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
 }
 
-kiln_status kiln_denoiser_set_rescale_cfg(kiln_denoiser *d, float multiplier)
+kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patches *patches)
 {
-    if (!(multiplier >= 0.0f && multiplier <= 1.0f))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "RescaleCFG multiplier %g: 0 to 1", multiplier);
+    if (!(patches->rescale_cfg >= 0.0f && patches->rescale_cfg <= 1.0f))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "RescaleCFG multiplier %g: 0 to 1", patches->rescale_cfg);
     const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
-    if (!(d->rescale_pred = malloc(2 * latent * sizeof(float))))
+    if (!(d->patched_pred = malloc(2 * latent * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-    d->rescale_cfg = multiplier;
+    d->cfg_patches = *patches;
     return KILN_OK;
-}
-
-void kiln_rescale_cfg(const float *x, const float *cond, const float *uncond, float sigma, float cfg,
-                      float multiplier, int batch, size_t per_image, float *denoised)
-{
-    /* ComfyUI's float32 steps: x / (sigma^2 + 1), each prediction's v = (x' - x0) sqrt(sigma^2 + 1) / sigma */
-    const float s2 = sigma * sigma + 1.0f, root = sqrtf(s2);
-    for (int b = 0; b < batch; b++) {
-        const size_t o = (size_t)b * per_image;
-        double cond_moments[2] = {0, 0}, cfg_moments[2] = {0, 0};
-        for (size_t i = o; i < o + per_image; i++) {
-            const float xs = x[i] / s2, c = (xs - cond[i]) * root / sigma, u = (xs - uncond[i]) * root / sigma;
-            const float g = u + cfg * (c - u);
-            cond_moments[0] += c, cond_moments[1] += (double)c * c;
-            cfg_moments[0] += g, cfg_moments[1] += (double)g * g;
-        }
-        const float ratio = (float)unbiased_std(cond_moments, per_image) / (float)unbiased_std(cfg_moments, per_image);
-        for (size_t i = o; i < o + per_image; i++) {
-            const float xs = x[i] / s2, c = (xs - cond[i]) * root / sigma, u = (xs - uncond[i]) * root / sigma;
-            const float g = u + cfg * (c - u), final = multiplier * (g * ratio) + (1.0f - multiplier) * g;
-            denoised[i] = xs - final * sigma / root;
-        }
-    }
 }
 
 kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised)
@@ -363,8 +334,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->blended = d->inpaint_concat = d->call_mask = NULL;
     free(d->uncond_denoised);
     d->uncond_denoised = NULL;
-    free(d->rescale_pred);
-    d->rescale_pred = NULL;
+    free(d->patched_pred);
+    d->patched_pred = NULL;
     free(d->unet_in);
     free(d->unet_out);
     free(d->dit_out);
@@ -673,9 +644,9 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     const kiln_skip_layer_guidance *slg = d->slg;
     const bool skip_layers = slg && slg->scale > 0.0 && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
     if (skip_layers) TRY(flux_rows(d, d->rows == d->batch ? 0 : d->batch, 1, true));
-    /* RescaleCFG in place of the plain guidance, which it needs both predictions whole for */
-    const bool rescale = d->rescale_cfg > 0.0f && d->rows != d->batch;
-    float *cond_pred = d->rescale_pred, *uncond_pred = rescale ? d->rescale_pred + per_batch : NULL;
+    /* RescaleCFG and CFGZeroStar need both predictions whole */
+    const bool patched = kiln_cfg_patched(&d->cfg_patches) && d->rows != d->batch;
+    float *cond_pred = d->patched_pred, *uncond_pred = patched ? d->patched_pred + per_batch : NULL;
     for (size_t i = 0; i < per_batch; i++) {
         float cond = c_skip * x[i] + c_out * out_cond[i];
         if (d->rows == d->batch) {
@@ -684,11 +655,12 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
             float uncond = c_skip * x[i] + c_out * out_uncond[i];
             denoised[i] = uncond + (cond - uncond) * d->cfg;
             if (d->uncond_denoised) d->uncond_denoised[i] = uncond;
-            if (rescale) cond_pred[i] = cond, uncond_pred[i] = uncond;
+            if (patched) cond_pred[i] = cond, uncond_pred[i] = uncond;
         }
     }
-    if (rescale) kiln_rescale_cfg(x, cond_pred, uncond_pred, sigma, d->cfg, d->rescale_cfg, d->batch,
-                                  per_batch / (size_t)d->batch, denoised);
+    if (patched)
+        kiln_guide(&d->cfg_patches, x, cond_pred, uncond_pred, sigma, d->cfg, d->batch, per_batch / (size_t)d->batch,
+                   denoised);
     double cond_moments[2] = {0, 0}, result_moments[2] = {0, 0};
     for (size_t i = 0; skip_layers && i < per_batch; i++) {
         const float cond = c_skip * x[i] + c_out * out_cond[i];
@@ -697,7 +669,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         result_moments[0] += denoised[i], result_moments[1] += (double)denoised[i] * denoised[i];
     }
     if (skip_layers && slg->rescaling_scale != 0.0) { /* torch's std: unbiased, over the whole batch */
-        const double ratio = unbiased_std(cond_moments, per_batch) / unbiased_std(result_moments, per_batch);
+        const double ratio = kiln_unbiased_std(cond_moments, per_batch) / kiln_unbiased_std(result_moments, per_batch);
         const float factor = (float)slg->rescaling_scale * (float)ratio + (float)(1.0 - slg->rescaling_scale);
         for (size_t i = 0; i < per_batch; i++) denoised[i] *= factor;
     }

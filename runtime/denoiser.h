@@ -8,6 +8,7 @@
 
 #include "../models/flux_controlnet.h"
 #include "../models/ip_adapter.h"
+#include "guidance.h"
 #include "model.h"
 #include "schedule.h"
 
@@ -115,8 +116,8 @@ typedef struct kiln_denoiser {
     kiln_graph *slg_graph;
     float *slg_out;
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
-    float rescale_cfg;           /* RescaleCFG's multiplier; 0: none */
-    float *rescale_pred;         /* (2,B,C,h,w) its call's conditional and unconditional x0 predictions */
+    kiln_cfg_patches cfg_patches; /* RescaleCFG, CFGZeroStar; zeros: none */
+    float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
     float *unet_in, *unet_out; /* (rows,C,h,w) */
@@ -138,16 +139,9 @@ kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d);
  * prediction (before an inpainting blend, as ComfyUI's post-CFG functions
  * see it). */
 kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised);
-/* RescaleCFG (ComfyUI's node on the model) from here on, at multiplier in
- * [0, 1]: the guidance of kiln_rescale_cfg in place of the plain one. */
-kiln_status kiln_denoiser_set_rescale_cfg(kiln_denoiser *d, float multiplier);
-/* RescaleCFG's guidance, as ComfyUI's sampler_cfg_function: the x0
- * predictions cond and uncond (batch images of per_image floats) taken to
- * v-prediction space at sigma, guided there, the guided image's std brought
- * to cond's (torch's unbiased std per image), blended with the plain guided
- * one by multiplier, and taken back to x0 -> denoised. */
-void kiln_rescale_cfg(const float *x, const float *cond, const float *uncond, float sigma, float cfg,
-                      float multiplier, int batch, size_t per_image, float *denoised);
+/* The model's guidance patches (RescaleCFG, CFGZeroStar) from here on:
+ * kiln_guide in place of the plain guidance. */
+kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patches *patches);
 /* An InstructPix2Pix UNet's extra input, as SD 1.x's concat_cond gives it:
  * the unscaled latent (C,h,w) of the picture to edit, in every row (ComfyUI's
  * InstructPixToPixConditioning puts it on both prompts). It must outlive d;

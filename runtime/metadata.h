@@ -89,6 +89,7 @@ typedef struct kiln_run_info {
     bool inpaint_conditioning; /* FLUX.1 Fill: InpaintModelConditioning "55" in place of VAEEncodeForInpaint */
     double differential;       /* DifferentialDiffusion's strength (with a mask or outpaint); 0: none */
     double rescale_cfg;        /* RescaleCFG's multiplier; 0: none */
+    bool cfg_zero_star;        /* CFGZeroStar */
     const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidanceSD3 (SD3 without single blocks or
                                                             rescaling), else SkipLayerGuidanceDiT; NULL: none */
     const kiln_run_control *controls; /* Apply ControlNet nodes chained in this order */

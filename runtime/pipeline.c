@@ -430,7 +430,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
             TRY(kiln_denoiser_set_references(d, which, job->references[which], job->nreferences[which],
                                              job->reference_methods[which]));
     if (job->skip_layer_guidance) TRY(kiln_denoiser_set_skip_layer_guidance(d, job->skip_layer_guidance));
-    if (job->rescale_cfg > 0.0f) TRY(kiln_denoiser_set_rescale_cfg(d, job->rescale_cfg));
+    if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
     return KILN_OK;
 }
 
@@ -447,7 +447,7 @@ typedef struct {
     /* ConditioningSetMask: each part's weight at each latent pixel (plane floats; NULL: 1), and a call's sums of
        the active parts' weights; weighted false: no part has a mask, the plain average */
     bool weighted;
-    bool rescale_cfg;   /* RescaleCFG: refused where more than one pair acts */
+    bool patched;       /* RescaleCFG, CFGZeroStar: refused where more than one pair acts */
     size_t plane;
     int width;
     float *weights[2][KILN_MAX_PROMPT_PARTS], *total[2];
@@ -536,10 +536,10 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
             return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: none of the %s prompt's parts (ConditioningSetTimestep"
                              "Range) holds the step at sigma %g", side ? "positive" : "negative", sigma);
     }
-    if (pp->rescale_cfg && (pp->weighted || nactive[0] * nactive[1] > 1))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: RescaleCFG with prompts in parts acting together at sigma %g "
-                         "(ConditioningCombine, ConditioningSetMask): kiln guides each pair of them apart, and the "
-                         "rescaling is not linear", sigma);
+    if (pp->patched && (pp->weighted || nactive[0] * nactive[1] > 1))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: RescaleCFG or CFGZeroStar with prompts in parts acting "
+                         "together at sigma %g (ConditioningCombine, ConditioningSetMask): kiln guides each pair of "
+                         "them apart, and those are not linear", sigma);
     if (pp->weighted) TRY(parts_total_weights(pp, active, nactive, sigma));
     for (int a = 0; a < nactive[1]; a++)
         for (int b = 0; b < nactive[0]; b++) {
@@ -742,7 +742,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     const int npairs = areas ? 0 : nparts[0] * nparts[1];
     prompt_parts pp = {.pairs = calloc((size_t)(npairs ? npairs : 1), sizeof *pp.pairs),
                        .nparts = {nparts[0], nparts[1]}, .sum = npairs > 1 ? malloc(n * sizeof(float)) : NULL,
-                       .n = n, .rescale_cfg = job->rescale_cfg > 0.0f};
+                       .n = n, .patched = kiln_cfg_patched(&job->cfg_patches)};
     for (int side = 0; side < 2; side++) {
         pp.hi[side] = malloc((size_t)nparts[side] * sizeof(float));
         pp.lo[side] = malloc((size_t)nparts[side] * sizeof(float));

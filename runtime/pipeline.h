@@ -99,7 +99,7 @@ typedef struct kiln_sampling_job {
                                             sdxl's (the refiner's scores are sdxl's on both) */
     const struct kiln_inpaint *inpaint; /* the image to inpaint and its mask (in place of init_latent); NULL: none */
     float differential; /* DifferentialDiffusion's strength on the inpainting mask (0: none; 1: the node's) */
-    float rescale_cfg;  /* RescaleCFG's multiplier (0: none; kiln_rescale_cfg) */
+    kiln_cfg_patches cfg_patches; /* RescaleCFG and CFGZeroStar on the model (kiln_guide); zeros: none */
     const float *edit_latent; /* InstructPix2Pix: (1,4,h,w) unscaled latent of the picture to edit, given to the
                                  UNet with every call (the sampling starts from an empty latent); NULL: none */
     /* KSamplerAdvanced (both 0/false: KSampler): only the schedule's steps from start_step to last_step run

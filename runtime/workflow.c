@@ -81,6 +81,7 @@ typedef struct wf_recipe {
     double flux_shift;
     double differential; /* DifferentialDiffusion's strength; 0: none */
     double rescale_cfg;  /* RescaleCFG's multiplier; 0: none */
+    bool cfg_zero_star;  /* CFGZeroStar */
     wf_slg slg;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
@@ -331,7 +332,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
                       .prediction = from->prediction,
                       .flux_shift = from->flux_shift, .differential = from->differential,
-                      .rescale_cfg = from->rescale_cfg, .slg = from->slg,
+                      .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .slg = from->slg,
                       .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -1778,6 +1779,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->negative_flux_guidance = neg->flux_guidance;
     p->differential_diffusion = model->recipe.differential;
     p->rescale_cfg = model->recipe.rescale_cfg;
+    p->cfg_zero_star = model->recipe.cfg_zero_star;
     const wf_slg *sg = &model->recipe.slg;
     const kiln_skip_layer_guidance slg = {sg->double_layers, sg->ndouble, sg->single_layers, sg->nsingle,
                                           sg->scale, sg->start, sg->end, sg->rescale};
@@ -1998,6 +2000,21 @@ static kiln_status rescale_cfg(wf_run *r, wf_node *n)
     n->out[0].kind = WF_MODEL;
     TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
     n->out[0].recipe.rescale_cfg = multiplier;
+    return KILN_OK;
+}
+
+/* CFGZeroStar: after the model's guidance (kiln_ksampler_params.cfg_zero_star),
+ * before SkipLayerGuidance's, where kiln applies it. */
+static kiln_status cfg_zero_star(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    if ((model->recipe.slg.ndouble || model->recipe.slg.nsingle) && model->recipe.slg.rescale != 0.0)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "after SkipLayerGuidanceDiT's rescaling: kiln applies CFGZeroStar "
+                         "first (put it before the SkipLayerGuidance node)");
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    n->out[0].recipe.cfg_zero_star = true;
     return KILN_OK;
 }
 
@@ -2333,7 +2350,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
-                                         "RescaleCFG"};
+                                         "RescaleCFG", "CFGZeroStar"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2345,7 +2362,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
-        conditioning_set_area, conditioning_set_area, rescale_cfg};
+        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

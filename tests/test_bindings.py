@@ -350,18 +350,20 @@ class Guidance(unittest.TestCase):
         with self.assertRaises(ValueError):
             run([(positive, 0.0, 1.0, kiln.Area(0, 0, 64, 48, strength=0.0))])
 
-    def test_rescale_cfg(self):
+    def test_guidance_patches(self):
         """RescaleCFG's multiplier: 0 is the plain run to the bit, 0.7 moves
-        it; out of 0 to 1 it is refused."""
+        it, and CFGZeroStar moves it too; a multiplier out of 0 to 1 is
+        refused."""
         positive, negative = model.encode("a red circle"), model.encode("")
 
-        def run(multiplier):
+        def run(multiplier, zero_star=False):
             return model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
-                                  rescale_cfg=multiplier).to_list()
+                                  rescale_cfg=multiplier, cfg_zero_star=zero_star).to_list()
 
         plain = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0).to_list()
         self.assertEqual(run(0.0), plain)
         self.assertGreater(rel_l2(run(0.7), plain), 1e-5)
+        self.assertGreater(rel_l2(run(0.0, True), plain), 1e-5)
         with self.assertRaises(kiln.KilnError) as caught:
             run(1.5)
         self.assertIn("rescale_cfg 1.5", caught.exception.message)

@@ -391,7 +391,7 @@ static void workflow_again_holding(const char *name, const char *flags, const ch
  * makes the same pictures to the bit: the workflow says all of the run, and
  * kiln runs it as gen did; so do SDXL's numbers (the negative prompt's own
  * too) and CLIP-L's own text, its
- * refiner, an IP-Adapter, two chained, v-prediction (and RescaleCFG on it). A workflow with
+ * refiner, an IP-Adapter, two chained, v-prediction (and RescaleCFG and CFGZeroStar on it). A workflow with
  * --prompt, and a PNG without one, are refused. */
 static void workflow_round_trip(void **state)
 {
@@ -480,10 +480,10 @@ static void workflow_round_trip(void **state)
                            (const char *const[]){"\"ImageBatch\"", "\"hint_37x23.png\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v", KILN_TEST_DATA);
     workflow_again("vpred", flags, "");
-    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v --rescale-cfg 0.7",
-             KILN_TEST_DATA);
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v --rescale-cfg 0.7 "
+             "--cfg-zero-star", KILN_TEST_DATA);
     workflow_again_holding("vpred_rescaled", flags, "",
-                           (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", NULL});
+                           (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", "\"CFGZeroStar\"", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png --batch 2", KILN_TEST_DATA);
     workflow_again("masked", flags, "");

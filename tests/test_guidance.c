@@ -1,8 +1,9 @@
-/* RescaleCFG (ComfyUI's node on the model): its guidance against ComfyUI's
- * code restated (tests/data/rescale_cfg), then through the sampling with
- * the tiny SD 1.x model: one step's guided prediction against the two
- * prompts' own predictions rescaled by hand, with the prompts whole and on
- * areas; prompts in parts acting together are refused. */
+/* The guidance patches on a model, RescaleCFG and CFGZeroStar (ComfyUI's
+ * nodes): their guidance against ComfyUI's code restated
+ * (tests/data/guidance), then through the sampling with the tiny SD 1.x
+ * model: one step's guided prediction against the two prompts' own
+ * predictions guided by hand, with the prompts whole and on areas; prompts
+ * in parts acting together are refused. */
 #include "kiln_test.h"
 
 #include <math.h>
@@ -34,19 +35,20 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Early (sigma 14.6, cfg 7.5, multiplier 0.7) and late (0.5, 4, 1). */
-static void rescale_cfg_matches_comfyui(void **state)
+/* RescaleCFG early (sigma 14.6, cfg 7.5, multiplier 0.7) and late (0.5, 4,
+ * 1), CFGZeroStar (3, 6), both (1.2, 5, 0.7). */
+static void guidance_matches_comfyui(void **state)
 {
     (void)state;
-    kiln_st_file *f = golden_open("rescale_cfg/rescale_cfg.safetensors");
+    kiln_st_file *f = golden_open("guidance/guidance.safetensors");
     golden x = golden_read(f, "x"), cond = golden_read(f, "cond"), uncond = golden_read(f, "uncond");
     float *have = malloc(x.count * sizeof *have);
     assert_non_null(have);
-    static const char *const cases[] = {"early", "late"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const cases[] = {"early", "late", "zero_star", "both"};
+    for (int k = 0; k < 4; k++) {
         golden settings = golden_field(f, cases[k], "settings"), want = golden_field(f, cases[k], "denoised");
-        kiln_rescale_cfg(x.data, cond.data, uncond.data, settings.data[0], settings.data[1], settings.data[2], 2,
-                         x.count / 2, have);
+        const kiln_cfg_patches patches = {settings.data[2], settings.data[3] != 0.0f};
+        kiln_guide(&patches, x.data, cond.data, uncond.data, settings.data[0], settings.data[1], 2, x.count / 2, have);
         const double err = kiln_rel_l2(have, want.data, x.count);
         print_message("  %s: rel L2 %.2g from ComfyUI's\n", cases[k], err);
         assert_true(err <= 1e-6);
@@ -59,14 +61,14 @@ static void rescale_cfg_matches_comfyui(void **state)
 
 enum { LH = 12, LW = 16 };
 
-/* One euler step of the tiny model from the noise to 0 at cfg 5 (the
- * guided x0 prediction, unscaled), RescaleCFG at `rescale`. */
+/* One euler step of the tiny model from the noise to 0 (the guided x0
+ * prediction, unscaled) with the patches. */
 static float *one_step(const kiln_conditioning_part *negative, int nnegative, const kiln_conditioning_part *positive,
-                       int npositive, float cfg, float rescale, const float *noise, kiln_status *status)
+                       int npositive, float cfg, kiln_cfg_patches patches, const float *noise, kiln_status *status)
 {
     const kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 1,
                                    .cfg = cfg, .denoise = 1.0, .batch = 1, .latent_h = LH, .latent_w = LW,
-                                   .noise = noise, .rescale_cfg = rescale, .parts = {negative, positive},
+                                   .noise = noise, .cfg_patches = patches, .parts = {negative, positive},
                                    .nparts = {nnegative, npositive}};
     float *out = NULL;
     kiln_status st = kiln_ksample(model, &job, NULL, NULL, &out);
@@ -75,12 +77,13 @@ static float *one_step(const kiln_conditioning_part *negative, int nnegative, co
     return out;
 }
 
-/* The step's guided prediction is kiln_rescale_cfg (checked above) of the
+/* The step's guided prediction is kiln_guide (checked above) of the
  * prompts' own predictions at the step's x, whole and with the positive
- * prompt on a box over all of the latent (the areas' guidance); at
- * multiplier 0 it is the plain guidance. Two positive prompts acting
- * together are refused; one after the other they run. */
-static void rescale_cfg_through_sampling(void **state)
+ * prompt on a box over all of the latent (the areas' guidance), with
+ * RescaleCFG at 0.7 and with CFGZeroStar; at a multiplier of almost 0 it is
+ * the plain guidance. Two positive prompts acting together are refused; one
+ * after the other they run. */
+static void guidance_through_sampling(void **state)
 {
     (void)state;
     const int C = kiln_model_latent_channels(model);
@@ -104,35 +107,40 @@ static void rescale_cfg_through_sampling(void **state)
     const kiln_conditioning_part red_all = {.cond = &red, .end_percent = 1.0},
                                  neg_all = {.cond = &neg, .end_percent = 1.0},
                                  red_box = {.cond = &red, .end_percent = 1.0, .area_w = LW, .area_h = LH};
-    float *cond = one_step(&red_all, 1, &red_all, 1, 1.0f, 0.0f, noise, NULL),
-          *uncond = one_step(&neg_all, 1, &neg_all, 1, 1.0f, 0.0f, noise, NULL);
-    /* the predictions leave unscaled (the LATENT's); the rescaling takes them as the model gives them */
+    const kiln_cfg_patches none = {0}, rescaled = {0.7f, false}, zero_star = {0.0f, true};
+    float *cond = one_step(&red_all, 1, &red_all, 1, 1.0f, none, noise, NULL),
+          *uncond = one_step(&neg_all, 1, &neg_all, 1, 1.0f, none, noise, NULL);
+    /* the predictions leave unscaled (the LATENT's); the guidance takes them as the model gives them */
+    float *plain = one_step(&neg_all, 1, &red_all, 1, 5.0f, none, noise, NULL);
     for (size_t i = 0; i < n; i++) cond[i] = kiln_vae_latent_in(&model->vae, cond[i]),
-                                    uncond[i] = kiln_vae_latent_in(&model->vae, uncond[i]);
-    kiln_rescale_cfg(x, cond, uncond, sigmas[0], 5.0f, 0.7f, 1, n, want);
-    float *plain = one_step(&neg_all, 1, &red_all, 1, 5.0f, 0.0f, noise, NULL);
-    for (size_t i = 0; i < n; i++) plain[i] = kiln_vae_latent_in(&model->vae, plain[i]);
-    for (int boxed = 0; boxed < 2; boxed++) {
-        float *have = one_step(&neg_all, 1, boxed ? &red_box : &red_all, 1, 5.0f, 0.7f, noise, NULL);
-        for (size_t i = 0; i < n; i++) have[i] = kiln_vae_latent_in(&model->vae, have[i]);
-        const double err = kiln_rel_l2(have, want, n);
-        print_message("  %s: rel L2 %.2g from the predictions rescaled by hand (%.2g from the plain guidance)\n",
-                      boxed ? "on a box over all of the latent" : "whole", err, kiln_rel_l2(have, plain, n));
-        assert_true(err <= 1e-5);
-        assert_true(kiln_rel_l2(have, plain, n) > 5e-5);
-        free(have);
+                                    uncond[i] = kiln_vae_latent_in(&model->vae, uncond[i]),
+                                    plain[i] = kiln_vae_latent_in(&model->vae, plain[i]);
+    const kiln_cfg_patches *const patched[2] = {&rescaled, &zero_star};
+    for (int k = 0; k < 2; k++) {
+        kiln_guide(patched[k], x, cond, uncond, sigmas[0], 5.0f, 1, n, want);
+        for (int boxed = 0; boxed < 2; boxed++) {
+            float *have = one_step(&neg_all, 1, boxed ? &red_box : &red_all, 1, 5.0f, *patched[k], noise, NULL);
+            for (size_t i = 0; i < n; i++) have[i] = kiln_vae_latent_in(&model->vae, have[i]);
+            const double err = kiln_rel_l2(have, want, n);
+            print_message("  %s %s: rel L2 %.2g from the predictions guided by hand (%.2g from the plain "
+                          "guidance)\n", k ? "CFGZeroStar" : "RescaleCFG 0.7",
+                          boxed ? "on a box over all of the latent" : "whole", err, kiln_rel_l2(have, plain, n));
+            assert_true(err <= 1e-5);
+            assert_true(kiln_rel_l2(have, plain, n) > 5e-5);
+            free(have);
+        }
     }
-    float *off = one_step(&neg_all, 1, &red_all, 1, 5.0f, 1e-30f, noise, NULL);
+    float *off = one_step(&neg_all, 1, &red_all, 1, 5.0f, (kiln_cfg_patches){1e-30f, false}, noise, NULL);
     for (size_t i = 0; i < n; i++) off[i] = kiln_vae_latent_in(&model->vae, off[i]);
     assert_true(kiln_rel_l2(off, plain, n) <= 1e-6);
     const kiln_conditioning_part together[2] = {red_all, {.cond = &blue, .end_percent = 1.0}},
                                  one_then_other[2] = {{.cond = &red, .end_percent = 0.5},
                                                       {.cond = &blue, .start_percent = 0.5, .end_percent = 1.0}};
     kiln_status st;
-    assert_null(one_step(&neg_all, 1, together, 2, 5.0f, 0.7f, noise, &st));
+    assert_null(one_step(&neg_all, 1, together, 2, 5.0f, zero_star, noise, &st));
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "RescaleCFG with prompts in parts acting together"));
-    float *split = one_step(&neg_all, 1, one_then_other, 2, 5.0f, 0.7f, noise, NULL);
+    assert_non_null(strstr(kiln_last_error(), "RescaleCFG or CFGZeroStar with prompts in parts acting together"));
+    float *split = one_step(&neg_all, 1, one_then_other, 2, 5.0f, rescaled, noise, NULL);
     free(split), free(off), free(plain), free(cond), free(uncond), free(sigmas);
     free(noise), free(x), free(want);
     kiln_conditioning_free(&red), kiln_conditioning_free(&blue), kiln_conditioning_free(&neg);
@@ -141,8 +149,8 @@ static void rescale_cfg_through_sampling(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(rescale_cfg_matches_comfyui),
-        cmocka_unit_test(rescale_cfg_through_sampling),
+        cmocka_unit_test(guidance_matches_comfyui),
+        cmocka_unit_test(guidance_through_sampling),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1236,16 +1236,18 @@ static void conditioning_set_area_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
-/* RescaleCFG on the model: the library's run with rescale_cfg at the
- * node's multiplier, pixel for pixel; a multiplier past 1 is refused. */
-static void rescale_cfg_node(void **state)
+/* RescaleCFG and CFGZeroStar on the model: the library's run with
+ * rescale_cfg at the node's multiplier and cfg_zero_star, pixel for pixel;
+ * a multiplier past 1 is refused. */
+static void guidance_patch_nodes(void **state)
 {
     (void)state;
 #define RESCALED_RUN(multiplier)                                                                                      \
     "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
     "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
-    "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"RescaleCFG\", \"inputs\": {\"model\": [\"4\", 0], "           \
-    "\"multiplier\": " multiplier "}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "     \
+    "\"clip\": [\"4\", 1]}}, \"61\": {\"class_type\": \"CFGZeroStar\", \"inputs\": {\"model\": [\"4\", 0]}}, "      \
+    "\"60\": {\"class_type\": \"RescaleCFG\", \"inputs\": {\"model\": [\"61\", 0], \"multiplier\": " multiplier "}}, "  \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "     \
     "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
     "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
     "\"model\": [\"60\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "    \
@@ -1255,7 +1257,7 @@ static void rescale_cfg_node(void **state)
     kiln_latent empty, latent;
     tiny_sd15(&m, "", &pos, &neg, &empty);
     const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0, .rescale_cfg = 0.7};
+                                    .denoise = 1.0, .rescale_cfg = 0.7, .cfg_zero_star = true};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
     assert_workflow_decodes_to(RESCALED_RUN("0.7"), m, &latent);
     expect_refusal(RESCALED_RUN("1.2"), KILN_ERR_INVALID_ARG, "node 60 (RescaleCFG): multiplier 1.2: must be 0..1");
@@ -1367,7 +1369,7 @@ int main(void)
                                        cmocka_unit_test(latent_from_batch_node),
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
-                                       cmocka_unit_test(rescale_cfg_node),
+                                       cmocka_unit_test(guidance_patch_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

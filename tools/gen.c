@@ -79,6 +79,7 @@ typedef struct gen_options {
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
     double rescale_cfg;             /* --rescale-cfg: RescaleCFG's multiplier; 0: none */
+    bool cfg_zero_star;             /* --cfg-zero-star */
     /* --slg, --slg-single: SkipLayerGuidance's blocks (kiln_skip_layer_guidance's), its numbers */
     int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
     double slg_scale, slg_start, slg_end, slg_rescale;
@@ -245,6 +246,8 @@ static void usage(FILE *to)
             "                         0.15) and SkipLayerGuidanceDiT's rescaling (default 0)\n"
             "  --rescale-cfg M        RescaleCFG on the model at multiplier M in (0, 1] (the node's default\n"
             "                         is 0.7): the guidance in v space, its std brought to the positive's\n"
+            "  --cfg-zero-star        CFGZeroStar on the model: the negative prompt's share of the guidance\n"
+            "                         scaled by its prediction's projection on the positive's\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
             "                         and bottom (one number: every side) and paint the new part\n"
             "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
@@ -538,11 +541,13 @@ static int parse(int argc, char **argv, gen_options *o)
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
-           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG };
+           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
+           O_CFG_ZERO_STAR };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
+        {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -696,6 +701,7 @@ static int parse(int argc, char **argv, gen_options *o)
             if (!parse_double(optarg, 0, 10, &o->slg_rescale))
                 return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
+        case O_CFG_ZERO_STAR: o->cfg_zero_star = true; break;
         case O_RESCALE_CFG:
             if (!parse_double(optarg, 0, 1, &o->rescale_cfg) || o->rescale_cfg == 0)
                 return bad_flag("--rescale-cfg", optarg, "must be in (0, 1]");
@@ -1496,7 +1502,8 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     rj.last_step = 0;
     rj.leftover_noise = false;
     rj.disable_noise = true;
-    rj.rescale_cfg = 0.0f; /* RescaleCFG patches the base's MODEL, as the PNG's workflow has it */
+    rj.cfg_patches = (kiln_cfg_patches){0}; /* RescaleCFG and CFGZeroStar patch the base's MODEL, as the PNG's
+                                               workflow has it */
     rj.init_latent = *latent;
     rj.noise = NULL;
     float *refined;
@@ -1706,7 +1713,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .inpaint_model = c->inpaint_unet, .instruct_pix2pix = c->pix2pix,
                          .inpaint_conditioning = c->inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
                          .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,
-                         .rescale_cfg = o->rescale_cfg,
+                         .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star,
                          .controls = o->controls, .ncontrols = o->ncontrols,
                          .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
                          .styles = o->styles, .nstyles = o->nstyles, .references = o->references,
@@ -1781,7 +1788,8 @@ int main(int argc, char **argv)
     if (o.list_devices) return list_devices();
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
-                             .flux_guidance = (float)o.guidance, .rescale_cfg = (float)o.rescale_cfg};
+                             .flux_guidance = (float)o.guidance,
+                             .cfg_patches = {(float)o.rescale_cfg, o.cfg_zero_star}};
     const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
                                           o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;

@@ -650,6 +650,9 @@ typedef struct kiln_ksampler_params {
     /* RescaleCFG on the model (0 to 1; 0: none): the guidance done in v-prediction space, the guided
        prediction's std brought to the positive one's and blended with the plain guided one by this much */
     double rescale_cfg;
+    /* CFGZeroStar on the model: after the guidance, the unconditional prediction's share scaled per image by
+       alpha = <x - cond, x - uncond> / |x - uncond|^2 (the predictions' noise parts) */
+    bool cfg_zero_star;
     /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext; at most KILN_MAX_REFERENCES
        each): kiln_vae_encode's latents of
        the pictures (batch 1 each), beside the latent in every call of that prompt's rows. reference_count 0
@@ -690,7 +693,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * DualCLIPLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly,
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
- * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG,
+ * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,

@@ -174,7 +174,7 @@ class _KSamplerParams(Structure):
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
                 ("negative_flux_guidance", c_double), ("differential_diffusion", c_double),
-                ("rescale_cfg", c_double), ("reference", POINTER(_Latent)), ("reference_count", c_int),
+                ("rescale_cfg", c_double), ("cfg_zero_star", c_bool), ("reference", POINTER(_Latent)), ("reference_count", c_int),
                 ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int),
                 ("reference_method", c_int), ("negative_reference_method", c_int),
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
@@ -768,7 +768,7 @@ class Model(_Handle):
                  start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
-                 differential_diffusion: float = 0.0, rescale_cfg: float = 0.0,
+                 differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
                  reference_method: str = "offset", negative_reference_method: str = "offset",
@@ -815,7 +815,7 @@ class Model(_Handle):
         differential_diffusion: DifferentialDiffusion's strength on a latent
         with a noise mask (0: none, 1: the node's).
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
-        the node's default is 0.7).
+        the node's default is 0.7). cfg_zero_star: CFGZeroStar on the model.
         reference, negative_reference: ReferenceLatent on the positive and
         the negative prompt (FLUX.1 Kontext): vae_encode's latents of
         pictures (one each), or a sequence of them (at most 8);
@@ -878,6 +878,7 @@ class Model(_Handle):
         params.negative_flux_guidance = negative_flux_guidance
         params.differential_diffusion = differential_diffusion
         params.rescale_cfg = rescale_cfg
+        params.cfg_zero_star = bool(cfg_zero_star)
         for field, given in (("reference", reference), ("negative_reference", negative_reference)):
             latents = [given] if isinstance(given, Latent) else list(given or [])
             if latents:
