@@ -17,15 +17,13 @@
 #include "backend.h"
 #include "image.h"
 #include "inpaint.h"
+#include "latent.h"
 #include "model.h"
 #include "pipeline.h"
 #include "resample.h"
 #include "status.h"
 #include "tokenizer.h"
 
-/* The most images one call makes; far above what fits a GPU at SD's sizes,
- * low enough that batch x size cannot overflow the sizes computed from it. */
-#define API_MAX_BATCH 256
 
 const char *kiln_version(void)
 {
@@ -201,13 +199,6 @@ static kiln_status check_size(const char *what, int value, int multiple)
     return KILN_OK;
 }
 
-static kiln_status check_batch(const char *what, int batch)
-{
-    if (batch < 1 || batch > API_MAX_BATCH)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "%s %d: must be from 1 to %d", what, batch, API_MAX_BATCH);
-    return KILN_OK;
-}
-
 kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int batch, kiln_latent *out)
 {
     if (!m || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_empty_latent: no model or no place for the latent");
@@ -215,154 +206,12 @@ kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int ba
     int f = kiln_vae_factor(m->vae.config);
     TRY(check_size("latent width", width, f));
     TRY(check_size("latent height", height, f));
-    TRY(check_batch("latent batch", batch));
+    TRY(kiln_check_batch("latent batch", batch));
     kiln_latent l = {.batch = batch, .channels = m->vae.config->latent_channels, .height = height / f,
                      .width = width / f};
     if (!(l.data = calloc((size_t)l.batch * l.channels * l.height * l.width, sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "empty latent %dx%d x %d: out of host memory", width, height, batch);
     *out = l;
-    return KILN_OK;
-}
-
-void kiln_latent_free(kiln_latent *l)
-{
-    if (!l) return;
-    free(l->data);
-    free(l->noise_mask);
-    free(l->concat);
-    free(l->batch_index);
-    *l = (kiln_latent){0};
-}
-
-/* to's batch_index: from's, mapped by place (NULL: none); false: out of memory. */
-static bool copy_batch_index(const kiln_latent *from, kiln_latent *to)
-{
-    to->batch_index = NULL;
-    if (!from->batch_index) return true;
-    if (!(to->batch_index = malloc((size_t)to->batch * sizeof *to->batch_index))) return false;
-    memcpy(to->batch_index, from->batch_index, (size_t)to->batch * sizeof *to->batch_index);
-    return true;
-}
-
-static size_t latent_count(const kiln_latent *l)
-{
-    return (size_t)l->batch * l->channels * l->height * l->width;
-}
-
-/* A latent of `batch` images of l's shape, its noise mask and concat l's
- * (one picture's each, serving the whole batch), a batch_index allocated
- * where `places`; its values and places to fill. */
-static kiln_status latent_like(const kiln_latent *l, int batch, bool places, const char *what, kiln_latent *out)
-{
-    const size_t picture = (size_t)l->channels * l->height * l->width, mask = (size_t)l->mask_h * l->mask_w;
-    kiln_latent r = *l;
-    r.batch = batch;
-    r.data = malloc(picture * batch * sizeof(float));
-    r.noise_mask = l->noise_mask ? malloc(mask * sizeof(float)) : NULL;
-    r.concat = l->concat ? malloc(picture * sizeof(float)) : NULL;
-    r.batch_index = places ? malloc((size_t)batch * sizeof *r.batch_index) : NULL;
-    if (!r.data || (l->noise_mask && !r.noise_mask) || (l->concat && !r.concat) || (places && !r.batch_index)) {
-        kiln_latent_free(&r);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
-    }
-    if (l->noise_mask) memcpy(r.noise_mask, l->noise_mask, mask * sizeof(float));
-    if (l->concat) memcpy(r.concat, l->concat, picture * sizeof(float));
-    *out = r;
-    return KILN_OK;
-}
-
-kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out)
-{
-    if (!l || !l->data || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_repeat: no latent or no place");
-    *out = (kiln_latent){0};
-    TRY(check_batch("repeated latent batch", amount > 0 && l->batch <= API_MAX_BATCH / amount ? l->batch * amount : 0));
-    kiln_latent r;
-    TRY(latent_like(l, l->batch * amount, l->batch_index != NULL, "repeated latent", &r));
-    const size_t n = latent_count(l);
-    for (int i = 0; i < amount; i++) memcpy(r.data + n * i, l->data, n * sizeof(float));
-    if (l->batch_index) { /* each copy's places after the last copy's, as ComfyUI offsets them */
-        int lo = l->batch_index[0], hi = l->batch_index[0];
-        for (int b = 1; b < l->batch; b++)
-            lo = l->batch_index[b] < lo ? l->batch_index[b] : lo, hi = l->batch_index[b] > hi ? l->batch_index[b] : hi;
-        for (int i = 0; i < amount; i++)
-            for (int b = 0; b < l->batch; b++) r.batch_index[i * l->batch + b] = l->batch_index[b] + i * (hi - lo + 1);
-    }
-    *out = r;
-    return KILN_OK;
-}
-
-/* A latent to resize and its method, checked. */
-static kiln_status check_upscale(const char *what, const kiln_latent *l, const char *method, kiln_latent *out,
-                                 kiln_resample_method *m)
-{
-    if (!l || !l->data || !method || !out)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no latent, method or place", what);
-    *out = (kiln_latent){0};
-    if (!kiln_resample_from_name(method, m))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear or bicubic",
-                         method);
-    TRY(check_batch("latent batch", l->batch));
-    if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale: a latent of %d channels, %dx%d", l->channels, l->width,
-                         l->height);
-    return KILN_OK;
-}
-
-kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int width, int height, bool crop,
-                                kiln_latent *out)
-{
-    kiln_resample_method m;
-    TRY(check_upscale("kiln_latent_upscale", l, method, out, &m));
-    if (width < 0 || height < 0 || width > KILN_IMAGE_MAX_SIDE || height > KILN_IMAGE_MAX_SIDE)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale to %dx%d pixels", width, height);
-    if (width == 0 && height == 0) return kiln_latent_repeat(l, 1, out);
-    /* ComfyUI's LatentUpscale: a side given as 0 follows the other in the latent's aspect ratio, each at least 64 */
-    if (width == 0) height = height > 64 ? height : 64, width = (int)nearbyint((double)l->width * height / l->height);
-    else if (height == 0) width = width > 64 ? width : 64, height = (int)nearbyint((double)l->height * width / l->width);
-    width = width > 64 ? width : 64;
-    height = height > 64 ? height : 64;
-    const int w = width / 8, h = height / 8;
-    int x0 = 0, y0 = 0, cw = l->width, ch = l->height;
-    if (crop) TRY(kiln_image_center_box(l->width, l->height, w, h, &x0, &y0, &cw, &ch));
-    const size_t planes = (size_t)l->batch * l->channels;
-    float *cut = malloc(planes * cw * ch * sizeof *cut);
-    kiln_latent r = {malloc(planes * w * h * sizeof(float)), l->batch, l->channels, h, w, NULL, 0, 0, NULL, NULL};
-    if (!cut || !r.data) {
-        free(cut);
-        free(r.data);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
-    }
-    for (size_t p = 0; p < planes; p++)
-        for (int y = 0; y < ch; y++)
-            memcpy(cut + (p * ch + y) * cw, l->data + (p * l->height + y0 + y) * l->width + x0, cw * sizeof *cut);
-    kiln_resample(cut, (int)planes, ch, cw, r.data, h, w, m);
-    free(cut);
-    if (!copy_batch_index(l, &r)) {
-        kiln_latent_free(&r);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
-    }
-    *out = r;
-    return KILN_OK;
-}
-
-kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int length, kiln_latent *out)
-{
-    if (!l || !l->data || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_from_batch: no latent or no place");
-    *out = (kiln_latent){0};
-    if (batch_index < 0 || length < 1)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentFromBatch: batch_index %d and length %d (>= 0, >= 1)",
-                         batch_index, length);
-    TRY(check_batch("latent batch", l->batch));
-    /* ComfyUI's cut to the batch: the last image at most, as many as there are from there */
-    if (batch_index > l->batch - 1) batch_index = l->batch - 1;
-    if (length > l->batch - batch_index) length = l->batch - batch_index;
-    const size_t picture = (size_t)l->channels * l->height * l->width;
-    kiln_latent r;
-    TRY(latent_like(l, length, true, "LatentFromBatch", &r));
-    memcpy(r.data, l->data + picture * batch_index, picture * length * sizeof(float));
-    for (int b = 0; b < length; b++)
-        r.batch_index[b] = l->batch_index ? l->batch_index[batch_index + b] : batch_index + b;
-    *out = r;
     return KILN_OK;
 }
 
@@ -397,21 +246,6 @@ kiln_status kiln_image_scale(const kiln_image *img, const char *method, int widt
     return st;
 }
 
-kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out)
-{
-    kiln_resample_method m;
-    TRY(check_upscale("kiln_latent_upscale_by", l, method, out, &m));
-    kiln_latent r = {.batch = l->batch, .channels = l->channels};
-    TRY(kiln_resample_by(l->data, l->batch * l->channels, l->height, l->width, scale, m, &r.data, &r.height,
-                         &r.width));
-    if (!copy_batch_index(l, &r)) {
-        kiln_latent_free(&r);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
-    }
-    *out = r;
-    return KILN_OK;
-}
-
 /* A latent handed in must be one this model's VAE and UNet read. */
 static kiln_status check_latent(const kiln_model *m, const char *what, const kiln_latent *l)
 {
@@ -425,11 +259,11 @@ static kiln_status check_latent(const kiln_model *m, const char *what, const kil
     if (l->noise_mask && (l->mask_h < 1 || l->mask_w < 1 || l->mask_h > KILN_IMAGE_MAX_SIDE ||
                           l->mask_w > KILN_IMAGE_MAX_SIDE))
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a noise mask of %dx%d", what, l->mask_w, l->mask_h);
-    TRY(check_batch(what, l->batch));
+    TRY(kiln_check_batch(what, l->batch));
     for (int b = 0; l->batch_index && b < l->batch; b++) /* each place a draw of noise: bounded as batches are */
-        if (l->batch_index[b] < 0 || l->batch_index[b] >= 16 * API_MAX_BATCH)
+        if (l->batch_index[b] < 0 || l->batch_index[b] >= 16 * KILN_LATENT_MAX_BATCH)
             return kiln_fail(KILN_ERR_INVALID_ARG, "%s: image %d's batch_index %d (0 to %d)", what, b,
-                             l->batch_index[b], 16 * API_MAX_BATCH - 1);
+                             l->batch_index[b], 16 * KILN_LATENT_MAX_BATCH - 1);
     return KILN_OK;
 }
 
@@ -482,7 +316,7 @@ static kiln_status encode_images(kiln_model *m, const kiln_image *images, int co
         return kiln_fail(KILN_ERR_INVALID_ARG, "VAE encode tiled: tile %d (64 to 4096 pixels), overlap %d (0 to 4096)",
                          tile, overlap);
     *out = (kiln_latent){0};
-    TRY(check_batch("VAE encode images", count));
+    TRY(kiln_check_batch("VAE encode images", count));
     for (int b = 0; b < count; b++) {
         if (!images[b].pixels || images[b].channels != 3 || images[b].width < 1 || images[b].height < 1 ||
             images[b].width > KILN_IMAGE_MAX_SIDE || images[b].height > KILN_IMAGE_MAX_SIDE)
@@ -600,7 +434,7 @@ static kiln_status check_conditioning(const kiln_model *m, const char *which, co
  * mask are not. */
 static kiln_status check_one_picture(const kiln_latent *l)
 {
-    size_t per = latent_count(l) / (size_t)l->batch;
+    size_t per = kiln_latent_count(l) / (size_t)l->batch;
     for (int b = 1; b < l->batch; b++)
         if (memcmp(l->data + per * b, l->data, per * sizeof(float)))
             return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: a noise mask over %d different pictures (kiln repaints "
@@ -629,7 +463,7 @@ static kiln_status set_edit(const kiln_model *m, const kiln_latent *edit, const 
     if (edit->batch != 1 || edit->height != start->height || edit->width != start->width || edit->noise_mask)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the picture to edit must be one %dx%d latent without a mask "
                          "(it is %d of %dx%d)", start->width, start->height, edit->batch, edit->width, edit->height);
-    if (!all_zero(start->data, latent_count(start)))
+    if (!all_zero(start->data, kiln_latent_count(start)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: an InstructPix2Pix model samples from an empty latent");
     job->init_latent = NULL;
     job->edit_latent = edit->data;
@@ -759,7 +593,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     job.image_prompts = image_prompts;
     job.nimage_prompts = nimage_prompts;
     float *x = NULL;
-    const size_t count = latent_count(l);
+    const size_t count = kiln_latent_count(l);
     if (st == KILN_OK && params->denoised_output && !(job.last_denoised = malloc(count * sizeof(float))))
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     if (st == KILN_OK) st = kiln_ksample(m, &job, positive, negative, &x);
@@ -770,7 +604,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         return st;
     }
     *out = (kiln_latent){x, l->batch, l->channels, l->height, l->width, NULL, 0, 0, NULL, NULL};
-    if (!copy_batch_index(l, out)) {
+    if (!kiln_latent_copy_places(l, out)) {
         kiln_latent_free(out);
         free(job.last_denoised);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
