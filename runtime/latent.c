@@ -174,3 +174,303 @@ kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, dou
     *out = r;
     return KILN_OK;
 }
+
+/* A latent handed to a transform, checked. */
+static kiln_status check_latent_in(const char *what, const kiln_latent *l)
+{
+    if (!l || !l->data) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no latent", what);
+    TRY(kiln_check_batch(what, l->batch));
+    if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1 || l->height > KILN_IMAGE_MAX_SIDE ||
+        l->width > KILN_IMAGE_MAX_SIDE)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a latent of %d channels, %dx%d", what, l->channels, l->width,
+                         l->height);
+    return KILN_OK;
+}
+
+/* A latent whose pixels move: FLUX.1 Fill's masked picture beside it would not follow. */
+static kiln_status check_no_concat(const char *what, const kiln_latent *l)
+{
+    if (l->concat)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a latent with FLUX.1 Fill's masked picture beside it (transform "
+                         "the picture before encoding it)", what);
+    return KILN_OK;
+}
+
+/* The row Python's slice [start:start + 1] of `size` rows picks (a start
+ * below 0 counting from the end), or -1 where the slice is empty. */
+static int python_row(int size, int start)
+{
+    const int from = start < 0 ? (start + size > 0 ? start + size : 0) : (start < size ? start : size);
+    const int end = start + 1 < 0 ? (start + 1 + size > 0 ? start + 1 + size : 0) : (start + 1 < size ? start + 1 : size);
+    return from < end ? from : -1;
+}
+
+kiln_status kiln_latent_composite(const kiln_latent *to, const kiln_latent *from, int x, int y, int feather,
+                                  kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentComposite: no place for the latent");
+    *out = (kiln_latent){0};
+    TRY(check_latent_in("LatentComposite samples_to", to));
+    TRY(check_no_concat("LatentComposite samples_to", to));
+    TRY(check_latent_in("LatentComposite samples_from", from));
+    if (from->channels != to->channels || (from->batch != to->batch && from->batch != 1))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentComposite: samples_from of %d images of %d channels onto %d of %d "
+                         "(the same channels; its batch 1 or samples_to's)", from->batch, from->channels, to->batch,
+                         to->channels);
+    if (x < 0 || y < 0 || x >= to->width || y >= to->height || feather < 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentComposite: x %d, y %d and feather %d latent pixels (at or past "
+                         "0, the place inside the %dx%d latent)", x, y, feather, to->width, to->height);
+    kiln_latent r;
+    TRY(kiln_latent_like(to, to->batch, false, "LatentComposite", &r));
+    if (!kiln_latent_copy_places(to, &r)) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentComposite: out of host memory");
+    }
+    memcpy(r.data, to->data, kiln_latent_count(to) * sizeof(float));
+    /* samples_from cut to what fits, its weight 1 but inside the edges that are not samples_to's, where it fades in
+       over `feather` pixels (each factor multiplied in, as the node's loop does) */
+    const int h = from->height < to->height - y ? from->height : to->height - y;
+    const int w = from->width < to->width - x ? from->width : to->width - x;
+    float *mask = malloc((size_t)h * w * sizeof *mask);
+    if (!mask) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentComposite: out of host memory");
+    }
+    for (size_t i = 0; i < (size_t)h * w; i++) mask[i] = 1.0f;
+    for (int t = 0; t < feather; t++) {
+        const float f = (float)(1.0 / feather * (t + 1));
+        const int rows[2] = {y != 0 ? python_row(h, t) : -1, y + h < to->height ? python_row(h, h - 1 - t) : -1};
+        const int cols[2] = {x != 0 ? python_row(w, t) : -1, x + w < to->width ? python_row(w, w - 1 - t) : -1};
+        for (int e = 0; e < 2; e++) {
+            for (int j = 0; rows[e] >= 0 && j < w; j++) mask[(size_t)rows[e] * w + j] *= f;
+            for (int i = 0; cols[e] >= 0 && i < h; i++) mask[(size_t)i * w + cols[e]] *= f;
+        }
+    }
+    for (int b = 0; b < to->batch; b++)
+        for (int c = 0; c < to->channels; c++) {
+            const float *src = from->data + ((size_t)(b % from->batch) * from->channels + c) * from->height * from->width;
+            float *dst = r.data + ((size_t)b * to->channels + c) * to->height * to->width;
+            for (int i = 0; i < h; i++)
+                for (int j = 0; j < w; j++) {
+                    const float m = mask[(size_t)i * w + j];
+                    float *d = &dst[(size_t)(y + i) * to->width + x + j];
+                    *d = feather ? src[(size_t)i * from->width + j] * m + *d * (1.0f - m) : src[(size_t)i * from->width + j];
+                }
+        }
+    free(mask);
+    *out = r;
+    return KILN_OK;
+}
+
+/* b as the nodes_latent ops take it beside a: resized by m to a's size (the
+ * largest centred part first) where it differs, its images repeated or cut
+ * to a's batch (repeat_to_batch_size) where `to_batch`. */
+static kiln_status reshape_like(const char *what, const kiln_latent *a, const kiln_latent *b, kiln_resample_method m,
+                                bool to_batch, kiln_latent *out)
+{
+    TRY(check_latent_in(what, a));
+    TRY(check_latent_in(what, b));
+    if (a->channels != b->channels)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: latents of %d and %d channels", what, a->channels, b->channels);
+    kiln_latent sized = {0};
+    if (b->height != a->height || b->width != a->width) TRY(kiln_latent_resize(b, m, a->width, a->height, true, &sized));
+    const kiln_latent *from = sized.data ? &sized : b;
+    const int batch = to_batch ? a->batch : b->batch;
+    const size_t picture = (size_t)a->channels * a->height * a->width;
+    *out = (kiln_latent){malloc(picture * batch * sizeof(float)), batch, a->channels, a->height, a->width,
+                         NULL, 0, 0, NULL, NULL};
+    if (out->data)
+        for (int i = 0; i < batch; i++)
+            memcpy(out->data + picture * i, from->data + picture * (i % from->batch), picture * sizeof(float));
+    kiln_latent_free(&sized);
+    return out->data ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+}
+
+kiln_status kiln_latent_blend(const kiln_latent *a, const kiln_latent *b, double factor, kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentBlend: no place for the latent");
+    *out = (kiln_latent){0};
+    if (!(factor >= 0.0 && factor <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentBlend: blend_factor %g (0 to 1)", factor);
+    kiln_latent other;
+    TRY(reshape_like("LatentBlend", a, b, KILN_RESAMPLE_BICUBIC, false, &other));
+    if (other.batch != a->batch && other.batch != 1) {
+        kiln_latent_free(&other);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentBlend: samples2's %d images with samples1's %d (the same, or 1)",
+                         b->batch, a->batch);
+    }
+    kiln_latent r;
+    kiln_status st = kiln_latent_like(a, a->batch, false, "LatentBlend", &r);
+    if (st == KILN_OK && !kiln_latent_copy_places(a, &r)) {
+        kiln_latent_free(&r);
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentBlend: out of host memory");
+    }
+    if (st == KILN_OK) {
+        const size_t n = kiln_latent_count(a), picture = n / (size_t)a->batch;
+        const float keep = (float)factor, rest = (float)(1.0 - factor);
+        for (size_t i = 0; i < n; i++) r.data[i] = a->data[i] * keep + other.data[i % (picture * other.batch)] * rest;
+        *out = r;
+    }
+    kiln_latent_free(&other);
+    return st;
+}
+
+kiln_status kiln_latent_combine(const kiln_latent *a, const kiln_latent *b, const char *op, double ratio,
+                                kiln_latent *out)
+{
+    if (!out || !op) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_combine: no operation or place");
+    *out = (kiln_latent){0};
+    const bool add = strcmp(op, "add") == 0, subtract = strcmp(op, "subtract") == 0;
+    const bool interpolate = strcmp(op, "interpolate") == 0;
+    if (!add && !subtract && !interpolate)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent operation '%s': add, subtract or interpolate", op);
+    if (interpolate && !(ratio >= 0.0 && ratio <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentInterpolate: ratio %g (0 to 1)", ratio);
+    kiln_latent other;
+    TRY(reshape_like(add ? "LatentAdd" : subtract ? "LatentSubtract" : "LatentInterpolate", a, b,
+                     KILN_RESAMPLE_BILINEAR, true, &other));
+    kiln_latent r;
+    kiln_status st = kiln_latent_like(a, a->batch, false, "latent operation", &r);
+    if (st == KILN_OK && !kiln_latent_copy_places(a, &r)) {
+        kiln_latent_free(&r);
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent operation: out of host memory");
+    }
+    if (st != KILN_OK) {
+        kiln_latent_free(&other);
+        return st;
+    }
+    const size_t n = kiln_latent_count(a), plane = (size_t)a->height * a->width;
+    if (!interpolate) {
+        for (size_t i = 0; i < n; i++) r.data[i] = add ? a->data[i] + other.data[i] : a->data[i] - other.data[i];
+    } else {
+        /* each pixel's vector over the channels: both made unit (nan_to_num's 0 where a norm is 0), mixed, made unit
+           again and given the mixed length */
+        const float keep = (float)ratio, rest = (float)(1.0 - ratio);
+        for (int bi = 0; bi < a->batch; bi++)
+            for (size_t p = 0; p < plane; p++) {
+                const size_t at = (size_t)bi * a->channels * plane + p;
+                double n1 = 0.0, n2 = 0.0, nt = 0.0;
+                for (int c = 0; c < a->channels; c++) {
+                    const float u = a->data[at + c * plane], v = other.data[at + c * plane];
+                    n1 += (double)u * u, n2 += (double)v * v;
+                }
+                const float m1 = (float)sqrt(n1), m2 = (float)sqrt(n2);
+                for (int c = 0; c < a->channels; c++) {
+                    const float u = m1 > 0.0f ? a->data[at + c * plane] / m1 : 0.0f;
+                    const float v = m2 > 0.0f ? other.data[at + c * plane] / m2 : 0.0f;
+                    r.data[at + c * plane] = u * keep + v * rest;
+                    nt += (double)r.data[at + c * plane] * r.data[at + c * plane];
+                }
+                const float mt = (float)sqrt(nt), length = m1 * keep + m2 * rest;
+                for (int c = 0; c < a->channels; c++)
+                    r.data[at + c * plane] = (mt > 0.0f ? r.data[at + c * plane] / mt : 0.0f) * length;
+            }
+    }
+    kiln_latent_free(&other);
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_multiply(const kiln_latent *l, double multiplier, kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentMultiply: no place for the latent");
+    *out = (kiln_latent){0};
+    TRY(check_latent_in("LatentMultiply", l));
+    if (!isfinite(multiplier)) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentMultiply: multiplier %g", multiplier);
+    kiln_latent r;
+    TRY(kiln_latent_like(l, l->batch, false, "LatentMultiply", &r));
+    if (!kiln_latent_copy_places(l, &r)) {
+        kiln_latent_free(&r);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentMultiply: out of host memory");
+    }
+    for (size_t i = 0; i < kiln_latent_count(l); i++) r.data[i] = l->data[i] * (float)multiplier;
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_batch(const kiln_latent *a, const kiln_latent *b, kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentBatch: no place for the latent");
+    *out = (kiln_latent){0};
+    kiln_latent second;
+    TRY(reshape_like("LatentBatch", a, b, KILN_RESAMPLE_BILINEAR, false, &second));
+    kiln_status st = kiln_check_batch("LatentBatch's batch", a->batch + b->batch);
+    kiln_latent r = {0};
+    if (st == KILN_OK) st = kiln_latent_like(a, a->batch + b->batch, true, "LatentBatch", &r);
+    if (st == KILN_OK) {
+        const size_t first = kiln_latent_count(a);
+        memcpy(r.data, a->data, first * sizeof(float));
+        memcpy(r.data + first, second.data, kiln_latent_count(&second) * sizeof(float));
+        /* each half's places, or 0, 1, ... of its own batch */
+        for (int i = 0; i < a->batch; i++) r.batch_index[i] = a->batch_index ? a->batch_index[i] : i;
+        for (int i = 0; i < b->batch; i++) r.batch_index[a->batch + i] = b->batch_index ? b->batch_index[i] : i;
+        *out = r;
+    }
+    kiln_latent_free(&second);
+    return st;
+}
+
+kiln_status kiln_latent_crop(const kiln_latent *l, int x, int y, int width, int height, kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentCrop: no place for the latent");
+    *out = (kiln_latent){0};
+    TRY(check_latent_in("LatentCrop", l));
+    TRY(check_no_concat("LatentCrop", l));
+    if (x < 0 || y < 0 || width < 1 || height < 1 || l->width < 8 || l->height < 8)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentCrop: %dx%d at (%d, %d) latent pixels of a %dx%d latent (a size, "
+                         "a place at or past 0, a latent of at least 8x8)", width, height, x, y, l->width, l->height);
+    /* ComfyUI's corner: at most 8 latent pixels from the far edges; the box then cut to the latent */
+    x = x < l->width - 8 ? x : l->width - 8;
+    y = y < l->height - 8 ? y : l->height - 8;
+    const int w = width < l->width - x ? width : l->width - x, h = height < l->height - y ? height : l->height - y;
+    kiln_latent r = *l;
+    r.height = h, r.width = w;
+    kiln_status st = kiln_latent_like(&r, l->batch, false, "LatentCrop", &r);
+    if (st == KILN_OK && !kiln_latent_copy_places(l, &r)) {
+        kiln_latent_free(&r);
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentCrop: out of host memory");
+    }
+    if (st != KILN_OK) return st;
+    for (int p = 0; p < l->batch * l->channels; p++)
+        for (int i = 0; i < h; i++)
+            memcpy(r.data + ((size_t)p * h + i) * w, l->data + ((size_t)p * l->height + y + i) * l->width + x,
+                   (size_t)w * sizeof(float));
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_flip_rotate(const kiln_latent *l, bool flip_rows, bool flip_columns, int quarter_turns,
+                                    kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentFlip/LatentRotate: no place for the latent");
+    *out = (kiln_latent){0};
+    TRY(check_latent_in("LatentFlip/LatentRotate", l));
+    TRY(check_no_concat("LatentFlip/LatentRotate", l));
+    if (quarter_turns < 0 || quarter_turns > 3)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentRotate: %d quarter turns (0 to 3)", quarter_turns);
+    const int H = l->height, W = l->width, odd = quarter_turns % 2;
+    kiln_latent r = *l;
+    r.height = odd ? W : H, r.width = odd ? H : W;
+    kiln_status st = kiln_latent_like(&r, l->batch, false, "LatentFlip/LatentRotate", &r);
+    if (st == KILN_OK && !kiln_latent_copy_places(l, &r)) {
+        kiln_latent_free(&r);
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentFlip/LatentRotate: out of host memory");
+    }
+    if (st != KILN_OK) return st;
+    for (int p = 0; p < l->batch * l->channels; p++) {
+        const float *src = l->data + (size_t)p * H * W;
+        float *dst = r.data + (size_t)p * H * W;
+        for (int i = 0; i < r.height; i++)
+            for (int j = 0; j < r.width; j++) {
+                /* the source pixel of output (i, j): turned clockwise (torch.rot90 over dims 3, 2), then flipped */
+                const int oi = flip_rows ? r.height - 1 - i : i, oj = flip_columns ? r.width - 1 - j : j;
+                int si = oi, sj = oj;
+                if (quarter_turns == 1) si = H - 1 - oj, sj = oi;
+                else if (quarter_turns == 2) si = H - 1 - oi, sj = W - 1 - oj;
+                else if (quarter_turns == 3) si = oj, sj = W - 1 - oi;
+                dst[(size_t)i * r.width + j] = src[(size_t)si * W + sj];
+            }
+    }
+    *out = r;
+    return KILN_OK;
+}

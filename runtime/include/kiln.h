@@ -287,6 +287,43 @@ kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, dou
  * latent as it is). */
 kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int width, int height, bool crop,
                                 kiln_latent *out);
+/* LatentComposite: `to` with `from` put at (x, y) latent pixels (the node's
+ * pixels / 8; a place inside `to`), cut to fit; with feather (latent
+ * pixels) `from` fades in over that many pixels inside each of its edges
+ * that is not `to`'s, as ComfyUI's node multiplies its factors in. from's
+ * batch is to's or 1; to's noise mask and places are kept. */
+kiln_status kiln_latent_composite(const kiln_latent *to, const kiln_latent *from, int x, int y, int feather,
+                                  kiln_latent *out);
+/* LatentBlend: a * factor + b * (1 - factor) (factor 0 to 1), b first
+ * resized to a's size where it differs (bicubic, centre crop, as the node);
+ * b's batch a's or 1. */
+kiln_status kiln_latent_blend(const kiln_latent *a, const kiln_latent *b, double factor, kiln_latent *out);
+/* LatentAdd ("add": a + b), LatentSubtract ("subtract": a - b) and
+ * LatentInterpolate ("interpolate": at each pixel the channel vectors made
+ * unit, mixed a * ratio + b * (1 - ratio), made unit again and given the
+ * mixed length; per image, where ComfyUI's node only runs on one), b first
+ * resized to a's size where it differs (bilinear, centre crop) and its
+ * images repeated or cut to a's batch, as nodes_latent's
+ * reshape_latent_to. a's noise mask and places are kept. */
+kiln_status kiln_latent_combine(const kiln_latent *a, const kiln_latent *b, const char *op, double ratio,
+                                kiln_latent *out);
+/* LatentMultiply: the latent times multiplier. */
+kiln_status kiln_latent_multiply(const kiln_latent *l, double multiplier, kiln_latent *out);
+/* LatentBatch: a's images, then b's (resized to a's size where it differs,
+ * bilinear, centre crop); each half's places (its own 0, 1, ... where it
+ * has none), so that KSampler draws each image the noise of its place. */
+kiln_status kiln_latent_batch(const kiln_latent *a, const kiln_latent *b, kiln_latent *out);
+/* LatentCrop: width x height latent pixels from (x, y) (the node's pixels /
+ * 8), the corner at most 8 latent pixels from the far edges and the box cut
+ * to the latent, as ComfyUI's node; a latent of at least 8x8. The noise
+ * mask is kept whole, as the node keeps it. */
+kiln_status kiln_latent_crop(const kiln_latent *l, int x, int y, int width, int height, kiln_latent *out);
+/* LatentRotate (quarter_turns clockwise, 0 to 3: "90 degrees" is 1) and
+ * LatentFlip (flip_rows: "x-axis: vertically", flip_columns: "y-axis:
+ * horizontally"), the turn first; the noise mask is kept as it is, as the
+ * nodes keep it. */
+kiln_status kiln_latent_flip_rotate(const kiln_latent *l, bool flip_rows, bool flip_columns, int quarter_turns,
+                                    kiln_latent *out);
 
 /* IMAGE: 8-bit RGB, (height, width, 3) row-major. */
 typedef struct kiln_image {

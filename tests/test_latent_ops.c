@@ -1,0 +1,198 @@
+/* ComfyUI's latent nodes (LatentComposite, LatentBlend, LatentAdd,
+ * LatentSubtract, LatentMultiply, LatentInterpolate, LatentBatch,
+ * LatentCrop, LatentFlip, LatentRotate) against their code restated
+ * (tests/data/latent_ops), bit for bit where torch's float32 steps are one
+ * rounding each; where the sizes differ, against the resize LatentUpscale
+ * makes (its own tests check it) followed by the same-size operation. */
+#include "kiln_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "golden.h"
+#include "kiln.h"
+
+static kiln_st_file *ops;
+
+static int setup(void **state)
+{
+    (void)state;
+    ops = golden_open("latent_ops/latent_ops.safetensors");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kiln_st_close(ops);
+    return 0;
+}
+
+/* A golden (B,C,H,W) as a latent the test owns. */
+static kiln_latent latent_of(const char *name)
+{
+    golden g = golden_read(ops, name);
+    kiln_latent l = {.data = g.data, .batch = (int)g.shape[0], .channels = (int)g.shape[1], .height = (int)g.shape[2],
+                     .width = (int)g.shape[3]};
+    return l;
+}
+
+/* have against the golden `name`: its shape, and its values within tol
+ * (rel L2; 0: to the bit). */
+static void expect(const kiln_latent *have, const char *name, double tol)
+{
+    golden want = golden_read(ops, name);
+    assert_int_equal(have->batch, (int)want.shape[0]);
+    assert_int_equal(have->channels, (int)want.shape[1]);
+    assert_int_equal(have->height, (int)want.shape[2]);
+    assert_int_equal(have->width, (int)want.shape[3]);
+    if (tol == 0.0) {
+        if (memcmp(have->data, want.data, want.count * sizeof(float)))
+            fail_msg("%s: not ComfyUI's to the bit (rel L2 %.2g)", name, kiln_rel_l2(have->data, want.data, want.count));
+    } else {
+        assert_rel_l2_le(have->data, want.data, want.count, tol);
+    }
+    golden_free(&want);
+}
+
+/* Pasted at corners, edges and inside, with feathers of 0 to 5 (past the
+ * pasted latent's own size), and a latent larger than what it fits. */
+static void composite_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_latent a = latent_of("a"), b = latent_of("b"), small = latent_of("small");
+    static const int cases[][3] = {{0, 0, 0}, {4, 2, 0}, {4, 2, 1}, {9, 8, 2}, {0, 3, 2}, {2, 2, 5}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        kiln_latent out;
+        assert_kiln_ok(kiln_latent_composite(&a, &small, cases[k][0], cases[k][1], cases[k][2], &out));
+        char name[64];
+        snprintf(name, sizeof name, "composite.%d_%d_%d", cases[k][0], cases[k][1], cases[k][2]);
+        expect(&out, name, 0.0);
+        kiln_latent_free(&out);
+    }
+    static const int big[][3] = {{3, 4, 2}, {0, 0, 3}};
+    for (size_t k = 0; k < 2; k++) {
+        kiln_latent out;
+        assert_kiln_ok(kiln_latent_composite(&a, &b, big[k][0], big[k][1], big[k][2], &out));
+        char name[64];
+        snprintf(name, sizeof name, "composite_big.%d_%d_%d", big[k][0], big[k][1], big[k][2]);
+        expect(&out, name, 0.0);
+        kiln_latent_free(&out);
+    }
+    kiln_latent out;
+    assert_int_equal(kiln_latent_composite(&a, &small, 12, 0, 0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "inside the 12x10 latent"));
+    free(a.data), free(b.data), free(small.data);
+}
+
+/* LatentBlend, LatentAdd (one image over a batch of 2), LatentSubtract,
+ * LatentMultiply, LatentInterpolate (a pixel of zeros among them),
+ * LatentBatch's places. */
+static void arithmetic_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_latent a = latent_of("a"), b = latent_of("b"), one = latent_of("one"), out;
+    assert_kiln_ok(kiln_latent_blend(&a, &one, 0.3, &out));
+    expect(&out, "blend", 0.0);
+    kiln_latent_free(&out);
+    assert_kiln_ok(kiln_latent_combine(&a, &one, "add", 0.0, &out));
+    expect(&out, "add", 0.0);
+    kiln_latent_free(&out);
+    assert_kiln_ok(kiln_latent_combine(&a, &b, "subtract", 0.0, &out));
+    expect(&out, "subtract", 0.0);
+    kiln_latent_free(&out);
+    assert_kiln_ok(kiln_latent_multiply(&a, -1.7, &out));
+    expect(&out, "multiply", 0.0);
+    kiln_latent_free(&out);
+    kiln_latent a1 = a, b1 = b;
+    a1.batch = b1.batch = 1;
+    assert_kiln_ok(kiln_latent_combine(&a1, &b1, "interpolate", 0.35, &out));
+    expect(&out, "interpolate", 1e-6);
+    kiln_latent_free(&out);
+    assert_kiln_ok(kiln_latent_batch(&a, &one, &out));
+    assert_int_equal(out.batch, 3);
+    const size_t picture = (size_t)a.channels * a.height * a.width;
+    assert_memory_equal(out.data, a.data, 2 * picture * sizeof(float));
+    assert_memory_equal(out.data + 2 * picture, one.data, picture * sizeof(float));
+    assert_non_null(out.batch_index);
+    assert_int_equal(out.batch_index[0], 0), assert_int_equal(out.batch_index[1], 1);
+    assert_int_equal(out.batch_index[2], 0);
+    kiln_latent_free(&out);
+    assert_int_equal(kiln_latent_combine(&a, &b, "divide", 0.0, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "'divide'"));
+    free(a.data), free(b.data), free(one.data);
+}
+
+/* Where the second latent is of another size: LatentAdd and LatentBatch
+ * resize it bilinear, LatentBlend bicubic, centre-cropped, as LatentUpscale
+ * with crop does. */
+static void other_sizes_are_resized(void **state)
+{
+    (void)state;
+    kiln_latent a = latent_of("a"), one = latent_of("one"), wide, sized, want, have;
+    /* one's 12x10 widened to 16x10 by LatentUpscale, then each operation against its same-size run */
+    assert_kiln_ok(kiln_latent_upscale(&one, "nearest-exact", 128, 80, false, &wide));
+    static const char *const methods[] = {"bilinear", "bicubic", "bilinear"};
+    for (int k = 0; k < 3; k++) {
+        assert_kiln_ok(kiln_latent_upscale(&wide, methods[k], 8 * a.width, 8 * a.height, true, &sized));
+        if (k == 0) {
+            assert_kiln_ok(kiln_latent_combine(&a, &wide, "add", 0.0, &have));
+            assert_kiln_ok(kiln_latent_combine(&a, &sized, "add", 0.0, &want));
+        } else if (k == 1) {
+            assert_kiln_ok(kiln_latent_blend(&a, &wide, 0.6, &have));
+            assert_kiln_ok(kiln_latent_blend(&a, &sized, 0.6, &want));
+        } else {
+            assert_kiln_ok(kiln_latent_batch(&a, &wide, &have));
+            assert_kiln_ok(kiln_latent_batch(&a, &sized, &want));
+        }
+        assert_int_equal(have.width, a.width);
+        assert_memory_equal(have.data, want.data, (size_t)have.batch * a.channels * a.height * a.width * sizeof(float));
+        kiln_latent_free(&have), kiln_latent_free(&want), kiln_latent_free(&sized);
+    }
+    kiln_latent_free(&wide);
+    free(a.data), free(one.data);
+}
+
+/* LatentCrop (its corner pulled back to 8 from the far edges, the box cut
+ * to the latent), LatentFlip both ways, LatentRotate by 0 to 3 quarter
+ * turns. */
+static void crop_flip_rotate_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_latent a = latent_of("a"), out;
+    static const int crops[][4] = {{1, 1, 8, 8}, {7, 5, 8, 8}, {0, 0, 20, 20}};
+    for (int k = 0; k < 3; k++) {
+        assert_kiln_ok(kiln_latent_crop(&a, crops[k][0], crops[k][1], crops[k][2], crops[k][3], &out));
+        char name[64];
+        snprintf(name, sizeof name, "crop.%d_%d_%d_%d", crops[k][0], crops[k][1], crops[k][2], crops[k][3]);
+        expect(&out, name, 0.0);
+        kiln_latent_free(&out);
+    }
+    assert_kiln_ok(kiln_latent_flip_rotate(&a, true, false, 0, &out));
+    expect(&out, "flip.x", 0.0);
+    kiln_latent_free(&out);
+    assert_kiln_ok(kiln_latent_flip_rotate(&a, false, true, 0, &out));
+    expect(&out, "flip.y", 0.0);
+    kiln_latent_free(&out);
+    for (int k = 0; k < 4; k++) {
+        assert_kiln_ok(kiln_latent_flip_rotate(&a, false, false, k, &out));
+        char name[32];
+        snprintf(name, sizeof name, "rotate.%d", k);
+        expect(&out, name, 0.0);
+        kiln_latent_free(&out);
+    }
+    assert_int_equal(kiln_latent_flip_rotate(&a, false, false, 4, &out), KILN_ERR_INVALID_ARG);
+    free(a.data);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(composite_matches_comfyui),
+        cmocka_unit_test(arithmetic_matches_comfyui),
+        cmocka_unit_test(other_sizes_are_resized),
+        cmocka_unit_test(crop_flip_rotate_match_comfyui),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
