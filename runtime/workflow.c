@@ -1176,6 +1176,75 @@ static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
     return kiln_latent_repeat(l, amount, &n->out[0].latent);
 }
 
+/* The latent nodes of two LATENTs or one (LatentComposite, LatentBlend,
+ * LatentAdd, LatentSubtract, LatentInterpolate, LatentBatch; LatentMultiply,
+ * LatentCrop, LatentFlip, LatentRotate): the library's transforms, places
+ * in pixels floored to latent pixels as ComfyUI's nodes take them. An
+ * EmptyLatentImage going in is made as ComfyUI makes it (4 channels). */
+static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
+{
+    const bool composite = strcmp(c, "LatentComposite") == 0;
+    const bool two = composite || input_of(n, "samples2");
+    wf_value *first, *second = NULL;
+    const kiln_latent *a, *b = NULL;
+    TRY(linked(r, n, composite ? "samples_to" : two ? "samples1" : "samples", WF_LATENT, &first));
+    if (two) TRY(linked(r, n, composite ? "samples_from" : "samples2", WF_LATENT, &second));
+    TRY(latent_of(first, NULL, &a));
+    if (second) TRY(latent_of(second, NULL, &b));
+    n->out[0].kind = WF_LATENT;
+    kiln_latent *out = &n->out[0].latent;
+    kiln_status st;
+    if (composite) {
+        int x, y, feather;
+        TRY(integer(n, "x", 0, KILN_IMAGE_MAX_SIDE, &x));
+        TRY(integer(n, "y", 0, KILN_IMAGE_MAX_SIDE, &y));
+        TRY(integer(n, "feather", 0, KILN_IMAGE_MAX_SIDE, &feather));
+        st = kiln_latent_composite(a, b, x / 8, y / 8, feather / 8, out);
+    } else if (strcmp(c, "LatentBlend") == 0) {
+        double factor;
+        const char *mode = "normal";
+        TRY(number(n, "blend_factor", &factor));
+        if (input_of(n, "blend_mode")) TRY(text(n, "blend_mode", &mode));
+        if (strcmp(mode, "normal")) return node_fail(n, KILN_ERR_INVALID_ARG, "blend_mode '%s': normal", mode);
+        st = kiln_latent_blend(a, b, factor, out);
+    } else if (strcmp(c, "LatentBatch") == 0) {
+        st = kiln_latent_batch(a, b, out);
+    } else if (two) {
+        double ratio = 0.0;
+        const bool interpolate = strcmp(c, "LatentInterpolate") == 0;
+        if (interpolate) TRY(number(n, "ratio", &ratio));
+        st = kiln_latent_combine(a, b, interpolate ? "interpolate" : c[6] == 'A' ? "add" : "subtract", ratio, out);
+    } else if (strcmp(c, "LatentMultiply") == 0) {
+        double multiplier;
+        TRY(number(n, "multiplier", &multiplier));
+        st = kiln_latent_multiply(a, multiplier, out);
+    } else if (strcmp(c, "LatentCrop") == 0) {
+        int box[4];
+        static const char *const names[4] = {"x", "y", "width", "height"};
+        for (int k = 0; k < 4; k++) TRY(integer(n, names[k], k < 2 ? 0 : 8, KILN_IMAGE_MAX_SIDE, &box[k]));
+        st = kiln_latent_crop(a, box[0] / 8, box[1] / 8, box[2] / 8, box[3] / 8, out);
+    } else if (strcmp(c, "LatentFlip") == 0) {
+        const char *method;
+        TRY(text(n, "flip_method", &method));
+        const bool rows = strcmp(method, "x-axis: vertically") == 0;
+        if (!rows && strcmp(method, "y-axis: horizontally"))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "flip_method '%s': x-axis: vertically or y-axis: horizontally",
+                             method);
+        st = kiln_latent_flip_rotate(a, rows, !rows, 0, out);
+    } else {
+        const char *rotation;
+        TRY(text(n, "rotation", &rotation));
+        static const char *const turns[4] = {"none", "90 degrees", "180 degrees", "270 degrees"};
+        int k = 0;
+        while (k < 4 && strcmp(rotation, turns[k])) k++;
+        if (k == 4)
+            return node_fail(n, KILN_ERR_INVALID_ARG, "rotation '%s': none, 90 degrees, 180 degrees or 270 degrees",
+                             rotation);
+        st = kiln_latent_flip_rotate(a, false, false, k, out);
+    }
+    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+}
+
 static kiln_status controlnet_loader(wf_run *r, wf_node *n)
 {
     n->out[0].kind = WF_CONTROL_NET;
@@ -2374,6 +2443,11 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "LatentUpscale") == 0 ||
              strcmp(c, "RepeatLatentBatch") == 0 || strcmp(c, "LatentFromBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
+    else if (strcmp(c, "LatentComposite") == 0 || strcmp(c, "LatentBlend") == 0 || strcmp(c, "LatentAdd") == 0 ||
+             strcmp(c, "LatentSubtract") == 0 || strcmp(c, "LatentInterpolate") == 0 ||
+             strcmp(c, "LatentBatch") == 0 || strcmp(c, "LatentMultiply") == 0 || strcmp(c, "LatentCrop") == 0 ||
+             strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0)
+        st = latent_transform(r, n, c);
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
              strcmp(c, "ControlNetInpaintingAliMamaApply") == 0 || strcmp(c, "ControlNetApply") == 0)
         st = controlnet_apply(r, n, c[10] == 'I', c[15] == '\0'); /* ApplySD3: Advanced's deprecated SD3 name */

@@ -368,6 +368,35 @@ class Guidance(unittest.TestCase):
             run(1.5)
         self.assertIn("rescale_cfg 1.5", caught.exception.message)
 
+    def test_latent_nodes(self):
+        """The latent nodes as Latent methods, on two runs' latents:
+        element-wise ones against the lists, flips and turns against each
+        other (two flips, four quarter turns, a half turn as both flips),
+        a crop and the paste of it back by their shapes and values."""
+        a, b = (model.ksampler(model.encode(text), model.encode(""), model.empty_latent(32, 32), seed=seed, steps=2,
+                               cfg=5.0) for text, seed in (("a red circle", 7), ("a blue square", 9)))
+        x, y = a.to_list(), b.to_list()
+        self.assertEqual(a.multiply(2.0).to_list(), [v * 2 for v in x])
+        def f32(v):  # a float32 sum's rounding
+            return struct.unpack("f", struct.pack("f", v))[0]
+
+        self.assertEqual(a.add(b).to_list(), [f32(u + v) for u, v in zip(x, y)])
+        self.assertEqual(a.subtract(b).to_list(), [f32(u - v) for u, v in zip(x, y)])
+        self.assertLess(rel_l2(a.blend(b, 0.25).to_list(), [u * 0.25 + v * 0.75 for u, v in zip(x, y)]), 1e-6)
+        self.assertEqual(a.flip(True).flip(True).to_list(), x)
+        self.assertNotEqual(a.flip(False).to_list(), x)
+        self.assertEqual(a.rotate(90).rotate(90).rotate(180).to_list(), x)
+        self.assertEqual(a.rotate(180).to_list(), a.flip(True).flip(False).to_list())
+        self.assertEqual(a.batch_with(b).batch_index, [0, 0])
+        batch, channels, height, width = a.shape
+        cut = b.crop(0, 8, 8 * width, 8 * height)  # b without its first row
+        self.assertEqual(cut.shape, (batch, channels, height - 1, width))
+        self.assertEqual(cut.to_list(), [v for i, v in enumerate(y) if i // width % height >= 1])
+        self.assertEqual(a.composite(cut, 0, 8).to_list(), [u if i // width % height == 0 else v
+                                                           for i, (u, v) in enumerate(zip(x, y))])
+        with self.assertRaises(ValueError):
+            a.rotate(45)
+
     def test_controlnet_positive_only(self):
         """ControlNetApply's: at cfg 1 (only the positive prompt runs) the
         run of the ControlNet on both prompts to the bit; at cfg 5 another."""

@@ -1266,6 +1266,67 @@ static void guidance_patch_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* The latent nodes on two KSampler runs (seeds 3 and 4): LatentCrop of
+ * the second, LatentComposite of that onto the first (feathered),
+ * LatentBlend, LatentInterpolate, LatentMultiply, LatentAdd, LatentSubtract,
+ * LatentFlip, LatentRotate, LatentBatch and LatentFromBatch of its second
+ * image; the library's calls on the runs' latents, pixel for pixel. */
+static void latent_nodes(void **state)
+{
+    (void)state;
+#define LATENT_RUN(id, seed)                                                                                          \
+    "\"" id "\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": " seed ", \"steps\": 2, \"cfg\": 4, "          \
+    "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "                  \
+    "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+#define LATENT_NODE(id, type, inputs) "\"" id "\": {\"class_type\": \"" type "\", \"inputs\": {" inputs "}}, "
+    static const char graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 160, "
+        "\"height\": 128, \"batch_size\": 1}}, " LATENT_RUN("3", "3") LATENT_RUN("13", "4")
+        LATENT_NODE("20", "LatentCrop", "\"samples\": [\"13\", 0], \"width\": 64, \"height\": 72, \"x\": 16, \"y\": 8")
+        LATENT_NODE("21", "LatentComposite", "\"samples_to\": [\"3\", 0], \"samples_from\": [\"20\", 0], \"x\": 40, "
+                    "\"y\": 16, \"feather\": 16")
+        LATENT_NODE("22", "LatentBlend", "\"samples1\": [\"21\", 0], \"samples2\": [\"13\", 0], \"blend_factor\": 0.3")
+        LATENT_NODE("23", "LatentInterpolate", "\"samples1\": [\"22\", 0], \"samples2\": [\"3\", 0], \"ratio\": 0.4")
+        LATENT_NODE("24", "LatentMultiply", "\"samples\": [\"13\", 0], \"multiplier\": 0.5")
+        LATENT_NODE("25", "LatentAdd", "\"samples1\": [\"23\", 0], \"samples2\": [\"24\", 0]")
+        LATENT_NODE("26", "LatentSubtract", "\"samples1\": [\"25\", 0], \"samples2\": [\"3\", 0]")
+        LATENT_NODE("27", "LatentFlip", "\"samples\": [\"26\", 0], \"flip_method\": \"y-axis: horizontally\"")
+        LATENT_NODE("28", "LatentRotate", "\"samples\": [\"27\", 0], \"rotation\": \"90 degrees\"")
+        LATENT_NODE("29", "LatentBatch", "\"samples1\": [\"3\", 0], \"samples2\": [\"28\", 0]")
+        LATENT_NODE("30", "LatentFromBatch", "\"samples\": [\"29\", 0], \"batch_index\": 1, \"length\": 1")
+        DECODE_SAVE("[\"30\", 0]") "}";
+#undef LATENT_RUN
+#undef LATENT_NODE
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, runs[2], step[12];
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, 160, 128, 1, &empty));
+    for (int k = 0; k < 2; k++) {
+        const kiln_ksampler_params p = {.seed = 3 + (uint64_t)k, .steps = 2, .cfg = 4.0, .sampler_name = "euler",
+                                        .scheduler = "normal", .denoise = 1.0};
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &runs[k]));
+    }
+    assert_kiln_ok(kiln_latent_crop(&runs[1], 2, 1, 8, 9, &step[0]));
+    assert_kiln_ok(kiln_latent_composite(&runs[0], &step[0], 5, 2, 2, &step[1]));
+    assert_kiln_ok(kiln_latent_blend(&step[1], &runs[1], 0.3, &step[2]));
+    assert_kiln_ok(kiln_latent_combine(&step[2], &runs[0], "interpolate", 0.4, &step[3]));
+    assert_kiln_ok(kiln_latent_multiply(&runs[1], 0.5, &step[4]));
+    assert_kiln_ok(kiln_latent_combine(&step[3], &step[4], "add", 0.0, &step[5]));
+    assert_kiln_ok(kiln_latent_combine(&step[5], &runs[0], "subtract", 0.0, &step[6]));
+    assert_kiln_ok(kiln_latent_flip_rotate(&step[6], false, true, 0, &step[7]));
+    assert_kiln_ok(kiln_latent_flip_rotate(&step[7], false, false, 1, &step[8]));
+    assert_kiln_ok(kiln_latent_batch(&runs[0], &step[8], &step[9]));
+    assert_kiln_ok(kiln_latent_from_batch(&step[9], 1, 1, &step[10]));
+    assert_workflow_decodes_to(graph, m, &step[10]);
+    for (int k = 0; k < 11; k++) kiln_latent_free(&step[k]);
+    kiln_latent_free(&runs[0]), kiln_latent_free(&runs[1]);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1370,6 +1431,7 @@ int main(void)
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
+                                       cmocka_unit_test(latent_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -746,6 +746,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch, LatentFromBatch,
+ * LatentComposite, LatentBlend, LatentAdd, LatentSubtract, LatentMultiply,
+ * LatentInterpolate, LatentBatch, LatentCrop, LatentFlip, LatentRotate,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
  * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch,
  * ImageFromBatch, SaveImage, PreviewImage (and the

@@ -243,6 +243,13 @@ _declare("kiln_latent_repeat", c_int, POINTER(_Latent), c_int, POINTER(_Latent))
 _declare("kiln_latent_from_batch", c_int, POINTER(_Latent), c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_upscale", c_int, POINTER(_Latent), c_char_p, c_int, c_int, c_bool, POINTER(_Latent))
 _declare("kiln_latent_upscale_by", c_int, POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
+_declare("kiln_latent_composite", c_int, POINTER(_Latent), POINTER(_Latent), c_int, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_blend", c_int, POINTER(_Latent), POINTER(_Latent), c_double, POINTER(_Latent))
+_declare("kiln_latent_combine", c_int, POINTER(_Latent), POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
+_declare("kiln_latent_multiply", c_int, POINTER(_Latent), c_double, POINTER(_Latent))
+_declare("kiln_latent_batch", c_int, POINTER(_Latent), POINTER(_Latent), POINTER(_Latent))
+_declare("kiln_latent_crop", c_int, POINTER(_Latent), c_int, c_int, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_int, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
 _declare("kiln_image_free", None, POINTER(_Image))
@@ -1211,6 +1218,72 @@ class Latent(_Owned):
         times over."""
         out = Latent()
         _lib.kiln_latent_repeat(byref(self._c), _c_int("amount", amount), byref(out._c))
+        return out
+
+    def composite(self, source: "Latent", x: int, y: int, feather: int = 0) -> "Latent":
+        """LatentComposite: source put onto this latent at (x, y), with
+        feather its edges fading in; all three in the node's pixels (8 to a
+        latent pixel, floored)."""
+        out = Latent()
+        _lib.kiln_latent_composite(byref(self._c), byref(source._c), _c_int("x", x) // 8, _c_int("y", y) // 8,
+                                   _c_int("feather", feather) // 8, byref(out._c))
+        return out
+
+    def blend(self, other: "Latent", blend_factor: float = 0.5) -> "Latent":
+        """LatentBlend: this * blend_factor + other * (1 - blend_factor)."""
+        out = Latent()
+        _lib.kiln_latent_blend(byref(self._c), byref(other._c), float(blend_factor), byref(out._c))
+        return out
+
+    def _combine(self, other: "Latent", op: str, ratio: float = 0.0) -> "Latent":
+        out = Latent()
+        _lib.kiln_latent_combine(byref(self._c), byref(other._c), op.encode(), float(ratio), byref(out._c))
+        return out
+
+    def add(self, other: "Latent") -> "Latent":
+        """LatentAdd (other resized and repeated to this latent's shape)."""
+        return self._combine(other, "add")
+
+    def subtract(self, other: "Latent") -> "Latent":
+        """LatentSubtract."""
+        return self._combine(other, "subtract")
+
+    def interpolate(self, other: "Latent", ratio: float) -> "Latent":
+        """LatentInterpolate: each pixel's channel vectors mixed by ratio
+        in direction and length."""
+        return self._combine(other, "interpolate", ratio)
+
+    def multiply(self, multiplier: float) -> "Latent":
+        """LatentMultiply."""
+        out = Latent()
+        _lib.kiln_latent_multiply(byref(self._c), float(multiplier), byref(out._c))
+        return out
+
+    def batch_with(self, other: "Latent") -> "Latent":
+        """LatentBatch: this latent's images, then other's."""
+        out = Latent()
+        _lib.kiln_latent_batch(byref(self._c), byref(other._c), byref(out._c))
+        return out
+
+    def crop(self, x: int, y: int, width: int, height: int) -> "Latent":
+        """LatentCrop, in the node's pixels (8 to a latent pixel, floored)."""
+        out = Latent()
+        box = [_c_int(name, value) // 8 for name, value in (("x", x), ("y", y), ("width", width), ("height", height))]
+        _lib.kiln_latent_crop(byref(self._c), *box, byref(out._c))
+        return out
+
+    def flip(self, vertically: bool) -> "Latent":
+        """LatentFlip: vertically ("x-axis") or horizontally ("y-axis")."""
+        out = Latent()
+        _lib.kiln_latent_flip_rotate(byref(self._c), bool(vertically), not vertically, 0, byref(out._c))
+        return out
+
+    def rotate(self, degrees: int) -> "Latent":
+        """LatentRotate: 0, 90, 180 or 270 degrees clockwise."""
+        if degrees not in (0, 90, 180, 270):
+            raise ValueError(f"rotate {degrees}: 0, 90, 180 or 270")
+        out = Latent()
+        _lib.kiln_latent_flip_rotate(byref(self._c), False, False, degrees // 90, byref(out._c))
         return out
 
     def from_batch(self, batch_index: int, length: int = 1) -> "Latent":
