@@ -1285,6 +1285,9 @@ void kiln_sample_args_init(kiln_sample_args *args)
     args->seeds_r = 0.5;
     args->sa_predictor_order = 3;
     args->sa_corrector_order = 4;
+    args->dpm_order = 3;
+    args->dpm_rtol = 0.05, args->dpm_atol = 0.0078, args->dpm_h_init = 0.05;
+    args->dpm_pcoeff = 0.0, args->dpm_icoeff = 1.0, args->dpm_dcoeff = 0.0, args->dpm_accept_safety = 0.81;
 }
 
 kiln_status kiln_sample(const kiln_sample_args *args, float *x)

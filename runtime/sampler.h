@@ -141,6 +141,15 @@ typedef struct kiln_sample_args {
     int sa_predictor_order;    /* sa_solver: 1 .. 6 (3) */
     int sa_corrector_order;    /* sa_solver: 0 .. 6 (4) */
     bool sa_simple_order_2;    /* sa_solver: the paper's simpler order-2 coefficients */
+    /* dpm_adaptive (SamplerDPMAdaptative's; kiln_sample_args_init: KSampler's): its order, 2 or 3 (3), the
+       error's tolerances, the first step in t = -log sigma, the step size controller's PID coefficients and the
+       factor at or above which a step is taken */
+    int dpm_order;
+    double dpm_rtol, dpm_atol, dpm_h_init, dpm_pcoeff, dpm_icoeff, dpm_dcoeff, dpm_accept_safety;
+    /* dpm_adaptive: eta and s_noise apply (the node's); false: KSampler's eta 0. Without a noise callback its
+       noise continues the seed's torch.randn stream after the latent's noise, as ComfyUI on the CPU draws it
+       (k-diffusion's unseeded default_noise_sampler after prepare_noise seeded the global generator) */
+    bool dpm_noise;
 } kiln_sample_args;
 
 /* Zeroes args and sets ComfyUI's defaults: eta = 1, s_noise = 1, and

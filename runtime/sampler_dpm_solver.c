@@ -108,10 +108,10 @@ kiln_status sample_dpm_fast(sampler_run *r, float *x, float *ws)
 }
 
 /* dpm_adaptive's norm of the two steps' difference, each element scaled by
- * max(atol, rtol max(|x_low|, |x_prev|)). */
-static double dpm_error(const float *low, const float *high, const float *prev, size_t n)
+ * max(atol, rtol max(|x_low|, |x_prev|)) (torch's float32 tolerances). */
+static double dpm_error(const kiln_sample_args *a, const float *low, const float *high, const float *prev, size_t n)
 {
-    const float atol = 0.0078f, rtol = 0.05f;
+    const float atol = (float)a->dpm_atol, rtol = (float)a->dpm_rtol;
     double sum = 0.0;
     for (size_t j = 0; j < n; j++) {
         const float delta = fmaxf(atol, rtol * fmaxf(fabsf(low[j]), fabsf(prev[j])));
@@ -121,30 +121,67 @@ static double dpm_error(const float *low, const float *high, const float *prev, 
     return sqrt(sum) / sqrt((double)n);
 }
 
+/* k-diffusion's PIDStepSizeController: the step's factor from the last three
+ * accepted inverse errors, limited by 1 + atan(f - 1). */
+typedef struct {
+    double b[3], errs[3];
+    bool started;
+} pid_controller;
+
+static double pid_factor(pid_controller *p, double error)
+{
+    const double inv = 1.0 / (error + 1e-8);
+    if (!p->started) p->errs[0] = p->errs[1] = p->errs[2] = inv, p->started = true;
+    p->errs[0] = inv;
+    return 1.0 + atan(pow(p->errs[0], p->b[0]) * pow(p->errs[1], p->b[1]) * pow(p->errs[2], p->b[2]) - 1.0);
+}
+
 kiln_status sample_dpm_adaptive(sampler_run *r, float *x, float *ws)
 {
-    enum { ORDER = 3, MAX_TRIES = 10000 };
-    const double accept_safety = 0.81;
+    enum { MAX_TRIES = 10000 };
+    const kiln_sample_args *a = r->args;
+    const int order = a->dpm_order;
+    const float eta = a->dpm_noise ? a->eta : 0.0f;
+    if (order != 2 && order != 3) return kiln_fail(KILN_ERR_INVALID_ARG, "dpm_adaptive: order %d (2 or 3)", order);
     size_t n = r->n;
     dpm_solver d = {r, ws, ws + n, ws + 2 * n, ws + 3 * n};
-    float *low = ws + 4 * n, *high = ws + 5 * n, *prev = ws + 6 * n, t_start, t_end;
+    float *low = ws + 4 * n, *high = ws + 5 * n, *prev = ws + 6 * n, *noise = ws + 7 * n, t_start, t_end;
     dpm_ends(r, &t_start, &t_end);
     memcpy(prev, x, n * sizeof *prev);
-    /* the step size's PID controller with ComfyUI's defaults (integral only): h *= 1 + atan(e^-1/3 - 1) */
-    double h = 0.05, s = t_start;
+    /* with noise, the controller takes the steps as of order 1.5 */
+    const double k = eta > 0.0f ? 1.5 : order;
+    pid_controller pid = {{(a->dpm_pcoeff + a->dpm_icoeff + a->dpm_dcoeff) / k, -(a->dpm_pcoeff + 2.0 * a->dpm_dcoeff) / k,
+                           a->dpm_dcoeff / k}, {0.0, 0.0, 0.0}, false};
+    /* without a noise callback the noise continues the seed's stream after the latent's noise */
+    if (eta > 0.0f && !a->noise) TRY(draw_noise(r, 0.0f, 0.0f, noise));
+    double h = fabs(a->dpm_h_init), s = t_start;
     for (int tries = 0; s < (double)t_end - 1e-5; tries++) {
         if (tries == MAX_TRIES)
             return kiln_fail(KILN_ERR_INVALID_ARG, "sample dpm_adaptive: no end after %d steps", MAX_TRIES);
         const double t = fmin(t_end, (float)(s + h));
+        /* with eta, the step lands at the ancestral step's sigma_down and the noise makes up the rest */
+        double t_step = t, noise_scale = 0.0;
+        if (eta > 0.0f) {
+            double up, down;
+            ancestral_step((float)sigma_of_t(s), (float)sigma_of_t(t), eta, &down, &up);
+            t_step = fmin(t_end, (float)-log(down));
+            const double s_to = sigma_of_t(t), s_step = sigma_of_t(t_step);
+            noise_scale = sqrt(fmax(s_to * s_to - s_step * s_step, 0.0));
+        }
         TRY(dpm_eps(&d, x, s, d.eps));
         /* ComfyUI's progress counts the schedule's steps; tries past them stay at its last */
         TRY(dpm_report(&d, tries < r->steps ? tries : r->steps - 1, r->steps, x, s));
-        TRY(dpm_step(&d, 2, x, s, t, 1.0 / 3.0, false, low));
-        TRY(dpm_step(&d, 3, x, s, t, 1.0 / 3.0, true, high));
-        const double factor = 1.0 + atan(pow(1.0 / (dpm_error(low, high, prev, n) + 1e-8), 1.0 / ORDER) - 1.0);
-        if (factor >= accept_safety) {
+        TRY(dpm_step(&d, order - 1, x, s, t_step, order == 3 ? 1.0 / 3.0 : 0.5, false, low));
+        TRY(dpm_step(&d, order, x, s, t_step, order == 3 ? 1.0 / 3.0 : 0.5, order == 3, high));
+        const double factor = pid_factor(&pid, dpm_error(a, low, high, prev, n));
+        if (factor >= a->dpm_accept_safety) {
+            pid.errs[2] = pid.errs[1], pid.errs[1] = pid.errs[0];
             memcpy(prev, low, n * sizeof *prev);
             memcpy(x, high, n * sizeof *x);
+            if (eta > 0.0f) {
+                TRY(draw_noise(r, (float)sigma_of_t(s), (float)sigma_of_t(t), noise));
+                add_noise(x, noise, (float)noise_scale * a->s_noise, n);
+            }
             s = t;
         }
         h *= factor;

@@ -288,7 +288,8 @@ static void check_newer_run(kiln_st_file *f, const char *key, kiln_sample_args *
     if (!(err <= TOLERANCE)) fail_msg("%s: x rel L2 %.3g > %g", key, err, TOLERANCE);
     if (mock.calls != (int)calls.data[0]) fail_msg("%s: %d model calls, ComfyUI %g", key, mock.calls, calls.data[0]);
     /* res_multistep and its CFG++ kind draw like ComfyUI's ancestral one and add the draws times 0 */
-    int want_draws = kiln_sampler_noise_kind(args->sampler) == KILN_SAMPLER_NOISE_NONE ? 0 : (int)draws.data[0];
+    const bool noisy = kiln_sampler_noise_kind(args->sampler) != KILN_SAMPLER_NOISE_NONE || args->dpm_noise;
+    int want_draws = noisy ? (int)draws.data[0] : 0;
     if (mock.draws != want_draws) fail_msg("%s: %d noise draws, ComfyUI %d", key, mock.draws, want_draws);
     golden_free(&want), golden_free(&calls), golden_free(&draws);
     free(x);
@@ -370,6 +371,50 @@ static void newer_samplers_match_comfyui(void **state)
     kiln_st_close(f);
 }
 
+/* SamplerDPMAdaptative's settings against k-diffusion's adaptive DPM-Solver
+ * restated (tests/data/samplers/dpm_adaptive.safetensors, whose script
+ * checks its restatement against the torch one of KSampler's
+ * dpm_adaptive): order 2; tolerances 0.02 and 0.005, a first step of 0.1,
+ * PID coefficients 0.3, 0.9 and 0.2 and acceptance at 0.9; eta 0.5 with
+ * s_noise 0.9 (a noise draw each step taken). */
+static void dpm_adaptive_settings_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("samplers/samplers.safetensors"), *v = golden_open("samplers/dpm_adaptive.safetensors");
+    golden start = golden_read(f, "x"), pool = golden_read(f, "noise");
+    static const struct {
+        const char *key;
+        int order;
+        double rtol, atol, h_init, pcoeff, icoeff, dcoeff, accept;
+        float eta, s_noise;
+    } variants[] = {
+        {"order2", 2, 0.05, 0.0078, 0.05, 0.0, 1.0, 0.0, 0.81, 0.0f, 1.0f},
+        {"pid", 3, 0.02, 0.005, 0.1, 0.3, 0.9, 0.2, 0.9, 0.0f, 1.0f},
+        {"eta05", 3, 0.05, 0.0078, 0.05, 0.0, 1.0, 0.0, 0.81, 0.5f, 0.9f},
+    };
+    static const char *const cases[] = {"sd15", "sd15_cut", "sd3"};
+    for (size_t c = 0; c < 3; c++) {
+        golden sigmas = golden_field(f, cases[c], "sigmas");
+        for (size_t k = 0; k < sizeof variants / sizeof *variants; k++) {
+            kiln_sample_args args;
+            kiln_sample_args_init(&args);
+            args.sampler = KILN_SAMPLER_DPM_ADAPTIVE;
+            args.sigmas = sigmas.data, args.nsigmas = sigmas.count, args.n = start.count;
+            args.dpm_order = variants[k].order, args.dpm_rtol = variants[k].rtol, args.dpm_atol = variants[k].atol;
+            args.dpm_h_init = variants[k].h_init, args.dpm_pcoeff = variants[k].pcoeff;
+            args.dpm_icoeff = variants[k].icoeff, args.dpm_dcoeff = variants[k].dcoeff;
+            args.dpm_accept_safety = variants[k].accept;
+            args.dpm_noise = true, args.eta = variants[k].eta, args.s_noise = variants[k].s_noise;
+            char key[128];
+            snprintf(key, sizeof key, "%s.dpm_adaptive.%s", cases[c], variants[k].key);
+            check_newer_run(v, key, &args, start.data, &pool);
+        }
+        golden_free(&sigmas);
+    }
+    golden_free(&start), golden_free(&pool);
+    kiln_st_close(v), kiln_st_close(f);
+}
+
 /* Runs that must be refused before any model call: a flow model's SDE
  * samplers step in half-log-SNR, infinite at sigma 1, so a schedule from 1
  * needs the first sigma ComfyUI puts below it; a CFG++ sampler needs the
@@ -445,6 +490,7 @@ int main(void)
         cmocka_unit_test(dpmpp_2m_sde_without_noise_is_dpmpp_2m),
         cmocka_unit_test(refused_before_the_model),
         cmocka_unit_test(newer_samplers_match_comfyui),
+        cmocka_unit_test(dpm_adaptive_settings_match_comfyui),
         cmocka_unit_test(bad_arguments_are_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
