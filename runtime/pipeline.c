@@ -615,6 +615,19 @@ static kiln_status sampler_settings(const kiln_sampling_job *job, const kiln_mod
             return kiln_fail(KILN_ERR_INVALID_ARG, "solver_type \"%s\" is er_sde's or seeds_2's, not %s's", type,
                              kiln_sampler_name(job->sampler));
         }
+        if (so->dpm_adaptive_custom) {
+            if (so->order != 2 && so->order != 3)
+                return kiln_fail(KILN_ERR_INVALID_ARG, "dpm_adaptive: order %d (2 or 3)", so->order);
+            if (!(so->rtol > 0.0 && so->atol > 0.0 && so->h_init != 0.0 && so->accept_safety > 0.0 &&
+                  isfinite(so->pcoeff) && isfinite(so->icoeff) && isfinite(so->dcoeff)))
+                return kiln_fail(KILN_ERR_INVALID_ARG, "dpm_adaptive: rtol %g, atol %g, h_init %g, accept_safety %g "
+                                 "(above 0) and the PID coefficients %g, %g, %g", so->rtol, so->atol, so->h_init,
+                                 so->accept_safety, so->pcoeff, so->icoeff, so->dcoeff);
+            args->dpm_order = so->order, args->dpm_rtol = so->rtol, args->dpm_atol = so->atol;
+            args->dpm_h_init = so->h_init, args->dpm_pcoeff = so->pcoeff, args->dpm_icoeff = so->icoeff;
+            args->dpm_dcoeff = so->dcoeff, args->dpm_accept_safety = so->accept_safety;
+            args->dpm_noise = true;
+        }
         if (so->sa_solver_custom) {
             sde_start = so->sde_start_percent, sde_end = so->sde_end_percent;
             args->sa_predictor_order = so->predictor_order;

@@ -2138,7 +2138,7 @@ static const struct {
     {"SamplerDPMPP_3M_SDE", "dpmpp_3m_sde"},      {"SamplerLMS", "lms"},
     {"SamplerEulerAncestralCFGPP", "euler_ancestral_cfg_pp"},
     {"SamplerER_SDE", "er_sde"},                  {"SamplerSEEDS2", "seeds_2"},
-    {"SamplerSASolver", "sa_solver"},
+    {"SamplerSASolver", "sa_solver"},             {"SamplerDPMAdaptative", "dpm_adaptive"},
 };
 
 /* A boolean input. */
@@ -2169,7 +2169,7 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
     v->has_sampler_options = true;
     kiln_sampler_options *o = &v->sampler_options;
     *o = (kiln_sampler_options){.eta = 1.0, .s_noise = 1.0};
-    if (input_of(n, "order")) { /* SamplerLMS: kiln's goes to order 4 */
+    if (strcmp(v->sampler, "lms") == 0) { /* kiln's goes to order 4 */
         TRY(integer(n, "order", 1, 4, &o->lms_order));
     } else {
         TRY(number(n, "eta", &o->eta));
@@ -2209,6 +2209,13 @@ static kiln_status sampler_node(wf_run *r, wf_node *n, int which)
         TRY(flag(n, "use_pece", &pece));
         TRY(flag(n, "simple_order_2", &o->simple_order_2));
         if (pece) v->sampler = "sa_solver_pece";
+    } else if (strcmp(sampler, "dpm_adaptive") == 0) {
+        o->dpm_adaptive_custom = true;
+        TRY(integer(n, "order", 2, 3, &o->order));
+        static const char *const names[7] = {"rtol", "atol", "h_init", "pcoeff", "icoeff", "dcoeff", "accept_safety"};
+        double *const values[7] = {&o->rtol, &o->atol, &o->h_init, &o->pcoeff, &o->icoeff, &o->dcoeff,
+                                   &o->accept_safety};
+        for (int k = 0; k < 7; k++) TRY(number(n, names[k], values[k]));
     }
     return KILN_OK;
 }

@@ -522,6 +522,16 @@ class Advanced(unittest.TestCase):
                                   sa_solver=kiln.SASolver(predictor_order=2, corrector_order=1))
         self.assertEqual(same_sa.to_list(), plain_sa.to_list())
         self.assertGreater(rel_l2(other_sa.to_list(), plain_sa.to_list()), 1e-4)
+        # SamplerDPMAdaptative's defaults at eta 0 are KSampler's dpm_adaptive; order 2 and eta change it
+        plain_dpm = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
+                                   sampler_name="dpm_adaptive")
+        runs = [model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="dpm_adaptive",
+                               dpm_adaptive=settings, eta=eta).to_list()
+                for settings, eta in ((kiln.DPMAdaptive(), 0.0), (kiln.DPMAdaptive(order=2), 0.0),
+                                      (kiln.DPMAdaptive(), 0.5))]
+        self.assertEqual(runs[0], plain_dpm.to_list())
+        self.assertGreater(rel_l2(runs[1], runs[0]), 1e-5)
+        self.assertGreater(rel_l2(runs[2], runs[0]), 1e-5)
         # SamplerEulerAncestral's eta 0: euler's run
         ancestral = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
                                    sampler_name="euler_ancestral", eta=0.0)

@@ -960,8 +960,9 @@ static void sigma_nodes(void **state)
 /* The custom sampler nodes of the newer samplers into SamplerCustom, each
  * against the library's run with the same settings, pixel for pixel:
  * SamplerER_SDE (its reverse-time SDE at max_stage 2), SamplerSEEDS2 (phi_2,
- * r 0.7), SamplerSASolver (its own orders, interval and PECE) and
- * SamplerEulerAncestralCFGPP. */
+ * r 0.7), SamplerSASolver (its own orders, interval and PECE),
+ * SamplerEulerAncestralCFGPP and SamplerDPMAdaptative (order 2, its own
+ * tolerances and controller, eta 0.4). */
 static void newer_sampler_nodes(void **state)
 {
     (void)state;
@@ -981,6 +982,10 @@ static void newer_sampler_nodes(void **state)
         SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerEulerAncestralCFGPP\", \"inputs\": {\"eta\": 0.6, "
                    "\"s_noise\": 1}}, " KARRAS_4
                    SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
+        SIGMAS_RUN("\"16\": {\"class_type\": \"SamplerDPMAdaptative\", \"inputs\": {\"order\": 2, \"rtol\": 0.03, "
+                   "\"atol\": 0.006, \"h_init\": 0.08, \"pcoeff\": 0.1, \"icoeff\": 0.9, \"dcoeff\": 0.05, "
+                   "\"accept_safety\": 0.85, \"eta\": 0.4, \"s_noise\": 1}}, " KARRAS_4
+                   SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]"),
     };
 #undef KARRAS_4
     const kiln_sampler_options settings[] = {
@@ -989,15 +994,18 @@ static void newer_sampler_nodes(void **state)
         {.eta = 0.7, .s_noise = 1.0, .sa_solver_custom = true, .sde_start_percent = 0.1, .sde_end_percent = 0.9,
          .predictor_order = 2, .corrector_order = 3},
         {.eta = 0.6, .s_noise = 1.0},
+        {.eta = 0.4, .s_noise = 1.0, .dpm_adaptive_custom = true, .order = 2, .rtol = 0.03, .atol = 0.006,
+         .h_init = 0.08, .pcoeff = 0.1, .icoeff = 0.9, .dcoeff = 0.05, .accept_safety = 0.85},
     };
-    static const char *const samplers[] = {"er_sde", "seeds_2", "sa_solver_pece", "euler_ancestral_cfg_pp"};
+    static const char *const samplers[] = {"er_sde", "seeds_2", "sa_solver_pece", "euler_ancestral_cfg_pp",
+                                           "dpm_adaptive"};
     kiln_model *m;
     kiln_conditioning pos, neg;
     kiln_latent empty;
     kiln_sigmas sigmas;
     tiny_sd15(&m, "", &pos, &neg, &empty);
     assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas));
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = samplers[k], .sigmas = &sigmas,
                                   .sampler_options = &settings[k]};
         kiln_latent latent;

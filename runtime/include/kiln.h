@@ -645,6 +645,14 @@ typedef struct kiln_sampler_options {
     double sde_start_percent, sde_end_percent;
     int predictor_order, corrector_order;
     bool simple_order_2;
+    /* SamplerDPMAdaptative's: when dpm_adaptive_custom, dpm_adaptive's order (2 or 3), the error's relative and
+       absolute tolerances, the first step (in -log sigma), the step size controller's PID coefficients, the
+       factor at which a step is taken, and eta and s_noise above (else KSampler's: 3, 0.05, 0.0078, 0.05, 0, 1,
+       0, 0.81 and eta 0). Its noise continues the seed's torch.randn stream after the latent's noise, as
+       ComfyUI on the CPU draws it */
+    bool dpm_adaptive_custom;
+    int order;
+    double rtol, atol, h_init, pcoeff, icoeff, dcoeff, accept_safety;
 } kiln_sampler_options;
 
 typedef struct kiln_ksampler_params {
@@ -738,7 +746,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * ConditioningSetArea, ConditioningSetAreaPercentage, ConditioningSetAreaStrength,
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
  * SamplerDPMPP_2M_SDE, SamplerDPMPP_3M_SDE, SamplerLMS,
- * SamplerEulerAncestralCFGPP, SamplerER_SDE, SamplerSEEDS2, SamplerSASolver,
+ * SamplerEulerAncestralCFGPP, SamplerER_SDE, SamplerSEEDS2, SamplerSASolver, SamplerDPMAdaptative,
  * VAEDecode, VAEDecodeTiled, ControlNetLoader,
  * ControlNetApplyAdvanced, ControlNetApply, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,

@@ -160,7 +160,9 @@ class _SamplerOptions(Structure):
     _fields_ = [("eta", c_double), ("s_noise", c_double), ("lms_order", c_int), ("solver_type", c_char_p),
                 ("max_stage", c_int), ("r", c_double), ("sa_solver_custom", c_bool),
                 ("sde_start_percent", c_double), ("sde_end_percent", c_double), ("predictor_order", c_int),
-                ("corrector_order", c_int), ("simple_order_2", c_bool)]
+                ("corrector_order", c_int), ("simple_order_2", c_bool), ("dpm_adaptive_custom", c_bool),
+                ("order", c_int), ("rtol", c_double), ("atol", c_double), ("h_init", c_double), ("pcoeff", c_double),
+                ("icoeff", c_double), ("dcoeff", c_double), ("accept_safety", c_double)]
 
 
 class _KSamplerParams(Structure):
@@ -782,7 +784,7 @@ class Model(_Handle):
                  skip_layer_guidance: Optional["SkipLayerGuidance"] = None,
                  sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0,
                  lms_order: int = 0, solver_type: Optional[str] = None, max_stage: int = 0, r: float = 0.0,
-                 sa_solver: Optional["SASolver"] = None,
+                 sa_solver: Optional["SASolver"] = None, dpm_adaptive: Optional["DPMAdaptive"] = None,
                  denoised_output: bool = False) -> Union["Latent", Tuple["Latent", "Latent"]]:
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
@@ -843,6 +845,8 @@ class Model(_Handle):
         the first. max_stage: er_sde's order, 1 to 3 (0: 3). r: seeds_2's
         intermediate stage, a fraction of the step (0: 0.5).
         sa_solver: a SASolver, SamplerSASolver's settings (None: KSampler's).
+        dpm_adaptive: a DPMAdaptive, SamplerDPMAdaptative's settings (None:
+        KSampler's, at eta 0; with them, eta and s_noise apply).
         denoised_output: also return SamplerCustom's denoised_output, the
         model's x0 prediction at the last step: (latent, denoised).
 
@@ -904,7 +908,8 @@ class Model(_Handle):
                 len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
         if sigmas is not None:
             params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
-        if (eta, s_noise, lms_order, solver_type, max_stage, r, sa_solver) != (1.0, 1.0, 0, None, 0, 0.0, None):
+        if (eta, s_noise, lms_order, solver_type, max_stage, r, sa_solver, dpm_adaptive) != \
+                (1.0, 1.0, 0, None, 0, 0.0, None, None):
             options = _SamplerOptions(eta, s_noise, _c_int("lms_order", lms_order),
                                       None if solver_type is None else solver_type.encode(),
                                       _c_int("max_stage", max_stage), r)
@@ -915,6 +920,13 @@ class Model(_Handle):
                 options.predictor_order = _c_int("predictor_order", s.predictor_order)
                 options.corrector_order = _c_int("corrector_order", s.corrector_order)
                 options.simple_order_2 = bool(s.simple_order_2)
+            if dpm_adaptive is not None:
+                a = DPMAdaptive(*dpm_adaptive)
+                options.dpm_adaptive_custom = True
+                options.order = _c_int("order", a.order)
+                options.rtol, options.atol, options.h_init = a.rtol, a.atol, a.h_init
+                options.pcoeff, options.icoeff, options.dcoeff = a.pcoeff, a.icoeff, a.dcoeff
+                options.accept_safety = a.accept_safety
             params.sampler_options = ctypes.pointer(options)
         callback = _Progress(progress) if progress is not None else None
         if callback is not None:
@@ -1099,6 +1111,22 @@ class Area(NamedTuple):
         if not 0.0 < float(self.strength) <= 10.0:
             raise ValueError(f"Area strength {self.strength}: above 0 and at most 10 (a part at 0 adds nothing)")
         c_part.area_strength = float(self.strength)
+
+
+class DPMAdaptive(NamedTuple):
+    """SamplerDPMAdaptative's settings for the sampler "dpm_adaptive": its
+    order (2 or 3), the error's tolerances, the first step in -log sigma,
+    the step size controller's PID coefficients and the factor at which a
+    step is taken. (Its eta and s_noise are ksampler's; give eta=0.0 for
+    the node's default.)"""
+    order: int = 3
+    rtol: float = 0.05
+    atol: float = 0.0078
+    h_init: float = 0.05
+    pcoeff: float = 0.0
+    icoeff: float = 1.0
+    dcoeff: float = 0.0
+    accept_safety: float = 0.81
 
 
 class SASolver(NamedTuple):
