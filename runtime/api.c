@@ -508,7 +508,9 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .flux_guidance = (float)params->flux_guidance,
                              .negative_flux_guidance = (float)params->negative_flux_guidance,
                              .differential = (float)params->differential_diffusion,
-                             .cfg_patches = {(float)params->rescale_cfg, params->cfg_zero_star},
+                             .cfg_patches = {(float)params->rescale_cfg, params->cfg_zero_star, params->apg,
+                                             (float)params->apg_eta, (float)params->apg_norm_threshold,
+                                             (float)params->apg_momentum},
                              .skip_layer_guidance = params->skip_layer_guidance,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;

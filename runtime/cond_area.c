@@ -237,7 +237,7 @@ struct cond_areas {
     float *hi, *lo;     /* each run's sigmas */
     int batch, channels, H, W;
     float cfg;
-    kiln_cfg_patches patches;
+    kiln_guidance guide;
     bool both;          /* the negative side runs: with guidance, or for a CFG++ sampler */
     float *crop, *pred, *sum[2], *count[2];
 };
@@ -247,6 +247,7 @@ void cond_areas_free(cond_areas *c)
     if (!c) return;
     for (int i = 0; c->models && i < c->nmodels; i++) prompt_pair_free(&c->models[i].pair);
     area_plan_free(&c->plan);
+    kiln_guidance_free(&c->guide);
     free(c->models), free(c->model_of), free(c->hi), free(c->lo);
     free(c->crop), free(c->pred);
     for (int s = 0; s < 2; s++) free(c->sum[s]), free(c->count[s]);
@@ -278,7 +279,8 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
     const int C = kiln_model_latent_channels(m);
     const size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     c->batch = job->batch, c->channels = C, c->H = job->latent_h, c->W = job->latent_w;
-    c->cfg = job->cfg, c->patches = job->cfg_patches;
+    c->cfg = job->cfg;
+    if (st == KILN_OK) st = kiln_guidance_init(&c->guide, &job->cfg_patches, n);
     c->both = fabsf(job->cfg - 1.0f) > 1e-9f || kiln_sampler_is_cfg_pp(job->sampler);
     if (st == KILN_OK) {
         c->models = calloc((size_t)nruns, sizeof *c->models);
@@ -374,8 +376,11 @@ kiln_status cond_areas_call(void *ctx, const float *x, float sigma, float *denoi
         return KILN_OK;
     }
     /* the patches as the denoiser applies them: where the negative side runs for guidance */
-    const kiln_cfg_patches none = {0}, *patches = fabsf(c->cfg - 1.0f) > 1e-9f ? &c->patches : &none;
-    kiln_guide(patches, x, cond, uncond, sigma, c->cfg, c->batch, n / (size_t)c->batch, denoised);
+    if (fabsf(c->cfg - 1.0f) > 1e-9f) {
+        kiln_guide(&c->guide, x, cond, uncond, sigma, c->cfg, c->batch, n / (size_t)c->batch, denoised);
+    } else {
+        for (size_t i = 0; i < n; i++) denoised[i] = uncond[i] + (cond[i] - uncond[i]) * c->cfg;
+    }
     return KILN_OK;
 }
 

@@ -56,8 +56,7 @@ kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patch
     const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
     if (!(d->patched_pred = malloc(2 * latent * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-    d->cfg_patches = *patches;
-    return KILN_OK;
+    return kiln_guidance_init(&d->guide, patches, latent);
 }
 
 kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised)
@@ -336,6 +335,7 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->uncond_denoised = NULL;
     free(d->patched_pred);
     d->patched_pred = NULL;
+    kiln_guidance_free(&d->guide);
     free(d->unet_in);
     free(d->unet_out);
     free(d->dit_out);
@@ -645,7 +645,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     const bool skip_layers = slg && slg->scale > 0.0 && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
     if (skip_layers) TRY(flux_rows(d, d->rows == d->batch ? 0 : d->batch, 1, true));
     /* RescaleCFG and CFGZeroStar need both predictions whole */
-    const bool patched = kiln_cfg_patched(&d->cfg_patches) && d->rows != d->batch;
+    const bool patched = kiln_cfg_patched(&d->guide.patches) && d->rows != d->batch;
     float *cond_pred = d->patched_pred, *uncond_pred = patched ? d->patched_pred + per_batch : NULL;
     for (size_t i = 0; i < per_batch; i++) {
         float cond = c_skip * x[i] + c_out * out_cond[i];
@@ -659,7 +659,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         }
     }
     if (patched)
-        kiln_guide(&d->cfg_patches, x, cond_pred, uncond_pred, sigma, d->cfg, d->batch, per_batch / (size_t)d->batch,
+        kiln_guide(&d->guide, x, cond_pred, uncond_pred, sigma, d->cfg, d->batch, per_batch / (size_t)d->batch,
                    denoised);
     double cond_moments[2] = {0, 0}, result_moments[2] = {0, 0};
     for (size_t i = 0; skip_layers && i < per_batch; i++) {

@@ -116,7 +116,7 @@ typedef struct kiln_denoiser {
     kiln_graph *slg_graph;
     float *slg_out;
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
-    kiln_cfg_patches cfg_patches; /* RescaleCFG, CFGZeroStar; zeros: none */
+    kiln_guidance guide;         /* the guidance patches (APG, RescaleCFG, CFGZeroStar); none: zeros */
     float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
     int rows;             /* 2B with guidance, B without */
@@ -139,7 +139,7 @@ kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d);
  * prediction (before an inpainting blend, as ComfyUI's post-CFG functions
  * see it). */
 kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised);
-/* The model's guidance patches (RescaleCFG, CFGZeroStar) from here on:
+/* The model's guidance patches (APG, RescaleCFG, CFGZeroStar) from here on:
  * kiln_guide in place of the plain guidance. */
 kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patches *patches);
 /* An InstructPix2Pix UNet's extra input, as SD 1.x's concat_cond gives it:

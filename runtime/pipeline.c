@@ -749,6 +749,13 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
+    if (job->cfg_patches.apg && job->skip_layer_guidance)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG with SkipLayerGuidance (its pass would take APG's "
+                         "conditional prediction, which kiln does not give it)");
+    if (job->cfg_patches.apg && job->cfg_patches.apg_momentum != 0.0f && !cond_parts_have_areas(parts, nparts) &&
+        nparts[0] * nparts[1] > 1)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG's momentum with prompts in parts (kiln keeps its running "
+                         "average for each pair of parts apart)");
     /* areas (ConditioningSetArea) run each part on its own box; else a denoiser for each pair of parts */
     const bool areas = cond_parts_have_areas(parts, nparts);
     cond_areas *runs = NULL;

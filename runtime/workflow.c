@@ -82,6 +82,8 @@ typedef struct wf_recipe {
     double differential; /* DifferentialDiffusion's strength; 0: none */
     double rescale_cfg;  /* RescaleCFG's multiplier; 0: none */
     bool cfg_zero_star;  /* CFGZeroStar */
+    bool apg;            /* APG, its eta, norm_threshold and momentum */
+    double apg_eta, apg_norm_threshold, apg_momentum;
     wf_slg slg;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
@@ -332,7 +334,9 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
                       .prediction = from->prediction,
                       .flux_shift = from->flux_shift, .differential = from->differential,
-                      .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .slg = from->slg,
+                      .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
+                      .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
+                      .apg_momentum = from->apg_momentum, .slg = from->slg,
                       .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -1849,6 +1853,9 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->differential_diffusion = model->recipe.differential;
     p->rescale_cfg = model->recipe.rescale_cfg;
     p->cfg_zero_star = model->recipe.cfg_zero_star;
+    p->apg = model->recipe.apg;
+    p->apg_eta = model->recipe.apg_eta, p->apg_norm_threshold = model->recipe.apg_norm_threshold;
+    p->apg_momentum = model->recipe.apg_momentum;
     const wf_slg *sg = &model->recipe.slg;
     const kiln_skip_layer_guidance slg = {sg->double_layers, sg->ndouble, sg->single_layers, sg->nsingle,
                                           sg->scale, sg->start, sg->end, sg->rescale};
@@ -2084,6 +2091,26 @@ static kiln_status cfg_zero_star(wf_run *r, wf_node *n)
     n->out[0].kind = WF_MODEL;
     TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
     n->out[0].recipe.cfg_zero_star = true;
+    return KILN_OK;
+}
+
+/* APG (Adaptive Projected Guidance): before the model's guidance
+ * (kiln_ksampler_params.apg), in place of any such node's before it. */
+static kiln_status apg(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double eta, threshold, momentum;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "eta", &eta));
+    TRY(number(n, "norm_threshold", &threshold));
+    TRY(number(n, "momentum", &momentum));
+    if (!(eta >= -10.0 && eta <= 10.0 && threshold >= 0.0 && threshold <= 50.0 && momentum >= -5.0 && momentum <= 1.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "eta %g (-10 to 10), norm_threshold %g (0 to 50), momentum %g (-5 to "
+                         "1)", eta, threshold, momentum);
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    wf_recipe *recipe = &n->out[0].recipe;
+    recipe->apg = true, recipe->apg_eta = eta, recipe->apg_norm_threshold = threshold, recipe->apg_momentum = momentum;
     return KILN_OK;
 }
 
@@ -2426,7 +2453,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
-                                         "RescaleCFG", "CFGZeroStar"};
+                                         "RescaleCFG", "CFGZeroStar", "APG"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2438,7 +2465,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
-        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star};
+        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

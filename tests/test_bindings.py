@@ -352,8 +352,10 @@ class Guidance(unittest.TestCase):
 
     def test_guidance_patches(self):
         """RescaleCFG's multiplier: 0 is the plain run to the bit, 0.7 moves
-        it, and CFGZeroStar moves it too; a multiplier out of 0 to 1 is
-        refused."""
+        it, and CFGZeroStar moves it too; APG at eta 1 without a cut or
+        momentum is the plain run at cfg + 1 (to float rounding), at eta 0
+        it moves;
+        a multiplier out of 0 to 1 is refused."""
         positive, negative = model.encode("a red circle"), model.encode("")
 
         def run(multiplier, zero_star=False):
@@ -364,6 +366,15 @@ class Guidance(unittest.TestCase):
         self.assertEqual(run(0.0), plain)
         self.assertGreater(rel_l2(run(0.7), plain), 1e-5)
         self.assertGreater(rel_l2(run(0.0, True), plain), 1e-5)
+        # APG at eta 1 without a norm cut or momentum: ComfyUI's formula gives cond + cfg (cond - uncond), the
+        # plain guidance at cfg + 1
+        plain_apg = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                                   apg=kiln.APG(eta=1.0, norm_threshold=0.0)).to_list()
+        cfg6 = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=6.0).to_list()
+        self.assertLess(rel_l2(plain_apg, cfg6), 1e-5)
+        moved = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                               apg=kiln.APG(eta=0.0, momentum=-0.5)).to_list()
+        self.assertGreater(rel_l2(moved, plain), 1e-4)
         with self.assertRaises(kiln.KilnError) as caught:
             run(1.5)
         self.assertIn("rescale_cfg 1.5", caught.exception.message)

@@ -1,5 +1,5 @@
-/* The guidance patches on a model, RescaleCFG and CFGZeroStar (ComfyUI's
- * nodes): their guidance against ComfyUI's code restated
+/* The guidance patches on a model, APG, RescaleCFG and CFGZeroStar
+ * (ComfyUI's nodes): their guidance against ComfyUI's code restated
  * (tests/data/guidance), then through the sampling with the tiny SD 1.x
  * model: one step's guided prediction against the two prompts' own
  * predictions guided by hand, with the prompts whole and on areas; prompts
@@ -47,13 +47,48 @@ static void guidance_matches_comfyui(void **state)
     static const char *const cases[] = {"early", "late", "zero_star", "both"};
     for (int k = 0; k < 4; k++) {
         golden settings = golden_field(f, cases[k], "settings"), want = golden_field(f, cases[k], "denoised");
-        const kiln_cfg_patches patches = {settings.data[2], settings.data[3] != 0.0f};
-        kiln_guide(&patches, x.data, cond.data, uncond.data, settings.data[0], settings.data[1], 2, x.count / 2, have);
+        const kiln_cfg_patches patches = {.rescale_cfg = settings.data[2], .zero_star = settings.data[3] != 0.0f};
+        kiln_guidance g;
+        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count));
+        kiln_guide(&g, x.data, cond.data, uncond.data, settings.data[0], settings.data[1], 2, x.count / 2, have);
+        kiln_guidance_free(&g);
         const double err = kiln_rel_l2(have, want.data, x.count);
         print_message("  %s: rel L2 %.2g from ComfyUI's\n", cases[k], err);
         assert_true(err <= 1e-6);
         golden_free(&settings), golden_free(&want);
     }
+    /* APG over four calls (its running average restarted where the sigma rises), then with the others */
+    float *c = malloc(x.count * sizeof *c), *u = malloc(x.count * sizeof *u);
+    assert_non_null(c), assert_non_null(u);
+    kiln_guidance g;
+    const kiln_cfg_patches apg = {.apg = true, .apg_eta = 0.5f, .apg_norm_threshold = 5.0f, .apg_momentum = -0.5f};
+    assert_kiln_ok(kiln_guidance_init(&g, &apg, x.count));
+    static const float sigmas[4] = {3.0f, 2.0f, 2.5f, 1.0f};
+    for (int k = 0; k < 4; k++) {
+        for (size_t i = 0; i < x.count; i++)
+            c[i] = cond.data[i] * (float)(1 + 0.1 * k) + 0.5f * uncond.data[(i + x.count - (size_t)k) % x.count],
+            u[i] = uncond.data[i] * (float)(1 - 0.05 * k);
+        kiln_guide(&g, x.data, c, u, sigmas[k], 6.0f, 2, x.count / 2, have);
+        char name[32];
+        snprintf(name, sizeof name, "apg.%d", k);
+        golden want = golden_field(f, name, "denoised");
+        const double err = kiln_rel_l2(have, want.data, x.count);
+        print_message("  APG call %d at sigma %g: rel L2 %.2g from ComfyUI's\n", k, sigmas[k], err);
+        assert_true(err <= 1e-6);
+        golden_free(&want);
+    }
+    kiln_guidance_free(&g);
+    const kiln_cfg_patches all = {.rescale_cfg = 0.7f, .zero_star = true, .apg = true, .apg_eta = 0.3f,
+                                  .apg_momentum = 0.4f};
+    assert_kiln_ok(kiln_guidance_init(&g, &all, x.count));
+    kiln_guide(&g, x.data, cond.data, uncond.data, 1.5f, 5.0f, 2, x.count / 2, have);
+    golden want = golden_read(f, "apg_all.denoised");
+    const double err = kiln_rel_l2(have, want.data, x.count);
+    print_message("  APG, RescaleCFG and CFGZeroStar: rel L2 %.2g from ComfyUI's\n", err);
+    assert_true(err <= 1e-6);
+    golden_free(&want);
+    kiln_guidance_free(&g);
+    free(c), free(u);
     free(have);
     golden_free(&x), golden_free(&cond), golden_free(&uncond);
     kiln_st_close(f);
@@ -80,7 +115,7 @@ static float *one_step(const kiln_conditioning_part *negative, int nnegative, co
 /* The step's guided prediction is kiln_guide (checked above) of the
  * prompts' own predictions at the step's x, whole and with the positive
  * prompt on a box over all of the latent (the areas' guidance), with
- * RescaleCFG at 0.7 and with CFGZeroStar; at a multiplier of almost 0 it is
+ * RescaleCFG at 0.7, with CFGZeroStar and with APG; at a multiplier of almost 0 it is
  * the plain guidance. Two positive prompts acting together are refused; one
  * after the other they run. */
 static void guidance_through_sampling(void **state)
@@ -107,7 +142,8 @@ static void guidance_through_sampling(void **state)
     const kiln_conditioning_part red_all = {.cond = &red, .end_percent = 1.0},
                                  neg_all = {.cond = &neg, .end_percent = 1.0},
                                  red_box = {.cond = &red, .end_percent = 1.0, .area_w = LW, .area_h = LH};
-    const kiln_cfg_patches none = {0}, rescaled = {0.7f, false}, zero_star = {0.0f, true};
+    const kiln_cfg_patches none = {0}, rescaled = {.rescale_cfg = 0.7f}, zero_star = {.zero_star = true},
+                           apg = {.apg = true, .apg_eta = 0.2f, .apg_norm_threshold = 3.0f, .apg_momentum = -0.3f};
     float *cond = one_step(&red_all, 1, &red_all, 1, 1.0f, none, noise, NULL),
           *uncond = one_step(&neg_all, 1, &neg_all, 1, 1.0f, none, noise, NULL);
     /* the predictions leave unscaled (the LATENT's); the guidance takes them as the model gives them */
@@ -115,22 +151,26 @@ static void guidance_through_sampling(void **state)
     for (size_t i = 0; i < n; i++) cond[i] = kiln_vae_latent_in(&model->vae, cond[i]),
                                     uncond[i] = kiln_vae_latent_in(&model->vae, uncond[i]),
                                     plain[i] = kiln_vae_latent_in(&model->vae, plain[i]);
-    const kiln_cfg_patches *const patched[2] = {&rescaled, &zero_star};
-    for (int k = 0; k < 2; k++) {
-        kiln_guide(patched[k], x, cond, uncond, sigmas[0], 5.0f, 1, n, want);
+    const kiln_cfg_patches *const patched[3] = {&rescaled, &zero_star, &apg};
+    static const char *const names[3] = {"RescaleCFG 0.7", "CFGZeroStar", "APG"};
+    for (int k = 0; k < 3; k++) {
+        kiln_guidance g;
+        assert_kiln_ok(kiln_guidance_init(&g, patched[k], n));
+        kiln_guide(&g, x, cond, uncond, sigmas[0], 5.0f, 1, n, want);
+        kiln_guidance_free(&g);
         for (int boxed = 0; boxed < 2; boxed++) {
             float *have = one_step(&neg_all, 1, boxed ? &red_box : &red_all, 1, 5.0f, *patched[k], noise, NULL);
             for (size_t i = 0; i < n; i++) have[i] = kiln_vae_latent_in(&model->vae, have[i]);
             const double err = kiln_rel_l2(have, want, n);
             print_message("  %s %s: rel L2 %.2g from the predictions guided by hand (%.2g from the plain "
-                          "guidance)\n", k ? "CFGZeroStar" : "RescaleCFG 0.7",
+                          "guidance)\n", names[k],
                           boxed ? "on a box over all of the latent" : "whole", err, kiln_rel_l2(have, plain, n));
             assert_true(err <= 1e-5);
             assert_true(kiln_rel_l2(have, plain, n) > 5e-5);
             free(have);
         }
     }
-    float *off = one_step(&neg_all, 1, &red_all, 1, 5.0f, (kiln_cfg_patches){1e-30f, false}, noise, NULL);
+    float *off = one_step(&neg_all, 1, &red_all, 1, 5.0f, (kiln_cfg_patches){.rescale_cfg = 1e-30f}, noise, NULL);
     for (size_t i = 0; i < n; i++) off[i] = kiln_vae_latent_in(&model->vae, off[i]);
     assert_true(kiln_rel_l2(off, plain, n) <= 1e-6);
     const kiln_conditioning_part together[2] = {red_all, {.cond = &blue, .end_percent = 1.0}},

@@ -1244,8 +1244,8 @@ static void conditioning_set_area_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
-/* RescaleCFG and CFGZeroStar on the model: the library's run with
- * rescale_cfg at the node's multiplier and cfg_zero_star, pixel for pixel;
+/* APG, CFGZeroStar and RescaleCFG on the model: the library's run with
+ * apg, cfg_zero_star and rescale_cfg at the nodes' settings, pixel for pixel;
  * a multiplier past 1 is refused. */
 static void guidance_patch_nodes(void **state)
 {
@@ -1253,7 +1253,9 @@ static void guidance_patch_nodes(void **state)
 #define RESCALED_RUN(multiplier)                                                                                      \
     "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
     "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
-    "\"clip\": [\"4\", 1]}}, \"61\": {\"class_type\": \"CFGZeroStar\", \"inputs\": {\"model\": [\"4\", 0]}}, "      \
+    "\"clip\": [\"4\", 1]}}, \"62\": {\"class_type\": \"APG\", \"inputs\": {\"model\": [\"4\", 0], \"eta\": 0.4, "     \
+    "\"norm_threshold\": 4, \"momentum\": -0.25}}, "                                                                   \
+    "\"61\": {\"class_type\": \"CFGZeroStar\", \"inputs\": {\"model\": [\"62\", 0]}}, "                              \
     "\"60\": {\"class_type\": \"RescaleCFG\", \"inputs\": {\"model\": [\"61\", 0], \"multiplier\": " multiplier "}}, "  \
     "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "     \
     "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
@@ -1265,7 +1267,8 @@ static void guidance_patch_nodes(void **state)
     kiln_latent empty, latent;
     tiny_sd15(&m, "", &pos, &neg, &empty);
     const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0, .rescale_cfg = 0.7, .cfg_zero_star = true};
+                                    .denoise = 1.0, .rescale_cfg = 0.7, .cfg_zero_star = true, .apg = true,
+                                    .apg_eta = 0.4, .apg_norm_threshold = 4.0, .apg_momentum = -0.25};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
     assert_workflow_decodes_to(RESCALED_RUN("0.7"), m, &latent);
     expect_refusal(RESCALED_RUN("1.2"), KILN_ERR_INVALID_ARG, "node 60 (RescaleCFG): multiplier 1.2: must be 0..1");

@@ -698,6 +698,11 @@ typedef struct kiln_ksampler_params {
     /* CFGZeroStar on the model: after the guidance, the unconditional prediction's share scaled per image by
        alpha = <x - cond, x - uncond> / |x - uncond|^2 (the predictions' noise parts) */
     bool cfg_zero_star;
+    /* APG (Adaptive Projected Guidance) on the model, before the guidance: the guidance cond - uncond (with
+       momentum its running average, restarted where the sigma rises), its norm per image cut to norm_threshold
+       (0: not), its part along the conditional prediction times eta; apg false: none */
+    bool apg;
+    double apg_eta, apg_norm_threshold, apg_momentum;
     /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext; at most KILN_MAX_REFERENCES
        each): kiln_vae_encode's latents of
        the pictures (batch 1 each), beside the latent in every call of that prompt's rows. reference_count 0
@@ -738,7 +743,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * DualCLIPLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly,
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
- * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar,
+ * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,

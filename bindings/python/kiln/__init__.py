@@ -176,7 +176,8 @@ class _KSamplerParams(Structure):
                 ("leftover_noise", c_bool), ("disable_noise", c_bool),
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
                 ("negative_flux_guidance", c_double), ("differential_diffusion", c_double),
-                ("rescale_cfg", c_double), ("cfg_zero_star", c_bool), ("reference", POINTER(_Latent)), ("reference_count", c_int),
+                ("rescale_cfg", c_double), ("cfg_zero_star", c_bool), ("apg", c_bool), ("apg_eta", c_double),
+                ("apg_norm_threshold", c_double), ("apg_momentum", c_double), ("reference", POINTER(_Latent)), ("reference_count", c_int),
                 ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int),
                 ("reference_method", c_int), ("negative_reference_method", c_int),
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
@@ -778,6 +779,7 @@ class Model(_Handle):
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
+                 apg: Optional["APG"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
                  reference_method: str = "offset", negative_reference_method: str = "offset",
@@ -825,6 +827,7 @@ class Model(_Handle):
         with a noise mask (0: none, 1: the node's).
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
         the node's default is 0.7). cfg_zero_star: CFGZeroStar on the model.
+        apg: an APG, Adaptive Projected Guidance on the model (None: none).
         reference, negative_reference: ReferenceLatent on the positive and
         the negative prompt (FLUX.1 Kontext): vae_encode's latents of
         pictures (one each), or a sequence of them (at most 8);
@@ -890,6 +893,10 @@ class Model(_Handle):
         params.differential_diffusion = differential_diffusion
         params.rescale_cfg = rescale_cfg
         params.cfg_zero_star = bool(cfg_zero_star)
+        if apg is not None:
+            a = APG(*apg)
+            params.apg, params.apg_eta, params.apg_norm_threshold, params.apg_momentum = \
+                True, a.eta, a.norm_threshold, a.momentum
         for field, given in (("reference", reference), ("negative_reference", negative_reference)):
             latents = [given] if isinstance(given, Latent) else list(given or [])
             if latents:
@@ -1111,6 +1118,16 @@ class Area(NamedTuple):
         if not 0.0 < float(self.strength) <= 10.0:
             raise ValueError(f"Area strength {self.strength}: above 0 and at most 10 (a part at 0 adds nothing)")
         c_part.area_strength = float(self.strength)
+
+
+class APG(NamedTuple):
+    """The APG node's settings (Adaptive Projected Guidance): the scale of
+    the guidance's part along the positive prediction (1: plain CFG's),
+    the norm the guidance is cut to (0: not), and its running average's
+    momentum (0: none)."""
+    eta: float = 1.0
+    norm_threshold: float = 5.0
+    momentum: float = 0.0
 
 
 class DPMAdaptive(NamedTuple):
