@@ -348,6 +348,15 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
     return ok ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
 }
 
+/* A MODEL patch node's output: the MODEL it takes, to patch (*out). */
+static kiln_status patched_model(wf_node *n, const wf_value *model, wf_recipe **out)
+{
+    n->out[0].kind = WF_MODEL;
+    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
+    *out = &n->out[0].recipe;
+    return KILN_OK;
+}
+
 static void free_recipe(wf_recipe *rc)
 {
     free(rc->ckpt);
@@ -677,9 +686,9 @@ static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
     if (cJSON_IsTrue(zsnr)) return node_fail(n, KILN_ERR_UNSUPPORTED, "zsnr (zero terminal SNR sigmas)");
     if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction"))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps and v_prediction)", sampling);
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.prediction = sampling; /* the node's JSON outlives the run */
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->prediction = sampling; /* the node's JSON outlives the run */
     return KILN_OK;
 }
 
@@ -761,9 +770,8 @@ static kiln_status patch_image_prompt(wf_node *n, const wf_value *model, const w
                          KILN_MAX_IP_ADAPTERS, KILN_MAX_IP_ADAPTERS);
     ip->image = image->images;
     ip->nimages = image->nimages;
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    wf_recipe *patched = &n->out[0].recipe;
+    wf_recipe *patched;
+    TRY(patched_model(n, model, &patched));
     patched->image_prompts[patched->nimage_prompts++] = *ip;
     return KILN_OK;
 }
@@ -1980,9 +1988,9 @@ static kiln_status model_sampling_flux(wf_run *r, wf_node *n)
     TRY(integer(n, "width", 16, 16384, &width));
     TRY(integer(n, "height", 16, 16384, &height));
     const double slope = (max_shift - base_shift) / (4096.0 - 256.0), at_zero = base_shift - slope * 256.0;
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.flux_shift = (double)width * height / (8 * 8 * 2 * 2) * slope + at_zero;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->flux_shift = (double)width * height / (8 * 8 * 2 * 2) * slope + at_zero;
     return KILN_OK;
 }
 
@@ -1996,9 +2004,9 @@ static kiln_status model_sampling_sd3(wf_run *r, wf_node *n)
     TRY(number(n, "shift", &shift));
     if (!(shift > 0.0 && shift < 100.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "shift %g: above 0 and below 100", shift);
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.flux_shift = shift;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->flux_shift = shift;
     return KILN_OK;
 }
 
@@ -2037,9 +2045,9 @@ static kiln_status skip_layer_guidance(wf_run *r, wf_node *n, bool dit)
     TRY(number(n, "start_percent", &slg.start));
     TRY(number(n, "end_percent", &slg.end));
     if (dit && input_of(n, "rescaling_scale")) TRY(number(n, "rescaling_scale", &slg.rescale));
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.slg = slg;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->slg = slg;
     return KILN_OK;
 }
 
@@ -2057,9 +2065,9 @@ static kiln_status differential_diffusion(wf_run *r, wf_node *n)
     if (input_of(n, "strength")) TRY(number(n, "strength", &strength));
     if (!(strength >= 0.0 && strength <= 1.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "strength %g: must be 0..1", strength);
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.differential = strength;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->differential = strength;
     return KILN_OK;
 }
 
@@ -2073,9 +2081,9 @@ static kiln_status rescale_cfg(wf_run *r, wf_node *n)
     TRY(number(n, "multiplier", &multiplier));
     if (!(multiplier >= 0.0 && multiplier <= 1.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "multiplier %g: must be 0..1", multiplier);
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.rescale_cfg = multiplier;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->rescale_cfg = multiplier;
     return KILN_OK;
 }
 
@@ -2088,9 +2096,9 @@ static kiln_status cfg_zero_star(wf_run *r, wf_node *n)
     if ((model->recipe.slg.ndouble || model->recipe.slg.nsingle) && model->recipe.slg.rescale != 0.0)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "after SkipLayerGuidanceDiT's rescaling: kiln applies CFGZeroStar "
                          "first (put it before the SkipLayerGuidance node)");
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    n->out[0].recipe.cfg_zero_star = true;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->cfg_zero_star = true;
     return KILN_OK;
 }
 
@@ -2107,9 +2115,8 @@ static kiln_status apg(wf_run *r, wf_node *n)
     if (!(eta >= -10.0 && eta <= 10.0 && threshold >= 0.0 && threshold <= 50.0 && momentum >= -5.0 && momentum <= 1.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "eta %g (-10 to 10), norm_threshold %g (0 to 50), momentum %g (-5 to "
                          "1)", eta, threshold, momentum);
-    n->out[0].kind = WF_MODEL;
-    TRY(copy_recipe(&model->recipe, &n->out[0].recipe));
-    wf_recipe *recipe = &n->out[0].recipe;
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
     recipe->apg = true, recipe->apg_eta = eta, recipe->apg_norm_threshold = threshold, recipe->apg_momentum = momentum;
     return KILN_OK;
 }

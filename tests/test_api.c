@@ -30,18 +30,13 @@ static kiln_model *model;
 static int setup(void **state)
 {
     (void)state;
-    if (kiln_backend_open("cpu", NULL, &backend) != KILN_OK) return -1;
-    return kiln_checkpoint_load(backend, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0, &model) ==
-                   KILN_OK
-               ? 0
-               : -1;
+    return kiln_test_open_tiny_sd15(&backend, &model);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    kiln_model_free(model);
-    kiln_backend_free(backend);
+    kiln_test_close_model(backend, model);
     return 0;
 }
 

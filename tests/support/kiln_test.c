@@ -24,6 +24,19 @@ const char *kiln_test_data(const char *relative)
     return path;
 }
 
+int kiln_test_open_tiny_sd15(kiln_backend **be, kiln_model **m)
+{
+    if (kiln_backend_open("cpu", NULL, be) != KILN_OK) return -1;
+    return kiln_checkpoint_load(*be, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0, m) == KILN_OK ? 0
+                                                                                                                 : -1;
+}
+
+void kiln_test_close_model(kiln_backend *be, kiln_model *m)
+{
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 uint8_t *kiln_test_read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");

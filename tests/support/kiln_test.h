@@ -44,4 +44,9 @@ void assert_ids_equal(const char *what, const char *name, const int32_t *got, si
 /* Path under tests/data ("diffusers/unet.safetensors" -> absolute path). */
 const char *kiln_test_data(const char *relative);
 
+/* A test group's setup of the tiny SD 1.x model (tests/data/tiny) on the
+ * CPU backend: 0, or -1 where it cannot be loaded; and its teardown. */
+int kiln_test_open_tiny_sd15(kiln_backend **be, kiln_model **m);
+void kiln_test_close_model(kiln_backend *be, kiln_model *m);
+
 #endif
