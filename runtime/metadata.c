@@ -74,6 +74,12 @@ static kiln_status check_run(const kiln_run_info *run)
                         : !run->scheduler ? "scheduler" : !run->version ? "version" : NULL;
     if (missing) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: no %s given", missing);
     if (run->steps < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: steps %d", run->steps);
+    if (run->nareas < 0 || run->nareas > 32 || (run->nareas && !run->areas))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d area prompts", run->nareas);
+    for (int i = 0; i < run->nareas; i++)
+        if (!run->areas[i].prompt || run->areas[i].width < 8 || run->areas[i].height < 8 || run->areas[i].x < 0 ||
+            run->areas[i].y < 0)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: area prompt %d", i + 1);
     if (run->width < 1 || run->height < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: size %dx%d", run->width, run->height);
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
@@ -455,14 +461,56 @@ static const char *positive_text(const kiln_run_info *run, char id[16])
     return id;
 }
 
-/* The positive prompt as the rest of the graph takes it: the text, through
- * FluxGuidance "30" where the run set one, then through the StyleModelApply
- * chain. */
-static const char *positive_prompt(const kiln_run_info *run, char id[16])
+/* The positive prompt before its areas: the text, through FluxGuidance
+ * "30" where the run set one, then through the StyleModelApply chain. */
+static const char *positive_whole(const kiln_run_info *run, char id[16])
 {
     if (!run->nstyles) return run->flux_guidance ? "30" : positive_text(run, id);
     style_node_id(run->nstyles - 1, 4, id);
     return id;
+}
+
+/* The nodes of area prompt i: CLIPTextEncode (part 0), ConditioningSetArea
+ * (1), ConditioningCombine (2), from "300" on. */
+static void area_node_id(int i, int part, char id[16])
+{
+    snprintf(id, 16, "%d", 300 + 3 * i + part);
+}
+
+/* The positive prompt as the rest of the graph takes it: positive_whole,
+ * then combined with each area prompt. */
+static const char *positive_prompt(const kiln_run_info *run, char id[16])
+{
+    if (!run->nareas) return positive_whole(run, id);
+    area_node_id(run->nareas - 1, 2, id);
+    return id;
+}
+
+/* The area prompts' nodes, each on the CLIP the positive prompt's encoder
+ * reads. */
+static void add_areas(graph *g, const kiln_run_info *run, const char *clip, int clip_output)
+{
+    char text[16], area[16], combined[16], before[16];
+    for (int i = 0; i < run->nareas; i++) {
+        const kiln_run_area *a = &run->areas[i];
+        area_node_id(i, 0, text);
+        area_node_id(i, 1, area);
+        area_node_id(i, 2, combined);
+        cJSON *in = add_node(g, text, "CLIPTextEncode");
+        add_string(g, in, "text", a->prompt);
+        add_link(g, in, "clip", clip, clip_output);
+        in = add_node(g, area, "ConditioningSetArea");
+        add_number(g, in, "width", a->width);
+        add_number(g, in, "height", a->height);
+        add_number(g, in, "x", a->x);
+        add_number(g, in, "y", a->y);
+        add_number(g, in, "strength", a->strength);
+        add_link(g, in, "conditioning", text, 0);
+        in = add_node(g, combined, "ConditioningCombine");
+        if (i) area_node_id(i - 1, 2, before);
+        add_link(g, in, "conditioning_1", i ? before : positive_whole(run, before), 0);
+        add_link(g, in, "conditioning_2", area, 0);
+    }
 }
 
 /* The nodes of IPAdapterAdvanced i: its IPAdapterModelLoader (part 0),
@@ -729,6 +777,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     }
 
     add_prompt_encoders(&g, run, "6", "7", false, clip, clip_output);
+    add_areas(&g, run, clip, clip_output);
     if (run->negative_until > 0) {
         in = add_node(&g, "74", "ConditioningZeroOut");
         add_link(&g, in, "conditioning", "7", 0);

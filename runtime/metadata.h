@@ -51,6 +51,14 @@ typedef struct kiln_run_style {
 /* Redux units a run records (node ids for each) */
 #define KILN_RUN_MAX_STYLES 8
 
+/* A prompt on a box of the picture (ConditioningSetArea: pixels, floored to
+ * latent pixels, and its strength), combined with the positive prompt. */
+typedef struct kiln_run_area {
+    const char *prompt;
+    int x, y, width, height;
+    double strength;
+} kiln_run_area;
+
 typedef struct kiln_run_info {
     const char *model;           /* checkpoint path or file name; only its base name is recorded */
     const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
@@ -62,6 +70,9 @@ typedef struct kiln_run_info {
     /* the negative prompt over the sampling's first part only, zeroed after (SD3's example workflows:
        ConditioningZeroOut, ConditioningSetTimestepRange, ConditioningCombine, "74" to "77"); 0: all of it */
     double negative_until;
+    const kiln_run_area *areas; /* CLIPTextEncode "300" + 3i, ConditioningSetArea "301" + 3i and
+                                   ConditioningCombine "302" + 3i after the positive prompt each */
+    int nareas;
     const char *prompt_l, *negative_prompt_l; /* SDXL: CLIP-L's texts where they differ (text_l); NULL: the prompts */
     int steps;
     const char *sampler;   /* ComfyUI name: "euler", "dpmpp_2m", ... */

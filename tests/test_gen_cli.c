@@ -391,7 +391,8 @@ static void workflow_again_holding(const char *name, const char *flags, const ch
  * makes the same pictures to the bit: the workflow says all of the run, and
  * kiln runs it as gen did; so do SDXL's numbers (the negative prompt's own
  * too) and CLIP-L's own text, its
- * refiner, an IP-Adapter, two chained, v-prediction (and RescaleCFG and CFGZeroStar on it). A workflow with
+ * refiner, an IP-Adapter, two chained, v-prediction (and RescaleCFG and CFGZeroStar on it), prompts on areas. A
+ * workflow with
  * --prompt, and a PNG without one, are refused. */
 static void workflow_round_trip(void **state)
 {
@@ -480,6 +481,10 @@ static void workflow_round_trip(void **state)
                            (const char *const[]){"\"ImageBatch\"", "\"hint_37x23.png\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v", KILN_TEST_DATA);
     workflow_again("vpred", flags, "");
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --area-prompt "
+             "'8,0,64,64,1.5:a blue square' --area-prompt '0,8,16,16:a green line'", KILN_TEST_DATA);
+    workflow_again_holding("areas", flags, "",
+                           (const char *const[]){"\"ConditioningSetArea\"", "\"a green line\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v --rescale-cfg 0.7 "
              "--cfg-zero-star", KILN_TEST_DATA);
     workflow_again_holding("vpred_rescaled", flags, "",

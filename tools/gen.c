@@ -84,6 +84,8 @@ typedef struct gen_options {
     int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
     double slg_scale, slg_start, slg_end, slg_rescale;
     const char *references[KILN_MAX_REFERENCES]; /* --reference-image: ReferenceLatent's pictures (Kontext) */
+    kiln_run_area areas[KILN_MAX_PROMPT_PARTS - 1]; /* --area-prompt: prompts on boxes beside --prompt */
+    int nareas;
     int nreferences;
     const char *reference_method; /* --reference-method: FluxKontextMultiReferenceLatentMethod's; NULL: offset */
     kiln_reference_method reference_placement;
@@ -246,6 +248,10 @@ static void usage(FILE *to)
             "                         0.15) and SkipLayerGuidanceDiT's rescaling (default 0)\n"
             "  --rescale-cfg M        RescaleCFG on the model at multiplier M in (0, 1] (the node's default\n"
             "                         is 0.7): the guidance in v space, its std brought to the positive's\n"
+            "  --area-prompt X,Y,W,H[,S]:TEXT\n"
+            "                         TEXT on the box of W x H pixels at X, Y (ConditioningSetArea: floored\n"
+            "                         to 8; strength S, default 1) beside --prompt over the whole picture;\n"
+            "                         up to 7, SD 1.x/2.x and SDXL models\n"
             "  --cfg-zero-star        CFGZeroStar on the model: the negative prompt's share of the guidance\n"
             "                         scaled by its prediction's projection on the positive's\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
@@ -304,6 +310,29 @@ static bool parse_pair(const char *s, char sep, long lo, long hi, int *a, int *b
     memcpy(first, s, (size_t)(mid - s));
     first[mid - s] = 0;
     return parse_int(first, lo, hi, a) && parse_int(mid + 1, lo, hi, b);
+}
+
+/* --area-prompt's X,Y,W,H[,S]:TEXT. */
+static bool parse_area(const char *s, kiln_run_area *a)
+{
+    const char *colon = strchr(s, ':');
+    if (!colon || !colon[1]) return false;
+    double v[5] = {0, 0, 0, 0, 1.0};
+    int count = 0;
+    const char *at = s;
+    while (at < colon && count < 5) {
+        char *end;
+        errno = 0;
+        v[count++] = strtod(at, &end);
+        if (errno || end == at || (*end != ',' && end != colon)) return false;
+        at = end + (end != colon);
+    }
+    if (at != colon || count < 4) return false;
+    for (int k = 0; k < 4; k++)
+        if (v[k] != floor(v[k]) || v[k] < 0 || v[k] > 16384) return false;
+    if (v[2] < 8 || v[3] < 8 || !(v[4] > 0 && v[4] <= 10)) return false;
+    *a = (kiln_run_area){colon + 1, (int)v[0], (int)v[1], (int)v[2], (int)v[3], v[4]};
+    return true;
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out)
@@ -542,12 +571,12 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
-        {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR},
+        {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -702,6 +731,13 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
         case O_CFG_ZERO_STAR: o->cfg_zero_star = true; break;
+        case O_AREA_PROMPT:
+            if (o->nareas == KILN_MAX_PROMPT_PARTS - 1) return bad_flag("--area-prompt", optarg, "at most 7");
+            if (!parse_area(optarg, &o->areas[o->nareas]))
+                return bad_flag("--area-prompt", optarg, "X,Y,W,H[,S]:TEXT, a box of at least 8x8 pixels at or past "
+                                "0, 0 and a strength from 0 (not) to 10");
+            o->nareas++;
+            break;
         case O_RESCALE_CFG:
             if (!parse_double(optarg, 0, 1, &o->rescale_cfg) || o->rescale_cfg == 0)
                 return bad_flag("--rescale-cfg", optarg, "must be in (0, 1]");
@@ -917,6 +953,17 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
+    if (o->nareas && (o->ncontrols || o->nimage_prompts || o->mask || o->outpaint_given || o->refiner ||
+                      o->nreferences || o->slg_double_count || o->slg_single_count || o->nstyles || o->prompt_l ||
+                      o->negative_l || o->sdxl_given)) {
+        fprintf(stderr, "gen: --area-prompt with %s: prompts on areas run each on its own box, without it (not "
+                        "yet)\n",
+                o->ncontrols ? "--controlnet" : o->nimage_prompts ? "--ip-adapter" : o->mask ? "--mask"
+                : o->outpaint_given ? "--outpaint" : o->refiner ? "--refiner" : o->nreferences ? "--reference-image"
+                : o->nstyles ? "--redux" : o->prompt_l || o->negative_l ? "--prompt-l" : o->sdxl_given ? "SDXL's sizes"
+                : "--slg");
+        return 2;
+    }
     if (o->aesthetic_given && !o->refiner) {
         fprintf(stderr, "gen: --aesthetic/--negative-aesthetic need --refiner (the refiner's prompts take them)\n");
         return 2;
@@ -1650,8 +1697,21 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
         return fail("--negative-prompt");
     for (int i = 0; i < o->nstyles; i++)
         if ((rc = apply_redux(m, c->be, &o->styles[i], &pos))) return rc;
-    kiln_conditioning zeroed = {0};
-    kiln_conditioning_part negative_parts[2];
+    kiln_conditioning zeroed = {0}, areas[KILN_MAX_PROMPT_PARTS - 1] = {{0}};
+    kiln_conditioning_part negative_parts[2], positive_parts[KILN_MAX_PROMPT_PARTS];
+    if (o->nareas) { /* ConditioningSetArea on each, ConditioningCombine after the prompt over all of the picture */
+        positive_parts[0] = (kiln_conditioning_part){.cond = &pos, .end_percent = 1.0};
+        for (int i = 0; i < o->nareas; i++) {
+            const kiln_run_area *a = &o->areas[i];
+            if (encode_prompt(m, c->tok, a->prompt, NULL, c->clip_skip, &areas[i]) != KILN_OK)
+                return fail("--area-prompt");
+            positive_parts[i + 1] = (kiln_conditioning_part){.cond = &areas[i], .end_percent = 1.0, .area_x = a->x / 8,
+                                                             .area_y = a->y / 8, .area_w = a->width / 8,
+                                                             .area_h = a->height / 8, .area_strength = a->strength};
+        }
+        job->parts[1] = positive_parts;
+        job->nparts[1] = 1 + o->nareas;
+    }
     if (o->negative_until > 0) { /* ConditioningZeroOut of it, each over its part, ConditioningCombine */
         if (kiln_conditioning_zero_out(&neg, &zeroed) != KILN_OK) return fail("--negative-until");
         negative_parts[0] = (kiln_conditioning_part){.cond = &neg, .end_percent = o->negative_until};
@@ -1714,6 +1774,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .inpaint_conditioning = c->inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
                          .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,
                          .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star,
+                         .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
                          .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
                          .styles = o->styles, .nstyles = o->nstyles, .references = o->references,
@@ -1749,6 +1810,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);
     kiln_conditioning_free(&zeroed);
+    for (int i = 0; i < o->nareas; i++) kiln_conditioning_free(&areas[i]);
     if (st != KILN_OK) return fail("--output");
     if (upscaler) {
         o->width *= kiln_upscaler_scale(upscaler);
@@ -1878,6 +1940,10 @@ int main(int argc, char **argv)
     kiln_inpaint inpaint = {0};
     bool inpaint_unet = m->info.variant == KILN_VARIANT_INPAINT;
     bool pix2pix = m->info.variant == KILN_VARIANT_INSTRUCT_PIX2PIX;
+    if (o.nareas && (kiln_model_is_dit(m) || pix2pix)) {
+        fprintf(stderr, "gen: --area-prompt on %s: SD 1.x/2.x and SDXL models (not yet)\n", model_name);
+        return 2;
+    }
     if (inpaint_unet && !o.mask && !o.outpaint_given) {
         fprintf(stderr, "gen: %s is an inpainting model: give it --init-image and --mask or --outpaint\n", model_name);
         return 2;

@@ -267,6 +267,15 @@ expect_refused "feathering without outpaint" "--feathering needs --outpaint" --o
     --init-image "$img" --feathering 10
 expect_refused "feathering negative" "--feathering -1: must be 0..8192" --output "$tmp/out.png" \
     --init-image "$img" --outpaint 8 --feathering -1
+expect_refused "area prompt without text" "--area-prompt 0,0,64,64: X,Y,W,H\[,S\]:TEXT" --output "$tmp/out.png" \
+    --area-prompt 0,0,64,64
+expect_refused "area prompt too small" "--area-prompt 0,0,4,64:y: X,Y,W,H" --output "$tmp/out.png" \
+    --area-prompt 0,0,4,64:y
+expect_refused "area prompt at strength 0" "--area-prompt 0,0,64,64,0:y: X,Y,W,H" --output "$tmp/out.png" \
+    --area-prompt 0,0,64,64,0:y
+expect_refused "area prompt with a mask" "--area-prompt with --mask" --output "$tmp/out.png" \
+    --init-image "$img" --mask "$data/inpaint/mask_20x17.png" --area-prompt 0,0,64,64:y
+expect_refused "rescale cfg of 0" "--rescale-cfg 0: must be in (0, 1]" --output "$tmp/out.png" --rescale-cfg 0
 expect_refused "hires flag without a scale" "need --hires-scale" --output "$tmp/out.png" --hires-denoise 0.4
 expect_refused "hires on img2img" "--hires-scale is for txt2img" --output "$tmp/out.png" --init-image "$img" \
     --hires-scale 2
