@@ -220,12 +220,12 @@ kiln_status area_plan_make(const kiln_conditioning_part *parts[2], const int npa
     return st;
 }
 
-/* A run's model: its prompt at guidance 1 on its box; runs of one prompt
- * and box size share one. */
+/* A run's model: its prompt at guidance 1 on its box; runs of one side's
+ * prompt and box size share one (a side's rows have its FluxGuidance). */
 typedef struct {
     prompt_pair pair;
     const kiln_conditioning *cond;
-    int h, w;
+    int side, h, w;
     float hi, lo;       /* the sigmas its runs hold together */
 } area_model;
 
@@ -299,7 +299,9 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
         c->lo[i] = kiln_percent_to_sigma(ms, from->end_percent);
         const kiln_conditioning *cond = parts[r->side][r->text].cond;
         int k = 0;
-        while (k < c->nmodels && !(c->models[k].cond == cond && c->models[k].h == r->h && c->models[k].w == r->w)) k++;
+        while (k < c->nmodels && !(c->models[k].cond == cond && c->models[k].side == r->side &&
+                                   c->models[k].h == r->h && c->models[k].w == r->w))
+            k++;
         c->model_of[i] = k;
         area_model *am = &c->models[k];
         if (k < c->nmodels) {
@@ -307,11 +309,18 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
             continue;
         }
         c->nmodels++;
-        *am = (area_model){.cond = cond, .h = r->h, .w = r->w, .hi = c->hi[i], .lo = c->lo[i]};
+        *am = (area_model){.cond = cond, .side = r->side, .h = r->h, .w = r->w, .hi = c->hi[i], .lo = c->lo[i]};
         if (r->side == 0 && !c->both) continue; /* never called */
-        st = prompt_pair_make(m, job, ms, cond, cond, NULL, r->h, r->w, 1.0f, &am->pair);
+        if (kiln_model_is_dit(m) && (r->h % 2 || r->w % 2)) {
+            st = kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: the %s prompt's area of %dx%d latent pixels at (%d, %d) on "
+                           "%s: a transformer reads whole 2x2 patches (ComfyUI pads such a box; kiln does not yet)",
+                           r->source_side ? "positive" : "negative", r->w, r->h, r->x, r->y, m->info.family);
+            break;
+        }
         /* a negative prompt's rows take the negative side's FluxGuidance */
-        if (st == KILN_OK && r->side == 0) am->pair.d.guidance[1] = am->pair.d.guidance[0];
+        kiln_sampling_job side = *job;
+        if (r->side == 0) side.flux_guidance = job->negative_flux_guidance;
+        st = prompt_pair_make(m, &side, ms, cond, cond, NULL, r->h, r->w, 1.0f, &am->pair);
     }
     if (st != KILN_OK) {
         cond_areas_free(c);

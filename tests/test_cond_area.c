@@ -242,6 +242,47 @@ static void areas_sample_their_boxes(void **state)
     kiln_conditioning_free(&red), kiln_conditioning_free(&blue), kiln_conditioning_free(&neg);
 }
 
+/* On FLUX.1 (the tiny one): a box over all of the latent is the plain run,
+ * at cfg 1 (the negative prompt not run) and at cfg 2 (its rows with their
+ * own FluxGuidance); a box of odd latent pixels is refused. */
+static void areas_on_flux(void **state)
+{
+    (void)state;
+    kiln_model *flux;
+    assert_kiln_ok(kiln_checkpoint_load(backend, kiln_test_data("flux/tiny"), NULL, 0, &flux));
+    kiln_conditioning red, neg;
+    assert_kiln_ok(kiln_text_encode(flux, "a red circle", 0, &red));
+    assert_kiln_ok(kiln_text_encode(flux, "", 0, &neg));
+    kiln_latent empty, plain, boxed;
+    assert_kiln_ok(kiln_empty_latent(flux, 32, 32, 1, &empty));
+    const kiln_conditioning_part negative = {.cond = &neg, .end_percent = 1.0},
+                                 whole = {.cond = &red, .end_percent = 1.0, .area_w = empty.width,
+                                          .area_h = empty.height, .area_strength = 1.5};
+    for (int k = 0; k < 2; k++) {
+        kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = k ? 2.0 : 1.0, .sampler_name = "euler",
+                                  .scheduler = "simple", .denoise = 1.0, .flux_guidance = 2.5,
+                                  .negative_flux_guidance = 4.0};
+        assert_kiln_ok(kiln_ksampler(flux, &p, &red, &neg, &empty, &plain));
+        p.positive_parts = &whole, p.positive_part_count = 1, p.negative_parts = &negative;
+        p.negative_part_count = 1;
+        assert_kiln_ok(kiln_ksampler(flux, &p, NULL, NULL, &empty, &boxed));
+        const size_t n = (size_t)plain.batch * plain.channels * plain.height * plain.width;
+        const double err = kiln_rel_l2(boxed.data, plain.data, n);
+        print_message("  FLUX.1 at cfg %g: a box over all of the latent %.2g from the plain run\n", p.cfg, err);
+        assert_true(err <= 1e-5);
+        kiln_latent_free(&plain), kiln_latent_free(&boxed);
+    }
+    const kiln_conditioning_part odd = {.cond = &red, .end_percent = 1.0, .area_w = 3, .area_h = 2};
+    const kiln_conditioning_part parts[2] = {{.cond = &red, .end_percent = 1.0}, odd};
+    kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 1.0, .sampler_name = "euler", .scheduler = "simple",
+                              .denoise = 1.0, .positive_parts = parts, .positive_part_count = 2};
+    assert_int_equal(kiln_ksampler(flux, &p, NULL, &neg, &empty, &boxed), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "whole 2x2 patches"));
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&red), kiln_conditioning_free(&neg);
+    kiln_model_free(flux);
+}
+
 /* What the area runs do not carry is refused, naming it. */
 static void areas_refuse_what_they_cannot_carry(void **state)
 {
@@ -270,6 +311,7 @@ int main(void)
         cmocka_unit_test(edges_rounding_and_masked_boxes),
         cmocka_unit_test(bad_areas_refused),
         cmocka_unit_test(areas_sample_their_boxes),
+        cmocka_unit_test(areas_on_flux),
         cmocka_unit_test(areas_refuse_what_they_cannot_carry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
