@@ -226,6 +226,7 @@ typedef struct {
     prompt_pair pair;
     const kiln_conditioning *cond;
     int side, h, w;
+    int ph, pw;         /* the model's latent: a transformer's box padded to whole 2x2 patches */
     float hi, lo;       /* the sigmas its runs hold together */
 } area_model;
 
@@ -286,7 +287,9 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
         c->models = calloc((size_t)nruns, sizeof *c->models);
         c->model_of = malloc((size_t)nruns * sizeof *c->model_of);
         c->hi = malloc((size_t)nruns * sizeof *c->hi), c->lo = malloc((size_t)nruns * sizeof *c->lo);
-        c->crop = malloc(n * sizeof(float)), c->pred = malloc(n * sizeof(float));
+        /* a box padded to whole patches may pass the latent by a pixel each way */
+        const size_t padded = (size_t)job->batch * C * (job->latent_h + 1) * (job->latent_w + 1);
+        c->crop = malloc(padded * sizeof(float)), c->pred = malloc(padded * sizeof(float));
         for (int s = 0; s < 2; s++) c->sum[s] = malloc(n * sizeof(float)), c->count[s] = malloc(n * sizeof(float));
         if (!c->models || !c->model_of || !c->hi || !c->lo || !c->crop || !c->pred || !c->sum[0] || !c->sum[1] ||
             !c->count[0] || !c->count[1])
@@ -309,18 +312,15 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
             continue;
         }
         c->nmodels++;
-        *am = (area_model){.cond = cond, .side = r->side, .h = r->h, .w = r->w, .hi = c->hi[i], .lo = c->lo[i]};
+        /* a transformer reads whole 2x2 patches: ComfyUI's pad_to_patch_size wraps the box round (circular) */
+        const int odd_h = kiln_model_is_dit(m) && r->h % 2, odd_w = kiln_model_is_dit(m) && r->w % 2;
+        *am = (area_model){.cond = cond, .side = r->side, .h = r->h, .w = r->w, .ph = r->h + odd_h,
+                           .pw = r->w + odd_w, .hi = c->hi[i], .lo = c->lo[i]};
         if (r->side == 0 && !c->both) continue; /* never called */
-        if (kiln_model_is_dit(m) && (r->h % 2 || r->w % 2)) {
-            st = kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: the %s prompt's area of %dx%d latent pixels at (%d, %d) on "
-                           "%s: a transformer reads whole 2x2 patches (ComfyUI pads such a box; kiln does not yet)",
-                           r->source_side ? "positive" : "negative", r->w, r->h, r->x, r->y, m->info.family);
-            break;
-        }
         /* a negative prompt's rows take the negative side's FluxGuidance */
         kiln_sampling_job side = *job;
         if (r->side == 0) side.flux_guidance = job->negative_flux_guidance;
-        st = prompt_pair_make(m, &side, ms, cond, cond, NULL, r->h, r->w, 1.0f, &am->pair);
+        st = prompt_pair_make(m, &side, ms, cond, cond, NULL, am->ph, am->pw, 1.0f, &am->pair);
     }
     if (st != KILN_OK) {
         cond_areas_free(c);
@@ -330,24 +330,27 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
     return KILN_OK;
 }
 
-/* Each image's and channel's box of x -> crop (B,C,h,w), and back: dst
- * += pred * mult, count += mult. */
-static void crop_box(const cond_areas *c, const area_run *r, const float *x, float *crop)
+/* Each image's and channel's box of x -> crop (B,C,ph,pw), the box wrapped
+ * round into the padding; and back: dst += pred * mult, count += mult over
+ * the box. */
+static void crop_box(const cond_areas *c, const area_run *r, const area_model *am, const float *x, float *crop)
 {
     for (int bc = 0; bc < c->batch * c->channels; bc++)
-        for (int y = 0; y < r->h; y++)
-            memcpy(crop + ((size_t)bc * r->h + y) * r->w, x + ((size_t)bc * c->H + r->y + y) * c->W + r->x,
-                   (size_t)r->w * sizeof *crop);
+        for (int y = 0; y < am->ph; y++)
+            for (int j = 0; j < am->pw; j++)
+                crop[((size_t)bc * am->ph + y) * am->pw + j] =
+                    x[((size_t)bc * c->H + r->y + y % r->h) * c->W + r->x + j % r->w];
 }
 
-static void add_box(const cond_areas *c, const area_run *r, const float *pred, float *sum, float *count)
+static void add_box(const cond_areas *c, const area_run *r, const area_model *am, const float *pred, float *sum,
+                    float *count)
 {
     for (int bc = 0; bc < c->batch * c->channels; bc++)
         for (int y = 0; y < r->h; y++)
             for (int x = 0; x < r->w; x++) {
                 const size_t at = ((size_t)bc * c->H + r->y + y) * c->W + r->x + x;
                 const float m = r->mult[(size_t)y * r->w + x];
-                sum[at] += pred[((size_t)bc * r->h + y) * r->w + x] * m;
+                sum[at] += pred[((size_t)bc * am->ph + y) * am->pw + x] * m;
                 count[at] += m;
             }
 }
@@ -366,9 +369,10 @@ kiln_status cond_areas_call(void *ctx, const float *x, float sigma, float *denoi
         for (int i = 0; i < c->plan.nruns; i++) {
             const area_run *r = &c->plan.runs[i];
             if (r->side != side || sigma > c->hi[i] || sigma < c->lo[i]) continue;
-            crop_box(c, r, x, c->crop);
-            TRY(kiln_denoiser_call(&c->models[c->model_of[i]].pair.d, c->crop, sigma, c->pred));
-            add_box(c, r, c->pred, c->sum[side], c->count[side]);
+            area_model *am = &c->models[c->model_of[i]];
+            crop_box(c, r, am, x, c->crop);
+            TRY(kiln_denoiser_call(&am->pair.d, c->crop, sigma, c->pred));
+            add_box(c, r, am, c->pred, c->sum[side], c->count[side]);
         }
         for (size_t i = 0; i < n; i++) {
             if (!(c->count[side][i] > 1e-37f))

@@ -146,32 +146,38 @@ static void bad_areas_refused(void **state)
     }
 }
 
-/* One euler step of the tiny model from the noise (h x w) to 0: the
- * guided x0 prediction, unscaled. */
-static float *one_step(const kiln_conditioning_part *negative, int nnegative, const kiln_conditioning_part *positive,
-                       int npositive, float cfg, int h, int w, const float *noise)
+/* One euler step of a tiny model from the noise (h x w) to 0: the guided
+ * x0 prediction, unscaled. */
+static float *one_step(const kiln_model *mdl, const kiln_conditioning_part *negative, int nnegative,
+                       const kiln_conditioning_part *positive, int npositive, float cfg, int h, int w,
+                       const float *noise)
 {
     const kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 1,
                                    .cfg = cfg, .denoise = 1.0, .batch = 1, .latent_h = h, .latent_w = w,
                                    .noise = noise, .parts = {negative, positive}, .nparts = {nnegative, npositive}};
     float *out = NULL;
-    assert_kiln_ok(kiln_ksample(model, &job, NULL, NULL, &out));
+    assert_kiln_ok(kiln_ksample(mdl, &job, NULL, NULL, &out));
     return out;
 }
 
-/* A prompt alone at guidance 1 on the box (y, x, h, w) of the noise. */
-static float *alone_on_box(const kiln_conditioning *cond, const float *noise, int C, int LH, int LW, int y, int x,
-                           int h, int w)
+/* A prompt alone at guidance 1 on the box (y, x, h, w) of the noise, the
+ * box wrapped round (circular padding) to ph x pw and the prediction cut
+ * back to the box. */
+static float *alone_on_box(const kiln_model *mdl, const kiln_conditioning *cond, const float *noise, int C, int LH,
+                           int LW, int y, int x, int h, int w, int ph, int pw)
 {
-    float *crop = malloc((size_t)C * h * w * sizeof *crop);
-    assert_non_null(crop);
+    float *crop = malloc((size_t)C * ph * pw * sizeof *crop), *box = malloc((size_t)C * h * w * sizeof *box);
+    assert_non_null(crop), assert_non_null(box);
     for (int c = 0; c < C; c++)
-        for (int i = 0; i < h; i++)
-            memcpy(crop + ((size_t)c * h + i) * w, noise + ((size_t)c * LH + y + i) * LW + x, (size_t)w * sizeof *crop);
+        for (int i = 0; i < ph; i++)
+            for (int j = 0; j < pw; j++)
+                crop[((size_t)c * ph + i) * pw + j] = noise[((size_t)c * LH + y + i % h) * LW + x + j % w];
     const kiln_conditioning_part part = {.cond = cond, .end_percent = 1.0};
-    float *pred = one_step(&part, 1, &part, 1, 1.0f, h, w, crop);
-    free(crop);
-    return pred;
+    float *pred = one_step(mdl, &part, 1, &part, 1, 1.0f, ph, pw, crop);
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < h; i++) memcpy(box + ((size_t)c * h + i) * w, pred + ((size_t)c * ph + i) * pw, w * sizeof *box);
+    free(crop), free(pred);
+    return box;
 }
 
 /* A prompt on a box beside one everywhere: each side's prediction is its
@@ -199,7 +205,7 @@ static void areas_sample_their_boxes(void **state)
         {.cond = &red, .end_percent = 1.0},
         {.cond = &blue, .end_percent = 1.0, .area_x = BX, .area_y = BY, .area_w = BW, .area_h = BH,
          .area_strength = 1.5}};
-    float *have = one_step(&negative, 1, positive, 2, 3.0f, LH, LW, noise);
+    float *have = one_step(model, &negative, 1, positive, 2, 3.0f, LH, LW, noise);
     /* the box's weights, as the plan test checks them */
     const kiln_conditioning_part *parts[2] = {&negative, positive};
     area_plan plan;
@@ -208,10 +214,10 @@ static void areas_sample_their_boxes(void **state)
     const float *mult = plan.runs[3].mult;
     const kiln_conditioning_part red_alone = {.cond = &red, .end_percent = 1.0},
                                  neg_alone = {.cond = &neg, .end_percent = 1.0};
-    float *red_all = one_step(&red_alone, 1, &red_alone, 1, 1.0f, LH, LW, noise),
-          *neg_all = one_step(&neg_alone, 1, &neg_alone, 1, 1.0f, LH, LW, noise),
-          *blue_box = alone_on_box(&blue, noise, C, LH, LW, BY, BX, BH, BW),
-          *neg_box = alone_on_box(&neg, noise, C, LH, LW, BY, BX, BH, BW);
+    float *red_all = one_step(model, &red_alone, 1, &red_alone, 1, 1.0f, LH, LW, noise),
+          *neg_all = one_step(model, &neg_alone, 1, &neg_alone, 1, 1.0f, LH, LW, noise),
+          *blue_box = alone_on_box(model, &blue, noise, C, LH, LW, BY, BX, BH, BW, BH, BW),
+          *neg_box = alone_on_box(model, &neg, noise, C, LH, LW, BY, BX, BH, BW, BH, BW);
     for (size_t i = 0; i < n; i++) {
         const int c = (int)(i / (LH * LW)), y = (int)(i / LW % LH), x = (int)(i % LW);
         float cond = red_all[i], uncond = neg_all[i];
@@ -231,8 +237,8 @@ static void areas_sample_their_boxes(void **state)
     /* a box over all of the latent at strength 2 against no box */
     const kiln_conditioning_part whole_box = {.cond = &red, .end_percent = 1.0, .area_w = LW, .area_h = LH,
                                               .area_strength = 2.0};
-    float *boxed = one_step(&negative, 1, &whole_box, 1, 3.0f, LH, LW, noise),
-          *plain = one_step(&negative, 1, &red_alone, 1, 3.0f, LH, LW, noise);
+    float *boxed = one_step(model, &negative, 1, &whole_box, 1, 3.0f, LH, LW, noise),
+          *plain = one_step(model, &negative, 1, &red_alone, 1, 3.0f, LH, LW, noise);
     const double same = kiln_rel_l2(boxed, plain, n);
     print_message("  a box over all of the latent: rel L2 %.2g from the plain run\n", same);
     assert_true(same <= 1e-6);
@@ -244,7 +250,9 @@ static void areas_sample_their_boxes(void **state)
 
 /* On FLUX.1 (the tiny one): a box over all of the latent is the plain run,
  * at cfg 1 (the negative prompt not run) and at cfg 2 (its rows with their
- * own FluxGuidance); a box of odd latent pixels is refused. */
+ * own FluxGuidance); a box of odd latent pixels is sampled wrapped round to
+ * whole 2x2 patches (ComfyUI's circular pad_to_patch_size), its prediction
+ * cut back to the box. */
 static void areas_on_flux(void **state)
 {
     (void)state;
@@ -272,12 +280,35 @@ static void areas_on_flux(void **state)
         assert_true(err <= 1e-5);
         kiln_latent_free(&plain), kiln_latent_free(&boxed);
     }
-    const kiln_conditioning_part odd = {.cond = &red, .end_percent = 1.0, .area_w = 3, .area_h = 2};
-    const kiln_conditioning_part parts[2] = {{.cond = &red, .end_percent = 1.0}, odd};
-    kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 1.0, .sampler_name = "euler", .scheduler = "simple",
-                              .denoise = 1.0, .positive_parts = parts, .positive_part_count = 2};
-    assert_int_equal(kiln_ksampler(flux, &p, NULL, &neg, &empty, &boxed), KILN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "whole 2x2 patches"));
+    /* a box of 5x3 latent pixels: sampled on it wrapped round to 6x4, as ComfyUI pads it to whole patches */
+    enum { BY = 2, BX = 3, BH = 3, BW = 5 };
+    const int C = empty.channels, LH = empty.height, LW = empty.width;
+    const size_t n = (size_t)C * LH * LW;
+    float *noise = malloc(n * sizeof *noise), *want = malloc(n * sizeof *want);
+    assert_non_null(noise), assert_non_null(want);
+    kiln_rng rng;
+    kiln_rng_seed(&rng, 21);
+    kiln_rng_randn(&rng, noise, n);
+    kiln_conditioning blue;
+    assert_kiln_ok(kiln_text_encode(flux, "a blue square", 0, &blue));
+    const kiln_conditioning_part red_all = {.cond = &red, .end_percent = 1.0};
+    const kiln_conditioning_part odd[2] = {red_all, {.cond = &blue, .end_percent = 1.0, .area_x = BX, .area_y = BY,
+                                                     .area_w = BW, .area_h = BH}};
+    float *have = one_step(flux, &negative, 1, odd, 2, 1.0f, LH, LW, noise),
+          *red_pred = one_step(flux, &red_all, 1, &red_all, 1, 1.0f, LH, LW, noise),
+          *blue_box = alone_on_box(flux, &blue, noise, C, LH, LW, BY, BX, BH, BW, BH + 1, BW + 1);
+    for (size_t i = 0; i < n; i++) { /* weight 1 each: the box too small to fade */
+        const int c = (int)(i / (size_t)(LH * LW)), y = (int)(i / LW % LH), x = (int)(i % LW);
+        const bool in = y >= BY && y < BY + BH && x >= BX && x < BX + BW;
+        want[i] = in ? (red_pred[i] + blue_box[((size_t)c * BH + y - BY) * BW + x - BX]) / 2.0f : red_pred[i];
+    }
+    const double err = kiln_rel_l2(have, want, n);
+    print_message("  FLUX.1, a 5x3 box wrapped round to 6x4: rel L2 %.2g from the prompts alone averaged (%.2g from "
+                  "the whole prompt's)\n", err, kiln_rel_l2(have, red_pred, n));
+    assert_true(err <= 1e-5);
+    assert_true(kiln_rel_l2(have, red_pred, n) > 1e-3);
+    free(noise), free(want), free(have), free(red_pred), free(blue_box);
+    kiln_conditioning_free(&blue);
     kiln_latent_free(&empty);
     kiln_conditioning_free(&red), kiln_conditioning_free(&neg);
     kiln_model_free(flux);
