@@ -502,6 +502,10 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --scheduler simple --init-image "
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png", KILN_TEST_DATA);
     workflow_again("flux_masked", flags, dir);
+    /* prompts on areas on FLUX.1, a box of odd latent pixels among them */
+    snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --scheduler simple --area-prompt "
+             "'0,0,16,8:a blue square'", KILN_TEST_DATA);
+    workflow_again_holding("flux_areas", flags, dir, (const char *const[]){"\"ConditioningSetArea\"", NULL});
     /* FLUX.1 Canny/Depth's shape: the picture through InstructPixToPixConditioning, after FluxGuidance */
     snprintf(flags, sizeof flags, "--model %1$s/flux/controlnet --cfg 1.5 --scheduler simple --controlnet "
              "%1$s/flux/controlnet/instantx --control-image %1$s/flux/controlnet/latent_hint_16x12.png --control-type "

@@ -251,7 +251,7 @@ static void usage(FILE *to)
             "  --area-prompt X,Y,W,H[,S]:TEXT\n"
             "                         TEXT on the box of W x H pixels at X, Y (ConditioningSetArea: floored\n"
             "                         to 8; strength S, default 1) beside --prompt over the whole picture;\n"
-            "                         up to 7, SD 1.x/2.x and SDXL models\n"
+            "                         up to 7\n"
             "  --cfg-zero-star        CFGZeroStar on the model: the negative prompt's share of the guidance\n"
             "                         scaled by its prediction's projection on the positive's\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
@@ -1940,8 +1940,10 @@ int main(int argc, char **argv)
     kiln_inpaint inpaint = {0};
     bool inpaint_unet = m->info.variant == KILN_VARIANT_INPAINT;
     bool pix2pix = m->info.variant == KILN_VARIANT_INSTRUCT_PIX2PIX;
-    if (o.nareas && (kiln_model_is_dit(m) || pix2pix)) {
-        fprintf(stderr, "gen: --area-prompt on %s: SD 1.x/2.x and SDXL models (not yet)\n", model_name);
+    if (o.nareas && (pix2pix || (o.guidance && m->family->arch == KILN_ARCH_FLUX))) {
+        /* the area prompts' CLIPTextEncode nodes carry no FluxGuidance: ComfyUI samples them at its default */
+        fprintf(stderr, "gen: --area-prompt %s (not yet)\n",
+                pix2pix ? "on an InstructPix2Pix model" : "with --guidance: the area prompts take FLUX.1's default");
         return 2;
     }
     if (inpaint_unet && !o.mask && !o.outpaint_given) {
