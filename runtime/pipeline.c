@@ -447,7 +447,7 @@ typedef struct {
     /* ConditioningSetMask: each part's weight at each latent pixel (plane floats; NULL: 1), and a call's sums of
        the active parts' weights; weighted false: no part has a mask, the plain average */
     bool weighted;
-    bool patched;       /* RescaleCFG, CFGZeroStar: refused where more than one pair acts */
+    bool patched;       /* RescaleCFG, CFGZeroStar, APG: refused where more than one pair acts */
     size_t plane;
     int width;
     float *weights[2][KILN_MAX_PROMPT_PARTS], *total[2];
@@ -537,9 +537,9 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
                              "Range) holds the step at sigma %g", side ? "positive" : "negative", sigma);
     }
     if (pp->patched && (pp->weighted || nactive[0] * nactive[1] > 1))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: RescaleCFG or CFGZeroStar with prompts in parts acting "
-                         "together at sigma %g (ConditioningCombine, ConditioningSetMask): kiln guides each pair of "
-                         "them apart, and those are not linear", sigma);
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: RescaleCFG, CFGZeroStar or APG with prompts in parts "
+                         "acting together at sigma %g (ConditioningCombine, ConditioningSetMask): kiln guides each "
+                         "pair of them apart, and those are not linear", sigma);
     if (pp->weighted) TRY(parts_total_weights(pp, active, nactive, sigma));
     for (int a = 0; a < nactive[1]; a++)
         for (int b = 0; b < nactive[0]; b++) {
@@ -727,6 +727,13 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                                  "negative", i + 1, parts[side][i].cond ? "its range must be 0 <= start <= end <= 1"
                                                                         : "no conditioning");
     }
+    if (job->cfg_patches.apg && job->skip_layer_guidance)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG with SkipLayerGuidance (its pass would take APG's "
+                         "conditional prediction, which kiln does not give it)");
+    if (job->cfg_patches.apg && job->cfg_patches.apg_momentum != 0.0f && !cond_parts_have_areas(parts, nparts) &&
+        nparts[0] * nparts[1] > 1)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG's momentum with prompts in parts (kiln keeps its running "
+                         "average for each pair of parts apart)");
     const int C = kiln_model_latent_channels(m);
     kiln_model_sampling ms;
     TRY(kiln_model_sampling_of(m, &ms));
@@ -749,13 +756,6 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     float *noise = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *scaled = NULL, *mask = NULL;
     size_t plane = (size_t)job->latent_h * job->latent_w;
-    if (job->cfg_patches.apg && job->skip_layer_guidance)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG with SkipLayerGuidance (its pass would take APG's "
-                         "conditional prediction, which kiln does not give it)");
-    if (job->cfg_patches.apg && job->cfg_patches.apg_momentum != 0.0f && !cond_parts_have_areas(parts, nparts) &&
-        nparts[0] * nparts[1] > 1)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG's momentum with prompts in parts (kiln keeps its running "
-                         "average for each pair of parts apart)");
     /* areas (ConditioningSetArea) run each part on its own box; else a denoiser for each pair of parts */
     const bool areas = cond_parts_have_areas(parts, nparts);
     cond_areas *runs = NULL;

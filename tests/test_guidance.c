@@ -112,7 +112,7 @@ static float *one_step(const kiln_conditioning_part *negative, int nnegative, co
  * prompt on a box over all of the latent (the areas' guidance), with
  * RescaleCFG at 0.7, with CFGZeroStar and with APG; at a multiplier of almost 0 it is
  * the plain guidance. Two positive prompts acting together are refused; one
- * after the other they run. */
+ * after the other they run, but for APG with momentum. */
 static void guidance_through_sampling(void **state)
 {
     (void)state;
@@ -174,8 +174,12 @@ static void guidance_through_sampling(void **state)
     kiln_status st;
     assert_null(one_step(&neg_all, 1, together, 2, 5.0f, zero_star, noise, &st));
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "RescaleCFG or CFGZeroStar with prompts in parts acting together"));
+    assert_non_null(strstr(kiln_last_error(), "RescaleCFG, CFGZeroStar or APG with prompts in parts"));
     float *split = one_step(&neg_all, 1, one_then_other, 2, 5.0f, rescaled, noise, NULL);
+    /* APG's running average would go on across the parts in ComfyUI; kiln keeps one a pair */
+    assert_null(one_step(&neg_all, 1, one_then_other, 2, 5.0f, apg, noise, &st));
+    assert_int_equal(st, KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "APG's momentum with prompts in parts"));
     free(split), free(off), free(plain), free(cond), free(uncond), free(sigmas);
     free(noise), free(x), free(want);
     kiln_conditioning_free(&red), kiln_conditioning_free(&blue), kiln_conditioning_free(&neg);
