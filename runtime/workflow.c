@@ -293,6 +293,25 @@ static kiln_status text(const wf_node *n, const char *name, const char **out)
     return KILN_OK;
 }
 
+/* A boolean input. */
+static kiln_status flag(const wf_node *n, const char *name, bool *out)
+{
+    const cJSON *v = input_of(n, name);
+    if (!cJSON_IsBool(v)) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s': true or false", name);
+    *out = cJSON_IsTrue(v);
+    return KILN_OK;
+}
+
+/* A MASK's weights: its picture's red channel over 255, as LoadImageMask
+ * reads it (*out malloc'd). */
+static kiln_status mask_weights(const kiln_image *mask, float **out)
+{
+    const size_t count = (size_t)mask->width * mask->height;
+    if (!(*out = malloc(count * sizeof **out))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (size_t i = 0; i < count; i++) (*out)[i] = (float)mask->pixels[3 * i] / 255.0f;
+    return KILN_OK;
+}
+
 static kiln_status run_node(wf_run *r, wf_node *n);
 
 /* The value a link input ([node id, output index]) carries, run first. */
@@ -1195,12 +1214,13 @@ static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
  * EmptyLatentImage going in is made as ComfyUI makes it (4 channels). */
 static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
 {
-    const bool composite = strcmp(c, "LatentComposite") == 0;
-    const bool two = composite || input_of(n, "samples2");
+    const bool composite = strcmp(c, "LatentComposite") == 0, masked = strcmp(c, "LatentCompositeMasked") == 0;
+    const bool two = composite || masked || input_of(n, "samples2");
     wf_value *first, *second = NULL;
     const kiln_latent *a, *b = NULL;
-    TRY(linked(r, n, composite ? "samples_to" : two ? "samples1" : "samples", WF_LATENT, &first));
-    if (two) TRY(linked(r, n, composite ? "samples_from" : "samples2", WF_LATENT, &second));
+    TRY(linked(r, n, composite ? "samples_to" : masked ? "destination" : two ? "samples1" : "samples", WF_LATENT,
+               &first));
+    if (two) TRY(linked(r, n, composite ? "samples_from" : masked ? "source" : "samples2", WF_LATENT, &second));
     TRY(latent_of(first, NULL, &a));
     if (second) TRY(latent_of(second, NULL, &b));
     n->out[0].kind = WF_LATENT;
@@ -1212,6 +1232,22 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
         TRY(integer(n, "y", 0, KILN_IMAGE_MAX_SIDE, &y));
         TRY(integer(n, "feather", 0, KILN_IMAGE_MAX_SIDE, &feather));
         st = kiln_latent_composite(a, b, x / 8, y / 8, feather / 8, out);
+    } else if (masked) {
+        int x, y;
+        bool resize = false;
+        wf_value *mask = NULL;
+        float *weights = NULL;
+        TRY(integer(n, "x", 0, KILN_IMAGE_MAX_SIDE, &x));
+        TRY(integer(n, "y", 0, KILN_IMAGE_MAX_SIDE, &y));
+        TRY(flag(n, "resize_source", &resize));
+        if (input_of(n, "mask")) {
+            TRY(linked(r, n, "mask", WF_MASK, &mask));
+            if (mask->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a mask of %d pictures", mask->nimages);
+            TRY(mask_weights(&mask->images[0], &weights));
+        }
+        st = kiln_latent_composite_masked(a, b, x / 8, y / 8, resize, weights, mask ? mask->images[0].width : 0,
+                                          mask ? mask->images[0].height : 0, out);
+        free(weights);
     } else if (strcmp(c, "LatentBlend") == 0) {
         double factor;
         const char *mode = "normal";
@@ -1671,6 +1707,7 @@ static kiln_status load_image_mask(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+
 /* SetLatentNoiseMask: the latent, repainted where the mask is (LoadImageMask's
  * red channel over 255, stretched over the latent when sampled). */
 static kiln_status set_latent_noise_mask(wf_run *r, wf_node *n)
@@ -1697,11 +1734,9 @@ static kiln_status set_latent_noise_mask(wf_run *r, wf_node *n)
     }
     const kiln_image *m = &mask->images[0];
     free(out->noise_mask);
+    out->noise_mask = NULL;
     out->mask_h = m->height, out->mask_w = m->width;
-    if (!(out->noise_mask = malloc((size_t)m->width * m->height * sizeof(float))))
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    for (size_t i = 0; i < (size_t)m->width * m->height; i++) out->noise_mask[i] = (float)m->pixels[3 * i] / 255.0f;
-    return KILN_OK;
+    return mask_weights(m, &out->noise_mask);
 }
 
 /* VAEEncodeForInpaint, for an inpainting model (on any other, ComfyUI's node
@@ -1824,8 +1859,7 @@ static bool acts_everywhere(const wf_where *w)
 }
 
 /* A prompt as a part of its side where it acts; a ConditioningSetMask's
- * weights from its MASK's picture: the red channel over 255, as
- * LoadImageMask reads it (*owned: malloc'd). */
+ * weights from its MASK (*owned: malloc'd). */
 static kiln_status where_part(const kiln_conditioning *cond, const wf_where *w, kiln_conditioning_part *part,
                               float **owned)
 {
@@ -1837,9 +1871,7 @@ static kiln_status where_part(const kiln_conditioning *cond, const wf_where *w, 
                                      .fraction_h = w->fraction[3], .area_strength = w->area_strength};
     const kiln_image *mask = w->mask;
     if (!mask) return KILN_OK;
-    const size_t count = (size_t)mask->width * mask->height;
-    if (!(*owned = malloc(count * sizeof **owned))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    for (size_t i = 0; i < count; i++) (*owned)[i] = (float)mask->pixels[3 * i] / 255.0f;
+    TRY(mask_weights(mask, owned));
     part->mask = *owned, part->mask_w = mask->width, part->mask_h = mask->height;
     return KILN_OK;
 }
@@ -2175,14 +2207,6 @@ static const struct {
     {"SamplerSASolver", "sa_solver"},             {"SamplerDPMAdaptative", "dpm_adaptive"},
 };
 
-/* A boolean input. */
-static kiln_status flag(const wf_node *n, const char *name, bool *out)
-{
-    const cJSON *v = input_of(n, name);
-    if (!cJSON_IsBool(v)) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s': true or false", name);
-    *out = cJSON_IsTrue(v);
-    return KILN_OK;
-}
 
 /* A text input that must be one of the `count` words. */
 static kiln_status one_of(const wf_node *n, const char *name, const char *const *words, int count, const char **out)
@@ -2484,7 +2508,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "LatentUpscale") == 0 ||
              strcmp(c, "RepeatLatentBatch") == 0 || strcmp(c, "LatentFromBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');
-    else if (strcmp(c, "LatentComposite") == 0 || strcmp(c, "LatentBlend") == 0 || strcmp(c, "LatentAdd") == 0 ||
+    else if (strcmp(c, "LatentComposite") == 0 || strcmp(c, "LatentCompositeMasked") == 0 ||
+             strcmp(c, "LatentBlend") == 0 || strcmp(c, "LatentAdd") == 0 ||
              strcmp(c, "LatentSubtract") == 0 || strcmp(c, "LatentInterpolate") == 0 ||
              strcmp(c, "LatentBatch") == 0 || strcmp(c, "LatentMultiply") == 0 || strcmp(c, "LatentCrop") == 0 ||
              strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0)

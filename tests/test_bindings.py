@@ -383,7 +383,8 @@ class Guidance(unittest.TestCase):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each
         other (two flips, four quarter turns, a half turn as both flips),
-        a crop and the paste of it back by their shapes and values."""
+        a crop and the paste of it back by their shapes and values, the
+        masked paste under white and black masks."""
         a, b = (model.ksampler(model.encode(text), model.encode(""), model.empty_latent(32, 32), seed=seed, steps=2,
                                cfg=5.0) for text, seed in (("a red circle", 7), ("a blue square", 9)))
         x, y = a.to_list(), b.to_list()
@@ -405,6 +406,10 @@ class Guidance(unittest.TestCase):
         self.assertEqual(cut.to_list(), [v for i, v in enumerate(y) if i // width % height >= 1])
         self.assertEqual(a.composite(cut, 0, 8).to_list(), [u if i // width % height == 0 else v
                                                            for i, (u, v) in enumerate(zip(x, y))])
+        # LatentCompositeMasked: under a white mask the paste, under a black one nothing
+        white, black = (kiln.Image.from_rgb(4, 3, bytes([v] * 36)) for v in (255, 0))
+        self.assertEqual(a.composite_masked(cut, 0, 8, mask=white).to_list(), a.composite(cut, 0, 8).to_list())
+        self.assertEqual(a.composite_masked(cut, 0, 8, mask=black).to_list(), x)
         with self.assertRaises(ValueError):
             a.rotate(45)
 

@@ -1,4 +1,4 @@
-/* ComfyUI's latent nodes (LatentComposite, LatentBlend, LatentAdd,
+/* ComfyUI's latent nodes (LatentComposite, LatentCompositeMasked, LatentBlend, LatentAdd,
  * LatentSubtract, LatentMultiply, LatentInterpolate, LatentBatch,
  * LatentCrop, LatentFlip, LatentRotate) against their code restated
  * (tests/data/latent_ops), bit for bit where torch's float32 steps are one
@@ -84,6 +84,34 @@ static void composite_matches_comfyui(void **state)
     assert_int_equal(kiln_latent_composite(&a, &small, 12, 0, 0, &out), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "inside the 12x10 latent"));
     free(a.data), free(b.data), free(small.data);
+}
+
+/* LatentCompositeMasked without a mask and with one, inside, past the far
+ * corner and at it (nothing shows); with resize_source, against the source
+ * resized first (bilinear, as LatentUpscale's resize). */
+static void composite_masked_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_latent a = latent_of("a"), small = latent_of("small"), out;
+    golden mask = golden_read(ops, "mask_3x5");
+    static const int places[][2] = {{2, 1}, {9, 8}, {12, 0}};
+    for (int k = 0; k < 3; k++)
+        for (int masked = 0; masked < 2; masked++) {
+            assert_kiln_ok(kiln_latent_composite_masked(&a, &small, places[k][0], places[k][1], false,
+                                                        masked ? mask.data : NULL, 5, 3, &out));
+            char name[64];
+            snprintf(name, sizeof name, "%s.%d_%d", masked ? "masked_mask" : "masked", places[k][0], places[k][1]);
+            expect(&out, name, 0.0);
+            kiln_latent_free(&out);
+        }
+    kiln_latent resized, want;
+    assert_kiln_ok(kiln_latent_upscale(&small, "bilinear", 8 * a.width, 8 * a.height, false, &resized));
+    assert_kiln_ok(kiln_latent_composite_masked(&a, &small, 0, 0, true, mask.data, 5, 3, &out));
+    assert_kiln_ok(kiln_latent_composite_masked(&a, &resized, 0, 0, false, mask.data, 5, 3, &want));
+    assert_memory_equal(out.data, want.data, (size_t)a.batch * a.channels * a.height * a.width * sizeof(float));
+    kiln_latent_free(&out), kiln_latent_free(&want), kiln_latent_free(&resized);
+    golden_free(&mask);
+    free(a.data), free(small.data);
 }
 
 /* LatentBlend, LatentAdd (one image over a batch of 2), LatentSubtract,
@@ -190,6 +218,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(composite_matches_comfyui),
+        cmocka_unit_test(composite_masked_matches_comfyui),
         cmocka_unit_test(arithmetic_matches_comfyui),
         cmocka_unit_test(other_sizes_are_resized),
         cmocka_unit_test(crop_flip_rotate_match_comfyui),

@@ -1281,7 +1281,9 @@ static void guidance_patch_nodes(void **state)
  * the second, LatentComposite of that onto the first (feathered),
  * LatentBlend, LatentInterpolate, LatentMultiply, LatentAdd, LatentSubtract,
  * LatentFlip, LatentRotate, LatentBatch and LatentFromBatch of its second
- * image; the library's calls on the runs' latents, pixel for pixel. */
+ * image, LatentCompositeMasked of the crop onto that (resized, under
+ * LoadImageMask's mask); the library's calls on the runs' latents, pixel for
+ * pixel. */
 static void latent_nodes(void **state)
 {
     (void)state;
@@ -1307,7 +1309,11 @@ static void latent_nodes(void **state)
         LATENT_NODE("28", "LatentRotate", "\"samples\": [\"27\", 0], \"rotation\": \"90 degrees\"")
         LATENT_NODE("29", "LatentBatch", "\"samples1\": [\"3\", 0], \"samples2\": [\"28\", 0]")
         LATENT_NODE("30", "LatentFromBatch", "\"samples\": [\"29\", 0], \"batch_index\": 1, \"length\": 1")
-        DECODE_SAVE("[\"30\", 0]") "}";
+        LATENT_NODE("32", "LoadImageMask", "\"image\": \"" KILN_TEST_DATA "/inpaint/mask_20x17.png\", \"channel\": "
+                    "\"red\"")
+        LATENT_NODE("31", "LatentCompositeMasked", "\"destination\": [\"30\", 0], \"source\": [\"20\", 0], \"x\": 24, "
+                    "\"y\": 8, \"resize_source\": true, \"mask\": [\"32\", 0]")
+        DECODE_SAVE("[\"31\", 0]") "}";
 #undef LATENT_RUN
 #undef LATENT_NODE
     kiln_model *m;
@@ -1332,8 +1338,17 @@ static void latent_nodes(void **state)
     assert_kiln_ok(kiln_latent_flip_rotate(&step[7], false, false, 1, &step[8]));
     assert_kiln_ok(kiln_latent_batch(&runs[0], &step[8], &step[9]));
     assert_kiln_ok(kiln_latent_from_batch(&step[9], 1, 1, &step[10]));
-    assert_workflow_decodes_to(graph, m, &step[10]);
-    for (int k = 0; k < 11; k++) kiln_latent_free(&step[k]);
+    kiln_image picture;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &picture));
+    float *weights = malloc((size_t)picture.width * picture.height * sizeof *weights);
+    assert_non_null(weights);
+    for (size_t i = 0; i < (size_t)picture.width * picture.height; i++) weights[i] = picture.pixels[3 * i] / 255.0f;
+    assert_kiln_ok(kiln_latent_composite_masked(&step[10], &step[0], 3, 1, true, weights, picture.width,
+                                                picture.height, &step[11]));
+    assert_workflow_decodes_to(graph, m, &step[11]);
+    free(weights);
+    kiln_image_free(&picture);
+    for (int k = 0; k < 12; k++) kiln_latent_free(&step[k]);
     kiln_latent_free(&runs[0]), kiln_latent_free(&runs[1]);
     tiny_sd15_free(m, &pos, &neg, &empty);
 }

@@ -294,6 +294,15 @@ kiln_status kiln_latent_upscale(const kiln_latent *l, const char *method, int wi
  * batch is to's or 1; to's noise mask and places are kept. */
 kiln_status kiln_latent_composite(const kiln_latent *to, const kiln_latent *from, int x, int y, int feather,
                                   kiln_latent *out);
+/* LatentCompositeMasked: src put onto dest at (x, y) latent pixels (the
+ * node's pixels / 8; at most dest's far corner), weighted by the mask
+ * (weights of mask_w x mask_h stretched over the source, bilinear; NULL: 1)
+ * against dest, cut to what shows; with resize_source the source first
+ * stretched to dest's size (bilinear). Its images repeated or cut to dest's
+ * batch; dest's noise mask and places kept. */
+kiln_status kiln_latent_composite_masked(const kiln_latent *dest, const kiln_latent *src, int x, int y,
+                                         bool resize_source, const float *mask, int mask_w, int mask_h,
+                                         kiln_latent *out);
 /* LatentBlend: a * factor + b * (1 - factor) (factor 0 to 1), b first
  * resized to a's size where it differs (bicubic, centre crop, as the node);
  * b's batch a's or 1. */
@@ -759,7 +768,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch, LatentFromBatch,
- * LatentComposite, LatentBlend, LatentAdd, LatentSubtract, LatentMultiply,
+ * LatentComposite, LatentCompositeMasked, LatentBlend, LatentAdd, LatentSubtract, LatentMultiply,
  * LatentInterpolate, LatentBatch, LatentCrop, LatentFlip, LatentRotate,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
  * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch,

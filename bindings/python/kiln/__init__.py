@@ -247,6 +247,8 @@ _declare("kiln_latent_from_batch", c_int, POINTER(_Latent), c_int, c_int, POINTE
 _declare("kiln_latent_upscale", c_int, POINTER(_Latent), c_char_p, c_int, c_int, c_bool, POINTER(_Latent))
 _declare("kiln_latent_upscale_by", c_int, POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
 _declare("kiln_latent_composite", c_int, POINTER(_Latent), POINTER(_Latent), c_int, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_composite_masked", c_int, POINTER(_Latent), POINTER(_Latent), c_int, c_int, c_bool,
+         POINTER(c_float), c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_blend", c_int, POINTER(_Latent), POINTER(_Latent), c_double, POINTER(_Latent))
 _declare("kiln_latent_combine", c_int, POINTER(_Latent), POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
 _declare("kiln_latent_multiply", c_int, POINTER(_Latent), c_double, POINTER(_Latent))
@@ -1272,6 +1274,22 @@ class Latent(_Owned):
         out = Latent()
         _lib.kiln_latent_composite(byref(self._c), byref(source._c), _c_int("x", x) // 8, _c_int("y", y) // 8,
                                    _c_int("feather", feather) // 8, byref(out._c))
+        return out
+
+    def composite_masked(self, source: "Latent", x: int, y: int, resize_source: bool = False,
+                         mask: Optional["Image"] = None) -> "Latent":
+        """LatentCompositeMasked: source put onto this latent at (x, y) (the
+        node's pixels, 8 to a latent pixel), weighted by mask (an Image, its
+        red channel; None: everywhere), resized to this latent first with
+        resize_source."""
+        out = Latent()
+        weights, w, h = None, 0, 0
+        if mask is not None:
+            weights = (c_float * (mask.width * mask.height))(*(v / 255.0 for v in mask.pixels[::3]))
+            w, h = mask.width, mask.height
+        _lib.kiln_latent_composite_masked(byref(self._c), byref(source._c), _c_int("x", x) // 8, _c_int("y", y) // 8,
+                                          bool(resize_source), ctypes.cast(weights, POINTER(c_float)) if weights else None,
+                                          w, h, byref(out._c))
         return out
 
     def blend(self, other: "Latent", blend_factor: float = 0.5) -> "Latent":

@@ -1,4 +1,4 @@
-"""Goldens for ComfyUI's latent nodes: LatentComposite, LatentBlend,
+"""Goldens for ComfyUI's latent nodes: LatentComposite, LatentCompositeMasked, LatentBlend,
 LatentAdd, LatentSubtract, LatentMultiply, LatentInterpolate, LatentBatch,
 LatentCrop, LatentFlip and LatentRotate, on latents of the same size (the
 resize where sizes differ is LatentUpscale's, checked in its own tests).
@@ -13,6 +13,8 @@ tests/test_latent_ops.c):
   a [2, 4, 10, 12], b [2, 4, 10, 12], one [1, 4, 10, 12], small [1, 4, 3, 5]
   composite.<x>_<y>_<feather>  LatentComposite(a, small) at latent x, y
   composite_big.<x>_<y>_<feather>  LatentComposite(a, b) (b cut to fit)
+  masked.<x>_<y>  LatentCompositeMasked(a, small) at latent x, y without a
+              mask; masked_mask.<x>_<y> with mask_3x5 (the source's size)
   blend       LatentBlend(a, one, 0.3)
   add, subtract  LatentAdd(a, one), LatentSubtract(a, b)
   multiply    LatentMultiply(a, -1.7)
@@ -50,6 +52,29 @@ def composite(to, frm, x, y, feather):
     rev = np.ones_like(mask) - mask
     s[:, :, y:y + h, x:x + w] = frm * mask + s[:, :, y:y + h, x:x + w] * rev
     return s
+
+
+def composite_masked(destination, source, x, y, mask=None, multiplier=8):
+    """comfy_extras/nodes_mask.py's composite without resize_source, the mask
+    already the source's size (the interpolation to it the identity)."""
+    destination = destination.copy()
+    source = repeat_to_batch(source, destination.shape[0])
+    x = max(-source.shape[3] * multiplier, min(x, destination.shape[3] * multiplier))
+    y = max(-source.shape[2] * multiplier, min(y, destination.shape[2] * multiplier))
+    left, top = x // multiplier, y // multiplier
+    right, bottom = left + source.shape[3], top + source.shape[2]
+    if mask is None:
+        mask = np.ones_like(source)
+    else:
+        assert mask.shape == source.shape[2:]
+        mask = np.broadcast_to(mask[None, None], source.shape)
+    visible_width, visible_height = destination.shape[3] - left + min(0, x), destination.shape[2] - top + min(0, y)
+    mask = mask[:, :, :visible_height, :visible_width]
+    inverse = np.ones_like(mask) - mask
+    source_portion = mask * source[:, :, :visible_height, :visible_width]
+    destination_portion = inverse * destination[:, :, top:bottom, left:right]
+    destination[:, :, top:bottom, left:right] = source_portion + destination_portion
+    return destination
 
 
 def repeat_to_batch(t, batch):
@@ -97,6 +122,11 @@ def main():
         out[f"composite.{x}_{y}_{feather}"] = composite(a, small, x, y, feather)
     for x, y, feather in ((3, 4, 2), (0, 0, 3)):
         out[f"composite_big.{x}_{y}_{feather}"] = composite(a, b, x, y, feather)
+    mask = rng.uniform(0.0, 1.0, (3, 5)).astype(f32)
+    out["mask_3x5"] = mask
+    for x, y in ((2, 1), (9, 8), (12, 0)):
+        out[f"masked.{x}_{y}"] = composite_masked(a, small, 8 * x, 8 * y)
+        out[f"masked_mask.{x}_{y}"] = composite_masked(a, small, 8 * x, 8 * y, mask)
     out["blend"] = (a * f32(0.3) + one * f32(1 - 0.3)).astype(f32)
     out["add"] = a + repeat_to_batch(one, 2)
     out["subtract"] = a - b
