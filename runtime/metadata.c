@@ -715,14 +715,15 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
     /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", CFGZeroStar "84" (its
-     * post-CFG function before SkipLayerGuidance's, as kiln applies them), SkipLayerGuidance "82", RescaleCFG
-     * "83", then ModelSamplingDiscrete "80" where the prediction was forced: what KSampler takes */
+     * post-CFG function before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
+     * RescaleCFG "83", then ModelSamplingDiscrete "80" where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
     const char *differential = run->differential > 0 ? "81" : patched;
     const char *zero_star = run->cfg_zero_star ? "84" : differential;
-    const char *guided = run->skip_layer_guidance ? "82" : zero_star;
+    const char *projected = run->apg ? "85" : zero_star;
+    const char *guided = run->skip_layer_guidance ? "82" : projected;
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *sampled = run->prediction ? "80" : rescaled;
     cJSON *in;
@@ -851,7 +852,14 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "84", "CFGZeroStar");
         add_link(&g, in, "model", differential, 0);
     }
-    if (run->skip_layer_guidance) add_skip_layer_guidance(&g, run, zero_star);
+    if (run->apg) {
+        in = add_node(&g, "85", "APG");
+        add_number(&g, in, "eta", run->apg_eta);
+        add_number(&g, in, "norm_threshold", run->apg_norm_threshold);
+        add_number(&g, in, "momentum", run->apg_momentum);
+        add_link(&g, in, "model", zero_star, 0);
+    }
+    if (run->skip_layer_guidance) add_skip_layer_guidance(&g, run, projected);
     if (run->differential > 0) {
         in = add_node(&g, "81", "DifferentialDiffusion");
         add_number(&g, in, "strength", run->differential);

@@ -101,6 +101,8 @@ typedef struct kiln_run_info {
     double differential;       /* DifferentialDiffusion's strength (with a mask or outpaint); 0: none */
     double rescale_cfg;        /* RescaleCFG's multiplier; 0: none */
     bool cfg_zero_star;        /* CFGZeroStar */
+    bool apg;                  /* APG "85" with these settings */
+    double apg_eta, apg_norm_threshold, apg_momentum;
     const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidanceSD3 (SD3 without single blocks or
                                                             rescaling), else SkipLayerGuidanceDiT; NULL: none */
     const kiln_run_control *controls; /* Apply ControlNet nodes chained in this order */

@@ -391,7 +391,7 @@ static void workflow_again_holding(const char *name, const char *flags, const ch
  * makes the same pictures to the bit: the workflow says all of the run, and
  * kiln runs it as gen did; so do SDXL's numbers (the negative prompt's own
  * too) and CLIP-L's own text, its
- * refiner, an IP-Adapter, two chained, v-prediction (and RescaleCFG and CFGZeroStar on it), prompts on areas. A
+ * refiner, an IP-Adapter, two chained, v-prediction (and RescaleCFG, CFGZeroStar and APG on it), prompts on areas. A
  * workflow with
  * --prompt, and a PNG without one, are refused. */
 static void workflow_round_trip(void **state)
@@ -486,9 +486,10 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("areas", flags, "",
                            (const char *const[]){"\"ConditioningSetArea\"", "\"a green line\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction v --rescale-cfg 0.7 "
-             "--cfg-zero-star", KILN_TEST_DATA);
+             "--cfg-zero-star --apg 0.5,4,-0.25", KILN_TEST_DATA);
     workflow_again_holding("vpred_rescaled", flags, "",
-                           (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", "\"CFGZeroStar\"", NULL});
+                           (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", "\"CFGZeroStar\"",
+                                                 "\"APG\"", "\"momentum\":-0.25", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png --batch 2", KILN_TEST_DATA);
     workflow_again("masked", flags, "");

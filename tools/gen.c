@@ -80,6 +80,8 @@ typedef struct gen_options {
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
     double rescale_cfg;             /* --rescale-cfg: RescaleCFG's multiplier; 0: none */
     bool cfg_zero_star;             /* --cfg-zero-star */
+    bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
+    double apg_eta, apg_norm_threshold, apg_momentum;
     /* --slg, --slg-single: SkipLayerGuidance's blocks (kiln_skip_layer_guidance's), its numbers */
     int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
     double slg_scale, slg_start, slg_end, slg_rescale;
@@ -252,6 +254,11 @@ static void usage(FILE *to)
             "                         TEXT on the box of W x H pixels at X, Y (ConditioningSetArea: floored\n"
             "                         to 8; strength S, default 1) beside --prompt over the whole picture;\n"
             "                         up to 7\n"
+            "  --apg ETA,NORM,MOMENTUM\n"
+            "                         APG (Adaptive Projected Guidance) on the model: the guidance's part\n"
+            "                         along the positive prediction times ETA (-10..10), its norm cut to\n"
+            "                         NORM (0..50, 0: not), its running average's MOMENTUM (-5..1, 0: none);\n"
+            "                         the node's defaults are 1,5,0\n"
             "  --cfg-zero-star        CFGZeroStar on the model: the negative prompt's share of the guidance\n"
             "                         scaled by its prediction's projection on the positive's\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
@@ -571,12 +578,13 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
+        {"apg", required_argument, 0, O_APG},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -731,6 +739,21 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
         case O_CFG_ZERO_STAR: o->cfg_zero_star = true; break;
+        case O_APG: {
+            char *end;
+            errno = 0;
+            o->apg_eta = strtod(optarg, &end);
+            bool ok = !errno && end != optarg && *end == ',';
+            const char *next = end + 1;
+            if (ok) o->apg_norm_threshold = strtod(next, &end), ok = !errno && end != next && *end == ',';
+            next = end + 1;
+            if (ok) o->apg_momentum = strtod(next, &end), ok = !errno && end != next && *end == '\0';
+            if (!ok || !(o->apg_eta >= -10 && o->apg_eta <= 10 && o->apg_norm_threshold >= 0 &&
+                         o->apg_norm_threshold <= 50 && o->apg_momentum >= -5 && o->apg_momentum <= 1))
+                return bad_flag("--apg", optarg, "ETA,NORM,MOMENTUM: -10..10, 0..50 and -5..1");
+            o->apg = true;
+            break;
+        }
         case O_AREA_PROMPT:
             if (o->nareas == KILN_MAX_PROMPT_PARTS - 1) return bad_flag("--area-prompt", optarg, "at most 7");
             if (!parse_area(optarg, &o->areas[o->nareas]))
@@ -953,6 +976,11 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
+    if (o->apg && (o->slg_double_count || o->slg_single_count)) {
+        fprintf(stderr, "gen: --apg with --slg: SkipLayerGuidance's pass would take APG's positive prediction, "
+                        "which kiln does not give it (not yet)\n");
+        return 2;
+    }
     if (o->nareas && (o->ncontrols || o->nimage_prompts || o->mask || o->outpaint_given || o->refiner ||
                       o->nreferences || o->slg_double_count || o->slg_single_count || o->nstyles || o->prompt_l ||
                       o->negative_l || o->sdxl_given)) {
@@ -1549,7 +1577,7 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     rj.last_step = 0;
     rj.leftover_noise = false;
     rj.disable_noise = true;
-    rj.cfg_patches = (kiln_cfg_patches){0}; /* RescaleCFG and CFGZeroStar patch the base's MODEL, as the PNG's
+    rj.cfg_patches = (kiln_cfg_patches){0}; /* RescaleCFG, CFGZeroStar and APG patch the base's MODEL, as the PNG's
                                                workflow has it */
     rj.init_latent = *latent;
     rj.noise = NULL;
@@ -1773,7 +1801,9 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .inpaint_model = c->inpaint_unet, .instruct_pix2pix = c->pix2pix,
                          .inpaint_conditioning = c->inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
                          .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,
-                         .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star,
+                         .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star, .apg = o->apg,
+                         .apg_eta = o->apg_eta, .apg_norm_threshold = o->apg_norm_threshold,
+                         .apg_momentum = o->apg_momentum,
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
                          .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
@@ -1851,7 +1881,8 @@ int main(int argc, char **argv)
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
                              .flux_guidance = (float)o.guidance,
-                             .cfg_patches = {(float)o.rescale_cfg, o.cfg_zero_star}};
+                             .cfg_patches = {(float)o.rescale_cfg, o.cfg_zero_star, o.apg, (float)o.apg_eta,
+                                             (float)o.apg_norm_threshold, (float)o.apg_momentum}};
     const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
                                           o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;

@@ -276,6 +276,8 @@ expect_refused "area prompt at strength 0" "--area-prompt 0,0,64,64,0:y: X,Y,W,H
 expect_refused "area prompt with a mask" "--area-prompt with --mask" --output "$tmp/out.png" \
     --init-image "$img" --mask "$data/inpaint/mask_20x17.png" --area-prompt 0,0,64,64:y
 expect_refused "rescale cfg of 0" "--rescale-cfg 0: must be in (0, 1]" --output "$tmp/out.png" --rescale-cfg 0
+expect_refused "apg of two numbers" "--apg 1,5: ETA,NORM,MOMENTUM" --output "$tmp/out.png" --apg 1,5
+expect_refused "apg momentum past 1" "--apg 1,5,2: ETA,NORM,MOMENTUM" --output "$tmp/out.png" --apg 1,5,2
 expect_refused "hires flag without a scale" "need --hires-scale" --output "$tmp/out.png" --hires-denoise 0.4
 expect_refused "hires on img2img" "--hires-scale is for txt2img" --output "$tmp/out.png" --init-image "$img" \
     --hires-scale 2
