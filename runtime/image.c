@@ -137,6 +137,10 @@ typedef struct png_job {
     int orientation;
     const char *text_key; /* a text chunk to keep, NULL: none */
     char *text;           /* its value, once read */
+    bool keep_alpha;      /* read the alpha (or a tRNS chunk's transparency) into `alpha` */
+    bool has_alpha, color_key; /* color_key: the alpha is a grey or RGB picture's tRNS colour */
+    kiln_image alpha;     /* its bytes in all three channels, so that it turns as the picture does */
+    uint8_t *rgba;        /* the rows as read, before they are split */
 } png_job;
 
 static void png_on_error(png_structp png, png_const_charp message)
@@ -171,22 +175,38 @@ static kiln_status png_read_pixels(png_job *job, const char *label)
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (bit_depth == 16) png_set_strip_16(png);
-    /* Pillow's convert("RGB") drops alpha, and a palette's tRNS with it. */
-    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+    /* Pillow's convert("RGB") drops alpha, and a palette's tRNS with it;
+       its convert("RGBA") makes alpha of a tRNS chunk */
+    const bool trns = png_get_valid(png, info, PNG_INFO_tRNS);
+    job->has_alpha = job->keep_alpha && ((color_type & PNG_COLOR_MASK_ALPHA) || trns);
+    job->color_key = job->has_alpha && !(color_type & PNG_COLOR_MASK_ALPHA) && color_type != PNG_COLOR_TYPE_PALETTE;
+    if (job->has_alpha && trns) png_set_tRNS_to_alpha(png);
+    else if (!job->has_alpha && ((color_type & PNG_COLOR_MASK_ALPHA) || trns)) png_set_strip_alpha(png);
     if (!(color_type & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
     int width = (int)png_get_image_width(png, info), height = (int)png_get_image_height(png, info);
-    if (png_get_channels(png, info) != 3 || png_get_rowbytes(png, info) != (size_t)width * 3)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: PNG colour type %d, bit depth %d did not convert to 8-bit RGB",
-                         label, color_type, bit_depth);
+    const int channels = job->has_alpha ? 4 : 3;
+    if (png_get_channels(png, info) != channels || png_get_rowbytes(png, info) != (size_t)width * channels)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: PNG colour type %d, bit depth %d did not convert to 8-bit RGB%s",
+                         label, color_type, bit_depth, job->has_alpha ? "A" : "");
     TRY(kiln_image_alloc(&job->img, width, height));
+    if (job->has_alpha) {
+        TRY(kiln_image_alloc(&job->alpha, width, height));
+        if (!(job->rgba = malloc((size_t)width * height * 4)))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
+    }
     job->rows = malloc(sizeof *job->rows * (size_t)height);
     if (!job->rows) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
-    for (int y = 0; y < height; y++) job->rows[y] = job->img.pixels + (size_t)y * width * 3;
+    uint8_t *rows = job->has_alpha ? job->rgba : job->img.pixels;
+    for (int y = 0; y < height; y++) job->rows[y] = rows + (size_t)y * width * channels;
     png_read_image(png, job->rows);
     png_read_end(png, info); /* an eXIf chunk may follow the pixels */
+    for (size_t i = 0; job->has_alpha && i < (size_t)width * height; i++) {
+        memcpy(job->img.pixels + 3 * i, job->rgba + 4 * i, 3);
+        memset(job->alpha.pixels + 3 * i, job->rgba[4 * i + 3], 3);
+    }
 
     png_uint_32 exif_size = 0;
     png_bytep exif = NULL;
@@ -199,17 +219,18 @@ static kiln_status png_read_pixels(png_job *job, const char *label)
     return KILN_OK;
 }
 
-/* The pixels, and with text_key the value of that text chunk (*text, NULL
- * when the file has none). */
+/* The pixels, with text_key the value of that text chunk (*text, NULL
+ * when the file has none), with alpha its alpha (*alpha zeroed when the
+ * file has none). */
 static kiln_status decode_png(const uint8_t *data, size_t size, const char *label, kiln_image *out,
-                              const char *text_key, char **text)
+                              const char *text_key, char **text, kiln_image *alpha, bool *color_key)
 {
     /* IHDR comes first; its size is checked before libpng allocates or reads on. */
     if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0)
         TRY(check_side(read_u32(data + 16, false), read_u32(data + 20, false), label));
     png_job *job = calloc(1, sizeof *job);
     if (!job) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
-    job->data = data, job->size = size, job->orientation = 1, job->text_key = text_key;
+    job->data = data, job->size = size, job->orientation = 1, job->text_key = text_key, job->keep_alpha = alpha != NULL;
     kiln_status st;
     job->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, png_on_error, png_on_warning);
     if (job->png) job->info = png_create_info_struct(job->png);
@@ -222,9 +243,14 @@ static kiln_status decode_png(const uint8_t *data, size_t size, const char *labe
     }
     png_destroy_read_struct(&job->png, &job->info, NULL);
     free(job->rows);
+    free(job->rgba);
     if (st == KILN_OK) st = apply_orientation(&job->img, job->orientation);
+    if (st == KILN_OK && job->has_alpha) st = apply_orientation(&job->alpha, job->orientation);
     if (st == KILN_OK) *out = job->img;
     else kiln_image_free(&job->img);
+    if (st == KILN_OK && color_key) *color_key = job->color_key;
+    if (st == KILN_OK && alpha) *alpha = job->alpha;
+    else kiln_image_free(&job->alpha);
     if (st == KILN_OK && text) *text = job->text;
     else free(job->text);
     free(job);
@@ -357,12 +383,17 @@ static const char *other_format(const uint8_t *d, size_t n)
     return NULL;
 }
 
-kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out)
+/* The picture, and with alpha its alpha channel (zeroed where it has none:
+ * a JPEG, a PNG without alpha or tRNS). */
+static kiln_status decode_image(const void *data, size_t size, const char *label, kiln_image *out, kiln_image *alpha,
+                                bool *color_key)
 {
     const uint8_t *d = data;
     *out = (kiln_image){0};
+    if (alpha) *alpha = (kiln_image){0};
+    if (color_key) *color_key = false;
     if (size == 0) return kiln_fail(KILN_ERR_FORMAT, "%s: empty file", label);
-    if (size >= 8 && memcmp(d, png_magic, 8) == 0) return decode_png(d, size, label, out, NULL, NULL);
+    if (size >= 8 && memcmp(d, png_magic, 8) == 0) return decode_png(d, size, label, out, NULL, NULL, alpha, color_key);
     if (size >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff) return decode_jpeg(d, size, label, out);
     const char *format = other_format(d, size);
     if (format)
@@ -371,16 +402,27 @@ kiln_status kiln_image_decode(const void *data, size_t size, const char *label, 
     return kiln_fail(KILN_ERR_FORMAT, "%s: not a PNG or JPEG file (unknown first bytes)", label);
 }
 
-kiln_status kiln_image_load(const char *path, kiln_image *out)
+kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out)
 {
-    if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load: no path or no place for the image");
+    return decode_image(data, size, label, out, NULL, NULL);
+}
+
+kiln_status kiln_image_load_alpha(const char *path, kiln_image *out, kiln_image *alpha, bool *color_key)
+{
     *out = (kiln_image){0};
+    if (alpha) *alpha = (kiln_image){0};
     uint8_t *data;
     size_t size;
     TRY(kiln_read_file(path, MAX_FILE_BYTES, "an image file", &data, &size));
-    kiln_status status = kiln_image_decode(data, size, path, out);
+    kiln_status status = decode_image(data, size, path, out, alpha, color_key);
     free(data);
     return status;
+}
+
+kiln_status kiln_image_load(const char *path, kiln_image *out)
+{
+    if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load: no path or no place for the image");
+    return kiln_image_load_alpha(path, out, NULL, NULL);
 }
 
 kiln_status kiln_png_read_text(const char *path, const char *key, char **value)
@@ -391,7 +433,7 @@ kiln_status kiln_png_read_text(const char *path, const char *key, char **value)
     TRY(kiln_read_file(path, MAX_FILE_BYTES, "an image file", &data, &size));
     kiln_image img = {0};
     kiln_status st = size >= 8 && memcmp(data, png_magic, 8) == 0
-                         ? decode_png(data, size, path, &img, key, value)
+                         ? decode_png(data, size, path, &img, key, value, NULL, NULL)
                          : kiln_fail(KILN_ERR_FORMAT, "%s: not a PNG file", path);
     free(data);
     kiln_image_free(&img);

@@ -8,6 +8,7 @@
 #ifndef KILN_IMAGE_H
 #define KILN_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,12 @@ kiln_status kiln_png_read_text(const char *path, const char *key, char **value);
 
 /* kiln_image_load for a file already in memory; `label` names it in errors. */
 kiln_status kiln_image_decode(const void *data, size_t size, const char *label, kiln_image *out);
+/* kiln_image_load, and with alpha the file's alpha channel as a grey
+ * picture (a PNG's, or what its tRNS chunk makes transparent, as Pillow's
+ * convert("RGBA") reads it); *alpha is zeroed for a file without one.
+ * *color_key (may be NULL): whether it came of a grey or RGB PNG's tRNS
+ * colour, which Pillow keeps as no band of the image. */
+kiln_status kiln_image_load_alpha(const char *path, kiln_image *out, kiln_image *alpha, bool *color_key);
 
 /* The file format a name asks for, by its extension (any case): .png, or
  * .jpg / .jpeg; anything else is KILN_IMAGE_UNKNOWN. */

@@ -38,7 +38,7 @@ typedef enum wf_kind {
     WF_UPSCALE_MODEL,
     WF_IPADAPTER,   /* a file, loaded for the model that samples with it */
     WF_CLIP_VISION, /* a file, loaded once */
-    WF_MASK,        /* LoadImageMask's picture, whose red channel is the mask */
+    WF_MASK,        /* a kiln_mask */
     WF_NOISE,       /* SamplerCustomAdvanced's parts: RandomNoise / DisableNoise, */
     WF_GUIDER,      /* CFGGuider / BasicGuider, */
     WF_SAMPLER,     /* KSamplerSelect, SamplerEulerAncestral, ... */
@@ -106,7 +106,7 @@ typedef struct wf_control {
 typedef struct wf_where {
     bool ranged;
     double start, end;
-    const kiln_image *mask; /* a MASK's picture, its red channel; NULL: none */
+    const kiln_mask *mask;  /* a MASK; NULL: none */
     double mask_strength;
     bool mask_bounds;
     int area[4];            /* x, y, w, h in latent pixels; w 0: none */
@@ -140,8 +140,9 @@ typedef struct wf_value {
     kiln_reference_method reference_method; /* FluxKontextMultiReferenceLatentMethod's; offset: none */
     kiln_latent latent;   /* data NULL: EmptyLatentImage's, made for the model that reads it */
     int empty_w, empty_h; /* EmptyLatentImage's size in pixels */
-    kiln_image *images;   /* IMAGE: a batch; MASK: one */
+    kiln_image *images;   /* IMAGE: a batch; MASK: kiln_mask_picture's of it, made when first asked for */
     int nimages;
+    kiln_mask mask;
     /* ImagePadForOutpaint's IMAGE and MASK, which kiln keeps as the picture
      * and the pads (its canvas and feathered mask are float, no 8-bit
      * picture): they go on to VAEEncodeForInpaint, or to VAEEncode and
@@ -226,6 +227,12 @@ static kiln_status node_fail(const wf_node *n, kiln_status code, const char *fmt
     return kiln_fail(code, "workflow node %s (%s): %s", n->id, n->class_type, msg);
 }
 
+/* A library call's status, its error told as the node's. */
+static kiln_status node_status(const wf_node *n, kiln_status st)
+{
+    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+}
+
 /* A model file named in the workflow: as given if it is there, else under
  * each models folder, in its kind's subfolder as ComfyUI keeps them, then
  * at the top. */
@@ -302,13 +309,16 @@ static kiln_status flag(const wf_node *n, const char *name, bool *out)
     return KILN_OK;
 }
 
-/* A MASK's weights: its picture's red channel over 255, as LoadImageMask
- * reads it (*out malloc'd). */
-static kiln_status mask_weights(const kiln_image *mask, float **out)
+/* A MASK as the calls that read a mask as a picture take it: kiln_mask_picture's, made once. */
+static kiln_status mask_picture(wf_value *mask, const kiln_image **out)
 {
-    const size_t count = (size_t)mask->width * mask->height;
-    if (!(*out = malloc(count * sizeof **out))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    for (size_t i = 0; i < count; i++) (*out)[i] = (float)mask->pixels[3 * i] / 255.0f;
+    if (!mask->images) {
+        if (!(mask->images = calloc(1, sizeof *mask->images)))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        TRY(kiln_mask_picture(&mask->mask, mask->images));
+        mask->nimages = 1;
+    }
+    *out = mask->images;
     return KILN_OK;
 }
 
@@ -690,7 +700,7 @@ static kiln_status clip_text_encode_sdxl(wf_run *r, wf_node *n, bool refiner)
     n->out[0].has_sdxl = true;
     if (text_l && strcmp(prompt, text_l)) {
         kiln_status st = kiln_text_encode_sdxl(m, prompt, text_l, clip->recipe.clip_skip, &n->out[0].cond);
-        return st == KILN_OK ? st : node_fail(n, st, "%s", kiln_last_error());
+        return node_status(n, st);
     }
     return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
 }
@@ -777,7 +787,7 @@ static kiln_status style_model_apply(wf_run *r, wf_node *n)
     kiln_conditioning_free(&n->out[0].cond);
     kiln_status st = kiln_style_model_apply(sm->style_model, cv->clip_vision, vision->picture, vision->crop, strength,
                                             &cond->cond, &n->out[0].cond);
-    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+    return node_status(n, st);
 }
 
 /* The MODEL of node n: model's with the image prompt ip (its pictures
@@ -891,9 +901,10 @@ static kiln_status load_image(wf_run *r, wf_node *n)
     char *path;
     TRY(find_file(r, n, "image", "input", &path));
     n->out[0].kind = WF_IMAGE;
+    n->out[1].kind = WF_MASK;
     kiln_status st = KILN_ERR_OUT_OF_MEMORY;
     if ((n->out[0].images = calloc(1, sizeof(kiln_image)))) {
-        st = kiln_image_load(path, n->out[0].images);
+        st = kiln_image_load_with_mask(path, n->out[0].images, &n->out[1].mask);
         n->out[0].nimages = st == KILN_OK;
     }
     free(path);
@@ -949,7 +960,7 @@ static kiln_status image_scale_node(wf_run *r, wf_node *n, scale_mode mode)
             h = (int)nearbyint((double)img->height * w / img->width), h = h > 1 ? h : 1;
         }
         kiln_status st = kiln_image_scale(img, method, w, h, crop[0] == 'c', &n->out[0].images[i]);
-        if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+        TRY(node_status(n, st));
         n->out[0].nimages++;
     }
     return KILN_OK;
@@ -986,7 +997,7 @@ static kiln_status image_batch(wf_run *r, wf_node *n)
             st = kiln_image_scale(img, "bilinear", size->width, size->height, true, out);
         else
             st = image_copy_rect(img, 0, 0, img->width, img->height, out);
-        if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+        TRY(node_status(n, st));
         n->out[0].nimages++;
     }
     return KILN_OK;
@@ -1207,6 +1218,67 @@ static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
     return kiln_latent_repeat(l, amount, &n->out[0].latent);
 }
 
+/* ComfyUI's mask nodes: SolidMask, InvertMask, ThresholdMask, CropMask,
+ * MaskComposite, FeatherMask, GrowMask, ImageToMask (of one picture) and
+ * MaskToImage, as the kiln_mask_ calls make them. */
+static kiln_status mask_node(wf_run *r, wf_node *n, const char *c)
+{
+    wf_value *in = NULL, *out = &n->out[0];
+    out->kind = WF_MASK;
+    if (strcmp(c, "SolidMask") == 0) {
+        double value;
+        int w, h;
+        TRY(number(n, "value", &value));
+        TRY(integer(n, "width", 1, KILN_IMAGE_MAX_SIDE, &w));
+        TRY(integer(n, "height", 1, KILN_IMAGE_MAX_SIDE, &h));
+        return node_status(n, kiln_mask_solid((float)value, w, h, &out->mask));
+    }
+    if (strcmp(c, "ImageToMask") == 0) {
+        const char *channel;
+        TRY(linked(r, n, "image", WF_IMAGE, &in));
+        TRY(text(n, "channel", &channel));
+        if (in->nimages != 1)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "a batch of %d pictures (a MASK in kiln is one)", in->nimages);
+        return node_status(n, kiln_mask_from_image(&in->images[0], channel, &out->mask));
+    }
+    TRY(linked(r, n, strcmp(c, "MaskComposite") ? "mask" : "destination", WF_MASK, &in));
+    const kiln_mask *m = &in->mask;
+    if (strcmp(c, "MaskToImage") == 0) {
+        out->kind = WF_IMAGE;
+        if (!(out->images = calloc(1, sizeof *out->images)))
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        TRY(node_status(n, kiln_mask_to_image(m, out->images)));
+        out->nimages = 1;
+        return KILN_OK;
+    }
+    if (strcmp(c, "InvertMask") == 0) return node_status(n, kiln_mask_invert(m, &out->mask));
+    if (strcmp(c, "ThresholdMask") == 0) {
+        double value;
+        TRY(number(n, "value", &value));
+        return node_status(n, kiln_mask_threshold(m, (float)value, &out->mask));
+    }
+    if (strcmp(c, "GrowMask") == 0) {
+        int expand;
+        bool tapered = true;
+        TRY(integer(n, "expand", -KILN_IMAGE_MAX_SIDE, KILN_IMAGE_MAX_SIDE, &expand));
+        TRY(flag(n, "tapered_corners", &tapered));
+        return node_status(n, kiln_mask_grow(m, expand, tapered, &out->mask));
+    }
+    static const char *const place[4] = {"x", "y", "width", "height"}, *const sides[4] = {"left", "top", "right",
+                                                                                          "bottom"};
+    const bool feather = strcmp(c, "FeatherMask") == 0, crop = strcmp(c, "CropMask") == 0;
+    int v[4] = {0};
+    for (int k = 0; k < (feather || crop ? 4 : 2); k++)
+        TRY(integer(n, feather ? sides[k] : place[k], crop && k > 1, KILN_IMAGE_MAX_SIDE, &v[k]));
+    if (feather) return node_status(n, kiln_mask_feather(m, v[0], v[1], v[2], v[3], &out->mask));
+    if (crop) return node_status(n, kiln_mask_crop(m, v[0], v[1], v[2], v[3], &out->mask));
+    wf_value *source;
+    const char *operation;
+    TRY(linked(r, n, "source", WF_MASK, &source));
+    TRY(text(n, "operation", &operation));
+    return node_status(n, kiln_mask_composite(m, &source->mask, v[0], v[1], operation, &out->mask));
+}
+
 /* The latent nodes of two LATENTs or one (LatentComposite, LatentBlend,
  * LatentAdd, LatentSubtract, LatentInterpolate, LatentBatch; LatentMultiply,
  * LatentCrop, LatentFlip, LatentRotate): the library's transforms, places
@@ -1236,18 +1308,12 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
         int x, y;
         bool resize = false;
         wf_value *mask = NULL;
-        float *weights = NULL;
         TRY(integer(n, "x", 0, KILN_IMAGE_MAX_SIDE, &x));
         TRY(integer(n, "y", 0, KILN_IMAGE_MAX_SIDE, &y));
         TRY(flag(n, "resize_source", &resize));
-        if (input_of(n, "mask")) {
-            TRY(linked(r, n, "mask", WF_MASK, &mask));
-            if (mask->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a mask of %d pictures", mask->nimages);
-            TRY(mask_weights(&mask->images[0], &weights));
-        }
-        st = kiln_latent_composite_masked(a, b, x / 8, y / 8, resize, weights, mask ? mask->images[0].width : 0,
-                                          mask ? mask->images[0].height : 0, out);
-        free(weights);
+        if (input_of(n, "mask")) TRY(linked(r, n, "mask", WF_MASK, &mask));
+        st = kiln_latent_composite_masked(a, b, x / 8, y / 8, resize, mask ? mask->mask.weights : NULL,
+                                          mask ? mask->mask.width : 0, mask ? mask->mask.height : 0, out);
     } else if (strcmp(c, "LatentBlend") == 0) {
         double factor;
         const char *mode = "normal";
@@ -1290,7 +1356,7 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
                              rotation);
         st = kiln_latent_flip_rotate(a, false, false, k, out);
     }
-    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+    return node_status(n, st);
 }
 
 static kiln_status controlnet_loader(wf_run *r, wf_node *n)
@@ -1404,7 +1470,7 @@ static kiln_status controlnet_apply(wf_run *r, wf_node *n, bool masked, bool one
     TRY(linked(r, n, "image", WF_IMAGE, &image));
     if (masked) {
         TRY(linked(r, n, "mask", WF_MASK, &mask));
-        c.mask = &mask->images[0];
+        TRY(mask_picture(mask, &c.mask));
     }
     TRY(number(n, "strength", &c.strength));
     if (!one_side) {
@@ -1582,9 +1648,8 @@ static kiln_status conditioning_set_timestep_range(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
-/* ConditioningSetMask: every prompt of it weighted by the mask (its red
- * channel over 255) times strength where it acts; "mask bounds" samples it
- * on the mask's box alone. */
+/* ConditioningSetMask: every prompt of it weighted by the mask times
+ * strength where it acts; "mask bounds" samples it on the mask's box alone. */
 static kiln_status conditioning_set_mask(wf_run *r, wf_node *n)
 {
     wf_value *cond, *mask;
@@ -1599,12 +1664,11 @@ static kiln_status conditioning_set_mask(wf_run *r, wf_node *n)
         return node_fail(n, KILN_ERR_INVALID_ARG, "set_cond_area \"%s\" (default or mask bounds)", area);
     if (!(strength >= 0.0 && strength <= 10.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "input 'strength' %g: 0 to 10", strength);
-    if (mask->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "a mask of %d pictures", mask->nimages);
     TRY(copy_conditioning(cond, &n->out[0]));
     wf_value *v = &n->out[0];
     for (int i = 0; i <= v->nparts; i++) {
         wf_where *w = i ? &v->parts[i - 1].where : &v->where;
-        w->mask = &mask->images[0], w->mask_strength = strength, w->mask_bounds = bounds;
+        w->mask = &mask->mask, w->mask_strength = strength, w->mask_bounds = bounds;
     }
     return KILN_OK;
 }
@@ -1699,17 +1763,18 @@ static kiln_status clip_text_encode_flux(wf_run *r, wf_node *n)
 static kiln_status load_image_mask(wf_run *r, wf_node *n)
 {
     const char *channel;
+    char *path;
     TRY(text(n, "channel", &channel));
-    if (strcmp(channel, "red"))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "channel '%s' (kiln reads a mask's red channel)", channel);
-    TRY(load_image(r, n));
+    TRY(find_file(r, n, "image", "input", &path));
     n->out[0].kind = WF_MASK;
-    return KILN_OK;
+    kiln_status st = kiln_mask_load(path, channel, &n->out[0].mask);
+    free(path);
+    return node_status(n, st);
 }
 
 
-/* SetLatentNoiseMask: the latent, repainted where the mask is (LoadImageMask's
- * red channel over 255, stretched over the latent when sampled). */
+/* SetLatentNoiseMask: the latent, repainted where the mask is (stretched
+ * over the latent when sampled). */
 static kiln_status set_latent_noise_mask(wf_run *r, wf_node *n)
 {
     wf_value *samples, *mask;
@@ -1732,11 +1797,13 @@ static kiln_status set_latent_noise_mask(wf_run *r, wf_node *n)
         out->mask_w = samples->pad_mask_w, out->mask_h = samples->pad_mask_h;
         return KILN_OK;
     }
-    const kiln_image *m = &mask->images[0];
+    const size_t count = (size_t)mask->mask.width * mask->mask.height;
     free(out->noise_mask);
-    out->noise_mask = NULL;
-    out->mask_h = m->height, out->mask_w = m->width;
-    return mask_weights(m, &out->noise_mask);
+    if (!(out->noise_mask = malloc(count * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    memcpy(out->noise_mask, mask->mask.weights, count * sizeof(float));
+    out->mask_h = mask->mask.height, out->mask_w = mask->mask.width;
+    return KILN_OK;
 }
 
 /* VAEEncodeForInpaint, for an inpainting model (on any other, ComfyUI's node
@@ -1764,8 +1831,9 @@ static kiln_status vae_encode_for_inpaint(wf_run *r, wf_node *n)
     }
     if (pixels->nimages != 1)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
-    n->out[0].kind = WF_LATENT;
-    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], &mask->images[0], &n->out[0].latent);
+    const kiln_image *picture;
+    TRY(mask_picture(mask, &picture));
+    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], picture, &n->out[0].latent);
 }
 
 /* InpaintModelConditioning, for FLUX.1 Fill: the prompts as they are, and
@@ -1797,7 +1865,9 @@ static kiln_status inpaint_model_conditioning(wf_run *r, wf_node *n)
         return encode_canvas(m, pixels, &n->out[2].latent);
     }
     if (pixels->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
-    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], &mask->images[0], &n->out[2].latent);
+    const kiln_image *picture;
+    TRY(mask_picture(mask, &picture));
+    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], picture, &n->out[2].latent);
 }
 
 /* InstructPixToPixConditioning: both prompts carry the picture's latent, and
@@ -1847,7 +1917,7 @@ static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, 
             TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
                                                                       : r->models[i].prediction));
     kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
-    if (st != KILN_OK) return node_fail(n, st, "%s", kiln_last_error());
+    TRY(node_status(n, st));
     *out = m;
     return KILN_OK;
 }
@@ -1858,10 +1928,8 @@ static bool acts_everywhere(const wf_where *w)
     return !w->ranged && !w->mask && !w->area[2] && w->fraction[2] == 0.0 && !w->has_area_strength;
 }
 
-/* A prompt as a part of its side where it acts; a ConditioningSetMask's
- * weights from its MASK (*owned: malloc'd). */
-static kiln_status where_part(const kiln_conditioning *cond, const wf_where *w, kiln_conditioning_part *part,
-                              float **owned)
+/* A prompt as a part of its side where it acts. */
+static void where_part(const kiln_conditioning *cond, const wf_where *w, kiln_conditioning_part *part)
 {
     *part = (kiln_conditioning_part){.cond = cond, .start_percent = w->ranged ? w->start : 0.0,
                                      .end_percent = w->ranged ? w->end : 1.0, .strength = w->mask_strength,
@@ -1869,11 +1937,7 @@ static kiln_status where_part(const kiln_conditioning *cond, const wf_where *w, 
                                      .area_w = w->area[2], .area_h = w->area[3], .fraction_x = w->fraction[0],
                                      .fraction_y = w->fraction[1], .fraction_w = w->fraction[2],
                                      .fraction_h = w->fraction[3], .area_strength = w->area_strength};
-    const kiln_image *mask = w->mask;
-    if (!mask) return KILN_OK;
-    TRY(mask_weights(mask, owned));
-    part->mask = *owned, part->mask_w = mask->width, part->mask_h = mask->height;
-    return KILN_OK;
+    if (w->mask) part->mask = w->mask->weights, part->mask_w = w->mask->width, part->mask_h = w->mask->height;
 }
 
 /* The sampling both KSampler and SamplerCustomAdvanced end in: `model`'s
@@ -1950,7 +2014,6 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     /* prompts in parts (ConditioningSetTimestepRange, ConditioningCombine) */
     kiln_conditioning_part parts[2][KILN_MAX_PROMPT_PARTS];
     const kiln_conditioning *whole[2] = {&neg->cond, &pos->cond};
-    float *masks[2][KILN_MAX_PROMPT_PARTS] = {{NULL}};
     kiln_status st = KILN_OK;
     for (int w = 0; w < 2 && st == KILN_OK; w++) {
         const wf_value *v = prompts[w];
@@ -1959,8 +2022,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         for (int i = 0; i <= v->nparts && st == KILN_OK; i++) {
             const wf_where *at = i ? &v->parts[i - 1].where : &v->where;
             if (at->has_area_strength && at->area_strength == 0.0) continue; /* weighs nothing anywhere */
-            st = where_part(i ? &v->parts[i - 1].cond : &v->cond, at, &parts[w][count], &masks[w][count]);
-            count++;
+            where_part(i ? &v->parts[i - 1].cond : &v->cond, at, &parts[w][count++]);
         }
         if (st == KILN_OK && !count)
             st = node_fail(n, KILN_ERR_INVALID_ARG, "every prompt of the %s side is at strength 0",
@@ -1971,8 +2033,6 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     }
     n->out[0].kind = WF_LATENT;
     if (st == KILN_OK) st = kiln_ksampler(m, p, whole[1], whole[0], l, &n->out[0].latent);
-    for (int w = 0; w < 2; w++)
-        for (int i = 0; i < KILN_MAX_PROMPT_PARTS; i++) free(masks[w][i]);
     return st;
 }
 
@@ -2330,7 +2390,7 @@ static kiln_status scheduler_node(wf_run *r, wf_node *n, int which)
     case 8: st = kiln_laplace_scheduler(steps, x[0], x[1], x[2], x[3], out); break;
     case 9: st = kiln_vp_scheduler(steps, x[0], x[1], x[2], out); break;
     }
-    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+    return node_status(n, st);
 }
 
 /* ManualSigmas, SplitSigmas and SplitSigmasDenoise (high and low sigmas),
@@ -2346,7 +2406,7 @@ static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
         const char *numbers;
         TRY(text(n, "sigmas", &numbers));
         st = kiln_manual_sigmas(numbers, out);
-        return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+        return node_status(n, st);
     }
     TRY(linked(r, n, "sigmas", WF_SIGMAS, &in));
     if (strcmp(c, "SplitSigmas") == 0) {
@@ -2373,7 +2433,7 @@ static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
     } else {
         st = kiln_sigmas_flip(&in->sigmas, out);
     }
-    return st == KILN_OK ? KILN_OK : node_fail(n, st, "%s", kiln_last_error());
+    return node_status(n, st);
 }
 
 /* SamplerCustomAdvanced's and SamplerCustom's sampling: the model with its
@@ -2514,6 +2574,10 @@ static kiln_status run_node(wf_run *r, wf_node *n)
              strcmp(c, "LatentBatch") == 0 || strcmp(c, "LatentMultiply") == 0 || strcmp(c, "LatentCrop") == 0 ||
              strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0)
         st = latent_transform(r, n, c);
+    else if (strcmp(c, "SolidMask") == 0 || strcmp(c, "InvertMask") == 0 || strcmp(c, "ThresholdMask") == 0 ||
+             strcmp(c, "CropMask") == 0 || strcmp(c, "MaskComposite") == 0 || strcmp(c, "FeatherMask") == 0 ||
+             strcmp(c, "GrowMask") == 0 || strcmp(c, "ImageToMask") == 0 || strcmp(c, "MaskToImage") == 0)
+        st = mask_node(r, n, c);
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
              strcmp(c, "ControlNetInpaintingAliMamaApply") == 0 || strcmp(c, "ControlNetApply") == 0)
         st = controlnet_apply(r, n, c[10] == 'I', c[15] == '\0'); /* ApplySD3: Advanced's deprecated SD3 name */
@@ -2571,6 +2635,7 @@ static void free_value(wf_value *v)
     for (int i = 0; i < v->nparts; i++) kiln_conditioning_free(&v->parts[i].cond);
     kiln_latent_free(&v->latent);
     kiln_images_free(v->images, v->nimages);
+    kiln_mask_free(&v->mask);
     free(v->pad_mask);
     free(v->path);
     free(v->clip_vision_path);

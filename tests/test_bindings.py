@@ -72,6 +72,11 @@ def max_level_diff(a: bytes, b: bytes) -> int:
     return max(abs(x - y) for x, y in zip(a, b))
 
 
+def f32(v: float) -> float:
+    """v rounded to float32, as the library stores it."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
 def read_png(path: str):
     """An 8-bit RGB, non-interlaced PNG file's (width, height, pixels, texts),
     decoded here with zlib (PNG's five row filters undone by hand)."""
@@ -389,9 +394,6 @@ class Guidance(unittest.TestCase):
                                cfg=5.0) for text, seed in (("a red circle", 7), ("a blue square", 9)))
         x, y = a.to_list(), b.to_list()
         self.assertEqual(a.multiply(2.0).to_list(), [v * 2 for v in x])
-        def f32(v):  # a float32 sum's rounding
-            return struct.unpack("f", struct.pack("f", v))[0]
-
         self.assertEqual(a.add(b).to_list(), [f32(u + v) for u, v in zip(x, y)])
         self.assertEqual(a.subtract(b).to_list(), [f32(u - v) for u, v in zip(x, y)])
         self.assertLess(rel_l2(a.blend(b, 0.25).to_list(), [u * 0.25 + v * 0.75 for u, v in zip(x, y)]), 1e-6)
@@ -928,6 +930,55 @@ class Inpainting(unittest.TestCase):
     def test_outpaint(self):
         self.check(model.vae_encode_for_outpaint(self.image, left=6, top=0, right=3, bottom=5, feathering=4),
                    "outpaint.noise_mask")
+
+
+class Masks(unittest.TestCase):
+    """The mask nodes through Mask against the same steps here in float32
+    (test_mask_ops checks the library against ComfyUI's code); a Mask where
+    a mask Image was taken gives the same run."""
+
+    def test_mask_nodes(self):
+        picture = kiln.Image.load(data("inpaint/mask_20x17.png"))
+        w, h = picture.width, picture.height
+        green = [f32(v / 255.0) for v in picture.pixels[1::3]]
+        mask = kiln.Mask.load(data("inpaint/mask_20x17.png"), "green")
+        self.assertEqual((mask.width, mask.height, mask.weights), (w, h, green))
+        self.assertEqual(kiln.Mask.from_image(picture, "green").weights, green)
+        self.assertEqual(mask.invert().weights, [f32(1.0 - v) for v in green])
+        self.assertEqual(mask.threshold(0.5).weights, [float(v > 0.5) for v in green])
+        self.assertEqual(mask.crop(3, 2, 100, 4).weights, [green[y * w + x] for y in range(2, 6) for x in range(3, w)])
+        solid = kiln.Mask.solid(0.75, 6, 5)
+        added = solid.composite(mask, 2, 1, "add").weights
+        self.assertEqual(added, [min(1.0, f32(0.75 + green[(y - 1) * w + x - 2])) if y >= 1 and x >= 2 else 0.75
+                                 for y in range(5) for x in range(6)])
+        grown = [max(green[yy * w + xx] for yy, xx in ((y, x), (y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1))
+                     if 0 <= yy < h and 0 <= xx < w) for y in range(h) for x in range(w)]
+        self.assertEqual(mask.grow(1).weights, grown)
+        feathered = list(green)
+        for x in range(w):  # left 2: the first two columns by 1/2 and 2/2
+            for y in range(h):
+                if x < 2:
+                    feathered[y * w + x] = f32(feathered[y * w + x] * f32((x + 1.0) / 2))
+        self.assertEqual(mask.feather(left=2).weights, feathered)
+        gray = mask.to_image()
+        self.assertEqual(gray.pixels, bytes(int(min(max(255.0 * v, 0), 255)) for v in green for _ in range(3)))
+        image, alpha = kiln.Image.load_with_mask(data("inpaint/mask_20x17.png"))
+        self.assertEqual((image.pixels, alpha.width, alpha.height, alpha.weights), (picture.pixels, 64, 64, [0.0] * 4096))
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.Mask.load(data("inpaint/mask_20x17.png"), "cyan")
+        self.assertIn("channel 'cyan'", caught.exception.message)
+
+    def test_mask_in_place_of_image(self):
+        picture = kiln.Image.load(data("inpaint/mask_20x17.png"))
+        mask = kiln.Mask.load(data("inpaint/mask_20x17.png"))
+        image = kiln.Image.load(data("inpaint/image_20x17.png"))
+        self.assertEqual(model.vae_encode_for_inpaint(image, mask).noise_mask_to_list(),
+                         model.vae_encode_for_inpaint(image, picture).noise_mask_to_list())
+        red, blue, empty = model.encode("a red circle"), model.encode("a blue square"), model.encode("")
+        latent = model.empty_latent(16, 16)
+        runs = [model.ksampler([(red, 0.0, 1.0, m, 0.8), (blue, 0.0, 1.0)], empty, latent, seed=3, steps=2).to_list()
+                for m in (picture, mask)]
+        self.assertEqual(runs[0], runs[1])
 
 
 class Upscale(unittest.TestCase):

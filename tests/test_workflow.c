@@ -14,6 +14,9 @@
 
 #include "golden.h"
 
+/* tests/data/masks' picture with alpha (make_mask_data.py) */
+#define ALPHA_PNG "rgba.png"
+
 static kiln_backend *backend;
 static const char *model_dirs[1];
 static const kiln_workflow_options options = {.model_dirs = model_dirs, .nmodel_dirs = 1};
@@ -1353,6 +1356,87 @@ static void latent_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* ComfyUI's mask nodes between LoadImageMask and where a MASK is read:
+ * GrowMask, SolidMask, MaskComposite, FeatherMask, InvertMask and CropMask
+ * into SetLatentNoiseMask; MaskToImage, ImageToMask and ThresholdMask into
+ * ConditioningSetMask; LoadImage's MASK (1 - alpha) into
+ * LatentCompositeMasked. The workflow's picture is the library's calls' run
+ * decoded (each call's values are test_mask_ops'). */
+static void mask_nodes(void **state)
+{
+    (void)state;
+#define MASK_NODE(id, type, inputs) "\"" id "\": {\"class_type\": \"" type "\", \"inputs\": {" inputs "}}, "
+    static const char graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, "
+        MASK_NODE("11", "LoadImage", "\"image\": \"" KILN_TEST_DATA "/inpaint/image_20x17.png\"")
+        MASK_NODE("12", "VAEEncode", "\"pixels\": [\"11\", 0], \"vae\": [\"4\", 2]")
+        MASK_NODE("50", "LoadImageMask", "\"image\": \"" KILN_TEST_DATA "/inpaint/mask_20x17.png\", \"channel\": "
+                  "\"green\"")
+        MASK_NODE("51", "GrowMask", "\"mask\": [\"50\", 0], \"expand\": 2, \"tapered_corners\": true")
+        MASK_NODE("52", "SolidMask", "\"value\": 0.25, \"width\": 24, \"height\": 20")
+        MASK_NODE("53", "MaskComposite", "\"destination\": [\"52\", 0], \"source\": [\"51\", 0], \"x\": 3, \"y\": 1, "
+                  "\"operation\": \"add\"")
+        MASK_NODE("54", "FeatherMask", "\"mask\": [\"53\", 0], \"left\": 2, \"top\": 1, \"right\": 3, \"bottom\": 0")
+        MASK_NODE("55", "InvertMask", "\"mask\": [\"54\", 0]")
+        MASK_NODE("56", "CropMask", "\"mask\": [\"55\", 0], \"x\": 1, \"y\": 2, \"width\": 20, \"height\": 16")
+        MASK_NODE("14", "SetLatentNoiseMask", "\"samples\": [\"12\", 0], \"mask\": [\"56\", 0]")
+        MASK_NODE("57", "MaskToImage", "\"mask\": [\"54\", 0]")
+        MASK_NODE("58", "ImageToMask", "\"image\": [\"57\", 0], \"channel\": \"blue\"")
+        MASK_NODE("59", "ThresholdMask", "\"mask\": [\"58\", 0], \"value\": 0.5")
+        MASK_NODE("60", "ConditioningSetMask", "\"conditioning\": [\"6\", 0], \"mask\": [\"59\", 0], \"strength\": 1, "
+                  "\"set_cond_area\": \"default\"")
+        MASK_NODE("61", "CLIPTextEncode", "\"text\": \"a blue square\", \"clip\": [\"4\", 1]")
+        MASK_NODE("62", "ConditioningCombine", "\"conditioning_1\": [\"60\", 0], \"conditioning_2\": [\"61\", 0]")
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 5, \"steps\": 2, \"cfg\": 4, "
+        "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
+        "\"positive\": [\"62\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"14\", 0]}}, "
+        MASK_NODE("63", "LoadImage", "\"image\": \"" KILN_TEST_DATA "/masks/" ALPHA_PNG "\"")
+        MASK_NODE("64", "LatentCompositeMasked", "\"destination\": [\"3\", 0], \"source\": [\"12\", 0], \"x\": 0, "
+                  "\"y\": 0, \"resize_source\": false, \"mask\": [\"63\", 1]")
+        DECODE_SAVE("[\"64\", 0]") "}";
+#undef MASK_NODE
+    kiln_model *m;
+    kiln_conditioning pos, neg, blue;
+    kiln_latent empty, encoded, sampled, composed;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    assert_kiln_ok(kiln_text_encode(m, "a blue square", 0, &blue));
+    kiln_image picture, gray;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &picture));
+    assert_kiln_ok(kiln_vae_encode(m, &picture, 1, &encoded));
+    kiln_mask step[10];
+    assert_kiln_ok(kiln_mask_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", "green", &step[0]));
+    assert_kiln_ok(kiln_mask_grow(&step[0], 2, true, &step[1]));
+    assert_kiln_ok(kiln_mask_solid(0.25f, 24, 20, &step[2]));
+    assert_kiln_ok(kiln_mask_composite(&step[2], &step[1], 3, 1, "add", &step[3]));
+    assert_kiln_ok(kiln_mask_feather(&step[3], 2, 1, 3, 0, &step[4]));
+    assert_kiln_ok(kiln_mask_invert(&step[4], &step[5]));
+    assert_kiln_ok(kiln_mask_crop(&step[5], 1, 2, 20, 16, &step[6]));
+    assert_kiln_ok(kiln_mask_to_image(&step[4], &gray));
+    assert_kiln_ok(kiln_mask_from_image(&gray, "blue", &step[7]));
+    assert_kiln_ok(kiln_mask_threshold(&step[7], 0.5f, &step[8]));
+    kiln_image alpha_picture;
+    assert_kiln_ok(kiln_image_load_with_mask(KILN_TEST_DATA "/masks/" ALPHA_PNG, &alpha_picture, &step[9]));
+    encoded.noise_mask = step[6].weights, encoded.mask_w = step[6].width, encoded.mask_h = step[6].height;
+    kiln_conditioning_part parts[2] = {{.cond = &pos, .end_percent = 1.0, .mask = step[8].weights,
+                                        .mask_w = step[8].width, .mask_h = step[8].height, .strength = 1.0},
+                                       {.cond = &blue, .end_percent = 1.0}};
+    const kiln_ksampler_params p = {.seed = 5, .steps = 2, .cfg = 4.0, .sampler_name = "euler",
+                                    .scheduler = "normal", .denoise = 1.0, .positive_parts = parts,
+                                    .positive_part_count = 2};
+    assert_kiln_ok(kiln_ksampler(m, &p, NULL, &neg, &encoded, &sampled));
+    encoded.noise_mask = NULL;
+    assert_kiln_ok(kiln_latent_composite_masked(&sampled, &encoded, 0, 0, false, step[9].weights, step[9].width,
+                                                step[9].height, &composed));
+    assert_workflow_decodes_to(graph, m, &composed);
+    for (int k = 0; k < 10; k++) kiln_mask_free(&step[k]);
+    kiln_image_free(&alpha_picture), kiln_image_free(&gray), kiln_image_free(&picture);
+    kiln_latent_free(&composed), kiln_latent_free(&sampled), kiln_latent_free(&encoded);
+    kiln_conditioning_free(&blue);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1457,7 +1541,7 @@ int main(void)
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
-                                       cmocka_unit_test(latent_nodes),
+                                       cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -71,7 +71,8 @@ const char *kiln_status_name(kiln_status status);
  *   kiln_vae_decode_tiled      VAEDecodeTiled
  *   kiln_vae_encode_tiled      VAEEncodeTiled
  *   kiln_upscale_model_load, kiln_image_upscale_with_model   UpscaleModelLoader, ImageUpscaleWithModel
- *   kiln_image_load / _save    LoadImage / SaveImage
+ *   kiln_image_load / _save    LoadImage / SaveImage (kiln_image_load_with_mask: its MASK too)
+ *   kiln_mask_load, kiln_mask_grow, ...   LoadImageMask and the mask nodes
  *   kiln_workflow_run          a whole API-format workflow through the calls above
  *
  * Handles (backend, model, ControlNet, IP-Adapter, CLIP vision, upscaler)
@@ -380,6 +381,60 @@ typedef struct kiln_png_text {
 kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_png_text *text, size_t ntext);
 /* Frees the pixels and zeroes *img; safe on a zeroed or already freed image. */
 void kiln_image_free(kiln_image *img);
+
+/* MASK: weights (1 repaints, or where a prompt acts), (height, width) row-major
+ * floats. The calls below are ComfyUI's mask nodes; each makes a new mask
+ * in *out, freed with kiln_mask_free. The calls that take a mask as a
+ * picture (kiln_vae_encode_for_inpaint, kiln_control_apply's mask) read its
+ * red channel over 255: kiln_mask_picture makes that picture. */
+typedef struct kiln_mask {
+    int width, height;
+    float *weights; /* owned */
+} kiln_mask;
+
+/* LoadImageMask: a channel ("red", "green", "blue" or "alpha") of a PNG or
+ * JPEG (as kiln_image_load reads it) over 255; alpha inverted (1 - alpha:
+ * transparent repaints), and 0 everywhere in a file without one. */
+kiln_status kiln_mask_load(const char *path, const char *channel, kiln_mask *out);
+/* LoadImage's two outputs: the picture (kiln_image_load's) and its MASK,
+ * 1 - alpha, or 64x64 zeros for a file without alpha (a grey or RGB PNG's
+ * tRNS colour is none there, as Pillow keeps no band for it). */
+kiln_status kiln_image_load_with_mask(const char *path, kiln_image *image, kiln_mask *mask);
+/* SolidMask: value (0 to 1) everywhere on width x height. */
+kiln_status kiln_mask_solid(float value, int width, int height, kiln_mask *out);
+/* ImageToMask: a channel ("red", "green" or "blue") of the picture over 255. */
+kiln_status kiln_mask_from_image(const kiln_image *img, const char *channel, kiln_mask *out);
+/* MaskToImage: the mask as a grey picture, bytes by SaveImage's rule (255 x,
+ * clipped, truncated). */
+kiln_status kiln_mask_to_image(const kiln_mask *mask, kiln_image *out);
+/* A mask as the calls that read masks as pictures take it: each weight
+ * rounded to the nearest 1/255 (exact for what kiln_mask_load reads). */
+kiln_status kiln_mask_picture(const kiln_mask *mask, kiln_image *out);
+/* InvertMask: 1 - the mask. */
+kiln_status kiln_mask_invert(const kiln_mask *mask, kiln_mask *out);
+/* ThresholdMask: 1 where the mask is above value, else 0. */
+kiln_status kiln_mask_threshold(const kiln_mask *mask, float value, kiln_mask *out);
+/* CropMask: width x height from (x, y), cut at the mask's edges (Python's
+ * slicing; nothing left is an error). */
+kiln_status kiln_mask_crop(const kiln_mask *mask, int x, int y, int width, int height, kiln_mask *out);
+/* MaskComposite: source placed at (x, y) on destination (cut at its edges)
+ * combined there by operation ("multiply", "add", "subtract", "and", "or",
+ * "xor": the last three on the weights rounded to 0 or 1, as torch.round),
+ * everything clamped to [0, 1]. */
+kiln_status kiln_mask_composite(const kiln_mask *destination, const kiln_mask *source, int x, int y,
+                                const char *operation, kiln_mask *out);
+/* FeatherMask: the weights faded towards 0 over `left`, `top`, `right` and
+ * `bottom` pixels from each edge (each cut to the mask's size), the k-th
+ * pixel in by k / fade, as the node fades them: its right and bottom fades
+ * count from the end as Python's -k does, so they scale the last column
+ * (row) by 2 / fade and the first by 1 / fade. */
+kiln_status kiln_mask_feather(const kiln_mask *mask, int left, int top, int right, int bottom, kiln_mask *out);
+/* GrowMask: `expand` times grey dilation (expand < 0: erosion) over the 3x3
+ * cross, or the 3x3 square without tapered_corners, as scipy.ndimage's
+ * grey_dilation/grey_erosion do (the mask's edge mirrored). */
+kiln_status kiln_mask_grow(const kiln_mask *mask, int expand, bool tapered_corners, kiln_mask *out);
+/* Frees the weights and zeroes *mask; safe on a zeroed or already freed mask. */
+void kiln_mask_free(kiln_mask *mask);
 
 /* VAEDecode: the latent's `latent->batch` images into images[0 ..
  * batch - 1], an array of `count` (at least the batch) that the caller

@@ -24,7 +24,8 @@ module wraps it with ctypes, node for node:
     Model.vae_decode               VAEDecode (VAEDecodeTiled with a tile_size)
     load_upscale_model             UpscaleModelLoader
     Upscaler.upscale               ImageUpscaleWithModel
-    Image.load / Image.save        LoadImage / SaveImage
+    Image.load / Image.save        LoadImage / SaveImage (Image.load_with_mask: its MASK too)
+    Mask.load, Mask.grow, ...      LoadImageMask and the mask nodes
     Image.flux_kontext_scale       FluxKontextImageScale
     run_workflow                   a whole API-format workflow
 
@@ -51,7 +52,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 __all__ = [
     "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
     "StyleModel",
-    "KilnError", "Latent", "Lora", "Model", "SASolver", "SdxlCond", "SkipLayerGuidance", "Upscaler", "load_checkpoint",
+    "KilnError", "Latent", "Lora", "Mask", "Model", "SASolver", "SdxlCond", "SkipLayerGuidance", "Upscaler", "load_checkpoint",
     "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -103,6 +104,10 @@ class _Latent(Structure):
 
 class _Image(Structure):
     _fields_ = [("width", c_int), ("height", c_int), ("channels", c_int), ("pixels", POINTER(c_uint8))]
+
+
+class _Mask(Structure):
+    _fields_ = [("width", c_int), ("height", c_int), ("weights", POINTER(c_float))]
 
 
 class _PngText(Structure):
@@ -256,6 +261,19 @@ _declare("kiln_latent_batch", c_int, POINTER(_Latent), POINTER(_Latent), POINTER
 _declare("kiln_latent_crop", c_int, POINTER(_Latent), c_int, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_int, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
+_declare("kiln_image_load_with_mask", c_int, c_char_p, POINTER(_Image), POINTER(_Mask))
+_declare("kiln_mask_free", None, POINTER(_Mask))
+_declare("kiln_mask_load", c_int, c_char_p, c_char_p, POINTER(_Mask))
+_declare("kiln_mask_solid", c_int, c_float, c_int, c_int, POINTER(_Mask))
+_declare("kiln_mask_from_image", c_int, POINTER(_Image), c_char_p, POINTER(_Mask))
+_declare("kiln_mask_to_image", c_int, POINTER(_Mask), POINTER(_Image))
+_declare("kiln_mask_picture", c_int, POINTER(_Mask), POINTER(_Image))
+_declare("kiln_mask_invert", c_int, POINTER(_Mask), POINTER(_Mask))
+_declare("kiln_mask_threshold", c_int, POINTER(_Mask), c_float, POINTER(_Mask))
+_declare("kiln_mask_crop", c_int, POINTER(_Mask), c_int, c_int, c_int, c_int, POINTER(_Mask))
+_declare("kiln_mask_composite", c_int, POINTER(_Mask), POINTER(_Mask), c_int, c_int, c_char_p, POINTER(_Mask))
+_declare("kiln_mask_feather", c_int, POINTER(_Mask), c_int, c_int, c_int, c_int, POINTER(_Mask))
+_declare("kiln_mask_grow", c_int, POINTER(_Mask), c_int, c_bool, POINTER(_Mask))
 _declare("kiln_image_save", c_int, c_char_p, POINTER(_Image), POINTER(_PngText), c_size_t)
 _declare("kiln_image_free", None, POINTER(_Image))
 _declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image), c_int)
@@ -704,13 +722,13 @@ class Model(_Handle):
             _lib.kiln_vae_encode(self._ptr(), c_images, len(images), byref(latent._c))
         return latent
 
-    def vae_encode_for_inpaint(self, image: "Image", mask: "Image") -> "Latent":
-        """The picture and its mask (white repaints; the mask's red channel,
-        stretched to the picture's size) into a latent of batch 1 with a
-        noise mask: VAEEncodeForInpaint with an inpainting model, VAEEncode +
-        SetLatentNoiseMask with any other."""
-        latent = Latent()
-        _lib.kiln_vae_encode_for_inpaint(self._ptr(), byref(image._c), byref(mask._c), byref(latent._c))
+    def vae_encode_for_inpaint(self, image: "Image", mask: Union["Image", "Mask"]) -> "Latent":
+        """The picture and its mask (a Mask, or an Image whose red channel is
+        white where to repaint; stretched to the picture's size) into a
+        latent of batch 1 with a noise mask: VAEEncodeForInpaint with an
+        inpainting model, VAEEncode + SetLatentNoiseMask with any other."""
+        latent, picture = Latent(), _mask_picture(mask)  # the picture alive through the call
+        _lib.kiln_vae_encode_for_inpaint(self._ptr(), byref(image._c), byref(picture._c), byref(latent._c))
         return latent
 
     def vae_encode_for_outpaint(self, image: "Image", left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
@@ -865,12 +883,14 @@ class Model(_Handle):
         params = _KSamplerParams(seed=seed, steps=_c_int("steps", steps), cfg=cfg,
                                  sampler_name=sampler_name.encode(), scheduler=scheduler.encode(), denoise=denoise)
         # the struct keeps what these pointers point to alive through the call
+        pictures = {}  # the Masks' pictures, alive through the call
         controls = [control] if isinstance(control, ControlApply) else list(control or [])
         if controls:
             params.control = (_ControlApply * len(controls))(*(
                 _ControlApply(c.controlnet._ptr(), ctypes.pointer(c.image._c), c.strength, c.start_percent,
                               c.end_percent, None if c.union_type is None else str(c.union_type).encode(),
-                              None if c.mask is None else ctypes.pointer(c.mask._c), bool(c.positive_only))
+                              None if c.mask is None else ctypes.pointer(pictures.setdefault(id(c), _mask_picture(
+                                  c.mask))._c), bool(c.positive_only))
                 for c in controls))
             params.control_count = len(controls)
         adapters = [ip_adapter] if isinstance(ip_adapter, IPAdapterApply) else list(ip_adapter or [])
@@ -946,7 +966,7 @@ class Model(_Handle):
                 prompts.append(byref(given._c))
                 continue
             parts = []
-            for part in given:  # (Conditioning, start, end[, mask Image, strength][, Area])
+            for part in given:  # (Conditioning, start, end[, mask (Mask or Image), strength][, Area])
                 area = part[-1] if isinstance(part[-1], Area) else None
                 if area is not None:
                     part = part[:-1]
@@ -954,11 +974,9 @@ class Model(_Handle):
                 if area is not None:
                     area._fill(c_part)
                 if len(part) > 3:
-                    mask = part[3]
-                    weights = (c_float * (mask.width * mask.height))(*(v / 255.0 for v in mask.pixels[::3]))
+                    weights, c_part.mask_w, c_part.mask_h = _mask_weights(part[3])
                     masks.append(weights)  # kept alive through the call
-                    c_part.mask = ctypes.cast(weights, POINTER(c_float))
-                    c_part.mask_w, c_part.mask_h = mask.width, mask.height
+                    c_part.mask = weights
                     c_part.strength = float(part[4]) if len(part) > 4 else 1.0
                 parts.append(c_part)
             setattr(params, side + "_parts", (_ConditioningPart * max(len(parts), 1))(*parts))
@@ -1075,8 +1093,9 @@ class ControlApply(NamedTuple):
     ControlNet (Flux's InstantX/Shakker-Labs Union) SetUnionControlNetType's
     type: one of its names ("openpose", "depth", ..., "repaint"), the
     number the model uses, or None ("auto"); for a Flux inpainting
-    ControlNet (Alimama's) ControlNetInpaintingAliMamaApply's mask: an Image
-    whose red channel is white where to repaint (stretched to the picture).
+    ControlNet (Alimama's) ControlNetInpaintingAliMamaApply's mask: a Mask,
+    or an Image whose red channel is white where to repaint (stretched to the
+    picture).
     positive_only: the older ControlNetApply, on the positive prompt only
     (the negative one sampled without it)."""
     controlnet: ControlNet
@@ -1085,7 +1104,7 @@ class ControlApply(NamedTuple):
     start_percent: float = 0.0
     end_percent: float = 1.0
     union_type: Union[str, int, None] = None
-    mask: Optional["Image"] = None
+    mask: Union["Image", "Mask", None] = None
     positive_only: bool = False
 
 
@@ -1277,19 +1296,15 @@ class Latent(_Owned):
         return out
 
     def composite_masked(self, source: "Latent", x: int, y: int, resize_source: bool = False,
-                         mask: Optional["Image"] = None) -> "Latent":
+                         mask: Union["Image", "Mask", None] = None) -> "Latent":
         """LatentCompositeMasked: source put onto this latent at (x, y) (the
-        node's pixels, 8 to a latent pixel), weighted by mask (an Image, its
-        red channel; None: everywhere), resized to this latent first with
-        resize_source."""
+        node's pixels, 8 to a latent pixel), weighted by mask (a Mask, or an
+        Image's red channel; None: everywhere), resized to this latent first
+        with resize_source."""
         out = Latent()
-        weights, w, h = None, 0, 0
-        if mask is not None:
-            weights = (c_float * (mask.width * mask.height))(*(v / 255.0 for v in mask.pixels[::3]))
-            w, h = mask.width, mask.height
+        weights, w, h = _mask_weights(mask) if mask is not None else (None, 0, 0)
         _lib.kiln_latent_composite_masked(byref(self._c), byref(source._c), _c_int("x", x) // 8, _c_int("y", y) // 8,
-                                          bool(resize_source), ctypes.cast(weights, POINTER(c_float)) if weights else None,
-                                          w, h, byref(out._c))
+                                          bool(resize_source), weights, w, h, byref(out._c))
         return out
 
     def blend(self, other: "Latent", blend_factor: float = 0.5) -> "Latent":
@@ -1411,6 +1426,15 @@ class Image(_Owned):
         return image
 
     @classmethod
+    def load_with_mask(cls, path) -> Tuple["Image", "Mask"]:
+        """LoadImage's two outputs: the picture and its MASK (1 - alpha, as
+        ComfyUI's mask editor saves it; 64x64 zeros for a file without
+        alpha)."""
+        image, mask = cls(), Mask()
+        _lib.kiln_image_load_with_mask(_path(path), byref(image._c), byref(mask._c))
+        return image, mask
+
+    @classmethod
     def from_rgb(cls, width: int, height: int, data) -> "Image":
         """An image of width x height pixels from `data`: width * height * 3
         bytes (any bytes-like object), R, G, B row by row."""
@@ -1459,3 +1483,109 @@ class Image(_Owned):
 
     def __repr__(self) -> str:
         return f"<kiln.Image {self.width}x{self.height}>"
+
+
+class Mask(_Owned):
+    """MASK: float weights (1 repaints, or where a prompt acts), (height,
+    width) row-major. Made by Mask.load, Mask.solid, Mask.from_image,
+    Image.load_with_mask and the methods below, each ComfyUI's mask node
+    of that name, each a new Mask."""
+
+    _struct = _Mask
+    _free = _lib.kiln_mask_free
+
+    width = _struct_field("width")
+    height = _struct_field("height")
+
+    @classmethod
+    def load(cls, path, channel: str = "red") -> "Mask":
+        """LoadImageMask: a channel ("red", "green", "blue" or "alpha", which
+        is inverted: transparent repaints) of a PNG or JPEG over 255."""
+        mask = cls()
+        _lib.kiln_mask_load(_path(path), channel.encode(), byref(mask._c))
+        return mask
+
+    @classmethod
+    def solid(cls, value: float, width: int, height: int) -> "Mask":
+        """SolidMask: value (0 to 1) everywhere."""
+        mask = cls()
+        _lib.kiln_mask_solid(float(value), _c_int("width", width), _c_int("height", height), byref(mask._c))
+        return mask
+
+    @classmethod
+    def from_image(cls, image: "Image", channel: str = "red") -> "Mask":
+        """ImageToMask: a channel ("red", "green" or "blue") of the picture over 255."""
+        mask = cls()
+        _lib.kiln_mask_from_image(byref(image._c), channel.encode(), byref(mask._c))
+        return mask
+
+    @property
+    def weights(self) -> List[float]:
+        """A copy of the weights: height * width floats, row by row."""
+        return self._c.weights[:self.width * self.height]
+
+    def _made(self, function, *args) -> "Mask":
+        out = Mask()
+        function(byref(self._c), *args, byref(out._c))
+        return out
+
+    def to_image(self) -> "Image":
+        """MaskToImage: a grey picture (bytes by SaveImage's rule)."""
+        out = Image()
+        _lib.kiln_mask_to_image(byref(self._c), byref(out._c))
+        return out
+
+    def invert(self) -> "Mask":
+        """InvertMask: 1 - the mask."""
+        return self._made(_lib.kiln_mask_invert)
+
+    def threshold(self, value: float = 0.5) -> "Mask":
+        """ThresholdMask: 1 where the mask is above value, else 0."""
+        return self._made(_lib.kiln_mask_threshold, float(value))
+
+    def crop(self, x: int, y: int, width: int, height: int) -> "Mask":
+        """CropMask: width x height from (x, y), cut at the edges."""
+        return self._made(_lib.kiln_mask_crop, _c_int("x", x), _c_int("y", y), _c_int("width", width),
+                          _c_int("height", height))
+
+    def composite(self, source: "Mask", x: int = 0, y: int = 0, operation: str = "multiply") -> "Mask":
+        """MaskComposite: source at (x, y) on this mask, combined there by
+        operation ("multiply", "add", "subtract", "and", "or", "xor": these
+        three on the weights rounded to 0 or 1), clamped to [0, 1]."""
+        out = Mask()
+        _lib.kiln_mask_composite(byref(self._c), byref(source._c), _c_int("x", x), _c_int("y", y),
+                                 operation.encode(), byref(out._c))
+        return out
+
+    def feather(self, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> "Mask":
+        """FeatherMask: faded towards 0 over that many pixels from each edge, as the node fades."""
+        return self._made(_lib.kiln_mask_feather, _c_int("left", left), _c_int("top", top), _c_int("right", right),
+                          _c_int("bottom", bottom))
+
+    def grow(self, expand: int, tapered_corners: bool = True) -> "Mask":
+        """GrowMask: expand times grey dilation (below 0: erosion) over the
+        3x3 cross (the square without tapered_corners)."""
+        return self._made(_lib.kiln_mask_grow, _c_int("expand", expand), bool(tapered_corners))
+
+    def __repr__(self) -> str:
+        return f"<kiln.Mask {self.width}x{self.height}>"
+
+
+def _mask_weights(mask: Union["Image", "Mask"]):
+    """A mask's weights for the calls that take them, a Mask's own or an
+    Image's red channel over 255: (pointer, width, height); the pointer keeps
+    what it points to alive."""
+    if isinstance(mask, Mask):
+        return mask._c.weights, mask.width, mask.height
+    weights = (c_float * (mask.width * mask.height))(*(v / 255.0 for v in mask.pixels[::3]))
+    return ctypes.cast(weights, POINTER(c_float)), mask.width, mask.height
+
+
+def _mask_picture(mask: Union["Image", "Mask"]) -> "Image":
+    """A mask as the calls that read it as a picture take it (kiln_mask_picture:
+    each weight rounded to the nearest 1/255)."""
+    if isinstance(mask, Image):
+        return mask
+    out = Image()
+    _lib.kiln_mask_picture(byref(mask._c), byref(out._c))
+    return out
