@@ -474,6 +474,37 @@ static kiln_status set_edit(const kiln_model *m, const kiln_latent *edit, const 
  * first element given means the one. */
 static int chain_length(const void *first, int count) { return first ? (count ? count : 1) : 0; }
 
+/* math.isclose's default (a relative 1e-9), which ComfyUI's guiders test their scales with */
+static bool is_close(double a, double b) { return fabs(a - b) <= 1e-9 * fmax(fabs(a), fabs(b)); }
+
+/* DualCFGGuider and PerpNegGuider into the job. Where a scale makes ComfyUI
+ * leave a prompt out (its cfg1 optimisation) the guider is the plain
+ * guidance of two prompts to the bit: DualCFG's cond2 guided from the
+ * negative at 1 is cond2 alone, PerpNeg's negative at scale 0 goes. */
+static kiln_status set_guider(const kiln_model *m, const kiln_ksampler_params *params, kiln_sampling_job *job)
+{
+    const kiln_conditioning *third = params->dual_cfg_cond2 ? params->dual_cfg_cond2 : params->perp_neg_empty;
+    if (!third) return KILN_OK;
+    if (params->dual_cfg_cond2 && params->perp_neg_empty)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: DualCFGGuider and PerpNegGuider at once");
+    const bool dual = params->dual_cfg_cond2 != NULL;
+    if (params->positive_part_count || params->negative_part_count)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: %s with prompts in parts or areas",
+                         dual ? "DualCFGGuider" : "PerpNegGuider");
+    TRY(check_conditioning(m, dual ? "DualCFGGuider's cond2" : "PerpNegGuider's empty", third));
+    const double scale2 = dual ? params->cfg_cond2_negative : params->perp_neg_scale;
+    if (!(scale2 >= 0.0 && scale2 <= 100.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %s %g: 0 to 100", dual ? "cfg_cond2_negative" : "neg_scale",
+                         scale2);
+    job->third = third, job->scale2 = (float)scale2;
+    job->guider = !dual ? KILN_GUIDER_PERP_NEG : params->dual_cfg_nested ? KILN_GUIDER_DUAL_CFG_NESTED
+                                                                          : KILN_GUIDER_DUAL_CFG;
+    if ((job->guider == KILN_GUIDER_DUAL_CFG && is_close(scale2, 1.0)) ||
+        (job->guider == KILN_GUIDER_PERP_NEG && is_close(scale2, 0.0)))
+        job->guider = KILN_GUIDER_CFG; /* kiln_ksample's negative: the third prompt (see kiln_ksampler) */
+    return KILN_OK;
+}
+
 kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, const kiln_conditioning *positive,
                           const kiln_conditioning *negative, const kiln_latent *latent_image, kiln_latent *out)
 {
@@ -513,6 +544,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                                              (float)params->apg_momentum},
                              .skip_layer_guidance = params->skip_layer_guidance,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
+    TRY(set_guider(m, params, &job));
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
     if (slg && (slg->double_count < 0 || slg->single_count < 0 || (slg->double_count && !slg->double_layers) ||
                 (slg->single_count && !slg->single_layers)))
@@ -598,7 +630,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     const size_t count = kiln_latent_count(l);
     if (st == KILN_OK && params->denoised_output && !(job.last_denoised = malloc(count * sizeof(float))))
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
-    if (st == KILN_OK) st = kiln_ksample(m, &job, positive, negative, &x);
+    if (st == KILN_OK) /* a guider reduced to the plain guidance guides the positive from its third prompt */
+        st = kiln_ksample(m, &job, positive, job.third && job.guider == KILN_GUIDER_CFG ? job.third : negative, &x);
     for (int i = 0; i < ncontrols; i++) free((float *)controls[i].hint);
     for (int i = 0; i < nimage_prompts; i++) free((float *)image_prompts[i].tokens);
     if (st != KILN_OK) {

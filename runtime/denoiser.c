@@ -49,6 +49,13 @@ kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d)
     return out ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
 }
 
+kiln_status kiln_denoiser_keep_cond(kiln_denoiser *d)
+{
+    if (!(d->cond_denoised = malloc((size_t)d->batch * d->channels * d->h * d->w * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patches *patches)
 {
     if (!(patches->rescale_cfg >= 0.0f && patches->rescale_cfg <= 1.0f))
@@ -333,6 +340,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     d->blended = d->inpaint_concat = d->call_mask = NULL;
     free(d->uncond_denoised);
     d->uncond_denoised = NULL;
+    free(d->cond_denoised);
+    d->cond_denoised = NULL;
     free(d->patched_pred);
     d->patched_pred = NULL;
     kiln_guidance_free(&d->guide);
@@ -649,6 +658,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     float *cond_pred = d->patched_pred, *uncond_pred = patched ? d->patched_pred + per_batch : NULL;
     for (size_t i = 0; i < per_batch; i++) {
         float cond = c_skip * x[i] + c_out * out_cond[i];
+        if (d->cond_denoised) d->cond_denoised[i] = cond;
         if (d->rows == d->batch) {
             denoised[i] = cond;
         } else {

@@ -116,6 +116,7 @@ typedef struct kiln_denoiser {
     kiln_graph *slg_graph;
     float *slg_out;
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
+    float *cond_denoised;        /* (B,C,h,w) and its conditional one; NULL: not kept */
     kiln_guidance guide;         /* the guidance patches (APG, RescaleCFG, CFGZeroStar); none: zeros */
     float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
@@ -135,6 +136,9 @@ kiln_status kiln_denoiser_set_inpaint(kiln_denoiser *d, const kiln_inpaint_mask 
  * (the CFG++ samplers'), running the unconditional rows even at cfg 1 as
  * ComfyUI then does. Call it first after init. */
 kiln_status kiln_denoiser_keep_uncond(kiln_denoiser *d);
+/* Keeps each call's conditional x0 prediction in d->cond_denoised (before
+ * an inpainting blend), as well as the guided one it returns. */
+kiln_status kiln_denoiser_keep_cond(kiln_denoiser *d);
 /* A kiln_uncond_fn: the last kiln_denoiser_call's unconditional x0
  * prediction (before an inpainting blend, as ComfyUI's post-CFG functions
  * see it). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cond_area.h"
+#include "guiders.h"
 #include "cpu_ref.h"
 #include "inpaint.h"
 #include "prompt.h"
@@ -706,6 +707,27 @@ static kiln_status given_schedule(const kiln_sigmas *given, float **sigmas, size
     return KILN_OK;
 }
 
+/* What DualCFGGuider and PerpNegGuider take beside their three prompts:
+ * what acts on the positive or negative prompt alone has no place among
+ * three, nor a patch of the plain guidance; inpainting and the CFG++
+ * samplers would need the predictions before their blend and guidance. */
+static kiln_status check_three_prompts(const kiln_sampling_job *job)
+{
+    const char *what = job->nparts[0] || job->nparts[1]                    ? "prompts in parts or areas"
+                       : kiln_cfg_patched(&job->cfg_patches)               ? "RescaleCFG, CFGZeroStar or APG"
+                       : job->skip_layer_guidance                          ? "SkipLayerGuidance"
+                       : job->inpaint                                      ? "a noise mask (inpainting)"
+                       : kiln_sampler_is_cfg_pp(job->sampler)              ? "a CFG++ sampler"
+                       : job->nreferences[0] || job->nreferences[1]        ? "reference latents"
+                       : job->flux_guidance != job->negative_flux_guidance ? "FluxGuidance differing between prompts"
+                                                                           : NULL;
+    for (int i = 0; i < job->ncontrols && !what; i++)
+        if (job->controls[i].positive_only) what = "ControlNetApply on the positive prompt alone";
+    if (!what) return KILN_OK;
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: %s with %s", job->guider == KILN_GUIDER_PERP_NEG
+                                                                        ? "PerpNegGuider" : "DualCFGGuider", what);
+}
+
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
@@ -727,6 +749,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                                  "negative", i + 1, parts[side][i].cond ? "its range must be 0 <= start <= end <= 1"
                                                                         : "no conditioning");
     }
+    if (job->guider != KILN_GUIDER_CFG) TRY(check_three_prompts(job));
     if (job->cfg_patches.apg && job->skip_layer_guidance)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG with SkipLayerGuidance (its pass would take APG's "
                          "conditional prediction, which kiln does not give it)");
@@ -759,7 +782,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     /* areas (ConditioningSetArea) run each part on its own box; else a denoiser for each pair of parts */
     const bool areas = cond_parts_have_areas(parts, nparts);
     cond_areas *runs = NULL;
-    const int npairs = areas ? 0 : nparts[0] * nparts[1];
+    const bool guider = job->guider != KILN_GUIDER_CFG;
+    three_prompts *three = NULL;
+    const int npairs = areas || guider ? 0 : nparts[0] * nparts[1];
     prompt_parts pp = {.pairs = calloc((size_t)(npairs ? npairs : 1), sizeof *pp.pairs),
                        .nparts = {nparts[0], nparts[1]}, .sum = npairs > 1 ? malloc(n * sizeof(float)) : NULL,
                        .n = n, .patched = kiln_cfg_patched(&job->cfg_patches)};
@@ -831,7 +856,8 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     const kiln_inpaint_mask blend = {mask, scaled, noise, job->differential, kiln_model_timestep(&ms, sigmas[0]),
                                      kiln_model_timestep(&ms, sigma_to)};
     if (areas) st = cond_areas_make(m, job, &ms, parts, nparts, &runs);
-    for (int a = 0; a < nparts[1] && !areas && st == KILN_OK; a++)
+    if (guider) st = three_prompts_make(m, job, &ms, positive, negative, &three);
+    for (int a = 0; a < nparts[1] && npairs && st == KILN_OK; a++)
         for (int b = 0; b < nparts[0] && st == KILN_OK; b++) {
             prompt_pair *p = &pp.pairs[a * nparts[0] + b];
             st = prompt_pair_make(m, job, &ms, parts[1][a].cond, parts[0][b].cond, inpaint ? &blend : NULL,
@@ -844,9 +870,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     args.nsigmas = nsigmas;
     args.n = n;
     const bool in_parts = job->nparts[0] || job->nparts[1];
-    args.denoise = areas ? cond_areas_call : in_parts ? prompt_parts_call : kiln_denoiser_call;
-    args.uncond = areas ? cond_areas_uncond : in_parts ? prompt_parts_uncond : kiln_denoiser_uncond;
-    args.denoise_ctx = areas ? (void *)runs : in_parts ? (void *)&pp : (void *)&pp.pairs[0].d;
+    args.denoise = guider ? three_prompts_call : areas ? cond_areas_call : in_parts ? prompt_parts_call
+                                                                            : kiln_denoiser_call;
+    args.uncond = guider ? NULL : areas ? cond_areas_uncond : in_parts ? prompt_parts_uncond : kiln_denoiser_uncond;
+    args.denoise_ctx = guider ? (void *)three : areas ? (void *)runs : in_parts ? (void *)&pp : (void *)&pp.pairs[0].d;
     args.seed = job->seed;
     args.progress = job->progress;
     args.progress_ctx = job->progress_ctx;
@@ -870,6 +897,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
 done:
     for (int i = 0; pp.pairs && i < npairs; i++) prompt_pair_free(&pp.pairs[i]);
     cond_areas_free(runs);
+    three_prompts_free(three);
     free(pp.pairs);
     free(pp.sum);
     for (int side = 0; side < 2; side++) {

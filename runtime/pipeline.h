@@ -77,6 +77,14 @@ kiln_status kiln_adm_vector(const kiln_model *m, const kiln_conditioning *c, con
  * output size, with SDXL's VAE). */
 void kiln_sdxl_cond_fill(kiln_sdxl_cond *c, int latent_h, int latent_w);
 
+/* The guider of a sampling (SamplerCustomAdvanced's GUIDER; runtime/guiders.h). */
+typedef enum {
+    KILN_GUIDER_CFG,             /* the plain guidance of the positive and negative prompts */
+    KILN_GUIDER_DUAL_CFG,        /* DualCFGGuider, style "regular" */
+    KILN_GUIDER_DUAL_CFG_NESTED, /* DualCFGGuider, style "nested" */
+    KILN_GUIDER_PERP_NEG,        /* PerpNegGuider */
+} kiln_guider_kind;
+
 typedef struct kiln_sampling_job {
     kiln_sampler sampler;
     kiln_scheduler scheduler;
@@ -116,6 +124,11 @@ typedef struct kiln_sampling_job {
     int nreferences[2];
     kiln_reference_method reference_methods[2];
     const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidance on the model; NULL: none */
+    /* DualCFGGuider's and PerpNegGuider's third prompt (the middle one, cond2; the empty one) and second scale
+       (cfg_cond2_negative; neg_scale), cfg their first (cfg_conds; cfg) */
+    kiln_guider_kind guider;
+    const kiln_conditioning *third;
+    float scale2;
     /* the negative [0] and positive [1] prompts as parts over the sampling (ConditioningSetTimestepRange,
        ConditioningCombine) in place of kiln_ksample's two; nparts 0: those, over all of it */
     const kiln_conditioning_part *parts[2];

@@ -166,6 +166,11 @@ typedef struct wf_value {
     bool noise_disabled;
     const struct wf_value *guide_model, *guide_positive, *guide_negative;
     double cfg;
+    /* GUIDER of DualCFGGuider (cond2, cfg_cond2_negative, style) or PerpNegGuider (empty_conditioning,
+       neg_scale); third NULL: CFGGuider's or BasicGuider's */
+    const struct wf_value *guide_third;
+    double guide_scale2;
+    bool guide_dual_cfg, guide_nested;
     const char *sampler;
     kiln_sampler_options sampler_options; /* SAMPLER: a custom sampler node's (has_sampler_options) */
     bool has_sampler_options;
@@ -2243,6 +2248,35 @@ static kiln_status guider(wf_run *r, wf_node *n, bool cfg)
     return KILN_OK;
 }
 
+/* DualCFGGuider (dual_cfg) and PerpNegGuider: the model, three prompts and
+ * two scales. */
+static kiln_status three_prompt_guider(wf_run *r, wf_node *n, bool dual_cfg)
+{
+    wf_value *v = &n->out[0], *model, *pos, *neg, *third;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, dual_cfg ? "cond1" : "positive", WF_CONDITIONING, &pos));
+    TRY(linked(r, n, dual_cfg ? "cond2" : "empty_conditioning", WF_CONDITIONING, &third));
+    TRY(linked(r, n, "negative", WF_CONDITIONING, &neg));
+    TRY(number(n, dual_cfg ? "cfg_conds" : "cfg", &v->cfg));
+    TRY(number(n, dual_cfg ? "cfg_cond2_negative" : "neg_scale", &v->guide_scale2));
+    const char *style = "regular"; /* the node's only style before ComfyUI gave it "nested" */
+    if (dual_cfg && input_of(n, "style")) TRY(text(n, "style", &style));
+    if (strcmp(style, "regular") && strcmp(style, "nested"))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "style '%s' (regular or nested)", style);
+    /* what kiln takes of the positive and negative prompts besides their rows is the third's too */
+    if (third->nparts || !acts_everywhere(&third->where) || third->nreferences || third->edit)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "input '%s': a prompt in parts, on an area, or with reference "
+                         "latents or a picture to edit", dual_cfg ? "cond2" : "empty_conditioning");
+    if (third->flux_guidance != pos->flux_guidance)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "FluxGuidance %g on the third prompt, %g on the first",
+                         third->flux_guidance, pos->flux_guidance);
+    TRY(paired_controls(n, pos, third));
+    v->kind = WF_GUIDER;
+    v->guide_model = model, v->guide_positive = pos, v->guide_negative = neg, v->guide_third = third;
+    v->guide_dual_cfg = dual_cfg, v->guide_nested = strcmp(style, "nested") == 0;
+    return KILN_OK;
+}
+
 static kiln_status ksampler_select(wf_run *r, wf_node *n)
 {
     (void)r;
@@ -2440,7 +2474,8 @@ static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
  * prompts and cfg, the noise, and the node's sampler, sigmas and
  * latent_image; its outputs the latent and denoised_output. */
 static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model, const wf_value *pos,
-                                   const wf_value *neg, double cfg, uint64_t seed, bool disable_noise)
+                                   const wf_value *neg, const wf_value *guide, double cfg, uint64_t seed,
+                                   bool disable_noise)
 {
     wf_value *picked, *sigmas, *latent;
     TRY(linked(r, n, "sampler", WF_SAMPLER, &picked));
@@ -2450,6 +2485,12 @@ static kiln_status custom_sampling(wf_run *r, wf_node *n, const wf_value *model,
                               .sampler_name = picked->sampler, .sigmas = &sigmas->sigmas,
                               .sampler_options = picked->has_sampler_options ? &picked->sampler_options : NULL,
                               .denoised_output = &n->out[1].latent};
+    if (guide && guide->guide_third && guide->guide_dual_cfg) {
+        p.dual_cfg_cond2 = &guide->guide_third->cond;
+        p.cfg_cond2_negative = guide->guide_scale2, p.dual_cfg_nested = guide->guide_nested;
+    } else if (guide && guide->guide_third) {
+        p.perp_neg_empty = &guide->guide_third->cond, p.perp_neg_scale = guide->guide_scale2;
+    }
     n->out[1].kind = WF_LATENT;
     return sample(r, n, model, pos, neg, latent, &p);
 }
@@ -2460,7 +2501,7 @@ static kiln_status sampler_custom_advanced(wf_run *r, wf_node *n)
     TRY(linked(r, n, "noise", WF_NOISE, &noise));
     TRY(linked(r, n, "guider", WF_GUIDER, &guide));
     const wf_value *neg = guide->guide_negative ? guide->guide_negative : guide->guide_positive;
-    return custom_sampling(r, n, guide->guide_model, guide->guide_positive, neg, guide->cfg, noise->noise_seed,
+    return custom_sampling(r, n, guide->guide_model, guide->guide_positive, neg, guide, guide->cfg, noise->noise_seed,
                            noise->noise_disabled);
 }
 
@@ -2478,7 +2519,7 @@ static kiln_status sampler_custom(wf_run *r, wf_node *n)
     TRY(seed_input(n, "noise_seed", &seed));
     bool add_noise = true;
     TRY(flag(n, "add_noise", &add_noise));
-    return custom_sampling(r, n, model, pos, neg, cfg, seed, !add_noise);
+    return custom_sampling(r, n, model, pos, neg, NULL, cfg, seed, !add_noise);
 }
 
 static kiln_status upscale_model_loader(wf_run *r, wf_node *n)
@@ -2601,6 +2642,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = noise_node(r, n, c[0] == 'D');
     else if (strcmp(c, "CFGGuider") == 0 || strcmp(c, "BasicGuider") == 0)
         st = guider(r, n, c[0] == 'C');
+    else if (strcmp(c, "DualCFGGuider") == 0 || strcmp(c, "PerpNegGuider") == 0)
+        st = three_prompt_guider(r, n, c[0] == 'D');
     else if (strcmp(c, "SplitSigmas") == 0 || strcmp(c, "SplitSigmasDenoise") == 0 || strcmp(c, "FlipSigmas") == 0 ||
              strcmp(c, "SetFirstSigma") == 0 || strcmp(c, "ManualSigmas") == 0 ||
              strcmp(c, "ExtendIntermediateSigmas") == 0)

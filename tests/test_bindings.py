@@ -355,6 +355,28 @@ class Guidance(unittest.TestCase):
         with self.assertRaises(ValueError):
             run([(positive, 0.0, 1.0, kiln.Area(0, 0, 64, 48, strength=0.0))])
 
+    def test_three_prompt_guiders(self):
+        """DualCFGGuider at cfg_cond2_negative 1 is the positive guided from
+        cond2, PerpNegGuider at neg_scale 0 the positive guided from the
+        empty prompt, to the bit (ComfyUI leaves the negative out there);
+        at other scales each moves, nested apart from regular; a style other
+        than those two is refused."""
+        red, blue, blurry = model.encode("a red circle"), model.encode("a blue square"), model.encode("blurry")
+
+        def run(negative, **guider):
+            return model.ksampler(red, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                                  **guider).to_list()
+
+        from_blue = run(blue)
+        self.assertEqual(run(blurry, dual_cfg=kiln.DualCFG(blue, 1.0)), from_blue)
+        self.assertEqual(run(blurry, perp_neg=kiln.PerpNeg(blue, 0.0)), from_blue)
+        regular, nested = (run(blurry, dual_cfg=kiln.DualCFG(blue, 2.5, style)) for style in ("regular", "nested"))
+        self.assertGreater(rel_l2(regular, from_blue), 1e-4)
+        self.assertGreater(rel_l2(nested, regular), 1e-4)
+        self.assertGreater(rel_l2(run(blurry, perp_neg=kiln.PerpNeg(blue, 1.0)), from_blue), 1e-4)
+        with self.assertRaises(ValueError):
+            run(blurry, dual_cfg=kiln.DualCFG(blue, 2.5, "sideways"))
+
     def test_guidance_patches(self):
         """RescaleCFG's multiplier: 0 is the plain run to the bit, 0.7 moves
         it, and CFGZeroStar moves it too; APG at eta 1 without a cut or

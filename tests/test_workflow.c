@@ -1437,6 +1437,55 @@ static void mask_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* DualCFGGuider (both styles) and PerpNegGuider into SamplerCustomAdvanced:
+ * the library's run with the guider's third prompt and scales, pixel for
+ * pixel (their guidance is test_guiders'). */
+static void three_prompt_guider_nodes(void **state)
+{
+    (void)state;
+#define GUIDED_RUN(guider)                                                                                            \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", "         \
+    "\"clip\": [\"4\", 1]}}, \"16\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a blue square\", " \
+    "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "               \
+    "\"height\": 16, \"batch_size\": 1}}, \"25\": {\"class_type\": \"RandomNoise\", \"inputs\": {\"noise_seed\": 8}}, " \
+    "\"26\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "                      \
+    "\"27\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": \"normal\", \"steps\": 2, "            \
+    "\"denoise\": 1, \"model\": [\"4\", 0]}}, \"22\": " guider ", "                                                   \
+    "\"3\": {\"class_type\": \"SamplerCustomAdvanced\", \"inputs\": {\"noise\": [\"25\", 0], \"guider\": "           \
+    "[\"22\", 0], \"sampler\": [\"26\", 0], \"sigmas\": [\"27\", 0], \"latent_image\": [\"5\", 0]}}, "                \
+    DECODE_SAVE("[\"3\", 0]") "}"
+#define DUAL(style)                                                                                                   \
+    "{\"class_type\": \"DualCFGGuider\", \"inputs\": {\"model\": [\"4\", 0], \"cond1\": [\"6\", 0], \"cond2\": "      \
+    "[\"16\", 0], \"negative\": [\"7\", 0], \"cfg_conds\": 5, \"cfg_cond2_negative\": 2.5" style "}}"
+    static const char *const graphs[3] = {
+        GUIDED_RUN(DUAL("")), GUIDED_RUN(DUAL(", \"style\": \"nested\"")),
+        GUIDED_RUN("{\"class_type\": \"PerpNegGuider\", \"inputs\": {\"model\": [\"4\", 0], \"positive\": [\"6\", 0], "
+                   "\"negative\": [\"7\", 0], \"empty_conditioning\": [\"16\", 0], \"cfg\": 5, \"neg_scale\": 2.5}}")};
+    kiln_model *m;
+    kiln_conditioning pos, neg, blue;
+    kiln_latent empty, latent;
+    kiln_sigmas sigmas;
+    tiny_sd15(&m, "blurry", &pos, &neg, &empty);
+    assert_kiln_ok(kiln_text_encode(m, "a blue square", 0, &blue));
+    assert_kiln_ok(kiln_basic_scheduler(m, "normal", 2, 1.0, &sigmas));
+    for (int k = 0; k < 3; k++) {
+        kiln_ksampler_params p = {.seed = 8, .cfg = 5.0, .sampler_name = "euler", .sigmas = &sigmas};
+        if (k < 2) p.dual_cfg_cond2 = &blue, p.cfg_cond2_negative = 2.5, p.dual_cfg_nested = k == 1;
+        else p.perp_neg_empty = &blue, p.perp_neg_scale = 2.5;
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+        assert_workflow_decodes_to(graphs[k], m, &latent);
+        kiln_latent_free(&latent);
+    }
+    expect_refusal(GUIDED_RUN(DUAL(", \"style\": \"sideways\"")), KILN_ERR_INVALID_ARG,
+                   "node 22 (DualCFGGuider): style 'sideways' (regular or nested)");
+#undef DUAL
+#undef GUIDED_RUN
+    kiln_sigmas_free(&sigmas);
+    kiln_conditioning_free(&blue);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1542,6 +1591,7 @@ int main(void)
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
+                                       cmocka_unit_test(three_prompt_guider_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

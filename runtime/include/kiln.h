@@ -789,6 +789,18 @@ typedef struct kiln_ksampler_params {
        prediction at the last step (the guided one, as the sampler's callback sees it); a copy of the output when
        no step runs */
     kiln_latent *denoised_output;
+    /* DualCFGGuider: a third prompt, cond2 (the node's cond1 is the positive prompt): the positive guided from
+       cond2 at cfg (cfg_conds) added to cond2 guided from the negative at cfg_cond2_negative (style "regular"),
+       or with dual_cfg_nested ("nested") the positive guided from cond2 at cfg, then that guided from the
+       negative at cfg_cond2_negative; NULL: none */
+    const kiln_conditioning *dual_cfg_cond2;
+    double cfg_cond2_negative;
+    bool dual_cfg_nested;
+    /* PerpNegGuider: the empty prompt's prediction e is the base, and the negative prompt's guidance is kept only
+       across the positive's: e + cfg (p - perp_neg_scale (q - <q, p> / |p|^2 p)) with p, q the positive's and
+       negative's predictions less e (the products over the whole batch); NULL: none */
+    const kiln_conditioning *perp_neg_empty;
+    double perp_neg_scale;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
@@ -810,7 +822,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
- * RandomNoise, DisableNoise, CFGGuider, BasicGuider and KSamplerSelect,
+ * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma), ConditioningSetMask,
  * ConditioningSetArea, ConditioningSetAreaPercentage, ConditioningSetAreaStrength,
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
@@ -820,7 +832,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * ControlNetApplyAdvanced, ControlNetApply, SetUnionControlNetType, IPAdapterModelLoader, CLIPVisionLoader,
  * StyleModelLoader, CLIPVisionEncode, StyleModelApply, ReferenceLatent, ConditioningZeroOut,
  * FluxKontextImageScale, LoadFluxIPAdapter, ApplyFluxIPAdapter,
- * IPAdapterAdvanced, LoadImageMask, SetLatentNoiseMask, VAEEncodeForInpaint,
+ * IPAdapterAdvanced, LoadImageMask, SolidMask, ImageToMask, MaskToImage, InvertMask, ThresholdMask,
+ * CropMask, MaskComposite, FeatherMask, GrowMask, SetLatentNoiseMask, VAEEncodeForInpaint,
  * InpaintModelConditioning, ImagePadForOutpaint,
  * InstructPixToPixConditioning, LatentUpscaleBy, RepeatLatentBatch, LatentFromBatch,
  * LatentComposite, LatentCompositeMasked, LatentBlend, LatentAdd, LatentSubtract, LatentMultiply,

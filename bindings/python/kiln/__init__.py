@@ -50,10 +50,9 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_do
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
-    "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "IPAdapter", "IPAdapterApply", "Image",
-    "StyleModel",
-    "KilnError", "Latent", "Lora", "Mask", "Model", "SASolver", "SdxlCond", "SkipLayerGuidance", "Upscaler", "load_checkpoint",
-    "load_clip_vision",
+    "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
+    "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg", "SASolver",
+    "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
 
@@ -188,7 +187,9 @@ class _KSamplerParams(Structure):
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
                 ("positive_parts", POINTER(_ConditioningPart)), ("negative_parts", POINTER(_ConditioningPart)),
                 ("positive_part_count", c_int), ("negative_part_count", c_int), ("sigmas", POINTER(_Sigmas)),
-                ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent))]
+                ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent)),
+                ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
+                ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -800,6 +801,7 @@ class Model(_Handle):
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
                  apg: Optional["APG"] = None,
+                 dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
                  reference_method: str = "offset", negative_reference_method: str = "offset",
@@ -848,6 +850,10 @@ class Model(_Handle):
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
         the node's default is 0.7). cfg_zero_star: CFGZeroStar on the model.
         apg: an APG, Adaptive Projected Guidance on the model (None: none).
+        dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
+        DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
+        cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
+        and neg_scale); None: the plain guidance.
         reference, negative_reference: ReferenceLatent on the positive and
         the negative prompt (FLUX.1 Kontext): vae_encode's latents of
         pictures (one each), or a sequence of them (at most 8);
@@ -919,6 +925,15 @@ class Model(_Handle):
             a = APG(*apg)
             params.apg, params.apg_eta, params.apg_norm_threshold, params.apg_momentum = \
                 True, a.eta, a.norm_threshold, a.momentum
+        if dual_cfg is not None:
+            d = DualCFG(*dual_cfg)
+            params.dual_cfg_cond2, params.cfg_cond2_negative, params.dual_cfg_nested = \
+                ctypes.pointer(d.cond2._c), d.cfg_cond2_negative, d.style == "nested"
+            if d.style not in ("regular", "nested"):
+                raise ValueError(f"DualCFG style {d.style!r}: 'regular' or 'nested'")
+        if perp_neg is not None:
+            pn = PerpNeg(*perp_neg)
+            params.perp_neg_empty, params.perp_neg_scale = ctypes.pointer(pn.empty._c), pn.neg_scale
         for field, given in (("reference", reference), ("negative_reference", negative_reference)):
             latents = [given] if isinstance(given, Latent) else list(given or [])
             if latents:
@@ -1149,6 +1164,24 @@ class APG(NamedTuple):
     eta: float = 1.0
     norm_threshold: float = 5.0
     momentum: float = 0.0
+
+
+class DualCFG(NamedTuple):
+    """DualCFGGuider's third prompt and second scale: cond2 (between the
+    positive prompt, its cond1, and the negative), cfg_cond2_negative, and
+    its style ("regular": cond2 guided from the negative plus the positive
+    guided from cond2; "nested": the positive guided from cond2, that
+    guided from the negative)."""
+    cond2: "Conditioning"
+    cfg_cond2_negative: float = 8.0
+    style: str = "regular"
+
+
+class PerpNeg(NamedTuple):
+    """PerpNegGuider's empty prompt and neg_scale: the negative prompt's
+    guidance kept only across the positive's, from the empty prompt."""
+    empty: "Conditioning"
+    neg_scale: float = 1.0
 
 
 class DPMAdaptive(NamedTuple):
