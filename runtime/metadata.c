@@ -1021,7 +1021,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         if (run->mask) {
             in = add_node(&g, "50", "LoadImageMask");
             add_string(&g, in, "image", base_name(run->mask));
-            add_string(&g, in, "channel", "red");
+            add_string(&g, in, "channel", run->mask_channel ? run->mask_channel : "red");
         }
         if (run->outpaint) {
             in = add_node(&g, "53", "ImagePadForOutpaint");

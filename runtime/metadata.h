@@ -94,6 +94,7 @@ typedef struct kiln_run_info {
     const kiln_lora *loras; /* merged into the model, in order; paths recorded by base name */
     int nloras;
     const char *mask;          /* inpainting: the mask image (with init_image), NULL for none */
+    const char *mask_channel;  /* its LoadImageMask channel ("red", "green", "blue", "alpha"); NULL: red */
     const kiln_outpaint *outpaint; /* outpainting: the pads (with init_image, no mask), NULL for none */
     bool instruct_pix2pix;     /* init_image is the picture an InstructPix2Pix model edits */
     bool inpaint_model;        /* the UNet is an inpainting one (VAEEncodeForInpaint, else SetLatentNoiseMask) */
@@ -166,7 +167,7 @@ kiln_status kiln_metadata_parameters(const kiln_run_info *run, int batch_index, 
  * LoraLoader per LoRA, chained between the checkpoint and its users; with a
  * ControlNet, "40" ControlNetLoader, "41" LoadImage (the hint) and "42"
  * ControlNetApplyAdvanced between the text encoders and KSampler; with a
- * mask, "50" LoadImageMask (red channel) and either "51" VAEEncodeForInpaint
+ * mask, "50" LoadImageMask (its channel, red by default) and either "51" VAEEncodeForInpaint
  * (an inpainting model, in place of "12") or "52" SetLatentNoiseMask after
  * "12"; outpainting, "53" ImagePadForOutpaint after "11", giving the
  * encoder its picture and "51"/"52" their mask in place of "50"; with an

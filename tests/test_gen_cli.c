@@ -700,6 +700,12 @@ static void workflow_round_trip(void **state)
         snprintf(dir, sizeof dir, "--models %.*s", (int)(strrchr(model, '/') - model), model);
         workflow_again(variants[v][0], flags, dir);
     }
+    /* a mask in a picture's alpha (--mask-channel): LoadImageMask's channel in the workflow */
+    snprintf(flags, sizeof flags, "--model %s --init-image %s/inpaint/image_20x17.png --mask %s/masks/rgba.png "
+             "--mask-channel alpha", tiny_inpaint_model(), KILN_TEST_DATA, KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %.*s --models %s/masks", (int)(strrchr(tiny_inpaint_model(), '/') -
+             tiny_inpaint_model()), tiny_inpaint_model(), KILN_TEST_DATA);
+    workflow_again_holding("inpainting_alpha", flags, dir, (const char *const[]){"\"channel\":\"alpha\"", NULL});
 
     snprintf(cmd, sizeof cmd, "%s/bin/gen --workflow %s/workflow.json --prompt x --output %s/no.png 2>/dev/null",
              KILN_BINARY_DIR, tmpdir, tmpdir);

@@ -76,6 +76,7 @@ typedef struct gen_options {
     const char *sigmas;       /* --sigmas: the noise levels walked in place of --steps and --scheduler's (ManualSigmas) */
     const char *init_image, *init_noise, *save_latent, *info;
     const char *mask, *upscale_model;
+    const char *mask_channel;       /* --mask-channel: LoadImageMask's channel of --mask; NULL: red */
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
     double rescale_cfg;             /* --rescale-cfg: RescaleCFG's multiplier; 0: none */
@@ -239,6 +240,8 @@ static void usage(FILE *to)
             "                         picture to edit; with FLUX.1 Canny or Depth, the edge or depth map\n"
             "  --mask FILE            inpaint --init-image where this picture's red channel is white\n"
             "                         (an inpainting model's way, or any model's with --denoise)\n"
+            "  --mask-channel C       the channel of --mask that says where: red (default), green, blue, or\n"
+            "                         alpha (transparent repaints, as ComfyUI's mask editor saves it)\n"
             "  --differential-diffusion S\n"
             "                         with --mask or --outpaint: DifferentialDiffusion at strength 0..1 (1 is\n"
             "                         the node's): a soft mask's grey repaints for part of the steps\n"
@@ -578,13 +581,13 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
-        {"apg", required_argument, 0, O_APG},
+        {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -704,6 +707,7 @@ static int parse(int argc, char **argv, gen_options *o)
             o->model_dirs[o->nmodel_dirs++] = optarg;
             break;
         case O_MASK: o->mask = optarg; break;
+        case O_MASK_CHANNEL: o->mask_channel = optarg; break;
         case O_REFERENCE_METHOD:
             if (kiln_reference_method_from_name(optarg, &o->reference_placement) != KILN_OK)
                 return bad_flag("--reference-method", optarg, "offset, index or uxo/uno");
@@ -942,6 +946,13 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --mask needs --init-image (the picture to inpaint)\n");
         return 2;
     }
+    if (o->mask_channel && !o->mask) {
+        fprintf(stderr, "gen: --mask-channel needs --mask (the picture it reads)\n");
+        return 2;
+    }
+    if (o->mask_channel && strcmp(o->mask_channel, "red") && strcmp(o->mask_channel, "green") &&
+        strcmp(o->mask_channel, "blue") && strcmp(o->mask_channel, "alpha"))
+        return bad_flag("--mask-channel", o->mask_channel, "red, green, blue or alpha");
     if (o->outpaint_given && !o->init_image) {
         fprintf(stderr, "gen: --outpaint needs --init-image (the picture to grow)\n");
         return 2;
@@ -1358,10 +1369,14 @@ static int encode_inpaint(const kiln_model *m, gen_options *o, kiln_inpaint *inp
     if (o->outpaint_given) {
         st = kiln_outpaint_source(&img, &o->outpaint, &src);
     } else {
-        if (kiln_image_load(o->mask, &mask) != KILN_OK) {
+        kiln_mask weights;
+        if (kiln_mask_load(o->mask, o->mask_channel ? o->mask_channel : "red", &weights) != KILN_OK ||
+            kiln_mask_picture(&weights, &mask) != KILN_OK) {
+            kiln_mask_free(&weights);
             kiln_image_free(&img);
             return fail("--mask");
         }
+        kiln_mask_free(&weights);
         st = kiln_inpaint_source_from_images(&img, &mask, &src);
         kiln_image_free(&mask);
     }
@@ -1797,7 +1812,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
                          .prediction = o->prediction,
                          .denoise = o->denoise, .init_image = o->init_image, .loras = o->loras, .nloras = o->nloras,
-                         .mask = o->mask, .outpaint = o->outpaint_given ? &o->outpaint : NULL,
+                         .mask = o->mask, .mask_channel = o->mask_channel, .outpaint = o->outpaint_given ? &o->outpaint : NULL,
                          .inpaint_model = c->inpaint_unet, .instruct_pix2pix = c->pix2pix,
                          .inpaint_conditioning = c->inpaint_unet && m->family->arch == KILN_ARCH_FLUX,
                          .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,

@@ -251,6 +251,10 @@ expect_refused "mask without an image" "--mask needs --init-image" --output "$tm
     --mask "$data/inpaint/mask_20x17.png"
 expect_refused "missing mask" "--mask $tmp/nosuch.png: No such file" --output "$tmp/out.png" \
     --init-image "$data/inpaint/image_20x17.png" --mask "$tmp/nosuch.png"
+expect_refused "mask channel without a mask" "--mask-channel needs --mask" --output "$tmp/out.png" \
+    --init-image "$data/inpaint/image_20x17.png" --mask-channel alpha
+expect_refused "unknown mask channel" "--mask-channel cyan: red, green, blue or alpha" --output "$tmp/out.png" \
+    --init-image "$data/inpaint/image_20x17.png" --mask "$data/inpaint/mask_20x17.png" --mask-channel cyan
 img="$data/inpaint/image_20x17.png"
 expect_refused "outpaint without an image" "--outpaint needs --init-image" --output "$tmp/out.png" --outpaint 64
 expect_refused "outpaint and a mask" "give --mask or --outpaint, not both" --output "$tmp/out.png" \
