@@ -374,15 +374,29 @@ static kiln_status latent_to_inpaint(kiln_model *m, kiln_inpaint_source *src, ki
     return KILN_OK;
 }
 
+kiln_status kiln_vae_encode_for_inpaint_mask(kiln_model *m, const kiln_image *image, const kiln_mask *mask,
+                                             int grow_mask_by, kiln_latent *out)
+{
+    if (!m || !image || !mask || !mask->weights || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode_for_inpaint: no model, image, mask or place");
+    *out = (kiln_latent){0};
+    if (mask->width < 1 || mask->height < 1 || mask->width > KILN_IMAGE_MAX_SIDE || mask->height > KILN_IMAGE_MAX_SIDE)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode_for_inpaint: a mask of %dx%d", mask->width,
+                         mask->height);
+    kiln_inpaint_source src;
+    TRY(kiln_inpaint_source_make(image, mask, grow_mask_by, &src));
+    return latent_to_inpaint(m, &src, out);
+}
+
 kiln_status kiln_vae_encode_for_inpaint(kiln_model *m, const kiln_image *image, const kiln_image *mask,
                                         kiln_latent *out)
 {
-    if (!m || !image || !mask || !out)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode_for_inpaint: no model, image, mask or place");
-    *out = (kiln_latent){0};
-    kiln_inpaint_source src;
-    TRY(kiln_inpaint_source_from_images(image, mask, &src));
-    return latent_to_inpaint(m, &src, out);
+    if (!mask) return kiln_vae_encode_for_inpaint_mask(m, image, NULL, KILN_INPAINT_GROW, out);
+    kiln_mask weights;
+    TRY(kiln_mask_from_image(mask, "red", &weights));
+    kiln_status st = kiln_vae_encode_for_inpaint_mask(m, image, &weights, KILN_INPAINT_GROW, out);
+    kiln_mask_free(&weights);
+    return st;
 }
 
 kiln_status kiln_vae_encode_for_outpaint(kiln_model *m, const kiln_image *image, int left, int top, int right,

@@ -30,9 +30,13 @@ static kiln_status out_of_memory(void)
 /* VAEEncodeForInpaint's grow: a g x g box of ones over the rounded mask,
  * padded by ceil((g - 1) / 2), clamped to 1 and cut back to the mask's size,
  * so each pixel becomes 1 when any pixel from `pad` above/left to g - 1 - pad
- * below/right of it is. */
+ * below/right of it is; at g 0 the mask rounded. */
 static void grow_mask(const float *mask, int h, int w, int g, float *out)
 {
+    if (g == 0) {
+        for (size_t i = 0; i < (size_t)h * w; i++) out[i] = nearbyintf(mask[i]);
+        return;
+    }
     int pad = g / 2; /* ceil((g - 1) / 2) */
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
@@ -77,10 +81,12 @@ void kiln_inpaint_source_free(kiln_inpaint_source *src)
     src->pixels = src->mask = NULL;
 }
 
-kiln_status kiln_inpaint_source_from_images(const kiln_image *img, const kiln_image *mask, kiln_inpaint_source *out)
+kiln_status kiln_inpaint_source_make(const kiln_image *img, const kiln_mask *mask, int grow, kiln_inpaint_source *out)
 {
     *out = (kiln_inpaint_source){.width = img->width, .height = img->height, .mask_w = mask->width,
-                                 .mask_h = mask->height};
+                                 .mask_h = mask->height, .grow = grow};
+    if (grow < 0 || grow > KILN_INPAINT_GROW_MAX)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "inpaint: grow_mask_by %d: 0 to %d", grow, KILN_INPAINT_GROW_MAX);
     size_t mask_n = (size_t)mask->width * mask->height;
     out->pixels = malloc((size_t)3 * img->width * img->height * sizeof(float));
     out->mask = malloc(mask_n * sizeof(float));
@@ -89,7 +95,7 @@ kiln_status kiln_inpaint_source_from_images(const kiln_image *img, const kiln_im
         return out_of_memory();
     }
     kiln_image_to_unit(img, out->pixels);
-    for (size_t i = 0; i < mask_n; i++) out->mask[i] = (float)mask->pixels[3 * i] / 255.0f;
+    memcpy(out->mask, mask->weights, mask_n * sizeof(float));
     return KILN_OK;
 }
 
@@ -104,7 +110,7 @@ kiln_status kiln_outpaint_source(const kiln_image *img, const kiln_outpaint *pad
         return kiln_fail(KILN_ERR_INVALID_ARG, "outpaint: feathering %d must not be negative", pad->feathering);
     const int h = img->height, w = img->width;
     const int H = h + pad->top + pad->bottom, W = w + pad->left + pad->right;
-    *out = (kiln_inpaint_source){.width = W, .height = H, .mask_w = W, .mask_h = H};
+    *out = (kiln_inpaint_source){.width = W, .height = H, .mask_w = W, .mask_h = H, .grow = KILN_INPAINT_GROW};
     size_t plane = (size_t)W * H;
     out->pixels = malloc(3 * plane * sizeof(float));
     out->mask = malloc(plane * sizeof(float));
@@ -181,7 +187,7 @@ kiln_status kiln_inpaint_encode(const kiln_model *m, const kiln_inpaint_source *
         float *grown = malloc((size_t)H * W * sizeof(float));
         st = grown ? grey_out(out, src->width, src->height, y0, x0, H, W, pixels, &part) : out_of_memory();
         if (st == KILN_OK) {
-            grow_mask(part, H, W, KILN_INPAINT_GROW, grown);
+            grow_mask(part, H, W, src->grow, grown);
             set_noise_mask(out, grown, H, W);
             grown = NULL;
         }

@@ -2,8 +2,8 @@
  * from an image padded for outpainting (ImagePadForOutpaint).
  *
  * With an inpainting UNet (9 input channels) this is VAEEncodeForInpaint:
- * the masked pixels are set to grey before encoding and the mask is grown
- * by 6 pixels and rounded. With FLUX.1 Fill it is InpaintModelConditioning:
+ * the masked pixels are set to grey before encoding and the mask is rounded
+ * and grown by grow_mask_by pixels (6 by default). With FLUX.1 Fill it is InpaintModelConditioning:
  * the picture encoded as it is, and again with its masked pixels grey for
  * the transformer's own input (concat_latent); the mask stretched to the
  * picture, not grown. With any other model it is VAEEncode followed by
@@ -17,6 +17,7 @@
 #include "model.h"
 
 #define KILN_INPAINT_GROW 6         /* VAEEncodeForInpaint's grow_mask_by default */
+#define KILN_INPAINT_GROW_MAX 64    /* and its most */
 #define KILN_OUTPAINT_FEATHERING 40 /* ImagePadForOutpaint's feathering default */
 #define KILN_OUTPAINT_MAX 8192      /* ComfyUI's MAX_RESOLUTION, the most padding per side */
 
@@ -27,6 +28,7 @@ typedef struct kiln_inpaint_source {
     int width, height;
     float *mask; /* (mask_h, mask_w) */
     int mask_w, mask_h;
+    int grow; /* VAEEncodeForInpaint's grow_mask_by (0 to KILN_INPAINT_GROW_MAX) */
 } kiln_inpaint_source;
 
 /* ImagePadForOutpaint's inputs: pixels added on each side, and how far into
@@ -46,9 +48,9 @@ typedef struct kiln_inpaint {
     int width, height; /* the image's size after VAEEncode's crop */
 } kiln_inpaint;
 
-/* The picture as LoadImage reads it and the mask as LoadImageMask with
- * channel "red" (white repaints). */
-kiln_status kiln_inpaint_source_from_images(const kiln_image *img, const kiln_image *mask, kiln_inpaint_source *out);
+/* The picture as LoadImage reads it and a MASK's weights (1 repaints),
+ * grown by grow pixels where VAEEncodeForInpaint grows it. */
+kiln_status kiln_inpaint_source_make(const kiln_image *img, const kiln_mask *mask, int grow, kiln_inpaint_source *out);
 
 /* ImagePadForOutpaint: the picture on a grey (0.5) canvas grown by the pads,
  * the mask 1 over the pads and, inside the picture, v * v with v = (F - d) /

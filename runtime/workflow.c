@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "kiln.h"
+#include "inpaint.h"
 #include "pipeline.h"
 
 #include "sampler.h"
@@ -1822,23 +1823,24 @@ static kiln_status vae_encode_for_inpaint(wf_run *r, wf_node *n)
     TRY(linked_or_pad(r, n, "pixels", WF_IMAGE, &pixels));
     TRY(linked(r, n, "vae", WF_VAE, &vae));
     TRY(linked_or_pad(r, n, "mask", WF_MASK, &mask));
-    TRY(integer(n, "grow_mask_by", 0, 64, &grow));
+    TRY(integer(n, "grow_mask_by", 0, KILN_INPAINT_GROW_MAX, &grow));
     TRY(model_of(r, &vae->recipe, true, &m));
     if (strcmp(kiln_model_variant(m), "inpaint"))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "a %s model's VAE (kiln runs this node for inpainting models; use "
                          "VAEEncode and SetLatentNoiseMask)", kiln_model_variant(m));
-    if (grow != 6) return node_fail(n, KILN_ERR_UNSUPPORTED, "grow_mask_by %d (kiln grows by 6)", grow);
     n->out[0].kind = WF_LATENT;
     if (pixels->pad_node || mask->pad_node) {
         if (pixels->pad_node != mask->pad_node)
             return node_fail(n, KILN_ERR_UNSUPPORTED, "an outpainting canvas with another mask than its own");
+        if (grow != KILN_INPAINT_GROW)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "grow_mask_by %d on an outpainting canvas (kiln grows its mask "
+                             "by %d)", grow, KILN_INPAINT_GROW);
         return encode_canvas(m, pixels, &n->out[0].latent);
     }
     if (pixels->nimages != 1)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
-    const kiln_image *picture;
-    TRY(mask_picture(mask, &picture));
-    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], picture, &n->out[0].latent);
+    return node_status(n, kiln_vae_encode_for_inpaint_mask(m, &pixels->images[0], &mask->mask, grow,
+                                                           &n->out[0].latent));
 }
 
 /* InpaintModelConditioning, for FLUX.1 Fill: the prompts as they are, and
@@ -1870,9 +1872,8 @@ static kiln_status inpaint_model_conditioning(wf_run *r, wf_node *n)
         return encode_canvas(m, pixels, &n->out[2].latent);
     }
     if (pixels->nimages != 1) return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures (kiln takes one)", pixels->nimages);
-    const kiln_image *picture;
-    TRY(mask_picture(mask, &picture));
-    return kiln_vae_encode_for_inpaint(m, &pixels->images[0], picture, &n->out[2].latent);
+    return node_status(n, kiln_vae_encode_for_inpaint_mask(m, &pixels->images[0], &mask->mask, KILN_INPAINT_GROW,
+                                                           &n->out[2].latent));
 }
 
 /* InstructPixToPixConditioning: both prompts carry the picture's latent, and

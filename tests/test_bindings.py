@@ -996,6 +996,9 @@ class Masks(unittest.TestCase):
         image = kiln.Image.load(data("inpaint/image_20x17.png"))
         self.assertEqual(model.vae_encode_for_inpaint(image, mask).noise_mask_to_list(),
                          model.vae_encode_for_inpaint(image, picture).noise_mask_to_list())
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.vae_encode_for_inpaint(image, mask, grow_mask_by=65)
+        self.assertIn("grow_mask_by 65", caught.exception.message)
         red, blue, empty = model.encode("a red circle"), model.encode("a blue square"), model.encode("")
         latent = model.empty_latent(16, 16)
         runs = [model.ksampler([(red, 0.0, 1.0, m, 0.8), (blue, 0.0, 1.0)], empty, latent, seed=3, steps=2).to_list()

@@ -826,14 +826,15 @@ static void inpaint_run(void **state)
     float *latent = gen_latent("inpaint", flags, &count);
     kiln_backend *be;
     kiln_model *m;
-    kiln_image img, mask;
+    kiln_image img;
+    kiln_mask mask;
     kiln_inpaint in;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), be, &m));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &img));
-    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &mask));
+    assert_kiln_ok(kiln_mask_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", "red", &mask));
     kiln_inpaint_source src;
-    assert_kiln_ok(kiln_inpaint_source_from_images(&img, &mask, &src));
+    assert_kiln_ok(kiln_inpaint_source_make(&img, &mask, KILN_INPAINT_GROW, &src));
     assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
     kiln_inpaint_source_free(&src);
     assert_int_equal(count, (size_t)4 * in.h * in.w);
@@ -841,7 +842,7 @@ static void inpaint_run(void **state)
     free(latent);
     kiln_inpaint_free(&in);
     kiln_image_free(&img);
-    kiln_image_free(&mask);
+    kiln_mask_free(&mask);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

@@ -16,6 +16,7 @@
 #include "golden.h"
 #include "parity.h"
 #include "inpaint.h"
+#include "latent.h"
 #include "tiny_variants.h"
 #include "model.h"
 #include "pipeline.h"
@@ -55,12 +56,13 @@ static void check_inpaint(const char *model_path, const char *name, int mask_h, 
     kiln_backend *be;
     kiln_model *m;
     load(model_path, &be, &m);
-    kiln_image img, mask;
+    kiln_image img;
+    kiln_mask mask;
     load_image(&img);
-    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &mask));
+    assert_kiln_ok(kiln_mask_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", "red", &mask));
     kiln_inpaint_source src;
     kiln_inpaint in;
-    assert_kiln_ok(kiln_inpaint_source_from_images(&img, &mask, &src));
+    assert_kiln_ok(kiln_inpaint_source_make(&img, &mask, KILN_INPAINT_GROW, &src));
     assert_kiln_ok(kiln_inpaint_encode(m, &src, &in));
     kiln_inpaint_source_free(&src);
     kiln_st_file *f = golden_open("inpaint/golden.safetensors");
@@ -107,7 +109,7 @@ static void check_inpaint(const char *model_path, const char *name, int mask_h, 
     kiln_st_close(f);
     kiln_inpaint_free(&in);
     kiln_image_free(&img);
-    kiln_image_free(&mask);
+    kiln_mask_free(&mask);
     kiln_model_free(m);
     kiln_backend_free(be);
 }
@@ -213,6 +215,53 @@ static void outpaint_encode(void **state)
 }
 
 /* An inpainting UNet has nothing to run on without the image and mask. */
+/* VAEEncodeForInpaint's grow_mask_by from 0 (the mask rounded) to 13,
+ * against its steps restated (tests/data/inpaint/grow.safetensors), to the
+ * bit; 6 is kiln_vae_encode_for_inpaint's; 65 is refused. */
+static void grow_mask_by(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    load(tiny_inpaint_model(), &be, &m);
+    kiln_image img, picture;
+    kiln_mask mask;
+    load_image(&img);
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", &picture));
+    assert_kiln_ok(kiln_mask_load(KILN_TEST_DATA "/inpaint/mask_20x17.png", "red", &mask));
+    kiln_st_file *f = golden_open("inpaint/grow.safetensors");
+    static const int grows[] = {0, 1, 2, 3, 6, 8, 13};
+    for (size_t k = 0; k < sizeof grows / sizeof *grows; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "grow.%d", grows[k]);
+        golden want = golden_read(f, key);
+        kiln_latent l;
+        assert_kiln_ok(kiln_vae_encode_for_inpaint_mask(m, &img, &mask, grows[k], &l));
+        assert_int_equal(l.mask_h, (int)want.shape[0]);
+        assert_int_equal(l.mask_w, (int)want.shape[1]);
+        if (memcmp(l.noise_mask, want.data, want.count * sizeof(float)))
+            fail_msg("grow_mask_by %d: not ComfyUI's noise mask", grows[k]);
+        if (grows[k] == KILN_INPAINT_GROW) {
+            kiln_latent same;
+            assert_kiln_ok(kiln_vae_encode_for_inpaint(m, &img, &picture, &same));
+            assert_memory_equal(same.noise_mask, l.noise_mask, want.count * sizeof(float));
+            assert_memory_equal(same.data, l.data, kiln_latent_count(&l) * sizeof(float));
+            kiln_latent_free(&same);
+        }
+        kiln_latent_free(&l);
+        golden_free(&want);
+    }
+    kiln_latent l;
+    assert_int_equal(kiln_vae_encode_for_inpaint_mask(m, &img, &mask, 65, &l), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "grow_mask_by 65: 0 to 64"));
+    kiln_st_close(f);
+    kiln_mask_free(&mask);
+    kiln_image_free(&picture);
+    kiln_image_free(&img);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 static void inpainting_model_needs_a_mask(void **state)
 {
     (void)state;
@@ -238,6 +287,7 @@ int main(void)
         cmocka_unit_test(inpainting_model),
         cmocka_unit_test(plain_model_with_noise_mask),
         cmocka_unit_test(inpainting_model_needs_a_mask),
+        cmocka_unit_test(grow_mask_by),
         cmocka_unit_test(outpaint_pad),
         cmocka_unit_test(outpaint_encode),
     };

@@ -13,6 +13,7 @@
 #include "kiln.h"
 
 #include "golden.h"
+#include "tiny_variants.h"
 
 /* tests/data/masks' picture with alpha (make_mask_data.py) */
 #define ALPHA_PNG "rgba.png"
@@ -1486,6 +1487,48 @@ static void three_prompt_guider_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* VAEEncodeForInpaint on an inpainting model with LoadImage's MASK (the
+ * picture's alpha) grown by 3: the library's run, pixel for pixel (the
+ * grows themselves are test_inpaint's). */
+static void vae_encode_for_inpaint_node(void **state)
+{
+    (void)state;
+    static char graph[8192];
+    snprintf(graph, sizeof graph,
+             "{\"4\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"%s\"}}, "
+             "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", \"clip\": [\"4\", 1]}}, "
+             "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "
+             "\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"%s/inpaint/image_20x17.png\"}}, "
+             "\"63\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"%s/masks/" ALPHA_PNG "\"}}, "
+             "\"51\": {\"class_type\": \"VAEEncodeForInpaint\", \"inputs\": {\"pixels\": [\"11\", 0], \"vae\": "
+             "[\"4\", 2], \"mask\": [\"63\", 1], \"grow_mask_by\": 3}}, "
+             "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 6, \"steps\": 2, \"cfg\": 4, "
+             "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
+             "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"51\", 0]}}, "
+             DECODE_SAVE("[\"3\", 0]") "}",
+             tiny_inpaint_model(), KILN_TEST_DATA, KILN_TEST_DATA);
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent encoded, latent;
+    kiln_image picture, alpha_picture;
+    kiln_mask alpha;
+    assert_kiln_ok(kiln_checkpoint_load(backend, tiny_inpaint_model(), NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &picture));
+    assert_kiln_ok(kiln_image_load_with_mask(KILN_TEST_DATA "/masks/" ALPHA_PNG, &alpha_picture, &alpha));
+    assert_kiln_ok(kiln_vae_encode_for_inpaint_mask(m, &picture, &alpha, 3, &encoded));
+    const kiln_ksampler_params p = {.seed = 6, .steps = 2, .cfg = 4.0, .sampler_name = "euler",
+                                    .scheduler = "normal", .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &encoded, &latent));
+    assert_workflow_decodes_to(graph, m, &latent);
+    kiln_latent_free(&latent), kiln_latent_free(&encoded);
+    kiln_mask_free(&alpha);
+    kiln_image_free(&alpha_picture), kiln_image_free(&picture);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1592,6 +1635,7 @@ int main(void)
                                        cmocka_unit_test(guidance_patch_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),
+                                       cmocka_unit_test(vae_encode_for_inpaint_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

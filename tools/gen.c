@@ -1362,23 +1362,20 @@ static void take_image_size(gen_options *o, int width, int height)
  * inpaint. */
 static int encode_inpaint(const kiln_model *m, gen_options *o, kiln_inpaint *inpaint)
 {
-    kiln_image img, mask;
+    kiln_image img;
     if (kiln_image_load(o->init_image, &img) != KILN_OK) return fail("--init-image");
     kiln_inpaint_source src;
     kiln_status st;
     if (o->outpaint_given) {
         st = kiln_outpaint_source(&img, &o->outpaint, &src);
     } else {
-        kiln_mask weights;
-        if (kiln_mask_load(o->mask, o->mask_channel ? o->mask_channel : "red", &weights) != KILN_OK ||
-            kiln_mask_picture(&weights, &mask) != KILN_OK) {
-            kiln_mask_free(&weights);
+        kiln_mask mask;
+        if (kiln_mask_load(o->mask, o->mask_channel ? o->mask_channel : "red", &mask) != KILN_OK) {
             kiln_image_free(&img);
             return fail("--mask");
         }
-        kiln_mask_free(&weights);
-        st = kiln_inpaint_source_from_images(&img, &mask, &src);
-        kiln_image_free(&mask);
+        st = kiln_inpaint_source_make(&img, &mask, KILN_INPAINT_GROW, &src);
+        kiln_mask_free(&mask);
     }
     kiln_image_free(&img);
     if (st == KILN_OK) {

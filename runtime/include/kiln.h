@@ -385,8 +385,9 @@ void kiln_image_free(kiln_image *img);
 /* MASK: weights (1 repaints, or where a prompt acts), (height, width) row-major
  * floats. The calls below are ComfyUI's mask nodes; each makes a new mask
  * in *out, freed with kiln_mask_free. The calls that take a mask as a
- * picture (kiln_vae_encode_for_inpaint, kiln_control_apply's mask) read its
- * red channel over 255: kiln_mask_picture makes that picture. */
+ * picture (kiln_control_apply's mask, kiln_vae_encode_for_inpaint) read its
+ * red channel over 255: kiln_mask_picture makes that picture
+ * (kiln_vae_encode_for_inpaint_mask takes a mask as it is). */
 typedef struct kiln_mask {
     int width, height;
     float *weights; /* owned */
@@ -463,6 +464,11 @@ kiln_status kiln_vae_encode_tiled(kiln_model *m, const kiln_image *images, int c
  * mask grown by 6 pixels); with any other, VAEEncode + SetLatentNoiseMask. */
 kiln_status kiln_vae_encode_for_inpaint(kiln_model *m, const kiln_image *image, const kiln_image *mask,
                                         kiln_latent *out);
+/* The same with a MASK, and VAEEncodeForInpaint's grow_mask_by (0 to 64; 0:
+ * the mask rounded, not grown); kiln_vae_encode_for_inpaint is this with the
+ * picture's red channel and 6. */
+kiln_status kiln_vae_encode_for_inpaint_mask(kiln_model *m, const kiln_image *image, const kiln_mask *mask,
+                                             int grow_mask_by, kiln_latent *out);
 /* ImagePadForOutpaint (the picture on a grey canvas grown by the four pads,
  * the mask fading over `feathering` pixels into the picture; ComfyUI's
  * default 40), then as kiln_vae_encode_for_inpaint. */

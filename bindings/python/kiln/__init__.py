@@ -281,7 +281,8 @@ _declare("kiln_vae_decode", c_int, c_void_p, POINTER(_Latent), POINTER(_Image), 
 _declare("kiln_vae_decode_tiled", c_int, c_void_p, POINTER(_Latent), c_int, c_int, POINTER(_Image), c_int)
 _declare("kiln_vae_encode", c_int, c_void_p, POINTER(_Image), c_int, POINTER(_Latent))
 _declare("kiln_vae_encode_tiled", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, POINTER(_Latent))
-_declare("kiln_vae_encode_for_inpaint", c_int, c_void_p, POINTER(_Image), POINTER(_Image), POINTER(_Latent))
+_declare("kiln_vae_encode_for_inpaint_mask", c_int, c_void_p, POINTER(_Image), POINTER(_Mask), c_int,
+         POINTER(_Latent))
 _declare("kiln_vae_encode_for_outpaint", c_int, c_void_p, POINTER(_Image), c_int, c_int, c_int, c_int, c_int,
          POINTER(_Latent))
 _declare("kiln_controlnet_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
@@ -723,13 +724,16 @@ class Model(_Handle):
             _lib.kiln_vae_encode(self._ptr(), c_images, len(images), byref(latent._c))
         return latent
 
-    def vae_encode_for_inpaint(self, image: "Image", mask: Union["Image", "Mask"]) -> "Latent":
+    def vae_encode_for_inpaint(self, image: "Image", mask: Union["Image", "Mask"], grow_mask_by: int = 6) -> "Latent":
         """The picture and its mask (a Mask, or an Image whose red channel is
         white where to repaint; stretched to the picture's size) into a
         latent of batch 1 with a noise mask: VAEEncodeForInpaint with an
-        inpainting model, VAEEncode + SetLatentNoiseMask with any other."""
-        latent, picture = Latent(), _mask_picture(mask)  # the picture alive through the call
-        _lib.kiln_vae_encode_for_inpaint(self._ptr(), byref(image._c), byref(picture._c), byref(latent._c))
+        inpainting model (the mask rounded and grown by grow_mask_by pixels,
+        0 to 64), VAEEncode + SetLatentNoiseMask with any other."""
+        latent = Latent()
+        weights = mask if isinstance(mask, Mask) else Mask.from_image(mask, "red")
+        _lib.kiln_vae_encode_for_inpaint_mask(self._ptr(), byref(image._c), byref(weights._c),
+                                              _c_int("grow_mask_by", grow_mask_by), byref(latent._c))
         return latent
 
     def vae_encode_for_outpaint(self, image: "Image", left: int = 0, top: int = 0, right: int = 0, bottom: int = 0,
