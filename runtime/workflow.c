@@ -1224,6 +1224,29 @@ static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
     return kiln_latent_repeat(l, amount, &n->out[0].latent);
 }
 
+/* ImageCompositeMasked: each destination picture with the source's of its
+ * place (the source's batch repeated or cut to the destination's). */
+static kiln_status image_composite_masked(wf_run *r, wf_node *n)
+{
+    wf_value *dest, *src, *mask = NULL;
+    int x, y;
+    bool resize = false;
+    TRY(linked(r, n, "destination", WF_IMAGE, &dest));
+    TRY(linked(r, n, "source", WF_IMAGE, &src));
+    TRY(integer(n, "x", 0, KILN_IMAGE_MAX_SIDE, &x));
+    TRY(integer(n, "y", 0, KILN_IMAGE_MAX_SIDE, &y));
+    TRY(flag(n, "resize_source", &resize));
+    if (input_of(n, "mask")) TRY(linked(r, n, "mask", WF_MASK, &mask));
+    wf_value *out = &n->out[0];
+    out->kind = WF_IMAGE;
+    if (!(out->images = calloc((size_t)dest->nimages, sizeof *out->images)))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int k = 0; k < dest->nimages; k++, out->nimages++)
+        TRY(node_status(n, kiln_image_composite_masked(&dest->images[k], &src->images[k % src->nimages], x, y, resize,
+                                                       mask ? &mask->mask : NULL, &out->images[k])));
+    return KILN_OK;
+}
+
 /* ComfyUI's mask nodes: SolidMask, InvertMask, ThresholdMask, CropMask,
  * MaskComposite, FeatherMask, GrowMask, ImageToMask (of one picture) and
  * MaskToImage, as the kiln_mask_ calls make them. */
@@ -2586,7 +2609,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
-                                         "RescaleCFG", "CFGZeroStar", "APG"};
+                                         "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2598,7 +2621,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
-        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg};
+        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

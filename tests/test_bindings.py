@@ -984,6 +984,12 @@ class Masks(unittest.TestCase):
         self.assertEqual(mask.feather(left=2).weights, feathered)
         gray = mask.to_image()
         self.assertEqual(gray.pixels, bytes(int(min(max(255.0 * v, 0), 255)) for v in green for _ in range(3)))
+        # ImageCompositeMasked with a solid 1 (the source pasted as it is) and 0 (the destination kept)
+        small = kiln.Image.load(data("masks/rgba.png"))
+        pasted = picture.composite_masked(small, 2, 3, mask=kiln.Mask.solid(1.0, small.width, small.height)).pixels
+        row = lambda image, y, x, n: image.pixels[3 * (y * image.width + x):3 * (y * image.width + x + n)]
+        self.assertEqual(pasted[3 * (4 * w + 2):3 * (4 * w + 2 + small.width)], row(small, 1, 0, small.width))
+        self.assertEqual(picture.composite_masked(small, 2, 3, mask=kiln.Mask.solid(0.0, 6, 5)).pixels, picture.pixels)
         image, alpha = kiln.Image.load_with_mask(data("inpaint/mask_20x17.png"))
         self.assertEqual((image.pixels, alpha.width, alpha.height, alpha.weights), (picture.pixels, 64, 64, [0.0] * 4096))
         with self.assertRaises(kiln.KilnError) as caught:

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "image.h"
 #include "kiln.h"
 
 static kiln_st_file *data;
@@ -485,6 +486,65 @@ static void free_is_safe(void **state)
     kiln_mask_free(&m);
 }
 
+/* ImageCompositeMasked on pictures of known bytes, the source at (2, 1) and
+ * cut at the destination's edges, the mask of the source's size (so
+ * unstretched): each byte is SaveImage's of mask * source + (1 - mask) *
+ * destination in float32 as ComfyUI's composite() computes it, and the
+ * destination's own outside the source; with resize_source and no mask it
+ * is LatentCompositeMasked's resize on the planes (checked against
+ * ComfyUI there). */
+static void image_composite_masked_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_image dest = {.width = 9, .height = 7, .channels = 3, .pixels = malloc(9 * 7 * 3)},
+               src = {.width = 6, .height = 5, .channels = 3, .pixels = malloc(6 * 5 * 3)}, out;
+    assert_non_null(dest.pixels), assert_non_null(src.pixels);
+    for (int i = 0; i < 9 * 7 * 3; i++) dest.pixels[i] = (uint8_t)(i * 37 + 11);
+    for (int i = 0; i < 6 * 5 * 3; i++) src.pixels[i] = (uint8_t)(i * 53 + 200);
+    kiln_mask mask = mask_of("small"); /* 6 x 5, with 0, 1 and fractions */
+    for (int at = 0; at < 2; at++) {
+        const int x = at ? 5 : 2, y = at ? 4 : 1; /* the second cut at the far edges */
+        assert_kiln_ok(kiln_image_composite_masked(&dest, &src, x, y, false, &mask, &out));
+        assert_int_equal(out.width, 9), assert_int_equal(out.height, 7);
+        int bad = 0;
+        for (int r = 0; r < 7; r++)
+            for (int c = 0; c < 9; c++)
+                for (int k = 0; k < 3; k++) {
+                    const float d = dest.pixels[(r * 9 + c) * 3 + k] / 255.0f;
+                    float want = d;
+                    if (r >= y && c >= x && r - y < 5 && c - x < 6) {
+                        const float m = mask.weights[(r - y) * 6 + (c - x)];
+                        want = m * (src.pixels[((r - y) * 6 + (c - x)) * 3 + k] / 255.0f) + (1.0f - m) * d;
+                    }
+                    const float v = 255.0f * want;
+                    const uint8_t byte = v > 255.0f ? 255 : v > 0.0f ? (uint8_t)v : 0;
+                    bad += out.pixels[(r * 9 + c) * 3 + k] != byte;
+                }
+        if (bad) fail_msg("ImageCompositeMasked at (%d, %d): %d bytes not ComfyUI's", x, y, bad);
+        kiln_image_free(&out);
+    }
+    /* resized and unmasked: the planes LatentCompositeMasked makes */
+    float *to = malloc(9 * 7 * 3 * sizeof *to), *from = malloc(6 * 5 * 3 * sizeof *from);
+    assert_non_null(to), assert_non_null(from);
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 9 * 7; i++) to[k * 63 + i] = dest.pixels[i * 3 + k] / 255.0f;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 6 * 5; i++) from[k * 30 + i] = src.pixels[i * 3 + k] / 255.0f;
+    kiln_latent a = {.data = to, .batch = 1, .channels = 3, .height = 7, .width = 9},
+                b = {.data = from, .batch = 1, .channels = 3, .height = 5, .width = 6}, made;
+    assert_kiln_ok(kiln_latent_composite_masked(&a, &b, 1, 2, true, NULL, 0, 0, &made));
+    kiln_image want;
+    assert_kiln_ok(kiln_image_from_unit(made.data, 7, 9, &want));
+    assert_kiln_ok(kiln_image_composite_masked(&dest, &src, 1, 2, true, NULL, &out));
+    assert_memory_equal(out.pixels, want.pixels, 9 * 7 * 3);
+    kiln_image_free(&out), kiln_image_free(&want), kiln_latent_free(&made);
+    assert_refused(kiln_image_composite_masked(&dest, &src, -1, 0, false, NULL, &out), "x -1");
+    assert_null(out.pixels);
+    free(to), free(from);
+    kiln_mask_free(&mask);
+    kiln_image_free(&dest), kiln_image_free(&src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +560,7 @@ int main(void)
         cmocka_unit_test(grow_matches_comfyui),
         cmocka_unit_test(load_matches_comfyui),
         cmocka_unit_test(load_with_mask_matches_loadimage),
+        cmocka_unit_test(image_composite_masked_matches_comfyui),
         cmocka_unit_test(free_is_safe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

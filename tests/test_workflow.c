@@ -1529,6 +1529,40 @@ static void vae_encode_for_inpaint_node(void **state)
     kiln_model_free(m);
 }
 
+/* ImageCompositeMasked: a picture pasted onto another through its own
+ * alpha (LoadImage's MASK), and resized over all of it without a mask: the
+ * library's pictures, byte for byte. */
+static void image_composite_masked_node(void **state)
+{
+    (void)state;
+#define COMPOSITE_RUN(inputs)                                                                                         \
+    "{\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA "/inpaint/image_20x17.png\"}}, " \
+    "\"63\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA "/masks/" ALPHA_PNG "\"}}, "    \
+    "\"70\": {\"class_type\": \"ImageCompositeMasked\", \"inputs\": {\"destination\": [\"11\", 0], \"source\": "        \
+    "[\"63\", 0], " inputs "}}, \"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"70\", 0]}}}"
+    static const char *const graphs[2] = {
+        COMPOSITE_RUN("\"x\": 3, \"y\": 2, \"resize_source\": false, \"mask\": [\"63\", 1]"),
+        COMPOSITE_RUN("\"x\": 0, \"y\": 0, \"resize_source\": true")};
+#undef COMPOSITE_RUN
+    kiln_image dest, src, want;
+    kiln_mask alpha;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &dest));
+    assert_kiln_ok(kiln_image_load_with_mask(KILN_TEST_DATA "/masks/" ALPHA_PNG, &src, &alpha));
+    for (int k = 0; k < 2; k++) {
+        assert_kiln_ok(kiln_image_composite_masked(&dest, &src, k ? 0 : 3, k ? 0 : 2, k == 1, k ? NULL : &alpha, &want));
+        kiln_image *images;
+        int count;
+        assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images, &count));
+        assert_int_equal(count, 1);
+        assert_int_equal(images[0].width, want.width), assert_int_equal(images[0].height, want.height);
+        assert_memory_equal(images[0].pixels, want.pixels, (size_t)want.width * want.height * 3);
+        kiln_images_free(images, count);
+        kiln_image_free(&want);
+    }
+    kiln_mask_free(&alpha);
+    kiln_image_free(&src), kiln_image_free(&dest);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -1636,6 +1670,7 @@ int main(void)
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),
                                        cmocka_unit_test(vae_encode_for_inpaint_node),
+                                       cmocka_unit_test(image_composite_masked_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -436,6 +436,13 @@ kiln_status kiln_mask_feather(const kiln_mask *mask, int left, int top, int righ
 kiln_status kiln_mask_grow(const kiln_mask *mask, int expand, bool tapered_corners, kiln_mask *out);
 /* Frees the weights and zeroes *mask; safe on a zeroed or already freed mask. */
 void kiln_mask_free(kiln_mask *mask);
+/* ImageCompositeMasked: source pasted onto destination at (x, y) pixels,
+ * weighted by mask (stretched over the source, bilinear; NULL: 1), the
+ * source resized to the destination first with resize_source, as
+ * LatentCompositeMasked (ComfyUI's one composite for both) in [0, 1]; back
+ * to bytes by SaveImage's rule. */
+kiln_status kiln_image_composite_masked(const kiln_image *destination, const kiln_image *source, int x, int y,
+                                        bool resize_source, const kiln_mask *mask, kiln_image *out);
 
 /* VAEDecode: the latent's `latent->batch` images into images[0 ..
  * batch - 1], an array of `count` (at least the batch) that the caller
@@ -845,7 +852,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * LatentComposite, LatentCompositeMasked, LatentBlend, LatentAdd, LatentSubtract, LatentMultiply,
  * LatentInterpolate, LatentBatch, LatentCrop, LatentFlip, LatentRotate,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
- * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch,
+ * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch, ImageCompositeMasked,
  * ImageFromBatch, SaveImage, PreviewImage (and the
  * Primitive nodes, whose values stand in for the links to them); any
  * other is refused by its id and name. */

@@ -264,6 +264,8 @@ _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_i
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_load_with_mask", c_int, c_char_p, POINTER(_Image), POINTER(_Mask))
 _declare("kiln_mask_free", None, POINTER(_Mask))
+_declare("kiln_image_composite_masked", c_int, POINTER(_Image), POINTER(_Image), c_int, c_int, c_bool, POINTER(_Mask),
+         POINTER(_Image))
 _declare("kiln_mask_load", c_int, c_char_p, c_char_p, POINTER(_Mask))
 _declare("kiln_mask_solid", c_int, c_float, c_int, c_int, POINTER(_Mask))
 _declare("kiln_mask_from_image", c_int, POINTER(_Image), c_char_p, POINTER(_Mask))
@@ -1508,6 +1510,17 @@ class Image(_Owned):
         out = Image()
         _lib.kiln_image_scale(byref(self._c), method.encode(), _c_int("width", width), _c_int("height", height),
                               bool(crop), byref(out._c))
+        return out
+
+    def composite_masked(self, source: "Image", x: int = 0, y: int = 0, resize_source: bool = False,
+                         mask: Optional["Mask"] = None) -> "Image":
+        """ImageCompositeMasked: source pasted onto this picture at (x, y),
+        weighted by mask (stretched over the source; None: everywhere),
+        resized to this picture first with resize_source."""
+        out = Image()
+        _lib.kiln_image_composite_masked(byref(self._c), byref(source._c), _c_int("x", x), _c_int("y", y),
+                                         bool(resize_source), byref(mask._c) if mask is not None else None,
+                                         byref(out._c))
         return out
 
     def flux_kontext_scale(self) -> "Image":
