@@ -5,6 +5,12 @@
 
 #include "status.h"
 
+/* each product and sum rounded to float32 on its own, as torch does them
+   (GCC with -std=c17 never fuses them; clang would) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 void kiln_dual_cfg(const float *guided, const float *middle, const float *positive, float cfg1, size_t n, float *out)
 {
     for (size_t i = 0; i < n; i++) out[i] = guided[i] + (positive[i] - middle[i]) * cfg1;

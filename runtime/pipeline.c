@@ -709,8 +709,10 @@ static kiln_status given_schedule(const kiln_sigmas *given, float **sigmas, size
 
 /* What DualCFGGuider and PerpNegGuider take beside their three prompts:
  * what acts on the positive or negative prompt alone has no place among
- * three, nor a patch of the plain guidance; inpainting and the CFG++
- * samplers would need the predictions before their blend and guidance. */
+ * three (an IP-Adapter's image tokens go by the prompt's place in ComfyUI's
+ * batch of two, which three prompts do not fit), nor a patch of the plain
+ * guidance; inpainting and the CFG++ samplers would need the predictions
+ * before their blend and guidance. */
 static kiln_status check_three_prompts(const kiln_sampling_job *job)
 {
     const char *what = job->nparts[0] || job->nparts[1]                    ? "prompts in parts or areas"
@@ -718,6 +720,7 @@ static kiln_status check_three_prompts(const kiln_sampling_job *job)
                        : job->skip_layer_guidance                          ? "SkipLayerGuidance"
                        : job->inpaint                                      ? "a noise mask (inpainting)"
                        : kiln_sampler_is_cfg_pp(job->sampler)              ? "a CFG++ sampler"
+                       : job->nimage_prompts                               ? "IP-Adapter"
                        : job->nreferences[0] || job->nreferences[1]        ? "reference latents"
                        : job->flux_guidance != job->negative_flux_guidance ? "FluxGuidance differing between prompts"
                                                                            : NULL;
