@@ -10,6 +10,12 @@
 #include "kiln.h"
 #include "status.h"
 
+/* each product and sum rounded to float32 on its own, as torch does them
+   (GCC with -std=c17 never fuses them; clang would) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 void kiln_mask_free(kiln_mask *mask)
 {
     if (!mask) return;

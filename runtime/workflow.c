@@ -17,6 +17,7 @@
 
 #include "kiln.h"
 #include "inpaint.h"
+#include "latent.h"
 #include "pipeline.h"
 
 #include "sampler.h"
@@ -1244,6 +1245,55 @@ static kiln_status image_composite_masked(wf_run *r, wf_node *n)
     for (int k = 0; k < dest->nimages; k++, out->nimages++)
         TRY(node_status(n, kiln_image_composite_masked(&dest->images[k], &src->images[k % src->nimages], x, y, resize,
                                                        mask ? &mask->mask : NULL, &out->images[k])));
+    return KILN_OK;
+}
+
+/* EmptyImage, ImageInvert, ImageBlend, ImageBlur and ImageSharpen: each
+ * picture of the batch through the library's call (ImageBlend's second
+ * batch one picture, or as many as the first's). */
+static kiln_status image_filter_node(wf_run *r, wf_node *n, const char *c)
+{
+    wf_value *in = NULL, *second = NULL, *out = &n->out[0];
+    int count = 1, w = 0, h = 0, radius = 0;
+    double color = 0.0, factor = 0.0, sigma = 1.0, alpha = 0.0;
+    const char *mode = NULL;
+    const bool empty = strcmp(c, "EmptyImage") == 0, blend = strcmp(c, "ImageBlend") == 0;
+    const bool blur = strcmp(c, "ImageBlur") == 0, sharpen = strcmp(c, "ImageSharpen") == 0;
+    if (empty) {
+        TRY(integer(n, "width", 1, KILN_IMAGE_MAX_SIDE, &w));
+        TRY(integer(n, "height", 1, KILN_IMAGE_MAX_SIDE, &h));
+        TRY(integer(n, "batch_size", 1, KILN_LATENT_MAX_BATCH, &count));
+        TRY(number(n, "color", &color));
+        if (!(color >= 0.0 && color <= 0xFFFFFF && color == floor(color)))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "input 'color' %g: 0 to 0xFFFFFF", color);
+    } else {
+        TRY(linked(r, n, blend ? "image1" : "image", WF_IMAGE, &in));
+        count = in->nimages;
+    }
+    if (blend) {
+        TRY(linked(r, n, "image2", WF_IMAGE, &second));
+        TRY(number(n, "blend_factor", &factor));
+        TRY(text(n, "blend_mode", &mode));
+        if (second->nimages != 1 && second->nimages != count)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "%d pictures blended with %d", count, second->nimages);
+    }
+    if (blur || sharpen) {
+        TRY(integer(n, blur ? "blur_radius" : "sharpen_radius", 0, 31, &radius));
+        TRY(number(n, "sigma", &sigma));
+    }
+    if (sharpen) TRY(number(n, "alpha", &alpha));
+    out->kind = WF_IMAGE;
+    if (!(out->images = calloc((size_t)count, sizeof *out->images)))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int k = 0; k < count; k++, out->nimages++) {
+        const kiln_image *img = in ? &in->images[k] : NULL;
+        kiln_image *made = &out->images[k];
+        TRY(node_status(n, empty    ? kiln_image_empty(w, h, (uint32_t)color, made)
+                           : blend   ? kiln_image_blend(img, &second->images[k % second->nimages], factor, mode, made)
+                           : blur    ? kiln_image_blur(img, radius, sigma, made)
+                           : sharpen ? kiln_image_sharpen(img, radius, sigma, alpha, made)
+                                     : kiln_image_invert(img, made)));
+    }
     return KILN_OK;
 }
 
@@ -2643,6 +2693,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
              strcmp(c, "CropMask") == 0 || strcmp(c, "MaskComposite") == 0 || strcmp(c, "FeatherMask") == 0 ||
              strcmp(c, "GrowMask") == 0 || strcmp(c, "ImageToMask") == 0 || strcmp(c, "MaskToImage") == 0)
         st = mask_node(r, n, c);
+    else if (strcmp(c, "EmptyImage") == 0 || strcmp(c, "ImageInvert") == 0 || strcmp(c, "ImageBlend") == 0 ||
+             strcmp(c, "ImageBlur") == 0 || strcmp(c, "ImageSharpen") == 0)
+        st = image_filter_node(r, n, c);
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
              strcmp(c, "ControlNetInpaintingAliMamaApply") == 0 || strcmp(c, "ControlNetApply") == 0)
         st = controlnet_apply(r, n, c[10] == 'I', c[15] == '\0'); /* ApplySD3: Advanced's deprecated SD3 name */

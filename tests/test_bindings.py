@@ -300,6 +300,23 @@ class ImageFiles(unittest.TestCase):
             self.assertIn("out.gif", caught.exception.message)
             self.assertEqual(os.listdir(tmp), [])
 
+    def test_image_filters(self):
+        """EmptyImage's colour; ImageBlur at radius 0, ImageSharpen at alpha 0
+        and ImageBlend "normal" at factor 1 give their picture back to the
+        byte (k / 255 * 255 truncates back to k); a blend mode ComfyUI lacks
+        is refused."""
+        self.assertEqual(kiln.Image.empty(3, 2, 0xFF8000).pixels, bytes([255, 128, 0] * 6))
+        picture = kiln.Image.load(data("inpaint/image_20x17.png"))
+        self.assertEqual(picture.blur(0).pixels, picture.pixels)
+        self.assertEqual(picture.sharpen(2, 1.0, 0.0).pixels, picture.pixels)
+        other = picture.invert()
+        self.assertEqual(other.pixels, bytes(int(f32(255.0 * f32(1.0 - f32(v / 255.0)))) for v in picture.pixels))
+        self.assertEqual(picture.blend(other, 1.0, "normal").pixels, other.pixels)
+        self.assertNotEqual(picture.blur(2, 1.5).pixels, picture.pixels)
+        with self.assertRaises(kiln.KilnError) as caught:
+            picture.blend(other, 0.5, "hue")
+        self.assertIn("blend_mode 'hue'", caught.exception.message)
+
     def test_from_rgb_checks_size(self):
         with self.assertRaises(ValueError):
             kiln.Image.from_rgb(4, 4, bytes(47))

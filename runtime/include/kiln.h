@@ -382,6 +382,28 @@ kiln_status kiln_image_save(const char *path, const kiln_image *img, const kiln_
 /* Frees the pixels and zeroes *img; safe on a zeroed or already freed image. */
 void kiln_image_free(kiln_image *img);
 
+/* ComfyUI's image nodes on 8-bit pictures: each works on the pixels / 255
+ * in float32 as torch does and gives its bytes by SaveImage's rule (255 x,
+ * clipped, truncated); *out a new picture. */
+/* EmptyImage: width x height of color (0xRRGGBB: each channel its byte / 255). */
+kiln_status kiln_image_empty(int width, int height, uint32_t color, kiln_image *out);
+/* ImageInvert: 1 - the picture. */
+kiln_status kiln_image_invert(const kiln_image *img, kiln_image *out);
+/* ImageBlend: image2 (of another size: resized to image1's, bicubic, the
+ * centre cut to its aspect) blended onto image1 by mode ("normal",
+ * "multiply", "screen", "overlay", "soft_light", "difference"), then
+ * image1 (1 - factor) + that factor (factor 0 to 1), clamped to [0, 1]. */
+kiln_status kiln_image_blend(const kiln_image *image1, const kiln_image *image2, double factor, const char *mode,
+                             kiln_image *out);
+/* ImageBlur: the Gaussian of (2 radius + 1)^2 taps over [-1, 1] at sigma
+ * (the node's kernel; sigma above 0, at most 100), the edges mirrored
+ * (radius 1 to 31, below both sides; 0: the picture as it is). */
+kiln_status kiln_image_blur(const kiln_image *img, int radius, double sigma, kiln_image *out);
+/* ImageSharpen: that kernel times -10 alpha (0 to 5), its centre raised so
+ * that it sums to 1, the edges mirrored, clamped to [0, 1]; radius and sigma
+ * as ImageBlur's. */
+kiln_status kiln_image_sharpen(const kiln_image *img, int radius, double sigma, double alpha, kiln_image *out);
+
 /* MASK: weights (1 repaints, or where a prompt acts), (height, width) row-major
  * floats. The calls below are ComfyUI's mask nodes; each makes a new mask
  * in *out, freed with kiln_mask_free. The calls that take a mask as a
@@ -852,7 +874,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * LatentComposite, LatentCompositeMasked, LatentBlend, LatentAdd, LatentSubtract, LatentMultiply,
  * LatentInterpolate, LatentBatch, LatentCrop, LatentFlip, LatentRotate,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
- * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch, ImageCompositeMasked,
+ * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch, ImageCompositeMasked, EmptyImage,
+ * ImageInvert, ImageBlend, ImageBlur, ImageSharpen,
  * ImageFromBatch, SaveImage, PreviewImage (and the
  * Primitive nodes, whose values stand in for the links to them); any
  * other is refused by its id and name. */

@@ -264,6 +264,11 @@ _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_i
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_load_with_mask", c_int, c_char_p, POINTER(_Image), POINTER(_Mask))
 _declare("kiln_mask_free", None, POINTER(_Mask))
+_declare("kiln_image_empty", c_int, c_int, c_int, ctypes.c_uint32, POINTER(_Image))
+_declare("kiln_image_invert", c_int, POINTER(_Image), POINTER(_Image))
+_declare("kiln_image_blend", c_int, POINTER(_Image), POINTER(_Image), c_double, c_char_p, POINTER(_Image))
+_declare("kiln_image_blur", c_int, POINTER(_Image), c_int, c_double, POINTER(_Image))
+_declare("kiln_image_sharpen", c_int, POINTER(_Image), c_int, c_double, c_double, POINTER(_Image))
 _declare("kiln_image_composite_masked", c_int, POINTER(_Image), POINTER(_Image), c_int, c_int, c_bool, POINTER(_Mask),
          POINTER(_Image))
 _declare("kiln_mask_load", c_int, c_char_p, c_char_p, POINTER(_Mask))
@@ -1510,6 +1515,42 @@ class Image(_Owned):
         out = Image()
         _lib.kiln_image_scale(byref(self._c), method.encode(), _c_int("width", width), _c_int("height", height),
                               bool(crop), byref(out._c))
+        return out
+
+    @classmethod
+    def empty(cls, width: int, height: int, color: int = 0) -> "Image":
+        """EmptyImage: width x height of color (0xRRGGBB)."""
+        image = cls()
+        if not 0 <= int(color) <= 0xFFFFFF:
+            raise ValueError(f"color {color:#x}: 0 to 0xFFFFFF")
+        _lib.kiln_image_empty(_c_int("width", width), _c_int("height", height), int(color), byref(image._c))
+        return image
+
+    def invert(self) -> "Image":
+        """ImageInvert: 1 - the picture."""
+        out = Image()
+        _lib.kiln_image_invert(byref(self._c), byref(out._c))
+        return out
+
+    def blend(self, other: "Image", blend_factor: float = 0.5, blend_mode: str = "normal") -> "Image":
+        """ImageBlend: other (resized to this picture's size where it differs)
+        blended onto this one by blend_mode ("normal", "multiply", "screen",
+        "overlay", "soft_light", "difference"), mixed in by blend_factor."""
+        out = Image()
+        _lib.kiln_image_blend(byref(self._c), byref(other._c), float(blend_factor), blend_mode.encode(), byref(out._c))
+        return out
+
+    def blur(self, blur_radius: int = 1, sigma: float = 1.0) -> "Image":
+        """ImageBlur: the node's Gaussian of that radius (1 to 31) and sigma, the edges mirrored."""
+        out = Image()
+        _lib.kiln_image_blur(byref(self._c), _c_int("blur_radius", blur_radius), float(sigma), byref(out._c))
+        return out
+
+    def sharpen(self, sharpen_radius: int = 1, sigma: float = 1.0, alpha: float = 1.0) -> "Image":
+        """ImageSharpen: the node's sharpening kernel of that radius, sigma and alpha."""
+        out = Image()
+        _lib.kiln_image_sharpen(byref(self._c), _c_int("sharpen_radius", sharpen_radius), float(sigma), float(alpha),
+                                byref(out._c))
         return out
 
     def composite_masked(self, source: "Image", x: int = 0, y: int = 0, resize_source: bool = False,
