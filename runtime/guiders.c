@@ -95,8 +95,11 @@ kiln_status three_prompts_call(void *ctx, const float *x, float sigma, float *de
     TRY(kiln_denoiser_call(&t->pair.d, x, sigma, t->pair_out));
     TRY(kiln_denoiser_call(&t->single.d, x, sigma, t->single_out));
     const kiln_denoiser *d = &t->pair.d;
-    if (t->kind == KILN_GUIDER_DUAL_CFG) kiln_dual_cfg(t->pair_out, d->cond_denoised, t->single_out, t->cfg, t->n, denoised);
-    else if (t->kind == KILN_GUIDER_DUAL_CFG_NESTED) kiln_dual_cfg_nested(t->pair_out, t->single_out, t->scale2, t->n, denoised);
-    else kiln_perp_neg(d->cond_denoised, t->single_out, d->uncond_denoised, t->scale2, t->cfg, t->n, denoised);
+    if (t->kind == KILN_GUIDER_DUAL_CFG)
+        kiln_dual_cfg(t->pair_out, d->cond_denoised, t->single_out, t->cfg, t->n, denoised);
+    else if (t->kind == KILN_GUIDER_DUAL_CFG_NESTED)
+        kiln_dual_cfg_nested(t->pair_out, t->single_out, t->scale2, t->n, denoised);
+    else
+        kiln_perp_neg(d->cond_denoised, t->single_out, d->uncond_denoised, t->scale2, t->cfg, t->n, denoised);
     return KILN_OK;
 }

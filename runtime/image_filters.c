@@ -62,7 +62,9 @@ kiln_status kiln_image_invert(const kiln_image *img, kiln_image *out)
     return picture_of(x, img->width, img->height, out);
 }
 
-typedef enum { BLEND_NORMAL, BLEND_MULTIPLY, BLEND_SCREEN, BLEND_OVERLAY, BLEND_SOFT_LIGHT, BLEND_DIFFERENCE } blend_mode;
+typedef enum {
+    BLEND_NORMAL, BLEND_MULTIPLY, BLEND_SCREEN, BLEND_OVERLAY, BLEND_SOFT_LIGHT, BLEND_DIFFERENCE
+} blend_mode;
 
 /* soft_light's g */
 static float soft_light_g(float x) { return x <= 0.25f ? ((16.0f * x - 12.0f) * x + 4.0f) * x : sqrtf(x); }
@@ -212,7 +214,8 @@ kiln_status kiln_image_blur(const kiln_image *img, int radius, double sigma, kil
 kiln_status kiln_image_sharpen(const kiln_image *img, int radius, double sigma, double alpha, kiln_image *out)
 {
     TRY(check_filter("ImageSharpen", img, radius, sigma, out));
-    if (!(alpha >= 0.0 && alpha <= 5.0)) return kiln_fail(KILN_ERR_INVALID_ARG, "ImageSharpen: alpha %g (0 to 5)", alpha);
+    if (!(alpha >= 0.0 && alpha <= 5.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ImageSharpen: alpha %g (0 to 5)", alpha);
     if (radius == 0) return copy_picture(img, out);
     const int k = 2 * radius + 1, centre = k / 2;
     float kernel[63 * 63];

@@ -172,8 +172,8 @@ kiln_status kiln_mask_crop(const kiln_mask *mask, int x, int y, int width, int h
 {
     TRY(check_mask("kiln_mask_crop", mask, out));
     if (x < 0 || y < 0 || width < 1 || height < 1 || x >= mask->width || y >= mask->height)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_mask_crop: %dx%d at (%d, %d) leaves nothing of a %dx%d mask", width,
-                         height, x, y, mask->width, mask->height);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_mask_crop: %dx%d at (%d, %d) leaves nothing of a %dx%d mask",
+                         width, height, x, y, mask->width, mask->height);
     const int w = width < mask->width - x ? width : mask->width - x;
     const int h = height < mask->height - y ? height : mask->height - y;
     TRY(mask_alloc("kiln_mask_crop", w, h, out));
@@ -184,7 +184,9 @@ kiln_status kiln_mask_crop(const kiln_mask *mask, int x, int y, int width, int h
 
 /* "and", "or" and "xor" on the weights rounded (half to even, as
  * torch.round) to 0 or 1. */
-typedef enum { COMPOSITE_MULTIPLY, COMPOSITE_ADD, COMPOSITE_SUBTRACT, COMPOSITE_AND, COMPOSITE_OR, COMPOSITE_XOR } composite_op;
+typedef enum {
+    COMPOSITE_MULTIPLY, COMPOSITE_ADD, COMPOSITE_SUBTRACT, COMPOSITE_AND, COMPOSITE_OR, COMPOSITE_XOR
+} composite_op;
 
 static float composite_one(composite_op op, float d, float s)
 {

@@ -44,6 +44,18 @@ const char *golden_meta(kiln_st_file *f, const char *key)
     return v;
 }
 
+kiln_image golden_picture(kiln_st_file *f, const char *name)
+{
+    golden g = golden_read(f, name);
+    assert_int_equal(g.ndim, 3);
+    assert_int_equal(g.shape[2], 3);
+    kiln_image img = {.width = (int)g.shape[1], .height = (int)g.shape[0], .channels = 3, .pixels = malloc(g.count)};
+    assert_non_null(img.pixels);
+    for (size_t i = 0; i < g.count; i++) img.pixels[i] = (uint8_t)g.data[i];
+    golden_free(&g);
+    return img;
+}
+
 int golden_pixels_worst(const kiln_image *images, int n, const golden *pixels)
 {
     const int H = (int)pixels->shape[1], W = (int)pixels->shape[2];

@@ -31,6 +31,10 @@ int golden_pixels_worst(const kiln_image *images, int n, const golden *pixels);
  * further; the test fails otherwise. */
 void golden_assert_steps(const char *label, const float *have, const golden *want, double step, int most_off);
 
+/* A golden (H, W, 3) of bytes as an 8-bit picture the test owns
+ * (kiln_image_free). */
+kiln_image golden_picture(kiln_st_file *f, const char *name);
+
 /* A `__metadata__` value of the golden file; fails the test if absent. */
 const char *golden_meta(kiln_st_file *f, const char *key);
 

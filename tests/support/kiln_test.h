@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -22,6 +23,15 @@ double kiln_rel_l2(const float *a, const float *b, size_t n);
     do {                                                                                      \
         kiln_status st_ = (st);                                                               \
         if (st_ != KILN_OK) fail_msg("%s: %s", kiln_status_name(st_), kiln_last_error());    \
+    } while (0)
+
+/* Fails unless the call fails, its message naming `says`. */
+#define assert_refused_naming(call, says)                                                                           \
+    do {                                                                                                     \
+        kiln_status st__ = (call);                                                                           \
+        if (st__ == KILN_OK) fail_msg("%s succeeded", #call);                                                \
+        if (!strstr(kiln_last_error(), (says)))                                                              \
+            fail_msg("%s: message '%s' does not name '%s'", #call, kiln_last_error(), (says));              \
     } while (0)
 
 /* Fails unless rel_l2(a, b) <= tol, printing the error and the tolerance. */
