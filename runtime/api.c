@@ -246,6 +246,27 @@ kiln_status kiln_image_composite_masked(const kiln_image *destination, const kil
     return st;
 }
 
+kiln_status kiln_image_flip_rotate(const kiln_image *img, bool flip_rows, bool flip_columns, int quarter_turns,
+                                   kiln_image *out)
+{
+    if (!img || !img->pixels || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_flip_rotate: no picture or place");
+    *out = (kiln_image){0};
+    /* LatentFlip's and LatentRotate's moves on the three planes (each byte / 255 comes back to itself) */
+    kiln_latent planes = {.data = malloc((size_t)3 * img->width * img->height * sizeof(float)), .batch = 1,
+                          .channels = 3, .height = img->height, .width = img->width},
+                moved = {0};
+    kiln_status st = planes.data ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "kiln_image_flip_rotate: out of host "
+                                                       "memory");
+    if (st == KILN_OK) {
+        kiln_image_to_unit(img, planes.data);
+        st = kiln_latent_flip_rotate(&planes, flip_rows, flip_columns, quarter_turns, &moved);
+    }
+    if (st == KILN_OK) st = kiln_image_from_unit(moved.data, moved.height, moved.width, out);
+    free(planes.data);
+    kiln_latent_free(&moved);
+    return st;
+}
+
 kiln_status kiln_image_scale(const kiln_image *img, const char *method, int width, int height, bool crop,
                              kiln_image *out)
 {

@@ -1297,6 +1297,48 @@ static kiln_status image_filter_node(wf_run *r, wf_node *n, const char *c)
     return KILN_OK;
 }
 
+/* A Flip node's flip_method ("x-axis: vertically": the rows, "y-axis:
+ * horizontally": the columns) or a Rotate node's rotation (quarter turns
+ * clockwise), as LatentFlip / ImageFlip and LatentRotate / ImageRotate
+ * name them. */
+static kiln_status flip_or_turn(const wf_node *n, bool flip, bool *rows, bool *columns, int *turns)
+{
+    *rows = *columns = false, *turns = 0;
+    if (flip) {
+        const char *method;
+        TRY(text(n, "flip_method", &method));
+        *rows = strcmp(method, "x-axis: vertically") == 0, *columns = !*rows;
+        if (!*rows && strcmp(method, "y-axis: horizontally"))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "flip_method '%s': x-axis: vertically or y-axis: horizontally",
+                             method);
+        return KILN_OK;
+    }
+    const char *rotation;
+    TRY(text(n, "rotation", &rotation));
+    static const char *const names[4] = {"none", "90 degrees", "180 degrees", "270 degrees"};
+    while (*turns < 4 && strcmp(rotation, names[*turns])) ++*turns;
+    if (*turns == 4)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "rotation '%s': none, 90 degrees, 180 degrees or 270 degrees",
+                         rotation);
+    return KILN_OK;
+}
+
+/* ImageFlip's and ImageRotate's pictures, picture by picture. */
+static kiln_status image_flip_rotate_node(wf_run *r, wf_node *n, bool flip)
+{
+    wf_value *in, *out = &n->out[0];
+    bool rows, columns;
+    int turns;
+    TRY(linked(r, n, "image", WF_IMAGE, &in));
+    TRY(flip_or_turn(n, flip, &rows, &columns, &turns));
+    out->kind = WF_IMAGE;
+    if (!(out->images = calloc((size_t)in->nimages, sizeof *out->images)))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int k = 0; k < in->nimages; k++, out->nimages++)
+        TRY(node_status(n, kiln_image_flip_rotate(&in->images[k], rows, columns, turns, &out->images[k])));
+    return KILN_OK;
+}
+
 /* ComfyUI's mask nodes: SolidMask, InvertMask, ThresholdMask, CropMask,
  * MaskComposite, FeatherMask, GrowMask, ImageToMask (of one picture) and
  * MaskToImage, as the kiln_mask_ calls make them. */
@@ -1416,24 +1458,11 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
         static const char *const names[4] = {"x", "y", "width", "height"};
         for (int k = 0; k < 4; k++) TRY(integer(n, names[k], k < 2 ? 0 : 8, KILN_IMAGE_MAX_SIDE, &box[k]));
         st = kiln_latent_crop(a, box[0] / 8, box[1] / 8, box[2] / 8, box[3] / 8, out);
-    } else if (strcmp(c, "LatentFlip") == 0) {
-        const char *method;
-        TRY(text(n, "flip_method", &method));
-        const bool rows = strcmp(method, "x-axis: vertically") == 0;
-        if (!rows && strcmp(method, "y-axis: horizontally"))
-            return node_fail(n, KILN_ERR_INVALID_ARG, "flip_method '%s': x-axis: vertically or y-axis: horizontally",
-                             method);
-        st = kiln_latent_flip_rotate(a, rows, !rows, 0, out);
     } else {
-        const char *rotation;
-        TRY(text(n, "rotation", &rotation));
-        static const char *const turns[4] = {"none", "90 degrees", "180 degrees", "270 degrees"};
-        int k = 0;
-        while (k < 4 && strcmp(rotation, turns[k])) k++;
-        if (k == 4)
-            return node_fail(n, KILN_ERR_INVALID_ARG, "rotation '%s': none, 90 degrees, 180 degrees or 270 degrees",
-                             rotation);
-        st = kiln_latent_flip_rotate(a, false, false, k, out);
+        bool rows, columns;
+        int turns;
+        TRY(flip_or_turn(n, strcmp(c, "LatentFlip") == 0, &rows, &columns, &turns));
+        st = kiln_latent_flip_rotate(a, rows, columns, turns, out);
     }
     return node_status(n, st);
 }
@@ -2696,6 +2725,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "EmptyImage") == 0 || strcmp(c, "ImageInvert") == 0 || strcmp(c, "ImageBlend") == 0 ||
              strcmp(c, "ImageBlur") == 0 || strcmp(c, "ImageSharpen") == 0)
         st = image_filter_node(r, n, c);
+    else if (strcmp(c, "ImageFlip") == 0 || strcmp(c, "ImageRotate") == 0)
+        st = image_flip_rotate_node(r, n, c[5] == 'F');
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||
              strcmp(c, "ControlNetInpaintingAliMamaApply") == 0 || strcmp(c, "ControlNetApply") == 0)
         st = controlnet_apply(r, n, c[10] == 'I', c[15] == '\0'); /* ApplySD3: Advanced's deprecated SD3 name */

@@ -313,6 +313,13 @@ class ImageFiles(unittest.TestCase):
         self.assertEqual(other.pixels, bytes(int(f32(255.0 * f32(1.0 - f32(v / 255.0)))) for v in picture.pixels))
         self.assertEqual(picture.blend(other, 1.0, "normal").pixels, other.pixels)
         self.assertNotEqual(picture.blur(2, 1.5).pixels, picture.pixels)
+        # ImageRotate 90 degrees clockwise: the first row of the result is the first column read upwards
+        w, h, turned = picture.width, picture.height, picture.rotate(90)
+        self.assertEqual((turned.width, turned.height), (h, w))
+        first_column_upwards = b"".join(picture.pixels[3 * w * y:3 * w * y + 3] for y in reversed(range(h)))
+        self.assertEqual(turned.pixels[:3 * h], first_column_upwards)
+        self.assertEqual(picture.flip(True).flip(True).pixels, picture.pixels)
+        self.assertEqual(picture.flip(False).pixels[:3], picture.pixels[3 * (w - 1):3 * w])
         with self.assertRaises(kiln.KilnError) as caught:
             picture.blend(other, 0.5, "hue")
         self.assertIn("blend_mode 'hue'", caught.exception.message)

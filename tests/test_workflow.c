@@ -1563,8 +1563,8 @@ static void image_composite_masked_node(void **state)
     kiln_image_free(&src), kiln_image_free(&dest);
 }
 
-/* EmptyImage, ImageBlur, ImageSharpen, ImageInvert and ImageBlend (onto a
- * picture of another size: resized) chained: the library's calls' picture,
+/* EmptyImage, ImageBlur, ImageSharpen, ImageRotate, ImageFlip, ImageInvert
+ * and ImageBlend (onto a picture of another size: resized) chained: the library's calls' picture,
  * byte for byte (each call's bytes are test_image_ops'). */
 static void image_filter_nodes(void **state)
 {
@@ -1574,16 +1574,21 @@ static void image_filter_nodes(void **state)
         "\"71\": {\"class_type\": \"ImageBlur\", \"inputs\": {\"image\": [\"11\", 0], \"blur_radius\": 2, \"sigma\": 1.5}}, "
         "\"72\": {\"class_type\": \"ImageSharpen\", \"inputs\": {\"image\": [\"71\", 0], \"sharpen_radius\": 1, "
         "\"sigma\": 1, \"alpha\": 0.5}}, "
-        "\"73\": {\"class_type\": \"ImageInvert\", \"inputs\": {\"image\": [\"72\", 0]}}, "
+        "\"76\": {\"class_type\": \"ImageRotate\", \"inputs\": {\"image\": [\"72\", 0], \"rotation\": \"270 degrees\"}}, "
+        "\"77\": {\"class_type\": \"ImageFlip\", \"inputs\": {\"image\": [\"76\", 0], \"flip_method\": "
+        "\"y-axis: horizontally\"}}, "
+        "\"73\": {\"class_type\": \"ImageInvert\", \"inputs\": {\"image\": [\"77\", 0]}}, "
         "\"74\": {\"class_type\": \"EmptyImage\", \"inputs\": {\"width\": 12, \"height\": 9, \"batch_size\": 1, "
         "\"color\": 3368601}}, "
         "\"75\": {\"class_type\": \"ImageBlend\", \"inputs\": {\"image1\": [\"73\", 0], \"image2\": [\"74\", 0], "
         "\"blend_factor\": 0.4, \"blend_mode\": \"overlay\"}}, "
         "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"75\", 0]}}}";
-    kiln_image step[6];
+    kiln_image step[8];
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &step[0]));
     assert_kiln_ok(kiln_image_blur(&step[0], 2, 1.5, &step[1]));
-    assert_kiln_ok(kiln_image_sharpen(&step[1], 1, 1.0, 0.5, &step[2]));
+    assert_kiln_ok(kiln_image_sharpen(&step[1], 1, 1.0, 0.5, &step[6]));
+    assert_kiln_ok(kiln_image_flip_rotate(&step[6], false, false, 3, &step[7]));
+    assert_kiln_ok(kiln_image_flip_rotate(&step[7], false, true, 0, &step[2]));
     assert_kiln_ok(kiln_image_invert(&step[2], &step[3]));
     assert_kiln_ok(kiln_image_empty(12, 9, 3368601, &step[4]));
     assert_kiln_ok(kiln_image_blend(&step[3], &step[4], 0.4, "overlay", &step[5]));
@@ -1591,10 +1596,10 @@ static void image_filter_nodes(void **state)
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, graph, &options, &images, &count));
     assert_int_equal(count, 1);
-    assert_int_equal(images[0].width, 20), assert_int_equal(images[0].height, 17);
+    assert_int_equal(images[0].width, 17), assert_int_equal(images[0].height, 20);
     assert_memory_equal(images[0].pixels, step[5].pixels, 20 * 17 * 3);
     kiln_images_free(images, count);
-    for (int k = 0; k < 6; k++) kiln_image_free(&step[k]);
+    for (int k = 0; k < 8; k++) kiln_image_free(&step[k]);
 }
 
 static void refusals(void **state)

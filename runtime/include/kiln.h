@@ -404,6 +404,12 @@ kiln_status kiln_image_blur(const kiln_image *img, int radius, double sigma, kil
  * as ImageBlur's. */
 kiln_status kiln_image_sharpen(const kiln_image *img, int radius, double sigma, double alpha, kiln_image *out);
 
+/* ImageRotate (quarter_turns clockwise, 0 to 3) and ImageFlip (flip_rows:
+ * "x-axis: vertically", flip_columns: "y-axis: horizontally"), the turn
+ * first, as kiln_latent_flip_rotate moves a latent. */
+kiln_status kiln_image_flip_rotate(const kiln_image *img, bool flip_rows, bool flip_columns, int quarter_turns,
+                                   kiln_image *out);
+
 /* MASK: weights (1 repaints, or where a prompt acts), (height, width) row-major
  * floats. The calls below are ComfyUI's mask nodes; each makes a new mask
  * in *out, freed with kiln_mask_free. The calls that take a mask as a
@@ -875,7 +881,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * LatentInterpolate, LatentBatch, LatentCrop, LatentFlip, LatentRotate,
  * UpscaleModelLoader, ImageUpscaleWithModel, ImageScale, ImageScaleBy,
  * ImageScaleToTotalPixels, ImageBatch, ImageCrop, RepeatImageBatch, ImageCompositeMasked, EmptyImage,
- * ImageInvert, ImageBlend, ImageBlur, ImageSharpen,
+ * ImageInvert, ImageBlend, ImageBlur, ImageSharpen, ImageFlip, ImageRotate,
  * ImageFromBatch, SaveImage, PreviewImage (and the
  * Primitive nodes, whose values stand in for the links to them); any
  * other is refused by its id and name. */

@@ -266,6 +266,7 @@ _declare("kiln_image_load_with_mask", c_int, c_char_p, POINTER(_Image), POINTER(
 _declare("kiln_mask_free", None, POINTER(_Mask))
 _declare("kiln_image_empty", c_int, c_int, c_int, ctypes.c_uint32, POINTER(_Image))
 _declare("kiln_image_invert", c_int, POINTER(_Image), POINTER(_Image))
+_declare("kiln_image_flip_rotate", c_int, POINTER(_Image), c_bool, c_bool, c_int, POINTER(_Image))
 _declare("kiln_image_blend", c_int, POINTER(_Image), POINTER(_Image), c_double, c_char_p, POINTER(_Image))
 _declare("kiln_image_blur", c_int, POINTER(_Image), c_int, c_double, POINTER(_Image))
 _declare("kiln_image_sharpen", c_int, POINTER(_Image), c_int, c_double, c_double, POINTER(_Image))
@@ -1538,6 +1539,20 @@ class Image(_Owned):
         "overlay", "soft_light", "difference"), mixed in by blend_factor."""
         out = Image()
         _lib.kiln_image_blend(byref(self._c), byref(other._c), float(blend_factor), blend_mode.encode(), byref(out._c))
+        return out
+
+    def flip(self, vertically: bool) -> "Image":
+        """ImageFlip: vertically ("x-axis") or horizontally ("y-axis")."""
+        out = Image()
+        _lib.kiln_image_flip_rotate(byref(self._c), bool(vertically), not vertically, 0, byref(out._c))
+        return out
+
+    def rotate(self, degrees: int) -> "Image":
+        """ImageRotate: 0, 90, 180 or 270 degrees clockwise."""
+        if degrees not in (0, 90, 180, 270):
+            raise ValueError(f"rotate {degrees}: 0, 90, 180 or 270")
+        out = Image()
+        _lib.kiln_image_flip_rotate(byref(self._c), False, False, degrees // 90, byref(out._c))
         return out
 
     def blur(self, blur_radius: int = 1, sigma: float = 1.0) -> "Image":
