@@ -1397,17 +1397,11 @@ class Latent(_Owned):
 
     def flip(self, vertically: bool) -> "Latent":
         """LatentFlip: vertically ("x-axis") or horizontally ("y-axis")."""
-        out = Latent()
-        _lib.kiln_latent_flip_rotate(byref(self._c), bool(vertically), not vertically, 0, byref(out._c))
-        return out
+        return _flip_rotate(self, _lib.kiln_latent_flip_rotate, vertically=bool(vertically))
 
     def rotate(self, degrees: int) -> "Latent":
         """LatentRotate: 0, 90, 180 or 270 degrees clockwise."""
-        if degrees not in (0, 90, 180, 270):
-            raise ValueError(f"rotate {degrees}: 0, 90, 180 or 270")
-        out = Latent()
-        _lib.kiln_latent_flip_rotate(byref(self._c), False, False, degrees // 90, byref(out._c))
-        return out
+        return _flip_rotate(self, _lib.kiln_latent_flip_rotate, degrees=degrees)
 
     def from_batch(self, batch_index: int, length: int = 1) -> "Latent":
         """LatentFromBatch: `length` images from image `batch_index` on,
@@ -1543,17 +1537,11 @@ class Image(_Owned):
 
     def flip(self, vertically: bool) -> "Image":
         """ImageFlip: vertically ("x-axis") or horizontally ("y-axis")."""
-        out = Image()
-        _lib.kiln_image_flip_rotate(byref(self._c), bool(vertically), not vertically, 0, byref(out._c))
-        return out
+        return _flip_rotate(self, _lib.kiln_image_flip_rotate, vertically=bool(vertically))
 
     def rotate(self, degrees: int) -> "Image":
         """ImageRotate: 0, 90, 180 or 270 degrees clockwise."""
-        if degrees not in (0, 90, 180, 270):
-            raise ValueError(f"rotate {degrees}: 0, 90, 180 or 270")
-        out = Image()
-        _lib.kiln_image_flip_rotate(byref(self._c), False, False, degrees // 90, byref(out._c))
-        return out
+        return _flip_rotate(self, _lib.kiln_image_flip_rotate, degrees=degrees)
 
     def blur(self, blur_radius: int = 1, sigma: float = 1.0) -> "Image":
         """ImageBlur: the node's Gaussian of that radius (1 to 31) and sigma, the edges mirrored."""
@@ -1675,6 +1663,15 @@ class Mask(_Owned):
 
     def __repr__(self) -> str:
         return f"<kiln.Mask {self.width}x{self.height}>"
+
+
+def _flip_rotate(value, function, vertically: Optional[bool] = None, degrees: int = 0):
+    """A Latent's or Image's flip (vertically or not: horizontally) or clockwise turn, by its library call."""
+    if degrees not in (0, 90, 180, 270):
+        raise ValueError(f"rotate {degrees}: 0, 90, 180 or 270")
+    out = type(value)()
+    function(byref(value._c), vertically is True, vertically is False, degrees // 90, byref(out._c))
+    return out
 
 
 def _mask_weights(mask: Union["Image", "Mask"]):
