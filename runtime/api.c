@@ -218,9 +218,9 @@ kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int ba
 kiln_status kiln_image_composite_masked(const kiln_image *destination, const kiln_image *source, int x, int y,
                                         bool resize_source, const kiln_mask *mask, kiln_image *out)
 {
+    if (out) *out = (kiln_image){0};
     if (!destination || !destination->pixels || !source || !source->pixels || !out)
         return kiln_fail(KILN_ERR_INVALID_ARG, "ImageCompositeMasked: no destination, source or place");
-    *out = (kiln_image){0};
     if (x < 0 || y < 0 || (mask && !mask->weights))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ImageCompositeMasked: x %d and y %d (at or past 0)%s", x, y,
                          mask && !mask->weights ? ", a mask without weights" : "");
@@ -249,8 +249,8 @@ kiln_status kiln_image_composite_masked(const kiln_image *destination, const kil
 kiln_status kiln_image_flip_rotate(const kiln_image *img, bool flip_rows, bool flip_columns, int quarter_turns,
                                    kiln_image *out)
 {
+    if (out) *out = (kiln_image){0};
     if (!img || !img->pixels || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_flip_rotate: no picture or place");
-    *out = (kiln_image){0};
     /* LatentFlip's and LatentRotate's moves on the three planes (each byte / 255 comes back to itself) */
     kiln_latent planes = {.data = malloc((size_t)3 * img->width * img->height * sizeof(float)), .batch = 1,
                           .channels = 3, .height = img->height, .width = img->width},

@@ -184,8 +184,8 @@ static kiln_status convolve(const char *what, const kiln_image *img, int r, cons
 /* The radius and sigma the nodes take; radius 0 leaves the picture as it is. */
 static kiln_status check_filter(const char *what, const kiln_image *img, int radius, double sigma, kiln_image *out)
 {
+    if (out) *out = (kiln_image){0};
     if (!img || !img->pixels || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no picture or no place", what);
-    *out = (kiln_image){0};
     if (radius < 0 || radius > 31 || (radius && (radius >= img->width || radius >= img->height)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: radius %d (0 to 31, below the %dx%d picture's sides)", what,
                          radius, img->width, img->height);

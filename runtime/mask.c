@@ -46,6 +46,7 @@ static kiln_status check_mask(const char *what, const kiln_mask *mask, const voi
 /* A copy of the mask, for the nodes that change it in place. */
 static kiln_status mask_copy(const char *what, const kiln_mask *mask, kiln_mask *out)
 {
+    if (out) *out = (kiln_mask){0};
     TRY(check_mask(what, mask, out));
     TRY(mask_alloc(what, mask->width, mask->height, out));
     memcpy(out->weights, mask->weights, (size_t)mask->width * mask->height * sizeof(float));
@@ -86,8 +87,8 @@ static kiln_status weights_of_file(const char *path, const kiln_image *picture, 
 
 kiln_status kiln_mask_load(const char *path, const char *channel, kiln_mask *out)
 {
+    if (out) *out = (kiln_mask){0};
     if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_mask_load: no path or no place for the mask");
-    *out = (kiln_mask){0};
     int c = 0;
     TRY(channel_index("kiln_mask_load", channel, true, &c));
     kiln_image picture, alpha;
@@ -100,9 +101,10 @@ kiln_status kiln_mask_load(const char *path, const char *channel, kiln_mask *out
 
 kiln_status kiln_image_load_with_mask(const char *path, kiln_image *image, kiln_mask *mask)
 {
+    if (image) *image = (kiln_image){0};
+    if (mask) *mask = (kiln_mask){0};
     if (!path || !image || !mask)
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_load_with_mask: no path or no place for the image or mask");
-    *mask = (kiln_mask){0};
     kiln_image alpha;
     bool color_key;
     TRY(kiln_image_load_alpha(path, image, &alpha, &color_key));
@@ -126,6 +128,7 @@ kiln_status kiln_mask_solid(float value, int width, int height, kiln_mask *out)
 
 kiln_status kiln_mask_from_image(const kiln_image *img, const char *channel, kiln_mask *out)
 {
+    if (out) *out = (kiln_mask){0};
     if (!img || !img->pixels || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_mask_from_image: no image or place");
     int c = 0;
     TRY(channel_index("kiln_mask_from_image", channel, false, &c));
@@ -136,6 +139,7 @@ kiln_status kiln_mask_from_image(const kiln_image *img, const char *channel, kil
 
 kiln_status kiln_mask_to_image(const kiln_mask *mask, kiln_image *out)
 {
+    if (out) *out = (kiln_image){0};
     TRY(check_mask("kiln_mask_to_image", mask, out));
     TRY(kiln_image_alloc(out, mask->width, mask->height));
     for (size_t i = 0; i < (size_t)mask->width * mask->height; i++)
@@ -145,6 +149,7 @@ kiln_status kiln_mask_to_image(const kiln_mask *mask, kiln_image *out)
 
 kiln_status kiln_mask_picture(const kiln_mask *mask, kiln_image *out)
 {
+    if (out) *out = (kiln_image){0};
     TRY(check_mask("kiln_mask_picture", mask, out));
     TRY(kiln_image_alloc(out, mask->width, mask->height));
     for (size_t i = 0; i < (size_t)mask->width * mask->height; i++) {
@@ -170,6 +175,7 @@ kiln_status kiln_mask_threshold(const kiln_mask *mask, float value, kiln_mask *o
 
 kiln_status kiln_mask_crop(const kiln_mask *mask, int x, int y, int width, int height, kiln_mask *out)
 {
+    if (out) *out = (kiln_mask){0};
     TRY(check_mask("kiln_mask_crop", mask, out));
     if (x < 0 || y < 0 || width < 1 || height < 1 || x >= mask->width || y >= mask->height)
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_mask_crop: %dx%d at (%d, %d) leaves nothing of a %dx%d mask",
@@ -203,6 +209,7 @@ static float composite_one(composite_op op, float d, float s)
 kiln_status kiln_mask_composite(const kiln_mask *destination, const kiln_mask *source, int x, int y,
                                 const char *operation, kiln_mask *out)
 {
+    if (out) *out = (kiln_mask){0};
     static const char *const names[] = {"multiply", "add", "subtract", "and", "or", "xor"};
     int op = -1;
     for (int k = 0; operation && k < 6; k++)
@@ -237,6 +244,7 @@ static void scale_line(kiln_mask *m, bool column, int at, float rate)
 
 kiln_status kiln_mask_feather(const kiln_mask *mask, int left, int top, int right, int bottom, kiln_mask *out)
 {
+    if (out) *out = (kiln_mask){0};
     if (left < 0 || top < 0 || right < 0 || bottom < 0)
         return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_mask_feather: a negative fade (%d, %d, %d, %d)", left, top, right,
                          bottom);

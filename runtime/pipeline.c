@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "cond_area.h"
-#include "guiders.h"
 #include "cpu_ref.h"
+#include "guiders.h"
 #include "inpaint.h"
 #include "prompt.h"
 #include "resample.h"

@@ -462,6 +462,39 @@ static void free_is_safe(void **state)
     assert_null(m.weights);
     assert_int_equal(m.width, 0);
     kiln_mask_free(&m);
+    /* a refused call leaves its output zeroed, whatever it held, so that freeing it is safe */
+    float stale;
+    kiln_image picture = {.width = 2, .height = 2, .pixels = (uint8_t *)&stale};
+    const kiln_mask held = {.width = 3, .height = 3, .weights = &stale};
+#define LEAVES_ZEROED(call, field)                                                                            \
+    do {                                                                                                      \
+        assert_int_not_equal((call), KILN_OK);                                                                \
+        assert_null(field);                                                                                   \
+    } while (0)
+    m = held;
+    LEAVES_ZEROED(kiln_mask_load(NULL, "red", &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_from_image(NULL, "red", &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_invert(NULL, &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_threshold(NULL, 0.5f, &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_crop(NULL, 0, 0, 1, 1, &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_composite(NULL, NULL, 0, 0, "nand", &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_feather(NULL, -1, 0, 0, 0, &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_mask_grow(NULL, 1, true, &m), m.weights);
+    m = held;
+    LEAVES_ZEROED(kiln_image_load_with_mask(NULL, &picture, &m), m.weights);
+    assert_null(picture.pixels);
+    picture.pixels = (uint8_t *)&stale;
+    LEAVES_ZEROED(kiln_mask_to_image(NULL, &picture), picture.pixels);
+    picture.pixels = (uint8_t *)&stale;
+    LEAVES_ZEROED(kiln_mask_picture(NULL, &picture), picture.pixels);
+#undef LEAVES_ZEROED
 }
 
 /* ImageCompositeMasked on pictures of known bytes, the source at (2, 1) and
