@@ -130,6 +130,8 @@ kiln_shader(pad2d              pad2d.comp)
 kiln_shader(upsample_nearest2x upsample_nearest2x.comp)
 kiln_shader(timestep_embedding timestep_embedding.comp)
 kiln_shader(transpose          transpose.comp)
+kiln_shader(freeu_backbone     freeu_backbone.comp)
+kiln_shader(fourier_filter     fourier_filter.comp)
 
 function(kiln_add_shaders target)
   set(src_dir ${CMAKE_SOURCE_DIR}/shaders)

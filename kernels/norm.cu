@@ -1,5 +1,6 @@
-// Normalisations: group norm (+ fused SiLU), the row norms (layer norm, RMS
-// norm, adaLN), row softmax.
+// Normalisations and other reductions over a row, plane or image: group norm
+// (+ fused SiLU), the row norms (layer norm, RMS norm, adaLN), row softmax,
+// FreeU's backbone scaling and skip filter.
 // Like runtime/cpu_ref.c, statistics take two passes (the mean, then the
 // squared deviations from it), which stays accurate when the mean is large
 // against the spread.
@@ -168,6 +169,123 @@ __global__ void softmax_kernel(const float *x, float *y, int M, int N)
     for (int n = lane; n < N; n += CUDA_WARP) out[n] = expf(row[n] - mx) / denom;
 }
 
+// ---- FreeU (ops.h: kiln_freeu_backbone_params, kiln_fourier_filter_params).
+// Both are small next to the decoder block's convs, so each image (v2) or
+// plane (the filter) is one block, reduced and then rewritten by it: no
+// scratch, and each thread reads a pixel before writing it, so y may be x.
+
+struct reduce_sum { __device__ float operator()(float a, float b) const { return a + b; } };
+struct reduce_max { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+
+// Each of v's K values combined over the block by op, returned to every
+// thread; partial is shared scratch, one row per value. Several values share
+// the two barriers.
+template <int K, typename Op>
+__device__ __forceinline__ void block_reduce(float (&v)[K], float (*partial)[CUDA_WARP], Op op)
+{
+    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP, nwarps = blockDim.x / CUDA_WARP;
+    for (int k = 0; k < K; k++)
+        for (int off = CUDA_WARP / 2; off > 0; off /= 2) v[k] = op(v[k], __shfl_xor_sync(CUDA_FULL_MASK, v[k], off));
+    __syncthreads(); // partial may still be read from a previous call
+    if (lane == 0)
+        for (int k = 0; k < K; k++) partial[k][warp] = v[k];
+    __syncthreads();
+    for (int k = 0; k < K; k++) {
+        v[k] = partial[k][0];
+        for (int w = 1; w < nwarps; w++) v[k] = op(v[k], partial[k][w]);
+    }
+}
+
+// FreeU v1: the first C/2 channels of x (N,C,HW) times b.
+#define FREEU_THREADS 256
+__global__ void freeu_scale_kernel(const float *x, float *y, int64_t n, int C, int HW, float b)
+{
+    GRID_STRIDE(i, n) y[i] = (int)(i / HW % C) < C / 2 ? x[i] * b : x[i];
+}
+
+// Summed in channel order, as the reference sums, so both passes and the CPU
+// see the same means and thus the same min and max.
+__device__ __forceinline__ float freeu_pixel_mean(const float *x, int C, int HW, int i)
+{
+    float sum = 0.0f;
+    for (int c = 0; c < C; c++) sum += x[(int64_t)c * HW + i];
+    return sum / (float)C;
+}
+
+// FreeU v2: one block per image of x (N,C,HW). Big blocks, since a batch
+// has only a few images.
+#define FREEU_V2_THREADS 1024
+__global__ void __launch_bounds__(FREEU_V2_THREADS)
+    freeu_v2_kernel(const float *x, float *y, int C, int HW, float b)
+{
+    __shared__ float partial[2][CUDA_WARP];
+    const float *xn = x + (int64_t)blockIdx.x * C * HW;
+    float *yn = y + (int64_t)blockIdx.x * C * HW;
+    // the min as the max of the negated means: one reduction for both
+    float top[2] = {-INFINITY, -INFINITY};
+    for (int i = threadIdx.x; i < HW; i += blockDim.x) {
+        float m = freeu_pixel_mean(xn, C, HW, i);
+        top[0] = fmaxf(top[0], m);
+        top[1] = fmaxf(top[1], -m);
+    }
+    block_reduce(top, partial, reduce_max{});
+    const float hi = top[0], lo = -top[1];
+    for (int i = threadIdx.x; i < HW; i += blockDim.x) {
+        // a flat image gives 0/0 = NaN here, as torch does
+        float factor = (b - 1.0f) * ((freeu_pixel_mean(xn, C, HW, i) - lo) / (hi - lo)) + 1.0f;
+        for (int c = 0; c < C; c++) {
+            int64_t at = (int64_t)c * HW + i;
+            yn[at] = c < C / 2 ? xn[at] * factor : xn[at];
+        }
+    }
+}
+
+// e^(2 pi i k / n), the angle rounded to float as the reference rounds it.
+// Accurate sincosf (no fast math): the CPU takes cosf and sinf.
+__device__ __forceinline__ void fourier_twiddle(int k, int n, float *c, float *s)
+{
+    sincosf(2.0f * (float)M_PI * (float)k / (float)n, s, c);
+}
+
+// FreeU's skip filter, one block per (H,W) plane of x (N,C,H,W): the plane's
+// spectrum at the frequencies 0 and -1 of each axis (cpu_ref_fourier_filter's
+// comment), then x plus (s - 1) times their part of x. The twiddles are
+// recomputed per pixel rather than tabled, so no plane is too wide for
+// shared memory.
+#define FOURIER_THREADS 256
+__global__ void __launch_bounds__(FOURIER_THREADS)
+    fourier_filter_kernel(const float *x, float *y, int H, int W, float s)
+{
+    __shared__ float partial[7][CUDA_WARP];
+    const int HW = H * W;
+    const float *xp = x + (int64_t)blockIdx.x * HW;
+    float *yp = y + (int64_t)blockIdx.x * HW;
+    // X(0,0); X(-1,0), X(0,-1), X(-1,-1) as real and imaginary parts
+    float X[7] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = threadIdx.x; i < HW; i += blockDim.x) {
+        float ch, sh, cw, sw;
+        fourier_twiddle(i / W, H, &ch, &sh);
+        fourier_twiddle(i % W, W, &cw, &sw);
+        float v = xp[i];
+        X[0] += v;
+        X[1] += v * ch, X[2] += v * sh;
+        X[3] += v * cw, X[4] += v * sw;
+        X[5] += v * (ch * cw - sh * sw), X[6] += v * (sh * cw + ch * sw);
+    }
+    block_reduce(X, partial, reduce_sum{});
+    // an axis of 1 has no frequency -1 of its own: it is 0 again
+    const float rows = H > 1 ? 1.0f : 0.0f, cols = W > 1 ? 1.0f : 0.0f;
+    for (int i = threadIdx.x; i < HW; i += blockDim.x) {
+        float ch, sh, cw, sw;
+        fourier_twiddle(i / W, H, &ch, &sh);
+        fourier_twiddle(i % W, W, &cw, &sw);
+        float c11 = ch * cw - sh * sw, s11 = sh * cw + ch * sw;
+        float low = X[0] + rows * (X[1] * ch + X[2] * sh) + cols * (X[3] * cw + X[4] * sw) +
+                    rows * cols * (X[5] * c11 + X[6] * s11);
+        yp[i] = xp[i] + (s - 1.0f) * (low / (float)HW);
+    }
+}
+
 extern "C" kiln_status cuda_group_norm(kiln_backend *be, const kiln_group_norm_params *p,
                                        const kiln_tensor *const *src, kiln_tensor *dst)
 {
@@ -221,5 +339,41 @@ extern "C" kiln_status cuda_softmax(kiln_backend *be, const kiln_softmax_params 
     softmax_kernel<<<cuda_blocks(p->M, SOFTMAX_WARPS), SOFTMAX_WARPS * CUDA_WARP, 0, s->stream>>>(
         (const float *)cuda_ptr(src[0]), (float *)cuda_ptr(dst), p->M, p->N);
     CUDA_TRY_LAUNCH("softmax_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_freeu_backbone(kiln_backend *be, const kiln_freeu_backbone_params *p,
+                                           const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    const float *x = (const float *)cuda_ptr(src[0]);
+    float *y = (float *)cuda_ptr(dst);
+    if (!p->v2) {
+        int64_t n = (int64_t)p->N * p->C * p->HW;
+        unsigned blocks = cuda_stride_blocks(n, FREEU_THREADS);
+        freeu_scale_kernel<<<blocks, FREEU_THREADS, 0, s->stream>>>(x, y, n, p->C, p->HW, p->b);
+        CUDA_TRY_LAUNCH("freeu_scale_kernel");
+        return KILN_OK;
+    }
+    // images on x, which takes any int32 N
+    freeu_v2_kernel<<<(unsigned)p->N, FREEU_V2_THREADS, 0, s->stream>>>(x, y, p->C, p->HW, p->b);
+    CUDA_TRY_LAUNCH("freeu_v2_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_fourier_filter(kiln_backend *be, const kiln_fourier_filter_params *p,
+                                           const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t planes = (int64_t)p->N * p->C, plane = (int64_t)p->H * p->W;
+    if (planes > INT32_MAX || plane > INT32_MAX)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "cuda fourier_filter: %lld planes of %lld elements too large",
+                         (long long)planes, (long long)plane);
+    // planes on x: y and z stop at 65535
+    fourier_filter_kernel<<<(unsigned)planes, FOURIER_THREADS, 0, s->stream>>>(
+        (const float *)cuda_ptr(src[0]), (float *)cuda_ptr(dst), p->H, p->W, p->s);
+    CUDA_TRY_LAUNCH("fourier_filter_kernel");
     return KILN_OK;
 }

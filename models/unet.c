@@ -176,6 +176,20 @@ kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tens
     return kiln_fail(KILN_ERR_INVALID_ARG, "unet: bad layer kind in row %s", row->layer->prefix);
 }
 
+/* FreeU where a decoder block joins `skip` to its input: keyed, as
+ * ComfyUI keys it, on the input's width alone (4 or 2 times the model's
+ * base channels); other blocks get NULLs, to join the two as they are. */
+static kiln_status freeu_patch(kiln_graph *g, const unet_config *cfg, const kiln_freeu *freeu, const tensor *in,
+                               const tensor *skip, tensor **scaled, tensor **filtered)
+{
+    *scaled = *filtered = NULL;
+    const int64_t width = in->shape[1];
+    if (width != 4 * cfg->model_channels && width != 2 * cfg->model_channels) return KILN_OK;
+    const bool deep = width == 4 * cfg->model_channels;
+    TRY(nn_freeu_backbone(g, in, (float)(deep ? freeu->b1 : freeu->b2), freeu->v2, scaled));
+    return nn_fourier_filter(g, skip, (float)(deep ? freeu->s1 : freeu->s2), filtered);
+}
+
 kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const kiln_unet_cond *cond,
                               kiln_unet_probe probe, void *probe_ctx, tensor **eps)
 {
@@ -200,8 +214,11 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
         tensor *cat = NULL, *out = NULL;
         if (l->concat_skip) {
             if (nskips == 0) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack empty at %s", cfg->name, l->prefix);
-            tensor *skip = skips[--nskips];
-            TRY(nn_concat_channels(g, in, skip, &cat));
+            tensor *skip = skips[--nskips], *scaled = NULL, *filtered = NULL;
+            if (cond->freeu) TRY(freeu_patch(g, cfg, cond->freeu, in, skip, &scaled, &filtered));
+            TRY(nn_concat_channels(g, scaled ? scaled : in, filtered ? filtered : skip, &cat));
+            if (scaled) nn_drop(g, &scaled);
+            if (filtered) nn_drop(g, &filtered);
             kiln_graph_release(g, skip);
             if (skip == h) h_shared = false, h = NULL; /* released just now */
             in = cat;

@@ -127,6 +127,7 @@ typedef struct kiln_unet_cond {
     const kiln_unet_control *control;
     const kiln_unet_image_prompt *image; /* nimages of them, each adding its attention after the one before */
     int nimages;
+    const kiln_freeu *freeu; /* FreeU on the decoder (kiln_freeu); NULL: none */
 } kiln_unet_cond;
 
 // x (N,in,H,W) -> *eps (N,out,H,W)

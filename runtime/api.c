@@ -608,7 +608,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .cfg_patches = {(float)params->rescale_cfg, params->cfg_zero_star, params->apg,
                                              (float)params->apg_eta, (float)params->apg_norm_threshold,
                                              (float)params->apg_momentum},
-                             .skip_layer_guidance = params->skip_layer_guidance,
+                             .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     TRY(set_guider(m, params, &job));
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;

@@ -165,6 +165,28 @@ static kiln_status ref_attention(kiln_backend *be, const kiln_attention_params *
     return KILN_OK;
 }
 
+static kiln_status ref_freeu_backbone(kiln_backend *be, const kiln_freeu_backbone_params *p,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    (void)be;
+    float *means = p->v2 ? malloc((size_t)p->HW * sizeof *means) : NULL;
+    if (p->v2 && !means) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu freeu_backbone: out of host memory");
+    cpu_ref_freeu_backbone(p, SRC(0), OUT, means);
+    free(means);
+    return KILN_OK;
+}
+
+static kiln_status ref_fourier_filter(kiln_backend *be, const kiln_fourier_filter_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    (void)be;
+    float *twiddles = malloc(2 * ((size_t)p->H + p->W) * sizeof *twiddles);
+    if (!twiddles) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "cpu fourier_filter: out of host memory");
+    cpu_ref_fourier_filter(p, SRC(0), OUT, twiddles);
+    free(twiddles);
+    return KILN_OK;
+}
+
 static const kiln_backend_ops cpu_reference_ops = {
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
@@ -226,6 +248,9 @@ FAST_VOID_OP(transpose, SRC(0), OUT)
 SAME_AS_REF(timestep_embedding)
 SAME_AS_REF(embedding)
 SAME_AS_REF(pad2d)
+/* FreeU's: a few passes over a decoder block's input, next to its convs */
+SAME_AS_REF(freeu_backbone)
+SAME_AS_REF(fourier_filter)
 
 static const kiln_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,

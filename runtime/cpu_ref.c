@@ -318,6 +318,71 @@ void cpu_ref_transpose(const kiln_transpose_params *p, const float *x, float *y)
                 y[((size_t)b * p->C + c) * p->R + r] = x[((size_t)b * p->R + r) * p->C + c];
 }
 
+void cpu_ref_freeu_backbone(const kiln_freeu_backbone_params *p, const float *x, float *y, float *means)
+{
+    size_t plane = (size_t)p->HW, image = (size_t)p->C * plane;
+    for (int n = 0; n < p->N; n++) {
+        const float *xn = x + n * image;
+        float *yn = y + n * image;
+        float lo = INFINITY, hi = -INFINITY;
+        if (p->v2)
+            for (size_t i = 0; i < plane; i++) {
+                float sum = 0.0f;
+                for (int c = 0; c < p->C; c++) sum += xn[c * plane + i];
+                means[i] = sum / (float)p->C;
+                lo = fminf(lo, means[i]);
+                hi = fmaxf(hi, means[i]);
+            }
+        for (int c = 0; c < p->C; c++)
+            for (size_t i = 0; i < plane; i++) {
+                float factor = 1.0f;
+                if (c < p->C / 2) factor = p->v2 ? (p->b - 1.0f) * ((means[i] - lo) / (hi - lo)) + 1.0f : p->b;
+                yn[c * plane + i] = xn[c * plane + i] * factor;
+            }
+    }
+}
+
+/* The plane's spectrum at frequency 0 and -1 of each axis: X(ky,kx) = sum
+ * x e^(-2 pi i (ky h / H + kx w / W)), so at -1 the sum of x e^(i a) with
+ * a = 2 pi h / H (and likewise for w); back in space each adds
+ * Re(X e^(-i a)) / HW. An axis of 1 has only frequency 0. */
+void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x, float *y, float *twiddles)
+{
+    const int H = p->H, W = p->W;
+    float *cos_h = twiddles, *sin_h = cos_h + H, *cos_w = sin_h + H, *sin_w = cos_w + W;
+    for (int h = 0; h < H; h++) {
+        float a = 2.0f * (float)M_PI * (float)h / (float)H;
+        cos_h[h] = cosf(a), sin_h[h] = sinf(a);
+    }
+    for (int w = 0; w < W; w++) {
+        float a = 2.0f * (float)M_PI * (float)w / (float)W;
+        cos_w[w] = cosf(a), sin_w[w] = sinf(a);
+    }
+    const float rows = H > 1 ? 1.0f : 0.0f, cols = W > 1 ? 1.0f : 0.0f; /* whether -1 is a frequency of its own */
+    for (size_t plane = 0; plane < (size_t)p->N * p->C; plane++) {
+        const float *xp = x + plane * H * W;
+        float *yp = y + plane * H * W;
+        /* X(0,0); X(-1,0), X(0,-1), X(-1,-1) as real and imaginary parts */
+        float x00 = 0.0f, x10r = 0.0f, x10i = 0.0f, x01r = 0.0f, x01i = 0.0f, x11r = 0.0f, x11i = 0.0f;
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                float v = xp[h * W + w];
+                float c11 = cos_h[h] * cos_w[w] - sin_h[h] * sin_w[w], s11 = sin_h[h] * cos_w[w] + cos_h[h] * sin_w[w];
+                x00 += v;
+                x10r += v * cos_h[h], x10i += v * sin_h[h];
+                x01r += v * cos_w[w], x01i += v * sin_w[w];
+                x11r += v * c11, x11i += v * s11;
+            }
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                float c11 = cos_h[h] * cos_w[w] - sin_h[h] * sin_w[w], s11 = sin_h[h] * cos_w[w] + cos_h[h] * sin_w[w];
+                float low = x00 + rows * (x10r * cos_h[h] + x10i * sin_h[h]) + cols * (x01r * cos_w[w] + x01i * sin_w[w]) +
+                            rows * cols * (x11r * c11 + x11i * s11);
+                yp[h * W + w] = xp[h * W + w] + (p->s - 1.0f) * (low / (float)(H * W));
+            }
+    }
+}
+
 // ids outside [0, V) are clamped: a kernel must not read out of bounds, and
 // the tokenizer never produces them
 void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_weight_ptr table, float *y)

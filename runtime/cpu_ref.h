@@ -47,5 +47,9 @@ void cpu_ref_upsample_nearest2x(const kiln_upsample_nearest2x_params *p, const f
 void cpu_ref_timestep_embedding(const kiln_timestep_embedding_params *p, const float *t, float *y);
 void cpu_ref_transpose(const kiln_transpose_params *p, const float *x, float *y);
 void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_weight_ptr table, float *y);
+/* means: HW floats of scratch (v2 only; NULL otherwise) */
+void cpu_ref_freeu_backbone(const kiln_freeu_backbone_params *p, const float *x, float *y, float *means);
+/* twiddles: 2 (H + W) floats of scratch */
+void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x, float *y, float *twiddles);
 
 #endif

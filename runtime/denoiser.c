@@ -197,6 +197,23 @@ kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln
     return KILN_OK;
 }
 
+kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu)
+{
+    const kiln_model *m = d->model;
+    if (kiln_model_is_dit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "FreeU scales a UNet's decoder blocks and skips; %s is a %s model "
+                         "without them", m->info.unet_name, m->info.family);
+    const double values[4] = {freeu->b1, freeu->b2, freeu->s1, freeu->s2};
+    for (int i = 0; i < 4; i++)
+        if (!(values[i] >= 0.0 && values[i] <= 10.0))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "FreeU%s: %s %g: must be 0..10", freeu->v2 ? "_V2" : "",
+                             (const char *[]){"b1", "b2", "s1", "s2"}[i], values[i]);
+    if (d->unet_calls)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "FreeU: set before the denoiser's first call");
+    d->freeu = freeu;
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg)
 {
     const kiln_model *m = d->model;
@@ -446,7 +463,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
     kiln_unet_control residuals, *control = NULL;
-    kiln_unet_cond cond = {.t = t, .context = c};
+    kiln_unet_cond cond = {.t = t, .context = c, .freeu = d->freeu};
     if (d->adm) {
         const int adm = m->unet.config->adm_channels;
         tensor *y;

@@ -117,6 +117,7 @@ typedef struct kiln_denoiser {
     float *slg_out;
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
     float *cond_denoised;        /* (B,C,h,w) and its conditional one; NULL: not kept */
+    const kiln_freeu *freeu;     /* FreeU on the UNet; NULL: none */
     kiln_guidance guide;         /* the guidance patches (APG, RescaleCFG, CFGZeroStar); none: zeros */
     float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
@@ -154,6 +155,9 @@ kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
 /* SkipLayerGuidance (an SD3 or Flux model's, after set_captions); slg must
  * outlive d. */
 kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg);
+/* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
+ * call from the first on; freeu must outlive d. */
+kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu);
 /* A DiT model's conditionings (in place of init's context); both must
  * outlive d. */
 kiln_status kiln_denoiser_set_captions(kiln_denoiser *d, const kiln_conditioning *negative,

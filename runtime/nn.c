@@ -265,6 +265,22 @@ kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int le
     return kiln_run_pad2d(g, &p, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_freeu_backbone(kiln_graph *g, const tensor *x, float b, bool v2, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    kiln_freeu_backbone_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1],
+                                    (int32_t)(x->shape[2] * x->shape[3]), b, v2};
+    return kiln_run_freeu_backbone(g, &p, (const tensor *[]){x}, *y);
+}
+
+kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    kiln_fourier_filter_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2],
+                                    (int32_t)x->shape[3], s};
+    return kiln_run_fourier_filter(g, &p, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y)
 {
     kiln_transpose_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)(x->shape[2] * x->shape[3])};

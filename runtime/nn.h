@@ -67,6 +67,10 @@ kiln_status nn_concat_channels(kiln_graph *g, const tensor *a, const tensor *b, 
  * odd size, one less than twice. */
 kiln_status nn_upsample_nearest2x(kiln_graph *g, const tensor *x, const tensor *like, tensor **y);
 kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int left, int right, tensor **y);
+// x (N,C,H,W) -> y: FreeU's scaling of the first C/2 channels (v2: by each pixel's rescaled mean)
+kiln_status nn_freeu_backbone(kiln_graph *g, const tensor *x, float b, bool v2, tensor **y);
+// x (N,C,H,W) -> y: FreeU's filter, the lowest frequencies scaled by s
+kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **y);
 // a (B,Ta,D), b (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens
 kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // *x = *x + delta, releasing both: the residual step of a block

@@ -276,6 +276,26 @@ kiln_status kiln_check_concat_channels(const kiln_concat_channels_params *p, con
     return KILN_OK;
 }
 
+kiln_status kiln_check_freeu_backbone(const kiln_freeu_backbone_params *p, const kiln_tensor *const *src,
+                                      const kiln_tensor *dst)
+{
+    const char *op = "freeu_backbone";
+    POSITIVE(p->N, p->C, p->HW);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->HW);
+    ACT("y", dst, (int64_t)p->N * p->C * p->HW);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_fourier_filter(const kiln_fourier_filter_params *p, const kiln_tensor *const *src,
+                                      const kiln_tensor *dst)
+{
+    const char *op = "fourier_filter";
+    POSITIVE(p->N, p->C, p->H, p->W);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    ACT("y", dst, (int64_t)p->N * p->C * p->H * p->W);
+    return KILN_OK;
+}
+
 kiln_status kiln_check_pad2d(const kiln_pad2d_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "pad2d";

@@ -87,6 +87,18 @@ typedef struct kiln_timestep_embedding_params {
 typedef struct kiln_transpose_params { int32_t B, R, C; } kiln_transpose_params;
 typedef struct kiln_embedding_params { int32_t M, V, D; } kiln_embedding_params;
 
+/* FreeU (ComfyUI's FreeU and FreeU_V2 nodes) on a UNet decoder block's
+ * input: its first C/2 channels (C/2 rounded down) scaled by b, or with v2
+ * by (b - 1) m + 1 where m is each pixel's mean over all C channels,
+ * rescaled per image to [0, 1] by the means' min and max (an image whose
+ * means are all equal has no such rescaling: 0/0, as in torch). */
+typedef struct kiln_freeu_backbone_params { int32_t N, C, HW; float b; int32_t v2; } kiln_freeu_backbone_params;
+/* FreeU's filter on the skip it concatenates: each (H,W) plane's 2D
+ * spectrum, centred as fftshift centres it, scaled by s on the 2x2 square
+ * at its middle (threshold 1), back to space, real part. The square holds
+ * the frequencies 0 and -1 of each axis (0 alone on an axis of 1). */
+typedef struct kiln_fourier_filter_params { int32_t N, C, H, W; float s; } kiln_fourier_filter_params;
+
 typedef enum kiln_op_id {
 #define KILN_OP(name, nsrc, doc) KILN_OP_##name,
 #include "ops.def"

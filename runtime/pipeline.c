@@ -431,6 +431,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
             TRY(kiln_denoiser_set_references(d, which, job->references[which], job->nreferences[which],
                                              job->reference_methods[which]));
     if (job->skip_layer_guidance) TRY(kiln_denoiser_set_skip_layer_guidance(d, job->skip_layer_guidance));
+    if (job->freeu) TRY(kiln_denoiser_set_freeu(d, job->freeu));
     if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
     return KILN_OK;
 }

@@ -1035,6 +1035,48 @@ static kiln_status vk_embedding(kiln_backend *be, const kiln_embedding_params *p
     return run_elementwise(be, shader, &push, sizeof push, (uint64_t)p->M * p->D, src, 2, dst);
 }
 
+/* freeu_backbone.comp */
+typedef struct freeu_backbone_push {
+    VkDeviceAddress x, y;
+    kiln_freeu_backbone_params p;
+} freeu_backbone_push;
+_Static_assert(offsetof(freeu_backbone_push, p) == 16, "freeu_backbone.comp's push constants have no padding");
+
+/* v1 scales elementwise; v2 takes a workgroup per image, which must see all
+ * of it for its pixels' means' range (no scratch, one dispatch). */
+static kiln_status vk_freeu_backbone(kiln_backend *be, const kiln_freeu_backbone_params *p,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    freeu_backbone_push push = {.p = *p};
+    TRY(act("freeu_backbone", src[0], &push.x));
+    TRY(act("freeu_backbone", dst, &push.y));
+    if (!p->v2)
+        return run_elementwise4(be, KILN_VK_SHADER_FREEU_BACKBONE, &push, sizeof push,
+                                (uint64_t)p->N * p->C * p->HW, src, 1, dst);
+    uint32_t g[3];
+    grid_flat((uint64_t)p->N, g);
+    return run(be, KILN_VK_SHADER_FREEU_BACKBONE, &push, sizeof push, g[0], g[1], g[2], src, 1, dst);
+}
+
+/* fourier_filter.comp */
+typedef struct fourier_filter_push {
+    VkDeviceAddress x, y;
+    kiln_fourier_filter_params p;
+} fourier_filter_push;
+_Static_assert(offsetof(fourier_filter_push, p) == 16, "fourier_filter.comp's push constants have no padding");
+
+/* A workgroup per (n,c) plane: its four low frequencies, then the plane. */
+static kiln_status vk_fourier_filter(kiln_backend *be, const kiln_fourier_filter_params *p,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    fourier_filter_push push = {.p = *p};
+    TRY(act("fourier_filter", src[0], &push.x));
+    TRY(act("fourier_filter", dst, &push.y));
+    uint32_t g[3];
+    grid_flat((uint64_t)p->N * p->C, g);
+    return run(be, KILN_VK_SHADER_FOURIER_FILTER, &push, sizeof push, g[0], g[1], g[2], src, 1, dst);
+}
+
 static kiln_status vk_synchronize(kiln_backend *be) { return kiln_vk_finish(kiln_vk_of(be)); }
 
 const kiln_backend_ops kiln_vk_backend_ops = {

@@ -87,6 +87,8 @@ typedef struct wf_recipe {
     bool apg;            /* APG, its eta, norm_threshold and momentum */
     double apg_eta, apg_norm_threshold, apg_momentum;
     wf_slg slg;
+    bool has_freeu;      /* FreeU or FreeU_V2, with these values */
+    kiln_freeu freeu;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
 } wf_recipe;
@@ -372,8 +374,8 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .flux_shift = from->flux_shift, .differential = from->differential,
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
-                      .apg_momentum = from->apg_momentum, .slg = from->slg,
-                      .nimage_prompts = from->nimage_prompts};
+                      .apg_momentum = from->apg_momentum, .slg = from->slg, .has_freeu = from->has_freeu,
+                      .freeu = from->freeu, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
     for (int i = 0; i < from->nloras; i++) {
@@ -2072,6 +2074,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     const kiln_skip_layer_guidance slg = {sg->double_layers, sg->ndouble, sg->single_layers, sg->nsingle,
                                           sg->scale, sg->start, sg->end, sg->rescale};
     if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
+    if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
     const wf_value *prompts[2] = {neg, pos};
     for (int w = 0; w < 2; w++)
@@ -2284,6 +2287,27 @@ static kiln_status rescale_cfg(wf_run *r, wf_node *n)
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->rescale_cfg = multiplier;
+    return KILN_OK;
+}
+
+/* FreeU and FreeU_V2: the UNet's decoder patched (kiln_ksampler_params.freeu).
+ * ComfyUI runs a second such node's patch after the first's; kiln has one. */
+static kiln_status freeu(wf_run *r, wf_node *n, bool v2)
+{
+    wf_value *model;
+    kiln_freeu f = {.v2 = v2};
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "b1", &f.b1));
+    TRY(number(n, "b2", &f.b2));
+    TRY(number(n, "s1", &f.s1));
+    TRY(number(n, "s2", &f.s2));
+    if (model->recipe.has_freeu)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has FreeU from another node already: ComfyUI would run "
+                         "both patches, one after the other; kiln runs one");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->has_freeu = true;
+    recipe->freeu = f;
     return KILN_OK;
 }
 
@@ -2709,6 +2733,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = lora_loader(r, n, c[10] != '\0');
     else if (strcmp(c, "KSampler") == 0 || strcmp(c, "KSamplerAdvanced") == 0)
         st = ksampler(r, n, c[8] != '\0');
+    else if (strcmp(c, "FreeU") == 0 || strcmp(c, "FreeU_V2") == 0)
+        st = freeu(r, n, c[5] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "LatentUpscale") == 0 ||
              strcmp(c, "RepeatLatentBatch") == 0 || strcmp(c, "LatentFromBatch") == 0)
         st = latent_node(r, n, c[0] == 'L');

@@ -430,6 +430,25 @@ class Guidance(unittest.TestCase):
             run(1.5)
         self.assertIn("rescale_cfg 1.5", caught.exception.message)
 
+    def test_freeu(self):
+        """FreeU of ones is the plain run to the bit; FreeU and FreeU_V2 move
+        it (the tiny UNet's decoder has blocks of twice its width at a 32x24
+        picture), each differently; a value past 10 is refused by name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(freeu=None):
+            return model.ksampler(positive, negative, model.empty_latent(32, 24), seed=7, steps=3, cfg=5.0,
+                                  freeu=freeu).to_list()
+
+        plain = run()
+        self.assertEqual(run(kiln.FreeU(1.0, 1.0, 1.0, 1.0)), plain)
+        v1, v2 = run(kiln.FreeU()), run(kiln.FreeU(1.3, 1.4, 0.9, 0.2, v2=True))
+        self.assertGreater(rel_l2(v1, plain), 1e-3)
+        self.assertGreater(rel_l2(v2, v1), 1e-3)
+        with self.assertRaises(kiln.KilnError) as caught:
+            run(kiln.FreeU(b2=12.0))
+        self.assertIn("b2 12", caught.exception.message)
+
     def test_latent_nodes(self):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each

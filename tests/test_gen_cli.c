@@ -490,6 +490,9 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("vpred_rescaled", flags, "",
                            (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", "\"CFGZeroStar\"",
                                                  "\"APG\"", "\"momentum\":-0.25", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --freeu-v2 1.3,1.4,0.9,0.2",
+             KILN_TEST_DATA);
+    workflow_again_holding("freeu_v2", flags, "", (const char *const[]){"\"FreeU_V2\"", "\"b2\":1.4", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png --batch 2", KILN_TEST_DATA);
     workflow_again("masked", flags, "");

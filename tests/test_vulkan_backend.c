@@ -1196,8 +1196,8 @@ static void register_softmax_only_where_rows_are_in_quads(void **state)
 
 /* The elementwise shaders take four elements an invocation, as one vec4
  * where every operand is 16-byte aligned and as floats where one is not
- * (shaders/elementwise.glsl): each of add, gelu, add_channel_bias and geglu
- * with its operands aligned, all misaligned, and mixed, on sizes with a tail
+ * (shaders/elementwise.glsl): each of add, gelu, add_channel_bias, geglu and
+ * FreeU's channel scaling with its operands aligned, all misaligned, and mixed, on sizes with a tail
  * short of four (and a geglu whose rows are not whole vec4s), against the
  * CPU backend. (lavapipe reads misaligned vec4s as well as aligned ones, so
  * here this checks the results of both paths, not the choice between them,
@@ -1212,6 +1212,7 @@ static void elementwise_ops_at_every_alignment(void **state)
     kiln_gelu_params gelu = {1030};
     kiln_add_channel_bias_params bias = {2, 5, 103};
     kiln_geglu_params geglu[2] = {{6, 20}, {5, 22}};
+    kiln_freeu_backbone_params freeu = {2, 5, 103, 1.3f, 0};
     struct {
         const char *name;
         op_fn op;
@@ -1224,6 +1225,7 @@ static void elementwise_ops_at_every_alignment(void **state)
         {"add_channel_bias", add_channel_bias_op, &bias, 2, {1030, 10}, 1030},
         {"geglu 6x20", geglu_op, &geglu[0], 1, {240}, 120},
         {"geglu 5x22", geglu_op, &geglu[1], 1, {220}, 110},
+        {"freeu_backbone", freeu_backbone_op, &freeu, 1, {1030}, 1030},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         float *host[2] = {random_floats(cases[c].count[0], 7, -4, 4), random_floats(cases[c].count[1] + 1, 8, -4, 4)};

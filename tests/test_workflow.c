@@ -1281,6 +1281,38 @@ static void guidance_patch_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* FreeU_V2 on the model: the library's run with freeu at the node's values,
+ * pixel for pixel (on a latent of 16x12, whose decoder blocks at twice the
+ * tiny UNet's width it patches); a second FreeU node is refused. */
+static void freeu_nodes(void **state)
+{
+    (void)state;
+#define FREEU_RUN(model)                                                                                                  "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
+    "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"FreeU_V2\", \"inputs\": {\"model\": [\"4\", 0], \"b1\": 1.3, "   \
+    "\"b2\": 1.4, \"s1\": 0.9, \"s2\": 0.2}}, \"61\": {\"class_type\": \"FreeU\", \"inputs\": {\"model\": [\"60\", 0], "   \
+    "\"b1\": 1.1, \"b2\": 1.2, \"s1\": 0.9, \"s2\": 0.2}}, \"5\": {\"class_type\": \"EmptyLatentImage\", "               \
+    "\"inputs\": {\"width\": 32, \"height\": 24, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", "            \
+    "\"inputs\": {\"seed\": 3, \"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", "       \
+    "\"denoise\": 1, \"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], "                 \
+    "\"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, 32, 24, 1, &empty));
+    const kiln_freeu v2 = {1.3, 1.4, 0.9, 0.2, true};
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .freeu = &v2};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(FREEU_RUN("60"), m, &latent);
+    expect_refusal(FREEU_RUN("61"), KILN_ERR_UNSUPPORTED, "node 61 (FreeU): the model has FreeU from another node");
+#undef FREEU_RUN
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* The latent nodes on two KSampler runs (seeds 3 and 4): LatentCrop of
  * the second, LatentComposite of that onto the first (feathered),
  * LatentBlend, LatentInterpolate, LatentMultiply, LatentAdd, LatentSubtract,
@@ -1706,6 +1738,7 @@ int main(void)
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
+        cmocka_unit_test(freeu_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),
                                        cmocka_unit_test(vae_encode_for_inpaint_node),

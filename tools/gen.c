@@ -83,6 +83,8 @@ typedef struct gen_options {
     bool cfg_zero_star;             /* --cfg-zero-star */
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
     double apg_eta, apg_norm_threshold, apg_momentum;
+    bool freeu_given;               /* --freeu or --freeu-v2 B1,B2,S1,S2 */
+    kiln_freeu freeu;
     /* --slg, --slg-single: SkipLayerGuidance's blocks (kiln_skip_layer_guidance's), its numbers */
     int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
     double slg_scale, slg_start, slg_end, slg_rescale;
@@ -264,6 +266,12 @@ static void usage(FILE *to)
             "                         the node's defaults are 1,5,0\n"
             "  --cfg-zero-star        CFGZeroStar on the model: the negative prompt's share of the guidance\n"
             "                         scaled by its prediction's projection on the positive's\n"
+            "  --freeu B1,B2,S1,S2    FreeU on the UNet: in the decoder's blocks of 4 and 2 times its base\n"
+            "                         width, half the channels times B1, B2 and the skips' lowest\n"
+            "                         frequencies times S1, S2 (each 0..10; the node's defaults are\n"
+            "                         1.1,1.2,0.9,0.2)\n"
+            "  --freeu-v2 B1,B2,S1,S2 FreeU_V2: the channels scaled by the pixels' mean as well (defaults\n"
+            "                         1.3,1.4,0.9,0.2)\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
             "                         and bottom (one number: every side) and paint the new part\n"
             "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
@@ -320,6 +328,19 @@ static bool parse_pair(const char *s, char sep, long lo, long hi, int *a, int *b
     memcpy(first, s, (size_t)(mid - s));
     first[mid - s] = 0;
     return parse_int(first, lo, hi, a) && parse_int(mid + 1, lo, hi, b);
+}
+
+/* n numbers "A,B,..." exactly */
+static bool parse_numbers(const char *s, int n, double *out)
+{
+    for (int k = 0; k < n; k++) {
+        char *end;
+        errno = 0;
+        out[k] = strtod(s, &end);
+        if (errno || end == s || !isfinite(out[k]) || *end != (k + 1 < n ? ',' : '\0')) return false;
+        s = end + 1;
+    }
+    return true;
 }
 
 /* --area-prompt's X,Y,W,H[,S]:TEXT. */
@@ -581,13 +602,14 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2 };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
+        {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -744,18 +766,24 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_CFG_ZERO_STAR: o->cfg_zero_star = true; break;
         case O_APG: {
-            char *end;
-            errno = 0;
-            o->apg_eta = strtod(optarg, &end);
-            bool ok = !errno && end != optarg && *end == ',';
-            const char *next = end + 1;
-            if (ok) o->apg_norm_threshold = strtod(next, &end), ok = !errno && end != next && *end == ',';
-            next = end + 1;
-            if (ok) o->apg_momentum = strtod(next, &end), ok = !errno && end != next && *end == '\0';
-            if (!ok || !(o->apg_eta >= -10 && o->apg_eta <= 10 && o->apg_norm_threshold >= 0 &&
-                         o->apg_norm_threshold <= 50 && o->apg_momentum >= -5 && o->apg_momentum <= 1))
+            double v[3];
+            if (!parse_numbers(optarg, 3, v) || !(v[0] >= -10 && v[0] <= 10 && v[1] >= 0 && v[1] <= 50 &&
+                                                  v[2] >= -5 && v[2] <= 1))
                 return bad_flag("--apg", optarg, "ETA,NORM,MOMENTUM: -10..10, 0..50 and -5..1");
             o->apg = true;
+            o->apg_eta = v[0], o->apg_norm_threshold = v[1], o->apg_momentum = v[2];
+            break;
+        }
+        case O_FREEU:
+        case O_FREEU_V2: {
+            const char *flag = c == O_FREEU ? "--freeu" : "--freeu-v2";
+            double v[4];
+            if (o->freeu_given) return bad_flag(flag, optarg, "FreeU is given already (--freeu or --freeu-v2: one)");
+            if (!parse_numbers(optarg, 4, v) || !(v[0] >= 0 && v[0] <= 10 && v[1] >= 0 && v[1] <= 10 && v[2] >= 0 &&
+                                                  v[2] <= 10 && v[3] >= 0 && v[3] <= 10))
+                return bad_flag(flag, optarg, "B1,B2,S1,S2, each 0..10");
+            o->freeu = (kiln_freeu){v[0], v[1], v[2], v[3], c == O_FREEU_V2};
+            o->freeu_given = true;
             break;
         }
         case O_AREA_PROMPT:
@@ -1579,6 +1607,7 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     kiln_tokenizer_free(tok);
     fprintf(stderr, "gen: refiner %s from step %d of %d\n", o->refiner, job->last_step, job->steps);
     kiln_sampling_job rj = *job;
+    rj.freeu = NULL; /* the base model's patch: the refiner's KSamplerAdvanced takes its own checkpoint */
     kiln_sdxl_cond numbers; /* CLIPTextEncodeSDXLRefiner's: the base's sizes, no crop */
     if (job->sdxl) {
         numbers = *job->sdxl;
@@ -1815,7 +1844,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,
                          .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star, .apg = o->apg,
                          .apg_eta = o->apg_eta, .apg_norm_threshold = o->apg_norm_threshold,
-                         .apg_momentum = o->apg_momentum,
+                         .apg_momentum = o->apg_momentum, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
                          .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
@@ -1898,6 +1927,7 @@ int main(int argc, char **argv)
     const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
                                           o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;
+    if (o.freeu_given) job.freeu = &o.freeu;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

@@ -648,6 +648,20 @@ typedef struct kiln_skip_layer_guidance {
     double scale, start_percent, end_percent, rescaling_scale;
 } kiln_skip_layer_guidance;
 
+/* FreeU and FreeU_V2 on an SD 1.x/2.x/XL UNet (ComfyUI's nodes): in the
+ * decoder, where a block's input has 4 x the model's base channels (1280 in
+ * SD 1.x/XL), the first half of those channels is scaled by b1 and the skip
+ * it joins has its lowest frequencies scaled by s1 (kiln's fourier_filter
+ * op); where it has 2 x (640), b2 and s2. With v2 the channels are scaled
+ * by (b - 1) m + 1 instead, m each pixel's mean over the channels rescaled
+ * to [0, 1] over the image. A UNet whose decoder has neither width is left
+ * as it is, as ComfyUI leaves it. Each value in [0, 10]; the nodes' defaults
+ * are 1.1, 1.2, 0.9, 0.2 (FreeU) and 1.3, 1.4, 0.9, 0.2 (FreeU_V2). */
+typedef struct kiln_freeu {
+    double b1, b2, s1, s2;
+    bool v2;
+} kiln_freeu;
+
 /* SIGMAS: the noise levels a sampling walks, first to last (ComfyUI's
  * SIGMAS, usually falling to 0), for kiln_ksampler_params.sigmas. The
  * scheduler nodes below make them as ComfyUI's do, float32 as torch
@@ -842,6 +856,7 @@ typedef struct kiln_ksampler_params {
        negative's predictions less e (the products over the whole batch); NULL: none */
     const kiln_conditioning *perp_neg_empty;
     double perp_neg_scale;
+    const kiln_freeu *freeu; /* FreeU or FreeU_V2 on the model (a UNet's); NULL: none */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
@@ -860,7 +875,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * DualCLIPLoader, CLIPLoader, VAELoader, LoraLoader, LoraLoaderModelOnly,
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
- * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG,
+ * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG, FreeU, FreeU_V2,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,

@@ -282,6 +282,11 @@ expect_refused "area prompt with a mask" "--area-prompt with --mask" --output "$
 expect_refused "rescale cfg of 0" "--rescale-cfg 0: must be in (0, 1]" --output "$tmp/out.png" --rescale-cfg 0
 expect_refused "apg of two numbers" "--apg 1,5: ETA,NORM,MOMENTUM" --output "$tmp/out.png" --apg 1,5
 expect_refused "apg momentum past 1" "--apg 1,5,2: ETA,NORM,MOMENTUM" --output "$tmp/out.png" --apg 1,5,2
+expect_refused "freeu of three numbers" "--freeu 1.1,1.2,0.9: B1,B2,S1,S2" --output "$tmp/out.png" --freeu 1.1,1.2,0.9
+expect_refused "freeu past 10" "--freeu-v2 1.3,1.4,0.9,12: B1,B2,S1,S2, each 0..10" --output "$tmp/out.png" \
+    --freeu-v2 1.3,1.4,0.9,12
+expect_refused "freeu twice" "--freeu-v2 1,1,1,1: FreeU is given already" --output "$tmp/out.png" \
+    --freeu 1.1,1.2,0.9,0.2 --freeu-v2 1,1,1,1
 expect_refused "hires flag without a scale" "need --hires-scale" --output "$tmp/out.png" --hires-denoise 0.4
 expect_refused "hires on img2img" "--hires-scale is for txt2img" --output "$tmp/out.png" --init-image "$img" \
     --hires-scale 2

@@ -264,6 +264,52 @@ static void test_norm()
       for (int i = 0; i < 385; i++) F(x)[i] *= 10;
       std::vector<float> w(385); const kiln_tensor *s[] = {&x->t};
       check(cuda_softmax(&be_f32, &p, s, &o->t)); cpu_ref_softmax(&p, F(x), w.data()); compare("softmax", F(o), w.data(), 385, 1e-6); }
+
+    // FreeU: an odd C (C/2 rounded down), C = 1 (nothing scaled), v2 images
+    // wider than its 1024-thread block, SD's channel counts, y = x
+    struct { int N, C, HW; float b; int v2; bool in_place; } fb[] = {
+        {2, 5, 37, 1.3f, 0, false}, {3, 4, 29, 1.2f, 0, true}, {2, 5, 1100, 1.4f, 1, false}, {1, 4, 37, 1.1f, 1, false},
+        {2, 1, 50, 1.5f, 1, false}, {2, 320, 64, 1.3f, 1, false}, {2, 5, 1100, 1.4f, 1, true}};
+    for (auto &c : fb) {
+        kiln_freeu_backbone_params p = {c.N, c.C, c.HW, c.b, c.v2};
+        int64_t n = (int64_t)c.N * c.C * c.HW;
+        buf *x = make(KILN_F32, n), *o = c.in_place ? x : make(KILN_F32, n, false);
+        std::vector<float> w(n), means(c.HW);
+        cpu_ref_freeu_backbone(&p, F(x), w.data(), means.data());
+        const kiln_tensor *s[] = {&x->t};
+        check(cuda_freeu_backbone(&be_f32, &p, s, &o->t));
+        char name[64]; snprintf(name, sizeof name, "freeu_backbone v%d %d,%d,%d%s", c.v2 ? 2 : 1, c.N, c.C, c.HW, c.in_place ? " in place" : "");
+        compare(name, F(o), w.data(), n, 1e-6);
+    }
+    { // every pixel's mean the same: 0/0, NaN in the scaled channels as in the reference (and torch)
+        kiln_freeu_backbone_params p = {2, 3, 40, 1.2f, 1};
+        buf *x = make(KILN_F32, 240), *o = make(KILN_F32, 240, false);
+        for (int i = 0; i < 240; i++) F(x)[i] = (float)(i / 40 % 3) * 0.25f - 0.5f;
+        std::vector<float> w(240), means(40);
+        cpu_ref_freeu_backbone(&p, F(x), w.data(), means.data());
+        const kiln_tensor *s[] = {&x->t};
+        check(cuda_freeu_backbone(&be_f32, &p, s, &o->t));
+        bool same = std::isnan(w[0]);
+        for (int i = 0; i < 240; i++) same &= std::isnan(w[i]) ? std::isnan(F(o)[i]) : F(o)[i] == w[i];
+        (same ? passes : failures)++;
+        printf("%-60s %s\n", "freeu_backbone v2 flat images (NaN where the reference's)", same ? "ok" : "FAIL");
+    }
+    // planes wider than the 256-thread block, H or W of 1, both, y = x
+    struct { int N, C, H, W; float s; bool in_place; } ff[] = {
+        {2, 3, 37, 41, 0.9f, false}, {1, 2, 64, 64, 0.2f, false}, {1, 4, 8, 8, 0.2f, false}, {1, 2, 1, 300, 0.9f, false},
+        {1, 3, 17, 1, 0.2f, false}, {2, 2, 1, 1, 0.5f, false}, {2, 3, 37, 41, 0.9f, true}};
+    for (auto &c : ff) {
+        kiln_fourier_filter_params p = {c.N, c.C, c.H, c.W, c.s};
+        int64_t n = (int64_t)c.N * c.C * c.H * c.W;
+        buf *x = make(KILN_F32, n), *o = c.in_place ? x : make(KILN_F32, n, false);
+        for (int64_t i = 0; i < n; i++) F(x)[i] = F(x)[i] * 2 + 0.5f; // a DC term of its own
+        std::vector<float> w(n), tw(2 * (c.H + c.W));
+        cpu_ref_fourier_filter(&p, F(x), w.data(), tw.data());
+        const kiln_tensor *s[] = {&x->t};
+        check(cuda_fourier_filter(&be_f32, &p, s, &o->t));
+        char name[64]; snprintf(name, sizeof name, "fourier_filter %d,%d,%dx%d s%g%s", c.N, c.C, c.H, c.W, c.s, c.in_place ? " in place" : "");
+        compare(name, F(o), w.data(), n, 1e-5);
+    }
 }
 
 // biased: with a bias (H,Tq,Tk) in [-3, 3) and scale 1, as T5's attention

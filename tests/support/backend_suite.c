@@ -47,6 +47,14 @@ static void vae_f32(void **s) { (void)s; parity_check_vae(&gpu_f32, "tiny/vae.sa
 static void unet_f16(void **s) { (void)s; parity_check_unet(&gpu_f16, "tiny/unet.safetensors"); }
 /* a latent of odd size: the upsampler comes back to the skip's 7x5 */
 static void unet_f32_odd(void **s) { (void)s; parity_check_unet(&gpu_f32, "tiny/unet_odd.safetensors"); }
+/* FreeU and FreeU_V2 on the decoder (freeu_backbone, fourier_filter) */
+static void unet_f32_freeu(void **s)
+{
+    (void)s;
+    const kiln_freeu freeu = {1.1, 1.2, 0.9, 0.2, false}, freeu_v2 = {1.3, 1.4, 0.9, 0.2, true};
+    parity_check_unet_freeu(&gpu_f32, "freeu/tiny.safetensors", "freeu.", &freeu);
+    parity_check_unet_freeu(&gpu_f32, "freeu/tiny.safetensors", "freeu_v2.", &freeu_v2);
+}
 
 /* SD 2.x: the OpenCLIP tower (GELU, penultimate layer) and the UNet with heads 16 wide */
 static parity_fixture gpu_sd2 = {.path = KILN_TEST_DATA "/sd2/tiny_sd2.safetensors", .tol = 1e-4};
@@ -371,8 +379,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     gpu_f32.backend = gpu_f16.backend = gpu_sd2.backend = gpu_sdxl.backend = gpu_pixart.backend = backend;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
-        cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32),
-        cmocka_unit_test(two_controlnets_f32),
+        cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_freeu),
+        cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),

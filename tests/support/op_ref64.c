@@ -320,3 +320,79 @@ void kiln_ref64_pad2d(const kiln_pad2d_params *p, const double *x, double *y)
                 y[(nc * OH + oy) * OW + ox] = inside ? x[(nc * p->H + iy) * p->W + ix] : 0.0;
             }
 }
+
+// x (N,C,HW) -> y, FreeU's scaling of the first C/2 channels as ComfyUI's nodes write it
+void kiln_ref64_freeu_backbone(const kiln_freeu_backbone_params *p, const double *x, double *y)
+{
+    size_t plane = (size_t)p->HW, image = (size_t)p->C * plane;
+    for (int n = 0; n < p->N; n++) {
+        const double *xn = x + n * image;
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t i = 0; i < plane && p->v2; i++) {
+            double mean = 0.0;
+            for (int c = 0; c < p->C; c++) mean += xn[c * plane + i] / p->C;
+            lo = fmin(lo, mean), hi = fmax(hi, mean);
+        }
+        for (size_t i = 0; i < plane; i++) {
+            double mean = 0.0;
+            for (int c = 0; c < p->C && p->v2; c++) mean += xn[c * plane + i] / p->C;
+            double factor = p->v2 ? (p->b - 1.0) * (mean - lo) / (hi - lo) + 1.0 : p->b;
+            for (int c = 0; c < p->C; c++) y[n * image + c * plane + i] = xn[c * plane + i] * (c < p->C / 2 ? factor : 1.0);
+        }
+    }
+}
+
+/* Where fftshift puts an axis's middle square: Python's slice
+ * [n/2 - 1, n/2 + 1) of the centred axis (-1 counting from the end), and
+ * centred index (k + n/2) mod n for frequency k. */
+static int in_middle(int k, int n)
+{
+    int start = n / 2 - 1 < 0 ? n / 2 - 1 + n : n / 2 - 1, stop = n / 2 + 1 > n ? n : n / 2 + 1;
+    int centred = (k + n / 2) % n;
+    return centred >= start && centred < stop;
+}
+
+// x (N,C,H,W) -> y: ComfyUI's Fourier_filter(x, threshold 1, s) with whole DFTs: fftn over (H,W), the
+// centred spectrum's middle square times s, ifftn, real part
+void kiln_ref64_fourier_filter(const kiln_fourier_filter_params *p, const double *x, double *y, double *scratch)
+{
+    const int H = p->H, W = p->W;
+    double *re = scratch, *im = re + H * W, *tre = im + H * W, *tim = tre + H * W;
+    const double tau = 2.0 * 3.14159265358979323846;
+    for (size_t plane = 0; plane < (size_t)p->N * p->C; plane++) {
+        const double *xp = x + plane * H * W;
+        /* along w, then along h: X(ky,kx) */
+        for (int h = 0; h < H; h++)
+            for (int kx = 0; kx < W; kx++) {
+                double r = 0.0, i = 0.0;
+                for (int w = 0; w < W; w++) r += xp[h * W + w] * cos(tau * kx * w / W), i -= xp[h * W + w] * sin(tau * kx * w / W);
+                tre[h * W + kx] = r, tim[h * W + kx] = i;
+            }
+        for (int ky = 0; ky < H; ky++)
+            for (int kx = 0; kx < W; kx++) {
+                double r = 0.0, i = 0.0;
+                for (int h = 0; h < H; h++) {
+                    double c = cos(tau * ky * h / H), s = -sin(tau * ky * h / H);
+                    r += tre[h * W + kx] * c - tim[h * W + kx] * s, i += tre[h * W + kx] * s + tim[h * W + kx] * c;
+                }
+                double m = in_middle(ky, H) && in_middle(kx, W) ? p->s : 1.0;
+                re[ky * W + kx] = r * m, im[ky * W + kx] = i * m;
+            }
+        /* back: along kx, then along ky, real part / HW */
+        for (int ky = 0; ky < H; ky++)
+            for (int w = 0; w < W; w++) {
+                double r = 0.0, i = 0.0;
+                for (int kx = 0; kx < W; kx++) {
+                    double c = cos(tau * kx * w / W), s = sin(tau * kx * w / W);
+                    r += re[ky * W + kx] * c - im[ky * W + kx] * s, i += re[ky * W + kx] * s + im[ky * W + kx] * c;
+                }
+                tre[ky * W + w] = r, tim[ky * W + w] = i;
+            }
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                double r = 0.0;
+                for (int ky = 0; ky < H; ky++) r += tre[ky * W + w] * cos(tau * ky * h / H) - tim[ky * W + w] * sin(tau * ky * h / H);
+                y[plane * H * W + h * W + w] = r / (H * W);
+            }
+    }
+}

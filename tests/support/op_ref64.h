@@ -49,5 +49,8 @@ void kiln_ref64_timestep_embedding(const kiln_timestep_embedding_params *p, cons
 void kiln_ref64_transpose(const kiln_transpose_params *p, const double *x, double *y);
 void kiln_ref64_embedding(const kiln_embedding_params *p, const int32_t *ids, const double *table, double *y);
 void kiln_ref64_pad2d(const kiln_pad2d_params *p, const double *x, double *y);
+void kiln_ref64_freeu_backbone(const kiln_freeu_backbone_params *p, const double *x, double *y);
+/* scratch: 4 H W doubles */
+void kiln_ref64_fourier_filter(const kiln_fourier_filter_params *p, const double *x, double *y, double *scratch);
 
 #endif

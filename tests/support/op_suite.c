@@ -188,6 +188,21 @@ static const op_case op_cases[] = {
     {KILN_OP_embedding, .p.embedding = {5, 7, 3}},
     {KILN_OP_pad2d, .p.pad2d = {1, 128, 17, 19, 0, 1, 0, 1}},
     {KILN_OP_pad2d, .p.pad2d = {2, 3, 4, 5, 1, 2, 3, 0}},
+    /* FreeU on SD 1.5's decoder at 512x512 (1280 channels at 8x8 and 16x16,
+     * 640 at 32x32, cut down), and odd sizes: an odd C, a plane larger than
+     * a workgroup's share, one pixel (FreeU, not V2: its rescaling is 0/0) */
+    {KILN_OP_freeu_backbone, .p.freeu_backbone = {2, 1280, 8 * 8, 1.1f, 0}},
+    {KILN_OP_freeu_backbone, .p.freeu_backbone = {2, 1280, 16 * 16, 1.3f, 1}},
+    {KILN_OP_freeu_backbone, .p.freeu_backbone = {1, 640, 32 * 32, 1.4f, 1}, 1.0f, 0.5f},
+    {KILN_OP_freeu_backbone, .p.freeu_backbone = {2, 7, 37 * 29, 1.5f, 1}},
+    {KILN_OP_freeu_backbone, .p.freeu_backbone = {1, 3, 1, 0.5f, 0}},
+    {KILN_OP_fourier_filter, .p.fourier_filter = {2, 640, 16, 16, 0.9f}},
+    {KILN_OP_fourier_filter, .p.fourier_filter = {1, 320, 32, 32, 0.2f}, 1.0f, 0.5f},
+    {KILN_OP_fourier_filter, .p.fourier_filter = {1, 64, 64, 48, 0.2f}, 1.0f, 1.0f},
+    {KILN_OP_fourier_filter, .p.fourier_filter = {2, 5, 17, 13, 1.7f}, 1.0f, 0.5f},
+    {KILN_OP_fourier_filter, .p.fourier_filter = {1, 3, 1, 6, 0.5f}, 1.0f, 0.5f}, /* an axis of 1: frequency 0 alone */
+    {KILN_OP_fourier_filter, .p.fourier_filter = {1, 2, 2, 1, 0.3f}, 1.0f, 0.5f},
+    {KILN_OP_fourier_filter, .p.fourier_filter = {1, 1, 1, 1, 0.3f}, 1.0f, 0.5f},
 };
 
 /* ---- operands ---------------------------------------------------------- */
@@ -416,6 +431,20 @@ static void describe(case_run *r)
                  q->right);
         break;
     }
+    case KILN_OP_freeu_backbone: {
+        const kiln_freeu_backbone_params *q = &p->freeu_backbone;
+        r->src[0] = act("x", (size_t)q->N * q->C * q->HW, lo, hi);
+        r->dst = act("y", r->src[0].count, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d] b %g%s", q->N, q->C, q->HW, q->b, q->v2 ? " v2" : "");
+        break;
+    }
+    case KILN_OP_fourier_filter: {
+        const kiln_fourier_filter_params *q = &p->fourier_filter;
+        r->src[0] = act("x", (size_t)q->N * q->C * q->H * q->W, lo, hi);
+        r->dst = act("y", r->src[0].count, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d,%d] s %g", q->N, q->C, q->H, q->W, q->s);
+        break;
+    }
     default:
         r->nsrc = -1; /* an op added to ops.def without a description here */
         snprintf(r->desc, cap, "(the suite cannot build its operands)");
@@ -464,6 +493,14 @@ static kiln_status reference(const case_run *r, double *y)
     case KILN_OP_transpose: kiln_ref64_transpose(&p->transpose, s0, y); break;
     case KILN_OP_embedding: kiln_ref64_embedding(&p->embedding, r->src[0].host, s1, y); break;
     case KILN_OP_pad2d: kiln_ref64_pad2d(&p->pad2d, s0, y); break;
+    case KILN_OP_freeu_backbone: kiln_ref64_freeu_backbone(&p->freeu_backbone, s0, y); break;
+    case KILN_OP_fourier_filter: {
+        double *scratch = malloc(4 * (size_t)p->fourier_filter.H * p->fourier_filter.W * sizeof *scratch);
+        if (!scratch) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
+        kiln_ref64_fourier_filter(&p->fourier_filter, s0, y, scratch);
+        free(scratch);
+        break;
+    }
     default: return kiln_fail(KILN_ERR_UNSUPPORTED, "op suite: no float64 reference for op %d", (int)r->c->op);
     }
     return KILN_OK;

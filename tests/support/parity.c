@@ -70,6 +70,7 @@ typedef struct unet_run {
     kiln_st_file *goldens;
     const char *prefix; /* of the golden's input and output names */
     bool blocks;        /* compare every named block's output too */
+    const kiln_freeu *freeu;
     double tol;
     float *out;
     int probes;
@@ -140,17 +141,19 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     unet_inputs in;
     tensor *eps;
     TRY(unet_inputs_read(g, r->goldens, r->prefix, &in));
+    in.cond.freeu = r->freeu;
     TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, r->blocks ? unet_probe : NULL, r, &eps));
     TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
     unet_inputs_free(&in);
     return KILN_OK;
 }
 
-static void check_unet(const parity_fixture *fx, const char *golden_path, const char *prefix, bool blocks)
+static void check_unet(const parity_fixture *fx, const char *golden_path, const char *prefix, bool blocks,
+                       const kiln_freeu *freeu)
 {
     kiln_backend *be;
     kiln_model *m = load(fx, &be);
-    unet_run r = {m, golden_open(golden_path), prefix, blocks, fx->tol, NULL, 0};
+    unet_run r = {m, golden_open(golden_path), prefix, blocks, freeu, fx->tol, NULL, 0};
     golden want = read_named(&r, "noise_pred");
     r.out = calloc(want.count, sizeof(float));
     kiln_graph *g;
@@ -166,11 +169,20 @@ static void check_unet(const parity_fixture *fx, const char *golden_path, const 
     kiln_backend_free(be);
 }
 
-void parity_check_unet(const parity_fixture *fx, const char *golden_path) { check_unet(fx, golden_path, "", true); }
+void parity_check_unet(const parity_fixture *fx, const char *golden_path)
+{
+    check_unet(fx, golden_path, "", true, NULL);
+}
 
 void parity_check_unet_output(const parity_fixture *fx, const char *golden_path, const char *prefix)
 {
-    check_unet(fx, golden_path, prefix, false);
+    check_unet(fx, golden_path, prefix, false, NULL);
+}
+
+void parity_check_unet_freeu(const parity_fixture *fx, const char *golden_path, const char *prefix,
+                             const kiln_freeu *freeu)
+{
+    check_unet(fx, golden_path, prefix, false, freeu);
 }
 
 /* ---- ESRGAN ---- */

@@ -51,8 +51,8 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg", "SASolver",
-    "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
+    "FreeU", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
 
@@ -169,6 +169,10 @@ class _SamplerOptions(Structure):
                 ("icoeff", c_double), ("dcoeff", c_double), ("accept_safety", c_double)]
 
 
+class _FreeU(Structure):
+    _fields_ = [("b1", c_double), ("b2", c_double), ("s1", c_double), ("s2", c_double), ("v2", c_bool)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -189,7 +193,8 @@ class _KSamplerParams(Structure):
                 ("positive_part_count", c_int), ("negative_part_count", c_int), ("sigmas", POINTER(_Sigmas)),
                 ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent)),
                 ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
-                ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double)]
+                ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
+                ("freeu", POINTER(_FreeU))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -812,7 +817,7 @@ class Model(_Handle):
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
-                 apg: Optional["APG"] = None,
+                 apg: Optional["APG"] = None, freeu: Optional["FreeU"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -862,6 +867,8 @@ class Model(_Handle):
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
         the node's default is 0.7). cfg_zero_star: CFGZeroStar on the model.
         apg: an APG, Adaptive Projected Guidance on the model (None: none).
+        freeu: a FreeU (FreeU or, with v2, FreeU_V2 on an SD UNet; None:
+        none).
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
         cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
@@ -937,6 +944,8 @@ class Model(_Handle):
             a = APG(*apg)
             params.apg, params.apg_eta, params.apg_norm_threshold, params.apg_momentum = \
                 True, a.eta, a.norm_threshold, a.momentum
+        if freeu is not None:
+            params.freeu = ctypes.pointer(_FreeU(*FreeU(*freeu)))
         if dual_cfg is not None:
             d = DualCFG(*dual_cfg)
             params.dual_cfg_cond2, params.cfg_cond2_negative, params.dual_cfg_nested = \
@@ -1176,6 +1185,18 @@ class APG(NamedTuple):
     eta: float = 1.0
     norm_threshold: float = 5.0
     momentum: float = 0.0
+
+
+class FreeU(NamedTuple):
+    """The FreeU node's settings (v2: FreeU_V2's, whose defaults are 1.3,
+    1.4, 0.9, 0.2): in the UNet's decoder blocks of 4 and 2 times its base
+    width, half the channels scaled by b1 and b2 (v2: by the pixels' mean as
+    well) and the skips' lowest frequencies by s1 and s2."""
+    b1: float = 1.1
+    b2: float = 1.2
+    s1: float = 0.9
+    s2: float = 0.2
+    v2: bool = False
 
 
 class DualCFG(NamedTuple):
