@@ -609,6 +609,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                                              (float)params->apg_eta, (float)params->apg_norm_threshold,
                                              (float)params->apg_momentum},
                              .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
+                             .pag_scale = (float)params->pag_scale,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     TRY(set_guider(m, params, &job));
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
@@ -630,6 +631,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
     kiln_inpaint inpaint = {.latent = l->data, .concat_latent = l->concat, .h = l->height, .w = l->width,
                             .noise_mask = l->noise_mask, .mask_h = l->mask_h, .mask_w = l->mask_w,
                             .width = l->width * f, .height = l->height * f};
+    if (!(params->pag_scale >= 0.0 && params->pag_scale <= 100.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: pag_scale %g: must be 0..100", params->pag_scale);
     if (!(params->rescale_cfg >= 0.0 && params->rescale_cfg <= 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: rescale_cfg %g: must be 0..1", params->rescale_cfg);
     if (!(params->differential_diffusion >= 0.0 && params->differential_diffusion <= 1.0))

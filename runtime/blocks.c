@@ -168,14 +168,27 @@ static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights
     return KILN_OK;
 }
 
+// x (N,T,C) normalised -> *y (N,T,C): self-attention with each token attending to itself alone, which
+// gives its values: PerturbedAttentionGuidance's identity attention
+static kiln_status identity_attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
+                                              tensor **y)
+{
+    tensor *v;
+    TRY(nn_linear(g, x, a->v_w, NULL, &v));
+    TRY(nn_linear(g, v, a->out_w, a->out_b, y));
+    nn_drop(g, &v);
+    return KILN_OK;
+}
+
 // *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm
 static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
                                              const tensor *context, const kiln_image_attention *image, int block,
-                                             tensor **h)
+                                             bool perturbed, tensor **h)
 {
     tensor *n, *d, *ff, *gated;
     TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
-    TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
+    if (perturbed) TRY(identity_attention_forward(g, &b->attn1, n, &d));
+    else TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
     nn_drop(g, &n);
     TRY(nn_add_into(g, h, d));
 
@@ -195,7 +208,8 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
 }
 
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
-                                             const tensor *context, const kiln_image_attention *image, tensor **y)
+                                             const tensor *context, const kiln_image_attention *image,
+                                             bool perturbed, tensor **y)
 {
     int64_t H = x->shape[2], W = x->shape[3];
     tensor *t, *p, *h;
@@ -205,7 +219,7 @@ kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_t
     TRY(nn_image_to_tokens(g, p, &h)); // (N,HW,C)
     nn_drop(g, &p);
     for (int i = 0; i < st->depth; i++)
-        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, &h));
+        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, perturbed, &h));
     TRY(nn_tokens_to_image(g, h, H, W, &t));
     nn_drop(g, &h);
     TRY(nn_conv2d(g, t, st->proj_out_w, st->proj_out_b, 1, 0, &p));

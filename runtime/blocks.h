@@ -65,9 +65,12 @@ typedef struct kiln_image_attention {
  * `.proj_out`. */
 kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
                                           int context_dim, int depth, kiln_spatial_transformer *st);
-// x (N,C,H,W), context (N,T,ctx), image NULL or an image prompt -> *y (N,C,H,W); x is not released
+// x (N,C,H,W), context (N,T,ctx), image NULL or an image prompt -> *y (N,C,H,W); x is not released.
+// perturbed: every block's self-attention gives each token's values alone, to_out(to_v(norm1 h)),
+// as PerturbedAttentionGuidance replaces it
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
-                                             const tensor *context, const kiln_image_attention *image, tensor **y);
+                                             const tensor *context, const kiln_image_attention *image,
+                                             bool perturbed, tensor **y);
 
 typedef struct kiln_vae_attention {
     int channels;

@@ -262,7 +262,8 @@ static kiln_status refuse_with_areas(const kiln_sampling_job *job)
     const char *what = job->inpaint ? "inpainting" : job->edit_latent ? "a picture to edit (InstructPix2Pix, FLUX.1 "
                        "Canny/Depth)" : job->ncontrols ? "ControlNet" : job->nimage_prompts ? "IP-Adapter" :
                        job->nreferences[0] || job->nreferences[1] ? "reference latents (FLUX.1 Kontext)" :
-                       job->skip_layer_guidance ? "SkipLayerGuidance" : NULL;
+                       job->skip_layer_guidance ? "SkipLayerGuidance" : job->pag_scale > 0.0f ?
+                       "PerturbedAttentionGuidance" : NULL;
     if (!what) return KILN_OK;
     return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: prompts on areas (ConditioningSetArea, mask bounds) with %s: "
                      "kiln samples areas without it", what);

@@ -197,6 +197,14 @@ kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln
     return KILN_OK;
 }
 
+/* The extra pass's prediction of the positive rows. */
+static kiln_status pass_out_alloc(kiln_denoiser *d)
+{
+    if (!d->pass_out && !(d->pass_out = malloc((size_t)d->batch * d->channels * d->h * d->w * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu)
 {
     const kiln_model *m = d->model;
@@ -240,9 +248,22 @@ kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_s
     d->slg = slg;
     d->slg_sigma_hi = kiln_percent_to_sigma(d->sampling, slg->start_percent);
     d->slg_sigma_lo = kiln_percent_to_sigma(d->sampling, slg->end_percent);
-    if (!(d->slg_out = malloc((size_t)d->batch * d->channels * d->h * d->w * sizeof(float))))
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    TRY(pass_out_alloc(d));
     return kiln_graph_create(kiln_weights_backend(m->weights), &d->slg_graph);
+}
+
+kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale)
+{
+    const kiln_model *m = d->model;
+    if (kiln_model_is_dit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "PerturbedAttentionGuidance perturbs a UNet's middle block; %s is a %s "
+                         "model without one (SkipLayerGuidance is its kin for SD3 and Flux)", m->info.unet_name,
+                         m->info.family);
+    if (!(scale > 0.0f && scale <= 100.0f))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "PerturbedAttentionGuidance: scale %g: must be in (0, 100]", scale);
+    if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "PerturbedAttentionGuidance: set before the first call");
+    d->pag_scale = scale;
+    return pass_out_alloc(d);
 }
 
 /* Where the UNet's side inputs cannot go. */
@@ -336,8 +357,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->negative_graph);
     kiln_graph_free(d->slg_graph);
     d->graph = d->negative_graph = d->slg_graph = NULL;
-    free(d->slg_out);
-    d->slg_out = NULL;
+    free(d->pass_out);
+    d->pass_out = NULL;
     for (int which = 0; which < 3; which++)
         for (size_t i = 0; i < sizeof d->control_graphs[0] / sizeof d->control_graphs[0][0]; i++) {
             kiln_graph_free(d->control_graphs[which][i]);
@@ -450,6 +471,39 @@ static kiln_status control_residuals(kiln_graph *g, kiln_denoiser *d, const tens
     return KILN_OK;
 }
 
+/* PerturbedAttentionGuidance's pass in the call's graph: the cond rows again
+ * with the middle block's self-attention perturbed, with those rows' share
+ * of the call's ControlNet residuals and image prompts (ComfyUI runs the
+ * positive prompt alone through the same patches). */
+static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor *x, const kiln_unet_cond *cond)
+{
+    const int B = d->batch, first = d->rows - B;
+    const tensor x_rows = rows_view(x, first, B), t_rows = rows_view(cond->t, first, B),
+                 context_rows = rows_view(cond->context, first, B);
+    tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], mid;
+    kiln_unet_cond rows = {.t = &t_rows, .context = &context_rows, .nimages = cond->nimages, .freeu = cond->freeu,
+                           .perturb_middle = true};
+    if (cond->y) y_rows = rows_view(cond->y, first, B), rows.y = &y_rows;
+    kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
+    for (int i = 0; i < cond->nimages; i++) {
+        tokens[i] = rows_view(cond->image[i].tokens, first, B);
+        image[i] = cond->image[i];
+        image[i].tokens = &tokens[i];
+    }
+    rows.image = image;
+    kiln_unet_control control;
+    if (cond->control) {
+        control.nskips = cond->control->nskips;
+        for (int k = 0; k < control.nskips; k++)
+            skips[k] = rows_view(cond->control->skips[k], first, B), control.skips[k] = &skips[k];
+        mid = rows_view(cond->control->mid, first, B), control.mid = &mid;
+        rows.control = &control;
+    }
+    tensor *eps;
+    TRY(kiln_unet_forward(g, &d->model->unet, &x_rows, &rows, NULL, NULL, &eps));
+    return kiln_graph_output(g, eps, d->pass_out, kiln_tensor_nbytes(eps));
+}
+
 /* One UNet call over the rows; this call's ControlNets first. */
 static kiln_status unet_step(kiln_graph *g, void *ctx)
 {
@@ -487,6 +541,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
         cond.control = control = &residuals;
     }
     TRY(kiln_unet_forward(g, &m->unet, x, &cond, NULL, NULL, &eps));
+    if (d->pag_scale > 0.0f) TRY(perturbed_pass(g, d, x, &cond));
     if (control) {
         for (int i = 0; i < control->nskips; i++) kiln_graph_release(g, control->skips[i]);
         kiln_graph_release(g, control->mid);
@@ -559,7 +614,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
                      .nimages = d->nimage_prompts, .skip_double = skip_layers ? d->slg_double : 0,
                      .skip_single = skip_layers ? d->slg_single : 0};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
-    float *out = skip_layers ? d->slg_out : d->unet_out + first * latent;
+    float *out = skip_layers ? d->pass_out : d->unet_out + first * latent;
     kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, out);
     return KILN_OK;
 }
@@ -670,6 +725,9 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     const kiln_skip_layer_guidance *slg = d->slg;
     const bool skip_layers = slg && slg->scale > 0.0 && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
     if (skip_layers) TRY(flux_rows(d, d->rows == d->batch ? 0 : d->batch, 1, true));
+    /* ... or PerturbedAttentionGuidance's, as its post-CFG function: the pass ran with the call */
+    const bool extra_pass = skip_layers || d->pag_scale > 0.0f;
+    const float pass_scale = skip_layers ? (float)slg->scale : d->pag_scale;
     /* RescaleCFG and CFGZeroStar need both predictions whole */
     const bool patched = kiln_cfg_patched(&d->guide.patches) && d->rows != d->batch;
     float *cond_pred = d->patched_pred, *uncond_pred = patched ? d->patched_pred + per_batch : NULL;
@@ -689,9 +747,9 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         kiln_guide(&d->guide, x, cond_pred, uncond_pred, sigma, d->cfg, d->batch, per_batch / (size_t)d->batch,
                    denoised);
     double cond_moments[2] = {0, 0}, result_moments[2] = {0, 0};
-    for (size_t i = 0; skip_layers && i < per_batch; i++) {
+    for (size_t i = 0; extra_pass && i < per_batch; i++) {
         const float cond = c_skip * x[i] + c_out * out_cond[i];
-        denoised[i] += (cond - (c_skip * x[i] + c_out * d->slg_out[i])) * (float)slg->scale;
+        denoised[i] += (cond - (c_skip * x[i] + c_out * d->pass_out[i])) * pass_scale;
         cond_moments[0] += cond, cond_moments[1] += (double)cond * cond;
         result_moments[0] += denoised[i], result_moments[1] += (double)denoised[i] * denoised[i];
     }

@@ -114,7 +114,8 @@ typedef struct kiln_denoiser {
     uint64_t slg_double, slg_single;
     float slg_sigma_hi, slg_sigma_lo;
     kiln_graph *slg_graph;
-    float *slg_out;
+    float *pass_out;             /* (B,C,h,w) the positive rows' prediction from SkipLayerGuidance's pass or PAG's */
+    float pag_scale;             /* PerturbedAttentionGuidance (a UNet's); 0: none */
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
     float *cond_denoised;        /* (B,C,h,w) and its conditional one; NULL: not kept */
     const kiln_freeu *freeu;     /* FreeU on the UNet; NULL: none */
@@ -155,6 +156,11 @@ kiln_status kiln_denoiser_set_concat(kiln_denoiser *d, const float *concat);
 /* SkipLayerGuidance (an SD3 or Flux model's, after set_captions); slg must
  * outlive d. */
 kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg);
+/* PerturbedAttentionGuidance on the UNet (scale > 0; not a DiT:
+ * KILN_ERR_UNSUPPORTED): each call also runs the positive rows with the
+ * middle block's self-attention perturbed and adds scale times the
+ * difference of the two x0 predictions after the guidance. */
+kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale);
 /* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
  * call from the first on; freeu must outlive d. */
 kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu);

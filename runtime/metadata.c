@@ -716,8 +716,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
 
     /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", CFGZeroStar "84" (its
      * post-CFG function before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
-     * RescaleCFG "83", FreeU or FreeU_V2 "86", then ModelSamplingDiscrete "80" where the prediction was forced:
-     * what KSampler takes */
+     * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
+     * where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
@@ -727,7 +727,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *guided = run->skip_layer_guidance ? "82" : projected;
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *freeu = run->freeu ? "86" : rescaled;
-    const char *sampled = run->prediction ? "80" : freeu;
+    const char *perturbed = run->pag_scale > 0 ? "87" : freeu;
+    const char *sampled = run->prediction ? "80" : perturbed;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
@@ -843,6 +844,11 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", false);
+        add_link(&g, in, "model", perturbed, 0);
+    }
+    if (run->pag_scale > 0) {
+        in = add_node(&g, "87", "PerturbedAttentionGuidance");
+        add_number(&g, in, "scale", run->pag_scale);
         add_link(&g, in, "model", freeu, 0);
     }
     if (run->freeu) {

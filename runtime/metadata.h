@@ -105,6 +105,7 @@ typedef struct kiln_run_info {
     bool apg;                  /* APG "85" with these settings */
     double apg_eta, apg_norm_threshold, apg_momentum;
     const kiln_freeu *freeu;   /* FreeU or FreeU_V2 "86" on the (base) model; NULL: none */
+    double pag_scale;          /* PerturbedAttentionGuidance "87"'s scale; 0: none */
     const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidanceSD3 (SD3 without single blocks or
                                                             rescaling), else SkipLayerGuidanceDiT; NULL: none */
     const kiln_run_control *controls; /* Apply ControlNet nodes chained in this order */

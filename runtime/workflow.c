@@ -89,6 +89,7 @@ typedef struct wf_recipe {
     wf_slg slg;
     bool has_freeu;      /* FreeU or FreeU_V2, with these values */
     kiln_freeu freeu;
+    double pag_scale;    /* PerturbedAttentionGuidance's scale; 0: none */
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
 } wf_recipe;
@@ -375,7 +376,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
                       .apg_momentum = from->apg_momentum, .slg = from->slg, .has_freeu = from->has_freeu,
-                      .freeu = from->freeu, .nimage_prompts = from->nimage_prompts};
+                      .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
     for (int i = 0; i < from->nloras; i++) {
@@ -2075,6 +2076,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
                                           sg->scale, sg->start, sg->end, sg->rescale};
     if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
     if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
+    p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
     const wf_value *prompts[2] = {neg, pos};
     for (int w = 0; w < 2; w++)
@@ -2308,6 +2310,25 @@ static kiln_status freeu(wf_run *r, wf_node *n, bool v2)
     TRY(patched_model(n, model, &recipe));
     recipe->has_freeu = true;
     recipe->freeu = f;
+    return KILN_OK;
+}
+
+/* PerturbedAttentionGuidance: after the model's guidance
+ * (kiln_ksampler_params.pag_scale). ComfyUI runs a second such node's pass
+ * beside the first's; kiln has one. */
+static kiln_status perturbed_attention_guidance(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double scale;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "scale", &scale));
+    if (!(scale >= 0.0 && scale <= 100.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "scale %g: must be 0..100", scale);
+    if (model->recipe.pag_scale > 0.0)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has PerturbedAttentionGuidance from another node already: "
+                         "ComfyUI would run both passes; kiln runs one");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->pag_scale = scale;
     return KILN_OK;
 }
 
@@ -2712,7 +2733,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
-                                         "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked"};
+                                         "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked",
+                                         "PerturbedAttentionGuidance"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2724,7 +2746,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
-        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked};
+        conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
+        perturbed_attention_guidance};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -449,6 +449,22 @@ class Guidance(unittest.TestCase):
             run(kiln.FreeU(b2=12.0))
         self.assertIn("b2 12", caught.exception.message)
 
+    def test_pag(self):
+        """PerturbedAttentionGuidance at scale 0 is the plain run to the bit,
+        at 3 it moves it; a scale past 100 is refused by name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(scale):
+            return model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                                  pag_scale=scale).to_list()
+
+        plain = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0).to_list()
+        self.assertEqual(run(0.0), plain)
+        self.assertGreater(rel_l2(run(3.0), plain), 1e-3)
+        with self.assertRaises(kiln.KilnError) as caught:
+            run(101.0)
+        self.assertIn("pag_scale 101", caught.exception.message)
+
     def test_latent_nodes(self):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each

@@ -52,13 +52,13 @@ static void unet_plain(void **state)
 static void unet_freeu(void **state)
 {
     (void)state;
-    parity_check_unet_freeu(&tiny, GOLDEN, "freeu.", &freeu_defaults);
+    parity_check_unet_patched(&tiny, GOLDEN, "freeu.", &(parity_unet_patches){.freeu = &freeu_defaults});
 }
 
 static void unet_freeu_v2(void **state)
 {
     (void)state;
-    parity_check_unet_freeu(&tiny, GOLDEN, "freeu_v2.", &freeu_v2_defaults);
+    parity_check_unet_patched(&tiny, GOLDEN, "freeu_v2.", &(parity_unet_patches){.freeu = &freeu_v2_defaults});
 }
 
 /* kiln_ksampler: FreeU of ones scales nothing and filters nothing, so the

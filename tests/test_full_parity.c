@@ -19,8 +19,9 @@ static void unet_full_freeu(void **s)
 {
     (void)s;
     const kiln_freeu freeu = {1.1, 1.2, 0.9, 0.2, false}, freeu_v2 = {1.3, 1.4, 0.9, 0.2, true};
-    parity_check_unet_freeu(&full, "freeu/full.safetensors", "freeu.", &freeu);
-    parity_check_unet_freeu(&full, "freeu/full.safetensors", "freeu_v2.", &freeu_v2);
+    parity_check_unet_patched(&full, "freeu/full.safetensors", "freeu.", &(parity_unet_patches){.freeu = &freeu});
+    parity_check_unet_patched(&full, "freeu/full.safetensors", "freeu_v2.",
+                              &(parity_unet_patches){.freeu = &freeu_v2});
 }
 static void vae_full(void **s) { (void)s; parity_check_vae(&full, "full/vae.safetensors", decodes, 1); }
 

@@ -493,6 +493,10 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --freeu-v2 1.3,1.4,0.9,0.2",
              KILN_TEST_DATA);
     workflow_again_holding("freeu_v2", flags, "", (const char *const[]){"\"FreeU_V2\"", "\"b2\":1.4", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --pag 2.5 --freeu 1.1,1.2,0.9,0.2",
+             KILN_TEST_DATA);
+    workflow_again_holding("pag", flags, "",
+                           (const char *const[]){"\"PerturbedAttentionGuidance\"", "\"scale\":2.5", "\"FreeU\"", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --init-image "
              "%1$s/inpaint/image_20x17.png --mask %1$s/inpaint/mask_20x17.png --batch 2", KILN_TEST_DATA);
     workflow_again("masked", flags, "");

@@ -1313,6 +1313,36 @@ static void freeu_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* PerturbedAttentionGuidance on the model: the library's run with pag_scale
+ * at the node's, pixel for pixel; a second such node is refused. */
+static void pag_nodes(void **state)
+{
+    (void)state;
+#define PAG_RUN(model)                                                                                                \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
+    "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "       \
+    "[\"4\", 0], \"scale\": 2.5}}, \"61\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "  \
+    "[\"60\", 0], \"scale\": 3}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "           \
+    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
+    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
+    "\"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
+    DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .pag_scale = 2.5};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(PAG_RUN("60"), m, &latent);
+    expect_refusal(PAG_RUN("61"), KILN_ERR_UNSUPPORTED,
+                   "node 61 (PerturbedAttentionGuidance): the model has PerturbedAttentionGuidance");
+#undef PAG_RUN
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* The latent nodes on two KSampler runs (seeds 3 and 4): LatentCrop of
  * the second, LatentComposite of that onto the first (feathered),
  * LatentBlend, LatentInterpolate, LatentMultiply, LatentAdd, LatentSubtract,
@@ -1739,6 +1769,7 @@ int main(void)
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
+        cmocka_unit_test(pag_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),
                                        cmocka_unit_test(vae_encode_for_inpaint_node),

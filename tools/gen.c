@@ -85,6 +85,7 @@ typedef struct gen_options {
     double apg_eta, apg_norm_threshold, apg_momentum;
     bool freeu_given;               /* --freeu or --freeu-v2 B1,B2,S1,S2 */
     kiln_freeu freeu;
+    double pag_scale;               /* --pag: PerturbedAttentionGuidance's scale; 0: none */
     /* --slg, --slg-single: SkipLayerGuidance's blocks (kiln_skip_layer_guidance's), its numbers */
     int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
     double slg_scale, slg_start, slg_end, slg_rescale;
@@ -272,6 +273,9 @@ static void usage(FILE *to)
             "                         1.1,1.2,0.9,0.2)\n"
             "  --freeu-v2 B1,B2,S1,S2 FreeU_V2: the channels scaled by the pixels' mean as well (defaults\n"
             "                         1.3,1.4,0.9,0.2)\n"
+            "  --pag S                PerturbedAttentionGuidance on the UNet at scale S in (0, 100] (the\n"
+            "                         node's default is 3): away from the prompt's prediction with the\n"
+            "                         middle block's self-attention perturbed\n"
             "  --outpaint L,T,R,B     outpaint: grow --init-image by these pixels on the left, top, right\n"
             "                         and bottom (one number: every side) and paint the new part\n"
             "  --feathering F         how far into the picture the outpaint mask fades (default 40)\n"
@@ -602,7 +606,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2 };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -610,6 +614,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
+        {"pag", required_argument, 0, O_PAG},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -792,6 +797,10 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag("--area-prompt", optarg, "X,Y,W,H[,S]:TEXT, a box of at least 8x8 pixels at or past "
                                 "0, 0 and a strength from 0 (not) to 10");
             o->nareas++;
+            break;
+        case O_PAG:
+            if (!parse_double(optarg, 0, 100, &o->pag_scale) || o->pag_scale == 0)
+                return bad_flag("--pag", optarg, "must be in (0, 100]");
             break;
         case O_RESCALE_CFG:
             if (!parse_double(optarg, 0, 1, &o->rescale_cfg) || o->rescale_cfg == 0)
@@ -1015,6 +1024,11 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
+    if (o->apg && o->pag_scale > 0) {
+        fprintf(stderr, "gen: --apg with --pag: PerturbedAttentionGuidance's pass would take APG's positive "
+                        "prediction, which kiln does not give it\n");
+        return 2;
+    }
     if (o->apg && (o->slg_double_count || o->slg_single_count)) {
         fprintf(stderr, "gen: --apg with --slg: SkipLayerGuidance's pass would take APG's positive prediction, "
                         "which kiln does not give it (not yet)\n");
@@ -1607,7 +1621,6 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     kiln_tokenizer_free(tok);
     fprintf(stderr, "gen: refiner %s from step %d of %d\n", o->refiner, job->last_step, job->steps);
     kiln_sampling_job rj = *job;
-    rj.freeu = NULL; /* the base model's patch: the refiner's KSamplerAdvanced takes its own checkpoint */
     kiln_sdxl_cond numbers; /* CLIPTextEncodeSDXLRefiner's: the base's sizes, no crop */
     if (job->sdxl) {
         numbers = *job->sdxl;
@@ -1618,8 +1631,11 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     rj.last_step = 0;
     rj.leftover_noise = false;
     rj.disable_noise = true;
-    rj.cfg_patches = (kiln_cfg_patches){0}; /* RescaleCFG, CFGZeroStar and APG patch the base's MODEL, as the PNG's
-                                               workflow has it */
+    /* RescaleCFG, CFGZeroStar, APG, FreeU and PerturbedAttentionGuidance patch the base's MODEL, as the PNG's
+       workflow has it */
+    rj.cfg_patches = (kiln_cfg_patches){0};
+    rj.freeu = NULL;
+    rj.pag_scale = 0.0f;
     rj.init_latent = *latent;
     rj.noise = NULL;
     float *refined;
@@ -1845,6 +1861,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star, .apg = o->apg,
                          .apg_eta = o->apg_eta, .apg_norm_threshold = o->apg_norm_threshold,
                          .apg_momentum = o->apg_momentum, .freeu = o->freeu_given ? &o->freeu : NULL,
+                         .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
                          .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
@@ -1928,6 +1945,7 @@ int main(int argc, char **argv)
                                           o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;
     if (o.freeu_given) job.freeu = &o.freeu;
+    job.pag_scale = (float)o.pag_scale;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

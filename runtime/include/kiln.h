@@ -857,6 +857,10 @@ typedef struct kiln_ksampler_params {
     const kiln_conditioning *perp_neg_empty;
     double perp_neg_scale;
     const kiln_freeu *freeu; /* FreeU or FreeU_V2 on the model (a UNet's); NULL: none */
+    /* PerturbedAttentionGuidance on the model (a UNet's; 0 to 100, 0: none): each step also runs the positive
+       prompt with the UNet's middle block's self-attention perturbed (each token's values alone) and adds this
+       times (the positive x0 prediction - that one) to the guided one */
+    double pag_scale;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
@@ -876,6 +880,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
  * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG, FreeU, FreeU_V2,
+ * PerturbedAttentionGuidance,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,

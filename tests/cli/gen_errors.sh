@@ -285,6 +285,8 @@ expect_refused "apg momentum past 1" "--apg 1,5,2: ETA,NORM,MOMENTUM" --output "
 expect_refused "freeu of three numbers" "--freeu 1.1,1.2,0.9: B1,B2,S1,S2" --output "$tmp/out.png" --freeu 1.1,1.2,0.9
 expect_refused "freeu past 10" "--freeu-v2 1.3,1.4,0.9,12: B1,B2,S1,S2, each 0..10" --output "$tmp/out.png" \
     --freeu-v2 1.3,1.4,0.9,12
+expect_refused "pag of 0" "--pag 0: must be in (0, 100]" --output "$tmp/out.png" --pag 0
+expect_refused "pag with apg" "--apg with --pag" --output "$tmp/out.png" --pag 3 --apg 1,5,0
 expect_refused "freeu twice" "--freeu-v2 1,1,1,1: FreeU is given already" --output "$tmp/out.png" \
     --freeu 1.1,1.2,0.9,0.2 --freeu-v2 1,1,1,1
 expect_refused "hires flag without a scale" "need --hires-scale" --output "$tmp/out.png" --hires-denoise 0.4

@@ -52,8 +52,9 @@ static void unet_f32_freeu(void **s)
 {
     (void)s;
     const kiln_freeu freeu = {1.1, 1.2, 0.9, 0.2, false}, freeu_v2 = {1.3, 1.4, 0.9, 0.2, true};
-    parity_check_unet_freeu(&gpu_f32, "freeu/tiny.safetensors", "freeu.", &freeu);
-    parity_check_unet_freeu(&gpu_f32, "freeu/tiny.safetensors", "freeu_v2.", &freeu_v2);
+    parity_check_unet_patched(&gpu_f32, "freeu/tiny.safetensors", "freeu.", &(parity_unet_patches){.freeu = &freeu});
+    parity_check_unet_patched(&gpu_f32, "freeu/tiny.safetensors", "freeu_v2.",
+                              &(parity_unet_patches){.freeu = &freeu_v2});
 }
 
 /* SD 2.x: the OpenCLIP tower (GELU, penultimate layer) and the UNet with heads 16 wide */
@@ -63,6 +64,15 @@ static void sd2_unet_f32(void **s) { (void)s; parity_check_unet(&gpu_sd2, "sd2/g
 /* SDXL: transformers two blocks deep, the vector y through label_emb */
 static parity_fixture gpu_sdxl = {.path = KILN_TEST_DATA "/sdxl/tiny_sdxl.safetensors", .tol = 1e-4};
 static void sdxl_unet_f32(void **s) { (void)s; parity_check_unet(&gpu_sdxl, "sdxl/golden.safetensors"); }
+/* PerturbedAttentionGuidance's pass: the middle block's self-attention
+ * perturbed, one transformer block deep (SD 1.x) and two (SDXL) */
+static void unet_f32_perturbed(void **s)
+{
+    (void)s;
+    const parity_unet_patches perturbed = {.perturb_middle = true};
+    parity_check_unet_patched(&gpu_f32, "pag/tiny.safetensors", "perturbed.", &perturbed);
+    parity_check_unet_patched(&gpu_sdxl, "pag/sdxl.safetensors", "perturbed.", &perturbed);
+}
 static void sdxl_controlnet_f32(void **s)
 {
     (void)s;
@@ -380,6 +390,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_freeu),
+        cmocka_unit_test(unet_f32_perturbed),
         cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),

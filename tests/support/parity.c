@@ -70,7 +70,7 @@ typedef struct unet_run {
     kiln_st_file *goldens;
     const char *prefix; /* of the golden's input and output names */
     bool blocks;        /* compare every named block's output too */
-    const kiln_freeu *freeu;
+    const parity_unet_patches *patches; /* NULL: none */
     double tol;
     float *out;
     int probes;
@@ -141,7 +141,7 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     unet_inputs in;
     tensor *eps;
     TRY(unet_inputs_read(g, r->goldens, r->prefix, &in));
-    in.cond.freeu = r->freeu;
+    if (r->patches) in.cond.freeu = r->patches->freeu, in.cond.perturb_middle = r->patches->perturb_middle;
     TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, r->blocks ? unet_probe : NULL, r, &eps));
     TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
     unet_inputs_free(&in);
@@ -149,11 +149,11 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
 }
 
 static void check_unet(const parity_fixture *fx, const char *golden_path, const char *prefix, bool blocks,
-                       const kiln_freeu *freeu)
+                       const parity_unet_patches *patches)
 {
     kiln_backend *be;
     kiln_model *m = load(fx, &be);
-    unet_run r = {m, golden_open(golden_path), prefix, blocks, freeu, fx->tol, NULL, 0};
+    unet_run r = {m, golden_open(golden_path), prefix, blocks, patches, fx->tol, NULL, 0};
     golden want = read_named(&r, "noise_pred");
     r.out = calloc(want.count, sizeof(float));
     kiln_graph *g;
@@ -179,10 +179,10 @@ void parity_check_unet_output(const parity_fixture *fx, const char *golden_path,
     check_unet(fx, golden_path, prefix, false, NULL);
 }
 
-void parity_check_unet_freeu(const parity_fixture *fx, const char *golden_path, const char *prefix,
-                             const kiln_freeu *freeu)
+void parity_check_unet_patched(const parity_fixture *fx, const char *golden_path, const char *prefix,
+                               const parity_unet_patches *patches)
 {
-    check_unet(fx, golden_path, prefix, false, freeu);
+    check_unet(fx, golden_path, prefix, false, patches);
 }
 
 /* ---- ESRGAN ---- */

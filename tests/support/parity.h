@@ -27,9 +27,14 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path);
 /* The noise prediction alone, the golden's names after `prefix` ("unet9."):
  * sample, timesteps, encoder_hidden_states, noise_pred. */
 void parity_check_unet_output(const parity_fixture *fx, const char *golden_path, const char *prefix);
-/* The same with FreeU on the decoder (kiln_unet_cond.freeu). */
-void parity_check_unet_freeu(const parity_fixture *fx, const char *golden_path, const char *prefix,
-                             const kiln_freeu *freeu);
+/* The same with the model patches kiln_unet_cond carries: FreeU on the
+ * decoder, PerturbedAttentionGuidance's perturbed middle block. */
+typedef struct parity_unet_patches {
+    const kiln_freeu *freeu; /* NULL: none */
+    bool perturb_middle;
+} parity_unet_patches;
+void parity_check_unet_patched(const parity_fixture *fx, const char *golden_path, const char *prefix,
+                               const parity_unet_patches *patches);
 /* golden: sample, timesteps, encoder_hidden_states, hint, scale; residual.N,
  * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
  * controlnet_path absolute or under tests/data */

@@ -194,7 +194,7 @@ class _KSamplerParams(Structure):
                 ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent)),
                 ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
-                ("freeu", POINTER(_FreeU))]
+                ("freeu", POINTER(_FreeU)), ("pag_scale", c_double)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -817,7 +817,7 @@ class Model(_Handle):
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
-                 apg: Optional["APG"] = None, freeu: Optional["FreeU"] = None,
+                 apg: Optional["APG"] = None, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -868,7 +868,8 @@ class Model(_Handle):
         the node's default is 0.7). cfg_zero_star: CFGZeroStar on the model.
         apg: an APG, Adaptive Projected Guidance on the model (None: none).
         freeu: a FreeU (FreeU or, with v2, FreeU_V2 on an SD UNet; None:
-        none).
+        none). pag_scale: PerturbedAttentionGuidance's scale on an SD UNet
+        (0 to 100; 0: none; the node's default is 3).
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
         cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
@@ -946,6 +947,7 @@ class Model(_Handle):
                 True, a.eta, a.norm_threshold, a.momentum
         if freeu is not None:
             params.freeu = ctypes.pointer(_FreeU(*FreeU(*freeu)))
+        params.pag_scale = pag_scale
         if dual_cfg is not None:
             d = DualCFG(*dual_cfg)
             params.dual_cfg_cond2, params.cfg_cond2_negative, params.dual_cfg_nested = \
