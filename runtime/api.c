@@ -107,7 +107,9 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
     if (strcmp(sampling, "eps") == 0) m->info.prediction = KILN_PREDICTION_EPS;
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
         m->info.prediction = KILN_PREDICTION_V;
-    else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps and v_prediction", sampling);
+    else if (strcmp(sampling, "lcm") == 0) m->info.prediction = KILN_PREDICTION_LCM;
+    else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps, v_prediction and lcm",
+                          sampling);
     return KILN_OK;
 }
 

@@ -719,6 +719,11 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
      * then guidance in x0 space */
     bool v = prediction == KILN_PREDICTION_V; /* eps and flow: x - sigma out */
     float c_skip = v ? 1.0f / (sigma * sigma + 1.0f) : 1.0f, c_out = v ? -sigma * in_scale : -sigma;
+    if (prediction == KILN_PREDICTION_LCM) { /* LCM's boundary condition on eps's x0: out_l x0 + skip_l x */
+        float skip_l, out_l;
+        kiln_lcm_boundary(timestep, &skip_l, &out_l);
+        c_skip = out_l + skip_l, c_out = -sigma * out_l;
+    }
     const float *out_uncond = d->unet_out, *out_cond = d->unet_out + (d->rows == d->batch ? 0 : per_batch);
     /* SkipLayerGuidance, after the guidance as ComfyUI's post-CFG function: the positive rows again without its
        blocks, scale times the difference of the two x0 added */

@@ -84,7 +84,8 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: size %dx%d", run->width, run->height);
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
-    if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v"))
+    if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v") &&
+        strcmp(run->prediction, "lcm"))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
     if (!(run->negative_until >= 0 && run->negative_until < 1))

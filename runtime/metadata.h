@@ -85,7 +85,7 @@ typedef struct kiln_run_info {
     int width, height; /* of the output image, in pixels */
     int batch_size;
     int clip_skip;          /* 1 = the last CLIP layer (no skip), 2 = the one before, ... */
-    const char *prediction; /* "eps" or "v" where the run forced it (ModelSamplingDiscrete), NULL where the
+    const char *prediction; /* "eps", "v" or "lcm" where the run forced it (ModelSamplingDiscrete), NULL where the
                                model's own was used */
     int model_clip_skip;    /* the layer the model reads unless told (SD 2.x: 2); 0 reads as 1. The
                                workflow has CLIPSetLastLayer where clip_skip differs from it */

@@ -24,6 +24,9 @@ typedef enum kiln_prediction {
     KILN_PREDICTION_EPS, /* the noise: SD 1.x, SD 2.x 512 */
     KILN_PREDICTION_V,   /* v = alpha * noise - sigma * x0: SD 2.x 768 */
     KILN_PREDICTION_FLOW, /* the velocity noise - x0 of flow matching (ComfyUI's CONST): Flux, SD3 */
+    /* the noise, on LCM's distilled table of 50 timesteps, its x0 through LCM's boundary condition (ComfyUI's
+       ModelSamplingDiscrete "lcm": an LCM or LCM-LoRA model) */
+    KILN_PREDICTION_LCM,
 } kiln_prediction;
 
 #define KILN_MAX_TEXT_ENCODERS 2

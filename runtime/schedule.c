@@ -35,6 +35,7 @@ static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start,
     ms->shift = 0.0;
     ms->snr_shift = false;
     ms->multiplier = 1.0f;
+    ms->skip = 1;
     for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
         double v = t < KILN_TRAIN_TIMESTEPS / 2 ? start + step * t : end - step * (T_LAST - t);
         alphas_cumprod *= 1.0 - (in_roots ? v * v : v);
@@ -77,6 +78,7 @@ kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift)
     ms->shift = shift;
     ms->snr_shift = false;
     ms->multiplier = 1.0f;
+    ms->skip = 1;
     for (int i = 0; i < KILN_FLOW_TIMESTEPS; i++) {
         /* torch.arange(1, N + 1) / N: int64 true division, done in float32 */
         float t = (float)(i + 1) / (float)KILN_FLOW_TIMESTEPS;
@@ -105,6 +107,7 @@ kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift)
     ms->shift = shift;
     ms->snr_shift = true;
     ms->multiplier = (float)KILN_SD3_TIMESTEPS;
+    ms->skip = 1;
     for (int i = 0; i < KILN_SD3_TIMESTEPS; i++) {
         /* (arange(1, N + 1) / N) * multiplier, then sigma(): / multiplier */
         float t = (float)(i + 1) / (float)KILN_SD3_TIMESTEPS * ms->multiplier;
@@ -112,6 +115,28 @@ kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift)
         ms->log_sigmas[i] = logf(ms->sigmas[i]);
     }
     return KILN_OK;
+}
+
+kiln_status kiln_model_sampling_distill(kiln_model_sampling *ms, int steps)
+{
+    if (ms->flow || ms->skip != 1 || steps < 1 || ms->count % steps)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: a distilled table of %d steps from one of %d%s", steps,
+                         ms->count, ms->flow ? " (flow)" : "");
+    const int skip = ms->count / steps;
+    for (int i = 0; i < steps; i++) {
+        ms->sigmas[i] = ms->sigmas[ms->count - 1 - (steps - 1 - i) * skip];
+        ms->log_sigmas[i] = logf(ms->sigmas[i]);
+    }
+    ms->count = steps;
+    ms->skip = skip;
+    return KILN_OK;
+}
+
+void kiln_lcm_boundary(float timestep, float *c_skip, float *c_out)
+{
+    const float s = timestep * 10.0f, sigma_data2 = 0.25f;
+    *c_skip = sigma_data2 / (s * s + sigma_data2);
+    *c_out = s / sqrtf(s * s + sigma_data2);
 }
 
 int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
@@ -131,13 +156,13 @@ int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
 
 float kiln_model_timestep(const kiln_model_sampling *ms, float sigma)
 {
-    return ms->flow ? sigma * ms->multiplier : (float)kiln_sigma_to_timestep(ms, sigma);
+    return ms->flow ? sigma * ms->multiplier : (float)(kiln_sigma_to_timestep(ms, sigma) * ms->skip + ms->skip - 1);
 }
 
 float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
 {
     if (ms->flow) return ms->snr_shift ? snr_shift_f32(ms->shift, t / ms->multiplier) : flux_shift_f32(ms->shift, t);
-    t = fminf(fmaxf(t, 0.0f), (float)(ms->count - 1));
+    t = fminf(fmaxf((t - (float)(ms->skip - 1)) / (float)ms->skip, 0.0f), (float)(ms->count - 1));
     int low = (int)floorf(t), high = (int)ceilf(t);
     float w = t - floorf(t);
     float from_low = (1.0f - w) * ms->log_sigmas[low];

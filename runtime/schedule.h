@@ -28,6 +28,7 @@
 #define KILN_FLOW_TIMESTEPS 10000 /* ModelSamplingFlux's default timesteps */
 #define KILN_SD3_TIMESTEPS 1000   /* ModelSamplingDiscreteFlow's, also the model's timestep per unit of sigma */
 #define KILN_MAX_TIMESTEPS KILN_FLOW_TIMESTEPS
+#define KILN_LCM_TIMESTEPS 50     /* ModelSamplingDiscreteDistilled's original_timesteps */
 
 /* ModelSamplingFlux shifts: FLUX.1-dev (ComfyUI's default) and schnell;
  * SD3's and SD 3.5's ModelSamplingDiscreteFlow shift. */
@@ -46,6 +47,7 @@ typedef struct kiln_model_sampling {
     double shift; /* flow only: the mu of flux_time_shift, or (snr_shift) time_snr_shift's alpha */
     bool snr_shift;    /* flow: SD3's ModelSamplingDiscreteFlow, else ModelSamplingFlux */
     float multiplier;  /* flow: the model's timestep per unit of sigma (Flux 1, SD3 1000) */
+    int skip;          /* discrete: entry t stands for timestep t skip + skip - 1 (1; LCM's distilled table 20) */
     float sigmas[KILN_MAX_TIMESTEPS];     /* ascending; sigmas[t] is table entry t's noise level */
     float log_sigmas[KILN_MAX_TIMESTEPS]; /* discrete: log of the float64 sigma, rounded to float32;
                                              flow: logf of the table's sigma (nearest-entry lookups) */
@@ -66,21 +68,33 @@ kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift)
  * timesteps 1 ... 1000, as torch computes it in float32. Errors:
  * KILN_ERR_INVALID_ARG for a shift that is not finite and positive. */
 kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift);
+/* ModelSamplingDiscreteDistilled (ModelSamplingDiscrete's "lcm"): of a
+ * discrete table of 1000, the `steps` entries every 1000 / steps counted
+ * back from the last (LCM: 50, timesteps 19, 39, ..., 999), their logs
+ * taken again from the float32 sigmas as torch's set_sigmas does. Errors:
+ * KILN_ERR_INVALID_ARG on a flow table or a steps that does not divide it. */
+kiln_status kiln_model_sampling_distill(kiln_model_sampling *ms, int steps);
+/* LCM's boundary condition at a (distilled) timestep: x0 = c_out (x -
+ * sigma eps) + c_skip x, c_skip = 0.25 / (s^2 + 0.25) and c_out = s /
+ * sqrt(s^2 + 0.25) for s = 10 timestep, in float32 as torch computes them. */
+void kiln_lcm_boundary(float timestep, float *c_skip, float *c_out);
 
 static inline float kiln_sigma_min(const kiln_model_sampling *ms) { return ms->sigmas[0]; }
 static inline float kiln_sigma_max(const kiln_model_sampling *ms) { return ms->sigmas[ms->count - 1]; }
 
 /* The table entry whose log sigma is nearest (first one on a tie): for a
- * discrete model its UNet timestep, as ModelSamplingDiscrete.timestep. */
+ * discrete model of all 1000 entries its UNet timestep, as
+ * ModelSamplingDiscrete.timestep. */
 int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma);
 
 /* The model's timestep for a sigma (model_sampling.timestep): the table
- * index for a discrete model, the sigma times the multiplier for flow (the
- * sigma itself for Flux). */
+ * index for a discrete model (times skip, plus skip - 1, for a distilled
+ * one), the sigma times the multiplier for flow (the sigma itself for
+ * Flux). */
 float kiln_model_timestep(const kiln_model_sampling *ms, float sigma);
 
-/* The sigma of a timestep (model_sampling.sigma). Discrete: t clamped to
- * [0, count - 1], log sigma interpolated linearly between its neighbours
+/* The sigma of a timestep (model_sampling.sigma). Discrete: t (a distilled
+ * table's: (t - skip + 1) / skip) clamped to [0, count - 1], log sigma interpolated linearly between its neighbours
  * (float32, as ComfyUI). Flow: flux_time_shift(shift, 1, t) as torch
  * evaluates it on a float32 tensor: 1/t and the outer division are
  * reciprocals (Tensor.__rtruediv__), the last one multiplied by

@@ -723,8 +723,8 @@ static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
     TRY(text(n, "sampling", &sampling));
     const cJSON *zsnr = input_of(n, "zsnr");
     if (cJSON_IsTrue(zsnr)) return node_fail(n, KILN_ERR_UNSUPPORTED, "zsnr (zero terminal SNR sigmas)");
-    if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction"))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps and v_prediction)", sampling);
+    if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction") && strcmp(sampling, "lcm"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps, v_prediction and lcm)", sampling);
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->prediction = sampling; /* the node's JSON outlives the run */

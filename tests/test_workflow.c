@@ -1313,6 +1313,33 @@ static void freeu_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* ModelSamplingDiscrete "lcm" with KSampler's lcm sampler (an LCM-LoRA's
+ * workflow): the library's run on the model set to "lcm", pixel for pixel. */
+static void lcm_sampling_node(void **state)
+{
+    (void)state;
+    static const char graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
+        "[\"4\", 0], \"sampling\": \"lcm\", \"zsnr\": false}}, \"5\": {\"class_type\": \"EmptyLatentImage\", "
+        "\"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", "
+        "\"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 1.5, \"sampler_name\": \"lcm\", \"scheduler\": "
+        "\"sgm_uniform\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], \"negative\": "
+        "[\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}";
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    assert_kiln_ok(kiln_model_set_prediction(m, "lcm"));
+    const kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 1.5, .sampler_name = "lcm",
+                                    .scheduler = "sgm_uniform", .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(graph, m, &latent);
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* PerturbedAttentionGuidance on the model: the library's run with pag_scale
  * at the node's, pixel for pixel; a second such node is refused. */
 static void pag_nodes(void **state)
@@ -1770,6 +1797,7 @@ int main(void)
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(pag_nodes),
+        cmocka_unit_test(lcm_sampling_node),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),
                                        cmocka_unit_test(vae_encode_for_inpaint_node),

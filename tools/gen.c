@@ -191,7 +191,8 @@ static void usage(FILE *to)
             "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2 (default: the\n"
             "                         model's own: 1 for SD 1.x, 2 for SD 2.x)\n"
             "  --prediction P         what the UNet predicts: eps or v (ComfyUI's ModelSamplingDiscrete;\n"
-            "                         default: read off the checkpoint, see --info)\n"
+            "                         default: read off the checkpoint, see --info), or lcm for an LCM\n"
+            "                         model or LoRA (with --sampler lcm, a few steps at cfg 1 to 2)\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
             "  --controlnet FILE      a ControlNet (SD's original or diffusers layout; Flux's InstantX,\n"
@@ -819,7 +820,8 @@ static int parse(int argc, char **argv, gen_options *o)
             o->refiner_switch_given = true;
             break;
         case O_PREDICTION:
-            if (strcmp(optarg, "eps") && strcmp(optarg, "v")) return bad_flag("--prediction", optarg, "must be eps or v");
+            if (strcmp(optarg, "eps") && strcmp(optarg, "v") && strcmp(optarg, "lcm"))
+                return bad_flag("--prediction", optarg, "must be eps, v or lcm");
             o->prediction = optarg;
             break;
         case O_FEATHERING:

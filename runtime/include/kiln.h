@@ -155,12 +155,17 @@ const char *kiln_model_family(const kiln_model *m);
  * InstructPix2Pix, and FLUX.1 Canny and Depth, whose picture is the edge or
  * depth map, given the same way). */
 const char *kiln_model_variant(const kiln_model *m);
-/* What the model predicts: "eps" or "v", as read off the checkpoint or set;
- * "flow" for Flux. */
+/* What the model predicts: "eps" or "v", as read off the checkpoint or set
+ * ("lcm" where set); "flow" for Flux. */
 const char *kiln_model_prediction(const kiln_model *m);
 /* ModelSamplingDiscrete: "eps" or "v_prediction" ("v"), for a checkpoint
- * whose file does not say (an SD 2.x 768 model saved without its config);
- * a Flux model takes only "flow". */
+ * whose file does not say (an SD 2.x 768 model saved without its config),
+ * or "lcm" for an LCM model or an LCM-LoRA merged into one: eps on LCM's
+ * distilled table (ModelSamplingDiscreteDistilled: 50 of the 1000 sigmas,
+ * timesteps 19, 39, ..., 999, so every scheduler walks those), each x0
+ * through LCM's boundary condition c_out (x - sigma eps) + c_skip x with
+ * c_skip = 0.25 / (s^2 + 0.25), c_out = s / sqrt(s^2 + 0.25), s ten times
+ * the timestep; a Flux or SD3 model takes only "flow". */
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
 /* ModelSamplingFlux's shift of a Flux model's sigmas (ComfyUI's node makes
  * it from the image size), or ModelSamplingSD3's of an SD3 model's; 0: the
