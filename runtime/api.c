@@ -113,6 +113,16 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
     return KILN_OK;
 }
 
+kiln_status kiln_model_set_zsnr(kiln_model *m, bool zsnr)
+{
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_zsnr: no model");
+    if (zsnr && kiln_model_is_mmdit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "zsnr (zero terminal SNR sigmas) on a %s model: it samples by flow",
+                         m->info.family);
+    m->zsnr = zsnr;
+    return KILN_OK;
+}
+
 kiln_status kiln_model_set_flux_shift(kiln_model *m, double shift)
 {
     if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_flux_shift: no model");

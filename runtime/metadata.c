@@ -87,6 +87,8 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v") &&
         strcmp(run->prediction, "lcm"))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
+    if (run->zsnr && !run->prediction)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: zsnr without the prediction ModelSamplingDiscrete takes");
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
     if (!(run->negative_until >= 0 && run->negative_until < 1))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: negative_until %g", run->negative_until);
@@ -844,7 +846,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (run->prediction) {
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
-        add_bool(&g, in, "zsnr", false);
+        add_bool(&g, in, "zsnr", run->zsnr);
         add_link(&g, in, "model", perturbed, 0);
     }
     if (run->pag_scale > 0) {

@@ -87,6 +87,7 @@ typedef struct kiln_run_info {
     int clip_skip;          /* 1 = the last CLIP layer (no skip), 2 = the one before, ... */
     const char *prediction; /* "eps", "v" or "lcm" where the run forced it (ModelSamplingDiscrete), NULL where the
                                model's own was used */
+    bool zsnr;              /* ModelSamplingDiscrete's zsnr (with prediction) */
     int model_clip_skip;    /* the layer the model reads unless told (SD 2.x: 2); 0 reads as 1. The
                                workflow has CLIPSetLastLayer where clip_skip differs from it */
     double denoise;         /* in (0, 1]; 1 for txt2img */

@@ -441,8 +441,7 @@ kiln_status kiln_model_sampling_of(const kiln_model *m, kiln_model_sampling *ms)
     const kiln_family *f = m->family;
     if (f->arch == KILN_ARCH_FLUX) return kiln_model_sampling_init_flux(ms, m->flow_shift);
     if (f->arch == KILN_ARCH_SD3) return kiln_model_sampling_init_sd3(ms, m->flow_shift);
-    TRY(f->plain_betas ? kiln_model_sampling_init_plain(ms, f->linear_start, f->linear_end)
-                       : kiln_model_sampling_init(ms, f->linear_start, f->linear_end));
+    TRY(kiln_model_sampling_init_betas(ms, f->linear_start, f->linear_end, f->plain_betas, m->zsnr));
     return m->info.prediction == KILN_PREDICTION_LCM ? kiln_model_sampling_distill(ms, KILN_LCM_TIMESTEPS) : KILN_OK;
 }
 

@@ -78,6 +78,7 @@ typedef struct kiln_model {
     int t5_max_tokens;        /* ids a prompt is cut to: PixArt-alpha's 120, PixArt-Sigma's 300, Flux's 512 */
     kiln_flux flux;           /* Flux's transformer, or SD3's (flux.sd3) */
     double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0; SD3's 3.0 */
+    bool zsnr;                /* ModelSamplingDiscrete's zsnr: the sigmas rescaled to zero terminal SNR */
     kiln_vae vae;
 } kiln_model;
 

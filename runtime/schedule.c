@@ -22,7 +22,20 @@
 /* Betas evenly spaced in their square roots (squared after) or in
  * themselves, as torch.linspace in float64 spaces them: the first half
  * counted from the start, the second from the end. */
-static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start, double linear_end, bool in_roots)
+/* rescale_zero_terminal_snr_sigmas, in float64 as torch computes it on ComfyUI's float64 sigmas */
+static void rescale_zero_terminal_snr(double *sigmas, int n)
+{
+    double root_first = sqrt(1.0 / (sigmas[0] * sigmas[0] + 1.0)), root_last = sqrt(1.0 / (sigmas[n - 1] * sigmas[n - 1] + 1.0));
+    for (int t = 0; t < n; t++) {
+        double root = sqrt(1.0 / (sigmas[t] * sigmas[t] + 1.0));
+        root = (root - root_last) * (root_first / (root_first - root_last));
+        double alphas_bar = t == n - 1 ? 4.8973451890853435e-08 : root * root;
+        sigmas[t] = sqrt((1.0 - alphas_bar) / alphas_bar);
+    }
+}
+
+static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start, double linear_end, bool in_roots,
+                                   bool zsnr)
 {
     if (!(linear_start > 0.0 && linear_start < linear_end && linear_end < 1.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: need 0 < linear_start (%g) < linear_end (%g) < 1",
@@ -36,24 +49,34 @@ static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start,
     ms->snr_shift = false;
     ms->multiplier = 1.0f;
     ms->skip = 1;
+    double sigmas[KILN_TRAIN_TIMESTEPS];
     for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
         double v = t < KILN_TRAIN_TIMESTEPS / 2 ? start + step * t : end - step * (T_LAST - t);
         alphas_cumprod *= 1.0 - (in_roots ? v * v : v);
-        double sigma = sqrt((1.0 - alphas_cumprod) / alphas_cumprod);
-        ms->sigmas[t] = (float)sigma;
-        ms->log_sigmas[t] = (float)log(sigma);
+        sigmas[t] = sqrt((1.0 - alphas_cumprod) / alphas_cumprod);
+    }
+    if (zsnr) rescale_zero_terminal_snr(sigmas, KILN_TRAIN_TIMESTEPS);
+    for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
+        ms->sigmas[t] = (float)sigmas[t];
+        ms->log_sigmas[t] = (float)log(sigmas[t]);
     }
     return KILN_OK;
 }
 
 kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_start, double linear_end)
 {
-    return init_from_betas(ms, linear_start, linear_end, true);
+    return init_from_betas(ms, linear_start, linear_end, true, false);
 }
 
 kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linear_start, double linear_end)
 {
-    return init_from_betas(ms, linear_start, linear_end, false);
+    return init_from_betas(ms, linear_start, linear_end, false, false);
+}
+
+kiln_status kiln_model_sampling_init_betas(kiln_model_sampling *ms, double linear_start, double linear_end, bool plain,
+                                           bool zsnr)
+{
+    return init_from_betas(ms, linear_start, linear_end, !plain, zsnr);
 }
 
 /* flux_time_shift(shift, 1, t) on a float32 tensor t: torch turns

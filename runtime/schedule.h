@@ -59,6 +59,13 @@ kiln_status kiln_model_sampling_init(kiln_model_sampling *ms, double linear_star
 /* The same from betas evenly spaced in themselves, linspace(start, end,
  * 1000) (ComfyUI's "sqrt_linear": PixArt's schedule). */
 kiln_status kiln_model_sampling_init_plain(kiln_model_sampling *ms, double linear_start, double linear_end);
+/* Either (plain: the latter), with zsnr the float64 sigmas rescaled to zero
+ * terminal SNR first (ModelSamplingDiscrete's zsnr,
+ * rescale_zero_terminal_snr_sigmas: sqrt(alphas_cumprod) shifted to end at
+ * 0 and scaled to start where it did, the last alphas_cumprod then
+ * 4.8973451890853435e-08, so the last sigma is about 4519). */
+kiln_status kiln_model_sampling_init_betas(kiln_model_sampling *ms, double linear_start, double linear_end, bool plain,
+                                           bool zsnr);
 /* ModelSamplingFlux(shift): sigmas[i] = sigma((i + 1) / 10000), bit for bit
  * as torch computes it in float32 (see kiln_timestep_to_sigma). Errors:
  * KILN_ERR_INVALID_ARG for a non-finite shift or one whose exp overflows a

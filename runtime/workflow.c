@@ -76,10 +76,11 @@ typedef struct wf_recipe {
     kiln_lora loras[WF_MAX_LORAS]; /* paths owned */
     int nloras;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
-    /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction"; NULL: the
-       checkpoint's), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
+    /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction", "lcm"; NULL:
+       the checkpoint's; and its zsnr), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
        nodes'; not part of what is loaded */
     const char *prediction;
+    bool zsnr;           /* ModelSamplingDiscrete's zsnr */
     double flux_shift;
     double differential; /* DifferentialDiffusion's strength; 0: none */
     double rescale_cfg;  /* RescaleCFG's multiplier; 0: none */
@@ -371,7 +372,7 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
-                      .prediction = from->prediction,
+                      .prediction = from->prediction, .zsnr = from->zsnr,
                       .flux_shift = from->flux_shift, .differential = from->differential,
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
@@ -721,13 +722,12 @@ static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
     const char *sampling;
     TRY(linked(r, n, "model", WF_MODEL, &model));
     TRY(text(n, "sampling", &sampling));
-    const cJSON *zsnr = input_of(n, "zsnr");
-    if (cJSON_IsTrue(zsnr)) return node_fail(n, KILN_ERR_UNSUPPORTED, "zsnr (zero terminal SNR sigmas)");
     if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction") && strcmp(sampling, "lcm"))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps, v_prediction and lcm)", sampling);
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->prediction = sampling; /* the node's JSON outlives the run */
+    recipe->zsnr = cJSON_IsTrue(input_of(n, "zsnr"));
     return KILN_OK;
 }
 
@@ -2024,9 +2024,11 @@ static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, 
     kiln_model *m;
     TRY(model_of(r, &model->recipe, false, &m));
     for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
-        if (r->models[i].model == m)
+        if (r->models[i].model == m) {
             TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
                                                                       : r->models[i].prediction));
+            TRY(node_status(n, kiln_model_set_zsnr(m, model->recipe.zsnr)));
+        }
     kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
     TRY(node_status(n, st));
     *out = m;

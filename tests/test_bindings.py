@@ -449,6 +449,26 @@ class Guidance(unittest.TestCase):
             run(kiln.FreeU(b2=12.0))
         self.assertIn("b2 12", caught.exception.message)
 
+    def test_model_sampling(self):
+        """ModelSamplingDiscrete's zsnr and lcm change the run; set back to
+        eps without zsnr, the plain run comes back to the bit."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run():
+            return model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                                  sampler_name="lcm", scheduler="sgm_uniform").to_list()
+
+        plain = run()
+        try:
+            model.set_prediction("eps", zsnr=True)
+            self.assertGreater(rel_l2(run(), plain), 1e-3)
+            model.set_prediction("lcm")
+            self.assertEqual(model.prediction, "lcm")
+            self.assertGreater(rel_l2(run(), plain), 1e-4)
+        finally:
+            model.set_prediction("eps")
+        self.assertEqual(run(), plain)
+
     def test_pag(self):
         """PerturbedAttentionGuidance at scale 0 is the plain run to the bit,
         at 3 it moves it; a scale past 100 is refused by name."""

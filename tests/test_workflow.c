@@ -1314,10 +1314,20 @@ static void freeu_nodes(void **state)
 }
 
 /* ModelSamplingDiscrete "lcm" with KSampler's lcm sampler (an LCM-LoRA's
- * workflow): the library's run on the model set to "lcm", pixel for pixel. */
-static void lcm_sampling_node(void **state)
+ * workflow), and "v_prediction" with zsnr: the library's runs on the model
+ * set so, pixel for pixel. */
+static void model_sampling_nodes(void **state)
 {
     (void)state;
+    static const char zsnr_graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
+        "[\"4\", 0], \"sampling\": \"v_prediction\", \"zsnr\": true}}, \"5\": {\"class_type\": "
+        "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": "
+        "{\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 5, \"sampler_name\": "
+        "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], "
+        "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}";
     static const char graph[] =
         "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
         "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
@@ -1336,6 +1346,13 @@ static void lcm_sampling_node(void **state)
                                     .scheduler = "sgm_uniform", .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
     assert_workflow_decodes_to(graph, m, &latent);
+    kiln_latent_free(&latent);
+    assert_kiln_ok(kiln_model_set_prediction(m, "v_prediction"));
+    assert_kiln_ok(kiln_model_set_zsnr(m, true));
+    const kiln_ksampler_params v = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &v, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(zsnr_graph, m, &latent);
     kiln_latent_free(&latent);
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
@@ -1797,7 +1814,7 @@ int main(void)
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(pag_nodes),
-        cmocka_unit_test(lcm_sampling_node),
+        cmocka_unit_test(model_sampling_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),
                                        cmocka_unit_test(vae_encode_for_inpaint_node),

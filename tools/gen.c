@@ -127,7 +127,8 @@ typedef struct gen_options {
     kiln_dtype compute;
     bool compute_set; /* --compute given; else the backend chooses */
     int width, height, steps, batch, clip_skip, threads, device; /* clip_skip 0: the model's own */
-    const char *prediction; /* --prediction eps|v; NULL: the model's own */
+    const char *prediction; /* --prediction eps|v|lcm; NULL: the model's own */
+    bool zsnr;              /* --zsnr: ModelSamplingDiscrete's zero terminal SNR sigmas */
     double cfg, denoise, guidance; /* guidance 0: Flux dev's default */
     uint64_t seed;
     bool seed_given, size_given, json, list_devices;
@@ -193,6 +194,8 @@ static void usage(FILE *to)
             "  --prediction P         what the UNet predicts: eps or v (ComfyUI's ModelSamplingDiscrete;\n"
             "                         default: read off the checkpoint, see --info), or lcm for an LCM\n"
             "                         model or LoRA (with --sampler lcm, a few steps at cfg 1 to 2)\n"
+            "  --zsnr                 the sigmas rescaled to zero terminal SNR (ModelSamplingDiscrete's\n"
+            "                         zsnr), for v-prediction models trained so (NoobAI-XL v-pred)\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
             "  --controlnet FILE      a ControlNet (SD's original or diffusers layout; Flux's InstantX,\n"
@@ -607,7 +610,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -615,7 +618,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
-        {"pag", required_argument, 0, O_PAG},
+        {"pag", required_argument, 0, O_PAG},         {"zsnr", no_argument, 0, O_ZSNR},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -799,6 +802,7 @@ static int parse(int argc, char **argv, gen_options *o)
                                 "0, 0 and a strength from 0 (not) to 10");
             o->nareas++;
             break;
+        case O_ZSNR: o->zsnr = true; break;
         case O_PAG:
             if (!parse_double(optarg, 0, 100, &o->pag_scale) || o->pag_scale == 0)
                 return bad_flag("--pag", optarg, "must be in (0, 100]");
@@ -1854,7 +1858,9 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .flux_guidance = o->guidance,
                          .width = first_width, .height = first_height, .batch_size = o->batch,
                          .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
-                         .prediction = o->prediction,
+                         /* ModelSamplingDiscrete says both */
+                         .prediction = o->zsnr && !o->prediction ? kiln_model_prediction(m) : o->prediction,
+                         .zsnr = o->zsnr,
                          .denoise = o->denoise, .init_image = o->init_image, .loras = o->loras, .nloras = o->nloras,
                          .mask = o->mask, .mask_channel = o->mask_channel, .outpaint = o->outpaint_given ? &o->outpaint : NULL,
                          .inpaint_model = c->inpaint_unet, .instruct_pix2pix = c->pix2pix,
@@ -1995,6 +2001,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");
+    if (o.zsnr && kiln_model_set_zsnr(m, true) != KILN_OK) return fail("--zsnr");
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
                 m->info.family);

@@ -167,6 +167,11 @@ const char *kiln_model_prediction(const kiln_model *m);
  * c_skip = 0.25 / (s^2 + 0.25), c_out = s / sqrt(s^2 + 0.25), s ten times
  * the timestep; a Flux or SD3 model takes only "flow". */
 kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
+/* ModelSamplingDiscrete's zsnr: the model's 1000 sigmas rescaled to zero
+ * terminal SNR (rescale_zero_terminal_snr_sigmas; the last about 4519), as
+ * v-prediction models trained that way sample (e.g. NoobAI-XL's v-pred); off
+ * by default. Not for Flux or SD3 (KILN_ERR_UNSUPPORTED). */
+kiln_status kiln_model_set_zsnr(kiln_model *m, bool zsnr);
 /* ModelSamplingFlux's shift of a Flux model's sigmas (ComfyUI's node makes
  * it from the image size), or ModelSamplingSD3's of an SD3 model's; 0: the
  * model's own (dev 1.15, schnell 1.0, SD3 3.0). */

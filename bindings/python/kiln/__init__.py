@@ -242,6 +242,7 @@ _declare("kiln_model_family", c_char_p, c_void_p)
 _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
+_declare("kiln_model_set_zsnr", c_int, c_void_p, c_bool)
 _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
@@ -663,12 +664,16 @@ class Model(_Handle):
 
     @property
     def prediction(self) -> str:
-        """"eps" or "v", as read off the checkpoint or set by set_prediction."""
+        """"eps" or "v", as read off the checkpoint, or as set by
+        set_prediction ("lcm" too)."""
         return _lib.kiln_model_prediction(self._ptr()).decode()
 
-    def set_prediction(self, sampling: str) -> None:
-        """ModelSamplingDiscrete: "eps" or "v_prediction"."""
+    def set_prediction(self, sampling: str, zsnr: bool = False) -> None:
+        """ModelSamplingDiscrete: "eps", "v_prediction" or "lcm" (an LCM
+        model or LoRA), with zsnr the sigmas rescaled to zero terminal
+        SNR."""
         _lib.kiln_model_set_prediction(self._ptr(), sampling.encode())
+        _lib.kiln_model_set_zsnr(self._ptr(), bool(zsnr))
 
     def set_flux_shift(self, shift: float) -> None:
         """ModelSamplingFlux's shift of a Flux model's sigmas, or

@@ -1,7 +1,9 @@
-"""Writes tests/data/lcm/sampling.safetensors: ComfyUI's ModelSamplingDiscrete
-"lcm" (ModelSamplingDiscreteDistilled with the LCM model type) on SD 1.x's
-betas, restated with torch float32 as ComfyUI v0.3.64 computes it
-(comfy/model_sampling.py, comfy/samplers.py):
+"""Writes tests/data/model_sampling/lcm.safetensors and zsnr.safetensors:
+ComfyUI's ModelSamplingDiscrete "lcm" and zsnr on SD 1.x's betas, restated
+with torch as ComfyUI v0.3.64 computes them (comfy/model_sampling.py,
+comfy/samplers.py).
+
+lcm.safetensors, ModelSamplingDiscreteDistilled with the LCM model type:
 
 - `sigmas`: the distilled table, 50 of the 1000 sigmas, every 20th counted
   back from the last;
@@ -12,8 +14,12 @@ betas, restated with torch float32 as ComfyUI v0.3.64 computes it
 - `boundary.t` -> `boundary.c_skip`, `boundary.c_out`: LCM.calculate_denoised's
   coefficients (x0 = c_out (x - sigma eps) + c_skip x) at those timesteps.
 
+zsnr.safetensors, ModelSamplingDiscrete(zsnr=True): `sigmas`, the 1000
+sigmas after rescale_zero_terminal_snr_sigmas (on the float64 sigmas, then
+float32), and the `normal.N`, `simple.N` and `karras.N` schedules on them.
+
 Run from the repository root with a python that has torch and safetensors:
-python3 tests/data/lcm/make_lcm_data.py
+python3 tests/data/model_sampling/make_model_sampling_data.py
 """
 import math
 
@@ -21,18 +27,60 @@ import torch
 from safetensors.torch import save_file
 
 
-def base_sigmas():
+def base_sigmas(zsnr=False):
     # ModelSamplingDiscrete._register_schedule for "linear": betas from the roots, in float64
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    return (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+    if zsnr:
+        sigmas = rescale_zero_terminal_snr_sigmas(sigmas)
+    return sigmas.float(), sigmas.log().float()
+
+
+def rescale_zero_terminal_snr_sigmas(sigmas):
+    alphas_cumprod = 1 / ((sigmas * sigmas) + 1)
+    alphas_bar_sqrt = alphas_cumprod.sqrt()
+    first = alphas_bar_sqrt[0].clone()
+    last = alphas_bar_sqrt[-1].clone()
+    alphas_bar_sqrt -= last
+    alphas_bar_sqrt *= first / (first - last)
+    alphas_bar = alphas_bar_sqrt ** 2
+    alphas_bar[-1] = 4.8973451890853435e-08
+    return ((1 - alphas_bar) / alphas_bar) ** 0.5
+
+
+class Discrete:
+    """ModelSamplingDiscrete: timestep the nearest entry, sigma interpolated in log space."""
+
+    def __init__(self, zsnr):
+        self.sigmas, self.log_sigmas = base_sigmas(zsnr)
+
+    @property
+    def sigma_min(self):
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def timestep(self, sigma):
+        dists = sigma.log() - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape)
+
+    def sigma(self, timestep):
+        t = torch.clamp(timestep.float(), min=0, max=(len(self.sigmas) - 1))
+        low_idx = t.floor().long()
+        high_idx = t.ceil().long()
+        w = t.frac()
+        log_sigma = (1 - w) * self.log_sigmas[low_idx] + w * self.log_sigmas[high_idx]
+        return log_sigma.exp()
 
 
 class Distilled:
     original_timesteps = 50
 
     def __init__(self):
-        full = base_sigmas()
+        full, _ = base_sigmas()
         self.skip_steps = 1000 // self.original_timesteps
         valid = torch.zeros(self.original_timesteps, dtype=torch.float32)
         for x in range(self.original_timesteps):
@@ -124,9 +172,19 @@ def main():
     out["boundary.t"] = bt.float()
     out["boundary.c_skip"] = c_skip.float()
     out["boundary.c_out"] = c_out.float()
-    save_file({k: v.contiguous() for k, v in out.items()}, "tests/data/lcm/sampling.safetensors")
+    save_file({k: v.contiguous() for k, v in out.items()}, "tests/data/model_sampling/lcm.safetensors")
     for k, v in out.items():
         print(k, tuple(v.shape), v[:6].tolist())
+
+    z = Discrete(zsnr=True)
+    out = {"sigmas": z.sigmas.clone()}
+    for steps in (1, 4, 8):
+        out[f"normal.{steps}"] = normal_scheduler(z, steps)
+        out[f"simple.{steps}"] = simple_scheduler(z, steps)
+        out[f"karras.{steps}"] = karras(steps, float(z.sigma_min), float(z.sigma_max))
+    save_file({k: v.contiguous() for k, v in out.items()}, "tests/data/model_sampling/zsnr.safetensors")
+    for k, v in out.items():
+        print("zsnr", k, tuple(v.shape), v[-4:].tolist())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-/* ModelSamplingDiscrete "lcm": LCM's distilled table of 50 timesteps, its
+/* ModelSamplingDiscrete's "lcm" and zsnr against ComfyUI's code restated
+ * (tests/data/model_sampling): LCM's distilled table of 50 timesteps, its
  * timestep and sigma maps, the schedulers on it and LCM's boundary
- * condition against ComfyUI's code restated (tests/data/lcm); then a model
- * set to it samples on that table with the lcm sampler, and its workflow
- * node and gen's flag go with it. */
+ * condition; the table rescaled to zero terminal SNR and the schedulers on
+ * it. Then a model set to either samples on its table. */
 #include "kiln_test.h"
 
 #include <math.h>
@@ -14,7 +14,8 @@
 #include "model.h"
 #include "schedule.h"
 
-#define GOLDEN "lcm/sampling.safetensors"
+#define GOLDEN "model_sampling/lcm.safetensors"
+#define ZSNR "model_sampling/zsnr.safetensors"
 
 static void distilled_table_matches_comfyui(void **state)
 {
@@ -54,19 +55,14 @@ static void boundary_matches_comfyui(void **state)
     kiln_st_close(f);
 }
 
-/* The schedulers walk the distilled table of a model set to "lcm". */
-static void schedulers_on_the_distilled_table(void **state)
+/* The schedules of a model (its sampling as set) against a golden's
+ * "<scheduler>.<steps>", the first `nnames` of these schedulers. */
+static void check_schedules(const kiln_model *m, const char *path, size_t nnames)
 {
-    (void)state;
-    kiln_backend *be;
-    kiln_model *m;
-    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
-    assert_kiln_ok(kiln_model_set_prediction(m, "lcm"));
-    assert_string_equal(kiln_model_prediction(m), "lcm");
-    kiln_st_file *f = golden_open(GOLDEN);
-    static const char *const names[] = {"normal", "sgm_uniform", "simple", "karras"};
+    kiln_st_file *f = golden_open(path);
+    static const char *const names[] = {"normal", "simple", "karras", "sgm_uniform"};
     static const int steps[] = {1, 4, 8};
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+    for (size_t k = 0; k < nnames; k++)
         for (size_t s = 0; s < sizeof steps / sizeof *steps; s++) {
             char key[32];
             snprintf(key, sizeof key, "%s.%d", names[k], steps[s]);
@@ -79,6 +75,45 @@ static void schedulers_on_the_distilled_table(void **state)
             golden_free(&want);
         }
     kiln_st_close(f);
+}
+
+/* The schedulers walk the distilled table of a model set to "lcm". */
+static void schedulers_on_the_distilled_table(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    assert_kiln_ok(kiln_model_set_prediction(m, "lcm"));
+    assert_string_equal(kiln_model_prediction(m), "lcm");
+    check_schedules(m, GOLDEN, 4);
+    kiln_test_close_model(be, m);
+}
+
+/* zsnr: the table (against its float64 rescaling, to the bit) and the
+ * schedulers on it, which reach a last sigma of about 4519; off again, the
+ * model's own table comes back. */
+static void zero_terminal_snr(void **state)
+{
+    (void)state;
+    kiln_model_sampling ms;
+    assert_kiln_ok(kiln_model_sampling_init_betas(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END, false, true));
+    kiln_st_file *f = golden_open(ZSNR);
+    golden sigmas = golden_read(f, "sigmas");
+    assert_int_equal(ms.count, (int)sigmas.count);
+    assert_memory_equal(ms.sigmas, sigmas.data, sigmas.count * sizeof(float));
+    golden_free(&sigmas);
+    kiln_st_close(f);
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    assert_kiln_ok(kiln_model_set_zsnr(m, true));
+    check_schedules(m, ZSNR, 3);
+    kiln_sigmas plain;
+    assert_kiln_ok(kiln_model_set_zsnr(m, false));
+    assert_kiln_ok(kiln_basic_scheduler(m, "normal", 1, 1.0, &plain));
+    assert_float_equal(plain.values[0], 14.614641f, 1e-5);
+    kiln_sigmas_free(&plain);
     kiln_test_close_model(be, m);
 }
 
@@ -120,6 +155,7 @@ int main(void)
         cmocka_unit_test(distilled_table_matches_comfyui),
         cmocka_unit_test(boundary_matches_comfyui),
         cmocka_unit_test(schedulers_on_the_distilled_table),
+        cmocka_unit_test(zero_terminal_snr),
         cmocka_unit_test(lcm_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
