@@ -11,7 +11,6 @@
 
 #include "golden.h"
 #include "latent.h"
-#include "model.h"
 #include "parity.h"
 
 #define GOLDEN "freeu/tiny.safetensors"
@@ -102,21 +101,9 @@ static void ksampler_with_freeu(void **state)
 static void freeu_refused_on_a_dit(void **state)
 {
     (void)state;
-    kiln_backend *be;
-    kiln_model *m;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
-    kiln_conditioning c;
-    kiln_latent empty, out;
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
-    assert_kiln_ok(kiln_empty_latent(m, 32, 32, 1, &empty));
     const kiln_ksampler_params p = {.seed = 3, .steps = 1, .cfg = 1.0, .sampler_name = "euler",
                                     .scheduler = "simple", .denoise = 1.0, .freeu = &freeu_defaults};
-    assert_refused_naming(kiln_ksampler(m, &p, &c, &c, &empty, &out), "FreeU scales a UNet's");
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&c);
-    kiln_model_free(m);
-    kiln_backend_free(be);
+    assert_ksampler_refused_on_flux(&p, "FreeU scales a UNet's");
 }
 
 int main(void)

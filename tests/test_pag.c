@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "latent.h"
-#include "model.h"
 #include "parity.h"
 
 static const parity_unet_patches perturbed = {.perturb_middle = true};
@@ -101,19 +100,10 @@ static void pag_refusals(void **state)
     kiln_latent_free(&empty);
     kiln_conditioning_free(&c);
     kiln_test_close_model(be, m);
-
     /* a DiT has no middle block */
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(kiln_test_data("flux/tiny"), be, &m));
-    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
-    assert_kiln_ok(kiln_empty_latent(m, 32, 32, 1, &empty));
     const kiln_ksampler_params flux = {.seed = 3, .steps = 1, .cfg = 1.0, .sampler_name = "euler",
                                        .scheduler = "simple", .denoise = 1.0, .pag_scale = 3.0};
-    assert_refused_naming(kiln_ksampler(m, &flux, &c, &c, &empty, &out), "PerturbedAttentionGuidance perturbs");
-    kiln_latent_free(&empty);
-    kiln_conditioning_free(&c);
-    kiln_model_free(m);
-    kiln_backend_free(be);
+    assert_ksampler_refused_on_flux(&flux, "PerturbedAttentionGuidance perturbs");
 }
 
 int main(void)

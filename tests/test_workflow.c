@@ -828,6 +828,12 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
     assert_int_equal(count, 0);
 }
 
+/* A graph's opening: the checkpoint and its two prompts, "a red circle" ("6") and the empty one ("7"). */
+#define CKPT_PROMPTS                                                                                                  \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
+    "\"clip\": [\"4\", 1]}}, "
+
 #define DECODE_SAVE(samples)                                                                                          \
     "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": " samples ", \"vae\": [\"4\", 2]}}, "           \
     "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}"
@@ -1255,9 +1261,7 @@ static void guidance_patch_nodes(void **state)
 {
     (void)state;
 #define RESCALED_RUN(multiplier)                                                                                      \
-    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
-    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
-    "\"clip\": [\"4\", 1]}}, \"62\": {\"class_type\": \"APG\", \"inputs\": {\"model\": [\"4\", 0], \"eta\": 0.4, "     \
+    CKPT_PROMPTS "\"62\": {\"class_type\": \"APG\", \"inputs\": {\"model\": [\"4\", 0], \"eta\": 0.4, "     \
     "\"norm_threshold\": 4, \"momentum\": -0.25}}, "                                                                   \
     "\"61\": {\"class_type\": \"CFGZeroStar\", \"inputs\": {\"model\": [\"62\", 0]}}, "                              \
     "\"60\": {\"class_type\": \"RescaleCFG\", \"inputs\": {\"model\": [\"61\", 0], \"multiplier\": " multiplier "}}, "  \
@@ -1287,9 +1291,8 @@ static void guidance_patch_nodes(void **state)
 static void freeu_nodes(void **state)
 {
     (void)state;
-#define FREEU_RUN(model)                                                                                                  "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
-    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
-    "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"FreeU_V2\", \"inputs\": {\"model\": [\"4\", 0], \"b1\": 1.3, "   \
+#define FREEU_RUN(model) \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"FreeU_V2\", \"inputs\": {\"model\": [\"4\", 0], \"b1\": 1.3, "   \
     "\"b2\": 1.4, \"s1\": 0.9, \"s2\": 0.2}}, \"61\": {\"class_type\": \"FreeU\", \"inputs\": {\"model\": [\"60\", 0], "   \
     "\"b1\": 1.1, \"b2\": 1.2, \"s1\": 0.9, \"s2\": 0.2}}, \"5\": {\"class_type\": \"EmptyLatentImage\", "               \
     "\"inputs\": {\"width\": 32, \"height\": 24, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", "            \
@@ -1320,18 +1323,14 @@ static void model_sampling_nodes(void **state)
 {
     (void)state;
     static const char zsnr_graph[] =
-        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
-        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
-        "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
+        CKPT_PROMPTS "\"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
         "[\"4\", 0], \"sampling\": \"v_prediction\", \"zsnr\": true}}, \"5\": {\"class_type\": "
         "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": "
         "{\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 5, \"sampler_name\": "
         "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], "
         "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}";
     static const char graph[] =
-        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
-        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
-        "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
+        CKPT_PROMPTS "\"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
         "[\"4\", 0], \"sampling\": \"lcm\", \"zsnr\": false}}, \"5\": {\"class_type\": \"EmptyLatentImage\", "
         "\"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", "
         "\"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 1.5, \"sampler_name\": \"lcm\", \"scheduler\": "
@@ -1363,9 +1362,7 @@ static void pag_nodes(void **state)
 {
     (void)state;
 #define PAG_RUN(model)                                                                                                \
-    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
-    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "                \
-    "\"clip\": [\"4\", 1]}}, \"60\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "       \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "       \
     "[\"4\", 0], \"scale\": 2.5}}, \"61\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "  \
     "[\"60\", 0], \"scale\": 3}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "           \
     "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
@@ -1403,9 +1400,7 @@ static void latent_nodes(void **state)
     "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
 #define LATENT_NODE(id, type, inputs) "\"" id "\": {\"class_type\": \"" type "\", \"inputs\": {" inputs "}}, "
     static const char graph[] =
-        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
-        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
-        "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 160, "
+        CKPT_PROMPTS "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 160, "
         "\"height\": 128, \"batch_size\": 1}}, " LATENT_RUN("3", "3") LATENT_RUN("13", "4")
         LATENT_NODE("20", "LatentCrop", "\"samples\": [\"13\", 0], \"width\": 64, \"height\": 72, \"x\": 16, \"y\": 8")
         LATENT_NODE("21", "LatentComposite", "\"samples_to\": [\"3\", 0], \"samples_from\": [\"20\", 0], \"x\": 40, "
@@ -1474,9 +1469,7 @@ static void mask_nodes(void **state)
     (void)state;
 #define MASK_NODE(id, type, inputs) "\"" id "\": {\"class_type\": \"" type "\", \"inputs\": {" inputs "}}, "
     static const char graph[] =
-        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
-        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
-        "\"clip\": [\"4\", 1]}}, "
+        CKPT_PROMPTS
         MASK_NODE("11", "LoadImage", "\"image\": \"" KILN_TEST_DATA "/inpaint/image_20x17.png\"")
         MASK_NODE("12", "VAEEncode", "\"pixels\": [\"11\", 0], \"vae\": [\"4\", 2]")
         MASK_NODE("50", "LoadImageMask", "\"image\": \"" KILN_TEST_DATA "/inpaint/mask_20x17.png\", \"channel\": "

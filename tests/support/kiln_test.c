@@ -37,6 +37,22 @@ void kiln_test_close_model(kiln_backend *be, kiln_model *m)
     kiln_backend_free(be);
 }
 
+void assert_ksampler_refused_on_flux(const kiln_ksampler_params *p, const char *says)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_conditioning c;
+    kiln_latent empty, out;
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/tiny"), NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
+    assert_kiln_ok(kiln_empty_latent(m, 32, 32, 1, &empty));
+    assert_refused_naming(kiln_ksampler(m, p, &c, &c, &empty, &out), says);
+    kiln_latent_free(&empty);
+    kiln_conditioning_free(&c);
+    kiln_test_close_model(be, m);
+}
+
 uint8_t *kiln_test_read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");

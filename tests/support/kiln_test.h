@@ -59,4 +59,9 @@ const char *kiln_test_data(const char *relative);
 int kiln_test_open_tiny_sd15(kiln_backend **be, kiln_model **m);
 void kiln_test_close_model(kiln_backend *be, kiln_model *m);
 
+/* kiln_ksampler with p (a 32x32 empty latent, one prompt on both sides) on
+ * the tiny Flux model (tests/data/flux/tiny) is refused, naming `says`: for
+ * what only a UNet takes. */
+void assert_ksampler_refused_on_flux(const kiln_ksampler_params *p, const char *says);
+
 #endif

@@ -76,7 +76,8 @@ class Discrete:
         return log_sigma.exp()
 
 
-class Distilled:
+class Distilled(Discrete):
+    """ModelSamplingDiscreteDistilled: 50 entries of the table, each standing for every 20th timestep."""
     original_timesteps = 50
 
     def __init__(self):
@@ -88,27 +89,11 @@ class Distilled:
         self.sigmas = valid.float()
         self.log_sigmas = valid.log().float()
 
-    @property
-    def sigma_min(self):
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self):
-        return self.sigmas[-1]
-
     def timestep(self, sigma):
-        log_sigma = sigma.log()
-        dists = log_sigma - self.log_sigmas[:, None]
-        return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip_steps + (self.skip_steps - 1)
+        return super().timestep(sigma) * self.skip_steps + (self.skip_steps - 1)
 
     def sigma(self, timestep):
-        t = torch.clamp(((timestep.float() - (self.skip_steps - 1)) / self.skip_steps).float(), min=0,
-                        max=(len(self.sigmas) - 1))
-        low_idx = t.floor().long()
-        high_idx = t.ceil().long()
-        w = t.frac()
-        log_sigma = (1 - w) * self.log_sigmas[low_idx] + w * self.log_sigmas[high_idx]
-        return log_sigma.exp()
+        return super().sigma((timestep.float() - (self.skip_steps - 1)) / self.skip_steps)
 
 
 def normal_scheduler(s, steps, sgm=False):
