@@ -227,58 +227,6 @@ kiln_status kiln_empty_latent(const kiln_model *m, int width, int height, int ba
     return KILN_OK;
 }
 
-kiln_status kiln_image_composite_masked(const kiln_image *destination, const kiln_image *source, int x, int y,
-                                        bool resize_source, const kiln_mask *mask, kiln_image *out)
-{
-    if (out) *out = (kiln_image){0};
-    if (!destination || !destination->pixels || !source || !source->pixels || !out)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ImageCompositeMasked: no destination, source or place");
-    if (x < 0 || y < 0 || (mask && !mask->weights))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "ImageCompositeMasked: x %d and y %d (at or past 0)%s", x, y,
-                         mask && !mask->weights ? ", a mask without weights" : "");
-    /* LatentCompositeMasked's code on pictures as three planes in [0, 1], a pixel to a place, as ComfyUI's
-       composite() serves both */
-    const size_t d = (size_t)3 * destination->width * destination->height, s = (size_t)3 * source->width * source->height;
-    kiln_latent to = {.data = malloc(d * sizeof(float)), .batch = 1, .channels = 3, .height = destination->height,
-                      .width = destination->width},
-                from = {.data = malloc(s * sizeof(float)), .batch = 1, .channels = 3, .height = source->height,
-                        .width = source->width},
-                made = {0};
-    kiln_status st = to.data && from.data ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ImageCompositeMasked: out "
-                                                                "of host memory");
-    if (st == KILN_OK) {
-        kiln_image_to_unit(destination, to.data);
-        kiln_image_to_unit(source, from.data);
-        st = kiln_latent_composite_masked(&to, &from, x, y, resize_source, mask ? mask->weights : NULL,
-                                          mask ? mask->width : 0, mask ? mask->height : 0, &made);
-    }
-    if (st == KILN_OK) st = kiln_image_from_unit(made.data, made.height, made.width, out);
-    free(to.data), free(from.data);
-    kiln_latent_free(&made);
-    return st;
-}
-
-kiln_status kiln_image_flip_rotate(const kiln_image *img, bool flip_rows, bool flip_columns, int quarter_turns,
-                                   kiln_image *out)
-{
-    if (out) *out = (kiln_image){0};
-    if (!img || !img->pixels || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_flip_rotate: no picture or place");
-    /* LatentFlip's and LatentRotate's moves on the three planes (each byte / 255 comes back to itself) */
-    kiln_latent planes = {.data = malloc((size_t)3 * img->width * img->height * sizeof(float)), .batch = 1,
-                          .channels = 3, .height = img->height, .width = img->width},
-                moved = {0};
-    kiln_status st = planes.data ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "kiln_image_flip_rotate: out of host "
-                                                       "memory");
-    if (st == KILN_OK) {
-        kiln_image_to_unit(img, planes.data);
-        st = kiln_latent_flip_rotate(&planes, flip_rows, flip_columns, quarter_turns, &moved);
-    }
-    if (st == KILN_OK) st = kiln_image_from_unit(moved.data, moved.height, moved.width, out);
-    free(planes.data);
-    kiln_latent_free(&moved);
-    return st;
-}
-
 kiln_status kiln_image_scale(const kiln_image *img, const char *method, int width, int height, bool crop,
                              kiln_image *out)
 {

@@ -1,6 +1,8 @@
 /* ComfyUI's image nodes that filter pictures: EmptyImage, ImageInvert,
  * ImageBlend, ImageBlur and ImageSharpen, each on the pixels / 255 in
- * float32 as torch computes them, back to bytes by SaveImage's rule. */
+ * float32 as torch computes them, back to bytes by SaveImage's rule; and
+ * ImageCompositeMasked, ImageFlip and ImageRotate, the latent nodes' code on
+ * those planes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,59 @@ static kiln_status picture_of(float *planes, int width, int height, kiln_image *
     kiln_status st = kiln_image_from_unit(planes, height, width, out);
     free(planes);
     return st;
+}
+
+/* A picture's planes as a latent of one image of three channels: ComfyUI's
+ * image nodes run the latent nodes' code on them. */
+static kiln_latent as_latent(float *planes, const kiln_image *img)
+{
+    return (kiln_latent){.data = planes, .batch = 1, .channels = 3, .height = img->height, .width = img->width};
+}
+
+/* A latent node's result back to a picture, freed. */
+static kiln_status picture_of_latent(kiln_latent *made, kiln_image *out)
+{
+    kiln_status st = kiln_image_from_unit(made->data, made->height, made->width, out);
+    kiln_latent_free(made);
+    return st;
+}
+
+kiln_status kiln_image_composite_masked(const kiln_image *destination, const kiln_image *source, int x, int y,
+                                        bool resize_source, const kiln_mask *mask, kiln_image *out)
+{
+    if (out) *out = (kiln_image){0};
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "ImageCompositeMasked: no place for the picture");
+    if (x < 0 || y < 0 || (mask && !mask->weights))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ImageCompositeMasked: x %d and y %d (at or past 0)%s", x, y,
+                         mask && !mask->weights ? ", a mask without weights" : "");
+    /* LatentCompositeMasked's code, a pixel to a place, as ComfyUI's composite() serves both */
+    float *to, *from;
+    TRY(planes_of("ImageCompositeMasked", destination, &to));
+    kiln_status st = planes_of("ImageCompositeMasked", source, &from);
+    kiln_latent made = {0};
+    if (st == KILN_OK) {
+        const kiln_latent dst = as_latent(to, destination), src = as_latent(from, source);
+        st = kiln_latent_composite_masked(&dst, &src, x, y, resize_source, mask ? mask->weights : NULL,
+                                          mask ? mask->width : 0, mask ? mask->height : 0, &made);
+        free(from);
+    }
+    free(to);
+    return st == KILN_OK ? picture_of_latent(&made, out) : st;
+}
+
+kiln_status kiln_image_flip_rotate(const kiln_image *img, bool flip_rows, bool flip_columns, int quarter_turns,
+                                   kiln_image *out)
+{
+    if (out) *out = (kiln_image){0};
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_image_flip_rotate: no place for the picture");
+    /* LatentFlip's and LatentRotate's moves (each byte / 255 comes back to itself) */
+    float *planes;
+    TRY(planes_of("kiln_image_flip_rotate", img, &planes));
+    const kiln_latent whole = as_latent(planes, img);
+    kiln_latent moved = {0};
+    kiln_status st = kiln_latent_flip_rotate(&whole, flip_rows, flip_columns, quarter_turns, &moved);
+    free(planes);
+    return st == KILN_OK ? picture_of_latent(&moved, out) : st;
 }
 
 kiln_status kiln_image_empty(int width, int height, uint32_t color, kiln_image *out)
