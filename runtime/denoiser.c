@@ -471,6 +471,18 @@ static kiln_status control_residuals(kiln_graph *g, kiln_denoiser *d, const tens
     return KILN_OK;
 }
 
+/* Rows [first, first + count) of a ControlNet residual of `rows` rows, which
+ * may be held as one image of all their channels (cond_rows_only's). */
+static tensor residual_rows(const tensor *r, int64_t rows, int64_t first, int64_t count)
+{
+    tensor v = rows_view(r, 0, 1);
+    const size_t row_bytes = kiln_tensor_nbytes(r) / (size_t)rows;
+    v.offset = r->offset + (size_t)first * row_bytes;
+    v.shape[1] = r->shape[0] * r->shape[1] / rows;
+    v.shape[0] = count;
+    return v;
+}
+
 /* PerturbedAttentionGuidance's pass in the call's graph: the cond rows again
  * with the middle block's self-attention perturbed, with those rows' share
  * of the call's ControlNet residuals and image prompts (ComfyUI runs the
@@ -495,8 +507,8 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
     if (cond->control) {
         control.nskips = cond->control->nskips;
         for (int k = 0; k < control.nskips; k++)
-            skips[k] = rows_view(cond->control->skips[k], first, B), control.skips[k] = &skips[k];
-        mid = rows_view(cond->control->mid, first, B), control.mid = &mid;
+            skips[k] = residual_rows(cond->control->skips[k], d->rows, first, B), control.skips[k] = &skips[k];
+        mid = residual_rows(cond->control->mid, d->rows, first, B), control.mid = &mid;
         rows.control = &control;
     }
     tensor *eps;
