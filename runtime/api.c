@@ -104,12 +104,38 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
     if (flow != (strcmp(sampling, "flow") == 0))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s' on a %s model", sampling, m->info.family);
     if (flow) return KILN_OK;
+    m->edm.on = false;
     if (strcmp(sampling, "eps") == 0) m->info.prediction = KILN_PREDICTION_EPS;
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
         m->info.prediction = KILN_PREDICTION_V;
     else if (strcmp(sampling, "lcm") == 0) m->info.prediction = KILN_PREDICTION_LCM;
     else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps, v_prediction and lcm",
                           sampling);
+    return KILN_OK;
+}
+
+kiln_status kiln_model_set_continuous_edm(kiln_model *m, const char *sampling, double sigma_max, double sigma_min)
+{
+    if (!m || !sampling) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_continuous_edm: no model or sampling");
+    if (kiln_model_is_mmdit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM on a %s model: it samples by flow",
+                         m->info.family);
+    kiln_prediction prediction;
+    double sigma_data = 1.0;
+    if (strcmp(sampling, "eps") == 0) prediction = KILN_PREDICTION_EPS;
+    else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "cosxl") == 0) prediction = KILN_PREDICTION_V;
+    else if (strcmp(sampling, "edm") == 0) prediction = KILN_PREDICTION_EDM, sigma_data = 0.5;
+    else if (strcmp(sampling, "edm_playground_v2.5") == 0)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM '%s': Playground v2.5's latent format (its "
+                         "per-channel mean and std) is not in kiln", sampling);
+    else
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM '%s': eps, v_prediction, edm or cosxl",
+                         sampling);
+    if (!(sigma_min > 0.0 && sigma_min < sigma_max && sigma_max <= 1000.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ModelSamplingContinuousEDM: sigma_min %g and sigma_max %g: need 0 < "
+                         "sigma_min < sigma_max <= 1000", sigma_min, sigma_max);
+    m->info.prediction = prediction;
+    m->edm.on = true, m->edm.sigma_min = sigma_min, m->edm.sigma_max = sigma_max, m->edm.sigma_data = sigma_data;
     return KILN_OK;
 }
 

@@ -704,7 +704,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     }
     const kiln_prediction prediction = d->model->info.prediction;
     /* flow matching (CONST) takes x as it is and its own sigma as the timestep */
-    float in_scale = prediction == KILN_PREDICTION_FLOW ? 1.0f : 1.0f / sqrtf(sigma * sigma + 1.0f);
+    const float sd = d->sampling->sigma_data; /* 1 but for EDM's denoiser */
+    float in_scale = prediction == KILN_PREDICTION_FLOW ? 1.0f : 1.0f / sqrtf(sigma * sigma + sd * sd);
     float timestep = kiln_model_timestep(d->sampling, sigma);
     for (int r = 0; r < d->rows; r++) d->timesteps[r] = timestep;
     fill_unet_input(d, x, in_scale);
@@ -729,8 +730,11 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps
      * gives x - sigma eps, v gives x / (sigma^2+1) - v sigma / sqrt(sigma^2+1)),
      * then guidance in x0 space */
-    bool v = prediction == KILN_PREDICTION_V; /* eps and flow: x - sigma out */
-    float c_skip = v ? 1.0f / (sigma * sigma + 1.0f) : 1.0f, c_out = v ? -sigma * in_scale : -sigma;
+    /* eps and flow: x - sigma out; v: sd^2 / (sigma^2 + sd^2) x - sigma sd / sqrt(sigma^2 + sd^2) out; EDM's the
+       same with + for - */
+    const bool v = prediction == KILN_PREDICTION_V || prediction == KILN_PREDICTION_EDM;
+    float c_skip = v ? sd * sd / (sigma * sigma + sd * sd) : 1.0f, c_out = v ? -sigma * sd * in_scale : -sigma;
+    if (prediction == KILN_PREDICTION_EDM) c_out = -c_out;
     if (prediction == KILN_PREDICTION_LCM) { /* LCM's boundary condition on eps's x0: out_l x0 + skip_l x */
         float skip_l, out_l;
         kiln_lcm_boundary(timestep, &skip_l, &out_l);

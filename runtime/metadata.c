@@ -87,6 +87,8 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v") &&
         strcmp(run->prediction, "lcm"))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
+    if (run->edm && run->prediction)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: ModelSamplingContinuousEDM and ModelSamplingDiscrete");
     if (run->zsnr && !run->prediction)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: zsnr without the prediction ModelSamplingDiscrete takes");
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
@@ -731,7 +733,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *freeu = run->freeu ? "86" : rescaled;
     const char *perturbed = run->pag_scale > 0 ? "87" : freeu;
-    const char *sampled = run->prediction ? "80" : perturbed;
+    const char *sampled = run->prediction || run->edm ? "80" : perturbed;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
@@ -843,6 +845,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     add_string(&g, in, "filename_prefix", "kiln");
     add_link(&g, in, "images", run->upscale_model ? "71" : "8", 0);
 
+    if (run->edm) {
+        in = add_node(&g, "80", "ModelSamplingContinuousEDM");
+        add_string(&g, in, "sampling", run->edm);
+        add_number(&g, in, "sigma_max", run->edm_sigma_max);
+        add_number(&g, in, "sigma_min", run->edm_sigma_min);
+        add_link(&g, in, "model", perturbed, 0);
+    }
     if (run->prediction) {
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);

@@ -88,6 +88,8 @@ typedef struct kiln_run_info {
     const char *prediction; /* "eps", "v" or "lcm" where the run forced it (ModelSamplingDiscrete), NULL where the
                                model's own was used */
     bool zsnr;              /* ModelSamplingDiscrete's zsnr (with prediction) */
+    const char *edm;        /* ModelSamplingContinuousEDM's sampling in its place, with these sigmas; NULL: none */
+    double edm_sigma_max, edm_sigma_min;
     int model_clip_skip;    /* the layer the model reads unless told (SD 2.x: 2); 0 reads as 1. The
                                workflow has CLIPSetLastLayer where clip_skip differs from it */
     double denoise;         /* in (0, 1]; 1 for txt2img */

@@ -20,7 +20,8 @@ const char *kiln_variant_name(kiln_variant v)
 
 const char *kiln_prediction_name(kiln_prediction p)
 {
-    return p == KILN_PREDICTION_V ? "v" : p == KILN_PREDICTION_FLOW ? "flow" : p == KILN_PREDICTION_LCM ? "lcm" : "eps";
+    return p == KILN_PREDICTION_V ? "v" : p == KILN_PREDICTION_FLOW ? "flow" : p == KILN_PREDICTION_LCM ? "lcm"
+           : p == KILN_PREDICTION_EDM ? "edm" : "eps";
 }
 
 #define SD_BETAS .linear_start = KILN_SD_LINEAR_START, .linear_end = KILN_SD_LINEAR_END
@@ -441,6 +442,7 @@ kiln_status kiln_model_sampling_of(const kiln_model *m, kiln_model_sampling *ms)
     const kiln_family *f = m->family;
     if (f->arch == KILN_ARCH_FLUX) return kiln_model_sampling_init_flux(ms, m->flow_shift);
     if (f->arch == KILN_ARCH_SD3) return kiln_model_sampling_init_sd3(ms, m->flow_shift);
+    if (m->edm.on) return kiln_model_sampling_init_edm(ms, m->edm.sigma_min, m->edm.sigma_max, m->edm.sigma_data);
     TRY(kiln_model_sampling_init_betas(ms, f->linear_start, f->linear_end, f->plain_betas, m->zsnr));
     return m->info.prediction == KILN_PREDICTION_LCM ? kiln_model_sampling_distill(ms, KILN_LCM_TIMESTEPS) : KILN_OK;
 }

@@ -27,6 +27,9 @@ typedef enum kiln_prediction {
     /* the noise, on LCM's distilled table of 50 timesteps, its x0 through LCM's boundary condition (ComfyUI's
        ModelSamplingDiscrete "lcm": an LCM or LCM-LoRA model) */
     KILN_PREDICTION_LCM,
+    /* EDM's denoiser (ModelSamplingContinuousEDM "edm"): x0 = c_skip x + c_out out with the sign of c_out
+       flipped from v's */
+    KILN_PREDICTION_EDM,
 } kiln_prediction;
 
 #define KILN_MAX_TEXT_ENCODERS 2
@@ -79,6 +82,11 @@ typedef struct kiln_model {
     kiln_flux flux;           /* Flux's transformer, or SD3's (flux.sd3) */
     double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0; SD3's 3.0 */
     bool zsnr;                /* ModelSamplingDiscrete's zsnr: the sigmas rescaled to zero terminal SNR */
+    /* ModelSamplingContinuousEDM in place of the discrete table, when on */
+    struct {
+        bool on;
+        double sigma_min, sigma_max, sigma_data;
+    } edm;
     kiln_vae vae;
 } kiln_model;
 

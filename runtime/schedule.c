@@ -49,6 +49,8 @@ static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start,
     ms->snr_shift = false;
     ms->multiplier = 1.0f;
     ms->skip = 1;
+    ms->edm = false;
+    ms->sigma_data = 1.0f;
     double sigmas[KILN_TRAIN_TIMESTEPS];
     for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
         double v = t < KILN_TRAIN_TIMESTEPS / 2 ? start + step * t : end - step * (T_LAST - t);
@@ -102,6 +104,8 @@ kiln_status kiln_model_sampling_init_flux(kiln_model_sampling *ms, double shift)
     ms->snr_shift = false;
     ms->multiplier = 1.0f;
     ms->skip = 1;
+    ms->edm = false;
+    ms->sigma_data = 1.0f;
     for (int i = 0; i < KILN_FLOW_TIMESTEPS; i++) {
         /* torch.arange(1, N + 1) / N: int64 true division, done in float32 */
         float t = (float)(i + 1) / (float)KILN_FLOW_TIMESTEPS;
@@ -131,6 +135,8 @@ kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift)
     ms->snr_shift = true;
     ms->multiplier = (float)KILN_SD3_TIMESTEPS;
     ms->skip = 1;
+    ms->edm = false;
+    ms->sigma_data = 1.0f;
     for (int i = 0; i < KILN_SD3_TIMESTEPS; i++) {
         /* (arange(1, N + 1) / N) * multiplier, then sigma(): / multiplier */
         float t = (float)(i + 1) / (float)KILN_SD3_TIMESTEPS * ms->multiplier;
@@ -140,9 +146,26 @@ kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift)
     return KILN_OK;
 }
 
+kiln_status kiln_model_sampling_init_edm(kiln_model_sampling *ms, double sigma_min, double sigma_max,
+                                         double sigma_data)
+{
+    if (!(sigma_min > 0.0 && sigma_min < sigma_max && isfinite(sigma_max) && sigma_data > 0.0 && isfinite(sigma_data)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: EDM's sigma_min %g, sigma_max %g, sigma_data %g: need "
+                         "0 < sigma_min < sigma_max, sigma_data above 0", sigma_min, sigma_max, sigma_data);
+    *ms = (kiln_model_sampling){.count = KILN_TRAIN_TIMESTEPS, .multiplier = 1.0f, .skip = 1, .edm = true,
+                                .sigma_data = (float)sigma_data};
+    /* torch.linspace of the Python logs in float32, then exp and log of those */
+    kiln_linspace_f32((float)log(sigma_min), (float)log(sigma_max), KILN_TRAIN_TIMESTEPS, ms->log_sigmas);
+    for (int t = 0; t < KILN_TRAIN_TIMESTEPS; t++) {
+        ms->sigmas[t] = expf(ms->log_sigmas[t]);
+        ms->log_sigmas[t] = logf(ms->sigmas[t]);
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_model_sampling_distill(kiln_model_sampling *ms, int steps)
 {
-    if (ms->flow || ms->skip != 1 || steps < 1 || ms->count % steps)
+    if (ms->flow || ms->edm || ms->skip != 1 || steps < 1 || ms->count % steps)
         return kiln_fail(KILN_ERR_INVALID_ARG, "model sampling: a distilled table of %d steps from one of %d%s", steps,
                          ms->count, ms->flow ? " (flow)" : "");
     const int skip = ms->count / steps;
@@ -179,12 +202,14 @@ int kiln_sigma_to_timestep(const kiln_model_sampling *ms, float sigma)
 
 float kiln_model_timestep(const kiln_model_sampling *ms, float sigma)
 {
+    if (ms->edm) return 0.25f * logf(sigma);
     return ms->flow ? sigma * ms->multiplier : (float)(kiln_sigma_to_timestep(ms, sigma) * ms->skip + ms->skip - 1);
 }
 
 float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
 {
     if (ms->flow) return ms->snr_shift ? snr_shift_f32(ms->shift, t / ms->multiplier) : flux_shift_f32(ms->shift, t);
+    if (ms->edm) return expf(t / 0.25f);
     t = fminf(fmaxf((t - (float)(ms->skip - 1)) / (float)ms->skip, 0.0f), (float)(ms->count - 1));
     int low = (int)floorf(t), high = (int)ceilf(t);
     float w = t - floorf(t);
@@ -197,6 +222,10 @@ float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent)
 {
     if (percent <= 0.0) return ms->flow ? FLOW_SIGMA_ABOVE : DISCRETE_SIGMA_ABOVE;
     if (percent >= 1.0) return 0.0f;
+    if (ms->edm) { /* Python floats from the table's ends */
+        const double log_min = log((double)kiln_sigma_min(ms));
+        return (float)exp((log((double)kiln_sigma_max(ms)) - log_min) * (1.0 - percent) + log_min);
+    }
     if (ms->flow) {
         /* Python floats throughout: e / (e + (1 / t - 1) ** 1.0), or shift t / (1 + (shift - 1) t) */
         double e = exp(ms->shift), t = 1.0 - percent;

@@ -48,6 +48,8 @@ typedef struct kiln_model_sampling {
     bool snr_shift;    /* flow: SD3's ModelSamplingDiscreteFlow, else ModelSamplingFlux */
     float multiplier;  /* flow: the model's timestep per unit of sigma (Flux 1, SD3 1000) */
     int skip;          /* discrete: entry t stands for timestep t skip + skip - 1 (1; LCM's distilled table 20) */
+    bool edm;          /* ModelSamplingContinuousEDM: log-spaced sigmas, timestep 0.25 ln sigma (not flow) */
+    float sigma_data;  /* the data's std in the denoiser's c_in, c_skip, c_out: 1, EDM's 0.5 */
     float sigmas[KILN_MAX_TIMESTEPS];     /* ascending; sigmas[t] is table entry t's noise level */
     float log_sigmas[KILN_MAX_TIMESTEPS]; /* discrete: log of the float64 sigma, rounded to float32;
                                              flow: logf of the table's sigma (nearest-entry lookups) */
@@ -81,6 +83,13 @@ kiln_status kiln_model_sampling_init_sd3(kiln_model_sampling *ms, double shift);
  * taken again from the float32 sigmas as torch's set_sigmas does. Errors:
  * KILN_ERR_INVALID_ARG on a flow table or a steps that does not divide it. */
 kiln_status kiln_model_sampling_distill(kiln_model_sampling *ms, int steps);
+/* ModelSamplingContinuousEDM.set_parameters: 1000 sigmas e^linspace(ln
+ * sigma_min, ln sigma_max) in float32, its timestep of a sigma 0.25 ln
+ * sigma (the UNet takes it as it is), and sigma_data for the denoiser.
+ * Errors: KILN_ERR_INVALID_ARG unless 0 < sigma_min < sigma_max and
+ * sigma_data > 0, all finite. */
+kiln_status kiln_model_sampling_init_edm(kiln_model_sampling *ms, double sigma_min, double sigma_max,
+                                         double sigma_data);
 /* LCM's boundary condition at a (distilled) timestep: x0 = c_out (x -
  * sigma eps) + c_skip x, c_skip = 0.25 / (s^2 + 0.25) and c_out = s /
  * sqrt(s^2 + 0.25) for s = 10 timestep, in float32 as torch computes them. */

@@ -81,6 +81,9 @@ typedef struct wf_recipe {
        nodes'; not part of what is loaded */
     const char *prediction;
     bool zsnr;           /* ModelSamplingDiscrete's zsnr */
+    const char *edm;     /* ModelSamplingContinuousEDM's sampling, with its sigmas, after any ModelSamplingDiscrete;
+                            NULL: none */
+    double edm_sigma_max, edm_sigma_min;
     double flux_shift;
     double differential; /* DifferentialDiffusion's strength; 0: none */
     double rescale_cfg;  /* RescaleCFG's multiplier; 0: none */
@@ -372,7 +375,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
-                      .prediction = from->prediction, .zsnr = from->zsnr,
+                      .prediction = from->prediction, .zsnr = from->zsnr, .edm = from->edm,
+                      .edm_sigma_max = from->edm_sigma_max, .edm_sigma_min = from->edm_sigma_min,
                       .flux_shift = from->flux_shift, .differential = from->differential,
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
@@ -728,6 +732,26 @@ static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
     TRY(patched_model(n, model, &recipe));
     recipe->prediction = sampling; /* the node's JSON outlives the run */
     recipe->zsnr = cJSON_IsTrue(input_of(n, "zsnr"));
+    recipe->edm = NULL; /* the model's sampling is this node's now */
+    return KILN_OK;
+}
+
+/* ModelSamplingContinuousEDM: in place of the model's sampling, as the
+ * ModelSamplingDiscrete before it (kiln_model_set_continuous_edm checks
+ * the values when the model samples). */
+static kiln_status model_sampling_continuous_edm(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    const char *sampling;
+    double sigma_max, sigma_min;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(text(n, "sampling", &sampling));
+    TRY(number(n, "sigma_max", &sigma_max));
+    TRY(number(n, "sigma_min", &sigma_min));
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->edm = sampling; /* the node's JSON outlives the run */
+    recipe->edm_sigma_max = sigma_max, recipe->edm_sigma_min = sigma_min;
     return KILN_OK;
 }
 
@@ -2028,6 +2052,9 @@ static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, 
             TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
                                                                       : r->models[i].prediction));
             TRY(node_status(n, kiln_model_set_zsnr(m, model->recipe.zsnr)));
+            if (model->recipe.edm)
+                TRY(node_status(n, kiln_model_set_continuous_edm(m, model->recipe.edm, model->recipe.edm_sigma_max,
+                                                                 model->recipe.edm_sigma_min)));
         }
     kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
     TRY(node_status(n, st));
@@ -2736,7 +2763,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
                                          "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked",
-                                         "PerturbedAttentionGuidance"};
+                                         "PerturbedAttentionGuidance", "ModelSamplingContinuousEDM"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2749,7 +2776,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
         conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
-        perturbed_attention_guidance};
+        perturbed_attention_guidance, model_sampling_continuous_edm};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -450,8 +450,9 @@ class Guidance(unittest.TestCase):
         self.assertIn("b2 12", caught.exception.message)
 
     def test_model_sampling(self):
-        """ModelSamplingDiscrete's zsnr and lcm change the run; set back to
-        eps without zsnr, the plain run comes back to the bit."""
+        """ModelSamplingDiscrete's zsnr and lcm, and ModelSamplingContinuousEDM,
+        change the run; set back to eps without zsnr, the plain run comes
+        back to the bit."""
         positive, negative = model.encode("a red circle"), model.encode("")
 
         def run():
@@ -465,6 +466,12 @@ class Guidance(unittest.TestCase):
             model.set_prediction("lcm")
             self.assertEqual(model.prediction, "lcm")
             self.assertGreater(rel_l2(run(), plain), 1e-4)
+            model.set_continuous_edm("edm", 80.0, 0.01)
+            self.assertEqual(model.prediction, "edm")
+            self.assertGreater(rel_l2(run(), plain), 1e-3)
+            with self.assertRaises(kiln.KilnError) as caught:
+                model.set_continuous_edm("edm_playground_v2.5")
+            self.assertIn("latent format", caught.exception.message)
         finally:
             model.set_prediction("eps")
         self.assertEqual(run(), plain)

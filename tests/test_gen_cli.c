@@ -496,6 +496,10 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --prediction lcm --sampler lcm "
              "--scheduler sgm_uniform --steps 4 --cfg 1.5", KILN_TEST_DATA);
     workflow_again_holding("lcm", flags, "", (const char *const[]){"\"sampling\":\"lcm\"", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --edm cosxl,100,0.01", KILN_TEST_DATA);
+    workflow_again_holding("edm", flags, "",
+                           (const char *const[]){"\"ModelSamplingContinuousEDM\"", "\"sampling\":\"cosxl\"",
+                                                 "\"sigma_max\":100", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --zsnr", KILN_TEST_DATA);
     workflow_again_holding("zsnr", flags, "",
                            (const char *const[]){"\"sampling\":\"eps\"", "\"zsnr\":true", NULL});

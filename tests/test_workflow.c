@@ -1317,8 +1317,9 @@ static void freeu_nodes(void **state)
 }
 
 /* ModelSamplingDiscrete "lcm" with KSampler's lcm sampler (an LCM-LoRA's
- * workflow), and "v_prediction" with zsnr: the library's runs on the model
- * set so, pixel for pixel. */
+ * workflow), "v_prediction" with zsnr, and ModelSamplingContinuousEDM's
+ * "cosxl" after a ModelSamplingDiscrete (whose sampling it replaces): the
+ * library's runs on the model set so, pixel for pixel. */
 static void model_sampling_nodes(void **state)
 {
     (void)state;
@@ -1328,6 +1329,14 @@ static void model_sampling_nodes(void **state)
         "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": "
         "{\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 5, \"sampler_name\": "
         "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], "
+        "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}";
+    static const char edm_graph[] =
+        CKPT_PROMPTS "\"61\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": [\"4\", 0], "
+        "\"sampling\": \"lcm\", \"zsnr\": true}}, \"60\": {\"class_type\": \"ModelSamplingContinuousEDM\", "
+        "\"inputs\": {\"model\": [\"61\", 0], \"sampling\": \"cosxl\", \"sigma_max\": 120, \"sigma_min\": 0.002}}, "
+        "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 5, \"sampler_name\": "
+        "\"dpmpp_2m\", \"scheduler\": \"karras\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], "
         "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}";
     static const char graph[] =
         CKPT_PROMPTS "\"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
@@ -1352,6 +1361,14 @@ static void model_sampling_nodes(void **state)
                                     .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &v, &pos, &neg, &empty, &latent));
     assert_workflow_decodes_to(zsnr_graph, m, &latent);
+    kiln_latent_free(&latent);
+    assert_kiln_ok(kiln_model_set_prediction(m, "eps"));
+    assert_kiln_ok(kiln_model_set_zsnr(m, false));
+    assert_kiln_ok(kiln_model_set_continuous_edm(m, "cosxl", 120.0, 0.002));
+    const kiln_ksampler_params edm = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "dpmpp_2m",
+                                      .scheduler = "karras", .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &edm, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(edm_graph, m, &latent);
     kiln_latent_free(&latent);
     tiny_sd15_free(m, &pos, &neg, &empty);
 }

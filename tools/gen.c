@@ -129,6 +129,8 @@ typedef struct gen_options {
     int width, height, steps, batch, clip_skip, threads, device; /* clip_skip 0: the model's own */
     const char *prediction; /* --prediction eps|v|lcm; NULL: the model's own */
     bool zsnr;              /* --zsnr: ModelSamplingDiscrete's zero terminal SNR sigmas */
+    char edm[32];           /* --edm: ModelSamplingContinuousEDM's sampling ("" none), its sigmas */
+    double edm_sigma_max, edm_sigma_min;
     double cfg, denoise, guidance; /* guidance 0: Flux dev's default */
     uint64_t seed;
     bool seed_given, size_given, json, list_devices;
@@ -196,6 +198,9 @@ static void usage(FILE *to)
             "                         model or LoRA (with --sampler lcm, a few steps at cfg 1 to 2)\n"
             "  --zsnr                 the sigmas rescaled to zero terminal SNR (ModelSamplingDiscrete's\n"
             "                         zsnr), for v-prediction models trained so (NoobAI-XL v-pred)\n"
+            "  --edm S[,MAX,MIN]      continuous sigmas from MIN to MAX (default 120, 0.002;\n"
+            "                         ModelSamplingContinuousEDM) with sampling S: eps, v_prediction,\n"
+            "                         edm or cosxl (CosXL's)\n"
             "  --text-cleaning MODE   clip (CLIP's ftfy cleaning, default) or comfyui (stock ComfyUI, no ftfy:\n"
             "                         HTML entities and curly quotes kept)\n"
             "  --controlnet FILE      a ControlNet (SD's original or diffusers layout; Flux's InstantX,\n"
@@ -610,7 +615,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -619,6 +624,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
         {"pag", required_argument, 0, O_PAG},         {"zsnr", no_argument, 0, O_ZSNR},
+        {"edm", required_argument, 0, O_EDM},
         {"negative-prompt", required_argument, 0, O_NEG}, {"output", required_argument, 0, 'o'},
         {"prompt-l", required_argument, 0, O_PROMPT_L}, {"negative-prompt-l", required_argument, 0, O_NEGATIVE_L},
         {"width", required_argument, 0, 'W'},         {"height", required_argument, 0, 'H'},
@@ -803,6 +809,18 @@ static int parse(int argc, char **argv, gen_options *o)
             o->nareas++;
             break;
         case O_ZSNR: o->zsnr = true; break;
+        case O_EDM: {
+            const char *comma = strchr(optarg, ',');
+            const size_t len = comma ? (size_t)(comma - optarg) : strlen(optarg);
+            double v[2] = {120.0, 0.002};
+            if (len == 0 || len >= sizeof o->edm || (comma && !parse_numbers(comma + 1, 2, v)) ||
+                !(v[1] > 0 && v[1] < v[0] && v[0] <= 1000))
+                return bad_flag("--edm", optarg, "SAMPLING[,SIGMA_MAX,SIGMA_MIN], 0 < SIGMA_MIN < SIGMA_MAX <= 1000");
+            memcpy(o->edm, optarg, len);
+            o->edm[len] = '\0';
+            o->edm_sigma_max = v[0], o->edm_sigma_min = v[1];
+            break;
+        }
         case O_PAG:
             if (!parse_double(optarg, 0, 100, &o->pag_scale) || o->pag_scale == 0)
                 return bad_flag("--pag", optarg, "must be in (0, 100]");
@@ -1030,6 +1048,11 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->refiner && access(o->refiner, R_OK) != 0) return bad_flag("--refiner", o->refiner, strerror(errno));
+    if (o->edm[0] && (o->prediction || o->zsnr)) {
+        fprintf(stderr, "gen: --edm with %s: ModelSamplingContinuousEDM takes the place of ModelSamplingDiscrete\n",
+                o->prediction ? "--prediction" : "--zsnr");
+        return 2;
+    }
     if (o->apg && o->pag_scale > 0) {
         fprintf(stderr, "gen: --apg with --pag: PerturbedAttentionGuidance's pass would take APG's positive "
                         "prediction, which kiln does not give it\n");
@@ -1860,7 +1883,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
                          /* ModelSamplingDiscrete says both */
                          .prediction = o->zsnr && !o->prediction ? kiln_model_prediction(m) : o->prediction,
-                         .zsnr = o->zsnr,
+                         .zsnr = o->zsnr, .edm = o->edm[0] ? o->edm : NULL, .edm_sigma_max = o->edm_sigma_max,
+                         .edm_sigma_min = o->edm_sigma_min,
                          .denoise = o->denoise, .init_image = o->init_image, .loras = o->loras, .nloras = o->nloras,
                          .mask = o->mask, .mask_channel = o->mask_channel, .outpaint = o->outpaint_given ? &o->outpaint : NULL,
                          .inpaint_model = c->inpaint_unet, .instruct_pix2pix = c->pix2pix,
@@ -2002,6 +2026,8 @@ int main(int argc, char **argv)
     }
     if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");
     if (o.zsnr && kiln_model_set_zsnr(m, true) != KILN_OK) return fail("--zsnr");
+    if (o.edm[0] && kiln_model_set_continuous_edm(m, o.edm, o.edm_sigma_max, o.edm_sigma_min) != KILN_OK)
+        return fail("--edm");
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
                 m->info.family);

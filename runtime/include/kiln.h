@@ -156,7 +156,8 @@ const char *kiln_model_family(const kiln_model *m);
  * depth map, given the same way). */
 const char *kiln_model_variant(const kiln_model *m);
 /* What the model predicts: "eps" or "v", as read off the checkpoint or set
- * ("lcm" where set); "flow" for Flux. */
+ * ("lcm", or ModelSamplingContinuousEDM's "edm", where set); "flow" for
+ * Flux. */
 const char *kiln_model_prediction(const kiln_model *m);
 /* ModelSamplingDiscrete: "eps" or "v_prediction" ("v"), for a checkpoint
  * whose file does not say (an SD 2.x 768 model saved without its config),
@@ -172,6 +173,14 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling);
  * v-prediction models trained that way sample (e.g. NoobAI-XL's v-pred); off
  * by default. Not for Flux or SD3 (KILN_ERR_UNSUPPORTED). */
 kiln_status kiln_model_set_zsnr(kiln_model *m, bool zsnr);
+/* ModelSamplingContinuousEDM: continuous sigmas in place of the 1000
+ * discrete ones (1000 of them log-spaced from sigma_min to sigma_max for the
+ * schedulers; the UNet's timestep 0.25 ln sigma), sampling "eps",
+ * "v_prediction" or "cosxl" (v, data std 1: CosXL), or "edm" (EDM's
+ * denoiser, data std 0.5); the node's sigmas 120 and 0.002 by default.
+ * Playground v2.5's "edm_playground_v2.5" is refused (its latent format is
+ * not in kiln). kiln_model_set_prediction goes back to the discrete table. */
+kiln_status kiln_model_set_continuous_edm(kiln_model *m, const char *sampling, double sigma_max, double sigma_min);
 /* ModelSamplingFlux's shift of a Flux model's sigmas (ComfyUI's node makes
  * it from the image size), or ModelSamplingSD3's of an SD3 model's; 0: the
  * model's own (dev 1.15, schnell 1.0, SD3 3.0). */
@@ -890,7 +899,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
  * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG, FreeU, FreeU_V2,
- * PerturbedAttentionGuidance,
+ * PerturbedAttentionGuidance, ModelSamplingContinuousEDM,
  * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,

@@ -243,6 +243,7 @@ _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
 _declare("kiln_model_set_zsnr", c_int, c_void_p, c_bool)
+_declare("kiln_model_set_continuous_edm", c_int, c_void_p, c_char_p, c_double, c_double)
 _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
@@ -674,6 +675,12 @@ class Model(_Handle):
         SNR."""
         _lib.kiln_model_set_prediction(self._ptr(), sampling.encode())
         _lib.kiln_model_set_zsnr(self._ptr(), bool(zsnr))
+
+    def set_continuous_edm(self, sampling: str, sigma_max: float = 120.0, sigma_min: float = 0.002) -> None:
+        """ModelSamplingContinuousEDM: continuous sigmas from sigma_min to
+        sigma_max with sampling "eps", "v_prediction", "edm" or "cosxl"
+        (set_prediction goes back to the discrete table)."""
+        _lib.kiln_model_set_continuous_edm(self._ptr(), sampling.encode(), sigma_max, sigma_min)
 
     def set_flux_shift(self, shift: float) -> None:
         """ModelSamplingFlux's shift of a Flux model's sigmas, or

@@ -14,6 +14,11 @@ lcm.safetensors, ModelSamplingDiscreteDistilled with the LCM model type:
 - `boundary.t` -> `boundary.c_skip`, `boundary.c_out`: LCM.calculate_denoised's
   coefficients (x0 = c_out (x - sigma eps) + c_skip x) at those timesteps.
 
+edm.safetensors, ModelSamplingContinuousEDM at sigma_min 0.002, sigma_max
+120: `sigmas` (1000, log-spaced), `timestep.sigma` -> `timestep.t`,
+`sigma.t` -> `sigma.sigma`, `percent.p` -> `percent.sigma` and the
+`normal.N`, `simple.N`, `karras.N` and `sgm_uniform.N` schedules.
+
 zsnr.safetensors, ModelSamplingDiscrete(zsnr=True): `sigmas`, the 1000
 sigmas after rescale_zero_terminal_snr_sigmas (on the float64 sigmas, then
 float32), and the `normal.N`, `simple.N` and `karras.N` schedules on them.
@@ -96,6 +101,38 @@ class Distilled(Discrete):
         return super().sigma((timestep.float() - (self.skip_steps - 1)) / self.skip_steps)
 
 
+class ContinuousEDM:
+    """ModelSamplingContinuousEDM.set_parameters(sigma_min, sigma_max, sigma_data)."""
+
+    def __init__(self, sigma_min, sigma_max):
+        sigmas = torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp()
+        self.sigmas = sigmas
+        self.log_sigmas = sigmas.log()
+
+    @property
+    def sigma_min(self):
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def timestep(self, sigma):
+        return 0.25 * sigma.log()
+
+    def sigma(self, timestep):
+        return (timestep / 0.25).exp()
+
+    def percent_to_sigma(self, percent):
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        percent = 1.0 - percent
+        log_sigma_min = math.log(self.sigma_min)
+        return math.exp((math.log(self.sigma_max) - log_sigma_min) * percent + log_sigma_min)
+
+
 def normal_scheduler(s, steps, sgm=False):
     start = s.timestep(s.sigma_max)
     end = s.timestep(s.sigma_min)
@@ -160,6 +197,26 @@ def main():
     save_file({k: v.contiguous() for k, v in out.items()}, "tests/data/model_sampling/lcm.safetensors")
     for k, v in out.items():
         print(k, tuple(v.shape), v[:6].tolist())
+
+    e = ContinuousEDM(0.002, 120.0)
+    out = {"sigmas": e.sigmas.clone()}
+    probe = torch.tensor([0.002, 0.01, 0.5, 1.0, 7.5, 120.0])
+    out["timestep.sigma"] = probe
+    out["timestep.t"] = e.timestep(probe)
+    ts = torch.tensor([-1.5, -0.2, 0.0, 0.4, 1.1])
+    out["sigma.t"] = ts
+    out["sigma.sigma"] = e.sigma(ts)
+    ps = [0.1, 0.5, 0.9]
+    out["percent.p"] = torch.tensor(ps, dtype=torch.float32)
+    out["percent.sigma"] = torch.tensor([float(e.percent_to_sigma(p)) for p in ps], dtype=torch.float32)
+    for steps in (1, 4, 8):
+        out[f"normal.{steps}"] = normal_scheduler(e, steps)
+        out[f"simple.{steps}"] = simple_scheduler(e, steps)
+        out[f"karras.{steps}"] = karras(steps, float(e.sigma_min), float(e.sigma_max))
+        out[f"sgm_uniform.{steps}"] = normal_scheduler(e, steps, sgm=True)
+    save_file({k: v.contiguous() for k, v in out.items()}, "tests/data/model_sampling/edm.safetensors")
+    for k, v in out.items():
+        print("edm", k, tuple(v.shape), v[:5].tolist())
 
     z = Discrete(zsnr=True)
     out = {"sigmas": z.sigmas.clone()}
