@@ -101,21 +101,13 @@ class Distilled(Discrete):
         return super().sigma((timestep.float() - (self.skip_steps - 1)) / self.skip_steps)
 
 
-class ContinuousEDM:
+class ContinuousEDM(Discrete):
     """ModelSamplingContinuousEDM.set_parameters(sigma_min, sigma_max, sigma_data)."""
 
     def __init__(self, sigma_min, sigma_max):
         sigmas = torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp()
         self.sigmas = sigmas
         self.log_sigmas = sigmas.log()
-
-    @property
-    def sigma_min(self):
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self):
-        return self.sigmas[-1]
 
     def timestep(self, sigma):
         return 0.25 * sigma.log()
