@@ -11,7 +11,10 @@
  *     160 to reach 70% of 64 and 128;
  *   group norm + SiLU at the UNet's largest activation (2 x 320 x 64 x 64) in
  *     GB/s, next to `scale` on the same tensor, a plain read-once write-once
- *     pass: the copy bandwidth ceiling of this backend's elementwise path.
+ *     pass: the copy bandwidth ceiling of this backend's elementwise path;
+ *   FreeU's ops (freeu_backbone, FreeU and FreeU_V2, and fourier_filter) at
+ *     SDXL's deepest decoder input at 1024x1024 (2 x 1280 x 32 x 32), in GB/s
+ *     of one read and one write, next to the same copy pass.
  * Each case runs once to warm up, then `reps` times; the time is the mean,
  * timed by the GPU where the backend can (time_begin/time_end: Vulkan
  * timestamps, CUDA events), else on the host between two synchronises (the
@@ -240,6 +243,45 @@ static kiln_status bench_group_norm(kiln_backend *be, int reps)
     return KILN_OK;
 }
 
+typedef struct freeu_case {
+    kiln_freeu_backbone_params fb;
+    kiln_fourier_filter_params ff;
+    kiln_tensor x, y;
+} freeu_case;
+
+static kiln_status run_freeu_backbone(kiln_backend *be, void *ctx)
+{
+    freeu_case *c = ctx;
+    return be->ops->freeu_backbone(be, &c->fb, (const kiln_tensor *[]){&c->x}, &c->y);
+}
+
+static kiln_status run_fourier_filter(kiln_backend *be, void *ctx)
+{
+    freeu_case *c = ctx;
+    return be->ops->fourier_filter(be, &c->ff, (const kiln_tensor *[]){&c->x}, &c->y);
+}
+
+static kiln_status bench_freeu(kiln_backend *be, int reps)
+{
+    const int N = 2, C = 1280, H = 32, W = 32;
+    int64_t n = (int64_t)N * C * H * W, shape[4] = {N, C, H, W};
+    freeu_case c = {.fb = {N, C, H * W, 1.3f, 0}, .ff = {N, C, H, W, 0.9f}};
+    TRY(random_tensor(be, n, 4, shape, &c.x));
+    TRY(random_tensor(be, n, 4, shape, &c.y));
+    double s[3] = {0.0, 0.0, 0.0};
+    kiln_status st = time_case(be, run_freeu_backbone, &c, reps, &s[0]);
+    c.fb.v2 = 1;
+    if (st == KILN_OK) st = time_case(be, run_freeu_backbone, &c, reps, &s[1]);
+    if (st == KILN_OK) st = time_case(be, run_fourier_filter, &c, reps, &s[2]);
+    free_tensors(be, (kiln_tensor *const[]){&c.x, &c.y}, 2);
+    TRY(st);
+    static const char *const names[3] = {"freeu_backbone ", "freeu_backb. v2", "fourier_filter "};
+    const double bytes = 2.0 * n * sizeof(float);
+    for (int i = 0; i < 3; i++)
+        printf("%s %d x %d x %dx%d  %8.3f ms  %7.1f GB/s\n", names[i], N, C, H, W, 1e3 * s[i], bytes / s[i] / 1e9);
+    return KILN_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = "cuda";
@@ -280,6 +322,7 @@ int main(int argc, char **argv)
     kiln_status st = bench_gemm(be, reps);
     if (st == KILN_OK) st = bench_attention(be, reps);
     if (st == KILN_OK) st = bench_group_norm(be, reps);
+    if (st == KILN_OK) st = bench_freeu(be, reps);
     kiln_backend_free(be);
     if (st != KILN_OK) {
         fprintf(stderr, "bench_ops: %s\n", kiln_last_error());
