@@ -475,9 +475,8 @@ static kiln_status control_residuals(kiln_graph *g, kiln_denoiser *d, const tens
  * may be held as one image of all their channels (cond_rows_only's). */
 static tensor residual_rows(const tensor *r, int64_t rows, int64_t first, int64_t count)
 {
-    tensor v = rows_view(r, 0, 1);
-    const size_t row_bytes = kiln_tensor_nbytes(r) / (size_t)rows;
-    v.offset = r->offset + (size_t)first * row_bytes;
+    tensor v = *r;
+    v.offset += (size_t)first * (kiln_tensor_nbytes(r) / (size_t)rows);
     v.shape[1] = r->shape[0] * r->shape[1] / rows;
     v.shape[0] = count;
     return v;
@@ -727,11 +726,10 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     d->unet_calls++;
     d->control_calls += d->active_controls != 0;
 
-    /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps
-     * gives x - sigma eps, v gives x / (sigma^2+1) - v sigma / sqrt(sigma^2+1)),
-     * then guidance in x0 space */
-    /* eps and flow: x - sigma out; v: sd^2 / (sigma^2 + sd^2) x - sigma sd / sqrt(sigma^2 + sd^2) out; EDM's the
-       same with + for - */
+    /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps and
+     * flow give x - sigma out, v sd^2 / (sigma^2 + sd^2) x - sigma sd /
+     * sqrt(sigma^2 + sd^2) out, EDM the same with + for -), then guidance in
+     * x0 space */
     const bool v = prediction == KILN_PREDICTION_V || prediction == KILN_PREDICTION_EDM;
     float c_skip = v ? sd * sd / (sigma * sigma + sd * sd) : 1.0f, c_out = v ? -sigma * sd * in_scale : -sigma;
     if (prediction == KILN_PREDICTION_EDM) c_out = -c_out;
