@@ -19,13 +19,11 @@
 #define FLOW_SIGMA_ABOVE 1.0f
 #define DISCRETE_SIGMA_ABOVE 999999999.9f
 
-/* Betas evenly spaced in their square roots (squared after) or in
- * themselves, as torch.linspace in float64 spaces them: the first half
- * counted from the start, the second from the end. */
 /* rescale_zero_terminal_snr_sigmas, in float64 as torch computes it on ComfyUI's float64 sigmas */
 static void rescale_zero_terminal_snr(double *sigmas, int n)
 {
-    double root_first = sqrt(1.0 / (sigmas[0] * sigmas[0] + 1.0)), root_last = sqrt(1.0 / (sigmas[n - 1] * sigmas[n - 1] + 1.0));
+    const double root_first = sqrt(1.0 / (sigmas[0] * sigmas[0] + 1.0)),
+                 root_last = sqrt(1.0 / (sigmas[n - 1] * sigmas[n - 1] + 1.0));
     for (int t = 0; t < n; t++) {
         double root = sqrt(1.0 / (sigmas[t] * sigmas[t] + 1.0));
         root = (root - root_last) * (root_first / (root_first - root_last));
@@ -34,6 +32,9 @@ static void rescale_zero_terminal_snr(double *sigmas, int n)
     }
 }
 
+/* Betas evenly spaced in their square roots (squared after) or in
+ * themselves, as torch.linspace in float64 spaces them: the first half
+ * counted from the start, the second from the end. */
 static kiln_status init_from_betas(kiln_model_sampling *ms, double linear_start, double linear_end, bool in_roots,
                                    bool zsnr)
 {
