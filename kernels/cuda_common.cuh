@@ -61,19 +61,35 @@ __device__ __forceinline__ float warp_max(float v)
     return v;
 }
 
-// Sum over the whole block, returned to every thread. `partial` is shared
-// scratch of one float per warp; the block size is a multiple of 32.
+struct reduce_sum { __device__ float operator()(float a, float b) const { return a + b; } };
+struct reduce_max { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+
+// Each of v's K values combined over the block by op, returned to every
+// thread; partial is shared scratch, one row of a float per warp for each
+// value; the block size is a multiple of 32. Several values share the two
+// barriers.
+template <int K, typename Op>
+__device__ __forceinline__ void block_reduce(float (&v)[K], float (*partial)[CUDA_WARP], Op op)
+{
+    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP, nwarps = blockDim.x / CUDA_WARP;
+    for (int k = 0; k < K; k++)
+        for (int off = CUDA_WARP / 2; off > 0; off /= 2) v[k] = op(v[k], __shfl_xor_sync(CUDA_FULL_MASK, v[k], off));
+    __syncthreads(); // partial may still be read from a previous call
+    if (lane == 0)
+        for (int k = 0; k < K; k++) partial[k][warp] = v[k];
+    __syncthreads();
+    for (int k = 0; k < K; k++) {
+        v[k] = partial[k][0];
+        for (int w = 1; w < nwarps; w++) v[k] = op(v[k], partial[k][w]);
+    }
+}
+
+// Sum over the whole block, returned to every thread; `partial` one float per warp.
 __device__ __forceinline__ float block_sum(float v, float *partial)
 {
-    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
-    int nwarps = blockDim.x / CUDA_WARP;
-    v = warp_sum(v);
-    __syncthreads(); // partial may still be read from a previous call
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    float total = 0.0f;
-    for (int w = 0; w < nwarps; w++) total += partial[w];
-    return total;
+    float sum[1] = {v};
+    block_reduce(sum, (float(*)[CUDA_WARP])partial, reduce_sum{});
+    return sum[0];
 }
 
 static inline unsigned cuda_blocks(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }

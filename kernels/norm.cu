@@ -174,28 +174,6 @@ __global__ void softmax_kernel(const float *x, float *y, int M, int N)
 // plane (the filter) is one block, reduced and then rewritten by it: no
 // scratch, and each thread reads a pixel before writing it, so y may be x.
 
-struct reduce_sum { __device__ float operator()(float a, float b) const { return a + b; } };
-struct reduce_max { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
-
-// Each of v's K values combined over the block by op, returned to every
-// thread; partial is shared scratch, one row per value. Several values share
-// the two barriers.
-template <int K, typename Op>
-__device__ __forceinline__ void block_reduce(float (&v)[K], float (*partial)[CUDA_WARP], Op op)
-{
-    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP, nwarps = blockDim.x / CUDA_WARP;
-    for (int k = 0; k < K; k++)
-        for (int off = CUDA_WARP / 2; off > 0; off /= 2) v[k] = op(v[k], __shfl_xor_sync(CUDA_FULL_MASK, v[k], off));
-    __syncthreads(); // partial may still be read from a previous call
-    if (lane == 0)
-        for (int k = 0; k < K; k++) partial[k][warp] = v[k];
-    __syncthreads();
-    for (int k = 0; k < K; k++) {
-        v[k] = partial[k][0];
-        for (int w = 1; w < nwarps; w++) v[k] = op(v[k], partial[k][w]);
-    }
-}
-
 // FreeU v1: the first C/2 channels of x (N,C,HW) times b.
 #define FREEU_THREADS 256
 __global__ void freeu_scale_kernel(const float *x, float *y, int64_t n, int C, int HW, float b)
