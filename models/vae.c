@@ -126,10 +126,10 @@ static kiln_status recorded_factor(kiln_weights *w, const char *key, float lo, f
 kiln_status kiln_vae_bind_shifted(kiln_weights *w, const vae_config *cfg, float scale, float shift, kiln_vae *vae)
 {
     const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
-    *vae = (kiln_vae){.config = cfg, .scaling_factor = scale, .shift_factor = shift};
+    *vae = (kiln_vae){.config = cfg, .latents = {.scale = scale, .shift = shift}};
     /* a trained-here model records the scale (and shift) it measured on its latents */
-    TRY(recorded_factor(w, "vae_scaling_factor", 0.0f, 100.0f, &vae->scaling_factor));
-    TRY(recorded_factor(w, "vae_shift_factor", -100.0f, 100.0f, &vae->shift_factor));
+    TRY(recorded_factor(w, "vae_scaling_factor", 0.0f, 100.0f, &vae->latents.scale));
+    TRY(recorded_factor(w, "vae_shift_factor", -100.0f, 100.0f, &vae->latents.shift));
     int L = cfg->latent_channels;
     /* Some VAE files ship the decoder only; encoding then reports it. */
     vae->has_encoder = kiln_checkpoint_find(ck, PREFIX ".encoder.conv_in.weight") != NULL;
@@ -151,6 +151,28 @@ kiln_status kiln_vae_bind_shifted(kiln_weights *w, const vae_config *cfg, float 
 kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae)
 {
     return kiln_vae_bind_shifted(w, cfg, scale, 0.0f, vae);
+}
+
+static const float playground_mean[4] = {-1.6574f, 1.886f, -1.383f, 2.5155f};
+static const float playground_std[4] = {8.4927f, 5.9022f, 6.5498f, 5.2299f};
+const kiln_latent_format kiln_playground_latents = {0.5f, 0.0f, playground_mean, playground_std};
+
+/* In ComfyUI's order of operations, so that float32 gives its numbers. */
+void kiln_vae_latent_in(const kiln_vae *vae, const float *z, size_t n, size_t plane, float *x)
+{
+    const kiln_latent_format *f = &vae->latents;
+    const size_t L = (size_t)vae->config->latent_channels;
+    for (size_t i = 0; i < n; i++)
+        x[i] = f->mean ? (z[i] - f->mean[i / plane % L]) * f->scale / f->std[i / plane % L]
+                       : (z[i] - f->shift) * f->scale;
+}
+
+void kiln_vae_latent_out(const kiln_vae *vae, const float *x, size_t n, size_t plane, float *z)
+{
+    const kiln_latent_format *f = &vae->latents;
+    const size_t L = (size_t)vae->config->latent_channels;
+    for (size_t i = 0; i < n; i++)
+        z[i] = f->mean ? x[i] * f->std[i / plane % L] / f->scale + f->mean[i / plane % L] : x[i] / f->scale + f->shift;
 }
 
 /* *x = f(*x) for a layer that allocates its output: the input is released. */

@@ -32,6 +32,22 @@ typedef struct vae_half {
     const tensor *norm_out_w, *norm_out_b, *conv_out_w, *conv_out_b;
 } vae_half;
 
+/* ComfyUI's latent format: between the VAE's latent (ComfyUI's LATENT, what
+ * the decoder takes) and the sampler's, process_in (z - shift) scale and
+ * process_out x / scale + shift; with per-channel numbers (Playground
+ * v2.5's; a diffusers folder's latents_mean and latents_std) in place of the
+ * shift, (z - mean[c]) scale / std[c] and x std[c] / scale + mean[c]. */
+typedef struct kiln_latent_format {
+    float scale; /* the model family's (SD 0.18215, SDXL 0.13025, FLUX.1 0.3611), or the checkpoint's
+                    `vae_scaling_factor` metadata, or its folder's vae/config.json scaling_factor */
+    float shift; /* 0 for SD and SDXL; FLUX.1 0.1159, SD3 0.0609; or the checkpoint's `vae_shift_factor`
+                    metadata, or the folder's shift_factor */
+    const float *mean, *std; /* latent_channels each, or both NULL */
+} kiln_latent_format;
+
+/* Playground v2.5's (ComfyUI's SDXL_Playground_2_5, the numbers of its diffusers VAE config) */
+extern const kiln_latent_format kiln_playground_latents;
+
 typedef struct kiln_vae {
     const vae_config *config;
     vae_half enc, dec;
@@ -40,10 +56,7 @@ typedef struct kiln_vae {
     const tensor *quant_w, *quant_b;
     const tensor *post_quant_w, *post_quant_b;
     bool has_encoder;
-    float scaling_factor; /* the model family's (SD 0.18215, SDXL 0.13025, FLUX.1 0.3611), or the
-                             checkpoint's `vae_scaling_factor` metadata */
-    float shift_factor;   /* 0 for SD and SDXL; FLUX.1 0.1159, SD3 0.0609; or the checkpoint's
-                             `vae_shift_factor` metadata */
+    kiln_latent_format latents;
 } kiln_vae;
 
 extern const vae_config *const kiln_vae_configs[];
@@ -57,17 +70,11 @@ kiln_status kiln_vae_bind_shifted(kiln_weights *w, const vae_config *cfg, float 
 /* The same with no shift: SD 1.x, 2.x, XL and PixArt. */
 kiln_status kiln_vae_bind(kiln_weights *w, const vae_config *cfg, float scale, kiln_vae *vae);
 
-/* Between the VAE's latent (ComfyUI's LATENT, what the decoder takes) and
- * the sampler's: ComfyUI's latent_format process_in and process_out. With
- * shift 0 they are exactly SD's `z * scale` and `x / scale`. */
-static inline float kiln_vae_latent_in(const kiln_vae *vae, float z)
-{
-    return (z - vae->shift_factor) * vae->scaling_factor;
-}
-static inline float kiln_vae_latent_out(const kiln_vae *vae, float x)
-{
-    return x / vae->scaling_factor + vae->shift_factor;
-}
+/* n values of latents (N,L,h,w) with `plane` = h w, through vae->latents'
+ * process_in and process_out; x may be z. With shift 0 and no per-channel
+ * numbers they are exactly SD's z * scale and x / scale. */
+void kiln_vae_latent_in(const kiln_vae *vae, const float *z, size_t n, size_t plane, float *x);
+void kiln_vae_latent_out(const kiln_vae *vae, const float *x, size_t n, size_t plane, float *z);
 
 // z (N,L,h,w) unscaled latent -> *image (N,3,h*f,w*f) in [-1,1] (not clamped)
 kiln_status kiln_vae_decoder_forward(kiln_graph *g, const kiln_vae *vae, const tensor *z, tensor **image);

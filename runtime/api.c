@@ -105,6 +105,7 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s' on a %s model", sampling, m->info.family);
     if (flow) return KILN_OK;
     m->edm.on = false;
+    m->vae.latents = m->loaded.latents;
     if (strcmp(sampling, "eps") == 0) m->info.prediction = KILN_PREDICTION_EPS;
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
         m->info.prediction = KILN_PREDICTION_V;
@@ -122,20 +123,33 @@ kiln_status kiln_model_set_continuous_edm(kiln_model *m, const char *sampling, d
                          m->info.family);
     kiln_prediction prediction;
     double sigma_data = 1.0;
+    const bool playground = strcmp(sampling, "edm_playground_v2.5") == 0;
     if (strcmp(sampling, "eps") == 0) prediction = KILN_PREDICTION_EPS;
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "cosxl") == 0) prediction = KILN_PREDICTION_V;
-    else if (strcmp(sampling, "edm") == 0) prediction = KILN_PREDICTION_EDM, sigma_data = 0.5;
-    else if (strcmp(sampling, "edm_playground_v2.5") == 0)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM '%s': Playground v2.5's latent format (its "
-                         "per-channel mean and std) is not in kiln", sampling);
+    else if (strcmp(sampling, "edm") == 0 || playground) prediction = KILN_PREDICTION_EDM, sigma_data = 0.5;
     else
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM '%s': eps, v_prediction, edm or cosxl",
-                         sampling);
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM '%s': eps, v_prediction, edm, "
+                         "edm_playground_v2.5 or cosxl", sampling);
     if (!(sigma_min > 0.0 && sigma_min < sigma_max && sigma_max <= 1000.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ModelSamplingContinuousEDM: sigma_min %g and sigma_max %g: need 0 < "
                          "sigma_min < sigma_max <= 1000", sigma_min, sigma_max);
+    /* Playground v2.5's latent format is SDXL's VAE latent in 4 channels */
+    if (playground && m->vae.config->latent_channels != 4)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ModelSamplingContinuousEDM '%s' on a %s model: its latent has %d "
+                         "channels, Playground v2.5's 4", sampling, m->info.family, m->vae.config->latent_channels);
     m->info.prediction = prediction;
-    m->edm.on = true, m->edm.sigma_min = sigma_min, m->edm.sigma_max = sigma_max, m->edm.sigma_data = sigma_data;
+    m->edm = (kiln_edm_sampling){true, sigma_min, sigma_max, sigma_data};
+    m->vae.latents = playground ? kiln_playground_latents : m->loaded.latents;
+    return KILN_OK;
+}
+
+kiln_status kiln_model_reset_sampling(kiln_model *m)
+{
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_reset_sampling: no model");
+    m->info.prediction = m->loaded.prediction;
+    m->zsnr = m->loaded.zsnr;
+    m->edm = m->loaded.edm;
+    m->vae.latents = m->loaded.latents;
     return KILN_OK;
 }
 

@@ -3,6 +3,7 @@
 #include "checkpoint.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,12 @@ struct kiln_checkpoint {
     int head_dim;          /* a DiT folder's transformer/config.json attention_head_dim, or 0 */
     bool clip_l_given;     /* a part file put CLIP-L beside an SD3 transformer */
     char *pipeline;        /* a DiT folder's model_index.json _class_name, or NULL */
-    double vae_scaling;    /* a DiT folder's vae/config.json scaling_factor, or 0 */
+    double vae_scaling;    /* a folder's vae/config.json scaling_factor, or 0 */
     double vae_shift;      /* its shift_factor, or 0 */
+    float latents_mean[KILN_MAX_LATENT_CHANNELS], latents_std[KILN_MAX_LATENT_CHANNELS];
+    int nlatents;          /* its latents_mean and latents_std, when both are given with one length */
+    bool edm;              /* a folder's scheduler is one of diffusers' EDM schedulers: */
+    double edm_sigma_min, edm_sigma_max, edm_sigma_data; /* its sigmas' range and the data's std */
     int rope_axes[3];      /* a Flux folder's transformer/config.json axes_dims_rope, or 0s */
     char *tokenizer;       /* T5's spiece.model: a DiT folder's, or given beside a single file; or NULL */
     bool convert_linears;  /* kiln_model_parts.weight_dtype asks for the diffusion model's linear weights */
@@ -395,15 +400,89 @@ static int count_indexed(const kiln_st_file *f, const char *fmt)
     return best + 1;
 }
 
-/* scheduler/scheduler_config.json's prediction_type, where there is one: a
- * folder without it (or with a config that does not parse) is left to the
- * checks a single file gets. */
-static kiln_status read_prediction_type(kiln_checkpoint *ck, const char *dir)
+/* scheduler/scheduler_config.json's prediction_type, and whether it is an
+ * EDM scheduler (Playground v2.5's EDMDPMSolverMultistepScheduler), whose
+ * sigmas are continuous: a folder that does not say (or whose config does
+ * not parse) is left to the checks a single file gets. */
+static kiln_status read_scheduler_config(kiln_checkpoint *ck, const char *dir)
 {
-    return read_folder_field(dir, "scheduler/scheduler_config.json", "prediction_type", NULL, &ck->prediction_type);
+    static const char *const file = "scheduler/scheduler_config.json";
+    TRY(read_folder_field(dir, file, "prediction_type", NULL, &ck->prediction_type));
+    char *name = NULL;
+    TRY(read_folder_field(dir, file, "_class_name", NULL, &name));
+    ck->edm = name && strncmp(name, "EDM", 3) == 0;
+    free(name);
+    if (!ck->edm) return KILN_OK;
+    /* diffusers' defaults where the config leaves them out */
+    ck->edm_sigma_min = 0.002, ck->edm_sigma_max = 80.0, ck->edm_sigma_data = 0.5;
+    TRY(read_folder_field(dir, file, "sigma_min", &ck->edm_sigma_min, NULL));
+    TRY(read_folder_field(dir, file, "sigma_max", &ck->edm_sigma_max, NULL));
+    TRY(read_folder_field(dir, file, "sigma_data", &ck->edm_sigma_data, NULL));
+    if (!(ck->edm_sigma_min > 0 && ck->edm_sigma_min < ck->edm_sigma_max && ck->edm_sigma_max <= 1000 &&
+          ck->edm_sigma_data > 0 && ck->edm_sigma_data < 100))
+        return kiln_fail(KILN_ERR_MODEL, "%s/%s: sigma_min %g, sigma_max %g, sigma_data %g: need 0 < sigma_min < "
+                         "sigma_max <= 1000 and a sigma_data in (0, 100)", dir, file, ck->edm_sigma_min,
+                         ck->edm_sigma_max, ck->edm_sigma_data);
+    return KILN_OK;
 }
 
 const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck) { return ck->prediction_type; }
+
+bool kiln_checkpoint_edm_sigmas(const kiln_checkpoint *ck, double *sigma_min, double *sigma_max, double *sigma_data)
+{
+    if (!ck->edm) return false;
+    *sigma_min = ck->edm_sigma_min, *sigma_max = ck->edm_sigma_max, *sigma_data = ck->edm_sigma_data;
+    return true;
+}
+
+/* One of vae/config.json's per-channel lists into out (above 0 where
+ * positive); *n its length, 0 where it has none. */
+static kiln_status read_latent_list(const cJSON *root, const char *path, const char *field, bool positive,
+                                    float *out, int *n)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, field), *v;
+    *n = 0;
+    if (!list || cJSON_IsNull(list)) return KILN_OK;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > KILN_MAX_LATENT_CHANNELS)
+        return kiln_fail(KILN_ERR_MODEL, "%s: %s is not a list of at most %d numbers", path, field,
+                         KILN_MAX_LATENT_CHANNELS);
+    cJSON_ArrayForEach(v, list) {
+        if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) < 1e4) || (positive && !(v->valuedouble > 0)))
+            return kiln_fail(KILN_ERR_MODEL, "%s: %s[%d] is not a%s number below 1e4", path, field, *n,
+                             positive ? " positive" : "");
+        out[(*n)++] = (float)v->valuedouble;
+    }
+    return KILN_OK;
+}
+
+/* vae/config.json's latent format: scaling_factor, shift_factor (Flux's),
+ * and the per-channel latents_mean and latents_std (Playground v2.5's). */
+static kiln_status read_vae_config(kiln_checkpoint *ck, const char *dir)
+{
+    double scaling = 0, shift = 0;
+    TRY(read_folder_field(dir, "vae/config.json", "scaling_factor", &scaling, NULL));
+    if (scaling > 0 && scaling < 10) ck->vae_scaling = scaling;
+    TRY(read_folder_field(dir, "vae/config.json", "shift_factor", &shift, NULL));
+    if (shift > -10 && shift < 10) ck->vae_shift = shift;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vae/config.json", dir);
+    cJSON *root = NULL;
+    if (read_json(path, &root) != KILN_OK) kiln_clear_error();
+    int nmean = 0, nstd = 0;
+    kiln_status st = read_latent_list(root, path, "latents_mean", false, ck->latents_mean, &nmean);
+    if (st == KILN_OK) st = read_latent_list(root, path, "latents_std", true, ck->latents_std, &nstd);
+    if (st == KILN_OK && nmean != nstd)
+        st = kiln_fail(KILN_ERR_MODEL, "%s: latents_mean has %d numbers, latents_std %d", path, nmean, nstd);
+    ck->nlatents = st == KILN_OK ? nmean : 0;
+    cJSON_Delete(root);
+    return st;
+}
+
+int kiln_checkpoint_vae_latents(const kiln_checkpoint *ck, const float **mean, const float **std)
+{
+    *mean = ck->latents_mean, *std = ck->latents_std;
+    return ck->nlatents;
+}
 
 /* What a DiT folder's configs say beyond the weights: the latent side the
  * transformer was trained at (which scales its position table), the
@@ -417,11 +496,7 @@ static kiln_status read_dit_configs(kiln_checkpoint *ck, const char *dir)
     TRY(read_folder_field(dir, "transformer/config.json", "attention_head_dim", &head_dim, NULL));
     if (head_dim >= 1 && head_dim <= 4096) ck->head_dim = (int)head_dim;
     TRY(read_folder_field(dir, "model_index.json", "_class_name", NULL, &ck->pipeline));
-    double scaling = 0, shift = 0;
-    TRY(read_folder_field(dir, "vae/config.json", "scaling_factor", &scaling, NULL));
-    if (scaling > 0 && scaling < 10) ck->vae_scaling = scaling;
-    TRY(read_folder_field(dir, "vae/config.json", "shift_factor", &shift, NULL));
-    if (shift > -10 && shift < 10) ck->vae_shift = shift;
+    TRY(read_vae_config(ck, dir));
     /* Flux's rotary axes, a list the weights do not show */
     char path[4096];
     snprintf(path, sizeof path, "%s/transformer/config.json", dir);
@@ -512,7 +587,7 @@ static kiln_status open_diffusers_dit(kiln_checkpoint *ck, const char *dir)
     unet_layout lay = {0};
     TRY(map_part(ck, dit, "transformer", &lay, vae_levels, KILN_FLUX_ROOT "."));
     TRY(map_part(ck, vae, "vae", &lay, vae_levels, NULL));
-    TRY(read_prediction_type(ck, dir));
+    TRY(read_scheduler_config(ck, dir));
     TRY(read_dit_configs(ck, dir));
     return sort_names(ck);
 }
@@ -555,7 +630,8 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
     if (text2)
         TRY(map_part(ck, text2, "text_encoder_2", &lay, vae_levels,
                      text ? "conditioner.embedders.1.transformer." : "conditioner.embedders.0.transformer."));
-    TRY(read_prediction_type(ck, dir));
+    TRY(read_scheduler_config(ck, dir));
+    TRY(read_vae_config(ck, dir));
     return sort_names(ck);
 }
 

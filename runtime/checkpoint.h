@@ -67,10 +67,19 @@ int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
 int kiln_checkpoint_head_dim(const kiln_checkpoint *ck);
 /* A DiT folder's model_index.json _class_name ("PixArtSigmaPipeline"), or NULL. */
 const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck);
-/* A DiT folder's vae/config.json scaling_factor, or 0. */
+/* A folder's vae/config.json scaling_factor, or 0 (a UNet's counts only
+ * beside latents_mean and latents_std). */
 double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck);
 /* Its shift_factor (Flux's VAE), or 0. */
 double kiln_checkpoint_vae_shift(const kiln_checkpoint *ck);
+/* Its latents_mean and latents_std (Playground v2.5's per-channel latent
+ * format): how many numbers each holds, 0 where the folder gives none. */
+#define KILN_MAX_LATENT_CHANNELS 16
+int kiln_checkpoint_vae_latents(const kiln_checkpoint *ck, const float **mean, const float **std);
+/* Whether a folder's scheduler is an EDM one (continuous sigmas, diffusers'
+ * EDMEulerScheduler and EDMDPMSolverMultistepScheduler), with its sigma
+ * range and the data's std. */
+bool kiln_checkpoint_edm_sigmas(const kiln_checkpoint *ck, double *sigma_min, double *sigma_max, double *sigma_data);
 /* A Flux folder's transformer/config.json axes_dims_rope, or NULL. */
 const int *kiln_checkpoint_rope_axes(const kiln_checkpoint *ck);
 /* The dtype kiln_model_parts.weight_dtype asked the diffusion model's linear

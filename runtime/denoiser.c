@@ -184,7 +184,7 @@ kiln_status kiln_denoiser_set_references(kiln_denoiser *d, int which, const kiln
         const size_t count = (size_t)C * h[i] * w[i];
         float *scaled = malloc(count * sizeof *scaled);
         if (!scaled) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for reference latents");
-        for (size_t k = 0; k < count; k++) scaled[k] = kiln_vae_latent_in(&m->vae, refs[i].data[k]);
+        kiln_vae_latent_in(&m->vae, refs[i].data, count, (size_t)h[i] * w[i], scaled);
         kiln_flux_pack_reference(scaled, C, h[i], w[i], t);
         free(scaled);
         t += (size_t)d->refs[which][i].h * d->refs[which][i].w * K;

@@ -63,21 +63,41 @@ static double stored_std(const kiln_st_tensor *t)
     return n ? sqrt(fmax(sq / (double)n - mean * mean, 0.0)) : 0;
 }
 
-/* ComfyUI's rules (model_detection.py, supported_models.py): a `v_pred`
- * tensor, else a diffusers folder's scheduler config, else for an SD 2.x
- * UNet of 4 input channels the spread of the last transformer's first norm
- * bias (above 0.09 in the 768-v checkpoints, near 0 in the 512 ones); SD 1.x
- * and the inpainting UNets predict the noise. */
+/* A single file's flag tensors that ComfyUI's SDXL detection goes by
+ * (supported_models.py, SDXL.model_type), in its order. */
+static bool playground_file(const kiln_checkpoint *ck)
+{
+    return kiln_checkpoint_find(ck, "edm_mean") && kiln_checkpoint_find(ck, "edm_std");
+}
+
+/* ComfyUI's rules (model_detection.py, supported_models.py): Playground
+ * v2.5's `edm_mean` and `edm_std` (EDM's denoiser), CosXL's
+ * `edm_vpred.sigma_max` or a `v_pred` tensor (v), else a diffusers folder's
+ * scheduler config (an EDM scheduler's "epsilon" is EDM's denoiser), else
+ * for an SD 2.x UNet of 4 input channels the spread of the last
+ * transformer's first norm bias (above 0.09 in the 768-v checkpoints, near 0
+ * in the 512 ones); SD 1.x and the inpainting UNets predict the noise. */
 static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet, kiln_model_info *info)
 {
     info->prediction = KILN_PREDICTION_EPS;
     info->prediction_reason = "default";
     const char *type = kiln_checkpoint_prediction_type(ck);
-    if (kiln_checkpoint_find(ck, "v_pred")) {
+    double edm_min, edm_max, edm_data;
+    if (playground_file(ck)) {
+        info->prediction = KILN_PREDICTION_EDM;
+        info->prediction_reason = "edm_mean and edm_std tensors (Playground v2.5)";
+    } else if (kiln_checkpoint_find(ck, "edm_vpred.sigma_max")) {
         info->prediction = KILN_PREDICTION_V;
-        info->prediction_reason = "v_pred tensor";
-    } else if (type) {
-        info->prediction = strcmp(type, "v_prediction") == 0 ? KILN_PREDICTION_V : KILN_PREDICTION_EPS;
+        info->prediction_reason = "edm_vpred.sigma_max tensor";
+    } else if (kiln_checkpoint_find(ck, "v_pred")) {
+        info->prediction = KILN_PREDICTION_V;
+        info->prediction_reason = kiln_checkpoint_find(ck, "ztsnr") ? "v_pred and ztsnr tensors (zero terminal SNR)"
+                                                                    : "v_pred tensor";
+    } else if (type || kiln_checkpoint_edm_sigmas(ck, &edm_min, &edm_max, &edm_data)) {
+        const bool edm = kiln_checkpoint_edm_sigmas(ck, &edm_min, &edm_max, &edm_data);
+        info->prediction = type && strcmp(type, "v_prediction") == 0 ? KILN_PREDICTION_V
+                           : edm                                     ? KILN_PREDICTION_EDM
+                                                                     : KILN_PREDICTION_EPS;
         info->prediction_reason = "scheduler_config.json";
     } else if (strcmp(unet->family, "sd2") == 0 && unet->in_channels == 4) {
         const unet_layer *last = NULL;
@@ -89,6 +109,49 @@ static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet
         if (bias && stored_std(bias) > 0.09) info->prediction = KILN_PREDICTION_V;
         info->prediction_reason = "norm bias spread";
     }
+}
+
+/* A one-number flag tensor's value, which must lie in (lo, hi]. */
+static kiln_status flag_number(const kiln_checkpoint *ck, const char *name, double lo, double hi, double *v)
+{
+    const kiln_st_tensor *t = kiln_checkpoint_find(ck, name);
+    if (!t) return KILN_OK;
+    if (kiln_st_numel(t) != 1)
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor %s holds %lld numbers, not one", kiln_checkpoint_path(ck), name,
+                         (long long)kiln_st_numel(t));
+    const double x = kiln_load_f32(t->data, t->dtype, 0);
+    if (!(x > lo && x <= hi))
+        return kiln_fail(KILN_ERR_MODEL, "%s: tensor %s is %g, not in (%g, %g]", kiln_checkpoint_path(ck), name, x,
+                         lo, hi);
+    *v = x;
+    return KILN_OK;
+}
+
+/* The sampling the file asks for beside its prediction (ComfyUI's
+ * sampling_settings): Playground v2.5's continuous sigmas 0.002 to 80 with
+ * data std 0.5; CosXL's to its edm_vpred.sigma_max (from its
+ * edm_vpred.sigma_min, or 0.002) with data std 1; a folder's EDM scheduler's;
+ * zero terminal SNR where a v_pred file has a `ztsnr` tensor. */
+static kiln_status detect_sampling(kiln_model *m)
+{
+    const kiln_checkpoint *ck = m->checkpoint;
+    kiln_edm_sampling *edm = &m->edm;
+    if (kiln_model_is_dit(m)) return KILN_OK;
+    if (playground_file(ck)) {
+        *edm = (kiln_edm_sampling){true, 0.002, 80.0, 0.5};
+    } else if (kiln_checkpoint_find(ck, "edm_vpred.sigma_max")) {
+        *edm = (kiln_edm_sampling){true, 0.002, 0.0, 1.0};
+        TRY(flag_number(ck, "edm_vpred.sigma_max", 0.0, 1000.0, &edm->sigma_max));
+        TRY(flag_number(ck, "edm_vpred.sigma_min", 0.0, edm->sigma_max, &edm->sigma_min));
+        if (edm->sigma_min >= edm->sigma_max)
+            return kiln_fail(KILN_ERR_MODEL, "%s: edm_vpred.sigma_max %g is not above sigma_min %g",
+                             kiln_checkpoint_path(ck), edm->sigma_max, edm->sigma_min);
+    } else if (kiln_checkpoint_find(ck, "v_pred")) {
+        m->zsnr = kiln_checkpoint_find(ck, "ztsnr") != NULL;
+    } else {
+        edm->on = kiln_checkpoint_edm_sigmas(ck, &edm->sigma_min, &edm->sigma_max, &edm->sigma_data);
+    }
+    return KILN_OK;
 }
 
 /* Parameters under a canonical prefix. */
@@ -406,18 +469,31 @@ static kiln_status bind_dit(kiln_model *m)
     return KILN_OK;
 }
 
-/* The VAE, with the scale (and shift) its folder's config gives a DiT
- * model (PixArt-Sigma's is SDXL's, Flux's has a shift), else its family's. */
+/* The VAE, with the latent format its folder's config gives a DiT (scale,
+ * shift) or any model (per-channel numbers and their scale), else its
+ * family's (Playground v2.5's for a file that says it is one). */
 static kiln_status bind_vae(kiln_model *m)
 {
+    const kiln_checkpoint *ck = m->checkpoint;
     double scale = m->family->latent_scale, shift = 0;
     if (m->family->arch == KILN_ARCH_FLUX) shift = 0.1159; /* FLUX.1's, where the folder does not say */
     if (m->family->arch == KILN_ARCH_SD3) shift = 0.0609; /* SD3's */
-    if (kiln_model_is_dit(m) && kiln_checkpoint_vae_scaling(m->checkpoint) > 0) {
-        scale = kiln_checkpoint_vae_scaling(m->checkpoint);
-        shift = kiln_checkpoint_vae_shift(m->checkpoint);
+    const float *mean, *std;
+    const int n = kiln_checkpoint_vae_latents(ck, &mean, &std);
+    /* a UNet's folder's scale counts only with its per-channel numbers: SD's folders say their family's, and
+       --config (a DiT's folder) may stand beside a UNet file */
+    if ((kiln_model_is_dit(m) || n) && kiln_checkpoint_vae_scaling(ck) > 0) {
+        scale = kiln_checkpoint_vae_scaling(ck);
+        shift = kiln_checkpoint_vae_shift(ck);
     }
-    return kiln_vae_bind_shifted(m->weights, kiln_vae_detect(m->checkpoint), (float)scale, (float)shift, &m->vae);
+    TRY(kiln_vae_bind_shifted(m->weights, kiln_vae_detect(ck), (float)scale, (float)shift, &m->vae));
+    const int L = m->vae.config->latent_channels;
+    if (n && n != L)
+        return kiln_fail(KILN_ERR_MODEL, "%s: vae/config.json's latents_mean and latents_std have %d numbers, the "
+                         "VAE %d latent channels", kiln_checkpoint_path(ck), n, L);
+    if (n) m->vae.latents.mean = mean, m->vae.latents.std = std;
+    else if (playground_file(ck) && L == 4 && !kiln_model_is_dit(m)) m->vae.latents = kiln_playground_latents;
+    return KILN_OK;
 }
 
 int kiln_model_latent_channels(const kiln_model *m)
@@ -474,10 +550,13 @@ kiln_status kiln_model_load_with_loras(kiln_checkpoint *ck, const kiln_lora *lor
         convert_linears(m, false);
     }
     if (st == KILN_OK) st = bind_vae(m);
+    if (st == KILN_OK) st = detect_sampling(m);
     if (st != KILN_OK) {
         kiln_model_free(m);
         return st;
     }
+    m->loaded.prediction = m->info.prediction, m->loaded.zsnr = m->zsnr, m->loaded.edm = m->edm;
+    m->loaded.latents = m->vae.latents;
     *out = m;
     return KILN_OK;
 }

@@ -68,6 +68,11 @@ typedef struct kiln_model_info {
     int64_t t5_params;
 } kiln_model_info;
 
+typedef struct kiln_edm_sampling {
+    bool on;
+    double sigma_min, sigma_max, sigma_data;
+} kiln_edm_sampling;
+
 typedef struct kiln_model {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
@@ -83,11 +88,17 @@ typedef struct kiln_model {
     double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0; SD3's 3.0 */
     bool zsnr;                /* ModelSamplingDiscrete's zsnr: the sigmas rescaled to zero terminal SNR */
     /* ModelSamplingContinuousEDM in place of the discrete table, when on */
-    struct {
-        bool on;
-        double sigma_min, sigma_max, sigma_data;
-    } edm;
+    kiln_edm_sampling edm;
     kiln_vae vae;
+    /* how the checkpoint says to sample, which kiln_model_reset_sampling brings back: the detected prediction,
+       zsnr (an SDXL file's `ztsnr` tensor), the continuous sigmas (Playground v2.5's `edm_mean`, CosXL's
+       `edm_vpred.sigma_max`, a folder's EDM scheduler) and the latent format (Playground v2.5's) */
+    struct {
+        kiln_prediction prediction;
+        bool zsnr;
+        kiln_edm_sampling edm;
+        kiln_latent_format latents;
+    } loaded;
 } kiln_model;
 
 /* A PixArt, Flux or SD3 model: a DiT on T5 in place of a UNet on CLIP. */

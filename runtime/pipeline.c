@@ -364,7 +364,7 @@ static kiln_status set_fill_concat(const kiln_model *m, kiln_denoiser *d, const 
         free(big);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
     }
-    for (size_t i = 0; i < (size_t)C * plane; i++) (*owned)[i] = kiln_vae_latent_in(&m->vae, in->concat_latent[i]);
+    kiln_vae_latent_in(&m->vae, in->concat_latent, (size_t)C * plane, plane, *owned);
     kiln_resample(in->noise_mask, 1, in->mask_h, in->mask_w, big, 8 * h, 8 * w, KILN_RESAMPLE_BILINEAR);
     float *mask = *owned + (size_t)C * plane;
     for (int ph = 0; ph < 8; ph++)
@@ -384,7 +384,7 @@ static kiln_status set_edit_latent(const kiln_model *m, kiln_denoiser *d, const 
     if (m->family->arch != KILN_ARCH_FLUX) return kiln_denoiser_set_concat(d, edit);
     const size_t n = (size_t)d->channels * d->h * d->w;
     if (!(*owned = malloc(n * sizeof(float)))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
-    for (size_t i = 0; i < n; i++) (*owned)[i] = kiln_vae_latent_in(&m->vae, edit[i]);
+    kiln_vae_latent_in(&m->vae, edit, n, (size_t)d->h * d->w, *owned);
     return kiln_denoiser_set_concat(d, *owned);
 }
 
@@ -850,9 +850,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
             st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
             goto done;
         }
-        for (size_t i = 0; i < n; i++) /* an inpainting latent is one image, repeated over the batch */
-            scaled[i] = kiln_vae_latent_in(&m->vae,
-                                           inpaint ? inpaint->latent[i % (n / job->batch)] : job->init_latent[i]);
+        const size_t image = n / job->batch; /* an inpainting latent is one image, repeated over the batch */
+        for (int b = 0; b < job->batch; b++)
+            kiln_vae_latent_in(&m->vae, inpaint ? inpaint->latent : job->init_latent + b * image, image, plane,
+                               scaled + b * image);
         if (inpaint) kiln_inpaint_mask_resize(inpaint, job->latent_h, job->latent_w, mask);
     }
     kiln_sampler_start_x(&ms, sigmas[0], noise, scaled, x, n);
@@ -896,9 +897,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         const float keep = 1.0f - sigmas[nsigmas - 1];
         for (size_t i = 0; i < n; i++) x[i] /= keep;
     }
-    for (size_t i = 0; i < n; i++) x[i] = kiln_vae_latent_out(&m->vae, x[i]);
-    for (size_t i = 0; job->last_denoised && i < n; i++)
-        job->last_denoised[i] = kept.kept ? kiln_vae_latent_out(&m->vae, job->last_denoised[i]) : x[i];
+    kiln_vae_latent_out(&m->vae, x, n, plane, x);
+    if (job->last_denoised && kept.kept) kiln_vae_latent_out(&m->vae, job->last_denoised, n, plane, job->last_denoised);
+    else if (job->last_denoised) memcpy(job->last_denoised, x, n * sizeof *x);
     *latent = x;
     x = NULL;
 done:
@@ -1089,8 +1090,10 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
     /* an InstantX SD3 ControlNet's latent is scaled without the shift (ComfyUI's and diffusers' SD3 ControlNet
        latent format; Stability's SD 3.5 ones take the model's) */
     const bool unshifted = cn->flux->trunk.sd3 && !cn->flux->stability;
-    for (size_t i = 0; i < values; i++)
-        (*hint)[i] = unshifted ? (*hint)[i] * m->vae.scaling_factor : kiln_vae_latent_in(&m->vae, (*hint)[i]);
+    if (unshifted)
+        for (size_t i = 0; i < values; i++) (*hint)[i] *= m->vae.latents.scale;
+    else
+        kiln_vae_latent_in(&m->vae, *hint, values, (size_t)latent_h * latent_w, *hint);
     if (concat_mask && (st = append_mask_channel(mask, m->vae.config->latent_channels, latent_h, latent_w, hint))) {
         free(*hint);
         *hint = NULL;

@@ -197,7 +197,6 @@ typedef struct wf_node {
 typedef struct wf_model {
     wf_recipe recipe; /* borrowed from the node that loaded it */
     kiln_model *model;
-    const char *prediction; /* what the checkpoint says, for MODELs without ModelSamplingDiscrete */
 } wf_model;
 
 /* A ControlNet, IP-Adapter or CLIP vision file loaded (for a model: the
@@ -437,7 +436,6 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     parts.weight_dtype = rc->weight_dtype;
     TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &parts, rc->loras, rc->nloras, &m->model));
     m->recipe = *rc;
-    m->prediction = kiln_model_prediction(m->model);
     r->nmodels++;
     *out = m->model;
     return KILN_OK;
@@ -2047,15 +2045,15 @@ static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, 
 {
     kiln_model *m;
     TRY(model_of(r, &model->recipe, false, &m));
-    for (int i = 0; i < r->nmodels; i++) /* a loaded model serves MODELs with and without ModelSamplingDiscrete */
-        if (r->models[i].model == m) {
-            TRY(kiln_model_set_prediction(m, model->recipe.prediction ? model->recipe.prediction
-                                                                      : r->models[i].prediction));
-            TRY(node_status(n, kiln_model_set_zsnr(m, model->recipe.zsnr)));
-            if (model->recipe.edm)
-                TRY(node_status(n, kiln_model_set_continuous_edm(m, model->recipe.edm, model->recipe.edm_sigma_max,
-                                                                 model->recipe.edm_sigma_min)));
-        }
+    /* a loaded model serves MODELs with and without ModelSamplingDiscrete: each starts from the checkpoint's */
+    TRY(kiln_model_reset_sampling(m));
+    if (model->recipe.prediction) {
+        TRY(node_status(n, kiln_model_set_prediction(m, model->recipe.prediction)));
+        TRY(node_status(n, kiln_model_set_zsnr(m, model->recipe.zsnr)));
+    }
+    if (model->recipe.edm)
+        TRY(node_status(n, kiln_model_set_continuous_edm(m, model->recipe.edm, model->recipe.edm_sigma_max,
+                                                         model->recipe.edm_sigma_min)));
     kiln_status st = kiln_model_set_flux_shift(m, model->recipe.flux_shift);
     TRY(node_status(n, st));
     *out = m;

@@ -450,9 +450,9 @@ class Guidance(unittest.TestCase):
         self.assertIn("b2 12", caught.exception.message)
 
     def test_model_sampling(self):
-        """ModelSamplingDiscrete's zsnr and lcm, and ModelSamplingContinuousEDM,
-        change the run; set back to eps without zsnr, the plain run comes
-        back to the bit."""
+        """ModelSamplingDiscrete's zsnr and lcm, and ModelSamplingContinuousEDM
+        (and Playground v2.5's latent format), change the run; reset or set
+        back to eps without zsnr, the plain run comes back to the bit."""
         positive, negative = model.encode("a red circle"), model.encode("")
 
         def run():
@@ -468,10 +468,18 @@ class Guidance(unittest.TestCase):
             self.assertGreater(rel_l2(run(), plain), 1e-4)
             model.set_continuous_edm("edm", 80.0, 0.01)
             self.assertEqual(model.prediction, "edm")
-            self.assertGreater(rel_l2(run(), plain), 1e-3)
+            edm = run()
+            self.assertGreater(rel_l2(edm, plain), 1e-3)
+            # the same sampling with Playground v2.5's latent format
+            model.set_continuous_edm("edm_playground_v2.5", 80.0, 0.01)
+            self.assertEqual(model.prediction, "edm")
+            self.assertGreater(rel_l2(run(), edm), 1e-3)
+            model.reset_sampling()
+            self.assertEqual(model.prediction, "eps")
+            self.assertEqual(run(), plain)
             with self.assertRaises(kiln.KilnError) as caught:
-                model.set_continuous_edm("edm_playground_v2.5")
-            self.assertIn("latent format", caught.exception.message)
+                model.set_continuous_edm("edm_mystery")
+            self.assertIn("edm_mystery", caught.exception.message)
         finally:
             model.set_prediction("eps")
         self.assertEqual(run(), plain)

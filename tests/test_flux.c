@@ -130,7 +130,7 @@ static void check_runs(kiln_model *m)
     assert_string_equal(m->info.unet_name, "flux-dev");
     assert_int_equal(m->info.prediction, KILN_PREDICTION_FLOW);
     assert_int_equal(kiln_model_latent_channels(m), 16);
-    assert_float_equal(m->vae.shift_factor, 0.1159f, 0.0f);
+    assert_float_equal(m->vae.latents.shift, 0.1159f, 0.0f);
     assert_kiln_ok(kiln_tokenizer_create(&tok));
     kiln_st_file *f = golden_open(RUN_GOLDEN);
     kiln_conditioning pos, neg;

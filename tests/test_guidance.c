@@ -143,9 +143,8 @@ static void guidance_through_sampling(void **state)
           *uncond = one_step(&neg_all, 1, &neg_all, 1, 1.0f, none, noise, NULL);
     /* the predictions leave unscaled (the LATENT's); the guidance takes them as the model gives them */
     float *plain = one_step(&neg_all, 1, &red_all, 1, 5.0f, none, noise, NULL);
-    for (size_t i = 0; i < n; i++) cond[i] = kiln_vae_latent_in(&model->vae, cond[i]),
-                                    uncond[i] = kiln_vae_latent_in(&model->vae, uncond[i]),
-                                    plain[i] = kiln_vae_latent_in(&model->vae, plain[i]);
+    float *const unscaled[3] = {cond, uncond, plain};
+    for (int k = 0; k < 3; k++) kiln_vae_latent_in(&model->vae, unscaled[k], n, (size_t)LH * LW, unscaled[k]);
     const kiln_cfg_patches *const patched[3] = {&rescaled, &zero_star, &apg};
     static const char *const names[3] = {"RescaleCFG 0.7", "CFGZeroStar", "APG"};
     for (int k = 0; k < 3; k++) {
@@ -155,7 +154,7 @@ static void guidance_through_sampling(void **state)
         kiln_guidance_free(&g);
         for (int boxed = 0; boxed < 2; boxed++) {
             float *have = one_step(&neg_all, 1, boxed ? &red_box : &red_all, 1, 5.0f, *patched[k], noise, NULL);
-            for (size_t i = 0; i < n; i++) have[i] = kiln_vae_latent_in(&model->vae, have[i]);
+            kiln_vae_latent_in(&model->vae, have, n, (size_t)LH * LW, have);
             const double err = kiln_rel_l2(have, want, n);
             print_message("  %s %s: rel L2 %.2g from the predictions guided by hand (%.2g from the plain "
                           "guidance)\n", names[k],
@@ -166,7 +165,7 @@ static void guidance_through_sampling(void **state)
         }
     }
     float *off = one_step(&neg_all, 1, &red_all, 1, 5.0f, (kiln_cfg_patches){.rescale_cfg = 1e-30f}, noise, NULL);
-    for (size_t i = 0; i < n; i++) off[i] = kiln_vae_latent_in(&model->vae, off[i]);
+    kiln_vae_latent_in(&model->vae, off, n, (size_t)LH * LW, off);
     assert_true(kiln_rel_l2(off, plain, n) <= 1e-6);
     const kiln_conditioning_part together[2] = {red_all, {.cond = &blue, .end_percent = 1.0}},
                                  one_then_other[2] = {{.cond = &red, .end_percent = 0.5},

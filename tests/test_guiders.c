@@ -92,7 +92,7 @@ static float *one_step(kiln_guider_kind kind, const kiln_conditioning *positive,
     if (status) *status = st;
     else assert_kiln_ok(st);
     const size_t n = (size_t)kiln_model_latent_channels(model) * LH * LW;
-    for (size_t i = 0; out && i < n; i++) out[i] = kiln_vae_latent_in(&model->vae, out[i]);
+    if (out) kiln_vae_latent_in(&model->vae, out, n, (size_t)LH * LW, out);
     return out;
 }
 

@@ -92,7 +92,7 @@ static void check_inpaint(const char *model_path, const char *name, int mask_h, 
     float *blend_mask = malloc(plane * sizeof(float)), *scaled = malloc(x.count * sizeof(float));
     float *out = malloc(x.count * sizeof(float));
     kiln_inpaint_mask_resize(&in, in.h, in.w, blend_mask);
-    for (size_t i = 0; i < x.count; i++) scaled[i] = in.latent[i] * m->vae.scaling_factor;
+    for (size_t i = 0; i < x.count; i++) scaled[i] = in.latent[i] * m->vae.latents.scale;
     kiln_model_sampling ms;
     assert_kiln_ok(kiln_model_sampling_init(&ms, KILN_SD_LINEAR_START, KILN_SD_LINEAR_END));
     kiln_denoiser d;

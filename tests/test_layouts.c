@@ -326,8 +326,8 @@ static void flux1(const char *name, const char *manifest, bool dev)
     assert_string_equal(m->info.clip_names[0], "clip-vit-l14");
     check_t5_xxl(m);
     assert_int_equal(m->vae.config->latent_channels, 16);
-    assert_float_equal(m->vae.scaling_factor, 0.3611f, 0.0f);
-    assert_float_equal(m->vae.shift_factor, 0.1159f, 0.0f);
+    assert_float_equal(m->vae.latents.scale, 0.3611f, 0.0f);
+    assert_float_equal(m->vae.latents.shift, 0.1159f, 0.0f);
     release(m);
 }
 
@@ -371,8 +371,8 @@ static void flux1_dev_single_files(void **state)
     assert_int_equal(m->flux.heads, 24);
     assert_int_equal(m->flux.axes[1], 56);
     check_t5_xxl(m);
-    assert_float_equal(m->vae.scaling_factor, 0.3611f, 0.0f);
-    assert_float_equal(m->vae.shift_factor, 0.1159f, 0.0f);
+    assert_float_equal(m->vae.latents.scale, 0.3611f, 0.0f);
+    assert_float_equal(m->vae.latents.shift, 0.1159f, 0.0f);
     release(m);
 }
 
@@ -409,8 +409,8 @@ static kiln_model *sd35(const char *manifest, const char *name, int blocks, int 
     assert_string_equal(m->info.clip_names[1], "openclip-vit-bigg14");
     assert_int_equal(m->clips[0].pooled_dim + m->clips[1].pooled_dim, 2048);
     check_t5_xxl(m);
-    assert_float_equal(m->vae.scaling_factor, 1.5305f, 0.0f);
-    assert_float_equal(m->vae.shift_factor, 0.0609f, 0.0f);
+    assert_float_equal(m->vae.latents.scale, 1.5305f, 0.0f);
+    assert_float_equal(m->vae.latents.shift, 0.0609f, 0.0f);
     return m;
 }
 

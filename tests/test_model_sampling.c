@@ -182,7 +182,6 @@ static void continuous_edm_matches_comfyui(void **state)
     assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
     assert_kiln_ok(kiln_model_set_continuous_edm(m, "v_prediction", 120.0, 0.002));
     check_schedules(m, EDM, 4);
-    assert_refused_naming(kiln_model_set_continuous_edm(m, "edm_playground_v2.5", 120.0, 0.002), "latent format");
     assert_refused_naming(kiln_model_set_continuous_edm(m, "edm", 0.002, 120.0), "sigma_min 120");
     kiln_test_close_model(be, m);
 }

@@ -241,7 +241,7 @@ static void sigma_run(void **state)
     assert_string_equal(m->info.unet_name, "pixart-sigma");
     assert_false(m->pixart.size_conditions);
     assert_int_equal(m->t5_max_tokens, 300);
-    assert_float_equal(m->vae.scaling_factor, 0.13025f, 0.0f);
+    assert_float_equal(m->vae.latents.scale, 0.13025f, 0.0f);
     run_folder(m, "pixart_sigma/golden.safetensors", SIGMA_PROMPT, 4);
     kiln_model_free(m);
     kiln_backend_free(be);

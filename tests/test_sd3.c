@@ -72,8 +72,8 @@ static void detected(void **state)
         assert_int_equal(m->flux.dbl[0].img2.q_w != NULL, cases[i].dual);
         assert_null(m->flux.dbl[cases[i].blocks - 1].txt_out_w);
         assert_int_equal(kiln_model_latent_channels(m), 16);
-        assert_float_equal(m->vae.scaling_factor, 1.5305f, 0.0f);
-        assert_float_equal(m->vae.shift_factor, 0.0609f, 0.0f);
+        assert_float_equal(m->vae.latents.scale, 1.5305f, 0.0f);
+        assert_float_equal(m->vae.latents.shift, 0.0609f, 0.0f);
         kiln_model_free(m);
         kiln_backend_free(be);
     }

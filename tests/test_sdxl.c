@@ -276,7 +276,7 @@ static void ksampler_run(void **state)
     kiln_tokenizer *tok;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(path_of(x, 0), be, &m));
-    assert_true(fabsf(m->vae.scaling_factor - 0.13025f) < 1e-7f);
+    assert_true(fabsf(m->vae.latents.scale - 0.13025f) < 1e-7f);
     assert_kiln_ok(kiln_tokenizer_create(&tok));
     kiln_st_file *f = golden_open(x->golden);
     const char *prompts[2] = {"a photograph of an astronaut riding a horse", ""};

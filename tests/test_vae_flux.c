@@ -107,8 +107,8 @@ static void detect_flux(void **s)
     assert_null(fx.vae.post_quant_w);
     assert_null(fx.vae.post_quant_b);
     assert_true(fx.vae.has_encoder);
-    assert_true(fx.vae.scaling_factor == FLUX_SCALE);
-    assert_true(fx.vae.shift_factor == FLUX_SHIFT);
+    assert_true(fx.vae.latents.scale == FLUX_SCALE);
+    assert_true(fx.vae.latents.shift == FLUX_SHIFT);
     vae_close(&fx);
 }
 
@@ -132,12 +132,15 @@ static void sd_keeps_quant_convs(void **s)
         assert_non_null(fx.vae.quant_b);
         assert_non_null(fx.vae.post_quant_w);
         assert_non_null(fx.vae.post_quant_b);
-        assert_true(fx.vae.shift_factor == 0.0f);
+        assert_true(fx.vae.latents.shift == 0.0f);
         /* with no shift the format is SD's z * scale and x / scale, bit for bit */
         const float z[] = {-3.5f, -0.0f, 0.0f, 1e-8f, 0.7f, 12.25f};
+        float in[6], out[6];
+        kiln_vae_latent_in(&fx.vae, z, 6, 1, in);
+        kiln_vae_latent_out(&fx.vae, z, 6, 1, out);
         for (size_t k = 0; k < sizeof z / sizeof z[0]; k++) {
-            assert_true(kiln_vae_latent_in(&fx.vae, z[k]) == z[k] * 0.18215f);
-            assert_true(kiln_vae_latent_out(&fx.vae, z[k]) == z[k] / 0.18215f);
+            assert_true(in[k] == z[k] * 0.18215f);
+            assert_true(out[k] == z[k] / 0.18215f);
         }
         vae_close(&fx);
     }
@@ -197,8 +200,9 @@ static void latent_format(void **s)
     golden_free(&shift);
     golden x = golden_read(f, "fmt.x"), z = golden_read(f, "fmt.z");
     float *out = malloc(x.count * sizeof *out), *back = malloc(x.count * sizeof *back);
-    for (size_t i = 0; i < x.count; i++) out[i] = kiln_vae_latent_out(&fx.vae, x.data[i]);
-    for (size_t i = 0; i < x.count; i++) back[i] = kiln_vae_latent_in(&fx.vae, z.data[i]);
+    const size_t plane = (size_t)x.shape[2] * x.shape[3];
+    kiln_vae_latent_out(&fx.vae, x.data, x.count, plane, out);
+    kiln_vae_latent_in(&fx.vae, z.data, z.count, plane, back);
     /* one or two float roundings apart at most */
     assert_rel_l2_le(out, z.data, z.count, 1e-7);
     assert_rel_l2_le(back, x.data, x.count, 1e-6);
@@ -264,8 +268,8 @@ static void recorded_shift(void **s)
         kiln_status st = vae_open(path, FLUX_SCALE, FLUX_SHIFT, &fx);
         if (i == 0) {
             assert_kiln_ok(st);
-            assert_true(fx.vae.shift_factor == 0.25f);
-            assert_true(fx.vae.scaling_factor == FLUX_SCALE);
+            assert_true(fx.vae.latents.shift == 0.25f);
+            assert_true(fx.vae.latents.scale == FLUX_SCALE);
         } else {
             assert_int_equal(st, KILN_ERR_MODEL);
             assert_non_null(strstr(kiln_last_error(), "vae_shift_factor"));

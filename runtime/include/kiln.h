@@ -176,11 +176,22 @@ kiln_status kiln_model_set_zsnr(kiln_model *m, bool zsnr);
 /* ModelSamplingContinuousEDM: continuous sigmas in place of the 1000
  * discrete ones (1000 of them log-spaced from sigma_min to sigma_max for the
  * schedulers; the UNet's timestep 0.25 ln sigma), sampling "eps",
- * "v_prediction" or "cosxl" (v, data std 1: CosXL), or "edm" (EDM's
- * denoiser, data std 0.5); the node's sigmas 120 and 0.002 by default.
- * Playground v2.5's "edm_playground_v2.5" is refused (its latent format is
- * not in kiln). kiln_model_set_prediction goes back to the discrete table. */
+ * "v_prediction" or "cosxl" (v, data std 1: CosXL), "edm" (EDM's denoiser,
+ * data std 0.5) or "edm_playground_v2.5" (that, with Playground v2.5's
+ * latent format: (z - mean[c]) 0.5 / std[c] per channel in, its inverse
+ * out); the node's sigmas 120 and 0.002 by default.
+ * kiln_model_set_prediction goes back to the discrete table (and the
+ * checkpoint's latent format). */
 kiln_status kiln_model_set_continuous_edm(kiln_model *m, const char *sampling, double sigma_max, double sigma_min);
+/* Back to how the checkpoint samples as loaded: its detected prediction,
+ * its zsnr, its sigmas, its latent format. A Playground v2.5 file
+ * (`edm_mean` and `edm_std` tensors) samples as "edm_playground_v2.5" with
+ * sigmas 0.002 to 80; a CosXL one (`edm_vpred.sigma_max`) as "cosxl" to its
+ * sigma_max; an SDXL v-pred file with a `ztsnr` tensor with zsnr; a
+ * diffusers folder with an EDM scheduler (EDMDPMSolverMultistepScheduler) on
+ * its sigmas, with its VAE config's latents_mean and latents_std as the
+ * per-channel latent format. */
+kiln_status kiln_model_reset_sampling(kiln_model *m);
 /* ModelSamplingFlux's shift of a Flux model's sigmas (ComfyUI's node makes
  * it from the image size), or ModelSamplingSD3's of an SD3 model's; 0: the
  * model's own (dev 1.15, schnell 1.0, SD3 3.0). */

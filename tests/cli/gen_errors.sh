@@ -285,7 +285,7 @@ expect_refused "apg momentum past 1" "--apg 1,5,2: ETA,NORM,MOMENTUM" --output "
 expect_refused "freeu of three numbers" "--freeu 1.1,1.2,0.9: B1,B2,S1,S2" --output "$tmp/out.png" --freeu 1.1,1.2,0.9
 expect_refused "freeu past 10" "--freeu-v2 1.3,1.4,0.9,12: B1,B2,S1,S2, each 0..10" --output "$tmp/out.png" \
     --freeu-v2 1.3,1.4,0.9,12
-expect_refused "edm of Playground v2.5" "latent format" --output "$tmp/out.png" --edm edm_playground_v2.5
+expect_refused "edm of an unknown sampling" "edm_playground': eps, v_prediction" --output "$tmp/out.png" --edm edm_playground
 expect_refused "edm sigmas the wrong way" "--edm edm,0.002,120: SAMPLING" --output "$tmp/out.png" --edm edm,0.002,120
 expect_refused "edm with zsnr" "--edm with --zsnr" --output "$tmp/out.png" --edm cosxl --zsnr
 expect_refused "pag of 0" "--pag 0: must be in (0, 100]" --output "$tmp/out.png" --pag 0

@@ -245,6 +245,7 @@ _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
 _declare("kiln_model_set_zsnr", c_int, c_void_p, c_bool)
 _declare("kiln_model_set_continuous_edm", c_int, c_void_p, c_char_p, c_double, c_double)
 _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
+_declare("kiln_model_reset_sampling", c_int, c_void_p)
 _declare("kiln_model_native_size", None, c_void_p, POINTER(c_int), POINTER(c_int))
 _declare("kiln_text_encode", c_int, c_void_p, c_char_p, c_int, POINTER(_Conditioning))
 _declare("kiln_reference_method_from_name", c_int, c_char_p, POINTER(c_int))
@@ -678,9 +679,16 @@ class Model(_Handle):
 
     def set_continuous_edm(self, sampling: str, sigma_max: float = 120.0, sigma_min: float = 0.002) -> None:
         """ModelSamplingContinuousEDM: continuous sigmas from sigma_min to
-        sigma_max with sampling "eps", "v_prediction", "edm" or "cosxl"
-        (set_prediction goes back to the discrete table)."""
+        sigma_max with sampling "eps", "v_prediction", "edm", "cosxl" or
+        "edm_playground_v2.5" (edm with Playground v2.5's per-channel latent
+        format); set_prediction goes back to the discrete table."""
         _lib.kiln_model_set_continuous_edm(self._ptr(), sampling.encode(), sigma_max, sigma_min)
+
+    def reset_sampling(self) -> None:
+        """Back to how the checkpoint samples as loaded (what it detected:
+        a Playground v2.5 or CosXL file's continuous sigmas, a ztsnr file's
+        zsnr, a folder's EDM scheduler)."""
+        _lib.kiln_model_reset_sampling(self._ptr())
 
     def set_flux_shift(self, shift: float) -> None:
         """ModelSamplingFlux's shift of a Flux model's sigmas, or
