@@ -607,7 +607,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .differential = (float)params->differential_diffusion,
                              .cfg_patches = {(float)params->rescale_cfg, params->cfg_zero_star, params->apg,
                                              (float)params->apg_eta, (float)params->apg_norm_threshold,
-                                             (float)params->apg_momentum},
+                                             (float)params->apg_momentum, params->tcfg, params->mahiro,
+                                             (float)params->cfg_norm, (float)params->epsilon_scaling},
                              .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
                              .pag_scale = (float)params->pag_scale,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};

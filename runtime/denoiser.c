@@ -63,7 +63,7 @@ kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patch
     const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
     if (!(d->patched_pred = malloc(2 * latent * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-    return kiln_guidance_init(&d->guide, patches, latent);
+    return kiln_guidance_init(&d->guide, patches, latent, d->channels);
 }
 
 kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised)
@@ -747,7 +747,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     /* ... or PerturbedAttentionGuidance's, as its post-CFG function: the pass ran with the call */
     const bool extra_pass = skip_layers || d->pag_scale > 0.0f;
     const float pass_scale = skip_layers ? (float)slg->scale : d->pag_scale;
-    /* RescaleCFG and CFGZeroStar need both predictions whole */
+    /* the guidance patches need both predictions whole */
     const bool patched = kiln_cfg_patched(&d->guide.patches) && d->rows != d->batch;
     float *cond_pred = d->patched_pred, *uncond_pred = patched ? d->patched_pred + per_batch : NULL;
     for (size_t i = 0; i < per_batch; i++) {
@@ -765,6 +765,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     if (patched)
         kiln_guide(&d->guide, x, cond_pred, uncond_pred, sigma, d->cfg, d->batch, per_batch / (size_t)d->batch,
                    denoised);
+    else if (d->rows == d->batch && kiln_cfg_patched(&d->guide.patches)) /* cfg 1: CFGNorm, Epsilon Scaling */
+        kiln_post_cfg(&d->guide, x, denoised, NULL, d->cfg, d->batch, per_batch / (size_t)d->batch, denoised);
     double cond_moments[2] = {0, 0}, result_moments[2] = {0, 0};
     for (size_t i = 0; extra_pass && i < per_batch; i++) {
         const float cond = c_skip * x[i] + c_out * out_cond[i];

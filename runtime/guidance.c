@@ -8,21 +8,35 @@
 
 #include "status.h"
 
-bool kiln_cfg_patched(const kiln_cfg_patches *p) { return p->rescale_cfg > 0.0f || p->zero_star || p->apg; }
-
-kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n)
+bool kiln_cfg_patched_uncond(const kiln_cfg_patches *p)
 {
-    *g = (kiln_guidance){.patches = *patches, .n = n};
-    if (!patches->apg) return KILN_OK;
-    if (!(isfinite(patches->apg_eta) && patches->apg_norm_threshold >= 0.0f && isfinite(patches->apg_norm_threshold) &&
-          isfinite(patches->apg_momentum)))
+    return p->rescale_cfg > 0.0f || p->zero_star || p->apg || p->tcfg || p->mahiro;
+}
+
+bool kiln_cfg_patched(const kiln_cfg_patches *p)
+{
+    return kiln_cfg_patched_uncond(p) || p->cfg_norm > 0.0f || p->epsilon_scaling > 0.0f;
+}
+
+kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels)
+{
+    *g = (kiln_guidance){.patches = *patches, .n = n, .channels = channels};
+    if (!(patches->cfg_norm >= 0.0f && patches->cfg_norm <= 100.0f))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "CFGNorm strength %g: 0 to 100", patches->cfg_norm);
+    if (!(patches->epsilon_scaling == 0.0f || (patches->epsilon_scaling >= 0.5f && patches->epsilon_scaling <= 1.5f)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "Epsilon Scaling factor %g: 0.5 to 1.5", patches->epsilon_scaling);
+    if (patches->apg && !(isfinite(patches->apg_eta) && patches->apg_norm_threshold >= 0.0f &&
+                          isfinite(patches->apg_norm_threshold) && isfinite(patches->apg_momentum)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "APG: eta %g, norm_threshold %g (at or above 0), momentum %g",
                          patches->apg_eta, patches->apg_norm_threshold, patches->apg_momentum);
-    g->running = malloc(n * sizeof *g->running);
-    g->modified = malloc(n * sizeof *g->modified);
-    if (!g->running || !g->modified) {
+    if (patches->apg && (!(g->running = malloc(n * sizeof *g->running)) ||
+                         !(g->modified = malloc(n * sizeof *g->modified)))) {
         kiln_guidance_free(g);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "APG: out of host memory");
+    }
+    if (patches->tcfg && !(g->damped = malloc(n * sizeof *g->damped))) {
+        kiln_guidance_free(g);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "TCFG: out of host memory");
     }
     return KILN_OK;
 }
@@ -31,6 +45,7 @@ void kiln_guidance_free(kiln_guidance *g)
 {
     free(g->running);
     free(g->modified);
+    free(g->damped);
     *g = (kiln_guidance){0};
 }
 
@@ -73,6 +88,10 @@ void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float
                 int batch, size_t per_image, float *denoised)
 {
     const kiln_cfg_patches *p = &g->patches;
+    if (p->tcfg) {
+        kiln_tcfg(x, cond, uncond, batch, per_image, g->damped);
+        uncond = g->damped;
+    }
     if (p->apg) {
         kiln_apg(g, cond, uncond, sigma, cfg, batch, per_image, g->modified);
         cond = g->modified;
@@ -82,7 +101,45 @@ void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float
     } else {
         for (size_t i = 0; i < (size_t)batch * per_image; i++) denoised[i] = uncond[i] + (cond[i] - uncond[i]) * cfg;
     }
-    if (p->zero_star) kiln_cfg_zero_star(x, cond, uncond, cfg, batch, per_image, denoised);
+    kiln_post_cfg(g, x, cond, uncond, cfg, batch, per_image, denoised);
+}
+
+void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, const float *uncond, float cfg,
+                   int batch, size_t per_image, float *denoised)
+{
+    const kiln_cfg_patches *p = &g->patches;
+    const size_t plane = per_image / (size_t)g->channels;
+    if (p->zero_star && uncond) kiln_cfg_zero_star(x, cond, uncond, cfg, batch, per_image, denoised);
+    if (p->mahiro && uncond) kiln_mahiro(cond, uncond, cfg, batch, g->channels, plane, denoised);
+    if (p->cfg_norm > 0.0f) kiln_cfg_norm(cond, p->cfg_norm, batch, g->channels, plane, denoised);
+    if (p->epsilon_scaling > 0.0f) /* the noise the guided x0 implies, divided by the factor */
+        for (size_t i = 0; i < (size_t)batch * per_image; i++)
+            denoised[i] = x[i] - (x[i] - denoised[i]) / p->epsilon_scaling;
+}
+
+void kiln_tcfg(const float *x, const float *cond, const float *uncond, int batch, size_t per_image, float *damped)
+{
+    for (int b = 0; b < batch; b++) {
+        const size_t o = (size_t)b * per_image;
+        /* the 2x2 Gram matrix [[a, c], [c, d]] of the scores u = x - uncond and s = x - cond: its top eigenvector
+           w gives the first right singular vector (w0 u + w1 s) / sqrt(l) of [u; s], l its eigenvalue */
+        double a = 0.0, c = 0.0, d = 0.0;
+        for (size_t i = o; i < o + per_image; i++) {
+            const double u = (double)x[i] - uncond[i], s = (double)x[i] - cond[i];
+            a += u * u, c += u * s, d += s * s;
+        }
+        const double half = 0.5 * (a - d), l = 0.5 * (a + d) + sqrt(half * half + c * c);
+        double w0 = c, w1 = l - a;
+        if (fabs(w0) + fabs(w1) == 0.0) w0 = a >= d ? 1.0 : 0.0, w1 = a >= d ? 0.0 : 1.0;
+        const double length = sqrt(w0 * w0 + w1 * w1);
+        w0 /= length, w1 /= length;
+        /* u's projection on that vector: (u . v) v = (w0 a + w1 c) / l (w0 u + w1 s) */
+        const double along = l > 0.0 ? (w0 * a + w1 * c) / l : 0.0;
+        for (size_t i = o; i < o + per_image; i++) {
+            const double u = (double)x[i] - uncond[i], s = (double)x[i] - cond[i];
+            damped[i] = (float)((double)x[i] - along * (w0 * u + w1 * s));
+        }
+    }
 }
 
 double kiln_unbiased_std(const double moments[2], size_t n)
@@ -112,6 +169,47 @@ void kiln_rescale_cfg(const float *x, const float *cond, const float *uncond, fl
             denoised[i] = xs - final * sigma / root;
         }
     }
+}
+
+/* sqrt|v| with v's sign */
+static float signed_root(float v) { return v > 0.0f ? sqrtf(v) : v < 0.0f ? -sqrtf(-v) : 0.0f; }
+
+void kiln_mahiro(const float *cond, const float *uncond, float cfg, int batch, int channels, size_t plane,
+                 float *denoised)
+{
+    double sum = 0.0;
+    for (int b = 0; b < batch; b++)
+        for (size_t p = 0; p < plane; p++) {
+            double dot = 0.0, uu = 0.0, mm = 0.0;
+            for (int c = 0; c < channels; c++) {
+                const size_t i = ((size_t)b * channels + c) * plane + p;
+                const float u = signed_root(uncond[i] * cfg), m = signed_root((cond[i] * cfg + denoised[i]) / 2.0f);
+                dot += (double)u * m, uu += (double)u * u, mm += (double)m * m;
+            }
+            /* torch's cosine_similarity: each norm at least 1e-8 */
+            sum += dot / (fmax(sqrt(uu), 1e-8) * fmax(sqrt(mm), 1e-8));
+        }
+    const float sim = (float)(sum / ((double)batch * plane)), s = 2.0f * (sim + 1.0f);
+    for (size_t i = 0; i < (size_t)batch * channels * plane; i++)
+        denoised[i] = (s * denoised[i] + (4.0f - s) * (cond[i] * cfg)) / 4.0f;
+}
+
+void kiln_cfg_norm(const float *cond, float strength, int batch, int channels, size_t plane, float *denoised)
+{
+    for (int b = 0; b < batch; b++)
+        for (size_t p = 0; p < plane; p++) {
+            const size_t first = (size_t)b * channels * plane + p;
+            double cc = 0.0, dd = 0.0;
+            for (int c = 0; c < channels; c++) {
+                const size_t i = first + (size_t)c * plane;
+                cc += (double)cond[i] * cond[i], dd += (double)denoised[i] * denoised[i];
+            }
+            const float scale = fminf(fmaxf((float)sqrt(cc) / ((float)sqrt(dd) + 1e-8f), 0.0f), 1.0f);
+            for (int c = 0; c < channels; c++) {
+                const size_t i = first + (size_t)c * plane;
+                denoised[i] = denoised[i] * scale * strength;
+            }
+        }
 }
 
 void kiln_cfg_zero_star(const float *x, const float *cond, const float *uncond, float cfg, int batch,

@@ -9,17 +9,26 @@
 
 #include "kiln.h"
 
-/* The guidance patches on a model: APG before the guidance, RescaleCFG in
- * place of the plain guidance, CFGZeroStar after it. */
+/* The guidance patches on a model, in the order they act (ComfyUI's is
+ * that of the nodes; kiln's is fixed): TCFG then APG before the guidance,
+ * RescaleCFG in place of the plain guidance, then CFGZeroStar, Mahiro,
+ * CFGNorm and Epsilon Scaling after it. */
 typedef struct kiln_cfg_patches {
     float rescale_cfg; /* RescaleCFG's multiplier; 0: none */
     bool zero_star;    /* CFGZeroStar */
     bool apg;          /* APG (Adaptive Projected Guidance), its eta, norm_threshold (0: none) and momentum (0: none) */
     float apg_eta, apg_norm_threshold, apg_momentum;
+    bool tcfg;            /* TCFG (tangential damping CFG) */
+    bool mahiro;          /* Mahiro */
+    float cfg_norm;       /* CFGNorm's strength; 0: none */
+    float epsilon_scaling; /* Epsilon Scaling's factor; 0: none */
 } kiln_cfg_patches;
 
-/* Whether any patch is on. */
+/* Whether any patch is on; whether any needs the unconditional prediction
+ * (the others, CFGNorm and Epsilon Scaling, act at cfg 1 too, on the
+ * conditional prediction alone). */
 bool kiln_cfg_patched(const kiln_cfg_patches *p);
+bool kiln_cfg_patched_uncond(const kiln_cfg_patches *p);
 
 /* A sampling's guidance with the patches, and what APG keeps from one step
  * to the next: its running average of the guidance, restarted where the
@@ -27,19 +36,35 @@ bool kiln_cfg_patched(const kiln_cfg_patches *p);
 typedef struct kiln_guidance {
     kiln_cfg_patches patches;
     size_t n;
+    int channels;              /* of the latent: Mahiro and CFGNorm go pixel by pixel */
     float *running, *modified; /* (n) APG's running average and its conditional prediction */
+    float *damped;             /* (n) TCFG's unconditional prediction */
     bool running_set, has_prev;
     float prev_sigma;
 } kiln_guidance;
 
-kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n);
+/* For n floats of latents of `channels` channels. */
+kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels);
 void kiln_guidance_free(kiln_guidance *g);
 
 /* A step's guided x0 prediction (n = batch x per_image) with the patches:
- * APG's conditional prediction in place of cond, then RescaleCFG's guidance
- * or uncond + (cond - uncond) * cfg, then CFGZeroStar's. */
+ * TCFG's unconditional prediction in place of uncond, APG's conditional one
+ * in place of cond, then RescaleCFG's guidance or uncond + (cond - uncond)
+ * * cfg, then the post-CFG patches (kiln_post_cfg). */
 void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float *uncond, float sigma, float cfg,
                 int batch, size_t per_image, float *denoised);
+/* The post-CFG patches on the guided denoised (in place): CFGZeroStar and
+ * Mahiro (which need uncond), CFGNorm, Epsilon Scaling. At cfg 1, where
+ * ComfyUI skips the unconditional prediction, uncond is NULL and denoised
+ * is cond, and only the last two act. */
+void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, const float *uncond, float cfg,
+                   int batch, size_t per_image, float *denoised);
+
+/* TCFG, as ComfyUI's pre-CFG function: per image the scores s = x - pred,
+ * the unconditional one replaced by its projection on the first right
+ * singular vector of the 2 x per_image matrix [s_uncond; s_cond], into
+ * damped = x - that. */
+void kiln_tcfg(const float *x, const float *cond, const float *uncond, int batch, size_t per_image, float *damped);
 
 /* APG, as ComfyUI's pre-CFG function: the guidance cond - uncond (or the
  * running average with momentum), its norm per image cut to norm_threshold,
@@ -64,5 +89,18 @@ void kiln_rescale_cfg(const float *x, const float *cond, const float *uncond, fl
  * uncond (alpha - 1) + cfg uncond (1 - alpha). */
 void kiln_cfg_zero_star(const float *x, const float *cond, const float *uncond, float cfg, int batch,
                         size_t per_image, float *denoised);
+
+/* Mahiro, as ComfyUI's post-CFG function: leap = cfg cond, u = cfg uncond,
+ * merge = (leap + denoised) / 2; sim the mean over the batch and the pixels
+ * of the cosine similarity over the channels of sqrt|u| sign u and sqrt|merge|
+ * sign merge; denoised = (s denoised + (4 - s) leap) / 4 with s = 2 (sim +
+ * 1). Latents (batch, channels, plane). */
+void kiln_mahiro(const float *cond, const float *uncond, float cfg, int batch, int channels, size_t plane,
+                 float *denoised);
+
+/* CFGNorm, as ComfyUI's post-CFG function: each pixel's denoised times
+ * strength and min(1, |cond| / (|denoised| + 1e-8)), norms over the
+ * channels. */
+void kiln_cfg_norm(const float *cond, float strength, int batch, int channels, size_t plane, float *denoised);
 
 #endif

@@ -719,16 +719,21 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", CFGZeroStar "84" (its
-     * post-CFG function before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
+    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", TCFG "88" (its pre-CFG
+     * function before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94" and Epsilon Scaling "95" (their
+     * post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
      * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
      * where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
     const char *differential = run->differential > 0 ? "81" : patched;
-    const char *zero_star = run->cfg_zero_star ? "84" : differential;
-    const char *projected = run->apg ? "85" : zero_star;
+    const char *damped = run->tcfg ? "88" : differential;
+    const char *zero_star = run->cfg_zero_star ? "84" : damped;
+    const char *mahiro = run->mahiro ? "89" : zero_star;
+    const char *normed = run->cfg_norm > 0 ? "94" : mahiro;
+    const char *eps_scaled = run->epsilon_scaling > 0 ? "95" : normed;
+    const char *projected = run->apg ? "85" : eps_scaled;
     const char *guided = run->skip_layer_guidance ? "82" : projected;
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *freeu = run->freeu ? "86" : rescaled;
@@ -876,16 +881,34 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "multiplier", run->rescale_cfg);
         add_link(&g, in, "model", guided, 0);
     }
+    if (run->tcfg) {
+        in = add_node(&g, "88", "TCFG");
+        add_link(&g, in, "model", differential, 0);
+    }
     if (run->cfg_zero_star) {
         in = add_node(&g, "84", "CFGZeroStar");
-        add_link(&g, in, "model", differential, 0);
+        add_link(&g, in, "model", damped, 0);
+    }
+    if (run->mahiro) {
+        in = add_node(&g, "89", "Mahiro");
+        add_link(&g, in, "model", zero_star, 0);
+    }
+    if (run->cfg_norm > 0) {
+        in = add_node(&g, "94", "CFGNorm");
+        add_number(&g, in, "strength", run->cfg_norm);
+        add_link(&g, in, "model", mahiro, 0);
+    }
+    if (run->epsilon_scaling > 0) {
+        in = add_node(&g, "95", "Epsilon Scaling");
+        add_number(&g, in, "scaling_factor", run->epsilon_scaling);
+        add_link(&g, in, "model", normed, 0);
     }
     if (run->apg) {
         in = add_node(&g, "85", "APG");
         add_number(&g, in, "eta", run->apg_eta);
         add_number(&g, in, "norm_threshold", run->apg_norm_threshold);
         add_number(&g, in, "momentum", run->apg_momentum);
-        add_link(&g, in, "model", zero_star, 0);
+        add_link(&g, in, "model", eps_scaled, 0);
     }
     if (run->skip_layer_guidance) add_skip_layer_guidance(&g, run, projected);
     if (run->differential > 0) {

@@ -540,7 +540,7 @@ static kiln_status prompt_parts_call(void *ctx, const float *x, float sigma, flo
                              "Range) holds the step at sigma %g", side ? "positive" : "negative", sigma);
     }
     if (pp->patched && (pp->weighted || nactive[0] * nactive[1] > 1))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: RescaleCFG, CFGZeroStar or APG with prompts in parts "
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: a guidance patch (RescaleCFG, CFGZeroStar, APG, ...) with prompts in parts "
                          "acting together at sigma %g (ConditioningCombine, ConditioningSetMask): kiln guides each "
                          "pair of them apart, and those are not linear", sigma);
     if (pp->weighted) TRY(parts_total_weights(pp, active, nactive, sigma));
@@ -718,7 +718,7 @@ static kiln_status given_schedule(const kiln_sigmas *given, float **sigmas, size
 static kiln_status check_three_prompts(const kiln_sampling_job *job)
 {
     const char *what = job->nparts[0] || job->nparts[1]                    ? "prompts in parts or areas"
-                       : kiln_cfg_patched(&job->cfg_patches)               ? "RescaleCFG, CFGZeroStar or APG"
+                       : kiln_cfg_patched(&job->cfg_patches)               ? "a guidance patch (RescaleCFG, APG, ...)"
                        : job->skip_layer_guidance                          ? "SkipLayerGuidance"
                        : job->pag_scale > 0.0f                             ? "PerturbedAttentionGuidance"
                        : job->inpaint                                      ? "a noise mask (inpainting)"

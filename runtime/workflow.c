@@ -90,6 +90,9 @@ typedef struct wf_recipe {
     bool cfg_zero_star;  /* CFGZeroStar */
     bool apg;            /* APG, its eta, norm_threshold and momentum */
     double apg_eta, apg_norm_threshold, apg_momentum;
+    bool tcfg, mahiro;   /* TCFG, Mahiro */
+    double cfg_norm;     /* CFGNorm's strength; 0: none */
+    double epsilon_scaling; /* Epsilon Scaling's factor; 0: none */
     wf_slg slg;
     bool has_freeu;      /* FreeU or FreeU_V2, with these values */
     kiln_freeu freeu;
@@ -379,7 +382,8 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .flux_shift = from->flux_shift, .differential = from->differential,
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
-                      .apg_momentum = from->apg_momentum, .slg = from->slg, .has_freeu = from->has_freeu,
+                      .apg_momentum = from->apg_momentum, .tcfg = from->tcfg, .mahiro = from->mahiro,
+                      .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg, .has_freeu = from->has_freeu,
                       .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -2098,6 +2102,8 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->apg = model->recipe.apg;
     p->apg_eta = model->recipe.apg_eta, p->apg_norm_threshold = model->recipe.apg_norm_threshold;
     p->apg_momentum = model->recipe.apg_momentum;
+    p->tcfg = model->recipe.tcfg, p->mahiro = model->recipe.mahiro;
+    p->cfg_norm = model->recipe.cfg_norm, p->epsilon_scaling = model->recipe.epsilon_scaling;
     const wf_slg *sg = &model->recipe.slg;
     const kiln_skip_layer_guidance slg = {sg->double_layers, sg->ndouble, sg->single_layers, sg->nsingle,
                                           sg->scale, sg->start, sg->end, sg->rescale};
@@ -2359,6 +2365,21 @@ static kiln_status perturbed_attention_guidance(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* kiln runs the post-CFG patches in one order (kiln_ksampler_params):
+ * CFGZeroStar, Mahiro, CFGNorm, Epsilon Scaling, rank 0 to 3. ComfyUI runs
+ * them in the nodes' order, so a node after one kiln runs later is refused
+ * rather than run in another order. */
+static kiln_status post_cfg_in_order(wf_node *n, const wf_recipe *rc, int rank, const char *name)
+{
+    static const char *const later[3] = {"Mahiro", "CFGNorm", "Epsilon Scaling"};
+    const bool set[3] = {rc->mahiro, rc->cfg_norm > 0.0, rc->epsilon_scaling > 0.0};
+    for (int k = 2; k >= rank; k--)
+        if (set[k])
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "after %s: kiln applies %s first (put it before the %s node)",
+                             later[k], name, later[k]);
+    return KILN_OK;
+}
+
 /* CFGZeroStar: after the model's guidance (kiln_ksampler_params.cfg_zero_star),
  * before SkipLayerGuidance's, where kiln applies it. */
 static kiln_status cfg_zero_star(wf_run *r, wf_node *n)
@@ -2368,9 +2389,50 @@ static kiln_status cfg_zero_star(wf_run *r, wf_node *n)
     if ((model->recipe.slg.ndouble || model->recipe.slg.nsingle) && model->recipe.slg.rescale != 0.0)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "after SkipLayerGuidanceDiT's rescaling: kiln applies CFGZeroStar "
                          "first (put it before the SkipLayerGuidance node)");
+    TRY(post_cfg_in_order(n, &model->recipe, 0, "CFGZeroStar"));
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->cfg_zero_star = true;
+    return KILN_OK;
+}
+
+/* Mahiro, CFGNorm and Epsilon Scaling: after the guidance and CFGZeroStar,
+ * in that order (kiln_ksampler_params). */
+static kiln_status post_cfg_patch(wf_run *r, wf_node *n, int rank)
+{
+    static const char *const names[3] = {"Mahiro", "CFGNorm", "Epsilon Scaling"};
+    wf_value *model;
+    double value = 0.0;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    if (rank == 1) TRY(number(n, "strength", &value));
+    if (rank == 2) TRY(number(n, "scaling_factor", &value));
+    if (rank == 1 && !(value > 0.0 && value <= 100.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "strength %g: above 0, at most 100", value);
+    if (rank == 2 && !(value >= 0.5 && value <= 1.5))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "scaling_factor %g: 0.5 to 1.5", value);
+    TRY(post_cfg_in_order(n, &model->recipe, rank + 1, names[rank]));
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    if (rank == 0) recipe->mahiro = true;
+    if (rank == 1) recipe->cfg_norm = value;
+    if (rank == 2) recipe->epsilon_scaling = value;
+    return KILN_OK;
+}
+
+static kiln_status mahiro(wf_run *r, wf_node *n) { return post_cfg_patch(r, n, 0); }
+static kiln_status cfg_norm(wf_run *r, wf_node *n) { return post_cfg_patch(r, n, 1); }
+static kiln_status epsilon_scaling(wf_run *r, wf_node *n) { return post_cfg_patch(r, n, 2); }
+
+/* TCFG: before the model's guidance and before APG (kiln_ksampler_params.tcfg). */
+static kiln_status tcfg(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    if (model->recipe.apg)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "after APG: kiln applies TCFG first (put it before the APG node)");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->tcfg = true;
     return KILN_OK;
 }
 
@@ -2761,7 +2823,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
                                          "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked",
-                                         "PerturbedAttentionGuidance", "ModelSamplingContinuousEDM"};
+                                         "PerturbedAttentionGuidance", "ModelSamplingContinuousEDM", "TCFG", "Mahiro",
+                                         "CFGNorm", "Epsilon Scaling"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2774,7 +2837,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
         conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
-        perturbed_attention_guidance, model_sampling_continuous_edm};
+        perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -417,6 +417,18 @@ class Guidance(unittest.TestCase):
         self.assertEqual(run(0.0), plain)
         self.assertGreater(rel_l2(run(0.7), plain), 1e-5)
         self.assertGreater(rel_l2(run(0.0, True), plain), 1e-5)
+        # TCFG, Mahiro, CFGNorm and Epsilon Scaling each move it; Epsilon Scaling at cfg 1 too
+        for patch in (dict(tcfg=True), dict(mahiro=True), dict(cfg_norm=0.9), dict(epsilon_scaling=1.02)):
+            moved = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                                   **patch).to_list()
+            self.assertGreater(rel_l2(moved, plain), 1e-5, patch)
+        at_one = [model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=1.0,
+                                 epsilon_scaling=factor).to_list() for factor in (0.0, 1.02)]
+        self.assertGreater(rel_l2(at_one[1], at_one[0]), 1e-5)
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,
+                           epsilon_scaling=2.0)
+        self.assertIn("Epsilon Scaling factor 2", caught.exception.message)
         # APG at eta 1 without a norm cut or momentum: ComfyUI's formula gives cond + cfg (cond - uncond), the
         # plain guidance at cfg + 1
         plain_apg = model.ksampler(positive, negative, model.empty_latent(16, 16), seed=7, steps=3, cfg=5.0,

@@ -490,6 +490,11 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("vpred_rescaled", flags, "",
                            (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", "\"CFGZeroStar\"",
                                                  "\"APG\"", "\"momentum\":-0.25", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --tcfg --cfg-zero-star --mahiro "
+             "--cfg-norm 0.9 --epsilon-scaling 1.02 --apg 0.5,4,-0.25", KILN_TEST_DATA);
+    workflow_again_holding("post_cfg", flags, "",
+                           (const char *const[]){"\"TCFG\"", "\"Mahiro\"", "\"CFGNorm\"", "\"strength\":0.9",
+                                                 "\"Epsilon Scaling\"", "\"scaling_factor\":1.02", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --freeu-v2 1.3,1.4,0.9,0.2",
              KILN_TEST_DATA);
     workflow_again_holding("freeu_v2", flags, "", (const char *const[]){"\"FreeU_V2\"", "\"b2\":1.4", NULL});

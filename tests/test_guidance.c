@@ -44,7 +44,7 @@ static void guidance_matches_comfyui(void **state)
         golden settings = golden_field(f, cases[k], "settings"), want = golden_field(f, cases[k], "denoised");
         const kiln_cfg_patches patches = {.rescale_cfg = settings.data[2], .zero_star = settings.data[3] != 0.0f};
         kiln_guidance g;
-        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count));
+        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count, 4));
         kiln_guide(&g, x.data, cond.data, uncond.data, settings.data[0], settings.data[1], 2, x.count / 2, have);
         kiln_guidance_free(&g);
         const double err = kiln_rel_l2(have, want.data, x.count);
@@ -57,7 +57,7 @@ static void guidance_matches_comfyui(void **state)
     assert_non_null(c), assert_non_null(u);
     kiln_guidance g;
     const kiln_cfg_patches apg = {.apg = true, .apg_eta = 0.5f, .apg_norm_threshold = 5.0f, .apg_momentum = -0.5f};
-    assert_kiln_ok(kiln_guidance_init(&g, &apg, x.count));
+    assert_kiln_ok(kiln_guidance_init(&g, &apg, x.count, 4));
     static const float sigmas[4] = {3.0f, 2.0f, 2.5f, 1.0f};
     for (int k = 0; k < 4; k++) {
         for (size_t i = 0; i < x.count; i++)
@@ -75,7 +75,7 @@ static void guidance_matches_comfyui(void **state)
     kiln_guidance_free(&g);
     const kiln_cfg_patches all = {.rescale_cfg = 0.7f, .zero_star = true, .apg = true, .apg_eta = 0.3f,
                                   .apg_momentum = 0.4f};
-    assert_kiln_ok(kiln_guidance_init(&g, &all, x.count));
+    assert_kiln_ok(kiln_guidance_init(&g, &all, x.count, 4));
     kiln_guide(&g, x.data, cond.data, uncond.data, 1.5f, 5.0f, 2, x.count / 2, have);
     golden want = golden_read(f, "apg_all.denoised");
     const double err = kiln_rel_l2(have, want.data, x.count);
@@ -90,6 +90,59 @@ static void guidance_matches_comfyui(void **state)
 }
 
 enum { LH = 12, LW = 16 };
+
+/* TCFG, Mahiro, CFGNorm and Epsilon Scaling (the last two at cfg 1 too,
+ * on the conditional prediction alone, as ComfyUI's post-CFG functions run
+ * there), and all with CFGZeroStar in kiln's order, against ComfyUI's
+ * sampling_function restated (tests/data/guidance/more_guidance.safetensors). */
+static void more_guidance_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("guidance/more_guidance.safetensors");
+    golden x = golden_read(f, "x"), cond = golden_read(f, "cond"), uncond = golden_read(f, "uncond");
+    float *have = malloc(x.count * sizeof *have);
+    assert_non_null(have);
+    static const struct {
+        const char *name;
+        kiln_cfg_patches patches; /* the factor or strength from the settings' second number, where it has one */
+    } cases[] = {
+        {"eps_scaling", {.epsilon_scaling = 1}},  {"eps_scaling_cfg1", {.epsilon_scaling = 1}},
+        {"cfg_norm", {.cfg_norm = 1}},            {"cfg_norm_weak", {.cfg_norm = 1}},
+        {"cfg_norm_cfg1", {.cfg_norm = 1}},       {"mahiro", {.mahiro = true}},
+        {"tcfg", {.tcfg = true}},
+        {"all", {.tcfg = true, .zero_star = true, .mahiro = true, .cfg_norm = 0.9f, .epsilon_scaling = 1.01f}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        golden settings = golden_field(f, cases[k].name, "settings"), want = golden_field(f, cases[k].name, "denoised");
+        kiln_cfg_patches patches = cases[k].patches;
+        if (patches.epsilon_scaling == 1) patches.epsilon_scaling = settings.data[1];
+        if (patches.cfg_norm == 1) patches.cfg_norm = settings.data[1];
+        const float cfg = settings.data[0];
+        kiln_guidance g;
+        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count, 4));
+        if (cfg == 1.0f) { /* no unconditional prediction: the guided one is cond */
+            memcpy(have, cond.data, x.count * sizeof *have);
+            kiln_post_cfg(&g, x.data, have, NULL, cfg, 2, x.count / 2, have);
+        } else {
+            kiln_guide(&g, x.data, cond.data, uncond.data, 1.0f, cfg, 2, x.count / 2, have);
+        }
+        kiln_guidance_free(&g);
+        const double err = kiln_rel_l2(have, want.data, x.count);
+        print_message("  %s: rel L2 %.2g from ComfyUI's\n", cases[k].name, err);
+        assert_true(err <= 1e-6);
+        golden_free(&settings), golden_free(&want);
+    }
+    /* out-of-range settings are refused by name */
+    kiln_guidance g;
+    assert_int_equal(kiln_guidance_init(&g, &(kiln_cfg_patches){.epsilon_scaling = 2.0f}, x.count, 4),
+                     KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "Epsilon Scaling factor 2"));
+    assert_int_equal(kiln_guidance_init(&g, &(kiln_cfg_patches){.cfg_norm = -1.0f}, x.count, 4), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "CFGNorm strength -1"));
+    free(have);
+    golden_free(&x), golden_free(&cond), golden_free(&uncond);
+    kiln_st_close(f);
+}
 
 /* One euler step of the tiny model from the noise to 0 (the guided x0
  * prediction, unscaled) with the patches. */
@@ -138,18 +191,20 @@ static void guidance_through_sampling(void **state)
                                  neg_all = {.cond = &neg, .end_percent = 1.0},
                                  red_box = {.cond = &red, .end_percent = 1.0, .area_w = LW, .area_h = LH};
     const kiln_cfg_patches none = {0}, rescaled = {.rescale_cfg = 0.7f}, zero_star = {.zero_star = true},
-                           apg = {.apg = true, .apg_eta = 0.2f, .apg_norm_threshold = 3.0f, .apg_momentum = -0.3f};
+                           apg = {.apg = true, .apg_eta = 0.2f, .apg_norm_threshold = 3.0f, .apg_momentum = -0.3f},
+                           post = {.tcfg = true, .mahiro = true, .cfg_norm = 0.9f, .epsilon_scaling = 1.02f};
     float *cond = one_step(&red_all, 1, &red_all, 1, 1.0f, none, noise, NULL),
           *uncond = one_step(&neg_all, 1, &neg_all, 1, 1.0f, none, noise, NULL);
     /* the predictions leave unscaled (the LATENT's); the guidance takes them as the model gives them */
     float *plain = one_step(&neg_all, 1, &red_all, 1, 5.0f, none, noise, NULL);
     float *const unscaled[3] = {cond, uncond, plain};
     for (int k = 0; k < 3; k++) kiln_vae_latent_in(&model->vae, unscaled[k], n, (size_t)LH * LW, unscaled[k]);
-    const kiln_cfg_patches *const patched[3] = {&rescaled, &zero_star, &apg};
-    static const char *const names[3] = {"RescaleCFG 0.7", "CFGZeroStar", "APG"};
-    for (int k = 0; k < 3; k++) {
+    const kiln_cfg_patches *const patched[4] = {&rescaled, &zero_star, &apg, &post};
+    static const char *const names[4] = {"RescaleCFG 0.7", "CFGZeroStar", "APG",
+                                         "TCFG, Mahiro, CFGNorm 0.9, Epsilon Scaling 1.02"};
+    for (int k = 0; k < 4; k++) {
         kiln_guidance g;
-        assert_kiln_ok(kiln_guidance_init(&g, patched[k], n));
+        assert_kiln_ok(kiln_guidance_init(&g, patched[k], n, C));
         kiln_guide(&g, x, cond, uncond, sigmas[0], 5.0f, 1, n, want);
         kiln_guidance_free(&g);
         for (int boxed = 0; boxed < 2; boxed++) {
@@ -173,7 +228,7 @@ static void guidance_through_sampling(void **state)
     kiln_status st;
     assert_null(one_step(&neg_all, 1, together, 2, 5.0f, zero_star, noise, &st));
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "RescaleCFG, CFGZeroStar or APG with prompts in parts"));
+    assert_non_null(strstr(kiln_last_error(), "a guidance patch (RescaleCFG, CFGZeroStar, APG, ...) with prompts in parts"));
     float *split = one_step(&neg_all, 1, one_then_other, 2, 5.0f, rescaled, noise, NULL);
     /* APG's running average would go on across the parts in ComfyUI; kiln keeps one a pair */
     assert_null(one_step(&neg_all, 1, one_then_other, 2, 5.0f, apg, noise, &st));
@@ -188,6 +243,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(guidance_matches_comfyui),
+        cmocka_unit_test(more_guidance_matches_comfyui),
         cmocka_unit_test(guidance_through_sampling),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1256,7 +1256,8 @@ static void conditioning_set_area_nodes(void **state)
 
 /* APG, CFGZeroStar and RescaleCFG on the model: the library's run with
  * apg, cfg_zero_star and rescale_cfg at the nodes' settings, pixel for pixel;
- * a multiplier past 1 is refused. */
+ * a multiplier past 1 is refused. So are TCFG, Mahiro, CFGNorm and Epsilon
+ * Scaling, and post-CFG nodes out of kiln's order are refused. */
 static void guidance_patch_nodes(void **state)
 {
     (void)state;
@@ -1281,6 +1282,26 @@ static void guidance_patch_nodes(void **state)
     assert_workflow_decodes_to(RESCALED_RUN("0.7"), m, &latent);
     expect_refusal(RESCALED_RUN("1.2"), KILN_ERR_INVALID_ARG, "node 60 (RescaleCFG): multiplier 1.2: must be 0..1");
 #undef RESCALED_RUN
+    kiln_latent_free(&latent);
+    /* TCFG, Mahiro, CFGNorm and Epsilon Scaling, in kiln's order; Epsilon Scaling before CFGNorm is refused */
+#define POST_CFG_RUN(norm_from, eps_from, sampled)                                                                    \
+    CKPT_PROMPTS "\"63\": {\"class_type\": \"TCFG\", \"inputs\": {\"model\": [\"4\", 0]}}, "                           \
+    "\"62\": {\"class_type\": \"Mahiro\", \"inputs\": {\"model\": [\"63\", 0]}}, "                                   \
+    "\"61\": {\"class_type\": \"CFGNorm\", \"inputs\": {\"model\": [\"" norm_from "\", 0], \"strength\": 0.9}}, "       \
+    "\"60\": {\"class_type\": \"Epsilon Scaling\", \"inputs\": {\"model\": [\"" eps_from "\", 0], "                    \
+    "\"scaling_factor\": 1.02}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "              \
+    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
+    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
+    "\"model\": [\"" sampled "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
+    DECODE_SAVE("[\"3\", 0]") "}"
+    const kiln_ksampler_params q = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .tcfg = true, .mahiro = true, .cfg_norm = 0.9,
+                                    .epsilon_scaling = 1.02};
+    assert_kiln_ok(kiln_ksampler(m, &q, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(POST_CFG_RUN("62", "61", "60"), m, &latent);
+    expect_refusal(POST_CFG_RUN("60", "62", "61"), KILN_ERR_UNSUPPORTED,
+                   "node 61 (CFGNorm): after Epsilon Scaling: kiln applies CFGNorm first");
+#undef POST_CFG_RUN
     kiln_latent_free(&latent);
     tiny_sd15_free(m, &pos, &neg, &empty);
 }

@@ -81,6 +81,9 @@ typedef struct gen_options {
     double differential;            /* DifferentialDiffusion's strength with --mask/--outpaint; 0: none */
     double rescale_cfg;             /* --rescale-cfg: RescaleCFG's multiplier; 0: none */
     bool cfg_zero_star;             /* --cfg-zero-star */
+    bool tcfg, mahiro;              /* --tcfg, --mahiro */
+    double cfg_norm;                /* --cfg-norm: CFGNorm's strength; 0: none */
+    double epsilon_scaling;         /* --epsilon-scaling: its factor; 0: none */
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
     double apg_eta, apg_norm_threshold, apg_momentum;
     bool freeu_given;               /* --freeu or --freeu-v2 B1,B2,S1,S2 */
@@ -277,6 +280,15 @@ static void usage(FILE *to)
             "                         the node's defaults are 1,5,0\n"
             "  --cfg-zero-star        CFGZeroStar on the model: the negative prompt's share of the guidance\n"
             "                         scaled by its prediction's projection on the positive's\n"
+            "  --tcfg                 TCFG on the model: the negative prediction's noise cut to its part\n"
+            "                         along the two predictions' first singular direction\n"
+            "  --mahiro               Mahiro on the model: the guided prediction pulled toward cfg times\n"
+            "                         the positive one by how alike the two prompts' leaps are\n"
+            "  --cfg-norm S           CFGNorm on the model: each pixel's guided prediction times S (0..100)\n"
+            "                         with its norm at most the positive prediction's\n"
+            "  --epsilon-scaling F    Epsilon Scaling on the model: the guided prediction's noise divided\n"
+            "                         by F (0.5..1.5; the node's default 1.005). Those four act in this\n"
+            "                         order, after --cfg-zero-star\n"
             "  --freeu B1,B2,S1,S2    FreeU on the UNet: in the decoder's blocks of 4 and 2 times its base\n"
             "                         width, half the channels times B1, B2 and the skips' lowest\n"
             "                         frequencies times S1, S2 (each 0..10; the node's defaults are\n"
@@ -616,12 +628,15 @@ static int parse(int argc, char **argv, gen_options *o)
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
-           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM };
+           O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
+           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
-        {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
+        {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"tcfg", no_argument, 0, O_TCFG},
+        {"mahiro", no_argument, 0, O_MAHIRO}, {"cfg-norm", required_argument, 0, O_CFG_NORM},
+        {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
         {"pag", required_argument, 0, O_PAG},         {"zsnr", no_argument, 0, O_ZSNR},
@@ -781,6 +796,16 @@ static int parse(int argc, char **argv, gen_options *o)
                 return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
         case O_CFG_ZERO_STAR: o->cfg_zero_star = true; break;
+        case O_TCFG: o->tcfg = true; break;
+        case O_MAHIRO: o->mahiro = true; break;
+        case O_CFG_NORM:
+            if (!parse_double(optarg, 0, 100, &o->cfg_norm) || o->cfg_norm == 0)
+                return bad_flag("--cfg-norm", optarg, "must be in (0, 100]");
+            break;
+        case O_EPSILON_SCALING:
+            if (!parse_double(optarg, 0.5, 1.5, &o->epsilon_scaling))
+                return bad_flag("--epsilon-scaling", optarg, "must be 0.5..1.5");
+            break;
         case O_APG: {
             double v[3];
             if (!parse_numbers(optarg, 3, v) || !(v[0] >= -10 && v[0] <= 10 && v[1] >= 0 && v[1] <= 50 &&
@@ -1893,7 +1918,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .differential = o->differential, .skip_layer_guidance = job->skip_layer_guidance,
                          .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star, .apg = o->apg,
                          .apg_eta = o->apg_eta, .apg_norm_threshold = o->apg_norm_threshold,
-                         .apg_momentum = o->apg_momentum, .freeu = o->freeu_given ? &o->freeu : NULL,
+                         .apg_momentum = o->apg_momentum, .tcfg = o->tcfg, .mahiro = o->mahiro,
+                         .cfg_norm = o->cfg_norm, .epsilon_scaling = o->epsilon_scaling, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
@@ -1973,7 +1999,8 @@ int main(int argc, char **argv)
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
                              .flux_guidance = (float)o.guidance,
                              .cfg_patches = {(float)o.rescale_cfg, o.cfg_zero_star, o.apg, (float)o.apg_eta,
-                                             (float)o.apg_norm_threshold, (float)o.apg_momentum}};
+                                             (float)o.apg_norm_threshold, (float)o.apg_momentum, o.tcfg,
+                                             o.mahiro, (float)o.cfg_norm, (float)o.epsilon_scaling}};
     const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
                                           o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;

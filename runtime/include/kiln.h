@@ -852,6 +852,17 @@ typedef struct kiln_ksampler_params {
        (0: not), its part along the conditional prediction times eta; apg false: none */
     bool apg;
     double apg_eta, apg_norm_threshold, apg_momentum;
+    /* TCFG (Tangential Damping CFG) on the model, before the guidance (and before APG): per image the
+       unconditional prediction's noise x - uncond cut to its part along the first right singular vector of
+       [x - uncond; x - cond] */
+    bool tcfg;
+    /* The post-CFG patches after CFGZeroStar, in this order (kiln's; ComfyUI's is that of the nodes): Mahiro
+       (the guided prediction pulled toward cfg x cond by the similarity of sqrt-scaled cfg x uncond and their
+       mean), CFGNorm's strength (0: none; each pixel's guided prediction times strength x min(1, |cond| /
+       |guided|) over the channels) and Epsilon Scaling's factor (0: none; 0.5 to 1.5, the node's default
+       1.005: the noise the guided prediction implies divided by it). The last two act at cfg 1 too */
+    bool mahiro;
+    double cfg_norm, epsilon_scaling;
     /* ReferenceLatent on the positive and on the negative prompt (FLUX.1 Kontext; at most KILN_MAX_REFERENCES
        each): kiln_vae_encode's latents of
        the pictures (batch 1 each), beside the latent in every call of that prompt's rows. reference_count 0

@@ -185,7 +185,9 @@ class _KSamplerParams(Structure):
                 ("progress", _ProgressFn), ("progress_ctx", c_void_p), ("flux_guidance", c_double),
                 ("negative_flux_guidance", c_double), ("differential_diffusion", c_double),
                 ("rescale_cfg", c_double), ("cfg_zero_star", c_bool), ("apg", c_bool), ("apg_eta", c_double),
-                ("apg_norm_threshold", c_double), ("apg_momentum", c_double), ("reference", POINTER(_Latent)), ("reference_count", c_int),
+                ("apg_norm_threshold", c_double), ("apg_momentum", c_double), ("tcfg", c_bool), ("mahiro", c_bool),
+                ("cfg_norm", c_double), ("epsilon_scaling", c_double),
+                ("reference", POINTER(_Latent)), ("reference_count", c_int),
                 ("negative_reference", POINTER(_Latent)), ("negative_reference_count", c_int),
                 ("reference_method", c_int), ("negative_reference_method", c_int),
                 ("skip_layer_guidance", POINTER(_SkipLayerGuidance)),
@@ -837,7 +839,8 @@ class Model(_Handle):
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
-                 apg: Optional["APG"] = None, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
+                 apg: Optional["APG"] = None, tcfg: bool = False, mahiro: bool = False, cfg_norm: float = 0.0,
+                 epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -887,6 +890,11 @@ class Model(_Handle):
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
         the node's default is 0.7). cfg_zero_star: CFGZeroStar on the model.
         apg: an APG, Adaptive Projected Guidance on the model (None: none).
+        tcfg, mahiro: TCFG and Mahiro on the model. cfg_norm: CFGNorm's
+        strength (0: none; the node's default is 1). epsilon_scaling: Epsilon
+        Scaling's factor (0: none; 0.5 to 1.5, the node's default 1.005). The
+        patches act in kiln's order: TCFG, APG, the guidance (RescaleCFG's),
+        CFGZeroStar, Mahiro, CFGNorm, Epsilon Scaling.
         freeu: a FreeU (FreeU or, with v2, FreeU_V2 on an SD UNet; None:
         none). pag_scale: PerturbedAttentionGuidance's scale on an SD UNet
         (0 to 100; 0: none; the node's default is 3).
@@ -965,6 +973,8 @@ class Model(_Handle):
             a = APG(*apg)
             params.apg, params.apg_eta, params.apg_norm_threshold, params.apg_momentum = \
                 True, a.eta, a.norm_threshold, a.momentum
+        params.tcfg, params.mahiro = bool(tcfg), bool(mahiro)
+        params.cfg_norm, params.epsilon_scaling = cfg_norm, epsilon_scaling
         if freeu is not None:
             params.freeu = ctypes.pointer(_FreeU(*FreeU(*freeu)))
         params.pag_scale = pag_scale
