@@ -93,11 +93,11 @@ kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embe
 /* next_skip: the skip the row after this one concatenates (NULL on the
  * encoder side); an upsample takes its size, so that levels of odd size (a
  * latent side not a multiple of 2^levels) come back to the size they had;
- * perturbed: a transformer row's self-attention perturbed
+ * attn1: a transformer row's self-attention patch, or NULL
  * (kiln_spatial_transformer_forward) */
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
                                   const tensor *context, const kiln_image_attention *image, const tensor *next_skip,
-                                  bool perturbed, tensor **out);
+                                  const kiln_self_attention_patch *attn1, tensor **out);
 
 /* ControlNet residuals for one UNet call: one per skip the encoder pushes, in
  * push order, added to the skip the decoder gets; and one added to the middle
@@ -130,7 +130,8 @@ typedef struct kiln_unet_cond {
     const kiln_unet_image_prompt *image; /* nimages of them, each adding its attention after the one before */
     int nimages;
     const kiln_freeu *freeu; /* FreeU on the decoder (kiln_freeu); NULL: none */
-    bool perturb_middle;     /* PerturbedAttentionGuidance's pass: the middle block's self-attention perturbed */
+    /* the middle block's self-attention patch: PerturbedAttentionGuidance's pass, SelfAttentionGuidance's record */
+    kiln_self_attention_patch middle_attn1;
 } kiln_unet_cond;
 
 // x (N,in,H,W) -> *eps (N,out,H,W)

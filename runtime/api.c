@@ -610,7 +610,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                                              (float)params->apg_momentum, params->tcfg, params->mahiro,
                                              (float)params->cfg_norm, (float)params->epsilon_scaling},
                              .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
-                             .pag_scale = (float)params->pag_scale,
+                             .pag_scale = (float)params->pag_scale, .sag = params->sag,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     TRY(set_guider(m, params, &job));
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;

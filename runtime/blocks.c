@@ -183,11 +183,19 @@ static kiln_status identity_attention_forward(kiln_graph *g, const kiln_attentio
 // *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm
 static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
                                              const tensor *context, const kiln_image_attention *image, int block,
-                                             bool perturbed, tensor **h)
+                                             const kiln_self_attention_patch *attn1, tensor **h)
 {
     tensor *n, *d, *ff, *gated;
     TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
-    if (perturbed) TRY(identity_attention_forward(g, &b->attn1, n, &d));
+    if (attn1 && attn1->record_qk && block == 0) {
+        /* q and k again, for the host; kept to the graph's end, where a replayed graph reads its outputs */
+        tensor *q, *k;
+        TRY(nn_linear(g, n, b->attn1.q_w, NULL, &q));
+        TRY(kiln_graph_output(g, q, attn1->record_qk, kiln_tensor_nbytes(q)));
+        TRY(nn_linear(g, n, b->attn1.k_w, NULL, &k));
+        TRY(kiln_graph_output(g, k, attn1->record_qk + kiln_tensor_numel(q), kiln_tensor_nbytes(k)));
+    }
+    if (attn1 && attn1->identity) TRY(identity_attention_forward(g, &b->attn1, n, &d));
     else TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
     nn_drop(g, &n);
     TRY(nn_add_into(g, h, d));
@@ -209,7 +217,7 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
 
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
                                              const tensor *context, const kiln_image_attention *image,
-                                             bool perturbed, tensor **y)
+                                             const kiln_self_attention_patch *attn1, tensor **y)
 {
     int64_t H = x->shape[2], W = x->shape[3];
     tensor *t, *p, *h;
@@ -219,7 +227,7 @@ kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_t
     TRY(nn_image_to_tokens(g, p, &h)); // (N,HW,C)
     nn_drop(g, &p);
     for (int i = 0; i < st->depth; i++)
-        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, perturbed, &h));
+        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, attn1, &h));
     TRY(nn_tokens_to_image(g, h, H, W, &t));
     nn_drop(g, &h);
     TRY(nn_conv2d(g, t, st->proj_out_w, st->proj_out_b, 1, 0, &p));

@@ -65,12 +65,22 @@ typedef struct kiln_image_attention {
  * `.proj_out`. */
 kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
                                           int context_dim, int depth, kiln_spatial_transformer *st);
+/* What a transformer's self-attention (attn1) is made to do besides
+ * attending: the guidance passes that patch the UNet's middle block. */
+typedef struct kiln_self_attention_patch {
+    /* every block's self-attention gives each token's values alone, to_out(to_v(norm1 h)), as
+       PerturbedAttentionGuidance replaces it */
+    bool identity;
+    /* non-NULL: the first block's q and k projections (N,T,C) each, copied here one after the other, for
+       SelfAttentionGuidance's map of where the attention goes */
+    float *record_qk;
+} kiln_self_attention_patch;
+
 // x (N,C,H,W), context (N,T,ctx), image NULL or an image prompt -> *y (N,C,H,W); x is not released.
-// perturbed: every block's self-attention gives each token's values alone, to_out(to_v(norm1 h)),
-// as PerturbedAttentionGuidance replaces it
+// attn1 NULL or the patch of its self-attention
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
                                              const tensor *context, const kiln_image_attention *image,
-                                             bool perturbed, tensor **y);
+                                             const kiln_self_attention_patch *attn1, tensor **y);
 
 typedef struct kiln_vae_attention {
     int channels;

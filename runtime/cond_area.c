@@ -263,7 +263,7 @@ static kiln_status refuse_with_areas(const kiln_sampling_job *job)
                        "Canny/Depth)" : job->ncontrols ? "ControlNet" : job->nimage_prompts ? "IP-Adapter" :
                        job->nreferences[0] || job->nreferences[1] ? "reference latents (FLUX.1 Kontext)" :
                        job->skip_layer_guidance ? "SkipLayerGuidance" : job->pag_scale > 0.0f ?
-                       "PerturbedAttentionGuidance" : NULL;
+                       "PerturbedAttentionGuidance" : job->sag ? "SelfAttentionGuidance" : NULL;
     if (!what) return KILN_OK;
     return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: prompts on areas (ConditioningSetArea, mask bounds) with %s: "
                      "kiln samples areas without it", what);

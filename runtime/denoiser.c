@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sag.h"
 #include "status.h"
 
 /* ComfyUI skips the unconditional half when guidance is exactly 1. */
@@ -266,6 +267,45 @@ kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale)
     return pass_out_alloc(d);
 }
 
+kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur)
+{
+    const kiln_model *m = d->model;
+    if (kiln_model_is_dit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance reads a UNet's middle block; %s is a %s model "
+                         "without one", m->info.unet_name, m->info.family);
+    if (!(scale >= -2.0f && scale <= 5.0f && scale != 0.0f) || !(blur > 0.0f && blur <= 10.0f))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "SelfAttentionGuidance: scale %g (-2 to 5, not 0), blur_sigma %g (above "
+                         "0, at most 10)", scale, blur);
+    const char *with = d->ncontrols ? "ControlNets" : d->nimage_prompts ? "IP-Adapters" : d->slg ? "SkipLayerGuidance"
+                       : d->pag_scale > 0.0f ? "PerturbedAttentionGuidance" : NULL;
+    if (with)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance with %s: its pass of the negative prompt would "
+                         "need them too, which kiln does not give it", with);
+    if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "SelfAttentionGuidance: set before the first call");
+    /* the middle block's transformer, at the latent's size halved (rounded up) at each downsample */
+    const unet_config *cfg = m->unet.config;
+    int h = d->h, w = d->w, row = -1;
+    for (int i = 0; i < cfg->nlayers && row < 0; i++) {
+        if (cfg->layers[i].kind == UNET_DOWNSAMPLE) h = (h + 1) / 2, w = (w + 1) / 2;
+        if (cfg->layers[i].kind == UNET_TRANSFORMER && strncmp(cfg->layers[i].prefix, "middle_block.", 13) == 0)
+            row = i;
+    }
+    if (row < 0) return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance: %s has no attention in its middle "
+                                  "block", m->info.unet_name);
+    const kiln_spatial_transformer *st = &m->unet.rows[row].attn;
+    TRY(kiln_denoiser_keep_uncond(d)); /* ComfyUI's node turns the cfg 1 shortcut off */
+    d->sag_scale = scale, d->sag_blur = blur;
+    d->sag_tokens = h * w, d->sag_channels = st->channels, d->sag_heads = st->heads;
+    const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
+    d->sag_qk = malloc(2 * (size_t)d->rows * d->sag_tokens * d->sag_channels * sizeof(float));
+    d->sag_in = malloc((size_t)d->batch * d->unet_channels * d->h * d->w * sizeof(float));
+    d->sag_out = malloc(latent * sizeof(float));
+    d->sag_degraded = malloc(2 * latent * sizeof(float));
+    if (!d->sag_qk || !d->sag_in || !d->sag_out || !d->sag_degraded)
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "SelfAttentionGuidance: out of host memory");
+    return KILN_OK;
+}
+
 /* Where the UNet's side inputs cannot go. */
 static kiln_status unet_only(const kiln_denoiser *d, const char *what)
 {
@@ -356,7 +396,13 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->graph);
     kiln_graph_free(d->negative_graph);
     kiln_graph_free(d->slg_graph);
-    d->graph = d->negative_graph = d->slg_graph = NULL;
+    kiln_graph_free(d->sag_graph);
+    d->graph = d->negative_graph = d->slg_graph = d->sag_graph = NULL;
+    free(d->sag_qk);
+    free(d->sag_in);
+    free(d->sag_out);
+    free(d->sag_degraded);
+    d->sag_qk = d->sag_in = d->sag_out = d->sag_degraded = NULL;
     free(d->pass_out);
     d->pass_out = NULL;
     for (int which = 0; which < 3; which++)
@@ -493,7 +539,7 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
                  context_rows = rows_view(cond->context, first, B);
     tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], mid;
     kiln_unet_cond rows = {.t = &t_rows, .context = &context_rows, .nimages = cond->nimages, .freeu = cond->freeu,
-                           .perturb_middle = true};
+                           .middle_attn1 = {.identity = true}};
     if (cond->y) y_rows = rows_view(cond->y, first, B), rows.y = &y_rows;
     kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < cond->nimages; i++) {
@@ -528,7 +574,7 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
     kiln_unet_control residuals, *control = NULL;
-    kiln_unet_cond cond = {.t = t, .context = c, .freeu = d->freeu};
+    kiln_unet_cond cond = {.t = t, .context = c, .freeu = d->freeu, .middle_attn1 = {.record_qk = d->sag_qk}};
     if (d->adm) {
         const int adm = m->unet.config->adm_channels;
         tensor *y;
@@ -558,6 +604,70 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
         kiln_graph_release(g, control->mid);
     }
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
+}
+
+/* SelfAttentionGuidance's pass: the UNet on the degraded predictions,
+ * renoised, with the negative rows' prompt. */
+static kiln_status sag_step(kiln_graph *g, void *ctx)
+{
+    kiln_denoiser *d = ctx;
+    const kiln_model *m = d->model;
+    const int B = d->batch;
+    tensor *x, *t, *c, *eps;
+    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){B, d->unet_channels, d->h, d->w}, d->sag_in));
+    TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){B}, d->timesteps));
+    TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){B, d->tokens, m->unet.config->context_dim}, d->context));
+    kiln_unet_cond cond = {.t = t, .context = c, .freeu = d->freeu};
+    if (d->adm) {
+        tensor *y;
+        TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){B, m->unet.config->adm_channels}, d->adm));
+        cond.y = y;
+    }
+    TRY(kiln_unet_forward(g, &m->unet, x, &cond, NULL, NULL, &eps));
+    return kiln_graph_output(g, eps, d->sag_out, kiln_tensor_nbytes(eps));
+}
+
+/* SelfAttentionGuidance after the guidance (ComfyUI's post-CFG function):
+ * each image's unconditional x0 blurred where its middle block attends most,
+ * renoised as x is, denoised again with the negative prompt; denoised gains
+ * scale x (degraded - that). */
+static kiln_status self_attention_guidance(kiln_denoiser *d, const float *x, float in_scale, float c_skip,
+                                           float c_out, float *denoised)
+{
+    const int B = d->batch, C = d->channels, T = d->sag_tokens, width = d->sag_channels;
+    const size_t plane = (size_t)d->h * d->w, latent = (size_t)C * plane, extra = (size_t)(d->unet_channels - C) * plane;
+    int rows, cols;
+    if (!kiln_sag_grid(T, d->h, d->w, &rows, &cols))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance: no grid for the middle block's %d tokens on a "
+                         "%dx%d latent", T, d->w, d->h);
+    float *weights = malloc((size_t)T * sizeof *weights), *uncond = malloc(latent * sizeof *uncond);
+    kiln_status st = weights && uncond ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "SelfAttentionGuidance: out of "
+                                                                                     "host memory");
+    const float *q = d->sag_qk, *k = d->sag_qk + (size_t)d->rows * T * width; /* the negative rows come first */
+    for (int b = 0; b < B && st == KILN_OK; b++) {
+        const float *xb = x + b * latent, *out = d->unet_out + b * latent;
+        for (size_t i = 0; i < latent; i++) uncond[i] = c_skip * xb[i] + c_out * out[i];
+        st = kiln_sag_key_weights(q + (size_t)b * T * width, k + (size_t)b * T * width, T, width, d->sag_heads, weights);
+        if (st != KILN_OK) break;
+        float *degraded = d->sag_degraded + b * latent, *noised = degraded + (size_t)B * latent,
+              *in = d->sag_in + b * (latent + extra);
+        kiln_sag_degrade(uncond, C, d->h, d->w, weights, rows, cols, d->sag_blur, degraded, NULL);
+        for (size_t i = 0; i < latent; i++) noised[i] = degraded[i] + xb[i] - uncond[i], in[i] = noised[i] * in_scale;
+        if (extra) memcpy(in + latent, d->concat, extra * sizeof(float));
+    }
+    free(weights);
+    free(uncond);
+    TRY(st);
+    if (!d->sag_graph) {
+        TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), &d->sag_graph));
+        kiln_graph_set_replay(d->sag_graph, true);
+    }
+    TRY(kiln_graph_run(d->sag_graph, sag_step, d));
+    d->unet_calls++;
+    const float *degraded = d->sag_degraded, *noised = degraded + (size_t)B * latent;
+    for (size_t i = 0; i < (size_t)B * latent; i++)
+        denoised[i] += (degraded[i] - (c_skip * noised[i] + c_out * d->sag_out[i])) * d->sag_scale;
+    return KILN_OK;
 }
 
 /* The graph of a set of ControlNets (bit i: controls[i]) on caption `which`
@@ -767,6 +877,9 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
                    denoised);
     else if (d->rows == d->batch && kiln_cfg_patched(&d->guide.patches)) /* cfg 1: CFGNorm, Epsilon Scaling */
         kiln_post_cfg(&d->guide, x, denoised, NULL, d->cfg, d->batch, per_batch / (size_t)d->batch, denoised);
+    /* ComfyUI skips it on a latent too small for the blur's reflected edges */
+    if (d->sag_scale != 0.0f && d->h > 4 && d->w > 4)
+        TRY(self_attention_guidance(d, x, in_scale, c_skip, c_out, denoised));
     double cond_moments[2] = {0, 0}, result_moments[2] = {0, 0};
     for (size_t i = 0; extra_pass && i < per_batch; i++) {
         const float cond = c_skip * x[i] + c_out * out_cond[i];

@@ -116,6 +116,14 @@ typedef struct kiln_denoiser {
     kiln_graph *slg_graph;
     float *pass_out;             /* (B,C,h,w) the positive rows' prediction from SkipLayerGuidance's pass or PAG's */
     float pag_scale;             /* PerturbedAttentionGuidance (a UNet's); 0: none */
+    /* SelfAttentionGuidance (a UNet's; scale 0: none): its blur, the middle block's first self-attention's q and
+       k of every row (2,rows,T,C) with T its tokens, C its channels in `heads`; its pass's graph, input rows (the
+       degraded prediction renoised, scaled), output, and the degraded predictions then those renoised */
+    float sag_scale, sag_blur;
+    float *sag_qk;
+    int sag_tokens, sag_channels, sag_heads;
+    kiln_graph *sag_graph;
+    float *sag_in, *sag_out, *sag_degraded;
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
     float *cond_denoised;        /* (B,C,h,w) and its conditional one; NULL: not kept */
     const kiln_freeu *freeu;     /* FreeU on the UNet; NULL: none */
@@ -161,6 +169,14 @@ kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_s
  * middle block's self-attention perturbed and adds scale times the
  * difference of the two x0 predictions after the guidance. */
 kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale);
+/* SelfAttentionGuidance on a UNet, as ComfyUI's node: every call also runs
+ * the negative rows (at cfg 1 too), records where the middle block's first
+ * self-attention of those rows attends (kiln_sag_key_weights), blurs their
+ * x0 prediction there (kiln_sag_degrade, std blur), runs the UNet on that
+ * renoised with the negative prompt, and adds scale x (degraded - its x0)
+ * after the guidance. Not with ControlNets, IP-Adapters, SkipLayerGuidance
+ * or PerturbedAttentionGuidance. */
+kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur);
 /* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
  * call from the first on; freeu must outlive d. */
 kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu);

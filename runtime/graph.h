@@ -66,7 +66,8 @@ void kiln_graph_release(kiln_graph *g, kiln_tensor *t);
 /* An activation filled from host memory (skipped while planning). */
 kiln_status kiln_graph_input(kiln_graph *g, kiln_tensor **out, kiln_dtype dtype, int ndim,
                              const int64_t *shape, const void *host);
-/* Copies an activation to host memory (skipped while planning). */
+/* Copies an activation to host memory (skipped while planning). A replayed
+ * graph copies after its last op: the activation must not be released. */
 kiln_status kiln_graph_output(kiln_graph *g, const kiln_tensor *t, void *host, size_t bytes);
 
 /* Checked op dispatch: kiln_run_conv2d(g, &params, (const kiln_tensor *[]){x, w, b}, y).

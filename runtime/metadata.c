@@ -720,8 +720,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
     /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", TCFG "88" (its pre-CFG
-     * function before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94" and Epsilon Scaling "95" (their
-     * post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
+     * function before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
+     * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
      * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
      * where the prediction was forced: what KSampler takes */
     char patched_id[16];
@@ -733,7 +733,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *mahiro = run->mahiro ? "89" : zero_star;
     const char *normed = run->cfg_norm > 0 ? "94" : mahiro;
     const char *eps_scaled = run->epsilon_scaling > 0 ? "95" : normed;
-    const char *projected = run->apg ? "85" : eps_scaled;
+    const char *self_attention = run->sag ? "96" : eps_scaled;
+    const char *projected = run->apg ? "85" : self_attention;
     const char *guided = run->skip_layer_guidance ? "82" : projected;
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *freeu = run->freeu ? "86" : rescaled;
@@ -898,6 +899,12 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "strength", run->cfg_norm);
         add_link(&g, in, "model", mahiro, 0);
     }
+    if (run->sag) {
+        in = add_node(&g, "96", "SelfAttentionGuidance");
+        add_number(&g, in, "scale", run->sag->scale);
+        add_number(&g, in, "blur_sigma", run->sag->blur_sigma);
+        add_link(&g, in, "model", eps_scaled, 0);
+    }
     if (run->epsilon_scaling > 0) {
         in = add_node(&g, "95", "Epsilon Scaling");
         add_number(&g, in, "scaling_factor", run->epsilon_scaling);
@@ -908,7 +915,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "eta", run->apg_eta);
         add_number(&g, in, "norm_threshold", run->apg_norm_threshold);
         add_number(&g, in, "momentum", run->apg_momentum);
-        add_link(&g, in, "model", eps_scaled, 0);
+        add_link(&g, in, "model", self_attention, 0);
     }
     if (run->skip_layer_guidance) add_skip_layer_guidance(&g, run, projected);
     if (run->differential > 0) {

@@ -433,6 +433,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     if (job->skip_layer_guidance) TRY(kiln_denoiser_set_skip_layer_guidance(d, job->skip_layer_guidance));
     if (job->freeu) TRY(kiln_denoiser_set_freeu(d, job->freeu));
     if (job->pag_scale > 0.0f) TRY(kiln_denoiser_set_pag(d, job->pag_scale));
+    if (job->sag) TRY(kiln_denoiser_set_sag(d, (float)job->sag->scale, (float)job->sag->blur_sigma));
     if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
     return KILN_OK;
 }
@@ -721,6 +722,7 @@ static kiln_status check_three_prompts(const kiln_sampling_job *job)
                        : kiln_cfg_patched(&job->cfg_patches)               ? "a guidance patch (RescaleCFG, APG, ...)"
                        : job->skip_layer_guidance                          ? "SkipLayerGuidance"
                        : job->pag_scale > 0.0f                             ? "PerturbedAttentionGuidance"
+                       : job->sag                                          ? "SelfAttentionGuidance"
                        : job->inpaint                                      ? "a noise mask (inpainting)"
                        : kiln_sampler_is_cfg_pp(job->sampler)              ? "a CFG++ sampler"
                        : job->nimage_prompts                               ? "IP-Adapter"
@@ -756,6 +758,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                                                                         : "no conditioning");
     }
     if (job->guider != KILN_GUIDER_CFG) TRY(check_three_prompts(job));
+    if (job->sag && (job->nparts[0] || job->nparts[1]))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: SelfAttentionGuidance with prompts in parts or areas "
+                         "(ConditioningCombine, ConditioningSetTimestepRange, ...): kiln runs its pass on one "
+                         "negative prompt");
     if (job->cfg_patches.apg && (job->skip_layer_guidance || job->pag_scale > 0.0f))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG with %s (its pass would take APG's conditional "
                          "prediction, which kiln does not give it)", job->skip_layer_guidance ? "SkipLayerGuidance"

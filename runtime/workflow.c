@@ -97,6 +97,8 @@ typedef struct wf_recipe {
     bool has_freeu;      /* FreeU or FreeU_V2, with these values */
     kiln_freeu freeu;
     double pag_scale;    /* PerturbedAttentionGuidance's scale; 0: none */
+    bool has_sag;        /* SelfAttentionGuidance, with these settings */
+    kiln_sag sag;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
 } wf_recipe;
@@ -383,7 +385,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
                       .apg_momentum = from->apg_momentum, .tcfg = from->tcfg, .mahiro = from->mahiro,
-                      .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg, .has_freeu = from->has_freeu,
+                      .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg, .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
                       .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -2109,6 +2111,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
                                           sg->scale, sg->start, sg->end, sg->rescale};
     if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
     if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
+    if (model->recipe.has_sag) p->sag = &model->recipe.sag;
     p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
     const wf_value *prompts[2] = {neg, pos};
@@ -2365,6 +2368,28 @@ static kiln_status perturbed_attention_guidance(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* SelfAttentionGuidance: after the model's guidance and its other post-CFG
+ * patches (kiln_ksampler_params.sag); one a model. */
+static kiln_status self_attention_guidance(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double scale, blur;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "scale", &scale));
+    TRY(number(n, "blur_sigma", &blur));
+    if (!(scale >= -2.0 && scale <= 5.0 && blur > 0.0 && blur <= 10.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "scale %g (-2 to 5), blur_sigma %g (above 0, at most 10)", scale, blur);
+    if (model->recipe.has_sag)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has SelfAttentionGuidance from another node already: "
+                         "kiln runs one");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    /* scale 0 is the plain run, as ComfyUI's node adds 0 times its pass */
+    recipe->has_sag = scale != 0.0;
+    recipe->sag = (kiln_sag){scale, blur};
+    return KILN_OK;
+}
+
 /* kiln runs the post-CFG patches in one order (kiln_ksampler_params):
  * CFGZeroStar, Mahiro, CFGNorm, Epsilon Scaling, rank 0 to 3. ComfyUI runs
  * them in the nodes' order, so a node after one kiln runs later is refused
@@ -2373,6 +2398,9 @@ static kiln_status post_cfg_in_order(wf_node *n, const wf_recipe *rc, int rank, 
 {
     static const char *const later[3] = {"Mahiro", "CFGNorm", "Epsilon Scaling"};
     const bool set[3] = {rc->mahiro, rc->cfg_norm > 0.0, rc->epsilon_scaling > 0.0};
+    if (rc->has_sag)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "after SelfAttentionGuidance: kiln applies %s first (put it before "
+                         "the SelfAttentionGuidance node)", name);
     for (int k = 2; k >= rank; k--)
         if (set[k])
             return node_fail(n, KILN_ERR_UNSUPPORTED, "after %s: kiln applies %s first (put it before the %s node)",
@@ -2824,7 +2852,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
                                          "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked",
                                          "PerturbedAttentionGuidance", "ModelSamplingContinuousEDM", "TCFG", "Mahiro",
-                                         "CFGNorm", "Epsilon Scaling"};
+                                         "CFGNorm", "Epsilon Scaling", "SelfAttentionGuidance"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2837,7 +2865,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
         conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
-        perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling};
+        perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling,
+        self_attention_guidance};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

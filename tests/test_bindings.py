@@ -512,6 +512,22 @@ class Guidance(unittest.TestCase):
             run(101.0)
         self.assertIn("pag_scale 101", caught.exception.message)
 
+    def test_sag(self):
+        """SelfAttentionGuidance moves the run (on a latent of 48 x 40, the
+        middle block 3 x 3 tokens, above the node's 4-pixel floor); a blur of
+        0 is refused by name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(sag=None):
+            return model.ksampler(positive, negative, model.empty_latent(48, 40), seed=7, steps=3, cfg=5.0,
+                                  sag=sag).to_list()
+
+        plain = run()
+        self.assertGreater(rel_l2(run(kiln.SAG()), plain), 1e-4)
+        with self.assertRaises(kiln.KilnError) as caught:
+            run(kiln.SAG(0.5, 0.0))
+        self.assertIn("blur_sigma 0", caught.exception.message)
+
     def test_latent_nodes(self):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each

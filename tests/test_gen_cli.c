@@ -495,6 +495,10 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("post_cfg", flags, "",
                            (const char *const[]){"\"TCFG\"", "\"Mahiro\"", "\"CFGNorm\"", "\"strength\":0.9",
                                                  "\"Epsilon Scaling\"", "\"scaling_factor\":1.02", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 48 --height 40 "
+             "--sag 0.6,1.5", KILN_TEST_DATA);
+    workflow_again_holding("sag", flags, "",
+                           (const char *const[]){"\"SelfAttentionGuidance\"", "\"blur_sigma\":1.5", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --freeu-v2 1.3,1.4,0.9,0.2",
              KILN_TEST_DATA);
     workflow_again_holding("freeu_v2", flags, "", (const char *const[]){"\"FreeU_V2\"", "\"b2\":1.4", NULL});

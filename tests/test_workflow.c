@@ -1422,6 +1422,38 @@ static void pag_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* SelfAttentionGuidance on the model: the library's run with sag at the
+ * node's settings, pixel for pixel (a 48x40 picture: the tiny UNet's middle
+ * block 3x3 tokens); a post-CFG patch after it is refused. */
+static void sag_nodes(void **state)
+{
+    (void)state;
+#define SAG_RUN(model)                                                                                                \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"SelfAttentionGuidance\", \"inputs\": {\"model\": [\"4\", 0], "       \
+    "\"scale\": 0.6, \"blur_sigma\": 1.5}}, \"61\": {\"class_type\": \"CFGNorm\", \"inputs\": {\"model\": "           \
+    "[\"60\", 0], \"strength\": 1}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 48, "        \
+    "\"height\": 40, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
+    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
+    "\"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
+    DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, 48, 40, 1, &empty));
+    const kiln_sag sag = {0.6, 1.5};
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .sag = &sag};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(SAG_RUN("60"), m, &latent);
+    expect_refusal(SAG_RUN("61"), KILN_ERR_UNSUPPORTED,
+                   "node 61 (CFGNorm): after SelfAttentionGuidance: kiln applies CFGNorm first");
+#undef SAG_RUN
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* The latent nodes on two KSampler runs (seeds 3 and 4): LatentCrop of
  * the second, LatentComposite of that onto the first (feathered),
  * LatentBlend, LatentInterpolate, LatentMultiply, LatentAdd, LatentSubtract,
@@ -1845,6 +1877,7 @@ int main(void)
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(pag_nodes),
+        cmocka_unit_test(sag_nodes),
         cmocka_unit_test(model_sampling_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),

@@ -84,6 +84,8 @@ typedef struct gen_options {
     bool tcfg, mahiro;              /* --tcfg, --mahiro */
     double cfg_norm;                /* --cfg-norm: CFGNorm's strength; 0: none */
     double epsilon_scaling;         /* --epsilon-scaling: its factor; 0: none */
+    bool sag_given;                 /* --sag SCALE[,BLUR] */
+    kiln_sag sag;
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
     double apg_eta, apg_norm_threshold, apg_momentum;
     bool freeu_given;               /* --freeu or --freeu-v2 B1,B2,S1,S2 */
@@ -289,6 +291,10 @@ static void usage(FILE *to)
             "  --epsilon-scaling F    Epsilon Scaling on the model: the guided prediction's noise divided\n"
             "                         by F (0.5..1.5; the node's default 1.005). Those four act in this\n"
             "                         order, after --cfg-zero-star\n"
+            "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
+            "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
+            "                         denoised again, SCALE (-2..5, the node's default 0.5) times the\n"
+            "                         difference added; one more UNet pass a step\n"
             "  --freeu B1,B2,S1,S2    FreeU on the UNet: in the decoder's blocks of 4 and 2 times its base\n"
             "                         width, half the channels times B1, B2 and the skips' lowest\n"
             "                         frequencies times S1, S2 (each 0..10; the node's defaults are\n"
@@ -629,14 +635,14 @@ static int parse(int argc, char **argv, gen_options *o)
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
-           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING };
+           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"tcfg", no_argument, 0, O_TCFG},
         {"mahiro", no_argument, 0, O_MAHIRO}, {"cfg-norm", required_argument, 0, O_CFG_NORM},
-        {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
+        {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"sag", required_argument, 0, O_SAG}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
         {"pag", required_argument, 0, O_PAG},         {"zsnr", no_argument, 0, O_ZSNR},
@@ -802,6 +808,16 @@ static int parse(int argc, char **argv, gen_options *o)
             if (!parse_double(optarg, 0, 100, &o->cfg_norm) || o->cfg_norm == 0)
                 return bad_flag("--cfg-norm", optarg, "must be in (0, 100]");
             break;
+        case O_SAG: {
+            double v[2] = {0.0, 2.0};
+            const char *comma = strchr(optarg, ',');
+            if (!(comma ? parse_numbers(optarg, 2, v) : parse_double(optarg, -2, 5, &v[0])) || !(v[0] >= -2 &&
+                  v[0] <= 5 && v[0] != 0 && v[1] > 0 && v[1] <= 10))
+                return bad_flag("--sag", optarg, "SCALE[,BLUR]: -2..5 (not 0) and above 0 to 10");
+            o->sag_given = true;
+            o->sag = (kiln_sag){v[0], v[1]};
+            break;
+        }
         case O_EPSILON_SCALING:
             if (!parse_double(optarg, 0.5, 1.5, &o->epsilon_scaling))
                 return bad_flag("--epsilon-scaling", optarg, "must be 0.5..1.5");
@@ -1686,11 +1702,12 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
     rj.last_step = 0;
     rj.leftover_noise = false;
     rj.disable_noise = true;
-    /* RescaleCFG, CFGZeroStar, APG, FreeU and PerturbedAttentionGuidance patch the base's MODEL, as the PNG's
-       workflow has it */
+    /* the guidance patches, FreeU, PerturbedAttentionGuidance and SelfAttentionGuidance patch the base's MODEL,
+       as the PNG's workflow has it */
     rj.cfg_patches = (kiln_cfg_patches){0};
     rj.freeu = NULL;
     rj.pag_scale = 0.0f;
+    rj.sag = NULL;
     rj.init_latent = *latent;
     rj.noise = NULL;
     float *refined;
@@ -1919,7 +1936,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .rescale_cfg = o->rescale_cfg, .cfg_zero_star = o->cfg_zero_star, .apg = o->apg,
                          .apg_eta = o->apg_eta, .apg_norm_threshold = o->apg_norm_threshold,
                          .apg_momentum = o->apg_momentum, .tcfg = o->tcfg, .mahiro = o->mahiro,
-                         .cfg_norm = o->cfg_norm, .epsilon_scaling = o->epsilon_scaling, .freeu = o->freeu_given ? &o->freeu : NULL,
+                         .cfg_norm = o->cfg_norm, .epsilon_scaling = o->epsilon_scaling,
+                         .sag = o->sag_given ? &o->sag : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
@@ -2006,6 +2024,7 @@ int main(int argc, char **argv)
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;
     if (o.freeu_given) job.freeu = &o.freeu;
     job.pag_scale = (float)o.pag_scale;
+    if (o.sag_given) job.sag = &o.sag;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

@@ -692,6 +692,13 @@ typedef struct kiln_freeu {
     bool v2;
 } kiln_freeu;
 
+/* SelfAttentionGuidance's settings: scale -2 to 5 (not 0; the node's
+ * default 0.5), blur_sigma above 0 to 10 (the node's default 2; the std of
+ * its 9x9 Gaussian blur in latent pixels). */
+typedef struct kiln_sag {
+    double scale, blur_sigma;
+} kiln_sag;
+
 /* SIGMAS: the noise levels a sampling walks, first to last (ComfyUI's
  * SIGMAS, usually falling to 0), for kiln_ksampler_params.sigmas. The
  * scheduler nodes below make them as ComfyUI's do, float32 as torch
@@ -902,6 +909,12 @@ typedef struct kiln_ksampler_params {
        prompt with the UNet's middle block's self-attention perturbed (each token's values alone) and adds this
        times (the positive x0 prediction - that one) to the guided one */
     double pag_scale;
+    /* SelfAttentionGuidance on the model (a UNet's; NULL: none): each step also blurs the negative prompt's x0
+       prediction where the middle block's first self-attention of those rows attends more than on average,
+       denoises that (renoised) with the negative prompt, and adds scale times (blurred - that) to the guided
+       prediction (ComfyUI's node; at cfg 1 the negative prompt runs too). Not with ControlNets, IP-Adapters,
+       SkipLayerGuidance, PerturbedAttentionGuidance, areas, prompts in parts or three-prompt guiders */
+    const kiln_sag *sag;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

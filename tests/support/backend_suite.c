@@ -73,6 +73,19 @@ static void unet_f32_perturbed(void **s)
     parity_check_unet_patched(&gpu_f32, "pag/tiny.safetensors", "perturbed.", &perturbed);
     parity_check_unet_patched(&gpu_sdxl, "pag/sdxl.safetensors", "perturbed.", &perturbed);
 }
+/* SelfAttentionGuidance: the middle block's q and k out of the main call's
+ * graph, its pass in a graph of its own */
+static void sag_run_f32(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
+    assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
+    parity_check_sag_run(m, "cfg5", gpu_f32.tol);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
 static void sdxl_controlnet_f32(void **s)
 {
     (void)s;
@@ -390,7 +403,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_freeu),
-        cmocka_unit_test(unet_f32_perturbed),
+        cmocka_unit_test(unet_f32_perturbed), cmocka_unit_test(sag_run_f32),
         cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),

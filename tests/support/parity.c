@@ -8,6 +8,7 @@
 #include "golden.h"
 #include "image.h"
 #include "pipeline.h"
+#include "sampler.h"
 #include "tokenizer.h"
 #include "kiln_test.h"
 #include "controlnet.h"
@@ -141,7 +142,7 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     unet_inputs in;
     tensor *eps;
     TRY(unet_inputs_read(g, r->goldens, r->prefix, &in));
-    if (r->patches) in.cond.freeu = r->patches->freeu, in.cond.perturb_middle = r->patches->perturb_middle;
+    if (r->patches) in.cond.freeu = r->patches->freeu, in.cond.middle_attn1.identity = r->patches->perturb_middle;
     TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, r->blocks ? unet_probe : NULL, r, &eps));
     TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
     unet_inputs_free(&in);
@@ -560,6 +561,34 @@ void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kil
     free(latent);
     golden_free(&want);
     golden_free(&image);
+    kiln_st_close(f);
+}
+
+void parity_check_sag_run(kiln_model *model, const char *run, double tol)
+{
+    kiln_st_file *f = golden_open("sag/sag.safetensors");
+    golden gp = golden_read(f, "positive"), gn = golden_read(f, "negative");
+    golden settings = golden_field(f, run, "settings"), want = golden_field(f, run, "latent_out");
+    const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
+                            neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
+    const kiln_sag sag = {settings.data[1], settings.data[2]};
+    kiln_sampling_job job = {.steps = 3, .cfg = settings.data[0], .denoise = 1.0, .seed = 42, .batch = 1,
+                             .latent_h = (int)want.shape[2], .latent_w = (int)want.shape[3], .sag = &sag};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent = NULL, *plain = NULL;
+    assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
+    job.sag = NULL;
+    assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &plain));
+    const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(plain, want.data, want.count);
+    print_message("  SelfAttentionGuidance %s: latent rel L2 %.2g from ComfyUI's (%.2g from the run without it)\n", run,
+                  err, off);
+    assert_true(err <= tol);
+    assert_true(off > 1e-2);
+    free(latent);
+    free(plain);
+    golden *all[] = {&gp, &gn, &settings, &want};
+    for (size_t i = 0; i < 4; i++) golden_free(all[i]);
     kiln_st_close(f);
 }
 

@@ -167,6 +167,11 @@ void parity_check_picture(kiln_model *model, const float *latent, int latent_h, 
  * LATENT and the picture VAEDecode makes of it compared by relative L2. */
 void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
                       const kiln_conditioning *negative, const char *golden_path, double tol);
+/* A SelfAttentionGuidance run of tests/data/sag/sag.safetensors (`run`
+ * "cfg5" or "cfg1": KSampler euler, normal, 3 steps, seed 42, 16x12, scale
+ * 0.5, blur 2) on the tiny SD 1.x model: its latent against the golden's
+ * within tol, and the same run without it far from it. */
+void parity_check_sag_run(kiln_model *model, const char *run, double tol);
 
 /* The same job as img2img at denoise 0.6 from the golden's
  * img2img.latent_in against its img2img.latent_out. */

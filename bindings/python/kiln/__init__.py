@@ -51,7 +51,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "FreeU", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "FreeU", "SAG", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
     "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -173,6 +173,10 @@ class _FreeU(Structure):
     _fields_ = [("b1", c_double), ("b2", c_double), ("s1", c_double), ("s2", c_double), ("v2", c_bool)]
 
 
+class _SAG(Structure):
+    _fields_ = [("scale", c_double), ("blur_sigma", c_double)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -196,7 +200,7 @@ class _KSamplerParams(Structure):
                 ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent)),
                 ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
-                ("freeu", POINTER(_FreeU)), ("pag_scale", c_double)]
+                ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -841,6 +845,7 @@ class Model(_Handle):
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
                  apg: Optional["APG"] = None, tcfg: bool = False, mahiro: bool = False, cfg_norm: float = 0.0,
                  epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
+                 sag: Optional["SAG"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -897,7 +902,8 @@ class Model(_Handle):
         CFGZeroStar, Mahiro, CFGNorm, Epsilon Scaling.
         freeu: a FreeU (FreeU or, with v2, FreeU_V2 on an SD UNet; None:
         none). pag_scale: PerturbedAttentionGuidance's scale on an SD UNet
-        (0 to 100; 0: none; the node's default is 3).
+        (0 to 100; 0: none; the node's default is 3). sag: a SAG,
+        SelfAttentionGuidance on an SD UNet (None: none).
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
         cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
@@ -978,6 +984,8 @@ class Model(_Handle):
         if freeu is not None:
             params.freeu = ctypes.pointer(_FreeU(*FreeU(*freeu)))
         params.pag_scale = pag_scale
+        if sag is not None:
+            params.sag = ctypes.pointer(_SAG(*SAG(*sag)))
         if dual_cfg is not None:
             d = DualCFG(*dual_cfg)
             params.dual_cfg_cond2, params.cfg_cond2_negative, params.dual_cfg_nested = \
@@ -1229,6 +1237,15 @@ class FreeU(NamedTuple):
     s1: float = 0.9
     s2: float = 0.2
     v2: bool = False
+
+
+class SAG(NamedTuple):
+    """The SelfAttentionGuidance node's settings: scale (-2 to 5, not 0)
+    times the difference of the negative prompt's prediction blurred where
+    the UNet's middle block attends most (std blur_sigma) and that blur
+    denoised again."""
+    scale: float = 0.5
+    blur_sigma: float = 2.0
 
 
 class DualCFG(NamedTuple):
