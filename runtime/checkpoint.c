@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "file.h"
+#include "merge.h"
 #include "status.h"
 
 typedef struct named_tensor {
@@ -1443,6 +1444,13 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
                                                             &ck->linear_dtype))
         return kiln_fail(KILN_ERR_INVALID_ARG, "weight_dtype '%s': kiln takes " KILN_WEIGHT_DTYPES,
                          parts->weight_dtype);
+    if (parts->nmerges < 0 || parts->nmerges > KILN_MAX_MERGES || (parts->nmerges && !parts->merges))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_parts: %d merges (at most %d)", parts->nmerges,
+                         KILN_MAX_MERGES);
+    for (int i = 0; i < parts->nmerges; i++) {
+        int merged;
+        TRY(kiln_checkpoint_merge(ck, &parts->merges[i], &merged));
+    }
     return KILN_OK;
 }
 

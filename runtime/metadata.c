@@ -679,6 +679,34 @@ static void add_ksampler_advanced(graph *g, const char *id, const kiln_run_info 
     add_link(g, in, "latent_image", latent, 0);
 }
 
+/* The merges of kiln_model_parts as ComfyUI's nodes: ModelMerge* "400" + i
+ * on the MODEL and CLIPMerge* "440" + i on the CLIP, each chained on the one
+ * before (or the checkpoint "4"), model2 or clip2 from a
+ * CheckpointLoaderSimple "460" + i. */
+static void add_merges(graph *g, const kiln_model_parts *parts)
+{
+    static const char *const kinds[2][3] = {{"ModelMergeSimple", "ModelMergeAdd", "ModelMergeSubtract"},
+                                            {"CLIPMergeSimple", "CLIPMergeAdd", "CLIPMergeSubtract"}};
+    char before[2][16] = {"4", "4"};
+    int before_output[2] = {0, 1};
+    for (int i = 0; parts && i < parts->nmerges; i++) {
+        const kiln_merge *mg = &parts->merges[i];
+        const int t = mg->text_encoders;
+        char id[16], loader[16];
+        snprintf(id, sizeof id, "%d", (t ? 440 : 400) + i);
+        snprintf(loader, sizeof loader, "%d", 460 + i);
+        cJSON *in = add_node(g, loader, "CheckpointLoaderSimple");
+        add_string(g, in, "ckpt_name", base_name(mg->path));
+        in = add_node(g, id, kinds[t][mg->kind]);
+        if (mg->kind != KILN_MERGE_ADD)
+            add_number(g, in, mg->kind == KILN_MERGE_SIMPLE ? "ratio" : "multiplier", mg->ratio);
+        add_link(g, in, t ? "clip1" : "model1", before[t], before_output[t]);
+        add_link(g, in, t ? "clip2" : "model2", loader, t);
+        snprintf(before[t], sizeof before[t], "%s", id);
+        before_output[t] = 0;
+    }
+}
+
 kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
 {
     *out = NULL;
@@ -686,18 +714,34 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     graph g = {.root = cJSON_CreateObject()};
     check(&g, g.root);
     bool img2img = run->init_image != NULL;
-    /* LoraLoaders "14", "15", ... take the model and CLIP from the one before;
-     * the last one's are what KSampler and the text encoders use. */
-    char model[16] = "4";
-    if (run->nloras) snprintf(model, sizeof model, "%d", 13 + run->nloras);
+    /* the merges first (kiln_model_parts.merges: ModelMerge* "400", "401", ... on the MODEL, CLIPMerge* "440",
+     * ... on the CLIP, each with its second checkpoint's CheckpointLoaderSimple 60 after it), then LoraLoaders
+     * "14", "15", ... taking the model and CLIP from the one before; the last one's are what KSampler and the text
+     * encoders use. */
+    char merged_model[16] = "4", merged_clip[16] = "4";
+    int merged_clip_output = 1;
+    for (int i = 0; run->parts && i < run->parts->nmerges; i++) {
+        const kiln_merge *mg = &run->parts->merges[i];
+        char *to = mg->text_encoders ? merged_clip : merged_model;
+        snprintf(to, 16, "%d", (mg->text_encoders ? 440 : 400) + i);
+        if (mg->text_encoders) merged_clip_output = 0;
+    }
+    char model[16], clip_source[16];
+    int clip_source_output = run->nloras ? 1 : merged_clip_output;
+    snprintf(model, sizeof model, "%s", merged_model);
+    snprintf(clip_source, sizeof clip_source, "%s", merged_clip);
+    if (run->nloras) {
+        snprintf(model, sizeof model, "%d", 13 + run->nloras);
+        snprintf(clip_source, sizeof clip_source, "%d", 13 + run->nloras);
+    }
     /* files given beside the checkpoint: a VAELoader "35" and a CLIP loader "36" in place of its outputs */
     const bool vae_part = run->parts && run->parts->vae, clip_part = run->parts && run->parts->text_encoders[0];
     const char *vae = vae_part ? "35" : "4";
     const int vae_output = vae_part ? 0 : 2;
     /* The text encoders take CLIPSetLastLayer's CLIP, else the model's (or the CLIP loader's). */
     const bool set_last_layer = run->clip_skip != (run->model_clip_skip ? run->model_clip_skip : 1);
-    const char *clip = set_last_layer ? "10" : clip_part ? "36" : model;
-    int clip_output = set_last_layer || clip_part ? 0 : 1;
+    const char *clip = set_last_layer ? "10" : clip_part ? "36" : clip_source;
+    int clip_output = set_last_layer || clip_part ? 0 : clip_source_output;
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
     const bool repaint = run->mask || run->outpaint, pix2pix = run->instruct_pix2pix;
@@ -926,18 +970,19 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (set_last_layer) {
         in = add_node(&g, "10", "CLIPSetLastLayer");
         add_number(&g, in, "stop_at_clip_layer", -run->clip_skip);
-        add_link(&g, in, "clip", clip_part ? "36" : model, clip_part ? 0 : 1);
+        add_link(&g, in, "clip", clip_part ? "36" : clip_source, clip_part ? 0 : clip_source_output);
     }
+    add_merges(&g, run->parts);
     for (int i = 0; i < run->nloras; i++) {
-        char id[16], from[16] = "4";
+        char id[16], from[16];
         snprintf(id, sizeof id, "%d", 14 + i);
-        if (i) snprintf(from, sizeof from, "%d", 13 + i);
+        snprintf(from, sizeof from, "%d", 13 + i);
         in = add_node(&g, id, "LoraLoader");
         add_string(&g, in, "lora_name", base_name(run->loras[i].path));
         add_number(&g, in, "strength_model", run->loras[i].unet_strength);
         add_number(&g, in, "strength_clip", run->loras[i].clip_strength);
-        add_link(&g, in, "model", from, 0);
-        add_link(&g, in, "clip", from, 1);
+        add_link(&g, in, "model", i ? from : merged_model, 0);
+        add_link(&g, in, "clip", i ? from : merged_clip, i ? 1 : merged_clip_output);
     }
     char positive[16];
     for (int i = 0; i < run->nstyles; i++) { /* FLUX.1 Redux on the positive prompt */

@@ -75,6 +75,8 @@ typedef struct wf_recipe {
     const char *weight_dtype; /* the loader's (weight_dtype), the node's string, alive for the run */
     kiln_lora loras[WF_MAX_LORAS]; /* paths owned */
     int nloras;
+    kiln_merge merges[KILN_MAX_MERGES]; /* ModelMerge* and CLIPMerge* nodes, before the LoRAs; paths owned */
+    int nmerges;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction", "lcm"; NULL:
        the checkpoint's; and its zsnr), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
@@ -385,7 +387,8 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
                       .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
                       .apg_momentum = from->apg_momentum, .tcfg = from->tcfg, .mahiro = from->mahiro,
-                      .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg, .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
+                      .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg,
+                      .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
                       .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -393,6 +396,11 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
         to->loras[i] = from->loras[i];
         ok = ok && (to->loras[i].path = strdup(from->loras[i].path)) != NULL;
         if (!to->loras[i].path) to->nloras = i;
+    }
+    for (int i = 0; i < from->nmerges && ok; i++) {
+        to->merges[i] = from->merges[i];
+        ok = (to->merges[i].path = strdup(from->merges[i].path)) != NULL;
+        to->nmerges = ok ? i + 1 : i;
     }
     return ok ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
 }
@@ -410,12 +418,17 @@ static void free_recipe(wf_recipe *rc)
 {
     free(rc->ckpt);
     for (int i = 0; i < rc->nloras; i++) free((char *)rc->loras[i].path);
+    for (int i = 0; i < rc->nmerges; i++) free((char *)rc->merges[i].path);
     *rc = (wf_recipe){0};
 }
 
 static bool same_loads(const wf_recipe *a, const wf_recipe *b)
 {
-    if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras) return false;
+    if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras || a->nmerges != b->nmerges) return false;
+    for (int i = 0; i < a->nmerges; i++)
+        if (strcmp(a->merges[i].path, b->merges[i].path) || a->merges[i].kind != b->merges[i].kind ||
+            a->merges[i].ratio != b->merges[i].ratio || a->merges[i].text_encoders != b->merges[i].text_encoders)
+            return false;
     if ((a->weight_dtype != NULL) != (b->weight_dtype != NULL) ||
         (a->weight_dtype && strcmp(a->weight_dtype, b->weight_dtype)))
         return false;
@@ -440,6 +453,7 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     wf_model *m = &r->models[r->nmodels];
     kiln_model_parts parts = r->parts;
     parts.weight_dtype = rc->weight_dtype;
+    parts.merges = rc->merges, parts.nmerges = rc->nmerges;
     TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &parts, rc->loras, rc->nloras, &m->model));
     m->recipe = *rc;
     r->nmodels++;
@@ -645,6 +659,49 @@ static kiln_status lora_loader(wf_run *r, wf_node *n, bool model_only)
     free(path);
     return st;
 }
+
+/* ModelMergeSimple, ModelMergeAdd, ModelMergeSubtract and their CLIPMerge
+ * kin: model2's (clip2's) checkpoint merged into model1's at load, before
+ * its LoRAs (kiln_merge). model2 must be a checkpoint as loaded; a LoRA on
+ * model1 before a simple merge would be scaled by its ratio in ComfyUI,
+ * which kiln's order cannot give, and is refused. */
+static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool clip)
+{
+    static const char *const factor[3] = {"ratio", NULL, "multiplier"};
+    const wf_kind wanted = clip ? WF_CLIP : WF_MODEL;
+    wf_value *first, *second;
+    double ratio = 0.0;
+    TRY(linked(r, n, clip ? "clip1" : "model1", wanted, &first));
+    TRY(linked(r, n, clip ? "clip2" : "model2", wanted, &second));
+    if (factor[kind]) TRY(number(n, factor[kind], &ratio));
+    if (kind == KILN_MERGE_SIMPLE && !(ratio >= 0.0 && ratio <= 1.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "ratio %g: 0 to 1", ratio);
+    if (kind == KILN_MERGE_SUBTRACT && !(ratio >= -10.0 && ratio <= 10.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "multiplier %g: -10 to 10", ratio);
+    const wf_recipe *b = &second->recipe;
+    if (b->nloras || b->nmerges || (b->weight_dtype && strcmp(b->weight_dtype, "default")))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%s: kiln merges a checkpoint as loaded, without LoRAs, merges or a "
+                         "weight_dtype", clip ? "clip2" : "model2");
+    if (kind != KILN_MERGE_ADD && first->recipe.nloras && ratio != 1.0) /* an added model commutes with them */
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%s has LoRAs: kiln merges before them (put the LoraLoader after "
+                         "this node)", clip ? "clip1" : "model1");
+    if (first->recipe.nmerges == KILN_MAX_MERGES)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "more than %d merges on one checkpoint", KILN_MAX_MERGES);
+    n->out[0].kind = wanted;
+    wf_recipe *rc = &n->out[0].recipe;
+    TRY(copy_recipe(&first->recipe, rc));
+    char *path = strdup(b->ckpt);
+    if (!path) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    rc->merges[rc->nmerges++] = (kiln_merge){path, kind, ratio, clip};
+    return KILN_OK;
+}
+
+static kiln_status model_merge_simple(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SIMPLE, false); }
+static kiln_status model_merge_add(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_ADD, false); }
+static kiln_status model_merge_subtract(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SUBTRACT, false); }
+static kiln_status clip_merge_simple(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SIMPLE, true); }
+static kiln_status clip_merge_add(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_ADD, true); }
+static kiln_status clip_merge_subtract(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SUBTRACT, true); }
 
 static kiln_status clip_set_last_layer(wf_run *r, wf_node *n)
 {
@@ -2852,7 +2909,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
                                          "RescaleCFG", "CFGZeroStar", "APG", "ImageCompositeMasked",
                                          "PerturbedAttentionGuidance", "ModelSamplingContinuousEDM", "TCFG", "Mahiro",
-                                         "CFGNorm", "Epsilon Scaling", "SelfAttentionGuidance"};
+                                         "CFGNorm", "Epsilon Scaling", "SelfAttentionGuidance", "ModelMergeSimple",
+                                         "ModelMergeAdd", "ModelMergeSubtract", "CLIPMergeSimple", "CLIPMergeAdd",
+                                         "CLIPMergeSubtract"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2866,7 +2925,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
         conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
         perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling,
-        self_attention_guidance};
+        self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
+        clip_merge_add, clip_merge_subtract};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

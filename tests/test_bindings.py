@@ -512,6 +512,28 @@ class Guidance(unittest.TestCase):
             run(101.0)
         self.assertIn("pag_scale 101", caught.exception.message)
 
+    def test_merges(self):
+        """A model merged with itself half and half is itself to the bit
+        (x 0.5 + x 0.5 rounds nowhere); added to itself it samples otherwise;
+        a missing file is refused by name, an unknown kind by ValueError."""
+        path = data("tiny/sd15_tiny_ldm_fp32.safetensors")
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(m):
+            return m.ksampler(positive, negative, m.empty_latent(16, 16), seed=7, steps=2, cfg=5.0).to_list()
+
+        plain = run(model)
+        half = kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, 0.5), kiln.Merge(path, 0.5, "simple", True)])
+        self.assertEqual(run(half), plain)
+        self.assertEqual(half.encode("a red circle").to_list(), positive.to_list())
+        doubled = kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, kind="add")])
+        self.assertGreater(rel_l2(run(doubled), plain), 1e-2)
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.load_checkpoint(backend, path, merges=[kiln.Merge("/nonexistent/other.safetensors")])
+        self.assertIn("/nonexistent/other.safetensors", caught.exception.message)
+        with self.assertRaises(ValueError):
+            kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, kind="blend")])
+
     def test_sag(self):
         """SelfAttentionGuidance moves the run (on a latent of 48 x 40, the
         middle block 3 x 3 tokens, above the node's 4-pixel floor); a blur of

@@ -445,7 +445,7 @@ static void workflow_round_trip(void **state)
        CLIPTextEncodeSDXLRefiner, IPAdapterAdvanced with its loaders, ModelSamplingDiscrete, LoadImageMask with
        SetLatentNoiseMask or VAEEncodeForInpaint, ImagePadForOutpaint before either, InstructPixToPixConditioning;
        and a PixArt and a Flux folder's runs (Flux with a LoRA, inpainting, FLUX.1 Canny/Depth's and Fill's shapes) */
-    char flags[2048], dir[512];
+    char flags[2048], dir[1200];
     snprintf(flags, sizeof flags, "--model %1$s/sdxl/tiny_sdxl.safetensors --sdxl-size 40x56 --sdxl-crop 3,5 "
              "--sdxl-target 48x72", KILN_TEST_DATA);
     workflow_again("xl", flags, "");
@@ -499,6 +499,17 @@ static void workflow_round_trip(void **state)
              "--sag 0.6,1.5", KILN_TEST_DATA);
     workflow_again_holding("sag", flags, "",
                            (const char *const[]){"\"SelfAttentionGuidance\"", "\"blur_sigma\":1.5", NULL});
+    /* a second checkpoint merged into the model and its text encoder; the workflow finds it by name */
+    char other_dir[512];
+    snprintf(other_dir, sizeof other_dir, "%s", tiny_other_model());
+    *strrchr(other_dir, '/') = '\0';
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --merge %s:0.3 --merge-clip %s:0.6 "
+             "--lora %s/lora/kohya_ldm.safetensors:0.5", KILN_TEST_DATA, tiny_other_model(), tiny_other_model(),
+             KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s --models %s/lora", other_dir, KILN_TEST_DATA);
+    workflow_again_holding("merged", flags, dir,
+                           (const char *const[]){"\"ModelMergeSimple\"", "\"ratio\":0.3", "\"CLIPMergeSimple\"",
+                                                 "\"ratio\":0.6", "\"tiny_other.safetensors\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --freeu-v2 1.3,1.4,0.9,0.2",
              KILN_TEST_DATA);
     workflow_again_holding("freeu_v2", flags, "", (const char *const[]){"\"FreeU_V2\"", "\"b2\":1.4", NULL});

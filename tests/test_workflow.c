@@ -1454,6 +1454,52 @@ static void sag_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* ModelMergeSimple and CLIPMergeSubtract with a second checkpoint: the
+ * library's models merged so (kiln_merge), the prompts from the one and
+ * the run on the other, pixel for pixel; a LoRA on model1 before a simple
+ * merge is refused. */
+static void merge_nodes(void **state)
+{
+    (void)state;
+    const char *other = tiny_other_model();
+    static const char *const graph =
+        "{" CKPT ", \"20\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"%s\"}}, "
+        "%s\"21\": {\"class_type\": \"ModelMergeSimple\", \"inputs\": {\"model1\": [\"%s\", 0], \"model2\": [\"20\", 0], "
+        "\"ratio\": 0.3}}, \"22\": {\"class_type\": \"CLIPMergeSubtract\", \"inputs\": {\"clip1\": [\"4\", 1], "
+        "\"clip2\": [\"20\", 1], \"multiplier\": 0.5}}, \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": "
+        "{\"text\": \"a red circle\", \"clip\": [\"22\", 0]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": "
+        "{\"text\": \"\", \"clip\": [\"22\", 0]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": "
+        "{\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": "
+        "{\"seed\": 3, \"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "
+        "\"model\": [\"21\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+        DECODE_SAVE("[\"3\", 0]") "}";
+    char json[8192];
+    snprintf(json, sizeof json, graph, other, "", "4");
+    const kiln_merge unet = {other, KILN_MERGE_SIMPLE, 0.3, false}, clip = {other, KILN_MERGE_SUBTRACT, 0.5, true};
+    const kiln_model_parts unet_parts = {.merges = &unet, .nmerges = 1}, clip_parts = {.merges = &clip, .nmerges = 1};
+    kiln_model *m, *c;
+    assert_kiln_ok(kiln_checkpoint_load_parts(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors",
+                                              &unet_parts, NULL, 0, &m));
+    assert_kiln_ok(kiln_checkpoint_load_parts(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors",
+                                              &clip_parts, NULL, 0, &c));
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    assert_kiln_ok(kiln_text_encode(c, "a red circle", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(c, "", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 16, 16, 1, &empty));
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(json, m, &latent);
+    snprintf(json, sizeof json, graph, other,
+             "\"30\": {\"class_type\": \"LoraLoaderModelOnly\", \"inputs\": {\"model\": [\"4\", 0], \"lora_name\": \""
+             KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.7}}, ", "30");
+    expect_refusal(json, KILN_ERR_UNSUPPORTED, "node 21 (ModelMergeSimple): model1 has LoRAs");
+    kiln_latent_free(&latent);
+    kiln_model_free(c);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* The latent nodes on two KSampler runs (seeds 3 and 4): LatentCrop of
  * the second, LatentComposite of that onto the first (feathered),
  * LatentBlend, LatentInterpolate, LatentMultiply, LatentAdd, LatentSubtract,
@@ -1878,6 +1924,7 @@ int main(void)
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),
+        cmocka_unit_test(merge_nodes),
         cmocka_unit_test(model_sampling_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),

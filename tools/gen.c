@@ -122,6 +122,7 @@ typedef struct gen_options {
     kiln_run_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS];
     int nimage_prompts;
     kiln_model_parts parts; /* files beside --model; NULLs for none */
+    kiln_merge merges[2];   /* --merge, --merge-clip: parts.merges */
     kiln_sdxl_cond sdxl;       /* CLIPTextEncodeSDXL's numbers; sizes 0 until the output size is known */
     bool sdxl_given, aesthetic_given;
     /* the negative prompt's own: size, crop and target given (--negative-sdxl-*), the rest the positive's */
@@ -170,6 +171,10 @@ static void usage(FILE *to)
             "  --config DIR           a diffusers folder whose configs and tokenizer a single file takes\n"
             "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
             "                         strength C (default 1, C = S); repeatable\n"
+            "  --merge FILE:R         ModelMergeSimple at load: the diffusion model's weights R (0..1) times\n"
+            "                         the model's plus 1 - R times those of FILE (a checkpoint of the same\n"
+            "                         family), before the LoRAs\n"
+            "  --merge-clip FILE:R    CLIPMergeSimple: the same for the text encoders' weights\n"
             "  --prompt TEXT          ComfyUI syntax: (word:1.3), (word), \\( \\) literal\n"
             "  --prompts FILE         one prompt a line (blank lines and lines starting with # skipped), each\n"
             "                         run in turn on the model loaded once, line i (from 0) with seed + i;\n"
@@ -635,14 +640,16 @@ static int parse(int argc, char **argv, gen_options *o)
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
-           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG };
+           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG,
+           O_MERGE, O_MERGE_CLIP };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
         {"sigmas", required_argument, 0, O_SIGMAS}, {"rescale-cfg", required_argument, 0, O_RESCALE_CFG},
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"tcfg", no_argument, 0, O_TCFG},
         {"mahiro", no_argument, 0, O_MAHIRO}, {"cfg-norm", required_argument, 0, O_CFG_NORM},
-        {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"sag", required_argument, 0, O_SAG}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
+        {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"sag", required_argument, 0, O_SAG},
+        {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
         {"pag", required_argument, 0, O_PAG},         {"zsnr", no_argument, 0, O_ZSNR},
@@ -985,6 +992,20 @@ static int parse(int argc, char **argv, gen_options *o)
             o->aesthetic_given = true;
             break;
         }
+        case O_MERGE:
+        case O_MERGE_CLIP: {
+            const char *flag = c == O_MERGE ? "--merge" : "--merge-clip";
+            char *colon = strrchr(optarg, ':');
+            double ratio;
+            if (!colon || colon == optarg || !parse_double(colon + 1, 0, 1, &ratio))
+                return bad_flag(flag, optarg, "FILE:RATIO, RATIO 0..1");
+            for (int i = 0; i < o->parts.nmerges; i++)
+                if (o->merges[i].text_encoders == (c == O_MERGE_CLIP)) return bad_flag(flag, optarg, "given already");
+            *colon = '\0'; /* optarg is argv's, which outlives the run */
+            o->merges[o->parts.nmerges++] = (kiln_merge){optarg, KILN_MERGE_SIMPLE, ratio, c == O_MERGE_CLIP};
+            o->parts.merges = o->merges;
+            break;
+        }
         case O_LORA: {
             if (o->nloras == MAX_LORAS) return bad_flag("--lora", optarg, "at most 16 LoRAs");
             int rc = parse_lora(optarg, &o->loras[o->nloras++]);
@@ -1022,10 +1043,11 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: give --prompt (one prompt) or --prompts FILE (one a line), not both\n");
         return 2;
     }
-    if (o->workflow && (o->parts.vae || o->parts.text_encoders[0] || o->parts.weight_dtype)) {
-        fprintf(stderr, "gen: --workflow %s names its own %s (VAELoader, DualCLIPLoader, UNETLoader's weight_dtype); "
-                        "of the files beside a model it takes only --tokenizer and --config\n", o->workflow,
-                o->parts.vae ? "VAE" : o->parts.text_encoders[0] ? "text encoders" : "weight dtype");
+    if (o->workflow && (o->parts.vae || o->parts.text_encoders[0] || o->parts.weight_dtype || o->parts.nmerges)) {
+        fprintf(stderr, "gen: --workflow %s names its own %s (VAELoader, DualCLIPLoader, UNETLoader's weight_dtype, "
+                        "the merge nodes); of the files beside a model it takes only --tokenizer and --config\n",
+                o->workflow, o->parts.vae ? "VAE" : o->parts.text_encoders[0] ? "text encoders"
+                                                  : o->parts.weight_dtype  ? "weight dtype" : "merges");
         return 2;
     }
     if (o->nmodel_dirs && !o->workflow) {

@@ -124,6 +124,23 @@ typedef struct kiln_lora {
  * it. Errors name the file and, for a LoRA that does not fit, its module. */
 kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_lora *loras, int nloras,
                                  kiln_model **out);
+/* ComfyUI's model merging nodes, on the weights at load before any LoRA:
+ * the checkpoint being loaded is model1, `path` model2 (a single file or a
+ * diffusers folder of the same family). ModelMergeSimple: model1 x ratio +
+ * model2 x (1 - ratio); ModelMergeAdd: model1 + model2; ModelMergeSubtract:
+ * (model1 - model2) x ratio (its multiplier); on the diffusion model's
+ * weights, or with text_encoders on the text encoders' (CLIPMergeSimple,
+ * CLIPMergeAdd, CLIPMergeSubtract; position_ids and logit_scale left as
+ * they are). Computed in float32, stored as model1 stores them. */
+typedef enum kiln_merge_kind { KILN_MERGE_SIMPLE, KILN_MERGE_ADD, KILN_MERGE_SUBTRACT } kiln_merge_kind;
+typedef struct kiln_merge {
+    const char *path;
+    kiln_merge_kind kind;
+    double ratio; /* -10 to 10; unused by add */
+    bool text_encoders;
+} kiln_merge;
+#define KILN_MAX_MERGES 8
+
 /* The files a model is made of where one file does not hold it all, as
  * ComfyUI's UNETLoader, DualCLIPLoader, TripleCLIPLoader and VAELoader take
  * them (FLUX.1's flux1-dev.safetensors, clip_l.safetensors,
@@ -141,6 +158,8 @@ typedef struct kiln_model_parts {
                                      weights converted at load to "fp8_e4m3fn" (or "fp8_e4m3fn_fast"),
                                      "fp8_e5m2", or "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"
                                      (stable-diffusion.cpp's --type); NULL or "default": as stored */
+    const kiln_merge *merges;     /* merged in order, after the files above and before the LoRAs */
+    int nmerges;                  /* at most KILN_MAX_MERGES */
 } kiln_model_parts;
 
 /* kiln_checkpoint_load with `parts` beside the checkpoint (NULL: none):

@@ -51,7 +51,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "FreeU", "SAG", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "FreeU", "SAG", "Merge", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
     "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -137,9 +137,13 @@ class _WorkflowOptions(Structure):
                 ("progress_ctx", c_void_p), ("tokenizer", c_char_p), ("config", c_char_p)]
 
 
+class _Merge(Structure):
+    _fields_ = [("path", c_char_p), ("kind", c_int), ("ratio", c_double), ("text_encoders", c_bool)]
+
+
 class _ModelParts(Structure):
     _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 3), ("tokenizer", c_char_p), ("config", c_char_p),
-                ("weight_dtype", c_char_p)]
+                ("weight_dtype", c_char_p), ("merges", POINTER(_Merge)), ("nmerges", c_int)]
 
 
 class _SkipLayerGuidance(Structure):
@@ -575,8 +579,24 @@ class Lora(NamedTuple):
     strength_clip: float = 1.0
 
 
+class Merge(NamedTuple):
+    """A model merging node at load, before the LoRAs: kind "simple"
+    (ModelMergeSimple: this model's weights times ratio plus path's times
+    1 - ratio), "add" (ModelMergeAdd) or "subtract" (ModelMergeSubtract:
+    (this - path's) times ratio, its multiplier); on the diffusion model, or
+    with text_encoders on the text encoders (CLIPMergeSimple, CLIPMergeAdd,
+    CLIPMergeSubtract). path: a checkpoint of the same family."""
+    path: Any
+    ratio: float = 1.0
+    kind: str = "simple"
+    text_encoders: bool = False
+
+
+_MERGE_KINDS = {"simple": 0, "add": 1, "subtract": 2}
+
+
 def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encoders=(), tokenizer=None,
-                    config=None, weight_dtype=None) -> "Model":
+                    config=None, weight_dtype=None, merges=()) -> "Model":
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
@@ -591,7 +611,8 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     folder whose configs (and tokenizer) apply to single files; weight_dtype,
     UNETLoader's: the diffusion model's linear weights converted at load
     ("fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2", or "q8_0", "q5_1", "q5_0",
-    "q4_1", "q4_0" as stable-diffusion.cpp's --type; None: as stored)."""
+    "q4_1", "q4_0" as stable-diffusion.cpp's --type; None: as stored);
+    merges, Merge tuples applied in order before the LoRAs."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
@@ -604,6 +625,13 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
                         weight_dtype=weight_dtype.encode() if weight_dtype is not None else None)
     for i, e in enumerate(encoders):
         parts.text_encoders[i] = e
+    merges = [Merge(*merge) for merge in merges]
+    for merge in merges:
+        if merge.kind not in _MERGE_KINDS:
+            raise ValueError(f"merge kind {merge.kind!r}: simple, add or subtract")
+    c_merges = (_Merge * max(len(merges), 1))(*(_Merge(_path(mg.path), _MERGE_KINDS[mg.kind], mg.ratio,
+                                                       bool(mg.text_encoders)) for mg in merges))
+    parts.merges, parts.nmerges = c_merges, len(merges)
     handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),
                    c_loras, len(loras))
     return Model(handle, backend)

@@ -1,0 +1,104 @@
+/* Model merging at load (see merge.h). */
+#include "merge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Whether the merge takes this canonical name. */
+static bool merged_name(const char *name, bool text_encoders)
+{
+    if (!text_encoders) return starts_with(name, "model.diffusion_model.") || starts_with(name, "transformer.");
+    return (starts_with(name, "cond_stage_model.") || starts_with(name, "conditioner.") ||
+            starts_with(name, "text_encoders.")) &&
+           !ends_with(name, ".position_ids") && !ends_with(name, ".logit_scale");
+}
+
+static bool same_shape(const kiln_st_tensor *a, const kiln_st_tensor *b)
+{
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]) == 0;
+}
+
+static bool mergeable(kiln_dtype dtype)
+{
+    return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
+}
+
+/* a's tensor `name` merged with b, stored in a's dtype. */
+static kiln_status merge_tensor(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *a,
+                                const kiln_st_tensor *b, const kiln_merge *merge)
+{
+    const size_t n = (size_t)kiln_st_numel(a);
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    void *out = x && y ? malloc(kiln_dtype_bytes(a->dtype, n)) : NULL;
+    if (!out) {
+        free(x);
+        free(y);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory for %s", name);
+    }
+    kiln_convert_to_f32(x, a->data, a->dtype, n);
+    kiln_convert_to_f32(y, b->data, b->dtype, n);
+    /* ComfyUI's patch of a model's weight: w * strength_model + strength * w2, each factor rounded to float */
+    const double r = merge->ratio;
+    const float keep = merge->kind == KILN_MERGE_ADD ? 1.0f : (float)r,
+                add = merge->kind == KILN_MERGE_SIMPLE ? (float)(1.0 - r) : merge->kind == KILN_MERGE_ADD ? 1.0f
+                                                                                                          : (float)-r;
+    for (size_t i = 0; i < n; i++) x[i] = (keep != 1.0f ? x[i] * keep : x[i]) + add * y[i];
+    kiln_convert_from_f32(out, x, a->dtype, n);
+    free(x);
+    free(y);
+    return kiln_checkpoint_replace(ck, name, a->dtype, out);
+}
+
+kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, int *merged)
+{
+    *merged = 0;
+    if (!merge->path) return kiln_fail(KILN_ERR_INVALID_ARG, "merge: no checkpoint to merge");
+    if (merge->kind != KILN_MERGE_SIMPLE && merge->kind != KILN_MERGE_ADD && merge->kind != KILN_MERGE_SUBTRACT)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "merge %s: unknown kind %d", merge->path, (int)merge->kind);
+    if (merge->kind != KILN_MERGE_ADD && !(merge->ratio >= -10.0 && merge->ratio <= 10.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "merge %s: %s %g: -10 to 10", merge->path,
+                         merge->kind == KILN_MERGE_SIMPLE ? "ratio" : "multiplier", merge->ratio);
+    kiln_checkpoint *other;
+    TRY(kiln_checkpoint_open(merge->path, &other));
+    /* the names first: the first replacement re-indexes ck */
+    const size_t count = kiln_checkpoint_count(ck);
+    char **names = calloc(count ? count : 1, sizeof *names);
+    size_t nnames = 0;
+    kiln_status st = names ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory");
+    for (size_t i = 0; i < count && st == KILN_OK; i++) {
+        const char *name;
+        const kiln_st_tensor *a = kiln_checkpoint_at(ck, i, &name), *b;
+        if (!merged_name(name, merge->text_encoders) || !(b = kiln_checkpoint_find(other, name))) continue;
+        if (!same_shape(a, b))
+            st = kiln_fail(KILN_ERR_MODEL, "merge %s: tensor %s is of another shape than %s's", merge->path, name,
+                           kiln_checkpoint_path(ck));
+        else if (!mergeable(a->dtype) || !mergeable(b->dtype))
+            st = kiln_fail(KILN_ERR_UNSUPPORTED, "merge %s: tensor %s is stored as %s in %s: kiln merges float32, "
+                           "float16 and bfloat16 weights", merge->path, name,
+                           kiln_dtype_name(mergeable(a->dtype) ? b->dtype : a->dtype),
+                           mergeable(a->dtype) ? merge->path : kiln_checkpoint_path(ck));
+        else if (!(names[nnames++] = strdup(name)))
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory");
+    }
+    if (st == KILN_OK && nnames == 0)
+        st = kiln_fail(KILN_ERR_MODEL, "merge %s: no %s tensor in common with %s (another model family?)", merge->path,
+                       merge->text_encoders ? "text encoder" : "diffusion model", kiln_checkpoint_path(ck));
+    for (size_t i = 0; i < nnames && st == KILN_OK; i++)
+        st = merge_tensor(ck, names[i], kiln_checkpoint_find(ck, names[i]), kiln_checkpoint_find(other, names[i]),
+                          merge);
+    if (st == KILN_OK) *merged = (int)nnames;
+    for (size_t i = 0; i < nnames; i++) free(names[i]);
+    free(names);
+    kiln_checkpoint_close(other);
+    return st;
+}

@@ -1,0 +1,21 @@
+/* Model merging at load: ComfyUI's ModelMergeSimple, ModelMergeAdd,
+ * ModelMergeSubtract and their CLIP kin, on a checkpoint's weights before
+ * its LoRAs. */
+#ifndef KILN_MERGE_H
+#define KILN_MERGE_H
+
+#include "checkpoint.h"
+#include "kiln.h"
+
+/* Merges the checkpoint at merge->path into ck: every diffusion model
+ * tensor (model.diffusion_model.*, a DiT's transformer.*) or, with
+ * merge->text_encoders, every text encoder tensor (cond_stage_model.*,
+ * conditioner.*, text_encoders.*; not position_ids nor logit_scale, as
+ * ComfyUI's CLIP merges leave them) that both have becomes, computed in
+ * float32 and stored in ck's dtype: a r + b (1 - r) (simple), a + b (add) or
+ * (a - b) r (subtract), a ck's and b the other's. A tensor both have in other
+ * shapes, or stored block-quantized, is refused by name; none in common
+ * is refused too (another family). *merged counts the tensors. */
+kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, int *merged);
+
+#endif

@@ -1,0 +1,187 @@
+/* Model merging at load (ModelMergeSimple, ModelMergeAdd,
+ * ModelMergeSubtract, CLIPMergeSimple): the tiny SD 1.x model merged with a
+ * second one (its weights changed by a fixed rule) against a checkpoint
+ * merged here by hand in float64 with ComfyUI's formulas, through a KSampler
+ * run or the text encoder; refusals. */
+#include "kiln_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "pipeline.h"
+#include "safetensors.h"
+#include "sampler.h"
+#include "tiny_variants.h"
+
+#define TINY "tiny/sd15_tiny_ldm_fp32.safetensors"
+
+static char dir[] = "/tmp/kiln_merge_XXXXXX";
+static const char *other;
+
+static bool diffusion(const char *name) { return strncmp(name, "model.diffusion_model.", 22) == 0; }
+static bool text(const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(name, "cond_stage_model.", 17) == 0 && !(n > 13 && strcmp(name + n - 13, ".position_ids") == 0);
+}
+
+/* The tiny checkpoint with each float32 tensor that `pick` takes set to
+ * fn(a, b) of its own value a and the second model's b (tiny_other_model's);
+ * written to `path`. */
+static void write_model(const char *path, bool (*pick)(const char *), double (*fn)(double, double, double),
+                        double r)
+{
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(kiln_test_data(TINY), &f));
+    const size_t n = kiln_st_count(f);
+    kiln_st_entry *e = calloc(n, sizeof *e);
+    float **owned = calloc(n, sizeof *owned);
+    assert_non_null(e), assert_non_null(owned);
+    for (size_t k = 0; k < n; k++) {
+        const kiln_st_tensor *t = kiln_st_at(f, k);
+        e[k] = (kiln_st_entry){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(e[k].shape, t->shape, sizeof e[k].shape);
+        if (t->dtype != KILN_F32 || !pick(t->name)) continue;
+        const size_t count = (size_t)kiln_st_numel(t);
+        assert_non_null(owned[k] = malloc(count * sizeof(float)));
+        const float *a = t->data;
+        for (size_t i = 0; i < count; i++) owned[k][i] = (float)fn(a[i], tiny_other_weight(a[i], i), r);
+        e[k].data = owned[k];
+    }
+    assert_kiln_ok(kiln_st_write(path, e, n, NULL, 0));
+    for (size_t k = 0; k < n; k++) free(owned[k]);
+    free(owned);
+    free(e);
+    kiln_st_close(f);
+}
+
+static double simple(double a, double b, double r) { return a * r + b * (1.0 - r); }
+static double add(double a, double b, double r) { (void)r; return a + b; }
+static double subtract(double a, double b, double r) { return (a - b) * r; }
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir)) return -1;
+    other = tiny_other_model();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A 2-step KSampler run's latent and the prompt's conditioning. */
+static void run(kiln_model *m, float **latent, kiln_conditioning *cond)
+{
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, cond));
+    kiln_conditioning neg;
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_sampling_job job = {.steps = 2, .cfg = 5.0f, .denoise = 1.0, .seed = 3, .batch = 1, .latent_h = 8,
+                             .latent_w = 8};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    assert_kiln_ok(kiln_ksample(m, &job, cond, &neg, latent));
+    kiln_conditioning_free(&neg);
+}
+
+static void merges_match_by_hand(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        kiln_merge_kind kind;
+        double ratio;
+        bool text_encoders;
+        double (*fn)(double, double, double);
+    } cases[] = {
+        {"ModelMergeSimple 0.3", KILN_MERGE_SIMPLE, 0.3, false, simple},
+        {"ModelMergeAdd", KILN_MERGE_ADD, 0.0, false, add},
+        {"ModelMergeSubtract 0.7", KILN_MERGE_SUBTRACT, 0.7, false, subtract},
+        {"CLIPMergeSimple 0.4", KILN_MERGE_SIMPLE, 0.4, true, simple},
+    };
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    kiln_model *plain;
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data(TINY), NULL, 0, &plain));
+    float *plain_latent;
+    kiln_conditioning plain_cond;
+    run(plain, &plain_latent, &plain_cond);
+    const size_t n = 4 * 8 * 8, ctx = (size_t)plain_cond.tokens * plain_cond.dim;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char want_path[4300];
+        snprintf(want_path, sizeof want_path, "%s/want%zu.safetensors", dir, k);
+        write_model(want_path, cases[k].text_encoders ? text : diffusion, cases[k].fn, cases[k].ratio);
+        const kiln_merge merge = {other, cases[k].kind, cases[k].ratio, cases[k].text_encoders};
+        const kiln_model_parts parts = {.merges = &merge, .nmerges = 1};
+        kiln_model *merged, *want;
+        assert_kiln_ok(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &parts, NULL, 0, &merged));
+        assert_kiln_ok(kiln_checkpoint_load(be, want_path, NULL, 0, &want));
+        float *have_latent, *want_latent;
+        kiln_conditioning have_cond, want_cond;
+        run(merged, &have_latent, &have_cond);
+        run(want, &want_latent, &want_cond);
+        const double latent_err = kiln_rel_l2(have_latent, want_latent, n),
+                     cond_err = kiln_rel_l2(have_cond.data, want_cond.data, ctx);
+        print_message("  %s: latent rel L2 %.2g, conditioning %.2g from the hand-merged model's (%.2g and %.2g from "
+                      "the unmerged)\n", cases[k].name, latent_err, cond_err,
+                      kiln_rel_l2(have_latent, plain_latent, n), kiln_rel_l2(have_cond.data, plain_cond.data, ctx));
+        assert_true(latent_err <= 1e-5 && cond_err <= 1e-6);
+        /* what the merge leaves is the unmerged model's, to the bit */
+        if (!cases[k].text_encoders) assert_memory_equal(have_cond.data, plain_cond.data, ctx * sizeof(float));
+        else assert_true(kiln_rel_l2(have_cond.data, plain_cond.data, ctx) > 1e-3);
+        if (!cases[k].text_encoders) assert_true(kiln_rel_l2(have_latent, plain_latent, n) > 1e-3);
+        free(have_latent), free(want_latent);
+        kiln_conditioning_free(&have_cond), kiln_conditioning_free(&want_cond);
+        kiln_model_free(merged);
+        kiln_model_free(want);
+    }
+    free(plain_latent);
+    kiln_conditioning_free(&plain_cond);
+    kiln_model_free(plain);
+    kiln_backend_free(be);
+}
+
+/* Another family's model, a missing file and a ratio out of range are
+ * refused by name. */
+static void refusals(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    kiln_model *m = NULL;
+    char flux_path[4096]; /* kiln_test_data's buffer is the next call's */
+    snprintf(flux_path, sizeof flux_path, "%s", kiln_test_data("flux/single/flux1-tiny.safetensors"));
+    const kiln_merge flux = {flux_path, KILN_MERGE_SIMPLE, 0.5, false};
+    const kiln_model_parts parts = {.merges = &flux, .nmerges = 1};
+    assert_int_equal(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &parts, NULL, 0, &m), KILN_ERR_MODEL);
+    print_message("  %s\n", kiln_last_error());
+    assert_non_null(strstr(kiln_last_error(), "no diffusion model tensor in common"));
+    const kiln_merge missing = {"/nonexistent/model.safetensors", KILN_MERGE_ADD, 0.0, false},
+                     wide = {other, KILN_MERGE_SUBTRACT, 11.0, false};
+    const kiln_model_parts missing_parts = {.merges = &missing, .nmerges = 1}, wide_parts = {.merges = &wide, .nmerges = 1};
+    assert_int_not_equal(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &missing_parts, NULL, 0, &m), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), "/nonexistent/model.safetensors"));
+    assert_int_equal(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &wide_parts, NULL, 0, &m),
+                     KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "multiplier 11"));
+    assert_null(m);
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(merges_match_by_hand),
+        cmocka_unit_test(refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
