@@ -110,8 +110,10 @@ kiln_status kiln_model_set_prediction(kiln_model *m, const char *sampling)
     else if (strcmp(sampling, "v_prediction") == 0 || strcmp(sampling, "v") == 0)
         m->info.prediction = KILN_PREDICTION_V;
     else if (strcmp(sampling, "lcm") == 0) m->info.prediction = KILN_PREDICTION_LCM;
-    else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps, v_prediction and lcm",
-                          sampling);
+    else if (strcmp(sampling, "x0") == 0) m->info.prediction = KILN_PREDICTION_X0;
+    else if (strcmp(sampling, "img_to_img") == 0) m->info.prediction = KILN_PREDICTION_IMG_TO_IMG;
+    else return kiln_fail(KILN_ERR_UNSUPPORTED, "model sampling '%s': kiln samples eps, v_prediction, lcm, x0 and "
+                          "img_to_img", sampling);
     return KILN_OK;
 }
 

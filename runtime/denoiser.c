@@ -814,7 +814,9 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     const kiln_prediction prediction = d->model->info.prediction;
     /* flow matching (CONST) takes x as it is and its own sigma as the timestep */
     const float sd = d->sampling->sigma_data; /* 1 but for EDM's denoiser */
-    float in_scale = prediction == KILN_PREDICTION_FLOW ? 1.0f : 1.0f / sqrtf(sigma * sigma + sd * sd);
+    float in_scale = prediction == KILN_PREDICTION_FLOW || prediction == KILN_PREDICTION_IMG_TO_IMG
+                         ? 1.0f
+                         : 1.0f / sqrtf(sigma * sigma + sd * sd);
     float timestep = kiln_model_timestep(d->sampling, sigma);
     for (int r = 0; r < d->rows; r++) d->timesteps[r] = timestep;
     fill_unet_input(d, x, in_scale);
@@ -838,8 +840,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
 
     /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps and
      * flow give x - sigma out, v sd^2 / (sigma^2 + sd^2) x - sigma sd /
-     * sqrt(sigma^2 + sd^2) out, EDM the same with + for -), then guidance in
-     * x0 space */
+     * sqrt(sigma^2 + sd^2) out, EDM the same with + for -, x0 and img_to_img
+     * out itself), then guidance in x0 space */
     const bool v = prediction == KILN_PREDICTION_V || prediction == KILN_PREDICTION_EDM;
     float c_skip = v ? sd * sd / (sigma * sigma + sd * sd) : 1.0f, c_out = v ? -sigma * sd * in_scale : -sigma;
     if (prediction == KILN_PREDICTION_EDM) c_out = -c_out;
@@ -848,6 +850,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         kiln_lcm_boundary(timestep, &skip_l, &out_l);
         c_skip = out_l + skip_l, c_out = -sigma * out_l;
     }
+    if (prediction == KILN_PREDICTION_X0 || prediction == KILN_PREDICTION_IMG_TO_IMG) c_skip = 0.0f, c_out = 1.0f;
     const float *out_uncond = d->unet_out, *out_cond = d->unet_out + (d->rows == d->batch ? 0 : per_batch);
     /* SkipLayerGuidance, after the guidance as ComfyUI's post-CFG function: the positive rows again without its
        blocks, scale times the difference of the two x0 added */

@@ -85,7 +85,7 @@ static kiln_status check_run(const kiln_run_info *run)
     if (run->batch_size < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: batch size %d", run->batch_size);
     if (run->clip_skip < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: clip skip %d", run->clip_skip);
     if (run->prediction && strcmp(run->prediction, "eps") && strcmp(run->prediction, "v") &&
-        strcmp(run->prediction, "lcm"))
+        strcmp(run->prediction, "lcm") && strcmp(run->prediction, "x0") && strcmp(run->prediction, "img_to_img"))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: prediction '%s'", run->prediction);
     if (run->edm && run->prediction)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: ModelSamplingContinuousEDM and ModelSamplingDiscrete");

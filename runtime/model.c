@@ -21,7 +21,8 @@ const char *kiln_variant_name(kiln_variant v)
 const char *kiln_prediction_name(kiln_prediction p)
 {
     return p == KILN_PREDICTION_V ? "v" : p == KILN_PREDICTION_FLOW ? "flow" : p == KILN_PREDICTION_LCM ? "lcm"
-           : p == KILN_PREDICTION_EDM ? "edm" : "eps";
+           : p == KILN_PREDICTION_EDM ? "edm" : p == KILN_PREDICTION_X0 ? "x0"
+           : p == KILN_PREDICTION_IMG_TO_IMG ? "img_to_img" : "eps";
 }
 
 #define SD_BETAS .linear_start = KILN_SD_LINEAR_START, .linear_end = KILN_SD_LINEAR_END

@@ -30,6 +30,10 @@ typedef enum kiln_prediction {
     /* EDM's denoiser (ModelSamplingContinuousEDM "edm"): x0 = c_skip x + c_out out with the sign of c_out
        flipped from v's */
     KILN_PREDICTION_EDM,
+    /* x0 itself (ModelSamplingDiscrete "x0"), the input scaled as eps's */
+    KILN_PREDICTION_X0,
+    /* x0 itself from the input as it is, unscaled (ModelSamplingDiscrete "img_to_img") */
+    KILN_PREDICTION_IMG_TO_IMG,
 } kiln_prediction;
 
 #define KILN_MAX_TEXT_ENCODERS 2

@@ -787,8 +787,10 @@ static kiln_status model_sampling_discrete(wf_run *r, wf_node *n)
     const char *sampling;
     TRY(linked(r, n, "model", WF_MODEL, &model));
     TRY(text(n, "sampling", &sampling));
-    if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction") && strcmp(sampling, "lcm"))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps, v_prediction and lcm)", sampling);
+    if (strcmp(sampling, "eps") && strcmp(sampling, "v_prediction") && strcmp(sampling, "lcm") &&
+        strcmp(sampling, "x0") && strcmp(sampling, "img_to_img"))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "sampling '%s' (kiln samples eps, v_prediction, lcm, x0 and "
+                         "img_to_img)", sampling);
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->prediction = sampling; /* the node's JSON outlives the run */

@@ -1198,8 +1198,8 @@ class Basics(unittest.TestCase):
             model.set_prediction("eps")
         self.assertEqual(small_run(steps=2).to_list(), plain)
         with self.assertRaises(kiln.KilnError) as caught:
-            model.set_prediction("x0")
-        self.assertIn("'x0'", caught.exception.message)
+            model.set_prediction("x1")
+        self.assertIn("'x1'", caught.exception.message)
 
     def test_embedded_model(self):
         try:

@@ -149,7 +149,7 @@ static void lcm_sampling(void **state)
     assert_kiln_ok(kiln_model_set_prediction(m, "eps"));
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &again));
     assert_memory_equal(again.data, eps.data, n * sizeof(float));
-    assert_refused_naming(kiln_model_set_prediction(m, "x0"), "kiln samples eps, v_prediction and lcm");
+    assert_refused_naming(kiln_model_set_prediction(m, "x1"), "kiln samples eps, v_prediction, lcm, x0 and img_to_img");
     kiln_latent_free(&eps), kiln_latent_free(&lcm), kiln_latent_free(&again), kiln_latent_free(&empty);
     kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
     kiln_test_close_model(be, m);
@@ -205,7 +205,8 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, eps, c->eps, kiln_tensor_nbytes(eps));
 }
 
-/* The denoiser on EDM's sampling, each kind against ComfyUI's formulas
+/* The denoiser on EDM's sampling, and on the discrete table with x0 and
+ * img_to_img, each kind against ComfyUI's formulas
  * restated here on the UNet's own output: input x / sqrt(sigma^2 + sd^2),
  * timestep 0.25 ln sigma, x0 = x - sigma out (eps), sd^2 / (sigma^2 + sd^2)
  * x -/+ sigma sd / sqrt(sigma^2 + sd^2) out (v / edm; sd 1 and 0.5). */
@@ -247,6 +248,30 @@ static void continuous_edm_denoiser(void **state)
         const double err = kiln_rel_l2(have, want, n);
         print_message("  %s: rel L2 %.2g from ComfyUI's formula on the UNet's output\n", kinds[k], err);
         assert_true(err <= 1e-5); /* the two UNet runs' float32 rounding; a wrong sign or scale is O(1) */
+    }
+    /* ModelSamplingDiscrete's x0 and img_to_img: the UNet's output is x0, from the input scaled as eps's or as it
+       is; the run's own sampling table */
+    static const char *const x0_kinds[2] = {"x0", "img_to_img"};
+    for (int k = 0; k < 2; k++) {
+        assert_kiln_ok(kiln_model_set_prediction(m, x0_kinds[k]));
+        assert_string_equal(kiln_model_prediction(m), x0_kinds[k]);
+        kiln_model_sampling ms;
+        assert_kiln_ok(kiln_model_sampling_of(m, &ms));
+        assert_false(ms.edm);
+        kiln_denoiser d;
+        assert_kiln_ok(kiln_denoiser_init(&d, m, &ms, 1, 8, 8, 1.0f, context, 77));
+        assert_kiln_ok(kiln_denoiser_call(&d, x, sigma, have));
+        kiln_denoiser_free(&d);
+        const double scale = k == 0 ? 1.0 / sqrt((double)sigma * sigma + 1.0) : 1.0;
+        for (size_t i = 0; i < n; i++) in[i] = (float)(x[i] * scale);
+        unet_call c = {m, in, context + ctx, kiln_model_timestep(&ms, sigma), want};
+        kiln_graph *g;
+        assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));
+        assert_kiln_ok(kiln_graph_run(g, unet_fn, &c));
+        kiln_graph_free(g);
+        const double err = kiln_rel_l2(have, want, n);
+        print_message("  %s: rel L2 %.2g from the UNet's own output\n", x0_kinds[k], err);
+        assert_true(err <= 1e-5);
     }
     assert_kiln_ok(kiln_model_set_prediction(m, "eps"));
     kiln_model_sampling ms;

@@ -1338,19 +1338,19 @@ static void freeu_nodes(void **state)
 }
 
 /* ModelSamplingDiscrete "lcm" with KSampler's lcm sampler (an LCM-LoRA's
- * workflow), "v_prediction" with zsnr, and ModelSamplingContinuousEDM's
+ * workflow), "v_prediction" with zsnr, "x0" and "img_to_img", and ModelSamplingContinuousEDM's
  * "cosxl" after a ModelSamplingDiscrete (whose sampling it replaces): the
  * library's runs on the model set so, pixel for pixel. */
 static void model_sampling_nodes(void **state)
 {
     (void)state;
-    static const char zsnr_graph[] =
-        CKPT_PROMPTS "\"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "
-        "[\"4\", 0], \"sampling\": \"v_prediction\", \"zsnr\": true}}, \"5\": {\"class_type\": "
-        "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": "
-        "{\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 5, \"sampler_name\": "
-        "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], "
-        "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}";
+#define DISCRETE_GRAPH(sampling, zsnr)                                                                                \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "                        \
+    "[\"4\", 0], \"sampling\": \"" sampling "\", \"zsnr\": " zsnr "}}, \"5\": {\"class_type\": "                       \
+    "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": "                   \
+    "{\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 4, \"cfg\": 5, \"sampler_name\": "            \
+    "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], "        \
+    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
     static const char edm_graph[] =
         CKPT_PROMPTS "\"61\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": [\"4\", 0], "
         "\"sampling\": \"lcm\", \"zsnr\": true}}, \"60\": {\"class_type\": \"ModelSamplingContinuousEDM\", "
@@ -1381,10 +1381,19 @@ static void model_sampling_nodes(void **state)
     const kiln_ksampler_params v = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "euler", .scheduler = "normal",
                                     .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &v, &pos, &neg, &empty, &latent));
-    assert_workflow_decodes_to(zsnr_graph, m, &latent);
+    assert_workflow_decodes_to(DISCRETE_GRAPH("v_prediction", "true"), m, &latent);
     kiln_latent_free(&latent);
-    assert_kiln_ok(kiln_model_set_prediction(m, "eps"));
     assert_kiln_ok(kiln_model_set_zsnr(m, false));
+    static const char *const x0_kinds[2] = {"x0", "img_to_img"};
+    static const char *const x0_graphs[2] = {DISCRETE_GRAPH("x0", "false"), DISCRETE_GRAPH("img_to_img", "false")};
+    for (int k = 0; k < 2; k++) {
+        assert_kiln_ok(kiln_model_set_prediction(m, x0_kinds[k]));
+        assert_kiln_ok(kiln_ksampler(m, &v, &pos, &neg, &empty, &latent));
+        assert_workflow_decodes_to(x0_graphs[k], m, &latent);
+        kiln_latent_free(&latent);
+    }
+#undef DISCRETE_GRAPH
+    assert_kiln_ok(kiln_model_set_prediction(m, "eps"));
     assert_kiln_ok(kiln_model_set_continuous_edm(m, "cosxl", 120.0, 0.002));
     const kiln_ksampler_params edm = {.seed = 3, .steps = 4, .cfg = 5.0, .sampler_name = "dpmpp_2m",
                                       .scheduler = "karras", .denoise = 1.0};

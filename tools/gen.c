@@ -205,7 +205,8 @@ static void usage(FILE *to)
             "                         model's own: 1 for SD 1.x, 2 for SD 2.x)\n"
             "  --prediction P         what the UNet predicts: eps or v (ComfyUI's ModelSamplingDiscrete;\n"
             "                         default: read off the checkpoint, see --info), or lcm for an LCM\n"
-            "                         model or LoRA (with --sampler lcm, a few steps at cfg 1 to 2)\n"
+            "                         model or LoRA (with --sampler lcm, a few steps at cfg 1 to 2), or\n"
+            "                         x0 / img_to_img (x0 itself; img_to_img from the unscaled input)\n"
             "  --zsnr                 the sigmas rescaled to zero terminal SNR (ModelSamplingDiscrete's\n"
             "                         zsnr), for v-prediction models trained so (NoobAI-XL v-pred)\n"
             "  --edm S[,MAX,MIN]      continuous sigmas from MIN to MAX (default 120, 0.002;\n"
@@ -891,8 +892,9 @@ static int parse(int argc, char **argv, gen_options *o)
             o->refiner_switch_given = true;
             break;
         case O_PREDICTION:
-            if (strcmp(optarg, "eps") && strcmp(optarg, "v") && strcmp(optarg, "lcm"))
-                return bad_flag("--prediction", optarg, "must be eps, v or lcm");
+            if (strcmp(optarg, "eps") && strcmp(optarg, "v") && strcmp(optarg, "lcm") && strcmp(optarg, "x0") &&
+                strcmp(optarg, "img_to_img"))
+                return bad_flag("--prediction", optarg, "must be eps, v, lcm, x0 or img_to_img");
             o->prediction = optarg;
             break;
         case O_FEATHERING:

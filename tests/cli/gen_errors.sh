@@ -314,7 +314,7 @@ expect_refused "refiner after an SD 1.x model" "--refiner follows an SDXL base m
     --refiner "$refiner"
 expect_error "a base model as the refiner" "not an SDXL refiner" --model "$data/sdxl/tiny_sdxl.safetensors" \
     --prompt a --width 16 --height 16 --steps 2 --refiner "$data/sdxl/tiny_sdxl.safetensors"
-expect_refused "prediction unknown" "--prediction x0: must be eps, v or lcm" --output "$tmp/out.png" --prediction x0
+expect_refused "prediction unknown" "--prediction x1: must be eps, v, lcm, x0 or img_to_img" --output "$tmp/out.png" --prediction x1
 expect_error "clip skip past a folder's last layer" "--clip-skip 1: this checkpoint's text encoder has 2 of its 3 layers" \
     --model "$data/sd2/tiny_sd2_diffusers" --prompt a --width 16 --height 16 --steps 1 --clip-skip 1
 expect_refused "latent in a missing folder" "missing/latent.safetensors" --output "$tmp/out.png" \
