@@ -610,7 +610,10 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .cfg_patches = {(float)params->rescale_cfg, params->cfg_zero_star, params->apg,
                                              (float)params->apg_eta, (float)params->apg_norm_threshold,
                                              (float)params->apg_momentum, params->tcfg, params->mahiro,
-                                             (float)params->cfg_norm, (float)params->epsilon_scaling},
+                                             (float)params->cfg_norm, (float)params->epsilon_scaling,
+                                             params->cfg_operation != NULL,
+                                             params->cfg_operation ? *params->cfg_operation
+                                                                   : (kiln_latent_operation){0}},
                              .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
                              .pag_scale = (float)params->pag_scale, .sag = params->sag,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};

@@ -282,7 +282,7 @@ kiln_status cond_areas_make(const kiln_model *m, const kiln_sampling_job *job, c
     const size_t n = (size_t)job->batch * C * job->latent_h * job->latent_w;
     c->batch = job->batch, c->channels = C, c->H = job->latent_h, c->W = job->latent_w;
     c->cfg = job->cfg;
-    if (st == KILN_OK) st = kiln_guidance_init(&c->guide, &job->cfg_patches, n, C);
+    if (st == KILN_OK) st = kiln_guidance_init(&c->guide, &job->cfg_patches, n, C, c->H, c->W);
     c->both = fabsf(job->cfg - 1.0f) > 1e-9f || kiln_sampler_is_cfg_pp(job->sampler);
     if (st == KILN_OK) {
         c->models = calloc((size_t)nruns, sizeof *c->models);
@@ -386,9 +386,9 @@ kiln_status cond_areas_call(void *ctx, const float *x, float sigma, float *denoi
         }
     }
     const float *cond = c->sum[1], *uncond = c->sum[0];
-    if (!c->both) { /* cfg 1: the post-CFG patches that need no unconditional prediction */
+    if (!c->both) { /* cfg 1: the patches that need no unconditional prediction */
         memcpy(denoised, cond, n * sizeof *denoised);
-        kiln_post_cfg(&c->guide, x, denoised, NULL, c->cfg, c->batch, n / (size_t)c->batch, denoised);
+        kiln_guide_alone(&c->guide, x, c->batch, n / (size_t)c->batch, denoised);
         return KILN_OK;
     }
     /* the patches as the denoiser applies them: where the negative side runs for guidance */

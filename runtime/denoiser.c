@@ -64,7 +64,7 @@ kiln_status kiln_denoiser_set_cfg_patches(kiln_denoiser *d, const kiln_cfg_patch
     const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
     if (!(d->patched_pred = malloc(2 * latent * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
-    return kiln_guidance_init(&d->guide, patches, latent, d->channels);
+    return kiln_guidance_init(&d->guide, patches, latent, d->channels, d->h, d->w);
 }
 
 kiln_status kiln_denoiser_uncond(void *ctx, float *uncond_denoised)
@@ -878,8 +878,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     if (patched)
         kiln_guide(&d->guide, x, cond_pred, uncond_pred, sigma, d->cfg, d->batch, per_batch / (size_t)d->batch,
                    denoised);
-    else if (d->rows == d->batch && kiln_cfg_patched(&d->guide.patches)) /* cfg 1: CFGNorm, Epsilon Scaling */
-        kiln_post_cfg(&d->guide, x, denoised, NULL, d->cfg, d->batch, per_batch / (size_t)d->batch, denoised);
+    else if (d->rows == d->batch && kiln_cfg_patched(&d->guide.patches)) /* cfg 1 */
+        kiln_guide_alone(&d->guide, x, d->batch, per_batch / (size_t)d->batch, denoised);
     /* ComfyUI skips it on a latent too small for the blur's reflected edges */
     if (d->sag_scale != 0.0f && d->h > 4 && d->w > 4)
         TRY(self_attention_guidance(d, x, in_scale, c_skip, c_out, denoised));

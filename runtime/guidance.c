@@ -15,12 +15,22 @@ bool kiln_cfg_patched_uncond(const kiln_cfg_patches *p)
 
 bool kiln_cfg_patched(const kiln_cfg_patches *p)
 {
-    return kiln_cfg_patched_uncond(p) || p->cfg_norm > 0.0f || p->epsilon_scaling > 0.0f;
+    return kiln_cfg_patched_uncond(p) || p->cfg_norm > 0.0f || p->epsilon_scaling > 0.0f || p->has_operation;
 }
 
-kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels)
+kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels, int height,
+                               int width)
 {
-    *g = (kiln_guidance){.patches = *patches, .n = n, .channels = channels};
+    *g = (kiln_guidance){.patches = *patches, .n = n, .channels = channels, .height = height, .width = width};
+    if (patches->has_operation) {
+        TRY(kiln_latent_operation_check(&patches->operation, height, width));
+        g->operated = malloc(n * sizeof *g->operated);
+        g->scratch = malloc(kiln_latent_operation_scratch(channels, height, width) * sizeof *g->scratch);
+        if (!g->operated || !g->scratch) {
+            kiln_guidance_free(g);
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentApplyOperationCFG: out of host memory");
+        }
+    }
     if (!(patches->cfg_norm >= 0.0f && patches->cfg_norm <= 100.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "CFGNorm strength %g: 0 to 100", patches->cfg_norm);
     if (!(patches->epsilon_scaling == 0.0f || (patches->epsilon_scaling >= 0.5f && patches->epsilon_scaling <= 1.5f)))
@@ -46,6 +56,8 @@ void kiln_guidance_free(kiln_guidance *g)
     free(g->running);
     free(g->modified);
     free(g->damped);
+    free(g->operated);
+    free(g->scratch);
     *g = (kiln_guidance){0};
 }
 
@@ -88,6 +100,13 @@ void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float
                 int batch, size_t per_image, float *denoised)
 {
     const kiln_cfg_patches *p = &g->patches;
+    if (p->has_operation) { /* on the guidance direction, the unconditional prediction put back after */
+        const size_t n = (size_t)batch * per_image;
+        for (size_t i = 0; i < n; i++) g->operated[i] = cond[i] - uncond[i];
+        kiln_latent_operate(&p->operation, g->operated, batch, g->channels, g->height, g->width, g->scratch);
+        for (size_t i = 0; i < n; i++) g->operated[i] += uncond[i];
+        cond = g->operated;
+    }
     if (p->tcfg) {
         kiln_tcfg(x, cond, uncond, batch, per_image, g->damped);
         uncond = g->damped;
@@ -102,6 +121,13 @@ void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float
         for (size_t i = 0; i < (size_t)batch * per_image; i++) denoised[i] = uncond[i] + (cond[i] - uncond[i]) * cfg;
     }
     kiln_post_cfg(g, x, cond, uncond, cfg, batch, per_image, denoised);
+}
+
+void kiln_guide_alone(kiln_guidance *g, const float *x, int batch, size_t per_image, float *denoised)
+{
+    if (g->patches.has_operation)
+        kiln_latent_operate(&g->patches.operation, denoised, batch, g->channels, g->height, g->width, g->scratch);
+    kiln_post_cfg(g, x, denoised, NULL, 1.0f, batch, per_image, denoised);
 }
 
 void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, const float *uncond, float cfg,

@@ -8,9 +8,10 @@
 #include <stddef.h>
 
 #include "kiln.h"
+#include "latent_operation.h"
 
 /* The guidance patches on a model, in the order they act (ComfyUI's is
- * that of the nodes; kiln's is fixed): TCFG then APG before the guidance,
+ * that of the nodes; kiln's is fixed): LatentApplyOperationCFG, TCFG, then APG before the guidance,
  * RescaleCFG in place of the plain guidance, then CFGZeroStar, Mahiro,
  * CFGNorm and Epsilon Scaling after it. */
 typedef struct kiln_cfg_patches {
@@ -22,6 +23,8 @@ typedef struct kiln_cfg_patches {
     bool mahiro;          /* Mahiro */
     float cfg_norm;       /* CFGNorm's strength; 0: none */
     float epsilon_scaling; /* Epsilon Scaling's factor; 0: none */
+    bool has_operation;    /* LatentApplyOperationCFG, with this operation */
+    kiln_latent_operation operation;
 } kiln_cfg_patches;
 
 /* Whether any patch is on; whether any needs the unconditional prediction
@@ -36,15 +39,18 @@ bool kiln_cfg_patched_uncond(const kiln_cfg_patches *p);
 typedef struct kiln_guidance {
     kiln_cfg_patches patches;
     size_t n;
-    int channels;              /* of the latent: Mahiro and CFGNorm go pixel by pixel */
+    int channels, height, width; /* the latent's: Mahiro and CFGNorm go pixel by pixel, a latent operation by
+                                    image */
     float *running, *modified; /* (n) APG's running average and its conditional prediction */
     float *damped;             /* (n) TCFG's unconditional prediction */
+    float *operated, *scratch; /* (n) the latent operation's conditional prediction, and its scratch */
     bool running_set, has_prev;
     float prev_sigma;
 } kiln_guidance;
 
-/* For n floats of latents of `channels` channels. */
-kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels);
+/* For n floats of latents (channels, height, width). */
+kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels, int height,
+                               int width);
 void kiln_guidance_free(kiln_guidance *g);
 
 /* A step's guided x0 prediction (n = batch x per_image) with the patches:
@@ -53,10 +59,13 @@ void kiln_guidance_free(kiln_guidance *g);
  * * cfg, then the post-CFG patches (kiln_post_cfg). */
 void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float *uncond, float sigma, float cfg,
                 int batch, size_t per_image, float *denoised);
+/* The patches at cfg 1, where ComfyUI skips the unconditional prediction
+ * (its slot zeros): denoised, the conditional prediction, through the latent
+ * operation, then CFGNorm and Epsilon Scaling (in place). */
+void kiln_guide_alone(kiln_guidance *g, const float *x, int batch, size_t per_image, float *denoised);
 /* The post-CFG patches on the guided denoised (in place): CFGZeroStar and
- * Mahiro (which need uncond), CFGNorm, Epsilon Scaling. At cfg 1, where
- * ComfyUI skips the unconditional prediction, uncond is NULL and denoised
- * is cond, and only the last two act. */
+ * Mahiro (which need uncond), CFGNorm, Epsilon Scaling; uncond NULL at cfg
+ * 1, where only the last two act. */
 void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, const float *uncond, float cfg,
                    int batch, size_t per_image, float *denoised);
 

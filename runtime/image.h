@@ -113,4 +113,11 @@ kiln_status kiln_image_resize_center_lanczos(const kiln_image *img, int width, i
  * A side shorter than `multiple` is KILN_ERR_INVALID_ARG. */
 kiln_status kiln_image_crop_to_multiple(const kiln_image *img, int multiple, kiln_image *out);
 
+/* ImageSharpen's filter (ComfyUI's, as LatentOperationSharpen uses it too):
+ * each of `channels` planes (height, width) convolved over its mirrored
+ * edges with the Gaussian of `radius` (1 to 31, below both sides) and sigma
+ * made a sharpening kernel by alpha; y is not x. */
+void kiln_sharpen_planes(const float *x, int channels, int height, int width, int radius, double sigma, double alpha,
+                         float *y);
+
 #endif

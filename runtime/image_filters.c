@@ -208,19 +208,12 @@ static void gaussian_kernel(int k, double sigma, float *kernel)
 /* torch's "reflect" padding: the edge pixel not repeated. */
 static int reflect(int i, int n) { return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i; }
 
-/* The picture convolved per channel with a (2r+1)^2 kernel over its
- * mirrored edges, clamped to [0, 1] where asked. */
-static kiln_status convolve(const char *what, const kiln_image *img, int r, const float *kernel, bool clamp,
-                            kiln_image *out)
+/* Planes (C,H,W) convolved each with a (2r+1)^2 kernel over their mirrored
+ * edges, clamped to [0, 1] where asked. */
+static void convolve_planes(const float *x, int C, int H, int W, int r, const float *kernel, bool clamp, float *y)
 {
-    float *x, *y;
-    TRY(planes_of(what, img, &x));
-    const int W = img->width, H = img->height, k = 2 * r + 1;
-    if (!(y = malloc((size_t)3 * W * H * sizeof *y))) {
-        free(x);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
-    }
-    for (int c = 0; c < 3; c++)
+    const int k = 2 * r + 1;
+    for (int c = 0; c < C; c++)
         for (int row = 0; row < H; row++)
             for (int col = 0; col < W; col++) {
                 double sum = 0.0;
@@ -232,8 +225,41 @@ static kiln_status convolve(const char *what, const kiln_image *img, int r, cons
                 if (clamp) v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
                 y[((size_t)c * H + row) * W + col] = v;
             }
+}
+
+/* The picture convolved per channel (convolve_planes). */
+static kiln_status convolve(const char *what, const kiln_image *img, int r, const float *kernel, bool clamp,
+                            kiln_image *out)
+{
+    float *x, *y;
+    TRY(planes_of(what, img, &x));
+    const int W = img->width, H = img->height;
+    if (!(y = malloc((size_t)3 * W * H * sizeof *y))) {
+        free(x);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+    }
+    convolve_planes(x, 3, H, W, r, kernel, clamp, y);
     free(x);
     return picture_of(y, W, H, out);
+}
+
+/* ComfyUI's sharpening kernel: the Gaussian times -10 alpha, its centre
+ * raised so that the taps sum to 1. */
+static void sharpen_kernel(int radius, double sigma, double alpha, float *kernel)
+{
+    const int k = 2 * radius + 1, centre = k / 2;
+    gaussian_kernel(k, sigma, kernel);
+    double sum = 0.0;
+    for (int i = 0; i < k * k; i++) sum += kernel[i] *= -(float)(alpha * 10.0);
+    kernel[centre * k + centre] = kernel[centre * k + centre] - (float)sum + 1.0f;
+}
+
+void kiln_sharpen_planes(const float *x, int channels, int height, int width, int radius, double sigma, double alpha,
+                         float *y)
+{
+    float kernel[63 * 63];
+    sharpen_kernel(radius, sigma, alpha, kernel);
+    convolve_planes(x, channels, height, width, radius, kernel, false, y);
 }
 
 /* The radius and sigma the nodes take; radius 0 leaves the picture as it is. */
@@ -272,11 +298,7 @@ kiln_status kiln_image_sharpen(const kiln_image *img, int radius, double sigma, 
     if (!(alpha >= 0.0 && alpha <= 5.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "ImageSharpen: alpha %g (0 to 5)", alpha);
     if (radius == 0) return copy_picture(img, out);
-    const int k = 2 * radius + 1, centre = k / 2;
     float kernel[63 * 63];
-    gaussian_kernel(k, sigma, kernel);
-    double sum = 0.0;
-    for (int i = 0; i < k * k; i++) sum += kernel[i] *= -(float)(alpha * 10.0);
-    kernel[centre * k + centre] = kernel[centre * k + centre] - (float)sum + 1.0f;
+    sharpen_kernel(radius, sigma, alpha, kernel);
     return convolve("ImageSharpen", img, radius, kernel, true, out);
 }

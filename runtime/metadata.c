@@ -763,8 +763,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", TCFG "88" (its pre-CFG
-     * function before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
+    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", LatentApplyOperationCFG
+     * "471" and TCFG "88" (their pre-CFG
+     * functions before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
      * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
      * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
      * where the prediction was forced: what KSampler takes */
@@ -772,7 +773,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
     const char *differential = run->differential > 0 ? "81" : patched;
-    const char *damped = run->tcfg ? "88" : differential;
+    const char *operated = run->cfg_operation ? "471" : differential;
+    const char *damped = run->tcfg ? "88" : operated;
     const char *zero_star = run->cfg_zero_star ? "84" : damped;
     const char *mahiro = run->mahiro ? "89" : zero_star;
     const char *normed = run->cfg_norm > 0 ? "94" : mahiro;
@@ -926,9 +928,24 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "multiplier", run->rescale_cfg);
         add_link(&g, in, "model", guided, 0);
     }
+    if (run->cfg_operation) {
+        const kiln_latent_operation *op = run->cfg_operation;
+        const bool tonemap = op->kind == KILN_LATENT_OPERATION_TONEMAP_REINHARD;
+        in = add_node(&g, "470", tonemap ? "LatentOperationTonemapReinhard" : "LatentOperationSharpen");
+        if (tonemap) {
+            add_number(&g, in, "multiplier", op->multiplier);
+        } else {
+            add_number(&g, in, "sharpen_radius", op->sharpen_radius);
+            add_number(&g, in, "sigma", op->sigma);
+            add_number(&g, in, "alpha", op->alpha);
+        }
+        in = add_node(&g, "471", "LatentApplyOperationCFG");
+        add_link(&g, in, "model", differential, 0);
+        add_link(&g, in, "operation", "470", 0);
+    }
     if (run->tcfg) {
         in = add_node(&g, "88", "TCFG");
-        add_link(&g, in, "model", differential, 0);
+        add_link(&g, in, "model", operated, 0);
     }
     if (run->cfg_zero_star) {
         in = add_node(&g, "84", "CFGZeroStar");

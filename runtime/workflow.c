@@ -47,12 +47,13 @@ typedef enum wf_kind {
     WF_SIGMAS,      /* the scheduler nodes, SplitSigmas, ... */
     WF_STYLE_MODEL, /* a file, loaded once */
     WF_CLIP_VISION_OUTPUT, /* CLIPVisionEncode's: the tower's file, the picture and the crop, encoded where used */
+    WF_LATENT_OPERATION,   /* LatentOperationTonemapReinhard's or LatentOperationSharpen's */
 } wf_kind;
 
 static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",      "VAE",        "CONDITIONING",
                                          "LATENT",  "IMAGE",         "CONTROL_NET", "UPSCALE_MODEL", "IPADAPTER",
                                          "CLIP_VISION", "MASK",    "NOISE",       "GUIDER",        "SAMPLER",
-                                         "SIGMAS",  "STYLE_MODEL", "CLIP_VISION_OUTPUT"};
+                                         "SIGMAS",  "STYLE_MODEL", "CLIP_VISION_OUTPUT", "LATENT_OPERATION"};
 
 /* IPAdapterAdvanced's part of a MODEL. */
 typedef struct wf_image_prompt {
@@ -101,6 +102,8 @@ typedef struct wf_recipe {
     double pag_scale;    /* PerturbedAttentionGuidance's scale; 0: none */
     bool has_sag;        /* SelfAttentionGuidance, with these settings */
     kiln_sag sag;
+    bool has_operation;  /* LatentApplyOperationCFG, with this operation */
+    kiln_latent_operation operation;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
 } wf_recipe;
@@ -191,6 +194,7 @@ typedef struct wf_value {
     kiln_sampler_options sampler_options; /* SAMPLER: a custom sampler node's (has_sampler_options) */
     bool has_sampler_options;
     kiln_sigmas sigmas;
+    kiln_latent_operation operation; /* LATENT_OPERATION */
 } wf_value;
 
 typedef struct wf_node {
@@ -389,6 +393,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .apg_momentum = from->apg_momentum, .tcfg = from->tcfg, .mahiro = from->mahiro,
                       .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg,
                       .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
+                      .has_operation = from->has_operation, .operation = from->operation,
                       .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
@@ -1539,6 +1544,10 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
         const bool interpolate = strcmp(c, "LatentInterpolate") == 0;
         if (interpolate) TRY(number(n, "ratio", &ratio));
         st = kiln_latent_combine(a, b, interpolate ? "interpolate" : c[6] == 'A' ? "add" : "subtract", ratio, out);
+    } else if (strcmp(c, "LatentApplyOperation") == 0) {
+        wf_value *op;
+        TRY(linked(r, n, "operation", WF_LATENT_OPERATION, &op));
+        st = kiln_latent_apply_operation(a, &op->operation, out);
     } else if (strcmp(c, "LatentMultiply") == 0) {
         double multiplier;
         TRY(number(n, "multiplier", &multiplier));
@@ -2171,6 +2180,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
     if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
     if (model->recipe.has_sag) p->sag = &model->recipe.sag;
+    if (model->recipe.has_operation) p->cfg_operation = &model->recipe.operation;
     p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
     const wf_value *prompts[2] = {neg, pos};
@@ -2424,6 +2434,46 @@ static kiln_status perturbed_attention_guidance(wf_run *r, wf_node *n)
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->pag_scale = scale;
+    return KILN_OK;
+}
+
+/* LatentOperationTonemapReinhard and LatentOperationSharpen: the
+ * operation, checked where it is applied. */
+static kiln_status latent_operation(wf_run *r, wf_node *n, bool sharpen)
+{
+    (void)r;
+    kiln_latent_operation *op = &n->out[0].operation;
+    n->out[0].kind = WF_LATENT_OPERATION;
+    if (!sharpen) {
+        *op = (kiln_latent_operation){.kind = KILN_LATENT_OPERATION_TONEMAP_REINHARD};
+        return number(n, "multiplier", &op->multiplier);
+    }
+    *op = (kiln_latent_operation){.kind = KILN_LATENT_OPERATION_SHARPEN};
+    TRY(integer(n, "sharpen_radius", 1, 31, &op->sharpen_radius));
+    TRY(number(n, "sigma", &op->sigma));
+    return number(n, "alpha", &op->alpha);
+}
+
+static kiln_status latent_operation_tonemap(wf_run *r, wf_node *n) { return latent_operation(r, n, false); }
+static kiln_status latent_operation_sharpen(wf_run *r, wf_node *n) { return latent_operation(r, n, true); }
+
+/* LatentApplyOperationCFG: before the model's guidance, TCFG and APG
+ * (kiln_ksampler_params.cfg_operation); one a model. */
+static kiln_status latent_apply_operation_cfg(wf_run *r, wf_node *n)
+{
+    wf_value *model, *op;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "operation", WF_LATENT_OPERATION, &op));
+    const wf_recipe *rc = &model->recipe;
+    if (rc->tcfg || rc->apg || rc->has_operation)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "after %s: kiln applies LatentApplyOperationCFG first%s",
+                         rc->has_operation ? "another LatentApplyOperationCFG" : rc->tcfg ? "TCFG" : "APG",
+                         rc->has_operation ? " and once" : " (put it before that node)");
+    TRY(node_status(n, kiln_latent_operation_check(&op->operation, KILN_IMAGE_MAX_SIDE, KILN_IMAGE_MAX_SIDE)));
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->has_operation = true;
+    recipe->operation = op->operation;
     return KILN_OK;
 }
 
@@ -2913,7 +2963,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "PerturbedAttentionGuidance", "ModelSamplingContinuousEDM", "TCFG", "Mahiro",
                                          "CFGNorm", "Epsilon Scaling", "SelfAttentionGuidance", "ModelMergeSimple",
                                          "ModelMergeAdd", "ModelMergeSubtract", "CLIPMergeSimple", "CLIPMergeAdd",
-                                         "CLIPMergeSubtract"};
+                                         "CLIPMergeSubtract", "LatentOperationTonemapReinhard",
+                                         "LatentOperationSharpen", "LatentApplyOperationCFG"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2928,7 +2979,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
         perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling,
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
-        clip_merge_add, clip_merge_subtract};
+        clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
+        latent_apply_operation_cfg};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -2946,7 +2998,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
              strcmp(c, "LatentBlend") == 0 || strcmp(c, "LatentAdd") == 0 ||
              strcmp(c, "LatentSubtract") == 0 || strcmp(c, "LatentInterpolate") == 0 ||
              strcmp(c, "LatentBatch") == 0 || strcmp(c, "LatentMultiply") == 0 || strcmp(c, "LatentCrop") == 0 ||
-             strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0)
+             strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0 || strcmp(c, "LatentApplyOperation") == 0)
         st = latent_transform(r, n, c);
     else if (strcmp(c, "SolidMask") == 0 || strcmp(c, "InvertMask") == 0 || strcmp(c, "ThresholdMask") == 0 ||
              strcmp(c, "CropMask") == 0 || strcmp(c, "MaskComposite") == 0 || strcmp(c, "FeatherMask") == 0 ||

@@ -534,10 +534,30 @@ class Guidance(unittest.TestCase):
         with self.assertRaises(ValueError):
             kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, kind="blend")])
 
+    def test_latent_operations(self):
+        """LatentApplyOperation changes a latent and keeps its shape;
+        LatentApplyOperationCFG moves a run; a sharpen radius past the latent
+        is refused by name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+        empty = model.empty_latent(48, 40)  # 24 x 20 latent pixels
+
+        def run(op=None):
+            return model.ksampler(positive, negative, empty, seed=7, steps=2, cfg=5.0, cfg_operation=op)
+
+        plain = run()
+        toned = plain.apply_operation(kiln.LatentOperation("tonemap_reinhard", 0.5))
+        self.assertEqual(len(toned.to_list()), len(plain.to_list()))
+        self.assertGreater(rel_l2(toned.to_list(), plain.to_list()), 1e-3)
+        sharpened = run(kiln.LatentOperation("sharpen", sharpen_radius=3, sigma=0.5, alpha=1.0))
+        self.assertGreater(rel_l2(sharpened.to_list(), plain.to_list()), 1e-3)
+        with self.assertRaises(kiln.KilnError) as caught:
+            plain.apply_operation(kiln.LatentOperation("sharpen", sharpen_radius=20))
+        self.assertIn("sharpen_radius 20", caught.exception.message)
+
     def test_sag(self):
-        """SelfAttentionGuidance moves the run (on a latent of 48 x 40, the
-        middle block 3 x 3 tokens, above the node's 4-pixel floor); a blur of
-        0 is refused by name."""
+        """SelfAttentionGuidance moves the run (a 48 x 40 picture: a 24 x 20
+        latent for the tiny VAE, above the node's 4-pixel floor); a blur of 0
+        is refused by name."""
         positive, negative = model.encode("a red circle"), model.encode("")
 
         def run(sag=None):

@@ -490,6 +490,11 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("vpred_rescaled", flags, "",
                            (const char *const[]){"\"RescaleCFG\"", "\"multiplier\":0.7", "\"CFGZeroStar\"",
                                                  "\"APG\"", "\"momentum\":-0.25", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --latent-sharpen 3,0.5,1 --tcfg",
+             KILN_TEST_DATA);
+    workflow_again_holding("latent_sharpen", flags, "",
+                           (const char *const[]){"\"LatentOperationSharpen\"", "\"LatentApplyOperationCFG\"",
+                                                 "\"sharpen_radius\":3", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --tcfg --cfg-zero-star --mahiro "
              "--cfg-norm 0.9 --epsilon-scaling 1.02 --apg 0.5,4,-0.25", KILN_TEST_DATA);
     workflow_again_holding("post_cfg", flags, "",

@@ -44,7 +44,7 @@ static void guidance_matches_comfyui(void **state)
         golden settings = golden_field(f, cases[k], "settings"), want = golden_field(f, cases[k], "denoised");
         const kiln_cfg_patches patches = {.rescale_cfg = settings.data[2], .zero_star = settings.data[3] != 0.0f};
         kiln_guidance g;
-        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count, 4));
+        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count, 4, 6, 5));
         kiln_guide(&g, x.data, cond.data, uncond.data, settings.data[0], settings.data[1], 2, x.count / 2, have);
         kiln_guidance_free(&g);
         const double err = kiln_rel_l2(have, want.data, x.count);
@@ -57,7 +57,7 @@ static void guidance_matches_comfyui(void **state)
     assert_non_null(c), assert_non_null(u);
     kiln_guidance g;
     const kiln_cfg_patches apg = {.apg = true, .apg_eta = 0.5f, .apg_norm_threshold = 5.0f, .apg_momentum = -0.5f};
-    assert_kiln_ok(kiln_guidance_init(&g, &apg, x.count, 4));
+    assert_kiln_ok(kiln_guidance_init(&g, &apg, x.count, 4, 6, 5));
     static const float sigmas[4] = {3.0f, 2.0f, 2.5f, 1.0f};
     for (int k = 0; k < 4; k++) {
         for (size_t i = 0; i < x.count; i++)
@@ -75,7 +75,7 @@ static void guidance_matches_comfyui(void **state)
     kiln_guidance_free(&g);
     const kiln_cfg_patches all = {.rescale_cfg = 0.7f, .zero_star = true, .apg = true, .apg_eta = 0.3f,
                                   .apg_momentum = 0.4f};
-    assert_kiln_ok(kiln_guidance_init(&g, &all, x.count, 4));
+    assert_kiln_ok(kiln_guidance_init(&g, &all, x.count, 4, 6, 5));
     kiln_guide(&g, x.data, cond.data, uncond.data, 1.5f, 5.0f, 2, x.count / 2, have);
     golden want = golden_read(f, "apg_all.denoised");
     const double err = kiln_rel_l2(have, want.data, x.count);
@@ -119,7 +119,7 @@ static void more_guidance_matches_comfyui(void **state)
         if (patches.cfg_norm == 1) patches.cfg_norm = settings.data[1];
         const float cfg = settings.data[0];
         kiln_guidance g;
-        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count, 4));
+        assert_kiln_ok(kiln_guidance_init(&g, &patches, x.count, 4, 8, 8));
         if (cfg == 1.0f) { /* no unconditional prediction: the guided one is cond */
             memcpy(have, cond.data, x.count * sizeof *have);
             kiln_post_cfg(&g, x.data, have, NULL, cfg, 2, x.count / 2, have);
@@ -134,13 +134,56 @@ static void more_guidance_matches_comfyui(void **state)
     }
     /* out-of-range settings are refused by name */
     kiln_guidance g;
-    assert_int_equal(kiln_guidance_init(&g, &(kiln_cfg_patches){.epsilon_scaling = 2.0f}, x.count, 4),
+    assert_int_equal(kiln_guidance_init(&g, &(kiln_cfg_patches){.epsilon_scaling = 2.0f}, x.count, 4, 8, 8),
                      KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "Epsilon Scaling factor 2"));
-    assert_int_equal(kiln_guidance_init(&g, &(kiln_cfg_patches){.cfg_norm = -1.0f}, x.count, 4), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_guidance_init(&g, &(kiln_cfg_patches){.cfg_norm = -1.0f}, x.count, 4, 8, 8),
+                     KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "CFGNorm strength -1"));
     free(have);
     golden_free(&x), golden_free(&cond), golden_free(&uncond);
+    kiln_st_close(f);
+}
+
+/* LatentApplyOperationCFG: the operation on cond - uncond, uncond put back,
+ * then the guidance at cfg 4; at cfg 1 on cond alone; against ComfyUI's
+ * code restated (tests/data/latent_ops/operations.safetensors). */
+static void latent_operation_cfg_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("latent_ops/operations.safetensors");
+    golden cond = golden_read(f, "cond"), uncond = golden_read(f, "uncond");
+    const int H = (int)cond.shape[2], W = (int)cond.shape[3];
+    float *have = malloc(cond.count * sizeof *have);
+    assert_non_null(have);
+    static const struct {
+        const char *name;
+        float cfg;
+        kiln_latent_operation op;
+    } cases[] = {
+        {"cfg.tonemap", 4.0f, {KILN_LATENT_OPERATION_TONEMAP_REINHARD, .multiplier = 1.0}},
+        {"cfg.sharpen", 4.0f, {KILN_LATENT_OPERATION_SHARPEN, .sharpen_radius = 3, .sigma = 0.5, .alpha = 1.5}},
+        {"cfg1.tonemap", 1.0f, {KILN_LATENT_OPERATION_TONEMAP_REINHARD, .multiplier = 1.0}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const kiln_cfg_patches patches = {.has_operation = true, .operation = cases[k].op};
+        kiln_guidance g;
+        assert_kiln_ok(kiln_guidance_init(&g, &patches, cond.count, 4, H, W));
+        if (cases[k].cfg == 1.0f) {
+            memcpy(have, cond.data, cond.count * sizeof *have);
+            kiln_guide_alone(&g, cond.data, 2, cond.count / 2, have); /* x unused by the operation */
+        } else {
+            kiln_guide(&g, cond.data, cond.data, uncond.data, 1.0f, cases[k].cfg, 2, cond.count / 2, have);
+        }
+        kiln_guidance_free(&g);
+        golden want = golden_read(f, cases[k].name);
+        const double err = kiln_rel_l2(have, want.data, want.count);
+        print_message("  %s: rel L2 %.2g from ComfyUI's\n", cases[k].name, err);
+        assert_true(err <= 1e-6);
+        golden_free(&want);
+    }
+    free(have);
+    golden_free(&cond), golden_free(&uncond);
     kiln_st_close(f);
 }
 
@@ -204,7 +247,7 @@ static void guidance_through_sampling(void **state)
                                          "TCFG, Mahiro, CFGNorm 0.9, Epsilon Scaling 1.02"};
     for (int k = 0; k < 4; k++) {
         kiln_guidance g;
-        assert_kiln_ok(kiln_guidance_init(&g, patched[k], n, C));
+        assert_kiln_ok(kiln_guidance_init(&g, patched[k], n, C, LH, LW));
         kiln_guide(&g, x, cond, uncond, sigmas[0], 5.0f, 1, n, want);
         kiln_guidance_free(&g);
         for (int boxed = 0; boxed < 2; boxed++) {
@@ -244,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(guidance_matches_comfyui),
         cmocka_unit_test(more_guidance_matches_comfyui),
+        cmocka_unit_test(latent_operation_cfg_matches_comfyui),
         cmocka_unit_test(guidance_through_sampling),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

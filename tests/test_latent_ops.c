@@ -29,10 +29,10 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A golden (B,C,H,W) as a latent the test owns. */
-static kiln_latent latent_of(const char *name)
+/* A golden (B,C,H,W) of f as a latent the test owns. */
+static kiln_latent latent_of(kiln_st_file *f, const char *name)
 {
-    golden g = golden_read(ops, name);
+    golden g = golden_read(f, name);
     kiln_latent l = {.data = g.data, .batch = (int)g.shape[0], .channels = (int)g.shape[1], .height = (int)g.shape[2],
                      .width = (int)g.shape[3]};
     return l;
@@ -40,9 +40,9 @@ static kiln_latent latent_of(const char *name)
 
 /* have against the golden `name`: its shape, and its values within tol
  * (rel L2; 0: to the bit). */
-static void expect(const kiln_latent *have, const char *name, double tol)
+static void expect(kiln_st_file *f, const kiln_latent *have, const char *name, double tol)
 {
-    golden want = golden_read(ops, name);
+    golden want = golden_read(f, name);
     assert_int_equal(have->batch, (int)want.shape[0]);
     assert_int_equal(have->channels, (int)want.shape[1]);
     assert_int_equal(have->height, (int)want.shape[2]);
@@ -61,14 +61,14 @@ static void expect(const kiln_latent *have, const char *name, double tol)
 static void composite_matches_comfyui(void **state)
 {
     (void)state;
-    kiln_latent a = latent_of("a"), b = latent_of("b"), small = latent_of("small");
+    kiln_latent a = latent_of(ops, "a"), b = latent_of(ops, "b"), small = latent_of(ops, "small");
     static const int cases[][3] = {{0, 0, 0}, {4, 2, 0}, {4, 2, 1}, {9, 8, 2}, {0, 3, 2}, {2, 2, 5}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         kiln_latent out;
         assert_kiln_ok(kiln_latent_composite(&a, &small, cases[k][0], cases[k][1], cases[k][2], &out));
         char name[64];
         snprintf(name, sizeof name, "composite.%d_%d_%d", cases[k][0], cases[k][1], cases[k][2]);
-        expect(&out, name, 0.0);
+        expect(ops, &out, name, 0.0);
         kiln_latent_free(&out);
     }
     static const int big[][3] = {{3, 4, 2}, {0, 0, 3}};
@@ -77,7 +77,7 @@ static void composite_matches_comfyui(void **state)
         assert_kiln_ok(kiln_latent_composite(&a, &b, big[k][0], big[k][1], big[k][2], &out));
         char name[64];
         snprintf(name, sizeof name, "composite_big.%d_%d_%d", big[k][0], big[k][1], big[k][2]);
-        expect(&out, name, 0.0);
+        expect(ops, &out, name, 0.0);
         kiln_latent_free(&out);
     }
     kiln_latent out;
@@ -92,7 +92,7 @@ static void composite_matches_comfyui(void **state)
 static void composite_masked_matches_comfyui(void **state)
 {
     (void)state;
-    kiln_latent a = latent_of("a"), small = latent_of("small"), out;
+    kiln_latent a = latent_of(ops, "a"), small = latent_of(ops, "small"), out;
     golden mask = golden_read(ops, "mask_3x5");
     static const int places[][2] = {{2, 1}, {9, 8}, {12, 0}};
     for (int k = 0; k < 3; k++)
@@ -101,7 +101,7 @@ static void composite_masked_matches_comfyui(void **state)
                                                         masked ? mask.data : NULL, 5, 3, &out));
             char name[64];
             snprintf(name, sizeof name, "%s.%d_%d", masked ? "masked_mask" : "masked", places[k][0], places[k][1]);
-            expect(&out, name, 0.0);
+            expect(ops, &out, name, 0.0);
             kiln_latent_free(&out);
         }
     kiln_latent resized, want;
@@ -120,23 +120,23 @@ static void composite_masked_matches_comfyui(void **state)
 static void arithmetic_matches_comfyui(void **state)
 {
     (void)state;
-    kiln_latent a = latent_of("a"), b = latent_of("b"), one = latent_of("one"), out;
+    kiln_latent a = latent_of(ops, "a"), b = latent_of(ops, "b"), one = latent_of(ops, "one"), out;
     assert_kiln_ok(kiln_latent_blend(&a, &one, 0.3, &out));
-    expect(&out, "blend", 0.0);
+    expect(ops, &out, "blend", 0.0);
     kiln_latent_free(&out);
     assert_kiln_ok(kiln_latent_combine(&a, &one, "add", 0.0, &out));
-    expect(&out, "add", 0.0);
+    expect(ops, &out, "add", 0.0);
     kiln_latent_free(&out);
     assert_kiln_ok(kiln_latent_combine(&a, &b, "subtract", 0.0, &out));
-    expect(&out, "subtract", 0.0);
+    expect(ops, &out, "subtract", 0.0);
     kiln_latent_free(&out);
     assert_kiln_ok(kiln_latent_multiply(&a, -1.7, &out));
-    expect(&out, "multiply", 0.0);
+    expect(ops, &out, "multiply", 0.0);
     kiln_latent_free(&out);
     kiln_latent a1 = a, b1 = b;
     a1.batch = b1.batch = 1;
     assert_kiln_ok(kiln_latent_combine(&a1, &b1, "interpolate", 0.35, &out));
-    expect(&out, "interpolate", 1e-6);
+    expect(ops, &out, "interpolate", 1e-6);
     kiln_latent_free(&out);
     assert_kiln_ok(kiln_latent_batch(&a, &one, &out));
     assert_int_equal(out.batch, 3);
@@ -158,7 +158,7 @@ static void arithmetic_matches_comfyui(void **state)
 static void other_sizes_are_resized(void **state)
 {
     (void)state;
-    kiln_latent a = latent_of("a"), one = latent_of("one"), wide, sized, want, have;
+    kiln_latent a = latent_of(ops, "a"), one = latent_of(ops, "one"), wide, sized, want, have;
     /* one's 12x10 widened to 16x10 by LatentUpscale, then each operation against its same-size run */
     assert_kiln_ok(kiln_latent_upscale(&one, "nearest-exact", 128, 80, false, &wide));
     static const char *const methods[] = {"bilinear", "bicubic", "bilinear"};
@@ -188,30 +188,62 @@ static void other_sizes_are_resized(void **state)
 static void crop_flip_rotate_match_comfyui(void **state)
 {
     (void)state;
-    kiln_latent a = latent_of("a"), out;
+    kiln_latent a = latent_of(ops, "a"), out;
     static const int crops[][4] = {{1, 1, 8, 8}, {7, 5, 8, 8}, {0, 0, 20, 20}};
     for (int k = 0; k < 3; k++) {
         assert_kiln_ok(kiln_latent_crop(&a, crops[k][0], crops[k][1], crops[k][2], crops[k][3], &out));
         char name[64];
         snprintf(name, sizeof name, "crop.%d_%d_%d_%d", crops[k][0], crops[k][1], crops[k][2], crops[k][3]);
-        expect(&out, name, 0.0);
+        expect(ops, &out, name, 0.0);
         kiln_latent_free(&out);
     }
     assert_kiln_ok(kiln_latent_flip_rotate(&a, true, false, 0, &out));
-    expect(&out, "flip.x", 0.0);
+    expect(ops, &out, "flip.x", 0.0);
     kiln_latent_free(&out);
     assert_kiln_ok(kiln_latent_flip_rotate(&a, false, true, 0, &out));
-    expect(&out, "flip.y", 0.0);
+    expect(ops, &out, "flip.y", 0.0);
     kiln_latent_free(&out);
     for (int k = 0; k < 4; k++) {
         assert_kiln_ok(kiln_latent_flip_rotate(&a, false, false, k, &out));
         char name[32];
         snprintf(name, sizeof name, "rotate.%d", k);
-        expect(&out, name, 0.0);
+        expect(ops, &out, name, 0.0);
         kiln_latent_free(&out);
     }
     assert_int_equal(kiln_latent_flip_rotate(&a, false, false, 4, &out), KILN_ERR_INVALID_ARG);
     free(a.data);
+}
+
+/* LatentOperationTonemapReinhard and LatentOperationSharpen through
+ * LatentApplyOperation, against ComfyUI's code restated
+ * (latent_ops/operations.safetensors); refusals. */
+static void operations_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("latent_ops/operations.safetensors");
+    kiln_latent x = latent_of(f, "x");
+    static const struct {
+        const char *name;
+        kiln_latent_operation op;
+    } cases[] = {
+        {"tonemap.1", {KILN_LATENT_OPERATION_TONEMAP_REINHARD, .multiplier = 1.0}},
+        {"tonemap.0.5", {KILN_LATENT_OPERATION_TONEMAP_REINHARD, .multiplier = 0.5}},
+        {"sharpen.9_1_0.1", {KILN_LATENT_OPERATION_SHARPEN, .sharpen_radius = 9, .sigma = 1.0, .alpha = 0.1}},
+        {"sharpen.3_0.5_1.5", {KILN_LATENT_OPERATION_SHARPEN, .sharpen_radius = 3, .sigma = 0.5, .alpha = 1.5}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        kiln_latent out;
+        assert_kiln_ok(kiln_latent_apply_operation(&x, &cases[k].op, &out));
+        print_message("  %s\n", cases[k].name);
+        expect(f, &out, cases[k].name, 1e-6);
+        kiln_latent_free(&out);
+    }
+    kiln_latent out;
+    const kiln_latent_operation wide = {KILN_LATENT_OPERATION_SHARPEN, .sharpen_radius = 12, .sigma = 1, .alpha = 0.1};
+    assert_int_equal(kiln_latent_apply_operation(&x, &wide, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "sharpen_radius 12 on a 16x12 latent"));
+    kiln_latent_free(&x);
+    kiln_st_close(f);
 }
 
 int main(void)
@@ -222,6 +254,7 @@ int main(void)
         cmocka_unit_test(arithmetic_matches_comfyui),
         cmocka_unit_test(other_sizes_are_resized),
         cmocka_unit_test(crop_flip_rotate_match_comfyui),
+        cmocka_unit_test(operations_match_comfyui),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1432,8 +1432,9 @@ static void pag_nodes(void **state)
 }
 
 /* SelfAttentionGuidance on the model: the library's run with sag at the
- * node's settings, pixel for pixel (a 48x40 picture: the tiny UNet's middle
- * block 3x3 tokens); a post-CFG patch after it is refused. */
+ * node's settings, pixel for pixel (a 48x40 picture: a 24x20 latent for the
+ * tiny VAE, the middle block 12x10 tokens); a post-CFG patch after it is
+ * refused. */
 static void sag_nodes(void **state)
 {
     (void)state;
@@ -1506,6 +1507,44 @@ static void merge_nodes(void **state)
     expect_refusal(json, KILN_ERR_UNSUPPORTED, "node 21 (ModelMergeSimple): model1 has LoRAs");
     kiln_latent_free(&latent);
     kiln_model_free(c);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
+/* LatentOperationTonemapReinhard through LatentApplyOperationCFG, and
+ * LatentOperationSharpen through LatentApplyOperation on the sampled
+ * latent: the library's run and operation, pixel for pixel; the CFG node
+ * after TCFG is refused. */
+static void latent_operation_nodes(void **state)
+{
+    (void)state;
+#define OPERATION_RUN(cfg_from, model)                                                                                \
+    CKPT_PROMPTS "\"70\": {\"class_type\": \"LatentOperationTonemapReinhard\", \"inputs\": {\"multiplier\": 0.8}}, "      \
+    "\"71\": {\"class_type\": \"LatentOperationSharpen\", \"inputs\": {\"sharpen_radius\": 3, \"sigma\": 0.5, "            \
+    "\"alpha\": 1}}, \"72\": {\"class_type\": \"TCFG\", \"inputs\": {\"model\": [\"4\", 0]}}, "                          \
+    "\"60\": {\"class_type\": \"LatentApplyOperationCFG\", \"inputs\": {\"model\": [\"" cfg_from "\", 0], "               \
+    "\"operation\": [\"70\", 0]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "          \
+    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
+    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
+    "\"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
+    "\"73\": {\"class_type\": \"LatentApplyOperation\", \"inputs\": {\"samples\": [\"3\", 0], \"operation\": "         \
+    "[\"71\", 0]}}, " DECODE_SAVE("[\"73\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent, sharpened;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    const kiln_latent_operation tonemap = {.kind = KILN_LATENT_OPERATION_TONEMAP_REINHARD, .multiplier = 0.8},
+                                sharpen = {.kind = KILN_LATENT_OPERATION_SHARPEN, .sharpen_radius = 3, .sigma = 0.5,
+                                           .alpha = 1.0};
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .cfg_operation = &tonemap};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_kiln_ok(kiln_latent_apply_operation(&latent, &sharpen, &sharpened));
+    assert_workflow_decodes_to(OPERATION_RUN("4", "60"), m, &sharpened);
+    expect_refusal(OPERATION_RUN("72", "60"), KILN_ERR_UNSUPPORTED,
+                   "node 60 (LatentApplyOperationCFG): after TCFG: kiln applies LatentApplyOperationCFG first");
+#undef OPERATION_RUN
+    kiln_latent_free(&latent);
+    kiln_latent_free(&sharpened);
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
@@ -1934,6 +1973,7 @@ int main(void)
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),
         cmocka_unit_test(merge_nodes),
+        cmocka_unit_test(latent_operation_nodes),
         cmocka_unit_test(model_sampling_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),

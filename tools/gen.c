@@ -84,6 +84,8 @@ typedef struct gen_options {
     bool tcfg, mahiro;              /* --tcfg, --mahiro */
     double cfg_norm;                /* --cfg-norm: CFGNorm's strength; 0: none */
     double epsilon_scaling;         /* --epsilon-scaling: its factor; 0: none */
+    bool operation_given;           /* --latent-tonemap, --latent-sharpen: LatentApplyOperationCFG's operation */
+    kiln_latent_operation operation;
     bool sag_given;                 /* --sag SCALE[,BLUR] */
     kiln_sag sag;
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
@@ -297,6 +299,11 @@ static void usage(FILE *to)
             "  --epsilon-scaling F    Epsilon Scaling on the model: the guided prediction's noise divided\n"
             "                         by F (0.5..1.5; the node's default 1.005). Those four act in this\n"
             "                         order, after --cfg-zero-star\n"
+            "  --latent-tonemap M     LatentApplyOperationCFG with LatentOperationTonemapReinhard (multiplier\n"
+            "                         M, 0..100, the node's default 1): the guidance's per-pixel lengths\n"
+            "                         tone-mapped before it is applied, against high cfg's burn\n"
+            "  --latent-sharpen R,S,A LatentApplyOperationCFG with LatentOperationSharpen (radius R 1..31,\n"
+            "                         sigma S 0.1..10, alpha A 0..5; the node's defaults 9,1,0.1)\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
             "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
             "                         denoised again, SCALE (-2..5, the node's default 0.5) times the\n"
@@ -642,7 +649,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG,
-           O_MERGE, O_MERGE_CLIP };
+           O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -650,7 +657,9 @@ static int parse(int argc, char **argv, gen_options *o)
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"tcfg", no_argument, 0, O_TCFG},
         {"mahiro", no_argument, 0, O_MAHIRO}, {"cfg-norm", required_argument, 0, O_CFG_NORM},
         {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"sag", required_argument, 0, O_SAG},
-        {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
+        {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
+        {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
+        {"latent-sharpen", required_argument, 0, O_LATENT_SHARPEN}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
         {"apg", required_argument, 0, O_APG},         {"mask-channel", required_argument, 0, O_MASK_CHANNEL},
         {"freeu", required_argument, 0, O_FREEU},     {"freeu-v2", required_argument, 0, O_FREEU_V2},
         {"pag", required_argument, 0, O_PAG},         {"zsnr", no_argument, 0, O_ZSNR},
@@ -992,6 +1001,25 @@ static int parse(int argc, char **argv, gen_options *o)
             if (!parse_double(optarg, 0, 1000, c == O_AESTHETIC ? &o->sdxl.aesthetic : &o->sdxl.negative_aesthetic))
                 return bad_flag(flag, optarg, "must be 0..1000");
             o->aesthetic_given = true;
+            break;
+        }
+        case O_LATENT_TONEMAP:
+        case O_LATENT_SHARPEN: {
+            const bool tonemap = c == O_LATENT_TONEMAP;
+            const char *flag = tonemap ? "--latent-tonemap" : "--latent-sharpen";
+            double v[3];
+            if (o->operation_given) return bad_flag(flag, optarg, "one latent operation (--latent-tonemap or "
+                                                                  "--latent-sharpen) a run");
+            if (tonemap ? !parse_double(optarg, 0, 100, &v[0])
+                        : !parse_numbers(optarg, 3, v) || !(v[0] >= 1 && v[0] <= 31 && v[0] == (int)v[0] &&
+                                                            v[1] >= 0.1 && v[1] <= 10 && v[2] >= 0 && v[2] <= 5))
+                return bad_flag(flag, optarg, tonemap ? "must be 0..100" : "R,S,A: 1..31, 0.1..10 and 0..5");
+            o->operation_given = true;
+            o->operation = tonemap ? (kiln_latent_operation){.kind = KILN_LATENT_OPERATION_TONEMAP_REINHARD,
+                                                             .multiplier = v[0]}
+                                   : (kiln_latent_operation){.kind = KILN_LATENT_OPERATION_SHARPEN,
+                                                             .sharpen_radius = (int)v[0], .sigma = v[1],
+                                                             .alpha = v[2]};
             break;
         }
         case O_MERGE:
@@ -1961,7 +1989,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .apg_eta = o->apg_eta, .apg_norm_threshold = o->apg_norm_threshold,
                          .apg_momentum = o->apg_momentum, .tcfg = o->tcfg, .mahiro = o->mahiro,
                          .cfg_norm = o->cfg_norm, .epsilon_scaling = o->epsilon_scaling,
-                         .sag = o->sag_given ? &o->sag : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
+                         .sag = o->sag_given ? &o->sag : NULL,
+                         .cfg_operation = o->operation_given ? &o->operation : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
@@ -2042,7 +2071,8 @@ int main(int argc, char **argv)
                              .flux_guidance = (float)o.guidance,
                              .cfg_patches = {(float)o.rescale_cfg, o.cfg_zero_star, o.apg, (float)o.apg_eta,
                                              (float)o.apg_norm_threshold, (float)o.apg_momentum, o.tcfg,
-                                             o.mahiro, (float)o.cfg_norm, (float)o.epsilon_scaling}};
+                                             o.mahiro, (float)o.cfg_norm, (float)o.epsilon_scaling,
+                                             o.operation_given, o.operation}};
     const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
                                           o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;

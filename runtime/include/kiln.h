@@ -368,6 +368,27 @@ kiln_status kiln_latent_combine(const kiln_latent *a, const kiln_latent *b, cons
                                 kiln_latent *out);
 /* LatentMultiply: the latent times multiplier. */
 kiln_status kiln_latent_multiply(const kiln_latent *l, double multiplier, kiln_latent *out);
+/* ComfyUI's latent operations (LatentOperationTonemapReinhard,
+ * LatentOperationSharpen) for LatentApplyOperation and, on the guidance,
+ * LatentApplyOperationCFG (kiln_ksampler_params.cfg_operation). Tonemap:
+ * each pixel's vector over the channels kept in direction, its length m
+ * mapped to top m / (m + top) with top = (5 std + mean) multiplier (std,
+ * unbiased, and mean of the lengths over the image; multiplier 0 to 100).
+ * Sharpen: the pixels' directions (each vector over its length + 1e-6)
+ * filtered per channel as ImageSharpen filters (radius 1 to 31, below both
+ * sides; sigma 0.1 to 10; alpha 0 to 5), times the lengths again. */
+typedef enum kiln_latent_operation_kind {
+    KILN_LATENT_OPERATION_TONEMAP_REINHARD,
+    KILN_LATENT_OPERATION_SHARPEN,
+} kiln_latent_operation_kind;
+typedef struct kiln_latent_operation {
+    kiln_latent_operation_kind kind;
+    double multiplier;  /* tonemap */
+    int sharpen_radius; /* sharpen: radius, sigma, alpha (the node's defaults 9, 1, 0.1) */
+    double sigma, alpha;
+} kiln_latent_operation;
+/* LatentApplyOperation: the operation on each image of the latent. */
+kiln_status kiln_latent_apply_operation(const kiln_latent *l, const kiln_latent_operation *op, kiln_latent *out);
 /* LatentBatch: a's images, then b's (resized to a's size where it differs,
  * bilinear, centre crop); each half's places (its own 0, 1, ... where it
  * has none), so that KSampler draws each image the noise of its place. */
@@ -934,6 +955,9 @@ typedef struct kiln_ksampler_params {
        prediction (ComfyUI's node; at cfg 1 the negative prompt runs too). Not with ControlNets, IP-Adapters,
        SkipLayerGuidance, PerturbedAttentionGuidance, areas, prompts in parts or three-prompt guiders */
     const kiln_sag *sag;
+    /* LatentApplyOperationCFG on the model (NULL: none): before the guidance (and TCFG and APG), the positive
+       prediction made operation(positive - negative) + negative; at cfg 1 operation(positive) */
+    const kiln_latent_operation *cfg_operation;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

@@ -292,6 +292,7 @@ expect_refused "pag of 0" "--pag 0: must be in (0, 100]" --output "$tmp/out.png"
 expect_refused "epsilon scaling of 2" "--epsilon-scaling 2: must be 0.5..1.5" --output "$tmp/out.png" --epsilon-scaling 2
 expect_refused "cfg norm of 0" "--cfg-norm 0: must be in (0, 100]" --output "$tmp/out.png" --cfg-norm 0
 expect_refused "sag of 0" "--sag 0: SCALE" --output "$tmp/out.png" --sag 0
+expect_refused "two latent operations" "--latent-sharpen 3,1,1: one latent operation" --output "$tmp/out.png" --latent-tonemap 1 --latent-sharpen 3,1,1
 expect_refused "pag with apg" "--apg with --pag" --output "$tmp/out.png" --pag 3 --apg 1,5,0
 expect_refused "freeu twice" "--freeu-v2 1,1,1,1: FreeU is given already" --output "$tmp/out.png" \
     --freeu 1.1,1.2,0.9,0.2 --freeu-v2 1,1,1,1

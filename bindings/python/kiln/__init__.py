@@ -51,7 +51,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "FreeU", "SAG", "Merge", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
     "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -177,6 +177,11 @@ class _FreeU(Structure):
     _fields_ = [("b1", c_double), ("b2", c_double), ("s1", c_double), ("s2", c_double), ("v2", c_bool)]
 
 
+class _LatentOperation(Structure):
+    _fields_ = [("kind", c_int), ("multiplier", c_double), ("sharpen_radius", c_int), ("sigma", c_double),
+                ("alpha", c_double)]
+
+
 class _SAG(Structure):
     _fields_ = [("scale", c_double), ("blur_sigma", c_double)]
 
@@ -204,7 +209,8 @@ class _KSamplerParams(Structure):
                 ("sampler_options", POINTER(_SamplerOptions)), ("denoised_output", POINTER(_Latent)),
                 ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
-                ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG))]
+                ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
+                ("cfg_operation", POINTER(_LatentOperation))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -276,6 +282,7 @@ _declare("kiln_latent_composite_masked", c_int, POINTER(_Latent), POINTER(_Laten
 _declare("kiln_latent_blend", c_int, POINTER(_Latent), POINTER(_Latent), c_double, POINTER(_Latent))
 _declare("kiln_latent_combine", c_int, POINTER(_Latent), POINTER(_Latent), c_char_p, c_double, POINTER(_Latent))
 _declare("kiln_latent_multiply", c_int, POINTER(_Latent), c_double, POINTER(_Latent))
+_declare("kiln_latent_apply_operation", c_int, POINTER(_Latent), POINTER(_LatentOperation), POINTER(_Latent))
 _declare("kiln_latent_batch", c_int, POINTER(_Latent), POINTER(_Latent), POINTER(_Latent))
 _declare("kiln_latent_crop", c_int, POINTER(_Latent), c_int, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_int, POINTER(_Latent))
@@ -873,7 +880,7 @@ class Model(_Handle):
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
                  apg: Optional["APG"] = None, tcfg: bool = False, mahiro: bool = False, cfg_norm: float = 0.0,
                  epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
-                 sag: Optional["SAG"] = None,
+                 sag: Optional["SAG"] = None, cfg_operation: Optional["LatentOperation"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -931,7 +938,8 @@ class Model(_Handle):
         freeu: a FreeU (FreeU or, with v2, FreeU_V2 on an SD UNet; None:
         none). pag_scale: PerturbedAttentionGuidance's scale on an SD UNet
         (0 to 100; 0: none; the node's default is 3). sag: a SAG,
-        SelfAttentionGuidance on an SD UNet (None: none).
+        SelfAttentionGuidance on an SD UNet (None: none). cfg_operation: a
+        LatentOperation, LatentApplyOperationCFG on the model (None: none).
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
         cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
@@ -1014,6 +1022,8 @@ class Model(_Handle):
         params.pag_scale = pag_scale
         if sag is not None:
             params.sag = ctypes.pointer(_SAG(*SAG(*sag)))
+        if cfg_operation is not None:
+            params.cfg_operation = ctypes.pointer(LatentOperation(*cfg_operation)._c())
         if dual_cfg is not None:
             d = DualCFG(*dual_cfg)
             params.dual_cfg_cond2, params.cfg_cond2_negative, params.dual_cfg_nested = \
@@ -1267,6 +1277,23 @@ class FreeU(NamedTuple):
     v2: bool = False
 
 
+class LatentOperation(NamedTuple):
+    """LatentOperationTonemapReinhard (kind "tonemap_reinhard", multiplier)
+    or LatentOperationSharpen (kind "sharpen", sharpen_radius, sigma,
+    alpha), for Latent.apply_operation and ksampler(cfg_operation=...)."""
+    kind: str = "tonemap_reinhard"
+    multiplier: float = 1.0
+    sharpen_radius: int = 9
+    sigma: float = 1.0
+    alpha: float = 0.1
+
+    def _c(self) -> "_LatentOperation":
+        kinds = {"tonemap_reinhard": 0, "sharpen": 1}
+        if self.kind not in kinds:
+            raise ValueError(f"latent operation {self.kind!r}: tonemap_reinhard or sharpen")
+        return _LatentOperation(kinds[self.kind], self.multiplier, self.sharpen_radius, self.sigma, self.alpha)
+
+
 class SAG(NamedTuple):
     """The SelfAttentionGuidance node's settings: scale (-2 to 5, not 0)
     times the difference of the negative prompt's prediction blurred where
@@ -1473,6 +1500,13 @@ class Latent(_Owned):
         """LatentInterpolate: each pixel's channel vectors mixed by ratio
         in direction and length."""
         return self._combine(other, "interpolate", ratio)
+
+    def apply_operation(self, operation: "LatentOperation") -> "Latent":
+        """LatentApplyOperation: the operation on each image."""
+        out = Latent()
+        op = LatentOperation(*operation)._c()
+        _lib.kiln_latent_apply_operation(byref(self._c), byref(op), byref(out._c))
+        return out
 
     def multiply(self, multiplier: float) -> "Latent":
         """LatentMultiply."""
