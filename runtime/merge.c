@@ -6,6 +6,8 @@
 
 #include "status.h"
 
+#define UNET_ROOT "model.diffusion_model."
+
 static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -17,7 +19,7 @@ static bool ends_with(const char *s, const char *suffix)
 /* Whether the merge takes this canonical name. */
 static bool merged_name(const char *name, bool text_encoders)
 {
-    if (!text_encoders) return starts_with(name, "model.diffusion_model.") || starts_with(name, "transformer.");
+    if (!text_encoders) return starts_with(name, UNET_ROOT) || starts_with(name, "transformer.");
     return (starts_with(name, "cond_stage_model.") || starts_with(name, "conditioner.") ||
             starts_with(name, "text_encoders.")) &&
            !ends_with(name, ".position_ids") && !ends_with(name, ".logit_scale");
@@ -31,6 +33,22 @@ static bool same_shape(const kiln_st_tensor *a, const kiln_st_tensor *b)
 static bool mergeable(kiln_dtype dtype)
 {
     return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
+}
+
+/* A simple merge's ratio for `name`: by its block where the merge has them
+ * (ComfyUI's ModelMergeBlocks: the longest prefix that matches, else the
+ * first one's). */
+static double ratio_of(const kiln_merge *merge, const char *name)
+{
+    if (!merge->nblocks) return merge->ratio;
+    const char *rel = name + strlen(UNET_ROOT);
+    double ratio = merge->blocks[0].ratio;
+    size_t longest = 0;
+    for (int i = 0; i < merge->nblocks; i++) {
+        const size_t n = strlen(merge->blocks[i].prefix);
+        if (n > longest && strncmp(rel, merge->blocks[i].prefix, n) == 0) ratio = merge->blocks[i].ratio, longest = n;
+    }
+    return ratio;
 }
 
 /* a's tensor `name` merged with b, stored in a's dtype. */
@@ -48,7 +66,7 @@ static kiln_status merge_tensor(kiln_checkpoint *ck, const char *name, const kil
     kiln_convert_to_f32(x, a->data, a->dtype, n);
     kiln_convert_to_f32(y, b->data, b->dtype, n);
     /* ComfyUI's patch of a model's weight: w * strength_model + strength * w2, each factor rounded to float */
-    const double r = merge->ratio;
+    const double r = ratio_of(merge, name);
     const float keep = merge->kind == KILN_MERGE_ADD ? 1.0f : (float)r,
                 add = merge->kind == KILN_MERGE_SIMPLE ? (float)(1.0 - r) : merge->kind == KILN_MERGE_ADD ? 1.0f
                                                                                                           : (float)-r;
@@ -65,9 +83,17 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
     if (!merge->path) return kiln_fail(KILN_ERR_INVALID_ARG, "merge: no checkpoint to merge");
     if (merge->kind != KILN_MERGE_SIMPLE && merge->kind != KILN_MERGE_ADD && merge->kind != KILN_MERGE_SUBTRACT)
         return kiln_fail(KILN_ERR_INVALID_ARG, "merge %s: unknown kind %d", merge->path, (int)merge->kind);
-    if (merge->kind != KILN_MERGE_ADD && !(merge->ratio >= -10.0 && merge->ratio <= 10.0))
+    if (merge->kind != KILN_MERGE_ADD && !merge->nblocks && !(merge->ratio >= -10.0 && merge->ratio <= 10.0))
         return kiln_fail(KILN_ERR_INVALID_ARG, "merge %s: %s %g: -10 to 10", merge->path,
                          merge->kind == KILN_MERGE_SIMPLE ? "ratio" : "multiplier", merge->ratio);
+    if (merge->nblocks < 0 || merge->nblocks > KILN_MAX_MERGE_BLOCKS || (merge->nblocks && !merge->blocks) ||
+        (merge->nblocks && (merge->kind != KILN_MERGE_SIMPLE || merge->text_encoders)))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "merge %s: %d blocks: a simple merge of a diffusion model takes 1 to "
+                         "%d", merge->path, merge->nblocks, KILN_MAX_MERGE_BLOCKS);
+    for (int i = 0; i < merge->nblocks; i++)
+        if (!merge->blocks[i].prefix || !(merge->blocks[i].ratio >= 0.0 && merge->blocks[i].ratio <= 1.0))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "merge %s: block %d ('%s') ratio %g: 0 to 1", merge->path, i,
+                             merge->blocks[i].prefix ? merge->blocks[i].prefix : "no prefix", merge->blocks[i].ratio);
     kiln_checkpoint *other;
     TRY(kiln_checkpoint_open(merge->path, &other));
     /* the names first: the first replacement re-indexes ck */
@@ -79,6 +105,11 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
         const char *name;
         const kiln_st_tensor *a = kiln_checkpoint_at(ck, i, &name), *b;
         if (!merged_name(name, merge->text_encoders) || !(b = kiln_checkpoint_find(other, name))) continue;
+        if (merge->nblocks && strncmp(name, UNET_ROOT, strlen(UNET_ROOT)) != 0) {
+            st = kiln_fail(KILN_ERR_UNSUPPORTED, "merge %s by blocks: %s is not a UNet's (kiln merges DiTs by "
+                           "ratio alone)", merge->path, name);
+            break;
+        }
         if (!same_shape(a, b))
             st = kiln_fail(KILN_ERR_MODEL, "merge %s: tensor %s is of another shape than %s's", merge->path, name,
                            kiln_checkpoint_path(ck));

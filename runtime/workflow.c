@@ -76,7 +76,9 @@ typedef struct wf_recipe {
     const char *weight_dtype; /* the loader's (weight_dtype), the node's string, alive for the run */
     kiln_lora loras[WF_MAX_LORAS]; /* paths owned */
     int nloras;
-    kiln_merge merges[KILN_MAX_MERGES]; /* ModelMerge* and CLIPMerge* nodes, before the LoRAs; paths owned */
+    /* ModelMerge* and CLIPMerge* nodes, before the LoRAs; paths and block arrays owned (the blocks' prefixes are
+       their node's input names, alive for the run) */
+    kiln_merge merges[KILN_MAX_MERGES];
     int nmerges;
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction", "lcm"; NULL:
@@ -403,9 +405,19 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
         if (!to->loras[i].path) to->nloras = i;
     }
     for (int i = 0; i < from->nmerges && ok; i++) {
-        to->merges[i] = from->merges[i];
-        ok = (to->merges[i].path = strdup(from->merges[i].path)) != NULL;
-        to->nmerges = ok ? i + 1 : i;
+        const kiln_merge *m = &from->merges[i];
+        kiln_merge_block *blocks = m->nblocks ? malloc((size_t)m->nblocks * sizeof *blocks) : NULL;
+        char *path = strdup(m->path);
+        ok = path && (blocks || !m->nblocks);
+        if (!ok) {
+            free(path);
+            free(blocks);
+            break;
+        }
+        if (blocks) memcpy(blocks, m->blocks, (size_t)m->nblocks * sizeof *blocks);
+        to->merges[i] = *m;
+        to->merges[i].path = path, to->merges[i].blocks = blocks;
+        to->nmerges = i + 1;
     }
     return ok ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
 }
@@ -423,17 +435,28 @@ static void free_recipe(wf_recipe *rc)
 {
     free(rc->ckpt);
     for (int i = 0; i < rc->nloras; i++) free((char *)rc->loras[i].path);
-    for (int i = 0; i < rc->nmerges; i++) free((char *)rc->merges[i].path);
+    for (int i = 0; i < rc->nmerges; i++) {
+        free((char *)rc->merges[i].path);
+        free((kiln_merge_block *)rc->merges[i].blocks);
+    }
     *rc = (wf_recipe){0};
+}
+
+static bool same_merge(const kiln_merge *a, const kiln_merge *b)
+{
+    if (strcmp(a->path, b->path) || a->kind != b->kind || a->ratio != b->ratio ||
+        a->text_encoders != b->text_encoders || a->nblocks != b->nblocks)
+        return false;
+    for (int i = 0; i < a->nblocks; i++)
+        if (strcmp(a->blocks[i].prefix, b->blocks[i].prefix) || a->blocks[i].ratio != b->blocks[i].ratio) return false;
+    return true;
 }
 
 static bool same_loads(const wf_recipe *a, const wf_recipe *b)
 {
     if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras || a->nmerges != b->nmerges) return false;
     for (int i = 0; i < a->nmerges; i++)
-        if (strcmp(a->merges[i].path, b->merges[i].path) || a->merges[i].kind != b->merges[i].kind ||
-            a->merges[i].ratio != b->merges[i].ratio || a->merges[i].text_encoders != b->merges[i].text_encoders)
-            return false;
+        if (!same_merge(&a->merges[i], &b->merges[i])) return false;
     if ((a->weight_dtype != NULL) != (b->weight_dtype != NULL) ||
         (a->weight_dtype && strcmp(a->weight_dtype, b->weight_dtype)))
         return false;
@@ -678,7 +701,24 @@ static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool 
     double ratio = 0.0;
     TRY(linked(r, n, clip ? "clip1" : "model1", wanted, &first));
     TRY(linked(r, n, clip ? "clip2" : "model2", wanted, &second));
-    if (factor[kind]) TRY(number(n, factor[kind], &ratio));
+    /* ModelMergeBlocks and its per-model kin: a ratio for each of the node's other inputs, named by the prefix of
+       the tensors it takes, in the node's order (the first one's for the rest, as ComfyUI's kwargs give it) */
+    const bool by_block = kind == KILN_MERGE_SIMPLE && !clip && !input_of(n, "ratio");
+    kiln_merge_block blocks[KILN_MAX_MERGE_BLOCKS];
+    int nblocks = 0;
+    const cJSON *inputs = by_block ? cJSON_GetObjectItemCaseSensitive(n->json, "inputs") : NULL, *input;
+    cJSON_ArrayForEach(input, inputs) {
+        if (strcmp(input->string, "model1") == 0 || strcmp(input->string, "model2") == 0) continue;
+        if (nblocks == KILN_MAX_MERGE_BLOCKS)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "more than %d block ratios", KILN_MAX_MERGE_BLOCKS);
+        double block_ratio;
+        TRY(number(n, input->string, &block_ratio));
+        if (!(block_ratio >= 0.0 && block_ratio <= 1.0))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "%s %g: 0 to 1", input->string, block_ratio);
+        blocks[nblocks++] = (kiln_merge_block){input->string, block_ratio};
+    }
+    if (by_block && !nblocks) return node_fail(n, KILN_ERR_INVALID_ARG, "no ratio and no block ratios");
+    if (!by_block && factor[kind]) TRY(number(n, factor[kind], &ratio));
     if (kind == KILN_MERGE_SIMPLE && !(ratio >= 0.0 && ratio <= 1.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "ratio %g: 0 to 1", ratio);
     if (kind == KILN_MERGE_SUBTRACT && !(ratio >= -10.0 && ratio <= 10.0))
@@ -687,7 +727,8 @@ static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool 
     if (b->nloras || b->nmerges || (b->weight_dtype && strcmp(b->weight_dtype, "default")))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "%s: kiln merges a checkpoint as loaded, without LoRAs, merges or a "
                          "weight_dtype", clip ? "clip2" : "model2");
-    if (kind != KILN_MERGE_ADD && first->recipe.nloras && ratio != 1.0) /* an added model commutes with them */
+    /* an added model commutes with them */
+    if (kind != KILN_MERGE_ADD && first->recipe.nloras && (by_block || ratio != 1.0))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "%s has LoRAs: kiln merges before them (put the LoraLoader after "
                          "this node)", clip ? "clip1" : "model1");
     if (first->recipe.nmerges == KILN_MAX_MERGES)
@@ -696,11 +737,19 @@ static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool 
     wf_recipe *rc = &n->out[0].recipe;
     TRY(copy_recipe(&first->recipe, rc));
     char *path = strdup(b->ckpt);
-    if (!path) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    rc->merges[rc->nmerges++] = (kiln_merge){path, kind, ratio, clip};
+    kiln_merge_block *owned = nblocks ? malloc((size_t)nblocks * sizeof *owned) : NULL;
+    if (!path || (nblocks && !owned)) {
+        free(path);
+        free(owned);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    }
+    if (owned) memcpy(owned, blocks, (size_t)nblocks * sizeof *owned);
+    rc->merges[rc->nmerges++] = (kiln_merge){.path = path, .kind = kind, .ratio = ratio, .text_encoders = clip,
+                                             .blocks = owned, .nblocks = nblocks};
     return KILN_OK;
 }
 
+/* ModelMergeSimple, and ModelMergeBlocks, ModelMergeSD1, ModelMergeSD2 and ModelMergeSDXL (ratios by block) */
 static kiln_status model_merge_simple(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SIMPLE, false); }
 static kiln_status model_merge_add(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_ADD, false); }
 static kiln_status model_merge_subtract(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SUBTRACT, false); }
@@ -2964,7 +3013,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "CFGNorm", "Epsilon Scaling", "SelfAttentionGuidance", "ModelMergeSimple",
                                          "ModelMergeAdd", "ModelMergeSubtract", "CLIPMergeSimple", "CLIPMergeAdd",
                                          "CLIPMergeSubtract", "LatentOperationTonemapReinhard",
-                                         "LatentOperationSharpen", "LatentApplyOperationCFG"};
+                                         "LatentOperationSharpen", "LatentApplyOperationCFG", "ModelMergeBlocks",
+                                         "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -2980,7 +3030,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling,
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
-        latent_apply_operation_cfg};
+        latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -528,6 +528,12 @@ class Guidance(unittest.TestCase):
         self.assertEqual(half.encode("a red circle").to_list(), positive.to_list())
         doubled = kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, kind="add")])
         self.assertGreater(rel_l2(run(doubled), plain), 1e-2)
+        # by blocks: half and half everywhere (the first block's ratio for the rest) is itself again
+        halves = kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, blocks=[("input", 0.5), ("out", 0.5)])])
+        self.assertEqual(run(halves), plain)
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, blocks=[("input", 1.5)])])
+        self.assertIn("'input') ratio 1.5", caught.exception.message)
         with self.assertRaises(kiln.KilnError) as caught:
             kiln.load_checkpoint(backend, path, merges=[kiln.Merge("/nonexistent/other.safetensors")])
         self.assertIn("/nonexistent/other.safetensors", caught.exception.message)

@@ -1,5 +1,5 @@
 /* Model merging at load (ModelMergeSimple, ModelMergeAdd,
- * ModelMergeSubtract, CLIPMergeSimple): the tiny SD 1.x model merged with a
+ * ModelMergeSubtract, CLIPMergeSimple, ModelMergeBlocks): the tiny SD 1.x model merged with a
  * second one (its weights changed by a fixed rule) against a checkpoint
  * merged here by hand in float64 with ComfyUI's formulas, through a KSampler
  * run or the text encoder; refusals. */
@@ -29,11 +29,28 @@ static bool text(const char *name)
     return strncmp(name, "cond_stage_model.", 17) == 0 && !(n > 13 && strcmp(name + n - 13, ".position_ids") == 0);
 }
 
+/* The ratio of a tensor in the case at hand: ComfyUI's ModelMergeBlocks
+ * rule (the longest prefix of its name under the UNet's root, else the
+ * first block's) where the case has blocks. */
+static const kiln_merge *current;
+
+static double ratio_for(const char *name)
+{
+    if (!current->nblocks) return current->ratio;
+    const char *rel = name + strlen("model.diffusion_model.");
+    double ratio = current->blocks[0].ratio;
+    size_t longest = 0;
+    for (int i = 0; i < current->nblocks; i++) {
+        size_t n = strlen(current->blocks[i].prefix);
+        if (n > longest && strncmp(rel, current->blocks[i].prefix, n) == 0) ratio = current->blocks[i].ratio, longest = n;
+    }
+    return ratio;
+}
+
 /* The tiny checkpoint with each float32 tensor that `pick` takes set to
  * fn(a, b) of its own value a and the second model's b (tiny_other_model's);
  * written to `path`. */
-static void write_model(const char *path, bool (*pick)(const char *), double (*fn)(double, double, double),
-                        double r)
+static void write_model(const char *path, bool (*pick)(const char *), double (*fn)(double, double, double))
 {
     kiln_st_file *f;
     assert_kiln_ok(kiln_st_open(kiln_test_data(TINY), &f));
@@ -49,6 +66,7 @@ static void write_model(const char *path, bool (*pick)(const char *), double (*f
         const size_t count = (size_t)kiln_st_numel(t);
         assert_non_null(owned[k] = malloc(count * sizeof(float)));
         const float *a = t->data;
+        const double r = ratio_for(t->name);
         for (size_t i = 0; i < count; i++) owned[k][i] = (float)fn(a[i], tiny_other_weight(a[i], i), r);
         e[k].data = owned[k];
     }
@@ -96,17 +114,20 @@ static void run(kiln_model *m, float **latent, kiln_conditioning *cond)
 static void merges_match_by_hand(void **state)
 {
     (void)state;
+    static const kiln_merge_block blocks[3] = {{"input", 0.2}, {"middle", 0.6}, {"out", 0.9}};
     static const struct {
         const char *name;
         kiln_merge_kind kind;
         double ratio;
         bool text_encoders;
         double (*fn)(double, double, double);
+        int nblocks;
     } cases[] = {
-        {"ModelMergeSimple 0.3", KILN_MERGE_SIMPLE, 0.3, false, simple},
-        {"ModelMergeAdd", KILN_MERGE_ADD, 0.0, false, add},
-        {"ModelMergeSubtract 0.7", KILN_MERGE_SUBTRACT, 0.7, false, subtract},
-        {"CLIPMergeSimple 0.4", KILN_MERGE_SIMPLE, 0.4, true, simple},
+        {"ModelMergeSimple 0.3", KILN_MERGE_SIMPLE, 0.3, false, simple, 0},
+        {"ModelMergeAdd", KILN_MERGE_ADD, 0.0, false, add, 0},
+        {"ModelMergeSubtract 0.7", KILN_MERGE_SUBTRACT, 0.7, false, subtract, 0},
+        {"CLIPMergeSimple 0.4", KILN_MERGE_SIMPLE, 0.4, true, simple, 0},
+        {"ModelMergeBlocks 0.2, 0.6, 0.9", KILN_MERGE_SIMPLE, 0.0, false, simple, 3},
     };
     kiln_backend *be;
     assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
@@ -119,8 +140,11 @@ static void merges_match_by_hand(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char want_path[4300];
         snprintf(want_path, sizeof want_path, "%s/want%zu.safetensors", dir, k);
-        write_model(want_path, cases[k].text_encoders ? text : diffusion, cases[k].fn, cases[k].ratio);
-        const kiln_merge merge = {other, cases[k].kind, cases[k].ratio, cases[k].text_encoders};
+        const kiln_merge merge = {.path = other, .kind = cases[k].kind, .ratio = cases[k].ratio,
+                                  .text_encoders = cases[k].text_encoders, .blocks = cases[k].nblocks ? blocks : NULL,
+                                  .nblocks = cases[k].nblocks};
+        current = &merge;
+        write_model(want_path, cases[k].text_encoders ? text : diffusion, cases[k].fn);
         const kiln_model_parts parts = {.merges = &merge, .nmerges = 1};
         kiln_model *merged, *want;
         assert_kiln_ok(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &parts, NULL, 0, &merged));
@@ -160,13 +184,13 @@ static void refusals(void **state)
     kiln_model *m = NULL;
     char flux_path[4096]; /* kiln_test_data's buffer is the next call's */
     snprintf(flux_path, sizeof flux_path, "%s", kiln_test_data("flux/single/flux1-tiny.safetensors"));
-    const kiln_merge flux = {flux_path, KILN_MERGE_SIMPLE, 0.5, false};
+    const kiln_merge flux = {.path = flux_path, .kind = KILN_MERGE_SIMPLE, .ratio = 0.5};
     const kiln_model_parts parts = {.merges = &flux, .nmerges = 1};
     assert_int_equal(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &parts, NULL, 0, &m), KILN_ERR_MODEL);
     print_message("  %s\n", kiln_last_error());
     assert_non_null(strstr(kiln_last_error(), "no diffusion model tensor in common"));
-    const kiln_merge missing = {"/nonexistent/model.safetensors", KILN_MERGE_ADD, 0.0, false},
-                     wide = {other, KILN_MERGE_SUBTRACT, 11.0, false};
+    const kiln_merge missing = {.path = "/nonexistent/model.safetensors", .kind = KILN_MERGE_ADD},
+                     wide = {.path = other, .kind = KILN_MERGE_SUBTRACT, .ratio = 11.0};
     const kiln_model_parts missing_parts = {.merges = &missing, .nmerges = 1}, wide_parts = {.merges = &wide, .nmerges = 1};
     assert_int_not_equal(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &missing_parts, NULL, 0, &m), KILN_OK);
     assert_non_null(strstr(kiln_last_error(), "/nonexistent/model.safetensors"));

@@ -1474,8 +1474,8 @@ static void merge_nodes(void **state)
     const char *other = tiny_other_model();
     static const char *const graph =
         "{" CKPT ", \"20\": {\"class_type\": \"CheckpointLoaderSimple\", \"inputs\": {\"ckpt_name\": \"%s\"}}, "
-        "%s\"21\": {\"class_type\": \"ModelMergeSimple\", \"inputs\": {\"model1\": [\"%s\", 0], \"model2\": [\"20\", 0], "
-        "\"ratio\": 0.3}}, \"22\": {\"class_type\": \"CLIPMergeSubtract\", \"inputs\": {\"clip1\": [\"4\", 1], "
+        "%s\"21\": {\"class_type\": \"%s\", \"inputs\": {\"model1\": [\"%s\", 0], \"model2\": [\"20\", 0], "
+        "%s}}, \"22\": {\"class_type\": \"CLIPMergeSubtract\", \"inputs\": {\"clip1\": [\"4\", 1], "
         "\"clip2\": [\"20\", 1], \"multiplier\": 0.5}}, \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": "
         "{\"text\": \"a red circle\", \"clip\": [\"22\", 0]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": "
         "{\"text\": \"\", \"clip\": [\"22\", 0]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": "
@@ -1484,8 +1484,9 @@ static void merge_nodes(void **state)
         "\"model\": [\"21\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
         DECODE_SAVE("[\"3\", 0]") "}";
     char json[8192];
-    snprintf(json, sizeof json, graph, other, "", "4");
-    const kiln_merge unet = {other, KILN_MERGE_SIMPLE, 0.3, false}, clip = {other, KILN_MERGE_SUBTRACT, 0.5, true};
+    snprintf(json, sizeof json, graph, other, "", "ModelMergeSimple", "4", "\"ratio\": 0.3");
+    const kiln_merge unet = {.path = other, .kind = KILN_MERGE_SIMPLE, .ratio = 0.3},
+                     clip = {.path = other, .kind = KILN_MERGE_SUBTRACT, .ratio = 0.5, .text_encoders = true};
     const kiln_model_parts unet_parts = {.merges = &unet, .nmerges = 1}, clip_parts = {.merges = &clip, .nmerges = 1};
     kiln_model *m, *c;
     assert_kiln_ok(kiln_checkpoint_load_parts(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors",
@@ -1503,8 +1504,21 @@ static void merge_nodes(void **state)
     assert_workflow_decodes_to(json, m, &latent);
     snprintf(json, sizeof json, graph, other,
              "\"30\": {\"class_type\": \"LoraLoaderModelOnly\", \"inputs\": {\"model\": [\"4\", 0], \"lora_name\": \""
-             KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.7}}, ", "30");
+             KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.7}}, ", "ModelMergeSimple", "30",
+             "\"ratio\": 0.3");
     expect_refusal(json, KILN_ERR_UNSUPPORTED, "node 21 (ModelMergeSimple): model1 has LoRAs");
+    kiln_latent_free(&latent);
+    kiln_model_free(m);
+    /* ModelMergeBlocks: by the prefixes its inputs name */
+    static const kiln_merge_block blocks[3] = {{"input", 0.2}, {"middle", 0.6}, {"out", 0.9}};
+    const kiln_merge by_block = {.path = other, .kind = KILN_MERGE_SIMPLE, .blocks = blocks, .nblocks = 3};
+    const kiln_model_parts block_parts = {.merges = &by_block, .nmerges = 1};
+    assert_kiln_ok(kiln_checkpoint_load_parts(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors",
+                                              &block_parts, NULL, 0, &m));
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    snprintf(json, sizeof json, graph, other, "", "ModelMergeBlocks", "4",
+             "\"input\": 0.2, \"middle\": 0.6, \"out\": 0.9");
+    assert_workflow_decodes_to(json, m, &latent);
     kiln_latent_free(&latent);
     kiln_model_free(c);
     tiny_sd15_free(m, &pos, &neg, &empty);

@@ -1032,7 +1032,8 @@ static int parse(int argc, char **argv, gen_options *o)
             for (int i = 0; i < o->parts.nmerges; i++)
                 if (o->merges[i].text_encoders == (c == O_MERGE_CLIP)) return bad_flag(flag, optarg, "given already");
             *colon = '\0'; /* optarg is argv's, which outlives the run */
-            o->merges[o->parts.nmerges++] = (kiln_merge){optarg, KILN_MERGE_SIMPLE, ratio, c == O_MERGE_CLIP};
+            o->merges[o->parts.nmerges++] =
+                (kiln_merge){.path = optarg, .kind = KILN_MERGE_SIMPLE, .ratio = ratio, .text_encoders = c == O_MERGE_CLIP};
             o->parts.merges = o->merges;
             break;
         }

@@ -133,11 +133,22 @@ kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_
  * CLIPMergeAdd, CLIPMergeSubtract; position_ids and logit_scale left as
  * they are). Computed in float32, stored as model1 stores them. */
 typedef enum kiln_merge_kind { KILN_MERGE_SIMPLE, KILN_MERGE_ADD, KILN_MERGE_SUBTRACT } kiln_merge_kind;
+/* ModelMergeBlocks (and ModelMergeSD1, ModelMergeSD2, ModelMergeSDXL): a
+ * simple merge of a UNet whose ratio for a tensor is that of the longest
+ * prefix its name under the UNet's root starts with ("input_blocks.4.",
+ * "middle", "out"), else the first block's. */
+typedef struct kiln_merge_block {
+    const char *prefix;
+    double ratio; /* 0 to 1 */
+} kiln_merge_block;
+#define KILN_MAX_MERGE_BLOCKS 64
 typedef struct kiln_merge {
     const char *path;
     kiln_merge_kind kind;
-    double ratio; /* -10 to 10; unused by add */
+    double ratio; /* -10 to 10; unused by add, and by a merge by blocks */
     bool text_encoders;
+    const kiln_merge_block *blocks; /* a simple merge of a UNet's weights by blocks; NULL: ratio for all */
+    int nblocks;                    /* at most KILN_MAX_MERGE_BLOCKS */
 } kiln_merge;
 #define KILN_MAX_MERGES 8
 

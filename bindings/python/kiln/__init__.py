@@ -137,8 +137,13 @@ class _WorkflowOptions(Structure):
                 ("progress_ctx", c_void_p), ("tokenizer", c_char_p), ("config", c_char_p)]
 
 
+class _MergeBlock(Structure):
+    _fields_ = [("prefix", c_char_p), ("ratio", c_double)]
+
+
 class _Merge(Structure):
-    _fields_ = [("path", c_char_p), ("kind", c_int), ("ratio", c_double), ("text_encoders", c_bool)]
+    _fields_ = [("path", c_char_p), ("kind", c_int), ("ratio", c_double), ("text_encoders", c_bool),
+                ("blocks", POINTER(_MergeBlock)), ("nblocks", c_int)]
 
 
 class _ModelParts(Structure):
@@ -592,11 +597,16 @@ class Merge(NamedTuple):
     1 - ratio), "add" (ModelMergeAdd) or "subtract" (ModelMergeSubtract:
     (this - path's) times ratio, its multiplier); on the diffusion model, or
     with text_encoders on the text encoders (CLIPMergeSimple, CLIPMergeAdd,
-    CLIPMergeSubtract). path: a checkpoint of the same family."""
+    CLIPMergeSubtract). path: a checkpoint of the same family. blocks:
+    (prefix, ratio) pairs for a simple merge of a UNet by blocks
+    (ModelMergeBlocks' ("input", r), ("middle", r), ("out", r), or
+    ModelMergeSD1's "input_blocks.4." and the like): a tensor takes the
+    longest prefix's ratio, else the first's."""
     path: Any
     ratio: float = 1.0
     kind: str = "simple"
     text_encoders: bool = False
+    blocks: Sequence = ()
 
 
 _MERGE_KINDS = {"simple": 0, "add": 1, "subtract": 2}
@@ -636,8 +646,11 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     for merge in merges:
         if merge.kind not in _MERGE_KINDS:
             raise ValueError(f"merge kind {merge.kind!r}: simple, add or subtract")
+    c_blocks = [(_MergeBlock * max(len(mg.blocks), 1))(*(_MergeBlock(prefix.encode(), ratio)
+                                                          for prefix, ratio in mg.blocks)) for mg in merges]
     c_merges = (_Merge * max(len(merges), 1))(*(_Merge(_path(mg.path), _MERGE_KINDS[mg.kind], mg.ratio,
-                                                       bool(mg.text_encoders)) for mg in merges))
+                                                       bool(mg.text_encoders), blocks, len(mg.blocks))
+                                                for mg, blocks in zip(merges, c_blocks)))
     parts.merges, parts.nmerges = c_merges, len(merges)
     handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),
                    c_loras, len(loras))
