@@ -1451,6 +1451,9 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
         int merged;
         TRY(kiln_checkpoint_merge(ck, &parts->merges[i], &merged));
     }
+    int scaled;
+    if (parts->self_attention) TRY(kiln_checkpoint_multiply_attention(ck, "attn1", parts->self_attention, &scaled));
+    if (parts->cross_attention) TRY(kiln_checkpoint_multiply_attention(ck, "attn2", parts->cross_attention, &scaled));
     return KILN_OK;
 }
 

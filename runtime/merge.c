@@ -1,6 +1,7 @@
 /* Model merging at load (see merge.h). */
 #include "merge.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,5 +132,63 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
     for (size_t i = 0; i < nnames; i++) free(names[i]);
     free(names);
     kiln_checkpoint_close(other);
+    return st;
+}
+
+kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *attn, const kiln_attention_multiply *m,
+                                               int *scaled)
+{
+    *scaled = 0;
+    const double factors[4] = {m->q, m->k, m->v, m->out};
+    static const char *const projections[4] = {"to_q", "to_k", "to_v", "to_out.0"}, *const inputs[4] = {"q", "k", "v",
+                                                                                                      "out"};
+    for (int p = 0; p < 4; p++)
+        if (!(factors[p] >= 0.0 && factors[p] <= 10.0))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s multiply: %s %g: 0 to 10", attn, inputs[p], factors[p]);
+    const size_t count = kiln_checkpoint_count(ck);
+    char **names = calloc(count ? count : 1, sizeof *names);
+    int *which = calloc(count ? count : 1, sizeof *which);
+    size_t nnames = 0;
+    kiln_status st = names && which ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "attention multiply: out of host "
+                                                                                  "memory");
+    for (size_t i = 0; i < count && st == KILN_OK; i++) { /* the names first: a replacement re-indexes ck */
+        const char *name;
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
+        if (!starts_with(name, UNET_ROOT)) continue;
+        for (int p = 0; p < 4; p++) {
+            char weight[64], bias[64];
+            snprintf(weight, sizeof weight, ".%s.%s.weight", attn, projections[p]);
+            snprintf(bias, sizeof bias, ".%s.%s.bias", attn, projections[p]);
+            if (factors[p] == 1.0 || (!ends_with(name, weight) && !ends_with(name, bias))) continue;
+            if (!mergeable(t->dtype))
+                st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s multiply: tensor %s is stored as %s: kiln scales float32, "
+                               "float16 and bfloat16 weights", attn, name, kiln_dtype_name(t->dtype));
+            else if (!(names[nnames] = strdup(name)))
+                st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "attention multiply: out of host memory");
+            else
+                which[nnames++] = p;
+        }
+    }
+    for (size_t i = 0; i < nnames && st == KILN_OK; i++) {
+        const kiln_st_tensor *t = kiln_checkpoint_find(ck, names[i]);
+        const size_t n = (size_t)kiln_st_numel(t);
+        float *x = malloc(n * sizeof *x);
+        void *out = x ? malloc(kiln_dtype_bytes(t->dtype, n)) : NULL;
+        if (!out) {
+            free(x);
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "attention multiply: out of host memory for %s", names[i]);
+            break;
+        }
+        kiln_convert_to_f32(x, t->data, t->dtype, n);
+        const float f = (float)factors[which[i]];
+        for (size_t k = 0; k < n; k++) x[k] *= f; /* ComfyUI's weight *= strength_model */
+        kiln_convert_from_f32(out, x, t->dtype, n);
+        free(x);
+        st = kiln_checkpoint_replace(ck, names[i], t->dtype, out);
+    }
+    if (st == KILN_OK) *scaled = (int)nnames;
+    for (size_t i = 0; i < nnames; i++) free(names[i]);
+    free(names);
+    free(which);
     return st;
 }

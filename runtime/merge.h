@@ -1,6 +1,6 @@
 /* Model merging at load: ComfyUI's ModelMergeSimple, ModelMergeAdd,
- * ModelMergeSubtract and their CLIP kin, on a checkpoint's weights before
- * its LoRAs. */
+ * ModelMergeSubtract and their CLIP kin, and its attention multiplies, on a
+ * checkpoint's weights before its LoRAs. */
 #ifndef KILN_MERGE_H
 #define KILN_MERGE_H
 
@@ -17,5 +17,12 @@
  * shapes, or stored block-quantized, is refused by name; none in common
  * is refused too (another family). *merged counts the tensors. */
 kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, int *merged);
+
+/* UNet(Self|Cross)AttentionMultiply: every UNet tensor named
+ * `*.<attn>.to_q.{weight,bias}` (and to_k, to_v, to_out.0) times m's factor,
+ * attn "attn1" or "attn2", in float32 and stored in its dtype; *scaled
+ * counts them. */
+kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *attn, const kiln_attention_multiply *m,
+                                               int *scaled);
 
 #endif

@@ -80,6 +80,9 @@ typedef struct wf_recipe {
        their node's input names, alive for the run) */
     kiln_merge merges[KILN_MAX_MERGES];
     int nmerges;
+    /* UNetSelfAttentionMultiply's and UNetCrossAttentionMultiply's factors, after the merges, where given */
+    bool has_attention[2];
+    kiln_attention_multiply attention[2];
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction", "lcm"; NULL:
        the checkpoint's; and its zsnr), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
@@ -387,6 +390,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
+                      .has_attention = {from->has_attention[0], from->has_attention[1]},
+                      .attention = {from->attention[0], from->attention[1]},
                       .prediction = from->prediction, .zsnr = from->zsnr, .edm = from->edm,
                       .edm_sigma_max = from->edm_sigma_max, .edm_sigma_min = from->edm_sigma_min,
                       .flux_shift = from->flux_shift, .differential = from->differential,
@@ -454,7 +459,11 @@ static bool same_merge(const kiln_merge *a, const kiln_merge *b)
 
 static bool same_loads(const wf_recipe *a, const wf_recipe *b)
 {
-    if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras || a->nmerges != b->nmerges) return false;
+    if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras || a->nmerges != b->nmerges ||
+        memcmp(a->has_attention, b->has_attention, sizeof a->has_attention))
+        return false;
+    for (int i = 0; i < 2; i++)
+        if (a->has_attention[i] && memcmp(&a->attention[i], &b->attention[i], sizeof a->attention[i])) return false;
     for (int i = 0; i < a->nmerges; i++)
         if (!same_merge(&a->merges[i], &b->merges[i])) return false;
     if ((a->weight_dtype != NULL) != (b->weight_dtype != NULL) ||
@@ -482,6 +491,8 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     kiln_model_parts parts = r->parts;
     parts.weight_dtype = rc->weight_dtype;
     parts.merges = rc->merges, parts.nmerges = rc->nmerges;
+    if (rc->has_attention[0]) parts.self_attention = &rc->attention[0];
+    if (rc->has_attention[1]) parts.cross_attention = &rc->attention[1];
     TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &parts, rc->loras, rc->nloras, &m->model));
     m->recipe = *rc;
     r->nmodels++;
@@ -733,6 +744,9 @@ static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool 
                          "this node)", clip ? "clip1" : "model1");
     if (first->recipe.nmerges == KILN_MAX_MERGES)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "more than %d merges on one checkpoint", KILN_MAX_MERGES);
+    if (!clip && (first->recipe.has_attention[0] || first->recipe.has_attention[1]))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "model1 has an attention multiply: kiln merges before it (put the "
+                         "UNet*AttentionMultiply node after this one)");
     n->out[0].kind = wanted;
     wf_recipe *rc = &n->out[0].recipe;
     TRY(copy_recipe(&first->recipe, rc));
@@ -756,6 +770,36 @@ static kiln_status model_merge_subtract(wf_run *r, wf_node *n) { return merge_no
 static kiln_status clip_merge_simple(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SIMPLE, true); }
 static kiln_status clip_merge_add(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_ADD, true); }
 static kiln_status clip_merge_subtract(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SUBTRACT, true); }
+
+/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the factors of
+ * the UNet's attention projections at load (kiln_model_parts), after its
+ * merges; a second node multiplies into the first's, as ComfyUI's patches
+ * compose. A LoRA before would be scaled with the weights in ComfyUI, and
+ * is refused. */
+static kiln_status attention_multiply(wf_run *r, wf_node *n, int which)
+{
+    wf_value *model;
+    double f[4];
+    static const char *const names[4] = {"q", "k", "v", "out"};
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    for (int i = 0; i < 4; i++) {
+        TRY(number(n, names[i], &f[i]));
+        if (!(f[i] >= 0.0 && f[i] <= 10.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "%s %g: 0 to 10", names[i], f[i]);
+    }
+    if (model->recipe.nloras)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has LoRAs: kiln scales the attention before them (put "
+                         "the LoraLoader after this node)");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    kiln_attention_multiply *m = &recipe->attention[which];
+    if (!recipe->has_attention[which]) *m = (kiln_attention_multiply){1, 1, 1, 1};
+    recipe->has_attention[which] = true;
+    m->q *= f[0], m->k *= f[1], m->v *= f[2], m->out *= f[3];
+    return KILN_OK;
+}
+
+static kiln_status self_attention_multiply(wf_run *r, wf_node *n) { return attention_multiply(r, n, 0); }
+static kiln_status cross_attention_multiply(wf_run *r, wf_node *n) { return attention_multiply(r, n, 1); }
 
 static kiln_status clip_set_last_layer(wf_run *r, wf_node *n)
 {
@@ -3014,7 +3058,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ModelMergeAdd", "ModelMergeSubtract", "CLIPMergeSimple", "CLIPMergeAdd",
                                          "CLIPMergeSubtract", "LatentOperationTonemapReinhard",
                                          "LatentOperationSharpen", "LatentApplyOperationCFG", "ModelMergeBlocks",
-                                         "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL"};
+                                         "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
+                                         "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3030,7 +3075,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling,
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
-        latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple};
+        latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
+        self_attention_multiply, cross_attention_multiply};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

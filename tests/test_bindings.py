@@ -539,6 +539,11 @@ class Guidance(unittest.TestCase):
         self.assertIn("/nonexistent/other.safetensors", caught.exception.message)
         with self.assertRaises(ValueError):
             kiln.load_checkpoint(backend, path, merges=[kiln.Merge(path, kind="blend")])
+        # UNet attention multiplies: all 1 is the model itself, a scaled query is not
+        ones = kiln.load_checkpoint(backend, path, self_attention=(1, 1, 1, 1), cross_attention=(1, 1, 1, 1))
+        self.assertEqual(run(ones), plain)
+        sharper = kiln.load_checkpoint(backend, path, self_attention=(1.5, 1, 1, 1))
+        self.assertGreater(rel_l2(run(sharper), plain), 1e-4)
 
     def test_latent_operations(self):
         """LatentApplyOperation changes a latent and keeps its shape;

@@ -33,9 +33,29 @@ static bool text(const char *name)
  * rule (the longest prefix of its name under the UNet's root, else the
  * first block's) where the case has blocks. */
 static const kiln_merge *current;
+/* ... or the attention multiplies' factor of the projection the name is of */
+static const kiln_attention_multiply *current_attention[2];
+
+static double attention_factor(const char *name)
+{
+    static const char *const projections[4] = {"to_q.", "to_k.", "to_v.", "to_out.0."};
+    for (int a = 0; a < 2; a++) {
+        const kiln_attention_multiply *m = current_attention[a];
+        const double factors[4] = {m ? m->q : 1, m ? m->k : 1, m ? m->v : 1, m ? m->out : 1};
+        for (int p = 0; p < 4; p++) {
+            char part[32];
+            snprintf(part, sizeof part, ".attn%d.%s", a + 1, projections[p]);
+            if (strstr(name, part)) return factors[p];
+        }
+    }
+    return 1.0;
+}
+
+static bool attention(const char *name) { return diffusion(name) && attention_factor(name) != 1.0; }
 
 static double ratio_for(const char *name)
 {
+    if (!current) return attention_factor(name);
     if (!current->nblocks) return current->ratio;
     const char *rel = name + strlen("model.diffusion_model.");
     double ratio = current->blocks[0].ratio;
@@ -80,6 +100,7 @@ static void write_model(const char *path, bool (*pick)(const char *), double (*f
 static double simple(double a, double b, double r) { return a * r + b * (1.0 - r); }
 static double add(double a, double b, double r) { (void)r; return a + b; }
 static double subtract(double a, double b, double r) { return (a - b) * r; }
+static double scaled(double a, double b, double r) { (void)b; return (float)a * (float)r; }
 
 static int setup(void **state)
 {
@@ -174,6 +195,46 @@ static void merges_match_by_hand(void **state)
     kiln_backend_free(be);
 }
 
+/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the tiny
+ * model's projections scaled by hand in float32 give the same run to the
+ * bit; a factor out of range is refused by name. */
+static void attention_multiplies(void **state)
+{
+    (void)state;
+    const kiln_attention_multiply self = {0.5, 1.2, 0.8, 1.5}, cross = {1.0, 0.7, 1.3, 0.9};
+    current = NULL, current_attention[0] = &self, current_attention[1] = &cross;
+    char want_path[4300];
+    snprintf(want_path, sizeof want_path, "%s/attention.safetensors", dir);
+    write_model(want_path, attention, scaled);
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    const kiln_model_parts parts = {.self_attention = &self, .cross_attention = &cross};
+    kiln_model *scaled_model, *want, *plain;
+    assert_kiln_ok(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &parts, NULL, 0, &scaled_model));
+    assert_kiln_ok(kiln_checkpoint_load(be, want_path, NULL, 0, &want));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data(TINY), NULL, 0, &plain));
+    float *have_latent, *want_latent, *plain_latent;
+    kiln_conditioning have_cond, want_cond, plain_cond;
+    run(scaled_model, &have_latent, &have_cond);
+    run(want, &want_latent, &want_cond);
+    run(plain, &plain_latent, &plain_cond);
+    print_message("  self and cross attention multiplied: rel L2 %.2g from the hand-scaled model's (%.2g from the "
+                  "plain)\n", kiln_rel_l2(have_latent, want_latent, 4 * 8 * 8),
+                  kiln_rel_l2(have_latent, plain_latent, 4 * 8 * 8));
+    assert_memory_equal(have_latent, want_latent, 4 * 8 * 8 * sizeof(float));
+    assert_true(kiln_rel_l2(have_latent, plain_latent, 4 * 8 * 8) > 1e-3);
+    free(have_latent), free(want_latent), free(plain_latent);
+    kiln_conditioning_free(&have_cond), kiln_conditioning_free(&want_cond), kiln_conditioning_free(&plain_cond);
+    kiln_model_free(scaled_model), kiln_model_free(want), kiln_model_free(plain);
+    const kiln_attention_multiply wide = {1, 1, 11, 1};
+    const kiln_model_parts wide_parts = {.cross_attention = &wide};
+    kiln_model *m = NULL;
+    assert_int_equal(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &wide_parts, NULL, 0, &m),
+                     KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "attn2 multiply: v 11"));
+    kiln_backend_free(be);
+}
+
 /* Another family's model, a missing file and a ratio out of range are
  * refused by name. */
 static void refusals(void **state)
@@ -205,6 +266,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merges_match_by_hand),
+        cmocka_unit_test(attention_multiplies),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -94,13 +94,21 @@ static void comfyui_runs(void **state)
 /* The tiny SD 1.x model, its two prompts ("a red circle" and `negative`)
  * and an empty 16x16 latent: what the library's runs beside a workflow's
  * start from. */
-static void tiny_sd15(kiln_model **m, const char *negative, kiln_conditioning *pos, kiln_conditioning *neg,
-                      kiln_latent *empty)
+/* The tiny model (with `parts` at load, NULL: none), its prompts and a 16x16 empty latent. */
+static void tiny_sd15_with(const kiln_model_parts *parts, kiln_model **m, const char *negative, kiln_conditioning *pos,
+                           kiln_conditioning *neg, kiln_latent *empty)
 {
-    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, m));
+    assert_kiln_ok(kiln_checkpoint_load_parts(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", parts,
+                                              NULL, 0, m));
     assert_kiln_ok(kiln_text_encode(*m, "a red circle", 0, pos));
     assert_kiln_ok(kiln_text_encode(*m, negative, 0, neg));
     assert_kiln_ok(kiln_empty_latent(*m, 16, 16, 1, empty));
+}
+
+static void tiny_sd15(kiln_model **m, const char *negative, kiln_conditioning *pos, kiln_conditioning *neg,
+                      kiln_latent *empty)
+{
+    tiny_sd15_with(NULL, m, negative, pos, neg, empty);
 }
 
 static void tiny_sd15_free(kiln_model *m, kiln_conditioning *pos, kiln_conditioning *neg, kiln_latent *empty)
@@ -1524,6 +1532,39 @@ static void merge_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the library's
+ * model with those factors at load, pixel for pixel; a LoRA before them is
+ * refused. */
+static void attention_multiply_nodes(void **state)
+{
+    (void)state;
+#define MULTIPLY_RUN(lora, from)                                                                                      \
+    CKPT_PROMPTS lora "\"60\": {\"class_type\": \"UNetSelfAttentionMultiply\", \"inputs\": {\"model\": [\"" from "\", 0], " \
+    "\"q\": 0.5, \"k\": 1.2, \"v\": 0.8, \"out\": 1.5}}, \"61\": {\"class_type\": \"UNetCrossAttentionMultiply\", "    \
+    "\"inputs\": {\"model\": [\"60\", 0], \"q\": 1, \"k\": 0.7, \"v\": 1.3, \"out\": 0.9}}, \"5\": {\"class_type\": "  \
+    "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": "  \
+    "\"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": " \
+    "\"normal\", \"denoise\": 1, \"model\": [\"61\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], "         \
+    "\"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    const kiln_attention_multiply self = {0.5, 1.2, 0.8, 1.5}, cross = {1.0, 0.7, 1.3, 0.9};
+    const kiln_model_parts parts = {.self_attention = &self, .cross_attention = &cross};
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15_with(&parts, &m, "", &pos, &neg, &empty);
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(MULTIPLY_RUN("", "4"), m, &latent);
+    expect_refusal(MULTIPLY_RUN("\"30\": {\"class_type\": \"LoraLoaderModelOnly\", \"inputs\": {\"model\": [\"4\", 0], "
+                                "\"lora_name\": \"" KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.7}}, ",
+                                "30"),
+                   KILN_ERR_UNSUPPORTED, "node 60 (UNetSelfAttentionMultiply): the model has LoRAs");
+#undef MULTIPLY_RUN
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* LatentOperationTonemapReinhard through LatentApplyOperationCFG, and
  * LatentOperationSharpen through LatentApplyOperation on the sampled
  * latent: the library's run and operation, pixel for pixel; the CFG node
@@ -1988,6 +2029,7 @@ int main(void)
         cmocka_unit_test(sag_nodes),
         cmocka_unit_test(merge_nodes),
         cmocka_unit_test(latent_operation_nodes),
+        cmocka_unit_test(attention_multiply_nodes),
         cmocka_unit_test(model_sampling_nodes),
                                        cmocka_unit_test(latent_nodes), cmocka_unit_test(mask_nodes),
                                        cmocka_unit_test(three_prompt_guider_nodes),

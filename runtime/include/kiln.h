@@ -152,6 +152,15 @@ typedef struct kiln_merge {
 } kiln_merge;
 #define KILN_MAX_MERGES 8
 
+/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the UNet's
+ * self-attention (attn1) or cross-attention (attn2) query, key, value and
+ * output projections (weights and biases) times these at load, after the
+ * merges and before the LoRAs, as ComfyUI's weight patches scale them;
+ * each 0 to 10. */
+typedef struct kiln_attention_multiply {
+    double q, k, v, out;
+} kiln_attention_multiply;
+
 /* The files a model is made of where one file does not hold it all, as
  * ComfyUI's UNETLoader, DualCLIPLoader, TripleCLIPLoader and VAELoader take
  * them (FLUX.1's flux1-dev.safetensors, clip_l.safetensors,
@@ -171,6 +180,7 @@ typedef struct kiln_model_parts {
                                      (stable-diffusion.cpp's --type); NULL or "default": as stored */
     const kiln_merge *merges;     /* merged in order, after the files above and before the LoRAs */
     int nmerges;                  /* at most KILN_MAX_MERGES */
+    const kiln_attention_multiply *self_attention, *cross_attention; /* after the merges; NULL: none */
 } kiln_model_parts;
 
 /* kiln_checkpoint_load with `parts` beside the checkpoint (NULL: none):

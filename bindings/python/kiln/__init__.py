@@ -146,9 +146,14 @@ class _Merge(Structure):
                 ("blocks", POINTER(_MergeBlock)), ("nblocks", c_int)]
 
 
+class _AttentionMultiply(Structure):
+    _fields_ = [("q", c_double), ("k", c_double), ("v", c_double), ("out", c_double)]
+
+
 class _ModelParts(Structure):
     _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 3), ("tokenizer", c_char_p), ("config", c_char_p),
-                ("weight_dtype", c_char_p), ("merges", POINTER(_Merge)), ("nmerges", c_int)]
+                ("weight_dtype", c_char_p), ("merges", POINTER(_Merge)), ("nmerges", c_int),
+                ("self_attention", POINTER(_AttentionMultiply)), ("cross_attention", POINTER(_AttentionMultiply))]
 
 
 class _SkipLayerGuidance(Structure):
@@ -613,7 +618,7 @@ _MERGE_KINDS = {"simple": 0, "add": 1, "subtract": 2}
 
 
 def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encoders=(), tokenizer=None,
-                    config=None, weight_dtype=None, merges=()) -> "Model":
+                    config=None, weight_dtype=None, merges=(), self_attention=None, cross_attention=None) -> "Model":
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
@@ -629,7 +634,9 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     UNETLoader's: the diffusion model's linear weights converted at load
     ("fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2", or "q8_0", "q5_1", "q5_0",
     "q4_1", "q4_0" as stable-diffusion.cpp's --type; None: as stored);
-    merges, Merge tuples applied in order before the LoRAs."""
+    merges, Merge tuples applied in order before the LoRAs;
+    self_attention and cross_attention, UNetSelfAttentionMultiply's and
+    UNetCrossAttentionMultiply's (q, k, v, out) factors, after the merges."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
@@ -652,6 +659,10 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
                                                        bool(mg.text_encoders), blocks, len(mg.blocks))
                                                 for mg, blocks in zip(merges, c_blocks)))
     parts.merges, parts.nmerges = c_merges, len(merges)
+    if self_attention is not None:
+        parts.self_attention = ctypes.pointer(_AttentionMultiply(*self_attention))
+    if cross_attention is not None:
+        parts.cross_attention = ctypes.pointer(_AttentionMultiply(*cross_attention))
     handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),
                    c_loras, len(loras))
     return Model(handle, backend)
