@@ -1262,6 +1262,35 @@ static void conditioning_set_area_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* The end of a patched-model graph: an EmptyLatentImage "5" of width x
+ * height, KSampler "3" (seed 3, 3 steps, cfg 6, euler, normal) on MODEL
+ * `model` and the prompts "6" and "7", VAEDecode and SaveImage. */
+#define PATCHED_RUN_TAIL(width, height, model)                                                                        \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": " width ", \"height\": " height ", "               \
+    "\"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 3, \"cfg\": 6, "      \
+    "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"" model "\", 0], "               \
+    "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+
+/* The tiny model's (with `parts` at load) run with p's patches and
+ * PATCHED_RUN_TAIL's settings is `graph`'s picture, pixel for pixel; then
+ * `refused` is refused with `status`, naming `why`. */
+static void check_patched_run(const kiln_model_parts *parts, kiln_ksampler_params p, int width, int height,
+                              const char *graph, const char *refused, kiln_status status, const char *why)
+{
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15_with(parts, &m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, width, height, 1, &empty));
+    p.seed = 3, p.steps = 3, p.cfg = 6.0, p.sampler_name = "euler", p.scheduler = "normal", p.denoise = 1.0;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(graph, m, &latent);
+    expect_refusal(refused, status, why);
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* APG, CFGZeroStar and RescaleCFG on the model: the library's run with
  * apg, cfg_zero_star and rescale_cfg at the nodes' settings, pixel for pixel;
  * a multiplier past 1 is refused. So are TCFG, Mahiro, CFGNorm and Epsilon
@@ -1270,48 +1299,29 @@ static void guidance_patch_nodes(void **state)
 {
     (void)state;
 #define RESCALED_RUN(multiplier)                                                                                      \
-    CKPT_PROMPTS "\"62\": {\"class_type\": \"APG\", \"inputs\": {\"model\": [\"4\", 0], \"eta\": 0.4, "     \
+    CKPT_PROMPTS "\"62\": {\"class_type\": \"APG\", \"inputs\": {\"model\": [\"4\", 0], \"eta\": 0.4, "                    \
     "\"norm_threshold\": 4, \"momentum\": -0.25}}, "                                                                   \
     "\"61\": {\"class_type\": \"CFGZeroStar\", \"inputs\": {\"model\": [\"62\", 0]}}, "                              \
     "\"60\": {\"class_type\": \"RescaleCFG\", \"inputs\": {\"model\": [\"61\", 0], \"multiplier\": " multiplier "}}, "  \
-    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "     \
-    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
-    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
-    "\"model\": [\"60\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "    \
-    DECODE_SAVE("[\"3\", 0]") "}"
-    kiln_model *m;
-    kiln_conditioning pos, neg;
-    kiln_latent empty, latent;
-    tiny_sd15(&m, "", &pos, &neg, &empty);
-    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0, .rescale_cfg = 0.7, .cfg_zero_star = true, .apg = true,
-                                    .apg_eta = 0.4, .apg_norm_threshold = 4.0, .apg_momentum = -0.25};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
-    assert_workflow_decodes_to(RESCALED_RUN("0.7"), m, &latent);
-    expect_refusal(RESCALED_RUN("1.2"), KILN_ERR_INVALID_ARG, "node 60 (RescaleCFG): multiplier 1.2: must be 0..1");
+    PATCHED_RUN_TAIL("16", "16", "60")
+    check_patched_run(NULL,
+                      (kiln_ksampler_params){.rescale_cfg = 0.7, .cfg_zero_star = true, .apg = true, .apg_eta = 0.4,
+                                             .apg_norm_threshold = 4.0, .apg_momentum = -0.25},
+                      16, 16, RESCALED_RUN("0.7"), RESCALED_RUN("1.2"), KILN_ERR_INVALID_ARG,
+                      "node 60 (RescaleCFG): multiplier 1.2: must be 0..1");
 #undef RESCALED_RUN
-    kiln_latent_free(&latent);
     /* TCFG, Mahiro, CFGNorm and Epsilon Scaling, in kiln's order; Epsilon Scaling before CFGNorm is refused */
 #define POST_CFG_RUN(norm_from, eps_from, sampled)                                                                    \
     CKPT_PROMPTS "\"63\": {\"class_type\": \"TCFG\", \"inputs\": {\"model\": [\"4\", 0]}}, "                           \
     "\"62\": {\"class_type\": \"Mahiro\", \"inputs\": {\"model\": [\"63\", 0]}}, "                                   \
     "\"61\": {\"class_type\": \"CFGNorm\", \"inputs\": {\"model\": [\"" norm_from "\", 0], \"strength\": 0.9}}, "       \
     "\"60\": {\"class_type\": \"Epsilon Scaling\", \"inputs\": {\"model\": [\"" eps_from "\", 0], "                    \
-    "\"scaling_factor\": 1.02}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "              \
-    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
-    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
-    "\"model\": [\"" sampled "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
-    DECODE_SAVE("[\"3\", 0]") "}"
-    const kiln_ksampler_params q = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0, .tcfg = true, .mahiro = true, .cfg_norm = 0.9,
-                                    .epsilon_scaling = 1.02};
-    assert_kiln_ok(kiln_ksampler(m, &q, &pos, &neg, &empty, &latent));
-    assert_workflow_decodes_to(POST_CFG_RUN("62", "61", "60"), m, &latent);
-    expect_refusal(POST_CFG_RUN("60", "62", "61"), KILN_ERR_UNSUPPORTED,
-                   "node 61 (CFGNorm): after Epsilon Scaling: kiln applies CFGNorm first");
+    "\"scaling_factor\": 1.02}}, " PATCHED_RUN_TAIL("16", "16", sampled)
+    check_patched_run(NULL,
+                      (kiln_ksampler_params){.tcfg = true, .mahiro = true, .cfg_norm = 0.9, .epsilon_scaling = 1.02},
+                      16, 16, POST_CFG_RUN("62", "61", "60"), POST_CFG_RUN("60", "62", "61"), KILN_ERR_UNSUPPORTED,
+                      "node 61 (CFGNorm): after Epsilon Scaling: kiln applies CFGNorm first");
 #undef POST_CFG_RUN
-    kiln_latent_free(&latent);
-    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 /* FreeU_V2 on the model: the library's run with freeu at the node's values,
@@ -1417,26 +1427,12 @@ static void pag_nodes(void **state)
 {
     (void)state;
 #define PAG_RUN(model)                                                                                                \
-    CKPT_PROMPTS "\"60\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "       \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "                    \
     "[\"4\", 0], \"scale\": 2.5}}, \"61\": {\"class_type\": \"PerturbedAttentionGuidance\", \"inputs\": {\"model\": "  \
-    "[\"60\", 0], \"scale\": 3}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "           \
-    "\"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
-    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
-    "\"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
-    DECODE_SAVE("[\"3\", 0]") "}"
-    kiln_model *m;
-    kiln_conditioning pos, neg;
-    kiln_latent empty, latent;
-    tiny_sd15(&m, "", &pos, &neg, &empty);
-    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0, .pag_scale = 2.5};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
-    assert_workflow_decodes_to(PAG_RUN("60"), m, &latent);
-    expect_refusal(PAG_RUN("61"), KILN_ERR_UNSUPPORTED,
-                   "node 61 (PerturbedAttentionGuidance): the model has PerturbedAttentionGuidance");
+    "[\"60\", 0], \"scale\": 3}}, " PATCHED_RUN_TAIL("16", "16", model)
+    check_patched_run(NULL, (kiln_ksampler_params){.pag_scale = 2.5}, 16, 16, PAG_RUN("60"), PAG_RUN("61"),
+                      KILN_ERR_UNSUPPORTED, "node 61 (PerturbedAttentionGuidance): the model has PerturbedAttentionGuidance");
 #undef PAG_RUN
-    kiln_latent_free(&latent);
-    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 /* SelfAttentionGuidance on the model: the library's run with sag at the
@@ -1447,29 +1443,13 @@ static void sag_nodes(void **state)
 {
     (void)state;
 #define SAG_RUN(model)                                                                                                \
-    CKPT_PROMPTS "\"60\": {\"class_type\": \"SelfAttentionGuidance\", \"inputs\": {\"model\": [\"4\", 0], "       \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"SelfAttentionGuidance\", \"inputs\": {\"model\": [\"4\", 0], "                \
     "\"scale\": 0.6, \"blur_sigma\": 1.5}}, \"61\": {\"class_type\": \"CFGNorm\", \"inputs\": {\"model\": "           \
-    "[\"60\", 0], \"strength\": 1}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 48, "        \
-    "\"height\": 40, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, "            \
-    "\"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "                 \
-    "\"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " \
-    DECODE_SAVE("[\"3\", 0]") "}"
-    kiln_model *m;
-    kiln_conditioning pos, neg;
-    kiln_latent empty, latent;
-    tiny_sd15(&m, "", &pos, &neg, &empty);
-    kiln_latent_free(&empty);
-    assert_kiln_ok(kiln_empty_latent(m, 48, 40, 1, &empty));
+    "[\"60\", 0], \"strength\": 1}}, " PATCHED_RUN_TAIL("48", "40", model)
     const kiln_sag sag = {0.6, 1.5};
-    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0, .sag = &sag};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
-    assert_workflow_decodes_to(SAG_RUN("60"), m, &latent);
-    expect_refusal(SAG_RUN("61"), KILN_ERR_UNSUPPORTED,
-                   "node 61 (CFGNorm): after SelfAttentionGuidance: kiln applies CFGNorm first");
+    check_patched_run(NULL, (kiln_ksampler_params){.sag = &sag}, 48, 40, SAG_RUN("60"), SAG_RUN("61"),
+                      KILN_ERR_UNSUPPORTED, "node 61 (CFGNorm): after SelfAttentionGuidance: kiln applies CFGNorm first");
 #undef SAG_RUN
-    kiln_latent_free(&latent);
-    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 /* ModelMergeSimple and CLIPMergeSubtract with a second checkpoint: the
@@ -1541,28 +1521,16 @@ static void attention_multiply_nodes(void **state)
 #define MULTIPLY_RUN(lora, from)                                                                                      \
     CKPT_PROMPTS lora "\"60\": {\"class_type\": \"UNetSelfAttentionMultiply\", \"inputs\": {\"model\": [\"" from "\", 0], " \
     "\"q\": 0.5, \"k\": 1.2, \"v\": 0.8, \"out\": 1.5}}, \"61\": {\"class_type\": \"UNetCrossAttentionMultiply\", "    \
-    "\"inputs\": {\"model\": [\"60\", 0], \"q\": 1, \"k\": 0.7, \"v\": 1.3, \"out\": 0.9}}, \"5\": {\"class_type\": "  \
-    "\"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": "  \
-    "\"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 3, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": " \
-    "\"normal\", \"denoise\": 1, \"model\": [\"61\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], "         \
-    "\"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    "\"inputs\": {\"model\": [\"60\", 0], \"q\": 1, \"k\": 0.7, \"v\": 1.3, \"out\": 0.9}}, "                          \
+    PATCHED_RUN_TAIL("16", "16", "61")
     const kiln_attention_multiply self = {0.5, 1.2, 0.8, 1.5}, cross = {1.0, 0.7, 1.3, 0.9};
     const kiln_model_parts parts = {.self_attention = &self, .cross_attention = &cross};
-    kiln_model *m;
-    kiln_conditioning pos, neg;
-    kiln_latent empty, latent;
-    tiny_sd15_with(&parts, &m, "", &pos, &neg, &empty);
-    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
-                                    .denoise = 1.0};
-    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
-    assert_workflow_decodes_to(MULTIPLY_RUN("", "4"), m, &latent);
-    expect_refusal(MULTIPLY_RUN("\"30\": {\"class_type\": \"LoraLoaderModelOnly\", \"inputs\": {\"model\": [\"4\", 0], "
-                                "\"lora_name\": \"" KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.7}}, ",
-                                "30"),
-                   KILN_ERR_UNSUPPORTED, "node 60 (UNetSelfAttentionMultiply): the model has LoRAs");
+    check_patched_run(&parts, (kiln_ksampler_params){0}, 16, 16, MULTIPLY_RUN("", "4"),
+                      MULTIPLY_RUN("\"30\": {\"class_type\": \"LoraLoaderModelOnly\", \"inputs\": {\"model\": "
+                                   "[\"4\", 0], \"lora_name\": \"" KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", "
+                                   "\"strength_model\": 0.7}}, ", "30"),
+                      KILN_ERR_UNSUPPORTED, "node 60 (UNetSelfAttentionMultiply): the model has LoRAs");
 #undef MULTIPLY_RUN
-    kiln_latent_free(&latent);
-    tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
 /* LatentOperationTonemapReinhard through LatentApplyOperationCFG, and
