@@ -562,26 +562,36 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
 }
 
 /* One UNet call over the rows; this call's ControlNets first. */
+/* A UNet call's inputs for `rows` rows from `in`: their timesteps, and the
+ * prompt rows (context and SDXL's y) from row `first` of the 2B on. */
+static kiln_status unet_inputs(kiln_graph *g, const kiln_denoiser *d, int rows, int first, const float *in,
+                               tensor **x, kiln_unet_cond *cond)
+{
+    const unet_config *cfg = d->model->unet.config;
+    tensor *t, *c;
+    TRY(kiln_graph_input(g, x, KILN_F32, 4, (int64_t[]){rows, d->unet_channels, d->h, d->w}, in));
+    TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){rows}, d->timesteps));
+    TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){rows, d->tokens, cfg->context_dim},
+                         d->context + (size_t)first * d->tokens * cfg->context_dim));
+    *cond = (kiln_unet_cond){.t = t, .context = c, .freeu = d->freeu};
+    if (!d->adm) return KILN_OK;
+    tensor *y;
+    TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){rows, cfg->adm_channels},
+                         d->adm + (size_t)first * cfg->adm_channels));
+    cond->y = y;
+    return KILN_OK;
+}
+
 static kiln_status unet_step(kiln_graph *g, void *ctx)
 {
     kiln_denoiser *d = ctx;
     const kiln_model *m = d->model;
-    tensor *x, *t, *c, *eps;
-    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){d->rows, d->unet_channels, d->h, d->w}, d->unet_in));
-    TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){d->rows}, d->timesteps));
+    tensor *x, *eps;
+    kiln_unet_cond cond;
     /* without guidance only the cond rows (the second half) are used */
-    const float *context = d->context;
-    if (d->rows == d->batch) context += (size_t)d->batch * d->tokens * m->unet.config->context_dim;
-    TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){d->rows, d->tokens, m->unet.config->context_dim}, context));
+    TRY(unet_inputs(g, d, d->rows, d->rows == d->batch ? d->batch : 0, d->unet_in, &x, &cond));
+    cond.middle_attn1.record_qk = d->sag_qk;
     kiln_unet_control residuals, *control = NULL;
-    kiln_unet_cond cond = {.t = t, .context = c, .freeu = d->freeu, .middle_attn1 = {.record_qk = d->sag_qk}};
-    if (d->adm) {
-        const int adm = m->unet.config->adm_channels;
-        tensor *y;
-        TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){d->rows, adm},
-                             d->adm + (d->rows == d->batch ? (size_t)d->batch * adm : 0)));
-        cond.y = y;
-    }
     kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < d->nimage_prompts; i++) {
         const kiln_ip_adapter *a = d->image_prompts[i].adapter;
@@ -611,19 +621,10 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
 static kiln_status sag_step(kiln_graph *g, void *ctx)
 {
     kiln_denoiser *d = ctx;
-    const kiln_model *m = d->model;
-    const int B = d->batch;
-    tensor *x, *t, *c, *eps;
-    TRY(kiln_graph_input(g, &x, KILN_F32, 4, (int64_t[]){B, d->unet_channels, d->h, d->w}, d->sag_in));
-    TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){B}, d->timesteps));
-    TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){B, d->tokens, m->unet.config->context_dim}, d->context));
-    kiln_unet_cond cond = {.t = t, .context = c, .freeu = d->freeu};
-    if (d->adm) {
-        tensor *y;
-        TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){B, m->unet.config->adm_channels}, d->adm));
-        cond.y = y;
-    }
-    TRY(kiln_unet_forward(g, &m->unet, x, &cond, NULL, NULL, &eps));
+    tensor *x, *eps;
+    kiln_unet_cond cond;
+    TRY(unet_inputs(g, d, d->batch, 0, d->sag_in, &x, &cond));
+    TRY(kiln_unet_forward(g, &d->model->unet, x, &cond, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, d->sag_out, kiln_tensor_nbytes(eps));
 }
 

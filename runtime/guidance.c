@@ -22,15 +22,7 @@ kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches
                                int width)
 {
     *g = (kiln_guidance){.patches = *patches, .n = n, .channels = channels, .height = height, .width = width};
-    if (patches->has_operation) {
-        TRY(kiln_latent_operation_check(&patches->operation, height, width));
-        g->operated = malloc(n * sizeof *g->operated);
-        g->scratch = malloc(kiln_latent_operation_scratch(channels, height, width) * sizeof *g->scratch);
-        if (!g->operated || !g->scratch) {
-            kiln_guidance_free(g);
-            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentApplyOperationCFG: out of host memory");
-        }
-    }
+    if (patches->has_operation) TRY(kiln_latent_operation_check(&patches->operation, height, width));
     if (!(patches->cfg_norm >= 0.0f && patches->cfg_norm <= 100.0f))
         return kiln_fail(KILN_ERR_INVALID_ARG, "CFGNorm strength %g: 0 to 100", patches->cfg_norm);
     if (!(patches->epsilon_scaling == 0.0f || (patches->epsilon_scaling >= 0.5f && patches->epsilon_scaling <= 1.5f)))
@@ -39,6 +31,14 @@ kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches
                           isfinite(patches->apg_norm_threshold) && isfinite(patches->apg_momentum)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "APG: eta %g, norm_threshold %g (at or above 0), momentum %g",
                          patches->apg_eta, patches->apg_norm_threshold, patches->apg_momentum);
+    if (patches->has_operation) {
+        g->operated = malloc(n * sizeof *g->operated);
+        g->scratch = malloc(kiln_latent_operation_scratch(channels, height, width) * sizeof *g->scratch);
+        if (!g->operated || !g->scratch) {
+            kiln_guidance_free(g);
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentApplyOperationCFG: out of host memory");
+        }
+    }
     if (patches->apg && (!(g->running = malloc(n * sizeof *g->running)) ||
                          !(g->modified = malloc(n * sizeof *g->modified)))) {
         kiln_guidance_free(g);

@@ -52,30 +52,41 @@ static double ratio_of(const kiln_merge *merge, const char *name)
     return ratio;
 }
 
-/* a's tensor `name` merged with b, stored in a's dtype. */
-static kiln_status merge_tensor(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *a,
-                                const kiln_st_tensor *b, const kiln_merge *merge)
+/* ComfyUI's patch of a model's weight, ck's tensor `name` (a) replaced by
+ * a * keep + add * b in float32 (b NULL: a * keep), stored in a's dtype; as
+ * ComfyUI, a keep of 1 leaves a unmultiplied. */
+static kiln_status patch_weight(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *a, float keep,
+                                const kiln_st_tensor *b, float add)
 {
     const size_t n = (size_t)kiln_st_numel(a);
-    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
-    void *out = x && y ? malloc(kiln_dtype_bytes(a->dtype, n)) : NULL;
+    float *x = malloc(n * sizeof *x), *y = b ? malloc(n * sizeof *y) : NULL;
+    void *out = x && (y || !b) ? malloc(kiln_dtype_bytes(a->dtype, n)) : NULL;
     if (!out) {
         free(x);
         free(y);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory for %s", name);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "out of host memory for %s", name);
     }
     kiln_convert_to_f32(x, a->data, a->dtype, n);
-    kiln_convert_to_f32(y, b->data, b->dtype, n);
-    /* ComfyUI's patch of a model's weight: w * strength_model + strength * w2, each factor rounded to float */
-    const double r = ratio_of(merge, name);
-    const float keep = merge->kind == KILN_MERGE_ADD ? 1.0f : (float)r,
-                add = merge->kind == KILN_MERGE_SIMPLE ? (float)(1.0 - r) : merge->kind == KILN_MERGE_ADD ? 1.0f
-                                                                                                          : (float)-r;
-    for (size_t i = 0; i < n; i++) x[i] = (keep != 1.0f ? x[i] * keep : x[i]) + add * y[i];
+    if (b) kiln_convert_to_f32(y, b->data, b->dtype, n);
+    for (size_t i = 0; i < n; i++) {
+        if (keep != 1.0f) x[i] *= keep;
+        if (b) x[i] += add * y[i];
+    }
     kiln_convert_from_f32(out, x, a->dtype, n);
     free(x);
     free(y);
     return kiln_checkpoint_replace(ck, name, a->dtype, out);
+}
+
+/* a's tensor `name` merged with b: w * strength_model + strength * w2, each factor rounded to float */
+static kiln_status merge_tensor(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *a,
+                                const kiln_st_tensor *b, const kiln_merge *merge)
+{
+    const double r = ratio_of(merge, name);
+    const float keep = merge->kind == KILN_MERGE_ADD ? 1.0f : (float)r,
+                add = merge->kind == KILN_MERGE_SIMPLE ? (float)(1.0 - r) : merge->kind == KILN_MERGE_ADD ? 1.0f
+                                                                                                          : (float)-r;
+    return patch_weight(ck, name, a, keep, b, add);
 }
 
 kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, int *merged)
@@ -169,23 +180,8 @@ kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *
                 which[nnames++] = p;
         }
     }
-    for (size_t i = 0; i < nnames && st == KILN_OK; i++) {
-        const kiln_st_tensor *t = kiln_checkpoint_find(ck, names[i]);
-        const size_t n = (size_t)kiln_st_numel(t);
-        float *x = malloc(n * sizeof *x);
-        void *out = x ? malloc(kiln_dtype_bytes(t->dtype, n)) : NULL;
-        if (!out) {
-            free(x);
-            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "attention multiply: out of host memory for %s", names[i]);
-            break;
-        }
-        kiln_convert_to_f32(x, t->data, t->dtype, n);
-        const float f = (float)factors[which[i]];
-        for (size_t k = 0; k < n; k++) x[k] *= f; /* ComfyUI's weight *= strength_model */
-        kiln_convert_from_f32(out, x, t->dtype, n);
-        free(x);
-        st = kiln_checkpoint_replace(ck, names[i], t->dtype, out);
-    }
+    for (size_t i = 0; i < nnames && st == KILN_OK; i++) /* ComfyUI's weight *= strength_model */
+        st = patch_weight(ck, names[i], kiln_checkpoint_find(ck, names[i]), (float)factors[which[i]], NULL, 0.0f);
     if (st == KILN_OK) *scaled = (int)nnames;
     for (size_t i = 0; i < nnames; i++) free(names[i]);
     free(names);

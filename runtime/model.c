@@ -84,6 +84,7 @@ static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet
     info->prediction_reason = "default";
     const char *type = kiln_checkpoint_prediction_type(ck);
     double edm_min, edm_max, edm_data;
+    const bool edm = kiln_checkpoint_edm_sigmas(ck, &edm_min, &edm_max, &edm_data);
     if (playground_file(ck)) {
         info->prediction = KILN_PREDICTION_EDM;
         info->prediction_reason = "edm_mean and edm_std tensors (Playground v2.5)";
@@ -94,8 +95,7 @@ static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet
         info->prediction = KILN_PREDICTION_V;
         info->prediction_reason = kiln_checkpoint_find(ck, "ztsnr") ? "v_pred and ztsnr tensors (zero terminal SNR)"
                                                                     : "v_pred tensor";
-    } else if (type || kiln_checkpoint_edm_sigmas(ck, &edm_min, &edm_max, &edm_data)) {
-        const bool edm = kiln_checkpoint_edm_sigmas(ck, &edm_min, &edm_max, &edm_data);
+    } else if (type || edm) {
         info->prediction = type && strcmp(type, "v_prediction") == 0 ? KILN_PREDICTION_V
                            : edm                                     ? KILN_PREDICTION_EDM
                                                                      : KILN_PREDICTION_EPS;
