@@ -63,7 +63,7 @@ static kiln_status text_fn(kiln_graph *g, void *ctx)
     bench_ctx *b = ctx;
     tensor *ids, *out;
     TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){2, 77}, b->ids));
-    TRY(kiln_clip_forward(g, &b->m->clips[0], ids, 0, &out, NULL)); /* the first tower times the text step */
+    TRY(kiln_clip_forward(g, &b->m->clips[0], ids, NULL, 0, &out, NULL)); /* the first tower times the text step */
     return kiln_graph_output(g, out, b->context, kiln_tensor_nbytes(out));
 }
 

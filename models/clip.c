@@ -21,33 +21,34 @@ const clip_config *const kiln_clip_configs[] = {&clip_vit_l14,        &clip_tiny
 
 #define SD_ROOT "cond_stage_model.transformer.text_model"
 
-const clip_reading kiln_clip_sd1 = {.root = SD_ROOT, .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS};
-const clip_reading kiln_clip_sd2 = {.root = SD_ROOT, .gelu = true, .default_skip = 2, .final_norm = true, .pad_id = 0};
+const clip_reading kiln_clip_sd1 = {.root = SD_ROOT, .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS, .embedding_key = "clip_l"};
+const clip_reading kiln_clip_sd2 = {.root = SD_ROOT, .gelu = true, .default_skip = 2, .final_norm = true, .pad_id = 0,
+                                    .embedding_key = "clip_h"};
 /* ComfyUI's SDXLClipModel: both towers at layer -2 without the final norm */
 const clip_reading kiln_clip_sdxl_l = {.root = "conditioner.embedders.0.transformer.text_model", .default_skip = 2,
-                                       .pad_id = KILN_CLIP_EOS};
+                                       .pad_id = KILN_CLIP_EOS, .embedding_key = "clip_l"};
 const clip_reading kiln_clip_sdxl_g = {.root = "conditioner.embedders.1.transformer.text_model",
                                        .projection = "conditioner.embedders.1.transformer.text_projection",
                                        .open_clip_projection = "conditioner.embedders.1.model.text_projection",
-                                       .gelu = true, .default_skip = 2, .pad_id = 0};
+                                       .gelu = true, .default_skip = 2, .pad_id = 0, .embedding_key = "clip_g"};
 /* the refiner's only tower, bigG, is its first embedder */
 const clip_reading kiln_clip_sdxl_refiner = {.root = "conditioner.embedders.0.transformer.text_model",
                                              .projection = "conditioner.embedders.0.transformer.text_projection",
                                              .open_clip_projection = "conditioner.embedders.0.model.text_projection",
-                                             .gelu = true, .default_skip = 2, .pad_id = 0};
+                                             .gelu = true, .default_skip = 2, .pad_id = 0, .embedding_key = "clip_g"};
 
 /* Flux reads CLIP-L only for its pooled output: the last layer through the
  * final norm at EOS, unprojected (ComfyUI's return_projected_pooled=False) */
 const clip_reading kiln_clip_flux = {.root = KILN_CLIP_L_ROOT ".text_model", .pooled = true,
-                                     .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS};
+                                     .default_skip = 1, .final_norm = true, .pad_id = KILN_CLIP_EOS, .embedding_key = "clip_l"};
 
 /* SD3's towers (ComfyUI's SD3ClipModel): both at the penultimate layer as
  * it is; CLIP-L's pooled output unprojected, bigG's projected */
 const clip_reading kiln_clip_sd3_l = {.root = KILN_CLIP_L_ROOT ".text_model", .pooled = true, .default_skip = 2,
-                                      .pad_id = KILN_CLIP_EOS};
+                                      .pad_id = KILN_CLIP_EOS, .embedding_key = "clip_l"};
 const clip_reading kiln_clip_sd3_g = {.root = KILN_CLIP_G_ROOT ".text_model",
                                       .projection = KILN_CLIP_G_ROOT ".text_projection", .gelu = true,
-                                      .default_skip = 2, .pad_id = 0};
+                                      .default_skip = 2, .pad_id = 0, .embedding_key = "clip_g"};
 
 static bool has_layer(const kiln_checkpoint *ck, const char *root, int i)
 {
@@ -203,8 +204,8 @@ kiln_status kiln_clip_layer_forward(kiln_graph *g, const clip_layer_weights *l, 
     return nn_add_into(g, x, d);
 }
 
-kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out,
-                              tensor **last)
+kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids,
+                              const kiln_clip_vectors *vectors, int skip, tensor **out, tensor **last)
 {
     const clip_config *cfg = clip->config;
     int64_t B = ids->shape[0], T = ids->shape[1];
@@ -229,6 +230,15 @@ kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor
     free(pos_ids);
     TRY(st);
     TRY(nn_embedding(g, ids, clip->token_embedding, &tok));
+    if (vectors) { /* exact: a kept row times 1 plus 0, a replaced one times 0 plus its vector */
+        tensor *kept, *put;
+        TRY(nn_mul(g, tok, vectors->keep, &kept));
+        nn_drop(g, &tok);
+        TRY(nn_embedding(g, vectors->rows, vectors->table, &put));
+        TRY(nn_add(g, kept, put, &tok));
+        nn_drop(g, &kept);
+        nn_drop(g, &put);
+    }
     TRY(nn_embedding(g, pos_idx, clip->position_embedding, &pos));
     nn_drop(g, &pos_idx);
     TRY(nn_add(g, tok, pos, &sum));

@@ -30,6 +30,7 @@ typedef struct clip_reading {
     int default_skip;  /* the layer the model conditions on, counted from the last (1) */
     bool final_norm;   /* that layer through the final layer norm (SD 1.x/2.x) or as it is (SDXL) */
     int32_t pad_id;    /* the token that fills a window after its EOS */
+    const char *embedding_key; /* its tensor in a textual-inversion file of several (ComfyUI's embedding_key) */
 } clip_reading;
 
 extern const clip_reading kiln_clip_sd1, kiln_clip_sd2, kiln_clip_sdxl_l, kiln_clip_sdxl_g, kiln_clip_sdxl_refiner,
@@ -75,9 +76,15 @@ kiln_status kiln_clip_bind(kiln_weights *w, const clip_config *cfg, const clip_r
 // through the final layer norm where the reading says; skip 1 = last layer,
 // 2 = ComfyUI's CLIPSetLastLayer -2, 0 = the reading's default_skip. With
 // `last` not NULL, also the last layer through the final layer norm (what
-// the pooled output is taken from).
-kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids, int skip, tensor **out,
-                              tensor **last);
+// the pooled output is taken from). With `vectors` not NULL, some tokens'
+// rows are textual-inversion vectors in place of the token table's.
+typedef struct kiln_clip_vectors {
+    const tensor *rows;  /* (B*T) i32: 0 the token's own row, k > 0 table row k */
+    const tensor *table; /* (n+1, D) f32, row 0 zeros */
+    const tensor *keep;  /* (B*T, D) f32: 1 where rows is 0, else 0 */
+} kiln_clip_vectors;
+kiln_status kiln_clip_forward(kiln_graph *g, const kiln_clip *clip, const tensor *ids,
+                              const kiln_clip_vectors *vectors, int skip, tensor **out, tensor **last);
 
 /* The pooled output of each of `rows` sequences: the last layer's state at
  * its first EOS (the highest id), times the projection -> pooled (rows,P). */

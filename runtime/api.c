@@ -2,10 +2,12 @@
  * stages. Each call checks what a frontend hands it before anything inside
  * the library sees it, so that a wrong size or a NULL is an error naming the
  * argument rather than a crash further in. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kiln.h"
 
@@ -79,6 +81,20 @@ kiln_status kiln_checkpoint_load_parts(kiln_backend *be, const char *path, const
     if (st == KILN_OK) st = kiln_model_load_with_loras(ck, loras, nloras, stats, be, out);
     free(stats);
     return st;
+}
+
+kiln_status kiln_model_set_embeddings(kiln_model *m, const char *dir)
+{
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_embeddings: no model");
+    struct stat s;
+    const int e = dir && stat(dir, &s) != 0 ? errno : 0;
+    if (dir && (e || !S_ISDIR(s.st_mode)))
+        return kiln_fail(KILN_ERR_IO, "embeddings folder %s: %s", dir, e ? strerror(e) : "not a folder");
+    char *copy = dir ? strdup(dir) : NULL;
+    if (dir && !copy) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "kiln_model_set_embeddings: out of host memory");
+    free(m->embeddings);
+    m->embeddings = copy;
+    return KILN_OK;
 }
 
 const char *kiln_model_family(const kiln_model *m)

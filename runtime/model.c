@@ -389,6 +389,7 @@ void kiln_model_free(kiln_model *m)
     kiln_spm_free(m->spm);
     kiln_weights_free(m->weights);
     kiln_checkpoint_close(m->checkpoint);
+    free(m->embeddings);
     free(m);
 }
 

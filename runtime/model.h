@@ -103,6 +103,7 @@ typedef struct kiln_model {
         kiln_edm_sampling edm;
         kiln_latent_format latents;
     } loaded;
+    char *embeddings; /* where prompts' embedding:NAME are looked up (kiln_model_set_embeddings); NULL: nowhere */
 } kiln_model;
 
 /* A PixArt, Flux or SD3 model: a DiT on T5 in place of a UNet on CLIP. */

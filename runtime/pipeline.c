@@ -37,35 +37,84 @@ typedef struct clip_job {
     const kiln_clip *clip;
     const int32_t *ids; /* (rows, 77) */
     int rows, skip;
+    const int32_t *vector_rows; /* (rows, 77): 0 or 1 + an index into vectors; NULL: no vectors */
+    const float *vectors;       /* (nvectors, D) */
+    int nvectors;
     float *out;         /* (rows, 77, D) */
     float *last;        /* (rows, 77, D) the last layer through the final norm, or NULL */
 } clip_job;
+
+/* The embedding vectors' inputs: their table with a zero row first, and
+ * which rows keep their token's. */
+static kiln_status vector_inputs(kiln_graph *g, const clip_job *j, kiln_clip_vectors *v)
+{
+    const int64_t n = (int64_t)j->rows * KILN_CLIP_CONTEXT, D = j->clip->config->hidden;
+    float *table = calloc((size_t)(j->nvectors + 1) * D, sizeof *table), *keep = malloc((size_t)(n * D) * sizeof *keep);
+    kiln_status st = table && keep ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "text encoder: out of host memory");
+    if (st == KILN_OK) {
+        memcpy(table + D, j->vectors, (size_t)(j->nvectors * D) * sizeof *table);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t d = 0; d < D; d++) keep[i * D + d] = j->vector_rows[i] ? 0.0f : 1.0f;
+        tensor *rows, *tab, *kp;
+        st = kiln_graph_input(g, &rows, KILN_I32, 1, (int64_t[]){n}, j->vector_rows);
+        if (st == KILN_OK) st = kiln_graph_input(g, &tab, KILN_F32, 2, (int64_t[]){j->nvectors + 1, D}, table);
+        if (st == KILN_OK) st = kiln_graph_input(g, &kp, KILN_F32, 2, (int64_t[]){n, D}, keep);
+        if (st == KILN_OK) *v = (kiln_clip_vectors){rows, tab, kp};
+    }
+    free(table);
+    free(keep);
+    return st;
+}
 
 static kiln_status clip_fn(kiln_graph *g, void *ctx)
 {
     clip_job *j = ctx;
     tensor *ids, *z, *last = NULL;
+    kiln_clip_vectors v;
     TRY(kiln_graph_input(g, &ids, KILN_I32, 2, (int64_t[]){j->rows, KILN_CLIP_CONTEXT}, j->ids));
-    TRY(kiln_clip_forward(g, j->clip, ids, j->skip, &z, j->last ? &last : NULL));
+    if (j->vector_rows) TRY(vector_inputs(g, j, &v));
+    TRY(kiln_clip_forward(g, j->clip, ids, j->vector_rows ? &v : NULL, j->skip, &z, j->last ? &last : NULL));
     TRY(kiln_graph_output(g, z, j->out, kiln_tensor_nbytes(z)));
     return last ? kiln_graph_output(g, last, j->last, kiln_tensor_nbytes(last)) : KILN_OK;
+}
+
+static kiln_status clip_run(const kiln_model *m, int which, clip_job *j, float *pooled)
+{
+    if (which < 0 || which >= m->info.nclips)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %d: the model has %d", which, m->info.nclips);
+    const kiln_clip *clip = j->clip = &m->clips[which];
+    if (pooled && !clip->pooled_dim)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %s has no pooled output", clip->config->name);
+    if (pooled && !(j->last = malloc((size_t)j->rows * KILN_CLIP_CONTEXT * clip->config->hidden * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "text encoder: out of host memory");
+    kiln_status st = kiln_graph_run_once(kiln_weights_backend(m->weights), clip_fn, j);
+    if (st == KILN_OK && pooled) kiln_clip_pool(clip, j->ids, j->last, j->rows, pooled);
+    free(j->last);
+    return st;
 }
 
 kiln_status kiln_clip_encode_ids(const kiln_model *m, int which, const int32_t *ids, int rows, int clip_skip,
                                  float *out, float *pooled)
 {
-    if (which < 0 || which >= m->info.nclips)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %d: the model has %d", which, m->info.nclips);
-    const kiln_clip *clip = &m->clips[which];
-    if (pooled && !clip->pooled_dim)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "text encoder %s has no pooled output", clip->config->name);
-    clip_job j = {clip, ids, rows, clip_skip, out, NULL};
-    if (pooled && !(j.last = malloc((size_t)rows * KILN_CLIP_CONTEXT * clip->config->hidden * sizeof(float))))
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "text encoder: out of host memory");
-    kiln_status st = kiln_graph_run_once(kiln_weights_backend(m->weights), clip_fn, &j);
-    if (st == KILN_OK && pooled) kiln_clip_pool(clip, ids, j.last, rows, pooled);
-    free(j.last);
-    return st;
+    return clip_run(m, which, &(clip_job){.ids = ids, .rows = rows, .skip = clip_skip, .out = out}, pooled);
+}
+
+/* A window's ids as the encoder reads them: an embedding vector's position
+ * as token 0 with its row in *vector_rows, a vector of another width left
+ * out and a pad added at the end for it (ComfyUI's process_tokens). */
+static void window_rows(const int32_t *window, int32_t pad, int32_t *ids, int32_t *vector_rows)
+{
+    int at = 0, misfits = 0;
+    for (int t = 0; t < KILN_CLIP_CONTEXT; t++) {
+        const int32_t id = window[t];
+        if (id == KILN_PROMPT_MISFIT) {
+            misfits++;
+            continue;
+        }
+        ids[at] = id >= 0 ? id : 0;
+        vector_rows[at++] = id >= 0 ? 0 : -id; /* vector -1 - id is table row -id */
+    }
+    for (; misfits > 0; misfits--, at++) ids[at] = pad, vector_rows[at] = 0;
 }
 
 /* One tower's share of CLIPTextEncode: the windows (and the empty prompt
@@ -78,21 +127,23 @@ static kiln_status encode_with(const kiln_model *m, int which, const kiln_prompt
     const int T = KILN_CLIP_CONTEXT, D = clip->config->hidden;
     const int32_t pad = clip->reading->pad_id;
     int rows = pt->n_windows + (pt->weighted ? 1 : 0);
-    int32_t *ids = malloc((size_t)rows * T * sizeof *ids);
+    int32_t *ids = malloc((size_t)rows * T * sizeof *ids), *vector_rows = calloc((size_t)rows * T, sizeof *vector_rows);
     float *z = malloc((size_t)rows * T * D * sizeof *z), *pools = NULL;
     kiln_status st = KILN_OK;
-    if (!ids || !z || (pooled && !(pools = malloc((size_t)rows * clip->pooled_dim * sizeof *pools)))) {
+    if (!ids || !vector_rows || !z || (pooled && !(pools = malloc((size_t)rows * clip->pooled_dim * sizeof *pools)))) {
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
         goto done;
     }
-    memcpy(ids, pt->ids, (size_t)pt->n_windows * T * sizeof *ids);
+    for (int w = 0; w < pt->n_windows; w++) window_rows(pt->ids[w], pad, ids + (size_t)w * T, vector_rows + (size_t)w * T);
     if (pt->weighted) { /* ComfyUI's gen_empty_tokens: BOS, EOS, padding */
         int32_t *empty = ids + (size_t)pt->n_windows * T;
         empty[0] = KILN_CLIP_BOS;
         empty[1] = KILN_CLIP_EOS;
         for (int t = 2; t < T; t++) empty[t] = pad;
     }
-    if ((st = kiln_clip_encode_ids(m, which, ids, rows, clip_skip, z, pools)) != KILN_OK) goto done;
+    clip_job j = {.ids = ids, .rows = rows, .skip = clip_skip, .out = z};
+    if (pt->nvectors) j.vector_rows = vector_rows, j.vectors = pt->vectors, j.nvectors = pt->nvectors;
+    if ((st = clip_run(m, which, &j, pools)) != KILN_OK) goto done;
     const float *z_empty = z + (size_t)pt->n_windows * T * D;
     for (int w = 0; w < pt->n_windows; w++)
         for (int t = 0; t < T; t++) {
@@ -106,6 +157,7 @@ static kiln_status encode_with(const kiln_model *m, int which, const kiln_prompt
     if (pooled) memcpy(pooled, pools, (size_t)clip->pooled_dim * sizeof *pooled); /* the first window's */
 done:
     free(ids);
+    free(vector_rows);
     free(z);
     free(pools);
     return st;
@@ -260,7 +312,8 @@ static kiln_status encode_clips(const kiln_model *m, const kiln_tokenizer *tok, 
     for (int i = 0; i < m->info.nclips && st == KILN_OK; i++) {
         dim += m->clips[i].config->hidden;
         pooled_dim += m->clips[i].pooled_dim;
-        st = kiln_prompt_tokenize(tok, texts[i], m->clips[i].reading->pad_id, &pt[i]);
+        const kiln_prompt_embeddings e = {m->embeddings, m->clips[i].reading->embedding_key, m->clips[i].config->hidden};
+        st = kiln_prompt_tokenize(tok, texts[i], m->clips[i].reading->pad_id, &e, &pt[i]);
         if (st == KILN_OK && pt[i].n_windows > windows) windows = pt[i].n_windows;
     }
     for (int i = 0; i < m->info.nclips && st == KILN_OK; i++)

@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "status.h"
+#include "textual_inversion.h"
 
 /* Escaped parentheses travel through parsing as two bytes that no UTF-8 C
  * string holds, so that they are neither brackets nor ':'. */
@@ -243,6 +244,7 @@ kiln_status kiln_prompt_parse(const char *prompt, kiln_prompt_segment **segments
 
 typedef struct window_builder {
     kiln_prompt_tokens *out;
+    const kiln_prompt_embeddings *embeddings;
     int32_t pad_id;
     int cap;  /* windows allocated */
     int fill; /* ids in the last window */
@@ -318,14 +320,16 @@ static kiln_status tokenize_piece(const kiln_tokenizer *tok, window_builder *b, 
     return st;
 }
 
-/* What ComfyUI tokenizes of "embedding:NAME rest" when it finds no file
- * NAME: the words of rest joined by single spaces, after the last k
- * characters of NAME and a space when strip(',') took k commas off NAME. */
-static kiln_status embedding_leftover(const char *s, size_t n, char **out)
+/* ComfyUI's reading of "embedding:NAME rest": NAME, the first word (its
+ * span in *name, *name_len), and the text tokenized after the embedding:
+ * the words of rest joined by single spaces, after the last k characters of
+ * NAME and a space when strip(',') would take k commas off NAME. */
+static kiln_status embedding_leftover(const char *s, size_t n, char **out, size_t *name, size_t *name_len)
 {
     char *text = malloc(n + 2);
     if (!text) return out_of_memory();
     size_t k = 0, words = 0;
+    *name = *name_len = 0;
     utf8proc_int32_t c;
     for (size_t i = 0; i < n;) {
         utf8proc_ssize_t len = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
@@ -340,6 +344,7 @@ static kiln_status embedding_leftover(const char *s, size_t n, char **out)
             i += (size_t)len;
         }
         if (words++ == 0) {
+            *name = start, *name_len = i - start;
             size_t commas = 0, a = start, b = i;
             while (a < b && s[a] == ',') a++, commas++;
             while (b > a && s[b - 1] == ',') b--, commas++;
@@ -361,16 +366,81 @@ static kiln_status embedding_leftover(const char *s, size_t n, char **out)
     return KILN_OK;
 }
 
-/* One piece of a segment: text to tokenize, or an embedding reference. */
+/* The file of NAME, else of NAME without its commas around (*path NULL:
+ * neither is there). */
+static kiln_status find_embedding(const char *dir, const char *name, size_t n, char **path)
+{
+    char *s = strndup(name, n);
+    if (!s) return out_of_memory();
+    kiln_status st = kiln_embedding_find(dir, s, path);
+    size_t a = 0, b = n;
+    while (a < b && s[a] == ',') a++;
+    while (b > a && s[b - 1] == ',') b--;
+    if (st == KILN_OK && !*path && (a > 0 || b < n)) {
+        s[b] = 0;
+        st = kiln_embedding_find(dir, s + a, path);
+    }
+    free(s);
+    return st;
+}
+
+/* Places the vectors of embedding NAME as one piece (ids -1 - k), or warns
+ * and counts it where there is no file. */
+static kiln_status place_embedding(window_builder *b, const char *name, size_t n, double weight)
+{
+    kiln_prompt_tokens *t = b->out;
+    const kiln_prompt_embeddings *e = b->embeddings;
+    char *path = NULL;
+    if (e && e->dir) TRY(find_embedding(e->dir, name, n, &path));
+    if (!path) {
+        t->missing_embeddings++;
+        kiln_warn("embedding:%.*s: no such file in %s; left out", (int)n, name, e && e->dir ? e->dir : "(no embeddings folder)");
+        return KILN_OK;
+    }
+    float *v;
+    int count, width;
+    kiln_status st = kiln_embedding_read(path, e->key, e->width, &v, &count, &width);
+    if (st != KILN_OK) {
+        free(path);
+        return kiln_fail_context(st, "embedding:%.*s", (int)n, name);
+    }
+    const bool misfit = width != e->width;
+    if (misfit)
+        kiln_warn("embedding:%.*s (%s) holds vectors %d wide, this text encoder's are %d: left out", (int)n, name, path,
+                  width, e->width);
+    free(path);
+    int32_t *ids = malloc((size_t)count * sizeof *ids);
+    float *all = misfit ? t->vectors : realloc(t->vectors, (size_t)(t->nvectors + count) * width * sizeof *all);
+    if (!ids || !all) {
+        free(ids);
+        free(v);
+        return out_of_memory();
+    }
+    if (!misfit) {
+        t->vectors = all;
+        t->width = width;
+        memcpy(all + (size_t)t->nvectors * width, v, (size_t)count * width * sizeof *all);
+    }
+    for (int i = 0; i < count; i++) ids[i] = misfit ? KILN_PROMPT_MISFIT : -1 - (t->nvectors + i);
+    if (!misfit) t->nvectors += count;
+    free(v);
+    st = place_piece(b, ids, (size_t)count, weight);
+    free(ids);
+    return st;
+}
+
+/* One piece of a segment: text to tokenize, or an embedding and the text
+ * after its name. */
 static kiln_status place_text(const kiln_tokenizer *tok, window_builder *b, const char *s, size_t n, double weight)
 {
     const size_t plen = sizeof embedding_prefix - 1;
     if (n == 0) return KILN_OK;
     if (n < plen || memcmp(s, embedding_prefix, plen) != 0) return tokenize_piece(tok, b, s, n, weight);
-    b->out->skipped_embeddings++;
     char *rest = NULL;
-    TRY(embedding_leftover(s + plen, n - plen, &rest));
-    kiln_status st = tokenize_piece(tok, b, rest, strlen(rest), weight);
+    size_t name = 0, name_len = 0;
+    TRY(embedding_leftover(s + plen, n - plen, &rest, &name, &name_len));
+    kiln_status st = name_len ? place_embedding(b, s + plen + name, name_len, weight) : KILN_OK;
+    if (st == KILN_OK) st = tokenize_piece(tok, b, rest, strlen(rest), weight);
     free(rest);
     return st;
 }
@@ -397,17 +467,18 @@ void kiln_prompt_tokens_free(kiln_prompt_tokens *t)
 {
     free(t->ids);
     free(t->weights);
+    free(t->vectors);
     memset(t, 0, sizeof *t);
 }
 
 kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, int32_t pad_id,
-                                 kiln_prompt_tokens *out)
+                                 const kiln_prompt_embeddings *embeddings, kiln_prompt_tokens *out)
 {
     memset(out, 0, sizeof *out);
     kiln_prompt_segment *segs;
     size_t n;
     TRY(kiln_prompt_parse(prompt, &segs, &n));
-    window_builder b = {.out = out, .pad_id = pad_id};
+    window_builder b = {.out = out, .embeddings = embeddings, .pad_id = pad_id};
     kiln_status st = open_window(&b);
     for (size_t i = 0; i < n && st == KILN_OK; i++) st = place_segment(tok, &b, &segs[i]);
     kiln_prompt_segments_free(segs, n);

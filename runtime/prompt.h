@@ -18,9 +18,15 @@
  * up to 75 tokens, EOS, padding: 77 ids. SD 1.x pads with EOS, SD 2.x with
  * 0 (the text encoder's clip_config says which).
  *
- * Textual-inversion embeddings are not supported: "embedding:NAME" is treated
- * as ComfyUI treats an embedding file it cannot find (NAME is dropped with a
- * warning, the words after it stay) and counted in skipped_embeddings. */
+ * Textual-inversion embeddings: "embedding:NAME" puts the vectors of the
+ * file NAME (textual_inversion.h) in place of tokens, one position each, a
+ * piece of their own (placed by the rules above). The text after NAME goes
+ * on as text, as ComfyUI's _try_get_embedding leaves it (NAME ends at
+ * whitespace; "NAME," not found is looked up as "NAME" with its commas
+ * left to the text). A NAME with no file is dropped with a warning and
+ * counted in missing_embeddings; a file of vectors of another width than
+ * the tower's takes its positions in the windows, and the encoder leaves
+ * them out and pads after (ComfyUI's process_tokens), with a warning. */
 #ifndef KILN_PROMPT_H
 #define KILN_PROMPT_H
 
@@ -45,19 +51,34 @@ typedef struct kiln_prompt_segment {
 kiln_status kiln_prompt_parse(const char *prompt, kiln_prompt_segment **segments, size_t *count);
 void kiln_prompt_segments_free(kiln_prompt_segment *segments, size_t count);
 
+/* Where embedding:NAME is looked up, for which text tower. */
+typedef struct kiln_prompt_embeddings {
+    const char *dir; /* the embeddings folder (ComfyUI's models/embeddings); NULL: none */
+    const char *key; /* the tower's tensor in a file of several: "clip_l", "clip_g", "clip_h" */
+    int width;       /* the tower's token rows */
+} kiln_prompt_embeddings;
+
+/* An id of a vector of another width than the tower's (left out in encoding). */
+#define KILN_PROMPT_MISFIT INT32_MIN
+
 typedef struct kiln_prompt_tokens {
     int n_windows;                        /* >= 1 */
-    int32_t (*ids)[KILN_CLIP_CONTEXT];    /* (n_windows, 77) */
+    int32_t (*ids)[KILN_CLIP_CONTEXT];    /* (n_windows, 77); an id < 0 other than KILN_PROMPT_MISFIT is
+                                             embedding vector -1 - id */
     double (*weights)[KILN_CLIP_CONTEXT]; /* (n_windows, 77); 1 at BOS, EOS and padding */
     bool weighted;                        /* some weight != 1: encoding needs z_empty */
-    int skipped_embeddings;               /* "embedding:NAME" names left out */
+    float *vectors;                       /* (nvectors, width): the embeddings' vectors */
+    int nvectors, width;
+    int missing_embeddings;               /* "embedding:NAME" names with no file, left out */
 } kiln_prompt_tokens;
 
-/* SDTokenizer.tokenize_with_weights, windows padded with pad_id. Free the
+/* SDTokenizer.tokenize_with_weights, windows padded with pad_id, the
+ * embeddings looked up as `embeddings` says (NULL: none found). Free the
  * result with kiln_prompt_tokens_free (also safe on a zeroed struct). Errors
- * as for kiln_prompt_parse and kiln_tokenizer_encode. */
+ * as for kiln_prompt_parse, kiln_tokenizer_encode and kiln_embedding_read
+ * (a file that is there but unreadable). */
 kiln_status kiln_prompt_tokenize(const kiln_tokenizer *tok, const char *prompt, int32_t pad_id,
-                                 kiln_prompt_tokens *out);
+                                 const kiln_prompt_embeddings *embeddings, kiln_prompt_tokens *out);
 void kiln_prompt_tokens_free(kiln_prompt_tokens *t);
 
 #endif

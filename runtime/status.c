@@ -54,4 +54,24 @@ kiln_status kiln_fail_context(kiln_status code, const char *fmt, ...)
     return code;
 }
 
+static kiln_warning_fn warning_handler;
+static void *warning_ctx;
+
+void kiln_set_warning_handler(kiln_warning_fn fn, void *ctx)
+{
+    warning_handler = fn;
+    warning_ctx = ctx;
+}
+
+void kiln_warn(const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (warning_handler) warning_handler(warning_ctx, message);
+    else fprintf(stderr, "kiln: warning: %s\n", message);
+}
+
 void kiln_clear_error(void) { last_error[0] = '\0'; }

@@ -13,6 +13,10 @@ kiln_status kiln_fail(kiln_status code, const char *fmt, ...)
 kiln_status kiln_fail_context(kiln_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Reports something kiln goes on past to the warning handler
+ * (kiln_set_warning_handler; stderr by default). */
+void kiln_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Clears the thread's message. */
 void kiln_clear_error(void);
 

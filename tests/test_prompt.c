@@ -39,7 +39,7 @@ static void check_recorded(const kiln_tokenizer *tok, const cJSON *c)
     const cJSON *weights = json_data_get(c, "weights");
     assert_int_equal((size_t)cJSON_GetArraySize(weights), n);
     kiln_prompt_tokens t;
-    assert_kiln_ok(kiln_prompt_tokenize(tok, json_data_string(c, "prompt"), KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(tok, json_data_string(c, "prompt"), KILN_CLIP_EOS, NULL, &t));
     if ((size_t)t.n_windows * KILN_CLIP_CONTEXT != n)
         fail_msg("%s: %d windows, want %zu", source, t.n_windows, n / KILN_CLIP_CONTEXT);
     bool weighted = false;
@@ -52,7 +52,7 @@ static void check_recorded(const kiln_tokenizer *tok, const cJSON *c)
         weighted |= want_w != 1.0f;
     }
     assert_int_equal(t.weighted, weighted);
-    assert_int_equal(t.skipped_embeddings, 0);
+    assert_int_equal(t.missing_embeddings, 0);
     kiln_prompt_tokens_free(&t);
     free(want);
 }
@@ -171,7 +171,7 @@ static void empty_prompts(void **state)
     kiln_prompt_segments_free(segs, n);
 
     kiln_prompt_tokens t;
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "  ", KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "  ", KILN_CLIP_EOS, NULL, &t));
     assert_int_equal(t.n_windows, 1);
     assert_int_equal(t.ids[0][0], KILN_CLIP_BOS);
     for (int i = 1; i < KILN_CLIP_CONTEXT; i++) assert_int_equal(t.ids[0][i], KILN_CLIP_EOS);
@@ -217,7 +217,7 @@ static void short_pieces_move_whole(void **state)
 
     /* 72 + 4 > 75: the 4 weighted tokens open the second window */
     assert_true(asprintf(&prompt, "%s(red circle on blue:1.2)", cats) > 0);
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, NULL, &t));
     assert_int_equal(t.n_windows, 2);
     expect_window(&t, 0, (piece[]){{cats, 1.0}}, 1);
     expect_window(&t, 1, (piece[]){{"red circle on blue", 1.2}}, 1);
@@ -227,7 +227,7 @@ static void short_pieces_move_whole(void **state)
 
     /* seven single-letter tokens are still short */
     assert_true(asprintf(&prompt, "%s(a b c d e f g:0.5)", cats) > 0);
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, NULL, &t));
     assert_int_equal(t.n_windows, 2);
     expect_window(&t, 1, (piece[]){{"a b c d e f g", 0.5}}, 1);
     kiln_prompt_tokens_free(&t);
@@ -236,7 +236,7 @@ static void short_pieces_move_whole(void **state)
     /* 71 + 4 = 75 fits */
     char *cats71 = repeat("cat ", 71);
     assert_true(asprintf(&prompt, "%s(red circle on blue:1.2)", cats71) > 0);
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, NULL, &t));
     assert_int_equal(t.n_windows, 1);
     expect_window(&t, 0, (piece[]){{cats71, 1.0}, {"red circle on blue", 1.2}}, 2);
     kiln_prompt_tokens_free(&t);
@@ -253,7 +253,7 @@ static void long_pieces_split_at_window_ends(void **state)
 
     /* eight tokens: three end the first window, five start the second */
     assert_true(asprintf(&prompt, "%s(a b c d e f g h:0.5)", cats) > 0);
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, prompt, KILN_CLIP_EOS, NULL, &t));
     assert_int_equal(t.n_windows, 2);
     expect_window(&t, 0, (piece[]){{cats, 1.0}, {"a b c", 0.5}}, 2);
     expect_window(&t, 1, (piece[]){{"d e f g h", 0.5}}, 1);
@@ -263,7 +263,7 @@ static void long_pieces_split_at_window_ends(void **state)
 
     /* one unweighted piece of 150 tokens fills exactly two windows */
     char *cats150 = repeat("cat ", 150), *cats75 = repeat("cat ", 75);
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, cats150, KILN_CLIP_EOS, &t));
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, cats150, KILN_CLIP_EOS, NULL, &t));
     assert_int_equal(t.n_windows, 2);
     expect_window(&t, 0, (piece[]){{cats75, 1.0}}, 1);
     expect_window(&t, 1, (piece[]){{cats75, 1.0}}, 1);
@@ -278,30 +278,30 @@ static void embeddings_are_skipped_like_missing_files(void **state)
     (void)state;
     kiln_prompt_tokens t;
     /* the text after " embedding:" is its own piece; NAME goes, the rest stays */
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "cat embedding:foo dog  bird", KILN_CLIP_EOS, &t));
-    assert_int_equal(t.skipped_embeddings, 1);
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "cat embedding:foo dog  bird", KILN_CLIP_EOS, NULL, &t));
+    assert_int_equal(t.missing_embeddings, 1);
     expect_window(&t, 0, (piece[]){{"cat", 1.0}, {"dog bird", 1.0}}, 2);
     kiln_prompt_tokens_free(&t);
 
     /* strip(',') took one comma: ComfyUI puts NAME's last character back */
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "cat\nembedding:foo, dog", KILN_CLIP_EOS, &t));
-    assert_int_equal(t.skipped_embeddings, 1);
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "cat\nembedding:foo, dog", KILN_CLIP_EOS, NULL, &t));
+    assert_int_equal(t.missing_embeddings, 1);
     expect_window(&t, 0, (piece[]){{"cat", 1.0}, {", dog", 1.0}}, 2);
     kiln_prompt_tokens_free(&t);
 
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "(embedding:,,foo bar:1.3)", KILN_CLIP_EOS, &t));
-    assert_int_equal(t.skipped_embeddings, 1);
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "(embedding:,,foo bar:1.3)", KILN_CLIP_EOS, NULL, &t));
+    assert_int_equal(t.missing_embeddings, 1);
     expect_window(&t, 0, (piece[]){{"oo bar", 1.3}}, 1);
     kiln_prompt_tokens_free(&t);
 
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "embedding:EasyNegative", KILN_CLIP_EOS, &t));
-    assert_int_equal(t.skipped_embeddings, 1);
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "embedding:EasyNegative", KILN_CLIP_EOS, NULL, &t));
+    assert_int_equal(t.missing_embeddings, 1);
     expect_window(&t, 0, NULL, 0);
     kiln_prompt_tokens_free(&t);
 
     /* not after a space or line end: plain text */
-    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "xembedding:foo", KILN_CLIP_EOS, &t));
-    assert_int_equal(t.skipped_embeddings, 0);
+    assert_kiln_ok(kiln_prompt_tokenize(basic_tok, "xembedding:foo", KILN_CLIP_EOS, NULL, &t));
+    assert_int_equal(t.missing_embeddings, 0);
     expect_window(&t, 0, (piece[]){{"xembedding:foo", 1.0}}, 1);
     kiln_prompt_tokens_free(&t);
 }
@@ -314,10 +314,10 @@ static void bad_prompts_are_errors(void **state)
         char *open = repeat("(", levels), *close = repeat(")", levels), *deep;
         assert_true(asprintf(&deep, "%sa%s", open, close) > 0);
         if (levels == KILN_PROMPT_MAX_NESTING) {
-            assert_kiln_ok(kiln_prompt_tokenize(basic_tok, deep, KILN_CLIP_EOS, &t));
+            assert_kiln_ok(kiln_prompt_tokenize(basic_tok, deep, KILN_CLIP_EOS, NULL, &t));
             kiln_prompt_tokens_free(&t);
         } else {
-            assert_int_equal(kiln_prompt_tokenize(basic_tok, deep, KILN_CLIP_EOS, &t), KILN_ERR_INVALID_ARG);
+            assert_int_equal(kiln_prompt_tokenize(basic_tok, deep, KILN_CLIP_EOS, NULL, &t), KILN_ERR_INVALID_ARG);
             assert_non_null(strstr(kiln_last_error(), "nest deeper"));
             assert_int_equal(t.n_windows, 0);
             assert_null(t.ids);
@@ -327,7 +327,7 @@ static void bad_prompts_are_errors(void **state)
         free(close);
     }
 
-    assert_int_equal(kiln_prompt_tokenize(basic_tok, "(a:1.5) \xFF", KILN_CLIP_EOS, &t), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_prompt_tokenize(basic_tok, "(a:1.5) \xFF", KILN_CLIP_EOS, NULL, &t), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "UTF-8 at byte 8"));
 }
 

@@ -192,7 +192,7 @@ static void tokenizer_pads_with_zero(void **state)
     const char *prompts[2] = {"a photograph of an astronaut riding a horse", ""};
     for (int r = 0; r < 2; r++) {
         kiln_prompt_tokens t;
-        assert_kiln_ok(kiln_prompt_tokenize(tok, prompts[r], 0, &t));
+        assert_kiln_ok(kiln_prompt_tokenize(tok, prompts[r], 0, NULL, &t));
         assert_int_equal(t.n_windows, 1);
         for (int i = 0; i < KILN_CLIP_CONTEXT; i++) assert_int_equal(t.ids[0][i], (int32_t)ids.data[r * 77 + i]);
         kiln_prompt_tokens_free(&t);

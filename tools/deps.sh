@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libcjson-dev zlib1g-dev libpng-dev libjpeg-dev
-          libopenblas-dev libutf8proc-dev libvulkan-dev libvulkan-volk-dev glslang-tools)
+          libopenblas-dev libutf8proc-dev libzip-dev libvulkan-dev libvulkan-volk-dev glslang-tools)
 if [[ "${1:-}" == "--test" ]]; then
     # lavapipe (Vulkan on the CPU) so the Vulkan suite runs without a GPU
     packages+=(libcmocka-dev mesa-vulkan-drivers python3)

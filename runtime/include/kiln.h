@@ -32,6 +32,14 @@ const char *kiln_last_error(void);
 /* A short constant name for a status code ("KILN_ERR_FORMAT"). */
 const char *kiln_status_name(kiln_status status);
 
+/* Warnings: what kiln goes on past where ComfyUI logs a warning and goes on
+ * (a prompt's embedding:NAME with no such file, or one of another text
+ * tower's width). Each goes to `fn` (called on the thread that met it), or
+ * with fn NULL, the default, to stderr as "kiln: warning: <message>".
+ * Process-wide; set it before running anything. */
+typedef void (*kiln_warning_fn)(void *ctx, const char *message);
+void kiln_set_warning_handler(kiln_warning_fn fn, void *ctx);
+
 
 /* ---------------------------------------------------------------------------
  * The embedding API: ComfyUI's nodes as C calls.
@@ -188,6 +196,13 @@ typedef struct kiln_model_parts {
 kiln_status kiln_checkpoint_load_parts(kiln_backend *be, const char *path, const kiln_model_parts *parts,
                                        const kiln_lora *loras, int nloras, kiln_model **out);
 void kiln_model_free(kiln_model *m);
+/* Where the model's text encoders look up a prompt's "embedding:NAME"
+ * (textual inversion, as ComfyUI's models/embeddings): NAME, NAME.safetensors,
+ * .pt or .bin in `dir` or a folder under it. A1111's files, SDXL's clip_l/
+ * clip_g pairs, diffusers' learned_embeds.bin, LoRA-bundled ones. NULL: no
+ * folder (the default; every embedding:NAME is left out with a warning, as
+ * ComfyUI leaves out a name it has no file for). */
+kiln_status kiln_model_set_embeddings(kiln_model *m, const char *dir);
 /* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart" or "flux". */
 const char *kiln_model_family(const kiln_model *m);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
