@@ -411,7 +411,7 @@ static kiln_status place_embedding(window_builder *b, const char *name, size_t n
     free(path);
     int32_t *ids = malloc((size_t)count * sizeof *ids);
     float *all = misfit ? t->vectors : realloc(t->vectors, (size_t)(t->nvectors + count) * width * sizeof *all);
-    if (!ids || !all) {
+    if (!ids || (!misfit && !all)) {
         free(ids);
         free(v);
         return out_of_memory();

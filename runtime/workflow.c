@@ -240,6 +240,7 @@ typedef struct wf_run {
     /* VAELoader's and the CLIP loader's files, given beside every checkpoint the run loads */
     char *part_files[1 + KILN_MAX_TEXT_ENCODER_PARTS]; /* the VAE, the text encoders; NULL: none */
     kiln_model_parts parts;
+    char *embeddings; /* every model's embeddings folder, or NULL */
     wf_node *first_loader; /* the first UNETLoader or CheckpointLoaderSimple, which the part loaders' outputs load */
 } wf_run;
 
@@ -292,6 +293,21 @@ static kiln_status find_file(const wf_run *r, const wf_node *n, const char *inpu
     }
     return node_fail(n, KILN_ERR_IO, "%s '%s' not found as given%s", input, name,
                      r->opt->nmodel_dirs ? " nor in the models folders (--models)" : "; name its folder with --models");
+}
+
+/* The embeddings folder: the options', else the first models folder's
+ * embeddings/ that is there. */
+static kiln_status find_embeddings(wf_run *r)
+{
+    struct stat st;
+    char path[4096];
+    const char *dir = r->opt->embeddings;
+    for (int i = 0; !dir && i < r->opt->nmodel_dirs; i++) {
+        snprintf(path, sizeof path, "%s/embeddings", r->opt->model_dirs[i]);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) dir = path;
+    }
+    if (dir && !(r->embeddings = strdup(dir))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    return KILN_OK;
 }
 
 static const cJSON *input_of(const wf_node *n, const char *name)
@@ -494,6 +510,12 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     if (rc->has_attention[0]) parts.self_attention = &rc->attention[0];
     if (rc->has_attention[1]) parts.cross_attention = &rc->attention[1];
     TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &parts, rc->loras, rc->nloras, &m->model));
+    kiln_status st = kiln_model_set_embeddings(m->model, r->embeddings);
+    if (st != KILN_OK) {
+        kiln_model_free(m->model);
+        m->model = NULL;
+        return st;
+    }
     m->recipe = *rc;
     r->nmodels++;
     *out = m->model;
@@ -3257,6 +3279,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     }
     if (st == KILN_OK) qsort(r.nodes, (size_t)r.nnodes, sizeof *r.nodes, by_id);
     if (st == KILN_OK) st = find_parts(&r);
+    if (st == KILN_OK) st = find_embeddings(&r);
     int outputs = 0;
     for (i = 0; i < r.nnodes && st == KILN_OK; i++)
         if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
@@ -3272,6 +3295,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
         for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);
     for (i = 0; i < r.nmodels; i++) kiln_model_free(r.models[i].model);
     for (i = 0; i < 1 + KILN_MAX_TEXT_ENCODER_PARTS; i++) free(r.part_files[i]);
+    free(r.embeddings);
     free(r.nodes);
     cJSON_Delete(root);
     if (st != KILN_OK) {

@@ -104,6 +104,7 @@ typedef struct gen_options {
     kiln_reference_method reference_placement;
     const char *workflow;                    /* a ComfyUI API-format workflow to run instead of the flags' run */
     const char *model_dirs[MAX_MODEL_DIRS];  /* --models: where the workflow's file names are looked up */
+    const char *embeddings;                  /* --embeddings: where embedding:NAME is looked up */
     int nmodel_dirs;
     kiln_outpaint outpaint;
     bool outpaint_given, feathering_given;
@@ -171,6 +172,9 @@ static void usage(FILE *to)
             "                         tokenizer_2/, SD3's tokenizer_3/, ComfyUI's\n"
             "                         comfy/text_encoders/t5_tokenizer/); a T5 .gguf file carries its own\n"
             "  --config DIR           a diffusers folder whose configs and tokenizer a single file takes\n"
+            "  --embeddings DIR       where a prompt's embedding:NAME (textual inversion) is looked up: NAME,\n"
+            "                         NAME.safetensors, .pt or .bin here or in a folder below (with --workflow,\n"
+            "                         by default the first --models folder's embeddings/)\n"
             "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
             "                         strength C (default 1, C = S); repeatable\n"
             "  --merge FILE:R         ModelMergeSimple at load: the diffusion model's weights R (0..1) times\n"
@@ -643,7 +647,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
-           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
+           O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_EMBEDDINGS, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
@@ -709,6 +713,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"guidance", required_argument, 0, O_GUIDANCE},
         {"vae", required_argument, 0, O_VAE},         {"text-encoder", required_argument, 0, O_TEXT_ENCODER},
         {"tokenizer", required_argument, 0, O_TOKENIZER}, {"config", required_argument, 0, O_CONFIG},
+        {"embeddings", required_argument, 0, O_EMBEDDINGS},
         {"weight-dtype", required_argument, 0, O_WEIGHT_DTYPE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -974,6 +979,7 @@ static int parse(int argc, char **argv, gen_options *o)
         }
         case O_TOKENIZER: o->parts.tokenizer = optarg; break;
         case O_CONFIG: o->parts.config = optarg; break;
+        case O_EMBEDDINGS: o->embeddings = optarg; break;
         case O_WEIGHT_DTYPE: {
             bool convert;
             kiln_dtype dtype;
@@ -1732,6 +1738,10 @@ static int refiner_pass(const gen_options *o, kiln_backend *be, int clip_skip, k
 {
     kiln_model *r;
     if (kiln_model_load(o->refiner, be, &r) != KILN_OK) return fail("--refiner");
+    if (kiln_model_set_embeddings(r, o->embeddings) != KILN_OK) {
+        kiln_model_free(r);
+        return fail("--embeddings");
+    }
     if (strcmp(r->info.family, "sdxl-refiner") != 0) {
         fprintf(stderr, "gen: --refiner %s: a %s model, not an SDXL refiner\n", o->refiner, r->info.family);
         kiln_model_free(r);
@@ -1814,7 +1824,8 @@ static int run_workflow(const gen_options *o, kiln_backend *be)
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO)};
     kiln_workflow_options wo = {.model_dirs = o->model_dirs, .nmodel_dirs = o->nmodel_dirs,
                                 .progress = workflow_progress, .progress_ctx = &prog,
-                                .tokenizer = o->parts.tokenizer, .config = o->parts.config};
+                                .tokenizer = o->parts.tokenizer, .config = o->parts.config,
+                                .embeddings = o->embeddings};
     kiln_image *images;
     int count;
     if (kiln_workflow_run(be, json, &wo, &images, &count) != KILN_OK) {
@@ -2126,6 +2137,7 @@ int main(int argc, char **argv)
         kiln_model_free(m);
         return 2;
     }
+    if (kiln_model_set_embeddings(m, o.embeddings) != KILN_OK) return fail("--embeddings");
     if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");
     if (o.zsnr && kiln_model_set_zsnr(m, true) != KILN_OK) return fail("--zsnr");
     if (o.edm[0] && kiln_model_set_continuous_edm(m, o.edm, o.edm_sigma_max, o.edm_sigma_min) != KILN_OK)

@@ -1050,6 +1050,9 @@ typedef struct kiln_workflow_options {
     /* what no ComfyUI node names, for checkpoints whose file lacks it (kiln_model_parts):
        T5's spiece.model and a diffusers folder of configs; NULL: none */
     const char *tokenizer, *config;
+    /* where the prompts' embedding:NAME are looked up (kiln_model_set_embeddings); NULL: the first
+       models folder's embeddings/ that is there, as ComfyUI's models/embeddings */
+    const char *embeddings;
 } kiln_workflow_options;
 
 /* The output nodes' images, in the order of their node ids, into *images

@@ -1,0 +1,148 @@
+/* Textual-inversion embeddings (embedding:NAME) against ComfyUI's
+ * CLIPTextEncode restated on transformers' CLIP towers
+ * (tests/data/embeddings/embeddings.golden.safetensors): the tiny SD 1.x
+ * and SDXL models' conditionings with embeddings from A1111's .pt (f32 and
+ * f16), .safetensors, an SDXL clip_l/clip_g pair in a subfolder, diffusers'
+ * learned_embeds.bin, one of the wrong width and a missing one; torch.save
+ * files read by the restricted unpickler; bad files refused by name. */
+#include "kiln_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "golden.h"
+#include "model.h"
+#include "pipeline.h"
+#include "prompt.h"
+#include "textual_inversion.h"
+#include "tokenizer.h"
+#include "torch_file.h"
+
+#define GOLDEN "embeddings/embeddings.golden.safetensors"
+
+static char embeddings_dir[4096];
+
+typedef struct warnings {
+    int count;
+    char last[1024];
+} warnings;
+
+static void count_warning(void *ctx, const char *message)
+{
+    warnings *w = ctx;
+    w->count++;
+    snprintf(w->last, sizeof w->last, "%s", message);
+}
+
+/* The golden's prompts for `model` ("sd15", "sdxl"). */
+static cJSON *golden_prompts(kiln_st_file *f, const char *model)
+{
+    cJSON *all = cJSON_Parse(golden_meta(f, "prompts"));
+    assert_non_null(all);
+    cJSON *list = cJSON_DetachItemFromObject(all, model);
+    cJSON_Delete(all);
+    assert_true(cJSON_IsArray(list));
+    return list;
+}
+
+/* Each prompt's conditioning (and pooled output, where the golden has one)
+ * against the golden's, and where the vectors sit against its ids. */
+static void check_model(kiln_model *m, const char *model, int expect_missing, double tol)
+{
+    assert_kiln_ok(kiln_model_set_embeddings(m, embeddings_dir));
+    kiln_st_file *f = golden_open(GOLDEN);
+    cJSON *prompts = golden_prompts(f, model);
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    warnings w = {0};
+    kiln_set_warning_handler(count_warning, &w);
+    int i = 0, missing = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, prompts)
+    {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "%s.%d", model, i++);
+        golden z = golden_field(f, prefix, "z"), ids = golden_field(f, prefix, "ids");
+        /* the first tower's windows as its encoder reads them: the golden's -1 marks where a vector
+           sits; a vector of another width is left out, a pad after the window's end for it */
+        kiln_prompt_tokens t;
+        const kiln_prompt_embeddings e = {embeddings_dir, m->clips[0].reading->embedding_key, m->clips[0].config->hidden};
+        const int32_t pad = m->clips[0].reading->pad_id;
+        assert_kiln_ok(kiln_prompt_tokenize(tok, p->valuestring, pad, &e, &t));
+        assert_int_equal((size_t)t.n_windows * KILN_CLIP_CONTEXT, ids.count);
+        for (int wi = 0; wi < t.n_windows; wi++) {
+            int32_t read[KILN_CLIP_CONTEXT];
+            int n = 0;
+            for (int k = 0; k < KILN_CLIP_CONTEXT; k++)
+                if (t.ids[wi][k] != KILN_PROMPT_MISFIT) read[n++] = t.ids[wi][k];
+            while (n < KILN_CLIP_CONTEXT) read[n++] = pad;
+            for (int k = 0; k < KILN_CLIP_CONTEXT; k++) {
+                const float want = ids.data[wi * KILN_CLIP_CONTEXT + k];
+                if (want < 0 ? read[k] >= 0 : read[k] != (int32_t)want)
+                    fail_msg("%s: window %d position %d holds %d, ComfyUI's %g", prefix, wi, k, read[k], want);
+            }
+        }
+        missing += t.missing_embeddings;
+        kiln_prompt_tokens_free(&t);
+
+        kiln_conditioning c;
+        assert_kiln_ok(kiln_encode_prompt(m, tok, p->valuestring, 0, &c));
+        assert_int_equal((size_t)c.tokens * c.dim, z.count);
+        const double err = kiln_rel_l2(c.data, z.data, z.count);
+        print_message("  %-8s %-60.60s rel L2 %.2g\n", prefix, p->valuestring, err);
+        if (!(err <= tol)) fail_msg("%s: rel L2 %.3g > %.3g", prefix, err, tol);
+        if (strcmp(model, "sdxl") == 0) {
+            golden pooled = golden_field(f, prefix, "pooled");
+            assert_int_equal((size_t)c.pooled_dim, pooled.count);
+            assert_true(kiln_rel_l2(c.pooled, pooled.data, pooled.count) <= tol);
+            golden_free(&pooled);
+        }
+        kiln_conditioning_free(&c);
+        golden_free(&z);
+        golden_free(&ids);
+    }
+    kiln_set_warning_handler(NULL, NULL);
+    assert_int_equal(missing, expect_missing);
+    assert_true(w.count >= expect_missing);
+    kiln_tokenizer_free(tok);
+    cJSON_Delete(prompts);
+    kiln_st_close(f);
+}
+
+static void sd15_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    check_model(m, "sd15", 1, 1e-6);
+    kiln_test_close_model(be, m);
+}
+
+static void sdxl_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("sdxl/tiny_sdxl.safetensors"), NULL, 0, &m));
+    check_model(m, "sdxl", 0, 1e-6);
+    kiln_test_close_model(be, m);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    snprintf(embeddings_dir, sizeof embeddings_dir, "%s", kiln_test_data("embeddings"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sd15_matches_comfyui),
+        cmocka_unit_test(sdxl_matches_comfyui),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
