@@ -537,8 +537,11 @@ kiln_status kiln_torch_open(const char *path, kiln_torch_file **out)
                                     "with a newer torch, or as .safetensors", path)
                         : kiln_fail(KILN_ERR_FORMAT, "%s: not a torch.save file (no zip archive)", path);
         } else {
+            zip_error_t ze;
+            zip_error_init_with_code(&ze, err);
             st = kiln_fail(err == ZIP_ER_OPEN || err == ZIP_ER_NOENT || err == ZIP_ER_READ ? KILN_ERR_IO : KILN_ERR_FORMAT,
-                           "%s: cannot open it as a zip archive (libzip error %d)", path, err);
+                           "%s: %s", path, zip_error_strerror(&ze));
+            zip_error_fini(&ze);
         }
         kiln_torch_close(f);
         return st;

@@ -135,6 +135,78 @@ static void sdxl_matches_comfyui(void **state)
     kiln_test_close_model(be, m);
 }
 
+/* Without the folder the same prompt is the text alone: the vectors make
+ * the difference the golden holds. */
+static void embeddings_matter(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden z = golden_field(f, "sd15", "0.z");
+    warnings w = {0};
+    kiln_set_warning_handler(count_warning, &w);
+    kiln_conditioning c;
+    assert_kiln_ok(kiln_text_encode(m, "a photo of embedding:style cat", 0, &c));
+    kiln_set_warning_handler(NULL, NULL);
+    assert_int_equal(w.count, 1);
+    assert_non_null(strstr(w.last, "embedding:style"));
+    const double err = kiln_rel_l2(c.data, z.data, z.count);
+    print_message("  without the embeddings folder: rel L2 %.2g from the golden\n", err);
+    assert_true(err > 0.05);
+    kiln_conditioning_free(&c);
+    golden_free(&z);
+    kiln_st_close(f);
+    kiln_test_close_model(be, m);
+}
+
+/* A folder of bad files: each named in the error; a name leading outside
+ * the folder is not looked up; the folder must be one. */
+static void bad_embeddings_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln_embeddings_XXXXXX", path[4200];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/cube.safetensors", dir);
+    const float cube[8] = {0};
+    const kiln_st_entry e = {"emb_params", KILN_F32, 3, {2, 2, 2}, cube};
+    assert_kiln_ok(kiln_st_write(path, &e, 1, NULL, 0));
+    snprintf(path, sizeof path, "%s/broken.pt", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("not an embedding", fp);
+    fclose(fp);
+
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    assert_kiln_ok(kiln_model_set_embeddings(m, dir));
+    kiln_conditioning c = {0};
+    assert_refused_naming(kiln_text_encode(m, "a embedding:cube cat", 0, &c), "has 3 dimensions");
+    assert_non_null(strstr(kiln_last_error(), "embedding:cube"));
+    assert_refused_naming(kiln_text_encode(m, "a embedding:broken, cat", 0, &c), "broken.pt: not a torch.save file");
+    assert_null(c.data);
+    char *found;
+    assert_kiln_ok(kiln_embedding_find(embeddings_dir, "sub/pair", &found));
+    assert_non_null(found);
+    free(found);
+    assert_kiln_ok(kiln_embedding_find(embeddings_dir, "sub/../style.safetensors", &found));
+    assert_non_null(found);
+    free(found);
+    assert_kiln_ok(kiln_embedding_find(embeddings_dir, "../embeddings/style", &found));
+    assert_null(found);
+    assert_kiln_ok(kiln_embedding_find(embeddings_dir, "/etc/passwd", &found));
+    assert_null(found);
+    assert_refused_naming(kiln_model_set_embeddings(m, path), "not a folder");
+    assert_refused_naming(kiln_model_set_embeddings(m, "/nonexistent/embeddings"), "/nonexistent/embeddings");
+    kiln_test_close_model(be, m);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/cube.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -143,6 +215,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sd15_matches_comfyui),
         cmocka_unit_test(sdxl_matches_comfyui),
+        cmocka_unit_test(embeddings_matter),
+        cmocka_unit_test(bad_embeddings_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

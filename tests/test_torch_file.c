@@ -1,0 +1,240 @@
+/* torch.save files through the restricted unpickler: the files torch 2.x
+ * wrote for tests/data/embeddings read to their values, and archives built
+ * here byte by byte, well-formed and not: each bad one refused with an
+ * error naming the file and what is wrong, never a crash (run under ASan in
+ * the sanitizer build). */
+#include "kiln_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zip.h>
+
+#include "torch_file.h"
+
+static char scratch[4096];
+
+/* A file of this process's in the temporary folder (the sanitizer build runs beside the main one). */
+static const char *scratch_path(const char *name)
+{
+    snprintf(scratch, sizeof scratch, "%s/kiln_%d_%s", P_tmpdir, (int)getpid(), name);
+    return scratch;
+}
+
+/* A pickle written opcode by opcode. */
+typedef struct pickle {
+    unsigned char b[1024];
+    size_t n;
+} pickle;
+
+static void put(pickle *p, const void *bytes, size_t n)
+{
+    assert_true(p->n + n <= sizeof p->b);
+    memcpy(p->b + p->n, bytes, n);
+    p->n += n;
+}
+static void op(pickle *p, const char *ops) { put(p, ops, strlen(ops)); }
+static void str(pickle *p, const char *s) /* BINUNICODE */
+{
+    const uint32_t n = (uint32_t)strlen(s);
+    const unsigned char head[5] = {'X', n & 255, (n >> 8) & 255, (n >> 16) & 255, n >> 24};
+    put(p, head, 5);
+    put(p, s, n);
+}
+static void small_int(pickle *p, int v) /* BININT1 */
+{
+    const unsigned char b[2] = {'K', (unsigned char)v};
+    put(p, b, 2);
+}
+
+/* {'emb': tensor}: _rebuild_tensor_v2 of storage '0' (`numel` floats) at
+ * `offset`, size (rows, cols), row-major strides; under _rebuild_parameter
+ * where `parameter`. */
+static pickle tensor_dict(int numel, int offset, int rows, int cols, bool parameter)
+{
+    pickle p = {.n = 0};
+    op(&p, "\x80\x02}(");
+    str(&p, "emb");
+    if (parameter) op(&p, "ctorch._utils\n_rebuild_parameter\n(");
+    op(&p, "ctorch._utils\n_rebuild_tensor_v2\n((");
+    str(&p, "storage");
+    op(&p, "ctorch\nFloatStorage\n");
+    str(&p, "0");
+    str(&p, "cpu");
+    small_int(&p, numel);
+    op(&p, "tQ");
+    small_int(&p, offset);
+    small_int(&p, rows), small_int(&p, cols);
+    op(&p, "\x86");
+    small_int(&p, cols), small_int(&p, 1);
+    op(&p, "\x86\x89" "ccollections\nOrderedDict\n)RtR");
+    if (parameter) op(&p, "\x88" "ccollections\nOrderedDict\n)RtR");
+    op(&p, "u.");
+    return p;
+}
+
+/* An archive as torch.save lays it out: archive/data.pkl, archive/data/0. */
+static const char *write_archive(const char *name, const pickle *p, const void *storage, size_t storage_bytes)
+{
+    scratch_path(name);
+    unlink(scratch);
+    int err;
+    zip_t *z = zip_open(scratch, ZIP_CREATE | ZIP_TRUNCATE, &err);
+    assert_non_null(z);
+    zip_source_t *s = zip_source_buffer(z, p->b, p->n, 0);
+    assert_true(zip_file_add(z, "archive/data.pkl", s, ZIP_FL_OVERWRITE) >= 0);
+    if (storage) {
+        s = zip_source_buffer(z, storage, storage_bytes, 0);
+        assert_true(zip_file_add(z, "archive/data/0", s, ZIP_FL_OVERWRITE) >= 0);
+    }
+    assert_int_equal(zip_close(z), 0);
+    return scratch;
+}
+
+static void refused(const char *path, kiln_status code, const char *says)
+{
+    kiln_torch_file *f = NULL;
+    const kiln_status st = kiln_torch_open(path, &f);
+    if (st == KILN_OK) {
+        /* a pickle that parses may still hold a tensor that cannot be read */
+        const kiln_py_value *t = kiln_py_dict_get(kiln_torch_root(f), "emb");
+        float *v = NULL;
+        assert_non_null(t);
+        assert_int_equal(kiln_torch_read_f32(f, t, &v), code);
+        assert_null(v);
+        kiln_torch_close(f);
+    } else {
+        assert_int_equal(st, code);
+        assert_null(f);
+    }
+    if (!strstr(kiln_last_error(), says) || !strstr(kiln_last_error(), path))
+        fail_msg("%s: '%s' does not name the file and '%s'", path, kiln_last_error(), says);
+    print_message("  refused: %s\n", kiln_last_error());
+    if (strncmp(path, P_tmpdir, strlen(P_tmpdir)) == 0) unlink(path);
+}
+
+/* The files torch wrote: A1111's dict (a Parameter, an int, strings), the
+ * f16 one, diffusers' one-vector dict. */
+static void files_torch_wrote(void **state)
+{
+    (void)state;
+    kiln_torch_file *f;
+    assert_kiln_ok(kiln_torch_open(kiln_test_data("embeddings/legacy.pt"), &f));
+    const kiln_py_value *root = kiln_torch_root(f);
+    assert_int_equal(root->kind, KILN_PY_DICT);
+    const kiln_py_value *step = kiln_py_dict_get(root, "step"), *name = kiln_py_dict_get(root, "name");
+    assert_true(step && step->kind == KILN_PY_INT && step->i == 1500);
+    assert_true(name && name->kind == KILN_PY_STR && strcmp(name->s, "legacy") == 0);
+    const kiln_py_value *params = kiln_py_dict_get(root, "string_to_param");
+    assert_true(params && params->kind == KILN_PY_DICT && params->n == 1);
+    const kiln_py_value *t = params->items[0];
+    assert_int_equal(t->kind, KILN_PY_TENSOR);
+    assert_int_equal(t->tensor.ndim, 2);
+    assert_true(t->tensor.shape[0] == 2 && t->tensor.shape[1] == 32);
+    float *v;
+    assert_kiln_ok(kiln_torch_read_f32(f, t, &v));
+    free(v);
+    kiln_torch_close(f);
+
+    assert_kiln_ok(kiln_torch_open(kiln_test_data("embeddings/half.pt"), &f));
+    t = kiln_py_dict_get(kiln_torch_root(f), "string_to_param")->items[0];
+    assert_string_equal(t->type, "HalfStorage");
+    assert_true(t->tensor.shape[0] == 4 && t->tensor.shape[1] == 32);
+    kiln_torch_close(f);
+
+    assert_kiln_ok(kiln_torch_open(kiln_test_data("embeddings/learned_embeds.bin"), &f));
+    root = kiln_torch_root(f);
+    t = kiln_py_dict_get(root, "<cat-toy>");
+    assert_true(root->n == 1 && t && t->kind == KILN_PY_TENSOR && t->tensor.ndim == 1 && t->tensor.shape[0] == 32);
+    kiln_torch_close(f);
+}
+
+/* Built here: the values come back through offsets and parameters. */
+static void archives_built_here(void **state)
+{
+    (void)state;
+    const float storage[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const pickle p = tensor_dict(8, 2, 2, 3, true);
+    const char *path = write_archive("kiln_torch_ok.pt", &p, storage, sizeof storage);
+    kiln_torch_file *f;
+    assert_kiln_ok(kiln_torch_open(path, &f));
+    const kiln_py_value *t = kiln_py_dict_get(kiln_torch_root(f), "emb");
+    assert_non_null(t);
+    float *v;
+    assert_kiln_ok(kiln_torch_read_f32(f, t, &v));
+    const float want[6] = {3, 4, 5, 6, 7, 8};
+    assert_memory_equal(v, want, sizeof want);
+    free(v);
+    kiln_torch_close(f);
+    unlink(path);
+}
+
+static void bad_files_refused(void **state)
+{
+    (void)state;
+    const float storage[4] = {1, 2, 3, 4};
+    pickle p;
+
+    p = tensor_dict(4, 0, 2, 3, false); /* 6 elements of a 4-element storage */
+    refused(write_archive("kiln_torch_past.pt", &p, storage, sizeof storage), KILN_ERR_FORMAT, "past its storage");
+    p = tensor_dict(4, 0, 2, 2, false);
+    refused(write_archive("kiln_torch_short.pt", &p, storage, 8), KILN_ERR_FORMAT, "holds 8 bytes");
+    refused(write_archive("kiln_torch_nodata.pt", &p, NULL, 0), KILN_ERR_FORMAT, "not in the archive");
+    p = tensor_dict(4, 0, 2, 2, false);
+    p.n -= 1; /* no STOP */
+    refused(write_archive("kiln_torch_nostop.pt", &p, storage, sizeof storage), KILN_ERR_FORMAT, "no STOP");
+    p = (pickle){.n = 0};
+    op(&p, "\x80\x02h\x05.");
+    refused(write_archive("kiln_torch_memo.pt", &p, NULL, 0), KILN_ERR_FORMAT, "memo key never set");
+    p = (pickle){.n = 0};
+    op(&p, "\x80\x02}u.");
+    refused(write_archive("kiln_torch_mark.pt", &p, NULL, 0), KILN_ERR_FORMAT, "no mark");
+    p = (pickle){.n = 0};
+    op(&p, "\x80\x02(\x8f.");
+    refused(write_archive("kiln_torch_set.pt", &p, NULL, 0), KILN_ERR_UNSUPPORTED, "opcode 0x8f");
+    p = (pickle){.n = 0};
+    put(&p, "\x80\x02X\xff\xff\x00\x00" "ab.", 10);
+    refused(write_archive("kiln_torch_string.pt", &p, NULL, 0), KILN_ERR_FORMAT, "string past the end");
+    p = (pickle){.n = 0};
+    op(&p, "\x80\x02" "ctorch\nFloatStorage\n)R.");
+    kiln_torch_file *f;
+    const char *path = write_archive("kiln_torch_object.pt", &p, NULL, 0);
+    assert_kiln_ok(kiln_torch_open(path, &f)); /* an unknown callable's result: an opaque object */
+    assert_int_equal(kiln_torch_root(f)->kind, KILN_PY_OBJECT);
+    kiln_torch_close(f);
+    unlink(path);
+
+    /* not archives: torch's pre-1.6 format, anything else, a zip without data.pkl, a cut file */
+    scratch_path("kiln_torch_legacy.pt");
+    FILE *fp = fopen(scratch, "wb");
+    assert_non_null(fp);
+    fwrite("\x80\x02\x8a\x0alZ\xfc\x9c", 1, 10, fp);
+    fclose(fp);
+    refused(scratch, KILN_ERR_UNSUPPORTED, "legacy (pre-1.6) format");
+    scratch_path("kiln_torch_text.pt");
+    fp = fopen(scratch, "wb");
+    fputs("not a torch file\n", fp);
+    fclose(fp);
+    refused(scratch, KILN_ERR_FORMAT, "no zip archive");
+    size_t size;
+    uint8_t *whole = kiln_test_read_file(kiln_test_data("embeddings/legacy.pt"), &size);
+    scratch_path("kiln_torch_cut.pt");
+    fp = fopen(scratch, "wb");
+    fwrite(whole, 1, size / 2, fp);
+    fclose(fp);
+    free(whole);
+    refused(scratch, KILN_ERR_FORMAT, "kiln_torch_cut.pt");
+    refused("/nonexistent/kiln.pt", KILN_ERR_IO, "/nonexistent/kiln.pt");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(files_torch_wrote),
+        cmocka_unit_test(archives_built_here),
+        cmocka_unit_test(bad_files_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
