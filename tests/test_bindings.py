@@ -545,6 +545,23 @@ class Guidance(unittest.TestCase):
         sharper = kiln.load_checkpoint(backend, path, self_attention=(1.5, 1, 1, 1))
         self.assertGreater(rel_l2(run(sharper), plain), 1e-4)
 
+    def test_embeddings(self):
+        """embedding:NAME through the embeddings folder gives ComfyUI's
+        conditioning (tests/data/embeddings, restated); without a folder the
+        name is left out with a KilnWarning."""
+        _, golden = read_safetensors(data("embeddings/embeddings.golden.safetensors"))
+        prompt = "a photo of embedding:style cat"
+        with_folder = kiln.load_checkpoint(backend, data("tiny/sd15_tiny_ldm_fp32.safetensors"),
+                                           embeddings=data("embeddings"))
+        self.assertLessEqual(rel_l2(with_folder.encode(prompt).to_list(), golden["sd15.0.z"][1]), 1e-6)
+        with self.assertWarns(kiln.KilnWarning) as caught:
+            plain = model.encode(prompt)
+        self.assertIn("embedding:style", str(caught.warning))
+        self.assertGreater(rel_l2(plain.to_list(), golden["sd15.0.z"][1]), 1e-2)
+        with self.assertRaises(kiln.KilnError) as refused:
+            model.set_embeddings("/nonexistent/embeddings")
+        self.assertIn("/nonexistent/embeddings", refused.exception.message)
+
     def test_latent_operations(self):
         """LatentApplyOperation changes a latent and keeps its shape;
         LatentApplyOperationCFG moves a run; a sharpen radius past the latent

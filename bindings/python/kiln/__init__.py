@@ -5,6 +5,7 @@ module wraps it with ctypes, node for node:
 
     Backend                        the device (CPU, Vulkan, CUDA)
     load_checkpoint                CheckpointLoaderSimple, then LoraLoader per LoRA
+    Model.set_embeddings           the embeddings folder of a prompt's embedding:NAME
     Model.encode                   CLIPTextEncode
     Model.encode_sdxl              CLIPTextEncodeSDXL's text_g and text_l
     Model.empty_latent             EmptyLatentImage
@@ -31,7 +32,9 @@ module wraps it with ctypes, node for node:
 
 The shared library is found through the environment variable KILN_LIBRARY
 (the path of libkiln.so), else on the system's library path. Every failing
-call raises KilnError with the library's status name and message.
+call raises KilnError with the library's status name and message; what the
+library goes on past (an embedding:NAME with no file) is a KilnWarning
+through Python's warnings module.
 
 Objects holding library memory free it when garbage-collected. The loaded
 models (Backend, Model, ControlNet, IPAdapter, ClipVision, StyleModel, Upscaler) also
@@ -44,6 +47,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import warnings
 import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_double, c_float, c_int, c_size_t, c_uint8,
                     c_uint64, c_void_p)
@@ -134,7 +138,8 @@ _ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int, c_int, POINTER(c_float))
 
 class _WorkflowOptions(Structure):
     _fields_ = [("model_dirs", POINTER(c_char_p)), ("nmodel_dirs", c_int), ("progress", _ProgressFn),
-                ("progress_ctx", c_void_p), ("tokenizer", c_char_p), ("config", c_char_p)]
+                ("progress_ctx", c_void_p), ("tokenizer", c_char_p), ("config", c_char_p),
+                ("embeddings", c_char_p)]
 
 
 class _MergeBlock(Structure):
@@ -236,6 +241,20 @@ class KilnError(Exception):
         self.message = message
 
 
+class KilnWarning(UserWarning):
+    """What the library went on past, as ComfyUI logs a warning and goes
+    on: a prompt's embedding:NAME with no file, or with vectors of another
+    text encoder's width."""
+
+
+_WarningFn = CFUNCTYPE(None, c_void_p, c_char_p)
+
+
+@_WarningFn
+def _warn(ctx, message):
+    warnings.warn(message.decode(errors="replace"), KilnWarning, stacklevel=2)
+
+
 def _check(result, func, args):
     """errcheck of every call returning a kiln_status."""
     if result != _KILN_OK:
@@ -252,6 +271,9 @@ def _declare(name, restype, *argtypes):
 
 
 _declare("kiln_last_error", c_char_p)
+_lib.kiln_set_warning_handler.restype = None
+_lib.kiln_set_warning_handler.argtypes = [_WarningFn, c_void_p]
+_lib.kiln_set_warning_handler(_warn, None)
 _declare("kiln_workflow_run", c_int, c_void_p, c_char_p, POINTER(_WorkflowOptions), POINTER(POINTER(_Image)),
          POINTER(c_int))
 _libc.free.argtypes = [c_void_p]
@@ -268,6 +290,7 @@ _declare("kiln_model_family", c_char_p, c_void_p)
 _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
+_declare("kiln_model_set_embeddings", c_int, c_void_p, c_char_p)
 _declare("kiln_model_set_zsnr", c_int, c_void_p, c_bool)
 _declare("kiln_model_set_continuous_edm", c_int, c_void_p, c_char_p, c_double, c_double)
 _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
@@ -618,7 +641,8 @@ _MERGE_KINDS = {"simple": 0, "add": 1, "subtract": 2}
 
 
 def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encoders=(), tokenizer=None,
-                    config=None, weight_dtype=None, merges=(), self_attention=None, cross_attention=None) -> "Model":
+                    config=None, weight_dtype=None, merges=(), self_attention=None, cross_attention=None,
+                    embeddings=None) -> "Model":
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
@@ -636,7 +660,8 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     "q4_1", "q4_0" as stable-diffusion.cpp's --type; None: as stored);
     merges, Merge tuples applied in order before the LoRAs;
     self_attention and cross_attention, UNetSelfAttentionMultiply's and
-    UNetCrossAttentionMultiply's (q, k, v, out) factors, after the merges."""
+    UNetCrossAttentionMultiply's (q, k, v, out) factors, after the merges;
+    embeddings, the folder of the prompts' embedding:NAME (Model.set_embeddings)."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
                                                for lora in loras))
@@ -665,7 +690,10 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
         parts.cross_attention = ctypes.pointer(_AttentionMultiply(*cross_attention))
     handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),
                    c_loras, len(loras))
-    return Model(handle, backend)
+    model = Model(handle, backend)
+    if embeddings is not None:
+        model.set_embeddings(embeddings)
+    return model
 
 
 def load_clip_vision(backend: Backend, path) -> "ClipVision":
@@ -674,7 +702,8 @@ def load_clip_vision(backend: Backend, path) -> "ClipVision":
     return ClipVision(_load(_lib.kiln_clip_vision_load, backend, _path(path)), backend)
 
 
-def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, tokenizer=None, config=None) -> list:
+def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, tokenizer=None, config=None,
+                 embeddings=None) -> list:
     """A ComfyUI workflow in the API format (a JSON string, or the dict it
     parses to) run node by node: the images of its SaveImage and
     PreviewImage nodes, in the order of their ids. File names in it are
@@ -682,12 +711,15 @@ def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, token
     checkpoints/, loras/, controlnet/, upscale_models/, diffusion_models/,
     text_encoders/, vae/, input/; then at the top). progress(step, total) as
     Model.ksampler's, for every KSampler. tokenizer and config as
-    load_checkpoint's, for the checkpoints whose files lack them."""
+    load_checkpoint's, for the checkpoints whose files lack them. embeddings:
+    the folder of the prompts' embedding:NAME; None: the first of model_dirs
+    with an embeddings/ subfolder."""
     text = workflow if isinstance(workflow, str) else json.dumps(workflow)
     dirs = [_path(d) for d in model_dirs]
     options = _WorkflowOptions(model_dirs=(c_char_p * max(len(dirs), 1))(*dirs), nmodel_dirs=len(dirs),
                                tokenizer=_path(tokenizer) if tokenizer is not None else None,
-                               config=_path(config) if config is not None else None)
+                               config=_path(config) if config is not None else None,
+                               embeddings=_path(embeddings) if embeddings is not None else None)
     callback = _Progress(progress) if progress is not None else None
     if callback is not None:
         options.progress = callback.c_function
@@ -734,6 +766,13 @@ class Model(_Handle):
         """"eps" or "v", as read off the checkpoint, or as set by
         set_prediction ("lcm" too)."""
         return _lib.kiln_model_prediction(self._ptr()).decode()
+
+    def set_embeddings(self, folder) -> None:
+        """Where a prompt's embedding:NAME (textual inversion, as ComfyUI's
+        models/embeddings) is looked up: NAME, NAME.safetensors, .pt or .bin
+        in the folder or one below it; None: nowhere (each such NAME is left
+        out with a KilnWarning)."""
+        _lib.kiln_model_set_embeddings(self._ptr(), _path(folder) if folder is not None else None)
 
     def set_prediction(self, sampling: str, zsnr: bool = False) -> None:
         """ModelSamplingDiscrete: "eps", "v_prediction" or "lcm" (an LCM
