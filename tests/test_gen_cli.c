@@ -1388,6 +1388,54 @@ static void vae_encode_matches_comfyui(void **state)
     kiln_backend_free(be);
 }
 
+/* Two pictures of the tmpdir, equal to the byte or not. */
+static bool same_pixels(const char *a, const char *b)
+{
+    char path[600];
+    kiln_image x, y;
+    snprintf(path, sizeof path, "%s/%s", tmpdir, a);
+    assert_kiln_ok(kiln_image_load(path, &x));
+    snprintf(path, sizeof path, "%s/%s", tmpdir, b);
+    assert_kiln_ok(kiln_image_load(path, &y));
+    const bool same = x.width == y.width && x.height == y.height &&
+                      memcmp(x.pixels, y.pixels, (size_t)x.width * x.height * 3) == 0;
+    kiln_image_free(&x);
+    kiln_image_free(&y);
+    return same;
+}
+
+/* --embeddings: the prompt's embedding:style from the folder; without it the
+ * name is left out with a warning, another picture; the PNG's workflow run
+ * again finds the folder as ComfyUI's models/embeddings (the --models
+ * folder holding embeddings/) and makes the same pixels; a folder that is
+ * not there is refused by name. */
+static void embeddings_run(void **state)
+{
+    (void)state;
+    char cmd[4096], text[4096];
+    const char *run = "%1$s/bin/gen --model %2$s/tiny/sd15_tiny_ldm_fp32.safetensors --prompt 'a embedding:style circle' "
+                      "--width 16 --height 16 --steps 3 --seed 4 %4$s --output %3$s/%5$s.png 2>%3$s/%5$s.log";
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir, "--embeddings " KILN_TEST_DATA "/embeddings",
+             "embedded");
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir, "", "left_out");
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/left_out.log", tmpdir);
+    read_text(cmd, text, sizeof text);
+    assert_non_null(strstr(text, "kiln: warning: embedding:style: no such file"));
+    assert_false(same_pixels("embedded.png", "left_out.png"));
+    snprintf(cmd, sizeof cmd, "%1$s/bin/gen --workflow %2$s/embedded.png --models %3$s/tiny --models %3$s "
+             "--output %2$s/embedded_again.png 2>/dev/null", KILN_BINARY_DIR, tmpdir, KILN_TEST_DATA);
+    assert_int_equal(system(cmd), 0);
+    assert_true(same_pixels("embedded.png", "embedded_again.png"));
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir, "--embeddings /nonexistent/embeddings",
+             "no_folder");
+    assert_int_not_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/no_folder.log", tmpdir);
+    read_text(cmd, text, sizeof text);
+    assert_non_null(strstr(text, "/nonexistent/embeddings"));
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) return 1;
@@ -1414,6 +1462,7 @@ int main(void)
         cmocka_unit_test(refiner_run),
         cmocka_unit_test(sdxl_numbers_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
+        cmocka_unit_test(embeddings_run),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[256];
