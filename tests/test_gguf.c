@@ -11,6 +11,8 @@
 
 #include "kiln_test.h"
 
+#include "byte_builder.h"
+
 #include "checkpoint.h"
 #include "golden.h"
 #include "gguf.h"
@@ -106,32 +108,21 @@ static void every_truncation_is_refused(void **state)
 
 /* ---- hand-made files ----------------------------------------------------- */
 
-typedef struct builder {
-    uint8_t data[4096];
-    size_t n;
-} builder;
 
-static void put(builder *b, const void *p, size_t n)
-{
-    assert_true(b->n + n <= sizeof b->data);
-    memcpy(b->data + b->n, p, n);
-    b->n += n;
-}
+static void put_u32(byte_builder *b, uint32_t v) { put_bytes(b, &v, 4); } /* the tests run little-endian */
+static void put_u64(byte_builder *b, uint64_t v) { put_bytes(b, &v, 8); }
 
-static void put_u32(builder *b, uint32_t v) { put(b, &v, 4); } /* the tests run little-endian */
-static void put_u64(builder *b, uint64_t v) { put(b, &v, 8); }
-
-static void put_string(builder *b, const char *s)
+static void put_string(byte_builder *b, const char *s)
 {
     put_u64(b, strlen(s));
-    put(b, s, strlen(s));
+    put_bytes(b, s, strlen(s));
 }
 
 /* A file's parts: header counts, raw key/value bytes, one tensor. */
 typedef struct hand_file {
     uint32_t version;
     uint64_t nkv;
-    builder kv;
+    byte_builder kv;
     uint32_t ndim, type;
     uint64_t ne[4], offset;
     size_t data_bytes;
@@ -148,14 +139,14 @@ static hand_file one_tensor(uint32_t type, uint64_t cols, uint64_t rows)
 
 /* The bytes of h (data zeros but for Q8_0's f16 scales, 1.0) as a file
  * opened from memory: its status, and the file on success. */
-static kiln_status open_hand_file(const hand_file *h, builder *b, kiln_st_file **f)
+static kiln_status open_hand_file(const hand_file *h, byte_builder *b, kiln_st_file **f)
 {
     b->n = 0;
-    put(b, "GGUF", 4);
+    put_bytes(b, "GGUF", 4);
     put_u32(b, h->version);
     put_u64(b, 1);
     put_u64(b, h->nkv);
-    put(b, h->kv.data, h->kv.n);
+    put_bytes(b, h->kv.data, h->kv.n);
     put_string(b, "w");
     put_u32(b, h->ndim);
     for (uint32_t d = 0; d < h->ndim && d < 4; d++) put_u64(b, h->ne[d]);
@@ -172,7 +163,7 @@ static kiln_status open_hand_file(const hand_file *h, builder *b, kiln_st_file *
 
 static void expect_refusal(const hand_file *h, kiln_status code, const char *words)
 {
-    builder b;
+    byte_builder b;
     kiln_st_file *f = NULL;
     kiln_status st = open_hand_file(h, &b, &f);
     if (st != code) fail_msg("status %d, expected %d for '%s' (%s)", st, code, words, kiln_last_error());
@@ -202,7 +193,7 @@ static void add_kv_u32(hand_file *h, const char *key, uint32_t type, uint32_t va
 static void hostile_files_are_refused(void **state)
 {
     (void)state;
-    builder b;
+    byte_builder b;
     kiln_st_file *f;
     /* the well-formed base: a 2 x 64 Q8_0 tensor of ones */
     hand_file h = one_tensor(8, 64, 2);
@@ -281,7 +272,7 @@ static void hostile_files_are_refused(void **state)
     /* a key with a NUL in it; two tensors of one name */
     bad = h;
     put_u64(&bad.kv, 3);
-    put(&bad.kv, "a\0b", 3);
+    put_bytes(&bad.kv, "a\0b", 3);
     put_u32(&bad.kv, 4);
     put_u32(&bad.kv, 0);
     bad.nkv = 1;
@@ -314,7 +305,7 @@ static void hostile_files_are_refused(void **state)
 static void quantized_binds(void **state)
 {
     (void)state;
-    builder b;
+    byte_builder b;
     kiln_st_file *f;
     hand_file h = one_tensor(8, 64, 2); /* Q8_0 2 x 64, scales 1, values 0 */
     assert_kiln_ok(open_hand_file(&h, &b, &f));

@@ -12,6 +12,7 @@
 
 #include <zip.h>
 
+#include "byte_builder.h"
 #include "torch_file.h"
 
 static char scratch[4096];
@@ -24,29 +25,20 @@ static const char *scratch_path(const char *name)
 }
 
 /* A pickle written opcode by opcode. */
-typedef struct pickle {
-    unsigned char b[1024];
-    size_t n;
-} pickle;
+typedef byte_builder pickle;
 
-static void put(pickle *p, const void *bytes, size_t n)
-{
-    assert_true(p->n + n <= sizeof p->b);
-    memcpy(p->b + p->n, bytes, n);
-    p->n += n;
-}
-static void op(pickle *p, const char *ops) { put(p, ops, strlen(ops)); }
+static void op(pickle *p, const char *ops) { put_bytes(p, ops, strlen(ops)); }
 static void str(pickle *p, const char *s) /* BINUNICODE */
 {
     const uint32_t n = (uint32_t)strlen(s);
     const unsigned char head[5] = {'X', n & 255, (n >> 8) & 255, (n >> 16) & 255, n >> 24};
-    put(p, head, 5);
-    put(p, s, n);
+    put_bytes(p, head, 5);
+    put_bytes(p, s, n);
 }
 static void small_int(pickle *p, int v) /* BININT1 */
 {
     const unsigned char b[2] = {'K', (unsigned char)v};
-    put(p, b, 2);
+    put_bytes(p, b, 2);
 }
 
 /* {'emb': tensor}: _rebuild_tensor_v2 of storage '0' (`numel` floats) at
@@ -83,7 +75,7 @@ static const char *write_archive(const char *name, const pickle *p, const void *
     int err;
     zip_t *z = zip_open(scratch, ZIP_CREATE | ZIP_TRUNCATE, &err);
     assert_non_null(z);
-    zip_source_t *s = zip_source_buffer(z, p->b, p->n, 0);
+    zip_source_t *s = zip_source_buffer(z, p->data, p->n, 0);
     assert_true(zip_file_add(z, "archive/data.pkl", s, ZIP_FL_OVERWRITE) >= 0);
     if (storage) {
         s = zip_source_buffer(z, storage, storage_bytes, 0);
@@ -195,7 +187,7 @@ static void bad_files_refused(void **state)
     op(&p, "\x80\x02(\x8f.");
     refused(write_archive("kiln_torch_set.pt", &p, NULL, 0), KILN_ERR_UNSUPPORTED, "opcode 0x8f");
     p = (pickle){.n = 0};
-    put(&p, "\x80\x02X\xff\xff\x00\x00" "ab.", 10);
+    put_bytes(&p, "\x80\x02X\xff\xff\x00\x00" "ab.", 10);
     refused(write_archive("kiln_torch_string.pt", &p, NULL, 0), KILN_ERR_FORMAT, "string past the end");
     p = (pickle){.n = 0};
     op(&p, "\x80\x02" "ctorch\nFloatStorage\n)R.");
@@ -257,17 +249,17 @@ static void mutated_pickles(void **state)
     assert_true(index >= 0);
     pickle original = {.n = 0};
     zip_file_t *zf = zip_fopen_index(z, (zip_uint64_t)index, 0);
-    original.n = (size_t)zip_fread(zf, original.b, sizeof original.b);
+    original.n = (size_t)zip_fread(zf, original.data, sizeof original.data);
     zip_fclose(zf);
     zip_discard(z);
-    assert_true(original.n > 100 && original.n < sizeof original.b);
+    assert_true(original.n > 100 && original.n < sizeof original.data);
     float storage[64] = {0};
     int opened = 0, refused_count = 0;
     for (size_t i = 0; i < original.n; i++)
         for (int how = 0; how < 4; how++) {
             pickle p = original;
             if (how == 3) p.n = i;
-            else p.b[i] = how == 0 ? 0x00 : how == 1 ? 0xff : (unsigned char)(p.b[i] ^ 0x5a);
+            else p.data[i] = how == 0 ? 0x00 : how == 1 ? 0xff : (uint8_t)(p.data[i] ^ 0x5a);
             const char *path = write_archive("kiln_torch_mutated.pt", &p, storage, sizeof storage);
             kiln_torch_file *f;
             if (kiln_torch_open(path, &f) == KILN_OK) {
