@@ -14,7 +14,10 @@
  *     pass: the copy bandwidth ceiling of this backend's elementwise path;
  *   FreeU's ops (freeu_backbone, FreeU and FreeU_V2, and fourier_filter) at
  *     SDXL's deepest decoder input at 1024x1024 (2 x 1280 x 32 x 32), in GB/s
- *     of one read and one write, next to the same copy pass.
+ *     of one read and one write, next to the same copy pass;
+ *   resize as Kohya's Deep Shrink uses it on SDXL's first level at 1024x1024
+ *     (2 x 320 x 128 x 128 to 64 x 64 and back), each method, in GB/s of one
+ *     read of x and one write of y.
  * Each case runs once to warm up, then `reps` times; the time is the mean,
  * timed by the GPU where the backend can (time_begin/time_end: Vulkan
  * timestamps, CUDA events), else on the host between two synchronises (the
@@ -29,6 +32,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "resample.h"
 #include "status.h"
 
 static double now_s(void)
@@ -282,6 +286,44 @@ static kiln_status bench_freeu(kiln_backend *be, int reps)
     return KILN_OK;
 }
 
+typedef struct resize_case {
+    kiln_resize_params p;
+    kiln_tensor *x, *y;
+} resize_case;
+
+static kiln_status run_resize(kiln_backend *be, void *ctx)
+{
+    resize_case *c = ctx;
+    return be->ops->resize(be, &c->p, (const kiln_tensor *[]){c->x}, c->y);
+}
+
+static kiln_status bench_resize(kiln_backend *be, int reps)
+{
+    const int N = 2, C = 320, S = 128;
+    int64_t large_shape[4] = {N, C, S, S}, small_shape[4] = {N, C, S / 2, S / 2};
+    kiln_tensor large, small;
+    TRY(random_tensor(be, (int64_t)N * C * S * S, 4, large_shape, &large));
+    TRY(random_tensor(be, (int64_t)N * C * (S / 2) * (S / 2), 4, small_shape, &small));
+    static const kiln_resample_method methods[] = {KILN_RESAMPLE_NEAREST_EXACT, KILN_RESAMPLE_NEAREST,
+                                                   KILN_RESAMPLE_BILINEAR, KILN_RESAMPLE_BICUBIC};
+    kiln_status st = KILN_OK;
+    for (size_t m = 0; st == KILN_OK && m < sizeof methods / sizeof methods[0]; m++)
+        for (int up = 0; st == KILN_OK && up < 2; up++) {
+            resize_case c = {.x = up ? &small : &large, .y = up ? &large : &small};
+            c.p = (kiln_resize_params){N, C, (int32_t)c.x->shape[2], (int32_t)c.x->shape[3], (int32_t)c.y->shape[2],
+                                       (int32_t)c.y->shape[3], methods[m]};
+            double s;
+            st = time_case(be, run_resize, &c, reps, &s);
+            const double bytes = (double)(kiln_tensor_numel(c.x) + kiln_tensor_numel(c.y)) * sizeof(float);
+            if (st == KILN_OK)
+                printf("resize %-13s %d x %d x %dx%d -> %dx%d  %8.3f ms  %7.1f GB/s\n",
+                       kiln_resample_name(methods[m]), N, C, c.p.H, c.p.W, c.p.OH, c.p.OW, 1e3 * s,
+                       bytes / s / 1e9);
+        }
+    free_tensors(be, (kiln_tensor *const[]){&large, &small}, 2);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = "cuda";
@@ -323,6 +365,7 @@ int main(int argc, char **argv)
     if (st == KILN_OK) st = bench_attention(be, reps);
     if (st == KILN_OK) st = bench_group_norm(be, reps);
     if (st == KILN_OK) st = bench_freeu(be, reps);
+    if (st == KILN_OK) st = bench_resize(be, reps);
     kiln_backend_free(be);
     if (st != KILN_OK) {
         fprintf(stderr, "bench_ops: %s\n", kiln_last_error());

@@ -132,6 +132,7 @@ kiln_shader(timestep_embedding timestep_embedding.comp)
 kiln_shader(transpose          transpose.comp)
 kiln_shader(freeu_backbone     freeu_backbone.comp)
 kiln_shader(fourier_filter     fourier_filter.comp)
+kiln_shader(resize             resize.comp)
 
 function(kiln_add_shaders target)
   set(src_dir ${CMAKE_SOURCE_DIR}/shaders)

@@ -1,9 +1,10 @@
 // Elementwise and data-movement ops: activations, add/mul/scale, gated add, rotary
-// embedding, channel bias, concat, pad, upsample, timestep embedding, transpose, embedding.
-// Each mirrors its loop in runtime/cpu_ref.c with the same float expressions,
-// so results agree to rounding. All are memory-bound: one thread per output
-// element in a grid-stride loop.
+// embedding, channel bias, concat, pad, upsample, resize, timestep embedding, transpose,
+// embedding. Each mirrors its loop in runtime/cpu_ref.c (resize: runtime/resample.c)
+// with the same float expressions, so results agree to rounding. All are
+// memory-bound: one thread per output element in a grid-stride loop.
 #include "cuda_common.cuh"
+#include "resample.h"
 
 #define EW_THREADS 256
 
@@ -144,6 +145,85 @@ __global__ void upsample_nearest2x_kernel(const float *x, float *y, int NC, int 
         int ox = (int)(i % OW), oy = (int)(i / OW % OH);
         int64_t nc = i / ((int64_t)OW * OH);
         y[i] = x[(nc * H + oy / 2) * W + ox / 2];
+    }
+}
+
+// Where target o of a resize samples its source axis, in source pixels from
+// the first one's centre (resample.c). nvcc may fuse the multiply and the
+// subtraction into one rounding where the CPU rounds twice: a sample within
+// an ulp of a whole number may then take the taps on its other side, which
+// the tent and Keys' kernels weigh so that the value moves by rounding only.
+__device__ __forceinline__ float resize_sample(int o, float scale) { return ((float)o + 0.5f) * scale - 0.5f; }
+
+// Keys' cubic convolution weights (a = -0.75) of the four taps around a
+// sample t in [0, 1) past the second
+__device__ __forceinline__ void keys_weights(float t, float w[4])
+{
+    const float a = -0.75f;
+    float t1 = t + 1.0f, t2 = 1.0f - t, t3 = 2.0f - t;
+    w[0] = ((a * t1 - 5.0f * a) * t1 + 8.0f * a) * t1 - 4.0f * a;
+    w[1] = ((a + 2.0f) * t - (a + 3.0f)) * t * t + 1.0f;
+    w[2] = ((a + 2.0f) * t2 - (a + 3.0f)) * t2 * t2 + 1.0f;
+    w[3] = ((a * t3 - 5.0f * a) * t3 + 8.0f * a) * t3 - 4.0f * a;
+}
+
+__device__ __forceinline__ int clamp_index(int i, int n) { return i < 0 ? 0 : i >= n ? n - 1 : i; }
+
+// kiln_nearest_exact_index: the source under target o's centre
+__device__ __forceinline__ int nearest_exact_index(int o, float scale, int n)
+{
+    int s = (int)floorf(((float)o + 0.5f) * scale);
+    return s < n - 1 ? s : n - 1;
+}
+
+// kiln_nearest_index: the source under target o's corner (torch's legacy
+// nearest), o / 2 at exactly twice as torch shifts there
+__device__ __forceinline__ int nearest_index(int o, float scale, int n, int out)
+{
+    if (out == 2 * n) return o >> 1;
+    int s = (int)floorf((float)o * scale);
+    return s < n - 1 ? s : n - 1;
+}
+
+// x (N,C,H,W) -> y (N,C,OH,OW): torch's interpolate as kiln_resample computes
+// it; scale_h and scale_w are H / OH and W / OW rounded to float on the host
+__global__ void resize_kernel(const float *x, float *y, kiln_resize_params p, float scale_h, float scale_w)
+{
+    GRID_STRIDE(i, (int64_t)p.N * p.C * p.OH * p.OW)
+    {
+        int ox = (int)(i % p.OW), oy = (int)(i / p.OW % p.OH);
+        const float *plane = x + i / ((int64_t)p.OW * p.OH) * p.H * p.W;
+        switch (p.method) {
+        case KILN_RESAMPLE_NEAREST_EXACT:
+            y[i] = plane[(int64_t)nearest_exact_index(oy, scale_h, p.H) * p.W + nearest_exact_index(ox, scale_w, p.W)];
+            break;
+        case KILN_RESAMPLE_NEAREST:
+            y[i] = plane[(int64_t)nearest_index(oy, scale_h, p.H, p.OH) * p.W + nearest_index(ox, scale_w, p.W, p.OW)];
+            break;
+        case KILN_RESAMPLE_BILINEAR: {
+            float fy = fmaxf(resize_sample(oy, scale_h), 0.0f), fx = fmaxf(resize_sample(ox, scale_w), 0.0f);
+            int y0 = (int)fy, y1 = y0 + (y0 < p.H - 1), x0 = (int)fx, x1 = x0 + (x0 < p.W - 1);
+            float ly = fy - (float)y0, lx = fx - (float)x0;
+            const float *r0 = plane + (int64_t)y0 * p.W, *r1 = plane + (int64_t)y1 * p.W;
+            y[i] = (1.0f - ly) * ((1.0f - lx) * r0[x0] + lx * r0[x1]) + ly * ((1.0f - lx) * r1[x0] + lx * r1[x1]);
+            break;
+        }
+        default: { // bicubic: each row's four taps, then the rows
+            float fy = resize_sample(oy, scale_h), fx = resize_sample(ox, scale_w);
+            int iy = (int)floorf(fy), ix = (int)floorf(fx);
+            float wy[4], wx[4], sum = 0.0f;
+            keys_weights(fy - (float)iy, wy);
+            keys_weights(fx - (float)ix, wx);
+            for (int j = 0; j < 4; j++) {
+                const float *row = plane + (int64_t)clamp_index(iy - 1 + j, p.H) * p.W;
+                sum += (row[clamp_index(ix - 1, p.W)] * wx[0] + row[clamp_index(ix, p.W)] * wx[1] +
+                        row[clamp_index(ix + 1, p.W)] * wx[2] + row[clamp_index(ix + 2, p.W)] * wx[3]) *
+                       wy[j];
+            }
+            y[i] = sum;
+            break;
+        }
+        }
     }
 }
 
@@ -349,6 +429,18 @@ extern "C" kiln_status cuda_upsample_nearest2x(kiln_backend *be, const kiln_upsa
     upsample_nearest2x_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, p->N * p->C, p->H, p->W,
                                                                            p->OH, p->OW);
     CUDA_TRY_LAUNCH("upsample_nearest2x_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_resize(kiln_backend *be, const kiln_resize_params *p, const kiln_tensor *const *src,
+                                   kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * p->OH * p->OW;
+    resize_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p, (float)p->H / (float)p->OH,
+                                                              (float)p->W / (float)p->OW);
+    CUDA_TRY_LAUNCH("resize_kernel");
     return KILN_OK;
 }
 

@@ -1,6 +1,7 @@
 /* The generic UNet executor: binds and runs any table in unet.h. */
 #include "unet.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +169,12 @@ kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tens
     case UNET_DOWNSAMPLE: return nn_conv2d(g, in, row->conv_w, row->conv_b, 2, 1, out);
     case UNET_UPSAMPLE: {
         tensor *up;
-        TRY(nn_upsample_nearest2x(g, in, next_skip, &up));
+        /* to the next skip's size: twice (or one less) but where Deep Shrink kept a smaller skip */
+        const int64_t h = in->shape[2], w = in->shape[3];
+        const bool twice = !next_skip || ((next_skip->shape[2] == 2 * h || next_skip->shape[2] == 2 * h - 1) &&
+                                          (next_skip->shape[3] == 2 * w || next_skip->shape[3] == 2 * w - 1));
+        if (twice) TRY(nn_upsample_nearest2x(g, in, next_skip, &up));
+        else TRY(nn_resize(g, in, (int)next_skip->shape[2], (int)next_skip->shape[3], KILN_RESAMPLE_NEAREST, &up));
         kiln_status st = nn_conv2d(g, up, row->conv_w, row->conv_b, 1, 1, out);
         nn_drop(g, &up);
         return st;
@@ -189,6 +195,20 @@ static kiln_status freeu_patch(kiln_graph *g, const unet_config *cfg, const kiln
     const bool deep = width == 4 * cfg->model_channels;
     TRY(nn_freeu_backbone(g, in, (float)(deep ? freeu->b1 : freeu->b2), freeu->v2, scaled));
     return nn_fourier_filter(g, skip, (float)(deep ? freeu->s1 : freeu->s2), filtered);
+}
+
+/* Python's round(side * (1 / factor)), half to even as nearbyint rounds. */
+static int shrunk_side(int64_t side, double factor) { return (int)nearbyint((double)side * (1.0 / factor)); }
+
+/* Deep Shrink before the skip is kept: h resized in its place. */
+static kiln_status shrink(kiln_graph *g, const kiln_unet_shrink *s, tensor **h)
+{
+    tensor *small;
+    TRY(nn_resize(g, *h, shrunk_side((*h)->shape[2], s->factor), shrunk_side((*h)->shape[3], s->factor), s->down,
+                  &small));
+    nn_drop(g, h);
+    *h = small;
+    return KILN_OK;
 }
 
 kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const kiln_unet_cond *cond,
@@ -215,11 +235,17 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
         tensor *cat = NULL, *out = NULL;
         if (l->concat_skip) {
             if (nskips == 0) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack empty at %s", cfg->name, l->prefix);
-            tensor *skip = skips[--nskips], *scaled = NULL, *filtered = NULL;
+            tensor *skip = skips[--nskips], *scaled = NULL, *filtered = NULL, *resized = NULL;
+            /* Deep Shrink's way back up: ComfyUI compares the heights alone */
+            if (cond->shrink && in->shape[2] != skip->shape[2]) {
+                TRY(nn_resize(g, in, (int)skip->shape[2], (int)skip->shape[3], cond->shrink->up, &resized));
+                in = resized;
+            }
             if (cond->freeu) TRY(freeu_patch(g, cfg, cond->freeu, in, skip, &scaled, &filtered));
             TRY(nn_concat_channels(g, scaled ? scaled : in, filtered ? filtered : skip, &cat));
             if (scaled) nn_drop(g, &scaled);
             if (filtered) nn_drop(g, &filtered);
+            if (resized) nn_drop(g, &resized);
             kiln_graph_release(g, skip);
             if (skip == h) h_shared = false, h = NULL; /* released just now */
             in = cat;
@@ -243,6 +269,8 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
             nn_drop(g, &h);
             h = out;
         }
+        const bool shrink_here = l->push_skip && cond->shrink && cond->shrink->block == pushed;
+        if (shrink_here && !cond->shrink->after_skip) TRY(shrink(g, cond->shrink, &h));
         if (l->push_skip) {
             if (nskips == KILN_UNET_MAX_SKIPS) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack full", cfg->name);
             /* a ControlNet's residual goes onto the skip, not into the encoder's path */
@@ -256,6 +284,13 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
                 h_shared = true;
             }
             pushed++;
+        }
+        if (shrink_here && cond->shrink->after_skip) {
+            tensor *kept = h; /* on the skip stack, which releases it, unless a residual made the skip */
+            TRY(nn_resize(g, kept, shrunk_side(kept->shape[2], cond->shrink->factor),
+                          shrunk_side(kept->shape[3], cond->shrink->factor), cond->shrink->down, &h));
+            if (!h_shared) nn_drop(g, &kept);
+            h_shared = false;
         }
         if (probe && l->block_name) TRY(probe(probe_ctx, l->block_name, g, h));
     }

@@ -8,6 +8,7 @@
 #define KILN_MODELS_UNET_H
 
 #include "blocks.h"
+#include "resample.h"
 
 typedef enum unet_layer_kind {
     UNET_CONV_IN,     /* conv 3x3 in_ch -> out_ch */
@@ -121,6 +122,18 @@ typedef struct kiln_unet_image_prompt {
     const tensor *const *k_w, *const *v_w; /* [row * KILN_MAX_TRANSFORMER_DEPTH + block] */
 } kiln_unet_image_prompt;
 
+/* PatchModelAddDownscale in a call: after input block `block` (ComfyUI's
+ * count of the skips the encoder keeps, 0 conv_in), the activations resized
+ * by 1 / factor (rounded half to even) with `down`, after or before that
+ * block's skip is kept; in the decoder an input of another height than its
+ * skip resized to the skip's with `up`. */
+typedef struct kiln_unet_shrink {
+    int block;
+    double factor;
+    bool after_skip;
+    kiln_resample_method down, up;
+} kiln_unet_shrink;
+
 /* What a UNet call takes besides the latent: t (N) timesteps, context
  * (N,T,ctx), y (N,adm) for a UNet with adm_channels (else NULL), control
  * and image NULL for none (their tensors stay the caller's). */
@@ -130,6 +143,7 @@ typedef struct kiln_unet_cond {
     const kiln_unet_image_prompt *image; /* nimages of them, each adding its attention after the one before */
     int nimages;
     const kiln_freeu *freeu; /* FreeU on the decoder (kiln_freeu); NULL: none */
+    const kiln_unet_shrink *shrink; /* Deep Shrink in this call; NULL: none */
     /* the middle block's self-attention patch: PerturbedAttentionGuidance's pass, SelfAttentionGuidance's record */
     kiln_self_attention_patch middle_attn1;
 } kiln_unet_cond;

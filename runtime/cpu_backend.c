@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "resample.h"
 #include "status.h"
 
 /* Weak: present when the BLAS is OpenBLAS, NULL otherwise. */
@@ -153,6 +154,7 @@ REF_OP(timestep_embedding, SRC(0), OUT)
 REF_OP(transpose, SRC(0), OUT)
 REF_OP(embedding, SRC(0), cpu_weight(src[1]), OUT)
 REF_OP(pad2d, SRC(0), OUT)
+REF_OP(resize, SRC(0), OUT)
 
 static kiln_status ref_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
@@ -251,6 +253,35 @@ SAME_AS_REF(pad2d)
 /* FreeU's: a few passes over a decoder block's input, next to its convs */
 SAME_AS_REF(freeu_backbone)
 SAME_AS_REF(fourier_filter)
+
+/* resize: kiln_resample, as the reference, on each thread's share of the planes */
+typedef struct resize_job {
+    const kiln_resize_params *p;
+    const float *x;
+    float *y;
+} resize_job;
+
+static void resize_planes(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const resize_job *j = ctx;
+    const kiln_resize_params *p = j->p;
+    kiln_resample(j->x + (size_t)begin * p->H * p->W, (int)(end - begin), p->H, p->W,
+                  j->y + (size_t)begin * p->OH * p->OW, p->OH, p->OW, (kiln_resample_method)p->method);
+}
+
+static kiln_status fast_resize(kiln_backend *be, const kiln_resize_params *p, const kiln_tensor *const *src,
+                               kiln_tensor *dst)
+{
+    cpu_state *s = be->impl;
+    /* planes in chunks of at least RESIZE_CHUNK outputs: small planes (a UNet
+     * level of 320 channels) would cost more to hand out than to resize */
+    enum { RESIZE_CHUNK = 16384 };
+    int64_t plane = (int64_t)p->OH * p->OW;
+    cpu_parallel_for(s->pool, (int64_t)p->N * p->C, plane < RESIZE_CHUNK ? RESIZE_CHUNK / plane : 1, resize_planes,
+                     &(resize_job){p, SRC(0), OUT});
+    return KILN_OK;
+}
 
 static const kiln_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,

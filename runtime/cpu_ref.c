@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "resample.h"
+
 static inline float wload(kiln_weight_ptr w, size_t i) { return kiln_load_f32(w.data, w.dtype, i); }
 
 // x (M,K) @ w (N,K)^T + bias (N) -> y (M,N)
@@ -381,6 +383,11 @@ void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x,
                 yp[h * W + w] = xp[h * W + w] + (p->s - 1.0f) * (low / (float)(H * W));
             }
     }
+}
+
+void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y)
+{
+    kiln_resample(x, p->N * p->C, p->H, p->W, y, p->OH, p->OW, (kiln_resample_method)p->method);
 }
 
 // ids outside [0, V) are clamped: a kernel must not read out of bounds, and

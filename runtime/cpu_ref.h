@@ -51,5 +51,8 @@ void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_
 void cpu_ref_freeu_backbone(const kiln_freeu_backbone_params *p, const float *x, float *y, float *means);
 /* twiddles: 2 (H + W) floats of scratch */
 void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x, float *y, float *twiddles);
+/* the N C planes through kiln_resample (resample.c), the host code checked
+ * against torch, so that the op and the host's resizes are one arithmetic */
+void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y);
 
 #endif

@@ -223,6 +223,43 @@ kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu)
     return KILN_OK;
 }
 
+static kiln_status resize_method(const char *name, const char *which, kiln_resample_method *out)
+{
+    if (!name) name = "bicubic";
+    if (kiln_resample_from_name(name, out)) return KILN_OK;
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale: %s '%s': kiln resizes with bicubic, bilinear and "
+                     "nearest-exact (not yet area or bislerp)", which, name);
+}
+
+kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s)
+{
+    const kiln_model *m = d->model;
+    if (kiln_model_is_dit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale resizes a UNet's blocks; %s is a %s model "
+                         "without them", m->info.unet_name, m->info.family);
+    if (s->block_number < 1 || s->block_number > 32 || !(s->downscale_factor >= 0.1 && s->downscale_factor <= 9.0) ||
+        !(s->start_percent >= 0.0 && s->start_percent <= 1.0) || !(s->end_percent >= 0.0 && s->end_percent <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "PatchModelAddDownscale: block_number %d (1 to 32), downscale_factor %g "
+                         "(0.1 to 9), start_percent %g and end_percent %g (0 to 1)", s->block_number,
+                         s->downscale_factor, s->start_percent, s->end_percent);
+    kiln_unet_shrink shrink = {.block = s->block_number, .factor = s->downscale_factor,
+                               .after_skip = s->downscale_after_skip};
+    TRY(resize_method(s->downscale_method, "downscale_method", &shrink.down));
+    TRY(resize_method(s->upscale_method, "upscale_method", &shrink.up));
+    const char *with = d->ncontrols ? "ControlNets" : d->freeu ? "FreeU" : d->sag_scale != 0.0f ? "SelfAttentionGuidance"
+                                                                                                : NULL;
+    if (with) /* a residual, FreeU's keys and SAG's grid would all meet the resized blocks */
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale with %s: not yet", with);
+    if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "PatchModelAddDownscale: set before the first call");
+    d->shrink = shrink;
+    d->shrink_sigma_hi = kiln_percent_to_sigma(d->sampling, s->start_percent);
+    d->shrink_sigma_lo = kiln_percent_to_sigma(d->sampling, s->end_percent);
+    d->deep_shrink = s;
+    TRY(kiln_graph_create(kiln_weights_backend(m->weights), &d->shrink_graph));
+    kiln_graph_set_replay(d->shrink_graph, true);
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg)
 {
     const kiln_model *m = d->model;
@@ -397,7 +434,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->negative_graph);
     kiln_graph_free(d->slg_graph);
     kiln_graph_free(d->sag_graph);
-    d->graph = d->negative_graph = d->slg_graph = d->sag_graph = NULL;
+    kiln_graph_free(d->shrink_graph);
+    d->graph = d->negative_graph = d->slg_graph = d->sag_graph = d->shrink_graph = NULL;
     free(d->sag_qk);
     free(d->sag_in);
     free(d->sag_out);
@@ -539,7 +577,7 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
                  context_rows = rows_view(cond->context, first, B);
     tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], mid;
     kiln_unet_cond rows = {.t = &t_rows, .context = &context_rows, .nimages = cond->nimages, .freeu = cond->freeu,
-                           .middle_attn1 = {.identity = true}};
+                           .shrink = cond->shrink, .middle_attn1 = {.identity = true}};
     if (cond->y) y_rows = rows_view(cond->y, first, B), rows.y = &y_rows;
     kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < cond->nimages; i++) {
@@ -573,7 +611,7 @@ static kiln_status unet_inputs(kiln_graph *g, const kiln_denoiser *d, int rows, 
     TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){rows}, d->timesteps));
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){rows, d->tokens, cfg->context_dim},
                          d->context + (size_t)first * d->tokens * cfg->context_dim));
-    *cond = (kiln_unet_cond){.t = t, .context = c, .freeu = d->freeu};
+    *cond = (kiln_unet_cond){.t = t, .context = c, .freeu = d->freeu, .shrink = d->shrinking ? &d->shrink : NULL};
     if (!d->adm) return KILN_OK;
     tensor *y;
     TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){rows, cfg->adm_channels},
@@ -832,7 +870,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     if (kiln_model_is_dit(d->model)) {
         TRY(dit_step(d));
     } else {
-        kiln_graph *g = d->graph;
+        d->shrinking = d->deep_shrink && sigma <= d->shrink_sigma_hi && sigma >= d->shrink_sigma_lo;
+        kiln_graph *g = d->shrinking ? d->shrink_graph : d->graph;
         if (d->active_controls) TRY(control_graph(d, 1, d->active_controls, &g));
         TRY(kiln_graph_run(g, unet_step, d));
     }

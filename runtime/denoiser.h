@@ -127,6 +127,13 @@ typedef struct kiln_denoiser {
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
     float *cond_denoised;        /* (B,C,h,w) and its conditional one; NULL: not kept */
     const kiln_freeu *freeu;     /* FreeU on the UNet; NULL: none */
+    /* PatchModelAddDownscale (NULL: none): the UNet's resizes, the sigmas between which they apply, whether
+       this call's do, and the graph of the calls that do (their shapes are others) */
+    const kiln_deep_shrink *deep_shrink;
+    kiln_unet_shrink shrink;
+    float shrink_sigma_hi, shrink_sigma_lo;
+    bool shrinking;
+    kiln_graph *shrink_graph;
     kiln_guidance guide;         /* the guidance patches (APG, RescaleCFG, CFGZeroStar); none: zeros */
     float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
@@ -177,6 +184,10 @@ kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale);
  * after the guidance. Not with ControlNets, IP-Adapters, SkipLayerGuidance
  * or PerturbedAttentionGuidance. */
 kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur);
+/* PatchModelAddDownscale on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in
+ * the calls within its part of the schedule; after any ControlNets, FreeU
+ * and SelfAttentionGuidance, which it refuses; s must outlive d. */
+kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s);
 /* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
  * call from the first on; freeu must outlive d. */
 kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu);

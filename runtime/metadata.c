@@ -767,7 +767,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
      * "471" and TCFG "88" (their pre-CFG
      * functions before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
      * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
-     * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
+     * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", PatchModelAddDownscale "97",
+     * then ModelSamplingDiscrete "80"
      * where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
@@ -785,7 +786,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *freeu = run->freeu ? "86" : rescaled;
     const char *perturbed = run->pag_scale > 0 ? "87" : freeu;
-    const char *sampled = run->prediction || run->edm ? "80" : perturbed;
+    const char *shrunk = run->deep_shrink ? "97" : perturbed;
+    const char *sampled = run->prediction || run->edm ? "80" : shrunk;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
@@ -908,6 +910,18 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", run->zsnr);
+        add_link(&g, in, "model", perturbed, 0);
+    }
+    if (run->deep_shrink) {
+        const kiln_deep_shrink *ds = run->deep_shrink;
+        in = add_node(&g, "97", "PatchModelAddDownscale");
+        add_number(&g, in, "block_number", ds->block_number);
+        add_number(&g, in, "downscale_factor", ds->downscale_factor);
+        add_number(&g, in, "start_percent", ds->start_percent);
+        add_number(&g, in, "end_percent", ds->end_percent);
+        add_bool(&g, in, "downscale_after_skip", ds->downscale_after_skip);
+        add_string(&g, in, "downscale_method", ds->downscale_method ? ds->downscale_method : "bicubic");
+        add_string(&g, in, "upscale_method", ds->upscale_method ? ds->upscale_method : "bicubic");
         add_link(&g, in, "model", perturbed, 0);
     }
     if (run->pag_scale > 0) {

@@ -281,6 +281,16 @@ kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **
     return kiln_run_fourier_filter(g, &p, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resample_method method, tensor **y)
+{
+    kiln_resize_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2], (int32_t)x->shape[3],
+                            oh, ow, (int32_t)method};
+    /* before the output exists: a size below 1 would make no tensor */
+    if (oh < 1 || ow < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "resize: to %d x %d (height x width)", oh, ow);
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, oh, ow}));
+    return kiln_run_resize(g, &p, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y)
 {
     kiln_transpose_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)(x->shape[2] * x->shape[3])};

@@ -6,6 +6,7 @@
 #define KILN_NN_H
 
 #include "graph.h"
+#include "resample.h"
 
 typedef kiln_tensor tensor;
 
@@ -71,6 +72,8 @@ kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int le
 kiln_status nn_freeu_backbone(kiln_graph *g, const tensor *x, float b, bool v2, tensor **y);
 // x (N,C,H,W) -> y: FreeU's filter, the lowest frequencies scaled by s
 kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **y);
+// x (N,C,H,W) -> *y (N,C,oh,ow): torch's interpolate (no align_corners, no antialias) with `method`
+kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resample_method method, tensor **y);
 // a (B,Ta,D), b (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens
 kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // *x = *x + delta, releasing both: the residual step of a block

@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include "resample.h"
 #include "status.h"
 
 const char *const kiln_op_names[KILN_OP_COUNT] = {
@@ -293,6 +294,19 @@ kiln_status kiln_check_fourier_filter(const kiln_fourier_filter_params *p, const
     POSITIVE(p->N, p->C, p->H, p->W);
     ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
     ACT("y", dst, (int64_t)p->N * p->C * p->H * p->W);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_resize(const kiln_resize_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "resize";
+    POSITIVE(p->N, p->C, p->H, p->W, p->OH, p->OW);
+    if (p->method != KILN_RESAMPLE_NEAREST_EXACT && p->method != KILN_RESAMPLE_BILINEAR &&
+        p->method != KILN_RESAMPLE_BICUBIC && p->method != KILN_RESAMPLE_NEAREST)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "resize: method %d is none of nearest-exact, bilinear, bicubic, nearest",
+                         p->method);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    ACT("y", dst, (int64_t)p->N * p->C * p->OH * p->OW);
     return KILN_OK;
 }
 

@@ -98,6 +98,12 @@ typedef struct kiln_freeu_backbone_params { int32_t N, C, HW; float b; int32_t v
  * at its middle (threshold 1), back to space, real part. The square holds
  * the frequencies 0 and -1 of each axis (0 alone on an axis of 1). */
 typedef struct kiln_fourier_filter_params { int32_t N, C, H, W; float s; } kiln_fourier_filter_params;
+/* Each (H,W) plane to (OH,OW) as runtime/resample.c's kiln_resample resizes
+ * it (torch's interpolate: latents in ComfyUI's common_upscale, Kohya's Deep
+ * Shrink on UNet features and its UNet's upsamplers to a size other than
+ * twice); method is any kiln_resample_method (resample.h), an int32_t here
+ * so that the struct stays push-constant shaped. */
+typedef struct kiln_resize_params { int32_t N, C, H, W, OH, OW; int32_t method; } kiln_resize_params;
 
 typedef enum kiln_op_id {
 #define KILN_OP(name, nsrc, doc) KILN_OP_##name,

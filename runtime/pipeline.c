@@ -487,6 +487,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     if (job->freeu) TRY(kiln_denoiser_set_freeu(d, job->freeu));
     if (job->pag_scale > 0.0f) TRY(kiln_denoiser_set_pag(d, job->pag_scale));
     if (job->sag) TRY(kiln_denoiser_set_sag(d, (float)job->sag->scale, (float)job->sag->blur_sigma));
+    if (job->deep_shrink) TRY(kiln_denoiser_set_deep_shrink(d, job->deep_shrink));
     if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
     return KILN_OK;
 }

@@ -127,6 +127,7 @@ typedef struct kiln_sampling_job {
     const kiln_freeu *freeu; /* FreeU or FreeU_V2 on the model; NULL: none */
     float pag_scale;         /* PerturbedAttentionGuidance on the model; 0: none */
     const kiln_sag *sag;     /* SelfAttentionGuidance on the model; NULL: none */
+    const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model; NULL: none */
     /* DualCFGGuider's and PerpNegGuider's third prompt (the middle one, cond2; the empty one) and second scale
        (cfg_cond2_negative; neg_scale), cfg their first (cfg_conds; cfg) */
     kiln_guider_kind guider;

@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"nearest-exact", "bilinear", "bicubic"};
+static const char *const names[] = {"nearest-exact", "bilinear", "bicubic", "nearest"};
 
 bool kiln_resample_from_name(const char *name, kiln_resample_method *out)
 {
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+    for (int i = 0; i <= KILN_RESAMPLE_BICUBIC; i++) /* ComfyUI's; "nearest" is none of its methods */
         if (strcmp(name, names[i]) == 0) {
             *out = (kiln_resample_method)i;
             return true;
@@ -17,6 +17,14 @@ bool kiln_resample_from_name(const char *name, kiln_resample_method *out)
 }
 
 const char *kiln_resample_name(kiln_resample_method m) { return names[m]; }
+
+int kiln_nearest_index(int dst, int in, int out)
+{
+    if (out == 2 * in) return dst >> 1;
+    float scale = (float)in / (float)out;
+    int src = (int)floorf((float)dst * scale);
+    return src < in - 1 ? src : in - 1;
+}
 
 int kiln_nearest_exact_index(int dst, int in, int out)
 {
@@ -94,6 +102,12 @@ void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int
             for (int y = 0; y < dh; y++) {
                 const float *row = s + (size_t)kiln_nearest_exact_index(y, sh, dh) * sw;
                 for (int x = 0; x < dw; x++) d[(size_t)y * dw + x] = row[kiln_nearest_exact_index(x, sw, dw)];
+            }
+            break;
+        case KILN_RESAMPLE_NEAREST:
+            for (int y = 0; y < dh; y++) {
+                const float *row = s + (size_t)kiln_nearest_index(y, sh, dh) * sw;
+                for (int x = 0; x < dw; x++) d[(size_t)y * dw + x] = row[kiln_nearest_index(x, sw, dw)];
             }
             break;
         case KILN_RESAMPLE_BILINEAR: bilinear(s, sh, sw, d, dh, dw); break;

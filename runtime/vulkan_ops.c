@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "resample.h"
 #include "status.h"
 
 _Static_assert(KILN_F32 == 0 && KILN_F16 == 1 && KILN_BF16 == 2 && KILN_F8_E4M3 == 3 && KILN_F8_E5M2 == 4,
@@ -1075,6 +1076,28 @@ static kiln_status vk_fourier_filter(kiln_backend *be, const kiln_fourier_filter
     uint32_t g[3];
     grid_flat((uint64_t)p->N * p->C, g);
     return run(be, KILN_VK_SHADER_FOURIER_FILTER, &push, sizeof push, g[0], g[1], g[2], src, 1, dst);
+}
+
+/* resize.comp */
+typedef struct resize_push {
+    VkDeviceAddress x, y;
+    kiln_resize_params p;
+    float scale_h, scale_w; /* H / OH and W / OW in float, as torch and kiln_resample take them */
+} resize_push;
+_Static_assert(offsetof(resize_push, p) == 16 && offsetof(resize_push, scale_h) == 16 + sizeof(kiln_resize_params),
+               "resize.comp's push constants have no padding");
+_Static_assert(KILN_RESAMPLE_NEAREST_EXACT == 0 && KILN_RESAMPLE_BILINEAR == 1 && KILN_RESAMPLE_BICUBIC == 2 &&
+                   KILN_RESAMPLE_NEAREST == 3,
+               "shaders/resize.comp numbers methods as kiln_resample_method does");
+
+static kiln_status vk_resize(kiln_backend *be, const kiln_resize_params *p, const kiln_tensor *const *src,
+                             kiln_tensor *dst)
+{
+    resize_push push = {.p = *p, .scale_h = (float)p->H / (float)p->OH, .scale_w = (float)p->W / (float)p->OW};
+    TRY(act("resize", src[0], &push.x));
+    TRY(act("resize", dst, &push.y));
+    return run_elementwise(be, KILN_VK_SHADER_RESIZE, &push, sizeof push, (uint64_t)p->N * p->C * p->OH * p->OW, src,
+                           1, dst);
 }
 
 static kiln_status vk_synchronize(kiln_backend *be) { return kiln_vk_finish(kiln_vk_of(be)); }

@@ -19,6 +19,7 @@
 #include "inpaint.h"
 #include "latent.h"
 #include "pipeline.h"
+#include "resample.h"
 
 #include "sampler.h"
 #include "status.h"
@@ -107,6 +108,8 @@ typedef struct wf_recipe {
     double pag_scale;    /* PerturbedAttentionGuidance's scale; 0: none */
     bool has_sag;        /* SelfAttentionGuidance, with these settings */
     kiln_sag sag;
+    bool has_deep_shrink; /* PatchModelAddDownscale, with these settings (its methods kiln's static names) */
+    kiln_deep_shrink deep_shrink;
     bool has_operation;  /* LatentApplyOperationCFG, with this operation */
     kiln_latent_operation operation;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
@@ -416,6 +419,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .apg_momentum = from->apg_momentum, .tcfg = from->tcfg, .mahiro = from->mahiro,
                       .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg,
                       .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
+                      .has_deep_shrink = from->has_deep_shrink, .deep_shrink = from->deep_shrink,
                       .has_operation = from->has_operation, .operation = from->operation,
                       .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
@@ -2295,6 +2299,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
     if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
     if (model->recipe.has_sag) p->sag = &model->recipe.sag;
+    if (model->recipe.has_deep_shrink) p->deep_shrink = &model->recipe.deep_shrink;
     if (model->recipe.has_operation) p->cfg_operation = &model->recipe.operation;
     p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
@@ -2611,6 +2616,42 @@ static kiln_status self_attention_guidance(wf_run *r, wf_node *n)
     /* scale 0 is the plain run, as ComfyUI's node adds 0 times its pass */
     recipe->has_sag = scale != 0.0;
     recipe->sag = (kiln_sag){scale, blur};
+    return KILN_OK;
+}
+
+/* A resize method input of PatchModelAddDownscale, as kiln's static name. */
+static kiln_status resize_method_input(const wf_node *n, const char *input, const char **out)
+{
+    const char *name;
+    kiln_resample_method m;
+    TRY(text(n, input, &name));
+    if (!kiln_resample_from_name(name, &m))
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%s '%s': kiln resizes with bicubic, bilinear and nearest-exact (not "
+                         "yet area or bislerp)", input, name);
+    *out = kiln_resample_name(m);
+    return KILN_OK;
+}
+
+/* PatchModelAddDownscale (Kohya Deep Shrink): kiln_ksampler_params.deep_shrink. */
+static kiln_status patch_model_add_downscale(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    kiln_deep_shrink s;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(integer(n, "block_number", 1, 32, &s.block_number));
+    TRY(number(n, "downscale_factor", &s.downscale_factor));
+    TRY(number(n, "start_percent", &s.start_percent));
+    TRY(number(n, "end_percent", &s.end_percent));
+    TRY(flag(n, "downscale_after_skip", &s.downscale_after_skip));
+    TRY(resize_method_input(n, "downscale_method", &s.downscale_method));
+    TRY(resize_method_input(n, "upscale_method", &s.upscale_method));
+    if (model->recipe.has_deep_shrink)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has PatchModelAddDownscale from another node already: "
+                         "kiln runs one");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->has_deep_shrink = true;
+    recipe->deep_shrink = s;
     return KILN_OK;
 }
 
@@ -3081,7 +3122,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "CLIPMergeSubtract", "LatentOperationTonemapReinhard",
                                          "LatentOperationSharpen", "LatentApplyOperationCFG", "ModelMergeBlocks",
                                          "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
-                                         "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply"};
+                                         "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
+                                         "PatchModelAddDownscale"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3098,7 +3140,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
-        self_attention_multiply, cross_attention_multiply};
+        self_attention_multiply, cross_attention_multiply, patch_model_add_downscale};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

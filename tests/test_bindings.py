@@ -598,6 +598,21 @@ class Guidance(unittest.TestCase):
             run(kiln.SAG(0.5, 0.0))
         self.assertIn("blur_sigma 0", caught.exception.message)
 
+    def test_deep_shrink(self):
+        """PatchModelAddDownscale moves the run (shrunk for the whole
+        schedule); a method ComfyUI has and kiln not yet is refused by
+        name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(shrink=None):
+            return model.ksampler(positive, negative, model.empty_latent(48, 40), seed=7, steps=3, cfg=5.0,
+                                  deep_shrink=shrink).to_list()
+
+        self.assertGreater(rel_l2(run(kiln.DeepShrink(end_percent=1.0)), run()), 1e-3)
+        with self.assertRaises(kiln.KilnError) as caught:
+            run(kiln.DeepShrink(upscale_method="bislerp"))
+        self.assertIn("upscale_method 'bislerp'", caught.exception.message)
+
     def test_latent_nodes(self):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each

@@ -504,6 +504,13 @@ static void workflow_round_trip(void **state)
              "--sag 0.6,1.5", KILN_TEST_DATA);
     workflow_again_holding("sag", flags, "",
                            (const char *const[]){"\"SelfAttentionGuidance\"", "\"blur_sigma\":1.5", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 48 --height 40 "
+             "--deep-shrink 3,1.5,0,0.6 --deep-shrink-method bilinear,nearest-exact --deep-shrink-before-skip",
+             KILN_TEST_DATA);
+    workflow_again_holding("deep_shrink", flags, "",
+                           (const char *const[]){"\"PatchModelAddDownscale\"", "\"downscale_factor\":1.5",
+                                                 "\"downscale_after_skip\":false", "\"upscale_method\":\"nearest-exact\"",
+                                                 NULL});
     /* a second checkpoint merged into the model and its text encoder; the workflow finds it by name */
     char other_dir[512];
     snprintf(other_dir, sizeof other_dir, "%s", tiny_other_model());

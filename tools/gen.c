@@ -88,6 +88,9 @@ typedef struct gen_options {
     kiln_latent_operation operation;
     bool sag_given;                 /* --sag SCALE[,BLUR] */
     kiln_sag sag;
+    bool deep_shrink_given;         /* --deep-shrink B,F[,START,END], --deep-shrink-method, --deep-shrink-before-skip */
+    kiln_deep_shrink deep_shrink;
+    bool deep_shrink_before_skip;
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
     double apg_eta, apg_norm_threshold, apg_momentum;
     bool freeu_given;               /* --freeu or --freeu-v2 B1,B2,S1,S2 */
@@ -308,6 +311,12 @@ static void usage(FILE *to)
             "                         tone-mapped before it is applied, against high cfg's burn\n"
             "  --latent-sharpen R,S,A LatentApplyOperationCFG with LatentOperationSharpen (radius R 1..31,\n"
             "                         sigma S 0.1..10, alpha A 0..5; the node's defaults 9,1,0.1)\n"
+            "  --deep-shrink B,F[,START,END]  PatchModelAddDownscale (Kohya Deep Shrink): the UNet's\n"
+            "                         activations after input block B (default node: 3) shrunk by F while\n"
+            "                         the schedule is between START and END (default 0, 0.35); for pictures\n"
+            "                         larger than the model learnt\n"
+            "  --deep-shrink-method DOWN[,UP]  bicubic (default), bilinear or nearest-exact\n"
+            "  --deep-shrink-before-skip  shrink before the block's skip is kept (default: after)\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
             "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
             "                         denoised again, SCALE (-2..5, the node's default 0.5) times the\n"
@@ -652,7 +661,8 @@ static int parse(int argc, char **argv, gen_options *o)
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
-           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG,
+           O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
+           O_DEEP_SHRINK_BEFORE_SKIP,
            O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
@@ -661,6 +671,9 @@ static int parse(int argc, char **argv, gen_options *o)
         {"cfg-zero-star", no_argument, 0, O_CFG_ZERO_STAR}, {"tcfg", no_argument, 0, O_TCFG},
         {"mahiro", no_argument, 0, O_MAHIRO}, {"cfg-norm", required_argument, 0, O_CFG_NORM},
         {"epsilon-scaling", required_argument, 0, O_EPSILON_SCALING}, {"sag", required_argument, 0, O_SAG},
+        {"deep-shrink", required_argument, 0, O_DEEP_SHRINK},
+        {"deep-shrink-method", required_argument, 0, O_DEEP_SHRINK_METHOD},
+        {"deep-shrink-before-skip", no_argument, 0, O_DEEP_SHRINK_BEFORE_SKIP},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
         {"latent-sharpen", required_argument, 0, O_LATENT_SHARPEN}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
@@ -840,6 +853,34 @@ static int parse(int argc, char **argv, gen_options *o)
             o->sag = (kiln_sag){v[0], v[1]};
             break;
         }
+        case O_DEEP_SHRINK: {
+            double v[4] = {3, 2, 0, 0.35};
+            const char *comma = strchr(optarg, ',');
+            const int given = comma && strchr(comma + 1, ',') ? 4 : 2;
+            if (!parse_numbers(optarg, given, v) || v[0] != floor(v[0]) || !(v[0] >= 1 && v[0] <= 32) ||
+                !(v[1] >= 0.1 && v[1] <= 9) || !(v[2] >= 0 && v[2] <= 1) || !(v[3] >= 0 && v[3] <= 1))
+                return bad_flag("--deep-shrink", optarg, "BLOCK,FACTOR[,START,END]: a block 1..32, a factor 0.1..9, "
+                                "percents 0..1");
+            o->deep_shrink_given = true;
+            o->deep_shrink.block_number = (int)v[0];
+            o->deep_shrink.downscale_factor = v[1];
+            o->deep_shrink.start_percent = v[2], o->deep_shrink.end_percent = v[3];
+            break;
+        }
+        case O_DEEP_SHRINK_METHOD: {
+            char down[32] = "", up[32] = "";
+            const char *comma = strchr(optarg, ',');
+            const size_t n = comma ? (size_t)(comma - optarg) : strlen(optarg);
+            kiln_resample_method m[2];
+            if (n < sizeof down) memcpy(down, optarg, n);
+            snprintf(up, sizeof up, "%s", comma ? comma + 1 : down);
+            if (!kiln_resample_from_name(down, &m[0]) || !kiln_resample_from_name(up, &m[1]))
+                return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear or nearest-exact");
+            o->deep_shrink.downscale_method = kiln_resample_name(m[0]);
+            o->deep_shrink.upscale_method = kiln_resample_name(m[1]);
+            break;
+        }
+        case O_DEEP_SHRINK_BEFORE_SKIP: o->deep_shrink_before_skip = true; break;
         case O_EPSILON_SCALING:
             if (!parse_double(optarg, 0.5, 1.5, &o->epsilon_scaling))
                 return bad_flag("--epsilon-scaling", optarg, "must be 0.5..1.5");
@@ -1074,6 +1115,11 @@ static int parse(int argc, char **argv, gen_options *o)
     }
     if (o->negative_until && o->refiner) {
         fprintf(stderr, "gen: --negative-until with --refiner: the refiner reads its own prompts (not yet)\n");
+        return 2;
+    }
+    o->deep_shrink.downscale_after_skip = !o->deep_shrink_before_skip;
+    if (!o->deep_shrink_given && (o->deep_shrink_before_skip || o->deep_shrink.downscale_method)) {
+        fprintf(stderr, "gen: --deep-shrink-method and --deep-shrink-before-skip go with --deep-shrink\n");
         return 2;
     }
     if (o->prompt && o->prompts_file) {
@@ -2002,6 +2048,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .apg_momentum = o->apg_momentum, .tcfg = o->tcfg, .mahiro = o->mahiro,
                          .cfg_norm = o->cfg_norm, .epsilon_scaling = o->epsilon_scaling,
                          .sag = o->sag_given ? &o->sag : NULL,
+                         .deep_shrink = o->deep_shrink_given ? &o->deep_shrink : NULL,
                          .cfg_operation = o->operation_given ? &o->operation : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
@@ -2091,6 +2138,7 @@ int main(int argc, char **argv)
     if (o.freeu_given) job.freeu = &o.freeu;
     job.pag_scale = (float)o.pag_scale;
     if (o.sag_given) job.sag = &o.sag;
+    if (o.deep_shrink_given) job.deep_shrink = &o.deep_shrink;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

@@ -768,6 +768,27 @@ typedef struct kiln_freeu {
     bool v2;
 } kiln_freeu;
 
+/* PatchModelAddDownscale ("Kohya Deep Shrink", ComfyUI's node) on an SD
+ * 1.x/2.x/XL UNet: while the sampling's sigma is within [start_percent,
+ * end_percent] of the schedule (as percent_to_sigma reads them), the UNet's
+ * activations after input block `block_number` (ComfyUI's count: 0 is
+ * conv_in; SD 1.x and XL have 12 and 9, the default 3 is the first
+ * downsampler) are resized to round(H / downscale_factor) x round(W /
+ * downscale_factor) with downscale_method, after that block's skip is kept
+ * (downscale_after_skip) or before; in the decoder an input of another
+ * height than the skip it joins is resized to the skip's with
+ * upscale_method. The blocks below run on fewer pixels: a large picture
+ * keeps the composition the model learnt at its own size. Methods
+ * "bicubic" (the node's default), "bilinear", "nearest-exact"; NULL:
+ * bicubic. Not with ControlNets, FreeU or SelfAttentionGuidance (not yet). */
+typedef struct kiln_deep_shrink {
+    int block_number;        /* 1 to 32 */
+    double downscale_factor; /* 0.1 to 9 */
+    double start_percent, end_percent;
+    bool downscale_after_skip;
+    const char *downscale_method, *upscale_method;
+} kiln_deep_shrink;
+
 /* SelfAttentionGuidance's settings: scale -2 to 5 (not 0; the node's
  * default 0.5), blur_sigma above 0 to 10 (the node's default 2; the std of
  * its 9x9 Gaussian blur in latent pixels). */
@@ -991,6 +1012,7 @@ typedef struct kiln_ksampler_params {
        prediction (ComfyUI's node; at cfg 1 the negative prompt runs too). Not with ControlNets, IP-Adapters,
        SkipLayerGuidance, PerturbedAttentionGuidance, areas, prompts in parts or three-prompt guiders */
     const kiln_sag *sag;
+    const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model (a UNet's); NULL: none */
     /* LatentApplyOperationCFG on the model (NULL: none): before the guidance (and TCFG and APG), the positive
        prediction made operation(positive - negative) + negative; at cfg 1 operation(positive) */
     const kiln_latent_operation *cfg_operation;

@@ -18,7 +18,7 @@ done
 cp "$src/kernels/cuda_common.cuh" "$work/"
 san=("-fsanitize=address,undefined" -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 inc=(-I "$emu/include" -I "$work" -I "$src/runtime" -I "$src/runtime/include")
-for c in runtime/cpu_ref runtime/status runtime/tensor runtime/quant tests/support/quant_blocks; do
+for c in runtime/cpu_ref runtime/resample runtime/status runtime/tensor runtime/quant tests/support/quant_blocks; do
     gcc -std=c17 -O1 -g -D_GNU_SOURCE -ffp-contract=off "${san[@]}" "${inc[@]}" -I "$src/tests/support" -c "$src/$c.c" \
         -o "$work/$(basename "$c").o"
 done

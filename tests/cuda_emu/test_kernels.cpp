@@ -13,6 +13,7 @@ extern "C" {
 #include "cpu_ref.h"
 #include "cuda_backend.h"
 #include "quant_blocks.h"
+#include "resample.h"
 }
 
 // ---- the host side of runtime/cuda_backend.c that the adapters call
@@ -196,6 +197,25 @@ static void test_elementwise()
       int64_t on = 2 * 3 * p.OH * p.OW; buf *a = make(KILN_F32, 2 * 3 * 35), *o = make(KILN_F32, on, false);
       std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
       check(cuda_upsample_nearest2x(&be_f32, &p, s, &o->t)); cpu_ref_upsample_nearest2x(&p, F(a), w.data()); compare("upsample", F(o), w.data(), on, 0); }
+    // resize: down and up, whole and fractional scales, one axis kept, an
+    // axis of 1, and 10 -> 3 and 10 -> 6, where the nearest modes' float32
+    // centre or corner is whole
+    struct { int N, C, H, W, OH, OW; } rs[] = {
+        {2, 3, 12, 16, 4, 5}, {1, 2, 3, 4, 8, 6}, {2, 5, 16, 16, 32, 32}, {1, 3, 9, 12, 9, 5}, {1, 2, 1, 6, 4, 2},
+        {1, 2, 10, 10, 3, 3}, {1, 2, 10, 10, 6, 6}};
+    for (auto &c : rs)
+        for (int m : {KILN_RESAMPLE_NEAREST_EXACT, KILN_RESAMPLE_BILINEAR, KILN_RESAMPLE_BICUBIC,
+                      KILN_RESAMPLE_NEAREST}) {
+            kiln_resize_params p = {c.N, c.C, c.H, c.W, c.OH, c.OW, m};
+            int64_t on = (int64_t)c.N * c.C * c.OH * c.OW;
+            buf *a = make(KILN_F32, (int64_t)c.N * c.C * c.H * c.W), *o = make(KILN_F32, on, false);
+            std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
+            check(cuda_resize(&be_f32, &p, s, &o->t)); cpu_ref_resize(&p, F(a), w.data());
+            char name[64]; snprintf(name, sizeof name, "resize %d,%d,%dx%d -> %dx%d %s", c.N, c.C, c.H, c.W, c.OH, c.OW,
+                                    kiln_resample_name((kiln_resample_method)m));
+            bool copies = m == KILN_RESAMPLE_NEAREST_EXACT || m == KILN_RESAMPLE_NEAREST;
+            compare(name, F(o), w.data(), on, copies ? 0 : 1e-6);
+        }
     for (int flip = 0; flip < 2; flip++) {
         kiln_timestep_embedding_params p = {3, 320, flip, flip ? 0.0f : 1.0f, 10000.0f};
         buf *t = make(KILN_F32, 3), *o = make(KILN_F32, 960, false);

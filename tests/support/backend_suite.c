@@ -86,6 +86,20 @@ static void sag_run_f32(void **s)
     kiln_model_free(m);
     kiln_backend_free(be);
 }
+/* Deep Shrink: the calls that shrink in a graph of their own, the resize op
+ * down after a skip and back up, and an upsampler to a small skip's size */
+static void deep_shrink_run_f32(void **s)
+{
+    (void)s;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
+    assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
+    parity_check_deep_shrink_run(m, "after_skip", gpu_f32.tol);
+    parity_check_deep_shrink_run(m, "before_skip", gpu_f32.tol);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
 static void sdxl_controlnet_f32(void **s)
 {
     (void)s;
@@ -404,6 +418,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_freeu),
         cmocka_unit_test(unet_f32_perturbed), cmocka_unit_test(sag_run_f32),
+        cmocka_unit_test(deep_shrink_run_f32),
         cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),

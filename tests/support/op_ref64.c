@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "resample.h"
+
 // x (M,K) @ w (N,K)^T + bias (N) -> y (M,N)
 void kiln_ref64_matmul(const kiln_matmul_params *p, const double *x, const double *w, const double *bias,
                        double *y)
@@ -393,6 +395,74 @@ void kiln_ref64_fourier_filter(const kiln_fourier_filter_params *p, const double
                 double r = 0.0;
                 for (int ky = 0; ky < H; ky++) r += tre[ky * W + w] * cos(tau * ky * h / H) - tim[ky * W + w] * sin(tau * ky * h / H);
                 y[plane * H * W + h * W + w] = r / (H * W);
+            }
+    }
+}
+
+/* Keys' cubic convolution kernel with a = -0.75 (torch's bicubic), at
+ * distance d from a sample */
+static double keys_cubic(double d)
+{
+    const double a = -0.75, t = fabs(d);
+    if (t <= 1.0) return ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+    if (t < 2.0) return a * t * t * t - 5.0 * a * t * t + 8.0 * a * t - 4.0 * a;
+    return 0.0;
+}
+
+static double tent(double d) { return fabs(d) < 1.0 ? 1.0 - fabs(d) : 0.0; }
+
+static int clamped(int i, int n) { return i < 0 ? 0 : i > n - 1 ? n - 1 : i; }
+
+/* One axis of a resize as a matrix w (out, in): row o, the weight target o
+ * gives each source, taps past an edge counting for the edge sample.
+ * Where a target's sample lands is float32 arithmetic, as torch computes it
+ * (the scale in / out rounded to float, then (o + 0.5) scale - 0.5 rounded
+ * at each step, or o scale for nearest): a sample that lands on a whole
+ * number decides which sources are taps (and the nearest modes' source), so
+ * it must land where torch's does; the weights and sums are double. */
+static void resize_axis(int in, int out, kiln_resample_method m, double *w)
+{
+    const float scale = (float)in / (float)out;
+    for (int o = 0; o < out; o++) {
+        double *row = w + (size_t)o * in;
+        for (int i = 0; i < in; i++) row[i] = 0.0;
+        const float centre = ((float)o + 0.5f) * scale, at = centre - 0.5f; /* in source pixels */
+        if (m == KILN_RESAMPLE_NEAREST_EXACT) {
+            row[clamped((int)floor(centre), in)] = 1.0;
+        } else if (m == KILN_RESAMPLE_NEAREST) {
+            /* torch's legacy nearest: the source under the target's corner,
+             * where twice the size is a shift rather than a product */
+            row[out == 2 * in ? o / 2 : clamped((int)floor((float)o * scale), in)] = 1.0;
+        } else if (m == KILN_RESAMPLE_BILINEAR) {
+            const double t = at > 0.0f ? at : 0.0; /* torch's linear modes clamp the sample at the first source */
+            for (int k = (int)floor(t); k <= (int)floor(t) + 1; k++) row[clamped(k, in)] += tent(t - k);
+        } else {
+            for (int k = (int)floor(at) - 1; k <= (int)floor(at) + 2; k++) row[clamped(k, in)] += keys_cubic(at - k);
+        }
+    }
+}
+
+// x (N,C,H,W) -> y (N,C,OH,OW): each plane X to Wh X Ww^T, Wh and Ww the axes' matrices
+void kiln_ref64_resize(const kiln_resize_params *p, const double *x, double *y, double *scratch)
+{
+    const int H = p->H, W = p->W, OH = p->OH, OW = p->OW;
+    double *wh = scratch, *ww = wh + (size_t)OH * H, *rows = ww + (size_t)OW * W; /* rows: (H,OW) */
+    resize_axis(H, OH, (kiln_resample_method)p->method, wh);
+    resize_axis(W, OW, (kiln_resample_method)p->method, ww);
+    for (size_t plane = 0; plane < (size_t)p->N * p->C; plane++) {
+        const double *xp = x + plane * H * W;
+        double *yp = y + plane * OH * OW;
+        for (int h = 0; h < H; h++)
+            for (int ox = 0; ox < OW; ox++) {
+                double acc = 0.0;
+                for (int w = 0; w < W; w++) acc += xp[(size_t)h * W + w] * ww[(size_t)ox * W + w];
+                rows[(size_t)h * OW + ox] = acc;
+            }
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                double acc = 0.0;
+                for (int h = 0; h < H; h++) acc += wh[(size_t)oy * H + h] * rows[(size_t)h * OW + ox];
+                yp[(size_t)oy * OW + ox] = acc;
             }
     }
 }

@@ -52,5 +52,7 @@ void kiln_ref64_pad2d(const kiln_pad2d_params *p, const double *x, double *y);
 void kiln_ref64_freeu_backbone(const kiln_freeu_backbone_params *p, const double *x, double *y);
 /* scratch: 4 H W doubles */
 void kiln_ref64_fourier_filter(const kiln_fourier_filter_params *p, const double *x, double *y, double *scratch);
+/* scratch: OH H + OW W + H OW doubles */
+void kiln_ref64_resize(const kiln_resize_params *p, const double *x, double *y, double *scratch);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "op_ref64.h"
 #include "quant_blocks.h"
+#include "resample.h"
 #include "status.h"
 
 typedef union op_params {
@@ -46,6 +47,7 @@ typedef struct op_case {
  * by whatever it is given, and unequal cos and sin magnitudes show a swap */
 #define ROPE(b, t, h, d) {KILN_OP_rope, .p.rope = {b, t, h, d}, 3.0f}
 #define GATED_ADD(b, t, c, k, gate, ...) {KILN_OP_gated_add, .p.gated_add = {b, t, c, k, gate}, 2.0f, __VA_ARGS__}
+#define RESIZE(n, c, h, w, oh, ow, method) {KILN_OP_resize, .p.resize = {n, c, h, w, oh, ow, KILN_RESAMPLE_##method}}
 
 /* Shapes from SD 1.x/2.x/XL (UNet levels of 320/640/1280 channels, head dims
  * 40/80/160 and 64/128, CLIP's 77 tokens, the VAE's 128/512 channels and its
@@ -203,6 +205,38 @@ static const op_case op_cases[] = {
     {KILN_OP_fourier_filter, .p.fourier_filter = {1, 3, 1, 6, 0.5f}, 1.0f, 0.5f}, /* an axis of 1: frequency 0 alone */
     {KILN_OP_fourier_filter, .p.fourier_filter = {1, 2, 2, 1, 0.3f}, 1.0f, 0.5f},
     {KILN_OP_fourier_filter, .p.fourier_filter = {1, 1, 1, 1, 0.3f}, 1.0f, 0.5f},
+    /* Kohya's Deep Shrink on SD 1.5's UNet at 512x512 (bicubic to half size
+     * at the first level, back to the skip's size further in, and the UNet's
+     * upsamplers' nearest to a skip's size: twice, and not), latents as
+     * LatentUpscaleBy resizes them, then odd sizes down and up (whole
+     * numbers of source pixels and not), one axis left as it is, an axis of
+     * 1, and the nearest modes at scales float32 rounds (10/3: target 1's
+     * centre is 5 in float32, under 5 in double; 10/6: target 3's corner) */
+    RESIZE(2, 320, 64, 64, 32, 32, BICUBIC),
+    RESIZE(2, 640, 16, 16, 32, 32, BICUBIC),
+    RESIZE(1, 1280, 8, 8, 16, 16, BILINEAR),
+    RESIZE(2, 640, 16, 16, 32, 32, NEAREST),
+    RESIZE(2, 1280, 8, 8, 32, 32, NEAREST),
+    RESIZE(1, 320, 13, 9, 50, 37, NEAREST),
+    RESIZE(1, 4, 64, 64, 96, 96, NEAREST_EXACT),
+    RESIZE(1, 4, 64, 64, 96, 96, BICUBIC),
+    RESIZE(1, 16, 12, 16, 4, 5, BILINEAR),
+    RESIZE(2, 4, 12, 16, 6, 8, NEAREST_EXACT),
+    RESIZE(1, 3, 7, 5, 4, 3, NEAREST_EXACT),
+    RESIZE(1, 3, 7, 5, 4, 3, BILINEAR),
+    RESIZE(1, 3, 7, 5, 4, 3, BICUBIC),
+    RESIZE(1, 3, 7, 5, 4, 3, NEAREST),
+    RESIZE(1, 2, 3, 4, 8, 6, NEAREST_EXACT),
+    RESIZE(1, 2, 3, 4, 8, 6, BILINEAR),
+    RESIZE(1, 2, 3, 4, 8, 6, BICUBIC),
+    RESIZE(1, 2, 3, 4, 8, 6, NEAREST),
+    RESIZE(1, 4, 9, 12, 9, 5, BICUBIC),
+    RESIZE(2, 3, 10, 7, 4, 7, BILINEAR),
+    RESIZE(1, 5, 6, 11, 6, 17, NEAREST_EXACT),
+    RESIZE(1, 4, 6, 11, 6, 22, NEAREST),
+    RESIZE(1, 3, 1, 6, 4, 2, BICUBIC),
+    RESIZE(1, 2, 10, 10, 3, 3, NEAREST_EXACT),
+    RESIZE(1, 2, 10, 10, 6, 6, NEAREST),
 };
 
 /* ---- operands ---------------------------------------------------------- */
@@ -445,6 +479,14 @@ static void describe(case_run *r)
         snprintf(r->desc, cap, "[%d,%d,%d,%d] s %g", q->N, q->C, q->H, q->W, q->s);
         break;
     }
+    case KILN_OP_resize: {
+        const kiln_resize_params *q = &p->resize;
+        r->src[0] = act("x", (size_t)q->N * q->C * q->H * q->W, lo, hi);
+        r->dst = act("y", (size_t)q->N * q->C * q->OH * q->OW, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d,%d]->%dx%d %s", q->N, q->C, q->H, q->W, q->OH, q->OW,
+                 kiln_resample_name((kiln_resample_method)q->method));
+        break;
+    }
     default:
         r->nsrc = -1; /* an op added to ops.def without a description here */
         snprintf(r->desc, cap, "(the suite cannot build its operands)");
@@ -498,6 +540,15 @@ static kiln_status reference(const case_run *r, double *y)
         double *scratch = malloc(4 * (size_t)p->fourier_filter.H * p->fourier_filter.W * sizeof *scratch);
         if (!scratch) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
         kiln_ref64_fourier_filter(&p->fourier_filter, s0, y, scratch);
+        free(scratch);
+        break;
+    }
+    case KILN_OP_resize: {
+        const kiln_resize_params *q = &p->resize;
+        size_t doubles = (size_t)q->OH * q->H + (size_t)q->OW * q->W + (size_t)q->H * q->OW;
+        double *scratch = malloc(doubles * sizeof *scratch);
+        if (!scratch) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "op suite: out of memory");
+        kiln_ref64_resize(q, s0, y, scratch);
         free(scratch);
         break;
     }

@@ -8,6 +8,7 @@
 #include "golden.h"
 #include "image.h"
 #include "pipeline.h"
+#include "resample.h"
 #include "sampler.h"
 #include "tokenizer.h"
 #include "kiln_test.h"
@@ -589,6 +590,47 @@ void parity_check_sag_run(kiln_model *model, const char *run, double tol)
     free(plain);
     golden *all[] = {&gp, &gn, &settings, &want};
     for (size_t i = 0; i < 4; i++) golden_free(all[i]);
+    kiln_st_close(f);
+}
+
+/* KSampler euler, normal, 3 steps, cfg 5, seed 42 on the Deep Shrink
+ * golden's prompts with `shrink` (NULL: none): the final latent. */
+static float *deep_shrink_latent(kiln_model *model, kiln_st_file *f, const kiln_deep_shrink *shrink, int h, int w)
+{
+    golden gp = golden_read(f, "positive"), gn = golden_read(f, "negative");
+    const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
+                            neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
+    kiln_sampling_job job = {.steps = 3, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = h,
+                             .latent_w = w, .deep_shrink = shrink};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent = NULL;
+    assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
+    golden_free(&gp);
+    golden_free(&gn);
+    return latent;
+}
+
+void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol)
+{
+    kiln_st_file *f = golden_open("deep_shrink/deep_shrink.safetensors");
+    golden s = golden_field(f, run, "settings"), want = golden_field(f, run, "latent_out");
+    const int h = (int)want.shape[2], w = (int)want.shape[3];
+    const kiln_deep_shrink shrink = {.block_number = (int)s.data[0], .downscale_factor = s.data[1],
+                                     .start_percent = s.data[2], .end_percent = s.data[3],
+                                     .downscale_after_skip = s.data[4] != 0.0f,
+                                     .downscale_method = kiln_resample_name((kiln_resample_method)s.data[5]),
+                                     .upscale_method = kiln_resample_name((kiln_resample_method)s.data[6])};
+    float *latent = deep_shrink_latent(model, f, &shrink, h, w), *plain = deep_shrink_latent(model, f, NULL, h, w);
+    const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(plain, want.data, want.count);
+    print_message("  Deep Shrink %-12s latent rel L2 %.2g from ComfyUI's (%.2g from the run without it)\n", run, err,
+                  off);
+    assert_true(err <= tol);
+    assert_true(off > 1e-3);
+    free(latent);
+    free(plain);
+    golden_free(&s);
+    golden_free(&want);
     kiln_st_close(f);
 }
 

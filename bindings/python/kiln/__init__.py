@@ -55,7 +55,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "DeepShrink", "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
     "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -201,6 +201,12 @@ class _SAG(Structure):
     _fields_ = [("scale", c_double), ("blur_sigma", c_double)]
 
 
+class _DeepShrink(Structure):
+    _fields_ = [("block_number", c_int), ("downscale_factor", c_double), ("start_percent", c_double),
+                ("end_percent", c_double), ("downscale_after_skip", c_bool), ("downscale_method", c_char_p),
+                ("upscale_method", c_char_p)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -225,7 +231,7 @@ class _KSamplerParams(Structure):
                 ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
                 ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
-                ("cfg_operation", POINTER(_LatentOperation))]
+                ("deep_shrink", POINTER(_DeepShrink)), ("cfg_operation", POINTER(_LatentOperation))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -943,7 +949,8 @@ class Model(_Handle):
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
                  apg: Optional["APG"] = None, tcfg: bool = False, mahiro: bool = False, cfg_norm: float = 0.0,
                  epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
-                 sag: Optional["SAG"] = None, cfg_operation: Optional["LatentOperation"] = None,
+                 sag: Optional["SAG"] = None, deep_shrink: Optional["DeepShrink"] = None,
+                 cfg_operation: Optional["LatentOperation"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -1001,7 +1008,8 @@ class Model(_Handle):
         freeu: a FreeU (FreeU or, with v2, FreeU_V2 on an SD UNet; None:
         none). pag_scale: PerturbedAttentionGuidance's scale on an SD UNet
         (0 to 100; 0: none; the node's default is 3). sag: a SAG,
-        SelfAttentionGuidance on an SD UNet (None: none). cfg_operation: a
+        SelfAttentionGuidance on an SD UNet (None: none). deep_shrink: a
+        DeepShrink, PatchModelAddDownscale on an SD UNet (None: none). cfg_operation: a
         LatentOperation, LatentApplyOperationCFG on the model (None: none).
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
@@ -1085,6 +1093,11 @@ class Model(_Handle):
         params.pag_scale = pag_scale
         if sag is not None:
             params.sag = ctypes.pointer(_SAG(*SAG(*sag)))
+        if deep_shrink is not None:
+            ds = DeepShrink(*deep_shrink)
+            params.deep_shrink = ctypes.pointer(_DeepShrink(ds.block_number, ds.downscale_factor, ds.start_percent,
+                                                            ds.end_percent, ds.downscale_after_skip,
+                                                            ds.downscale_method.encode(), ds.upscale_method.encode()))
         if cfg_operation is not None:
             params.cfg_operation = ctypes.pointer(LatentOperation(*cfg_operation)._c())
         if dual_cfg is not None:
@@ -1364,6 +1377,21 @@ class SAG(NamedTuple):
     denoised again."""
     scale: float = 0.5
     blur_sigma: float = 2.0
+
+
+class DeepShrink(NamedTuple):
+    """PatchModelAddDownscale ("Kohya Deep Shrink"): while the schedule is
+    between start_percent and end_percent, the UNet's activations after
+    input block block_number shrunk by downscale_factor (after that block's
+    skip is kept, or before), and grown back to each skip's size in the
+    decoder; methods "bicubic", "bilinear", "nearest-exact"."""
+    block_number: int = 3
+    downscale_factor: float = 2.0
+    start_percent: float = 0.0
+    end_percent: float = 0.35
+    downscale_after_skip: bool = True
+    downscale_method: str = "bicubic"
+    upscale_method: str = "bicubic"
 
 
 class DualCFG(NamedTuple):

@@ -1,0 +1,382 @@
+"""Goldens for ComfyUI's PatchModelAddDownscale ("Kohya Deep Shrink") with its
+KSampler.
+
+Origin: upstream diffusers 0.42.1 and PyTorch 2.15 (CPU, float32) running
+kiln's tiny SD 1.x UNet, with ComfyUI v0.3.64 (commit a125cd84)
+comfy_extras/nodes_model_downscale.py, comfy/ldm/modules/diffusionmodules/
+openaimodel.py (UNetModel._forward's input_block_patch,
+input_block_patch_after_skip and output_block_patch; Upsample's output_shape),
+comfy/utils.py (common_upscale), comfy/model_sampling.py (percent_to_sigma),
+comfy/samplers.py (normal_scheduler, calc_cond_batch's
+transformer_options["sigmas"]) and comfy/k_diffusion/sampling.py
+(sample_euler) restated here, not copied.
+
+What ComfyUI does, as restated:
+- The node turns start_percent and end_percent into sigmas with the model's
+  percent_to_sigma: 0 -> 999999999.9, 1 -> 0.0, otherwise the float32
+  interpolation of the log of the 1000 training sigmas at timestep
+  (1 - percent) * 999 (as a Python float). A model call is "shrunk" when
+  its first sigma (transformer_options["sigmas"][0].item()) is <= the start
+  bound and >= the end bound.
+- The UNet's input blocks are numbered as ComfyUI's ldm UNet numbers them; on
+  this tiny model (2 levels, 2 layers per level) 0 = conv_in, 1 and 2 =
+  down_blocks[0]'s (resnet, transformer) pairs, 3 = down_blocks[0]'s
+  downsampler, 4 and 5 = down_blocks[1]'s resnets; each pushes one skip.
+  With downscale_after_skip the resize of input block `block_number`'s output
+  runs after its skip is pushed (the skip keeps the full size), otherwise
+  before (the skip is the small one). The new size is
+  (round(H * (1 / factor)), round(W * (1 / factor))) with Python's round,
+  by F.interpolate(size=..., mode=downscale_method) (align_corners left at
+  its default; common_upscale's crop "disabled").
+- At every output block (on every call, shrunk or not) the skip is popped and,
+  when h's height differs from the skip's, h is resized to the skip's (H, W)
+  with upscale_method before the concatenation. An upsampler's output takes
+  the size of the next skip still on the stack (nearest, as diffusers'
+  upsample_size gives it), so a small h is also brought back up there.
+  Consequences: with the resize before the skip at block 3 the small skip
+  travels with h, the heights always match, and the upsampler alone (nearest)
+  restores the size, so upscale_method never acts (the script checks that
+  bicubic gives the same run); and only heights are compared, so a factor
+  that keeps the height but not the width (1.07 on the 6 x 8 of block 3 after
+  the skip: 6 x 7) reaches the concatenation with mismatched widths, which
+  fails in ComfyUI.
+- Here that forward is written out on diffusers' blocks (check_forward first
+  shows it equals unet(...) without the patch to 1e-6), the sizes h takes
+  logged per call.
+- KSampler: euler, "normal" scheduler (sd_common.comfy_normal_sigmas), 3 steps,
+  denoise 1, cfg 5, seed 42 noise (torch.randn of the latent's shape with
+  torch.manual_seed(42)), x starting at noise * sqrt(1 + sigma0^2); each step
+  one UNet call on the [negative, positive] pair (x / sqrt(sigma^2 + 1) at the
+  timestep nearest sigma), eps model sampling, x0 = x - sigma * eps,
+  uncond + (cond - uncond) * cfg; the returned LATENT is final x / 0.18215
+  (sd_common.ksampler, as tests/data/sag/make_sag_data.py uses it).
+
+Inputs: tests/data/tiny/sd15_tiny_diffusers (subfolder unet, float32);
+tests/data/tiny/unet.safetensors' encoder_hidden_states (2, 77, 32): row 0 the
+positive, row 1 the negative. Latent 12 x 16 (height x width).
+
+Runs (each euler, normal, 3 steps, cfg 5, seed 42, denoise 1):
+  after_skip:  block 3, factor 2.0, start 0.0, end 0.35, after skip,
+               bicubic down, bicubic up
+  before_skip: block 3, factor 1.5, start 0.0, end 1.0, before skip,
+               bilinear down, nearest-exact up
+  block1:      block 1, factor 2.0, start 0.0, end 0.6, after skip,
+               bicubic down, bicubic up
+  plain:       no patch
+
+Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
+  positive (1, 77, 32), negative (1, 77, 32): the conditioning rows.
+  sigmas (4,): the normal scheduler's 3 sigmas then 0.
+  noise (1, 4, 12, 16): the seed-42 noise.
+  plain.latent_out (1, 4, 12, 16): the run without the patch.
+  For each run R in after_skip, before_skip, block1:
+    R.settings (7,): [block_number, downscale_factor, start_percent,
+        end_percent, downscale_after_skip (0/1), downscale_method,
+        upscale_method], a method as 0 nearest-exact, 1 bilinear, 2 bicubic
+    R.sigma_bounds (2,): [sigma_start, sigma_end] (float32 of the Python
+        floats the node compares with; 999999999.9 becomes 1e9)
+    R.shrunk_steps (3,): 1 where that step's model call was shrunk
+    R.latent_out (1, 4, 12, 16): the LATENT KSampler returns
+  after_skip.eps_x (1, 4, 12, 16): the x of the first step (noise * sqrt(1 +
+      sigma0^2), before the model's input scaling)
+  after_skip.eps_sigma (2,): [sigma0, its timestep]
+  after_skip.eps_first (1, 4, 12, 16): the UNet's eps for the positive row
+      alone (no CFG) at that x and sigma with after_skip's patch on (the UNet
+      called on eps_x / sqrt(sigma0^2 + 1) at that timestep)
+Metadata "source": the versions and the ComfyUI commit.
+
+Run from the repository root:
+  /tmp/tv/bin/python tests/data/deep_shrink/make_deep_shrink_data.py
+(Python 3.11, torch 2.15.0, diffusers 0.42.1, safetensors 0.8.0.)
+"""
+import os
+import sys
+
+import diffusers
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler  # noqa: E402
+
+OUT = "tests/data/deep_shrink"
+MODEL = "tests/data/tiny/sd15_tiny_diffusers"
+INPUTS = "tests/data/tiny/unet.safetensors"
+COMFY_COMMIT = "a125cd84b054a57729b5eecab930ca9408719832"
+SCALING = 0.18215
+STEPS = 3
+CFG = 5.0
+H, W = 12, 16
+METHODS = ["nearest-exact", "bilinear", "bicubic"]
+
+RUNS = {
+    "after_skip": dict(block=3, factor=2.0, start=0.0, end=0.35, after_skip=True,
+                       down="bicubic", up="bicubic"),
+    "before_skip": dict(block=3, factor=1.5, start=0.0, end=1.0, after_skip=False,
+                        down="bilinear", up="nearest-exact"),
+    "block1": dict(block=1, factor=2.0, start=0.0, end=0.6, after_skip=True,
+                   down="bicubic", up="bicubic"),
+}
+
+
+def percent_to_sigma(percent):
+    """ModelSamplingDiscrete.percent_to_sigma on SD 1.x's table, as a Python float."""
+    if percent <= 0.0:
+        return 999999999.9
+    if percent >= 1.0:
+        return 0.0
+    # ComfyUI's log_sigmas: the log taken of the float64 sigmas, then kept float32
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log().float()
+    t = torch.clamp(torch.tensor((1.0 - percent) * 999.0), min=0, max=999)
+    lo, hi, w = t.floor().long(), t.ceil().long(), t.frac()
+    return ((1 - w) * log_sigmas[lo] + w * log_sigmas[hi]).exp().item()
+
+
+def resize(h, size, method):
+    """common_upscale with crop "disabled" for the torch modes."""
+    return F.interpolate(h, size=tuple(size), mode=method)
+
+
+class DeepShrink:
+    """The node's two patches for one setting: `active(sigma)` says whether
+    a call at that sigma shrinks; `inp(h, block_id, sigma)` the input-block
+    patch; `out(h, skip)` the output-block patch."""
+
+    def __init__(self, block, factor, start, end, after_skip, down, up):
+        self.block, self.factor, self.after_skip = block, factor, after_skip
+        self.down, self.up = down, up
+        self.sigma_start = percent_to_sigma(start)
+        self.sigma_end = percent_to_sigma(end)
+
+    def active(self, sigma):
+        s = sigma.reshape(-1)[0].item()
+        return s <= self.sigma_start and s >= self.sigma_end
+
+    def inp(self, h, block_id, sigma):
+        if block_id != self.block or not self.active(sigma):
+            return h
+        size = (round(h.shape[-2] * (1.0 / self.factor)), round(h.shape[-1] * (1.0 / self.factor)))
+        return resize(h, size, self.down)
+
+    def out(self, h, skip):
+        if h.shape[2] != skip.shape[2]:
+            h = resize(h, skip.shape[-2:], self.up)
+        return h
+
+
+def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None):
+    """ComfyUI's UNetModel._forward on diffusers' blocks of the tiny SD 1.x
+    UNet, with the Deep Shrink patches when `patch` is given (`sigma` the
+    call's sigmas). `log` (a list) gets (place, shape) of h."""
+    def note(place, h):
+        if log is not None:
+            log.append((place, tuple(h.shape[-2:])))
+
+    emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep))
+    skips = []
+
+    def push(h, block_id):
+        # input block `block_id` has produced h
+        note(f"in{block_id}", h)
+        if patch is not None and not patch.after_skip:
+            h = patch.inp(h, block_id, sigma)
+            note(f"in{block_id}.patched", h)
+        skips.append(h)
+        if patch is not None and patch.after_skip:
+            h = patch.inp(h, block_id, sigma)
+            note(f"in{block_id}.after_skip", h)
+        return h
+
+    d0, d1 = unet.down_blocks
+    h = push(unet.conv_in(sample), 0)
+    bid = 1
+    for resnet, attn in zip(d0.resnets, d0.attentions):
+        h = resnet(h, emb)
+        h = attn(h, encoder_hidden_states=context, return_dict=False)[0]
+        h = push(h, bid)
+        bid += 1
+    h = push(d0.downsamplers[0](h), bid)
+    bid += 1
+    assert d1.downsamplers is None and not hasattr(d1, "attentions")
+    for resnet in d1.resnets:
+        h = push(resnet(h, emb), bid)
+        bid += 1
+    assert bid == 6 and len(skips) == 6
+
+    h = unet.mid_block(h, emb, encoder_hidden_states=context)
+    note("middle", h)
+
+    u0, u1 = unet.up_blocks
+    oid = 0
+
+    def pop(h):
+        nonlocal oid
+        skip = skips.pop()
+        if patch is not None:
+            h2 = patch.out(h, skip)
+            if h2.shape != h.shape:
+                note(f"out{oid}.resized", h2)
+            h = h2
+        oid += 1
+        return torch.cat([h, skip], dim=1)
+
+    assert not hasattr(u0, "attentions")
+    for resnet in u0.resnets:
+        h = resnet(pop(h), emb)
+        note(f"out{oid - 1}", h)
+    h = u0.upsamplers[0](h, skips[-1].shape[-2:])
+    note(f"out{oid - 1}.upsampled", h)
+    for resnet, attn in zip(u1.resnets, u1.attentions):
+        h = resnet(pop(h), emb)
+        h = attn(h, encoder_hidden_states=context, return_dict=False)[0]
+        note(f"out{oid - 1}", h)
+    assert u1.upsamplers is None and not skips
+
+    h = unet.conv_out(unet.conv_act(unet.conv_norm_out(h)))
+    return h
+
+
+def check_forward(unet, ctx):
+    """The restated forward without a patch against diffusers' own call."""
+    worst = 0.0
+    for seed, (hh, ww) in ((1, (12, 16)), (2, (8, 8))):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(2, 4, hh, ww, generator=g)
+        t = torch.tensor([917.0, 917.0]) if seed == 1 else torch.tensor([3.0, 500.0])
+        with torch.no_grad():
+            a = forward(unet, x, t, ctx)
+            b = unet(x, t, encoder_hidden_states=ctx).sample
+        d = (a - b).abs().max().item()
+        worst = max(worst, d)
+        assert d < 1e-6, d
+    return worst
+
+
+def rel_l2(a, b):
+    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
+
+
+def patched_denoiser(unet, pair, timestep, patch, shrunk, logs):
+    """The guided x0 (CFG on the [negative, positive] pair) with the patch on;
+    each call's shrunk flag and h sizes are recorded."""
+    def denoised(x, sigma):
+        xc = torch.cat([x, x])
+        sig = sigma.view(1).repeat(2)          # transformer_options["sigmas"]
+        t = timestep(sigma.view(1)).float().repeat(2)
+        log = []
+        with torch.no_grad():
+            eps = forward(unet, xc / (sigma ** 2 + 1) ** 0.5, t, pair, patch, sig, log)
+        shrunk.append(1.0 if patch.active(sig) else 0.0)
+        logs.append(log)
+        x0s = eps_x0(xc, eps, sigma)
+        return x0s[0:1] + (x0s[1:2] - x0s[0:1]) * CFG
+
+    return denoised
+
+
+def describe(log):
+    """The places where h's size changes, as text."""
+    parts, last = [], None
+    for place, shape in log:
+        if shape != last:
+            parts.append(f"{place} {shape[0]}x{shape[1]}")
+            last = shape
+    return ", ".join(parts)
+
+
+def main():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    os.makedirs(OUT, exist_ok=True)
+    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", torch_dtype=torch.float32).eval()
+    assert unet.config.block_out_channels == [32, 64] and unet.config.layers_per_block == 2
+
+    ctx = load_file(INPUTS)["encoder_hidden_states"].float()
+    assert ctx.shape == (2, 77, 32)
+    positive, negative = ctx[0:1].clone(), ctx[1:2].clone()
+    pair = torch.cat([negative, positive])   # calc_cond_batch's order: uncond row first
+    print(f"restated forward vs unet(...) without the patch: max |diff| {check_forward(unet, pair):.3e}")
+
+    sigmas, timestep = comfy_normal_sigmas(STEPS)
+    assert sigmas.shape == (STEPS + 1,)
+    print("sigmas:", [f"{s:.6f}" for s in sigmas.tolist()],
+          "timesteps:", [int(timestep(s.view(1)).item()) for s in sigmas[:-1]])
+    noise = torch.randn(1, 4, H, W, generator=torch.manual_seed(42))
+
+    g = {"positive": positive, "negative": negative, "sigmas": sigmas.clone(), "noise": noise}
+
+    def model(xin, t):
+        return unet(xin, t, encoder_hidden_states=pair).sample
+
+    plain = ksampler(cfg_denoiser(model, eps_x0, CFG, timestep), noise, sigmas, SCALING, None)
+    # the restated forward without a patch gives the same run
+    plain2 = ksampler(cfg_denoiser(lambda xin, t: forward(unet, xin, t, pair), eps_x0, CFG, timestep),
+                      noise, sigmas, SCALING, None)
+    d = (plain - plain2).abs().max().item()
+    print(f"plain run, diffusers' call vs restated forward: max |diff| {d:.3e}")
+    assert d < 1e-5, d
+    g["plain.latent_out"] = plain
+
+    for name, r in RUNS.items():
+        patch = DeepShrink(r["block"], r["factor"], r["start"], r["end"], r["after_skip"], r["down"], r["up"])
+        shrunk, logs = [], []
+        out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs), noise, sigmas, SCALING, None)
+        assert len(shrunk) == STEPS
+        g[f"{name}.settings"] = torch.tensor([r["block"], r["factor"], r["start"], r["end"],
+                                              1.0 if r["after_skip"] else 0.0,
+                                              METHODS.index(r["down"]), METHODS.index(r["up"])])
+        g[f"{name}.sigma_bounds"] = torch.tensor([patch.sigma_start, patch.sigma_end])
+        g[f"{name}.shrunk_steps"] = torch.tensor(shrunk)
+        g[f"{name}.latent_out"] = out
+        dist = rel_l2(out, plain)
+        print(f"{name}: sigma_start {patch.sigma_start!r} sigma_end {patch.sigma_end!r}; "
+              f"shrunk per step {shrunk}; rel L2 vs plain {dist:.6e}")
+        seen = {}
+        for i, log in enumerate(logs):
+            seen.setdefault(describe(log), []).append(i)
+        for text, steps in seen.items():
+            print(f"    steps {steps}: {text}")
+        assert dist > 1e-3, dist
+        assert 0 < sum(shrunk) or name == "plain"
+
+        if name == "before_skip":
+            # the small skip travels with h: the upsampler alone brings h back,
+            # so upscale_method never acts in this run
+            alt = DeepShrink(r["block"], r["factor"], r["start"], r["end"], r["after_skip"], r["down"], "bicubic")
+            out2 = ksampler(patched_denoiser(unet, pair, timestep, alt, [], []), noise, sigmas, SCALING, None)
+            print(f"    before_skip with upscale bicubic instead: max |diff| {(out2 - out).abs().max().item():.3e}")
+            assert torch.equal(out2, out)
+
+        if name == "after_skip":
+            s0 = sigmas[0]
+            x = noise * (1.0 + s0 ** 2) ** 0.5
+            t0 = timestep(s0.view(1)).float()
+            with torch.no_grad():
+                eps = forward(unet, x / (s0 ** 2 + 1) ** 0.5, t0, positive, patch, s0.view(1))
+                eps_plain = unet(x / (s0 ** 2 + 1) ** 0.5, t0, encoder_hidden_states=positive).sample
+            assert patch.active(s0.view(1))
+            g["after_skip.eps_x"] = x
+            g["after_skip.eps_sigma"] = torch.tensor([s0.item(), t0.item()])
+            g["after_skip.eps_first"] = eps
+            print(f"    eps_first (sigma {s0.item():.6f}, t {int(t0.item())}): rel L2 vs unpatched eps "
+                  f"{rel_l2(eps, eps_plain):.6e}")
+
+    for k in g:
+        assert torch.isfinite(g[k]).all(), k
+    g = {k: v.float().clone().contiguous() for k, v in g.items()}
+    path = os.path.join(OUT, "deep_shrink.safetensors")
+    source = (f"tests/data/deep_shrink/make_deep_shrink_data.py: ComfyUI {COMFY_COMMIT} "
+              f"PatchModelAddDownscale restated on diffusers {diffusers.__version__}, "
+              f"torch {torch.__version__.split('+')[0]}, CPU float32")
+    save_file(g, path, metadata={"source": source})
+    os.chmod(path, 0o644)
+    for k in sorted(g):
+        print(f"  {k} {tuple(g[k].shape)}")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

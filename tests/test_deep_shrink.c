@@ -1,0 +1,64 @@
+/* PatchModelAddDownscale (Kohya Deep Shrink) against ComfyUI's node
+ * restated on upstream diffusers' UNet (tests/data/deep_shrink): whole
+ * KSampler runs of the tiny SD 1.x model shrunk after the first downsampler's
+ * skip for the first part of the schedule, before its skip over the whole
+ * schedule by a factor that does not divide the latent, and after the first
+ * resblock; refusals. */
+#include "kiln_test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "parity.h"
+#include "pipeline.h"
+#include "sampler.h"
+
+static void runs_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    parity_check_deep_shrink_run(m, "after_skip", 1e-5);
+    parity_check_deep_shrink_run(m, "before_skip", 1e-5);
+    parity_check_deep_shrink_run(m, "block1", 1e-5);
+    kiln_test_close_model(be, m);
+}
+
+static void refusals(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    kiln_conditioning c;
+    assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
+    kiln_deep_shrink shrink = {3, 2.0, 0.0, 0.35, true, "area", NULL};
+    kiln_sampling_job job = {.steps = 2, .cfg = 5.0f, .denoise = 1.0, .seed = 1, .batch = 1, .latent_h = 8,
+                             .latent_w = 8, .deep_shrink = &shrink};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent = NULL;
+    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'area'");
+    shrink.downscale_method = NULL, shrink.downscale_factor = 10.0;
+    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_factor 10");
+    shrink.downscale_factor = 2.0;
+    job.freeu = &(kiln_freeu){1.1, 1.2, 0.9, 0.2, false};
+    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "PatchModelAddDownscale with FreeU");
+    assert_null(latent);
+    kiln_conditioning_free(&c);
+    kiln_test_close_model(be, m);
+    const kiln_ksampler_params on_flux = {.seed = 3, .steps = 1, .cfg = 1.0, .sampler_name = "euler",
+                                          .scheduler = "simple", .denoise = 1.0,
+                                          .deep_shrink = &(kiln_deep_shrink){3, 2.0, 0, 0.35, true, NULL, NULL}};
+    assert_ksampler_refused_on_flux(&on_flux, "PatchModelAddDownscale resizes a UNet's blocks");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(runs_match_comfyui),
+        cmocka_unit_test(refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
