@@ -1454,6 +1454,7 @@ kiln_status kiln_checkpoint_add_parts(kiln_checkpoint *ck, const kiln_model_part
     int scaled;
     if (parts->self_attention) TRY(kiln_checkpoint_multiply_attention(ck, "attn1", parts->self_attention, &scaled));
     if (parts->cross_attention) TRY(kiln_checkpoint_multiply_attention(ck, "attn2", parts->cross_attention, &scaled));
+    if (parts->clip_attention) TRY(kiln_checkpoint_multiply_attention(ck, "self_attn", parts->clip_attention, &scaled));
     return KILN_OK;
 }
 

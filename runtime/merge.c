@@ -151,8 +151,12 @@ kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *
 {
     *scaled = 0;
     const double factors[4] = {m->q, m->k, m->v, m->out};
-    static const char *const projections[4] = {"to_q", "to_k", "to_v", "to_out.0"}, *const inputs[4] = {"q", "k", "v",
-                                                                                                      "out"};
+    /* the UNet's attn1/attn2 in diffusers' names, the text encoders' self_attn in transformers' */
+    const bool text_encoders = strcmp(attn, "self_attn") == 0;
+    static const char *const unet_projections[4] = {"to_q", "to_k", "to_v", "to_out.0"},
+                             *const clip_projections[4] = {"q_proj", "k_proj", "v_proj", "out_proj"},
+                             *const inputs[4] = {"q", "k", "v", "out"};
+    const char *const *projections = text_encoders ? clip_projections : unet_projections;
     for (int p = 0; p < 4; p++)
         if (!(factors[p] >= 0.0 && factors[p] <= 10.0))
             return kiln_fail(KILN_ERR_INVALID_ARG, "%s multiply: %s %g: 0 to 10", attn, inputs[p], factors[p]);
@@ -165,7 +169,7 @@ kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *
     for (size_t i = 0; i < count && st == KILN_OK; i++) { /* the names first: a replacement re-indexes ck */
         const char *name;
         const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
-        if (!starts_with(name, UNET_ROOT)) continue;
+        if (text_encoders ? !merged_name(name, true) : !starts_with(name, UNET_ROOT)) continue;
         for (int p = 0; p < 4; p++) {
             char weight[64], bias[64];
             snprintf(weight, sizeof weight, ".%s.%s.weight", attn, projections[p]);

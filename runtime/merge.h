@@ -20,7 +20,9 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
 
 /* UNet(Self|Cross)AttentionMultiply: every UNet tensor named
  * `*.<attn>.to_q.{weight,bias}` (and to_k, to_v, to_out.0) times m's factor,
- * attn "attn1" or "attn2", in float32 and stored in its dtype; *scaled
+ * attn "attn1" or "attn2"; CLIPAttentionMultiply with attn "self_attn":
+ * every text encoder tensor named `*.self_attn.q_proj.{weight,bias}` (and
+ * k_proj, v_proj, out_proj). In float32 and stored in its dtype; *scaled
  * counts them. */
 kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *attn, const kiln_attention_multiply *m,
                                                int *scaled);

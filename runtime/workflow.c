@@ -82,8 +82,8 @@ typedef struct wf_recipe {
     kiln_merge merges[KILN_MAX_MERGES];
     int nmerges;
     /* UNetSelfAttentionMultiply's and UNetCrossAttentionMultiply's factors, after the merges, where given */
-    bool has_attention[2];
-    kiln_attention_multiply attention[2];
+    bool has_attention[3]; /* UNetSelfAttentionMultiply's, UNetCrossAttentionMultiply's, CLIPAttentionMultiply's */
+    kiln_attention_multiply attention[3];
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction", "lcm"; NULL:
        the checkpoint's; and its zsnr), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
@@ -409,8 +409,8 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
     *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
-                      .has_attention = {from->has_attention[0], from->has_attention[1]},
-                      .attention = {from->attention[0], from->attention[1]},
+                      .has_attention = {from->has_attention[0], from->has_attention[1], from->has_attention[2]},
+                      .attention = {from->attention[0], from->attention[1], from->attention[2]},
                       .prediction = from->prediction, .zsnr = from->zsnr, .edm = from->edm,
                       .edm_sigma_max = from->edm_sigma_max, .edm_sigma_min = from->edm_sigma_min,
                       .flux_shift = from->flux_shift, .differential = from->differential,
@@ -482,7 +482,7 @@ static bool same_loads(const wf_recipe *a, const wf_recipe *b)
     if (strcmp(a->ckpt, b->ckpt) || a->nloras != b->nloras || a->nmerges != b->nmerges ||
         memcmp(a->has_attention, b->has_attention, sizeof a->has_attention))
         return false;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (a->has_attention[i] && memcmp(&a->attention[i], &b->attention[i], sizeof a->attention[i])) return false;
     for (int i = 0; i < a->nmerges; i++)
         if (!same_merge(&a->merges[i], &b->merges[i])) return false;
@@ -513,6 +513,7 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
     parts.merges = rc->merges, parts.nmerges = rc->nmerges;
     if (rc->has_attention[0]) parts.self_attention = &rc->attention[0];
     if (rc->has_attention[1]) parts.cross_attention = &rc->attention[1];
+    if (rc->has_attention[2]) parts.clip_attention = &rc->attention[2];
     TRY(kiln_checkpoint_load_parts(r->be, rc->ckpt, &parts, rc->loras, rc->nloras, &m->model));
     kiln_status st = kiln_model_set_embeddings(m->model, r->embeddings);
     if (st != KILN_OK) {
@@ -770,9 +771,9 @@ static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool 
                          "this node)", clip ? "clip1" : "model1");
     if (first->recipe.nmerges == KILN_MAX_MERGES)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "more than %d merges on one checkpoint", KILN_MAX_MERGES);
-    if (!clip && (first->recipe.has_attention[0] || first->recipe.has_attention[1]))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "model1 has an attention multiply: kiln merges before it (put the "
-                         "UNet*AttentionMultiply node after this one)");
+    if (clip ? first->recipe.has_attention[2] : first->recipe.has_attention[0] || first->recipe.has_attention[1])
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%s has an attention multiply: kiln merges before it (put the "
+                         "%sAttentionMultiply node after this one)", clip ? "clip1" : "model1", clip ? "CLIP" : "UNet*");
     n->out[0].kind = wanted;
     wf_recipe *rc = &n->out[0].recipe;
     TRY(copy_recipe(&first->recipe, rc));
@@ -797,9 +798,9 @@ static kiln_status clip_merge_simple(wf_run *r, wf_node *n) { return merge_node(
 static kiln_status clip_merge_add(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_ADD, true); }
 static kiln_status clip_merge_subtract(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SUBTRACT, true); }
 
-/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the factors of
- * the UNet's attention projections at load (kiln_model_parts), after its
- * merges; a second node multiplies into the first's, as ComfyUI's patches
+/* UNetSelfAttentionMultiply, UNetCrossAttentionMultiply and
+ * CLIPAttentionMultiply: the factors of the UNet's (the text encoders')
+ * attention projections at load (kiln_model_parts), after its merges; a second node multiplies into the first's, as ComfyUI's patches
  * compose. A LoRA before would be scaled with the weights in ComfyUI, and
  * is refused. */
 static kiln_status attention_multiply(wf_run *r, wf_node *n, int which)
@@ -807,16 +808,18 @@ static kiln_status attention_multiply(wf_run *r, wf_node *n, int which)
     wf_value *model;
     double f[4];
     static const char *const names[4] = {"q", "k", "v", "out"};
-    TRY(linked(r, n, "model", WF_MODEL, &model));
+    const bool clip = which == 2; /* CLIPAttentionMultiply: on the CLIP */
+    TRY(linked(r, n, clip ? "clip" : "model", clip ? WF_CLIP : WF_MODEL, &model));
     for (int i = 0; i < 4; i++) {
         TRY(number(n, names[i], &f[i]));
         if (!(f[i] >= 0.0 && f[i] <= 10.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "%s %g: 0 to 10", names[i], f[i]);
     }
     if (model->recipe.nloras)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has LoRAs: kiln scales the attention before them (put "
-                         "the LoraLoader after this node)");
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the %s has LoRAs: kiln scales the attention before them (put "
+                         "the LoraLoader after this node)", clip ? "CLIP" : "model");
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
+    n->out[0].kind = model->kind;
     kiln_attention_multiply *m = &recipe->attention[which];
     if (!recipe->has_attention[which]) *m = (kiln_attention_multiply){1, 1, 1, 1};
     recipe->has_attention[which] = true;
@@ -826,6 +829,7 @@ static kiln_status attention_multiply(wf_run *r, wf_node *n, int which)
 
 static kiln_status self_attention_multiply(wf_run *r, wf_node *n) { return attention_multiply(r, n, 0); }
 static kiln_status cross_attention_multiply(wf_run *r, wf_node *n) { return attention_multiply(r, n, 1); }
+static kiln_status clip_attention_multiply(wf_run *r, wf_node *n) { return attention_multiply(r, n, 2); }
 
 static kiln_status clip_set_last_layer(wf_run *r, wf_node *n)
 {
@@ -3123,7 +3127,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "LatentOperationSharpen", "LatentApplyOperationCFG", "ModelMergeBlocks",
                                          "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
-                                         "PatchModelAddDownscale"};
+                                         "PatchModelAddDownscale", "CLIPAttentionMultiply"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3140,7 +3144,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
-        self_attention_multiply, cross_attention_multiply, patch_model_add_downscale};
+        self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -544,6 +544,11 @@ class Guidance(unittest.TestCase):
         self.assertEqual(run(ones), plain)
         sharper = kiln.load_checkpoint(backend, path, self_attention=(1.5, 1, 1, 1))
         self.assertGreater(rel_l2(run(sharper), plain), 1e-4)
+        # CLIPAttentionMultiply: the text encoder's projections, seen in the conditioning
+        clip_ones = kiln.load_checkpoint(backend, path, clip_attention=(1, 1, 1, 1))
+        self.assertEqual(clip_ones.encode("a red circle").to_list(), positive.to_list())
+        clip_scaled = kiln.load_checkpoint(backend, path, clip_attention=(1.1, 0.6, 1, 1.4))
+        self.assertGreater(rel_l2(clip_scaled.encode("a red circle").to_list(), positive.to_list()), 1e-3)
 
     def test_embeddings(self):
         """embedding:NAME through the embeddings folder gives ComfyUI's

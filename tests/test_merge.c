@@ -33,25 +33,26 @@ static bool text(const char *name)
  * rule (the longest prefix of its name under the UNet's root, else the
  * first block's) where the case has blocks. */
 static const kiln_merge *current;
-/* ... or the attention multiplies' factor of the projection the name is of */
-static const kiln_attention_multiply *current_attention[2];
+/* ... or the attention multiplies' factor of the projection the name is of:
+ * the UNet's self- and cross-attention, the text encoder's */
+static const kiln_attention_multiply *current_attention[3];
 
 static double attention_factor(const char *name)
 {
-    static const char *const projections[4] = {"to_q.", "to_k.", "to_v.", "to_out.0."};
-    for (int a = 0; a < 2; a++) {
+    static const char *const projections[3][4] = {{".attn1.to_q.", ".attn1.to_k.", ".attn1.to_v.", ".attn1.to_out.0."},
+                                                  {".attn2.to_q.", ".attn2.to_k.", ".attn2.to_v.", ".attn2.to_out.0."},
+                                                  {".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj.",
+                                                   ".self_attn.out_proj."}};
+    for (int a = 0; a < 3; a++) {
         const kiln_attention_multiply *m = current_attention[a];
         const double factors[4] = {m ? m->q : 1, m ? m->k : 1, m ? m->v : 1, m ? m->out : 1};
-        for (int p = 0; p < 4; p++) {
-            char part[32];
-            snprintf(part, sizeof part, ".attn%d.%s", a + 1, projections[p]);
-            if (strstr(name, part)) return factors[p];
-        }
+        for (int p = 0; p < 4; p++)
+            if (strstr(name, projections[a][p]) && (a == 2 ? text(name) : diffusion(name))) return factors[p];
     }
     return 1.0;
 }
 
-static bool attention(const char *name) { return diffusion(name) && attention_factor(name) != 1.0; }
+static bool attention(const char *name) { return attention_factor(name) != 1.0; }
 
 static double ratio_for(const char *name)
 {
@@ -195,20 +196,21 @@ static void merges_match_by_hand(void **state)
     kiln_backend_free(be);
 }
 
-/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the tiny
- * model's projections scaled by hand in float32 give the same run to the
- * bit; a factor out of range is refused by name. */
+/* UNetSelfAttentionMultiply, UNetCrossAttentionMultiply and
+ * CLIPAttentionMultiply: the tiny model's projections scaled by hand in
+ * float32 give the same conditioning and run to the bit; a factor out of
+ * range is refused by name. */
 static void attention_multiplies(void **state)
 {
     (void)state;
-    const kiln_attention_multiply self = {0.5, 1.2, 0.8, 1.5}, cross = {1.0, 0.7, 1.3, 0.9};
-    current = NULL, current_attention[0] = &self, current_attention[1] = &cross;
+    const kiln_attention_multiply self = {0.5, 1.2, 0.8, 1.5}, cross = {1.0, 0.7, 1.3, 0.9}, clip = {1.1, 0.6, 1.0, 1.4};
+    current = NULL, current_attention[0] = &self, current_attention[1] = &cross, current_attention[2] = &clip;
     char want_path[4300];
     snprintf(want_path, sizeof want_path, "%s/attention.safetensors", dir);
     write_model(want_path, attention, scaled);
     kiln_backend *be;
     assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
-    const kiln_model_parts parts = {.self_attention = &self, .cross_attention = &cross};
+    const kiln_model_parts parts = {.self_attention = &self, .cross_attention = &cross, .clip_attention = &clip};
     kiln_model *scaled_model, *want, *plain;
     assert_kiln_ok(kiln_checkpoint_load_parts(be, kiln_test_data(TINY), &parts, NULL, 0, &scaled_model));
     assert_kiln_ok(kiln_checkpoint_load(be, want_path, NULL, 0, &want));
@@ -223,6 +225,11 @@ static void attention_multiplies(void **state)
                   kiln_rel_l2(have_latent, plain_latent, 4 * 8 * 8));
     assert_memory_equal(have_latent, want_latent, 4 * 8 * 8 * sizeof(float));
     assert_true(kiln_rel_l2(have_latent, plain_latent, 4 * 8 * 8) > 1e-3);
+    const size_t cond_floats = (size_t)want_cond.tokens * want_cond.dim;
+    assert_memory_equal(have_cond.data, want_cond.data, cond_floats * sizeof(float));
+    print_message("  the text encoder's attention multiplied: the conditioning %.2g from the plain one's\n",
+                  kiln_rel_l2(have_cond.data, plain_cond.data, cond_floats));
+    assert_true(kiln_rel_l2(have_cond.data, plain_cond.data, cond_floats) > 1e-3);
     free(have_latent), free(want_latent), free(plain_latent);
     kiln_conditioning_free(&have_cond), kiln_conditioning_free(&want_cond), kiln_conditioning_free(&plain_cond);
     kiln_model_free(scaled_model), kiln_model_free(want), kiln_model_free(plain);

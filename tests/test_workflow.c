@@ -1512,9 +1512,9 @@ static void merge_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
-/* UNetSelfAttentionMultiply and UNetCrossAttentionMultiply: the library's
- * model with those factors at load, pixel for pixel; a LoRA before them is
- * refused. */
+/* UNetSelfAttentionMultiply, UNetCrossAttentionMultiply and
+ * CLIPAttentionMultiply: the library's model with those factors at load,
+ * pixel for pixel; a LoRA before them is refused. */
 static void attention_multiply_nodes(void **state)
 {
     (void)state;
@@ -1531,6 +1531,20 @@ static void attention_multiply_nodes(void **state)
                                    "\"strength_model\": 0.7}}, ", "30"),
                       KILN_ERR_UNSUPPORTED, "node 60 (UNetSelfAttentionMultiply): the model has LoRAs");
 #undef MULTIPLY_RUN
+    /* CLIPAttentionMultiply on the CLIP both prompts are encoded with */
+#define CLIP_MULTIPLY_RUN(lora, from)                                                                                 \
+    "{" CKPT ", " lora "\"62\": {\"class_type\": \"CLIPAttentionMultiply\", \"inputs\": {\"clip\": [\"" from "\", 1], "   \
+    "\"q\": 1.1, \"k\": 0.6, \"v\": 1, \"out\": 1.4}}, \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": "           \
+    "{\"text\": \"a red circle\", \"clip\": [\"62\", 0]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": "       \
+    "{\"text\": \"\", \"clip\": [\"62\", 0]}}, " PATCHED_RUN_TAIL("16", "16", "4")
+    const kiln_attention_multiply clip = {1.1, 0.6, 1.0, 1.4};
+    const kiln_model_parts clip_parts = {.clip_attention = &clip};
+    check_patched_run(&clip_parts, (kiln_ksampler_params){0}, 16, 16, CLIP_MULTIPLY_RUN("", "4"),
+                      CLIP_MULTIPLY_RUN("\"30\": {\"class_type\": \"LoraLoader\", \"inputs\": {\"model\": [\"4\", 0], "
+                                        "\"clip\": [\"4\", 1], \"lora_name\": \"" KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", "
+                                        "\"strength_model\": 0.7, \"strength_clip\": 0.7}}, ", "30"),
+                      KILN_ERR_UNSUPPORTED, "node 62 (CLIPAttentionMultiply): the CLIP has LoRAs");
+#undef CLIP_MULTIPLY_RUN
 }
 
 /* LatentOperationTonemapReinhard through LatentApplyOperationCFG, and

@@ -164,7 +164,8 @@ typedef struct kiln_merge {
  * self-attention (attn1) or cross-attention (attn2) query, key, value and
  * output projections (weights and biases) times these at load, after the
  * merges and before the LoRAs, as ComfyUI's weight patches scale them;
- * each 0 to 10. */
+ * each 0 to 10. CLIPAttentionMultiply: the text encoders' self-attention
+ * projections (every CLIP tower's) the same way. */
 typedef struct kiln_attention_multiply {
     double q, k, v, out;
 } kiln_attention_multiply;
@@ -189,6 +190,7 @@ typedef struct kiln_model_parts {
     const kiln_merge *merges;     /* merged in order, after the files above and before the LoRAs */
     int nmerges;                  /* at most KILN_MAX_MERGES */
     const kiln_attention_multiply *self_attention, *cross_attention; /* after the merges; NULL: none */
+    const kiln_attention_multiply *clip_attention; /* CLIPAttentionMultiply, after the merges; NULL: none */
 } kiln_model_parts;
 
 /* kiln_checkpoint_load with `parts` beside the checkpoint (NULL: none):

@@ -158,7 +158,8 @@ class _AttentionMultiply(Structure):
 class _ModelParts(Structure):
     _fields_ = [("vae", c_char_p), ("text_encoders", c_char_p * 3), ("tokenizer", c_char_p), ("config", c_char_p),
                 ("weight_dtype", c_char_p), ("merges", POINTER(_Merge)), ("nmerges", c_int),
-                ("self_attention", POINTER(_AttentionMultiply)), ("cross_attention", POINTER(_AttentionMultiply))]
+                ("self_attention", POINTER(_AttentionMultiply)), ("cross_attention", POINTER(_AttentionMultiply)),
+                ("clip_attention", POINTER(_AttentionMultiply))]
 
 
 class _SkipLayerGuidance(Structure):
@@ -648,7 +649,7 @@ _MERGE_KINDS = {"simple": 0, "add": 1, "subtract": 2}
 
 def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encoders=(), tokenizer=None,
                     config=None, weight_dtype=None, merges=(), self_attention=None, cross_attention=None,
-                    embeddings=None) -> "Model":
+                    clip_attention=None, embeddings=None) -> "Model":
     """CheckpointLoaderSimple, then LoraLoader for each of `loras` (Lora
     tuples, merged into the weights in order).
 
@@ -667,6 +668,7 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
     merges, Merge tuples applied in order before the LoRAs;
     self_attention and cross_attention, UNetSelfAttentionMultiply's and
     UNetCrossAttentionMultiply's (q, k, v, out) factors, after the merges;
+    clip_attention, CLIPAttentionMultiply's on the text encoders;
     embeddings, the folder of the prompts' embedding:NAME (Model.set_embeddings)."""
     loras = [Lora(*lora) for lora in loras]
     c_loras = (_Lora * max(len(loras), 1))(*(_Lora(_path(lora.path), lora.strength_model, lora.strength_clip)
@@ -694,6 +696,8 @@ def load_checkpoint(backend: Backend, path=None, loras=(), vae=None, text_encode
         parts.self_attention = ctypes.pointer(_AttentionMultiply(*self_attention))
     if cross_attention is not None:
         parts.cross_attention = ctypes.pointer(_AttentionMultiply(*cross_attention))
+    if clip_attention is not None:
+        parts.clip_attention = ctypes.pointer(_AttentionMultiply(*clip_attention))
     handle = _load(_lib.kiln_checkpoint_load_parts, backend, _path(path) if path is not None else None, byref(parts),
                    c_loras, len(loras))
     model = Model(handle, backend)
