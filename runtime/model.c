@@ -78,29 +78,58 @@ static bool playground_file(const kiln_checkpoint *ck)
  * for an SD 2.x UNet of 4 input channels the spread of the last
  * transformer's first norm bias (above 0.09 in the 768-v checkpoints, near 0
  * in the 512 ones); SD 1.x and the inpainting UNets predict the noise. */
+/* What a file's flag tensors or scheduler config say of how it samples,
+ * in the order ComfyUI's SDXL model_type reads them: Playground v2.5's
+ * edm_mean/edm_std, CosXL's edm_vpred.sigma_max, v_pred (ztsnr beside it),
+ * a diffusers folder's scheduler config. */
+typedef enum file_sampling {
+    FILE_SAYS_NOTHING,
+    FILE_PLAYGROUND,
+    FILE_COSXL,
+    FILE_V_PRED,
+    FILE_SCHEDULER,
+} file_sampling;
+
+static file_sampling sampling_of_file(const kiln_checkpoint *ck)
+{
+    double sigma_min, sigma_max, sigma_data;
+    if (playground_file(ck)) return FILE_PLAYGROUND;
+    if (kiln_checkpoint_find(ck, "edm_vpred.sigma_max")) return FILE_COSXL;
+    if (kiln_checkpoint_find(ck, "v_pred")) return FILE_V_PRED;
+    if (kiln_checkpoint_prediction_type(ck) || kiln_checkpoint_edm_sigmas(ck, &sigma_min, &sigma_max, &sigma_data))
+        return FILE_SCHEDULER;
+    return FILE_SAYS_NOTHING;
+}
+
 static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet, kiln_model_info *info)
 {
     info->prediction = KILN_PREDICTION_EPS;
     info->prediction_reason = "default";
     const char *type = kiln_checkpoint_prediction_type(ck);
-    double edm_min, edm_max, edm_data;
-    const bool edm = kiln_checkpoint_edm_sigmas(ck, &edm_min, &edm_max, &edm_data);
-    if (playground_file(ck)) {
+    double sigma_min, sigma_max, sigma_data;
+    switch (sampling_of_file(ck)) {
+    case FILE_PLAYGROUND:
         info->prediction = KILN_PREDICTION_EDM;
         info->prediction_reason = "edm_mean and edm_std tensors (Playground v2.5)";
-    } else if (kiln_checkpoint_find(ck, "edm_vpred.sigma_max")) {
+        return;
+    case FILE_COSXL:
         info->prediction = KILN_PREDICTION_V;
         info->prediction_reason = "edm_vpred.sigma_max tensor";
-    } else if (kiln_checkpoint_find(ck, "v_pred")) {
+        return;
+    case FILE_V_PRED:
         info->prediction = KILN_PREDICTION_V;
         info->prediction_reason = kiln_checkpoint_find(ck, "ztsnr") ? "v_pred and ztsnr tensors (zero terminal SNR)"
                                                                     : "v_pred tensor";
-    } else if (type || edm) {
+        return;
+    case FILE_SCHEDULER:
         info->prediction = type && strcmp(type, "v_prediction") == 0 ? KILN_PREDICTION_V
-                           : edm                                     ? KILN_PREDICTION_EDM
-                                                                     : KILN_PREDICTION_EPS;
+                           : kiln_checkpoint_edm_sigmas(ck, &sigma_min, &sigma_max, &sigma_data) ? KILN_PREDICTION_EDM
+                                                                                                 : KILN_PREDICTION_EPS;
         info->prediction_reason = "scheduler_config.json";
-    } else if (strcmp(unet->family, "sd2") == 0 && unet->in_channels == 4) {
+        return;
+    case FILE_SAYS_NOTHING: break;
+    }
+    if (strcmp(unet->family, "sd2") == 0 && unet->in_channels == 4) {
         const unet_layer *last = NULL;
         for (int i = 0; i < unet->nlayers; i++)
             if (unet->layers[i].kind == UNET_TRANSFORMER) last = &unet->layers[i];
@@ -138,19 +167,21 @@ static kiln_status detect_sampling(kiln_model *m)
     const kiln_checkpoint *ck = m->checkpoint;
     kiln_edm_sampling *edm = &m->edm;
     if (kiln_model_is_dit(m)) return KILN_OK;
-    if (playground_file(ck)) {
-        *edm = (kiln_edm_sampling){true, 0.002, 80.0, 0.5};
-    } else if (kiln_checkpoint_find(ck, "edm_vpred.sigma_max")) {
+    switch (sampling_of_file(ck)) {
+    case FILE_PLAYGROUND: *edm = (kiln_edm_sampling){true, 0.002, 80.0, 0.5}; break;
+    case FILE_COSXL:
         *edm = (kiln_edm_sampling){true, 0.002, 0.0, 1.0};
         TRY(flag_number(ck, "edm_vpred.sigma_max", 0.0, 1000.0, &edm->sigma_max));
         TRY(flag_number(ck, "edm_vpred.sigma_min", 0.0, edm->sigma_max, &edm->sigma_min));
         if (edm->sigma_min >= edm->sigma_max)
             return kiln_fail(KILN_ERR_MODEL, "%s: edm_vpred.sigma_max %g is not above sigma_min %g",
                              kiln_checkpoint_path(ck), edm->sigma_max, edm->sigma_min);
-    } else if (kiln_checkpoint_find(ck, "v_pred")) {
-        m->zsnr = kiln_checkpoint_find(ck, "ztsnr") != NULL;
-    } else {
+        break;
+    case FILE_V_PRED: m->zsnr = kiln_checkpoint_find(ck, "ztsnr") != NULL; break;
+    case FILE_SCHEDULER:
         edm->on = kiln_checkpoint_edm_sigmas(ck, &edm->sigma_min, &edm->sigma_max, &edm->sigma_data);
+        break;
+    case FILE_SAYS_NOTHING: break;
     }
     return KILN_OK;
 }
