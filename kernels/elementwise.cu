@@ -208,6 +208,15 @@ __global__ void resize_kernel(const float *x, float *y, kiln_resize_params p, fl
             y[i] = (1.0f - ly) * ((1.0f - lx) * r0[x0] + lx * r0[x1]) + ly * ((1.0f - lx) * r1[x0] + lx * r1[x1]);
             break;
         }
+        case KILN_RESAMPLE_AREA: { // kiln_area_window's sources, summed row by row, over the height then the width
+            int y0 = (int)((int64_t)oy * p.H / p.OH), y1 = (int)(((int64_t)oy + 1) * p.H + p.OH - 1) / p.OH;
+            int x0 = (int)((int64_t)ox * p.W / p.OW), x1 = (int)(((int64_t)ox + 1) * p.W + p.OW - 1) / p.OW;
+            float sum = 0.0f;
+            for (int sy = y0; sy < y1; sy++)
+                for (int sx = x0; sx < x1; sx++) sum += plane[(int64_t)sy * p.W + sx];
+            y[i] = sum / (float)(y1 - y0) / (float)(x1 - x0);
+            break;
+        }
         default: { // bicubic: each row's four taps, then the rows
             float fy = resize_sample(oy, scale_h), fx = resize_sample(ox, scale_w);
             int iy = (int)floorf(fy), ix = (int)floorf(fx);

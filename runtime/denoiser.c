@@ -227,8 +227,8 @@ static kiln_status resize_method(const char *name, const char *which, kiln_resam
 {
     if (!name) name = "bicubic";
     if (kiln_resample_from_name(name, out)) return KILN_OK;
-    return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale: %s '%s': kiln resizes with bicubic, bilinear and "
-                     "nearest-exact (not yet area or bislerp)", which, name);
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale: %s '%s': kiln resizes with bicubic, bilinear, "
+                     "nearest-exact and area (not yet bislerp)", which, name);
 }
 
 kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s)

@@ -88,7 +88,7 @@ static kiln_status check_upscale(const char *what, const kiln_latent *l, const c
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no latent, method or place", what);
     *out = (kiln_latent){0};
     if (!kiln_resample_from_name(method, m))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear or bicubic",
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear, bicubic or area",
                          method);
     TRY(kiln_check_batch("latent batch", l->batch));
     if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1)

@@ -302,9 +302,9 @@ kiln_status kiln_check_resize(const kiln_resize_params *p, const kiln_tensor *co
     const char *op = "resize";
     POSITIVE(p->N, p->C, p->H, p->W, p->OH, p->OW);
     if (p->method != KILN_RESAMPLE_NEAREST_EXACT && p->method != KILN_RESAMPLE_BILINEAR &&
-        p->method != KILN_RESAMPLE_BICUBIC && p->method != KILN_RESAMPLE_NEAREST)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "resize: method %d is none of nearest-exact, bilinear, bicubic, nearest",
-                         p->method);
+        p->method != KILN_RESAMPLE_BICUBIC && p->method != KILN_RESAMPLE_NEAREST && p->method != KILN_RESAMPLE_AREA)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "resize: method %d is none of nearest-exact, bilinear, bicubic, nearest, "
+                         "area", p->method);
     ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
     ACT("y", dst, (int64_t)p->N * p->C * p->OH * p->OW);
     return KILN_OK;

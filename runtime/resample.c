@@ -1,15 +1,16 @@
 #include "resample.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"nearest-exact", "bilinear", "bicubic", "nearest"};
+static const char *const names[] = {"nearest-exact", "bilinear", "bicubic", "nearest", "area"};
 
 bool kiln_resample_from_name(const char *name, kiln_resample_method *out)
 {
-    for (int i = 0; i <= KILN_RESAMPLE_BICUBIC; i++) /* ComfyUI's; "nearest" is none of its methods */
-        if (strcmp(name, names[i]) == 0) {
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (i != KILN_RESAMPLE_NEAREST && strcmp(name, names[i]) == 0) { /* "nearest" is no method of ComfyUI's */
             *out = (kiln_resample_method)i;
             return true;
         }
@@ -92,6 +93,31 @@ static void bicubic(const float *src, int sh, int sw, float *dst, int dh, int dw
     }
 }
 
+void kiln_area_window(int dst, int in, int out, int *first, int *end)
+{
+    *first = (int)((int64_t)dst * in / out);
+    *end = (int)(((int64_t)dst + 1) * in + out - 1) / out;
+}
+
+/* torch's adaptive average pooling: each target the mean of its window,
+ * summed row by row in float32 and divided by the window's height, then by
+ * its width. */
+static void area(const float *src, int sh, int sw, float *dst, int dh, int dw)
+{
+    for (int y = 0; y < dh; y++) {
+        int y0, y1;
+        kiln_area_window(y, sh, dh, &y0, &y1);
+        for (int x = 0; x < dw; x++) {
+            int x0, x1;
+            kiln_area_window(x, sw, dw, &x0, &x1);
+            float sum = 0.0f;
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = x0; ix < x1; ix++) sum += src[(size_t)iy * sw + ix];
+            dst[(size_t)y * dw + x] = sum / (float)(y1 - y0) / (float)(x1 - x0);
+        }
+    }
+}
+
 void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw, kiln_resample_method m)
 {
     for (int p = 0; p < planes; p++) {
@@ -112,6 +138,7 @@ void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int
             break;
         case KILN_RESAMPLE_BILINEAR: bilinear(s, sh, sw, d, dh, dw); break;
         case KILN_RESAMPLE_BICUBIC: bicubic(s, sh, sw, d, dh, dw); break;
+        case KILN_RESAMPLE_AREA: area(s, sh, sw, d, dh, dw); break;
         }
     }
 }

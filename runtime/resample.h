@@ -15,16 +15,20 @@ typedef enum kiln_resample_method {
     KILN_RESAMPLE_BICUBIC,       /* four neighbours per axis, Keys' kernel with a = -0.75, edges clamped */
     KILN_RESAMPLE_NEAREST,       /* torch's legacy "nearest", the source pixel at each target's corner: what a
                                     UNet's upsampler does to a size other than twice (Deep Shrink's skips) */
+    KILN_RESAMPLE_AREA,          /* the mean of the sources each target covers (torch's adaptive average pooling) */
 } kiln_resample_method;
 
-/* ComfyUI's name ("nearest-exact", "bilinear", "bicubic"); false for others
- * ("nearest" too: no node of ComfyUI's offers it). */
+/* ComfyUI's name ("nearest-exact", "bilinear", "bicubic", "area"); false
+ * for others ("nearest" too: no node of ComfyUI's offers it). */
 bool kiln_resample_from_name(const char *name, kiln_resample_method *out);
 const char *kiln_resample_name(kiln_resample_method m);
 
 /* torch's nearest source index of target index `dst` (out targets over in
  * sources): floor(dst * in / out), the scale in float32 (dst / 2 at twice). */
 int kiln_nearest_index(int dst, int in, int out);
+/* torch's adaptive pooling window of target `dst` (out targets over in
+ * sources): sources [floor(dst in / out), ceil((dst + 1) in / out)). */
+void kiln_area_window(int dst, int in, int out, int *first, int *end);
 /* torch's nearest-exact source index of target index `dst` (out targets
  * over in sources): floor((dst + 0.5) * in / out), the scale in float32. */
 int kiln_nearest_exact_index(int dst, int in, int out);

@@ -1087,7 +1087,7 @@ typedef struct resize_push {
 _Static_assert(offsetof(resize_push, p) == 16 && offsetof(resize_push, scale_h) == 16 + sizeof(kiln_resize_params),
                "resize.comp's push constants have no padding");
 _Static_assert(KILN_RESAMPLE_NEAREST_EXACT == 0 && KILN_RESAMPLE_BILINEAR == 1 && KILN_RESAMPLE_BICUBIC == 2 &&
-                   KILN_RESAMPLE_NEAREST == 3,
+                   KILN_RESAMPLE_NEAREST == 3 && KILN_RESAMPLE_AREA == 4,
                "shaders/resize.comp numbers methods as kiln_resample_method does");
 
 static kiln_status vk_resize(kiln_backend *be, const kiln_resize_params *p, const kiln_tensor *const *src,

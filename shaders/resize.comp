@@ -18,7 +18,7 @@ layout(push_constant) uniform resize_push {
 } pc;
 
 // kiln_resample_method's numbers (the host asserts them); 2, bicubic, is the rest
-const int NEAREST_EXACT = 0, BILINEAR = 1, NEAREST = 3;
+const int NEAREST_EXACT = 0, BILINEAR = 1, NEAREST = 3, AREA = 4;
 
 // kiln_nearest_exact_index: the source under target o's centre
 int nearest_exact(uint o, float scale, int n)
@@ -66,6 +66,16 @@ void main()
         uint sy = uint(exact ? nearest_exact(oy, pc.scale_h, pc.H) : nearest(oy, pc.scale_h, pc.H, pc.OH));
         uint sx = uint(exact ? nearest_exact(ox, pc.scale_w, pc.W) : nearest(ox, pc.scale_w, pc.W, pc.OW));
         pc.y.v[i] = pc.x.v[base + sy * w + sx];
+        return;
+    }
+    if (pc.method == AREA) {
+        // kiln_area_window's sources, summed row by row, over the height then the width
+        int y0 = int(oy) * pc.H / pc.OH, y1 = ((int(oy) + 1) * pc.H + pc.OH - 1) / pc.OH;
+        int x0 = int(ox) * pc.W / pc.OW, x1 = ((int(ox) + 1) * pc.W + pc.OW - 1) / pc.OW;
+        float sum = 0.0;
+        for (int sy = y0; sy < y1; sy++)
+            for (int sx = x0; sx < x1; sx++) sum += pc.x.v[base + uint(sy) * w + uint(sx)];
+        pc.y.v[i] = sum / float(y1 - y0) / float(x1 - x0);
         return;
     }
     if (pc.method == BILINEAR) {

@@ -1,6 +1,6 @@
 /* LatentUpscaleBy and LatentUpscale against torch's interpolate (tests/data/resample, made by
- * make_resample_data.py): nearest-exact to the bit, bilinear and bicubic to
- * float rounding, up and down, at sizes rounded half to even. */
+ * make_resample_data.py): nearest-exact and area to the bit, bilinear and
+ * bicubic to float rounding, up and down, at sizes rounded half to even. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +51,7 @@ static void latent_upscale_by(void **state)
 /* LatentUpscale (tests/data/resample/latent_upscale.golden.safetensors,
  * ComfyUI's sizes and centre crop restated on torch): a size, a size with
  * the centre cut, a side following the other's aspect ratio, sides raised
- * to 64 pixels; "area" is refused by name. */
+ * to 64 pixels; "bislerp" is refused by name. */
 static void latent_upscale_to_a_size(void **state)
 {
     (void)state;
@@ -81,8 +81,8 @@ static void latent_upscale_to_a_size(void **state)
         golden_free(&want);
     }
     kiln_latent out;
-    assert_int_equal(kiln_latent_upscale(&in, "area", 64, 64, false, &out), KILN_ERR_INVALID_ARG);
-    assert_non_null(strstr(kiln_last_error(), "'area'"));
+    assert_int_equal(kiln_latent_upscale(&in, "bislerp", 64, 64, false, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "'bislerp'"));
     golden_free(&latent);
     kiln_st_close(f);
 }
@@ -124,10 +124,49 @@ static void image_scale(void **state)
         golden_free(&want);
     }
     kiln_image out;
-    assert_int_equal(kiln_image_scale(&picture, "area", 20, 12, false, &out), KILN_ERR_INVALID_ARG);
-    assert_non_null(strstr(kiln_last_error(), "'area'"));
+    assert_int_equal(kiln_image_scale(&picture, "bislerp", 20, 12, false, &out), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "'bislerp'"));
     kiln_st_close(f);
     kiln_image_free(&picture);
+}
+
+/* The "area" method (tests/data/resample/area.golden.safetensors, torch's
+ * adaptive average pooling): LatentUpscaleBy down (overlapping windows) and
+ * up to the bit, its sums in torch's order; ImageScaleBy to the byte. */
+static void area(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("resample/golden.safetensors");
+    golden latent = golden_read(f, "latent");
+    kiln_st_close(f);
+    f = golden_open("resample/area.golden.safetensors");
+    const kiln_latent in = {latent.data, 2, 4, 7, 9, NULL, 0, 0, NULL, NULL};
+    static const char *const scales[] = {"0.5", "1.5", "2.0"};
+    for (int i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "latent.%s", scales[i]);
+        golden want = golden_read(f, key);
+        kiln_latent out;
+        assert_kiln_ok(kiln_latent_upscale_by(&in, "area", atof(scales[i]), &out));
+        assert_int_equal(out.height, (int)want.shape[2]);
+        assert_int_equal(out.width, (int)want.shape[3]);
+        assert_memory_equal(out.data, want.data, want.count * sizeof(float));
+        print_message("  %-12s bit-exact\n", key);
+        kiln_latent_free(&out);
+        golden_free(&want);
+    }
+    kiln_image picture, out;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &picture));
+    golden want = golden_read(f, "image.by.0.6");
+    assert_kiln_ok(kiln_image_scale(&picture, "area", 22, 14, false, &out));
+    assert_int_equal(out.width * out.height * 3, (int)want.count);
+    for (size_t k = 0; k < want.count; k++) assert_int_equal(out.pixels[k], (int)want.data[k]);
+    print_message("  image.by.0.6 to the byte\n");
+    kiln_image_free(&out);
+    kiln_image_free(&picture);
+    golden_free(&want);
+    golden_free(&latent);
+    kiln_st_close(f);
 }
 
 static void bad_scales_are_refused(void **state)
@@ -149,6 +188,7 @@ int main(void)
         cmocka_unit_test(latent_upscale_by),
         cmocka_unit_test(latent_upscale_to_a_size),
         cmocka_unit_test(image_scale),
+        cmocka_unit_test(area),
         cmocka_unit_test(bad_scales_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -315,7 +315,7 @@ static void usage(FILE *to)
             "                         activations after input block B (default node: 3) shrunk by F while\n"
             "                         the schedule is between START and END (default 0, 0.35); for pictures\n"
             "                         larger than the model learnt\n"
-            "  --deep-shrink-method DOWN[,UP]  bicubic (default), bilinear or nearest-exact\n"
+            "  --deep-shrink-method DOWN[,UP]  bicubic (default), bilinear, nearest-exact or area\n"
             "  --deep-shrink-before-skip  shrink before the block's skip is kept (default: after)\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
             "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
@@ -336,7 +336,7 @@ static void usage(FILE *to)
             "  --hires-scale S        hires fix: upscale the latent by S (LatentUpscaleBy) and sample again\n"
             "  --hires-denoise D      the second pass's denoise (default 0.5)\n"
             "  --hires-steps N        the second pass's steps (default: --steps)\n"
-            "  --hires-method NAME    nearest-exact (default), bilinear or bicubic\n"
+            "  --hires-method NAME    nearest-exact (default), bilinear, bicubic or area\n"
             "  --refiner FILE         an SDXL refiner takes over the last steps (two KSamplerAdvanced)\n"
             "  --refiner-switch F     the part of --steps the base model takes (default 0.8)\n"
             "  --vae-tile SIZE[:OVERLAP]\n"
@@ -875,7 +875,7 @@ static int parse(int argc, char **argv, gen_options *o)
             if (n < sizeof down) memcpy(down, optarg, n);
             snprintf(up, sizeof up, "%s", comma ? comma + 1 : down);
             if (!kiln_resample_from_name(down, &m[0]) || !kiln_resample_from_name(up, &m[1]))
-                return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear or nearest-exact");
+                return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear, nearest-exact or area");
             o->deep_shrink.downscale_method = kiln_resample_name(m[0]);
             o->deep_shrink.upscale_method = kiln_resample_name(m[1]);
             break;
@@ -970,7 +970,7 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_HIRES_METHOD:
             if (!kiln_resample_from_name(optarg, &o->hires_method))
-                return bad_flag("--hires-method", optarg, "must be nearest-exact, bilinear or bicubic");
+                return bad_flag("--hires-method", optarg, "must be nearest-exact, bilinear, bicubic or area");
             o->hires_method_given = true;
             break;
         case O_UPSCALE_MODEL: o->upscale_model = optarg; break;

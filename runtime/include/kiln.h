@@ -365,8 +365,9 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
    kept. */
 kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int length, kiln_latent *out);
 /* LatentUpscaleBy: each side times `scale` (rounded as Python rounds),
- * resized by `method`: "nearest-exact", "bilinear" or "bicubic" (torch's
- * interpolate); the noise mask is left behind, as ComfyUI's node does. */
+ * resized by `method`: "nearest-exact", "bilinear", "bicubic" or "area"
+ * (torch's interpolate); the noise mask is left behind, as ComfyUI's node
+ * does. */
 kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out);
 /* LatentUpscale: the latent resized to width x height pixels (each at
  * least 64, / 8 for the latent; one of them 0: kept in the latent's aspect
@@ -452,7 +453,7 @@ typedef struct kiln_image {
 
 /* ImageScale / ImageScaleBy's resize (ComfyUI's common_upscale) of a
  * picture to width x height, with crop the largest centred part of that
- * aspect ratio first: "nearest-exact", "bilinear" and "bicubic" as torch
+ * aspect ratio first: "nearest-exact", "bilinear", "bicubic" and "area" as torch
  * interpolates the pixels / 255, back to bytes by SaveImage's rule (255 x,
  * clipped, truncated); "lanczos" Pillow's on the bytes. *out a new image. */
 kiln_status kiln_image_scale(const kiln_image *img, const char *method, int width, int height, bool crop,
@@ -781,7 +782,7 @@ typedef struct kiln_freeu {
  * height than the skip it joins is resized to the skip's with
  * upscale_method. The blocks below run on fewer pixels: a large picture
  * keeps the composition the model learnt at its own size. Methods
- * "bicubic" (the node's default), "bilinear", "nearest-exact"; NULL:
+ * "bicubic" (the node's default), "bilinear", "nearest-exact", "area"; NULL:
  * bicubic. Not with ControlNets, FreeU or SelfAttentionGuidance (not yet). */
 typedef struct kiln_deep_shrink {
     int block_number;        /* 1 to 32 */

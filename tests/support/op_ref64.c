@@ -433,6 +433,10 @@ static void resize_axis(int in, int out, kiln_resample_method m, double *w)
             /* torch's legacy nearest: the source under the target's corner,
              * where twice the size is a shift rather than a product */
             row[out == 2 * in ? o / 2 : clamped((int)floor((float)o * scale), in)] = 1.0;
+        } else if (m == KILN_RESAMPLE_AREA) {
+            /* adaptive average pooling: the sources the target's span [o, o + 1) in / out touches, equally */
+            const int first = (int)floor((double)o * in / out), end = (int)ceil((double)(o + 1) * in / out);
+            for (int i = first; i < end; i++) row[i] = 1.0 / (end - first);
         } else if (m == KILN_RESAMPLE_BILINEAR) {
             const double t = at > 0.0f ? at : 0.0; /* torch's linear modes clamp the sample at the first source */
             for (int k = (int)floor(t); k <= (int)floor(t) + 1; k++) row[clamped(k, in)] += tent(t - k);

@@ -237,6 +237,12 @@ static const op_case op_cases[] = {
     RESIZE(1, 3, 1, 6, 4, 2, BICUBIC),
     RESIZE(1, 2, 10, 10, 3, 3, NEAREST_EXACT),
     RESIZE(1, 2, 10, 10, 6, 6, NEAREST),
+    /* area: windows of whole sources (halving), overlapping ones (7 -> 4, 5 -> 3), an axis grown (each target
+       one source) and one kept */
+    RESIZE(2, 320, 64, 64, 32, 32, AREA),
+    RESIZE(1, 3, 7, 5, 4, 3, AREA),
+    RESIZE(1, 2, 3, 4, 8, 6, AREA),
+    RESIZE(1, 4, 9, 12, 9, 5, AREA),
 };
 
 /* ---- operands ---------------------------------------------------------- */

@@ -1388,7 +1388,7 @@ class DeepShrink(NamedTuple):
     between start_percent and end_percent, the UNet's activations after
     input block block_number shrunk by downscale_factor (after that block's
     skip is kept, or before), and grown back to each skip's size in the
-    decoder; methods "bicubic", "bilinear", "nearest-exact"."""
+    decoder; methods "bicubic", "bilinear", "nearest-exact", "area"."""
     block_number: int = 3
     downscale_factor: float = 2.0
     start_percent: float = 0.0
@@ -1648,7 +1648,7 @@ class Latent(_Owned):
 
     def upscale_by(self, scale: float, method: str = "nearest-exact") -> "Latent":
         """LatentUpscaleBy: each side times `scale` (rounded as Python
-        rounds), resized by "nearest-exact", "bilinear" or "bicubic"; the
+        rounds), resized by "nearest-exact", "bilinear", "bicubic" or "area"; the
         noise mask stays behind."""
         out = Latent()
         _lib.kiln_latent_upscale_by(byref(self._c), method.encode(), scale, byref(out._c))
@@ -1732,7 +1732,7 @@ class Image(_Owned):
 
     def scale(self, width: int, height: int, method: str = "nearest-exact", crop: bool = False) -> "Image":
         """ImageScale: a new picture of width x height ("nearest-exact",
-        "bilinear", "bicubic" as torch interpolates, "lanczos" as Pillow),
+        "bilinear", "bicubic", "area" as torch interpolates, "lanczos" as Pillow),
         with crop the largest centred part of that aspect ratio first."""
         out = Image()
         _lib.kiln_image_scale(byref(self._c), method.encode(), _c_int("width", width), _c_int("height", height),

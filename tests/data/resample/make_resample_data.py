@@ -35,6 +35,14 @@ floats, u8 / 255), each result as SaveImage stores it (255 x clipped to
   lanczos.20x12.disabled      comfy.utils.lanczos: Pillow's LANCZOS on the
                               bytes
 
+And tests/data/resample/area.golden.safetensors: the "area" method
+(torch's adaptive average pooling) on the same latent and picture:
+
+  latent.<scale>              LatentUpscaleBy area at 0.5 (7x9 -> 4x4:
+                              overlapping windows), 1.5 (10x14: windows of
+                              one and two sources) and 2
+  image.by.0.6                ImageScaleBy area: 22 by 14, SaveImage's bytes
+
 Run from the repository root: python3 tests/data/resample/make_resample_data.py
 """
 import os
@@ -77,6 +85,12 @@ def main():
     saved = {k: v.contiguous() for k, v in saved.items()}
     save_file(saved, "tests/data/resample/image_scale.golden.safetensors")
     print({k: tuple(v.shape) for k, v in saved.items()})
+    area = {f"latent.{scale}": F.interpolate(latent, size=(round(7 * scale), round(9 * scale)), mode="area")
+            for scale in [0.5, 1.5, 2.0]}
+    shrunk = common_upscale(image, round(37 * 0.6), round(23 * 0.6), "area", "disabled")
+    area["image.by.0.6"] = torch.from_numpy(np.clip(255.0 * shrunk[0].movedim(0, -1).numpy(), 0, 255).astype(np.uint8))
+    save_file({k: v.contiguous() for k, v in area.items()}, "tests/data/resample/area.golden.safetensors")
+    print({k: tuple(v.shape) for k, v in area.items()})
 
 
 def common_upscale(samples, width, height, method, crop):
