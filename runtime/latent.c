@@ -88,7 +88,7 @@ static kiln_status check_upscale(const char *what, const kiln_latent *l, const c
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: no latent, method or place", what);
     *out = (kiln_latent){0};
     if (!kiln_resample_from_name(method, m))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear, bicubic or area",
+        return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale method '%s': nearest-exact, bilinear, bicubic, area or bislerp",
                          method);
     TRY(kiln_check_batch("latent batch", l->batch));
     if (l->channels < 1 || l->channels > 64 || l->height < 1 || l->width < 1)
@@ -129,8 +129,12 @@ kiln_status kiln_latent_resize(const kiln_latent *l, kiln_resample_method m, int
     for (size_t p = 0; p < planes; p++)
         for (int y = 0; y < ch; y++)
             memcpy(cut + (p * ch + y) * cw, l->data + (p * l->height + y0 + y) * l->width + x0, cw * sizeof *cut);
-    kiln_resample(cut, (int)planes, ch, cw, r.data, h, w, m);
+    kiln_status st = kiln_resample_images(cut, l->batch, l->channels, ch, cw, r.data, h, w, m);
     free(cut);
+    if (st != KILN_OK) {
+        free(r.data);
+        return st;
+    }
     if (!kiln_latent_copy_places(l, &r)) {
         kiln_latent_free(&r);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
@@ -165,7 +169,7 @@ kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, dou
     kiln_resample_method m;
     TRY(check_upscale("kiln_latent_upscale_by", l, method, out, &m));
     kiln_latent r = {.batch = l->batch, .channels = l->channels};
-    TRY(kiln_resample_by(l->data, l->batch * l->channels, l->height, l->width, scale, m, &r.data, &r.height,
+    TRY(kiln_resample_by(l->data, l->batch, l->channels, l->height, l->width, scale, m, &r.data, &r.height,
                          &r.width));
     if (!kiln_latent_copy_places(l, &r)) {
         kiln_latent_free(&r);

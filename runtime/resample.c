@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"nearest-exact", "bilinear", "bicubic", "nearest", "area"};
+static const char *const names[] = {"nearest-exact", "bilinear", "bicubic", "nearest", "area", "bislerp"};
 
 bool kiln_resample_from_name(const char *name, kiln_resample_method *out)
 {
@@ -118,6 +118,77 @@ static void area(const float *src, int sh, int sw, float *dst, int dh, int dw)
     }
 }
 
+/* ComfyUI's slerp of two vectors of c values `stride` apart at ratio r
+ * (into c values `out_stride` apart):
+ * along the great circle between their directions (a direction of zero
+ * length counting as none), the length between their lengths; vectors
+ * nearly alike give the first, nearly opposite ones the straight line
+ * between them. float32 throughout, as torch computes it. */
+static void slerp(const float *a, const float *b, size_t stride, int c, float r, float *out, size_t out_stride)
+{
+    float na = 0.0f, nb = 0.0f, dot = 0.0f;
+    for (int k = 0; k < c; k++) na += a[k * stride] * a[k * stride], nb += b[k * stride] * b[k * stride];
+    na = sqrtf(na), nb = sqrtf(nb);
+    for (int k = 0; k < c; k++) dot += (na == 0.0f ? 0.0f : a[k * stride] / na) * (nb == 0.0f ? 0.0f : b[k * stride] / nb);
+    if (dot > (float)(1.0 - 1e-5)) {
+        for (int k = 0; k < c; k++) out[k * out_stride] = a[k * stride];
+        return;
+    }
+    if (dot < (float)(1e-5 - 1.0)) {
+        for (int k = 0; k < c; k++) out[k * out_stride] = a[k * stride] * (1.0f - r) + b[k * stride] * r;
+        return;
+    }
+    const float omega = acosf(dot), so = sinf(omega);
+    const float wa = sinf((1.0f - r) * omega) / so, wb = sinf(r * omega) / so, length = na * (1.0f - r) + nb * r;
+    for (int k = 0; k < c; k++)
+        out[k * out_stride] =
+            (wa * (na == 0.0f ? 0.0f : a[k * stride] / na) + wb * (nb == 0.0f ? 0.0f : b[k * stride] / nb)) * length;
+}
+
+/* One axis of bislerp (ComfyUI's generate_bilinear_data): the bilinear
+ * resize of the ramp 0 .. n-1 gives each target its first source (the
+ * floor) and ratio (what is past it), that of 1 .. n-1, n-1 its second. */
+static kiln_status bislerp_axis(int in, int out, int *first, int *second, float *ratio)
+{
+    float *ramps = malloc((size_t)(2 * in + 2 * out) * sizeof *ramps);
+    if (!ramps) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "bislerp: out of host memory");
+    float *ramp = ramps, *next = ramp + in, *at = next + in, *at_next = at + out;
+    for (int i = 0; i < in; i++) ramp[i] = (float)i, next[i] = (float)(i + 1 < in ? i + 1 : in - 1);
+    bilinear(ramp, 1, in, at, 1, out);
+    bilinear(next, 1, in, at_next, 1, out);
+    for (int o = 0; o < out; o++) first[o] = (int)at[o], ratio[o] = at[o] - floorf(at[o]), second[o] = (int)at_next[o];
+    free(ramps);
+    return KILN_OK;
+}
+
+kiln_status kiln_bislerp(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw)
+{
+    const size_t wide = (size_t)sh * dw, plane = (size_t)dh * dw;
+    int *index = malloc((size_t)2 * (dw + dh) * sizeof *index);
+    float *ratio = malloc((size_t)(dw + dh) * sizeof *ratio), *rows = malloc((size_t)channels * wide * sizeof *rows);
+    kiln_status st = index && ratio && rows ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "bislerp: out of host memory");
+    int *x1 = index, *x2 = x1 + dw, *y1 = x2 + dw, *y2 = y1 + dh;
+    float *rx = ratio, *ry = ratio + dw;
+    if (st == KILN_OK) st = bislerp_axis(sw, dw, x1, x2, rx);
+    if (st == KILN_OK) st = bislerp_axis(sh, dh, y1, y2, ry);
+    for (int n = 0; n < images && st == KILN_OK; n++) {
+        const float *s = src + (size_t)n * channels * sh * sw; /* the width first, then the height */
+        for (int y = 0; y < sh; y++)
+            for (int x = 0; x < dw; x++)
+                slerp(s + (size_t)y * sw + x1[x], s + (size_t)y * sw + x2[x], (size_t)sh * sw, channels, rx[x],
+                      rows + (size_t)y * dw + x, wide);
+        float *d = dst + (size_t)n * channels * plane;
+        for (int y = 0; y < dh; y++)
+            for (int x = 0; x < dw; x++)
+                slerp(rows + (size_t)y1[y] * dw + x, rows + (size_t)y2[y] * dw + x, wide, channels, ry[y],
+                      d + (size_t)y * dw + x, plane);
+    }
+    free(index);
+    free(ratio);
+    free(rows);
+    return st;
+}
+
 void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw, kiln_resample_method m)
 {
     for (int p = 0; p < planes; p++) {
@@ -139,6 +210,9 @@ void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int
         case KILN_RESAMPLE_BILINEAR: bilinear(s, sh, sw, d, dh, dw); break;
         case KILN_RESAMPLE_BICUBIC: bicubic(s, sh, sw, d, dh, dw); break;
         case KILN_RESAMPLE_AREA: area(s, sh, sw, d, dh, dw); break;
+        case KILN_RESAMPLE_BISLERP: /* it mixes channels (kiln_resample_images): NaN, never a quiet wrong value */
+            for (size_t i = 0; i < (size_t)dh * dw; i++) d[i] = NAN;
+            break;
         }
     }
 }
@@ -227,15 +301,27 @@ kiln_status kiln_resample_antialias_bicubic(const float *src, int planes, int sh
     return st;
 }
 
-kiln_status kiln_resample_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
-                             float **out, int *out_h, int *out_w)
+kiln_status kiln_resample_images(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw,
+                                 kiln_resample_method m)
+{
+    if (m == KILN_RESAMPLE_BISLERP) return kiln_bislerp(src, images, channels, sh, sw, dst, dh, dw);
+    kiln_resample(src, images * channels, sh, sw, dst, dh, dw, m);
+    return KILN_OK;
+}
+
+kiln_status kiln_resample_by(const float *latent, int images, int channels, int h, int w, double scale,
+                             kiln_resample_method m, float **out, int *out_h, int *out_w)
 {
     double H = nearbyint(h * scale), W = nearbyint(w * scale); /* the default rounding mode: half to even */
     if (!(scale > 0.0) || H < 1 || W < 1 || H > 4096 || W > 4096)
         return kiln_fail(KILN_ERR_INVALID_ARG, "latent upscale: %dx%d by %g gives no latent of 1..4096", w, h, scale);
     *out_h = (int)H, *out_w = (int)W;
-    if (!(*out = malloc((size_t)planes * *out_h * *out_w * sizeof(float))))
+    if (!(*out = malloc((size_t)images * channels * *out_h * *out_w * sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent upscale: out of host memory");
-    kiln_resample(latent, planes, h, w, *out, *out_h, *out_w, m);
-    return KILN_OK;
+    kiln_status st = kiln_resample_images(latent, images, channels, h, w, *out, *out_h, *out_w, m);
+    if (st != KILN_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
 }

@@ -16,10 +16,13 @@ typedef enum kiln_resample_method {
     KILN_RESAMPLE_NEAREST,       /* torch's legacy "nearest", the source pixel at each target's corner: what a
                                     UNet's upsampler does to a size other than twice (Deep Shrink's skips) */
     KILN_RESAMPLE_AREA,          /* the mean of the sources each target covers (torch's adaptive average pooling) */
+    KILN_RESAMPLE_BISLERP,       /* ComfyUI's bislerp: each pixel's vector of channels slerped between the two
+                                    bilinear neighbours, on the width then the height (kiln_resample_images) */
 } kiln_resample_method;
 
-/* ComfyUI's name ("nearest-exact", "bilinear", "bicubic", "area"); false
- * for others ("nearest" too: no node of ComfyUI's offers it). */
+/* ComfyUI's name ("nearest-exact", "bilinear", "bicubic", "area",
+ * "bislerp"); false for others ("nearest" too: no node of ComfyUI's offers
+ * it). */
 bool kiln_resample_from_name(const char *name, kiln_resample_method *out);
 const char *kiln_resample_name(kiln_resample_method m);
 
@@ -34,8 +37,15 @@ void kiln_area_window(int dst, int in, int out, int *first, int *end);
 int kiln_nearest_exact_index(int dst, int in, int out);
 
 /* `planes` planes of (sh, sw) to (dh, dw), float32 arithmetic as torch's
- * CPU kernels. */
+ * CPU kernels; every method but bislerp, which mixes a pixel's channels
+ * (its planes come out NaN here: kiln_resample_images). */
 void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int dh, int dw, kiln_resample_method m);
+/* `images` of `channels` planes of (sh, sw) to (dh, dw), any method. Errors:
+ * KILN_ERR_OUT_OF_MEMORY (bislerp's scratch). */
+kiln_status kiln_resample_images(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw,
+                                 kiln_resample_method m);
+/* ComfyUI's bislerp (comfy/utils.py) of `images` of `channels` planes. */
+kiln_status kiln_bislerp(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw);
 
 /* torch's interpolate(mode="bicubic", antialias=True), as ComfyUI's
  * clip_preprocess resizes pictures: on each axis (columns first) every
@@ -46,7 +56,7 @@ kiln_status kiln_resample_antialias_bicubic(const float *src, int planes, int sh
 
 /* LatentUpscaleBy: the latent's (h, w) times `scale`, each rounded half to
  * even (Python's round), resized with `m`; *out is malloc'd. */
-kiln_status kiln_resample_by(const float *latent, int planes, int h, int w, double scale, kiln_resample_method m,
-                             float **out, int *out_h, int *out_w);
+kiln_status kiln_resample_by(const float *latent, int images, int channels, int h, int w, double scale,
+                             kiln_resample_method m, float **out, int *out_h, int *out_w);
 
 #endif

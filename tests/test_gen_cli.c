@@ -1035,7 +1035,7 @@ static void hires_run(void **state)
     assert_kiln_ok(kiln_encode_prompt(m, tok, "", 1, &neg));
     float *upscaled, *want;
     int h, w;
-    assert_kiln_ok(kiln_resample_by(first, 4, 8, 8, 1.5, KILN_RESAMPLE_BILINEAR, &upscaled, &h, &w));
+    assert_kiln_ok(kiln_resample_by(first, 1, 4, 8, 8, 1.5, KILN_RESAMPLE_BILINEAR, &upscaled, &h, &w));
     kiln_sampling_job job = {.sampler = KILN_SAMPLER_EULER, .scheduler = KILN_SCHEDULER_NORMAL, .steps = 2,
                              .cfg = 7.0f, .denoise = 0.6, .seed = 5, .batch = 1, .latent_h = h, .latent_w = w,
                              .init_latent = upscaled};

@@ -336,7 +336,7 @@ static void usage(FILE *to)
             "  --hires-scale S        hires fix: upscale the latent by S (LatentUpscaleBy) and sample again\n"
             "  --hires-denoise D      the second pass's denoise (default 0.5)\n"
             "  --hires-steps N        the second pass's steps (default: --steps)\n"
-            "  --hires-method NAME    nearest-exact (default), bilinear, bicubic or area\n"
+            "  --hires-method NAME    nearest-exact (default), bilinear, bicubic, area or bislerp\n"
             "  --refiner FILE         an SDXL refiner takes over the last steps (two KSamplerAdvanced)\n"
             "  --refiner-switch F     the part of --steps the base model takes (default 0.8)\n"
             "  --vae-tile SIZE[:OVERLAP]\n"
@@ -874,7 +874,8 @@ static int parse(int argc, char **argv, gen_options *o)
             kiln_resample_method m[2];
             if (n < sizeof down) memcpy(down, optarg, n);
             snprintf(up, sizeof up, "%s", comma ? comma + 1 : down);
-            if (!kiln_resample_from_name(down, &m[0]) || !kiln_resample_from_name(up, &m[1]))
+            if (!kiln_resample_from_name(down, &m[0]) || !kiln_resample_from_name(up, &m[1]) ||
+                m[0] == KILN_RESAMPLE_BISLERP || m[1] == KILN_RESAMPLE_BISLERP)
                 return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear, nearest-exact or area");
             o->deep_shrink.downscale_method = kiln_resample_name(m[0]);
             o->deep_shrink.upscale_method = kiln_resample_name(m[1]);
@@ -970,7 +971,7 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_HIRES_METHOD:
             if (!kiln_resample_from_name(optarg, &o->hires_method))
-                return bad_flag("--hires-method", optarg, "must be nearest-exact, bilinear, bicubic or area");
+                return bad_flag("--hires-method", optarg, "must be nearest-exact, bilinear, bicubic, area or bislerp");
             o->hires_method_given = true;
             break;
         case O_UPSCALE_MODEL: o->upscale_model = optarg; break;
@@ -1747,7 +1748,7 @@ static int hires_pass(const kiln_model *m, gen_options *o, kiln_sampling_job *jo
 {
     int C = kiln_model_latent_channels(m), f = kiln_vae_factor(m->vae.config), h, w, rc;
     float *upscaled;
-    if (kiln_resample_by(*latent, o->batch * C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
+    if (kiln_resample_by(*latent, o->batch, C, job->latent_h, job->latent_w, o->hires_scale, o->hires_method,
                                &upscaled, &h, &w) != KILN_OK)
         return fail("--hires-scale");
     fprintf(stderr, "gen: hires fix: %dx%d -> %dx%d, %d steps at denoise %g\n", o->width, o->height, w * f, h * f,

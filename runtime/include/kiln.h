@@ -366,7 +366,8 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
 kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int length, kiln_latent *out);
 /* LatentUpscaleBy: each side times `scale` (rounded as Python rounds),
  * resized by `method`: "nearest-exact", "bilinear", "bicubic" or "area"
- * (torch's interpolate); the noise mask is left behind, as ComfyUI's node
+ * (torch's interpolate), or "bislerp" (ComfyUI's: each pixel's channels
+ * slerped as one vector); the noise mask is left behind, as ComfyUI's node
  * does. */
 kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out);
 /* LatentUpscale: the latent resized to width x height pixels (each at

@@ -1648,7 +1648,8 @@ class Latent(_Owned):
 
     def upscale_by(self, scale: float, method: str = "nearest-exact") -> "Latent":
         """LatentUpscaleBy: each side times `scale` (rounded as Python
-        rounds), resized by "nearest-exact", "bilinear", "bicubic" or "area"; the
+        rounds), resized by "nearest-exact", "bilinear", "bicubic", "area" or
+        "bislerp"; the
         noise mask stays behind."""
         out = Latent()
         _lib.kiln_latent_upscale_by(byref(self._c), method.encode(), scale, byref(out._c))

@@ -43,6 +43,17 @@ And tests/data/resample/area.golden.safetensors: the "area" method
                               one and two sources) and 2
   image.by.0.6                ImageScaleBy area: 22 by 14, SaveImage's bytes
 
+And tests/data/resample/bislerp.golden.safetensors: ComfyUI's bislerp
+(comfy/utils.py), restated below, on the same latent:
+
+  latent.<scale>              LatentUpscaleBy bislerp at 1.5 (10x14) and
+                              0.75 (5x7)
+  latent.<w>x<h>.center       LatentUpscale bislerp 96x64 with the centre cut
+  zeros.2.0                   a latent whose left half is zero (vectors of
+                              no length) and whose right half has its
+                              vectors' signs flipped by column (opposite
+                              neighbours), at 2
+
 Run from the repository root: python3 tests/data/resample/make_resample_data.py
 """
 import os
@@ -91,6 +102,58 @@ def main():
     area["image.by.0.6"] = torch.from_numpy(np.clip(255.0 * shrunk[0].movedim(0, -1).numpy(), 0, 255).astype(np.uint8))
     save_file({k: v.contiguous() for k, v in area.items()}, "tests/data/resample/area.golden.safetensors")
     print({k: tuple(v.shape) for k, v in area.items()})
+    edges = latent[:1].clone()
+    edges[:, :, :, :4] = 0
+    edges[:, :, :, 4::2] *= -1
+    slerped = {"latent.1.5": bislerp(latent, 14, 10), "latent.0.75": bislerp(latent, 7, 5),
+               "latent.96x64.center": latent_upscale(latent, "bislerp", 96, 64, "center"),
+               "zeros.2.0": bislerp(edges, 18, 14), "zeros": edges}
+    save_file({k: v.contiguous() for k, v in slerped.items()}, "tests/data/resample/bislerp.golden.safetensors")
+    print({k: tuple(v.shape) for k, v in slerped.items()})
+
+
+def spherical(v1, v2, t):
+    """Vectors (rows of v1, v2) moved from v1 toward v2 by t along the great
+    circle of their directions, their length going linearly; a zero vector
+    has no direction; nearly equal directions keep v1, nearly opposite ones
+    take the straight line, as ComfyUI's bislerp's slerp does."""
+    len1, len2 = v1.norm(dim=-1, keepdim=True), v2.norm(dim=-1, keepdim=True)
+    dir1 = torch.where(len1 == 0, torch.zeros_like(v1), v1 / len1)
+    dir2 = torch.where(len2 == 0, torch.zeros_like(v2), v2 / len2)
+    cos = (dir1 * dir2).sum(1)
+    angle = torch.acos(cos)
+    sin = torch.sin(angle)
+    w1 = (torch.sin((1.0 - t.squeeze(1)) * angle) / sin).unsqueeze(1)
+    w2 = (torch.sin(t.squeeze(1) * angle) / sin).unsqueeze(1)
+    out = (w1 * dir1 + w2 * dir2) * (len1 * (1.0 - t) + len2 * t)
+    out = torch.where((cos > 1 - 1e-5).unsqueeze(1), v1, out)
+    return torch.where((cos < 1e-5 - 1).unsqueeze(1), v1 * (1.0 - t) + v2 * t, out)
+
+
+def neighbours(n_old, n_new):
+    """Each target's two sources and how far it lies toward the second: the
+    bilinear resize of the ramp 0..n-1 and of 1..n-1, n-1."""
+    ramp = torch.arange(n_old, dtype=torch.float32).reshape(1, 1, 1, -1)
+    at = F.interpolate(ramp, size=(1, n_new), mode="bilinear").reshape(-1)
+    nxt = ramp + 1
+    nxt[..., -1] -= 1
+    at2 = F.interpolate(nxt, size=(1, n_new), mode="bilinear").reshape(-1)
+    return at.to(torch.int64), at2.to(torch.int64), at - at.floor()
+
+
+def bislerp(samples, width, height):
+    """ComfyUI's bislerp: along the width, then the height, each pixel's
+    channel vector slerped between its two bilinear neighbours."""
+    n, c, h, w = samples.shape
+    first, second, t = neighbours(w, width)
+    a = samples[:, :, :, first].permute(0, 2, 3, 1).reshape(-1, c)
+    b = samples[:, :, :, second].permute(0, 2, 3, 1).reshape(-1, c)
+    rows = spherical(a, b, t.repeat(n * h).reshape(-1, 1)).reshape(n, h, width, c).permute(0, 3, 1, 2)
+    first, second, t = neighbours(h, height)
+    a = rows[:, :, first, :].permute(0, 2, 3, 1).reshape(-1, c)
+    b = rows[:, :, second, :].permute(0, 2, 3, 1).reshape(-1, c)
+    t = t.reshape(-1, 1).repeat(1, width).reshape(-1).repeat(n).reshape(-1, 1)
+    return spherical(a, b, t).reshape(n, height, width, c).permute(0, 3, 1, 2)
 
 
 def common_upscale(samples, width, height, method, crop):
@@ -100,6 +163,8 @@ def common_upscale(samples, width, height, method, crop):
         old_width, old_height = samples.shape[-1], samples.shape[-2]
         x, y = center_margins(old_width, old_height, width, height)
         s = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
+    if method == "bislerp":
+        return bislerp(s, width, height)
     if method != "lanczos":
         return F.interpolate(s, size=(height, width), mode=method)
     images = [Image.fromarray(np.clip(255.0 * i.movedim(0, -1).numpy(), 0, 255).astype(np.uint8)) for i in s]
