@@ -207,6 +207,46 @@ static void bad_embeddings_refused(void **state)
     rmdir(dir);
 }
 
+/* Embeddings bundled in a LoRA file (bundle_emb.<name>.string_to_param.*,
+ * else .<key>): all of them, one after another in name order, as ComfyUI
+ * concatenates them; a file of plain tensors without the key gives its
+ * first by name. */
+static void bundled_and_first(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln_bundle_XXXXXX", path[4200];
+    assert_non_null(mkdtemp(dir));
+    float a[2 * 4], b[1 * 4], c[3 * 4], lora[4];
+    for (int i = 0; i < 12; i++) {
+        if (i < 8) a[i] = (float)i;
+        if (i < 4) b[i] = 100.0f + (float)i, lora[i] = -1.0f;
+        c[i] = 200.0f + (float)i;
+    }
+    const kiln_st_entry bundle[] = {{"bundle_emb.zeta.string_to_param.*", KILN_F32, 2, {2, 4}, a},
+                                    {"bundle_emb.alpha.string_to_param.*", KILN_F32, 2, {1, 4}, b},
+                                    {"lora_unet_down_blocks_0_attentions_0_proj_in.alpha", KILN_F32, 1, {4}, lora}};
+    snprintf(path, sizeof path, "%s/bundle.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, bundle, 3, NULL, 0));
+    float *v;
+    int count, width;
+    assert_kiln_ok(kiln_embedding_read(path, "clip_l", 4, &v, &count, &width));
+    assert_int_equal(count, 3);
+    assert_int_equal(width, 4);
+    assert_memory_equal(v, b, sizeof b); /* alpha before zeta */
+    assert_memory_equal(v + 4, a, sizeof a);
+    free(v);
+    unlink(path);
+    const kiln_st_entry plain[] = {{"second", KILN_F32, 2, {3, 4}, c}, {"first", KILN_F32, 2, {1, 4}, b}};
+    snprintf(path, sizeof path, "%s/plain.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, plain, 2, NULL, 0));
+    assert_kiln_ok(kiln_embedding_read(path, "clip_g", 4, &v, &count, &width));
+    assert_int_equal(count, 1);
+    assert_memory_equal(v, b, sizeof b);
+    free(v);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -217,6 +257,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(sdxl_matches_comfyui),
         cmocka_unit_test(embeddings_matter),
         cmocka_unit_test(bad_embeddings_refused),
+        cmocka_unit_test(bundled_and_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
