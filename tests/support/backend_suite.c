@@ -73,33 +73,29 @@ static void unet_f32_perturbed(void **s)
     parity_check_unet_patched(&gpu_f32, "pag/tiny.safetensors", "perturbed.", &perturbed);
     parity_check_unet_patched(&gpu_sdxl, "pag/sdxl.safetensors", "perturbed.", &perturbed);
 }
+/* The tiny SD 1.x model on the suite's backend, for runs that patch its sampling. */
+static void on_tiny_model(void (*check)(kiln_model *m))
+{
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
+    assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
+    check(m);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
 /* SelfAttentionGuidance: the middle block's q and k out of the main call's
  * graph, its pass in a graph of its own */
-static void sag_run_f32(void **s)
-{
-    (void)s;
-    kiln_backend *be;
-    kiln_model *m;
-    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
-    assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
-    parity_check_sag_run(m, "cfg5", gpu_f32.tol);
-    kiln_model_free(m);
-    kiln_backend_free(be);
-}
+static void sag_run(kiln_model *m) { parity_check_sag_run(m, "cfg5", gpu_f32.tol); }
+static void sag_run_f32(void **s) { (void)s, on_tiny_model(sag_run); }
 /* Deep Shrink: the calls that shrink in a graph of their own, the resize op
  * down after a skip and back up, and an upsampler to a small skip's size */
-static void deep_shrink_run_f32(void **s)
+static void deep_shrink_runs(kiln_model *m)
 {
-    (void)s;
-    kiln_backend *be;
-    kiln_model *m;
-    assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
-    assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
     parity_check_deep_shrink_run(m, "after_skip", gpu_f32.tol);
     parity_check_deep_shrink_run(m, "before_skip", gpu_f32.tol);
-    kiln_model_free(m);
-    kiln_backend_free(be);
 }
+static void deep_shrink_run_f32(void **s) { (void)s, on_tiny_model(deep_shrink_runs); }
 static void sdxl_controlnet_f32(void **s)
 {
     (void)s;
