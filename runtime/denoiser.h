@@ -185,8 +185,9 @@ kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale);
  * or PerturbedAttentionGuidance. */
 kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur);
 /* PatchModelAddDownscale on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in
- * the calls within its part of the schedule; after any ControlNets, FreeU
- * and SelfAttentionGuidance, which it refuses; s must outlive d. */
+ * the calls within its part of the schedule, its resize before FreeU's
+ * patch; after any ControlNets and SelfAttentionGuidance, which it refuses;
+ * s must outlive d. */
 kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s);
 /* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
  * call from the first on; freeu must outlive d. */

@@ -767,8 +767,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
      * "471" and TCFG "88" (their pre-CFG
      * functions before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
      * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
-     * RescaleCFG "83", FreeU or FreeU_V2 "86", PerturbedAttentionGuidance "87", PatchModelAddDownscale "97",
-     * then ModelSamplingDiscrete "80"
+     * RescaleCFG "83", PatchModelAddDownscale "97" (its resize before FreeU's patch, as kiln runs them), FreeU or
+     * FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
      * where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
@@ -784,10 +784,10 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *projected = run->apg ? "85" : self_attention;
     const char *guided = run->skip_layer_guidance ? "82" : projected;
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
-    const char *freeu = run->freeu ? "86" : rescaled;
+    const char *shrunk = run->deep_shrink ? "97" : rescaled;
+    const char *freeu = run->freeu ? "86" : shrunk;
     const char *perturbed = run->pag_scale > 0 ? "87" : freeu;
-    const char *shrunk = run->deep_shrink ? "97" : perturbed;
-    const char *sampled = run->prediction || run->edm ? "80" : shrunk;
+    const char *sampled = run->prediction || run->edm ? "80" : perturbed;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
@@ -922,7 +922,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_bool(&g, in, "downscale_after_skip", ds->downscale_after_skip);
         add_string(&g, in, "downscale_method", ds->downscale_method ? ds->downscale_method : "bicubic");
         add_string(&g, in, "upscale_method", ds->upscale_method ? ds->upscale_method : "bicubic");
-        add_link(&g, in, "model", perturbed, 0);
+        add_link(&g, in, "model", rescaled, 0);
     }
     if (run->pag_scale > 0) {
         in = add_node(&g, "87", "PerturbedAttentionGuidance");
@@ -935,7 +935,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "b2", run->freeu->b2);
         add_number(&g, in, "s1", run->freeu->s1);
         add_number(&g, in, "s2", run->freeu->s2);
-        add_link(&g, in, "model", rescaled, 0);
+        add_link(&g, in, "model", shrunk, 0);
     }
     if (run->rescale_cfg > 0) {
         in = add_node(&g, "83", "RescaleCFG");

@@ -2652,6 +2652,10 @@ static kiln_status patch_model_add_downscale(wf_run *r, wf_node *n)
     if (model->recipe.has_deep_shrink)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has PatchModelAddDownscale from another node already: "
                          "kiln runs one");
+    /* kiln resizes before FreeU's patch: FreeU's scaling commutes with it, FreeU_V2's (its per-pixel means) not */
+    if (model->recipe.has_freeu && model->recipe.freeu.v2)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has FreeU_V2 already: kiln resizes before FreeU_V2's "
+                         "patch (put the FreeU_V2 node after this one)");
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->has_deep_shrink = true;

@@ -33,18 +33,18 @@ static void refusals(void **state)
     assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
     kiln_conditioning c;
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
-    kiln_deep_shrink shrink = {3, 2.0, 0.0, 0.35, true, "area", NULL};
+    kiln_deep_shrink shrink = {3, 2.0, 0.0, 0.35, true, "bislerp", NULL};
     kiln_sampling_job job = {.steps = 2, .cfg = 5.0f, .denoise = 1.0, .seed = 1, .batch = 1, .latent_h = 8,
                              .latent_w = 8, .deep_shrink = &shrink};
     assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
     assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
     float *latent = NULL;
-    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'area'");
+    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'bislerp'");
     shrink.downscale_method = NULL, shrink.downscale_factor = 10.0;
     assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_factor 10");
     shrink.downscale_factor = 2.0;
-    job.freeu = &(kiln_freeu){1.1, 1.2, 0.9, 0.2, false};
-    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "PatchModelAddDownscale with FreeU");
+    job.sag = &(kiln_sag){0.5, 2.0};
+    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "PatchModelAddDownscale with SelfAttentionGuidance");
     assert_null(latent);
     kiln_conditioning_free(&c);
     kiln_test_close_model(be, m);

@@ -505,12 +505,12 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("sag", flags, "",
                            (const char *const[]){"\"SelfAttentionGuidance\"", "\"blur_sigma\":1.5", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 48 --height 40 "
-             "--deep-shrink 3,1.5,0,0.6 --deep-shrink-method bilinear,nearest-exact --deep-shrink-before-skip",
-             KILN_TEST_DATA);
+             "--deep-shrink 3,1.5,0,0.6 --deep-shrink-method bilinear,nearest-exact --deep-shrink-before-skip "
+             "--freeu-v2 1.3,1.4,0.9,0.2", KILN_TEST_DATA);
     workflow_again_holding("deep_shrink", flags, "",
                            (const char *const[]){"\"PatchModelAddDownscale\"", "\"downscale_factor\":1.5",
                                                  "\"downscale_after_skip\":false", "\"upscale_method\":\"nearest-exact\"",
-                                                 NULL});
+                                                 "\"FreeU_V2\"", "\"model\":[\"97\",0]", NULL});
     /* a second checkpoint merged into the model and its text encoder; the workflow finds it by name */
     char other_dir[512];
     snprintf(other_dir, sizeof other_dir, "%s", tiny_other_model());

@@ -784,7 +784,8 @@ typedef struct kiln_freeu {
  * upscale_method. The blocks below run on fewer pixels: a large picture
  * keeps the composition the model learnt at its own size. Methods
  * "bicubic" (the node's default), "bilinear", "nearest-exact", "area"; NULL:
- * bicubic. Not with ControlNets, FreeU or SelfAttentionGuidance (not yet). */
+ * bicubic. With FreeU, the resize comes first (as a FreeU node after this
+ * one in ComfyUI). Not with ControlNets or SelfAttentionGuidance (not yet). */
 typedef struct kiln_deep_shrink {
     int block_number;        /* 1 to 32 */
     double downscale_factor; /* 0.1 to 9 */

@@ -595,13 +595,14 @@ void parity_check_sag_run(kiln_model *model, const char *run, double tol)
 
 /* KSampler euler, normal, 3 steps, cfg 5, seed 42 on the Deep Shrink
  * golden's prompts with `shrink` (NULL: none): the final latent. */
-static float *deep_shrink_latent(kiln_model *model, kiln_st_file *f, const kiln_deep_shrink *shrink, int h, int w)
+static float *deep_shrink_latent(kiln_model *model, kiln_st_file *f, const kiln_deep_shrink *shrink,
+                                 const kiln_freeu *freeu, int h, int w)
 {
     golden gp = golden_read(f, "positive"), gn = golden_read(f, "negative");
     const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
                             neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
     kiln_sampling_job job = {.steps = 3, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = h,
-                             .latent_w = w, .deep_shrink = shrink};
+                             .latent_w = w, .deep_shrink = shrink, .freeu = freeu};
     assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
     assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
     float *latent = NULL;
@@ -621,7 +622,14 @@ void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol
                                      .downscale_after_skip = s.data[4] != 0.0f,
                                      .downscale_method = kiln_resample_name((kiln_resample_method)s.data[5]),
                                      .upscale_method = kiln_resample_name((kiln_resample_method)s.data[6])};
-    float *latent = deep_shrink_latent(model, f, &shrink, h, w), *plain = deep_shrink_latent(model, f, NULL, h, w);
+    /* a run with FreeU_V2 after the node has its numbers beside */
+    char key[64];
+    snprintf(key, sizeof key, "%s.freeu", run);
+    const bool with_freeu = kiln_st_find(f, key) != NULL;
+    golden fv = with_freeu ? golden_field(f, run, "freeu") : (golden){0};
+    const kiln_freeu freeu = with_freeu ? (kiln_freeu){fv.data[0], fv.data[1], fv.data[2], fv.data[3], true} : (kiln_freeu){0};
+    float *latent = deep_shrink_latent(model, f, &shrink, with_freeu ? &freeu : NULL, h, w),
+          *plain = deep_shrink_latent(model, f, NULL, NULL, h, w);
     const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(plain, want.data, want.count);
     print_message("  Deep Shrink %-12s latent rel L2 %.2g from ComfyUI's (%.2g from the run without it)\n", run, err,
                   off);
@@ -629,6 +637,7 @@ void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol
     assert_true(off > 1e-3);
     free(latent);
     free(plain);
+    if (with_freeu) golden_free(&fv);
     golden_free(&s);
     golden_free(&want);
     kiln_st_close(f);

@@ -173,9 +173,10 @@ void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kil
  * within tol, and the same run without it far from it. */
 void parity_check_sag_run(kiln_model *model, const char *run, double tol);
 /* A PatchModelAddDownscale run of tests/data/deep_shrink/deep_shrink.safetensors
- * (`run` "after_skip", "before_skip" or "block1": KSampler euler, normal, 3
- * steps, cfg 5, seed 42, 16x12) on the tiny SD 1.x model: its latent against
- * the golden's within tol, the run without it far from it. */
+ * (`run` "after_skip", "before_skip", "block1" or "freeu_v2", the last with
+ * FreeU_V2 after it: KSampler euler, normal, 3 steps, cfg 5, seed 42, 16x12)
+ * on the tiny SD 1.x model: its latent against the golden's within tol, the
+ * run without them far from it. */
 void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol);
 
 /* The same job as img2img at denoise 0.6 from the golden's

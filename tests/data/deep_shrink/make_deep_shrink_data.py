@@ -89,6 +89,7 @@ Run from the repository root:
   /tmp/tv/bin/python tests/data/deep_shrink/make_deep_shrink_data.py
 (Python 3.11, torch 2.15.0, diffusers 0.42.1, safetensors 0.8.0.)
 """
+import collections
 import os
 import sys
 
@@ -119,6 +120,11 @@ RUNS = {
     "block1": dict(block=1, factor=2.0, start=0.0, end=0.6, after_skip=True,
                    down="bicubic", up="bicubic"),
 }
+# the freeu_v2 run: PatchModelAddDownscale with these settings, then FreeU_V2
+FREEU_V2_RUN = dict(block=3, factor=2.0, start=0.0, end=1.0, after_skip=True,
+                    down="bicubic", up="bicubic")
+FREEU_V2 = dict(b1=1.3, b2=1.4, s1=0.9, s2=0.2)
+FREEU_GOLDEN = "tests/data/freeu/tiny.safetensors"
 
 
 def percent_to_sigma(percent):
@@ -167,14 +173,63 @@ class DeepShrink:
             h = resize(h, skip.shape[-2:], self.up)
         return h
 
+    def output_block_patch(self, h, hsp):
+        return self.out(h, hsp), hsp
 
-def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None):
+
+# --- ComfyUI v0.3.64 comfy_extras/nodes_freelunch.py's FreeU_V2, restated as
+# tests/data/freeu/make_freeu_data.py restates it (that script patches
+# diffusers on import, so it is not imported) ---
+
+def fourier_filter(x, threshold, scale):
+    x_freq = torch.fft.fftn(x.float(), dim=(-2, -1))
+    x_freq = torch.fft.fftshift(x_freq, dim=(-2, -1))
+    B, C, H, W = x_freq.shape
+    mask = torch.ones((B, C, H, W), device=x.device)
+    crow, ccol = H // 2, W // 2
+    mask[..., crow - threshold:crow + threshold, ccol - threshold:ccol + threshold] = scale
+    x_freq = x_freq * mask
+    x_freq = torch.fft.ifftshift(x_freq, dim=(-2, -1))
+    return torch.fft.ifftn(x_freq, dim=(-2, -1)).real.to(x.dtype)
+
+
+class FreeUV2:
+    """FreeU_V2's output_block_patch for one setting on a UNet of
+    `model_channels`; `fired` counts the calls by h's channel count where a
+    scale matched."""
+
+    def __init__(self, model_channels, b1, b2, s1, s2):
+        self.scale_dict = {model_channels * 4: (b1, s1), model_channels * 2: (b2, s2)}
+        self.fired = collections.Counter()
+
+    def __call__(self, h, hsp):
+        scale = self.scale_dict.get(int(h.shape[1]))
+        if scale is not None:
+            self.fired[int(h.shape[1])] += 1
+            hidden_mean = h.mean(1).unsqueeze(1)
+            B = hidden_mean.shape[0]
+            hidden_max, _ = torch.max(hidden_mean.view(B, -1), dim=-1, keepdim=True)
+            hidden_min, _ = torch.min(hidden_mean.view(B, -1), dim=-1, keepdim=True)
+            hidden_mean = (hidden_mean - hidden_min.unsqueeze(2).unsqueeze(3)) / \
+                (hidden_max - hidden_min).unsqueeze(2).unsqueeze(3)
+            h[:, :h.shape[1] // 2] = h[:, :h.shape[1] // 2] * ((scale[0] - 1) * hidden_mean + 1)
+            hsp = fourier_filter(hsp, threshold=1, scale=scale[1])
+        return h, hsp
+
+
+def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None, out_patches=None):
     """ComfyUI's UNetModel._forward on diffusers' blocks of the tiny SD 1.x
     UNet, with the Deep Shrink patches when `patch` is given (`sigma` the
-    call's sigmas). `log` (a list) gets (place, shape) of h."""
+    call's sigmas). `out_patches`, when given, is the output_block_patch list
+    (each (h, hsp) -> (h, hsp), run in order before the concatenation) in
+    place of [patch.output_block_patch]. `log` (a list) gets (place, shape)
+    of h."""
     def note(place, h):
         if log is not None:
             log.append((place, tuple(h.shape[-2:])))
+
+    if out_patches is None:
+        out_patches = [patch.output_block_patch] if patch is not None else []
 
     emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep))
     skips = []
@@ -216,8 +271,10 @@ def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None):
     def pop(h):
         nonlocal oid
         skip = skips.pop()
-        if patch is not None:
-            h2 = patch.out(h, skip)
+        if out_patches:
+            h2 = h
+            for p in out_patches:
+                h2, skip = p(h2, skip)
             if h2.shape != h.shape:
                 note(f"out{oid}.resized", h2)
             h = h2
@@ -260,16 +317,32 @@ def rel_l2(a, b):
     return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
 
 
-def patched_denoiser(unet, pair, timestep, patch, shrunk, logs):
-    """The guided x0 (CFG on the [negative, positive] pair) with the patch on;
-    each call's shrunk flag and h sizes are recorded."""
+def check_freeu(unet, model_channels):
+    """The restated forward with FreeU_V2 alone against
+    tests/data/freeu/tiny.safetensors' freeu_v2.noise_pred (diffusers' own
+    up blocks with the FreeU_V2 restatement hooked in)."""
+    g = load_file(FREEU_GOLDEN)
+    fu = FreeUV2(model_channels, **FREEU_V2)
+    with torch.no_grad():
+        out = forward(unet, g["freeu_v2.sample"], g["freeu_v2.timesteps"], g["freeu_v2.encoder_hidden_states"],
+                      out_patches=[fu])
+    d = (out - g["freeu_v2.noise_pred"]).abs().max().item()
+    assert d < 1e-5, d
+    assert dict(fu.fired) == {model_channels * 2: 4}, fu.fired
+    return d
+
+
+def patched_denoiser(unet, pair, timestep, patch, shrunk, logs, out_patches=None):
+    """The guided x0 (CFG on the [negative, positive] pair) with the patch on
+    (and `out_patches` as forward takes them); each call's shrunk flag and h
+    sizes are recorded."""
     def denoised(x, sigma):
         xc = torch.cat([x, x])
         sig = sigma.view(1).repeat(2)          # transformer_options["sigmas"]
         t = timestep(sigma.view(1)).float().repeat(2)
         log = []
         with torch.no_grad():
-            eps = forward(unet, xc / (sigma ** 2 + 1) ** 0.5, t, pair, patch, sig, log)
+            eps = forward(unet, xc / (sigma ** 2 + 1) ** 0.5, t, pair, patch, sig, log, out_patches)
         shrunk.append(1.0 if patch.active(sig) else 0.0)
         logs.append(log)
         x0s = eps_x0(xc, eps, sigma)
@@ -363,6 +436,49 @@ def main():
             g["after_skip.eps_first"] = eps
             print(f"    eps_first (sigma {s0.item():.6f}, t {int(t0.item())}): rel L2 vs unpatched eps "
                   f"{rel_l2(eps, eps_plain):.6e}")
+
+    # freeu_v2: Checkpoint -> PatchModelAddDownscale -> FreeU_V2, so the
+    # output_block_patch list is [downscale's, FreeU_V2's]
+    mc = unet.config.block_out_channels[0]
+    print(f"restated forward with FreeU_V2 alone vs {FREEU_GOLDEN} freeu_v2.noise_pred: "
+          f"max |diff| {check_freeu(unet, mc):.3e}")
+    r = FREEU_V2_RUN
+
+    def downscale():
+        return DeepShrink(r["block"], r["factor"], r["start"], r["end"], r["after_skip"], r["down"], r["up"])
+
+    patch, fu = downscale(), FreeUV2(mc, **FREEU_V2)
+    shrunk, logs = [], []
+    out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs, [patch.output_block_patch, fu]),
+                   noise, sigmas, SCALING, None)
+    assert shrunk == [1.0] * STEPS, shrunk
+    # h is 64 = 2 * model_channels wide at output blocks 0-3 (128 never occurs)
+    assert dict(fu.fired) == {2 * mc: 4 * STEPS}, fu.fired
+    g["freeu_v2.settings"] = torch.tensor([r["block"], r["factor"], r["start"], r["end"],
+                                           1.0 if r["after_skip"] else 0.0,
+                                           METHODS.index(r["down"]), METHODS.index(r["up"])])
+    g["freeu_v2.freeu"] = torch.tensor([FREEU_V2[k] for k in ("b1", "b2", "s1", "s2")])
+    g["freeu_v2.shrunk_steps"] = torch.tensor(shrunk)
+    g["freeu_v2.latent_out"] = out
+    print(f"freeu_v2: shrunk per step {shrunk}; FreeU_V2 fired by width {dict(fu.fired)}; "
+          f"rel L2 vs plain {rel_l2(out, plain):.6e}")
+    seen = {}
+    for i, log in enumerate(logs):
+        seen.setdefault(describe(log), []).append(i)
+    for text, steps in seen.items():
+        print(f"    steps {steps}: {text}")
+    # (a) the same Deep Shrink without FreeU_V2 (not stored)
+    ds_only = ksampler(patched_denoiser(unet, pair, timestep, downscale(), [], []), noise, sigmas, SCALING, None)
+    da = rel_l2(out, ds_only)
+    # (b) the two patches the other way round: FreeU_V2 on the small h, then the resize (not stored)
+    p2, fu2 = downscale(), FreeUV2(mc, **FREEU_V2)
+    rev = ksampler(patched_denoiser(unet, pair, timestep, p2, [], [], [fu2, p2.output_block_patch]),
+                   noise, sigmas, SCALING, None)
+    db = rel_l2(out, rev)
+    print(f"    rel L2 vs Deep Shrink alone (after skip, end 1.0): {da:.6e}")
+    print(f"    rel L2 vs FreeU_V2 before the resize: {db:.6e}")
+    assert da > 1e-3, da
+    assert db > 1e-4, db
 
     for k in g:
         assert torch.isfinite(g[k]).all(), k
