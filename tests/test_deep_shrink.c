@@ -2,8 +2,8 @@
  * restated on upstream diffusers' UNet (tests/data/deep_shrink): whole
  * KSampler runs of the tiny SD 1.x model shrunk after the first downsampler's
  * skip for the first part of the schedule, before its skip over the whole
- * schedule by a factor that does not divide the latent, and after the first
- * resblock; refusals. */
+ * schedule by a factor that does not divide the latent, after the first
+ * resblock, and with FreeU_V2 after it (the resize first); refusals. */
 #include "kiln_test.h"
 
 #include <stdlib.h>
@@ -22,6 +22,7 @@ static void runs_match_comfyui(void **state)
     parity_check_deep_shrink_run(m, "after_skip", 1e-5);
     parity_check_deep_shrink_run(m, "before_skip", 1e-5);
     parity_check_deep_shrink_run(m, "block1", 1e-5);
+    parity_check_deep_shrink_run(m, "freeu_v2", 1e-5);
     kiln_test_close_model(be, m);
 }
 

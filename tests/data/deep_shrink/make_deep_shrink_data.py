@@ -8,8 +8,9 @@ openaimodel.py (UNetModel._forward's input_block_patch,
 input_block_patch_after_skip and output_block_patch; Upsample's output_shape),
 comfy/utils.py (common_upscale), comfy/model_sampling.py (percent_to_sigma),
 comfy/samplers.py (normal_scheduler, calc_cond_batch's
-transformer_options["sigmas"]) and comfy/k_diffusion/sampling.py
-(sample_euler) restated here, not copied.
+transformer_options["sigmas"]), comfy/k_diffusion/sampling.py
+(sample_euler) and, for the freeu_v2 run, comfy_extras/nodes_freelunch.py
+(FreeU_V2) restated here, not copied.
 
 What ComfyUI does, as restated:
 - The node turns start_percent and end_percent into sigmas with the model's
@@ -40,6 +41,21 @@ What ComfyUI does, as restated:
   that keeps the height but not the width (1.07 on the 6 x 8 of block 3 after
   the skip: 6 x 7) reaches the concatenation with mismatched widths, which
   fails in ComfyUI.
+- freeu_v2 chains Checkpoint -> PatchModelAddDownscale -> FreeU_V2, so the
+  model's output_block_patch list is [the downscale's, FreeU_V2's] and at
+  each output block they run in that order on (h, skip) before the
+  concatenation: h is first resized to the skip's size, then FreeU_V2 acts on
+  the resized h and the skip. FreeU_V2 (as tests/data/freeu/
+  make_freeu_data.py restates it; not imported, since that script patches
+  diffusers when loaded) keys on h's channel count, model_channels * 4 ->
+  (b1, s1), model_channels * 2 -> (b2, s2) (model_channels 32 here: the 64
+  wide h of output blocks 0-3 takes (b2, s2), 128 never occurs), scales h's
+  first half of channels by (b - 1) * m + 1, m the channel mean min-max
+  rescaled per image, and scales the centre 2 x 2 of the skip's shifted 2-D
+  FFT by s. The script checks the restated forward with FreeU_V2 alone
+  against tests/data/freeu/tiny.safetensors' freeu_v2.noise_pred, and prints
+  (stores nothing of) the run's distance from the same Deep Shrink without
+  FreeU_V2 and from the two patches the other way round.
 - Here that forward is written out on diffusers' blocks (check_forward first
   shows it equals unet(...) without the patch to 1e-6), the sizes h takes
   logged per call.
@@ -62,6 +78,9 @@ Runs (each euler, normal, 3 steps, cfg 5, seed 42, denoise 1):
                bilinear down, nearest-exact up
   block1:      block 1, factor 2.0, start 0.0, end 0.6, after skip,
                bicubic down, bicubic up
+  freeu_v2:    block 3, factor 2.0, start 0.0, end 1.0, after skip,
+               bicubic down, bicubic up, then FreeU_V2 b1 1.3, b2 1.4,
+               s1 0.9, s2 0.2 (the node's defaults)
   plain:       no patch
 
 Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
@@ -69,7 +88,8 @@ Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
   sigmas (4,): the normal scheduler's 3 sigmas then 0.
   noise (1, 4, 12, 16): the seed-42 noise.
   plain.latent_out (1, 4, 12, 16): the run without the patch.
-  For each run R in after_skip, before_skip, block1:
+  For each run R in after_skip, before_skip, block1 (freeu_v2: all but
+  sigma_bounds):
     R.settings (7,): [block_number, downscale_factor, start_percent,
         end_percent, downscale_after_skip (0/1), downscale_method,
         upscale_method], a method as 0 nearest-exact, 1 bilinear, 2 bicubic
@@ -77,6 +97,7 @@ Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
         floats the node compares with; 999999999.9 becomes 1e9)
     R.shrunk_steps (3,): 1 where that step's model call was shrunk
     R.latent_out (1, 4, 12, 16): the LATENT KSampler returns
+  freeu_v2.freeu (4,): FreeU_V2's [b1, b2, s1, s2]
   after_skip.eps_x (1, 4, 12, 16): the x of the first step (noise * sqrt(1 +
       sigma0^2), before the model's input scaling)
   after_skip.eps_sigma (2,): [sigma0, its timestep]
