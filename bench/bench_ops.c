@@ -17,7 +17,10 @@
  *     of one read and one write, next to the same copy pass;
  *   resize as Kohya's Deep Shrink uses it on SDXL's first level at 1024x1024
  *     (2 x 320 x 128 x 128 to 64 x 64 and back), each method, in GB/s of one
- *     read of x and one write of y.
+ *     read of x and one write of y;
+ *   prelu and pixel_shuffle as Real-ESRGAN's compact x4 model runs them on
+ *     a 512x512 image (64 features; 48 channels to 3 at 2048x2048), in GB/s
+ *     of one read of x and one write of y.
  * Each case runs once to warm up, then `reps` times; the time is the mean,
  * timed by the GPU where the backend can (time_begin/time_end: Vulkan
  * timestamps, CUDA events), else on the host between two synchronises (the
@@ -324,6 +327,47 @@ static kiln_status bench_resize(kiln_backend *be, int reps)
     return st;
 }
 
+typedef struct compact_case {
+    kiln_prelu_params prelu;
+    kiln_pixel_shuffle_params shuffle;
+    kiln_tensor x, slope, y;
+} compact_case;
+
+static kiln_status run_prelu(kiln_backend *be, void *ctx)
+{
+    compact_case *c = ctx;
+    return be->ops->prelu(be, &c->prelu, (const kiln_tensor *[]){&c->x, &c->slope}, &c->y);
+}
+
+static kiln_status run_pixel_shuffle(kiln_backend *be, void *ctx)
+{
+    compact_case *c = ctx;
+    return be->ops->pixel_shuffle(be, &c->shuffle, (const kiln_tensor *[]){&c->x}, &c->y);
+}
+
+static kiln_status bench_compact(kiln_backend *be, int reps)
+{
+    const int C = 64, S = 512, r = 4;
+    int64_t n = (int64_t)C * S * S, shape[4] = {1, C, S, S}, cshape[1] = {C};
+    compact_case c = {.prelu = {1, C, S * S}, .shuffle = {1, 3, S, S, r}};
+    TRY(random_tensor(be, n, 4, shape, &c.x));
+    TRY(random_tensor_of(be, KILN_F16, C, 1, cshape, &c.slope));
+    TRY(random_tensor(be, n, 4, shape, &c.y));
+    double prelu_s = 0.0, shuffle_s = 0.0;
+    kiln_status st = time_case(be, run_prelu, &c, reps, &prelu_s);
+    /* the x4 model's last conv gives 3 r^2 = 48 channels: x's first 48, into
+     * the first 3 x 2048 x 2048 of y, both buffers large enough */
+    if (st == KILN_OK) st = time_case(be, run_pixel_shuffle, &c, reps, &shuffle_s);
+    free_tensors(be, (kiln_tensor *const[]){&c.x, &c.slope, &c.y}, 3);
+    TRY(st);
+    const double prelu_bytes = 2.0 * n * sizeof(float), shuffle_bytes = 2.0 * 3 * r * r * S * S * sizeof(float);
+    printf("prelu          1 x %d x %dx%d  %8.3f ms  %7.1f GB/s\n", C, S, S, 1e3 * prelu_s,
+           prelu_bytes / prelu_s / 1e9);
+    printf("pixel_shuffle  1 x %d x %dx%d r%d  %8.3f ms  %7.1f GB/s\n", 3 * r * r, S, S, r, 1e3 * shuffle_s,
+           shuffle_bytes / shuffle_s / 1e9);
+    return KILN_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = "cuda";
@@ -366,6 +410,7 @@ int main(int argc, char **argv)
     if (st == KILN_OK) st = bench_group_norm(be, reps);
     if (st == KILN_OK) st = bench_freeu(be, reps);
     if (st == KILN_OK) st = bench_resize(be, reps);
+    if (st == KILN_OK) st = bench_compact(be, reps);
     kiln_backend_free(be);
     if (st != KILN_OK) {
         fprintf(stderr, "bench_ops: %s\n", kiln_last_error());

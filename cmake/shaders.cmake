@@ -133,6 +133,8 @@ kiln_shader(transpose          transpose.comp)
 kiln_shader(freeu_backbone     freeu_backbone.comp)
 kiln_shader(fourier_filter     fourier_filter.comp)
 kiln_shader(resize             resize.comp)
+kiln_shader(prelu              prelu.comp)
+kiln_shader(pixel_shuffle      pixel_shuffle.comp)
 
 function(kiln_add_shaders target)
   set(src_dir ${CMAKE_SOURCE_DIR}/shaders)

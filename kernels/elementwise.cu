@@ -1,6 +1,6 @@
-// Elementwise and data-movement ops: activations, add/mul/scale, gated add, rotary
-// embedding, channel bias, concat, pad, upsample, resize, timestep embedding, transpose,
-// embedding. Each mirrors its loop in runtime/cpu_ref.c (resize: runtime/resample.c)
+// Elementwise and data-movement ops: activations, PReLU, add/mul/scale, gated add,
+// rotary embedding, channel bias, concat, pad, upsample, resize, pixel shuffle,
+// timestep embedding, transpose, embedding. Each mirrors its loop in runtime/cpu_ref.c (resize: runtime/resample.c)
 // with the same float expressions, so results agree to rounding. All are
 // memory-bound: one thread per output element in a grid-stride loop.
 #include "cuda_common.cuh"
@@ -236,6 +236,28 @@ __global__ void resize_kernel(const float *x, float *y, kiln_resize_params p, fl
     }
 }
 
+// x (N,C,HW), slope (C) any float storage -> y = x where x >= 0, else slope[c] x
+__global__ void prelu_kernel(const float *x, const void *slope, kiln_dtype slope_dtype, float *y,
+                             kiln_prelu_params p)
+{
+    GRID_STRIDE(i, (int64_t)p.N * p.C * p.HW)
+    {
+        float v = x[i];
+        y[i] = v >= 0.0f ? v : load_weight(slope, slope_dtype, (size_t)(i / p.HW % p.C)) * v;
+    }
+}
+
+// x (N,C*r*r,H,W) -> y (N,C,H*r,W*r): a thread per output, so writes coalesce
+__global__ void pixel_shuffle_kernel(const float *x, float *y, kiln_pixel_shuffle_params p)
+{
+    int64_t r = p.r, OH = p.H * r, OW = p.W * r;
+    GRID_STRIDE(i, (int64_t)p.N * p.C * OH * OW)
+    {
+        int64_t ow = i % OW, oh = i / OW % OH, nc = i / (OW * OH);
+        y[i] = x[((nc * r + oh % r) * r + ow % r) * p.H * p.W + oh / r * p.W + ow / r];
+    }
+}
+
 // t (N) -> y (N,dim); one thread per (n, frequency), writing its cos and sin
 __global__ void timestep_embedding_kernel(const float *t, float *y, kiln_timestep_embedding_params p)
 {
@@ -450,6 +472,28 @@ extern "C" kiln_status cuda_resize(kiln_backend *be, const kiln_resize_params *p
     resize_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p, (float)p->H / (float)p->OH,
                                                               (float)p->W / (float)p->OW);
     CUDA_TRY_LAUNCH("resize_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_prelu(kiln_backend *be, const kiln_prelu_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * p->HW;
+    prelu_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), cuda_ptr(src[1]), src[1]->dtype, OUT, *p);
+    CUDA_TRY_LAUNCH("prelu_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_pixel_shuffle(kiln_backend *be, const kiln_pixel_shuffle_params *p,
+                                          const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * p->r * p->r * p->H * p->W;
+    pixel_shuffle_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p);
+    CUDA_TRY_LAUNCH("pixel_shuffle_kernel");
     return KILN_OK;
 }
 

@@ -1,16 +1,19 @@
-/* ESRGAN (RRDBNet x4): binding, forward, and ImageUpscaleWithModel's tiling
- * (see esrgan.h). */
+/* ESRGAN (RRDBNet x4) and SRVGGNetCompact (compact.h): binding, forward,
+ * and ImageUpscaleWithModel's tiling (see esrgan.h). */
 #include "esrgan.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "compact.h"
 #include "image.h"
 #include "nn.h"
 #include "status.h"
 #include "tiled.h"
+#include "torch_file.h"
 
 #define SLOPE 0.2f          /* LeakyReLU's negative slope */
 #define RESIDUAL 0.2f       /* dense blocks' output scale onto their input */
@@ -25,6 +28,8 @@ typedef struct conv {
 struct kiln_upscaler {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
+    bool compact;  /* an SRVGGNetCompact (below), else an RRDBNet */
+    kiln_compact net;
     bool original; /* the original ESRGAN key layout (model.N) */
     int features, growth, blocks;
     conv first, trunk, up[2], hr, last;
@@ -97,6 +102,10 @@ static kiln_status read_shape(kiln_upscaler *u)
 
 static kiln_status bind(kiln_upscaler *u, kiln_backend *be)
 {
+    if ((u->compact = kiln_compact_detect(u->checkpoint))) {
+        TRY(kiln_weights_create(be, u->checkpoint, &u->weights));
+        return kiln_compact_bind(u->weights, u->checkpoint, &u->net);
+    }
     TRY(read_shape(u));
     TRY(kiln_weights_create(be, u->checkpoint, &u->weights));
     const int F = u->features, G = u->growth;
@@ -119,17 +128,31 @@ static kiln_status bind(kiln_upscaler *u, kiln_backend *be)
     return KILN_OK;
 }
 
+/* A .pth file's state dict as a safetensors file in the temporary folder,
+ * opened and unlinked at once (the mapping keeps it). */
+static kiln_status open_torch_file(const char *path, kiln_checkpoint **out)
+{
+    const char *dir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/kiln-upscaler-XXXXXX", dir && *dir ? dir : "/tmp");
+    const int fd = mkstemp(tmp);
+    if (fd < 0) return kiln_fail(KILN_ERR_IO, "%s: no temporary file for its tensors in %s", path, dir ? dir : "/tmp");
+    close(fd);
+    kiln_status st = kiln_torch_state_dict_to_safetensors(path, tmp);
+    if (st == KILN_OK) st = kiln_checkpoint_open(tmp, out);
+    unlink(tmp);
+    return st;
+}
+
 kiln_status kiln_upscaler_open(const char *path, kiln_backend *be, kiln_upscaler **out)
 {
     *out = NULL;
-    const char *dot = strrchr(path, '.');
-    if (dot && (strcmp(dot, ".pth") == 0 || strcmp(dot, ".pt") == 0 || strcmp(dot, ".ckpt") == 0))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a PyTorch pickle; kiln reads upscale models as .safetensors "
-                         "(OpenModelDB has most in both; or save the state dict with safetensors.torch.save_file)",
-                         path);
     kiln_upscaler *u = calloc(1, sizeof *u);
     if (!u) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscaler: out of host memory");
-    kiln_status st = kiln_checkpoint_open(path, &u->checkpoint);
+    /* OpenModelDB's models come as torch.save files as often as safetensors */
+    const char *dot = strrchr(path, '.');
+    const bool torch_file = dot && (strcmp(dot, ".pth") == 0 || strcmp(dot, ".pt") == 0 || strcmp(dot, ".ckpt") == 0);
+    kiln_status st = torch_file ? open_torch_file(path, &u->checkpoint) : kiln_checkpoint_open(path, &u->checkpoint);
     if (st == KILN_OK) st = bind(u, be);
     if (st != KILN_OK) {
         kiln_upscaler_free(u);
@@ -147,10 +170,14 @@ void kiln_upscaler_free(kiln_upscaler *u)
     free(u);
 }
 
-int kiln_upscaler_scale(const kiln_upscaler *u) { (void)u; return 4; }
+int kiln_upscaler_scale(const kiln_upscaler *u) { return u->compact ? u->net.scale : 4; }
 
 void kiln_upscaler_describe(const kiln_upscaler *u, char *buf, size_t size)
 {
+    if (u->compact) {
+        snprintf(buf, size, "SRVGGNetCompact x%d, %d features, %d convs", u->net.scale, u->net.features, u->net.convs);
+        return;
+    }
     snprintf(buf, size, "RRDBNet x4 (%s layout), %d features, growth %d, %d block%s",
              u->original ? "ESRGAN" : "BasicSR", u->features, u->growth, u->blocks, u->blocks == 1 ? "" : "s");
 }
@@ -214,6 +241,7 @@ static kiln_status rrdb(kiln_graph *g, const conv c[DENSE_BLOCKS][DENSE_CONVS], 
 
 kiln_status kiln_upscaler_forward(kiln_graph *g, const kiln_upscaler *u, const tensor *x, tensor **y)
 {
+    if (u->compact) return kiln_compact_forward(g, &u->net, x, y);
     tensor *first, *h = NULL, *trunk, *feat;
     TRY(conv_act(g, x, &u->first, true, &first));
     for (int b = 0; b < u->blocks; b++) {
@@ -248,7 +276,7 @@ kiln_status kiln_upscaler_forward(kiln_graph *g, const kiln_upscaler *u, const t
 typedef struct tile_run {
     const kiln_upscaler *u;
     const float *in; /* (3,h,w) */
-    float *out;      /* (3,4h,4w) */
+    float *out;      /* (3,s h,s w) */
     int h, w;
 } tile_run;
 

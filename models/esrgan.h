@@ -1,5 +1,6 @@
-/* ESRGAN upscale models (RRDBNet, x4), as ComfyUI's UpscaleModelLoader and
- * ImageUpscaleWithModel run them: a 3x3 conv to F features, B residual-in-
+/* Upscale models as ComfyUI's UpscaleModelLoader and ImageUpscaleWithModel
+ * run them: SRVGGNetCompact's (compact.h, any scale), and ESRGAN's
+ * (RRDBNet, x4): a 3x3 conv to F features, B residual-in-
  * residual dense blocks (each three dense blocks of five 3x3 convs, growth
  * G, LeakyReLU 0.2 between, the dense outputs scaled by 0.2 onto their
  * input), a trunk conv added to the first features, two nearest 2x
@@ -9,7 +10,9 @@
  * Both key layouts of such files are read: BasicSR's (`conv_first`,
  * `body.N.rdbK.convJ`, `conv_body`, `conv_up1/2`, `conv_hr`, `conv_last`)
  * and the original ESRGAN's (`model.0`, `model.1.sub.N.RDBK.convJ.0`,
- * `model.1.sub.B`, `model.3/6/8/10`). Only .safetensors files are read. */
+ * `model.1.sub.B`, `model.3/6/8/10`), from .safetensors files or
+ * torch.save's .pth (its state dict, under params_ema, params or
+ * state_dict where it is wrapped; read by torch_file.h). */
 #ifndef KILN_MODELS_ESRGAN_H
 #define KILN_MODELS_ESRGAN_H
 

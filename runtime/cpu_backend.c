@@ -155,6 +155,8 @@ REF_OP(transpose, SRC(0), OUT)
 REF_OP(embedding, SRC(0), cpu_weight(src[1]), OUT)
 REF_OP(pad2d, SRC(0), OUT)
 REF_OP(resize, SRC(0), OUT)
+REF_OP(prelu, SRC(0), cpu_weight(src[1]), OUT)
+REF_OP(pixel_shuffle, SRC(0), OUT)
 
 static kiln_status ref_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
@@ -254,6 +256,15 @@ SAME_AS_REF(pad2d)
 SAME_AS_REF(freeu_backbone)
 SAME_AS_REF(fourier_filter)
 
+/* The memory-bound ops below hand out their items (planes, rows) in chunks
+ * of at least CHUNK_OUTPUTS outputs: small items (a UNet level of 320
+ * channels) would cost more to hand out than to compute. */
+enum { CHUNK_OUTPUTS = 16384 };
+static int64_t grain_of(int64_t outputs_per_item)
+{
+    return outputs_per_item < CHUNK_OUTPUTS ? CHUNK_OUTPUTS / outputs_per_item : 1;
+}
+
 /* resize: kiln_resample, as the reference, on each thread's share of the planes */
 typedef struct resize_job {
     const kiln_resize_params *p;
@@ -274,12 +285,69 @@ static kiln_status fast_resize(kiln_backend *be, const kiln_resize_params *p, co
                                kiln_tensor *dst)
 {
     cpu_state *s = be->impl;
-    /* planes in chunks of at least RESIZE_CHUNK outputs: small planes (a UNet
-     * level of 320 channels) would cost more to hand out than to resize */
-    enum { RESIZE_CHUNK = 16384 };
-    int64_t plane = (int64_t)p->OH * p->OW;
-    cpu_parallel_for(s->pool, (int64_t)p->N * p->C, plane < RESIZE_CHUNK ? RESIZE_CHUNK / plane : 1, resize_planes,
+    cpu_parallel_for(s->pool, (int64_t)p->N * p->C, grain_of((int64_t)p->OH * p->OW), resize_planes,
                      &(resize_job){p, SRC(0), OUT});
+    return KILN_OK;
+}
+
+/* prelu: each thread's share of the (n, c) planes, the slope widened once a plane */
+typedef struct prelu_job {
+    const kiln_prelu_params *p;
+    const float *x;
+    kiln_weight_ptr slope;
+    float *y;
+} prelu_job;
+
+static void prelu_planes(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const prelu_job *j = ctx;
+    int64_t HW = j->p->HW;
+    for (int64_t nc = begin; nc < end; nc++) {
+        float s = kiln_load_f32(j->slope.data, j->slope.dtype, (size_t)(nc % j->p->C));
+        const float *x = j->x + nc * HW;
+        float *y = j->y + nc * HW;
+        for (int64_t i = 0; i < HW; i++) y[i] = x[i] >= 0.0f ? x[i] : s * x[i];
+    }
+}
+
+static kiln_status fast_prelu(kiln_backend *be, const kiln_prelu_params *p, const kiln_tensor *const *src,
+                              kiln_tensor *dst)
+{
+    cpu_state *s = be->impl;
+    cpu_parallel_for(s->pool, (int64_t)p->N * p->C, grain_of(p->HW), prelu_planes,
+                     &(prelu_job){p, SRC(0), cpu_weight(src[1]), OUT});
+    return KILN_OK;
+}
+
+/* pixel_shuffle: by output rows, so that each thread writes whole rows in
+ * order and gathers from the r planes that feed them */
+typedef struct pixel_shuffle_job {
+    const kiln_pixel_shuffle_params *p;
+    const float *x;
+    float *y;
+} pixel_shuffle_job;
+
+static void pixel_shuffle_rows(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const pixel_shuffle_job *j = ctx;
+    const kiln_pixel_shuffle_params *p = j->p;
+    int64_t r = p->r, OH = p->H * r, OW = p->W * r, plane = (int64_t)p->H * p->W;
+    for (int64_t row = begin; row < end; row++) {
+        int64_t nc = row / OH, oh = row % OH;
+        const float *x = j->x + (nc * r + oh % r) * r * plane + oh / r * p->W;
+        float *y = j->y + row * OW;
+        for (int64_t ow = 0; ow < OW; ow++) y[ow] = x[ow % r * plane + ow / r];
+    }
+}
+
+static kiln_status fast_pixel_shuffle(kiln_backend *be, const kiln_pixel_shuffle_params *p,
+                                      const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cpu_state *s = be->impl;
+    cpu_parallel_for(s->pool, (int64_t)p->N * p->C * p->H * p->r, grain_of((int64_t)p->W * p->r),
+                     pixel_shuffle_rows, &(pixel_shuffle_job){p, SRC(0), OUT});
     return KILN_OK;
 }
 

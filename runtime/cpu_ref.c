@@ -390,6 +390,34 @@ void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y)
     kiln_resample(x, p->N * p->C, p->H, p->W, y, p->OH, p->OW, (kiln_resample_method)p->method);
 }
 
+void cpu_ref_prelu(const kiln_prelu_params *p, const float *x, kiln_weight_ptr slope, float *y)
+{
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->C; c++) {
+            float s = wload(slope, (size_t)c);
+            for (int i = 0; i < p->HW; i++) {
+                size_t at = ((size_t)n * p->C + c) * p->HW + i;
+                y[at] = x[at] >= 0.0f ? x[at] : s * x[at];
+            }
+        }
+}
+
+// in x's order: each input plane (n, c r^2 + i r + j) fills the output pixels
+// (h r + i, w r + j) of channel c
+void cpu_ref_pixel_shuffle(const kiln_pixel_shuffle_params *p, const float *x, float *y)
+{
+    int r = p->r, OH = p->H * r, OW = p->W * r;
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->C; c++)
+            for (int i = 0; i < r; i++)
+                for (int j = 0; j < r; j++)
+                    for (int h = 0; h < p->H; h++)
+                        for (int w = 0; w < p->W; w++) {
+                            size_t from = (((((size_t)n * p->C + c) * r + i) * r + j) * p->H + h) * p->W + w;
+                            y[(((size_t)n * p->C + c) * OH + h * r + i) * OW + w * r + j] = x[from];
+                        }
+}
+
 // ids outside [0, V) are clamped: a kernel must not read out of bounds, and
 // the tokenizer never produces them
 void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_weight_ptr table, float *y)

@@ -54,5 +54,7 @@ void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x,
 /* the N C planes through kiln_resample (resample.c), the host code checked
  * against torch, so that the op and the host's resizes are one arithmetic */
 void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y);
+void cpu_ref_prelu(const kiln_prelu_params *p, const float *x, kiln_weight_ptr slope, float *y);
+void cpu_ref_pixel_shuffle(const kiln_pixel_shuffle_params *p, const float *x, float *y);
 
 #endif

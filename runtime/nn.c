@@ -291,6 +291,26 @@ kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resam
     return kiln_run_resize(g, &p, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_prelu(kiln_graph *g, const tensor *x, const tensor *slope, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    kiln_prelu_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1],
+                           (int32_t)(kiln_tensor_numel(x) / (x->shape[0] * x->shape[1]))};
+    return kiln_run_prelu(g, &p, (const tensor *[]){x, slope}, *y);
+}
+
+kiln_status nn_pixel_shuffle(kiln_graph *g, const tensor *x, int r, tensor **y)
+{
+    /* before the output exists: its channels would be a fraction */
+    if (r < 1 || x->shape[1] % ((int64_t)r * r))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "pixel_shuffle: factor %d does not split %lld channels into r^2 groups",
+                         r, (long long)x->shape[1]);
+    kiln_pixel_shuffle_params p = {(int32_t)x->shape[0], (int32_t)(x->shape[1] / ((int64_t)r * r)),
+                                   (int32_t)x->shape[2], (int32_t)x->shape[3], r};
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, (int64_t)p.H * r, (int64_t)p.W * r}));
+    return kiln_run_pixel_shuffle(g, &p, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y)
 {
     kiln_transpose_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)(x->shape[2] * x->shape[3])};

@@ -74,6 +74,10 @@ kiln_status nn_freeu_backbone(kiln_graph *g, const tensor *x, float b, bool v2, 
 kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **y);
 // x (N,C,H,W) -> *y (N,C,oh,ow): torch's interpolate (no align_corners, no antialias) with `method`
 kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resample_method method, tensor **y);
+// x (N,C,H,W) or (N,C,HW), slope (C) -> *y: PReLU, a learnt slope per channel for x < 0
+kiln_status nn_prelu(kiln_graph *g, const tensor *x, const tensor *slope, tensor **y);
+// x (N,C*r*r,H,W) -> *y (N,C,H*r,W*r): torch's pixel_shuffle
+kiln_status nn_pixel_shuffle(kiln_graph *g, const tensor *x, int r, tensor **y);
 // a (B,Ta,D), b (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens
 kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // *x = *x + delta, releasing both: the residual step of a block

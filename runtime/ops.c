@@ -310,6 +310,27 @@ kiln_status kiln_check_resize(const kiln_resize_params *p, const kiln_tensor *co
     return KILN_OK;
 }
 
+kiln_status kiln_check_prelu(const kiln_prelu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    const char *op = "prelu";
+    POSITIVE(p->N, p->C, p->HW);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->HW);
+    WEIGHT("slope", src[1], p->C);
+    ACT("y", dst, (int64_t)p->N * p->C * p->HW);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_pixel_shuffle(const kiln_pixel_shuffle_params *p, const kiln_tensor *const *src,
+                                     const kiln_tensor *dst)
+{
+    const char *op = "pixel_shuffle";
+    POSITIVE(p->N, p->C, p->H, p->W, p->r);
+    int64_t n = (int64_t)p->N * p->C * p->r * p->r * p->H * p->W;
+    ACT("x", src[0], n);
+    ACT("y", dst, n);
+    return KILN_OK;
+}
+
 kiln_status kiln_check_pad2d(const kiln_pad2d_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "pad2d";

@@ -104,6 +104,11 @@ typedef struct kiln_fourier_filter_params { int32_t N, C, H, W; float s; } kiln_
  * twice); method is any kiln_resample_method (resample.h), an int32_t here
  * so that the struct stays push-constant shaped. */
 typedef struct kiln_resize_params { int32_t N, C, H, W, OH, OW; int32_t method; } kiln_resize_params;
+/* Real-ESRGAN's compact upscaler (SRVGGNetCompact): a PReLU after each conv,
+ * one learnt slope per channel, and a pixel shuffle at the end turning its
+ * C r^2 channels into an image r times the size; C counts output channels. */
+typedef struct kiln_prelu_params { int32_t N, C, HW; } kiln_prelu_params;
+typedef struct kiln_pixel_shuffle_params { int32_t N, C, H, W, r; } kiln_pixel_shuffle_params;
 
 typedef enum kiln_op_id {
 #define KILN_OP(name, nsrc, doc) KILN_OP_##name,

@@ -7,6 +7,7 @@
 
 #include <zip.h>
 
+#include "safetensors.h"
 #include "status.h"
 
 #define MAX_PICKLE_BYTES ((size_t)256 << 20)
@@ -627,4 +628,63 @@ kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t
     free(bytes);
     *out = dst;
     return KILN_OK;
+}
+
+/* ---- state dicts ------------------------------------------------------------------ */
+
+typedef struct state_dict_job {
+    const kiln_torch_file *f;
+    const kiln_py_value *const *tensors; /* the entries' tensors, in the entries' order */
+} state_dict_job;
+
+static kiln_status fill_tensor(void *ctx, size_t index, void *dst, size_t nbytes)
+{
+    const state_dict_job *j = ctx;
+    float *v;
+    TRY(kiln_torch_read_f32(j->f, j->tensors[index], &v));
+    memcpy(dst, v, nbytes);
+    free(v);
+    return KILN_OK;
+}
+
+kiln_status kiln_torch_state_dict_to_safetensors(const char *path, const char *out)
+{
+    kiln_torch_file *f;
+    TRY(kiln_torch_open(path, &f));
+    const kiln_py_value *d = kiln_torch_root(f);
+    static const char *const wrappers[] = {"params_ema", "params", "state_dict", "model", "net"};
+    for (size_t i = 0; i < sizeof wrappers / sizeof *wrappers; i++) {
+        const kiln_py_value *inner = kiln_py_dict_get(d, wrappers[i]);
+        if (inner && inner->kind == KILN_PY_DICT) {
+            d = inner;
+            break;
+        }
+    }
+    kiln_status st = d->kind == KILN_PY_DICT ? KILN_OK
+                                             : kiln_fail(KILN_ERR_FORMAT, "%s: holds no dict of tensors", path);
+    kiln_st_entry *entries = calloc(d->n ? d->n : 1, sizeof *entries);
+    const kiln_py_value **tensors = calloc(d->n ? d->n : 1, sizeof *tensors);
+    if (st == KILN_OK && (!entries || !tensors)) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    size_t n = 0;
+    for (size_t i = 0; st == KILN_OK && i < d->n; i++) {
+        const kiln_py_value *t = d->items[i];
+        if (d->keys[i]->kind != KILN_PY_STR || t->kind != KILN_PY_TENSOR) continue; /* an optimizer's step, ... */
+        const char *name = d->keys[i]->s;
+        if (strncmp(name, "module.", 7) == 0) name += 7;
+        if (t->tensor.ndim > KILN_MAX_DIMS) {
+            st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions, kiln reads up to %d", path, name,
+                           t->tensor.ndim, KILN_MAX_DIMS);
+            break;
+        }
+        entries[n] = (kiln_st_entry){.name = name, .dtype = KILN_F32, .ndim = t->tensor.ndim};
+        for (int k = 0; k < t->tensor.ndim; k++) entries[n].shape[k] = t->tensor.shape[k];
+        tensors[n++] = t;
+    }
+    if (st == KILN_OK && n == 0) st = kiln_fail(KILN_ERR_FORMAT, "%s: holds no tensors", path);
+    if (st == KILN_OK)
+        st = kiln_st_write_fill(out, entries, n, NULL, 0, fill_tensor, &(state_dict_job){f, tensors});
+    free(entries);
+    free(tensors);
+    kiln_torch_close(f);
+    return st;
 }

@@ -74,4 +74,12 @@ int64_t kiln_py_tensor_numel(const kiln_py_value *t);
  * storages), into a new malloc'd array of kiln_py_tensor_numel floats. */
 kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t, float **out);
 
+/* The state dict a .pth model file holds, as spandrel unwraps it: the dict
+ * itself, or the one under "params_ema", "params", "state_dict", "model" or
+ * "net"; its
+ * tensors written to `out` as a safetensors file of f32 tensors (names
+ * without a leading "module.", as DataParallel saved them). Errors name
+ * `path`: no dict of tensors, more dims than kiln reads. */
+kiln_status kiln_torch_state_dict_to_safetensors(const char *path, const char *out);
+
 #endif

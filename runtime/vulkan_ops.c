@@ -1100,6 +1100,44 @@ static kiln_status vk_resize(kiln_backend *be, const kiln_resize_params *p, cons
                            1, dst);
 }
 
+/* prelu.comp */
+typedef struct prelu_push {
+    VkDeviceAddress x, slope, y;
+    kiln_prelu_params p;
+    uint32_t slope_first, slope_dtype;
+} prelu_push;
+
+static kiln_status vk_prelu(kiln_backend *be, const kiln_prelu_params *p, const kiln_tensor *const *src,
+                            kiln_tensor *dst)
+{
+    prelu_push push = {.p = *p};
+    weight_arg slope = {0};
+    TRY(act("prelu", src[0], &push.x));
+    TRY(weight("prelu", "slope", src[1], &slope));
+    TRY(act("prelu", dst, &push.y));
+    push.slope = slope.address;
+    push.slope_first = slope.first;
+    push.slope_dtype = slope.dtype;
+    return run_elementwise4(be, KILN_VK_SHADER_PRELU, &push, sizeof push, (uint64_t)p->N * p->C * p->HW, src, 2,
+                            dst);
+}
+
+/* pixel_shuffle.comp */
+typedef struct pixel_shuffle_push {
+    VkDeviceAddress x, y;
+    kiln_pixel_shuffle_params p;
+} pixel_shuffle_push;
+
+static kiln_status vk_pixel_shuffle(kiln_backend *be, const kiln_pixel_shuffle_params *p,
+                                    const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    pixel_shuffle_push push = {.p = *p};
+    TRY(act("pixel_shuffle", src[0], &push.x));
+    TRY(act("pixel_shuffle", dst, &push.y));
+    return run_elementwise4(be, KILN_VK_SHADER_PIXEL_SHUFFLE, &push, sizeof push,
+                            (uint64_t)p->N * p->C * p->r * p->r * p->H * p->W, src, 1, dst);
+}
+
 static kiln_status vk_synchronize(kiln_backend *be) { return kiln_vk_finish(kiln_vk_of(be)); }
 
 const kiln_backend_ops kiln_vk_backend_ops = {

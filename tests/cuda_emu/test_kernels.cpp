@@ -217,6 +217,28 @@ static void test_elementwise()
             bool copies = m == KILN_RESAMPLE_NEAREST_EXACT || m == KILN_RESAMPLE_NEAREST || m == KILN_RESAMPLE_AREA;
             compare(name, F(o), w.data(), on, copies ? 0 : 1e-6);
         }
+    // prelu with each slope dtype, HW odd so that threads' channels change
+    // mid-warp, and in place (y = x); one multiply, so exact
+    for (kiln_dtype dt : {KILN_F32, KILN_F16, KILN_BF16, KILN_F8_E4M3}) {
+        kiln_prelu_params p = {2, 5, 37};
+        int64_t nn = 2 * 5 * 37;
+        buf *a = make(KILN_F32, nn), *sl = make(dt, 5), *o = make(KILN_F32, nn, false);
+        std::vector<float> w(nn); const kiln_tensor *s[] = {&a->t, &sl->t};
+        cpu_ref_prelu(&p, F(a), W(sl), w.data());
+        char name[64]; snprintf(name, sizeof name, "prelu slope %s", kiln_dtype_name(dt));
+        check(cuda_prelu(&be_f32, &p, s, &o->t)); compare(name, F(o), w.data(), nn, 0);
+        snprintf(name, sizeof name, "prelu slope %s in place", kiln_dtype_name(dt));
+        check(cuda_prelu(&be_f32, &p, s, &a->t)); compare(name, F(a), w.data(), nn, 0);
+    }
+    for (kiln_pixel_shuffle_params p : {kiln_pixel_shuffle_params{1, 3, 8, 8, 4}, {1, 3, 7, 5, 2}, {2, 5, 7, 5, 3},
+                                        {2, 6, 5, 7, 1}}) {
+        int64_t nn = (int64_t)p.N * p.C * p.r * p.r * p.H * p.W;
+        buf *a = make(KILN_F32, nn), *o = make(KILN_F32, nn, false);
+        std::vector<float> w(nn); const kiln_tensor *s[] = {&a->t};
+        check(cuda_pixel_shuffle(&be_f32, &p, s, &o->t)); cpu_ref_pixel_shuffle(&p, F(a), w.data());
+        char name[64]; snprintf(name, sizeof name, "pixel_shuffle %d,%d,%dx%d r%d", p.N, p.C * p.r * p.r, p.H, p.W, p.r);
+        compare(name, F(o), w.data(), nn, 0);
+    }
     for (int flip = 0; flip < 2; flip++) {
         kiln_timestep_embedding_params p = {3, 320, flip, flip ? 0.0f : 1.0f, 10000.0f};
         buf *t = make(KILN_F32, 3), *o = make(KILN_F32, 960, false);

@@ -118,6 +118,8 @@ static void upscaler_f32(void **s)
 {
     (void)s;
     parity_check_upscaler(&gpu_f32, "upscale/rrdb_basicsr.safetensors", "upscale/golden.safetensors");
+    /* SRVGGNetCompact: PReLU and pixel shuffle */
+    parity_check_compact_upscaler(&gpu_f32, "upscale/compact/compact_x4.safetensors", "x4.out");
 }
 
 static void controlnet_f32(void **s)

@@ -470,3 +470,27 @@ void kiln_ref64_resize(const kiln_resize_params *p, const double *x, double *y, 
             }
     }
 }
+
+// torch's definition: max(0, x) + slope[c] min(0, x)
+void kiln_ref64_prelu(const kiln_prelu_params *p, const double *x, const double *slope, double *y)
+{
+    size_t n = (size_t)p->N * p->C * p->HW;
+    for (size_t i = 0; i < n; i++) {
+        double s = slope[i / p->HW % p->C];
+        y[i] = fmax(0.0, x[i]) + s * fmin(0.0, x[i]);
+    }
+}
+
+// each output pixel (oh, ow) of channel c from sub-pixel (oh % r, ow % r) of
+// the input channels c r^2 .. c r^2 + r^2 - 1, at (oh / r, ow / r)
+void kiln_ref64_pixel_shuffle(const kiln_pixel_shuffle_params *p, const double *x, double *y)
+{
+    int r = p->r, OH = p->H * r, OW = p->W * r;
+    size_t plane = (size_t)p->H * p->W;
+    for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                size_t channel = nc * r * r + (size_t)(oh % r) * r + ow % r;
+                y[(nc * OH + oh) * OW + ow] = x[channel * plane + (size_t)(oh / r) * p->W + ow / r];
+            }
+}

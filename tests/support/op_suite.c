@@ -48,6 +48,9 @@ typedef struct op_case {
 #define ROPE(b, t, h, d) {KILN_OP_rope, .p.rope = {b, t, h, d}, 3.0f}
 #define GATED_ADD(b, t, c, k, gate, ...) {KILN_OP_gated_add, .p.gated_add = {b, t, c, k, gate}, 2.0f, __VA_ARGS__}
 #define RESIZE(n, c, h, w, oh, ow, method) {KILN_OP_resize, .p.resize = {n, c, h, w, oh, ow, KILN_RESAMPLE_##method}}
+/* x in [-4, 4]: half of it below zero, where the slope applies */
+#define PRELU(n, c, hw) {KILN_OP_prelu, .p.prelu = {n, c, hw}, 4.0f}
+#define PIXEL_SHUFFLE(n, c, h, w, r) {KILN_OP_pixel_shuffle, .p.pixel_shuffle = {n, c, h, w, r}}
 
 /* Shapes from SD 1.x/2.x/XL (UNet levels of 320/640/1280 channels, head dims
  * 40/80/160 and 64/128, CLIP's 77 tokens, the VAE's 128/512 channels and its
@@ -243,6 +246,19 @@ static const op_case op_cases[] = {
     RESIZE(1, 3, 7, 5, 4, 3, AREA),
     RESIZE(1, 2, 3, 4, 8, 6, AREA),
     RESIZE(1, 4, 9, 12, 9, 5, AREA),
+    /* Real-ESRGAN's compact upscaler (SRVGGNetCompact): 64 features at a
+     * 128x128 tile, a PReLU after each conv, then the x4 model's pixel
+     * shuffle of 3 x 16 channels; the x2 model's of 3 x 4 at an odd size;
+     * and small odd shapes: HW % 4 != 0 (the GPUs' groups of four span
+     * channels and images), r = 3, r = 1 (a copy) */
+    PRELU(1, 64, 128 * 128),
+    PRELU(2, 16, 37 * 23),
+    PRELU(2, 5, 7),
+    PRELU(1, 3, 1),
+    PIXEL_SHUFFLE(1, 3, 64, 64, 4),
+    PIXEL_SHUFFLE(1, 3, 37, 23, 2),
+    PIXEL_SHUFFLE(2, 5, 7, 5, 3),
+    PIXEL_SHUFFLE(2, 6, 5, 7, 1),
 };
 
 /* ---- operands ---------------------------------------------------------- */
@@ -493,6 +509,23 @@ static void describe(case_run *r)
                  kiln_resample_name((kiln_resample_method)q->method));
         break;
     }
+    case KILN_OP_prelu: {
+        const kiln_prelu_params *q = &p->prelu;
+        r->src[0] = act("x", (size_t)q->N * q->C * q->HW, lo, hi);
+        r->src[1] = weight("slope", (size_t)q->C, -0.25, 0.75);
+        r->dst = act("y", r->src[0].count, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d]", q->N, q->C, q->HW);
+        break;
+    }
+    case KILN_OP_pixel_shuffle: {
+        const kiln_pixel_shuffle_params *q = &p->pixel_shuffle;
+        size_t n = (size_t)q->N * q->C * q->r * q->r * q->H * q->W;
+        r->src[0] = act("x", n, lo, hi);
+        r->dst = act("y", n, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d,%d] r%d->[%d,%d,%d,%d]", q->N, q->C * q->r * q->r, q->H, q->W, q->r, q->N,
+                 q->C, q->H * q->r, q->W * q->r);
+        break;
+    }
     default:
         r->nsrc = -1; /* an op added to ops.def without a description here */
         snprintf(r->desc, cap, "(the suite cannot build its operands)");
@@ -558,6 +591,8 @@ static kiln_status reference(const case_run *r, double *y)
         free(scratch);
         break;
     }
+    case KILN_OP_prelu: kiln_ref64_prelu(&p->prelu, s0, s1, y); break;
+    case KILN_OP_pixel_shuffle: kiln_ref64_pixel_shuffle(&p->pixel_shuffle, s0, y); break;
     default: return kiln_fail(KILN_ERR_UNSUPPORTED, "op suite: no float64 reference for op %d", (int)r->c->op);
     }
     return KILN_OK;

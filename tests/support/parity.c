@@ -204,15 +204,12 @@ static kiln_status upscale_fn(kiln_graph *g, void *ctx)
     return kiln_graph_output(g, y, r->out, kiln_tensor_nbytes(y));
 }
 
-void parity_check_upscaler(const parity_fixture *fx, const char *model_path, const char *golden_path)
+/* The network's output for the golden's `input` against its `raw`, and the
+ * whole picture's upscale (clamped) against raw clamped. */
+static void check_upscaler_network(const parity_fixture *fx, kiln_backend *be, kiln_upscaler *u, kiln_st_file *f,
+                                   const char *input, const char *raw_key)
 {
-    kiln_backend *be;
-    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
-    kiln_upscaler *u;
-    assert_kiln_ok(kiln_upscaler_open(kiln_test_data(model_path), be, &u));
-    kiln_st_file *f = golden_open(golden_path);
-    golden image = golden_read(f, "image"), raw = golden_read(f, "raw"), whole = golden_read(f, "whole"),
-           tiled = golden_read(f, "tiled");
+    golden image = golden_read(f, input), raw = golden_read(f, raw_key);
     upscale_run r = {u, &image, malloc(raw.count * sizeof(float))};
     kiln_graph *g;
     assert_kiln_ok(kiln_graph_create(be, &g));
@@ -220,6 +217,26 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
     kiln_graph_free(g);
     print_message("  network ");
     assert_rel_l2_le(r.out, raw.data, raw.count, fx->tol);
+    float *out;
+    assert_kiln_ok(kiln_upscale_image(u, image.data, (int)image.shape[2], (int)image.shape[3], KILN_UPSCALE_TILE,
+                                      KILN_UPSCALE_OVERLAP, &out));
+    for (size_t i = 0; i < raw.count; i++) raw.data[i] = raw.data[i] < 0.0f ? 0.0f : raw.data[i] > 1.0f ? 1.0f : raw.data[i];
+    print_message("  clamped ");
+    assert_rel_l2_le(out, raw.data, raw.count, fx->tol);
+    free(out);
+    free(r.out);
+    golden_free(&image), golden_free(&raw);
+}
+
+void parity_check_upscaler(const parity_fixture *fx, const char *model_path, const char *golden_path)
+{
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
+    kiln_upscaler *u;
+    assert_kiln_ok(kiln_upscaler_open(kiln_test_data(model_path), be, &u));
+    kiln_st_file *f = golden_open(golden_path);
+    check_upscaler_network(fx, be, u, f, "image", "raw");
+    golden image = golden_read(f, "image"), whole = golden_read(f, "whole"), tiled = golden_read(f, "tiled");
     const int h = (int)image.shape[2], w = (int)image.shape[3];
     float *out;
     assert_kiln_ok(kiln_upscale_image(u, image.data, h, w, KILN_UPSCALE_TILE, KILN_UPSCALE_OVERLAP, &out));
@@ -230,8 +247,20 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
     print_message("  tiled   ");
     assert_rel_l2_le(out, tiled.data, tiled.count, fx->tol);
     free(out);
-    free(r.out);
-    golden_free(&image), golden_free(&raw), golden_free(&whole), golden_free(&tiled);
+    golden_free(&image), golden_free(&whole), golden_free(&tiled);
+    kiln_st_close(f);
+    kiln_upscaler_free(u);
+    kiln_backend_free(be);
+}
+
+void parity_check_compact_upscaler(const parity_fixture *fx, const char *model_path, const char *raw_key)
+{
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
+    kiln_upscaler *u;
+    assert_kiln_ok(kiln_upscaler_open(kiln_test_data(model_path), be, &u));
+    kiln_st_file *f = golden_open("upscale/compact/compact.golden.safetensors");
+    check_upscaler_network(fx, be, u, f, "input", raw_key);
     kiln_st_close(f);
     kiln_upscaler_free(u);
     kiln_backend_free(be);

@@ -747,7 +747,8 @@ def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, token
 
 
 def load_upscale_model(backend: Backend, path) -> "Upscaler":
-    """UpscaleModelLoader: an ESRGAN / Real-ESRGAN model (x2, x4, ...)."""
+    """UpscaleModelLoader: an ESRGAN (RRDBNet x4) or Real-ESRGAN compact
+    (SRVGGNetCompact, any scale) model, .safetensors or .pth."""
     return Upscaler(_load(_lib.kiln_upscale_model_load, backend, _path(path)), backend)
 
 
