@@ -276,6 +276,7 @@ static kiln_status rebuild_tensor(unpickler *u, const kiln_py_value *args, kiln_
     t->tensor.offset = args->items[1]->i;
     t->tensor.ndim = (int)args->items[2]->n;
     /* every element it reaches must lie in its storage */
+    if (t->tensor.offset < 0) return bad(u, "a tensor before its storage");
     int64_t last = t->tensor.offset;
     bool empty = false;
     for (int d = 0; d < t->tensor.ndim; d++) {
@@ -285,9 +286,10 @@ static kiln_status rebuild_tensor(unpickler *u, const kiln_py_value *args, kiln_
         t->tensor.shape[d] = size;
         t->tensor.stride[d] = stride;
         if (size == 0) empty = true;
+        else if (stride && size - 1 > (INT64_MAX - last) / stride) return bad(u, "a tensor reaching past its storage");
         else last += (size - 1) * stride;
     }
-    if (!empty && (t->tensor.offset < 0 || last >= storage->numel))
+    if (!empty && last >= storage->numel)
         return bad(u, "a tensor reaching past its storage");
     *out = t;
     return KILN_OK;
@@ -323,6 +325,7 @@ static kiln_status persistent_load(unpickler *u)
         strcmp(pid->items[0]->s, "storage") != 0 || pid->items[1]->kind != KILN_PY_OBJECT ||
         pid->items[2]->kind != KILN_PY_STR || pid->items[4]->kind != KILN_PY_INT || pid->items[4]->i < 0)
         return bad(u, "a persistent id that is not a storage's");
+    if (pid->items[4]->i > ((int64_t)1 << 40)) return bad(u, "a storage of more elements than kiln reads");
     const char *type = pid->items[1]->s;
     if (strncmp(type, "torch.", 6) != 0 || !find_storage_type(type + 6))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: storage type %s: kiln reads float, half, bfloat16, double, long, "
