@@ -154,7 +154,7 @@ expect_error "malformed safetensors corpus file" "header_past_end" --model "$dat
 expect_error "checkpoint as an upscale model" "not an ESRGAN (RRDBNet) upscale model" --model "$tiny" --prompt x \
     --width 16 --height 16 --steps 1 --upscale-model "$tiny"
 touch "$tmp/4x.pth"
-expect_error "pickled upscale model" "4x.pth: a PyTorch pickle" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
+expect_error "upscale model .pth that is no torch.save file" "4x.pth: not a torch.save file" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
 
 # bad destinations: refused before the model loads or sampling starts (no
 # "step" line), with an error naming the path, and nothing written
@@ -300,7 +300,7 @@ expect_refused "hires flag without a scale" "need --hires-scale" --output "$tmp/
 expect_refused "hires on img2img" "--hires-scale is for txt2img" --output "$tmp/out.png" --init-image "$img" \
     --hires-scale 2
 expect_refused "hires scale too large" "--hires-scale 9: must be 0.1..8" --output "$tmp/out.png" --hires-scale 9
-expect_refused "hires method unknown" "--hires-method lanczos: must be nearest-exact, bilinear or bicubic" \
+expect_refused "hires method unknown" "--hires-method lanczos: must be nearest-exact, bilinear, bicubic, area or bislerp" \
     --output "$tmp/out.png" --hires-scale 2 --hires-method lanczos
 expect_refused "missing upscale model" "--upscale-model $tmp/nosuch.safetensors: No such file" \
     --output "$tmp/out.png" --upscale-model "$tmp/nosuch.safetensors"
