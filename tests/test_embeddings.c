@@ -247,6 +247,45 @@ static void bundled_and_first(void **state)
     rmdir(dir);
 }
 
+/* SD 2.x's tower takes a file's clip_h tensor (ComfyUI's embedding_key):
+ * a file with clip_g (first by name) and clip_h gives the conditioning of
+ * clip_h's alone, not clip_g's. */
+static void sd2_takes_clip_h(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln_sd2_emb_XXXXXX", path[4200];
+    assert_non_null(mkdtemp(dir));
+    float h[2 * 32], l[2 * 32]; /* l: the other tower's vectors */
+    for (int i = 0; i < 64; i++) h[i] = 0.02f * (float)((i * 7) % 13 - 6), l[i] = -0.03f * (float)((i * 5) % 11 - 5);
+    const kiln_st_entry both[] = {{"clip_g", KILN_F32, 2, {2, 32}, l}, {"clip_h", KILN_F32, 2, {2, 32}, h}},
+                        only_h = {"emb_params", KILN_F32, 2, {2, 32}, h}, only_l = {"emb_params", KILN_F32, 2, {2, 32}, l};
+    snprintf(path, sizeof path, "%s/both.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, both, 2, NULL, 0));
+    snprintf(path, sizeof path, "%s/h.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, &only_h, 1, NULL, 0));
+    snprintf(path, sizeof path, "%s/l.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, &only_l, 1, NULL, 0));
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_cpu_create(NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("sd2/tiny_sd2.safetensors"), NULL, 0, &m));
+    assert_kiln_ok(kiln_model_set_embeddings(m, dir));
+    kiln_conditioning c[3];
+    static const char *const prompts[3] = {"a embedding:both photo", "a embedding:h photo", "a embedding:l photo"};
+    for (int i = 0; i < 3; i++) assert_kiln_ok(kiln_text_encode(m, prompts[i], 0, &c[i]));
+    const size_t n = (size_t)c[0].tokens * c[0].dim;
+    assert_memory_equal(c[0].data, c[1].data, n * sizeof(float));
+    assert_true(kiln_rel_l2(c[0].data, c[2].data, n) > 1e-3);
+    for (int i = 0; i < 3; i++) kiln_conditioning_free(&c[i]);
+    kiln_test_close_model(be, m);
+    static const char *const names[3] = {"both", "h", "l"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -258,6 +297,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(embeddings_matter),
         cmocka_unit_test(bad_embeddings_refused),
         cmocka_unit_test(bundled_and_first),
+        cmocka_unit_test(sd2_takes_clip_h),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
