@@ -298,7 +298,7 @@ kiln_status kiln_image_scale(const kiln_image *img, const char *method, int widt
     if (strcmp(method, "lanczos") == 0) return kiln_image_resize_lanczos(img, x0, y0, cw, ch, width, height, out);
     kiln_resample_method m;
     /* ImageScale's methods: bislerp is LatentUpscale's */
-    if (!kiln_resample_from_name(method, &m) || m == KILN_RESAMPLE_BISLERP)
+    if (!kiln_resample_plane_method_from_name(method, &m))
         return kiln_fail(KILN_ERR_INVALID_ARG, "image scale method '%s': nearest-exact, bilinear, bicubic, area or "
                          "lanczos", method);
     float *cut = malloc((size_t)3 * cw * ch * sizeof *cut), *scaled = malloc((size_t)3 * width * height * sizeof *scaled);

@@ -19,6 +19,11 @@ bool kiln_resample_from_name(const char *name, kiln_resample_method *out)
 
 const char *kiln_resample_name(kiln_resample_method m) { return names[m]; }
 
+bool kiln_resample_plane_method_from_name(const char *name, kiln_resample_method *out)
+{
+    return kiln_resample_from_name(name, out) && *out != KILN_RESAMPLE_BISLERP;
+}
+
 int kiln_nearest_index(int dst, int in, int out)
 {
     if (out == 2 * in) return dst >> 1;

@@ -25,6 +25,9 @@ typedef enum kiln_resample_method {
  * it). */
 bool kiln_resample_from_name(const char *name, kiln_resample_method *out);
 const char *kiln_resample_name(kiln_resample_method m);
+/* kiln_resample_from_name for a method that resizes each plane alone (all
+ * of ComfyUI's but bislerp): what a picture and the UNet's resize op take. */
+bool kiln_resample_plane_method_from_name(const char *name, kiln_resample_method *out);
 
 /* torch's nearest source index of target index `dst` (out targets over in
  * sources): floor(dst * in / out), the scale in float32 (dst / 2 at twice). */

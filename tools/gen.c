@@ -874,8 +874,7 @@ static int parse(int argc, char **argv, gen_options *o)
             kiln_resample_method m[2];
             if (n < sizeof down) memcpy(down, optarg, n);
             snprintf(up, sizeof up, "%s", comma ? comma + 1 : down);
-            if (!kiln_resample_from_name(down, &m[0]) || !kiln_resample_from_name(up, &m[1]) ||
-                m[0] == KILN_RESAMPLE_BISLERP || m[1] == KILN_RESAMPLE_BISLERP)
+            if (!kiln_resample_plane_method_from_name(down, &m[0]) || !kiln_resample_plane_method_from_name(up, &m[1]))
                 return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear, nearest-exact or area");
             o->deep_shrink.downscale_method = kiln_resample_name(m[0]);
             o->deep_shrink.upscale_method = kiln_resample_name(m[1]);
