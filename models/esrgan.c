@@ -6,14 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "compact.h"
 #include "image.h"
 #include "nn.h"
 #include "status.h"
 #include "tiled.h"
-#include "torch_file.h"
 
 #define SLOPE 0.2f          /* LeakyReLU's negative slope */
 #define RESIDUAL 0.2f       /* dense blocks' output scale onto their input */
@@ -128,31 +126,12 @@ static kiln_status bind(kiln_upscaler *u, kiln_backend *be)
     return KILN_OK;
 }
 
-/* A .pth file's state dict as a safetensors file in the temporary folder,
- * opened and unlinked at once (the mapping keeps it). */
-static kiln_status open_torch_file(const char *path, kiln_checkpoint **out)
-{
-    const char *dir = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/kiln-upscaler-XXXXXX", dir && *dir ? dir : "/tmp");
-    const int fd = mkstemp(tmp);
-    if (fd < 0) return kiln_fail(KILN_ERR_IO, "%s: no temporary file for its tensors in %s", path, dir ? dir : "/tmp");
-    close(fd);
-    kiln_status st = kiln_torch_state_dict_to_safetensors(path, tmp);
-    if (st == KILN_OK) st = kiln_checkpoint_open(tmp, out);
-    unlink(tmp);
-    return st;
-}
-
 kiln_status kiln_upscaler_open(const char *path, kiln_backend *be, kiln_upscaler **out)
 {
     *out = NULL;
     kiln_upscaler *u = calloc(1, sizeof *u);
     if (!u) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "upscaler: out of host memory");
-    /* OpenModelDB's models come as torch.save files as often as safetensors */
-    const char *dot = strrchr(path, '.');
-    const bool torch_file = dot && (strcmp(dot, ".pth") == 0 || strcmp(dot, ".pt") == 0 || strcmp(dot, ".ckpt") == 0);
-    kiln_status st = torch_file ? open_torch_file(path, &u->checkpoint) : kiln_checkpoint_open(path, &u->checkpoint);
+    kiln_status st = kiln_checkpoint_open(path, &u->checkpoint);
     if (st == KILN_OK) st = bind(u, be);
     if (st != KILN_OK) {
         kiln_upscaler_free(u);

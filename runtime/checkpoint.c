@@ -321,16 +321,20 @@ static kiln_status add_file(kiln_checkpoint *ck, const char *path, kiln_st_file 
 }
 
 /* A part stored in shards, as transformers saves a large text encoder:
- * `<part>/model.safetensors.index.json` maps each tensor to one of the
- * files beside it; each file is opened once, in the order first named. */
+ * `<part>/model.safetensors.index.json` (or pytorch_model.bin.index.json,
+ * torch.save's shards) maps each tensor to one of the files beside it; each
+ * file is opened once, in the order first named. */
 static kiln_status open_shards(kiln_checkpoint *ck, const char *dir, const char *part, kiln_st_file **files,
                                int *nfiles, bool *found)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s/model.safetensors.index.json", dir, part);
     *nfiles = 0;
     struct stat info;
-    if (!(*found = stat(path, &info) == 0)) return KILN_OK;
+    snprintf(path, sizeof path, "%s/%s/model.safetensors.index.json", dir, part);
+    if (!(*found = stat(path, &info) == 0)) {
+        snprintf(path, sizeof path, "%s/%s/pytorch_model.bin.index.json", dir, part);
+        if (!(*found = stat(path, &info) == 0)) return KILN_OK;
+    }
     cJSON *root;
     TRY(read_json(path, &root));
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
@@ -357,17 +361,28 @@ static kiln_status open_shards(kiln_checkpoint *ck, const char *dir, const char 
     return st;
 }
 
+/* The weights file of a diffusers or transformers model folder: its
+ * safetensors file, else the torch.save file saved before safetensors.
+ * False when it has none. */
+static bool folder_weights(const char *folder, char *path, size_t size)
+{
+    static const char *const names[] = {"diffusion_pytorch_model.safetensors", "model.safetensors",
+                                        "diffusion_pytorch_model.bin", "pytorch_model.bin"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, size, "%s/%s", folder, names[i]);
+        struct stat st;
+        if (stat(path, &st) == 0) return true;
+    }
+    return false;
+}
+
 static kiln_status open_part(kiln_checkpoint *ck, const char *dir, const char *part, kiln_st_file **out)
 {
-    char path[4096];
-    const char *names[] = {"diffusion_pytorch_model.safetensors", "model.safetensors"};
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s/%s", dir, part, names[i]);
-        struct stat st;
-        if (stat(path, &st) == 0) return add_file(ck, path, out);
-    }
-    return kiln_fail(KILN_ERR_MODEL, "%s: diffusers folder has no %s/diffusion_pytorch_model.safetensors or %s/model.safetensors",
-                     dir, part, part);
+    char folder[4096], path[4200];
+    snprintf(folder, sizeof folder, "%s/%s", dir, part);
+    if (folder_weights(folder, path, sizeof path)) return add_file(ck, path, out);
+    return kiln_fail(KILN_ERR_MODEL, "%s: diffusers folder has no %s/diffusion_pytorch_model.safetensors or "
+                     "%s/model.safetensors (nor their .bin forms)", dir, part, part);
 }
 
 /* A part's names under the canonical ones; a text encoder's go under text_root. */
@@ -1592,11 +1607,10 @@ kiln_status kiln_checkpoint_open_controlnet(const char *path, kiln_checkpoint **
     /* a diffusers ControlNet folder (ControlNetModel's, FluxControlNetModel's) is its one weights file */
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        char file[4096];
-        snprintf(file, sizeof file, "%s/diffusion_pytorch_model.safetensors", path);
-        if (stat(file, &st) != 0)
-            return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet folder without diffusion_pytorch_model.safetensors",
-                             path);
+        char file[4200];
+        if (!folder_weights(path, file, sizeof file))
+            return kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet folder without diffusion_pytorch_model.safetensors "
+                             "(or .bin)", path);
         return open_single_file(file, controlnet_namer, out);
     }
     return open_file_or_folder(path, controlnet_namer, out);

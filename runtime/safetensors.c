@@ -21,6 +21,7 @@
 #include "file.h"
 #include "gguf.h"
 #include "status.h"
+#include "torch_file.h"
 
 /* The reference implementation's cap; real headers are a few hundred KB. */
 #define ST_MAX_HEADER_BYTES 100000000ull
@@ -370,13 +371,10 @@ kiln_status kiln_st_open_memory(const void *data, size_t size, const char *label
     uint64_t header_size = 0;
     for (int i = 0; i < 8; i++) header_size |= (uint64_t)bytes[i] << (8 * i);
     if (header_size > size - 8) {
-        /* what people most often hand us instead: torch.save's zip archive or an older bare pickle */
-        bool pickle = (bytes[0] == 'P' && bytes[1] == 'K' && bytes[2] == 3 && bytes[3] == 4) ||
-                      (bytes[0] == 0x80 && bytes[1] >= 2 && bytes[1] <= 5);
-        if (pickle)
-            st = kiln_fail(KILN_ERR_FORMAT, "%s: a PyTorch pickle (torch.save), not a .safetensors file: kiln reads "
-                           "no pickles; take the model's .safetensors download, or convert it with "
-                           "safetensors.torch.save_file", f->label);
+        /* kiln_st_open reads these from their files; in memory they are refused by name */
+        if (kiln_torch_magic(bytes, size))
+            st = kiln_fail(KILN_ERR_FORMAT, "%s: a torch.save file, which kiln reads from a file on disk only",
+                           f->label);
         else
             st = kiln_fail(KILN_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
                            f->label, (unsigned long long)header_size, size);
@@ -401,12 +399,37 @@ fail:
     return st;
 }
 
+/* A torch.save file's tensors, written to a safetensors file in the
+ * temporary folder that is mapped and unlinked at once (the mapping keeps
+ * it): the pages stay the kernel's to drop, as a safetensors file's are,
+ * where tensors read into memory would be held beside the GPU's copy. */
+static kiln_status map_torch_file(const char *path, const uint8_t **map, size_t *size)
+{
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/kiln-torch-XXXXXX", dir);
+    const int fd = mkstemp(tmp);
+    if (fd < 0)
+        return kiln_fail(KILN_ERR_IO, "%s: no temporary file in %s (TMPDIR) for its tensors: %s", path, dir,
+                         strerror(errno));
+    close(fd);
+    kiln_status st = kiln_torch_to_safetensors(path, tmp);
+    if (st == KILN_OK) st = kiln_map_file(tmp, "a safetensors file", map, size);
+    unlink(tmp);
+    return st;
+}
+
 kiln_status kiln_st_open(const char *path, kiln_st_file **out)
 {
     *out = NULL;
     const uint8_t *map;
     size_t size;
     TRY(kiln_map_file(path, "a safetensors file", &map, &size));
+    if (kiln_torch_magic(map, size)) {
+        kiln_unmap_file(map, size);
+        TRY(map_torch_file(path, &map, &size));
+    }
     kiln_status st = kiln_st_open_memory(map, size, path, out);
     if (st != KILN_OK) {
         kiln_unmap_file(map, size);

@@ -7,7 +7,10 @@
  * range inside the data area, no two ranges overlapping. `__metadata__` is kept
  * as string pairs. Every error names the file and, where there is one, the
  * tensor. A GGUF file opens here too (gguf.h): its tensors read as a
- * safetensors file's, its quantized ones dequantized to f16. */
+ * safetensors file's, its quantized ones dequantized to f16. So does a
+ * torch.save file (`.ckpt`, `.pt`, `.pth`, `.bin`; torch_file.h), told by its
+ * first bytes: its state dict is written to a safetensors file in TMPDIR
+ * first, which is mapped and unlinked at once. */
 #ifndef KILN_SAFETENSORS_H
 #define KILN_SAFETENSORS_H
 

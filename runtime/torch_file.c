@@ -534,12 +534,17 @@ kiln_status kiln_torch_open(const char *path, kiln_torch_file **out)
         if (err == ZIP_ER_NOZIP) {
             /* torch.save before 1.6 wrote a bare pickle stream (magic number first) */
             FILE *fp = fopen(path, "rb");
-            unsigned char head[2] = {0};
-            bool pickle = fp && fread(head, 1, 2, fp) == 2 && head[0] == 0x80;
+            unsigned char head[4] = {0};
+            const size_t got = fp ? fread(head, 1, 4, fp) : 0;
             if (fp) fclose(fp);
-            st = pickle ? kiln_fail(KILN_ERR_UNSUPPORTED, "%s: torch.save's legacy (pre-1.6) format; save it again "
-                                    "with a newer torch, or as .safetensors", path)
-                        : kiln_fail(KILN_ERR_FORMAT, "%s: not a torch.save file (no zip archive)", path);
+            if (got >= 2 && head[0] == 0x80)
+                st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: torch.save's legacy (pre-1.6) format; save it again "
+                               "with a newer torch, or as .safetensors", path);
+            else if (got == 4 && memcmp(head, "PK\x03\x04", 4) == 0)
+                st = kiln_fail(KILN_ERR_FORMAT, "%s: a zip archive without its directory at the end: a torch.save "
+                               "file cut short (an unfinished download?)", path);
+            else
+                st = kiln_fail(KILN_ERR_FORMAT, "%s: not a torch.save file (no zip archive)", path);
         } else {
             zip_error_t ze;
             zip_error_init_with_code(&ze, err);
@@ -586,7 +591,9 @@ void kiln_torch_close(kiln_torch_file *f)
 
 const kiln_py_value *kiln_torch_root(const kiln_torch_file *f) { return f->root; }
 
-kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t, float **out)
+/* A tensor's elements in row-major order, in its storage's type, into a new
+ * malloc'd array (type->bytes each). */
+static kiln_status read_elements(const kiln_torch_file *f, const kiln_py_value *t, uint8_t **out)
 {
     *out = NULL;
     if (t->kind != KILN_PY_TENSOR) return kiln_fail(KILN_ERR_FORMAT, "%s: a value that is not a tensor", f->path);
@@ -607,25 +614,24 @@ kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t
                          storage->s, size, (long long)storage->numel, type->name);
     }
     const int64_t numel = kiln_py_tensor_numel(t);
-    float *dst = malloc((size_t)(numel ? numel : 1) * sizeof *dst);
+    /* a tensor that is its storage's bytes from the start, as saved parameters are, is them */
+    bool contiguous = t->tensor.offset == 0 && (size_t)numel * type->bytes == size;
+    for (int d = t->tensor.ndim - 1, step = 1; d >= 0 && contiguous; step *= (int)t->tensor.shape[d], d--)
+        contiguous = t->tensor.shape[d] == 1 || t->tensor.stride[d] == step;
+    if (contiguous) {
+        *out = bytes;
+        return KILN_OK;
+    }
+    uint8_t *dst = malloc((size_t)(numel ? numel : 1) * type->bytes);
     if (!dst) {
         free(bytes);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory for %lld floats", f->path, (long long)numel);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory for %lld elements", f->path, (long long)numel);
     }
-    /* row-major walk over the strides; the elements unaligned in the entry's bytes are copied out one by one */
     int64_t index_of[KILN_PY_MAX_DIMS] = {0};
     for (int64_t i = 0; i < numel; i++) {
         int64_t at = t->tensor.offset;
         for (int d = 0; d < t->tensor.ndim; d++) at += index_of[d] * t->tensor.stride[d];
-        uint8_t elem[8];
-        memcpy(elem, bytes + (size_t)at * type->bytes, type->bytes);
-        if (type->f64) {
-            double x;
-            memcpy(&x, elem, sizeof x);
-            dst[i] = (float)x;
-        } else {
-            dst[i] = kiln_load_f32(elem, type->dtype, 0);
-        }
+        memcpy(dst + (size_t)i * type->bytes, bytes + (size_t)at * type->bytes, type->bytes);
         for (int d = t->tensor.ndim - 1; d >= 0 && ++index_of[d] == t->tensor.shape[d]; d--) index_of[d] = 0;
     }
     free(bytes);
@@ -633,29 +639,131 @@ kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t
     return KILN_OK;
 }
 
-/* ---- state dicts ------------------------------------------------------------------ */
-
-typedef struct state_dict_job {
-    const kiln_torch_file *f;
-    const kiln_py_value *const *tensors; /* the entries' tensors, in the entries' order */
-} state_dict_job;
-
-static kiln_status fill_tensor(void *ctx, size_t index, void *dst, size_t nbytes)
+/* Element i of elements in `type`, as f32 (doubles rounded). */
+static float element_f32(const storage_type *type, const uint8_t *elements, int64_t i)
 {
-    const state_dict_job *j = ctx;
-    float *v;
-    TRY(kiln_torch_read_f32(j->f, j->tensors[index], &v));
-    memcpy(dst, v, nbytes);
-    free(v);
+    if (type->f64) {
+        double x;
+        memcpy(&x, elements + (size_t)i * 8, sizeof x);
+        return (float)x;
+    }
+    return kiln_load_f32(elements, type->dtype, (size_t)i);
+}
+
+kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t, float **out)
+{
+    *out = NULL;
+    uint8_t *elements;
+    TRY(read_elements(f, t, &elements));
+    const storage_type *type = find_storage_type(t->type);
+    const int64_t numel = kiln_py_tensor_numel(t);
+    float *dst = malloc((size_t)(numel ? numel : 1) * sizeof *dst);
+    if (!dst) {
+        free(elements);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory for %lld floats", f->path, (long long)numel);
+    }
+    for (int64_t i = 0; i < numel; i++) dst[i] = element_f32(type, elements, i);
+    free(elements);
+    *out = dst;
     return KILN_OK;
 }
 
-kiln_status kiln_torch_state_dict_to_safetensors(const char *path, const char *out)
+/* ---- state dicts ------------------------------------------------------------------ */
+
+typedef struct state_dict {
+    const kiln_torch_file *f;
+    kiln_st_entry *entries;
+    const kiln_py_value **tensors; /* entries[i]'s tensor */
+    char **names;                  /* entries[i]'s name, owned */
+    size_t n, cap;
+} state_dict;
+
+static kiln_status fill_tensor(void *ctx, size_t index, void *dst, size_t nbytes)
+{
+    const state_dict *sd = ctx;
+    const kiln_py_value *t = sd->tensors[index];
+    uint8_t *elements;
+    TRY(read_elements(sd->f, t, &elements));
+    const storage_type *type = find_storage_type(t->type);
+    if (type->f64) {
+        float *d = dst;
+        for (size_t i = 0; i < nbytes / sizeof *d; i++) d[i] = element_f32(type, elements, (int64_t)i);
+    } else {
+        memcpy(dst, elements, nbytes);
+    }
+    free(elements);
+    return KILN_OK;
+}
+
+/* Adds the tensors of dict d, their names `prefix` (a dict's dotted path
+ * and ".", or "") and their keys without `drop` (a prefix all keys share), the
+ * dicts within it by their paths. */
+static kiln_status add_tensors(state_dict *sd, const kiln_py_value *d, const char *prefix, const char *drop, int depth)
+{
+    const char *path = sd->f->path;
+    if (depth > 8) return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: dicts nested deeper than kiln reads", path);
+    for (size_t i = 0; i < d->n; i++) {
+        const kiln_py_value *v = d->items[i];
+        if (d->keys[i]->kind != KILN_PY_STR || (v->kind != KILN_PY_TENSOR && v->kind != KILN_PY_DICT))
+            continue; /* a step count, an optimizer's state, ... */
+        const char *key = d->keys[i]->s + strlen(drop);
+        /* LDM's EMA copy of the UNet, which no loader reads (ComfyUI's neither) */
+        if (depth == 0 && strncmp(key, "model_ema.", 10) == 0) continue;
+        if (v->kind == KILN_PY_TENSOR && v->tensor.ndim > KILN_MAX_DIMS)
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor %s%s has %d dimensions, kiln reads up to %d", path,
+                             prefix, key, v->tensor.ndim, KILN_MAX_DIMS);
+        char *name = malloc(strlen(prefix) + strlen(key) + 2);
+        if (!name) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        sprintf(name, "%s%s", prefix, key);
+        if (v->kind == KILN_PY_DICT) {
+            strcat(name, ".");
+            kiln_status st = add_tensors(sd, v, name, "", depth + 1);
+            free(name);
+            TRY(st);
+            continue;
+        }
+        if (sd->n == sd->cap) {
+            const size_t cap = sd->cap ? 2 * sd->cap : 256;
+            kiln_st_entry *e = realloc(sd->entries, cap * sizeof *e);
+            if (e) sd->entries = e;
+            const kiln_py_value **t = e ? realloc(sd->tensors, cap * sizeof *t) : NULL;
+            if (t) sd->tensors = t;
+            char **names = t ? realloc(sd->names, cap * sizeof *names) : NULL;
+            if (names) sd->names = names;
+            if (!names) {
+                free(name);
+                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+            }
+            sd->cap = cap;
+        }
+        kiln_st_entry *e = &sd->entries[sd->n];
+        *e = (kiln_st_entry){.name = name, .dtype = find_storage_type(v->type)->dtype, .ndim = v->tensor.ndim};
+        for (int k = 0; k < v->tensor.ndim; k++) e->shape[k] = v->tensor.shape[k];
+        sd->names[sd->n] = name;
+        sd->tensors[sd->n++] = v;
+    }
+    return KILN_OK;
+}
+
+/* Whether every string key of d starts with prefix. */
+static bool keys_share(const kiln_py_value *d, const char *prefix)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->keys[i]->kind != KILN_PY_STR) continue;
+        if (strncmp(d->keys[i]->s, prefix, strlen(prefix)) != 0) return false;
+        n++;
+    }
+    return n > 0;
+}
+
+kiln_status kiln_torch_to_safetensors(const char *path, const char *out)
 {
     kiln_torch_file *f;
     TRY(kiln_torch_open(path, &f));
     const kiln_py_value *d = kiln_torch_root(f);
-    static const char *const wrappers[] = {"params_ema", "params", "state_dict", "model", "net"};
+    static const char *const wrappers[] = {"model_state_dict", "state_dict", "params_ema", "params-ema",
+                                           "params", "model", "net"};
     for (size_t i = 0; i < sizeof wrappers / sizeof *wrappers; i++) {
         const kiln_py_value *inner = kiln_py_dict_get(d, wrappers[i]);
         if (inner && inner->kind == KILN_PY_DICT) {
@@ -663,31 +771,28 @@ kiln_status kiln_torch_state_dict_to_safetensors(const char *path, const char *o
             break;
         }
     }
-    kiln_status st = d->kind == KILN_PY_DICT ? KILN_OK
-                                             : kiln_fail(KILN_ERR_FORMAT, "%s: holds no dict of tensors", path);
-    kiln_st_entry *entries = calloc(d->n ? d->n : 1, sizeof *entries);
-    const kiln_py_value **tensors = calloc(d->n ? d->n : 1, sizeof *tensors);
-    if (st == KILN_OK && (!entries || !tensors)) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    size_t n = 0;
-    for (size_t i = 0; st == KILN_OK && i < d->n; i++) {
-        const kiln_py_value *t = d->items[i];
-        if (d->keys[i]->kind != KILN_PY_STR || t->kind != KILN_PY_TENSOR) continue; /* an optimizer's step, ... */
-        const char *name = d->keys[i]->s;
-        if (strncmp(name, "module.", 7) == 0) name += 7;
-        if (t->tensor.ndim > KILN_MAX_DIMS) {
-            st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions, kiln reads up to %d", path, name,
-                           t->tensor.ndim, KILN_MAX_DIMS);
-            break;
-        }
-        entries[n] = (kiln_st_entry){.name = name, .dtype = KILN_F32, .ndim = t->tensor.ndim};
-        for (int k = 0; k < t->tensor.ndim; k++) entries[n].shape[k] = t->tensor.shape[k];
-        tensors[n++] = t;
+    if (d->kind == KILN_PY_DICT && d->n == 1 && d->items[0]->kind == KILN_PY_DICT) d = d->items[0];
+    state_dict sd = {.f = f};
+    kiln_status st = KILN_OK;
+    if (d->kind != KILN_PY_DICT) {
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: holds no dict of tensors", path);
+    } else {
+        /* as DataParallel's and BasicSR's GAN trainers saved them */
+        const char *drop = keys_share(d, "module.") ? "module." : keys_share(d, "netG.") ? "netG." : "";
+        st = add_tensors(&sd, d, "", drop, 0);
     }
-    if (st == KILN_OK && n == 0) st = kiln_fail(KILN_ERR_FORMAT, "%s: holds no tensors", path);
-    if (st == KILN_OK)
-        st = kiln_st_write_fill(out, entries, n, NULL, 0, fill_tensor, &(state_dict_job){f, tensors});
-    free(entries);
-    free(tensors);
+    if (st == KILN_OK && sd.n == 0) st = kiln_fail(KILN_ERR_FORMAT, "%s: holds no tensors", path);
+    if (st == KILN_OK) st = kiln_st_write_fill(out, sd.entries, sd.n, NULL, 0, fill_tensor, &sd);
+    for (size_t i = 0; i < sd.n; i++) free(sd.names[i]);
+    free(sd.names);
+    free(sd.entries);
+    free(sd.tensors);
     kiln_torch_close(f);
     return st;
+}
+
+bool kiln_torch_magic(const void *data, size_t size)
+{
+    const uint8_t *b = data;
+    return size >= 4 && (memcmp(b, "PK\x03\x04", 4) == 0 || (b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)); /* zip, PROTO */
 }

@@ -14,6 +14,7 @@
 #ifndef KILN_TORCH_FILE_H
 #define KILN_TORCH_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,12 +75,21 @@ int64_t kiln_py_tensor_numel(const kiln_py_value *t);
  * storages), into a new malloc'd array of kiln_py_tensor_numel floats. */
 kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t, float **out);
 
-/* The state dict a .pth model file holds, as spandrel unwraps it: the dict
- * itself, or the one under "params_ema", "params", "state_dict", "model" or
- * "net"; its
- * tensors written to `out` as a safetensors file of f32 tensors (names
- * without a leading "module.", as DataParallel saved them). Errors name
- * `path`: no dict of tensors, more dims than kiln reads. */
-kiln_status kiln_torch_state_dict_to_safetensors(const char *path, const char *out);
+/* The tensors of a torch.save file as a safetensors file at `out`, as
+ * ComfyUI's load_torch_file and spandrel find a model's state dict in it: the
+ * dict under "model_state_dict", "state_dict" (Lightning's checkpoints),
+ * "params_ema", "params-ema", "params", "model" or "net" where there is one,
+ * the only dict of a dict of one; keys without a "module." or "netG." that all
+ * share; dicts within it flattened to dotted names (an IP-Adapter's
+ * image_proj and ip_adapter). Each tensor keeps its type (doubles as f32,
+ * bools as u8); other values (a step count, an optimizer's state) and LDM's
+ * EMA copy of the UNet (`model_ema.*`, which no loader reads) are left out.
+ * Errors name `path`: no dict of tensors, more dims than kiln reads. */
+kiln_status kiln_torch_to_safetensors(const char *path, const char *out);
+
+/* Whether a file's first bytes are a torch.save file's: a zip archive, or
+ * a bare pickle as the legacy format's (which kiln_torch_open refuses by
+ * name). */
+bool kiln_torch_magic(const void *data, size_t size);
 
 #endif

@@ -1443,6 +1443,30 @@ static void embeddings_run(void **state)
     assert_non_null(strstr(text, "/nonexistent/embeddings"));
 }
 
+/* torch.save files where ComfyUI takes them: a Lightning .ckpt as --model
+ * and a .pth ControlNet make the safetensors files' pixels; the PNG's
+ * workflow names the .ckpt and finds it again in a --models folder. */
+static void torch_files_run(void **state)
+{
+    (void)state;
+    char cmd[4096];
+    const char *run = "%1$s/bin/gen --model %2$s/%4$s --prompt 'a circle' --width 16 --height 16 --steps 2 --seed 5 "
+                      "--controlnet %2$s/%5$s --control-image %2$s/controlnet/hint_37x23.png "
+                      "--output %3$s/%6$s.png 2>/dev/null";
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir, "torch_files/sd15_tiny_ldm_fp16.ckpt",
+             "torch_files/control_tiny.pth", "from_torch");
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir, "tiny/sd15_tiny_ldm_fp16.safetensors",
+             "controlnet/tiny_ldm.safetensors", "from_safetensors");
+    assert_int_equal(system(cmd), 0);
+    assert_true(same_pixels("from_torch.png", "from_safetensors.png"));
+    snprintf(cmd, sizeof cmd, "%1$s/bin/gen --workflow %2$s/from_torch.png --models %3$s/torch_files "
+             "--models %3$s/controlnet --output %2$s/from_torch_again.png 2>/dev/null",
+             KILN_BINARY_DIR, tmpdir, KILN_TEST_DATA);
+    assert_int_equal(system(cmd), 0);
+    assert_true(same_pixels("from_torch.png", "from_torch_again.png"));
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) return 1;
@@ -1470,6 +1494,7 @@ int main(void)
         cmocka_unit_test(sdxl_numbers_run),
         cmocka_unit_test(vae_encode_matches_comfyui),
         cmocka_unit_test(embeddings_run),
+        cmocka_unit_test(torch_files_run),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[256];

@@ -106,7 +106,7 @@ expect_error "IP-Adapter given as CLIP vision model" "ip_adapter_tiny.safetensor
 expect_error "IP-Adapter picture that is no image" "--ip-image: .*ip_adapter_tiny.safetensors" \
     --model "$tiny" --prompt x --ip-adapter "$ipa" --clip-vision "$vision" --ip-image "$ipa"
 printf 'PK\003\004 a torch.save archive' >"$tmp/ip-adapter_sd15.bin"
-expect_error "pickled IP-Adapter" "ip-adapter_sd15.bin: a PyTorch pickle (torch.save), not a .safetensors file" \
+expect_error "torch.save IP-Adapter cut short" "ip-adapter_sd15.bin: a zip archive without its directory at the end" \
     --model "$tiny" --prompt x --ip-adapter "$tmp/ip-adapter_sd15.bin" --clip-vision "$vision" --ip-image "$picture"
 expect_error "SDXL numbers for an SD 1.x model" "are for SDXL base models; $tiny is sd1" --model "$tiny" --prompt x \
     --sdxl-crop 0,8
@@ -154,7 +154,10 @@ expect_error "malformed safetensors corpus file" "header_past_end" --model "$dat
 expect_error "checkpoint as an upscale model" "not an ESRGAN (RRDBNet) upscale model" --model "$tiny" --prompt x \
     --width 16 --height 16 --steps 1 --upscale-model "$tiny"
 touch "$tmp/4x.pth"
-expect_error "upscale model .pth that is no torch.save file" "4x.pth: not a torch.save file" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
+expect_error "upscale model .pth that is empty" "4x.pth: empty file" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
+printf '\200\002\212\012lZ\374\234' >"$tmp/old.ckpt"
+expect_error "checkpoint in torch.save's legacy format" "old.ckpt: torch.save's legacy (pre-1.6) format" \
+    --model "$tmp/old.ckpt" --prompt x
 
 # bad destinations: refused before the model loads or sampling starts (no
 # "step" line), with an error naming the path, and nothing written
