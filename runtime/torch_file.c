@@ -402,11 +402,14 @@ static kiln_status step(unpickler *u, bool *stop)
     case 'J': NEED(4); return push_int(u, (int32_t)(uint32_t)little_endian(b, 4));
     case 'K': NEED(1); return push_int(u, *b);
     case 'M': NEED(2); return push_int(u, (int64_t)little_endian(b, 2));
-    case 0x8a: { /* LONG1: two's complement, little-endian */
-        NEED(1);
-        size_t n = *b;
-        if (n > 8) return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: an integer of %zu bytes", u->f->path, n);
+    case 0x8a: case 0x8b: { /* LONG1, LONG4: two's complement, little-endian */
+        NEED(op == 0x8a ? 1 : 4);
+        size_t n = (size_t)little_endian(b, op == 0x8a ? 1 : 4);
         NEED(n);
+        if (n > 8) { /* wider than kiln's integers: a value no tensor needs (a hash, a seed) */
+            if (!(v = new_value(u->f, KILN_PY_OBJECT)) || !(v->s = strdup("builtins.int"))) return no_memory(u);
+            return push(u, v);
+        }
         uint64_t x = little_endian(b, n);
         if (n && n < 8 && (b[n - 1] & 0x80)) x |= ~(uint64_t)0 << (8 * n);
         return push_int(u, (int64_t)x);
@@ -421,7 +424,7 @@ static kiln_status step(unpickler *u, bool *stop)
     }
     case 'X': case 'T': case 'B': NEED(4); return push_string(u, (size_t)little_endian(b, 4)); /* BINUNICODE, BINSTRING, BINBYTES */
     case 0x8c: case 'U': case 'C': NEED(1); return push_string(u, *b); /* SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES */
-    case 0x8d: case 0x8e: { /* BINUNICODE8, BINBYTES8 */
+    case 0x8d: case 0x8e: case 0x96: { /* BINUNICODE8, BINBYTES8, BYTEARRAY8 */
         NEED(8);
         uint64_t n = little_endian(b, 8);
         if (n > u->n) return bad(u, "a string past the end");
@@ -462,6 +465,24 @@ static kiln_status step(unpickler *u, bool *stop)
             if (!push_item(c, op == 'd' ? items[i] : NULL, op == 'd' ? items[i + 1] : items[i])) return no_memory(u);
         return push(u, c);
     }
+    case 0x8f: return push(u, new_value(u->f, KILN_PY_LIST)); /* EMPTY_SET: sets are read as lists */
+    case 0x90: TRY(pop_mark(u, &items, &count)); return appends(u, items, count); /* ADDITEMS */
+    case 0x91: { /* FROZENSET from the mark */
+        TRY(pop_mark(u, &items, &count));
+        kiln_py_value *c = new_value(u->f, KILN_PY_LIST);
+        if (!c) return no_memory(u);
+        for (size_t i = 0; i < count; i++)
+            if (!push_item(c, NULL, items[i])) return no_memory(u);
+        return push(u, c);
+    }
+    case '0': /* POP: the top value, or the mark when none is above it */
+        if (u->nmarks && u->depth == u->marks[u->nmarks - 1]) {
+            u->nmarks--;
+            return KILN_OK;
+        }
+        return pop(u, &v);
+    case '1': return pop_mark(u, &items, &count); /* POP_MARK */
+    case '2': TRY(top(u, &v)); return push(u, v); /* DUP */
     case 'a': TRY(pop(u, &v)); return appends(u, &v, 1);
     case 'e': TRY(pop_mark(u, &items, &count)); return appends(u, items, count);
     case 's': {
@@ -474,7 +495,10 @@ static kiln_status step(unpickler *u, bool *stop)
     case 'Q': return persistent_load(u);
     case 'R': return reduce(u);
     case 'b': return pop(u, &v); /* BUILD: the state of objects kiln keeps opaque */
-    case 0x81: /* NEWOBJ */
+    case 0x92: /* NEWOBJ_EX: cls, args, kwargs */
+        TRY(pop(u, &v));
+        /* fall through */
+    case 0x81: /* NEWOBJ: cls, args */
         TRY(pop(u, &v));
         TRY(pop(u, &w));
         if (!(v = new_value(u->f, KILN_PY_OBJECT))) return no_memory(u);

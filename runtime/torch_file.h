@@ -5,8 +5,8 @@
  * The pickle is read by a restricted unpickler, in the spirit of
  * torch.load(weights_only=True): it runs no code. It knows the opcodes
  * torch.save emits (protocols 2 to 5) and builds plain values: None,
- * booleans, integers, floats, strings, tuples, lists, dicts (in insertion
- * order), and tensors (torch._utils._rebuild_tensor_v2 on a persistent
+ * booleans, integers (wider ones opaque), floats, strings, tuples, lists
+ * (sets read as lists), dicts (in insertion order), and tensors (torch._utils._rebuild_tensor_v2 on a persistent
  * storage, also under _rebuild_parameter). Any other callable gives an
  * opaque object, which is an error only where a caller needs its value.
  * Every length, index and offset is checked; errors name the file. The old

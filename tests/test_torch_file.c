@@ -161,6 +161,37 @@ static void archives_built_here(void **state)
     free(v);
     kiln_torch_close(f);
     unlink(path);
+
+    /* what a trainer's hyperparameters pickle into, at protocol 4: an integer
+     * wider than 64 bits, a set and a frozenset, POP_MARK, DUP and POP, NEWOBJ_EX */
+    pickle q = {.n = 0};
+    op(&q, "\x80\x04}(");
+    str(&q, "big");
+    put_bytes(&q, "\x8a\x0b\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01", 13); /* 2**80 + 1 */
+    str(&q, "set");
+    op(&q, "\x8f(K\x01K\x02\x90");
+    str(&q, "frozen");
+    op(&q, "(K\x03\x91");
+    str(&q, "popped");
+    op(&q, "(K\x09K\x09" "1K\x07");
+    str(&q, "dup");
+    op(&q, "K\x04" "2" "0");
+    str(&q, "object");
+    op(&q, "chparams\nNamespace\n)}\x92");
+    op(&q, "u.");
+    path = write_archive("kiln_torch_opcodes.pt", &q, NULL, 0);
+    assert_kiln_ok(kiln_torch_open(path, &f));
+    const kiln_py_value *root = kiln_torch_root(f);
+    assert_int_equal(root->n, 6);
+    assert_int_equal(kiln_py_dict_get(root, "big")->kind, KILN_PY_OBJECT);
+    const kiln_py_value *set = kiln_py_dict_get(root, "set"), *frozen = kiln_py_dict_get(root, "frozen");
+    assert_true(set->kind == KILN_PY_LIST && set->n == 2 && set->items[1]->i == 2);
+    assert_true(frozen->kind == KILN_PY_LIST && frozen->n == 1 && frozen->items[0]->i == 3);
+    assert_int_equal(kiln_py_dict_get(root, "popped")->i, 7);
+    assert_int_equal(kiln_py_dict_get(root, "dup")->i, 4);
+    assert_string_equal(kiln_py_dict_get(root, "object")->s, "hparams.Namespace");
+    kiln_torch_close(f);
+    unlink(path);
 }
 
 static void bad_files_refused(void **state)
@@ -184,8 +215,8 @@ static void bad_files_refused(void **state)
     op(&p, "\x80\x02}u.");
     refused(write_archive("kiln_torch_mark.pt", &p, NULL, 0), KILN_ERR_FORMAT, "no mark");
     p = (pickle){.n = 0};
-    op(&p, "\x80\x02(\x8f.");
-    refused(write_archive("kiln_torch_set.pt", &p, NULL, 0), KILN_ERR_UNSUPPORTED, "opcode 0x8f");
+    op(&p, "\x80\x02(\x82\x01.");
+    refused(write_archive("kiln_torch_ext.pt", &p, NULL, 0), KILN_ERR_UNSUPPORTED, "opcode 0x82");
     p = (pickle){.n = 0};
     put_bytes(&p, "\x80\x02X\xff\xff\x00\x00" "ab.", 10);
     refused(write_archive("kiln_torch_string.pt", &p, NULL, 0), KILN_ERR_FORMAT, "string past the end");
