@@ -12,10 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "file.h"
@@ -40,6 +43,7 @@ struct kiln_st_file {
     size_t nmeta;
     char *strings;            /* every name, key and value, NUL-terminated */
     kiln_gguf_contents gguf;  /* a GGUF file's storage (tensors, meta and strings above are its) */
+    struct torch_copy *copy;  /* a torch.save file's: the copy `map` is, shared */
 };
 
 /* ---------------------------------------------------------------- names */
@@ -402,22 +406,88 @@ fail:
 /* A torch.save file's tensors, written to a safetensors file in the
  * temporary folder that is mapped and unlinked at once (the mapping keeps
  * it): the pages stay the kernel's to drop, as a safetensors file's are,
- * where tensors read into memory would be held beside the GPU's copy. */
-static kiln_status map_torch_file(const char *path, const uint8_t **map, size_t *size)
+ * where tensors read into memory would be held beside the GPU's copy. While
+ * one kiln_st_file maps such a copy, opening the same file again (gen --info
+ * tries it as each kind of model) shares it. */
+typedef struct torch_copy {
+    struct torch_copy *next;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    const uint8_t *map;
+    size_t map_size;
+    int refs;
+} torch_copy;
+
+static torch_copy *torch_copies;
+static pthread_mutex_t torch_copies_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool same_file(const torch_copy *c, const struct stat *st)
 {
+    return c->dev == st->st_dev && c->ino == st->st_ino && c->size == st->st_size &&
+           c->mtime.tv_sec == st->st_mtim.tv_sec && c->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static kiln_status copy_torch_file(const char *path, torch_copy **out)
+{
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) return kiln_fail(KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    pthread_mutex_lock(&torch_copies_lock);
+    for (torch_copy *c = torch_copies; c; c = c->next)
+        if (same_file(c, &st)) {
+            c->refs++;
+            *out = c;
+            break;
+        }
+    pthread_mutex_unlock(&torch_copies_lock);
+    if (*out) return KILN_OK;
+
+    torch_copy *c = calloc(1, sizeof *c);
+    if (!c) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    *c = (torch_copy){.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim, .refs = 1};
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/kiln-torch-XXXXXX", dir);
     const int fd = mkstemp(tmp);
-    if (fd < 0)
+    if (fd < 0) {
+        free(c);
         return kiln_fail(KILN_ERR_IO, "%s: no temporary file in %s (TMPDIR) for its tensors: %s", path, dir,
                          strerror(errno));
+    }
     close(fd);
-    kiln_status st = kiln_torch_to_safetensors(path, tmp);
-    if (st == KILN_OK) st = kiln_map_file(tmp, "a safetensors file", map, size);
+    kiln_status status = kiln_torch_to_safetensors(path, tmp);
+    if (status == KILN_OK) status = kiln_map_file(tmp, "a safetensors file", &c->map, &c->map_size);
     unlink(tmp);
-    return st;
+    if (status != KILN_OK) {
+        free(c);
+        return status;
+    }
+    pthread_mutex_lock(&torch_copies_lock);
+    c->next = torch_copies;
+    torch_copies = c;
+    pthread_mutex_unlock(&torch_copies_lock);
+    *out = c;
+    return KILN_OK;
+}
+
+static void release_torch_copy(torch_copy *c)
+{
+    pthread_mutex_lock(&torch_copies_lock);
+    const bool last = --c->refs == 0;
+    if (last)
+        for (torch_copy **p = &torch_copies; *p; p = &(*p)->next)
+            if (*p == c) {
+                *p = c->next;
+                break;
+            }
+    pthread_mutex_unlock(&torch_copies_lock);
+    if (last) {
+        kiln_unmap_file(c->map, c->map_size);
+        free(c);
+    }
 }
 
 kiln_status kiln_st_open(const char *path, kiln_st_file **out)
@@ -426,24 +496,33 @@ kiln_status kiln_st_open(const char *path, kiln_st_file **out)
     const uint8_t *map;
     size_t size;
     TRY(kiln_map_file(path, "a safetensors file", &map, &size));
+    torch_copy *copy = NULL;
     if (kiln_torch_magic(map, size)) {
         kiln_unmap_file(map, size);
-        TRY(map_torch_file(path, &map, &size));
+        TRY(copy_torch_file(path, &copy));
+        map = copy->map;
+        size = copy->map_size;
     }
     kiln_status st = kiln_st_open_memory(map, size, path, out);
     if (st != KILN_OK) {
-        kiln_unmap_file(map, size);
+        if (copy) release_torch_copy(copy);
+        else kiln_unmap_file(map, size);
         return st;
     }
-    (*out)->map = map;
-    (*out)->map_size = size;
+    if (copy) {
+        (*out)->copy = copy;
+    } else {
+        (*out)->map = map;
+        (*out)->map_size = size;
+    }
     return KILN_OK;
 }
 
 void kiln_st_close(kiln_st_file *f)
 {
     if (!f) return;
-    kiln_unmap_file(f->map, f->map_size);
+    if (f->copy) release_torch_copy(f->copy);
+    else kiln_unmap_file(f->map, f->map_size);
     free(f->label);
     if (f->gguf.tensors) {
         kiln_gguf_free(&f->gguf);

@@ -1445,7 +1445,8 @@ static void embeddings_run(void **state)
 
 /* torch.save files where ComfyUI takes them: a Lightning .ckpt as --model
  * and a .pth ControlNet make the safetensors files' pixels; the PNG's
- * workflow names the .ckpt and finds it again in a --models folder. */
+ * workflow names the .ckpt and finds it again in a --models folder; the
+ * .ckpt converted by --convert makes them too. */
 static void torch_files_run(void **state)
 {
     (void)state;
@@ -1465,6 +1466,27 @@ static void torch_files_run(void **state)
              KILN_BINARY_DIR, tmpdir, KILN_TEST_DATA);
     assert_int_equal(system(cmd), 0);
     assert_true(same_pixels("from_torch.png", "from_torch_again.png"));
+    /* --convert keeps what kiln read as a safetensors file */
+    snprintf(cmd, sizeof cmd, "%1$s/bin/gen --convert %2$s/torch_files/sd15_tiny_ldm_fp16.ckpt "
+             "--output %3$s/converted.safetensors 2>/dev/null", KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    char converted[600];
+    snprintf(converted, sizeof converted, "%s/converted.safetensors", tmpdir);
+    snprintf(cmd, sizeof cmd, "%1$s/bin/gen --model %3$s --prompt 'a circle' --width 16 --height 16 --steps 2 "
+             "--seed 5 --controlnet %2$s/controlnet/tiny_ldm.safetensors --control-image "
+             "%2$s/controlnet/hint_37x23.png --output %4$s/from_converted.png 2>/dev/null",
+             KILN_BINARY_DIR, KILN_TEST_DATA, converted, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    assert_true(same_pixels("from_torch.png", "from_converted.png"));
+    snprintf(cmd, sizeof cmd, "%1$s/bin/gen --convert %2$s/tiny/unet.safetensors --output %3$s/not_torch.safetensors "
+             "2>%3$s/not_torch.log", KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir);
+    assert_int_not_equal(system(cmd), 0);
+    char text[4096], path[600];
+    snprintf(path, sizeof path, "%s/not_torch.log", tmpdir);
+    read_text(path, text, sizeof text);
+    assert_non_null(strstr(text, "unet.safetensors: not a torch.save file"));
+    snprintf(path, sizeof path, "%s/not_torch.safetensors", tmpdir);
+    assert_int_not_equal(access(path, F_OK), 0);
 }
 
 int main(void)

@@ -3,7 +3,8 @@
  * ControlNet .pth, an IP-Adapter .bin of two dicts and a diffusers folder
  * whose VAE is a .bin open to the same tensors, bit for bit, as the
  * safetensors files they were saved from; the temporary file they pass
- * through is gone after every open, whole or failed. */
+ * through is gone after every open, whole or failed, and shared by two
+ * opens of one file. */
 #include "kiln_test.h"
 
 #include <dirent.h>
@@ -141,10 +142,16 @@ static void temporary_file(void **state)
     const char *saved = getenv("TMPDIR");
     char *old = saved ? strdup(saved) : NULL;
     setenv("TMPDIR", tmp, 1);
-    kiln_checkpoint *ck;
+    kiln_checkpoint *ck, *again;
     assert_kiln_ok(kiln_checkpoint_open_controlnet(kiln_test_data("torch_files/control_tiny.pth"), &ck));
     assert_int_equal(entries(tmp), 0);
+    /* opened again while open: the one copy */
+    assert_kiln_ok(kiln_checkpoint_open_controlnet(kiln_test_data("torch_files/control_tiny.pth"), &again));
+    const char *name;
+    const kiln_st_tensor *t = kiln_checkpoint_at(ck, 0, &name);
+    assert_ptr_equal(kiln_checkpoint_find(again, name)->data, t->data);
     kiln_checkpoint_close(ck);
+    kiln_checkpoint_close(again);
 
     size_t size;
     uint8_t *whole = kiln_test_read_file(kiln_test_data("torch_files/control_tiny.pth"), &size);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "esrgan.h"
+#include "file.h"
 #include "gguf.h"
 #include "image.h"
 #include "inpaint.h"
@@ -28,6 +29,7 @@
 #include "resample.h"
 #include "status.h"
 #include "tokenizer.h"
+#include "torch_file.h"
 
 #define MAX_LORAS 16
 #define MAX_MODEL_DIRS 16
@@ -75,6 +77,7 @@ typedef struct gen_options {
     double negative_until;    /* --negative-until: the negative prompt that part of the sampling, zeros after; 0: all */
     const char *sigmas;       /* --sigmas: the noise levels walked in place of --steps and --scheduler's (ManualSigmas) */
     const char *init_image, *init_noise, *save_latent, *info;
+    const char *convert; /* --convert: a torch.save file written to --output as safetensors */
     const char *mask, *upscale_model;
     const char *mask_channel;       /* --mask-channel: LoadImageMask's channel of --mask; NULL: red */
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
@@ -359,7 +362,9 @@ static void usage(FILE *to)
             "  --info FILE            describe a checkpoint (family, variant, dtypes, parameters), a LoRA\n"
             "                         (modules, ranks, base model) or a ControlNet (its UNet) and exit;\n"
             "                         a transformer file with the files --vae, --text-encoder give beside it\n"
-            "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n");
+            "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n"
+            "  --convert FILE         write a torch.save file's tensors (.ckpt, .pt, .pth, .bin) to --output\n"
+            "                         as a .safetensors file, as kiln reads them, and exit\n");
 }
 
 static int bad_flag(const char *flag, const char *value, const char *why)
@@ -652,7 +657,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .sdxl = {.aesthetic = 6.0, .negative_aesthetic = 2.5},
                        .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8, .slg_scale = 3.0, .slg_start = 0.01, .slg_end = 0.15};
-    enum { O_NEG = 256, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
+    enum { O_NEG = 256, O_CONVERT, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
@@ -693,6 +698,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"save-latent", required_argument, 0, O_SAVE_LATENT}, {"backend", required_argument, 0, 'B'},
         {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
+        {"convert", required_argument, 0, O_CONVERT},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
         {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
         {"mask", required_argument, 0, O_MASK},       {"outpaint", required_argument, 0, O_OUTPAINT},
@@ -792,6 +798,7 @@ static int parse(int argc, char **argv, gen_options *o)
             else return bad_flag("--text-cleaning", optarg, "must be clip or comfyui");
             break;
         case O_INFO: o->info = optarg; break;
+        case O_CONVERT: o->convert = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
         case O_WORKFLOW: o->workflow = optarg; break;
         case O_GUIDANCE:
@@ -1103,6 +1110,14 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     if (o->info || o->list_devices) return 0;
+    if (o->convert) {
+        const size_t n = o->output ? strlen(o->output) : 0;
+        if (n < 12 || strcmp(o->output + n - 12, ".safetensors") != 0) {
+            fprintf(stderr, "gen: --convert %s: give --output FILE.safetensors\n", o->convert);
+            return 2;
+        }
+        return destination_ok("--output", o->output) ? 0 : 2;
+    }
     if (o->workflow && (o->prompt || o->prompts_file || o->model)) {
         fprintf(stderr, "gen: --workflow %s carries its own prompts, models and settings: give it with --output, "
                         "--models and the backend's flags, without --%s\n", o->workflow,
@@ -1508,7 +1523,7 @@ static bool print_upscaler_info(const char *path)
 }
 
 /* `path` and the files given beside it (--vae, --text-encoder...) */
-static int print_info(const char *path, const kiln_model_parts *parts)
+static int describe(const char *path, const kiln_model_parts *parts)
 {
     struct stat st;
     kiln_lora_info lora;
@@ -2119,12 +2134,45 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
     return 0;
 }
 
+/* describe, the file held open meanwhile: a torch.save file, which each
+ * kind tried opens, is then converted once (safetensors.h). */
+static int print_info(const char *path, const kiln_model_parts *parts)
+{
+    kiln_st_file *held = NULL;
+    if (kiln_st_open(path, &held) != KILN_OK) kiln_clear_error();
+    const int rc = describe(path, parts);
+    kiln_st_close(held);
+    return rc;
+}
+
+/* --convert: the tensors kiln reads from a torch.save file, kept as a
+ * safetensors file (written whole or not at all). */
+static int convert(const char *path, const char *output)
+{
+    const uint8_t *head;
+    size_t size;
+    if (kiln_map_file(path, "a torch.save file", &head, &size) != KILN_OK) return fail("--convert");
+    const bool torch = kiln_torch_magic(head, size);
+    kiln_unmap_file(head, size);
+    if (!torch) {
+        fprintf(stderr, "gen: --convert %s: not a torch.save file (.ckpt, .pt, .pth, .bin: a zip archive)\n", path);
+        return 1;
+    }
+    if (kiln_torch_to_safetensors(path, output) != KILN_OK) return fail("--convert");
+    kiln_st_file *f;
+    if (kiln_st_open(output, &f) != KILN_OK) return fail("--convert");
+    fprintf(stderr, "gen: wrote %s (%zu tensors)\n", output, kiln_st_count(f));
+    kiln_st_close(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     gen_options o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
     if (o.info) return print_info(o.info, &o.parts);
+    if (o.convert) return convert(o.convert, o.output);
     if (o.list_devices) return list_devices();
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,

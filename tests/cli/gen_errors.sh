@@ -155,6 +155,8 @@ expect_error "checkpoint as an upscale model" "not an ESRGAN (RRDBNet) upscale m
     --width 16 --height 16 --steps 1 --upscale-model "$tiny"
 touch "$tmp/4x.pth"
 expect_error "upscale model .pth that is empty" "4x.pth: empty file" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
+expect_error "--convert to other than safetensors" "give --output FILE.safetensors" \
+    --convert "$data/torch_files/control_tiny.pth"
 printf '\200\002\212\012lZ\374\234' >"$tmp/old.ckpt"
 expect_error "checkpoint in torch.save's legacy format" "old.ckpt: torch.save's legacy (pre-1.6) format" \
     --model "$tmp/old.ckpt" --prompt x
