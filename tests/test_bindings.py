@@ -342,6 +342,15 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_controlnet_pth(self):
+        # a ControlNet 1.1-style .pth: the run of its .safetensors form
+        hint = kiln.Image.load(data("controlnet/hint_37x23.png"))
+        runs = []
+        for path in ("torch_files/control_tiny.pth", "controlnet/tiny_ldm.safetensors"):
+            with model.load_controlnet(data(path)) as controlnet:
+                runs.append(small_run(control=kiln.ControlApply(controlnet, hint, strength=1.0)).to_list())
+        self.assertEqual(runs[0], runs[1])
+
     def test_conditioning_mask(self):
         """ConditioningSetMask's parts: a mask all white at strength 1 is
         the prompt everywhere, the plain run to the bit; another moves it."""
