@@ -71,22 +71,17 @@ static bool playground_file(const kiln_checkpoint *ck)
     return kiln_checkpoint_find(ck, "edm_mean") && kiln_checkpoint_find(ck, "edm_std");
 }
 
-/* ComfyUI's rules (model_detection.py, supported_models.py): Playground
- * v2.5's `edm_mean` and `edm_std` (EDM's denoiser), CosXL's
- * `edm_vpred.sigma_max` or a `v_pred` tensor (v), else a diffusers folder's
- * scheduler config (an EDM scheduler's "epsilon" is EDM's denoiser), else
- * for an SD 2.x UNet of 4 input channels the spread of the last
- * transformer's first norm bias (above 0.09 in the 768-v checkpoints, near 0
- * in the 512 ones); SD 1.x and the inpainting UNets predict the noise. */
 /* What a file's flag tensors or scheduler config say of how it samples,
  * in the order ComfyUI's SDXL model_type reads them: Playground v2.5's
  * edm_mean/edm_std, CosXL's edm_vpred.sigma_max, v_pred (ztsnr beside it),
- * a diffusers folder's scheduler config. */
+ * a diffusers folder's scheduler config (an EDM one's sigmas, or its
+ * prediction_type). */
 typedef enum file_sampling {
     FILE_SAYS_NOTHING,
     FILE_PLAYGROUND,
     FILE_COSXL,
     FILE_V_PRED,
+    FILE_EDM_SCHEDULER,
     FILE_SCHEDULER,
 } file_sampling;
 
@@ -96,18 +91,26 @@ static file_sampling sampling_of_file(const kiln_checkpoint *ck)
     if (playground_file(ck)) return FILE_PLAYGROUND;
     if (kiln_checkpoint_find(ck, "edm_vpred.sigma_max")) return FILE_COSXL;
     if (kiln_checkpoint_find(ck, "v_pred")) return FILE_V_PRED;
-    if (kiln_checkpoint_prediction_type(ck) || kiln_checkpoint_edm_sigmas(ck, &sigma_min, &sigma_max, &sigma_data))
-        return FILE_SCHEDULER;
+    if (kiln_checkpoint_edm_sigmas(ck, &sigma_min, &sigma_max, &sigma_data)) return FILE_EDM_SCHEDULER;
+    if (kiln_checkpoint_prediction_type(ck)) return FILE_SCHEDULER;
     return FILE_SAYS_NOTHING;
 }
 
+/* ComfyUI's rules (model_detection.py, supported_models.py): Playground
+ * v2.5's `edm_mean` and `edm_std` (EDM's denoiser), CosXL's
+ * `edm_vpred.sigma_max` or a `v_pred` tensor (v), else a diffusers folder's
+ * scheduler config (an EDM scheduler's "epsilon" is EDM's denoiser), else
+ * for an SD 2.x UNet of 4 input channels the spread of the last
+ * transformer's first norm bias (above 0.09 in the 768-v checkpoints, near 0
+ * in the 512 ones); SD 1.x and the inpainting UNets predict the noise. */
 static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet, kiln_model_info *info)
 {
     info->prediction = KILN_PREDICTION_EPS;
     info->prediction_reason = "default";
     const char *type = kiln_checkpoint_prediction_type(ck);
-    double sigma_min, sigma_max, sigma_data;
-    switch (sampling_of_file(ck)) {
+    const bool v_prediction = type && strcmp(type, "v_prediction") == 0;
+    const file_sampling says = sampling_of_file(ck);
+    switch (says) {
     case FILE_PLAYGROUND:
         info->prediction = KILN_PREDICTION_EDM;
         info->prediction_reason = "edm_mean and edm_std tensors (Playground v2.5)";
@@ -121,10 +124,11 @@ static void detect_prediction(const kiln_checkpoint *ck, const unet_config *unet
         info->prediction_reason = kiln_checkpoint_find(ck, "ztsnr") ? "v_pred and ztsnr tensors (zero terminal SNR)"
                                                                     : "v_pred tensor";
         return;
+    case FILE_EDM_SCHEDULER:
     case FILE_SCHEDULER:
-        info->prediction = type && strcmp(type, "v_prediction") == 0 ? KILN_PREDICTION_V
-                           : kiln_checkpoint_edm_sigmas(ck, &sigma_min, &sigma_max, &sigma_data) ? KILN_PREDICTION_EDM
-                                                                                                 : KILN_PREDICTION_EPS;
+        info->prediction = v_prediction ? KILN_PREDICTION_V
+                           : says == FILE_EDM_SCHEDULER ? KILN_PREDICTION_EDM
+                                                        : KILN_PREDICTION_EPS;
         info->prediction_reason = "scheduler_config.json";
         return;
     case FILE_SAYS_NOTHING: break;
@@ -178,9 +182,10 @@ static kiln_status detect_sampling(kiln_model *m)
                              kiln_checkpoint_path(ck), edm->sigma_max, edm->sigma_min);
         break;
     case FILE_V_PRED: m->zsnr = kiln_checkpoint_find(ck, "ztsnr") != NULL; break;
-    case FILE_SCHEDULER:
+    case FILE_EDM_SCHEDULER:
         edm->on = kiln_checkpoint_edm_sigmas(ck, &edm->sigma_min, &edm->sigma_max, &edm->sigma_data);
         break;
+    case FILE_SCHEDULER:
     case FILE_SAYS_NOTHING: break;
     }
     return KILN_OK;

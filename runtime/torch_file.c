@@ -818,5 +818,11 @@ kiln_status kiln_torch_to_safetensors(const char *path, const char *out)
 bool kiln_torch_magic(const void *data, size_t size)
 {
     const uint8_t *b = data;
-    return size >= 4 && (memcmp(b, "PK\x03\x04", 4) == 0 || (b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)); /* zip, PROTO */
+    if (size < 8 || !(memcmp(b, "PK\x03\x04", 4) == 0 || (b[0] == 0x80 && b[1] >= 2 && b[1] <= 5))) /* zip, PROTO */
+        return false;
+    /* a safetensors file may begin so too (a header of 0x280 bytes is 80 02 ...): it is one when those eight
+       bytes, as its header length, leave the header inside the file */
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; i--) header = header << 8 | b[i];
+    return header > size - 8;
 }

@@ -87,9 +87,10 @@ kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t
  * Errors name `path`: no dict of tensors, more dims than kiln reads. */
 kiln_status kiln_torch_to_safetensors(const char *path, const char *out);
 
-/* Whether a file's first bytes are a torch.save file's: a zip archive, or
- * a bare pickle as the legacy format's (which kiln_torch_open refuses by
- * name). */
+/* Whether a file of `size` bytes that begins with `data` is a torch.save
+ * file: a zip archive, or a bare pickle as the legacy format's (which
+ * kiln_torch_open refuses by name), whose first eight bytes are no
+ * safetensors header length that fits the file. */
 bool kiln_torch_magic(const void *data, size_t size);
 
 #endif

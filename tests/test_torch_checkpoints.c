@@ -175,6 +175,36 @@ static void temporary_file(void **state)
     rmdir(tmp);
 }
 
+/* A safetensors file whose header is 0x280 bytes begins 80 02 as a pickle
+ * does: it stays a safetensors file. */
+static void safetensors_that_begin_as_pickles(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/kiln_torch_lookalike_%d.safetensors", P_tmpdir, (int)getpid());
+    const float x[2] = {1.5f, -2.0f};
+    const kiln_st_entry e = {.name = "x", .dtype = KILN_F32, .ndim = 1, .shape = {2}, .data = x};
+    char value[1024];
+    bool found = false;
+    for (size_t n = 0; n < sizeof value - 1 && !found; n++) {
+        memset(value, 'v', n);
+        value[n] = 0;
+        const kiln_st_meta meta = {"padding", value};
+        assert_kiln_ok(kiln_st_write(path, &e, 1, &meta, 1));
+        size_t size;
+        uint8_t *bytes = kiln_test_read_file(path, &size);
+        found = bytes[0] == 0x80 && bytes[1] == 0x02 && bytes[2] == 0;
+        free(bytes);
+    }
+    assert_true(found);
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(path, &f));
+    assert_int_equal(kiln_st_count(f), 1);
+    assert_memory_equal(kiln_st_find(f, "x")->data, x, sizeof x);
+    kiln_st_close(f);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +213,7 @@ int main(void)
         cmocka_unit_test(ip_adapter_bin),
         cmocka_unit_test(diffusers_folder_bin),
         cmocka_unit_test(temporary_file),
+        cmocka_unit_test(safetensors_that_begin_as_pickles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
