@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "merge.h"
 #include "status.h"
 
 #define ROOT KILN_CONTROLNET_ROOT
@@ -53,7 +54,8 @@ static kiln_status bind(kiln_controlnet *cn, kiln_backend *be)
     return kiln_hint_encoder_bind(w, ROOT ".input_hint_block", cfg->model_channels, &cn->hint);
 }
 
-kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out)
+kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, const kiln_checkpoint *model,
+                                 kiln_backend *be, kiln_controlnet **out)
 {
     *out = NULL;
     kiln_controlnet *cn = calloc(1, sizeof *cn);
@@ -72,6 +74,9 @@ kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_b
             st = kiln_fail(KILN_ERR_MODEL, "%s: a ControlNet for %s, not for this model's UNet (%s)", path,
                            cn->config ? cn->config->name : "a UNet kiln does not know", unet->config->name);
     }
+    int added;
+    if (st == KILN_OK && kiln_checkpoint_find(cn->checkpoint, "difference"))
+        st = kiln_controlnet_add_unet(cn->checkpoint, model, &added);
     if (st == KILN_OK) st = bind(cn, be);
     if (st != KILN_OK) {
         kiln_controlnet_free(cn);

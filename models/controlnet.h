@@ -49,8 +49,11 @@ typedef struct kiln_controlnet {
 } kiln_controlnet;
 
 /* Opens a ControlNet file (either layout) and binds it on be, for the UNet
- * `unet` (a ControlNet for another base model is refused, naming both). */
-kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, kiln_backend *be, kiln_controlnet **out);
+ * `unet` (a ControlNet for another base model is refused, naming both). A
+ * diff ControlNet (a `difference` tensor) gets the weights of `model`'s UNet
+ * added first (kiln_controlnet_add_unet), as DiffControlNetLoader does. */
+kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, const kiln_checkpoint *model,
+                                 kiln_backend *be, kiln_controlnet **out);
 void kiln_controlnet_free(kiln_controlnet *cn);
 
 // x (N,4,h,w), hint (N,3,8h,8w) in [0,1], the UNet call's cond (its control

@@ -501,7 +501,7 @@ kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlne
     if (kiln_model_is_mmdit(m))
         return kiln_flux_controlnet_open(path, &m->flux, kiln_weights_backend(m->weights), out);
     TRY(unet_model(m, "ControlNet"));
-    return kiln_controlnet_open(path, &m->unet, kiln_weights_backend(m->weights), out);
+    return kiln_controlnet_open(path, &m->unet, m->checkpoint, kiln_weights_backend(m->weights), out);
 }
 
 static kiln_status check_conditioning(const kiln_model *m, const char *which, const kiln_conditioning *c)

@@ -146,6 +146,63 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
     return st;
 }
 
+kiln_status kiln_controlnet_add_unet(kiln_checkpoint *controlnet, const kiln_checkpoint *model, int *added)
+{
+    *added = 0;
+    static const char control_root[] = "control_model.";
+    const size_t count = kiln_checkpoint_count(controlnet);
+    char **names = calloc(count ? count : 1, sizeof *names);
+    size_t nnames = 0;
+    kiln_status st = names ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "diff ControlNet: out of host memory");
+    for (size_t i = 0; i < count && st == KILN_OK; i++) { /* the names first: a replacement re-indexes it */
+        const char *name;
+        const kiln_st_tensor *c = kiln_checkpoint_at(controlnet, i, &name);
+        if (!starts_with(name, control_root)) continue;
+        char unet_name[512];
+        snprintf(unet_name, sizeof unet_name, UNET_ROOT "%s", name + strlen(control_root));
+        const kiln_st_tensor *u = kiln_checkpoint_find(model, unet_name);
+        if (!u) continue; /* the hint encoder, the zero convolutions: the ControlNet's own */
+        if (!same_shape(c, u))
+            st = kiln_fail(KILN_ERR_MODEL, "diff ControlNet %s: %s is of another shape than %s's %s",
+                           kiln_checkpoint_path(controlnet), name, kiln_checkpoint_path(model), unet_name);
+        else if (!mergeable(c->dtype) || !mergeable(u->dtype))
+            st = kiln_fail(KILN_ERR_UNSUPPORTED, "diff ControlNet %s: %s is stored as %s: kiln adds float32, float16 "
+                           "and bfloat16 weights", kiln_checkpoint_path(controlnet), mergeable(c->dtype) ? unet_name
+                                                                                                          : name,
+                           kiln_dtype_name(mergeable(c->dtype) ? u->dtype : c->dtype));
+        else if (!(names[nnames++] = strdup(name)))
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "diff ControlNet: out of host memory");
+    }
+    for (size_t i = 0; i < nnames && st == KILN_OK; i++) {
+        const kiln_st_tensor *c = kiln_checkpoint_find(controlnet, names[i]);
+        char unet_name[512];
+        snprintf(unet_name, sizeof unet_name, UNET_ROOT "%s", names[i] + strlen(control_root));
+        kiln_st_tensor u = *kiln_checkpoint_find(model, unet_name);
+        /* torch's `cd += w.type(cd.dtype)`: the model's weight rounded first */
+        void *rounded = NULL;
+        if (u.dtype != c->dtype) {
+            const size_t n = (size_t)kiln_st_numel(&u);
+            float *wide = malloc(n * sizeof *wide);
+            rounded = wide ? malloc(kiln_dtype_bytes(c->dtype, n)) : NULL;
+            if (!rounded) {
+                free(wide);
+                st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "out of host memory for %s", names[i]);
+                break;
+            }
+            kiln_convert_to_f32(wide, u.data, u.dtype, n);
+            kiln_convert_from_f32(rounded, wide, c->dtype, n);
+            free(wide);
+            u.data = rounded, u.dtype = c->dtype;
+        }
+        st = patch_weight(controlnet, names[i], c, 1.0f, &u, 1.0f);
+        free(rounded);
+    }
+    if (st == KILN_OK) *added = (int)nnames;
+    for (size_t i = 0; i < nnames; i++) free(names[i]);
+    free(names);
+    return st;
+}
+
 kiln_status kiln_checkpoint_multiply_attention(kiln_checkpoint *ck, const char *attn, const kiln_attention_multiply *m,
                                                int *scaled)
 {

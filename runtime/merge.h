@@ -18,6 +18,15 @@
  * is refused too (another family). *merged counts the tensors. */
 kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, int *merged);
 
+/* A diff ControlNet made whole (kohya's diff modules: a `difference` tensor
+ * beside `control_model.*`, the encoder stored as its difference from the
+ * UNet it was trained on), as ComfyUI's DiffControlNetLoader does: each
+ * control_model.<rest> the model's UNet has as model.diffusion_model.<rest>
+ * gets that weight, rounded to the ControlNet tensor's dtype, added (in
+ * float32, stored in its dtype). Another shape, or a block-quantized
+ * weight, is refused by name; *added counts the tensors. */
+kiln_status kiln_controlnet_add_unet(kiln_checkpoint *controlnet, const kiln_checkpoint *model, int *added);
+
 /* UNet(Self|Cross)AttentionMultiply: every UNet tensor named
  * `*.<attn>.to_q.{weight,bias}` (and to_k, to_v, to_out.0) times m's factor,
  * attn "attn1" or "attn2"; CLIPAttentionMultiply with attn "self_attn":

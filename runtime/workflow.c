@@ -1689,6 +1689,9 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
     return node_status(n, st);
 }
 
+/* ControlNetLoader, and DiffControlNetLoader, whose model is the one the
+ * ControlNet is loaded for where it is applied (kiln_controlnet_load adds
+ * that model's UNet weights to a diff ControlNet). */
 static kiln_status controlnet_loader(wf_run *r, wf_node *n)
 {
     n->out[0].kind = WF_CONTROL_NET;
@@ -3108,7 +3111,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
 {
     static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
                                          "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage",
-                                         "ControlNetLoader", "UpscaleModelLoader",
+                                         "ControlNetLoader", "DiffControlNetLoader", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
@@ -3134,7 +3137,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
-        controlnet_loader, upscale_model_loader, image_upscale_with_model,
+        controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select,

@@ -62,6 +62,53 @@ static void original_layout_unprefixed(void **s)
     rmdir(dir);
 }
 
+/* kohya's diff modules: the encoder stored as its difference from the
+ * UNet beside a `difference` tensor, made whole with the model's weights
+ * (f32, and f16 rounded first as torch's `+=` rounds them) */
+static void diff_controlnet(void **s)
+{
+    (void)s;
+    kiln_st_file *f, *unet;
+    assert_kiln_ok(kiln_st_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &f));
+    assert_kiln_ok(kiln_st_open(single_f32.path, &unet));
+    const size_t n = kiln_st_count(f);
+    kiln_st_entry *e = calloc(n + 1, sizeof *e);
+    float **diffs = calloc(n, sizeof *diffs);
+    int subtracted = 0;
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        e[i] = (kiln_st_entry){t->name, t->dtype, t->ndim, {0}, t->data};
+        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
+        char name[256];
+        snprintf(name, sizeof name, "model.diffusion_model.%s", t->name + strlen("control_model."));
+        const kiln_st_tensor *u = kiln_st_find(unet, name);
+        if (!u) continue;
+        assert_true(t->dtype == KILN_F32 && u->dtype == KILN_F32 && u->nbytes == t->nbytes);
+        const size_t count = (size_t)kiln_st_numel(t);
+        diffs[i] = malloc(count * sizeof(float));
+        for (size_t j = 0; j < count; j++) diffs[i][j] = ((const float *)t->data)[j] - ((const float *)u->data)[j];
+        e[i].data = diffs[i];
+        subtracted++;
+    }
+    const float one = 1.0f;
+    e[n] = (kiln_st_entry){"difference", KILN_F32, 0, {0}, &one};
+    char dir[] = "/tmp/kiln_controlnet_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/diff.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, e, n + 1, NULL, 0));
+    print_message("  %d of %zu tensors stored as differences from the UNet's\n", subtracted, n);
+    assert_true(subtracted > (int)n / 2);
+    for (size_t i = 0; i < n; i++) free(diffs[i]);
+    free(diffs);
+    free(e);
+    kiln_st_close(f);
+    kiln_st_close(unet);
+    parity_check_controlnet(&single_f32, path, "controlnet/golden.safetensors");
+    parity_check_controlnet(&single_f16, path, "controlnet/golden.safetensors");
+    unlink(path);
+    rmdir(dir);
+}
+
 static void f16_unet(void **s)
 {
     (void)s;
@@ -79,7 +126,8 @@ static void denoiser_call(void **s)
     kiln_controlnet *cn;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(single_f32.path, be, &m));
-    assert_kiln_ok(kiln_controlnet_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, be, &cn));
+    assert_kiln_ok(
+        kiln_controlnet_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, m->checkpoint, be, &cn));
     kiln_st_file *f = golden_open("controlnet/golden.safetensors");
     golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
            want = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),
@@ -126,8 +174,10 @@ static void two_controlnets(void **s)
     kiln_controlnet *first, *second;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(single_f32.path, be, &m));
-    assert_kiln_ok(kiln_controlnet_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, be, &first));
-    assert_kiln_ok(kiln_controlnet_open(KILN_TEST_DATA "/controlnet/second_ldm.safetensors", &m->unet, be, &second));
+    assert_kiln_ok(
+        kiln_controlnet_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &m->unet, m->checkpoint, be, &first));
+    assert_kiln_ok(
+        kiln_controlnet_open(KILN_TEST_DATA "/controlnet/second_ldm.safetensors", &m->unet, m->checkpoint, be, &second));
     kiln_st_file *f = golden_open("controlnet/golden.safetensors"), *f2 = golden_open("controlnet/multi.safetensors");
     golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
            one = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),
@@ -199,7 +249,7 @@ static void expect_refusal(const char *model, const char *path, const char *need
     kiln_controlnet *cn = (kiln_controlnet *)&cn;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
     assert_kiln_ok(kiln_model_load(model, be, &m));
-    assert_int_equal(kiln_controlnet_open(path, &m->unet, be, &cn), KILN_ERR_MODEL);
+    assert_int_equal(kiln_controlnet_open(path, &m->unet, m->checkpoint, be, &cn), KILN_ERR_MODEL);
     assert_null(cn);
     print_message("  refused: %s\n", kiln_last_error());
     if (!strstr(kiln_last_error(), needle)) fail_msg("'%s' does not mention '%s'", kiln_last_error(), needle);
@@ -224,6 +274,7 @@ int main(void)
         cmocka_unit_test(diffusers_layout),
         cmocka_unit_test(original_layout_unprefixed),
         cmocka_unit_test(f16_unet),
+        cmocka_unit_test(diff_controlnet),
         cmocka_unit_test(denoiser_call),
         cmocka_unit_test(two_controlnets),
         cmocka_unit_test(hint_fits_as_comfyui),

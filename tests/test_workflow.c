@@ -1082,13 +1082,14 @@ static void primitive_nodes(void **state)
 #undef PRIMITIVE_GRAPH
 
 /* The older ControlNetApply on the positive prompt, into a KSampler with
- * the sampler `sampler` and the prompts `positive`, `negative`. */
-#define CONTROLNET_APPLY_RUN(sampler, positive, negative)                                                              \
+ * the sampler `sampler` and the prompts `positive`, `negative`; the
+ * ControlNet from the loader node `loader`'s class and first inputs. */
+#define CONTROLNET_APPLY_RUN(loader, sampler, positive, negative)                                                      \
     "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
     "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", "          \
     "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "              \
-    "\"height\": 16, \"batch_size\": 1}}, \"40\": {\"class_type\": \"ControlNetLoader\", \"inputs\": "              \
-    "{\"control_net_name\": \"" KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors\"}}, "                               \
+    "\"height\": 16, \"batch_size\": 1}}, \"40\": {\"class_type\": " loader "\"control_net_name\": \""               \
+    KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors\"}}, "                                                           \
     "\"41\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                              \
     "/controlnet/hint_37x23.png\"}}, \"42\": {\"class_type\": \"ControlNetApply\", \"inputs\": "                        \
     "{\"strength\": 0.9, \"conditioning\": [\"7\", 0], \"control_net\": [\"40\", 0], \"image\": [\"41\", 0]}}, "       \
@@ -1099,9 +1100,14 @@ static void primitive_nodes(void **state)
     "\"positive\": " positive ", \"negative\": " negative ", \"latent_image\": [\"5\", 0]}}, "                         \
     DECODE_SAVE("[\"3\", 0]") "}"
 
+#define CONTROLNET_LOADER "\"ControlNetLoader\", \"inputs\": {"
+/* DiffControlNetLoader, which also takes the model (whose UNet a diff
+   ControlNet's differences are added to): a ControlNet that is no diff one loads as ControlNetLoader's */
+#define DIFF_CONTROLNET_LOADER "\"DiffControlNetLoader\", \"inputs\": {\"model\": [\"4\", 0], "
+
 /* ControlNetApply (the older node, on one prompt) and the newer samplers by
  * name in a KSampler: the library's run with the ControlNet positive_only
- * and that sampler, pixel for pixel. */
+ * and that sampler, pixel for pixel (and the first from DiffControlNetLoader). */
 static void controlnet_apply_node(void **state)
 {
     (void)state;
@@ -1113,11 +1119,13 @@ static void controlnet_apply_node(void **state)
     tiny_sd15(&m, "blurry", &pos, &neg, &empty);
     assert_kiln_ok(kiln_controlnet_load(m, KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &cn));
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &hint));
-    static const char *const samplers[] = {"euler", "er_sde", "res_multistep_cfg_pp"};
-    const char *const graphs[] = {CONTROLNET_APPLY_RUN("\"euler\"", "[\"43\", 0]", "[\"7\", 0]"),
-                                  CONTROLNET_APPLY_RUN("\"er_sde\"", "[\"43\", 0]", "[\"7\", 0]"),
-                                  CONTROLNET_APPLY_RUN("\"res_multistep_cfg_pp\"", "[\"43\", 0]", "[\"7\", 0]")};
-    for (int k = 0; k < 3; k++) {
+    static const char *const samplers[] = {"euler", "er_sde", "res_multistep_cfg_pp", "euler"};
+    const char *const graphs[] = {
+        CONTROLNET_APPLY_RUN(CONTROLNET_LOADER, "\"euler\"", "[\"43\", 0]", "[\"7\", 0]"),
+        CONTROLNET_APPLY_RUN(CONTROLNET_LOADER, "\"er_sde\"", "[\"43\", 0]", "[\"7\", 0]"),
+        CONTROLNET_APPLY_RUN(CONTROLNET_LOADER, "\"res_multistep_cfg_pp\"", "[\"43\", 0]", "[\"7\", 0]"),
+        CONTROLNET_APPLY_RUN(DIFF_CONTROLNET_LOADER, "\"euler\"", "[\"43\", 0]", "[\"7\", 0]")};
+    for (int k = 0; k < 4; k++) {
         const kiln_control_apply apply = {cn, &hint, 0.9, 0.0, 1.0, NULL, NULL, true};
         kiln_ksampler_params p = {.seed = 4, .steps = 3, .cfg = 3.0, .sampler_name = samplers[k],
                                   .scheduler = "karras", .denoise = 1.0, .control = &apply, .control_count = 1};
@@ -1985,8 +1993,8 @@ static void refusals(void **state)
                    KILN_ERR_UNSUPPORTED, "node 3 (KSampler): the positive and negative prompts come through different "
                    "ControlNetApplyAdvanced nodes");
     /* the older ControlNetApply on the negative prompt */
-    expect_refusal(CONTROLNET_APPLY_RUN("\"euler\"", "[\"6\", 0]", "[\"42\", 0]"), KILN_ERR_UNSUPPORTED,
-                   "node 3 (KSampler): the negative prompt comes through ControlNetApply");
+    expect_refusal(CONTROLNET_APPLY_RUN(CONTROLNET_LOADER, "\"euler\"", "[\"6\", 0]", "[\"42\", 0]"),
+                   KILN_ERR_UNSUPPORTED, "node 3 (KSampler): the negative prompt comes through ControlNetApply");
     expect_refusal("{" CKPT ", \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16.5, "
                    "\"height\": 16, \"batch_size\": 1}}, " DECODE_SAVE("[\"5\", 0]") "}",
                    KILN_ERR_INVALID_ARG, "input 'width' 16.5");

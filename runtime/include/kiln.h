@@ -62,7 +62,7 @@ void kiln_set_warning_handler(kiln_warning_fn fn, void *ctx);
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_latent_upscale        LatentUpscale (to a size)
  *   kiln_image_scale           ImageScale, ImageScaleBy
- *   kiln_controlnet_load       ControlNetLoader
+ *   kiln_controlnet_load       ControlNetLoader, DiffControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
  *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
  *   kiln_style_model_apply     CLIPVisionEncode, then StyleModelApply
@@ -630,7 +630,9 @@ typedef struct kiln_controlnet kiln_controlnet;
 
 /* ControlNetLoader: a ControlNet for the model's UNet (original or diffusers
  * layout) or for a Flux model's transformer (InstantX's and Shakker-Labs'
- * diffusers files, XLabs' files). It must be freed before the model. */
+ * diffusers files, XLabs' files); DiffControlNetLoader too: a diff
+ * ControlNet (a `difference` tensor) gets the model's UNet weights added.
+ * It must be freed before the model. */
 kiln_status kiln_controlnet_load(kiln_model *m, const char *path, kiln_controlnet **out);
 void kiln_controlnet_free(kiln_controlnet *cn);
 

@@ -139,8 +139,10 @@ static void two_controlnets_f32(void **s)
     kiln_controlnet *cn[2];
     assert_kiln_ok(kiln_backend_create(gpu_f32.backend, NULL, &be));
     assert_kiln_ok(kiln_model_load(gpu_f32.path, be, &m));
-    assert_kiln_ok(kiln_controlnet_open(kiln_test_data("controlnet/tiny_ldm.safetensors"), &m->unet, be, &cn[0]));
-    assert_kiln_ok(kiln_controlnet_open(kiln_test_data("controlnet/second_ldm.safetensors"), &m->unet, be, &cn[1]));
+    assert_kiln_ok(
+        kiln_controlnet_open(kiln_test_data("controlnet/tiny_ldm.safetensors"), &m->unet, m->checkpoint, be, &cn[0]));
+    assert_kiln_ok(
+        kiln_controlnet_open(kiln_test_data("controlnet/second_ldm.safetensors"), &m->unet, m->checkpoint, be, &cn[1]));
     kiln_st_file *f = golden_open("controlnet/golden.safetensors"), *f2 = golden_open("controlnet/multi.safetensors");
     golden x = golden_read(f, "denoise.x"), sigma = golden_read(f, "denoise.sigma"), cfg = golden_read(f, "denoise.cfg"),
            one = golden_read(f, "denoise.out"), context = golden_read(f, "encoder_hidden_states"),

@@ -324,7 +324,7 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
     kiln_model *m = load(fx, &be);
     kiln_controlnet *cn;
     const char *path = controlnet_path[0] == '/' ? controlnet_path : kiln_test_data(controlnet_path);
-    assert_kiln_ok(kiln_controlnet_open(path, &m->unet, be, &cn));
+    assert_kiln_ok(kiln_controlnet_open(path, &m->unet, m->checkpoint, be, &cn));
     controlnet_run r = {m, cn, golden_open(golden_path), fx->tol, NULL};
     golden want = golden_read(r.goldens, "noise_pred");
     r.out = calloc(want.count, sizeof(float));
