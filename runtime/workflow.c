@@ -1204,6 +1204,55 @@ static kiln_status image_copy_rect(const kiln_image *img, int x, int y, int widt
 /* ImageBatch: image1's pictures, then image2's, those fitted to image1's
  * size where it differs (bilinear and the centre cut, as the node's
  * common_upscale, on kiln's 8-bit pictures). */
+/* ImageStitch (image2 optional: without it image1 as it is; batches of
+ * other lengths, the shorter's last picture repeated), ResizeAndPadImage
+ * and ImageScaleToMaxDimension, picture by picture. */
+static kiln_status image_layout_node(wf_run *r, wf_node *n, const char *c)
+{
+    wf_value *image, *second = NULL;
+    const bool stitch = strcmp(c, "ImageStitch") == 0, pad = strcmp(c, "ResizeAndPadImage") == 0;
+    TRY(linked(r, n, stitch ? "image1" : "image", WF_IMAGE, &image));
+    const char *direction = NULL, *color = NULL, *method = NULL;
+    bool match = false;
+    int spacing = 0, width = 0, height = 0, largest = 0;
+    if (stitch) {
+        if (input_of(n, "image2")) TRY(linked(r, n, "image2", WF_IMAGE, &second));
+        TRY(text(n, "direction", &direction));
+        TRY(flag(n, "match_image_size", &match));
+        TRY(integer(n, "spacing_width", 0, 1024, &spacing));
+        TRY(text(n, "spacing_color", &color));
+    } else if (pad) {
+        TRY(integer(n, "target_width", 1, KILN_IMAGE_MAX_SIDE, &width));
+        TRY(integer(n, "target_height", 1, KILN_IMAGE_MAX_SIDE, &height));
+        TRY(text(n, "padding_color", &color));
+        TRY(text(n, "interpolation", &method));
+    } else {
+        TRY(text(n, "upscale_method", &method));
+        TRY(integer(n, "largest_size", 1, KILN_IMAGE_MAX_SIDE, &largest));
+    }
+    const int count = second && second->nimages > image->nimages ? second->nimages : image->nimages;
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)count, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (int i = 0; i < count; i++) {
+        const kiln_image *img = &image->images[i < image->nimages ? i : image->nimages - 1];
+        kiln_image *out = &n->out[0].images[i];
+        kiln_status st;
+        if (stitch && !second)
+            st = image_copy_rect(img, 0, 0, img->width, img->height, out);
+        else if (stitch)
+            st = kiln_image_stitch(img, &second->images[i < second->nimages ? i : second->nimages - 1], direction,
+                                   match, spacing, color, out);
+        else if (pad)
+            st = kiln_image_resize_and_pad(img, width, height, color, method, out);
+        else
+            st = kiln_image_scale_to_max_dimension(img, method, largest, out);
+        TRY(node_status(n, st));
+        n->out[0].nimages++;
+    }
+    return KILN_OK;
+}
+
 static kiln_status image_batch(wf_run *r, wf_node *n)
 {
     wf_value *first, *second;
@@ -3178,6 +3227,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "EmptyImage") == 0 || strcmp(c, "ImageInvert") == 0 || strcmp(c, "ImageBlend") == 0 ||
              strcmp(c, "ImageBlur") == 0 || strcmp(c, "ImageSharpen") == 0)
         st = image_filter_node(r, n, c);
+    else if (strcmp(c, "ImageStitch") == 0 || strcmp(c, "ResizeAndPadImage") == 0 ||
+             strcmp(c, "ImageScaleToMaxDimension") == 0)
+        st = image_layout_node(r, n, c);
     else if (strcmp(c, "ImageFlip") == 0 || strcmp(c, "ImageRotate") == 0)
         st = image_flip_rotate_node(r, n, c[5] == 'F');
     else if (strcmp(c, "ControlNetApplyAdvanced") == 0 || strcmp(c, "ControlNetApplySD3") == 0 ||

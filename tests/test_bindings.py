@@ -324,6 +324,29 @@ class ImageFiles(unittest.TestCase):
             picture.blend(other, 0.5, "hue")
         self.assertIn("blend_mode 'hue'", caught.exception.message)
 
+    def test_image_layout(self):
+        """ImageStitch of a picture and its inverse side by side with 4 red
+        columns between: each in its place; ResizeAndPadImage onto a wider
+        frame pads white; ImageScaleToMaxDimension keeps the aspect ratio."""
+        picture = kiln.Image.load(data("inpaint/image_20x17.png"))
+        w, h, other = picture.width, picture.height, picture.invert()
+        stitched = picture.stitch(other, "right", True, 3, "red")
+        self.assertEqual((stitched.width, stitched.height), (2 * w + 4, h))
+        row = 3 * stitched.width
+        for y in range(h):
+            line = stitched.pixels[row * y:row * (y + 1)]
+            self.assertEqual(line[:3 * w], picture.pixels[3 * w * y:3 * w * (y + 1)])
+            self.assertEqual(line[3 * w:3 * w + 12], bytes([255, 0, 0] * 4))
+            self.assertEqual(line[3 * w + 12:], other.pixels[3 * w * y:3 * w * (y + 1)])
+        padded = picture.resize_and_pad(2 * w + 2, h, "white", "nearest-exact")
+        self.assertEqual(padded.pixels[:3], bytes([255, 255, 255]))
+        largest = picture.scale_to_max_dimension(40, "bilinear")
+        self.assertGreater(w, h)
+        self.assertEqual((largest.width, largest.height), (40, round(h / w * 40)))
+        with self.assertRaises(kiln.KilnError) as caught:
+            picture.stitch(other, "sideways")
+        self.assertIn("direction 'sideways'", caught.exception.message)
+
     def test_from_rgb_checks_size(self):
         with self.assertRaises(ValueError):
             kiln.Image.from_rgb(4, 4, bytes(47))

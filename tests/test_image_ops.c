@@ -1,6 +1,8 @@
 /* ComfyUI's image nodes on 8-bit pictures (EmptyImage, ImageInvert,
  * ImageBlend, ImageBlur, ImageSharpen, each back to bytes by SaveImage's
- * rule) against their code restated (tests/data/image_ops). EmptyImage,
+ * rule; ImageStitch, ResizeAndPadImage and ImageScaleToMaxDimension, their
+ * resizes ImageScale's, bilinear and bicubic within a level) against their
+ * code restated (tests/data/image_ops). EmptyImage,
  * ImageInvert and ImageBlend are one float32 rounding a step and must match
  * to the byte; ImageBlur and ImageSharpen sum in an order numpy cannot
  * repeat (torch's conv2d and linspace), so their bytes may be 1 level off
@@ -19,12 +21,13 @@
 #include "golden.h"
 #include "kiln.h"
 
-static kiln_st_file *data;
+static kiln_st_file *data, *layout;
 
 static int setup(void **state)
 {
     (void)state;
     data = golden_open("image_ops/image_ops.safetensors");
+    layout = golden_open("image_ops/layout.safetensors");
     return 0;
 }
 
@@ -32,6 +35,7 @@ static int teardown(void **state)
 {
     (void)state;
     kiln_st_close(data);
+    kiln_st_close(layout);
     return 0;
 }
 
@@ -45,10 +49,10 @@ static bool same_size(const kiln_image *have, const golden *want, const char *na
     return false;
 }
 
-/* have against the golden picture `name` (H, W, 3 bytes), exactly. */
-static bool same_picture(const kiln_image *have, const char *name)
+/* have against the golden picture `name` of f (H, W, 3 bytes), exactly. */
+static bool same_picture(kiln_st_file *f, const kiln_image *have, const char *name)
 {
-    golden want = golden_read(data, name);
+    golden want = golden_read(f, name);
     bool same = same_size(have, &want, name);
     const size_t W = want.shape[1];
     size_t differ = 0, first = 0;
@@ -69,13 +73,13 @@ typedef struct {
     size_t count, equal;
 } tally;
 
-/* have against the golden picture `name`: every byte within 1 level (false,
+/* have against the golden picture `name` of f: every byte within 1 level (false,
  * and why printed, where not); its counts printed and added to *t, whose
  * bytes are then wanted at least 99% equal (near_enough): torch's summation
  * order is not numpy's, and one picture of 90 bytes alone would allow none. */
-static bool near_picture(const kiln_image *have, const char *name, tally *t)
+static bool near_picture(kiln_st_file *f, const kiln_image *have, const char *name, tally *t)
 {
-    golden want = golden_read(data, name);
+    golden want = golden_read(f, name);
     bool same = same_size(have, &want, name);
     const size_t W = want.shape[1];
     size_t equal = 0, one = 0, worse = 0, first = 0;
@@ -136,7 +140,7 @@ static void empty_matches_comfyui(void **state)
         assert_kiln_ok(kiln_image_empty(cases[k].w, cases[k].h, cases[k].color, &out));
         char name[64];
         snprintf(name, sizeof name, "empty.%06x_%d_%d", (unsigned)cases[k].color, cases[k].w, cases[k].h);
-        bad += !same_picture(&out, name);
+        bad += !same_picture(data, &out, name);
         kiln_image_free(&out);
     }
     /* the largest sides: every pixel the colour's bytes */
@@ -173,7 +177,7 @@ static void invert_matches_comfyui(void **state)
     (void)state;
     kiln_image a = golden_picture(data, "a"), out = {0};
     assert_kiln_ok(kiln_image_invert(&a, &out));
-    int bad = !same_picture(&out, "invert");
+    int bad = !same_picture(data, &out, "invert");
     kiln_image_free(&out);
     assert_refused_by(kiln_image_invert(NULL, &out), "kiln_image_invert", "ImageInvert");
     assert_refused_by(kiln_image_invert(&a, NULL), "kiln_image_invert", "ImageInvert");
@@ -198,7 +202,7 @@ static void blend_matches_comfyui(void **state)
             assert_kiln_ok(kiln_image_blend(&a, &b, factors[f], modes[m], &out));
             char name[64];
             snprintf(name, sizeof name, "blend.%s.%g", modes[m], factors[f]);
-            bad += !same_picture(&out, name);
+            bad += !same_picture(data, &out, name);
             kiln_image_free(&out);
         }
         /* image1 x 1 + blended x 0: image1's bytes (c / 255 x 255 is c again) */
@@ -275,7 +279,7 @@ static void blur_matches_comfyui(void **state)
         char name[64];
         snprintf(name, sizeof name, "%s.%d_%g", strcmp(cases[k].picture, "a") ? "blur_small" : "blur", cases[k].r,
                  cases[k].sigma);
-        bad += !near_picture(&out, name, &t);
+        bad += !near_picture(data, &out, name, &t);
         kiln_image_free(&out);
         assert_kiln_ok(kiln_image_blur(&in, 0, cases[k].sigma, &out));
         assert_int_equal(out.width, in.width);
@@ -304,7 +308,7 @@ static void sharpen_matches_comfyui(void **state)
         char name[64];
         snprintf(name, sizeof name, "%s.%d_%g_%g", strcmp(cases[k].picture, "a") ? "sharpen_small" : "sharpen",
                  cases[k].r, cases[k].sigma, cases[k].alpha);
-        bad += !near_picture(&out, name, &t);
+        bad += !near_picture(data, &out, name, &t);
         kiln_image_free(&out);
         assert_kiln_ok(kiln_image_sharpen(&in, 0, cases[k].sigma, cases[k].alpha, &out));
         assert_memory_equal(out.pixels, in.pixels, (size_t)3 * in.width * in.height);
@@ -353,6 +357,100 @@ static void blur_sharpen_refusals(void **state)
     kiln_image_free(&a), kiln_image_free(&small), kiln_image_free(&dot), kiln_image_free(&big);
 }
 
+/* ImageStitch in the four directions, image2 matched to image1 (lanczos) or
+ * centred and padded, with and without spacing of each colour kind (an odd
+ * one rounded up); the refusals. */
+static void stitch_matches_comfyui(void **state)
+{
+    (void)state;
+    static const struct { const char *direction; bool match; int spacing; const char *color; } cases[] = {
+        {"right", true, 0, "white"}, {"down", true, 0, "white"}, {"left", true, 0, "white"}, {"up", true, 0, "white"},
+        {"right", false, 3, "red"}, {"down", false, 3, "red"},   {"left", false, 3, "red"},  {"up", false, 3, "red"},
+        {"right", false, 0, "white"}, {"down", true, 2, "blue"}, {"up", false, 4, "black"}};
+    kiln_image a = golden_picture(layout, "a"), b = golden_picture(layout, "b"), out = {0};
+    int bad = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        assert_kiln_ok(kiln_image_stitch(&a, &b, cases[k].direction, cases[k].match, cases[k].spacing, cases[k].color,
+                                         &out));
+        char name[64];
+        snprintf(name, sizeof name, "stitch.%s.%d.%d.%s", cases[k].direction, cases[k].match, cases[k].spacing,
+                 cases[k].color);
+        bad += !same_picture(layout, &out, name);
+        kiln_image_free(&out);
+    }
+    assert_refused_by(kiln_image_stitch(&a, &b, "sideways", true, 0, "white", &out), "direction 'sideways'",
+                      "ImageStitch");
+    assert_refused_by(kiln_image_stitch(&a, &b, "right", true, 0, "purple", &out), "spacing color 'purple'",
+                      "ImageStitch");
+    assert_refused_by(kiln_image_stitch(&a, &b, "right", true, 1025, "white", &out), "spacing 1025", "ImageStitch");
+    assert_refused_by(kiln_image_stitch(&a, NULL, "right", true, 0, "white", &out), "no pictures", "ImageStitch");
+    kiln_image tall = {0};
+    assert_kiln_ok(kiln_image_empty(1, 200, 0, &tall));
+    assert_refused_by(kiln_image_stitch(&a, &tall, "right", true, 0, "white", &out), "matched to image1", "ImageStitch");
+    assert_null(out.pixels);
+    kiln_image_free(&tall);
+    kiln_image_free(&a);
+    kiln_image_free(&b);
+    all_same(bad, "pictures");
+}
+
+/* have against layout's golden `name` resized by `method`: lanczos, nearest-exact and area to the byte, bilinear
+   and bicubic within a level (ImageScale's rule: torch's sums on the pictures' channels-last views round in an
+   order of their own, a float truncated at a byte's edge) */
+static bool resized_picture(const kiln_image *have, const char *method, const char *name, tally *t)
+{
+    if (strcmp(method, "bilinear") != 0 && strcmp(method, "bicubic") != 0) return same_picture(layout, have, name);
+    return near_picture(layout, have, name, t);
+}
+
+/* ResizeAndPadImage into a wider and a taller frame with each method, and
+ * ImageScaleToMaxDimension on a wide and a tall picture (a side that rounds
+ * down too); the refusals. */
+static void resize_and_pad_and_max_dimension_match_comfyui(void **state)
+{
+    (void)state;
+    static const char *const methods[] = {"lanczos", "bilinear", "bicubic", "nearest-exact", "area"};
+    kiln_image a = golden_picture(layout, "a"), b = golden_picture(layout, "b"), out = {0};
+    int bad = 0;
+    tally t = {0};
+    char name[64];
+    for (int k = 0; k < 5; k++) {
+        assert_kiln_ok(kiln_image_resize_and_pad(&a, 17, 9, "white", methods[k], &out));
+        snprintf(name, sizeof name, "pad.%s.17x9.white", methods[k]);
+        bad += !resized_picture(&out, methods[k], name, &t);
+        kiln_image_free(&out);
+        assert_kiln_ok(kiln_image_resize_and_pad(&a, 6, 20, "black", methods[k], &out));
+        snprintf(name, sizeof name, "pad.%s.6x20.black", methods[k]);
+        bad += !resized_picture(&out, methods[k], name, &t);
+        kiln_image_free(&out);
+        assert_kiln_ok(kiln_image_scale_to_max_dimension(&a, methods[k], 20, &out));
+        snprintf(name, sizeof name, "max.a.%s.20", methods[k]);
+        bad += !resized_picture(&out, methods[k], name, &t);
+        kiln_image_free(&out);
+        assert_kiln_ok(kiln_image_scale_to_max_dimension(&b, methods[k], 9, &out));
+        snprintf(name, sizeof name, "max.b.%s.9", methods[k]);
+        bad += !resized_picture(&out, methods[k], name, &t);
+        kiln_image_free(&out);
+    }
+    assert_kiln_ok(kiln_image_scale_to_max_dimension(&b, "bicubic", 3, &out));
+    bad += !resized_picture(&out, "bicubic", "max.b.bicubic.3", &t);
+    kiln_image_free(&out);
+    bad += near_enough(&t, "bilinear and bicubic");
+    assert_refused_by(kiln_image_resize_and_pad(&a, 17, 9, "grey", "area", &out), "padding color 'grey'",
+                      "ResizeAndPadImage");
+    assert_refused_by(kiln_image_resize_and_pad(&a, 0, 9, "white", "area", &out), "target 0x9", "ResizeAndPadImage");
+    assert_refused_by(kiln_image_resize_and_pad(&a, 17, 9, "white", "bislerp", &out), "bislerp", "ResizeAndPadImage");
+    assert_refused_by(kiln_image_resize_and_pad(&a, 1, 9, "white", "area", &out), "is 1x0", "ResizeAndPadImage");
+    assert_refused_by(kiln_image_scale_to_max_dimension(&a, "area", 0, &out), "largest size 0",
+                      "ImageScaleToMaxDimension");
+    assert_refused_by(kiln_image_scale_to_max_dimension(&a, "sideways", 20, &out), "sideways",
+                      "ImageScaleToMaxDimension");
+    assert_null(out.pixels);
+    kiln_image_free(&a);
+    kiln_image_free(&b);
+    all_same(bad, "pictures");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +462,8 @@ int main(void)
         cmocka_unit_test(blur_matches_comfyui),
         cmocka_unit_test(sharpen_matches_comfyui),
         cmocka_unit_test(blur_sharpen_refusals),
+        cmocka_unit_test(stitch_matches_comfyui),
+        cmocka_unit_test(resize_and_pad_and_max_dimension_match_comfyui),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

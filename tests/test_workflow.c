@@ -1910,6 +1910,45 @@ static void image_filter_nodes(void **state)
     for (int k = 0; k < 8; k++) kiln_image_free(&step[k]);
 }
 
+/* ImageStitch (a picture put left of a batch of two: the shorter batch's
+ * picture repeated; without image2 the picture as it is), ResizeAndPadImage
+ * and ImageScaleToMaxDimension chained: the library's calls' pictures, byte
+ * for byte (each call's bytes are test_image_ops'). */
+static void image_layout_nodes(void **state)
+{
+    (void)state;
+    static const char graph[] =
+        "{\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA "/inpaint/image_20x17.png\"}}, "
+        "\"12\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA
+        "/controlnet/hint_37x23.png\"}}, "
+        "\"13\": {\"class_type\": \"ImageBatch\", \"inputs\": {\"image1\": [\"12\", 0], \"image2\": [\"12\", 0]}}, "
+        "\"81\": {\"class_type\": \"ImageStitch\", \"inputs\": {\"image1\": [\"11\", 0], \"image2\": [\"13\", 0], "
+        "\"direction\": \"left\", \"match_image_size\": true, \"spacing_width\": 5, \"spacing_color\": \"green\"}}, "
+        "\"82\": {\"class_type\": \"ResizeAndPadImage\", \"inputs\": {\"image\": [\"81\", 0], \"target_width\": 40, "
+        "\"target_height\": 30, \"padding_color\": \"white\", \"interpolation\": \"area\"}}, "
+        "\"83\": {\"class_type\": \"ImageScaleToMaxDimension\", \"inputs\": {\"image\": [\"82\", 0], "
+        "\"upscale_method\": \"lanczos\", \"largest_size\": 25}}, "
+        "\"84\": {\"class_type\": \"ImageStitch\", \"inputs\": {\"image1\": [\"83\", 0], \"direction\": \"right\", "
+        "\"match_image_size\": true, \"spacing_width\": 0, \"spacing_color\": \"white\"}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"84\", 0]}}}";
+    kiln_image step[5];
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &step[0]));
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/controlnet/hint_37x23.png", &step[1]));
+    assert_kiln_ok(kiln_image_stitch(&step[0], &step[1], "left", true, 5, "green", &step[2]));
+    assert_kiln_ok(kiln_image_resize_and_pad(&step[2], 40, 30, "white", "area", &step[3]));
+    assert_kiln_ok(kiln_image_scale_to_max_dimension(&step[3], "lanczos", 25, &step[4]));
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, graph, &options, &images, &count));
+    assert_int_equal(count, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(images[i].width, step[4].width), assert_int_equal(images[i].height, step[4].height);
+        assert_memory_equal(images[i].pixels, step[4].pixels, (size_t)step[4].width * step[4].height * 3);
+    }
+    kiln_images_free(images, count);
+    for (int k = 0; k < 5; k++) kiln_image_free(&step[k]);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -2026,6 +2065,7 @@ int main(void)
                                        cmocka_unit_test(vae_encode_for_inpaint_node),
                                        cmocka_unit_test(image_composite_masked_node),
                                        cmocka_unit_test(image_filter_nodes),
+        cmocka_unit_test(image_layout_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -62,6 +62,8 @@ void kiln_set_warning_handler(kiln_warning_fn fn, void *ctx);
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_latent_upscale        LatentUpscale (to a size)
  *   kiln_image_scale           ImageScale, ImageScaleBy
+ *   kiln_image_stitch, kiln_image_resize_and_pad, kiln_image_scale_to_max_dimension
+ *                              ImageStitch, ResizeAndPadImage, ImageScaleToMaxDimension
  *   kiln_controlnet_load       ControlNetLoader, DiffControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
  *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
@@ -513,6 +515,26 @@ kiln_status kiln_image_blur(const kiln_image *img, int radius, double sigma, kil
  * that it sums to 1, the edges mirrored, clamped to [0, 1]; radius and sigma
  * as ImageBlur's. */
 kiln_status kiln_image_sharpen(const kiln_image *img, int radius, double sigma, double alpha, kiln_image *out);
+
+/* ImageStitch: image2 put beside image1 toward `direction` ("right",
+ * "down", "left", "up"); with match_size image2 first resized (Pillow's
+ * LANCZOS) to image1's height (right, left; its width int(height x its
+ * aspect ratio)) or width (down, up), else the smaller of the two centred
+ * on the other's side and the rest filled (spacing_color "white" white,
+ * any other black); `spacing` pixels (rounded up to even, 0 to 1024) of
+ * spacing_color ("white", "black", "red", "green", "blue") between them. */
+kiln_status kiln_image_stitch(const kiln_image *image1, const kiln_image *image2, const char *direction,
+                              bool match_size, int spacing, const char *spacing_color, kiln_image *out);
+/* ResizeAndPadImage: the picture scaled by kiln_image_scale's `method`
+ * to fit width x height (each side int(side x the smaller ratio)), centred
+ * on a width x height picture of padding_color ("white" or "black"). */
+kiln_status kiln_image_resize_and_pad(const kiln_image *img, int width, int height, const char *padding_color,
+                                      const char *method, kiln_image *out);
+/* ImageScaleToMaxDimension: scaled by kiln_image_scale's `method` so that
+ * its longer side is `largest` (the other round(side x largest / longer),
+ * half to even; a square both). */
+kiln_status kiln_image_scale_to_max_dimension(const kiln_image *img, const char *method, int largest,
+                                              kiln_image *out);
 
 /* ImageRotate (quarter_turns clockwise, 0 to 3) and ImageFlip (flip_rows:
  * "x-axis: vertically", flip_columns: "y-axis: horizontally"), the turn

@@ -334,6 +334,9 @@ _declare("kiln_image_invert", c_int, POINTER(_Image), POINTER(_Image))
 _declare("kiln_image_flip_rotate", c_int, POINTER(_Image), c_bool, c_bool, c_int, POINTER(_Image))
 _declare("kiln_image_blend", c_int, POINTER(_Image), POINTER(_Image), c_double, c_char_p, POINTER(_Image))
 _declare("kiln_image_blur", c_int, POINTER(_Image), c_int, c_double, POINTER(_Image))
+_declare("kiln_image_stitch", c_int, POINTER(_Image), POINTER(_Image), c_char_p, c_bool, c_int, c_char_p, POINTER(_Image))
+_declare("kiln_image_resize_and_pad", c_int, POINTER(_Image), c_int, c_int, c_char_p, c_char_p, POINTER(_Image))
+_declare("kiln_image_scale_to_max_dimension", c_int, POINTER(_Image), c_char_p, c_int, POINTER(_Image))
 _declare("kiln_image_sharpen", c_int, POINTER(_Image), c_int, c_double, c_double, POINTER(_Image))
 _declare("kiln_image_composite_masked", c_int, POINTER(_Image), POINTER(_Image), c_int, c_int, c_bool, POINTER(_Mask),
          POINTER(_Image))
@@ -1739,6 +1742,34 @@ class Image(_Owned):
         out = Image()
         _lib.kiln_image_scale(byref(self._c), method.encode(), _c_int("width", width), _c_int("height", height),
                               bool(crop), byref(out._c))
+        return out
+
+    def stitch(self, other: "Image", direction: str = "right", match_image_size: bool = True, spacing_width: int = 0,
+               spacing_color: str = "white") -> "Image":
+        """ImageStitch: other put beside this picture toward direction ("right",
+        "down", "left", "up"), resized (lanczos) to its height or width with
+        match_image_size, else centred on it; spacing_width pixels of
+        spacing_color ("white", "black", "red", "green", "blue") between."""
+        out = Image()
+        _lib.kiln_image_stitch(byref(self._c), byref(other._c), direction.encode(), bool(match_image_size),
+                               _c_int("spacing_width", spacing_width), spacing_color.encode(), byref(out._c))
+        return out
+
+    def resize_and_pad(self, target_width: int, target_height: int, padding_color: str = "white",
+                       interpolation: str = "area") -> "Image":
+        """ResizeAndPadImage: scaled to fit target_width x target_height,
+        centred on padding_color ("white" or "black")."""
+        out = Image()
+        _lib.kiln_image_resize_and_pad(byref(self._c), _c_int("target_width", target_width),
+                                       _c_int("target_height", target_height), padding_color.encode(),
+                                       interpolation.encode(), byref(out._c))
+        return out
+
+    def scale_to_max_dimension(self, largest_size: int, upscale_method: str = "area") -> "Image":
+        """ImageScaleToMaxDimension: scaled so that the longer side is largest_size."""
+        out = Image()
+        _lib.kiln_image_scale_to_max_dimension(byref(self._c), upscale_method.encode(),
+                                               _c_int("largest_size", largest_size), byref(out._c))
         return out
 
     @classmethod
