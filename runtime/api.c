@@ -102,6 +102,21 @@ const char *kiln_model_family(const kiln_model *m)
     return m ? m->info.family : "";
 }
 
+kiln_status kiln_model_save_checkpoint(const kiln_model *m, const char *path)
+{
+    if (!m || !path) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_save_checkpoint: no model or path");
+    /* where each family's single files keep an OpenCLIP tower (kiln_open_clip_roots) */
+    static const struct {
+        const char *family;
+        int open_clip;
+    } layouts[] = {{"sd1", -1}, {"sd2", 0}, {"sdxl", 1}, {"sdxl-refiner", 2}};
+    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
+        if (strcmp(m->info.family, layouts[i].family) == 0)
+            return kiln_checkpoint_save(m->checkpoint, layouts[i].open_clip, path);
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: kiln saves SD 1.x, 2.x and XL checkpoints, not a %s model's",
+                     kiln_checkpoint_path(m->checkpoint), m->info.family);
+}
+
 const char *kiln_model_variant(const kiln_model *m)
 {
     return m ? kiln_variant_name(m->info.variant) : "";

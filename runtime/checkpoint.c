@@ -653,12 +653,15 @@ static kiln_status open_diffusers(kiln_checkpoint *ck, const char *dir)
 
 /* ---- SD 2.x single files: OpenCLIP's text tower -> canonical names ------ */
 
-/* Where single files keep an OpenCLIP tower (SD 2.x's, SDXL's second, the refiner's) and
- * where its transformers names go. */
-static const char *const open_clip_roots[][2] = {
+const char *const kiln_open_clip_roots[KILN_OPEN_CLIP_ROOTS][2] = {
     {"cond_stage_model.model.", "cond_stage_model.transformer.text_model."},
     {"conditioner.embedders.1.model.", "conditioner.embedders.1.transformer.text_model."},
     {"conditioner.embedders.0.model.", "conditioner.embedders.0.transformer.text_model."}, /* SDXL refiner */
+};
+
+const char *const kiln_open_clip_renames[KILN_OPEN_CLIP_RENAMES][2] = {
+    {"ln_1.", "layer_norm1."},   {"ln_2.", "layer_norm2."},           {"mlp.c_fc.", "mlp.fc1."},
+    {"mlp.c_proj.", "mlp.fc2."}, {"attn.out_proj.", "self_attn.out_proj."},
 };
 
 /* Rows [first, first + rows) of t under `name`, a view without a copy. */
@@ -736,10 +739,6 @@ static kiln_status add_row_split(kiln_checkpoint *ck, const kiln_st_tensor *t, c
  * as it is, and logit_scale) keep their names. */
 static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *from, const char *to)
 {
-    static const char *const renames[][2] = {
-        {"ln_1.", "layer_norm1."},   {"ln_2.", "layer_norm2."},           {"mlp.c_fc.", "mlp.fc1."},
-        {"mlp.c_proj.", "mlp.fc2."}, {"attn.out_proj.", "self_attn.out_proj."},
-    };
     const char *in = t->name + strlen(from);
     char name[512];
     int i, n = 0, *n_ = &n;
@@ -764,10 +763,10 @@ static kiln_status map_open_clip_tensor(kiln_checkpoint *ck, const kiln_st_tenso
         static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
         return add_row_split(ck, t, block, qkv, (const int[]){1, 1, 1}, 3, part);
     }
-    for (size_t k = 0; k < sizeof renames / sizeof renames[0]; k++) {
-        size_t len = strlen(renames[k][0]);
-        if (strncmp(rest, renames[k][0], len) != 0) continue;
-        snprintf(name, sizeof name, "%sencoder.layers.%d.%s%s", to, i, renames[k][1], rest + len);
+    for (size_t k = 0; k < KILN_OPEN_CLIP_RENAMES; k++) {
+        size_t len = strlen(kiln_open_clip_renames[k][0]);
+        if (strncmp(rest, kiln_open_clip_renames[k][0], len) != 0) continue;
+        snprintf(name, sizeof name, "%sencoder.layers.%d.%s%s", to, i, kiln_open_clip_renames[k][1], rest + len);
         return add_name(ck, name, t);
     }
     return add_name(ck, t->name, t);
@@ -786,10 +785,9 @@ typedef tensor_namer (*namer_for_file)(const kiln_st_file *f, unet_layout *lay);
 static kiln_status add_open_clip_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
 {
     (void)lay;
-    const size_t nroots = sizeof open_clip_roots / sizeof open_clip_roots[0];
-    for (size_t r = 0; r < nroots; r++)
-        if (strncmp(t->name, open_clip_roots[r][0], strlen(open_clip_roots[r][0])) == 0)
-            return map_open_clip_tensor(ck, t, open_clip_roots[r][0], open_clip_roots[r][1]);
+    for (size_t r = 0; r < KILN_OPEN_CLIP_ROOTS; r++)
+        if (strncmp(t->name, kiln_open_clip_roots[r][0], strlen(kiln_open_clip_roots[r][0])) == 0)
+            return map_open_clip_tensor(ck, t, kiln_open_clip_roots[r][0], kiln_open_clip_roots[r][1]);
     return add_name(ck, t->name, t);
 }
 
@@ -797,9 +795,9 @@ static kiln_status add_open_clip_file_tensor(kiln_checkpoint *ck, const kiln_st_
 static tensor_namer open_clip_namer(const kiln_st_file *f, unet_layout *lay)
 {
     (void)lay;
-    for (size_t r = 0; r < sizeof open_clip_roots / sizeof open_clip_roots[0]; r++) {
+    for (size_t r = 0; r < KILN_OPEN_CLIP_ROOTS; r++) {
         char probe[128];
-        snprintf(probe, sizeof probe, "%stransformer.resblocks.0.ln_1.weight", open_clip_roots[r][0]);
+        snprintf(probe, sizeof probe, "%stransformer.resblocks.0.ln_1.weight", kiln_open_clip_roots[r][0]);
         if (kiln_st_find(f, probe)) return add_open_clip_file_tensor;
     }
     return NULL;

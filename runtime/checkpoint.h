@@ -30,6 +30,15 @@ typedef struct kiln_checkpoint kiln_checkpoint;
 #define KILN_CLIP_L_ROOT "text_encoders.clip_l.transformer"
 #define KILN_CLIP_G_ROOT "text_encoders.clip_g.transformer" /* SD3's, as ComfyUI's files keep it */
 
+/* Where single files keep an OpenCLIP text tower (SD 2.x's, SDXL's second,
+ * the refiner's) and the transformers names kiln reads it under: root i's
+ * OpenCLIP names [i][0] go under [i][1]; and the renames within a layer
+ * (OpenCLIP's, transformers'). */
+#define KILN_OPEN_CLIP_ROOTS 3
+#define KILN_OPEN_CLIP_RENAMES 5
+extern const char *const kiln_open_clip_roots[KILN_OPEN_CLIP_ROOTS][2];
+extern const char *const kiln_open_clip_renames[KILN_OPEN_CLIP_RENAMES][2];
+
 /* Opens a single-file checkpoint or a diffusers folder. */
 kiln_status kiln_checkpoint_open(const char *path, kiln_checkpoint **out);
 /* Opens a single-file checkpoint held in memory (the embedded default
@@ -132,6 +141,15 @@ kiln_status kiln_flux_xlabs_rows(const char *module, int64_t rows, kiln_row_piec
  * failure, and frees it at close. Merged LoRA weights live this way, so every
  * backend binds them as it binds the file's own tensors. */
 kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_dtype dtype, void *data);
+
+/* Writes ck as one safetensors file in the original single-file layout
+ * (what ComfyUI's CheckpointSave writes): every tensor under its canonical
+ * name, LoRA and merge replacements included, but the OpenCLIP tower at
+ * kiln_open_clip_roots[open_clip] (-1: none) under OpenCLIP's names again,
+ * its q, k and v rows fused into in_proj, a folder's text_projection
+ * transposed to OpenCLIP's; a folder VAE's attention weights as the
+ * original 1x1 convolutions. The file appears whole or not at all. */
+kiln_status kiln_checkpoint_save(const kiln_checkpoint *ck, int open_clip, const char *path);
 
 /* The canonical name of a diffusers UNet2DConditionModel tensor
  * (`down_blocks.0.resnets.1.conv1.weight`) in ck's UNet, whose block layout is

@@ -365,6 +365,20 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_save_checkpoint(self):
+        # saved with a LoRA merged in, loaded again without it: the run of the model with it
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "merged.safetensors")
+            lora = kiln.Lora(data("lora/kohya_ldm.safetensors"), 0.8, 0.8)
+            with kiln.load_checkpoint(backend, data("tiny/sd15_tiny_ldm_fp32.safetensors"), loras=[lora]) as merged:
+                merged.save_checkpoint(path)
+                want = merged.ksampler(merged.encode("a red circle"), merged.encode(""), merged.empty_latent(16, 16),
+                                       seed=7, steps=2, cfg=5.0).to_list()
+            with kiln.load_checkpoint(backend, path) as saved:
+                got = saved.ksampler(saved.encode("a red circle"), saved.encode(""), saved.empty_latent(16, 16),
+                                     seed=7, steps=2, cfg=5.0).to_list()
+        self.assertEqual(got, want)
+
     def test_controlnet_pth(self):
         # a ControlNet 1.1-style .pth: the run of its .safetensors form
         hint = kiln.Image.load(data("controlnet/hint_37x23.png"))

@@ -1489,6 +1489,29 @@ static void torch_files_run(void **state)
     assert_int_not_equal(access(path, F_OK), 0);
 }
 
+/* --save-checkpoint: the model with a LoRA merged in, saved and run
+ * without it, makes the pixels of the model run with it. */
+static void save_checkpoint_run(void **state)
+{
+    (void)state;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%1$s/bin/gen --model %2$s/tiny/sd15_tiny_ldm_fp32.safetensors --lora "
+             "%2$s/lora/kohya_ldm.safetensors:0.8 --save-checkpoint %3$s/merged.safetensors 2>/dev/null",
+             KILN_BINARY_DIR, KILN_TEST_DATA, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    const char *run = "%1$s/bin/gen --model %2$s --prompt 'a square' --width 16 --height 16 --steps 2 --seed 6 %3$s "
+                      "--output %4$s/%5$s.png 2>/dev/null";
+    char model[600], lora[600];
+    snprintf(model, sizeof model, "%s/tiny/sd15_tiny_ldm_fp32.safetensors", KILN_TEST_DATA);
+    snprintf(lora, sizeof lora, "--lora %s/lora/kohya_ldm.safetensors:0.8", KILN_TEST_DATA);
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, model, lora, tmpdir, "with_lora");
+    assert_int_equal(system(cmd), 0);
+    snprintf(model, sizeof model, "%s/merged.safetensors", tmpdir);
+    snprintf(cmd, sizeof cmd, run, KILN_BINARY_DIR, model, "", tmpdir, "merged");
+    assert_int_equal(system(cmd), 0);
+    assert_true(same_pixels("with_lora.png", "merged.png"));
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) return 1;
@@ -1517,6 +1540,7 @@ int main(void)
         cmocka_unit_test(vae_encode_matches_comfyui),
         cmocka_unit_test(embeddings_run),
         cmocka_unit_test(torch_files_run),
+        cmocka_unit_test(save_checkpoint_run),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[256];

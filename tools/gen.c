@@ -78,6 +78,7 @@ typedef struct gen_options {
     const char *sigmas;       /* --sigmas: the noise levels walked in place of --steps and --scheduler's (ManualSigmas) */
     const char *init_image, *init_noise, *save_latent, *info;
     const char *convert; /* --convert: a torch.save file written to --output as safetensors */
+    const char *save_checkpoint; /* --save-checkpoint: the loaded model written there (CheckpointSave) */
     const char *mask, *upscale_model;
     const char *mask_channel;       /* --mask-channel: LoadImageMask's channel of --mask; NULL: red */
     int vae_tile, vae_tile_overlap; /* VAEDecodeTiled's tile and overlap in pixels; tile 0: VAEDecode */
@@ -364,7 +365,9 @@ static void usage(FILE *to)
             "                         a transformer file with the files --vae, --text-encoder give beside it\n"
             "  --list-devices         list the GPUs each backend sees, by the index --device takes, and exit\n"
             "  --convert FILE         write a torch.save file's tensors (.ckpt, .pt, .pth, .bin) to --output\n"
-            "                         as a .safetensors file, as kiln reads them, and exit\n");
+            "                         as a .safetensors file, as kiln reads them, and exit\n"
+            "  --save-checkpoint FILE write the loaded model (--lora, --vae, merges in it) to FILE.safetensors\n"
+            "                         in the original single-file layout (CheckpointSave), and exit\n");
 }
 
 static int bad_flag(const char *flag, const char *value, const char *why)
@@ -483,6 +486,12 @@ static int parse_outpaint(const char *arg, kiln_outpaint *out)
 /* Whether a file can be written at path: its folder exists and takes new
  * files, and path is no folder. Checked before any work, so that a long run
  * does not end in "cannot create". */
+static bool has_suffix(const char *path, const char *suffix)
+{
+    const size_t n = path ? strlen(path) : 0, m = strlen(suffix);
+    return n > m && strcmp(path + n - m, suffix) == 0;
+}
+
 static bool destination_ok(const char *flag, const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -657,7 +666,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .sdxl = {.aesthetic = 6.0, .negative_aesthetic = 2.5},
                        .outpaint.feathering = KILN_OUTPAINT_FEATHERING, .hires_denoise = 0.5,
                        .refiner_switch = 0.8, .slg_scale = 3.0, .slg_start = 0.01, .slg_end = 0.15};
-    enum { O_NEG = 256, O_CONVERT, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
+    enum { O_NEG = 256, O_CONVERT, O_SAVE_CHECKPOINT, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
            O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
@@ -698,7 +707,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"save-latent", required_argument, 0, O_SAVE_LATENT}, {"backend", required_argument, 0, 'B'},
         {"device", required_argument, 0, O_DEVICE},   {"threads", required_argument, 0, 't'},
         {"json", no_argument, 0, O_JSON},             {"info", required_argument, 0, O_INFO},
-        {"convert", required_argument, 0, O_CONVERT},
+        {"convert", required_argument, 0, O_CONVERT}, {"save-checkpoint", required_argument, 0, O_SAVE_CHECKPOINT},
         {"text-cleaning", required_argument, 0, O_CLEANING}, {"compute", required_argument, 0, O_COMPUTE},
         {"list-devices", no_argument, 0, O_LIST_DEVICES}, {"lora", required_argument, 0, O_LORA},
         {"mask", required_argument, 0, O_MASK},       {"outpaint", required_argument, 0, O_OUTPAINT},
@@ -799,6 +808,7 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         case O_INFO: o->info = optarg; break;
         case O_CONVERT: o->convert = optarg; break;
+        case O_SAVE_CHECKPOINT: o->save_checkpoint = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
         case O_WORKFLOW: o->workflow = optarg; break;
         case O_GUIDANCE:
@@ -1111,12 +1121,23 @@ static int parse(int argc, char **argv, gen_options *o)
     }
     if (o->info || o->list_devices) return 0;
     if (o->convert) {
-        const size_t n = o->output ? strlen(o->output) : 0;
-        if (n < 12 || strcmp(o->output + n - 12, ".safetensors") != 0) {
+        if (!has_suffix(o->output, ".safetensors")) {
             fprintf(stderr, "gen: --convert %s: give --output FILE.safetensors\n", o->convert);
             return 2;
         }
         return destination_ok("--output", o->output) ? 0 : 2;
+    }
+    if (o->save_checkpoint) {
+        if (!has_suffix(o->save_checkpoint, ".safetensors")) {
+            fprintf(stderr, "gen: --save-checkpoint %s: a .safetensors file\n", o->save_checkpoint);
+            return 2;
+        }
+        if (o->prompt || o->prompts_file || o->workflow) {
+            fprintf(stderr, "gen: --save-checkpoint writes the loaded model and exits: give it without --%s\n",
+                    o->prompt ? "prompt" : o->prompts_file ? "prompts" : "workflow");
+            return 2;
+        }
+        return destination_ok("--save-checkpoint", o->save_checkpoint) ? 0 : 2;
     }
     if (o->workflow && (o->prompt || o->prompts_file || o->model)) {
         fprintf(stderr, "gen: --workflow %s carries its own prompts, models and settings: give it with --output, "
@@ -2233,6 +2254,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "gen: --text-encoder: Flux reads CLIP-L and T5; give both, as DualCLIPLoader does\n");
         kiln_model_free(m);
         return 2;
+    }
+    if (o.save_checkpoint) {
+        st = kiln_model_save_checkpoint(m, o.save_checkpoint);
+        kiln_model_free(m);
+        kiln_backend_free(be);
+        if (st != KILN_OK) return fail("--save-checkpoint");
+        fprintf(stderr, "gen: wrote %s\n", o.save_checkpoint);
+        return 0;
     }
     if (kiln_model_set_embeddings(m, o.embeddings) != KILN_OK) return fail("--embeddings");
     if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");

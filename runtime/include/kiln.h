@@ -209,6 +209,13 @@ void kiln_model_free(kiln_model *m);
 kiln_status kiln_model_set_embeddings(kiln_model *m, const char *dir);
 /* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart" or "flux". */
 const char *kiln_model_family(const kiln_model *m);
+/* CheckpointSave: the model's weights as loaded (its LoRAs and merges in
+ * them, a VAE or text encoders given beside it included) written to `path`
+ * as one .safetensors file in the original single-file layout ComfyUI and
+ * A1111 load (SD 2.x's and SDXL's OpenCLIP towers under OpenCLIP's names,
+ * from single files or diffusers folders alike). SD 1.x, 2.x and XL (base
+ * and refiner); a DiT's is refused. The file appears whole or not at all. */
+kiln_status kiln_model_save_checkpoint(const kiln_model *m, const char *path);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
  * masked picture's latent), "instruct-pix2pix" (and the picture's latent:
  * InstructPix2Pix, and FLUX.1 Canny and Depth, whose picture is the edge or

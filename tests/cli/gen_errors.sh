@@ -157,6 +157,12 @@ touch "$tmp/4x.pth"
 expect_error "upscale model .pth that is empty" "4x.pth: empty file" --model "$tiny" --prompt x --upscale-model "$tmp/4x.pth"
 expect_error "--convert to other than safetensors" "give --output FILE.safetensors" \
     --convert "$data/torch_files/control_tiny.pth"
+expect_error "--save-checkpoint to other than safetensors" "--save-checkpoint $tmp/out.ckpt: a .safetensors file" \
+    --model "$tiny" --save-checkpoint "$tmp/out.ckpt"
+expect_error "--save-checkpoint with a prompt" "give it without --prompt" \
+    --model "$tiny" --prompt x --save-checkpoint "$tmp/out.safetensors"
+expect_error "--save-checkpoint of a Flux model" "kiln saves SD 1.x, 2.x and XL checkpoints, not a flux model's" \
+    --model "$data/flux/tiny" --save-checkpoint "$tmp/out.safetensors"
 printf '\200\002\212\012lZ\374\234' >"$tmp/old.ckpt"
 expect_error "checkpoint in torch.save's legacy format" "old.ckpt: torch.save's legacy (pre-1.6) format" \
     --model "$tmp/old.ckpt" --prompt x

@@ -294,6 +294,7 @@ _declare("kiln_checkpoint_load_parts", c_int, c_void_p, c_char_p, POINTER(_Model
          POINTER(c_void_p))
 _declare("kiln_model_free", None, c_void_p)
 _declare("kiln_model_family", c_char_p, c_void_p)
+_declare("kiln_model_save_checkpoint", c_int, c_void_p, c_char_p)
 _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
@@ -769,6 +770,12 @@ class Model(_Handle):
     def family(self) -> str:
         """"sd1", "sd2", "sdxl" or "sdxl-refiner"."""
         return _lib.kiln_model_family(self._ptr()).decode()
+
+    def save_checkpoint(self, path) -> None:
+        """CheckpointSave: the weights as loaded (LoRAs and merges in them) as
+        one .safetensors file in the original single-file layout (SD 1.x, 2.x
+        and XL). The file appears whole or not at all."""
+        _lib.kiln_model_save_checkpoint(self._ptr(), _path(path))
 
     @property
     def variant(self) -> str:

@@ -1,0 +1,144 @@
+/* A checkpoint written back as one single file in the original layout
+ * (see checkpoint.h's kiln_checkpoint_save). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "status.h"
+
+/* One tensor of the file: its name and where its bytes come from. */
+typedef struct saved_tensor {
+    char name[512];
+    const kiln_st_tensor *from[3]; /* one; or q, k and v, whose rows are fused in that order */
+    int nfrom;
+    bool transpose; /* a 2-D weight written transposed */
+} saved_tensor;
+
+typedef struct save_job {
+    saved_tensor *tensors;
+    kiln_st_entry *entries;
+    size_t n;
+} save_job;
+
+static kiln_status fill(void *ctx, size_t index, void *dst, size_t nbytes)
+{
+    const saved_tensor *s = &((const save_job *)ctx)->tensors[index];
+    if (s->transpose) {
+        const kiln_st_tensor *t = s->from[0];
+        const size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], bytes = t->nbytes / (rows * cols);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++)
+                memcpy((char *)dst + (c * rows + r) * bytes, (const char *)t->data + (r * cols + c) * bytes, bytes);
+        return KILN_OK;
+    }
+    (void)nbytes; /* the pieces' sizes add up to it: the entry's first dimension is their rows' sum */
+    char *at = dst;
+    for (int i = 0; i < s->nfrom; i++) {
+        memcpy(at, s->from[i]->data, s->from[i]->nbytes);
+        at += s->from[i]->nbytes;
+    }
+    return KILN_OK;
+}
+
+static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+/* The OpenCLIP name of canonical `rest` (after the transformers root) under
+ * root `from`: false for a name OpenCLIP's tower lacks (position_ids), and
+ * for k and v, which go with q. *fused: q's rows, which take k's and v's. */
+static bool open_clip_name(const char *from, const char *rest, char *out, size_t size, bool *fused)
+{
+    *fused = false;
+    int layer, n = 0;
+    if (strcmp(rest, "embeddings.token_embedding.weight") == 0)
+        return snprintf(out, size, "%stoken_embedding.weight", from) < (int)size;
+    if (strcmp(rest, "embeddings.position_embedding.weight") == 0)
+        return snprintf(out, size, "%spositional_embedding", from) < (int)size;
+    if (starts_with(rest, "final_layer_norm."))
+        return snprintf(out, size, "%sln_final.%s", from, rest + strlen("final_layer_norm.")) < (int)size;
+    if (sscanf(rest, "encoder.layers.%d.%n", &layer, &n) != 1 || !n) return false;
+    const char *in = rest + n;
+    if (starts_with(in, "self_attn.q_proj.")) {
+        *fused = true;
+        return snprintf(out, size, "%stransformer.resblocks.%d.attn.in_proj_%s", from, layer,
+                        in + strlen("self_attn.q_proj.")) < (int)size;
+    }
+    for (int k = 0; k < KILN_OPEN_CLIP_RENAMES; k++)
+        if (starts_with(in, kiln_open_clip_renames[k][1]))
+            return snprintf(out, size, "%stransformer.resblocks.%d.%s%s", from, layer, kiln_open_clip_renames[k][0],
+                            in + strlen(kiln_open_clip_renames[k][1])) < (int)size;
+    return false;
+}
+
+/* Canonical tensor `name` (t) as the file's tensor s, or false where the
+ * file leaves it out. */
+static kiln_status place(const kiln_checkpoint *ck, int open_clip, const char *name, const kiln_st_tensor *t,
+                         saved_tensor *s, kiln_st_entry *e, bool *kept)
+{
+    *kept = true;
+    *s = (saved_tensor){.from = {t}, .nfrom = 1};
+    *e = (kiln_st_entry){.name = s->name, .dtype = t->dtype, .ndim = t->ndim};
+    memcpy(e->shape, t->shape, sizeof e->shape);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    /* a folder VAE's attention projections are linears; the original's 1x1 convolutions */
+    static const char *const projections[] = {".attn_1.q.weight", ".attn_1.k.weight", ".attn_1.v.weight",
+                                              ".attn_1.proj_out.weight"};
+    const size_t len = strlen(name);
+    for (int k = 0; k < 4 && t->ndim == 2 && starts_with(name, "first_stage_model."); k++)
+        if (len > strlen(projections[k]) && strcmp(name + len - strlen(projections[k]), projections[k]) == 0)
+            e->ndim = 4, e->shape[2] = e->shape[3] = 1;
+    if (open_clip < 0) return KILN_OK;
+    const char *from = kiln_open_clip_roots[open_clip][0], *to = kiln_open_clip_roots[open_clip][1];
+    char projection[256];
+    snprintf(projection, sizeof projection, "%.*stext_projection.weight", (int)(strlen(to) - strlen("text_model.")), to);
+    if (strcmp(name, projection) == 0) { /* transformers' Linear, x W^T; OpenCLIP's parameter, x P */
+        if (t->ndim != 2 || kiln_dtype_is_quantized(t->dtype))
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: %s is no plain 2-D weight", kiln_checkpoint_path(ck), name);
+        snprintf(s->name, sizeof s->name, "%stext_projection", from);
+        s->transpose = true;
+        e->shape[0] = t->shape[1], e->shape[1] = t->shape[0];
+        return KILN_OK;
+    }
+    if (!starts_with(name, to)) return KILN_OK;
+    bool fused;
+    if (!open_clip_name(from, name + strlen(to), s->name, sizeof s->name, &fused)) {
+        /* k and v go with q; position_ids is no tensor of OpenCLIP's */
+        *kept = false;
+        return KILN_OK;
+    }
+    if (!fused) return KILN_OK;
+    const char *q = strstr(name, "q_proj.");
+    for (int k = 1; k < 3; k++) {
+        char other[512];
+        snprintf(other, sizeof other, "%.*s%c%s", (int)(q - name), name, "qkv"[k], q + 1);
+        const kiln_st_tensor *o = kiln_checkpoint_find(ck, other);
+        if (!o || o->dtype != t->dtype || o->ndim != t->ndim ||
+            memcmp(o->shape + 1, t->shape + 1, (size_t)(t->ndim - 1) * sizeof t->shape[0]) != 0)
+            return kiln_fail(KILN_ERR_MODEL, "%s: %s has no %s of its type and width to fuse with",
+                             kiln_checkpoint_path(ck), name, other);
+        s->from[s->nfrom++] = o;
+        e->shape[0] += o->shape[0];
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_checkpoint_save(const kiln_checkpoint *ck, int open_clip, const char *path)
+{
+    if (open_clip >= KILN_OPEN_CLIP_ROOTS)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "checkpoint save: OpenCLIP root %d", open_clip);
+    const size_t count = kiln_checkpoint_count(ck);
+    save_job job = {calloc(count ? count : 1, sizeof *job.tensors), calloc(count ? count : 1, sizeof *job.entries), 0};
+    kiln_status st = job.tensors && job.entries ? KILN_OK
+                                                : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint save: out of memory");
+    for (size_t i = 0; i < count && st == KILN_OK; i++) {
+        const char *name;
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
+        bool kept;
+        st = place(ck, open_clip, name, t, &job.tensors[job.n], &job.entries[job.n], &kept);
+        if (st == KILN_OK && kept) job.n++;
+    }
+    if (st == KILN_OK) st = kiln_st_write_fill(path, job.entries, job.n, NULL, 0, fill, &job);
+    free(job.tensors);
+    free(job.entries);
+    return st;
+}
