@@ -277,12 +277,15 @@ static kiln_status rebuild_tensor(unpickler *u, const kiln_py_value *args, kiln_
     t->tensor.ndim = (int)args->items[2]->n;
     /* every element it reaches must lie in its storage */
     if (t->tensor.offset < 0) return bad(u, "a tensor before its storage");
-    int64_t last = t->tensor.offset;
+    int64_t last = t->tensor.offset, numel = 1;
     bool empty = false;
     for (int d = 0; d < t->tensor.ndim; d++) {
         int64_t size = args->items[2]->items[d]->i, stride = args->items[3]->items[d]->i;
         if (size < 0 || stride < 0 || size > ((int64_t)1 << 40) || stride > ((int64_t)1 << 40))
             return bad(u, "a tensor's size or stride out of range");
+        /* an expanded view (strides of 0) may name more elements than its storage holds: never past 2^40 */
+        if (size && numel > ((int64_t)1 << 40) / size) return bad(u, "a tensor of more elements than kiln reads");
+        numel *= size;
         t->tensor.shape[d] = size;
         t->tensor.stride[d] = stride;
         if (size == 0) empty = true;
@@ -640,7 +643,8 @@ static kiln_status read_elements(const kiln_torch_file *f, const kiln_py_value *
     const int64_t numel = kiln_py_tensor_numel(t);
     /* a tensor that is its storage's bytes from the start, as saved parameters are, is them */
     bool contiguous = t->tensor.offset == 0 && (size_t)numel * type->bytes == size;
-    for (int d = t->tensor.ndim - 1, step = 1; d >= 0 && contiguous; step *= (int)t->tensor.shape[d], d--)
+    int64_t step = 1;
+    for (int d = t->tensor.ndim - 1; d >= 0 && contiguous; step *= t->tensor.shape[d], d--)
         contiguous = t->tensor.shape[d] == 1 || t->tensor.stride[d] == step;
     if (contiguous) {
         *out = bytes;

@@ -205,6 +205,24 @@ static void bad_files_refused(void **state)
     p = tensor_dict(4, 0, 2, 2, false);
     refused(write_archive("kiln_torch_short.pt", &p, storage, 8), KILN_ERR_FORMAT, "holds 8 bytes");
     refused(write_archive("kiln_torch_nodata.pt", &p, NULL, 0), KILN_ERR_FORMAT, "not in the archive");
+    /* an expanded view of one element to 255^6 elements (strides 0): more than kiln reads */
+    p = (pickle){.n = 0};
+    op(&p, "\x80\x02}(");
+    str(&p, "emb");
+    op(&p, "ctorch._utils\n_rebuild_tensor_v2\n((");
+    str(&p, "storage");
+    op(&p, "ctorch\nFloatStorage\n");
+    str(&p, "0");
+    str(&p, "cpu");
+    small_int(&p, 1);
+    op(&p, "tQ");
+    small_int(&p, 0);
+    op(&p, "(");
+    for (int d = 0; d < 6; d++) small_int(&p, 255);
+    op(&p, "t(");
+    for (int d = 0; d < 6; d++) small_int(&p, 0);
+    op(&p, "t\x89" "ccollections\nOrderedDict\n)RtRu.");
+    refused(write_archive("kiln_torch_expanded.pt", &p, storage, 4), KILN_ERR_FORMAT, "more elements than kiln reads");
     p = tensor_dict(4, 0, 2, 2, false);
     p.n -= 1; /* no STOP */
     refused(write_archive("kiln_torch_nostop.pt", &p, storage, sizeof storage), KILN_ERR_FORMAT, "no STOP");
