@@ -2166,15 +2166,25 @@ static int print_info(const char *path, const kiln_model_parts *parts)
     return rc;
 }
 
+/* Whether the file at path begins as a torch.save file does. Errors: it
+ * cannot be mapped (not there, empty, a folder). */
+static kiln_status check_torch_file(const char *path, bool *torch)
+{
+    const uint8_t *head;
+    size_t size;
+    *torch = false;
+    TRY(kiln_map_file(path, "a model file", &head, &size));
+    *torch = kiln_torch_magic(head, size);
+    kiln_unmap_file(head, size);
+    return KILN_OK;
+}
+
 /* --convert: the tensors kiln reads from a torch.save file, kept as a
  * safetensors file (written whole or not at all). */
 static int convert(const char *path, const char *output)
 {
-    const uint8_t *head;
-    size_t size;
-    if (kiln_map_file(path, "a torch.save file", &head, &size) != KILN_OK) return fail("--convert");
-    const bool torch = kiln_torch_magic(head, size);
-    kiln_unmap_file(head, size);
+    bool torch;
+    if (check_torch_file(path, &torch) != KILN_OK) return fail("--convert");
     if (!torch) {
         fprintf(stderr, "gen: --convert %s: not a torch.save file (.ckpt, .pt, .pth, .bin: a zip archive)\n", path);
         return 1;
@@ -2240,6 +2250,11 @@ int main(int argc, char **argv)
         return rc;
     }
     kiln_checkpoint *ck;
+    bool torch = false;
+    if (o.model && check_torch_file(o.model, &torch) != KILN_OK) kiln_clear_error(); /* a folder; else refused below */
+    if (torch)
+        fprintf(stderr, "gen: %s is a torch.save file: reading its tensors into a temporary safetensors file "
+                        "(gen --convert keeps one)\n", o.model);
     kiln_status st = o.model ? kiln_checkpoint_open(o.model, &ck) : kiln_default_checkpoint_open(&ck);
     if (st != KILN_OK) return fail("--model");
     if (kiln_checkpoint_add_parts(ck, &o.parts) != KILN_OK) {
