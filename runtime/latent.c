@@ -414,6 +414,115 @@ kiln_status kiln_latent_batch(const kiln_latent *a, const kiln_latent *b, kiln_l
     return st;
 }
 
+/* The axis of a latent's (batch, channels, height, width) that LatentConcat's and LatentCut's `dim` names: "x"
+   width, "y" height, "t" the one before them (an image latent's channels), each maybe with a leading "-"; -1 for
+   another name. *reversed: the leading "-". */
+static int latent_axis(const char *dim, bool *reversed)
+{
+    *reversed = dim && dim[0] == '-';
+    const char *d = dim ? dim + *reversed : "";
+    return strcmp(d, "x") == 0 ? 3 : strcmp(d, "y") == 0 ? 2 : strcmp(d, "t") == 0 ? 1 : -1;
+}
+
+static void latent_dims(const kiln_latent *l, int64_t dims[4])
+{
+    dims[0] = l->batch, dims[1] = l->channels, dims[2] = l->height, dims[3] = l->width;
+}
+
+kiln_status kiln_latent_concat(const kiln_latent *a, const kiln_latent *b, const char *dim, kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentConcat: no place for the latent");
+    *out = (kiln_latent){0};
+    TRY(check_latent_in("LatentConcat samples1", a));
+    TRY(check_latent_in("LatentConcat samples2", b));
+    TRY(check_no_concat("LatentConcat", a));
+    bool reversed;
+    const int axis = latent_axis(dim, &reversed);
+    if (axis < 0 || (reversed && dim[2]))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentConcat: dim '%s' (x, -x, y, -y, t or -t)", dim ? dim : "(null)");
+    int64_t da[4], db[4], dr[4];
+    latent_dims(a, da);
+    latent_dims(b, db);
+    db[0] = da[0]; /* samples2 repeated or cut to samples1's batch */
+    for (int k = 1; k < 4; k++)
+        if (k != axis && da[k] != db[k])
+            return kiln_fail(KILN_ERR_INVALID_ARG, "LatentConcat along %s: latents of %dx%d, %d channels, and %dx%d, %d "
+                             "channels differ elsewhere", dim, a->width, a->height, a->channels, b->width, b->height,
+                             b->channels);
+    memcpy(dr, da, sizeof dr);
+    dr[axis] += db[axis];
+    if (dr[1] > 64 || dr[2] > KILN_IMAGE_MAX_SIDE || dr[3] > KILN_IMAGE_MAX_SIDE)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentConcat: a latent of %lldx%lld, %lld channels", (long long)dr[3],
+                         (long long)dr[2], (long long)dr[1]);
+    kiln_latent r = *a;
+    r.channels = (int)dr[1], r.height = (int)dr[2], r.width = (int)dr[3]; /* samples1's noise mask kept, as the node's */
+    kiln_status st = kiln_latent_like(&r, a->batch, false, "LatentConcat", &r);
+    if (st == KILN_OK && !kiln_latent_copy_places(a, &r)) {
+        kiln_latent_free(&r);
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentConcat: out of host memory");
+    }
+    if (st != KILN_OK) return st;
+    /* per image: rows of the axis and what follows it, first's then second's, for each index before it */
+    int64_t inner = 1, outer = 1;
+    for (int k = axis + 1; k < 4; k++) inner *= dr[k];
+    for (int k = 1; k < axis; k++) outer *= dr[k];
+    const kiln_latent *first = reversed ? b : a, *second = reversed ? a : b;
+    const int64_t n1 = (reversed ? db : da)[axis] * inner, n2 = (reversed ? da : db)[axis] * inner;
+    float *to = r.data;
+    for (int i = 0; i < a->batch; i++) {
+        const float *p1 = first->data + (size_t)(i % first->batch) * (size_t)(outer * n1),
+                    *p2 = second->data + (size_t)(i % second->batch) * (size_t)(outer * n2);
+        for (int64_t o = 0; o < outer; o++) {
+            memcpy(to, p1 + o * n1, (size_t)n1 * sizeof(float)), to += n1;
+            memcpy(to, p2 + o * n2, (size_t)n2 * sizeof(float)), to += n2;
+        }
+    }
+    *out = r;
+    return KILN_OK;
+}
+
+kiln_status kiln_latent_cut(const kiln_latent *l, const char *dim, int index, int amount, kiln_latent *out)
+{
+    if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentCut: no place for the latent");
+    *out = (kiln_latent){0};
+    TRY(check_latent_in("LatentCut", l));
+    TRY(check_no_concat("LatentCut", l));
+    bool reversed;
+    const int axis = latent_axis(dim, &reversed);
+    if (axis < 0 || reversed) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentCut: dim '%s' (x, y or t)", dim ? dim : "(null)");
+    if (amount < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentCut: amount %d (at least 1)", amount);
+    int64_t d[4];
+    latent_dims(l, d);
+    /* the node's clamps: a start past the end is the last row; one before the start counts from the end */
+    const int64_t size = d[axis];
+    int64_t from, count;
+    if (index >= 0) {
+        from = index < size - 1 ? index : size - 1;
+        count = size - from < amount ? size - from : amount;
+    } else {
+        from = index > -size ? index : -size;
+        count = -from < amount ? -from : amount;
+        from += size;
+    }
+    kiln_latent r = *l;
+    if (axis == 1) r.channels = (int)count;
+    else if (axis == 2) r.height = (int)count;
+    else r.width = (int)count;
+    kiln_status st = kiln_latent_like(&r, l->batch, false, "LatentCut", &r);
+    if (st == KILN_OK && !kiln_latent_copy_places(l, &r)) {
+        kiln_latent_free(&r);
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentCut: out of host memory");
+    }
+    if (st != KILN_OK) return st;
+    int64_t inner = 1, outer = 1;
+    for (int k = axis + 1; k < 4; k++) inner *= d[k];
+    for (int k = 0; k < axis; k++) outer *= d[k];
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(r.data + o * count * inner, l->data + (o * size + from) * inner, (size_t)(count * inner) * sizeof(float));
+    *out = r;
+    return KILN_OK;
+}
+
 kiln_status kiln_latent_crop(const kiln_latent *l, int x, int y, int width, int height, kiln_latent *out)
 {
     if (!out) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentCrop: no place for the latent");

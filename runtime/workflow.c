@@ -1711,6 +1711,17 @@ static kiln_status latent_transform(wf_run *r, wf_node *n, const char *c)
         st = kiln_latent_blend(a, b, factor, out);
     } else if (strcmp(c, "LatentBatch") == 0) {
         st = kiln_latent_batch(a, b, out);
+    } else if (strcmp(c, "LatentConcat") == 0) {
+        const char *dim;
+        TRY(text(n, "dim", &dim));
+        st = kiln_latent_concat(a, b, dim, out);
+    } else if (strcmp(c, "LatentCut") == 0) {
+        const char *dim;
+        int index, amount;
+        TRY(text(n, "dim", &dim));
+        TRY(integer(n, "index", -KILN_IMAGE_MAX_SIDE, KILN_IMAGE_MAX_SIDE, &index));
+        TRY(integer(n, "amount", 1, KILN_IMAGE_MAX_SIDE, &amount));
+        st = kiln_latent_cut(a, dim, index, amount, out);
     } else if (two) {
         double ratio = 0.0;
         const bool interpolate = strcmp(c, "LatentInterpolate") == 0;
@@ -3218,7 +3229,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
              strcmp(c, "LatentBlend") == 0 || strcmp(c, "LatentAdd") == 0 ||
              strcmp(c, "LatentSubtract") == 0 || strcmp(c, "LatentInterpolate") == 0 ||
              strcmp(c, "LatentBatch") == 0 || strcmp(c, "LatentMultiply") == 0 || strcmp(c, "LatentCrop") == 0 ||
-             strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0 || strcmp(c, "LatentApplyOperation") == 0)
+             strcmp(c, "LatentFlip") == 0 || strcmp(c, "LatentRotate") == 0 || strcmp(c, "LatentApplyOperation") == 0 ||
+             strcmp(c, "LatentConcat") == 0 || strcmp(c, "LatentCut") == 0)
         st = latent_transform(r, n, c);
     else if (strcmp(c, "SolidMask") == 0 || strcmp(c, "InvertMask") == 0 || strcmp(c, "ThresholdMask") == 0 ||
              strcmp(c, "CropMask") == 0 || strcmp(c, "MaskComposite") == 0 || strcmp(c, "FeatherMask") == 0 ||

@@ -692,6 +692,11 @@ class Guidance(unittest.TestCase):
         white, black = (kiln.Image.from_rgb(4, 3, bytes([v] * 36)) for v in (255, 0))
         self.assertEqual(a.composite_masked(cut, 0, 8, mask=white).to_list(), a.composite(cut, 0, 8).to_list())
         self.assertEqual(a.composite_masked(cut, 0, 8, mask=black).to_list(), x)
+        # LatentConcat along y and LatentCut back: each half again
+        joined = a.concat(b, "y")
+        self.assertEqual(joined.shape, (batch, channels, 2 * height, width))
+        self.assertEqual(joined.cut("y", 0, height).to_list(), x)
+        self.assertEqual(joined.cut("y", -height, height).to_list(), y)
         with self.assertRaises(ValueError):
             a.rotate(45)
 

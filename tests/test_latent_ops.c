@@ -214,6 +214,48 @@ static void crop_flip_rotate_match_comfyui(void **state)
     free(a.data);
 }
 
+/* LatentConcat along each axis both ways (samples2 repeated and cut to
+ * samples1's batch) and LatentCut with the node's clamps, against torch's
+ * cat and narrow (latent_ops/concat_cut.safetensors), to the bit; refusals. */
+static void concat_cut_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("latent_ops/concat_cut.safetensors");
+    kiln_latent a = latent_of(f, "a"), out;
+    static const char *const others[3] = {"b", "c", "d"}, *const dims[3] = {"x", "y", "t"};
+    for (int k = 0; k < 3; k++) {
+        kiln_latent other = latent_of(f, others[k]);
+        for (int sign = 0; sign < 2; sign++) {
+            char dim[4], name[32];
+            snprintf(dim, sizeof dim, "%s%s", sign ? "-" : "", dims[k]);
+            assert_kiln_ok(kiln_latent_concat(&a, &other, dim, &out));
+            snprintf(name, sizeof name, "concat.%s", dim);
+            expect(f, &out, name, 0.0);
+            kiln_latent_free(&out);
+        }
+        if (k == 0) { /* b is 2 wide: along y its widths differ */
+            assert_refused_naming(kiln_latent_concat(&a, &other, "y", &out), "differ elsewhere");
+            assert_null(out.data);
+        }
+        free(other.data);
+    }
+    static const struct { const char *dim; int index, amount; } cuts[] = {
+        {"x", 1, 3}, {"x", 4, 9}, {"x", -2, 5}, {"x", -9, 2}, {"y", 0, 2}, {"t", 1, 2}, {"t", -1, 1}};
+    for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+        assert_kiln_ok(kiln_latent_cut(&a, cuts[k].dim, cuts[k].index, cuts[k].amount, &out));
+        char name[48];
+        snprintf(name, sizeof name, "cut.%s.%d.%d", cuts[k].dim, cuts[k].index, cuts[k].amount);
+        expect(f, &out, name, 0.0);
+        kiln_latent_free(&out);
+    }
+    assert_refused_naming(kiln_latent_concat(&a, &a, "z", &out), "dim 'z'");
+    assert_refused_naming(kiln_latent_concat(&a, &a, "-xx", &out), "dim '-xx'");
+    assert_refused_naming(kiln_latent_cut(&a, "-x", 0, 1, &out), "dim '-x'");
+    assert_refused_naming(kiln_latent_cut(&a, "x", 0, 0, &out), "amount 0");
+    free(a.data);
+    kiln_st_close(f);
+}
+
 /* LatentOperationTonemapReinhard and LatentOperationSharpen through
  * LatentApplyOperation, against ComfyUI's code restated
  * (latent_ops/operations.safetensors); refusals. */
@@ -254,6 +296,7 @@ int main(void)
         cmocka_unit_test(arithmetic_matches_comfyui),
         cmocka_unit_test(other_sizes_are_resized),
         cmocka_unit_test(crop_flip_rotate_match_comfyui),
+        cmocka_unit_test(concat_cut_match_comfyui),
         cmocka_unit_test(operations_match_comfyui),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

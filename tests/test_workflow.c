@@ -1139,6 +1139,39 @@ static void controlnet_apply_node(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* A KSampler's latent joined before itself along x (LatentConcat "-x") and
+ * cut back to 2 columns from the third last (LatentCut): the library's calls'
+ * latent, pixel for pixel. */
+static void latent_concat_cut_nodes(void **state)
+{
+    (void)state;
+    static const char graph[] =
+        "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "
+        "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", "
+        "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "
+        "\"height\": 16, \"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 8, \"steps\": 2, \"cfg\": 5, "
+        "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "
+        "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+        "\"20\": {\"class_type\": \"LatentConcat\", \"inputs\": {\"samples1\": [\"3\", 0], \"samples2\": [\"3\", 0], "
+        "\"dim\": \"-x\"}}, "
+        "\"21\": {\"class_type\": \"LatentCut\", \"inputs\": {\"samples\": [\"20\", 0], \"dim\": \"x\", "
+        "\"index\": -3, \"amount\": 2}}, "
+        DECODE_SAVE("[\"21\", 0]") "}";
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent, joined, cut;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_ksampler_params p = {.seed = 8, .steps = 2, .cfg = 5.0, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_kiln_ok(kiln_latent_concat(&latent, &latent, "-x", &joined));
+    assert_kiln_ok(kiln_latent_cut(&joined, "x", -3, 2, &cut));
+    assert_workflow_decodes_to(graph, m, &cut);
+    kiln_latent_free(&latent), kiln_latent_free(&joined), kiln_latent_free(&cut);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* LatentFromBatch picks the third image of an EmptyLatentImage batch of 3
  * into a KSampler: the library's run of that pick (its noise the batch's
  * third image's), pixel for pixel. */
@@ -2050,6 +2083,7 @@ int main(void)
                                        cmocka_unit_test(sigma_nodes), cmocka_unit_test(primitive_nodes),
                                        cmocka_unit_test(controlnet_apply_node), cmocka_unit_test(newer_sampler_nodes),
                                        cmocka_unit_test(latent_from_batch_node),
+                                       cmocka_unit_test(latent_concat_cut_nodes),
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),

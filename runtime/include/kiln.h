@@ -442,6 +442,15 @@ kiln_status kiln_latent_apply_operation(const kiln_latent *l, const kiln_latent_
  * bilinear, centre crop); each half's places (its own 0, 1, ... where it
  * has none), so that KSampler draws each image the noise of its place. */
 kiln_status kiln_latent_batch(const kiln_latent *a, const kiln_latent *b, kiln_latent *out);
+/* LatentConcat: b (repeated or cut to a's batch) joined to a along dim
+ * "x" (the width), "y" (the height) or "t" (an image latent's channels, the
+ * axis before them), after a; "-x", "-y", "-t": before it. The other sides
+ * must agree; a's noise mask and places are kept, as the node keeps them. */
+kiln_status kiln_latent_concat(const kiln_latent *a, const kiln_latent *b, const char *dim, kiln_latent *out);
+/* LatentCut: `amount` rows of dim ("x", "y", "t" as LatentConcat's) from
+ * `index` (below 0: from the end), clamped as the node clamps them (a start
+ * past the end is the last row; no more rows than there are). */
+kiln_status kiln_latent_cut(const kiln_latent *l, const char *dim, int index, int amount, kiln_latent *out);
 /* LatentCrop: width x height latent pixels from (x, y) (the node's pixels /
  * 8), the corner at most 8 latent pixels from the far edges and the box cut
  * to the latent, as ComfyUI's node; a latent of at least 8x8. The noise

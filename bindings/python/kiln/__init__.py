@@ -326,6 +326,8 @@ _declare("kiln_latent_multiply", c_int, POINTER(_Latent), c_double, POINTER(_Lat
 _declare("kiln_latent_apply_operation", c_int, POINTER(_Latent), POINTER(_LatentOperation), POINTER(_Latent))
 _declare("kiln_latent_batch", c_int, POINTER(_Latent), POINTER(_Latent), POINTER(_Latent))
 _declare("kiln_latent_crop", c_int, POINTER(_Latent), c_int, c_int, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_concat", c_int, POINTER(_Latent), POINTER(_Latent), c_char_p, POINTER(_Latent))
+_declare("kiln_latent_cut", c_int, POINTER(_Latent), c_char_p, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_int, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_load_with_mask", c_int, c_char_p, POINTER(_Image), POINTER(_Mask))
@@ -1624,6 +1626,20 @@ class Latent(_Owned):
         """LatentBatch: this latent's images, then other's."""
         out = Latent()
         _lib.kiln_latent_batch(byref(self._c), byref(other._c), byref(out._c))
+        return out
+
+    def concat(self, other: "Latent", dim: str = "x") -> "Latent":
+        """LatentConcat: other joined after this latent along dim ("x", "y",
+        "t": the channels), before it for "-x", "-y", "-t"."""
+        out = Latent()
+        _lib.kiln_latent_concat(byref(self._c), byref(other._c), dim.encode(), byref(out._c))
+        return out
+
+    def cut(self, dim: str, index: int, amount: int) -> "Latent":
+        """LatentCut: amount rows of dim ("x", "y", "t") from index (below 0: from the end)."""
+        out = Latent()
+        _lib.kiln_latent_cut(byref(self._c), dim.encode(), _c_int("index", index), _c_int("amount", amount),
+                             byref(out._c))
         return out
 
     def crop(self, x: int, y: int, width: int, height: int) -> "Latent":
