@@ -164,6 +164,24 @@ kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int le
     return KILN_OK;
 }
 
+kiln_status kiln_latent_batch_seed_behavior(const kiln_latent *l, const char *behavior, kiln_latent *out)
+{
+    if (!l || !l->data || !behavior || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentBatchSeedBehavior: no latent, behavior or place");
+    *out = (kiln_latent){0};
+    const bool fixed = strcmp(behavior, "fixed") == 0;
+    if (!fixed && strcmp(behavior, "random") != 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "LatentBatchSeedBehavior: seed_behavior '%s' (random or fixed)", behavior);
+    TRY(kiln_check_batch("LatentBatchSeedBehavior", l->batch));
+    kiln_latent r;
+    TRY(kiln_latent_like(l, l->batch, fixed, "LatentBatchSeedBehavior", &r));
+    memcpy(r.data, l->data, kiln_latent_count(l) * sizeof(float));
+    /* fixed: every image the first one's place, so one draw of noise for all; random: the places dropped */
+    for (int b = 0; fixed && b < l->batch; b++) r.batch_index[b] = l->batch_index ? l->batch_index[0] : 0;
+    *out = r;
+    return KILN_OK;
+}
+
 kiln_status kiln_latent_upscale_by(const kiln_latent *l, const char *method, double scale, kiln_latent *out)
 {
     kiln_resample_method m;

@@ -1435,11 +1435,15 @@ static kiln_status empty_latent_pick(wf_node *n, const wf_value *samples)
     if (!stand_in.data) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
     wf_value *v = &n->out[0];
     kiln_status st;
+    const char *behavior;
     if (input_of(n, "length")) {
         int index = 0, length = 1;
         if ((st = integer(n, "batch_index", 0, 63, &index)) == KILN_OK &&
             (st = integer(n, "length", 1, 64, &length)) == KILN_OK)
             st = kiln_latent_from_batch(&stand_in, index, length, &v->latent);
+    } else if (input_of(n, "seed_behavior")) {
+        if ((st = text(n, "seed_behavior", &behavior)) == KILN_OK)
+            st = kiln_latent_batch_seed_behavior(&stand_in, behavior, &v->latent);
     } else {
         int amount = 1;
         if ((st = integer(n, "amount", 1, 64, &amount)) == KILN_OK)
@@ -1453,16 +1457,23 @@ static kiln_status empty_latent_pick(wf_node *n, const wf_value *samples)
     return KILN_OK;
 }
 
-/* RepeatLatentBatch, LatentUpscale(By) and LatentFromBatch: a LATENT made from another. */
+/* RepeatLatentBatch, LatentUpscale(By), LatentFromBatch and
+ * LatentBatchSeedBehavior: a LATENT made from another. */
 static kiln_status latent_node(wf_run *r, wf_node *n, bool upscale)
 {
     wf_value *samples;
     const kiln_latent *l;
     TRY(linked(r, n, "samples", WF_LATENT, &samples));
     n->out[0].kind = WF_LATENT;
-    if (!samples->latent.data && (!upscale || input_of(n, "length")))
+    const bool seed_behavior = input_of(n, "seed_behavior") != NULL;
+    if (!samples->latent.data && (!upscale || input_of(n, "length") || seed_behavior))
         return empty_latent_pick(n, samples);
     TRY(latent_of(samples, NULL, &l));
+    if (seed_behavior) { /* LatentBatchSeedBehavior */
+        const char *behavior;
+        TRY(text(n, "seed_behavior", &behavior));
+        return kiln_latent_batch_seed_behavior(l, behavior, &n->out[0].latent);
+    }
     if (input_of(n, "length")) { /* LatentFromBatch */
         int index, length;
         TRY(integer(n, "batch_index", 0, 63, &index));
@@ -3223,7 +3234,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
     else if (strcmp(c, "FreeU") == 0 || strcmp(c, "FreeU_V2") == 0)
         st = freeu(r, n, c[5] != '\0');
     else if (strcmp(c, "LatentUpscaleBy") == 0 || strcmp(c, "LatentUpscale") == 0 ||
-             strcmp(c, "RepeatLatentBatch") == 0 || strcmp(c, "LatentFromBatch") == 0)
+             strcmp(c, "RepeatLatentBatch") == 0 || strcmp(c, "LatentFromBatch") == 0 ||
+             strcmp(c, "LatentBatchSeedBehavior") == 0)
         st = latent_node(r, n, c[0] == 'L');
     else if (strcmp(c, "LatentComposite") == 0 || strcmp(c, "LatentCompositeMasked") == 0 ||
              strcmp(c, "LatentBlend") == 0 || strcmp(c, "LatentAdd") == 0 ||

@@ -692,6 +692,11 @@ class Guidance(unittest.TestCase):
         white, black = (kiln.Image.from_rgb(4, 3, bytes([v] * 36)) for v in (255, 0))
         self.assertEqual(a.composite_masked(cut, 0, 8, mask=white).to_list(), a.composite(cut, 0, 8).to_list())
         self.assertEqual(a.composite_masked(cut, 0, 8, mask=black).to_list(), x)
+        # LatentBatchSeedBehavior "fixed": two images of one noise make one picture twice
+        two = model.empty_latent(32, 32, batch=2).seed_behavior("fixed")
+        self.assertEqual(two.batch_index, [0, 0])
+        pair = model.ksampler(model.encode("a red circle"), model.encode(""), two, seed=7, steps=2, cfg=5.0).to_list()
+        self.assertEqual(pair[:len(pair) // 2], pair[len(pair) // 2:])
         # LatentConcat along y and LatentCut back: each half again
         joined = a.concat(b, "y")
         self.assertEqual(joined.shape, (batch, channels, 2 * height, width))

@@ -214,6 +214,30 @@ static void crop_flip_rotate_match_comfyui(void **state)
     free(a.data);
 }
 
+/* LatentBatchSeedBehavior: "fixed" every image the first one's place (0
+ * with none), "random" none; the latent's values kept. */
+static void batch_seed_behavior_places(void **state)
+{
+    (void)state;
+    float values[2] = {1.5f, -2.0f};
+    int places[2] = {2, 5};
+    kiln_latent l = {.data = values, .batch = 2, .channels = 1, .height = 1, .width = 1, .batch_index = places}, out;
+    assert_kiln_ok(kiln_latent_batch_seed_behavior(&l, "fixed", &out));
+    assert_non_null(out.batch_index);
+    assert_int_equal(out.batch_index[0], 2), assert_int_equal(out.batch_index[1], 2);
+    assert_memory_equal(out.data, values, sizeof values);
+    kiln_latent_free(&out);
+    assert_kiln_ok(kiln_latent_batch_seed_behavior(&l, "random", &out));
+    assert_null(out.batch_index);
+    assert_memory_equal(out.data, values, sizeof values);
+    kiln_latent_free(&out);
+    l.batch_index = NULL;
+    assert_kiln_ok(kiln_latent_batch_seed_behavior(&l, "fixed", &out));
+    assert_int_equal(out.batch_index[0], 0), assert_int_equal(out.batch_index[1], 0);
+    kiln_latent_free(&out);
+    assert_refused_naming(kiln_latent_batch_seed_behavior(&l, "increment", &out), "seed_behavior 'increment'");
+}
+
 /* LatentConcat along each axis both ways (samples2 repeated and cut to
  * samples1's batch) and LatentCut with the node's clamps, against torch's
  * cat and narrow (latent_ops/concat_cut.safetensors), to the bit; refusals. */
@@ -297,6 +321,7 @@ int main(void)
         cmocka_unit_test(other_sizes_are_resized),
         cmocka_unit_test(crop_flip_rotate_match_comfyui),
         cmocka_unit_test(concat_cut_match_comfyui),
+        cmocka_unit_test(batch_seed_behavior_places),
         cmocka_unit_test(operations_match_comfyui),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1139,6 +1139,40 @@ static void controlnet_apply_node(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* An EmptyLatentImage batch of 2 through LatentBatchSeedBehavior into a
+ * KSampler: "fixed" gives both images the first one's noise (the same
+ * picture twice), "random" the batch's own (the pictures of a run without
+ * the node). */
+static void latent_batch_seed_behavior_node(void **state)
+{
+    (void)state;
+#define SEED_BEHAVIOR_RUN(node, latent)                                                                               \
+    CKPT_PROMPTS "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, "           \
+    "\"batch_size\": 2}}, " node "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 2, "      \
+    "\"cfg\": 5, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "    \
+    "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": " latent "}}, " DECODE_SAVE("[\"3\", 0]") "}"
+#define SEED_BEHAVIOR(behavior)                                                                                       \
+    "\"20\": {\"class_type\": \"LatentBatchSeedBehavior\", \"inputs\": {\"samples\": [\"5\", 0], \"seed_behavior\": "    \
+    "\"" behavior "\"}}, "
+    static const char *const graphs[3] = {SEED_BEHAVIOR_RUN(SEED_BEHAVIOR("fixed"), "[\"20\", 0]"),
+                                          SEED_BEHAVIOR_RUN(SEED_BEHAVIOR("random"), "[\"20\", 0]"),
+                                          SEED_BEHAVIOR_RUN("", "[\"5\", 0]")};
+#undef SEED_BEHAVIOR
+#undef SEED_BEHAVIOR_RUN
+    kiln_image *images[3];
+    int count[3];
+    for (int k = 0; k < 3; k++) {
+        assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images[k], &count[k]));
+        assert_int_equal(count[k], 2);
+    }
+    const size_t bytes = (size_t)images[0][0].width * images[0][0].height * 3;
+    assert_memory_equal(images[0][0].pixels, images[0][1].pixels, bytes);
+    assert_memory_equal(images[0][0].pixels, images[2][0].pixels, bytes);
+    assert_memory_not_equal(images[2][0].pixels, images[2][1].pixels, bytes);
+    for (int i = 0; i < 2; i++) assert_memory_equal(images[1][i].pixels, images[2][i].pixels, bytes);
+    for (int k = 0; k < 3; k++) kiln_images_free(images[k], count[k]);
+}
+
 /* A KSampler's latent joined before itself along x (LatentConcat "-x") and
  * cut back to 2 columns from the third last (LatentCut): the library's calls'
  * latent, pixel for pixel. */
@@ -2084,6 +2118,7 @@ int main(void)
                                        cmocka_unit_test(controlnet_apply_node), cmocka_unit_test(newer_sampler_nodes),
                                        cmocka_unit_test(latent_from_batch_node),
                                        cmocka_unit_test(latent_concat_cut_nodes),
+                                       cmocka_unit_test(latent_batch_seed_behavior_node),
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),

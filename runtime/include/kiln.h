@@ -59,6 +59,7 @@ void kiln_set_warning_handler(kiln_warning_fn fn, void *ctx);
  *   kiln_conditioning_zero_out ConditioningZeroOut
  *   kiln_latent_repeat         RepeatLatentBatch
  *   kiln_latent_from_batch     LatentFromBatch
+ *   kiln_latent_batch_seed_behavior   LatentBatchSeedBehavior
  *   kiln_latent_upscale_by     LatentUpscaleBy (the hires fix's first half)
  *   kiln_latent_upscale        LatentUpscale (to a size)
  *   kiln_image_scale           ImageScale, ImageScaleBy
@@ -373,6 +374,9 @@ kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *ou
    their places in the batch (out->batch_index) so that KSampler draws them the batch's noise; the noise mask
    kept. */
 kiln_status kiln_latent_from_batch(const kiln_latent *l, int batch_index, int length, kiln_latent *out);
+/* LatentBatchSeedBehavior: "fixed": every image the first one's place in the batch (0 where it has none), so
+   that KSampler draws them all the same noise; "random": the places dropped (each image the noise of its index). */
+kiln_status kiln_latent_batch_seed_behavior(const kiln_latent *l, const char *behavior, kiln_latent *out);
 /* LatentUpscaleBy: each side times `scale` (rounded as Python rounds),
  * resized by `method`: "nearest-exact", "bilinear", "bicubic" or "area"
  * (torch's interpolate), or "bislerp" (ComfyUI's: each pixel's channels

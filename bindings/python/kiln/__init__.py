@@ -328,6 +328,7 @@ _declare("kiln_latent_batch", c_int, POINTER(_Latent), POINTER(_Latent), POINTER
 _declare("kiln_latent_crop", c_int, POINTER(_Latent), c_int, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_concat", c_int, POINTER(_Latent), POINTER(_Latent), c_char_p, POINTER(_Latent))
 _declare("kiln_latent_cut", c_int, POINTER(_Latent), c_char_p, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_batch_seed_behavior", c_int, POINTER(_Latent), c_char_p, POINTER(_Latent))
 _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_int, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_load_with_mask", c_int, c_char_p, POINTER(_Image), POINTER(_Mask))
@@ -1640,6 +1641,13 @@ class Latent(_Owned):
         out = Latent()
         _lib.kiln_latent_cut(byref(self._c), dim.encode(), _c_int("index", index), _c_int("amount", amount),
                              byref(out._c))
+        return out
+
+    def seed_behavior(self, behavior: str = "fixed") -> "Latent":
+        """LatentBatchSeedBehavior: "fixed" (every image the first one's
+        noise) or "random" (each its own)."""
+        out = Latent()
+        _lib.kiln_latent_batch_seed_behavior(byref(self._c), behavior.encode(), byref(out._c))
         return out
 
     def crop(self, x: int, y: int, width: int, height: int) -> "Latent":
