@@ -2896,6 +2896,21 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
     return text(n, "sampler_name", &n->out[0].sampler);
 }
 
+/* SamplerEulerCFGpp: its "regular" version is KSamplerSelect's euler_cfg_pp;
+ * the "alternative" one, a stepping of the node's own filed under testing,
+ * is refused by name. */
+static kiln_status sampler_euler_cfg_pp(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *version;
+    TRY(text(n, "version", &version));
+    if (strcmp(version, "regular") != 0)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "version '%s' (kiln runs the regular one, euler_cfg_pp)", version);
+    n->out[0].kind = WF_SAMPLER;
+    n->out[0].sampler = "euler_cfg_pp";
+    return KILN_OK;
+}
+
 /* The custom sampler nodes: a sampler with its eta and s_noise (SamplerLMS:
  * its order, up to 4 in kiln) and the settings of its own. Their SDE noise
  * is the CPU's (noise_device "cpu", and "gpu" as ComfyUI draws it without a
@@ -3188,6 +3203,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "InstructPixToPixConditioning", "ImagePadForOutpaint", "FluxGuidance",
                                          "InpaintModelConditioning", "DifferentialDiffusion",
                                          "UNETLoader", "CLIPTextEncodeFlux", "ModelSamplingFlux", "KSamplerSelect",
+                                         "SamplerEulerCFGpp",
                                          "SamplerCustomAdvanced", "SetUnionControlNetType",
                                          "CLIPVisionEncode", "StyleModelApply", "LoadFluxIPAdapter",
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
@@ -3212,6 +3228,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,
         inpaint_model_conditioning, differential_diffusion, unet_loader, clip_text_encode_flux, model_sampling_flux, ksampler_select,
+        sampler_euler_cfg_pp,
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,

@@ -865,6 +865,30 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
     "\"cfg\": 1, \"model\": [\"4\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"sampler\": " sampler     \
     ", \"sigmas\": " sigmas ", \"latent_image\": " latent "}}"
 
+/* SamplerEulerCFGpp's regular version is KSamplerSelect's euler_cfg_pp,
+ * pixel for pixel; its alternative one is refused by name. */
+static void sampler_euler_cfg_pp_node(void **state)
+{
+    (void)state;
+#define CFG_PP_RUN(sampler_node)                                                                                      \
+    SIGMAS_RUN("\"16\": " sampler_node ", \"17\": {\"class_type\": \"BasicScheduler\", \"inputs\": {\"scheduler\": "   \
+               "\"normal\", \"steps\": 3, \"denoise\": 1, \"model\": [\"4\", 0]}}, "                                    \
+               SAMPLER_CUSTOM("3", "true", "[\"16\", 0]", "[\"17\", 0]", "[\"5\", 0]"), "[\"3\", 0]")
+    static const char *const graphs[3] = {
+        CFG_PP_RUN("{\"class_type\": \"SamplerEulerCFGpp\", \"inputs\": {\"version\": \"regular\"}}"),
+        CFG_PP_RUN("{\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler_cfg_pp\"}}"),
+        CFG_PP_RUN("{\"class_type\": \"SamplerEulerCFGpp\", \"inputs\": {\"version\": \"alternative\"}}")};
+#undef CFG_PP_RUN
+    kiln_image *images[2];
+    int count[2];
+    for (int k = 0; k < 2; k++) assert_kiln_ok(kiln_workflow_run(backend, graphs[k], &options, &images[k], &count[k]));
+    assert_int_equal(count[0], 1), assert_int_equal(count[1], 1);
+    assert_memory_equal(images[0][0].pixels, images[1][0].pixels,
+                        (size_t)images[0][0].width * images[0][0].height * 3);
+    for (int k = 0; k < 2; k++) kiln_images_free(images[k], count[k]);
+    expect_refusal(graphs[2], KILN_ERR_UNSUPPORTED, "node 16 (SamplerEulerCFGpp): version 'alternative'");
+}
+
 static void sigma_nodes(void **state)
 {
     (void)state;
@@ -2119,6 +2143,7 @@ int main(void)
                                        cmocka_unit_test(latent_from_batch_node),
                                        cmocka_unit_test(latent_concat_cut_nodes),
                                        cmocka_unit_test(latent_batch_seed_behavior_node),
+                                       cmocka_unit_test(sampler_euler_cfg_pp_node),
                                        cmocka_unit_test(conditioning_set_mask_node),
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
