@@ -9,7 +9,9 @@
 
 #include "image.h"
 #include "kiln.h"
+#include "latent.h"
 #include "resample.h"
+#include "rng.h"
 #include "status.h"
 
 /* each product and sum rounded to float32 on its own, as torch does them
@@ -91,6 +93,40 @@ kiln_status kiln_image_flip_rotate(const kiln_image *img, bool flip_rows, bool f
     kiln_status st = kiln_latent_flip_rotate(&whole, flip_rows, flip_columns, quarter_turns, &moved);
     free(planes);
     return st == KILN_OK ? picture_of_latent(&moved, out) : st;
+}
+
+kiln_status kiln_image_add_noise(const kiln_image *images, int count, uint64_t seed, double strength,
+                                 kiln_image *out)
+{
+    if (!images || !out || count < 1 || count > KILN_LATENT_MAX_BATCH)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ImageAddNoise: no pictures, %d of them, or no place", count);
+    if (!(strength >= 0.0 && strength <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ImageAddNoise: strength %g (0 to 1)", strength);
+    for (int k = 0; k < count; k++) out[k] = (kiln_image){0};
+    const int W = images[0].width, H = images[0].height;
+    for (int k = 0; k < count; k++)
+        if (images[k].width != W || images[k].height != H || !images[k].pixels || images[k].channels != 3)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "ImageAddNoise: picture %d of %dx%d in a batch of %dx%d", k,
+                             images[k].width, images[k].height, W, H);
+    const size_t per = (size_t)3 * W * H;
+    float *noise = malloc(per * count * sizeof *noise);
+    if (!noise) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ImageAddNoise: out of host memory");
+    kiln_rng rng;
+    kiln_rng_seed(&rng, seed);
+    kiln_rng_randn(&rng, noise, per * count); /* the batch's (B, H, W, C) at once, as the node draws it */
+    const float s = (float)strength;
+    kiln_status st = KILN_OK;
+    for (int k = 0; k < count && st == KILN_OK; k++) {
+        st = kiln_image_alloc(&out[k], W, H);
+        for (size_t i = 0; st == KILN_OK && i < per; i++) {
+            /* clamped to [0, 1] by the byte rule */
+            out[k].pixels[i] = kiln_image_u8_from_unit((float)images[k].pixels[i] / 255.0f + s * noise[per * k + i]);
+        }
+    }
+    free(noise);
+    if (st != KILN_OK)
+        for (int k = 0; k < count; k++) kiln_image_free(&out[k]);
+    return st;
 }
 
 kiln_status kiln_image_empty(int width, int height, uint32_t color, kiln_image *out)

@@ -137,6 +137,20 @@ kiln_status kiln_mask_from_image(const kiln_image *img, const char *channel, kil
     return KILN_OK;
 }
 
+kiln_status kiln_mask_from_color(const kiln_image *img, uint32_t color, kiln_mask *out)
+{
+    if (out) *out = (kiln_mask){0};
+    if (!img || !img->pixels || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "ImageColorToMask: no image or place");
+    if (color > 0xFFFFFF) return kiln_fail(KILN_ERR_INVALID_ARG, "ImageColorToMask: color 0x%X (0 to 0xFFFFFF)", color);
+    TRY(mask_alloc("ImageColorToMask", img->width, img->height, out));
+    /* the node rounds 255 x each channel back to its byte */
+    for (size_t i = 0; i < (size_t)img->width * img->height; i++) {
+        const uint8_t *p = img->pixels + 3 * i;
+        out->weights[i] = ((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]) == color ? 1.0f : 0.0f;
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_mask_to_image(const kiln_mask *mask, kiln_image *out)
 {
     if (out) *out = (kiln_image){0};

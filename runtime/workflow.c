@@ -339,6 +339,17 @@ static kiln_status integer(const wf_node *n, const char *name, double lo, double
     return KILN_OK;
 }
 
+/* A seed input: an integer from 0 to 2^64 - 1 (ComfyUI's range). */
+static kiln_status seed_input(const wf_node *n, const char *name, uint64_t *out)
+{
+    double seed;
+    TRY(number(n, name, &seed));
+    if (seed < 0 || seed > 18446744073709549568.0 || seed != (double)(unsigned long long)seed)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "seed %.0f: an integer from 0 to 2^64 - 1", seed);
+    *out = (uint64_t)seed;
+    return KILN_OK;
+}
+
 static kiln_status text(const wf_node *n, const char *name, const char **out)
 {
     const cJSON *v = input_of(n, name);
@@ -1204,6 +1215,23 @@ static kiln_status image_copy_rect(const kiln_image *img, int x, int y, int widt
 /* ImageBatch: image1's pictures, then image2's, those fitted to image1's
  * size where it differs (bilinear and the centre cut, as the node's
  * common_upscale, on kiln's 8-bit pictures). */
+/* ImageAddNoise: the batch's noise drawn at once, as the node draws it. */
+static kiln_status image_add_noise_node(wf_run *r, wf_node *n)
+{
+    wf_value *image;
+    uint64_t seed = 0;
+    double strength;
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(seed_input(n, "seed", &seed));
+    TRY(number(n, "strength", &strength));
+    n->out[0].kind = WF_IMAGE;
+    if (!(n->out[0].images = calloc((size_t)image->nimages, sizeof(kiln_image))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    TRY(node_status(n, kiln_image_add_noise(image->images, image->nimages, seed, strength, n->out[0].images)));
+    n->out[0].nimages = image->nimages;
+    return KILN_OK;
+}
+
 /* ImageStitch (image2 optional: without it image1 as it is; batches of
  * other lengths, the shorter's last picture repeated), ResizeAndPadImage
  * and ImageScaleToMaxDimension, picture by picture. */
@@ -1632,13 +1660,16 @@ static kiln_status mask_node(wf_run *r, wf_node *n, const char *c)
         TRY(integer(n, "height", 1, KILN_IMAGE_MAX_SIDE, &h));
         return node_status(n, kiln_mask_solid((float)value, w, h, &out->mask));
     }
-    if (strcmp(c, "ImageToMask") == 0) {
-        const char *channel;
+    if (strcmp(c, "ImageToMask") == 0 || strcmp(c, "ImageColorToMask") == 0) {
+        const char *channel = NULL;
+        int color = 0;
         TRY(linked(r, n, "image", WF_IMAGE, &in));
-        TRY(text(n, "channel", &channel));
+        if (c[5] == 'T') TRY(text(n, "channel", &channel));
+        else TRY(integer(n, "color", 0, 0xFFFFFF, &color));
         if (in->nimages != 1)
             return node_fail(n, KILN_ERR_UNSUPPORTED, "a batch of %d pictures (a MASK in kiln is one)", in->nimages);
-        return node_status(n, kiln_mask_from_image(&in->images[0], channel, &out->mask));
+        return node_status(n, channel ? kiln_mask_from_image(&in->images[0], channel, &out->mask)
+                                      : kiln_mask_from_color(&in->images[0], (uint32_t)color, &out->mask));
     }
     TRY(linked(r, n, strcmp(c, "MaskComposite") ? "mask" : "destination", WF_MASK, &in));
     const kiln_mask *m = &in->mask;
@@ -2296,17 +2327,6 @@ static kiln_status instruct_pix2pix_conditioning(wf_run *r, wf_node *n)
                            .width = picture->width};
     if (!(empty->data = calloc(latent_count(picture), sizeof(float))))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-    return KILN_OK;
-}
-
-/* A seed input: an integer from 0 to 2^64 - 1 (ComfyUI's range). */
-static kiln_status seed_input(const wf_node *n, const char *name, uint64_t *out)
-{
-    double seed;
-    TRY(number(n, name, &seed));
-    if (seed < 0 || seed > 18446744073709549568.0 || seed != (double)(unsigned long long)seed)
-        return node_fail(n, KILN_ERR_INVALID_ARG, "seed %.0f: an integer from 0 to 2^64 - 1", seed);
-    *out = (uint64_t)seed;
     return KILN_OK;
 }
 
@@ -3263,11 +3283,14 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = latent_transform(r, n, c);
     else if (strcmp(c, "SolidMask") == 0 || strcmp(c, "InvertMask") == 0 || strcmp(c, "ThresholdMask") == 0 ||
              strcmp(c, "CropMask") == 0 || strcmp(c, "MaskComposite") == 0 || strcmp(c, "FeatherMask") == 0 ||
-             strcmp(c, "GrowMask") == 0 || strcmp(c, "ImageToMask") == 0 || strcmp(c, "MaskToImage") == 0)
+             strcmp(c, "GrowMask") == 0 || strcmp(c, "ImageToMask") == 0 || strcmp(c, "MaskToImage") == 0 ||
+             strcmp(c, "ImageColorToMask") == 0)
         st = mask_node(r, n, c);
     else if (strcmp(c, "EmptyImage") == 0 || strcmp(c, "ImageInvert") == 0 || strcmp(c, "ImageBlend") == 0 ||
              strcmp(c, "ImageBlur") == 0 || strcmp(c, "ImageSharpen") == 0)
         st = image_filter_node(r, n, c);
+    else if (strcmp(c, "ImageAddNoise") == 0)
+        st = image_add_noise_node(r, n);
     else if (strcmp(c, "ImageStitch") == 0 || strcmp(c, "ResizeAndPadImage") == 0 ||
              strcmp(c, "ImageScaleToMaxDimension") == 0)
         st = image_layout_node(r, n, c);

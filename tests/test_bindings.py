@@ -343,6 +343,11 @@ class ImageFiles(unittest.TestCase):
         largest = picture.scale_to_max_dimension(40, "bilinear")
         self.assertGreater(w, h)
         self.assertEqual((largest.width, largest.height), (40, round(h / w * 40)))
+        # ImageAddNoise: strength 0 gives the picture back; ImageColorToMask finds its first pixel's colour
+        self.assertEqual(picture.add_noise(5, 0.0).pixels, picture.pixels)
+        self.assertNotEqual(picture.add_noise(5, 0.5).pixels, picture.pixels)
+        r, g, b = picture.pixels[:3]
+        self.assertEqual(kiln.Mask.from_color(picture, r << 16 | g << 8 | b).weights[0], 1.0)
         with self.assertRaises(kiln.KilnError) as caught:
             picture.stitch(other, "sideways")
         self.assertIn("direction 'sideways'", caught.exception.message)

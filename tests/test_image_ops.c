@@ -357,6 +357,44 @@ static void blur_sharpen_refusals(void **state)
     kiln_image_free(&a), kiln_image_free(&small), kiln_image_free(&dot), kiln_image_free(&big);
 }
 
+/* ImageAddNoise against the node's line run by torch (image_ops/add_noise):
+ * a picture alone at two seeds and three strengths, and a batch of two
+ * drawn at once, to the byte; refusals. */
+static void add_noise_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("image_ops/add_noise.safetensors");
+    kiln_image batch[2] = {golden_picture(data, "a"), golden_picture(data, "b")}, out[2];
+    static const struct { uint64_t seed; double strength; const char *name; } cases[] = {
+        {0, 0.5, "noise.a.0.0.5"}, {123456789, 0.5, "noise.a.123456789.0.5"}, {42, 0.13, "noise.a.42.0.13"},
+        {42, 1.0, "noise.a.42.1"}};
+    int bad = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        assert_kiln_ok(kiln_image_add_noise(batch, 1, cases[k].seed, cases[k].strength, out));
+        golden want = golden_read(f, cases[k].name);
+        for (size_t i = 0; i < want.count; i++) bad += out[0].pixels[i] != (uint8_t)want.data[i];
+        golden_free(&want);
+        kiln_image_free(&out[0]);
+    }
+    assert_kiln_ok(kiln_image_add_noise(batch, 2, 7, 0.3, out));
+    golden want = golden_read(f, "noise.ab.7.0.3");
+    const size_t per = want.count / 2;
+    for (size_t i = 0; i < want.count; i++) bad += out[i / per].pixels[i % per] != (uint8_t)want.data[i];
+    golden_free(&want);
+    kiln_image_free(&out[0]);
+    kiln_image_free(&out[1]);
+    if (bad) fail_msg("%d bytes differ from ComfyUI's", bad);
+    assert_refused_by(kiln_image_add_noise(batch, 1, 0, 1.5, out), "strength 1.5", "ImageAddNoise");
+    kiln_image small = {0};
+    assert_kiln_ok(kiln_image_empty(3, 2, 0, &small));
+    const kiln_image mixed[2] = {batch[0], small};
+    assert_refused_by(kiln_image_add_noise(mixed, 2, 0, 0.5, out), "picture 1 of 3x2", "ImageAddNoise");
+    kiln_image_free(&small);
+    kiln_image_free(&batch[0]);
+    kiln_image_free(&batch[1]);
+    kiln_st_close(f);
+}
+
 /* ImageStitch in the four directions, image2 matched to image1 (lanczos) or
  * centred and padded, with and without spacing of each colour kind (an odd
  * one rounded up); the refusals. */
@@ -462,6 +500,7 @@ int main(void)
         cmocka_unit_test(blur_matches_comfyui),
         cmocka_unit_test(sharpen_matches_comfyui),
         cmocka_unit_test(blur_sharpen_refusals),
+        cmocka_unit_test(add_noise_matches_comfyui),
         cmocka_unit_test(stitch_matches_comfyui),
         cmocka_unit_test(resize_and_pad_and_max_dimension_match_comfyui),
     };

@@ -556,9 +556,30 @@ static void image_composite_masked_matches_comfyui(void **state)
     kiln_image_free(&dest), kiln_image_free(&src);
 }
 
+/* ImageColorToMask: 1 exactly where the three bytes are the colour (one
+ * that differs in a single channel's low bit stays 0); a colour past
+ * 0xFFFFFF refused. */
+static void color_to_mask(void **state)
+{
+    (void)state;
+    uint8_t pixels[4 * 3] = {0x12, 0x34, 0x56, 0x12, 0x34, 0x57, 0x12, 0x34, 0x56, 0xFF, 0xFF, 0xFF};
+    const kiln_image img = {2, 2, 3, pixels};
+    kiln_mask mask;
+    assert_kiln_ok(kiln_mask_from_color(&img, 0x123456, &mask));
+    const float want[4] = {1, 0, 1, 0};
+    assert_int_equal(mask.width, 2), assert_int_equal(mask.height, 2);
+    assert_memory_equal(mask.weights, want, sizeof want);
+    kiln_mask_free(&mask);
+    assert_kiln_ok(kiln_mask_from_color(&img, 0xFFFFFF, &mask));
+    assert_true(mask.weights[3] == 1.0f && mask.weights[0] == 0.0f);
+    kiln_mask_free(&mask);
+    assert_refused_naming(kiln_mask_from_color(&img, 0x1000000, &mask), "color 0x1000000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(color_to_mask),
         cmocka_unit_test(solid_matches_comfyui),
         cmocka_unit_test(from_image_matches_comfyui),
         cmocka_unit_test(to_image_matches_saveimage),

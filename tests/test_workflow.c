@@ -2040,6 +2040,48 @@ static void image_layout_nodes(void **state)
     for (int k = 0; k < 5; k++) kiln_image_free(&step[k]);
 }
 
+/* ImageAddNoise on a batch of two (one draw for both) and ImageColorToMask
+ * of a colour the picture holds: the library's calls' picture and mask,
+ * byte for byte (each call's values are test_image_ops' and test_mask_ops'). */
+static void add_noise_and_color_mask_nodes(void **state)
+{
+    (void)state;
+    static const char graph[] =
+        "{\"11\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA "/inpaint/image_20x17.png\"}}, "
+        "\"12\": {\"class_type\": \"ImageBatch\", \"inputs\": {\"image1\": [\"11\", 0], \"image2\": [\"11\", 0]}}, "
+        "\"13\": {\"class_type\": \"ImageAddNoise\", \"inputs\": {\"image\": [\"12\", 0], \"seed\": 99, "
+        "\"strength\": 0.25}}, "
+        "\"14\": {\"class_type\": \"ImageColorToMask\", \"inputs\": {\"image\": [\"11\", 0], \"color\": COLOR}}, "
+        "\"15\": {\"class_type\": \"MaskToImage\", \"inputs\": {\"mask\": [\"14\", 0]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"13\", 0]}}, "
+        "\"10\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"15\", 0]}}}";
+    kiln_image picture, batch[2], noisy[2], masked;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &picture));
+    const uint32_t color = (uint32_t)picture.pixels[0] << 16 | (uint32_t)picture.pixels[1] << 8 | picture.pixels[2];
+    batch[0] = batch[1] = picture;
+    assert_kiln_ok(kiln_image_add_noise(batch, 2, 99, 0.25, noisy));
+    kiln_mask mask;
+    assert_kiln_ok(kiln_mask_from_color(&picture, color, &mask));
+    assert_true(mask.weights[0] == 1.0f);
+    assert_kiln_ok(kiln_mask_to_image(&mask, &masked));
+    char json[sizeof graph + 16], number[16];
+    snprintf(number, sizeof number, "%u", color);
+    const char *at = strstr(graph, "COLOR");
+    snprintf(json, sizeof json, "%.*s%s%s", (int)(at - graph), graph, number, at + 5);
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &options, &images, &count));
+    assert_int_equal(count, 3);
+    const size_t bytes = (size_t)picture.width * picture.height * 3;
+    assert_memory_equal(images[0].pixels, noisy[0].pixels, bytes);
+    assert_memory_equal(images[1].pixels, noisy[1].pixels, bytes);
+    assert_memory_not_equal(images[0].pixels, images[1].pixels, bytes);
+    assert_memory_equal(images[2].pixels, masked.pixels, bytes);
+    kiln_images_free(images, count);
+    kiln_image_free(&noisy[0]), kiln_image_free(&noisy[1]), kiln_image_free(&masked), kiln_image_free(&picture);
+    kiln_mask_free(&mask);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -2160,6 +2202,7 @@ int main(void)
                                        cmocka_unit_test(image_composite_masked_node),
                                        cmocka_unit_test(image_filter_nodes),
         cmocka_unit_test(image_layout_nodes),
+        cmocka_unit_test(add_noise_and_color_mask_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -556,6 +556,14 @@ kiln_status kiln_image_resize_and_pad(const kiln_image *img, int width, int heig
 kiln_status kiln_image_scale_to_max_dimension(const kiln_image *img, const char *method, int largest,
                                               kiln_image *out);
 
+/* ImageAddNoise: `count` pictures of one size (a batch) with strength x
+ * torch.randn of the whole batch's (count, H, W, 3) values under `seed` (as
+ * torch's CPU generator draws them) added, clamped to [0, 1]; bytes by
+ * SaveImage's rule. out: the caller's array of count pictures, each freed
+ * with kiln_image_free. */
+kiln_status kiln_image_add_noise(const kiln_image *images, int count, uint64_t seed, double strength,
+                                 kiln_image *out);
+
 /* ImageRotate (quarter_turns clockwise, 0 to 3) and ImageFlip (flip_rows:
  * "x-axis: vertically", flip_columns: "y-axis: horizontally"), the turn
  * first, as kiln_latent_flip_rotate moves a latent. */
@@ -585,6 +593,8 @@ kiln_status kiln_image_load_with_mask(const char *path, kiln_image *image, kiln_
 kiln_status kiln_mask_solid(float value, int width, int height, kiln_mask *out);
 /* ImageToMask: a channel ("red", "green" or "blue") of the picture over 255. */
 kiln_status kiln_mask_from_image(const kiln_image *img, const char *channel, kiln_mask *out);
+/* ImageColorToMask: 1 where the pixel is color (0xRRGGBB), 0 elsewhere. */
+kiln_status kiln_mask_from_color(const kiln_image *img, uint32_t color, kiln_mask *out);
 /* MaskToImage: the mask as a grey picture, bytes by SaveImage's rule (255 x,
  * clipped, truncated). */
 kiln_status kiln_mask_to_image(const kiln_mask *mask, kiln_image *out);

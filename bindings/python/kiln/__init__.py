@@ -347,6 +347,8 @@ _declare("kiln_image_composite_masked", c_int, POINTER(_Image), POINTER(_Image),
 _declare("kiln_mask_load", c_int, c_char_p, c_char_p, POINTER(_Mask))
 _declare("kiln_mask_solid", c_int, c_float, c_int, c_int, POINTER(_Mask))
 _declare("kiln_mask_from_image", c_int, POINTER(_Image), c_char_p, POINTER(_Mask))
+_declare("kiln_mask_from_color", c_int, POINTER(_Image), ctypes.c_uint32, POINTER(_Mask))
+_declare("kiln_image_add_noise", c_int, POINTER(_Image), c_int, ctypes.c_uint64, c_double, POINTER(_Image))
 _declare("kiln_mask_to_image", c_int, POINTER(_Mask), POINTER(_Image))
 _declare("kiln_mask_picture", c_int, POINTER(_Mask), POINTER(_Image))
 _declare("kiln_mask_invert", c_int, POINTER(_Mask), POINTER(_Mask))
@@ -1775,6 +1777,15 @@ class Image(_Owned):
                               bool(crop), byref(out._c))
         return out
 
+    def add_noise(self, seed: int, strength: float = 0.5) -> "Image":
+        """ImageAddNoise: strength x torch.randn(seed) of the picture's size
+        added, clamped (a batch draws its noise at once: kiln_image_add_noise)."""
+        out = Image()
+        if not 0 <= int(seed) < 1 << 64:
+            raise ValueError(f"seed {seed}: 0 to 2^64 - 1")
+        _lib.kiln_image_add_noise(byref(self._c), 1, int(seed), float(strength), byref(out._c))
+        return out
+
     def stitch(self, other: "Image", direction: str = "right", match_image_size: bool = True, spacing_width: int = 0,
                spacing_color: str = "white") -> "Image":
         """ImageStitch: other put beside this picture toward direction ("right",
@@ -1902,6 +1913,15 @@ class Mask(_Owned):
         """ImageToMask: a channel ("red", "green" or "blue") of the picture over 255."""
         mask = cls()
         _lib.kiln_mask_from_image(byref(image._c), channel.encode(), byref(mask._c))
+        return mask
+
+    @classmethod
+    def from_color(cls, image: "Image", color: int) -> "Mask":
+        """ImageColorToMask: 1 where the picture's pixel is color (0xRRGGBB), 0 elsewhere."""
+        if not 0 <= int(color) <= 0xFFFFFF:
+            raise ValueError(f"color {color:#x}: 0 to 0xFFFFFF")
+        mask = cls()
+        _lib.kiln_mask_from_color(byref(image._c), int(color), byref(mask._c))
         return mask
 
     @property
