@@ -70,8 +70,8 @@ static bool open_clip_name(const char *from, const char *rest, char *out, size_t
     return false;
 }
 
-/* Canonical tensor `name` (t) as the file's tensor s, or false where the
- * file leaves it out. */
+/* Canonical tensor `name` (t) as the file's tensor s and its entry e;
+ * *kept false where the file leaves it out. */
 static kiln_status place(const kiln_checkpoint *ck, int open_clip, const char *name, const kiln_st_tensor *t,
                          saved_tensor *s, kiln_st_entry *e, bool *kept)
 {

@@ -1664,7 +1664,7 @@ static kiln_status mask_node(wf_run *r, wf_node *n, const char *c)
         const char *channel = NULL;
         int color = 0;
         TRY(linked(r, n, "image", WF_IMAGE, &in));
-        if (c[5] == 'T') TRY(text(n, "channel", &channel));
+        if (strcmp(c, "ImageToMask") == 0) TRY(text(n, "channel", &channel));
         else TRY(integer(n, "color", 0, 0xFFFFFF, &color));
         if (in->nimages != 1)
             return node_fail(n, KILN_ERR_UNSUPPORTED, "a batch of %d pictures (a MASK in kiln is one)", in->nimages);
