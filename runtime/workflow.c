@@ -1,13 +1,14 @@
 /* ComfyUI API-format workflows ("prompt": node id -> class_type and inputs)
  * run through the embedding API, node by node.
  *
- * Only what the images of the output nodes (SaveImage, PreviewImage) need is
+ * Only what the output nodes (SaveImage, PreviewImage, CheckpointSave) need is
  * run, each node once, ancestors first. Loaders are lazy: LoRAs merge into
  * the weights when a checkpoint loads, so MODEL and CLIP values are recipes
  * (checkpoint, LoRAs in order) and a checkpoint is loaded once per recipe,
  * when a node first reads its UNet, text towers or VAE. The usual graph,
  * whose MODEL and CLIP pass through the same LoraLoaders, loads one model. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1215,6 +1216,49 @@ static kiln_status image_copy_rect(const kiln_image *img, int x, int y, int widt
 /* ImageBatch: image1's pictures, then image2's, those fitted to image1's
  * size where it differs (bilinear and the centre cut, as the node's
  * common_upscale, on kiln's 8-bit pictures). */
+/* CheckpointSave: the MODEL's load (its checkpoint, merges and LoRAs in
+ * it) as one single file (kiln_model_save_checkpoint) at
+ * <output_dir>/<filename_prefix>_NNNNN_.safetensors, NNNNN the first not
+ * taken; the prefix's folders made as ComfyUI makes them. Its CLIP must be
+ * of the MODEL's load and its VAE of the MODEL's checkpoint: kiln saves one
+ * load. */
+static kiln_status checkpoint_save(wf_run *r, wf_node *n)
+{
+    wf_value *model, *clip, *vae;
+    const char *prefix;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    TRY(text(n, "filename_prefix", &prefix));
+    if (!r->opt->output_dir)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "no folder to write the checkpoint in (kiln_workflow_options."
+                         "output_dir; gen writes beside --output)");
+    if (!same_loads(&model->recipe, &clip->recipe) || strcmp(model->recipe.ckpt, vae->recipe.ckpt) != 0)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a CLIP or VAE of another load than the MODEL's (kiln saves one "
+                         "load: a checkpoint with its merges and LoRAs)");
+    if (!*prefix || prefix[0] == '/' || strstr(prefix, ".."))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "filename_prefix '%s': a name under the output folder", prefix);
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", r->opt->output_dir, prefix) >= (int)sizeof path - 32)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "filename_prefix '%s': too long", prefix);
+    for (char *slash = strchr(path + strlen(r->opt->output_dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return node_fail(n, KILN_ERR_IO, "cannot make folder %s: %s", path, strerror(errno));
+        *slash = '/';
+    }
+    const size_t base = strlen(path);
+    struct stat st;
+    int counter = 1;
+    do snprintf(path + base, sizeof path - base, "_%05d_.safetensors", counter);
+    while (stat(path, &st) == 0 && ++counter < 100000);
+    kiln_model *m = NULL;
+    TRY(model_of(r, &model->recipe, false, &m));
+    TRY(node_status(n, kiln_model_save_checkpoint(m, path)));
+    if (r->opt->wrote) r->opt->wrote(r->opt->wrote_ctx, path);
+    return KILN_OK;
+}
+
 /* ImageAddNoise: the batch's noise drawn at once, as the node draws it. */
 static kiln_status image_add_noise_node(wf_run *r, wf_node *n)
 {
@@ -2334,7 +2378,7 @@ static kiln_status instruct_pix2pix_conditioning(wf_run *r, wf_node *n)
  * prediction, its flow shift). */
 static kiln_status sampling_model(wf_run *r, wf_node *n, const wf_value *model, kiln_model **out)
 {
-    kiln_model *m;
+    kiln_model *m = NULL;
     TRY(model_of(r, &model->recipe, false, &m));
     /* a loaded model serves MODELs with and without ModelSamplingDiscrete: each starts from the checkpoint's */
     TRY(kiln_model_reset_sampling(m));
@@ -3291,6 +3335,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         st = image_filter_node(r, n, c);
     else if (strcmp(c, "ImageAddNoise") == 0)
         st = image_add_noise_node(r, n);
+    else if (strcmp(c, "CheckpointSave") == 0)
+        st = checkpoint_save(r, n);
     else if (strcmp(c, "ImageStitch") == 0 || strcmp(c, "ResizeAndPadImage") == 0 ||
              strcmp(c, "ImageScaleToMaxDimension") == 0)
         st = image_layout_node(r, n, c);
@@ -3366,7 +3412,8 @@ static void free_value(wf_value *v)
 
 static bool is_output(const wf_node *n)
 {
-    return strcmp(n->class_type, "SaveImage") == 0 || strcmp(n->class_type, "PreviewImage") == 0;
+    return strcmp(n->class_type, "SaveImage") == 0 || strcmp(n->class_type, "PreviewImage") == 0 ||
+           strcmp(n->class_type, "CheckpointSave") == 0;
 }
 
 /* Node ids in ComfyUI's order: as numbers where they are numbers. */
@@ -3453,7 +3500,8 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     for (i = 0; i < r.nnodes && st == KILN_OK; i++)
         if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
     if (st == KILN_OK && !outputs)
-        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage or PreviewImage node, so nothing to make");
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage, PreviewImage or CheckpointSave node, so "
+                       "nothing to make");
     for (i = 0; i < r.nnets; i++) {
         kiln_controlnet_free(r.nets[i].controlnet);
         kiln_ip_adapter_free(r.nets[i].ip_adapter);

@@ -1178,6 +1178,23 @@ class Workflows(unittest.TestCase):
         self.assertEqual(len(got), len(pixels))
         self.assertLessEqual(max(abs(a - b) for a, b in zip(got, pixels)), 1)
 
+    def test_checkpoint_save(self):
+        # CheckpointSave alone: no pictures, the file named to `files`; without output_dir refused
+        graph = {
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15_tiny_ldm_fp32.safetensors"}},
+            "50": {"class_type": "CheckpointSave", "inputs": {"model": ["4", 0], "clip": ["4", 1], "vae": ["4", 2],
+                                                              "filename_prefix": "checkpoints/saved"}},
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            images = kiln.run_workflow(backend, graph, model_dirs=[data("tiny")], output_dir=tmp, files=files)
+            self.assertEqual(images, [])
+            self.assertEqual(files, [os.path.join(tmp, "checkpoints", "saved_00001_.safetensors")])
+            self.assertTrue(os.path.exists(files[0]))
+        with self.assertRaises(kiln.KilnError) as caught:
+            kiln.run_workflow(backend, graph, model_dirs=[data("tiny")])
+        self.assertIn("no folder to write the checkpoint in", caught.exception.message)
+
     def test_unknown_node(self):
         graph = {"9": {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}},
                  "5": {"class_type": "UltimateSDUpscale", "inputs": {}}}

@@ -2082,6 +2082,65 @@ static void add_noise_and_color_mask_nodes(void **state)
     kiln_mask_free(&mask);
 }
 
+static char saved_file[4096];
+static void remember_file(void *ctx, const char *path)
+{
+    ++*(int *)ctx;
+    snprintf(saved_file, sizeof saved_file, "%s", path);
+}
+
+/* CheckpointSave of the model with a LoRA merged in: the file the library
+ * writes for that load, byte for byte, at the prefix's folder and first free
+ * counter (the next run the second); refused without an output folder, with
+ * a CLIP of another load, and with a prefix that leaves the folder. */
+static void checkpoint_save_node(void **state)
+{
+    (void)state;
+#define SAVE_RUN(clip, prefix)                                                                                        \
+    "{" CKPT ", \"10\": {\"class_type\": \"LoraLoader\", \"inputs\": {\"model\": [\"4\", 0], \"clip\": [\"4\", 1], "     \
+    "\"lora_name\": \"" KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.8, "                    \
+    "\"strength_clip\": 0.6}}, \"50\": {\"class_type\": \"CheckpointSave\", \"inputs\": {\"model\": [\"10\", 0], "      \
+    "\"clip\": " clip ", \"vae\": [\"4\", 2], \"filename_prefix\": \"" prefix "\"}}}"
+    char dir[] = "/tmp/kiln_checkpoint_save_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int written = 0;
+    kiln_workflow_options saving = options;
+    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = &written;
+    kiln_image *images;
+    int count;
+    char want[4200], path[4200];
+    for (int run = 1; run <= 2; run++) {
+        assert_kiln_ok(kiln_workflow_run(backend, SAVE_RUN("[\"10\", 1]", "checkpoints/merged"), &saving, &images,
+                                         &count));
+        assert_int_equal(count, 0), assert_int_equal(written, run);
+        kiln_images_free(images, count);
+        snprintf(want, sizeof want, "%s/checkpoints/merged_%05d_.safetensors", dir, run);
+        assert_string_equal(saved_file, want);
+    }
+    kiln_model *m;
+    const kiln_lora lora = {KILN_TEST_DATA "/lora/kohya_ldm.safetensors", 0.8, 0.6};
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", &lora, 1, &m));
+    snprintf(path, sizeof path, "%s/library.safetensors", dir);
+    assert_kiln_ok(kiln_model_save_checkpoint(m, path));
+    kiln_model_free(m);
+    size_t a, b;
+    uint8_t *mine = kiln_test_read_file(path, &a), *theirs = kiln_test_read_file(want, &b);
+    assert_int_equal(a, b);
+    assert_memory_equal(mine, theirs, a);
+    free(mine), free(theirs);
+    expect_refusal(SAVE_RUN("[\"10\", 1]", "merged"), KILN_ERR_UNSUPPORTED, "node 50 (CheckpointSave): no folder");
+    assert_int_equal(kiln_workflow_run(backend, SAVE_RUN("[\"4\", 1]", "merged"), &saving, &images, &count),
+                     KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "another load than the MODEL's"));
+    assert_int_equal(kiln_workflow_run(backend, SAVE_RUN("[\"10\", 1]", "../merged"), &saving, &images, &count),
+                     KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "filename_prefix '../merged'"));
+#undef SAVE_RUN
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -2203,6 +2262,7 @@ int main(void)
                                        cmocka_unit_test(image_filter_nodes),
         cmocka_unit_test(image_layout_nodes),
         cmocka_unit_test(add_noise_and_color_mask_nodes),
+        cmocka_unit_test(checkpoint_save_node),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

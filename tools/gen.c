@@ -1896,6 +1896,12 @@ static kiln_status workflow_progress(void *ctx, int step, int total, const float
 /* --workflow: the workflow (a JSON file, or the "prompt" a PNG of kiln's or
  * ComfyUI's carries) run, its output images to --output's names (numbered
  * when more than one), each PNG carrying the workflow as ComfyUI's "prompt". */
+static void wrote_file(void *ctx, const char *path)
+{
+    (void)ctx;
+    fprintf(stderr, "gen: wrote %s\n", path);
+}
+
 static int run_workflow(const gen_options *o, kiln_backend *be)
 {
     char *json = NULL;
@@ -1905,10 +1911,15 @@ static int run_workflow(const gen_options *o, kiln_backend *be)
         return 1;
     }
     progress prog = {.start = now_s(), .tty = isatty(STDERR_FILENO)};
+    /* CheckpointSave's files go beside --output */
+    char folder[4096];
+    const char *slash = strrchr(o->output, '/');
+    snprintf(folder, sizeof folder, "%.*s", slash ? (int)(slash - o->output) : 1, slash ? o->output : ".");
+    if (slash == o->output) snprintf(folder, sizeof folder, "/");
     kiln_workflow_options wo = {.model_dirs = o->model_dirs, .nmodel_dirs = o->nmodel_dirs,
                                 .progress = workflow_progress, .progress_ctx = &prog,
                                 .tokenizer = o->parts.tokenizer, .config = o->parts.config,
-                                .embeddings = o->embeddings};
+                                .embeddings = o->embeddings, .output_dir = folder, .wrote = wrote_file};
     kiln_image *images;
     int count;
     if (kiln_workflow_run(be, json, &wo, &images, &count) != KILN_OK) {

@@ -1134,10 +1134,16 @@ typedef struct kiln_workflow_options {
     /* where the prompts' embedding:NAME are looked up (kiln_model_set_embeddings); NULL: the first
        models folder's embeddings/ that is there, as ComfyUI's models/embeddings */
     const char *embeddings;
+    /* where CheckpointSave nodes write (their filename_prefix under it, ComfyUI's _00001_ counter: the first
+       name not taken), and what is told each file written; NULL: a workflow's CheckpointSave is refused */
+    const char *output_dir;
+    void (*wrote)(void *ctx, const char *path);
+    void *wrote_ctx;
 } kiln_workflow_options;
 
-/* The output nodes' images, in the order of their node ids, into *images
- * (*count of them; free with kiln_images_free). */
+/* The output nodes' images (SaveImage's, PreviewImage's), in the order of
+ * their node ids, into *images (*count of them; free with
+ * kiln_images_free); CheckpointSave's files written (output_dir). */
 kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_workflow_options *options,
                               kiln_image **images, int *count);
 void kiln_images_free(kiln_image *images, int count);

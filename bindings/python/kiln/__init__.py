@@ -136,10 +136,13 @@ class _SdxlCond(Structure):
 _ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int, c_int, POINTER(c_float))
 
 
+_WroteFn = CFUNCTYPE(None, c_void_p, c_char_p)
+
+
 class _WorkflowOptions(Structure):
     _fields_ = [("model_dirs", POINTER(c_char_p)), ("nmodel_dirs", c_int), ("progress", _ProgressFn),
                 ("progress_ctx", c_void_p), ("tokenizer", c_char_p), ("config", c_char_p),
-                ("embeddings", c_char_p)]
+                ("embeddings", c_char_p), ("output_dir", c_char_p), ("wrote", _WroteFn), ("wrote_ctx", c_void_p)]
 
 
 class _MergeBlock(Structure):
@@ -722,7 +725,7 @@ def load_clip_vision(backend: Backend, path) -> "ClipVision":
 
 
 def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, tokenizer=None, config=None,
-                 embeddings=None) -> list:
+                 embeddings=None, output_dir=None, files=None) -> list:
     """A ComfyUI workflow in the API format (a JSON string, or the dict it
     parses to) run node by node: the images of its SaveImage and
     PreviewImage nodes, in the order of their ids. File names in it are
@@ -732,13 +735,18 @@ def run_workflow(backend: Backend, workflow, model_dirs=(), progress=None, token
     Model.ksampler's, for every KSampler. tokenizer and config as
     load_checkpoint's, for the checkpoints whose files lack them. embeddings:
     the folder of the prompts' embedding:NAME; None: the first of model_dirs
-    with an embeddings/ subfolder."""
+    with an embeddings/ subfolder. output_dir: where CheckpointSave nodes
+    write (None: they are refused); the paths they write are appended to
+    `files` where it is a list."""
     text = workflow if isinstance(workflow, str) else json.dumps(workflow)
     dirs = [_path(d) for d in model_dirs]
     options = _WorkflowOptions(model_dirs=(c_char_p * max(len(dirs), 1))(*dirs), nmodel_dirs=len(dirs),
                                tokenizer=_path(tokenizer) if tokenizer is not None else None,
                                config=_path(config) if config is not None else None,
-                               embeddings=_path(embeddings) if embeddings is not None else None)
+                               embeddings=_path(embeddings) if embeddings is not None else None,
+                               output_dir=_path(output_dir) if output_dir is not None else None)
+    wrote = _WroteFn(lambda ctx, path: files.append(path.decode()) if files is not None else None)
+    options.wrote = wrote
     callback = _Progress(progress) if progress is not None else None
     if callback is not None:
         options.progress = callback.c_function
