@@ -60,6 +60,17 @@ kiln_status kiln_latent_like(const kiln_latent *l, int batch, bool places, const
     return KILN_OK;
 }
 
+/* kiln_latent_like of `shape` for the images of `from`, with from's places
+ * (ComfyUI's batch_index carried through the node). */
+static kiln_status latent_like_placed(const kiln_latent *shape, const kiln_latent *from, const char *what,
+                                      kiln_latent *out)
+{
+    TRY(kiln_latent_like(shape, from->batch, false, what, out));
+    if (kiln_latent_copy_places(from, out)) return KILN_OK;
+    kiln_latent_free(out);
+    return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+}
+
 kiln_status kiln_latent_repeat(const kiln_latent *l, int amount, kiln_latent *out)
 {
     if (!l || !l->data || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_repeat: no latent or no place");
@@ -322,11 +333,7 @@ kiln_status kiln_latent_blend(const kiln_latent *a, const kiln_latent *b, double
                          b->batch, a->batch);
     }
     kiln_latent r;
-    kiln_status st = kiln_latent_like(a, a->batch, false, "LatentBlend", &r);
-    if (st == KILN_OK && !kiln_latent_copy_places(a, &r)) {
-        kiln_latent_free(&r);
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentBlend: out of host memory");
-    }
+    kiln_status st = latent_like_placed(a, a, "LatentBlend", &r);
     if (st == KILN_OK) {
         const size_t n = kiln_latent_count(a), picture = n / (size_t)a->batch;
         const float keep = (float)factor, rest = (float)(1.0 - factor);
@@ -352,11 +359,7 @@ kiln_status kiln_latent_combine(const kiln_latent *a, const kiln_latent *b, cons
     TRY(reshape_like(add ? "LatentAdd" : subtract ? "LatentSubtract" : "LatentInterpolate", a, b,
                      KILN_RESAMPLE_BILINEAR, true, &other));
     kiln_latent r;
-    kiln_status st = kiln_latent_like(a, a->batch, false, "latent operation", &r);
-    if (st == KILN_OK && !kiln_latent_copy_places(a, &r)) {
-        kiln_latent_free(&r);
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "latent operation: out of host memory");
-    }
+    kiln_status st = latent_like_placed(a, a, "latent operation", &r);
     if (st != KILN_OK) {
         kiln_latent_free(&other);
         return st;
@@ -400,11 +403,7 @@ kiln_status kiln_latent_multiply(const kiln_latent *l, double multiplier, kiln_l
     TRY(check_latent_in("LatentMultiply", l));
     if (!isfinite(multiplier)) return kiln_fail(KILN_ERR_INVALID_ARG, "LatentMultiply: multiplier %g", multiplier);
     kiln_latent r;
-    TRY(kiln_latent_like(l, l->batch, false, "LatentMultiply", &r));
-    if (!kiln_latent_copy_places(l, &r)) {
-        kiln_latent_free(&r);
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentMultiply: out of host memory");
-    }
+    TRY(latent_like_placed(l, l, "LatentMultiply", &r));
     for (size_t i = 0; i < kiln_latent_count(l); i++) r.data[i] = l->data[i] * (float)multiplier;
     *out = r;
     return KILN_OK;
@@ -474,12 +473,7 @@ kiln_status kiln_latent_concat(const kiln_latent *a, const kiln_latent *b, const
                          (long long)dr[2], (long long)dr[1]);
     kiln_latent r = *a;
     r.channels = (int)dr[1], r.height = (int)dr[2], r.width = (int)dr[3]; /* samples1's noise mask kept, as the node's */
-    kiln_status st = kiln_latent_like(&r, a->batch, false, "LatentConcat", &r);
-    if (st == KILN_OK && !kiln_latent_copy_places(a, &r)) {
-        kiln_latent_free(&r);
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentConcat: out of host memory");
-    }
-    if (st != KILN_OK) return st;
+    TRY(latent_like_placed(&r, a, "LatentConcat", &r));
     /* per image: rows of the axis and what follows it, first's then second's, for each index before it */
     int64_t inner = 1, outer = 1;
     for (int k = axis + 1; k < 4; k++) inner *= dr[k];
@@ -526,12 +520,7 @@ kiln_status kiln_latent_cut(const kiln_latent *l, const char *dim, int index, in
     if (axis == 1) r.channels = (int)count;
     else if (axis == 2) r.height = (int)count;
     else r.width = (int)count;
-    kiln_status st = kiln_latent_like(&r, l->batch, false, "LatentCut", &r);
-    if (st == KILN_OK && !kiln_latent_copy_places(l, &r)) {
-        kiln_latent_free(&r);
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentCut: out of host memory");
-    }
-    if (st != KILN_OK) return st;
+    TRY(latent_like_placed(&r, l, "LatentCut", &r));
     int64_t inner = 1, outer = 1;
     for (int k = axis + 1; k < 4; k++) inner *= d[k];
     for (int k = 0; k < axis; k++) outer *= d[k];
@@ -556,12 +545,7 @@ kiln_status kiln_latent_crop(const kiln_latent *l, int x, int y, int width, int 
     const int w = width < l->width - x ? width : l->width - x, h = height < l->height - y ? height : l->height - y;
     kiln_latent r = *l;
     r.height = h, r.width = w;
-    kiln_status st = kiln_latent_like(&r, l->batch, false, "LatentCrop", &r);
-    if (st == KILN_OK && !kiln_latent_copy_places(l, &r)) {
-        kiln_latent_free(&r);
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentCrop: out of host memory");
-    }
-    if (st != KILN_OK) return st;
+    TRY(latent_like_placed(&r, l, "LatentCrop", &r));
     for (int p = 0; p < l->batch * l->channels; p++)
         for (int i = 0; i < h; i++)
             memcpy(r.data + ((size_t)p * h + i) * w, l->data + ((size_t)p * l->height + y + i) * l->width + x,
@@ -582,12 +566,7 @@ kiln_status kiln_latent_flip_rotate(const kiln_latent *l, bool flip_rows, bool f
     const int H = l->height, W = l->width, odd = quarter_turns % 2;
     kiln_latent r = *l;
     r.height = odd ? W : H, r.width = odd ? H : W;
-    kiln_status st = kiln_latent_like(&r, l->batch, false, "LatentFlip/LatentRotate", &r);
-    if (st == KILN_OK && !kiln_latent_copy_places(l, &r)) {
-        kiln_latent_free(&r);
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "LatentFlip/LatentRotate: out of host memory");
-    }
-    if (st != KILN_OK) return st;
+    TRY(latent_like_placed(&r, l, "LatentFlip/LatentRotate", &r));
     for (int p = 0; p < l->batch * l->channels; p++) {
         const float *src = l->data + (size_t)p * H * W;
         float *dst = r.data + (size_t)p * H * W;
