@@ -20,7 +20,10 @@
  *     read of x and one write of y;
  *   prelu and pixel_shuffle as Real-ESRGAN's compact x4 model runs them on
  *     a 512x512 image (64 features; 48 channels to 3 at 2048x2048), in GB/s
- *     of one read of x and one write of y.
+ *     of one read of x and one write of y;
+ *   avg_pool2x2 as a T2I-Adapter for SD 1.5 downsamples its first level for
+ *     a 1024x1024 picture (320 x 128 x 128 to 64 x 64), in GB/s of one read
+ *     of x and one write of y.
  * Each case runs once to warm up, then `reps` times; the time is the mean,
  * timed by the GPU where the backend can (time_begin/time_end: Vulkan
  * timestamps, CUDA events), else on the host between two synchronises (the
@@ -368,6 +371,33 @@ static kiln_status bench_compact(kiln_backend *be, int reps)
     return KILN_OK;
 }
 
+typedef struct avg_pool_case {
+    kiln_avg_pool2x2_params p;
+    kiln_tensor x, y;
+} avg_pool_case;
+
+static kiln_status run_avg_pool2x2(kiln_backend *be, void *ctx)
+{
+    avg_pool_case *c = ctx;
+    return be->ops->avg_pool2x2(be, &c->p, (const kiln_tensor *[]){&c->x}, &c->y);
+}
+
+static kiln_status bench_avg_pool(kiln_backend *be, int reps)
+{
+    const int C = 320, S = 128;
+    int64_t n = (int64_t)C * S * S, shape[4] = {1, C, S, S}, half[4] = {1, C, S / 2, S / 2};
+    avg_pool_case c = {.p = {1, C, S, S, 0, 0}};
+    TRY(random_tensor(be, n, 4, shape, &c.x));
+    TRY(random_tensor(be, n / 4, 4, half, &c.y));
+    double s = 0.0;
+    kiln_status st = time_case(be, run_avg_pool2x2, &c, reps, &s);
+    free_tensors(be, (kiln_tensor *const[]){&c.x, &c.y}, 2);
+    TRY(st);
+    const double bytes = 1.25 * n * sizeof(float);
+    printf("avg_pool2x2    1 x %d x %dx%d  %8.3f ms  %7.1f GB/s\n", C, S, S, 1e3 * s, bytes / s / 1e9);
+    return KILN_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = "cuda";
@@ -411,6 +441,7 @@ int main(int argc, char **argv)
     if (st == KILN_OK) st = bench_freeu(be, reps);
     if (st == KILN_OK) st = bench_resize(be, reps);
     if (st == KILN_OK) st = bench_compact(be, reps);
+    if (st == KILN_OK) st = bench_avg_pool(be, reps);
     kiln_backend_free(be);
     if (st != KILN_OK) {
         fprintf(stderr, "bench_ops: %s\n", kiln_last_error());

@@ -135,6 +135,7 @@ kiln_shader(fourier_filter     fourier_filter.comp)
 kiln_shader(resize             resize.comp)
 kiln_shader(prelu              prelu.comp)
 kiln_shader(pixel_shuffle      pixel_shuffle.comp)
+kiln_shader(avg_pool2x2        avg_pool2x2.comp)
 
 function(kiln_add_shaders target)
   set(src_dir ${CMAKE_SOURCE_DIR}/shaders)

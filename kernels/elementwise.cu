@@ -1,8 +1,9 @@
 // Elementwise and data-movement ops: activations, PReLU, add/mul/scale, gated add,
 // rotary embedding, channel bias, concat, pad, upsample, resize, pixel shuffle,
-// timestep embedding, transpose, embedding. Each mirrors its loop in runtime/cpu_ref.c (resize: runtime/resample.c)
-// with the same float expressions, so results agree to rounding. All are
-// memory-bound: one thread per output element in a grid-stride loop.
+// 2x2 average pooling, timestep embedding, transpose, embedding. Each mirrors its
+// loop in runtime/cpu_ref.c (resize: runtime/resample.c) with the same float
+// expressions, so results agree to rounding. All are memory-bound: one thread
+// per output element in a grid-stride loop.
 #include "cuda_common.cuh"
 #include "resample.h"
 
@@ -258,6 +259,24 @@ __global__ void pixel_shuffle_kernel(const float *x, float *y, kiln_pixel_shuffl
     }
 }
 
+// x (N,C,H,W) -> y (N,C,OH,OW): a thread per output, its window's taps inside
+// x summed in cpu_ref's order (the padding's zeros add nothing)
+__global__ void avg_pool2x2_kernel(const float *x, float *y, kiln_avg_pool2x2_params p)
+{
+    int64_t OH = (p.H + 2 * p.pad_h) / 2, OW = (p.W + 2 * p.pad_w) / 2;
+    GRID_STRIDE(i, (int64_t)p.N * p.C * OH * OW)
+    {
+        int64_t ow = i % OW, oh = i / OW % OH, nc = i / (OW * OH);
+        int64_t h0 = 2 * oh - p.pad_h, w0 = 2 * ow - p.pad_w;
+        const float *plane = x + nc * p.H * p.W;
+        float sum = 0.0f;
+        for (int64_t h = h0; h < h0 + 2; h++)
+            for (int64_t w = w0; w < w0 + 2; w++)
+                if (h >= 0 && h < p.H && w >= 0 && w < p.W) sum += plane[h * p.W + w];
+        y[i] = sum * 0.25f;
+    }
+}
+
 // t (N) -> y (N,dim); one thread per (n, frequency), writing its cos and sin
 __global__ void timestep_embedding_kernel(const float *t, float *y, kiln_timestep_embedding_params p)
 {
@@ -494,6 +513,17 @@ extern "C" kiln_status cuda_pixel_shuffle(kiln_backend *be, const kiln_pixel_shu
     int64_t n = (int64_t)p->N * p->C * p->r * p->r * p->H * p->W;
     pixel_shuffle_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p);
     CUDA_TRY_LAUNCH("pixel_shuffle_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_avg_pool2x2(kiln_backend *be, const kiln_avg_pool2x2_params *p,
+                                        const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    int64_t n = (int64_t)p->N * p->C * ((p->H + 2 * p->pad_h) / 2) * ((p->W + 2 * p->pad_w) / 2);
+    avg_pool2x2_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p);
+    CUDA_TRY_LAUNCH("avg_pool2x2_kernel");
     return KILN_OK;
 }
 

@@ -157,6 +157,7 @@ REF_OP(pad2d, SRC(0), OUT)
 REF_OP(resize, SRC(0), OUT)
 REF_OP(prelu, SRC(0), cpu_weight(src[1]), OUT)
 REF_OP(pixel_shuffle, SRC(0), OUT)
+REF_OP(avg_pool2x2, SRC(0), OUT)
 
 static kiln_status ref_attention(kiln_backend *be, const kiln_attention_params *p, const kiln_tensor *const *src,
                                  kiln_tensor *dst)
@@ -348,6 +349,65 @@ static kiln_status fast_pixel_shuffle(kiln_backend *be, const kiln_pixel_shuffle
     cpu_state *s = be->impl;
     cpu_parallel_for(s->pool, (int64_t)p->N * p->C * p->H * p->r, grain_of((int64_t)p->W * p->r),
                      pixel_shuffle_rows, &(pixel_shuffle_job){p, SRC(0), OUT});
+    return KILN_OK;
+}
+
+/* avg_pool2x2: by output rows, as pixel_shuffle, each from the two input
+ * rows of its windows (one where padding takes the other). Windows wholly
+ * inside x take the four taps unchecked; the padded edges (the first and
+ * last output row and column at most) go tap by tap in the same order. */
+typedef struct avg_pool2x2_job {
+    const kiln_avg_pool2x2_params *p;
+    const float *x;
+    float *y;
+} avg_pool2x2_job;
+
+/* the window at column w0 of the rows top and bottom (NULL: padding) */
+static float edge_window(const float *top, const float *bottom, int64_t w0, int64_t W)
+{
+    const float *rows[2] = {top, bottom};
+    float sum = 0.0f;
+    for (int k = 0; k < 2; k++) {
+        if (!rows[k]) continue;
+        if (w0 >= 0) sum += rows[k][w0];
+        if (w0 + 1 < W) sum += rows[k][w0 + 1];
+    }
+    return sum * 0.25f;
+}
+
+static void avg_pool2x2_rows(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const avg_pool2x2_job *j = ctx;
+    const kiln_avg_pool2x2_params *p = j->p;
+    int64_t H = p->H, W = p->W, OH = (H + 2 * p->pad_h) / 2, OW = (W + 2 * p->pad_w) / 2;
+    /* output columns [first, last) read no padding */
+    int64_t first = p->pad_w, last = 2 * (OW - 1) - p->pad_w + 1 < W ? OW : OW - 1;
+    for (int64_t row = begin; row < end; row++) {
+        int64_t nc = row / OH, h0 = 2 * (row % OH) - p->pad_h;
+        const float *plane = j->x + nc * H * W;
+        const float *top = h0 >= 0 ? plane + h0 * W : NULL, *bottom = h0 + 1 < H ? plane + (h0 + 1) * W : NULL;
+        float *y = j->y + row * OW;
+        if (!top || !bottom) {
+            for (int64_t ow = 0; ow < OW; ow++) y[ow] = edge_window(top, bottom, 2 * ow - p->pad_w, W);
+            continue;
+        }
+        for (int64_t ow = 0; ow < first; ow++) y[ow] = edge_window(top, bottom, 2 * ow - p->pad_w, W);
+        for (int64_t ow = first; ow < last; ow++) {
+            int64_t w0 = 2 * ow - p->pad_w;
+            y[ow] = (top[w0] + top[w0 + 1] + bottom[w0] + bottom[w0 + 1]) * 0.25f;
+        }
+        for (int64_t ow = last; ow < OW; ow++) y[ow] = edge_window(top, bottom, 2 * ow - p->pad_w, W);
+    }
+}
+
+static kiln_status fast_avg_pool2x2(kiln_backend *be, const kiln_avg_pool2x2_params *p, const kiln_tensor *const *src,
+                                    kiln_tensor *dst)
+{
+    cpu_state *s = be->impl;
+    int64_t OH = (p->H + 2 * p->pad_h) / 2, OW = (p->W + 2 * p->pad_w) / 2;
+    cpu_parallel_for(s->pool, (int64_t)p->N * p->C * OH, grain_of(OW), avg_pool2x2_rows,
+                     &(avg_pool2x2_job){p, SRC(0), OUT});
     return KILN_OK;
 }
 

@@ -418,6 +418,24 @@ void cpu_ref_pixel_shuffle(const kiln_pixel_shuffle_params *p, const float *x, f
                         }
 }
 
+// padding adds zeros, which leave the sum as it is: only the taps inside x
+// are read
+void cpu_ref_avg_pool2x2(const kiln_avg_pool2x2_params *p, const float *x, float *y)
+{
+    int OH = (p->H + 2 * p->pad_h) / 2, OW = (p->W + 2 * p->pad_w) / 2;
+    for (int nc = 0; nc < p->N * p->C; nc++) {
+        const float *plane = x + (size_t)nc * p->H * p->W;
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++) {
+                float sum = 0.0f;
+                for (int h = 2 * i - p->pad_h; h < 2 * i - p->pad_h + 2; h++)
+                    for (int w = 2 * j - p->pad_w; w < 2 * j - p->pad_w + 2; w++)
+                        if (h >= 0 && h < p->H && w >= 0 && w < p->W) sum += plane[(size_t)h * p->W + w];
+                y[((size_t)nc * OH + i) * OW + j] = sum * 0.25f;
+            }
+    }
+}
+
 // ids outside [0, V) are clamped: a kernel must not read out of bounds, and
 // the tokenizer never produces them
 void cpu_ref_embedding(const kiln_embedding_params *p, const int32_t *ids, kiln_weight_ptr table, float *y)

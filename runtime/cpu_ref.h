@@ -56,5 +56,8 @@ void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x,
 void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y);
 void cpu_ref_prelu(const kiln_prelu_params *p, const float *x, kiln_weight_ptr slope, float *y);
 void cpu_ref_pixel_shuffle(const kiln_pixel_shuffle_params *p, const float *x, float *y);
+/* each window summed row by row, left to right, then times 1/4: torch's
+ * order, and the one every backend keeps */
+void cpu_ref_avg_pool2x2(const kiln_avg_pool2x2_params *p, const float *x, float *y);
 
 #endif

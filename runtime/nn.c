@@ -311,6 +311,20 @@ kiln_status nn_pixel_shuffle(kiln_graph *g, const tensor *x, int r, tensor **y)
     return kiln_run_pixel_shuffle(g, &p, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_avg_pool2x2(kiln_graph *g, const tensor *x, int pad_h, int pad_w, tensor **y)
+{
+    kiln_avg_pool2x2_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2],
+                                 (int32_t)x->shape[3], pad_h, pad_w};
+    int64_t oh = ((int64_t)p.H + 2 * pad_h) / 2, ow = ((int64_t)p.W + 2 * pad_w) / 2;
+    /* before the output exists: a side below 1 would make no tensor (the op's
+     * check refuses the other bad paddings) */
+    if (oh < 1 || ow < 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "avg_pool2x2: %dx%d padded by %d,%d holds no 2x2 window", p.H, p.W,
+                         pad_h, pad_w);
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, oh, ow}));
+    return kiln_run_avg_pool2x2(g, &p, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y)
 {
     kiln_transpose_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)(x->shape[2] * x->shape[3])};

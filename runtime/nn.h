@@ -78,6 +78,8 @@ kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resam
 kiln_status nn_prelu(kiln_graph *g, const tensor *x, const tensor *slope, tensor **y);
 // x (N,C*r*r,H,W) -> *y (N,C,H*r,W*r): torch's pixel_shuffle
 kiln_status nn_pixel_shuffle(kiln_graph *g, const tensor *x, int r, tensor **y);
+// x (N,C,H,W) -> *y (N,C,(H+2ph)/2,(W+2pw)/2): torch's avg_pool2d(x, 2, 2, padding=(ph,pw))
+kiln_status nn_avg_pool2x2(kiln_graph *g, const tensor *x, int pad_h, int pad_w, tensor **y);
 // a (B,Ta,D), b (B,Tb,D) -> *y (B,Ta+Tb,D), joined along the tokens
 kiln_status nn_concat_tokens(kiln_graph *g, const tensor *a, const tensor *b, tensor **y);
 // *x = *x + delta, releasing both: the residual step of a block

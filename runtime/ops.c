@@ -331,6 +331,22 @@ kiln_status kiln_check_pixel_shuffle(const kiln_pixel_shuffle_params *p, const k
     return KILN_OK;
 }
 
+kiln_status kiln_check_avg_pool2x2(const kiln_avg_pool2x2_params *p, const kiln_tensor *const *src,
+                                   const kiln_tensor *dst)
+{
+    const char *op = "avg_pool2x2";
+    POSITIVE(p->N, p->C, p->H, p->W);
+    if (p->pad_h < 0 || p->pad_h > 1 || p->pad_w < 0 || p->pad_w > 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "avg_pool2x2: padding %d,%d is not 0 or 1 (at most half the kernel)",
+                         p->pad_h, p->pad_w);
+    if (p->H + 2 * p->pad_h < 2 || p->W + 2 * p->pad_w < 2)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "avg_pool2x2: %dx%d padded by %d,%d holds no 2x2 window", p->H, p->W,
+                         p->pad_h, p->pad_w);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    ACT("y", dst, (int64_t)p->N * p->C * ((p->H + 2 * p->pad_h) / 2) * ((p->W + 2 * p->pad_w) / 2));
+    return KILN_OK;
+}
+
 kiln_status kiln_check_pad2d(const kiln_pad2d_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "pad2d";

@@ -109,6 +109,11 @@ typedef struct kiln_resize_params { int32_t N, C, H, W, OH, OW; int32_t method; 
  * C r^2 channels into an image r times the size; C counts output channels. */
 typedef struct kiln_prelu_params { int32_t N, C, HW; } kiln_prelu_params;
 typedef struct kiln_pixel_shuffle_params { int32_t N, C, H, W, r; } kiln_pixel_shuffle_params;
+/* T2I-Adapters' downsampling: torch's avg_pool2d(x, 2, 2, padding=(pad_h,
+ * pad_w)) with its defaults (floor sizes, padding counted in the divisor, so
+ * always over 4). pad_h and pad_w are 0 or 1, torch's limit of half the
+ * kernel; OH = (H + 2 pad_h) / 2, OW = (W + 2 pad_w) / 2. */
+typedef struct kiln_avg_pool2x2_params { int32_t N, C, H, W, pad_h, pad_w; } kiln_avg_pool2x2_params;
 
 typedef enum kiln_op_id {
 #define KILN_OP(name, nsrc, doc) KILN_OP_##name,

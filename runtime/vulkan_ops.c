@@ -1138,6 +1138,22 @@ static kiln_status vk_pixel_shuffle(kiln_backend *be, const kiln_pixel_shuffle_p
                             (uint64_t)p->N * p->C * p->r * p->r * p->H * p->W, src, 1, dst);
 }
 
+/* avg_pool2x2.comp */
+typedef struct avg_pool2x2_push {
+    VkDeviceAddress x, y;
+    kiln_avg_pool2x2_params p;
+} avg_pool2x2_push;
+
+static kiln_status vk_avg_pool2x2(kiln_backend *be, const kiln_avg_pool2x2_params *p, const kiln_tensor *const *src,
+                                  kiln_tensor *dst)
+{
+    avg_pool2x2_push push = {.p = *p};
+    TRY(act("avg_pool2x2", src[0], &push.x));
+    TRY(act("avg_pool2x2", dst, &push.y));
+    uint64_t outputs = (uint64_t)p->N * p->C * ((p->H + 2 * p->pad_h) / 2) * ((p->W + 2 * p->pad_w) / 2);
+    return run_elementwise4(be, KILN_VK_SHADER_AVG_POOL2X2, &push, sizeof push, outputs, src, 1, dst);
+}
+
 static kiln_status vk_synchronize(kiln_backend *be) { return kiln_vk_finish(kiln_vk_of(be)); }
 
 const kiln_backend_ops kiln_vk_backend_ops = {

@@ -239,6 +239,17 @@ static void test_elementwise()
         char name[64]; snprintf(name, sizeof name, "pixel_shuffle %d,%d,%dx%d r%d", p.N, p.C * p.r * p.r, p.H, p.W, p.r);
         compare(name, F(o), w.data(), nn, 0);
     }
+    // avg_pool2x2: even and odd sides, each padding alone and both; sums in
+    // cpu_ref's order and a multiply by 1/4, so exact
+    for (kiln_avg_pool2x2_params p : {kiln_avg_pool2x2_params{1, 3, 8, 8, 0, 0}, {2, 5, 7, 5, 1, 1}, {1, 3, 7, 10, 1, 0},
+                                      {2, 4, 6, 9, 0, 1}, {1, 2, 1, 1, 1, 1}}) {
+        int64_t on = (int64_t)p.N * p.C * ((p.H + 2 * p.pad_h) / 2) * ((p.W + 2 * p.pad_w) / 2);
+        buf *a = make(KILN_F32, (int64_t)p.N * p.C * p.H * p.W), *o = make(KILN_F32, on, false);
+        std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
+        check(cuda_avg_pool2x2(&be_f32, &p, s, &o->t)); cpu_ref_avg_pool2x2(&p, F(a), w.data());
+        char name[64]; snprintf(name, sizeof name, "avg_pool2x2 %d,%d,%dx%d pad %d,%d", p.N, p.C, p.H, p.W, p.pad_h, p.pad_w);
+        compare(name, F(o), w.data(), on, 0);
+    }
     for (int flip = 0; flip < 2; flip++) {
         kiln_timestep_embedding_params p = {3, 320, flip, flip ? 0.0f : 1.0f, 10000.0f};
         buf *t = make(KILN_F32, 3), *o = make(KILN_F32, 960, false);

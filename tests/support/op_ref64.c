@@ -494,3 +494,21 @@ void kiln_ref64_pixel_shuffle(const kiln_pixel_shuffle_params *p, const double *
                 y[(nc * OH + oh) * OW + ow] = x[channel * plane + (size_t)(oh / r) * p->W + ow / r];
             }
 }
+
+// the mean of the 2x2 input window whose top-left corner is (2 oh - pad_h,
+// 2 ow - pad_w), the padding's taps zeros and counted: a sum over 4
+void kiln_ref64_avg_pool2x2(const kiln_avg_pool2x2_params *p, const double *x, double *y)
+{
+    int OH = (p->H + 2 * p->pad_h) / 2, OW = (p->W + 2 * p->pad_w) / 2;
+    for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                double sum = 0.0;
+                for (int k = 0; k < 4; k++) {
+                    int h = 2 * oh - p->pad_h + k / 2, w = 2 * ow - p->pad_w + k % 2;
+                    bool inside = h >= 0 && h < p->H && w >= 0 && w < p->W;
+                    sum += inside ? x[(nc * p->H + h) * p->W + w] : 0.0;
+                }
+                y[(nc * OH + oh) * OW + ow] = sum / 4.0;
+            }
+}

@@ -51,6 +51,7 @@ typedef struct op_case {
 /* x in [-4, 4]: half of it below zero, where the slope applies */
 #define PRELU(n, c, hw) {KILN_OP_prelu, .p.prelu = {n, c, hw}, 4.0f}
 #define PIXEL_SHUFFLE(n, c, h, w, r) {KILN_OP_pixel_shuffle, .p.pixel_shuffle = {n, c, h, w, r}}
+#define AVG_POOL2X2(n, c, h, w, ph, pw) {KILN_OP_avg_pool2x2, .p.avg_pool2x2 = {n, c, h, w, ph, pw}}
 
 /* Shapes from SD 1.x/2.x/XL (UNet levels of 320/640/1280 channels, head dims
  * 40/80/160 and 64/128, CLIP's 77 tokens, the VAE's 128/512 channels and its
@@ -259,6 +260,21 @@ static const op_case op_cases[] = {
     PIXEL_SHUFFLE(1, 3, 37, 23, 2),
     PIXEL_SHUFFLE(2, 5, 7, 5, 3),
     PIXEL_SHUFFLE(2, 6, 5, 7, 1),
+    /* T2I-Adapters' downsampling (ComfyUI's and TencentARC's Downsample pads
+     * each odd side by 1): SD 1.5's 320 features at a 512x512 picture's
+     * 64x64, 640 at an odd level; then small shapes: even sides with and
+     * without padding, odd ones without (the last row and column left out),
+     * one side padded and not the other, both ways, and a single pixel
+     * whose window is three quarters padding. OW % 4 != 0: the GPUs' groups
+     * of four outputs span rows. */
+    AVG_POOL2X2(1, 320, 64, 64, 0, 0),
+    AVG_POOL2X2(2, 640, 17, 15, 1, 1),
+    AVG_POOL2X2(2, 3, 8, 6, 0, 0),
+    AVG_POOL2X2(1, 4, 8, 6, 1, 1),
+    AVG_POOL2X2(1, 3, 7, 5, 0, 0),
+    AVG_POOL2X2(2, 3, 7, 10, 1, 0),
+    AVG_POOL2X2(1, 5, 6, 9, 0, 1),
+    AVG_POOL2X2(2, 3, 1, 1, 1, 1),
 };
 
 /* ---- operands ---------------------------------------------------------- */
@@ -526,6 +542,15 @@ static void describe(case_run *r)
                  q->C, q->H * q->r, q->W * q->r);
         break;
     }
+    case KILN_OP_avg_pool2x2: {
+        const kiln_avg_pool2x2_params *q = &p->avg_pool2x2;
+        int oh = (q->H + 2 * q->pad_h) / 2, ow = (q->W + 2 * q->pad_w) / 2;
+        r->src[0] = act("x", (size_t)q->N * q->C * q->H * q->W, lo, hi);
+        r->dst = act("y", (size_t)q->N * q->C * oh * ow, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d,%d] pad %d,%d->[%d,%d,%d,%d]", q->N, q->C, q->H, q->W, q->pad_h, q->pad_w,
+                 q->N, q->C, oh, ow);
+        break;
+    }
     default:
         r->nsrc = -1; /* an op added to ops.def without a description here */
         snprintf(r->desc, cap, "(the suite cannot build its operands)");
@@ -593,6 +618,7 @@ static kiln_status reference(const case_run *r, double *y)
     }
     case KILN_OP_prelu: kiln_ref64_prelu(&p->prelu, s0, s1, y); break;
     case KILN_OP_pixel_shuffle: kiln_ref64_pixel_shuffle(&p->pixel_shuffle, s0, y); break;
+    case KILN_OP_avg_pool2x2: kiln_ref64_avg_pool2x2(&p->avg_pool2x2, s0, y); break;
     default: return kiln_fail(KILN_ERR_UNSUPPORTED, "op suite: no float64 reference for op %d", (int)r->c->op);
     }
     return KILN_OK;
