@@ -7,6 +7,7 @@
 
 #include "merge.h"
 #include "status.h"
+#include "t2i_adapter.h"
 
 #define ROOT KILN_CONTROLNET_ROOT
 
@@ -54,6 +55,16 @@ static kiln_status bind(kiln_controlnet *cn, kiln_backend *be)
     return kiln_hint_encoder_bind(w, ROOT ".input_hint_block", cfg->model_channels, &cn->hint);
 }
 
+/* ComfyUI's ControlNetLoader reads T2I-Adapters too. */
+static kiln_status open_adapter(kiln_controlnet *cn, const unet_config *cfg, kiln_backend *be)
+{
+    if (!(cn->adapter = calloc(1, sizeof *cn->adapter)))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
+    TRY(kiln_weights_create(be, cn->checkpoint, &cn->weights));
+    TRY(kiln_t2i_adapter_bind(cn->weights, cn->checkpoint, cn->adapter));
+    return kiln_t2i_adapter_check(cn->adapter, cfg, kiln_checkpoint_path(cn->checkpoint));
+}
+
 kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, const kiln_checkpoint *model,
                                  kiln_backend *be, kiln_controlnet **out)
 {
@@ -61,12 +72,22 @@ kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, const 
     kiln_controlnet *cn = calloc(1, sizeof *cn);
     if (!cn) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "controlnet: out of host memory");
     kiln_status st = kiln_checkpoint_open_controlnet(path, &cn->checkpoint);
+    if (st == KILN_OK && kiln_t2i_adapter_detect(cn->checkpoint)) {
+        st = open_adapter(cn, unet->config, be);
+        if (st != KILN_OK) {
+            kiln_controlnet_free(cn);
+            return st;
+        }
+        *out = cn;
+        return KILN_OK;
+    }
     if (st == KILN_OK && kiln_checkpoint_find(cn->checkpoint, "controlnet_blocks.0.weight"))
         st = kiln_fail(KILN_ERR_MODEL, "%s: a Flux ControlNet (controlnet_blocks.0), for a Flux model's transformer, "
                        "not for this model's UNet (%s)", path, unet->config->name);
     if (st == KILN_OK && !kiln_checkpoint_find(cn->checkpoint, ROOT ".input_hint_block.0.weight"))
         st = kiln_fail(KILN_ERR_MODEL, "%s: no tensor 'input_hint_block.0.weight' (or diffusers' "
-                       "'controlnet_cond_embedding.conv_in.weight'): not a ControlNet", path);
+                       "'controlnet_cond_embedding.conv_in.weight'): not a ControlNet (nor a T2I-Adapter: "
+                       "no 'conv_in.weight' or 'body.0.in_conv.weight')", path);
     if (st == KILN_OK) {
         cn->config = kiln_unet_detect_at(cn->checkpoint, ROOT, true);
         /* a ControlNet copies one UNet's encoder: the same table */
@@ -91,6 +112,7 @@ void kiln_controlnet_free(kiln_controlnet *cn)
     if (!cn) return;
     free(cn->rows);
     free(cn->flux);
+    free(cn->adapter);
     kiln_weights_free(cn->weights);
     kiln_checkpoint_close(cn->checkpoint);
     free(cn);

@@ -33,11 +33,13 @@ kiln_status kiln_hint_encoder_bind(kiln_weights *w, const char *prefix, int64_t 
 kiln_status kiln_hint_encoder_forward(kiln_graph *g, const kiln_hint_encoder *e, const tensor *hint, tensor **y);
 
 typedef struct kiln_flux_controlnet kiln_flux_controlnet;
+typedef struct kiln_t2i_adapter kiln_t2i_adapter;
 
 typedef struct kiln_controlnet {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
     kiln_flux_controlnet *flux; /* a Flux ControlNet (flux_controlnet.h); the UNet fields below unused */
+    kiln_t2i_adapter *adapter;  /* a T2I-Adapter (t2i_adapter.h); the UNet fields below unused */
     const unet_config *config; /* the UNet table whose encoder rows it copies */
     int nrows;
     unet_time_embedding time;
@@ -48,8 +50,9 @@ typedef struct kiln_controlnet {
     const tensor *mid_w, *mid_b;
 } kiln_controlnet;
 
-/* Opens a ControlNet file (either layout) and binds it on be, for the UNet
- * `unet` (a ControlNet for another base model is refused, naming both). A
+/* Opens a ControlNet file (either layout) or a T2I-Adapter and binds it on
+ * be, for the UNet `unet` (one for another base model is refused, naming
+ * both). A
  * diff ControlNet (a `difference` tensor) gets the weights of `model`'s UNet
  * added first (kiln_controlnet_add_unet), as DiffControlNetLoader does. */
 kiln_status kiln_controlnet_open(const char *path, const kiln_unet *unet, const kiln_checkpoint *model,

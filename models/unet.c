@@ -80,6 +80,19 @@ int kiln_unet_encoder_rows(const unet_config *cfg)
     return n;
 }
 
+bool kiln_unet_block_shape(const unet_config *cfg, int64_t h, int64_t w, int block, int64_t shape[3])
+{
+    const int rows = kiln_unet_encoder_rows(cfg);
+    int pushed = 0;
+    for (int i = 0; i < rows; i++) {
+        const unet_layer *l = &cfg->layers[i];
+        if (l->kind == UNET_DOWNSAMPLE) h = (h + 1) / 2, w = (w + 1) / 2; /* 3x3, stride 2, padding 1 */
+        shape[0] = l->out_ch, shape[1] = h, shape[2] = w;
+        if (l->push_skip && pushed++ == block) return true;
+    }
+    return block == -1;
+}
+
 const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *root, bool encoder_only)
 {
     for (int c = 0; kiln_unet_configs[c]; c++) {
@@ -264,8 +277,12 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
         if (h && !h_shared) nn_drop(g, &h);
         h = out;
         h_shared = false;
-        if (control && i == encoder_rows - 1) { /* the middle block's output */
-            TRY(nn_add(g, h, control->mid, &out));
+        /* a T2I-Adapter's features join the path itself, before the skip is kept */
+        tensor *joins = !control ? NULL : i == encoder_rows - 1 ? control->mid
+                        : l->push_skip && pushed < KILN_UNET_MAX_SKIPS ? control->inputs[pushed]
+                                                                : NULL;
+        if (joins) {
+            TRY(nn_add(g, h, joins, &out));
             nn_drop(g, &h);
             h = out;
         }
@@ -274,7 +291,7 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
         if (l->push_skip) {
             if (nskips == KILN_UNET_MAX_SKIPS) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack full", cfg->name);
             /* a ControlNet's residual goes onto the skip, not into the encoder's path */
-            if (control) {
+            if (control && control->nskips) {
                 if (pushed == control->nskips)
                     return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d ControlNet residuals for more skips", cfg->name,
                                      control->nskips);
@@ -296,7 +313,7 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
     }
     nn_drop(g, &emb_silu);
     if (nskips) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d skips left over", cfg->name, nskips);
-    if (control && pushed != control->nskips)
+    if (control && control->nskips && pushed != control->nskips)
         return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d ControlNet residuals for %d skips", cfg->name,
                          control->nskips, pushed);
 

@@ -78,6 +78,10 @@ const unet_config *kiln_unet_detect(const kiln_checkpoint *ck);
 const unet_config *kiln_unet_detect_at(const kiln_checkpoint *ck, const char *root, bool encoder_only);
 /* Rows before the first that pops a skip: the input and middle blocks. */
 int kiln_unet_encoder_rows(const unet_config *cfg);
+/* The shape (C,H,W) of the encoder's path on an h x w latent after input
+ * block `block` (ComfyUI's count, 0 conv_in), or after the middle block for
+ * -1; false where the UNet has no such block. */
+bool kiln_unet_block_shape(const unet_config *cfg, int64_t h, int64_t w, int block, int64_t shape[3]);
 kiln_status kiln_unet_bind(kiln_weights *w, const unet_config *cfg, kiln_unet *unet);
 void kiln_unet_release(kiln_unet *unet);
 
@@ -100,12 +104,15 @@ kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tens
                                   const tensor *context, const kiln_image_attention *image, const tensor *next_skip,
                                   const kiln_self_attention_patch *attn1, tensor **out);
 
-/* ControlNet residuals for one UNet call: one per skip the encoder pushes, in
- * push order, added to the skip the decoder gets; and one added to the middle
- * block's output. */
+/* Control for one UNet call. ControlNet residuals: one per skip the encoder
+ * pushes, in push order, added to the skip the decoder gets (nskips 0: none).
+ * T2I-Adapter features: added to the encoder's path after input block k
+ * (ComfyUI's count, 0 conv_in), before its skip is kept (NULL: none). And one
+ * added to the middle block's output (NULL: none). */
 typedef struct kiln_unet_control {
     tensor *skips[KILN_UNET_MAX_SKIPS];
     int nskips;
+    tensor *inputs[KILN_UNET_MAX_SKIPS];
     tensor *mid;
 } kiln_unet_control;
 

@@ -1584,6 +1584,49 @@ static kiln_status add_sd35_controlnet_tensor(kiln_checkpoint *ck, const kiln_st
     return add_name(ck, t->name, t);
 }
 
+/* diffusers' T2IAdapter names to TencentARC's (t2i_adapter.h): a full
+ * adapter's res block k of level i is body.{2i + k}, the level's in_conv the
+ * first's; a light adapter's is body.{i}.body.{k}. TencentARC's names under
+ * an `adapter` dict (as ComfyUI unwraps it) lose the prefix alone. */
+typedef enum { T2I_FULL, T2I_LIGHT, T2I_WRAPPED } t2i_layout;
+
+static kiln_status add_t2i_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, t2i_layout layout)
+{
+    const char *in = t->name;
+    char name[512];
+    int i, k, n = 0, *n_ = &n, len = -1;
+    if (layout != T2I_WRAPPED && MATCHES(in, "adapter.body.%d.resnets.%d.%n", 2, &i, &k, &n)) {
+        if (layout == T2I_FULL && k > 1)
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a T2I-Adapter of more than 2 res blocks a level (%s): kiln "
+                             "reads 2, as ComfyUI does", ck->path, in);
+        len = layout == T2I_LIGHT ? snprintf(name, sizeof name, "body.%d.body.%d.%s", i, k, in + n)
+                                  : snprintf(name, sizeof name, "body.%d.%s", 2 * i + k, in + n);
+    } else if (layout == T2I_FULL && MATCHES(in, "adapter.body.%d.%n", 1, &i, &n)) {
+        len = snprintf(name, sizeof name, "body.%d.%s", 2 * i, in + n);
+    }
+    if (len >= (int)sizeof name) return KILN_OK;
+    return add_name(ck, len >= 0 ? name : strncmp(in, "adapter.", 8) == 0 ? in + 8 : in, t);
+}
+
+static kiln_status add_t2i_full_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    return add_t2i_adapter_tensor(ck, t, T2I_FULL);
+}
+
+static kiln_status add_t2i_light_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    return add_t2i_adapter_tensor(ck, t, T2I_LIGHT);
+}
+
+static kiln_status add_t2i_wrapped_adapter_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t,
+                                                  const unet_layout *lay)
+{
+    (void)lay;
+    return add_t2i_adapter_tensor(ck, t, T2I_WRAPPED);
+}
+
 /* A file that already has `control_model.` names, or is no ControlNet at all
  * (refused by the caller), keeps its names; so does one a checkpoint's
  * OpenCLIP mapping applies to, as kiln_checkpoint_open reads it. */
@@ -1594,6 +1637,11 @@ static tensor_namer controlnet_namer(const kiln_st_file *f, unet_layout *lay)
     if (kiln_st_find(f, "control_model.input_hint_block.0.weight")) return NULL;
     if (kiln_st_find(f, "double_blocks.0.img_attn.qkv.weight")) return add_flux_file_tensor; /* XLabs' Flux ones */
     if (kiln_st_find(f, "transformer_blocks.0.adaLN_modulation.1.weight")) return add_sd35_controlnet_tensor;
+    if (kiln_st_find(f, "adapter.body.0.resnets.0.block1.weight"))
+        return kiln_st_find(f, "adapter.body.0.out_conv.weight") ? add_t2i_light_adapter_tensor
+                                                                 : add_t2i_full_adapter_tensor;
+    if (kiln_st_find(f, "adapter.body.0.block1.weight") || kiln_st_find(f, "adapter.body.0.body.0.block1.weight"))
+        return add_t2i_wrapped_adapter_tensor;
     if (!kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight"))
         return kiln_st_find(f, "input_hint_block.0.weight") ? add_controlnet_unprefixed_tensor : NULL;
     lay->layers_per_block = count_indexed(f, "down_blocks.0.resnets.%d.%n");

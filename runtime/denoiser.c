@@ -358,6 +358,52 @@ static size_t hint_size(const kiln_denoiser *d, const kiln_controlnet *net)
     return (size_t)shape[0] * shape[1] * shape[2];
 }
 
+/* A T2I-Adapter's features, computed once, placed where the UNet's blocks
+ * have their shapes: a level past the UNet's input blocks, or one the middle
+ * block's output is not the size of (the two-level test UNets'), joins
+ * nothing, as ComfyUI and diffusers leave it out. */
+static kiln_status adapter_features(kiln_denoiser *d, int i, const kiln_control *c)
+{
+    const kiln_t2i_adapter *a = c->net->adapter;
+    const unet_config *cfg = d->model->unet.config;
+    int ph, pw;
+    kiln_t2i_adapter_picture_size(a, d->h, d->w, &ph, &pw);
+    float *features;
+    int64_t(*shapes)[3] = d->adapter_shape[i];
+    TRY(kiln_t2i_adapter_features(a, kiln_weights_backend(d->model->weights), c->hint, ph, pw, &features, shapes));
+    size_t total = 0;
+    for (int l = 0; l < a->nlevels; l++) {
+        const int block = kiln_t2i_adapter_block(a, l);
+        int64_t there[3];
+        const bool exists = kiln_unet_block_shape(cfg, d->h, d->w, block, there);
+        const bool fits = exists && !memcmp(there, shapes[l], sizeof there);
+        if (exists && !fits && block != KILN_T2I_MIDDLE) {
+            free(features);
+            return kiln_fail(KILN_ERR_INVALID_ARG, "T2I-Adapter %d: level %d gives %lldx%lldx%lld, input block %d of "
+                             "the UNet has %lldx%lldx%lld", i + 1, l, (long long)shapes[l][0], (long long)shapes[l][1],
+                             (long long)shapes[l][2], block, (long long)there[0], (long long)there[1],
+                             (long long)there[2]);
+        }
+        d->adapter_block[i][l] = fits ? block : KILN_T2I_UNUSED;
+        if (fits) total += (size_t)d->rows * shapes[l][0] * shapes[l][1] * shapes[l][2];
+    }
+    float *out = d->hints[i] = malloc((total ? total : 1) * sizeof *out);
+    if (!out) {
+        free(features);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the T2I-Adapter's features");
+    }
+    const int negative_rows = c->positive_only && d->rows == 2 * d->batch ? d->batch : 0;
+    const float *level = features;
+    for (int l = 0; l < a->nlevels; l++) {
+        const size_t n = (size_t)shapes[l][0] * shapes[l][1] * shapes[l][2];
+        for (int r = 0; r < d->rows && d->adapter_block[i][l] != KILN_T2I_UNUSED; r++, out += n)
+            for (size_t k = 0; k < n; k++) out[k] = r < negative_rows ? 0.0f : level[k] * c->strength;
+        level += n;
+    }
+    free(features);
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *controls, int count)
 {
     const bool flux = kiln_model_is_mmdit(d->model); /* Flux's or SD3's ControlNets */
@@ -373,10 +419,14 @@ kiln_status kiln_denoiser_set_controls(kiln_denoiser *d, const kiln_control *con
         if (!(c->start_percent >= 0.0 && c->start_percent <= c->end_percent && c->end_percent <= 1.0))
             return kiln_fail(KILN_ERR_INVALID_ARG, "ControlNet %d: start %g and end %g: must be 0 <= start <= end <= 1",
                              i + 1, c->start_percent, c->end_percent);
-        const size_t per = hint_size(d, c->net);
-        if (!(d->hints[i] = malloc((size_t)d->rows * per * sizeof(float))))
-            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the ControlNet hint");
-        for (int r = 0; r < d->rows; r++) memcpy(d->hints[i] + r * per, c->hint, per * sizeof(float));
+        if (c->net->adapter) {
+            TRY(adapter_features(d, i, c));
+        } else {
+            const size_t per = hint_size(d, c->net);
+            if (!(d->hints[i] = malloc((size_t)d->rows * per * sizeof(float))))
+                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory for the ControlNet hint");
+            for (int r = 0; r < d->rows; r++) memcpy(d->hints[i] + r * per, c->hint, per * sizeof(float));
+        }
         d->control_sigma_hi[i] = kiln_percent_to_sigma(d->sampling, c->start_percent);
         d->control_sigma_lo[i] = kiln_percent_to_sigma(d->sampling, c->end_percent);
     }
@@ -513,43 +563,70 @@ static kiln_status cond_rows_only(kiln_graph *g, tensor **r)
     return KILN_OK;
 }
 
-/* The residuals of this call's ControlNets, summed in the order applied.
- * The hints are inputs of the graph, so they are all taken before any op:
- * a replay uploads every input first. A positive-only one (ControlNetApply)
- * runs on the cond rows alone where there are uncond rows, and adds nothing
- * to those. */
+/* *slot + t, or t where *slot is NULL (t released either way) */
+static kiln_status add_or_set(kiln_graph *g, tensor **slot, tensor *t)
+{
+    if (!*slot) {
+        *slot = t;
+        return KILN_OK;
+    }
+    return nn_add_into(g, slot, t);
+}
+
+/* The residuals of this call's ControlNets and T2I-Adapters, summed in the
+ * order applied. The hints and features are inputs of the graph, so they
+ * are all taken before any op: a replay uploads every input first. A
+ * positive-only ControlNet (ControlNetApply) runs on the cond rows alone
+ * where there are uncond rows, and adds nothing to those. */
 static kiln_status control_residuals(kiln_graph *g, kiln_denoiser *d, const tensor *x, const kiln_unet_cond *cond,
                                      kiln_unet_control *sum)
 {
-    tensor *hints[KILN_MAX_CONTROLS] = {0};
+    tensor *hints[KILN_MAX_CONTROLS] = {0}, *features[KILN_MAX_CONTROLS][KILN_T2I_MAX_LEVELS] = {{0}};
     const bool split = d->rows == 2 * d->batch;
-    for (int i = 0; i < d->ncontrols; i++)
-        if (d->active_controls & 1u << i) {
+    for (int i = 0; i < d->ncontrols; i++) {
+        if (!(d->active_controls & 1u << i)) continue;
+        const kiln_t2i_adapter *a = d->controls[i].net->adapter;
+        if (!a) {
             const int rows = split && d->controls[i].positive_only ? d->batch : d->rows;
             TRY(kiln_graph_input(g, &hints[i], KILN_F32, 4, (int64_t[]){rows, 3, 8 * d->h, 8 * d->w}, d->hints[i]));
+            continue;
         }
+        const float *level = d->hints[i];
+        for (int l = 0; l < a->nlevels; l++) {
+            if (d->adapter_block[i][l] == KILN_T2I_UNUSED) continue;
+            const int64_t *s = d->adapter_shape[i][l];
+            TRY(kiln_graph_input(g, &features[i][l], KILN_F32, 4, (int64_t[]){d->rows, s[0], s[1], s[2]}, level));
+            level += (size_t)d->rows * s[0] * s[1] * s[2];
+        }
+    }
     const int B = d->batch;
     const tensor x_cond = rows_view(x, B, B), t_cond = rows_view(cond->t, B, B),
                  context_cond = rows_view(cond->context, B, B), y_cond = cond->y ? rows_view(cond->y, B, B) : x_cond;
     const kiln_unet_cond cond_rows = {.t = &t_cond, .context = &context_cond, .y = cond->y ? &y_cond : NULL};
-    bool first = true;
+    *sum = (kiln_unet_control){0};
     for (int i = 0; i < d->ncontrols; i++) {
-        if (!hints[i]) continue;
+        if (!(d->active_controls & 1u << i)) continue;
         const kiln_control *c = &d->controls[i];
+        if (c->net->adapter) {
+            for (int l = 0; l < c->net->adapter->nlevels; l++) {
+                const int block = d->adapter_block[i][l];
+                if (block != KILN_T2I_UNUSED)
+                    TRY(add_or_set(g, block == KILN_T2I_MIDDLE ? &sum->mid : &sum->inputs[block], features[i][l]));
+            }
+            continue;
+        }
         const bool cond_only = split && c->positive_only;
-        kiln_unet_control r, *out = first ? sum : &r;
+        kiln_unet_control r;
         TRY(kiln_controlnet_forward(g, c->net, cond_only ? &x_cond : x, hints[i], cond_only ? &cond_rows : cond,
-                                    c->strength, out));
+                                    c->strength, &r));
         if (cond_only) {
-            for (int k = 0; k < out->nskips; k++) TRY(cond_rows_only(g, &out->skips[k]));
-            TRY(cond_rows_only(g, &out->mid));
+            for (int k = 0; k < r.nskips; k++) TRY(cond_rows_only(g, &r.skips[k]));
+            TRY(cond_rows_only(g, &r.mid));
         }
         nn_drop(g, &hints[i]);
-        if (!first) {
-            for (int k = 0; k < r.nskips; k++) TRY(nn_add_into(g, &sum->skips[k], r.skips[k]));
-            TRY(nn_add_into(g, &sum->mid, r.mid));
-        }
-        first = false;
+        for (int k = 0; k < r.nskips; k++) TRY(add_or_set(g, &sum->skips[k], r.skips[k]));
+        sum->nskips = r.nskips;
+        TRY(add_or_set(g, &sum->mid, r.mid));
     }
     return KILN_OK;
 }
@@ -574,7 +651,7 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
     const int B = d->batch, first = d->rows - B;
     const tensor x_rows = rows_view(x, first, B), t_rows = rows_view(cond->t, first, B),
                  context_rows = rows_view(cond->context, first, B);
-    tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], mid;
+    tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], inputs[KILN_UNET_MAX_SKIPS], mid;
     kiln_unet_cond rows = {.t = &t_rows, .context = &context_rows, .nimages = cond->nimages, .freeu = cond->freeu,
                            .shrink = cond->shrink, .middle_attn1 = {.identity = true}};
     if (cond->y) y_rows = rows_view(cond->y, first, B), rows.y = &y_rows;
@@ -585,12 +662,15 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
         image[i].tokens = &tokens[i];
     }
     rows.image = image;
-    kiln_unet_control control;
+    kiln_unet_control control = {0};
     if (cond->control) {
-        control.nskips = cond->control->nskips;
+        const kiln_unet_control *all = cond->control;
+        control.nskips = all->nskips;
         for (int k = 0; k < control.nskips; k++)
-            skips[k] = residual_rows(cond->control->skips[k], d->rows, first, B), control.skips[k] = &skips[k];
-        mid = residual_rows(cond->control->mid, d->rows, first, B), control.mid = &mid;
+            skips[k] = residual_rows(all->skips[k], d->rows, first, B), control.skips[k] = &skips[k];
+        for (int k = 0; k < KILN_UNET_MAX_SKIPS; k++)
+            if (all->inputs[k]) inputs[k] = residual_rows(all->inputs[k], d->rows, first, B), control.inputs[k] = &inputs[k];
+        if (all->mid) mid = residual_rows(all->mid, d->rows, first, B), control.mid = &mid;
         rows.control = &control;
     }
     tensor *eps;
@@ -648,7 +728,9 @@ static kiln_status unet_step(kiln_graph *g, void *ctx)
     if (d->pag_scale > 0.0f) TRY(perturbed_pass(g, d, x, &cond));
     if (control) {
         for (int i = 0; i < control->nskips; i++) kiln_graph_release(g, control->skips[i]);
-        kiln_graph_release(g, control->mid);
+        for (int i = 0; i < KILN_UNET_MAX_SKIPS; i++)
+            if (control->inputs[i]) kiln_graph_release(g, control->inputs[i]);
+        if (control->mid) kiln_graph_release(g, control->mid);
     }
     return kiln_graph_output(g, eps, d->unet_out, kiln_tensor_nbytes(eps));
 }

@@ -8,6 +8,7 @@
 
 #include "../models/flux_controlnet.h"
 #include "../models/ip_adapter.h"
+#include "../models/t2i_adapter.h"
 #include "guidance.h"
 #include "model.h"
 #include "schedule.h"
@@ -23,8 +24,10 @@
  * as ComfyUI adds each to the ones before); strength 0 adds nothing, as
  * ComfyUI's node then leaves the prompts as they are. */
 typedef struct kiln_control {
-    const kiln_controlnet *net;
-    const float *hint; /* SD's (1,3,8h,8w) in [0,1], Flux's kiln_flux_controlnet_hint_shape: kiln_control_hint */
+    const kiln_controlnet *net; /* or a T2I-Adapter: its features, computed once, join the calls in range */
+    /* SD's (1,3,8h,8w) in [0,1] (a T2I-Adapter's kiln_t2i_adapter_picture_size), Flux's
+       kiln_flux_controlnet_hint_shape: kiln_control_hint */
+    const float *hint;
     float strength;
     double start_percent, end_percent;
     int mode;          /* a Flux union ControlNet's control type (SetUnionControlNetType), or -1 */
@@ -75,7 +78,12 @@ typedef struct kiln_denoiser {
     int unet_calls;       /* counted, for progress and tests */
     const kiln_control *controls; /* ncontrols of them; NULL: none */
     int ncontrols;
-    float *hints[KILN_MAX_CONTROLS]; /* each one's hint repeated over the rows */
+    /* each one's hint repeated over the rows; a T2I-Adapter's features times its strength, each placed level's
+       (rows,C,H,W) after the one before (zeros on the negative rows of a positive-only one) */
+    float *hints[KILN_MAX_CONTROLS];
+    /* where each T2I-Adapter's levels join the UNet (kiln_t2i_adapter_block, or KILN_T2I_UNUSED), their (C,H,W) */
+    int adapter_block[KILN_MAX_CONTROLS][KILN_T2I_MAX_LEVELS];
+    int64_t adapter_shape[KILN_MAX_CONTROLS][KILN_T2I_MAX_LEVELS][3];
     float control_sigma_hi[KILN_MAX_CONTROLS], control_sigma_lo[KILN_MAX_CONTROLS]; /* sigmas where each applies */
     unsigned active_controls;    /* this call's: bit i for controls[i] */
     /* a call with controls runs the graph of its set (indexed by the

@@ -1126,9 +1126,11 @@ kiln_status kiln_control_hint(const kiln_model *m, const kiln_controlnet *cn, co
         return kiln_fail(KILN_ERR_INVALID_ARG, "a mask for a ControlNet that reads none (an inpainting one, "
                          "Alimama's Flux or SD3 kind, does)");
     const int scale = latent ? kiln_vae_factor(m->vae.config) : 8;
+    int width = scale * latent_w, height = scale * latent_h;
+    if (cn && cn->adapter) kiln_t2i_adapter_picture_size(cn->adapter, latent_h, latent_w, &height, &width);
     kiln_image kept = {0}, fitted;
     if (mask) TRY(masked_picture(img, mask, &kept));
-    kiln_status fit = kiln_image_resize_center(mask ? &kept : img, scale * latent_w, scale * latent_h, &fitted);
+    kiln_status fit = kiln_image_resize_center(mask ? &kept : img, width, height, &fitted);
     kiln_image_free(&kept);
     TRY(fit);
     const size_t n = (size_t)3 * fitted.width * fitted.height;

@@ -179,7 +179,9 @@ void prompt_pair_free(prompt_pair *p);
 
 /* A ControlNet hint from an image, as ComfyUI fits it to the latent
  * (kiln_image_resize_center) for the ControlNet cn of model m: SD's, in
- * [0,1] (3,8h,8w); a Flux one of XLabs' kind, the same in [-1,1]; one of
+ * [0,1] (3,8h,8w), a T2I-Adapter's rounded up to its unshuffle
+ * (kiln_t2i_adapter_picture_size, ComfyUI's scale_image_to); a Flux one of
+ * XLabs' kind, the same in [-1,1]; one of
  * InstantX's kind, the picture at the VAE's size of the latent encoded by
  * m's VAE, as the model takes a latent (process_in; InstantX's SD3 kind
  * without the shift; Stability's SD 3.5 kind after its control type's

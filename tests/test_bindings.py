@@ -370,6 +370,19 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_t2i_adapter(self):
+        # ControlNetLoader reads T2I-Adapters: diffusers' names give TencentARC's run, strength 0 the plain one
+        hint = kiln.Image.load(data("controlnet/hint_37x23.png"))
+        plain = small_run().to_list()
+        runs = []
+        for path in ("t2i_adapter/full_original.safetensors", "t2i_adapter/full_diffusers.safetensors"):
+            with model.load_controlnet(data(path)) as adapter:
+                runs.append(small_run(control=kiln.ControlApply(adapter, hint, strength=0.8)).to_list())
+                off = small_run(control=kiln.ControlApply(adapter, hint, strength=0.0)).to_list()
+                self.assertEqual(off, plain)
+        self.assertEqual(runs[0], runs[1])
+        self.assertGreater(rel_l2(runs[0], plain), 0.01)
+
     def test_save_checkpoint(self):
         # saved with a LoRA merged in, loaded again without it: the run of the model with it
         with tempfile.TemporaryDirectory() as tmp:

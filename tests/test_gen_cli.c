@@ -373,6 +373,40 @@ static void workflow_again(const char *name, const char *flags, const char *mode
     }
 }
 
+/* gen --controlnet with T2I-Adapters (test_t2i_adapter's files): one
+ * changes the picture, at strength 0 it is the plain model to the bit; on
+ * SDXL too; one beside a ControlNet; the PNGs' workflows run again to
+ * their pixels. */
+static void t2i_adapter_run(void **state)
+{
+    (void)state;
+    char adapter[1024], both[2048], xl[1024], flags[4096];
+    snprintf(adapter, sizeof adapter, "--controlnet %1$s/t2i_adapter/full_original.safetensors --control-image "
+             "%1$s/controlnet/hint_37x23.png", KILN_TEST_DATA);
+    snprintf(both, sizeof both, "%2$s --controlnet %1$s/controlnet/tiny_ldm.safetensors --control-image "
+             "%1$s/controlnet/hint_37x23.png --control-strength 0.7 --control-strength 0.5", KILN_TEST_DATA, adapter);
+    snprintf(xl, sizeof xl, "--controlnet %1$s/t2i_adapter/xl_diffusers.safetensors --control-image "
+             "%1$s/controlnet/hint_37x23.png", KILN_TEST_DATA);
+    size_t count[5];
+    float *latent[5];
+    latent[0] = gen_latent("t2i_plain", "", &count[0]);
+    latent[1] = gen_latent("t2i", adapter, &count[1]);
+    snprintf(flags, sizeof flags, "%s --control-strength 0", adapter);
+    latent[2] = gen_latent("t2i_off", flags, &count[2]);
+    latent[3] = gen_model_latent("sdxl/tiny_sdxl.safetensors", "t2i_xl_plain", "", &count[3]);
+    latent[4] = gen_model_latent("sdxl/tiny_sdxl.safetensors", "t2i_xl", xl, &count[4]);
+    assert_int_equal(count[1], count[0]), assert_int_equal(count[2], count[0]), assert_int_equal(count[4], count[3]);
+    assert_memory_equal(latent[2], latent[0], count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(latent[1], latent[0], count[0]) > 0.05);
+    assert_true(kiln_rel_l2(latent[4], latent[3], count[3]) > 0.05);
+    for (int i = 0; i < 5; i++) free(latent[i]);
+    const char *models = "--models " KILN_TEST_DATA "/t2i_adapter --models " KILN_TEST_DATA "/controlnet";
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors %s", KILN_TEST_DATA, both);
+    workflow_again("t2i_both", flags, models);
+    snprintf(flags, sizeof flags, "--model %s/sdxl/tiny_sdxl.safetensors %s", KILN_TEST_DATA, xl);
+    workflow_again("t2i_xl_again", flags, models);
+}
+
 /* workflow_again, and the workflow of the first PNG holds each of `words`
  * (NULL-terminated). */
 static void workflow_again_holding(const char *name, const char *flags, const char *models, const char *const *words)
@@ -1520,6 +1554,7 @@ int main(void)
         cmocka_unit_test(jpeg_output),
         cmocka_unit_test(lora_run),
         cmocka_unit_test(controlnet_run),
+        cmocka_unit_test(t2i_adapter_run),
         cmocka_unit_test(sdxl_text_l),
         cmocka_unit_test(vae_tiled_run),
         cmocka_unit_test(workflow_round_trip),

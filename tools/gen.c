@@ -28,6 +28,7 @@
 #include "pipeline.h"
 #include "resample.h"
 #include "status.h"
+#include "t2i_adapter.h"
 #include "tokenizer.h"
 #include "torch_file.h"
 
@@ -1401,12 +1402,41 @@ static int count_flux_residuals(const kiln_checkpoint *ck, const char *prefix)
     return n;
 }
 
+/* --info on a T2I-Adapter: its kind, the UNets it is for, its input and levels. */
+static void print_t2i_adapter_info(const char *path, const kiln_checkpoint *ck)
+{
+    kiln_backend *be = NULL;
+    kiln_weights *w = NULL;
+    kiln_t2i_adapter a;
+    kiln_status st = kiln_backend_create("cpu", NULL, &be);
+    if (st == KILN_OK) st = kiln_weights_create(be, ck, &w);
+    if (st == KILN_OK) st = kiln_t2i_adapter_bind(w, ck, &a);
+    printf("t2i-adapter  %s\n", path);
+    if (st != KILN_OK) {
+        printf("unreadable   %s\n", kiln_last_error());
+    } else {
+        printf("kind         %s, for %s\n", a.light ? "light" : "full", a.xl ? "sdxl" : "sd1/sd2");
+        printf("input        %s, unshuffled by %d\n",
+               a.input_channels == 1 ? "1 channel (the picture's mean)" : "3 channels", a.unshuffle);
+        printf("levels       %d of %d res blocks:", a.nlevels, a.nresnets);
+        for (int l = 0; l < a.nlevels; l++) printf(" %lld", (long long)a.levels[l].channels);
+        printf(" wide\n");
+    }
+    kiln_weights_free(w);
+    kiln_backend_free(be);
+}
+
 /* --info on a ControlNet file: which UNet's encoder it copies, or which
- * transformer's blocks. */
+ * transformer's blocks; or a T2I-Adapter. */
 static bool print_controlnet_info(const char *path)
 {
     kiln_checkpoint *ck;
     if (kiln_checkpoint_open_controlnet(path, &ck) != KILN_OK) return false;
+    if (kiln_t2i_adapter_detect(ck)) {
+        print_t2i_adapter_info(path, ck);
+        kiln_checkpoint_close(ck);
+        return true;
+    }
     const kiln_st_tensor *hint = kiln_checkpoint_find(ck, KILN_CONTROLNET_ROOT ".input_hint_block.0.weight");
     const unet_config *cfg = hint ? kiln_unet_detect_at(ck, KILN_CONTROLNET_ROOT, true) : NULL;
     const bool flux = kiln_checkpoint_find(ck, "controlnet_blocks.0.weight") != NULL;

@@ -70,6 +70,10 @@ expect_info "$data/sd3/lora/kohya.safetensors" "modules      32: 32 UNet, 0 text
 
 expect_info "$data/controlnet/tiny_diffusers.safetensors" "for unet     sd15-tiny-test"
 expect_info "$data/controlnet/tiny_ldm.safetensors" "for unet     sd15-tiny-test"
+# T2I-Adapters: the kind, the family, the input and the levels' widths
+expect_info "$data/t2i_adapter/full_diffusers.safetensors" "kind         full, for sd1/sd2"
+expect_info "$data/t2i_adapter/light_original.safetensors" "input        1 channel (the picture's mean), unshuffled by 8"
+expect_info "$data/t2i_adapter/xl_diffusers.safetensors" "levels       4 of 2 res blocks: 32 64 64 64 wide"
 expect_info "$data/flux/controlnet/xlabs.safetensors" "for          flux, XLabs' kind: the picture through a hint encoder, 2 double and 0 single blocks"
 expect_info "$data/sd3/controlnet/instantx" "for          sd3, InstantX's kind: the picture's latent, 3 joint blocks"
 expect_info "$data/sd3/controlnet/inpaint" \

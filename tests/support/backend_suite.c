@@ -102,6 +102,18 @@ static void sdxl_controlnet_f32(void **s)
     parity_check_controlnet(&gpu_sdxl, "sdxl/controlnet_ldm.safetensors", "sdxl/controlnet.golden.safetensors");
 }
 
+/* T2I-Adapters: the full kind on an odd-sized latent (its pooling pads the
+ * odd sides), the light kind, SDXL's */
+static void t2i_adapters_f32(void **s)
+{
+    (void)s;
+    parity_check_t2i_adapter(&gpu_f32, "t2i_adapter/full_original.safetensors", "tiny/unet_odd.safetensors", "odd",
+                             "odd.hint");
+    parity_check_t2i_adapter(&gpu_f32, "t2i_adapter/light_original.safetensors", "tiny/unet.safetensors", "light",
+                             "hint");
+    parity_check_t2i_adapter(&gpu_sdxl, "t2i_adapter/xl_diffusers.safetensors", "sdxl/golden.safetensors", "xl", "hint");
+}
+
 /* A LoRA merged at load reaches the device's copy of the weights. */
 static void unet_f32_lora(void **s)
 {
@@ -421,7 +433,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(deep_shrink_run_f32),
         cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
-        cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32), cmocka_unit_test(ip_adapter_f32),
+        cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32),
+        cmocka_unit_test(t2i_adapters_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
         cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
         cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32),

@@ -18,6 +18,7 @@
 #include "ip_adapter.h"
 #include "model.h"
 #include "status.h"
+#include "t2i_adapter.h"
 
 static kiln_model *load(const parity_fixture *fx, kiln_backend **be)
 {
@@ -336,6 +337,105 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
     free(r.out);
     golden_free(&want);
     kiln_st_close(r.goldens);
+    kiln_controlnet_free(cn);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* ---- T2I-Adapter ---- */
+
+typedef struct adapter_run {
+    const kiln_model *m;
+    kiln_st_file *inputs;
+    const float *features;    /* every level's, one row, as kiln_t2i_adapter_features gives them */
+    int64_t shapes[KILN_T2I_MAX_LEVELS][3];
+    int blocks[KILN_T2I_MAX_LEVELS]; /* where each joins, or KILN_T2I_UNUSED */
+    int nlevels;
+    float scale, *out, *rows;
+} adapter_run;
+
+static kiln_status adapter_unet_fn(kiln_graph *g, void *ctx)
+{
+    adapter_run *r = ctx;
+    unet_inputs in;
+    tensor *eps;
+    TRY(unet_inputs_read(g, r->inputs, "", &in));
+    const int64_t rows = in.x.shape[0];
+    kiln_unet_control control = {0};
+    const float *level = r->features;
+    float *at = r->rows;
+    for (int l = 0; l < r->nlevels; l++) {
+        const int64_t *s = r->shapes[l];
+        const size_t n = (size_t)(s[0] * s[1] * s[2]);
+        if (r->blocks[l] != KILN_T2I_UNUSED) {
+            for (int64_t k = 0; k < rows; k++)
+                for (size_t i = 0; i < n; i++) at[k * n + i] = level[i] * r->scale;
+            tensor **slot = r->blocks[l] == KILN_T2I_MIDDLE ? &control.mid : &control.inputs[r->blocks[l]];
+            TRY(kiln_graph_input(g, slot, KILN_F32, 4, (int64_t[]){rows, s[0], s[1], s[2]}, at));
+            at += rows * n;
+        }
+        level += n;
+    }
+    in.cond.control = &control;
+    TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, NULL, NULL, &eps));
+    TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
+    unet_inputs_free(&in);
+    return KILN_OK;
+}
+
+void parity_check_t2i_adapter(const parity_fixture *fx, const char *adapter_path, const char *inputs_path,
+                              const char *prefix, const char *hint_name)
+{
+    kiln_backend *be;
+    kiln_model *m = load(fx, &be);
+    kiln_controlnet *cn;
+    const char *path = adapter_path[0] == '/' ? adapter_path : kiln_test_data(adapter_path);
+    assert_kiln_ok(kiln_controlnet_open(path, &m->unet, m->checkpoint, be, &cn));
+    const kiln_t2i_adapter *a = cn->adapter;
+    assert_non_null(a);
+    kiln_st_file *f = golden_open("t2i_adapter/golden.safetensors");
+    golden hint = golden_read(f, hint_name), scale = golden_read(f, "scale");
+    adapter_run r = {m, golden_open(inputs_path), NULL, {{0}}, {0}, a->nlevels, scale.data[0], NULL, NULL};
+    assert_kiln_ok(kiln_t2i_adapter_features(a, be, hint.data, (int)hint.shape[2], (int)hint.shape[3],
+                                             (float **)&r.features, r.shapes));
+    golden x = golden_read(r.inputs, "sample");
+    const float *level = r.features;
+    size_t placed = 0;
+    for (int l = 0; l < a->nlevels; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.feature.%d", prefix, l);
+        golden want = golden_read(f, name);
+        const size_t n = (size_t)(r.shapes[l][0] * r.shapes[l][1] * r.shapes[l][2]);
+        assert_int_equal(want.count, n);
+        print_message("  %-18s", name);
+        assert_rel_l2_le(level, want.data, n, fx->tol);
+        golden_free(&want);
+        level += n;
+        /* joined where the UNet's block has its shape, as diffusers adds it */
+        int64_t there[3];
+        const int block = kiln_t2i_adapter_block(a, l);
+        const bool fits = kiln_unet_block_shape(m->unet.config, x.shape[2], x.shape[3], block, there) &&
+                          !memcmp(there, r.shapes[l], sizeof there);
+        r.blocks[l] = fits ? block : KILN_T2I_UNUSED;
+        placed += fits ? (size_t)x.shape[0] * n : 0;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s.noise_pred", prefix);
+    golden want = golden_read(f, name);
+    r.out = calloc(want.count, sizeof(float));
+    r.rows = malloc(placed * sizeof(float));
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_graph_run(g, adapter_unet_fn, &r));
+    print_message("  %-18s", name);
+    assert_rel_l2_le(r.out, want.data, want.count, fx->tol);
+    kiln_graph_free(g);
+    free(r.out);
+    free(r.rows);
+    free((float *)r.features);
+    golden_free(&want), golden_free(&x), golden_free(&hint), golden_free(&scale);
+    kiln_st_close(r.inputs);
+    kiln_st_close(f);
     kiln_controlnet_free(cn);
     kiln_model_free(m);
     kiln_backend_free(be);

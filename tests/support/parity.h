@@ -39,6 +39,12 @@ void parity_check_unet_patched(const parity_fixture *fx, const char *golden_path
  * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
  * controlnet_path absolute or under tests/data */
 void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path);
+/* A T2I-Adapter (adapter_path under tests/data) on tests/data/t2i_adapter's
+ * golden picture hint_name: its features against `<prefix>.feature.N`, and
+ * the UNet on inputs_path's inputs (sample, timesteps, encoder_hidden_states,
+ * SDXL's y) with them times the golden's scale against `<prefix>.noise_pred`. */
+void parity_check_t2i_adapter(const parity_fixture *fx, const char *adapter_path, const char *inputs_path,
+                              const char *prefix, const char *hint_name);
 /* IP-Adapter (tests/data/ip_adapter's goldens): the CLIP vision tower on
  * upstream's preprocessed picture (image embeds, penultimate hidden states),
  * the adapter's image projection on upstream's embeds (plain) or hidden

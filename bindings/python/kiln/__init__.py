@@ -934,7 +934,7 @@ class Model(_Handle):
     def load_controlnet(self, path) -> "ControlNet":
         """ControlNetLoader: a ControlNet for this model's UNet (original or
         diffusers layout) or Flux transformer (InstantX's, Shakker-Labs' or
-        XLabs' files)."""
+        XLabs' files), or a T2I-Adapter (TencentARC's or diffusers' files)."""
         return ControlNet(_load(_lib.kiln_controlnet_load, self, _path(path)), self)
 
     def load_style_model(self, path) -> "StyleModel":
