@@ -8,6 +8,7 @@
 
 #include "image.h"
 #include "resample.h"
+#include "safetensors.h"
 #include "status.h"
 
 kiln_status kiln_check_batch(const char *what, int batch)
@@ -645,4 +646,44 @@ kiln_status kiln_latent_composite_masked(const kiln_latent *dest, const kiln_lat
     free(source), free(weights);
     *out = r;
     return KILN_OK;
+}
+
+kiln_status kiln_latent_save(const kiln_latent *l, const char *path, const char *prompt)
+{
+    if (!l || !l->data || !path) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_save: no latent or path");
+    const kiln_st_entry entries[2] = {
+        {"latent_tensor", KILN_F32, 4, {l->batch, l->channels, l->height, l->width}, l->data},
+        {"latent_format_version_0", KILN_F32, 1, {0}, NULL},
+    };
+    const kiln_st_meta meta = {"prompt", prompt};
+    return kiln_st_write(path, entries, 2, prompt ? &meta : NULL, prompt ? 1 : 0);
+}
+
+kiln_status kiln_latent_load(const char *path, kiln_latent *out)
+{
+    if (!path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_latent_load: no path or place");
+    *out = (kiln_latent){0};
+    kiln_st_file *f;
+    TRY(kiln_st_open(path, &f));
+    const kiln_st_tensor *t = kiln_st_find(f, "latent_tensor");
+    float *data = NULL;
+    size_t count;
+    kiln_status st = KILN_OK;
+    if (!t)
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: no tensor 'latent_tensor': not a ComfyUI .latent file", path);
+    else if (t->ndim != 4 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[2] < 1 || t->shape[3] < 1 ||
+             t->shape[0] > 4096 || t->shape[1] > 4096 || t->shape[2] > 65536 || t->shape[3] > 65536)
+        st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: latent_tensor is %d-dimensional or empty: kiln reads an image "
+                       "latent (batch, channels, height, width)", path, t->ndim);
+    else
+        st = kiln_st_read_f32(f, "latent_tensor", &data, &count);
+    if (st == KILN_OK) {
+        /* a file from before the format's version was saved scaled: the node scales it back in float32 */
+        if (!kiln_st_find(f, "latent_format_version_0"))
+            for (size_t i = 0; i < count; i++) data[i] *= (float)(1.0 / 0.18215);
+        *out = (kiln_latent){.data = data, .batch = (int)t->shape[0], .channels = (int)t->shape[1],
+                             .height = (int)t->shape[2], .width = (int)t->shape[3]};
+    }
+    kiln_st_close(f);
+    return st;
 }

@@ -246,6 +246,7 @@ typedef struct wf_run {
     kiln_model_parts parts;
     char *embeddings; /* every model's embeddings folder, or NULL */
     wf_node *first_loader; /* the first UNETLoader or CheckpointLoaderSimple, which the part loaders' outputs load */
+    const cJSON *graph;    /* the workflow run, which SaveLatent records */
 } wf_run;
 
 static kiln_status node_fail(const wf_node *n, kiln_status code, const char *fmt, ...)
@@ -1222,24 +1223,19 @@ static kiln_status image_copy_rect(const kiln_image *img, int x, int y, int widt
  * taken; the prefix's folders made as ComfyUI makes them. Its CLIP must be
  * of the MODEL's load and its VAE of the MODEL's checkpoint: kiln saves one
  * load. */
-static kiln_status checkpoint_save(wf_run *r, wf_node *n)
+/* A new file under the output folder for the node's filename_prefix, named
+ * as ComfyUI names its outputs: the prefix's folders made, `_NNNNN_` (the
+ * first number free) and the extension after it. */
+static kiln_status output_path(wf_run *r, wf_node *n, const char *what, const char *extension, char path[4096])
 {
-    wf_value *model, *clip, *vae;
     const char *prefix;
-    TRY(linked(r, n, "model", WF_MODEL, &model));
-    TRY(linked(r, n, "clip", WF_CLIP, &clip));
-    TRY(linked(r, n, "vae", WF_VAE, &vae));
     TRY(text(n, "filename_prefix", &prefix));
     if (!r->opt->output_dir)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "no folder to write the checkpoint in (kiln_workflow_options."
-                         "output_dir; gen writes beside --output)");
-    if (!same_loads(&model->recipe, &clip->recipe) || strcmp(model->recipe.ckpt, vae->recipe.ckpt) != 0)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "a CLIP or VAE of another load than the MODEL's (kiln saves one "
-                         "load: a checkpoint with its merges and LoRAs)");
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "no folder to write the %s in (kiln_workflow_options.output_dir; "
+                         "gen writes beside --output)", what);
     if (!*prefix || prefix[0] == '/' || strstr(prefix, ".."))
         return node_fail(n, KILN_ERR_INVALID_ARG, "filename_prefix '%s': a name under the output folder", prefix);
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", r->opt->output_dir, prefix) >= (int)sizeof path - 32)
+    if (snprintf(path, 4096, "%s/%s", r->opt->output_dir, prefix) >= 4096 - 32)
         return node_fail(n, KILN_ERR_INVALID_ARG, "filename_prefix '%s': too long", prefix);
     for (char *slash = strchr(path + strlen(r->opt->output_dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
         *slash = 0;
@@ -1250,13 +1246,55 @@ static kiln_status checkpoint_save(wf_run *r, wf_node *n)
     const size_t base = strlen(path);
     struct stat st;
     int counter = 1;
-    do snprintf(path + base, sizeof path - base, "_%05d_.safetensors", counter);
+    do snprintf(path + base, 4096 - base, "_%05d_%s", counter, extension);
     while (stat(path, &st) == 0 && ++counter < 100000);
+    return KILN_OK;
+}
+
+static kiln_status checkpoint_save(wf_run *r, wf_node *n)
+{
+    wf_value *model, *clip, *vae;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(linked(r, n, "vae", WF_VAE, &vae));
+    if (!same_loads(&model->recipe, &clip->recipe) || strcmp(model->recipe.ckpt, vae->recipe.ckpt) != 0)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "a CLIP or VAE of another load than the MODEL's (kiln saves one "
+                         "load: a checkpoint with its merges and LoRAs)");
+    char path[4096];
+    TRY(output_path(r, n, "checkpoint", ".safetensors", path));
     kiln_model *m = NULL;
     TRY(model_of(r, &model->recipe, false, &m));
     TRY(node_status(n, kiln_model_save_checkpoint(m, path)));
     if (r->opt->wrote) r->opt->wrote(r->opt->wrote_ctx, path);
     return KILN_OK;
+}
+
+/* SaveLatent: the latent as ComfyUI's .latent file, the workflow in its
+ * metadata as the node records its prompt. */
+static kiln_status save_latent(wf_run *r, wf_node *n)
+{
+    wf_value *samples;
+    TRY(linked(r, n, "samples", WF_LATENT, &samples));
+    char path[4096];
+    TRY(output_path(r, n, "latent", ".latent", path));
+    char *prompt = cJSON_PrintUnformatted(r->graph);
+    if (!prompt) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    kiln_status st = node_status(n, kiln_latent_save(&samples->latent, path, prompt));
+    cJSON_free(prompt);
+    TRY(st);
+    if (r->opt->wrote) r->opt->wrote(r->opt->wrote_ctx, path);
+    return KILN_OK;
+}
+
+/* LoadLatent: a .latent file from the input folder. */
+static kiln_status load_latent(wf_run *r, wf_node *n)
+{
+    char *path;
+    TRY(find_file(r, n, "latent", "input", &path));
+    n->out[0].kind = WF_LATENT;
+    kiln_status st = node_status(n, kiln_latent_load(path, &n->out[0].latent));
+    free(path);
+    return st;
 }
 
 /* ImageAddNoise: the batch's noise drawn at once, as the node draws it. */
@@ -3285,7 +3323,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "LatentOperationSharpen", "LatentApplyOperationCFG", "ModelMergeBlocks",
                                          "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
-                                         "PatchModelAddDownscale", "CLIPAttentionMultiply"};
+                                         "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
+                                         "LoadLatent"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3303,7 +3342,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
-        self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply};
+        self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
+        save_latent, load_latent};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -3413,7 +3453,7 @@ static void free_value(wf_value *v)
 static bool is_output(const wf_node *n)
 {
     return strcmp(n->class_type, "SaveImage") == 0 || strcmp(n->class_type, "PreviewImage") == 0 ||
-           strcmp(n->class_type, "CheckpointSave") == 0;
+           strcmp(n->class_type, "CheckpointSave") == 0 || strcmp(n->class_type, "SaveLatent") == 0;
 }
 
 /* Node ids in ComfyUI's order: as numbers where they are numbers. */
@@ -3478,6 +3518,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     /* a whole /prompt request body holds the workflow under "prompt" */
     cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     cJSON *graph = cJSON_IsObject(prompt) ? prompt : root;
+    r.graph = graph;
     kiln_status st = inline_primitives(graph);
     r.nnodes = st == KILN_OK ? cJSON_GetArraySize(graph) : 0;
     if (st == KILN_OK && !(r.nodes = calloc(r.nnodes ? (size_t)r.nnodes : 1, sizeof *r.nodes))) {
@@ -3500,8 +3541,8 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     for (i = 0; i < r.nnodes && st == KILN_OK; i++)
         if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
     if (st == KILN_OK && !outputs)
-        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage, PreviewImage or CheckpointSave node, so "
-                       "nothing to make");
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage, PreviewImage, SaveLatent or CheckpointSave "
+                       "node, so nothing to make");
     for (i = 0; i < r.nnets; i++) {
         kiln_controlnet_free(r.nets[i].controlnet);
         kiln_ip_adapter_free(r.nets[i].ip_adapter);

@@ -370,6 +370,16 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_latent_file(self):
+        # SaveLatent / LoadLatent: ComfyUI's .latent file round trip, to the bit
+        latent = small_run()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "run.latent")
+            latent.save(path, prompt="{}")
+            again = kiln.Latent.load(path)
+        self.assertEqual(again.shape, latent.shape)
+        self.assertEqual(again.to_list(), latent.to_list())
+
     def test_t2i_adapter(self):
         # ControlNetLoader reads T2I-Adapters: diffusers' names give TencentARC's run, strength 0 the plain one
         hint = kiln.Image.load(data("controlnet/hint_37x23.png"))

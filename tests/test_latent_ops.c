@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "golden.h"
 #include "kiln.h"
+#include "safetensors.h"
 
 static kiln_st_file *ops;
 
@@ -312,6 +314,54 @@ static void operations_match_comfyui(void **state)
     kiln_st_close(f);
 }
 
+/* LoadLatent of ComfyUI's files (SaveLatent's, and one from before the
+ * version key: scaled back) against the node's values, to the bit; the file
+ * SaveLatent writes is ComfyUI's byte for byte and loads back to the bit. */
+static void latent_files_match_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("latent_ops/latent_files.safetensors");
+    static const char *const names[2] = {"comfyui", "old"};
+    kiln_latent loaded[2];
+    for (int i = 0; i < 2; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/latent_ops/%s.latent", KILN_TEST_DATA, names[i]);
+        golden want = golden_read(f, names[i]);
+        assert_kiln_ok(kiln_latent_load(path, &loaded[i]));
+        assert_int_equal(loaded[i].batch, 2), assert_int_equal(loaded[i].channels, 4);
+        assert_int_equal(loaded[i].height, 3), assert_int_equal(loaded[i].width, 5);
+        assert_memory_equal(loaded[i].data, want.data, want.count * sizeof(float));
+        golden_free(&want);
+    }
+    char dir[] = "/tmp/kiln_latent_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/saved.latent", dir);
+    assert_kiln_ok(kiln_latent_save(&loaded[0], path, "{}"));
+    kiln_st_file *saved;
+    assert_kiln_ok(kiln_st_open(path, &saved));
+    const kiln_st_tensor *version = kiln_st_find(saved, "latent_format_version_0");
+    assert_non_null(version);
+    assert_int_equal(version->dtype, KILN_F32), assert_int_equal(version->ndim, 1), assert_int_equal(version->shape[0], 0);
+    assert_string_equal(kiln_st_metadata(saved, "prompt"), "{}");
+    kiln_st_close(saved);
+    /* byte for byte what safetensors' torch save_file wrote (the header's order and padding too) */
+    size_t a, b;
+    uint8_t *mine = kiln_test_read_file(path, &a), *theirs = kiln_test_read_file(KILN_TEST_DATA "/latent_ops/comfyui.latent", &b);
+    assert_int_equal(a, b);
+    assert_memory_equal(mine, theirs, a);
+    free(mine), free(theirs);
+    kiln_latent again;
+    assert_kiln_ok(kiln_latent_load(path, &again));
+    assert_memory_equal(again.data, loaded[0].data, (size_t)2 * 4 * 3 * 5 * sizeof(float));
+    kiln_latent_free(&again);
+    unlink(path);
+    rmdir(dir);
+    assert_int_equal(kiln_latent_load(KILN_TEST_DATA "/latent_ops/latent_files.safetensors", &again), KILN_ERR_FORMAT);
+    assert_non_null(strstr(kiln_last_error(), "latent_files.safetensors: no tensor 'latent_tensor'"));
+    for (int i = 0; i < 2; i++) kiln_latent_free(&loaded[i]);
+    kiln_st_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +373,7 @@ int main(void)
         cmocka_unit_test(concat_cut_match_comfyui),
         cmocka_unit_test(batch_seed_behavior_places),
         cmocka_unit_test(operations_match_comfyui),
+        cmocka_unit_test(latent_files_match_comfyui),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1103,7 +1103,6 @@ static void primitive_nodes(void **state)
                                    "\"30\": {\"class_type\": \"PrimitiveInt\", \"inputs\": {}}, "),
                    KILN_ERR_INVALID_ARG, "workflow node 30 (PrimitiveInt): no value to hand on");
 }
-#undef PRIMITIVE_GRAPH
 
 /* The older ControlNetApply on the positive prompt, into a KSampler with
  * the sampler `sampler` and the prompts `positive`, `negative`; the
@@ -2141,6 +2140,49 @@ static void checkpoint_save_node(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* SaveLatent writes ComfyUI's .latent file beside the run (the workflow in
+ * its metadata); LoadLatent of it decodes to the run's pixels. */
+static void latent_save_load_nodes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln_save_latent_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int written = 0;
+    kiln_workflow_options saving = options;
+    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = &written;
+    kiln_image *images[2];
+    int count[2];
+    assert_kiln_ok(kiln_workflow_run(backend,
+                                     PRIMITIVE_GRAPH("5", "2", "\"a red circle\"", "true",
+                                                     "\"50\": {\"class_type\": \"SaveLatent\", \"inputs\": {"
+                                                     "\"samples\": [\"3\", 0], \"filename_prefix\": "
+                                                     "\"latents/ComfyUI\"}}, "),
+                                     &saving, &images[0], &count[0]));
+    assert_int_equal(count[0], 1), assert_int_equal(written, 1);
+    char want[4200], graph[8192];
+    snprintf(want, sizeof want, "%s/latents/ComfyUI_00001_.latent", dir);
+    assert_string_equal(saved_file, want);
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(want, &f));
+    const char *prompt = kiln_st_metadata(f, "prompt");
+    assert_non_null(prompt);
+    assert_non_null(strstr(prompt, "\"SaveLatent\""));
+    kiln_st_close(f);
+    snprintf(graph, sizeof graph,
+             "{" CKPT ", \"60\": {\"class_type\": \"LoadLatent\", \"inputs\": {\"latent\": \"%s\"}}, "
+             DECODE_SAVE("[\"60\", 0]") "}", want);
+    assert_kiln_ok(kiln_workflow_run(backend, graph, &options, &images[1], &count[1]));
+    assert_int_equal(count[1], 1);
+    assert_int_equal(images[1][0].width, images[0][0].width);
+    assert_memory_equal(images[1][0].pixels, images[0][0].pixels, (size_t)images[0][0].width * images[0][0].height * 3);
+    for (int k = 0; k < 2; k++) kiln_images_free(images[k], count[k]);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+#undef PRIMITIVE_GRAPH
+
 static void refusals(void **state)
 {
     (void)state;
@@ -2263,6 +2305,7 @@ int main(void)
         cmocka_unit_test(image_layout_nodes),
         cmocka_unit_test(add_noise_and_color_mask_nodes),
         cmocka_unit_test(checkpoint_save_node),
+        cmocka_unit_test(latent_save_load_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

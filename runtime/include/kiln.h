@@ -455,6 +455,16 @@ kiln_status kiln_latent_concat(const kiln_latent *a, const kiln_latent *b, const
  * `index` (below 0: from the end), clamped as the node clamps them (a start
  * past the end is the last row; no more rows than there are). */
 kiln_status kiln_latent_cut(const kiln_latent *l, const char *dim, int index, int amount, kiln_latent *out);
+/* SaveLatent: the latent as ComfyUI's `.latent` file (safetensors:
+ * `latent_tensor` (batch, channels, height, width) f32 and an empty
+ * `latent_format_version_0`; `prompt` the workflow's JSON in the metadata,
+ * NULL: none), written whole or not at all. Its noise mask is not kept, as
+ * the node keeps none. */
+kiln_status kiln_latent_save(const kiln_latent *l, const char *path, const char *prompt);
+/* LoadLatent: a `.latent` file's `latent_tensor` (any float dtype), times
+ * 1 / 0.18215 where `latent_format_version_0` is missing (a file saved
+ * scaled, before ComfyUI's format had its version), as the node reads it. */
+kiln_status kiln_latent_load(const char *path, kiln_latent *out);
 /* LatentCrop: width x height latent pixels from (x, y) (the node's pixels /
  * 8), the corner at most 8 latent pixels from the far edges and the box cut
  * to the latent, as ComfyUI's node; a latent of at least 8x8. The noise

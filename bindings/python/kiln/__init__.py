@@ -13,6 +13,7 @@ module wraps it with ctypes, node for node:
     Model.vae_encode_for_inpaint   VAEEncodeForInpaint (or VAEEncode + SetLatentNoiseMask)
     Model.vae_encode_for_outpaint  ImagePadForOutpaint, then the same
     Latent.repeat                  RepeatLatentBatch
+    Latent.save / Latent.load      SaveLatent / LoadLatent
     Latent.upscale_by              LatentUpscaleBy
     Model.load_controlnet          ControlNetLoader
     Model.load_ip_adapter          IPAdapterModelLoader
@@ -331,6 +332,8 @@ _declare("kiln_latent_batch", c_int, POINTER(_Latent), POINTER(_Latent), POINTER
 _declare("kiln_latent_crop", c_int, POINTER(_Latent), c_int, c_int, c_int, c_int, POINTER(_Latent))
 _declare("kiln_latent_concat", c_int, POINTER(_Latent), POINTER(_Latent), c_char_p, POINTER(_Latent))
 _declare("kiln_latent_cut", c_int, POINTER(_Latent), c_char_p, c_int, c_int, POINTER(_Latent))
+_declare("kiln_latent_save", c_int, POINTER(_Latent), c_char_p, c_char_p)
+_declare("kiln_latent_load", c_int, c_char_p, POINTER(_Latent))
 _declare("kiln_latent_batch_seed_behavior", c_int, POINTER(_Latent), c_char_p, POINTER(_Latent))
 _declare("kiln_latent_flip_rotate", c_int, POINTER(_Latent), c_bool, c_bool, c_int, POINTER(_Latent))
 _declare("kiln_image_load", c_int, c_char_p, POINTER(_Image))
@@ -1652,6 +1655,19 @@ class Latent(_Owned):
         _lib.kiln_latent_cut(byref(self._c), dim.encode(), _c_int("index", index), _c_int("amount", amount),
                              byref(out._c))
         return out
+
+    def save(self, path, prompt: Optional[str] = None) -> None:
+        """SaveLatent: ComfyUI's .latent file (its noise mask not kept);
+        prompt, the workflow's JSON, goes into its metadata."""
+        _lib.kiln_latent_save(byref(self._c), _path(path), prompt.encode() if prompt is not None else None)
+
+    @classmethod
+    def load(cls, path) -> "Latent":
+        """LoadLatent: a ComfyUI .latent file (an old one without its format
+        version scaled back by 1 / 0.18215)."""
+        latent = cls()
+        _lib.kiln_latent_load(_path(path), byref(latent._c))
+        return latent
 
     def seed_behavior(self, behavior: str = "fixed") -> "Latent":
         """LatentBatchSeedBehavior: "fixed" (every image the first one's
