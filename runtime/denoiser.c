@@ -855,7 +855,8 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
                      .nimages = d->nimage_prompts, .skip_double = skip_layers ? d->slg_double : 0,
                      .skip_single = skip_layers ? d->slg_single : 0};
     TRY(kiln_flux_forward(g, &m->flux, &in, d->dit_out));
-    float *out = skip_layers ? d->pass_out : d->unet_out + first * latent;
+    /* SkipLayerGuidance's pass has its own output; SkipLayerGuidanceDiTSimple's negative rows are the call's */
+    float *out = skip_layers && !d->slg->uncond_only ? d->pass_out : d->unet_out + first * latent;
     kiln_unpatchify(d->dit_out, B, C, d->h, d->w, 2, m->flux.sd3, out);
     return KILN_OK;
 }
@@ -868,7 +869,7 @@ static kiln_status dit_step(kiln_denoiser *d)
     const kiln_model *m = d->model;
     if (kiln_model_is_mmdit(m)) { /* without guidance only the cond rows */
         if (d->rows == d->batch) return flux_rows(d, 0, 1, false);
-        TRY(flux_rows(d, 0, 0, false));
+        TRY(flux_rows(d, 0, 0, d->skip_negative));
         return flux_rows(d, d->batch, 1, false);
     }
     const float *captions[2 * KILN_MAX_BATCH];
@@ -949,6 +950,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         d->image_weight[i] = sigma <= d->image_sigma_hi[i] && sigma >= d->image_sigma_lo[i]
                                  ? d->image_prompts[i].weight : 0.0f;
     if (kiln_model_is_dit(d->model)) {
+        d->skip_negative = d->slg && d->slg->uncond_only && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
         TRY(dit_step(d));
     } else {
         d->shrinking = d->deep_shrink && sigma <= d->shrink_sigma_hi && sigma >= d->shrink_sigma_lo;
@@ -976,7 +978,8 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     /* SkipLayerGuidance, after the guidance as ComfyUI's post-CFG function: the positive rows again without its
        blocks, scale times the difference of the two x0 added */
     const kiln_skip_layer_guidance *slg = d->slg;
-    const bool skip_layers = slg && slg->scale > 0.0 && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
+    const bool skip_layers = slg && !slg->uncond_only && slg->scale > 0.0 && sigma >= d->slg_sigma_lo &&
+                             sigma <= d->slg_sigma_hi;
     if (skip_layers) TRY(flux_rows(d, d->rows == d->batch ? 0 : d->batch, 1, true));
     /* ... or PerturbedAttentionGuidance's, as its post-CFG function: the pass ran with the call */
     const bool extra_pass = skip_layers || d->pag_scale > 0.0f;

@@ -121,6 +121,7 @@ typedef struct kiln_denoiser {
     const kiln_skip_layer_guidance *slg;
     uint64_t slg_double, slg_single;
     float slg_sigma_hi, slg_sigma_lo;
+    bool skip_negative;          /* this call's SkipLayerGuidanceDiTSimple: the negative rows without the blocks */
     kiln_graph *slg_graph;
     float *pass_out;             /* (B,C,h,w) the positive rows' prediction from SkipLayerGuidance's pass or PAG's */
     float pag_scale;             /* PerturbedAttentionGuidance (a UNet's); 0: none */

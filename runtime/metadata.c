@@ -555,22 +555,25 @@ static void layer_list(const int *layers, int count, char *out, size_t size)
         used += (size_t)snprintf(out + used, size - used, i ? ", %d" : "%d", layers[i]);
 }
 
-/* Node "82": SkipLayerGuidanceSD3 where its inputs say all (an SD3 model's joint blocks, no rescaling), else
- * SkipLayerGuidanceDiT, on `model`. */
+/* Node "82": SkipLayerGuidanceDiTSimple for the negative rows' kind, else SkipLayerGuidanceSD3 where its inputs
+ * say all (an SD3 model's joint blocks, no rescaling), else SkipLayerGuidanceDiT, on `model`. */
 static void add_skip_layer_guidance(graph *g, const kiln_run_info *run, const char *model)
 {
     const kiln_skip_layer_guidance *slg = run->skip_layer_guidance;
-    const bool sd3 = run->family && strcmp(run->family, "sd3") == 0 && !slg->single_count && !slg->rescaling_scale;
+    const bool sd3 = !slg->uncond_only && run->family && strcmp(run->family, "sd3") == 0 && !slg->single_count &&
+                     !slg->rescaling_scale;
     char layers[64 * 4];
-    cJSON *in = add_node(g, "82", sd3 ? "SkipLayerGuidanceSD3" : "SkipLayerGuidanceDiT");
+    cJSON *in = add_node(g, "82", slg->uncond_only ? "SkipLayerGuidanceDiTSimple"
+                                  : sd3            ? "SkipLayerGuidanceSD3"
+                                                   : "SkipLayerGuidanceDiT");
     layer_list(slg->double_layers, slg->double_count, layers, sizeof layers);
     add_string(g, in, sd3 ? "layers" : "double_layers", layers);
     if (!sd3) {
         layer_list(slg->single_layers, slg->single_count, layers, sizeof layers);
         add_string(g, in, "single_layers", layers);
-        add_number(g, in, "rescaling_scale", slg->rescaling_scale);
     }
-    add_number(g, in, "scale", slg->scale);
+    if (!sd3 && !slg->uncond_only) add_number(g, in, "rescaling_scale", slg->rescaling_scale);
+    if (!slg->uncond_only) add_number(g, in, "scale", slg->scale);
     add_number(g, in, "start_percent", slg->start_percent);
     add_number(g, in, "end_percent", slg->end_percent);
     add_link(g, in, "model", model, 0);

@@ -816,9 +816,10 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: SelfAttentionGuidance with prompts in parts or areas "
                          "(ConditioningCombine, ConditioningSetTimestepRange, ...): kiln runs its pass on one "
                          "negative prompt");
-    if (job->cfg_patches.apg && (job->skip_layer_guidance || job->pag_scale > 0.0f))
+    const bool slg_pass = job->skip_layer_guidance && !job->skip_layer_guidance->uncond_only;
+    if (job->cfg_patches.apg && (slg_pass || job->pag_scale > 0.0f))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: APG with %s (its pass would take APG's conditional "
-                         "prediction, which kiln does not give it)", job->skip_layer_guidance ? "SkipLayerGuidance"
+                         "prediction, which kiln does not give it)", slg_pass ? "SkipLayerGuidance"
                                                                                               : "PerturbedAttentionGuidance");
     if (job->cfg_patches.apg && job->cfg_patches.apg_momentum != 0.0f && !cond_parts_have_areas(parts, nparts) &&
         nparts[0] * nparts[1] > 1)

@@ -70,6 +70,7 @@ typedef struct wf_image_prompt {
 typedef struct wf_slg {
     int double_layers[64], ndouble, single_layers[64], nsingle;
     double scale, start, end, rescale;
+    bool uncond_only; /* SkipLayerGuidanceDiTSimple's */
 } wf_slg;
 
 /* A checkpoint and the LoRAs merged into it, in order. */
@@ -2475,7 +2476,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->cfg_norm = model->recipe.cfg_norm, p->epsilon_scaling = model->recipe.epsilon_scaling;
     const wf_slg *sg = &model->recipe.slg;
     const kiln_skip_layer_guidance slg = {sg->double_layers, sg->ndouble, sg->single_layers, sg->nsingle,
-                                          sg->scale, sg->start, sg->end, sg->rescale};
+                                          sg->scale, sg->start, sg->end, sg->rescale, sg->uncond_only};
     if (sg->ndouble || sg->nsingle) p->skip_layer_guidance = &slg;
     if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
     if (model->recipe.has_sag) p->sag = &model->recipe.sag;
@@ -2643,15 +2644,16 @@ static kiln_status layer_list(wf_node *n, const char *key, int *layers, int *cou
 
 /* SkipLayerGuidanceSD3 (dit false: its `layers` are SD3's joint blocks, no
  * rescaling) and SkipLayerGuidanceDiT: the model's post-CFG guidance with
- * those blocks left out. */
-static kiln_status skip_layer_guidance(wf_run *r, wf_node *n, bool dit)
+ * those blocks left out; SkipLayerGuidanceDiTSimple (uncond_only): the
+ * negative prompt's pass without them. */
+static kiln_status skip_layer_guidance(wf_run *r, wf_node *n, bool dit, bool uncond_only)
 {
     wf_value *model;
-    wf_slg slg = {0};
+    wf_slg slg = {.uncond_only = uncond_only};
     TRY(linked(r, n, "model", WF_MODEL, &model));
     TRY(layer_list(n, dit ? "double_layers" : "layers", slg.double_layers, &slg.ndouble));
     if (dit) TRY(layer_list(n, "single_layers", slg.single_layers, &slg.nsingle));
-    TRY(number(n, "scale", &slg.scale));
+    if (!uncond_only) TRY(number(n, "scale", &slg.scale));
     TRY(number(n, "start_percent", &slg.start));
     TRY(number(n, "end_percent", &slg.end));
     if (dit && input_of(n, "rescaling_scale")) TRY(number(n, "rescaling_scale", &slg.rescale));
@@ -2661,8 +2663,12 @@ static kiln_status skip_layer_guidance(wf_run *r, wf_node *n, bool dit)
     return KILN_OK;
 }
 
-static kiln_status skip_layer_guidance_sd3(wf_run *r, wf_node *n) { return skip_layer_guidance(r, n, false); }
-static kiln_status skip_layer_guidance_dit(wf_run *r, wf_node *n) { return skip_layer_guidance(r, n, true); }
+static kiln_status skip_layer_guidance_sd3(wf_run *r, wf_node *n) { return skip_layer_guidance(r, n, false, false); }
+static kiln_status skip_layer_guidance_dit(wf_run *r, wf_node *n) { return skip_layer_guidance(r, n, true, false); }
+static kiln_status skip_layer_guidance_dit_simple(wf_run *r, wf_node *n)
+{
+    return skip_layer_guidance(r, n, true, true);
+}
 
 /* DifferentialDiffusion: the model's inpainting mask thresholded each step
  * (kiln_ksampler_params.differential_diffusion); its strength, where the
@@ -3311,7 +3317,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ApplyFluxIPAdapter", "ReferenceLatent", "ConditioningZeroOut",
                                          "FluxKontextImageScale", "FluxKontextMultiReferenceLatentMethod",
                                          "CLIPTextEncodeSD3", "ModelSamplingSD3", "SkipLayerGuidanceSD3",
-                                         "SkipLayerGuidanceDiT", "ConditioningSetTimestepRange",
+                                         "SkipLayerGuidanceDiT", "SkipLayerGuidanceDiTSimple",
+                                         "ConditioningSetTimestepRange",
                                          "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
                                          "SamplerCustom", "ImageBatch", "ConditioningSetMask", "ConditioningSetArea",
                                          "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
@@ -3335,7 +3342,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         sampler_custom_advanced, set_union_controlnet_type, clip_vision_encode, style_model_apply,
         load_flux_ip_adapter, apply_flux_ip_adapter, reference_latent, conditioning_zero_out, flux_kontext_image_scale,
         reference_latent_method, clip_text_encode_sd3, model_sampling_sd3, skip_layer_guidance_sd3,
-        skip_layer_guidance_dit, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
+        skip_layer_guidance_dit, skip_layer_guidance_dit_simple, conditioning_set_timestep_range, conditioning_combine, conditioning_concat,
         conditioning_average, sampler_custom, image_batch, conditioning_set_mask, conditioning_set_area,
         conditioning_set_area, conditioning_set_area, rescale_cfg, cfg_zero_star, apg, image_composite_masked,
         perturbed_attention_guidance, model_sampling_continuous_edm, tcfg, mahiro, cfg_norm, epsilon_scaling,

@@ -1106,6 +1106,16 @@ class Advanced(unittest.TestCase):
                               scheduler="simple",
                               skip_layer_guidance=kiln.SkipLayerGuidance([1], start_percent=0.0, end_percent=0.5))
         self.assertLessEqual(rel_l2(guided.to_list(), slg["slg.latent_out"][1]), RUN_TOL)
+        # SkipLayerGuidanceDiTSimple: the negative pass without the block moves the run, at cfg 1 (no negative
+        # pass) it is the plain run to the bit
+        runs = [sd3.ksampler(positive, negative, empty, seed=42, steps=4, cfg=cfg, sampler_name="euler",
+                             scheduler="simple",
+                             skip_layer_guidance=kiln.SkipLayerGuidance([1], start_percent=0.0, end_percent=0.5,
+                                                                        uncond_only=True) if simple else None)
+                for cfg, simple in ((2.0, True), (2.0, False), (1.0, True), (1.0, False))]
+        self.assertGreater(rel_l2(runs[0].to_list(), runs[1].to_list()), 0.01)
+        self.assertGreater(rel_l2(runs[0].to_list(), guided.to_list()), 0.01)
+        self.assertEqual(runs[2].to_list(), runs[3].to_list())
 
     def test_flux_single_files(self):
         """BFL's transformer file with separate CLIP-L, T5 and VAE files (and

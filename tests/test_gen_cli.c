@@ -759,6 +759,11 @@ static void workflow_round_trip(void **state)
              "--slg-rescale 0.5", KILN_TEST_DATA);
     workflow_again_holding("sd3_slg_rescaled", flags, dir,
                            (const char *const[]){"\"SkipLayerGuidanceDiT\"", "\"double_layers\":\"0, 2\"", NULL});
+    snprintf(flags, sizeof flags, "--model %1$s/sd3/single/sd3.5-tiny.safetensors --tokenizer "
+             "%1$s/spm_tokenizer/spiece.model --cfg 2 --slg 1 --slg-uncond --slg-start 0 --slg-end 0.6",
+             KILN_TEST_DATA);
+    workflow_again_holding("sd3_slg_simple", flags, dir,
+                           (const char *const[]){"\"SkipLayerGuidanceDiTSimple\"", "\"double_layers\":\"1\"", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/sd3-tiny-transformer.safetensors --text-encoder "
              "%1$s/text_encoders/sd3_clip_l.safetensors --text-encoder %1$s/text_encoders/sd3_clip_g.safetensors "
              "--text-encoder %1$s/text_encoders/sd3_t5xxl.safetensors --vae %1$s/vae/sd3_vae.safetensors --config "

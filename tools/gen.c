@@ -104,6 +104,7 @@ typedef struct gen_options {
     /* --slg, --slg-single: SkipLayerGuidance's blocks (kiln_skip_layer_guidance's), its numbers */
     int slg_double[64], slg_double_count, slg_single[64], slg_single_count;
     double slg_scale, slg_start, slg_end, slg_rescale;
+    bool slg_uncond; /* --slg-uncond: SkipLayerGuidanceDiTSimple */
     const char *references[KILN_MAX_REFERENCES]; /* --reference-image: ReferenceLatent's pictures (Kontext) */
     kiln_run_area areas[KILN_MAX_PROMPT_PARTS - 1]; /* --area-prompt: prompts on boxes beside --prompt */
     int nareas;
@@ -290,6 +291,8 @@ static void usage(FILE *to)
             "  --slg-scale S --slg-start P --slg-end P --slg-rescale R\n"
             "                         its scale (default 3), its part of the sampling (default 0.01 to\n"
             "                         0.15) and SkipLayerGuidanceDiT's rescaling (default 0)\n"
+            "  --slg-uncond           SkipLayerGuidanceDiTSimple instead: the --slg blocks left out of the\n"
+            "                         negative prompt's pass itself on those steps (no pass, scale or rescaling)\n"
             "  --rescale-cfg M        RescaleCFG on the model at multiplier M in (0, 1] (the node's default\n"
             "                         is 0.7): the guidance in v space, its std brought to the positive's\n"
             "  --area-prompt X,Y,W,H[,S]:TEXT\n"
@@ -675,7 +678,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_EMBEDDINGS, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
            O_NEGATIVE_SDXL_CROP, O_NEGATIVE_SDXL_TARGET, O_VAE_TILE, O_DIFFERENTIAL, O_REDUX, O_REDUX_VISION,
            O_REDUX_IMAGE, O_REDUX_STRENGTH, O_REFERENCE, O_REFERENCE_METHOD, O_SLG, O_SLG_SINGLE, O_SLG_SCALE,
-           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
+           O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_SLG_UNCOND, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
            O_DEEP_SHRINK_BEFORE_SKIP,
@@ -737,6 +740,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"slg", required_argument, 0, O_SLG}, {"slg-single", required_argument, 0, O_SLG_SINGLE},
         {"slg-scale", required_argument, 0, O_SLG_SCALE}, {"slg-start", required_argument, 0, O_SLG_START},
         {"slg-end", required_argument, 0, O_SLG_END}, {"slg-rescale", required_argument, 0, O_SLG_RESCALE},
+        {"slg-uncond", no_argument, 0, O_SLG_UNCOND},
         {"reference-image", required_argument, 0, O_REFERENCE},
         {"reference-method", required_argument, 0, O_REFERENCE_METHOD},
         {"workflow", required_argument, 0, O_WORKFLOW}, {"models", required_argument, 0, O_MODELS},
@@ -855,6 +859,7 @@ static int parse(int argc, char **argv, gen_options *o)
             if (!parse_double(optarg, 0, 10, &o->slg_rescale))
                 return bad_flag("--slg-rescale", optarg, "must be 0..10");
             break;
+        case O_SLG_UNCOND: o->slg_uncond = true; break;
         case O_CFG_ZERO_STAR: o->cfg_zero_star = true; break;
         case O_TCFG: o->tcfg = true; break;
         case O_MAHIRO: o->mahiro = true; break;
@@ -1243,7 +1248,11 @@ static int parse(int argc, char **argv, gen_options *o)
                         "prediction, which kiln does not give it\n");
         return 2;
     }
-    if (o->apg && (o->slg_double_count || o->slg_single_count)) {
+    if (o->slg_uncond && !o->slg_double_count && !o->slg_single_count) {
+        fprintf(stderr, "gen: --slg-uncond without --slg or --slg-single: no blocks to leave out\n");
+        return 2;
+    }
+    if (o->apg && (o->slg_double_count || o->slg_single_count) && !o->slg_uncond) {
         fprintf(stderr, "gen: --apg with --slg: SkipLayerGuidance's pass would take APG's positive prediction, "
                         "which kiln does not give it (not yet)\n");
         return 2;
@@ -2254,7 +2263,7 @@ int main(int argc, char **argv)
                                              o.mahiro, (float)o.cfg_norm, (float)o.epsilon_scaling,
                                              o.operation_given, o.operation}};
     const kiln_skip_layer_guidance slg = {o.slg_double, o.slg_double_count, o.slg_single, o.slg_single_count,
-                                          o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale};
+                                          o.slg_scale, o.slg_start, o.slg_end, o.slg_rescale, o.slg_uncond};
     if (o.slg_double_count || o.slg_single_count) job.skip_layer_guidance = &slg;
     if (o.freeu_given) job.freeu = &o.freeu;
     job.pag_scale = (float)o.pag_scale;

@@ -813,13 +813,16 @@ kiln_status kiln_reference_method_from_name(const char *name, kiln_reference_met
  * also runs the positive prompt's rows with these blocks left out and adds
  * scale times (the plain prediction - that one) to the guided x0; then,
  * with rescaling_scale r, scales it by r std(positive) / std(result) + 1 - r
- * (0: not). Block indices at most 63. */
+ * (0: not). Block indices at most 63. With uncond_only, SkipLayerGuidanceDiTSimple:
+ * no pass of its own, the negative prompt's rows themselves run without the
+ * blocks on those steps (scale and rescaling_scale unused). */
 typedef struct kiln_skip_layer_guidance {
     const int *double_layers; /* SD3's joint blocks, Flux's double blocks */
     int double_count;
     const int *single_layers; /* Flux's single blocks */
     int single_count;
     double scale, start_percent, end_percent, rescaling_scale;
+    bool uncond_only;
 } kiln_skip_layer_guidance;
 
 /* FreeU and FreeU_V2 on an SD 1.x/2.x/XL UNet (ComfyUI's nodes): in the

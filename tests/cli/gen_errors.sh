@@ -125,6 +125,8 @@ expect_error "SkipLayerGuidance past the blocks" "SkipLayerGuidance: double (SD3
     --model "$sd3" --prompt x --width 16 --height 16 --slg 9 --slg-start 0 --slg-end 1
 expect_error "SkipLayerGuidance blocks that are no list" "--slg 7-9: must be block numbers 0..63" \
     --model "$sd3" --prompt x --slg 7-9
+expect_error "SkipLayerGuidanceDiTSimple without blocks" "--slg-uncond without --slg or --slg-single" \
+    --model "$sd3" --prompt x --slg-uncond
 expect_error "SD3 picture past the position table" "past the position table's 8x8" --model "$sd3" --prompt x \
     --width 48 --height 16
 flux=$data/flux/tiny

@@ -169,7 +169,7 @@ class _ModelParts(Structure):
 class _SkipLayerGuidance(Structure):
     _fields_ = [("double_layers", POINTER(c_int)), ("double_count", c_int), ("single_layers", POINTER(c_int)),
                 ("single_count", c_int), ("scale", c_double), ("start_percent", c_double),
-                ("end_percent", c_double), ("rescaling_scale", c_double)]
+                ("end_percent", c_double), ("rescaling_scale", c_double), ("uncond_only", c_bool)]
 
 
 class _ConditioningPart(Structure):
@@ -625,13 +625,15 @@ class SkipLayerGuidance(NamedTuple):
     """SkipLayerGuidanceSD3's / SkipLayerGuidanceDiT's inputs (SD3 and Flux):
     the blocks the extra pass leaves out (SD3's joint, Flux's double; Flux's
     single), its scale, its part of the sampling and the DiT node's
-    rescaling."""
+    rescaling; uncond_only: SkipLayerGuidanceDiTSimple's, the negative
+    prompt's pass itself without the blocks (scale and rescaling unused)."""
     double_layers: Sequence[int] = (7, 8, 9)
     single_layers: Sequence[int] = ()
     scale: float = 3.0
     start_percent: float = 0.01
     end_percent: float = 0.15
     rescaling_scale: float = 0.0
+    uncond_only: bool = False
 
 
 class Lora(NamedTuple):
@@ -1155,7 +1157,7 @@ class Model(_Handle):
             doubles, singles = list(g.double_layers), list(g.single_layers)
             params.skip_layer_guidance = ctypes.pointer(_SkipLayerGuidance(
                 (c_int * max(len(doubles), 1))(*doubles), len(doubles), (c_int * max(len(singles), 1))(*singles),
-                len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale))
+                len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale, g.uncond_only))
         if sigmas is not None:
             params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
         if (eta, s_noise, lms_order, solver_type, max_stage, r, sa_solver, dpm_adaptive) != \
