@@ -242,29 +242,16 @@ static void hint_fits_as_comfyui(void **s)
     kiln_image_free(&img);
 }
 
-static void expect_refusal(const char *model, const char *path, const char *needle)
-{
-    kiln_backend *be;
-    kiln_model *m;
-    kiln_controlnet *cn = (kiln_controlnet *)&cn;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(model, be, &m));
-    assert_int_equal(kiln_controlnet_open(path, &m->unet, m->checkpoint, be, &cn), KILN_ERR_MODEL);
-    assert_null(cn);
-    print_message("  refused: %s\n", kiln_last_error());
-    if (!strstr(kiln_last_error(), needle)) fail_msg("'%s' does not mention '%s'", kiln_last_error(), needle);
-    kiln_model_free(m);
-    kiln_backend_free(be);
-}
-
 static void refusals(void **s)
 {
     (void)s;
-    expect_refusal(single_f32.path, single_f32.path, "not a ControlNet");
-    expect_refusal(single_f32.path, KILN_TEST_DATA "/lora/kohya_locon.safetensors", "not a ControlNet");
+    parity_expect_controlnet_refusal(single_f32.path, single_f32.path, "not a ControlNet");
+    parity_expect_controlnet_refusal(single_f32.path, KILN_TEST_DATA "/lora/kohya_locon.safetensors",
+                                     "not a ControlNet");
     /* the tiny ControlNet on kiln-shapes, whose UNet is another */
-    expect_refusal(KILN_SOURCE_DIR "/models/kiln-shapes.safetensors", KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors",
-                   "a ControlNet for sd15-tiny-test, not for this model's UNet (kiln-shapes)");
+    parity_expect_controlnet_refusal(KILN_SOURCE_DIR "/models/kiln-shapes.safetensors",
+                                     KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors",
+                                     "a ControlNet for sd15-tiny-test, not for this model's UNet (kiln-shapes)");
 }
 
 int main(void)

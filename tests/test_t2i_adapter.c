@@ -164,29 +164,13 @@ static void picture_size(void **s)
     assert_int_equal(h, 64), assert_int_equal(w, 48);
 }
 
-static void expect_refusal(const char *model, const char *path, const char *needle)
-{
-    kiln_backend *be;
-    kiln_model *m;
-    kiln_controlnet *cn = (kiln_controlnet *)&cn;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_model_load(model, be, &m));
-    assert_int_equal(kiln_controlnet_open(path, &m->unet, m->checkpoint, be, &cn), KILN_ERR_MODEL);
-    assert_null(cn);
-    print_message("  refused: %s\n", kiln_last_error());
-    if (!strstr(kiln_last_error(), needle) || !strstr(kiln_last_error(), path))
-        fail_msg("'%s' does not mention '%s' and the file", kiln_last_error(), needle);
-    kiln_model_free(m);
-    kiln_backend_free(be);
-}
-
 static void refusals(void **s)
 {
     (void)s;
-    expect_refusal(sd1_f32.path, KILN_TEST_DATA "/t2i_adapter/xl_diffusers.safetensors", "for SDXL");
-    expect_refusal(sdxl.path, KILN_TEST_DATA "/t2i_adapter/full_original.safetensors", "for SD 1.x/2.x");
+    parity_expect_controlnet_refusal(sd1_f32.path, KILN_TEST_DATA "/t2i_adapter/xl_diffusers.safetensors", "for SDXL");
+    parity_expect_controlnet_refusal(sdxl.path, KILN_TEST_DATA "/t2i_adapter/full_original.safetensors", "for SD 1.x/2.x");
     /* the light adapter's widths (32, 64, 64) against another UNet's: the kiln-shapes model is 64 wide first */
-    expect_refusal(KILN_SOURCE_DIR "/models/kiln-shapes.safetensors",
+    parity_expect_controlnet_refusal(KILN_SOURCE_DIR "/models/kiln-shapes.safetensors",
                    KILN_TEST_DATA "/t2i_adapter/light_original.safetensors", "wide");
 }
 

@@ -342,6 +342,22 @@ void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_pa
     kiln_backend_free(be);
 }
 
+void parity_expect_controlnet_refusal(const char *model, const char *path, const char *needle)
+{
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_controlnet *cn = (kiln_controlnet *)&cn;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(model, be, &m));
+    assert_int_equal(kiln_controlnet_open(path, &m->unet, m->checkpoint, be, &cn), KILN_ERR_MODEL);
+    assert_null(cn);
+    print_message("  refused: %s\n", kiln_last_error());
+    if (!strstr(kiln_last_error(), needle) || !strstr(kiln_last_error(), path))
+        fail_msg("'%s' does not mention '%s' and the file", kiln_last_error(), needle);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 /* ---- T2I-Adapter ---- */
 
 typedef struct adapter_run {

@@ -39,6 +39,9 @@ void parity_check_unet_patched(const parity_fixture *fx, const char *golden_path
  * residual.mid (the ControlNet's), noise_pred (the UNet with them added);
  * controlnet_path absolute or under tests/data */
 void parity_check_controlnet(const parity_fixture *fx, const char *controlnet_path, const char *golden_path);
+/* kiln_controlnet_open of path (a ControlNet or T2I-Adapter) for the model
+ * refused with KILN_ERR_MODEL, the message naming the file and `needle`. */
+void parity_expect_controlnet_refusal(const char *model, const char *path, const char *needle);
 /* A T2I-Adapter (adapter_path under tests/data) on tests/data/t2i_adapter's
  * golden picture hint_name: its features against `<prefix>.feature.N`, and
  * the UNet on inputs_path's inputs (sample, timesteps, encoder_hidden_states,

@@ -70,10 +70,11 @@ def skipped(flux, double, single):
             del b.forward  # the class's forward again
 
 
-def main():
+def setup():
+    """The tiny folder's transformer, both prompts' T5 states and pooled CLIP
+    output, and run.golden."""
     tiny = f"{HERE}/tiny"
     flux = FluxTransformer2DModel.from_pretrained(f"{tiny}/transformer").eval()
-    vae = AutoencoderKL.from_pretrained(f"{tiny}/vae").eval()
     clip = CLIPTextModel.from_pretrained(f"{tiny}/text_encoder").eval()
     t5 = T5EncoderModel.from_pretrained(f"{tiny}/text_encoder_2").eval()
     tok = T5Tokenizer(vocab_file=f"{tiny}/tokenizer_2/spiece.model", legacy=True)
@@ -84,18 +85,29 @@ def main():
             pooled[which] = clip(input_ids=run[f"run.clip_ids.{which}"].long()).pooler_output
             i = tok(text).input_ids
             ctx[which] = t5(input_ids=torch.tensor([i + [0] * (256 - len(i))])).last_hidden_state
+    return flux, ctx, pooled, run
 
-    h, w, steps, cfg = 8, 6, 4, 2.0
-    ms = ModelSamplingFlux(1.15)
-    sigmas = simple(ms, steps)
-    assert torch.equal(sigmas, run["run.sigmas"])
 
+def transformer_call(flux, ctx, pooled, h, w):
+    """The prompt's (negative or positive) prediction on an h x w latent at sigma, the skip's
+    (double, single) blocks left out."""
     def model(x, sigma, which, skip=((), ())):
         with torch.no_grad(), skipped(flux, *skip):
             out = flux(hidden_states=pack(x), encoder_hidden_states=ctx[which], pooled_projections=pooled[which],
                        timestep=sigma.view(1), img_ids=image_ids(h, w), txt_ids=torch.zeros(256, 3),
                        guidance=torch.tensor([3.5]), return_dict=False)[0]
         return unpack(out, h, w)
+    return model
+
+
+def main():
+    flux, ctx, pooled, run = setup()
+    vae = AutoencoderKL.from_pretrained(f"{HERE}/tiny/vae").eval()
+    h, w, steps, cfg = 8, 6, 4, 2.0
+    ms = ModelSamplingFlux(1.15)
+    sigmas = simple(ms, steps)
+    assert torch.equal(sigmas, run["run.sigmas"])
+    model = transformer_call(flux, ctx, pooled, h, w)
 
     def sample(slg=None):
         """make_flux_data's txt2img KSampler (euler, CFG, CONST), with SkipLayerGuidanceDiT's post-CFG

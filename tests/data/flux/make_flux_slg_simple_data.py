@@ -25,48 +25,25 @@ import os
 import sys
 
 import torch
-from diffusers import FluxTransformer2DModel
-from safetensors.torch import load_file
-from transformers import CLIPTextModel, T5EncoderModel, T5Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "flow"))
 from make_flow_data import ModelSamplingFlux, simple  # noqa: E402
-from make_flux_canny_data import image_ids, pack, unpack  # noqa: E402
-from make_flux_data import RUN_PROMPT  # noqa: E402
-from make_flux_slg_data import skipped  # noqa: E402
+from make_flux_slg_data import setup, transformer_call  # noqa: E402
 from sd_common import save_goldens  # noqa: E402
 
 DOUBLE, SINGLE, START, END = [0], [1], 0.0, 0.6
 
 
 def main():
-    tiny = f"{HERE}/tiny"
-    flux = FluxTransformer2DModel.from_pretrained(f"{tiny}/transformer", torch_dtype=torch.float32).eval()
-    clip = CLIPTextModel.from_pretrained(f"{tiny}/text_encoder", torch_dtype=torch.float32).eval()
-    t5 = T5EncoderModel.from_pretrained(f"{tiny}/text_encoder_2", torch_dtype=torch.float32).eval()
-    tok = T5Tokenizer(vocab_file=f"{tiny}/tokenizer_2/spiece.model", legacy=True)
-    run = load_file(f"{HERE}/run.golden.safetensors")
-    ctx, pooled = {}, {}
-    with torch.no_grad():
-        for which, text in (("positive", RUN_PROMPT), ("negative", "")):
-            pooled[which] = clip(input_ids=run[f"run.clip_ids.{which}"].long()).pooler_output
-            i = tok(text).input_ids
-            ctx[which] = t5(input_ids=torch.tensor([i + [0] * (256 - len(i))])).last_hidden_state
-
+    flux, ctx, pooled, run = setup()
     h, w, steps, cfg = 8, 6, 4, 2.0
     ms = ModelSamplingFlux(1.15)
     sigmas = simple(ms, steps)
     assert torch.equal(sigmas, run["run.sigmas"])
-
-    def model(x, sigma, which, skip=((), ())):
-        with torch.no_grad(), skipped(flux, *skip):
-            out = flux(hidden_states=pack(x), encoder_hidden_states=ctx[which], pooled_projections=pooled[which],
-                       timestep=sigma.view(1), img_ids=image_ids(h, w), txt_ids=torch.zeros(256, 3),
-                       guidance=torch.tensor([3.5]), return_dict=False)[0]
-        return unpack(out, h, w)
+    model = transformer_call(flux, ctx, pooled, h, w)
 
     def sample(slg):
         noise = run["run.noise"]
