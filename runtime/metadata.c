@@ -1062,6 +1062,14 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         }
         in = add_node(&g, image, "LoadImage");
         add_string(&g, in, "image", base_name(c->image));
+        char edges[16];
+        snprintf(edges, sizeof edges, "%d", 290 + i);
+        if (c->canny_low > 0.0) { /* the picture's edges, "290" on */
+            in = add_node(&g, edges, "Canny");
+            add_number(&g, in, "low_threshold", c->canny_low);
+            add_number(&g, in, "high_threshold", c->canny_high);
+            add_link(&g, in, "image", image, 0);
+        }
         if (c->mask) { /* an inpainting ControlNet's (Alimama's) mask, "280" on */
             char mask[16];
             snprintf(mask, sizeof mask, "%d", 280 + i);
@@ -1079,7 +1087,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "positive", i ? before : positive_prompt(run, positive), 0);
         add_link(&g, in, "negative", i ? before : negative_prompt(run), i ? 1 : 0);
         add_link(&g, in, "control_net", c->union_type ? typed : loader, 0);
-        add_link(&g, in, "image", image, 0);
+        add_link(&g, in, "image", c->canny_low > 0.0 ? edges : image, 0);
         add_link(&g, in, "vae", vae, vae_output); /* Flux's latent-hint ControlNets read it; the others leave it */
     }
     for (int i = 0; i < run->nimage_prompts; i++) { /* ComfyUI_IPAdapter_plus's nodes */

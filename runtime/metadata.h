@@ -24,6 +24,7 @@ typedef struct kiln_run_control {
     double strength, start, end;
     const char *union_type; /* SetUnionControlNetType's type after the loader; NULL: none */
     const char *mask;       /* ControlNetInpaintingAliMamaApply's mask picture (LoadImageMask, red); NULL: none */
+    double canny_low, canny_high; /* a Canny node between the picture and the apply node; 0: none */
 } kiln_run_control;
 
 /* One IPAdapterAdvanced of a run. */

@@ -375,8 +375,9 @@ static void workflow_again(const char *name, const char *flags, const char *mode
 
 /* gen --controlnet with T2I-Adapters (test_t2i_adapter's files): one
  * changes the picture, at strength 0 it is the plain model to the bit; on
- * SDXL too; one beside a ControlNet; the PNGs' workflows run again to
- * their pixels. */
+ * SDXL too; --control-canny is the run of the picture's edges (Canny) given
+ * as the control image; one beside a ControlNet, its picture's edges taken;
+ * the PNGs' workflows (with their Canny node) run again to their pixels. */
 static void t2i_adapter_run(void **state)
 {
     (void)state;
@@ -384,7 +385,8 @@ static void t2i_adapter_run(void **state)
     snprintf(adapter, sizeof adapter, "--controlnet %1$s/t2i_adapter/full_original.safetensors --control-image "
              "%1$s/controlnet/hint_37x23.png", KILN_TEST_DATA);
     snprintf(both, sizeof both, "%2$s --controlnet %1$s/controlnet/tiny_ldm.safetensors --control-image "
-             "%1$s/controlnet/hint_37x23.png --control-strength 0.7 --control-strength 0.5", KILN_TEST_DATA, adapter);
+             "%1$s/controlnet/hint_37x23.png --control-strength 0.7 --control-strength 0.5 --control-canny 0.1,0.3 "
+             "--control-canny off", KILN_TEST_DATA, adapter);
     snprintf(xl, sizeof xl, "--controlnet %1$s/t2i_adapter/xl_diffusers.safetensors --control-image "
              "%1$s/controlnet/hint_37x23.png", KILN_TEST_DATA);
     size_t count[5];
@@ -399,8 +401,29 @@ static void t2i_adapter_run(void **state)
     assert_memory_equal(latent[2], latent[0], count[0] * sizeof(float));
     assert_true(kiln_rel_l2(latent[1], latent[0], count[0]) > 0.05);
     assert_true(kiln_rel_l2(latent[4], latent[3], count[3]) > 0.05);
+    /* --control-canny: the run of the picture's edges given as the control image */
+    kiln_image shapes, edges;
+    char edges_png[600];
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/image_ops/canny_61x47.png", &shapes));
+    assert_kiln_ok(kiln_image_canny(&shapes, 0.1, 0.3, &edges));
+    snprintf(edges_png, sizeof edges_png, "%s/edges.png", tmpdir);
+    assert_kiln_ok(kiln_image_save(edges_png, &edges, NULL, 0));
+    kiln_image_free(&shapes), kiln_image_free(&edges);
+    float *canny[2];
+    size_t canny_count[2];
+    snprintf(flags, sizeof flags, "--controlnet %1$s/t2i_adapter/full_original.safetensors --control-image "
+             "%1$s/image_ops/canny_61x47.png --control-canny 0.1,0.3", KILN_TEST_DATA);
+    canny[0] = gen_latent("t2i_canny", flags, &canny_count[0]);
+    snprintf(flags, sizeof flags, "--controlnet %s/t2i_adapter/full_original.safetensors --control-image %s",
+             KILN_TEST_DATA, edges_png);
+    canny[1] = gen_latent("t2i_edges", flags, &canny_count[1]);
+    assert_int_equal(canny_count[0], canny_count[1]);
+    assert_memory_equal(canny[0], canny[1], canny_count[0] * sizeof(float));
+    assert_true(kiln_rel_l2(canny[0], latent[1], count[0]) > 0.01);
+    free(canny[0]), free(canny[1]);
     for (int i = 0; i < 5; i++) free(latent[i]);
-    const char *models = "--models " KILN_TEST_DATA "/t2i_adapter --models " KILN_TEST_DATA "/controlnet";
+    const char *models = "--models " KILN_TEST_DATA "/t2i_adapter --models " KILN_TEST_DATA "/controlnet "
+                         "--models " KILN_TEST_DATA "/image_ops";
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors %s", KILN_TEST_DATA, both);
     workflow_again("t2i_both", flags, models);
     snprintf(flags, sizeof flags, "--model %s/sdxl/tiny_sdxl.safetensors %s", KILN_TEST_DATA, xl);

@@ -1,5 +1,5 @@
 /* ComfyUI's image nodes on 8-bit pictures (EmptyImage, ImageInvert,
- * ImageBlend, ImageBlur, ImageSharpen, each back to bytes by SaveImage's
+ * ImageBlend, ImageBlur, ImageSharpen, Canny, each back to bytes by SaveImage's
  * rule; ImageStitch, ResizeAndPadImage and ImageScaleToMaxDimension, their
  * resizes ImageScale's, bilinear and bicubic within a level) against their
  * code restated (tests/data/image_ops). EmptyImage,
@@ -489,6 +489,50 @@ static void resize_and_pad_and_max_dimension_match_comfyui(void **state)
     all_same(bad, "pictures");
 }
 
+/* Canny against kornia's canny as ComfyUI's node calls it (tests/data/
+ * image_ops/make_canny_data.py): a picture of flat shapes, gradients and
+ * noise, and one of random pixels, at three pairs of thresholds, to the
+ * byte; then the refusals. */
+static void canny_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("image_ops/canny.safetensors");
+    static const char *const pictures[2][2] = {{"shapes", KILN_TEST_DATA "/image_ops/canny_61x47.png"},
+                                               {"hint", KILN_TEST_DATA "/controlnet/hint_37x23.png"}};
+    static const double thresholds[3][2] = {{0.4, 0.8}, {0.1, 0.3}, {0.6, 1.2}};
+    for (int p = 0; p < 2; p++) {
+        kiln_image img;
+        assert_kiln_ok(kiln_image_load(pictures[p][1], &img));
+        for (int t = 0; t < 3; t++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s.%g_%g", pictures[p][0], thresholds[t][0], thresholds[t][1]);
+            golden want = golden_read(f, name);
+            kiln_image edges;
+            assert_kiln_ok(kiln_image_canny(&img, thresholds[t][0], thresholds[t][1], &edges));
+            assert_int_equal(want.count, (size_t)edges.width * edges.height);
+            size_t differ = 0, lit = 0;
+            for (size_t i = 0; i < want.count; i++) {
+                const uint8_t *px = &edges.pixels[3 * i];
+                differ += px[0] != (uint8_t)want.data[i] || px[1] != px[0] || px[2] != px[0];
+                lit += px[0] != 0;
+            }
+            print_message("  %-16s %zu edge pixels, %zu differ\n", name, lit, differ);
+            assert_int_equal(differ, 0);
+            kiln_image_free(&edges);
+            golden_free(&want);
+        }
+        kiln_image_free(&img);
+    }
+    kiln_st_close(f);
+    kiln_image a = golden_picture(data, "a"), out = {0}, dot = {0};
+    assert_kiln_ok(kiln_image_empty(2, 5, 0x808080, &dot));
+    assert_refused_naming(kiln_image_canny(&a, 0.8, 0.4, &out), "0.8");
+    assert_refused_naming(kiln_image_canny(&a, 0.0, 0.4, &out), "0 < low");
+    assert_refused_naming(kiln_image_canny(&dot, 0.4, 0.8, &out), "2x5");
+    kiln_image_free(&a);
+    kiln_image_free(&dot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +545,7 @@ int main(void)
         cmocka_unit_test(sharpen_matches_comfyui),
         cmocka_unit_test(blur_sharpen_refusals),
         cmocka_unit_test(add_noise_matches_comfyui),
+        cmocka_unit_test(canny_matches_comfyui),
         cmocka_unit_test(stitch_matches_comfyui),
         cmocka_unit_test(resize_and_pad_and_max_dimension_match_comfyui),
     };

@@ -47,16 +47,16 @@ typedef struct unit_flag {
     double lo, hi, def;
 } unit_flag;
 
-#define MAX_UNIT_FLAGS 7
-#define CONTROL_FLAGS 7
+#define MAX_UNIT_FLAGS 8
+#define CONTROL_FLAGS 8
 #define IP_FLAGS 6
 #define REDUX_FLAGS 4
 
 static const unit_flag control_flags[CONTROL_FLAGS] = {
     {"--controlnet", UNIT_FILE, 0, 0, 0},       {"--control-image", UNIT_FILE, 0, 0, 0},
     {"--control-strength", UNIT_NUMBER, 0, 10, 1}, {"--control-type", UNIT_NAME, 0, 0, 0},
-    {"--control-mask", UNIT_NAME, 0, 0, 0},     {"--control-start", UNIT_NUMBER, 0, 1, 0},
-    {"--control-end", UNIT_NUMBER, 0, 1, 1},
+    {"--control-mask", UNIT_NAME, 0, 0, 0},     {"--control-canny", UNIT_NAME, 0, 0, 0},
+    {"--control-start", UNIT_NUMBER, 0, 1, 0},  {"--control-end", UNIT_NUMBER, 0, 1, 1},
 };
 static const unit_flag ip_flags[IP_FLAGS] = {
     {"--ip-adapter", UNIT_FILE, 0, 0, 0},  {"--clip-vision", UNIT_FILE, 0, 0, 0}, {"--ip-image", UNIT_FILE, 0, 0, 0},
@@ -241,11 +241,13 @@ static void usage(FILE *to)
             "                         number the model uses (default auto: none)\n"
             "  --control-mask FILE    for an inpainting ControlNet (Flux's or SD3's): where to repaint (red\n"
             "                         channel, white repaints), as ControlNetInpaintingAliMamaApply\n"
+            "  --control-canny LOW,HIGH\n"
+            "                         the control image's edges first (ComfyUI's Canny node, its defaults\n"
+            "                         0.4,0.8), for a canny ControlNet or T2I-Adapter; off: the image as it is\n"
             "  --control-start P --control-end P\n"
             "                         the part of the schedule it acts on, 0..1 (default 0 and 1); these,\n"
-            "                         --control-type, --control-mask and --control-image once for all\n"
-            "                         ControlNets, or\n"
-            "                         once each in order\n"
+            "                         --control-type, --control-mask, --control-canny and --control-image\n"
+            "                         once for all ControlNets, or once each in order\n"
             "  --ip-adapter FILE      an IP-Adapter (.safetensors or .bin): --ip-image as a prompt beside the text\n"
             "  --clip-vision FILE     the CLIP vision model it reads pictures with (transformers' layout)\n"
             "  --ip-image FILE        the picture (PNG or JPEG), cut to its centre square; with one\n"
@@ -587,9 +589,14 @@ static int control_units(gen_options *o)
         if (kiln_union_control_type(files[i][3], &mode) != KILN_OK)
             return fprintf(stderr, "gen: --control-type: %s\n", kiln_last_error()), 2;
         if (files[i][4] && access(files[i][4], R_OK) != 0) return bad_flag("--control-mask", files[i][4], strerror(errno));
+        double low = 0.0, high = 0.0;
+        char end;
+        if (files[i][5] && strcmp(files[i][5], "off") != 0 &&
+            (sscanf(files[i][5], "%lf,%lf%c", &low, &high, &end) != 2 || !(low > 0.0 && low <= high && high <= 100.0)))
+            return bad_flag("--control-canny", files[i][5], "must be LOW,HIGH with 0 < LOW <= HIGH <= 100, or off");
         /* "auto" is no SetUnionControlNetType node */
-        o->controls[i] = (kiln_run_control){files[i][0], files[i][1], v[i][2], v[i][5], v[i][6],
-                                            mode < 0 ? NULL : files[i][3], files[i][4]};
+        o->controls[i] = (kiln_run_control){files[i][0], files[i][1], v[i][2], v[i][6], v[i][7],
+                                            mode < 0 ? NULL : files[i][3], files[i][4], low, high};
     }
     return 0;
 }
@@ -672,7 +679,7 @@ static int parse(int argc, char **argv, gen_options *o)
                        .refiner_switch = 0.8, .slg_scale = 3.0, .slg_start = 0.01, .slg_end = 0.15};
     enum { O_NEG = 256, O_CONVERT, O_SAVE_CHECKPOINT, O_INIT_IMAGE, O_INIT_NOISE, O_SAVE_LATENT, O_CLIP_SKIP, O_INFO, O_JSON, O_DEVICE, O_CLEANING, O_COMPUTE,
            O_LIST_DEVICES, O_LORA, O_MASK, O_OUTPAINT, O_FEATHERING, O_HIRES_SCALE,
-           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_START, O_CONTROL_END,
+           O_HIRES_DENOISE, O_HIRES_STEPS, O_HIRES_METHOD, O_UPSCALE_MODEL, O_PREDICTION, O_REFINER, O_REFINER_SWITCH, O_CONTROLNET, O_CONTROL_IMAGE, O_CONTROL_STRENGTH, O_CONTROL_TYPE, O_CONTROL_MASK, O_CONTROL_CANNY, O_CONTROL_START, O_CONTROL_END,
            O_IP_ADAPTER, O_CLIP_VISION, O_IP_IMAGE, O_IP_WEIGHT, O_IP_START, O_IP_END,
            O_SDXL_SIZE, O_SDXL_CROP, O_SDXL_TARGET, O_AESTHETIC, O_NEGATIVE_AESTHETIC, O_WORKFLOW, O_MODELS,
            O_GUIDANCE, O_VAE, O_TEXT_ENCODER, O_TOKENIZER, O_CONFIG, O_EMBEDDINGS, O_WEIGHT_DTYPE, O_PROMPT_L, O_NEGATIVE_L, O_NEGATIVE_SDXL_SIZE,
@@ -722,7 +729,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"refiner", required_argument, 0, O_REFINER}, {"refiner-switch", required_argument, 0, O_REFINER_SWITCH},
         {"controlnet", required_argument, 0, O_CONTROLNET}, {"control-image", required_argument, 0, O_CONTROL_IMAGE},
         {"control-strength", required_argument, 0, O_CONTROL_STRENGTH}, {"control-type", required_argument, 0, O_CONTROL_TYPE},
-        {"control-mask", required_argument, 0, O_CONTROL_MASK},
+        {"control-mask", required_argument, 0, O_CONTROL_MASK}, {"control-canny", required_argument, 0, O_CONTROL_CANNY},
         {"control-start", required_argument, 0, O_CONTROL_START}, {"control-end", required_argument, 0, O_CONTROL_END},
         {"ip-adapter", required_argument, 0, O_IP_ADAPTER}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
         {"ip-image", required_argument, 0, O_IP_IMAGE}, {"ip-weight", required_argument, 0, O_IP_WEIGHT},
@@ -1013,6 +1020,7 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_CONTROL_STRENGTH:
         case O_CONTROL_TYPE:
         case O_CONTROL_MASK:
+        case O_CONTROL_CANNY:
         case O_CONTROL_START:
         case O_CONTROL_END:
             if (!add_unit_value(&o->control_values[c - O_CONTROLNET], control_flags[c - O_CONTROLNET].name, optarg))
@@ -1777,6 +1785,13 @@ static int fit_hints(const kiln_model *m, const gen_options *o, kiln_control *co
         float *hint;
         kiln_image img, mask;
         if (kiln_image_load(o->controls[i].image, &img) != KILN_OK) return fail("--control-image");
+        if (o->controls[i].canny_low > 0.0) { /* the Canny node between LoadImage and the apply node */
+            kiln_image edges;
+            kiln_status st = kiln_image_canny(&img, o->controls[i].canny_low, o->controls[i].canny_high, &edges);
+            kiln_image_free(&img);
+            if (st != KILN_OK) return fail("--control-canny");
+            img = edges;
+        }
         if (o->controls[i].mask && kiln_image_load(o->controls[i].mask, &mask) != KILN_OK) {
             kiln_image_free(&img);
             return fail("--control-mask");

@@ -566,6 +566,12 @@ kiln_status kiln_image_resize_and_pad(const kiln_image *img, int width, int heig
 kiln_status kiln_image_scale_to_max_dimension(const kiln_image *img, const char *method, int largest,
                                               kiln_image *out);
 
+/* Canny (ComfyUI's node, kornia's canny): the edges of the picture, white
+ * on black, for thresholds 0 < low <= high on the unnormalised Sobel
+ * magnitude of its blurred grey (the node's defaults 0.4 and 0.8); at least
+ * 3x3. */
+kiln_status kiln_image_canny(const kiln_image *img, double low_threshold, double high_threshold, kiln_image *out);
+
 /* ImageAddNoise: `count` pictures of one size (a batch) with strength x
  * torch.randn of the whole batch's (count, H, W, 3) values under `seed` (as
  * torch's CPU generator draws them) added, clamped to [0, 1]; bytes by

@@ -125,6 +125,9 @@ expect_error "SkipLayerGuidance past the blocks" "SkipLayerGuidance: double (SD3
     --model "$sd3" --prompt x --width 16 --height 16 --slg 9 --slg-start 0 --slg-end 1
 expect_error "SkipLayerGuidance blocks that are no list" "--slg 7-9: must be block numbers 0..63" \
     --model "$sd3" --prompt x --slg 7-9
+expect_error "Canny thresholds out of order" "--control-canny 0.8,0.4: must be LOW,HIGH" --model "$tiny" --prompt x \
+    --controlnet "$data/t2i_adapter/full_original.safetensors" --control-image "$data/controlnet/hint_37x23.png" \
+    --control-canny 0.8,0.4
 expect_error "SkipLayerGuidanceDiTSimple without blocks" "--slg-uncond without --slg or --slg-single" \
     --model "$sd3" --prompt x --slg-uncond
 expect_error "SD3 picture past the position table" "past the position table's 8x8" --model "$sd3" --prompt x \

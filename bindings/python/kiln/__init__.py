@@ -344,6 +344,7 @@ _declare("kiln_image_invert", c_int, POINTER(_Image), POINTER(_Image))
 _declare("kiln_image_flip_rotate", c_int, POINTER(_Image), c_bool, c_bool, c_int, POINTER(_Image))
 _declare("kiln_image_blend", c_int, POINTER(_Image), POINTER(_Image), c_double, c_char_p, POINTER(_Image))
 _declare("kiln_image_blur", c_int, POINTER(_Image), c_int, c_double, POINTER(_Image))
+_declare("kiln_image_canny", c_int, POINTER(_Image), c_double, c_double, POINTER(_Image))
 _declare("kiln_image_stitch", c_int, POINTER(_Image), POINTER(_Image), c_char_p, c_bool, c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_resize_and_pad", c_int, POINTER(_Image), c_int, c_int, c_char_p, c_char_p, POINTER(_Image))
 _declare("kiln_image_scale_to_max_dimension", c_int, POINTER(_Image), c_char_p, c_int, POINTER(_Image))
@@ -1870,6 +1871,13 @@ class Image(_Owned):
     def rotate(self, degrees: int) -> "Image":
         """ImageRotate: 0, 90, 180 or 270 degrees clockwise."""
         return _flip_rotate(self, _lib.kiln_image_flip_rotate, degrees=degrees)
+
+    def canny(self, low_threshold: float = 0.4, high_threshold: float = 0.8) -> "Image":
+        """Canny: the edges (kornia's canny, as ComfyUI's node runs it),
+        white on black."""
+        out = Image()
+        _lib.kiln_image_canny(byref(self._c), float(low_threshold), float(high_threshold), byref(out._c))
+        return out
 
     def blur(self, blur_radius: int = 1, sigma: float = 1.0) -> "Image":
         """ImageBlur: the node's Gaussian of that radius (1 to 31) and sigma, the edges mirrored."""
