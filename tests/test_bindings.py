@@ -344,6 +344,10 @@ class ImageFiles(unittest.TestCase):
         self.assertGreater(w, h)
         self.assertEqual((largest.width, largest.height), (40, round(h / w * 40)))
         # ImageAddNoise: strength 0 gives the picture back; ImageColorToMask finds its first pixel's colour
+        # Canny: kornia's edges of the picture, to the byte (each pixel's grey three times)
+        _, canny = read_safetensors(data("image_ops/canny.safetensors"))
+        edges = kiln.Image.load(data("image_ops/canny_61x47.png")).canny(0.1, 0.3).pixels
+        self.assertEqual(edges[::3], canny["shapes.0.1_0.3"][1])
         self.assertEqual(picture.add_noise(5, 0.0).pixels, picture.pixels)
         self.assertNotEqual(picture.add_noise(5, 0.5).pixels, picture.pixels)
         r, g, b = picture.pixels[:3]
