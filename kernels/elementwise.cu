@@ -12,6 +12,7 @@
 static unsigned ew_blocks(int64_t n) { return cuda_stride_blocks(n, EW_THREADS); }
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
+__device__ __forceinline__ float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
 __device__ __forceinline__ float quick_gelu_f(float v) { return v / (1.0f + expf(-1.702f * v)); }
 __device__ __forceinline__ float gelu_tanh_f(float v)
@@ -20,6 +21,7 @@ __device__ __forceinline__ float gelu_tanh_f(float v)
 }
 
 struct silu_op { __device__ float operator()(float v) const { return silu_f(v); } };
+struct sigmoid_op { __device__ float operator()(float v) const { return sigmoid_f(v); } };
 struct gelu_op { __device__ float operator()(float v) const { return gelu_f(v); } };
 struct quick_gelu_op { __device__ float operator()(float v) const { return quick_gelu_f(v); } };
 struct gelu_tanh_op { __device__ float operator()(float v) const { return gelu_tanh_f(v); } };
@@ -358,6 +360,12 @@ extern "C" kiln_status cuda_silu(kiln_backend *be, const kiln_silu_params *p, co
                                  kiln_tensor *dst)
 {
     return launch_unary(be, src, dst, p->n, silu_op{});
+}
+
+extern "C" kiln_status cuda_sigmoid(kiln_backend *be, const kiln_sigmoid_params *p, const kiln_tensor *const *src,
+                                    kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, sigmoid_op{});
 }
 
 extern "C" kiln_status cuda_gelu(kiln_backend *be, const kiln_gelu_params *p, const kiln_tensor *const *src,

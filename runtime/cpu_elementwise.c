@@ -41,6 +41,23 @@ static void silu_span(const span_job *j, size_t i0, size_t i1)
     cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.0f, 0.0f);
 }
 
+/* 1 / (1 + exp(-x)), as cpu_sigmoid_gate_span computes x / (1 + exp(-x)).
+ * Below about -88.7, where exp(-x) overflows, the scalar expf's infinity
+ * gives 0 and cpu_exp8's clamp ~4e-39 (the true value being smaller still):
+ * neither a NaN. */
+static void sigmoid_span(const span_job *j, size_t i0, size_t i1)
+{
+    size_t i = i0;
+#ifdef KILN_CPU_AVX2
+    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= i1; i += 8) {
+        __m256 e = cpu_exp8(_mm256_sub_ps(zero, _mm256_loadu_ps(j->a + i)));
+        _mm256_storeu_ps(j->y + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+    }
+#endif
+    for (; i < i1; i++) j->y[i] = 1.0f / (1.0f + expf(-j->a[i]));
+}
+
 static void quick_gelu_span(const span_job *j, size_t i0, size_t i1)
 {
     cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.702f, 0.0f);
@@ -83,6 +100,11 @@ static void leaky_relu_span(const span_job *j, size_t i0, size_t i1)
 void cpu_silu(cpu_state *s, const kiln_silu_params *p, const float *x, float *y)
 {
     parallel_spans(s, &(span_job){silu_span, p, x, NULL, y}, (size_t)p->n, 1);
+}
+
+void cpu_sigmoid(cpu_state *s, const kiln_sigmoid_params *p, const float *x, float *y)
+{
+    parallel_spans(s, &(span_job){sigmoid_span, p, x, NULL, y}, (size_t)p->n, 1);
 }
 
 void cpu_quick_gelu(cpu_state *s, const kiln_quick_gelu_params *p, const float *x, float *y)

@@ -198,6 +198,11 @@ void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y)
     for (int i = 0; i < p->n; i++) y[i] = silu(x[i]);
 }
 
+void cpu_ref_sigmoid(const kiln_sigmoid_params *p, const float *x, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
 void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);

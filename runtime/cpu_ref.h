@@ -29,6 +29,8 @@ void cpu_ref_attention(const kiln_attention_params *p, const float *q, const flo
 void cpu_ref_rope(const kiln_rope_params *p, const float *x, const float *freqs, float *y);
 void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y);
 void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y);
+/* 0 below about -88.7, where expf(-x) overflows to infinity */
+void cpu_ref_sigmoid(const kiln_sigmoid_params *p, const float *x, float *y);
 void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y);
 void cpu_ref_quick_gelu(const kiln_quick_gelu_params *p, const float *x, float *y);
 void cpu_ref_gelu_tanh(const kiln_gelu_tanh_params *p, const float *x, float *y);

@@ -157,6 +157,12 @@ kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y)
     return kiln_run_silu(g, &(kiln_silu_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_sigmoid(kiln_graph *g, const tensor *x, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_sigmoid(g, &(kiln_sigmoid_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_leaky_relu(kiln_graph *g, const tensor *x, float slope, tensor **y)
 {
     TRY(new_like(g, x, y));

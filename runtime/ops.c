@@ -185,6 +185,11 @@ kiln_status kiln_check_silu(const kiln_silu_params *p, const kiln_tensor *const 
     return check_unary("silu", p->n, src, dst);
 }
 
+kiln_status kiln_check_sigmoid(const kiln_sigmoid_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
+{
+    return check_unary("sigmoid", p->n, src, dst);
+}
+
 kiln_status kiln_check_gelu(const kiln_gelu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     return check_unary("gelu", p->n, src, dst);

@@ -57,6 +57,7 @@ typedef struct kiln_rope_params { int32_t B, T, H, D; } kiln_rope_params;
 
 typedef struct kiln_softmax_params { int32_t M, N; } kiln_softmax_params;
 typedef struct kiln_silu_params { int32_t n; } kiln_silu_params;
+typedef struct kiln_sigmoid_params { int32_t n; } kiln_sigmoid_params;
 typedef struct kiln_gelu_params { int32_t n; } kiln_gelu_params;
 typedef struct kiln_quick_gelu_params { int32_t n; } kiln_quick_gelu_params;
 typedef struct kiln_gelu_tanh_params { int32_t n; } kiln_gelu_tanh_params;

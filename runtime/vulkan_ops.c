@@ -856,6 +856,7 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
         return run_elementwise4(be, shader, &push, sizeof push, (uint64_t)p->n, src, 1, dst);    \
     }
 UNARY_OP(silu, KILN_VK_SHADER_SILU)
+UNARY_OP(sigmoid, KILN_VK_SHADER_SIGMOID)
 UNARY_OP(gelu, KILN_VK_SHADER_GELU)
 UNARY_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU)
 UNARY_OP(gelu_tanh, KILN_VK_SHADER_GELU_TANH)

@@ -2,6 +2,9 @@
 
 float silu(float v) { return v / (1.0 + exp(-v)); }
 
+// 0 where exp(-v) overflows to infinity (v below about -88.7), not NaN.
+float sigmoid(float v) { return 1.0 / (1.0 + exp(-v)); }
+
 // GLSL has no erf. Abramowitz & Stegun 7.1.26: |error| < 1.5e-7 over the
 // whole line, below f32 resolution of gelu's 0.5 x (1 + erf) for every x.
 float erf_approx(float x)

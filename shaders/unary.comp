@@ -4,8 +4,9 @@
 #include "activations.glsl"
 #include "elementwise.glsl"
 
-// x (n) -> y (n) for one pointwise op, chosen per variant: OP_SILU, OP_GELU,
-// OP_QUICK_GELU, OP_GELU_TANH, OP_SCALE or OP_LEAKY_RELU. y may be x.
+// x (n) -> y (n) for one pointwise op, chosen per variant: OP_SILU,
+// OP_SIGMOID, OP_GELU, OP_QUICK_GELU, OP_GELU_TANH, OP_SCALE or OP_LEAKY_RELU.
+// y may be x.
 layout(push_constant) uniform unary_push {
     f32_ref x;
     f32_ref y;
@@ -19,6 +20,8 @@ float op(float v)
 {
 #if defined(OP_SILU)
     return silu(v);
+#elif defined(OP_SIGMOID)
+    return sigmoid(v);
 #elif defined(OP_GELU)
     return gelu(v);
 #elif defined(OP_QUICK_GELU)

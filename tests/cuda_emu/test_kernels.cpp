@@ -138,6 +138,8 @@ static void test_elementwise()
     const kiln_tensor *s1[] = {&x->t}, *s2[] = {&x->t, &x2->t};
     kiln_silu_params ps = {n};
     check(cuda_silu(&be_f32, &ps, s1, &y->t)); cpu_ref_silu(&ps, F(x), want.data()); compare("silu", F(y), want.data(), n, 1e-6);
+    kiln_sigmoid_params psg = {n};
+    check(cuda_sigmoid(&be_f32, &psg, s1, &y->t)); cpu_ref_sigmoid(&psg, F(x), want.data()); compare("sigmoid", F(y), want.data(), n, 1e-6);
     kiln_gelu_params pg = {n};
     check(cuda_gelu(&be_f32, &pg, s1, &y->t)); cpu_ref_gelu(&pg, F(x), want.data()); compare("gelu", F(y), want.data(), n, 1e-6);
     kiln_quick_gelu_params pq = {n};

@@ -190,6 +190,11 @@ void kiln_ref64_silu(const kiln_silu_params *p, const double *x, double *y)
     for (int i = 0; i < p->n; i++) y[i] = silu(x[i]);
 }
 
+void kiln_ref64_sigmoid(const kiln_sigmoid_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = 1.0 / (1.0 + exp(-x[i]));
+}
+
 void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);

@@ -149,6 +149,12 @@ static const op_case op_cases[] = {
 
     {KILN_OP_silu, .p.silu = {2 * 320 * 17 * 15}, 6.0f},
     {KILN_OP_silu, .p.silu = {1001}, 100.0f}, /* saturated tails */
+    /* SPAN's attention over its 48 features at a 64x64 tile; tails where
+     * exp(-x) overflows float32 (x below about -88.7); fewer than one AVX2
+     * vector */
+    {KILN_OP_sigmoid, .p.sigmoid = {48 * 64 * 64}, 6.0f},
+    {KILN_OP_sigmoid, .p.sigmoid = {1001}, 100.0f},
+    {KILN_OP_sigmoid, .p.sigmoid = {7}, 3.0f},
     {KILN_OP_gelu, .p.gelu = {2 * 320 * 17 * 15}, 6.0f},
     {KILN_OP_gelu, .p.gelu = {1001}, 100.0f},
     {KILN_OP_quick_gelu, .p.quick_gelu = {77 * 3072}, 6.0f},
@@ -408,12 +414,14 @@ static void describe(case_run *r)
         snprintf(r->desc, cap, "[%d,%d]", p->softmax.M, p->softmax.N);
         break;
     case KILN_OP_silu:
+    case KILN_OP_sigmoid:
     case KILN_OP_gelu:
     case KILN_OP_quick_gelu:
     case KILN_OP_gelu_tanh:
     case KILN_OP_scale:
     case KILN_OP_leaky_relu: {
-        int n = c->op == KILN_OP_silu ? p->silu.n : c->op == KILN_OP_gelu ? p->gelu.n
+        int n = c->op == KILN_OP_silu ? p->silu.n : c->op == KILN_OP_sigmoid ? p->sigmoid.n
+              : c->op == KILN_OP_gelu ? p->gelu.n
               : c->op == KILN_OP_quick_gelu ? p->quick_gelu.n : c->op == KILN_OP_gelu_tanh ? p->gelu_tanh.n
               : c->op == KILN_OP_scale ? p->scale.n : p->leaky_relu.n;
         r->src[0] = act("x", (size_t)n, lo, hi);
@@ -583,6 +591,7 @@ static kiln_status reference(const case_run *r, double *y)
     case KILN_OP_rope: kiln_ref64_rope(&p->rope, s0, s1, y); break;
     case KILN_OP_softmax: kiln_ref64_softmax(&p->softmax, s0, y); break;
     case KILN_OP_silu: kiln_ref64_silu(&p->silu, s0, y); break;
+    case KILN_OP_sigmoid: kiln_ref64_sigmoid(&p->sigmoid, s0, y); break;
     case KILN_OP_gelu: kiln_ref64_gelu(&p->gelu, s0, y); break;
     case KILN_OP_quick_gelu: kiln_ref64_quick_gelu(&p->quick_gelu, s0, y); break;
     case KILN_OP_gelu_tanh: kiln_ref64_gelu_tanh(&p->gelu_tanh, s0, y); break;
