@@ -1,4 +1,4 @@
-/* ESRGAN (RRDBNet x4) and SRVGGNetCompact (compact.h): binding, forward,
+/* ESRGAN (RRDBNet x4), SRVGGNetCompact (compact.h) and SPAN (span.h): binding, forward,
  * and ImageUpscaleWithModel's tiling (see esrgan.h). */
 #include "esrgan.h"
 
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compact.h"
+#include "span.h"
 #include "image.h"
 #include "nn.h"
 #include "status.h"
@@ -26,8 +27,10 @@ typedef struct conv {
 struct kiln_upscaler {
     kiln_checkpoint *checkpoint;
     kiln_weights *weights;
-    bool compact;  /* an SRVGGNetCompact (below), else an RRDBNet */
+    bool compact;  /* an SRVGGNetCompact (below) */
     kiln_compact net;
+    bool span;     /* a SPAN (below); neither: an RRDBNet */
+    kiln_span span_net;
     bool original; /* the original ESRGAN key layout (model.N) */
     int features, growth, blocks;
     conv first, trunk, up[2], hr, last;
@@ -100,6 +103,11 @@ static kiln_status read_shape(kiln_upscaler *u)
 
 static kiln_status bind(kiln_upscaler *u, kiln_backend *be)
 {
+    if ((u->span = kiln_span_detect(u->checkpoint))) {
+        TRY(kiln_span_fuse(u->checkpoint));
+        TRY(kiln_weights_create(be, u->checkpoint, &u->weights));
+        return kiln_span_bind(u->weights, u->checkpoint, &u->span_net);
+    }
     if ((u->compact = kiln_compact_detect(u->checkpoint))) {
         TRY(kiln_weights_create(be, u->checkpoint, &u->weights));
         return kiln_compact_bind(u->weights, u->checkpoint, &u->net);
@@ -149,12 +157,17 @@ void kiln_upscaler_free(kiln_upscaler *u)
     free(u);
 }
 
-int kiln_upscaler_scale(const kiln_upscaler *u) { return u->compact ? u->net.scale : 4; }
+int kiln_upscaler_scale(const kiln_upscaler *u) { return u->span ? u->span_net.scale : u->compact ? u->net.scale : 4; }
 
 void kiln_upscaler_describe(const kiln_upscaler *u, char *buf, size_t size)
 {
     if (u->compact) {
         snprintf(buf, size, "SRVGGNetCompact x%d, %d features, %d convs", u->net.scale, u->net.features, u->net.convs);
+        return;
+    }
+    if (u->span) {
+        snprintf(buf, size, "SPAN x%d, %d features%s", u->span_net.scale, u->span_net.features,
+                 u->span_net.norm ? "" : ", no input normalisation");
         return;
     }
     snprintf(buf, size, "RRDBNet x4 (%s layout), %d features, growth %d, %d block%s",
@@ -221,6 +234,7 @@ static kiln_status rrdb(kiln_graph *g, const conv c[DENSE_BLOCKS][DENSE_CONVS], 
 kiln_status kiln_upscaler_forward(kiln_graph *g, const kiln_upscaler *u, const tensor *x, tensor **y)
 {
     if (u->compact) return kiln_compact_forward(g, &u->net, x, y);
+    if (u->span) return kiln_span_forward(g, &u->span_net, x, y);
     tensor *first, *h = NULL, *trunk, *feat;
     TRY(conv_act(g, x, &u->first, true, &first));
     for (int b = 0; b < u->blocks; b++) {

@@ -1,5 +1,6 @@
 /* Upscale models as ComfyUI's UpscaleModelLoader and ImageUpscaleWithModel
- * run them: SRVGGNetCompact's (compact.h, any scale), and ESRGAN's
+ * run them: SRVGGNetCompact's (compact.h, any scale), SPAN's (span.h, any
+ * scale), and ESRGAN's
  * (RRDBNet, x4): a 3x3 conv to F features, B residual-in-
  * residual dense blocks (each three dense blocks of five 3x3 convs, growth
  * G, LeakyReLU 0.2 between, the dense outputs scaled by 0.2 onto their

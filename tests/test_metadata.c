@@ -440,8 +440,8 @@ static void controlnet_recorded(void **state)
     (void)state;
     kiln_run_info run = txt2img();
     const kiln_run_control controls[2] = {
-        {"/models/controlnet/control_v11p_sd15_canny.safetensors", "edges/cat, edges.png", 0.85, 0.1, 0.75, NULL, NULL},
-        {"/models/controlnet/control_v11f1p_sd15_depth.safetensors", "depth.png", 0.5, 0.0, 1.0, NULL, NULL},
+        {"/models/controlnet/control_v11p_sd15_canny.safetensors", "edges/cat, edges.png", 0.85, 0.1, 0.75, NULL, NULL, 0, 0},
+        {"/models/controlnet/control_v11f1p_sd15_depth.safetensors", "depth.png", 0.5, 0.0, 1.0, NULL, NULL, 0, 0},
     };
     run.controls = controls;
     run.ncontrols = 1;
@@ -500,7 +500,7 @@ static void controlnet_recorded(void **state)
     free(json);
 
     /* a union ControlNet's type: SetUnionControlNetType between its loader and its Apply */
-    const kiln_run_control typed[2] = {controls[0], {"union.safetensors", "depth.png", 0.5, 0.0, 1.0, "depth", NULL}};
+    const kiln_run_control typed[2] = {controls[0], {"union.safetensors", "depth.png", 0.5, 0.0, 1.0, "depth", NULL, 0, 0}};
     run.controls = typed;
     root = prompt_graph(&run, &json, "3 4 5 6 7 8 9 10 40 41 42 120 190 121 122 ");
     in = inputs_of(root, "190", "SetUnionControlNetType");
@@ -562,7 +562,7 @@ static void redux_recorded(void **state)
     cJSON_Delete(root);
     free(json);
     run.nreferences = 0;
-    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL, NULL};
+    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL, NULL, 0, 0};
     run.controls = &control;
     run.ncontrols = 1;
     root = prompt_graph(&run, &json, "3 4 5 6 7 30 8 9 200 201 202 203 204 205 206 207 208 209 40 41 42 ");
@@ -780,7 +780,7 @@ static void pix2pix_recorded(void **state)
     free(json);
 
     run.batch_size = 1;
-    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL, NULL};
+    const kiln_run_control control = {"cn.safetensors", "edges.png", 1.0, 0.0, 1.0, NULL, NULL, 0, 0};
     run.controls = &control;
     run.ncontrols = 1;
     root = prompt_graph(&run, &json, "3 4 6 7 8 9 10 40 41 42 11 54 ");

@@ -131,7 +131,11 @@ static void upscaler_f32(void **s)
     (void)s;
     parity_check_upscaler(&gpu_f32, "upscale/rrdb_basicsr.safetensors", "upscale/golden.safetensors");
     /* SRVGGNetCompact: PReLU and pixel shuffle */
-    parity_check_compact_upscaler(&gpu_f32, "upscale/compact/compact_x4.safetensors", "x4.out");
+    parity_check_upscaler_network(&gpu_f32, "upscale/compact/compact_x4.safetensors",
+                                  "upscale/compact/compact.golden.safetensors", "x4.out");
+    /* SPAN: sigmoid */
+    parity_check_upscaler_network(&gpu_f32, "upscale/span/span_x4.safetensors", "upscale/span/span.golden.safetensors",
+                                  "x4.out");
 }
 
 static void controlnet_f32(void **s)

@@ -254,13 +254,14 @@ void parity_check_upscaler(const parity_fixture *fx, const char *model_path, con
     kiln_backend_free(be);
 }
 
-void parity_check_compact_upscaler(const parity_fixture *fx, const char *model_path, const char *raw_key)
+void parity_check_upscaler_network(const parity_fixture *fx, const char *model_path, const char *golden_path,
+                                   const char *raw_key)
 {
     kiln_backend *be;
     assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", NULL, &be));
     kiln_upscaler *u;
     assert_kiln_ok(kiln_upscaler_open(kiln_test_data(model_path), be, &u));
-    kiln_st_file *f = golden_open("upscale/compact/compact.golden.safetensors");
+    kiln_st_file *f = golden_open(golden_path);
     check_upscaler_network(fx, be, u, f, "input", raw_key);
     kiln_st_close(f);
     kiln_upscaler_free(u);

@@ -73,9 +73,11 @@ void parity_check_ip_adapter_chain(const parity_fixture *fx, const char *const a
  * network ("raw"), ImageUpscaleWithModel in one tile ("whole") and over
  * 8-pixel tiles overlapping by 2 ("tiled"). */
 void parity_check_upscaler(const parity_fixture *fx, const char *model_path, const char *golden_path);
-/* An SRVGGNetCompact of tests/data/upscale/compact (its network output for
- * the golden's input against `raw_key`, and the clamped whole picture). */
-void parity_check_compact_upscaler(const parity_fixture *fx, const char *model_path, const char *raw_key);
+/* An upscale model's network output for golden_path's `input` against its
+ * `raw_key`, and the clamped whole picture (tests/data/upscale/compact's and
+ * span's). */
+void parity_check_upscaler_network(const parity_fixture *fx, const char *model_path, const char *golden_path,
+                                   const char *raw_key);
 /* PixArt (tests/data/pixart's goldens, the folder as fx->path): its T5 on
  * t5.ids.N -> t5.out.N (N = 0..2), its DiT on dit.sample, dit.timestep, the
  * captions dit.context.0/1 and dit.resolution -> dit.out. */
