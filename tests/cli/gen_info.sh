@@ -88,6 +88,7 @@ expect_info "$data/redux/redux_tiny.safetensors" "kind         FLUX.1 Redux: Sig
 expect_info "$data/redux/siglip_tiny.safetensors" "hidden state 32 wide a token, 16 tokens (SigLIP's, which FLUX.1 Redux reads)"
 expect_info "$data/upscale/rrdb_basicsr.safetensors" \
     "network      RRDBNet x4 (BasicSR layout), 8 features, growth 32, 1 block"
+expect_info "$data/upscale/span/span_x2.safetensors" "network      SPAN x2, 6 features, no input normalisation"
 
 # ComfyUI-GGUF's Flux: the stored types, and the transformer's by the most of its parameters
 parts=(--text-encoder "$data/tiny/sd15_tiny_diffusers/text_encoder/model.safetensors"
