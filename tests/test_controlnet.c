@@ -41,25 +41,10 @@ static void diffusers_layout(void **s)
 static void original_layout_unprefixed(void **s)
 {
     (void)s;
-    kiln_st_file *f;
-    assert_kiln_ok(kiln_st_open(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", &f));
-    size_t n = kiln_st_count(f);
-    kiln_st_entry *e = calloc(n, sizeof *e);
-    for (size_t i = 0; i < n; i++) {
-        const kiln_st_tensor *t = kiln_st_at(f, i);
-        assert_int_equal(strncmp(t->name, "control_model.", 14), 0);
-        e[i] = (kiln_st_entry){t->name + 14, t->dtype, t->ndim, {0}, t->data};
-        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
-    }
-    char dir[] = "/tmp/kiln_controlnet_XXXXXX", path[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/unprefixed.safetensors", dir);
-    assert_kiln_ok(kiln_st_write(path, e, n, NULL, 0));
-    free(e);
-    kiln_st_close(f);
+    char path[128];
+    kiln_test_renamed_copy(KILN_TEST_DATA "/controlnet/tiny_ldm.safetensors", "control_model.", "", path);
     parity_check_controlnet(&single_f32, path, "controlnet/golden.safetensors");
-    unlink(path);
-    rmdir(dir);
+    kiln_test_remove_copy(path);
 }
 
 /* kohya's diff modules: the encoder stored as its difference from the

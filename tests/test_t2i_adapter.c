@@ -44,27 +44,10 @@ static void full_original_names(void **s)
 static void original_names_under_adapter(void **s)
 {
     (void)s;
-    kiln_st_file *f;
-    assert_kiln_ok(kiln_st_open(KILN_TEST_DATA "/t2i_adapter/full_original.safetensors", &f));
-    const size_t n = kiln_st_count(f);
-    kiln_st_entry *e = calloc(n, sizeof *e);
-    char (*names)[96] = calloc(n, sizeof *names);
-    for (size_t i = 0; i < n; i++) {
-        const kiln_st_tensor *t = kiln_st_at(f, i);
-        snprintf(names[i], sizeof names[i], "adapter.%s", t->name);
-        e[i] = (kiln_st_entry){names[i], t->dtype, t->ndim, {0}, t->data};
-        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
-    }
-    char dir[] = "/tmp/kiln_t2i_XXXXXX", path[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/wrapped.safetensors", dir);
-    assert_kiln_ok(kiln_st_write(path, e, n, NULL, 0));
-    free(e);
-    free(names);
-    kiln_st_close(f);
+    char path[128];
+    kiln_test_renamed_copy(KILN_TEST_DATA "/t2i_adapter/full_original.safetensors", "", "adapter.", path);
     parity_check_t2i_adapter(&sd1_f32, path, "tiny/unet.safetensors", "full", "hint");
-    unlink(path);
-    rmdir(dir);
+    kiln_test_remove_copy(path);
 }
 
 /* the light kind, one channel in: the picture's mean over its channels */

@@ -40,6 +40,21 @@ static void torch_files(void **state)
     parity_check_upscaler(&half, "upscale/rrdb_esrgan.pth", GOLDEN);
 }
 
+/* The model under tests/data as kiln_upscaler_describe names it, and its scale. */
+static void assert_described(const char *path, const char *text, int scale)
+{
+    kiln_backend *be;
+    kiln_upscaler *u;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_upscaler_open(kiln_test_data(path), be, &u));
+    char have[128];
+    kiln_upscaler_describe(u, have, sizeof have);
+    assert_string_equal(have, text);
+    assert_int_equal(kiln_upscaler_scale(u), scale);
+    kiln_upscaler_free(u);
+    kiln_backend_free(be);
+}
+
 #define COMPACT_GOLDEN "upscale/compact/compact.golden.safetensors"
 #define SPAN_GOLDEN "upscale/span/span.golden.safetensors"
 
@@ -52,16 +67,7 @@ static void span(void **state)
     (void)state;
     parity_check_upscaler_network(&cpu, "upscale/span/span_x4.safetensors", SPAN_GOLDEN, "x4.out");
     parity_check_upscaler_network(&cpu, "upscale/span/span_x2.safetensors", SPAN_GOLDEN, "x2.out");
-    kiln_backend *be;
-    kiln_upscaler *u;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_upscaler_open(KILN_TEST_DATA "/upscale/span/span_x2.safetensors", be, &u));
-    char text[128];
-    kiln_upscaler_describe(u, text, sizeof text);
-    assert_string_equal(text, "SPAN x2, 6 features, no input normalisation");
-    assert_int_equal(kiln_upscaler_scale(u), 2);
-    kiln_upscaler_free(u);
-    kiln_backend_free(be);
+    assert_described("upscale/span/span_x2.safetensors", "SPAN x2, 6 features, no input normalisation", 2);
 }
 
 /* SRVGGNetCompact (tests/data/upscale/compact, spandrel 0.4.2): x4 with 16
@@ -71,31 +77,13 @@ static void compact(void **state)
     (void)state;
     parity_check_upscaler_network(&cpu, "upscale/compact/compact_x4.safetensors", COMPACT_GOLDEN, "x4.out");
     parity_check_upscaler_network(&cpu, "upscale/compact/compact_x2.safetensors", COMPACT_GOLDEN, "x2.out");
-    kiln_backend *be;
-    kiln_upscaler *u;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_upscaler_open(KILN_TEST_DATA "/upscale/compact/compact_x2.safetensors", be, &u));
-    char text[128];
-    kiln_upscaler_describe(u, text, sizeof text);
-    assert_string_equal(text, "SRVGGNetCompact x2, 8 features, 2 convs");
-    assert_int_equal(kiln_upscaler_scale(u), 2);
-    kiln_upscaler_free(u);
-    kiln_backend_free(be);
+    assert_described("upscale/compact/compact_x2.safetensors", "SRVGGNetCompact x2, 8 features, 2 convs", 2);
 }
 
 static void described(void **state)
 {
     (void)state;
-    kiln_backend *be;
-    kiln_upscaler *u;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    assert_kiln_ok(kiln_upscaler_open(KILN_TEST_DATA "/upscale/rrdb_esrgan.safetensors", be, &u));
-    char text[128];
-    kiln_upscaler_describe(u, text, sizeof text);
-    assert_string_equal(text, "RRDBNet x4 (ESRGAN layout), 8 features, growth 32, 1 block");
-    assert_int_equal(kiln_upscaler_scale(u), 4);
-    kiln_upscaler_free(u);
-    kiln_backend_free(be);
+    assert_described("upscale/rrdb_esrgan.safetensors", "RRDBNet x4 (ESRGAN layout), 8 features, growth 32, 1 block", 4);
 }
 
 static void others_are_refused(void **state)

@@ -3,6 +3,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include "safetensors.h"
 
 double kiln_rel_l2(const float *a, const float *b, size_t n)
 {
@@ -75,4 +78,37 @@ void assert_ids_equal(const char *what, const char *name, const int32_t *got, si
     for (size_t i = 0; i < n_got && i < n_want; i++)
         if (got[i] != want[i]) fail_msg("%s '%s': id %zu is %d, want %d", what, name, i, got[i], want[i]);
     if (n_got != n_want) fail_msg("%s '%s': %zu ids, want %zu", what, name, n_got, n_want);
+}
+
+void kiln_test_renamed_copy(const char *from, const char *strip, const char *add, char path[128])
+{
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(from, &f));
+    const size_t n = kiln_st_count(f), cut = strlen(strip);
+    kiln_st_entry *e = calloc(n, sizeof *e);
+    char (*names)[160] = calloc(n, sizeof *names);
+    assert_true(e && names);
+    for (size_t i = 0; i < n; i++) {
+        const kiln_st_tensor *t = kiln_st_at(f, i);
+        if (strncmp(t->name, strip, cut) != 0) fail_msg("%s: tensor '%s' does not start with '%s'", from, t->name, strip);
+        snprintf(names[i], sizeof names[i], "%s%s", add, t->name + cut);
+        e[i] = (kiln_st_entry){names[i], t->dtype, t->ndim, {0}, t->data};
+        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
+    }
+    char dir[] = "/tmp/kiln_renamed_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, 128, "%s/renamed.safetensors", dir);
+    assert_kiln_ok(kiln_st_write(path, e, n, NULL, 0));
+    free(e);
+    free(names);
+    kiln_st_close(f);
+}
+
+void kiln_test_remove_copy(const char *path)
+{
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    unlink(path);
+    if (slash) *slash = '\0', rmdir(dir);
 }

@@ -46,6 +46,13 @@ double kiln_rel_l2(const float *a, const float *b, size_t n);
  * NULL); fails the test where it cannot be read. */
 uint8_t *kiln_test_read_file(const char *path, size_t *size);
 
+/* A copy of safetensors file `from` in a new folder under /tmp, every tensor
+ * renamed: `strip` taken off the front of its name (each must start with
+ * it), `add` put there; its path into path. kiln_test_remove_copy removes
+ * it and its folder. */
+void kiln_test_renamed_copy(const char *from, const char *strip, const char *add, char path[128]);
+void kiln_test_remove_copy(const char *path);
+
 /* Token ids against a golden's: fails naming the case and the first
  * differing position, or the counts. */
 void assert_ids_equal(const char *what, const char *name, const int32_t *got, size_t n_got, const int32_t *want,
