@@ -150,6 +150,10 @@ kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_
  * transposed to OpenCLIP's; a folder VAE's attention weights as the
  * original 1x1 convolutions. The file appears whole or not at all. */
 kiln_status kiln_checkpoint_save(const kiln_checkpoint *ck, int open_clip, const char *path);
+/* The same for the tensors under `part` alone (its name taken off them with
+ * strip): VAESave's `first_stage_model.`, ModelSave's `model.diffusion_model.`. */
+kiln_status kiln_checkpoint_save_part(const kiln_checkpoint *ck, int open_clip, const char *part, bool strip,
+                                      const char *path);
 
 /* The canonical name of a diffusers UNet2DConditionModel tensor
  * (`down_blocks.0.resnets.1.conv1.weight`) in ck's UNet, whose block layout is

@@ -124,19 +124,30 @@ static kiln_status place(const kiln_checkpoint *ck, int open_clip, const char *n
 
 kiln_status kiln_checkpoint_save(const kiln_checkpoint *ck, int open_clip, const char *path)
 {
+    return kiln_checkpoint_save_part(ck, open_clip, NULL, false, path);
+}
+
+kiln_status kiln_checkpoint_save_part(const kiln_checkpoint *ck, int open_clip, const char *part, bool strip,
+                                      const char *path)
+{
     if (open_clip >= KILN_OPEN_CLIP_ROOTS)
         return kiln_fail(KILN_ERR_INVALID_ARG, "checkpoint save: OpenCLIP root %d", open_clip);
-    const size_t count = kiln_checkpoint_count(ck);
+    const size_t count = kiln_checkpoint_count(ck), cut = part && strip ? strlen(part) : 0;
     save_job job = {calloc(count ? count : 1, sizeof *job.tensors), calloc(count ? count : 1, sizeof *job.entries), 0};
     kiln_status st = job.tensors && job.entries ? KILN_OK
                                                 : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint save: out of memory");
     for (size_t i = 0; i < count && st == KILN_OK; i++) {
         const char *name;
         const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
+        if (part && !starts_with(name, part)) continue;
         bool kept;
-        st = place(ck, open_clip, name, t, &job.tensors[job.n], &job.entries[job.n], &kept);
+        saved_tensor *s = &job.tensors[job.n];
+        st = place(ck, open_clip, name, t, s, &job.entries[job.n], &kept);
+        if (cut) memmove(s->name, s->name + cut, strlen(s->name + cut) + 1);
         if (st == KILN_OK && kept) job.n++;
     }
+    if (st == KILN_OK && part && !job.n)
+        st = kiln_fail(KILN_ERR_MODEL, "%s: no tensor under '%s' to save", kiln_checkpoint_path(ck), part);
     if (st == KILN_OK) st = kiln_st_write_fill(path, job.entries, job.n, NULL, 0, fill, &job);
     free(job.tensors);
     free(job.entries);

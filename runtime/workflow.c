@@ -1270,6 +1270,25 @@ static kiln_status checkpoint_save(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* VAESave and ModelSave: the VAE (or MODEL) as loaded, under the output
+ * folder as CheckpointSave writes (kiln_model_save_vae,
+ * kiln_model_save_diffusion_model). */
+static kiln_status part_save(wf_run *r, wf_node *n, bool vae)
+{
+    wf_value *from;
+    TRY(linked(r, n, vae ? "vae" : "model", vae ? WF_VAE : WF_MODEL, &from));
+    char path[4096];
+    TRY(output_path(r, n, vae ? "VAE" : "model", ".safetensors", path));
+    kiln_model *m = NULL;
+    TRY(model_of(r, &from->recipe, vae, &m));
+    TRY(node_status(n, vae ? kiln_model_save_vae(m, path) : kiln_model_save_diffusion_model(m, path)));
+    if (r->opt->wrote) r->opt->wrote(r->opt->wrote_ctx, path);
+    return KILN_OK;
+}
+
+static kiln_status vae_save(wf_run *r, wf_node *n) { return part_save(r, n, true); }
+static kiln_status model_save(wf_run *r, wf_node *n) { return part_save(r, n, false); }
+
 /* SaveLatent: the latent as ComfyUI's .latent file, the workflow in its
  * metadata as the node records its prompt. */
 static kiln_status save_latent(wf_run *r, wf_node *n)
@@ -3338,7 +3357,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
-                                         "LoadLatent"};
+                                         "LoadLatent", "VAESave", "ModelSave"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3357,7 +3376,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
-        save_latent, load_latent};
+        save_latent, load_latent, vae_save, model_save};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
@@ -3467,7 +3486,8 @@ static void free_value(wf_value *v)
 static bool is_output(const wf_node *n)
 {
     return strcmp(n->class_type, "SaveImage") == 0 || strcmp(n->class_type, "PreviewImage") == 0 ||
-           strcmp(n->class_type, "CheckpointSave") == 0 || strcmp(n->class_type, "SaveLatent") == 0;
+           strcmp(n->class_type, "CheckpointSave") == 0 || strcmp(n->class_type, "SaveLatent") == 0 ||
+           strcmp(n->class_type, "VAESave") == 0 || strcmp(n->class_type, "ModelSave") == 0;
 }
 
 /* Node ids in ComfyUI's order: as numbers where they are numbers. */
@@ -3555,8 +3575,8 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
     for (i = 0; i < r.nnodes && st == KILN_OK; i++)
         if (is_output(&r.nodes[i])) outputs++, st = run_node(&r, &r.nodes[i]);
     if (st == KILN_OK && !outputs)
-        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage, PreviewImage, SaveLatent or CheckpointSave "
-                       "node, so nothing to make");
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "workflow: no SaveImage, PreviewImage, SaveLatent, CheckpointSave, "
+                       "VAESave or ModelSave node, so nothing to make");
     for (i = 0; i < r.nnets; i++) {
         kiln_controlnet_free(r.nets[i].controlnet);
         kiln_ip_adapter_free(r.nets[i].ip_adapter);

@@ -374,6 +374,19 @@ class Guidance(unittest.TestCase):
         self.assertEqual(off, plain)
         self.assertGreater(rel_l2(on, plain), 0.01)
 
+    def test_vae_and_model_save(self):
+        # VAESave / ModelSave: the single file's own VAE (its prefix off) and UNet tensors
+        with tempfile.TemporaryDirectory() as tmp:
+            vae, unet = os.path.join(tmp, "vae.safetensors"), os.path.join(tmp, "unet.safetensors")
+            model.save_vae(vae)
+            model.save_diffusion_model(unet)
+            _, whole = read_safetensors(data("tiny/sd15_tiny_ldm_fp32.safetensors"))
+            _, saved_vae = read_safetensors(vae)
+            _, saved_unet = read_safetensors(unet)
+        self.assertEqual(saved_vae, {k[len("first_stage_model."):]: v for k, v in whole.items()
+                                     if k.startswith("first_stage_model.")})
+        self.assertEqual(saved_unet, {k: v for k, v in whole.items() if k.startswith("model.diffusion_model.")})
+
     def test_latent_file(self):
         # SaveLatent / LoadLatent: ComfyUI's .latent file round trip, to the bit
         latent = small_run()

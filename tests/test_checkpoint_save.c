@@ -1,4 +1,4 @@
-/* CheckpointSave (kiln_model_save_checkpoint): the tiny SD 1.x, 2.x and XL
+/* CheckpointSave (kiln_model_save_checkpoint), VAESave and ModelSave: the tiny SD 1.x, 2.x and XL
  * single files saved again are the files they were loaded from, tensor for
  * tensor and byte for byte (SD 2.x's and SDXL's OpenCLIP towers mapped back
  * and their q, k, v fused again); their diffusers folders saved as single
@@ -129,6 +129,71 @@ static void lora_merged_in(void **state)
     kiln_model_free(m);
 }
 
+/* The tensors of `saved`, each under `add` + its name in `reference`, byte
+ * for byte; as many as the reference has under `add` (with strip), or under
+ * the saved names' own prefix. */
+static void assert_part_saved_as(const kiln_st_file *saved, const char *reference, const char *prefix, bool strip)
+{
+    kiln_st_file *ref;
+    assert_kiln_ok(kiln_st_open(kiln_test_data(reference), &ref));
+    for (size_t i = 0; i < kiln_st_count(saved); i++) {
+        const kiln_st_tensor *t = kiln_st_at(saved, i);
+        char name[600];
+        snprintf(name, sizeof name, "%s%s", strip ? prefix : "", t->name);
+        const kiln_st_tensor *r = kiln_st_find(ref, name);
+        if (!r || !same_tensor(t, r)) fail_msg("saved tensor %s is not %s's %s", t->name, reference, name);
+    }
+    size_t under = 0;
+    for (size_t i = 0; i < kiln_st_count(ref); i++) under += strncmp(kiln_st_at(ref, i)->name, prefix, strlen(prefix)) == 0;
+    print_message("  %-45s %zu of %s's %zu tensors under %s\n", "saved", kiln_st_count(saved), reference, under, prefix);
+    assert_int_equal(kiln_st_count(saved), under);
+    kiln_st_close(ref);
+}
+
+/* VAESave and ModelSave: the single file's VAE (its prefix off) and UNet,
+ * from the file and from its diffusers folder alike; a DiT's VAE is saved,
+ * its diffusion model refused. */
+static void vae_and_diffusion_model(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"tiny/sd15_tiny_ldm_fp32.safetensors", "tiny/sd15_tiny_diffusers"};
+    for (int k = 0; k < 2; k++) {
+        kiln_model *m;
+        kiln_st_file *saved;
+        assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data(models[k]), NULL, 0, &m));
+        assert_kiln_ok(kiln_model_save_vae(m, saved_path));
+        assert_kiln_ok(kiln_st_open(saved_path, &saved));
+        assert_part_saved_as(saved, models[0], "first_stage_model.", true);
+        kiln_st_close(saved);
+        assert_kiln_ok(kiln_model_save_diffusion_model(m, saved_path));
+        assert_kiln_ok(kiln_st_open(saved_path, &saved));
+        assert_part_saved_as(saved, models[0], "model.diffusion_model.", false);
+        kiln_st_close(saved);
+        kiln_model_free(m);
+    }
+    kiln_model *flux;
+    kiln_st_file *saved;
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/tiny"), NULL, 0, &flux));
+    assert_kiln_ok(kiln_model_save_vae(flux, saved_path));
+    assert_kiln_ok(kiln_st_open(saved_path, &saved));
+    /* the folder's attention linears as the original's 1x1 convs: the same bytes in 4 dimensions */
+    const kiln_st_tensor *q = kiln_st_find(saved, "decoder.mid.attn_1.q.weight");
+    assert_non_null(q);
+    assert_int_equal(q->ndim, 4);
+    for (size_t i = 0; i < kiln_st_count(saved); i++) {
+        const kiln_st_tensor *t = kiln_st_at(saved, i);
+        char name[600];
+        snprintf(name, sizeof name, "first_stage_model.%s", t->name);
+        const kiln_st_tensor *r = kiln_checkpoint_find(flux->checkpoint, name);
+        assert_true(r && r->dtype == t->dtype && r->nbytes == t->nbytes && !memcmp(r->data, t->data, t->nbytes));
+    }
+    kiln_st_close(saved);
+    unlink(saved_path);
+    assert_refused_naming(kiln_model_save_diffusion_model(flux, saved_path), "not a flux model's");
+    assert_int_not_equal(access(saved_path, F_OK), 0);
+    kiln_model_free(flux);
+}
+
 static void dit_refused(void **state)
 {
     (void)state;
@@ -146,6 +211,7 @@ int main(void)
         cmocka_unit_test(single_files_round_trip),
         cmocka_unit_test(folders_saved_as_single_files),
         cmocka_unit_test(lora_merged_in),
+        cmocka_unit_test(vae_and_diffusion_model),
         cmocka_unit_test(dit_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

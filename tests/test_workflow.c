@@ -2143,6 +2143,45 @@ static void checkpoint_save_node(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* VAESave and ModelSave beside each other, with no SaveImage: the library's
+ * files byte for byte, named as ComfyUI names them. */
+static void vae_and_model_save_nodes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln_part_save_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int written = 0;
+    kiln_workflow_options saving = options;
+    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = &written;
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend,
+                                     "{" CKPT ", \"60\": {\"class_type\": \"VAESave\", \"inputs\": {\"vae\": [\"4\", 2], "
+                                     "\"filename_prefix\": \"vae/ComfyUI_vae\"}}, \"61\": {\"class_type\": \"ModelSave\", "
+                                     "\"inputs\": {\"model\": [\"4\", 0], \"filename_prefix\": \"diffusion_models/ComfyUI\"}}}",
+                                     &saving, &images, &count));
+    assert_int_equal(count, 0), assert_int_equal(written, 2);
+    kiln_images_free(images, count);
+    kiln_model *m;
+    assert_kiln_ok(kiln_checkpoint_load(backend, KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", NULL, 0, &m));
+    static const char *const files[2] = {"vae/ComfyUI_vae_00001_.safetensors", "diffusion_models/ComfyUI_00001_.safetensors"};
+    for (int k = 0; k < 2; k++) {
+        char mine[4200], theirs[4200];
+        snprintf(mine, sizeof mine, "%s/library.safetensors", dir);
+        snprintf(theirs, sizeof theirs, "%s/%s", dir, files[k]);
+        assert_kiln_ok(k ? kiln_model_save_diffusion_model(m, mine) : kiln_model_save_vae(m, mine));
+        size_t a, b;
+        uint8_t *x = kiln_test_read_file(mine, &a), *y = kiln_test_read_file(theirs, &b);
+        assert_int_equal(a, b);
+        assert_memory_equal(x, y, a);
+        free(x), free(y);
+    }
+    kiln_model_free(m);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* SaveLatent writes ComfyUI's .latent file beside the run (the workflow in
  * its metadata); LoadLatent of it decodes to the run's pixels. */
 static void latent_save_load_nodes(void **state)
@@ -2309,6 +2348,7 @@ int main(void)
         cmocka_unit_test(add_noise_and_color_mask_nodes),
         cmocka_unit_test(checkpoint_save_node),
         cmocka_unit_test(latent_save_load_nodes),
+        cmocka_unit_test(vae_and_model_save_nodes),
                                        cmocka_unit_test(refusals)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -217,6 +217,14 @@ const char *kiln_model_family(const kiln_model *m);
  * from single files or diffusers folders alike). SD 1.x, 2.x and XL (base
  * and refiner); a DiT's is refused. The file appears whole or not at all. */
 kiln_status kiln_model_save_checkpoint(const kiln_model *m, const char *path);
+/* VAESave: the model's VAE as loaded (a --vae's too) in the LDM names
+ * ComfyUI's VAESave writes (`encoder.*`, `decoder.*`, ..., the
+ * `first_stage_model.` prefix off; a folder's attention as 1x1 convs), for
+ * every family. ModelSave: its diffusion model alone under
+ * `model.diffusion_model.`, as kiln_model_save_checkpoint writes it (SD
+ * 1.x, 2.x and XL). Each file appears whole or not at all. */
+kiln_status kiln_model_save_vae(const kiln_model *m, const char *path);
+kiln_status kiln_model_save_diffusion_model(const kiln_model *m, const char *path);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the
  * masked picture's latent), "instruct-pix2pix" (and the picture's latent:
  * InstructPix2Pix, and FLUX.1 Canny and Depth, whose picture is the edge or

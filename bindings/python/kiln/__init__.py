@@ -299,6 +299,8 @@ _declare("kiln_checkpoint_load_parts", c_int, c_void_p, c_char_p, POINTER(_Model
 _declare("kiln_model_free", None, c_void_p)
 _declare("kiln_model_family", c_char_p, c_void_p)
 _declare("kiln_model_save_checkpoint", c_int, c_void_p, c_char_p)
+_declare("kiln_model_save_vae", c_int, c_void_p, c_char_p)
+_declare("kiln_model_save_diffusion_model", c_int, c_void_p, c_char_p)
 _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
@@ -795,6 +797,16 @@ class Model(_Handle):
         one .safetensors file in the original single-file layout (SD 1.x, 2.x
         and XL). The file appears whole or not at all."""
         _lib.kiln_model_save_checkpoint(self._ptr(), _path(path))
+
+    def save_vae(self, path) -> None:
+        """VAESave: the model's VAE (a vae= file's too) in the LDM names
+        ComfyUI's VAESave writes, any family."""
+        _lib.kiln_model_save_vae(self._ptr(), _path(path))
+
+    def save_diffusion_model(self, path) -> None:
+        """ModelSave: the diffusion model alone (LoRAs and merges in it)
+        under model.diffusion_model., SD 1.x, 2.x and XL."""
+        _lib.kiln_model_save_diffusion_model(self._ptr(), _path(path))
 
     @property
     def variant(self) -> str:
