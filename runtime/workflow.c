@@ -1656,7 +1656,8 @@ static kiln_status image_composite_masked(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
-/* EmptyImage, ImageInvert, ImageBlend, ImageBlur, ImageSharpen and Canny: each
+/* EmptyImage, ImageInvert, ImageBlend, ImageBlur, ImageSharpen, Canny and
+ * Morphology (ImageMorphology; its kernel_size in `radius`): each
  * picture of the batch through the library's call (ImageBlend's second
  * batch one picture, or as many as the first's). */
 static kiln_status image_filter_node(wf_run *r, wf_node *n, const char *c)
@@ -1667,7 +1668,7 @@ static kiln_status image_filter_node(wf_run *r, wf_node *n, const char *c)
     const char *mode = NULL;
     const bool empty = strcmp(c, "EmptyImage") == 0, blend = strcmp(c, "ImageBlend") == 0;
     const bool blur = strcmp(c, "ImageBlur") == 0, sharpen = strcmp(c, "ImageSharpen") == 0;
-    const bool canny = strcmp(c, "Canny") == 0;
+    const bool canny = strcmp(c, "Canny") == 0, morphology = strcmp(c, "Morphology") == 0;
     double low = 0.0, high = 0.0;
     if (empty) {
         TRY(integer(n, "width", 1, KILN_IMAGE_MAX_SIDE, &w));
@@ -1696,6 +1697,10 @@ static kiln_status image_filter_node(wf_run *r, wf_node *n, const char *c)
         TRY(number(n, "low_threshold", &low));
         TRY(number(n, "high_threshold", &high));
     }
+    if (morphology) {
+        TRY(text(n, "operation", &mode));
+        TRY(integer(n, "kernel_size", 3, 999, &radius));
+    }
     out->kind = WF_IMAGE;
     if (!(out->images = calloc((size_t)count, sizeof *out->images)))
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
@@ -1707,6 +1712,7 @@ static kiln_status image_filter_node(wf_run *r, wf_node *n, const char *c)
                            : blur    ? kiln_image_blur(img, radius, sigma, made)
                            : sharpen ? kiln_image_sharpen(img, radius, sigma, alpha, made)
                            : canny   ? kiln_image_canny(img, low, high, made)
+                           : morphology ? kiln_image_morphology(img, mode, radius, made)
                                      : kiln_image_invert(img, made)));
     }
     return KILN_OK;
@@ -3404,7 +3410,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
              strcmp(c, "ImageColorToMask") == 0)
         st = mask_node(r, n, c);
     else if (strcmp(c, "EmptyImage") == 0 || strcmp(c, "ImageInvert") == 0 || strcmp(c, "ImageBlend") == 0 ||
-             strcmp(c, "ImageBlur") == 0 || strcmp(c, "ImageSharpen") == 0 || strcmp(c, "Canny") == 0)
+             strcmp(c, "ImageBlur") == 0 || strcmp(c, "ImageSharpen") == 0 || strcmp(c, "Canny") == 0 ||
+             strcmp(c, "Morphology") == 0)
         st = image_filter_node(r, n, c);
     else if (strcmp(c, "ImageAddNoise") == 0)
         st = image_add_noise_node(r, n);

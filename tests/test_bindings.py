@@ -348,6 +348,10 @@ class ImageFiles(unittest.TestCase):
         _, canny = read_safetensors(data("image_ops/canny.safetensors"))
         edges = kiln.Image.load(data("image_ops/canny_61x47.png")).canny(0.1, 0.3).pixels
         self.assertEqual(edges[::3], canny["shapes.0.1_0.3"][1])
+        # ImageMorphology: kornia's closing with a 4x4 kernel, to the byte
+        _, morph = read_safetensors(data("image_ops/morphology.safetensors"))
+        closed = kiln.Image.load(data("image_ops/canny_61x47.png")).morphology("close", 4).pixels
+        self.assertEqual(closed, morph["close.4"][1])
         self.assertEqual(picture.add_noise(5, 0.0).pixels, picture.pixels)
         self.assertNotEqual(picture.add_noise(5, 0.5).pixels, picture.pixels)
         r, g, b = picture.pixels[:3]

@@ -1,5 +1,5 @@
 /* ComfyUI's image nodes on 8-bit pictures (EmptyImage, ImageInvert,
- * ImageBlend, ImageBlur, ImageSharpen, Canny, each back to bytes by SaveImage's
+ * ImageBlend, ImageBlur, ImageSharpen, Canny, ImageMorphology, each back to bytes by SaveImage's
  * rule; ImageStitch, ResizeAndPadImage and ImageScaleToMaxDimension, their
  * resizes ImageScale's, bilinear and bicubic within a level) against their
  * code restated (tests/data/image_ops). EmptyImage,
@@ -533,6 +533,40 @@ static void canny_matches_comfyui(void **state)
     kiln_image_free(&dot);
 }
 
+/* ImageMorphology against kornia's as ComfyUI's node calls it (tests/data/
+ * image_ops/make_morphology_data.py): every operation at kernels 3, 4 (off
+ * centre) and 9, to the byte; then the refusals. */
+static void morphology_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("image_ops/morphology.safetensors");
+    static const char *const ops[] = {"erode", "dilate", "open", "close", "gradient", "top_hat", "bottom_hat"};
+    static const int kernels[] = {3, 4, 9};
+    kiln_image img;
+    assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/image_ops/canny_61x47.png", &img));
+    for (int o = 0; o < 7; o++)
+        for (int k = 0; k < 3; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s.%d", ops[o], kernels[k]);
+            golden want = golden_read(f, name);
+            kiln_image made;
+            assert_kiln_ok(kiln_image_morphology(&img, ops[o], kernels[k], &made));
+            assert_int_equal(want.count, (size_t)3 * made.width * made.height);
+            size_t differ = 0;
+            for (size_t i = 0; i < want.count; i++) differ += made.pixels[i] != (uint8_t)want.data[i];
+            if (differ) fail_msg("%s: %zu bytes differ", name, differ);
+            kiln_image_free(&made);
+            golden_free(&want);
+        }
+    print_message("  21 pictures, each to the byte\n");
+    kiln_image out = {0};
+    assert_refused_naming(kiln_image_morphology(&img, "thin", 3, &out), "thin");
+    assert_refused_naming(kiln_image_morphology(&img, "erode", 2, &out), "2");
+    assert_refused_naming(kiln_image_morphology(&img, "erode", 1000, &out), "1000");
+    kiln_image_free(&img);
+    kiln_st_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +580,7 @@ int main(void)
         cmocka_unit_test(blur_sharpen_refusals),
         cmocka_unit_test(add_noise_matches_comfyui),
         cmocka_unit_test(canny_matches_comfyui),
+        cmocka_unit_test(morphology_matches_comfyui),
         cmocka_unit_test(stitch_matches_comfyui),
         cmocka_unit_test(resize_and_pad_and_max_dimension_match_comfyui),
     };

@@ -1962,7 +1962,7 @@ static void image_composite_masked_node(void **state)
 }
 
 /* EmptyImage, ImageBlur, ImageSharpen, ImageRotate, ImageFlip, ImageInvert,
- * ImageBlend (onto a picture of another size: resized) and Canny chained: the library's calls' picture,
+ * ImageBlend (onto a picture of another size: resized), Morphology and Canny chained: the library's calls' picture,
  * byte for byte (each call's bytes are test_image_ops'). */
 static void image_filter_nodes(void **state)
 {
@@ -1980,10 +1980,12 @@ static void image_filter_nodes(void **state)
         "\"color\": 3368601}}, "
         "\"75\": {\"class_type\": \"ImageBlend\", \"inputs\": {\"image1\": [\"73\", 0], \"image2\": [\"74\", 0], "
         "\"blend_factor\": 0.4, \"blend_mode\": \"overlay\"}}, "
-        "\"78\": {\"class_type\": \"Canny\", \"inputs\": {\"image\": [\"75\", 0], \"low_threshold\": 0.1, "
+        "\"79\": {\"class_type\": \"Morphology\", \"inputs\": {\"image\": [\"75\", 0], \"operation\": \"close\", "
+        "\"kernel_size\": 4}}, "
+        "\"78\": {\"class_type\": \"Canny\", \"inputs\": {\"image\": [\"79\", 0], \"low_threshold\": 0.1, "
         "\"high_threshold\": 0.3}}, "
         "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"78\", 0]}}}";
-    kiln_image step[9];
+    kiln_image step[10];
     assert_kiln_ok(kiln_image_load(KILN_TEST_DATA "/inpaint/image_20x17.png", &step[0]));
     assert_kiln_ok(kiln_image_blur(&step[0], 2, 1.5, &step[1]));
     assert_kiln_ok(kiln_image_sharpen(&step[1], 1, 1.0, 0.5, &step[6]));
@@ -1992,7 +1994,8 @@ static void image_filter_nodes(void **state)
     assert_kiln_ok(kiln_image_invert(&step[2], &step[3]));
     assert_kiln_ok(kiln_image_empty(12, 9, 3368601, &step[4]));
     assert_kiln_ok(kiln_image_blend(&step[3], &step[4], 0.4, "overlay", &step[5]));
-    assert_kiln_ok(kiln_image_canny(&step[5], 0.1, 0.3, &step[8]));
+    assert_kiln_ok(kiln_image_morphology(&step[5], "close", 4, &step[9]));
+    assert_kiln_ok(kiln_image_canny(&step[9], 0.1, 0.3, &step[8]));
     kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend, graph, &options, &images, &count));
@@ -2000,7 +2003,7 @@ static void image_filter_nodes(void **state)
     assert_int_equal(images[0].width, 17), assert_int_equal(images[0].height, 20);
     assert_memory_equal(images[0].pixels, step[8].pixels, 20 * 17 * 3);
     kiln_images_free(images, count);
-    for (int k = 0; k < 9; k++) kiln_image_free(&step[k]);
+    for (int k = 0; k < 10; k++) kiln_image_free(&step[k]);
 }
 
 /* ImageStitch (a picture put left of a batch of two: the shorter batch's

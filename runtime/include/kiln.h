@@ -580,6 +580,12 @@ kiln_status kiln_image_scale_to_max_dimension(const kiln_image *img, const char 
  * 3x3. */
 kiln_status kiln_image_canny(const kiln_image *img, double low_threshold, double high_threshold, kiln_image *out);
 
+/* ImageMorphology (ComfyUI's node, kornia.morphology with a k x k kernel of
+ * ones, k 3 to 999): "erode", "dilate", "open", "close", "gradient",
+ * "top_hat" or "bottom_hat", each channel on its own, the picture's outside
+ * left out. */
+kiln_status kiln_image_morphology(const kiln_image *img, const char *operation, int kernel_size, kiln_image *out);
+
 /* ImageAddNoise: `count` pictures of one size (a batch) with strength x
  * torch.randn of the whole batch's (count, H, W, 3) values under `seed` (as
  * torch's CPU generator draws them) added, clamped to [0, 1]; bytes by

@@ -347,6 +347,7 @@ _declare("kiln_image_flip_rotate", c_int, POINTER(_Image), c_bool, c_bool, c_int
 _declare("kiln_image_blend", c_int, POINTER(_Image), POINTER(_Image), c_double, c_char_p, POINTER(_Image))
 _declare("kiln_image_blur", c_int, POINTER(_Image), c_int, c_double, POINTER(_Image))
 _declare("kiln_image_canny", c_int, POINTER(_Image), c_double, c_double, POINTER(_Image))
+_declare("kiln_image_morphology", c_int, POINTER(_Image), c_char_p, c_int, POINTER(_Image))
 _declare("kiln_image_stitch", c_int, POINTER(_Image), POINTER(_Image), c_char_p, c_bool, c_int, c_char_p, POINTER(_Image))
 _declare("kiln_image_resize_and_pad", c_int, POINTER(_Image), c_int, c_int, c_char_p, c_char_p, POINTER(_Image))
 _declare("kiln_image_scale_to_max_dimension", c_int, POINTER(_Image), c_char_p, c_int, POINTER(_Image))
@@ -1889,6 +1890,14 @@ class Image(_Owned):
         white on black."""
         out = Image()
         _lib.kiln_image_canny(byref(self._c), float(low_threshold), float(high_threshold), byref(out._c))
+        return out
+
+    def morphology(self, operation: str, kernel_size: int = 3) -> "Image":
+        """ImageMorphology: "erode", "dilate", "open", "close", "gradient",
+        "top_hat" or "bottom_hat" with a square kernel (3 to 999)."""
+        out = Image()
+        _lib.kiln_image_morphology(byref(self._c), str(operation).encode(), _c_int("kernel_size", kernel_size),
+                                   byref(out._c))
         return out
 
     def blur(self, blur_radius: int = 1, sigma: float = 1.0) -> "Image":
