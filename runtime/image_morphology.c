@@ -76,31 +76,24 @@ kiln_status kiln_image_morphology(const kiln_image *img, const char *operation, 
     if (st == KILN_OK) {
         kiln_image_to_unit(img, x);
         const int k = kernel_size;
-        float *result = a;
         switch (op) {
         case 0: extreme(x, a, 3, W, H, k, false, row, g, h); break;
         case 1: extreme(x, a, 3, W, H, k, true, row, g, h); break;
-        case 2: /* open: the erosion dilated */
-        case 5: /* top_hat: the picture less its opening */
-            extreme(x, b, 3, W, H, k, false, row, g, h);
-            extreme(b, a, 3, W, H, k, true, row, g, h);
-            if (op == 5)
-                for (size_t i = 0; i < n; i++) a[i] = x[i] - a[i];
-            break;
-        case 3: /* close: the dilation eroded */
-        case 6: /* bottom_hat: its closing less the picture */
-            extreme(x, b, 3, W, H, k, true, row, g, h);
-            extreme(b, a, 3, W, H, k, false, row, g, h);
-            if (op == 6)
-                for (size_t i = 0; i < n; i++) a[i] = a[i] - x[i];
-            break;
         case 4: /* gradient: dilation less erosion */
             extreme(x, a, 3, W, H, k, true, row, g, h);
             extreme(x, b, 3, W, H, k, false, row, g, h);
             for (size_t i = 0; i < n; i++) a[i] = a[i] - b[i];
             break;
+        default: { /* open: the erosion dilated; close: the dilation eroded; top_hat: the picture less its
+                      opening; bottom_hat: its closing less the picture */
+            const bool closing = op == 3 || op == 6;
+            extreme(x, b, 3, W, H, k, closing, row, g, h);
+            extreme(b, a, 3, W, H, k, !closing, row, g, h);
+            for (size_t i = 0; op >= 5 && i < n; i++) a[i] = op == 5 ? x[i] - a[i] : a[i] - x[i];
+            break;
         }
-        st = kiln_image_from_unit(result, H, W, out);
+        }
+        st = kiln_image_from_unit(a, H, W, out);
     }
     free(x), free(a), free(b), free(row), free(g), free(h);
     return st;

@@ -2094,6 +2094,25 @@ static void remember_file(void *ctx, const char *path)
     snprintf(saved_file, sizeof saved_file, "%s", path);
 }
 
+/* The options with a new output folder under /tmp (its path into dir),
+ * each file written counted in *written. */
+static kiln_workflow_options saving_into(char dir[32], int *written)
+{
+    snprintf(dir, 32, "/tmp/kiln_saved_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    *written = 0;
+    kiln_workflow_options saving = options;
+    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = written;
+    return saving;
+}
+
+static void remove_folder(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* CheckpointSave of the model with a LoRA merged in: the file the library
  * writes for that load, byte for byte, at the prefix's folder and first free
  * counter (the next run the second); refused without an output folder, with
@@ -2106,11 +2125,9 @@ static void checkpoint_save_node(void **state)
     "\"lora_name\": \"" KILN_TEST_DATA "/lora/kohya_ldm.safetensors\", \"strength_model\": 0.8, "                    \
     "\"strength_clip\": 0.6}}, \"50\": {\"class_type\": \"CheckpointSave\", \"inputs\": {\"model\": [\"10\", 0], "      \
     "\"clip\": " clip ", \"vae\": [\"4\", 2], \"filename_prefix\": \"" prefix "\"}}}"
-    char dir[] = "/tmp/kiln_checkpoint_save_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    int written = 0;
-    kiln_workflow_options saving = options;
-    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = &written;
+    char dir[32];
+    int written;
+    kiln_workflow_options saving = saving_into(dir, &written);
     kiln_image *images;
     int count;
     char want[4200], path[4200];
@@ -2141,9 +2158,7 @@ static void checkpoint_save_node(void **state)
                      KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "filename_prefix '../merged'"));
 #undef SAVE_RUN
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_folder(dir);
 }
 
 /* VAESave and ModelSave beside each other, with no SaveImage: the library's
@@ -2151,11 +2166,9 @@ static void checkpoint_save_node(void **state)
 static void vae_and_model_save_nodes(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kiln_part_save_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    int written = 0;
-    kiln_workflow_options saving = options;
-    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = &written;
+    char dir[32];
+    int written;
+    kiln_workflow_options saving = saving_into(dir, &written);
     kiln_image *images;
     int count;
     assert_kiln_ok(kiln_workflow_run(backend,
@@ -2180,9 +2193,7 @@ static void vae_and_model_save_nodes(void **state)
         free(x), free(y);
     }
     kiln_model_free(m);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_folder(dir);
 }
 
 /* SaveLatent writes ComfyUI's .latent file beside the run (the workflow in
@@ -2190,11 +2201,9 @@ static void vae_and_model_save_nodes(void **state)
 static void latent_save_load_nodes(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kiln_save_latent_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    int written = 0;
-    kiln_workflow_options saving = options;
-    saving.output_dir = dir, saving.wrote = remember_file, saving.wrote_ctx = &written;
+    char dir[32];
+    int written;
+    kiln_workflow_options saving = saving_into(dir, &written);
     kiln_image *images[2];
     int count[2];
     assert_kiln_ok(kiln_workflow_run(backend,
@@ -2221,9 +2230,7 @@ static void latent_save_load_nodes(void **state)
     assert_int_equal(images[1][0].width, images[0][0].width);
     assert_memory_equal(images[1][0].pixels, images[0][0].pixels, (size_t)images[0][0].width * images[0][0].height * 3);
     for (int k = 0; k < 2; k++) kiln_images_free(images[k], count[k]);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_folder(dir);
 }
 
 #undef PRIMITIVE_GRAPH
