@@ -9,18 +9,19 @@
 #include "graph.h"
 #include "status.h"
 
-static const kiln_st_tensor *find(const kiln_checkpoint *ck, const char *fmt, int i, int j)
+/* The tensor named fmt with its one %d as i. */
+static const kiln_st_tensor *find(const kiln_checkpoint *ck, const char *fmt, int i)
 {
     char name[96];
-    snprintf(name, sizeof name, fmt, i, j);
+    snprintf(name, sizeof name, fmt, i);
     return kiln_checkpoint_find(ck, name);
 }
 
 /* How many of fmt's names, i = 0, 1, ..., the file has in a row. */
-static int count(const kiln_checkpoint *ck, const char *fmt, int j)
+static int count(const kiln_checkpoint *ck, const char *fmt)
 {
     int n = 0;
-    while (n < 64 && find(ck, fmt, n, j)) n++;
+    while (n < 64 && find(ck, fmt, n)) n++;
     return n;
 }
 
@@ -40,7 +41,7 @@ static kiln_status bind_conv(kiln_weights *w, const char *prefix, int64_t out, i
 /* The width of a conv's output as the file has it (0: missing or not a conv). */
 static int64_t conv_width(const kiln_checkpoint *ck, const char *fmt, int i)
 {
-    const kiln_st_tensor *t = find(ck, fmt, i, 0);
+    const kiln_st_tensor *t = find(ck, fmt, i);
     return t && t->ndim == 4 ? t->shape[0] : 0;
 }
 
@@ -67,7 +68,7 @@ static kiln_status bind_full(kiln_weights *w, const kiln_checkpoint *ck, kiln_t2
         return kiln_fail(KILN_ERR_MODEL, "%s: a T2I-Adapter without 4-d conv_in.weight and body.0.block2.weight", path);
     TRY(input_channels(a, path, conv_in->shape[1]));
     /* two res blocks a level, as every released adapter and ComfyUI's loader have */
-    const int blocks = count(ck, "body.%d.block1.weight", 0);
+    const int blocks = count(ck, "body.%d.block1.weight");
     a->nresnets = 2;
     a->nlevels = blocks / 2;
     if (blocks % 2 || a->nlevels < 1 || a->nlevels > KILN_T2I_MAX_LEVELS || (a->xl && a->nlevels != 4))
@@ -82,7 +83,7 @@ static kiln_status bind_full(kiln_weights *w, const kiln_checkpoint *ck, kiln_t2
         char prefix[64];
         lv->channels = conv_width(ck, "body.%d.block1.weight", first);
         lv->down = a->xl ? l == 2 : l >= 1;
-        if (lv->down && find(ck, "body.%d.down_opt.op.weight", first, 0)) {
+        if (lv->down && find(ck, "body.%d.down_opt.op.weight", first)) {
             snprintf(prefix, sizeof prefix, "body.%d.down_opt.op", first);
             TRY(bind_conv(w, prefix, prev, prev, 3, &lv->down_w, &lv->down_b));
         }
@@ -109,8 +110,8 @@ static kiln_status bind_light(kiln_weights *w, const kiln_checkpoint *ck, kiln_t
     if (in->ndim != 4) return kiln_fail(KILN_ERR_MODEL, "%s: body.0.in_conv.weight is not a conv's", path);
     a->light = true;
     TRY(input_channels(a, path, in->shape[1]));
-    a->nlevels = count(ck, "body.%d.in_conv.weight", 0);
-    a->nresnets = count(ck, "body.0.body.%d.block1.weight", 0);
+    a->nlevels = count(ck, "body.%d.in_conv.weight");
+    a->nresnets = count(ck, "body.0.body.%d.block1.weight");
     if (a->nlevels > KILN_T2I_MAX_LEVELS || a->nresnets > KILN_T2I_MAX_RESNETS)
         return kiln_fail(KILN_ERR_MODEL, "%s: a light T2I-Adapter of %d levels of %d res blocks: kiln reads up to %d "
                          "of %d", path, a->nlevels, a->nresnets, KILN_T2I_MAX_LEVELS, KILN_T2I_MAX_RESNETS);
