@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hypertile.h"
 #include "status.h"
 
 #define PREFIX KILN_UNET_ROOT
@@ -271,8 +272,16 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
                                               k + 1 < cond->nimages ? &image[k + 1] : NULL};
         }
         const bool middle = strncmp(l->prefix, "middle_block.", 13) == 0;
+        kiln_self_attention_patch attn1 = middle ? cond->middle_attn1 : (kiln_self_attention_patch){0};
+        kiln_query_tiles tiles[KILN_MAX_TRANSFORMER_DEPTH];
+        if (cond->hypertile && l->kind == UNET_TRANSFORMER) {
+            for (int b = 0; b < l->depth; b++)
+                tiles[b] = kiln_hypertile_tiles(cond->hypertile, x->shape[2], x->shape[3], in->shape[2] * in->shape[3],
+                                                cond->hypertile_rng);
+            attn1.tiles = tiles;
+        }
         TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, cond->nimages ? image : NULL,
-                                  nskips ? skips[nskips - 1] : NULL, middle ? &cond->middle_attn1 : NULL, &out));
+                                  nskips ? skips[nskips - 1] : NULL, middle || attn1.tiles ? &attn1 : NULL, &out));
         if (cat) nn_drop(g, &cat);
         if (h && !h_shared) nn_drop(g, &h);
         h = out;

@@ -8,6 +8,8 @@
 #define KILN_MODELS_UNET_H
 
 #include "blocks.h"
+#include "kiln.h"
+#include "rng.h"
 #include "resample.h"
 
 typedef enum unet_layer_kind {
@@ -153,6 +155,9 @@ typedef struct kiln_unet_cond {
     const kiln_unet_shrink *shrink; /* Deep Shrink in this call; NULL: none */
     /* the middle block's self-attention patch: PerturbedAttentionGuidance's pass, SelfAttentionGuidance's record */
     kiln_self_attention_patch middle_attn1;
+    /* HyperTile on every transformer block, its draws taken from *hypertile_rng in the blocks' order; NULL: none */
+    const kiln_hypertile *hypertile;
+    kiln_rng *hypertile_rng;
 } kiln_unet_cond;
 
 // x (N,in,H,W) -> *eps (N,out,H,W)

@@ -180,6 +180,25 @@ static kiln_status identity_attention_forward(kiln_graph *g, const kiln_attentio
     return KILN_OK;
 }
 
+// n (N,T,C) normalised -> *y (N,T,C): self-attention in tiles (kiln_query_tiles)
+static kiln_status tiled_self_attention(kiln_graph *g, const kiln_attention_weights *a, const tensor *n, int heads,
+                                        const kiln_query_tiles *t, int block, tensor **y)
+{
+    const int64_t B = n->shape[0], T = n->shape[1], C = n->shape[2], th = t->h / t->nh, tw = t->w / t->nw;
+    tensor *queries, *o, keys = *n;
+    TRY(nn_swap_axes(g, n, B * t->nh, th, t->nw, tw * C, &queries)); /* (B,nh,th,nw,tw,C) -> (B,nh,nw,th,tw,C) */
+    queries->shape[0] = keys.shape[0] = B * t->nh * t->nw;
+    queries->shape[1] = keys.shape[1] = T / (t->nh * t->nw);
+    kiln_status st = attention_forward(g, a, queries, &keys, heads, NULL, block, &o);
+    nn_drop(g, &queries);
+    TRY(st);
+    st = nn_swap_axes(g, o, B * t->nh, t->nw, th, tw * C, y);
+    nn_drop(g, &o);
+    TRY(st);
+    (*y)->shape[0] = B, (*y)->shape[1] = T;
+    return KILN_OK;
+}
+
 // *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm
 static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
                                              const tensor *context, const kiln_image_attention *image, int block,
@@ -187,6 +206,14 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
 {
     tensor *n, *d, *ff, *gated;
     TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
+    const kiln_query_tiles *tiles = attn1 && attn1->tiles ? &attn1->tiles[block] : NULL;
+    const bool tiled = tiles && tiles->nh * tiles->nw > 1;
+    if (attn1 && attn1->record_qk && tiled) /* its map would be of the tiles' attention */
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance with HyperTile on the middle block (max_depth "
+                         "reaching it): not yet");
+    if (attn1 && attn1->identity && tiled) /* ComfyUI rearranges the pass's values as if tiled: it fails there */
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "PerturbedAttentionGuidance with HyperTile on the middle block "
+                         "(max_depth reaching it): ComfyUI's two patches fail together there");
     if (attn1 && attn1->record_qk && block == 0) {
         /* q and k again, for the host; kept to the graph's end, where a replayed graph reads its outputs */
         tensor *q, *k;
@@ -195,7 +222,8 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
         TRY(nn_linear(g, n, b->attn1.k_w, NULL, &k));
         TRY(kiln_graph_output(g, k, attn1->record_qk + kiln_tensor_numel(q), kiln_tensor_nbytes(k)));
     }
-    if (attn1 && attn1->identity) TRY(identity_attention_forward(g, &b->attn1, n, &d));
+    if (tiled) TRY(tiled_self_attention(g, &b->attn1, n, heads, tiles, block, &d));
+    else if (attn1 && attn1->identity) TRY(identity_attention_forward(g, &b->attn1, n, &d));
     else TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
     nn_drop(g, &n);
     TRY(nn_add_into(g, h, d));

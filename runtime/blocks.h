@@ -65,8 +65,18 @@ typedef struct kiln_image_attention {
  * `.proj_out`. */
 kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, int channels, int heads,
                                           int context_dim, int depth, kiln_spatial_transformer *st);
+/* HyperTile's tiles of one self-attention over T tokens: the tokens read as
+ * h rows of w, cut into nh x nw tiles of (h / nh) x (w / nw), each tile's
+ * queries a batch row of their own, attending to the tile's run of T /
+ * (nh nw) consecutive tokens (tile j the j-th run, counting tiles row by
+ * row); nh nw 1: untiled. */
+typedef struct kiln_query_tiles {
+    int h, w, nh, nw;
+} kiln_query_tiles;
+
 /* What a transformer's self-attention (attn1) is made to do besides
- * attending: the guidance passes that patch the UNet's middle block. */
+ * attending: the guidance passes that patch the UNet's middle block, and
+ * HyperTile's tiles. */
 typedef struct kiln_self_attention_patch {
     /* every block's self-attention gives each token's values alone, to_out(to_v(norm1 h)), as
        PerturbedAttentionGuidance replaces it */
@@ -74,6 +84,8 @@ typedef struct kiln_self_attention_patch {
     /* non-NULL: the first block's q and k projections (N,T,C) each, copied here one after the other, for
        SelfAttentionGuidance's map of where the attention goes */
     float *record_qk;
+    /* non-NULL: each transformer block's tiles (HyperTile); not with identity or record_qk where they tile */
+    const kiln_query_tiles *tiles;
 } kiln_self_attention_patch;
 
 // x (N,C,H,W), context (N,T,ctx), image NULL or an image prompt -> *y (N,C,H,W); x is not released.

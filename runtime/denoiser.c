@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hypertile.h"
 #include "sag.h"
 #include "status.h"
 
@@ -256,6 +257,18 @@ kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shri
     d->deep_shrink = s;
     TRY(kiln_graph_create(kiln_weights_backend(m->weights), &d->shrink_graph));
     kiln_graph_set_replay(d->shrink_graph, true);
+    return KILN_OK;
+}
+
+kiln_status kiln_denoiser_set_hypertile(kiln_denoiser *d, const kiln_hypertile *s, kiln_rng *rng)
+{
+    const kiln_model *m = d->model;
+    if (kiln_model_is_dit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "HyperTile tiles a UNet's self-attention; %s is a %s model without "
+                         "one", m->info.unet_name, m->info.family);
+    TRY(kiln_hypertile_check(s));
+    d->hypertile = s;
+    d->hypertile_rng = rng;
     return KILN_OK;
 }
 
@@ -653,7 +666,8 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
                  context_rows = rows_view(cond->context, first, B);
     tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], inputs[KILN_UNET_MAX_SKIPS], mid;
     kiln_unet_cond rows = {.t = &t_rows, .context = &context_rows, .nimages = cond->nimages, .freeu = cond->freeu,
-                           .shrink = cond->shrink, .middle_attn1 = {.identity = true}};
+                           .shrink = cond->shrink, .middle_attn1 = {.identity = true}, .hypertile = cond->hypertile,
+                           .hypertile_rng = cond->hypertile_rng};
     if (cond->y) y_rows = rows_view(cond->y, first, B), rows.y = &y_rows;
     kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < cond->nimages; i++) {
@@ -681,7 +695,7 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
 /* One UNet call over the rows; this call's ControlNets first. */
 /* A UNet call's inputs for `rows` rows from `in`: their timesteps, and the
  * prompt rows (context and SDXL's y) from row `first` of the 2B on. */
-static kiln_status unet_inputs(kiln_graph *g, const kiln_denoiser *d, int rows, int first, const float *in,
+static kiln_status unet_inputs(kiln_graph *g, kiln_denoiser *d, int rows, int first, const float *in,
                                tensor **x, kiln_unet_cond *cond)
 {
     const unet_config *cfg = d->model->unet.config;
@@ -691,6 +705,11 @@ static kiln_status unet_inputs(kiln_graph *g, const kiln_denoiser *d, int rows, 
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){rows, d->tokens, cfg->context_dim},
                          d->context + (size_t)first * d->tokens * cfg->context_dim));
     *cond = (kiln_unet_cond){.t = t, .context = c, .freeu = d->freeu, .shrink = d->shrinking ? &d->shrink : NULL};
+    if (d->hypertile) { /* every pass of the run draws the same */
+        d->hypertile_draws = *d->hypertile_rng;
+        cond->hypertile = d->hypertile;
+        cond->hypertile_rng = &d->hypertile_draws;
+    }
     if (!d->adm) return KILN_OK;
     tensor *y;
     TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){rows, cfg->adm_channels},
@@ -783,6 +802,7 @@ static kiln_status self_attention_guidance(kiln_denoiser *d, const float *x, flo
         kiln_graph_set_replay(d->sag_graph, true);
     }
     TRY(kiln_graph_run(d->sag_graph, sag_step, d));
+    if (d->hypertile) *d->hypertile_rng = d->hypertile_draws;
     d->unet_calls++;
     const float *degraded = d->sag_degraded, *noised = degraded + (size_t)B * latent;
     for (size_t i = 0; i < (size_t)B * latent; i++)
@@ -957,6 +977,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         kiln_graph *g = d->shrinking ? d->shrink_graph : d->graph;
         if (d->active_controls) TRY(control_graph(d, 1, d->active_controls, &g));
         TRY(kiln_graph_run(g, unet_step, d));
+        if (d->hypertile) *d->hypertile_rng = d->hypertile_draws;
     }
     d->unet_calls++;
     d->control_calls += d->active_controls != 0;

@@ -143,6 +143,11 @@ typedef struct kiln_denoiser {
     float shrink_sigma_hi, shrink_sigma_lo;
     bool shrinking;
     kiln_graph *shrink_graph;
+    /* HyperTile (NULL: none): its draws come from the job's generator (shared by the job's denoisers), through
+       a copy each graph pass starts from afresh (a run's passes must issue the same ops), kept after the run */
+    const kiln_hypertile *hypertile;
+    kiln_rng *hypertile_rng;
+    kiln_rng hypertile_draws;
     kiln_guidance guide;         /* the guidance patches (APG, RescaleCFG, CFGZeroStar); none: zeros */
     float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
@@ -198,6 +203,10 @@ kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur);
  * patch; after any ControlNets and SelfAttentionGuidance, which it refuses;
  * s must outlive d. */
 kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s);
+/* HyperTile on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every call
+ * from the first on, drawing from rng (torch's generator after the noise)
+ * where the settings make it draw; s and rng must outlive d. */
+kiln_status kiln_denoiser_set_hypertile(kiln_denoiser *d, const kiln_hypertile *s, kiln_rng *rng);
 /* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
  * call from the first on; freeu must outlive d. */
 kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu);

@@ -345,6 +345,23 @@ kiln_status nn_tokens_to_image(kiln_graph *g, const tensor *x, int64_t H, int64_
     return kiln_run_transpose(g, &p, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_swap_axes(kiln_graph *g, const tensor *x, int64_t A, int64_t P, int64_t Q, int64_t E, tensor **y)
+{
+    if (A * P * Q * E != kiln_tensor_numel(x))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "swap_axes: %lld x %lld x %lld x %lld is not the %lld values of x",
+                         (long long)A, (long long)P, (long long)Q, (long long)E, (long long)kiln_tensor_numel(x));
+    /* two transposes: (A, P, Q E) -> (A, Q E, P), read as (A Q, E, P) -> (A Q, P, E) */
+    tensor *t;
+    kiln_transpose_params first = {(int32_t)A, (int32_t)P, (int32_t)(Q * E)}, second = {(int32_t)(A * Q), (int32_t)E,
+                                                                                         (int32_t)P};
+    TRY(kiln_graph_tensor(g, &t, 3, (int64_t[]){first.B, first.C, first.R}));
+    TRY(kiln_run_transpose(g, &first, (const tensor *[]){x}, t));
+    TRY(new_like(g, x, y));
+    kiln_status st = kiln_run_transpose(g, &second, (const tensor *[]){t}, *y);
+    kiln_graph_release(g, t);
+    return st;
+}
+
 kiln_status nn_timestep_embedding(kiln_graph *g, const tensor *t, int dim, tensor **y)
 {
     kiln_timestep_embedding_params p = {.N = (int32_t)kiln_tensor_numel(t), .dim = dim, .flip_sin_to_cos = 1,

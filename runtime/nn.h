@@ -93,6 +93,8 @@ kiln_status nn_gated_add_into(kiln_graph *g, tensor **x, tensor *y, const tensor
 // x (N,C,H,W) -> *y (N,H*W,C), and back with nn_tokens_to_image
 kiln_status nn_image_to_tokens(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_tokens_to_image(kiln_graph *g, const tensor *x, int64_t H, int64_t W, tensor **y);
+// x read as (A,P,Q,E) -> *y (A,Q,P,E), x's shape: the middle two axes swapped, blocks of E kept whole
+kiln_status nn_swap_axes(kiln_graph *g, const tensor *x, int64_t A, int64_t P, int64_t Q, int64_t E, tensor **y);
 // t (N) -> *y (N,dim), SD's sinusoidal embedding
 kiln_status nn_timestep_embedding(kiln_graph *g, const tensor *t, int dim, tensor **y);
 // ids (M) i32, table (V,D) -> *y (M,D)

@@ -488,6 +488,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     if (job->pag_scale > 0.0f) TRY(kiln_denoiser_set_pag(d, job->pag_scale));
     if (job->sag) TRY(kiln_denoiser_set_sag(d, (float)job->sag->scale, (float)job->sag->blur_sigma));
     if (job->deep_shrink) TRY(kiln_denoiser_set_deep_shrink(d, job->deep_shrink));
+    if (job->hypertile) TRY(kiln_denoiser_set_hypertile(d, job->hypertile, job->hypertile_rng));
     if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
     return KILN_OK;
 }
@@ -877,13 +878,13 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
         st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "ksampler: out of host memory");
         goto done;
     }
+    kiln_rng rng;
+    kiln_rng_seed(&rng, job->seed);
     if (job->disable_noise) {
         memset(noise, 0, n * sizeof(float));
     } else if (job->noise) {
         memcpy(noise, job->noise, n * sizeof(float));
     } else {
-        kiln_rng rng;
-        kiln_rng_seed(&rng, job->seed);
         if (job->noise_index) {
             float *draw = malloc(n / job->batch * sizeof *draw);
             if (!draw) {
@@ -896,6 +897,9 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
             kiln_rng_randn(&rng, noise, n);
         }
     }
+    kiln_sampling_job drawing = *job; /* HyperTile draws on from the noise's generator, as ComfyUI's global one */
+    drawing.hypertile_rng = &rng;
+    job = &drawing;
     const kiln_inpaint *inpaint = job->inpaint;
     if (inpaint && (job->init_latent || inpaint->h != job->latent_h || inpaint->w != job->latent_w)) {
         st = kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: the inpainting latent is %dx%d, the job %dx%d", inpaint->w,

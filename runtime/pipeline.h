@@ -128,6 +128,9 @@ typedef struct kiln_sampling_job {
     float pag_scale;         /* PerturbedAttentionGuidance on the model; 0: none */
     const kiln_sag *sag;     /* SelfAttentionGuidance on the model; NULL: none */
     const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model; NULL: none */
+    const kiln_hypertile *hypertile;     /* HyperTile on the model; NULL: none */
+    kiln_rng *hypertile_rng;             /* what HyperTile draws from: kiln_ksample sets it (torch's generator
+                                            seeded with the seed, after the noise, as in ComfyUI) */
     /* DualCFGGuider's and PerpNegGuider's third prompt (the middle one, cond2; the empty one) and second scale
        (cfg_cond2_negative; neg_scale), cfg their first (cfg_conds; cfg) */
     kiln_guider_kind guider;

@@ -49,6 +49,13 @@ static uint32_t mt_next(kiln_rng *rng)
     return y;
 }
 
+uint64_t kiln_rng_randint(kiln_rng *rng, uint64_t high)
+{
+    if (high < (1u << 28)) return mt_next(rng) % high;
+    const uint64_t first = mt_next(rng);
+    return (first << 32 | mt_next(rng)) % high;
+}
+
 /* uniform_real_distribution<float>(0, 1): the low 24 bits of one draw. */
 static float uniform_f32(kiln_rng *rng)
 {

@@ -43,6 +43,11 @@ void kiln_rng_seed(kiln_rng *rng, uint64_t seed);
  * generator exactly as torch does. */
 void kiln_rng_randn(kiln_rng *rng, float *out, size_t n);
 
+/* torch.randint(0, high, (1,)) for high >= 1: one 32-bit draw modulo high
+ * (so high 1 still takes a draw), or from 2^28 on two (the first the high
+ * half of a 64-bit number) modulo high. */
+uint64_t kiln_rng_randint(kiln_rng *rng, uint64_t high);
+
 /* ComfyUI's noise for a batch whose images carry a batch_index (its
  * prepare_noise): one randn of per_image values for each index from 0 to
  * the largest, image b taking index[b]'s (index values >= 0). Not the one

@@ -186,6 +186,28 @@ static void indexed_noise_matches_comfyui(void **state)
     kiln_st_close(f);
 }
 
+/* torch.randint(0, high, (1,)) after torch.manual_seed(7) (one after the
+ * other), and after a
+ * randn of 5 (the scalar path) and of 20 (the block path) (torch 2.15). */
+static void randint_matches_torch(void **state)
+{
+    (void)state;
+    kiln_rng rng;
+    kiln_rng_seed(&rng, 7);
+    /* from 2^28 on torch draws 64 bits */
+    static const uint64_t highs[] = {1, 2, 3, 5, 7, 1000, 2147483648u, (1u << 28) - 1, (1u << 28) + 3, 1000000000000},
+                          want[] = {0, 0, 1, 1, 1, 347, 1956722279, 173901163, 16678282, 868310195784};
+    for (size_t i = 0; i < sizeof highs / sizeof highs[0]; i++) assert_int_equal(kiln_rng_randint(&rng, highs[i]), want[i]);
+    float noise[20];
+    static const uint64_t after[2][2] = {{8, 0}, {6, 2}};
+    for (int k = 0; k < 2; k++) {
+        kiln_rng_seed(&rng, 7);
+        kiln_rng_randn(&rng, noise, k ? 20 : 5);
+        assert_int_equal(kiln_rng_randint(&rng, 10), after[k][0]);
+        assert_int_equal(kiln_rng_randint(&rng, 3), after[k][1]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +216,7 @@ int main(void)
         cmocka_unit_test(noise_sampler_draws_match_torch),
         cmocka_unit_test(scalar_path_caches_spare_normal),
         cmocka_unit_test(indexed_noise_matches_comfyui),
+        cmocka_unit_test(randint_matches_torch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

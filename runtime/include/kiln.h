@@ -881,6 +881,25 @@ typedef struct kiln_deep_shrink {
     const char *downscale_method, *upscale_method;
 } kiln_deep_shrink;
 
+/* HyperTile (ComfyUI's node) on an SD 1.x/2.x/XL UNet: the self-attention
+ * of every transformer block on the first max_depth + 1 levels (0: the
+ * full-size one alone; SDXL has no transformers there) attends in tiles,
+ * fewer keys per query, faster on large pictures. On a level of H' x W'
+ * latent pixels the tokens are read as a grid of W' rows of H' (as ComfyUI
+ * reads them: the sides swapped where the picture is not square), and each
+ * side is cut into n tiles for the first of its divisors d from
+ * max(32, tile_size) / 8 up (times 2^level with scale_depth) that gives
+ * side / d = n, or, with swap_size above 2, one of the first swap_size - 1
+ * such n drawn per block and call from torch's generator as ComfyUI draws
+ * them (seeded by the noise's seed, after the noise). Each tile's queries
+ * attend to one run of as many consecutive tokens as the tile holds (the
+ * keys ComfyUI's attention pairs with them). tile_size 1 to 2048 (the
+ * node's default 256), swap_size 1 to 128 (2), max_depth 0 to 10 (0). */
+typedef struct kiln_hypertile {
+    int tile_size, swap_size, max_depth;
+    bool scale_depth;
+} kiln_hypertile;
+
 /* SelfAttentionGuidance's settings: scale -2 to 5 (not 0; the node's
  * default 0.5), blur_sigma above 0 to 10 (the node's default 2; the std of
  * its 9x9 Gaussian blur in latent pixels). */
@@ -1105,6 +1124,7 @@ typedef struct kiln_ksampler_params {
        SkipLayerGuidance, PerturbedAttentionGuidance, areas, prompts in parts or three-prompt guiders */
     const kiln_sag *sag;
     const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model (a UNet's); NULL: none */
+    const kiln_hypertile *hypertile;     /* HyperTile on the model (a UNet's); NULL: none */
     /* LatentApplyOperationCFG on the model (NULL: none): before the guidance (and TCFG and APG), the positive
        prediction made operation(positive - negative) + negative; at cfg 1 operation(positive) */
     const kiln_latent_operation *cfg_operation;

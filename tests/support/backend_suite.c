@@ -96,6 +96,12 @@ static void deep_shrink_runs(kiln_model *m)
     parity_check_deep_shrink_run(m, "before_skip", gpu_f32.tol);
 }
 static void deep_shrink_run_f32(void **s) { (void)s, on_tiny_model(deep_shrink_runs); }
+static void hypertile_runs(kiln_model *m)
+{
+    parity_check_hypertile_run(m, "random", gpu_f32.tol);
+    parity_check_hypertile_run(m, "pag", gpu_f32.tol);
+}
+static void hypertile_run_f32(void **s) { (void)s, on_tiny_model(hypertile_runs); }
 static void sdxl_controlnet_f32(void **s)
 {
     (void)s;
@@ -434,7 +440,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_freeu),
         cmocka_unit_test(unet_f32_perturbed), cmocka_unit_test(sag_run_f32),
-        cmocka_unit_test(deep_shrink_run_f32),
+        cmocka_unit_test(deep_shrink_run_f32), cmocka_unit_test(hypertile_run_f32),
         cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32),

@@ -739,16 +739,16 @@ void parity_check_sag_run(kiln_model *model, const char *run, double tol)
     kiln_st_close(f);
 }
 
-/* KSampler euler, normal, 3 steps, cfg 5, seed 42 on the Deep Shrink
- * golden's prompts with `shrink` (NULL: none): the final latent. */
-static float *deep_shrink_latent(kiln_model *model, kiln_st_file *f, const kiln_deep_shrink *shrink,
-                                 const kiln_freeu *freeu, int h, int w)
+/* KSampler euler, normal, 3 steps, cfg 5, seed 42 on the prompts of f (a
+ * golden of tests/data/deep_shrink's or tests/data/hypertile's kind) on an
+ * h x w latent, with the model patches set in `patched`: the final latent. */
+static float *patched_run_latent(kiln_model *model, kiln_st_file *f, kiln_sampling_job patched, int h, int w)
 {
     golden gp = golden_read(f, "positive"), gn = golden_read(f, "negative");
     const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
                             neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
-    kiln_sampling_job job = {.steps = 3, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = h,
-                             .latent_w = w, .deep_shrink = shrink, .freeu = freeu};
+    kiln_sampling_job job = patched;
+    job.steps = 3, job.cfg = 5.0f, job.denoise = 1.0, job.seed = 42, job.batch = 1, job.latent_h = h, job.latent_w = w;
     assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
     assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
     float *latent = NULL;
@@ -774,8 +774,9 @@ void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol
     const bool with_freeu = kiln_st_find(f, key) != NULL;
     golden fv = with_freeu ? golden_field(f, run, "freeu") : (golden){0};
     const kiln_freeu freeu = with_freeu ? (kiln_freeu){fv.data[0], fv.data[1], fv.data[2], fv.data[3], true} : (kiln_freeu){0};
-    float *latent = deep_shrink_latent(model, f, &shrink, with_freeu ? &freeu : NULL, h, w),
-          *plain = deep_shrink_latent(model, f, NULL, NULL, h, w);
+    float *latent = patched_run_latent(model, f, (kiln_sampling_job){.deep_shrink = &shrink,
+                                                                      .freeu = with_freeu ? &freeu : NULL}, h, w),
+          *plain = patched_run_latent(model, f, (kiln_sampling_job){0}, h, w);
     const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(plain, want.data, want.count);
     print_message("  Deep Shrink %-12s latent rel L2 %.2g from ComfyUI's (%.2g from the run without it)\n", run, err,
                   off);
@@ -786,6 +787,41 @@ void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol
     if (with_freeu) golden_free(&fv);
     golden_free(&s);
     golden_free(&want);
+    kiln_st_close(f);
+}
+
+kiln_hypertile parity_hypertile_settings(kiln_st_file *f, const char *run)
+{
+    golden s = golden_field(f, run, "settings");
+    const kiln_hypertile t = {(int)s.data[0], (int)s.data[1], (int)s.data[2], s.data[3] != 0.0f};
+    golden_free(&s);
+    return t;
+}
+
+void parity_check_hypertile_run(kiln_model *model, const char *run, double tol)
+{
+    kiln_st_file *f = golden_open("hypertile/hypertile.safetensors");
+    golden want = golden_field(f, run, "latent_out"), plain_want = golden_read(f, "plain.latent_out");
+    const int h = (int)want.shape[2], w = (int)want.shape[3];
+    const kiln_hypertile tiles = parity_hypertile_settings(f, run);
+    char key[64];
+    snprintf(key, sizeof key, "%s.pag_scale", run);
+    golden pag = kiln_st_find(f, key) ? golden_field(f, run, "pag_scale") : (golden){0};
+    const float pag_scale = pag.count ? pag.data[0] : 0.0f;
+    if (pag.count) golden_free(&pag);
+    float *latent = patched_run_latent(model, f, (kiln_sampling_job){.hypertile = &tiles, .pag_scale = pag_scale}, h, w),
+          *plain = patched_run_latent(model, f, (kiln_sampling_job){0}, h, w);
+    const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(latent, plain, want.count),
+                 plain_err = kiln_rel_l2(plain, plain_want.data, want.count);
+    print_message("  HyperTile %-9s latent rel L2 %.2g from ComfyUI's (%.2g from the run without it%s, which is "
+                  "%.2g from ComfyUI's)\n", run, err, off, pag_scale ? " or PAG" : "", plain_err);
+    assert_true(err <= tol);
+    assert_true(plain_err <= tol);
+    assert_true(off > 1e-3);
+    free(latent);
+    free(plain);
+    golden_free(&want);
+    golden_free(&plain_want);
     kiln_st_close(f);
 }
 

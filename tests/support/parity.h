@@ -192,6 +192,14 @@ void parity_check_sag_run(kiln_model *model, const char *run, double tol);
  * on the tiny SD 1.x model: its latent against the golden's within tol, the
  * run without them far from it. */
 void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol);
+/* HyperTile's settings of a run of tests/data/hypertile/hypertile.safetensors. */
+kiln_hypertile parity_hypertile_settings(kiln_st_file *f, const char *run);
+/* A HyperTile run of that golden (defaults, random, scaled, pag): KSampler
+ * on the tiny SD 1.x model (euler, normal, 3 steps, cfg 5, seed 42) with the
+ * run's settings (and PerturbedAttentionGuidance where it has a pag_scale);
+ * the final latent within tol (rel L2) of ComfyUI's, and the plain run's of
+ * the golden's plain one and away from the tiled one. */
+void parity_check_hypertile_run(kiln_model *model, const char *run, double tol);
 
 /* The same job as img2img at denoise 0.6 from the golden's
  * img2img.latent_in against its img2img.latent_out. */
