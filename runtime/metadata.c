@@ -770,7 +770,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
      * "471" and TCFG "88" (their pre-CFG
      * functions before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
      * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
-     * RescaleCFG "83", PatchModelAddDownscale "97" (its resize before FreeU's patch, as kiln runs them), FreeU or
+     * RescaleCFG "83", PatchModelAddDownscale "97" (its resize before FreeU's patch, as kiln runs them), HyperTile
+     * "98", FreeU or
      * FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
      * where the prediction was forced: what KSampler takes */
     char patched_id[16];
@@ -788,7 +789,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *guided = run->skip_layer_guidance ? "82" : projected;
     const char *rescaled = run->rescale_cfg > 0 ? "83" : guided;
     const char *shrunk = run->deep_shrink ? "97" : rescaled;
-    const char *freeu = run->freeu ? "86" : shrunk;
+    const char *tiled = run->hypertile ? "98" : shrunk;
+    const char *freeu = run->freeu ? "86" : tiled;
     const char *perturbed = run->pag_scale > 0 ? "87" : freeu;
     const char *sampled = run->prediction || run->edm ? "80" : perturbed;
     cJSON *in;
@@ -927,6 +929,15 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "upscale_method", ds->upscale_method ? ds->upscale_method : "bicubic");
         add_link(&g, in, "model", rescaled, 0);
     }
+    if (run->hypertile) {
+        const kiln_hypertile *ht = run->hypertile;
+        in = add_node(&g, "98", "HyperTile");
+        add_number(&g, in, "tile_size", ht->tile_size);
+        add_number(&g, in, "swap_size", ht->swap_size);
+        add_number(&g, in, "max_depth", ht->max_depth);
+        add_bool(&g, in, "scale_depth", ht->scale_depth);
+        add_link(&g, in, "model", shrunk, 0);
+    }
     if (run->pag_scale > 0) {
         in = add_node(&g, "87", "PerturbedAttentionGuidance");
         add_number(&g, in, "scale", run->pag_scale);
@@ -938,7 +949,7 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "b2", run->freeu->b2);
         add_number(&g, in, "s1", run->freeu->s1);
         add_number(&g, in, "s2", run->freeu->s2);
-        add_link(&g, in, "model", shrunk, 0);
+        add_link(&g, in, "model", tiled, 0);
     }
     if (run->rescale_cfg > 0) {
         in = add_node(&g, "83", "RescaleCFG");

@@ -112,6 +112,8 @@ typedef struct wf_recipe {
     kiln_sag sag;
     bool has_deep_shrink; /* PatchModelAddDownscale, with these settings (its methods kiln's static names) */
     kiln_deep_shrink deep_shrink;
+    bool has_hypertile;  /* HyperTile, with these settings */
+    kiln_hypertile hypertile;
     bool has_operation;  /* LatentApplyOperationCFG, with this operation */
     kiln_latent_operation operation;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
@@ -434,6 +436,7 @@ static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
                       .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg,
                       .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
                       .has_deep_shrink = from->has_deep_shrink, .deep_shrink = from->deep_shrink,
+                      .has_hypertile = from->has_hypertile, .hypertile = from->hypertile,
                       .has_operation = from->has_operation, .operation = from->operation,
                       .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
     memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
@@ -2513,6 +2516,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (model->recipe.has_freeu) p->freeu = &model->recipe.freeu;
     if (model->recipe.has_sag) p->sag = &model->recipe.sag;
     if (model->recipe.has_deep_shrink) p->deep_shrink = &model->recipe.deep_shrink;
+    if (model->recipe.has_hypertile) p->hypertile = &model->recipe.hypertile;
     if (model->recipe.has_operation) p->cfg_operation = &model->recipe.operation;
     p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
@@ -2874,6 +2878,26 @@ static kiln_status patch_model_add_downscale(wf_run *r, wf_node *n)
     TRY(patched_model(n, model, &recipe));
     recipe->has_deep_shrink = true;
     recipe->deep_shrink = s;
+    return KILN_OK;
+}
+
+/* HyperTile: the UNet's self-attention in tiles (kiln_ksampler_params.hypertile). */
+static kiln_status hypertile(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    kiln_hypertile h;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(integer(n, "tile_size", 1, 2048, &h.tile_size));
+    TRY(integer(n, "swap_size", 1, 128, &h.swap_size));
+    TRY(integer(n, "max_depth", 0, 10, &h.max_depth));
+    TRY(flag(n, "scale_depth", &h.scale_depth));
+    if (model->recipe.has_hypertile)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has HyperTile from another node already: ComfyUI would "
+                         "run both patches, one after the other; kiln runs one");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->has_hypertile = true;
+    recipe->hypertile = h;
     return KILN_OK;
 }
 
@@ -3363,7 +3387,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
-                                         "LoadLatent", "VAESave", "ModelSave"};
+                                         "LoadLatent", "VAESave", "ModelSave", "HyperTile"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3382,7 +3406,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
-        save_latent, load_latent, vae_save, model_save};
+        save_latent, load_latent, vae_save, model_save, hypertile};
     n->state = 1;
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;

@@ -713,6 +713,23 @@ class Guidance(unittest.TestCase):
             run(kiln.DeepShrink(upscale_method="bislerp"))
         self.assertIn("upscale_method 'bislerp'", caught.exception.message)
 
+    def test_hypertile(self):
+        """HyperTile moves the run where its tiles cut the latent, is the
+        plain run where one tile holds it all; bad settings are refused by
+        name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(tiles=None):
+            return model.ksampler(positive, negative, model.empty_latent(96, 64), seed=7, steps=3, cfg=5.0,
+                                  hypertile=tiles).to_list()
+
+        plain = run()
+        self.assertGreater(rel_l2(run(kiln.HyperTile(32, 3, 1)), plain), 1e-3)
+        self.assertEqual(run(kiln.HyperTile(2048)), plain)
+        with self.assertRaises(kiln.KilnError) as caught:
+            run(kiln.HyperTile(256, 0))
+        self.assertIn("swap_size 0", caught.exception.message)
+
     def test_latent_nodes(self):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each

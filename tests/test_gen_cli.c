@@ -568,6 +568,11 @@ static void workflow_round_trip(void **state)
                            (const char *const[]){"\"PatchModelAddDownscale\"", "\"downscale_factor\":1.5",
                                                  "\"downscale_after_skip\":false", "\"upscale_method\":\"nearest-exact\"",
                                                  "\"FreeU_V2\"", "\"model\":[\"97\",0]", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 96 --height 64 "
+             "--hypertile 32,3,1 --hypertile-scale-depth --freeu 1.1,1.2,0.9,0.2", KILN_TEST_DATA);
+    workflow_again_holding("hypertile", flags, "",
+                           (const char *const[]){"\"HyperTile\"", "\"tile_size\":32", "\"swap_size\":3",
+                                                 "\"scale_depth\":true", "\"FreeU\"", "\"model\":[\"98\",0]", NULL});
     /* a second checkpoint merged into the model and its text encoder; the workflow finds it by name */
     char other_dir[512];
     snprintf(other_dir, sizeof other_dir, "%s", tiny_other_model());

@@ -1453,6 +1453,38 @@ static void freeu_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* HyperTile on the model: the library's run with its settings, pixel for
+ * pixel (tiles of 4 latent pixels drawn among two counts, reaching the
+ * middle block); a second HyperTile node is refused. */
+static void hypertile_nodes(void **state)
+{
+    (void)state;
+#define HYPERTILE_RUN(model) \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"HyperTile\", \"inputs\": {\"model\": [\"4\", 0], \"tile_size\": 32, "     \
+    "\"swap_size\": 3, \"max_depth\": 1, \"scale_depth\": false}}, \"61\": {\"class_type\": \"HyperTile\", \"inputs\": "   \
+    "{\"model\": [\"60\", 0], \"tile_size\": 256, \"swap_size\": 2, \"max_depth\": 0, \"scale_depth\": true}}, "           \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 128, \"height\": 96, \"batch_size\": 1}}, "  \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 3, \"cfg\": 6, \"sampler_name\": "      \
+    "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"" model "\", 0], \"positive\": [\"6\", 0], "  \
+    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, 128, 96, 1, &empty));
+    const kiln_hypertile tiles = {32, 3, 1, false};
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .hypertile = &tiles};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(HYPERTILE_RUN("60"), m, &latent);
+    expect_refusal(HYPERTILE_RUN("61"), KILN_ERR_UNSUPPORTED, "node 61 (HyperTile): the model has HyperTile from "
+                   "another node");
+#undef HYPERTILE_RUN
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* ModelSamplingDiscrete "lcm" with KSampler's lcm sampler (an LCM-LoRA's
  * workflow), "v_prediction" with zsnr, "x0" and "img_to_img", and ModelSamplingContinuousEDM's
  * "cosxl" after a ModelSamplingDiscrete (whose sampling it replaces): the
@@ -2343,6 +2375,7 @@ int main(void)
                                        cmocka_unit_test(conditioning_set_area_nodes),
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
+        cmocka_unit_test(hypertile_nodes),
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),
         cmocka_unit_test(merge_nodes),

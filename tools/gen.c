@@ -96,6 +96,8 @@ typedef struct gen_options {
     bool deep_shrink_given;         /* --deep-shrink B,F[,START,END], --deep-shrink-method, --deep-shrink-before-skip */
     kiln_deep_shrink deep_shrink;
     bool deep_shrink_before_skip;
+    bool hypertile_given;           /* --hypertile TILE[,SWAP[,DEPTH]], --hypertile-scale-depth */
+    kiln_hypertile hypertile;
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
     double apg_eta, apg_norm_threshold, apg_momentum;
     bool freeu_given;               /* --freeu or --freeu-v2 B1,B2,S1,S2 */
@@ -328,6 +330,12 @@ static void usage(FILE *to)
             "                         larger than the model learnt\n"
             "  --deep-shrink-method DOWN[,UP]  bicubic (default), bilinear, nearest-exact or area\n"
             "  --deep-shrink-before-skip  shrink before the block's skip is kept (default: after)\n"
+            "  --hypertile TILE[,SWAP[,DEPTH]]  HyperTile: the UNet's self-attention in tiles of at least\n"
+            "                         TILE pixels (1..2048, less than 32 counts as 32; the node's default\n"
+            "                         256) on the first DEPTH + 1 levels (0..10, default 0); SWAP above 2\n"
+            "                         (1..128, default 2) draws the tiles per block and step; faster on\n"
+            "                         large pictures\n"
+            "  --hypertile-scale-depth  the tiles' least side doubled each level down\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
             "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
             "                         denoised again, SCALE (-2..5, the node's default 0.5) times the\n"
@@ -688,7 +696,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_SLG_START, O_SLG_END, O_SLG_RESCALE, O_SLG_UNCOND, O_PROMPTS, O_NEGATIVE_UNTIL, O_SIGMAS, O_RESCALE_CFG,
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
-           O_DEEP_SHRINK_BEFORE_SKIP,
+           O_DEEP_SHRINK_BEFORE_SKIP, O_HYPERTILE, O_HYPERTILE_SCALE_DEPTH,
            O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
@@ -700,6 +708,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"deep-shrink", required_argument, 0, O_DEEP_SHRINK},
         {"deep-shrink-method", required_argument, 0, O_DEEP_SHRINK_METHOD},
         {"deep-shrink-before-skip", no_argument, 0, O_DEEP_SHRINK_BEFORE_SKIP},
+        {"hypertile", required_argument, 0, O_HYPERTILE},
+        {"hypertile-scale-depth", no_argument, 0, O_HYPERTILE_SCALE_DEPTH},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
         {"latent-sharpen", required_argument, 0, O_LATENT_SHARPEN}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
@@ -912,6 +922,20 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         }
         case O_DEEP_SHRINK_BEFORE_SKIP: o->deep_shrink_before_skip = true; break;
+        case O_HYPERTILE: {
+            double v[3] = {256, 2, 0};
+            int given = 1;
+            for (const char *c = optarg; *c; c++) given += *c == ',';
+            if (given > 3 || !parse_numbers(optarg, given, v) || v[0] != floor(v[0]) || v[1] != floor(v[1]) ||
+                v[2] != floor(v[2]) || !(v[0] >= 1 && v[0] <= 2048) || !(v[1] >= 1 && v[1] <= 128) ||
+                !(v[2] >= 0 && v[2] <= 10))
+                return bad_flag("--hypertile", optarg, "TILE[,SWAP[,DEPTH]]: a tile 1..2048 pixels, swap 1..128, "
+                                "depth 0..10");
+            o->hypertile_given = true;
+            o->hypertile.tile_size = (int)v[0], o->hypertile.swap_size = (int)v[1], o->hypertile.max_depth = (int)v[2];
+            break;
+        }
+        case O_HYPERTILE_SCALE_DEPTH: o->hypertile.scale_depth = true; break;
         case O_EPSILON_SCALING:
             if (!parse_double(optarg, 0.5, 1.5, &o->epsilon_scaling))
                 return bad_flag("--epsilon-scaling", optarg, "must be 0.5..1.5");
@@ -1169,6 +1193,10 @@ static int parse(int argc, char **argv, gen_options *o)
         return 2;
     }
     o->deep_shrink.downscale_after_skip = !o->deep_shrink_before_skip;
+    if (!o->hypertile_given && o->hypertile.scale_depth) {
+        fprintf(stderr, "gen: --hypertile-scale-depth goes with --hypertile\n");
+        return 2;
+    }
     if (!o->deep_shrink_given && (o->deep_shrink_before_skip || o->deep_shrink.downscale_method)) {
         fprintf(stderr, "gen: --deep-shrink-method and --deep-shrink-before-skip go with --deep-shrink\n");
         return 2;
@@ -2151,6 +2179,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .cfg_norm = o->cfg_norm, .epsilon_scaling = o->epsilon_scaling,
                          .sag = o->sag_given ? &o->sag : NULL,
                          .deep_shrink = o->deep_shrink_given ? &o->deep_shrink : NULL,
+                         .hypertile = o->hypertile_given ? &o->hypertile : NULL,
                          .cfg_operation = o->operation_given ? &o->operation : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
@@ -2284,6 +2313,7 @@ int main(int argc, char **argv)
     job.pag_scale = (float)o.pag_scale;
     if (o.sag_given) job.sag = &o.sag;
     if (o.deep_shrink_given) job.deep_shrink = &o.deep_shrink;
+    if (o.hypertile_given) job.hypertile = &o.hypertile;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

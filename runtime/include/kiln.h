@@ -1147,8 +1147,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
  * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG, FreeU, FreeU_V2,
- * PerturbedAttentionGuidance, ModelSamplingContinuousEDM,
- * EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
+ * PerturbedAttentionGuidance, SelfAttentionGuidance, PatchModelAddDownscale, HyperTile,
+ * ModelSamplingContinuousEDM, EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma), ConditioningSetMask,

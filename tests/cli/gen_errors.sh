@@ -308,6 +308,12 @@ expect_refused "pag of 0" "--pag 0: must be in (0, 100]" --output "$tmp/out.png"
 expect_refused "epsilon scaling of 2" "--epsilon-scaling 2: must be 0.5..1.5" --output "$tmp/out.png" --epsilon-scaling 2
 expect_refused "cfg norm of 0" "--cfg-norm 0: must be in (0, 100]" --output "$tmp/out.png" --cfg-norm 0
 expect_refused "sag of 0" "--sag 0: SCALE" --output "$tmp/out.png" --sag 0
+expect_refused "hypertile of four numbers" "--hypertile 256,2,0,1: TILE" --output "$tmp/out.png" \
+    --hypertile 256,2,0,1
+expect_refused "hypertile depth past 10" "--hypertile 256,2,11: TILE" --output "$tmp/out.png" \
+    --hypertile 256,2,11
+expect_refused "hypertile scale depth alone" "--hypertile-scale-depth goes with --hypertile" --output "$tmp/out.png" \
+    --hypertile-scale-depth
 expect_refused "two latent operations" "--latent-sharpen 3,1,1: one latent operation" --output "$tmp/out.png" --latent-tonemap 1 --latent-sharpen 3,1,1
 expect_refused "pag with apg" "--apg with --pag" --output "$tmp/out.png" --pag 3 --apg 1,5,0
 expect_refused "freeu twice" "--freeu-v2 1,1,1,1: FreeU is given already" --output "$tmp/out.png" \

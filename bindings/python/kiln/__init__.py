@@ -56,7 +56,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "DeepShrink", "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "DeepShrink", "HyperTile", "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
     "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -212,6 +212,10 @@ class _DeepShrink(Structure):
                 ("upscale_method", c_char_p)]
 
 
+class _HyperTile(Structure):
+    _fields_ = [("tile_size", c_int), ("swap_size", c_int), ("max_depth", c_int), ("scale_depth", c_bool)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -236,7 +240,8 @@ class _KSamplerParams(Structure):
                 ("dual_cfg_cond2", POINTER(_Conditioning)), ("cfg_cond2_negative", c_double),
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
                 ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
-                ("deep_shrink", POINTER(_DeepShrink)), ("cfg_operation", POINTER(_LatentOperation))]
+                ("deep_shrink", POINTER(_DeepShrink)), ("hypertile", POINTER(_HyperTile)),
+                ("cfg_operation", POINTER(_LatentOperation))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -997,6 +1002,7 @@ class Model(_Handle):
                  apg: Optional["APG"] = None, tcfg: bool = False, mahiro: bool = False, cfg_norm: float = 0.0,
                  epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
                  sag: Optional["SAG"] = None, deep_shrink: Optional["DeepShrink"] = None,
+                 hypertile: Optional["HyperTile"] = None,
                  cfg_operation: Optional["LatentOperation"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -1056,7 +1062,8 @@ class Model(_Handle):
         none). pag_scale: PerturbedAttentionGuidance's scale on an SD UNet
         (0 to 100; 0: none; the node's default is 3). sag: a SAG,
         SelfAttentionGuidance on an SD UNet (None: none). deep_shrink: a
-        DeepShrink, PatchModelAddDownscale on an SD UNet (None: none). cfg_operation: a
+        DeepShrink, PatchModelAddDownscale on an SD UNet (None: none).
+        hypertile: a HyperTile, the node on an SD UNet (None: none). cfg_operation: a
         LatentOperation, LatentApplyOperationCFG on the model (None: none).
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
@@ -1145,6 +1152,8 @@ class Model(_Handle):
             params.deep_shrink = ctypes.pointer(_DeepShrink(ds.block_number, ds.downscale_factor, ds.start_percent,
                                                             ds.end_percent, ds.downscale_after_skip,
                                                             ds.downscale_method.encode(), ds.upscale_method.encode()))
+        if hypertile is not None:
+            params.hypertile = ctypes.pointer(_HyperTile(*HyperTile(*hypertile)))
         if cfg_operation is not None:
             params.cfg_operation = ctypes.pointer(LatentOperation(*cfg_operation)._c())
         if dual_cfg is not None:
@@ -1439,6 +1448,18 @@ class DeepShrink(NamedTuple):
     downscale_after_skip: bool = True
     downscale_method: str = "bicubic"
     upscale_method: str = "bicubic"
+
+
+class HyperTile(NamedTuple):
+    """The HyperTile node's settings: the UNet's self-attention in tiles of
+    at least tile_size pixels (1 to 2048; less than 32 counts as 32) on its
+    first max_depth + 1 levels (0 to 10), the least side doubled each level
+    down with scale_depth; swap_size above 2 (1 to 128) draws the tile
+    counts per block and step from the seed's generator, as ComfyUI does."""
+    tile_size: int = 256
+    swap_size: int = 2
+    max_depth: int = 0
+    scale_depth: bool = False
 
 
 class DualCFG(NamedTuple):
