@@ -718,6 +718,15 @@ static kiln_status unet_inputs(kiln_graph *g, kiln_denoiser *d, int rows, int fi
     return KILN_OK;
 }
 
+/* A graph run of UNet calls (fn: unet_step, sag_step); HyperTile's draws,
+ * the same in each of its passes, kept for the next run. */
+static kiln_status run_unet_graph(kiln_denoiser *d, kiln_graph *g, kiln_graph_fn fn)
+{
+    TRY(kiln_graph_run(g, fn, d));
+    if (d->hypertile) *d->hypertile_rng = d->hypertile_draws;
+    return KILN_OK;
+}
+
 static kiln_status unet_step(kiln_graph *g, void *ctx)
 {
     kiln_denoiser *d = ctx;
@@ -801,8 +810,7 @@ static kiln_status self_attention_guidance(kiln_denoiser *d, const float *x, flo
         TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), &d->sag_graph));
         kiln_graph_set_replay(d->sag_graph, true);
     }
-    TRY(kiln_graph_run(d->sag_graph, sag_step, d));
-    if (d->hypertile) *d->hypertile_rng = d->hypertile_draws;
+    TRY(run_unet_graph(d, d->sag_graph, sag_step));
     d->unet_calls++;
     const float *degraded = d->sag_degraded, *noised = degraded + (size_t)B * latent;
     for (size_t i = 0; i < (size_t)B * latent; i++)
@@ -976,8 +984,7 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         d->shrinking = d->deep_shrink && sigma <= d->shrink_sigma_hi && sigma >= d->shrink_sigma_lo;
         kiln_graph *g = d->shrinking ? d->shrink_graph : d->graph;
         if (d->active_controls) TRY(control_graph(d, 1, d->active_controls, &g));
-        TRY(kiln_graph_run(g, unet_step, d));
-        if (d->hypertile) *d->hypertile_rng = d->hypertile_draws;
+        TRY(run_unet_graph(d, g, unet_step));
     }
     d->unet_calls++;
     d->control_calls += d->active_controls != 0;
