@@ -211,6 +211,14 @@ static kiln_status freeu_patch(kiln_graph *g, const unet_config *cfg, const kiln
     return nn_fourier_filter(g, skip, (float)(deep ? freeu->s1 : freeu->s2), filtered);
 }
 
+/* Whether a control residual joins h: always, but for one of the size the
+ * path had before Deep Shrink resized it (shrink non-NULL), which ComfyUI's
+ * apply_control cannot add and leaves out. */
+static bool fits(const tensor *h, const tensor *residual, const kiln_unet_shrink *shrink)
+{
+    return !shrink || (residual->shape[2] == h->shape[2] && residual->shape[3] == h->shape[3]);
+}
+
 /* Python's round(side * (1 / factor)), half to even as nearbyint rounds. */
 static int shrunk_side(int64_t side, double factor) { return (int)nearbyint((double)side * (1.0 / factor)); }
 
@@ -290,7 +298,7 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
         tensor *joins = !control ? NULL : i == encoder_rows - 1 ? control->mid
                         : l->push_skip && pushed < KILN_UNET_MAX_SKIPS ? control->inputs[pushed]
                                                                 : NULL;
-        if (joins) {
+        if (joins && fits(h, joins, cond->shrink)) {
             TRY(nn_add(g, h, joins, &out));
             nn_drop(g, &h);
             h = out;
@@ -300,10 +308,10 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
         if (l->push_skip) {
             if (nskips == KILN_UNET_MAX_SKIPS) return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: skip stack full", cfg->name);
             /* a ControlNet's residual goes onto the skip, not into the encoder's path */
-            if (control && control->nskips) {
-                if (pushed == control->nskips)
-                    return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d ControlNet residuals for more skips", cfg->name,
-                                     control->nskips);
+            if (control && control->nskips && pushed == control->nskips)
+                return kiln_fail(KILN_ERR_INVALID_ARG, "unet %s: %d ControlNet residuals for more skips", cfg->name,
+                                 control->nskips);
+            if (control && control->nskips && fits(h, control->skips[pushed], cond->shrink)) {
                 TRY(nn_add(g, h, control->skips[pushed], &skips[nskips++]));
             } else {
                 skips[nskips++] = h;

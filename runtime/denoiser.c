@@ -247,9 +247,8 @@ kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shri
                                .after_skip = s->downscale_after_skip};
     TRY(resize_method(s->downscale_method, "downscale_method", &shrink.down));
     TRY(resize_method(s->upscale_method, "upscale_method", &shrink.up));
-    const char *with = d->ncontrols ? "ControlNets" : d->sag_scale != 0.0f ? "SelfAttentionGuidance" : NULL;
-    if (with) /* a residual and SAG's grid would meet the resized blocks */
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale with %s: not yet", with);
+    if (d->sag_scale != 0.0f) /* SAG's grid would meet the resized middle block */
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale with SelfAttentionGuidance: not yet");
     if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "PatchModelAddDownscale: set before the first call");
     d->shrink = shrink;
     d->shrink_sigma_hi = kiln_percent_to_sigma(d->sampling, s->start_percent);

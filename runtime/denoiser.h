@@ -200,8 +200,9 @@ kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale);
 kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur);
 /* PatchModelAddDownscale on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in
  * the calls within its part of the schedule, its resize before FreeU's
- * patch; after any ControlNets and SelfAttentionGuidance, which it refuses;
- * s must outlive d. */
+ * patch; ControlNet residuals and T2I-Adapter features meeting a resized
+ * block are left out (ComfyUI's apply_control); after any
+ * SelfAttentionGuidance, which it refuses; s must outlive d. */
 kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s);
 /* HyperTile on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every call
  * from the first on, drawing from rng (torch's generator after the noise)

@@ -3,7 +3,9 @@
  * KSampler runs of the tiny SD 1.x model shrunk after the first downsampler's
  * skip for the first part of the schedule, before its skip over the whole
  * schedule by a factor that does not divide the latent, after the first
- * resblock, and with FreeU_V2 after it (the resize first); refusals. */
+ * resblock, with FreeU_V2 after it (the resize first), and with a
+ * ControlNet and a T2I-Adapter whose residuals meeting the shrunk skips,
+ * blocks and middle are left out; refusals. */
 #include "kiln_test.h"
 
 #include <stdlib.h>
@@ -23,6 +25,8 @@ static void runs_match_comfyui(void **state)
     parity_check_deep_shrink_run(m, "before_skip", 1e-5);
     parity_check_deep_shrink_run(m, "block1", 1e-5);
     parity_check_deep_shrink_run(m, "freeu_v2", 1e-5);
+    parity_check_deep_shrink_run(m, "controlnet", 1e-5);
+    parity_check_deep_shrink_run(m, "t2i", 1e-5);
     kiln_test_close_model(be, m);
 }
 

@@ -872,7 +872,9 @@ typedef struct kiln_freeu {
  * keeps the composition the model learnt at its own size. Methods
  * "bicubic" (the node's default), "bilinear", "nearest-exact", "area"; NULL:
  * bicubic. With FreeU, the resize comes first (as a FreeU node after this
- * one in ComfyUI). Not with ControlNets or SelfAttentionGuidance (not yet). */
+ * one in ComfyUI). ControlNet residuals and T2I-Adapter features that meet
+ * a block it made smaller are left out (ComfyUI's apply_control leaves
+ * them out). Not with SelfAttentionGuidance (not yet). */
 typedef struct kiln_deep_shrink {
     int block_number;        /* 1 to 32 */
     double downscale_factor; /* 0.1 to 9 */

@@ -94,6 +94,7 @@ static void deep_shrink_runs(kiln_model *m)
 {
     parity_check_deep_shrink_run(m, "after_skip", gpu_f32.tol);
     parity_check_deep_shrink_run(m, "before_skip", gpu_f32.tol);
+    parity_check_deep_shrink_run(m, "controlnet", gpu_f32.tol);
 }
 static void deep_shrink_run_f32(void **s) { (void)s, on_tiny_model(deep_shrink_runs); }
 static void hypertile_runs(kiln_model *m)

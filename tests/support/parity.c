@@ -774,9 +774,34 @@ void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol
     const bool with_freeu = kiln_st_find(f, key) != NULL;
     golden fv = with_freeu ? golden_field(f, run, "freeu") : (golden){0};
     const kiln_freeu freeu = with_freeu ? (kiln_freeu){fv.data[0], fv.data[1], fv.data[2], fv.data[3], true} : (kiln_freeu){0};
-    float *latent = patched_run_latent(model, f, (kiln_sampling_job){.deep_shrink = &shrink,
-                                                                      .freeu = with_freeu ? &freeu : NULL}, h, w),
-          *plain = patched_run_latent(model, f, (kiln_sampling_job){0}, h, w);
+    /* a run with a control has its strength beside, on the golden's hint: the "controlnet" run
+       tests/data/controlnet's tiny ControlNet, the "t2i" run tests/data/t2i_adapter's full T2I-Adapter */
+    snprintf(key, sizeof key, "%s.strength", run);
+    const bool with_control = kiln_st_find(f, key) != NULL;
+    golden hint = with_control ? golden_read(f, "hint") : (golden){0},
+           strength = with_control ? golden_field(f, run, "strength") : (golden){0};
+    kiln_controlnet *cn = NULL;
+    if (with_control)
+        assert_kiln_ok(kiln_controlnet_load(model, kiln_test_data(strcmp(run, "t2i") == 0
+                                                                      ? "t2i_adapter/full_original.safetensors"
+                                                                      : "controlnet/tiny_ldm.safetensors"), &cn));
+    const kiln_control control = {cn, hint.data, with_control ? strength.data[0] : 0.0f, 0.0, 1.0, -1, false};
+    kiln_sampling_job patched = {.deep_shrink = &shrink, .freeu = with_freeu ? &freeu : NULL,
+                                 .controls = with_control ? &control : NULL, .ncontrols = with_control};
+    float *latent = patched_run_latent(model, f, patched, h, w);
+    patched.deep_shrink = NULL;
+    float *plain = patched_run_latent(model, f, patched, h, w);
+    if (with_control) { /* the ControlNet without the patch, as ComfyUI runs it */
+        golden alone = golden_field(f, run, "unshrunk_latent_out");
+        const double e = kiln_rel_l2(plain, alone.data, alone.count);
+        print_message("  Deep Shrink %-12s the %s run without it rel L2 %.2g from ComfyUI's\n", run,
+                      strcmp(run, "t2i") == 0 ? "T2I-Adapter" : "ControlNet", e);
+        assert_true(e <= tol);
+        golden_free(&alone);
+        golden_free(&hint);
+        golden_free(&strength);
+        kiln_controlnet_free(cn);
+    }
     const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(plain, want.data, want.count);
     print_message("  Deep Shrink %-12s latent rel L2 %.2g from ComfyUI's (%.2g from the run without it)\n", run, err,
                   off);

@@ -187,10 +187,13 @@ void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kil
  * within tol, and the same run without it far from it. */
 void parity_check_sag_run(kiln_model *model, const char *run, double tol);
 /* A PatchModelAddDownscale run of tests/data/deep_shrink/deep_shrink.safetensors
- * (`run` "after_skip", "before_skip", "block1" or "freeu_v2", the last with
- * FreeU_V2 after it: KSampler euler, normal, 3 steps, cfg 5, seed 42, 16x12)
- * on the tiny SD 1.x model: its latent against the golden's within tol, the
- * run without them far from it. */
+ * (`run` "after_skip", "before_skip", "block1", "freeu_v2" with FreeU_V2
+ * after it, "controlnet" with tests/data/controlnet's tiny ControlNet, or
+ * "t2i" with tests/data/t2i_adapter's full T2I-Adapter: KSampler euler,
+ * normal, 3 steps, cfg 5, seed 42, 16x12) on the tiny SD 1.x model: its
+ * latent against the golden's within tol, the run without the patch far
+ * from it (and with a control, within tol of the golden's run without the
+ * patch). */
 void parity_check_deep_shrink_run(kiln_model *model, const char *run, double tol);
 /* HyperTile's settings of a run of tests/data/hypertile/hypertile.safetensors. */
 kiln_hypertile parity_hypertile_settings(kiln_st_file *f, const char *run);

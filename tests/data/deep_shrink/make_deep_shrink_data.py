@@ -81,6 +81,18 @@ Runs (each euler, normal, 3 steps, cfg 5, seed 42, denoise 1):
   freeu_v2:    block 3, factor 2.0, start 0.0, end 1.0, after skip,
                bicubic down, bicubic up, then FreeU_V2 b1 1.3, b2 1.4,
                s1 0.9, s2 0.2 (the node's defaults)
+  controlnet:  block 3, factor 2.0, start 0.0, end 0.5, before skip,
+               bilinear down, bicubic up, with tests/data/controlnet's tiny
+               ControlNet (diffusers' ControlNetModel, at the latent's full
+               size: ComfyUI's ControlNet model gets no patch) at strength
+               0.8 on both prompts: in the shrunk calls the residuals of
+               skips 3-5 and the middle's meet a 3 x 4 path and are left out
+               (ComfyUI's apply_control catches the failed add and logs it)
+  t2i:         the same patch with tests/data/t2i_adapter's full
+               T2I-Adapter (its ComfyUI pooling) at strength 0.7 on both
+               prompts: its features join after input blocks 2 and 5
+               (apply_control's 'input', before the patch), the second
+               left out in the shrunk calls
   plain:       no patch
 
 Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
@@ -98,6 +110,10 @@ Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
     R.shrunk_steps (3,): 1 where that step's model call was shrunk
     R.latent_out (1, 4, 12, 16): the LATENT KSampler returns
   freeu_v2.freeu (4,): FreeU_V2's [b1, b2, s1, s2]
+  hint (1, 3, 96, 128): the controlnet and t2i runs' picture (seeded uniform)
+  controlnet.*, t2i.*: settings, shrunk_steps, latent_out as above, and
+      strength (1,), unshrunk_latent_out (1, 4, 12, 16): the run with the
+      control but not the patch
   after_skip.eps_x (1, 4, 12, 16): the x of the first step (noise * sqrt(1 +
       sigma0^2), before the model's input scaling)
   after_skip.eps_sigma (2,): [sigma0, its timestep]
@@ -117,11 +133,14 @@ import sys
 import diffusers
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DConditionModel
+from diffusers import ControlNetModel, T2IAdapter, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "t2i_adapter"))
+from make_t2i_adapter_data import with_comfy_pooling  # noqa: E402
 
 OUT = "tests/data/deep_shrink"
 MODEL = "tests/data/tiny/sd15_tiny_diffusers"
@@ -146,6 +165,14 @@ FREEU_V2_RUN = dict(block=3, factor=2.0, start=0.0, end=1.0, after_skip=True,
                     down="bicubic", up="bicubic")
 FREEU_V2 = dict(b1=1.3, b2=1.4, s1=0.9, s2=0.2)
 FREEU_GOLDEN = "tests/data/freeu/tiny.safetensors"
+# the controlnet run: Deep Shrink before block 3's skip over the first steps, with the tiny ControlNet
+# (tests/data/controlnet) at strength 0.8 on both prompts
+CONTROLNET_RUN = dict(block=3, factor=2.0, start=0.0, end=0.5, after_skip=False, down="bilinear", up="bicubic")
+CONTROLNET = "tests/data/controlnet/tiny_diffusers.safetensors"
+CONTROLNET_STRENGTH = 0.8
+# the t2i run: the same patch with the tiny full T2I-Adapter (tests/data/t2i_adapter) at strength 0.7
+ADAPTER = "tests/data/t2i_adapter/full_diffusers.safetensors"
+ADAPTER_STRENGTH = 0.7
 
 
 def percent_to_sigma(percent):
@@ -238,13 +265,24 @@ class FreeUV2:
         return h, hsp
 
 
-def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None, out_patches=None):
+def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None, out_patches=None, control=None,
+            features=None):
     """ComfyUI's UNetModel._forward on diffusers' blocks of the tiny SD 1.x
     UNet, with the Deep Shrink patches when `patch` is given (`sigma` the
     call's sigmas). `out_patches`, when given, is the output_block_patch list
     (each (h, hsp) -> (h, hsp), run in order before the concatenation) in
     place of [patch.output_block_patch]. `log` (a list) gets (place, shape)
-    of h."""
+    of h. `control`, when given, is a ControlNet's (down residuals in push
+    order, mid residual): apply_control adds each to the skip it belongs to
+    as the skip is popped, and mid to the middle block's output, where the
+    shapes agree; where they do not (a skip or middle kept small) ComfyUI's
+    in-place add raises, it logs a warning, and the residual is left out;
+    `log` gets ("dropped", index) for each ("mid" for the middle's).
+    `features`, when given, maps input block ids to a T2I-Adapter's
+    features: apply_control's 'input' adds each to h after its block, before
+    the input block patch, where the shapes agree (else ("dropped", "inN"))."""
+    ctrl_out = list(control[0]) if control is not None else []
+
     def note(place, h):
         if log is not None:
             log.append((place, tuple(h.shape[-2:])))
@@ -257,6 +295,11 @@ def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None, o
 
     def push(h, block_id):
         # input block `block_id` has produced h
+        if features is not None and block_id in features:
+            if features[block_id].shape == h.shape:
+                h = h + features[block_id]
+            elif log is not None:
+                log.append(("dropped", f"in{block_id}"))
         note(f"in{block_id}", h)
         if patch is not None and not patch.after_skip:
             h = patch.inp(h, block_id, sigma)
@@ -284,6 +327,11 @@ def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None, o
     assert bid == 6 and len(skips) == 6
 
     h = unet.mid_block(h, emb, encoder_hidden_states=context)
+    if control is not None:
+        if control[1].shape == h.shape:
+            h = h + control[1]
+        elif log is not None:
+            log.append(("dropped", "mid"))
     note("middle", h)
 
     u0, u1 = unet.up_blocks
@@ -292,6 +340,12 @@ def forward(unet, sample, timestep, context, patch=None, sigma=None, log=None, o
     def pop(h):
         nonlocal oid
         skip = skips.pop()
+        if ctrl_out:
+            ctrl = ctrl_out.pop()
+            if ctrl.shape == skip.shape:
+                skip = skip + ctrl
+            elif log is not None:
+                log.append(("dropped", len(ctrl_out)))
         if out_patches:
             h2 = h
             for p in out_patches:
@@ -334,6 +388,23 @@ def check_forward(unet, ctx):
     return worst
 
 
+def check_control_forward(unet, net, ctx, hint):
+    """The restated forward with a ControlNet's residuals and no patch
+    against diffusers' own call given them."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, H, W, generator=g)
+    t = torch.tensor([700.0, 700.0])
+    with torch.no_grad():
+        down, mid = net(x, t, encoder_hidden_states=ctx, controlnet_cond=hint.repeat(2, 1, 1, 1),
+                        conditioning_scale=CONTROLNET_STRENGTH, return_dict=False)
+        a = forward(unet, x, t, ctx, control=(down, mid))
+        b = unet(x, t, encoder_hidden_states=ctx, down_block_additional_residuals=down,
+                 mid_block_additional_residual=mid).sample
+    d = (a - b).abs().max().item()
+    assert d < 1e-5, d
+    return d
+
+
 def rel_l2(a, b):
     return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
 
@@ -353,17 +424,28 @@ def check_freeu(unet, model_channels):
     return d
 
 
-def patched_denoiser(unet, pair, timestep, patch, shrunk, logs, out_patches=None):
+def patched_denoiser(unet, pair, timestep, patch, shrunk, logs, out_patches=None, controlnet=None, features=None):
     """The guided x0 (CFG on the [negative, positive] pair) with the patch on
     (and `out_patches` as forward takes them); each call's shrunk flag and h
-    sizes are recorded."""
+    sizes are recorded. `controlnet`: (ControlNetModel, hint (1, 3, 8h, 8w),
+    strength) applied on both prompts, run at the latent's own size (the
+    patch is the UNet's alone: ComfyUI's ControlNet model gets none).
+    `features`: a T2I-Adapter's, as forward takes them (the same rows for
+    both prompts)."""
     def denoised(x, sigma):
         xc = torch.cat([x, x])
         sig = sigma.view(1).repeat(2)          # transformer_options["sigmas"]
         t = timestep(sigma.view(1)).float().repeat(2)
+        xin = xc / (sigma ** 2 + 1) ** 0.5
         log = []
         with torch.no_grad():
-            eps = forward(unet, xc / (sigma ** 2 + 1) ** 0.5, t, pair, patch, sig, log, out_patches)
+            control = None
+            if controlnet is not None:
+                net, hint, strength = controlnet
+                control = net(xin, t, encoder_hidden_states=pair, controlnet_cond=hint.repeat(2, 1, 1, 1),
+                              conditioning_scale=strength, return_dict=False)
+            feats = None if features is None else {k: f.repeat(2, 1, 1, 1) for k, f in features.items()}
+            eps = forward(unet, xin, t, pair, patch, sig, log, out_patches, control, feats)
         shrunk.append(1.0 if patch.active(sig) else 0.0)
         logs.append(log)
         x0s = eps_x0(xc, eps, sigma)
@@ -376,7 +458,9 @@ def describe(log):
     """The places where h's size changes, as text."""
     parts, last = [], None
     for place, shape in log:
-        if shape != last:
+        if place == "dropped":
+            parts.append(f"control residual {shape} dropped")
+        elif shape != last:
             parts.append(f"{place} {shape[0]}x{shape[1]}")
             last = shape
     return ", ".join(parts)
@@ -500,6 +584,68 @@ def main():
     print(f"    rel L2 vs FreeU_V2 before the resize: {db:.6e}")
     assert da > 1e-3, da
     assert db > 1e-4, db
+
+    # controlnet: the tiny ControlNet on both prompts with the patch shrinking before block 3's skip, so the
+    # residuals of skips 3-5 and the middle are dropped in the shrunk calls
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32),
+                                    load_weights_from_unet=False).eval()
+    net.load_state_dict(load_file(CONTROLNET))
+    hint = torch.rand(1, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(5))
+    g["hint"] = hint
+    print(f"restated forward with ControlNet residuals vs unet(...): max |diff| "
+          f"{check_control_forward(unet, net, pair, hint):.3e}")
+    r = CONTROLNET_RUN
+    patch = DeepShrink(r["block"], r["factor"], r["start"], r["end"], r["after_skip"], r["down"], r["up"])
+    shrunk, logs = [], []
+    control = (net, hint, CONTROLNET_STRENGTH)
+    out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs, controlnet=control), noise, sigmas,
+                   SCALING, None)
+    assert 0 < sum(shrunk) < STEPS, shrunk
+    unshrunk = DeepShrink(r["block"], r["factor"], 0.0, 0.0, r["after_skip"], r["down"], r["up"])
+    alone = ksampler(patched_denoiser(unet, pair, timestep, unshrunk, [], [], controlnet=control), noise, sigmas,
+                     SCALING, None)
+    g["controlnet.settings"] = torch.tensor([r["block"], r["factor"], r["start"], r["end"],
+                                             1.0 if r["after_skip"] else 0.0,
+                                             METHODS.index(r["down"]), METHODS.index(r["up"])])
+    g["controlnet.strength"] = torch.tensor([CONTROLNET_STRENGTH])
+    g["controlnet.shrunk_steps"] = torch.tensor(shrunk)
+    g["controlnet.latent_out"] = out
+    g["controlnet.unshrunk_latent_out"] = alone
+    print(f"controlnet: shrunk per step {shrunk}; rel L2 vs the ControlNet run without the patch "
+          f"{rel_l2(out, alone):.6e}, vs plain {rel_l2(out, plain):.6e}")
+    seen = {}
+    for i, log in enumerate(logs):
+        seen.setdefault(describe(log), []).append(i)
+    for text, steps in seen.items():
+        print(f"    steps {steps}: {text}")
+    assert rel_l2(out, alone) > 1e-3 and rel_l2(alone, plain) > 1e-3
+
+    # t2i: the tiny full T2I-Adapter (tests/data/t2i_adapter, ComfyUI's pooling) on both prompts with the same
+    # patch: its features join after input blocks 2 (12 x 16) and 5 (6 x 8, dropped where shrunk to 3 x 4)
+    adapter = with_comfy_pooling(T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=2, downscale_factor=8,
+                                            adapter_type="full_adapter"))
+    adapter.load_state_dict({k: v.float() for k, v in load_file(ADAPTER).items()})
+    adapter.eval()
+    with torch.no_grad():
+        feats = {block: f * ADAPTER_STRENGTH for block, f in zip((2, 5), adapter(hint))}
+    shrunk, logs = [], []
+    out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs, features=feats), noise, sigmas,
+                   SCALING, None)
+    alone = ksampler(patched_denoiser(unet, pair, timestep, unshrunk, [], [], features=feats), noise, sigmas,
+                     SCALING, None)
+    g["t2i.settings"] = g["controlnet.settings"]
+    g["t2i.strength"] = torch.tensor([ADAPTER_STRENGTH])
+    g["t2i.shrunk_steps"] = torch.tensor(shrunk)
+    g["t2i.latent_out"] = out
+    g["t2i.unshrunk_latent_out"] = alone
+    print(f"t2i: shrunk per step {shrunk}; rel L2 vs the adapter run without the patch {rel_l2(out, alone):.6e}, "
+          f"vs plain {rel_l2(out, plain):.6e}")
+    seen = {}
+    for i, log in enumerate(logs):
+        seen.setdefault(describe(log), []).append(i)
+    for text, steps in seen.items():
+        print(f"    steps {steps}: {text}")
+    assert rel_l2(out, alone) > 1e-3 and rel_l2(alone, plain) > 1e-3
 
     for k in g:
         assert torch.isfinite(g[k]).all(), k
