@@ -1,7 +1,7 @@
 /* bench: how fast kiln runs a model's parts on a backend.
  *
  *   bench --model FILE --width W --height H --steps N --backend cpu [--threads T] [--no-replay] [--json]
- *         [--trace FILE]
+ *         [--trace FILE] [--hypertile TILE[,SWAP[,DEPTH]]]
  *
  * Times loading, the text encoder (one 77-token batch of 2: prompt and
  * negative), N UNet steps at batch 2 (what CFG costs per step), and one VAE
@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "hypertile.h"
 #include "model.h"
 #include "pipeline.h"
 #include "status.h"
@@ -26,6 +27,8 @@ typedef struct bench_options {
     int width, height, steps, threads, device;
     bool json, no_replay, compute_set;
     kiln_model_parts parts; /* files beside a single-file model; NULLs for none */
+    bool hypertile_given;   /* --hypertile */
+    kiln_hypertile hypertile;
 } bench_options;
 
 static double now_ms(void)
@@ -56,6 +59,8 @@ typedef struct bench_ctx {
     float *pooled;      /* (2,P) */
     float guidance[2];
     float *out;         /* the DiT's output rows */
+    const kiln_hypertile *hypertile; /* HyperTile on the UNet (NULL: none), drawing from seed 0 every step */
+    kiln_rng draws;
 } bench_ctx;
 
 static kiln_status text_fn(kiln_graph *g, void *ctx)
@@ -77,7 +82,9 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){2, 77, cfg->context_dim}, b->context));
     tensor *y = NULL;
     if (b->y) TRY(kiln_graph_input(g, &y, KILN_F32, 2, (int64_t[]){2, cfg->adm_channels}, b->y));
-    TRY(kiln_unet_forward(g, &b->m->unet, x, &(kiln_unet_cond){.t = t, .context = c, .y = y}, NULL, NULL, &eps));
+    kiln_rng_seed(&b->draws, 0);
+    const kiln_unet_cond cond = {.t = t, .context = c, .y = y, .hypertile = b->hypertile, .hypertile_rng = &b->draws};
+    TRY(kiln_unet_forward(g, &b->m->unet, x, &cond, NULL, NULL, &eps));
     return kiln_graph_output(g, eps, b->latent, kiln_tensor_nbytes(eps));
 }
 
@@ -133,14 +140,15 @@ static void usage(FILE *to)
     fprintf(to, "usage: bench --model FILE [--width 512] [--height 512] [--steps 4] [--backend cpu|vulkan|cuda]\n"
                 "             [--compute f32|f16|bf16] [--threads T] [--device N] [--no-replay] [--json]\n"
                 "             [--trace FILE] [--vae FILE] [--text-encoder FILE]... [--tokenizer FILE] [--config DIR]\n"
-                "             [--weight-dtype TYPE]\n"
+                "             [--weight-dtype TYPE] [--hypertile TILE[,SWAP[,DEPTH]]]\n"
                 "  --vae, --text-encoder, --tokenizer, --config, --weight-dtype\n"
                 "               the files beside a single-file model, as gen takes them (flux1-dev.safetensors)\n"
                 "  --compute    GPU arithmetic for matmul/conv/attention (default f16 on cuda and on vulkan\n"
                 "               with cooperative matrices, f32 elsewhere; f16/bf16 use tensor cores)\n"
                 "  --no-replay  launch every op of every step instead of replaying a recorded step (CUDA graphs)\n"
                 "  --trace      write the profiled step op by op to FILE: name, ms, operand types and shapes\n"
-                "               (bench/compare_traces.py sets two such files side by side)\n");
+                "               (bench/compare_traces.py sets two such files side by side)\n"
+                "  --hypertile  a UNet's steps with HyperTile (gen's flag; the same tiles every step)\n");
 }
 
 static int parse(int argc, char **argv, bench_options *o)
@@ -155,7 +163,7 @@ static int parse(int argc, char **argv, bench_options *o)
         {"trace", required_argument, 0, 'T'},   {"help", no_argument, 0, 'h'},
         {"vae", required_argument, 0, 'V'},     {"text-encoder", required_argument, 0, 'E'},
         {"tokenizer", required_argument, 0, 'K'}, {"config", required_argument, 0, 'C'},
-        {"weight-dtype", required_argument, 0, 'D'}, {0, 0, 0, 0},
+        {"weight-dtype", required_argument, 0, 'D'}, {"hypertile", required_argument, 0, 'Y'}, {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -191,6 +199,18 @@ static int parse(int argc, char **argv, bench_options *o)
             }
             o->compute_set = true;
             break;
+        case 'Y': {
+            o->hypertile = (kiln_hypertile){256, 2, 0, false};
+            const int got = sscanf(optarg, "%d,%d,%d", &o->hypertile.tile_size, &o->hypertile.swap_size,
+                                   &o->hypertile.max_depth);
+            if (got < 1 || kiln_hypertile_check(&o->hypertile) != KILN_OK) {
+                fprintf(stderr, "bench: --hypertile %s: TILE[,SWAP[,DEPTH]]: a tile 1..2048 pixels, swap 1..128, "
+                        "depth 0..10\n", optarg);
+                return 2;
+            }
+            o->hypertile_given = true;
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return 2;
         }
@@ -244,9 +264,14 @@ int main(int argc, char **argv)
     /* the first step: timestep 999, Flux's sigma 1 or SD3's 1000 sigma */
     const float t = sd3 ? 1000.0f : flux ? 1.0f : 999.0f;
     /* SD3's caption: 77 CLIP rows, then T5's 77 */
+    if (o.hypertile_given && dit) {
+        fprintf(stderr, "bench: --hypertile tiles a UNet's self-attention; this is a DiT\n");
+        return 2;
+    }
     bench_ctx b = {.m = m, .latent_h = o.height / f, .latent_w = o.width / f, .t = {t, t},
                    .caption_tokens = sd3 ? 77 + KILN_SD3_T5_TOKENS : flux ? KILN_FLUX_T5_TOKENS : 120,
-                   .guidance = {(float)KILN_FLUX_GUIDANCE, (float)KILN_FLUX_GUIDANCE}};
+                   .guidance = {(float)KILN_FLUX_GUIDANCE, (float)KILN_FLUX_GUIDANCE},
+                   .hypertile = o.hypertile_given ? &o.hypertile : NULL};
     const int channels = dit ? kiln_model_latent_channels(m) : m->unet.config->in_channels;
     size_t latent_n = (size_t)2 * channels * b.latent_h * b.latent_w;
     b.latent = calloc(latent_n, sizeof(float));
@@ -317,12 +342,13 @@ int main(int argc, char **argv)
                                                      : "f32 compute, weights as stored";
     if (o.json) {
         printf("{\"model\":\"%s\",\"unet\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
-               "\"width\":%d,\"height\":%d,\"steps\":%d,\"batch\":2,\"precision\":\"%s\",\"weights_dtype\":\"%s\","
+               "\"width\":%d,\"height\":%d,\"steps\":%d,\"batch\":2,\"hypertile\":%s,\"precision\":\"%s\","
+               "\"weights_dtype\":\"%s\","
                "\"load_ms\":%.1f,\"text_encoder_ms\":%.1f,\"unet_s_per_step\":%.4f,\"it_per_s\":%.4f,"
                "\"vae_decode_ms\":%.1f,\"peak_rss_bytes\":%zu,\"unet_arena_bytes\":%zu,\"vae_arena_bytes\":%zu,"
                "\"weight_bytes\":%zu,\"replayed\":%s,\"op_timing\":\"%s\",\"ops\":{",
                o.model, net, be->name, be->device_name, be->threads, o.width, o.height, o.steps,
-               precision, kiln_dtype_name(m->info.unet_dtype), load_ms, text_ms, unet_s, 1.0 / unet_s, vae_ms,
+               o.hypertile_given ? "true" : "false", precision, kiln_dtype_name(m->info.unet_dtype), load_ms, text_ms, unet_s, 1.0 / unet_s, vae_ms,
                peak_rss_bytes(), unet_arena, vae_arena, kiln_weights_bytes(m->weights), replayed ? "true" : "false",
                stats.device_time ? "device" : "host");
         bool first = true;
@@ -337,7 +363,8 @@ int main(int argc, char **argv)
         printf("model          %s (%s, %s weights)\n", o.model, net,
                kiln_dtype_name(m->info.unet_dtype));
         printf("backend        %s: %s (%s)\n", be->name, be->device_name, precision);
-        printf("size           %dx%d, batch 2 (CFG), %d steps\n", o.width, o.height, o.steps);
+        printf("size           %dx%d, batch 2 (CFG), %d steps%s\n", o.width, o.height, o.steps,
+               o.hypertile_given ? ", HyperTile" : "");
         printf("load           %10.1f ms\n", load_ms);
         printf("text encoder   %10.1f ms\n", text_ms);
         printf("unet           %10.3f s/step  (%.3f it/s%s)\n", unet_s, 1.0 / unet_s,

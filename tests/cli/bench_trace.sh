@@ -63,6 +63,20 @@ PY
     fi
 fi
 
+# HyperTile: the 32x32 latent's 1024 tokens in 8x8 tiles of 4x4, each a batch row of 16 queries (2 x 64 rows)
+if ! run --width 64 --height 64 --hypertile 32 --trace "$tmp/h.trace" >"$tmp/h.json" 2>"$tmp/h.err"; then
+    fail "bench --hypertile 32: $(cat "$tmp/h.err")"
+elif ! grep -q '"hypertile":true' "$tmp/h.json"; then
+    fail "bench --hypertile's JSON does not say so: $(head -c 300 "$tmp/h.json")"
+elif ! grep -q $'^attention\t[0-9.]*\tF32:128x16x32 F32:128x16x32 F32:128x16x32 - -> F32:128x16x32$' "$tmp/h.trace"; then
+    fail "bench --hypertile 32's trace lacks 128 rows of 16 queries: $(grep attention "$tmp/h.trace" | head -n 3)"
+else
+    echo "ok   bench --hypertile: the self-attention in tiles"
+fi
+if "$bin/bench" --model "$tiny" --hypertile 256,0 >/dev/null 2>"$tmp/hb.err" || ! grep -q -- "--hypertile 256,0" "$tmp/hb.err"; then
+    fail "bench --hypertile 256,0 not refused by name: $(cat "$tmp/hb.err")"
+fi
+
 # rates from shapes: 2 GFLOP in 1 ms, 2 in 2 ms, 0.2 in 0.1 ms, 3 MB in 1 us
 printf '%s\t%s\t%s\n' \
     matmul 1.0000 'F32:1000x1000 F16:1000x1000 - -> F32:1000x1000' \
