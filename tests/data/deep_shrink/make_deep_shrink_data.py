@@ -466,6 +466,21 @@ def describe(log):
     return ", ".join(parts)
 
 
+def print_logs(logs):
+    """Each distinct size log of a run's calls, with the steps that had it."""
+    seen = {}
+    for i, log in enumerate(logs):
+        seen.setdefault(describe(log), []).append(i)
+    for text, steps in seen.items():
+        print(f"    steps {steps}: {text}")
+
+
+def settings(r):
+    """A run's settings as stored: block, factor, start, end, after_skip, and the methods' numbers."""
+    return torch.tensor([r["block"], r["factor"], r["start"], r["end"], 1.0 if r["after_skip"] else 0.0,
+                         METHODS.index(r["down"]), METHODS.index(r["up"])])
+
+
 def main():
     torch.set_num_threads(min(2, torch.get_num_threads()))
     os.makedirs(OUT, exist_ok=True)
@@ -503,20 +518,14 @@ def main():
         shrunk, logs = [], []
         out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs), noise, sigmas, SCALING, None)
         assert len(shrunk) == STEPS
-        g[f"{name}.settings"] = torch.tensor([r["block"], r["factor"], r["start"], r["end"],
-                                              1.0 if r["after_skip"] else 0.0,
-                                              METHODS.index(r["down"]), METHODS.index(r["up"])])
+        g[f"{name}.settings"] = settings(r)
         g[f"{name}.sigma_bounds"] = torch.tensor([patch.sigma_start, patch.sigma_end])
         g[f"{name}.shrunk_steps"] = torch.tensor(shrunk)
         g[f"{name}.latent_out"] = out
         dist = rel_l2(out, plain)
         print(f"{name}: sigma_start {patch.sigma_start!r} sigma_end {patch.sigma_end!r}; "
               f"shrunk per step {shrunk}; rel L2 vs plain {dist:.6e}")
-        seen = {}
-        for i, log in enumerate(logs):
-            seen.setdefault(describe(log), []).append(i)
-        for text, steps in seen.items():
-            print(f"    steps {steps}: {text}")
+        print_logs(logs)
         assert dist > 1e-3, dist
         assert 0 < sum(shrunk) or name == "plain"
 
@@ -559,19 +568,13 @@ def main():
     assert shrunk == [1.0] * STEPS, shrunk
     # h is 64 = 2 * model_channels wide at output blocks 0-3 (128 never occurs)
     assert dict(fu.fired) == {2 * mc: 4 * STEPS}, fu.fired
-    g["freeu_v2.settings"] = torch.tensor([r["block"], r["factor"], r["start"], r["end"],
-                                           1.0 if r["after_skip"] else 0.0,
-                                           METHODS.index(r["down"]), METHODS.index(r["up"])])
+    g["freeu_v2.settings"] = settings(r)
     g["freeu_v2.freeu"] = torch.tensor([FREEU_V2[k] for k in ("b1", "b2", "s1", "s2")])
     g["freeu_v2.shrunk_steps"] = torch.tensor(shrunk)
     g["freeu_v2.latent_out"] = out
     print(f"freeu_v2: shrunk per step {shrunk}; FreeU_V2 fired by width {dict(fu.fired)}; "
           f"rel L2 vs plain {rel_l2(out, plain):.6e}")
-    seen = {}
-    for i, log in enumerate(logs):
-        seen.setdefault(describe(log), []).append(i)
-    for text, steps in seen.items():
-        print(f"    steps {steps}: {text}")
+    print_logs(logs)
     # (a) the same Deep Shrink without FreeU_V2 (not stored)
     ds_only = ksampler(patched_denoiser(unet, pair, timestep, downscale(), [], []), noise, sigmas, SCALING, None)
     da = rel_l2(out, ds_only)
@@ -596,30 +599,28 @@ def main():
           f"{check_control_forward(unet, net, pair, hint):.3e}")
     r = CONTROLNET_RUN
     patch = DeepShrink(r["block"], r["factor"], r["start"], r["end"], r["after_skip"], r["down"], r["up"])
-    shrunk, logs = [], []
-    control = (net, hint, CONTROLNET_STRENGTH)
-    out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs, controlnet=control), noise, sigmas,
-                   SCALING, None)
-    assert 0 < sum(shrunk) < STEPS, shrunk
     unshrunk = DeepShrink(r["block"], r["factor"], 0.0, 0.0, r["after_skip"], r["down"], r["up"])
-    alone = ksampler(patched_denoiser(unet, pair, timestep, unshrunk, [], [], controlnet=control), noise, sigmas,
-                     SCALING, None)
-    g["controlnet.settings"] = torch.tensor([r["block"], r["factor"], r["start"], r["end"],
-                                             1.0 if r["after_skip"] else 0.0,
-                                             METHODS.index(r["down"]), METHODS.index(r["up"])])
-    g["controlnet.strength"] = torch.tensor([CONTROLNET_STRENGTH])
-    g["controlnet.shrunk_steps"] = torch.tensor(shrunk)
-    g["controlnet.latent_out"] = out
-    g["controlnet.unshrunk_latent_out"] = alone
-    print(f"controlnet: shrunk per step {shrunk}; rel L2 vs the ControlNet run without the patch "
-          f"{rel_l2(out, alone):.6e}, vs plain {rel_l2(out, plain):.6e}")
-    seen = {}
-    for i, log in enumerate(logs):
-        seen.setdefault(describe(log), []).append(i)
-    for text, steps in seen.items():
-        print(f"    steps {steps}: {text}")
-    assert rel_l2(out, alone) > 1e-3 and rel_l2(alone, plain) > 1e-3
 
+    def control_run(name, strength, **control):
+        """The run with the patch and the control (patched_denoiser's controlnet or features), and the
+        control's run without the patch."""
+        shrunk, logs = [], []
+        out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs, **control), noise, sigmas,
+                       SCALING, None)
+        assert 0 < sum(shrunk) < STEPS, shrunk
+        alone = ksampler(patched_denoiser(unet, pair, timestep, unshrunk, [], [], **control), noise, sigmas,
+                         SCALING, None)
+        g[f"{name}.settings"] = settings(r)
+        g[f"{name}.strength"] = torch.tensor([strength])
+        g[f"{name}.shrunk_steps"] = torch.tensor(shrunk)
+        g[f"{name}.latent_out"] = out
+        g[f"{name}.unshrunk_latent_out"] = alone
+        print(f"{name}: shrunk per step {shrunk}; rel L2 vs the run without the patch {rel_l2(out, alone):.6e}, "
+              f"vs plain {rel_l2(out, plain):.6e}")
+        print_logs(logs)
+        assert rel_l2(out, alone) > 1e-3 and rel_l2(alone, plain) > 1e-3
+
+    control_run("controlnet", CONTROLNET_STRENGTH, controlnet=(net, hint, CONTROLNET_STRENGTH))
     # t2i: the tiny full T2I-Adapter (tests/data/t2i_adapter, ComfyUI's pooling) on both prompts with the same
     # patch: its features join after input blocks 2 (12 x 16) and 5 (6 x 8, dropped where shrunk to 3 x 4)
     adapter = with_comfy_pooling(T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=2, downscale_factor=8,
@@ -628,24 +629,7 @@ def main():
     adapter.eval()
     with torch.no_grad():
         feats = {block: f * ADAPTER_STRENGTH for block, f in zip((2, 5), adapter(hint))}
-    shrunk, logs = [], []
-    out = ksampler(patched_denoiser(unet, pair, timestep, patch, shrunk, logs, features=feats), noise, sigmas,
-                   SCALING, None)
-    alone = ksampler(patched_denoiser(unet, pair, timestep, unshrunk, [], [], features=feats), noise, sigmas,
-                     SCALING, None)
-    g["t2i.settings"] = g["controlnet.settings"]
-    g["t2i.strength"] = torch.tensor([ADAPTER_STRENGTH])
-    g["t2i.shrunk_steps"] = torch.tensor(shrunk)
-    g["t2i.latent_out"] = out
-    g["t2i.unshrunk_latent_out"] = alone
-    print(f"t2i: shrunk per step {shrunk}; rel L2 vs the adapter run without the patch {rel_l2(out, alone):.6e}, "
-          f"vs plain {rel_l2(out, plain):.6e}")
-    seen = {}
-    for i, log in enumerate(logs):
-        seen.setdefault(describe(log), []).append(i)
-    for text, steps in seen.items():
-        print(f"    steps {steps}: {text}")
-    assert rel_l2(out, alone) > 1e-3 and rel_l2(alone, plain) > 1e-3
+    control_run("t2i", ADAPTER_STRENGTH, features=feats)
 
     for k in g:
         assert torch.isfinite(g[k]).all(), k
