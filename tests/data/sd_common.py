@@ -245,6 +245,25 @@ def save_goldens(g, path):
     print({k: tuple(v.shape) for k, v in g.items()})
 
 
+def save_float_goldens(g, path, source):
+    """The goldens, every one finite, as float32 in one safetensors file
+    with {"source": source} in its header, readable by all; their names
+    and shapes printed."""
+    for k in g:
+        assert torch.isfinite(g[k]).all(), k
+    g = {k: v.float().clone().contiguous() for k, v in g.items()}
+    save_file(g, path, metadata={"source": source})
+    os.chmod(path, 0o644)
+    for k in sorted(g):
+        print(f"  {k} {tuple(g[k].shape)}")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+def rel_l2(a, b):
+    """|a - b| / |b| over all elements, a Python float."""
+    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
+
+
 # ---------------------------------------------------------------- tokens
 
 def pad_after_eos(ids):

@@ -137,7 +137,7 @@ from diffusers import ControlNetModel, T2IAdapter, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler  # noqa: E402
+from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler, rel_l2, save_float_goldens  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "t2i_adapter"))
 from make_t2i_adapter_data import with_comfy_pooling  # noqa: E402
@@ -405,10 +405,6 @@ def check_control_forward(unet, net, ctx, hint):
     return d
 
 
-def rel_l2(a, b):
-    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
-
-
 def check_freeu(unet, model_channels):
     """The restated forward with FreeU_V2 alone against
     tests/data/freeu/tiny.safetensors' freeu_v2.noise_pred (diffusers' own
@@ -631,18 +627,10 @@ def main():
         feats = {block: f * ADAPTER_STRENGTH for block, f in zip((2, 5), adapter(hint))}
     control_run("t2i", ADAPTER_STRENGTH, features=feats)
 
-    for k in g:
-        assert torch.isfinite(g[k]).all(), k
-    g = {k: v.float().clone().contiguous() for k, v in g.items()}
-    path = os.path.join(OUT, "deep_shrink.safetensors")
     source = (f"tests/data/deep_shrink/make_deep_shrink_data.py: ComfyUI {COMFY_COMMIT} "
               f"PatchModelAddDownscale restated on diffusers {diffusers.__version__}, "
               f"torch {torch.__version__.split('+')[0]}, CPU float32")
-    save_file(g, path, metadata={"source": source})
-    os.chmod(path, 0o644)
-    for k in sorted(g):
-        print(f"  {k} {tuple(g[k].shape)}")
-    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    save_float_goldens(g, os.path.join(OUT, "deep_shrink.safetensors"), source)
 
 
 if __name__ == "__main__":

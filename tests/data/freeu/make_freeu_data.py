@@ -56,6 +56,9 @@ from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import rel_l2  # noqa: E402
+
 OUT = "tests/data/freeu"
 TINY_MODEL = "tests/data/tiny/sd15_tiny_diffusers"
 MAKE_HASHINIT = "build/bin/make_sd15_hashinit"
@@ -148,10 +151,6 @@ def run(unet, inputs, version):
         out = unet(inputs["sample"], inputs["timesteps"], encoder_hidden_states=inputs["encoder_hidden_states"]).sample
     unet.disable_freeu()
     return out.float().contiguous(), dict(CALLS), dict(FIRED)
-
-
-def rel_l2(a, b):
-    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
 
 
 def make(unet, inputs, name, expect_calls, expect_fired):

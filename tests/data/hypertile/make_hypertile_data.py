@@ -88,7 +88,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler  # noqa: E402
+from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler, rel_l2, save_float_goldens  # noqa: E402
 
 OUT = "tests/data/hypertile"
 MODEL = "tests/data/tiny/sd15_tiny_diffusers"
@@ -226,10 +226,6 @@ def pag_denoiser(model, perturbed, timestep):
     return denoised
 
 
-def rel_l2(a, b):
-    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
-
-
 def main():
     torch.set_num_threads(min(2, torch.get_num_threads()))
     os.makedirs(OUT, exist_ok=True)
@@ -279,17 +275,9 @@ def main():
             print("    ", [tuple(int(v) for v in tiles[i, j]) for j in range(6)])
         assert dist > 1e-3, dist
 
-    for k in g:
-        assert torch.isfinite(g[k]).all(), k
-    g = {k: v.float().clone().contiguous() for k, v in g.items()}
-    path = os.path.join(OUT, "hypertile.safetensors")
     source = (f"tests/data/hypertile/make_hypertile_data.py: ComfyUI {COMFY_COMMIT} HyperTile restated on "
               f"diffusers {diffusers.__version__}, torch {torch.__version__.split('+')[0]}, CPU float32")
-    save_file(g, path, metadata={"source": source})
-    os.chmod(path, 0o644)
-    for k in sorted(g):
-        print(f"  {k} {tuple(g[k].shape)}")
-    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    save_float_goldens(g, os.path.join(OUT, "hypertile.safetensors"), source)
 
 
 if __name__ == "__main__":

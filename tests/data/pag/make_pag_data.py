@@ -58,6 +58,9 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention, PAGIdentitySelfAttnProcessor2_0
 from safetensors.torch import load_file, save_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sd_common import rel_l2  # noqa: E402
+
 OUT = "tests/data/pag"
 TINY_MODEL = "tests/data/tiny/sd15_tiny_diffusers"
 TINY_GOLDEN = "tests/data/tiny/unet.safetensors"
@@ -160,10 +163,6 @@ def diffusers_pag(unet, inputs):
             block.attn1.set_processor(saved[name])
     n = inputs["sample"].shape[0]
     return out[:n], out[n:]
-
-
-def rel_l2(a, b):
-    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
 
 
 def make(name, unet, inputs, golden_path, golden_noise_pred, expect_blocks, extra):

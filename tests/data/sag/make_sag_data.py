@@ -76,7 +76,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler  # noqa: E402
+from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler, rel_l2  # noqa: E402
 
 OUT = "tests/data/sag"
 MODEL = "tests/data/tiny/sd15_tiny_diffusers"
@@ -219,10 +219,6 @@ def sag_denoiser(unet, proc, pair, timestep, cfg, store, prefix, info):
         return result
 
     return denoised
-
-
-def rel_l2(a, b):
-    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
 
 
 def main():
