@@ -50,12 +50,14 @@ typedef enum wf_kind {
     WF_STYLE_MODEL, /* a file, loaded once */
     WF_CLIP_VISION_OUTPUT, /* CLIPVisionEncode's: the tower's file, the picture and the crop, encoded where used */
     WF_LATENT_OPERATION,   /* LatentOperationTonemapReinhard's or LatentOperationSharpen's */
+    WF_PLAIN,              /* an INT, FLOAT or STRING: GetImageSize's, the string nodes' */
 } wf_kind;
 
 static const char *const kind_names[] = {"nothing", "MODEL",         "CLIP",      "VAE",        "CONDITIONING",
                                          "LATENT",  "IMAGE",         "CONTROL_NET", "UPSCALE_MODEL", "IPADAPTER",
                                          "CLIP_VISION", "MASK",    "NOISE",       "GUIDER",        "SAMPLER",
-                                         "SIGMAS",  "STYLE_MODEL", "CLIP_VISION_OUTPUT", "LATENT_OPERATION"};
+                                         "SIGMAS",  "STYLE_MODEL", "CLIP_VISION_OUTPUT", "LATENT_OPERATION",
+                                         "INT, FLOAT or STRING"};
 
 /* IPAdapterAdvanced's part of a MODEL. */
 typedef struct wf_image_prompt {
@@ -182,6 +184,7 @@ typedef struct wf_value {
      * pad_mask for SetLatentNoiseMask. */
     const struct wf_node *pad_node;
     const kiln_image *padded; /* the picture (its LoadImage's) */
+    cJSON *plain;             /* WF_PLAIN: the number or string */
     int pad[5];               /* left, top, right, bottom, feathering */
     float *pad_mask;
     int pad_mask_w, pad_mask_h;
@@ -388,17 +391,26 @@ static kiln_status mask_picture(wf_value *mask, const kiln_image **out)
 
 static kiln_status run_node(wf_run *r, wf_node *n);
 
-/* The value a link input ([node id, output index]) carries, run first. */
+/* The node a link input ([node id, output index]) names; NULL where v is not a link or names no node. */
+static wf_node *linked_node(wf_run *r, const cJSON *v)
+{
+    const cJSON *id = cJSON_GetArrayItem(v, 0), *index = cJSON_GetArrayItem(v, 1);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsString(id) || !cJSON_IsNumber(index)) return NULL;
+    for (int i = 0; i < r->nnodes; i++)
+        if (strcmp(r->nodes[i].id, id->valuestring) == 0) return &r->nodes[i];
+    return NULL;
+}
+
+/* The value a link input carries, run first. */
 /* A link to an output of the given kind, ImagePadForOutpaint's among them. */
 static kiln_status linked_or_pad(wf_run *r, const wf_node *n, const char *name, wf_kind kind, wf_value **out)
 {
     const cJSON *v = input_of(n, name);
     const cJSON *id = cJSON_GetArrayItem(v, 0), *index = cJSON_GetArrayItem(v, 1);
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsString(id) || !cJSON_IsNumber(index))
-        return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' is not a link [node id, output]", name);
-    wf_node *from = NULL;
-    for (int i = 0; i < r->nnodes && !from; i++)
-        if (strcmp(r->nodes[i].id, id->valuestring) == 0) from = &r->nodes[i];
+        return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' is not a link [node id, output] to a %s%s", name,
+                         kind_names[kind], cJSON_IsString(v) || cJSON_IsNumber(v) ? " (it holds a plain value)" : "");
+    wf_node *from = linked_node(r, v);
     if (!from) return node_fail(n, KILN_ERR_INVALID_ARG, "input '%s' links to node %s, which is not in the workflow",
                                 name, id->valuestring);
     if (from->state == 1)
@@ -2881,6 +2893,82 @@ static kiln_status patch_model_add_downscale(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* Output `slot` of n: the plain value v (NULL: out of memory). */
+static kiln_status plain_output(wf_node *n, int slot, cJSON *v)
+{
+    if (!v) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    n->out[slot].kind = WF_PLAIN;
+    n->out[slot].plain = v;
+    return KILN_OK;
+}
+
+/* GetImageSize: the batch's width, height and size (its pictures share a size). */
+static kiln_status get_image_size(wf_run *r, wf_node *n)
+{
+    wf_value *image;
+    TRY(linked(r, n, "image", WF_IMAGE, &image));
+    TRY(plain_output(n, 0, cJSON_CreateNumber(image->images[0].width)));
+    TRY(plain_output(n, 1, cJSON_CreateNumber(image->images[0].height)));
+    return plain_output(n, 2, cJSON_CreateNumber(image->nimages));
+}
+
+/* StringConcatenate: string_a, delimiter, string_b. */
+static kiln_status string_concatenate(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *a, *b, *delimiter;
+    TRY(text(n, "string_a", &a));
+    TRY(text(n, "string_b", &b));
+    TRY(text(n, "delimiter", &delimiter));
+    const size_t la = strlen(a), ld = strlen(delimiter), lb = strlen(b);
+    char *joined = malloc(la + ld + lb + 1);
+    if (!joined) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    memcpy(joined, a, la);
+    memcpy(joined + la, delimiter, ld);
+    memcpy(joined + la + ld, b, lb + 1);
+    kiln_status st = plain_output(n, 0, cJSON_CreateString(joined));
+    free(joined);
+    return st;
+}
+
+/* StringLength: Python's len, the characters (UTF-8 sequences) counted. */
+static kiln_status string_length(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *string;
+    TRY(text(n, "string", &string));
+    double length = 0;
+    for (const unsigned char *c = (const unsigned char *)string; *c; c++) length += (*c & 0xc0) != 0x80;
+    return plain_output(n, 0, cJSON_CreateNumber(length));
+}
+
+/* The nodes whose outputs are plain values. */
+static bool gives_plain_values(const wf_node *n)
+{
+    const char *c = n->class_type;
+    return strcmp(c, "GetImageSize") == 0 || strcmp(c, "StringConcatenate") == 0 || strcmp(c, "StringLength") == 0;
+}
+
+/* n's inputs linked to plain values (those nodes run first) become the
+ * values, as if typed in: every node reads them as it reads its own. */
+static kiln_status inline_plain_values(wf_run *r, wf_node *n)
+{
+    cJSON *inputs = cJSON_GetObjectItemCaseSensitive((cJSON *)n->json, "inputs");
+    for (cJSON *in = inputs ? inputs->child : NULL; in; in = in->next) {
+        const wf_node *from = linked_node(r, in);
+        if (!from || !gives_plain_values(from)) continue;
+        wf_value *v;
+        TRY(linked(r, n, in->string, WF_PLAIN, &v));
+        cJSON *copy = cJSON_Duplicate(v->plain, true);
+        if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(inputs, in->string, copy)) { /* the input's name kept */
+            cJSON_Delete(copy);
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+        }
+        in = copy;
+    }
+    return KILN_OK;
+}
+
 /* HyperTile: the UNet's self-attention in tiles (kiln_ksampler_params.hypertile). */
 static kiln_status hypertile(wf_run *r, wf_node *n)
 {
@@ -3387,7 +3475,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
-                                         "LoadLatent", "VAESave", "ModelSave", "HyperTile"};
+                                         "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
+                                         "StringConcatenate", "StringLength"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3406,8 +3495,9 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
-        save_latent, load_latent, vae_save, model_save, hypertile};
+        save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length};
     n->state = 1;
+    TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);
     kiln_status st = KILN_ERR_UNSUPPORTED;
     bool known = true;
@@ -3511,6 +3601,7 @@ static void free_value(wf_value *v)
     free(v->clip_vision_path);
     kiln_upscaler_free(v->upscaler);
     kiln_sigmas_free(&v->sigmas);
+    cJSON_Delete(v->plain);
     *v = (wf_value){0};
 }
 

@@ -1453,6 +1453,41 @@ static void freeu_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* GetImageSize's width, height and batch size, StringConcatenate's and
+ * StringLength's outputs linked into the inputs that take such values: the
+ * library's run with those values, pixel for pixel; a plain value linked
+ * where an IMAGE goes is refused. */
+static void plain_value_nodes(void **state)
+{
+    (void)state;
+#define PLAIN_VALUES_RUN(pixels)                                                                                      \
+    "{" CKPT ", \"30\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                     \
+    "/flux/controlnet/pixel_hint_64x48.png\"}}, \"31\": {\"class_type\": \"GetImageSize\", \"inputs\": {\"image\": " pixels "}}, "     \
+    "\"32\": {\"class_type\": \"StringConcatenate\", \"inputs\": {\"string_a\": \"a red\", \"string_b\": \"circle\", "     \
+    "\"delimiter\": \" \"}}, \"33\": {\"class_type\": \"StringLength\", \"inputs\": {\"string\": \"\u00e9t\u00e9\"}}, "       \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": [\"32\", 0], \"clip\": [\"4\", 1]}}, "             \
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "                    \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": [\"31\", 0], \"height\": [\"31\", 1], "         \
+    "\"batch_size\": [\"31\", 2]}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": [\"33\", 0], "   \
+    "\"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"4\", 0], "          \
+    "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_latent_free(&empty);
+    assert_kiln_ok(kiln_empty_latent(m, 48, 64, 1, &empty)); /* the picture's size; "été" is 3 characters long */
+    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(PLAIN_VALUES_RUN("[\"30\", 0]"), m, &latent);
+    expect_refusal(PLAIN_VALUES_RUN("[\"32\", 0]"), KILN_ERR_INVALID_ARG, "node 31 (GetImageSize): input 'image' "
+                   "is not a link [node id, output] to a IMAGE (it holds a plain value)");
+#undef PLAIN_VALUES_RUN
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* HyperTile on the model: the library's run with its settings, pixel for
  * pixel (tiles of 4 latent pixels drawn among two counts, reaching the
  * middle block); a second HyperTile node is refused. */
@@ -2376,6 +2411,7 @@ int main(void)
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(hypertile_nodes),
+        cmocka_unit_test(plain_value_nodes),
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),
         cmocka_unit_test(merge_nodes),
