@@ -1128,7 +1128,8 @@ static size_t latent_count(const kiln_latent *l)
 /* A LATENT's values: EmptyLatentImage's made on first use, by the model
  * that reads it (its VAE's factor and channels: SD's eighth and 4, as
  * ComfyUI's node has them), or as ComfyUI makes them where no model reads
- * it (LatentUpscaleBy). A batch_index it was given stays. */
+ * it (LatentUpscaleBy). A side the factor does not divide is rounded down,
+ * as the node's width // 8 rounds it. A batch_index it was given stays. */
 static kiln_status latent_of(wf_value *v, const kiln_model *m, const kiln_latent **out)
 {
     kiln_latent *l = &v->latent;
@@ -1136,10 +1137,8 @@ static kiln_status latent_of(wf_value *v, const kiln_model *m, const kiln_latent
     l->batch_index = NULL;
     kiln_status st = KILN_OK;
     if (!l->data && m) {
-        st = kiln_empty_latent(m, v->empty_w, v->empty_h, l->batch, l);
-    } else if (!l->data && (v->empty_w % 8 || v->empty_h % 8)) {
-        st = kiln_fail(KILN_ERR_INVALID_ARG, "EmptyLatentImage %dx%d: width and height must be multiples of 8",
-                       v->empty_w, v->empty_h);
+        const int f = kiln_vae_factor(m->vae.config);
+        st = kiln_empty_latent(m, v->empty_w / f * f, v->empty_h / f * f, l->batch, l);
     } else if (!l->data) {
         *l = (kiln_latent){.batch = l->batch, .channels = 4, .height = v->empty_h / 8, .width = v->empty_w / 8};
         if (!(l->data = calloc((size_t)l->batch * 4 * l->height * l->width, sizeof(float))))

@@ -1455,14 +1455,15 @@ static void freeu_nodes(void **state)
 
 /* GetImageSize's width, height and batch size, StringConcatenate's and
  * StringLength's outputs linked into the inputs that take such values: the
- * library's run with those values, pixel for pixel; a plain value linked
- * where an IMAGE goes is refused. */
+ * library's run with those values, pixel for pixel (EmptyLatentImage
+ * rounding the picture's odd sides down); a plain value linked where an
+ * IMAGE goes is refused. */
 static void plain_value_nodes(void **state)
 {
     (void)state;
 #define PLAIN_VALUES_RUN(pixels)                                                                                      \
     "{" CKPT ", \"30\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                     \
-    "/flux/controlnet/pixel_hint_64x48.png\"}}, \"31\": {\"class_type\": \"GetImageSize\", \"inputs\": {\"image\": " pixels "}}, "     \
+    "/controlnet/hint_37x23.png\"}}, \"31\": {\"class_type\": \"GetImageSize\", \"inputs\": {\"image\": " pixels "}}, "     \
     "\"32\": {\"class_type\": \"StringConcatenate\", \"inputs\": {\"string_a\": \"a red\", \"string_b\": \"circle\", "     \
     "\"delimiter\": \" \"}}, \"33\": {\"class_type\": \"StringLength\", \"inputs\": {\"string\": \"\u00e9t\u00e9\"}}, "       \
     "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": [\"32\", 0], \"clip\": [\"4\", 1]}}, "             \
@@ -1476,7 +1477,9 @@ static void plain_value_nodes(void **state)
     kiln_latent empty, latent;
     tiny_sd15(&m, "", &pos, &neg, &empty);
     kiln_latent_free(&empty);
-    assert_kiln_ok(kiln_empty_latent(m, 48, 64, 1, &empty)); /* the picture's size; "été" is 3 characters long */
+    /* the picture's size, 37x23, rounded down as EmptyLatentImage's width // 8 rounds (the tiny VAE's factor 2);
+       "été" is 3 characters long */
+    assert_kiln_ok(kiln_empty_latent(m, 36, 22, 1, &empty));
     const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
                                     .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
