@@ -235,6 +235,7 @@ kiln_status kiln_vk_time_begin(kiln_backend *be);
 kiln_status kiln_vk_time_end(kiln_backend *be, double *seconds);
 
 #define KILN_VK_DISPATCH_READS 4
+#define KILN_VK_PUSH_BYTES 128 /* every pipeline's push constants: the least maxPushConstantsSize Vulkan guarantees */
 /* One compute dispatch: its shader variant, specialization constants, push
  * constants, grid, and the tensors it reads and writes (for barriers). */
 typedef struct kiln_vk_dispatch {

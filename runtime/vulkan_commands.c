@@ -20,7 +20,6 @@
 #include "status.h"
 
 #define BATCH_COMMANDS 256
-#define PUSH_BYTES 128 /* the least maxPushConstantsSize Vulkan guarantees */
 
 kiln_status kiln_vk_commands_init(kiln_vk *vk)
 {
@@ -42,7 +41,7 @@ kiln_status kiln_vk_commands_init(kiln_vk *vk)
         VK_TRY(vk->fn.vkCreateFence(vk->device, &fence, NULL, &vk->slots[i].fence));
     }
     VK_TRY(vk->fn.vkCreateFence(vk->device, &fence, NULL, &vk->replay_fence));
-    VkPushConstantRange push = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = PUSH_BYTES};
+    VkPushConstantRange push = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = KILN_VK_PUSH_BYTES};
     VkPipelineLayoutCreateInfo layout = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
         .pushConstantRangeCount = 1,

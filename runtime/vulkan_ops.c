@@ -181,6 +181,26 @@ static kiln_status run_elementwise4(kiln_backend *be, kiln_vk_shader shader, con
     return run_elementwise(be, shader, push, push_bytes, (elements + 3) / 4, src, nsrc, dst);
 }
 
+/* The ops whose shaders' push constants are their operands' addresses (the
+ * sources, then the result) and then the op's parameters, one invocation
+ * per `per` of the `elements` outputs (1, or 4: elementwise.glsl's vec4s). */
+static kiln_status run_addressed(kiln_backend *be, const char *op, kiln_vk_shader shader, const void *params,
+                                 size_t params_bytes, const kiln_tensor *const *src, int nsrc, const kiln_tensor *dst,
+                                 uint64_t elements, int per)
+{
+    unsigned char push[KILN_VK_PUSH_BYTES];
+    size_t at = 0;
+    for (int i = 0; i <= nsrc; i++, at += sizeof(VkDeviceAddress)) {
+        VkDeviceAddress address = 0;
+        TRY(act(op, i < nsrc ? src[i] : dst, &address));
+        memcpy(push + at, &address, sizeof address);
+    }
+    if (at + params_bytes > sizeof push)
+        return kiln_fail(KILN_ERR_BACKEND, "vulkan %s: %zu bytes of push constants", op, at + params_bytes);
+    memcpy(push + at, params, params_bytes);
+    return run_elementwise(be, shader, push, (uint32_t)(at + params_bytes), (elements + per - 1) / per, src, nsrc, dst);
+}
+
 /* matmul.comp and conv2d.comp: the same operands around each op's parameters
  * (x, w, bias, y; then where w and bias start and how bias is stored). The
  * weight's dtype picks the shader variant instead. */
@@ -807,20 +827,11 @@ static kiln_status vk_attention(kiln_backend *be, const kiln_attention_params *p
 }
 
 /* rope.comp */
-typedef struct rope_push {
-    VkDeviceAddress x, freqs, y;
-    kiln_rope_params p;
-} rope_push;
-
 static kiln_status vk_rope(kiln_backend *be, const kiln_rope_params *p, const kiln_tensor *const *src,
                            kiln_tensor *dst)
 {
-    rope_push push = {.p = *p};
-    TRY(act("rope", src[0], &push.x));
-    TRY(act("rope", src[1], &push.freqs));
-    TRY(act("rope", dst, &push.y));
-    return run_elementwise4(be, KILN_VK_SHADER_ROPE, &push, sizeof push, (uint64_t)p->B * p->T * p->H * p->D, src,
-                            2, dst);
+    return run_addressed(be, "rope", KILN_VK_SHADER_ROPE, p, sizeof *p, src, 2, dst,
+                         (uint64_t)p->B * p->T * p->H * p->D, 4);
 }
 
 /* softmax.comp */
@@ -840,46 +851,23 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
     return run(be, KILN_VK_SHADER_SOFTMAX, &push, sizeof push, g[0], g[1], g[2], src, 1, dst);
 }
 
-/* unary.comp: x, y and the op's params (n, and s for scale, slope for
- * leaky_relu). */
-#define UNARY_OP(name, shader)                                                                   \
-    typedef struct name##_push {                                                                 \
-        VkDeviceAddress x, y;                                                                    \
-        kiln_##name##_params p;                                                                  \
-    } name##_push;                                                                               \
-    static kiln_status vk_##name(kiln_backend *be, const kiln_##name##_params *p,                \
-                                 const kiln_tensor *const *src, kiln_tensor *dst)                \
-    {                                                                                            \
-        name##_push push = {.p = *p};                                                            \
-        TRY(act(#name, src[0], &push.x));                                                        \
-        TRY(act(#name, dst, &push.y));                                                           \
-        return run_elementwise4(be, shader, &push, sizeof push, (uint64_t)p->n, src, 1, dst);    \
+/* unary.comp (x, y and the op's params: n, and s for scale, slope for
+ * leaky_relu) and binary.comp (a, b, y, n), over n elements */
+#define ELEMENTWISE_OP(name, shader, nsrc)                                                                    \
+    static kiln_status vk_##name(kiln_backend *be, const kiln_##name##_params *p, const kiln_tensor *const *src, \
+                                 kiln_tensor *dst)                                                             \
+    {                                                                                                          \
+        return run_addressed(be, #name, shader, p, sizeof *p, src, nsrc, dst, (uint64_t)p->n, 4);              \
     }
-UNARY_OP(silu, KILN_VK_SHADER_SILU)
-UNARY_OP(sigmoid, KILN_VK_SHADER_SIGMOID)
-UNARY_OP(gelu, KILN_VK_SHADER_GELU)
-UNARY_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU)
-UNARY_OP(gelu_tanh, KILN_VK_SHADER_GELU_TANH)
-UNARY_OP(scale, KILN_VK_SHADER_SCALE)
-UNARY_OP(leaky_relu, KILN_VK_SHADER_LEAKY_RELU)
-
-/* binary.comp */
-#define BINARY_OP(name, shader)                                                                  \
-    typedef struct name##_push {                                                                 \
-        VkDeviceAddress a, b, y;                                                                 \
-        kiln_##name##_params p;                                                                  \
-    } name##_push;                                                                               \
-    static kiln_status vk_##name(kiln_backend *be, const kiln_##name##_params *p,                \
-                                 const kiln_tensor *const *src, kiln_tensor *dst)                \
-    {                                                                                            \
-        name##_push push = {.p = *p};                                                            \
-        TRY(act(#name, src[0], &push.a));                                                        \
-        TRY(act(#name, src[1], &push.b));                                                        \
-        TRY(act(#name, dst, &push.y));                                                           \
-        return run_elementwise4(be, shader, &push, sizeof push, (uint64_t)p->n, src, 2, dst);    \
-    }
-BINARY_OP(add, KILN_VK_SHADER_ADD)
-BINARY_OP(mul, KILN_VK_SHADER_MUL)
+ELEMENTWISE_OP(silu, KILN_VK_SHADER_SILU, 1)
+ELEMENTWISE_OP(sigmoid, KILN_VK_SHADER_SIGMOID, 1)
+ELEMENTWISE_OP(gelu, KILN_VK_SHADER_GELU, 1)
+ELEMENTWISE_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU, 1)
+ELEMENTWISE_OP(gelu_tanh, KILN_VK_SHADER_GELU_TANH, 1)
+ELEMENTWISE_OP(scale, KILN_VK_SHADER_SCALE, 1)
+ELEMENTWISE_OP(leaky_relu, KILN_VK_SHADER_LEAKY_RELU, 1)
+ELEMENTWISE_OP(add, KILN_VK_SHADER_ADD, 2)
+ELEMENTWISE_OP(mul, KILN_VK_SHADER_MUL, 2)
 
 /* gated_add.comp */
 typedef struct gated_add_push {
@@ -902,84 +890,42 @@ static kiln_status vk_gated_add(kiln_backend *be, const kiln_gated_add_params *p
 }
 
 /* geglu.comp */
-typedef struct geglu_push {
-    VkDeviceAddress x, y;
-    kiln_geglu_params p;
-} geglu_push;
-
 static kiln_status vk_geglu(kiln_backend *be, const kiln_geglu_params *p, const kiln_tensor *const *src,
                             kiln_tensor *dst)
 {
-    geglu_push push = {.p = *p};
-    TRY(act("geglu", src[0], &push.x));
-    TRY(act("geglu", dst, &push.y));
-    return run_elementwise4(be, KILN_VK_SHADER_GEGLU, &push, sizeof push, (uint64_t)p->M * p->N, src, 1, dst);
+    return run_addressed(be, "geglu", KILN_VK_SHADER_GEGLU, p, sizeof *p, src, 1, dst, (uint64_t)p->M * p->N, 4);
 }
 
 /* add_channel_bias.comp */
-typedef struct add_channel_bias_push {
-    VkDeviceAddress x, b, y;
-    kiln_add_channel_bias_params p;
-} add_channel_bias_push;
-
 static kiln_status vk_add_channel_bias(kiln_backend *be, const kiln_add_channel_bias_params *p,
                                        const kiln_tensor *const *src, kiln_tensor *dst)
 {
-    add_channel_bias_push push = {.p = *p};
-    TRY(act("add_channel_bias", src[0], &push.x));
-    TRY(act("add_channel_bias", src[1], &push.b));
-    TRY(act("add_channel_bias", dst, &push.y));
-    return run_elementwise4(be, KILN_VK_SHADER_ADD_CHANNEL_BIAS, &push, sizeof push, (uint64_t)p->N * p->C * p->HW,
-                            src, 2, dst);
+    return run_addressed(be, "add_channel_bias", KILN_VK_SHADER_ADD_CHANNEL_BIAS, p, sizeof *p, src, 2, dst,
+                         (uint64_t)p->N * p->C * p->HW, 4);
 }
 
 /* concat_channels.comp */
-typedef struct concat_channels_push {
-    VkDeviceAddress a, b, y;
-    kiln_concat_channels_params p;
-} concat_channels_push;
-
 static kiln_status vk_concat_channels(kiln_backend *be, const kiln_concat_channels_params *p,
                                       const kiln_tensor *const *src, kiln_tensor *dst)
 {
-    concat_channels_push push = {.p = *p};
-    TRY(act("concat_channels", src[0], &push.a));
-    TRY(act("concat_channels", src[1], &push.b));
-    TRY(act("concat_channels", dst, &push.y));
-    return run_elementwise4(be, KILN_VK_SHADER_CONCAT_CHANNELS, &push, sizeof push,
-                            (uint64_t)p->N * (p->Ca + p->Cb) * p->HW, src, 2, dst);
+    return run_addressed(be, "concat_channels", KILN_VK_SHADER_CONCAT_CHANNELS, p, sizeof *p, src, 2, dst,
+                         (uint64_t)p->N * (p->Ca + p->Cb) * p->HW, 4);
 }
 
 /* pad2d.comp */
-typedef struct pad2d_push {
-    VkDeviceAddress x, y;
-    kiln_pad2d_params p;
-} pad2d_push;
-
 static kiln_status vk_pad2d(kiln_backend *be, const kiln_pad2d_params *p, const kiln_tensor *const *src,
                             kiln_tensor *dst)
 {
-    pad2d_push push = {.p = *p};
-    TRY(act("pad2d", src[0], &push.x));
-    TRY(act("pad2d", dst, &push.y));
-    uint64_t out = (uint64_t)p->N * p->C * (p->top + p->H + p->bottom) * (p->left + p->W + p->right);
-    return run_elementwise(be, KILN_VK_SHADER_PAD2D, &push, sizeof push, out, src, 1, dst);
+    const uint64_t out = (uint64_t)p->N * p->C * (p->top + p->H + p->bottom) * (p->left + p->W + p->right);
+    return run_addressed(be, "pad2d", KILN_VK_SHADER_PAD2D, p, sizeof *p, src, 1, dst, out, 1);
 }
 
 /* upsample_nearest2x.comp */
-typedef struct upsample_nearest2x_push {
-    VkDeviceAddress x, y;
-    kiln_upsample_nearest2x_params p;
-} upsample_nearest2x_push;
-
 static kiln_status vk_upsample_nearest2x(kiln_backend *be, const kiln_upsample_nearest2x_params *p,
                                          const kiln_tensor *const *src, kiln_tensor *dst)
 {
-    upsample_nearest2x_push push = {.p = *p};
-    TRY(act("upsample_nearest2x", src[0], &push.x));
-    TRY(act("upsample_nearest2x", dst, &push.y));
-    return run_elementwise4(be, KILN_VK_SHADER_UPSAMPLE_NEAREST2X, &push, sizeof push,
-                            (uint64_t)p->N * p->C * p->OH * p->OW, src, 1, dst);
+    return run_addressed(be, "upsample_nearest2x", KILN_VK_SHADER_UPSAMPLE_NEAREST2X, p, sizeof *p, src, 1, dst,
+                         (uint64_t)p->N * p->C * p->OH * p->OW, 4);
 }
 
 /* timestep_embedding.comp */
@@ -1124,35 +1070,19 @@ static kiln_status vk_prelu(kiln_backend *be, const kiln_prelu_params *p, const 
 }
 
 /* pixel_shuffle.comp */
-typedef struct pixel_shuffle_push {
-    VkDeviceAddress x, y;
-    kiln_pixel_shuffle_params p;
-} pixel_shuffle_push;
-
 static kiln_status vk_pixel_shuffle(kiln_backend *be, const kiln_pixel_shuffle_params *p,
                                     const kiln_tensor *const *src, kiln_tensor *dst)
 {
-    pixel_shuffle_push push = {.p = *p};
-    TRY(act("pixel_shuffle", src[0], &push.x));
-    TRY(act("pixel_shuffle", dst, &push.y));
-    return run_elementwise4(be, KILN_VK_SHADER_PIXEL_SHUFFLE, &push, sizeof push,
-                            (uint64_t)p->N * p->C * p->r * p->r * p->H * p->W, src, 1, dst);
+    return run_addressed(be, "pixel_shuffle", KILN_VK_SHADER_PIXEL_SHUFFLE, p, sizeof *p, src, 1, dst,
+                         (uint64_t)p->N * p->C * p->r * p->r * p->H * p->W, 4);
 }
 
 /* avg_pool2x2.comp */
-typedef struct avg_pool2x2_push {
-    VkDeviceAddress x, y;
-    kiln_avg_pool2x2_params p;
-} avg_pool2x2_push;
-
 static kiln_status vk_avg_pool2x2(kiln_backend *be, const kiln_avg_pool2x2_params *p, const kiln_tensor *const *src,
                                   kiln_tensor *dst)
 {
-    avg_pool2x2_push push = {.p = *p};
-    TRY(act("avg_pool2x2", src[0], &push.x));
-    TRY(act("avg_pool2x2", dst, &push.y));
-    uint64_t outputs = (uint64_t)p->N * p->C * ((p->H + 2 * p->pad_h) / 2) * ((p->W + 2 * p->pad_w) / 2);
-    return run_elementwise4(be, KILN_VK_SHADER_AVG_POOL2X2, &push, sizeof push, outputs, src, 1, dst);
+    const uint64_t outputs = (uint64_t)p->N * p->C * ((p->H + 2 * p->pad_h) / 2) * ((p->W + 2 * p->pad_w) / 2);
+    return run_addressed(be, "avg_pool2x2", KILN_VK_SHADER_AVG_POOL2X2, p, sizeof *p, src, 1, dst, outputs, 4);
 }
 
 static kiln_status vk_synchronize(kiln_backend *be) { return kiln_vk_finish(kiln_vk_of(be)); }
