@@ -2930,22 +2930,110 @@ static kiln_status string_concatenate(wf_run *r, wf_node *n)
     return st;
 }
 
-/* StringLength: Python's len, the characters (UTF-8 sequences) counted. */
+/* The characters (UTF-8 sequences) of a string: Python's len. */
+static long characters(const char *string)
+{
+    long count = 0;
+    for (const unsigned char *c = (const unsigned char *)string; *c; c++) count += (*c & 0xc0) != 0x80;
+    return count;
+}
+
+/* The byte where character `index` of a UTF-8 string starts (its end for
+ * index = its length): Python indexes characters, not bytes. */
+static size_t character_at(const char *string, long index)
+{
+    size_t at = 0;
+    for (long seen = 0; string[at]; at++) {
+        if (((unsigned char)string[at] & 0xc0) == 0x80) continue;
+        if (seen++ == index) return at;
+    }
+    return at;
+}
+
+/* StringLength: Python's len. */
 static kiln_status string_length(wf_run *r, wf_node *n)
 {
     (void)r;
     const char *string;
     TRY(text(n, "string", &string));
-    double length = 0;
-    for (const unsigned char *c = (const unsigned char *)string; *c; c++) length += (*c & 0xc0) != 0x80;
-    return plain_output(n, 0, cJSON_CreateNumber(length));
+    return plain_output(n, 0, cJSON_CreateNumber((double)characters(string)));
+}
+
+/* Output 0 of n: the `length` bytes at `from`, as a string. */
+static kiln_status string_output(wf_node *n, const char *from, size_t length)
+{
+    char *copy = malloc(length + 1);
+    if (!copy) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    memcpy(copy, from, length);
+    copy[length] = '\0';
+    kiln_status st = plain_output(n, 0, cJSON_CreateString(copy));
+    free(copy);
+    return st;
+}
+
+/* StringSubstring: Python's string[start:end] (characters; a negative index
+ * counts from the end; both clamped to the string). */
+static kiln_status string_substring(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *string;
+    int start, end;
+    TRY(text(n, "string", &string));
+    TRY(integer(n, "start", -2147483647.0, 2147483647.0, &start));
+    TRY(integer(n, "end", -2147483647.0, 2147483647.0, &end));
+    const long length = characters(string);
+    long from = start < 0 ? start + length : start, to = end < 0 ? end + length : end;
+    from = from < 0 ? 0 : from > length ? length : from;
+    to = to < from ? from : to > length ? length : to;
+    const size_t a = character_at(string, from), b = character_at(string, to);
+    return string_output(n, string + a, b - a);
+}
+
+/* StringReplace: Python's string.replace(find, replace): every match, left
+ * to right, not overlapping; an empty find matches before each character
+ * and at the end. */
+static kiln_status string_replace(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *string, *find, *with;
+    TRY(text(n, "string", &string));
+    TRY(text(n, "find", &find));
+    TRY(text(n, "replace", &with));
+    const size_t lf = strlen(find), lw = strlen(with);
+    size_t matches = lf ? 0 : (size_t)characters(string) + 1;
+    for (const char *at = string; lf && (at = strstr(at, find)); at += lf) matches++;
+    char *out = malloc(strlen(string) + matches * lw + 1);
+    if (!out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    size_t o = 0;
+    const char *at = string;
+    for (const char *next; lf && (next = strstr(at, find)); at = next + lf) {
+        memcpy(out + o, at, (size_t)(next - at));
+        o += (size_t)(next - at);
+        memcpy(out + o, with, lw);
+        o += lw;
+    }
+    while (!lf) { /* the replacement, then one character, to the end */
+        memcpy(out + o, with, lw);
+        o += lw;
+        if (!*at) break;
+        const size_t step = character_at(at, 1);
+        memcpy(out + o, at, step);
+        o += step;
+        at += step;
+    }
+    const size_t rest = strlen(at);
+    memcpy(out + o, at, rest);
+    kiln_status st = string_output(n, out, o + rest);
+    free(out);
+    return st;
 }
 
 /* The nodes whose outputs are plain values. */
 static bool gives_plain_values(const wf_node *n)
 {
     const char *c = n->class_type;
-    return strcmp(c, "GetImageSize") == 0 || strcmp(c, "StringConcatenate") == 0 || strcmp(c, "StringLength") == 0;
+    return strcmp(c, "GetImageSize") == 0 || strcmp(c, "StringConcatenate") == 0 || strcmp(c, "StringLength") == 0 ||
+           strcmp(c, "StringSubstring") == 0 || strcmp(c, "StringReplace") == 0;
 }
 
 /* n's inputs linked to plain values (those nodes run first) become the
@@ -3475,7 +3563,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
-                                         "StringConcatenate", "StringLength"};
+                                         "StringConcatenate", "StringLength", "StringSubstring", "StringReplace"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3494,7 +3582,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
-        save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length};
+        save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
+        string_substring, string_replace};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

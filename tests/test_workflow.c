@@ -1453,8 +1453,9 @@ static void freeu_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
-/* GetImageSize's width, height and batch size, StringConcatenate's and
- * StringLength's outputs linked into the inputs that take such values: the
+/* GetImageSize's width, height and batch size, StringConcatenate's,
+ * StringSubstring's, StringReplace's and StringLength's outputs linked into
+ * the inputs that take such values (and into each other): the
  * library's run with those values, pixel for pixel (EmptyLatentImage
  * rounding the picture's odd sides down); a plain value linked where an
  * IMAGE goes is refused. */
@@ -1464,9 +1465,13 @@ static void plain_value_nodes(void **state)
 #define PLAIN_VALUES_RUN(pixels)                                                                                      \
     "{" CKPT ", \"30\": {\"class_type\": \"LoadImage\", \"inputs\": {\"image\": \"" KILN_TEST_DATA                     \
     "/controlnet/hint_37x23.png\"}}, \"31\": {\"class_type\": \"GetImageSize\", \"inputs\": {\"image\": " pixels "}}, "     \
-    "\"32\": {\"class_type\": \"StringConcatenate\", \"inputs\": {\"string_a\": \"a red\", \"string_b\": \"circle\", "     \
-    "\"delimiter\": \" \"}}, \"33\": {\"class_type\": \"StringLength\", \"inputs\": {\"string\": \"\u00e9t\u00e9\"}}, "       \
-    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": [\"32\", 0], \"clip\": [\"4\", 1]}}, "             \
+    "\"32\": {\"class_type\": \"StringConcatenate\", \"inputs\": {\"string_a\": \"\u00e9t\u00e9 a\", "                 \
+    "\"string_b\": \"blue circle yy\", \"delimiter\": \" \"}}, \"34\": {\"class_type\": \"StringSubstring\", "              \
+    "\"inputs\": {\"string\": [\"32\", 0], \"start\": 4, \"end\": -3}}, \"35\": {\"class_type\": \"StringReplace\", "      \
+    "\"inputs\": {\"string\": [\"34\", 0], \"find\": \"blue\", \"replace\": \"red\"}}, "                                \
+    "\"36\": {\"class_type\": \"StringReplace\", \"inputs\": {\"string\": \"\u00e9\", \"find\": \"\", \"replace\": \"-\"}}, " \
+    "\"33\": {\"class_type\": \"StringLength\", \"inputs\": {\"string\": [\"36\", 0]}}, "                                 \
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": [\"35\", 0], \"clip\": [\"4\", 1]}}, "             \
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "                    \
     "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": [\"31\", 0], \"height\": [\"31\", 1], "         \
     "\"batch_size\": [\"31\", 2]}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": [\"33\", 0], "   \
@@ -1478,7 +1483,8 @@ static void plain_value_nodes(void **state)
     tiny_sd15(&m, "", &pos, &neg, &empty);
     kiln_latent_free(&empty);
     /* the picture's size, 37x23, rounded down as EmptyLatentImage's width // 8 rounds (the tiny VAE's factor 2);
-       "été" is 3 characters long */
+       "été a" + " " + "blue circle yy", characters 4 to 3 from the end, "blue" made "red": "a red circle";
+       "é".replace("", "-") is "-é-", 3 characters long (Python's str methods) */
     assert_kiln_ok(kiln_empty_latent(m, 36, 22, 1, &empty));
     const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
                                     .denoise = 1.0};
