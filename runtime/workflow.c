@@ -326,6 +326,18 @@ static const cJSON *input_of(const wf_node *n, const char *name)
     return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n->json, "inputs"), name);
 }
 
+/* Input *in of `inputs` replaced by a copy of value (its name kept); *in the copy. */
+static kiln_status put_input_value(cJSON *inputs, cJSON **in, const cJSON *value)
+{
+    cJSON *copy = cJSON_Duplicate(value, true);
+    if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(inputs, (*in)->string, copy)) {
+        cJSON_Delete(copy);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    }
+    *in = copy;
+    return KILN_OK;
+}
+
 static kiln_status number(const wf_node *n, const char *name, double *out)
 {
     const cJSON *v = input_of(n, name);
@@ -3046,12 +3058,7 @@ static kiln_status inline_plain_values(wf_run *r, wf_node *n)
         if (!from || !gives_plain_values(from)) continue;
         wf_value *v;
         TRY(linked(r, n, in->string, WF_PLAIN, &v));
-        cJSON *copy = cJSON_Duplicate(v->plain, true);
-        if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(inputs, in->string, copy)) { /* the input's name kept */
-            cJSON_Delete(copy);
-            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-        }
-        in = copy;
+        TRY(put_input_value(inputs, &in, v->plain));
     }
     return KILN_OK;
 }
@@ -3730,15 +3737,10 @@ static kiln_status inline_primitives(cJSON *graph)
             if (!primitive) continue;
             const cJSON *value = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(from, "inputs"),
                                                                   "value");
-            cJSON *copy = value && !cJSON_IsArray(value) ? cJSON_Duplicate(value, true) : NULL;
-            if (!copy)
+            if (!value || cJSON_IsArray(value))
                 return kiln_fail(KILN_ERR_INVALID_ARG, "workflow node %s (%s): no value to hand on", id->valuestring,
                                  type->valuestring);
-            if (!cJSON_ReplaceItemInObjectCaseSensitive(inputs, in->string, copy)) { /* the input's name kept */
-                cJSON_Delete(copy);
-                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
-            }
-            in = copy;
+            TRY(put_input_value(inputs, &in, value));
         }
     }
     return KILN_OK;
