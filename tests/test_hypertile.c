@@ -67,6 +67,14 @@ static void runs_match_comfyui(void **state)
     kiln_test_close_model(be, m);
 }
 
+/* One call of the tiny SDXL UNet, whose transformers are two blocks deep:
+ * each block draws its own tiles, on level 1 and in the middle block. */
+static void sdxl_call_matches_comfyui(void **state)
+{
+    (void)state;
+    parity_check_hypertile_sdxl(&(parity_fixture){.path = KILN_TEST_DATA "/sdxl/tiny_sdxl.safetensors", .tol = 1e-5});
+}
+
 static float *sampled(kiln_model *m, const kiln_conditioning *c, int side, const kiln_hypertile *tiles,
                       const kiln_sag *sag, float pag_scale)
 {
@@ -140,6 +148,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tiles_match_comfyui),
         cmocka_unit_test(runs_match_comfyui),
+        cmocka_unit_test(sdxl_call_matches_comfyui),
         cmocka_unit_test(one_tile_is_the_plain_run),
         cmocka_unit_test(refusals),
     };

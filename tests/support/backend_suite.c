@@ -102,7 +102,12 @@ static void hypertile_runs(kiln_model *m)
     parity_check_hypertile_run(m, "random", gpu_f32.tol);
     parity_check_hypertile_run(m, "pag", gpu_f32.tol);
 }
-static void hypertile_run_f32(void **s) { (void)s, on_tiny_model(hypertile_runs); }
+static void hypertile_run_f32(void **s)
+{
+    (void)s;
+    on_tiny_model(hypertile_runs);
+    parity_check_hypertile_sdxl(&gpu_sdxl);
+}
 static void sdxl_controlnet_f32(void **s)
 {
     (void)s;

@@ -144,7 +144,12 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     unet_inputs in;
     tensor *eps;
     TRY(unet_inputs_read(g, r->goldens, r->prefix, &in));
+    kiln_rng draws;
     if (r->patches) in.cond.freeu = r->patches->freeu, in.cond.middle_attn1.identity = r->patches->perturb_middle;
+    if (r->patches && r->patches->hypertile) { /* every pass draws the same */
+        kiln_rng_seed(&draws, r->patches->hypertile_seed);
+        in.cond.hypertile = r->patches->hypertile, in.cond.hypertile_rng = &draws;
+    }
     TRY(kiln_unet_forward(g, &r->m->unet, in.xt, &in.cond, r->blocks ? unet_probe : NULL, r, &eps));
     TRY(kiln_graph_output(g, eps, r->out, kiln_tensor_nbytes(eps)));
     unet_inputs_free(&in);
@@ -847,6 +852,17 @@ void parity_check_hypertile_run(kiln_model *model, const char *run, double tol)
     free(plain);
     golden_free(&want);
     golden_free(&plain_want);
+    kiln_st_close(f);
+}
+
+void parity_check_hypertile_sdxl(const parity_fixture *fx)
+{
+    kiln_st_file *f = golden_open("hypertile/hypertile.safetensors");
+    const kiln_hypertile tiles = parity_hypertile_settings(f, "sdxl");
+    golden seed = golden_field(f, "sdxl", "seed");
+    const parity_unet_patches patches = {.hypertile = &tiles, .hypertile_seed = (uint64_t)seed.data[0]};
+    parity_check_unet_patched(fx, "hypertile/hypertile.safetensors", "sdxl.", &patches);
+    golden_free(&seed);
     kiln_st_close(f);
 }
 

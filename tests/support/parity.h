@@ -28,10 +28,12 @@ void parity_check_unet(const parity_fixture *fx, const char *golden_path);
  * sample, timesteps, encoder_hidden_states, noise_pred. */
 void parity_check_unet_output(const parity_fixture *fx, const char *golden_path, const char *prefix);
 /* The same with the model patches kiln_unet_cond carries: FreeU on the
- * decoder, PerturbedAttentionGuidance's perturbed middle block. */
+ * decoder, PerturbedAttentionGuidance's perturbed middle block, HyperTile. */
 typedef struct parity_unet_patches {
     const kiln_freeu *freeu; /* NULL: none */
     bool perturb_middle;
+    const kiln_hypertile *hypertile; /* NULL: none; its draws from a generator seeded with hypertile_seed */
+    uint64_t hypertile_seed;
 } parity_unet_patches;
 void parity_check_unet_patched(const parity_fixture *fx, const char *golden_path, const char *prefix,
                                const parity_unet_patches *patches);
@@ -203,6 +205,9 @@ kiln_hypertile parity_hypertile_settings(kiln_st_file *f, const char *run);
  * the final latent within tol (rel L2) of ComfyUI's, and the plain run's of
  * the golden's plain one and away from the tiled one. */
 void parity_check_hypertile_run(kiln_model *model, const char *run, double tol);
+/* That golden's SDXL call: the tiny SDXL model (fx) with the "sdxl." run's
+ * settings, its draws from its seed, against ComfyUI's noise_pred. */
+void parity_check_hypertile_sdxl(const parity_fixture *fx);
 
 /* The same job as img2img at denoise 0.6 from the golden's
  * img2img.latent_in against its img2img.latent_out. */

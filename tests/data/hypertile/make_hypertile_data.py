@@ -59,6 +59,12 @@ Runs:
             row, meet hypertile_out's rearrange of nh * nw rows, which fails
             in ComfyUI.
 
+And one call of the tiny SDXL UNet (tests/data/sdxl/tiny_sdxl_diffusers:
+no transformers on level 0, two blocks deep on level 1 and in the middle)
+on a 24 x 32 latent (level 1 is 12 x 16), with tile_size 32, swap_size 3,
+max_depth 1, torch's generator seeded with 11 just before: every block of
+a transformer draws its own tiles.
+
 Writes tests/data/hypertile/hypertile.safetensors, every tensor float32:
   positive (1, 77, 32), negative (1, 77, 32), noise (1, 4, 12, 16)
   plain.latent_out (1, 4, 12, 16): the run without the patch
@@ -69,6 +75,13 @@ Writes tests/data/hypertile/hypertile.safetensors, every tensor float32:
         (input blocks 1, 2, the middle block, output blocks 9, 10, 11), the
         (nh, nw) taken (1, 1: untouched)
   pag.pag_scale (1,)
+  sdxl.sample (2, 4, 24, 32) (seeded normal), sdxl.timesteps (2,) [999,
+    500], sdxl.encoder_hidden_states (2, 77, 64) and sdxl.y (2, 80): kiln's
+    label_emb input, from tests/data/sdxl/golden.safetensors (its
+    text_embeds and time_ids go to diffusers as added_cond_kwargs),
+    sdxl.settings (4,), sdxl.seed (1,) [11], sdxl.tiles (1, 12, 2): the
+    (nh, nw) of each self-attention in run order (the 12 transformer
+    blocks), sdxl.noise_pred (2, 4, 24, 32)
     R.latent_out (1, 4, 12, 16): the LATENT KSampler returns
 Metadata "source": the versions and the ComfyUI commit.
 
@@ -107,6 +120,10 @@ RUNS = {
     "pag": dict(tile_size=32, swap_size=3, max_depth=0, scale_depth=False),
 }
 PAG_SCALE = 3.0
+SDXL = "tests/data/sdxl/tiny_sdxl_diffusers"
+SDXL_GOLDEN = "tests/data/sdxl/golden.safetensors"
+SDXL_RUN = dict(tile_size=32, swap_size=3, max_depth=1, scale_depth=False)
+SDXL_SEED = 11
 
 
 def random_divisor(value, min_value, max_options):
@@ -182,14 +199,14 @@ class SelfAttention:
         return self.patch.tile_out(out) if self.patch else out
 
 
-def set_self_attention(unet, processor, middle=None):
-    """processor on every attn1 (middle: another on the middle block's)."""
-    count = 0
+def set_self_attention(unet, processor, middle=None, count=6):
+    """processor on each of the UNet's `count` attn1s (middle: another on the middle block's)."""
+    seen = 0
     for name, module in unet.named_modules():
         if name.endswith("attn1"):
             module.set_processor(middle if middle and name.startswith("mid_block.") else processor)
-            count += 1
-    assert count == 6, count
+            seen += 1
+    assert seen == count, seen
 
 
 def check_processor(unet, ctx):
@@ -274,6 +291,30 @@ def main():
         for i in range(tiles.shape[0]):
             print("    ", [tuple(int(v) for v in tiles[i, j]) for j in range(6)])
         assert dist > 1e-3, dist
+
+    # the tiny SDXL UNet, one call: every block of its two-deep transformers draws its own tiles
+    xl = UNet2DConditionModel.from_pretrained(SDXL, subfolder="unet", torch_dtype=torch.float32).eval()
+    xg = load_file(SDXL_GOLDEN)
+    patch = HyperTile(**SDXL_RUN)
+    set_self_attention(xl, SelfAttention(patch), count=12)
+    sample = torch.randn(2, 4, 24, 32, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([999.0, 500.0])
+    kw = dict(encoder_hidden_states=xg["encoder_hidden_states"],
+              added_cond_kwargs={"text_embeds": xg["text_embeds"], "time_ids": xg["time_ids"]})
+    patch.shape = tuple(sample.shape)
+    torch.manual_seed(SDXL_SEED)
+    with torch.no_grad():
+        eps = xl(sample, t, **kw).sample
+        set_self_attention(xl, SelfAttention(None), count=12)
+        plain = xl(sample, t, **kw).sample
+    g.update({"sdxl.sample": sample, "sdxl.timesteps": t, "sdxl.encoder_hidden_states": xg["encoder_hidden_states"],
+              "sdxl.y": xg["y"], "sdxl.seed": torch.tensor([float(SDXL_SEED)]),
+              "sdxl.settings": torch.tensor([SDXL_RUN["tile_size"], SDXL_RUN["swap_size"], SDXL_RUN["max_depth"],
+                                             1.0 if SDXL_RUN["scale_depth"] else 0.0]),
+              "sdxl.tiles": torch.tensor(patch.taken, dtype=torch.float32).reshape(1, 12, 2),
+              "sdxl.noise_pred": eps})
+    print(f"sdxl: rel L2 vs the call without the patch {rel_l2(eps, plain):.6e}; tiles {patch.taken}")
+    assert rel_l2(eps, plain) > 1e-3
 
     source = (f"tests/data/hypertile/make_hypertile_data.py: ComfyUI {COMFY_COMMIT} HyperTile restated on "
               f"diffusers {diffusers.__version__}, torch {torch.__version__.split('+')[0]}, CPU float32")
