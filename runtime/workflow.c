@@ -2962,6 +2962,30 @@ static size_t character_at(const char *string, long index)
     return at;
 }
 
+/* The character (code point) that starts at s, UTF-8, and its bytes; a
+ * byte that starts none is one character of its own, U+FFFD. */
+static uint32_t character_code(const char *s, size_t *bytes)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    const size_t n = u[0] < 0x80 ? 1 : u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc0 ? 2 : 0;
+    *bytes = 1;
+    if (n == 0) return 0xfffd;
+    uint32_t c = n == 1 ? u[0] : u[0] & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((u[i] & 0xc0) != 0x80) return 0xfffd;
+        c = c << 6 | (u[i] & 0x3f);
+    }
+    *bytes = n;
+    return c;
+}
+
+/* Python's str.isspace for one character. */
+static bool python_space(uint32_t c)
+{
+    return (c >= 0x9 && c <= 0xd) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
 /* StringLength: Python's len. */
 static kiln_status string_length(wf_run *r, wf_node *n)
 {
@@ -2999,6 +3023,27 @@ static kiln_status string_substring(wf_run *r, wf_node *n)
     to = to < from ? from : to > length ? length : to;
     const size_t a = character_at(string, from), b = character_at(string, to);
     return string_output(n, string + a, b - a);
+}
+
+/* StringTrim: Python's strip(), lstrip() or rstrip() (mode Both, Left,
+ * Right): the whitespace characters str.isspace names. */
+static kiln_status string_trim(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *string, *mode;
+    TRY(text(n, "string", &string));
+    TRY(text(n, "mode", &mode));
+    const bool both = strcmp(mode, "Both") == 0, left = both || strcmp(mode, "Left") == 0,
+               right = both || strcmp(mode, "Right") == 0;
+    if (!left && !right) return node_fail(n, KILN_ERR_INVALID_ARG, "mode '%s': Both, Left or Right", mode);
+    size_t begin = 0, end = strlen(string), bytes;
+    while (left && string[begin] && python_space(character_code(string + begin, &bytes))) begin += bytes;
+    if (right) {
+        end = begin;
+        for (size_t at = begin; string[at]; at += bytes)
+            if (!python_space(character_code(string + at, &bytes))) end = at + bytes;
+    }
+    return string_output(n, string + begin, end - begin);
 }
 
 /* StringReplace: Python's string.replace(find, replace): every match, left
@@ -3045,7 +3090,7 @@ static bool gives_plain_values(const wf_node *n)
 {
     const char *c = n->class_type;
     return strcmp(c, "GetImageSize") == 0 || strcmp(c, "StringConcatenate") == 0 || strcmp(c, "StringLength") == 0 ||
-           strcmp(c, "StringSubstring") == 0 || strcmp(c, "StringReplace") == 0;
+           strcmp(c, "StringSubstring") == 0 || strcmp(c, "StringReplace") == 0 || strcmp(c, "StringTrim") == 0;
 }
 
 /* n's inputs linked to plain values (those nodes run first) become the
@@ -3570,7 +3615,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
-                                         "StringConcatenate", "StringLength", "StringSubstring", "StringReplace"};
+                                         "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
+                                         "StringTrim"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3590,7 +3636,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
-        string_substring, string_replace};
+        string_substring, string_replace, string_trim};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

@@ -1454,9 +1454,9 @@ static void freeu_nodes(void **state)
 }
 
 /* GetImageSize's width, height and batch size, StringConcatenate's,
- * StringSubstring's, StringReplace's and StringLength's outputs linked into
- * the inputs that take such values (and into each other): the
- * library's run with those values, pixel for pixel (EmptyLatentImage
+ * StringSubstring's, StringReplace's, StringTrim's and StringLength's
+ * outputs linked into the inputs that take such values (and into each
+ * other): the library's run with those values, pixel for pixel (EmptyLatentImage
  * rounding the picture's odd sides down); a plain value linked where an
  * IMAGE goes is refused. */
 static void plain_value_nodes(void **state)
@@ -1470,7 +1470,10 @@ static void plain_value_nodes(void **state)
     "\"inputs\": {\"string\": [\"32\", 0], \"start\": 4, \"end\": -3}}, \"35\": {\"class_type\": \"StringReplace\", "      \
     "\"inputs\": {\"string\": [\"34\", 0], \"find\": \"blue\", \"replace\": \"red\"}}, "                                \
     "\"36\": {\"class_type\": \"StringReplace\", \"inputs\": {\"string\": \"\u00e9\", \"find\": \"\", \"replace\": \"-\"}}, " \
-    "\"33\": {\"class_type\": \"StringLength\", \"inputs\": {\"string\": [\"36\", 0]}}, "                                 \
+    "\"38\": {\"class_type\": \"StringTrim\", \"inputs\": {\"string\": \"\u3000\\t \u00e9\\u0085\u00a0 \", "              \
+    "\"mode\": \"Both\"}}, \"39\": {\"class_type\": \"StringConcatenate\", \"inputs\": {\"string_a\": [\"36\", 0], "       \
+    "\"string_b\": [\"38\", 0], \"delimiter\": \"\"}}, "                                                            \
+    "\"33\": {\"class_type\": \"StringLength\", \"inputs\": {\"string\": [\"39\", 0]}}, "                                 \
     "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": [\"35\", 0], \"clip\": [\"4\", 1]}}, "             \
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, "                    \
     "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": [\"31\", 0], \"height\": [\"31\", 1], "         \
@@ -1484,9 +1487,10 @@ static void plain_value_nodes(void **state)
     kiln_latent_free(&empty);
     /* the picture's size, 37x23, rounded down as EmptyLatentImage's width // 8 rounds (the tiny VAE's factor 2);
        "été a" + " " + "blue circle yy", characters 4 to 3 from the end, "blue" made "red": "a red circle";
-       "é".replace("", "-") is "-é-", 3 characters long (Python's str methods) */
+       "é".replace("", "-") is "-é-", and with "\u3000\t é\u0085\u00a0 ".strip() after it 4 characters long (Python's
+       str methods): 4 steps */
     assert_kiln_ok(kiln_empty_latent(m, 36, 22, 1, &empty));
-    const kiln_ksampler_params p = {.seed = 3, .steps = 3, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+    const kiln_ksampler_params p = {.seed = 3, .steps = 4, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
                                     .denoise = 1.0};
     assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
     assert_workflow_decodes_to(PLAIN_VALUES_RUN("[\"30\", 0]"), m, &latent);
