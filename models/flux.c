@@ -12,7 +12,8 @@
 bool kiln_flux_present(const kiln_checkpoint *ck, const char *root)
 {
     return kiln_checkpoint_find_at(ck, root, "x_embedder.weight") &&
-           kiln_checkpoint_find_at(ck, root, "time_text_embed.timestep_embedder.linear_1.weight");
+           (kiln_checkpoint_find_at(ck, root, "time_text_embed.timestep_embedder.linear_1.weight") ||
+            kiln_checkpoint_find_at(ck, root, "distilled_guidance_layer.in_proj.weight"));
 }
 
 /* The q, k, v (and, where `norms`, per-head norms) of `<prefix>.<attn>`:
@@ -48,14 +49,18 @@ static int count_blocks(const kiln_checkpoint *ck, const char *root, const char 
     return n;
 }
 
-static kiln_status bind_double(kiln_weights *w, const char *root, int i, int64_t D, int64_t hd, flux_double_block *b)
+/* Block i; its modulation layers where it has them (not Chroma's). */
+static kiln_status bind_double(kiln_weights *w, const char *root, int i, bool modulated, int64_t D, int64_t hd,
+                               flux_double_block *b)
 {
     char prefix[64], part[200];
     snprintf(prefix, sizeof prefix, "transformer_blocks.%d", i);
-    snprintf(part, sizeof part, "%s.norm1.linear", prefix);
-    TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->img_mod_w, &b->img_mod_b));
-    snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
-    TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->txt_mod_w, &b->txt_mod_b));
+    if (modulated) {
+        snprintf(part, sizeof part, "%s.norm1.linear", prefix);
+        TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->img_mod_w, &b->img_mod_b));
+        snprintf(part, sizeof part, "%s.norm1_context.linear", prefix);
+        TRY(kiln_dit_bind_linear(w, root, part, 6 * D, D, &b->txt_mod_w, &b->txt_mod_b));
+    }
     TRY(bind_qkv(w, root, prefix, "attn", false, true, D, hd, &b->img));
     TRY(bind_qkv(w, root, prefix, "attn", true, true, D, hd, &b->txt));
     snprintf(part, sizeof part, "%s.attn.to_out.0", prefix);
@@ -68,17 +73,44 @@ static kiln_status bind_double(kiln_weights *w, const char *root, int i, int64_t
     return kiln_feed_forward_bind(w, root, part, D, &b->txt_ff);
 }
 
-static kiln_status bind_single(kiln_weights *w, const char *root, int i, int64_t D, int64_t hd, flux_single_block *b)
+static kiln_status bind_single(kiln_weights *w, const char *root, int i, bool modulated, int64_t D, int64_t hd,
+                               flux_single_block *b)
 {
     char prefix[64], part[200];
     snprintf(prefix, sizeof prefix, "single_transformer_blocks.%d", i);
     snprintf(part, sizeof part, "%s.norm.linear", prefix);
-    TRY(kiln_dit_bind_linear(w, root, part, 3 * D, D, &b->mod_w, &b->mod_b));
+    if (modulated) TRY(kiln_dit_bind_linear(w, root, part, 3 * D, D, &b->mod_w, &b->mod_b));
     TRY(bind_qkv(w, root, prefix, "attn", false, true, D, hd, &b->qkv));
     snprintf(part, sizeof part, "%s.proj_mlp", prefix);
     TRY(kiln_dit_bind_linear(w, root, part, 4 * D, D, &b->mlp_w, &b->mlp_b));
     snprintf(part, sizeof part, "%s.proj_out", prefix);
     return kiln_dit_bind_linear(w, root, part, D, 5 * D, &b->out_w, &b->out_b);
+}
+
+/* Chroma's distilled guidance layer, giving rows D wide. */
+static kiln_status bind_approximator(kiln_weights *w, const char *root, int64_t D, chroma_approximator *a)
+{
+    const kiln_checkpoint *ck = kiln_weights_checkpoint(w);
+    const kiln_st_tensor *in = kiln_checkpoint_find_at(ck, root, "distilled_guidance_layer.in_proj.weight");
+    if (!in || in->ndim != 2 || in->shape[1] != CHROMA_MOD_INPUT)
+        return kiln_fail(KILN_ERR_MODEL, "%s: Chroma's distilled_guidance_layer.in_proj does not read the %d-wide "
+                         "rows of its timestep, guidance and index", kiln_checkpoint_path(ck), CHROMA_MOD_INPUT);
+    a->width = (int)in->shape[0];
+    a->nlayers = count_blocks(ck, root, "distilled_guidance_layer.layers.%d.linear_1.weight",
+                              CHROMA_MAX_APPROX_LAYERS + 1);
+    if (a->nlayers > CHROMA_MAX_APPROX_LAYERS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: Chroma's distilled guidance layer has more than %d layers",
+                         kiln_checkpoint_path(ck), CHROMA_MAX_APPROX_LAYERS);
+    TRY(kiln_dit_bind_linear(w, root, "distilled_guidance_layer.in_proj", a->width, CHROMA_MOD_INPUT, &a->in_w,
+                             &a->in_b));
+    for (int i = 0; i < a->nlayers; i++) {
+        char part[96];
+        snprintf(part, sizeof part, "distilled_guidance_layer.layers.%d", i);
+        TRY(kiln_mlp_bind(w, root, part, a->width, a->width, false, &a->layers[i]));
+        snprintf(part, sizeof part, "distilled_guidance_layer.norms.%d.weight", i);
+        TRY(KILN_BIND(w, &a->norms[i], root, part, a->width));
+    }
+    return kiln_dit_bind_linear(w, root, "distilled_guidance_layer.out_proj", D, a->width, &a->out_w, &a->out_b);
 }
 
 kiln_status kiln_flux_bind_trunk(kiln_weights *w, const char *root, const int *axes, kiln_flux *flux)
@@ -90,15 +122,17 @@ kiln_status kiln_flux_bind_trunk(kiln_weights *w, const char *root, const int *a
     const kiln_st_tensor *txt = kiln_checkpoint_find_at(ck, root, "context_embedder.weight");
     const kiln_st_tensor *pooled = kiln_checkpoint_find_at(ck, root, "time_text_embed.text_embedder.linear_1.weight");
     const kiln_st_tensor *norm_q = kiln_checkpoint_find_at(ck, root, "transformer_blocks.0.attn.norm_q.weight");
-    if (!img || !txt || !pooled || !norm_q || img->ndim != 2 || txt->ndim != 2 || pooled->ndim != 2 ||
-        norm_q->ndim != 1)
+    flux->chroma = kiln_checkpoint_find_at(ck, root, "distilled_guidance_layer.in_proj.weight") != NULL;
+    if (!img || !txt || (!pooled && !flux->chroma) || !norm_q || img->ndim != 2 || txt->ndim != 2 ||
+        (pooled && pooled->ndim != 2) || norm_q->ndim != 1)
         return kiln_fail(KILN_ERR_MODEL, "%s: no Flux transformer (x_embedder, context_embedder, "
-                         "time_text_embed.text_embedder, transformer_blocks.0.attn.norm_q)", path);
+                         "time_text_embed.text_embedder or Chroma's distilled_guidance_layer, "
+                         "transformer_blocks.0.attn.norm_q)", path);
     const int64_t D = img->shape[0], hd = norm_q->shape[0];
     flux->hidden = (int)D;
     flux->in_channels = (int)img->shape[1];
     flux->context_dim = (int)txt->shape[1];
-    flux->pooled_dim = (int)pooled->shape[1];
+    flux->pooled_dim = flux->chroma ? 0 : (int)pooled->shape[1];
     flux->head_dim = (int)hd;
     if (hd < 2 || hd % 2 || D % hd)
         return kiln_fail(KILN_ERR_MODEL, "%s: Flux width %lld is no whole number of heads %lld wide", path,
@@ -112,17 +146,25 @@ kiln_status kiln_flux_bind_trunk(kiln_weights *w, const char *root, const int *a
         return kiln_fail(KILN_ERR_MODEL, "%s: rotary axes %d, %d, %d do not split heads %lld wide into pairs", path,
                          flux->axes[0], flux->axes[1], flux->axes[2], (long long)hd);
     flux->guidance = kiln_checkpoint_find_at(ck, root, "time_text_embed.guidance_embedder.linear_1.weight") != NULL;
-    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.norm1.linear.weight", FLUX_MAX_DOUBLE);
-    flux->nsingle = count_blocks(ck, root, "single_transformer_blocks.%d.norm.linear.weight", FLUX_MAX_SINGLE);
+    flux->ndouble = count_blocks(ck, root, "transformer_blocks.%d.attn.to_q.weight", FLUX_MAX_DOUBLE);
+    flux->nsingle = count_blocks(ck, root, "single_transformer_blocks.%d.attn.to_q.weight", FLUX_MAX_SINGLE);
+    if (flux->chroma && 3 * flux->nsingle + 12 * flux->ndouble + 2 > CHROMA_MOD_ROWS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a Chroma transformer of %d double and %d single blocks takes "
+                         "more than the %d rows of its modulation table", path, flux->ndouble, flux->nsingle,
+                         CHROMA_MOD_ROWS);
 
     TRY(kiln_dit_bind_linear(w, root, "x_embedder", D, flux->in_channels, &flux->img_in_w, &flux->img_in_b));
     TRY(kiln_dit_bind_linear(w, root, "context_embedder", D, flux->context_dim, &flux->txt_in_w, &flux->txt_in_b));
-    TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
-    if (flux->guidance)
-        TRY(kiln_mlp_bind(w, root, "time_text_embed.guidance_embedder", 256, D, false, &flux->guidance_mlp));
-    TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
-    for (int i = 0; i < flux->ndouble; i++) TRY(bind_double(w, root, i, D, hd, &flux->dbl[i]));
-    for (int i = 0; i < flux->nsingle; i++) TRY(bind_single(w, root, i, D, hd, &flux->sgl[i]));
+    if (flux->chroma) {
+        TRY(bind_approximator(w, root, D, &flux->approx));
+    } else {
+        TRY(kiln_mlp_bind(w, root, "time_text_embed.timestep_embedder", 256, D, false, &flux->time));
+        if (flux->guidance)
+            TRY(kiln_mlp_bind(w, root, "time_text_embed.guidance_embedder", 256, D, false, &flux->guidance_mlp));
+        TRY(kiln_mlp_bind(w, root, "time_text_embed.text_embedder", flux->pooled_dim, D, false, &flux->pooled));
+    }
+    for (int i = 0; i < flux->ndouble; i++) TRY(bind_double(w, root, i, !flux->chroma, D, hd, &flux->dbl[i]));
+    for (int i = 0; i < flux->nsingle; i++) TRY(bind_single(w, root, i, !flux->chroma, D, hd, &flux->sgl[i]));
     return KILN_OK;
 }
 
@@ -140,7 +182,8 @@ kiln_status kiln_flux_bind(kiln_weights *w, const char *root, const int *axes, k
                          "neither FLUX.1's, Canny/Depth's nor Fill's", kiln_checkpoint_path(ck), flux->in_channels,
                          flux->out_channels);
     const int64_t D = flux->hidden;
-    TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
+    if (!flux->chroma)
+        TRY(kiln_dit_bind_linear(w, root, "norm_out.linear", 2 * D, D, &flux->norm_out_w, &flux->norm_out_b));
     return kiln_dit_bind_linear(w, root, "proj_out", flux->out_channels, D, &flux->proj_out_w, &flux->proj_out_b);
 }
 
@@ -429,23 +472,55 @@ static kiln_status project_qkv(kiln_graph *g, const kiln_flux *flux, const flux_
  * first three, SD 3.5's dual-attention blocks three more) */
 enum { SHIFT_MSA, SCALE_MSA, GATE_MSA, SHIFT_MLP, SCALE_MLP, GATE_MLP, SHIFT_MSA2, SCALE_MSA2, GATE_MSA2 };
 
+/* A block's (or one stream's) modulation vectors: vector k is row base + k
+ * of t (B,K,D): its own layer's output of the conditioning (base 0), or
+ * Chroma's table, which it does not own. */
+typedef struct {
+    tensor *t;
+    int base;
+} modulation;
+
+/* The modulation from the conditioning s through (w, b), or, without a
+ * layer (Chroma), the rows of the table s from chroma_base. */
+static kiln_status modulate(kiln_graph *g, const tensor *s, const tensor *w, const tensor *b, int chroma_base,
+                            modulation *m)
+{
+    if (!w) {
+        *m = (modulation){(tensor *)s, chroma_base};
+        return KILN_OK;
+    }
+    m->base = 0;
+    return nn_linear(g, s, w, b, &m->t);
+}
+
+static void modulation_done(kiln_graph *g, const tensor *s, modulation *m)
+{
+    if (m->t != s) nn_drop(g, &m->t);
+}
+
+static kiln_status modulated_norm(kiln_graph *g, const tensor *x, const modulation *m, int shift, int scale,
+                                  tensor **y)
+{
+    return nn_ada_layer_norm(g, x, m->t, NULL, m->base + shift, m->base + scale, 1e-6f, y);
+}
+
 /* An attention's output projected and gated into its stream. */
-static kiln_status gated_projection(kiln_graph *g, const tensor *mod, int gate, tensor *attn, const tensor *out_w,
+static kiln_status gated_projection(kiln_graph *g, const modulation *mod, int gate, tensor *attn, const tensor *out_w,
                                     const tensor *out_b, tensor **x)
 {
     tensor *d;
     TRY(nn_linear(g, attn, out_w, out_b, &d));
-    return nn_gated_add_into(g, x, d, mod, NULL, gate);
+    return nn_gated_add_into(g, x, d, mod->t, NULL, mod->base + gate);
 }
 
 /* A stream's second half: its norm and feed-forward, gated in. */
-static kiln_status feed_forward_rest(kiln_graph *g, const tensor *mod, const kiln_mlp *ff, tensor **x)
+static kiln_status feed_forward_rest(kiln_graph *g, const modulation *mod, const kiln_mlp *ff, tensor **x)
 {
     tensor *d, *n;
-    TRY(nn_ada_layer_norm(g, *x, mod, NULL, SHIFT_MLP, SCALE_MLP, 1e-6f, &n));
+    TRY(modulated_norm(g, *x, mod, SHIFT_MLP, SCALE_MLP, &n));
     TRY(kiln_mlp_forward(g, ff, n, &d));
     nn_drop(g, &n);
-    return nn_gated_add_into(g, x, d, mod, NULL, GATE_MLP);
+    return nn_gated_add_into(g, x, d, mod->t, NULL, mod->base + GATE_MLP);
 }
 
 /* One stream's queries, keys and values. */
@@ -513,7 +588,7 @@ static kiln_status add_image_attention(kiln_graph *g, const kiln_flux *flux, con
  * n, their modulation of the block's input (dropped), gated by mod's
  * vector `gate` into *img. */
 static kiln_status image_attention(kiln_graph *g, const kiln_flux *flux, const flux_qkv *a, const tensor *out_w,
-                                   const tensor *out_b, const tensor *mod, int gate, tensor **n, tensor **img)
+                                   const tensor *out_b, const modulation *mod, int gate, tensor **n, tensor **img)
 {
     tensor *o;
     stream_qkv s;
@@ -533,12 +608,13 @@ static kiln_status image_attention(kiln_graph *g, const kiln_flux *flux, const f
 static kiln_status image_block(kiln_graph *g, const kiln_flux *flux, const flux_double_block *b, const tensor *s,
                                tensor **img)
 {
-    tensor *mod, *n;
-    TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod));
-    TRY(nn_ada_layer_norm(g, *img, mod, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
-    TRY(image_attention(g, flux, &b->img, b->img_out_w, b->img_out_b, mod, GATE_MSA, &n, img));
-    TRY(feed_forward_rest(g, mod, &b->img_ff, img));
-    nn_drop(g, &mod);
+    tensor *n;
+    modulation mod;
+    TRY(modulate(g, s, b->img_mod_w, b->img_mod_b, 0, &mod));
+    TRY(modulated_norm(g, *img, &mod, SHIFT_MSA, SCALE_MSA, &n));
+    TRY(image_attention(g, flux, &b->img, b->img_out_w, b->img_out_b, &mod, GATE_MSA, &n, img));
+    TRY(feed_forward_rest(g, &mod, &b->img_ff, img));
+    modulation_done(g, s, &mod);
     return KILN_OK;
 }
 
@@ -550,35 +626,38 @@ static kiln_status double_block(kiln_graph *g, const kiln_flux *flux, const flux
                                 const image_prompt_set *ips, const tensor *s, const tensor *rope_txt,
                                 const tensor *rope_img, tensor **img, tensor **txt)
 {
-    tensor *mod_i, *mod_t, *n, *oi, *ot = NULL, *q_normed = NULL, *n2 = NULL;
+    tensor *n, *oi, *ot = NULL, *q_normed = NULL, *n2 = NULL;
+    modulation mod_i, mod_t;
     stream_qkv si, st;
     const bool images = ips && ips->count, last = !b->txt_out_w, dual = b->img2.q_w != NULL;
-    if (!b->txt_mod_w) return image_block(g, flux, b, s, img);
-    TRY(nn_linear(g, s, b->img_mod_w, b->img_mod_b, &mod_i));
-    TRY(nn_linear(g, s, b->txt_mod_w, b->txt_mod_b, &mod_t));
-    TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    if (!b->txt_mod_w && !flux->chroma) return image_block(g, flux, b, s, img);
+    /* Chroma's table: the single blocks' rows, the double blocks' image rows, then their caption rows */
+    const int chroma_img = 3 * flux->nsingle + 6 * i, chroma_txt = chroma_img + 6 * flux->ndouble;
+    TRY(modulate(g, s, b->img_mod_w, b->img_mod_b, chroma_img, &mod_i));
+    TRY(modulate(g, s, b->txt_mod_w, b->txt_mod_b, chroma_txt, &mod_t));
+    TRY(modulated_norm(g, *img, &mod_i, SHIFT_MSA, SCALE_MSA, &n));
     TRY(project_qkv(g, flux, &b->img, n, rope_img, &si.q, &si.k, &si.v, images ? &q_normed : NULL));
     nn_drop(g, &n);
-    if (dual) TRY(nn_ada_layer_norm(g, *img, mod_i, NULL, SHIFT_MSA2, SCALE_MSA2, 1e-6f, &n2));
+    if (dual) TRY(modulated_norm(g, *img, &mod_i, SHIFT_MSA2, SCALE_MSA2, &n2));
     /* the last block's caption modulation is a final norm's: scale, then shift */
-    TRY(nn_ada_layer_norm(g, *txt, mod_t, NULL, last ? 1 : SHIFT_MSA, last ? 0 : SCALE_MSA, 1e-6f, &n));
+    TRY(modulated_norm(g, *txt, &mod_t, last ? 1 : SHIFT_MSA, last ? 0 : SCALE_MSA, &n));
     TRY(project_qkv(g, flux, &b->txt, n, rope_txt, &st.q, &st.k, &st.v, NULL));
     nn_drop(g, &n);
     TRY(joint_attention(g, flux, &si, &st, &oi, last ? NULL : &ot));
-    TRY(gated_projection(g, mod_i, GATE_MSA, oi, b->img_out_w, b->img_out_b, img));
+    TRY(gated_projection(g, &mod_i, GATE_MSA, oi, b->img_out_w, b->img_out_b, img));
     nn_drop(g, &oi);
-    if (dual) TRY(image_attention(g, flux, &b->img2, b->img2_out_w, b->img2_out_b, mod_i, GATE_MSA2, &n2, img));
-    TRY(feed_forward_rest(g, mod_i, &b->img_ff, img));
+    if (dual) TRY(image_attention(g, flux, &b->img2, b->img2_out_w, b->img2_out_b, &mod_i, GATE_MSA2, &n2, img));
+    TRY(feed_forward_rest(g, &mod_i, &b->img_ff, img));
     if (last) {
         nn_drop(g, &st.q);
         nn_drop(g, txt);
     } else {
-        TRY(gated_projection(g, mod_t, GATE_MSA, ot, b->txt_out_w, b->txt_out_b, txt));
+        TRY(gated_projection(g, &mod_t, GATE_MSA, ot, b->txt_out_w, b->txt_out_b, txt));
         nn_drop(g, &ot);
-        TRY(feed_forward_rest(g, mod_t, &b->txt_ff, txt));
+        TRY(feed_forward_rest(g, &mod_t, &b->txt_ff, txt));
     }
-    nn_drop(g, &mod_i);
-    nn_drop(g, &mod_t);
+    modulation_done(g, s, &mod_i);
+    modulation_done(g, s, &mod_t);
     if (!images) return KILN_OK;
     TRY(add_image_attention(g, flux, ips, i, q_normed, img));
     nn_drop(g, &q_normed);
@@ -604,11 +683,11 @@ static kiln_status concat_features(kiln_graph *g, const tensor *a, const tensor 
 
 /* A single block's input side for one stream: the norm, the MLP's input
  * through tanh GELU and q, k, v, all from the same weights for both. */
-static kiln_status single_in(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, const tensor *mod,
-                             const tensor *rope, const tensor *x, tensor **mlp, stream_qkv *qkv)
+static kiln_status single_in(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b,
+                             const modulation *mod, const tensor *rope, const tensor *x, tensor **mlp, stream_qkv *qkv)
 {
     tensor *n, *h;
-    TRY(nn_ada_layer_norm(g, x, mod, NULL, SHIFT_MSA, SCALE_MSA, 1e-6f, &n));
+    TRY(modulated_norm(g, x, mod, SHIFT_MSA, SCALE_MSA, &n));
     TRY(nn_linear(g, n, b->mlp_w, b->mlp_b, &h));
     TRY(nn_gelu_tanh(g, h, mlp));
     nn_drop(g, &h);
@@ -619,8 +698,8 @@ static kiln_status single_in(kiln_graph *g, const kiln_flux *flux, const flux_si
 
 /* Attention and MLP outputs side by side, projected together, gated back
  * into the stream; o and mlp are dropped. */
-static kiln_status single_out(kiln_graph *g, const flux_single_block *b, const tensor *mod, tensor **o, tensor **mlp,
-                              tensor **x)
+static kiln_status single_out(kiln_graph *g, const flux_single_block *b, const modulation *mod, tensor **o,
+                              tensor **mlp, tensor **x)
 {
     tensor *both, *d;
     TRY(concat_features(g, *o, *mlp, &both));
@@ -628,7 +707,7 @@ static kiln_status single_out(kiln_graph *g, const flux_single_block *b, const t
     nn_drop(g, mlp);
     TRY(nn_linear(g, both, b->out_w, b->out_b, &d));
     nn_drop(g, &both);
-    return nn_gated_add_into(g, x, d, mod, NULL, GATE_MSA);
+    return nn_gated_add_into(g, x, d, mod->t, NULL, mod->base + GATE_MSA);
 }
 
 /* The single-stream block: attention and a tanh-GELU MLP side by side from
@@ -636,26 +715,85 @@ static kiln_status single_out(kiln_graph *g, const flux_single_block *b, const t
  * of weights. Every op but the attention is per token, so each stream is
  * run on its own (the image tokens stay a tensor of their own, for the
  * ControlNets' residuals and the final layer). */
-static kiln_status single_block(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, const tensor *s,
-                                const tensor *rope_txt, const tensor *rope_img, tensor **img, tensor **txt)
+static kiln_status single_block(kiln_graph *g, const kiln_flux *flux, const flux_single_block *b, int i,
+                                const tensor *s, const tensor *rope_txt, const tensor *rope_img, tensor **img,
+                                tensor **txt)
 {
-    tensor *mod, *mlp_i, *mlp_t, *oi, *ot;
+    tensor *mlp_i, *mlp_t, *oi, *ot;
+    modulation mod;
     stream_qkv si, st;
-    TRY(nn_linear(g, s, b->mod_w, b->mod_b, &mod));
-    TRY(single_in(g, flux, b, mod, rope_img, *img, &mlp_i, &si));
-    TRY(single_in(g, flux, b, mod, rope_txt, *txt, &mlp_t, &st));
+    TRY(modulate(g, s, b->mod_w, b->mod_b, 3 * i, &mod));
+    TRY(single_in(g, flux, b, &mod, rope_img, *img, &mlp_i, &si));
+    TRY(single_in(g, flux, b, &mod, rope_txt, *txt, &mlp_t, &st));
     TRY(joint_attention(g, flux, &si, &st, &oi, &ot));
-    TRY(single_out(g, b, mod, &oi, &mlp_i, img));
-    TRY(single_out(g, b, mod, &ot, &mlp_t, txt));
-    nn_drop(g, &mod);
+    TRY(single_out(g, b, &mod, &oi, &mlp_i, img));
+    TRY(single_out(g, b, &mod, &ot, &mlp_t, txt));
+    modulation_done(g, s, &mod);
     return KILN_OK;
 }
 
-/* The vector every block is modulated by: the timestep's MLP, the
- * guidance's (dev), the pooled caption's; through SiLU, as every
- * modulation reads it. */
-static kiln_status conditioning(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **silu)
+/* ComfyUI's Flux timestep_embedding of x into out (dim): the cos, then
+ * the sin of 1000 x times 10000^(-k / (dim/2)), each step in float32. */
+static void comfy_time_embedding(float x, int dim, float *out)
 {
+    const int half = dim / 2;
+    const float t = 1000.0f * x, log_period = (float)-log(10000.0);
+    for (int k = 0; k < half; k++) {
+        const float freq = expf(log_period * (float)k / (float)half), angle = t * freq;
+        out[k] = cosf(angle);
+        out[half + k] = sinf(angle);
+    }
+}
+
+void kiln_chroma_modulation_input(float t, float guidance, float *rows)
+{
+    float time[16], guide[16];
+    comfy_time_embedding(t, 16, time);
+    comfy_time_embedding(guidance, 16, guide);
+    for (int r = 0; r < CHROMA_MOD_ROWS; r++) {
+        float *row = rows + (size_t)r * CHROMA_MOD_INPUT;
+        memcpy(row, time, sizeof time);
+        memcpy(row + 16, guide, sizeof guide);
+        comfy_time_embedding((float)r, 32, row + 32);
+    }
+}
+
+/* Chroma's modulation table (B, CHROMA_MOD_ROWS, D): its approximator on
+ * each row's timestep and guidance. */
+static kiln_status chroma_table(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **table)
+{
+    const int64_t B = in->rows, per_row = (int64_t)CHROMA_MOD_ROWS * CHROMA_MOD_INPUT;
+    float *rows = malloc((size_t)(B * per_row) * sizeof *rows);
+    if (!rows) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "chroma: out of host memory");
+    for (int64_t r = 0; r < B; r++)
+        kiln_chroma_modulation_input(in->timesteps[r], in->guidance ? in->guidance[r] : 0.0f, rows + r * per_row);
+    tensor *x, *y, *n, *d, *sum;
+    kiln_status st = kiln_graph_input(g, &x, KILN_F32, 3, (int64_t[]){B, CHROMA_MOD_ROWS, CHROMA_MOD_INPUT}, rows);
+    free(rows);
+    TRY(st);
+    const chroma_approximator *a = &flux->approx;
+    TRY(nn_linear(g, x, a->in_w, a->in_b, &y));
+    nn_drop(g, &x);
+    for (int i = 0; i < a->nlayers; i++) {
+        TRY(nn_rms_norm(g, y, a->norms[i], 1e-6f, &n));
+        TRY(kiln_mlp_forward(g, &a->layers[i], n, &d));
+        nn_drop(g, &n);
+        TRY(nn_add(g, y, d, &sum));
+        nn_drop(g, &y);
+        nn_drop(g, &d);
+        y = sum;
+    }
+    TRY(nn_linear(g, y, a->out_w, a->out_b, table));
+    nn_drop(g, &y);
+    return KILN_OK;
+}
+
+/* What every block's modulation is made from: Chroma's table, or the
+ * vector of the timestep's MLP, the guidance's (dev) and the pooled
+ * caption's, through SiLU as every modulation layer reads it. */
+static kiln_status conditioning(kiln_graph *g, const kiln_flux *flux, const flux_input *in, tensor **cond)
+{
+    if (flux->chroma) return chroma_table(g, flux, in, cond);
     const int64_t B = in->rows;
     float *scaled = malloc((size_t)(2 * B) * sizeof *scaled);
     if (!scaled) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "flux: out of host memory");
@@ -689,7 +827,7 @@ static kiln_status conditioning(kiln_graph *g, const kiln_flux *flux, const flux
     TRY(nn_add(g, emb, part, &sum));
     nn_drop(g, &emb);
     nn_drop(g, &part);
-    TRY(nn_silu(g, sum, silu));
+    TRY(nn_silu(g, sum, cond));
     nn_drop(g, &sum);
     return KILN_OK;
 }
@@ -704,7 +842,7 @@ static tensor table_rows(const tensor *table, int64_t first, int64_t rows)
 }
 
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
-                             tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu)
+                             tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **cond)
 {
     const int64_t T = *txt ? (*txt)->shape[1] : 0, N = kiln_flux_image_tokens(in), pairs = flux->head_dim / 2;
     tensor *s, *rope = NULL;
@@ -731,14 +869,15 @@ kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_in
         if (after_block) TRY(after_block(g, ctx, false, i, img));
     }
     for (int i = 0; i < flux->nsingle; i++) {
-        if (!(in->skip_single >> i & 1)) TRY(single_block(g, flux, &flux->sgl[i], s, &rope_txt, &rope_img, img, txt));
+        if (!(in->skip_single >> i & 1))
+            TRY(single_block(g, flux, &flux->sgl[i], i, s, &rope_txt, &rope_img, img, txt));
         if (after_block) TRY(after_block(g, ctx, true, i, img));
     }
     if (rope) nn_drop(g, &rope);
     if (*txt) nn_drop(g, txt);
     for (int k = 0; k < ips.count; k++) nn_drop(g, &ips.tokens[k]);
-    if (silu)
-        *silu = s;
+    if (cond)
+        *cond = s;
     else
         nn_drop(g, &s);
     return KILN_OK;
@@ -845,7 +984,7 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     const kiln_flux *flux = c->flux;
     const flux_input *in = c->in;
     const int64_t B = in->rows, T = in->context_tokens, N = kiln_flux_image_tokens(in);
-    tensor *tokens, *context, *img, *txt, *s, *mod, *n, *y;
+    tensor *tokens, *context, *img, *txt, *s, *n, *y;
     TRY(kiln_graph_input(g, &tokens, KILN_F32, 3, (int64_t[]){B, N, flux->in_channels}, in->tokens));
     TRY(kiln_graph_input(g, &context, KILN_F32, 3, (int64_t[]){B, T, flux->context_dim}, in->context));
     flux_residuals each[FLUX_MAX_CONTROLS];
@@ -858,12 +997,13 @@ static kiln_status forward_fn(kiln_graph *g, void *ctx)
     TRY(kiln_flux_blocks(g, flux, in, true, &img, &txt, in->ncontrols ? add_residuals : NULL, &set, &s));
     for (int k = 0; k < in->ncontrols; k++) kiln_flux_residuals_release(g, &each[k]);
 
-    /* the final norm's scale then shift */
-    TRY(nn_linear(g, s, flux->norm_out_w, flux->norm_out_b, &mod));
+    /* the final norm's scale then shift, or Chroma's table's last two rows: shift, then scale */
+    modulation mod;
+    TRY(modulate(g, s, flux->norm_out_w, flux->norm_out_b, CHROMA_MOD_ROWS - 2, &mod));
+    TRY(modulated_norm(g, img, &mod, flux->chroma ? 0 : 1, flux->chroma ? 1 : 0, &n));
+    modulation_done(g, s, &mod);
     nn_drop(g, &s);
-    TRY(nn_ada_layer_norm(g, img, mod, NULL, 1, 0, 1e-6f, &n));
     nn_drop(g, &img);
-    nn_drop(g, &mod);
     TRY(nn_linear(g, n, flux->proj_out_w, flux->proj_out_b, &y));
     nn_drop(g, &n);
     if (!kiln_graph_no_outputs(g) && !in->nrefs) TRY(kiln_graph_output(g, y, c->out, kiln_tensor_nbytes(y)));
@@ -890,6 +1030,10 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
     if (flux->sd3 && (in->nrefs || in->nimages))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "sd3: reference latents and IP-Adapters are FLUX.1's here");
+    /* ComfyUI's Chroma takes no reference latents, and its pooled-output-free conditioning no Flux ControlNet */
+    if (flux->chroma && (in->nrefs || in->nimages || in->ncontrols))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "chroma: reference latents, IP-Adapters and ControlNets are FLUX.1's "
+                         "here");
     if (in->nrefs < 0 || in->nrefs > FLUX_MAX_REFERENCES)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "flux: %d reference latents on a call: at most %d", in->nrefs,
                          FLUX_MAX_REFERENCES);

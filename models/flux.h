@@ -25,7 +25,16 @@
  * in SD 3.5; in SD 3.5 Medium's first blocks a second attention of the image
  * tokens alone (`attn2`, its own three adaLN vectors after the six); the
  * timestep taken as given (1000 sigma); each token's output by patch row,
- * column, then channel. */
+ * column, then channel.
+ *
+ * Chroma (diffusers' ChromaTransformer2DModel, ComfyUI's Chroma) is
+ * FLUX.1-schnell's block stack without the blocks' modulation layers, the
+ * timestep, guidance and pooled MLPs: one table of CHROMA_MOD_ROWS
+ * vectors, made by a small residual MLP (the "distilled guidance layer",
+ * `distilled_guidance_layer.*`) from each row's index, the timestep and the
+ * guidance, gives every block its shift, scale and gate: the single blocks'
+ * three each first, then the double blocks' image six each, their caption
+ * six each, and the final norm's shift and scale last. No CLIP: T5 alone. */
 #ifndef KILN_MODELS_FLUX_H
 #define KILN_MODELS_FLUX_H
 
@@ -34,6 +43,23 @@
 #define FLUX_MAX_DOUBLE 38 /* FLUX.1 has 19, SD3 24, SD 3.5 Large 38 */
 #define FLUX_MAX_SINGLE 48
 
+/* Chroma's modulation table: rows as FLUX.1's 19 double and 38 single blocks
+ * take them (3 * 38 + 12 * 19 + 2), whatever the model's own counts, as
+ * ComfyUI makes it; the final norm reads its last two. */
+#define CHROMA_MOD_ROWS 344
+/* The approximator's input a row: the timestep's, guidance's (16 each) and
+ * row index's (32) sinusoidal embeddings. */
+#define CHROMA_MOD_INPUT 64
+#define CHROMA_MAX_APPROX_LAYERS 8
+
+/* x = in_proj(input); per layer x += layer(rms_norm(x)); out_proj(x). */
+typedef struct chroma_approximator {
+    int width, nlayers;
+    const tensor *in_w, *in_b, *out_w, *out_b; /* (width,64) (width); (D,width) (D) */
+    kiln_mlp layers[CHROMA_MAX_APPROX_LAYERS];  /* SiLU inside */
+    const tensor *norms[CHROMA_MAX_APPROX_LAYERS]; /* RMS norms' weights (width) */
+} chroma_approximator;
+
 /* One stream's q, k and v with their per-head RMS norms. */
 typedef struct flux_qkv {
     const tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D,D) (D) */
@@ -41,7 +67,7 @@ typedef struct flux_qkv {
 } flux_qkv;
 
 typedef struct flux_double_block {
-    /* (6D,D) (6D); SD 3.5's dual-attention blocks' image one (9D,D), SD3's last block's caption one (2D,D):
+    /* (6D,D) (6D), unbound in Chroma (its table's rows); SD 3.5's dual-attention blocks' image one (9D,D), SD3's last block's caption one (2D,D):
        scale, shift; txt_mod_w NULL: no caption side (an SD 3.5 ControlNet's of Stability's kind) */
     const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b;
     flux_qkv img, txt;
@@ -52,7 +78,7 @@ typedef struct flux_double_block {
 } flux_double_block;
 
 typedef struct flux_single_block {
-    const tensor *mod_w, *mod_b; /* (3D,D) (3D) */
+    const tensor *mod_w, *mod_b; /* (3D,D) (3D); unbound in Chroma */
     flux_qkv qkv;
     const tensor *mlp_w, *mlp_b; /* (4D,D) (4D) */
     const tensor *out_w, *out_b; /* (D,5D) (D): over attention and MLP side by side */
@@ -69,11 +95,13 @@ typedef struct kiln_flux {
     int in_channels, out_channels;
     int axes[3];   /* rotary widths per position axis, summing to head_dim */
     bool guidance; /* the dev model's guidance embedding */
+    bool chroma;   /* Chroma: approx in place of time, guidance_mlp, pooled and the blocks' modulation layers */
+    chroma_approximator approx;
     const tensor *img_in_w, *img_in_b, *txt_in_w, *txt_in_b;
     kiln_mlp time, guidance_mlp, pooled;
     flux_double_block dbl[FLUX_MAX_DOUBLE];
     flux_single_block sgl[FLUX_MAX_SINGLE];
-    const tensor *norm_out_w, *norm_out_b; /* (2D,D): scale, then shift */
+    const tensor *norm_out_w, *norm_out_b; /* (2D,D): scale, then shift; unbound in Chroma */
     const tensor *proj_out_w, *proj_out_b; /* (out_channels,D) */
     bool sd3;                         /* SD3's MMDiT (img_in_w unbound: patch_w, pos_table) */
     tensor patch_w;                   /* SD3: pos_embed.proj's kernel (D,C,2,2) as (D,4C) */
@@ -154,9 +182,9 @@ typedef struct flux_input {
                                 reference's */
     const float *context;    /* (rows, T, context_dim) */
     int context_tokens;      /* T */
-    const float *pooled;     /* (rows, pooled_dim) */
+    const float *pooled;     /* (rows, pooled_dim); Chroma: NULL */
     const float *timesteps;  /* (rows): sigma in [0,1] (the model scales it by 1000); SD3: 1000 sigma */
-    const float *guidance;   /* (rows), the dev model's; NULL otherwise */
+    const float *guidance;   /* (rows), the dev model's and Chroma's (NULL there: 0); NULL otherwise */
     const flux_control *controls; /* ncontrols of them, in the order applied; NULL: none */
     int ncontrols;
     const flux_image_prompt *images; /* nimages of them, added in this order; NULL: none */
@@ -179,11 +207,19 @@ typedef kiln_status (*kiln_flux_block_fn)(kiln_graph *g, void *ctx, bool single,
 /* The blocks on embedded image tokens *img (B, h*w, D) and caption tokens
  * *txt (B, T, D; NULL for blocks without a caption side), conditioned on
  * in's timesteps, guidance and pooled output: the image tokens after the
- * last block in *img (*txt dropped), the modulation vector through SiLU in
- * *silu (NULL: dropped). after_block may be NULL; with_images false leaves
+ * last block in *img (*txt dropped), what the modulations are made from in
+ * *cond (NULL: dropped): the vector through SiLU (B, D), or Chroma's table
+ * (B, CHROMA_MOD_ROWS, D). after_block may be NULL; with_images false leaves
  * in's image prompts out (a ControlNet's blocks have none). */
 kiln_status kiln_flux_blocks(kiln_graph *g, const kiln_flux *flux, const flux_input *in, bool with_images,
-                             tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **silu);
+                             tensor **img, tensor **txt, kiln_flux_block_fn after_block, void *ctx, tensor **cond);
+
+/* Chroma's approximator input for a timestep t (sigma) and guidance:
+ * CHROMA_MOD_ROWS rows of [embed(t, 16) | embed(guidance, 16) | embed(row,
+ * 32)], each embed(x, n) the cos and sin of 1000 x at n/2 frequencies in
+ * float32 as ComfyUI's timestep_embedding computes them (the row's
+ * arguments reach 343000, where the float32 product decides the angle). */
+void kiln_chroma_modulation_input(float t, float guidance, float *rows);
 
 /* The call's image tokens (B, N, in_channels) embedded: FLUX.1's linear, or
  * SD3's patch conv plus the centre of its position table. */
@@ -204,8 +240,15 @@ int kiln_flux_image_tokens(const flux_input *in);
  * in's references': per axis of width a, pair k turns at pos / 10000^(2k/a). */
 void kiln_flux_rope_table(const kiln_flux *flux, int context_tokens, const flux_input *in, float *table);
 
-/* ComfyUI's sampling shift for a Flux model: dev's (with guidance) 1.15,
- * schnell's 1.0 (its Flux and FluxSchnell model types). */
-static inline double kiln_flux_default_shift(const kiln_flux *flux) { return flux->guidance ? 1.15 : 1.0; }
+/* ComfyUI's sampling shift for a Flux model: dev's (with guidance) and
+ * Chroma's 1.15, schnell's 1.0 (its Flux, Chroma and FluxSchnell model
+ * types). */
+static inline double kiln_flux_default_shift(const kiln_flux *flux)
+{
+    return flux->guidance || flux->chroma ? 1.15 : 1.0;
+}
+/* Whether the model embeds a guidance value (FluxGuidance's): dev's, and
+ * Chroma's approximator (0 where none is set). */
+static inline bool kiln_flux_reads_guidance(const kiln_flux *flux) { return flux->guidance || flux->chroma; }
 
 #endif

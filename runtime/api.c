@@ -785,6 +785,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
 kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapter **out)
 {
     if (!m || !path || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_ip_adapter_load: no model, path or place");
+    if (kiln_model_is_dit(m) && m->family->arch == KILN_ARCH_FLUX && m->flux.chroma)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "IP-Adapters on a Chroma model: kiln applies XLabs' to FLUX.1 only");
     if (kiln_model_is_dit(m) && m->family->arch == KILN_ARCH_FLUX)
         return kiln_flux_ip_adapter_open(path, &m->flux, kiln_weights_backend(m->weights), out);
     TRY(unet_model(m, "IP-Adapter"));

@@ -818,6 +818,8 @@ static const char *const flux_model_names[][2] = {
     {"txt_in.", "context_embedder."},
     {"img_in.", "x_embedder."},
     {"final_layer.linear.", "proj_out."},
+    {"distilled_guidance_layer.in_proj.", "distilled_guidance_layer.in_proj."}, /* Chroma's */
+    {"distilled_guidance_layer.out_proj.", "distilled_guidance_layer.out_proj."},
 };
 static const char *const flux_double_names[][2] = {
     {"img_mod.lin.", "norm1.linear."},
@@ -901,6 +903,13 @@ kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pie
     } else if (MATCHES(bfl, "final_layer.adaLN_modulation.1.%n", 0, &m)) {
         snprintf(name, sizeof name, "%snorm_out.linear.%s", root, bfl + m);
         return swap_halves(bfl, rows, name, pieces, n);
+    } else if (MATCHES(bfl, "distilled_guidance_layer.norms.%d.scale%n", 1, &i, &m) && !bfl[m]) {
+        snprintf(name, sizeof name, "%sdistilled_guidance_layer.norms.%d.weight", root, i);
+        set_piece(pieces, n, name, 0, 0, rows);
+    } else if (MATCHES(bfl, "distilled_guidance_layer.layers.%d.%n", 1, &i, &m)) {
+        static const char *const mlp[][2] = {{"in_layer.", "linear_1."}, {"out_layer.", "linear_2."}};
+        snprintf(block, sizeof block, "%sdistilled_guidance_layer.layers.%d.", root, i);
+        if (rename_by_table(bfl + m, mlp, 2, block, name, sizeof name)) set_piece(pieces, n, name, 0, 0, rows);
     } else if (MATCHES(bfl, "double_blocks.%d.%n", 1, &i, &m)) {
         const char *rest = bfl + m;
         snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);

@@ -119,17 +119,18 @@ static kiln_status set_flux_inputs(kiln_denoiser *d)
             return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
         for (size_t b = 0; b < B; b++) d->flux_guidance[i][b] = d->guidance[i];
         const kiln_conditioning *c = d->captions[i];
-        if (c->pooled_dim != f->pooled_dim || !c->pooled)
+        if (!f->chroma && (c->pooled_dim != f->pooled_dim || !c->pooled))
             return kiln_fail(KILN_ERR_INVALID_ARG, "the %s conditioning has no pooled output of %d (%s)",
                              i ? "positive" : "negative", f->pooled_dim, f->sd3 ? "the CLIPs'" : "CLIP-L's");
         const size_t rows = (size_t)c->tokens * c->dim;
         d->flux_context[i] = malloc(B * rows * sizeof(float));
-        d->flux_pooled[i] = malloc(B * c->pooled_dim * sizeof(float));
-        if (!d->flux_context[i] || !d->flux_pooled[i])
+        d->flux_pooled[i] = f->chroma ? NULL : malloc(B * c->pooled_dim * sizeof(float));
+        if (!d->flux_context[i] || (!f->chroma && !d->flux_pooled[i]))
             return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
         for (size_t b = 0; b < B; b++) {
             memcpy(d->flux_context[i] + b * rows, c->data, rows * sizeof(float));
-            memcpy(d->flux_pooled[i] + b * c->pooled_dim, c->pooled, (size_t)c->pooled_dim * sizeof(float));
+            if (!f->chroma)
+                memcpy(d->flux_pooled[i] + b * c->pooled_dim, c->pooled, (size_t)c->pooled_dim * sizeof(float));
         }
     }
     return kiln_graph_create(kiln_weights_backend(d->model->weights), &d->negative_graph);
@@ -877,7 +878,7 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
                      .refs = d->refs[which], .nrefs = d->nrefs[which], .latent_tokens = d->dit_out,
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
-                     .guidance = m->flux.guidance ? d->flux_guidance[which] : NULL,
+                     .guidance = kiln_flux_reads_guidance(&m->flux) ? d->flux_guidance[which] : NULL,
                      .controls = controls, .ncontrols = ncontrols, .images = images,
                      .nimages = d->nimage_prompts, .skip_double = skip_layers ? d->slg_double : 0,
                      .skip_single = skip_layers ? d->slg_single : 0};

@@ -38,6 +38,8 @@ static const kiln_family families[] = {
     /* FLUX.1: CLIP-L for its pooled output, T5, a 16-channel VAE (scale and
        shift from its config, else FLUX.1's), flow matching */
     {"flux", {&kiln_clip_flux}, 1, 0.3611f, 0, 1024, .arch = KILN_ARCH_FLUX},
+    /* Chroma: FLUX.1's transformer modulated from one table, T5 alone, FLUX.1's VAE */
+    {"chroma", {0}, 0, 0.3611f, 0, 1024, .arch = KILN_ARCH_FLUX},
     /* SD 3.0 and 3.5: CLIP-L and bigG, T5 (where given), the 16-channel VAE (SD3's scale and shift unless the
        folder says), flow matching */
     {"sd3", {&kiln_clip_sd3_l, &kiln_clip_sd3_g}, 2, 1.5305f, 0, 1024, .arch = KILN_ARCH_SD3},
@@ -275,19 +277,24 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
     return KILN_OK;
 }
 
-/* A Flux model: its transformer, CLIP-L, T5 and 16-channel VAE. */
+/* A Flux model: its transformer, CLIP-L (not Chroma), T5 and 16-channel
+ * VAE. */
 static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
+    const bool chroma = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".distilled_guidance_layer.in_proj.weight") != NULL;
+    const char *what = chroma ? "Chroma" : "Flux";
     if (!kiln_t5_present(ck, KILN_T5_ROOT))
-        return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its T5 text encoder (a folder's "
-                         "text_encoder_2/, or a T5 file given beside it: gen --text-encoder)", path);
-    const clip_config *clip = kiln_clip_detect(ck, &kiln_clip_flux);
-    if (!clip) return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its CLIP-L (a folder's "
-                                      "text_encoder/, or a CLIP-L file given beside it: gen --text-encoder)", path);
+        return kiln_fail(KILN_ERR_MODEL, "%s: %s transformer without its T5 text encoder (a folder's %s/, or a T5 "
+                         "file given beside it: gen --text-encoder)", path, what,
+                         chroma ? "text_encoder" : "text_encoder_2");
+    const clip_config *clip = chroma ? NULL : kiln_clip_detect(ck, &kiln_clip_flux);
+    if (!chroma && !clip)
+        return kiln_fail(KILN_ERR_MODEL, "%s: Flux transformer without its CLIP-L (a folder's text_encoder/, or a "
+                         "CLIP-L file given beside it: gen --text-encoder)", path);
     const vae_config *vae = kiln_vae_detect(ck);
     if (!vae) return kiln_fail(KILN_ERR_MODEL, "%s: VAE missing or of an unknown shape (gen --vae)", path);
-    info->family = "flux";
+    info->family = chroma ? "chroma" : "flux";
     /* FLUX.1 Canny and Depth read a picture's latent beside the latent (twice the channels in as out), Fill also
        a mask */
     const kiln_st_tensor *in = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".x_embedder.weight");
@@ -299,12 +306,18 @@ static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info
     info->prediction = KILN_PREDICTION_FLOW;
     info->prediction_reason = "Flux is a flow-matching model";
     bool dev = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".time_text_embed.guidance_embedder.linear_1.weight") != NULL;
-    info->unet_name = fill ? "flux-dev-fill" : picture ? "flux-dev-canny-depth" : dev ? "flux-dev" : "flux-schnell";
+    info->unet_name = chroma ? "chroma" : fill ? "flux-dev-fill" : picture ? "flux-dev-canny-depth" : dev ? "flux-dev"
+                                                                                          : "flux-schnell";
+    if (chroma && info->variant != KILN_VARIANT_TXT2IMG)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: a Chroma transformer reading %lld channels a token: kiln knows "
+                         "the txt2img one (64)", path, (long long)(in ? in->shape[1] : 0));
     info->unet_dtype = main_dtype(ck, KILN_FLUX_ROOT ".");
     info->unet_params = count_params(ck, KILN_FLUX_ROOT ".");
-    info->nclips = 1;
-    info->clip_names[0] = clip->name;
-    info->clip_params[0] = count_params(ck, KILN_CLIP_L_ROOT ".");
+    if (!chroma) {
+        info->nclips = 1;
+        info->clip_names[0] = clip->name;
+        info->clip_params[0] = count_params(ck, KILN_CLIP_L_ROOT ".");
+    }
     info->t5_name = "t5-v1.1";
     info->t5_params = count_params(ck, KILN_T5_ROOT ".");
     info->vae_name = vae->name;
@@ -484,7 +497,7 @@ static kiln_status bind_dit(kiln_model *m)
     }
     if (flux) {
         m->flow_shift = kiln_flux_default_shift(&m->flux);
-        if (m->clips[0].pooled_dim != m->flux.pooled_dim)
+        if (!m->flux.chroma && m->clips[0].pooled_dim != m->flux.pooled_dim)
             return kiln_fail(KILN_ERR_MODEL, "%s: CLIP-L's pooled output is %d wide, the Flux transformer reads %d",
                              path, m->clips[0].pooled_dim, m->flux.pooled_dim);
     }

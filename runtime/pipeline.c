@@ -213,8 +213,9 @@ kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *t
                                     const char *t5_text, kiln_conditioning *out)
 {
     *out = (kiln_conditioning){0};
-    if (m->family->arch != KILN_ARCH_FLUX)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeFlux: a %s model is no Flux model", m->info.family);
+    if (m->family->arch != KILN_ARCH_FLUX || m->flux.chroma)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeFlux: a %s model is no FLUX.1 model (with CLIP-L)",
+                         m->info.family);
     kiln_conditioning clip;
     TRY(encode_clips(m, tok, &clip_text, 0, &clip));
     kiln_status st = encode_t5(m, t5_text, KILN_FLUX_T5_TOKENS, out);
@@ -261,7 +262,8 @@ kiln_status kiln_encode_prompt(const kiln_model *m, const kiln_tokenizer *tok, c
     if (kiln_model_is_dit(m) && m->family->arch != KILN_ARCH_SD3 && clip_skip > 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "clip skip %d: a %s model's text encoders are read at the layers it "
                          "was trained on", clip_skip, m->info.family);
-    if (m->family->arch == KILN_ARCH_PIXART) return encode_t5(m, text, 0, out);
+    /* Chroma reads T5 as PixArt does, unpadded (ComfyUI's PixArtTokenizer for both) */
+    if (m->family->arch == KILN_ARCH_PIXART || m->flux.chroma) return encode_t5(m, text, 0, out);
     if (m->family->arch == KILN_ARCH_FLUX) return kiln_encode_flux_prompt(m, tok, text, text, out);
     if (m->family->arch == KILN_ARCH_SD3) return kiln_encode_sd3_prompt(m, tok, text, text, text, clip_skip, out);
     const char *texts[KILN_MAX_TEXT_ENCODERS];
@@ -470,8 +472,10 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     p->made = true;
     kiln_denoiser *d = &p->d;
     d->adm = p->adm;
-    d->guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : (float)KILN_FLUX_GUIDANCE;
-    d->guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : (float)KILN_FLUX_GUIDANCE;
+    /* FLUX.1 dev's default 3.5 (FluxGuidance's); Chroma's conditioning says 0 without the node */
+    const float unset = m->flux.chroma ? 0.0f : (float)KILN_FLUX_GUIDANCE;
+    d->guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : unset;
+    d->guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : unset;
     const kiln_inpaint *inpaint = job->inpaint;
     if (kiln_model_is_dit(m)) TRY(kiln_denoiser_set_captions(d, negative, positive));
     if (inpaint) TRY(kiln_denoiser_set_inpaint(d, blend));

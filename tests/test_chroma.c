@@ -1,0 +1,225 @@
+/* Chroma against upstream on tests/data/chroma (make_chroma_data.py:
+ * diffusers' ChromaTransformer2DModel on a small random model, with what
+ * ComfyUI's Chroma does differently restated on it): the approximator's
+ * input, the whole transformer on two rows (one with guidance), the
+ * ChromaPipeline folder and the original single file with separate T5 and
+ * VAE files as models, and KSampler runs restated from ComfyUI's code
+ * (ModelSamplingFlux at 1.15, CONST; T5 unpadded as PixArt's). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_test.h"
+
+#include "flux.h"
+#include "golden.h"
+#include "model.h"
+#include "parity.h"
+#include "pipeline.h"
+#include "sampler.h"
+#include "status.h"
+#include "tokenizer.h"
+
+#define GOLDEN "chroma/golden.safetensors"
+#define RUN_GOLDEN "chroma/run.golden.safetensors"
+#define RUN_PROMPT "a photograph of an astronaut riding a horse" /* make_chroma_data.py's */
+#define TOL 1e-5 /* f32: the same sums in another order */
+
+/* ComfyUI's float32 embeddings of the timestep, guidance and every row
+ * index, up to 343000 radians: a float32 angle computed any other way is
+ * off by hundredths of a radian there. */
+static void modulation_input(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden want = golden_read(f, "mod_input"), t = golden_read(f, "timestep"), guidance = golden_read(f, "guidance");
+    const size_t per_row = (size_t)CHROMA_MOD_ROWS * CHROMA_MOD_INPUT;
+    assert_int_equal(want.count, 2 * per_row);
+    float *got = malloc(want.count * sizeof *got);
+    for (int r = 0; r < 2; r++) kiln_chroma_modulation_input(t.data[r], guidance.data[r], got + r * per_row);
+    double worst = 0;
+    for (size_t i = 0; i < want.count; i++) worst = fmax(worst, fabs(got[i] - want.data[i]));
+    print_message("  approximator input: largest difference %.2g\n", worst);
+    assert_true(worst <= 2e-6); /* cos and sin of the same float32 angles, to an ulp or two */
+    free(got);
+    golden_free(&want);
+    golden_free(&t);
+    golden_free(&guidance);
+    kiln_st_close(f);
+}
+
+/* The transformer of `path` (a diffusers file, or the original names'
+ * single file read through a checkpoint) on the golden's two rows. */
+static void check_transformer(const char *path)
+{
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_weights *w;
+    kiln_flux flux;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &ck));
+    assert_kiln_ok(kiln_weights_create(be, ck, &w));
+    const char *root = strstr(path, "single/") ? KILN_FLUX_ROOT : "";
+    assert_true(kiln_flux_present(ck, root));
+    assert_kiln_ok(kiln_flux_bind(w, root, (const int[]){4, 6, 6}, &flux));
+    assert_true(flux.chroma);
+    assert_false(flux.guidance);
+    assert_int_equal(flux.ndouble, 1);
+    assert_int_equal(flux.nsingle, 2);
+    assert_int_equal(flux.approx.nlayers, 2);
+    assert_int_equal(flux.approx.width, 48);
+    assert_float_equal(kiln_flux_default_shift(&flux), 1.15, 0.0);
+
+    kiln_st_file *f = golden_open(GOLDEN);
+    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), t = golden_read(f, "timestep"),
+           guidance = golden_read(f, "guidance"), want = golden_read(f, "out");
+    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
+                     .context_tokens = (int)context.shape[1], .timesteps = t.data, .guidance = guidance.data};
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    /* the guidance row counts: the first row's guidance is 0, the second's 3.5 */
+    in.guidance = NULL;
+    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    const size_t half = want.count / 2;
+    assert_rel_l2_le(got, want.data, half, TOL);
+    assert_true(kiln_rel_l2(got + half, want.data + half, half) > 1e-3);
+    /* what ComfyUI's Chroma does not take */
+    in.nrefs = 1;
+    in.refs = &(flux_reference){4, 3, 1, 0, 0};
+    assert_int_equal(kiln_flux_forward(g, &flux, &in, got), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "chroma"));
+    kiln_graph_free(g);
+    free(got);
+    golden *all[] = {&packed, &context, &t, &guidance, &want};
+    for (size_t i = 0; i < 5; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_weights_free(w);
+    kiln_checkpoint_close(ck);
+    kiln_backend_free(be);
+}
+
+static void transformer_matches_upstream(void **state)
+{
+    (void)state;
+    check_transformer("chroma/transformer/diffusion_pytorch_model.safetensors");
+}
+
+static void original_names_read_as_diffusers(void **state)
+{
+    (void)state;
+    check_transformer("chroma/single/chroma-tiny.safetensors");
+}
+
+static void prompt_encoded(kiln_model *m, const kiln_tokenizer *tok, const char *text, const char *which,
+                           kiln_conditioning *c)
+{
+    char name[64];
+    assert_kiln_ok(kiln_encode_prompt(m, tok, text, 0, c));
+    kiln_st_file *f = golden_open(RUN_GOLDEN);
+    snprintf(name, sizeof name, "run.t5_ids.%s", which);
+    golden ids = golden_read(f, name);
+    assert_int_equal(c->tokens, (int)ids.count); /* unpadded */
+    assert_int_equal(c->dim, 64);
+    assert_null(c->pooled);
+    golden_free(&ids);
+    kiln_st_close(f);
+}
+
+/* The run.golden KSampler runs on m, the tiny model however it was
+ * loaded: plain, and with FluxGuidance 4 on the positive prompt. */
+static void check_runs(kiln_model *m)
+{
+    assert_string_equal(m->info.family, "chroma");
+    assert_string_equal(m->info.unet_name, "chroma");
+    assert_int_equal(m->info.nclips, 0);
+    assert_int_equal(m->info.prediction, KILN_PREDICTION_FLOW);
+    assert_float_equal(m->flow_shift, 1.15, 0.0);
+    assert_int_equal(kiln_model_latent_channels(m), 16);
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_conditioning pos, neg, both;
+    prompt_encoded(m, tok, RUN_PROMPT, "positive", &pos);
+    prompt_encoded(m, tok, "", "negative", &neg);
+    kiln_sampling_job job = {.steps = 4, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
+                             .latent_w = 6};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
+
+    kiln_st_file *f = golden_open(RUN_GOLDEN);
+    golden want = golden_read(f, "guided.latent_out");
+    float *latent;
+    job.flux_guidance = 4.0f;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    free(latent);
+    golden_free(&want);
+    kiln_st_close(f);
+
+    /* no CLIP: CLIPTextEncodeFlux is FLUX.1's */
+    assert_int_equal(kiln_encode_flux_prompt(m, tok, RUN_PROMPT, RUN_PROMPT, &both), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "no FLUX.1 model"));
+    kiln_conditioning_free(&pos);
+    kiln_conditioning_free(&neg);
+    kiln_tokenizer_free(tok);
+}
+
+static void folder_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_model_load(kiln_test_data("chroma/tiny"), be, &m));
+    check_runs(m);
+    kiln_ip_adapter *ip;
+    assert_int_equal(kiln_ip_adapter_load(m, kiln_test_data("chroma/tiny"), &ip), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "Chroma"));
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
+/* The original single file (ComfyUI's UNETLoader file) with T5 and the VAE
+ * as separate files (CLIPLoader's "chroma" type, VAELoader) and FLUX.1's
+ * rotary axes, the folder's; without T5 it says which file is missing. */
+static void single_file_run(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char t5[4096], vae[4096], config[4096];
+    snprintf(t5, sizeof t5, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
+    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
+    kiln_model_parts parts = {.vae = vae, .text_encoders = {t5}, .config = config};
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/single/chroma-tiny.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    check_runs(m);
+    kiln_model_free(m);
+
+    parts.text_encoders[0] = NULL;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/single/chroma-tiny.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_int_equal(kiln_model_load_checkpoint(ck, be, &m), KILN_ERR_MODEL);
+    assert_non_null(strstr(kiln_last_error(), "Chroma transformer without its T5"));
+    kiln_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(modulation_input),
+        cmocka_unit_test(transformer_matches_upstream),
+        cmocka_unit_test(original_names_read_as_diffusers),
+        cmocka_unit_test(folder_run),
+        cmocka_unit_test(single_file_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
