@@ -107,7 +107,7 @@ static kiln_status model_step(kiln_graph *g, bench_ctx *b)
     case KILN_ARCH_SD3: {
         flux_input in = {.rows = 2, .h = b->latent_h / 2, .w = b->latent_w / 2, .tokens = b->latent,
                          .context = b->caption, .context_tokens = b->caption_tokens, .pooled = b->pooled,
-                         .timesteps = b->t, .guidance = m->flux.guidance ? b->guidance : NULL};
+                         .timesteps = b->t, .guidance = kiln_flux_reads_guidance(&m->flux) ? b->guidance : NULL};
         return kiln_flux_forward(g, &m->flux, &in, b->out);
     }
     case KILN_ARCH_UNET: break;

@@ -67,8 +67,9 @@ typedef struct flux_qkv {
 } flux_qkv;
 
 typedef struct flux_double_block {
-    /* (6D,D) (6D), unbound in Chroma (its table's rows); SD 3.5's dual-attention blocks' image one (9D,D), SD3's last block's caption one (2D,D):
-       scale, shift; txt_mod_w NULL: no caption side (an SD 3.5 ControlNet's of Stability's kind) */
+    /* (6D,D) (6D), unbound in Chroma (its table's rows); SD 3.5's dual-attention blocks' image one (9D,D),
+       SD3's last block's caption one (2D,D): scale, shift; txt_mod_w NULL: no caption side (an SD 3.5
+       ControlNet's of Stability's kind) */
     const tensor *img_mod_w, *img_mod_b, *txt_mod_w, *txt_mod_b;
     flux_qkv img, txt;
     const tensor *img_out_w, *img_out_b, *txt_out_w, *txt_out_b;  /* (D,D) (D); txt_out_w NULL: SD3's last block */

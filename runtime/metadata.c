@@ -171,7 +171,7 @@ static const char *clip_loader_type(const char *family, bool dual)
 {
     const char *f = family ? family : "";
     if (dual) return strcmp(f, "sdxl") == 0 ? "sdxl" : strcmp(f, "sd3") == 0 ? "sd3" : "flux";
-    return strcmp(f, "pixart") == 0 ? "pixart" : "stable_diffusion";
+    return strcmp(f, "pixart") == 0 || strcmp(f, "chroma") == 0 ? f : "stable_diffusion";
 }
 
 /* ---- A1111 infotext ------------------------------------------------------ */

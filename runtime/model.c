@@ -304,7 +304,7 @@ static kiln_status inspect_flux(const kiln_checkpoint *ck, kiln_model_info *info
     const bool fill = out && extra == out->shape[0] + KILN_FLUX_FILL_MASK_CHANNELS;
     info->variant = fill ? KILN_VARIANT_INPAINT : picture ? KILN_VARIANT_INSTRUCT_PIX2PIX : KILN_VARIANT_TXT2IMG;
     info->prediction = KILN_PREDICTION_FLOW;
-    info->prediction_reason = "Flux is a flow-matching model";
+    info->prediction_reason = chroma ? "Chroma is a flow-matching model" : "Flux is a flow-matching model";
     bool dev = kiln_checkpoint_find(ck, KILN_FLUX_ROOT ".time_text_embed.guidance_embedder.linear_1.weight") != NULL;
     info->unet_name = chroma ? "chroma" : fill ? "flux-dev-fill" : picture ? "flux-dev-canny-depth" : dev ? "flux-dev"
                                                                                           : "flux-schnell";

@@ -214,7 +214,7 @@ kiln_status kiln_encode_flux_prompt(const kiln_model *m, const kiln_tokenizer *t
 {
     *out = (kiln_conditioning){0};
     if (m->family->arch != KILN_ARCH_FLUX || m->flux.chroma)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeFlux: a %s model is no FLUX.1 model (with CLIP-L)",
+        return kiln_fail(KILN_ERR_INVALID_ARG, "CLIPTextEncodeFlux: a %s model is no Flux model with CLIP-L",
                          m->info.family);
     kiln_conditioning clip;
     TRY(encode_clips(m, tok, &clip_text, 0, &clip));

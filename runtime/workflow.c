@@ -703,9 +703,10 @@ static kiln_status find_parts(wf_run *r)
             if (dual && strcmp(type, "flux") != 0 && strcmp(type, "sdxl") != 0 && strcmp(type, "sd3") != 0)
                 return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads Flux's CLIP-L and T5, flux, "
                                  "SDXL's CLIP-L and bigG, sdxl, and SD3's CLIP-L and bigG, sd3)", type);
-            if (!dual && !triple && strcmp(type, "stable_diffusion") != 0 && strcmp(type, "pixart") != 0)
+            if (!dual && !triple && strcmp(type, "stable_diffusion") != 0 && strcmp(type, "pixart") != 0 &&
+                strcmp(type, "chroma") != 0)
                 return node_fail(n, KILN_ERR_UNSUPPORTED, "type '%s' (kiln reads SD's CLIP, stable_diffusion, and "
-                                 "PixArt's T5, pixart)", type);
+                                 "PixArt's and Chroma's T5, pixart and chroma)", type);
             TRY(find_file(r, n, dual || triple ? "clip_name1" : "clip_name", "text_encoders", &r->part_files[1]));
             if (dual || triple) TRY(find_file(r, n, "clip_name2", "text_encoders", &r->part_files[2]));
             if (triple) TRY(find_file(r, n, "clip_name3", "text_encoders", &r->part_files[3]));

@@ -950,6 +950,23 @@ class Advanced(unittest.TestCase):
             model.encode_sdxl("a", "b")
         self.assertIn("text_g and text_l are for SDXL's two text towers", str(caught.exception))
 
+    def test_chroma(self):
+        """A Chroma folder through the bindings: T5 alone (no pooled
+        output), ksampler's run and its FluxGuidance against
+        make_chroma_data.py's restated ComfyUI runs."""
+        chroma = kiln.load_checkpoint(backend, data("chroma/tiny"))
+        self.assertEqual(chroma.family, "chroma")
+        positive = chroma.encode("a photograph of an astronaut riding a horse")
+        negative = chroma.encode("")
+        _, tensors = read_safetensors(data("chroma/run.golden.safetensors"))
+        for key, guidance in (("run.latent_out", 0.0), ("guided.latent_out", 4.0)):
+            out = chroma.ksampler(positive, negative, chroma.empty_latent(12, 16), seed=42, steps=4, cfg=2.0,
+                                  scheduler="simple", flux_guidance=guidance)
+            self.assertLessEqual(rel_l2(out.to_list(), tensors[key][1]), 1e-4)
+        with self.assertRaises(kiln.KilnError) as caught:
+            chroma.encode_flux("a", "b")
+        self.assertIn("no Flux model", str(caught.exception))
+
     def test_flux_fill(self):
         """FLUX.1 Fill's shape through the bindings: vae_encode_for_inpaint's
         latent carries the grey picture's latent to ksampler, whose run is

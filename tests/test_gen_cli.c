@@ -607,6 +607,9 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/pixart/tiny --cfg 4.5", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %s/pixart", KILN_TEST_DATA);
     workflow_again("pixart", flags, dir);
+    snprintf(flags, sizeof flags, "--model %s/chroma/tiny --cfg 2 --scheduler simple", KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s/chroma", KILN_TEST_DATA);
+    workflow_again("chroma", flags, dir);
     snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple --lora "
              "%1$s/flux/lora/kohya.safetensors:0.8:0.6", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/lora", KILN_TEST_DATA);
@@ -725,7 +728,8 @@ static void workflow_round_trip(void **state)
                                             "sd3/tiny/text_encoder_2/model.safetensors"},
                                            {"text_encoders/sd3_t5xxl.safetensors",
                                             "sd3/tiny/text_encoder_3/model.safetensors"},
-                                           {"vae/sd3_vae.safetensors", "sd3/tiny/vae/diffusion_pytorch_model.safetensors"}};
+                                           {"vae/sd3_vae.safetensors", "sd3/tiny/vae/diffusion_pytorch_model.safetensors"},
+                                           {"diffusion_models", "chroma/single/chroma-tiny.safetensors"}};
     snprintf(cmd, sizeof cmd, "mkdir -p %1$s/diffusion_models %1$s/text_encoders %1$s/vae", parts);
     assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
@@ -746,6 +750,14 @@ static void workflow_round_trip(void **state)
                  parts, KILN_TEST_DATA, flux_files[k][1], flux_files[k][2]);
         workflow_again_holding(flux_files[k][0], flags, dir, flux_nodes[k]);
     }
+    /* Chroma's transformer with T5 alone (CLIPLoader's "chroma" type) and FLUX.1's VAE, FluxGuidance on it */
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/chroma-tiny.safetensors --text-encoder "
+             "%1$s/text_encoders/t5xxl.safetensors --vae %1$s/vae/ae.safetensors --config %2$s/chroma/tiny --cfg 2 "
+             "--guidance 3 --scheduler simple", parts, KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s --config %s/chroma/tiny", parts, KILN_TEST_DATA);
+    workflow_again_holding("chroma_parts", flags, dir,
+                           (const char *const[]){"\"UNETLoader\"", "\"type\":\"chroma\"", "\"FluxGuidance\"", NULL});
+    snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
     /* --weight-dtype: UNETLoader's weight_dtype, and kiln's own input on CheckpointLoaderSimple */
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
              "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5xxl.safetensors --vae "

@@ -174,9 +174,9 @@ static void usage(FILE *to)
             "                         takes torch.save files (.ckpt, .pt, .pth, .bin) too\n"
             "  --vae FILE             a VAE in place of the checkpoint's (diffusers or original names)\n"
             "  --text-encoder FILE    a text encoder beside a transformer or UNet file: Flux's CLIP-L and T5\n"
-            "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's T5, SD's CLIP,\n"
-            "                         SDXL's CLIP-L and bigG (clip_l, clip_g), SD3's CLIP-L, bigG and T5\n"
-            "                         (in that order, or a checkpoint's own replaced); up to 3\n"
+            "                         (clip_l.safetensors, t5xxl_fp16.safetensors), PixArt's and Chroma's\n"
+            "                         T5, SD's CLIP, SDXL's CLIP-L and bigG (clip_l, clip_g), SD3's CLIP-L,\n"
+            "                         bigG and T5 (in that order, or a checkpoint's own replaced); up to 3\n"
             "  --weight-dtype TYPE    the diffusion model's linear weights converted at load, to save memory:\n"
             "                         fp8_e4m3fn, fp8_e5m2 (UNETLoader's weight_dtype) or q8_0, q5_1, q5_0,\n"
             "                         q4_1, q4_0 (as stable-diffusion.cpp's --type); default: as stored\n"
@@ -204,7 +204,8 @@ static void usage(FILE *to)
             "  --width W --height H   pixels (default 512, SDXL 1024, or the model's native size)\n"
             "  --steps N              sampling steps (default 20)\n"
             "  --cfg S                classifier-free guidance scale (default 7; 1 for Flux)\n"
-            "  --guidance G           Flux dev: the guidance it embeds, as FluxGuidance (default 3.5)\n"
+            "  --guidance G           Flux dev and Chroma: the guidance they embed, as FluxGuidance\n"
+            "                         (default 3.5; Chroma 0)\n"
             "  --sampler NAME         ComfyUI sampler: euler euler_ancestral heun heunpp2 dpm_2 dpm_2_ancestral\n"
             "                         lms dpm_fast dpm_adaptive dpmpp_2s_ancestral dpmpp_sde dpmpp_2m\n"
             "                         dpmpp_2m_sde dpmpp_2m_sde_heun dpmpp_3m_sde ddpm ddim uni_pc uni_pc_bh2\n"
@@ -2360,7 +2361,7 @@ int main(int argc, char **argv)
     kiln_lora_stats lora_stats[MAX_LORAS];
     if (kiln_model_load_with_loras(ck, o.loras, o.nloras, lora_stats, be, &m) != KILN_OK)
         return fail(o.nloras ? "loading the model and LoRAs" : "--model");
-    if (m->family->arch == KILN_ARCH_FLUX && o.parts.text_encoders[0] && !o.parts.text_encoders[1]) {
+    if (m->family->arch == KILN_ARCH_FLUX && !m->flux.chroma && o.parts.text_encoders[0] && !o.parts.text_encoders[1]) {
         fprintf(stderr, "gen: --text-encoder: Flux reads CLIP-L and T5; give both, as DualCLIPLoader does\n");
         kiln_model_free(m);
         return 2;
@@ -2383,8 +2384,8 @@ int main(int argc, char **argv)
                 m->info.family);
         return 2;
     }
-    if (o.guidance && !(m->family->arch == KILN_ARCH_FLUX && m->flux.guidance)) {
-        fprintf(stderr, "gen: --guidance is Flux dev's (the guidance it embeds); %s is %s\n",
+    if (o.guidance && !(m->family->arch == KILN_ARCH_FLUX && kiln_flux_reads_guidance(&m->flux))) {
+        fprintf(stderr, "gen: --guidance is Flux dev's and Chroma's (the guidance they embed); %s is %s\n",
                 o.model ? o.model : "the default model", m->info.unet_name);
         return 2;
     }

@@ -208,7 +208,7 @@ void kiln_model_free(kiln_model *m);
  * folder (the default; every embedding:NAME is left out with a warning, as
  * ComfyUI leaves out a name it has no file for). */
 kiln_status kiln_model_set_embeddings(kiln_model *m, const char *dir);
-/* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart" or "flux". */
+/* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart", "flux", "chroma" or "sd3". */
 const char *kiln_model_family(const kiln_model *m);
 /* CheckpointSave: the model's weights as loaded (its LoRAs and merges in
  * them, a VAE or text encoders given beside it included) written to `path`
@@ -1052,8 +1052,9 @@ typedef struct kiln_ksampler_params {
     bool leftover_noise, disable_noise;
     kiln_progress_fn progress;         /* NULL: none */
     void *progress_ctx;
-    double flux_guidance; /* Flux dev: FluxGuidance on the positive prompt (0: its default 3.5) */
-    double negative_flux_guidance; /* ... and on the negative prompt (0: 3.5, as a prompt without FluxGuidance) */
+    /* Flux dev and Chroma: FluxGuidance on the positive prompt (0: dev's default 3.5, Chroma's 0) */
+    double flux_guidance;
+    double negative_flux_guidance; /* ... and on the negative prompt (0: as a prompt without FluxGuidance) */
     /* DifferentialDiffusion on the model, for a latent with a noise mask: each step repaints where the mask is
        at least the part of the schedule still ahead, so a soft mask's grey repaints only late; its strength
        blends that 0/1 mask with the mask (1: the node's; 0: none) */

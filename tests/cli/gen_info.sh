@@ -98,6 +98,9 @@ expect_info "$data/gguf/flux1-tiny-Q8_0.gguf" \
     "format       GGUF: F32 40, Q8_0 14, BF16 6 (linear layers keep their blocks)" \
     "transformer  flux-dev, 0.1 M parameters, Q8_0"
 parts=()
+# Chroma: a flow-matching Flux transformer on T5 alone
+expect_info "$data/chroma/tiny" "family       chroma (txt2img)" \
+    "prediction   flow (Chroma is a flow-matching model)" "transformer  chroma, 0.1 M parameters, F16"
 
 if "$bin/gen" --info "$data/tiny/unet.safetensors" >/dev/null 2>&1; then
     echo "FAIL --info on a golden file: exit 0"; failures=$((failures + 1))

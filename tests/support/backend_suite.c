@@ -248,6 +248,21 @@ static void flux_f16(void **s)
                       "flux/golden.safetensors");
 }
 
+/* Chroma: Flux's blocks modulated from rows of one table its approximator
+ * makes (ada_layer_norm and gated_add reading rows far into it) */
+static void chroma_f32(void **s)
+{
+    (void)s;
+    parity_check_chroma(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-4},
+                        "chroma/single/chroma-tiny.safetensors");
+}
+static void chroma_f16(void **s)
+{
+    (void)s;
+    parity_check_chroma(&(parity_fixture){.backend = gpu_pixart.backend, .tol = 1e-2, .f16_compute = true},
+                        "chroma/transformer/diffusion_pytorch_model.safetensors");
+}
+
 /* Flux ControlNets: a union model's mode token before the caption, a hint
  * encoder and a 2x2 patch conv, residuals on the image tokens */
 static void flux_controlnets_f32(void **s)
@@ -452,7 +467,8 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
         cmocka_unit_test(sdxl_unet_f32), cmocka_unit_test(sdxl_controlnet_f32),
         cmocka_unit_test(t2i_adapters_f32), cmocka_unit_test(ip_adapter_f32),
         cmocka_unit_test(pixart_f32), cmocka_unit_test(pixart_f16), cmocka_unit_test(flux_f32),
-        cmocka_unit_test(flux_f16), cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
+        cmocka_unit_test(flux_f16), cmocka_unit_test(chroma_f32), cmocka_unit_test(chroma_f16),
+        cmocka_unit_test(flux_controlnets_f32), cmocka_unit_test(flux_ip_adapter_f32),
         cmocka_unit_test(gguf_flux_f32), cmocka_unit_test(gguf_flux_f16), cmocka_unit_test(flux_weights_converted_f32),
         cmocka_unit_test(sd3_f32), cmocka_unit_test(sd3_f16), cmocka_unit_test(sd3_controlnet_f32),
         cmocka_unit_test(sd3_inpainting_controlnet_f32), cmocka_unit_test(sd35_controlnet_f32),

@@ -1251,6 +1251,58 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path)
     kiln_backend_free(be);
 }
 
+void parity_check_chroma(const parity_fixture *fx, const char *path)
+{
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_weights *w;
+    kiln_flux flux;
+    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &ck));
+    assert_kiln_ok(kiln_weights_create(be, ck, &w));
+    const char *root = strstr(path, "single/") ? KILN_FLUX_ROOT : "";
+    assert_true(kiln_flux_present(ck, root));
+    assert_kiln_ok(kiln_flux_bind(w, root, (const int[]){4, 6, 6}, &flux));
+    assert_true(flux.chroma);
+    assert_false(flux.guidance);
+    assert_int_equal(flux.ndouble, 1);
+    assert_int_equal(flux.nsingle, 2);
+    assert_int_equal(flux.approx.nlayers, 2);
+    assert_int_equal(flux.approx.width, 48);
+    assert_float_equal(kiln_flux_default_shift(&flux), 1.15, 0.0);
+
+    kiln_st_file *f = golden_open("chroma/golden.safetensors");
+    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), t = golden_read(f, "timestep"),
+           guidance = golden_read(f, "guidance"), want = golden_read(f, "out");
+    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
+                     .context_tokens = (int)context.shape[1], .timesteps = t.data, .guidance = guidance.data};
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, fx->tol);
+    /* the guidance row counts: the first row's guidance is 0, the second's 3.5 */
+    in.guidance = NULL;
+    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    const size_t half = want.count / 2;
+    assert_rel_l2_le(got, want.data, half, fx->tol);
+    assert_true(kiln_rel_l2(got + half, want.data + half, half) > 0.5);
+    /* what ComfyUI's Chroma does not take */
+    in.nrefs = 1;
+    in.refs = &(flux_reference){4, 3, 1, 0, 0};
+    assert_int_equal(kiln_flux_forward(g, &flux, &in, got), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "chroma"));
+    kiln_graph_free(g);
+    free(got);
+    golden *all[] = {&packed, &context, &t, &guidance, &want};
+    for (size_t i = 0; i < 5; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_weights_free(w);
+    kiln_checkpoint_close(ck);
+    kiln_backend_free(be);
+}
+
 /* A tiny SD3 transformer's inputs (sd3/golden's `<key>.*`) as a call: the
  * patched latent in *tokens (malloc'd), the caption, pooled output and
  * timesteps read into g. */

@@ -100,6 +100,10 @@ void parity_check_sd3_against(const parity_fixture *fx, const char *key, const c
  * golden's packed, context, pooled, timestep, guidance -> out; fx->path
  * unused. */
 void parity_check_flux(const parity_fixture *fx, const char *golden_path);
+/* Chroma's tiny transformer in `path` (diffusers' file, or the original
+ * names' single file read through a checkpoint) on chroma/golden's two
+ * rows, with their guidance and with none (0); reference latents refused. */
+void parity_check_chroma(const parity_fixture *fx, const char *path);
 /* ComfyUI-GGUF's tiny Flux (tests/data/gguf/flux1-tiny-Q8_0.gguf: Q8_0,
  * BF16, F32) with llama.cpp's tiny T5 (Q4_0..Q8_0), CLIP-L and a VAE as
  * parts: the Q8_0 linear weights bound as stored, the transformer against

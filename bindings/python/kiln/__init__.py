@@ -795,7 +795,7 @@ class Model(_Handle):
 
     @property
     def family(self) -> str:
-        """"sd1", "sd2", "sdxl" or "sdxl-refiner"."""
+        """"sd1", "sd2", "sdxl", "sdxl-refiner", "pixart", "flux", "chroma" or "sd3"."""
         return _lib.kiln_model_family(self._ptr()).decode()
 
     def save_checkpoint(self, path) -> None:
@@ -1046,8 +1046,9 @@ class Model(_Handle):
         noise if asked (for a second pass, e.g. SDXL's refiner), else ends
         at sigma 0; with disable_noise the latent goes in as it is.
 
-        flux_guidance, negative_flux_guidance: Flux dev's FluxGuidance on the
-        positive and on the negative prompt (0: its default 3.5).
+        flux_guidance, negative_flux_guidance: Flux dev's and Chroma's
+        FluxGuidance on the positive and on the negative prompt (0: dev's
+        default 3.5, Chroma's 0).
         differential_diffusion: DifferentialDiffusion's strength on a latent
         with a noise mask (0: none, 1: the node's).
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
