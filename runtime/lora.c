@@ -117,7 +117,7 @@ static const char *const words_with_underscores[] = {
     /* Flux in BFL's names */
     "double_blocks", "single_blocks", "img_attn", "txt_attn", "img_mod", "txt_mod", "img_mlp", "txt_mlp",
     "final_layer", "adaLN_modulation", "time_in", "vector_in", "guidance_in", "txt_in", "img_in", "in_layer",
-    "out_layer",
+    "out_layer", "distilled_guidance_layer", "in_proj", /* Chroma's approximator (out_proj: CLIP's above) */
     /* ... and in diffusers' */
     "single_transformer_blocks", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff_context",
     "norm1_context", "proj_mlp", "norm_out", "x_embedder", "context_embedder", "time_text_embed",

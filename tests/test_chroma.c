@@ -14,6 +14,7 @@
 
 #include "flux.h"
 #include "golden.h"
+#include "lora.h"
 #include "model.h"
 #include "parity.h"
 #include "pipeline.h"
@@ -159,6 +160,42 @@ static void single_file_run(void **state)
     kiln_backend_free(be);
 }
 
+/* LoRAs as Chroma's come (make_chroma_lora_data.py): kohya's layout in the
+ * original names (a fused q/k/v, single blocks' linear1 and linear2, the
+ * approximator's layers, txt_in, the final layer) on the folder, and PEFT's
+ * in diffusers' names on the single file, each against the model merged
+ * upstream. */
+static void loras_match_upstream(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    kiln_checkpoint *ck;
+    kiln_lora_stats stats[1];
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char kohya_path[4096], peft_path[4096], t5[4096], vae[4096], config[4096];
+    snprintf(kohya_path, sizeof kohya_path, "%s", kiln_test_data("chroma/lora/kohya.safetensors"));
+    snprintf(peft_path, sizeof peft_path, "%s", kiln_test_data("chroma/lora/peft.safetensors"));
+    const kiln_lora kohya = {kohya_path, 0.8, 1.0}, peft = {peft_path, 1.0, 1.0};
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/tiny"), &ck));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &kohya, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 7);
+    parity_check_chroma_out(m, "chroma/lora/golden.safetensors", "kohya.out", TOL);
+    kiln_model_free(m);
+
+    snprintf(t5, sizeof t5, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
+    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {t5}, .config = config};
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/single/chroma-tiny.safetensors"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_with_loras(ck, &peft, 1, stats, be, &m));
+    assert_int_equal(stats[0].unet_modules, 4);
+    parity_check_chroma_out(m, "chroma/lora/golden.safetensors", "peft.out", TOL);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +204,7 @@ int main(void)
         cmocka_unit_test(original_names_read_as_diffusers),
         cmocka_unit_test(folder_run),
         cmocka_unit_test(single_file_run),
+        cmocka_unit_test(loras_match_upstream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

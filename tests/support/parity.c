@@ -1251,6 +1251,18 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path)
     kiln_backend_free(be);
 }
 
+/* chroma/golden's two rows as a call, their goldens (packed, context,
+ * timestep, guidance, out) read into g. */
+static flux_input chroma_inputs(golden g[5])
+{
+    kiln_st_file *f = golden_open("chroma/golden.safetensors");
+    static const char *const fields[] = {"packed", "context", "timestep", "guidance", "out"};
+    for (int i = 0; i < 5; i++) g[i] = golden_read(f, fields[i]);
+    kiln_st_close(f);
+    return (flux_input){.rows = 2, .h = 4, .w = 3, .tokens = g[0].data, .context = g[1].data,
+                        .context_tokens = (int)g[1].shape[1], .timesteps = g[2].data, .guidance = g[3].data};
+}
+
 void parity_check_chroma(const parity_fixture *fx, const char *path)
 {
     kiln_backend *be;
@@ -1272,35 +1284,49 @@ void parity_check_chroma(const parity_fixture *fx, const char *path)
     assert_int_equal(flux.approx.width, 48);
     assert_float_equal(kiln_flux_default_shift(&flux), 1.15, 0.0);
 
-    kiln_st_file *f = golden_open("chroma/golden.safetensors");
-    golden packed = golden_read(f, "packed"), context = golden_read(f, "context"), t = golden_read(f, "timestep"),
-           guidance = golden_read(f, "guidance"), want = golden_read(f, "out");
-    flux_input in = {.rows = 2, .h = 4, .w = 3, .tokens = packed.data, .context = context.data,
-                     .context_tokens = (int)context.shape[1], .timesteps = t.data, .guidance = guidance.data};
+    golden g[5];
+    flux_input in = chroma_inputs(g);
+    const golden want = g[4];
     float *got = malloc(want.count * sizeof *got);
-    kiln_graph *g;
-    assert_kiln_ok(kiln_graph_create(be, &g));
-    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    kiln_graph *graph;
+    assert_kiln_ok(kiln_graph_create(be, &graph));
+    assert_kiln_ok(kiln_flux_forward(graph, &flux, &in, got));
     assert_rel_l2_le(got, want.data, want.count, fx->tol);
     /* the guidance row counts: the first row's guidance is 0, the second's 3.5 */
     in.guidance = NULL;
-    assert_kiln_ok(kiln_flux_forward(g, &flux, &in, got));
+    assert_kiln_ok(kiln_flux_forward(graph, &flux, &in, got));
     const size_t half = want.count / 2;
     assert_rel_l2_le(got, want.data, half, fx->tol);
     assert_true(kiln_rel_l2(got + half, want.data + half, half) > 0.5);
     /* what ComfyUI's Chroma does not take */
     in.nrefs = 1;
     in.refs = &(flux_reference){4, 3, 1, 0, 0};
-    assert_int_equal(kiln_flux_forward(g, &flux, &in, got), KILN_ERR_UNSUPPORTED);
+    assert_int_equal(kiln_flux_forward(graph, &flux, &in, got), KILN_ERR_UNSUPPORTED);
     assert_non_null(strstr(kiln_last_error(), "chroma"));
-    kiln_graph_free(g);
+    kiln_graph_free(graph);
     free(got);
-    golden *all[] = {&packed, &context, &t, &guidance, &want};
-    for (size_t i = 0; i < 5; i++) golden_free(all[i]);
-    kiln_st_close(f);
+    for (size_t i = 0; i < 5; i++) golden_free(&g[i]);
     kiln_weights_free(w);
     kiln_checkpoint_close(ck);
     kiln_backend_free(be);
+}
+
+void parity_check_chroma_out(const kiln_model *m, const char *want_path, const char *want_name, double tol)
+{
+    golden g[5];
+    const flux_input in = chroma_inputs(g);
+    kiln_st_file *f = golden_open(want_path);
+    golden want = golden_read(f, want_name);
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *graph;
+    assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &graph));
+    assert_kiln_ok(kiln_flux_forward(graph, &m->flux, &in, got));
+    kiln_graph_free(graph);
+    assert_rel_l2_le(got, want.data, want.count, tol);
+    free(got);
+    golden_free(&want);
+    kiln_st_close(f);
+    for (size_t i = 0; i < 5; i++) golden_free(&g[i]);
 }
 
 /* A tiny SD3 transformer's inputs (sd3/golden's `<key>.*`) as a call: the

@@ -104,6 +104,9 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path);
  * names' single file read through a checkpoint) on chroma/golden's two
  * rows, with their guidance and with none (0); reference latents refused. */
 void parity_check_chroma(const parity_fixture *fx, const char *path);
+/* m's transformer (a Chroma model's) on chroma/golden's two rows against
+ * want_path's want_name. */
+void parity_check_chroma_out(const kiln_model *m, const char *want_path, const char *want_name, double tol);
 /* ComfyUI-GGUF's tiny Flux (tests/data/gguf/flux1-tiny-Q8_0.gguf: Q8_0,
  * BF16, F32) with llama.cpp's tiny T5 (Q4_0..Q8_0), CLIP-L and a VAE as
  * parts: the Q8_0 linear weights bound as stored, the transformer against

@@ -70,15 +70,15 @@ def low_rank(rows, cols):
     return (torch.randn(rows, RANK) * 0.3).half().float(), (torch.randn(RANK, cols) / cols ** 0.5).half().float()
 
 
-def bfl_rows_to_diffusers(diffusers_sd):
+def bfl_rows_to_diffusers(diffusers_sd, rename=to_bfl):
     """For each BFL weight, the (diffusers name, row) each of its rows came
-    from: to_bfl run on tensors holding their own row labels."""
+    from: rename (to_bfl) run on tensors holding their own row labels."""
     names = sorted(k for k in diffusers_sd if k.endswith(".weight"))
     labels = {k: torch.stack([torch.full((v.shape[0],), float(i)), torch.arange(v.shape[0], dtype=torch.float32)], 1)
               for i, (k, v) in enumerate((k, diffusers_sd[k]) for k in names)}
     for k in diffusers_sd:  # biases ride along unlabelled
         labels.setdefault(k, torch.zeros(diffusers_sd[k].shape[0], 2) - 1)
-    return {k: [(names[int(a)], int(b)) for a, b in v.tolist()] for k, v in to_bfl(labels).items()
+    return {k: [(names[int(a)], int(b)) for a, b in v.tolist()] for k, v in rename(labels).items()
             if k.endswith(".weight")}
 
 
