@@ -97,6 +97,20 @@ kiln_status kiln_model_set_embeddings(kiln_model *m, const char *dir)
     return KILN_OK;
 }
 
+kiln_status kiln_model_set_t5_tokenizer_options(kiln_model *m, int min_padding, int min_length)
+{
+    if (!m) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_set_t5_tokenizer_options: no model");
+    const bool reset = min_padding == -1 && min_length == -1;
+    /* the node's bounds */
+    if (!reset && (min_padding < 0 || min_padding > 10000 || min_length < 0 || min_length > 10000))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "T5TokenizerOptions: min_padding %d and min_length %d: each 0 to "
+                         "10000 (both -1: the tokenizer's own)", min_padding, min_length);
+    m->t5_options = !reset;
+    m->t5_min_padding = reset ? 0 : min_padding;
+    m->t5_min_length = reset ? 0 : min_length;
+    return KILN_OK;
+}
+
 const char *kiln_model_family(const kiln_model *m)
 {
     return m ? m->info.family : "";

@@ -96,6 +96,10 @@ static kiln_status check_run(const kiln_run_info *run)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: negative_until %g", run->negative_until);
     if (!(run->flux_guidance >= 0 && run->flux_guidance <= 100))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: guidance %g", run->flux_guidance);
+    if (run->t5_options && (run->t5_min_padding < 0 || run->t5_min_padding > 10000 || run->t5_min_length < 0 ||
+                            run->t5_min_length > 10000))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: T5 min_padding %d, min_length %d", run->t5_min_padding,
+                         run->t5_min_length);
     if ((run->mask || run->outpaint) && !run->init_image)
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a mask or outpaint without its image");
     if (run->mask && run->outpaint)
@@ -741,10 +745,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const bool vae_part = run->parts && run->parts->vae, clip_part = run->parts && run->parts->text_encoders[0];
     const char *vae = vae_part ? "35" : "4";
     const int vae_output = vae_part ? 0 : 2;
-    /* The text encoders take CLIPSetLastLayer's CLIP, else the model's (or the CLIP loader's). */
+    /* The text encoders take T5TokenizerOptions' CLIP, else CLIPSetLastLayer's, else the model's (or the CLIP
+       loader's). */
     const bool set_last_layer = run->clip_skip != (run->model_clip_skip ? run->model_clip_skip : 1);
-    const char *clip = set_last_layer ? "10" : clip_part ? "36" : clip_source;
-    int clip_output = set_last_layer || clip_part ? 0 : clip_source_output;
+    const char *unpadded = set_last_layer ? "10" : clip_part ? "36" : clip_source;
+    const int unpadded_output = set_last_layer || clip_part ? 0 : clip_source_output;
+    const char *clip = run->t5_options ? "37" : unpadded;
+    const int clip_output = run->t5_options ? 0 : unpadded_output;
     /* the image's latent: VAEEncode "12" or VAEEncodeForInpaint "51", then
      * SetLatentNoiseMask "52" (a mask on another model), then RepeatLatentBatch "13" */
     const bool repaint = run->mask || run->outpaint, pix2pix = run->instruct_pix2pix;
@@ -1016,6 +1023,12 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "10", "CLIPSetLastLayer");
         add_number(&g, in, "stop_at_clip_layer", -run->clip_skip);
         add_link(&g, in, "clip", clip_part ? "36" : clip_source, clip_part ? 0 : clip_source_output);
+    }
+    if (run->t5_options) {
+        in = add_node(&g, "37", "T5TokenizerOptions");
+        add_number(&g, in, "min_padding", run->t5_min_padding);
+        add_number(&g, in, "min_length", run->t5_min_length);
+        add_link(&g, in, "clip", unpadded, unpadded_output);
     }
     add_merges(&g, run->parts);
     for (int i = 0; i < run->nloras; i++) {

@@ -65,7 +65,7 @@ typedef struct kiln_run_info {
     const kiln_model_parts *parts; /* the files given beside it (VAELoader "35", DualCLIPLoader or CLIPLoader
                                       "36"; "4" a UNETLoader where they give both), NULL for none */
     const char *family;          /* the model's (kiln_model_info's): the CLIP loader's type ("flux", "sdxl",
-                                    "pixart", else "stable_diffusion") */
+                                    "pixart", "chroma", else "stable_diffusion") */
     const char *prompt;          /* UTF-8 */
     const char *negative_prompt; /* NULL or "" for none */
     /* the negative prompt over the sampling's first part only, zeroed after (SD3's example workflows:
@@ -86,6 +86,9 @@ typedef struct kiln_run_info {
     int width, height; /* of the output image, in pixels */
     int batch_size;
     int clip_skip;          /* 1 = the last CLIP layer (no skip), 2 = the one before, ... */
+    /* T5TokenizerOptions "37" on the text encoders (after any CLIPSetLastLayer) with these values; false: none */
+    bool t5_options;
+    int t5_min_padding, t5_min_length;
     const char *prediction; /* "eps", "v" or "lcm" where the run forced it (ModelSamplingDiscrete), NULL where the
                                model's own was used */
     bool zsnr;              /* ModelSamplingDiscrete's zsnr (with prediction) */

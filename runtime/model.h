@@ -88,6 +88,10 @@ typedef struct kiln_model {
     kiln_t5 t5;
     kiln_spm *spm;
     int t5_max_tokens;        /* ids a prompt is cut to: PixArt-alpha's 120, PixArt-Sigma's 300, Flux's 512 */
+    /* T5TokenizerOptions' pads after EOS and least length, where t5_options (else the model's tokenizer's: none,
+       and Flux's 256, SD3's 77, PixArt's and Chroma's 1) */
+    bool t5_options;
+    int t5_min_padding, t5_min_length;
     kiln_flux flux;           /* Flux's transformer, or SD3's (flux.sd3) */
     double flow_shift;        /* Flux's ModelSamplingFlux shift: dev 1.15, schnell 1.0; SD3's 3.0 */
     bool zsnr;                /* ModelSamplingDiscrete's zsnr: the sigmas rescaled to zero terminal SNR */

@@ -187,22 +187,30 @@ kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, f
 
 /* A DiT's prompt through T5: its ids (at most the model's t5_max_tokens,
  * the last EOS), padded to at least min_tokens (Flux's ComfyUI padding; 0:
- * as long as the prompt, PixArt's). */
+ * as long as the prompt, PixArt's), or as the model's T5TokenizerOptions
+ * say: their pads after EOS, then up to their least length. */
 static kiln_status encode_t5(const kiln_model *m, const char *text, int min_tokens, kiln_conditioning *out)
 {
-    int32_t ids[KILN_T5_MAX_TOKENS > KILN_FLUX_T5_TOKENS ? KILN_T5_MAX_TOKENS : KILN_FLUX_T5_TOKENS];
-    int n;
-    TRY(kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n));
-    for (int i = 0; i < n; i++)
+    int padding = m->t5_options ? m->t5_min_padding : 0, least = m->t5_options ? m->t5_min_length : min_tokens;
+    int32_t *ids = malloc((size_t)(KILN_T5_MAX_TOKENS + padding + least) * sizeof *ids);
+    if (!ids) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    int n = 0;
+    kiln_status st = kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n);
+    for (int i = 0; st == KILN_OK && i < n; i++)
         if (ids[i] >= m->t5.vocab)
-            return kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", ids[i], m->t5.vocab);
-    for (; n < min_tokens; n++) ids[n] = kiln_spm_pad(m->spm);
-    if (!(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
-        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
-    out->tokens = n;
-    out->dim = m->t5.hidden;
-    kiln_status st = kiln_t5_encode_ids(m, ids, n, out->data);
-    if (st != KILN_OK) kiln_conditioning_free(out);
+            st = kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", ids[i], m->t5.vocab);
+    if (st != KILN_OK) n = least = padding = 0;
+    for (int i = 0; i < padding; i++) ids[n++] = kiln_spm_pad(m->spm);
+    for (; n < least; n++) ids[n] = kiln_spm_pad(m->spm);
+    if (st == KILN_OK && !(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    if (st == KILN_OK) {
+        out->tokens = n;
+        out->dim = m->t5.hidden;
+        st = kiln_t5_encode_ids(m, ids, n, out->data);
+        if (st != KILN_OK) kiln_conditioning_free(out);
+    }
+    free(ids);
     return st;
 }
 

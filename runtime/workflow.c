@@ -89,6 +89,8 @@ typedef struct wf_recipe {
     bool has_attention[3]; /* UNetSelfAttentionMultiply's, UNetCrossAttentionMultiply's, CLIPAttentionMultiply's */
     kiln_attention_multiply attention[3];
     int clip_skip; /* CLIPSetLastLayer; 0: the model's */
+    bool t5_options; /* T5TokenizerOptions, with these values (kiln_model_set_t5_tokenizer_options') */
+    int t5_min_padding, t5_min_length;
     /* what MODEL patches leave besides the weights: ModelSamplingDiscrete's ("eps", "v_prediction", "lcm"; NULL:
        the checkpoint's; and its zsnr), ModelSamplingFlux's or ModelSamplingSD3's shift (0: the model's) and the IPAdapterAdvanced
        nodes'; not part of what is loaded */
@@ -448,27 +450,14 @@ static kiln_status linked(wf_run *r, const wf_node *n, const char *name, wf_kind
 
 static kiln_status copy_recipe(const wf_recipe *from, wf_recipe *to)
 {
-    *to = (wf_recipe){.weight_dtype = from->weight_dtype, .nloras = from->nloras, .clip_skip = from->clip_skip,
-                      .has_attention = {from->has_attention[0], from->has_attention[1], from->has_attention[2]},
-                      .attention = {from->attention[0], from->attention[1], from->attention[2]},
-                      .prediction = from->prediction, .zsnr = from->zsnr, .edm = from->edm,
-                      .edm_sigma_max = from->edm_sigma_max, .edm_sigma_min = from->edm_sigma_min,
-                      .flux_shift = from->flux_shift, .differential = from->differential,
-                      .rescale_cfg = from->rescale_cfg, .cfg_zero_star = from->cfg_zero_star, .apg = from->apg,
-                      .apg_eta = from->apg_eta, .apg_norm_threshold = from->apg_norm_threshold,
-                      .apg_momentum = from->apg_momentum, .tcfg = from->tcfg, .mahiro = from->mahiro,
-                      .cfg_norm = from->cfg_norm, .epsilon_scaling = from->epsilon_scaling, .slg = from->slg,
-                      .has_freeu = from->has_freeu, .has_sag = from->has_sag, .sag = from->sag,
-                      .has_deep_shrink = from->has_deep_shrink, .deep_shrink = from->deep_shrink,
-                      .has_hypertile = from->has_hypertile, .hypertile = from->hypertile,
-                      .has_operation = from->has_operation, .operation = from->operation,
-                      .freeu = from->freeu, .pag_scale = from->pag_scale, .nimage_prompts = from->nimage_prompts};
-    memcpy(to->image_prompts, from->image_prompts, sizeof to->image_prompts);
+    /* the plain fields as they are, the owned paths and merge blocks copied; after a failed copy `to` holds what
+       it got, for free_recipe */
+    *to = *from;
+    to->nloras = to->nmerges = 0;
     bool ok = (to->ckpt = strdup(from->ckpt)) != NULL;
-    for (int i = 0; i < from->nloras; i++) {
-        to->loras[i] = from->loras[i];
-        ok = ok && (to->loras[i].path = strdup(from->loras[i].path)) != NULL;
-        if (!to->loras[i].path) to->nloras = i;
+    for (int i = 0; i < from->nloras && ok; i++) {
+        ok = (to->loras[i].path = strdup(from->loras[i].path)) != NULL;
+        if (ok) to->nloras = i + 1;
     }
     for (int i = 0; i < from->nmerges && ok; i++) {
         const kiln_merge *m = &from->merges[i];
@@ -885,6 +874,32 @@ static kiln_status clip_set_last_layer(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* T5TokenizerOptions: the CLIP's T5 ids padded as it says. */
+static kiln_status t5_tokenizer_options(wf_run *r, wf_node *n)
+{
+    wf_value *clip;
+    int padding, length;
+    TRY(linked(r, n, "clip", WF_CLIP, &clip));
+    TRY(integer(n, "min_padding", 0, 10000, &padding));
+    TRY(integer(n, "min_length", 0, 10000, &length));
+    n->out[0].kind = WF_CLIP;
+    TRY(copy_recipe(&clip->recipe, &n->out[0].recipe));
+    wf_recipe *rc = &n->out[0].recipe;
+    rc->t5_options = true;
+    rc->t5_min_padding = padding;
+    rc->t5_min_length = length;
+    return KILN_OK;
+}
+
+/* The model a CLIP's text encoders are, tokenizing as the CLIP says. */
+static kiln_status text_encoders_of(wf_run *r, const wf_value *clip, kiln_model **m)
+{
+    const wf_recipe *rc = &clip->recipe;
+    TRY(model_of(r, rc, false, m));
+    return kiln_model_set_t5_tokenizer_options(*m, rc->t5_options ? rc->t5_min_padding : -1,
+                                               rc->t5_options ? rc->t5_min_length : -1);
+}
+
 static kiln_status clip_text_encode(wf_run *r, wf_node *n)
 {
     wf_value *clip;
@@ -892,7 +907,7 @@ static kiln_status clip_text_encode(wf_run *r, wf_node *n)
     kiln_model *m;
     TRY(linked(r, n, "clip", WF_CLIP, &clip));
     TRY(text(n, "text", &prompt));
-    TRY(model_of(r, &clip->recipe, false, &m));
+    TRY(text_encoders_of(r, clip, &m));
     n->out[0].kind = WF_CONDITIONING;
     return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
 }
@@ -913,7 +928,7 @@ static kiln_status clip_text_encode_sd3(wf_run *r, wf_node *n)
     if (strcmp(padding, "empty_padding") != 0 && (strcmp(padding, "none") != 0 || !*clip_l || !*clip_g || !*t5xxl))
         return node_fail(n, KILN_ERR_UNSUPPORTED, "empty_padding '%s' with an empty text (kiln encodes every text, "
                          "empty ones too: empty_padding \"empty_padding\")", padding);
-    TRY(model_of(r, &clip->recipe, false, &m));
+    TRY(text_encoders_of(r, clip, &m));
     n->out[0].kind = WF_CONDITIONING;
     return kiln_text_encode_sd3(m, clip_l, clip_g, t5xxl, &n->out[0].cond);
 }
@@ -941,7 +956,7 @@ static kiln_status clip_text_encode_sdxl(wf_run *r, wf_node *n, bool refiner)
         TRY(integer(n, "target_height", 0, 16384, &c->target_height));
     }
     kiln_model *m;
-    TRY(model_of(r, &clip->recipe, false, &m));
+    TRY(text_encoders_of(r, clip, &m));
     n->out[0].kind = WF_CONDITIONING;
     n->out[0].has_sdxl = true;
     if (text_l && strcmp(prompt, text_l)) {
@@ -2331,7 +2346,7 @@ static kiln_status clip_text_encode_flux(wf_run *r, wf_node *n)
     TRY(text(n, "clip_l", &clip_l));
     TRY(text(n, "t5xxl", &t5xxl));
     TRY(guidance_of(n, &guidance));
-    TRY(model_of(r, &clip->recipe, false, &m));
+    TRY(text_encoders_of(r, clip, &m));
     n->out[0].kind = WF_CONDITIONING;
     n->out[0].flux_guidance = guidance;
     return kiln_text_encode_flux(m, clip_l, t5xxl, &n->out[0].cond);
@@ -3617,7 +3632,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
-                                         "StringTrim"};
+                                         "StringTrim", "T5TokenizerOptions"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3637,7 +3652,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
-        string_substring, string_replace, string_trim};
+        string_substring, string_replace, string_trim, t5_tokenizer_options};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

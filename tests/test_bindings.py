@@ -963,6 +963,14 @@ class Advanced(unittest.TestCase):
             out = chroma.ksampler(positive, negative, chroma.empty_latent(12, 16), seed=42, steps=4, cfg=2.0,
                                   scheduler="simple", flux_guidance=guidance)
             self.assertLessEqual(rel_l2(out.to_list(), tensors[key][1]), 1e-4)
+        chroma.set_t5_tokenizer_options(min_padding=1, min_length=0)  # T5TokenizerOptions, as Chroma's workflows
+        padded = chroma.encode("")
+        self.assertEqual(padded.tokens, negative.tokens + 1)
+        out = chroma.ksampler(chroma.encode("a photograph of an astronaut riding a horse"), padded,
+                              chroma.empty_latent(12, 16), seed=42, steps=4, cfg=2.0, scheduler="simple")
+        self.assertLessEqual(rel_l2(out.to_list(), tensors["padded.latent_out"][1]), 1e-4)
+        chroma.set_t5_tokenizer_options(-1, -1)
+        self.assertEqual(chroma.encode("").tokens, negative.tokens)
         with self.assertRaises(kiln.KilnError) as caught:
             chroma.encode_flux("a", "b")
         self.assertIn("no Flux model", str(caught.exception))

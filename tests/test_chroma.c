@@ -108,6 +108,39 @@ static void check_runs(kiln_model *m)
     golden_free(&want);
     kiln_st_close(f);
 
+    /* T5TokenizerOptions (min_padding 1, min_length 0): a pad after each prompt's EOS */
+    kiln_conditioning pos_padded, neg_padded;
+    assert_kiln_ok(kiln_model_set_t5_tokenizer_options(m, 1, 0));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, RUN_PROMPT, 0, &pos_padded));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &neg_padded));
+    assert_int_equal(pos_padded.tokens, pos.tokens + 1);
+    assert_int_equal(neg_padded.tokens, 2);
+    job.flux_guidance = 0.0f;
+    f = golden_open(RUN_GOLDEN);
+    want = golden_read(f, "padded.latent_out");
+    assert_kiln_ok(kiln_ksample(m, &job, &pos_padded, &neg_padded, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-4);
+    free(latent);
+    golden_free(&want);
+    kiln_st_close(f);
+    kiln_conditioning_free(&pos_padded);
+    kiln_conditioning_free(&neg_padded);
+    /* a least length pads after the padding; -1, -1 is the tokenizer's own again; the node's bounds */
+    assert_kiln_ok(kiln_model_set_t5_tokenizer_options(m, 2, 30));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &both));
+    assert_int_equal(both.tokens, 30);
+    kiln_conditioning_free(&both);
+    assert_kiln_ok(kiln_model_set_t5_tokenizer_options(m, 2, 0));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &both));
+    assert_int_equal(both.tokens, 3);
+    kiln_conditioning_free(&both);
+    assert_kiln_ok(kiln_model_set_t5_tokenizer_options(m, -1, -1));
+    assert_kiln_ok(kiln_encode_prompt(m, tok, "", 0, &both));
+    assert_int_equal(both.tokens, 1);
+    kiln_conditioning_free(&both);
+    assert_int_equal(kiln_model_set_t5_tokenizer_options(m, 10001, 0), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "T5TokenizerOptions"));
+
     /* no CLIP: CLIPTextEncodeFlux is FLUX.1's */
     assert_int_equal(kiln_encode_flux_prompt(m, tok, RUN_PROMPT, RUN_PROMPT, &both), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "no Flux model"));

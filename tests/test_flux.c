@@ -372,6 +372,19 @@ static void folder_run(void **state)
     kiln_conditioning_free(&both);
     kiln_conditioning_free(&clip_text);
     kiln_conditioning_free(&t5_text);
+
+    /* T5TokenizerOptions' least length replaces Flux's 256: with (0, 0) T5 reads the prompt's ids alone */
+    kiln_st_file *f = golden_open(RUN_GOLDEN);
+    golden ids = golden_read(f, "run.t5_ids.positive");
+    int unpadded = 0;
+    while (unpadded < (int)ids.count && ids.data[unpadded] != 0) unpadded++;
+    assert_kiln_ok(kiln_model_set_t5_tokenizer_options(m, 0, 0));
+    assert_kiln_ok(kiln_text_encode(m, RUN_PROMPT, 0, &t5_text));
+    assert_int_equal(t5_text.tokens, unpadded);
+    assert_true(unpadded > 1 && unpadded < 256);
+    kiln_conditioning_free(&t5_text);
+    golden_free(&ids);
+    kiln_st_close(f);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

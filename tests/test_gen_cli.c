@@ -610,6 +610,10 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/chroma/tiny --cfg 2 --scheduler simple", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %s/chroma", KILN_TEST_DATA);
     workflow_again("chroma", flags, dir);
+    snprintf(flags, sizeof flags, "--model %s/chroma/tiny --cfg 2 --scheduler simple --t5-min-padding 1",
+             KILN_TEST_DATA);
+    workflow_again_holding("chroma_t5_padding", flags, dir,
+                           (const char *const[]){"\"T5TokenizerOptions\"", "\"min_padding\":1", NULL});
     snprintf(flags, sizeof flags, "--model %1$s/flux/tiny --cfg 1.5 --guidance 2.5 --scheduler simple --lora "
              "%1$s/flux/lora/kohya.safetensors:0.8:0.6", KILN_TEST_DATA);
     snprintf(dir, sizeof dir, "--models %1$s/flux --models %1$s/flux/lora", KILN_TEST_DATA);

@@ -96,6 +96,8 @@ typedef struct gen_options {
     bool deep_shrink_given;         /* --deep-shrink B,F[,START,END], --deep-shrink-method, --deep-shrink-before-skip */
     kiln_deep_shrink deep_shrink;
     bool deep_shrink_before_skip;
+    bool t5_options;                /* --t5-min-padding, --t5-min-length: T5TokenizerOptions' */
+    int t5_min_padding, t5_min_length;
     bool hypertile_given;           /* --hypertile TILE[,SWAP[,DEPTH]], --hypertile-scale-depth */
     kiln_hypertile hypertile;
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
@@ -222,6 +224,10 @@ static void usage(FILE *to)
             "  --batch B              images per run; B > 1 writes OUT_00001.png, OUT_00002.png, ...\n"
             "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2 (default: the\n"
             "                         model's own: 1 for SD 1.x, 2 for SD 2.x)\n"
+            "  --t5-min-padding N     T5TokenizerOptions: N pad tokens after each prompt's T5 ids (0..10000;\n"
+            "                         Chroma's workflows use 1)\n"
+            "  --t5-min-length N      T5TokenizerOptions: T5's ids padded to at least N in all, in place of\n"
+            "                         the model's own (Flux 256, SD3 77; either flag alone sets the other to 0)\n"
             "  --prediction P         what the UNet predicts: eps or v (ComfyUI's ModelSamplingDiscrete;\n"
             "                         default: read off the checkpoint, see --info), or lcm for an LCM\n"
             "                         model or LoRA (with --sampler lcm, a few steps at cfg 1 to 2), or\n"
@@ -698,7 +704,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
            O_DEEP_SHRINK_BEFORE_SKIP, O_HYPERTILE, O_HYPERTILE_SCALE_DEPTH,
-           O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN };
+           O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN, O_T5_MIN_PADDING, O_T5_MIN_LENGTH };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -711,6 +717,8 @@ static int parse(int argc, char **argv, gen_options *o)
         {"deep-shrink-before-skip", no_argument, 0, O_DEEP_SHRINK_BEFORE_SKIP},
         {"hypertile", required_argument, 0, O_HYPERTILE},
         {"hypertile-scale-depth", no_argument, 0, O_HYPERTILE_SCALE_DEPTH},
+        {"t5-min-padding", required_argument, 0, O_T5_MIN_PADDING},
+        {"t5-min-length", required_argument, 0, O_T5_MIN_LENGTH},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
         {"latent-sharpen", required_argument, 0, O_LATENT_SHARPEN}, {"area-prompt", required_argument, 0, O_AREA_PROMPT},
@@ -937,6 +945,14 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         }
         case O_HYPERTILE_SCALE_DEPTH: o->hypertile.scale_depth = true; break;
+        case O_T5_MIN_PADDING:
+        case O_T5_MIN_LENGTH: {
+            const bool padding = c == O_T5_MIN_PADDING;
+            if (!parse_int(optarg, 0, 10000, padding ? &o->t5_min_padding : &o->t5_min_length))
+                return bad_flag(padding ? "--t5-min-padding" : "--t5-min-length", optarg, "must be 0..10000");
+            o->t5_options = true;
+            break;
+        }
         case O_EPSILON_SCALING:
             if (!parse_double(optarg, 0.5, 1.5, &o->epsilon_scaling))
                 return bad_flag("--epsilon-scaling", optarg, "must be 0.5..1.5");
@@ -2165,6 +2181,8 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .flux_guidance = o->guidance,
                          .width = first_width, .height = first_height, .batch_size = o->batch,
                          .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
+                         .t5_options = o->t5_options, .t5_min_padding = o->t5_min_padding,
+                         .t5_min_length = o->t5_min_length,
                          /* ModelSamplingDiscrete says both */
                          .prediction = o->zsnr && !o->prediction ? kiln_model_prediction(m) : o->prediction,
                          .zsnr = o->zsnr, .edm = o->edm[0] ? o->edm : NULL, .edm_sigma_max = o->edm_sigma_max,
@@ -2375,6 +2393,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (kiln_model_set_embeddings(m, o.embeddings) != KILN_OK) return fail("--embeddings");
+    if (o.t5_options && !m->t5.hidden) {
+        fprintf(stderr, "gen: --t5-min-padding and --t5-min-length pad T5's ids (PixArt, Flux, Chroma, SD3 with "
+                "T5); %s is %s without T5\n", o.model ? o.model : "the default model", m->info.family);
+        return 2;
+    }
+    if (o.t5_options && kiln_model_set_t5_tokenizer_options(m, o.t5_min_padding, o.t5_min_length) != KILN_OK)
+        return fail("--t5-min-padding");
     if (o.prediction && kiln_model_set_prediction(m, o.prediction) != KILN_OK) return fail("--prediction");
     if (o.zsnr && kiln_model_set_zsnr(m, true) != KILN_OK) return fail("--zsnr");
     if (o.edm[0] && kiln_model_set_continuous_edm(m, o.edm, o.edm_sigma_max, o.edm_sigma_min) != KILN_OK)

@@ -208,6 +208,12 @@ void kiln_model_free(kiln_model *m);
  * folder (the default; every embedding:NAME is left out with a warning, as
  * ComfyUI leaves out a name it has no file for). */
 kiln_status kiln_model_set_embeddings(kiln_model *m, const char *dir);
+/* ComfyUI's T5TokenizerOptions: T5's ids of every prompt the model encodes
+ * from now on get min_padding pad tokens after EOS, then pads up to
+ * min_length ids in all (0: none; this replaces the model's own least length,
+ * Flux's 256 and SD3's 77). Both -1: the model's tokenizer as it was. No
+ * effect on a model without T5. */
+kiln_status kiln_model_set_t5_tokenizer_options(kiln_model *m, int min_padding, int min_length);
 /* "sd1", "sd2", "sdxl", "sdxl-refiner", "pixart", "flux", "chroma" or "sd3". */
 const char *kiln_model_family(const kiln_model *m);
 /* CheckpointSave: the model's weights as loaded (its LoRAs and merges in

@@ -133,6 +133,9 @@ expect_error "SkipLayerGuidanceDiTSimple without blocks" "--slg-uncond without -
 expect_error "SD3 picture past the position table" "past the position table's 8x8" --model "$sd3" --prompt x \
     --width 48 --height 16
 flux=$data/flux/tiny
+expect_error "T5 padding on a model without T5" "pad T5's ids (PixArt, Flux, Chroma, SD3 with T5)" --model "$tiny" \
+    --prompt x --t5-min-padding 1
+expect_error "T5 padding out of range" "--t5-min-length" --model "$flux" --prompt x --t5-min-length 10001
 expect_error "an SD LoRA on Flux" "which $flux lacks (a LoRA for another base model?)" --model "$flux" --prompt x \
     --lora "$data/lora/kohya_ldm.safetensors"
 expect_error "one Flux text encoder" "Flux reads CLIP-L and T5; give both" --model "$flux" --prompt x \

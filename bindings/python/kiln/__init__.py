@@ -310,6 +310,7 @@ _declare("kiln_model_variant", c_char_p, c_void_p)
 _declare("kiln_model_prediction", c_char_p, c_void_p)
 _declare("kiln_model_set_prediction", c_int, c_void_p, c_char_p)
 _declare("kiln_model_set_embeddings", c_int, c_void_p, c_char_p)
+_declare("kiln_model_set_t5_tokenizer_options", c_int, c_void_p, c_int, c_int)
 _declare("kiln_model_set_zsnr", c_int, c_void_p, c_bool)
 _declare("kiln_model_set_continuous_edm", c_int, c_void_p, c_char_p, c_double, c_double)
 _declare("kiln_model_set_flux_shift", c_int, c_void_p, c_double)
@@ -831,6 +832,13 @@ class Model(_Handle):
         in the folder or one below it; None: nowhere (each such NAME is left
         out with a KilnWarning)."""
         _lib.kiln_model_set_embeddings(self._ptr(), _path(folder) if folder is not None else None)
+
+    def set_t5_tokenizer_options(self, min_padding: int = 0, min_length: int = 0) -> None:
+        """T5TokenizerOptions: every prompt's T5 ids encoded from now on get
+        min_padding pad tokens after EOS, then pads up to min_length ids (in
+        place of the model's own least length: Flux's 256, SD3's 77). Both
+        -1: the tokenizer as it was."""
+        _lib.kiln_model_set_t5_tokenizer_options(self._ptr(), int(min_padding), int(min_length))
 
     def set_prediction(self, sampling: str, zsnr: bool = False) -> None:
         """ModelSamplingDiscrete: "eps", "v_prediction" or "lcm" (an LCM

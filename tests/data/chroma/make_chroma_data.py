@@ -41,7 +41,9 @@ float16, so the float32 goldens are exactly what the stored weights give.
        (T5Tokenizer(legacy)'s ids: SentencePiece's and EOS, unpadded, as ComfyUI's PixArt/Chroma T5
        tokenizer), run.noise, run.sigmas, run.denoised.N, run.latent_out (x /
        0.3611 + 0.1159) and run.image (VAEDecode of it); guided.*: the same
-       with FluxGuidance 4 on the positive prompt.
+       with FluxGuidance 4 on the positive prompt; padded.*: the plain run
+       through T5TokenizerOptions (min_padding 1, min_length 0: a pad after
+       each prompt's EOS).
 
 Run from the repository root with diffusers 0.42.1, sentencepiece and torch installed:
   python3 tests/data/chroma/make_chroma_data.py
@@ -212,12 +214,14 @@ def chroma_run(model, guidance):
     # T5Tokenizer(legacy=True) is SentencePiece's pieces and EOS; transformers 5's T5Tokenizer reads this small
     # model's pieces as unknown, so SentencePiece itself
     spm = sentencepiece.SentencePieceProcessor(model_file=f"{HERE}/tiny/tokenizer/spiece.model")
-    g, ctx = {}, {}
+    g, ctx, padded = {}, {}, {}
     with torch.no_grad():
         for which, text in (("positive", RUN_PROMPT), ("negative", "")):
             ids = spm.encode(text) + [spm.eos_id()]  # no padding (ComfyUI's PixArt tokenizer)
             g[f"run.t5_ids.{which}"] = torch.tensor([ids]).int()
             ctx[which] = t5(input_ids=torch.tensor([ids])).last_hidden_state
+            # T5TokenizerOptions(min_padding=1, min_length=0): one pad (0) after EOS
+            padded[which] = t5(input_ids=torch.tensor([ids + [0]])).last_hidden_state
 
     h, w, steps, cfg = 8, 6, 4, 2.0
     sigmas = simple(ModelSamplingFlux(1.15), steps)
@@ -250,6 +254,9 @@ def chroma_run(model, guidance):
     run("run.")
     guidances["positive"] = 4.0  # FluxGuidance on the positive prompt
     run("guided.")
+    guidances["positive"] = 0.0
+    ctx.update(padded)
+    run("padded.")
     save_goldens({k: v.detach() for k, v in g.items()}, f"{HERE}/run.golden.safetensors")
 
 
