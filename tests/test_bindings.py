@@ -963,7 +963,7 @@ class Advanced(unittest.TestCase):
             out = chroma.ksampler(positive, negative, chroma.empty_latent(12, 16), seed=42, steps=4, cfg=2.0,
                                   scheduler="simple", flux_guidance=guidance)
             self.assertLessEqual(rel_l2(out.to_list(), tensors[key][1]), 1e-4)
-        chroma.set_t5_tokenizer_options(min_padding=1, min_length=0)  # T5TokenizerOptions, as Chroma's workflows
+        chroma.set_t5_tokenizer_options(min_padding=1, min_length=0)  # T5TokenizerOptions: a pad after EOS
         padded = chroma.encode("")
         self.assertEqual(padded.tokens, negative.tokens + 1)
         out = chroma.ksampler(chroma.encode("a photograph of an astronaut riding a horse"), padded,

@@ -225,7 +225,7 @@ static void usage(FILE *to)
             "  --clip-skip K          1 = last CLIP layer, 2 = ComfyUI's CLIPSetLastLayer -2 (default: the\n"
             "                         model's own: 1 for SD 1.x, 2 for SD 2.x)\n"
             "  --t5-min-padding N     T5TokenizerOptions: N pad tokens after each prompt's T5 ids (0..10000;\n"
-            "                         Chroma's workflows use 1)\n"
+            "                         Chroma workflows often keep 1)\n"
             "  --t5-min-length N      T5TokenizerOptions: T5's ids padded to at least N in all, in place of\n"
             "                         the model's own (Flux 256, SD3 77; either flag alone sets the other to 0)\n"
             "  --prediction P         what the UNet predicts: eps or v (ComfyUI's ModelSamplingDiscrete;\n"
