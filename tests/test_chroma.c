@@ -229,6 +229,32 @@ static void loras_match_upstream(void **state)
     kiln_backend_free(be);
 }
 
+/* ComfyUI-GGUF's Chroma file (make_gguf_chroma_data.py: the original names,
+ * Q8_0 and BF16 kept as stored) with T5 and the VAE beside it, against
+ * diffusers' transformer on the weights gguf-py dequantizes. */
+static void gguf_file(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_checkpoint *ck;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    char t5[4096], vae[4096], config[4096];
+    snprintf(t5, sizeof t5, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
+    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {t5}, .config = config};
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/chroma-tiny-Q8_0.gguf"), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_string_equal(m->info.family, "chroma");
+    assert_int_equal(m->flux.dbl[0].img.q_w->dtype, KILN_Q8_0);
+    assert_int_equal(m->flux.approx.layers[0].w1->dtype, KILN_BF16);
+    parity_check_chroma_out(m, "gguf/golden.safetensors", "chroma.out", TOL);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +264,7 @@ int main(void)
         cmocka_unit_test(folder_run),
         cmocka_unit_test(single_file_run),
         cmocka_unit_test(loras_match_upstream),
+        cmocka_unit_test(gguf_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
