@@ -376,6 +376,57 @@ static void flux1_dev_single_files(void **state)
     release(m);
 }
 
+/* Chroma1-HD (make_chroma_layout_manifests.py) from its original single
+ * file with T5 and FLUX.1's VAE beside it (ComfyUI's UNETLoader, CLIPLoader
+ * "chroma", VAELoader), and as the ChromaPipeline folder: 19 double and 38
+ * single blocks without modulation layers, the 5-layer approximator 5120
+ * wide, 8.9 B parameters. */
+static void check_chroma1_hd(kiln_model *m)
+{
+    assert_string_equal(m->info.family, "chroma");
+    assert_string_equal(m->info.unet_name, "chroma");
+    assert_int_equal(m->info.unet_params, 8899983424LL);
+    assert_int_equal(m->info.nclips, 0);
+    assert_true(m->flux.chroma);
+    assert_int_equal(m->flux.ndouble, 19);
+    assert_int_equal(m->flux.nsingle, 38);
+    assert_int_equal(m->flux.heads, 24);
+    assert_int_equal(m->flux.head_dim, 128);
+    assert_int_equal(m->flux.approx.nlayers, 5);
+    assert_int_equal(m->flux.approx.width, 5120);
+    assert_int_equal(m->flux.axes[1], 56);
+    check_t5_xxl(m);
+    assert_float_equal(m->vae.latents.scale, 0.3611f, 0.0f);
+    assert_float_equal(m->vae.latents.shift, 0.1159f, 0.0f);
+    release(m);
+}
+
+static void chroma1_hd_single_files(void **state)
+{
+    (void)state;
+    char model[600], t5[600], vae[600];
+    sparse_path("layouts/chroma1_hd.json", "Chroma1-HD", model, sizeof model);
+    sparse_path("layouts/t5_v1_1_xxl.json", "chroma_t5xxl", t5, sizeof t5);
+    sparse_path("layouts/flux_vae.json", "chroma_ae", vae, sizeof vae);
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {t5},
+                                    .tokenizer = kiln_test_data("spm_tokenizer/spiece.model")};
+    check_chroma1_hd(load_with_parts(model, &parts));
+}
+
+static void chroma1_hd_folder(void **state)
+{
+    (void)state;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/chroma1-hd", tmpdir);
+    const folder_part parts[] = {
+        {"transformer", "layouts/chroma1_hd_transformer.json", "{\"axes_dims_rope\": [16, 56, 56]}"},
+        {"text_encoder", "layouts/t5_v1_1_xxl.json", NULL},
+        {"vae", "layouts/flux_vae.json", "{\"scaling_factor\": 0.3611, \"shift_factor\": 0.1159}"},
+    };
+    write_folder(dir, parts, 3, "tokenizer");
+    check_chroma1_hd(load_folder(dir));
+}
+
 /* SD 3.5 from Stability's single files (the MMDiT under model.diffusion_model. in its own names: fused
  * q/k/v, the last block's caption-only side) with ComfyUI's clip_l, clip_g and t5xxl files (bigG given
  * first: told apart by width) and the VAE beside them, returned loaded; the shapes say everything:
@@ -482,6 +533,7 @@ int main(void)
                                        cmocka_unit_test(pixart_xl_2_1024), cmocka_unit_test(flux1_dev),
                                        cmocka_unit_test(flux1_schnell), cmocka_unit_test(flux1_dev_single_files),
                                        cmocka_unit_test(sd35_medium), cmocka_unit_test(sd35_large),
-                                       cmocka_unit_test(sd3_medium)};
+                                       cmocka_unit_test(sd3_medium), cmocka_unit_test(chroma1_hd_single_files),
+                                       cmocka_unit_test(chroma1_hd_folder)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
