@@ -164,6 +164,24 @@ static void folder_run(void **state)
     kiln_backend_free(be);
 }
 
+/* The original single file (or its GGUF) with T5 and the VAE as separate
+ * files (CLIPLoader's "chroma" type, VAELoader) and the folder's config
+ * (FLUX.1's rotary axes are not the tiny model's), opened and loaded on be
+ * with `loras`; t5 false leaves T5 out. */
+static kiln_status load_single_file(kiln_backend *be, const char *path, bool t5, const kiln_lora *loras, int nloras,
+                                    kiln_lora_stats *stats, kiln_model **m)
+{
+    char t5_path[4096], vae[4096], config[4096];
+    snprintf(t5_path, sizeof t5_path, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
+    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
+    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
+    const kiln_model_parts parts = {.vae = vae, .text_encoders = {t5 ? t5_path : NULL}, .config = config};
+    kiln_checkpoint *ck;
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &ck));
+    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
+    return kiln_model_load_with_loras(ck, loras, nloras, stats, be, m);
+}
+
 /* The original single file (ComfyUI's UNETLoader file) with T5 and the VAE
  * as separate files (CLIPLoader's "chroma" type, VAELoader) and FLUX.1's
  * rotary axes, the folder's; without T5 it says which file is missing. */
@@ -171,24 +189,13 @@ static void single_file_run(void **state)
 {
     (void)state;
     kiln_backend *be;
-    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    char t5[4096], vae[4096], config[4096];
-    snprintf(t5, sizeof t5, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
-    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
-    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
-    kiln_model_parts parts = {.vae = vae, .text_encoders = {t5}, .config = config};
-    kiln_checkpoint *ck;
     kiln_model *m;
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/single/chroma-tiny.safetensors"), &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(load_single_file(be, "chroma/single/chroma-tiny.safetensors", true, NULL, 0, NULL, &m));
     check_runs(m);
     kiln_model_free(m);
-
-    parts.text_encoders[0] = NULL;
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/single/chroma-tiny.safetensors"), &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    assert_int_equal(kiln_model_load_checkpoint(ck, be, &m), KILN_ERR_MODEL);
+    assert_int_equal(load_single_file(be, "chroma/single/chroma-tiny.safetensors", false, NULL, 0, NULL, &m),
+                     KILN_ERR_MODEL);
     assert_non_null(strstr(kiln_last_error(), "Chroma transformer without its T5"));
     kiln_backend_free(be);
 }
@@ -206,7 +213,7 @@ static void loras_match_upstream(void **state)
     kiln_checkpoint *ck;
     kiln_lora_stats stats[1];
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    char kohya_path[4096], peft_path[4096], t5[4096], vae[4096], config[4096];
+    char kohya_path[4096], peft_path[4096];
     snprintf(kohya_path, sizeof kohya_path, "%s", kiln_test_data("chroma/lora/kohya.safetensors"));
     snprintf(peft_path, sizeof peft_path, "%s", kiln_test_data("chroma/lora/peft.safetensors"));
     const kiln_lora kohya = {kohya_path, 0.8, 1.0}, peft = {peft_path, 1.0, 1.0};
@@ -216,13 +223,7 @@ static void loras_match_upstream(void **state)
     parity_check_chroma_out(m, "chroma/lora/golden.safetensors", "kohya.out", TOL);
     kiln_model_free(m);
 
-    snprintf(t5, sizeof t5, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
-    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
-    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
-    const kiln_model_parts parts = {.vae = vae, .text_encoders = {t5}, .config = config};
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("chroma/single/chroma-tiny.safetensors"), &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    assert_kiln_ok(kiln_model_load_with_loras(ck, &peft, 1, stats, be, &m));
+    assert_kiln_ok(load_single_file(be, "chroma/single/chroma-tiny.safetensors", true, &peft, 1, stats, &m));
     assert_int_equal(stats[0].unet_modules, 4);
     parity_check_chroma_out(m, "chroma/lora/golden.safetensors", "peft.out", TOL);
     kiln_model_free(m);
@@ -236,17 +237,9 @@ static void gguf_file(void **state)
 {
     (void)state;
     kiln_backend *be;
-    kiln_checkpoint *ck;
     kiln_model *m;
     assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
-    char t5[4096], vae[4096], config[4096];
-    snprintf(t5, sizeof t5, "%s", kiln_test_data("pixart/tiny/text_encoder/model.safetensors"));
-    snprintf(vae, sizeof vae, "%s", kiln_test_data("flux/tiny/vae/diffusion_pytorch_model.safetensors"));
-    snprintf(config, sizeof config, "%s", kiln_test_data("chroma/tiny"));
-    const kiln_model_parts parts = {.vae = vae, .text_encoders = {t5}, .config = config};
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("gguf/chroma-tiny-Q8_0.gguf"), &ck));
-    assert_kiln_ok(kiln_checkpoint_add_parts(ck, &parts));
-    assert_kiln_ok(kiln_model_load_checkpoint(ck, be, &m));
+    assert_kiln_ok(load_single_file(be, "gguf/chroma-tiny-Q8_0.gguf", true, NULL, 0, NULL, &m));
     assert_string_equal(m->info.family, "chroma");
     assert_int_equal(m->flux.dbl[0].img.q_w->dtype, KILN_Q8_0);
     assert_int_equal(m->flux.approx.layers[0].w1->dtype, KILN_BF16);

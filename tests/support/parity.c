@@ -1218,18 +1218,38 @@ void parity_check_gguf_flux(const parity_fixture *fx)
     kiln_backend_free(be);
 }
 
-void parity_check_flux(const parity_fixture *fx, const char *golden_path)
-{
+/* A tiny Flux-kind transformer (rotary axes 4, 6, 6) of the test data's
+ * `path`, bound under `root` on fx's backend; bound_free releases it. */
+typedef struct bound_transformer {
     kiln_backend *be;
     kiln_checkpoint *ck;
     kiln_weights *w;
-    kiln_flux flux;
+} bound_transformer;
+
+static void bind_tiny_flux(const parity_fixture *fx, const char *path, const char *root, kiln_flux *flux,
+                           bound_transformer *b)
+{
     kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/transformer/diffusion_pytorch_model.safetensors"), &ck));
-    assert_kiln_ok(kiln_weights_create(be, ck, &w));
-    assert_true(kiln_flux_present(ck, ""));
-    assert_kiln_ok(kiln_flux_bind(w, "", (const int[]){4, 6, 6}, &flux));
+    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &b->be));
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &b->ck));
+    assert_kiln_ok(kiln_weights_create(b->be, b->ck, &b->w));
+    assert_true(kiln_flux_present(b->ck, root));
+    assert_kiln_ok(kiln_flux_bind(b->w, root, (const int[]){4, 6, 6}, flux));
+}
+
+static void bound_free(bound_transformer *b)
+{
+    kiln_weights_free(b->w);
+    kiln_checkpoint_close(b->ck);
+    kiln_backend_free(b->be);
+}
+
+void parity_check_flux(const parity_fixture *fx, const char *golden_path)
+{
+    bound_transformer b;
+    kiln_flux flux;
+    bind_tiny_flux(fx, "flux/transformer/diffusion_pytorch_model.safetensors", "", &flux, &b);
+    kiln_backend *be = b.be;
     assert_int_equal(flux.heads, 2);
     assert_int_equal(flux.head_dim, 16);
     assert_int_equal(flux.ndouble, 1);
@@ -1246,9 +1266,7 @@ void parity_check_flux(const parity_fixture *fx, const char *golden_path)
     free(got);
     golden_free(&want);
     kiln_st_close(f);
-    kiln_weights_free(w);
-    kiln_checkpoint_close(ck);
-    kiln_backend_free(be);
+    bound_free(&b);
 }
 
 /* chroma/golden's two rows as a call, their goldens (packed, context,
@@ -1265,17 +1283,9 @@ static flux_input chroma_inputs(golden g[5])
 
 void parity_check_chroma(const parity_fixture *fx, const char *path)
 {
-    kiln_backend *be;
-    kiln_checkpoint *ck;
-    kiln_weights *w;
+    bound_transformer b;
     kiln_flux flux;
-    kiln_backend_options opt = {.device = -1, .compute = KILN_F16};
-    assert_kiln_ok(kiln_backend_create(fx->backend ? fx->backend : "cpu", fx->f16_compute ? &opt : NULL, &be));
-    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(path), &ck));
-    assert_kiln_ok(kiln_weights_create(be, ck, &w));
-    const char *root = strstr(path, "single/") ? KILN_FLUX_ROOT : "";
-    assert_true(kiln_flux_present(ck, root));
-    assert_kiln_ok(kiln_flux_bind(w, root, (const int[]){4, 6, 6}, &flux));
+    bind_tiny_flux(fx, path, strstr(path, "single/") ? KILN_FLUX_ROOT : "", &flux, &b);
     assert_true(flux.chroma);
     assert_false(flux.guidance);
     assert_int_equal(flux.ndouble, 1);
@@ -1289,7 +1299,7 @@ void parity_check_chroma(const parity_fixture *fx, const char *path)
     const golden want = g[4];
     float *got = malloc(want.count * sizeof *got);
     kiln_graph *graph;
-    assert_kiln_ok(kiln_graph_create(be, &graph));
+    assert_kiln_ok(kiln_graph_create(b.be, &graph));
     assert_kiln_ok(kiln_flux_forward(graph, &flux, &in, got));
     assert_rel_l2_le(got, want.data, want.count, fx->tol);
     /* the guidance row counts: the first row's guidance is 0, the second's 3.5 */
@@ -1306,9 +1316,7 @@ void parity_check_chroma(const parity_fixture *fx, const char *path)
     kiln_graph_free(graph);
     free(got);
     for (size_t i = 0; i < 5; i++) golden_free(&g[i]);
-    kiln_weights_free(w);
-    kiln_checkpoint_close(ck);
-    kiln_backend_free(be);
+    bound_free(&b);
 }
 
 void parity_check_chroma_out(const kiln_model *m, const char *want_path, const char *want_name, double tol)

@@ -65,6 +65,7 @@ sys.path.insert(0, DATA)
 sys.path.insert(0, os.path.join(DATA, "flow"))
 sys.path.insert(0, os.path.join(DATA, "flux"))
 from make_flow_data import ModelSamplingFlux, simple  # noqa: E402
+from make_flux_single_data import check_round_trip, full_size_blocks, labelled_state  # noqa: E402
 from make_flux_single_data import to_bfl as flux_to_bfl  # noqa: E402
 from sd_common import PT, decode_image, randomize, save_goldens, save_half, write_json  # noqa: E402
 
@@ -124,38 +125,17 @@ def check_against_diffusers():
     tensor row for row (each row holds its tensor's number and its index;
     the converter splits fused q/k/v at Chroma's widths, so it cannot take
     the tiny model itself)."""
-    D, mlp, hidden = 3072, 12288, 5120
+    D, hidden = 3072, 5120
     shapes = {"x_embedder": D, "context_embedder": D, "proj_out": 64, "distilled_guidance_layer.in_proj": hidden,
               "distilled_guidance_layer.out_proj": D}
     for i in range(2):
         shapes[f"distilled_guidance_layer.layers.{i}.linear_1"] = hidden
         shapes[f"distilled_guidance_layer.layers.{i}.linear_2"] = hidden
-        p = f"transformer_blocks.{i}."
-        for m in ("attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj",
-                  "attn.to_out.0", "attn.to_add_out", "ff.net.2", "ff_context.net.2"):
-            shapes[p + m] = D
-        shapes[p + "ff.net.0.proj"] = shapes[p + "ff_context.net.0.proj"] = mlp
-        p = f"single_transformer_blocks.{i}."
-        for m in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_out"):
-            shapes[p + m] = D
-        shapes[p + "proj_mlp"] = mlp
-    sd = {}
-    for n, (module, rows) in enumerate(shapes.items()):
-        index = torch.arange(rows, dtype=torch.float64)
-        for kind in ("weight", "bias"):
-            sd[f"{module}.{kind}"] = (index + 1e6 * (2 * n + (kind == "bias"))).unsqueeze(1)
+    shapes.update(full_size_blocks(modulated=False))
+    sd = labelled_state(shapes)
     for i in range(2):
         sd[f"distilled_guidance_layer.norms.{i}.weight"] = torch.arange(hidden, dtype=torch.float64) + 1e9 * (i + 1)
-        for k, w in (("transformer_blocks", ("norm_q", "norm_k", "norm_added_q", "norm_added_k")),
-                     ("single_transformer_blocks", ("norm_q", "norm_k"))):
-            for j, m in enumerate(w):
-                sd[f"{k}.{i}.attn.{m}.weight"] = torch.arange(128, dtype=torch.float64) + 1e8 * (i * 10 + j + 1)
-    bfl = {f"model.diffusion_model.{k}": v for k, v in to_bfl(sd).items()}
-    back = convert_chroma_transformer_checkpoint_to_diffusers(bfl)
-    assert not bfl, f"names diffusers' converter left unread: {sorted(bfl)[:5]}"
-    assert set(back) == set(sd), set(back) ^ set(sd)
-    for k in sd:
-        assert torch.equal(back[k], sd[k]), k
+    check_round_trip(sd, to_bfl, convert_chroma_transformer_checkpoint_to_diffusers)
 
 
 def main():

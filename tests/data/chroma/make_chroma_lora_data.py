@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, DATA)
 sys.path.insert(0, os.path.join(DATA, "flux"))
 from make_chroma_data import as_comfyui, to_bfl  # noqa: E402
-from make_flux_lora_data import ALPHA, RANK, UNET_STRENGTH, bfl_rows_to_diffusers, low_rank, merged_half  # noqa: E402
+from make_flux_lora_data import kohya_merge, low_rank  # noqa: E402
 from sd_common import save_goldens  # noqa: E402
 
 KOHYA_BFL = ["double_blocks.0.img_attn.qkv", "double_blocks.0.txt_mlp.0", "single_blocks.0.linear1",
@@ -63,20 +63,9 @@ def transformer_out(model):
 def kohya(goldens):
     torch.manual_seed(43)
     sd = {k: v.float() for k, v in load_file(f"{HERE}/transformer/diffusion_pytorch_model.safetensors").items()}
-    bfl = to_bfl(sd)
-    rows_of = bfl_rows_to_diffusers(sd, to_bfl)
-    lora, deltas = {}, {}
-    for module in KOHYA_BFL:
-        w = bfl[f"{module}.weight"]
-        up, down = low_rank(*w.shape)
-        name = "lora_unet_" + module.replace(".", "_")
-        lora.update({f"{name}.lora_up.weight": up, f"{name}.lora_down.weight": down,
-                     f"{name}.alpha": torch.tensor(ALPHA)})
-        delta = UNET_STRENGTH * ALPHA / RANK * (up @ down)
-        for row, (target, target_row) in enumerate(rows_of[f"{module}.weight"]):
-            deltas.setdefault(target, torch.zeros_like(sd[target]))[target_row] += delta[row]
+    lora, merged = kohya_merge(sd, KOHYA_BFL, to_bfl)
     model = load_model()
-    model.load_state_dict({k: merged_half(v, deltas[k]) if k in deltas else v for k, v in sd.items()})
+    model.load_state_dict(merged)
     goldens["kohya.out"] = transformer_out(model)
     save_file({k: v.half().contiguous() for k, v in lora.items()}, f"{HERE}/lora/kohya.safetensors")
 

@@ -97,13 +97,15 @@ def transformer_out(state):
                     txt_ids=g["txt_ids"].expand(B, -1, -1), guidance=g["guidance"], return_dict=False)[0]
 
 
-def kohya(goldens):
-    torch.manual_seed(29)
-    sd = {k: v.float() for k, v in load_file(f"{HERE}/transformer/diffusion_pytorch_model.safetensors").items()}
-    bfl = to_bfl(sd)
-    rows_of = bfl_rows_to_diffusers(sd)
+def kohya_merge(sd, modules, rename=to_bfl):
+    """A random kohya-layout LoRA of the original-named `modules` (BFL's,
+    rename's) of the diffusers state dict sd, and sd with it merged at
+    UNET_STRENGTH in those names and taken to diffusers' row by row, each
+    merged weight rounded to float16."""
+    bfl = rename(sd)
+    rows_of = bfl_rows_to_diffusers(sd, rename)
     lora, deltas = {}, {}
-    for module in KOHYA_BFL:
+    for module in modules:
         w = bfl[f"{module}.weight"]
         up, down = low_rank(*w.shape)
         name = "lora_unet_" + module.replace(".", "_")
@@ -112,7 +114,13 @@ def kohya(goldens):
         delta = UNET_STRENGTH * ALPHA / RANK * (up @ down)
         for row, (target, target_row) in enumerate(rows_of[f"{module}.weight"]):
             deltas.setdefault(target, torch.zeros_like(sd[target]))[target_row] += delta[row]
-    merged = {k: merged_half(v, deltas[k]) if k in deltas else v for k, v in sd.items()}
+    return lora, {k: merged_half(v, deltas[k]) if k in deltas else v for k, v in sd.items()}
+
+
+def kohya(goldens):
+    torch.manual_seed(29)
+    sd = {k: v.float() for k, v in load_file(f"{HERE}/transformer/diffusion_pytorch_model.safetensors").items()}
+    lora, merged = kohya_merge(sd, KOHYA_BFL)
     goldens["kohya.out"] = transformer_out(merged)
 
     clip = CLIPTextModel.from_pretrained(f"{DATA}/tiny/sd15_tiny_diffusers/text_encoder").eval()

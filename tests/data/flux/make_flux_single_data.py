@@ -94,27 +94,31 @@ def to_bfl(sd):
     return out
 
 
-def check_against_diffusers():
-    """to_bfl, then diffusers' converter, gives back every FLUX.1-dev-sized
-    tensor row for row (each row holds its tensor's number and its index)."""
-    D, mlp, ch = 3072, 12288, 64
-    shapes = {"x_embedder": D, "context_embedder": D, "proj_out": ch, "norm_out.linear": 2 * D}
-    for e in ("timestep_embedder", "text_embedder", "guidance_embedder"):
-        shapes[f"time_text_embed.{e}.linear_1"] = D
-        shapes[f"time_text_embed.{e}.linear_2"] = D
+def full_size_blocks(modulated=True):
+    """Two double and two single blocks at FLUX.1's widths: each linear's
+    name and rows (the blocks' modulation layers where modulated)."""
+    D, mlp = 3072, 12288
+    shapes = {}
     for i in range(2):
         p = f"transformer_blocks.{i}."
-        for m in ("norm1.linear", "norm1_context.linear"):
+        for m in ("norm1.linear", "norm1_context.linear") if modulated else ():
             shapes[p + m] = 6 * D
         for m in ("attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj",
                   "attn.to_out.0", "attn.to_add_out", "ff.net.2", "ff_context.net.2"):
             shapes[p + m] = D
         shapes[p + "ff.net.0.proj"] = shapes[p + "ff_context.net.0.proj"] = mlp
         p = f"single_transformer_blocks.{i}."
-        shapes[p + "norm.linear"] = 3 * D
+        if modulated:
+            shapes[p + "norm.linear"] = 3 * D
         for m in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_out"):
             shapes[p + m] = D
         shapes[p + "proj_mlp"] = mlp
+    return shapes
+
+
+def labelled_state(shapes):
+    """A state dict of `shapes`' linears (rows, 1) and the blocks' q/k norms
+    (128), each row holding its tensor's number and its index."""
     sd = {}
     for n, (module, rows) in enumerate(shapes.items()):
         index = torch.arange(rows, dtype=torch.float64)
@@ -125,12 +129,30 @@ def check_against_diffusers():
                      ("single_transformer_blocks", ("norm_q", "norm_k"))):
             for j, m in enumerate(w):
                 sd[f"{k}.{i}.attn.{m}.weight"] = torch.arange(128, dtype=torch.float64) + 1e8 * (i * 10 + j + 1)
-    bfl = {f"model.diffusion_model.{k}": v for k, v in to_bfl(sd).items()}
-    back = convert_flux_transformer_checkpoint_to_diffusers(bfl)
+    return sd
+
+
+def check_round_trip(sd, rename, converter):
+    """rename (to the original names, under model.diffusion_model.), then
+    diffusers' converter, gives sd back row for row."""
+    bfl = {f"model.diffusion_model.{k}": v for k, v in rename(sd).items()}
+    back = converter(bfl)
     assert not bfl, f"names diffusers' converter left unread: {sorted(bfl)[:5]}"
     assert set(back) == set(sd), set(back) ^ set(sd)
     for k in sd:
         assert torch.equal(back[k], sd[k]), k
+
+
+def check_against_diffusers():
+    """to_bfl, then diffusers' converter, gives back every FLUX.1-dev-sized
+    tensor row for row (each row holds its tensor's number and its index)."""
+    D = 3072
+    shapes = {"x_embedder": D, "context_embedder": D, "proj_out": 64, "norm_out.linear": 2 * D}
+    for e in ("timestep_embedder", "text_embedder", "guidance_embedder"):
+        shapes[f"time_text_embed.{e}.linear_1"] = D
+        shapes[f"time_text_embed.{e}.linear_2"] = D
+    shapes.update(full_size_blocks())
+    check_round_trip(labelled_state(shapes), to_bfl, convert_flux_transformer_checkpoint_to_diffusers)
 
 
 def ldm_vae(diffusers_vae):

@@ -30,8 +30,7 @@ sys.path.insert(0, DATA)
 sys.path.insert(0, CHROMA)
 sys.path.insert(0, os.path.join(DATA, "flux"))
 from make_chroma_data import as_comfyui, to_bfl  # noqa: E402
-from make_flux_lora_data import bfl_rows_to_diffusers  # noqa: E402
-from make_gguf_data import Q, add_quantized, flux_type, write  # noqa: E402
+from make_gguf_data import Q, add_quantized, flux_type, read_back_as_diffusers, write  # noqa: E402
 from sd_common import save_goldens  # noqa: E402
 
 
@@ -50,11 +49,7 @@ def main():
     read_back = {k: add_quantized(w, k, v, chroma_type(k, v)) for k, v in bfl.items()}
     write(w)
     diffusers_sd = load_file(f"{CHROMA}/transformer/diffusion_pytorch_model.safetensors")
-    assert set(to_bfl(diffusers_sd)) == set(bfl)
-    state = {k: v.float().clone() for k, v in diffusers_sd.items()}
-    for bfl_name, rows in bfl_rows_to_diffusers(diffusers_sd, to_bfl).items():
-        for i, (name, row) in enumerate(rows):
-            state[name][row] = read_back[bfl_name][i]
+    state = read_back_as_diffusers(diffusers_sd, read_back, to_bfl)
     for k in state:  # biases and norms: F32, as stored
         if not k.endswith(".weight") or state[k].ndim == 1:
             assert torch.equal(state[k], diffusers_sd[k].float()), k

@@ -167,6 +167,17 @@ def flux_type(name, t):
     return Q.Q8_0
 
 
+def read_back_as_diffusers(diffusers_sd, read_back, rename=to_bfl):
+    """The weights a file in the original names (rename's) reads back as,
+    taken to diffusers' names row by row; diffusers_sd's where it has none."""
+    assert set(rename(diffusers_sd)) == set(read_back)
+    state = {k: v.float().clone() for k, v in diffusers_sd.items()}
+    for bfl_name, rows in bfl_rows_to_diffusers(diffusers_sd, rename).items():
+        for i, (name, row) in enumerate(rows):
+            state[name][row] = read_back[bfl_name][i]
+    return state
+
+
 def flux(goldens):
     bfl = load_file(f"{FLUX}/single/flux1-tiny.safetensors")
     w = gguf.GGUFWriter(f"{HERE}/flux1-tiny-Q8_0.gguf", "flux")
@@ -175,11 +186,7 @@ def flux(goldens):
     read_back = {k: add_quantized(w, k, v, flux_type(k, v)) for k, v in bfl.items()}
     write(w)
     diffusers_sd = load_file(f"{FLUX}/transformer/diffusion_pytorch_model.safetensors")
-    assert set(to_bfl(diffusers_sd)) == set(bfl)
-    state = {k: v.float().clone() for k, v in diffusers_sd.items()}
-    for bfl_name, rows in bfl_rows_to_diffusers(diffusers_sd).items():
-        for i, (name, row) in enumerate(rows):
-            state[name][row] = read_back[bfl_name][i]
+    state = read_back_as_diffusers(diffusers_sd, read_back)
     for k in state:  # biases: one-dimensional, so F32: as stored
         if not k.endswith(".weight"):
             assert flux_type(k, diffusers_sd[k]) == Q.F32
