@@ -1,6 +1,7 @@
 #include "lora.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 typedef enum part {
     PART_DOWN, PART_UP, PART_ALPHA,                   /* LoRA, LoCon */
     PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B, /* LoHa */
+    /* LoKr: kron(w1, w2), each side whole or a product a @ b */
+    PART_LOKR_W1, PART_LOKR_W1_A, PART_LOKR_W1_B, PART_LOKR_W2, PART_LOKR_W2_A, PART_LOKR_W2_B,
+    PART_DORA_SCALE, /* DoRA's magnitude, on any kind */
     PART_COUNT
 } part;
 
@@ -30,6 +34,10 @@ static const struct {
     {".down.weight", PART_DOWN},              {".up.weight", PART_UP},                  /* XLabs (Flux) */
     {".hada_w1_a", PART_HADA_W1_A},           {".hada_w1_b", PART_HADA_W1_B},
     {".hada_w2_a", PART_HADA_W2_A},           {".hada_w2_b", PART_HADA_W2_B},
+    {".lokr_w1", PART_LOKR_W1},               {".lokr_w1_a", PART_LOKR_W1_A},
+    {".lokr_w1_b", PART_LOKR_W1_B},           {".lokr_w2", PART_LOKR_W2},
+    {".lokr_w2_a", PART_LOKR_W2_A},           {".lokr_w2_b", PART_LOKR_W2_B},
+    {".dora_scale", PART_DORA_SCALE},
 };
 
 /* Parts of module kinds kiln does not merge, named in the refusal. */
@@ -37,9 +45,7 @@ static const struct {
     const char *suffix, *kind;
 } refused_suffixes[] = {
     {".lora_mid.weight", "Tucker-decomposed LoCon"}, {".hada_t1", "Tucker-decomposed LoHa"},
-    {".hada_t2", "Tucker-decomposed LoHa"},          {".lokr_w1", "LoKr"},
-    {".lokr_w1_a", "LoKr"},                          {".lokr_w2", "LoKr"},
-    {".lokr_w2_a", "LoKr"},                          {".dora_scale", "DoRA"},
+    {".hada_t2", "Tucker-decomposed LoHa"},          {".lokr_t2", "Tucker-decomposed LoKr"},
     {".diff", "full-weight difference"},             {".diff_b", "bias difference"},
     {".w_norm", "norm-layer"},                       {".b_norm", "norm-layer"},
 };
@@ -85,8 +91,8 @@ static kiln_status read_modules(const kiln_st_file *f, module **out, size_t *cou
             if (strncmp(t->name, "model.diffusion_model.", 22) == 0 || strncmp(t->name, "first_stage_model.", 18) == 0 ||
                 strncmp(t->name, "cond_stage_model.", 17) == 0)
                 return kiln_fail(KILN_ERR_FORMAT, "%s is a checkpoint, not a LoRA (tensor '%s')", path, t->name);
-            return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is no part of a LoRA, LoCon or LoHa module", path,
-                             t->name);
+            return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is no part of a LoRA, LoCon, LoHa or LoKr module",
+                             path, t->name);
         }
         module *m = NULL;
         for (size_t j = used; j-- > 0 && !m;) /* a module's parts are usually neighbours */
@@ -276,20 +282,94 @@ static kiln_status read_factor(const char *path, const module *m, part p, factor
 }
 
 /* A LoRA's rank-r update is up (O, r) @ down (r, C·kh·kw); LoHa's is the
- * elementwise product of two such products. */
+ * elementwise product of two such products; LoKr's is made whole at once,
+ * the one factor (O, C·kh·kw). */
 typedef struct update {
-    factor f[4]; /* up, down [, second up, second down] */
+    factor f[4]; /* up, down [, second up, second down]; LoKr: the whole update */
     int nfactors;
-    int rank;    /* what alpha is divided by: down's rows (LoHa: w1_b's) */
+    int rank;    /* what alpha is divided by: down's rows (LoHa: w1_b's; LoKr: its decomposed side's, 0: none) */
 } update;
+
+/* The update's columns: C·kh·kw. */
+static int update_cols(const update *u) { return u->f[u->nfactors == 1 ? 0 : 1].cols; }
 
 static void update_free(update *u)
 {
     for (int i = 0; i < u->nfactors; i++) free(u->f[i].data);
 }
 
+/* One side of a LoKr module: `whole`, or a @ b (*rank: b's rows). */
+static kiln_status lokr_side(const char *path, const module *m, part whole, part a, part b, factor *out, int *rank)
+{
+    if (m->parts[whole]) {
+        if (m->parts[whole]->ndim > 2 && whole == PART_LOKR_W1 && kiln_st_numel(m->parts[whole]) !=
+                                                                      m->parts[whole]->shape[0] * m->parts[whole]->shape[1])
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: module '%s': a LoKr w1 with a kernel of its own", path, m->name);
+        return read_factor(path, m, whole, out);
+    }
+    if (!m->parts[a] || !m->parts[b])
+        return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s' lacks its LoKr %s", path, m->name,
+                         whole == PART_LOKR_W1 ? "w1 (lokr_w1, or lokr_w1_a and lokr_w1_b)"
+                                               : "w2 (lokr_w2, or lokr_w2_a and lokr_w2_b)");
+    factor fa, fb;
+    TRY(read_factor(path, m, a, &fa));
+    kiln_status st = read_factor(path, m, b, &fb);
+    if (st == KILN_OK && fa.cols != fb.rows)
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its LoKr factors' shapes do not chain", path, m->name);
+    if (st == KILN_OK && !(out->data = malloc((size_t)fa.rows * (size_t)fb.cols * sizeof(float))))
+        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", path, m->name);
+    if (st == KILN_OK) {
+        out->rows = fa.rows, out->cols = fb.cols;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, fa.rows, fb.cols, fa.cols, 1.0f, fa.data, fa.cols,
+                    fb.data, fb.cols, 0.0f, out->data, fb.cols);
+        *rank = fb.rows;
+    }
+    free(fa.data);
+    free(fb.data);
+    return st;
+}
+
+/* LoKr: kron(w1 (a, b), w2 (c, d·kh·kw)), which is torch.kron of w1 as
+ * (a, b, 1, 1) and a 4-D w2 read row-major; rank the decomposed side's (w2's
+ * where both are), as ComfyUI divides alpha. */
+static kiln_status read_lokr(const char *path, const module *m, update *u)
+{
+    factor w1 = {0}, w2 = {0};
+    int rank1 = 0, rank2 = 0;
+    kiln_status st = lokr_side(path, m, PART_LOKR_W1, PART_LOKR_W1_A, PART_LOKR_W1_B, &w1, &rank1);
+    if (st == KILN_OK) st = lokr_side(path, m, PART_LOKR_W2, PART_LOKR_W2_A, PART_LOKR_W2_B, &w2, &rank2);
+    const int64_t rows = (int64_t)w1.rows * w2.rows, cols = (int64_t)w1.cols * w2.cols;
+    if (st == KILN_OK && (rows > INT32_MAX || cols > INT32_MAX))
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': a LoKr update of %lldx%lld", path, m->name, (long long)rows,
+                       (long long)cols);
+    float *whole = st == KILN_OK ? malloc((size_t)rows * (size_t)cols * sizeof *whole) : NULL;
+    if (st == KILN_OK && !whole) st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", path, m->name);
+    for (int i = 0; st == KILN_OK && i < w1.rows; i++)
+        for (int k = 0; k < w2.rows; k++) {
+            float *row = whole + ((size_t)i * w2.rows + k) * (size_t)cols;
+            for (int j = 0; j < w1.cols; j++) {
+                const float a = w1.data[(size_t)i * w1.cols + j];
+                for (int l = 0; l < w2.cols; l++) row[(size_t)j * w2.cols + l] = a * w2.data[(size_t)k * w2.cols + l];
+            }
+        }
+    free(w1.data);
+    free(w2.data);
+    TRY(st);
+    *u = (update){.f = {{whole, (int)rows, (int)cols}}, .nfactors = 1, .rank = rank2 ? rank2 : rank1};
+    return KILN_OK;
+}
+
+static bool is_lokr(const module *m)
+{
+    for (part p = PART_LOKR_W1; p <= PART_LOKR_W2_B; p++)
+        if (m->parts[p]) return true;
+    return false;
+}
+
 static kiln_status read_update(const char *path, const module *m, update *u)
 {
+    *u = (update){0};
+    if (is_lokr(m)) return read_lokr(path, m, u);
     static const part lora[] = {PART_UP, PART_DOWN}, loha[] = {PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B};
     static const char *const lora_names[] = {"up (lora_up, lora_B)", "down (lora_down, lora_A)"},
                              *const loha_names[] = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"};
@@ -312,23 +392,29 @@ static kiln_status read_update(const char *path, const module *m, update *u)
     return KILN_OK;
 }
 
-/* alpha / rank, with alpha = rank when the file has none (PEFT, diffusers). */
+/* alpha / rank, with alpha = rank when the file has none (PEFT, diffusers)
+ * or the update no rank (a LoKr of two whole sides). */
 static kiln_status update_scale(const char *path, const module *m, int rank, float *scale)
 {
     const kiln_st_tensor *alpha = m->parts[PART_ALPHA];
     *scale = 1.0f;
-    if (!alpha) return KILN_OK;
+    if (!alpha || !rank) return KILN_OK;
     if (kiln_st_numel(alpha) != 1 || (alpha->dtype != KILN_F32 && alpha->dtype != KILN_F16 && alpha->dtype != KILN_BF16))
         return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is not one float", path, alpha->name);
     *scale = kiln_load_f32(alpha->data, alpha->dtype, 0) / (float)rank;
     return KILN_OK;
 }
 
-/* W (O, K) += s * up @ down, or for LoHa s * (up1 @ down1) ⊙ (up2 @ down2). */
+/* W (O, K) += s * up @ down, for LoHa s * (up1 @ down1) ⊙ (up2 @ down2),
+ * for LoKr s * its whole update. */
 static kiln_status add_update(float *w, const update *u, float s)
 {
     const factor *f = u->f;
-    int O = f[0].rows, K = f[1].cols;
+    int O = f[0].rows, K = update_cols(u);
+    if (u->nfactors == 1) {
+        cblas_saxpy(O * K, s, f[0].data, 1, w, 1);
+        return KILN_OK;
+    }
     if (u->nfactors == 2) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, K, f[0].cols, s, f[0].data, f[0].cols, f[1].data, K,
                     1.0f, w, K);
@@ -375,16 +461,60 @@ static update update_rows(const update *u, int64_t first, int64_t rows)
     return r;
 }
 
-/* The weight `target` plus s times the rows of the update that the pieces
- * under its name place in it, which must cover it. */
+/* DoRA (ComfyUI's weight_decompose) on w (O, K = I·kh·kw), the weight before
+ * the update: w + diff, each output row scaled to dora_scale's magnitude
+ * over the row's norm in w before the update (dora_scale (O, 1...), LyCORIS')
+ * or each input channel over its norm after it ((1, I...), sd-scripts'),
+ * plus float32's epsilon; blended in by the strength. diff is overwritten. */
+static kiln_status decompose(const char *path, const module *m, const kiln_st_tensor *weight, float *w, float *diff,
+                             float strength)
+{
+    const int64_t O = weight->shape[0], inputs = weight->ndim > 1 ? weight->shape[1] : 1, K = kiln_st_numel(weight) / O;
+    const int64_t nscale = kiln_st_numel(m->parts[PART_DORA_SCALE]);
+    const bool per_row = m->parts[PART_DORA_SCALE]->shape[0] == O;
+    if (nscale != (per_row ? O : inputs))
+        return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': dora_scale of %lld values for a weight of %lld rows and "
+                         "%lld input channels", path, m->name, (long long)nscale, (long long)O, (long long)inputs);
+    factor scale;
+    TRY(read_factor(path, m, PART_DORA_SCALE, &scale));
+    double *norm = calloc((size_t)(per_row ? O : inputs), sizeof *norm);
+    if (!norm) {
+        free(scale.data);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", path, m->name);
+    }
+    for (int64_t i = 0; i < O * K; i++) {
+        const float before = w[i];
+        diff[i] += before; /* now the weight after the update (weight_calc) */
+        const float v = per_row ? before : diff[i];
+        norm[per_row ? i / K : i % K / (K / inputs)] += (double)v * v;
+    }
+    for (int64_t i = 0; i < O * K; i++) {
+        const int64_t c = per_row ? i / K : i % K / (K / inputs);
+        const float magnitude = scale.data[c] / ((float)sqrt(norm[c]) + FLT_EPSILON);
+        const float calc = diff[i] * magnitude;
+        w[i] = strength == 1.0f ? calc : w[i] + strength * (calc - w[i]);
+    }
+    free(norm);
+    free(scale.data);
+    return KILN_OK;
+}
+
+/* The weight `target` plus the rows of the update that the pieces under its
+ * name place in it, which must cover it, times alpha_scale and the
+ * strength; with DoRA, as decompose says (one piece: the weight whole). */
 static kiln_status merge_into(kiln_checkpoint *ck, const char *path, const module *m, const update *u,
-                              const kiln_row_piece *pieces, int n, const char *target, float s)
+                              const kiln_row_piece *pieces, int n, const char *target, float alpha_scale,
+                              float strength)
 {
     const kiln_st_tensor *weight = kiln_checkpoint_find(ck, target);
     if (!weight)
         return kiln_fail(KILN_ERR_MODEL, "%s: module '%s' updates '%s', which %s lacks (a LoRA for another base model?)",
                          path, m->name, target, kiln_checkpoint_path(ck));
-    const int K = u->f[1].cols;
+    const int K = update_cols(u);
+    const bool dora = m->parts[PART_DORA_SCALE] != NULL;
+    if (dora && (n != 1 || pieces[0].from_row != 0 || pieces[0].to_row != 0))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: module '%s': DoRA on a fused projection kiln splits (its norms "
+                         "span the fused weight)", path, m->name);
     int64_t rows = 0, n_elems = kiln_st_numel(weight);
     bool inside = true;
     for (int i = 0; i < n; i++)
@@ -402,14 +532,22 @@ static kiln_status merge_into(kiln_checkpoint *ck, const char *path, const modul
                          kiln_checkpoint_path(ck));
     }
     float *w = malloc((size_t)n_elems * sizeof(float));
-    if (!w) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
+    float *diff = dora ? calloc((size_t)n_elems, sizeof(float)) : NULL; /* DoRA's update alone */
+    if (!w || (dora && !diff)) {
+        free(w);
+        free(diff);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory merging '%s'", path, target);
+    }
     kiln_convert_to_f32(w, weight->data, weight->dtype, (size_t)n_elems);
     kiln_status status = KILN_OK;
     for (int i = 0; i < n && status == KILN_OK; i++)
         if (strcmp(pieces[i].name, target) == 0) {
             update part = update_rows(u, pieces[i].from_row, pieces[i].rows);
-            status = add_update(w + (size_t)pieces[i].to_row * (size_t)K, &part, s);
+            const size_t at = (size_t)pieces[i].to_row * (size_t)K;
+            status = dora ? add_update(diff + at, &part, alpha_scale) : add_update(w + at, &part, alpha_scale * strength);
         }
+    if (status == KILN_OK && dora) status = decompose(path, m, weight, w, diff, strength);
+    free(diff);
     if (status != KILN_OK) {
         free(w);
         return status;
@@ -434,11 +572,11 @@ static kiln_status merge_module(kiln_checkpoint *ck, bool dit, const kiln_lora_t
     if (status == KILN_OK && !target_pieces(ck, dit, towers, m->name, u.f[0].rows, pieces, &n, &clip))
         status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
                            lora->path, m->name, kiln_checkpoint_path(ck));
-    const float s = scale * (float)(clip ? lora->clip_strength : lora->unet_strength);
+    const float strength = (float)(clip ? lora->clip_strength : lora->unet_strength);
     for (int i = 0; i < n && status == KILN_OK; i++) {
         bool merged = false; /* pieces of one weight (a swapped modulation's halves) go in together */
         for (int j = 0; j < i && !merged; j++) merged = strcmp(pieces[j].name, pieces[i].name) == 0;
-        if (!merged) status = merge_into(ck, lora->path, m, &u, pieces, n, pieces[i].name, s);
+        if (!merged) status = merge_into(ck, lora->path, m, &u, pieces, n, pieces[i].name, scale, strength);
     }
     update_free(&u);
     if (status == KILN_OK) *(clip ? &stats->clip_modules : &stats->unet_modules) += 1;
@@ -484,23 +622,27 @@ kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
         if (status == KILN_OK) {
             const kiln_st_tensor *down = m->parts[PART_DOWN];
             *(clip ? &info->clip_modules : &info->unet_modules) += 1;
-            if (u.nfactors == 4) info->loha++;
+            if (u.nfactors == 1) info->lokr++;
+            else if (u.nfactors == 4) info->loha++;
             else if (down->ndim == 4 && down->shape[2] * down->shape[3] > 1) info->locon++;
             else info->lora++;
-            if (u.rank < info->min_rank) info->min_rank = u.rank;
+            info->dora += m->parts[PART_DORA_SCALE] != NULL;
+            if (u.rank && u.rank < info->min_rank) info->min_rank = u.rank;
             if (u.rank > info->max_rank) info->max_rank = u.rank;
             if (m->parts[PART_ALPHA]) {
-                float alpha = scale * (float)u.rank;
+                const float alpha = kiln_load_f32(m->parts[PART_ALPHA]->data, m->parts[PART_ALPHA]->dtype, 0);
                 info->alphas++;
                 if (alpha < info->min_alpha) info->min_alpha = alpha;
                 if (alpha > info->max_alpha) info->max_alpha = alpha;
             }
-            if (clip && !info->text_width) info->text_width = u.f[1].cols < u.f[0].rows ? u.f[1].cols : u.f[0].rows;
+            const int cols = update_cols(&u);
+            if (clip && !info->text_width) info->text_width = cols < u.f[0].rows ? cols : u.f[0].rows;
         }
         update_free(&u);
     }
     free(mods);
     kiln_st_close(f);
+    if (info->min_rank == INT32_MAX) info->min_rank = 0; /* no module with a rank */
     return status;
 }
 

@@ -18,8 +18,9 @@ typedef struct kiln_lora_stats {
 /* What a LoRA file holds, for `gen --info`. */
 typedef struct kiln_lora_info {
     int unet_modules, clip_modules;
-    int lora, locon, loha;       /* modules of each kind: LoCon = LoRA on a kh x kw > 1 convolution */
-    int min_rank, max_rank;
+    int lora, locon, loha, lokr; /* modules of each kind: LoCon = LoRA on a kh x kw > 1 convolution */
+    int dora;                    /* modules (of any kind) with DoRA's magnitudes */
+    int min_rank, max_rank;      /* over the modules with a rank (not a LoKr of two whole sides); 0, 0: none */
     float min_alpha, max_alpha;  /* over the modules that give one */
     int alphas;                  /* modules with an alpha */
     int text_width;              /* the text encoder's hidden size its modules imply (768: SD 1.x), 0 if none */

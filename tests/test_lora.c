@@ -15,6 +15,7 @@
 #include "kiln_test.h"
 
 #include "checkpoint.h"
+#include "golden.h"
 #include "lora.h"
 #include "parity.h"
 #include "safetensors.h"
@@ -324,12 +325,72 @@ static void refuses_module_kinds_it_cannot_merge(void **s)
 {
     (void)s;
     static float w[32 * 4];
-    kiln_st_entry lokr[] = {{TO_Q ".lokr_w1", KILN_F32, 2, {4, 4}, w}, {TO_Q ".lokr_w2", KILN_F32, 2, {8, 8}, w}};
-    expect_refusal(lokr, 2, KILN_ERR_UNSUPPORTED, "LoKr");
+    kiln_st_entry tucker[] = {{TO_Q ".lokr_w1", KILN_F32, 2, {4, 4}, w}, {TO_Q ".lokr_w2_a", KILN_F32, 2, {8, 2}, w},
+                              {TO_Q ".lokr_w2_b", KILN_F32, 2, {2, 8}, w},
+                              {TO_Q ".lokr_t2", KILN_F32, 4, {2, 2, 1, 1}, w}};
+    expect_refusal(tucker, 4, KILN_ERR_UNSUPPORTED, "Tucker-decomposed LoKr");
+}
+
+/* A LoKr module short of a side, a LoKr of shapes that do not chain, DoRA
+ * magnitudes of the wrong count: refused naming the module. */
+static void refuses_broken_lokr_and_dora(void **s)
+{
+    (void)s;
+    static float w[32 * 37];
+    kiln_st_entry half[] = {{TO_Q ".lokr_w1", KILN_F32, 2, {4, 4}, w}};
+    expect_refusal(half, 1, KILN_ERR_FORMAT, "lacks its LoKr w2");
+    kiln_st_entry unchained[] = {{TO_Q ".lokr_w1", KILN_F32, 2, {4, 4}, w}, {TO_Q ".lokr_w2_a", KILN_F32, 2, {8, 2}, w},
+                                 {TO_Q ".lokr_w2_b", KILN_F32, 2, {3, 8}, w}};
+    expect_refusal(unchained, 3, KILN_ERR_FORMAT, "do not chain");
     kiln_st_entry dora[] = {{TO_Q ".lora_down.weight", KILN_F32, 2, {4, 32}, w},
                             {TO_Q ".lora_up.weight", KILN_F32, 2, {32, 4}, w},
-                            {TO_Q ".dora_scale", KILN_F32, 2, {32, 1}, w}};
-    expect_refusal(dora, 3, KILN_ERR_UNSUPPORTED, "DoRA");
+                            {TO_Q ".dora_scale", KILN_F32, 2, {31, 1}, w}};
+    expect_refusal(dora, 3, KILN_ERR_FORMAT, "dora_scale of 31 values");
+}
+
+/* LoKr and DoRA files (make_lokr_dora_data.py) against ComfyUI's merges
+ * restated in torch: every weight they change (LoKr: whole and decomposed
+ * sides, a 4-D w2 on a 3x3 convolution, a text-encoder linear at a negative
+ * strength; DoRA: magnitudes per output row and per input channel, on LoRA,
+ * LoCon and LoKr modules, at strength 0.7 and 1). */
+static void lokr_and_dora_match_comfyui(void **s)
+{
+    (void)s;
+    static const struct {
+        const char *file;
+        double unet, clip;
+        int unet_modules, clip_modules;
+    } files[] = {{"lokr", 0.8, -0.5, 3, 1}, {"dora", 0.7, 1.0, 4, 1}};
+    kiln_st_file *golden = golden_open("lora/golden.lokr_dora.safetensors");
+    for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
+        char path[4096], prefix[32];
+        snprintf(path, sizeof path, "%s/lora/%s.safetensors", KILN_TEST_DATA, files[k].file);
+        kiln_checkpoint *ck;
+        assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &ck));
+        kiln_lora lora = {path, files[k].unet, files[k].clip};
+        kiln_lora_stats stats;
+        assert_kiln_ok(kiln_lora_merge(ck, lora_towers_of(ck), &lora, &stats));
+        assert_int_equal(stats.unet_modules, files[k].unet_modules);
+        assert_int_equal(stats.clip_modules, files[k].clip_modules);
+        snprintf(prefix, sizeof prefix, "%s.", files[k].file);
+        int compared = 0;
+        for (size_t i = 0; i < kiln_st_count(golden); i++) {
+            const kiln_st_tensor *want = kiln_st_at(golden, i);
+            if (strncmp(want->name, prefix, strlen(prefix)) != 0) continue;
+            const char *target = want->name + strlen(prefix);
+            const kiln_st_tensor *got = kiln_checkpoint_find(ck, target);
+            assert_non_null(got);
+            assert_int_equal(got->dtype, KILN_F32);
+            assert_int_equal(got->nbytes, want->nbytes);
+            const double err = kiln_rel_l2(got->data, want->data, kiln_st_numel(want));
+            print_message("  %s %s: rel L2 %.2g\n", files[k].file, target, err);
+            assert_true(err <= 1e-6);
+            compared++;
+        }
+        assert_int_equal(compared, files[k].unet_modules + files[k].clip_modules);
+        kiln_checkpoint_close(ck);
+    }
+    kiln_st_close(golden);
 }
 
 static void refuses_a_checkpoint_as_lora(void **s)
@@ -359,6 +420,8 @@ int main(void)
         cmocka_unit_test(refuses_other_base_models),
         cmocka_unit_test(refuses_broken_files),
         cmocka_unit_test(refuses_module_kinds_it_cannot_merge),
+        cmocka_unit_test(refuses_broken_lokr_and_dora),
+        cmocka_unit_test(lokr_and_dora_match_comfyui),
         cmocka_unit_test(refuses_a_checkpoint_as_lora),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1426,10 +1426,14 @@ static int list_devices(void)
 static void print_lora_info(const char *path, const kiln_lora_info *info)
 {
     printf("lora         %s\n", path);
-    printf("modules      %d: %d UNet, %d text encoder (LoRA %d, LoCon %d, LoHa %d)\n",
-           info->unet_modules + info->clip_modules, info->unet_modules, info->clip_modules, info->lora, info->locon,
-           info->loha);
-    if (info->min_rank == info->max_rank) printf("rank         %d", info->min_rank);
+    printf("modules      %d: %d UNet, %d text encoder (LoRA %d, LoCon %d, LoHa %d", info->unet_modules + info->clip_modules,
+           info->unet_modules, info->clip_modules, info->lora, info->locon, info->loha);
+    if (info->lokr) printf(", LoKr %d", info->lokr);
+    printf(")");
+    if (info->dora) printf(", %d with DoRA magnitudes", info->dora);
+    printf("\n");
+    if (!info->max_rank) printf("rank         none (LoKr of whole factors)");
+    else if (info->min_rank == info->max_rank) printf("rank         %d", info->min_rank);
     else printf("rank         %d to %d", info->min_rank, info->max_rank);
     if (!info->alphas) printf(", no alpha (scale 1)\n");
     else if (info->min_alpha == info->max_alpha) printf(", alpha %g\n", (double)info->min_alpha);

@@ -65,6 +65,10 @@ expect_info "$data/flux/lora/xlabs.safetensors" \
 expect_info "$data/flux/lora/peft.safetensors" \
     "for          a DiT: 4 modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' transformer names"
 # SD3's: sd-scripts' in Stability's names
+expect_info "$data/lora/lokr.safetensors" "modules      4: 3 UNet, 1 text encoder (LoRA 0, LoCon 0, LoHa 0, LoKr 4)" \
+    "rank         2 to 3, alpha 1 to 4"
+expect_info "$data/lora/dora.safetensors" \
+    "modules      5: 4 UNet, 1 text encoder (LoRA 3, LoCon 1, LoHa 0, LoKr 1), 5 with DoRA magnitudes"
 expect_info "$data/sd3/lora/kohya.safetensors" "modules      32: 32 UNet, 0 text encoder (LoRA 32, LoCon 0, LoHa 0)" \
     "for          a DiT: 32 modules in Flux's (BFL's, XLabs'), SD3's (Stability's) or diffusers' transformer names"
 
