@@ -13,10 +13,10 @@
 /* ---- a module's tensors --------------------------------------------------- */
 
 typedef enum part {
-    PART_DOWN, PART_UP, PART_ALPHA,                   /* LoRA, LoCon */
-    PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B, /* LoHa */
-    /* LoKr: kron(w1, w2), each side whole or a product a @ b */
-    PART_LOKR_W1, PART_LOKR_W1_A, PART_LOKR_W1_B, PART_LOKR_W2, PART_LOKR_W2_A, PART_LOKR_W2_B,
+    PART_DOWN, PART_UP, PART_ALPHA, PART_MID,         /* LoRA, LoCon (mid: its Tucker core) */
+    PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B, PART_HADA_T1, PART_HADA_T2, /* LoHa */
+    /* LoKr: kron(w1, w2), each side whole or a product a @ b (w2 also through a Tucker core) */
+    PART_LOKR_W1, PART_LOKR_W1_A, PART_LOKR_W1_B, PART_LOKR_W2, PART_LOKR_W2_A, PART_LOKR_W2_B, PART_LOKR_T2,
     PART_DORA_SCALE, /* DoRA's magnitude, on any kind */
     PART_COUNT
 } part;
@@ -30,22 +30,21 @@ static const struct {
     {".lora_A.weight", PART_DOWN},            {".lora_B.weight", PART_UP},              /* PEFT */
     {".lora.down.weight", PART_DOWN},         {".lora.up.weight", PART_UP},             /* diffusers */
     {".lora_linear_layer.down.weight", PART_DOWN}, {".lora_linear_layer.up.weight", PART_UP},
-    {".alpha", PART_ALPHA},
+    {".alpha", PART_ALPHA},                   {".lora_mid.weight", PART_MID},
     {".down.weight", PART_DOWN},              {".up.weight", PART_UP},                  /* XLabs (Flux) */
     {".hada_w1_a", PART_HADA_W1_A},           {".hada_w1_b", PART_HADA_W1_B},
     {".hada_w2_a", PART_HADA_W2_A},           {".hada_w2_b", PART_HADA_W2_B},
+    {".hada_t1", PART_HADA_T1},               {".hada_t2", PART_HADA_T2},
     {".lokr_w1", PART_LOKR_W1},               {".lokr_w1_a", PART_LOKR_W1_A},
     {".lokr_w1_b", PART_LOKR_W1_B},           {".lokr_w2", PART_LOKR_W2},
     {".lokr_w2_a", PART_LOKR_W2_A},           {".lokr_w2_b", PART_LOKR_W2_B},
-    {".dora_scale", PART_DORA_SCALE},
+    {".lokr_t2", PART_LOKR_T2},               {".dora_scale", PART_DORA_SCALE},
 };
 
 /* Parts of module kinds kiln does not merge, named in the refusal. */
 static const struct {
     const char *suffix, *kind;
 } refused_suffixes[] = {
-    {".lora_mid.weight", "Tucker-decomposed LoCon"}, {".hada_t1", "Tucker-decomposed LoHa"},
-    {".hada_t2", "Tucker-decomposed LoHa"},          {".lokr_t2", "Tucker-decomposed LoKr"},
     {".diff", "full-weight difference"},             {".diff_b", "bias difference"},
     {".w_norm", "norm-layer"},                       {".b_norm", "norm-layer"},
 };
@@ -298,7 +297,43 @@ static void update_free(update *u)
     for (int i = 0; i < u->nfactors; i++) free(u->f[i].data);
 }
 
-/* One side of a LoKr module: `whole`, or a @ b (*rank: b's rows). */
+/* A Tucker (CP) core (r1, r2, kh, kw) with its factors, as ComfyUI's
+ * einsum('i j k l, j r, i p -> p r k l', core, b, a): b (r2, in), a (r1,
+ * out) -> (out, in·kh·kw); a NULL -> (r1, in·kh·kw), LoCon's lora_mid on its
+ * down. */
+static kiln_status tucker(const char *path, const module *m, part core, const factor *b, const factor *a, factor *out)
+{
+    const kiln_st_tensor *t = m->parts[core];
+    if (t->ndim != 4 || t->shape[1] != b->rows || (a && t->shape[0] != a->rows))
+        return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its Tucker core '%s' does not chain with its factors", path,
+                         m->name, t->name);
+    factor c;
+    TRY(read_factor(path, m, core, &c));
+    const int r1 = c.rows, r2 = b->rows, in = b->cols, kernel = c.cols / r2, cols = in * kernel;
+    float *inner = malloc((size_t)r1 * (size_t)cols * sizeof *inner);
+    float *outer = a && inner ? malloc((size_t)a->cols * (size_t)cols * sizeof *outer) : NULL;
+    if (!inner || (a && !outer)) {
+        free(c.data);
+        free(inner);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", path, m->name);
+    }
+    for (int i = 0; i < r1; i++) /* inner[i] (in, kernel) = b^T core[i] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, kernel, r2, 1.0f, b->data, in,
+                    c.data + (size_t)i * r2 * kernel, kernel, 0.0f, inner + (size_t)i * cols, kernel);
+    free(c.data);
+    if (!a) {
+        *out = (factor){inner, r1, cols};
+        return KILN_OK;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a->cols, cols, r1, 1.0f, a->data, a->cols, inner, cols, 0.0f,
+                outer, cols);
+    free(inner);
+    *out = (factor){outer, a->cols, cols};
+    return KILN_OK;
+}
+
+/* One side of a LoKr module: `whole`, or a @ b, or (w2) a and b through the
+ * Tucker core lokr_t2 (*rank: b's rows). */
 static kiln_status lokr_side(const char *path, const module *m, part whole, part a, part b, factor *out, int *rank)
 {
     if (m->parts[whole]) {
@@ -311,9 +346,16 @@ static kiln_status lokr_side(const char *path, const module *m, part whole, part
         return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s' lacks its LoKr %s", path, m->name,
                          whole == PART_LOKR_W1 ? "w1 (lokr_w1, or lokr_w1_a and lokr_w1_b)"
                                                : "w2 (lokr_w2, or lokr_w2_a and lokr_w2_b)");
-    factor fa, fb;
+    factor fa, fb = {0};
     TRY(read_factor(path, m, a, &fa));
     kiln_status st = read_factor(path, m, b, &fb);
+    if (st == KILN_OK && whole == PART_LOKR_W2 && m->parts[PART_LOKR_T2]) {
+        st = tucker(path, m, PART_LOKR_T2, &fb, &fa, out);
+        if (st == KILN_OK) *rank = fb.rows;
+        free(fa.data);
+        free(fb.data);
+        return st;
+    }
     if (st == KILN_OK && fa.cols != fb.rows)
         st = kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its LoKr factors' shapes do not chain", path, m->name);
     if (st == KILN_OK && !(out->data = malloc((size_t)fa.rows * (size_t)fb.cols * sizeof(float))))
@@ -366,6 +408,31 @@ static bool is_lokr(const module *m)
     return false;
 }
 
+/* LoHa through Tucker cores (u holds w1_a, w1_b, w2_a, w2_b as read, each a
+ * (rank, out) and b (rank, in), as LyCORIS stores them there): (core1 with
+ * w1_b and w1_a) ⊙ (core2 with w2_b and w2_a), made whole; rank w1_b's. */
+static kiln_status read_loha_tucker(const char *path, const module *m, update *u)
+{
+    if (!m->parts[PART_HADA_T1] || !m->parts[PART_HADA_T2])
+        return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s' lacks its %s", path, m->name,
+                         m->parts[PART_HADA_T1] ? "hada_t2" : "hada_t1");
+    factor m1, m2 = {0};
+    TRY(tucker(path, m, PART_HADA_T1, &u->f[1], &u->f[0], &m1));
+    kiln_status st = tucker(path, m, PART_HADA_T2, &u->f[3], &u->f[2], &m2);
+    if (st == KILN_OK && (m1.rows != m2.rows || m1.cols != m2.cols))
+        st = kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its factors' shapes do not chain", path, m->name);
+    if (st == KILN_OK) {
+        for (size_t i = 0; i < (size_t)m1.rows * m1.cols; i++) m1.data[i] *= m2.data[i];
+        const int rank = u->f[1].rows;
+        update_free(u);
+        *u = (update){.f = {m1}, .nfactors = 1, .rank = rank};
+    } else {
+        free(m1.data);
+    }
+    free(m2.data);
+    return st;
+}
+
 static kiln_status read_update(const char *path, const module *m, update *u)
 {
     *u = (update){0};
@@ -385,10 +452,18 @@ static kiln_status read_update(const char *path, const module *m, update *u)
         TRY(read_factor(path, m, parts[i], &u->f[u->nfactors]));
         u->nfactors++;
     }
+    if (is_loha && (m->parts[PART_HADA_T1] || m->parts[PART_HADA_T2])) return read_loha_tucker(path, m, u);
     for (int i = 0; i < nparts; i += 2)
         if (u->f[i].cols != u->f[i + 1].rows || u->f[i].rows != u->f[0].rows || u->f[i + 1].cols != u->f[1].cols)
             return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its factors' shapes do not chain", path, m->name);
     u->rank = u->f[1].rows;
+    if (!m->parts[PART_MID]) return KILN_OK;
+    factor down; /* LoCon's Tucker core on its down: (rank, C·kh·kw) */
+    TRY(tucker(path, m, PART_MID, &u->f[1], NULL, &down));
+    free(u->f[1].data);
+    u->f[1] = down;
+    if (u->f[0].cols != down.rows)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s': its factors' shapes do not chain", path, m->name);
     return KILN_OK;
 }
 

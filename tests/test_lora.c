@@ -4,7 +4,8 @@
  * diffusers and with original block names, LoRA and LoCon modules) and in
  * diffusers' own, and what diffusers computes with each fused at strength
  * 0.75 (make_lora_data.py): CLIP and UNet outputs, every UNet block's. LoHa,
- * which diffusers does not load, against a float64 loop of LyCORIS's formula.
+ * which diffusers does not load, against a float64 loop of LyCORIS's formula; LoKr,
+ * DoRA and Tucker cores against ComfyUI's merges restated in torch.
  * Then separate strengths, stacking, and the files kiln must refuse. */
 #include <math.h>
 #include <stdio.h>
@@ -325,10 +326,8 @@ static void refuses_module_kinds_it_cannot_merge(void **s)
 {
     (void)s;
     static float w[32 * 4];
-    kiln_st_entry tucker[] = {{TO_Q ".lokr_w1", KILN_F32, 2, {4, 4}, w}, {TO_Q ".lokr_w2_a", KILN_F32, 2, {8, 2}, w},
-                              {TO_Q ".lokr_w2_b", KILN_F32, 2, {2, 8}, w},
-                              {TO_Q ".lokr_t2", KILN_F32, 4, {2, 2, 1, 1}, w}};
-    expect_refusal(tucker, 4, KILN_ERR_UNSUPPORTED, "Tucker-decomposed LoKr");
+    kiln_st_entry diff[] = {{TO_Q ".diff", KILN_F32, 2, {32, 4}, w}};
+    expect_refusal(diff, 1, KILN_ERR_UNSUPPORTED, "full-weight difference");
 }
 
 /* A LoKr module short of a side, a LoKr of shapes that do not chain, DoRA
@@ -346,22 +345,31 @@ static void refuses_broken_lokr_and_dora(void **s)
                             {TO_Q ".lora_up.weight", KILN_F32, 2, {32, 4}, w},
                             {TO_Q ".dora_scale", KILN_F32, 2, {31, 1}, w}};
     expect_refusal(dora, 3, KILN_ERR_FORMAT, "dora_scale of 31 values");
+    kiln_st_entry core[] = {{TO_Q ".lora_down.weight", KILN_F32, 2, {4, 32}, w},
+                            {TO_Q ".lora_up.weight", KILN_F32, 2, {32, 4}, w},
+                            {TO_Q ".lora_mid.weight", KILN_F32, 4, {4, 3, 1, 1}, w}};
+    expect_refusal(core, 3, KILN_ERR_FORMAT, "Tucker core");
+    kiln_st_entry half_core[] = {{TO_Q ".hada_w1_a", KILN_F32, 2, {2, 32}, w}, {TO_Q ".hada_w1_b", KILN_F32, 2, {2, 32}, w},
+                                 {TO_Q ".hada_w2_a", KILN_F32, 2, {2, 32}, w}, {TO_Q ".hada_w2_b", KILN_F32, 2, {2, 32}, w},
+                                 {TO_Q ".hada_t1", KILN_F32, 4, {2, 2, 1, 1}, w}};
+    expect_refusal(half_core, 5, KILN_ERR_FORMAT, "lacks its hada_t2");
 }
 
-/* LoKr and DoRA files (make_lokr_dora_data.py) against ComfyUI's merges
+/* LoKr, DoRA and Tucker files (make_lycoris_data.py) against ComfyUI's merges
  * restated in torch: every weight they change (LoKr: whole and decomposed
  * sides, a 4-D w2 on a 3x3 convolution, a text-encoder linear at a negative
  * strength; DoRA: magnitudes per output row and per input channel, on LoRA,
- * LoCon and LoKr modules, at strength 0.7 and 1). */
-static void lokr_and_dora_match_comfyui(void **s)
+ * LoCon and LoKr modules, at strength 0.7 and 1; Tucker cores on a LoCon, a
+ * LoHa and a LoKr's w2, all on 3x3 convolutions). */
+static void lycoris_matches_comfyui(void **s)
 {
     (void)s;
     static const struct {
         const char *file;
         double unet, clip;
         int unet_modules, clip_modules;
-    } files[] = {{"lokr", 0.8, -0.5, 3, 1}, {"dora", 0.7, 1.0, 4, 1}};
-    kiln_st_file *golden = golden_open("lora/golden.lokr_dora.safetensors");
+    } files[] = {{"lokr", 0.8, -0.5, 3, 1}, {"dora", 0.7, 1.0, 4, 1}, {"tucker", 0.8, -0.5, 3, 0}};
+    kiln_st_file *golden = golden_open("lora/golden.lycoris.safetensors");
     for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
         char path[4096], prefix[32];
         snprintf(path, sizeof path, "%s/lora/%s.safetensors", KILN_TEST_DATA, files[k].file);
@@ -421,7 +429,7 @@ int main(void)
         cmocka_unit_test(refuses_broken_files),
         cmocka_unit_test(refuses_module_kinds_it_cannot_merge),
         cmocka_unit_test(refuses_broken_lokr_and_dora),
-        cmocka_unit_test(lokr_and_dora_match_comfyui),
+        cmocka_unit_test(lycoris_matches_comfyui),
         cmocka_unit_test(refuses_a_checkpoint_as_lora),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
