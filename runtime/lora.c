@@ -18,6 +18,8 @@ typedef enum part {
     /* LoKr: kron(w1, w2), each side whole or a product a @ b (w2 also through a Tucker core) */
     PART_LOKR_W1, PART_LOKR_W1_A, PART_LOKR_W1_B, PART_LOKR_W2, PART_LOKR_W2_A, PART_LOKR_W2_B, PART_LOKR_T2,
     PART_DORA_SCALE, /* DoRA's magnitude, on any kind */
+    /* differences added as they are: the weight's (LyCORIS' full), a norm layer's weight's, a bias's */
+    PART_DIFF, PART_W_NORM, PART_DIFF_B, PART_B_NORM,
     PART_COUNT
 } part;
 
@@ -39,14 +41,15 @@ static const struct {
     {".lokr_w1_b", PART_LOKR_W1_B},           {".lokr_w2", PART_LOKR_W2},
     {".lokr_w2_a", PART_LOKR_W2_A},           {".lokr_w2_b", PART_LOKR_W2_B},
     {".lokr_t2", PART_LOKR_T2},               {".dora_scale", PART_DORA_SCALE},
+    {".diff", PART_DIFF},                     {".w_norm", PART_W_NORM},
+    {".diff_b", PART_DIFF_B},                 {".b_norm", PART_B_NORM},
 };
 
 /* Parts of module kinds kiln does not merge, named in the refusal. */
 static const struct {
     const char *suffix, *kind;
 } refused_suffixes[] = {
-    {".diff", "full-weight difference"},             {".diff_b", "bias difference"},
-    {".w_norm", "norm-layer"},                       {".b_norm", "norm-layer"},
+    {".set_weight", "set-weight"},
 };
 
 typedef struct module {
@@ -90,8 +93,8 @@ static kiln_status read_modules(const kiln_st_file *f, module **out, size_t *cou
             if (strncmp(t->name, "model.diffusion_model.", 22) == 0 || strncmp(t->name, "first_stage_model.", 18) == 0 ||
                 strncmp(t->name, "cond_stage_model.", 17) == 0)
                 return kiln_fail(KILN_ERR_FORMAT, "%s is a checkpoint, not a LoRA (tensor '%s')", path, t->name);
-            return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is no part of a LoRA, LoCon, LoHa or LoKr module",
-                             path, t->name);
+            return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is no part of a LoRA, LoCon, LoHa, LoKr or "
+                             "difference module", path, t->name);
         }
         module *m = NULL;
         for (size_t j = used; j-- > 0 && !m;) /* a module's parts are usually neighbours */
@@ -433,9 +436,35 @@ static kiln_status read_loha_tucker(const char *path, const module *m, update *u
     return st;
 }
 
+/* A difference added as it is (scale 1, no rank): the tensor whole, as
+ * (its first dim, the rest), a vector as a column. */
+static kiln_status read_difference(const char *path, const module *m, part p, update *u)
+{
+    const kiln_st_tensor *t = m->parts[p];
+    const int64_t n = kiln_st_numel(t);
+    if (t->ndim < 1 || t->shape[0] <= 0 || t->shape[0] > INT32_MAX || n / t->shape[0] > INT32_MAX ||
+        (t->dtype != KILN_F32 && t->dtype != KILN_F16 && t->dtype != KILN_BF16))
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' is no f32, f16 or bf16 difference", path, t->name);
+    float *data = malloc((size_t)n * sizeof *data);
+    if (!data) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory for '%s'", path, t->name);
+    kiln_convert_to_f32(data, t->data, t->dtype, (size_t)n);
+    *u = (update){.f = {{data, (int)t->shape[0], (int)(n / t->shape[0])}}, .nfactors = 1};
+    return KILN_OK;
+}
+
+/* A module changes its weight unless it has differences for the bias alone. */
+static bool changes_weight(const module *m)
+{
+    for (part p = PART_DOWN; p < PART_COUNT; p++)
+        if (m->parts[p] && p != PART_ALPHA && p != PART_DIFF_B && p != PART_B_NORM) return true;
+    return false;
+}
+
 static kiln_status read_update(const char *path, const module *m, update *u)
 {
     *u = (update){0};
+    if (m->parts[PART_DIFF] || m->parts[PART_W_NORM])
+        return read_difference(path, m, m->parts[PART_DIFF] ? PART_DIFF : PART_W_NORM, u);
     if (is_lokr(m)) return read_lokr(path, m, u);
     static const part lora[] = {PART_UP, PART_DOWN}, loha[] = {PART_HADA_W1_A, PART_HADA_W1_B, PART_HADA_W2_A, PART_HADA_W2_B};
     static const char *const lora_names[] = {"up (lora_up, lora_B)", "down (lora_down, lora_A)"},
@@ -579,14 +608,13 @@ static kiln_status decompose(const char *path, const module *m, const kiln_st_te
  * strength; with DoRA, as decompose says (one piece: the weight whole). */
 static kiln_status merge_into(kiln_checkpoint *ck, const char *path, const module *m, const update *u,
                               const kiln_row_piece *pieces, int n, const char *target, float alpha_scale,
-                              float strength)
+                              float strength, bool dora)
 {
     const kiln_st_tensor *weight = kiln_checkpoint_find(ck, target);
     if (!weight)
         return kiln_fail(KILN_ERR_MODEL, "%s: module '%s' updates '%s', which %s lacks (a LoRA for another base model?)",
                          path, m->name, target, kiln_checkpoint_path(ck));
     const int K = update_cols(u);
-    const bool dora = m->parts[PART_DORA_SCALE] != NULL;
     if (dora && (n != 1 || pieces[0].from_row != 0 || pieces[0].to_row != 0))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: module '%s': DoRA on a fused projection kiln splits (its norms "
                          "span the fused weight)", path, m->name);
@@ -634,26 +662,54 @@ static kiln_status merge_into(kiln_checkpoint *ck, const char *path, const modul
 }
 
 /* One module merged into every weight its update lands in. */
-static kiln_status merge_module(kiln_checkpoint *ck, bool dit, const kiln_lora_towers *towers,
-                                const kiln_lora *lora, const module *m, kiln_lora_stats *stats)
+/* u merged into every weight its pieces land in (bias: the biases beside
+ * them), times alpha_scale and the strength. */
+static kiln_status merge_pieces(kiln_checkpoint *ck, const char *path, const module *m, const update *u,
+                                kiln_row_piece *pieces, int n, bool bias, float alpha_scale, float strength)
 {
-    update u;
-    kiln_status status = read_update(lora->path, m, &u);
-    float scale = 1.0f;
-    if (status == KILN_OK) status = update_scale(lora->path, m, u.rank, &scale);
-    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
-    int n = 0;
-    bool clip = false;
-    if (status == KILN_OK && !target_pieces(ck, dit, towers, m->name, u.f[0].rows, pieces, &n, &clip))
-        status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base model?)",
-                           lora->path, m->name, kiln_checkpoint_path(ck));
-    const float strength = (float)(clip ? lora->clip_strength : lora->unet_strength);
+    for (int i = 0; bias && i < n; i++) { /* name.weight -> name.bias */
+        char *dot = strrchr(pieces[i].name, '.');
+        if (!dot || strcmp(dot, ".weight") != 0 || dot - pieces[i].name + sizeof ".bias" > sizeof pieces[i].name)
+            return kiln_fail(KILN_ERR_MODEL, "%s: module '%s': '%s' has no bias beside it", path, m->name,
+                             pieces[i].name);
+        strcpy(dot, ".bias");
+    }
+    kiln_status status = KILN_OK;
     for (int i = 0; i < n && status == KILN_OK; i++) {
         bool merged = false; /* pieces of one weight (a swapped modulation's halves) go in together */
         for (int j = 0; j < i && !merged; j++) merged = strcmp(pieces[j].name, pieces[i].name) == 0;
-        if (!merged) status = merge_into(ck, lora->path, m, &u, pieces, n, pieces[i].name, scale, strength);
+        if (!merged)
+            status = merge_into(ck, path, m, u, pieces, n, pieces[i].name, alpha_scale, strength,
+                                !bias && m->parts[PART_DORA_SCALE]);
     }
-    update_free(&u);
+    return status;
+}
+
+/* One module merged into every weight its update lands in, and its bias
+ * difference into their biases. */
+static kiln_status merge_module(kiln_checkpoint *ck, bool dit, const kiln_lora_towers *towers,
+                                const kiln_lora *lora, const module *m, kiln_lora_stats *stats)
+{
+    const part bias = m->parts[PART_DIFF_B] ? PART_DIFF_B : m->parts[PART_B_NORM] ? PART_B_NORM : PART_COUNT;
+    bool clip = false;
+    kiln_status status = KILN_OK;
+    if (!changes_weight(m) && bias == PART_COUNT)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: module '%s' has an alpha and nothing to merge", lora->path, m->name);
+    for (int pass = 0; pass < 2 && status == KILN_OK; pass++) { /* the weight's update, then the bias's */
+        if (pass == 0 ? !changes_weight(m) : bias == PART_COUNT) continue;
+        update u;
+        status = pass == 0 ? read_update(lora->path, m, &u) : read_difference(lora->path, m, bias, &u);
+        float scale = 1.0f;
+        if (status == KILN_OK) status = update_scale(lora->path, m, u.rank, &scale);
+        kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+        int n = 0;
+        if (status == KILN_OK && !target_pieces(ck, dit, towers, m->name, u.f[0].rows, pieces, &n, &clip))
+            status = kiln_fail(KILN_ERR_MODEL, "%s: module '%s' names no weight of %s (a LoRA for another base "
+                               "model?)", lora->path, m->name, kiln_checkpoint_path(ck));
+        const float strength = (float)(clip ? lora->clip_strength : lora->unet_strength);
+        if (status == KILN_OK) status = merge_pieces(ck, lora->path, m, &u, pieces, n, pass == 1, scale, strength);
+        update_free(&u);
+    }
     if (status == KILN_OK) *(clip ? &stats->clip_modules : &stats->unet_modules) += 1;
     return status;
 }
@@ -690,18 +746,21 @@ kiln_status kiln_lora_inspect(const char *path, kiln_lora_info *info)
         }
         bool clip = prefix->tower != 0;
         info->dit_modules += !clip && names_a_dit_weight(m->name);
+        const part bias = m->parts[PART_DIFF_B] ? PART_DIFF_B : PART_B_NORM;
         update u;
-        status = read_update(path, m, &u);
+        status = changes_weight(m) ? read_update(path, m, &u) : read_difference(path, m, bias, &u);
         float scale = 1.0f;
         if (status == KILN_OK) status = update_scale(path, m, u.rank, &scale);
         if (status == KILN_OK) {
             const kiln_st_tensor *down = m->parts[PART_DOWN];
             *(clip ? &info->clip_modules : &info->unet_modules) += 1;
-            if (u.nfactors == 1) info->lokr++;
-            else if (u.nfactors == 4) info->loha++;
-            else if (down->ndim == 4 && down->shape[2] * down->shape[3] > 1) info->locon++;
-            else info->lora++;
+            if (m->parts[PART_DIFF] || m->parts[PART_W_NORM]) info->full++;
+            else if (is_lokr(m)) info->lokr++;
+            else if (m->parts[PART_HADA_W1_A]) info->loha++;
+            else if (down && down->ndim == 4 && down->shape[2] * down->shape[3] > 1) info->locon++;
+            else if (down) info->lora++; /* else bias differences alone */
             info->dora += m->parts[PART_DORA_SCALE] != NULL;
+            info->bias += m->parts[PART_DIFF_B] || m->parts[PART_B_NORM];
             if (u.rank && u.rank < info->min_rank) info->min_rank = u.rank;
             if (u.rank > info->max_rank) info->max_rank = u.rank;
             if (m->parts[PART_ALPHA]) {

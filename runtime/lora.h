@@ -19,7 +19,9 @@ typedef struct kiln_lora_stats {
 typedef struct kiln_lora_info {
     int unet_modules, clip_modules;
     int lora, locon, loha, lokr; /* modules of each kind: LoCon = LoRA on a kh x kw > 1 convolution */
+    int full;                    /* modules whose weight's difference is whole (LyCORIS' full, norm layers') */
     int dora;                    /* modules (of any kind) with DoRA's magnitudes */
+    int bias;                    /* modules with a bias difference */
     int min_rank, max_rank;      /* over the modules with a rank (not a LoKr of two whole sides); 0, 0: none */
     float min_alpha, max_alpha;  /* over the modules that give one */
     int alphas;                  /* modules with an alpha */

@@ -326,8 +326,97 @@ static void refuses_module_kinds_it_cannot_merge(void **s)
 {
     (void)s;
     static float w[32 * 4];
-    kiln_st_entry diff[] = {{TO_Q ".diff", KILN_F32, 2, {32, 4}, w}};
-    expect_refusal(diff, 1, KILN_ERR_UNSUPPORTED, "full-weight difference");
+    kiln_st_entry set[] = {{TO_Q ".set_weight", KILN_F32, 2, {32, 32}, w}};
+    expect_refusal(set, 1, KILN_ERR_UNSUPPORTED, "set-weight");
+    kiln_st_entry alone[] = {{TO_Q ".alpha", KILN_F32, 0, {0}, w}};
+    expect_refusal(alone, 1, KILN_ERR_FORMAT, "nothing to merge");
+    kiln_st_entry wrong[] = {{TO_Q ".diff", KILN_F32, 2, {32, 31}, w}};
+    expect_refusal(wrong, 1, KILN_ERR_MODEL, "a LoRA for another base model?");
+}
+
+/* Differences added as they are (ComfyUI's "diff" patches): LyCORIS' full
+ * module (diff and diff_b) on a linear, a norm layer's (w_norm, b_norm) on a
+ * resnet's group norm, a LoRA with a bias difference, a text-encoder full
+ * module at its own strength; against a float64 loop of weight + strength *
+ * difference (no alpha, as ComfyUI). */
+static void differences_add_as_they_are(void **s)
+{
+    (void)s;
+    static const struct {
+        const char *module, *part, *target;
+        int64_t rows, cols;
+        bool clip;
+    } diffs[] = {
+        {TO_Q, "diff", "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight", 32, 32, false},
+        {"lora_unet_down_blocks_0_resnets_0_norm1", "w_norm", "model.diffusion_model.input_blocks.1.0.in_layers.0.weight",
+         32, 1, false},
+        {"lora_unet_down_blocks_0_resnets_0_norm1", "b_norm", "model.diffusion_model.input_blocks.1.0.in_layers.0.bias",
+         32, 1, false},
+        {"lora_unet_down_blocks_0_attentions_0_proj_out", "diff_b", "model.diffusion_model.input_blocks.1.1.proj_out.bias",
+         32, 1, false},
+        {"lora_te_text_model_encoder_layers_1_mlp_fc2", "diff",
+         "cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc2.weight", 32, 37, true},
+        {"lora_te_text_model_encoder_layers_1_mlp_fc2", "diff_b",
+         "cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc2.bias", 32, 1, true},
+    };
+    const int ndiffs = (int)(sizeof diffs / sizeof *diffs);
+    const double unet_strength = 0.6, clip_strength = -1.3;
+    static float alpha = 2.0f;
+    float *values[8], *up = random_matrix(32 * 2, 90), *down = random_matrix(2 * 32, 91);
+    kiln_st_entry entries[8 + 3];
+    char names[8 + 3][160];
+    int n = 0;
+    for (int i = 0; i < ndiffs; i++) {
+        values[i] = random_matrix(diffs[i].rows * diffs[i].cols, (uint32_t)(70 + i));
+        snprintf(names[n], sizeof names[n], "%s.%s", diffs[i].module, diffs[i].part);
+        const bool vector = diffs[i].cols == 1;
+        entries[n] = (kiln_st_entry){names[n], KILN_F32, vector ? 1 : 2, {diffs[i].rows, diffs[i].cols}, values[i]};
+        n++;
+    }
+    /* the proj_out LoRA beside its bias difference (a 1x1 convolution in the tiny model) */
+    snprintf(names[n], sizeof names[n], "lora_unet_down_blocks_0_attentions_0_proj_out.lora_up.weight");
+    entries[n++] = (kiln_st_entry){names[n - 1], KILN_F32, 4, {32, 2, 1, 1}, up};
+    snprintf(names[n], sizeof names[n], "lora_unet_down_blocks_0_attentions_0_proj_out.lora_down.weight");
+    entries[n++] = (kiln_st_entry){names[n - 1], KILN_F32, 4, {2, 32, 1, 1}, down};
+    snprintf(names[n], sizeof names[n], "lora_unet_down_blocks_0_attentions_0_proj_out.alpha");
+    entries[n++] = (kiln_st_entry){names[n - 1], KILN_F32, 0, {0}, &alpha};
+    scratch sc;
+    scratch_open(&sc);
+    assert_kiln_ok(kiln_st_write(sc.path, entries, (size_t)n, NULL, 0));
+    kiln_checkpoint *plain, *merged;
+    assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &plain));
+    assert_kiln_ok(kiln_checkpoint_open(SINGLE_F32, &merged));
+    kiln_lora lora = {sc.path, unet_strength, clip_strength};
+    kiln_lora_stats stats;
+    assert_kiln_ok(kiln_lora_merge(merged, lora_towers_of(merged), &lora, &stats));
+    assert_int_equal(stats.unet_modules, 3);
+    assert_int_equal(stats.clip_modules, 1);
+    for (int i = 0; i < ndiffs; i++) {
+        const kiln_st_tensor *w0 = kiln_checkpoint_find(plain, diffs[i].target);
+        const kiln_st_tensor *w1 = kiln_checkpoint_find(merged, diffs[i].target);
+        assert_non_null(w1);
+        const double strength = diffs[i].clip ? clip_strength : unet_strength;
+        for (int64_t j = 0; j < diffs[i].rows * diffs[i].cols; j++) {
+            const double want = ((const float *)w0->data)[j] + strength * values[i][j];
+            assert_float_equal(((const float *)w1->data)[j], want, 1e-6);
+        }
+    }
+    /* the LoRA's own update went into proj_out's weight: element (0, 0), alpha / rank 1 */
+    const char *proj = "model.diffusion_model.input_blocks.1.1.proj_out.weight";
+    const double before = ((const float *)kiln_checkpoint_find(plain, proj)->data)[0];
+    const double update = unet_strength * ((double)up[0] * down[0] + (double)up[1] * down[32]);
+    assert_float_equal(((const float *)kiln_checkpoint_find(merged, proj)->data)[0], before + update, 1e-6);
+    kiln_lora_info info;
+    assert_kiln_ok(kiln_lora_inspect(sc.path, &info));
+    assert_int_equal(info.full, 3);
+    assert_int_equal(info.lora, 1);
+    assert_int_equal(info.bias, 3);
+    for (int i = 0; i < ndiffs; i++) free(values[i]);
+    free(up);
+    free(down);
+    kiln_checkpoint_close(plain);
+    kiln_checkpoint_close(merged);
+    scratch_close(&sc);
 }
 
 /* A LoKr module short of a side, a LoKr of shapes that do not chain, DoRA
@@ -429,6 +518,7 @@ int main(void)
         cmocka_unit_test(refuses_broken_files),
         cmocka_unit_test(refuses_module_kinds_it_cannot_merge),
         cmocka_unit_test(refuses_broken_lokr_and_dora),
+        cmocka_unit_test(differences_add_as_they_are),
         cmocka_unit_test(lycoris_matches_comfyui),
         cmocka_unit_test(refuses_a_checkpoint_as_lora),
     };

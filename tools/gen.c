@@ -1429,8 +1429,10 @@ static void print_lora_info(const char *path, const kiln_lora_info *info)
     printf("modules      %d: %d UNet, %d text encoder (LoRA %d, LoCon %d, LoHa %d", info->unet_modules + info->clip_modules,
            info->unet_modules, info->clip_modules, info->lora, info->locon, info->loha);
     if (info->lokr) printf(", LoKr %d", info->lokr);
+    if (info->full) printf(", whole differences %d", info->full);
     printf(")");
     if (info->dora) printf(", %d with DoRA magnitudes", info->dora);
+    if (info->bias) printf(", %d with bias differences", info->bias);
     printf("\n");
     if (!info->max_rank) printf("rank         none (LoKr of whole factors)");
     else if (info->min_rank == info->max_rank) printf("rank         %d", info->min_rank);
