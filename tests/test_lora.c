@@ -325,7 +325,7 @@ static void refuses_broken_files(void **s)
 static void refuses_module_kinds_it_cannot_merge(void **s)
 {
     (void)s;
-    static float w[32 * 4];
+    static float w[32 * 32];
     kiln_st_entry set[] = {{TO_Q ".set_weight", KILN_F32, 2, {32, 32}, w}};
     expect_refusal(set, 1, KILN_ERR_UNSUPPORTED, "set-weight");
     kiln_st_entry alone[] = {{TO_Q ".alpha", KILN_F32, 0, {0}, w}};
