@@ -686,7 +686,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                                                                    : (kiln_latent_operation){0}},
                              .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
                              .pag_scale = (float)params->pag_scale, .sag = params->sag, .deep_shrink = params->deep_shrink,
-                             .hypertile = params->hypertile,
+                             .hypertile = params->hypertile, .step_cache = params->step_cache,
+                             .steps_skipped = params->steps_skipped,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     TRY(set_guider(m, params, &job));
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;

@@ -316,6 +316,24 @@ kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale)
     return pass_out_alloc(d);
 }
 
+kiln_status kiln_denoiser_set_step_cache(kiln_denoiser *d, const kiln_step_cache *cache, bool batched)
+{
+    TRY(kiln_step_cache_check(cache, "ksampler"));
+    const bool easy = cache->kind == KILN_EASY_CACHE;
+    const size_t plane = (size_t)d->h * d->w;
+    /* EasyCache: the model's rows (ComfyUI's first call: the negative rows batched with the positive, else the
+       positive's alone); LazyCache: the sampler's latent */
+    const int channels = easy ? d->unet_channels : d->channels, rows = easy ? d->rows : d->batch;
+    d->cache_first = easy && d->rows != d->batch && !batched ? d->batch : 0;
+    d->cache_norm_rows = easy && d->rows != d->batch && !batched ? d->batch : rows;
+    const size_t sub = (size_t)d->batch * channels * ((d->h + 7) / 8) * ((d->w + 7) / 8);
+    TRY(kiln_step_cache_init(&d->cache, cache, d->sampling, sub, (size_t)rows * d->channels * plane));
+    d->cache_xs = malloc(2 * sub * sizeof *d->cache_xs);
+    if (!d->cache_xs) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "denoiser: out of host memory");
+    d->cache_os = d->cache_xs + sub;
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur)
 {
     const kiln_model *m = d->model;
@@ -492,6 +510,9 @@ kiln_status kiln_denoiser_set_image_prompts(kiln_denoiser *d, const kiln_image_p
 
 void kiln_denoiser_free(kiln_denoiser *d)
 {
+    kiln_step_cache_free(&d->cache);
+    free(d->cache_xs);
+    d->cache_xs = d->cache_os = NULL;
     kiln_graph_free(d->graph);
     kiln_graph_free(d->negative_graph);
     kiln_graph_free(d->slg_graph);
@@ -933,6 +954,42 @@ static void fill_unet_input(kiln_denoiser *d, const float *x, float in_scale)
     }
 }
 
+/* The model's rows of a call EasyCache skips: each row's input (the
+ * output's channels of it, the last ones, as ComfyUI cuts a wider input)
+ * plus its last change. */
+static void reuse_change(kiln_denoiser *d)
+{
+    const size_t plane = (size_t)d->h * d->w, in_row = (size_t)d->unet_channels * plane;
+    const size_t out_row = (size_t)d->channels * plane;
+    for (int r = 0; r < d->rows; r++)
+        for (size_t i = 0; i < out_row; i++)
+            d->unet_out[r * out_row + i] =
+                d->unet_in[r * in_row + in_row - out_row + i] + d->cache.change[r * out_row + i];
+}
+
+/* After a call EasyCache measures: what it keeps of the first call's rows,
+ * and every row's change. */
+static void keep_change(kiln_denoiser *d)
+{
+    const size_t plane = (size_t)d->h * d->w, in_row = (size_t)d->unet_channels * plane;
+    const size_t out_row = (size_t)d->channels * plane;
+    const float *first = d->unet_out + d->cache_first * out_row;
+    kiln_step_cache_subsample(first, d->batch, d->channels, d->h, d->w, d->cache_os);
+    kiln_step_cache_ran(&d->cache, d->cache_xs, d->cache_os,
+                        kiln_mean_abs(first, NULL, (size_t)d->cache_norm_rows * out_row));
+    for (int r = 0; r < d->rows; r++)
+        for (size_t i = 0; i < out_row; i++)
+            d->cache.change[r * out_row + i] =
+                d->unet_out[r * out_row + i] - d->unet_in[r * in_row + in_row - out_row + i];
+}
+
+/* The part a noise mask keeps: the latent image (KSamplerX0Inpaint's out). */
+static void keep_unmasked(const kiln_inpaint_mask *in, const float *mask, size_t n, size_t plane, float *denoised)
+{
+    for (size_t i = 0; in && i < n; i++)
+        denoised[i] = denoised[i] * mask[i % plane] + in->latent[i] * (1.0f - mask[i % plane]);
+}
+
 kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *denoised)
 {
     kiln_denoiser *d = ctx;
@@ -960,6 +1017,17 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         }
         x = d->blended;
     }
+    /* LazyCache: the step whole, from the sampler's latent to the guided prediction */
+    kiln_step_cache_state *cache = d->cache.kind && kiln_step_cache_active(&d->cache, sigma) ? &d->cache : NULL;
+    const bool lazy = cache && cache->kind == KILN_LAZY_CACHE, easy = cache && !lazy;
+    if (lazy) {
+        kiln_step_cache_subsample(x, d->batch, d->channels, d->h, d->w, d->cache_xs);
+        if (kiln_step_cache_skip(cache, sigma, d->cache_xs)) {
+            for (size_t i = 0; i < per_batch; i++) denoised[i] = x[i] + cache->change[i];
+            keep_unmasked(in, mask, per_batch, plane, denoised);
+            return KILN_OK;
+        }
+    }
     const kiln_prediction prediction = d->model->info.prediction;
     /* flow matching (CONST) takes x as it is and its own sigma as the timestep */
     const float sd = d->sampling->sigma_data; /* 1 but for EDM's denoiser */
@@ -977,17 +1045,28 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
     for (int i = 0; i < d->nimage_prompts; i++)
         d->image_weight[i] = sigma <= d->image_sigma_hi[i] && sigma >= d->image_sigma_lo[i]
                                  ? d->image_prompts[i].weight : 0.0f;
-    if (kiln_model_is_dit(d->model)) {
-        d->skip_negative = d->slg && d->slg->uncond_only && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
-        TRY(dit_step(d));
-    } else {
-        d->shrinking = d->deep_shrink && sigma <= d->shrink_sigma_hi && sigma >= d->shrink_sigma_lo;
-        kiln_graph *g = d->shrinking ? d->shrink_graph : d->graph;
-        if (d->active_controls) TRY(control_graph(d, 1, d->active_controls, &g));
-        TRY(run_unet_graph(d, g, unet_step));
+    /* EasyCache: the model's calls of the step */
+    if (easy) {
+        const size_t in_row = (size_t)d->unet_channels * plane;
+        kiln_step_cache_subsample(d->unet_in + d->cache_first * in_row, d->batch, d->unet_channels, d->h, d->w,
+                                  d->cache_xs);
     }
-    d->unet_calls++;
-    d->control_calls += d->active_controls != 0;
+    if (easy && kiln_step_cache_skip(cache, sigma, d->cache_xs)) {
+        reuse_change(d);
+    } else {
+        if (kiln_model_is_dit(d->model)) {
+            d->skip_negative = d->slg && d->slg->uncond_only && sigma >= d->slg_sigma_lo && sigma <= d->slg_sigma_hi;
+            TRY(dit_step(d));
+        } else {
+            d->shrinking = d->deep_shrink && sigma <= d->shrink_sigma_hi && sigma >= d->shrink_sigma_lo;
+            kiln_graph *g = d->shrinking ? d->shrink_graph : d->graph;
+            if (d->active_controls) TRY(control_graph(d, 1, d->active_controls, &g));
+            TRY(run_unet_graph(d, g, unet_step));
+        }
+        d->unet_calls++;
+        d->control_calls += d->active_controls != 0;
+        if (easy) keep_change(d);
+    }
 
     /* x0 = c_skip x + c_out out per half (ComfyUI's calculate_denoised: eps and
      * flow give x - sigma out, v sd^2 / (sigma^2 + sd^2) x - sigma sd /
@@ -1047,8 +1126,11 @@ kiln_status kiln_denoiser_call(void *ctx, const float *x, float sigma, float *de
         const float factor = (float)slg->rescaling_scale * (float)ratio + (float)(1.0 - slg->rescaling_scale);
         for (size_t i = 0; i < per_batch; i++) denoised[i] *= factor;
     }
-    if (in)
-        for (size_t i = 0; i < per_batch; i++)
-            denoised[i] = denoised[i] * mask[i % plane] + in->latent[i] * (1.0f - mask[i % plane]);
+    if (lazy) {
+        kiln_step_cache_subsample(denoised, d->batch, d->channels, d->h, d->w, d->cache_os);
+        kiln_step_cache_ran(cache, d->cache_xs, d->cache_os, kiln_mean_abs(denoised, NULL, per_batch));
+        for (size_t i = 0; i < per_batch; i++) cache->change[i] = denoised[i] - x[i];
+    }
+    keep_unmasked(in, mask, per_batch, plane, denoised);
     return KILN_OK;
 }

@@ -12,6 +12,7 @@
 #include "guidance.h"
 #include "model.h"
 #include "schedule.h"
+#include "step_cache.h"
 
 #define KILN_MAX_BATCH 64
 
@@ -133,6 +134,12 @@ typedef struct kiln_denoiser {
     int sag_tokens, sag_channels, sag_heads;
     kiln_graph *sag_graph;
     float *sag_in, *sag_out, *sag_degraded;
+    /* EasyCache or LazyCache (kind 0: none), the rows it measures the first of (EasyCache: ComfyUI's first call
+       of a step; rows_measured of them from cache_first), whether that call is all the rows (its output's mean
+       magnitude over all), and the subsampled input and output of a call */
+    kiln_step_cache_state cache;
+    int cache_first, cache_norm_rows;
+    float *cache_xs, *cache_os;
     float *uncond_denoised;      /* (B,C,h,w) the last call's unconditional x0 prediction; NULL: not kept */
     float *cond_denoised;        /* (B,C,h,w) and its conditional one; NULL: not kept */
     const kiln_freeu *freeu;     /* FreeU on the UNet; NULL: none */
@@ -197,6 +204,10 @@ kiln_status kiln_denoiser_set_pag(kiln_denoiser *d, float scale);
  * renoised with the negative prompt, and adds scale x (degraded - its x0)
  * after the guidance. Not with ControlNets, IP-Adapters, SkipLayerGuidance
  * or PerturbedAttentionGuidance. */
+/* EasyCache or LazyCache on the calls (kiln_step_cache); batched: whether
+ * ComfyUI runs both prompts' rows in one call (the negative's then come
+ * first), which decides EasyCache's first call. */
+kiln_status kiln_denoiser_set_step_cache(kiln_denoiser *d, const kiln_step_cache *cache, bool batched);
 kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur);
 /* PatchModelAddDownscale on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in
  * the calls within its part of the schedule, its resize before FreeU's

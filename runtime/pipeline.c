@@ -502,6 +502,12 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     if (job->deep_shrink) TRY(kiln_denoiser_set_deep_shrink(d, job->deep_shrink));
     if (job->hypertile) TRY(kiln_denoiser_set_hypertile(d, job->hypertile, job->hypertile_rng));
     if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
+    if (job->step_cache) { /* ComfyUI batches conditionings whose lengths' least common multiple is at most 4 of
+                              the shorter (CONDCrossAttn.can_concat) */
+        const int shorter = positive->tokens < negative->tokens ? positive->tokens : negative->tokens;
+        const int lcm = positive->tokens / gcd(positive->tokens, negative->tokens) * negative->tokens;
+        TRY(kiln_denoiser_set_step_cache(d, job->step_cache, lcm / shorter <= 4));
+    }
     return KILN_OK;
 }
 
@@ -803,6 +809,22 @@ static kiln_status check_three_prompts(const kiln_sampling_job *job)
                                                                         ? "PerpNegGuider" : "DualCFGGuider", what);
 }
 
+/* EasyCache and LazyCache run on one pair of prompts (their state is one
+ * call's); EasyCache's first call would be another's with a guidance pass
+ * (ComfyUI's own runs those passes through its cache too). */
+static kiln_status check_step_cache(const kiln_sampling_job *job)
+{
+    const bool easy = job->step_cache->kind == KILN_EASY_CACHE;
+    const char *name = easy ? "EasyCache" : "LazyCache";
+    const char *what = job->nparts[0] || job->nparts[1]                          ? "prompts in parts or areas"
+                       : job->guider != KILN_GUIDER_CFG                            ? "a three-prompt guider"
+                       : easy && job->skip_layer_guidance && !job->skip_layer_guidance->uncond_only ? "SkipLayerGuidance"
+                       : easy && job->pag_scale > 0.0f                             ? "PerturbedAttentionGuidance"
+                       : easy && job->sag                                          ? "SelfAttentionGuidance"
+                                                                                   : NULL;
+    return what ? kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: %s with %s", name, what) : KILN_OK;
+}
+
 kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, const kiln_conditioning *positive,
                          const kiln_conditioning *negative, float **latent)
 {
@@ -825,6 +847,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
                                                                         : "no conditioning");
     }
     if (job->guider != KILN_GUIDER_CFG) TRY(check_three_prompts(job));
+    if (job->step_cache) TRY(check_step_cache(job));
     if (job->sag && (job->nparts[0] || job->nparts[1]))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "ksampler: SelfAttentionGuidance with prompts in parts or areas "
                          "(ConditioningCombine, ConditioningSetTimestepRange, ...): kiln runs its pass on one "
@@ -968,6 +991,7 @@ kiln_status kiln_ksample(const kiln_model *m, const kiln_sampling_job *job, cons
     if (ms.flow) args.flow_first_sigma = kiln_percent_to_sigma(&ms, 1e-4);
     st = kiln_sample(&args, x);
     if (st != KILN_OK) goto done;
+    if (job->steps_skipped) *job->steps_skipped = job->step_cache ? pp.pairs[0].d.cache.skipped : 0;
     /* model_sampling.inverse_noise_scaling: a flow latent cut short (leftover noise) leaves as ComfyUI's does,
        divided by 1 - sigma, so that the next pass's noise scaling of it without noise gives it back */
     if (ms.flow && sigmas[nsigmas - 1] != 0.0f) {

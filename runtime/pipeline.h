@@ -129,6 +129,8 @@ typedef struct kiln_sampling_job {
     const kiln_sag *sag;     /* SelfAttentionGuidance on the model; NULL: none */
     const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model; NULL: none */
     const kiln_hypertile *hypertile;     /* HyperTile on the model; NULL: none */
+    const kiln_step_cache *step_cache;   /* EasyCache or LazyCache on the model; NULL: none */
+    int *steps_skipped;                  /* where given, the steps it skipped */
     kiln_rng *hypertile_rng;             /* what HyperTile draws from: kiln_ksample sets it (torch's generator
                                             seeded with the seed, after the noise, as in ComfyUI) */
     /* DualCFGGuider's and PerpNegGuider's third prompt (the middle one, cond2; the empty one) and second scale

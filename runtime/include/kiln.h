@@ -908,6 +908,28 @@ typedef struct kiln_hypertile {
     bool scale_depth;
 } kiln_hypertile;
 
+/* EasyCache and LazyCache (ComfyUI's nodes): a step whose model output is
+ * predicted to change little reuses the last computed step's change (output
+ * minus input) on the new input instead of running the model. From
+ * start_percent to end_percent of the sampling (a step's sigma at or below
+ * start's and above end's) each step adds to a sum the change of the input
+ * since the last computed step times the last measured ratio of output change
+ * to input change, over the last output's mean magnitude (each change the
+ * mean absolute difference at every 8th latent pixel each way); while the
+ * sum stays below reuse_threshold the step is skipped, else it runs and the
+ * sum restarts at 0. EasyCache measures the diffusion model's own input and
+ * output (ComfyUI's first call of a step: the negative prompt's rows where
+ * ComfyUI batches both prompts, else the positive's) and skips all of the
+ * step's model calls; LazyCache the sampler's latent and the guided
+ * prediction, skipping the step whole (passes of PerturbedAttentionGuidance
+ * and its kin too). reuse_threshold 0 to 3 (the nodes' default 0.2),
+ * 0 <= start_percent <= end_percent <= 1 (0.15, 0.95). */
+typedef enum kiln_step_cache_kind { KILN_EASY_CACHE = 1, KILN_LAZY_CACHE } kiln_step_cache_kind;
+typedef struct kiln_step_cache {
+    kiln_step_cache_kind kind;
+    double reuse_threshold, start_percent, end_percent;
+} kiln_step_cache;
+
 /* SelfAttentionGuidance's settings: scale -2 to 5 (not 0; the node's
  * default 0.5), blur_sigma above 0 to 10 (the node's default 2; the std of
  * its 9x9 Gaussian blur in latent pixels). */
@@ -1137,6 +1159,10 @@ typedef struct kiln_ksampler_params {
     /* LatentApplyOperationCFG on the model (NULL: none): before the guidance (and TCFG and APG), the positive
        prediction made operation(positive - negative) + negative; at cfg 1 operation(positive) */
     const kiln_latent_operation *cfg_operation;
+    /* EasyCache or LazyCache on the model (NULL: none); not with prompts in parts or areas or three-prompt
+       guiders, nor EasyCache with SkipLayerGuidance, PerturbedAttentionGuidance or SelfAttentionGuidance */
+    const kiln_step_cache *step_cache;
+    int *steps_skipped; /* where given, set to the steps the cache skipped */
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
