@@ -779,8 +779,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
      * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
      * RescaleCFG "83", PatchModelAddDownscale "97" (its resize before FreeU's patch, as kiln runs them), HyperTile
      * "98", FreeU or
-     * FreeU_V2 "86", PerturbedAttentionGuidance "87", then ModelSamplingDiscrete "80"
-     * where the prediction was forced: what KSampler takes */
+     * FreeU_V2 "86", PerturbedAttentionGuidance "87", EasyCache or LazyCache "99", then ModelSamplingDiscrete
+     * "80" where the prediction was forced: what KSampler takes */
     char patched_id[16];
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
@@ -799,7 +799,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *tiled = run->hypertile ? "98" : shrunk;
     const char *freeu = run->freeu ? "86" : tiled;
     const char *perturbed = run->pag_scale > 0 ? "87" : freeu;
-    const char *sampled = run->prediction || run->edm ? "80" : perturbed;
+    const char *cached = run->step_cache ? "99" : perturbed;
+    const char *sampled = run->prediction || run->edm ? "80" : cached;
     cJSON *in;
     if (run->refiner) { /* the base's KSamplerAdvanced "3", the refiner's "93" on its own prompts "91", "92" */
         add_ksampler_advanced(&g, "3", run, true, sampled, "6", negative_prompt(run), latent);
@@ -916,13 +917,13 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_string(&g, in, "sampling", run->edm);
         add_number(&g, in, "sigma_max", run->edm_sigma_max);
         add_number(&g, in, "sigma_min", run->edm_sigma_min);
-        add_link(&g, in, "model", perturbed, 0);
+        add_link(&g, in, "model", cached, 0);
     }
     if (run->prediction) {
         in = add_node(&g, "80", "ModelSamplingDiscrete");
         add_string(&g, in, "sampling", strcmp(run->prediction, "v") == 0 ? "v_prediction" : run->prediction);
         add_bool(&g, in, "zsnr", run->zsnr);
-        add_link(&g, in, "model", perturbed, 0);
+        add_link(&g, in, "model", cached, 0);
     }
     if (run->deep_shrink) {
         const kiln_deep_shrink *ds = run->deep_shrink;
@@ -944,6 +945,15 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_number(&g, in, "max_depth", ht->max_depth);
         add_bool(&g, in, "scale_depth", ht->scale_depth);
         add_link(&g, in, "model", shrunk, 0);
+    }
+    if (run->step_cache) {
+        const kiln_step_cache *c = run->step_cache;
+        in = add_node(&g, "99", c->kind == KILN_EASY_CACHE ? "EasyCache" : "LazyCache");
+        add_number(&g, in, "reuse_threshold", c->reuse_threshold);
+        add_number(&g, in, "start_percent", c->start_percent);
+        add_number(&g, in, "end_percent", c->end_percent);
+        add_bool(&g, in, "verbose", false);
+        add_link(&g, in, "model", perturbed, 0);
     }
     if (run->pag_scale > 0) {
         in = add_node(&g, "87", "PerturbedAttentionGuidance");

@@ -24,6 +24,7 @@
 
 #include "sampler.h"
 #include "status.h"
+#include "step_cache.h"
 
 #define WF_MAX_LORAS 16
 #define WF_MAX_OUTPUTS 3 /* CheckpointLoaderSimple's MODEL, CLIP, VAE */
@@ -118,6 +119,8 @@ typedef struct wf_recipe {
     kiln_deep_shrink deep_shrink;
     bool has_hypertile;  /* HyperTile, with these settings */
     kiln_hypertile hypertile;
+    bool has_step_cache; /* EasyCache or LazyCache, with these settings */
+    kiln_step_cache step_cache;
     bool has_operation;  /* LatentApplyOperationCFG, with this operation */
     kiln_latent_operation operation;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
@@ -2556,6 +2559,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (model->recipe.has_sag) p->sag = &model->recipe.sag;
     if (model->recipe.has_deep_shrink) p->deep_shrink = &model->recipe.deep_shrink;
     if (model->recipe.has_hypertile) p->hypertile = &model->recipe.hypertile;
+    if (model->recipe.has_step_cache) p->step_cache = &model->recipe.step_cache;
     if (model->recipe.has_operation) p->cfg_operation = &model->recipe.operation;
     p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
@@ -3125,6 +3129,30 @@ static kiln_status inline_plain_values(wf_run *r, wf_node *n)
 }
 
 /* HyperTile: the UNet's self-attention in tiles (kiln_ksampler_params.hypertile). */
+/* EasyCache and LazyCache (kiln_step_cache); their verbose input only
+ * logs in ComfyUI. */
+static kiln_status step_cache(wf_run *r, wf_node *n, kiln_step_cache_kind kind)
+{
+    wf_value *model;
+    kiln_step_cache c = {.kind = kind};
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "reuse_threshold", &c.reuse_threshold));
+    TRY(number(n, "start_percent", &c.start_percent));
+    TRY(number(n, "end_percent", &c.end_percent));
+    TRY(node_status(n, kiln_step_cache_check(&c, n->class_type)));
+    if (model->recipe.has_step_cache)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has EasyCache or LazyCache from another node already: "
+                         "kiln runs one");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->has_step_cache = true;
+    recipe->step_cache = c;
+    return KILN_OK;
+}
+
+static kiln_status easy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_EASY_CACHE); }
+static kiln_status lazy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_LAZY_CACHE); }
+
 static kiln_status hypertile(wf_run *r, wf_node *n)
 {
     wf_value *model;
@@ -3632,7 +3660,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
-                                         "StringTrim", "T5TokenizerOptions"};
+                                         "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3652,7 +3680,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
-        string_substring, string_replace, string_trim, t5_tokenizer_options};
+        string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

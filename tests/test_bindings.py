@@ -950,6 +950,23 @@ class Advanced(unittest.TestCase):
             model.encode_sdxl("a", "b")
         self.assertIn("text_g and text_l are for SDXL's two text towers", str(caught.exception))
 
+    def test_step_cache(self):
+        """EasyCache through the bindings on the tiny Chroma (its prompts
+        apart) against make_step_cache_data.py's restated ComfyUI run, with
+        the steps it skipped."""
+        chroma = kiln.load_checkpoint(backend, data("chroma/tiny"))
+        _, tensors = read_safetensors(data("step_cache/step_cache.safetensors"))
+        out = chroma.ksampler(chroma.encode("a photograph of an astronaut riding a horse"), chroma.encode(""),
+                              chroma.empty_latent(12, 16), seed=42, steps=10, cfg=2.0, scheduler="simple",
+                              step_cache=kiln.EasyCache(1.0, 0.0, 1.0))
+        self.assertLessEqual(rel_l2(out.to_list(), tensors["chroma.easy.latent_out"][1]), 1e-4)
+        self.assertEqual(out.steps_skipped, int(sum(tensors["chroma.easy.skipped"][1])))
+        self.assertGreater(out.steps_skipped, 0)
+        with self.assertRaises(kiln.KilnError) as caught:
+            chroma.ksampler(chroma.encode("a"), chroma.encode(""), chroma.empty_latent(12, 16), steps=2,
+                            step_cache=kiln.LazyCache(5.0))
+        self.assertIn("reuse_threshold 5", str(caught.exception))
+
     def test_chroma(self):
         """A Chroma folder through the bindings: T5 alone (no pooled
         output), ksampler's run and its FluxGuidance against

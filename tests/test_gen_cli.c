@@ -594,6 +594,12 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("edm", flags, "",
                            (const char *const[]){"\"ModelSamplingContinuousEDM\"", "\"sampling\":\"cosxl\"",
                                                  "\"sigma_max\":100", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --easy-cache 3,0,1", KILN_TEST_DATA);
+    workflow_again_holding("easy_cache", flags, "",
+                           (const char *const[]){"\"EasyCache\"", "\"reuse_threshold\":3", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --lazy-cache 3,0,1 --pag 2",
+             KILN_TEST_DATA);
+    workflow_again_holding("lazy_cache", flags, "", (const char *const[]){"\"LazyCache\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --zsnr", KILN_TEST_DATA);
     workflow_again_holding("zsnr", flags, "",
                            (const char *const[]){"\"sampling\":\"eps\"", "\"zsnr\":true", NULL});

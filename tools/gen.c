@@ -98,6 +98,8 @@ typedef struct gen_options {
     bool deep_shrink_before_skip;
     bool t5_options;                /* --t5-min-padding, --t5-min-length: T5TokenizerOptions' */
     int t5_min_padding, t5_min_length;
+    bool step_cache_given;          /* --easy-cache, --lazy-cache T[,START,END] */
+    kiln_step_cache step_cache;
     bool hypertile_given;           /* --hypertile TILE[,SWAP[,DEPTH]], --hypertile-scale-depth */
     kiln_hypertile hypertile;
     bool apg;                       /* --apg ETA,NORM,MOMENTUM: APG's settings */
@@ -343,6 +345,11 @@ static void usage(FILE *to)
             "                         (1..128, default 2) draws the tiles per block and step; faster on\n"
             "                         large pictures\n"
             "  --hypertile-scale-depth  the tiles' least side doubled each level down\n"
+            "  --easy-cache T[,START,END]  EasyCache: a step whose model output is predicted to change little\n"
+            "                         (the change summed since the last step run, below T, 0..3; the node's\n"
+            "                         0.2) reuses the last change instead of running the model, from START to\n"
+            "                         END of the sampling (0.15, 0.95); faster, a little other picture\n"
+            "  --lazy-cache T[,START,END]  LazyCache: the same on the whole guided step (any patch with it)\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
             "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
             "                         denoised again, SCALE (-2..5, the node's default 0.5) times the\n"
@@ -704,7 +711,8 @@ static int parse(int argc, char **argv, gen_options *o)
            O_CFG_ZERO_STAR, O_AREA_PROMPT, O_APG, O_MASK_CHANNEL, O_FREEU, O_FREEU_V2, O_PAG, O_ZSNR, O_EDM,
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
            O_DEEP_SHRINK_BEFORE_SKIP, O_HYPERTILE, O_HYPERTILE_SCALE_DEPTH,
-           O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN, O_T5_MIN_PADDING, O_T5_MIN_LENGTH };
+           O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN, O_T5_MIN_PADDING, O_T5_MIN_LENGTH,
+           O_EASY_CACHE, O_LAZY_CACHE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -718,6 +726,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"hypertile", required_argument, 0, O_HYPERTILE},
         {"hypertile-scale-depth", no_argument, 0, O_HYPERTILE_SCALE_DEPTH},
         {"t5-min-padding", required_argument, 0, O_T5_MIN_PADDING},
+        {"easy-cache", required_argument, 0, O_EASY_CACHE}, {"lazy-cache", required_argument, 0, O_LAZY_CACHE},
         {"t5-min-length", required_argument, 0, O_T5_MIN_LENGTH},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
@@ -945,6 +954,20 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         }
         case O_HYPERTILE_SCALE_DEPTH: o->hypertile.scale_depth = true; break;
+        case O_EASY_CACHE:
+        case O_LAZY_CACHE: {
+            const bool easy = c == O_EASY_CACHE;
+            double v[3] = {0.2, 0.15, 0.95};
+            int given = 1;
+            for (const char *p = optarg; *p; p++) given += *p == ',';
+            if (o->step_cache_given || given == 2 || given > 3 || !parse_numbers(optarg, given, v) ||
+                !(v[0] >= 0 && v[0] <= 3) || !(v[1] >= 0 && v[1] <= v[2] && v[2] <= 1))
+                return bad_flag(easy ? "--easy-cache" : "--lazy-cache", optarg,
+                                "THRESHOLD[,START,END], once: a threshold 0..3, 0 <= START <= END <= 1");
+            o->step_cache_given = true;
+            o->step_cache = (kiln_step_cache){easy ? KILN_EASY_CACHE : KILN_LAZY_CACHE, v[0], v[1], v[2]};
+            break;
+        }
         case O_T5_MIN_PADDING:
         case O_T5_MIN_LENGTH: {
             const bool padding = c == O_T5_MIN_PADDING;
@@ -2161,6 +2184,9 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
     }
     if (o->refiner) job->last_step = refiner_step(o), job->leftover_noise = true;
     if (kiln_ksample(m, job, &pos, &neg, &latent) != KILN_OK) return fail("sampling");
+    if (job->step_cache && job->steps_skipped) /* ComfyUI logs it so */
+        fprintf(stderr, "gen: %s skipped %d of %d steps\n",
+                job->step_cache->kind == KILN_EASY_CACHE ? "EasyCache" : "LazyCache", *job->steps_skipped, o->steps);
     if (o->refiner && (rc = refiner_pass(o, c->be, o->clip_skip, job, &latent))) return rc;
     const int first_width = o->width, first_height = o->height;
     if (o->hires_scale && (rc = hires_pass(m, o, job, c->controls, &pos, &neg, &latent))) return rc;
@@ -2205,6 +2231,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .sag = o->sag_given ? &o->sag : NULL,
                          .deep_shrink = o->deep_shrink_given ? &o->deep_shrink : NULL,
                          .hypertile = o->hypertile_given ? &o->hypertile : NULL,
+                         .step_cache = o->step_cache_given ? &o->step_cache : NULL,
                          .cfg_operation = o->operation_given ? &o->operation : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
@@ -2339,6 +2366,8 @@ int main(int argc, char **argv)
     if (o.sag_given) job.sag = &o.sag;
     if (o.deep_shrink_given) job.deep_shrink = &o.deep_shrink;
     if (o.hypertile_given) job.hypertile = &o.hypertile;
+    int skipped = 0;
+    if (o.step_cache_given) job.step_cache = &o.step_cache, job.steps_skipped = &skipped;
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

@@ -133,6 +133,11 @@ expect_error "SkipLayerGuidanceDiTSimple without blocks" "--slg-uncond without -
 expect_error "SD3 picture past the position table" "past the position table's 8x8" --model "$sd3" --prompt x \
     --width 48 --height 16
 flux=$data/flux/tiny
+expect_error "a threshold past 3" "--easy-cache 4: THRESHOLD" --model "$tiny" --prompt x --easy-cache 4
+expect_error "two step caches" "--lazy-cache 0.2: THRESHOLD" --model "$tiny" --prompt x \
+    --easy-cache 0.2 --lazy-cache 0.2
+expect_error "EasyCache with a guidance pass" "EasyCache with PerturbedAttentionGuidance" --model "$tiny" --prompt x \
+    --easy-cache 0.2 --pag 2 --steps 2 --width 16 --height 16
 expect_error "T5 padding on a model without T5" "pad T5's ids (PixArt, Flux, Chroma, SD3 with T5)" --model "$tiny" \
     --prompt x --t5-min-padding 1
 expect_error "T5 padding out of range" "--t5-min-length" --model "$flux" --prompt x --t5-min-length 10001

@@ -216,6 +216,11 @@ class _HyperTile(Structure):
     _fields_ = [("tile_size", c_int), ("swap_size", c_int), ("max_depth", c_int), ("scale_depth", c_bool)]
 
 
+class _StepCache(Structure):
+    _fields_ = [("kind", c_int), ("reuse_threshold", c_double), ("start_percent", c_double),
+                ("end_percent", c_double)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -241,7 +246,8 @@ class _KSamplerParams(Structure):
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
                 ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
                 ("deep_shrink", POINTER(_DeepShrink)), ("hypertile", POINTER(_HyperTile)),
-                ("cfg_operation", POINTER(_LatentOperation))]
+                ("cfg_operation", POINTER(_LatentOperation)), ("step_cache", POINTER(_StepCache)),
+                ("steps_skipped", POINTER(c_int))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -1012,6 +1018,7 @@ class Model(_Handle):
                  sag: Optional["SAG"] = None, deep_shrink: Optional["DeepShrink"] = None,
                  hypertile: Optional["HyperTile"] = None,
                  cfg_operation: Optional["LatentOperation"] = None,
+                 step_cache: Optional["StepCache"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -1074,6 +1081,8 @@ class Model(_Handle):
         DeepShrink, PatchModelAddDownscale on an SD UNet (None: none).
         hypertile: a HyperTile, the node on an SD UNet (None: none). cfg_operation: a
         LatentOperation, LatentApplyOperationCFG on the model (None: none).
+        step_cache: an EasyCache or LazyCache on the model (None: none);
+        the steps it skipped are the returned latent's steps_skipped.
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
         cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
@@ -1163,6 +1172,11 @@ class Model(_Handle):
                                                             ds.downscale_method.encode(), ds.upscale_method.encode()))
         if hypertile is not None:
             params.hypertile = ctypes.pointer(_HyperTile(*HyperTile(*hypertile)))
+        skipped = c_int(0)
+        if step_cache is not None:
+            params.step_cache = ctypes.pointer(_StepCache(step_cache._kind, step_cache.reuse_threshold,
+                                                          step_cache.start_percent, step_cache.end_percent))
+            params.steps_skipped = ctypes.pointer(skipped)
         if cfg_operation is not None:
             params.cfg_operation = ctypes.pointer(LatentOperation(*cfg_operation)._c())
         if dual_cfg is not None:
@@ -1247,6 +1261,7 @@ class Model(_Handle):
             if callback is not None and callback.exception is not None:
                 raise callback.exception from None
             raise
+        out.steps_skipped = skipped.value
         return out if denoised is None else (out, denoised)
 
     def __repr__(self) -> str:
@@ -1469,6 +1484,29 @@ class HyperTile(NamedTuple):
     swap_size: int = 2
     max_depth: int = 0
     scale_depth: bool = False
+
+
+class EasyCache(NamedTuple):
+    """The EasyCache node's settings: a step whose model output is predicted
+    to change little (the summed change since the last step run below
+    reuse_threshold, 0 to 3) reuses the last step's change instead of
+    running the diffusion model, from start_percent to end_percent of the
+    sampling."""
+    reuse_threshold: float = 0.2
+    start_percent: float = 0.15
+    end_percent: float = 0.95
+    _kind = 1
+
+
+class LazyCache(NamedTuple):
+    """The LazyCache node's: EasyCache's rule on the whole guided step."""
+    reuse_threshold: float = 0.2
+    start_percent: float = 0.15
+    end_percent: float = 0.95
+    _kind = 2
+
+
+StepCache = Union[EasyCache, LazyCache]
 
 
 class DualCFG(NamedTuple):
