@@ -3128,7 +3128,6 @@ static kiln_status inline_plain_values(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
-/* HyperTile: the UNet's self-attention in tiles (kiln_ksampler_params.hypertile). */
 /* EasyCache and LazyCache (kiln_step_cache); their verbose input only
  * logs in ComfyUI. */
 static kiln_status step_cache(wf_run *r, wf_node *n, kiln_step_cache_kind kind)
@@ -3153,6 +3152,7 @@ static kiln_status step_cache(wf_run *r, wf_node *n, kiln_step_cache_kind kind)
 static kiln_status easy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_EASY_CACHE); }
 static kiln_status lazy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_LAZY_CACHE); }
 
+/* HyperTile: the UNet's self-attention in tiles (kiln_ksampler_params.hypertile). */
 static kiln_status hypertile(wf_run *r, wf_node *n)
 {
     wf_value *model;
