@@ -185,32 +185,108 @@ kiln_status kiln_t5_encode_ids(const kiln_model *m, const int32_t *ids, int n, f
     return kiln_graph_run_once(kiln_weights_backend(m->weights), t5_fn, &(t5_job){&m->t5, ids, n, out});
 }
 
-/* A DiT's prompt through T5: its ids (at most the model's t5_max_tokens,
- * the last EOS), padded to at least min_tokens (Flux's ComfyUI padding; 0:
- * as long as the prompt, PixArt's), or as the model's T5TokenizerOptions
- * say: their pads after EOS, then up to their least length. */
+/* A prompt's T5 ids and each one's weight, as ComfyUI's SDTokenizer makes
+ * them for T5: each weighted segment (kiln_prompt_parse: ComfyUI's weight
+ * syntax) tokenized on its own without its EOS, at most the model's
+ * t5_max_tokens - 1 in all, then EOS, then T5TokenizerOptions' pads, then
+ * pads up to the least length (min_tokens: Flux's 256, SD3's 77; 0: PixArt's
+ * and Chroma's none). A prompt without weights is the text's own ids. */
+typedef struct t5_tokens {
+    int32_t *ids;
+    float *weights;
+    int n;
+    bool weighted; /* some weight other than 1 */
+} t5_tokens;
+
+static void t5_tokens_free(t5_tokens *t)
+{
+    free(t->ids);
+    free(t->weights);
+    *t = (t5_tokens){0};
+}
+
+static kiln_status t5_tokenize(const kiln_model *m, const char *text, int min_tokens, t5_tokens *t)
+{
+    const int padding = m->t5_options ? m->t5_min_padding : 0, least = m->t5_options ? m->t5_min_length : min_tokens;
+    const int most = m->t5_max_tokens;
+    kiln_prompt_segment *segments;
+    size_t count;
+    TRY(kiln_prompt_parse(text, &segments, &count));
+    *t = (t5_tokens){.ids = malloc((size_t)(most + padding + least) * sizeof *t->ids),
+                     .weights = malloc((size_t)(most + padding + least) * sizeof *t->weights)};
+    kiln_status st = t->ids && t->weights ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    int32_t *piece = NULL;
+    for (size_t k = 0; k < count && st == KILN_OK && t->n < most - 1; k++) {
+        const int room = 2 * (int)strlen(segments[k].text) + 2; /* pieces are never more than two a byte */
+        int32_t *grown = realloc(piece, (size_t)room * sizeof *piece);
+        if (!grown) {
+            st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+            break;
+        }
+        piece = grown;
+        int n;
+        st = kiln_spm_encode_t5(m->spm, segments[k].text, piece, room, &n);
+        for (int i = 0; st == KILN_OK && i < n - 1 && t->n < most - 1; i++) { /* its EOS left out */
+            if (piece[i] >= m->t5.vocab)
+                st = kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", piece[i], m->t5.vocab);
+            t->ids[t->n] = piece[i];
+            t->weights[t->n++] = (float)segments[k].weight;
+            t->weighted |= segments[k].weight != 1.0;
+        }
+    }
+    free(piece);
+    kiln_prompt_segments_free(segments, count);
+    if (st != KILN_OK) {
+        t5_tokens_free(t);
+        return st;
+    }
+    t->ids[t->n] = kiln_spm_eos(m->spm), t->weights[t->n++] = 1.0f;
+    for (int i = 0; i < padding; i++) t->ids[t->n] = kiln_spm_pad(m->spm), t->weights[t->n++] = 1.0f;
+    while (t->n < least) t->ids[t->n] = kiln_spm_pad(m->spm), t->weights[t->n++] = 1.0f;
+    return KILN_OK;
+}
+
+/* ComfyUI's token weights on T5's rows z (n, D): each weighted row
+ * (z - z_empty) * weight + z_empty, z_empty T5's rows of as many empty ids
+ * (Flux's and SD3's T5: EOS, then pads; PixArt's and Chroma's: pads alone,
+ * their T5 model leaving the end token out). */
+static kiln_status t5_weigh(const kiln_model *m, const t5_tokens *t, float *z)
+{
+    if (!t->weighted) return KILN_OK;
+    const size_t D = (size_t)m->t5.hidden;
+    int32_t *empty = malloc((size_t)t->n * sizeof *empty);
+    float *z_empty = malloc((size_t)t->n * D * sizeof *z_empty);
+    kiln_status st = empty && z_empty ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    const bool end = m->family->arch == KILN_ARCH_SD3 || (m->family->arch == KILN_ARCH_FLUX && !m->flux.chroma);
+    for (int i = 0; st == KILN_OK && i < t->n; i++) empty[i] = end && i == 0 ? kiln_spm_eos(m->spm) : kiln_spm_pad(m->spm);
+    if (st == KILN_OK) st = kiln_t5_encode_ids(m, empty, t->n, z_empty);
+    for (int i = 0; st == KILN_OK && i < t->n; i++)
+        if (t->weights[i] != 1.0f)
+            for (size_t d = 0; d < D; d++) {
+                float *v = &z[(size_t)i * D + d];
+                const float e = z_empty[(size_t)i * D + d];
+                *v = (*v - e) * t->weights[i] + e;
+            }
+    free(empty);
+    free(z_empty);
+    return st;
+}
+
+/* A DiT's prompt through T5 (t5_tokenize's ids, then their weights). */
 static kiln_status encode_t5(const kiln_model *m, const char *text, int min_tokens, kiln_conditioning *out)
 {
-    int padding = m->t5_options ? m->t5_min_padding : 0, least = m->t5_options ? m->t5_min_length : min_tokens;
-    int32_t *ids = malloc((size_t)(KILN_T5_MAX_TOKENS + padding + least) * sizeof *ids);
-    if (!ids) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
-    int n = 0;
-    kiln_status st = kiln_spm_encode_t5(m->spm, text, ids, m->t5_max_tokens, &n);
-    for (int i = 0; st == KILN_OK && i < n; i++)
-        if (ids[i] >= m->t5.vocab)
-            st = kiln_fail(KILN_ERR_MODEL, "prompt: token %d is past the T5 encoder's %d", ids[i], m->t5.vocab);
-    if (st != KILN_OK) n = least = padding = 0;
-    for (int i = 0; i < padding; i++) ids[n++] = kiln_spm_pad(m->spm);
-    for (; n < least; n++) ids[n] = kiln_spm_pad(m->spm);
-    if (st == KILN_OK && !(out->data = malloc((size_t)n * m->t5.hidden * sizeof(float))))
-        st = kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
+    t5_tokens t;
+    TRY(t5_tokenize(m, text, min_tokens, &t));
+    kiln_status st = (out->data = malloc((size_t)t.n * m->t5.hidden * sizeof(float)))
+                         ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "prompt: out of host memory");
     if (st == KILN_OK) {
-        out->tokens = n;
+        out->tokens = t.n;
         out->dim = m->t5.hidden;
-        st = kiln_t5_encode_ids(m, ids, n, out->data);
-        if (st != KILN_OK) kiln_conditioning_free(out);
+        st = kiln_t5_encode_ids(m, t.ids, t.n, out->data);
     }
-    free(ids);
+    if (st == KILN_OK) st = t5_weigh(m, &t, out->data);
+    if (st != KILN_OK) kiln_conditioning_free(out);
+    t5_tokens_free(&t);
     return st;
 }
 

@@ -248,6 +248,43 @@ static void gguf_file(void **state)
     kiln_backend_free(be);
 }
 
+/* Prompt weights on T5 as ComfyUI reads them (tests/data/t5_weights): each
+ * weighted segment tokenized alone, a weighted row moved from the empty
+ * prompt's by its weight; Chroma's T5 (its empty ids all pads) and Flux's
+ * (EOS then pads, padded to 256). */
+static void t5_prompt_weights(void **state)
+{
+    (void)state;
+    static const char prompt[] = "a (photograph:1.3) of (an:0.5) \\(astronaut\\) riding ((a horse)), [x]";
+    static const struct {
+        const char *model, *key;
+    } models[] = {{"chroma/tiny", "chroma.cond"}, {"flux/tiny", "flux.cond"}};
+    kiln_backend *be;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    kiln_tokenizer *tok;
+    assert_kiln_ok(kiln_tokenizer_create(&tok));
+    kiln_st_file *f = golden_open("t5_weights/t5_weights.safetensors");
+    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+        kiln_model *m;
+        assert_kiln_ok(kiln_model_load(kiln_test_data(models[k].model), be, &m));
+        golden want = golden_read(f, models[k].key);
+        kiln_conditioning c, plain;
+        assert_kiln_ok(kiln_encode_prompt(m, tok, prompt, 0, &c));
+        assert_int_equal(c.tokens, (int)want.shape[1]);
+        assert_rel_l2_le(c.data, want.data, want.count, TOL);
+        /* the same words unweighted read otherwise */
+        assert_kiln_ok(kiln_encode_prompt(m, tok, "a photograph of an (astronaut) riding a horse, [x]", 0, &plain));
+        assert_true(plain.tokens != c.tokens || kiln_rel_l2(plain.data, want.data, want.count) > 1e-3);
+        kiln_conditioning_free(&c);
+        kiln_conditioning_free(&plain);
+        golden_free(&want);
+        kiln_model_free(m);
+    }
+    kiln_st_close(f);
+    kiln_tokenizer_free(tok);
+    kiln_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +295,7 @@ int main(void)
         cmocka_unit_test(single_file_run),
         cmocka_unit_test(loras_match_upstream),
         cmocka_unit_test(gguf_file),
+        cmocka_unit_test(t5_prompt_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
