@@ -689,6 +689,12 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .hypertile = params->hypertile, .step_cache = params->step_cache,
                              .steps_skipped = params->steps_skipped,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
+    if (params->fresca) {
+        job.cfg_patches.fresca = true;
+        job.cfg_patches.fresca_low = (float)params->fresca->scale_low;
+        job.cfg_patches.fresca_high = (float)params->fresca->scale_high;
+        job.cfg_patches.fresca_cutoff = params->fresca->freq_cutoff;
+    }
     TRY(set_guider(m, params, &job));
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
     if (slg && (slg->double_count < 0 || slg->single_count < 0 || (slg->double_count && !slg->double_layers) ||

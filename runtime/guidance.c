@@ -10,12 +10,13 @@
 
 bool kiln_cfg_patched_uncond(const kiln_cfg_patches *p)
 {
-    return p->rescale_cfg > 0.0f || p->zero_star || p->apg || p->tcfg || p->mahiro;
+    return p->rescale_cfg > 0.0f || p->zero_star || p->apg || p->tcfg || p->mahiro || p->fresca;
 }
 
 bool kiln_cfg_patched(const kiln_cfg_patches *p)
 {
-    return kiln_cfg_patched_uncond(p) || p->cfg_norm > 0.0f || p->epsilon_scaling > 0.0f || p->has_operation;
+    return kiln_cfg_patched_uncond(p) || p->cfg_norm > 0.0f || p->epsilon_scaling > 0.0f || p->has_operation ||
+           p->fresca;
 }
 
 kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches, size_t n, int channels, int height,
@@ -44,6 +45,17 @@ kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches
         kiln_guidance_free(g);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "APG: out of host memory");
     }
+    if (patches->fresca && !(patches->fresca_low >= 0.0f && patches->fresca_low <= 10.0f &&
+                             patches->fresca_high >= 0.0f && patches->fresca_high <= 10.0f &&
+                             patches->fresca_cutoff >= 1 && patches->fresca_cutoff <= 10000)) {
+        kiln_guidance_free(g);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "FreSca: scale_low %g and scale_high %g (0 to 10), freq_cutoff %d (1 "
+                         "to 10000)", patches->fresca_low, patches->fresca_high, patches->fresca_cutoff);
+    }
+    if (patches->fresca && !(g->filtered = malloc(n * sizeof *g->filtered))) {
+        kiln_guidance_free(g);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "FreSca: out of host memory");
+    }
     if (patches->tcfg && !(g->damped = malloc(n * sizeof *g->damped))) {
         kiln_guidance_free(g);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "TCFG: out of host memory");
@@ -57,6 +69,7 @@ void kiln_guidance_free(kiln_guidance *g)
     free(g->modified);
     free(g->damped);
     free(g->operated);
+    free(g->filtered);
     free(g->scratch);
     *g = (kiln_guidance){0};
 }
@@ -100,6 +113,11 @@ void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float
                 int batch, size_t per_image, float *denoised)
 {
     const kiln_cfg_patches *p = &g->patches;
+    if (p->fresca) {
+        kiln_fresca_filter(cond, uncond, p->fresca_low, p->fresca_high, p->fresca_cutoff, batch * g->channels,
+                           g->height, g->width, g->filtered);
+        cond = g->filtered;
+    }
     if (p->has_operation) { /* on the guidance direction, the unconditional prediction put back after */
         const size_t n = (size_t)batch * per_image;
         for (size_t i = 0; i < n; i++) g->operated[i] = cond[i] - uncond[i];
@@ -141,6 +159,78 @@ void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, co
     if (p->epsilon_scaling > 0.0f) /* the noise the guided x0 implies, divided by the factor */
         for (size_t i = 0; i < (size_t)batch * per_image; i++)
             denoised[i] = x[i] - (x[i] - denoised[i]) / p->epsilon_scaling;
+}
+
+/* The frequencies kept on an axis of n: -f to f - 1 (f = min(cutoff, n / 2)),
+ * as indices mod n; *count of them. */
+static int low_frequencies(int n, int cutoff, int *k)
+{
+    const int f = cutoff < n / 2 ? cutoff : n / 2;
+    for (int i = 0; i < 2 * f; i++) k[i] = ((i - f) % n + n) % n;
+    return 2 * f;
+}
+
+void kiln_fresca_filter(const float *cond, const float *uncond, float low, float high, int cutoff, int images,
+                        int height, int width, float *filtered)
+{
+    const size_t plane = (size_t)height * width;
+    int *kh = malloc((size_t)(height + width) * sizeof *kh), *kw = kh ? kh + height : NULL;
+    /* the plane's DFT at the kept frequencies alone, then back: separable, in double */
+    double *a = kh ? malloc((size_t)height * width * 4 * sizeof *a) : NULL;
+    if (!a) { /* no memory for the filter: the guidance as it is, scaled by high */
+        for (size_t i = 0; i < (size_t)images * plane; i++) filtered[i] = uncond[i] + high * (cond[i] - uncond[i]);
+        free(kh);
+        return;
+    }
+    const int nh = low_frequencies(height, cutoff, kh), nw = low_frequencies(width, cutoff, kw);
+    double *ar = a, *ai = a + plane, *yr = a + 2 * plane, *yi = a + 3 * plane;
+    for (int img = 0; img < images; img++) {
+        const float *c = cond + (size_t)img * plane, *u = uncond + (size_t)img * plane;
+        float *out = filtered + (size_t)img * plane;
+        for (int h = 0; h < height; h++) /* along the rows: A[h][j] at column frequency kw[j] */
+            for (int j = 0; j < nw; j++) {
+                double re = 0, im = 0;
+                for (int w = 0; w < width; w++) {
+                    const double t = -2.0 * M_PI * (double)((long)kw[j] * w % width) / width;
+                    const double g = (double)c[h * width + w] - u[h * width + w];
+                    re += g * cos(t), im += g * sin(t);
+                }
+                ar[h * nw + j] = re, ai[h * nw + j] = im;
+            }
+        for (int i = 0; i < nh; i++) /* down the columns: Y[i][j] at (kh[i], kw[j]) */
+            for (int j = 0; j < nw; j++) {
+                double re = 0, im = 0;
+                for (int h = 0; h < height; h++) {
+                    const double t = -2.0 * M_PI * (double)((long)kh[i] * h % height) / height;
+                    re += ar[h * nw + j] * cos(t) - ai[h * nw + j] * sin(t);
+                    im += ar[h * nw + j] * sin(t) + ai[h * nw + j] * cos(t);
+                }
+                yr[i * nw + j] = re, yi[i * nw + j] = im;
+            }
+        for (int h = 0; h < height; h++) /* back: B[h][j] = sum_i Y[i][j] e^(+i t), reusing A */
+            for (int j = 0; j < nw; j++) {
+                double re = 0, im = 0;
+                for (int i = 0; i < nh; i++) {
+                    const double t = 2.0 * M_PI * (double)((long)kh[i] * h % height) / height;
+                    re += yr[i * nw + j] * cos(t) - yi[i * nw + j] * sin(t);
+                    im += yr[i * nw + j] * sin(t) + yi[i * nw + j] * cos(t);
+                }
+                ar[h * nw + j] = re, ai[h * nw + j] = im;
+            }
+        for (int h = 0; h < height; h++)
+            for (int w = 0; w < width; w++) {
+                double lowpass = 0;
+                for (int j = 0; j < nw; j++) {
+                    const double t = 2.0 * M_PI * (double)((long)kw[j] * w % width) / width;
+                    lowpass += ar[h * nw + j] * cos(t) - ai[h * nw + j] * sin(t);
+                }
+                lowpass /= (double)plane;
+                const double g = (double)c[h * width + w] - u[h * width + w];
+                out[h * width + w] = (float)(high * g + (low - high) * lowpass + u[h * width + w]);
+            }
+    }
+    free(a);
+    free(kh);
 }
 
 void kiln_tcfg(const float *x, const float *cond, const float *uncond, int batch, size_t per_image, float *damped)

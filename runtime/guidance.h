@@ -25,6 +25,9 @@ typedef struct kiln_cfg_patches {
     float epsilon_scaling; /* Epsilon Scaling's factor; 0: none */
     bool has_operation;    /* LatentApplyOperationCFG, with this operation */
     kiln_latent_operation operation;
+    bool fresca;           /* FreSca, with these scales and cutoff (kiln_fresca's) */
+    float fresca_low, fresca_high;
+    int fresca_cutoff;
 } kiln_cfg_patches;
 
 /* Whether any patch is on; whether any needs the unconditional prediction
@@ -44,6 +47,7 @@ typedef struct kiln_guidance {
     float *running, *modified; /* (n) APG's running average and its conditional prediction */
     float *damped;             /* (n) TCFG's unconditional prediction */
     float *operated, *scratch; /* (n) the latent operation's conditional prediction, and its scratch */
+    float *filtered;           /* (n) FreSca's conditional prediction */
     bool running_set, has_prev;
     float prev_sigma;
 } kiln_guidance;
@@ -69,6 +73,13 @@ void kiln_guide_alone(kiln_guidance *g, const float *x, int batch, size_t per_im
 void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, const float *uncond, float cfg,
                    int batch, size_t per_image, float *denoised);
 
+/* FreSca, as ComfyUI's pre-CFG function: the guidance direction g = cond -
+ * uncond of each image and channel (h x w) scaled by `high`, but its
+ * frequencies within `cutoff` of zero on both axes (min(cutoff, side / 2):
+ * -f to f - 1 after torch's fftshift) by `low`: the real part of the
+ * inverse DFT, then uncond added back -> filtered. */
+void kiln_fresca_filter(const float *cond, const float *uncond, float low, float high, int cutoff, int images,
+                        int height, int width, float *filtered);
 /* TCFG, as ComfyUI's pre-CFG function: per image the scores s = x - pred,
  * the unconditional one replaced by its projection on the first right
  * singular vector of the 2 x per_image matrix [s_uncond; s_cond], into

@@ -11,8 +11,10 @@
 #include <string.h>
 
 #include "golden.h"
+#include "guidance.h"
 #include "pipeline.h"
 #include "rng.h"
+#include "sampler.h"
 
 static kiln_backend *backend;
 static kiln_model *model;
@@ -282,6 +284,47 @@ static void guidance_through_sampling(void **state)
     kiln_conditioning_free(&red), kiln_conditioning_free(&blue), kiln_conditioning_free(&neg);
 }
 
+/* FreSca (tests/data/guidance/fresca.safetensors): its filter on even and
+ * odd sides and with every frequency low, against torch's FFTs; a KSampler
+ * run of the tiny model with the node against ComfyUI's restated. */
+static void fresca_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_st_file *f = golden_open("guidance/fresca.safetensors");
+    static const char *const cases[] = {"filter.even", "filter.odd", "filter.wide"};
+    for (size_t k = 0; k < 3; k++) {
+        golden cond = golden_field(f, cases[k], "cond"), uncond = golden_field(f, cases[k], "uncond");
+        golden settings = golden_field(f, cases[k], "settings"), want = golden_field(f, cases[k], "out");
+        float *have = malloc(want.count * sizeof *have);
+        const int images = (int)(cond.shape[0] * cond.shape[1]);
+        kiln_fresca_filter(cond.data, uncond.data, settings.data[0], settings.data[1], (int)settings.data[2], images,
+                           (int)cond.shape[2], (int)cond.shape[3], have);
+        assert_rel_l2_le(have, want.data, want.count, 1e-6);
+        free(have);
+        golden *all[] = {&cond, &uncond, &settings, &want};
+        for (size_t i = 0; i < 4; i++) golden_free(all[i]);
+    }
+    golden gp = golden_read(f, "run.positive"), gn = golden_read(f, "run.negative");
+    golden settings = golden_read(f, "run.settings"), want = golden_read(f, "run.latent_out");
+    const kiln_conditioning pos = {gp.data, 77, 32, NULL, 0}, neg = {gn.data, 77, 32, NULL, 0};
+    kiln_sampling_job job = {.steps = 6, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 12,
+                             .latent_w = 10,
+                             .cfg_patches = {.fresca = true, .fresca_low = settings.data[0],
+                                             .fresca_high = settings.data[1], .fresca_cutoff = (int)settings.data[2]}};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent = NULL;
+    assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
+    assert_rel_l2_le(latent, want.data, want.count, 1e-5);
+    free(latent);
+    job.cfg_patches.fresca_cutoff = 0;
+    assert_int_equal(kiln_ksample(model, &job, &pos, &neg, &latent), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "FreSca"));
+    golden *all[] = {&gp, &gn, &settings, &want};
+    for (size_t i = 0; i < 4; i++) golden_free(all[i]);
+    kiln_st_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +332,7 @@ int main(void)
         cmocka_unit_test(more_guidance_matches_comfyui),
         cmocka_unit_test(latent_operation_cfg_matches_comfyui),
         cmocka_unit_test(guidance_through_sampling),
+        cmocka_unit_test(fresca_matches_comfyui),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

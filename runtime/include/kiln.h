@@ -930,6 +930,16 @@ typedef struct kiln_step_cache {
     double reuse_threshold, start_percent, end_percent;
 } kiln_step_cache;
 
+/* FreSca's settings (ComfyUI's node): before the guidance, the guidance
+ * direction (positive minus negative x0 prediction) of each image scaled by
+ * scale_high but for its frequencies within freq_cutoff of zero on both
+ * axes, scaled by scale_low. scale_low and scale_high 0 to 10 (the node's
+ * 1 and 1.25), freq_cutoff 1 to 10000 (20). */
+typedef struct kiln_fresca {
+    double scale_low, scale_high;
+    int freq_cutoff;
+} kiln_fresca;
+
 /* SelfAttentionGuidance's settings: scale -2 to 5 (not 0; the node's
  * default 0.5), blur_sigma above 0 to 10 (the node's default 2; the std of
  * its 9x9 Gaussian blur in latent pixels). */
@@ -1163,6 +1173,9 @@ typedef struct kiln_ksampler_params {
        guiders, nor EasyCache with SkipLayerGuidance, PerturbedAttentionGuidance or SelfAttentionGuidance */
     const kiln_step_cache *step_cache;
     int *steps_skipped; /* where given, set to the steps the cache skipped */
+    /* FreSca on the model (NULL: none): the first of the pre-CFG patches (before LatentApplyOperationCFG, TCFG
+       and APG) */
+    const kiln_fresca *fresca;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for
