@@ -52,7 +52,8 @@ kiln_status kiln_guidance_init(kiln_guidance *g, const kiln_cfg_patches *patches
         return kiln_fail(KILN_ERR_INVALID_ARG, "FreSca: scale_low %g and scale_high %g (0 to 10), freq_cutoff %d (1 "
                          "to 10000)", patches->fresca_low, patches->fresca_high, patches->fresca_cutoff);
     }
-    if (patches->fresca && !(g->filtered = malloc(n * sizeof *g->filtered))) {
+    if (patches->fresca && (!(g->filtered = malloc(n * sizeof *g->filtered)) ||
+                            !(g->fresca_work = malloc(KILN_FRESCA_WORK(height, width) * sizeof *g->fresca_work)))) {
         kiln_guidance_free(g);
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "FreSca: out of host memory");
     }
@@ -70,6 +71,7 @@ void kiln_guidance_free(kiln_guidance *g)
     free(g->damped);
     free(g->operated);
     free(g->filtered);
+    free(g->fresca_work);
     free(g->scratch);
     *g = (kiln_guidance){0};
 }
@@ -115,7 +117,7 @@ void kiln_guide(kiln_guidance *g, const float *x, const float *cond, const float
     const kiln_cfg_patches *p = &g->patches;
     if (p->fresca) {
         kiln_fresca_filter(cond, uncond, p->fresca_low, p->fresca_high, p->fresca_cutoff, batch * g->channels,
-                           g->height, g->width, g->filtered);
+                           g->height, g->width, g->fresca_work, g->filtered);
         cond = g->filtered;
     }
     if (p->has_operation) { /* on the guidance direction, the unconditional prediction put back after */
@@ -161,47 +163,41 @@ void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, co
             denoised[i] = x[i] - (x[i] - denoised[i]) / p->epsilon_scaling;
 }
 
-/* The frequencies kept on an axis of n: -f to f - 1 (f = min(cutoff, n / 2)),
- * as indices mod n; *count of them. */
-static int low_frequencies(int n, int cutoff, int *k)
+/* The frequencies kept on an axis of n are -f to f - 1, f = min(cutoff, n / 2):
+ * the i-th of them as an index mod n. */
+static int kept_count(int n, int cutoff) { return 2 * (cutoff < n / 2 ? cutoff : n / 2); }
+static long kept_frequency(int n, int cutoff, int i) { return ((i - kept_count(n, cutoff) / 2) % n + n) % n; }
+/* The phase 2 pi k x / n of the i-th kept frequency k at x, reduced mod n first. */
+static double phase(int n, int cutoff, int i, int x)
 {
-    const int f = cutoff < n / 2 ? cutoff : n / 2;
-    for (int i = 0; i < 2 * f; i++) k[i] = ((i - f) % n + n) % n;
-    return 2 * f;
+    return 2.0 * M_PI * (double)(kept_frequency(n, cutoff, i) * x % n) / n;
 }
 
 void kiln_fresca_filter(const float *cond, const float *uncond, float low, float high, int cutoff, int images,
-                        int height, int width, float *filtered)
+                        int height, int width, double *work, float *filtered)
 {
     const size_t plane = (size_t)height * width;
-    int *kh = malloc((size_t)(height + width) * sizeof *kh), *kw = kh ? kh + height : NULL;
     /* the plane's DFT at the kept frequencies alone, then back: separable, in double */
-    double *a = kh ? malloc((size_t)height * width * 4 * sizeof *a) : NULL;
-    if (!a) { /* no memory for the filter: the guidance as it is, scaled by high */
-        for (size_t i = 0; i < (size_t)images * plane; i++) filtered[i] = uncond[i] + high * (cond[i] - uncond[i]);
-        free(kh);
-        return;
-    }
-    const int nh = low_frequencies(height, cutoff, kh), nw = low_frequencies(width, cutoff, kw);
-    double *ar = a, *ai = a + plane, *yr = a + 2 * plane, *yi = a + 3 * plane;
+    const int nh = kept_count(height, cutoff), nw = kept_count(width, cutoff);
+    double *ar = work, *ai = work + plane, *yr = work + 2 * plane, *yi = work + 3 * plane;
     for (int img = 0; img < images; img++) {
         const float *c = cond + (size_t)img * plane, *u = uncond + (size_t)img * plane;
         float *out = filtered + (size_t)img * plane;
-        for (int h = 0; h < height; h++) /* along the rows: A[h][j] at column frequency kw[j] */
+        for (int h = 0; h < height; h++) /* along the rows: A[h][j] at the j-th kept column frequency */
             for (int j = 0; j < nw; j++) {
                 double re = 0, im = 0;
                 for (int w = 0; w < width; w++) {
-                    const double t = -2.0 * M_PI * (double)((long)kw[j] * w % width) / width;
+                    const double t = -phase(width, cutoff, j, w);
                     const double g = (double)c[h * width + w] - u[h * width + w];
                     re += g * cos(t), im += g * sin(t);
                 }
                 ar[h * nw + j] = re, ai[h * nw + j] = im;
             }
-        for (int i = 0; i < nh; i++) /* down the columns: Y[i][j] at (kh[i], kw[j]) */
+        for (int i = 0; i < nh; i++) /* down the columns: Y[i][j] at the i-th kept row frequency */
             for (int j = 0; j < nw; j++) {
                 double re = 0, im = 0;
                 for (int h = 0; h < height; h++) {
-                    const double t = -2.0 * M_PI * (double)((long)kh[i] * h % height) / height;
+                    const double t = -phase(height, cutoff, i, h);
                     re += ar[h * nw + j] * cos(t) - ai[h * nw + j] * sin(t);
                     im += ar[h * nw + j] * sin(t) + ai[h * nw + j] * cos(t);
                 }
@@ -211,7 +207,7 @@ void kiln_fresca_filter(const float *cond, const float *uncond, float low, float
             for (int j = 0; j < nw; j++) {
                 double re = 0, im = 0;
                 for (int i = 0; i < nh; i++) {
-                    const double t = 2.0 * M_PI * (double)((long)kh[i] * h % height) / height;
+                    const double t = phase(height, cutoff, i, h);
                     re += yr[i * nw + j] * cos(t) - yi[i * nw + j] * sin(t);
                     im += yr[i * nw + j] * sin(t) + yi[i * nw + j] * cos(t);
                 }
@@ -221,7 +217,7 @@ void kiln_fresca_filter(const float *cond, const float *uncond, float low, float
             for (int w = 0; w < width; w++) {
                 double lowpass = 0;
                 for (int j = 0; j < nw; j++) {
-                    const double t = 2.0 * M_PI * (double)((long)kw[j] * w % width) / width;
+                    const double t = phase(width, cutoff, j, w);
                     lowpass += ar[h * nw + j] * cos(t) - ai[h * nw + j] * sin(t);
                 }
                 lowpass /= (double)plane;
@@ -229,8 +225,6 @@ void kiln_fresca_filter(const float *cond, const float *uncond, float low, float
                 out[h * width + w] = (float)(high * g + (low - high) * lowpass + u[h * width + w]);
             }
     }
-    free(a);
-    free(kh);
 }
 
 void kiln_tcfg(const float *x, const float *cond, const float *uncond, int batch, size_t per_image, float *damped)

@@ -48,6 +48,7 @@ typedef struct kiln_guidance {
     float *damped;             /* (n) TCFG's unconditional prediction */
     float *operated, *scratch; /* (n) the latent operation's conditional prediction, and its scratch */
     float *filtered;           /* (n) FreSca's conditional prediction */
+    double *fresca_work;       /* (KILN_FRESCA_WORK(h, w)) its transform's */
     bool running_set, has_prev;
     float prev_sigma;
 } kiln_guidance;
@@ -77,9 +78,11 @@ void kiln_post_cfg(const kiln_guidance *g, const float *x, const float *cond, co
  * uncond of each image and channel (h x w) scaled by `high`, but its
  * frequencies within `cutoff` of zero on both axes (min(cutoff, side / 2):
  * -f to f - 1 after torch's fftshift) by `low`: the real part of the
- * inverse DFT, then uncond added back -> filtered. */
+ * inverse DFT, then uncond added back -> filtered. work holds
+ * KILN_FRESCA_WORK(height, width) doubles. */
+#define KILN_FRESCA_WORK(height, width) ((size_t)(height) * (width) * 4)
 void kiln_fresca_filter(const float *cond, const float *uncond, float low, float high, int cutoff, int images,
-                        int height, int width, float *filtered);
+                        int height, int width, double *work, float *filtered);
 /* TCFG, as ComfyUI's pre-CFG function: per image the scores s = x - pred,
  * the unconditional one replaced by its projection on the first right
  * singular vector of the 2 x per_image matrix [s_uncond; s_cond], into

@@ -773,7 +773,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     const char *latent = img2img ? (run->batch_size > 1 ? "13" : masked) : "5";
     const int latent_output = img2img && run->batch_size == 1 ? masked_output : 0;
 
-    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", LatentApplyOperationCFG
+    /* the model through the last IPAdapterAdvanced, then DifferentialDiffusion "81", FreSca "472",
+     * LatentApplyOperationCFG
      * "471" and TCFG "88" (their pre-CFG
      * functions before APG's), CFGZeroStar "84", Mahiro "89", CFGNorm "94", Epsilon Scaling "95" and
      * SelfAttentionGuidance "96" (their post-CFG functions before SkipLayerGuidance's, as kiln applies them), APG "85", SkipLayerGuidance "82",
@@ -785,7 +786,8 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (run->nimage_prompts) image_prompt_node_id(run->nimage_prompts - 1, 2, patched_id);
     const char *patched = run->nimage_prompts ? patched_id : model;
     const char *differential = run->differential > 0 ? "81" : patched;
-    const char *operated = run->cfg_operation ? "471" : differential;
+    const char *filtered = run->fresca ? "472" : differential;
+    const char *operated = run->cfg_operation ? "471" : filtered;
     const char *damped = run->tcfg ? "88" : operated;
     const char *zero_star = run->cfg_zero_star ? "84" : damped;
     const char *mahiro = run->mahiro ? "89" : zero_star;
@@ -985,8 +987,15 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
             add_number(&g, in, "alpha", op->alpha);
         }
         in = add_node(&g, "471", "LatentApplyOperationCFG");
-        add_link(&g, in, "model", differential, 0);
+        add_link(&g, in, "model", filtered, 0);
         add_link(&g, in, "operation", "470", 0);
+    }
+    if (run->fresca) {
+        in = add_node(&g, "472", "FreSca");
+        add_number(&g, in, "scale_low", run->fresca->scale_low);
+        add_number(&g, in, "scale_high", run->fresca->scale_high);
+        add_number(&g, in, "freq_cutoff", run->fresca->freq_cutoff);
+        add_link(&g, in, "model", differential, 0);
     }
     if (run->tcfg) {
         in = add_node(&g, "88", "TCFG");

@@ -119,6 +119,7 @@ typedef struct kiln_run_info {
     const kiln_hypertile *hypertile;     /* HyperTile "98"; NULL: none */
     const kiln_step_cache *step_cache;   /* EasyCache or LazyCache "99"; NULL: none */
     const kiln_latent_operation *cfg_operation; /* LatentApplyOperationCFG "471" of operation "470"; NULL: none */
+    const kiln_fresca *fresca;  /* FreSca "472"; NULL: none */
     const kiln_freeu *freeu;   /* FreeU or FreeU_V2 "86" on the (base) model; NULL: none */
     double pag_scale;          /* PerturbedAttentionGuidance "87"'s scale; 0: none */
     const kiln_skip_layer_guidance *skip_layer_guidance; /* SkipLayerGuidanceSD3 (SD3 without single blocks or

@@ -119,6 +119,8 @@ typedef struct wf_recipe {
     kiln_deep_shrink deep_shrink;
     bool has_hypertile;  /* HyperTile, with these settings */
     kiln_hypertile hypertile;
+    bool has_fresca;     /* FreSca, with these settings */
+    kiln_fresca fresca;
     bool has_step_cache; /* EasyCache or LazyCache, with these settings */
     kiln_step_cache step_cache;
     bool has_operation;  /* LatentApplyOperationCFG, with this operation */
@@ -2560,6 +2562,7 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (model->recipe.has_deep_shrink) p->deep_shrink = &model->recipe.deep_shrink;
     if (model->recipe.has_hypertile) p->hypertile = &model->recipe.hypertile;
     if (model->recipe.has_step_cache) p->step_cache = &model->recipe.step_cache;
+    if (model->recipe.has_fresca) p->fresca = &model->recipe.fresca;
     if (model->recipe.has_operation) p->cfg_operation = &model->recipe.operation;
     p->pag_scale = model->recipe.pag_scale;
     kiln_latent refs[2][KILN_MAX_REFERENCES];
@@ -2859,6 +2862,31 @@ static kiln_status latent_apply_operation_cfg(wf_run *r, wf_node *n)
     TRY(patched_model(n, model, &recipe));
     recipe->has_operation = true;
     recipe->operation = op->operation;
+    return KILN_OK;
+}
+
+/* FreSca: the first of kiln's pre-CFG patches (kiln_ksampler_params.fresca). */
+static kiln_status fresca(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    kiln_fresca f;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "scale_low", &f.scale_low));
+    TRY(number(n, "scale_high", &f.scale_high));
+    TRY(integer(n, "freq_cutoff", 1, 10000, &f.freq_cutoff));
+    if (!(f.scale_low >= 0.0 && f.scale_low <= 10.0 && f.scale_high >= 0.0 && f.scale_high <= 10.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "scale_low %g and scale_high %g: 0 to 10", f.scale_low,
+                         f.scale_high);
+    const wf_recipe *rc = &model->recipe;
+    if (rc->has_fresca || rc->has_operation || rc->tcfg || rc->apg)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "after %s: kiln applies FreSca first%s",
+                         rc->has_fresca ? "another FreSca" : rc->has_operation ? "LatentApplyOperationCFG"
+                                                           : rc->tcfg ? "TCFG" : "APG",
+                         rc->has_fresca ? " and once" : " (put it before that node)");
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->has_fresca = true;
+    recipe->fresca = f;
     return KILN_OK;
 }
 
@@ -3660,7 +3688,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
-                                         "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache"};
+                                         "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
@@ -3680,7 +3708,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
-        string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache};
+        string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

@@ -966,6 +966,15 @@ class Advanced(unittest.TestCase):
             chroma.ksampler(chroma.encode("a"), chroma.encode(""), chroma.empty_latent(12, 16), steps=2,
                             step_cache=kiln.LazyCache(5.0))
         self.assertIn("reuse_threshold 5", str(caught.exception))
+        # FreSca: a filter other than the identity changes the run; low = high = 1 leaves it within rounding
+        plain = chroma.ksampler(chroma.encode("a"), chroma.encode(""), chroma.empty_latent(12, 16), seed=3, steps=3,
+                                cfg=2.0)
+        same = chroma.ksampler(chroma.encode("a"), chroma.encode(""), chroma.empty_latent(12, 16), seed=3, steps=3,
+                               cfg=2.0, fresca=kiln.FreSca(1.0, 1.0, 2))
+        other = chroma.ksampler(chroma.encode("a"), chroma.encode(""), chroma.empty_latent(12, 16), seed=3, steps=3,
+                                cfg=2.0, fresca=kiln.FreSca(0.5, 1.5, 2))
+        self.assertLessEqual(rel_l2(same.to_list(), plain.to_list()), 1e-6)
+        self.assertGreater(rel_l2(other.to_list(), plain.to_list()), 1e-3)
 
     def test_chroma(self):
         """A Chroma folder through the bindings: T5 alone (no pooled

@@ -600,6 +600,9 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --lazy-cache 3,0,1 --pag 2",
              KILN_TEST_DATA);
     workflow_again_holding("lazy_cache", flags, "", (const char *const[]){"\"LazyCache\"", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --fresca 0.9,1.3,2 --tcfg",
+             KILN_TEST_DATA);
+    workflow_again_holding("fresca", flags, "", (const char *const[]){"\"FreSca\"", "\"freq_cutoff\":2", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --zsnr", KILN_TEST_DATA);
     workflow_again_holding("zsnr", flags, "",
                            (const char *const[]){"\"sampling\":\"eps\"", "\"zsnr\":true", NULL});

@@ -296,10 +296,13 @@ static void fresca_matches_comfyui(void **state)
         golden cond = golden_field(f, cases[k], "cond"), uncond = golden_field(f, cases[k], "uncond");
         golden settings = golden_field(f, cases[k], "settings"), want = golden_field(f, cases[k], "out");
         float *have = malloc(want.count * sizeof *have);
-        const int images = (int)(cond.shape[0] * cond.shape[1]);
+        const int images = (int)(cond.shape[0] * cond.shape[1]), height = (int)cond.shape[2];
+        const int width = (int)cond.shape[3];
+        double *work = malloc(KILN_FRESCA_WORK(height, width) * sizeof *work);
         kiln_fresca_filter(cond.data, uncond.data, settings.data[0], settings.data[1], (int)settings.data[2], images,
-                           (int)cond.shape[2], (int)cond.shape[3], have);
+                           height, width, work, have);
         assert_rel_l2_le(have, want.data, want.count, 1e-6);
+        free(work);
         free(have);
         golden *all[] = {&cond, &uncond, &settings, &want};
         for (size_t i = 0; i < 4; i++) golden_free(all[i]);

@@ -98,6 +98,8 @@ typedef struct gen_options {
     bool deep_shrink_before_skip;
     bool t5_options;                /* --t5-min-padding, --t5-min-length: T5TokenizerOptions' */
     int t5_min_padding, t5_min_length;
+    bool fresca_given;              /* --fresca LOW,HIGH[,CUTOFF] */
+    kiln_fresca fresca;
     bool step_cache_given;          /* --easy-cache, --lazy-cache T[,START,END] */
     kiln_step_cache step_cache;
     bool hypertile_given;           /* --hypertile TILE[,SWAP[,DEPTH]], --hypertile-scale-depth */
@@ -350,6 +352,8 @@ static void usage(FILE *to)
             "                         0.2) reuses the last change instead of running the model, from START to\n"
             "                         END of the sampling (0.15, 0.95); faster, a little other picture\n"
             "  --lazy-cache T[,START,END]  LazyCache: the same on the whole guided step (any patch with it)\n"
+            "  --fresca LOW,HIGH[,CUTOFF]  FreSca: the guidance's frequencies within CUTOFF (default 20) of zero\n"
+            "                         scaled by LOW, the others by HIGH (0..10 each; the node's 1, 1.25)\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
             "                         blurred (std BLUR, default 2) where the middle block attends most,\n"
             "                         denoised again, SCALE (-2..5, the node's default 0.5) times the\n"
@@ -712,7 +716,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
            O_DEEP_SHRINK_BEFORE_SKIP, O_HYPERTILE, O_HYPERTILE_SCALE_DEPTH,
            O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN, O_T5_MIN_PADDING, O_T5_MIN_LENGTH,
-           O_EASY_CACHE, O_LAZY_CACHE };
+           O_EASY_CACHE, O_LAZY_CACHE, O_FRESCA };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -727,6 +731,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"hypertile-scale-depth", no_argument, 0, O_HYPERTILE_SCALE_DEPTH},
         {"t5-min-padding", required_argument, 0, O_T5_MIN_PADDING},
         {"easy-cache", required_argument, 0, O_EASY_CACHE}, {"lazy-cache", required_argument, 0, O_LAZY_CACHE},
+        {"fresca", required_argument, 0, O_FRESCA},
         {"t5-min-length", required_argument, 0, O_T5_MIN_LENGTH},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
@@ -954,6 +959,17 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         }
         case O_HYPERTILE_SCALE_DEPTH: o->hypertile.scale_depth = true; break;
+        case O_FRESCA: {
+            double v[3] = {1.0, 1.25, 20};
+            int given = 1;
+            for (const char *p = optarg; *p; p++) given += *p == ',';
+            if (given < 2 || given > 3 || !parse_numbers(optarg, given, v) || !(v[0] >= 0 && v[0] <= 10) ||
+                !(v[1] >= 0 && v[1] <= 10) || v[2] != floor(v[2]) || !(v[2] >= 1 && v[2] <= 10000))
+                return bad_flag("--fresca", optarg, "LOW,HIGH[,CUTOFF]: scales 0..10, a cutoff 1..10000");
+            o->fresca_given = true;
+            o->fresca = (kiln_fresca){v[0], v[1], (int)v[2]};
+            break;
+        }
         case O_EASY_CACHE:
         case O_LAZY_CACHE: {
             const bool easy = c == O_EASY_CACHE;
@@ -2232,6 +2248,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .deep_shrink = o->deep_shrink_given ? &o->deep_shrink : NULL,
                          .hypertile = o->hypertile_given ? &o->hypertile : NULL,
                          .step_cache = o->step_cache_given ? &o->step_cache : NULL,
+                         .fresca = o->fresca_given ? &o->fresca : NULL,
                          .cfg_operation = o->operation_given ? &o->operation : NULL, .freeu = o->freeu_given ? &o->freeu : NULL,
                          .pag_scale = o->pag_scale,
                          .areas = o->areas, .nareas = o->nareas,
@@ -2368,6 +2385,11 @@ int main(int argc, char **argv)
     if (o.hypertile_given) job.hypertile = &o.hypertile;
     int skipped = 0;
     if (o.step_cache_given) job.step_cache = &o.step_cache, job.steps_skipped = &skipped;
+    if (o.fresca_given) {
+        job.cfg_patches.fresca = true;
+        job.cfg_patches.fresca_low = (float)o.fresca.scale_low, job.cfg_patches.fresca_high = (float)o.fresca.scale_high;
+        job.cfg_patches.fresca_cutoff = o.fresca.freq_cutoff;
+    }
     if (kiln_sampler_from_name(o.sampler, &job.sampler) != KILN_OK) return fail("--sampler");
     if (kiln_scheduler_from_name(o.scheduler, &job.scheduler) != KILN_OK) return fail("--scheduler");
     kiln_sigmas sigmas = {0};

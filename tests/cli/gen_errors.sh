@@ -138,6 +138,9 @@ expect_error "two step caches" "--lazy-cache 0.2: THRESHOLD" --model "$tiny" --p
     --easy-cache 0.2 --lazy-cache 0.2
 expect_error "EasyCache with a guidance pass" "EasyCache with PerturbedAttentionGuidance" --model "$tiny" --prompt x \
     --easy-cache 0.2 --pag 2 --steps 2 --width 16 --height 16
+expect_error "a FreSca scale past 10" "--fresca 11,1: LOW,HIGH" --model "$tiny" --prompt x --fresca 11,1
+expect_error "FreSca of one number" "--fresca 1: LOW,HIGH" --model "$tiny" --prompt x --fresca 1
+expect_error "a FreSca cutoff not whole" "--fresca 1,1.2,2.5: LOW,HIGH" --model "$tiny" --prompt x --fresca 1,1.2,2.5
 expect_error "T5 padding on a model without T5" "pad T5's ids (PixArt, Flux, Chroma, SD3 with T5)" --model "$tiny" \
     --prompt x --t5-min-padding 1
 expect_error "T5 padding out of range" "--t5-min-length" --model "$flux" --prompt x --t5-min-length 10001

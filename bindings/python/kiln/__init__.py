@@ -221,6 +221,10 @@ class _StepCache(Structure):
                 ("end_percent", c_double)]
 
 
+class _FreSca(Structure):
+    _fields_ = [("scale_low", c_double), ("scale_high", c_double), ("freq_cutoff", c_int)]
+
+
 class _KSamplerParams(Structure):
     _fields_ = [("seed", c_uint64), ("steps", c_int), ("cfg", c_double), ("sampler_name", c_char_p),
                 ("scheduler", c_char_p), ("denoise", c_double), ("control", POINTER(_ControlApply)),
@@ -247,7 +251,7 @@ class _KSamplerParams(Structure):
                 ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
                 ("deep_shrink", POINTER(_DeepShrink)), ("hypertile", POINTER(_HyperTile)),
                 ("cfg_operation", POINTER(_LatentOperation)), ("step_cache", POINTER(_StepCache)),
-                ("steps_skipped", POINTER(c_int))]
+                ("steps_skipped", POINTER(c_int)), ("fresca", POINTER(_FreSca))]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -1018,7 +1022,7 @@ class Model(_Handle):
                  sag: Optional["SAG"] = None, deep_shrink: Optional["DeepShrink"] = None,
                  hypertile: Optional["HyperTile"] = None,
                  cfg_operation: Optional["LatentOperation"] = None,
-                 step_cache: Optional["StepCache"] = None,
+                 step_cache: Optional["StepCache"] = None, fresca: Optional["FreSca"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
                  reference: Union["Latent", Sequence["Latent"], None] = None,
                  negative_reference: Union["Latent", Sequence["Latent"], None] = None,
@@ -1083,6 +1087,8 @@ class Model(_Handle):
         LatentOperation, LatentApplyOperationCFG on the model (None: none).
         step_cache: an EasyCache or LazyCache on the model (None: none);
         the steps it skipped are the returned latent's steps_skipped.
+        fresca: a FreSca on the model (None: none), before the other
+        guidance patches.
         dual_cfg, perp_neg: SamplerCustomAdvanced's DualCFGGuider (a
         DualCFG: its cond2 and cfg_cond2_negative; positive is its cond1,
         cfg its cfg_conds) and PerpNegGuider (a PerpNeg: its empty prompt
@@ -1172,6 +1178,8 @@ class Model(_Handle):
                                                             ds.downscale_method.encode(), ds.upscale_method.encode()))
         if hypertile is not None:
             params.hypertile = ctypes.pointer(_HyperTile(*HyperTile(*hypertile)))
+        if fresca is not None:
+            params.fresca = ctypes.pointer(_FreSca(*FreSca(*fresca)))
         skipped = c_int(0)
         if step_cache is not None:
             params.step_cache = ctypes.pointer(_StepCache(step_cache._kind, step_cache.reuse_threshold,
@@ -1484,6 +1492,15 @@ class HyperTile(NamedTuple):
     swap_size: int = 2
     max_depth: int = 0
     scale_depth: bool = False
+
+
+class FreSca(NamedTuple):
+    """The FreSca node's settings: the guidance direction's frequencies
+    within freq_cutoff (1 to 10000) of zero scaled by scale_low, the others
+    by scale_high (0 to 10 each)."""
+    scale_low: float = 1.0
+    scale_high: float = 1.25
+    freq_cutoff: int = 20
 
 
 class EasyCache(NamedTuple):
