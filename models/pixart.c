@@ -56,6 +56,19 @@ kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size,
     dit->size_conditions =
         kiln_checkpoint_find_at(ck, root, "adaln_single.emb.resolution_embedder.linear_1.weight") != NULL;
     dit->sample_size = sample_size > 0 ? sample_size : dit->size_conditions ? 128 : 64;
+    dit->comfy_positions = kiln_checkpoint_pixart_original(ck);
+    const kiln_st_tensor *buffer = kiln_checkpoint_find_at(ck, root, "pos_embed.pos_embed");
+    if (dit->comfy_positions && buffer) { /* ComfyUI's guess: the buffer's grid side in latent pixels over 64 */
+        const int64_t tokens = buffer->ndim == 3 ? buffer->shape[1] : 0;
+        int64_t side = 0;
+        while ((side + 1) * (side + 1) <= tokens) side++;
+        const int64_t input_size = side * p;
+        if (side * side != tokens || input_size < 64 || input_size > 4096)
+            return kiln_fail(KILN_ERR_MODEL, "%s: pos_embed has %lld tokens, not a square grid of a latent of 64 to "
+                             "4096 a side", path, (long long)tokens);
+        dit->pe_interpolation = (int)(input_size / 64);
+        if (sample_size <= 0) dit->sample_size = (int)input_size;
+    }
     char suffix[200];
     while (dit->layers < PIXART_MAX_LAYERS) {
         snprintf(suffix, sizeof suffix, "transformer_blocks.%d.scale_shift_table", dit->layers);
@@ -94,11 +107,21 @@ kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size,
     return kiln_dit_bind_linear(w, root, "proj_out", p * p * dit->out_channels, D, &dit->proj_out_w, &dit->proj_out_b);
 }
 
-void kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *table)
+kiln_status kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *table)
 {
     const int p = dit->patch, rows = h / p, cols = w / p, D = dit->hidden, quarter = D / 4;
-    const float base = (float)(dit->sample_size / p);
-    const float scale = (float)(dit->sample_size / 64 > 1 ? dit->sample_size / 64 : 1);
+    float base = (float)(dit->sample_size / p);
+    float scale = (float)(dit->sample_size / 64 > 1 ? dit->sample_size / 64 : 1);
+    if (dit->comfy_positions) {
+        const int mean_side = (h + w) / 2;
+        const double rounded = nearbyint(mean_side / 64.0); /* the default rounding: half to even, as Python's */
+        if (rounded == 0)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "PixArt: a %dx%d latent (mean side %d) gives ComfyUI's position "
+                             "table a zero scale, which it divides by: a latent's sides must average more than 32 "
+                             "(pictures past 256 pixels with an 8x VAE)", w, h, mean_side);
+        base = (float)(rounded * 64 / p);
+        scale = (float)(dit->pe_interpolation ? dit->pe_interpolation : rounded);
+    }
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             /* grid coordinates in float as upstream's numpy computes them,
@@ -114,6 +137,7 @@ void kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *tab
                     e[half * 2 * quarter + quarter + k] = (float)cos(angle);
                 }
         }
+    return KILN_OK;
 }
 
 /* The timestep vector (rows,D) that adaLN-single and the final norm read:
@@ -244,9 +268,9 @@ static kiln_status upload_inputs(kiln_graph *g, const kiln_pixart *dit, const pi
     kiln_patchify(in->latent, in->rows, dit->in_channels, in->h, in->w, dit->patch, tokens);
     kiln_status st = kiln_graph_input(g, &io->tokens, KILN_F32, 3, (int64_t[]){B, N, K}, tokens);
     if (st == KILN_OK) { /* the position table, once per row */
-        kiln_pixart_position_table(dit, in->h, in->w, tokens);
+        st = kiln_pixart_position_table(dit, in->h, in->w, tokens);
         for (int64_t r = 1; r < B; r++) memcpy(tokens + r * N * D, tokens, (size_t)(N * D) * sizeof *tokens);
-        st = kiln_graph_input(g, &io->pos, KILN_F32, 3, (int64_t[]){B, N, D}, tokens);
+        if (st == KILN_OK) st = kiln_graph_input(g, &io->pos, KILN_F32, 3, (int64_t[]){B, N, D}, tokens);
     }
     free(tokens);
     for (int64_t r = 0; r < B && st == KILN_OK; r++)

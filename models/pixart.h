@@ -9,8 +9,10 @@
  *
  * Weights are bound under diffusers' names (`pos_embed.proj`, `adaln_single.*`,
  * `caption_projection.*`, `transformer_blocks.N.*`, `scale_shift_table`,
- * `proj_out`), the layout PixArtAlphaPipeline ships. Heads are 72 wide in
- * every PixArt, so their count is the width over 72. */
+ * `proj_out`), the layout PixArtAlphaPipeline ships; a single file in
+ * PixArt's original names is read under them (runtime/checkpoint.c) and
+ * places its tokens as ComfyUI, which loads such files, does. Heads are 72
+ * wide in every PixArt, so their count is the width over 72. */
 #ifndef KILN_MODELS_PIXART_H
 #define KILN_MODELS_PIXART_H
 
@@ -32,6 +34,8 @@ typedef struct pixart_block {
 typedef struct kiln_pixart {
     int in_channels, out_channels, patch, hidden, heads, layers, caption_dim;
     int sample_size;            /* latent side it was trained at: sets the position table's scale */
+    bool comfy_positions;       /* an original file: the table as ComfyUI's PixArtMS scales it, per latent */
+    int pe_interpolation;       /* ... at the scale its pos_embed buffer fixes, or 0: from each latent */
     bool size_conditions;       /* embeds resolution and aspect ratio (the 1024 model) */
     tensor patch_w;             /* the (D,C,p,p) patch conv as a (D,C*p*p) linear */
     const tensor *patch_b;
@@ -46,7 +50,8 @@ typedef struct kiln_pixart {
 /* Whether the checkpoint holds a PixArt DiT under root. */
 bool kiln_pixart_present(const kiln_checkpoint *ck, const char *root);
 /* Sizes from the shapes; sample_size from the caller (a folder's config.json),
- * 0 for the default: 128 with size conditions, else 64. */
+ * 0 for the default: an original file's pos_embed buffer's side, else 128
+ * with size conditions, else 64. */
 kiln_status kiln_pixart_bind(kiln_weights *w, const char *root, int sample_size, kiln_pixart *dit);
 
 /* One call's inputs, on the host. Rows may have captions of different
@@ -66,7 +71,11 @@ kiln_status kiln_pixart_forward(kiln_graph *g, const kiln_pixart *dit, const pix
 
 /* PixArt's 2-D sine table for an h x w latent (N = (h/p)(w/p) tokens, D):
  * the first half encodes the column, the second the row, both scaled to the
- * trained grid. */
-void kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *table);
+ * trained grid (diffusers'), or with comfy_positions to the latent's own
+ * mean side c = (h + w) / 2 as ComfyUI's PixArtMS does: base grid
+ * round(c / 64) * 64 / p, scale round(c / 64) or pe_interpolation (Python's
+ * round, half to even). A scale of 0 there (c up to 32) is refused: ComfyUI
+ * divides by it. */
+kiln_status kiln_pixart_position_table(const kiln_pixart *dit, int h, int w, float *table);
 
 #endif

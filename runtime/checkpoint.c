@@ -46,6 +46,7 @@ struct kiln_checkpoint {
     char *tokenizer;       /* T5's spiece.model: a DiT folder's, or given beside a single file; or NULL */
     bool convert_linears;  /* kiln_model_parts.weight_dtype asks for the diffusion model's linear weights */
     kiln_dtype linear_dtype; /* ... in this dtype */
+    bool pixart_original;  /* a PixArt transformer in its original names (read under diffusers') */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -539,6 +540,7 @@ const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck) { return ck->pip
 double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck) { return ck->vae_scaling; }
 
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck) { return ck->sample_size; }
+bool kiln_checkpoint_pixart_original(const kiln_checkpoint *ck) { return ck->pixart_original; }
 int kiln_checkpoint_head_dim(const kiln_checkpoint *ck) { return ck->head_dim; }
 
 /* A folder part whole or in shards, mapped under `root`. */
@@ -1096,6 +1098,72 @@ static kiln_status add_flux_file_tensor(kiln_checkpoint *ck, const kiln_st_tenso
     return known ? KILN_OK : add_name(ck, t->name, t);
 }
 
+/* ---- PixArt single files: the original names -> diffusers' ------------- */
+
+/* PixArt's own repository's names (what ComfyUI's UNETLoader reads), bare or
+ * under model.diffusion_model., and diffusers' under `transformer.`: the
+ * whole model's, then a block's; whole names or prefixes kept with their
+ * ends. y_embedding (the caption learned for dropped prompts, which only
+ * training reads) and the pos_embed buffer (whose size ComfyUI reads) keep
+ * names of their own. */
+static const char *const pixart_model_names[][2] = {
+    {"csize_embedder.mlp.0.", "adaln_single.emb.resolution_embedder.linear_1."},
+    {"csize_embedder.mlp.2.", "adaln_single.emb.resolution_embedder.linear_2."},
+    {"ar_embedder.mlp.0.", "adaln_single.emb.aspect_ratio_embedder.linear_1."},
+    {"ar_embedder.mlp.2.", "adaln_single.emb.aspect_ratio_embedder.linear_2."},
+    {"x_embedder.proj.", "pos_embed.proj."},
+    {"y_embedder.y_embedding", "caption_projection.y_embedding"},
+    {"y_embedder.y_proj.fc1.", "caption_projection.linear_1."},
+    {"y_embedder.y_proj.fc2.", "caption_projection.linear_2."},
+    {"t_embedder.mlp.0.", "adaln_single.emb.timestep_embedder.linear_1."},
+    {"t_embedder.mlp.2.", "adaln_single.emb.timestep_embedder.linear_2."},
+    {"t_block.1.", "adaln_single.linear."},
+    {"final_layer.linear.", "proj_out."},
+    {"final_layer.scale_shift_table", "scale_shift_table"},
+};
+static const char *const pixart_block_names[][2] = {
+    {"scale_shift_table", "scale_shift_table"},
+    {"attn.proj.", "attn1.to_out.0."},
+    {"cross_attn.q_linear.", "attn2.to_q."},
+    {"cross_attn.proj.", "attn2.to_out.0."},
+    {"mlp.fc1.", "ff.net.0.proj."},
+    {"mlp.fc2.", "ff.net.2."},
+};
+
+/* A PixArt transformer in the original names: diffusers' names, as views of
+ * the rows of the fused self-attention q, k, v and cross-attention k, v. */
+static kiln_status add_pixart_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    ck->pixart_original = true;
+    const char *in = t->name, *root = KILN_PIXART_ROOT ".";
+    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
+    const int64_t rows = t->ndim ? t->shape[0] : 0;
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    char name[sizeof pieces->name], block[64];
+    int i, m = 0, *n_ = &m, n = 0;
+    kiln_status st = KILN_OK;
+    if (strcmp(in, "pos_embed") == 0) return add_name(ck, KILN_PIXART_ROOT ".pos_embed.pos_embed", t);
+    if (rename_by_table(in, pixart_model_names, sizeof pixart_model_names / sizeof pixart_model_names[0], root, name,
+                        sizeof name))
+        return add_name(ck, name, t);
+    if (MATCHES(in, "blocks.%d.%n", 1, &i, &m)) {
+        const char *rest = in + m;
+        snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
+        static const char *const self[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
+        static const char *const cross[2] = {"attn2.to_k", "attn2.to_v"};
+        if (strncmp(rest, "attn.qkv.", 9) == 0)
+            st = split_rows(t->name, rows, block, self, (const int[]){1, 1, 1}, 3, rest + 9, pieces, &n);
+        else if (strncmp(rest, "cross_attn.kv_linear.", 21) == 0)
+            st = split_rows(t->name, rows, block, cross, (const int[]){1, 1}, 2, rest + 21, pieces, &n);
+        else if (rename_by_table(rest, pixart_block_names, sizeof pixart_block_names / sizeof pixart_block_names[0],
+                                 block, name, sizeof name))
+            return add_name(ck, name, t);
+    }
+    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
+    return n ? add_pieces(ck, t, pieces, n) : add_name(ck, t->name, t);
+}
+
 /* An SD, SD 2.x or SDXL UNet alone in the original names without
  * model.diffusion_model. (ComfyUI-GGUF's SD files, as its UNETLoader reads
  * them): under that prefix, where a whole checkpoint has it. */
@@ -1129,6 +1197,8 @@ static tensor_namer checkpoint_namer(const kiln_st_file *f, unet_layout *lay)
         lay->joint_blocks = count_indexed(f, comfy_sd3 ? COMFY_UNET_PREFIX "joint_blocks.%d.%n" : "joint_blocks.%d.%n");
         return add_sd3_file_tensor;
     }
+    if (kiln_st_find(f, "t_block.1.weight") || kiln_st_find(f, COMFY_UNET_PREFIX "t_block.1.weight"))
+        return add_pixart_file_tensor;
     if (kiln_st_find(f, "input_blocks.0.0.weight") && kiln_st_find(f, "out.2.weight")) return add_sd_unet_file_tensor;
     if (kiln_st_find(f, "down_blocks.0.resnets.0.conv1.weight") && kiln_st_find(f, "time_embedding.linear_1.weight") &&
         !kiln_st_find(f, "controlnet_cond_embedding.conv_in.weight")) { /* a ControlNet's encoder is named alike */

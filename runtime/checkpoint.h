@@ -72,6 +72,9 @@ const char *kiln_checkpoint_prediction_type(const kiln_checkpoint *ck);
 /* A DiT folder's transformer/config.json sample_size (the latent side it was
  * trained at), or 0. */
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
+/* Whether the checkpoint's PixArt transformer came in PixArt's original
+ * names (a single file, as ComfyUI's UNETLoader reads), not diffusers'. */
+bool kiln_checkpoint_pixart_original(const kiln_checkpoint *ck);
 /* Its attention_head_dim (what SD 3.0's weights do not show), or 0. */
 int kiln_checkpoint_head_dim(const kiln_checkpoint *ck);
 /* A DiT folder's model_index.json _class_name ("PixArtSigmaPipeline"), or NULL. */

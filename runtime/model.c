@@ -31,8 +31,8 @@ static const kiln_family families[] = {
     {"sd2", {&kiln_clip_sd2}, 1, 0.18215f, 0, 512, SD_BETAS},
     {"sdxl", {&kiln_clip_sdxl_l, &kiln_clip_sdxl_g}, 2, 0.13025f, 6, 1024, SD_BETAS},
     {"sdxl-refiner", {&kiln_clip_sdxl_refiner}, 1, 0.13025f, 5, 1024, SD_BETAS},
-    /* PixArt-alpha and -Sigma: ComfyUI's PixArtAlpha sampling settings; SD 1.x's latent scale unless the
-       folder's VAE config says another (Sigma's is SDXL's) */
+    /* PixArt-alpha and -Sigma: ComfyUI's PixArtAlpha sampling settings; SD 1.x's latent scale (Sigma's is
+       SDXL's) unless the folder's VAE config says another */
     {"pixart", {0}, 0, 0.18215f, 0, 1024, .arch = KILN_ARCH_PIXART, .linear_start = 0.0001, .linear_end = 0.02,
      .plain_betas = true},
     /* FLUX.1: CLIP-L for its pooled output, T5, a 16-channel VAE (scale and
@@ -253,7 +253,21 @@ static kiln_status refuse_non_model(const kiln_checkpoint *ck)
     return KILN_OK;
 }
 
-/* A PixArt folder: its DiT, its T5 and SD's VAE. */
+/* PixArt-Sigma or -alpha: as a folder's pipeline says; else by an original
+ * file's caption length (Sigma's 300 tokens, alpha's 120), else as ComfyUI
+ * tells them apart, alpha by its size embedders. */
+static const char *pixart_name(const kiln_checkpoint *ck)
+{
+    const char *pipeline = kiln_checkpoint_pipeline(ck);
+    if (pipeline) return strcmp(pipeline, "PixArtSigmaPipeline") == 0 ? "pixart-sigma" : "pixart-alpha";
+    const kiln_st_tensor *y = kiln_checkpoint_find(ck, KILN_PIXART_ROOT ".caption_projection.y_embedding");
+    if (y && y->ndim == 2) return y->shape[0] >= 300 ? "pixart-sigma" : "pixart-alpha";
+    const bool sizes =
+        kiln_checkpoint_find(ck, KILN_PIXART_ROOT ".adaln_single.emb.aspect_ratio_embedder.linear_1.weight") != NULL;
+    return kiln_checkpoint_pixart_original(ck) && !sizes ? "pixart-sigma" : "pixart-alpha";
+}
+
+/* A PixArt model: its DiT, its T5 and SD's or SDXL's VAE. */
 static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
 {
     const char *path = kiln_checkpoint_path(ck);
@@ -266,8 +280,7 @@ static kiln_status inspect_dit(const kiln_checkpoint *ck, kiln_model_info *info)
     info->variant = KILN_VARIANT_TXT2IMG;
     info->prediction = KILN_PREDICTION_EPS;
     info->prediction_reason = "PixArt predicts the noise";
-    const char *pipeline = kiln_checkpoint_pipeline(ck);
-    info->unet_name = pipeline && strcmp(pipeline, "PixArtSigmaPipeline") == 0 ? "pixart-sigma" : "pixart-alpha";
+    info->unet_name = pixart_name(ck);
     info->unet_dtype = main_dtype(ck, KILN_PIXART_ROOT ".");
     info->unet_params = count_params(ck, KILN_PIXART_ROOT ".");
     info->t5_name = "t5-v1.1";
@@ -529,6 +542,8 @@ static kiln_status bind_vae(kiln_model *m)
     double scale = m->family->latent_scale, shift = 0;
     if (m->family->arch == KILN_ARCH_FLUX) shift = 0.1159; /* FLUX.1's, where the folder does not say */
     if (m->family->arch == KILN_ARCH_SD3) shift = 0.0609; /* SD3's */
+    if (m->family->arch == KILN_ARCH_PIXART && strcmp(m->info.unet_name, "pixart-sigma") == 0)
+        scale = 0.13025; /* SDXL's VAE, where the folder does not say */
     const float *mean, *std;
     const int n = kiln_checkpoint_vae_latents(ck, &mean, &std);
     /* a UNet's folder's scale counts only with its per-channel numbers: SD's folders say their family's, and

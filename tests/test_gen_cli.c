@@ -343,14 +343,15 @@ static void controlnet_run(void **state)
     for (int i = 0; i < 7; i++) free(latent[i]);
 }
 
-/* gen with `flags` (a 16x16 run unless a picture sets the size), then gen
- * --workflow on the PNG it wrote: the same pixels to the bit. */
+/* gen with `flags` (a 3-step 16x16 run unless they or a picture say
+ * otherwise), then gen --workflow on the PNG it wrote: the same pixels to
+ * the bit. */
 static void workflow_again(const char *name, const char *flags, const char *models)
 {
     char cmd[8192], path[600];
     const bool batch = strstr(flags, "--batch 2") != NULL;
     snprintf(cmd, sizeof cmd,
-             "%1$s/bin/gen %2$s --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 4 "
+             "%1$s/bin/gen --prompt 'a red circle' --width 16 --height 16 --steps 3 --seed 4 %2$s "
              "--output %3$s/%4$s.png 2>/dev/null && %1$s/bin/gen --workflow %3$s/%4$s%7$s.png --models %5$s/sdxl "
              "--models %5$s/sdxl_refiner --models %5$s/tiny --models %5$s/ip_adapter --models %5$s/inpaint %6$s "
              "--output %3$s/%4$s_again.png 2>/dev/null",
@@ -742,7 +743,12 @@ static void workflow_round_trip(void **state)
                                            {"text_encoders/sd3_t5xxl.safetensors",
                                             "sd3/tiny/text_encoder_3/model.safetensors"},
                                            {"vae/sd3_vae.safetensors", "sd3/tiny/vae/diffusion_pytorch_model.safetensors"},
-                                           {"diffusion_models", "chroma/single/chroma-tiny.safetensors"}};
+                                           {"diffusion_models", "chroma/single/chroma-tiny.safetensors"},
+                                           {"diffusion_models", "pixart/single/pixart_alpha_tiny.safetensors"},
+                                           {"text_encoders/pixart_t5.safetensors",
+                                            "pixart/tiny/text_encoder/model.safetensors"},
+                                           {"vae/pixart_vae.safetensors",
+                                            "pixart/tiny/vae/diffusion_pytorch_model.safetensors"}};
     snprintf(cmd, sizeof cmd, "mkdir -p %1$s/diffusion_models %1$s/text_encoders %1$s/vae", parts);
     assert_int_equal(system(cmd), 0);
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
@@ -770,6 +776,13 @@ static void workflow_round_trip(void **state)
     snprintf(dir, sizeof dir, "--models %s --config %s/chroma/tiny", parts, KILN_TEST_DATA);
     workflow_again_holding("chroma_parts", flags, dir,
                            (const char *const[]){"\"UNETLoader\"", "\"type\":\"chroma\"", "\"FluxGuidance\"", NULL});
+    /* PixArt's original file with its T5 (CLIPLoader's "pixart" type) and SD's VAE */
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/pixart_alpha_tiny.safetensors --text-encoder "
+             "%1$s/text_encoders/pixart_t5.safetensors --vae %1$s/vae/pixart_vae.safetensors --tokenizer "
+             "%2$s/spm_tokenizer/spiece.model --width 72 --height 72 --cfg 4.5", parts, KILN_TEST_DATA);
+    snprintf(dir, sizeof dir, "--models %s --tokenizer %s/spm_tokenizer/spiece.model", parts, KILN_TEST_DATA);
+    workflow_again_holding("pixart_parts", flags, dir,
+                           (const char *const[]){"\"UNETLoader\"", "\"type\":\"pixart\"", "\"VAELoader\"", NULL});
     snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
     /* --weight-dtype: UNETLoader's weight_dtype, and kiln's own input on CheckpointLoaderSimple */
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
