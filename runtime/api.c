@@ -116,28 +116,26 @@ const char *kiln_model_family(const kiln_model *m)
     return m ? m->info.family : "";
 }
 
-/* The OpenCLIP root (kiln_open_clip_roots) where the family's single files
- * keep an OpenCLIP tower: -1 none; -2 a family kiln does not save (a DiT's
- * canonical names are diffusers', not its single files'). */
+/* The OpenCLIP root (kiln_open_clip_roots) where an SD family's single
+ * files keep an OpenCLIP tower, or -1: none (SD 1.x). */
 static int open_clip_root(const kiln_model *m)
 {
     static const struct {
         const char *family;
         int open_clip;
-    } layouts[] = {{"sd1", -1}, {"sd2", 0}, {"sdxl", 1}, {"sdxl-refiner", 2}};
+    } layouts[] = {{"sd2", 0}, {"sdxl", 1}, {"sdxl-refiner", 2}};
     for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
         if (strcmp(m->info.family, layouts[i].family) == 0) return layouts[i].open_clip;
-    return -2;
+    return -1;
 }
 
 kiln_status kiln_model_save_checkpoint(const kiln_model *m, const char *path)
 {
     if (!m || !path) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_save_checkpoint: no model or path");
-    const int open_clip = open_clip_root(m);
-    if (open_clip == -2)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: kiln saves SD 1.x, 2.x and XL checkpoints, not a %s model's",
-                         kiln_checkpoint_path(m->checkpoint), m->info.family);
-    return kiln_checkpoint_save(m->checkpoint, open_clip, path);
+    if (kiln_model_is_dit(m)) /* ComfyUI's VAE prefixes: SD3's the SD one, Flux's, Chroma's and PixArt's vae. */
+        return kiln_checkpoint_save_dit(m->checkpoint, m->family->arch == KILN_ARCH_SD3 ? "first_stage_model." : "vae.",
+                                        path);
+    return kiln_checkpoint_save(m->checkpoint, open_clip_root(m), path);
 }
 
 kiln_status kiln_model_save_vae(const kiln_model *m, const char *path)
@@ -149,9 +147,7 @@ kiln_status kiln_model_save_vae(const kiln_model *m, const char *path)
 kiln_status kiln_model_save_diffusion_model(const kiln_model *m, const char *path)
 {
     if (!m || !path) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_model_save_diffusion_model: no model or path");
-    if (open_clip_root(m) == -2)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: kiln saves SD 1.x, 2.x and XL diffusion models, not a %s model's",
-                         kiln_checkpoint_path(m->checkpoint), m->info.family);
+    if (kiln_model_is_dit(m)) return kiln_checkpoint_save_dit(m->checkpoint, NULL, path);
     return kiln_checkpoint_save_part(m->checkpoint, -1, KILN_UNET_ROOT ".", false, path);
 }
 

@@ -46,7 +46,8 @@ struct kiln_checkpoint {
     char *tokenizer;       /* T5's spiece.model: a DiT folder's, or given beside a single file; or NULL */
     bool convert_linears;  /* kiln_model_parts.weight_dtype asks for the diffusion model's linear weights */
     kiln_dtype linear_dtype; /* ... in this dtype */
-    bool pixart_original;  /* a PixArt transformer in its original names (read under diffusers') */
+    enum { DIT_NONE, DIT_FLUX, DIT_SD3, DIT_PIXART } dit_original; /* a DiT file in its original names */
+    int joint_blocks;      /* an SD3 file's MMDiT blocks */
 };
 
 const char *kiln_checkpoint_path(const kiln_checkpoint *ck) { return ck->path; }
@@ -540,7 +541,9 @@ const char *kiln_checkpoint_pipeline(const kiln_checkpoint *ck) { return ck->pip
 double kiln_checkpoint_vae_scaling(const kiln_checkpoint *ck) { return ck->vae_scaling; }
 
 int kiln_checkpoint_sample_size(const kiln_checkpoint *ck) { return ck->sample_size; }
-bool kiln_checkpoint_pixart_original(const kiln_checkpoint *ck) { return ck->pixart_original; }
+bool kiln_checkpoint_pixart_original(const kiln_checkpoint *ck) { return ck->dit_original == DIT_PIXART; }
+bool kiln_checkpoint_dit_original(const kiln_checkpoint *ck) { return ck->dit_original != DIT_NONE; }
+
 int kiln_checkpoint_head_dim(const kiln_checkpoint *ck) { return ck->head_dim; }
 
 /* A folder part whole or in shards, mapped under `root`. */
@@ -973,23 +976,52 @@ static kiln_status add_pieces(kiln_checkpoint *ck, const kiln_st_tensor *t, cons
     return add_row_views(ck, t, pieces, n);
 }
 
-/* One transformer tensor in BFL's names (`in`, the file's name without a
- * prefix) under diffusers' names: as it is, as views of its rows, or (the
- * final modulation) as a rearranged copy; *known false for a name BFL's
- * model lacks. */
-static kiln_status add_flux_transformer_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const char *in,
-                                               bool *known)
+#define COMFY_UNET_PREFIX "model.diffusion_model."
+
+/* The pieces of the tensor named `name` (with or without
+ * model.diffusion_model.) of an original DiT file, by the file's layout. */
+static kiln_status original_rows(const kiln_checkpoint *ck, const char *name, int64_t rows,
+                                 kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n)
 {
-    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
-    int n;
-    *known = false;
-    kiln_status st = kiln_flux_bfl_rows(in, t->ndim ? t->shape[0] : 0, pieces, &n);
-    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
-    *known = n > 0;
-    return add_pieces(ck, t, pieces, n);
+    const char *in = name;
+    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
+    *n = 0;
+    kiln_status st = KILN_OK;
+    if (ck->dit_original == DIT_FLUX) st = kiln_flux_bfl_rows(in, rows, pieces, n);
+    else if (ck->dit_original == DIT_SD3) st = kiln_sd3_mmdit_rows(in, rows, ck->joint_blocks, pieces, n);
+    else if (ck->dit_original == DIT_PIXART) st = kiln_pixart_original_rows(in, rows, pieces, n);
+    return st == KILN_OK ? KILN_OK : kiln_fail_context(st, "%s", ck->path);
 }
 
-#define COMFY_UNET_PREFIX "model.diffusion_model."
+/* A tensor of a single file in a DiT's original names (ck->dit_original set):
+ * under diffusers' names, as itself, as views of its rows or as a
+ * rearranged copy; an autoencoder under `vae.` (ComfyUI's Flux and PixArt
+ * checkpoints) as the original SD one's; any other (text encoders, which
+ * ComfyUI's files keep under kiln's names) as it is. */
+static kiln_status add_dit_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t)
+{
+    char name[512];
+    if (strncmp(t->name, "vae.", 4) == 0) {
+        snprintf(name, sizeof name, "first_stage_model.%s", t->name + 4);
+        return add_name(ck, name, t);
+    }
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    int n;
+    TRY(original_rows(ck, t->name, t->ndim ? t->shape[0] : 0, pieces, &n));
+    return n ? add_pieces(ck, t, pieces, n) : add_name(ck, t->name, t);
+}
+
+size_t kiln_checkpoint_original_count(const kiln_checkpoint *ck)
+{
+    return ck->dit_original != DIT_NONE ? kiln_st_count(ck->files[0]) : 0;
+}
+
+kiln_status kiln_checkpoint_original_at(const kiln_checkpoint *ck, size_t i, const kiln_st_tensor **t,
+                                        kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n)
+{
+    *t = kiln_st_at(ck->files[0], i);
+    return original_rows(ck, (*t)->name, (*t)->ndim ? (*t)->shape[0] : 0, pieces, n);
+}
 
 /* ---- SD3 single files: the MMDiT's names -> diffusers' ----------------- */
 
@@ -1068,16 +1100,10 @@ kiln_status kiln_sd3_mmdit_rows(const char *mmdit, int64_t rows, int blocks,
  * already (text_encoders.*, first_stage_model.*), as they are. */
 static kiln_status add_sd3_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
 {
-    const char *in = t->name;
-    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
-    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
-    int n;
-    kiln_status st = kiln_sd3_mmdit_rows(in, t->ndim ? t->shape[0] : 0, lay->joint_blocks, pieces, &n);
-    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
-    if (n == 0) return add_name(ck, t->name, t);
-    return add_pieces(ck, t, pieces, n);
+    ck->dit_original = DIT_SD3;
+    ck->joint_blocks = lay->joint_blocks;
+    return add_dit_file_tensor(ck, t);
 }
-
 
 /* A Flux single file: BFL's transformer (bare, or under model.diffusion_model.
  * as ComfyUI saves a checkpoint), its VAE under `vae.` in the original
@@ -1086,16 +1112,8 @@ static kiln_status add_sd3_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor
 static kiln_status add_flux_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
 {
     (void)lay;
-    char name[512];
-    if (strncmp(t->name, "vae.", 4) == 0) {
-        snprintf(name, sizeof name, "first_stage_model.%s", t->name + 4);
-        return add_name(ck, name, t);
-    }
-    const char *in = t->name;
-    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
-    bool known;
-    TRY(add_flux_transformer_tensor(ck, t, in, &known));
-    return known ? KILN_OK : add_name(ck, t->name, t);
+    ck->dit_original = DIT_FLUX;
+    return add_dit_file_tensor(ck, t);
 }
 
 /* ---- PixArt single files: the original names -> diffusers' ------------- */
@@ -1130,38 +1148,39 @@ static const char *const pixart_block_names[][2] = {
     {"mlp.fc2.", "ff.net.2."},
 };
 
-/* A PixArt transformer in the original names: diffusers' names, as views of
- * the rows of the fused self-attention q, k, v and cross-attention k, v. */
-static kiln_status add_pixart_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+kiln_status kiln_pixart_original_rows(const char *original, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES],
+                                      int *n)
 {
-    (void)lay;
-    ck->pixart_original = true;
-    const char *in = t->name, *root = KILN_PIXART_ROOT ".";
-    if (strncmp(in, COMFY_UNET_PREFIX, strlen(COMFY_UNET_PREFIX)) == 0) in += strlen(COMFY_UNET_PREFIX);
-    const int64_t rows = t->ndim ? t->shape[0] : 0;
-    kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+    const char *root = KILN_PIXART_ROOT ".";
     char name[sizeof pieces->name], block[64];
-    int i, m = 0, *n_ = &m, n = 0;
-    kiln_status st = KILN_OK;
-    if (strcmp(in, "pos_embed") == 0) return add_name(ck, KILN_PIXART_ROOT ".pos_embed.pos_embed", t);
-    if (rename_by_table(in, pixart_model_names, sizeof pixart_model_names / sizeof pixart_model_names[0], root, name,
-                        sizeof name))
-        return add_name(ck, name, t);
-    if (MATCHES(in, "blocks.%d.%n", 1, &i, &m)) {
-        const char *rest = in + m;
+    int i, m = 0, *n_ = &m;
+    *n = 0;
+    if (strcmp(original, "pos_embed") == 0) {
+        set_piece(pieces, n, KILN_PIXART_ROOT ".pos_embed.pos_embed", 0, 0, rows);
+    } else if (rename_by_table(original, pixart_model_names, sizeof pixart_model_names / sizeof pixart_model_names[0],
+                               root, name, sizeof name)) {
+        set_piece(pieces, n, name, 0, 0, rows);
+    } else if (MATCHES(original, "blocks.%d.%n", 1, &i, &m)) {
+        const char *rest = original + m;
         snprintf(block, sizeof block, "%stransformer_blocks.%d.", root, i);
         static const char *const self[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
         static const char *const cross[2] = {"attn2.to_k", "attn2.to_v"};
         if (strncmp(rest, "attn.qkv.", 9) == 0)
-            st = split_rows(t->name, rows, block, self, (const int[]){1, 1, 1}, 3, rest + 9, pieces, &n);
-        else if (strncmp(rest, "cross_attn.kv_linear.", 21) == 0)
-            st = split_rows(t->name, rows, block, cross, (const int[]){1, 1}, 2, rest + 21, pieces, &n);
-        else if (rename_by_table(rest, pixart_block_names, sizeof pixart_block_names / sizeof pixart_block_names[0],
-                                 block, name, sizeof name))
-            return add_name(ck, name, t);
+            return split_rows(original, rows, block, self, (const int[]){1, 1, 1}, 3, rest + 9, pieces, n);
+        if (strncmp(rest, "cross_attn.kv_linear.", 21) == 0)
+            return split_rows(original, rows, block, cross, (const int[]){1, 1}, 2, rest + 21, pieces, n);
+        if (rename_by_table(rest, pixart_block_names, sizeof pixart_block_names / sizeof pixart_block_names[0], block,
+                            name, sizeof name))
+            set_piece(pieces, n, name, 0, 0, rows);
     }
-    if (st != KILN_OK) return kiln_fail_context(st, "%s", ck->path);
-    return n ? add_pieces(ck, t, pieces, n) : add_name(ck, t->name, t);
+    return KILN_OK;
+}
+
+static kiln_status add_pixart_file_tensor(kiln_checkpoint *ck, const kiln_st_tensor *t, const unet_layout *lay)
+{
+    (void)lay;
+    ck->dit_original = DIT_PIXART;
+    return add_dit_file_tensor(ck, t);
 }
 
 /* An SD, SD 2.x or SDXL UNet alone in the original names without

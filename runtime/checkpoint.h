@@ -75,6 +75,9 @@ int kiln_checkpoint_sample_size(const kiln_checkpoint *ck);
 /* Whether the checkpoint's PixArt transformer came in PixArt's original
  * names (a single file, as ComfyUI's UNETLoader reads), not diffusers'. */
 bool kiln_checkpoint_pixart_original(const kiln_checkpoint *ck);
+/* Whether the checkpoint is a single file of a DiT in its original names
+ * (BFL's Flux or Chroma, Stability's SD3, PixArt's), read under diffusers'. */
+bool kiln_checkpoint_dit_original(const kiln_checkpoint *ck);
 /* Its attention_head_dim (what SD 3.0's weights do not show), or 0. */
 int kiln_checkpoint_head_dim(const kiln_checkpoint *ck);
 /* A DiT folder's model_index.json _class_name ("PixArtSigmaPipeline"), or NULL. */
@@ -132,12 +135,24 @@ kiln_status kiln_flux_bfl_rows(const char *bfl, int64_t rows, kiln_row_piece pie
  * model.diffusion_model.; n 0 for a name it has no counterpart for. */
 kiln_status kiln_sd3_mmdit_rows(const char *mmdit, int64_t rows, int blocks,
                                 kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n);
+/* The same for a tensor of a PixArt DiT in PixArt's original names
+ * (blocks.N.attn.qkv, cross_attn.kv_linear, ...), without
+ * model.diffusion_model.; n 0 for a name it has no counterpart for. */
+kiln_status kiln_pixart_original_rows(const char *original, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES],
+                                      int *n);
 /* The same for an XLabs LoRA module (`double_blocks.0.processor.qkv_lora1`:
  * img q/k/v, qkv_lora2 txt, proj_lora1/2 the projections;
  * `single_blocks.0.processor.qkv_lora`: q, k and v without linear1's MLP
  * rows, proj_lora linear2), its weight's pieces; *n 0 for another name. */
 kiln_status kiln_flux_xlabs_rows(const char *module, int64_t rows, kiln_row_piece pieces[KILN_MAX_ROW_PIECES],
                                  int *n);
+/* The tensors of a kiln_checkpoint_dit_original file as it stores them
+ * (names and all), each with the pieces of the checkpoint's tensors its
+ * rows are (*n 0: none of the DiT's, such as a text encoder's), for writing
+ * the DiT back in its own names. */
+size_t kiln_checkpoint_original_count(const kiln_checkpoint *ck);
+kiln_status kiln_checkpoint_original_at(const kiln_checkpoint *ck, size_t i, const kiln_st_tensor **t,
+                                        kiln_row_piece pieces[KILN_MAX_ROW_PIECES], int *n);
 
 /* Gives the tensor of canonical `name` new contents: `data`, malloc'd, holding
  * the same shape in `dtype`. The checkpoint takes `data` over, also on
@@ -153,6 +168,14 @@ kiln_status kiln_checkpoint_replace(kiln_checkpoint *ck, const char *name, kiln_
  * transposed to OpenCLIP's; a folder VAE's attention weights as the
  * original 1x1 convolutions. The file appears whole or not at all. */
 kiln_status kiln_checkpoint_save(const kiln_checkpoint *ck, int open_clip, const char *path);
+/* A kiln_checkpoint_dit_original checkpoint's DiT written back in its file's
+ * own names under model.diffusion_model. (what it holds now: a LoRA's or
+ * merge's weights in it), as ComfyUI's ModelSave writes one; with
+ * vae_prefix, as its CheckpointSave writes a whole model, its text encoders
+ * under their names (text_encoders.*) and its VAE under vae_prefix ("vae."
+ * for Flux and PixArt, SD3's "first_stage_model.") too. Quantized weights
+ * are refused. */
+kiln_status kiln_checkpoint_save_dit(const kiln_checkpoint *ck, const char *vae_prefix, const char *path);
 /* The same for the tensors under `part` alone (its name taken off them with
  * strip): VAESave's `first_stage_model.`, ModelSave's `model.diffusion_model.`. */
 kiln_status kiln_checkpoint_save_part(const kiln_checkpoint *ck, int open_clip, const char *part, bool strip,

@@ -7,23 +7,52 @@
 #include "checkpoint.h"
 #include "status.h"
 
+#define DIFFUSION_MODEL "model.diffusion_model." /* ComfyUI's prefix for a saved diffusion model */
+
 /* One tensor of the file: its name and where its bytes come from. */
 typedef struct saved_tensor {
     char name[512];
     const kiln_st_tensor *from[3]; /* one; or q, k and v, whose rows are fused in that order */
     int nfrom;
     bool transpose; /* a 2-D weight written transposed */
+    kiln_row_piece pieces[KILN_MAX_ROW_PIECES]; /* or a DiT's original tensor: its rows from these */
+    int npieces;
 } saved_tensor;
 
 typedef struct save_job {
+    const kiln_checkpoint *ck;
     saved_tensor *tensors;
     kiln_st_entry *entries;
     size_t n;
 } save_job;
 
+/* An original DiT tensor (entry e) from the checkpoint's tensors its rows
+ * are in, which a LoRA or merge may have replaced: original rows
+ * [from_row, + rows) are rows [to_row, + rows) of the piece's tensor,
+ * widened to f32 where the pieces' types differ. */
+static void fill_rows(const kiln_checkpoint *ck, const saved_tensor *s, const kiln_st_entry *e, void *dst)
+{
+    size_t row = 1; /* elements */
+    for (int d = 1; d < e->ndim; d++) row *= (size_t)e->shape[d];
+    for (int i = 0; i < s->npieces; i++) {
+        const kiln_row_piece *p = &s->pieces[i];
+        const kiln_st_tensor *t = kiln_checkpoint_find(ck, p->name);
+        const size_t in = kiln_dtype_size(t->dtype), out = kiln_dtype_size(e->dtype);
+        const char *src = (const char *)t->data + (size_t)p->to_row * row * in;
+        char *at = (char *)dst + (size_t)p->from_row * row * out;
+        if (t->dtype == e->dtype) memcpy(at, src, (size_t)p->rows * row * in);
+        else kiln_convert_to_f32((float *)(void *)at, src, t->dtype, (size_t)p->rows * row);
+    }
+}
+
 static kiln_status fill(void *ctx, size_t index, void *dst, size_t nbytes)
 {
-    const saved_tensor *s = &((const save_job *)ctx)->tensors[index];
+    const save_job *job = ctx;
+    const saved_tensor *s = &job->tensors[index];
+    if (s->npieces) {
+        fill_rows(job->ck, s, &job->entries[index], dst);
+        return KILN_OK;
+    }
     if (s->transpose) {
         const kiln_st_tensor *t = s->from[0];
         const size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], bytes = t->nbytes / (rows * cols);
@@ -133,7 +162,8 @@ kiln_status kiln_checkpoint_save_part(const kiln_checkpoint *ck, int open_clip, 
     if (open_clip >= KILN_OPEN_CLIP_ROOTS)
         return kiln_fail(KILN_ERR_INVALID_ARG, "checkpoint save: OpenCLIP root %d", open_clip);
     const size_t count = kiln_checkpoint_count(ck), cut = part && strip ? strlen(part) : 0;
-    save_job job = {calloc(count ? count : 1, sizeof *job.tensors), calloc(count ? count : 1, sizeof *job.entries), 0};
+    save_job job = {ck, calloc(count ? count : 1, sizeof *job.tensors), calloc(count ? count : 1, sizeof *job.entries),
+                    0};
     kiln_status st = job.tensors && job.entries ? KILN_OK
                                                 : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint save: out of memory");
     for (size_t i = 0; i < count && st == KILN_OK; i++) {
@@ -148,6 +178,67 @@ kiln_status kiln_checkpoint_save_part(const kiln_checkpoint *ck, int open_clip, 
     }
     if (st == KILN_OK && part && !job.n)
         st = kiln_fail(KILN_ERR_MODEL, "%s: no tensor under '%s' to save", kiln_checkpoint_path(ck), part);
+    if (st == KILN_OK) st = kiln_st_write_fill(path, job.entries, job.n, NULL, 0, fill, &job);
+    free(job.tensors);
+    free(job.entries);
+    return st;
+}
+
+/* The original tensor t (rows from `pieces`) as s and e, in the pieces'
+ * one type (f32 where they differ), under model.diffusion_model. as
+ * ComfyUI's ModelSave names a DiT. */
+static kiln_status place_original(const kiln_checkpoint *ck, const kiln_st_tensor *t, const kiln_row_piece *pieces,
+                                  int n, saved_tensor *s, kiln_st_entry *e)
+{
+    const char *path = kiln_checkpoint_path(ck), *name = t->name;
+    if (starts_with(name, DIFFUSION_MODEL)) name += strlen(DIFFUSION_MODEL);
+    *s = (saved_tensor){.npieces = n};
+    memcpy(s->pieces, pieces, (size_t)n * sizeof *pieces);
+    snprintf(s->name, sizeof s->name, DIFFUSION_MODEL "%s", name);
+    *e = (kiln_st_entry){.name = s->name, .ndim = t->ndim};
+    memcpy(e->shape, t->shape, sizeof e->shape);
+    for (int i = 0; i < n; i++) {
+        const kiln_st_tensor *p = kiln_checkpoint_find(ck, pieces[i].name);
+        if (!p) return kiln_fail(KILN_ERR_MODEL, "%s: '%s' has no '%s' to save it from", path, t->name, pieces[i].name);
+        if (kiln_dtype_is_quantized(p->dtype) || kiln_dtype_is_quantized(t->dtype))
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: '%s' is quantized (%s); kiln saves float weights", path,
+                             t->name, kiln_dtype_name(kiln_dtype_is_quantized(p->dtype) ? p->dtype : t->dtype));
+        e->dtype = i == 0 || p->dtype == e->dtype ? p->dtype : KILN_F32;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_checkpoint_save_dit(const kiln_checkpoint *ck, const char *vae_prefix, const char *path)
+{
+    if (!kiln_checkpoint_dit_original(ck))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: kiln writes a DiT in its original file's names, which a diffusers "
+                         "folder's transformer does not have (save from BFL's, Stability's or PixArt's single file)",
+                         kiln_checkpoint_path(ck));
+    const size_t originals = kiln_checkpoint_original_count(ck), count = originals + kiln_checkpoint_count(ck);
+    save_job job = {ck, calloc(count, sizeof *job.tensors), calloc(count, sizeof *job.entries), 0};
+    kiln_status st = job.tensors && job.entries ? KILN_OK
+                                                : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "checkpoint save: out of memory");
+    for (size_t i = 0; i < originals && st == KILN_OK; i++) {
+        const kiln_st_tensor *t;
+        kiln_row_piece pieces[KILN_MAX_ROW_PIECES];
+        int n;
+        st = kiln_checkpoint_original_at(ck, i, &t, pieces, &n);
+        if (st == KILN_OK && n) {
+            st = place_original(ck, t, pieces, n, &job.tensors[job.n], &job.entries[job.n]);
+            job.n++;
+        }
+    }
+    for (size_t i = 0; vae_prefix && i < kiln_checkpoint_count(ck) && st == KILN_OK; i++) {
+        const char *name;
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name);
+        const bool vae = starts_with(name, "first_stage_model.");
+        if (!vae && !starts_with(name, "text_encoders.")) continue; /* the DiT's are above */
+        bool kept;
+        saved_tensor *s = &job.tensors[job.n];
+        st = place(ck, -1, name, t, s, &job.entries[job.n], &kept);
+        if (vae) snprintf(s->name, sizeof s->name, "%s%s", vae_prefix, name + strlen("first_stage_model."));
+        job.n++;
+    }
     if (st == KILN_OK) st = kiln_st_write_fill(path, job.entries, job.n, NULL, 0, fill, &job);
     free(job.tensors);
     free(job.entries);

@@ -46,7 +46,7 @@ typedef struct kiln_lora_towers {
 /* Merges the LoRA at lora->path into ck's weights. A module whose weight the
  * model lacks or has in another shape (a LoRA for another base model) fails
  * the merge with the module's name, as does a module kind kiln cannot merge
- * (LoKr, DoRA, Tucker-decomposed). */
+ * (set_weight, DoRA on a split fused projection). */
 kiln_status kiln_lora_merge(kiln_checkpoint *ck, const kiln_lora_towers *towers, const kiln_lora *lora,
                             kiln_lora_stats *stats);
 

@@ -4,7 +4,9 @@
  * and their q, k, v fused again); their diffusers folders saved as single
  * files are those single files (written by the test-data scripts from the
  * same weights), each tensor's bytes equal; a LoRA merged at load is in the
- * saved weights; a DiT's is refused. */
+ * saved weights; DiT single files in their original names saved again are
+ * those files (their diffusion model alone, or whole), a LoRA's merge in
+ * them; a DiT loaded from a diffusers folder is refused. */
 #include "kiln_test.h"
 
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "lora.h"
 #include "pipeline.h"
 
 static kiln_backend *be;
@@ -189,20 +192,114 @@ static void vae_and_diffusion_model(void **state)
     }
     kiln_st_close(saved);
     unlink(saved_path);
-    assert_refused_naming(kiln_model_save_diffusion_model(flux, saved_path), "not a flux model's");
-    assert_int_not_equal(access(saved_path, F_OK), 0);
     kiln_model_free(flux);
 }
 
-static void dit_refused(void **state)
+/* A DiT loaded from a diffusers folder has no original names to be saved
+ * under: refused by name, no file written. */
+static void dit_folder_refused(void **state)
 {
     (void)state;
     kiln_model *m;
     unlink(saved_path);
     assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/tiny"), NULL, 0, &m));
-    assert_refused_naming(kiln_model_save_checkpoint(m, saved_path), "not a flux model's");
+    assert_refused_naming(kiln_model_save_checkpoint(m, saved_path), "a diffusers folder's transformer");
+    assert_refused_naming(kiln_model_save_diffusion_model(m, saved_path), "a diffusers folder's transformer");
     assert_int_not_equal(access(saved_path, F_OK), 0);
     kiln_model_free(m);
+}
+
+/* Every tensor of the saved file is the reference's under its name (the
+ * reference's own, or without model.diffusion_model. where it has none),
+ * byte for byte; and there are `count` of them. */
+static void assert_dit_saved_as(const char *reference, size_t count)
+{
+    kiln_st_file *saved, *ref;
+    assert_kiln_ok(kiln_st_open(saved_path, &saved));
+    assert_kiln_ok(kiln_st_open(kiln_test_data(reference), &ref));
+    for (size_t i = 0; i < kiln_st_count(saved); i++) {
+        const kiln_st_tensor *t = kiln_st_at(saved, i), *r = kiln_st_find(ref, t->name);
+        if (!r && strncmp(t->name, "model.diffusion_model.", 22) == 0) r = kiln_st_find(ref, t->name + 22);
+        if (!r || !same_tensor(t, r)) fail_msg("saved tensor %s is not %s's", t->name, reference);
+    }
+    print_message("  %-45s %zu tensors as %s's\n", "saved", kiln_st_count(saved), reference);
+    assert_int_equal(kiln_st_count(saved), count);
+    kiln_st_close(ref);
+    kiln_st_close(saved);
+}
+
+/* DiT single files in their original names (BFL's Flux and Chroma,
+ * Stability's SD3, PixArt's; bare or as ComfyUI's checkpoints) written back
+ * from the checkpoint they open as: the diffusion model (ModelSave) under
+ * model.diffusion_model. is the file's, the q, k, v (and k, v) rows fused
+ * again and a final modulation's halves swapped back; a whole checkpoint
+ * (CheckpointSave) is the whole file again, its VAE under its prefix. */
+static void dit_files_round_trip(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file, *vae_prefix;
+        size_t model, whole;
+    } files[] = {
+        {"flux/single/flux1-tiny.safetensors", NULL, 60, 0},
+        {"flux/single/flux1-tiny-comfy.safetensors", "vae.", 60, 180},
+        {"chroma/single/chroma-tiny.safetensors", NULL, 52, 0},
+        {"sd3/single/sd3-tiny-transformer.safetensors", NULL, 51, 0},
+        {"sd3/single/sd3.5-tiny.safetensors", "first_stage_model.", 0, 320},
+        {"pixart/single/pixart_alpha_tiny.safetensors", NULL, 54, 0},
+    };
+    for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
+        kiln_checkpoint *ck;
+        assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(files[k].file), &ck));
+        assert_true(kiln_checkpoint_dit_original(ck));
+        if (files[k].model) {
+            assert_kiln_ok(kiln_checkpoint_save_dit(ck, NULL, saved_path));
+            assert_dit_saved_as(files[k].file, files[k].model);
+        }
+        if (files[k].vae_prefix) {
+            assert_kiln_ok(kiln_checkpoint_save_dit(ck, files[k].vae_prefix, saved_path));
+            assert_dit_saved_as(files[k].file, files[k].whole);
+        }
+        kiln_checkpoint_close(ck);
+    }
+}
+
+/* A PEFT LoRA merged into a DiT file is saved in it: the saved file opens to
+ * the merged tensors, and differs from the original in as many as the LoRA
+ * changed (PixArt's attn1.to_q and attn2.to_v rows of attn.qkv and
+ * cross_attn.kv_linear; Flux's q, k, v rows of img_attn.qkv and linear1). */
+static void dit_lora_saved(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"pixart/single/pixart_alpha_tiny.safetensors", "pixart/lora/peft.safetensors"},
+        {"flux/single/flux1-tiny.safetensors", "flux/lora/peft.safetensors"}};
+    for (size_t k = 0; k < 2; k++) {
+        kiln_checkpoint *merged, *reopened, *plain;
+        char lora_path[4096];
+        snprintf(lora_path, sizeof lora_path, "%s", kiln_test_data(cases[k][1]));
+        const kiln_lora lora = {lora_path, 0.8, 0.8};
+        kiln_lora_stats stats;
+        assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(cases[k][0]), &merged));
+        assert_kiln_ok(kiln_lora_merge(merged, &(kiln_lora_towers){0}, &lora, &stats));
+        assert_true(stats.unet_modules > 0);
+        assert_kiln_ok(kiln_checkpoint_save_dit(merged, NULL, saved_path));
+        assert_kiln_ok(kiln_checkpoint_open(saved_path, &reopened));
+        assert_kiln_ok(kiln_checkpoint_open(kiln_test_data(cases[k][0]), &plain));
+        int changed = 0;
+        for (size_t i = 0; i < kiln_checkpoint_count(merged); i++) {
+            const char *name;
+            const kiln_st_tensor *t = kiln_checkpoint_at(merged, i, &name);
+            const kiln_st_tensor *back = kiln_checkpoint_find(reopened, name);
+            if (!back || !same_tensor(t, back)) fail_msg("%s: %s is not saved as merged", cases[k][0], name);
+            changed += !same_tensor(t, kiln_checkpoint_find(plain, name));
+        }
+        print_message("  %-45s %d tensors changed by the LoRA, saved so\n", cases[k][0], changed);
+        assert_int_equal(changed, stats.unet_modules);
+        kiln_checkpoint_close(plain);
+        kiln_checkpoint_close(reopened);
+        kiln_checkpoint_close(merged);
+    }
 }
 
 int main(void)
@@ -212,7 +309,9 @@ int main(void)
         cmocka_unit_test(folders_saved_as_single_files),
         cmocka_unit_test(lora_merged_in),
         cmocka_unit_test(vae_and_diffusion_model),
-        cmocka_unit_test(dit_refused),
+        cmocka_unit_test(dit_folder_refused),
+        cmocka_unit_test(dit_files_round_trip),
+        cmocka_unit_test(dit_lora_saved),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -220,15 +220,22 @@ const char *kiln_model_family(const kiln_model *m);
  * them, a VAE or text encoders given beside it included) written to `path`
  * as one .safetensors file in the original single-file layout ComfyUI and
  * A1111 load (SD 2.x's and SDXL's OpenCLIP towers under OpenCLIP's names,
- * from single files or diffusers folders alike). SD 1.x, 2.x and XL (base
- * and refiner); a DiT's is refused. The file appears whole or not at all. */
+ * from single files or diffusers folders alike), SD 1.x, 2.x and XL (base
+ * and refiner); a DiT loaded from its single file in its original names
+ * (BFL's Flux or Chroma, Stability's SD3, PixArt's), its q, k, v fused and
+ * modulations ordered as there, under model.diffusion_model., its VAE
+ * under vae. (SD3: first_stage_model.) and its text encoders under
+ * text_encoders., as ComfyUI's CheckpointSave writes one (a DiT from a
+ * diffusers folder is refused; so are quantized weights). The file appears
+ * whole or not at all. */
 kiln_status kiln_model_save_checkpoint(const kiln_model *m, const char *path);
 /* VAESave: the model's VAE as loaded (a --vae's too) in the LDM names
  * ComfyUI's VAESave writes (`encoder.*`, `decoder.*`, ..., the
  * `first_stage_model.` prefix off; a folder's attention as 1x1 convs), for
  * every family. ModelSave: its diffusion model alone under
  * `model.diffusion_model.`, as kiln_model_save_checkpoint writes it (SD
- * 1.x, 2.x and XL). Each file appears whole or not at all. */
+ * 1.x, 2.x and XL; a DiT as its single file names it). Each file appears
+ * whole or not at all. */
 kiln_status kiln_model_save_vae(const kiln_model *m, const char *path);
 kiln_status kiln_model_save_diffusion_model(const kiln_model *m, const char *path);
 /* What its UNet takes: "txt2img" (a latent), "inpaint" (and a mask and the

@@ -177,7 +177,7 @@ expect_error "--save-checkpoint to other than safetensors" "--save-checkpoint $t
     --model "$tiny" --save-checkpoint "$tmp/out.ckpt"
 expect_error "--save-checkpoint with a prompt" "give it without --prompt" \
     --model "$tiny" --prompt x --save-checkpoint "$tmp/out.safetensors"
-expect_error "--save-checkpoint of a Flux model" "kiln saves SD 1.x, 2.x and XL checkpoints, not a flux model's" \
+expect_error "--save-checkpoint of a Flux folder" "which a diffusers folder's transformer does not have" \
     --model "$data/flux/tiny" --save-checkpoint "$tmp/out.safetensors"
 printf '\200\002\212\012lZ\374\234' >"$tmp/old.ckpt"
 expect_error "checkpoint in torch.save's legacy format" "old.ckpt: torch.save's legacy (pre-1.6) format" \
