@@ -222,6 +222,26 @@ static bool fits(const tensor *h, const tensor *residual, const kiln_unet_shrink
 /* Python's round(side * (1 / factor)), half to even as nearbyint rounds. */
 static int shrunk_side(int64_t side, double factor) { return (int)nearbyint((double)side * (1.0 / factor)); }
 
+bool kiln_unet_middle_grid(const kiln_unet *unet, int lh, int lw, const kiln_unet_shrink *shrink, int *row, int *h,
+                           int *w)
+{
+    const unet_config *cfg = unet->config;
+    int pushed = 0;
+    *h = lh, *w = lw;
+    for (int i = 0; i < cfg->nlayers; i++) {
+        const unet_layer *l = &cfg->layers[i];
+        if (l->kind == UNET_DOWNSAMPLE) *h = (*h + 1) / 2, *w = (*w + 1) / 2;
+        if (l->kind == UNET_TRANSFORMER && strncmp(l->prefix, "middle_block.", 13) == 0) {
+            *row = i;
+            return true;
+        }
+        if (l->push_skip && shrink && shrink->block == pushed)
+            *h = shrunk_side(*h, shrink->factor), *w = shrunk_side(*w, shrink->factor);
+        pushed += l->push_skip != 0;
+    }
+    return false;
+}
+
 /* Deep Shrink before the skip is kept: h resized in its place. */
 static kiln_status shrink(kiln_graph *g, const kiln_unet_shrink *s, tensor **h)
 {

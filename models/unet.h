@@ -160,6 +160,13 @@ typedef struct kiln_unet_cond {
     kiln_rng *hypertile_rng;
 } kiln_unet_cond;
 
+/* The layer of the middle block's transformer (false: it has none) and
+ * the side of its h x w grid for an lh x lw latent, the path halved
+ * (rounded up) at each downsample and resized by Deep Shrink where shrink
+ * is given, as kiln_unet_forward takes it there. */
+bool kiln_unet_middle_grid(const kiln_unet *unet, int lh, int lw, const kiln_unet_shrink *shrink, int *row, int *h,
+                           int *w);
+
 // x (N,in,H,W) -> *eps (N,out,H,W)
 kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor *x, const kiln_unet_cond *cond,
                               kiln_unet_probe probe, void *probe_ctx, tensor **eps);

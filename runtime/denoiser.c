@@ -233,6 +233,26 @@ static kiln_status resize_method(const char *name, const char *which, kiln_resam
                      "nearest-exact and area (not yet bislerp)", which, name);
 }
 
+/* SelfAttentionGuidance's record of the middle block's q and k: its tokens
+ * in plain calls and in Deep Shrink's (which resizes the path before it),
+ * the buffer as large as the larger. Both set before the first call, so no
+ * graph holds the old buffer. */
+static kiln_status sag_record_buffer(kiln_denoiser *d)
+{
+    int row, h, w;
+    kiln_unet_middle_grid(&d->model->unet, d->h, d->w, NULL, &row, &h, &w);
+    d->sag_tokens = d->sag_tokens_shrunk = h * w;
+    if (d->deep_shrink) {
+        kiln_unet_middle_grid(&d->model->unet, d->h, d->w, &d->shrink, &row, &h, &w);
+        d->sag_tokens_shrunk = h * w;
+    }
+    const int most = d->sag_tokens > d->sag_tokens_shrunk ? d->sag_tokens : d->sag_tokens_shrunk;
+    free(d->sag_qk);
+    if (!(d->sag_qk = malloc(2 * (size_t)d->rows * most * d->sag_channels * sizeof(float))))
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "SelfAttentionGuidance: out of host memory");
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shrink *s)
 {
     const kiln_model *m = d->model;
@@ -248,13 +268,12 @@ kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shri
                                .after_skip = s->downscale_after_skip};
     TRY(resize_method(s->downscale_method, "downscale_method", &shrink.down));
     TRY(resize_method(s->upscale_method, "upscale_method", &shrink.up));
-    if (d->sag_scale != 0.0f) /* SAG's grid would meet the resized middle block */
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale with SelfAttentionGuidance: not yet");
     if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "PatchModelAddDownscale: set before the first call");
     d->shrink = shrink;
     d->shrink_sigma_hi = kiln_percent_to_sigma(d->sampling, s->start_percent);
     d->shrink_sigma_lo = kiln_percent_to_sigma(d->sampling, s->end_percent);
     d->deep_shrink = s;
+    if (d->sag_scale != 0.0f) TRY(sag_record_buffer(d)); /* its middle block may now be smaller or larger */
     TRY(kiln_graph_create(kiln_weights_backend(m->weights), &d->shrink_graph));
     kiln_graph_set_replay(d->shrink_graph, true);
     return KILN_OK;
@@ -349,28 +368,21 @@ kiln_status kiln_denoiser_set_sag(kiln_denoiser *d, float scale, float blur)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance with %s: its pass of the negative prompt would "
                          "need them too, which kiln does not give it", with);
     if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "SelfAttentionGuidance: set before the first call");
-    /* the middle block's transformer, at the latent's size halved (rounded up) at each downsample */
-    const unet_config *cfg = m->unet.config;
-    int h = d->h, w = d->w, row = -1;
-    for (int i = 0; i < cfg->nlayers && row < 0; i++) {
-        if (cfg->layers[i].kind == UNET_DOWNSAMPLE) h = (h + 1) / 2, w = (w + 1) / 2;
-        if (cfg->layers[i].kind == UNET_TRANSFORMER && strncmp(cfg->layers[i].prefix, "middle_block.", 13) == 0)
-            row = i;
-    }
-    if (row < 0) return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance: %s has no attention in its middle "
-                                  "block", m->info.unet_name);
+    int row, h, w;
+    if (!kiln_unet_middle_grid(&m->unet, d->h, d->w, NULL, &row, &h, &w))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "SelfAttentionGuidance: %s has no attention in its middle block",
+                         m->info.unet_name);
     const kiln_spatial_transformer *st = &m->unet.rows[row].attn;
     TRY(kiln_denoiser_keep_uncond(d)); /* ComfyUI's node turns the cfg 1 shortcut off */
     d->sag_scale = scale, d->sag_blur = blur;
-    d->sag_tokens = h * w, d->sag_channels = st->channels, d->sag_heads = st->heads;
+    d->sag_channels = st->channels, d->sag_heads = st->heads;
     const size_t latent = (size_t)d->batch * d->channels * d->h * d->w;
-    d->sag_qk = malloc(2 * (size_t)d->rows * d->sag_tokens * d->sag_channels * sizeof(float));
     d->sag_in = malloc((size_t)d->batch * d->unet_channels * d->h * d->w * sizeof(float));
     d->sag_out = malloc(latent * sizeof(float));
     d->sag_degraded = malloc(2 * latent * sizeof(float));
-    if (!d->sag_qk || !d->sag_in || !d->sag_out || !d->sag_degraded)
+    if (!d->sag_in || !d->sag_out || !d->sag_degraded)
         return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "SelfAttentionGuidance: out of host memory");
-    return KILN_OK;
+    return sag_record_buffer(d);
 }
 
 /* Where the UNet's side inputs cannot go. */
@@ -518,7 +530,8 @@ void kiln_denoiser_free(kiln_denoiser *d)
     kiln_graph_free(d->slg_graph);
     kiln_graph_free(d->sag_graph);
     kiln_graph_free(d->shrink_graph);
-    d->graph = d->negative_graph = d->slg_graph = d->sag_graph = d->shrink_graph = NULL;
+    kiln_graph_free(d->sag_shrink_graph);
+    d->graph = d->negative_graph = d->slg_graph = d->sag_graph = d->shrink_graph = d->sag_shrink_graph = NULL;
     free(d->sag_qk);
     free(d->sag_in);
     free(d->sag_out);
@@ -803,7 +816,8 @@ static kiln_status sag_step(kiln_graph *g, void *ctx)
 static kiln_status self_attention_guidance(kiln_denoiser *d, const float *x, float in_scale, float c_skip,
                                            float c_out, float *denoised)
 {
-    const int B = d->batch, C = d->channels, T = d->sag_tokens, width = d->sag_channels;
+    const int B = d->batch, C = d->channels, T = d->shrinking ? d->sag_tokens_shrunk : d->sag_tokens;
+    const int width = d->sag_channels;
     const size_t plane = (size_t)d->h * d->w, latent = (size_t)C * plane, extra = (size_t)(d->unet_channels - C) * plane;
     int rows, cols;
     if (!kiln_sag_grid(T, d->h, d->w, &rows, &cols))
@@ -827,11 +841,12 @@ static kiln_status self_attention_guidance(kiln_denoiser *d, const float *x, flo
     free(weights);
     free(uncond);
     TRY(st);
-    if (!d->sag_graph) {
-        TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), &d->sag_graph));
-        kiln_graph_set_replay(d->sag_graph, true);
+    kiln_graph **g = d->shrinking ? &d->sag_shrink_graph : &d->sag_graph; /* Deep Shrink's pass its own */
+    if (!*g) {
+        TRY(kiln_graph_create(kiln_weights_backend(d->model->weights), g));
+        kiln_graph_set_replay(*g, true);
     }
-    TRY(run_unet_graph(d, d->sag_graph, sag_step));
+    TRY(run_unet_graph(d, *g, sag_step));
     d->unet_calls++;
     const float *degraded = d->sag_degraded, *noised = degraded + (size_t)B * latent;
     for (size_t i = 0; i < (size_t)B * latent; i++)

@@ -127,12 +127,13 @@ typedef struct kiln_denoiser {
     float *pass_out;             /* (B,C,h,w) the positive rows' prediction from SkipLayerGuidance's pass or PAG's */
     float pag_scale;             /* PerturbedAttentionGuidance (a UNet's); 0: none */
     /* SelfAttentionGuidance (a UNet's; scale 0: none): its blur, the middle block's first self-attention's q and
-       k of every row (2,rows,T,C) with T its tokens, C its channels in `heads`; its pass's graph, input rows (the
-       degraded prediction renoised, scaled), output, and the degraded predictions then those renoised */
+       k of every row (2,rows,T,C) with T its tokens (in Deep Shrink's calls sag_tokens_shrunk), C its channels in
+       `heads`; its pass's graphs (plain, shrunk), input rows (the degraded prediction renoised, scaled), output,
+       and the degraded predictions then those renoised */
     float sag_scale, sag_blur;
     float *sag_qk;
-    int sag_tokens, sag_channels, sag_heads;
-    kiln_graph *sag_graph;
+    int sag_tokens, sag_tokens_shrunk, sag_channels, sag_heads;
+    kiln_graph *sag_graph, *sag_shrink_graph;
     float *sag_in, *sag_out, *sag_degraded;
     /* EasyCache or LazyCache (kind 0: none), the rows it measures the first of (EasyCache: ComfyUI's first call
        of a step; rows_measured of them from cache_first), whether that call is all the rows (its output's mean

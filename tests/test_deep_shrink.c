@@ -5,12 +5,14 @@
  * schedule by a factor that does not divide the latent, after the first
  * resblock, with FreeU_V2 after it (the resize first), and with a
  * ControlNet and a T2I-Adapter whose residuals meeting the shrunk skips,
- * blocks and middle are left out; refusals. */
+ * blocks and middle are left out; with SelfAttentionGuidance, its map at
+ * the shrunk middle block; refusals. */
 #include "kiln_test.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden.h"
 #include "parity.h"
 #include "pipeline.h"
 #include "sampler.h"
@@ -27,6 +29,46 @@ static void runs_match_comfyui(void **state)
     parity_check_deep_shrink_run(m, "freeu_v2", 1e-5);
     parity_check_deep_shrink_run(m, "controlnet", 1e-5);
     parity_check_deep_shrink_run(m, "t2i", 1e-5);
+    kiln_test_close_model(be, m);
+}
+
+/* With SelfAttentionGuidance (tests/data/sag/sag_deep_shrink.safetensors,
+ * make_sag_deep_shrink_data.py): in the shrunk steps the middle block's map
+ * is the shrunk path's 3x4 grid and SAG's pass is shrunk too, after them
+ * 6x8 unshrunk. */
+static void with_sag_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
+    kiln_st_file *f = golden_open("sag/sag_deep_shrink.safetensors"), *inputs = golden_open("sag/sag.safetensors");
+    golden s = golden_read(f, "settings"), want = golden_read(f, "latent_out");
+    golden gp = golden_read(inputs, "positive"), gn = golden_read(inputs, "negative");
+    const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
+                            neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
+    const kiln_sag sag = {s.data[1], s.data[2]};
+    const kiln_deep_shrink shrink = {(int)s.data[3], s.data[4], s.data[5], s.data[6], s.data[7] != 0.0f, "bicubic",
+                                     "bicubic"};
+    kiln_sampling_job job = {.steps = 3, .cfg = s.data[0], .denoise = 1.0, .seed = 42, .batch = 1,
+                             .latent_h = (int)want.shape[2], .latent_w = (int)want.shape[3], .sag = &sag,
+                             .deep_shrink = &shrink};
+    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    float *latent = NULL, *unshrunk = NULL;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
+    job.deep_shrink = NULL;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &unshrunk));
+    const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(unshrunk, want.data, want.count);
+    print_message("  Deep Shrink with SAG: latent rel L2 %.2g from ComfyUI's (%.2g from SAG alone)\n", err, off);
+    assert_true(err <= 1e-5);
+    assert_true(off > 1e-2);
+    free(latent);
+    free(unshrunk);
+    golden *all[] = {&s, &want, &gp, &gn};
+    for (size_t i = 0; i < 4; i++) golden_free(all[i]);
+    kiln_st_close(f);
+    kiln_st_close(inputs);
     kiln_test_close_model(be, m);
 }
 
@@ -47,9 +89,6 @@ static void refusals(void **state)
     assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'bislerp'");
     shrink.downscale_method = NULL, shrink.downscale_factor = 10.0;
     assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_factor 10");
-    shrink.downscale_factor = 2.0;
-    job.sag = &(kiln_sag){0.5, 2.0};
-    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "PatchModelAddDownscale with SelfAttentionGuidance");
     assert_null(latent);
     kiln_conditioning_free(&c);
     kiln_test_close_model(be, m);
@@ -63,6 +102,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_match_comfyui),
+        cmocka_unit_test(with_sag_matches_comfyui),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -563,6 +563,10 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("sag", flags, "",
                            (const char *const[]){"\"SelfAttentionGuidance\"", "\"blur_sigma\":1.5", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 48 --height 40 "
+             "--sag 0.6,1.5 --deep-shrink 3,2", KILN_TEST_DATA);
+    workflow_again_holding("sag_deep_shrink", flags, "",
+                           (const char *const[]){"\"SelfAttentionGuidance\"", "\"PatchModelAddDownscale\"", NULL});
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 48 --height 40 "
              "--deep-shrink 3,1.5,0,0.6 --deep-shrink-method bilinear,nearest-exact --deep-shrink-before-skip "
              "--freeu-v2 1.3,1.4,0.9,0.2", KILN_TEST_DATA);
     workflow_again_holding("deep_shrink", flags, "",
