@@ -2785,6 +2785,15 @@ static kiln_status rescale_cfg(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* A model patch kiln applies once a model: a second node of it on the
+ * model is refused (ComfyUI would run both, one after the other). */
+static kiln_status once_a_model(const wf_node *n, bool already, const char *patch)
+{
+    if (!already) return KILN_OK;
+    return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has %s from another node already: ComfyUI would run both, "
+                     "one after the other; kiln runs one", patch);
+}
+
 /* FreeU and FreeU_V2: the UNet's decoder patched (kiln_ksampler_params.freeu).
  * ComfyUI runs a second such node's patch after the first's; kiln has one. */
 static kiln_status freeu(wf_run *r, wf_node *n, bool v2)
@@ -2796,9 +2805,7 @@ static kiln_status freeu(wf_run *r, wf_node *n, bool v2)
     TRY(number(n, "b2", &f.b2));
     TRY(number(n, "s1", &f.s1));
     TRY(number(n, "s2", &f.s2));
-    if (model->recipe.has_freeu)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has FreeU from another node already: ComfyUI would run "
-                         "both patches, one after the other; kiln runs one");
+    TRY(once_a_model(n, model->recipe.has_freeu, "FreeU"));
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->has_freeu = true;
@@ -2816,9 +2823,7 @@ static kiln_status perturbed_attention_guidance(wf_run *r, wf_node *n)
     TRY(linked(r, n, "model", WF_MODEL, &model));
     TRY(number(n, "scale", &scale));
     if (!(scale >= 0.0 && scale <= 100.0)) return node_fail(n, KILN_ERR_INVALID_ARG, "scale %g: must be 0..100", scale);
-    if (model->recipe.pag_scale > 0.0)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has PerturbedAttentionGuidance from another node already: "
-                         "ComfyUI would run both passes; kiln runs one");
+    TRY(once_a_model(n, model->recipe.pag_scale > 0.0, "PerturbedAttentionGuidance"));
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->pag_scale = scale;
@@ -2901,9 +2906,7 @@ static kiln_status self_attention_guidance(wf_run *r, wf_node *n)
     TRY(number(n, "blur_sigma", &blur));
     if (!(scale >= -2.0 && scale <= 5.0 && blur > 0.0 && blur <= 10.0))
         return node_fail(n, KILN_ERR_INVALID_ARG, "scale %g (-2 to 5), blur_sigma %g (above 0, at most 10)", scale, blur);
-    if (model->recipe.has_sag)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has SelfAttentionGuidance from another node already: "
-                         "kiln runs one");
+    TRY(once_a_model(n, model->recipe.has_sag, "SelfAttentionGuidance"));
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     /* scale 0 is the plain run, as ComfyUI's node adds 0 times its pass */
@@ -2938,9 +2941,7 @@ static kiln_status patch_model_add_downscale(wf_run *r, wf_node *n)
     TRY(flag(n, "downscale_after_skip", &s.downscale_after_skip));
     TRY(resize_method_input(n, "downscale_method", &s.downscale_method));
     TRY(resize_method_input(n, "upscale_method", &s.upscale_method));
-    if (model->recipe.has_deep_shrink)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has PatchModelAddDownscale from another node already: "
-                         "kiln runs one");
+    TRY(once_a_model(n, model->recipe.has_deep_shrink, "PatchModelAddDownscale"));
     /* kiln resizes before FreeU's patch: FreeU's scaling commutes with it, FreeU_V2's (its per-pixel means) not */
     if (model->recipe.has_freeu && model->recipe.freeu.v2)
         return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has FreeU_V2 already: kiln resizes before FreeU_V2's "
@@ -3167,9 +3168,7 @@ static kiln_status step_cache(wf_run *r, wf_node *n, kiln_step_cache_kind kind)
     TRY(number(n, "start_percent", &c.start_percent));
     TRY(number(n, "end_percent", &c.end_percent));
     TRY(node_status(n, kiln_step_cache_check(&c, n->class_type)));
-    if (model->recipe.has_step_cache)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has EasyCache or LazyCache from another node already: "
-                         "kiln runs one");
+    TRY(once_a_model(n, model->recipe.has_step_cache, "EasyCache or LazyCache"));
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->has_step_cache = true;
@@ -3190,9 +3189,7 @@ static kiln_status hypertile(wf_run *r, wf_node *n)
     TRY(integer(n, "swap_size", 1, 128, &h.swap_size));
     TRY(integer(n, "max_depth", 0, 10, &h.max_depth));
     TRY(flag(n, "scale_depth", &h.scale_depth));
-    if (model->recipe.has_hypertile)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "the model has HyperTile from another node already: ComfyUI would "
-                         "run both patches, one after the other; kiln runs one");
+    TRY(once_a_model(n, model->recipe.has_hypertile, "HyperTile"));
     wf_recipe *recipe;
     TRY(patched_model(n, model, &recipe));
     recipe->has_hypertile = true;
