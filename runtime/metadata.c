@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -168,6 +169,15 @@ static bool is_gguf(const char *path)
 {
     const size_t n = strlen(path);
     return n >= 5 && strcasecmp(path + n - 5, ".gguf") == 0;
+}
+
+/* A diffusers folder of an SD 1.x, 2.x or XL model, the kind ComfyUI's
+ * DiffusersLoader reads (its unet/; not a DiT's transformer/). */
+static bool unet_folder(const kiln_run_info *run)
+{
+    struct stat st;
+    const char *f = run->family ? run->family : "";
+    return stat(run->model, &st) == 0 && S_ISDIR(st.st_mode) && strncmp(f, "sd", 2) == 0 && strcmp(f, "sd3") != 0;
 }
 
 /* ComfyUI's CLIP loader type for a model family's text encoder files. */
@@ -824,6 +834,10 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         in = add_node(&g, "4", "UNETLoader");
         add_string(&g, in, "unet_name", base_name(run->model));
         add_string(&g, in, "weight_dtype", weight_dtype ? weight_dtype : "default");
+    } else if (unet_folder(run)) { /* ComfyUI's DiffusersLoader reads a UNet model's folder from models/diffusers */
+        in = add_node(&g, "4", "DiffusersLoader");
+        add_string(&g, in, "model_path", base_name(run->model));
+        if (weight_dtype) add_string(&g, in, "weight_dtype", weight_dtype); /* kiln's; ComfyUI ignores it */
     } else {
         in = add_node(&g, "4", "CheckpointLoaderSimple"); /* outputs MODEL, CLIP, VAE */
         add_string(&g, in, "ckpt_name", base_name(run->model));

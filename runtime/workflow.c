@@ -258,7 +258,8 @@ typedef struct wf_run {
     char *part_files[1 + KILN_MAX_TEXT_ENCODER_PARTS]; /* the VAE, the text encoders; NULL: none */
     kiln_model_parts parts;
     char *embeddings; /* every model's embeddings folder, or NULL */
-    wf_node *first_loader; /* the first UNETLoader or CheckpointLoaderSimple, which the part loaders' outputs load */
+    wf_node *first_loader; /* the first UNETLoader, CheckpointLoaderSimple or DiffusersLoader, which the part loaders'
+                              outputs load */
     const cJSON *graph;    /* the workflow run, which SaveLatent records */
 } wf_run;
 
@@ -606,7 +607,10 @@ static kiln_status checkpoint_loader(wf_run *r, wf_node *n)
     const char *dtype = NULL;
     if (input_of(n, "weight_dtype")) TRY(weight_dtype(n, &dtype));
     char *path;
-    TRY(find_file(r, n, "ckpt_name", "checkpoints", &path));
+    /* DiffusersLoader: a diffusers folder (model_index.json and its parts) under models/diffusers, which ComfyUI
+       reads for UNet models and kiln for any it loads */
+    const bool diffusers = strcmp(n->class_type, "DiffusersLoader") == 0;
+    TRY(find_file(r, n, diffusers ? "model_path" : "ckpt_name", diffusers ? "diffusers" : "checkpoints", &path));
     wf_recipe rc = {.ckpt = path, .weight_dtype = dtype};
     kiln_status st = KILN_OK;
     for (int i = 0; i < 3 && st == KILN_OK; i++) {
@@ -668,6 +672,12 @@ static kiln_status part_loader(wf_run *r, wf_node *n, wf_kind kind)
     return copy_recipe(&(wf_recipe){.ckpt = from->out[0].recipe.ckpt}, &n->out[0].recipe);
 }
 
+/* A loader of a model with its text encoders and VAE (MODEL, CLIP, VAE). */
+static bool whole_model_loader(const char *c)
+{
+    return strcmp(c, "CheckpointLoaderSimple") == 0 || strcmp(c, "DiffusersLoader") == 0;
+}
+
 /* The files of the workflow's VAELoader and CLIP loader (at most one of
  * each: kiln's model is one transformer with its text encoders and VAE),
  * which every checkpoint the run loads takes in place of its own; links to
@@ -679,8 +689,7 @@ static kiln_status find_parts(wf_run *r)
     for (int i = 0; i < r->nnodes; i++) {
         wf_node *n = &r->nodes[i];
         const char *c = core_class(n->class_type);
-        if (!r->first_loader && (strcmp(c, "UNETLoader") == 0 || strcmp(c, "CheckpointLoaderSimple") == 0))
-            r->first_loader = n;
+        if (!r->first_loader && (strcmp(c, "UNETLoader") == 0 || whole_model_loader(c))) r->first_loader = n;
         if (strcmp(c, "VAELoader") == 0) {
             if (vae) return node_fail(n, KILN_ERR_UNSUPPORTED, "a second VAELoader (node %s's): kiln's model holds "
                                       "one VAE", vae->id);
@@ -718,7 +727,7 @@ static kiln_status find_parts(wf_run *r)
             const wf_node *from = NULL;
             for (int k = 0; k < r->nnodes && !from; k++)
                 if (strcmp(r->nodes[k].id, id->valuestring) == 0) from = &r->nodes[k];
-            if (!from || strcmp(from->class_type, "CheckpointLoaderSimple") != 0) continue;
+            if (!from || !whole_model_loader(from->class_type)) continue;
             const wf_node *part = index->valueint == 2 ? vae : index->valueint == 1 ? clip : NULL;
             if (part)
                 return node_fail(&r->nodes[i], KILN_ERR_UNSUPPORTED, "input '%s' reads node %s's %s, which node "
@@ -3655,8 +3664,8 @@ static kiln_status output_images(wf_run *r, wf_node *n)
 
 static kiln_status run_node(wf_run *r, wf_node *n)
 {
-    static const char *const simple[] = {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode",
-                                         "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage",
+    static const char *const simple[] = {"CheckpointLoaderSimple", "DiffusersLoader", "CLIPSetLastLayer",
+                                         "CLIPTextEncode", "EmptyLatentImage", "EmptySD3LatentImage", "LoadImage",
                                          "ControlNetLoader", "DiffControlNetLoader", "UpscaleModelLoader",
                                          "ImageUpscaleWithModel", "ModelSamplingDiscrete", "IPAdapterAdvanced",
                                          "LoadImageMask", "SetLatentNoiseMask", "VAEEncodeForInpaint",
@@ -3687,7 +3696,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
                                          "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
-        checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image, empty_latent_image, load_image,
+        checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
+        empty_latent_image, load_image,
         controlnet_loader, controlnet_loader, upscale_model_loader, image_upscale_with_model,
         model_sampling_discrete, ip_adapter_advanced, load_image_mask, set_latent_noise_mask,
         vae_encode_for_inpaint, instruct_pix2pix_conditioning, image_pad_for_outpaint, flux_guidance,

@@ -562,6 +562,10 @@ static void workflow_round_trip(void **state)
              "--sag 0.6,1.5", KILN_TEST_DATA);
     workflow_again_holding("sag", flags, "",
                            (const char *const[]){"\"SelfAttentionGuidance\"", "\"blur_sigma\":1.5", NULL});
+    /* an SD diffusers folder: ComfyUI's DiffusersLoader, found again under --models */
+    snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_diffusers", KILN_TEST_DATA);
+    workflow_again_holding("diffusers_folder", flags, "",
+                           (const char *const[]){"\"DiffusersLoader\"", "\"model_path\":\"sd15_tiny_diffusers\"", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --width 48 --height 40 "
              "--sag 0.6,1.5 --deep-shrink 3,2", KILN_TEST_DATA);
     workflow_again_holding("sag_deep_shrink", flags, "",
