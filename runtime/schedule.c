@@ -16,8 +16,6 @@
 
 /* ModelSamplingFlux.percent_to_sigma's value for percent <= 0, and
  * ModelSamplingDiscrete's (its "above every sigma"). */
-#define FLOW_SIGMA_ABOVE 1.0f
-#define DISCRETE_SIGMA_ABOVE 999999999.9f
 
 /* rescale_zero_terminal_snr_sigmas, in float64 as torch computes it on ComfyUI's float64 sigmas */
 static void rescale_zero_terminal_snr(double *sigmas, int n)
@@ -219,22 +217,27 @@ float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t)
     return expf(from_low + from_high);
 }
 
-float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent)
+double kiln_percent_to_sigma_value(const kiln_model_sampling *ms, double percent)
 {
-    if (percent <= 0.0) return ms->flow ? FLOW_SIGMA_ABOVE : DISCRETE_SIGMA_ABOVE;
-    if (percent >= 1.0) return 0.0f;
+    if (percent <= 0.0) return ms->flow ? 1.0 : 999999999.9;
+    if (percent >= 1.0) return 0.0;
     if (ms->edm) { /* Python floats from the table's ends */
         const double log_min = log((double)kiln_sigma_min(ms));
-        return (float)exp((log((double)kiln_sigma_max(ms)) - log_min) * (1.0 - percent) + log_min);
+        return exp((log((double)kiln_sigma_max(ms)) - log_min) * (1.0 - percent) + log_min);
     }
     if (ms->flow) {
         /* Python floats throughout: e / (e + (1 / t - 1) ** 1.0), or shift t / (1 + (shift - 1) t) */
         double e = exp(ms->shift), t = 1.0 - percent;
-        if (ms->snr_shift) return ms->shift == 1.0 ? (float)t : (float)(ms->shift * t / (1.0 + (ms->shift - 1.0) * t));
-        return (float)(e / (e + (1.0 / t - 1.0)));
+        if (ms->snr_shift) return ms->shift == 1.0 ? t : ms->shift * t / (1.0 + (ms->shift - 1.0) * t);
+        return e / (e + (1.0 / t - 1.0));
     }
-    /* ComfyUI's 999 is literal, not len(sigmas) - 1 */
+    /* ComfyUI's 999 is literal, not len(sigmas) - 1; the float32 tensor's item */
     return kiln_timestep_to_sigma(ms, (float)((1.0 - percent) * 999.0));
+}
+
+float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent)
+{
+    return (float)kiln_percent_to_sigma_value(ms, percent);
 }
 
 /* The first half counts up from start, the second half down from end, each

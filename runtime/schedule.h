@@ -124,6 +124,10 @@ float kiln_timestep_to_sigma(const kiln_model_sampling *ms, float t);
  * flow: flux_time_shift (SD3: time_snr_shift) in Python doubles, rounded
  * to float. */
 float kiln_percent_to_sigma(const kiln_model_sampling *ms, double percent);
+/* The same as the Python float ComfyUI's percent_to_sigma returns
+ * (SamplingPercentToSigma's output): the discrete table's float32 value,
+ * flow's and EDM's doubles. */
+double kiln_percent_to_sigma_value(const kiln_model_sampling *ms, double percent);
 
 /* ComfyUI's scheduler list, in its order. */
 typedef enum kiln_scheduler {

@@ -8,9 +8,12 @@
 #include <string.h>
 
 #include "kiln.h"
+#include "latent.h"
 #include "model.h"
+#include "rng.h"
 #include "schedule.h"
 #include "status.h"
+#include "vae.h"
 
 #define MAX_STEPS 10000
 
@@ -449,4 +452,67 @@ kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigma
     TRY(slice(node, s, 0, s->count, out));
     out->values[0] = (float)sigma;
     return KILN_OK;
+}
+
+kiln_status kiln_sampling_percent_to_sigma(const kiln_model *m, double percent, bool actual, double *sigma)
+{
+    if (!m || !sigma) return kiln_fail(KILN_ERR_INVALID_ARG, "SamplingPercentToSigma: no model or sigma");
+    if (!(percent >= 0.0 && percent <= 1.0))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "SamplingPercentToSigma: sampling_percent %g (0 to 1)", percent);
+    kiln_model_sampling ms;
+    TRY(kiln_model_sampling_of(m, &ms));
+    *sigma = kiln_percent_to_sigma_value(&ms, percent);
+    if (actual && percent == 0.0) *sigma = kiln_sigma_max(&ms); /* the table's own ends, not the interval checks' */
+    if (actual && percent == 1.0) *sigma = kiln_sigma_min(&ms);
+    return KILN_OK;
+}
+
+kiln_status kiln_add_noise(const kiln_model *m, uint64_t seed, bool no_noise, const kiln_sigmas *sigmas,
+                           const kiln_latent *latent, kiln_latent *out)
+{
+    if (!m || !sigmas || !latent || !latent->data || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "AddNoise: no model, sigmas or latent");
+    TRY(kiln_latent_like(latent, latent->batch, false, "AddNoise", out));
+    const size_t n = kiln_latent_count(latent), plane = (size_t)latent->height * latent->width;
+    const size_t image = n / (size_t)latent->batch;
+    if (!kiln_latent_copy_places(latent, out)) {
+        kiln_latent_free(out);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "AddNoise: out of host memory");
+    }
+    if (sigmas->count == 0) {
+        memcpy(out->data, latent->data, n * sizeof(float));
+        return KILN_OK;
+    }
+    kiln_model_sampling ms;
+    float *noise = malloc(n * sizeof *noise), *draw = latent->batch_index ? malloc(image * sizeof *draw) : NULL;
+    kiln_status st = noise && (draw || !latent->batch_index) ? kiln_model_sampling_of(m, &ms)
+                                                             : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "AddNoise: out of "
+                                                                                                 "host memory");
+    if (st == KILN_OK) { /* the noise RandomNoise gives the latent: its places' draws, or none with DisableNoise */
+        kiln_rng rng;
+        kiln_rng_seed(&rng, seed);
+        if (no_noise) memset(noise, 0, n * sizeof *noise);
+        else if (!latent->batch_index) kiln_rng_randn(&rng, noise, n);
+        else kiln_rng_randn_indexed(&rng, latent->batch_index, latent->batch, image, noise, draw);
+        const float *s = sigmas->values;
+        const float sigma = sigmas->count > 1 ? fabsf(s[0] - s[sigmas->count - 1]) : s[0];
+        bool empty = true; /* ComfyUI leaves an all-zero latent unshifted by the latent format */
+        for (size_t i = 0; i < n && empty; i++) empty = latent->data[i] == 0.0f;
+        for (int b = 0; b < latent->batch; b++) {
+            float *x = out->data + b * image;
+            if (empty) memset(x, 0, image * sizeof *x);
+            else kiln_vae_latent_in(&m->vae, latent->data + b * image, image, plane, x);
+            for (size_t i = 0; i < image; i++) { /* model_sampling.noise_scaling, without max_denoise */
+                const float z = noise[b * image + i];
+                x[i] = ms.flow ? sigma * z + (1.0f - sigma) * x[i] : z * sigma + x[i];
+            }
+            kiln_vae_latent_out(&m->vae, x, image, plane, x);
+            for (size_t i = 0; i < image; i++) /* torch.nan_to_num(nan=0, posinf=0, neginf=0) */
+                if (!isfinite(x[i])) x[i] = 0.0f;
+        }
+    }
+    free(noise);
+    free(draw);
+    if (st != KILN_OK) kiln_latent_free(out);
+    return st;
 }

@@ -3148,7 +3148,8 @@ static bool gives_plain_values(const wf_node *n)
 {
     const char *c = n->class_type;
     return strcmp(c, "GetImageSize") == 0 || strcmp(c, "StringConcatenate") == 0 || strcmp(c, "StringLength") == 0 ||
-           strcmp(c, "StringSubstring") == 0 || strcmp(c, "StringReplace") == 0 || strcmp(c, "StringTrim") == 0;
+           strcmp(c, "StringSubstring") == 0 || strcmp(c, "StringReplace") == 0 || strcmp(c, "StringTrim") == 0 ||
+           strcmp(c, "SamplingPercentToSigma") == 0;
 }
 
 /* n's inputs linked to plain values (those nodes run first) become the
@@ -3523,6 +3524,40 @@ static kiln_status scheduler_node(wf_run *r, wf_node *n, int which)
     return node_status(n, st);
 }
 
+/* SamplingPercentToSigma: the model's sigma at a share of its sampling,
+ * a FLOAT (kiln_sampling_percent_to_sigma). */
+static kiln_status sampling_percent_to_sigma(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    kiln_model *m;
+    double percent, sigma;
+    bool actual = false;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "sampling_percent", &percent));
+    TRY(flag(n, "return_actual_sigma", &actual));
+    TRY(sampling_model(r, n, model, &m));
+    TRY(node_status(n, kiln_sampling_percent_to_sigma(m, percent, actual, &sigma)));
+    return plain_output(n, 0, cJSON_CreateNumber(sigma));
+}
+
+/* AddNoise: a LATENT with the NOISE's noise at the SIGMAS' sigma, as the
+ * MODEL samples (kiln_add_noise). */
+static kiln_status add_noise(wf_run *r, wf_node *n)
+{
+    wf_value *model, *noise, *sigmas, *latent;
+    kiln_model *m;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "noise", WF_NOISE, &noise));
+    TRY(linked(r, n, "sigmas", WF_SIGMAS, &sigmas));
+    TRY(linked(r, n, "latent_image", WF_LATENT, &latent));
+    TRY(sampling_model(r, n, model, &m));
+    const kiln_latent *l;
+    TRY(latent_of(latent, m, &l));
+    n->out[0].kind = WF_LATENT;
+    return node_status(n, kiln_add_noise(m, noise->noise_seed, noise->noise_disabled, &sigmas->sigmas, l,
+                                         &n->out[0].latent));
+}
+
 /* ManualSigmas, SplitSigmas and SplitSigmasDenoise (high and low sigmas),
  * ExtendIntermediateSigmas, FlipSigmas and SetFirstSigma. */
 static kiln_status sigmas_node(wf_run *r, wf_node *n, const char *c)
@@ -3694,7 +3729,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
-                                         "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca"};
+                                         "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca",
+                                         "SamplingPercentToSigma", "AddNoise"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
         empty_latent_image, load_image,
@@ -3715,7 +3751,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
-        string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca};
+        string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,
+        sampling_percent_to_sigma, add_noise};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

@@ -868,6 +868,18 @@ class Advanced(unittest.TestCase):
                          goldens["extend.linear_s3"][1])
         self.assertEqual(kiln.set_first_sigma(sigmas, 20.0)[0], 20.0)
         self.assertEqual(kiln.manual_sigmas("1., 0.5, 1e-3"), [1.0, 0.5, 1.0, -3.0])  # as re.findall finds them
+        # SamplingPercentToSigma: the table's ends with actual=True, the interval checks' values without
+        self.assertEqual(model.sampling_percent_to_sigma(0.0, actual=True), as_float32(14.614641))  # SD's sigma_max
+        self.assertEqual(model.sampling_percent_to_sigma(1.0, actual=True), as_float32(0.029167158))
+        self.assertEqual(model.sampling_percent_to_sigma(0.0), 999999999.9)
+        self.assertEqual(model.sampling_percent_to_sigma(1.0), 0.0)
+        # AddNoise: seeded noise times the sigma (tests/data/sigmas/add_noise against ComfyUI's in test_schedule)
+        blank = model.empty_latent(16, 16)
+        once, twice = model.add_noise(blank, [1.0], seed=7), model.add_noise(blank, [3.0, 1.0], seed=7)
+        self.assertLess(rel_l2(twice.to_list(), [2.0 * v for v in once.to_list()]), 1e-6)
+        self.assertGreater(max(abs(v) for v in once.to_list()), 1.0)
+        self.assertEqual(model.add_noise(blank, [1.0], seed=7, noise=False).to_list(), blank.to_list())
+        self.assertEqual(model.add_noise(once, []).to_list(), once.to_list())
         # ... and sampling on them is KSampler's run, split in two KSamplerAdvanced's
         positive, negative = model.encode("a red circle"), model.encode("")
         empty = model.empty_latent(16, 16)

@@ -6,7 +6,8 @@
  * CONST ways against
  * tests/data/flow (ComfyUI's code restated in torch), all bit for bit; and
  * ComfyUI's SIGMAS nodes (its scheduler nodes against tests/data/sigmas, the
- * nodes that cut and turn a list against Python's slices). */
+ * nodes that cut and turn a list against Python's slices), SamplingPercentToSigma
+ * and AddNoise. */
 #include "kiln_test.h"
 
 #include <cjson/cJSON.h>
@@ -561,6 +562,84 @@ static void scheduler_nodes_match_comfyui(void **state)
     kiln_backend_free(be);
 }
 
+/* SamplingPercentToSigma and AddNoise against ComfyUI's nodes restated
+ * (tests/data/sigmas/add_noise.safetensors) on the tiny SD 1.x model (eps,
+ * discrete) and the tiny FLUX.1 (flow, its latent format's shift): the
+ * sigmas as the Python floats the node gives (the discrete table's float32
+ * values exactly), the noisy latents (seeded torch noise, the latent format
+ * applied and undone, an all-zero latent left unshifted). */
+static void add_noise_matches_comfyui(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *models[2];
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0,
+                                        &models[0]));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/tiny"), NULL, 0, &models[1]));
+    kiln_st_file *f = NULL;
+    assert_kiln_ok(kiln_st_open(kiln_test_data("sigmas/add_noise.safetensors"), &f));
+    static const char *const names[2] = {"sd", "flux"};
+    for (int k = 0; k < 2; k++) {
+        char key[64];
+        const kiln_st_tensor *percent, *sigma, *actual;
+        snprintf(key, sizeof key, "%s.percent", names[k]);
+        assert_non_null(percent = kiln_st_find(f, key));
+        snprintf(key, sizeof key, "%s.sigma", names[k]);
+        assert_non_null(sigma = kiln_st_find(f, key));
+        snprintf(key, sizeof key, "%s.actual", names[k]);
+        assert_non_null(actual = kiln_st_find(f, key));
+        const double *p = (const double *)percent->data, *want = (const double *)sigma->data;
+        for (int i = 0; i < 5; i++) {
+            double got;
+            assert_kiln_ok(kiln_sampling_percent_to_sigma(models[k], p[i], false, &got));
+            if (fabs(got - want[i]) > 1e-12 * fabs(want[i]))
+                fail_msg("%s: percent %g: sigma %.17g, ComfyUI %.17g", names[k], p[i], got, want[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+            double got;
+            assert_kiln_ok(kiln_sampling_percent_to_sigma(models[k], i ? 1.0 : 0.0, true, &got));
+            assert_true(got == ((const double *)actual->data)[i]);
+        }
+        static const char *const runs[2][4] = {{"latent", "sigmas", "noisy", "7"},
+                                               {NULL, "one_sigma", "empty_noisy", "11"}};
+        for (int r = 0; r < 2; r++) {
+            float *sigmas, *want_noisy, *values = NULL;
+            size_t nsigmas, n;
+            snprintf(key, sizeof key, "%s.%s", names[k], runs[r][1]);
+            assert_kiln_ok(kiln_st_read_f32(f, key, &sigmas, &nsigmas));
+            snprintf(key, sizeof key, "%s.%s", names[k], runs[r][2]);
+            assert_kiln_ok(kiln_st_read_f32(f, key, &want_noisy, &n));
+            if (runs[r][0]) {
+                snprintf(key, sizeof key, "%s.%s", names[k], runs[r][0]);
+                assert_kiln_ok(kiln_st_read_f32(f, key, &values, &n));
+            } else {
+                assert_non_null(values = calloc(n, sizeof *values));
+            }
+            const kiln_latent latent = {values, 2, 4, 8, 6, NULL, 0, 0, NULL, NULL};
+            const kiln_sigmas list = {sigmas, (int)nsigmas};
+            kiln_latent noisy;
+            assert_kiln_ok(kiln_add_noise(models[k], (uint64_t)atoi(runs[r][3]), false, &list, &latent, &noisy));
+            assert_rel_l2_le(noisy.data, want_noisy, n, 1e-6);
+            kiln_latent_free(&noisy);
+            /* no noise: the latent through the format and back; no sigmas: the latent itself */
+            assert_kiln_ok(kiln_add_noise(models[k], 7, true, &(kiln_sigmas){0}, &latent, &noisy));
+            assert_memory_equal(noisy.data, values, n * sizeof *values);
+            kiln_latent_free(&noisy);
+            free(values);
+            free(sigmas);
+            free(want_noisy);
+        }
+    }
+    double sigma;
+    assert_int_equal(kiln_sampling_percent_to_sigma(models[0], 1.5, false, &sigma), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "sampling_percent 1.5"));
+    kiln_st_close(f);
+    kiln_model_free(models[0]);
+    kiln_model_free(models[1]);
+    kiln_backend_free(be);
+}
+
 /* SplitSigmas, SplitSigmasDenoise, FlipSigmas and SetFirstSigma cut and
  * turn the list as their Python slices do, ManualSigmas reads numbers as
  * ComfyUI's pattern finds them, and the nodes refuse what
@@ -687,6 +766,7 @@ int main(void)
         cmocka_unit_test(discrete_timestep_and_percent),
         cmocka_unit_test(flow_matches_torch),
         cmocka_unit_test(scheduler_nodes_match_comfyui),
+        cmocka_unit_test(add_noise_matches_comfyui),
         cmocka_unit_test(sigma_lists_cut_as_python_slices),
         cmocka_unit_test(bad_arguments_are_errors),
     };

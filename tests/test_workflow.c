@@ -979,6 +979,34 @@ static void sigma_nodes(void **state)
         kiln_latent_free(&x0), kiln_latent_free(&out);
         for (int i = 0; i < 3; i++) kiln_sigmas_free(&sigmas[i]);
     }
+    /* AddNoise at a first sigma SamplingPercentToSigma gives (a FLOAT into SetFirstSigma), then sampling without
+       noise of its own: the library's calls with those values */
+    static const char added[] = SIGMAS_RUN(
+        "\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
+        "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": 14.614642, "
+        "\"sigma_min\": 0.0291675, \"rho\": 7}}, "
+        "\"19\": {\"class_type\": \"SamplingPercentToSigma\", \"inputs\": {\"model\": [\"4\", 0], "
+        "\"sampling_percent\": 0.3, \"return_actual_sigma\": false}}, "
+        "\"18\": {\"class_type\": \"SetFirstSigma\", \"inputs\": {\"sigma\": [\"19\", 0], \"sigmas\": [\"17\", 0]}}, "
+        "\"25\": {\"class_type\": \"RandomNoise\", \"inputs\": {\"noise_seed\": 9}}, "
+        "\"20\": {\"class_type\": \"AddNoise\", \"inputs\": {\"model\": [\"4\", 0], \"noise\": [\"25\", 0], "
+        "\"sigmas\": [\"18\", 0], \"latent_image\": [\"5\", 0]}}, "
+        SAMPLER_CUSTOM("3", "false", "[\"16\", 0]", "[\"18\", 0]", "[\"20\", 0]"),
+        "[\"3\", 0]");
+    {
+        double sigma;
+        kiln_latent noisy, out;
+        assert_kiln_ok(kiln_sampling_percent_to_sigma(m, 0.3, false, &sigma));
+        assert_kiln_ok(kiln_karras_scheduler(4, 14.614642, 0.0291675, 7.0, &sigmas[1]));
+        assert_kiln_ok(kiln_sigmas_set_first(&sigmas[1], sigma, &sigmas[0]));
+        assert_kiln_ok(kiln_add_noise(m, 9, false, &sigmas[0], &empty, &noisy));
+        kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = "euler", .sigmas = &sigmas[0],
+                                  .disable_noise = true};
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &noisy, &out));
+        assert_workflow_decodes_to(added, m, &out);
+        kiln_latent_free(&noisy), kiln_latent_free(&out);
+        for (int i = 0; i < 2; i++) kiln_sigmas_free(&sigmas[i]);
+    }
     /* a node's bad input: its name and the node's */
     expect_refusal(SIGMAS_RUN("\"16\": {\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler\"}}, "
                               "\"17\": {\"class_type\": \"KarrasScheduler\", \"inputs\": {\"steps\": 4, \"sigma_max\": "

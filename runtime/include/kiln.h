@@ -1032,6 +1032,22 @@ kiln_status kiln_sigmas_extend(const kiln_sigmas *s, int steps, double start_at_
                                const char *spacing, kiln_sigmas *out);
 /* SetFirstSigma: the sigmas with the first one `sigma` (at least 0). */
 kiln_status kiln_sigmas_set_first(const kiln_sigmas *s, double sigma, kiln_sigmas *out);
+/* SamplingPercentToSigma: the sigma at which `percent` (0 .. 1) of the
+ * model's sampling is done, as ComfyUI's model_sampling.percent_to_sigma
+ * gives it (0: a sigma above any schedule's, 999999999.9, or 1 for flow
+ * models; 1: 0); with `actual`, 0 and 1 give the model's largest and least
+ * sigmas instead. */
+kiln_status kiln_sampling_percent_to_sigma(const kiln_model *m, double percent, bool actual, double *sigma);
+/* AddNoise: `latent` with the noise of `seed` (RandomNoise's; none with
+ * no_noise, DisableNoise) added at the sigma of `sigmas` (the difference of
+ * its first and last, or its one), as the model's sampling adds it (sigma
+ * times the noise plus the latent, or for flow models sigma times the
+ * noise plus 1 - sigma times it), in the model's latent space (the latent
+ * format applied to a latent that is not all zeros, and undone after);
+ * without sigmas the latent as it is. *out is new, with latent's noise
+ * mask, concat latent and places. */
+kiln_status kiln_add_noise(const kiln_model *m, uint64_t seed, bool no_noise, const kiln_sigmas *sigmas,
+                           const kiln_latent *latent, kiln_latent *out);
 
 /* The custom sampler nodes' settings (SamplerEulerAncestral,
  * SamplerEulerAncestralCFGPP, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,

@@ -288,6 +288,14 @@ def _check(result, func, args):
     return result
 
 
+def _c_seed(seed) -> int:
+    """A noise seed as ComfyUI takes it: 0 to 2**64 - 1."""
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed {seed}: must be from 0 to 2**64 - 1")
+    return seed
+
+
 def _declare(name, restype, *argtypes):
     func = getattr(_lib, name)
     func.restype = restype
@@ -424,6 +432,8 @@ _declare("kiln_sigmas_split", c_int, POINTER(_Sigmas), c_int, POINTER(_Sigmas), 
 _declare("kiln_sigmas_split_denoise", c_int, POINTER(_Sigmas), c_double, POINTER(_Sigmas), POINTER(_Sigmas))
 _declare("kiln_sigmas_flip", c_int, POINTER(_Sigmas), POINTER(_Sigmas))
 _declare("kiln_sigmas_set_first", c_int, POINTER(_Sigmas), c_double, POINTER(_Sigmas))
+_declare("kiln_sampling_percent_to_sigma", c_int, c_void_p, c_double, c_bool, POINTER(c_double))
+_declare("kiln_add_noise", c_int, c_void_p, c_uint64, c_bool, POINTER(_Sigmas), POINTER(_Latent), POINTER(_Latent))
 _declare("kiln_sigmas_extend", c_int, POINTER(_Sigmas), c_int, c_double, c_double, c_char_p, POINTER(_Sigmas))
 _declare("kiln_ksampler", c_int, c_void_p, POINTER(_KSamplerParams), POINTER(_Conditioning),
          POINTER(_Conditioning), POINTER(_Latent), POINTER(_Latent))
@@ -995,6 +1005,23 @@ class Model(_Handle):
         return _sigmas_from(_lib.kiln_basic_scheduler, self._ptr(), str(scheduler).encode(), _c_int("steps", steps),
                             denoise)
 
+    def sampling_percent_to_sigma(self, percent: float, actual: bool = False) -> float:
+        """SamplingPercentToSigma: the sigma at which `percent` (0 to 1) of
+        this model's sampling is done; with `actual`, 0 and 1 give its
+        largest and least sigma."""
+        sigma = c_double()
+        _lib.kiln_sampling_percent_to_sigma(self._ptr(), percent, bool(actual), byref(sigma))
+        return sigma.value
+
+    def add_noise(self, latent: "Latent", sigmas: Sequence[float], seed: int = 0, noise: bool = True) -> "Latent":
+        """AddNoise: the latent with RandomNoise's noise of `seed` (none
+        with noise=False, DisableNoise) added at the sigmas' sigma, as this
+        model samples."""
+        out = Latent()
+        _lib.kiln_add_noise(self._ptr(), _c_seed(seed), not noise, byref(_c_sigmas(sigmas)), byref(latent._c),
+                            byref(out._c))
+        return out
+
     def sd_turbo_scheduler(self, steps: int, denoise: float = 1.0) -> list:
         """SDTurboScheduler: this model's sigmas at timesteps 999, 899, ...
         (SD-Turbo, SDXL-Turbo; steps 1 to 10)."""
@@ -1122,10 +1149,7 @@ class Model(_Handle):
         Returning False stops the sampling: KilnError is raised with status
         KILN_ERR_CANCELLED. If it raises, the sampling stops and that
         exception is raised here."""
-        seed = int(seed)
-        if not 0 <= seed < 2**64:
-            raise ValueError(f"seed {seed}: must be from 0 to 2**64 - 1")
-        params = _KSamplerParams(seed=seed, steps=_c_int("steps", steps), cfg=cfg,
+        params = _KSamplerParams(seed=_c_seed(seed), steps=_c_int("steps", steps), cfg=cfg,
                                  sampler_name=sampler_name.encode(), scheduler=scheduler.encode(), denoise=denoise)
         # the struct keeps what these pointers point to alive through the call
         pictures = {}  # the Masks' pictures, alive through the call
@@ -1906,9 +1930,7 @@ class Image(_Owned):
         """ImageAddNoise: strength x torch.randn(seed) of the picture's size
         added, clamped (a batch draws its noise at once: kiln_image_add_noise)."""
         out = Image()
-        if not 0 <= int(seed) < 1 << 64:
-            raise ValueError(f"seed {seed}: 0 to 2^64 - 1")
-        _lib.kiln_image_add_noise(byref(self._c), 1, int(seed), float(strength), byref(out._c))
+        _lib.kiln_image_add_noise(byref(self._c), 1, _c_seed(seed), float(strength), byref(out._c))
         return out
 
     def stitch(self, other: "Image", direction: str = "right", match_image_size: bool = True, spacing_width: int = 0,
