@@ -36,13 +36,12 @@ static bool mergeable(kiln_dtype dtype)
     return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
 }
 
-/* A simple merge's ratio for `name`: by its block where the merge has them
- * (ComfyUI's ModelMergeBlocks: the longest prefix that matches, else the
- * first one's). */
-static double ratio_of(const kiln_merge *merge, const char *name)
+/* A simple merge's ratio for a tensor whose name under the diffusion
+ * model's root is `rel`: by its block where the merge has them (ComfyUI's
+ * ModelMergeBlocks: the longest prefix that matches, else the first one's). */
+static double ratio_of(const kiln_merge *merge, const char *rel)
 {
     if (!merge->nblocks) return merge->ratio;
-    const char *rel = name + strlen(UNET_ROOT);
     double ratio = merge->blocks[0].ratio;
     size_t longest = 0;
     for (int i = 0; i < merge->nblocks; i++) {
@@ -50,6 +49,67 @@ static double ratio_of(const kiln_merge *merge, const char *name)
         if (n > longest && strncmp(rel, merge->blocks[i].prefix, n) == 0) ratio = merge->blocks[i].ratio, longest = n;
     }
     return ratio;
+}
+
+/* The names in its original file of a DiT's tensors (diffusers' names
+ * under transformer.), which ModelMergeBlocks' prefixes name as ComfyUI's
+ * model does (double_blocks.3., joint_blocks.0.): for each piece of each
+ * original tensor, the tensor it is (canonical) and the original's name
+ * without model.diffusion_model.; none where ck is no original DiT file. */
+typedef struct original_names {
+    kiln_row_piece *pieces; /* each piece's name its canonical tensor's */
+    char (*originals)[256];
+    size_t n;
+} original_names;
+
+static void original_names_free(original_names *o)
+{
+    free(o->pieces);
+    free(o->originals);
+    *o = (original_names){0};
+}
+
+static kiln_status original_names_of(const kiln_checkpoint *ck, original_names *o)
+{
+    *o = (original_names){0};
+    const size_t count = kiln_checkpoint_original_count(ck);
+    if (!count) return KILN_OK;
+    o->pieces = malloc(count * KILN_MAX_ROW_PIECES * sizeof *o->pieces);
+    o->originals = malloc(count * KILN_MAX_ROW_PIECES * sizeof *o->originals);
+    if (!o->pieces || !o->originals) {
+        original_names_free(o);
+        return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        const kiln_st_tensor *t;
+        int n;
+        kiln_status st = kiln_checkpoint_original_at(ck, i, &t, o->pieces + o->n, &n);
+        if (st != KILN_OK) {
+            original_names_free(o);
+            return st;
+        }
+        const char *rel = starts_with(t->name, UNET_ROOT) ? t->name + strlen(UNET_ROOT) : t->name;
+        for (int k = 0; k < n; k++) snprintf(o->originals[o->n + k], sizeof *o->originals, "%s", rel);
+        o->n += (size_t)n;
+    }
+    return KILN_OK;
+}
+
+/* The ratio of ck's tensor `name` in the merge: by its block's name, the
+ * UNet's own or a DiT's original file's (o). */
+static kiln_status merge_ratio(const kiln_merge *merge, const original_names *o, const char *name, double *ratio)
+{
+    if (!merge->nblocks || starts_with(name, UNET_ROOT)) {
+        *ratio = ratio_of(merge, merge->nblocks ? name + strlen(UNET_ROOT) : name);
+        return KILN_OK;
+    }
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->pieces[i].name, name) == 0) {
+            *ratio = ratio_of(merge, o->originals[i]);
+            return KILN_OK;
+        }
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "merge %s by blocks: %s has no block name of ComfyUI's model (a DiT "
+                     "merges by blocks from its original single file, not a diffusers folder)", merge->path, name);
 }
 
 /* ComfyUI's patch of a model's weight, ck's tensor `name` (a) replaced by
@@ -78,11 +138,10 @@ static kiln_status patch_weight(kiln_checkpoint *ck, const char *name, const kil
     return kiln_checkpoint_replace(ck, name, a->dtype, out);
 }
 
-/* a's tensor `name` merged with b: w * strength_model + strength * w2, each factor rounded to float */
+/* a's tensor `name` merged with b at ratio r: w * strength_model + strength * w2, each factor rounded to float */
 static kiln_status merge_tensor(kiln_checkpoint *ck, const char *name, const kiln_st_tensor *a,
-                                const kiln_st_tensor *b, const kiln_merge *merge)
+                                const kiln_st_tensor *b, const kiln_merge *merge, double r)
 {
-    const double r = ratio_of(merge, name);
     const float keep = merge->kind == KILN_MERGE_ADD ? 1.0f : (float)r,
                 add = merge->kind == KILN_MERGE_SIMPLE ? (float)(1.0 - r) : merge->kind == KILN_MERGE_ADD ? 1.0f
                                                                                                           : (float)-r;
@@ -111,17 +170,16 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
     /* the names first: the first replacement re-indexes ck */
     const size_t count = kiln_checkpoint_count(ck);
     char **names = calloc(count ? count : 1, sizeof *names);
+    double *ratios = calloc(count ? count : 1, sizeof *ratios);
     size_t nnames = 0;
-    kiln_status st = names ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory");
+    original_names originals = {0};
+    kiln_status st = names && ratios ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "merge: out of host memory");
+    if (st == KILN_OK && merge->nblocks) st = original_names_of(ck, &originals);
     for (size_t i = 0; i < count && st == KILN_OK; i++) {
         const char *name;
         const kiln_st_tensor *a = kiln_checkpoint_at(ck, i, &name), *b;
         if (!merged_name(name, merge->text_encoders) || !(b = kiln_checkpoint_find(other, name))) continue;
-        if (merge->nblocks && strncmp(name, UNET_ROOT, strlen(UNET_ROOT)) != 0) {
-            st = kiln_fail(KILN_ERR_UNSUPPORTED, "merge %s by blocks: %s is not a UNet's (kiln merges DiTs by "
-                           "ratio alone)", merge->path, name);
-            break;
-        }
+        if ((st = merge_ratio(merge, &originals, name, &ratios[nnames])) != KILN_OK) break;
         if (!same_shape(a, b))
             st = kiln_fail(KILN_ERR_MODEL, "merge %s: tensor %s is of another shape than %s's", merge->path, name,
                            kiln_checkpoint_path(ck));
@@ -138,10 +196,12 @@ kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, 
                        merge->text_encoders ? "text encoder" : "diffusion model", kiln_checkpoint_path(ck));
     for (size_t i = 0; i < nnames && st == KILN_OK; i++)
         st = merge_tensor(ck, names[i], kiln_checkpoint_find(ck, names[i]), kiln_checkpoint_find(other, names[i]),
-                          merge);
+                          merge, ratios[i]);
     if (st == KILN_OK) *merged = (int)nnames;
     for (size_t i = 0; i < nnames; i++) free(names[i]);
     free(names);
+    free(ratios);
+    original_names_free(&originals);
     kiln_checkpoint_close(other);
     return st;
 }

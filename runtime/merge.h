@@ -15,7 +15,8 @@
  * float32 and stored in ck's dtype: a r + b (1 - r) (simple), a + b (add) or
  * (a - b) r (subtract), a ck's and b the other's. A tensor both have in other
  * shapes, or stored block-quantized, is refused by name; none in common
- * is refused too (another family). *merged counts the tensors. */
+ * is refused too (another family). By blocks, a DiT's tensors take the
+ * ratios of their original file's names. *merged counts the tensors. */
 kiln_status kiln_checkpoint_merge(kiln_checkpoint *ck, const kiln_merge *merge, int *merged);
 
 /* A diff ControlNet made whole (kohya's diff modules: a `difference` tensor

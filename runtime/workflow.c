@@ -835,7 +835,8 @@ static kiln_status merge_node(wf_run *r, wf_node *n, kiln_merge_kind kind, bool 
     return KILN_OK;
 }
 
-/* ModelMergeSimple, and ModelMergeBlocks, ModelMergeSD1, ModelMergeSD2 and ModelMergeSDXL (ratios by block) */
+/* ModelMergeSimple, and ModelMergeBlocks, ModelMergeSD1, ModelMergeSD2, ModelMergeSDXL, ModelMergeFlux1,
+   ModelMergeSD3_2B and ModelMergeSD35_Large (ratios by block) */
 static kiln_status model_merge_simple(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SIMPLE, false); }
 static kiln_status model_merge_add(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_ADD, false); }
 static kiln_status model_merge_subtract(wf_run *r, wf_node *n) { return merge_node(r, n, KILN_MERGE_SUBTRACT, false); }
@@ -3724,7 +3725,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "ModelMergeAdd", "ModelMergeSubtract", "CLIPMergeSimple", "CLIPMergeAdd",
                                          "CLIPMergeSubtract", "LatentOperationTonemapReinhard",
                                          "LatentOperationSharpen", "LatentApplyOperationCFG", "ModelMergeBlocks",
-                                         "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL",
+                                         "ModelMergeSD1", "ModelMergeSD2", "ModelMergeSDXL", "ModelMergeFlux1",
+                                         "ModelMergeSD3_2B", "ModelMergeSD35_Large",
                                          "UNetSelfAttentionMultiply", "UNetCrossAttentionMultiply",
                                          "PatchModelAddDownscale", "CLIPAttentionMultiply", "SaveLatent",
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
@@ -3749,6 +3751,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_guidance, model_merge_simple, model_merge_add, model_merge_subtract, clip_merge_simple,
         clip_merge_add, clip_merge_subtract, latent_operation_tonemap, latent_operation_sharpen,
         latent_apply_operation_cfg, model_merge_simple, model_merge_simple, model_merge_simple, model_merge_simple,
+        model_merge_simple, model_merge_simple, model_merge_simple,
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
         string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,

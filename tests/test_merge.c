@@ -2,7 +2,8 @@
  * ModelMergeSubtract, CLIPMergeSimple, ModelMergeBlocks): the tiny SD 1.x model merged with a
  * second one (its weights changed by a fixed rule) against a checkpoint
  * merged here by hand in float64 with ComfyUI's formulas, through a KSampler
- * run or the text encoder; refusals. */
+ * run or the text encoder; ModelMergeFlux1's blocks on BFL's file;
+ * refusals. */
 #include "kiln_test.h"
 
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "merge.h"
 #include "model.h"
 #include "pipeline.h"
 #include "safetensors.h"
@@ -242,6 +244,95 @@ static void attention_multiplies(void **state)
     kiln_backend_free(be);
 }
 
+/* FLUX.1's single file with every weight's sign flipped (written to path):
+ * a second model whose merge with the first shows each tensor's ratio. */
+static void write_negated_flux(const char *from, const char *path)
+{
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(from, &f));
+    const size_t n = kiln_st_count(f);
+    kiln_st_entry *e = calloc(n, sizeof *e);
+    char **owned = calloc(n, sizeof *owned);
+    assert_non_null(e), assert_non_null(owned);
+    for (size_t k = 0; k < n; k++) {
+        const kiln_st_tensor *t = kiln_st_at(f, k);
+        assert_true(t->dtype == KILN_F32 || t->dtype == KILN_F16 || t->dtype == KILN_BF16);
+        const size_t size = kiln_dtype_size(t->dtype);
+        assert_non_null(owned[k] = malloc(t->nbytes));
+        memcpy(owned[k], t->data, t->nbytes);
+        for (size_t i = size - 1; i < t->nbytes; i += size) owned[k][i] ^= (char)0x80; /* little-endian sign bit */
+        e[k] = (kiln_st_entry){t->name, t->dtype, t->ndim, {0}, owned[k]};
+        memcpy(e[k].shape, t->shape, sizeof e[k].shape);
+    }
+    assert_kiln_ok(kiln_st_write(path, e, n, NULL, 0));
+    for (size_t k = 0; k < n; k++) free(owned[k]);
+    free(owned);
+    free(e);
+    kiln_st_close(f);
+}
+
+/* ModelMergeFlux1's blocks on FLUX.1's single file, BFL's names: each
+ * transformer tensor (diffusers' name, the rows of BFL's fused tensors)
+ * merged at the ratio its block in BFL's names has, by a table written
+ * here from the two layouts' block names (the double blocks are
+ * transformer_blocks, the single blocks single_transformer_blocks, the final
+ * layer norm_out and proj_out); with a model whose weights are the first's
+ * negated, a r - a (1 - r) in float32, stored as the file stores it. A DiT
+ * from a diffusers folder is refused by name. */
+static void dit_merged_by_original_blocks(void **state)
+{
+    (void)state;
+    char path[4096], negated[4300];
+    snprintf(path, sizeof path, "%s", kiln_test_data("flux/single/flux1-tiny.safetensors"));
+    snprintf(negated, sizeof negated, "%s/negated_flux.safetensors", dir);
+    write_negated_flux(path, negated);
+    static const kiln_merge_block blocks[] = {{"img_in.", 0.2}, {"double_blocks.0.", 0.7}, {"single_blocks.", 0.4},
+                                              {"final_layer.", 0.9}, {"txt_in.", 0.35}};
+    static const struct { const char *prefix; double ratio; } by_hand[] = {
+        {"transformer.x_embedder.", 0.2}, {"transformer.transformer_blocks.0.", 0.7},
+        {"transformer.single_transformer_blocks.", 0.4}, {"transformer.norm_out.", 0.9},
+        {"transformer.proj_out.", 0.9}, {"transformer.context_embedder.", 0.35}};
+    const kiln_merge merge = {.path = negated, .kind = KILN_MERGE_SIMPLE, .blocks = blocks,
+                              .nblocks = sizeof blocks / sizeof *blocks};
+    kiln_checkpoint *ck, *plain;
+    int merged;
+    assert_kiln_ok(kiln_checkpoint_open(path, &ck));
+    assert_kiln_ok(kiln_checkpoint_open(path, &plain));
+    assert_kiln_ok(kiln_checkpoint_merge(ck, &merge, &merged));
+    int seen[6] = {0}, checked = 0;
+    for (size_t i = 0; i < kiln_checkpoint_count(ck); i++) {
+        const char *name;
+        const kiln_st_tensor *t = kiln_checkpoint_at(ck, i, &name), *a = kiln_checkpoint_find(plain, name);
+        double r = 0.2; /* the first block's: time_in, guidance_in, vector_in, double block 1 */
+        for (size_t k = 0; k < sizeof by_hand / sizeof *by_hand; k++)
+            if (strncmp(name, by_hand[k].prefix, strlen(by_hand[k].prefix)) == 0) r = by_hand[k].ratio, seen[k]++;
+        const size_t count = (size_t)kiln_st_numel(a);
+        float *x = malloc(count * sizeof *x), *want = malloc(count * sizeof *want), *have = malloc(count * sizeof *have);
+        void *stored = malloc(t->nbytes);
+        assert_non_null(x), assert_non_null(want), assert_non_null(have), assert_non_null(stored);
+        kiln_convert_to_f32(x, a->data, a->dtype, count);
+        for (size_t j = 0; j < count; j++) want[j] = x[j] * (float)r + (float)(1.0 - r) * -x[j];
+        kiln_convert_from_f32(stored, want, a->dtype, count);
+        kiln_convert_to_f32(want, stored, a->dtype, count);
+        kiln_convert_to_f32(have, t->data, t->dtype, count);
+        if (memcmp(have, want, count * sizeof *have) != 0) fail_msg("%s: not merged at ratio %g", name, r);
+        checked++;
+        free(x), free(want), free(have), free(stored);
+    }
+    print_message("  ModelMergeFlux1 on BFL's file: %d of %d tensors merged, each at its block's ratio\n", merged,
+                  checked);
+    assert_int_equal(merged, checked);
+    for (size_t k = 0; k < sizeof by_hand / sizeof *by_hand; k++) assert_true(seen[k] > 0);
+    kiln_checkpoint_close(plain);
+    kiln_checkpoint_close(ck);
+    assert_kiln_ok(kiln_checkpoint_open(kiln_test_data("flux/tiny"), &ck));
+    const kiln_merge folder_merge = {.path = kiln_test_data("flux/tiny"), .kind = KILN_MERGE_SIMPLE, .blocks = blocks,
+                                     .nblocks = 1};
+    assert_int_equal(kiln_checkpoint_merge(ck, &folder_merge, &merged), KILN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "from its original single file, not a diffusers folder"));
+    kiln_checkpoint_close(ck);
+}
+
 /* Another family's model, a missing file and a ratio out of range are
  * refused by name. */
 static void refusals(void **state)
@@ -274,6 +365,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merges_match_by_hand),
         cmocka_unit_test(attention_multiplies),
+        cmocka_unit_test(dit_merged_by_original_blocks),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -144,10 +144,13 @@ kiln_status kiln_checkpoint_load(kiln_backend *be, const char *path, const kiln_
  * CLIPMergeAdd, CLIPMergeSubtract; position_ids and logit_scale left as
  * they are). Computed in float32, stored as model1 stores them. */
 typedef enum kiln_merge_kind { KILN_MERGE_SIMPLE, KILN_MERGE_ADD, KILN_MERGE_SUBTRACT } kiln_merge_kind;
-/* ModelMergeBlocks (and ModelMergeSD1, ModelMergeSD2, ModelMergeSDXL): a
- * simple merge of a UNet whose ratio for a tensor is that of the longest
+/* ModelMergeBlocks (and ModelMergeSD1, ModelMergeSD2, ModelMergeSDXL,
+ * ModelMergeFlux1, ModelMergeSD3_2B, ModelMergeSD35_Large): a simple merge
+ * of a diffusion model whose ratio for a tensor is that of the longest
  * prefix its name under the UNet's root starts with ("input_blocks.4.",
- * "middle", "out"), else the first block's. */
+ * "middle", "out"), else the first block's; a DiT's tensors go by the names
+ * of its original single file's ("double_blocks.3.", "joint_blocks.0."),
+ * which a DiT from a diffusers folder lacks (refused). */
 typedef struct kiln_merge_block {
     const char *prefix;
     double ratio; /* 0 to 1 */
