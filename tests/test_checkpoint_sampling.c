@@ -103,10 +103,7 @@ static void check_playground_run(kiln_model *m)
     kiln_conditioning c[2];
     golden g[4];
     run_prompts(f, c, g);
-    kiln_sampling_job job = {.steps = 4, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 8};
-    assert_kiln_ok(kiln_sampler_from_name("dpmpp_2m", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("karras", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("dpmpp_2m", "karras", 4, 5.0f, 42, 8, 8);
     parity_check_run(m, &job, &c[0], &c[1], PLAYGROUND, TOL);
     for (int i = 0; i < 4; i++) golden_free(&g[i]);
     kiln_st_close(f);

@@ -92,10 +92,7 @@ static void check_runs(kiln_model *m)
     kiln_conditioning pos, neg, both;
     prompt_encoded(m, tok, RUN_PROMPT, "positive", &pos);
     prompt_encoded(m, tok, "", "negative", &neg);
-    kiln_sampling_job job = {.steps = 4, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 6};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "simple", 4, 2.0f, 42, 8, 6);
     parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
 
     kiln_st_file *f = golden_open(RUN_GOLDEN);

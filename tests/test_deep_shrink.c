@@ -50,11 +50,9 @@ static void with_sag_matches_comfyui(void **state)
     const kiln_sag sag = {s.data[1], s.data[2]};
     const kiln_deep_shrink shrink = {(int)s.data[3], s.data[4], s.data[5], s.data[6], s.data[7] != 0.0f, "bicubic",
                                      "bicubic"};
-    kiln_sampling_job job = {.steps = 3, .cfg = s.data[0], .denoise = 1.0, .seed = 42, .batch = 1,
-                             .latent_h = (int)want.shape[2], .latent_w = (int)want.shape[3], .sag = &sag,
-                             .deep_shrink = &shrink};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 3, s.data[0], 42, (int)want.shape[2], (int)want.shape[3]);
+    job.sag = &sag;
+    job.deep_shrink = &shrink;
     float *latent = NULL, *unshrunk = NULL;
     assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
     job.deep_shrink = NULL;
@@ -81,10 +79,8 @@ static void refusals(void **state)
     kiln_conditioning c;
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
     kiln_deep_shrink shrink = {3, 2.0, 0.0, 0.35, true, "bislerp", NULL};
-    kiln_sampling_job job = {.steps = 2, .cfg = 5.0f, .denoise = 1.0, .seed = 1, .batch = 1, .latent_h = 8,
-                             .latent_w = 8, .deep_shrink = &shrink};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 2, 5.0f, 1, 8, 8);
+    job.deep_shrink = &shrink;
     float *latent = NULL;
     assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'bislerp'");
     shrink.downscale_method = NULL, shrink.downscale_factor = 10.0;

@@ -137,10 +137,8 @@ static void check_runs(kiln_model *m)
     prompt_encoded(m, tok, f, RUN_PROMPT, "positive", &pos);
     prompt_encoded(m, tok, f, "", "negative", &neg);
     kiln_st_close(f);
-    kiln_sampling_job job = {.steps = 4, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 6, .flux_guidance = 3.5f};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "simple", 4, 2.0f, 42, 8, 6);
+    job.flux_guidance = 3.5f;
     parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
     parity_check_img2img(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4); /* the LATENT mixed in the flow way */
 
@@ -220,11 +218,9 @@ static void skip_layer_guidance(void **state)
     float *latent[5];
     size_t count = 0;
     for (int k = 0; k < 5; k++) { /* the three cases at cfg 2; the Simple one and none at cfg 1 */
-        kiln_sampling_job job = {.steps = 4, .cfg = k < 3 ? 2.0f : 1.0f, .denoise = 1.0, .seed = 42, .batch = 1,
-                                 .latent_h = 8, .latent_w = 6, .flux_guidance = 3.5f,
-                                 .skip_layer_guidance = k < 3 ? &cases[k] : k == 3 ? &cases[2] : NULL};
-        assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-        assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+        kiln_sampling_job job = kiln_test_job("euler", "simple", 4, k < 3 ? 2.0f : 1.0f, 42, 8, 6);
+        job.flux_guidance = 3.5f;
+        job.skip_layer_guidance = k < 3 ? &cases[k] : k == 3 ? &cases[2] : NULL;
         assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent[k]));
         if (k >= 3) continue;
         golden want = golden_read(f[k == 2], keys[k]);

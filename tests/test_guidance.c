@@ -310,12 +310,10 @@ static void fresca_matches_comfyui(void **state)
     golden gp = golden_read(f, "run.positive"), gn = golden_read(f, "run.negative");
     golden settings = golden_read(f, "run.settings"), want = golden_read(f, "run.latent_out");
     const kiln_conditioning pos = {gp.data, 77, 32, NULL, 0}, neg = {gn.data, 77, 32, NULL, 0};
-    kiln_sampling_job job = {.steps = 6, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 12,
-                             .latent_w = 10,
-                             .cfg_patches = {.fresca = true, .fresca_low = settings.data[0],
-                                             .fresca_high = settings.data[1], .fresca_cutoff = (int)settings.data[2]}};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 6, 5.0f, 42, 12, 10);
+    job.cfg_patches = (kiln_cfg_patches){.fresca = true, .fresca_low = settings.data[0],
+                                         .fresca_high = settings.data[1],
+                                         .fresca_cutoff = (int)settings.data[2]};
     float *latent = NULL;
     assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
     assert_rel_l2_le(latent, want.data, want.count, 1e-5);

@@ -78,10 +78,10 @@ static void sdxl_call_matches_comfyui(void **state)
 static float *sampled(kiln_model *m, const kiln_conditioning *c, int side, const kiln_hypertile *tiles,
                       const kiln_sag *sag, float pag_scale)
 {
-    kiln_sampling_job job = {.steps = 2, .cfg = 5.0f, .denoise = 1.0, .seed = 5, .batch = 1, .latent_h = side,
-                             .latent_w = side, .hypertile = tiles, .sag = sag, .pag_scale = pag_scale};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 2, 5.0f, 5, side, side);
+    job.hypertile = tiles;
+    job.sag = sag;
+    job.pag_scale = pag_scale;
     float *latent = NULL;
     kiln_status st = kiln_ksample(m, &job, c, c, &latent);
     return st == KILN_OK ? latent : NULL;

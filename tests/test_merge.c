@@ -127,10 +127,7 @@ static void run(kiln_model *m, float **latent, kiln_conditioning *cond)
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, cond));
     kiln_conditioning neg;
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
-    kiln_sampling_job job = {.steps = 2, .cfg = 5.0f, .denoise = 1.0, .seed = 3, .batch = 1, .latent_h = 8,
-                             .latent_w = 8};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 2, 5.0f, 3, 8, 8);
     assert_kiln_ok(kiln_ksample(m, &job, cond, &neg, latent));
     kiln_conditioning_free(&neg);
 }

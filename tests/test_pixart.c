@@ -202,10 +202,7 @@ static void run_folder(kiln_model *m, const char *golden_path, const char *promp
     prompt_encoded(m, f, prompt, "run.ids.positive", &pos);
     prompt_encoded(m, f, "", "run.ids.negative", &neg);
     kiln_st_close(f);
-    kiln_sampling_job job = {.steps = steps, .cfg = 4.5f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 12,
-                             .latent_w = 10};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", steps, 4.5f, 42, 12, 10);
     parity_check_run(m, &job, &pos, &neg, golden_path, RUN_TOL);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

@@ -234,10 +234,7 @@ static void run_as_comfyui(void **state)
         golden_free(&ids);
     }
     kiln_st_close(f);
-    kiln_sampling_job job = {.steps = 4, .cfg = 4.5f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 36,
-                             .latent_w = 36};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 4, 4.5f, 42, 36, 36);
     parity_check_run(m, &job, &pos, &neg, GOLDEN, RUN_TOL);
     kiln_conditioning_free(&pos);
     kiln_conditioning_free(&neg);

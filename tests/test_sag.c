@@ -59,10 +59,8 @@ static void sampling_matches_comfyui(void **state)
     /* refused by name: a blur of 0 (ComfyUI's would divide by it), beside PerturbedAttentionGuidance */
     kiln_conditioning c;
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
-    kiln_sampling_job job = {.steps = 3, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = LH,
-                             .latent_w = LW, .sag = &(kiln_sag){0.5, 0.0}};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 3, 5.0f, 42, LH, LW);
+    job.sag = &(kiln_sag){0.5, 0.0};
     float *latent = NULL;
     assert_int_equal(kiln_ksample(m, &job, &c, &c, &latent), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_last_error(), "blur_sigma 0"));

@@ -285,10 +285,7 @@ static void ksampler_v_prediction(void **state)
     assert_rel_l2_le(pos.data, want_pos.data, want_pos.count, TOL);
     assert_rel_l2_le(neg.data, want_neg.data, want_neg.count, TOL);
 
-    kiln_sampling_job job = {.steps = 4, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 8};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 4, 5.0f, 42, 8, 8);
     parity_check_run(m, &job, &pos, &neg, GOLDEN, TOL);
     /* the seed's noise is the golden's */
     job.noise = noise.data;

@@ -112,10 +112,7 @@ static void check_runs(kiln_model *m)
     prompt_encoded(m, tok, f, RUN_PROMPT, "positive", &pos);
     prompt_encoded(m, tok, f, "", "negative", &neg);
 
-    kiln_sampling_job job = {.steps = 4, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 6};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "simple", 4, 2.0f, 42, 8, 6);
     kiln_st_close(f);
     parity_check_run(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4);
     parity_check_img2img(m, &job, &pos, &neg, RUN_GOLDEN, 1e-4); /* the LATENT mixed in the flow way */
@@ -288,10 +285,7 @@ static void single_files_run_as_the_folder(void **state)
         assert_rel_l2_le(pos.data + (size_t)t * 96, want.data + (size_t)t * 96, 96, TOL);
     golden_free(&want);
     kiln_st_close(f);
-    kiln_sampling_job job = {.steps = 2, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 6};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "simple", 2, 2.0f, 42, 8, 6);
     float *latent;
     assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
     for (size_t i = 0; i < (size_t)16 * 8 * 6; i++) assert_true(isfinite(latent[i]));

@@ -292,10 +292,7 @@ static void ksampler_run(void **state)
         golden_free(&z);
         golden_free(&p);
     }
-    kiln_sampling_job job = {.steps = 4, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 8};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 4, 5.0f, 42, 8, 8);
     parity_check_run(m, &job, &c[0], &c[1], x->golden, TOL);
 
     /* without the pooled output the UNet's y cannot be made */
@@ -419,10 +416,9 @@ static void refiner_handoff(void **state)
     kiln_st_file *f = golden_open("sdxl_refiner/handoff.golden.safetensors");
     golden base_out = golden_read(f, "base.latent_out"), ref_out = golden_read(f, "refiner.latent_out"),
            image = golden_read(f, "image");
-    kiln_sampling_job job = {.steps = 6, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 8, .last_step = 4, .leftover_noise = true};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 6, 5.0f, 42, 8, 8);
+    job.last_step = 4;
+    job.leftover_noise = true;
     float *latent, *refined;
     assert_kiln_ok(kiln_ksample(base, &job, &cb[0], &cb[1], &latent));
     assert_rel_l2_le(latent, base_out.data, base_out.count, TOL);

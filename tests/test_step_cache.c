@@ -61,10 +61,7 @@ static void sd_runs_match_comfyui(void **state)
     kiln_st_file *f = golden_open(GOLDEN);
     golden gp = golden_read(f, "sd.positive"), gn = golden_read(f, "sd.negative");
     const kiln_conditioning pos = {gp.data, 77, 32, NULL, 0}, neg = {gn.data, 77, 32, NULL, 0};
-    kiln_sampling_job job = {.steps = 12, .cfg = 5.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 16,
-                             .latent_w = 24};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 12, 5.0f, 42, 16, 24);
     check_run(m, job, &pos, &neg, f, "sd.plain", NULL);
     const kiln_step_cache easy = settings_of(f, "sd.easy", KILN_EASY_CACHE);
     const kiln_step_cache lazy = settings_of(f, "sd.lazy", KILN_LAZY_CACHE);
@@ -116,10 +113,7 @@ static void chroma_runs_match_comfyui(void **state)
     assert_kiln_ok(kiln_text_encode(m, "a photograph of an astronaut riding a horse", 0, &pos));
     assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
     kiln_st_file *f = golden_open(GOLDEN);
-    kiln_sampling_job job = {.steps = 10, .cfg = 2.0f, .denoise = 1.0, .seed = 42, .batch = 1, .latent_h = 8,
-                             .latent_w = 6};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("simple", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "simple", 10, 2.0f, 42, 8, 6);
     check_run(m, job, &pos, &neg, f, "chroma.plain", NULL);
     const kiln_step_cache easy = settings_of(f, "chroma.easy", KILN_EASY_CACHE);
     check_run(m, job, &pos, &neg, f, "chroma.easy", &easy);

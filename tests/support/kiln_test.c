@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "sampler.h"
+#include "schedule.h"
 
 double kiln_rel_l2(const float *a, const float *b, size_t n)
 {
@@ -111,4 +113,14 @@ void kiln_test_remove_copy(const char *path)
     char *slash = strrchr(dir, '/');
     unlink(path);
     if (slash) *slash = '\0', rmdir(dir);
+}
+
+kiln_sampling_job kiln_test_job(const char *sampler, const char *scheduler, int steps, float cfg, uint64_t seed, int h,
+                                int w)
+{
+    kiln_sampling_job job = {.steps = steps, .cfg = cfg, .denoise = 1.0, .seed = seed, .batch = 1, .latent_h = h,
+                             .latent_w = w};
+    assert_kiln_ok(kiln_sampler_from_name(sampler, &job.sampler));
+    assert_kiln_ok(kiln_scheduler_from_name(scheduler, &job.scheduler));
+    return job;
 }

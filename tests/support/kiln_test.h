@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "kiln.h"
+#include "pipeline.h"
 
 /* The exit code that ctest reports as "skipped" (SKIP_RETURN_CODE). */
 #define KILN_TEST_SKIP 77
@@ -65,6 +66,12 @@ const char *kiln_test_data(const char *relative);
  * CPU backend: 0, or -1 where it cannot be loaded; and its teardown. */
 int kiln_test_open_tiny_sd15(kiln_backend **be, kiln_model **m);
 void kiln_test_close_model(kiln_backend *be, kiln_model *m);
+
+/* The tests' usual KSampler job: one image of an h x w latent, `sampler`
+ * on `scheduler`'s `steps`, at cfg and seed, denoise 1; a name kiln does
+ * not know fails the test. */
+kiln_sampling_job kiln_test_job(const char *sampler, const char *scheduler, int steps, float cfg, uint64_t seed, int h,
+                                int w);
 
 /* kiln_ksampler with p (a 32x32 empty latent, one prompt on both sides) on
  * the tiny Flux model (tests/data/flux/tiny) is refused, naming `says`: for

@@ -724,10 +724,9 @@ void parity_check_sag_run(kiln_model *model, const char *run, double tol)
     const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
                             neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
     const kiln_sag sag = {settings.data[1], settings.data[2]};
-    kiln_sampling_job job = {.steps = 3, .cfg = settings.data[0], .denoise = 1.0, .seed = 42, .batch = 1,
-                             .latent_h = (int)want.shape[2], .latent_w = (int)want.shape[3], .sag = &sag};
-    assert_kiln_ok(kiln_sampler_from_name("euler", &job.sampler));
-    assert_kiln_ok(kiln_scheduler_from_name("normal", &job.scheduler));
+    kiln_sampling_job job = kiln_test_job("euler", "normal", 3, settings.data[0], 42, (int)want.shape[2],
+                                          (int)want.shape[3]);
+    job.sag = &sag;
     float *latent = NULL, *plain = NULL;
     assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
     job.sag = NULL;
