@@ -516,15 +516,21 @@ static kiln_status run_sigma_case(kiln_model *const models[2], const struct sigm
     return KILN_ERR_INVALID_ARG;
 }
 
+/* The tiny SD 1.x model and `other` (a flow model) on a CPU backend. */
+static void open_sd15_and(kiln_backend **be, const char *other, kiln_model *models[2])
+{
+    assert_kiln_ok(kiln_backend_open("cpu", NULL, be));
+    assert_kiln_ok(kiln_checkpoint_load(*be, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0,
+                                        &models[0]));
+    assert_kiln_ok(kiln_checkpoint_load(*be, kiln_test_data(other), NULL, 0, &models[1]));
+}
+
 static void scheduler_nodes_match_comfyui(void **state)
 {
     (void)state;
     kiln_backend *be;
     kiln_model *models[2];
-    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
-    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0,
-                                        &models[0]));
-    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("sd3/tiny"), NULL, 0, &models[1]));
+    open_sd15_and(&be, "sd3/tiny", models);
     kiln_st_file *f = NULL;
     assert_kiln_ok(kiln_st_open(kiln_test_data("sigmas/sigmas.safetensors"), &f));
     for (size_t i = 0; i < sizeof sigma_cases / sizeof *sigma_cases; i++) {
@@ -573,10 +579,7 @@ static void add_noise_matches_comfyui(void **state)
     (void)state;
     kiln_backend *be;
     kiln_model *models[2];
-    assert_kiln_ok(kiln_backend_open("cpu", NULL, &be));
-    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("tiny/sd15_tiny_ldm_fp32.safetensors"), NULL, 0,
-                                        &models[0]));
-    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/tiny"), NULL, 0, &models[1]));
+    open_sd15_and(&be, "flux/tiny", models);
     kiln_st_file *f = NULL;
     assert_kiln_ok(kiln_st_open(kiln_test_data("sigmas/add_noise.safetensors"), &f));
     static const char *const names[2] = {"sd", "flux"};
