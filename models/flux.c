@@ -803,15 +803,16 @@ static kiln_status conditioning(kiln_graph *g, const kiln_flux *flux, const flux
     }
     tensor *t, *f, *emb, *part, *sum, *pooled;
     kiln_status st = kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){B}, scaled);
-    tensor *gt = NULL;
-    if (st == KILN_OK && flux->guidance) st = kiln_graph_input(g, &gt, KILN_F32, 1, (int64_t[]){B}, scaled + B);
+    tensor *gt = NULL; /* without a guidance (FluxDisableGuidance) the dev model's embedding is left out */
+    if (st == KILN_OK && flux->guidance && in->guidance)
+        st = kiln_graph_input(g, &gt, KILN_F32, 1, (int64_t[]){B}, scaled + B);
     free(scaled);
     TRY(st);
     TRY(nn_timestep_embedding(g, t, 256, &f));
     nn_drop(g, &t);
     TRY(kiln_mlp_forward(g, &flux->time, f, &emb));
     nn_drop(g, &f);
-    if (flux->guidance) {
+    if (gt) {
         TRY(nn_timestep_embedding(g, gt, 256, &f));
         nn_drop(g, &gt);
         TRY(kiln_mlp_forward(g, &flux->guidance_mlp, f, &part));
@@ -1026,8 +1027,6 @@ kiln_status kiln_flux_forward(kiln_graph *g, const kiln_flux *flux, const flux_i
     if (in->rows < 1 || in->h < 1 || in->w < 1 || in->context_tokens < 1)
         return kiln_fail(KILN_ERR_INVALID_ARG, "flux: %d rows of a %dx%d patch grid and %d caption tokens", in->rows,
                          in->h, in->w, in->context_tokens);
-    if (flux->guidance && !in->guidance)
-        return kiln_fail(KILN_ERR_INVALID_ARG, "flux: this model (dev) embeds a guidance value; none given");
     if (flux->sd3 && (in->nrefs || in->nimages))
         return kiln_fail(KILN_ERR_UNSUPPORTED, "sd3: reference latents and IP-Adapters are FLUX.1's here");
     /* ComfyUI's Chroma takes no reference latents, and its pooled-output-free conditioning no Flux ControlNet */

@@ -185,7 +185,8 @@ typedef struct flux_input {
     int context_tokens;      /* T */
     const float *pooled;     /* (rows, pooled_dim); Chroma: NULL */
     const float *timesteps;  /* (rows): sigma in [0,1] (the model scales it by 1000); SD3: 1000 sigma */
-    const float *guidance;   /* (rows), the dev model's and Chroma's (NULL there: 0); NULL otherwise */
+    const float *guidance;   /* (rows), the dev model's and Chroma's; NULL: none (the dev model's embedding left
+                                out, as FluxDisableGuidance leaves it; Chroma's 0) */
     const flux_control *controls; /* ncontrols of them, in the order applied; NULL: none */
     int ncontrols;
     const flux_image_prompt *images; /* nimages of them, added in this order; NULL: none */

@@ -914,7 +914,8 @@ static kiln_status flux_rows(kiln_denoiser *d, int first, int which, bool skip_l
                      .refs = d->refs[which], .nrefs = d->nrefs[which], .latent_tokens = d->dit_out,
                      .context = d->flux_context[which], .context_tokens = d->captions[which]->tokens,
                      .pooled = d->flux_pooled[which], .timesteps = d->timesteps + first,
-                     .guidance = kiln_flux_reads_guidance(&m->flux) ? d->flux_guidance[which] : NULL,
+                     .guidance = kiln_flux_reads_guidance(&m->flux) && !isnan(d->guidance[which])
+                                     ? d->flux_guidance[which] : NULL,
                      .controls = controls, .ncontrols = ncontrols, .images = images,
                      .nimages = d->nimage_prompts, .skip_double = skip_layers ? d->slg_double : 0,
                      .skip_single = skip_layers ? d->slg_single : 0};

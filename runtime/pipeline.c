@@ -558,8 +558,13 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     d->adm = p->adm;
     /* FLUX.1 dev's default 3.5 (FluxGuidance's); Chroma's conditioning says 0 without the node */
     const float unset = m->flux.chroma ? 0.0f : (float)KILN_FLUX_GUIDANCE;
-    d->guidance[0] = job->negative_flux_guidance > 0 ? job->negative_flux_guidance : unset;
-    d->guidance[1] = job->flux_guidance > 0 ? job->flux_guidance : unset;
+    const double asked[2] = {job->negative_flux_guidance, job->flux_guidance};
+    for (int i = 0; i < 2; i++) {
+        if (asked[i] < 0 && m->flux.chroma) /* ComfyUI's Chroma embeds the guidance unconditionally: it fails */
+            return kiln_fail(KILN_ERR_UNSUPPORTED, "FluxDisableGuidance on Chroma, which embeds a guidance in "
+                             "every modulation (ComfyUI fails there)");
+        d->guidance[i] = asked[i] > 0 ? (float)asked[i] : asked[i] < 0 ? NAN : unset; /* NaN: none */
+    }
     const kiln_inpaint *inpaint = job->inpaint;
     if (kiln_model_is_dit(m)) TRY(kiln_denoiser_set_captions(d, negative, positive));
     if (inpaint) TRY(kiln_denoiser_set_inpaint(d, blend));

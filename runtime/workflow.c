@@ -174,7 +174,7 @@ typedef struct wf_value {
     bool has_sdxl;      /* CLIPTextEncodeSDXL / ...Refiner's numbers (the refiner's ascore in aesthetic) */
     kiln_sdxl_cond sdxl;
     const kiln_latent *edit; /* InstructPixToPixConditioning's picture (its node's positive output holds it) */
-    double flux_guidance;    /* FluxGuidance's; 0: none */
+    double flux_guidance;    /* FluxGuidance's; 0: none given; below 0: none (FluxDisableGuidance) */
     const kiln_latent *references[KILN_MAX_REFERENCES]; /* ReferenceLatent's, in order (other nodes' LATENTs) */
     int nreferences;
     kiln_reference_method reference_method; /* FluxKontextMultiReferenceLatentMethod's; offset: none */
@@ -2122,6 +2122,18 @@ static kiln_status flux_guidance(wf_run *r, wf_node *n)
     return KILN_OK;
 }
 
+/* FluxDisableGuidance: the conditioning without a guidance, so a Flux dev
+ * model leaves its guidance embedding out (kiln_ksampler_params'
+ * flux_guidance below 0). */
+static kiln_status flux_disable_guidance(wf_run *r, wf_node *n)
+{
+    wf_value *cond;
+    TRY(linked(r, n, "conditioning", WF_CONDITIONING, &cond));
+    TRY(copy_conditioning(cond, &n->out[0]));
+    n->out[0].flux_guidance = -1.0;
+    return KILN_OK;
+}
+
 /* ReferenceLatent (FLUX.1 Kontext): the conditioning with a picture's
  * latent (VAEEncode's) beside the latent in its calls; without a latent,
  * the conditioning as it is. */
@@ -3732,7 +3744,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
                                          "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca",
-                                         "SamplingPercentToSigma", "AddNoise"};
+                                         "SamplingPercentToSigma", "AddNoise", "FluxDisableGuidance"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
         empty_latent_image, load_image,
@@ -3755,7 +3767,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
         string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,
-        sampling_percent_to_sigma, add_noise};
+        sampling_percent_to_sigma, add_noise, flux_disable_guidance};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

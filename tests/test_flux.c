@@ -54,6 +54,56 @@ static void transformer_matches_diffusers(void **state)
     parity_check_flux(&(parity_fixture){.tol = TOL}, GOLDEN);
 }
 
+/* FluxDisableGuidance: the dev model with no guidance embeds none, as
+ * ComfyUI's Flux leaves guidance_in out (tests/data/flux/no_guidance,
+ * diffusers' transformer with that vector); a KSampler run with the
+ * negative prompt's guidance so disabled is another run; Chroma, whose
+ * modulation always embeds one, refuses it by name. */
+static void guidance_disabled(void **state)
+{
+    (void)state;
+    kiln_backend *be;
+    kiln_model *m;
+    assert_kiln_ok(kiln_backend_create("cpu", NULL, &be));
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("flux/tiny"), NULL, 0, &m));
+    kiln_st_file *f = golden_open(GOLDEN), *k = golden_open("flux/no_guidance.safetensors");
+    parity_flux_inputs c;
+    flux_input in = parity_flux_read_inputs(f, &c);
+    in.guidance = NULL;
+    golden want = golden_read(k, "no_guidance.out");
+    float *got = malloc(want.count * sizeof *got);
+    kiln_graph *g;
+    assert_kiln_ok(kiln_graph_create(be, &g));
+    assert_kiln_ok(kiln_flux_forward(g, &m->flux, &in, got));
+    assert_rel_l2_le(got, want.data, want.count, TOL);
+    kiln_graph_free(g);
+    free(got);
+    golden_free(&want);
+    parity_flux_free_inputs(&c);
+    kiln_st_close(k);
+    kiln_st_close(f);
+
+    kiln_conditioning pos, neg;
+    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    kiln_sampling_job job = kiln_test_job("euler", "simple", 2, 2.0f, 42, 8, 6);
+    float *guided = NULL, *disabled = NULL;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &guided));
+    job.negative_flux_guidance = -1.0;
+    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &disabled));
+    assert_true(kiln_rel_l2(disabled, guided, 16 * 8 * 6) > 1e-4);
+    free(guided), free(disabled);
+    kiln_conditioning_free(&pos), kiln_conditioning_free(&neg);
+    kiln_model_free(m);
+    assert_kiln_ok(kiln_checkpoint_load(be, kiln_test_data("chroma/tiny"), NULL, 0, &m));
+    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &pos));
+    job.negative_flux_guidance = 0.0, job.flux_guidance = -1.0;
+    assert_refused_naming(kiln_ksample(m, &job, &pos, &pos, &guided), "FluxDisableGuidance on Chroma");
+    kiln_conditioning_free(&pos);
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -824,6 +874,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(packing),
         cmocka_unit_test(transformer_matches_diffusers),
+        cmocka_unit_test(guidance_disabled),
         cmocka_unit_test(refusals),
         cmocka_unit_test(folder_run), cmocka_unit_test(canny_depth), cmocka_unit_test(fill),
         cmocka_unit_test(bfl_names_read_as_diffusers),

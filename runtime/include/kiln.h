@@ -1116,7 +1116,8 @@ typedef struct kiln_ksampler_params {
     bool leftover_noise, disable_noise;
     kiln_progress_fn progress;         /* NULL: none */
     void *progress_ctx;
-    /* Flux dev and Chroma: FluxGuidance on the positive prompt (0: dev's default 3.5, Chroma's 0) */
+    /* Flux dev and Chroma: FluxGuidance on the positive prompt (0: dev's default 3.5, Chroma's 0; below 0: none,
+       FluxDisableGuidance, the dev model's guidance embedding left out) */
     double flux_guidance;
     double negative_flux_guidance; /* ... and on the negative prompt (0: as a prompt without FluxGuidance) */
     /* DifferentialDiffusion on the model, for a latent with a noise mask: each step repaints where the mask is
