@@ -95,7 +95,7 @@ static kiln_status check_run(const kiln_run_info *run)
     if (!isfinite(run->cfg)) return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: cfg %g", run->cfg);
     if (!(run->negative_until >= 0 && run->negative_until < 1))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: negative_until %g", run->negative_until);
-    if (!(run->flux_guidance >= 0 && run->flux_guidance <= 100))
+    if (!(run->flux_guidance == -1.0 || (run->flux_guidance >= 0 && run->flux_guidance <= 100)))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: guidance %g", run->flux_guidance);
     if (run->t5_options && (run->t5_min_padding < 0 || run->t5_min_padding > 10000 || run->t5_min_length < 0 ||
                             run->t5_min_length > 10000))
@@ -908,9 +908,9 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
         add_link(&g, in, "conditioning", last, 0);
     }
     char text[16];
-    if (run->flux_guidance) {
-        in = add_node(&g, "30", "FluxGuidance");
-        add_number(&g, in, "guidance", run->flux_guidance);
+    if (run->flux_guidance) { /* -1: FluxDisableGuidance */
+        in = add_node(&g, "30", run->flux_guidance < 0 ? "FluxDisableGuidance" : "FluxGuidance");
+        if (run->flux_guidance > 0) add_number(&g, in, "guidance", run->flux_guidance);
         add_link(&g, in, "conditioning", positive_text(run, text), 0);
     }
 

@@ -81,7 +81,8 @@ typedef struct kiln_run_info {
     const char *sigmas;    /* the noise levels walked in place of the scheduler's (ManualSigmas' text, steps + 1
                               numbers: SamplerCustom with KSamplerSelect "78" and ManualSigmas "79"); NULL: none */
     double cfg;
-    double flux_guidance; /* Flux dev's FluxGuidance on the positive prompt ("30"), 0 for none */
+    double flux_guidance; /* Flux dev's FluxGuidance on the positive prompt ("30"), 0 for none; -1:
+                             FluxDisableGuidance there */
     uint64_t seed;
     int width, height; /* of the output image, in pixels */
     int batch_size;

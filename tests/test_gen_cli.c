@@ -792,6 +792,12 @@ static void workflow_round_trip(void **state)
     workflow_again_holding("pixart_parts", flags, dir,
                            (const char *const[]){"\"UNETLoader\"", "\"type\":\"pixart\"", "\"VAELoader\"", NULL});
     snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
+    /* --guidance none: FluxDisableGuidance on the positive prompt */
+    snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
+             "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5xxl.safetensors --vae "
+             "%1$s/vae/ae.safetensors --config %2$s/flux/tiny --cfg 1.5 --guidance none --scheduler simple", parts,
+             KILN_TEST_DATA);
+    workflow_again_holding("flux_no_guidance", flags, dir, (const char *const[]){"\"FluxDisableGuidance\"", NULL});
     /* --weight-dtype: UNETLoader's weight_dtype, and kiln's own input on CheckpointLoaderSimple */
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "
              "%1$s/text_encoders/clip_l.safetensors --text-encoder %1$s/text_encoders/t5xxl.safetensors --vae "

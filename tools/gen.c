@@ -211,7 +211,7 @@ static void usage(FILE *to)
             "  --steps N              sampling steps (default 20)\n"
             "  --cfg S                classifier-free guidance scale (default 7; 1 for Flux)\n"
             "  --guidance G           Flux dev and Chroma: the guidance they embed, as FluxGuidance\n"
-            "                         (default 3.5; Chroma 0)\n"
+            "                         (default 3.5; Chroma 0); none: Flux dev without one (FluxDisableGuidance)\n"
             "  --sampler NAME         ComfyUI sampler: euler euler_ancestral heun heunpp2 dpm_2 dpm_2_ancestral\n"
             "                         lms dpm_fast dpm_adaptive dpmpp_2s_ancestral dpmpp_sde dpmpp_2m\n"
             "                         dpmpp_2m_sde dpmpp_2m_sde_heun dpmpp_3m_sde ddpm ddim uni_pc uni_pc_bh2\n"
@@ -856,8 +856,10 @@ static int parse(int argc, char **argv, gen_options *o)
         case O_SAVE_CHECKPOINT: o->save_checkpoint = optarg; break;
         case O_LIST_DEVICES: o->list_devices = true; break;
         case O_WORKFLOW: o->workflow = optarg; break;
-        case O_GUIDANCE:
-            if (!parse_double(optarg, 0.01, 100, &o->guidance)) return bad_flag("--guidance", optarg, "must be 0.01..100");
+        case O_GUIDANCE: /* "none": FluxDisableGuidance */
+            if (strcmp(optarg, "none") == 0) o->guidance = -1.0;
+            else if (!parse_double(optarg, 0.01, 100, &o->guidance))
+                return bad_flag("--guidance", optarg, "must be 0.01..100 or none");
             break;
         case O_MODELS:
             if (o->nmodel_dirs == MAX_MODEL_DIRS) return bad_flag("--models", optarg, "at most 16 folders");

@@ -138,6 +138,8 @@ expect_error "two step caches" "--lazy-cache 0.2: THRESHOLD" --model "$tiny" --p
     --easy-cache 0.2 --lazy-cache 0.2
 expect_error "EasyCache with a guidance pass" "EasyCache with PerturbedAttentionGuidance" --model "$tiny" --prompt x \
     --easy-cache 0.2 --pag 2 --steps 2 --width 16 --height 16
+expect_error "a guidance neither number nor none" "--guidance nil: must be 0.01..100 or none" --model "$tiny" \
+    --prompt x --guidance nil
 expect_error "a FreSca scale past 10" "--fresca 11,1: LOW,HIGH" --model "$tiny" --prompt x --fresca 11,1
 expect_error "FreSca of one number" "--fresca 1: LOW,HIGH" --model "$tiny" --prompt x --fresca 1
 expect_error "a FreSca cutoff not whole" "--fresca 1,1.2,2.5: LOW,HIGH" --model "$tiny" --prompt x --fresca 1,1.2,2.5
