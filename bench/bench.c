@@ -98,9 +98,10 @@ static kiln_status model_step(kiln_graph *g, bench_ctx *b)
         const int f = kiln_vae_factor(m->vae.config), T = b->caption_tokens;
         const float *captions[2] = {b->caption, b->caption};
         const int tokens[2] = {T, T};
+        const float height = (float)(f * b->latent_h), width = (float)(f * b->latent_w);
+        const float sizes[4] = {height, width, height, width};
         pixart_input in = {.rows = 2, .h = b->latent_h, .w = b->latent_w, .latent = b->latent, .timesteps = b->t,
-                           .captions = captions, .caption_tokens = tokens, .height = (float)(f * b->latent_h),
-                           .width = (float)(f * b->latent_w)};
+                           .captions = captions, .caption_tokens = tokens, .sizes = sizes};
         return kiln_pixart_forward(g, &m->pixart, &in, b->out);
     }
     case KILN_ARCH_FLUX:

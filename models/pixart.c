@@ -157,9 +157,9 @@ static kiln_status time_embedding(kiln_graph *g, const kiln_pixart *dit, const p
     float *sizes = malloc((size_t)(3 * B) * sizeof *sizes); /* (B,2) height, width, then (B) aspect ratio */
     if (!sizes) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "pixart: out of host memory");
     for (int64_t r = 0; r < B; r++) {
-        sizes[2 * r] = in->height;
-        sizes[2 * r + 1] = in->width;
-        sizes[2 * B + r] = in->height / in->width;
+        sizes[2 * r] = in->sizes[2 * r];
+        sizes[2 * r + 1] = in->sizes[2 * r + 1];
+        sizes[2 * B + r] = in->sizes[2 * r] / in->sizes[2 * r + 1];
     }
     tensor *res_in, *ar_in, *res, *ar, *res_f, *ar_f, *both, *sum;
     kiln_status st = kiln_graph_input(g, &res_in, KILN_F32, 1, (int64_t[]){2 * B}, sizes);

@@ -62,7 +62,7 @@ typedef struct pixart_input {
     const float *timesteps;     /* (rows) */
     const float *const *captions; /* per row (T_r, caption_dim): the T5 output */
     const int *caption_tokens;  /* T_r */
-    float height, width;        /* the picture's size in pixels, for size conditions */
+    const float *sizes;         /* (rows,2): each row's picture height and width in pixels, for size conditions */
 } pixart_input;
 
 // -> out (rows, out_channels, h, w) on the host: the whole output, the

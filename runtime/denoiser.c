@@ -939,15 +939,19 @@ static kiln_status dit_step(kiln_denoiser *d)
     }
     const float *captions[2 * KILN_MAX_BATCH];
     int tokens[2 * KILN_MAX_BATCH];
+    float sizes[2 * 2 * KILN_MAX_BATCH];
+    const int f = kiln_vae_factor(m->vae.config);
     for (int r = 0; r < d->rows; r++) { /* without guidance only the cond rows */
-        const kiln_conditioning *c = d->captions[d->rows == d->batch || r >= d->batch];
+        const int which = d->rows == d->batch || r >= d->batch;
+        const kiln_conditioning *c = d->captions[which];
         captions[r] = c->data;
         tokens[r] = c->tokens;
+        /* CLIPTextEncodePixArtAlpha's size, else the picture's */
+        sizes[2 * r] = d->pixart_size[which][0] > 0 ? d->pixart_size[which][0] : (float)(f * d->h);
+        sizes[2 * r + 1] = d->pixart_size[which][1] > 0 ? d->pixart_size[which][1] : (float)(f * d->w);
     }
     pixart_input in = {.rows = d->rows, .h = d->h, .w = d->w, .latent = d->unet_in, .timesteps = d->timesteps,
-                       .captions = captions, .caption_tokens = tokens};
-    in.height = (float)(kiln_vae_factor(m->vae.config) * d->h); /* the picture's size */
-    in.width = (float)(kiln_vae_factor(m->vae.config) * d->w);
+                       .captions = captions, .caption_tokens = tokens, .sizes = sizes};
     TRY(kiln_pixart_forward(d->graph, &m->pixart, &in, d->dit_out));
     size_t plane = (size_t)d->h * d->w, latent = (size_t)d->channels * plane;
     for (int r = 0; r < d->rows; r++)

@@ -110,6 +110,8 @@ typedef struct kiln_denoiser {
     kiln_graph *negative_graph;  /* Flux: the negative rows' calls (their caption may be of another length) */
     /* Flux's per-row inputs, for the negative rows and the positive ones */
     float *flux_context[2], *flux_pooled[2], *flux_guidance[2];
+    float pixart_size[2][2];     /* PixArt-alpha's size conditions (height, width) of the negative and positive rows
+                                    (CLIPTextEncodePixArtAlpha); 0: the picture's */
     float guidance[2];           /* Flux dev's embedded guidance for the negative and positive rows (FluxGuidance);
                                     NaN: none (FluxDisableGuidance) */
     /* FLUX.1 Kontext's reference latents of the negative and positive rows: their tokens (one row's), where they

@@ -557,6 +557,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     kiln_denoiser *d = &p->d;
     d->adm = p->adm;
     /* FLUX.1 dev's default 3.5 (FluxGuidance's); Chroma's conditioning says 0 without the node */
+    memcpy(d->pixart_size, job->pixart_size, sizeof d->pixart_size);
     const float unset = m->flux.chroma ? 0.0f : (float)KILN_FLUX_GUIDANCE;
     const double asked[2] = {job->negative_flux_guidance, job->flux_guidance};
     for (int i = 0; i < 2; i++) {

@@ -119,6 +119,8 @@ typedef struct kiln_sampling_job {
     float flux_guidance;          /* Flux dev's embedded guidance for the positive prompt (FluxGuidance); 0: its
                                      default 3.5 */
     float negative_flux_guidance; /* and for the negative prompt; 0: 3.5, as a prompt without FluxGuidance */
+    float pixart_size[2][2];      /* PixArt-alpha's size conditions (height, width) of the negative and positive
+                                     prompts (CLIPTextEncodePixArtAlpha's); 0: the picture's */
     /* ReferenceLatent's latents on the negative [0] and positive [1] prompt (Flux: FLUX.1 Kontext) */
     const kiln_latent *references[2];
     int nreferences[2];

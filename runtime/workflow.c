@@ -175,6 +175,7 @@ typedef struct wf_value {
     kiln_sdxl_cond sdxl;
     const kiln_latent *edit; /* InstructPixToPixConditioning's picture (its node's positive output holds it) */
     double flux_guidance;    /* FluxGuidance's; 0: none given; below 0: none (FluxDisableGuidance) */
+    double pixart_width, pixart_height; /* CLIPTextEncodePixArtAlpha's size; 0: none */
     const kiln_latent *references[KILN_MAX_REFERENCES]; /* ReferenceLatent's, in order (other nodes' LATENTs) */
     int nreferences;
     kiln_reference_method reference_method; /* FluxKontextMultiReferenceLatentMethod's; offset: none */
@@ -925,6 +926,18 @@ static kiln_status clip_text_encode(wf_run *r, wf_node *n)
     TRY(text_encoders_of(r, clip, &m));
     n->out[0].kind = WF_CONDITIONING;
     return kiln_text_encode(m, prompt, clip->recipe.clip_skip, &n->out[0].cond);
+}
+
+/* CLIPTextEncodePixArtAlpha: the text with the picture size PixArt-alpha's
+ * 1024 model embeds for it (kiln_ksampler_params.pixart_width). */
+static kiln_status clip_text_encode_pixart_alpha(wf_run *r, wf_node *n)
+{
+    int width, height;
+    TRY(integer(n, "width", 1, 16384, &width));
+    TRY(integer(n, "height", 1, 16384, &height));
+    TRY(clip_text_encode(r, n));
+    n->out[0].pixart_width = width, n->out[0].pixart_height = height;
+    return KILN_OK;
 }
 
 /* CLIPTextEncodeSD3: CLIP-L's, bigG's and T5's texts apart. With
@@ -2005,6 +2018,7 @@ static kiln_status copy_conditioning(const wf_value *from, wf_value *to)
 {
     *to = (wf_value){.kind = WF_CONDITIONING, .ncontrols = from->ncontrols, .has_sdxl = from->has_sdxl,
                      .sdxl = from->sdxl, .edit = from->edit, .flux_guidance = from->flux_guidance,
+                     .pixart_width = from->pixart_width, .pixart_height = from->pixart_height,
                      .nreferences = from->nreferences, .reference_method = from->reference_method,
                      .where = from->where};
     memcpy(to->controls, from->controls, sizeof to->controls);
@@ -2059,7 +2073,8 @@ static kiln_status paired_controls(const wf_node *n, const wf_value *pos, const 
 
 static bool same_extras(const wf_value *a, const wf_value *b)
 {
-    return same_controls(a, b) && a->flux_guidance == b->flux_guidance && !a->nreferences && !b->nreferences &&
+    return same_controls(a, b) && a->flux_guidance == b->flux_guidance && a->pixart_width == b->pixart_width &&
+           a->pixart_height == b->pixart_height && !a->nreferences && !b->nreferences &&
            a->edit == b->edit && a->has_sdxl == b->has_sdxl &&
            (!a->has_sdxl || memcmp(&a->sdxl, &b->sdxl, sizeof a->sdxl) == 0);
 }
@@ -2567,6 +2582,8 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     p->progress_ctx = r->opt->progress_ctx;
     p->flux_guidance = pos->flux_guidance;
     p->negative_flux_guidance = neg->flux_guidance;
+    p->pixart_width = pos->pixart_width, p->pixart_height = pos->pixart_height;
+    p->negative_pixart_width = neg->pixart_width, p->negative_pixart_height = neg->pixart_height;
     p->differential_diffusion = model->recipe.differential;
     p->rescale_cfg = model->recipe.rescale_cfg;
     p->cfg_zero_star = model->recipe.cfg_zero_star;
@@ -3744,7 +3761,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "LoadLatent", "VAESave", "ModelSave", "HyperTile", "GetImageSize",
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
                                          "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca",
-                                         "SamplingPercentToSigma", "AddNoise", "FluxDisableGuidance"};
+                                         "SamplingPercentToSigma", "AddNoise", "FluxDisableGuidance",
+                                         "CLIPTextEncodePixArtAlpha"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
         empty_latent_image, load_image,
@@ -3767,7 +3785,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
         string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,
-        sampling_percent_to_sigma, add_noise, flux_disable_guidance};
+        sampling_percent_to_sigma, add_noise, flux_disable_guidance, clip_text_encode_pixart_alpha};
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);

@@ -1124,6 +1124,12 @@ class Advanced(unittest.TestCase):
         out = pixart.ksampler(positive, negative, empty, seed=42, steps=5, cfg=4.5, sampler_name="euler",
                               scheduler="normal")
         self.assertLessEqual(rel_l2(out.to_list(), want), RUN_TOL)
+        # CLIPTextEncodePixArtAlpha's size: the picture's own is the plain run to the bit, another another run
+        def sized(**kwargs):
+            return pixart.ksampler(positive, negative, empty, seed=42, steps=5, cfg=4.5, sampler_name="euler",
+                                   scheduler="normal", **kwargs).to_list()
+        self.assertEqual(sized(pixart_size=(20, 24), negative_pixart_size=(20, 24)), out.to_list())
+        self.assertGreater(rel_l2(sized(pixart_size=(1024, 768)), out.to_list()), 1e-4)
         with self.assertRaises(kiln.KilnError):
             pixart.encode("x", 2)
 

@@ -48,8 +48,10 @@ static kiln_model *load_with_parts(const char *path, kiln_backend **be)
 
 /* The transformer on golden `<name>.sample` (rows on the captions of
  * tests/data/pixart/golden's t5.out.0 and .1, in turn) at timesteps t
- * against `<name>.out`, c_size 8 times the latent as ComfyUI's default. */
-static void check_forward(const kiln_model *m, const char *sample_name, const float *t, const char *out_name)
+ * against `<name>.out`, each row's c_size from `sizes` (height, width), or
+ * 8 times the latent as ComfyUI's default where NULL. */
+static void check_forward(const kiln_model *m, const char *sample_name, const float *t, const float *sizes,
+                          const char *out_name)
 {
     kiln_st_file *f = golden_open(GOLDEN), *prompts = golden_open("pixart/golden.safetensors");
     golden sample = golden_read(f, sample_name), want = golden_read(f, out_name);
@@ -57,8 +59,9 @@ static void check_forward(const kiln_model *m, const char *sample_name, const fl
     const float *captions[2] = {c0.data, c1.data};
     const int tokens[2] = {(int)c0.shape[1], (int)c1.shape[1]};
     const int h = (int)sample.shape[2], w = (int)sample.shape[3];
+    const float latent_sizes[4] = {8.0f * h, 8.0f * w, 8.0f * h, 8.0f * w};
     pixart_input in = {.rows = (int)sample.shape[0], .h = h, .w = w, .latent = sample.data, .timesteps = t,
-                       .captions = captions, .caption_tokens = tokens, .height = 8.0f * h, .width = 8.0f * w};
+                       .captions = captions, .caption_tokens = tokens, .sizes = sizes ? sizes : latent_sizes};
     float *got = malloc(want.count * sizeof *got);
     kiln_graph *g;
     assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));
@@ -96,10 +99,12 @@ static void alpha_file_as_comfyui(void **state)
     free(got);
     golden_free(&table);
     golden t = golden_read(f, "alpha.timestep");
-    check_forward(m, "alpha.sample", t.data, "alpha.out");
+    check_forward(m, "alpha.sample", t.data, NULL, "alpha.out");
+    /* CLIPTextEncodePixArtAlpha's size on the first row (1024 x 768), the picture's on the second */
+    check_forward(m, "alpha.sample", t.data, (const float[]){768.0f, 1024.0f, 8.0f * 32, 8.0f * 40}, "sized.out");
     golden_free(&t);
     kiln_st_close(f);
-    check_forward(m, "wide.sample", (const float[]){500.0f}, "wide.out");
+    check_forward(m, "wide.sample", (const float[]){500.0f}, NULL, "wide.out");
 
     float one[144];
     assert_int_equal(kiln_pixart_position_table(&m->pixart, 2, 62, one), KILN_ERR_INVALID_ARG);
@@ -153,7 +158,7 @@ static void sigma_file_as_comfyui(void **state)
     assert_int_equal(m->pixart.sample_size, 64);
     assert_int_equal(m->t5_max_tokens, 300);
     assert_float_equal(m->vae.latents.scale, 0.13025f, 0.0f); /* SDXL's VAE, which Sigma uses */
-    check_forward(m, "wide.sample", (const float[]){500.0f}, "sigma.out");
+    check_forward(m, "wide.sample", (const float[]){500.0f}, NULL, "sigma.out");
     kiln_model_free(m);
     kiln_backend_free(be);
     unlink(path);
@@ -193,8 +198,9 @@ static void lora_as_on_folder(void **state)
         const kiln_model *m = *models[k];
         const float *captions[1] = {sample.data}; /* any caption of the T5's width: the first 64 numbers */
         const int tokens[1] = {1};
+        const float sizes[2] = {8.0f * h, 8.0f * w};
         pixart_input in = {.rows = 1, .h = h, .w = w, .latent = sample.data, .timesteps = &t, .captions = captions,
-                           .caption_tokens = tokens, .height = 8.0f * h, .width = 8.0f * w};
+                           .caption_tokens = tokens, .sizes = sizes};
         kiln_graph *g;
         assert_non_null(out[k] = malloc(2 * sample.count * sizeof *out[k]));
         assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));

@@ -13,6 +13,7 @@
 #include "kiln.h"
 
 #include "golden.h"
+#include "latent.h"
 #include "tiny_variants.h"
 
 /* tests/data/masks' picture with alpha (make_mask_data.py) */
@@ -1718,6 +1719,59 @@ static void merge_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* PixArt's original single file as ComfyUI loads it (UNETLoader,
+ * CLIPLoader "pixart", VAELoader) with CLIPTextEncodePixArtAlpha's size on
+ * the positive prompt: the library's run with that size, pixel for pixel. */
+static void pixart_alpha_nodes(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"12\": {\"class_type\": \"UNETLoader\", \"inputs\": {\"unet_name\": \"" KILN_TEST_DATA
+        "/pixart/single/pixart_alpha_tiny.safetensors\", \"weight_dtype\": \"default\"}}, "
+        "\"11\": {\"class_type\": \"CLIPLoader\", \"inputs\": {\"clip_name\": \"" KILN_TEST_DATA
+        "/pixart/tiny/text_encoder/model.safetensors\", \"type\": \"pixart\"}}, "
+        "\"10\": {\"class_type\": \"VAELoader\", \"inputs\": {\"vae_name\": \"" KILN_TEST_DATA
+        "/pixart/tiny/vae/diffusion_pytorch_model.safetensors\"}}, "
+        "\"6\": {\"class_type\": \"CLIPTextEncodePixArtAlpha\", \"inputs\": {\"width\": 1024, \"height\": 768, "
+        "\"text\": \"a red fox\", \"clip\": [\"11\", 0]}}, "
+        "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"\", \"clip\": [\"11\", 0]}}, "
+        "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 72, \"height\": 80, "
+        "\"batch_size\": 1}}, "
+        "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 42, \"steps\": 3, \"cfg\": 4.5, "
+        "\"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"12\", 0], "
+        "\"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "
+        "\"8\": {\"class_type\": \"VAEDecode\", \"inputs\": {\"samples\": [\"3\", 0], \"vae\": [\"10\", 0]}}, "
+        "\"9\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"8\", 0]}}}";
+    const char *tokenizer = KILN_TEST_DATA "/spm_tokenizer/spiece.model";
+    const kiln_model_parts parts = {.vae = KILN_TEST_DATA "/pixart/tiny/vae/diffusion_pytorch_model.safetensors",
+                                    .text_encoders = {KILN_TEST_DATA "/pixart/tiny/text_encoder/model.safetensors"},
+                                    .tokenizer = tokenizer};
+    kiln_model *m;
+    assert_kiln_ok(kiln_checkpoint_load_parts(backend, KILN_TEST_DATA "/pixart/single/pixart_alpha_tiny.safetensors",
+                                              &parts, NULL, 0, &m));
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent, plain;
+    assert_kiln_ok(kiln_text_encode(m, "a red fox", 0, &pos));
+    assert_kiln_ok(kiln_text_encode(m, "", 0, &neg));
+    assert_kiln_ok(kiln_empty_latent(m, 72, 80, 1, &empty));
+    kiln_ksampler_params p = {.seed = 42, .steps = 3, .cfg = 4.5, .sampler_name = "euler", .scheduler = "normal",
+                              .denoise = 1.0};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &plain));
+    p.pixart_width = 1024, p.pixart_height = 768;
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_true(kiln_rel_l2(latent.data, plain.data, kiln_latent_count(&latent)) > 1e-4);
+    const kiln_workflow_options pixart = {.tokenizer = tokenizer};
+    kiln_image *images;
+    int count;
+    assert_kiln_ok(kiln_workflow_run(backend, json, &pixart, &images, &count));
+    assert_int_equal(count, 1);
+    assert_decodes_to(m, &latent, &images[0]);
+    kiln_images_free(images, count);
+    kiln_latent_free(&plain);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+    kiln_latent_free(&latent);
+}
+
 /* UNetSelfAttentionMultiply, UNetCrossAttentionMultiply and
  * CLIPAttentionMultiply: the library's model with those factors at load,
  * pixel for pixel; a LoRA before them is refused. */
@@ -2456,6 +2510,7 @@ int main(void)
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),
         cmocka_unit_test(merge_nodes),
+        cmocka_unit_test(pixart_alpha_nodes),
         cmocka_unit_test(latent_operation_nodes),
         cmocka_unit_test(attention_multiply_nodes),
         cmocka_unit_test(model_sampling_nodes),

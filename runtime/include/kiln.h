@@ -1203,6 +1203,9 @@ typedef struct kiln_ksampler_params {
     /* FreSca on the model (NULL: none): the first of the pre-CFG patches (before LatentApplyOperationCFG, TCFG
        and APG) */
     const kiln_fresca *fresca;
+    /* PixArt-alpha's 1024 model: the picture size (pixels) it embeds for the positive and the negative prompt, as
+       CLIPTextEncodePixArtAlpha's width and height give it (0: the picture's own) */
+    double pixart_width, pixart_height, negative_pixart_width, negative_pixart_height;
 } kiln_ksampler_params;
 
 /* KSampler: from the latent (kiln_empty_latent's; kiln_vae_encode's for

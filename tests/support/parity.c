@@ -975,8 +975,7 @@ static void check_dit(kiln_model *m, kiln_st_file *f, double tol)
     const float *captions[2] = {c0.data, c1.data};
     const int tokens[2] = {(int)c0.shape[1], (int)c1.shape[1]};
     pixart_input in = {.rows = 2, .h = (int)sample.shape[2], .w = (int)sample.shape[3], .latent = sample.data,
-                       .timesteps = t.data, .captions = captions, .caption_tokens = tokens,
-                       .height = res.data[0], .width = res.data[1]};
+                       .timesteps = t.data, .captions = captions, .caption_tokens = tokens, .sizes = res.data};
     float *got = malloc(want.count * sizeof *got);
     kiln_graph *g;
     assert_kiln_ok(kiln_graph_create(kiln_weights_backend(m->weights), &g));

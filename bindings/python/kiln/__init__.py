@@ -251,7 +251,9 @@ class _KSamplerParams(Structure):
                 ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
                 ("deep_shrink", POINTER(_DeepShrink)), ("hypertile", POINTER(_HyperTile)),
                 ("cfg_operation", POINTER(_LatentOperation)), ("step_cache", POINTER(_StepCache)),
-                ("steps_skipped", POINTER(c_int)), ("fresca", POINTER(_FreSca))]
+                ("steps_skipped", POINTER(c_int)), ("fresca", POINTER(_FreSca)), ("pixart_width", c_double),
+                ("pixart_height", c_double), ("negative_pixart_width", c_double),
+                ("negative_pixart_height", c_double)]
 
 
 # ---- errors and the functions' signatures --------------------------------
@@ -1043,6 +1045,7 @@ class Model(_Handle):
                  start_at_step: int = 0, end_at_step: int = 0,
                  leftover_noise: bool = False, disable_noise: bool = False, progress=None,
                  flux_guidance: float = 0.0, negative_flux_guidance: float = 0.0,
+                 pixart_size: Optional[Tuple[int, int]] = None, negative_pixart_size: Optional[Tuple[int, int]] = None,
                  differential_diffusion: float = 0.0, rescale_cfg: float = 0.0, cfg_zero_star: bool = False,
                  apg: Optional["APG"] = None, tcfg: bool = False, mahiro: bool = False, cfg_norm: float = 0.0,
                  epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
@@ -1094,7 +1097,10 @@ class Model(_Handle):
 
         flux_guidance, negative_flux_guidance: Flux dev's and Chroma's
         FluxGuidance on the positive and on the negative prompt (0: dev's
-        default 3.5, Chroma's 0).
+        default 3.5, Chroma's 0; below 0: none, FluxDisableGuidance).
+        pixart_size, negative_pixart_size: CLIPTextEncodePixArtAlpha's
+        (width, height) on either prompt, the picture size PixArt-alpha's
+        1024 model embeds for it (None: the picture's own).
         differential_diffusion: DifferentialDiffusion's strength on a latent
         with a noise mask (0: none, 1: the node's).
         rescale_cfg: RescaleCFG's multiplier on the model (0 to 1; 0: none;
@@ -1181,6 +1187,10 @@ class Model(_Handle):
         params.disable_noise = bool(disable_noise)
         params.flux_guidance = flux_guidance
         params.negative_flux_guidance = negative_flux_guidance
+        if pixart_size is not None:
+            params.pixart_width, params.pixart_height = pixart_size
+        if negative_pixart_size is not None:
+            params.negative_pixart_width, params.negative_pixart_height = negative_pixart_size
         params.differential_diffusion = differential_diffusion
         params.rescale_cfg = rescale_cfg
         params.cfg_zero_star = bool(cfg_zero_star)

@@ -25,6 +25,9 @@ input_size // 64, and base_size = round(c_res / 64) * 64 // 2.
          the file's model on the two contexts of tests/data/pixart/golden's
          t5.out.0 and t5.out.1, each row on its own caption, c_size the
          latent's 8x and c_ar h / w (ComfyUI's defaults);
+       sized.out: the same with CLIPTextEncodePixArtAlpha's size on the
+         first row's prompt (width 1024, height 768: c_size [768, 1024], c_ar
+         0.75);
        wide.sample (1,4,16,176), wide.out: the same at c_res 96 (round(1.5)
          = 2, base_size 64) on t5.out.0 at timestep 500;
        sigma.out: that call without the size embedders and with the table
@@ -138,10 +141,11 @@ def comfy_model(dit, pe_fixed=None):
 
 def call(dit, sample, timestep, contexts, sizes):
     """Each row on its own caption (ComfyUI batches rows of one length; kiln
-    runs each on its own), ComfyUI's c_size and c_ar."""
+    runs each on its own), ComfyUI's c_size and c_ar: `sizes` (height, width)
+    for every row, or a list of one per row."""
     outs = []
     for r in range(sample.shape[0]):
-        h, w = sizes
+        h, w = sizes[r] if isinstance(sizes, list) else sizes
         cond = {"resolution": torch.tensor([[float(h), float(w)]]), "aspect_ratio": torch.tensor([[h / w]])}
         with torch.no_grad():
             outs.append(dit(sample[r:r + 1], encoder_hidden_states=contexts[r], timestep=timestep[r:r + 1],
@@ -166,6 +170,9 @@ def main():
     g["alpha.sample"] = torch.randn(2, 4, 32, 40)
     g["alpha.timestep"] = torch.tensor([999.0, 261.0])
     g["alpha.out"] = call(dit, g["alpha.sample"], g["alpha.timestep"], contexts, (8 * 32, 8 * 40))
+    # CLIPTextEncodePixArtAlpha (width 1024, height 768) on the first row's prompt: c_size [768, 1024], c_ar 0.75;
+    # the second row a plain prompt's (the latent's 8x)
+    g["sized.out"] = call(dit, g["alpha.sample"], g["alpha.timestep"], contexts, [(768, 1024), (8 * 32, 8 * 40)])
     g["wide.sample"] = torch.randn(1, 4, 16, 176)
     g["wide.out"] = call(dit, g["wide.sample"], torch.tensor([500.0]), contexts, (8 * 16, 8 * 176))
     sigma = comfy_model(PixArtTransformer2DModel.from_pretrained(folder, use_additional_conditions=False,
