@@ -824,7 +824,9 @@ class Model(_Handle):
     def save_checkpoint(self, path) -> None:
         """CheckpointSave: the weights as loaded (LoRAs and merges in them) as
         one .safetensors file in the original single-file layout (SD 1.x, 2.x
-        and XL). The file appears whole or not at all."""
+        and XL; Flux, Chroma, SD3 and PixArt loaded from their original single
+        files, in those files' names, the VAE and text encoders beside as
+        ComfyUI writes them). The file appears whole or not at all."""
         _lib.kiln_model_save_checkpoint(self._ptr(), _path(path))
 
     def save_vae(self, path) -> None:
@@ -834,7 +836,8 @@ class Model(_Handle):
 
     def save_diffusion_model(self, path) -> None:
         """ModelSave: the diffusion model alone (LoRAs and merges in it)
-        under model.diffusion_model., SD 1.x, 2.x and XL."""
+        under model.diffusion_model.: SD 1.x, 2.x and XL, and a DiT from its
+        original single file in that file's names."""
         _lib.kiln_model_save_diffusion_model(self._ptr(), _path(path))
 
     @property
