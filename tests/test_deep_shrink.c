@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "golden.h"
 #include "parity.h"
 #include "pipeline.h"
 #include "sampler.h"
@@ -42,31 +41,7 @@ static void with_sag_matches_comfyui(void **state)
     kiln_backend *be;
     kiln_model *m;
     assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
-    kiln_st_file *f = golden_open("sag/sag_deep_shrink.safetensors"), *inputs = golden_open("sag/sag.safetensors");
-    golden s = golden_read(f, "settings"), want = golden_read(f, "latent_out");
-    golden gp = golden_read(inputs, "positive"), gn = golden_read(inputs, "negative");
-    const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
-                            neg = {gn.data, (int)gn.shape[1], (int)gn.shape[2], NULL, 0};
-    const kiln_sag sag = {s.data[1], s.data[2]};
-    const kiln_deep_shrink shrink = {(int)s.data[3], s.data[4], s.data[5], s.data[6], s.data[7] != 0.0f, "bicubic",
-                                     "bicubic"};
-    kiln_sampling_job job = kiln_test_job("euler", "normal", 3, s.data[0], 42, (int)want.shape[2], (int)want.shape[3]);
-    job.sag = &sag;
-    job.deep_shrink = &shrink;
-    float *latent = NULL, *unshrunk = NULL;
-    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &latent));
-    job.deep_shrink = NULL;
-    assert_kiln_ok(kiln_ksample(m, &job, &pos, &neg, &unshrunk));
-    const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(unshrunk, want.data, want.count);
-    print_message("  Deep Shrink with SAG: latent rel L2 %.2g from ComfyUI's (%.2g from SAG alone)\n", err, off);
-    assert_true(err <= 1e-5);
-    assert_true(off > 1e-2);
-    free(latent);
-    free(unshrunk);
-    golden *all[] = {&s, &want, &gp, &gn};
-    for (size_t i = 0; i < 4; i++) golden_free(all[i]);
-    kiln_st_close(f);
-    kiln_st_close(inputs);
+    parity_check_sag_run(m, "sag/sag_deep_shrink.safetensors", "shrunk", 1e-5);
     kiln_test_close_model(be, m);
 }
 

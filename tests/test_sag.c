@@ -54,8 +54,8 @@ static void sampling_matches_comfyui(void **state)
     kiln_backend *be;
     kiln_model *m;
     assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
-    parity_check_sag_run(m, "cfg5", 1e-5);
-    parity_check_sag_run(m, "cfg1", 1e-5);
+    parity_check_sag_run(m, "sag/sag.safetensors", "cfg5", 1e-5);
+    parity_check_sag_run(m, "sag/sag.safetensors", "cfg1", 1e-5);
     /* refused by name: a blur of 0 (ComfyUI's would divide by it), beside PerturbedAttentionGuidance */
     kiln_conditioning c;
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));

@@ -85,8 +85,13 @@ static void on_tiny_model(void (*check)(kiln_model *m))
     kiln_backend_free(be);
 }
 /* SelfAttentionGuidance: the middle block's q and k out of the main call's
- * graph, its pass in a graph of its own */
-static void sag_run(kiln_model *m) { parity_check_sag_run(m, "cfg5", gpu_f32.tol); }
+ * graph, its pass in a graph of its own; with Deep Shrink, both at the
+ * shrunk steps' own grid and graphs */
+static void sag_run(kiln_model *m)
+{
+    parity_check_sag_run(m, "sag/sag.safetensors", "cfg5", gpu_f32.tol);
+    parity_check_sag_run(m, "sag/sag_deep_shrink.safetensors", "shrunk", gpu_f32.tol);
+}
 static void sag_run_f32(void **s) { (void)s, on_tiny_model(sag_run); }
 /* Deep Shrink: the calls that shrink in a graph of their own, the resize op
  * down after a skip and back up, and an upsampler to a small skip's size */

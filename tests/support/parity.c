@@ -716,9 +716,9 @@ void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kil
     kiln_st_close(f);
 }
 
-void parity_check_sag_run(kiln_model *model, const char *run, double tol)
+void parity_check_sag_run(kiln_model *model, const char *golden_path, const char *run, double tol)
 {
-    kiln_st_file *f = golden_open("sag/sag.safetensors");
+    kiln_st_file *f = golden_open(golden_path);
     golden gp = golden_read(f, "positive"), gn = golden_read(f, "negative");
     golden settings = golden_field(f, run, "settings"), want = golden_field(f, run, "latent_out");
     const kiln_conditioning pos = {gp.data, (int)gp.shape[1], (int)gp.shape[2], NULL, 0},
@@ -727,19 +727,27 @@ void parity_check_sag_run(kiln_model *model, const char *run, double tol)
     kiln_sampling_job job = kiln_test_job("euler", "normal", 3, settings.data[0], 42, (int)want.shape[2],
                                           (int)want.shape[3]);
     job.sag = &sag;
+    char key[64];
+    snprintf(key, sizeof key, "%s.deep_shrink", run); /* Deep Shrink on the model too, bicubic both ways */
+    golden ds = kiln_st_find(f, key) ? golden_field(f, run, "deep_shrink") : (golden){0};
+    const kiln_deep_shrink shrink = ds.data ? (kiln_deep_shrink){(int)ds.data[0], ds.data[1], ds.data[2], ds.data[3],
+                                                                 ds.data[4] != 0.0f, "bicubic", "bicubic"}
+                                            : (kiln_deep_shrink){0};
+    if (ds.data) job.deep_shrink = &shrink;
     float *latent = NULL, *plain = NULL;
     assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &latent));
-    job.sag = NULL;
+    if (ds.data) job.deep_shrink = NULL; /* what the run is compared with: without the shrink, or without SAG */
+    else job.sag = NULL;
     assert_kiln_ok(kiln_ksample(model, &job, &pos, &neg, &plain));
     const double err = kiln_rel_l2(latent, want.data, want.count), off = kiln_rel_l2(plain, want.data, want.count);
-    print_message("  SelfAttentionGuidance %s: latent rel L2 %.2g from ComfyUI's (%.2g from the run without it)\n", run,
-                  err, off);
+    print_message("  SelfAttentionGuidance %s: latent rel L2 %.2g from ComfyUI's (%.2g from the run without %s)\n",
+                  run, err, off, ds.data ? "Deep Shrink" : "it");
     assert_true(err <= tol);
     assert_true(off > 1e-2);
     free(latent);
     free(plain);
-    golden *all[] = {&gp, &gn, &settings, &want};
-    for (size_t i = 0; i < 4; i++) golden_free(all[i]);
+    golden *all[] = {&gp, &gn, &settings, &want, &ds};
+    for (size_t i = 0; i < 5; i++) golden_free(all[i]);
     kiln_st_close(f);
 }
 

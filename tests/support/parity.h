@@ -190,11 +190,14 @@ void parity_check_picture(kiln_model *model, const float *latent, int latent_h, 
  * LATENT and the picture VAEDecode makes of it compared by relative L2. */
 void parity_check_run(kiln_model *model, const kiln_sampling_job *job, const kiln_conditioning *positive,
                       const kiln_conditioning *negative, const char *golden_path, double tol);
-/* A SelfAttentionGuidance run of tests/data/sag/sag.safetensors (`run`
- * "cfg5" or "cfg1": KSampler euler, normal, 3 steps, seed 42, 16x12, scale
- * 0.5, blur 2) on the tiny SD 1.x model: its latent against the golden's
- * within tol, and the same run without it far from it. */
-void parity_check_sag_run(kiln_model *model, const char *run, double tol);
+/* A SelfAttentionGuidance run of a golden file in tests/data/sag's layout
+ * (sag.safetensors' `run` "cfg5" or "cfg1": KSampler euler, normal, 3
+ * steps, seed 42, 16x12, scale 0.5, blur 2; sag_deep_shrink.safetensors'
+ * "shrunk", with PatchModelAddDownscale's <run>.deep_shrink on the model) on
+ * the tiny SD 1.x model: its latent against the golden's within tol, and the
+ * same run without SAG (or, with Deep Shrink, without the shrink) far from
+ * it. */
+void parity_check_sag_run(kiln_model *model, const char *golden_path, const char *run, double tol);
 /* A PatchModelAddDownscale run of tests/data/deep_shrink/deep_shrink.safetensors
  * (`run` "after_skip", "before_skip", "block1", "freeu_v2" with FreeU_V2
  * after it, "controlnet" with tests/data/controlnet's tiny ControlNet, or

@@ -16,13 +16,15 @@ Run: SAG scale 0.5, blur_sigma 2.0; Deep Shrink block 3, factor 2.0,
 start 0.0, end 0.5, after the skip, bicubic down and up; cfg 5; euler,
 normal, 3 steps, seed 42; tests/data/tiny's UNet and contexts.
 
-Writes tests/data/sag/sag_deep_shrink.safetensors, every tensor float32:
-  settings (9,): [cfg, scale, blur_sigma, block_number, downscale_factor,
-      start_percent, end_percent, downscale_after_skip, method (2: bicubic,
-      down and up)]
-  shrunk_steps (3,): 1 where the step's calls were shrunk
-  grid_rows (3,): the rows of each step's SAG grid (3 shrunk, 6 not)
-  latent_out (1, 4, 12, 16): the LATENT KSampler returns
+Writes tests/data/sag/sag_deep_shrink.safetensors, every tensor float32, in
+make_sag_data.py's layout (one run, "shrunk"):
+  positive (1, 77, 32), negative (1, 77, 32): the conditioning rows
+  shrunk.settings (3,): [cfg, scale, blur_sigma]
+  shrunk.deep_shrink (5,): [block_number, downscale_factor, start_percent,
+      end_percent, downscale_after_skip] (bicubic down and up)
+  shrunk.shrunk_steps (3,): 1 where the step's calls were shrunk
+  shrunk.grid_rows (3,): the rows of each step's SAG grid (3 shrunk, 6 not)
+  shrunk.latent_out (1, 4, 12, 16): the LATENT KSampler returns
 
 Run from the repository root:
   /tmp/tv/bin/python tests/data/sag/make_sag_deep_shrink_data.py
@@ -91,8 +93,10 @@ def main():
                               {"shrunk": [], "grid": []}), noise, sigmas, SCALING, None)
     print(f"latent_out vs SAG alone: rel L2 {rel_l2(out, plain):.6e}")
     assert rel_l2(out, plain) > 1e-3
-    g = {"settings": torch.tensor([CFG, SCALE, BLUR_SIGMA, s["block"], s["factor"], s["start"], s["end"], 1.0, 2.0]),
-         "shrunk_steps": torch.tensor(info["shrunk"]), "grid_rows": torch.tensor(info["grid"]), "latent_out": out}
+    g = {"positive": ctx[0:1], "negative": ctx[1:2], "shrunk.settings": torch.tensor([CFG, SCALE, BLUR_SIGMA]),
+         "shrunk.deep_shrink": torch.tensor([s["block"], s["factor"], s["start"], s["end"], 1.0]),
+         "shrunk.shrunk_steps": torch.tensor(info["shrunk"]), "shrunk.grid_rows": torch.tensor(info["grid"]),
+         "shrunk.latent_out": out}
     save_file({k: v.float().contiguous() for k, v in g.items()}, os.path.join(HERE, "sag_deep_shrink.safetensors"))
 
 
