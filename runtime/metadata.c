@@ -667,6 +667,14 @@ static void add_prompt_encoders(graph *g, const kiln_run_info *run, const char *
     for (int i = 0; i < 2; i++) {
         const char *id = i ? negative : positive;
         const kiln_sdxl_cond *numbers = i && run->negative_sdxl ? run->negative_sdxl : run->sdxl;
+        if (!i && run->pixart_width) { /* PixArt-alpha's size conditions from the prompt */
+            cJSON *in = add_node(g, id, "CLIPTextEncodePixArtAlpha");
+            add_number(g, in, "width", run->pixart_width);
+            add_number(g, in, "height", run->pixart_height);
+            add_string(g, in, "text", texts[i]);
+            add_link(g, in, "clip", clip, clip_output);
+            continue;
+        }
         if (!refiner || !run->sdxl) {
             add_text_encode(g, id, numbers, texts[i], texts_l[i], clip, clip_output);
             continue;

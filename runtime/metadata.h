@@ -81,6 +81,7 @@ typedef struct kiln_run_info {
     const char *sigmas;    /* the noise levels walked in place of the scheduler's (ManualSigmas' text, steps + 1
                               numbers: SamplerCustom with KSamplerSelect "78" and ManualSigmas "79"); NULL: none */
     double cfg;
+    int pixart_width, pixart_height; /* CLIPTextEncodePixArtAlpha's size on the positive prompt ("6"); 0: none */
     double flux_guidance; /* Flux dev's FluxGuidance on the positive prompt ("30"), 0 for none; -1:
                              FluxDisableGuidance there */
     uint64_t seed;

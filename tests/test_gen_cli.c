@@ -791,6 +791,9 @@ static void workflow_round_trip(void **state)
     snprintf(dir, sizeof dir, "--models %s --tokenizer %s/spm_tokenizer/spiece.model", parts, KILN_TEST_DATA);
     workflow_again_holding("pixart_parts", flags, dir,
                            (const char *const[]){"\"UNETLoader\"", "\"type\":\"pixart\"", "\"VAELoader\"", NULL});
+    strcat(flags, " --pixart-size 1024x768"); /* CLIPTextEncodePixArtAlpha on the prompt */
+    workflow_again_holding("pixart_sized", flags, dir,
+                           (const char *const[]){"\"CLIPTextEncodePixArtAlpha\"", "\"height\":768", NULL});
     snprintf(dir, sizeof dir, "--models %s --config %s/flux/tiny", parts, KILN_TEST_DATA);
     /* --guidance none: FluxDisableGuidance on the positive prompt */
     snprintf(flags, sizeof flags, "--model %1$s/diffusion_models/flux1-tiny.safetensors --text-encoder "

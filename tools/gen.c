@@ -98,6 +98,7 @@ typedef struct gen_options {
     bool deep_shrink_before_skip;
     bool t5_options;                /* --t5-min-padding, --t5-min-length: T5TokenizerOptions' */
     int t5_min_padding, t5_min_length;
+    int pixart_width, pixart_height; /* --pixart-size: CLIPTextEncodePixArtAlpha's on the prompt; 0: none */
     bool fresca_given;              /* --fresca LOW,HIGH[,CUTOFF] */
     kiln_fresca fresca;
     bool step_cache_given;          /* --easy-cache, --lazy-cache T[,START,END] */
@@ -352,6 +353,8 @@ static void usage(FILE *to)
             "                         0.2) reuses the last change instead of running the model, from START to\n"
             "                         END of the sampling (0.15, 0.95); faster, a little other picture\n"
             "  --lazy-cache T[,START,END]  LazyCache: the same on the whole guided step (any patch with it)\n"
+            "  --pixart-size WxH      PixArt-alpha's 1024 model: the picture size it embeds for the prompt\n"
+            "                         (CLIPTextEncodePixArtAlpha; default: the output's)\n"
             "  --fresca LOW,HIGH[,CUTOFF]  FreSca: the guidance's frequencies within CUTOFF (default 20) of zero\n"
             "                         scaled by LOW, the others by HIGH (0..10 each; the node's 1, 1.25)\n"
             "  --sag SCALE[,BLUR]     SelfAttentionGuidance on the UNet: the negative prompt's prediction\n"
@@ -716,7 +719,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
            O_DEEP_SHRINK_BEFORE_SKIP, O_HYPERTILE, O_HYPERTILE_SCALE_DEPTH,
            O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN, O_T5_MIN_PADDING, O_T5_MIN_LENGTH,
-           O_EASY_CACHE, O_LAZY_CACHE, O_FRESCA };
+           O_EASY_CACHE, O_LAZY_CACHE, O_FRESCA, O_PIXART_SIZE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -731,7 +734,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"hypertile-scale-depth", no_argument, 0, O_HYPERTILE_SCALE_DEPTH},
         {"t5-min-padding", required_argument, 0, O_T5_MIN_PADDING},
         {"easy-cache", required_argument, 0, O_EASY_CACHE}, {"lazy-cache", required_argument, 0, O_LAZY_CACHE},
-        {"fresca", required_argument, 0, O_FRESCA},
+        {"fresca", required_argument, 0, O_FRESCA}, {"pixart-size", required_argument, 0, O_PIXART_SIZE},
         {"t5-min-length", required_argument, 0, O_T5_MIN_LENGTH},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
@@ -961,6 +964,10 @@ static int parse(int argc, char **argv, gen_options *o)
             break;
         }
         case O_HYPERTILE_SCALE_DEPTH: o->hypertile.scale_depth = true; break;
+        case O_PIXART_SIZE:
+            if (!parse_pair(optarg, 'x', 1, 16384, &o->pixart_width, &o->pixart_height))
+                return bad_flag("--pixart-size", optarg, "must be WxH, each 1..16384");
+            break;
         case O_FRESCA: {
             double v[3] = {1.0, 1.25, 20};
             int given = 1;
@@ -2229,6 +2236,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .sampler = o->sampler, .scheduler = o->scheduler, .sigmas = o->sigmas, .cfg = o->cfg,
                          .seed = o->seed,
                          .flux_guidance = o->guidance,
+                         .pixart_width = o->pixart_width, .pixart_height = o->pixart_height,
                          .width = first_width, .height = first_height, .batch_size = o->batch,
                          .clip_skip = c->clip_skip, .model_clip_skip = c->model_clip_skip,
                          .t5_options = o->t5_options, .t5_min_padding = o->t5_min_padding,
@@ -2373,6 +2381,7 @@ int main(int argc, char **argv)
 
     kiln_sampling_job job = {.steps = o.steps, .cfg = (float)o.cfg, .denoise = o.denoise, .batch = o.batch,
                              .flux_guidance = (float)o.guidance,
+                             .pixart_size = {{0, 0}, {(float)o.pixart_height, (float)o.pixart_width}},
                              .cfg_patches = {(float)o.rescale_cfg, o.cfg_zero_star, o.apg, (float)o.apg_eta,
                                              (float)o.apg_norm_threshold, (float)o.apg_momentum, o.tcfg,
                                              o.mahiro, (float)o.cfg_norm, (float)o.epsilon_scaling,
@@ -2466,6 +2475,11 @@ int main(int argc, char **argv)
     if (o.refiner && strcmp(m->info.family, "sdxl") != 0) {
         fprintf(stderr, "gen: --refiner follows an SDXL base model; %s is %s\n", o.model ? o.model : "the default model",
                 m->info.family);
+        return 2;
+    }
+    if (o.pixart_width && m->family->arch != KILN_ARCH_PIXART) {
+        fprintf(stderr, "gen: --pixart-size is PixArt-alpha's (the size it embeds); %s is %s\n",
+                o.model ? o.model : "the default model", m->info.unet_name);
         return 2;
     }
     if (o.guidance && !(m->family->arch == KILN_ARCH_FLUX && kiln_flux_reads_guidance(&m->flux))) {

@@ -140,6 +140,10 @@ expect_error "EasyCache with a guidance pass" "EasyCache with PerturbedAttention
     --easy-cache 0.2 --pag 2 --steps 2 --width 16 --height 16
 expect_error "a guidance neither number nor none" "--guidance nil: must be 0.01..100 or none" --model "$tiny" \
     --prompt x --guidance nil
+expect_error "a PixArt size on an SD model" "--pixart-size is PixArt-alpha's" --model "$tiny" --prompt x \
+    --pixart-size 1024x768
+expect_error "a PixArt size of one number" "--pixart-size 1024: must be WxH" --model "$tiny" --prompt x \
+    --pixart-size 1024
 expect_error "a FreSca scale past 10" "--fresca 11,1: LOW,HIGH" --model "$tiny" --prompt x --fresca 11,1
 expect_error "FreSca of one number" "--fresca 1: LOW,HIGH" --model "$tiny" --prompt x --fresca 1
 expect_error "a FreSca cutoff not whole" "--fresca 1,1.2,2.5: LOW,HIGH" --model "$tiny" --prompt x --fresca 1,1.2,2.5
