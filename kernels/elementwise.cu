@@ -13,6 +13,17 @@ static unsigned ew_blocks(int64_t n) { return cuda_stride_blocks(n, EW_THREADS);
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 __device__ __forceinline__ float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
+__device__ __forceinline__ float activation_f(int kind, float v)
+{
+    switch (kind) {
+    case KILN_ACTIVATION_TANH: return tanhf(v);
+    case KILN_ACTIVATION_ELU: return v > 0.0f ? v : expm1f(v);
+    case KILN_ACTIVATION_HARDSWISH: return v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case KILN_ACTIVATION_SOFTSIGN: return v / (1.0f + fabsf(v));
+    case KILN_ACTIVATION_MISH: return v * tanhf(v > 20.0f ? v : log1pf(expf(v)));
+    default: return NAN; /* kiln_check_activation refuses other kinds */
+    }
+}
 __device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
 __device__ __forceinline__ float quick_gelu_f(float v) { return v / (1.0f + expf(-1.702f * v)); }
 __device__ __forceinline__ float gelu_tanh_f(float v)
@@ -22,6 +33,10 @@ __device__ __forceinline__ float gelu_tanh_f(float v)
 
 struct silu_op { __device__ float operator()(float v) const { return silu_f(v); } };
 struct sigmoid_op { __device__ float operator()(float v) const { return sigmoid_f(v); } };
+struct activation_op {
+    int kind;
+    __device__ float operator()(float v) const { return activation_f(kind, v); }
+};
 struct gelu_op { __device__ float operator()(float v) const { return gelu_f(v); } };
 struct quick_gelu_op { __device__ float operator()(float v) const { return quick_gelu_f(v); } };
 struct gelu_tanh_op { __device__ float operator()(float v) const { return gelu_tanh_f(v); } };
@@ -366,6 +381,12 @@ extern "C" kiln_status cuda_sigmoid(kiln_backend *be, const kiln_sigmoid_params 
                                     kiln_tensor *dst)
 {
     return launch_unary(be, src, dst, p->n, sigmoid_op{});
+}
+
+extern "C" kiln_status cuda_activation(kiln_backend *be, const kiln_activation_params *p,
+                                       const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    return launch_unary(be, src, dst, p->n, activation_op{p->kind});
 }
 
 extern "C" kiln_status cuda_gelu(kiln_backend *be, const kiln_gelu_params *p, const kiln_tensor *const *src,

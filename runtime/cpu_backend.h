@@ -58,6 +58,7 @@ void cpu_rope(cpu_state *s, const kiln_rope_params *p, const float *x, const flo
 void cpu_softmax(cpu_state *s, const kiln_softmax_params *p, const float *x, float *y);
 void cpu_silu(cpu_state *s, const kiln_silu_params *p, const float *x, float *y);
 void cpu_sigmoid(cpu_state *s, const kiln_sigmoid_params *p, const float *x, float *y);
+void cpu_activation(cpu_state *s, const kiln_activation_params *p, const float *x, float *y);
 void cpu_gelu(cpu_state *s, const kiln_gelu_params *p, const float *x, float *y);
 void cpu_quick_gelu(cpu_state *s, const kiln_quick_gelu_params *p, const float *x, float *y);
 void cpu_gelu_tanh(cpu_state *s, const kiln_gelu_tanh_params *p, const float *x, float *y);

@@ -58,6 +58,12 @@ static void sigmoid_span(const span_job *j, size_t i0, size_t i1)
     for (; i < i1; i++) j->y[i] = 1.0f / (1.0f + expf(-j->a[i]));
 }
 
+static void activation_span(const span_job *j, size_t i0, size_t i1)
+{
+    kiln_activation_kind kind = (kiln_activation_kind)((const kiln_activation_params *)j->p)->kind;
+    for (size_t i = i0; i < i1; i++) j->y[i] = cpu_ref_activate(kind, j->a[i]);
+}
+
 static void quick_gelu_span(const span_job *j, size_t i0, size_t i1)
 {
     cpu_sigmoid_gate_span(j->a + i0, j->y + i0, i1 - i0, 1.702f, 0.0f);
@@ -105,6 +111,11 @@ void cpu_silu(cpu_state *s, const kiln_silu_params *p, const float *x, float *y)
 void cpu_sigmoid(cpu_state *s, const kiln_sigmoid_params *p, const float *x, float *y)
 {
     parallel_spans(s, &(span_job){sigmoid_span, p, x, NULL, y}, (size_t)p->n, 1);
+}
+
+void cpu_activation(cpu_state *s, const kiln_activation_params *p, const float *x, float *y)
+{
+    parallel_spans(s, &(span_job){activation_span, p, x, NULL, y}, (size_t)p->n, 1);
 }
 
 void cpu_quick_gelu(cpu_state *s, const kiln_quick_gelu_params *p, const float *x, float *y)

@@ -203,6 +203,24 @@ void cpu_ref_sigmoid(const kiln_sigmoid_params *p, const float *x, float *y)
     for (int i = 0; i < p->n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
+float cpu_ref_activate(kiln_activation_kind kind, float v)
+{
+    switch (kind) {
+    case KILN_ACTIVATION_TANH: return tanhf(v);
+    case KILN_ACTIVATION_ELU: return v > 0.0f ? v : expm1f(v);
+    case KILN_ACTIVATION_HARDSWISH: return v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case KILN_ACTIVATION_SOFTSIGN: return v / (1.0f + fabsf(v));
+    /* softplus as torch's, v itself above its threshold 20 */
+    case KILN_ACTIVATION_MISH: return v * tanhf(v > 20.0f ? v : log1pf(expf(v)));
+    default: return NAN; /* kiln_check_activation refuses other kinds */
+    }
+}
+
+void cpu_ref_activation(const kiln_activation_params *p, const float *x, float *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = cpu_ref_activate((kiln_activation_kind)p->kind, x[i]);
+}
+
 void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);

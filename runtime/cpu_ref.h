@@ -31,6 +31,10 @@ void cpu_ref_softmax(const kiln_softmax_params *p, const float *x, float *y);
 void cpu_ref_silu(const kiln_silu_params *p, const float *x, float *y);
 /* 0 below about -88.7, where expf(-x) overflows to infinity */
 void cpu_ref_sigmoid(const kiln_sigmoid_params *p, const float *x, float *y);
+/* one element of the activation op, also the CPU fast path's (a rare op,
+ * not worth a vector form) */
+float cpu_ref_activate(kiln_activation_kind kind, float v);
+void cpu_ref_activation(const kiln_activation_params *p, const float *x, float *y);
 void cpu_ref_gelu(const kiln_gelu_params *p, const float *x, float *y);
 void cpu_ref_quick_gelu(const kiln_quick_gelu_params *p, const float *x, float *y);
 void cpu_ref_gelu_tanh(const kiln_gelu_tanh_params *p, const float *x, float *y);

@@ -163,6 +163,13 @@ kiln_status nn_sigmoid(kiln_graph *g, const tensor *x, tensor **y)
     return kiln_run_sigmoid(g, &(kiln_sigmoid_params){(int32_t)kiln_tensor_numel(x)}, (const tensor *[]){x}, *y);
 }
 
+kiln_status nn_activation(kiln_graph *g, const tensor *x, kiln_activation_kind kind, tensor **y)
+{
+    TRY(new_like(g, x, y));
+    return kiln_run_activation(g, &(kiln_activation_params){(int32_t)kiln_tensor_numel(x), (int32_t)kind},
+                               (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_leaky_relu(kiln_graph *g, const tensor *x, float slope, tensor **y)
 {
     TRY(new_like(g, x, y));

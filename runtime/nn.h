@@ -55,6 +55,8 @@ kiln_status nn_scale(kiln_graph *g, const tensor *a, float s, tensor **y);
 kiln_status nn_silu(kiln_graph *g, const tensor *x, tensor **y);
 // x (n) -> *y = 1 / (1 + exp(-x))
 kiln_status nn_sigmoid(kiln_graph *g, const tensor *x, tensor **y);
+// x (n) -> *y = the pointwise function kind names (tanh, ELU, hardswish, softsign, mish)
+kiln_status nn_activation(kiln_graph *g, const tensor *x, kiln_activation_kind kind, tensor **y);
 kiln_status nn_gelu(kiln_graph *g, const tensor *x, tensor **y);
 kiln_status nn_quick_gelu(kiln_graph *g, const tensor *x, tensor **y);
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): T5's and PixArt's GELU

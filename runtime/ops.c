@@ -190,6 +190,14 @@ kiln_status kiln_check_sigmoid(const kiln_sigmoid_params *p, const kiln_tensor *
     return check_unary("sigmoid", p->n, src, dst);
 }
 
+kiln_status kiln_check_activation(const kiln_activation_params *p, const kiln_tensor *const *src,
+                                  const kiln_tensor *dst)
+{
+    if (p->kind < 0 || p->kind >= KILN_ACTIVATION_COUNT)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "activation: kind %d outside 0..%d", p->kind, KILN_ACTIVATION_COUNT - 1);
+    return check_unary("activation", p->n, src, dst);
+}
+
 kiln_status kiln_check_gelu(const kiln_gelu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     return check_unary("gelu", p->n, src, dst);

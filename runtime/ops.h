@@ -58,6 +58,19 @@ typedef struct kiln_rope_params { int32_t B, T, H, D; } kiln_rope_params;
 typedef struct kiln_softmax_params { int32_t M, N; } kiln_softmax_params;
 typedef struct kiln_silu_params { int32_t n; } kiln_silu_params;
 typedef struct kiln_sigmoid_params { int32_t n; } kiln_sigmoid_params;
+/* Activations A1111's hypernetworks put between their linear layers that no
+ * other op computes (its "swish" is torch's Hardswish). kind is a
+ * kiln_activation_kind, an int32_t here so that the struct stays
+ * push-constant shaped. */
+typedef enum kiln_activation_kind {
+    KILN_ACTIVATION_TANH,
+    KILN_ACTIVATION_ELU,
+    KILN_ACTIVATION_HARDSWISH,
+    KILN_ACTIVATION_SOFTSIGN,
+    KILN_ACTIVATION_MISH,
+    KILN_ACTIVATION_COUNT
+} kiln_activation_kind;
+typedef struct kiln_activation_params { int32_t n; int32_t kind; } kiln_activation_params;
 typedef struct kiln_gelu_params { int32_t n; } kiln_gelu_params;
 typedef struct kiln_quick_gelu_params { int32_t n; } kiln_quick_gelu_params;
 typedef struct kiln_gelu_tanh_params { int32_t n; } kiln_gelu_tanh_params;

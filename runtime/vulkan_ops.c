@@ -852,7 +852,8 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
 }
 
 /* unary.comp (x, y and the op's params: n, and s for scale, slope for
- * leaky_relu) and binary.comp (a, b, y, n), over n elements */
+ * leaky_relu, kind for activation) and binary.comp (a, b, y, n), over n
+ * elements */
 #define ELEMENTWISE_OP(name, shader, nsrc)                                                                    \
     static kiln_status vk_##name(kiln_backend *be, const kiln_##name##_params *p, const kiln_tensor *const *src, \
                                  kiln_tensor *dst)                                                             \
@@ -861,6 +862,7 @@ static kiln_status vk_softmax(kiln_backend *be, const kiln_softmax_params *p, co
     }
 ELEMENTWISE_OP(silu, KILN_VK_SHADER_SILU, 1)
 ELEMENTWISE_OP(sigmoid, KILN_VK_SHADER_SIGMOID, 1)
+ELEMENTWISE_OP(activation, KILN_VK_SHADER_ACTIVATION, 1)
 ELEMENTWISE_OP(gelu, KILN_VK_SHADER_GELU, 1)
 ELEMENTWISE_OP(quick_gelu, KILN_VK_SHADER_QUICK_GELU, 1)
 ELEMENTWISE_OP(gelu_tanh, KILN_VK_SHADER_GELU_TANH, 1)

@@ -5,14 +5,16 @@
 #include "elementwise.glsl"
 
 // x (n) -> y (n) for one pointwise op, chosen per variant: OP_SILU,
-// OP_SIGMOID, OP_GELU, OP_QUICK_GELU, OP_GELU_TANH, OP_SCALE or OP_LEAKY_RELU.
-// y may be x.
+// OP_SIGMOID, OP_ACTIVATION, OP_GELU, OP_QUICK_GELU, OP_GELU_TANH, OP_SCALE or
+// OP_LEAKY_RELU. y may be x.
 layout(push_constant) uniform unary_push {
     f32_ref x;
     f32_ref y;
     int n; // kiln_<op>_params.n
 #if defined(OP_SCALE) || defined(OP_LEAKY_RELU)
     float s; // kiln_scale_params.s, kiln_leaky_relu_params.slope
+#elif defined(OP_ACTIVATION)
+    int kind; // kiln_activation_params.kind
 #endif
 } pc;
 
@@ -22,6 +24,8 @@ float op(float v)
     return silu(v);
 #elif defined(OP_SIGMOID)
     return sigmoid(v);
+#elif defined(OP_ACTIVATION)
+    return activation(pc.kind, v);
 #elif defined(OP_GELU)
     return gelu(v);
 #elif defined(OP_QUICK_GELU)

@@ -227,6 +227,22 @@ static void shape_mismatch_is_an_error(void **state)
     assert_non_null(strstr(kiln_last_error(), "scale: y"));
 }
 
+/* A kind past kiln_activation_kind's would reach a shader's or kernel's
+ * switch with no function for it. */
+static void unknown_activation_is_an_error(void **state)
+{
+    (void)state;
+    kiln_tensor x = {.dtype = KILN_F32, .ndim = 1, .shape = {4}}, y = x;
+    const kiln_tensor *src[] = {&x};
+    assert_kiln_ok(kiln_check_activation(&(kiln_activation_params){4, KILN_ACTIVATION_MISH}, src, &y));
+    const int32_t unknown[] = {-1, KILN_ACTIVATION_COUNT};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        kiln_activation_params p = {4, unknown[i]};
+        assert_int_equal(kiln_check_activation(&p, src, &y), KILN_ERR_INVALID_ARG);
+        assert_non_null(strstr(kiln_last_error(), "activation: kind"));
+    }
+}
+
 /* Profiling on the CPU backend, which has no device clock: host time. */
 static void profiled_cpu_run_is_timed_on_the_host(void **state)
 {
@@ -243,6 +259,7 @@ int main(void)
         cmocka_unit_test(arena_reuses_released_memory),
         cmocka_unit_test(repeated_runs_are_replayed),
         cmocka_unit_test(shape_mismatch_is_an_error),
+        cmocka_unit_test(unknown_activation_is_an_error),
         cmocka_unit_test(profiled_cpu_run_is_timed_on_the_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -140,6 +140,12 @@ static void test_elementwise()
     check(cuda_silu(&be_f32, &ps, s1, &y->t)); cpu_ref_silu(&ps, F(x), want.data()); compare("silu", F(y), want.data(), n, 1e-6);
     kiln_sigmoid_params psg = {n};
     check(cuda_sigmoid(&be_f32, &psg, s1, &y->t)); cpu_ref_sigmoid(&psg, F(x), want.data()); compare("sigmoid", F(y), want.data(), n, 1e-6);
+    const char *const kinds[KILN_ACTIVATION_COUNT] = {"activation tanh", "activation elu", "activation hardswish",
+                                                      "activation softsign", "activation mish"};
+    for (int k = 0; k < KILN_ACTIVATION_COUNT; k++) {
+        kiln_activation_params pac = {n, k};
+        check(cuda_activation(&be_f32, &pac, s1, &y->t)); cpu_ref_activation(&pac, F(x), want.data()); compare(kinds[k], F(y), want.data(), n, 1e-6);
+    }
     kiln_gelu_params pg = {n};
     check(cuda_gelu(&be_f32, &pg, s1, &y->t)); cpu_ref_gelu(&pg, F(x), want.data()); compare("gelu", F(y), want.data(), n, 1e-6);
     kiln_quick_gelu_params pq = {n};

@@ -195,6 +195,23 @@ void kiln_ref64_sigmoid(const kiln_sigmoid_params *p, const double *x, double *y
     for (int i = 0; i < p->n; i++) y[i] = 1.0 / (1.0 + exp(-x[i]));
 }
 
+static double activate(kiln_activation_kind kind, double v)
+{
+    switch (kind) {
+    case KILN_ACTIVATION_TANH: return tanh(v);
+    case KILN_ACTIVATION_ELU: return v > 0.0 ? v : expm1(v);
+    case KILN_ACTIVATION_HARDSWISH: return v * fmin(fmax(v + 3.0, 0.0), 6.0) / 6.0;
+    case KILN_ACTIVATION_SOFTSIGN: return v / (1.0 + fabs(v));
+    case KILN_ACTIVATION_MISH: return v * tanh(v > 20.0 ? v : log1p(exp(v)));
+    default: return NAN; /* a kind with no function here fails the comparison */
+    }
+}
+
+void kiln_ref64_activation(const kiln_activation_params *p, const double *x, double *y)
+{
+    for (int i = 0; i < p->n; i++) y[i] = activate((kiln_activation_kind)p->kind, x[i]);
+}
+
 void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y)
 {
     for (int i = 0; i < p->n; i++) y[i] = gelu(x[i]);

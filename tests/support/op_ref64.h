@@ -30,6 +30,7 @@ void kiln_ref64_rope(const kiln_rope_params *p, const double *x, const double *f
 void kiln_ref64_softmax(const kiln_softmax_params *p, const double *x, double *y);
 void kiln_ref64_silu(const kiln_silu_params *p, const double *x, double *y);
 void kiln_ref64_sigmoid(const kiln_sigmoid_params *p, const double *x, double *y);
+void kiln_ref64_activation(const kiln_activation_params *p, const double *x, double *y);
 void kiln_ref64_gelu(const kiln_gelu_params *p, const double *x, double *y);
 void kiln_ref64_gelu_tanh(const kiln_gelu_tanh_params *p, const double *x, double *y);
 void kiln_ref64_quick_gelu(const kiln_quick_gelu_params *p, const double *x, double *y);

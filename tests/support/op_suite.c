@@ -52,6 +52,8 @@ typedef struct op_case {
 #define PRELU(n, c, hw) {KILN_OP_prelu, .p.prelu = {n, c, hw}, 4.0f}
 #define PIXEL_SHUFFLE(n, c, h, w, r) {KILN_OP_pixel_shuffle, .p.pixel_shuffle = {n, c, h, w, r}}
 #define AVG_POOL2X2(n, c, h, w, ph, pw) {KILN_OP_avg_pool2x2, .p.avg_pool2x2 = {n, c, h, w, ph, pw}}
+/* x in [-amp, amp] through kiln_activation_kind KILN_ACTIVATION_<kind> */
+#define ACTIVATION(kind, n, amp) {KILN_OP_activation, .p.activation = {n, KILN_ACTIVATION_##kind}, amp}
 
 /* Shapes from SD 1.x/2.x/XL (UNet levels of 320/640/1280 channels, head dims
  * 40/80/160 and 64/128, CLIP's 77 tokens, the VAE's 128/512 channels and its
@@ -155,6 +157,25 @@ static const op_case op_cases[] = {
     {KILN_OP_sigmoid, .p.sigmoid = {48 * 64 * 64}, 6.0f},
     {KILN_OP_sigmoid, .p.sigmoid = {1001}, 100.0f},
     {KILN_OP_sigmoid, .p.sigmoid = {7}, 3.0f},
+    /* A1111 hypernetworks' activations, each over a UNet level's features;
+     * over [-100, 100], where exp(x) overflows float32 above about 88.7
+     * (mish's softplus is x itself past 20) and ELU and mish settle at -1 and
+     * 0 far below zero; and a count that ends the GPUs' groups of four short */
+    ACTIVATION(TANH, 2 * 320 * 17 * 15, 6.0f),
+    ACTIVATION(TANH, 1001, 100.0f),
+    ACTIVATION(TANH, 7, 3.0f),
+    ACTIVATION(ELU, 2 * 320 * 17 * 15, 6.0f),
+    ACTIVATION(ELU, 1001, 100.0f),
+    ACTIVATION(ELU, 7, 3.0f),
+    ACTIVATION(HARDSWISH, 2 * 320 * 17 * 15, 6.0f),
+    ACTIVATION(HARDSWISH, 1001, 100.0f),
+    ACTIVATION(HARDSWISH, 7, 3.0f),
+    ACTIVATION(SOFTSIGN, 2 * 320 * 17 * 15, 6.0f),
+    ACTIVATION(SOFTSIGN, 1001, 100.0f),
+    ACTIVATION(SOFTSIGN, 7, 3.0f),
+    ACTIVATION(MISH, 2 * 320 * 17 * 15, 6.0f),
+    ACTIVATION(MISH, 1001, 100.0f),
+    ACTIVATION(MISH, 7, 3.0f),
     {KILN_OP_gelu, .p.gelu = {2 * 320 * 17 * 15}, 6.0f},
     {KILN_OP_gelu, .p.gelu = {1001}, 100.0f},
     {KILN_OP_quick_gelu, .p.quick_gelu = {77 * 3072}, 6.0f},
@@ -415,13 +436,14 @@ static void describe(case_run *r)
         break;
     case KILN_OP_silu:
     case KILN_OP_sigmoid:
+    case KILN_OP_activation:
     case KILN_OP_gelu:
     case KILN_OP_quick_gelu:
     case KILN_OP_gelu_tanh:
     case KILN_OP_scale:
     case KILN_OP_leaky_relu: {
         int n = c->op == KILN_OP_silu ? p->silu.n : c->op == KILN_OP_sigmoid ? p->sigmoid.n
-              : c->op == KILN_OP_gelu ? p->gelu.n
+              : c->op == KILN_OP_activation ? p->activation.n : c->op == KILN_OP_gelu ? p->gelu.n
               : c->op == KILN_OP_quick_gelu ? p->quick_gelu.n : c->op == KILN_OP_gelu_tanh ? p->gelu_tanh.n
               : c->op == KILN_OP_scale ? p->scale.n : p->leaky_relu.n;
         r->src[0] = act("x", (size_t)n, lo, hi);
@@ -429,6 +451,10 @@ static void describe(case_run *r)
         snprintf(r->desc, cap, "n%d in [%g,%g]", n, lo, hi);
         if (c->op == KILN_OP_scale) snprintf(r->desc, cap, "n%d s %g", n, p->scale.s);
         if (c->op == KILN_OP_leaky_relu) snprintf(r->desc, cap, "n%d slope %g", n, p->leaky_relu.slope);
+        if (c->op == KILN_OP_activation) {
+            static const char *const kinds[KILN_ACTIVATION_COUNT] = {"tanh", "elu", "hardswish", "softsign", "mish"};
+            snprintf(r->desc, cap, "%s n%d in [%g,%g]", kinds[p->activation.kind], n, lo, hi);
+        }
         break;
     }
     case KILN_OP_geglu:
@@ -592,6 +618,7 @@ static kiln_status reference(const case_run *r, double *y)
     case KILN_OP_softmax: kiln_ref64_softmax(&p->softmax, s0, y); break;
     case KILN_OP_silu: kiln_ref64_silu(&p->silu, s0, y); break;
     case KILN_OP_sigmoid: kiln_ref64_sigmoid(&p->sigmoid, s0, y); break;
+    case KILN_OP_activation: kiln_ref64_activation(&p->activation, s0, y); break;
     case KILN_OP_gelu: kiln_ref64_gelu(&p->gelu, s0, y); break;
     case KILN_OP_quick_gelu: kiln_ref64_quick_gelu(&p->quick_gelu, s0, y); break;
     case KILN_OP_gelu_tanh: kiln_ref64_gelu_tanh(&p->gelu_tanh, s0, y); break;
