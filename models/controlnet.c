@@ -167,7 +167,7 @@ kiln_status kiln_controlnet_forward(kiln_graph *g, const kiln_controlnet *cn, co
     for (int i = 0; i < cn->nrows; i++) {
         const unet_row *row = &cn->rows[i];
         tensor *y;
-        TRY(kiln_unet_row_forward(g, row, h ? h : x, emb_silu, cond->context, NULL, NULL, NULL, &y));
+        TRY(kiln_unet_row_forward(g, row, h ? h : x, emb_silu, cond->context, NULL, NULL, NULL, NULL, &y));
         if (h) nn_drop(g, &h);
         h = y;
         if (i == 0) { /* the encoded hint joins after conv_in */

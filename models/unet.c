@@ -174,12 +174,12 @@ kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embe
 
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
                                   const tensor *context, const kiln_image_attention *image, const tensor *next_skip,
-                                  const kiln_self_attention_patch *attn1, tensor **out)
+                                  const kiln_self_attention_patch *attn1, const kiln_hypernetworks *hn, tensor **out)
 {
     switch (row->layer->kind) {
     case UNET_CONV_IN: return nn_conv2d(g, in, row->conv_w, row->conv_b, 1, 1, out);
     case UNET_RESBLOCK: return kiln_resblock_forward(g, &row->res, in, emb_silu, out);
-    case UNET_TRANSFORMER: return kiln_spatial_transformer_forward(g, &row->attn, in, context, image, attn1, out);
+    case UNET_TRANSFORMER: return kiln_spatial_transformer_forward(g, &row->attn, in, context, image, attn1, hn, out);
     case UNET_DOWNSAMPLE: return nn_conv2d(g, in, row->conv_w, row->conv_b, 2, 1, out);
     case UNET_UPSAMPLE: {
         tensor *up;
@@ -309,7 +309,8 @@ kiln_status kiln_unet_forward(kiln_graph *g, const kiln_unet *unet, const tensor
             attn1.tiles = tiles;
         }
         TRY(kiln_unet_row_forward(g, row, in, emb_silu, context, cond->nimages ? image : NULL,
-                                  nskips ? skips[nskips - 1] : NULL, middle || attn1.tiles ? &attn1 : NULL, &out));
+                                  nskips ? skips[nskips - 1] : NULL, middle || attn1.tiles ? &attn1 : NULL,
+                                  cond->hypernetworks, &out));
         if (cat) nn_drop(g, &cat);
         if (h && !h_shared) nn_drop(g, &h);
         h = out;

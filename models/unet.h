@@ -8,6 +8,7 @@
 #define KILN_MODELS_UNET_H
 
 #include "blocks.h"
+#include "hypernetwork.h"
 #include "kiln.h"
 #include "rng.h"
 #include "resample.h"
@@ -100,11 +101,11 @@ kiln_status kiln_unet_time_embedding_forward(kiln_graph *g, const unet_time_embe
 /* next_skip: the skip the row after this one concatenates (NULL on the
  * encoder side); an upsample takes its size, so that levels of odd size (a
  * latent side not a multiple of 2^levels) come back to the size they had;
- * attn1: a transformer row's self-attention patch, or NULL
- * (kiln_spatial_transformer_forward) */
+ * attn1: a transformer row's self-attention patch, or NULL; hn: the
+ * hypernetworks, or NULL (kiln_spatial_transformer_forward) */
 kiln_status kiln_unet_row_forward(kiln_graph *g, const unet_row *row, const tensor *in, const tensor *emb_silu,
                                   const tensor *context, const kiln_image_attention *image, const tensor *next_skip,
-                                  const kiln_self_attention_patch *attn1, tensor **out);
+                                  const kiln_self_attention_patch *attn1, const kiln_hypernetworks *hn, tensor **out);
 
 /* Control for one UNet call. ControlNet residuals: one per skip the encoder
  * pushes, in push order, added to the skip the decoder gets (nskips 0: none).
@@ -158,6 +159,7 @@ typedef struct kiln_unet_cond {
     /* HyperTile on every transformer block, its draws taken from *hypertile_rng in the blocks' order; NULL: none */
     const kiln_hypertile *hypertile;
     kiln_rng *hypertile_rng;
+    const kiln_hypernetworks *hypernetworks; /* on every attention's keys and values; NULL: none */
 } kiln_unet_cond;
 
 /* The layer of the middle block's transformer (false: it has none) and

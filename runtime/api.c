@@ -15,6 +15,7 @@
 #include "../models/flux_controlnet.h"
 #include "../models/redux.h"
 #include "../models/esrgan.h"
+#include "../models/hypernetwork.h"
 #include "../models/ip_adapter.h"
 #include "backend.h"
 #include "image.h"
@@ -686,6 +687,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
                              .skip_layer_guidance = params->skip_layer_guidance, .freeu = params->freeu,
                              .pag_scale = (float)params->pag_scale, .sag = params->sag, .deep_shrink = params->deep_shrink,
                              .hypertile = params->hypertile, .step_cache = params->step_cache,
+                             .hypernetworks = params->hypernetworks, .nhypernetworks = params->hypernetwork_count,
                              .steps_skipped = params->steps_skipped,
                              .parts = {parts[0], parts[1]}, .nparts = {nparts[0], nparts[1]}};
     if (params->fresca) {
@@ -695,6 +697,12 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
         job.cfg_patches.fresca_cutoff = params->fresca->freq_cutoff;
     }
     TRY(set_guider(m, params, &job));
+    if (params->hypernetwork_count < 0 || params->hypernetwork_count > KILN_MAX_HYPERNETWORKS ||
+        (params->hypernetwork_count && !params->hypernetworks))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: %d hypernetworks: 0..%d, and given",
+                         params->hypernetwork_count, KILN_MAX_HYPERNETWORKS);
+    for (int i = 0; i < params->hypernetwork_count; i++)
+        if (!params->hypernetworks[i]) return kiln_fail(KILN_ERR_INVALID_ARG, "ksampler: hypernetwork %d is NULL", i);
     const kiln_skip_layer_guidance *slg = params->skip_layer_guidance;
     if (slg && (slg->double_count < 0 || slg->single_count < 0 || (slg->double_count && !slg->double_layers) ||
                 (slg->single_count && !slg->single_layers)))
@@ -811,6 +819,14 @@ kiln_status kiln_ip_adapter_load(kiln_model *m, const char *path, kiln_ip_adapte
         return kiln_flux_ip_adapter_open(path, &m->flux, kiln_weights_backend(m->weights), out);
     TRY(unet_model(m, "IP-Adapter"));
     return kiln_ip_adapter_open(path, &m->unet, kiln_weights_backend(m->weights), out);
+}
+
+kiln_status kiln_hypernetwork_load(kiln_model *m, const char *path, double strength, kiln_hypernetwork **out)
+{
+    if (!m || !path || !out)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_hypernetwork_load: no model, path or place");
+    TRY(unet_model(m, "a hypernetwork"));
+    return kiln_hypernetwork_open(path, strength, kiln_weights_backend(m->weights), out);
 }
 
 kiln_status kiln_clip_vision_load(kiln_backend *be, const char *path, kiln_clip_vision **out)

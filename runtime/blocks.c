@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "hypernetwork.h"
 #include "status.h"
 
 #define GROUPS 32
@@ -133,31 +134,31 @@ kiln_status kiln_spatial_transformer_bind(kiln_weights *w, const char *prefix, i
     return KILN_OK;
 }
 
-/* *o = softmax(q k^T) v with k, v = context times k_w, v_w */
-static kiln_status attend(kiln_graph *g, const tensor *q, const tensor *context, const tensor *k_w,
-                          const tensor *v_w, int heads, tensor **o)
+/* *o = softmax(q k^T) v with k, v = keys times k_w, values times v_w */
+static kiln_status attend(kiln_graph *g, const tensor *q, const tensor *keys, const tensor *values,
+                          const tensor *k_w, const tensor *v_w, int heads, tensor **o)
 {
     tensor *k, *v;
-    TRY(nn_linear(g, context, k_w, NULL, &k));
-    TRY(nn_linear(g, context, v_w, NULL, &v));
+    TRY(nn_linear(g, keys, k_w, NULL, &k));
+    TRY(nn_linear(g, values, v_w, NULL, &v));
     TRY(nn_attention(g, q, k, v, heads, false, o));
     nn_drop(g, &k);
     nn_drop(g, &v);
     return KILN_OK;
 }
 
-// x (N,T,C) normalised, context (N,S,ctx) -> *y (N,T,C) = multi-head attention; with
-// image prompts' k_w, v_w and tokens, plus each one's weight times the attention to those
+// x (N,T,C) normalised, the keys' and values' inputs (N,S,ctx) -> *y (N,T,C) = multi-head attention;
+// with image prompts' k_w, v_w and tokens, plus each one's weight times the attention to those
 static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
-                                     const tensor *context, int heads, const kiln_image_attention *image,
-                                     int block, tensor **y)
+                                     const tensor *keys, const tensor *values, int heads,
+                                     const kiln_image_attention *image, int block, tensor **y)
 {
     tensor *q, *o;
     TRY(nn_linear(g, x, a->q_w, NULL, &q));
-    TRY(attend(g, q, context, a->k_w, a->v_w, heads, &o));
+    TRY(attend(g, q, keys, values, a->k_w, a->v_w, heads, &o));
     for (const kiln_image_attention *ip = image; ip; ip = ip->next) {
         tensor *io, *scaled;
-        TRY(attend(g, q, ip->tokens, ip->k_w[block], ip->v_w[block], heads, &io));
+        TRY(attend(g, q, ip->tokens, ip->tokens, ip->k_w[block], ip->v_w[block], heads, &io));
         TRY(nn_scale(g, io, ip->weight, &scaled));
         nn_drop(g, &io);
         TRY(nn_add_into(g, &o, scaled));
@@ -168,28 +169,30 @@ static kiln_status attention_forward(kiln_graph *g, const kiln_attention_weights
     return KILN_OK;
 }
 
-// x (N,T,C) normalised -> *y (N,T,C): self-attention with each token attending to itself alone, which
-// gives its values: PerturbedAttentionGuidance's identity attention
-static kiln_status identity_attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *x,
+// the values' input (N,T,C) -> *y (N,T,C): self-attention with each token attending to itself alone,
+// which gives its values: PerturbedAttentionGuidance's identity attention
+static kiln_status identity_attention_forward(kiln_graph *g, const kiln_attention_weights *a, const tensor *values,
                                               tensor **y)
 {
     tensor *v;
-    TRY(nn_linear(g, x, a->v_w, NULL, &v));
+    TRY(nn_linear(g, values, a->v_w, NULL, &v));
     TRY(nn_linear(g, v, a->out_w, a->out_b, y));
     nn_drop(g, &v);
     return KILN_OK;
 }
 
-// n (N,T,C) normalised -> *y (N,T,C): self-attention in tiles (kiln_query_tiles)
-static kiln_status tiled_self_attention(kiln_graph *g, const kiln_attention_weights *a, const tensor *n, int heads,
+// n (N,T,C) normalised, the keys' and values' inputs (N,T,C) -> *y (N,T,C): self-attention in tiles
+// (kiln_query_tiles)
+static kiln_status tiled_self_attention(kiln_graph *g, const kiln_attention_weights *a, const tensor *n,
+                                        const tensor *keys, const tensor *values, int heads,
                                         const kiln_query_tiles *t, int block, tensor **y)
 {
     const int64_t B = n->shape[0], T = n->shape[1], C = n->shape[2], th = t->h / t->nh, tw = t->w / t->nw;
-    tensor *queries, *o, keys = *n;
+    tensor *queries, *o, k = *keys, v = *values;
     TRY(nn_swap_axes(g, n, B * t->nh, th, t->nw, tw * C, &queries)); /* (B,nh,th,nw,tw,C) -> (B,nh,nw,th,tw,C) */
-    queries->shape[0] = keys.shape[0] = B * t->nh * t->nw;
-    queries->shape[1] = keys.shape[1] = T / (t->nh * t->nw);
-    kiln_status st = attention_forward(g, a, queries, &keys, heads, NULL, block, &o);
+    queries->shape[0] = k.shape[0] = v.shape[0] = B * t->nh * t->nw;
+    queries->shape[1] = k.shape[1] = v.shape[1] = T / (t->nh * t->nw);
+    kiln_status st = attention_forward(g, a, queries, &k, &v, heads, NULL, block, &o);
     nn_drop(g, &queries);
     TRY(st);
     st = nn_swap_axes(g, o, B * t->nh, t->nw, th, tw * C, y);
@@ -199,12 +202,14 @@ static kiln_status tiled_self_attention(kiln_graph *g, const kiln_attention_weig
     return KILN_OK;
 }
 
-// *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm
+// *h (N,T,C) -> *h + attn1 -> + attn2 with the context (and the image) -> + feed-forward, each on its pre-norm;
+// the attentions' keys and values from their inputs through the hypernetworks
 static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transformer_block *b, int heads,
                                              const tensor *context, const kiln_image_attention *image, int block,
-                                             const kiln_self_attention_patch *attn1, tensor **h)
+                                             const kiln_self_attention_patch *attn1, const kiln_hypernetworks *hn,
+                                             tensor **h)
 {
-    tensor *n, *d, *ff, *gated;
+    tensor *n, *d, *ff, *gated, *keys, *values;
     TRY(nn_layer_norm(g, *h, b->norm1_w, b->norm1_b, 1e-5f, &n));
     const kiln_query_tiles *tiles = attn1 && attn1->tiles ? &attn1->tiles[block] : NULL;
     const bool tiled = tiles && tiles->nh * tiles->nw > 1;
@@ -214,23 +219,33 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
     if (attn1 && attn1->identity && tiled) /* ComfyUI rearranges the pass's values as if tiled: it fails there */
         return kiln_fail(KILN_ERR_UNSUPPORTED, "PerturbedAttentionGuidance with HyperTile on the middle block "
                          "(max_depth reaching it): ComfyUI's two patches fail together there");
+    TRY(kiln_hypernetworks_forward(g, hn, false, n, &keys));
+    TRY(kiln_hypernetworks_forward(g, hn, true, n, &values));
     if (attn1 && attn1->record_qk && block == 0) {
         /* q and k again, for the host; kept to the graph's end, where a replayed graph reads its outputs */
         tensor *q, *k;
         TRY(nn_linear(g, n, b->attn1.q_w, NULL, &q));
         TRY(kiln_graph_output(g, q, attn1->record_qk, kiln_tensor_nbytes(q)));
-        TRY(nn_linear(g, n, b->attn1.k_w, NULL, &k));
+        TRY(nn_linear(g, keys ? keys : n, b->attn1.k_w, NULL, &k));
         TRY(kiln_graph_output(g, k, attn1->record_qk + kiln_tensor_numel(q), kiln_tensor_nbytes(k)));
     }
-    if (tiled) TRY(tiled_self_attention(g, &b->attn1, n, heads, tiles, block, &d));
-    else if (attn1 && attn1->identity) TRY(identity_attention_forward(g, &b->attn1, n, &d));
-    else TRY(attention_forward(g, &b->attn1, n, n, heads, NULL, block, &d));
+    if (tiled)
+        TRY(tiled_self_attention(g, &b->attn1, n, keys ? keys : n, values ? values : n, heads, tiles, block, &d));
+    else if (attn1 && attn1->identity) TRY(identity_attention_forward(g, &b->attn1, values ? values : n, &d));
+    else TRY(attention_forward(g, &b->attn1, n, keys ? keys : n, values ? values : n, heads, NULL, block, &d));
     nn_drop(g, &n);
+    if (keys) nn_drop(g, &keys);
+    if (values) nn_drop(g, &values);
     TRY(nn_add_into(g, h, d));
 
     TRY(nn_layer_norm(g, *h, b->norm2_w, b->norm2_b, 1e-5f, &n));
-    TRY(attention_forward(g, &b->attn2, n, context, heads, image, block, &d));
+    TRY(kiln_hypernetworks_forward(g, hn, false, context, &keys));
+    TRY(kiln_hypernetworks_forward(g, hn, true, context, &values));
+    TRY(attention_forward(g, &b->attn2, n, keys ? keys : context, values ? values : context, heads, image, block,
+                          &d));
     nn_drop(g, &n);
+    if (keys) nn_drop(g, &keys);
+    if (values) nn_drop(g, &values);
     TRY(nn_add_into(g, h, d));
 
     TRY(nn_layer_norm(g, *h, b->norm3_w, b->norm3_b, 1e-5f, &n));
@@ -245,7 +260,8 @@ static kiln_status transformer_block_forward(kiln_graph *g, const kiln_transform
 
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
                                              const tensor *context, const kiln_image_attention *image,
-                                             const kiln_self_attention_patch *attn1, tensor **y)
+                                             const kiln_self_attention_patch *attn1, const kiln_hypernetworks *hn,
+                                             tensor **y)
 {
     int64_t H = x->shape[2], W = x->shape[3];
     tensor *t, *p, *h;
@@ -255,7 +271,7 @@ kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_t
     TRY(nn_image_to_tokens(g, p, &h)); // (N,HW,C)
     nn_drop(g, &p);
     for (int i = 0; i < st->depth; i++)
-        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, attn1, &h));
+        TRY(transformer_block_forward(g, &st->blocks[i], st->heads, context, image, i, attn1, hn, &h));
     TRY(nn_tokens_to_image(g, h, H, W, &t));
     nn_drop(g, &h);
     TRY(nn_conv2d(g, t, st->proj_out_w, st->proj_out_b, 1, 0, &p));

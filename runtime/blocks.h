@@ -88,11 +88,14 @@ typedef struct kiln_self_attention_patch {
     const kiln_query_tiles *tiles;
 } kiln_self_attention_patch;
 
+struct kiln_hypernetworks; /* models/hypernetwork.h */
+
 // x (N,C,H,W), context (N,T,ctx), image NULL or an image prompt -> *y (N,C,H,W); x is not released.
-// attn1 NULL or the patch of its self-attention
+// attn1 NULL or the patch of its self-attention; hn NULL or the hypernetworks on every attention
 kiln_status kiln_spatial_transformer_forward(kiln_graph *g, const kiln_spatial_transformer *st, const tensor *x,
                                              const tensor *context, const kiln_image_attention *image,
-                                             const kiln_self_attention_patch *attn1, tensor **y);
+                                             const kiln_self_attention_patch *attn1,
+                                             const struct kiln_hypernetworks *hn, tensor **y);
 
 typedef struct kiln_vae_attention {
     int channels;

@@ -291,6 +291,17 @@ kiln_status kiln_denoiser_set_hypertile(kiln_denoiser *d, const kiln_hypertile *
     return KILN_OK;
 }
 
+kiln_status kiln_denoiser_set_hypernetworks(kiln_denoiser *d, const kiln_hypernetwork *const *items, int count)
+{
+    const kiln_model *m = d->model;
+    if (kiln_model_is_dit(m))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "hypernetworks patch a UNet's attention; %s is a %s model without "
+                         "one", m->info.unet_name, m->info.family);
+    if (d->unet_calls) return kiln_fail(KILN_ERR_INVALID_ARG, "hypernetworks: set before the first call");
+    d->hypernetworks = (kiln_hypernetworks){items, count};
+    return KILN_OK;
+}
+
 kiln_status kiln_denoiser_set_skip_layer_guidance(kiln_denoiser *d, const kiln_skip_layer_guidance *slg)
 {
     const kiln_model *m = d->model;
@@ -701,7 +712,7 @@ static kiln_status perturbed_pass(kiln_graph *g, kiln_denoiser *d, const tensor 
     tensor y_rows, tokens[KILN_MAX_IP_ADAPTERS], skips[KILN_UNET_MAX_SKIPS], inputs[KILN_UNET_MAX_SKIPS], mid;
     kiln_unet_cond rows = {.t = &t_rows, .context = &context_rows, .nimages = cond->nimages, .freeu = cond->freeu,
                            .shrink = cond->shrink, .middle_attn1 = {.identity = true}, .hypertile = cond->hypertile,
-                           .hypertile_rng = cond->hypertile_rng};
+                           .hypertile_rng = cond->hypertile_rng, .hypernetworks = cond->hypernetworks};
     if (cond->y) y_rows = rows_view(cond->y, first, B), rows.y = &y_rows;
     kiln_unet_image_prompt image[KILN_MAX_IP_ADAPTERS];
     for (int i = 0; i < cond->nimages; i++) {
@@ -738,7 +749,8 @@ static kiln_status unet_inputs(kiln_graph *g, kiln_denoiser *d, int rows, int fi
     TRY(kiln_graph_input(g, &t, KILN_F32, 1, (int64_t[]){rows}, d->timesteps));
     TRY(kiln_graph_input(g, &c, KILN_F32, 3, (int64_t[]){rows, d->tokens, cfg->context_dim},
                          d->context + (size_t)first * d->tokens * cfg->context_dim));
-    *cond = (kiln_unet_cond){.t = t, .context = c, .freeu = d->freeu, .shrink = d->shrinking ? &d->shrink : NULL};
+    *cond = (kiln_unet_cond){.t = t, .context = c, .freeu = d->freeu, .shrink = d->shrinking ? &d->shrink : NULL,
+                             .hypernetworks = d->hypernetworks.count ? &d->hypernetworks : NULL};
     if (d->hypertile) { /* every pass of the run draws the same */
         d->hypertile_draws = *d->hypertile_rng;
         cond->hypertile = d->hypertile;

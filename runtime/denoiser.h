@@ -159,6 +159,7 @@ typedef struct kiln_denoiser {
     const kiln_hypertile *hypertile;
     kiln_rng *hypertile_rng;
     kiln_rng hypertile_draws;
+    kiln_hypernetworks hypernetworks; /* count 0: none */
     kiln_guidance guide;         /* the guidance patches (APG, RescaleCFG, CFGZeroStar); none: zeros */
     float *patched_pred;         /* (2,B,C,h,w) a patched call's conditional and unconditional x0 predictions */
     /* per call: the UNet batch and its inputs */
@@ -223,6 +224,9 @@ kiln_status kiln_denoiser_set_deep_shrink(kiln_denoiser *d, const kiln_deep_shri
  * from the first on, drawing from rng (torch's generator after the noise)
  * where the settings make it draw; s and rng must outlive d. */
 kiln_status kiln_denoiser_set_hypertile(kiln_denoiser *d, const kiln_hypertile *s, kiln_rng *rng);
+/* Hypernetworks on the UNet's attentions (not a DiT's: KILN_ERR_UNSUPPORTED)
+ * in every call from the first on, in this order; they must outlive d. */
+kiln_status kiln_denoiser_set_hypernetworks(kiln_denoiser *d, const kiln_hypernetwork *const *items, int count);
 /* FreeU or FreeU_V2 on the UNet (not a DiT: KILN_ERR_UNSUPPORTED) in every
  * call from the first on; freeu must outlive d. */
 kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu);

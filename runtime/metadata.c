@@ -135,6 +135,12 @@ static kiln_status check_run(const kiln_run_info *run)
                          "CLIPTextEncodeSDXL carries it)");
     if (run->nimage_prompts < 0 || (run->nimage_prompts && !run->image_prompts))
         return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d IP-Adapters", run->nimage_prompts);
+    if (run->nhypernetworks < 0 || run->nhypernetworks > KILN_MAX_HYPERNETWORKS ||
+        (run->nhypernetworks && !run->hypernetworks))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: %d hypernetworks", run->nhypernetworks);
+    for (int i = 0; i < run->nhypernetworks; i++)
+        if (!run->hypernetworks[i].path || !isfinite(run->hypernetworks[i].strength))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "run metadata: a hypernetwork without its file or strength");
     for (int i = 0; i < run->nimage_prompts; i++) {
         const kiln_run_image_prompt *ip = &run->image_prompts[i];
         if (!ip->adapter || !ip->clip_vision || !ip->image || !isfinite(ip->weight))
@@ -758,6 +764,15 @@ kiln_status kiln_metadata_prompt(const kiln_run_info *run, char **out)
     if (run->nloras) {
         snprintf(model, sizeof model, "%d", 13 + run->nloras);
         snprintf(clip_source, sizeof clip_source, "%d", 13 + run->nloras);
+    }
+    for (int i = 0; i < run->nhypernetworks; i++) { /* HypernetworkLoader "480", "481", ... */
+        char id[16];
+        snprintf(id, sizeof id, "%d", 480 + i);
+        cJSON *loader = add_node(&g, id, "HypernetworkLoader");
+        add_string(&g, loader, "hypernetwork_name", base_name(run->hypernetworks[i].path));
+        add_number(&g, loader, "strength", run->hypernetworks[i].strength);
+        add_link(&g, loader, "model", model, 0);
+        snprintf(model, sizeof model, "%s", id);
     }
     /* files given beside the checkpoint: a VAELoader "35" and a CLIP loader "36" in place of its outputs */
     const bool vae_part = run->parts && run->parts->vae, clip_part = run->parts && run->parts->text_encoders[0];

@@ -27,6 +27,12 @@ typedef struct kiln_run_control {
     double canny_low, canny_high; /* a Canny node between the picture and the apply node; 0: none */
 } kiln_run_control;
 
+/* One HypernetworkLoader of a run. */
+typedef struct kiln_run_hypernetwork {
+    const char *path;
+    double strength;
+} kiln_run_hypernetwork;
+
 /* One IPAdapterAdvanced of a run. */
 typedef struct kiln_run_image_prompt {
     const char *adapter;     /* the IP-Adapter's path */
@@ -130,6 +136,10 @@ typedef struct kiln_run_info {
     int ncontrols;
     const kiln_run_image_prompt *image_prompts; /* IPAdapterAdvanced nodes chained in this order */
     int nimage_prompts;
+    /* HypernetworkLoader nodes "480", "481", ... chained in this order on the model after its LoRAs, before the
+       IP-Adapters (at most KILN_MAX_HYPERNETWORKS) */
+    const kiln_run_hypernetwork *hypernetworks;
+    int nhypernetworks;
     const kiln_run_style *styles; /* StyleModelApply nodes chained on the positive prompt in this order */
     int nstyles;
     const char *const *references; /* pictures whose latents (VAEEncode) ReferenceLatent puts on the positive

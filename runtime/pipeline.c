@@ -583,6 +583,7 @@ kiln_status prompt_pair_make(const kiln_model *m, const kiln_sampling_job *job, 
     if (job->sag) TRY(kiln_denoiser_set_sag(d, (float)job->sag->scale, (float)job->sag->blur_sigma));
     if (job->deep_shrink) TRY(kiln_denoiser_set_deep_shrink(d, job->deep_shrink));
     if (job->hypertile) TRY(kiln_denoiser_set_hypertile(d, job->hypertile, job->hypertile_rng));
+    if (job->nhypernetworks) TRY(kiln_denoiser_set_hypernetworks(d, job->hypernetworks, job->nhypernetworks));
     if (kiln_cfg_patched(&job->cfg_patches)) TRY(kiln_denoiser_set_cfg_patches(d, &job->cfg_patches));
     if (job->step_cache) { /* ComfyUI batches conditionings whose lengths' least common multiple is at most 4 of
                               the shorter (CONDCrossAttn.can_concat) */

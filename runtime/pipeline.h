@@ -131,6 +131,8 @@ typedef struct kiln_sampling_job {
     const kiln_sag *sag;     /* SelfAttentionGuidance on the model; NULL: none */
     const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model; NULL: none */
     const kiln_hypertile *hypertile;     /* HyperTile on the model; NULL: none */
+    const kiln_hypernetwork *const *hypernetworks; /* on the model's attentions, in this order */
+    int nhypernetworks;
     const kiln_step_cache *step_cache;   /* EasyCache or LazyCache on the model; NULL: none */
     int *steps_skipped;                  /* where given, the steps it skipped */
     kiln_rng *hypertile_rng;             /* what HyperTile draws from: kiln_ksample sets it (torch's generator

@@ -1,7 +1,9 @@
 /* torch.save's zip files and a restricted unpickler; see torch_file.h. */
 #include "torch_file.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -723,52 +725,70 @@ static kiln_status fill_tensor(void *ctx, size_t index, void *dst, size_t nbytes
     return KILN_OK;
 }
 
-/* Adds the tensors of dict d, their names `prefix` (a dict's dotted path
- * and ".", or "") and their keys without `drop` (a prefix all keys share), the
- * dicts within it by their paths. */
-static kiln_status add_tensors(state_dict *sd, const kiln_py_value *d, const char *prefix, const char *drop, int depth)
+/* Adds tensor v as `name`, which it takes over. */
+static kiln_status add_tensor(state_dict *sd, const kiln_py_value *v, char *name)
+{
+    const char *path = sd->f->path;
+    if (v->tensor.ndim > KILN_MAX_DIMS) {
+        kiln_status st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions, kiln reads up to %d", path,
+                                   name, v->tensor.ndim, KILN_MAX_DIMS);
+        free(name);
+        return st;
+    }
+    if (sd->n == sd->cap) {
+        const size_t cap = sd->cap ? 2 * sd->cap : 256;
+        kiln_st_entry *e = realloc(sd->entries, cap * sizeof *e);
+        if (e) sd->entries = e;
+        const kiln_py_value **t = e ? realloc(sd->tensors, cap * sizeof *t) : NULL;
+        if (t) sd->tensors = t;
+        char **names = t ? realloc(sd->names, cap * sizeof *names) : NULL;
+        if (names) sd->names = names;
+        if (!names) {
+            free(name);
+            return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        }
+        sd->cap = cap;
+    }
+    kiln_st_entry *e = &sd->entries[sd->n];
+    *e = (kiln_st_entry){.name = name, .dtype = find_storage_type(v->type)->dtype, .ndim = v->tensor.ndim};
+    for (int k = 0; k < v->tensor.ndim; k++) e->shape[k] = v->tensor.shape[k];
+    sd->names[sd->n] = name;
+    sd->tensors[sd->n++] = v;
+    return KILN_OK;
+}
+
+/* Adds the tensors of dict or list c, their names `prefix` (c's dotted path
+ * and ".", or "") and their keys (a list's indices, a dict's string keys
+ * without `drop`, a prefix all of them share, or its integer keys in
+ * decimal: an A1111 hypernetwork's dims), the dicts and lists within it by
+ * their paths. */
+static kiln_status add_tensors(state_dict *sd, const kiln_py_value *c, const char *prefix, const char *drop, int depth)
 {
     const char *path = sd->f->path;
     if (depth > 8) return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: dicts nested deeper than kiln reads", path);
-    for (size_t i = 0; i < d->n; i++) {
-        const kiln_py_value *v = d->items[i];
-        if (d->keys[i]->kind != KILN_PY_STR || (v->kind != KILN_PY_TENSOR && v->kind != KILN_PY_DICT))
-            continue; /* a step count, an optimizer's state, ... */
-        const char *key = d->keys[i]->s + strlen(drop);
+    for (size_t i = 0; i < c->n; i++) {
+        const kiln_py_value *v = c->items[i], *k = c->kind == KILN_PY_DICT ? c->keys[i] : NULL;
+        if (v->kind != KILN_PY_TENSOR && v->kind != KILN_PY_DICT && v->kind != KILN_PY_LIST)
+            continue; /* a step count, a name, ... */
+        if (k && k->kind != KILN_PY_STR && k->kind != KILN_PY_INT) continue;
+        char key[32];
+        const char *part = key;
+        if (!k) snprintf(key, sizeof key, "%zu", i);
+        else if (k->kind == KILN_PY_INT) snprintf(key, sizeof key, "%" PRId64, k->i);
+        else part = k->s + strlen(drop);
         /* LDM's EMA copy of the UNet, which no loader reads (ComfyUI's neither) */
-        if (depth == 0 && strncmp(key, "model_ema.", 10) == 0) continue;
-        if (v->kind == KILN_PY_TENSOR && v->tensor.ndim > KILN_MAX_DIMS)
-            return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor %s%s has %d dimensions, kiln reads up to %d", path,
-                             prefix, key, v->tensor.ndim, KILN_MAX_DIMS);
-        char *name = malloc(strlen(prefix) + strlen(key) + 2);
+        if (depth == 0 && strncmp(part, "model_ema.", 10) == 0) continue;
+        char *name = malloc(strlen(prefix) + strlen(part) + 2);
         if (!name) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-        sprintf(name, "%s%s", prefix, key);
-        if (v->kind == KILN_PY_DICT) {
-            strcat(name, ".");
-            kiln_status st = add_tensors(sd, v, name, "", depth + 1);
-            free(name);
-            TRY(st);
+        sprintf(name, "%s%s", prefix, part);
+        if (v->kind == KILN_PY_TENSOR) {
+            TRY(add_tensor(sd, v, name));
             continue;
         }
-        if (sd->n == sd->cap) {
-            const size_t cap = sd->cap ? 2 * sd->cap : 256;
-            kiln_st_entry *e = realloc(sd->entries, cap * sizeof *e);
-            if (e) sd->entries = e;
-            const kiln_py_value **t = e ? realloc(sd->tensors, cap * sizeof *t) : NULL;
-            if (t) sd->tensors = t;
-            char **names = t ? realloc(sd->names, cap * sizeof *names) : NULL;
-            if (names) sd->names = names;
-            if (!names) {
-                free(name);
-                return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-            }
-            sd->cap = cap;
-        }
-        kiln_st_entry *e = &sd->entries[sd->n];
-        *e = (kiln_st_entry){.name = name, .dtype = find_storage_type(v->type)->dtype, .ndim = v->tensor.ndim};
-        for (int k = 0; k < v->tensor.ndim; k++) e->shape[k] = v->tensor.shape[k];
-        sd->names[sd->n] = name;
-        sd->tensors[sd->n++] = v;
+        strcat(name, ".");
+        kiln_status st = add_tensors(sd, v, name, "", depth + 1);
+        free(name);
+        TRY(st);
     }
     return KILN_OK;
 }

@@ -127,6 +127,13 @@ typedef struct wf_recipe {
     kiln_latent_operation operation;
     wf_image_prompt image_prompts[KILN_MAX_IP_ADAPTERS]; /* the IPAdapterAdvanced nodes it went through, in order */
     int nimage_prompts;
+    /* the HypernetworkLoader nodes it went through, in order: their files (the nodes' values' paths) and
+       strengths */
+    struct {
+        const char *path;
+        double strength;
+    } hypernetworks[KILN_MAX_HYPERNETWORKS];
+    int nhypernetworks;
 } wf_recipe;
 
 /* A ControlNet apply node's part of a CONDITIONING. */
@@ -238,10 +245,12 @@ typedef struct wf_model {
 typedef struct wf_net {
     const char *path;
     const kiln_model *model;
+    double strength; /* a hypernetwork's */
     kiln_controlnet *controlnet;
     kiln_ip_adapter *ip_adapter;
     kiln_clip_vision *clip_vision;
     kiln_style_model *style_model;
+    kiln_hypernetwork *hypernetwork;
 } wf_net;
 
 typedef struct wf_run {
@@ -568,13 +577,13 @@ static kiln_status model_of(wf_run *r, const wf_recipe *rc, bool vae_only, kiln_
 static kiln_status net_of(wf_run *r, wf_kind kind, const char *path, kiln_model *m, wf_net **out)
 {
     for (int i = 0; i < r->nnets; i++)
-        if (r->nets[i].model == m && strcmp(r->nets[i].path, path) == 0) {
+        if (r->nets[i].model == m && strcmp(r->nets[i].path, path) == 0 && !r->nets[i].hypernetwork) {
             *out = &r->nets[i];
             return KILN_OK;
         }
     if (r->nnets == WF_MAX_NETS)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets, IP-Adapters, CLIP vision and "
-                         "style models", WF_MAX_NETS);
+                         "style models and hypernetworks", WF_MAX_NETS);
     wf_net *n = &r->nets[r->nnets];
     *n = (wf_net){.path = path, .model = m};
     if (kind == WF_CONTROL_NET) TRY(kiln_controlnet_load(m, path, &n->controlnet));
@@ -583,6 +592,27 @@ static kiln_status net_of(wf_run *r, wf_kind kind, const char *path, kiln_model 
     else TRY(kiln_clip_vision_load(r->be, path, &n->clip_vision));
     r->nnets++;
     *out = n;
+    return KILN_OK;
+}
+
+/* The hypernetwork at `path` and `strength` loaded once for model m. */
+static kiln_status hypernetwork_of(wf_run *r, const char *path, double strength, kiln_model *m,
+                                   const kiln_hypernetwork **out)
+{
+    for (int i = 0; i < r->nnets; i++)
+        if (r->nets[i].model == m && strcmp(r->nets[i].path, path) == 0 && r->nets[i].hypernetwork &&
+            r->nets[i].strength == strength) {
+            *out = r->nets[i].hypernetwork;
+            return KILN_OK;
+        }
+    if (r->nnets == WF_MAX_NETS)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "workflow: more than %d ControlNets, IP-Adapters, CLIP vision and "
+                         "style models and hypernetworks", WF_MAX_NETS);
+    wf_net *n = &r->nets[r->nnets];
+    *n = (wf_net){.path = path, .model = m, .strength = strength};
+    TRY(kiln_hypernetwork_load(m, path, strength, &n->hypernetwork));
+    r->nnets++;
+    *out = n->hypernetwork;
     return KILN_OK;
 }
 
@@ -2638,6 +2668,11 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
         p->ip_adapter = image_prompts;
         p->ip_adapter_count = model->recipe.nimage_prompts;
     }
+    const kiln_hypernetwork *hypernetworks[KILN_MAX_HYPERNETWORKS];
+    for (int i = 0; i < model->recipe.nhypernetworks; i++)
+        TRY(node_status(n, hypernetwork_of(r, model->recipe.hypernetworks[i].path,
+                                           model->recipe.hypernetworks[i].strength, m, &hypernetworks[i])));
+    p->hypernetworks = hypernetworks, p->hypernetwork_count = model->recipe.nhypernetworks;
     /* a prompt without CLIPTextEncodeSDXL's numbers has CLIPTextEncode's: the output size, no crop, the
        refiner's default score for its side */
     kiln_sdxl_cond sdxl = pos->has_sdxl ? pos->sdxl : (kiln_sdxl_cond){.aesthetic = 6.0},
@@ -3219,6 +3254,26 @@ static kiln_status step_cache(wf_run *r, wf_node *n, kiln_step_cache_kind kind)
 static kiln_status easy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_EASY_CACHE); }
 static kiln_status lazy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_LAZY_CACHE); }
 
+/* HypernetworkLoader: a hypernetwork on the model's attentions after any
+ * before it (kiln_ksampler_params.hypernetworks), loaded where it samples. */
+static kiln_status hypernetwork_loader(wf_run *r, wf_node *n)
+{
+    wf_value *model;
+    double strength;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(number(n, "strength", &strength));
+    if (!(strength >= -10.0 && strength <= 10.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "strength %g: must be -10..10", strength);
+    if (model->recipe.nhypernetworks == KILN_MAX_HYPERNETWORKS)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "more than %d hypernetworks on one model", KILN_MAX_HYPERNETWORKS);
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    TRY(find_file(r, n, "hypernetwork_name", "hypernetworks", &n->out[0].path));
+    recipe->hypernetworks[recipe->nhypernetworks].path = n->out[0].path;
+    recipe->hypernetworks[recipe->nhypernetworks++].strength = strength;
+    return KILN_OK;
+}
+
 /* HyperTile: the UNet's self-attention in tiles (kiln_ksampler_params.hypertile). */
 static kiln_status hypertile(wf_run *r, wf_node *n)
 {
@@ -3762,7 +3817,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
                                          "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca",
                                          "SamplingPercentToSigma", "AddNoise", "FluxDisableGuidance",
-                                         "CLIPTextEncodePixArtAlpha"};
+                                         "CLIPTextEncodePixArtAlpha", "HypernetworkLoader"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
         empty_latent_image, load_image,
@@ -3785,7 +3840,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
         string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,
-        sampling_percent_to_sigma, add_noise, flux_disable_guidance, clip_text_encode_pixart_alpha};
+        sampling_percent_to_sigma, add_noise, flux_disable_guidance, clip_text_encode_pixart_alpha, hypernetwork_loader};
+    _Static_assert(sizeof simple / sizeof *simple == sizeof runs / sizeof *runs, "a node name for every run");
     n->state = 1;
     TRY(inline_plain_values(r, n));
     const char *c = core_class(n->class_type);
@@ -3989,6 +4045,7 @@ kiln_status kiln_workflow_run(kiln_backend *be, const char *json, const kiln_wor
         kiln_ip_adapter_free(r.nets[i].ip_adapter);
         kiln_clip_vision_free(r.nets[i].clip_vision);
         kiln_style_model_free(r.nets[i].style_model);
+        kiln_hypernetwork_free(r.nets[i].hypernetwork);
     }
     for (i = 0; i < r.nnodes; i++)
         for (int o = 0; o < WF_MAX_OUTPUTS; o++) free_value(&r.nodes[i].out[o]);

@@ -730,6 +730,26 @@ class Guidance(unittest.TestCase):
             run(kiln.HyperTile(256, 0))
         self.assertIn("swap_size 0", caught.exception.message)
 
+    def test_hypernetwork(self):
+        """HypernetworkLoader moves the run, at strength 0 is the plain run
+        to the bit, chains in the order given; a file with an activation
+        ComfyUI lacks is refused by name."""
+        positive, negative = model.encode("a red circle"), model.encode("")
+
+        def run(hypernetworks=None):
+            return model.ksampler(positive, negative, model.empty_latent(32, 32), seed=7, steps=2, cfg=5.0,
+                                  hypernetworks=hypernetworks).to_list()
+
+        relu_ln = model.load_hypernetwork(data("hypernetwork/relu_ln.pt"))
+        swish = model.load_hypernetwork(data("hypernetwork/swish.pt"), -0.7)
+        plain = run()
+        self.assertEqual(run(model.load_hypernetwork(data("hypernetwork/relu_ln.pt"), 0.0)), plain)
+        self.assertGreater(rel_l2(run(relu_ln), plain), 1e-3)
+        self.assertGreater(rel_l2(run([relu_ln, swish]), run([swish, relu_ln])), 1e-4)
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.load_hypernetwork(data("hypernetwork/gelu.pt"))
+        self.assertIn("activation_func 'gelu'", caught.exception.message)
+
     def test_latent_nodes(self):
         """The latent nodes as Latent methods, on two runs' latents:
         element-wise ones against the lists, flips and turns against each

@@ -612,6 +612,13 @@ static void workflow_round_trip(void **state)
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --fresca 0.9,1.3,2 --tcfg",
              KILN_TEST_DATA);
     workflow_again_holding("fresca", flags, "", (const char *const[]){"\"FreSca\"", "\"freq_cutoff\":2", NULL});
+    snprintf(flags, sizeof flags, "--model %1$s/tiny/sd15_tiny_ldm_fp32.safetensors --hypernetwork "
+             "%1$s/hypernetwork/relu_ln.pt --hypernetwork %1$s/hypernetwork/swish.pt:-0.7", KILN_TEST_DATA);
+    char hypernetwork_dir[600];
+    snprintf(hypernetwork_dir, sizeof hypernetwork_dir, "--models %s/hypernetwork", KILN_TEST_DATA);
+    workflow_again_holding("hypernetwork", flags, hypernetwork_dir,
+                           (const char *const[]){"\"HypernetworkLoader\"", "\"hypernetwork_name\":\"swish.pt\"",
+                                                 "\"strength\":-0.7", "\"model\":[\"480\",0]", NULL});
     snprintf(flags, sizeof flags, "--model %s/tiny/sd15_tiny_ldm_fp32.safetensors --zsnr", KILN_TEST_DATA);
     workflow_again_holding("zsnr", flags, "",
                            (const char *const[]){"\"sampling\":\"eps\"", "\"zsnr\":true", NULL});

@@ -1562,6 +1562,41 @@ static void hypertile_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* HypernetworkLoader twice on the model: the library's run with the two
+ * hypernetworks in that order, pixel for pixel; a strength beyond the
+ * node's range is refused. */
+static void hypernetwork_nodes(void **state)
+{
+    (void)state;
+#define HYPERNETWORK_RUN(strength)                                                                                    \
+    CKPT_PROMPTS "\"60\": {\"class_type\": \"HypernetworkLoader\", \"inputs\": {\"model\": [\"4\", 0], "            \
+    "\"hypernetwork_name\": \"" KILN_TEST_DATA "/hypernetwork/relu_ln.pt\", \"strength\": 1}}, "                      \
+    "\"61\": {\"class_type\": \"HypernetworkLoader\", \"inputs\": {\"model\": [\"60\", 0], "                       \
+    "\"hypernetwork_name\": \"" KILN_TEST_DATA "/hypernetwork/swish.pt\", \"strength\": " strength "}}, "             \
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, \"height\": 16, \"batch_size\": 1}}, "  \
+    "\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 3, \"steps\": 2, \"cfg\": 6, \"sampler_name\": "      \
+    "\"euler\", \"scheduler\": \"normal\", \"denoise\": 1, \"model\": [\"61\", 0], \"positive\": [\"6\", 0], "      \
+    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_hypernetwork *h[2];
+    assert_kiln_ok(kiln_hypernetwork_load(m, KILN_TEST_DATA "/hypernetwork/relu_ln.pt", 1.0, &h[0]));
+    assert_kiln_ok(kiln_hypernetwork_load(m, KILN_TEST_DATA "/hypernetwork/swish.pt", -0.7, &h[1]));
+    const kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 6.0, .sampler_name = "euler", .scheduler = "normal",
+                                    .denoise = 1.0, .hypernetworks = (const kiln_hypernetwork *const *)h,
+                                    .hypernetwork_count = 2};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(HYPERNETWORK_RUN("-0.7"), m, &latent);
+    expect_refusal(HYPERNETWORK_RUN("11"), KILN_ERR_INVALID_ARG, "node 61 (HypernetworkLoader): strength 11: must be "
+                   "-10..10");
+#undef HYPERNETWORK_RUN
+    kiln_hypernetwork_free(h[0]), kiln_hypernetwork_free(h[1]);
+    kiln_latent_free(&latent);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* ModelSamplingDiscrete "lcm" with KSampler's lcm sampler (an LCM-LoRA's
  * workflow), "v_prediction" with zsnr, "x0" and "img_to_img", and ModelSamplingContinuousEDM's
  * "cosxl" after a ModelSamplingDiscrete (whose sampling it replaces): the
@@ -2506,6 +2541,7 @@ int main(void)
                                        cmocka_unit_test(guidance_patch_nodes),
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(hypertile_nodes),
+        cmocka_unit_test(hypernetwork_nodes),
         cmocka_unit_test(plain_value_nodes),
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),

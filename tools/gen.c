@@ -163,6 +163,8 @@ typedef struct gen_options {
     bool seed_given, size_given, json, list_devices;
     kiln_lora loras[MAX_LORAS];
     int nloras;
+    kiln_run_hypernetwork hypernetworks[KILN_MAX_HYPERNETWORKS]; /* --hypernetwork, in order */
+    int nhypernetworks;
 } gen_options;
 
 static void usage(FILE *to)
@@ -196,6 +198,9 @@ static void usage(FILE *to)
             "                         by default the first --models folder's embeddings/)\n"
             "  --lora FILE[:S[:C]]    merge a LoRA/LoCon/LoHa at load, UNet strength S and text encoder\n"
             "                         strength C (default 1, C = S); repeatable\n"
+            "  --hypernetwork FILE[:S]  an A1111 hypernetwork (.pt) on the UNet's attentions at strength S\n"
+            "                         (-10..10, default 1), as ComfyUI's HypernetworkLoader; repeatable, each\n"
+            "                         applied to what the one before gave\n"
             "  --merge FILE:R         ModelMergeSimple at load: the diffusion model's weights R (0..1) times\n"
             "                         the model's plus 1 - R times those of FILE (a checkpoint of the same\n"
             "                         family), before the LoRAs\n"
@@ -719,7 +724,7 @@ static int parse(int argc, char **argv, gen_options *o)
            O_TCFG, O_MAHIRO, O_CFG_NORM, O_EPSILON_SCALING, O_SAG, O_DEEP_SHRINK, O_DEEP_SHRINK_METHOD,
            O_DEEP_SHRINK_BEFORE_SKIP, O_HYPERTILE, O_HYPERTILE_SCALE_DEPTH,
            O_MERGE, O_MERGE_CLIP, O_LATENT_TONEMAP, O_LATENT_SHARPEN, O_T5_MIN_PADDING, O_T5_MIN_LENGTH,
-           O_EASY_CACHE, O_LAZY_CACHE, O_FRESCA, O_PIXART_SIZE };
+           O_EASY_CACHE, O_LAZY_CACHE, O_FRESCA, O_PIXART_SIZE, O_HYPERNETWORK };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},         {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, O_PROMPTS}, {"negative-until", required_argument, 0, O_NEGATIVE_UNTIL},
@@ -735,6 +740,7 @@ static int parse(int argc, char **argv, gen_options *o)
         {"t5-min-padding", required_argument, 0, O_T5_MIN_PADDING},
         {"easy-cache", required_argument, 0, O_EASY_CACHE}, {"lazy-cache", required_argument, 0, O_LAZY_CACHE},
         {"fresca", required_argument, 0, O_FRESCA}, {"pixart-size", required_argument, 0, O_PIXART_SIZE},
+        {"hypernetwork", required_argument, 0, O_HYPERNETWORK},
         {"t5-min-length", required_argument, 0, O_T5_MIN_LENGTH},
         {"merge", required_argument, 0, O_MERGE}, {"merge-clip", required_argument, 0, O_MERGE_CLIP},
         {"latent-tonemap", required_argument, 0, O_LATENT_TONEMAP},
@@ -1211,6 +1217,20 @@ static int parse(int argc, char **argv, gen_options *o)
             if (rc) return rc;
             break;
         }
+        case O_HYPERNETWORK: {
+            if (o->nhypernetworks == KILN_MAX_HYPERNETWORKS)
+                return bad_flag("--hypernetwork", optarg, "at most 8 hypernetworks");
+            kiln_run_hypernetwork *h = &o->hypernetworks[o->nhypernetworks++];
+            /* the strength is a trailing field that reads as a number, so a file name may hold ':' itself */
+            char *colon = strrchr(optarg, ':');
+            double s = 1.0;
+            const bool strength = colon && colon != optarg && parse_double(colon + 1, -INFINITY, INFINITY, &s);
+            if (!(s >= -10.0 && s <= 10.0)) return bad_flag("--hypernetwork", optarg, "a strength -10..10");
+            if (strength) *colon = '\0';
+            *h = (kiln_run_hypernetwork){optarg, s}; /* argv's, which outlives the run */
+            if (access(optarg, R_OK) != 0) return bad_flag("--hypernetwork", optarg, strerror(errno));
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         default:
             fprintf(stderr, "gen: unknown or incomplete flag '%s'\n", argv[optind - 1]);
@@ -1330,11 +1350,12 @@ static int parse(int argc, char **argv, gen_options *o)
         fprintf(stderr, "gen: --reference-method needs --reference-image\n");
         return 2;
     }
-    if (o->refiner && (o->init_image || o->hires_scale || o->ncontrols || o->nimage_prompts)) {
+    if (o->refiner && (o->init_image || o->hires_scale || o->ncontrols || o->nimage_prompts || o->nhypernetworks)) {
         fprintf(stderr, "gen: --refiner is for txt2img without %s\n",
                 o->init_image    ? "--init-image"
                 : o->hires_scale ? "--hires-scale"
                 : o->ncontrols   ? "--controlnet"
+                : o->nhypernetworks ? "--hypernetwork"
                                  : "--ip-adapter");
         return 2;
     }
@@ -2264,6 +2285,7 @@ static int render(const render_ctx *c, gen_options *o, kiln_sampling_job *job, i
                          .areas = o->areas, .nareas = o->nareas,
                          .controls = o->controls, .ncontrols = o->ncontrols,
                          .image_prompts = o->image_prompts, .nimage_prompts = o->nimage_prompts,
+                         .hypernetworks = o->hypernetworks, .nhypernetworks = o->nhypernetworks,
                          .styles = o->styles, .nstyles = o->nstyles, .references = o->references,
                          .nreferences = o->nreferences, .reference_method = o->reference_method,
                          .sdxl = job->sdxl, .negative_sdxl = job->negative_sdxl,
@@ -2564,6 +2586,13 @@ int main(int argc, char **argv)
         if ((rc = load_image_prompt(m, &o.image_prompts[i], be, &image_prompts[i]))) return rc;
     job.image_prompts = image_prompts;
     job.nimage_prompts = o.nimage_prompts;
+    kiln_hypernetwork *hypernetworks[KILN_MAX_HYPERNETWORKS];
+    for (int i = 0; i < o.nhypernetworks; i++)
+        if (kiln_hypernetwork_load(m, o.hypernetworks[i].path, o.hypernetworks[i].strength, &hypernetworks[i]) !=
+            KILN_OK)
+            return fail("--hypernetwork");
+    job.hypernetworks = (const kiln_hypernetwork *const *)hypernetworks;
+    job.nhypernetworks = o.nhypernetworks;
     job.init_latent = init_latent;
     int64_t latent_shape[4] = {o.batch, kiln_model_latent_channels(m), job.latent_h, job.latent_w};
     if (o.init_noise && (rc = load_noise(o.init_noise, latent_shape, &noise))) return rc;
@@ -2609,6 +2638,7 @@ int main(int argc, char **argv)
         free((float *)image_prompts[i].tokens);
         kiln_ip_adapter_free((kiln_ip_adapter *)image_prompts[i].adapter);
     }
+    for (int i = 0; i < o.nhypernetworks; i++) kiln_hypernetwork_free(hypernetworks[i]);
     kiln_upscaler_free(upscaler);
     kiln_tokenizer_free(tok);
     kiln_model_free(m);

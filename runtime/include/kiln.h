@@ -68,6 +68,7 @@ void kiln_set_warning_handler(kiln_warning_fn fn, void *ctx);
  *   kiln_controlnet_load       ControlNetLoader, DiffControlNetLoader
  *   kiln_ip_adapter_load, kiln_clip_vision_load   IPAdapterModelLoader, CLIPVisionLoader
  *   kiln_style_model_load      StyleModelLoader (FLUX.1 Redux)
+ *   kiln_hypernetwork_load     HypernetworkLoader (A1111 hypernetworks)
  *   kiln_style_model_apply     CLIPVisionEncode, then StyleModelApply
  *   kiln_basic_scheduler, kiln_karras_scheduler, kiln_sigmas_split, ...
  *                              the SIGMAS nodes: scheduler nodes, ManualSigmas, SplitSigmas, ...
@@ -785,6 +786,17 @@ kiln_status kiln_style_model_apply(const kiln_style_model *sm, const kiln_clip_v
                                    const kiln_image *image, bool crop, double strength, const kiln_conditioning *in,
                                    kiln_conditioning *out);
 
+typedef struct kiln_hypernetwork kiln_hypernetwork;
+#define KILN_MAX_HYPERNETWORKS 8
+
+/* HypernetworkLoader: an A1111 hypernetwork (a torch.save `.pt` file) at
+ * `strength` (-10..10) for the UNet model m's attentions, which
+ * kiln_ksampler_params' hypernetworks put on the model. Errors name the
+ * file: not a hypernetwork, an activation ComfyUI does not know, shapes
+ * that do not chain. It must be freed before the model. */
+kiln_status kiln_hypernetwork_load(kiln_model *m, const char *path, double strength, kiln_hypernetwork **out);
+void kiln_hypernetwork_free(kiln_hypernetwork *h);
+
 /* IPAdapterAdvanced (weight type linear, no negative picture) on the
  * positive prompt (kiln_ksampler_params takes a chain of them). */
 typedef struct kiln_ip_adapter_apply {
@@ -1193,6 +1205,10 @@ typedef struct kiln_ksampler_params {
     const kiln_sag *sag;
     const kiln_deep_shrink *deep_shrink; /* PatchModelAddDownscale on the model (a UNet's); NULL: none */
     const kiln_hypertile *hypertile;     /* HyperTile on the model (a UNet's); NULL: none */
+    /* HypernetworkLoader on the model (a UNet's), each applied to what the one before gave, as ComfyUI chains
+       them (0..KILN_MAX_HYPERNETWORKS; 0: none) */
+    const kiln_hypernetwork *const *hypernetworks;
+    int hypernetwork_count;
     /* LatentApplyOperationCFG on the model (NULL: none): before the guidance (and TCFG and APG), the positive
        prediction made operation(positive - negative) + negative; at cfg 1 operation(positive) */
     const kiln_latent_operation *cfg_operation;
@@ -1225,7 +1241,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * CLIPSetLastLayer, CLIPTextEncode, CLIPTextEncodeSDXL,
  * CLIPTextEncodeSDXLRefiner, CLIPTextEncodeFlux, FluxGuidance,
  * ModelSamplingDiscrete, ModelSamplingFlux, DifferentialDiffusion, RescaleCFG, CFGZeroStar, APG, FreeU, FreeU_V2,
- * PerturbedAttentionGuidance, SelfAttentionGuidance, PatchModelAddDownscale, HyperTile,
+ * PerturbedAttentionGuidance, SelfAttentionGuidance, PatchModelAddDownscale, HyperTile, HypernetworkLoader,
  * ModelSamplingContinuousEDM, EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
  * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,

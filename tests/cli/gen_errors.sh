@@ -145,6 +145,12 @@ expect_error "a PixArt size on an SD model" "--pixart-size is PixArt-alpha's" --
 expect_error "a PixArt size of one number" "--pixart-size 1024: must be WxH" --model "$tiny" --prompt x \
     --pixart-size 1024
 expect_error "a FreSca scale past 10" "--fresca 11,1: LOW,HIGH" --model "$tiny" --prompt x --fresca 11,1
+expect_error "a hypernetwork strength past 10" "--hypernetwork $data/hypernetwork/relu_ln.pt:12: a strength" \
+    --model "$tiny" --prompt x --hypernetwork "$data/hypernetwork/relu_ln.pt:12"
+expect_error "a missing hypernetwork" "--hypernetwork $tmp/none.pt" --model "$tiny" --prompt x \
+    --hypernetwork "$tmp/none.pt"
+expect_error "a hypernetwork with an activation ComfyUI lacks" "activation_func 'gelu'" --model "$tiny" --prompt x \
+    --hypernetwork "$data/hypernetwork/gelu.pt"
 expect_error "FreSca of one number" "--fresca 1: LOW,HIGH" --model "$tiny" --prompt x --fresca 1
 expect_error "a FreSca cutoff not whole" "--fresca 1,1.2,2.5: LOW,HIGH" --model "$tiny" --prompt x --fresca 1,1.2,2.5
 expect_error "T5 padding on a model without T5" "pad T5's ids (PixArt, Flux, Chroma, SD3 with T5)" --model "$tiny" \

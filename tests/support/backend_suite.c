@@ -73,6 +73,18 @@ static void unet_f32_perturbed(void **s)
     parity_check_unet_patched(&gpu_f32, "pag/tiny.safetensors", "perturbed.", &perturbed);
     parity_check_unet_patched(&gpu_sdxl, "pag/sdxl.safetensors", "perturbed.", &perturbed);
 }
+/* Hypernetworks on every attention's keys and values: relu with layer norms then an f16 hardswish one, and mish */
+static void unet_f32_hypernetworks(void **s)
+{
+    (void)s;
+    const char *chain[] = {"hypernetwork/relu_ln.pt", "hypernetwork/swish.pt"}, *mish[] = {"hypernetwork/mish.pt"};
+    parity_check_unet_patched(&gpu_f32, "hypernetwork/golden.safetensors", "chain.",
+                              &(parity_unet_patches){.hypernetworks = chain, .nhypernetworks = 2,
+                                                     .hypernetwork_strengths = (const double[]){1.0, -0.7}});
+    parity_check_unet_patched(&gpu_f32, "hypernetwork/golden.safetensors", "mish.",
+                              &(parity_unet_patches){.hypernetworks = mish, .nhypernetworks = 1,
+                                                     .hypernetwork_strengths = (const double[]){0.8}});
+}
 /* The tiny SD 1.x model on the suite's backend, for runs that patch its sampling. */
 static void on_tiny_model(void (*check)(kiln_model *m))
 {
@@ -465,7 +477,7 @@ int parity_gpu_main(const char *backend, const char *const required_env[])
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clip_f32), cmocka_unit_test(unet_f32), cmocka_unit_test(vae_f32),
         cmocka_unit_test(unet_f16), cmocka_unit_test(unet_f32_odd), cmocka_unit_test(unet_f32_freeu),
-        cmocka_unit_test(unet_f32_perturbed), cmocka_unit_test(sag_run_f32),
+        cmocka_unit_test(unet_f32_perturbed), cmocka_unit_test(unet_f32_hypernetworks), cmocka_unit_test(sag_run_f32),
         cmocka_unit_test(deep_shrink_run_f32), cmocka_unit_test(hypertile_run_f32),
         cmocka_unit_test(unet_f32_lora), cmocka_unit_test(controlnet_f32), cmocka_unit_test(two_controlnets_f32),
         cmocka_unit_test(upscaler_f32), cmocka_unit_test(sd2_clip_f32), cmocka_unit_test(sd2_unet_f32),

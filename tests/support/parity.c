@@ -77,6 +77,7 @@ typedef struct unet_run {
     double tol;
     float *out;
     int probes;
+    kiln_hypernetworks hypernetworks; /* the patches' files, loaded */
 } unet_run;
 
 static kiln_status unet_probe(void *ctx, const char *block, kiln_graph *g, const tensor *t)
@@ -146,6 +147,7 @@ static kiln_status unet_fn(kiln_graph *g, void *ctx)
     TRY(unet_inputs_read(g, r->goldens, r->prefix, &in));
     kiln_rng draws;
     if (r->patches) in.cond.freeu = r->patches->freeu, in.cond.middle_attn1.identity = r->patches->perturb_middle;
+    if (r->hypernetworks.count) in.cond.hypernetworks = &r->hypernetworks;
     if (r->patches && r->patches->hypertile) { /* every pass draws the same */
         kiln_rng_seed(&draws, r->patches->hypertile_seed);
         in.cond.hypertile = r->patches->hypertile, in.cond.hypertile_rng = &draws;
@@ -161,7 +163,14 @@ static void check_unet(const parity_fixture *fx, const char *golden_path, const 
 {
     kiln_backend *be;
     kiln_model *m = load(fx, &be);
-    unet_run r = {m, golden_open(golden_path), prefix, blocks, patches, fx->tol, NULL, 0};
+    unet_run r = {m, golden_open(golden_path), prefix, blocks, patches, fx->tol, NULL, 0, {NULL, 0}};
+    kiln_hypernetwork *hypernetworks[KILN_MAX_HYPERNETWORKS];
+    const int nhypernetworks = patches ? patches->nhypernetworks : 0;
+    assert_true(nhypernetworks <= KILN_MAX_HYPERNETWORKS);
+    for (int i = 0; i < nhypernetworks; i++)
+        assert_kiln_ok(kiln_hypernetwork_load(m, kiln_test_data(patches->hypernetworks[i]),
+                                              patches->hypernetwork_strengths[i], &hypernetworks[i]));
+    r.hypernetworks = (kiln_hypernetworks){(const kiln_hypernetwork *const *)hypernetworks, nhypernetworks};
     golden want = read_named(&r, "noise_pred");
     r.out = calloc(want.count, sizeof(float));
     kiln_graph *g;
@@ -173,6 +182,7 @@ static void check_unet(const parity_fixture *fx, const char *golden_path, const 
     free(r.out);
     golden_free(&want);
     kiln_st_close(r.goldens);
+    for (int i = 0; i < nhypernetworks; i++) kiln_hypernetwork_free(hypernetworks[i]);
     kiln_model_free(m);
     kiln_backend_free(be);
 }

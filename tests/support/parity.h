@@ -34,6 +34,10 @@ typedef struct parity_unet_patches {
     bool perturb_middle;
     const kiln_hypertile *hypertile; /* NULL: none; its draws from a generator seeded with hypertile_seed */
     uint64_t hypertile_seed;
+    /* hypernetwork files under tests/data, loaded on the model at their strengths, applied in this order */
+    const char *const *hypernetworks;
+    const double *hypernetwork_strengths;
+    int nhypernetworks;
 } parity_unet_patches;
 void parity_check_unet_patched(const parity_fixture *fx, const char *golden_path, const char *prefix,
                                const parity_unet_patches *patches);

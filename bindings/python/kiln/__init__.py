@@ -56,7 +56,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "APG", "Area", "Backend", "ClipVision", "Conditioning", "ControlApply", "ControlNet", "DPMAdaptive", "DualCFG",
-    "DeepShrink", "HyperTile", "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
+    "DeepShrink", "HyperTile", "Hypernetwork", "FreeU", "SAG", "Merge", "LatentOperation", "IPAdapter", "IPAdapterApply", "Image", "KilnError", "Latent", "Lora", "Mask", "Model", "PerpNeg",
     "SASolver", "SdxlCond", "SkipLayerGuidance", "StyleModel", "Upscaler", "load_checkpoint", "load_clip_vision",
     "load_upscale_model", "run_workflow", "version",
 ]
@@ -250,6 +250,7 @@ class _KSamplerParams(Structure):
                 ("dual_cfg_nested", c_bool), ("perp_neg_empty", POINTER(_Conditioning)), ("perp_neg_scale", c_double),
                 ("freeu", POINTER(_FreeU)), ("pag_scale", c_double), ("sag", POINTER(_SAG)),
                 ("deep_shrink", POINTER(_DeepShrink)), ("hypertile", POINTER(_HyperTile)),
+                ("hypernetworks", POINTER(c_void_p)), ("hypernetwork_count", c_int),
                 ("cfg_operation", POINTER(_LatentOperation)), ("step_cache", POINTER(_StepCache)),
                 ("steps_skipped", POINTER(c_int)), ("fresca", POINTER(_FreSca)), ("pixart_width", c_double),
                 ("pixart_height", c_double), ("negative_pixart_width", c_double),
@@ -411,6 +412,8 @@ _declare("kiln_clip_vision_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_clip_vision_free", None, c_void_p)
 _declare("kiln_style_model_load", c_int, c_void_p, c_char_p, POINTER(c_void_p))
 _declare("kiln_style_model_free", None, c_void_p)
+_declare("kiln_hypernetwork_load", c_int, c_void_p, c_char_p, c_double, POINTER(c_void_p))
+_declare("kiln_hypernetwork_free", None, c_void_p)
 _declare("kiln_style_model_apply", c_int, c_void_p, c_void_p, POINTER(_Image), c_bool, c_double,
          POINTER(_Conditioning), POINTER(_Conditioning))
 _declare("kiln_flux_kontext_image_scale", c_int, POINTER(_Image), POINTER(_Image))
@@ -1004,6 +1007,12 @@ class Model(_Handle):
         for this model's UNet."""
         return IPAdapter(_load(_lib.kiln_ip_adapter_load, self, _path(path)), self)
 
+    def load_hypernetwork(self, path, strength: float = 1.0) -> "Hypernetwork":
+        """HypernetworkLoader: an A1111 hypernetwork (.pt) at strength
+        (-10 to 10) for this model's UNet attentions, for
+        ksampler(hypernetworks=...)."""
+        return Hypernetwork(_load(_lib.kiln_hypernetwork_load, self, _path(path), float(strength)), self)
+
     def basic_scheduler(self, scheduler: str, steps: int, denoise: float = 1.0) -> list:
         """BasicScheduler: KSampler's schedule of this model's noise table
         (a list of floats for ksampler(sigmas=...))."""
@@ -1054,6 +1063,7 @@ class Model(_Handle):
                  epsilon_scaling: float = 0.0, freeu: Optional["FreeU"] = None, pag_scale: float = 0.0,
                  sag: Optional["SAG"] = None, deep_shrink: Optional["DeepShrink"] = None,
                  hypertile: Optional["HyperTile"] = None,
+                 hypernetworks: Union["Hypernetwork", Sequence["Hypernetwork"], None] = None,
                  cfg_operation: Optional["LatentOperation"] = None,
                  step_cache: Optional["StepCache"] = None, fresca: Optional["FreSca"] = None,
                  dual_cfg: Optional["DualCFG"] = None, perp_neg: Optional["PerpNeg"] = None,
@@ -1119,7 +1129,9 @@ class Model(_Handle):
         (0 to 100; 0: none; the node's default is 3). sag: a SAG,
         SelfAttentionGuidance on an SD UNet (None: none). deep_shrink: a
         DeepShrink, PatchModelAddDownscale on an SD UNet (None: none).
-        hypertile: a HyperTile, the node on an SD UNet (None: none). cfg_operation: a
+        hypertile: a HyperTile, the node on an SD UNet (None: none).
+        hypernetworks: a Hypernetwork or a sequence of them on an SD UNet,
+        each applied to what the one before gave (None: none). cfg_operation: a
         LatentOperation, LatentApplyOperationCFG on the model (None: none).
         step_cache: an EasyCache or LazyCache on the model (None: none);
         the steps it skipped are the returned latent's steps_skipped.
@@ -1215,6 +1227,10 @@ class Model(_Handle):
                                                             ds.downscale_method.encode(), ds.upscale_method.encode()))
         if hypertile is not None:
             params.hypertile = ctypes.pointer(_HyperTile(*HyperTile(*hypertile)))
+        if hypernetworks is not None:
+            chain = [hypernetworks] if isinstance(hypernetworks, Hypernetwork) else list(hypernetworks)
+            params.hypernetworks = (c_void_p * len(chain))(*(h._ptr() for h in chain))
+            params.hypernetwork_count = len(chain)
         if fresca is not None:
             params.fresca = ctypes.pointer(_FreSca(*FreSca(*fresca)))
         skipped = c_int(0)
@@ -1344,6 +1360,13 @@ class IPAdapter(_Handle):
     Model.load_ip_adapter."""
 
     _free = _lib.kiln_ip_adapter_free
+
+
+class Hypernetwork(_Handle):
+    """An A1111 hypernetwork loaded for a model at a strength
+    (HypernetworkLoader); made by Model.load_hypernetwork."""
+
+    _free = _lib.kiln_hypernetwork_free
 
 
 class StyleModel(_Handle):
