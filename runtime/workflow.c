@@ -134,6 +134,10 @@ typedef struct wf_recipe {
         double strength;
     } hypernetworks[KILN_MAX_HYPERNETWORKS];
     int nhypernetworks;
+    /* PerpNeg (the node PerpNegGuider replaced): its empty_conditioning (the node's input's value) and neg_scale;
+       NULL: none */
+    const struct wf_value *perp_neg_empty;
+    double perp_neg_scale;
 } wf_recipe;
 
 /* A ControlNet apply node's part of a CONDITIONING. */
@@ -2586,6 +2590,20 @@ static bool acts_everywhere(const wf_where *w)
     return !w->ranged && !w->mask && !w->area[2] && w->fraction[2] == 0.0 && !w->has_area_strength;
 }
 
+/* A guider's third prompt (DualCFGGuider's cond2, PerpNegGuider's and
+ * PerpNeg's empty_conditioning), `what` in errors: what kiln takes of the
+ * positive and negative prompts besides their rows is the third's too. */
+static kiln_status third_prompt(const wf_node *n, const char *what, const wf_value *pos, const wf_value *third)
+{
+    if (third->nparts || !acts_everywhere(&third->where) || third->nreferences || third->edit)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "%s: a prompt in parts, on an area, or with reference latents or "
+                         "a picture to edit", what);
+    if (third->flux_guidance != pos->flux_guidance)
+        return node_fail(n, KILN_ERR_UNSUPPORTED, "FluxGuidance %g on the third prompt, %g on the first",
+                         third->flux_guidance, pos->flux_guidance);
+    return paired_controls(n, pos, third);
+}
+
 /* A prompt as a part of its side where it acts. */
 static void where_part(const kiln_conditioning *cond, const wf_where *w, kiln_conditioning_part *part)
 {
@@ -2667,6 +2685,17 @@ static kiln_status sample(wf_run *r, wf_node *n, const wf_value *model, const wf
     if (model->recipe.nimage_prompts) {
         p->ip_adapter = image_prompts;
         p->ip_adapter_count = model->recipe.nimage_prompts;
+    }
+    const wf_value *empty = model->recipe.perp_neg_empty;
+    if (empty) { /* the cfg function it sets is PerpNegGuider's guidance on KSampler's prompts and cfg */
+        if (p->dual_cfg_cond2 || p->perp_neg_empty)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "a three-prompt guider on a model with PerpNeg: the guider "
+                             "would pass over the node's patch");
+        if (fabs(p->cfg - 1.0) <= 1e-9)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "PerpNeg at cfg 1: ComfyUI's node then takes the negative "
+                             "prompt's prediction for zeros (its cfg 1 shortcut); PerpNegGuider does not");
+        TRY(third_prompt(n, "PerpNeg's empty_conditioning", pos, empty));
+        p->perp_neg_empty = &empty->cond, p->perp_neg_scale = model->recipe.perp_neg_scale;
     }
     const kiln_hypernetwork *hypernetworks[KILN_MAX_HYPERNETWORKS];
     for (int i = 0; i < model->recipe.nhypernetworks; i++)
@@ -3254,6 +3283,26 @@ static kiln_status step_cache(wf_run *r, wf_node *n, kiln_step_cache_kind kind)
 static kiln_status easy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_EASY_CACHE); }
 static kiln_status lazy_cache(wf_run *r, wf_node *n) { return step_cache(r, n, KILN_LAZY_CACHE); }
 
+/* PerpNeg, the node PerpNegGuider replaced: its cfg function is that
+ * guider's guidance, with KSampler's prompts and cfg and the node's empty
+ * prompt and neg_scale (to float32 rounding: ComfyUI takes the function's
+ * x - result from x). */
+static kiln_status perp_neg(wf_run *r, wf_node *n)
+{
+    wf_value *model, *empty;
+    double scale;
+    TRY(linked(r, n, "model", WF_MODEL, &model));
+    TRY(linked(r, n, "empty_conditioning", WF_CONDITIONING, &empty));
+    TRY(number(n, "neg_scale", &scale));
+    if (!(scale >= 0.0 && scale <= 100.0))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "neg_scale %g: must be 0..100", scale);
+    TRY(once_a_model(n, model->recipe.perp_neg_empty != NULL, "PerpNeg"));
+    wf_recipe *recipe;
+    TRY(patched_model(n, model, &recipe));
+    recipe->perp_neg_empty = empty, recipe->perp_neg_scale = scale;
+    return KILN_OK;
+}
+
 /* HypernetworkLoader: a hypernetwork on the model's attentions after any
  * before it (kiln_ksampler_params.hypernetworks), loaded where it samples. */
 static kiln_status hypernetwork_loader(wf_run *r, wf_node *n)
@@ -3430,14 +3479,7 @@ static kiln_status three_prompt_guider(wf_run *r, wf_node *n, bool dual_cfg)
     if (dual_cfg && input_of(n, "style")) TRY(text(n, "style", &style));
     if (strcmp(style, "regular") && strcmp(style, "nested"))
         return node_fail(n, KILN_ERR_INVALID_ARG, "style '%s' (regular or nested)", style);
-    /* what kiln takes of the positive and negative prompts besides their rows is the third's too */
-    if (third->nparts || !acts_everywhere(&third->where) || third->nreferences || third->edit)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "input '%s': a prompt in parts, on an area, or with reference "
-                         "latents or a picture to edit", dual_cfg ? "cond2" : "empty_conditioning");
-    if (third->flux_guidance != pos->flux_guidance)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "FluxGuidance %g on the third prompt, %g on the first",
-                         third->flux_guidance, pos->flux_guidance);
-    TRY(paired_controls(n, pos, third));
+    TRY(third_prompt(n, dual_cfg ? "input 'cond2'" : "input 'empty_conditioning'", pos, third));
     v->kind = WF_GUIDER;
     v->guide_model = model, v->guide_positive = pos, v->guide_negative = neg, v->guide_third = third;
     v->guide_dual_cfg = dual_cfg, v->guide_nested = strcmp(style, "nested") == 0;
@@ -3817,7 +3859,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
                                          "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca",
                                          "SamplingPercentToSigma", "AddNoise", "FluxDisableGuidance",
-                                         "CLIPTextEncodePixArtAlpha", "HypernetworkLoader"};
+                                         "CLIPTextEncodePixArtAlpha", "HypernetworkLoader", "PerpNeg"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
         empty_latent_image, load_image,
@@ -3840,7 +3882,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         self_attention_multiply, cross_attention_multiply, patch_model_add_downscale, clip_attention_multiply,
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
         string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,
-        sampling_percent_to_sigma, add_noise, flux_disable_guidance, clip_text_encode_pixart_alpha, hypernetwork_loader};
+        sampling_percent_to_sigma, add_noise, flux_disable_guidance, clip_text_encode_pixart_alpha, hypernetwork_loader,
+        perp_neg};
     _Static_assert(sizeof simple / sizeof *simple == sizeof runs / sizeof *runs, "a node name for every run");
     n->state = 1;
     TRY(inline_plain_values(r, n));

@@ -2033,9 +2033,10 @@ static void mask_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
-/* DualCFGGuider (both styles) and PerpNegGuider into SamplerCustomAdvanced:
- * the library's run with the guider's third prompt and scales, pixel for
- * pixel (their guidance is test_guiders'). */
+/* DualCFGGuider (both styles) and PerpNegGuider into SamplerCustomAdvanced,
+ * and the PerpNeg node on KSampler's model: the library's run with the
+ * guider's third prompt and scales, pixel for pixel (their guidance is
+ * test_guiders'); PerpNeg at cfg 1 and under a three-prompt guider refused. */
 static void three_prompt_guider_nodes(void **state)
 {
     (void)state;
@@ -2075,6 +2076,29 @@ static void three_prompt_guider_nodes(void **state)
     }
     expect_refusal(GUIDED_RUN(DUAL(", \"style\": \"sideways\"")), KILN_ERR_INVALID_ARG,
                    "node 22 (DualCFGGuider): style 'sideways' (regular or nested)");
+#define PERP_NEG_RUN(cfg)                                                                                             \
+    "{" CKPT ", \"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a red circle\", "                \
+    "\"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", "         \
+    "\"clip\": [\"4\", 1]}}, \"16\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a blue square\", " \
+    "\"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 16, "               \
+    "\"height\": 16, \"batch_size\": 1}}, \"60\": {\"class_type\": \"PerpNeg\", \"inputs\": {\"model\": [\"4\", 0], "   \
+    "\"empty_conditioning\": [\"16\", 0], \"neg_scale\": 2.5}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": "     \
+    "{\"seed\": 8, \"steps\": 2, \"cfg\": " cfg ", \"sampler_name\": \"euler\", \"scheduler\": \"normal\", "              \
+    "\"denoise\": 1, \"model\": [\"60\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], "                    \
+    "\"latent_image\": [\"5\", 0]}}, " DECODE_SAVE("[\"3\", 0]") "}"
+    const kiln_ksampler_params perp = {.seed = 8, .steps = 2, .cfg = 5.0, .sampler_name = "euler",
+                                       .scheduler = "normal", .denoise = 1.0, .perp_neg_empty = &blue,
+                                       .perp_neg_scale = 2.5};
+    assert_kiln_ok(kiln_ksampler(m, &perp, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(PERP_NEG_RUN("5"), m, &latent);
+    kiln_latent_free(&latent);
+    expect_refusal(PERP_NEG_RUN("1"), KILN_ERR_UNSUPPORTED, "node 3 (KSampler): PerpNeg at cfg 1");
+    expect_refusal(GUIDED_RUN("{\"class_type\": \"PerpNegGuider\", \"inputs\": {\"model\": [\"61\", 0], \"positive\": "
+                              "[\"6\", 0], \"negative\": [\"7\", 0], \"empty_conditioning\": [\"16\", 0], \"cfg\": 5, "
+                              "\"neg_scale\": 2.5}}, \"61\": {\"class_type\": \"PerpNeg\", \"inputs\": {\"model\": "
+                              "[\"4\", 0], \"empty_conditioning\": [\"16\", 0], \"neg_scale\": 1}}"),
+                   KILN_ERR_UNSUPPORTED, "a three-prompt guider on a model with PerpNeg");
+#undef PERP_NEG_RUN
 #undef DUAL
 #undef GUIDED_RUN
     kiln_sigmas_free(&sigmas);

@@ -1244,7 +1244,7 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * PerturbedAttentionGuidance, SelfAttentionGuidance, PatchModelAddDownscale, HyperTile, HypernetworkLoader,
  * ModelSamplingContinuousEDM, EmptyLatentImage, EmptySD3LatentImage, LoadImage, VAEEncode,
  * VAEEncodeTiled, KSampler, KSamplerAdvanced, SamplerCustomAdvanced with
- * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect,
+ * RandomNoise, DisableNoise, CFGGuider, BasicGuider, DualCFGGuider, PerpNegGuider and KSamplerSelect, PerpNeg,
  * SamplerCustom, the SIGMAS nodes above (ManualSigmas ... SetFirstSigma), ConditioningSetMask,
  * ConditioningSetArea, ConditioningSetAreaPercentage, ConditioningSetAreaStrength,
  * SamplerEulerAncestral, SamplerDPMPP_2S_Ancestral, SamplerDPMPP_SDE,
