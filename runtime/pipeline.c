@@ -788,6 +788,10 @@ static kiln_status sampler_settings(const kiln_sampling_job *job, const kiln_mod
             args->dpm_dcoeff = so->dcoeff, args->dpm_accept_safety = so->accept_safety;
             args->dpm_noise = true;
         }
+        if (so->euler_cfg_pp_alternative && job->sampler != KILN_SAMPLER_EULER_CFG_PP)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "SamplerEulerCFGpp's alternative version is euler_cfg_pp's, not "
+                             "%s's", kiln_sampler_name(job->sampler));
+        args->euler_pp = so->euler_cfg_pp_alternative;
         if (so->sa_solver_custom) {
             sde_start = so->sde_start_percent, sde_end = so->sde_end_percent;
             args->sa_predictor_order = so->predictor_order;

@@ -151,6 +151,23 @@ static kiln_status sample_euler_ancestral_cfg_pp(sampler_run *r, float *x, float
     return KILN_OK;
 }
 
+/* SamplerEulerCFGpp's "alternative" (ComfyUI's sample_euler_pp): an Euler
+ * step along the slope of x - denoised + uncond towards denoised, in
+ * float32 in torch's order. */
+static kiln_status sample_euler_pp(sampler_run *r, float *x, float *ws)
+{
+    size_t n = r->n;
+    float *denoised = ws, *uncond = ws + n;
+    for (int i = 0; i < r->steps; i++) {
+        const float sigma = r->sigmas[i], dt = r->sigmas[i + 1] - sigma;
+        TRY(denoise(r, x, sigma, denoised));
+        TRY(uncond_of(r, uncond));
+        TRY(report(r, i, denoised));
+        for (size_t j = 0; j < n; j++) x[j] = x[j] + (((x[j] - denoised[j]) + uncond[j]) - denoised[j]) / sigma * dt;
+    }
+    return KILN_OK;
+}
+
 /* Gradient estimation (ComfyUI's, gamma 2): Euler, plus (gamma - 1) times
  * the slope's change since the last step. With cfg_pp the slope is the
  * unconditional prediction's and the step starts from the guided one. */
@@ -1403,7 +1420,9 @@ kiln_status kiln_sample(const kiln_sample_args *args, float *x)
     case KILN_SAMPLER_DDPM: st = sample_ddpm(&r, x, ws); break;
     case KILN_SAMPLER_HEUNPP2: st = sample_heunpp2(&r, x, ws); break;
     case KILN_SAMPLER_IPNDM_V: st = sample_ipndm_v(&r, x, ws); break;
-    case KILN_SAMPLER_EULER_CFG_PP: st = sample_euler_ancestral_cfg_pp(&r, x, ws, 0.0, 0.0); break;
+    case KILN_SAMPLER_EULER_CFG_PP:
+        st = args->euler_pp ? sample_euler_pp(&r, x, ws) : sample_euler_ancestral_cfg_pp(&r, x, ws, 0.0, 0.0);
+        break;
     case KILN_SAMPLER_EULER_ANCESTRAL_CFG_PP:
         st = sample_euler_ancestral_cfg_pp(&r, x, ws, args->eta, args->s_noise);
         break;

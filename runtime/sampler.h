@@ -141,6 +141,7 @@ typedef struct kiln_sample_args {
     int sa_predictor_order;    /* sa_solver: 1 .. 6 (3) */
     int sa_corrector_order;    /* sa_solver: 0 .. 6 (4) */
     bool sa_simple_order_2;    /* sa_solver: the paper's simpler order-2 coefficients */
+    bool euler_pp;             /* euler_cfg_pp: SamplerEulerCFGpp's "alternative" step (ComfyUI's sample_euler_pp) */
     /* dpm_adaptive (SamplerDPMAdaptative's; kiln_sample_args_init: KSampler's): its order, 2 or 3 (3), the
        error's tolerances, the first step in t = -log sigma, the step size controller's PID coefficients and the
        factor at or above which a step is taken */

@@ -3493,18 +3493,23 @@ static kiln_status ksampler_select(wf_run *r, wf_node *n)
     return text(n, "sampler_name", &n->out[0].sampler);
 }
 
-/* SamplerEulerCFGpp: its "regular" version is KSamplerSelect's euler_cfg_pp;
- * the "alternative" one, a stepping of the node's own filed under testing,
- * is refused by name. */
+/* SamplerEulerCFGpp: its "regular" version is KSamplerSelect's euler_cfg_pp,
+ * its "alternative" one that sampler with the node's own step
+ * (kiln_sampler_options.euler_cfg_pp_alternative). */
 static kiln_status sampler_euler_cfg_pp(wf_run *r, wf_node *n)
 {
     (void)r;
     const char *version;
     TRY(text(n, "version", &version));
-    if (strcmp(version, "regular") != 0)
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "version '%s' (kiln runs the regular one, euler_cfg_pp)", version);
-    n->out[0].kind = WF_SAMPLER;
-    n->out[0].sampler = "euler_cfg_pp";
+    const bool alternative = strcmp(version, "alternative") == 0;
+    if (!alternative && strcmp(version, "regular") != 0)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "version '%s' (regular or alternative)", version);
+    wf_value *v = &n->out[0];
+    v->kind = WF_SAMPLER;
+    v->sampler = "euler_cfg_pp";
+    if (alternative)
+        v->has_sampler_options = true,
+        v->sampler_options = (kiln_sampler_options){.eta = 1.0, .s_noise = 1.0, .euler_cfg_pp_alternative = true};
     return KILN_OK;
 }
 

@@ -299,7 +299,8 @@ static void check_newer_run(kiln_st_file *f, const char *key, kiln_sample_args *
  * reverse-time SDE (eta 0.5: lambda^1.5) and ODE at max_stage 2,
  * SamplerSEEDS2's phi_2 at r 0.7 and as exp_heun_2_x0 (phi_2, r 1, eta 0),
  * SamplerSASolver's orders 2 and 1 with simple_order_2 at eta 0.6 over 0.1
- * to 0.9 of the sampling, and orders 5 and 6 with PECE; and uni_pc (bh1),
+ * to 0.9 of the sampling, and orders 5 and 6 with PECE, SamplerEulerCFGpp's
+ * alternative version; and uni_pc (bh1),
  * which the recorded ComfyUI runs check, to check the restated UniPC that
  * uni_pc_bh2 is checked against. */
 static const struct sampler_variant {
@@ -310,15 +311,16 @@ static const struct sampler_variant {
     double er_sde_power, seeds_r;
     bool seeds_phi_2;
     int predictor, corrector;
-    bool simple, custom_interval;
+    bool simple, custom_interval, euler_pp;
 } sampler_variants[] = {
-    {"uni_pc", KILN_SAMPLER_UNI_PC, 1.0f, 1.0f, 3, 0.0, 0.5, false, 3, 4, false, false},
-    {"er_sde.reverse_eta05", KILN_SAMPLER_ER_SDE, 1.0f, 1.0f, 3, 1.5, 0.5, false, 3, 4, false, false},
-    {"er_sde.ode_stage2", KILN_SAMPLER_ER_SDE, 1.0f, 0.0f, 2, 1.0, 0.5, false, 3, 4, false, false},
-    {"seeds_2.phi_2_r07", KILN_SAMPLER_SEEDS_2, 1.0f, 1.0f, 3, 0.0, 0.7, true, 3, 4, false, false},
-    {"seeds_2.exp_heun", KILN_SAMPLER_SEEDS_2, 0.0f, 0.0f, 3, 0.0, 1.0, true, 3, 4, false, false},
-    {"sa_solver.p2_c1_simple_eta06", KILN_SAMPLER_SA_SOLVER, 0.6f, 1.0f, 3, 0.0, 0.5, false, 2, 1, true, true},
-    {"sa_solver_pece.p5_c6", KILN_SAMPLER_SA_SOLVER_PECE, 1.0f, 1.0f, 3, 0.0, 0.5, false, 5, 6, false, false},
+    {"uni_pc", KILN_SAMPLER_UNI_PC, 1.0f, 1.0f, 3, 0.0, 0.5, false, 3, 4, false, false, false},
+    {"er_sde.reverse_eta05", KILN_SAMPLER_ER_SDE, 1.0f, 1.0f, 3, 1.5, 0.5, false, 3, 4, false, false, false},
+    {"er_sde.ode_stage2", KILN_SAMPLER_ER_SDE, 1.0f, 0.0f, 2, 1.0, 0.5, false, 3, 4, false, false, false},
+    {"seeds_2.phi_2_r07", KILN_SAMPLER_SEEDS_2, 1.0f, 1.0f, 3, 0.0, 0.7, true, 3, 4, false, false, false},
+    {"seeds_2.exp_heun", KILN_SAMPLER_SEEDS_2, 0.0f, 0.0f, 3, 0.0, 1.0, true, 3, 4, false, false, false},
+    {"sa_solver.p2_c1_simple_eta06", KILN_SAMPLER_SA_SOLVER, 0.6f, 1.0f, 3, 0.0, 0.5, false, 2, 1, true, true, false},
+    {"sa_solver_pece.p5_c6", KILN_SAMPLER_SA_SOLVER_PECE, 1.0f, 1.0f, 3, 0.0, 0.5, false, 5, 6, false, false, false},
+    {"euler_cfg_pp.alternative", KILN_SAMPLER_EULER_CFG_PP, 1.0f, 1.0f, 3, 0.0, 0.5, false, 3, 4, false, false, true},
 };
 
 /* ComfyUI's newer samplers against its code restated on the mock model
@@ -358,6 +360,7 @@ static void newer_samplers_match_comfyui(void **state)
                 args.seeds_r = v->seeds_r, args.seeds_phi_2 = v->seeds_phi_2;
                 args.sa_predictor_order = v->predictor, args.sa_corrector_order = v->corrector;
                 args.sa_simple_order_2 = v->simple;
+                args.euler_pp = v->euler_pp;
                 if (v->custom_interval) memcpy(args.sa_solver_sigmas, custom.data, sizeof args.sa_solver_sigmas);
                 snprintf(key, sizeof key, "%s.%s", cases[c], v->key);
             }
@@ -366,7 +369,7 @@ static void newer_samplers_match_comfyui(void **state)
         }
         golden_free(&sigmas), golden_free(&first), golden_free(&sa), golden_free(&custom);
     }
-    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP + 7));
+    assert_int_equal(runs, 3 * (KILN_SAMPLER_COUNT - KILN_SAMPLER_RES_MULTISTEP + 8));
     golden_free(&start), golden_free(&pool);
     kiln_st_close(f);
 }

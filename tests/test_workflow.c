@@ -867,7 +867,8 @@ static void expect_refusal(const char *json, kiln_status want, const char *needl
     ", \"sigmas\": " sigmas ", \"latent_image\": " latent "}}"
 
 /* SamplerEulerCFGpp's regular version is KSamplerSelect's euler_cfg_pp,
- * pixel for pixel; its alternative one is refused by name. */
+ * pixel for pixel; its alternative one the library's euler_cfg_pp with
+ * that option (its steps are test_sampler's), another version refused. */
 static void sampler_euler_cfg_pp_node(void **state)
 {
     (void)state;
@@ -879,6 +880,8 @@ static void sampler_euler_cfg_pp_node(void **state)
         CFG_PP_RUN("{\"class_type\": \"SamplerEulerCFGpp\", \"inputs\": {\"version\": \"regular\"}}"),
         CFG_PP_RUN("{\"class_type\": \"KSamplerSelect\", \"inputs\": {\"sampler_name\": \"euler_cfg_pp\"}}"),
         CFG_PP_RUN("{\"class_type\": \"SamplerEulerCFGpp\", \"inputs\": {\"version\": \"alternative\"}}")};
+    const char *const sideways =
+        CFG_PP_RUN("{\"class_type\": \"SamplerEulerCFGpp\", \"inputs\": {\"version\": \"sideways\"}}");
 #undef CFG_PP_RUN
     kiln_image *images[2];
     int count[2];
@@ -887,7 +890,26 @@ static void sampler_euler_cfg_pp_node(void **state)
     assert_memory_equal(images[0][0].pixels, images[1][0].pixels,
                         (size_t)images[0][0].width * images[0][0].height * 3);
     for (int k = 0; k < 2; k++) kiln_images_free(images[k], count[k]);
-    expect_refusal(graphs[2], KILN_ERR_UNSUPPORTED, "node 16 (SamplerEulerCFGpp): version 'alternative'");
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    kiln_sigmas sigmas;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    assert_kiln_ok(kiln_basic_scheduler(m, "normal", 3, 1.0, &sigmas));
+    const kiln_sampler_options alternative = {.eta = 1.0, .s_noise = 1.0, .euler_cfg_pp_alternative = true};
+    const kiln_ksampler_params p = {.seed = 5, .cfg = 1.0, .sampler_name = "euler_cfg_pp", .sigmas = &sigmas,
+                                    .sampler_options = &alternative};
+    assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+    assert_workflow_decodes_to(graphs[2], m, &latent);
+    kiln_latent_free(&latent);
+    kiln_ksampler_params euler = p;
+    euler.sampler_name = "euler";
+    assert_refused_naming(kiln_ksampler(m, &euler, &pos, &neg, &empty, &latent),
+                          "SamplerEulerCFGpp's alternative version is euler_cfg_pp's, not euler's");
+    kiln_sigmas_free(&sigmas);
+    tiny_sd15_free(m, &pos, &neg, &empty);
+    expect_refusal(sideways, KILN_ERR_INVALID_ARG, "node 16 (SamplerEulerCFGpp): version 'sideways' (regular or "
+                   "alternative)");
 }
 
 static void sigma_nodes(void **state)

@@ -1095,6 +1095,10 @@ typedef struct kiln_sampler_options {
     bool dpm_adaptive_custom;
     int order;
     double rtol, atol, h_init, pcoeff, icoeff, dcoeff, accept_safety;
+    /* SamplerEulerCFGpp's version "alternative" (euler_cfg_pp only): the Euler step x + (sigma_next - sigma)
+       ((x - denoised + uncond) - denoised) / sigma, the guided x0 prediction denoised, the unconditional one
+       uncond (ComfyUI's sample_euler_pp); false: its "regular" one */
+    bool euler_cfg_pp_alternative;
 } kiln_sampler_options;
 
 typedef struct kiln_ksampler_params {

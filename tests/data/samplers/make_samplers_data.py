@@ -1,7 +1,8 @@
 """Goldens for the samplers kiln added after the ComfyUI v0.3.64 sampler runs
 of ../shared/goldens (those are in tests/data/comfyui): res_multistep and its
 ancestral and CFG++ kinds, gradient_estimation(_cfg_pp), er_sde, seeds_2,
-seeds_3, ddpm, heunpp2, ipndm_v, sa_solver(_pece), euler_cfg_pp,
+seeds_3, ddpm, heunpp2, ipndm_v, sa_solver(_pece), euler_cfg_pp (and
+SamplerEulerCFGpp's alternative version, ComfyUI's sample_euler_pp),
 euler_ancestral_cfg_pp, dpmpp_2m_cfg_pp and dpmpp_2s_ancestral_cfg_pp, and
 uni_pc_bh2 with uni_pc (bh1) beside it to check the restated UniPC against
 kiln's uni_pc, which ComfyUI's recorded runs check, and KSampler's dpm_fast
@@ -29,7 +30,8 @@ Writes tests/data/samplers/samplers.safetensors (read by tests/test_sampler.c):
   <case>.<sampler>.calls    [1] I32 model calls; .draws [1] I32 noise draws
   <case>.<sampler>.<variant>.{x,calls,draws}  the same with a custom sampler
                             node's settings (SamplerER_SDE, SamplerSEEDS2,
-                            SamplerSASolver; see main()); <case>.sa_custom_sigmas
+                            SamplerSASolver, SamplerEulerCFGpp's alternative
+                            version; see main()); <case>.sa_custom_sigmas
                             [2] percent_to_sigma(0.1) and (0.9)
 Cases: sd15 (SD 1.x's discrete table, karras 8 steps), sd15_cut (its first
 5 steps, ending above 0, as KSamplerAdvanced's first half), sd3 (SD3's flow,
@@ -343,6 +345,16 @@ def euler_ancestral_cfg_pp(model, x, sigmas, noise, const, eta=1.0, s_noise=1.0)
         x = alpha_t * denoised + sigma_down * d
         if eta > 0 and s_noise > 0:
             x = x + alpha_t * noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+def euler_pp(model, x, sigmas):
+    """SamplerEulerCFGpp's "alternative" version (sample_euler_pp): the
+    guided prediction's Euler step from x - denoised + uncond."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        d = to_d(x - denoised + model.uncond, sigmas[i], denoised)
+        x = x + d * (sigmas[i + 1] - sigmas[i])
     return x
 
 
@@ -738,6 +750,7 @@ def main():
                 m, x, s, nz, c, custom, False, predictor_order=2, corrector_order=1, eta=0.6, simple_order_2=True),
             "sa_solver_pece.p5_c6": lambda m, x, s, nz, c: sa_solver(
                 m, x, s, nz, c, sa_sigmas, True, predictor_order=5, corrector_order=6),
+            "euler_cfg_pp.alternative": lambda m, x, s, nz, c: euler_pp(m, x, s),
         })
         for name, run in runs.items():
             model, noise = Model(), Pool(pool)
