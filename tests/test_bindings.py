@@ -938,6 +938,14 @@ class Advanced(unittest.TestCase):
         self.assertEqual(runs[0], plain_dpm.to_list())
         self.assertGreater(rel_l2(runs[1], runs[0]), 1e-5)
         self.assertGreater(rel_l2(runs[2], runs[0]), 1e-5)
+        # SamplerEulerCFGpp's alternative version steps otherwise than euler_cfg_pp, and is euler_cfg_pp's alone
+        regular = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, sampler_name="euler_cfg_pp")
+        alternative = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
+                                     sampler_name="euler_cfg_pp", euler_cfg_pp_alternative=True)
+        self.assertGreater(rel_l2(alternative.to_list(), regular.to_list()), 1e-4)
+        with self.assertRaises(kiln.KilnError) as caught:
+            model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas, euler_cfg_pp_alternative=True)
+        self.assertIn("not euler's", caught.exception.message)
         # SamplerEulerAncestral's eta 0: euler's run
         ancestral = model.ksampler(positive, negative, empty, seed=7, cfg=5.0, sigmas=sigmas,
                                    sampler_name="euler_ancestral", eta=0.0)

@@ -190,7 +190,8 @@ class _SamplerOptions(Structure):
                 ("sde_start_percent", c_double), ("sde_end_percent", c_double), ("predictor_order", c_int),
                 ("corrector_order", c_int), ("simple_order_2", c_bool), ("dpm_adaptive_custom", c_bool),
                 ("order", c_int), ("rtol", c_double), ("atol", c_double), ("h_init", c_double), ("pcoeff", c_double),
-                ("icoeff", c_double), ("dcoeff", c_double), ("accept_safety", c_double)]
+                ("icoeff", c_double), ("dcoeff", c_double), ("accept_safety", c_double),
+                ("euler_cfg_pp_alternative", c_bool)]
 
 
 class _FreeU(Structure):
@@ -1074,7 +1075,7 @@ class Model(_Handle):
                  sigmas: Optional[Sequence[float]] = None, eta: float = 1.0, s_noise: float = 1.0,
                  lms_order: int = 0, solver_type: Optional[str] = None, max_stage: int = 0, r: float = 0.0,
                  sa_solver: Optional["SASolver"] = None, dpm_adaptive: Optional["DPMAdaptive"] = None,
-                 denoised_output: bool = False) -> Union["Latent", Tuple["Latent", "Latent"]]:
+                 euler_cfg_pp_alternative: bool = False, denoised_output: bool = False) -> Union["Latent", Tuple["Latent", "Latent"]]:
         """KSampler: a new latent of latent's size (without a noise mask),
         guided by the two prompts. Either prompt may be given in parts over
         the sampling, a sequence of (Conditioning, start_percent,
@@ -1163,6 +1164,8 @@ class Model(_Handle):
         sa_solver: a SASolver, SamplerSASolver's settings (None: KSampler's).
         dpm_adaptive: a DPMAdaptive, SamplerDPMAdaptative's settings (None:
         KSampler's, at eta 0; with them, eta and s_noise apply).
+        euler_cfg_pp_alternative: with sampler_name "euler_cfg_pp",
+        SamplerEulerCFGpp's "alternative" version.
         denoised_output: also return SamplerCustom's denoised_output, the
         model's x0 prediction at the last step: (latent, denoised).
 
@@ -1267,11 +1270,12 @@ class Model(_Handle):
                 len(singles), g.scale, g.start_percent, g.end_percent, g.rescaling_scale, g.uncond_only))
         if sigmas is not None:
             params.sigmas = ctypes.pointer(_c_sigmas(sigmas))
-        if (eta, s_noise, lms_order, solver_type, max_stage, r, sa_solver, dpm_adaptive) != \
-                (1.0, 1.0, 0, None, 0, 0.0, None, None):
+        if (eta, s_noise, lms_order, solver_type, max_stage, r, sa_solver, dpm_adaptive, euler_cfg_pp_alternative) != \
+                (1.0, 1.0, 0, None, 0, 0.0, None, None, False):
             options = _SamplerOptions(eta, s_noise, _c_int("lms_order", lms_order),
                                       None if solver_type is None else solver_type.encode(),
                                       _c_int("max_stage", max_stage), r)
+            options.euler_cfg_pp_alternative = bool(euler_cfg_pp_alternative)
             if sa_solver is not None:
                 s = SASolver(*sa_solver)
                 options.sa_solver_custom = True
