@@ -123,13 +123,9 @@ static void area(const float *src, int sh, int sw, float *dst, int dh, int dw)
     }
 }
 
-/* ComfyUI's slerp of two vectors of c values `stride` apart at ratio r
- * (into c values `out_stride` apart):
- * along the great circle between their directions (a direction of zero
- * length counting as none), the length between their lengths; vectors
- * nearly alike give the first, nearly opposite ones the straight line
- * between them. float32 throughout, as torch computes it. */
-static void slerp(const float *a, const float *b, size_t stride, int c, float r, float *out, size_t out_stride)
+/* The normalised vectors' terms as torch forms them: each divided by its
+ * norm, zero where that is zero. */
+void kiln_slerp(const float *a, const float *b, size_t stride, int c, float r, float *out, size_t out_stride)
 {
     float na = 0.0f, nb = 0.0f, dot = 0.0f;
     for (int k = 0; k < c; k++) na += a[k * stride] * a[k * stride], nb += b[k * stride] * b[k * stride];
@@ -150,20 +146,21 @@ static void slerp(const float *a, const float *b, size_t stride, int c, float r,
             (wa * (na == 0.0f ? 0.0f : a[k * stride] / na) + wb * (nb == 0.0f ? 0.0f : b[k * stride] / nb)) * length;
 }
 
-/* One axis of bislerp (ComfyUI's generate_bilinear_data): the bilinear
- * resize of the ramp 0 .. n-1 gives each target its first source (the
- * floor) and ratio (what is past it), that of 1 .. n-1, n-1 its second. */
-static kiln_status bislerp_axis(int in, int out, int *first, int *second, float *ratio)
+void kiln_bislerp_tap(int in, int out, int o, int *first, int *second, float *ratio)
 {
-    float *ramps = malloc((size_t)(2 * in + 2 * out) * sizeof *ramps);
-    if (!ramps) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "bislerp: out of host memory");
-    float *ramp = ramps, *next = ramp + in, *at = next + in, *at_next = at + out;
-    for (int i = 0; i < in; i++) ramp[i] = (float)i, next[i] = (float)(i + 1 < in ? i + 1 : in - 1);
-    bilinear(ramp, 1, in, at, 1, out);
-    bilinear(next, 1, in, at_next, 1, out);
-    for (int o = 0; o < out; o++) first[o] = (int)at[o], ratio[o] = at[o] - floorf(at[o]), second[o] = (int)at_next[o];
-    free(ramps);
-    return KILN_OK;
+    /* the bilinear sample of one row, as bilinear() takes it: the ramp's values are its indices */
+    const float scale = (float)in / (float)out, f = fmaxf(((float)o + 0.5f) * scale - 0.5f, 0.0f);
+    const int i0 = (int)f, i1 = i0 + (i0 < in - 1);
+    const float l = f - (float)i0, next0 = (float)(i0 + 1 < in ? i0 + 1 : in - 1),
+                next1 = (float)(i1 + 1 < in ? i1 + 1 : in - 1);
+    const float at = (1.0f - l) * (float)i0 + l * (float)i1, at_next = (1.0f - l) * next0 + l * next1;
+    *first = (int)at, *ratio = at - floorf(at), *second = (int)at_next;
+}
+
+/* One axis of bislerp: each target's taps. */
+static void bislerp_axis(int in, int out, int *first, int *second, float *ratio)
+{
+    for (int o = 0; o < out; o++) kiln_bislerp_tap(in, out, o, &first[o], &second[o], &ratio[o]);
 }
 
 kiln_status kiln_bislerp(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw)
@@ -174,19 +171,18 @@ kiln_status kiln_bislerp(const float *src, int images, int channels, int sh, int
     kiln_status st = index && ratio && rows ? KILN_OK : kiln_fail(KILN_ERR_OUT_OF_MEMORY, "bislerp: out of host memory");
     int *x1 = index, *x2 = x1 + dw, *y1 = x2 + dw, *y2 = y1 + dh;
     float *rx = ratio, *ry = ratio + dw;
-    if (st == KILN_OK) st = bislerp_axis(sw, dw, x1, x2, rx);
-    if (st == KILN_OK) st = bislerp_axis(sh, dh, y1, y2, ry);
+    if (st == KILN_OK) bislerp_axis(sw, dw, x1, x2, rx), bislerp_axis(sh, dh, y1, y2, ry);
     for (int n = 0; n < images && st == KILN_OK; n++) {
         const float *s = src + (size_t)n * channels * sh * sw; /* the width first, then the height */
         for (int y = 0; y < sh; y++)
             for (int x = 0; x < dw; x++)
-                slerp(s + (size_t)y * sw + x1[x], s + (size_t)y * sw + x2[x], (size_t)sh * sw, channels, rx[x],
-                      rows + (size_t)y * dw + x, wide);
+                kiln_slerp(s + (size_t)y * sw + x1[x], s + (size_t)y * sw + x2[x], (size_t)sh * sw, channels, rx[x],
+                           rows + (size_t)y * dw + x, wide);
         float *d = dst + (size_t)n * channels * plane;
         for (int y = 0; y < dh; y++)
             for (int x = 0; x < dw; x++)
-                slerp(rows + (size_t)y1[y] * dw + x, rows + (size_t)y2[y] * dw + x, wide, channels, ry[y],
-                      d + (size_t)y * dw + x, plane);
+                kiln_slerp(rows + (size_t)y1[y] * dw + x, rows + (size_t)y2[y] * dw + x, wide, channels, ry[y],
+                           d + (size_t)y * dw + x, plane);
     }
     free(index);
     free(ratio);

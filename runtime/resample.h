@@ -47,6 +47,17 @@ void kiln_resample(const float *src, int planes, int sh, int sw, float *dst, int
  * KILN_ERR_OUT_OF_MEMORY (bislerp's scratch). */
 kiln_status kiln_resample_images(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw,
                                  kiln_resample_method m);
+/* ComfyUI's slerp of two pixels' vectors of c channels `stride` apart at
+ * ratio r, into c values `out_stride` apart: along the great circle
+ * between their directions (a direction of zero length counting as none),
+ * the length between their lengths; vectors nearly alike give the first,
+ * nearly opposite ones the straight line between them. float32 as torch. */
+void kiln_slerp(const float *a, const float *b, size_t stride, int c, float r, float *out, size_t out_stride);
+/* Bislerp's taps along one axis of `in` pixels resized to `out` (ComfyUI's
+ * generate_bilinear_data): target o slerps source *first to *second at
+ * *ratio, from the bilinear (align_corners false) resizes of the ramps
+ * 0 .. in-1 and 1 .. in-1, in-1 in float32 as torch computes them. */
+void kiln_bislerp_tap(int in, int out, int o, int *first, int *second, float *ratio);
 /* ComfyUI's bislerp (comfy/utils.py) of `images` of `channels` planes. */
 kiln_status kiln_bislerp(const float *src, int images, int channels, int sh, int sw, float *dst, int dh, int dw);
 
