@@ -1,9 +1,10 @@
 // Elementwise and data-movement ops: activations, PReLU, add/mul/scale, gated add,
-// rotary embedding, channel bias, concat, pad, upsample, resize, pixel shuffle,
-// 2x2 average pooling, timestep embedding, transpose, embedding. Each mirrors its
-// loop in runtime/cpu_ref.c (resize: runtime/resample.c) with the same float
-// expressions, so results agree to rounding. All are memory-bound: one thread
-// per output element in a grid-stride loop.
+// rotary embedding, channel bias, concat, pad, upsample, resize, slerp resize,
+// pixel shuffle, 2x2 average pooling, timestep embedding, transpose, embedding.
+// Each mirrors its loop in runtime/cpu_ref.c (resize and slerp resize:
+// runtime/resample.c) with the same float expressions, so results agree to
+// rounding. All are memory-bound: one thread per output element (slerp
+// resize: per output pixel, over its channels) in a grid-stride loop.
 #include "cuda_common.cuh"
 #include "resample.h"
 
@@ -250,6 +251,63 @@ __global__ void resize_kernel(const float *x, float *y, kiln_resize_params p, fl
             y[i] = sum;
             break;
         }
+        }
+    }
+}
+
+// kiln_bislerp_tap: target o's sources *first and *second along an axis of n
+// pixels and its ratio between them; scale is n / out rounded to float on the
+// host. __fmul_rn keeps nvcc from fusing a product into the sum it feeds, so
+// that the taps are the CPU's.
+__device__ __forceinline__ void bislerp_tap(int o, int n, float scale, int *first, int *second, float *ratio)
+{
+    const float f = fmaxf(__fmul_rn((float)o + 0.5f, scale) - 0.5f, 0.0f);
+    const int i0 = (int)f, i1 = i0 + (i0 < n - 1);
+    const float l = f - (float)i0, next0 = (float)min(i0 + 1, n - 1), next1 = (float)min(i1 + 1, n - 1);
+    const float at = __fmul_rn(1.0f - l, (float)i0) + __fmul_rn(l, (float)i1);
+    const float at_next = __fmul_rn(1.0f - l, next0) + __fmul_rn(l, next1);
+    *first = (int)at, *ratio = at - floorf(at), *second = (int)at_next;
+}
+
+// x (N,C,H,W) -> y (N,C,H,out) along the width (axis 0) or (N,C,out,W) along
+// the height (axis 1): one pass of bislerp, a thread per output pixel over its
+// C channels, kiln_slerp's expressions (each vector's terms over its length,
+// zero where that is zero; the first for vectors nearly alike, the straight
+// line for nearly opposite ones)
+__global__ void slerp_resize_kernel(const float *x, float *y, kiln_slerp_resize_params p, float scale)
+{
+    const bool wide = p.axis == 0;
+    const int rows = wide ? p.H : p.out, cols = wide ? p.out : p.W;
+    const int64_t plane = (int64_t)p.H * p.W, out_plane = (int64_t)rows * cols;
+    GRID_STRIDE(i, (int64_t)p.N * out_plane)
+    {
+        const int col = (int)(i % cols), r = (int)(i / cols % rows);
+        const int64_t n = i / out_plane;
+        int first, second;
+        float ratio;
+        bislerp_tap(wide ? col : r, wide ? p.W : p.H, scale, &first, &second, &ratio);
+        const float *image = x + n * p.C * plane;
+        const float *a = image + (wide ? (int64_t)r * p.W + first : (int64_t)first * p.W + col);
+        const float *b = image + (wide ? (int64_t)r * p.W + second : (int64_t)second * p.W + col);
+        float *to = y + n * p.C * out_plane + (int64_t)r * cols + col;
+        float na = 0.0f, nb = 0.0f, dot = 0.0f;
+        for (int k = 0; k < p.C; k++) na += a[k * plane] * a[k * plane], nb += b[k * plane] * b[k * plane];
+        na = sqrtf(na), nb = sqrtf(nb);
+        for (int k = 0; k < p.C; k++)
+            dot += (na == 0.0f ? 0.0f : a[k * plane] / na) * (nb == 0.0f ? 0.0f : b[k * plane] / nb);
+        if (dot > (float)(1.0 - 1e-5)) {
+            for (int k = 0; k < p.C; k++) to[k * out_plane] = a[k * plane];
+        } else if (dot < (float)(1e-5 - 1.0)) {
+            for (int k = 0; k < p.C; k++) to[k * out_plane] = a[k * plane] * (1.0f - ratio) + b[k * plane] * ratio;
+        } else {
+            // a guard: the branches above keep |dot| under 1 - 1e-5 already, and past +-1 acosf is NaN
+            const float omega = acosf(fminf(fmaxf(dot, -1.0f), 1.0f)), so = sinf(omega);
+            const float wa = sinf((1.0f - ratio) * omega) / so, wb = sinf(ratio * omega) / so;
+            const float length = na * (1.0f - ratio) + nb * ratio;
+            for (int k = 0; k < p.C; k++)
+                to[k * out_plane] =
+                    (wa * (na == 0.0f ? 0.0f : a[k * plane] / na) + wb * (nb == 0.0f ? 0.0f : b[k * plane] / nb)) *
+                    length;
         }
     }
 }
@@ -520,6 +578,19 @@ extern "C" kiln_status cuda_resize(kiln_backend *be, const kiln_resize_params *p
     resize_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p, (float)p->H / (float)p->OH,
                                                               (float)p->W / (float)p->OW);
     CUDA_TRY_LAUNCH("resize_kernel");
+    return KILN_OK;
+}
+
+extern "C" kiln_status cuda_slerp_resize(kiln_backend *be, const kiln_slerp_resize_params *p,
+                                         const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cuda_state *s;
+    TRY(cuda_enter(be, &s));
+    const bool wide = p->axis == 0;
+    int64_t n = (int64_t)p->N * (wide ? (int64_t)p->H * p->out : (int64_t)p->out * p->W);
+    slerp_resize_kernel<<<ew_blocks(n), EW_THREADS, 0, s->stream>>>(SRC(0), OUT, *p,
+                                                                    (float)(wide ? p->W : p->H) / (float)p->out);
+    CUDA_TRY_LAUNCH("slerp_resize_kernel");
     return KILN_OK;
 }
 

@@ -157,6 +157,7 @@ REF_OP(transpose, SRC(0), OUT)
 REF_OP(embedding, SRC(0), cpu_weight(src[1]), OUT)
 REF_OP(pad2d, SRC(0), OUT)
 REF_OP(resize, SRC(0), OUT)
+REF_OP(slerp_resize, SRC(0), OUT)
 REF_OP(prelu, SRC(0), cpu_weight(src[1]), OUT)
 REF_OP(pixel_shuffle, SRC(0), OUT)
 REF_OP(avg_pool2x2, SRC(0), OUT)
@@ -292,6 +293,31 @@ static kiln_status fast_resize(kiln_backend *be, const kiln_resize_params *p, co
     cpu_state *s = be->impl;
     cpu_parallel_for(s->pool, (int64_t)p->N * p->C, grain_of((int64_t)p->OH * p->OW), resize_planes,
                      &(resize_job){p, SRC(0), OUT});
+    return KILN_OK;
+}
+
+/* slerp_resize: the reference's rows, each thread's share of them; every
+ * row holds all C channels of its pixels, which the slerp mixes */
+typedef struct slerp_resize_job {
+    const kiln_slerp_resize_params *p;
+    const float *x;
+    float *y;
+} slerp_resize_job;
+
+static void slerp_resize_rows(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    const slerp_resize_job *j = ctx;
+    cpu_ref_slerp_resize_rows(j->p, j->x, j->y, begin, end);
+}
+
+static kiln_status fast_slerp_resize(kiln_backend *be, const kiln_slerp_resize_params *p,
+                                     const kiln_tensor *const *src, kiln_tensor *dst)
+{
+    cpu_state *s = be->impl;
+    const int64_t rows = p->axis == 0 ? p->H : p->out, cols = p->axis == 0 ? p->out : p->W;
+    cpu_parallel_for(s->pool, (int64_t)p->N * rows, grain_of(cols * p->C), slerp_resize_rows,
+                     &(slerp_resize_job){p, SRC(0), OUT});
     return KILN_OK;
 }
 

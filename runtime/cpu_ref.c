@@ -413,6 +413,33 @@ void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y)
     kiln_resample(x, p->N * p->C, p->H, p->W, y, p->OH, p->OW, (kiln_resample_method)p->method);
 }
 
+void cpu_ref_slerp_resize_rows(const kiln_slerp_resize_params *p, const float *x, float *y, int64_t begin,
+                               int64_t end)
+{
+    const bool wide = p->axis == 0;
+    const int rows = wide ? p->H : p->out, cols = wide ? p->out : p->W;
+    const size_t plane = (size_t)p->H * p->W, out_plane = (size_t)rows * cols;
+    for (int64_t row = begin; row < end; row++) {
+        const int n = (int)(row / rows), r = (int)(row % rows);
+        const float *image = x + (size_t)n * p->C * plane;
+        float *to = y + (size_t)n * p->C * out_plane + (size_t)r * cols;
+        for (int col = 0; col < cols; col++) {
+            int first, second;
+            float ratio;
+            kiln_bislerp_tap(wide ? p->W : p->H, p->out, wide ? col : r, &first, &second, &ratio);
+            /* the two source pixels' first channels: columns of row r, or rows at column col */
+            const float *a = wide ? image + (size_t)r * p->W + first : image + (size_t)first * p->W + col;
+            const float *b = wide ? image + (size_t)r * p->W + second : image + (size_t)second * p->W + col;
+            kiln_slerp(a, b, plane, p->C, ratio, to + col, out_plane);
+        }
+    }
+}
+
+void cpu_ref_slerp_resize(const kiln_slerp_resize_params *p, const float *x, float *y)
+{
+    cpu_ref_slerp_resize_rows(p, x, y, 0, (int64_t)p->N * (p->axis == 0 ? p->H : p->out));
+}
+
 void cpu_ref_prelu(const kiln_prelu_params *p, const float *x, kiln_weight_ptr slope, float *y)
 {
     for (int n = 0; n < p->N; n++)

@@ -60,6 +60,13 @@ void cpu_ref_fourier_filter(const kiln_fourier_filter_params *p, const float *x,
 /* the N C planes through kiln_resample (resample.c), the host code checked
  * against torch, so that the op and the host's resizes are one arithmetic */
 void cpu_ref_resize(const kiln_resize_params *p, const float *x, float *y);
+/* rows [begin, end) of y's N images (H rows of `out` pixels along the width,
+ * `out` rows of W along the height), each pixel kiln_slerp at
+ * kiln_bislerp_tap's taps: kiln_bislerp's own arithmetic, which the CPU
+ * fast path runs on each thread's share of the rows */
+void cpu_ref_slerp_resize_rows(const kiln_slerp_resize_params *p, const float *x, float *y, int64_t begin,
+                               int64_t end);
+void cpu_ref_slerp_resize(const kiln_slerp_resize_params *p, const float *x, float *y);
 void cpu_ref_prelu(const kiln_prelu_params *p, const float *x, kiln_weight_ptr slope, float *y);
 void cpu_ref_pixel_shuffle(const kiln_pixel_shuffle_params *p, const float *x, float *y);
 /* each window summed row by row, left to right, then times 1/4: torch's

@@ -323,6 +323,20 @@ kiln_status kiln_check_resize(const kiln_resize_params *p, const kiln_tensor *co
     return KILN_OK;
 }
 
+kiln_status kiln_check_slerp_resize(const kiln_slerp_resize_params *p, const kiln_tensor *const *src,
+                                    const kiln_tensor *dst)
+{
+    const char *op = "slerp_resize";
+    if (p->axis != 0 && p->axis != 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "slerp_resize: axis %d is neither 0 (the width) nor 1 (the height)",
+                         p->axis);
+    if (p->out < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "slerp_resize: out %d is not a size", p->out);
+    POSITIVE(p->N, p->C, p->H, p->W);
+    ACT("x", src[0], (int64_t)p->N * p->C * p->H * p->W);
+    ACT("y", dst, (int64_t)p->N * p->C * (p->axis ? (int64_t)p->out * p->W : (int64_t)p->H * p->out));
+    return KILN_OK;
+}
+
 kiln_status kiln_check_prelu(const kiln_prelu_params *p, const kiln_tensor *const *src, const kiln_tensor *dst)
 {
     const char *op = "prelu";

@@ -118,6 +118,13 @@ typedef struct kiln_fourier_filter_params { int32_t N, C, H, W; float s; } kiln_
  * twice); method is any kiln_resample_method (resample.h), an int32_t here
  * so that the struct stays push-constant shaped. */
 typedef struct kiln_resize_params { int32_t N, C, H, W, OH, OW; int32_t method; } kiln_resize_params;
+/* One pass of ComfyUI's bislerp (runtime/resample.c's kiln_bislerp, which
+ * Deep Shrink's bislerp scaling runs on UNet features): the W columns
+ * (axis 0) or the H rows (axis 1) of each image become `out`, every output
+ * pixel the kiln_slerp of its two source pixels' vectors of C channels at
+ * kiln_bislerp_tap's ratio. The channels are slerped together, so unlike
+ * resize the op cannot treat planes alone. */
+typedef struct kiln_slerp_resize_params { int32_t N, C, H, W, out, axis; } kiln_slerp_resize_params;
 /* Real-ESRGAN's compact upscaler (SRVGGNetCompact): a PReLU after each conv,
  * one learnt slope per channel, and a pixel shuffle at the end turning its
  * C r^2 channels into an image r times the size; C counts output channels. */

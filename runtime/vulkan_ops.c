@@ -1049,6 +1049,27 @@ static kiln_status vk_resize(kiln_backend *be, const kiln_resize_params *p, cons
                            1, dst);
 }
 
+/* slerp_resize.comp */
+typedef struct slerp_resize_push {
+    VkDeviceAddress x, y;
+    kiln_slerp_resize_params p;
+    float scale; /* the resized axis's length over out in float, as kiln_bislerp_tap takes it */
+} slerp_resize_push;
+_Static_assert(offsetof(slerp_resize_push, p) == 16 &&
+                   offsetof(slerp_resize_push, scale) == 16 + sizeof(kiln_slerp_resize_params),
+               "slerp_resize.comp's push constants have no padding");
+
+static kiln_status vk_slerp_resize(kiln_backend *be, const kiln_slerp_resize_params *p, const kiln_tensor *const *src,
+                                   kiln_tensor *dst)
+{
+    const bool wide = p->axis == 0;
+    slerp_resize_push push = {.p = *p, .scale = (float)(wide ? p->W : p->H) / (float)p->out};
+    TRY(act("slerp_resize", src[0], &push.x));
+    TRY(act("slerp_resize", dst, &push.y));
+    const uint64_t pixels = (uint64_t)p->N * (wide ? (uint64_t)p->H * p->out : (uint64_t)p->out * p->W);
+    return run_elementwise(be, KILN_VK_SHADER_SLERP_RESIZE, &push, sizeof push, pixels, src, 1, dst);
+}
+
 /* prelu.comp */
 typedef struct prelu_push {
     VkDeviceAddress x, slope, y;

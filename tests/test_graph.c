@@ -243,6 +243,25 @@ static void unknown_activation_is_an_error(void **state)
     }
 }
 
+/* An axis other than the width's and the height's has no taps, and a size
+ * below 1 none to take: both are named, not left to the element counts. */
+static void bad_slerp_resize_is_an_error(void **state)
+{
+    (void)state;
+    kiln_tensor x = {.dtype = KILN_F32, .ndim = 4, .shape = {1, 3, 2, 4}}, y = x;
+    const kiln_tensor *src[] = {&x};
+    assert_kiln_ok(kiln_check_slerp_resize(&(kiln_slerp_resize_params){1, 3, 2, 4, 2, 1}, src, &y));
+    const int32_t axes[] = {-1, 2};
+    for (size_t i = 0; i < sizeof axes / sizeof axes[0]; i++) {
+        kiln_slerp_resize_params p = {1, 3, 2, 4, 4, axes[i]};
+        assert_int_equal(kiln_check_slerp_resize(&p, src, &y), KILN_ERR_INVALID_ARG);
+        assert_non_null(strstr(kiln_last_error(), "slerp_resize: axis"));
+    }
+    assert_int_equal(kiln_check_slerp_resize(&(kiln_slerp_resize_params){1, 3, 2, 4, 0, 0}, src, &y),
+                     KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_last_error(), "slerp_resize: out 0"));
+}
+
 /* Profiling on the CPU backend, which has no device clock: host time. */
 static void profiled_cpu_run_is_timed_on_the_host(void **state)
 {
@@ -260,6 +279,7 @@ int main(void)
         cmocka_unit_test(repeated_runs_are_replayed),
         cmocka_unit_test(shape_mismatch_is_an_error),
         cmocka_unit_test(unknown_activation_is_an_error),
+        cmocka_unit_test(bad_slerp_resize_is_an_error),
         cmocka_unit_test(profiled_cpu_run_is_timed_on_the_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -225,6 +225,28 @@ static void test_elementwise()
             bool copies = m == KILN_RESAMPLE_NEAREST_EXACT || m == KILN_RESAMPLE_NEAREST || m == KILN_RESAMPLE_AREA;
             compare(name, F(o), w.data(), on, copies ? 0 : 1e-6);
         }
+    // slerp_resize: each axis halved and enlarged at odd sizes, a 2-pixel
+    // axis to 5 (ratios of 0, taps clamped to the last pixel), and then
+    // again with pixels along the axis going zero, random, its copy, the copy
+    // negated: slerp's lengths of zero and vectors alike and opposite
+    struct { int N, C, H, W, out, axis; } ss[] = {
+        {2, 5, 8, 8, 4, 0}, {2, 5, 8, 4, 4, 1}, {1, 7, 5, 6, 13, 0}, {1, 4, 7, 9, 13, 1}, {1, 3, 2, 2, 5, 0}};
+    for (bool special : {false, true})
+        for (auto &c : ss) {
+            kiln_slerp_resize_params p = {c.N, c.C, c.H, c.W, c.out, c.axis};
+            int64_t plane = (int64_t)c.H * c.W, on = (int64_t)c.N * c.C * (c.axis ? c.out * c.W : c.H * c.out);
+            buf *a = make(KILN_F32, c.N * c.C * plane), *o = make(KILN_F32, on, false);
+            int64_t step = c.axis ? c.W : 1;
+            for (int64_t i = 0; special && i < c.N * c.C * plane; i++) {
+                int64_t along = c.axis ? i % plane / c.W : i % c.W;
+                if (along % 4 != 1) F(a)[i] = along % 4 == 0 ? 0.0f : along % 4 == 2 ? F(a)[i - step] : -F(a)[i - step];
+            }
+            std::vector<float> w(on); const kiln_tensor *s[] = {&a->t};
+            check(cuda_slerp_resize(&be_f32, &p, s, &o->t)); cpu_ref_slerp_resize(&p, F(a), w.data());
+            char name[80]; snprintf(name, sizeof name, "slerp_resize %d,%d,%dx%d -> %d along %s%s", c.N, c.C, c.H, c.W,
+                                    c.out, c.axis ? "the height" : "the width", special ? ", special pixels" : "");
+            compare(name, F(o), w.data(), on, 1e-6);
+        }
     // prelu with each slope dtype, HW odd so that threads' channels change
     // mid-warp, and in place (y = x); one multiply, so exact
     for (kiln_dtype dt : {KILN_F32, KILN_F16, KILN_BF16, KILN_F8_E4M3}) {

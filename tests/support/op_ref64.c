@@ -1,6 +1,7 @@
 #include "op_ref64.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "resample.h"
@@ -491,6 +492,52 @@ void kiln_ref64_resize(const kiln_resize_params *p, const double *x, double *y, 
                 yp[(size_t)oy * OW + ox] = acc;
             }
     }
+}
+
+/* comfy/utils.py's slerp of the vectors a and b (c values stride apart) in
+ * double: their unit vectors (zero for a vector of length zero) along the
+ * great circle at ratio r, scaled to the lengths' mix; vectors nearly
+ * alike give a, nearly opposite ones the straight line */
+static void slerp(const double *a, const double *b, size_t stride, int c, double r, double *out, size_t out_stride)
+{
+    double na = 0.0, nb = 0.0, dot = 0.0;
+    for (int k = 0; k < c; k++) na += a[k * stride] * a[k * stride], nb += b[k * stride] * b[k * stride];
+    na = sqrt(na), nb = sqrt(nb);
+    const double ua = na == 0.0 ? 0.0 : 1.0 / na, ub = nb == 0.0 ? 0.0 : 1.0 / nb;
+    for (int k = 0; k < c; k++) dot += a[k * stride] * ua * b[k * stride] * ub;
+    if (dot > 1.0 - 1e-5) {
+        for (int k = 0; k < c; k++) out[k * out_stride] = a[k * stride];
+        return;
+    }
+    if (dot < 1e-5 - 1.0) {
+        for (int k = 0; k < c; k++) out[k * out_stride] = a[k * stride] * (1.0 - r) + b[k * stride] * r;
+        return;
+    }
+    const double omega = acos(dot), so = sin(omega);
+    const double wa = sin((1.0 - r) * omega) / so, wb = sin(r * omega) / so, length = na * (1.0 - r) + nb * r;
+    for (int k = 0; k < c; k++) out[k * out_stride] = (wa * a[k * stride] * ua + wb * b[k * stride] * ub) * length;
+}
+
+/* Each output pixel the slerp of its two source pixels' channels; the taps
+ * are kiln_bislerp_tap's float32 ones, as torch computes them: which
+ * sources a target takes is a discrete choice that must be the op's. */
+void kiln_ref64_slerp_resize(const kiln_slerp_resize_params *p, const double *x, double *y)
+{
+    const bool wide = p->axis == 0;
+    const int rows = wide ? p->H : p->out, cols = wide ? p->out : p->W;
+    const size_t plane = (size_t)p->H * p->W, out_plane = (size_t)rows * cols;
+    for (int n = 0; n < p->N; n++)
+        for (int r = 0; r < rows; r++)
+            for (int col = 0; col < cols; col++) {
+                int first, second;
+                float ratio;
+                kiln_bislerp_tap(wide ? p->W : p->H, p->out, wide ? col : r, &first, &second, &ratio);
+                const double *image = x + (size_t)n * p->C * plane;
+                const size_t a = wide ? (size_t)r * p->W + first : (size_t)first * p->W + col;
+                const size_t b = wide ? (size_t)r * p->W + second : (size_t)second * p->W + col;
+                slerp(image + a, image + b, plane, p->C, ratio,
+                      y + (size_t)n * p->C * out_plane + (size_t)r * cols + col, out_plane);
+            }
 }
 
 // torch's definition: max(0, x) + slope[c] min(0, x)

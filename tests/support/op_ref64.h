@@ -56,6 +56,7 @@ void kiln_ref64_freeu_backbone(const kiln_freeu_backbone_params *p, const double
 void kiln_ref64_fourier_filter(const kiln_fourier_filter_params *p, const double *x, double *y, double *scratch);
 /* scratch: OH H + OW W + H OW doubles */
 void kiln_ref64_resize(const kiln_resize_params *p, const double *x, double *y, double *scratch);
+void kiln_ref64_slerp_resize(const kiln_slerp_resize_params *p, const double *x, double *y);
 void kiln_ref64_prelu(const kiln_prelu_params *p, const double *x, const double *slope, double *y);
 void kiln_ref64_pixel_shuffle(const kiln_pixel_shuffle_params *p, const double *x, double *y);
 void kiln_ref64_avg_pool2x2(const kiln_avg_pool2x2_params *p, const double *x, double *y);

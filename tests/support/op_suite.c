@@ -26,6 +26,10 @@ typedef struct op_case {
     float amp, shift;  /* activations uniform in [shift - amp, shift + amp]; amp 0 means 1 */
     double tol_floor;  /* looser bound for cases ill-conditioned in float32, 0 = none */
     bool no_optional;  /* leave the op's optional last source out (NULL): attention's bias, adaLN's table */
+    /* slerp_resize: along the axis, every fourth pixel's channels all zero,
+     * the pixel two past it a copy of its predecessor and the next one that
+     * copy negated (lengths of zero, vectors alike and opposite) */
+    bool special_pixels;
 } op_case;
 
 #define MATMUL(m, n, k, bias) {KILN_OP_matmul, .p.matmul = {m, n, k, bias}}
@@ -52,6 +56,9 @@ typedef struct op_case {
 #define PRELU(n, c, hw) {KILN_OP_prelu, .p.prelu = {n, c, hw}, 4.0f}
 #define PIXEL_SHUFFLE(n, c, h, w, r) {KILN_OP_pixel_shuffle, .p.pixel_shuffle = {n, c, h, w, r}}
 #define AVG_POOL2X2(n, c, h, w, ph, pw) {KILN_OP_avg_pool2x2, .p.avg_pool2x2 = {n, c, h, w, ph, pw}}
+/* axis 0 resizes the width W to out, axis 1 the height H; special: op_case's special_pixels */
+#define SLERP_RESIZE(n, c, h, w, out, axis, special)                                                    \
+    {KILN_OP_slerp_resize, .p.slerp_resize = {n, c, h, w, out, axis}, .special_pixels = special}
 /* x in [-amp, amp] through kiln_activation_kind KILN_ACTIVATION_<kind> */
 #define ACTIVATION(kind, n, amp) {KILN_OP_activation, .p.activation = {n, KILN_ACTIVATION_##kind}, amp}
 
@@ -274,6 +281,18 @@ static const op_case op_cases[] = {
     RESIZE(1, 3, 7, 5, 4, 3, AREA),
     RESIZE(1, 2, 3, 4, 8, 6, AREA),
     RESIZE(1, 4, 9, 12, 9, 5, AREA),
+    /* Deep Shrink's bislerp on SD 1.5's first level at 512x512: the width
+     * halved, then the height; enlarging at odd sizes, each axis; a 2x2
+     * image to 5 columns (ratios of 0, taps clamped to the last pixel); and
+     * pixels of length zero and pairs alike and opposite, slerp's special
+     * cases, on each axis */
+    SLERP_RESIZE(2, 320, 64, 64, 32, 0, false),
+    SLERP_RESIZE(2, 320, 64, 32, 32, 1, false),
+    SLERP_RESIZE(1, 640, 17, 15, 33, 0, false),
+    SLERP_RESIZE(1, 4, 7, 9, 13, 1, false),
+    SLERP_RESIZE(1, 3, 2, 2, 5, 0, false),
+    SLERP_RESIZE(2, 4, 3, 5, 11, 0, true),
+    SLERP_RESIZE(1, 5, 9, 2, 4, 1, true),
     /* Real-ESRGAN's compact upscaler (SRVGGNetCompact): 64 features at a
      * 128x128 tile, a PReLU after each conv, then the x4 model's pixel
      * shuffle of 3 x 16 channels; the x2 model's of 3 x 4 at an odd size;
@@ -559,6 +578,16 @@ static void describe(case_run *r)
                  kiln_resample_name((kiln_resample_method)q->method));
         break;
     }
+    case KILN_OP_slerp_resize: {
+        const kiln_slerp_resize_params *q = &p->slerp_resize;
+        const bool wide = q->axis == 0;
+        const int oh = wide ? q->H : q->out, ow = wide ? q->out : q->W;
+        r->src[0] = act("x", (size_t)q->N * q->C * q->H * q->W, lo, hi);
+        r->dst = act("y", (size_t)q->N * q->C * oh * ow, 0, 0);
+        snprintf(r->desc, cap, "[%d,%d,%d,%d]->%dx%d %s%s", q->N, q->C, q->H, q->W, oh, ow,
+                 wide ? "width" : "height", c->special_pixels ? " special pixels" : "");
+        break;
+    }
     case KILN_OP_prelu: {
         const kiln_prelu_params *q = &p->prelu;
         r->src[0] = act("x", (size_t)q->N * q->C * q->HW, lo, hi);
@@ -652,6 +681,7 @@ static kiln_status reference(const case_run *r, double *y)
         free(scratch);
         break;
     }
+    case KILN_OP_slerp_resize: kiln_ref64_slerp_resize(&p->slerp_resize, s0, y); break;
     case KILN_OP_prelu: kiln_ref64_prelu(&p->prelu, s0, s1, y); break;
     case KILN_OP_pixel_shuffle: kiln_ref64_pixel_shuffle(&p->pixel_shuffle, s0, y); break;
     case KILN_OP_avg_pool2x2: kiln_ref64_avg_pool2x2(&p->avg_pool2x2, s0, y); break;
@@ -773,6 +803,25 @@ static kiln_status fill(operand *o, kiln_dtype dtype, size_t K, uint64_t *rng)
     return KILN_OK;
 }
 
+/* A case's special_pixels (slerp_resize), in place of random numbers, which
+ * never give a pixel of length zero, nor two alike or opposite: pixels
+ * along the axis go zero, random, its copy, the copy negated. */
+static void special_pixels(operand *x, const kiln_slerp_resize_params *q)
+{
+    const bool wide = q->axis == 0;
+    const size_t plane = (size_t)q->H * q->W, step = wide ? 1 : (size_t)q->W;
+    float *host = x->host;
+    for (size_t at = 0; at < (size_t)q->N * plane; at++) {
+        const size_t n = at / plane, pixel = at % plane, along = wide ? pixel % q->W : pixel / q->W;
+        if (along % 4 == 1) continue;
+        for (size_t k = 0; k < (size_t)q->C; k++) {
+            const size_t i = (n * q->C + k) * plane + pixel;
+            host[i] = along % 4 == 0 ? 0.0f : along % 4 == 2 ? host[i - step] : -host[i - step];
+            x->wide[i] = host[i];
+        }
+    }
+}
+
 /* ---- one case ------------------------------------------------------------ */
 
 /* Operands sit this far apart and from the buffer's ends; a multiple of every
@@ -821,6 +870,7 @@ static void run_case(kiln_backend *be, case_run *r, kiln_dtype weight_dtype, cas
         kiln_dtype dt = operand_dtype(r, o, weight_dtype);
         size_t K = r->c->op == KILN_OP_matmul ? (size_t)r->p.matmul.K : 1;
         if (o != &r->dst && (st = fill(o, dt, K, &rng)) != KILN_OK) goto fail;
+        if (o == &r->src[0] && r->c->special_pixels) special_pixels(o, &r->p.slerp_resize);
         size_t bytes = kiln_dtype_bytes(dt, o->count);
         if (o->kind == OPERAND_WEIGHT) {
             o->offset = weight_bytes;

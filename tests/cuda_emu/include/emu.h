@@ -73,6 +73,9 @@ inline float __half2float(__half h) { return kiln_f16_to_f32(h.x); }
 inline __half __float2half_rn(float f) { __half h; h.x = kiln_f32_to_f16(f); return h; }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { __nv_bfloat16 b; b.x = kiln_f32_to_bf16(f); return b; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+// A product rounded alone, never fused: what every product is here, built
+// with -ffp-contract=off.
+inline float __fmul_rn(float a, float b) { return a * b; }
 typedef unsigned char __nv_fp8_storage_t;
 enum __nv_fp8_interpretation_t { __NV_E4M3, __NV_E5M2 };
 inline __half_raw __nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t v, __nv_fp8_interpretation_t k)
