@@ -228,9 +228,9 @@ kiln_status kiln_denoiser_set_freeu(kiln_denoiser *d, const kiln_freeu *freeu)
 static kiln_status resize_method(const char *name, const char *which, kiln_resample_method *out)
 {
     if (!name) name = "bicubic";
-    if (kiln_resample_plane_method_from_name(name, out)) return KILN_OK;
-    return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale: %s '%s': kiln resizes with bicubic, bilinear, "
-                     "nearest-exact and area (not yet bislerp)", which, name);
+    if (kiln_resample_from_name(name, out)) return KILN_OK;
+    return kiln_fail(KILN_ERR_UNSUPPORTED, "PatchModelAddDownscale: %s '%s': bicubic, bilinear, nearest-exact, area or "
+                     "bislerp", which, name);
 }
 
 /* SelfAttentionGuidance's record of the middle block's q and k: its tokens

@@ -294,12 +294,28 @@ kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **
     return kiln_run_fourier_filter(g, &p, (const tensor *[]){x}, *y);
 }
 
+/* x (N,C,H,W) -> *y: ComfyUI's bislerp along one axis (0: the width, 1: the height) to `out` */
+static kiln_status slerp_resize(kiln_graph *g, const tensor *x, int out, int axis, tensor **y)
+{
+    kiln_slerp_resize_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2],
+                                  (int32_t)x->shape[3], out, axis};
+    TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, axis ? out : p.H, axis ? p.W : out}));
+    return kiln_run_slerp_resize(g, &p, (const tensor *[]){x}, *y);
+}
+
 kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resample_method method, tensor **y)
 {
     kiln_resize_params p = {(int32_t)x->shape[0], (int32_t)x->shape[1], (int32_t)x->shape[2], (int32_t)x->shape[3],
                             oh, ow, (int32_t)method};
     /* before the output exists: a size below 1 would make no tensor */
     if (oh < 1 || ow < 1) return kiln_fail(KILN_ERR_INVALID_ARG, "resize: to %d x %d (height x width)", oh, ow);
+    if (method == KILN_RESAMPLE_BISLERP) { /* it mixes a pixel's channels: the width, then the height, as ComfyUI */
+        tensor *wide;
+        TRY(slerp_resize(g, x, ow, 0, &wide));
+        kiln_status st = slerp_resize(g, wide, oh, 1, y);
+        nn_drop(g, &wide);
+        return st;
+    }
     TRY(kiln_graph_tensor(g, y, 4, (int64_t[]){p.N, p.C, oh, ow}));
     return kiln_run_resize(g, &p, (const tensor *[]){x}, *y);
 }

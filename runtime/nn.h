@@ -76,7 +76,8 @@ kiln_status nn_pad2d(kiln_graph *g, const tensor *x, int top, int bottom, int le
 kiln_status nn_freeu_backbone(kiln_graph *g, const tensor *x, float b, bool v2, tensor **y);
 // x (N,C,H,W) -> y: FreeU's filter, the lowest frequencies scaled by s
 kiln_status nn_fourier_filter(kiln_graph *g, const tensor *x, float s, tensor **y);
-// x (N,C,H,W) -> *y (N,C,oh,ow): torch's interpolate (no align_corners, no antialias) with `method`
+// x (N,C,H,W) -> *y (N,C,oh,ow): torch's interpolate (no align_corners, no antialias) with `method`, or
+// ComfyUI's bislerp
 kiln_status nn_resize(kiln_graph *g, const tensor *x, int oh, int ow, kiln_resample_method method, tensor **y);
 // x (N,C,H,W) or (N,C,HW), slope (C) -> *y: PReLU, a learnt slope per channel for x < 0
 kiln_status nn_prelu(kiln_graph *g, const tensor *x, const tensor *slope, tensor **y);

@@ -3024,9 +3024,9 @@ static kiln_status resize_method_input(const wf_node *n, const char *input, cons
     const char *name;
     kiln_resample_method m;
     TRY(text(n, input, &name));
-    if (!kiln_resample_plane_method_from_name(name, &m))
-        return node_fail(n, KILN_ERR_UNSUPPORTED, "%s '%s': kiln resizes the UNet with bicubic, bilinear, nearest-exact "
-                         "and area (not yet bislerp)", input, name);
+    if (!kiln_resample_from_name(name, &m))
+        return node_fail(n, KILN_ERR_INVALID_ARG, "%s '%s': bicubic, bilinear, nearest-exact, area or bislerp", input,
+                         name);
     *out = kiln_resample_name(m);
     return KILN_OK;
 }

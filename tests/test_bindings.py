@@ -700,18 +700,21 @@ class Guidance(unittest.TestCase):
 
     def test_deep_shrink(self):
         """PatchModelAddDownscale moves the run (shrunk for the whole
-        schedule); a method ComfyUI has and kiln not yet is refused by
-        name."""
+        schedule), bislerp otherwise than bicubic; a method the node lacks
+        is refused by name."""
         positive, negative = model.encode("a red circle"), model.encode("")
 
         def run(shrink=None):
             return model.ksampler(positive, negative, model.empty_latent(48, 40), seed=7, steps=3, cfg=5.0,
                                   deep_shrink=shrink).to_list()
 
-        self.assertGreater(rel_l2(run(kiln.DeepShrink(end_percent=1.0)), run()), 1e-3)
+        bicubic = run(kiln.DeepShrink(end_percent=1.0))
+        self.assertGreater(rel_l2(bicubic, run()), 1e-3)
+        self.assertGreater(rel_l2(run(kiln.DeepShrink(end_percent=1.0, downscale_method="bislerp",
+                                                      upscale_method="bislerp")), bicubic), 1e-4)
         with self.assertRaises(kiln.KilnError) as caught:
-            run(kiln.DeepShrink(upscale_method="bislerp"))
-        self.assertIn("upscale_method 'bislerp'", caught.exception.message)
+            run(kiln.DeepShrink(upscale_method="lanczos"))
+        self.assertIn("upscale_method 'lanczos'", caught.exception.message)
 
     def test_hypertile(self):
         """HyperTile moves the run where its tiles cut the latent, is the

@@ -3,7 +3,7 @@
  * KSampler runs of the tiny SD 1.x model shrunk after the first downsampler's
  * skip for the first part of the schedule, before its skip over the whole
  * schedule by a factor that does not divide the latent, after the first
- * resblock, with FreeU_V2 after it (the resize first), and with a
+ * resblock, with bislerp both ways, with FreeU_V2 after it (the resize first), and with a
  * ControlNet and a T2I-Adapter whose residuals meeting the shrunk skips,
  * blocks and middle are left out; with SelfAttentionGuidance, its map at
  * the shrunk middle block; refusals. */
@@ -25,6 +25,7 @@ static void runs_match_comfyui(void **state)
     parity_check_deep_shrink_run(m, "after_skip", 1e-5);
     parity_check_deep_shrink_run(m, "before_skip", 1e-5);
     parity_check_deep_shrink_run(m, "block1", 1e-5);
+    parity_check_deep_shrink_run(m, "bislerp", 1e-5);
     parity_check_deep_shrink_run(m, "freeu_v2", 1e-5);
     parity_check_deep_shrink_run(m, "controlnet", 1e-5);
     parity_check_deep_shrink_run(m, "t2i", 1e-5);
@@ -53,11 +54,11 @@ static void refusals(void **state)
     assert_int_equal(kiln_test_open_tiny_sd15(&be, &m), 0);
     kiln_conditioning c;
     assert_kiln_ok(kiln_text_encode(m, "a red circle", 0, &c));
-    kiln_deep_shrink shrink = {3, 2.0, 0.0, 0.35, true, "bislerp", NULL};
+    kiln_deep_shrink shrink = {3, 2.0, 0.0, 0.35, true, "lanczos", NULL};
     kiln_sampling_job job = kiln_test_job("euler", "normal", 2, 5.0f, 1, 8, 8);
     job.deep_shrink = &shrink;
     float *latent = NULL;
-    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'bislerp'");
+    assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_method 'lanczos'");
     shrink.downscale_method = NULL, shrink.downscale_factor = 10.0;
     assert_refused_naming(kiln_ksample(m, &job, &c, &c, &latent), "downscale_factor 10");
     assert_null(latent);

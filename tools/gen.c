@@ -345,7 +345,7 @@ static void usage(FILE *to)
             "                         activations after input block B (default node: 3) shrunk by F while\n"
             "                         the schedule is between START and END (default 0, 0.35); for pictures\n"
             "                         larger than the model learnt\n"
-            "  --deep-shrink-method DOWN[,UP]  bicubic (default), bilinear, nearest-exact or area\n"
+            "  --deep-shrink-method DOWN[,UP]  bicubic (default), bilinear, nearest-exact, area or bislerp\n"
             "  --deep-shrink-before-skip  shrink before the block's skip is kept (default: after)\n"
             "  --hypertile TILE[,SWAP[,DEPTH]]  HyperTile: the UNet's self-attention in tiles of at least\n"
             "                         TILE pixels (1..2048, less than 32 counts as 32; the node's default\n"
@@ -949,8 +949,9 @@ static int parse(int argc, char **argv, gen_options *o)
             kiln_resample_method m[2];
             if (n < sizeof down) memcpy(down, optarg, n);
             snprintf(up, sizeof up, "%s", comma ? comma + 1 : down);
-            if (!kiln_resample_plane_method_from_name(down, &m[0]) || !kiln_resample_plane_method_from_name(up, &m[1]))
-                return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear, nearest-exact or area");
+            if (!kiln_resample_from_name(down, &m[0]) || !kiln_resample_from_name(up, &m[1]))
+                return bad_flag("--deep-shrink-method", optarg, "DOWN[,UP]: bicubic, bilinear, nearest-exact, area or "
+                                "bislerp");
             o->deep_shrink.downscale_method = kiln_resample_name(m[0]);
             o->deep_shrink.upscale_method = kiln_resample_name(m[1]);
             break;

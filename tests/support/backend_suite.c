@@ -106,11 +106,13 @@ static void sag_run(kiln_model *m)
 }
 static void sag_run_f32(void **s) { (void)s, on_tiny_model(sag_run); }
 /* Deep Shrink: the calls that shrink in a graph of their own, the resize op
- * down after a skip and back up, and an upsampler to a small skip's size */
+ * down after a skip and back up (bislerp's slerp_resize too), and an
+ * upsampler to a small skip's size */
 static void deep_shrink_runs(kiln_model *m)
 {
     parity_check_deep_shrink_run(m, "after_skip", gpu_f32.tol);
     parity_check_deep_shrink_run(m, "before_skip", gpu_f32.tol);
+    parity_check_deep_shrink_run(m, "bislerp", gpu_f32.tol);
     parity_check_deep_shrink_run(m, "controlnet", gpu_f32.tol);
 }
 static void deep_shrink_run_f32(void **s) { (void)s, on_tiny_model(deep_shrink_runs); }

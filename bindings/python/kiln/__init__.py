@@ -1536,7 +1536,7 @@ class DeepShrink(NamedTuple):
     between start_percent and end_percent, the UNet's activations after
     input block block_number shrunk by downscale_factor (after that block's
     skip is kept, or before), and grown back to each skip's size in the
-    decoder; methods "bicubic", "bilinear", "nearest-exact", "area"."""
+    decoder; methods "bicubic", "bilinear", "nearest-exact", "area", "bislerp"."""
     block_number: int = 3
     downscale_factor: float = 2.0
     start_percent: float = 0.0

@@ -78,6 +78,9 @@ Runs (each euler, normal, 3 steps, cfg 5, seed 42, denoise 1):
                bilinear down, nearest-exact up
   block1:      block 1, factor 2.0, start 0.0, end 0.6, after skip,
                bicubic down, bicubic up
+  bislerp:     block 3, factor 1.5 (6 x 8 to 4 x 5), start 0.0, end 1.0, after
+               skip, bislerp down and up (ComfyUI's comfy/utils.py bislerp,
+               as tests/data/resample/make_resample_data.py restates it)
   freeu_v2:    block 3, factor 2.0, start 0.0, end 1.0, after skip,
                bicubic down, bicubic up, then FreeU_V2 b1 1.3, b2 1.4,
                s1 0.9, s2 0.2 (the node's defaults)
@@ -100,11 +103,12 @@ Writes tests/data/deep_shrink/deep_shrink.safetensors, every tensor float32:
   sigmas (4,): the normal scheduler's 3 sigmas then 0.
   noise (1, 4, 12, 16): the seed-42 noise.
   plain.latent_out (1, 4, 12, 16): the run without the patch.
-  For each run R in after_skip, before_skip, block1 (freeu_v2: all but
+  For each run R in after_skip, before_skip, block1, bislerp (freeu_v2: all but
   sigma_bounds):
     R.settings (7,): [block_number, downscale_factor, start_percent,
         end_percent, downscale_after_skip (0/1), downscale_method,
-        upscale_method], a method as 0 nearest-exact, 1 bilinear, 2 bicubic
+        upscale_method], a method as 0 nearest-exact, 1 bilinear, 2 bicubic,
+        5 bislerp
     R.sigma_bounds (2,): [sigma_start, sigma_end] (float32 of the Python
         floats the node compares with; 999999999.9 becomes 1e9)
     R.shrunk_steps (3,): 1 where that step's model call was shrunk
@@ -142,6 +146,9 @@ from sd_common import comfy_normal_sigmas, eps_x0, cfg_denoiser, ksampler, rel_l
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "t2i_adapter"))
 from make_t2i_adapter_data import with_comfy_pooling  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "resample"))
+from make_resample_data import common_upscale  # noqa: E402
+
 OUT = "tests/data/deep_shrink"
 MODEL = "tests/data/tiny/sd15_tiny_diffusers"
 INPUTS = "tests/data/tiny/unet.safetensors"
@@ -150,7 +157,7 @@ SCALING = 0.18215
 STEPS = 3
 CFG = 5.0
 H, W = 12, 16
-METHODS = ["nearest-exact", "bilinear", "bicubic"]
+METHODS = ["nearest-exact", "bilinear", "bicubic", "nearest", "area", "bislerp"]  # kiln_resample_method's order
 
 RUNS = {
     "after_skip": dict(block=3, factor=2.0, start=0.0, end=0.35, after_skip=True,
@@ -159,6 +166,8 @@ RUNS = {
                         down="bilinear", up="nearest-exact"),
     "block1": dict(block=1, factor=2.0, start=0.0, end=0.6, after_skip=True,
                    down="bicubic", up="bicubic"),
+    "bislerp": dict(block=3, factor=1.5, start=0.0, end=1.0, after_skip=True,
+                    down="bislerp", up="bislerp"),
 }
 # the freeu_v2 run: PatchModelAddDownscale with these settings, then FreeU_V2
 FREEU_V2_RUN = dict(block=3, factor=2.0, start=0.0, end=1.0, after_skip=True,
@@ -191,8 +200,8 @@ def percent_to_sigma(percent):
 
 
 def resize(h, size, method):
-    """common_upscale with crop "disabled" for the torch modes."""
-    return F.interpolate(h, size=tuple(size), mode=method)
+    """common_upscale with crop "disabled" (bislerp as tests/data/resample restates ComfyUI's)."""
+    return common_upscale(h, size[1], size[0], method, "disabled")
 
 
 class DeepShrink:
