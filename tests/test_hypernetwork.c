@@ -15,31 +15,32 @@
 
 static const parity_fixture tiny = {.path = KILN_TEST_DATA "/tiny/sd15_tiny_ldm_fp32.safetensors", .tol = 1e-5};
 
+/* The tiny UNet with the files at their strengths, in order, against the
+ * golden's case `prefix`. */
+static void check_unet(const char *prefix, int count, const char *const *files, const double *strengths)
+{
+    const parity_unet_patches p = {.hypernetworks = files, .hypernetwork_strengths = strengths,
+                                   .nhypernetworks = count};
+    parity_check_unet_patched(&tiny, "hypernetwork/golden.safetensors", prefix, &p);
+}
+
 static void unet_relu_layer_norm(void **state)
 {
     (void)state;
-    const char *files[] = {"hypernetwork/relu_ln.pt"};
-    const double strengths[] = {1.0};
-    const parity_unet_patches p = {.hypernetworks = files, .hypernetwork_strengths = strengths, .nhypernetworks = 1};
-    parity_check_unet_patched(&tiny, "hypernetwork/golden.safetensors", "relu_ln.", &p);
+    check_unet("relu_ln.", 1, (const char *const[]){"hypernetwork/relu_ln.pt"}, (const double[]){1.0});
 }
 
 static void unet_mish(void **state)
 {
     (void)state;
-    const char *files[] = {"hypernetwork/mish.pt"};
-    const double strengths[] = {0.8};
-    const parity_unet_patches p = {.hypernetworks = files, .hypernetwork_strengths = strengths, .nhypernetworks = 1};
-    parity_check_unet_patched(&tiny, "hypernetwork/golden.safetensors", "mish.", &p);
+    check_unet("mish.", 1, (const char *const[]){"hypernetwork/mish.pt"}, (const double[]){0.8});
 }
 
 static void unet_chain(void **state)
 {
     (void)state;
-    const char *files[] = {"hypernetwork/relu_ln.pt", "hypernetwork/swish.pt"};
-    const double strengths[] = {1.0, -0.7};
-    const parity_unet_patches p = {.hypernetworks = files, .hypernetwork_strengths = strengths, .nhypernetworks = 2};
-    parity_check_unet_patched(&tiny, "hypernetwork/golden.safetensors", "chain.", &p);
+    check_unet("chain.", 2, (const char *const[]){"hypernetwork/relu_ln.pt", "hypernetwork/swish.pt"},
+               (const double[]){1.0, -0.7});
 }
 
 /* Two steps of euler on a 16x12 latent, with the hypernetworks given. */
