@@ -3237,13 +3237,104 @@ static kiln_status string_replace(wf_run *r, wf_node *n)
     return st;
 }
 
+/* Whether every byte is ASCII: kiln changes the case of ASCII letters only
+ * (Python's str methods map all of Unicode, some letters to several). */
+static kiln_status ascii_only(const wf_node *n, const char *input, const char *string)
+{
+    for (const unsigned char *c = (const unsigned char *)string; *c; c++)
+        if (*c >= 0x80)
+            return node_fail(n, KILN_ERR_UNSUPPORTED, "input '%s': changing the case of text beyond ASCII (kiln "
+                             "maps A-Z and a-z alone)", input);
+    return KILN_OK;
+}
+
+/* ASCII's case alone, whatever the locale (<ctype.h>'s follows it) */
+static char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c; }
+static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+static bool ascii_letter(char c) { return ascii_upper(c) >= 'A' && ascii_upper(c) <= 'Z'; }
+
+/* A copy of input `name`, lowered unless case_sensitive (ASCII alone). */
+static kiln_status compared_text(const wf_node *n, const char *name, bool case_sensitive, char **out)
+{
+    const char *string;
+    TRY(text(n, name, &string));
+    if (!case_sensitive) TRY(ascii_only(n, name, string));
+    if (!(*out = strdup(string))) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    for (char *c = *out; !case_sensitive && *c; c++) *c = ascii_lower(*c);
+    return KILN_OK;
+}
+
+/* StringContains and StringCompare (Starts With, Ends With, Equal): a
+ * BOOLEAN, the strings lowered first unless case_sensitive. */
+static kiln_status string_test(wf_run *r, wf_node *n, bool compare)
+{
+    (void)r;
+    bool case_sensitive = true;
+    const char *mode = "contains";
+    TRY(flag(n, "case_sensitive", &case_sensitive));
+    if (compare) {
+        TRY(text(n, "mode", &mode));
+        if (strcmp(mode, "Starts With") && strcmp(mode, "Ends With") && strcmp(mode, "Equal"))
+            return node_fail(n, KILN_ERR_INVALID_ARG, "mode '%s': Starts With, Ends With or Equal", mode);
+    }
+    char *a = NULL, *b = NULL;
+    kiln_status st = compared_text(n, compare ? "string_a" : "string", case_sensitive, &a);
+    if (st == KILN_OK) st = compared_text(n, compare ? "string_b" : "substring", case_sensitive, &b);
+    if (st == KILN_OK) {
+        const size_t la = strlen(a), lb = strlen(b);
+        /* on UTF-8 the characters' comparisons are the bytes' */
+        const bool v = !compare ? strstr(a, b) != NULL
+                       : strcmp(mode, "Equal") == 0 ? strcmp(a, b) == 0
+                       : lb > la ? false
+                       : strcmp(mode, "Starts With") == 0 ? memcmp(a, b, lb) == 0
+                                                          : memcmp(a + la - lb, b, lb) == 0;
+        st = plain_output(n, 0, cJSON_CreateBool(v));
+    }
+    free(a);
+    free(b);
+    return st;
+}
+
+static kiln_status string_contains(wf_run *r, wf_node *n) { return string_test(r, n, false); }
+static kiln_status string_compare(wf_run *r, wf_node *n) { return string_test(r, n, true); }
+
+/* CaseConverter: Python's upper(), lower(), capitalize() (the first
+ * character upper, the rest lower) and title() (a letter after a letter
+ * lower, any other upper: "they're" gives "They'Re", as Python's), on ASCII
+ * text. */
+static kiln_status case_converter(wf_run *r, wf_node *n)
+{
+    (void)r;
+    const char *string, *mode;
+    TRY(text(n, "string", &string));
+    TRY(text(n, "mode", &mode));
+    const bool upper = strcmp(mode, "UPPERCASE") == 0, lower = strcmp(mode, "lowercase") == 0,
+               capitalize = strcmp(mode, "Capitalize") == 0, title = strcmp(mode, "Title Case") == 0;
+    if (!upper && !lower && !capitalize && !title)
+        return node_fail(n, KILN_ERR_INVALID_ARG, "mode '%s': UPPERCASE, lowercase, Capitalize or Title Case", mode);
+    TRY(ascii_only(n, "string", string));
+    char *out = strdup(string);
+    if (!out) return kiln_fail(KILN_ERR_OUT_OF_MEMORY, "workflow: out of host memory");
+    bool after_letter = false;
+    for (size_t i = 0; out[i]; i++) {
+        const char c = out[i];
+        const bool raise = upper || (capitalize && i == 0) || (title && !after_letter);
+        out[i] = raise ? ascii_upper(c) : ascii_lower(c);
+        after_letter = ascii_letter(c);
+    }
+    kiln_status st = plain_output(n, 0, cJSON_CreateString(out));
+    free(out);
+    return st;
+}
+
 /* The nodes whose outputs are plain values. */
 static bool gives_plain_values(const wf_node *n)
 {
     const char *c = n->class_type;
     return strcmp(c, "GetImageSize") == 0 || strcmp(c, "StringConcatenate") == 0 || strcmp(c, "StringLength") == 0 ||
            strcmp(c, "StringSubstring") == 0 || strcmp(c, "StringReplace") == 0 || strcmp(c, "StringTrim") == 0 ||
-           strcmp(c, "SamplingPercentToSigma") == 0;
+           strcmp(c, "SamplingPercentToSigma") == 0 || strcmp(c, "StringContains") == 0 ||
+           strcmp(c, "StringCompare") == 0 || strcmp(c, "CaseConverter") == 0;
 }
 
 /* n's inputs linked to plain values (those nodes run first) become the
@@ -3864,7 +3955,8 @@ static kiln_status run_node(wf_run *r, wf_node *n)
                                          "StringConcatenate", "StringLength", "StringSubstring", "StringReplace",
                                          "StringTrim", "T5TokenizerOptions", "EasyCache", "LazyCache", "FreSca",
                                          "SamplingPercentToSigma", "AddNoise", "FluxDisableGuidance",
-                                         "CLIPTextEncodePixArtAlpha", "HypernetworkLoader", "PerpNeg"};
+                                         "CLIPTextEncodePixArtAlpha", "HypernetworkLoader", "PerpNeg",
+                                         "StringContains", "StringCompare", "CaseConverter"};
     static kiln_status (*const runs[])(wf_run *, wf_node *) = {
         checkpoint_loader, checkpoint_loader, clip_set_last_layer, clip_text_encode, empty_latent_image,
         empty_latent_image, load_image,
@@ -3888,7 +3980,7 @@ static kiln_status run_node(wf_run *r, wf_node *n)
         save_latent, load_latent, vae_save, model_save, hypertile, get_image_size, string_concatenate, string_length,
         string_substring, string_replace, string_trim, t5_tokenizer_options, easy_cache, lazy_cache, fresca,
         sampling_percent_to_sigma, add_noise, flux_disable_guidance, clip_text_encode_pixart_alpha, hypernetwork_loader,
-        perp_neg};
+        perp_neg, string_contains, string_compare, case_converter};
     _Static_assert(sizeof simple / sizeof *simple == sizeof runs / sizeof *runs, "a node name for every run");
     n->state = 1;
     TRY(inline_plain_values(r, n));

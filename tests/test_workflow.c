@@ -1552,6 +1552,53 @@ static void plain_value_nodes(void **state)
     tiny_sd15_free(m, &pos, &neg, &empty);
 }
 
+/* StringContains, StringCompare and CaseConverter: their BOOLEANs into
+ * ModelSamplingDiscrete's zsnr and CaseConverter's text into the prompt,
+ * the library's runs with those values, pixel for pixel (Python's title()
+ * making "they're" "They'Re"); case changes beyond ASCII refused by name. */
+static void string_test_nodes(void **state)
+{
+    (void)state;
+#define STRING_TEST_RUN(test, text)                                                                                   \
+    "{" CKPT ", \"40\": " test ", \"41\": {\"class_type\": \"CaseConverter\", \"inputs\": {\"string\": \"" text "\", "   \
+    "\"mode\": \"Title Case\"}}, \"60\": {\"class_type\": \"ModelSamplingDiscrete\", \"inputs\": {\"model\": "          \
+    "[\"4\", 0], \"sampling\": \"eps\", \"zsnr\": [\"40\", 0]}}, \"6\": {\"class_type\": \"CLIPTextEncode\", "          \
+    "\"inputs\": {\"text\": [\"41\", 0], \"clip\": [\"4\", 1]}}, \"7\": {\"class_type\": \"CLIPTextEncode\", "          \
+    "\"inputs\": {\"text\": \"\", \"clip\": [\"4\", 1]}}, \"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": "    \
+    "{\"width\": 16, \"height\": 16, \"batch_size\": 1}}, \"3\": {\"class_type\": \"KSampler\", \"inputs\": "           \
+    "{\"seed\": 3, \"steps\": 2, \"cfg\": 6, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"denoise\": 1, "  \
+    "\"model\": [\"60\", 0], \"positive\": [\"6\", 0], \"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}}, "    \
+    DECODE_SAVE("[\"3\", 0]") "}"
+    static const char *const graphs[3] = {
+        STRING_TEST_RUN("{\"class_type\": \"StringContains\", \"inputs\": {\"string\": \"A RED circle\", "
+                        "\"substring\": \"red\", \"case_sensitive\": false}}", "they're a RED circle2go"),
+        STRING_TEST_RUN("{\"class_type\": \"StringCompare\", \"inputs\": {\"string_a\": \"Hello\", \"string_b\": "
+                        "\"hello\", \"mode\": \"Equal\", \"case_sensitive\": true}}", "they're a RED circle2go"),
+        STRING_TEST_RUN("{\"class_type\": \"StringCompare\", \"inputs\": {\"string_a\": \"a red circle\", "
+                        "\"string_b\": \"CIRCLE\", \"mode\": \"Ends With\", \"case_sensitive\": false}}",
+                        "\u00e9t\u00e9")};
+    kiln_model *m;
+    kiln_conditioning pos, neg;
+    kiln_latent empty, latent;
+    tiny_sd15(&m, "", &pos, &neg, &empty);
+    kiln_conditioning_free(&pos);
+    assert_kiln_ok(kiln_text_encode(m, "They'Re A Red Circle2Go", 0, &pos));
+    for (int k = 0; k < 2; k++) { /* contains: true; "Hello" == "hello" case-sensitively: false */
+        assert_kiln_ok(kiln_model_set_prediction(m, "eps"));
+        assert_kiln_ok(kiln_model_set_zsnr(m, k == 0));
+        const kiln_ksampler_params p = {.seed = 3, .steps = 2, .cfg = 6.0, .sampler_name = "euler",
+                                        .scheduler = "normal", .denoise = 1.0};
+        assert_kiln_ok(kiln_ksampler(m, &p, &pos, &neg, &empty, &latent));
+        assert_workflow_decodes_to(graphs[k], m, &latent);
+        kiln_latent_free(&latent);
+    }
+    assert_kiln_ok(kiln_model_reset_sampling(m));
+    expect_refusal(graphs[2], KILN_ERR_UNSUPPORTED, "node 41 (CaseConverter): input 'string': changing the case of "
+                   "text beyond ASCII");
+#undef STRING_TEST_RUN
+    tiny_sd15_free(m, &pos, &neg, &empty);
+}
+
 /* HyperTile on the model: the library's run with its settings, pixel for
  * pixel (tiles of 4 latent pixels drawn among two counts, reaching the
  * middle block); a second HyperTile node is refused. */
@@ -2588,6 +2635,7 @@ int main(void)
         cmocka_unit_test(freeu_nodes),
         cmocka_unit_test(hypertile_nodes),
         cmocka_unit_test(hypernetwork_nodes),
+        cmocka_unit_test(string_test_nodes),
         cmocka_unit_test(plain_value_nodes),
         cmocka_unit_test(pag_nodes),
         cmocka_unit_test(sag_nodes),

@@ -1270,7 +1270,8 @@ kiln_status kiln_ksampler(kiln_model *m, const kiln_ksampler_params *params, con
  * ImageFromBatch, SaveImage, PreviewImage (and the
  * Primitive nodes, whose values stand in for the links to them, as do the
  * outputs of GetImageSize, StringConcatenate, StringSubstring,
- * StringReplace, StringTrim and StringLength); any other is refused by its
+ * StringReplace, StringTrim, StringLength, StringContains, StringCompare and
+ * CaseConverter); any other is refused by its
  * id and name. */
 typedef struct kiln_workflow_options {
     /* where the file names in the workflow (ckpt_name, lora_name, ...) are
