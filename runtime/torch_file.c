@@ -759,9 +759,10 @@ static kiln_status add_tensor(state_dict *sd, const kiln_py_value *v, char *name
 
 /* Adds the tensors of dict or list c, their names `prefix` (c's dotted path
  * and ".", or "") and their keys (a list's indices, a dict's string keys
- * without `drop`, a prefix all of them share, or its integer keys in
- * decimal: an A1111 hypernetwork's dims), the dicts and lists within it by
- * their paths. */
+ * without `drop`, a prefix all of them share, or the top dict's integer
+ * keys in decimal: an A1111 hypernetwork's dims), the dicts and lists
+ * within it by their paths. Integer keys deeper down are an optimizer's
+ * state, which no loader reads. */
 static kiln_status add_tensors(state_dict *sd, const kiln_py_value *c, const char *prefix, const char *drop, int depth)
 {
     const char *path = sd->f->path;
@@ -770,7 +771,7 @@ static kiln_status add_tensors(state_dict *sd, const kiln_py_value *c, const cha
         const kiln_py_value *v = c->items[i], *k = c->kind == KILN_PY_DICT ? c->keys[i] : NULL;
         if (v->kind != KILN_PY_TENSOR && v->kind != KILN_PY_DICT && v->kind != KILN_PY_LIST)
             continue; /* a step count, a name, ... */
-        if (k && k->kind != KILN_PY_STR && k->kind != KILN_PY_INT) continue;
+        if (k && k->kind != KILN_PY_STR && !(k->kind == KILN_PY_INT && depth == 0)) continue;
         char key[32];
         const char *part = key;
         if (!k) snprintf(key, sizeof key, "%zu", i);

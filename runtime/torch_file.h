@@ -80,11 +80,12 @@ kiln_status kiln_torch_read_f32(const kiln_torch_file *f, const kiln_py_value *t
  * dict under "model_state_dict", "state_dict" (Lightning's checkpoints),
  * "params_ema", "params-ema", "params", "model" or "net" where there is one,
  * the only dict of a dict of one; keys without a "module." or "netG." that all
- * share; dicts and lists within it flattened to dotted names, integer keys
- * and list items by their numbers (an IP-Adapter's image_proj and
- * ip_adapter; an A1111 hypernetwork's `768.0.linear.0.weight`, the first
- * of dim 768's two layer stacks). Each tensor keeps its type (doubles as
- * f32, bools as u8); other values (a step count, a name) and LDM's
+ * share; dicts and lists within it flattened to dotted names, list items
+ * and the top dict's integer keys by their numbers (an IP-Adapter's
+ * image_proj and ip_adapter; an A1111 hypernetwork's
+ * `768.0.linear.0.weight`, the first of dim 768's two layer stacks). Each
+ * tensor keeps its type (doubles as f32, bools as u8); other values (a
+ * step count, a name, an optimizer's state) and LDM's
  * EMA copy of the UNet (`model_ema.*`, which no loader reads) are left out.
  * Errors name `path`: no dict of tensors, more dims than kiln reads. */
 kiln_status kiln_torch_to_safetensors(const char *path, const char *out);

@@ -13,6 +13,7 @@
 #include <zip.h>
 
 #include "byte_builder.h"
+#include "safetensors.h"
 #include "torch_file.h"
 
 static char scratch[4096];
@@ -41,28 +42,34 @@ static void small_int(pickle *p, int v) /* BININT1 */
     put_bytes(p, b, 2);
 }
 
-/* {'emb': tensor}: _rebuild_tensor_v2 of storage '0' (`numel` floats) at
+/* A tensor: _rebuild_tensor_v2 of storage '0' (`numel` floats) at
  * `offset`, size (rows, cols), row-major strides; under _rebuild_parameter
  * where `parameter`. */
+static void put_tensor(pickle *p, int numel, int offset, int rows, int cols, bool parameter)
+{
+    if (parameter) op(p, "ctorch._utils\n_rebuild_parameter\n(");
+    op(p, "ctorch._utils\n_rebuild_tensor_v2\n((");
+    str(p, "storage");
+    op(p, "ctorch\nFloatStorage\n");
+    str(p, "0");
+    str(p, "cpu");
+    small_int(p, numel);
+    op(p, "tQ");
+    small_int(p, offset);
+    small_int(p, rows), small_int(p, cols);
+    op(p, "\x86");
+    small_int(p, cols), small_int(p, 1);
+    op(p, "\x86\x89" "ccollections\nOrderedDict\n)RtR");
+    if (parameter) op(p, "\x88" "ccollections\nOrderedDict\n)RtR");
+}
+
+/* {'emb': tensor(...)} */
 static pickle tensor_dict(int numel, int offset, int rows, int cols, bool parameter)
 {
     pickle p = {.n = 0};
     op(&p, "\x80\x02}(");
     str(&p, "emb");
-    if (parameter) op(&p, "ctorch._utils\n_rebuild_parameter\n(");
-    op(&p, "ctorch._utils\n_rebuild_tensor_v2\n((");
-    str(&p, "storage");
-    op(&p, "ctorch\nFloatStorage\n");
-    str(&p, "0");
-    str(&p, "cpu");
-    small_int(&p, numel);
-    op(&p, "tQ");
-    small_int(&p, offset);
-    small_int(&p, rows), small_int(&p, cols);
-    op(&p, "\x86");
-    small_int(&p, cols), small_int(&p, 1);
-    op(&p, "\x86\x89" "ccollections\nOrderedDict\n)RtR");
-    if (parameter) op(&p, "\x88" "ccollections\nOrderedDict\n)RtR");
+    put_tensor(&p, numel, offset, rows, cols, parameter);
     op(&p, "u.");
     return p;
 }
@@ -191,6 +198,47 @@ static void archives_built_here(void **state)
     assert_int_equal(kiln_py_dict_get(root, "dup")->i, 4);
     assert_string_equal(kiln_py_dict_get(root, "object")->s, "hparams.Namespace");
     kiln_torch_close(f);
+    unlink(path);
+}
+
+/* Flattened to safetensors: the top dict's integer keys and the lists
+ * under them by their numbers (an A1111 hypernetwork's {768: [{'w': t}]}),
+ * an optimizer's state (integer keys further down) left out. */
+static void nested_keys_flattened(void **state)
+{
+    (void)state;
+    const float storage[4] = {1, 2, 3, 4};
+    pickle p = {.n = 0};
+    op(&p, "\x80\x02}(");
+    put_bytes(&p, "M\x00\x03", 3); /* BININT2 768 */
+    op(&p, "](}(");
+    str(&p, "w");
+    put_tensor(&p, 4, 0, 2, 2, false);
+    op(&p, "ue");
+    str(&p, "optimizer");
+    op(&p, "}(");
+    str(&p, "state");
+    op(&p, "}(");
+    small_int(&p, 0);
+    op(&p, "}(");
+    str(&p, "exp_avg");
+    put_tensor(&p, 4, 0, 2, 2, false);
+    op(&p, "uuuu.");
+    const char *path = write_archive("kiln_torch_nested.pt", &p, storage, sizeof storage);
+    char out[600];
+    snprintf(out, sizeof out, "%s.safetensors", path);
+    assert_kiln_ok(kiln_torch_to_safetensors(path, out));
+    kiln_st_file *f;
+    assert_kiln_ok(kiln_st_open(out, &f));
+    assert_int_equal(kiln_st_count(f), 1);
+    float *w;
+    size_t n;
+    assert_kiln_ok(kiln_st_read_f32(f, "768.0.w", &w, &n));
+    assert_int_equal(n, 4);
+    assert_memory_equal(w, storage, sizeof storage);
+    free(w);
+    kiln_st_close(f);
+    unlink(out);
     unlink(path);
 }
 
@@ -329,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(files_torch_wrote),
         cmocka_unit_test(archives_built_here),
+        cmocka_unit_test(nested_keys_flattened),
         cmocka_unit_test(bad_files_refused),
         cmocka_unit_test(mutated_pickles),
     };
